@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/*
+ * Writes the string s (no newline added) to dirfd/path, opened O_WRONLY|O_CLOEXEC
+ * (no O_CREAT: meant for cgroupfs and procfs knobs that exist already).
+ * dirfd: a directory fd or AT_FDCWD. Returns 0, or -errno of open/write; a short
+ * write is -EIO.
+ */
+int write_string_at(int dirfd, const char *path, const char *s);
+
+/*
+ * Reads all of dirfd/path into a NUL-terminated heap buffer, refusing files larger
+ * than max_size bytes (-EFBIG). Returns 0 and *ret (caller frees) and, if ret_size
+ * is not NULL, the length in bytes; or -errno of open/read.
+ */
+int read_file_at(int dirfd, const char *path, size_t max_size, char **ret, size_t *ret_size);
+
+/*
+ * Reads a whole fd from its current offset, at most max_size bytes (-EFBIG past it).
+ * Returns 0 and *ret (NUL-terminated, caller frees) and *ret_size, or -errno.
+ */
+int read_full_fd(int fd, size_t max_size, char **ret, size_t *ret_size);
+
+/*
+ * Creates path and its missing parents with the given mode (like mkdir -p).
+ * Existing directories are fine. Returns 0 or -errno of mkdir.
+ */
+int mkdir_p(const char *path, mode_t mode);
+
+/* Writes all n bytes of buf to fd, retrying on EINTR and short writes. 0 or -errno. */
+int loop_write(int fd, const void *buf, size_t n);
+
+/* Sets or clears O_NONBLOCK on fd. Returns 0 or -errno. */
+int fd_nonblock(int fd, int nonblock);

@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Logging for the edges only (CLI, supervisor main loop): library code returns
+ * errors and never prints. Messages go to stderr prefixed with "cella: ".
+ * log_error_errno(r, ...) prints the message, with %m standing for strerror(-r),
+ * and returns r (negative), so `return log_error_errno(r, "...: %m");` reads well.
+ */
+
+#include <errno.h>
+
+extern int log_verbose;
+
+int log_full_errno(int level, int error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#define LOG_ERR_LEVEL   3
+#define LOG_WARN_LEVEL  4
+#define LOG_INFO_LEVEL  6
+#define LOG_DEBUG_LEVEL 7
+
+#define log_error(...)            log_full_errno(LOG_ERR_LEVEL, 0, __VA_ARGS__)
+#define log_warning(...)          log_full_errno(LOG_WARN_LEVEL, 0, __VA_ARGS__)
+#define log_info(...)             log_full_errno(LOG_INFO_LEVEL, 0, __VA_ARGS__)
+#define log_debug(...)            log_full_errno(LOG_DEBUG_LEVEL, 0, __VA_ARGS__)
+#define log_error_errno(r, ...)   log_full_errno(LOG_ERR_LEVEL, (r), __VA_ARGS__)
+#define log_warning_errno(r, ...) log_full_errno(LOG_WARN_LEVEL, (r), __VA_ARGS__)
+#define log_debug_errno(r, ...)   log_full_errno(LOG_DEBUG_LEVEL, (r), __VA_ARGS__)

@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The app manifest (DESIGN.md section 3; the format is documented in
+ * docs/manifest.md). Parsing is strict: unknown keys, wrong types and bad values
+ * are errors that name the file, the key and what was expected.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Bounds on what a manifest may hold; every one has a test at the bound. */
+#define MANIFEST_MAX_SIZE        (64u * 1024u) /* bytes of manifest.json */
+#define MANIFEST_ID_MAX          128u          /* bytes of "id" */
+#define MANIFEST_STRING_MAX      256u          /* name, version, entry, one arg/permission */
+#define MANIFEST_LIST_MAX        64u           /* entries of args, depends, permissions, env */
+#define MANIFEST_ENV_VALUE_MAX   1024u         /* bytes of one env value */
+
+typedef enum ManifestRuntime {
+        MANIFEST_RUNTIME_NATIVE,
+        MANIFEST_RUNTIME_LUA,
+} ManifestRuntime;
+
+typedef enum ManifestKind {
+        MANIFEST_KIND_APP,
+        MANIFEST_KIND_SERVICE,
+} ManifestKind;
+
+typedef enum ManifestRestart {
+        MANIFEST_RESTART_NO,
+        MANIFEST_RESTART_ON_FAILURE,
+        MANIFEST_RESTART_ALWAYS,
+} ManifestRestart;
+
+/* Resource limits; a 0 field means "not set" (the caller applies its default). */
+typedef struct ManifestLimits {
+        uint64_t memory;  /* bytes ("64M"): cgroup memory limit */
+        uint64_t pids;    /* count: cgroup pids.max */
+        uint64_t cpu_milli; /* thousandths of one CPU ("cpu": 0.5 -> 500): cgroup quota */
+        uint64_t files;   /* count: RLIMIT_NOFILE */
+        uint64_t storage; /* bytes: /data size (RLIMIT_FSIZE until a quota backs it) */
+        uint64_t tmp;     /* bytes: size of the /tmp tmpfs */
+} ManifestLimits;
+
+typedef struct Manifest {
+        char *id;        /* reverse-DNS, validated (manifest_id_is_valid) */
+        char *name;      /* display name; defaults to id */
+        char *version;   /* free text; defaults to "0" */
+        ManifestRuntime runtime;
+        char *entry;     /* relative path inside the app folder, no "..", not absolute */
+        char **args;     /* NULL-terminated, never NULL */
+        ManifestKind kind;
+        char **depends;  /* app ids, NULL-terminated, never NULL */
+        char **permissions; /* "name" or "name:scope", NULL-terminated, never NULL */
+        char **env;      /* "KEY=VALUE", NULL-terminated, never NULL */
+        ManifestLimits limits;
+        ManifestRestart restart;
+} Manifest;
+
+/* Filled by the parser on failure; owned by the caller. */
+typedef struct ManifestError {
+        char file[256];    /* the manifest's path as the caller named it */
+        char key[128];     /* JSON path of the offending key, e.g. "limits.memory", "args[2]"; "" for syntax */
+        char message[384]; /* what was wrong and what was expected */
+        int line;          /* 1-based line for JSON syntax errors, else 0 */
+        int column;
+} ManifestError;
+
+/*
+ * Parses a manifest from memory.
+ * data/size: the JSON text (size bytes; need not be NUL-terminated), at most
+ * MANIFEST_MAX_SIZE. filename: used only in error messages.
+ * Returns 0 and *ret (free with manifest_free), or -EINVAL (bad content, err filled),
+ * -EFBIG (too large, err filled), -ENOMEM.
+ */
+int manifest_parse(const char *data, size_t size, const char *filename, Manifest **ret,
+                   ManifestError *err);
+
+/*
+ * Loads <dir>/manifest.json. dirfd: an open directory (the app folder). The file is
+ * opened with openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS), so a
+ * manifest.json that is a symlink out of the folder is refused (-ELOOP/-EXDEV).
+ * dir_name: the folder's path as the user gave it, for messages.
+ * Returns 0 and *ret, or -errno with err filled (ENOENT when there is no manifest).
+ */
+int manifest_load_at(int dirfd, const char *dir_name, Manifest **ret, ManifestError *err);
+
+/* Frees m; takes NULL; returns NULL. */
+Manifest *manifest_free(Manifest *m);
+
+/*
+ * True if id is a valid app id: 2 to MANIFEST_ID_MAX bytes; at least two dot-separated
+ * labels (reverse-DNS, as Android's applicationId and Flatpak's app ids); each label
+ * 1-63 chars of [A-Za-z0-9_-], not starting with a digit or '-'.
+ * Source: Flatpak's app-id rules (flatpak_is_valid_name) and Android applicationId.
+ */
+bool manifest_id_is_valid(const char *id);
+
+/* Names for messages: "native"/"lua", "app"/"service", "no"/"on-failure"/"always". */
+const char *manifest_runtime_to_string(ManifestRuntime r);
+const char *manifest_kind_to_string(ManifestKind k);
+const char *manifest_restart_to_string(ManifestRestart r);
+
+static inline void manifest_freep(Manifest **m)
+{
+        manifest_free(*m);
+}

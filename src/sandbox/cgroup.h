@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Per-app cgroups on cgroup v2, v1 and hybrid hosts (DESIGN.md sections 5 and 8),
+ * behind one ops struct per backend (crun's cgroup managers):
+ *
+ *   v2      unified hierarchy only: memory.max, memory.swap.max, pids.max, cpu.max,
+ *           cpu.weight, cgroup.freeze, cgroup.kill, memory.events.
+ *   v1      one hierarchy per controller: memory.limit_in_bytes (+memsw), pids.max,
+ *           cpu.cfs_quota_us/cfs_period_us, cpu.shares, freezer.state.
+ *   hybrid  limits through the v1 controllers, plus a leaf in the (controller-less)
+ *           v2 hierarchy for cgroup.freeze, cgroup.kill, cgroup.events and PSI.
+ *
+ * Layout: every app gets a leaf named "<label>@<owner pid>" under cella's root in
+ * each hierarchy it uses. The root is "<parent>/cella", where parent defaults to the
+ * cgroup the calling process is in for that hierarchy (read from /proc/self/cgroup),
+ * so cella stays inside the limits of whatever started it; on pure v2 the default
+ * parent is the hierarchy root (the "no internal processes" rule forbids enabling
+ * controllers below a cgroup that holds processes).
+ *
+ * The owner pid in the leaf name lets cgroup_sweep() tell a leftover (its owner is
+ * gone, e.g. cella was SIGKILLed) from a leaf another live cella instance owns.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef enum CgroupMode {
+        CGROUP_MODE_AUTO = 0, /* detect */
+        CGROUP_MODE_V1,
+        CGROUP_MODE_V2,
+        CGROUP_MODE_HYBRID,
+} CgroupMode;
+
+/* Limits to apply; a 0 field leaves that knob at the kernel default (unlimited). */
+typedef struct CgroupLimits {
+        uint64_t memory_max;    /* bytes; also caps swap (v2 memory.swap.max=0, v1 memsw) */
+        uint64_t pids_max;      /* number of tasks */
+        uint64_t cpu_quota_us;  /* CPU time per period, microseconds */
+        uint64_t cpu_period_us; /* period, microseconds; 0 = 100000 (the kernel default) */
+        uint64_t cpu_weight;    /* 1..10000 on the v2 scale (default 100); v1 maps to cpu.shares */
+} CgroupLimits;
+
+typedef struct CgroupStats {
+        uint64_t memory_current; /* bytes in use (v2 memory.current, v1 memory.usage_in_bytes) */
+        uint64_t memory_max;     /* bytes, UINT64_MAX when unlimited */
+        uint64_t pids_current;
+        uint64_t oom_kills;      /* OOM kills inside this cgroup (memory.events / memory.oom_control) */
+        uint64_t cpu_usage_usec; /* total CPU time (cpu.stat usage_usec / cpuacct.usage) */
+} CgroupStats;
+
+typedef struct CgroupManager CgroupManager;
+typedef struct Cgroup Cgroup;
+
+typedef struct CgroupOps {
+        const char *name;                                          /* "v1", "v2", "hybrid" */
+        int (*create)(Cgroup *cg);                                 /* mkdir the leaf in each hierarchy */
+        int (*set_limits)(Cgroup *cg, const CgroupLimits *limits); /* write the limit knobs */
+        int (*attach)(Cgroup *cg, pid_t pid);                      /* write pid to cgroup.procs */
+        int (*freeze)(Cgroup *cg, bool frozen);                    /* freezer.state / cgroup.freeze */
+        int (*kill)(Cgroup *cg);                                   /* SIGKILL every task, cgroup.kill where present */
+        int (*stats)(Cgroup *cg, CgroupStats *ret);                /* read usage counters */
+        int (*destroy)(Cgroup *cg);                                /* rmdir the leaf everywhere */
+} CgroupOps;
+
+extern const CgroupOps cgroup_v1_ops;
+extern const CgroupOps cgroup_v2_ops;
+extern const CgroupOps cgroup_hybrid_ops;
+
+/*
+ * Detects the host's layout under fs_root (normally "/sys/fs/cgroup"): v2 if fs_root
+ * is itself cgroup2 (has cgroup.controllers), hybrid if fs_root/unified is cgroup2
+ * next to v1 controller mounts, v1 otherwise. Returns 0 and *ret, -ENOENT if no
+ * cgroup hierarchy is found.
+ */
+int cgroup_detect(const char *fs_root, CgroupMode *ret);
+
+/*
+ * Creates a manager. fs_root: "/sys/fs/cgroup" (tests pass a fake tree). mode:
+ * CGROUP_MODE_AUTO to detect, or a forced backend (a hybrid host can be driven as
+ * pure v1). parent: path relative to each hierarchy's root under which "cella" is
+ * made, or NULL for the default described above. Does not create anything yet.
+ * Returns 0 and *ret, -ENOENT (no hierarchy), -ENOMEM.
+ */
+int cgroup_manager_new(const char *fs_root, CgroupMode mode, const char *parent,
+                       CgroupManager **ret);
+CgroupManager *cgroup_manager_free(CgroupManager *m);
+CgroupMode cgroup_manager_mode(const CgroupManager *m);
+const CgroupOps *cgroup_manager_ops(const CgroupManager *m);
+
+/*
+ * Removes leftover leaves under cella's root in every hierarchy: a leaf whose owner
+ * pid (after the '@' in its name) is not alive has its tasks killed and is removed.
+ * Leaves of live owners, and names without "@<pid>", are left alone.
+ * Returns the number of leaves removed (>= 0), or -errno if the roots cannot be read.
+ */
+int cgroup_sweep(CgroupManager *m);
+
+/*
+ * Makes a Cgroup handle for leaf "<label>@<owner>" (owner = getpid() of the caller)
+ * and creates it in every hierarchy the backend uses (with cella's root if missing).
+ * label: [A-Za-z0-9._-], at most 200 bytes. Returns 0 and *ret, -EINVAL, -errno.
+ */
+int cgroup_new(CgroupManager *m, const char *label, Cgroup **ret);
+
+int cgroup_set_limits(Cgroup *cg, const CgroupLimits *limits);
+int cgroup_attach(Cgroup *cg, pid_t pid);
+int cgroup_freeze(Cgroup *cg, bool frozen);
+int cgroup_kill(Cgroup *cg);
+int cgroup_stats(Cgroup *cg, CgroupStats *ret);
+
+/*
+ * Kills what is left in the cgroup, removes the leaf from every hierarchy and frees
+ * the handle. Takes NULL; returns NULL. Errors removing are ignored (a later sweep
+ * retries).
+ */
+Cgroup *cgroup_destroy(Cgroup *cg);
+
+/*
+ * The leaf's directory in the hierarchy that holds controller ctrl ("memory",
+ * "pids", "cpu", "freezer"; "" for the v2/unified one), or NULL if the backend does
+ * not use that hierarchy. The string belongs to cg.
+ */
+const char *cgroup_path(const Cgroup *cg, const char *ctrl);
