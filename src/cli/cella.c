@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* cella: the command-line front end. One file per subcommand behind this table. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "cli/cli.h"
+#include "config.h"
+#include "supervisor/exit-codes.h"
+
+static const CliCommand commands[] = {
+        { "run", "run one app in a sandbox and wait for it", cli_run },
+};
+
+static void usage(FILE *f)
+{
+        fprintf(f,
+                "Usage: cella [--version] [--help] COMMAND [ARGS...]\n"
+                "\n"
+                "cella runs untrusted apps, each in its own sandbox.\n"
+                "\n"
+                "Commands:\n");
+        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+                fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "\nRun 'cella COMMAND --help' for a command's options. "
+                   "Exit codes are listed in docs/cli.md.\n");
+}
+
+const char *cli_default_state_dir(void)
+{
+        static char buf[4096];
+        const char *x;
+
+        if (geteuid() == 0)
+                return "/var/lib/cella";
+        x = getenv("XDG_STATE_HOME");
+        if (x && x[0] == '/')
+                snprintf(buf, sizeof buf, "%s/cella", x);
+        else
+                snprintf(buf, sizeof buf, "%s/.local/state/cella", getenv("HOME") ?: "/");
+        return buf;
+}
+
+int main(int argc, char **argv)
+{
+        if (argc < 2) {
+                usage(stderr);
+                return CELLA_EXIT_USAGE;
+        }
+        if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+                usage(stdout);
+                return 0;
+        }
+        if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+                printf("cella %s\n", CELLA_VERSION);
+                return 0;
+        }
+        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+                if (strcmp(argv[1], commands[i].name) == 0)
+                        return commands[i].run(argc - 1, argv + 1);
+        log_error("unknown command '%s'; see 'cella --help'", argv[1]);
+        return CELLA_EXIT_USAGE;
+}

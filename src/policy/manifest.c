@@ -1,0 +1,1213 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The manifest parser (DESIGN.md section 3, docs/manifest.md).
+ *
+ * The manifest is written by an app author we do not trust, so every value is checked
+ * here, once, against a named bound; everything after this file may rely on a Manifest
+ * being well-formed. Errors name the file, the JSON path of the key and what was
+ * expected. Values quoted back in messages are escaped and cut to QUOTE_MAX bytes, so a
+ * hostile manifest cannot flood a log or send escape sequences to a terminal.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <linux/openat2.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "base/fileio.h"
+#include "base/macro.h"
+#include "base/size.h"
+#include "base/strv.h"
+#include "policy/manifest.h"
+
+/* Bounds on limit values that the header leaves to the parser (docs/manifest.md). */
+#define ENV_NAME_MAX      128u         /* bytes of one env variable name */
+#define LIMIT_MEMORY_MIN  (1ull << 20) /* below 1M a process cannot even exec */
+#define LIMIT_TMP_MIN     (4ull << 10) /* one page: the smallest useful tmpfs */
+#define LIMIT_STORAGE_MIN 1ull         /* 0 would read as "not set" */
+#define LIMIT_PIDS_MAX    4194304ull   /* PID_MAX_LIMIT on 64-bit kernels */
+#define LIMIT_FILES_MIN   16ull        /* stdio, the broker channel, a few libraries */
+#define LIMIT_FILES_MAX   1048576ull   /* the kernel's default fs.nr_open */
+#define LIMIT_CPU_MAX     1024.0       /* CPUs; far above any machine we run on */
+
+/* Bytes of escaped input quoted back in a message before it is cut with "...". */
+#define QUOTE_MAX 64u
+/* A quoted value: two quote characters, QUOTE_MAX bytes, "..." and a NUL. */
+#define QUOTE_BUF (QUOTE_MAX + 6u)
+/* Edit distance up to which an unknown key gets a "did you mean" hint. */
+#define SUGGEST_DISTANCE 2u
+/* Longest unknown key compared against the known ones (longer ones are no typo). */
+#define SUGGEST_KEY_MAX 32u
+
+#define KEY_MAX sizeof(((ManifestError *)NULL)->key)
+
+static const char *const runtime_names[] = {
+        [MANIFEST_RUNTIME_NATIVE] = "native",
+        [MANIFEST_RUNTIME_LUA] = "lua",
+};
+
+static const char *const kind_names[] = {
+        [MANIFEST_KIND_APP] = "app",
+        [MANIFEST_KIND_SERVICE] = "service",
+};
+
+static const char *const restart_names[] = {
+        [MANIFEST_RESTART_NO] = "no",
+        [MANIFEST_RESTART_ON_FAILURE] = "on-failure",
+        [MANIFEST_RESTART_ALWAYS] = "always",
+};
+
+/*
+ * Environment variables an app may not set: CELLA_* are set by cella itself (the
+ * app's id, its broker fd), and the loader variables would let the manifest inject
+ * code into a process before its own main() runs.
+ */
+static const char *const env_reserved[] = {"LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT"};
+#define ENV_RESERVED_PREFIX "CELLA_"
+
+/*
+ * Decodes one UTF-8 sequence of s (n > 0 bytes left). Returns its length in bytes and
+ * *ret_cp, or 0 when it is not well-formed (bad lead or continuation byte, truncated,
+ * overlong, a surrogate or above U+10FFFF).
+ */
+static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *ret_cp)
+{
+        static const uint32_t min_cp[] = {0, 0, 0x80, 0x800, 0x10000};
+        uint32_t cp;
+        size_t len;
+
+        if (s[0] < 0x80) {
+                *ret_cp = s[0];
+                return 1;
+        }
+        if ((s[0] & 0xe0) == 0xc0) {
+                len = 2;
+                cp = s[0] & 0x1f;
+        } else if ((s[0] & 0xf0) == 0xe0) {
+                len = 3;
+                cp = s[0] & 0x0f;
+        } else if ((s[0] & 0xf8) == 0xf0) {
+                len = 4;
+                cp = s[0] & 0x07;
+        } else
+                return 0;
+        if (n < len)
+                return 0;
+        for (size_t i = 1; i < len; i++) {
+                if ((s[i] & 0xc0) != 0x80)
+                        return 0;
+                cp = (cp << 6) | (s[i] & 0x3f);
+        }
+        if (cp < min_cp[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                return 0;
+        *ret_cp = cp;
+        return len;
+}
+
+/* C0 controls, DEL and the C1 controls (U+0080..U+009F: CSI and friends). */
+static bool cp_is_control(uint32_t cp)
+{
+        return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f);
+}
+
+/* True if s (len bytes) holds a control character or is not well-formed UTF-8. */
+static bool has_control(const char *s, size_t len)
+{
+        const unsigned char *u = (const unsigned char *)s;
+
+        for (size_t i = 0; i < len;) {
+                uint32_t cp;
+                size_t k = utf8_decode(u + i, len - i, &cp);
+
+                if (k == 0 || cp_is_control(cp))
+                        return true;
+                i += k;
+        }
+        return false;
+}
+
+/*
+ * Renders s (len bytes) for a message into buf: printable UTF-8 is kept, control
+ * characters and bad bytes become \xNN or \uNNNN, the quote character and backslash
+ * are escaped. At most QUOTE_MAX output bytes, then "...". q is the quote character
+ * to wrap the value in, or 0 for none. Returns buf.
+ */
+static const char *quote(char buf[static QUOTE_BUF], const char *s, size_t len, char q)
+{
+        const unsigned char *u = (const unsigned char *)s;
+        size_t o = 0, body = 0;
+        bool cut = false;
+
+        if (q)
+                buf[o++] = q;
+        for (size_t i = 0; i < len;) {
+                char piece[8];
+                size_t plen, step;
+                uint32_t cp;
+
+                step = utf8_decode(u + i, len - i, &cp);
+                if (step == 0) {
+                        plen = (size_t)snprintf(piece, sizeof piece, "\\x%02x", u[i]);
+                        step = 1;
+                } else if (cp_is_control(cp)) {
+                        plen = (size_t)snprintf(piece, sizeof piece,
+                                                cp < 0x80 ? "\\x%02x" : "\\u%04x", (unsigned)cp);
+                } else if ((q && cp == (unsigned char)q) || cp == '\\') {
+                        piece[0] = '\\';
+                        piece[1] = (char)cp;
+                        plen = 2;
+                } else {
+                        memcpy(piece, s + i, step);
+                        plen = step;
+                }
+                if (body + plen > QUOTE_MAX) {
+                        cut = true;
+                        break;
+                }
+                memcpy(buf + o, piece, plen);
+                o += plen;
+                body += plen;
+                i += step;
+        }
+        if (cut) {
+                memcpy(buf + o, "...", 3);
+                o += 3;
+        }
+        if (q)
+                buf[o++] = q;
+        buf[o] = 0;
+        return buf;
+}
+
+/* Describes a JSON value for "got ..." in a message: the value for scalars. */
+static const char *describe(char buf[static QUOTE_BUF], json_t *v)
+{
+        switch (json_typeof(v)) {
+        case JSON_OBJECT:
+                return "an object";
+        case JSON_ARRAY:
+                return "an array";
+        case JSON_STRING:
+                return quote(buf, json_string_value(v), json_string_length(v), '"');
+        case JSON_INTEGER:
+                snprintf(buf, QUOTE_BUF, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+                return buf;
+        case JSON_REAL:
+                snprintf(buf, QUOTE_BUF, "%g", json_real_value(v));
+                return buf;
+        case JSON_TRUE:
+                return "true";
+        case JSON_FALSE:
+                return "false";
+        case JSON_NULL:
+                return "null";
+        }
+        return "an unknown value";
+}
+
+static void error_init(ManifestError *err, const char *file)
+{
+        *err = (ManifestError){};
+        snprintf(err->file, sizeof err->file, "%s", file ? file : "manifest.json");
+}
+
+/* Fills err with key and a formatted message. Returns -EINVAL. */
+_printf_(3, 4) static int fail(ManifestError *err, const char *key, const char *fmt, ...)
+{
+        va_list ap;
+
+        snprintf(err->key, sizeof err->key, "%s", key);
+        va_start(ap, fmt);
+        vsnprintf(err->message, sizeof err->message, fmt, ap);
+        va_end(ap);
+        return -EINVAL;
+}
+
+static int fail_oom(ManifestError *err, const char *key)
+{
+        fail(err, key, "out of memory");
+        return -ENOMEM;
+}
+
+static int fail_type(ManifestError *err, const char *key, const char *expected, json_t *v)
+{
+        char got[QUOTE_BUF];
+
+        return fail(err, key, "expected %s, got %s", expected, describe(got, v));
+}
+
+/* ret = "parent.name" (name escaped and cut), or "name" at the top level. */
+static void key_child(char ret[static KEY_MAX], const char *parent, const char *name, size_t len)
+{
+        char q[QUOTE_BUF];
+
+        quote(q, name, len, 0);
+        if (parent[0])
+                snprintf(ret, KEY_MAX, "%.40s.%s", parent, q);
+        else
+                snprintf(ret, KEY_MAX, "%s", q);
+}
+
+/* ret = "parent[i]". */
+static void key_index(char ret[static KEY_MAX], const char *parent, size_t i)
+{
+        snprintf(ret, KEY_MAX, "%.40s[%zu]", parent, i);
+}
+
+/*
+ * Gets v as a string of min..max bytes without NUL (JSON allows "\u0000"; C strings,
+ * argv and environ do not). expected: what to say when v is not a string.
+ */
+static int get_string(ManifestError *err, const char *key, json_t *v, const char *expected,
+                      size_t min, size_t max, const char **ret, size_t *ret_len)
+{
+        char q[QUOTE_BUF];
+        const char *s;
+        size_t len;
+
+        if (!json_is_string(v))
+                return fail_type(err, key, expected, v);
+        s = json_string_value(v);
+        len = json_string_length(v);
+        if (memchr(s, 0, len))
+                return fail(err, key, "must not contain a NUL character (\\u0000), got %s",
+                            quote(q, s, len, '"'));
+        if (len < min)
+                return fail(err, key, "must not be empty; expected %s", expected);
+        if (len > max)
+                return fail(err, key, "is %zu bytes long, more than the limit of %zu bytes: %s",
+                            len, max, quote(q, s, len, '"'));
+        *ret = s;
+        if (ret_len)
+                *ret_len = len;
+        return 0;
+}
+
+static int get_array(ManifestError *err, const char *key, json_t *v, const char *expected)
+{
+        if (!json_is_array(v))
+                return fail_type(err, key, expected, v);
+        if (json_array_size(v) > MANIFEST_LIST_MAX)
+                return fail(err, key, "has %zu entries, more than the limit of %u",
+                            json_array_size(v), MANIFEST_LIST_MAX);
+        return 0;
+}
+
+/* One of names[0..n) -> *ret its index. */
+static int get_enum(ManifestError *err, const char *key, json_t *v, const char *const *names,
+                    size_t n, int *ret)
+{
+        char expected[128] = "", q[QUOTE_BUF];
+        size_t o = 0;
+        const char *s;
+
+        for (size_t i = 0; i < n; i++)
+                o += (size_t)snprintf(expected + o, sizeof expected - o, "%s\"%s\"",
+                                      i == 0       ? ""
+                                      : i + 1 == n ? " or "
+                                                   : ", ",
+                                      names[i]);
+        if (json_is_string(v)) {
+                s = json_string_value(v);
+                for (size_t i = 0; i < n; i++)
+                        if (json_string_length(v) == strlen(names[i]) && strcmp(s, names[i]) == 0) {
+                                *ret = (int)i;
+                                return 0;
+                        }
+                return fail(err, key, "expected %s, got %s", expected,
+                            quote(q, s, json_string_length(v), '"'));
+        }
+        return fail_type(err, key, expected, v);
+}
+
+/* Why id (len bytes) is not a valid app id, or NULL if it is (rules in manifest.h). */
+static const char *id_invalid_reason(const char *id, size_t len)
+{
+        size_t labels = 0, label_len = 0;
+
+        if (len < 2)
+                return "it is too short";
+        if (len > MANIFEST_ID_MAX)
+                return "it is longer than 128 bytes";
+        for (size_t i = 0; i <= len; i++) {
+                char c = i < len ? id[i] : '.';
+
+                if (c == '.') {
+                        if (label_len == 0)
+                                return "it has an empty label";
+                        labels++;
+                        label_len = 0;
+                        continue;
+                }
+                if (label_len == 0 && c >= '0' && c <= '9')
+                        return "a label starts with a digit";
+                if (label_len == 0 && c == '-')
+                        return "a label starts with '-'";
+                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '_' || c == '-'))
+                        return "it has a character other than A-Z a-z 0-9 _ - and .";
+                if (++label_len > 63)
+                        return "a label is longer than 63 characters";
+        }
+        if (labels < 2)
+                return "it has only one label";
+        return NULL;
+}
+
+/* Rules and sources in manifest.h. id may be NULL (false); reads at most 129 bytes of it. */
+bool manifest_id_is_valid(const char *id)
+{
+        if (!id)
+                return false;
+        return !id_invalid_reason(id, strnlen(id, MANIFEST_ID_MAX + 1));
+}
+
+#define ID_EXPECTED                                                                                \
+        "a reverse-DNS app id such as \"org.example.notes\": two or more labels of A-Z a-z "       \
+        "0-9 _ - joined by '.', each 1-63 characters, not starting with a digit or '-', at "       \
+        "most 128 bytes"
+
+static int get_id(ManifestError *err, const char *key, json_t *v, const char **ret)
+{
+        char q[QUOTE_BUF];
+        const char *s, *why;
+        size_t len;
+        int r;
+
+        r = get_string(err, key, v, ID_EXPECTED, 0, SIZE_MAX, &s, &len);
+        if (r < 0)
+                return r;
+        why = id_invalid_reason(s, len);
+        if (why)
+                return fail(err, key, "invalid app id %s (%s); expected " ID_EXPECTED,
+                            quote(q, s, len, '"'), why);
+        *ret = s;
+        return 0;
+}
+
+static int parse_id(Manifest *m, json_t *v, const char *key, ManifestError *err)
+{
+        const char *s;
+        int r;
+
+        r = get_id(err, key, v, &s);
+        if (r < 0)
+                return r;
+        m->id = strdup(s);
+        return m->id ? 0 : fail_oom(err, key);
+}
+
+/* name and version: display text, 1..MANIFEST_STRING_MAX bytes, no control characters. */
+static int parse_text(char **field, json_t *v, const char *key, ManifestError *err)
+{
+        char q[QUOTE_BUF];
+        const char *s;
+        size_t len;
+        int r;
+
+        r = get_string(err, key, v, "a string", 1, MANIFEST_STRING_MAX, &s, &len);
+        if (r < 0)
+                return r;
+        if (has_control(s, len))
+                return fail(err, key,
+                            "must not contain control characters (tab, newline, escape...), "
+                            "got %s",
+                            quote(q, s, len, '"'));
+        *field = strdup(s);
+        return *field ? 0 : fail_oom(err, key);
+}
+
+static int parse_name(Manifest *m, json_t *v, const char *key, ManifestError *err)
+{
+        return parse_text(&m->name, v, key, err);
+}
+
+static int parse_version(Manifest *m, json_t *v, const char *key, ManifestError *err)
+{
+        return parse_text(&m->version, v, key, err);
+}
+
+static int parse_runtime(Manifest *m, json_t *v, const char *key, ManifestError *err)
+{
+        int i, r;
+
+        r = get_enum(err, key, v, runtime_names, ELEMENTSOF(runtime_names), &i);
+        if (r < 0)
+                return r;
+        m->runtime = (ManifestRuntime)i;
+        return 0;
+}
+
+static int parse_kind(Manifest *m, json_t *v, const char *key, ManifestError *err)
+{
+        int i, r;
+
+        r = get_enum(err, key, v, kind_names, ELEMENTSOF(kind_names), &i);
+        if (r < 0)
+                return r;
+        m->kind = (ManifestKind)i;
+        return 0;
+}
+
+static int parse_restart(Manifest *m, json_t *v, const char *key, ManifestError *err)
+{
+        int i, r;
+
+        r = get_enum(err, key, v, restart_names, ELEMENTSOF(restart_names), &i);
+        if (r < 0)
+                return r;
+        m->restart = (ManifestRestart)i;
+        return 0;
+}
+
+/*
+ * Why entry (len > 0 bytes) is not a relative path that stays inside the app folder,
+ * or NULL. Refusing ".." outright (rather than resolving it) keeps the check purely
+ * lexical; the sandbox opens the entry with RESOLVE_BENEATH anyway.
+ */
+static const char *entry_invalid_reason(const char *s, size_t len)
+{
+        bool named = false;
+        size_t start = 0;
+
+        if (has_control(s, len))
+                return "it contains a control character";
+        if (s[0] == '/')
+                return "it is an absolute path";
+        for (size_t i = 0; i <= len; i++) {
+                size_t clen;
+
+                if (i < len && s[i] != '/')
+                        continue;
+                clen = i - start;
+                if (clen == 0)
+                        return "it has an empty component (\"//\" or a trailing '/')";
+                if (clen == 2 && s[start] == '.' && s[start + 1] == '.')
+                        return "it has a \"..\" component";
+                if (!(clen == 1 && s[start] == '.'))
+                        named = true;
+                start = i + 1;
+        }
+        if (!named)
+                return "it names the app folder itself";
+        return NULL;
+}
+
+#define ENTRY_EXPECTED "a relative path inside the app folder such as \"bin/notes\""
+
+static int parse_entry(Manifest *m, json_t *v, const char *key, ManifestError *err)
+{
+        char q[QUOTE_BUF];
+        const char *s, *why;
+        size_t len;
+        int r;
+
+        r = get_string(err, key, v, ENTRY_EXPECTED, 1, MANIFEST_STRING_MAX, &s, &len);
+        if (r < 0)
+                return r;
+        why = entry_invalid_reason(s, len);
+        if (why)
+                return fail(err, key, "invalid entry %s (%s); expected " ENTRY_EXPECTED,
+                            quote(q, s, len, '"'), why);
+        m->entry = strdup(s);
+        return m->entry ? 0 : fail_oom(err, key);
+}
+
+static int parse_args(Manifest *m, json_t *v, const char *key, ManifestError *err)
+{
+        _cleanup_strv_free_ char **l = NULL;
+        size_t i;
+        int r;
+
+        r = get_array(err, key, v, "an array of strings");
+        if (r < 0)
+                return r;
+        l = calloc(json_array_size(v) + 1, sizeof(char *));
+        if (!l)
+                return fail_oom(err, key);
+        for (i = 0; i < json_array_size(v); i++) {
+                json_t *e = json_array_get(v, i);
+                char k[KEY_MAX];
+                const char *s;
+
+                key_index(k, key, i);
+                r = get_string(err, k, e, "a string", 0, MANIFEST_STRING_MAX, &s, NULL);
+                if (r < 0)
+                        return r;
+                l[i] = strdup(s);
+                if (!l[i])
+                        return fail_oom(err, k);
+        }
+        m->args = TAKE_PTR(l);
+        return 0;
+}
+
+static int parse_depends(Manifest *m, json_t *v, const char *key, ManifestError *err)
+{
+        _cleanup_strv_free_ char **l = NULL;
+        size_t i;
+        int r;
+
+        r = get_array(err, key, v, "an array of app ids");
+        if (r < 0)
+                return r;
+        l = calloc(json_array_size(v) + 1, sizeof(char *));
+        if (!l)
+                return fail_oom(err, key);
+        for (i = 0; i < json_array_size(v); i++) {
+                json_t *e = json_array_get(v, i);
+                char k[KEY_MAX], q[QUOTE_BUF];
+                const char *s;
+
+                key_index(k, key, i);
+                r = get_id(err, k, e, &s);
+                if (r < 0)
+                        return r;
+                if (m->id && strcmp(s, m->id) == 0)
+                        return fail(err, k, "the app cannot depend on itself (%s)",
+                                    quote(q, s, strlen(s), '"'));
+                STRV_FOREACH (p, l)
+                        if (strcmp(*p, s) == 0)
+                                return fail(err, k, "duplicate dependency %s",
+                                            quote(q, s, strlen(s), '"'));
+                l[i] = strdup(s);
+                if (!l[i])
+                        return fail_oom(err, k);
+        }
+        m->depends = TAKE_PTR(l);
+        return 0;
+}
+
+/*
+ * Why s (len > 0 bytes) is not "name" or "name:scope", or NULL. name is lowercase
+ * dotted words, [a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*; scope is everything after the
+ * first ':' (it may hold more ':', as in "net.http:host:443"), printable ASCII without
+ * spaces, globs included. Whether the right exists is the policy module's business.
+ */
+static const char *permission_invalid_reason(const char *s, size_t len)
+{
+        bool word_start = true;
+        size_t i;
+
+        for (i = 0; i < len && s[i] != ':'; i++) {
+                char c = s[i];
+
+                if (word_start) {
+                        if (!(c >= 'a' && c <= 'z'))
+                                return "each word of the name must start with a-z";
+                        word_start = false;
+                } else if (c == '.')
+                        word_start = true;
+                else if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
+                        return "the name may only contain a-z 0-9 _ and .";
+        }
+        if (word_start)
+                return i == 0 ? "the name is empty" : "the name ends with '.'";
+        if (i == len)
+                return NULL;
+        if (i + 1 == len)
+                return "the scope after ':' is empty";
+        for (i++; i < len; i++)
+                if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
+                        return "the scope may only contain printable ASCII without spaces";
+        return NULL;
+}
+
+#define PERMISSION_EXPECTED                                                                        \
+        "\"name\" or \"name:scope\" such as \"storage\" or \"bus.publish:notes.*\""
+
+static int parse_permissions(Manifest *m, json_t *v, const char *key, ManifestError *err)
+{
+        _cleanup_strv_free_ char **l = NULL;
+        size_t i;
+        int r;
+
+        r = get_array(err, key, v, "an array of permission strings");
+        if (r < 0)
+                return r;
+        l = calloc(json_array_size(v) + 1, sizeof(char *));
+        if (!l)
+                return fail_oom(err, key);
+        for (i = 0; i < json_array_size(v); i++) {
+                json_t *e = json_array_get(v, i);
+                char k[KEY_MAX], q[QUOTE_BUF];
+                const char *s, *why;
+                size_t len;
+
+                key_index(k, key, i);
+                r = get_string(err, k, e, "a permission string " PERMISSION_EXPECTED, 1,
+                               MANIFEST_STRING_MAX, &s, &len);
+                if (r < 0)
+                        return r;
+                why = permission_invalid_reason(s, len);
+                if (why)
+                        return fail(err, k, "invalid permission %s (%s); expected %s",
+                                    quote(q, s, len, '"'), why, PERMISSION_EXPECTED);
+                STRV_FOREACH (p, l)
+                        if (strcmp(*p, s) == 0)
+                                return fail(err, k, "duplicate permission %s",
+                                            quote(q, s, len, '"'));
+                l[i] = strdup(s);
+                if (!l[i])
+                        return fail_oom(err, k);
+        }
+        m->permissions = TAKE_PTR(l);
+        return 0;
+}
+
+static bool env_name_is_valid(const char *s, size_t len)
+{
+        if (len == 0 || len > ENV_NAME_MAX)
+                return false;
+        for (size_t i = 0; i < len; i++) {
+                char c = s[i];
+
+                if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_' ||
+                      (i > 0 && c >= '0' && c <= '9')))
+                        return false;
+        }
+        return true;
+}
+
+static bool env_name_is_reserved(const char *s)
+{
+        if (strncmp(s, ENV_RESERVED_PREFIX, strlen(ENV_RESERVED_PREFIX)) == 0)
+                return true;
+        for (size_t i = 0; i < ELEMENTSOF(env_reserved); i++)
+                if (strcmp(s, env_reserved[i]) == 0)
+                        return true;
+        return false;
+}
+
+static int parse_env(Manifest *m, json_t *v, const char *key, ManifestError *err)
+{
+        _cleanup_strv_free_ char **l = NULL;
+        size_t n = 0;
+
+        if (!json_is_object(v))
+                return fail_type(err, key, "an object of strings such as {\"LANG\": \"C.UTF-8\"}",
+                                 v);
+        if (json_object_size(v) > MANIFEST_LIST_MAX)
+                return fail(err, key, "has %zu entries, more than the limit of %u",
+                            json_object_size(v), MANIFEST_LIST_MAX);
+        l = calloc(json_object_size(v) + 1, sizeof(char *));
+        if (!l)
+                return fail_oom(err, key);
+        for (void *it = json_object_iter(v); it; it = json_object_iter_next(v, it)) {
+                const char *name = json_object_iter_key(it);
+                size_t name_len = json_object_iter_key_len(it);
+                json_t *e = json_object_iter_value(it);
+                char k[KEY_MAX];
+                const char *s;
+                int r;
+
+                key_child(k, key, name, name_len);
+                /* jansson refuses NUL in keys, so name is a C string of name_len bytes. */
+                if (!env_name_is_valid(name, name_len))
+                        return fail(err, k,
+                                    "invalid variable name; expected 1-%u characters of A-Z "
+                                    "a-z 0-9 _, not starting with a digit",
+                                    ENV_NAME_MAX);
+                if (env_name_is_reserved(name))
+                        return fail(err, k,
+                                    "this variable is reserved: cella sets CELLA_* itself, and "
+                                    "LD_PRELOAD, LD_LIBRARY_PATH and LD_AUDIT are refused");
+                r = get_string(err, k, e, "a string", 0, MANIFEST_ENV_VALUE_MAX, &s, NULL);
+                if (r < 0)
+                        return r;
+                if (asprintf(&l[n], "%s=%s", name, s) < 0) {
+                        l[n] = NULL;
+                        return fail_oom(err, k);
+                }
+                n++;
+        }
+        m->env = TAKE_PTR(l);
+        return 0;
+}
+
+typedef enum LimitType {
+        LIMIT_SIZE,  /* "64M" or a number of bytes */
+        LIMIT_COUNT, /* an integer */
+        LIMIT_CPU,   /* a number of CPUs, stored in thousandths */
+} LimitType;
+
+static const struct LimitField {
+        const char *name;
+        LimitType type;
+        uint64_t min, max; /* inclusive; for LIMIT_SIZE only min is used */
+        size_t offset;     /* of the uint64_t in ManifestLimits */
+} limit_fields[] = {
+        {"memory", LIMIT_SIZE, LIMIT_MEMORY_MIN, 0, offsetof(ManifestLimits, memory)},
+        {"pids", LIMIT_COUNT, 1, LIMIT_PIDS_MAX, offsetof(ManifestLimits, pids)},
+        {"cpu", LIMIT_CPU, 0, 0, offsetof(ManifestLimits, cpu_milli)},
+        {"files", LIMIT_COUNT, LIMIT_FILES_MIN, LIMIT_FILES_MAX, offsetof(ManifestLimits, files)},
+        {"storage", LIMIT_SIZE, LIMIT_STORAGE_MIN, 0, offsetof(ManifestLimits, storage)},
+        {"tmp", LIMIT_SIZE, LIMIT_TMP_MIN, 0, offsetof(ManifestLimits, tmp)},
+};
+
+#define SIZE_EXPECTED "a size such as \"64M\" or a number of bytes"
+
+static int get_limit_size(ManifestError *err, const char *key, json_t *v, uint64_t min,
+                          uint64_t *ret)
+{
+        char got[QUOTE_BUF], a[24], b[24];
+        uint64_t n;
+
+        if (json_is_integer(v) && json_integer_value(v) >= 0)
+                n = (uint64_t)json_integer_value(v);
+        else if (json_is_string(v)) {
+                const char *s;
+                int r;
+
+                r = get_string(err, key, v, SIZE_EXPECTED, 0, SIZE_MAX, &s, NULL);
+                if (r < 0)
+                        return r;
+                r = parse_size(s, &n);
+                if (r == -ERANGE)
+                        return fail(err, key, "size %s does not fit in 64 bits", describe(got, v));
+                if (r < 0)
+                        return fail_type(err, key,
+                                         SIZE_EXPECTED " (suffixes K, M, G, T; no fractions)", v);
+        } else
+                return fail_type(err, key, SIZE_EXPECTED, v);
+        if (n < min)
+                return fail(err, key, "%s is less than the minimum of %s",
+                            format_size(n, a, sizeof a), format_size(min, b, sizeof b));
+        *ret = n;
+        return 0;
+}
+
+static int get_limit_count(ManifestError *err, const char *key, json_t *v, uint64_t min,
+                           uint64_t max, uint64_t *ret)
+{
+        char expected[80];
+        json_int_t n;
+
+        snprintf(expected, sizeof expected, "an integer from %llu to %llu", (unsigned long long)min,
+                 (unsigned long long)max);
+        if (!json_is_integer(v))
+                return fail_type(err, key, expected, v);
+        n = json_integer_value(v);
+        if (n < 0 || (uint64_t)n < min || (uint64_t)n > max)
+                return fail_type(err, key, expected, v);
+        *ret = (uint64_t)n;
+        return 0;
+}
+
+#define CPU_EXPECTED "a number of CPUs greater than 0 and at most 1024, such as 2 or 0.5"
+
+static int get_limit_cpu(ManifestError *err, const char *key, json_t *v, uint64_t *ret)
+{
+        double d;
+        uint64_t milli;
+
+        if (!json_is_number(v))
+                return fail_type(err, key, CPU_EXPECTED, v);
+        d = json_number_value(v);
+        /* Written so that NaN fails too (jansson never yields one, but be sure). */
+        if (!(d > 0 && d <= LIMIT_CPU_MAX))
+                return fail_type(err, key, CPU_EXPECTED, v);
+        milli = (uint64_t)(d * 1000.0 + 0.5);
+        if (milli < 1)
+                return fail(err, key, "%g CPUs rounds to 0; the smallest share is 0.001", d);
+        *ret = milli;
+        return 0;
+}
+
+static int check_keys(ManifestError *err, json_t *obj, const char *parent, const char *const *names,
+                      size_t n, size_t stride);
+
+#define CHECK_KEYS(err, obj, parent, table)                                                        \
+        check_keys(err, obj, parent, &(table)[0].name, ELEMENTSOF(table), sizeof((table)[0]))
+
+static int parse_limits(Manifest *m, json_t *v, const char *key, ManifestError *err)
+{
+        int r;
+
+        if (!json_is_object(v))
+                return fail_type(err, key, "an object such as {\"memory\": \"64M\", \"pids\": 32}",
+                                 v);
+        r = CHECK_KEYS(err, v, key, limit_fields);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < ELEMENTSOF(limit_fields); i++) {
+                const struct LimitField *f = &limit_fields[i];
+                uint64_t *field = (uint64_t *)((char *)&m->limits + f->offset);
+                json_t *e = json_object_get(v, f->name);
+                char k[KEY_MAX];
+
+                if (!e)
+                        continue;
+                key_child(k, key, f->name, strlen(f->name));
+                switch (f->type) {
+                case LIMIT_SIZE:
+                        r = get_limit_size(err, k, e, f->min, field);
+                        break;
+                case LIMIT_COUNT:
+                        r = get_limit_count(err, k, e, f->min, f->max, field);
+                        break;
+                case LIMIT_CPU:
+                        r = get_limit_cpu(err, k, e, field);
+                        break;
+                default:
+                        r = -EINVAL;
+                }
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+typedef int (*FieldParser)(Manifest *m, json_t *v, const char *key, ManifestError *err);
+
+/* In the order they are checked: id first, as depends refers to it. */
+static const struct Field {
+        const char *name;
+        FieldParser parse;
+        const char *required; /* what is expected if the key is required, else NULL */
+} top_fields[] = {
+        {"id", parse_id, ID_EXPECTED},
+        {"name", parse_name, NULL},
+        {"version", parse_version, NULL},
+        {"runtime", parse_runtime, "\"native\" or \"lua\""},
+        {"entry", parse_entry, ENTRY_EXPECTED},
+        {"args", parse_args, NULL},
+        {"kind", parse_kind, NULL},
+        {"depends", parse_depends, NULL},
+        {"permissions", parse_permissions, NULL},
+        {"env", parse_env, NULL},
+        {"limits", parse_limits, NULL},
+        {"restart", parse_restart, NULL},
+};
+
+/*
+ * Optimal string alignment distance (Levenshtein plus adjacent transpositions, so
+ * "memroy" is one edit from "memory"). Both strings at most SUGGEST_KEY_MAX bytes.
+ */
+static size_t edit_distance(const char *a, size_t la, const char *b, size_t lb)
+{
+        size_t d[SUGGEST_KEY_MAX + 1][SUGGEST_KEY_MAX + 1];
+
+        for (size_t i = 0; i <= la; i++)
+                d[i][0] = i;
+        for (size_t j = 0; j <= lb; j++)
+                d[0][j] = j;
+        for (size_t i = 1; i <= la; i++)
+                for (size_t j = 1; j <= lb; j++) {
+                        size_t cost = a[i - 1] != b[j - 1], best = d[i - 1][j - 1] + cost;
+
+                        if (d[i - 1][j] + 1 < best)
+                                best = d[i - 1][j] + 1;
+                        if (d[i][j - 1] + 1 < best)
+                                best = d[i][j - 1] + 1;
+                        if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                            d[i - 2][j - 2] + 1 < best)
+                                best = d[i - 2][j - 2] + 1;
+                        d[i][j] = best;
+                }
+        return d[la][lb];
+}
+
+/*
+ * Refuses any key of obj that is not in names (n names, stride bytes apart: the name
+ * member of a table). The message suggests the closest known key within
+ * SUGGEST_DISTANCE edits, or lists the known keys.
+ */
+static int check_keys(ManifestError *err, json_t *obj, const char *parent, const char *const *names,
+                      size_t n, size_t stride)
+{
+#define NAME_AT(i) (*(const char *const *)((const char *)names + (i)*stride))
+        for (void *it = json_object_iter(obj); it; it = json_object_iter_next(obj, it)) {
+                const char *name = json_object_iter_key(it);
+                size_t name_len = json_object_iter_key_len(it);
+                const char *best = NULL;
+                size_t best_d = SIZE_MAX;
+                char k[KEY_MAX], q[QUOTE_BUF], known[160];
+                size_t o = 0;
+                bool found = false;
+
+                for (size_t i = 0; i < n && !found; i++)
+                        found = strlen(NAME_AT(i)) == name_len && strcmp(NAME_AT(i), name) == 0;
+                if (found)
+                        continue;
+                key_child(k, parent, name, name_len);
+                quote(q, name, name_len, '\'');
+                for (size_t i = 0; i < n && name_len <= SUGGEST_KEY_MAX; i++) {
+                        size_t len = strlen(NAME_AT(i)), d;
+
+                        if (len > SUGGEST_KEY_MAX)
+                                continue;
+                        d = edit_distance(name, name_len, NAME_AT(i), len);
+                        /* "x" is two edits from "id", but no typo of it. */
+                        if (d <= SUGGEST_DISTANCE && d < len && d < best_d) {
+                                best = NAME_AT(i);
+                                best_d = d;
+                        }
+                }
+                if (best)
+                        return fail(err, k, "unknown key %s; did you mean '%s'?", q, best);
+                known[0] = 0;
+                for (size_t i = 0; i < n && o < sizeof known; i++)
+                        o += (size_t)snprintf(known + o, sizeof known - o, "%s%s", i ? ", " : "",
+                                              NAME_AT(i));
+                return fail(err, k, "unknown key %s; expected one of: %s", q, known);
+        }
+#undef NAME_AT
+        return 0;
+}
+
+/* 1-based line and column (in bytes) of offset in data, for errors jansson does not see. */
+static void locate(const char *data, size_t offset, int *ret_line, int *ret_column)
+{
+        int line = 1, column = 1;
+
+        for (size_t i = 0; i < offset; i++) {
+                if (data[i] == '\n') {
+                        line++;
+                        column = 1;
+                } else
+                        column++;
+        }
+        *ret_line = line;
+        *ret_column = column;
+}
+
+/*
+ * Parses size bytes of JSON at data (contract in manifest.h). err may be NULL; when not,
+ * it is always reset, and on failure holds the file, key and message. Returns 0, -EINVAL
+ * (bad content or arguments), -EFBIG (over MANIFEST_MAX_SIZE) or -ENOMEM.
+ */
+int manifest_parse(const char *data, size_t size, const char *filename, Manifest **ret,
+                   ManifestError *err)
+{
+        _cleanup_(manifest_freep) Manifest *m = NULL;
+        json_auto_t *root = NULL;
+        ManifestError local;
+        json_error_t jerr;
+        const char *nul;
+        char got[QUOTE_BUF];
+        int r;
+
+        if (!err)
+                err = &local;
+        error_init(err, filename);
+        if (!ret || (!data && size > 0))
+                return fail(err, "", "invalid arguments");
+        if (size > MANIFEST_MAX_SIZE) {
+                fail(err, "", "the manifest is %zu bytes, more than the limit of %u bytes", size,
+                     MANIFEST_MAX_SIZE);
+                return -EFBIG;
+        }
+        if (size == 0)
+                return fail(err, "", "the file is empty; expected a JSON object");
+        nul = memchr(data, 0, size);
+        if (nul) {
+                locate(data, (size_t)(nul - data), &err->line, &err->column);
+                return fail(err, "", "the file contains a NUL byte; expected JSON text in UTF-8");
+        }
+
+        /*
+         * JSON_ALLOW_NUL lets "\u0000" through so that get_string() can refuse it with the
+         * key's name instead of a bare syntax error. JSON_DECODE_ANY lets a top level that
+         * is not an object parse, for the same reason. jansson bounds nesting depth itself.
+         */
+        root = json_loadb(data, size, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL,
+                          &jerr);
+        if (!root) {
+                char text[JSON_ERROR_TEXT_LENGTH];
+                size_t len = strnlen(jerr.text, JSON_ERROR_TEXT_LENGTH - 1);
+
+                if (json_error_code(&jerr) == json_error_out_of_memory)
+                        return fail_oom(err, "");
+                err->line = jerr.line > 0 ? jerr.line : 0;
+                err->column = jerr.column > 0 ? jerr.column : 0;
+                /*
+                 * jansson's text is bounded and quotes at most 20 bytes of input ("near
+                 * '...'"), but those bytes may be anything: keep printable ASCII only.
+                 */
+                for (size_t i = 0; i < len; i++)
+                        text[i] = jerr.text[i] >= 0x20 && jerr.text[i] < 0x7f ? jerr.text[i] : '?';
+                text[len] = 0;
+                return fail(err, "", "invalid JSON: %s", text);
+        }
+        if (!json_is_object(root))
+                return fail(err, "", "expected a JSON object { ... } at the top level, got %s",
+                            describe(got, root));
+
+        r = CHECK_KEYS(err, root, "", top_fields);
+        if (r < 0)
+                return r;
+        m = calloc(1, sizeof *m);
+        if (!m)
+                return fail_oom(err, "");
+        for (size_t i = 0; i < ELEMENTSOF(top_fields); i++) {
+                const struct Field *f = &top_fields[i];
+                json_t *v = json_object_get(root, f->name);
+
+                if (!v) {
+                        if (f->required)
+                                return fail(err, f->name, "missing required key; expected %s",
+                                            f->required);
+                        continue;
+                }
+                r = f->parse(m, v, f->name, err);
+                if (r < 0)
+                        return r;
+        }
+
+        if (!m->name)
+                m->name = strdup(m->id);
+        if (!m->version)
+                m->version = strdup("0");
+        if (!m->args)
+                m->args = calloc(1, sizeof(char *));
+        if (!m->depends)
+                m->depends = calloc(1, sizeof(char *));
+        if (!m->permissions)
+                m->permissions = calloc(1, sizeof(char *));
+        if (!m->env)
+                m->env = calloc(1, sizeof(char *));
+        if (!m->name || !m->version || !m->args || !m->depends || !m->permissions || !m->env)
+                return fail_oom(err, "");
+
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+/* openat2() with a fallback for kernels before 5.6 (and seccomp filters that say ENOSYS). */
+static int open_manifest(int dirfd)
+{
+        struct open_how how = {
+                /*
+                 * O_NONBLOCK: a FIFO named manifest.json would otherwise block open() until
+                 * a writer shows up. It does nothing to the regular file we accept.
+                 */
+                .flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
+                .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+        };
+        long fd;
+
+        fd = syscall(SYS_openat2, dirfd, "manifest.json", &how, sizeof how);
+        if (fd < 0 && errno == ENOSYS)
+                /* One fixed component: O_NOFOLLOW gives the same guarantee here. */
+                fd = openat(dirfd, "manifest.json", (int)how.flags | O_NOFOLLOW);
+        if (fd < 0)
+                return negative_errno();
+        return (int)fd;
+}
+
+static const char *errno_text(int r)
+{
+        const char *s = strerrordesc_np(-r);
+
+        return s ? s : "unknown error";
+}
+
+/*
+ * Opens dirfd/manifest.json beneath dirfd without following any symlink, checks it is a
+ * regular file, reads at most MANIFEST_MAX_SIZE + 1 bytes and parses it. Returns 0, or
+ * -ENOENT (no manifest), -ELOOP (a symlink), -EISDIR, -EINVAL (not a regular file, bad
+ * content), -EFBIG, -ENOMEM or another -errno of openat2/read; err filled on failure.
+ */
+int manifest_load_at(int dirfd, const char *dir_name, Manifest **ret, ManifestError *err)
+{
+        _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ char *data = NULL;
+        ManifestError local;
+        char file[sizeof err->file];
+        struct stat st;
+        size_t size, dlen;
+        int r;
+
+        if (!err)
+                err = &local;
+        if (!dir_name)
+                dir_name = ".";
+        dlen = strlen(dir_name);
+        snprintf(file, sizeof file, "%s%smanifest.json", dir_name,
+                 dlen > 0 && dir_name[dlen - 1] == '/' ? "" : "/");
+        error_init(err, file);
+        if (!ret)
+                return fail(err, "", "invalid arguments");
+
+        fd = open_manifest(dirfd);
+        if (fd < 0) {
+                r = fd;
+                switch (r) {
+                case -ENOENT:
+                        fail(err, "", "no manifest.json in this folder");
+                        break;
+                case -ELOOP:
+                        fail(err, "", "manifest.json is a symbolic link; expected a regular file");
+                        break;
+                case -EXDEV:
+                        fail(err, "", "manifest.json leads outside the app folder");
+                        break;
+                default:
+                        fail(err, "", "cannot open manifest.json: %s", errno_text(r));
+                }
+                return r;
+        }
+        if (fstat(fd, &st) < 0) {
+                r = negative_errno();
+                fail(err, "", "cannot stat manifest.json: %s", errno_text(r));
+                return r;
+        }
+        if (S_ISDIR(st.st_mode)) {
+                fail(err, "", "manifest.json is a directory; expected a regular file");
+                return -EISDIR;
+        }
+        if (!S_ISREG(st.st_mode))
+                return fail(err, "", "manifest.json is not a regular file");
+
+        r = read_full_fd(fd, MANIFEST_MAX_SIZE, &data, &size);
+        if (r == -EFBIG) {
+                fail(err, "", "the manifest is more than the limit of %u bytes", MANIFEST_MAX_SIZE);
+                return r;
+        }
+        if (r < 0) {
+                fail(err, "", "cannot read manifest.json: %s", errno_text(r));
+                return r;
+        }
+        return manifest_parse(data, size, file, ret, err);
+}
+
+/* Frees m and everything it owns; takes NULL; returns NULL. */
+Manifest *manifest_free(Manifest *m)
+{
+        if (!m)
+                return NULL;
+        free(m->id);
+        free(m->name);
+        free(m->version);
+        free(m->entry);
+        strv_free(m->args);
+        strv_free(m->depends);
+        strv_free(m->permissions);
+        strv_free(m->env);
+        free(m);
+        return NULL;
+}
+
+/* The *_to_string functions return the manifest spelling, or NULL for a value out of range. */
+const char *manifest_runtime_to_string(ManifestRuntime r)
+{
+        return (size_t)r < ELEMENTSOF(runtime_names) ? runtime_names[r] : NULL;
+}
+
+const char *manifest_kind_to_string(ManifestKind k)
+{
+        return (size_t)k < ELEMENTSOF(kind_names) ? kind_names[k] : NULL;
+}
+
+const char *manifest_restart_to_string(ManifestRestart r)
+{
+        return (size_t)r < ELEMENTSOF(restart_names) ? restart_names[r] : NULL;
+}

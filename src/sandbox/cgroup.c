@@ -1,0 +1,1056 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The cgroup manager: finds the hierarchies (v2, v1 or hybrid), works out cella's
+ * root in each, makes and removes leaves, sweeps leftovers, and dispatches to the
+ * backend's ops (cgroup-v1.c, cgroup-v2.c). Shared knob helpers live here too.
+ */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <linux/magic.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/fileio.h"
+#include "base/macro.h"
+#include "base/strv.h"
+#include "sandbox/cgroup-internal.h"
+
+#define CGROUP_FS_ROOT_DEFAULT "/sys/fs/cgroup"
+
+/* Largest knob file read whole: cgroup.events, memory.events, cpu.stat are well under 1 KiB. */
+#define CGROUP_KNOB_MAX 65536
+
+/* The v1 controllers the backends use, in slot order. */
+static const char *const slot_names[_CGROUP_SLOT_MAX] = {
+        [CGROUP_SLOT_MEMORY] = "memory",   [CGROUP_SLOT_PIDS] = "pids",
+        [CGROUP_SLOT_CPU] = "cpu",         [CGROUP_SLOT_CPUACCT] = "cpuacct",
+        [CGROUP_SLOT_FREEZER] = "freezer", [CGROUP_SLOT_UNIFIED] = "",
+};
+
+static void closedirp(DIR **d)
+{
+        if (*d)
+                closedir(*d);
+}
+
+static void fclosep(FILE **f)
+{
+        if (*f)
+                fclose(*f);
+}
+
+void cgroup_sleep_ms(unsigned ms)
+{
+        struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+}
+
+static uint64_t now_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static bool streq(const char *a, const char *b)
+{
+        return strcmp(a, b) == 0;
+}
+
+static bool strv_has(char **l, const char *s)
+{
+        STRV_FOREACH (i, l)
+                if (streq(*i, s))
+                        return true;
+        return false;
+}
+
+bool cgroup_list_contains(const char *list, const char *seps, const char *word)
+{
+        size_t n = strlen(word);
+
+        for (const char *p = list; *p;) {
+                size_t k = strcspn(p, seps);
+
+                if (k == n && strncmp(p, word, n) == 0)
+                        return true;
+                p += k;
+                p += strspn(p, seps);
+        }
+        return false;
+}
+
+/* A single path component built from app- or user-supplied text: no '/', not "." or "..". */
+static bool component_valid(const char *s)
+{
+        return s[0] && !strchr(s, '/') && !streq(s, ".") && !streq(s, "..");
+}
+
+static bool label_valid(const char *label)
+{
+        size_t n;
+
+        if (!label)
+                return false;
+        n = strlen(label);
+        if (n == 0 || n > CGROUP_LABEL_MAX)
+                return false;
+        for (const char *p = label; *p; p++)
+                if (!isascii((unsigned char)*p) ||
+                    !(isalnum((unsigned char)*p) || *p == '.' || *p == '_' || *p == '-'))
+                        return false;
+        return component_valid(label);
+}
+
+static int knob_path(const char *dir, const char *knob, char *buf, size_t size)
+{
+        int n = snprintf(buf, size, "%s/%s", dir, knob);
+
+        if (n < 0 || (size_t)n >= size)
+                return -ENAMETOOLONG;
+        return 0;
+}
+
+static bool knob_exists(const char *dir, const char *knob)
+{
+        char p[PATH_MAX];
+
+        return knob_path(dir, knob, p, sizeof p) >= 0 && access(p, F_OK) >= 0;
+}
+
+int cgroup_write_knob(const char *dir, const char *knob, const char *value)
+{
+        char p[PATH_MAX];
+        int r;
+
+        r = knob_path(dir, knob, p, sizeof p);
+        if (r < 0)
+                return r;
+        return write_string_at(AT_FDCWD, p, value);
+}
+
+int cgroup_write_knob_u64(const char *dir, const char *knob, uint64_t v)
+{
+        char buf[24];
+
+        snprintf(buf, sizeof buf, "%" PRIu64, v);
+        return cgroup_write_knob(dir, knob, buf);
+}
+
+int cgroup_read_knob(const char *dir, const char *knob, char **ret)
+{
+        char p[PATH_MAX];
+        int r;
+
+        r = knob_path(dir, knob, p, sizeof p);
+        if (r < 0)
+                return r;
+        return read_file_at(AT_FDCWD, p, CGROUP_KNOB_MAX, ret, NULL);
+}
+
+/* Parses an unsigned decimal up to the end of s or a newline; "max" is UINT64_MAX. */
+static int parse_u64(const char *s, size_t len, uint64_t *ret)
+{
+        uint64_t v = 0;
+
+        while (len > 0 && isspace((unsigned char)s[len - 1]))
+                len--;
+        if (len == 3 && strncmp(s, "max", 3) == 0) {
+                *ret = UINT64_MAX;
+                return 0;
+        }
+        if (len == 0)
+                return -EINVAL;
+        for (size_t i = 0; i < len; i++) {
+                unsigned d;
+
+                if (!isdigit((unsigned char)s[i]))
+                        return -EINVAL;
+                d = (unsigned)(s[i] - '0');
+                if (v > (UINT64_MAX - d) / 10)
+                        return -ERANGE;
+                v = v * 10 + d;
+        }
+        *ret = v;
+        return 0;
+}
+
+int cgroup_read_knob_u64(const char *dir, const char *knob, uint64_t *ret)
+{
+        _cleanup_free_ char *s = NULL;
+        int r;
+
+        r = cgroup_read_knob(dir, knob, &s);
+        if (r < 0)
+                return r;
+        return parse_u64(s, strcspn(s, "\n"), ret);
+}
+
+int cgroup_read_keyed_u64(const char *dir, const char *knob, const char *key, uint64_t *ret)
+{
+        _cleanup_free_ char *s = NULL;
+        size_t n = strlen(key);
+        int r;
+
+        r = cgroup_read_knob(dir, knob, &s);
+        if (r < 0)
+                return r;
+        for (const char *line = s; *line;) {
+                size_t len = strcspn(line, "\n");
+
+                if (len > n && strncmp(line, key, n) == 0 && line[n] == ' ')
+                        return parse_u64(line + n + 1, len - n - 1, ret);
+                line += len;
+                if (*line == '\n')
+                        line++;
+        }
+        return -ENODATA;
+}
+
+int cgroup_wait_keyed(const char *dir, const char *knob, const char *key, uint64_t want,
+                      unsigned timeout_ms)
+{
+        uint64_t deadline = now_ms() + timeout_ms;
+
+        for (;;) {
+                uint64_t v;
+                int r;
+
+                r = cgroup_read_keyed_u64(dir, knob, key, &v);
+                if (r < 0)
+                        return r;
+                if (v == want)
+                        return 0;
+                if (now_ms() >= deadline)
+                        return -ETIMEDOUT;
+                cgroup_sleep_ms(1);
+        }
+}
+
+/*
+ * Walks dir/cgroup.procs; sends SIGKILL to each pid if kill_them. Returns the number of
+ * pids listed (killing: the number signalled), or -errno. A pid that is gone by the
+ * time of the kill (-ESRCH) is not counted.
+ */
+static int procs_walk(const char *dir, bool kill_them)
+{
+        _cleanup_(fclosep) FILE *f = NULL;
+        char p[PATH_MAX];
+        int pid, n = 0, r;
+
+        r = knob_path(dir, "cgroup.procs", p, sizeof p);
+        if (r < 0)
+                return r;
+        f = fopen(p, "re");
+        if (!f)
+                return negative_errno();
+        while (fscanf(f, "%d", &pid) == 1) {
+                if (pid <= 0)
+                        continue;
+                if (!kill_them)
+                        n++;
+                else if (kill(pid, SIGKILL) >= 0)
+                        n++;
+                else if (errno != ESRCH)
+                        return negative_errno();
+        }
+        if (ferror(f))
+                return -EIO;
+        return n;
+}
+
+int cgroup_kill_procs(const char *dir)
+{
+        return procs_walk(dir, true);
+}
+
+int cgroup_wait_empty(Cgroup *cg, unsigned timeout_ms)
+{
+        const CgroupManager *m = cg->manager;
+        uint64_t deadline = now_ms() + timeout_ms;
+
+        for (;;) {
+                int busy = 0;
+
+                for (size_t i = 0; i < m->n_hier; i++) {
+                        int r = procs_walk(cg->leaf[i], false);
+
+                        if (r == -ENOENT)
+                                continue;
+                        if (r < 0)
+                                return r;
+                        busy += r;
+                }
+                if (busy == 0)
+                        return 0;
+                if (now_ms() >= deadline)
+                        return -EBUSY;
+                cgroup_sleep_ms(1);
+        }
+}
+
+int cgroup_kill_loop(Cgroup *cg, int (*freeze)(Cgroup *cg, bool frozen))
+{
+        const CgroupManager *m = cg->manager;
+
+        for (unsigned round = 0; round < CGROUP_KILL_ROUNDS; round++) {
+                int n = 0, r = 0;
+
+                if (freeze)
+                        (void)freeze(cg, true);
+                for (size_t i = 0; i < m->n_hier; i++) {
+                        r = cgroup_kill_procs(cg->leaf[i]);
+                        if (r == -ENOENT) {
+                                r = 0;
+                                continue;
+                        }
+                        if (r < 0)
+                                break;
+                        n += r;
+                }
+                /* Thaw even after an error: a frozen cgroup must not be left behind. On
+                 * v1, SIGKILLed tasks only die once thawed. */
+                if (freeze)
+                        (void)freeze(cg, false);
+                if (r < 0)
+                        return r;
+                if (n == 0)
+                        return 0;
+                cgroup_sleep_ms(1);
+        }
+        return -EBUSY;
+}
+
+int cgroup_mkdir(const char *path)
+{
+        if (mkdir(path, 0755) < 0 && errno != EEXIST)
+                return negative_errno();
+        return 0;
+}
+
+int cgroup_rmdir(const char *path)
+{
+        for (unsigned i = 0; i < CGROUP_RMDIR_TRIES; i++) {
+                if (rmdir(path) >= 0 || errno == ENOENT)
+                        return 0;
+                if (errno != EBUSY)
+                        return negative_errno();
+                cgroup_sleep_ms(CGROUP_RMDIR_RETRY_MS);
+        }
+        return -EBUSY;
+}
+
+const char *cgroup_leaf(const Cgroup *cg, CgroupSlot slot)
+{
+        int i = cg->manager->slot[slot];
+
+        return i < 0 ? NULL : cg->leaf[i];
+}
+
+uint64_t cgroup_weight_to_shares(uint64_t weight)
+{
+        uint64_t s = weight * CGROUP_CPU_SHARES_DEFAULT / CGROUP_WEIGHT_DEFAULT;
+
+        if (s < CGROUP_CPU_SHARES_MIN)
+                return CGROUP_CPU_SHARES_MIN;
+        if (s > CGROUP_CPU_SHARES_MAX)
+                return CGROUP_CPU_SHARES_MAX;
+        return s;
+}
+
+int cgroup_generic_create(Cgroup *cg)
+{
+        const CgroupManager *m = cg->manager;
+        bool made[_CGROUP_SLOT_MAX] = {};
+        int r = 0;
+
+        for (size_t i = 0; i < m->n_hier; i++) {
+                r = cgroup_mkdir(m->hier[i].root);
+                if (r < 0)
+                        break;
+                if (mkdir(cg->leaf[i], 0755) >= 0)
+                        made[i] = true;
+                else if (errno != EEXIST) {
+                        r = negative_errno();
+                        break;
+                }
+        }
+        if (r < 0)
+                for (size_t i = 0; i < m->n_hier; i++)
+                        if (made[i])
+                                (void)rmdir(cg->leaf[i]);
+        return r;
+}
+
+int cgroup_generic_attach(Cgroup *cg, pid_t pid)
+{
+        const CgroupManager *m = cg->manager;
+        char buf[16];
+
+        snprintf(buf, sizeof buf, "%d", (int)pid);
+        for (size_t i = 0; i < m->n_hier; i++) {
+                int r = cgroup_write_knob(cg->leaf[i], "cgroup.procs", buf);
+
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int cgroup_generic_destroy(Cgroup *cg)
+{
+        const CgroupManager *m = cg->manager;
+        int ret = 0;
+
+        for (size_t i = 0; i < m->n_hier; i++) {
+                int r = cgroup_rmdir(cg->leaf[i]);
+
+                if (r < 0 && ret == 0)
+                        ret = r;
+        }
+        return ret;
+}
+
+/* Names of the subdirectories of path (symlinks not followed). 0 and *ret, or -errno. */
+static int list_subdirs(const char *path, char ***ret)
+{
+        _cleanup_(closedirp) DIR *d = opendir(path);
+        _cleanup_strv_free_ char **l = NULL;
+        struct dirent *de;
+
+        if (!d)
+                return negative_errno();
+        errno = 0;
+        while ((de = readdir(d))) {
+                struct stat st;
+                int r;
+
+                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+                        continue;
+                if (de->d_type == DT_UNKNOWN) {
+                        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+                            !S_ISDIR(st.st_mode))
+                                continue;
+                } else if (de->d_type != DT_DIR)
+                        continue;
+                r = strv_extend(&l, de->d_name);
+                if (r < 0)
+                        return r;
+                errno = 0;
+        }
+        if (errno > 0)
+                return -errno;
+        if (!l) {
+                l = calloc(1, sizeof(char *));
+                if (!l)
+                        return -ENOMEM;
+        }
+        *ret = TAKE_PTR(l);
+        return 0;
+}
+
+/* True if dir is a v1 hierarchy root: has cgroup.procs and is not cgroup2. */
+static bool is_v1_hierarchy(const char *dir)
+{
+        struct stat st;
+
+        return stat(dir, &st) >= 0 && S_ISDIR(st.st_mode) && knob_exists(dir, "cgroup.procs") &&
+               !knob_exists(dir, "cgroup.controllers");
+}
+
+/*
+ * Finds the v1 hierarchy holding ctrl under fs_root: fs_root/<ctrl> if it is one
+ * (separate mounts, or systemd's "cpu" -> "cpu,cpuacct" symlinks), else the entry
+ * whose comma-separated name lists ctrl (a co-mount such as "cpu,cpuacct" without
+ * symlinks). Returns 0 and *ret, -ENOENT, -ENOMEM.
+ */
+static int find_v1_hierarchy(const char *fs_root, const char *ctrl, char **ret)
+{
+        _cleanup_(closedirp) DIR *d = NULL;
+        _cleanup_free_ char *p = NULL;
+        struct dirent *de;
+
+        if (asprintf(&p, "%s/%s", fs_root, ctrl) < 0)
+                return -ENOMEM;
+        if (is_v1_hierarchy(p)) {
+                *ret = TAKE_PTR(p);
+                return 0;
+        }
+        d = opendir(fs_root);
+        if (!d)
+                return errno == ENOENT || errno == ENOTDIR ? -ENOENT : negative_errno();
+        while ((de = readdir(d))) {
+                if (de->d_name[0] == '.' || !cgroup_list_contains(de->d_name, ",", ctrl))
+                        continue;
+                free(p);
+                if (asprintf(&p, "%s/%s", fs_root, de->d_name) < 0) {
+                        p = NULL;
+                        return -ENOMEM;
+                }
+                if (is_v1_hierarchy(p)) {
+                        *ret = TAKE_PTR(p);
+                        return 0;
+                }
+        }
+        return -ENOENT;
+}
+
+int cgroup_detect(const char *fs_root, CgroupMode *ret)
+{
+        _cleanup_free_ char *unified = NULL;
+        bool v1 = false;
+
+        if (!ret)
+                return -EINVAL;
+        if (!fs_root)
+                fs_root = CGROUP_FS_ROOT_DEFAULT;
+        if (knob_exists(fs_root, "cgroup.controllers")) {
+                *ret = CGROUP_MODE_V2;
+                return 0;
+        }
+        for (CgroupSlot s = 0; s < CGROUP_SLOT_UNIFIED && !v1; s++) {
+                _cleanup_free_ char *p = NULL;
+                int r = find_v1_hierarchy(fs_root, slot_names[s], &p);
+
+                if (r == -ENOENT)
+                        continue;
+                if (r < 0)
+                        return r;
+                v1 = true;
+        }
+        if (!v1)
+                return -ENOENT;
+        if (asprintf(&unified, "%s/unified", fs_root) < 0)
+                return -ENOMEM;
+        *ret = knob_exists(unified, "cgroup.controllers") ? CGROUP_MODE_HYBRID : CGROUP_MODE_V1;
+        return 0;
+}
+
+/*
+ * Normalizes a cgroup path relative to a hierarchy root: drops empty and "."
+ * components and leading/trailing slashes; refuses "..". "" is the root.
+ * Returns 0 and *ret, -EINVAL, -ENOMEM.
+ */
+static int path_normalize(const char *p, char **ret)
+{
+        _cleanup_free_ char *out = calloc(1, strlen(p) + 1);
+        size_t n = 0;
+
+        if (!out)
+                return -ENOMEM;
+        while (*p) {
+                size_t k = strcspn(p, "/");
+
+                if (k == 2 && strncmp(p, "..", 2) == 0)
+                        return -EINVAL;
+                if (k > 0 && !(k == 1 && p[0] == '.')) {
+                        if (n > 0)
+                                out[n++] = '/';
+                        memcpy(out + n, p, k);
+                        n += k;
+                }
+                p += k;
+                p += strspn(p, "/");
+        }
+        out[n] = 0;
+        *ret = TAKE_PTR(out);
+        return 0;
+}
+
+/*
+ * This process's cgroup in the hierarchy holding ctrl (NULL: the v2 one, the "0::"
+ * line), from /proc/self/cgroup. Returns 0 and *ret, -ENOENT if not listed, -errno.
+ */
+static int self_cgroup(const char *ctrl, char **ret)
+{
+        _cleanup_(fclosep) FILE *f = fopen("/proc/self/cgroup", "re");
+        _cleanup_free_ char *line = NULL;
+        size_t size = 0;
+
+        if (!f)
+                return negative_errno();
+        while (getline(&line, &size, f) > 0) {
+                char *list, *path;
+
+                line[strcspn(line, "\n")] = 0;
+                list = strchr(line, ':');
+                if (!list)
+                        continue;
+                *list++ = 0;
+                path = strchr(list, ':');
+                if (!path)
+                        continue;
+                *path++ = 0;
+                if (ctrl ? cgroup_list_contains(list, ",", ctrl)
+                         : (streq(line, "0") && list[0] == 0)) {
+                        char *s = strdup(path);
+
+                        if (!s)
+                                return -ENOMEM;
+                        *ret = s;
+                        return 0;
+                }
+        }
+        return -ENOENT;
+}
+
+/*
+ * The "root" field of mount's /proc/self/mountinfo line: the part of the hierarchy a
+ * mount shows when only a subtree is mounted (containers without a cgroup namespace).
+ * Returns 0 and *ret, -ENOENT, -errno.
+ */
+static int mount_root(const char *mount, char **ret)
+{
+        _cleanup_(fclosep) FILE *f = NULL;
+        _cleanup_free_ char *line = NULL, *real = realpath(mount, NULL);
+        size_t size = 0;
+
+        if (!real)
+                return negative_errno();
+        f = fopen("/proc/self/mountinfo", "re");
+        if (!f)
+                return negative_errno();
+        while (getline(&line, &size, f) > 0) {
+                _cleanup_free_ char *root = NULL, *point = NULL;
+
+                if (sscanf(line, "%*s %*s %*s %ms %ms", &root, &point) != 2)
+                        continue;
+                if (streq(point, real)) {
+                        *ret = TAKE_PTR(root);
+                        return 0;
+                }
+        }
+        return -ENOENT;
+}
+
+/*
+ * The default parent in one hierarchy: the cgroup this process is in (ctrl NULL: the
+ * v2 one), made relative to what the mount shows. Not a cgroup filesystem (a test's
+ * fake tree) or not listed: the hierarchy's root. Returns 0 and *ret, -errno.
+ */
+static int default_parent(const char *mount, const char *ctrl, char **ret)
+{
+        _cleanup_free_ char *self = NULL, *root = NULL;
+        const char *rel;
+        struct statfs sfs;
+        int r;
+
+        if (statfs(mount, &sfs) < 0)
+                return negative_errno();
+        if (sfs.f_type != CGROUP_SUPER_MAGIC && sfs.f_type != CGROUP2_SUPER_MAGIC)
+                return path_normalize("", ret);
+        r = self_cgroup(ctrl, &self);
+        if (r == -ENOENT)
+                return path_normalize("", ret);
+        if (r < 0)
+                return r;
+        rel = self;
+        if (mount_root(mount, &root) >= 0 && !streq(root, "/")) {
+                size_t n = strlen(root);
+
+                if (strncmp(self, root, n) == 0 && (self[n] == '/' || self[n] == 0))
+                        rel = self + n;
+        }
+        return path_normalize(rel, ret);
+}
+
+/*
+ * Adds the hierarchy at mount (or finds it, if already added under another name) and
+ * returns its index. parent: normalized, or NULL for the default (ctrl says which
+ * /proc/self/cgroup line).
+ */
+static int hierarchy_add(CgroupManager *m, const char *mount, bool unified, const char *ctrl,
+                         const char *parent, int *ret_index)
+{
+        _cleanup_free_ char *def = NULL;
+        CgroupHierarchy *h;
+        struct stat st;
+        int r;
+
+        if (stat(mount, &st) < 0)
+                return negative_errno();
+        for (size_t i = 0; i < m->n_hier; i++)
+                if (m->hier[i].dev == st.st_dev && m->hier[i].ino == st.st_ino) {
+                        *ret_index = (int)i;
+                        return 0;
+                }
+        if (!parent) {
+                /* Pure v2: the hierarchy root (cgroup.h: no internal processes). */
+                if (m->mode == CGROUP_MODE_V2)
+                        r = path_normalize("", &def);
+                else
+                        r = default_parent(mount, ctrl, &def);
+                if (r < 0)
+                        return r;
+                parent = def;
+        }
+        h = &m->hier[m->n_hier];
+        h->dev = st.st_dev;
+        h->ino = st.st_ino;
+        h->unified = unified;
+        h->mount = strdup(mount);
+        if (!h->mount)
+                return -ENOMEM;
+        m->n_hier++; /* owned by m from here on, freed with it */
+        if (asprintf(&h->parent, "%s%s%s", mount, parent[0] ? "/" : "", parent) < 0) {
+                h->parent = NULL;
+                return -ENOMEM;
+        }
+        if (asprintf(&h->root, "%s/cella", h->parent) < 0) {
+                h->root = NULL;
+                return -ENOMEM;
+        }
+        *ret_index = (int)(m->n_hier - 1);
+        return 0;
+}
+
+CgroupManager *cgroup_manager_free(CgroupManager *m)
+{
+        if (!m)
+                return NULL;
+        for (size_t i = 0; i < m->n_hier; i++) {
+                free(m->hier[i].mount);
+                free(m->hier[i].parent);
+                free(m->hier[i].root);
+        }
+        free(m);
+        return NULL;
+}
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(CgroupManager *, cgroup_manager_free)
+
+int cgroup_manager_new(const char *fs_root, CgroupMode mode, const char *parent,
+                       CgroupManager **ret)
+{
+        _cleanup_(cgroup_manager_freep) CgroupManager *m = NULL;
+        _cleanup_free_ char *norm = NULL;
+        int r;
+
+        if (!ret)
+                return -EINVAL;
+        if (!fs_root)
+                fs_root = CGROUP_FS_ROOT_DEFAULT;
+        if (parent) {
+                r = path_normalize(parent, &norm);
+                if (r < 0)
+                        return r;
+        }
+        if (mode == CGROUP_MODE_AUTO) {
+                r = cgroup_detect(fs_root, &mode);
+                if (r < 0)
+                        return r;
+        }
+        m = calloc(1, sizeof *m);
+        if (!m)
+                return -ENOMEM;
+        m->mode = mode;
+        for (CgroupSlot s = 0; s < _CGROUP_SLOT_MAX; s++)
+                m->slot[s] = -1;
+
+        switch (mode) {
+        case CGROUP_MODE_V2: {
+                int i;
+
+                if (!knob_exists(fs_root, "cgroup.controllers"))
+                        return -ENOENT;
+                r = hierarchy_add(m, fs_root, true, NULL, norm, &i);
+                if (r < 0)
+                        return r;
+                for (CgroupSlot s = 0; s < _CGROUP_SLOT_MAX; s++)
+                        m->slot[s] = i;
+                m->ops = &cgroup_v2_ops;
+                break;
+        }
+        case CGROUP_MODE_V1:
+        case CGROUP_MODE_HYBRID:
+                for (CgroupSlot s = 0; s < CGROUP_SLOT_UNIFIED; s++) {
+                        _cleanup_free_ char *p = NULL;
+
+                        /* Hybrid freezes through cgroup.freeze in the unified leaf. */
+                        if (s == CGROUP_SLOT_FREEZER && mode == CGROUP_MODE_HYBRID)
+                                continue;
+                        r = find_v1_hierarchy(fs_root, slot_names[s], &p);
+                        if (r == -ENOENT)
+                                continue;
+                        if (r < 0)
+                                return r;
+                        r = hierarchy_add(m, p, false, slot_names[s], norm, &m->slot[s]);
+                        if (r < 0)
+                                return r;
+                }
+                if (m->n_hier == 0)
+                        return -ENOENT;
+                if (mode == CGROUP_MODE_HYBRID) {
+                        _cleanup_free_ char *u = NULL;
+
+                        if (asprintf(&u, "%s/unified", fs_root) < 0)
+                                return -ENOMEM;
+                        if (!knob_exists(u, "cgroup.controllers"))
+                                return -ENOENT;
+                        r = hierarchy_add(m, u, true, NULL, norm, &m->slot[CGROUP_SLOT_UNIFIED]);
+                        if (r < 0)
+                                return r;
+                        m->ops = &cgroup_hybrid_ops;
+                } else
+                        m->ops = &cgroup_v1_ops;
+                break;
+        default:
+                return -EINVAL;
+        }
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+CgroupMode cgroup_manager_mode(const CgroupManager *m)
+{
+        return m->mode;
+}
+
+const CgroupOps *cgroup_manager_ops(const CgroupManager *m)
+{
+        return m->ops;
+}
+
+/* True if name ends in "@<pid>" and that pid does not exist. */
+static bool leaf_owner_dead(const char *name)
+{
+        const char *at = strrchr(name, '@');
+        uint64_t pid;
+
+        if (!at || strlen(at + 1) > 10 || parse_u64(at + 1, strlen(at + 1), &pid) < 0)
+                return false;
+        if (pid == 0 || pid == UINT64_MAX || pid > INT_MAX)
+                return false;
+        return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+}
+
+/*
+ * SIGKILLs every task in path and the cgroups below it, then thaws them: a task frozen
+ * by the v1 freezer only acts on the signal once thawed (v2 frozen tasks die anyway).
+ * Returns the number of tasks signalled.
+ */
+static int kill_tree(const char *path, unsigned depth)
+{
+        _cleanup_strv_free_ char **subs = NULL;
+        int n = 0, r;
+
+        r = cgroup_kill_procs(path);
+        if (r > 0)
+                n += r;
+        (void)cgroup_write_knob(path, "freezer.state", "THAWED");
+        (void)cgroup_write_knob(path, "cgroup.freeze", "0");
+        if (depth >= CGROUP_SWEEP_MAX_DEPTH || list_subdirs(path, &subs) < 0)
+                return n;
+        STRV_FOREACH (s, subs) {
+                _cleanup_free_ char *p = NULL;
+
+                if (asprintf(&p, "%s/%s", path, *s) < 0)
+                        return n;
+                n += kill_tree(p, depth + 1);
+        }
+        return n;
+}
+
+/* rmdir path and every cgroup below it, deepest first. Returns 0 or -errno. */
+static int remove_tree(const char *path, unsigned depth)
+{
+        _cleanup_strv_free_ char **subs = NULL;
+        int r;
+
+        if (depth > CGROUP_SWEEP_MAX_DEPTH)
+                return -ELOOP;
+        r = list_subdirs(path, &subs);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        STRV_FOREACH (s, subs) {
+                _cleanup_free_ char *p = NULL;
+
+                if (asprintf(&p, "%s/%s", path, *s) < 0)
+                        return -ENOMEM;
+                r = remove_tree(p, depth + 1);
+                if (r < 0)
+                        return r;
+        }
+        return cgroup_rmdir(path);
+}
+
+static int sweep_leaf(const CgroupHierarchy *h, const char *path)
+{
+        /* cgroup.kill takes the whole subtree at once (5.14+); the per-task loop catches
+         * the rest and is all v1 has. With the owner dead nothing freezes this leaf, so a
+         * fork race is only bounded by the rounds (and the leaf's pids.max). */
+        if (h->unified)
+                (void)cgroup_write_knob(path, "cgroup.kill", "1");
+        for (unsigned round = 0; round < CGROUP_KILL_ROUNDS; round++) {
+                if (kill_tree(path, 0) == 0)
+                        break;
+                cgroup_sleep_ms(1);
+        }
+        return remove_tree(path, 0);
+}
+
+int cgroup_sweep(CgroupManager *m)
+{
+        _cleanup_strv_free_ char **removed = NULL;
+        int r;
+
+        if (!m)
+                return -EINVAL;
+        /* cgroup2 hierarchies first: cgroup.kill clears a leaf in one write. */
+        for (int pass = 1; pass >= 0; pass--)
+                for (size_t i = 0; i < m->n_hier; i++) {
+                        const CgroupHierarchy *h = &m->hier[i];
+                        _cleanup_strv_free_ char **names = NULL;
+
+                        if (h->unified != (pass == 1))
+                                continue;
+                        r = list_subdirs(h->root, &names);
+                        if (r == -ENOENT)
+                                continue;
+                        if (r < 0)
+                                return r;
+                        STRV_FOREACH (name, names) {
+                                _cleanup_free_ char *p = NULL;
+
+                                if (!leaf_owner_dead(*name))
+                                        continue;
+                                if (asprintf(&p, "%s/%s", h->root, *name) < 0)
+                                        return -ENOMEM;
+                                /* Best effort: what stays is retried by the next sweep. */
+                                if (sweep_leaf(h, p) < 0)
+                                        continue;
+                                if (!strv_has(removed, *name)) {
+                                        r = strv_extend(&removed, *name);
+                                        if (r < 0)
+                                                return r;
+                                }
+                        }
+                }
+        return (int)strv_length(removed);
+}
+
+static Cgroup *cgroup_free(Cgroup *cg)
+{
+        if (!cg)
+                return NULL;
+        for (size_t i = 0; i < _CGROUP_SLOT_MAX; i++)
+                free(cg->leaf[i]);
+        free(cg->name);
+        free(cg);
+        return NULL;
+}
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(Cgroup *, cgroup_free)
+
+int cgroup_new(CgroupManager *m, const char *label, Cgroup **ret)
+{
+        _cleanup_(cgroup_freep) Cgroup *cg = NULL;
+        int r;
+
+        if (!m || !ret || !label_valid(label))
+                return -EINVAL;
+        cg = calloc(1, sizeof *cg);
+        if (!cg)
+                return -ENOMEM;
+        cg->manager = m;
+        if (asprintf(&cg->name, "%s@%d", label, (int)getpid()) < 0) {
+                cg->name = NULL;
+                return -ENOMEM;
+        }
+        if (!component_valid(cg->name))
+                return -EINVAL;
+        for (size_t i = 0; i < m->n_hier; i++)
+                if (asprintf(&cg->leaf[i], "%s/%s", m->hier[i].root, cg->name) < 0) {
+                        cg->leaf[i] = NULL;
+                        return -ENOMEM;
+                }
+        r = m->ops->create(cg);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(cg);
+        return 0;
+}
+
+int cgroup_set_limits(Cgroup *cg, const CgroupLimits *limits)
+{
+        if (!cg || !limits)
+                return -EINVAL;
+        if (limits->cpu_weight != 0 &&
+            (limits->cpu_weight < CGROUP_WEIGHT_MIN || limits->cpu_weight > CGROUP_WEIGHT_MAX))
+                return -EINVAL;
+        if (limits->cpu_period_us != 0 && (limits->cpu_period_us < CGROUP_CPU_PERIOD_MIN_US ||
+                                           limits->cpu_period_us > CGROUP_CPU_PERIOD_MAX_US))
+                return -EINVAL;
+        if (limits->cpu_quota_us != 0 && limits->cpu_quota_us < CGROUP_CPU_QUOTA_MIN_US)
+                return -EINVAL;
+        return cg->manager->ops->set_limits(cg, limits);
+}
+
+int cgroup_attach(Cgroup *cg, pid_t pid)
+{
+        if (!cg || pid < 0)
+                return -EINVAL;
+        return cg->manager->ops->attach(cg, pid);
+}
+
+int cgroup_freeze(Cgroup *cg, bool frozen)
+{
+        if (!cg)
+                return -EINVAL;
+        return cg->manager->ops->freeze(cg, frozen);
+}
+
+int cgroup_kill(Cgroup *cg)
+{
+        if (!cg)
+                return -EINVAL;
+        return cg->manager->ops->kill(cg);
+}
+
+int cgroup_stats(Cgroup *cg, CgroupStats *ret)
+{
+        CgroupStats st = {.memory_max = UINT64_MAX};
+        int r;
+
+        if (!cg || !ret)
+                return -EINVAL;
+        r = cg->manager->ops->stats(cg, &st);
+        if (r < 0)
+                return r;
+        *ret = st;
+        return 0;
+}
+
+Cgroup *cgroup_destroy(Cgroup *cg)
+{
+        if (!cg)
+                return NULL;
+        (void)cg->manager->ops->kill(cg);
+        (void)cg->manager->ops->destroy(cg);
+        return cgroup_free(cg);
+}
+
+const char *cgroup_path(const Cgroup *cg, const char *ctrl)
+{
+        if (!cg || !ctrl)
+                return NULL;
+        for (CgroupSlot s = 0; s < _CGROUP_SLOT_MAX; s++)
+                if (streq(ctrl, slot_names[s]))
+                        return cgroup_leaf(cg, s);
+        return NULL;
+}

@@ -1,0 +1,460 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The jail (DESIGN.md section 5 step 3): a tmpfs root holding read-only binds of
+ * the runtime, the app's own binds, a private /tmp, a fresh /proc, a minimal /dev
+ * and no /sys; then pivot_root and the old root detached.
+ *
+ * Every source is cloned with open_tree(OPEN_TREE_CLONE) and given its final
+ * attributes with mount_setattr() *before* anything is mounted, so no source path
+ * is ever looked up again once the jail exists (no symlink or mount race between
+ * check and use), and read-only/nosuid/nodev apply atomically and recursively,
+ * where the old bind-then-remount dance leaves a window and misses submounts.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "base/macro.h"
+#include "base/size.h"
+#include "sandbox/sandbox-internal.h"
+
+#define JAIL_MAX_TREES 64
+
+/* Runtime paths; a host symlink (merged /usr) is recreated as the same symlink. */
+static const char *const runtime_paths[] = {
+        "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+};
+
+/*
+ * The /etc subset a dynamically linked program, a shell, python3 and sqlite3 need.
+ * Identity files (passwd, group, hosts, hostname, nsswitch.conf) are written by
+ * cella instead, so nothing about the host's users leaks in.
+ */
+static const char *const etc_paths[] = {
+        "/etc/ld.so.cache",  "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/alternatives",
+        "/etc/localtime",    "/etc/timezone",   "/etc/ssl",          "/etc/ca-certificates",
+        "/etc/protocols",    "/etc/services",   "/etc/mime.types",   "/etc/os-release",
+        "/etc/python3",      "/etc/python3.11", "/etc/inputrc",      "/etc/terminfo",
+        "/etc/profile",      "/etc/bash.bashrc", "/etc/debian_version",
+};
+
+/* Device nodes bound from the host's /dev. */
+static const char *const dev_nodes[] = { "null", "zero", "full", "random", "urandom" };
+
+/*
+ * /proc entries that reveal or touch the host beyond the app's business: masked
+ * with /dev/null (files) or an empty read-only tmpfs (directories), and made
+ * read-only; the same set as the OCI runtimes' defaults (runc/crun
+ * "maskedPaths"/"readonlyPaths", Docker's default spec).
+ */
+static const char *const proc_masked[] = {
+        "kcore", "keys", "timer_list", "sched_debug", "latency_stats", "timer_stats",
+        "acpi",  "scsi", "asound",     "firmware",
+};
+static const char *const proc_readonly[] = { "sys", "sysrq-trigger", "irq", "bus", "fs" };
+
+typedef struct Tree {
+        int fd;            /* detached mount from open_tree */
+        char target[256];  /* path inside the jail, relative (no leading '/') */
+        bool is_dir;
+} Tree;
+
+typedef struct Jail {
+        Tree trees[JAIL_MAX_TREES];
+        size_t n_trees;
+        int null_fd; /* O_PATH of the host's /dev/null, cloned for masks */
+} Jail;
+
+static void jail_done(Jail *j)
+{
+        for (size_t i = 0; i < j->n_trees; i++)
+                safe_close(j->trees[i].fd);
+        j->n_trees = 0;
+        j->null_fd = safe_close(j->null_fd);
+}
+
+static uint64_t mount_attr_of(unsigned flags)
+{
+        uint64_t a = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+
+        if (!(flags & SANDBOX_BIND_RW))
+                a |= MOUNT_ATTR_RDONLY;
+        if (flags & SANDBOX_BIND_NOEXEC)
+                a |= MOUNT_ATTR_NOEXEC;
+        return a;
+}
+
+/* Clones the mount tree at dfd/path and sets attr on all of it. Returns the fd. */
+static int clone_tree(int dfd, const char *path, uint64_t attr, bool recursive)
+{
+        struct mount_attr ma = { .attr_set = attr };
+        unsigned rec = recursive ? AT_RECURSIVE : 0;
+        _cleanup_close_ int fd = -EBADF;
+
+        fd = open_tree(dfd, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | rec | (*path ? 0 : AT_EMPTY_PATH));
+        if (fd < 0)
+                return negative_errno();
+        if (mount_setattr(fd, "", AT_EMPTY_PATH | rec, &ma, sizeof ma) < 0)
+                return negative_errno();
+        return TAKE_FD(fd);
+}
+
+static int jail_add_tree(Jail *j, const char *source, const char *target, unsigned flags,
+                         SandboxError *err)
+{
+        struct stat st;
+        Tree *t;
+        int fd;
+
+        if (j->n_trees >= JAIL_MAX_TREES)
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, -E2BIG, "more than %d binds", JAIL_MAX_TREES);
+        if (target[0] != '/' || strstr(target, "..") || strlen(target) >= sizeof(t->target))
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, -EINVAL, "bad bind target %s", target);
+        if (stat(source, &st) < 0) {
+                if (errno == ENOENT && (flags & SANDBOX_BIND_OPTIONAL))
+                        return 0;
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(), "bind %s", source);
+        }
+        fd = clone_tree(AT_FDCWD, source, mount_attr_of(flags), true);
+        if (fd < 0)
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, fd, "clone mount of %s", source);
+        t = &j->trees[j->n_trees++];
+        t->fd = fd;
+        t->is_dir = S_ISDIR(st.st_mode);
+        snprintf(t->target, sizeof t->target, "%s", target + 1);
+        return 0;
+}
+
+/* mkdir -p of a relative path below dfd. */
+static int mkdir_below(int dfd, const char *rel, mode_t mode)
+{
+        char p[PATH_MAX];
+
+        if (snprintf(p, sizeof p, "%s", rel) >= (int)sizeof p)
+                return -ENAMETOOLONG;
+        for (char *s = p; *s; s++) {
+                if (*s != '/')
+                        continue;
+                *s = 0;
+                if (*p && mkdirat(dfd, p, mode) < 0 && errno != EEXIST)
+                        return negative_errno();
+                *s = '/';
+        }
+        if (mkdirat(dfd, p, mode) < 0 && errno != EEXIST)
+                return negative_errno();
+        return 0;
+}
+
+/* Creates the mount point for t (a directory, or an empty file) below rootfd. */
+static int make_mount_point(int rootfd, const char *rel, bool is_dir)
+{
+        const char *slash = strrchr(rel, '/');
+        int r;
+
+        if (slash) {
+                char parent[PATH_MAX];
+
+                snprintf(parent, sizeof parent, "%.*s", (int)(slash - rel), rel);
+                r = mkdir_below(rootfd, parent, 0755);
+                if (r < 0)
+                        return r;
+        }
+        if (is_dir)
+                return mkdir_below(rootfd, rel, 0755);
+        r = openat(rootfd, rel, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0444);
+        if (r < 0)
+                return errno == EEXIST ? 0 : negative_errno();
+        close(r);
+        return 0;
+}
+
+static int attach_tree(int rootfd, int fd, const char *rel, bool is_dir)
+{
+        int r = make_mount_point(rootfd, rel, is_dir);
+
+        if (r < 0)
+                return r;
+        if (move_mount(fd, "", rootfd, rel, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+                return negative_errno();
+        return 0;
+}
+
+/* A new detached tmpfs with the given options and mount attributes. */
+static int new_tmpfs(uint64_t size, const char *mode, uint64_t attr)
+{
+        _cleanup_close_ int fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
+        char buf[32];
+        int fd;
+
+        if (fs < 0)
+                return negative_errno();
+        if (fsconfig(fs, FSCONFIG_SET_STRING, "size", format_size(size, buf, sizeof buf), 0) < 0 ||
+            fsconfig(fs, FSCONFIG_SET_STRING, "mode", mode, 0) < 0 ||
+            fsconfig(fs, FSCONFIG_SET_STRING, "nr_inodes", "4096", 0) < 0 ||
+            fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+                return negative_errno();
+        fd = fsmount(fs, FSMOUNT_CLOEXEC, (unsigned)attr);
+        return fd < 0 ? negative_errno() : fd;
+}
+
+static int write_file_below(int dfd, const char *rel, const char *content)
+{
+        _cleanup_close_ int fd = openat(dfd, rel, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0644);
+        size_t n = strlen(content);
+
+        if (fd < 0)
+                return negative_errno();
+        if (write(fd, content, n) != (ssize_t)n)
+                return -EIO;
+        return 0;
+}
+
+/* Collects the runtime and /etc sources, recreating host symlinks as symlinks. */
+static int add_host_paths(Jail *j, int rootfd, const char *const *paths, size_t n, SandboxError *err)
+{
+        for (size_t i = 0; i < n; i++) {
+                char link[PATH_MAX];
+                struct stat st;
+                ssize_t k;
+                int r;
+
+                if (lstat(paths[i], &st) < 0)
+                        continue; /* every one of these is optional */
+                if (!S_ISLNK(st.st_mode)) {
+                        r = jail_add_tree(j, paths[i], paths[i], SANDBOX_BIND_OPTIONAL, err);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                k = readlink(paths[i], link, sizeof link - 1);
+                if (k < 0)
+                        continue;
+                link[k] = 0;
+                r = mkdir_below(rootfd, "etc", 0755);
+                if (r >= 0 && symlinkat(link, rootfd, paths[i] + 1) < 0 && errno != EEXIST)
+                        r = negative_errno();
+                if (r < 0)
+                        return sandbox_fail(err, SANDBOX_STEP_MOUNT, r, "symlink %s", paths[i]);
+        }
+        return 0;
+}
+
+static int build_dev(int rootfd, const SandboxSpec *spec, SandboxError *err)
+{
+        static const struct {
+                const char *name, *target;
+        } links[] = {
+                { "dev/fd", "/proc/self/fd" },       { "dev/stdin", "/proc/self/fd/0" },
+                { "dev/stdout", "/proc/self/fd/1" }, { "dev/stderr", "/proc/self/fd/2" },
+        };
+        _cleanup_close_ int dev = -EBADF, shm = -EBADF;
+        int r;
+
+        /* The device nodes are binds of the host's: a tmpfs made by root in a new
+         * namespace could hold mknod'ed nodes, and we want exactly these five. */
+        /* nodev on /dev itself is fine: each node below is its own bind mount
+         * and carries its own flags. */
+        dev = new_tmpfs(64 * 1024, "0755", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+        if (dev < 0)
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, dev, "tmpfs for /dev");
+        for (size_t i = 0; i < ELEMENTSOF(dev_nodes); i++) {
+                char src[64];
+                _cleanup_close_ int fd = -EBADF;
+
+                snprintf(src, sizeof src, "/dev/%s", dev_nodes[i]);
+                fd = clone_tree(AT_FDCWD, src, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, false);
+                if (fd < 0)
+                        return sandbox_fail(err, SANDBOX_STEP_MOUNT, fd, "bind %s", src);
+                r = attach_tree(dev, fd, dev_nodes[i], false);
+                if (r < 0)
+                        return sandbox_fail(err, SANDBOX_STEP_MOUNT, r, "mount %s", src);
+        }
+        if (mkdirat(dev, "shm", 01777) < 0 || mkdirat(dev, "pts", 0755) < 0)
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(), "mkdir in /dev");
+        r = attach_tree(rootfd, dev, "dev", true);
+        if (r < 0)
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, r, "mount /dev");
+        for (size_t i = 0; i < ELEMENTSOF(links); i++)
+                if (symlinkat(links[i].target, rootfd, links[i].name) < 0)
+                        return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(), "symlink /%s",
+                                            links[i].name);
+        shm = new_tmpfs(spec->tmp_size, "1777",
+                        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+        if (shm < 0)
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, shm, "tmpfs for /dev/shm");
+        if (move_mount(shm, "", rootfd, "dev/shm", MOVE_MOUNT_F_EMPTY_PATH) < 0)
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(), "mount /dev/shm");
+        return 0;
+}
+
+static int build_proc(int rootfd, int null_fd, SandboxError *err)
+{
+        _cleanup_close_ int fs = -EBADF, proc = -EBADF;
+
+        /* hidepid=invisible: in its own pid namespace the app only has its own
+         * processes anyway; this also hides init's, which run as the same uid but
+         * are none of the app's business. Mounted while the host's /proc is still
+         * in our namespace: Linux refuses a new proc mount in a namespace with no
+         * fully visible one (mount_too_revealing). */
+        fs = fsopen("proc", FSOPEN_CLOEXEC);
+        if (fs < 0 || fsconfig(fs, FSCONFIG_SET_STRING, "hidepid", "invisible", 0) < 0 ||
+            fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(), "create proc");
+        proc = fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+        if (proc < 0)
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(), "mount proc");
+        if (attach_tree(rootfd, proc, "proc", true) < 0)
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(), "mount /proc");
+
+        for (size_t i = 0; i < ELEMENTSOF(proc_masked); i++) {
+                _cleanup_close_ int m = -EBADF;
+                struct stat st;
+
+                if (fstatat(proc, proc_masked[i], &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        continue;
+                if (S_ISDIR(st.st_mode))
+                        m = new_tmpfs(4096, "0555", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
+                                                            MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+                else
+                        m = clone_tree(null_fd, "", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
+                                       false);
+                if (m < 0 || move_mount(m, "", proc, proc_masked[i], MOVE_MOUNT_F_EMPTY_PATH) < 0)
+                        return sandbox_fail(err, SANDBOX_STEP_MOUNT, m < 0 ? m : negative_errno(),
+                                            "mask /proc/%s", proc_masked[i]);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(proc_readonly); i++) {
+                _cleanup_close_ int m = -EBADF;
+
+                if (faccessat(proc, proc_readonly[i], F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+                        continue;
+                m = clone_tree(proc, proc_readonly[i],
+                               MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+                               true);
+                if (m < 0 || move_mount(m, "", proc, proc_readonly[i], MOVE_MOUNT_F_EMPTY_PATH) < 0)
+                        return sandbox_fail(err, SANDBOX_STEP_MOUNT, m < 0 ? m : negative_errno(),
+                                            "read-only /proc/%s", proc_readonly[i]);
+        }
+        return 0;
+}
+
+static int write_identity(int rootfd, const SandboxSpec *spec, SandboxError *err)
+{
+        char passwd[512], group[256], hosts[256], hostname[SANDBOX_HOSTNAME_MAX + 2];
+        const struct {
+                const char *name, *content;
+        } files[] = {
+                { "etc/passwd", passwd },
+                { "etc/group", group },
+                { "etc/hosts", hosts },
+                { "etc/hostname", hostname },
+                { "etc/nsswitch.conf", "passwd: files\ngroup: files\nshadow: files\nhosts: files\n"
+                                       "networks: files\nprotocols: files\nservices: files\n" },
+        };
+
+        snprintf(passwd, sizeof passwd,
+                 "root:x:0:0:root:/:/usr/sbin/nologin\n"
+                 "app:x:%d:%d:%.64s:/data:/bin/sh\n"
+                 "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+                 SANDBOX_UID, SANDBOX_GID, spec->hostname);
+        snprintf(group, sizeof group, "root:x:0:\napp:x:%d:\nnogroup:x:65534:\n", SANDBOX_GID);
+        snprintf(hosts, sizeof hosts, "127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t%.64s\n",
+                 spec->hostname);
+        snprintf(hostname, sizeof hostname, "%.64s\n", spec->hostname);
+
+        if (mkdir_below(rootfd, "etc", 0755) < 0)
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(), "mkdir /etc");
+        for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+                int r = write_file_below(rootfd, files[i].name, files[i].content);
+
+                if (r < 0)
+                        return sandbox_fail(err, SANDBOX_STEP_MOUNT, r, "write /%s", files[i].name);
+        }
+        return 0;
+}
+
+int jail_build(const SandboxSpec *spec, SandboxError *err)
+{
+        static const char base[] = "/tmp"; /* where the new root is attached until pivot */
+        struct mount_attr ro = { .attr_set = MOUNT_ATTR_RDONLY };
+        _cleanup_close_ int rootfd = -EBADF, tmp = -EBADF;
+        Jail j = { .null_fd = -EBADF };
+        int r;
+
+        /* Nothing we mount may propagate back to the host; host unmounts still
+         * propagate in (bubblewrap does the same). */
+        if (mount(NULL, "/", NULL, MS_SLAVE | MS_REC, NULL) < 0)
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(), "make / a slave mount");
+
+        rootfd = new_tmpfs(1024 * 1024, "0755", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+        if (rootfd < 0)
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, rootfd, "tmpfs for the root");
+
+        /* 1. Every source, resolved now, in the host's view. */
+        j.null_fd = open("/dev/null", O_PATH | O_CLOEXEC);
+        if (j.null_fd < 0) {
+                r = sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(), "open /dev/null");
+                goto out;
+        }
+        r = add_host_paths(&j, rootfd, runtime_paths, ELEMENTSOF(runtime_paths), err);
+        if (r < 0)
+                goto out;
+        r = add_host_paths(&j, rootfd, etc_paths, ELEMENTSOF(etc_paths), err);
+        if (r < 0)
+                goto out;
+        for (size_t i = 0; i < spec->n_binds; i++) {
+                r = jail_add_tree(&j, spec->binds[i].source, spec->binds[i].target, spec->binds[i].flags, err);
+                if (r < 0)
+                        goto out;
+        }
+
+        /* 2. The root, attached so it can become the root, then populated. */
+        if (move_mount(rootfd, "", AT_FDCWD, base, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+                r = sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(), "attach the root at %s", base);
+                goto out;
+        }
+        for (size_t i = 0; i < j.n_trees; i++) {
+                r = attach_tree(rootfd, j.trees[i].fd, j.trees[i].target, j.trees[i].is_dir);
+                if (r < 0) {
+                        r = sandbox_fail(err, SANDBOX_STEP_MOUNT, r, "mount /%s", j.trees[i].target);
+                        goto out;
+                }
+        }
+        r = write_identity(rootfd, spec, err);
+        if (r < 0)
+                goto out;
+        r = build_dev(rootfd, spec, err);
+        if (r < 0)
+                goto out;
+        tmp = new_tmpfs(spec->tmp_size, "1777", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+        if (tmp < 0 || attach_tree(rootfd, tmp, "tmp", true) < 0) {
+                r = sandbox_fail(err, SANDBOX_STEP_MOUNT, tmp < 0 ? tmp : negative_errno(), "mount /tmp");
+                goto out;
+        }
+        r = build_proc(rootfd, j.null_fd, err);
+        if (r < 0)
+                goto out;
+
+        /* 3. pivot_root(".", ".") stacks the old root under the new one at "/";
+         * the lazy unmount then detaches it, so no path leads back to the host. */
+        if (fchdir(rootfd) < 0 || syscall(SYS_pivot_root, ".", ".") < 0) {
+                r = sandbox_fail(err, SANDBOX_STEP_PIVOT, negative_errno(), "pivot_root");
+                goto out;
+        }
+        if (umount2(".", MNT_DETACH) < 0 || chdir("/") < 0) {
+                r = sandbox_fail(err, SANDBOX_STEP_PIVOT, negative_errno(), "detach the old root");
+                goto out;
+        }
+        if (mount_setattr(AT_FDCWD, "/", 0, &ro, sizeof ro) < 0) {
+                r = sandbox_fail(err, SANDBOX_STEP_PIVOT, negative_errno(), "make / read-only");
+                goto out;
+        }
+        r = 0;
+out:
+        jail_done(&j);
+        return r;
+}

@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The sandbox library: turns a SandboxSpec into a running, isolated process tree
+ * (DESIGN.md section 5). It knows nothing of manifests, the broker or the
+ * supervisor, so another front end (an OCI runtime) can use it on its own.
+ *
+ * Shape of a running sandbox:
+ *
+ *   caller ── ctl socket ──> init (pid 1 of a new pid namespace; reaps, forwards
+ *                              signals, reports the app's exit status)
+ *                              └── app (the entry point, exec'ed)
+ *
+ * The jail is built while the child is still root of the caller's user namespace,
+ * inside new mount, pid, ipc, uts, net and cgroup namespaces; only then does it
+ * enter a new user namespace where it is SANDBOX_UID. So every namespace but the
+ * user one is owned by the caller's user namespace: a capability the app might
+ * regain inside its own user namespace gives it no power over its mounts, its
+ * network or its hostname.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "sandbox/cgroup.h"
+#include "sandbox/seccomp.h"
+
+/* The uid and gid the app runs as inside its user namespace (never 0). */
+#define SANDBOX_UID 1000
+#define SANDBOX_GID 1000
+
+/* Bounds on what a spec may ask for. */
+#define SANDBOX_HOSTNAME_MAX 64 /* HOST_NAME_MAX on Linux */
+#define SANDBOX_DETAIL_MAX   240
+
+/* Where a spawn failed; each maps to its own exit code in the CLI (docs/cli.md). */
+typedef enum SandboxStep {
+        SANDBOX_STEP_NONE = 0,
+        SANDBOX_STEP_PREPARE,   /* checking the spec, opening sources in the caller */
+        SANDBOX_STEP_CGROUP,    /* creating, limiting or joining the cgroup */
+        SANDBOX_STEP_CLONE,     /* clone3 with the namespace flags */
+        SANDBOX_STEP_NAMESPACE, /* hostname, loopback, cgroup namespace */
+        SANDBOX_STEP_MOUNT,     /* building the jail */
+        SANDBOX_STEP_PIVOT,     /* pivot_root, detaching the old root */
+        SANDBOX_STEP_USERNS,    /* user namespace, uid/gid maps, setresuid */
+        SANDBOX_STEP_CAPS,      /* securebits, bounding set, capabilities, no_new_privs */
+        SANDBOX_STEP_RLIMIT,    /* resource limits */
+        SANDBOX_STEP_SECCOMP,   /* loading the seccomp filter */
+        SANDBOX_STEP_EXEC,      /* fds, environment, execve of the entry point */
+        SANDBOX_STEP_INIT,      /* the sandbox's init died or stopped answering */
+        _SANDBOX_STEP_MAX,
+} SandboxStep;
+
+typedef struct SandboxError {
+        SandboxStep step;
+        int error;                          /* positive errno */
+        char detail[SANDBOX_DETAIL_MAX];    /* what was being done, e.g. "bind /usr" */
+} SandboxError;
+
+/* Flags of a SandboxBind. Every bind is nosuid and nodev. */
+enum {
+        SANDBOX_BIND_RW = 1 << 0,       /* writable (default: read-only) */
+        SANDBOX_BIND_NOEXEC = 1 << 1,   /* noexec */
+        SANDBOX_BIND_OPTIONAL = 1 << 2, /* skip quietly if the source does not exist */
+};
+
+/* A host path made visible in the jail. */
+typedef struct SandboxBind {
+        const char *source; /* absolute host path (a directory or a file) */
+        const char *target; /* absolute path inside the jail */
+        unsigned flags;
+} SandboxBind;
+
+typedef struct SandboxSpec {
+        const char *hostname;   /* uts hostname; truncated to SANDBOX_HOSTNAME_MAX */
+        uid_t host_uid;         /* host uid mapped to SANDBOX_UID inside; never 0 */
+        gid_t host_gid;         /* host gid mapped to SANDBOX_GID inside; never 0 */
+
+        const SandboxBind *binds; /* extra binds after the runtime (/usr, /lib*, /etc subset) */
+        size_t n_binds;
+        uint64_t tmp_size;      /* bytes of the /tmp and /dev/shm tmpfs; 0 = 16 MiB */
+        const char *workdir;    /* cwd of the app inside the jail; NULL = "/" */
+
+        const char *exec_path;  /* absolute path inside the jail */
+        char *const *argv;      /* argv[0] included */
+        char *const *envp;      /* the whole environment; nothing is inherited */
+
+        CgroupManager *cgroups; /* NULL: no cgroup (tests of the library alone) */
+        const char *cgroup_label; /* leaf label, [A-Za-z0-9._-] */
+        CgroupLimits limits;
+
+        uint64_t rlimit_nofile; /* RLIMIT_NOFILE soft and hard; 0 = 1024 */
+        uint64_t rlimit_fsize;  /* RLIMIT_FSIZE in bytes; 0 = unlimited */
+        uint64_t rlimit_nproc;  /* RLIMIT_NPROC; 0 = unlimited */
+
+        const SeccompProgram *seccomp; /* required: a sandbox without a filter is refused */
+
+        int stdio[3];           /* fds that become 0, 1, 2 in the app (-1: /dev/null) */
+        int channel_fd;         /* fd that becomes 3 in the app (-1: none) */
+} SandboxSpec;
+
+/* How the app ended. */
+typedef struct SandboxExit {
+        int code;          /* CLD_EXITED or CLD_KILLED (CLD_DUMPED is folded into CLD_KILLED) */
+        int status;        /* exit status, or the signal number */
+        bool oom_killed;   /* the app itself was killed by its memory cgroup's OOM killer */
+        uint64_t oom_kills; /* OOM kills in the sandbox during this run (the app or its children) */
+} SandboxExit;
+
+typedef struct Sandbox {
+        pid_t pid;         /* host pid of the sandbox's init */
+        int pidfd;         /* pidfd of init (poll for its exit) */
+        int ctl_fd;        /* reports from init; readable when the app has exited */
+        pid_t app_pid;     /* pid of the app in the sandbox's pid namespace */
+        Cgroup *cgroup;    /* NULL if spec->cgroups was NULL */
+        uint64_t oom_kills_before; /* the cgroup's OOM kill count at spawn (a reused leaf) */
+        bool exited;
+        SandboxExit exit;
+} Sandbox;
+
+/*
+ * Starts spec->exec_path in a new sandbox and returns once it has been exec'ed.
+ * Blocks for the few milliseconds a spawn takes; single-threaded callers only (the
+ * child is a fork of the caller). Returns 0 and *ret (free with sandbox_free), or
+ * a negative errno with *err saying which step failed and why; nothing is left
+ * behind on failure (no process, no cgroup). -ENOENT/-EACCES/-ENOEXEC at
+ * SANDBOX_STEP_EXEC mean the entry point is missing or cannot be executed.
+ */
+int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, SandboxError *err);
+
+/*
+ * Sends sig to the app through init (which forwards it). Returns 0, -ESRCH if the
+ * sandbox is gone, or -errno of pidfd_send_signal.
+ */
+int sandbox_signal(Sandbox *s, int sig);
+
+/*
+ * Processes what init reported on ctl_fd without blocking. Returns 1 once the app
+ * has exited (s->exit filled, init reaped), 0 if nothing final arrived yet, or a
+ * negative errno.
+ */
+int sandbox_process(Sandbox *s);
+
+/* Blocks until the app exits; fills *ret. Returns 0 or a negative errno. */
+int sandbox_wait(Sandbox *s, SandboxExit *ret);
+
+/* Kills everything left in the sandbox, reaps init, removes the cgroup, frees s.
+ * Takes NULL; returns NULL. */
+Sandbox *sandbox_free(Sandbox *s);
+
+/* A short name for a step, for messages: "mount", "seccomp", ... */
+const char *sandbox_step_to_string(SandboxStep step);
+
+static inline void sandbox_freep(Sandbox **s)
+{
+        sandbox_free(*s);
+}

@@ -1,0 +1,652 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * sandbox_spawn(): the parent's half and the child's half of starting a sandbox
+ * (DESIGN.md section 5), and the child's life afterwards as the pid namespace's
+ * init.
+ *
+ * Parent                                   Child (pid 1 of a new pid namespace)
+ *   cgroup: create, limit                    |
+ *   clone3(NEWNS|NEWPID|NEWIPC|NEWUTS|NEWNET)|
+ *   join the child to the cgroup             |
+ *   send GO ───────────────────────────────> hostname, loopback, cgroup namespace
+ *                                            build the jail, pivot_root
+ *                                            drop groups, unshare(NEWUSER)
+ *   write uid/gid maps <─────── NEED_IDMAP
+ *   send IDMAP_DONE ───────────────────────> securebits, become SANDBOX_UID,
+ *                                            drop capabilities, no_new_privs,
+ *                                            rlimits, seccomp
+ *                                            fork ─> app: fds, env, execve
+ *   sandbox returned <──────────── STARTED   (or ERROR at any step)
+ *   ... later ...   <──────────── EXITED     init reaps, forwards signals
+ *
+ * The ctl socket is SOCK_SEQPACKET: one message per report, and EOF when the child
+ * dies, so the parent never waits on a dead child. The child carries
+ * PR_SET_PDEATHSIG(SIGKILL), re-armed after every credential change (Linux clears
+ * it on each), so if the parent dies the init dies, and with it, the namespace.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/sched.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "base/macro.h"
+#include "sandbox/sandbox-internal.h"
+
+/* How long the parent waits for the child to answer during setup. A spawn takes
+ * milliseconds; this only bounds a child that hangs (e.g. stuck in a frozen cgroup). */
+#define SANDBOX_SETUP_TIMEOUT_MS 10000
+
+#define SANDBOX_DEFAULT_TMP_SIZE (16ull * 1024 * 1024)
+
+typedef enum MsgType {
+        MSG_GO = 1,      /* parent → child: cgroup joined, go on */
+        MSG_NEED_IDMAP,  /* child → parent: in a new user namespace, map me */
+        MSG_IDMAP_DONE,  /* parent → child */
+        MSG_ERROR,       /* child → parent: step, error, detail */
+        MSG_STARTED,     /* child → parent: value = app pid (in the sandbox) */
+        MSG_EXITED,      /* child → parent: value = the app's wait status */
+} MsgType;
+
+typedef struct Msg {
+        uint32_t type;
+        int32_t step;
+        int32_t error;
+        int32_t value;
+        char detail[SANDBOX_DETAIL_MAX];
+} Msg;
+
+/* Signals init passes on to the app; SIGKILL and SIGSTOP cannot be caught. */
+static const int forwarded_signals[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1,
+                                         SIGUSR2, SIGWINCH, SIGCONT, SIGALRM };
+
+static const char *const step_names[_SANDBOX_STEP_MAX] = {
+        [SANDBOX_STEP_NONE] = "none",       [SANDBOX_STEP_PREPARE] = "prepare",
+        [SANDBOX_STEP_CGROUP] = "cgroup",   [SANDBOX_STEP_CLONE] = "clone",
+        [SANDBOX_STEP_NAMESPACE] = "namespace", [SANDBOX_STEP_MOUNT] = "mount",
+        [SANDBOX_STEP_PIVOT] = "pivot_root", [SANDBOX_STEP_USERNS] = "userns",
+        [SANDBOX_STEP_CAPS] = "capabilities", [SANDBOX_STEP_RLIMIT] = "rlimit",
+        [SANDBOX_STEP_SECCOMP] = "seccomp", [SANDBOX_STEP_EXEC] = "exec",
+        [SANDBOX_STEP_INIT] = "init",
+};
+
+const char *sandbox_step_to_string(SandboxStep step)
+{
+        if ((unsigned)step >= _SANDBOX_STEP_MAX)
+                return "unknown";
+        return step_names[step];
+}
+
+static int msg_send(int fd, MsgType type, int32_t value)
+{
+        Msg m = { .type = type, .value = value };
+
+        return send(fd, &m, sizeof m, MSG_NOSIGNAL) == (ssize_t)sizeof m ? 0 : negative_errno();
+}
+
+static void msg_send_error(int fd, const SandboxError *e)
+{
+        Msg m = { .type = MSG_ERROR, .step = (int32_t)e->step, .error = e->error };
+
+        memcpy(m.detail, e->detail, sizeof m.detail);
+        m.detail[sizeof m.detail - 1] = 0;
+        (void)send(fd, &m, sizeof m, MSG_NOSIGNAL);
+}
+
+/* Receives one message; 0 on success, -EPIPE on EOF, -EBADMSG if malformed. */
+static int msg_recv(int fd, Msg *ret)
+{
+        ssize_t k = recv(fd, ret, sizeof *ret, MSG_CMSG_CLOEXEC);
+
+        if (k < 0)
+                return negative_errno();
+        if (k == 0)
+                return -EPIPE;
+        if (k != (ssize_t)sizeof *ret)
+                return -EBADMSG;
+        ret->detail[sizeof ret->detail - 1] = 0;
+        return 0;
+}
+
+/* ---- child side ---------------------------------------------------------- */
+
+static int child_expect(int ctl, MsgType type)
+{
+        Msg m;
+        int r = msg_recv(ctl, &m);
+
+        if (r < 0)
+                return r;
+        return m.type == (uint32_t)type ? 0 : -EPROTO;
+}
+
+static int loopback_up(void)
+{
+        struct ifreq ifr = { .ifr_name = "lo" };
+        _cleanup_close_ int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+        if (fd < 0)
+                return negative_errno();
+        if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+                return negative_errno();
+        ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+        if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
+                return negative_errno();
+        return 0;
+}
+
+/* Moves fd to a number >= 10 so the dup2()s into 0..3 cannot clobber each other. */
+static int move_high(int fd)
+{
+        if (fd < 0)
+                return fd;
+        return fcntl(fd, F_DUPFD_CLOEXEC, 10);
+}
+
+/* The app: between fork and exec. Never returns. */
+_noreturn_ static void app_exec(const SandboxSpec *spec, int exec_fd)
+{
+        struct sigaction sa = { .sa_handler = SIG_DFL };
+        sigset_t none;
+        int fds[4], err;
+
+        /* Start the app with the signal state of a fresh process: cella may ignore
+         * SIGPIPE, and ignored signals survive execve. */
+        for (int sig = 1; sig < _NSIG; sig++)
+                (void)sigaction(sig, &sa, NULL);
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+
+        /* Everything we keep goes above 10 first, so the dup2()s into 0..3 cannot
+         * clobber a source that happens to sit at 0..3. */
+        exec_fd = move_high(exec_fd);
+        for (int i = 0; i < 3; i++)
+                fds[i] = move_high(spec->stdio[i] >= 0 ? spec->stdio[i]
+                                                        : open("/dev/null", O_RDWR | O_CLOEXEC));
+        fds[3] = spec->channel_fd >= 0 ? move_high(spec->channel_fd) : -EBADF;
+        if (exec_fd < 0)
+                _exit(126);
+        for (int i = 0; i < 4; i++) {
+                if (i == 3 && spec->channel_fd < 0) {
+                        close(3);
+                        continue;
+                }
+                if (fds[i] < 0 || dup2(fds[i], i) < 0) /* dup2 clears O_CLOEXEC */
+                        goto fail;
+        }
+        /* Nothing else crosses into the app. exec_fd is O_CLOEXEC: it tells init
+         * whether execve worked, and closes by itself when it did. */
+        if (close_range(4, exec_fd - 1, 0) < 0 || close_range(exec_fd + 1, ~0U, 0) < 0)
+                goto fail;
+        if (chdir(spec->workdir ?: "/") < 0)
+                goto fail;
+        execve(spec->exec_path, spec->argv, spec->envp);
+fail:
+        err = errno;
+        (void)!write(exec_fd, &err, sizeof err);
+        _exit(err == ENOENT ? 127 : 126);
+}
+
+static void noop_handler(int sig)
+{
+        (void)sig;
+}
+
+/*
+ * Blocks SIGCHLD and the forwarded signals (init takes them with sigwaitinfo) and
+ * gives each forwarded signal a handler that never runs: a pid namespace's init
+ * only receives signals it has a handler for, even from the parent namespace
+ * (pid_namespaces(7)). Returns 0 or -errno.
+ */
+static int install_forwarding(sigset_t *ret_mask)
+{
+        sigemptyset(ret_mask);
+        sigaddset(ret_mask, SIGCHLD);
+        for (size_t i = 0; i < ELEMENTSOF(forwarded_signals); i++)
+                sigaddset(ret_mask, forwarded_signals[i]);
+        if (sigprocmask(SIG_BLOCK, ret_mask, NULL) < 0)
+                return negative_errno();
+        for (size_t i = 0; i < ELEMENTSOF(forwarded_signals); i++) {
+                struct sigaction h = { .sa_handler = noop_handler, .sa_flags = SA_RESTART };
+
+                if (sigaction(forwarded_signals[i], &h, NULL) < 0)
+                        return negative_errno();
+        }
+        return 0;
+}
+
+/* init's life after the app started: reap everything, forward signals, report the
+ * app's exit, and exit, which makes Linux kill whatever is left in the namespace. */
+_noreturn_ static void init_loop(int ctl, pid_t app, const sigset_t *mask)
+{
+        for (;;) {
+                siginfo_t si;
+                int sig = sigwaitinfo(mask, &si);
+
+                if (sig < 0)
+                        continue;
+                if (sig != SIGCHLD) {
+                        kill(app, sig);
+                        continue;
+                }
+                for (;;) {
+                        int status;
+                        pid_t p = waitpid(-1, &status, WNOHANG);
+
+                        if (p <= 0)
+                                break;
+                        if (p == app) {
+                                msg_send(ctl, MSG_EXITED, status);
+                                _exit(0);
+                        }
+                }
+        }
+}
+
+_noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
+{
+        SandboxError err = {};
+        _cleanup_close_pair_ int exec_pipe[2] = { -EBADF, -EBADF };
+        sigset_t mask;
+        pid_t app;
+        ssize_t k;
+        int r, e;
+
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+                _exit(1);
+        if (child_expect(ctl, MSG_GO) < 0)
+                _exit(1);
+
+        if (setsid() < 0) {
+                r = sandbox_fail(&err, SANDBOX_STEP_NAMESPACE, negative_errno(), "setsid");
+                goto fail;
+        }
+        if (sethostname(spec->hostname, strnlen(spec->hostname, SANDBOX_HOSTNAME_MAX)) < 0) {
+                r = sandbox_fail(&err, SANDBOX_STEP_NAMESPACE, negative_errno(), "sethostname");
+                goto fail;
+        }
+        r = loopback_up();
+        if (r < 0) {
+                sandbox_fail(&err, SANDBOX_STEP_NAMESPACE, r, "bring up loopback");
+                goto fail;
+        }
+        /* After joining the cgroup, so the app's cgroup is the root it sees. */
+        if (unshare(CLONE_NEWCGROUP) < 0) {
+                r = sandbox_fail(&err, SANDBOX_STEP_NAMESPACE, negative_errno(), "cgroup namespace");
+                goto fail;
+        }
+
+        r = jail_build(spec, &err);
+        if (r < 0)
+                goto fail;
+
+        /* We are still root of the caller's user namespace with its supplementary
+         * groups: drop them now, as setgroups() is denied inside. */
+        if (setgroups(0, NULL) < 0) {
+                r = sandbox_fail(&err, SANDBOX_STEP_USERNS, negative_errno(), "setgroups");
+                goto fail;
+        }
+        if (unshare(CLONE_NEWUSER) < 0) {
+                r = sandbox_fail(&err, SANDBOX_STEP_USERNS, negative_errno(), "unshare user namespace");
+                goto fail;
+        }
+        if (msg_send(ctl, MSG_NEED_IDMAP, 0) < 0 || child_expect(ctl, MSG_IDMAP_DONE) < 0)
+                _exit(1);
+
+        r = caps_lock_securebits(&err);
+        if (r < 0)
+                goto fail;
+        r = userns_become(SANDBOX_UID, SANDBOX_GID, &err);
+        if (r < 0)
+                goto fail;
+        r = caps_drop_all(&err);
+        if (r < 0)
+                goto fail;
+        /* Every credential change cleared the parent-death signal: arm it again,
+         * then make sure the parent did not die before it was armed. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+                _exit(1);
+        {
+                struct pollfd p = { .fd = ctl, .events = POLLOUT };
+
+                if (poll(&p, 1, 0) < 0 || (p.revents & (POLLHUP | POLLERR)))
+                        _exit(1);
+        }
+        r = rlimits_apply(spec, &err);
+        if (r < 0)
+                goto fail;
+
+        r = install_forwarding(&mask);
+        if (r < 0) {
+                sandbox_fail(&err, SANDBOX_STEP_EXEC, r, "set up signal forwarding");
+                goto fail;
+        }
+
+        r = seccomp_program_load(spec->seccomp);
+        if (r < 0) {
+                sandbox_fail(&err, SANDBOX_STEP_SECCOMP, r, "load the seccomp filter");
+                goto fail;
+        }
+
+        if (pipe2(exec_pipe, O_CLOEXEC) < 0) {
+                r = sandbox_fail(&err, SANDBOX_STEP_EXEC, negative_errno(), "pipe");
+                goto fail;
+        }
+        app = fork();
+        if (app < 0) {
+                r = sandbox_fail(&err, SANDBOX_STEP_EXEC, negative_errno(), "fork the app");
+                goto fail;
+        }
+        if (app == 0) {
+                safe_close(exec_pipe[0]);
+                app_exec(spec, exec_pipe[1]);
+        }
+        exec_pipe[1] = safe_close(exec_pipe[1]);
+        do
+                k = read(exec_pipe[0], &e, sizeof e);
+        while (k < 0 && errno == EINTR);
+        if (k == sizeof e) {
+                int status;
+
+                waitpid(app, &status, 0);
+                r = sandbox_fail(&err, SANDBOX_STEP_EXEC, -e, "execute %s", spec->exec_path);
+                goto fail;
+        }
+        exec_pipe[0] = safe_close(exec_pipe[0]);
+
+        /* init keeps nothing of the app's: not its stdio, not its channel. */
+        if (ctl > 0)
+                close_range(0, ctl - 1, 0);
+        close_range(ctl + 1, ~0U, 0);
+        if (msg_send(ctl, MSG_STARTED, app) < 0)
+                _exit(1);
+        init_loop(ctl, app, &mask);
+
+fail:
+        msg_send_error(ctl, &err);
+        _exit(1);
+}
+
+/* ---- parent side --------------------------------------------------------- */
+
+static int check_spec(const SandboxSpec *spec, SandboxError *err)
+{
+        struct rlimit rl;
+
+        if (!spec->seccomp)
+                return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL, "no seccomp filter");
+        if (spec->host_uid == 0 || spec->host_gid == 0)
+                return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL, "the app may not run as host root");
+        if (!spec->hostname || !*spec->hostname)
+                return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL, "no hostname");
+        if (!spec->exec_path || spec->exec_path[0] != '/' || !spec->argv || !spec->argv[0] || !spec->envp)
+                return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL, "no absolute entry point or argv");
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && spec->rlimit_nofile > rl.rlim_max)
+                return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EPERM,
+                                    "files limit %llu exceeds this host's hard limit %llu",
+                                    (unsigned long long)spec->rlimit_nofile,
+                                    (unsigned long long)rl.rlim_max);
+        return 0;
+}
+
+static void reap(pid_t pid, int pidfd, siginfo_t *ret)
+{
+        siginfo_t si = {};
+
+        if (pidfd >= 0) {
+                while (waitid(P_PIDFD, pidfd, &si, WEXITED) < 0 && errno == EINTR)
+                        ;
+        } else {
+                while (waitid(P_PID, pid, &si, WEXITED) < 0 && errno == EINTR)
+                        ;
+        }
+        if (ret)
+                *ret = si;
+}
+
+/* Waits for one setup message; -ETIMEDOUT after SANDBOX_SETUP_TIMEOUT_MS. */
+static int parent_recv(int ctl, Msg *m)
+{
+        struct pollfd p = { .fd = ctl, .events = POLLIN };
+        int r;
+
+        do
+                r = poll(&p, 1, SANDBOX_SETUP_TIMEOUT_MS);
+        while (r < 0 && errno == EINTR);
+        if (r < 0)
+                return negative_errno();
+        if (r == 0)
+                return -ETIMEDOUT;
+        return msg_recv(ctl, m);
+}
+
+int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
+{
+        _cleanup_close_pair_ int ctl[2] = { -EBADF, -EBADF };
+        _cleanup_close_ int pidfd = -EBADF;
+        _cleanup_free_ Sandbox *s = NULL;
+        SandboxSpec spec = *spec_in;
+        Cgroup *cg = NULL;
+        struct clone_args args = {};
+        pid_t pid;
+        Msg m;
+        int r;
+
+        *err = (SandboxError){};
+        if (spec.tmp_size == 0)
+                spec.tmp_size = SANDBOX_DEFAULT_TMP_SIZE;
+        r = check_spec(&spec, err);
+        if (r < 0)
+                return r;
+        s = calloc(1, sizeof *s);
+        if (!s)
+                return sandbox_fail(err, SANDBOX_STEP_PREPARE, -ENOMEM, "allocate");
+
+        if (spec.cgroups) {
+                r = cgroup_new(spec.cgroups, spec.cgroup_label, &cg);
+                if (r < 0)
+                        return sandbox_fail(err, SANDBOX_STEP_CGROUP, r, "create cgroup %s", spec.cgroup_label);
+                r = cgroup_set_limits(cg, &spec.limits);
+                if (r < 0) {
+                        cgroup_destroy(cg);
+                        return sandbox_fail(err, SANDBOX_STEP_CGROUP, r, "set cgroup limits");
+                }
+        }
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0) {
+                r = sandbox_fail(err, SANDBOX_STEP_CLONE, negative_errno(), "socketpair");
+                goto fail;
+        }
+
+        args.flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET | CLONE_PIDFD;
+        args.pidfd = (uint64_t)(uintptr_t)&pidfd;
+        args.exit_signal = SIGCHLD;
+        pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
+        if (pid < 0) {
+                r = sandbox_fail(err, SANDBOX_STEP_CLONE, negative_errno(), "clone3");
+                goto fail;
+        }
+        if (pid == 0) {
+                safe_close(ctl[0]);
+                child_main(&spec, ctl[1]);
+        }
+        ctl[1] = safe_close(ctl[1]);
+        s->pid = pid;
+
+        if (cg) {
+                r = cgroup_attach(cg, pid);
+                if (r < 0) {
+                        sandbox_fail(err, SANDBOX_STEP_CGROUP, r, "join cgroup");
+                        goto fail_child;
+                }
+        }
+        r = msg_send(ctl[0], MSG_GO, 0);
+        if (r < 0) {
+                sandbox_fail(err, SANDBOX_STEP_INIT, r, "start the child");
+                goto fail_child;
+        }
+        for (;;) {
+                r = parent_recv(ctl[0], &m);
+                if (r < 0) {
+                        siginfo_t si;
+
+                        if (r == -ETIMEDOUT) {
+                                sandbox_fail(err, SANDBOX_STEP_INIT, r, "no answer from the sandbox");
+                                goto fail_child;
+                        }
+                        kill(pid, SIGKILL);
+                        reap(pid, pidfd, &si);
+                        sandbox_fail(err, SANDBOX_STEP_INIT, r, "sandbox init died during setup (%s %d)",
+                                     si.si_code == CLD_EXITED ? "status" : "signal", si.si_status);
+                        goto fail_reaped;
+                }
+                if (m.type == MSG_NEED_IDMAP) {
+                        r = userns_write_maps(pid, spec.host_uid, spec.host_gid);
+                        if (r < 0) {
+                                sandbox_fail(err, SANDBOX_STEP_USERNS, r, "write uid/gid maps");
+                                goto fail_child;
+                        }
+                        r = msg_send(ctl[0], MSG_IDMAP_DONE, 0);
+                        if (r < 0)
+                                continue; /* the child died: the next recv says how */
+                } else if (m.type == MSG_ERROR) {
+                        err->step = m.step > 0 && m.step < _SANDBOX_STEP_MAX ? (SandboxStep)m.step
+                                                                            : SANDBOX_STEP_INIT;
+                        err->error = m.error > 0 ? m.error : EIO;
+                        memcpy(err->detail, m.detail, sizeof err->detail);
+                        r = -err->error;
+                        goto fail_child;
+                } else if (m.type == MSG_STARTED) {
+                        s->app_pid = m.value;
+                        break;
+                } else {
+                        r = sandbox_fail(err, SANDBOX_STEP_INIT, -EPROTO, "unexpected message %u", m.type);
+                        goto fail_child;
+                }
+        }
+        s->pidfd = TAKE_FD(pidfd);
+        s->ctl_fd = TAKE_FD(ctl[0]);
+        s->cgroup = cg;
+        if (cg) {
+                CgroupStats st = {};
+
+                if (cgroup_stats(cg, &st) >= 0)
+                        s->oom_kills_before = st.oom_kills;
+        }
+        *ret = TAKE_PTR(s);
+        return 0;
+
+fail_child:
+        kill(pid, SIGKILL);
+        reap(pid, pidfd, NULL);
+fail_reaped:
+fail:
+        if (cg) {
+                cgroup_kill(cg);
+                cgroup_destroy(cg);
+        }
+        return r < 0 ? r : -EIO;
+}
+
+int sandbox_signal(Sandbox *s, int sig)
+{
+        if (s->exited || s->pidfd < 0)
+                return -ESRCH;
+        if (syscall(SYS_pidfd_send_signal, s->pidfd, sig, NULL, 0) < 0)
+                return negative_errno();
+        return 0;
+}
+
+static void sandbox_finish(Sandbox *s, int code, int status)
+{
+        siginfo_t si = {};
+        CgroupStats st = {};
+
+        reap(s->pid, s->pidfd, &si);
+        if (code < 0) {
+                /* init died without a report (SIGKILL from outside, or the OOM
+                 * killer picked it): its fate is the app's. */
+                code = si.si_code == CLD_EXITED ? CLD_EXITED : CLD_KILLED;
+                status = si.si_status;
+        }
+        s->exit.code = code == CLD_DUMPED ? CLD_KILLED : code;
+        s->exit.status = status;
+        if (s->cgroup && cgroup_stats(s->cgroup, &st) >= 0 && st.oom_kills > s->oom_kills_before)
+                s->exit.oom_kills = st.oom_kills - s->oom_kills_before;
+        s->exit.oom_killed = s->exit.code == CLD_KILLED && status == SIGKILL && s->exit.oom_kills > 0;
+        s->exited = true;
+        s->pidfd = safe_close(s->pidfd);
+}
+
+int sandbox_process(Sandbox *s)
+{
+        Msg m;
+        int r;
+
+        if (s->exited)
+                return 1;
+        for (;;) {
+                r = msg_recv(s->ctl_fd, &m);
+                if (r == -EAGAIN || r == -EINTR) {
+                        struct pollfd p = { .fd = s->ctl_fd, .events = POLLIN };
+
+                        if (poll(&p, 1, 0) <= 0 || !(p.revents & POLLIN))
+                                return 0;
+                        continue;
+                }
+                if (r < 0) {
+                        sandbox_finish(s, -1, 0);
+                        return 1;
+                }
+                if (m.type != MSG_EXITED)
+                        continue;
+                if (WIFEXITED(m.value))
+                        sandbox_finish(s, CLD_EXITED, WEXITSTATUS(m.value));
+                else
+                        sandbox_finish(s, CLD_KILLED, WTERMSIG(m.value));
+                return 1;
+        }
+}
+
+int sandbox_wait(Sandbox *s, SandboxExit *ret)
+{
+        while (!s->exited) {
+                struct pollfd p = { .fd = s->ctl_fd, .events = POLLIN };
+
+                if (poll(&p, 1, -1) < 0 && errno != EINTR)
+                        return negative_errno();
+                (void)sandbox_process(s);
+        }
+        if (ret)
+                *ret = s->exit;
+        return 0;
+}
+
+Sandbox *sandbox_free(Sandbox *s)
+{
+        if (!s)
+                return NULL;
+        if (!s->exited) {
+                if (s->cgroup)
+                        cgroup_kill(s->cgroup);
+                if (s->pidfd >= 0)
+                        syscall(SYS_pidfd_send_signal, s->pidfd, SIGKILL, NULL, 0);
+                sandbox_finish(s, -1, 0);
+        }
+        cgroup_destroy(s->cgroup);
+        safe_close(s->pidfd);
+        safe_close(s->ctl_fd);
+        free(s);
+        return NULL;
+}

@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/strv.h"
+#include "supervisor/launch.h"
+
+static int build_env(Launch *l, const Manifest *m)
+{
+        /* Rebuilt from nothing (DESIGN.md section 5 step 7): nothing of cella's
+         * own environment reaches the app. */
+        if (strv_extend(&l->envp, "PATH=" LAUNCH_PATH) < 0 || strv_extend(&l->envp, "HOME=/data") < 0 ||
+            strv_extend(&l->envp, "TMPDIR=/tmp") < 0 || strv_extend(&l->envp, "USER=app") < 0 ||
+            strv_extend(&l->envp, "LOGNAME=app") < 0 || strv_extend(&l->envp, "LANG=C.UTF-8") < 0 ||
+            strv_extend(&l->envp, "CELLA_FD=3") < 0 || strv_extendf(&l->envp, "CELLA_APP_ID=%s", m->id) < 0)
+                return -ENOMEM;
+        /* The manifest's own variables may override PATH, LANG and the like
+         * (CELLA_* and loader variables are refused by the parser). */
+        STRV_FOREACH(e, m->env)
+        {
+                size_t klen = strcspn(*e, "=") + 1;
+                bool replaced = false;
+
+                STRV_FOREACH(o, l->envp)
+                if (strncmp(*o, *e, klen) == 0) {
+                        char *c = strdup(*e);
+
+                        if (!c)
+                                return -ENOMEM;
+                        free(*o);
+                        *o = c;
+                        replaced = true;
+                        break;
+                }
+                if (!replaced && strv_extend(&l->envp, *e) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+int launch_prepare(Launch *l, const Manifest *m, const char *app_dir, const char *data_dir,
+                   uid_t uid, char *const *extra_args)
+{
+        SandboxSpec *s = &l->spec;
+        int r;
+
+        *l = (Launch){};
+        if (m->runtime != MANIFEST_RUNTIME_NATIVE)
+                return -EOPNOTSUPP;
+        if (asprintf(&l->exec_path, "/app/%s", m->entry) < 0) {
+                l->exec_path = NULL;
+                return -ENOMEM;
+        }
+        if (strv_extend(&l->argv, l->exec_path) < 0)
+                goto oom;
+        STRV_FOREACH(a, m->args)
+        if (strv_extend(&l->argv, *a) < 0)
+                goto oom;
+        for (size_t i = 0; extra_args && extra_args[i]; i++)
+                if (strv_extend(&l->argv, extra_args[i]) < 0)
+                        goto oom;
+        r = build_env(l, m);
+        if (r < 0)
+                goto oom;
+
+        /* /app holds the code: read-only, executable. /data holds what the app
+         * wrote: writable, never executable (Android's W^X for app data, API 29). */
+        l->binds[0] = (SandboxBind){ .source = app_dir, .target = "/app" };
+        l->binds[1] = (SandboxBind){ .source = data_dir, .target = "/data",
+                                     .flags = SANDBOX_BIND_RW | SANDBOX_BIND_NOEXEC };
+
+        s->hostname = m->id;
+        s->host_uid = uid;
+        s->host_gid = (gid_t)uid;
+        s->binds = l->binds;
+        s->n_binds = 2;
+        s->tmp_size = m->limits.tmp ?: LAUNCH_DEFAULT_TMP;
+        s->workdir = "/app";
+        s->exec_path = l->exec_path;
+        s->argv = l->argv;
+        s->envp = l->envp;
+        s->cgroup_label = m->id;
+        s->limits.memory_max = m->limits.memory;
+        s->limits.pids_max = m->limits.pids ?: LAUNCH_DEFAULT_PIDS;
+        if (m->limits.cpu_milli) {
+                s->limits.cpu_period_us = LAUNCH_CPU_PERIOD_US;
+                s->limits.cpu_quota_us = m->limits.cpu_milli * LAUNCH_CPU_PERIOD_US / 1000;
+        }
+        s->rlimit_nofile = m->limits.files;
+        s->rlimit_fsize = m->limits.storage;
+        s->stdio[0] = s->stdio[1] = s->stdio[2] = -1;
+        s->channel_fd = -1;
+        return 0;
+oom:
+        launch_done(l);
+        return -ENOMEM;
+}
+
+void launch_done(Launch *l)
+{
+        free(l->exec_path);
+        strv_free(l->argv);
+        strv_free(l->envp);
+        *l = (Launch){};
+}

@@ -1,0 +1,410 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * `cella run`: one app, the supervisor embedded in the CLI, one sd-event loop.
+ *
+ * The app's stdout and stderr are pipes that this loop copies to ours, so the app
+ * never holds our terminal (no tty ioctls to abuse) and the same path can feed
+ * the capped per-app logs of `cella boot`. stdin is passed through as is when it
+ * is a file or a pipe; a terminal is copied through a pipe for the same reason.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <systemd/sd-event.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/fileio.h"
+#include "base/log.h"
+#include "base/macro.h"
+#include "base/size.h"
+#include "policy/manifest.h"
+#include "supervisor/exit-codes.h"
+#include "supervisor/launch.h"
+#include "supervisor/run.h"
+#include "supervisor/state.h"
+
+#define RUN_PUMP_BUFFER 65536 /* bytes copied per read, one pipe's default capacity */
+
+typedef struct Run Run;
+
+typedef struct Pump {
+        Run *run;
+        int from, to;    /* from: pipe read end (ours); to: where its bytes go */
+        bool open;
+        sd_event_source *source;
+} Pump;
+
+struct Run {
+        sd_event *event;
+        Sandbox *sandbox;
+        const Manifest *manifest;
+        Pump out, err, in;
+        int interrupts;  /* SIGINTs seen: the second one kills */
+        struct timespec started;
+};
+
+static void pump_close(Pump *p)
+{
+        p->source = sd_event_source_disable_unref(p->source);
+        p->from = safe_close(p->from);
+        p->open = false;
+}
+
+static void run_maybe_done(Run *run)
+{
+        if (run->sandbox->exited && !run->out.open && !run->err.open)
+                sd_event_exit(run->event, 0);
+}
+
+static int on_pump(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        Pump *p = userdata;
+        Run *run = p->run;
+        char buf[RUN_PUMP_BUFFER];
+        ssize_t k = read(fd, buf, sizeof buf);
+
+        if (k < 0 && (errno == EAGAIN || errno == EINTR))
+                return 0;
+        if (k <= 0 || loop_write(p->to, buf, (size_t)k) < 0) {
+                /* EOF or error: for stdin, closing our write end gives the app EOF. */
+                if (p == &run->in)
+                        p->to = safe_close(p->to);
+                pump_close(p);
+                run_maybe_done(run);
+        }
+        return 0;
+}
+
+static int pump_start(Run *run, Pump *p, int from, int to)
+{
+        int r;
+
+        p->run = run;
+        p->from = from;
+        p->to = to;
+        p->open = true;
+        r = fd_nonblock(from, 1);
+        if (r < 0)
+                return r;
+        return sd_event_add_io(run->event, &p->source, from, EPOLLIN, on_pump, p);
+}
+
+static int on_sandbox(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        Run *run = userdata;
+
+        if (sandbox_process(run->sandbox) > 0) {
+                sd_event_source_disable_unref(s);
+                run_maybe_done(run);
+        }
+        return 0;
+}
+
+static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+        Run *run = userdata;
+        int sig = (int)si->ssi_signo;
+
+        /* A second Ctrl-C means "now": kill instead of asking. */
+        if (sig == SIGINT && ++run->interrupts > 1)
+                sig = SIGKILL;
+        if (sig == SIGKILL && run->sandbox->cgroup)
+                (void)cgroup_kill(run->sandbox->cgroup);
+        (void)sandbox_signal(run->sandbox, sig);
+        return 0;
+}
+
+static void json_status(int fd, json_t *o)
+{
+        char *s;
+
+        if (fd < 0 || !o)
+                return;
+        s = json_dumps(o, JSON_COMPACT);
+        if (s) {
+                (void)loop_write(fd, s, strlen(s));
+                (void)loop_write(fd, "\n", 1);
+                free(s);
+        }
+        json_decref(o);
+}
+
+static void print_manifest_error(const ManifestError *e)
+{
+        if (e->line > 0)
+                log_error("%s:%d:%d: %s", e->file, e->line, e->column, e->message);
+        else if (e->key[0])
+                log_error("%s: %s: %s", e->file, e->key, e->message);
+        else
+                log_error("%s: %s", e->file, e->message);
+}
+
+static int report_spawn_error(const RunOptions *o, const Manifest *m, const SandboxError *e)
+{
+        int code = cella_exit_for_step(e->step, e->error);
+
+        log_error("cannot start %s: %s step failed: %s: %s", m->id, sandbox_step_to_string(e->step),
+                  e->detail, strerror(e->error));
+        if (e->step == SANDBOX_STEP_EXEC && e->error == EACCES)
+                log_error("hint: the app runs as its own uid; its folder and entry must be readable "
+                          "and executable by others (chmod o+rX)");
+        json_status(o->json_status_fd,
+                    json_pack("{s:s, s:s, s:s, s:s, s:i, s:i}", "event", "failed", "app", m->id, "step",
+                              sandbox_step_to_string(e->step), "error", e->detail, "errno", e->error,
+                              "exit_code", code));
+        return code;
+}
+
+static int report_exit(const RunOptions *o, Run *run, uid_t uid)
+{
+        const SandboxExit *x = &run->sandbox->exit;
+        const Manifest *m = run->manifest;
+        char limit[24] = "none";
+        struct timespec now;
+        double ms;
+        int code;
+
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        ms = (double)(now.tv_sec - run->started.tv_sec) * 1e3 + (double)(now.tv_nsec - run->started.tv_nsec) / 1e6;
+        if (m->limits.memory)
+                format_size(m->limits.memory, limit, sizeof limit);
+        if (x->code == CLD_EXITED)
+                code = x->status;
+        else {
+                code = CELLA_EXIT_SIGNAL_BASE + x->status;
+                if (x->oom_killed)
+                        log_error("%s was killed by the OOM killer (memory limit %s)", m->id, limit);
+                else
+                        log_error("%s was killed by signal %d (%s)", m->id, x->status, strsignal(x->status));
+        }
+        if (x->oom_kills > 0 && !x->oom_killed)
+                log_error("%s: the OOM killer killed %llu process(es) in its sandbox (memory limit %s)", m->id,
+                          (unsigned long long)x->oom_kills, limit);
+        json_status(o->json_status_fd,
+                    json_pack("{s:s, s:s, s:I, s:s, s:i, s:i, s:b, s:I, s:i, s:f}", "event", "exited",
+                              "app", m->id, "uid", (json_int_t)uid, "how",
+                              x->code == CLD_EXITED ? "exited" : "killed",
+                              x->code == CLD_EXITED ? "status" : "signal", x->status, "exit_code", code,
+                              "oom_killed", x->oom_killed, "oom_kills", (json_int_t)x->oom_kills, "pid",
+                              (int)run->sandbox->pid, "duration_ms", ms));
+        return code;
+}
+
+/* {"event":"started", "app", "uid", "pid", "cgroup_mode", "cgroups": {ctrl: path}} */
+static json_t *started_record(const Manifest *m, uid_t uid, const Sandbox *sb, const CgroupManager *cgm)
+{
+        static const char *const ctrls[] = { "memory", "pids", "cpu", "freezer", "" };
+        json_t *paths = json_object();
+
+        for (size_t i = 0; paths && sb->cgroup && i < ELEMENTSOF(ctrls); i++) {
+                const char *p = cgroup_path(sb->cgroup, ctrls[i]);
+
+                if (p)
+                        json_object_set_new(paths, ctrls[i][0] ? ctrls[i] : "unified", json_string(p));
+        }
+        return json_pack("{s:s, s:s, s:I, s:i, s:s, s:o}", "event", "started", "app", m->id, "uid",
+                         (json_int_t)uid, "pid", (int)sb->pid, "cgroup_mode", cgroup_manager_ops(cgm)->name,
+                         "cgroups", paths ?: json_object());
+}
+
+/* Stdin for the app: our fd 0 itself unless it is a terminal, which is pumped. */
+static int setup_stdin(Run *run, int *ret_app_fd)
+{
+        int p[2], r;
+
+        if (fcntl(STDIN_FILENO, F_GETFD) < 0) {
+                *ret_app_fd = -1; /* closed: /dev/null */
+                return 0;
+        }
+        if (!isatty(STDIN_FILENO)) {
+                *ret_app_fd = STDIN_FILENO;
+                return 0;
+        }
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return negative_errno();
+        /* Read our terminal, write into the app's pipe. */
+        r = pump_start(run, &run->in, STDIN_FILENO, p[1]);
+        if (r < 0) {
+                safe_close(p[0]);
+                safe_close(p[1]);
+                return r;
+        }
+        *ret_app_fd = p[0];
+        return 0;
+}
+
+int supervisor_run(const RunOptions *o)
+{
+        _cleanup_(state_freep) State *state = NULL;
+        _cleanup_(manifest_freep) Manifest *m = NULL;
+        _cleanup_close_ int dirfd = -EBADF;
+        _cleanup_free_ char *app_dir = NULL, *data_dir = NULL;
+        _cleanup_close_pair_ int chan[2] = { -EBADF, -EBADF };
+        int out[2] = { -EBADF, -EBADF }, err[2] = { -EBADF, -EBADF }, in_fd = -1;
+        CgroupManager *cgm = NULL;
+        SeccompProgram *filter = NULL;
+        ManifestError merr = {};
+        SandboxError serr = {};
+        Launch launch = {};
+        Run run = { .out.from = -EBADF, .err.from = -EBADF, .in.from = -EBADF, .in.to = -EBADF };
+        sigset_t mask;
+        uid_t uid;
+        int r, code = CELLA_EXIT_INTERNAL;
+
+        if (geteuid() != 0) {
+                log_error("cella run needs root: it gives each app its own host uid and cgroup "
+                          "(rootless mode is not supported yet)");
+                return CELLA_EXIT_PREPARE;
+        }
+
+        /* Leftovers of cella processes that died (SIGKILL, crash) go first. */
+        r = cgroup_manager_new("/sys/fs/cgroup", o->cgroup_mode, NULL, &cgm);
+        if (r < 0) {
+                log_error_errno(r, "no usable cgroup hierarchy under /sys/fs/cgroup: %m");
+                return CELLA_EXIT_CGROUP;
+        }
+        r = cgroup_sweep(cgm);
+        if (r > 0)
+                log_debug("swept %d cgroup(s) left by cella processes that are gone", r);
+        else if (r < 0)
+                log_warning_errno(r, "cannot sweep leftover cgroups: %m");
+
+        app_dir = realpath(o->app_dir, NULL);
+        if (!app_dir) {
+                log_error_errno(negative_errno(), "%s: %m", o->app_dir);
+                code = CELLA_EXIT_MANIFEST;
+                goto out;
+        }
+        dirfd = open(app_dir, O_DIRECTORY | O_CLOEXEC | O_PATH);
+        if (dirfd < 0) {
+                log_error_errno(negative_errno(), "%s: %m", o->app_dir);
+                code = CELLA_EXIT_MANIFEST;
+                goto out;
+        }
+        r = manifest_load_at(dirfd, o->app_dir, &m, &merr);
+        if (r < 0) {
+                print_manifest_error(&merr);
+                code = CELLA_EXIT_MANIFEST;
+                goto out;
+        }
+
+        r = state_open(o->state_dir, o->uid_base, o->uid_count, &state);
+        if (r < 0) {
+                log_error_errno(r, "cannot open the state directory %s: %m", o->state_dir);
+                code = CELLA_EXIT_STATE;
+                goto out;
+        }
+        r = state_app_uid(state, m->id, &uid);
+        if (r < 0) {
+                log_error_errno(r, "cannot allocate a uid for %s in %s: %m", m->id, o->state_dir);
+                code = CELLA_EXIT_STATE;
+                goto out;
+        }
+        r = state_app_data_dir(state, m->id, uid, &data_dir);
+        if (r < 0) {
+                log_error_errno(r, "cannot prepare the data directory of %s: %m", m->id);
+                code = CELLA_EXIT_STATE;
+                goto out;
+        }
+
+        r = launch_prepare(&launch, m, app_dir, data_dir, uid, o->extra_args);
+        if (r == -EOPNOTSUPP) {
+                log_error("%s/manifest.json: runtime: \"%s\" apps cannot run yet; this build runs "
+                          "\"native\" apps", o->app_dir, manifest_runtime_to_string(m->runtime));
+                code = CELLA_EXIT_MANIFEST;
+                goto out;
+        }
+        if (r < 0) {
+                log_error_errno(r, "cannot prepare %s: %m", m->id);
+                goto out;
+        }
+        r = seccomp_program_build(&(SeccompOptions){}, &filter);
+        if (r < 0) {
+                log_error_errno(r, "cannot build the seccomp filter: %m");
+                code = CELLA_EXIT_SECCOMP;
+                goto out;
+        }
+
+        r = sd_event_new(&run.event);
+        if (r < 0)
+                goto out;
+        /* sd-event takes signals through a signalfd: they must be blocked first. */
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGHUP);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+        signal(SIGPIPE, SIG_IGN);
+
+        if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 ||
+            socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, chan) < 0) {
+                r = negative_errno();
+                log_error_errno(r, "cannot create the app's pipes: %m");
+                goto out;
+        }
+        r = setup_stdin(&run, &in_fd);
+        if (r < 0) {
+                log_error_errno(r, "cannot set up stdin: %m");
+                goto out;
+        }
+
+        launch.spec.stdio[0] = in_fd;
+        launch.spec.stdio[1] = out[1];
+        launch.spec.stdio[2] = err[1];
+        launch.spec.channel_fd = chan[1];
+        launch.spec.seccomp = filter;
+        launch.spec.cgroups = cgm;
+        run.manifest = m;
+        clock_gettime(CLOCK_MONOTONIC, &run.started);
+        r = sandbox_spawn(&launch.spec, &run.sandbox, &serr);
+        /* The app has its ends now (or never will): ours would hide EOF. */
+        out[1] = safe_close(out[1]);
+        err[1] = safe_close(err[1]);
+        chan[1] = safe_close(chan[1]);
+        if (in_fd > STDIN_FILENO)
+                safe_close(in_fd);
+        if (r < 0) {
+                code = report_spawn_error(o, m, &serr);
+                goto out;
+        }
+        json_status(o->json_status_fd, started_record(m, uid, run.sandbox, cgm));
+
+        if ((r = pump_start(&run, &run.out, TAKE_FD(out[0]), STDOUT_FILENO)) < 0 ||
+            (r = pump_start(&run, &run.err, TAKE_FD(err[0]), STDERR_FILENO)) < 0 ||
+            (r = sd_event_add_io(run.event, NULL, run.sandbox->ctl_fd, EPOLLIN, on_sandbox, &run)) < 0 ||
+            (r = sd_event_add_signal(run.event, NULL, SIGINT, on_signal, &run)) < 0 ||
+            (r = sd_event_add_signal(run.event, NULL, SIGTERM, on_signal, &run)) < 0 ||
+            (r = sd_event_add_signal(run.event, NULL, SIGHUP, on_signal, &run)) < 0) {
+                log_error_errno(r, "cannot set up the event loop: %m");
+                goto out;
+        }
+        r = sd_event_loop(run.event);
+        if (r < 0) {
+                log_error_errno(r, "event loop failed: %m");
+                goto out;
+        }
+        code = report_exit(o, &run, uid);
+out:
+        pump_close(&run.out);
+        pump_close(&run.err);
+        pump_close(&run.in);
+        safe_close(run.in.to);
+        safe_close(out[0]);
+        safe_close(out[1]);
+        safe_close(err[0]);
+        safe_close(err[1]);
+        run.sandbox = sandbox_free(run.sandbox);
+        run.event = sd_event_unref(run.event);
+        launch_done(&launch);
+        seccomp_program_free(filter);
+        cgroup_manager_free(cgm);
+        return code;
+}

@@ -1,0 +1,135 @@
+"""Harness for cella's integration tests.
+
+Every test runs the real `cella` binary on real apps in real sandboxes, as root.
+Paths come from the environment the test runner sets (tests/run-all):
+CELLA_BIN (the binary) and CELLA_EXAMPLES (the built examples folder).
+"""
+import json
+import os
+import shutil
+import subprocess
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CELLA = os.environ.get("CELLA_BIN", str(ROOT / "build" / "src" / "cli" / "cella"))
+EXAMPLES = Path(os.environ.get("CELLA_EXAMPLES", str(ROOT / "build" / "examples")))
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+    status: list = field(default_factory=list)
+
+    def event(self, name):
+        for rec in self.status:
+            if rec.get("event") == name:
+                return rec
+        raise AssertionError(f"no {name!r} status record in {self.status!r}; stderr: {self.err}")
+
+
+def run_cella(*args, state_dir=None, stdin=subprocess.DEVNULL, env=None, timeout=60, json_status=True):
+    """Runs `cella run [--state-dir S] [--json-status FD] ARGS...` and collects everything."""
+    cmd = [CELLA, "run"]
+    if state_dir is not None:
+        cmd += ["--state-dir", str(state_dir)]
+    rfd = wfd = None
+    if json_status:
+        rfd, wfd = os.pipe()
+        cmd += ["--json-status", str(wfd)]
+    cmd += [str(a) for a in args]
+    try:
+        p = subprocess.run(cmd, stdin=stdin, capture_output=True, text=True, timeout=timeout,
+                           env=env if env is not None else dict(os.environ),
+                           pass_fds=(wfd,) if wfd is not None else ())
+    finally:
+        if wfd is not None:
+            os.close(wfd)
+    status = []
+    if rfd is not None:
+        with os.fdopen(rfd) as f:
+            status = [json.loads(line) for line in f.read().splitlines() if line.strip()]
+    return Result(p.returncode, p.stdout, p.stderr, status)
+
+
+@pytest.fixture
+def state(tmp_path):
+    d = tmp_path / "state"
+    return d
+
+
+@pytest.fixture
+def make_app(tmp_path):
+    """make_app(id, script=..., manifest_extra=..., entry=...) -> app folder.
+
+    script is the text of a /bin/sh entry point (or pass files={name: (text, mode)}).
+    The folder is world-readable, as an installed app's would be.
+    """
+    counter = [0]
+
+    def make(app_id, script=None, files=None, entry="main.sh", **manifest_extra):
+        counter[0] += 1
+        d = tmp_path / f"app{counter[0]}"
+        d.mkdir()
+        os.chmod(tmp_path, 0o755)
+        os.chmod(d, 0o755)
+        manifest = {"id": app_id, "runtime": "native", "entry": entry}
+        manifest.update(manifest_extra)
+        (d / "manifest.json").write_text(json.dumps(manifest))
+        if script is not None:
+            (d / entry).write_text("#!/bin/sh\n" + textwrap.dedent(script))
+            os.chmod(d / entry, 0o755)
+        for name, (text, mode) in (files or {}).items():
+            (d / name).write_text(text)
+            os.chmod(d / name, mode)
+        return d
+
+    return make
+
+
+def example(name):
+    d = EXAMPLES / name
+    if not (d / "manifest.json").exists():
+        pytest.fail(f"example {name} is not built at {d}: build first (tests/run-all does)")
+    return d
+
+
+def require_root():
+    if os.geteuid() != 0:
+        pytest.skip("needs root: cella run maps per-app uids and creates cgroups")
+
+
+@pytest.fixture(autouse=True)
+def _root():
+    require_root()
+
+
+def cgroup_mode_host():
+    """'v2', 'hybrid' or 'v1', as cella detects it."""
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        return "v2"
+    if os.path.exists("/sys/fs/cgroup/unified/cgroup.controllers"):
+        return "hybrid"
+    return "v1"
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def which(name):
+    return shutil.which(name, path="/usr/bin:/bin")

@@ -1,0 +1,197 @@
+"""Every isolation item of the sandbox, each tried from inside a real sandbox."""
+import ctypes
+import os
+import re
+import socket
+import subprocess
+
+import pytest
+
+from conftest import CELLA, example, run_cella
+
+NS_KINDS = ["user", "mnt", "pid", "ipc", "uts", "net", "cgroup"]
+
+
+@pytest.fixture
+def bait():
+    """Things on the host a sandboxed app must not reach: an abstract Unix socket,
+    a SysV shared memory segment, an environment variable."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind("\0cella-hostile-bait")
+    s.listen(1)
+    libc = ctypes.CDLL(None, use_errno=True)
+    shmid = libc.shmget(0x0CE11A, 4096, 0o1666)  # IPC_CREAT | 0666
+    assert shmid >= 0
+    env = dict(os.environ, CELLA_HOSTILE_BAIT="secret")
+    yield env
+    libc.shmctl(shmid, 0, None)  # IPC_RMID
+    s.close()
+
+
+def test_hostile_example_is_refused_everything(state, bait):
+    r = run_cella(example("hostile"), state_dir=state, env=bait)
+    lines = [l for l in r.out.splitlines() if l.startswith(("REFUSED", "ESCAPED"))]
+    escaped = [l for l in lines if l.startswith("ESCAPED")]
+    assert not escaped, "\n".join(escaped)
+    assert r.code == 0, r.out + r.err
+    names = {l.split(" ", 1)[1].split(":", 1)[0] for l in lines}
+    for must in ["reach /etc/shadow", "write /usr/bin/owned", "write /app/owned", "follow /app/link-shadow",
+                 "symlink to / reaches the host root", "mount tmpfs", "unshare user namespace",
+                 "setns", "open init's namespace", "ptrace attach to init", "bpf map create",
+                 "perf_event_open", "keyctl join session keyring", "userfaultfd", "io_uring_setup",
+                 "kexec_load", "init_module", "open_by_handle_at (shocker)", "TIOCSTI into the terminal",
+                 "TIOCSTI with garbage in the upper bits", "hold a capability", "run as root",
+                 "open an AF_INET socket", "connect to the host's abstract socket",
+                 "attach the host's SysV shared memory", "read the host's environment",
+                 "see other processes", "inherit a stray fd", "see /sys", "exec a binary dropped in /data",
+                 "exec a binary dropped in /tmp", "i386 system call (int 0x80)"]:
+        assert must in names, f"attempt {must!r} did not run"
+    assert f"hostile: {len(lines)} attempts, {len(lines)} refused, 0 escaped" in r.out
+
+
+def test_every_namespace_is_new(state, make_app):
+    app = make_app("org.test.ns", "for n in " + " ".join(NS_KINDS) + "; do echo $n $(readlink /proc/self/ns/$n); done\n")
+    r = run_cella(app, state_dir=state)
+    assert r.code == 0, r.err
+    inside = dict(l.split(" ", 1) for l in r.out.splitlines())
+    for kind in NS_KINDS:
+        assert inside[kind] != os.readlink(f"/proc/self/ns/{kind}"), f"{kind} namespace is the host's"
+
+
+def test_two_apps_never_share_net_or_ipc(state, make_app):
+    # Both alive at once: a freed namespace's inode number can be reused, so
+    # comparing apps that ran one after the other would prove nothing.
+    script = "readlink /proc/self/ns/net /proc/self/ns/ipc\nsleep 1\n"
+    procs = [subprocess.Popen([CELLA, "run", "--state-dir", str(state), str(make_app(f"org.test.share_{n}", script))],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in "ab"]
+    outs = [p.communicate(timeout=30)[0].split() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert len(outs[0]) == len(outs[1]) == 2 and not set(outs[0]) & set(outs[1]), outs
+
+
+def test_uid_map_is_one_host_uid_to_non_root(state, make_app):
+    app = make_app("org.test.uidmap", "cat /proc/self/uid_map /proc/self/gid_map; id -u; id -g; id -G; cat /proc/self/setgroups\n")
+    r = run_cella(app, state_dir=state)
+    assert r.code == 0, r.err
+    uid = r.event("started")["uid"]
+    lines = r.out.split("\n")
+    assert lines[0].split() == ["1000", str(uid), "1"]
+    assert lines[1].split() == ["1000", str(uid), "1"]
+    assert lines[2:5] == ["1000", "1000", "1000"]
+    assert lines[5] == "deny"
+
+
+def test_credentials_capabilities_seccomp(state, make_app):
+    app = make_app("org.test.creds", "grep -E '^(Cap|NoNewPrivs|Seccomp)' /proc/self/status\n")
+    r = run_cella(app, state_dir=state)
+    assert r.code == 0, r.err
+    fields = dict(re.split(r":\s+", l, 1) for l in r.out.splitlines())
+    for cap in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"]:
+        assert int(fields[cap], 16) == 0, f"{cap} = {fields[cap]}"
+    assert fields["NoNewPrivs"] == "1"
+    assert fields["Seccomp"] == "2"
+
+
+def test_hostname_and_identity_files(state, make_app):
+    app = make_app("org.test.ident", "hostname; cat /etc/hostname; id -un; getent passwd app | cut -d: -f6\n")
+    r = run_cella(app, state_dir=state)
+    assert r.out.split("\n")[:4] == ["org.test.ident", "org.test.ident", "app", "/data"], r.out + r.err
+
+
+def test_only_loopback_and_it_is_up(state, make_app):
+    app = make_app("org.test.net", "cat /proc/net/dev | tail -n +3 | cut -d: -f1; cat /sys/class/net/lo/operstate 2>/dev/null || echo no-sys\n")
+    r = run_cella(app, state_dir=state)
+    ifaces = [l.strip() for l in r.out.splitlines()[:-1]]
+    assert ifaces == ["lo"], r.out
+    assert r.out.splitlines()[-1] == "no-sys"
+    # And lo works: a TCP socket is denied without a network right, but a Unix one is fine.
+    app2 = make_app("org.test.lo", "python3 -c 'import socket; a,b = socket.socketpair(); a.send(b\"x\"); print(b.recv(1))'\n")
+    r2 = run_cella(app2, state_dir=state)
+    assert r2.out.strip() == "b'x'", r2.err
+
+
+def test_mounts_are_nosuid_nodev_and_root_readonly(state, make_app):
+    app = make_app("org.test.mounts", "cat /proc/self/mountinfo\n")
+    r = run_cella(app, state_dir=state)
+    assert r.code == 0, r.err
+    mounts, fstype = {}, {}
+    for line in r.out.splitlines():
+        f = line.split()
+        mounts[f[4]] = set(f[5].split(","))
+        fstype[f[4]] = f[f.index("-") + 1]
+    assert "ro" in mounts["/"]
+    for target, opts in mounts.items():
+        assert "nosuid" in opts, f"{target} is not nosuid: {opts}"
+        # Only the host's device nodes (null, zero, ...; /dev/null also masks
+        # /proc files) may be opened as devices.
+        if fstype[target] != "devtmpfs":
+            assert "nodev" in opts, f"{target} is not nodev: {opts}"
+    assert {t for t in mounts if fstype[t] == "devtmpfs" and not t.startswith("/proc/")} == {
+        "/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"}
+    for ro in ["/usr", "/app", "/etc/ld.so.cache", "/proc/sys"]:
+        assert "ro" in mounts[ro], f"{ro}: {mounts[ro]}"
+    for rw in ["/data", "/tmp"]:
+        assert "rw" in mounts[rw] and "noexec" in mounts[rw], f"{rw}: {mounts[rw]}"
+    assert not any(t == "/sys" or t.startswith("/sys/") for t in mounts)
+    assert set(os.listdir("/")) - {"sys"} >= {"usr"}  # sanity: the host's view is untouched
+
+
+def test_dev_is_minimal(state, make_app):
+    app = make_app("org.test.dev", "ls -A /dev | sort | tr '\\n' ' '; echo; head -c 4 /dev/urandom | wc -c; echo x > /dev/null && echo null-ok\n")
+    r = run_cella(app, state_dir=state)
+    lines = r.out.splitlines()
+    assert lines[0].split() == sorted(["full", "null", "random", "urandom", "zero", "shm", "pts", "fd", "stdin", "stdout", "stderr"]), lines[0]
+    assert lines[1] == "4" and lines[2] == "null-ok"
+
+
+def test_proc_is_fresh_and_masked(state, make_app):
+    app = make_app("org.test.proc", "ls /proc | grep -c '^[0-9]'; cat /proc/kcore 2>/dev/null | wc -c; cat /proc/keys | wc -c; echo 1 > /proc/sys/kernel/ns_last_pid 2>/dev/null && echo wrote || echo refused\n")
+    r = run_cella(app, state_dir=state)
+    lines = r.out.split()
+    # sh, ls and grep: the app's own; init and the host's are not visible.
+    assert int(lines[0]) <= 3, "only the app's own processes are visible"
+    assert lines[1] == "0" and lines[2] == "0"
+    assert lines[3] == "refused"
+
+
+def test_environment_is_rebuilt_from_nothing(state, make_app):
+    app = make_app("org.test.env", "env | cut -d= -f1 | sort\n", env={"GREETING": "hi"})
+    r = run_cella(app, state_dir=state, env=dict(os.environ, SECRET_TOKEN="x", LD_PRELOAD="/evil.so"))
+    keys = r.out.split()
+    assert sorted(keys) == sorted(["PATH", "HOME", "TMPDIR", "USER", "LOGNAME", "LANG", "CELLA_FD",
+                                   "CELLA_APP_ID", "GREETING", "PWD"]), keys  # PWD: dash exports it
+
+
+def test_only_stdio_and_channel_fds(state, make_app):
+    app = make_app("org.test.fds", "ls /proc/self/fd | sort -n | tr '\\n' ' '\n")
+    # An fd cella itself holds open must not leak: pass one in.
+    r_fd, w_fd = os.pipe()
+    try:
+        p = subprocess.run([CELLA, "run", "--state-dir", str(state), str(app)],
+                           capture_output=True, text=True, pass_fds=(r_fd, w_fd))
+    finally:
+        os.close(r_fd)
+        os.close(w_fd)
+    fds = [int(x) for x in p.stdout.split()]
+    # ls itself holds one more fd (its directory): 0 1 2 3 and that one.
+    assert fds[:4] == [0, 1, 2, 3] and len(fds) == 5, p.stdout
+    app2 = make_app("org.test.chan", "python3 -c 'import socket; s=socket.socket(fileno=3); print(int(s.type), int(s.family))'\n")
+    r = run_cella(app2, state_dir=state)
+    assert r.out.split() == [str(int(socket.SOCK_SEQPACKET)), str(int(socket.AF_UNIX))], r.out + r.err
+
+
+def test_app_folder_is_read_only_and_data_is_private(state, make_app):
+    app = make_app("org.test.ro", "touch /app/x 2>&1 || true; touch /data/mine && ls -ln /data/mine | awk '{print $3}'; stat -c %a /data\n")
+    r = run_cella(app, state_dir=state)
+    assert "Read-only file system" in r.out
+    assert r.out.split()[-2:] == ["1000", "700"], r.out
+    data = state / "apps" / "org.test.ro" / "data"
+    assert os.stat(data).st_uid == r.event("started")["uid"]
+    assert oct(os.stat(data).st_mode & 0o777) == "0o700"
+
+
+def test_tmp_is_size_limited(state, make_app):
+    app = make_app("org.test.tmp", "dd if=/dev/zero of=/tmp/fill bs=1M count=8 2>&1; ls -l /tmp/fill | awk '{print $5}'\n", limits={"tmp": "4M"})
+    r = run_cella(app, state_dir=state)
+    assert "No space left on device" in r.out, r.out
+    assert int(r.out.split()[-1]) <= 4 * 1024 * 1024

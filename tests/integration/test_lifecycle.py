@@ -1,0 +1,79 @@
+"""The app's life is tied to cella's: a killed cella takes its apps along, and the
+next cella start sweeps what the dead one left."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+from conftest import CELLA, example, pid_alive, run_cella
+
+
+def children_of(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def test_sigkill_of_cella_kills_the_app_and_next_start_sweeps(state, make_app):
+    app = make_app("org.test.orphan", "echo up; exec sleep 60\n")
+    rfd, wfd = os.pipe()
+    p = subprocess.Popen([CELLA, "run", "--state-dir", str(state), "--json-status", str(wfd), str(app)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, pass_fds=(wfd,))
+    os.close(wfd)
+    status = os.fdopen(rfd)
+    started = json.loads(status.readline())
+    assert p.stdout.readline() == "up\n"
+    init = started["pid"]
+    apps = children_of(init)
+    assert len(apps) == 1 and pid_alive(apps[0])
+    mnt_ns = os.readlink(f"/proc/{apps[0]}/ns/mnt")
+
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=10)
+    deadline = time.time() + 5
+    while time.time() < deadline and (pid_alive(init) or pid_alive(apps[0])):
+        time.sleep(0.05)
+    assert not pid_alive(init) and not pid_alive(apps[0]), "the sandbox outlived cella"
+    # Its mount namespace is gone with it: no process on the host is in it.
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            assert os.readlink(f"/proc/{pid}/ns/mnt") != mnt_ns
+        except (FileNotFoundError, PermissionError):
+            pass
+
+    left = [path for path in started["cgroups"].values() if os.path.exists(path)]
+    assert left, "the killed cella should have left its cgroup(s) for the sweep to find"
+    r = run_cella(example("hello"), state_dir=state)
+    assert r.code == 0, r.err
+    for path in started["cgroups"].values():
+        assert not os.path.exists(path), f"{path} was not swept"
+    status.close()
+
+
+def test_sweep_leaves_live_owners_alone(state, make_app):
+    app = make_app("org.test.live", "echo up; sleep 3\n")
+    rfd, wfd = os.pipe()
+    p = subprocess.Popen([CELLA, "run", "--state-dir", str(state), "--json-status", str(wfd), str(app)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, pass_fds=(wfd,))
+    os.close(wfd)
+    with os.fdopen(rfd) as status:
+        started = json.loads(status.readline())
+        assert p.stdout.readline() == "up\n"
+        # Another cella starting now must not touch the running app's cgroups.
+        assert run_cella(example("hello"), state_dir=state).code == 0
+        for path in started["cgroups"].values():
+            assert os.path.exists(path)
+        p.communicate(timeout=20)
+    assert p.returncode == 0
+
+
+def test_many_apps_at_once(state, make_app):
+    apps = [make_app(f"org.test.many{i}", "sleep 0.5; echo done\n") for i in range(8)]
+    procs = [subprocess.Popen([CELLA, "run", "--state-dir", str(state), str(a)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for a in apps]
+    for p in procs:
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0 and out == "done\n", err

@@ -1,0 +1,101 @@
+"""cgroup limits and rlimits from the manifest, enforced for real."""
+import os
+import subprocess
+import time
+
+import pytest
+
+from conftest import CELLA, cgroup_mode_host, run_cella
+
+MODES = ["auto", "v1"] if cgroup_mode_host() in ("hybrid", "v1") else ["auto"]
+
+HOG = "python3 -c 'x = bytearray(b\"x\") * (512 << 20); print(len(x))'\n"
+EXEC_HOG = "exec " + HOG
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_memory_hog_is_oom_killed_and_reported(state, make_app, mode):
+    app = make_app("org.test.hog", EXEC_HOG, limits={"memory": "32M"})
+    r = run_cella("--cgroup-mode", mode, app, state_dir=state)
+    assert r.code == 137, (r.code, r.out, r.err)
+    assert "org.test.hog was killed by the OOM killer (memory limit 32M)" in r.err
+    ex = r.event("exited")
+    assert ex["oom_killed"] is True and ex["signal"] == 9 and ex["oom_kills"] >= 1
+
+
+def test_oom_kill_of_a_child_is_reported(state, make_app):
+    # The shell survives; the python3 it started does not. cella says so.
+    app = make_app("org.test.hogchild", HOG + "echo shell-survived\n", limits={"memory": "32M"})
+    r = run_cella(app, state_dir=state)
+    assert r.code == 0 and "shell-survived" in r.out, (r.code, r.out, r.err)
+    assert "the OOM killer killed 1 process(es) in its sandbox (memory limit 32M)" in r.err
+    ex = r.event("exited")
+    assert ex["oom_killed"] is False and ex["oom_kills"] == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_fork_bomb_stops_at_pids_limit(state, make_app, mode):
+    # Start sleepers until fork fails; the count must stop below the limit, and
+    # cella must come back with the app's own status.
+    script = """
+    exec python3 -c '
+import os, time
+kids = []
+try:
+    while len(kids) < 200:
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(30)
+            os._exit(0)
+        kids.append(pid)
+except BlockingIOError as e:
+    print("fork refused:", e.strerror)
+print("started", len(kids))
+'
+    """
+    app = make_app("org.test.bomb", script, limits={"pids": 12})
+    r = run_cella("--cgroup-mode", mode, app, state_dir=state, timeout=60)
+    assert r.code == 0, r.err
+    assert "fork refused: Resource temporarily unavailable" in r.out
+    started = int(r.out.split()[-1])
+    assert 0 < started < 12, r.out
+
+
+def test_limits_are_written_to_the_cgroup(state, make_app):
+    app = make_app("org.test.knobs", "echo up; sleep 2\n", limits={"memory": "48M", "pids": 20, "cpu": 0.25})
+    rfd, wfd = os.pipe()
+    p = subprocess.Popen([CELLA, "run", "--state-dir", str(state), "--json-status", str(wfd), str(app)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, pass_fds=(wfd,))
+    os.close(wfd)
+    with os.fdopen(rfd) as status:
+        started = __import__("json").loads(status.readline())
+        cg = started["cgroups"]
+        mode = started["cgroup_mode"]
+        if mode == "v2":
+            assert open(f"{cg['memory']}/memory.max").read().strip() == str(48 << 20)
+            assert open(f"{cg['cpu']}/cpu.max").read().split() == ["25000", "100000"]
+        else:
+            assert open(f"{cg['memory']}/memory.limit_in_bytes").read().strip() == str(48 << 20)
+            assert open(f"{cg['cpu']}/cpu.cfs_quota_us").read().strip() == "25000"
+            assert open(f"{cg['cpu']}/cpu.cfs_period_us").read().strip() == "100000"
+        assert open(f"{cg['pids']}/pids.max").read().strip() == "20"
+        assert started["pid"] in [int(x) for x in open(f"{cg['pids']}/cgroup.procs").read().split()]
+        p.communicate(timeout=20)
+    assert p.returncode == 0
+    for path in cg.values():
+        assert not os.path.exists(path), f"{path} left behind after a clean exit"
+
+
+def test_cpu_quota_is_enforced(state, make_app):
+    # One busy second of wall time at 0.2 CPU gets about 0.2 s of CPU.
+    app = make_app("org.test.cpu", "python3 -c '\nimport time,os\nt=time.time()\nwhile time.time()-t < 1.0: pass\nprint(os.times().user + os.times().system)'\n", limits={"cpu": 0.2})
+    r = run_cella(app, state_dir=state)
+    assert r.code == 0, r.err
+    used = float(r.out.split()[-1])
+    assert used < 0.45, f"used {used:.2f}s of CPU in 1s wall at a 0.2 quota"
+
+
+def test_rlimits(state, make_app):
+    app = make_app("org.test.rl", "ulimit -n; ulimit -c; ulimit -Hn\n", limits={"files": 100})
+    r = run_cella(app, state_dir=state)
+    assert r.out.split() == ["100", "0", "100"], r.out + r.err

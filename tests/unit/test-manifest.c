@@ -1,0 +1,1095 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/fileio.h"
+#include "base/macro.h"
+#include "base/strv.h"
+#include "policy/manifest.h"
+
+/* A minimal valid manifest with extra members spliced in: M(",\"kind\":\"service\""). */
+#define M(extra) "{\"id\":\"org.example.a\",\"runtime\":\"native\",\"entry\":\"bin/a\"" extra "}"
+
+/* Bytes of the quoted value a message may echo, plus generous room for the words. */
+#define MESSAGE_ECHO_MAX 200u
+
+static char *xasprintf(const char *fmt, ...) _printf_(1, 2);
+static char *xasprintf(const char *fmt, ...)
+{
+        va_list ap;
+        char *s;
+        int r;
+
+        va_start(ap, fmt);
+        r = vasprintf(&s, fmt, ap);
+        va_end(ap);
+        ck_assert_int_ge(r, 0);
+        return s;
+}
+
+/* n copies of c, NUL-terminated. */
+static char *repeat(char c, size_t n)
+{
+        char *s = malloc(n + 1);
+
+        ck_assert_ptr_nonnull(s);
+        memset(s, c, n);
+        s[n] = 0;
+        return s;
+}
+
+static Manifest *parse_ok_n(const char *json, size_t size)
+{
+        Manifest *m = NULL;
+        ManifestError err;
+        int r;
+
+        r = manifest_parse(json, size, "test.json", &m, &err);
+        ck_assert_msg(r == 0, "manifest_parse(%.200s) = %d: %s: %s (line %d)", json, r, err.key,
+                      err.message, err.line);
+        ck_assert_ptr_nonnull(m);
+        return m;
+}
+
+static Manifest *parse_ok(const char *json)
+{
+        return parse_ok_n(json, strlen(json));
+}
+
+/*
+ * Asserts that json fails with want_r, err.key == want_key (unless NULL) and want_msg in
+ * err.message; that *ret is left alone; and that the message is bounded and free of control bytes.
+ */
+static void check_error_n(const char *json, size_t size, int want_r, const char *want_key,
+                          const char *want_msg, ManifestError *ret_err)
+{
+        Manifest *sentinel = (Manifest *)0x1, *m = sentinel;
+        ManifestError err;
+        int r;
+
+        memset(&err, 0xaa, sizeof err);
+        r = manifest_parse(json, size, "test.json", &m, &err);
+        ck_assert_msg(r == want_r, "manifest_parse(%.200s) = %d, want %d (%s: %s)", json, r, want_r,
+                      err.key, err.message);
+        ck_assert_msg(m == sentinel, "*ret written on failure");
+        ck_assert_str_eq(err.file, "test.json");
+        if (want_key)
+                ck_assert_msg(strcmp(err.key, want_key) == 0,
+                              "key \"%s\", want \"%s\" (message: %s)", err.key, want_key,
+                              err.message);
+        ck_assert_msg(strstr(err.message, want_msg), "message \"%s\" lacks \"%s\"", err.message,
+                      want_msg);
+        ck_assert_uint_lt(strlen(err.message), sizeof err.message);
+        for (const char *p = err.message; *p; p++)
+                ck_assert_msg((unsigned char)*p >= 0x20 && *p != 0x7f, "control byte in message");
+        for (const char *p = err.key; *p; p++)
+                ck_assert_msg((unsigned char)*p >= 0x20 && *p != 0x7f, "control byte in key");
+        if (ret_err)
+                *ret_err = err;
+}
+
+static void check_error(const char *json, const char *want_key, const char *want_msg)
+{
+        check_error_n(json, strlen(json), -EINVAL, want_key, want_msg, NULL);
+}
+
+/* check_error() that also hands back the error, for line, column and further checks. */
+static void check_error_e(const char *json, const char *want_key, const char *want_msg,
+                          ManifestError *ret_err)
+{
+        check_error_n(json, strlen(json), -EINVAL, want_key, want_msg, ret_err);
+}
+
+START_TEST(test_full)
+{
+        static const char json[] =
+                "{\n"
+                "  \"id\": \"org.example.notes\",\n"
+                "  \"name\": \"Notes\",\n"
+                "  \"version\": \"1.2.0\",\n"
+                "  \"runtime\": \"native\",\n"
+                "  \"entry\": \"bin/notes\",\n"
+                "  \"args\": [\"--verbose\", \"\", \"x y\"],\n"
+                "  \"kind\": \"service\",\n"
+                "  \"depends\": [\"org.example.clock\", \"org.example.db\"],\n"
+                "  \"permissions\": [\n"
+                "    \"storage\",\n"
+                "    \"bus.publish:notes.*\",\n"
+                "    \"bus.subscribe:clock.tick\",\n"
+                "    \"net.http:api.example.com:443\",\n"
+                "    \"location\"\n"
+                "  ],\n"
+                "  \"env\": { \"LANG\": \"C.UTF-8\", \"PATH\": \"/bin\", \"EMPTY\": \"\" },\n"
+                "  \"limits\": { \"memory\": \"64M\", \"pids\": 32, \"cpu\": 0.5, \"files\": 256,\n"
+                "              \"storage\": \"100M\", \"tmp\": 16777216 },\n"
+                "  \"restart\": \"on-failure\"\n"
+                "}\n";
+        Manifest *m = parse_ok(json);
+
+        ck_assert_str_eq(m->id, "org.example.notes");
+        ck_assert_str_eq(m->name, "Notes");
+        ck_assert_str_eq(m->version, "1.2.0");
+        ck_assert_int_eq(m->runtime, MANIFEST_RUNTIME_NATIVE);
+        ck_assert_str_eq(m->entry, "bin/notes");
+        ck_assert_uint_eq(strv_length(m->args), 3);
+        ck_assert_str_eq(m->args[0], "--verbose");
+        ck_assert_str_eq(m->args[1], "");
+        ck_assert_str_eq(m->args[2], "x y");
+        ck_assert_int_eq(m->kind, MANIFEST_KIND_SERVICE);
+        ck_assert_uint_eq(strv_length(m->depends), 2);
+        ck_assert_str_eq(m->depends[0], "org.example.clock");
+        ck_assert_str_eq(m->depends[1], "org.example.db");
+        ck_assert_uint_eq(strv_length(m->permissions), 5);
+        ck_assert_str_eq(m->permissions[0], "storage");
+        ck_assert_str_eq(m->permissions[1], "bus.publish:notes.*");
+        ck_assert_str_eq(m->permissions[2], "bus.subscribe:clock.tick");
+        ck_assert_str_eq(m->permissions[3], "net.http:api.example.com:443");
+        ck_assert_str_eq(m->permissions[4], "location");
+        ck_assert_uint_eq(strv_length(m->env), 3);
+        ck_assert_str_eq(m->env[0], "LANG=C.UTF-8");
+        ck_assert_str_eq(m->env[1], "PATH=/bin");
+        ck_assert_str_eq(m->env[2], "EMPTY=");
+        ck_assert_uint_eq(m->limits.memory, 64ull << 20);
+        ck_assert_uint_eq(m->limits.pids, 32);
+        ck_assert_uint_eq(m->limits.cpu_milli, 500);
+        ck_assert_uint_eq(m->limits.files, 256);
+        ck_assert_uint_eq(m->limits.storage, 100ull << 20);
+        ck_assert_uint_eq(m->limits.tmp, 16ull << 20);
+        ck_assert_int_eq(m->restart, MANIFEST_RESTART_ON_FAILURE);
+        ck_assert_ptr_null(manifest_free(m));
+}
+END_TEST
+
+START_TEST(test_minimal_defaults)
+{
+        Manifest *m =
+                parse_ok("{\"id\":\"org.example.min\",\"runtime\":\"lua\",\"entry\":\"main.lua\"}");
+
+        ck_assert_str_eq(m->id, "org.example.min");
+        ck_assert_str_eq(m->name, "org.example.min");
+        ck_assert_ptr_ne(m->name, m->id);
+        ck_assert_str_eq(m->version, "0");
+        ck_assert_int_eq(m->runtime, MANIFEST_RUNTIME_LUA);
+        ck_assert_str_eq(m->entry, "main.lua");
+        ck_assert_int_eq(m->kind, MANIFEST_KIND_APP);
+        ck_assert_int_eq(m->restart, MANIFEST_RESTART_NO);
+        ck_assert_ptr_nonnull(m->args);
+        ck_assert_ptr_null(m->args[0]);
+        ck_assert_ptr_nonnull(m->depends);
+        ck_assert_ptr_null(m->depends[0]);
+        ck_assert_ptr_nonnull(m->permissions);
+        ck_assert_ptr_null(m->permissions[0]);
+        ck_assert_ptr_nonnull(m->env);
+        ck_assert_ptr_null(m->env[0]);
+        ck_assert_uint_eq(m->limits.memory, 0);
+        ck_assert_uint_eq(m->limits.pids, 0);
+        ck_assert_uint_eq(m->limits.cpu_milli, 0);
+        ck_assert_uint_eq(m->limits.files, 0);
+        ck_assert_uint_eq(m->limits.storage, 0);
+        ck_assert_uint_eq(m->limits.tmp, 0);
+        manifest_free(m);
+
+        /* Empty lists and objects are as good as absent. */
+        m = parse_ok(M(",\"args\":[],\"depends\":[],\"permissions\":[],\"env\":{},\"limits\":{}"));
+        ck_assert_ptr_null(m->args[0]);
+        ck_assert_ptr_null(m->env[0]);
+        ck_assert_uint_eq(m->limits.memory, 0);
+        manifest_free(m);
+}
+END_TEST
+
+START_TEST(test_syntax_error)
+{
+        ManifestError err;
+
+        check_error_e("{\n  \"id\": \"org.example.a\",\n  \"runtime\" \"native\"\n}", "",
+                      "invalid JSON", &err);
+        ck_assert_int_eq(err.line, 3);
+        ck_assert_int_gt(err.column, 0);
+
+        check_error_e("{\"id\": \"org.example.a\",}", "", "invalid JSON", &err);
+        ck_assert_int_eq(err.line, 1);
+        check_error_e("{\"id\": 1} x", "", "invalid JSON", &err);
+        check_error_e("{\"id\": ", "", "invalid JSON", &err);
+        check_error_e("", "", "empty", &err);
+        ck_assert_int_eq(err.line, 0);
+        /* Invalid UTF-8 is a syntax error, and its bytes are not echoed raw. */
+        check_error_e("{\"name\": \"\xff\x1b[2J\"}", "", "invalid JSON", &err);
+        ck_assert_ptr_null(strchr(err.message, '\xff'));
+        /* A number too big for 64 bits is refused by jansson, with its position. */
+        check_error_e(M(",\"limits\":{\"memory\":99999999999999999999}"), "", "too big", &err);
+        ck_assert_int_eq(err.line, 1);
+}
+END_TEST
+
+START_TEST(test_not_object)
+{
+        check_error("[]", "", "expected a JSON object { ... } at the top level, got an array");
+        check_error("42", "", "got 42");
+        check_error("\"org.example.a\"", "", "got \"org.example.a\"");
+        check_error("null", "", "got null");
+        check_error("true", "", "got true");
+}
+END_TEST
+
+START_TEST(test_missing_required)
+{
+        check_error("{\"runtime\":\"native\",\"entry\":\"a\"}", "id", "missing required key");
+        check_error("{\"id\":\"org.example.a\",\"entry\":\"a\"}", "runtime",
+                    "missing required key; expected \"native\" or \"lua\"");
+        check_error("{\"id\":\"org.example.a\",\"runtime\":\"native\"}", "entry",
+                    "missing required key");
+        check_error("{}", "id", "missing required key");
+}
+END_TEST
+
+START_TEST(test_wrong_types)
+{
+        static const struct {
+                const char *json, *key, *msg;
+        } cases[] = {
+                {"{\"id\":5,\"runtime\":\"native\",\"entry\":\"a\"}", "id", "got 5"},
+                {M(",\"name\":5"), "name", "expected a string, got 5"},
+                {M(",\"name\":null"), "name", "expected a string, got null"},
+                {M(",\"version\":true"), "version", "expected a string, got true"},
+                {M(",\"version\":1.5"), "version", "expected a string, got 1.5"},
+                {"{\"id\":\"org.example.a\",\"runtime\":1,\"entry\":\"a\"}", "runtime",
+                 "expected \"native\" or \"lua\", got 1"},
+                {"{\"id\":\"org.example.a\",\"runtime\":\"native\",\"entry\":null}", "entry",
+                 "expected a relative path inside the app folder"},
+                {M(",\"args\":\"--verbose\""), "args",
+                 "expected an array of strings, got \"--verbose\""},
+                {M(",\"args\":[\"a\",\"b\",3]"), "args[2]", "expected a string, got 3"},
+                {M(",\"kind\":[]"), "kind", "expected \"app\" or \"service\", got an array"},
+                {M(",\"depends\":{}"), "depends", "expected an array of app ids, got an object"},
+                {M(",\"depends\":[1]"), "depends[0]", "got 1"},
+                {M(",\"permissions\":\"storage\""), "permissions",
+                 "expected an array of permission strings"},
+                {M(",\"permissions\":[\"storage\",false]"), "permissions[1]", "got false"},
+                {M(",\"env\":[]"), "env", "expected an object of strings"},
+                {M(",\"env\":{\"A\":1}"), "env.A", "expected a string, got 1"},
+                {M(",\"limits\":[]"), "limits", "expected an object"},
+                {M(",\"limits\":{\"memory\":true}"), "limits.memory",
+                 "expected a size such as \"64M\" or a number of bytes, got true"},
+                {M(",\"limits\":{\"pids\":\"32\"}"), "limits.pids",
+                 "expected an integer from 1 to 4194304, got \"32\""},
+                {M(",\"limits\":{\"pids\":32.0}"), "limits.pids", "expected an integer"},
+                {M(",\"limits\":{\"cpu\":\"1\"}"), "limits.cpu", "expected a number of CPUs"},
+                {M(",\"limits\":{\"files\":null}"), "limits.files", "got null"},
+                {M(",\"restart\":false"), "restart",
+                 "expected \"no\", \"on-failure\" or \"always\", got false"},
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++)
+                check_error(cases[i].json, cases[i].key, cases[i].msg);
+}
+END_TEST
+
+START_TEST(test_bad_enums)
+{
+        Manifest *m;
+
+        check_error("{\"id\":\"org.example.a\",\"runtime\":\"python\",\"entry\":\"a\"}", "runtime",
+                    "expected \"native\" or \"lua\", got \"python\"");
+        check_error("{\"id\":\"org.example.a\",\"runtime\":\"Native\",\"entry\":\"a\"}", "runtime",
+                    "got \"Native\"");
+        check_error(M(",\"kind\":\"daemon\""), "kind", "expected \"app\" or \"service\"");
+        check_error(M(",\"restart\":\"sometimes\""), "restart",
+                    "expected \"no\", \"on-failure\" or \"always\", got \"sometimes\"");
+        m = parse_ok(M(",\"restart\":\"always\",\"kind\":\"app\""));
+        ck_assert_int_eq(m->restart, MANIFEST_RESTART_ALWAYS);
+        ck_assert_int_eq(m->kind, MANIFEST_KIND_APP);
+        manifest_free(m);
+        m = parse_ok(M(",\"restart\":\"no\""));
+        ck_assert_int_eq(m->restart, MANIFEST_RESTART_NO);
+        manifest_free(m);
+}
+END_TEST
+
+START_TEST(test_unknown_keys)
+{
+        ManifestError err;
+
+        check_error(M(",\"nmae\":\"x\""), "nmae", "unknown key 'nmae'; did you mean 'name'?");
+        check_error(M(",\"runtme\":\"x\""), "runtme", "did you mean 'runtime'?");
+        check_error(M(",\"permission\":[]"), "permission", "did you mean 'permissions'?");
+        check_error(M(",\"Depends\":[]"), "Depends", "did you mean 'depends'?");
+        /* Two edits still get a hint; three do not. */
+        check_error(M(",\"entri_\":\"a\""), "entri_", "did you mean 'entry'?");
+        check_error_e(M(",\"verzion1x\":\"1\""), "verzion1x", "unknown key 'verzion1x'", &err);
+        ck_assert_ptr_null(strstr(err.message, "did you mean"));
+        check_error_e(M(",\"foo\":1"), "foo",
+                      "unknown key 'foo'; expected one of: id, name, version, runtime", &err);
+        ck_assert_ptr_null(strstr(err.message, "did you mean"));
+        /* Two edits from "id", but no typo of it. */
+        check_error_e(M(",\"x\":1"), "x", "unknown key 'x'", &err);
+        ck_assert_ptr_null(strstr(err.message, "did you mean"));
+        /* Lua-only keys are not part of this format yet. */
+        check_error(M(",\"lua\":{}"), "lua", "unknown key 'lua'");
+
+        check_error(M(",\"limits\":{\"memroy\":\"64M\"}"), "limits.memroy",
+                    "unknown key 'memroy'; did you mean 'memory'?");
+        check_error(M(",\"limits\":{\"cpus\":1}"), "limits.cpus", "did you mean 'cpu'?");
+        check_error_e(M(",\"limits\":{\"swap\":1}"), "limits.swap",
+                      "unknown key 'swap'; expected one of: memory, pids", &err);
+        ck_assert_ptr_null(strstr(err.message, "did you mean"));
+}
+END_TEST
+
+START_TEST(test_ids)
+{
+        _cleanup_free_ char *label63 = repeat('a', 63), *label64 = repeat('a', 64);
+        _cleanup_free_ char *id63 = xasprintf("org.%s", label63),
+                            *id64 = xasprintf("org.%s", label64);
+        _cleanup_free_ char *label62 = repeat('b', 62);
+        /* 62 + 1 + 63 + 1 + 1 = 128 bytes; one more byte in the first label makes 129. */
+        _cleanup_free_ char *id128 = xasprintf("%s.%s.x", label62, label63);
+        _cleanup_free_ char *id129 = xasprintf("%s.%s.x", label63, label63);
+        const char *valid[] = {"a.b", "org.example.notes", "org.Ex-ample_1.X", "_a.b", "a.b-", id63,
+                               id128};
+        const char *invalid[] = {"",
+                                 "a",
+                                 "org",
+                                 "org.1example",
+                                 "1org.example",
+                                 "org.-x",
+                                 "-org.x",
+                                 id64,
+                                 id129,
+                                 "a..b",
+                                 ".a.b",
+                                 "a.b.",
+                                 "org.exämple",
+                                 "org.ex ample",
+                                 "org/example.x",
+                                 "org.example.*"};
+
+        ck_assert_uint_eq(strlen(id128), MANIFEST_ID_MAX);
+        ck_assert_uint_eq(strlen(id129), MANIFEST_ID_MAX + 1);
+        for (size_t i = 0; i < ELEMENTSOF(valid); i++)
+                ck_assert_msg(manifest_id_is_valid(valid[i]), "\"%s\" should be valid", valid[i]);
+        for (size_t i = 0; i < ELEMENTSOF(invalid); i++)
+                ck_assert_msg(!manifest_id_is_valid(invalid[i]), "\"%s\" should be invalid",
+                              invalid[i]);
+        ck_assert(!manifest_id_is_valid(NULL));
+
+        /* Through the parser: the reason and the expected form are both named. */
+        check_error("{\"id\":\"org\",\"runtime\":\"native\",\"entry\":\"a\"}", "id",
+                    "invalid app id \"org\" (it has only one label); expected a reverse-DNS");
+        check_error("{\"id\":\"org.1x\",\"runtime\":\"native\",\"entry\":\"a\"}", "id",
+                    "starts with a digit");
+        check_error("{\"id\":\"org.-x\",\"runtime\":\"native\",\"entry\":\"a\"}", "id",
+                    "starts with '-'");
+        check_error("{\"id\":\"a..b\",\"runtime\":\"native\",\"entry\":\"a\"}", "id",
+                    "empty label");
+        check_error("{\"id\":\"org.ex\\u00e4mple\",\"runtime\":\"native\",\"entry\":\"a\"}", "id",
+                    "a character other than");
+        {
+                _cleanup_free_ char *j =
+                        xasprintf("{\"id\":\"%s\",\"runtime\":\"native\",\"entry\":\"a\"}", id64);
+                _cleanup_free_ char *k =
+                        xasprintf("{\"id\":\"%s\",\"runtime\":\"native\",\"entry\":\"a\"}", id129);
+                _cleanup_free_ char *ok =
+                        xasprintf("{\"id\":\"%s\",\"runtime\":\"native\",\"entry\":\"a\"}", id128);
+                Manifest *m;
+
+                check_error(j, "id", "longer than 63");
+                check_error(k, "id", "longer than 128 bytes");
+                m = parse_ok(ok);
+                ck_assert_str_eq(m->id, id128);
+                manifest_free(m);
+        }
+}
+END_TEST
+
+START_TEST(test_entry)
+{
+        static const struct {
+                const char *entry, *msg;
+        } bad[] = {
+                {"../x", "\"..\" component"},
+                {"a/../b", "\"..\" component"},
+                {"a/..", "\"..\" component"},
+                {"..", "\"..\" component"},
+                {"/bin/sh", "absolute"},
+                {"a//b", "empty component"},
+                {"a/", "empty component"},
+                {".", "the app folder itself"},
+                {"./.", "the app folder itself"},
+                {"a\\tb", "control character"},
+                {"a\\u009bb", "control character"},
+                {"", "must not be empty"},
+                {"a\\u0000b", "NUL"},
+        };
+        static const char *const good[] = {"main.lua", "bin/notes", "./main",       "a/.b",
+                                           "..a",      "a..",       "dir/sub dir/x"};
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                _cleanup_free_ char *j = xasprintf(
+                        "{\"id\":\"org.example.a\",\"runtime\":\"native\",\"entry\":\"%s\"}",
+                        bad[i].entry);
+
+                check_error(j, "entry", bad[i].msg);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
+                _cleanup_free_ char *j = xasprintf(
+                        "{\"id\":\"org.example.a\",\"runtime\":\"native\",\"entry\":\"%s\"}",
+                        good[i]);
+                Manifest *m = parse_ok(j);
+
+                ck_assert_str_eq(m->entry, good[i]);
+                manifest_free(m);
+        }
+}
+END_TEST
+
+START_TEST(test_sizes)
+{
+        static const struct {
+                const char *limits, *key, *msg;
+        } bad[] = {
+                {"{\"memory\":\"64Q\"}", "limits.memory",
+                 "expected a size such as \"64M\" or a number of bytes (suffixes K, M, G, T; no "
+                 "fractions), got \"64Q\""},
+                {"{\"memory\":\"-1\"}", "limits.memory", "got \"-1\""},
+                {"{\"memory\":-1}", "limits.memory", "got -1"},
+                {"{\"storage\":\"1.5G\"}", "limits.storage", "got \"1.5G\""},
+                {"{\"storage\":1.5}", "limits.storage", "got 1.5"},
+                {"{\"tmp\":\"\"}", "limits.tmp", "got \"\""},
+                {"{\"tmp\":\" 4K\"}", "limits.tmp", "got \" 4K\""},
+                {"{\"memory\":\"99999999999999999999G\"}", "limits.memory",
+                 "size \"99999999999999999999G\" does not fit in 64 bits"},
+                {"{\"memory\":\"16777216T\"}", "limits.memory", "does not fit in 64 bits"},
+                {"{\"memory\":\"1023K\"}", "limits.memory", "1023K is less than the minimum of 1M"},
+                {"{\"memory\":0}", "limits.memory", "less than the minimum of 1M"},
+                {"{\"tmp\":\"4095\"}", "limits.tmp", "less than the minimum of 4K"},
+                {"{\"storage\":0}", "limits.storage", "less than the minimum of 1"},
+        };
+        Manifest *m;
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                _cleanup_free_ char *j = xasprintf(M(",\"limits\":%s"), bad[i].limits);
+
+                check_error(j, bad[i].key, bad[i].msg);
+        }
+
+        m = parse_ok(M(",\"limits\":{\"memory\":1048576,\"tmp\":\"4K\",\"storage\":\"1\"}"));
+        ck_assert_uint_eq(m->limits.memory, 1048576);
+        ck_assert_uint_eq(m->limits.tmp, 4096);
+        ck_assert_uint_eq(m->limits.storage, 1);
+        manifest_free(m);
+        m = parse_ok(M(",\"limits\":{\"memory\":\"2GiB\",\"tmp\":\"16m\",\"storage\":\"1T\"}"));
+        ck_assert_uint_eq(m->limits.memory, 2ull << 30);
+        ck_assert_uint_eq(m->limits.tmp, 16ull << 20);
+        ck_assert_uint_eq(m->limits.storage, 1ull << 40);
+        manifest_free(m);
+        m = parse_ok(M(",\"limits\":{\"memory\":9223372036854775807}"));
+        ck_assert_uint_eq(m->limits.memory, INT64_MAX);
+        manifest_free(m);
+}
+END_TEST
+
+START_TEST(test_cpu)
+{
+        static const struct {
+                const char *cpu, *msg;
+        } bad[] = {
+                {"0", "greater than 0 and at most 1024, such as 2 or 0.5, got 0"},
+                {"0.0", "got 0"},
+                {"-1", "got -1"},
+                {"-0.5", "got -0.5"},
+                {"1024.5", "got 1024.5"},
+                {"1025", "got 1025"},
+                {"1e300", "at most 1024"},
+                {"0.0004", "rounds to 0"},
+                {"true", "got true"},
+        };
+        static const struct {
+                const char *cpu;
+                uint64_t milli;
+        } good[] = {
+                {"0.5", 500},    {"2", 2000},       {"0.001", 1},     {"0.0006", 1},
+                {"0.1234", 123}, {"1024", 1024000}, {"1.9999", 2000}, {"1e-3", 1},
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                _cleanup_free_ char *j = xasprintf(M(",\"limits\":{\"cpu\":%s}"), bad[i].cpu);
+
+                check_error(j, "limits.cpu", bad[i].msg);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
+                _cleanup_free_ char *j = xasprintf(M(",\"limits\":{\"cpu\":%s}"), good[i].cpu);
+                Manifest *m = parse_ok(j);
+
+                ck_assert_msg(m->limits.cpu_milli == good[i].milli, "cpu %s -> %llu, want %llu",
+                              good[i].cpu, (unsigned long long)m->limits.cpu_milli,
+                              (unsigned long long)good[i].milli);
+                manifest_free(m);
+        }
+}
+END_TEST
+
+START_TEST(test_counts)
+{
+        static const struct {
+                const char *limits, *key, *msg;
+        } bad[] = {
+                {"{\"pids\":0}", "limits.pids", "expected an integer from 1 to 4194304, got 0"},
+                {"{\"pids\":-5}", "limits.pids", "got -5"},
+                {"{\"pids\":4194305}", "limits.pids", "got 4194305"},
+                {"{\"files\":15}", "limits.files",
+                 "expected an integer from 16 to 1048576, got 15"},
+                {"{\"files\":1048577}", "limits.files", "got 1048577"},
+                {"{\"files\":256.5}", "limits.files", "got 256.5"},
+        };
+        Manifest *m;
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                _cleanup_free_ char *j = xasprintf(M(",\"limits\":%s"), bad[i].limits);
+
+                check_error(j, bad[i].key, bad[i].msg);
+        }
+        m = parse_ok(M(",\"limits\":{\"pids\":1,\"files\":16}"));
+        ck_assert_uint_eq(m->limits.pids, 1);
+        ck_assert_uint_eq(m->limits.files, 16);
+        manifest_free(m);
+        m = parse_ok(M(",\"limits\":{\"pids\":4194304,\"files\":1048576}"));
+        ck_assert_uint_eq(m->limits.pids, 4194304);
+        ck_assert_uint_eq(m->limits.files, 1048576);
+        manifest_free(m);
+}
+END_TEST
+
+START_TEST(test_duplicates)
+{
+        ManifestError err;
+
+        check_error_e("{\"id\":\"org.example.a\",\n\"id\":\"org.example.b\"}", "",
+                      "duplicate object key", &err);
+        ck_assert_int_eq(err.line, 2);
+        check_error(M(",\"limits\":{\"pids\":1,\"pids\":2}"), "", "duplicate object key");
+        check_error(M(",\"env\":{\"A\":\"1\",\"A\":\"2\"}"), "", "duplicate object key");
+        check_error(M(",\"permissions\":[\"storage\",\"location\",\"storage\"]"), "permissions[2]",
+                    "duplicate permission \"storage\"");
+        check_error(M(",\"depends\":[\"org.example.b\",\"org.example.b\"]"), "depends[1]",
+                    "duplicate dependency \"org.example.b\"");
+        check_error(M(",\"depends\":[\"org.example.b\",\"org.example.a\"]"), "depends[1]",
+                    "cannot depend on itself");
+        check_error(M(",\"depends\":[\"org\"]"), "depends[0]", "invalid app id \"org\"");
+        /* Duplicate args are fine: "-v -v" means something. */
+        Manifest *m = parse_ok(M(",\"args\":[\"-v\",\"-v\"]"));
+        ck_assert_uint_eq(strv_length(m->args), 2);
+        manifest_free(m);
+}
+END_TEST
+
+START_TEST(test_permissions)
+{
+        static const char *const good[] = {
+                "storage",        "bus.publish:notes.*",  "net.http:api.example.com:443",
+                "a_b.c1:[a-z]?x", "x:/path/with/slashes", "a1.b2_.c"};
+        static const struct {
+                const char *p, *msg;
+        } bad[] = {
+                {"Storage", "each word of the name must start with a-z"},
+                {"1x", "must start with a-z"},
+                {"bus..x", "must start with a-z"},
+                {"bus.", "the name ends with '.'"},
+                {"bus-x", "may only contain a-z 0-9 _ and ."},
+                {":x", "the name is empty"},
+                {"x:", "the scope after ':' is empty"},
+                {"x:a b", "printable ASCII without spaces"},
+                {"x:\\u00e9", "printable ASCII without spaces"},
+                {"x:a\\tb", "printable ASCII without spaces"},
+                {"", "must not be empty"},
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
+                _cleanup_free_ char *j = xasprintf(M(",\"permissions\":[\"%s\"]"), good[i]);
+                Manifest *m = parse_ok(j);
+
+                ck_assert_str_eq(m->permissions[0], good[i]);
+                manifest_free(m);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                _cleanup_free_ char *j =
+                        xasprintf(M(",\"permissions\":[\"storage\",\"%s\"]"), bad[i].p);
+
+                check_error(j, "permissions[1]", bad[i].msg);
+        }
+        check_error(M(",\"permissions\":[\"Storage\"]"), "permissions[0]",
+                    "expected \"name\" or \"name:scope\"");
+}
+END_TEST
+
+START_TEST(test_nul)
+{
+        static const char raw[] = "{\"id\":\"org.example.a\",\n\"name\":\"a\0b\"}";
+        ManifestError err;
+
+        check_error(M(",\"name\":\"a\\u0000b\""), "name", "must not contain a NUL character");
+        check_error(M(",\"version\":\"\\u0000\""), "version", "NUL");
+        check_error(M(",\"args\":[\"ok\",\"a\\u0000\"]"), "args[1]", "NUL");
+        check_error(M(",\"env\":{\"A\":\"x\\u0000y\"}"), "env.A", "NUL");
+        check_error(M(",\"permissions\":[\"storage\\u0000x\"]"), "permissions[0]", "NUL");
+        check_error(M(",\"limits\":{\"memory\":\"64M\\u0000\"}"), "limits.memory", "NUL");
+        check_error("{\"id\":\"org.example.a\\u0000x\",\"runtime\":\"native\",\"entry\":\"a\"}",
+                    "id", "NUL");
+        /* jansson refuses NUL in keys itself. */
+        check_error(M(",\"env\":{\"A\\u0000B\":\"x\"}"), "", "NUL");
+        /* A raw NUL byte in the file: refused before parsing, with its position. */
+        check_error_n(raw, sizeof raw - 1, -EINVAL, "", "NUL byte", &err);
+        ck_assert_int_eq(err.line, 2);
+        ck_assert_int_eq(err.column, 10);
+}
+END_TEST
+
+START_TEST(test_string_bounds)
+{
+        _cleanup_free_ char *s256 = repeat('n', MANIFEST_STRING_MAX);
+        _cleanup_free_ char *s257 = repeat('n', MANIFEST_STRING_MAX + 1);
+        _cleanup_free_ char *v1024 = repeat('v', MANIFEST_ENV_VALUE_MAX);
+        _cleanup_free_ char *v1025 = repeat('v', MANIFEST_ENV_VALUE_MAX + 1);
+        _cleanup_free_ char *k128 = repeat('K', 128), *k129 = repeat('K', 129);
+        static const char *const keys[] = {"name", "version", "entry"};
+        Manifest *m;
+
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                _cleanup_free_ char *ok = xasprintf(M(",\"%s\":\"%s\""), keys[i], s256);
+                _cleanup_free_ char *bad = xasprintf(M(",\"%s\":\"%s\""), keys[i], s257);
+
+                /* entry is already in M(): duplicates are an error, so replace it. */
+                if (strcmp(keys[i], "entry") == 0) {
+                        free(ok);
+                        free(bad);
+                        ok = xasprintf("{\"id\":\"org.example.a\",\"runtime\":\"native\","
+                                       "\"entry\":\"%s\"}",
+                                       s256);
+                        bad = xasprintf("{\"id\":\"org.example.a\",\"runtime\":\"native\","
+                                        "\"entry\":\"%s\"}",
+                                        s257);
+                }
+                m = parse_ok(ok);
+                manifest_free(m);
+                check_error(bad, keys[i], "is 257 bytes long, more than the limit of 256 bytes");
+        }
+        {
+                _cleanup_free_ char *ok = xasprintf(M(",\"args\":[\"%s\"]"), s256);
+                _cleanup_free_ char *bad = xasprintf(M(",\"args\":[\"a\",\"%s\"]"), s257);
+
+                m = parse_ok(ok);
+                ck_assert_str_eq(m->args[0], s256);
+                manifest_free(m);
+                check_error(bad, "args[1]", "more than the limit of 256 bytes");
+        }
+        {
+                /* A permission of 256 bytes: name "a", ':' and a 254-byte scope. */
+                _cleanup_free_ char *scope254 = repeat('s', 254), *scope255 = repeat('s', 255);
+                _cleanup_free_ char *ok = xasprintf(M(",\"permissions\":[\"a:%s\"]"), scope254);
+                _cleanup_free_ char *bad = xasprintf(M(",\"permissions\":[\"a:%s\"]"), scope255);
+
+                m = parse_ok(ok);
+                ck_assert_uint_eq(strlen(m->permissions[0]), MANIFEST_STRING_MAX);
+                manifest_free(m);
+                check_error(bad, "permissions[0]", "more than the limit of 256 bytes");
+        }
+        {
+                _cleanup_free_ char *ok = xasprintf(M(",\"env\":{\"%s\":\"%s\"}"), k128, v1024);
+                _cleanup_free_ char *bad_v = xasprintf(M(",\"env\":{\"V\":\"%s\"}"), v1025);
+                _cleanup_free_ char *bad_k = xasprintf(M(",\"env\":{\"%s\":\"v\"}"), k129);
+                ManifestError err;
+
+                m = parse_ok(ok);
+                ck_assert_uint_eq(strlen(m->env[0]), 128 + 1 + MANIFEST_ENV_VALUE_MAX);
+                manifest_free(m);
+                check_error(bad_v, "env.V", "is 1025 bytes long, more than the limit of 1024");
+                check_error_e(bad_k, NULL, "invalid variable name", &err);
+                /* The key is cut, not echoed whole. */
+                ck_assert(strncmp(err.key, "env.KKKK", 8) == 0);
+                ck_assert_ptr_nonnull(strstr(err.key, "..."));
+        }
+}
+END_TEST
+
+/* A JSON array of n strings: prefix followed by the index. */
+static char *json_list(size_t n, const char *prefix)
+{
+        char *s = xasprintf("[");
+
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *item = xasprintf("%s%zu", prefix, i);
+                char *t = xasprintf("%s%s\"%s\"", s, i ? "," : "", item);
+
+                free(s);
+                s = t;
+        }
+        char *t = xasprintf("%s]", s);
+        free(s);
+        return t;
+}
+
+START_TEST(test_list_bounds)
+{
+        static const struct {
+                const char *key, *prefix;
+        } lists[] = {
+                {"args", "arg"},
+                {"depends", "org.example.dep"},
+                {"permissions", "p"},
+        };
+        Manifest *m;
+
+        for (size_t i = 0; i < ELEMENTSOF(lists); i++) {
+                _cleanup_free_ char *l64 = json_list(MANIFEST_LIST_MAX, lists[i].prefix);
+                _cleanup_free_ char *l65 = json_list(MANIFEST_LIST_MAX + 1, lists[i].prefix);
+                _cleanup_free_ char *ok = xasprintf(M(",\"%s\":%s"), lists[i].key, l64);
+                _cleanup_free_ char *bad = xasprintf(M(",\"%s\":%s"), lists[i].key, l65);
+
+                m = parse_ok(ok);
+                manifest_free(m);
+                check_error(bad, lists[i].key, "has 65 entries, more than the limit of 64");
+        }
+        m = parse_ok(M(",\"args\":[]"));
+        manifest_free(m);
+
+        {
+                _cleanup_free_ char *env64 = xasprintf("{\"V0\":\"0\""), *env65 = NULL, *ok = NULL,
+                                    *bad = NULL;
+
+                for (size_t i = 1; i < MANIFEST_LIST_MAX; i++) {
+                        char *t = xasprintf("%s,\"V%zu\":\"%zu\"", env64, i, i);
+
+                        free(env64);
+                        env64 = t;
+                }
+                env65 = xasprintf("%s,\"V64\":\"64\"}", env64);
+                ok = xasprintf(M(",\"env\":%s}"), env64);
+                bad = xasprintf(M(",\"env\":%s"), env65);
+                m = parse_ok(ok);
+                ck_assert_uint_eq(strv_length(m->env), MANIFEST_LIST_MAX);
+                ck_assert_str_eq(m->env[63], "V63=63");
+                manifest_free(m);
+                check_error(bad, "env", "has 65 entries, more than the limit of 64");
+        }
+}
+END_TEST
+
+START_TEST(test_file_size_bound)
+{
+        static const char base[] = M("");
+        _cleanup_free_ char *buf = malloc(MANIFEST_MAX_SIZE + 2);
+        ManifestError err;
+        Manifest *m;
+
+        ck_assert_ptr_nonnull(buf);
+        /* Exactly MANIFEST_MAX_SIZE bytes: the manifest, then whitespace. */
+        memset(buf, ' ', MANIFEST_MAX_SIZE + 1);
+        memcpy(buf, base, sizeof base - 1);
+        m = parse_ok_n(buf, MANIFEST_MAX_SIZE);
+        manifest_free(m);
+        /* One more byte is refused before jansson sees it. */
+        check_error_n(buf, MANIFEST_MAX_SIZE + 1, -EFBIG, "", "more than the limit of 65536 bytes",
+                      &err);
+        ck_assert_int_eq(err.line, 0);
+}
+END_TEST
+
+START_TEST(test_env)
+{
+        static const char *const reserved[] = {"CELLA_APP_ID", "CELLA_FD",   "CELLA_",
+                                               "CELLA_X",      "LD_PRELOAD", "LD_LIBRARY_PATH",
+                                               "LD_AUDIT"};
+        static const char *const bad_names[] = {"1A", "A-B", "A B", "A=B", "\\u00c4"};
+        Manifest *m;
+
+        for (size_t i = 0; i < ELEMENTSOF(reserved); i++) {
+                _cleanup_free_ char *j =
+                        xasprintf(M(",\"env\":{\"OK\":\"1\",\"%s\":\"x\"}"), reserved[i]);
+                _cleanup_free_ char *key = xasprintf("env.%s", reserved[i]);
+
+                check_error(j, key, "this variable is reserved");
+        }
+        for (size_t i = 0; i < ELEMENTSOF(bad_names); i++) {
+                _cleanup_free_ char *j = xasprintf(M(",\"env\":{\"%s\":\"x\"}"), bad_names[i]);
+                ManifestError err;
+
+                check_error_e(j, NULL, "invalid variable name", &err);
+                ck_assert(strncmp(err.key, "env.", 4) == 0);
+        }
+        check_error(M(",\"env\":{\"\":\"x\"}"), "env.", "invalid variable name");
+
+        /* PATH may be overridden; names are case-sensitive, so cella_x is the app's own. */
+        m = parse_ok(M(",\"env\":{\"PATH\":\"/app/bin\",\"cella_x\":\"1\",\"LD_DEBUG\":\"x\","
+                       "\"_\":\"a=b\\nc\"}"));
+        ck_assert_uint_eq(strv_length(m->env), 4);
+        ck_assert_str_eq(m->env[0], "PATH=/app/bin");
+        ck_assert_str_eq(m->env[1], "cella_x=1");
+        ck_assert_str_eq(m->env[2], "LD_DEBUG=x");
+        ck_assert_str_eq(m->env[3], "_=a=b\nc");
+        manifest_free(m);
+}
+END_TEST
+
+START_TEST(test_text)
+{
+        ManifestError err;
+        Manifest *m;
+
+        check_error(M(",\"name\":\"a\\tb\""), "name", "must not contain control characters");
+        check_error(M(",\"name\":\"a\\nb\""), "name", "control characters");
+        check_error(M(",\"name\":\"\\u009b31m\""), "name", "got \"\\u009b31m\"");
+        check_error_n(M(",\"version\":\"\\u001b[31mred\""),
+                      strlen(M(",\"version\":\"\\u001b[31mred\"")), -EINVAL, "version",
+                      "got \"\\x1b[31mred\"", &err);
+        check_error(M(",\"name\":\"\""), "name", "must not be empty");
+        check_error(M(",\"version\":\"\""), "version", "must not be empty");
+        m = parse_ok(M(",\"name\":\"Notizen \\u00fcber \\u2603 \\ud83d\\ude00\",\"version\":"
+                       "\"1.0-rc1 (beta)\""));
+        ck_assert_str_eq(m->name, "Notizen über ☃ \xf0\x9f\x98\x80");
+        ck_assert_str_eq(m->version, "1.0-rc1 (beta)");
+        manifest_free(m);
+}
+END_TEST
+
+START_TEST(test_message_truncation)
+{
+        _cleanup_free_ char *longval = repeat('x', 10000);
+        _cleanup_free_ char *longkey = repeat('k', 10000);
+        _cleanup_free_ char *j1 =
+                xasprintf("{\"id\":\"org.example.a\",\"runtime\":\"%s\",\"entry\":\"a\"}", longval);
+        _cleanup_free_ char *j2 = xasprintf(M(",\"%s\":1"), longkey);
+        _cleanup_free_ char *j3 = xasprintf(M(",\"limits\":{\"memory\":\"%sQ\"}"), longval);
+        ManifestError err;
+
+        check_error_e(j1, "runtime", "got \"xxxx", &err);
+        ck_assert_ptr_nonnull(strstr(err.message, "...\""));
+        ck_assert_uint_lt(strlen(err.message), MESSAGE_ECHO_MAX);
+
+        check_error_e(j2, NULL, "unknown key 'kkkk", &err);
+        ck_assert_uint_lt(strlen(err.key), 80);
+        ck_assert_ptr_nonnull(strstr(err.key, "..."));
+        ck_assert_uint_lt(strlen(err.message), 300);
+
+        check_error_e(j3, "limits.memory", "got \"xxx", &err);
+        ck_assert_ptr_nonnull(strstr(err.message, "...\""));
+
+        /* A value is cut between characters, never inside one. */
+        {
+                _cleanup_free_ char *j = NULL, *smileys = NULL;
+                const char *q, *end;
+
+                smileys = malloc(30 * 4 + 1);
+                ck_assert_ptr_nonnull(smileys);
+                for (size_t i = 0; i < 30; i++)
+                        memcpy(smileys + 4 * i, "\xf0\x9f\x98\x80", 4);
+                smileys[120] = 0;
+                j = xasprintf("{\"id\":\"org.example.a\",\"runtime\":\"%s\",\"entry\":\"a\"}",
+                              smileys);
+                check_error_e(j, "runtime", "got \"\xf0\x9f\x98\x80", &err);
+                q = strstr(err.message, "got \"") + 5;
+                end = strstr(q, "...\"");
+                ck_assert_ptr_nonnull(end);
+                ck_assert_uint_eq((size_t)(end - q) % 4, 0);
+                ck_assert_uint_le((size_t)(end - q), 64);
+                ck_assert_uint_gt((size_t)(end - q), 56);
+        }
+
+        /* Quotes and backslashes in a value are escaped, so the quoting stays unambiguous. */
+        check_error("{\"id\":\"org.example.a\",\"runtime\":\"a\\\"b\\\\c\",\"entry\":\"a\"}",
+                    "runtime", "got \"a\\\"b\\\\c\"");
+}
+END_TEST
+
+START_TEST(test_to_string)
+{
+        ck_assert_str_eq(manifest_runtime_to_string(MANIFEST_RUNTIME_NATIVE), "native");
+        ck_assert_str_eq(manifest_runtime_to_string(MANIFEST_RUNTIME_LUA), "lua");
+        ck_assert_ptr_null(manifest_runtime_to_string((ManifestRuntime)2));
+        ck_assert_ptr_null(manifest_runtime_to_string((ManifestRuntime)-1));
+        ck_assert_str_eq(manifest_kind_to_string(MANIFEST_KIND_APP), "app");
+        ck_assert_str_eq(manifest_kind_to_string(MANIFEST_KIND_SERVICE), "service");
+        ck_assert_ptr_null(manifest_kind_to_string((ManifestKind)2));
+        ck_assert_str_eq(manifest_restart_to_string(MANIFEST_RESTART_NO), "no");
+        ck_assert_str_eq(manifest_restart_to_string(MANIFEST_RESTART_ON_FAILURE), "on-failure");
+        ck_assert_str_eq(manifest_restart_to_string(MANIFEST_RESTART_ALWAYS), "always");
+        ck_assert_ptr_null(manifest_restart_to_string((ManifestRestart)3));
+}
+END_TEST
+
+START_TEST(test_api_edges)
+{
+        Manifest *m = NULL;
+        ManifestError err;
+
+        ck_assert_ptr_null(manifest_free(NULL));
+        ck_assert_int_eq(manifest_parse(NULL, 10, "x", &m, &err), -EINVAL);
+        ck_assert_int_eq(manifest_parse(M(""), strlen(M("")), "x", NULL, &err), -EINVAL);
+        ck_assert_ptr_null(m);
+        /* err may be NULL. */
+        ck_assert_int_eq(manifest_parse("[]", 2, "x", &m, NULL), -EINVAL);
+        ck_assert_int_eq(manifest_parse(M(""), strlen(M("")), NULL, &m, NULL), 0);
+        ck_assert_ptr_nonnull(m);
+        m = manifest_free(m);
+        /* data need not be NUL-terminated: only size bytes are read. */
+        ck_assert_int_eq(manifest_parse(M("") "garbage", strlen(M("")), "x", &m, &err), 0);
+        m = manifest_free(m);
+        ck_assert_ptr_null(m);
+}
+END_TEST
+
+/* Writes data to dir/name. */
+static void write_at(int dfd, const char *name, const char *data, size_t size)
+{
+        _cleanup_close_ int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(loop_write(fd, data, size), 0);
+}
+
+static int open_dir(const char *path)
+{
+        int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+        ck_assert_int_ge(fd, 0);
+        return fd;
+}
+
+START_TEST(test_load_at)
+{
+        char base[] = "/tmp/cella-test-manifest-XXXXXX";
+        char path[256], file[300];
+        _cleanup_free_ char *big = NULL;
+        ManifestError err;
+        Manifest *m = NULL;
+        int dfd;
+
+        ck_assert_ptr_nonnull(mkdtemp(base));
+
+        /* ok */
+        snprintf(path, sizeof path, "%s/ok", base);
+        ck_assert_int_eq(mkdir(path, 0755), 0);
+        dfd = open_dir(path);
+        write_at(dfd, "manifest.json", M(""), strlen(M("")));
+        ck_assert_int_eq(manifest_load_at(dfd, path, &m, &err), 0);
+        ck_assert_str_eq(m->id, "org.example.a");
+        m = manifest_free(m);
+        /* Content errors carry the path the caller gave; a trailing '/' is not doubled. */
+        write_at(dfd, "manifest.json", M(",\"kind\":1"), strlen(M(",\"kind\":1")));
+        snprintf(file, sizeof file, "%s/", path);
+        ck_assert_int_eq(manifest_load_at(dfd, file, &m, &err), -EINVAL);
+        snprintf(file, sizeof file, "%s/manifest.json", path);
+        ck_assert_str_eq(err.file, file);
+        ck_assert_str_eq(err.key, "kind");
+        ck_assert_ptr_null(m);
+        /* One byte over the bound: -EFBIG, without parsing. */
+        big = malloc(MANIFEST_MAX_SIZE + 1);
+        ck_assert_ptr_nonnull(big);
+        memset(big, ' ', MANIFEST_MAX_SIZE + 1);
+        memcpy(big, M(""), strlen(M("")));
+        write_at(dfd, "manifest.json", big, MANIFEST_MAX_SIZE);
+        ck_assert_int_eq(manifest_load_at(dfd, "app", &m, &err), 0);
+        m = manifest_free(m);
+        write_at(dfd, "manifest.json", big, MANIFEST_MAX_SIZE + 1);
+        ck_assert_int_eq(manifest_load_at(dfd, "app", &m, &err), -EFBIG);
+        ck_assert_str_eq(err.file, "app/manifest.json");
+        ck_assert_ptr_nonnull(strstr(err.message, "limit of 65536 bytes"));
+        ck_assert_ptr_null(m);
+        close(dfd);
+
+        /* missing */
+        snprintf(path, sizeof path, "%s/missing", base);
+        ck_assert_int_eq(mkdir(path, 0755), 0);
+        dfd = open_dir(path);
+        ck_assert_int_eq(manifest_load_at(dfd, "apps/missing", &m, &err), -ENOENT);
+        ck_assert_str_eq(err.file, "apps/missing/manifest.json");
+        ck_assert_str_eq(err.message, "no manifest.json in this folder");
+        ck_assert_ptr_null(m);
+        close(dfd);
+
+        /* a symlink out of the folder, and even one inside it */
+        snprintf(path, sizeof path, "%s/symlink", base);
+        ck_assert_int_eq(mkdir(path, 0755), 0);
+        dfd = open_dir(path);
+        ck_assert_int_eq(symlinkat("/etc/passwd", dfd, "manifest.json"), 0);
+        ck_assert_int_eq(manifest_load_at(dfd, "symlink", &m, &err), -ELOOP);
+        ck_assert_ptr_nonnull(strstr(err.message, "symbolic link"));
+        ck_assert_ptr_null(m);
+        ck_assert_int_eq(unlinkat(dfd, "manifest.json", 0), 0);
+        write_at(dfd, "real.json", M(""), strlen(M("")));
+        ck_assert_int_eq(symlinkat("real.json", dfd, "manifest.json"), 0);
+        ck_assert_int_eq(manifest_load_at(dfd, "symlink", &m, &err), -ELOOP);
+        ck_assert_ptr_null(m);
+        close(dfd);
+
+        /* a directory named manifest.json */
+        snprintf(path, sizeof path, "%s/dir", base);
+        ck_assert_int_eq(mkdir(path, 0755), 0);
+        dfd = open_dir(path);
+        ck_assert_int_eq(mkdirat(dfd, "manifest.json", 0755), 0);
+        ck_assert_int_eq(manifest_load_at(dfd, "dir", &m, &err), -EISDIR);
+        ck_assert_ptr_nonnull(strstr(err.message, "is a directory"));
+        ck_assert_ptr_null(m);
+        close(dfd);
+
+        /* a FIFO: refused at once, not waited on (the test would hang) */
+        snprintf(path, sizeof path, "%s/fifo", base);
+        ck_assert_int_eq(mkdir(path, 0755), 0);
+        dfd = open_dir(path);
+        ck_assert_int_eq(mkfifoat(dfd, "manifest.json", 0644), 0);
+        ck_assert_int_eq(manifest_load_at(dfd, "fifo", &m, &err), -EINVAL);
+        ck_assert_ptr_nonnull(strstr(err.message, "not a regular file"));
+        ck_assert_ptr_null(m);
+        close(dfd);
+
+        snprintf(path, sizeof path, "rm -rf %s", base);
+        ck_assert_int_eq(system(path), 0);
+}
+END_TEST
+
+int main(void)
+{
+        Suite *s = suite_create("manifest");
+        TCase *tc = tcase_create("core");
+        SRunner *sr;
+        int failed;
+
+        tcase_add_test(tc, test_full);
+        tcase_add_test(tc, test_minimal_defaults);
+        tcase_add_test(tc, test_syntax_error);
+        tcase_add_test(tc, test_not_object);
+        tcase_add_test(tc, test_missing_required);
+        tcase_add_test(tc, test_wrong_types);
+        tcase_add_test(tc, test_bad_enums);
+        tcase_add_test(tc, test_unknown_keys);
+        tcase_add_test(tc, test_ids);
+        tcase_add_test(tc, test_entry);
+        tcase_add_test(tc, test_sizes);
+        tcase_add_test(tc, test_cpu);
+        tcase_add_test(tc, test_counts);
+        tcase_add_test(tc, test_duplicates);
+        tcase_add_test(tc, test_permissions);
+        tcase_add_test(tc, test_nul);
+        tcase_add_test(tc, test_string_bounds);
+        tcase_add_test(tc, test_list_bounds);
+        tcase_add_test(tc, test_file_size_bound);
+        tcase_add_test(tc, test_env);
+        tcase_add_test(tc, test_text);
+        tcase_add_test(tc, test_message_truncation);
+        tcase_add_test(tc, test_to_string);
+        tcase_add_test(tc, test_api_edges);
+        tcase_add_test(tc, test_load_at);
+        suite_add_tcase(s, tc);
+        sr = srunner_create(s);
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
