@@ -308,7 +308,7 @@ static int get_enum(ManifestError *err, const char *key, json_t *v, const char *
         size_t o = 0;
         const char *s;
 
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n && o < sizeof expected; i++)
                 o += (size_t)snprintf(expected + o, sizeof expected - o, "%s\"%s\"",
                                       i == 0       ? ""
                                       : i + 1 == n ? " or "

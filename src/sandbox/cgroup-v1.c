@@ -173,7 +173,7 @@ int cgroup_v1_stats(Cgroup *cg, CgroupStats *ret)
 }
 
 const CgroupOps cgroup_v1_ops = {
-        .name = "v1",
+        .name = "v1",                       /* cgroup_manager_ops()->name */
         .create = cgroup_generic_create,    /* mkdir root and leaf in each controller's tree */
         .set_limits = cgroup_v1_set_limits, /* memory(+memsw), pids.max, cfs_*, cpu.shares */
         .attach = cgroup_generic_attach,    /* cgroup.procs in every hierarchy */

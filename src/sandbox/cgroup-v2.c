@@ -175,7 +175,7 @@ static int v2_stats(Cgroup *cg, CgroupStats *ret)
 }
 
 const CgroupOps cgroup_v2_ops = {
-        .name = "v2",
+        .name = "v2",                    /* cgroup_manager_ops()->name */
         .create = v2_create,             /* mkdir, enable +memory +pids +cpu */
         .set_limits = v2_set_limits,     /* memory.max, memory.swap.max, pids.max, cpu.max/weight */
         .attach = cgroup_generic_attach, /* cgroup.procs */
@@ -186,7 +186,7 @@ const CgroupOps cgroup_v2_ops = {
 };
 
 const CgroupOps cgroup_hybrid_ops = {
-        .name = "hybrid",
+        .name = "hybrid",                   /* cgroup_manager_ops()->name */
         .create = cgroup_generic_create,    /* mkdir in each v1 controller tree and in unified */
         .set_limits = cgroup_v1_set_limits, /* the v1 knobs: no controllers in unified */
         .attach = cgroup_generic_attach,    /* cgroup.procs in every v1 tree and in unified */

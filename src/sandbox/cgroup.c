@@ -305,12 +305,18 @@ int cgroup_wait_empty(Cgroup *cg, unsigned timeout_ms)
 int cgroup_kill_loop(Cgroup *cg, int (*freeze)(Cgroup *cg, bool frozen))
 {
         const CgroupManager *m = cg->manager;
+        bool use_freeze = freeze != NULL;
 
         for (unsigned round = 0; round < CGROUP_KILL_ROUNDS; round++) {
+                bool frozen = false;
                 int n = 0, r = 0;
 
-                if (freeze)
-                        (void)freeze(cg, true);
+                /* A freeze that failed once (no freezer, or a task that never freezes:
+                 * -ETIMEDOUT, already thawed) is not retried every round. */
+                if (use_freeze) {
+                        frozen = freeze(cg, true) >= 0;
+                        use_freeze = frozen;
+                }
                 for (size_t i = 0; i < m->n_hier; i++) {
                         r = cgroup_kill_procs(cg->leaf[i]);
                         if (r == -ENOENT) {
@@ -323,7 +329,7 @@ int cgroup_kill_loop(Cgroup *cg, int (*freeze)(Cgroup *cg, bool frozen))
                 }
                 /* Thaw even after an error: a frozen cgroup must not be left behind. On
                  * v1, SIGKILLed tasks only die once thawed. */
-                if (freeze)
+                if (frozen)
                         (void)freeze(cg, false);
                 if (r < 0)
                         return r;
@@ -717,6 +723,7 @@ static int hierarchy_add(CgroupManager *m, const char *mount, bool unified, cons
         return 0;
 }
 
+/* Frees the manager (not the cgroups it made: destroy those first). Takes NULL; returns NULL. */
 CgroupManager *cgroup_manager_free(CgroupManager *m)
 {
         if (!m)
@@ -814,11 +821,13 @@ int cgroup_manager_new(const char *fs_root, CgroupMode mode, const char *parent,
         return 0;
 }
 
+/* The backend in use: never CGROUP_MODE_AUTO once the manager exists. */
 CgroupMode cgroup_manager_mode(const CgroupManager *m)
 {
         return m->mode;
 }
 
+/* The backend's ops (cgroup_v1_ops, cgroup_v2_ops or cgroup_hybrid_ops). */
 const CgroupOps *cgroup_manager_ops(const CgroupManager *m)
 {
         return m->ops;
@@ -986,6 +995,13 @@ int cgroup_new(CgroupManager *m, const char *label, Cgroup **ret)
         return 0;
 }
 
+/*
+ * Applies limits (units in cgroup.h; 0 fields leave a knob alone). Checked here, before
+ * anything is written: cpu_weight 1..10000, cpu_period_us 1000..1000000, cpu_quota_us
+ * >= 1000 (the kernel's bounds, cgroup-internal.h). Returns 0, -EINVAL, -EOPNOTSUPP
+ * (v1 without that controller mounted), or -errno of the write (-ENOENT: on v2 the
+ * controller is not enabled for the leaf).
+ */
 int cgroup_set_limits(Cgroup *cg, const CgroupLimits *limits)
 {
         if (!cg || !limits)
@@ -1001,6 +1017,11 @@ int cgroup_set_limits(Cgroup *cg, const CgroupLimits *limits)
         return cg->manager->ops->set_limits(cg, limits);
 }
 
+/*
+ * Moves pid (0: the calling process, as cgroup.procs reads it) into the leaf in every
+ * hierarchy the backend uses. Returns 0, -EINVAL, or -errno of the first write that
+ * failed (-ESRCH: no such process); earlier hierarchies keep the task.
+ */
 int cgroup_attach(Cgroup *cg, pid_t pid)
 {
         if (!cg || pid < 0)
@@ -1008,6 +1029,11 @@ int cgroup_attach(Cgroup *cg, pid_t pid)
         return cg->manager->ops->attach(cg, pid);
 }
 
+/*
+ * Freezes (waiting until the kernel reports the cgroup frozen, at most
+ * CGROUP_FREEZE_TIMEOUT_MS) or thaws. Returns 0, -ETIMEDOUT (then thawed again),
+ * -EOPNOTSUPP (v1 without a freezer hierarchy), -errno.
+ */
 int cgroup_freeze(Cgroup *cg, bool frozen)
 {
         if (!cg)
@@ -1015,6 +1041,11 @@ int cgroup_freeze(Cgroup *cg, bool frozen)
         return cg->manager->ops->freeze(cg, frozen);
 }
 
+/*
+ * SIGKILLs every task in the cgroup and waits until its cgroup.procs are empty (zombies
+ * are not listed; pids.current counts them until they are reaped). Returns 0, -EBUSY
+ * if tasks remain after the bounded rounds, -errno.
+ */
 int cgroup_kill(Cgroup *cg)
 {
         if (!cg)
@@ -1022,6 +1053,10 @@ int cgroup_kill(Cgroup *cg)
         return cg->manager->ops->kill(cg);
 }
 
+/*
+ * Reads the counters into *ret (units in cgroup.h). A counter whose controller the
+ * backend lacks reads as 0 (memory_max as UINT64_MAX). Returns 0 or -errno.
+ */
 int cgroup_stats(Cgroup *cg, CgroupStats *ret)
 {
         CgroupStats st = {.memory_max = UINT64_MAX};

@@ -16,19 +16,22 @@
  * EPERM), but it is one program: one seccomp(2) call in the child, no allocation.
  *
  * Where the list comes from: Docker's default profile (moby profiles/seccomp/
- * default.json) and systemd's syscall groups (@system-service = @default @basic-io
- * @file-system @io-event @ipc @network-io @process @signal @timer @sync @aio ...,
- * minus @privileged/@mount/@module/@reboot/@swap/@clock/@raw-io/@debug/@obsolete/
- * @cpu-emulation), each narrowed where the sandbox makes a call useless or
- * dangerous. Every call not listed fails with EPERM.
+ * default.json, the calls it allows without extra capabilities) and systemd's
+ * @system-service set (@default @basic-io @file-system @io-event @ipc @network-io
+ * @process @resources @setuid @signal @sync @timer @aio @chown @memlock and a few
+ * single calls). Narrower than both where the sandbox makes a call useless or
+ * dangerous: @system-service's @keyring, kcmp, name_to_handle_at, userfaultfd and
+ * NUMA placement are left out, and nothing from @privileged @mount @module @reboot
+ * @swap @clock @raw-io @debug @obsolete @cpu-emulation is in. Every call not listed
+ * fails with EPERM.
  */
 
 #include <errno.h>
-#include <fcntl.h>
 #include <linux/sched.h>
 #include <seccomp.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -66,9 +69,13 @@
 #define PERSONALITY_LINUX 0x0000u
 #define PERSONALITY_QUERY 0xffffffffu
 
-/* ioctl commands always denied (low 32 bits of the second argument, see overrides_build). */
-#define IOCTL_TIOCSTI   0x5412u /* fakes terminal input: types commands into the parent's shell */
-#define IOCTL_TIOCLINUX 0x541Cu /* TIOCL_PASTESEL etc. on a VT: the same, through the selection */
+/*
+ * ioctl commands always denied (the low 32 bits of the second argument, see
+ * overrides_build): TIOCSTI fakes terminal input, typing commands into whatever
+ * shell reads that terminal after the app; TIOCLINUX's TIOCL_SETSEL + PASTESEL do
+ * the same on a virtual console (snapd's CVE-2023-1523).
+ */
+static const uint32_t denied_ioctls[] = {TIOCSTI, TIOCLINUX};
 
 /*
  * Numbers from the end of the table we know (listns, 470) up to here fail with
@@ -89,7 +96,7 @@
  */
 static const char *const allowed_syscalls[] = {
         /* @default: what every program does at startup and exit (glibc's ld.so, libc init). */
-        "arch_prctl",      /* TLS (ARCH_SET_FS), CET shadow stack (ARCH_SHSTK_*) */
+        "arch_prctl", /* TLS (ARCH_SET_FS), CET shadow stack (ARCH_SHSTK_*) */
         "brk",
         "execve",
         "execveat",
@@ -203,7 +210,7 @@ static const char *const allowed_syscalls[] = {
         "utime",
         "utimensat",
         "utimes",
-        "cachestat",   /* page cache state of a file we can open (6.5) */
+        "cachestat", /* page cache state of a file we can open (6.5) */
         "copy_file_range",
         "sendfile",
         "splice",
@@ -250,6 +257,7 @@ static const char *const allowed_syscalls[] = {
         "io_submit",
 
         /* Memory (@default, plus what runtimes and databases use). */
+        "get_mempolicy", /* read-only (procps' ps asks); setting NUMA policy is not allowed */
         "madvise",
         "map_shadow_stack", /* CET user shadow stacks (6.6); glibc 2.39+ allocates them */
         "memfd_create",
@@ -305,9 +313,9 @@ static const char *const allowed_syscalls[] = {
         /*
          * Credentials. The set*id calls are allowed, as Docker does: with every
          * capability dropped the kernel only lets the app switch among its own real,
-         * effective and saved ids (all SANDBOX_UID), and setgroups is refused inside a
-         * user namespace whose gid map was written without "deny". Denying them would
-         * only break programs that drop privileges defensively at startup.
+         * effective and saved ids (all SANDBOX_UID), and setgroups needs CAP_SETGID.
+         * Denying them would only break programs that drop privileges defensively at
+         * startup, which then see EPERM where they expect success.
          */
         "capget",
         "capset", /* can only lower the sets */
@@ -446,13 +454,16 @@ static const struct {
         const char *name;
         int nr;
 } newer_syscalls[] = {
-        { "cachestat", 451 },     { "fchmodat2", 452 },       { "map_shadow_stack", 453 },
-        { "futex_wake", 454 },    { "futex_wait", 455 },      { "futex_requeue", 456 },
-        { "statmount", 457 },     { "listmount", 458 },       { "lsm_get_self_attr", 459 },
-        { "lsm_set_self_attr", 460 }, { "lsm_list_modules", 461 }, { "mseal", 462 },
-        { "setxattrat", 463 },    { "getxattrat", 464 },      { "listxattrat", 465 },
-        { "removexattrat", 466 }, { "open_tree_attr", 467 },  { "file_getattr", 468 },
-        { "file_setattr", 469 },  { "listns", SYSCALL_NR_KNOWN_LAST },
+        {"cachestat", 451},         {"fchmodat2", 452},
+        {"map_shadow_stack", 453},  {"futex_wake", 454},
+        {"futex_wait", 455},        {"futex_requeue", 456},
+        {"statmount", 457},         {"listmount", 458},
+        {"lsm_get_self_attr", 459}, {"lsm_set_self_attr", 460},
+        {"lsm_list_modules", 461},  {"mseal", 462},
+        {"setxattrat", 463},        {"getxattrat", 464},
+        {"listxattrat", 465},       {"removexattrat", 466},
+        {"open_tree_attr", 467},    {"file_getattr", 468},
+        {"file_setattr", 469},      {"listns", SYSCALL_NR_KNOWN_LAST},
 };
 
 /*
@@ -465,7 +476,8 @@ static const struct {
  * TIOCLINUX, personality other than PER_LINUX) are tested on their own. Many more
  * calls are denied simply by not being allowed: uselib, modify_ldt, vhangup,
  * sethostname, kcmp, NUMA placement (mbind, set_mempolicy, migrate_pages,
- * move_pages, as Docker), process_madvise, process_mrelease, memfd_secret,
+ * move_pages, set_mempolicy_home_node: Docker allows them only with
+ * CAP_SYS_NICE), process_madvise, process_mrelease, memfd_secret,
  * statmount/listmount/listns, lsm_*, fanotify_mark, lookup_dcookie, the obsolete
  * ones (sysfs, ustat, _sysctl, ...).
  */
@@ -605,8 +617,8 @@ static int rule_add(scmp_filter_ctx ctx, uint32_t action, const char *name, unsi
  */
 static int socket_rules_add(scmp_filter_ctx ctx, const char *name, bool allow_inet)
 {
-        static const int unix_only[] = { AF_UNIX };
-        static const int with_inet[] = { AF_UNIX, AF_INET, AF_INET6 };
+        static const int unix_only[] = {AF_UNIX};
+        static const int with_inet[] = {AF_UNIX, AF_INET, AF_INET6};
         const int *families = allow_inet ? with_inet : unix_only;
         size_t n = allow_inet ? ELEMENTSOF(with_inet) : ELEMENTSOF(unix_only);
         uint64_t next = 0; /* the lowest family not yet ruled on */
@@ -651,10 +663,10 @@ static int allowlist_build(const SeccompOptions *opts, scmp_filter_ctx *ret)
         }
 
         /*
-         * ioctl: allowed here, TIOCSTI and TIOCLINUX are taken out by the overrides.
-         * Other tty ioctls that could reach outside are stopped elsewhere: the app
-         * gets no controlling terminal of the host (its stdio are pipes or a pty of
-         * its own), and device ioctls need device nodes that its /dev does not hold.
+         * ioctl: allowed here, TIOCSTI and TIOCLINUX are taken out by the overrides
+         * (they are the two that put bytes into what another process reads). Device
+         * ioctls need device nodes, and the app's /dev holds only null, zero, full,
+         * random and urandom.
          */
         r = rule_add(ctx, SCMP_ACT_ALLOW, "ioctl", 0, NULL);
         if (r < 0)
@@ -697,7 +709,7 @@ static int allowlist_build(const SeccompOptions *opts, scmp_filter_ctx *ret)
          * off for what the app execs next, READ_IMPLIES_EXEC makes data executable.
          * The kernel takes an unsigned int, so only the low half is compared.
          */
-        static const uint32_t personalities[] = { PERSONALITY_LINUX, PERSONALITY_QUERY };
+        static const uint32_t personalities[] = {PERSONALITY_LINUX, PERSONALITY_QUERY};
         for (size_t i = 0; i < ELEMENTSOF(personalities); i++) {
                 struct scmp_arg_cmp c =
                         SCMP_A0(SCMP_CMP_MASKED_EQ, UINT64_C(0xffffffff), personalities[i]);
@@ -713,7 +725,7 @@ static int allowlist_build(const SeccompOptions *opts, scmp_filter_ctx *ret)
          * anyway; refusing them here keeps that true if a mount were ever wrong.
          * The mode is a umode_t (16 bits); the mask looks at S_IFMT only.
          */
-        static const uint32_t node_types[] = { S_IFIFO, S_IFREG, 0 };
+        static const uint32_t node_types[] = {S_IFIFO, S_IFREG, 0};
         for (size_t i = 0; i < ELEMENTSOF(node_types); i++) {
                 struct scmp_arg_cmp c = SCMP_A1(SCMP_CMP_MASKED_EQ, S_IFMT, node_types[i]);
                 struct scmp_arg_cmp c_at = SCMP_A2(SCMP_CMP_MASKED_EQ, S_IFMT, node_types[i]);
@@ -748,12 +760,11 @@ static int allowlist_build(const SeccompOptions *opts, scmp_filter_ctx *ret)
  * The denials that sit on top of the allowlist (see the top of the file). ioctl's
  * cmd is an unsigned int to the kernel but a 64-bit register to the filter: only
  * the low half is compared, or TIOCSTI | (garbage << 32) would pass the filter and
- * still reach the kernel as TIOCSTI (CVE-2017-5226, bubblewrap; CVE-2019-10063,
- * flatpak's missing mask).
+ * still reach the kernel as TIOCSTI. bubblewrap's CVE-2017-5226 was TIOCSTI
+ * itself; flatpak's CVE-2019-10063 was this missing mask.
  */
 static int overrides_build(scmp_filter_ctx *ret)
 {
-        static const uint32_t denied_ioctls[] = { IOCTL_TIOCSTI, IOCTL_TIOCLINUX };
         scmp_filter_ctx ctx _cleanup_(seccomp_releasep) = NULL;
         int r;
 
@@ -893,6 +904,7 @@ int seccomp_program_build(const SeccompOptions *opts, SeccompProgram **ret)
         return 0;
 }
 
+/* Frees p and the filter it owns. Takes NULL; returns NULL. */
 SeccompProgram *seccomp_program_free(SeccompProgram *p)
 {
         if (!p)

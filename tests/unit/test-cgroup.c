@@ -23,6 +23,7 @@
 
 #include "base/fileio.h"
 #include "base/macro.h"
+#include "base/strv.h"
 #include "sandbox/cgroup-internal.h"
 #include "sandbox/cgroup.h"
 
@@ -718,26 +719,36 @@ END_TEST
 static const CgroupMode real_modes[] = {CGROUP_MODE_HYBRID, CGROUP_MODE_V1, CGROUP_MODE_V2};
 static const char *const real_mode_names[] = {"hybrid", "forced v1", "v2"};
 static char real_skip[ELEMENTSOF(real_modes)][256];
+static char **created_roots;
+
+static bool strv_has(char **l, const char *s)
+{
+        STRV_FOREACH (i, l)
+                if (strcmp(*i, s) == 0)
+                        return true;
+        return false;
+}
 
 /* Unchecked fixture (runs once, in the runner): which modes this host can drive. */
 static void real_setup(void)
 {
-        CgroupMode host;
-        int r;
+        CgroupMode host = CGROUP_MODE_AUTO;
+        int detected = cgroup_detect(REAL_FS, &host);
 
-        r = cgroup_detect(REAL_FS, &host);
         for (size_t i = 0; i < ELEMENTSOF(real_modes); i++) {
                 _cleanup_(manager_freep) CgroupManager *m = NULL;
                 Cgroup *cg = NULL;
                 char *why = real_skip[i];
                 size_t n = sizeof real_skip[i];
+                int r;
 
                 if (geteuid() != 0) {
                         snprintf(why, n, "not root");
                         continue;
                 }
-                if (r < 0) {
-                        snprintf(why, n, "no cgroup hierarchy under " REAL_FS ": %s", strerror(-r));
+                if (detected < 0) {
+                        snprintf(why, n, "no cgroup hierarchy under " REAL_FS ": %s",
+                                 strerror(-detected));
                         continue;
                 }
                 r = cgroup_manager_new(REAL_FS, real_modes[i], NULL, &m);
@@ -747,13 +758,16 @@ static void real_setup(void)
                                  : host == CGROUP_MODE_HYBRID ? "hybrid"
                                                               : "v1",
                                  real_mode_names[i], strerror(-r));
-                        r = 0;
                         continue;
                 }
+                /* Only roots this run makes are removed at the end: another cella may be
+                 * using one that is already there. */
+                for (size_t h = 0; h < m->n_hier; h++)
+                        if (!exists(m->hier[h].root) && !strv_has(created_roots, m->hier[h].root))
+                                ck_assert_int_eq(strv_extend(&created_roots, m->hier[h].root), 0);
                 r = cgroup_new(m, "probe", &cg);
                 if (r < 0) {
                         snprintf(why, n, "cannot create a cgroup: %s", strerror(-r));
-                        r = 0;
                         continue;
                 }
                 cgroup_destroy(cg);
@@ -771,9 +785,15 @@ static void real_teardown(void)
                 if (real_skip[i][0] || cgroup_manager_new(REAL_FS, real_modes[i], NULL, &m) < 0)
                         continue;
                 (void)cgroup_sweep(m);
-                for (size_t h = 0; h < m->n_hier; h++)
-                        (void)rmdir(m->hier[h].root);
+                for (size_t h = 0; h < m->n_hier; h++) {
+                        _cleanup_free_ char *plain = fmt("%s/t-plain", m->hier[h].root);
+
+                        (void)rmdir(plain); /* test_real_sweep's, if it failed */
+                }
         }
+        STRV_FOREACH (root, created_roots)
+                (void)rmdir(*root);
+        created_roots = strv_free(created_roots);
 }
 
 /* Per test: the manager for mode _i, or NULL after printing why the test is skipped. */
@@ -1005,6 +1025,13 @@ START_TEST(test_real_limits)
                         assert_knob(cgroup_path(cg, "memory"), "memory.memsw.limit_in_bytes",
                                     "33554432");
                 assert_knob(cgroup_path(cg, "pids"), "pids.max", "8");
+                /* Raising the limit past the memsw one set before: memsw must go first. */
+                ck_assert_int_eq(cgroup_set_limits(cg, &(CgroupLimits){.memory_max = 48 * MiB}), 0);
+                assert_knob(cgroup_path(cg, "memory"), "memory.limit_in_bytes", "50331648");
+                if (existsf("%s/memory.memsw.limit_in_bytes", cgroup_path(cg, "memory")))
+                        assert_knob(cgroup_path(cg, "memory"), "memory.memsw.limit_in_bytes",
+                                    "50331648");
+                ck_assert_int_eq(cgroup_set_limits(cg, &(CgroupLimits){.memory_max = 32 * MiB}), 0);
                 assert_knob(cgroup_path(cg, "cpu"), "cpu.cfs_quota_us", "50000");
                 assert_knob(cgroup_path(cg, "cpu"), "cpu.cfs_period_us", "100000");
                 assert_knob(cgroup_path(cg, "cpu"), "cpu.shares", "2048");
@@ -1252,7 +1279,7 @@ START_TEST(test_real_sweep)
         }
         nested = fmt("%s/nested", orphan[0]);
         ck_assert_int_eq(mkdir(nested, 0755), 0);
-        plain = fmt("%s/../plain", cgroup_path(live, "memory"));
+        plain = fmt("%s/../t-plain", cgroup_path(live, "memory"));
         ck_assert_int_eq(mkdir(plain, 0755), 0);
 
         r = cgroup_sweep(m);

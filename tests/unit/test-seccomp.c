@@ -46,10 +46,11 @@
 DEFINE_TRIVIAL_CLEANUP_FUNC(SeccompProgram *, seccomp_program_free);
 #define _cleanup_seccomp_ _cleanup_(seccomp_program_freep)
 
-#define PYTHON "/usr/bin/python3"
+#define PYTHON           "/usr/bin/python3"
 #define PYTHON_TESTSUITE "/usr/lib/python3.11/test/test_os.py"
-#define X32_SYSCALL_BIT 0x40000000L
-#define GARBAGE_HIGH 0xdead00000000ul /* upper-half bits the kernel ignores for an int argument */
+#define X32_SYSCALL_BIT  0x40000000L
+/* Bits in the upper half of a register, which the kernel ignores for an int argument. */
+#define GARBAGE_HIGH 0xdead00000000ul
 
 /* Exit codes a child uses for its own setup, above any errno. */
 #define CHILD_NNP_FAILED  250
@@ -61,15 +62,15 @@ typedef int (*ChildFunc)(void *userdata);
 #define CHILD_CHECK(expr)                                                                          \
         do {                                                                                       \
                 if (!(expr)) {                                                                     \
-                        fprintf(stderr, "%s:%d: in child: %s (errno %d %s)\n", __FILE__,         \
-                                __LINE__, #expr, errno, strerror(errno));                          \
+                        fprintf(stderr, "%s:%d: in child: %s (errno %d %s)\n", __FILE__, __LINE__, \
+                                #expr, errno, strerror(errno));                                    \
                         return 1;                                                                  \
                 }                                                                                  \
         } while (0)
 
 static SeccompProgram *program_new(bool allow_inet)
 {
-        SeccompOptions opts = { .allow_inet = allow_inet };
+        SeccompOptions opts = {.allow_inet = allow_inet};
         SeccompProgram *p = NULL;
 
         ck_assert_int_eq(seccomp_program_build(&opts, &p), 0);
@@ -106,8 +107,8 @@ static int run_child(const SeccompProgram *p, ChildFunc f, void *userdata)
 /* Asserts that a child exited with code 0. */
 static void assert_child_ok(int status, const char *what)
 {
-        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                      "%s: child %s %d", what, WIFEXITED(status) ? "exited with" : "killed by",
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s: child %s %d", what,
+                      WIFEXITED(status) ? "exited with" : "killed by",
                       WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
 }
 
@@ -169,18 +170,18 @@ static const struct {
         const char *name;
         long args[6];
 } denied_call_args[] = {
-        { "setns", { -1 } },
-        { "ptrace", { PTRACE_TRACEME } },
-        { "pidfd_getfd", { -1, -1 } },
-        { "userfaultfd", { O_CLOEXEC } },
-        { "fanotify_init", { 1 } },         /* FAN_CLOEXEC */
-        { "kexec_load", { 0, 0, 0, -1L } }, /* unknown flags */
-        { "kexec_file_load", { -1, -1 } },
-        { "finit_module", { -1 } },
-        { "acct", { 1 } },                  /* a bad pointer: never switches accounting */
-        { "quotactl_fd", { -1 } },
-        { "syslog", { 10 } },               /* SYSLOG_ACTION_SIZE_BUFFER */
-        { "reboot", { 0 } },                /* bad magic */
+        {"setns", {-1}},
+        {"ptrace", {PTRACE_TRACEME}},
+        {"pidfd_getfd", {-1, -1}},
+        {"userfaultfd", {O_CLOEXEC}},
+        {"fanotify_init", {1}},         /* FAN_CLOEXEC */
+        {"kexec_load", {0, 0, 0, -1L}}, /* unknown flags */
+        {"kexec_file_load", {-1, -1}},
+        {"finit_module", {-1}},
+        {"acct", {1}}, /* a bad pointer: never switches accounting */
+        {"quotactl_fd", {-1}},
+        {"syslog", {10}}, /* SYSLOG_ACTION_SIZE_BUFFER */
+        {"reboot", {0}},  /* bad magic */
 };
 
 static void denied_args(const char *name, RawCall *c)
@@ -197,7 +198,7 @@ START_TEST(test_denied_syscalls)
         size_t n = 0;
 
         for (const char *const *name = seccomp_denied_syscalls; *name; name++, n++) {
-                RawCall c = { .nr = seccomp_syscall_resolve_name(*name) };
+                RawCall c = {.nr = seccomp_syscall_resolve_name(*name)};
                 int r;
 
                 ck_assert_msg(c.nr >= 0, "%s: not a native syscall", *name);
@@ -207,8 +208,8 @@ START_TEST(test_denied_syscalls)
                         ck_assert_msg(r != EPERM, "%s: EPERM even without the filter", *name);
                 }
                 r = raw_call_in_child(p, &c);
-                ck_assert_msg(r == EPERM, "%s: got %d (%s) under the filter, want EPERM", *name,
-                              r, r ? strerror(r) : "success");
+                ck_assert_msg(r == EPERM, "%s: got %d (%s) under the filter, want EPERM", *name, r,
+                              r ? strerror(r) : "success");
         }
         ck_assert_uint_ge(n, 40);
 }
@@ -224,12 +225,11 @@ static int clone_child(void *userdata)
         errno = 0;
         CHILD_CHECK(syscall(SYS_clone, (long)(CLONE_NEWUSER | SIGCHLD), 0L, 0L, 0L, 0L) == -1 &&
                     errno == EPERM);
-        CHILD_CHECK(syscall(SYS_clone, (long)(CLONE_NEWNET | SIGCHLD | GARBAGE_HIGH), 0L, 0L,
-                            0L, 0L) == -1 &&
+        CHILD_CHECK(syscall(SYS_clone, (long)(CLONE_NEWNET | SIGCHLD | GARBAGE_HIGH), 0L, 0L, 0L,
+                            0L) == -1 &&
                     errno == EPERM);
-        static const int ns_flags[] = { CLONE_NEWNS,  CLONE_NEWUTS, CLONE_NEWIPC,
-                                        CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET,
-                                        CLONE_NEWCGROUP, CLONE_NEWTIME };
+        static const int ns_flags[] = {CLONE_NEWNS,  CLONE_NEWUTS, CLONE_NEWIPC,    CLONE_NEWUSER,
+                                       CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWCGROUP, CLONE_NEWTIME};
         for (size_t i = 0; i < ELEMENTSOF(ns_flags); i++) {
                 errno = 0;
                 CHILD_CHECK(unshare(ns_flags[i]) == -1 && errno == EPERM);
@@ -259,7 +259,7 @@ static int clone_child(void *userdata)
 START_TEST(test_clone_namespaces)
 {
         _cleanup_seccomp_ SeccompProgram *p = program_new(false);
-        RawCall c = { .nr = SYS_unshare, .args = { CLONE_NEWUSER } };
+        RawCall c = {.nr = SYS_unshare, .args = {CLONE_NEWUSER}};
 
         /* Without the filter, as root, a new user namespace is allowed. */
         if (geteuid() == 0)
@@ -287,7 +287,8 @@ static int ioctl_child(void *userdata)
         CHILD_CHECK(ioctl(t->slave, TIOCSTI, &ch) == -1 && errno == EPERM);
         /* The kernel reads cmd as an unsigned int; the filter must too. */
         errno = 0;
-        CHILD_CHECK(syscall(SYS_ioctl, t->slave, (unsigned long)TIOCSTI | GARBAGE_HIGH, &ch) == -1 &&
+        CHILD_CHECK(syscall(SYS_ioctl, t->slave, (unsigned long)TIOCSTI | GARBAGE_HIGH, &ch) ==
+                            -1 &&
                     errno == EPERM);
         errno = 0;
         CHILD_CHECK(syscall(SYS_ioctl, t->master, (unsigned long)TIOCLINUX | GARBAGE_HIGH, &ch) ==
@@ -321,7 +322,7 @@ START_TEST(test_ioctl_tiocsti)
         ck_assert_int_eq(unlockpt(master), 0);
         slave = open(ptsname(master), O_RDWR | O_NOCTTY | O_CLOEXEC);
         ck_assert_int_ge(slave, 0);
-        t = (Pty){ .master = master, .slave = slave };
+        t = (Pty){.master = master, .slave = slave};
 
         /* Root (CAP_SYS_ADMIN) may push input into any tty: the filter is what refuses it. */
         if (geteuid() == 0) {
@@ -338,9 +339,11 @@ static int socket_child_unix(void *userdata)
 {
         int sv[2], fd, pass, got = -1;
         char byte = 'a', cbuf[CMSG_SPACE(sizeof(int))] = {};
-        struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-                             .msg_controllen = sizeof cbuf };
+        struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+        struct msghdr mh = {.msg_iov = &iov,
+                            .msg_iovlen = 1,
+                            .msg_control = cbuf,
+                            .msg_controllen = sizeof cbuf};
         struct cmsghdr *cm;
 
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -369,8 +372,8 @@ static int socket_child_unix(void *userdata)
         CHILD_CHECK(got >= 0 && got != pass);
 
         /* Other families: EAFNOSUPPORT, as for a family the kernel lacks. */
-        static const int refused[] = { AF_UNSPEC, AF_NETLINK, AF_PACKET, AF_BLUETOOTH,
-                                       AF_ALG,    AF_VSOCK,   200 };
+        static const int refused[] = {AF_UNSPEC, AF_NETLINK, AF_PACKET, AF_BLUETOOTH,
+                                      AF_ALG,    AF_VSOCK,   200};
         for (size_t i = 0; i < ELEMENTSOF(refused); i++) {
                 errno = 0;
                 CHILD_CHECK(socket(refused[i], SOCK_DGRAM, 0) == -1 && errno == EAFNOSUPPORT);
@@ -382,9 +385,11 @@ static int socket_child_unix(void *userdata)
         return 0;
 }
 
-static int socket_inet(void *userdata)
+/* userdata: {family, type}. Returns 0 or the errno of socket(). */
+static int socket_try(void *userdata)
 {
-        int fd = socket(*(const int *)userdata, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        const int *ft = userdata;
+        int fd = socket(ft[0], ft[1] | SOCK_CLOEXEC, 0);
 
         if (fd < 0)
                 return errno;
@@ -396,22 +401,23 @@ START_TEST(test_socket_families)
 {
         _cleanup_seccomp_ SeccompProgram *p = program_new(false);
         _cleanup_seccomp_ SeccompProgram *inet = program_new(true);
-        int af_inet = AF_INET, af_inet6 = AF_INET6, af_netlink = AF_NETLINK, status;
+        int af_inet[2] = {AF_INET, SOCK_STREAM}, af_inet6[2] = {AF_INET6, SOCK_DGRAM};
+        int af_netlink[2] = {AF_NETLINK, SOCK_RAW}, status;
 
         assert_child_ok(run_child(p, socket_child_unix, NULL), "AF_UNIX");
         assert_child_ok(run_child(inet, socket_child_unix, NULL), "AF_UNIX with network");
 
-        status = run_child(p, socket_inet, &af_inet);
+        status = run_child(p, socket_try, af_inet);
         ck_assert_int_eq(WEXITSTATUS(status), EAFNOSUPPORT);
-        status = run_child(p, socket_inet, &af_inet6);
+        status = run_child(p, socket_try, af_inet6);
         ck_assert_int_eq(WEXITSTATUS(status), EAFNOSUPPORT);
         /* The network right. */
-        assert_child_ok(run_child(inet, socket_inet, &af_inet), "AF_INET with network");
-        assert_child_ok(run_child(inet, socket_inet, &af_inet6), "AF_INET6 with network");
-        status = run_child(inet, socket_inet, &af_netlink);
+        assert_child_ok(run_child(inet, socket_try, af_inet), "AF_INET with network");
+        assert_child_ok(run_child(inet, socket_try, af_inet6), "AF_INET6 with network");
+        status = run_child(inet, socket_try, af_netlink);
         ck_assert_int_eq(WEXITSTATUS(status), EAFNOSUPPORT);
         /* And the kernel would have allowed it. */
-        assert_child_ok(run_child(NULL, socket_inet, &af_netlink), "AF_NETLINK unfiltered");
+        assert_child_ok(run_child(NULL, socket_try, af_netlink), "AF_NETLINK unfiltered");
 }
 END_TEST
 
@@ -480,11 +486,13 @@ START_TEST(test_personality)
 }
 END_TEST
 
+#if defined(__x86_64__)
 static int int80_getpid(void *userdata)
 {
         long ret = 20; /* __NR_getpid on i386 */
 
-        __asm__ volatile("int $0x80" : "+a"(ret) : : "memory");
+        /* Old kernels zero r8-r11 on the way back from int 0x80. */
+        __asm__ volatile("int $0x80" : "+a"(ret) : : "r8", "r9", "r10", "r11", "memory");
         return ret > 0 ? 0 : 1;
 }
 
@@ -498,29 +506,37 @@ START_TEST(test_other_abis_killed)
         _cleanup_seccomp_ SeccompProgram *p = program_new(false);
         int status;
 
-        /* Without the filter, int 0x80 reaches the i386 table (if IA32 emulation is on). */
+        /*
+         * Without the filter, int 0x80 reaches the i386 table. A kernel without IA32
+         * emulation (or booted with ia32_emulation=0) faults before seccomp sees it.
+         */
         status = run_child(NULL, int80_getpid, NULL);
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-                printf("test_other_abis_killed: int 0x80 unavailable without the filter\n");
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+                status = run_child(p, int80_getpid, NULL);
+                ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS,
+                              "int 0x80 under the filter: status 0x%x", status);
+        } else
+                printf("test_other_abis_killed: int 0x80 part skipped, no IA32 emulation\n");
 
-        status = run_child(p, int80_getpid, NULL);
-        ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS,
-                      "int 0x80 under the filter: status 0x%x", status);
+        /* x32 numbers reach seccomp whether or not the kernel has x32. */
         status = run_child(p, x32_getpid, NULL);
         ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS,
                       "x32 getpid under the filter: status 0x%x", status);
 }
 END_TEST
+#endif
 
 START_TEST(test_unknown_syscalls)
 {
         _cleanup_seccomp_ SeccompProgram *p = program_new(false);
-        RawCall future = { .nr = 500 }, listmount = { .nr = 458 }, sethostname = {
-                .nr = SYS_sethostname, .args = { 0, 1 } }; /* EFAULT if it got through */
+        RawCall future = {.nr = 500}, listmount = {.nr = 458},
+                sethostname = {.nr = SYS_sethostname,
+                               .args = {0, 1}}; /* EFAULT if it got through */
 
         /* Beyond the known table: ENOSYS, as from a kernel that lacks it. */
         ck_assert_int_eq(raw_call_in_child(p, &future), ENOSYS);
-        /* Known and not allowed: EPERM (listmount with NULL args is EFAULT or ENOSYS unfiltered). */
+        /* Known and not allowed: EPERM (listmount with NULL args is EFAULT or ENOSYS unfiltered).
+         */
         ck_assert_int_eq(raw_call_in_child(p, &listmount), EPERM);
         ck_assert_int_eq(raw_call_in_child(p, &sethostname), EPERM);
 }
@@ -530,7 +546,7 @@ END_TEST
 static int common_calls_child(void *userdata)
 {
         char buf[64], dir[] = "/tmp/cella-seccomp-XXXXXX", path[96];
-        struct open_how how = { .flags = O_RDONLY | O_CLOEXEC, .resolve = RESOLVE_NO_SYMLINKS };
+        struct open_how how = {.flags = O_RDONLY | O_CLOEXEC, .resolve = RESOLVE_NO_SYMLINKS};
         struct rlimit rl;
         struct statx stx;
         cpu_set_t cpus;
@@ -552,13 +568,14 @@ static int common_calls_child(void *userdata)
         close(fd);
 
         fd = memfd_create("x", MFD_CLOEXEC);
-        CHILD_CHECK(fd >= 0 && ftruncate(fd, 8192) == 0);
+        CHILD_CHECK(fd >= 0 && ftruncate(fd, 16384) == 0);
         m = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         CHILD_CHECK(m != MAP_FAILED);
-        CHILD_CHECK(mprotect(m, 4096, PROT_READ) == 0);
-        CHILD_CHECK(madvise(m, 8192, MADV_DONTNEED) == 0);
         m = mremap(m, 8192, 16384, MREMAP_MAYMOVE);
-        CHILD_CHECK(m != MAP_FAILED && munmap(m, 16384) == 0);
+        CHILD_CHECK(m != MAP_FAILED);
+        CHILD_CHECK(mprotect(m, 4096, PROT_READ) == 0);
+        CHILD_CHECK(madvise(m, 16384, MADV_DONTNEED) == 0);
+        CHILD_CHECK(munmap(m, 16384) == 0);
         close(fd);
 
         fd = eventfd(0, EFD_CLOEXEC);
@@ -615,7 +632,7 @@ END_TEST
 static int run_program(const SeccompProgram *p, char *const argv[], bool merge, size_t max,
                        char **ret_out)
 {
-        _cleanup_close_pair_ int pipefd[2] = { -EBADF, -EBADF };
+        _cleanup_close_pair_ int pipefd[2] = {-EBADF, -EBADF};
         _cleanup_free_ char *out = NULL;
         size_t len = 0;
         int status;
@@ -663,21 +680,21 @@ static void assert_program_output(const SeccompProgram *p, char *const argv[], c
         _cleanup_free_ char *out = NULL;
         int status = run_program(p, argv, false, 65536, &out);
 
-        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                      "%s: status 0x%x, output: %s", argv[0], status, out);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s: status 0x%x, output: %s",
+                      argv[0], status, out);
         ck_assert_str_eq(out, want);
 }
 
 START_TEST(test_exec_shell)
 {
         _cleanup_seccomp_ SeccompProgram *p = program_new(false);
-        char *sh[] = { "/bin/sh", "-c", "echo ok", NULL };
-        char *pipeline[] = { "/bin/sh", "-c",
-                             "d=$(mktemp -d) && cd \"$d\" && mkfifo p && echo hi > f && "
-                             "cat f | tr a-z A-Z && ls | sort | tr '\\n' ' ' && "
-                             "cp f g && chmod 600 g && touch g && ln -s g s && readlink s && "
-                             "cd / && rm -rf \"$d\" && (sleep 0.01 &) && wait && echo done",
-                             NULL };
+        char *sh[] = {"/bin/sh", "-c", "echo ok", NULL};
+        char *pipeline[] = {"/bin/sh", "-c",
+                            "d=$(mktemp -d) && cd \"$d\" && mkfifo p && echo hi > f && "
+                            "cat f | tr a-z A-Z && ls | sort | tr '\\n' ' ' && "
+                            "cp f g && chmod 600 g && touch g && ln -s g s && readlink s && "
+                            "cd / && rm -rf \"$d\" && (sleep 0.01 &) && wait && echo done",
+                            NULL};
 
         assert_program_output(p, sh, "ok\n");
         assert_program_output(p, pipeline, "HI\nf p g\ndone\n");
@@ -688,7 +705,9 @@ START_TEST(test_exec_python)
 {
         _cleanup_seccomp_ SeccompProgram *p = program_new(false);
         char *argv[] = {
-                PYTHON, "-I", "-c",
+                PYTHON,
+                "-I",
+                "-c",
                 "import threading, subprocess, json, sqlite3, tempfile, multiprocessing, os, "
                 "select, signal\n"
                 "r = []\n"
@@ -721,8 +740,8 @@ END_TEST
 START_TEST(test_exec_sqlite_lua)
 {
         _cleanup_seccomp_ SeccompProgram *p = program_new(false);
-        char *sqlite[] = { "/usr/bin/sqlite3", ":memory:", "select 1", NULL };
-        char *lua[] = { "/usr/bin/lua5.4", "-e", "print(1)", NULL };
+        char *sqlite[] = {"/usr/bin/sqlite3", ":memory:", "select 1", NULL};
+        char *lua[] = {"/usr/bin/lua5.4", "-e", "print(1)", NULL};
 
         if (access(sqlite[0], X_OK) == 0)
                 assert_program_output(p, sqlite, "1\n");
@@ -742,12 +761,13 @@ END_TEST
  */
 START_TEST(test_python_regrtest)
 {
-        _cleanup_seccomp_ SeccompProgram *p = program_new(false);
+        /* The suite talks to itself over loopback AF_INET sockets: the network right. */
+        _cleanup_seccomp_ SeccompProgram *p = program_new(true);
         _cleanup_free_ char *out = NULL;
-        char *argv[] = { PYTHON,        "-m",          "test",        "test_os",
-                         "test_subprocess", "test_threading", "test_select", "test_signal",
-                         "-j0",         NULL };
-        const char *summary;
+        char *argv[] = {
+                PYTHON,           "-m",          "test",        "test_os", "test_subprocess",
+                "test_threading", "test_select", "test_signal", "-j0",     NULL};
+        const char *summary, *tail;
         int status;
 
         if (access(PYTHON_TESTSUITE, R_OK) < 0) {
@@ -758,8 +778,11 @@ START_TEST(test_python_regrtest)
         }
         status = run_program(p, argv, true, 1 << 20, &out);
         summary = strstr(out, "== Tests result");
-        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                      "python regression tests under the filter: status 0x%x\n%s", status, out);
+        tail = out + (strlen(out) > 4000 ? strlen(out) - 4000 : 0);
+        /* regrtest exits 0 with "NO TEST RUN" when its workers cannot start: ask for success. */
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
+                              strstr(out, "Tests result: SUCCESS"),
+                      "python regression tests under the filter: status 0x%x\n...%s", status, tail);
         printf("test_python_regrtest: %s", summary ? summary : "(no summary)\n");
 }
 END_TEST
@@ -780,7 +803,9 @@ int main(void)
         tcase_add_test(tc, test_socket_families);
         tcase_add_test(tc, test_mknod);
         tcase_add_test(tc, test_personality);
+#if defined(__x86_64__)
         tcase_add_test(tc, test_other_abis_killed);
+#endif
         tcase_add_test(tc, test_unknown_syscalls);
         tcase_add_test(tc, test_common_calls);
         suite_add_tcase(s, tc);
