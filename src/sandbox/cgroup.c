@@ -1022,6 +1022,67 @@ int cgroup_set_limits(Cgroup *cg, const CgroupLimits *limits)
  * hierarchy the backend uses. Returns 0, -EINVAL, or -errno of the first write that
  * failed (-ESRCH: no such process); earlier hierarchies keep the task.
  */
+int cgroup_join_prepare(Cgroup *cg, CgroupJoin *ret)
+{
+        const CgroupManager *m;
+        CgroupJoin j = { .unified_fd = -EBADF };
+
+        if (!cg)
+                return -EINVAL;
+        m = cg->manager;
+        for (size_t i = 0; i < m->n_hier; i++) {
+                if (m->hier[i].unified) {
+                        j.unified_fd = open(cg->leaf[i], O_PATH | O_DIRECTORY | O_CLOEXEC);
+                        if (j.unified_fd < 0)
+                                goto fail;
+                        continue;
+                }
+                if (j.n_v1 >= CGROUP_JOIN_MAX_V1) {
+                        errno = E2BIG;
+                        goto fail;
+                }
+                {
+                        char path[PATH_MAX];
+
+                        snprintf(path, sizeof path, "%s/tasks", cg->leaf[i]);
+                        j.v1_fds[j.n_v1] = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+                        if (j.v1_fds[j.n_v1] < 0)
+                                goto fail;
+                        j.n_v1++;
+                }
+        }
+        *ret = j;
+        return 0;
+fail:
+        {
+                int r = negative_errno();
+
+                cgroup_join_done(&j);
+                return r;
+        }
+}
+
+int cgroup_join_self(CgroupJoin *j)
+{
+        int r = 0;
+
+        for (unsigned i = 0; i < j->n_v1; i++) {
+                if (r == 0 && write(j->v1_fds[i], "0", 1) != 1)
+                        r = negative_errno();
+                j->v1_fds[i] = safe_close(j->v1_fds[i]);
+        }
+        j->n_v1 = 0;
+        return r;
+}
+
+void cgroup_join_done(CgroupJoin *j)
+{
+        for (unsigned i = 0; i < j->n_v1; i++)
+                j->v1_fds[i] = safe_close(j->v1_fds[i]);
+        j->n_v1 = 0;
+        j->unified_fd = safe_close(j->unified_fd);
+}
+
 int cgroup_attach(Cgroup *cg, pid_t pid)
 {
         if (!cg || pid < 0)

@@ -904,27 +904,3 @@ int seccomp_program_build(const SeccompOptions *opts, SeccompProgram **ret)
         return 0;
 }
 
-/* Frees p and the filter it owns. Takes NULL; returns NULL. */
-SeccompProgram *seccomp_program_free(SeccompProgram *p)
-{
-        if (!p)
-                return NULL;
-        free(p->prog.filter);
-        free(p);
-        return NULL;
-}
-
-int seccomp_program_load(const SeccompProgram *p)
-{
-        if (!p || !p->prog.filter || p->prog.len == 0)
-                return -EINVAL;
-        /*
-         * seccomp(2) directly, not seccomp_load(): no libseccomp state, no allocation,
-         * so it is safe between fork and exec. Flags 0: no TSYNC (the child has one
-         * thread) and no SPEC_ALLOW (keep the speculative store bypass mitigation the
-         * kernel turns on for filtered tasks).
-         */
-        if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &p->prog) < 0)
-                return negative_errno();
-        return 0;
-}

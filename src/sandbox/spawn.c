@@ -5,9 +5,9 @@
  * init.
  *
  * Parent                                   Child (pid 1 of a new pid namespace)
- *   cgroup: create, limit                    |
- *   clone3(NEWNS|NEWPID|NEWIPC|NEWUTS|NEWNET)|
- *   join the child to the cgroup             |
+ *   cgroup: create, limit, open its files    |
+ *   clone3(NEWNS|NEWPID|NEWIPC|NEWUTS|NEWNET |
+ *          |INTO_CGROUP: the cgroup2 leaf)   join the v1 leaves itself
  *   send GO ───────────────────────────────> hostname, loopback, cgroup namespace
  *                                            build the jail, pivot_root
  *                                            drop groups, unshare(NEWUSER)
@@ -255,7 +255,7 @@ _noreturn_ static void init_loop(int ctl, pid_t app, const sigset_t *mask)
         }
 }
 
-_noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
+_noreturn_ static void child_main(const SandboxSpec *spec, int ctl, CgroupJoin *join)
 {
         SandboxError err = {};
         _cleanup_close_pair_ int exec_pipe[2] = { -EBADF, -EBADF };
@@ -266,6 +266,14 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
 
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                 _exit(1);
+        /* Into the cgroup before anything else runs here (cgroup.h explains why
+         * the child moves itself). */
+        r = cgroup_join_self(join);
+        cgroup_join_done(join);
+        if (r < 0) {
+                sandbox_fail(&err, SANDBOX_STEP_CGROUP, r, "join the v1 cgroups");
+                goto fail;
+        }
         if (child_expect(ctl, MSG_GO) < 0)
                 _exit(1);
 
@@ -439,6 +447,8 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
         _cleanup_free_ Sandbox *s = NULL;
         SandboxSpec spec = *spec_in;
         Cgroup *cg = NULL;
+        CgroupJoin join = { .unified_fd = -EBADF };
+        bool attach_in_parent = false;
         struct clone_args args = {};
         pid_t pid;
         Msg m;
@@ -463,6 +473,11 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
                         cgroup_destroy(cg);
                         return sandbox_fail(err, SANDBOX_STEP_CGROUP, r, "set cgroup limits");
                 }
+                r = cgroup_join_prepare(cg, &join);
+                if (r < 0) {
+                        cgroup_destroy(cg);
+                        return sandbox_fail(err, SANDBOX_STEP_CGROUP, r, "open the cgroup");
+                }
         }
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0) {
                 r = sandbox_fail(err, SANDBOX_STEP_CLONE, negative_errno(), "socketpair");
@@ -472,19 +487,31 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
         args.flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET | CLONE_PIDFD;
         args.pidfd = (uint64_t)(uintptr_t)&pidfd;
         args.exit_signal = SIGCHLD;
+        if (join.unified_fd >= 0) {
+                args.flags |= CLONE_INTO_CGROUP;
+                args.cgroup = (uint64_t)join.unified_fd;
+        }
         pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
+        if (pid < 0 && join.unified_fd >= 0 && (errno == EINVAL || errno == E2BIG || errno == EOPNOTSUPP)) {
+                /* Linux < 5.7 has no CLONE_INTO_CGROUP: join the old way. */
+                args.flags &= ~(uint64_t)CLONE_INTO_CGROUP;
+                args.cgroup = 0;
+                attach_in_parent = true;
+                pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
+        }
         if (pid < 0) {
                 r = sandbox_fail(err, SANDBOX_STEP_CLONE, negative_errno(), "clone3");
                 goto fail;
         }
         if (pid == 0) {
                 safe_close(ctl[0]);
-                child_main(&spec, ctl[1]);
+                child_main(&spec, ctl[1], &join);
         }
+        cgroup_join_done(&join);
         ctl[1] = safe_close(ctl[1]);
         s->pid = pid;
 
-        if (cg) {
+        if (attach_in_parent) {
                 r = cgroup_attach(cg, pid);
                 if (r < 0) {
                         sandbox_fail(err, SANDBOX_STEP_CGROUP, r, "join cgroup");
@@ -552,6 +579,7 @@ fail_child:
         reap(pid, pidfd, NULL);
 fail_reaped:
 fail:
+        cgroup_join_done(&join);
         if (cg) {
                 cgroup_kill(cg);
                 cgroup_destroy(cg);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * `cella run`: one app, the supervisor embedded in the CLI, one sd-event loop.
+ * `cella run`: one app, the supervisor embedded in the CLI, one libuv loop.
  *
  * The app's stdout and stderr are pipes that this loop copies to ours, so the app
  * never holds our terminal (no tty ioctls to abuse) and the same path can feed
@@ -17,9 +17,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <systemd/sd-event.h>
 #include <time.h>
 #include <unistd.h>
+#include <uv.h>
 
 #include "base/fileio.h"
 #include "base/log.h"
@@ -39,40 +39,53 @@ typedef struct Pump {
         Run *run;
         int from, to;    /* from: pipe read end (ours); to: where its bytes go */
         bool open;
-        sd_event_source *source;
+        uv_poll_t poll;
 } Pump;
 
 struct Run {
-        sd_event *event;
+        uv_loop_t loop;
+        bool loop_ready;
         Sandbox *sandbox;
+        uv_poll_t sandbox_poll;
+        uv_signal_t signals[3];
+        unsigned n_signals;
         const Manifest *manifest;
         Pump out, err, in;
         int interrupts;  /* SIGINTs seen: the second one kills */
         struct timespec started;
 };
 
+/* The fd is ours to close: libuv closes nothing it did not open. */
+static void pump_closed(uv_handle_t *h)
+{
+        Pump *p = h->data;
+
+        p->from = safe_close(p->from);
+}
+
 static void pump_close(Pump *p)
 {
-        p->source = sd_event_source_disable_unref(p->source);
-        p->from = safe_close(p->from);
+        if (!p->open)
+                return;
         p->open = false;
+        uv_close((uv_handle_t *)&p->poll, pump_closed);
 }
 
 static void run_maybe_done(Run *run)
 {
         if (run->sandbox->exited && !run->out.open && !run->err.open)
-                sd_event_exit(run->event, 0);
+                uv_stop(&run->loop);
 }
 
-static int on_pump(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+static void on_pump(uv_poll_t *h, int status, int events)
 {
-        Pump *p = userdata;
+        Pump *p = h->data;
         Run *run = p->run;
         char buf[RUN_PUMP_BUFFER];
-        ssize_t k = read(fd, buf, sizeof buf);
+        ssize_t k = read(p->from, buf, sizeof buf);
 
         if (k < 0 && (errno == EAGAIN || errno == EINTR))
-                return 0;
+                return;
         if (k <= 0 || loop_write(p->to, buf, (size_t)k) < 0) {
                 /* EOF or error: for stdin, closing our write end gives the app EOF. */
                 if (p == &run->in)
@@ -80,38 +93,41 @@ static int on_pump(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                 pump_close(p);
                 run_maybe_done(run);
         }
-        return 0;
 }
 
+/* Starts copying from to to. On failure from is left open for the caller. */
 static int pump_start(Run *run, Pump *p, int from, int to)
 {
         int r;
 
+        r = fd_nonblock(from, 1);
+        if (r < 0)
+                return r;
+        r = uv_poll_init(&run->loop, &p->poll, from);
+        if (r < 0)
+                return r;
+        p->poll.data = p;
         p->run = run;
         p->from = from;
         p->to = to;
         p->open = true;
-        r = fd_nonblock(from, 1);
-        if (r < 0)
-                return r;
-        return sd_event_add_io(run->event, &p->source, from, EPOLLIN, on_pump, p);
+        return uv_poll_start(&p->poll, UV_READABLE, on_pump);
 }
 
-static int on_sandbox(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+static void on_sandbox(uv_poll_t *h, int status, int events)
 {
-        Run *run = userdata;
+        Run *run = h->data;
 
         if (sandbox_process(run->sandbox) > 0) {
-                sd_event_source_disable_unref(s);
+                uv_poll_stop(h);
                 run_maybe_done(run);
         }
-        return 0;
 }
 
-static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+static void on_signal(uv_signal_t *h, int signum)
 {
-        Run *run = userdata;
-        int sig = (int)si->ssi_signo;
+        Run *run = h->data;
+        int sig = signum;
 
         /* A second Ctrl-C means "now": kill instead of asking. */
         if (sig == SIGINT && ++run->interrupts > 1)
@@ -119,7 +135,6 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         if (sig == SIGKILL && run->sandbox->cgroup)
                 (void)cgroup_kill(run->sandbox->cgroup);
         (void)sandbox_signal(run->sandbox, sig);
-        return 0;
 }
 
 static void json_status(int fd, json_t *o)
@@ -255,7 +270,6 @@ int supervisor_run(const RunOptions *o)
         SandboxError serr = {};
         Launch launch = {};
         Run run = { .out.from = -EBADF, .err.from = -EBADF, .in.from = -EBADF, .in.to = -EBADF };
-        sigset_t mask;
         uid_t uid;
         int r, code = CELLA_EXIT_INTERNAL;
 
@@ -326,22 +340,19 @@ int supervisor_run(const RunOptions *o)
                 log_error_errno(r, "cannot prepare %s: %m", m->id);
                 goto out;
         }
-        r = seccomp_program_build(&(SeccompOptions){}, &filter);
+        r = seccomp_program_builtin(&(SeccompOptions){}, &filter);
         if (r < 0) {
                 log_error_errno(r, "cannot build the seccomp filter: %m");
                 code = CELLA_EXIT_SECCOMP;
                 goto out;
         }
 
-        r = sd_event_new(&run.event);
-        if (r < 0)
+        r = uv_loop_init(&run.loop);
+        if (r < 0) {
+                log_error("cannot start the event loop: %s", uv_strerror(r));
                 goto out;
-        /* sd-event takes signals through a signalfd: they must be blocked first. */
-        sigemptyset(&mask);
-        sigaddset(&mask, SIGINT);
-        sigaddset(&mask, SIGTERM);
-        sigaddset(&mask, SIGHUP);
-        sigprocmask(SIG_BLOCK, &mask, NULL);
+        }
+        run.loop_ready = true;
         signal(SIGPIPE, SIG_IGN);
 
         if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 ||
@@ -377,32 +388,64 @@ int supervisor_run(const RunOptions *o)
         }
         json_status(o->json_status_fd, started_record(m, uid, run.sandbox, cgm));
 
-        if ((r = pump_start(&run, &run.out, TAKE_FD(out[0]), STDOUT_FILENO)) < 0 ||
-            (r = pump_start(&run, &run.err, TAKE_FD(err[0]), STDERR_FILENO)) < 0 ||
-            (r = sd_event_add_io(run.event, NULL, run.sandbox->ctl_fd, EPOLLIN, on_sandbox, &run)) < 0 ||
-            (r = sd_event_add_signal(run.event, NULL, SIGINT, on_signal, &run)) < 0 ||
-            (r = sd_event_add_signal(run.event, NULL, SIGTERM, on_signal, &run)) < 0 ||
-            (r = sd_event_add_signal(run.event, NULL, SIGHUP, on_signal, &run)) < 0) {
-                log_error_errno(r, "cannot set up the event loop: %m");
-                goto out;
+        r = pump_start(&run, &run.out, out[0], STDOUT_FILENO);
+        if (r >= 0) {
+                out[0] = -EBADF;
+                r = pump_start(&run, &run.err, err[0], STDERR_FILENO);
         }
-        r = sd_event_loop(run.event);
+        if (r >= 0) {
+                err[0] = -EBADF;
+                r = uv_poll_init(&run.loop, &run.sandbox_poll, run.sandbox->ctl_fd);
+        }
+        if (r >= 0) {
+                run.sandbox_poll.data = &run;
+                r = uv_poll_start(&run.sandbox_poll, UV_READABLE, on_sandbox);
+        }
         if (r < 0) {
-                log_error_errno(r, "event loop failed: %m");
+                log_error("cannot set up the event loop: %s", uv_strerror(r));
                 goto out;
         }
+        /* Ctrl-C, TERM and HUP go to the app, not to us. */
+        {
+                static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
+
+                for (size_t i = 0; i < ELEMENTSOF(sigs); i++) {
+                        uv_signal_t *h = &run.signals[run.n_signals];
+
+                        r = uv_signal_init(&run.loop, h);
+                        if (r < 0)
+                                break;
+                        run.n_signals++;
+                        h->data = &run;
+                        r = uv_signal_start(h, on_signal, sigs[i]);
+                        if (r < 0)
+                                break;
+                }
+        }
+        if (r < 0) {
+                log_error("cannot set up the event loop: %s", uv_strerror(r));
+                goto out;
+        }
+        uv_run(&run.loop, UV_RUN_DEFAULT);
         code = report_exit(o, &run, uid);
 out:
-        pump_close(&run.out);
-        pump_close(&run.err);
-        pump_close(&run.in);
+        if (run.loop_ready) {
+                pump_close(&run.out);
+                pump_close(&run.err);
+                pump_close(&run.in);
+                if (uv_is_active((uv_handle_t *)&run.sandbox_poll) || run.sandbox_poll.data)
+                        uv_close((uv_handle_t *)&run.sandbox_poll, NULL);
+                for (unsigned i = 0; i < run.n_signals; i++)
+                        uv_close((uv_handle_t *)&run.signals[i], NULL);
+                uv_run(&run.loop, UV_RUN_DEFAULT); /* runs the close callbacks */
+                uv_loop_close(&run.loop);
+        }
         safe_close(run.in.to);
         safe_close(out[0]);
         safe_close(out[1]);
         safe_close(err[0]);
         safe_close(err[1]);
         run.sandbox = sandbox_free(run.sandbox);
-        run.event = sd_event_unref(run.event);
         launch_done(&launch);
         seccomp_program_free(filter);
         cgroup_manager_free(cgm);

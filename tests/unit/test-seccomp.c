@@ -787,6 +787,26 @@ START_TEST(test_python_regrtest)
 }
 END_TEST
 
+/* The program compiled into the binary at build time is exactly what libseccomp
+ * builds now, for every variant: a stale or hand-edited builtin cannot slip by. */
+START_TEST(test_builtin_matches_compiled)
+{
+        for (int inet = 0; inet <= 1; inet++) {
+                SeccompOptions opts = { .allow_inet = inet };
+                SeccompProgram *built = NULL, *builtin = NULL;
+
+                ck_assert_int_eq(seccomp_program_build(&opts, &built), 0);
+                ck_assert_int_eq(seccomp_program_builtin(&opts, &builtin), 0);
+                ck_assert_uint_eq(built->prog.len, builtin->prog.len);
+                ck_assert_int_eq(memcmp(built->prog.filter, builtin->prog.filter,
+                                        built->prog.len * sizeof(struct sock_filter)),
+                                 0);
+                seccomp_program_free(built);
+                seccomp_program_free(builtin);
+        }
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("seccomp");
@@ -797,6 +817,7 @@ int main(void)
 
         tcase_set_timeout(tc, 30);
         tcase_add_test(tc, test_build);
+        tcase_add_test(tc, test_builtin_matches_compiled);
         tcase_add_test(tc, test_denied_syscalls);
         tcase_add_test(tc, test_clone_namespaces);
         tcase_add_test(tc, test_ioctl_tiocsti);
