@@ -244,6 +244,32 @@ static int add_host_paths(Jail *j, int rootfd, const char *const *paths, size_t 
         return 0;
 }
 
+/*
+ * A devpts instance of the sandbox's own (every mount of devpts is a new instance
+ * since Linux 4.7): ptys the app opens (python's pty module, script, expect) are
+ * invisible to the host and to other apps, and theirs to it. ptmxmode=0666 so the
+ * app's uid can open /dev/ptmx; gid=SANDBOX_GID, mode=0620 as glibc's grantpt
+ * expects with a tty group. Not nodev: the ptys are device nodes.
+ */
+static int new_devpts(void)
+{
+        _cleanup_close_ int fs = fsopen("devpts", FSOPEN_CLOEXEC);
+        char gid[16];
+        int fd;
+
+        snprintf(gid, sizeof gid, "%d", SANDBOX_GID);
+        if (fs < 0)
+                return negative_errno();
+        if (fsconfig(fs, FSCONFIG_SET_STRING, "ptmxmode", "0666", 0) < 0 ||
+            fsconfig(fs, FSCONFIG_SET_STRING, "mode", "0620", 0) < 0 ||
+            fsconfig(fs, FSCONFIG_SET_STRING, "gid", gid, 0) < 0 ||
+            fsconfig(fs, FSCONFIG_SET_STRING, "max", "64", 0) < 0 ||
+            fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+                return negative_errno();
+        fd = fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC);
+        return fd < 0 ? negative_errno() : fd;
+}
+
 static int build_dev(int rootfd, const SandboxSpec *spec, SandboxError *err)
 {
         static const struct {
@@ -251,8 +277,9 @@ static int build_dev(int rootfd, const SandboxSpec *spec, SandboxError *err)
         } links[] = {
                 { "dev/fd", "/proc/self/fd" },       { "dev/stdin", "/proc/self/fd/0" },
                 { "dev/stdout", "/proc/self/fd/1" }, { "dev/stderr", "/proc/self/fd/2" },
+                { "dev/ptmx", "pts/ptmx" },
         };
-        _cleanup_close_ int dev = -EBADF, shm = -EBADF;
+        _cleanup_close_ int dev = -EBADF, shm = -EBADF, pts = -EBADF;
         int r;
 
         /* The device nodes are binds of the host's: a tmpfs made by root in a new
@@ -289,6 +316,9 @@ static int build_dev(int rootfd, const SandboxSpec *spec, SandboxError *err)
                 return sandbox_fail(err, SANDBOX_STEP_MOUNT, shm, "tmpfs for /dev/shm");
         if (move_mount(shm, "", rootfd, "dev/shm", MOVE_MOUNT_F_EMPTY_PATH) < 0)
                 return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(), "mount /dev/shm");
+        pts = new_devpts();
+        if (pts < 0 || move_mount(pts, "", rootfd, "dev/pts", MOVE_MOUNT_F_EMPTY_PATH) < 0)
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, pts < 0 ? pts : negative_errno(), "mount /dev/pts");
         return 0;
 }
 

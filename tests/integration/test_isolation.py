@@ -124,7 +124,8 @@ def test_mounts_are_nosuid_nodev_and_root_readonly(state, make_app):
         assert "nosuid" in opts, f"{target} is not nosuid: {opts}"
         # Only the host's device nodes (null, zero, ...; /dev/null also masks
         # /proc files) may be opened as devices.
-        if fstype[target] != "devtmpfs":
+        # /dev/pts is the sandbox's own devpts instance: its ptys are devices.
+        if fstype[target] not in ("devtmpfs", "devpts"):
             assert "nodev" in opts, f"{target} is not nodev: {opts}"
     assert {t for t in mounts if fstype[t] == "devtmpfs" and not t.startswith("/proc/")} == {
         "/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"}
@@ -140,8 +141,31 @@ def test_dev_is_minimal(state, make_app):
     app = make_app("org.test.dev", "ls -A /dev | sort | tr '\\n' ' '; echo; head -c 4 /dev/urandom | wc -c; echo x > /dev/null && echo null-ok\n")
     r = run_cella(app, state_dir=state)
     lines = r.out.splitlines()
-    assert lines[0].split() == sorted(["full", "null", "random", "urandom", "zero", "shm", "pts", "fd", "stdin", "stdout", "stderr"]), lines[0]
+    assert lines[0].split() == sorted(["full", "null", "random", "urandom", "zero", "shm", "pts", "ptmx", "fd",
+                                       "stdin", "stdout", "stderr"]), lines[0]
     assert lines[1] == "4" and lines[2] == "null-ok"
+
+
+PTY_PROBE = """\
+import os, time
+m, s = os.openpty()
+print(os.ttyname(s))
+os.write(m, b"hi\\n")
+print(os.read(s, 10))
+print(" ".join(sorted(os.listdir("/dev/pts"))), flush=True)
+time.sleep(1)
+"""
+
+
+def test_ptys_are_private(state, make_app):
+    # python's pty module works, on a devpts instance the host does not see.
+    app = make_app("org.test.pty", "python3 /app/probe.py & sleep 0.5; ls /dev/pts > /tmp/seen; wait\n",
+                   files={"probe.py": (PTY_PROBE, 0o644)})
+    host_before = set(os.listdir("/dev/pts"))
+    r = run_cella(app, state_dir=state)
+    assert r.code == 0, r.err
+    assert r.out.splitlines() == ["/dev/pts/0", "b'hi\\n'", "0 ptmx"], r.out
+    assert set(os.listdir("/dev/pts")) == host_before
 
 
 def test_proc_is_fresh_and_masked(state, make_app):
