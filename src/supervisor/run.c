@@ -137,12 +137,15 @@ static void on_signal(uv_signal_t *h, int signum)
         (void)sandbox_signal(run->sandbox, sig);
 }
 
+/* Writes o as one line to fd (if fd >= 0) and drops the reference to o either way. */
 static void json_status(int fd, json_t *o)
 {
         char *s;
 
-        if (fd < 0 || !o)
+        if (fd < 0 || !o) {
+                json_decref(o);
                 return;
+        }
         s = json_dumps(o, JSON_COMPACT);
         if (s) {
                 (void)loop_write(fd, s, strlen(s));

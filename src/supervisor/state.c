@@ -28,6 +28,40 @@ static int db_exec(sqlite3 *db, const char *sql)
         return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO;
 }
 
+/*
+ * The schema, versioned with PRAGMA user_version so a run that finds it current does
+ * nothing but read one header field. The default rollback journal, not WAL: nearly
+ * every run only reads (the app's uid is known), and WAL would create and delete
+ * its -wal and -shm files on each of those reads.
+ */
+#define STATE_SCHEMA_VERSION 1
+
+static int schema_ensure(sqlite3 *db)
+{
+        sqlite3_stmt *st = NULL;
+        int version = -1, r;
+
+        if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+                return -EIO;
+        if (sqlite3_step(st) == SQLITE_ROW)
+                version = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+        if (version == STATE_SCHEMA_VERSION)
+                return 0;
+        if (version > STATE_SCHEMA_VERSION)
+                return -EPROTONOSUPPORT; /* written by a newer cella */
+        r = db_exec(db, "BEGIN IMMEDIATE;"
+                        "CREATE TABLE IF NOT EXISTS apps ("
+                        "  id TEXT PRIMARY KEY NOT NULL,"
+                        "  uid INTEGER UNIQUE NOT NULL,"
+                        "  created INTEGER NOT NULL DEFAULT (strftime('%s','now')));"
+                        "PRAGMA user_version = 1;"
+                        "COMMIT;");
+        if (r < 0)
+                db_exec(db, "ROLLBACK");
+        return r;
+}
+
 int state_open(const char *path, uid_t uid_base, uint32_t uid_count, State **ret)
 {
         _cleanup_free_ char *apps = NULL, *dbpath = NULL;
@@ -60,11 +94,7 @@ int state_open(const char *path, uid_t uid_base, uint32_t uid_count, State **ret
                 return -EIO;
         }
         sqlite3_busy_timeout(s->db, STATE_DB_BUSY_TIMEOUT_MS);
-        r = db_exec(s->db, "PRAGMA journal_mode=WAL;"
-                           "CREATE TABLE IF NOT EXISTS apps ("
-                           "  id TEXT PRIMARY KEY NOT NULL,"
-                           "  uid INTEGER UNIQUE NOT NULL,"
-                           "  created INTEGER NOT NULL DEFAULT (strftime('%s','now')));");
+        r = schema_ensure(s->db);
         if (r < 0) {
                 state_free(s);
                 return r;

@@ -25,8 +25,8 @@ typedef struct State State;
  * Opens (creating if needed) the state directory at path: mode 0711 (others may
  * traverse, not list), apps/ beneath it, and state.db. uid_base/uid_count: the
  * range new apps get uids from (existing allocations are kept even if the range
- * later changes). Returns 0 and *ret, -EINVAL for a bad range, or -errno
- * (mkdir/open) / -EIO (SQLite).
+ * later changes). Returns 0 and *ret, -EINVAL for a bad range, -EPROTONOSUPPORT if
+ * state.db was written by a newer cella, or -errno (mkdir/open) / -EIO (SQLite).
  */
 int state_open(const char *path, uid_t uid_base, uint32_t uid_count, State **ret);
 State *state_free(State *s);
