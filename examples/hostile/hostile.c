@@ -293,8 +293,10 @@ static void try_processes_and_fds(void)
 
 static void try_exec_from_data(void)
 {
-        /* /data and /tmp are noexec: a dropped binary cannot run. */
-        static const char *const dirs[] = { "/data", "/tmp", "/dev/shm" };
+        /* /data and /dev/shm are noexec: a binary dropped there cannot run (and
+         * one dropped in /data cannot come back to run at the next start). /tmp
+         * allows exec on purpose (docs/security.md). */
+        static const char *const dirs[] = { "/data", "/dev/shm" };
 
         for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
                 char path[64], name[64];

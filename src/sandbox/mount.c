@@ -460,7 +460,12 @@ int jail_build(const SandboxSpec *spec, SandboxError *err)
         r = build_dev(rootfd, spec, err);
         if (r < 0)
                 goto out;
-        tmp = new_tmpfs(spec->tmp_size, "1777", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+        /* /tmp allows exec, as bwrap, flatpak and Docker do: test suites, configure
+         * scripts and build tools run what they write there (CPython's test_shutil
+         * and test_subprocess fail otherwise), and noexec would stop nothing an
+         * interpreter or memfd_create cannot do anyway. /data stays noexec: a
+         * dropped binary cannot persist and run at the next start. */
+        tmp = new_tmpfs(spec->tmp_size, "1777", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
         if (tmp < 0 || attach_tree(rootfd, tmp, "tmp", true) < 0) {
                 r = sandbox_fail(err, SANDBOX_STEP_MOUNT, tmp < 0 ? tmp : negative_errno(), "mount /tmp");
                 goto out;
