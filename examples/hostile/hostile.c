@@ -88,9 +88,9 @@ static void must_not_open(const char *name, int fd)
 
 static void try_read_host_files(void)
 {
-        static const char *const paths[] = { "/etc/shadow", "/root", "/home", "/var/lib/cella",
-                                             "/boot", "/sys/kernel", "/run", "/var", "/opt", "/srv",
-                                             "/mnt", "/media" };
+        static const char *const paths[] = {"/etc/shadow", "/root",       "/home", "/var/lib/cella",
+                                            "/boot",       "/sys/kernel", "/run",  "/var",
+                                            "/opt",        "/srv",        "/mnt",  "/media"};
 
         for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
                 char name[64];
@@ -102,8 +102,9 @@ static void try_read_host_files(void)
 
 static void try_writes(void)
 {
-        static const char *const paths[] = { "/app/owned", "/usr/bin/owned", "/etc/owned", "/owned",
-                                             "/proc/sys/kernel/hostname", "/dev/owned" };
+        static const char *const paths[] = {
+                "/app/owned", "/usr/bin/owned", "/etc/owned", "/owned", "/proc/sys/kernel/hostname",
+                "/dev/owned"};
 
         for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
                 char name[64];
@@ -116,8 +117,8 @@ static void try_writes(void)
 static void try_symlink_out(void)
 {
         /* examples/hostile ships symlinks pointing out of the app folder. */
-        static const char *const links[] = { "/app/link-shadow", "/app/link-root/etc/shadow",
-                                             "/app/link-up/etc/shadow" };
+        static const char *const links[] = {"/app/link-shadow", "/app/link-root/etc/shadow",
+                                            "/app/link-up/etc/shadow"};
         DIR *d;
 
         for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
@@ -139,7 +140,8 @@ static void try_namespaces(void)
         must_fail("mount tmpfs", mount("none", "/tmp", "tmpfs", 0, NULL));
         must_fail("unshare user namespace", unshare(CLONE_NEWUSER));
         must_fail("unshare mount namespace", unshare(CLONE_NEWNS));
-        must_fail("clone new network namespace", syscall(SYS_clone, CLONE_NEWNET | SIGCHLD, 0, 0, 0, 0));
+        must_fail("clone new network namespace",
+                  syscall(SYS_clone, CLONE_NEWNET | SIGCHLD, 0, 0, 0, 0));
         {
                 /* init is hidden (hidepid), so use our own namespace file: setns
                  * itself must be refused, whatever the target. */
@@ -158,25 +160,29 @@ static void try_namespaces(void)
 
 static void try_dangerous_syscalls(void)
 {
-        struct perf_event_attr pe = { .type = PERF_TYPE_SOFTWARE, .size = sizeof pe,
-                                      .config = PERF_COUNT_SW_CPU_CLOCK };
-        union bpf_attr ba = { .map_type = BPF_MAP_TYPE_ARRAY, .key_size = 4, .value_size = 4, .max_entries = 1 };
-        char handle[128] = { 0 };
+        struct perf_event_attr pe = {
+                .type = PERF_TYPE_SOFTWARE, .size = sizeof pe, .config = PERF_COUNT_SW_CPU_CLOCK};
+        union bpf_attr ba = {
+                .map_type = BPF_MAP_TYPE_ARRAY, .key_size = 4, .value_size = 4, .max_entries = 1};
+        char handle[128] = {0};
 
         must_fail("ptrace attach to init", ptrace(PTRACE_ATTACH, 1, 0, 0));
         must_fail("ptrace traceme", ptrace(PTRACE_TRACEME, 0, 0, 0));
         must_fail("bpf map create", syscall(SYS_bpf, BPF_MAP_CREATE, &ba, sizeof ba));
         must_fail("perf_event_open", syscall(SYS_perf_event_open, &pe, 0, -1, -1, 0));
-        must_fail("keyctl join session keyring", syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, 0));
+        must_fail("keyctl join session keyring",
+                  syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, 0));
         must_fail("userfaultfd", syscall(SYS_userfaultfd, O_CLOEXEC));
         must_fail("io_uring_setup", syscall(SYS_io_uring_setup, 8, handle));
         must_fail("kexec_load", syscall(SYS_kexec_load, 0, 0, 0, 0));
         must_fail("init_module", syscall(SYS_init_module, handle, sizeof handle, ""));
-        must_fail("open_by_handle_at (shocker)", syscall(SYS_open_by_handle_at, AT_FDCWD, handle, O_RDONLY));
+        must_fail("open_by_handle_at (shocker)",
+                  syscall(SYS_open_by_handle_at, AT_FDCWD, handle, O_RDONLY));
         must_fail("reboot", syscall(SYS_reboot, 0xfee1dead, 672274793, 0x1234567, 0));
         must_fail("setuid(0)", setuid(0));
         must_fail("raise RLIMIT_NOFILE above the cap",
-                  setrlimit(RLIMIT_NOFILE, &(struct rlimit){ .rlim_cur = 1 << 20, .rlim_max = 1 << 20 }));
+                  setrlimit(RLIMIT_NOFILE,
+                            &(struct rlimit){.rlim_cur = 1 << 20, .rlim_max = 1 << 20}));
         must_fail("mknod a block device", mknod("/tmp/sda", S_IFBLK | 0600, makedev(8, 0)));
 }
 
@@ -202,8 +208,10 @@ static void try_capabilities(void)
         while (f && fgets(line, sizeof line, f)) {
                 unsigned long long v;
 
-                if (sscanf(line, "CapInh: %llx", &v) == 1 || sscanf(line, "CapPrm: %llx", &v) == 1 ||
-                    sscanf(line, "CapEff: %llx", &v) == 1 || sscanf(line, "CapBnd: %llx", &v) == 1 ||
+                if (sscanf(line, "CapInh: %llx", &v) == 1 ||
+                    sscanf(line, "CapPrm: %llx", &v) == 1 ||
+                    sscanf(line, "CapEff: %llx", &v) == 1 ||
+                    sscanf(line, "CapBnd: %llx", &v) == 1 ||
                     sscanf(line, "CapAmb: %llx", &v) == 1) {
                         seen++;
                         bad |= v != 0;
@@ -215,14 +223,14 @@ static void try_capabilities(void)
         }
         if (f)
                 fclose(f);
-        verdict("hold a capability", !bad && seen == 6, "%d capability lines read, all empty: %s", seen,
-                bad ? "no" : "yes");
+        verdict("hold a capability", !bad && seen == 6, "%d capability lines read, all empty: %s",
+                seen, bad ? "no" : "yes");
         verdict("run as root", getuid() != 0 && geteuid() != 0, "uid %d", (int)getuid());
 }
 
 static void try_network(void)
 {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
         int fd;
 
         must_fail("open an AF_INET socket", socket(AF_INET, SOCK_STREAM, 0));
@@ -233,9 +241,10 @@ static void try_network(void)
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         memcpy(sa.sun_path + 1, BAIT_ABSTRACT_SOCKET, strlen(BAIT_ABSTRACT_SOCKET));
         must_fail("connect to the host's abstract socket",
-                  fd < 0 ? -1 : connect(fd, (struct sockaddr *)&sa,
-                                        (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
-                                                    strlen(BAIT_ABSTRACT_SOCKET))));
+                  fd < 0 ? -1
+                         : connect(fd, (struct sockaddr *)&sa,
+                                   (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
+                                               strlen(BAIT_ABSTRACT_SOCKET))));
         if (fd >= 0)
                 close(fd);
 }
@@ -296,7 +305,7 @@ static void try_exec_from_data(void)
         /* /data and /dev/shm are noexec: a binary dropped there cannot run (and
          * one dropped in /data cannot come back to run at the next start). /tmp
          * allows exec on purpose (docs/security.md). */
-        static const char *const dirs[] = { "/data", "/dev/shm" };
+        static const char *const dirs[] = {"/data", "/dev/shm"};
 
         for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
                 char path[64], name[64];
@@ -326,7 +335,8 @@ static void try_exec_from_data(void)
                 }
                 waitpid(pid, &status, 0);
                 verdict(name, WIFEXITED(status) && WEXITSTATUS(status) == 100, "%s",
-                        WIFEXITED(status) && WEXITSTATUS(status) == 100 ? "EACCES (noexec)" : "it ran");
+                        WIFEXITED(status) && WEXITSTATUS(status) == 100 ? "EACCES (noexec)"
+                                                                        : "it ran");
                 unlink(path);
         }
 }
@@ -364,6 +374,7 @@ int main(void)
         try_processes_and_fds();
         try_exec_from_data();
         try_foreign_abi();
-        printf("hostile: %d attempts, %d refused, %d escaped\n", attempts, attempts - escaped, escaped);
+        printf("hostile: %d attempts, %d refused, %d escaped\n", attempts, attempts - escaped,
+               escaped);
         return escaped > 125 ? 125 : escaped;
 }

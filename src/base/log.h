@@ -12,7 +12,8 @@
 
 extern int log_verbose;
 
-int log_full_errno(int level, int error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int log_full_errno(int level, int error, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
 
 #define LOG_ERR_LEVEL   3
 #define LOG_WARN_LEVEL  4

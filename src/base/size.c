@@ -10,7 +10,7 @@ int parse_size(const char *s, uint64_t *ret)
         static const struct {
                 char c;
                 unsigned shift;
-        } units[] = { { 'K', 10 }, { 'M', 20 }, { 'G', 30 }, { 'T', 40 } };
+        } units[] = {{'K', 10}, {'M', 20}, {'G', 30}, {'T', 40}};
         uint64_t v = 0;
         unsigned shift = 0;
         const char *p = s;

@@ -18,8 +18,8 @@ size_t strv_length(char *const *l)
 
 char **strv_free(char **l)
 {
-        STRV_FOREACH(s, l)
-        free(*s);
+        STRV_FOREACH (s, l)
+                free(*s);
         free(l);
         return NULL;
 }

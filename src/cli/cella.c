@@ -11,17 +11,16 @@
 #include "supervisor/exit-codes.h"
 
 static const CliCommand commands[] = {
-        { "run", "run one app in a sandbox and wait for it", cli_run },
+        {"run", "run one app in a sandbox and wait for it", cli_run},
 };
 
 static void usage(FILE *f)
 {
-        fprintf(f,
-                "Usage: cella [--version] [--help] COMMAND [ARGS...]\n"
-                "\n"
-                "cella runs untrusted apps, each in its own sandbox.\n"
-                "\n"
-                "Commands:\n");
+        fprintf(f, "Usage: cella [--version] [--help] COMMAND [ARGS...]\n"
+                   "\n"
+                   "cella runs untrusted apps, each in its own sandbox.\n"
+                   "\n"
+                   "Commands:\n");
         for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
                 fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
         fprintf(f, "\nRun 'cella COMMAND --help' for a command's options. "
@@ -49,7 +48,8 @@ int main(int argc, char **argv)
                 usage(stderr);
                 return CELLA_EXIT_USAGE;
         }
-        if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+            strcmp(argv[1], "help") == 0) {
                 usage(stdout);
                 return 0;
         }

@@ -60,12 +60,12 @@ static int parse_uint(const char *s, unsigned long long max, unsigned long long 
 int cli_run(int argc, char **argv)
 {
         static const struct option options[] = {
-                { "state-dir", required_argument, NULL, ARG_STATE_DIR },
-                { "json-status", required_argument, NULL, ARG_JSON_STATUS },
-                { "uid-range", required_argument, NULL, ARG_UID_RANGE },
-                { "cgroup-mode", required_argument, NULL, ARG_CGROUP_MODE },
-                { "verbose", no_argument, NULL, 'v' },
-                { "help", no_argument, NULL, 'h' },
+                {"state-dir", required_argument, NULL, ARG_STATE_DIR},
+                {"json-status", required_argument, NULL, ARG_JSON_STATUS},
+                {"uid-range", required_argument, NULL, ARG_UID_RANGE},
+                {"cgroup-mode", required_argument, NULL, ARG_CGROUP_MODE},
+                {"verbose", no_argument, NULL, 'v'},
+                {"help", no_argument, NULL, 'h'},
                 {},
         };
         RunOptions o = {
@@ -89,7 +89,8 @@ int cli_run(int argc, char **argv)
                         break;
                 case ARG_JSON_STATUS:
                         if (parse_uint(optarg, 1 << 20, &v) < 0 || fcntl((int)v, F_GETFD) < 0) {
-                                log_error("--json-status: '%s' is not an open file descriptor", optarg);
+                                log_error("--json-status: '%s' is not an open file descriptor",
+                                          optarg);
                                 return CELLA_EXIT_USAGE;
                         }
                         o.json_status_fd = (int)v;
@@ -103,7 +104,8 @@ int cli_run(int argc, char **argv)
                         }
                         *colon = 0;
                         if (parse_uint(optarg, 0xFFFFFFFEull, &v) < 0 || v == 0 ||
-                            parse_uint(colon + 1, 0xFFFFFFFEull, &n) < 0 || n == 0 || v + n > 0xFFFFFFFEull) {
+                            parse_uint(colon + 1, 0xFFFFFFFEull, &n) < 0 || n == 0 ||
+                            v + n > 0xFFFFFFFEull) {
                                 log_error("--uid-range: expected BASE:COUNT with BASE > 0 and "
                                           "BASE+COUNT below 4294967294");
                                 return CELLA_EXIT_USAGE;
@@ -122,7 +124,9 @@ int cli_run(int argc, char **argv)
                         else if (strcmp(optarg, "hybrid") == 0)
                                 o.cgroup_mode = CGROUP_MODE_HYBRID;
                         else {
-                                log_error("--cgroup-mode: expected auto, v1, v2 or hybrid, got '%s'", optarg);
+                                log_error(
+                                        "--cgroup-mode: expected auto, v1, v2 or hybrid, got '%s'",
+                                        optarg);
                                 return CELLA_EXIT_USAGE;
                         }
                         break;

@@ -12,11 +12,11 @@
 #include <stdint.h>
 
 /* Bounds on what a manifest may hold; every one has a test at the bound. */
-#define MANIFEST_MAX_SIZE        (64u * 1024u) /* bytes of manifest.json */
-#define MANIFEST_ID_MAX          128u          /* bytes of "id" */
-#define MANIFEST_STRING_MAX      256u          /* name, version, entry, one arg/permission */
-#define MANIFEST_LIST_MAX        64u           /* entries of args, depends, permissions, env */
-#define MANIFEST_ENV_VALUE_MAX   1024u         /* bytes of one env value */
+#define MANIFEST_MAX_SIZE      (64u * 1024u) /* bytes of manifest.json */
+#define MANIFEST_ID_MAX        128u          /* bytes of "id" */
+#define MANIFEST_STRING_MAX    256u          /* name, version, entry, one arg/permission */
+#define MANIFEST_LIST_MAX      64u           /* entries of args, depends, permissions, env */
+#define MANIFEST_ENV_VALUE_MAX 1024u         /* bytes of one env value */
 
 typedef enum ManifestRuntime {
         MANIFEST_RUNTIME_NATIVE,
@@ -36,33 +36,34 @@ typedef enum ManifestRestart {
 
 /* Resource limits; a 0 field means "not set" (the caller applies its default). */
 typedef struct ManifestLimits {
-        uint64_t memory;  /* bytes ("64M"): cgroup memory limit */
-        uint64_t pids;    /* count: cgroup pids.max */
+        uint64_t memory;    /* bytes ("64M"): cgroup memory limit */
+        uint64_t pids;      /* count: cgroup pids.max */
         uint64_t cpu_milli; /* thousandths of one CPU ("cpu": 0.5 -> 500): cgroup quota */
-        uint64_t files;   /* count: RLIMIT_NOFILE */
-        uint64_t storage; /* bytes: /data size (RLIMIT_FSIZE until a quota backs it) */
-        uint64_t tmp;     /* bytes: size of the /tmp tmpfs */
+        uint64_t files;     /* count: RLIMIT_NOFILE */
+        uint64_t storage;   /* bytes: /data size (RLIMIT_FSIZE until a quota backs it) */
+        uint64_t tmp;       /* bytes: size of the /tmp tmpfs */
 } ManifestLimits;
 
 typedef struct Manifest {
-        char *id;        /* reverse-DNS, validated (manifest_id_is_valid) */
-        char *name;      /* display name; defaults to id */
-        char *version;   /* free text; defaults to "0" */
+        char *id;      /* reverse-DNS, validated (manifest_id_is_valid) */
+        char *name;    /* display name; defaults to id */
+        char *version; /* free text; defaults to "0" */
         ManifestRuntime runtime;
-        char *entry;     /* relative path inside the app folder, no "..", not absolute */
-        char **args;     /* NULL-terminated, never NULL */
+        char *entry; /* relative path inside the app folder, no "..", not absolute */
+        char **args; /* NULL-terminated, never NULL */
         ManifestKind kind;
-        char **depends;  /* app ids, NULL-terminated, never NULL */
+        char **depends;     /* app ids, NULL-terminated, never NULL */
         char **permissions; /* "name" or "name:scope", NULL-terminated, never NULL */
-        char **env;      /* "KEY=VALUE", NULL-terminated, never NULL */
+        char **env;         /* "KEY=VALUE", NULL-terminated, never NULL */
         ManifestLimits limits;
         ManifestRestart restart;
 } Manifest;
 
 /* Filled by the parser on failure; owned by the caller. */
 typedef struct ManifestError {
-        char file[256];    /* the manifest's path as the caller named it */
-        char key[128];     /* JSON path of the offending key, e.g. "limits.memory", "args[2]"; "" for syntax */
+        char file[256]; /* the manifest's path as the caller named it */
+        char key[128];  /* JSON path of the offending key, e.g. "limits.memory", "args[2]"; "" for
+                           syntax */
         char message[384]; /* what was wrong and what was expected */
         int line;          /* 1-based line for JSON syntax errors, else 0 */
         int column;

@@ -15,7 +15,7 @@
 
 static int capset_zero(void)
 {
-        struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+        struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
         struct __user_cap_data_struct d[2] = {};
 
         return syscall(SYS_capset, &h, d) < 0 ? negative_errno() : 0;
@@ -23,7 +23,7 @@ static int capset_zero(void)
 
 static int caps_all_zero(void)
 {
-        struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+        struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
         struct __user_cap_data_struct d[2] = {};
 
         if (syscall(SYS_capget, &h, d) < 0)
@@ -69,11 +69,12 @@ int caps_drop_all(SandboxError *err)
                 if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) < 0) {
                         if (errno == EINVAL)
                                 break;
-                        return sandbox_fail(err, SANDBOX_STEP_CAPS, negative_errno(), "read bounding set");
+                        return sandbox_fail(err, SANDBOX_STEP_CAPS, negative_errno(),
+                                            "read bounding set");
                 }
                 if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
-                        return sandbox_fail(err, SANDBOX_STEP_CAPS, negative_errno(), "drop capability %lu",
-                                            cap);
+                        return sandbox_fail(err, SANDBOX_STEP_CAPS, negative_errno(),
+                                            "drop capability %lu", cap);
         }
         if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
                 return sandbox_fail(err, SANDBOX_STEP_CAPS, negative_errno(), "clear ambient set");

@@ -844,7 +844,8 @@ int cgroup_manager_new(const char *fs_root, CgroupMode mode, const char *parent,
                                 return -ENOMEM;
                         if (!knob_exists(u, "cgroup.controllers"))
                                 return -ENOENT;
-                        r = hierarchy_add(m, &pc, u, true, NULL, norm, &m->slot[CGROUP_SLOT_UNIFIED]);
+                        r = hierarchy_add(m, &pc, u, true, NULL, norm,
+                                          &m->slot[CGROUP_SLOT_UNIFIED]);
                         if (r < 0)
                                 return r;
                         m->ops = &cgroup_hybrid_ops;
@@ -1062,7 +1063,7 @@ int cgroup_set_limits(Cgroup *cg, const CgroupLimits *limits)
 int cgroup_join_prepare(Cgroup *cg, CgroupJoin *ret)
 {
         const CgroupManager *m;
-        CgroupJoin j = { .unified_fd = -EBADF };
+        CgroupJoin j = {.unified_fd = -EBADF};
 
         if (!cg)
                 return -EINVAL;
@@ -1090,13 +1091,12 @@ int cgroup_join_prepare(Cgroup *cg, CgroupJoin *ret)
         }
         *ret = j;
         return 0;
-fail:
-        {
-                int r = negative_errno();
+fail : {
+        int r = negative_errno();
 
-                cgroup_join_done(&j);
-                return r;
-        }
+        cgroup_join_done(&j);
+        return r;
+}
 }
 
 int cgroup_join_self(CgroupJoin *j)

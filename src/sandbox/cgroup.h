@@ -47,7 +47,7 @@ typedef struct CgroupStats {
         uint64_t memory_current; /* bytes in use (v2 memory.current, v1 memory.usage_in_bytes) */
         uint64_t memory_max;     /* bytes, UINT64_MAX when unlimited */
         uint64_t pids_current;
-        uint64_t oom_kills;      /* OOM kills inside this cgroup (memory.events / memory.oom_control) */
+        uint64_t oom_kills; /* OOM kills inside this cgroup (memory.events / memory.oom_control) */
         uint64_t cpu_usage_usec; /* total CPU time (cpu.stat usage_usec / cpuacct.usage) */
 } CgroupStats;
 
@@ -55,14 +55,14 @@ typedef struct CgroupManager CgroupManager;
 typedef struct Cgroup Cgroup;
 
 typedef struct CgroupOps {
-        const char *name;                                          /* "v1", "v2", "hybrid" */
-        int (*create)(Cgroup *cg);                                 /* mkdir the leaf in each hierarchy */
+        const char *name;          /* "v1", "v2", "hybrid" */
+        int (*create)(Cgroup *cg); /* mkdir the leaf in each hierarchy */
         int (*set_limits)(Cgroup *cg, const CgroupLimits *limits); /* write the limit knobs */
         int (*attach)(Cgroup *cg, pid_t pid);                      /* write pid to cgroup.procs */
-        int (*freeze)(Cgroup *cg, bool frozen);                    /* freezer.state / cgroup.freeze */
-        int (*kill)(Cgroup *cg);                                   /* SIGKILL every task, cgroup.kill where present */
-        int (*stats)(Cgroup *cg, CgroupStats *ret);                /* read usage counters */
-        int (*destroy)(Cgroup *cg);                                /* rmdir the leaf everywhere */
+        int (*freeze)(Cgroup *cg, bool frozen); /* freezer.state / cgroup.freeze */
+        int (*kill)(Cgroup *cg);                /* SIGKILL every task, cgroup.kill where present */
+        int (*stats)(Cgroup *cg, CgroupStats *ret); /* read usage counters */
+        int (*destroy)(Cgroup *cg);                 /* rmdir the leaf everywhere */
 } CgroupOps;
 
 extern const CgroupOps cgroup_v1_ops;

@@ -36,15 +36,29 @@ static const char *const runtime_paths[] = {
  * cella instead, so nothing about the host's users leaks in.
  */
 static const char *const etc_paths[] = {
-        "/etc/ld.so.cache",  "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/alternatives",
-        "/etc/localtime",    "/etc/timezone",   "/etc/ssl",          "/etc/ca-certificates",
-        "/etc/protocols",    "/etc/services",   "/etc/mime.types",   "/etc/os-release",
-        "/etc/python3",      "/etc/python3.11", "/etc/inputrc",      "/etc/terminfo",
-        "/etc/profile",      "/etc/bash.bashrc", "/etc/debian_version",
+        "/etc/ld.so.cache",
+        "/etc/ld.so.conf",
+        "/etc/ld.so.conf.d",
+        "/etc/alternatives",
+        "/etc/localtime",
+        "/etc/timezone",
+        "/etc/ssl",
+        "/etc/ca-certificates",
+        "/etc/protocols",
+        "/etc/services",
+        "/etc/mime.types",
+        "/etc/os-release",
+        "/etc/python3",
+        "/etc/python3.11",
+        "/etc/inputrc",
+        "/etc/terminfo",
+        "/etc/profile",
+        "/etc/bash.bashrc",
+        "/etc/debian_version",
 };
 
 /* Device nodes bound from the host's /dev. */
-static const char *const dev_nodes[] = { "null", "zero", "full", "random", "urandom" };
+static const char *const dev_nodes[] = {"null", "zero", "full", "random", "urandom"};
 
 /*
  * /proc entries that reveal or touch the host beyond the app's business: masked
@@ -53,14 +67,14 @@ static const char *const dev_nodes[] = { "null", "zero", "full", "random", "uran
  * "maskedPaths"/"readonlyPaths", Docker's default spec).
  */
 static const char *const proc_masked[] = {
-        "kcore", "keys", "timer_list", "sched_debug", "latency_stats", "timer_stats",
-        "acpi",  "scsi", "asound",     "firmware",
+        "kcore",       "keys", "timer_list", "sched_debug", "latency_stats",
+        "timer_stats", "acpi", "scsi",       "asound",      "firmware",
 };
-static const char *const proc_readonly[] = { "sys", "sysrq-trigger", "irq", "bus", "fs" };
+static const char *const proc_readonly[] = {"sys", "sysrq-trigger", "irq", "bus", "fs"};
 
 typedef struct Tree {
-        int fd;            /* detached mount from open_tree */
-        char target[256];  /* path inside the jail, relative (no leading '/') */
+        int fd;           /* detached mount from open_tree */
+        char target[256]; /* path inside the jail, relative (no leading '/') */
         bool is_dir;
 } Tree;
 
@@ -92,11 +106,12 @@ static uint64_t mount_attr_of(unsigned flags)
 /* Clones the mount tree at dfd/path and sets attr on all of it. Returns the fd. */
 static int clone_tree(int dfd, const char *path, uint64_t attr, bool recursive)
 {
-        struct mount_attr ma = { .attr_set = attr };
+        struct mount_attr ma = {.attr_set = attr};
         unsigned rec = recursive ? AT_RECURSIVE : 0;
         _cleanup_close_ int fd = -EBADF;
 
-        fd = open_tree(dfd, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | rec | (*path ? 0 : AT_EMPTY_PATH));
+        fd = open_tree(dfd, path,
+                       OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | rec | (*path ? 0 : AT_EMPTY_PATH));
         if (fd < 0)
                 return negative_errno();
         if (mount_setattr(fd, "", AT_EMPTY_PATH | rec, &ma, sizeof ma) < 0)
@@ -112,7 +127,8 @@ static int jail_add_tree(Jail *j, const char *source, const char *target, unsign
         int fd;
 
         if (j->n_trees >= JAIL_MAX_TREES)
-                return sandbox_fail(err, SANDBOX_STEP_MOUNT, -E2BIG, "more than %d binds", JAIL_MAX_TREES);
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, -E2BIG, "more than %d binds",
+                                    JAIL_MAX_TREES);
         if (target[0] != '/' || strstr(target, "..") || strlen(target) >= sizeof(t->target))
                 return sandbox_fail(err, SANDBOX_STEP_MOUNT, -EINVAL, "bad bind target %s", target);
         if (stat(source, &st) < 0) {
@@ -204,7 +220,8 @@ static int new_tmpfs(uint64_t size, const char *mode, uint64_t attr)
 
 static int write_file_below(int dfd, const char *rel, const char *content)
 {
-        _cleanup_close_ int fd = openat(dfd, rel, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0644);
+        _cleanup_close_ int fd =
+                openat(dfd, rel, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0644);
         size_t n = strlen(content);
 
         if (fd < 0)
@@ -215,7 +232,8 @@ static int write_file_below(int dfd, const char *rel, const char *content)
 }
 
 /* Collects the runtime and /etc sources, recreating host symlinks as symlinks. */
-static int add_host_paths(Jail *j, int rootfd, const char *const *paths, size_t n, SandboxError *err)
+static int add_host_paths(Jail *j, int rootfd, const char *const *paths, size_t n,
+                          SandboxError *err)
 {
         for (size_t i = 0; i < n; i++) {
                 char link[PATH_MAX];
@@ -275,9 +293,9 @@ static int build_dev(int rootfd, const SandboxSpec *spec, SandboxError *err)
         static const struct {
                 const char *name, *target;
         } links[] = {
-                { "dev/fd", "/proc/self/fd" },       { "dev/stdin", "/proc/self/fd/0" },
-                { "dev/stdout", "/proc/self/fd/1" }, { "dev/stderr", "/proc/self/fd/2" },
-                { "dev/ptmx", "pts/ptmx" },
+                {"dev/fd", "/proc/self/fd"},       {"dev/stdin", "/proc/self/fd/0"},
+                {"dev/stdout", "/proc/self/fd/1"}, {"dev/stderr", "/proc/self/fd/2"},
+                {"dev/ptmx", "pts/ptmx"},
         };
         _cleanup_close_ int dev = -EBADF, shm = -EBADF, pts = -EBADF;
         int r;
@@ -286,7 +304,8 @@ static int build_dev(int rootfd, const SandboxSpec *spec, SandboxError *err)
          * namespace could hold mknod'ed nodes, and we want exactly these five. */
         /* nodev on /dev itself is fine: each node below is its own bind mount
          * and carries its own flags. */
-        dev = new_tmpfs(64 * 1024, "0755", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+        dev = new_tmpfs(64 * 1024, "0755",
+                        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
         if (dev < 0)
                 return sandbox_fail(err, SANDBOX_STEP_MOUNT, dev, "tmpfs for /dev");
         for (size_t i = 0; i < ELEMENTSOF(dev_nodes); i++) {
@@ -308,8 +327,8 @@ static int build_dev(int rootfd, const SandboxSpec *spec, SandboxError *err)
                 return sandbox_fail(err, SANDBOX_STEP_MOUNT, r, "mount /dev");
         for (size_t i = 0; i < ELEMENTSOF(links); i++)
                 if (symlinkat(links[i].target, rootfd, links[i].name) < 0)
-                        return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(), "symlink /%s",
-                                            links[i].name);
+                        return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(),
+                                            "symlink /%s", links[i].name);
         shm = new_tmpfs(spec->tmp_size, "1777",
                         MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
         if (shm < 0)
@@ -318,7 +337,8 @@ static int build_dev(int rootfd, const SandboxSpec *spec, SandboxError *err)
                 return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(), "mount /dev/shm");
         pts = new_devpts();
         if (pts < 0 || move_mount(pts, "", rootfd, "dev/pts", MOVE_MOUNT_F_EMPTY_PATH) < 0)
-                return sandbox_fail(err, SANDBOX_STEP_MOUNT, pts < 0 ? pts : negative_errno(), "mount /dev/pts");
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, pts < 0 ? pts : negative_errno(),
+                                    "mount /dev/pts");
         return 0;
 }
 
@@ -335,7 +355,8 @@ static int build_proc(int rootfd, int null_fd, SandboxError *err)
         if (fs < 0 || fsconfig(fs, FSCONFIG_SET_STRING, "hidepid", "invisible", 0) < 0 ||
             fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
                 return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(), "create proc");
-        proc = fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+        proc = fsmount(fs, FSMOUNT_CLOEXEC,
+                       MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
         if (proc < 0)
                 return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(), "mount proc");
         if (attach_tree(rootfd, proc, "proc", true) < 0)
@@ -348,10 +369,12 @@ static int build_proc(int rootfd, int null_fd, SandboxError *err)
                 if (fstatat(proc, proc_masked[i], &st, AT_SYMLINK_NOFOLLOW) < 0)
                         continue;
                 if (S_ISDIR(st.st_mode))
-                        m = new_tmpfs(4096, "0555", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
-                                                            MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+                        m = new_tmpfs(4096, "0555",
+                                      MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+                                              MOUNT_ATTR_NOEXEC);
                 else
-                        m = clone_tree(null_fd, "", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
+                        m = clone_tree(null_fd, "",
+                                       MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
                                        false);
                 if (m < 0 || move_mount(m, "", proc, proc_masked[i], MOVE_MOUNT_F_EMPTY_PATH) < 0)
                         return sandbox_fail(err, SANDBOX_STEP_MOUNT, m < 0 ? m : negative_errno(),
@@ -363,7 +386,8 @@ static int build_proc(int rootfd, int null_fd, SandboxError *err)
                 if (faccessat(proc, proc_readonly[i], F_OK, AT_SYMLINK_NOFOLLOW) < 0)
                         continue;
                 m = clone_tree(proc, proc_readonly[i],
-                               MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+                               MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+                                       MOUNT_ATTR_NOEXEC,
                                true);
                 if (m < 0 || move_mount(m, "", proc, proc_readonly[i], MOVE_MOUNT_F_EMPTY_PATH) < 0)
                         return sandbox_fail(err, SANDBOX_STEP_MOUNT, m < 0 ? m : negative_errno(),
@@ -378,12 +402,12 @@ static int write_identity(int rootfd, const SandboxSpec *spec, SandboxError *err
         const struct {
                 const char *name, *content;
         } files[] = {
-                { "etc/passwd", passwd },
-                { "etc/group", group },
-                { "etc/hosts", hosts },
-                { "etc/hostname", hostname },
-                { "etc/nsswitch.conf", "passwd: files\ngroup: files\nshadow: files\nhosts: files\n"
-                                       "networks: files\nprotocols: files\nservices: files\n" },
+                {"etc/passwd", passwd},
+                {"etc/group", group},
+                {"etc/hosts", hosts},
+                {"etc/hostname", hostname},
+                {"etc/nsswitch.conf", "passwd: files\ngroup: files\nshadow: files\nhosts: files\n"
+                                      "networks: files\nprotocols: files\nservices: files\n"},
         };
 
         snprintf(passwd, sizeof passwd,
@@ -410,15 +434,16 @@ static int write_identity(int rootfd, const SandboxSpec *spec, SandboxError *err
 int jail_build(const SandboxSpec *spec, SandboxError *err)
 {
         static const char base[] = "/tmp"; /* where the new root is attached until pivot */
-        struct mount_attr ro = { .attr_set = MOUNT_ATTR_RDONLY };
+        struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
         _cleanup_close_ int rootfd = -EBADF, tmp = -EBADF;
-        Jail j = { .null_fd = -EBADF };
+        Jail j = {.null_fd = -EBADF};
         int r;
 
         /* Nothing we mount may propagate back to the host; host unmounts still
          * propagate in (bubblewrap does the same). */
         if (mount(NULL, "/", NULL, MS_SLAVE | MS_REC, NULL) < 0)
-                return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(), "make / a slave mount");
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(),
+                                    "make / a slave mount");
 
         rootfd = new_tmpfs(1024 * 1024, "0755", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
         if (rootfd < 0)
@@ -437,20 +462,23 @@ int jail_build(const SandboxSpec *spec, SandboxError *err)
         if (r < 0)
                 goto out;
         for (size_t i = 0; i < spec->n_binds; i++) {
-                r = jail_add_tree(&j, spec->binds[i].source, spec->binds[i].target, spec->binds[i].flags, err);
+                r = jail_add_tree(&j, spec->binds[i].source, spec->binds[i].target,
+                                  spec->binds[i].flags, err);
                 if (r < 0)
                         goto out;
         }
 
         /* 2. The root, attached so it can become the root, then populated. */
         if (move_mount(rootfd, "", AT_FDCWD, base, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
-                r = sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(), "attach the root at %s", base);
+                r = sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(), "attach the root at %s",
+                                 base);
                 goto out;
         }
         for (size_t i = 0; i < j.n_trees; i++) {
                 r = attach_tree(rootfd, j.trees[i].fd, j.trees[i].target, j.trees[i].is_dir);
                 if (r < 0) {
-                        r = sandbox_fail(err, SANDBOX_STEP_MOUNT, r, "mount /%s", j.trees[i].target);
+                        r = sandbox_fail(err, SANDBOX_STEP_MOUNT, r, "mount /%s",
+                                         j.trees[i].target);
                         goto out;
                 }
         }
@@ -467,7 +495,8 @@ int jail_build(const SandboxSpec *spec, SandboxError *err)
          * dropped binary cannot persist and run at the next start. */
         tmp = new_tmpfs(spec->tmp_size, "1777", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
         if (tmp < 0 || attach_tree(rootfd, tmp, "tmp", true) < 0) {
-                r = sandbox_fail(err, SANDBOX_STEP_MOUNT, tmp < 0 ? tmp : negative_errno(), "mount /tmp");
+                r = sandbox_fail(err, SANDBOX_STEP_MOUNT, tmp < 0 ? tmp : negative_errno(),
+                                 "mount /tmp");
                 goto out;
         }
         r = build_proc(rootfd, j.null_fd, err);

@@ -24,14 +24,15 @@ int rlimits_apply(const SandboxSpec *spec, SandboxError *err)
                 uint64_t value;
                 bool set;
         } limits[] = {
-                { RLIMIT_NOFILE, "RLIMIT_NOFILE", spec->rlimit_nofile ?: SANDBOX_DEFAULT_NOFILE, true },
-                { RLIMIT_CORE, "RLIMIT_CORE", 0, true },
-                { RLIMIT_FSIZE, "RLIMIT_FSIZE", spec->rlimit_fsize, spec->rlimit_fsize > 0 },
-                { RLIMIT_NPROC, "RLIMIT_NPROC", spec->rlimit_nproc, spec->rlimit_nproc > 0 },
+                {RLIMIT_NOFILE, "RLIMIT_NOFILE", spec->rlimit_nofile ?: SANDBOX_DEFAULT_NOFILE,
+                 true},
+                {RLIMIT_CORE, "RLIMIT_CORE", 0, true},
+                {RLIMIT_FSIZE, "RLIMIT_FSIZE", spec->rlimit_fsize, spec->rlimit_fsize > 0},
+                {RLIMIT_NPROC, "RLIMIT_NPROC", spec->rlimit_nproc, spec->rlimit_nproc > 0},
         };
 
         for (size_t i = 0; i < ELEMENTSOF(limits); i++) {
-                struct rlimit rl = { .rlim_cur = limits[i].value, .rlim_max = limits[i].value };
+                struct rlimit rl = {.rlim_cur = limits[i].value, .rlim_max = limits[i].value};
 
                 if (!limits[i].set)
                         continue;

@@ -55,8 +55,8 @@ typedef enum SandboxStep {
 
 typedef struct SandboxError {
         SandboxStep step;
-        int error;                          /* positive errno */
-        char detail[SANDBOX_DETAIL_MAX];    /* what was being done, e.g. "bind /usr" */
+        int error;                       /* positive errno */
+        char detail[SANDBOX_DETAIL_MAX]; /* what was being done, e.g. "bind /usr" */
 } SandboxError;
 
 /* Flags of a SandboxBind. Every bind is nosuid and nodev. */
@@ -74,20 +74,20 @@ typedef struct SandboxBind {
 } SandboxBind;
 
 typedef struct SandboxSpec {
-        const char *hostname;   /* uts hostname; truncated to SANDBOX_HOSTNAME_MAX */
-        uid_t host_uid;         /* host uid mapped to SANDBOX_UID inside; never 0 */
-        gid_t host_gid;         /* host gid mapped to SANDBOX_GID inside; never 0 */
+        const char *hostname; /* uts hostname; truncated to SANDBOX_HOSTNAME_MAX */
+        uid_t host_uid;       /* host uid mapped to SANDBOX_UID inside; never 0 */
+        gid_t host_gid;       /* host gid mapped to SANDBOX_GID inside; never 0 */
 
         const SandboxBind *binds; /* extra binds after the runtime (/usr, /lib*, /etc subset) */
         size_t n_binds;
-        uint64_t tmp_size;      /* bytes of the /tmp and /dev/shm tmpfs; 0 = 16 MiB */
-        const char *workdir;    /* cwd of the app inside the jail; NULL = "/" */
+        uint64_t tmp_size;   /* bytes of the /tmp and /dev/shm tmpfs; 0 = 16 MiB */
+        const char *workdir; /* cwd of the app inside the jail; NULL = "/" */
 
-        const char *exec_path;  /* absolute path inside the jail */
-        char *const *argv;      /* argv[0] included */
-        char *const *envp;      /* the whole environment; nothing is inherited */
+        const char *exec_path; /* absolute path inside the jail */
+        char *const *argv;     /* argv[0] included */
+        char *const *envp;     /* the whole environment; nothing is inherited */
 
-        CgroupManager *cgroups; /* NULL: no cgroup (tests of the library alone) */
+        CgroupManager *cgroups;   /* NULL: no cgroup (tests of the library alone) */
         const char *cgroup_label; /* leaf label, [A-Za-z0-9._-] */
         CgroupLimits limits;
 
@@ -97,24 +97,24 @@ typedef struct SandboxSpec {
 
         const SeccompProgram *seccomp; /* required: a sandbox without a filter is refused */
 
-        int stdio[3];           /* fds that become 0, 1, 2 in the app (-1: /dev/null) */
-        int channel_fd;         /* fd that becomes 3 in the app (-1: none) */
+        int stdio[3];   /* fds that become 0, 1, 2 in the app (-1: /dev/null) */
+        int channel_fd; /* fd that becomes 3 in the app (-1: none) */
 } SandboxSpec;
 
 /* How the app ended. */
 typedef struct SandboxExit {
-        int code;          /* CLD_EXITED or CLD_KILLED (CLD_DUMPED is folded into CLD_KILLED) */
-        int status;        /* exit status, or the signal number */
-        bool oom_killed;   /* the app itself was killed by its memory cgroup's OOM killer */
+        int code;           /* CLD_EXITED or CLD_KILLED (CLD_DUMPED is folded into CLD_KILLED) */
+        int status;         /* exit status, or the signal number */
+        bool oom_killed;    /* the app itself was killed by its memory cgroup's OOM killer */
         uint64_t oom_kills; /* OOM kills in the sandbox during this run (the app or its children) */
 } SandboxExit;
 
 typedef struct Sandbox {
-        pid_t pid;         /* host pid of the sandbox's init */
-        int pidfd;         /* pidfd of init (poll for its exit) */
-        int ctl_fd;        /* reports from init; readable when the app has exited */
-        pid_t app_pid;     /* pid of the app in the sandbox's pid namespace */
-        Cgroup *cgroup;    /* NULL if spec->cgroups was NULL */
+        pid_t pid;                 /* host pid of the sandbox's init */
+        int pidfd;                 /* pidfd of init (poll for its exit) */
+        int ctl_fd;                /* reports from init; readable when the app has exited */
+        pid_t app_pid;             /* pid of the app in the sandbox's pid namespace */
+        Cgroup *cgroup;            /* NULL if spec->cgroups was NULL */
         uint64_t oom_kills_before; /* the cgroup's OOM kill count at spawn (a reused leaf) */
         bool exited;
         SandboxExit exit;

@@ -9,8 +9,10 @@
 
 int seccomp_program_builtin(const SeccompOptions *opts, SeccompProgram **ret)
 {
-        const struct sock_filter *src = opts->allow_inet ? seccomp_builtin_inet : seccomp_builtin_default;
-        size_t len = (opts->allow_inet ? sizeof(seccomp_builtin_inet) : sizeof(seccomp_builtin_default)) /
+        const struct sock_filter *src =
+                opts->allow_inet ? seccomp_builtin_inet : seccomp_builtin_default;
+        size_t len = (opts->allow_inet ? sizeof(seccomp_builtin_inet)
+                                       : sizeof(seccomp_builtin_default)) /
                      sizeof(*src);
         SeccompProgram *p = calloc(1, sizeof *p);
 

@@ -903,4 +903,3 @@ int seccomp_program_build(const SeccompOptions *opts, SeccompProgram **ret)
         *ret = p;
         return 0;
 }
-

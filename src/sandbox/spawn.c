@@ -59,13 +59,13 @@
 #define SANDBOX_DEFAULT_TMP_SIZE (16ull * 1024 * 1024)
 
 typedef enum MsgType {
-        MSG_GO = 1,      /* parent → child: cgroup joined (only when the parent joins it) */
-        MSG_NETNS,       /* net helper → child: the netns fd (SCM_RIGHTS), or error */
-        MSG_NEED_IDMAP,  /* child → parent: in a new user namespace, map me */
-        MSG_IDMAP_DONE,  /* parent → child */
-        MSG_ERROR,       /* child → parent: step, error, detail */
-        MSG_STARTED,     /* child → parent: value = app pid (in the sandbox) */
-        MSG_EXITED,      /* child → parent: value = the app's wait status */
+        MSG_GO = 1,     /* parent → child: cgroup joined (only when the parent joins it) */
+        MSG_NETNS,      /* net helper → child: the netns fd (SCM_RIGHTS), or error */
+        MSG_NEED_IDMAP, /* child → parent: in a new user namespace, map me */
+        MSG_IDMAP_DONE, /* parent → child */
+        MSG_ERROR,      /* child → parent: step, error, detail */
+        MSG_STARTED,    /* child → parent: value = app pid (in the sandbox) */
+        MSG_EXITED,     /* child → parent: value = the app's wait status */
 } MsgType;
 
 typedef struct Msg {
@@ -77,16 +77,16 @@ typedef struct Msg {
 } Msg;
 
 /* Signals init passes on to the app; SIGKILL and SIGSTOP cannot be caught. */
-static const int forwarded_signals[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1,
-                                         SIGUSR2, SIGWINCH, SIGCONT, SIGALRM };
+static const int forwarded_signals[] = {SIGTERM, SIGINT,   SIGHUP,  SIGQUIT, SIGUSR1,
+                                        SIGUSR2, SIGWINCH, SIGCONT, SIGALRM};
 
 static const char *const step_names[_SANDBOX_STEP_MAX] = {
-        [SANDBOX_STEP_NONE] = "none",       [SANDBOX_STEP_PREPARE] = "prepare",
-        [SANDBOX_STEP_CGROUP] = "cgroup",   [SANDBOX_STEP_CLONE] = "clone",
+        [SANDBOX_STEP_NONE] = "none",           [SANDBOX_STEP_PREPARE] = "prepare",
+        [SANDBOX_STEP_CGROUP] = "cgroup",       [SANDBOX_STEP_CLONE] = "clone",
         [SANDBOX_STEP_NAMESPACE] = "namespace", [SANDBOX_STEP_MOUNT] = "mount",
-        [SANDBOX_STEP_PIVOT] = "pivot_root", [SANDBOX_STEP_USERNS] = "userns",
-        [SANDBOX_STEP_CAPS] = "capabilities", [SANDBOX_STEP_RLIMIT] = "rlimit",
-        [SANDBOX_STEP_SECCOMP] = "seccomp", [SANDBOX_STEP_EXEC] = "exec",
+        [SANDBOX_STEP_PIVOT] = "pivot_root",    [SANDBOX_STEP_USERNS] = "userns",
+        [SANDBOX_STEP_CAPS] = "capabilities",   [SANDBOX_STEP_RLIMIT] = "rlimit",
+        [SANDBOX_STEP_SECCOMP] = "seccomp",     [SANDBOX_STEP_EXEC] = "exec",
         [SANDBOX_STEP_INIT] = "init",
 };
 
@@ -99,14 +99,14 @@ const char *sandbox_step_to_string(SandboxStep step)
 
 static int msg_send(int fd, MsgType type, int32_t value)
 {
-        Msg m = { .type = type, .value = value };
+        Msg m = {.type = type, .value = value};
 
         return send(fd, &m, sizeof m, MSG_NOSIGNAL) == (ssize_t)sizeof m ? 0 : negative_errno();
 }
 
 static void msg_send_error(int fd, const SandboxError *e)
 {
-        Msg m = { .type = MSG_ERROR, .step = (int32_t)e->step, .error = e->error };
+        Msg m = {.type = MSG_ERROR, .step = (int32_t)e->step, .error = e->error};
 
         memcpy(m.detail, e->detail, sizeof m.detail);
         m.detail[sizeof m.detail - 1] = 0;
@@ -132,7 +132,7 @@ static int msg_recv(int fd, Msg *ret)
 
 static int loopback_up(void)
 {
-        struct ifreq ifr = { .ifr_name = "lo" };
+        struct ifreq ifr = {.ifr_name = "lo"};
         _cleanup_close_ int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 
         if (fd < 0)
@@ -149,9 +149,11 @@ static int loopback_up(void)
 static int msg_recv_fd(int fd, Msg *ret, int *ret_fd)
 {
         char control[CMSG_SPACE(sizeof(int))] = {};
-        struct iovec iov = { .iov_base = ret, .iov_len = sizeof *ret };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
-                             .msg_controllen = sizeof control };
+        struct iovec iov = {.iov_base = ret, .iov_len = sizeof *ret};
+        struct msghdr mh = {.msg_iov = &iov,
+                            .msg_iovlen = 1,
+                            .msg_control = control,
+                            .msg_controllen = sizeof control};
         struct cmsghdr *c;
         ssize_t k;
 
@@ -181,14 +183,15 @@ static int msg_recv_fd(int fd, Msg *ret, int *ret_fd)
 _noreturn_ static void net_helper(int ctl)
 {
         char control[CMSG_SPACE(sizeof(int))] = {};
-        Msg m = { .type = MSG_NETNS };
-        struct iovec iov = { .iov_base = &m, .iov_len = sizeof m };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+        Msg m = {.type = MSG_NETNS};
+        struct iovec iov = {.iov_base = &m, .iov_len = sizeof m};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
         int r, fd = -EBADF;
 
         if (unshare(CLONE_NEWNET) < 0)
                 r = negative_errno();
-        else if ((r = loopback_up()) >= 0 && (fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC)) < 0)
+        else if ((r = loopback_up()) >= 0 &&
+                 (fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC)) < 0)
                 r = negative_errno();
         if (r < 0) {
                 m.error = -r;
@@ -215,14 +218,17 @@ static int child_join_netns(int ctl, SandboxError *err)
         int r = msg_recv_fd(ctl, &m, &fd);
 
         if (r < 0)
-                return sandbox_fail(err, SANDBOX_STEP_NAMESPACE, r, "receive the network namespace");
+                return sandbox_fail(err, SANDBOX_STEP_NAMESPACE, r,
+                                    "receive the network namespace");
         if (m.type != MSG_NETNS)
-                return sandbox_fail(err, SANDBOX_STEP_NAMESPACE, -EPROTO, "unexpected message %u", m.type);
+                return sandbox_fail(err, SANDBOX_STEP_NAMESPACE, -EPROTO, "unexpected message %u",
+                                    m.type);
         if (m.error || fd < 0)
-                return sandbox_fail(err, SANDBOX_STEP_NAMESPACE, m.error ? -m.error : -EBADMSG, "%s",
-                                    m.detail[0] ? m.detail : "no network namespace fd");
+                return sandbox_fail(err, SANDBOX_STEP_NAMESPACE, m.error ? -m.error : -EBADMSG,
+                                    "%s", m.detail[0] ? m.detail : "no network namespace fd");
         if (setns(fd, CLONE_NEWNET) < 0)
-                return sandbox_fail(err, SANDBOX_STEP_NAMESPACE, negative_errno(), "join the network namespace");
+                return sandbox_fail(err, SANDBOX_STEP_NAMESPACE, negative_errno(),
+                                    "join the network namespace");
         return 0;
 }
 
@@ -236,7 +242,6 @@ static int child_expect(int ctl, MsgType type)
         return m.type == (uint32_t)type ? 0 : -EPROTO;
 }
 
-
 /* Moves fd to a number >= 10 so the dup2()s into 0..3 cannot clobber each other. */
 static int move_high(int fd)
 {
@@ -248,7 +253,7 @@ static int move_high(int fd)
 /* The app: between fork and exec. Never returns. */
 _noreturn_ static void app_exec(const SandboxSpec *spec, int exec_fd)
 {
-        struct sigaction sa = { .sa_handler = SIG_DFL };
+        struct sigaction sa = {.sa_handler = SIG_DFL};
         sigset_t none;
         int fds[4], err;
 
@@ -264,7 +269,7 @@ _noreturn_ static void app_exec(const SandboxSpec *spec, int exec_fd)
         exec_fd = move_high(exec_fd);
         for (int i = 0; i < 3; i++)
                 fds[i] = move_high(spec->stdio[i] >= 0 ? spec->stdio[i]
-                                                        : open("/dev/null", O_RDWR | O_CLOEXEC));
+                                                       : open("/dev/null", O_RDWR | O_CLOEXEC));
         fds[3] = spec->channel_fd >= 0 ? move_high(spec->channel_fd) : -EBADF;
         if (exec_fd < 0)
                 _exit(126);
@@ -309,7 +314,7 @@ static int install_forwarding(sigset_t *ret_mask)
         if (sigprocmask(SIG_BLOCK, ret_mask, NULL) < 0)
                 return negative_errno();
         for (size_t i = 0; i < ELEMENTSOF(forwarded_signals); i++) {
-                struct sigaction h = { .sa_handler = noop_handler, .sa_flags = SA_RESTART };
+                struct sigaction h = {.sa_handler = noop_handler, .sa_flags = SA_RESTART};
 
                 if (sigaction(forwarded_signals[i], &h, NULL) < 0)
                         return negative_errno();
@@ -348,7 +353,7 @@ _noreturn_ static void init_loop(int ctl, pid_t app, const sigset_t *mask)
 _noreturn_ static void child_main(const SandboxSpec *spec, int ctl, CgroupJoin *join, bool wait_go)
 {
         SandboxError err = {};
-        _cleanup_close_pair_ int exec_pipe[2] = { -EBADF, -EBADF };
+        _cleanup_close_pair_ int exec_pipe[2] = {-EBADF, -EBADF};
         sigset_t mask;
         pid_t app;
         ssize_t k;
@@ -377,7 +382,8 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl, CgroupJoin *
         }
         /* After joining the cgroup, so the app's cgroup is the root it sees. */
         if (unshare(CLONE_NEWCGROUP) < 0) {
-                r = sandbox_fail(&err, SANDBOX_STEP_NAMESPACE, negative_errno(), "cgroup namespace");
+                r = sandbox_fail(&err, SANDBOX_STEP_NAMESPACE, negative_errno(),
+                                 "cgroup namespace");
                 goto fail;
         }
 
@@ -395,7 +401,8 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl, CgroupJoin *
                 goto fail;
         }
         if (unshare(CLONE_NEWUSER) < 0) {
-                r = sandbox_fail(&err, SANDBOX_STEP_USERNS, negative_errno(), "unshare user namespace");
+                r = sandbox_fail(&err, SANDBOX_STEP_USERNS, negative_errno(),
+                                 "unshare user namespace");
                 goto fail;
         }
         if (msg_send(ctl, MSG_NEED_IDMAP, 0) < 0 || child_expect(ctl, MSG_IDMAP_DONE) < 0)
@@ -415,7 +422,7 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl, CgroupJoin *
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                 _exit(1);
         {
-                struct pollfd p = { .fd = ctl, .events = POLLOUT };
+                struct pollfd p = {.fd = ctl, .events = POLLOUT};
 
                 if (poll(&p, 1, 0) < 0 || (p.revents & (POLLHUP | POLLERR)))
                         _exit(1);
@@ -484,11 +491,14 @@ static int check_spec(const SandboxSpec *spec, SandboxError *err)
         if (!spec->seccomp)
                 return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL, "no seccomp filter");
         if (spec->host_uid == 0 || spec->host_gid == 0)
-                return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL, "the app may not run as host root");
+                return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
+                                    "the app may not run as host root");
         if (!spec->hostname || !*spec->hostname)
                 return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL, "no hostname");
-        if (!spec->exec_path || spec->exec_path[0] != '/' || !spec->argv || !spec->argv[0] || !spec->envp)
-                return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL, "no absolute entry point or argv");
+        if (!spec->exec_path || spec->exec_path[0] != '/' || !spec->argv || !spec->argv[0] ||
+            !spec->envp)
+                return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
+                                    "no absolute entry point or argv");
         if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && spec->rlimit_nofile > rl.rlim_max)
                 return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EPERM,
                                     "files limit %llu exceeds this host's hard limit %llu",
@@ -524,7 +534,7 @@ static void reap_helper(pid_t helper)
 /* Waits for one setup message; -ETIMEDOUT after SANDBOX_SETUP_TIMEOUT_MS. */
 static int parent_recv(int ctl, Msg *m)
 {
-        struct pollfd p = { .fd = ctl, .events = POLLIN };
+        struct pollfd p = {.fd = ctl, .events = POLLIN};
         int r;
 
         do
@@ -539,12 +549,12 @@ static int parent_recv(int ctl, Msg *m)
 
 int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
 {
-        _cleanup_close_pair_ int ctl[2] = { -EBADF, -EBADF };
+        _cleanup_close_pair_ int ctl[2] = {-EBADF, -EBADF};
         _cleanup_close_ int pidfd = -EBADF;
         _cleanup_free_ Sandbox *s = NULL;
         SandboxSpec spec = *spec_in;
         Cgroup *cg = NULL;
-        CgroupJoin join = { .unified_fd = -EBADF };
+        CgroupJoin join = {.unified_fd = -EBADF};
         bool attach_in_parent = false;
         struct clone_args args = {};
         pid_t pid, helper = -1;
@@ -564,7 +574,8 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
         if (spec.cgroups) {
                 r = cgroup_new(spec.cgroups, spec.cgroup_label, &cg);
                 if (r < 0)
-                        return sandbox_fail(err, SANDBOX_STEP_CGROUP, r, "create cgroup %s", spec.cgroup_label);
+                        return sandbox_fail(err, SANDBOX_STEP_CGROUP, r, "create cgroup %s",
+                                            spec.cgroup_label);
                 r = cgroup_set_limits(cg, &spec.limits);
                 if (r < 0) {
                         cgroup_destroy(cg);
@@ -589,7 +600,8 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
                 args.cgroup = (uint64_t)join.unified_fd;
         }
         pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
-        if (pid < 0 && join.unified_fd >= 0 && (errno == EINVAL || errno == E2BIG || errno == EOPNOTSUPP)) {
+        if (pid < 0 && join.unified_fd >= 0 &&
+            (errno == EINVAL || errno == E2BIG || errno == EOPNOTSUPP)) {
                 /* Linux < 5.7 has no CLONE_INTO_CGROUP: join the old way. */
                 args.flags &= ~(uint64_t)CLONE_INTO_CGROUP;
                 args.cgroup = 0;
@@ -608,7 +620,6 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
         ctl[1] = safe_close(ctl[1]);
         s->pid = pid;
 
-
         if (attach_in_parent) {
                 r = cgroup_attach(cg, pid);
                 if (r < 0) {
@@ -624,7 +635,8 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
         /* After GO, if any: the child reads GO first, then the helper's netns. */
         helper = fork();
         if (helper < 0) {
-                sandbox_fail(err, SANDBOX_STEP_NAMESPACE, negative_errno(), "fork the network helper");
+                sandbox_fail(err, SANDBOX_STEP_NAMESPACE, negative_errno(),
+                             "fork the network helper");
                 goto fail_child;
         }
         if (helper == 0)
@@ -635,12 +647,14 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
                         siginfo_t si;
 
                         if (r == -ETIMEDOUT) {
-                                sandbox_fail(err, SANDBOX_STEP_INIT, r, "no answer from the sandbox");
+                                sandbox_fail(err, SANDBOX_STEP_INIT, r,
+                                             "no answer from the sandbox");
                                 goto fail_child;
                         }
                         kill(pid, SIGKILL);
                         reap(pid, pidfd, &si);
-                        sandbox_fail(err, SANDBOX_STEP_INIT, r, "sandbox init died during setup (%s %d)",
+                        sandbox_fail(err, SANDBOX_STEP_INIT, r,
+                                     "sandbox init died during setup (%s %d)",
                                      si.si_code == CLD_EXITED ? "status" : "signal", si.si_status);
                         goto fail_reaped;
                 }
@@ -655,7 +669,7 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
                                 continue; /* the child died: the next recv says how */
                 } else if (m.type == MSG_ERROR) {
                         err->step = m.step > 0 && m.step < _SANDBOX_STEP_MAX ? (SandboxStep)m.step
-                                                                            : SANDBOX_STEP_INIT;
+                                                                             : SANDBOX_STEP_INIT;
                         err->error = m.error > 0 ? m.error : EIO;
                         memcpy(err->detail, m.detail, sizeof err->detail);
                         r = -err->error;
@@ -664,7 +678,8 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
                         s->app_pid = m.value;
                         break;
                 } else {
-                        r = sandbox_fail(err, SANDBOX_STEP_INIT, -EPROTO, "unexpected message %u", m.type);
+                        r = sandbox_fail(err, SANDBOX_STEP_INIT, -EPROTO, "unexpected message %u",
+                                         m.type);
                         goto fail_child;
                 }
         }
@@ -722,7 +737,8 @@ static void sandbox_finish(Sandbox *s, int code, int status)
         s->exit.status = status;
         if (s->cgroup && cgroup_stats(s->cgroup, &st) >= 0 && st.oom_kills > s->oom_kills_before)
                 s->exit.oom_kills = st.oom_kills - s->oom_kills_before;
-        s->exit.oom_killed = s->exit.code == CLD_KILLED && status == SIGKILL && s->exit.oom_kills > 0;
+        s->exit.oom_killed =
+                s->exit.code == CLD_KILLED && status == SIGKILL && s->exit.oom_kills > 0;
         s->exited = true;
         s->pidfd = safe_close(s->pidfd);
 }
@@ -737,7 +753,7 @@ int sandbox_process(Sandbox *s)
         for (;;) {
                 r = msg_recv(s->ctl_fd, &m);
                 if (r == -EAGAIN || r == -EINTR) {
-                        struct pollfd p = { .fd = s->ctl_fd, .events = POLLIN };
+                        struct pollfd p = {.fd = s->ctl_fd, .events = POLLIN};
 
                         if (poll(&p, 1, 0) <= 0 || !(p.revents & POLLIN))
                                 return 0;
@@ -760,7 +776,7 @@ int sandbox_process(Sandbox *s)
 int sandbox_wait(Sandbox *s, SandboxExit *ret)
 {
         while (!s->exited) {
-                struct pollfd p = { .fd = s->ctl_fd, .events = POLLIN };
+                struct pollfd p = {.fd = s->ctl_fd, .events = POLLIN};
 
                 if (poll(&p, 1, -1) < 0 && errno != EINTR)
                         return negative_errno();

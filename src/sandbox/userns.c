@@ -49,12 +49,14 @@ int userns_become(uid_t uid, gid_t gid, SandboxError *err)
         gid_t rg, eg, sg;
 
         if (setresgid(gid, gid, gid) < 0)
-                return sandbox_fail(err, SANDBOX_STEP_USERNS, negative_errno(), "setresgid(%u)", (unsigned)gid);
+                return sandbox_fail(err, SANDBOX_STEP_USERNS, negative_errno(), "setresgid(%u)",
+                                    (unsigned)gid);
         if (setresuid(uid, uid, uid) < 0)
-                return sandbox_fail(err, SANDBOX_STEP_USERNS, negative_errno(), "setresuid(%u)", (unsigned)uid);
+                return sandbox_fail(err, SANDBOX_STEP_USERNS, negative_errno(), "setresuid(%u)",
+                                    (unsigned)uid);
         /* Check, don't trust: every id must now be the app's. */
-        if (getresuid(&ru, &eu, &su) < 0 || getresgid(&rg, &eg, &sg) < 0 || ru != uid || eu != uid ||
-            su != uid || rg != gid || eg != gid || sg != gid)
+        if (getresuid(&ru, &eu, &su) < 0 || getresgid(&rg, &eg, &sg) < 0 || ru != uid ||
+            eu != uid || su != uid || rg != gid || eg != gid || sg != gid)
                 return sandbox_fail(err, SANDBOX_STEP_USERNS, -EPERM, "ids did not change");
         return 0;
 }

@@ -19,16 +19,16 @@ enum {
         CELLA_EXIT_STATE = 242,          /* state dir, uid registry or data dir */
         CELLA_EXIT_PREPARE = 243,        /* the spec cannot be honoured on this host */
         CELLA_EXIT_CGROUP = 244,
-        CELLA_EXIT_CLONE = 245,          /* creating the namespaces */
-        CELLA_EXIT_NAMESPACE = 246,      /* hostname, loopback, cgroup namespace */
+        CELLA_EXIT_CLONE = 245,     /* creating the namespaces */
+        CELLA_EXIT_NAMESPACE = 246, /* hostname, loopback, cgroup namespace */
         CELLA_EXIT_MOUNT = 247,
         CELLA_EXIT_PIVOT = 248,
         CELLA_EXIT_USERNS = 249,
         CELLA_EXIT_CAPS = 250,
         CELLA_EXIT_RLIMIT = 251,
         CELLA_EXIT_SECCOMP = 252,
-        CELLA_EXIT_INIT = 253,           /* the sandbox's init died or hung during setup */
-        CELLA_EXIT_INTERNAL = 254,       /* anything else (out of memory, event loop) */
+        CELLA_EXIT_INIT = 253,     /* the sandbox's init died or hung during setup */
+        CELLA_EXIT_INTERNAL = 254, /* anything else (out of memory, event loop) */
 };
 
 /* The exit code for a spawn that failed at step with errno error. */

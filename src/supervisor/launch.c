@@ -11,29 +11,29 @@ static int build_env(Launch *l, const Manifest *m)
 {
         /* Rebuilt from nothing (DESIGN.md section 5 step 7): nothing of cella's
          * own environment reaches the app. */
-        if (strv_extend(&l->envp, "PATH=" LAUNCH_PATH) < 0 || strv_extend(&l->envp, "HOME=/data") < 0 ||
-            strv_extend(&l->envp, "TMPDIR=/tmp") < 0 || strv_extend(&l->envp, "USER=app") < 0 ||
-            strv_extend(&l->envp, "LOGNAME=app") < 0 || strv_extend(&l->envp, "LANG=C.UTF-8") < 0 ||
-            strv_extend(&l->envp, "CELLA_FD=3") < 0 || strv_extendf(&l->envp, "CELLA_APP_ID=%s", m->id) < 0)
+        if (strv_extend(&l->envp, "PATH=" LAUNCH_PATH) < 0 ||
+            strv_extend(&l->envp, "HOME=/data") < 0 || strv_extend(&l->envp, "TMPDIR=/tmp") < 0 ||
+            strv_extend(&l->envp, "USER=app") < 0 || strv_extend(&l->envp, "LOGNAME=app") < 0 ||
+            strv_extend(&l->envp, "LANG=C.UTF-8") < 0 || strv_extend(&l->envp, "CELLA_FD=3") < 0 ||
+            strv_extendf(&l->envp, "CELLA_APP_ID=%s", m->id) < 0)
                 return -ENOMEM;
         /* The manifest's own variables may override PATH, LANG and the like
          * (CELLA_* and loader variables are refused by the parser). */
-        STRV_FOREACH(e, m->env)
-        {
+        STRV_FOREACH (e, m->env) {
                 size_t klen = strcspn(*e, "=") + 1;
                 bool replaced = false;
 
-                STRV_FOREACH(o, l->envp)
-                if (strncmp(*o, *e, klen) == 0) {
-                        char *c = strdup(*e);
+                STRV_FOREACH (o, l->envp)
+                        if (strncmp(*o, *e, klen) == 0) {
+                                char *c = strdup(*e);
 
-                        if (!c)
-                                return -ENOMEM;
-                        free(*o);
-                        *o = c;
-                        replaced = true;
-                        break;
-                }
+                                if (!c)
+                                        return -ENOMEM;
+                                free(*o);
+                                *o = c;
+                                replaced = true;
+                                break;
+                        }
                 if (!replaced && strv_extend(&l->envp, *e) < 0)
                         return -ENOMEM;
         }
@@ -55,9 +55,9 @@ int launch_prepare(Launch *l, const Manifest *m, const char *app_dir, const char
         }
         if (strv_extend(&l->argv, l->exec_path) < 0)
                 goto oom;
-        STRV_FOREACH(a, m->args)
-        if (strv_extend(&l->argv, *a) < 0)
-                goto oom;
+        STRV_FOREACH (a, m->args)
+                if (strv_extend(&l->argv, *a) < 0)
+                        goto oom;
         for (size_t i = 0; extra_args && extra_args[i]; i++)
                 if (strv_extend(&l->argv, extra_args[i]) < 0)
                         goto oom;
@@ -67,9 +67,10 @@ int launch_prepare(Launch *l, const Manifest *m, const char *app_dir, const char
 
         /* /app holds the code: read-only, executable. /data holds what the app
          * wrote: writable, never executable (Android's W^X for app data, API 29). */
-        l->binds[0] = (SandboxBind){ .source = app_dir, .target = "/app" };
-        l->binds[1] = (SandboxBind){ .source = data_dir, .target = "/data",
-                                     .flags = SANDBOX_BIND_RW | SANDBOX_BIND_NOEXEC };
+        l->binds[0] = (SandboxBind){.source = app_dir, .target = "/app"};
+        l->binds[1] = (SandboxBind){.source = data_dir,
+                                    .target = "/data",
+                                    .flags = SANDBOX_BIND_RW | SANDBOX_BIND_NOEXEC};
 
         s->hostname = m->id;
         s->host_uid = uid;

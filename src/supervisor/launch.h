@@ -11,9 +11,9 @@
 #include "sandbox/sandbox.h"
 
 /* Defaults applied when the manifest sets no limit. */
-#define LAUNCH_DEFAULT_PIDS 256                  /* stops a fork bomb even unasked */
-#define LAUNCH_DEFAULT_TMP  (16ull * 1024 * 1024) /* bytes of /tmp */
-#define LAUNCH_CPU_PERIOD_US 100000              /* the kernel's default CFS period */
+#define LAUNCH_DEFAULT_PIDS  256                   /* stops a fork bomb even unasked */
+#define LAUNCH_DEFAULT_TMP   (16ull * 1024 * 1024) /* bytes of /tmp */
+#define LAUNCH_CPU_PERIOD_US 100000                /* the kernel's default CFS period */
 
 /* PATH inside the sandbox (Debian's default for users, /usr/local excluded: it is not bound). */
 #define LAUNCH_PATH "/usr/bin:/bin"

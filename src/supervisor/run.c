@@ -37,7 +37,7 @@ typedef struct Run Run;
 
 typedef struct Pump {
         Run *run;
-        int from, to;    /* from: pipe read end (ours); to: where its bytes go */
+        int from, to; /* from: pipe read end (ours); to: where its bytes go */
         bool open;
         uv_poll_t poll;
 } Pump;
@@ -51,7 +51,7 @@ struct Run {
         unsigned n_signals;
         const Manifest *manifest;
         Pump out, err, in;
-        int interrupts;  /* SIGINTs seen: the second one kills */
+        int interrupts; /* SIGINTs seen: the second one kills */
         struct timespec started;
 };
 
@@ -172,12 +172,13 @@ static int report_spawn_error(const RunOptions *o, const Manifest *m, const Sand
         log_error("cannot start %s: %s step failed: %s: %s", m->id, sandbox_step_to_string(e->step),
                   e->detail, strerror(e->error));
         if (e->step == SANDBOX_STEP_EXEC && e->error == EACCES)
-                log_error("hint: the app runs as its own uid; its folder and entry must be readable "
-                          "and executable by others (chmod o+rX)");
+                log_error(
+                        "hint: the app runs as its own uid; its folder and entry must be readable "
+                        "and executable by others (chmod o+rX)");
         json_status(o->json_status_fd,
-                    json_pack("{s:s, s:s, s:s, s:s, s:i, s:i}", "event", "failed", "app", m->id, "step",
-                              sandbox_step_to_string(e->step), "error", e->detail, "errno", e->error,
-                              "exit_code", code));
+                    json_pack("{s:s, s:s, s:s, s:s, s:i, s:i}", "event", "failed", "app", m->id,
+                              "step", sandbox_step_to_string(e->step), "error", e->detail, "errno",
+                              e->error, "exit_code", code));
         return code;
 }
 
@@ -191,7 +192,8 @@ static int report_exit(const RunOptions *o, Run *run, uid_t uid)
         int code;
 
         clock_gettime(CLOCK_MONOTONIC, &now);
-        ms = (double)(now.tv_sec - run->started.tv_sec) * 1e3 + (double)(now.tv_nsec - run->started.tv_nsec) / 1e6;
+        ms = (double)(now.tv_sec - run->started.tv_sec) * 1e3 +
+             (double)(now.tv_nsec - run->started.tv_nsec) / 1e6;
         if (m->limits.memory)
                 format_size(m->limits.memory, limit, sizeof limit);
         if (x->code == CLD_EXITED)
@@ -199,38 +201,44 @@ static int report_exit(const RunOptions *o, Run *run, uid_t uid)
         else {
                 code = CELLA_EXIT_SIGNAL_BASE + x->status;
                 if (x->oom_killed)
-                        log_error("%s was killed by the OOM killer (memory limit %s)", m->id, limit);
+                        log_error("%s was killed by the OOM killer (memory limit %s)", m->id,
+                                  limit);
                 else
-                        log_error("%s was killed by signal %d (%s)", m->id, x->status, strsignal(x->status));
+                        log_error("%s was killed by signal %d (%s)", m->id, x->status,
+                                  strsignal(x->status));
         }
         if (x->oom_kills > 0 && !x->oom_killed)
-                log_error("%s: the OOM killer killed %llu process(es) in its sandbox (memory limit %s)", m->id,
-                          (unsigned long long)x->oom_kills, limit);
+                log_error("%s: the OOM killer killed %llu process(es) in its sandbox (memory limit "
+                          "%s)",
+                          m->id, (unsigned long long)x->oom_kills, limit);
         json_status(o->json_status_fd,
-                    json_pack("{s:s, s:s, s:I, s:s, s:i, s:i, s:b, s:I, s:i, s:f}", "event", "exited",
-                              "app", m->id, "uid", (json_int_t)uid, "how",
+                    json_pack("{s:s, s:s, s:I, s:s, s:i, s:i, s:b, s:I, s:i, s:f}", "event",
+                              "exited", "app", m->id, "uid", (json_int_t)uid, "how",
                               x->code == CLD_EXITED ? "exited" : "killed",
-                              x->code == CLD_EXITED ? "status" : "signal", x->status, "exit_code", code,
-                              "oom_killed", x->oom_killed, "oom_kills", (json_int_t)x->oom_kills, "pid",
-                              (int)run->sandbox->pid, "duration_ms", ms));
+                              x->code == CLD_EXITED ? "status" : "signal", x->status, "exit_code",
+                              code, "oom_killed", x->oom_killed, "oom_kills",
+                              (json_int_t)x->oom_kills, "pid", (int)run->sandbox->pid,
+                              "duration_ms", ms));
         return code;
 }
 
 /* {"event":"started", "app", "uid", "pid", "cgroup_mode", "cgroups": {ctrl: path}} */
-static json_t *started_record(const Manifest *m, uid_t uid, const Sandbox *sb, const CgroupManager *cgm)
+static json_t *started_record(const Manifest *m, uid_t uid, const Sandbox *sb,
+                              const CgroupManager *cgm)
 {
-        static const char *const ctrls[] = { "memory", "pids", "cpu", "freezer", "" };
+        static const char *const ctrls[] = {"memory", "pids", "cpu", "freezer", ""};
         json_t *paths = json_object();
 
         for (size_t i = 0; paths && sb->cgroup && i < ELEMENTSOF(ctrls); i++) {
                 const char *p = cgroup_path(sb->cgroup, ctrls[i]);
 
                 if (p)
-                        json_object_set_new(paths, ctrls[i][0] ? ctrls[i] : "unified", json_string(p));
+                        json_object_set_new(paths, ctrls[i][0] ? ctrls[i] : "unified",
+                                            json_string(p));
         }
         return json_pack("{s:s, s:s, s:I, s:i, s:s, s:o}", "event", "started", "app", m->id, "uid",
-                         (json_int_t)uid, "pid", (int)sb->pid, "cgroup_mode", cgroup_manager_ops(cgm)->name,
-                         "cgroups", paths ?: json_object());
+                         (json_int_t)uid, "pid", (int)sb->pid, "cgroup_mode",
+                         cgroup_manager_ops(cgm)->name, "cgroups", paths ?: json_object());
 }
 
 /* Stdin for the app: our fd 0 itself unless it is a terminal, which is pumped. */
@@ -265,14 +273,14 @@ int supervisor_run(const RunOptions *o)
         _cleanup_(manifest_freep) Manifest *m = NULL;
         _cleanup_close_ int dirfd = -EBADF;
         _cleanup_free_ char *app_dir = NULL, *data_dir = NULL;
-        _cleanup_close_pair_ int chan[2] = { -EBADF, -EBADF };
-        int out[2] = { -EBADF, -EBADF }, err[2] = { -EBADF, -EBADF }, in_fd = -1;
+        _cleanup_close_pair_ int chan[2] = {-EBADF, -EBADF};
+        int out[2] = {-EBADF, -EBADF}, err[2] = {-EBADF, -EBADF}, in_fd = -1;
         CgroupManager *cgm = NULL;
         SeccompProgram *filter = NULL;
         ManifestError merr = {};
         SandboxError serr = {};
         Launch launch = {};
-        Run run = { .out.from = -EBADF, .err.from = -EBADF, .in.from = -EBADF, .in.to = -EBADF };
+        Run run = {.out.from = -EBADF, .err.from = -EBADF, .in.from = -EBADF, .in.to = -EBADF};
         uid_t uid;
         int r, code = CELLA_EXIT_INTERNAL;
 
@@ -335,7 +343,8 @@ int supervisor_run(const RunOptions *o)
         r = launch_prepare(&launch, m, app_dir, data_dir, uid, o->extra_args);
         if (r == -EOPNOTSUPP) {
                 log_error("%s/manifest.json: runtime: \"%s\" apps cannot run yet; this build runs "
-                          "\"native\" apps", o->app_dir, manifest_runtime_to_string(m->runtime));
+                          "\"native\" apps",
+                          o->app_dir, manifest_runtime_to_string(m->runtime));
                 code = CELLA_EXIT_MANIFEST;
                 goto out;
         }
@@ -410,7 +419,7 @@ int supervisor_run(const RunOptions *o)
         }
         /* Ctrl-C, TERM and HUP go to the app, not to us. */
         {
-                static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
+                static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
 
                 for (size_t i = 0; i < ELEMENTSOF(sigs); i++) {
                         uv_signal_t *h = &run.signals[run.n_signals];

@@ -88,7 +88,8 @@ int state_open(const char *path, uid_t uid_base, uint32_t uid_count, State **ret
                 state_free(s);
                 return -ENOMEM;
         }
-        if (sqlite3_open_v2(dbpath, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+        if (sqlite3_open_v2(dbpath, &s->db,
+                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                             NULL) != SQLITE_OK) {
                 state_free(s);
                 return -EIO;
@@ -124,7 +125,8 @@ static int lookup_uid(sqlite3 *db, const char *id, uid_t *ret)
         sqlite3_stmt *st = NULL;
         int r;
 
-        if (sqlite3_prepare_v2(db, "SELECT uid FROM apps WHERE id = ?1", -1, &st, NULL) != SQLITE_OK)
+        if (sqlite3_prepare_v2(db, "SELECT uid FROM apps WHERE id = ?1", -1, &st, NULL) !=
+            SQLITE_OK)
                 return -EIO;
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
         r = sqlite3_step(st);

@@ -792,7 +792,7 @@ END_TEST
 START_TEST(test_builtin_matches_compiled)
 {
         for (int inet = 0; inet <= 1; inet++) {
-                SeccompOptions opts = { .allow_inet = inet };
+                SeccompOptions opts = {.allow_inet = inet};
                 SeccompProgram *built = NULL, *builtin = NULL;
 
                 ck_assert_int_eq(seccomp_program_build(&opts, &built), 0);
