@@ -57,6 +57,22 @@ def run_cella(*args, state_dir=None, stdin=subprocess.DEVNULL, env=None, timeout
     return Result(p.returncode, p.stdout, p.stderr, status)
 
 
+def start_cella(app, state_dir, *args):
+    """Starts `cella run --json-status` on app in the background and waits for its
+    "started" record. Returns (Popen with text pipes, started record, status file);
+    the caller closes the status file."""
+    rfd, wfd = os.pipe()
+    p = subprocess.Popen([CELLA, "run", "--state-dir", str(state_dir), "--json-status", str(wfd), *map(str, args),
+                          str(app)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, pass_fds=(wfd,))
+    os.close(wfd)
+    status = os.fdopen(rfd)
+    line = status.readline()
+    if not line:
+        out, err = p.communicate(timeout=30)
+        raise AssertionError(f"cella did not start the app: {err}")
+    return p, json.loads(line), status
+
+
 @pytest.fixture
 def state(tmp_path):
     d = tmp_path / "state"

@@ -1,12 +1,11 @@
 """The app's life is tied to cella's: a killed cella takes its apps along, and the
 next cella start sweeps what the dead one left."""
-import json
 import os
 import signal
 import subprocess
 import time
 
-from conftest import CELLA, example, pid_alive, run_cella
+from conftest import CELLA, example, pid_alive, run_cella, start_cella
 
 
 def children_of(pid):
@@ -19,12 +18,7 @@ def children_of(pid):
 
 def test_sigkill_of_cella_kills_the_app_and_next_start_sweeps(state, make_app):
     app = make_app("org.test.orphan", "echo up; exec sleep 60\n")
-    rfd, wfd = os.pipe()
-    p = subprocess.Popen([CELLA, "run", "--state-dir", str(state), "--json-status", str(wfd), str(app)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, pass_fds=(wfd,))
-    os.close(wfd)
-    status = os.fdopen(rfd)
-    started = json.loads(status.readline())
+    p, started, status = start_cella(app, state)
     assert p.stdout.readline() == "up\n"
     init = started["pid"]
     apps = children_of(init)
@@ -55,12 +49,8 @@ def test_sigkill_of_cella_kills_the_app_and_next_start_sweeps(state, make_app):
 
 def test_sweep_leaves_live_owners_alone(state, make_app):
     app = make_app("org.test.live", "echo up; sleep 3\n")
-    rfd, wfd = os.pipe()
-    p = subprocess.Popen([CELLA, "run", "--state-dir", str(state), "--json-status", str(wfd), str(app)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, pass_fds=(wfd,))
-    os.close(wfd)
-    with os.fdopen(rfd) as status:
-        started = json.loads(status.readline())
+    p, started, status = start_cella(app, state)
+    with status:
         assert p.stdout.readline() == "up\n"
         # Another cella starting now must not touch the running app's cgroups.
         assert run_cella(example("hello"), state_dir=state).code == 0

@@ -1,11 +1,9 @@
 """cgroup limits and rlimits from the manifest, enforced for real."""
 import os
-import subprocess
-import time
 
 import pytest
 
-from conftest import CELLA, cgroup_mode_host, run_cella
+from conftest import cgroup_mode_host, run_cella, start_cella
 
 MODES = ["auto", "v1"] if cgroup_mode_host() in ("hybrid", "v1") else ["auto"]
 
@@ -63,12 +61,8 @@ print("started", len(kids))
 
 def test_limits_are_written_to_the_cgroup(state, make_app):
     app = make_app("org.test.knobs", "echo up; sleep 2\n", limits={"memory": "48M", "pids": 20, "cpu": 0.25})
-    rfd, wfd = os.pipe()
-    p = subprocess.Popen([CELLA, "run", "--state-dir", str(state), "--json-status", str(wfd), str(app)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, pass_fds=(wfd,))
-    os.close(wfd)
-    with os.fdopen(rfd) as status:
-        started = __import__("json").loads(status.readline())
+    p, started, status = start_cella(app, state)
+    with status:
         cg = started["cgroups"]
         mode = started["cgroup_mode"]
         if mode == "v2":

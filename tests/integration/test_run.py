@@ -5,7 +5,7 @@ import signal
 import subprocess
 import time
 
-from conftest import CELLA, Result, example, run_cella
+from conftest import CELLA, example, run_cella
 
 
 def test_version_and_help():
