@@ -30,6 +30,9 @@
  * dies, so the parent never waits on a dead child. The child carries
  * PR_SET_PDEATHSIG(SIGKILL), re-armed after every credential change (Linux clears
  * it on each), so if the parent dies the init dies, and with it, the namespace.
+ * Linux fires it when the *thread* that cloned the child exits, not the process:
+ * callers must spawn from a thread that lives as long as the sandbox (the
+ * supervisor's single loop thread).
  */
 #include <errno.h>
 #include <fcntl.h>
