@@ -269,7 +269,7 @@ static int get_string(ManifestError *err, const char *key, json_t *v, const char
                       size_t min, size_t max, const char **ret, size_t *ret_len)
 {
         char q[QUOTE_BUF];
-        const char *s;
+        const char *s = NULL;
         size_t len;
 
         if (!json_is_string(v))
@@ -306,7 +306,7 @@ static int get_enum(ManifestError *err, const char *key, json_t *v, const char *
 {
         char expected[128] = "", q[QUOTE_BUF];
         size_t o = 0;
-        const char *s;
+        const char *s = NULL;
 
         for (size_t i = 0; i < n && o < sizeof expected; i++)
                 o += (size_t)snprintf(expected + o, sizeof expected - o, "%s\"%s\"",
@@ -394,7 +394,7 @@ static int get_id(ManifestError *err, const char *key, json_t *v, const char **r
 
 static int parse_id(Manifest *m, json_t *v, const char *key, ManifestError *err)
 {
-        const char *s;
+        const char *s = NULL;
         int r;
 
         r = get_id(err, key, v, &s);
@@ -408,7 +408,7 @@ static int parse_id(Manifest *m, json_t *v, const char *key, ManifestError *err)
 static int parse_text(char **field, json_t *v, const char *key, ManifestError *err)
 {
         char q[QUOTE_BUF];
-        const char *s;
+        const char *s = NULL;
         size_t len;
         int r;
 
@@ -436,7 +436,7 @@ static int parse_version(Manifest *m, json_t *v, const char *key, ManifestError 
 
 static int parse_runtime(Manifest *m, json_t *v, const char *key, ManifestError *err)
 {
-        int i, r;
+        int i = 0, r;
 
         r = get_enum(err, key, v, runtime_names, ELEMENTSOF(runtime_names), &i);
         if (r < 0)
@@ -447,7 +447,7 @@ static int parse_runtime(Manifest *m, json_t *v, const char *key, ManifestError 
 
 static int parse_kind(Manifest *m, json_t *v, const char *key, ManifestError *err)
 {
-        int i, r;
+        int i = 0, r;
 
         r = get_enum(err, key, v, kind_names, ELEMENTSOF(kind_names), &i);
         if (r < 0)
@@ -458,7 +458,7 @@ static int parse_kind(Manifest *m, json_t *v, const char *key, ManifestError *er
 
 static int parse_restart(Manifest *m, json_t *v, const char *key, ManifestError *err)
 {
-        int i, r;
+        int i = 0, r;
 
         r = get_enum(err, key, v, restart_names, ELEMENTSOF(restart_names), &i);
         if (r < 0)
@@ -535,7 +535,7 @@ static int parse_args(Manifest *m, json_t *v, const char *key, ManifestError *er
         for (i = 0; i < json_array_size(v); i++) {
                 json_t *e = json_array_get(v, i);
                 char k[KEY_MAX];
-                const char *s;
+                const char *s = NULL;
 
                 key_index(k, key, i);
                 r = get_string(err, k, e, "a string", 0, MANIFEST_STRING_MAX, &s, NULL);
@@ -564,7 +564,7 @@ static int parse_depends(Manifest *m, json_t *v, const char *key, ManifestError 
         for (i = 0; i < json_array_size(v); i++) {
                 json_t *e = json_array_get(v, i);
                 char k[KEY_MAX], q[QUOTE_BUF];
-                const char *s;
+                const char *s = NULL;
 
                 key_index(k, key, i);
                 r = get_id(err, k, e, &s);
@@ -705,7 +705,7 @@ static int parse_env(Manifest *m, json_t *v, const char *key, ManifestError *err
                 size_t name_len = json_object_iter_key_len(it);
                 json_t *e = json_object_iter_value(it);
                 char k[KEY_MAX];
-                const char *s;
+                const char *s = NULL;
                 int r;
 
                 key_child(k, key, name, name_len);
@@ -763,7 +763,7 @@ static int get_limit_size(ManifestError *err, const char *key, json_t *v, uint64
         if (json_is_integer(v) && json_integer_value(v) >= 0)
                 n = (uint64_t)json_integer_value(v);
         else if (json_is_string(v)) {
-                const char *s;
+                const char *s = NULL;
                 int r;
 
                 r = get_string(err, key, v, SIZE_EXPECTED, 0, SIZE_MAX, &s, NULL);
