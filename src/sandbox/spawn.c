@@ -547,7 +547,13 @@ static int parent_recv(int ctl, Msg *m)
                 return negative_errno();
         if (r == 0)
                 return -ETIMEDOUT;
-        return msg_recv(ctl, m);
+        r = msg_recv(ctl, m);
+        /* A child that fails before reading the helper's netns exits with it unread,
+         * and Linux then resets our end: recv reports ECONNRESET (once) ahead of the
+         * ERROR still queued. Read again to get that, or EOF. */
+        if (r == -ECONNRESET)
+                r = msg_recv(ctl, m);
+        return r;
 }
 
 int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
@@ -687,6 +693,8 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
                 }
         }
         reap_helper(helper);
+        /* sandbox_process() reads without blocking (the child's end stays blocking). */
+        (void)fcntl(ctl[0], F_SETFL, O_NONBLOCK);
         s->pidfd = TAKE_FD(pidfd);
         s->ctl_fd = TAKE_FD(ctl[0]);
         s->cgroup = cg;

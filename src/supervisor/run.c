@@ -290,17 +290,11 @@ int supervisor_run(const RunOptions *o)
                 return CELLA_EXIT_PREPARE;
         }
 
-        /* Leftovers of cella processes that died (SIGKILL, crash) go first. */
         r = cgroup_manager_new("/sys/fs/cgroup", o->cgroup_mode, NULL, &cgm);
         if (r < 0) {
                 log_error_errno(r, "no usable cgroup hierarchy under /sys/fs/cgroup: %m");
                 return CELLA_EXIT_CGROUP;
         }
-        r = cgroup_sweep(cgm);
-        if (r > 0)
-                log_debug("swept %d cgroup(s) left by cella processes that are gone", r);
-        else if (r < 0)
-                log_warning_errno(r, "cannot sweep leftover cgroups: %m");
 
         app_dir = realpath(o->app_dir, NULL);
         if (!app_dir) {
@@ -399,6 +393,15 @@ int supervisor_run(const RunOptions *o)
                 goto out;
         }
         json_status(o->json_status_fd, started_record(m, uid, run.sandbox, cgm));
+
+        /* Leftovers of cella processes that died (SIGKILL, crash). Not before the
+         * spawn: it only touches leaves whose owner is gone, never ours, so the app
+         * need not wait for it. */
+        r = cgroup_sweep(cgm);
+        if (r > 0)
+                log_debug("swept %d cgroup(s) left by cella processes that are gone", r);
+        else if (r < 0)
+                log_warning_errno(r, "cannot sweep leftover cgroups: %m");
 
         r = pump_start(&run, &run.out, out[0], STDOUT_FILENO);
         if (r >= 0) {

@@ -17,9 +17,10 @@ typedef struct RunOptions {
 } RunOptions;
 
 /*
- * Runs one app in a sandbox with the supervisor embedded (no daemon): sweeps
- * cgroups left by dead cella processes, loads the manifest, starts the app,
- * streams its stdout/stderr to ours, forwards SIGINT/SIGTERM/SIGHUP, and waits.
+ * Runs one app in a sandbox with the supervisor embedded (no daemon): loads the
+ * manifest, starts the app, sweeps cgroups left by dead cella processes (after the
+ * start: the app need not wait for it), streams its stdout/stderr to ours,
+ * forwards SIGINT/SIGTERM/SIGHUP, and waits.
  * Prints its own errors. Returns the process exit code (exit-codes.h): the app's
  * status, 128+N for signal N, or a CELLA_EXIT_* code.
  */

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,23 +30,37 @@ static int db_exec(sqlite3 *db, const char *sql)
 }
 
 /*
- * The schema, versioned with PRAGMA user_version so a run that finds it current does
- * nothing but read one header field. The default rollback journal, not WAL: nearly
- * every run only reads (the app's uid is known), and WAL would create and delete
- * its -wal and -shm files on each of those reads.
+ * The schema, versioned with PRAGMA user_version. The default rollback journal, not
+ * WAL: nearly every run only reads (the app's uid is known), and WAL would create
+ * and delete its -wal and -shm files on each of those reads.
+ *
+ * Readers check the version inside the same read transaction as their query
+ * (read_begin()): one shared lock and one look at the header, where a separate
+ * check on open cost a second statement, 0.15 ms of every `cella run`.
  */
 #define STATE_SCHEMA_VERSION 1
 
-static int schema_ensure(sqlite3 *db)
+/* PRAGMA user_version of db (0 for a new file), or -EIO. */
+static int schema_version(sqlite3 *db)
 {
         sqlite3_stmt *st = NULL;
-        int version = -1, r;
+        int version = -EIO;
 
         if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
                 return -EIO;
         if (sqlite3_step(st) == SQLITE_ROW)
                 version = sqlite3_column_int(st, 0);
         sqlite3_finalize(st);
+        return version;
+}
+
+/* Creates the schema if the file has none. -EPROTONOSUPPORT if a newer cella wrote it. */
+static int schema_ensure(sqlite3 *db)
+{
+        int version = schema_version(db), r;
+
+        if (version < 0)
+                return version;
         if (version == STATE_SCHEMA_VERSION)
                 return 0;
         if (version > STATE_SCHEMA_VERSION)
@@ -62,9 +77,35 @@ static int schema_ensure(sqlite3 *db)
         return r;
 }
 
+/*
+ * Starts a read transaction on a current schema: 0 with the transaction open (end it
+ * with COMMIT), -EPROTONOSUPPORT for a newer schema, -EIO. A file with no schema yet
+ * gets one first.
+ */
+static int read_begin(sqlite3 *db)
+{
+        int version, r;
+
+        for (int attempt = 0; attempt < 2; attempt++) {
+                if (db_exec(db, "BEGIN") < 0)
+                        return -EIO;
+                version = schema_version(db);
+                if (version == STATE_SCHEMA_VERSION)
+                        return 0;
+                db_exec(db, "COMMIT");
+                if (version < 0)
+                        return version;
+                r = schema_ensure(db);
+                if (r < 0)
+                        return r;
+        }
+        return -EIO;
+}
+
 int state_open(const char *path, uid_t uid_base, uint32_t uid_count, State **ret)
 {
         _cleanup_free_ char *apps = NULL, *dbpath = NULL;
+        bool fresh;
         State *s;
         int r;
 
@@ -78,6 +119,7 @@ int state_open(const char *path, uid_t uid_base, uint32_t uid_count, State **ret
         if (mkdir(apps, 0711) < 0 && errno != EEXIST)
                 return negative_errno();
 
+        fresh = access(dbpath, F_OK) < 0 && errno == ENOENT;
         s = calloc(1, sizeof *s);
         if (!s)
                 return -ENOMEM;
@@ -95,12 +137,15 @@ int state_open(const char *path, uid_t uid_base, uint32_t uid_count, State **ret
                 return -EIO;
         }
         sqlite3_busy_timeout(s->db, STATE_DB_BUSY_TIMEOUT_MS);
-        r = schema_ensure(s->db);
-        if (r < 0) {
-                state_free(s);
-                return r;
-        }
         (void)chmod(dbpath, 0600);
+        /* A new file gets its schema now; an existing one is checked by readers. */
+        if (fresh) {
+                r = schema_ensure(s->db);
+                if (r < 0) {
+                        state_free(s);
+                        return r;
+                }
+        }
         *ret = s;
         return 0;
 }
@@ -173,7 +218,14 @@ int state_app_uid(State *s, const char *id, uid_t *ret_uid)
         uid_t uid;
         int r;
 
+        /* The id becomes a path and a cgroup name later: never record a bad one. */
+        if (!id || !manifest_id_is_valid(id))
+                return -EINVAL;
+        r = read_begin(s->db);
+        if (r < 0)
+                return r;
         r = lookup_uid(s->db, id, &uid);
+        db_exec(s->db, "COMMIT");
         if (r < 0)
                 return r;
         if (r > 0) {

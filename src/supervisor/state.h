@@ -25,8 +25,9 @@ typedef struct State State;
  * Opens (creating if needed) the state directory at path: mode 0711 (others may
  * traverse, not list), apps/ beneath it, and state.db. uid_base/uid_count: the
  * range new apps get uids from (existing allocations are kept even if the range
- * later changes). Returns 0 and *ret, -EINVAL for a bad range, -EPROTONOSUPPORT if
- * state.db was written by a newer cella, or -errno (mkdir/open) / -EIO (SQLite).
+ * later changes). A new state.db gets its schema here; an existing one is not read
+ * until a call needs it, and that call checks the schema version. Returns 0 and *ret, -EINVAL
+ * for a bad range, or -errno (mkdir/open) / -EIO (SQLite).
  */
 int state_open(const char *path, uid_t uid_base, uint32_t uid_count, State **ret);
 State *state_free(State *s);
@@ -36,7 +37,10 @@ const char *state_path(const State *s);
  * Returns in *ret_uid the host uid of app id, allocating the lowest free one in the
  * range on first use (recorded in state.db in one IMMEDIATE transaction, so
  * concurrent cella processes never hand out the same uid). The gid equals the uid.
- * Returns 0, -ENOSPC when the range is full, -EIO on a database error.
+ * id must be a valid app id (manifest_id_is_valid), as it becomes a path and a
+ * cgroup name. Returns 0, -EINVAL for a bad id, -ENOSPC when the range is full,
+ * -EPROTONOSUPPORT if state.db was written by a newer cella, -EIO on a database
+ * error.
  */
 int state_app_uid(State *s, const char *id, uid_t *ret_uid);
 

@@ -1,0 +1,714 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The sandbox library on its own, with no supervisor, the way another front end (an
+ * OCI runtime) would drive it: a SandboxSpec built by hand, sandbox_spawn(), then
+ * sandbox_signal/sandbox_wait/sandbox_free. Needs root (it writes uid maps, mounts
+ * and creates cgroups); every test prints "SKIP: <reason>" and passes otherwise.
+ *
+ * The apps are small /bin/sh scripts in a temporary directory bound read-only as
+ * /app; their stdout and stderr go to a pipe the test reads.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "base/fileio.h"
+#include "base/macro.h"
+#include "sandbox/cgroup.h"
+#include "sandbox/sandbox.h"
+#include "sandbox/seccomp.h"
+
+#define MiB (UINT64_C(1) << 20)
+
+/* Host uids for the apps: 0x7ffe0000 + n, used by nothing on the test hosts and outside
+ * cella's default app range (0x70000000 + 65536), so no test shares a uid with an app. */
+#define TEST_HOST_UID(n) ((uid_t)(0x7ffe0000u + (n)))
+
+#define TEST_HOSTNAME "t-sandbox"
+#define OUTPUT_MAX    (64 * 1024)
+
+static char app_dir[] = "/tmp/test-sandbox-XXXXXX";
+static SeccompProgram *seccomp_prog;
+static char *const test_envp[] = {"PATH=/usr/bin:/bin", "HOME=/", NULL};
+
+/* ---- helpers ------------------------------------------------------------------------ */
+
+/* The running test's name for messages (its function is <name>_fn). */
+#define TEST_NAME tcase_name()
+
+static void manager_freep(CgroupManager **m)
+{
+        cgroup_manager_free(*m);
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+        (void)st;
+        (void)flag;
+        (void)ftw;
+        (void)remove(path);
+        return 0;
+}
+
+/* Runs in the runner process, once: the /app directory and the seccomp filter. */
+static void setup(void)
+{
+        if (geteuid() != 0)
+                return;
+        if (!mkdtemp(app_dir) || chmod(app_dir, 0755) < 0) {
+                fprintf(stderr, "mkdtemp %s: %m\n", app_dir);
+                abort();
+        }
+        if (seccomp_program_builtin(&(SeccompOptions){}, &seccomp_prog) < 0) {
+                fprintf(stderr, "seccomp_program_builtin failed\n");
+                abort();
+        }
+}
+
+static void teardown(void)
+{
+        if (geteuid() != 0)
+                return;
+        (void)nftw(app_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+        seccomp_prog = seccomp_program_free(seccomp_prog);
+}
+
+#define REQUIRE_ROOT()                                                                             \
+        do {                                                                                       \
+                if (geteuid() != 0) {                                                              \
+                        printf("SKIP: %s: sandbox_spawn needs root\n", TEST_NAME);                 \
+                        fflush(stdout);                                                            \
+                        return;                                                                    \
+                }                                                                                  \
+        } while (0)
+
+/* Writes app_dir/name ("#!/bin/sh\n" + body) with the given mode. */
+static void write_script(const char *name, const char *body, mode_t mode)
+{
+        _cleanup_free_ char *path = NULL, *text = NULL;
+        _cleanup_close_ int fd = -EBADF;
+
+        ck_assert_int_ge(asprintf(&path, "%s/%s", app_dir, name), 0);
+        ck_assert_int_ge(asprintf(&text, "#!/bin/sh\n%s\n", body), 0);
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+        ck_assert_msg(fd >= 0, "create %s: %m", path);
+        ck_assert_int_eq(loop_write(fd, text, strlen(text)), 0);
+        ck_assert_int_eq(fchmod(fd, mode), 0); /* past the umask */
+}
+
+/* A test's sandbox: the spec and what it points to. */
+typedef struct Run {
+        SandboxSpec spec;
+        SandboxBind bind;
+        char exec_path[64];
+        char *argv[8];
+        int out[2]; /* stdout and stderr of the app */
+} Run;
+
+/*
+ * Fills r to run /app/<script>, or the program script names if it is absolute, with
+ * the arguments that follow (NULL-terminated, at most 6), as host uid TEST_HOST_UID(n);
+ * stdout and stderr go to r->out.
+ */
+static void run_init(Run *r, unsigned n, const char *script, ...)
+{
+        va_list ap;
+        size_t i = 1;
+
+        *r = (Run){};
+        r->bind = (SandboxBind){.source = app_dir, .target = "/app"};
+        if (script[0] == '/')
+                snprintf(r->exec_path, sizeof r->exec_path, "%s", script);
+        else
+                snprintf(r->exec_path, sizeof r->exec_path, "/app/%s", script);
+        r->argv[0] = strrchr(r->exec_path, '/') + 1;
+        va_start(ap, script);
+        for (char *a; i < ELEMENTSOF(r->argv) - 1 && (a = va_arg(ap, char *)); i++)
+                r->argv[i] = a;
+        va_end(ap);
+        r->argv[i] = NULL;
+        ck_assert_int_eq(pipe2(r->out, O_CLOEXEC), 0);
+        r->spec = (SandboxSpec){
+                .hostname = TEST_HOSTNAME,
+                .host_uid = TEST_HOST_UID(n),
+                .host_gid = TEST_HOST_UID(n),
+                .binds = &r->bind,
+                .n_binds = 1,
+                .exec_path = r->exec_path,
+                .argv = r->argv,
+                .envp = test_envp,
+                .seccomp = seccomp_prog,
+                .stdio = {-1, r->out[1], r->out[1]},
+                .channel_fd = -1,
+        };
+}
+
+static void run_done(Run *r)
+{
+        r->out[0] = safe_close(r->out[0]);
+        r->out[1] = safe_close(r->out[1]);
+}
+
+/* Spawns r->spec; fails the test with the step and detail if that fails. Closes our
+ * copy of the output's write end, so reading it ends when the sandbox does. */
+static Sandbox *run_spawn(Run *r)
+{
+        SandboxError err = {};
+        Sandbox *s = NULL;
+        int k = sandbox_spawn(&r->spec, &s, &err);
+
+        ck_assert_msg(k == 0, "sandbox_spawn: %s at step %s: %s", strerror(-k),
+                      sandbox_step_to_string(err.step), err.detail);
+        ck_assert_ptr_nonnull(s);
+        r->out[1] = safe_close(r->out[1]);
+        return s;
+}
+
+/* Everything the app wrote until the sandbox closed the pipe. Caller frees. */
+static char *read_output(Run *r)
+{
+        char *buf = NULL;
+        size_t n = 0;
+
+        ck_assert_int_eq(read_full_fd(r->out[0], OUTPUT_MAX, &buf, &n), 0);
+        return buf;
+}
+
+/* Reads one line (without the newline) from the app's output. */
+static void read_line(Run *r, char *buf, size_t size)
+{
+        size_t n = 0;
+
+        while (n + 1 < size) {
+                ssize_t k = read(r->out[0], buf + n, 1);
+
+                ck_assert_msg(k == 1, "read a line from the app: %s",
+                              k < 0 ? strerror(errno) : "EOF");
+                if (buf[n] == '\n')
+                        break;
+                n++;
+        }
+        buf[n] = 0;
+}
+
+static SandboxExit run_wait(Sandbox *s)
+{
+        SandboxExit e = {};
+
+        ck_assert_int_eq(sandbox_wait(s, &e), 0);
+        ck_assert(s->exited);
+        return e;
+}
+
+/* The test process has no child left: nothing spawned survived, nothing is unreaped. */
+static void assert_no_children(void)
+{
+        errno = 0;
+        ck_assert_int_eq(waitpid(-1, NULL, WNOHANG), -1);
+        ck_assert_int_eq(errno, ECHILD);
+}
+
+/* Spawns r->spec expecting it to fail with r_expected (a negative errno) at step, with
+ * detail_has (if not NULL) in the detail; then nothing of it may be left. */
+static void expect_spawn_fail(Run *r, int r_expected, SandboxStep step, const char *detail_has)
+{
+        SandboxError err = {.step = _SANDBOX_STEP_MAX, .error = -1};
+        Sandbox *s = NULL;
+        int k = sandbox_spawn(&r->spec, &s, &err);
+
+        r->out[1] = safe_close(r->out[1]);
+        ck_assert_msg(k == r_expected, "sandbox_spawn gave %d (%s at %s: %s), expected %d", k,
+                      strerror(-k), sandbox_step_to_string(err.step), err.detail, r_expected);
+        ck_assert_ptr_null(s);
+        ck_assert_msg(err.step == step, "step %s, expected %s (%s)",
+                      sandbox_step_to_string(err.step), sandbox_step_to_string(step), err.detail);
+        ck_assert_int_eq(err.error, -r_expected);
+        ck_assert_msg(err.detail[0], "no detail");
+        if (detail_has)
+                ck_assert_msg(strstr(err.detail, detail_has), "detail \"%s\" does not name %s",
+                              err.detail, detail_has);
+        assert_no_children();
+}
+
+/* pid's children (host pids) from /proc/<pid>/task/<pid>/children; returns how many. */
+static size_t children_of(pid_t pid, pid_t *ret, size_t max)
+{
+        _cleanup_free_ char *path = NULL, *text = NULL;
+        size_t n = 0;
+        char *p, *end;
+
+        ck_assert_int_ge(asprintf(&path, "/proc/%d/task/%d/children", (int)pid, (int)pid), 0);
+        ck_assert_int_eq(read_file_at(AT_FDCWD, path, 4096, &text, NULL), 0);
+        for (p = text; n < max; p = end) {
+                long v = strtol(p, &end, 10);
+
+                if (end == p)
+                        break;
+                ret[n++] = (pid_t)v;
+        }
+        return n;
+}
+
+/* The state letter of /proc/<pid>/stat, or 0 if the process is gone. */
+static char proc_state(pid_t pid)
+{
+        _cleanup_free_ char *path = NULL, *text = NULL;
+        char *p;
+
+        ck_assert_int_ge(asprintf(&path, "/proc/%d/stat", (int)pid), 0);
+        if (read_file_at(AT_FDCWD, path, 4096, &text, NULL) < 0)
+                return 0;
+        p = strrchr(text, ')'); /* comm may hold spaces and parentheses */
+        ck_assert_ptr_nonnull(p);
+        return p[2];
+}
+
+/* ---- tests -------------------------------------------------------------------------- */
+
+START_TEST(test_exit_status)
+{
+        _cleanup_(sandbox_freep) Sandbox *s = NULL;
+        _cleanup_free_ char *out = NULL;
+        SandboxExit e;
+        Run r;
+
+        REQUIRE_ROOT();
+        run_init(&r, 1, "/bin/sh", "-c", "echo ok; exit 3", NULL);
+        s = run_spawn(&r);
+        /* init is 1 in the sandbox's pid namespace; the app is its first child. */
+        ck_assert_int_eq(s->app_pid, 2);
+        ck_assert_int_gt(s->pid, 1);
+        ck_assert_int_ge(s->pidfd, 0);
+        ck_assert_ptr_null(s->cgroup);
+        out = read_output(&r);
+        ck_assert_str_eq(out, "ok\n");
+        e = run_wait(s);
+        ck_assert_int_eq(e.code, CLD_EXITED);
+        ck_assert_int_eq(e.status, 3);
+        ck_assert(!e.oom_killed);
+        ck_assert_uint_eq(e.oom_kills, 0);
+        /* Waiting again gives the same answer, and init is reaped. */
+        e = (SandboxExit){};
+        ck_assert_int_eq(sandbox_wait(s, &e), 0);
+        ck_assert_int_eq(e.code, CLD_EXITED);
+        ck_assert_int_eq(e.status, 3);
+        ck_assert_int_eq(sandbox_process(s), 1);
+        ck_assert_int_eq(sandbox_signal(s, SIGTERM), -ESRCH);
+        assert_no_children();
+        run_done(&r);
+}
+END_TEST
+
+START_TEST(test_identity)
+{
+        _cleanup_(sandbox_freep) Sandbox *s = NULL;
+        _cleanup_free_ char *out = NULL;
+        unsigned inside, outside, count, ginside, goutside, gcount;
+        char uid[32], gid[32], host[80];
+        SandboxExit e;
+        Run r;
+
+        REQUIRE_ROOT();
+        write_script("identity.sh",
+                     "id -u; id -g; hostname; cat /proc/self/uid_map; cat /proc/self/gid_map",
+                     0755);
+        run_init(&r, 2, "identity.sh", NULL);
+        s = run_spawn(&r);
+        out = read_output(&r);
+        e = run_wait(s);
+        ck_assert_msg(e.code == CLD_EXITED && e.status == 0, "exit %d/%d, output:\n%s", e.code,
+                      e.status, out);
+        /* uid_map lines are padded with spaces: compare the numbers. */
+        ck_assert_msg(sscanf(out, "%31s %31s %79s %u %u %u %u %u %u", uid, gid, host, &inside,
+                             &outside, &count, &ginside, &goutside, &gcount) == 9,
+                      "output:\n%s", out);
+        ck_assert_str_eq(uid, "1000");
+        ck_assert_str_eq(gid, "1000");
+        ck_assert_str_eq(host, TEST_HOSTNAME);
+        ck_assert_uint_eq(inside, SANDBOX_UID);
+        ck_assert_uint_eq(outside, TEST_HOST_UID(2));
+        ck_assert_uint_eq(count, 1);
+        ck_assert_uint_eq(ginside, SANDBOX_GID);
+        ck_assert_uint_eq(goutside, TEST_HOST_UID(2));
+        ck_assert_uint_eq(gcount, 1);
+        run_done(&r);
+}
+END_TEST
+
+START_TEST(test_killed_by_signal)
+{
+        _cleanup_(sandbox_freep) Sandbox *s = NULL;
+        SandboxExit e;
+        Run r;
+
+        REQUIRE_ROOT();
+        write_script("suicide.sh", "kill -KILL $$; echo survived", 0755);
+        run_init(&r, 3, "suicide.sh", NULL);
+        s = run_spawn(&r);
+        e = run_wait(s);
+        ck_assert_int_eq(e.code, CLD_KILLED);
+        ck_assert_int_eq(e.status, SIGKILL);
+        ck_assert(!e.oom_killed); /* killed, but not by the OOM killer */
+        ck_assert_uint_eq(e.oom_kills, 0);
+        {
+                _cleanup_free_ char *out = read_output(&r);
+
+                ck_assert_str_eq(out, "");
+        }
+        run_done(&r);
+}
+END_TEST
+
+START_TEST(test_signal_forwarded)
+{
+        _cleanup_(sandbox_freep) Sandbox *s = NULL;
+        char line[64];
+        SandboxExit e;
+        Run r;
+
+        REQUIRE_ROOT();
+        /* dash's wait builtin returns at once on a trapped signal; a foreground
+         * sleep would delay the trap until it finished. */
+        write_script("trap.sh", "trap 'echo got TERM; exit 5' TERM\necho ready\nsleep 100 &\nwait",
+                     0755);
+        run_init(&r, 4, "trap.sh", NULL);
+        s = run_spawn(&r);
+        read_line(&r, line, sizeof line);
+        ck_assert_str_eq(line, "ready");
+        ck_assert_int_eq(sandbox_process(s), 0); /* still running */
+        ck_assert_int_eq(sandbox_signal(s, SIGTERM), 0);
+        e = run_wait(s);
+        ck_assert_int_eq(e.code, CLD_EXITED);
+        ck_assert_int_eq(e.status, 5);
+        read_line(&r, line, sizeof line);
+        ck_assert_str_eq(line, "got TERM");
+        ck_assert_int_eq(sandbox_signal(s, SIGTERM), -ESRCH);
+        run_done(&r);
+}
+END_TEST
+
+START_TEST(test_free_kills_running_app)
+{
+        Sandbox *s;
+        pid_t init, kids[8];
+        char st;
+        Run r;
+
+        REQUIRE_ROOT();
+        run_init(&r, 5, "/bin/sleep", "100", NULL);
+        s = run_spawn(&r);
+        init = s->pid;
+        /* The app was exec'ed before sandbox_spawn returned: it is init's only child. */
+        ck_assert_uint_eq(children_of(init, kids, ELEMENTSOF(kids)), 1);
+        st = proc_state(kids[0]);
+        ck_assert_msg(st == 'S' || st == 'R', "app state %c", st);
+        ck_assert_int_eq(sandbox_process(s), 0);
+
+        s = sandbox_free(s);
+        ck_assert_ptr_null(s);
+        /* Both gone: no process, no zombie (init is reaped, and a pid namespace's
+         * init reaps everything in it before it exits). */
+        st = proc_state(kids[0]);
+        ck_assert_msg(st == 0, "app %d still there, state %c", (int)kids[0], st);
+        ck_assert_int_eq(proc_state(init), 0);
+        assert_no_children();
+        ck_assert_ptr_null(sandbox_free(NULL));
+        run_done(&r);
+}
+END_TEST
+
+START_TEST(test_fail_bind_source)
+{
+        _cleanup_free_ char *missing = NULL;
+        SandboxBind binds[2];
+        Run r;
+
+        REQUIRE_ROOT();
+        ck_assert_int_ge(asprintf(&missing, "%s/does-not-exist", app_dir), 0);
+        run_init(&r, 6, "/bin/true", NULL);
+        binds[0] = r.bind;
+        binds[1] = (SandboxBind){.source = missing, .target = "/missing"};
+        r.spec.binds = binds;
+        r.spec.n_binds = 2;
+        expect_spawn_fail(&r, -ENOENT, SANDBOX_STEP_MOUNT, missing);
+
+        /* The same bind marked optional is skipped. */
+        binds[1].flags = SANDBOX_BIND_OPTIONAL;
+        {
+                _cleanup_(sandbox_freep) Sandbox *s = run_spawn(&r);
+                SandboxExit e = run_wait(s);
+
+                ck_assert_int_eq(e.code, CLD_EXITED);
+                ck_assert_int_eq(e.status, 0);
+        }
+        run_done(&r);
+}
+END_TEST
+
+START_TEST(test_fail_exec_missing)
+{
+        Run r;
+
+        REQUIRE_ROOT();
+        run_init(&r, 7, "not-there.sh", NULL);
+        expect_spawn_fail(&r, -ENOENT, SANDBOX_STEP_EXEC, "/app/not-there.sh");
+        run_done(&r);
+}
+END_TEST
+
+START_TEST(test_fail_exec_not_executable)
+{
+        Run r;
+
+        REQUIRE_ROOT();
+        write_script("noexec.sh", "echo should not run", 0644);
+        run_init(&r, 8, "noexec.sh", NULL);
+        expect_spawn_fail(&r, -EACCES, SANDBOX_STEP_EXEC, "/app/noexec.sh");
+        {
+                _cleanup_free_ char *out = NULL;
+
+                out = read_output(&r);
+                ck_assert_str_eq(out, "");
+        }
+        run_done(&r);
+}
+END_TEST
+
+START_TEST(test_fail_prepare)
+{
+        struct rlimit rl;
+        Run r;
+
+        REQUIRE_ROOT();
+        run_init(&r, 9, "/bin/true", NULL);
+        r.spec.seccomp = NULL;
+        expect_spawn_fail(&r, -EINVAL, SANDBOX_STEP_PREPARE, "seccomp");
+        run_done(&r);
+
+        run_init(&r, 9, "/bin/true", NULL);
+        r.spec.host_uid = 0;
+        expect_spawn_fail(&r, -EINVAL, SANDBOX_STEP_PREPARE, "root");
+        run_done(&r);
+
+        run_init(&r, 9, "/bin/true", NULL);
+        r.spec.host_gid = 0;
+        expect_spawn_fail(&r, -EINVAL, SANDBOX_STEP_PREPARE, "root");
+        run_done(&r);
+
+        run_init(&r, 9, "/bin/true", NULL);
+        r.spec.exec_path = "app/relative";
+        expect_spawn_fail(&r, -EINVAL, SANDBOX_STEP_PREPARE, NULL);
+        run_done(&r);
+
+        run_init(&r, 9, "/bin/true", NULL);
+        r.spec.hostname = "";
+        expect_spawn_fail(&r, -EINVAL, SANDBOX_STEP_PREPARE, "hostname");
+        run_done(&r);
+
+        ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+        if (rl.rlim_max == RLIM_INFINITY) {
+                printf("SKIP: %s: RLIMIT_NOFILE has no hard limit to exceed\n", TEST_NAME);
+                return;
+        }
+        run_init(&r, 9, "/bin/true", NULL);
+        r.spec.rlimit_nofile = (uint64_t)rl.rlim_max + 1;
+        expect_spawn_fail(&r, -EPERM, SANDBOX_STEP_PREPARE, "limit");
+        run_done(&r);
+}
+END_TEST
+
+START_TEST(test_oom_cgroup)
+{
+        static const char *const ctrls[] = {"", "memory", "pids", "cpu", "freezer"};
+        _cleanup_(manager_freep) CgroupManager *m = NULL;
+        char *paths[ELEMENTSOF(ctrls)] = {};
+        Sandbox *s;
+        SandboxExit e;
+        size_t n_paths = 0;
+        struct stat st;
+        Run r;
+        int k;
+
+        REQUIRE_ROOT();
+        k = cgroup_manager_new("/sys/fs/cgroup", CGROUP_MODE_AUTO, NULL, &m);
+        if (k < 0) {
+                printf("SKIP: %s: no cgroup hierarchy: %s\n", TEST_NAME, strerror(-k));
+                return;
+        }
+
+        /* First a python that fits: the limit leaves room to start the interpreter, so
+         * the kill below is the allocation's doing. */
+        run_init(&r, 10, "/usr/bin/python3", "-c", "b = bytearray(b'x') * (1 << 20); print('ok')",
+                 NULL);
+        r.spec.cgroups = m;
+        r.spec.cgroup_label = "t-sandbox-oom";
+        r.spec.limits.memory_max = 16 * MiB;
+        s = run_spawn(&r);
+        ck_assert_ptr_nonnull(s->cgroup);
+        e = run_wait(s);
+        {
+                _cleanup_free_ char *out = read_output(&r);
+
+                ck_assert_msg(e.code == CLD_EXITED && e.status == 0, "exit %d/%d, output:\n%s",
+                              e.code, e.status, out);
+                ck_assert_str_eq(out, "ok\n");
+        }
+        ck_assert(!e.oom_killed);
+        s = sandbox_free(s);
+        run_done(&r);
+
+        run_init(&r, 10, "/usr/bin/python3", "-c", "b = bytearray(b'x') * (256 << 20)", NULL);
+        r.spec.cgroups = m;
+        r.spec.cgroup_label = "t-sandbox-oom";
+        r.spec.limits.memory_max = 16 * MiB;
+        s = run_spawn(&r);
+        ck_assert_ptr_nonnull(s->cgroup);
+        for (size_t i = 0; i < ELEMENTSOF(ctrls); i++) {
+                const char *p = cgroup_path(s->cgroup, ctrls[i]);
+
+                if (!p)
+                        continue;
+                ck_assert_msg(stat(p, &st) == 0 && S_ISDIR(st.st_mode), "leaf %s: %m", p);
+                paths[n_paths] = strdup(p);
+                ck_assert_ptr_nonnull(paths[n_paths]);
+                n_paths++;
+        }
+        ck_assert_uint_gt(n_paths, 0);
+        e = run_wait(s);
+        ck_assert_int_eq(e.code, CLD_KILLED);
+        ck_assert_int_eq(e.status, SIGKILL);
+        ck_assert(e.oom_killed);
+        ck_assert_uint_ge(e.oom_kills, 1);
+
+        s = sandbox_free(s);
+        for (size_t i = 0; i < n_paths; i++) {
+                errno = 0;
+                ck_assert_msg(stat(paths[i], &st) < 0 && errno == ENOENT, "leaf %s left behind",
+                              paths[i]);
+                free(paths[i]);
+        }
+        assert_no_children();
+        run_done(&r);
+}
+END_TEST
+
+START_TEST(test_fds)
+{
+        _cleanup_(sandbox_freep) Sandbox *s = NULL;
+        _cleanup_free_ char *out = NULL;
+        int extra[4], p[2];
+        SandboxExit e;
+        Run r;
+
+        REQUIRE_ROOT();
+        /* Inheritable fds of the caller, which must not reach the app. */
+        for (size_t i = 0; i < 2; i++) {
+                extra[i] = open("/dev/null", O_RDONLY);
+                ck_assert_int_ge(extra[i], 0);
+        }
+        ck_assert_int_eq(pipe(p), 0);
+        extra[2] = p[0];
+        extra[3] = p[1];
+
+        run_init(&r, 11, "/bin/ls", "/proc/self/fd", NULL);
+        r.spec.channel_fd = -1;
+        s = run_spawn(&r);
+        out = read_output(&r);
+        e = run_wait(s);
+        ck_assert_msg(e.code == CLD_EXITED && e.status == 0, "exit %d/%d", e.code, e.status);
+        /* 0-2, and 3: the directory ls itself has open while listing. */
+        ck_assert_str_eq(out, "0\n1\n2\n3\n");
+        for (size_t i = 0; i < ELEMENTSOF(extra); i++)
+                close(extra[i]);
+        run_done(&r);
+}
+END_TEST
+
+START_TEST(test_rlimits)
+{
+        _cleanup_(sandbox_freep) Sandbox *s = NULL;
+        _cleanup_free_ char *out = NULL;
+        struct rlimit rl;
+        SandboxExit e;
+        Run r;
+
+        REQUIRE_ROOT();
+        /* head's first write of 8192 bytes is cut short at the limit (4096 written);
+         * its second write, at the limit, raises SIGXFSZ (25), which kills it: dash
+         * says so on stderr and gives 128 + 25. The file keeps the first 4096 bytes. */
+        write_script("limits.sh",
+                     "ulimit -n; ulimit -Hn\n"
+                     "head -c 8192 /dev/zero > /tmp/x\n"
+                     "echo status $?\n"
+                     "wc -c < /tmp/x",
+                     0755);
+        run_init(&r, 12, "limits.sh", NULL);
+        r.spec.rlimit_nofile = 64;
+        r.spec.rlimit_fsize = 4096;
+        s = run_spawn(&r);
+        out = read_output(&r);
+        e = run_wait(s);
+        ck_assert_msg(e.code == CLD_EXITED && e.status == 0, "exit %d/%d, output:\n%s", e.code,
+                      e.status, out);
+        ck_assert_str_eq(out, "64\n64\nFile size limit exceeded\nstatus 153\n4096\n");
+        s = sandbox_free(s);
+        free(TAKE_PTR(out));
+        run_done(&r);
+
+        /* At the bound: the caller's own hard limit is allowed. */
+        ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+        if (rl.rlim_max == RLIM_INFINITY || rl.rlim_max > 1u << 20)
+                return;
+        run_init(&r, 12, "/bin/sh", "-c", "ulimit -n", NULL);
+        r.spec.rlimit_nofile = rl.rlim_max;
+        s = run_spawn(&r);
+        out = read_output(&r);
+        e = run_wait(s);
+        ck_assert_int_eq(e.code, CLD_EXITED);
+        ck_assert_int_eq(e.status, 0);
+        ck_assert_uint_eq(strtoull(out, NULL, 10), rl.rlim_max);
+        run_done(&r);
+}
+END_TEST
+
+int main(void)
+{
+        Suite *suite = suite_create("sandbox");
+        TCase *tc = tcase_create("spawn");
+        SRunner *sr;
+        int failed;
+
+        tcase_add_unchecked_fixture(tc, setup, teardown);
+        tcase_set_timeout(tc, 60);
+        tcase_add_test(tc, test_exit_status);
+        tcase_add_test(tc, test_identity);
+        tcase_add_test(tc, test_killed_by_signal);
+        tcase_add_test(tc, test_signal_forwarded);
+        tcase_add_test(tc, test_free_kills_running_app);
+        tcase_add_test(tc, test_fail_bind_source);
+        tcase_add_test(tc, test_fail_exec_missing);
+        tcase_add_test(tc, test_fail_exec_not_executable);
+        tcase_add_test(tc, test_fail_prepare);
+        tcase_add_test(tc, test_oom_cgroup);
+        tcase_add_test(tc, test_fds);
+        tcase_add_test(tc, test_rlimits);
+        suite_add_tcase(suite, tc);
+
+        sr = srunner_create(suite);
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

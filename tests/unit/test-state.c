@@ -1,0 +1,481 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * State directory tests: uid allocation in state.db (lowest free uid in the range,
+ * kept across reopening, serialised between processes), the per-app data directory,
+ * and what state_open refuses. Each test works in its own temporary directory. Only
+ * the data directory's owner needs root; as another user that one assertion is
+ * skipped with a printed "SKIP: <reason>".
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "base/macro.h"
+#include "supervisor/state.h"
+
+/* Any range will do: the registry only records numbers (no chown but the data dir). */
+#define BASE ((uid_t)0x70000000u)
+
+static char top_dir[] = "/tmp/test-state-XXXXXX";
+
+/* ---- helpers ------------------------------------------------------------------------ */
+
+/* The running test's name for messages (its function is <name>_fn). */
+#define TEST_NAME tcase_name()
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+        (void)st;
+        (void)flag;
+        (void)ftw;
+        (void)remove(path);
+        return 0;
+}
+
+static void setup(void)
+{
+        if (!mkdtemp(top_dir)) {
+                fprintf(stderr, "mkdtemp %s: %m\n", top_dir);
+                abort();
+        }
+}
+
+static void teardown(void)
+{
+        (void)nftw(top_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* A fresh path under the suite's directory that does not exist yet. Caller frees. */
+static char *new_state_path(const char *name)
+{
+        char *p;
+
+        ck_assert_int_ge(asprintf(&p, "%s/%s", top_dir, name), 0);
+        ck_assert_int_eq(access(p, F_OK), -1);
+        return p;
+}
+
+static uid_t app_uid(State *s, const char *id)
+{
+        uid_t uid = (uid_t)-1;
+        int r = state_app_uid(s, id, &uid);
+
+        ck_assert_msg(r == 0, "state_app_uid(%s): %s", id, strerror(-r));
+        return uid;
+}
+
+/* Runs sql on path's state.db directly, as another tool (or a bug) might. */
+static void db_sql(const char *path, const char *sql)
+{
+        _cleanup_free_ char *db = NULL;
+        sqlite3 *h = NULL;
+        char *msg = NULL;
+        int r;
+
+        ck_assert_int_ge(asprintf(&db, "%s/state.db", path), 0);
+        ck_assert_int_eq(sqlite3_open(db, &h), SQLITE_OK);
+        r = sqlite3_exec(h, sql, NULL, NULL, &msg);
+        ck_assert_msg(r == SQLITE_OK, "%s: %s", sql, msg ? msg : "?");
+        sqlite3_free(msg);
+        ck_assert_int_eq(sqlite3_close(h), SQLITE_OK);
+}
+
+/* ---- tests -------------------------------------------------------------------------- */
+
+START_TEST(test_alloc)
+{
+        _cleanup_(state_freep) State *s = NULL;
+        _cleanup_free_ char *path = new_state_path("alloc");
+        _cleanup_free_ char *db = NULL;
+        struct stat st;
+        uid_t uid = 0;
+
+        ck_assert_int_eq(state_open(path, BASE, 16, &s), 0);
+        ck_assert_str_eq(state_path(s), path);
+        ck_assert_int_eq(stat(path, &st), 0);
+        ck_assert_uint_eq(st.st_mode & 07777, 0711);
+        ck_assert_int_ge(asprintf(&db, "%s/state.db", path), 0);
+        ck_assert_int_eq(stat(db, &st), 0);
+        ck_assert_uint_eq(st.st_mode & 07777, 0600);
+
+        ck_assert_uint_eq(app_uid(s, "org.example.first"), BASE);
+        ck_assert_uint_eq(app_uid(s, "org.example.second"), BASE + 1);
+        ck_assert_uint_eq(app_uid(s, "org.example.first"), BASE);
+        ck_assert_uint_eq(app_uid(s, "org.example.second"), BASE + 1);
+        ck_assert_uint_eq(app_uid(s, "org.example.third"), BASE + 2);
+        /* Ids are compared exactly. */
+        ck_assert_int_eq(state_app_uid(s, "org.example.First", &uid), 0);
+        ck_assert_uint_eq(uid, BASE + 3);
+}
+END_TEST
+
+START_TEST(test_range_full)
+{
+        _cleanup_(state_freep) State *s = NULL;
+        _cleanup_free_ char *path = new_state_path("full");
+        uid_t uid = 12345;
+
+        ck_assert_int_eq(state_open(path, BASE, 2, &s), 0);
+        ck_assert_uint_eq(app_uid(s, "org.example.a"), BASE);
+        ck_assert_uint_eq(app_uid(s, "org.example.b"), BASE + 1);
+        ck_assert_int_eq(state_app_uid(s, "org.example.c", &uid), -ENOSPC);
+        ck_assert_uint_eq(uid, 12345); /* untouched on failure */
+        ck_assert_int_eq(state_app_uid(s, "org.example.d", &uid), -ENOSPC);
+        /* Apps that have a uid keep getting it. */
+        ck_assert_uint_eq(app_uid(s, "org.example.a"), BASE);
+        ck_assert_uint_eq(app_uid(s, "org.example.b"), BASE + 1);
+}
+END_TEST
+
+START_TEST(test_gap_reused)
+{
+        _cleanup_(state_freep) State *s = NULL;
+        _cleanup_free_ char *path = new_state_path("gap");
+        uid_t uid;
+
+        ck_assert_int_eq(state_open(path, BASE, 4, &s), 0);
+        ck_assert_uint_eq(app_uid(s, "org.example.a"), BASE);
+        ck_assert_uint_eq(app_uid(s, "org.example.b"), BASE + 1);
+        ck_assert_uint_eq(app_uid(s, "org.example.c"), BASE + 2);
+
+        /* A hole in the middle is the lowest free uid, before the untouched top. */
+        db_sql(path, "DELETE FROM apps WHERE id = 'org.example.b'");
+        ck_assert_uint_eq(app_uid(s, "org.example.d"), BASE + 1);
+        ck_assert_uint_eq(app_uid(s, "org.example.e"), BASE + 3);
+        ck_assert_int_eq(state_app_uid(s, "org.example.f", &uid), -ENOSPC);
+
+        /* A hole at the base itself, then two holes: lowest first. */
+        db_sql(path, "DELETE FROM apps WHERE id IN ('org.example.a', 'org.example.c')");
+        ck_assert_uint_eq(app_uid(s, "org.example.g"), BASE);
+        ck_assert_uint_eq(app_uid(s, "org.example.h"), BASE + 2);
+        ck_assert_int_eq(state_app_uid(s, "org.example.f", &uid), -ENOSPC);
+        ck_assert_uint_eq(app_uid(s, "org.example.d"), BASE + 1);
+}
+END_TEST
+
+START_TEST(test_out_of_range_rows)
+{
+        _cleanup_(state_freep) State *s = NULL;
+        _cleanup_free_ char *path = new_state_path("outside");
+        uid_t uid;
+
+        /* Rows below and above the range (from an older range) do not count. */
+        ck_assert_int_eq(state_open(path, BASE, 2, &s), 0);
+        db_sql(path, "INSERT INTO apps (id, uid) VALUES ('org.example.low', 1879048191),"
+                     " ('org.example.high', 1879048194)");
+        ck_assert_uint_eq(app_uid(s, "org.example.a"), BASE);
+        ck_assert_uint_eq(app_uid(s, "org.example.b"), BASE + 1);
+        ck_assert_int_eq(state_app_uid(s, "org.example.c", &uid), -ENOSPC);
+        ck_assert_uint_eq(app_uid(s, "org.example.low"), BASE - 1);
+}
+END_TEST
+
+START_TEST(test_reopen)
+{
+        _cleanup_free_ char *path = new_state_path("reopen");
+        State *s = NULL;
+
+        ck_assert_int_eq(state_open(path, BASE, 8, &s), 0);
+        ck_assert_uint_eq(app_uid(s, "org.example.a"), BASE);
+        ck_assert_uint_eq(app_uid(s, "org.example.b"), BASE + 1);
+        s = state_free(s);
+        ck_assert_ptr_null(s);
+
+        ck_assert_int_eq(state_open(path, BASE, 8, &s), 0);
+        ck_assert_uint_eq(app_uid(s, "org.example.b"), BASE + 1);
+        ck_assert_uint_eq(app_uid(s, "org.example.a"), BASE);
+        ck_assert_uint_eq(app_uid(s, "org.example.c"), BASE + 2);
+        s = state_free(s);
+
+        /* A new range: old apps keep their uid, new ones come from the new range. */
+        ck_assert_int_eq(state_open(path, BASE + 1000, 8, &s), 0);
+        ck_assert_uint_eq(app_uid(s, "org.example.a"), BASE);
+        ck_assert_uint_eq(app_uid(s, "org.example.c"), BASE + 2);
+        ck_assert_uint_eq(app_uid(s, "org.example.d"), BASE + 1000);
+        s = state_free(s);
+        ck_assert_ptr_null(state_free(NULL));
+}
+END_TEST
+
+#define N_CONCURRENT 8
+
+START_TEST(test_concurrent)
+{
+        _cleanup_free_ char *path = new_state_path("concurrent");
+        _cleanup_(state_freep) State *s = NULL;
+        uid_t uids[N_CONCURRENT];
+        int go[2], res[2];
+        pid_t pids[N_CONCURRENT];
+
+        /* All open the same state, which none of them has created yet, and allocate
+         * at once: the schema and every uid are written by whoever gets the lock,
+         * the others wait in the busy timeout. The range has exactly one uid each,
+         * so a lost update shows as a failure or a duplicate. */
+        ck_assert_int_eq(pipe2(go, O_CLOEXEC), 0);
+        ck_assert_int_eq(pipe2(res, O_CLOEXEC), 0);
+        for (int i = 0; i < N_CONCURRENT; i++) {
+                pids[i] = fork();
+                ck_assert_int_ge(pids[i], 0);
+                if (pids[i] == 0) {
+                        State *c = NULL;
+                        char id[64], b;
+                        uid_t uid;
+                        int r;
+
+                        close(go[1]);
+                        if (read(go[0], &b, 1) != 0) /* EOF: go */
+                                _exit(90);
+                        snprintf(id, sizeof id, "org.example.app%d", i);
+                        r = state_open(path, BASE, N_CONCURRENT, &c);
+                        if (r < 0)
+                                _exit(100 + (-r & 0x3f));
+                        r = state_app_uid(c, id, &uid);
+                        if (r < 0)
+                                _exit(150 + (-r & 0x3f));
+                        if (write(res[1], &uid, sizeof uid) != sizeof uid)
+                                _exit(91);
+                        state_free(c);
+                        _exit(0);
+                }
+        }
+        close(go[0]);
+        close(go[1]); /* all go */
+        close(res[1]);
+        for (int i = 0; i < N_CONCURRENT; i++) {
+                int status;
+
+                ck_assert_int_eq(waitpid(pids[i], &status, 0), pids[i]);
+                ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                              "child %d: status 0x%x", i, status);
+        }
+        for (int i = 0; i < N_CONCURRENT; i++)
+                ck_assert_int_eq(read(res[0], &uids[i], sizeof uids[i]), sizeof uids[i]);
+        close(res[0]);
+
+        for (int i = 0; i < N_CONCURRENT; i++) {
+                ck_assert_uint_ge(uids[i], BASE);
+                ck_assert_uint_lt(uids[i], BASE + N_CONCURRENT);
+                for (int j = 0; j < i; j++)
+                        ck_assert_uint_ne(uids[i], uids[j]);
+        }
+        /* And that is what the registry says. */
+        ck_assert_int_eq(state_open(path, BASE, N_CONCURRENT, &s), 0);
+        for (int i = 0; i < N_CONCURRENT; i++) {
+                char id[64];
+                uid_t uid;
+                bool found = false;
+
+                snprintf(id, sizeof id, "org.example.app%d", i);
+                uid = app_uid(s, id);
+                for (int j = 0; j < N_CONCURRENT; j++)
+                        found = found || uids[j] == uid;
+                ck_assert_msg(found, "%s has uid %u, which no child got", id, (unsigned)uid);
+        }
+}
+END_TEST
+
+START_TEST(test_data_dir)
+{
+        _cleanup_(state_freep) State *s = NULL;
+        _cleanup_free_ char *path = new_state_path("data");
+        _cleanup_free_ char *dir = NULL, *dir2 = NULL, *want = NULL, *app = NULL;
+        bool root = geteuid() == 0;
+        struct stat st;
+        uid_t uid;
+
+        ck_assert_int_eq(state_open(path, BASE, 16, &s), 0);
+        /* As another user, only our own uid can be the owner. */
+        uid = root ? app_uid(s, "org.example.notes") : getuid();
+        ck_assert_int_eq(state_app_data_dir(s, "org.example.notes", uid, &dir), 0);
+        ck_assert_int_ge(asprintf(&want, "%s/apps/org.example.notes/data", path), 0);
+        ck_assert_str_eq(dir, want);
+        ck_assert_int_eq(lstat(dir, &st), 0);
+        ck_assert(S_ISDIR(st.st_mode));
+        ck_assert_uint_eq(st.st_mode & 07777, 0700);
+        ck_assert_int_ge(asprintf(&app, "%s/apps/org.example.notes", path), 0);
+        {
+                struct stat sa;
+
+                ck_assert_int_eq(stat(app, &sa), 0);
+                ck_assert_uint_eq(sa.st_mode & 07777, 0711);
+        }
+        if (!root) {
+                printf("SKIP: %s: owner uid:uid of the data dir needs root to chown\n", TEST_NAME);
+                return;
+        }
+        ck_assert_uint_eq(st.st_uid, uid);
+        ck_assert_uint_eq(st.st_gid, uid);
+
+        /* An existing directory with the wrong owner is corrected. */
+        ck_assert_int_eq(chown(dir, 0, 0), 0);
+        ck_assert_int_eq(state_app_data_dir(s, "org.example.notes", uid, &dir2), 0);
+        ck_assert_str_eq(dir2, dir);
+        ck_assert_int_eq(lstat(dir, &st), 0);
+        ck_assert_uint_eq(st.st_uid, uid);
+        ck_assert_uint_eq(st.st_gid, uid);
+        ck_assert_uint_eq(st.st_mode & 07777, 0700);
+}
+END_TEST
+
+START_TEST(test_data_dir_bad_id)
+{
+        static const char *const bad[] = {
+                "../x",
+                "..",
+                "x",
+                "",
+                "org.example/../../x",
+                "org/example",
+                ".org.example",
+                "org..example",
+                "org.example.",
+                "1org.example",
+                "org.example notes",
+        };
+        _cleanup_(state_freep) State *s = NULL;
+        _cleanup_free_ char *path = new_state_path("badid");
+        _cleanup_free_ char *escaped = NULL;
+
+        ck_assert_int_eq(state_open(path, BASE, 16, &s), 0);
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                char *dir = (char *)0x1;
+
+                uid_t uid = 12345;
+
+                ck_assert_msg(state_app_data_dir(s, bad[i], getuid(), &dir) == -EINVAL, "id \"%s\"",
+                              bad[i]);
+                ck_assert_ptr_eq(dir, (char *)0x1); /* untouched */
+                /* And no uid is ever recorded for it. */
+                ck_assert_msg(state_app_uid(s, bad[i], &uid) == -EINVAL, "uid for id \"%s\"",
+                              bad[i]);
+                ck_assert_uint_eq(uid, 12345);
+        }
+        ck_assert_int_eq(state_app_data_dir(s, NULL, getuid(), &(char *){NULL}), -EINVAL);
+
+        /* At the bound: 128 bytes is an id, 129 is not (MANIFEST_ID_MAX). */
+        {
+                _cleanup_free_ char *dir = NULL;
+                char id[130];
+
+                memset(id, 'a', 63);
+                id[63] = '.';
+                memset(id + 64, 'b', 62);
+                memcpy(id + 126, ".c", 3);
+                ck_assert_uint_eq(strlen(id), 128);
+                ck_assert_int_eq(state_app_data_dir(s, id, getuid(), &dir), 0);
+                memcpy(id + 126, "b.c", 4);
+                ck_assert_uint_eq(strlen(id), 129);
+                ck_assert_int_eq(state_app_data_dir(s, id, getuid(), &(char *){NULL}), -EINVAL);
+        }
+        /* Nothing was created for "../x" next to apps/. */
+        ck_assert_int_ge(asprintf(&escaped, "%s/x", path), 0);
+        ck_assert_int_eq(access(escaped, F_OK), -1);
+}
+END_TEST
+
+START_TEST(test_bad_range)
+{
+        static const struct {
+                uid_t base;
+                uint32_t count;
+                int r;
+        } cases[] = {
+                {BASE, 0, -EINVAL},
+                {0, 16, -EINVAL},
+                {0, 0, -EINVAL},
+                {0xFFFFFFFFu, 1, -EINVAL},
+                {0xFFFFFFF0u, 0x20, -EINVAL},
+                {1, UINT32_MAX, -EINVAL},
+                /* The top: (uid_t)-1 and -2 are never valid uids (systemd). */
+                {0xFFFFFFFDu, 2, -EINVAL},
+                {0xFFFFFFFEu, 1, -EINVAL},
+                {0xFFFFFFFDu, 1, 0},
+                {1, 0xFFFFFFFDu, 0},
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *path = NULL;
+                State *s = (State *)0x1;
+                int r;
+
+                ck_assert_int_ge(asprintf(&path, "%s/range-%zu", top_dir, i), 0);
+                r = state_open(path, cases[i].base, cases[i].count, &s);
+                ck_assert_msg(r == cases[i].r, "base %#x count %#x: %d, expected %d",
+                              (unsigned)cases[i].base, (unsigned)cases[i].count, r, cases[i].r);
+                if (r < 0) {
+                        ck_assert_ptr_eq(s, (State *)0x1);
+                        ck_assert_int_eq(access(path, F_OK), -1); /* nothing created */
+                        continue;
+                }
+                ck_assert_uint_eq(app_uid(s, "org.example.top"), cases[i].base);
+                s = state_free(s);
+        }
+}
+END_TEST
+
+START_TEST(test_newer_schema)
+{
+        _cleanup_free_ char *path = new_state_path("newer");
+        State *s = (State *)0x1;
+
+        ck_assert_int_eq(mkdir(path, 0711), 0);
+        db_sql(path, "PRAGMA user_version = 99");
+        /* Opening reads nothing; the first read refuses the newer schema, and
+         * records nothing. */
+        ck_assert_int_eq(state_open(path, BASE, 16, &s), 0);
+        {
+                uid_t uid = 12345;
+
+                ck_assert_int_eq(state_app_uid(s, "org.example.a", &uid), -EPROTONOSUPPORT);
+                ck_assert_uint_eq(uid, 12345);
+        }
+        s = state_free(s);
+
+        /* The current version opens, and a second open finds it current. */
+        db_sql(path, "PRAGMA user_version = 0");
+        ck_assert_int_eq(state_open(path, BASE, 16, &s), 0);
+        ck_assert_uint_eq(app_uid(s, "org.example.a"), BASE);
+        s = state_free(s);
+        ck_assert_int_eq(state_open(path, BASE, 16, &s), 0);
+        ck_assert_uint_eq(app_uid(s, "org.example.a"), BASE);
+        s = state_free(s);
+}
+END_TEST
+
+int main(void)
+{
+        Suite *suite = suite_create("state");
+        TCase *tc = tcase_create("state");
+        SRunner *sr;
+        int failed;
+
+        tcase_add_unchecked_fixture(tc, setup, teardown);
+        tcase_set_timeout(tc, 60);
+        tcase_add_test(tc, test_alloc);
+        tcase_add_test(tc, test_range_full);
+        tcase_add_test(tc, test_gap_reused);
+        tcase_add_test(tc, test_out_of_range_rows);
+        tcase_add_test(tc, test_reopen);
+        tcase_add_test(tc, test_concurrent);
+        tcase_add_test(tc, test_data_dir);
+        tcase_add_test(tc, test_data_dir_bad_id);
+        tcase_add_test(tc, test_bad_range);
+        tcase_add_test(tc, test_newer_schema);
+        suite_add_tcase(suite, tc);
+
+        sr = srunner_create(suite);
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
