@@ -377,13 +377,16 @@ uint64_t cgroup_weight_to_shares(uint64_t weight)
         return s;
 }
 
-int cgroup_generic_create(Cgroup *cg)
+/* Creates the leaves in the cgroup2 hierarchies (unified) or in the v1 ones. */
+static int generic_create_some(Cgroup *cg, bool unified)
 {
         const CgroupManager *m = cg->manager;
         bool made[_CGROUP_SLOT_MAX] = {};
         int r = 0;
 
         for (size_t i = 0; i < m->n_hier; i++) {
+                if (m->hier[i].unified != unified)
+                        continue;
                 r = cgroup_mkdir(m->hier[i].root);
                 if (r < 0)
                         break;
@@ -398,6 +401,18 @@ int cgroup_generic_create(Cgroup *cg)
                 for (size_t i = 0; i < m->n_hier; i++)
                         if (made[i])
                                 (void)rmdir(cg->leaf[i]);
+        return r;
+}
+
+int cgroup_generic_create(Cgroup *cg)
+{
+        int r = generic_create_some(cg, true);
+
+        if (r < 0)
+                return r;
+        r = generic_create_some(cg, false);
+        if (r < 0)
+                (void)cgroup_generic_destroy(cg);
         return r;
 }
 
@@ -1004,7 +1019,7 @@ static Cgroup *cgroup_free(Cgroup *cg)
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(Cgroup *, cgroup_free)
 
-int cgroup_new(CgroupManager *m, const char *label, Cgroup **ret)
+int cgroup_new_unified(CgroupManager *m, const char *label, Cgroup **ret)
 {
         _cleanup_(cgroup_freep) Cgroup *cg = NULL;
         int r;
@@ -1026,10 +1041,38 @@ int cgroup_new(CgroupManager *m, const char *label, Cgroup **ret)
                         cg->leaf[i] = NULL;
                         return -ENOMEM;
                 }
-        r = m->ops->create(cg);
+        /* Pure v2 has nothing but the cgroup2 leaf: its own create (which also
+         * enables the controllers) is the whole job. */
+        r = m->mode == CGROUP_MODE_V2 ? m->ops->create(cg) : generic_create_some(cg, true);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(cg);
+        return 0;
+}
+
+int cgroup_new_rest(Cgroup *cg)
+{
+        if (!cg)
+                return -EINVAL;
+        if (cg->manager->mode == CGROUP_MODE_V2)
+                return 0;
+        return generic_create_some(cg, false);
+}
+
+int cgroup_new(CgroupManager *m, const char *label, Cgroup **ret)
+{
+        Cgroup *cg = NULL;
+        int r;
+
+        r = cgroup_new_unified(m, label, &cg);
+        if (r < 0)
+                return r;
+        r = cgroup_new_rest(cg);
+        if (r < 0) {
+                cgroup_destroy(cg);
+                return r;
+        }
+        *ret = cg;
         return 0;
 }
 

@@ -105,6 +105,17 @@ int cgroup_sweep(CgroupManager *m);
  */
 int cgroup_new(CgroupManager *m, const char *label, Cgroup **ret);
 
+/*
+ * cgroup_new() in two steps, so the slower one can overlap a child's setup:
+ * cgroup_new_unified() makes the handle and only the cgroup2 leaf, which
+ * clone3(CLONE_INTO_CGROUP) needs to exist before the clone (on pure v2 that leaf is
+ * the whole cgroup, controllers enabled); cgroup_new_rest() then makes the v1 leaves
+ * (a memory-cgroup mkdir alone costs ~0.1 ms). Same returns as cgroup_new(); after a
+ * cgroup_new_rest() failure, cgroup_destroy() the handle.
+ */
+int cgroup_new_unified(CgroupManager *m, const char *label, Cgroup **ret);
+int cgroup_new_rest(Cgroup *cg);
+
 int cgroup_set_limits(Cgroup *cg, const CgroupLimits *limits);
 int cgroup_attach(Cgroup *cg, pid_t pid);
 int cgroup_freeze(Cgroup *cg, bool frozen);

@@ -73,10 +73,22 @@ typedef struct SandboxBind {
         unsigned flags;
 } SandboxBind;
 
-typedef struct SandboxSpec {
+typedef struct SandboxSpec SandboxSpec;
+
+struct SandboxSpec {
         const char *hostname; /* uts hostname; truncated to SANDBOX_HOSTNAME_MAX */
         uid_t host_uid;       /* host uid mapped to SANDBOX_UID inside; never 0 */
         gid_t host_gid;       /* host gid mapped to SANDBOX_GID inside; never 0 */
+
+        /*
+         * Optional. Called in the parent right after the clone, while the child
+         * builds its jail, for work the spawn needs only later, so the two overlap:
+         * it may set host_uid/host_gid (checked after it returns). It must not touch
+         * the other fields. Returns 0 or a negative errno, which fails the spawn at
+         * SANDBOX_STEP_PREPARE.
+         */
+        int (*prepare)(SandboxSpec *spec, void *userdata);
+        void *prepare_userdata;
 
         const SandboxBind *binds; /* extra binds after the runtime (/usr, /lib*, /etc subset) */
         size_t n_binds;
@@ -99,7 +111,7 @@ typedef struct SandboxSpec {
 
         int stdio[3];   /* fds that become 0, 1, 2 in the app (-1: /dev/null) */
         int channel_fd; /* fd that becomes 3 in the app (-1: none) */
-} SandboxSpec;
+};
 
 /* How the app ended. */
 typedef struct SandboxExit {

@@ -62,7 +62,7 @@
 #define SANDBOX_DEFAULT_TMP_SIZE (16ull * 1024 * 1024)
 
 typedef enum MsgType {
-        MSG_GO = 1,     /* parent → child: cgroup joined (only when the parent joins it) */
+        MSG_CGROUP = 1, /* parent → child: the v1 "tasks" fds to join (SCM_RIGHTS, 0..8) */
         MSG_NETNS,      /* net helper → child: the netns fd (SCM_RIGHTS), or error */
         MSG_NEED_IDMAP, /* child → parent: in a new user namespace, map me */
         MSG_IDMAP_DONE, /* parent → child */
@@ -148,10 +148,39 @@ static int loopback_up(void)
         return 0;
 }
 
-/* Receives one message and the fd it carries (*ret_fd = -EBADF if none). */
-static int msg_recv_fd(int fd, Msg *ret, int *ret_fd)
+/* Most fds one message carries: CGROUP_JOIN_MAX_V1 tasks files, or one netns. */
+#define MSG_MAX_FDS CGROUP_JOIN_MAX_V1
+
+/* Sends m with n fds attached (SCM_RIGHTS). Returns 0 or -errno. */
+static int msg_send_fds(int fd, const Msg *m, const int *fds, unsigned n)
 {
-        char control[CMSG_SPACE(sizeof(int))] = {};
+        char control[CMSG_SPACE(sizeof(int) * MSG_MAX_FDS)] = {};
+        struct iovec iov = {.iov_base = (void *)m, .iov_len = sizeof *m};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+
+        if (n > MSG_MAX_FDS)
+                return -E2BIG;
+        if (n > 0) {
+                struct cmsghdr *c;
+
+                mh.msg_control = control;
+                mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+                c = CMSG_FIRSTHDR(&mh);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+                memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
+        }
+        return sendmsg(fd, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof *m ? 0 : negative_errno();
+}
+
+/*
+ * Receives one message and the fds it carries (at most MSG_MAX_FDS, into fds; *ret_n
+ * of them). A truncated message or fd list is -EBADMSG, with every fd closed.
+ */
+static int msg_recv_fds(int fd, Msg *ret, int *fds, unsigned *ret_n)
+{
+        char control[CMSG_SPACE(sizeof(int) * MSG_MAX_FDS)] = {};
         struct iovec iov = {.iov_base = ret, .iov_len = sizeof *ret};
         struct msghdr mh = {.msg_iov = &iov,
                             .msg_iovlen = 1,
@@ -160,19 +189,22 @@ static int msg_recv_fd(int fd, Msg *ret, int *ret_fd)
         struct cmsghdr *c;
         ssize_t k;
 
-        *ret_fd = -EBADF;
+        *ret_n = 0;
         k = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
         if (k < 0)
                 return negative_errno();
         c = CMSG_FIRSTHDR(&mh);
-        if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-            c->cmsg_len == CMSG_LEN(sizeof(int)))
-                memcpy(ret_fd, CMSG_DATA(c), sizeof(int));
-        if (k == 0)
-                return -EPIPE;
-        if (k != (ssize_t)sizeof *ret || (mh.msg_flags & MSG_CTRUNC)) {
-                *ret_fd = safe_close(*ret_fd);
-                return -EBADMSG;
+        if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+                unsigned n = (unsigned)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+
+                memcpy(fds, CMSG_DATA(c), sizeof(int) * n);
+                *ret_n = n;
+        }
+        if (k == 0 || k != (ssize_t)sizeof *ret || (mh.msg_flags & MSG_CTRUNC)) {
+                for (unsigned i = 0; i < *ret_n; i++)
+                        safe_close(fds[i]);
+                *ret_n = 0;
+                return k == 0 ? -EPIPE : -EBADMSG;
         }
         ret->detail[sizeof ret->detail - 1] = 0;
         return 0;
@@ -185,10 +217,7 @@ static int msg_recv_fd(int fd, Msg *ret, int *ret_fd)
  */
 _noreturn_ static void net_helper(int ctl)
 {
-        char control[CMSG_SPACE(sizeof(int))] = {};
         Msg m = {.type = MSG_NETNS};
-        struct iovec iov = {.iov_base = &m, .iov_len = sizeof m};
-        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
         int r, fd = -EBADF;
 
         if (unshare(CLONE_NEWNET) < 0)
@@ -199,39 +228,57 @@ _noreturn_ static void net_helper(int ctl)
         if (r < 0) {
                 m.error = -r;
                 snprintf(m.detail, sizeof m.detail, "%s", "new network namespace with loopback up");
-        } else {
-                struct cmsghdr *c;
-
-                mh.msg_control = control;
-                mh.msg_controllen = sizeof control;
-                c = CMSG_FIRSTHDR(&mh);
-                c->cmsg_level = SOL_SOCKET;
-                c->cmsg_type = SCM_RIGHTS;
-                c->cmsg_len = CMSG_LEN(sizeof(int));
-                memcpy(CMSG_DATA(c), &fd, sizeof(int));
         }
-        _exit(sendmsg(ctl, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof m ? 0 : 1);
+        _exit(msg_send_fds(ctl, &m, &fd, r < 0 ? 0 : 1) < 0 ? 1 : 0);
 }
 
-/* In the child: joins the network namespace the helper made. */
-static int child_join_netns(int ctl, SandboxError *err)
+/*
+ * In the child, after the jail is built: takes the two messages that arrive while
+ * it builds, in whichever order (the helper's netns, the parent's cgroup fds),
+ * joins the network namespace and the cgroup, then makes the cgroup namespace (so
+ * the app's own cgroup is the root it sees). No app code has run yet.
+ */
+static int child_join(int ctl, SandboxError *err)
 {
-        _cleanup_close_ int fd = -EBADF;
-        Msg m;
-        int r = msg_recv_fd(ctl, &m, &fd);
+        bool have_net = false, have_cg = false;
 
-        if (r < 0)
-                return sandbox_fail(err, SANDBOX_STEP_NAMESPACE, r,
-                                    "receive the network namespace");
-        if (m.type != MSG_NETNS)
-                return sandbox_fail(err, SANDBOX_STEP_NAMESPACE, -EPROTO, "unexpected message %u",
-                                    m.type);
-        if (m.error || fd < 0)
-                return sandbox_fail(err, SANDBOX_STEP_NAMESPACE, m.error ? -m.error : -EBADMSG,
-                                    "%s", m.detail[0] ? m.detail : "no network namespace fd");
-        if (setns(fd, CLONE_NEWNET) < 0)
+        while (!have_net || !have_cg) {
+                int fds[MSG_MAX_FDS];
+                unsigned n;
+                Msg m;
+                int r = msg_recv_fds(ctl, &m, fds, &n);
+
+                if (r < 0)
+                        return sandbox_fail(err, SANDBOX_STEP_NAMESPACE, r, "receive setup fds");
+                if (m.type == MSG_NETNS && !have_net) {
+                        if (m.error || n != 1)
+                                r = sandbox_fail(
+                                        err, SANDBOX_STEP_NAMESPACE, m.error ? -m.error : -EBADMSG,
+                                        "%s", m.detail[0] ? m.detail : "no network namespace fd");
+                        else if (setns(fds[0], CLONE_NEWNET) < 0)
+                                r = sandbox_fail(err, SANDBOX_STEP_NAMESPACE, negative_errno(),
+                                                 "join the network namespace");
+                        have_net = true;
+                } else if (m.type == MSG_CGROUP && !have_cg) {
+                        CgroupJoin j = {.unified_fd = -EBADF, .n_v1 = n};
+
+                        memcpy(j.v1_fds, fds, sizeof(int) * n);
+                        n = 0; /* cgroup_join_self() closes them */
+                        r = cgroup_join_self(&j);
+                        if (r < 0)
+                                sandbox_fail(err, SANDBOX_STEP_CGROUP, r, "join the v1 cgroups");
+                        have_cg = true;
+                } else
+                        r = sandbox_fail(err, SANDBOX_STEP_NAMESPACE, -EPROTO,
+                                         "unexpected message %u", m.type);
+                for (unsigned i = 0; i < n; i++)
+                        safe_close(fds[i]);
+                if (r < 0)
+                        return r;
+        }
+        if (unshare(CLONE_NEWCGROUP) < 0)
                 return sandbox_fail(err, SANDBOX_STEP_NAMESPACE, negative_errno(),
-                                    "join the network namespace");
+                                    "cgroup namespace");
         return 0;
 }
 
@@ -353,7 +400,7 @@ _noreturn_ static void init_loop(int ctl, pid_t app, const sigset_t *mask)
         }
 }
 
-_noreturn_ static void child_main(const SandboxSpec *spec, int ctl, CgroupJoin *join, bool wait_go)
+_noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
 {
         SandboxError err = {};
         _cleanup_close_pair_ int exec_pipe[2] = {-EBADF, -EBADF};
@@ -364,17 +411,6 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl, CgroupJoin *
 
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                 _exit(1);
-        /* Into the cgroup before anything else runs here (cgroup.h explains why
-         * the child moves itself). */
-        r = cgroup_join_self(join);
-        cgroup_join_done(join);
-        if (r < 0) {
-                sandbox_fail(&err, SANDBOX_STEP_CGROUP, r, "join the v1 cgroups");
-                goto fail;
-        }
-        if (wait_go && child_expect(ctl, MSG_GO) < 0)
-                _exit(1);
-
         if (setsid() < 0) {
                 r = sandbox_fail(&err, SANDBOX_STEP_NAMESPACE, negative_errno(), "setsid");
                 goto fail;
@@ -383,17 +419,10 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl, CgroupJoin *
                 r = sandbox_fail(&err, SANDBOX_STEP_NAMESPACE, negative_errno(), "sethostname");
                 goto fail;
         }
-        /* After joining the cgroup, so the app's cgroup is the root it sees. */
-        if (unshare(CLONE_NEWCGROUP) < 0) {
-                r = sandbox_fail(&err, SANDBOX_STEP_NAMESPACE, negative_errno(),
-                                 "cgroup namespace");
-                goto fail;
-        }
-
         r = jail_build(spec, &err);
         if (r < 0)
                 goto fail;
-        r = child_join_netns(ctl, &err);
+        r = child_join(ctl, &err);
         if (r < 0)
                 goto fail;
 
@@ -493,7 +522,7 @@ static int check_spec(const SandboxSpec *spec, SandboxError *err)
 
         if (!spec->seccomp)
                 return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL, "no seccomp filter");
-        if (spec->host_uid == 0 || spec->host_gid == 0)
+        if (!spec->prepare && (spec->host_uid == 0 || spec->host_gid == 0))
                 return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
                                     "the app may not run as host root");
         if (!spec->hostname || !*spec->hostname)
@@ -556,6 +585,40 @@ static int parent_recv(int ctl, Msg *m)
         return r;
 }
 
+/*
+ * Makes the rest of the cgroup (v1 leaves, limits) and tells the child how to join
+ * it: MSG_CGROUP with the v1 tasks fds, or with none when there is no cgroup or the
+ * parent joined the child itself (no CLONE_INTO_CGROUP). Returns 0 or -errno with err
+ * filled.
+ */
+static int send_cgroup(Cgroup *cg, pid_t pid, bool attach_in_parent, int ctl,
+                       const CgroupLimits *limits, SandboxError *err)
+{
+        CgroupJoin join = {.unified_fd = -EBADF};
+        Msg m = {.type = MSG_CGROUP};
+        int r;
+
+        if (cg) {
+                r = cgroup_new_rest(cg);
+                if (r < 0)
+                        return sandbox_fail(err, SANDBOX_STEP_CGROUP, r, "create the v1 cgroups");
+                r = cgroup_set_limits(cg, limits);
+                if (r < 0)
+                        return sandbox_fail(err, SANDBOX_STEP_CGROUP, r, "set cgroup limits");
+                if (attach_in_parent)
+                        r = cgroup_attach(cg, pid);
+                else
+                        r = cgroup_join_prepare(cg, &join);
+                if (r < 0)
+                        return sandbox_fail(err, SANDBOX_STEP_CGROUP, r, "join the cgroup");
+        }
+        r = msg_send_fds(ctl, &m, join.v1_fds, join.n_v1);
+        cgroup_join_done(&join);
+        if (r < 0)
+                return sandbox_fail(err, SANDBOX_STEP_INIT, r, "send the cgroup to the child");
+        return 0;
+}
+
 int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
 {
         _cleanup_close_pair_ int ctl[2] = {-EBADF, -EBADF};
@@ -563,7 +626,7 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
         _cleanup_free_ Sandbox *s = NULL;
         SandboxSpec spec = *spec_in;
         Cgroup *cg = NULL;
-        CgroupJoin join = {.unified_fd = -EBADF};
+        _cleanup_close_ int unified_fd = -EBADF;
         bool attach_in_parent = false;
         struct clone_args args = {};
         pid_t pid, helper = -1;
@@ -580,20 +643,23 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
         if (!s)
                 return sandbox_fail(err, SANDBOX_STEP_PREPARE, -ENOMEM, "allocate");
 
+        /* Before the clone only the cgroup2 leaf, which clone3 joins the child to;
+         * the rest is made while the child builds its jail (below). */
         if (spec.cgroups) {
-                r = cgroup_new(spec.cgroups, spec.cgroup_label, &cg);
+                const char *unified;
+
+                r = cgroup_new_unified(spec.cgroups, spec.cgroup_label, &cg);
                 if (r < 0)
                         return sandbox_fail(err, SANDBOX_STEP_CGROUP, r, "create cgroup %s",
                                             spec.cgroup_label);
-                r = cgroup_set_limits(cg, &spec.limits);
-                if (r < 0) {
-                        cgroup_destroy(cg);
-                        return sandbox_fail(err, SANDBOX_STEP_CGROUP, r, "set cgroup limits");
-                }
-                r = cgroup_join_prepare(cg, &join);
-                if (r < 0) {
-                        cgroup_destroy(cg);
-                        return sandbox_fail(err, SANDBOX_STEP_CGROUP, r, "open the cgroup");
+                unified = cgroup_path(cg, "");
+                if (unified) {
+                        unified_fd = open(unified, O_PATH | O_DIRECTORY | O_CLOEXEC);
+                        if (unified_fd < 0) {
+                                r = sandbox_fail(err, SANDBOX_STEP_CGROUP, negative_errno(),
+                                                 "open %s", unified);
+                                goto fail;
+                        }
                 }
         }
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0) {
@@ -604,12 +670,12 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
         args.flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_PIDFD;
         args.pidfd = (uint64_t)(uintptr_t)&pidfd;
         args.exit_signal = SIGCHLD;
-        if (join.unified_fd >= 0) {
+        if (unified_fd >= 0) {
                 args.flags |= CLONE_INTO_CGROUP;
-                args.cgroup = (uint64_t)join.unified_fd;
+                args.cgroup = (uint64_t)unified_fd;
         }
         pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
-        if (pid < 0 && join.unified_fd >= 0 &&
+        if (pid < 0 && unified_fd >= 0 &&
             (errno == EINVAL || errno == E2BIG || errno == EOPNOTSUPP)) {
                 /* Linux < 5.7 has no CLONE_INTO_CGROUP: join the old way. */
                 args.flags &= ~(uint64_t)CLONE_INTO_CGROUP;
@@ -623,25 +689,12 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
         }
         if (pid == 0) {
                 safe_close(ctl[0]);
-                child_main(&spec, ctl[1], &join, attach_in_parent);
+                child_main(&spec, ctl[1]);
         }
-        cgroup_join_done(&join);
+        unified_fd = safe_close(unified_fd);
         ctl[1] = safe_close(ctl[1]);
         s->pid = pid;
 
-        if (attach_in_parent) {
-                r = cgroup_attach(cg, pid);
-                if (r < 0) {
-                        sandbox_fail(err, SANDBOX_STEP_CGROUP, r, "join cgroup");
-                        goto fail_child;
-                }
-                r = msg_send(ctl[0], MSG_GO, 0);
-                if (r < 0) {
-                        sandbox_fail(err, SANDBOX_STEP_INIT, r, "start the child");
-                        goto fail_child;
-                }
-        }
-        /* After GO, if any: the child reads GO first, then the helper's netns. */
         helper = fork();
         if (helper < 0) {
                 sandbox_fail(err, SANDBOX_STEP_NAMESPACE, negative_errno(),
@@ -650,6 +703,24 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
         }
         if (helper == 0)
                 net_helper(ctl[0]);
+
+        /* While the child builds its jail: the caller's late work, then the rest
+         * of the cgroup, whose v1 leaves the child joins itself (cgroup.h). */
+        if (spec.prepare) {
+                r = spec.prepare(&spec, spec.prepare_userdata);
+                if (r < 0) {
+                        sandbox_fail(err, SANDBOX_STEP_PREPARE, r, "prepare %s", spec.hostname);
+                        goto fail_child;
+                }
+                if (spec.host_uid == 0 || spec.host_gid == 0) {
+                        r = sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
+                                         "the app may not run as host root");
+                        goto fail_child;
+                }
+        }
+        r = send_cgroup(cg, pid, attach_in_parent, ctl[0], &spec.limits, err);
+        if (r < 0)
+                goto fail_child;
         for (;;) {
                 r = parent_recv(ctl[0], &m);
                 if (r < 0) {
@@ -715,7 +786,6 @@ fail_reaped:
                 kill(helper, SIGKILL);
         reap_helper(helper);
 fail:
-        cgroup_join_done(&join);
         if (cg) {
                 cgroup_kill(cg);
                 cgroup_destroy(cg);

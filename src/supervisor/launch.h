@@ -30,7 +30,8 @@ typedef struct Launch {
 /*
  * Fills l from the manifest m. app_dir: absolute host path of the app folder (bound
  * read-only at /app); data_dir: host path bound read-write at /data; uid: the app's
- * host uid (gid = uid); extra_args: appended to m->args (may be NULL). The caller
+ * host uid (gid = uid), or 0 when a spec.prepare callback sets it during the spawn;
+ * extra_args: appended to m->args (may be NULL). The caller
  * still sets spec.stdio, spec.channel_fd, spec.seccomp and spec.cgroups.
  * Returns 0, -ENOMEM, or -EOPNOTSUPP for a runtime this build cannot run.
  * Free with launch_done().

@@ -241,6 +241,37 @@ static json_t *started_record(const Manifest *m, uid_t uid, const Sandbox *sb,
                          cgroup_manager_ops(cgm)->name, "cgroups", paths ?: json_object());
 }
 
+/* The registry work a spawn needs only when the child asks for its uid map. */
+typedef struct Prepare {
+        State *state;
+        const char *id;
+        uid_t uid;        /* out */
+        int error;        /* out: the registry's error, for the message */
+        const char *what; /* out: what failed */
+} Prepare;
+
+/* SandboxSpec.prepare: runs while the child builds its jail (sandbox.h). */
+static int run_prepare(SandboxSpec *spec, void *userdata)
+{
+        _cleanup_free_ char *data = NULL;
+        Prepare *p = userdata;
+        int r;
+
+        r = state_app_uid(p->state, p->id, &p->uid);
+        if (r < 0) {
+                p->what = "cannot allocate a uid for";
+                return p->error = r;
+        }
+        r = state_app_data_dir(p->state, p->id, p->uid, &data);
+        if (r < 0) {
+                p->what = "cannot give the data directory to";
+                return p->error = r;
+        }
+        spec->host_uid = p->uid;
+        spec->host_gid = (gid_t)p->uid;
+        return 0;
+}
+
 /* Stdin for the app: our fd 0 itself unless it is a terminal, which is pumped. */
 static int setup_stdin(Run *run, int *ret_app_fd)
 {
@@ -281,6 +312,7 @@ int supervisor_run(const RunOptions *o)
         SandboxError serr = {};
         Launch launch = {};
         Run run = {.out.from = -EBADF, .err.from = -EBADF, .in.from = -EBADF, .in.to = -EBADF};
+        Prepare prep = {};
         uid_t uid;
         int r, code = CELLA_EXIT_INTERNAL;
 
@@ -321,20 +353,16 @@ int supervisor_run(const RunOptions *o)
                 code = CELLA_EXIT_STATE;
                 goto out;
         }
-        r = state_app_uid(state, m->id, &uid);
-        if (r < 0) {
-                log_error_errno(r, "cannot allocate a uid for %s in %s: %m", m->id, o->state_dir);
-                code = CELLA_EXIT_STATE;
-                goto out;
-        }
-        r = state_app_data_dir(state, m->id, uid, &data_dir);
+        /* The directory must exist before the jail binds it; its owner, like the
+         * uid, is settled by run_prepare() while the child builds the jail. */
+        r = state_app_data_path(state, m->id, &data_dir);
         if (r < 0) {
                 log_error_errno(r, "cannot prepare the data directory of %s: %m", m->id);
                 code = CELLA_EXIT_STATE;
                 goto out;
         }
 
-        r = launch_prepare(&launch, m, app_dir, data_dir, uid, o->extra_args);
+        r = launch_prepare(&launch, m, app_dir, data_dir, 0, o->extra_args);
         if (r == -EOPNOTSUPP) {
                 log_error("%s/manifest.json: runtime: \"%s\" apps cannot run yet; this build runs "
                           "\"native\" apps",
@@ -379,6 +407,9 @@ int supervisor_run(const RunOptions *o)
         launch.spec.channel_fd = chan[1];
         launch.spec.seccomp = filter;
         launch.spec.cgroups = cgm;
+        prep = (Prepare){.state = state, .id = m->id};
+        launch.spec.prepare = run_prepare;
+        launch.spec.prepare_userdata = &prep;
         run.manifest = m;
         clock_gettime(CLOCK_MONOTONIC, &run.started);
         r = sandbox_spawn(&launch.spec, &run.sandbox, &serr);
@@ -388,10 +419,16 @@ int supervisor_run(const RunOptions *o)
         chan[1] = safe_close(chan[1]);
         if (in_fd > STDIN_FILENO)
                 safe_close(in_fd);
+        if (r < 0 && prep.error < 0) {
+                log_error_errno(prep.error, "%s %s in %s: %m", prep.what, m->id, o->state_dir);
+                code = CELLA_EXIT_STATE;
+                goto out;
+        }
         if (r < 0) {
                 code = report_spawn_error(o, m, &serr);
                 goto out;
         }
+        uid = prep.uid;
         json_status(o->json_status_fd, started_record(m, uid, run.sandbox, cgm));
 
         /* Leftovers of cella processes that died (SIGKILL, crash). Not before the

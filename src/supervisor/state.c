@@ -260,14 +260,14 @@ int state_app_uid(State *s, const char *id, uid_t *ret_uid)
         return 0;
 }
 
-int state_app_data_dir(State *s, const char *id, uid_t uid, char **ret)
+/* Makes apps/<id>/data if missing and checks it is a directory; *ret_st is its lstat. */
+static int data_dir_make(State *s, const char *id, char **ret, struct stat *ret_st)
 {
         _cleanup_free_ char *app = NULL, *data = NULL;
-        struct stat st;
 
         /* The id was validated by the manifest parser; check again, since it
          * becomes a path. */
-        if (!manifest_id_is_valid(id))
+        if (!id || !manifest_id_is_valid(id))
                 return -EINVAL;
         if (asprintf(&app, "%s/apps/%s", s->path, id) < 0 || asprintf(&data, "%s/data", app) < 0)
                 return -ENOMEM;
@@ -275,10 +275,30 @@ int state_app_data_dir(State *s, const char *id, uid_t uid, char **ret)
                 return negative_errno();
         if (mkdir(data, 0700) < 0 && errno != EEXIST)
                 return negative_errno();
-        if (lstat(data, &st) < 0)
+        if (lstat(data, ret_st) < 0)
                 return negative_errno();
-        if (!S_ISDIR(st.st_mode))
+        if (!S_ISDIR(ret_st->st_mode))
                 return -ENOTDIR;
+        *ret = TAKE_PTR(data);
+        return 0;
+}
+
+int state_app_data_path(State *s, const char *id, char **ret)
+{
+        struct stat st;
+
+        return data_dir_make(s, id, ret, &st);
+}
+
+int state_app_data_dir(State *s, const char *id, uid_t uid, char **ret)
+{
+        _cleanup_free_ char *data = NULL;
+        struct stat st;
+        int r;
+
+        r = data_dir_make(s, id, &data, &st);
+        if (r < 0)
+                return r;
         if ((st.st_uid != uid || st.st_gid != uid) && lchown(data, uid, uid) < 0)
                 return negative_errno();
         *ret = TAKE_PTR(data);

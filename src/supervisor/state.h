@@ -51,6 +51,14 @@ int state_app_uid(State *s, const char *id, uid_t *ret_uid);
  */
 int state_app_data_dir(State *s, const char *id, uid_t uid, char **ret);
 
+/*
+ * Creates apps/<id>/data if missing (mode 0700; owned by root until
+ * state_app_data_dir() gives it to the app) and returns its path in *ret (caller
+ * frees): for a spawn that binds the directory before it has looked up the app's
+ * uid. Returns 0, -EINVAL for a bad id, -ENOTDIR, or -errno.
+ */
+int state_app_data_path(State *s, const char *id, char **ret);
+
 static inline void state_freep(State **s)
 {
         state_free(*s);

@@ -347,6 +347,74 @@ START_TEST(test_identity)
 }
 END_TEST
 
+/* SandboxSpec.prepare runs during the spawn and its uid is the one mapped. */
+static int prepare_uid(SandboxSpec *spec, void *userdata)
+{
+        unsigned *calls = userdata;
+
+        (*calls)++;
+        spec->host_uid = TEST_HOST_UID(9);
+        spec->host_gid = TEST_HOST_UID(9);
+        return 0;
+}
+
+static int prepare_nothing(SandboxSpec *spec, void *userdata)
+{
+        (void)spec;
+        (void)userdata;
+        return 0;
+}
+
+static int prepare_fails(SandboxSpec *spec, void *userdata)
+{
+        (void)spec;
+        (void)userdata;
+        return -ENOSPC;
+}
+
+START_TEST(test_prepare_callback)
+{
+        _cleanup_(sandbox_freep) Sandbox *s = NULL;
+        _cleanup_free_ char *out = NULL;
+        unsigned calls = 0, inside = 0, outside = 0, count = 0;
+        SandboxExit e;
+        Run r;
+
+        REQUIRE_ROOT();
+        write_script("map.sh", "cat /proc/self/uid_map", 0755);
+        run_init(&r, 0, "map.sh", NULL);
+        r.spec.host_uid = r.spec.host_gid = 0; /* left to the callback */
+        r.spec.prepare = prepare_uid;
+        r.spec.prepare_userdata = &calls;
+        s = run_spawn(&r);
+        out = read_output(&r);
+        e = run_wait(s);
+        ck_assert_msg(e.code == CLD_EXITED && e.status == 0, "exit %d/%d:\n%s", e.code, e.status,
+                      out);
+        ck_assert_uint_eq(calls, 1);
+        ck_assert_int_eq(sscanf(out, "%u %u %u", &inside, &outside, &count), 3);
+        ck_assert_uint_eq(inside, SANDBOX_UID);
+        ck_assert_uint_eq(outside, TEST_HOST_UID(9));
+        ck_assert_uint_eq(count, 1);
+        run_done(&r);
+
+        /* A failing callback fails the spawn at the prepare step, with its errno,
+         * and leaves no process behind. */
+        run_init(&r, 0, "map.sh", NULL);
+        r.spec.host_uid = r.spec.host_gid = 0;
+        r.spec.prepare = prepare_fails;
+        expect_spawn_fail(&r, -ENOSPC, SANDBOX_STEP_PREPARE, TEST_HOSTNAME);
+        run_done(&r);
+
+        /* So does one that succeeds but leaves the uid at 0: never host root. */
+        run_init(&r, 0, "map.sh", NULL);
+        r.spec.host_uid = r.spec.host_gid = 0;
+        r.spec.prepare = prepare_nothing;
+        expect_spawn_fail(&r, -EINVAL, SANDBOX_STEP_PREPARE, "host root");
+        run_done(&r);
+}
+END_TEST
+
 START_TEST(test_killed_by_signal)
 {
         _cleanup_(sandbox_freep) Sandbox *s = NULL;
@@ -694,6 +762,7 @@ int main(void)
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, test_exit_status);
         tcase_add_test(tc, test_identity);
+        tcase_add_test(tc, test_prepare_callback);
         tcase_add_test(tc, test_killed_by_signal);
         tcase_add_test(tc, test_signal_forwarded);
         tcase_add_test(tc, test_free_kills_running_app);
