@@ -669,15 +669,12 @@ static int self_cgroup(ProcCache *pc, const char *ctrl, char **ret)
  * mount shows when only a subtree is mounted (containers without a cgroup namespace).
  * Returns 0 and *ret, -ENOENT, -errno.
  */
-static int mount_root(ProcCache *pc, const char *mount, char **ret)
+static int mount_root_at(ProcCache *pc, const char *point_wanted, char **ret)
 {
-        _cleanup_(fclosep) FILE *f = NULL;
-        _cleanup_free_ char *line = NULL, *real = realpath(mount, NULL);
+        _cleanup_(fclosep) FILE *f = open_cached("/proc/self/mountinfo", &pc->mountinfo);
+        _cleanup_free_ char *line = NULL;
         size_t size = 0;
 
-        if (!real)
-                return negative_errno();
-        f = open_cached("/proc/self/mountinfo", &pc->mountinfo);
         if (!f)
                 return negative_errno();
         while (getline(&line, &size, f) > 0) {
@@ -685,12 +682,28 @@ static int mount_root(ProcCache *pc, const char *mount, char **ret)
 
                 if (sscanf(line, "%*s %*s %*s %ms %ms", &root, &point) != 2)
                         continue;
-                if (streq(point, real)) {
+                if (streq(point, point_wanted)) {
                         *ret = TAKE_PTR(root);
                         return 0;
                 }
         }
         return -ENOENT;
+}
+
+static int mount_root(ProcCache *pc, const char *mount, char **ret)
+{
+        _cleanup_free_ char *real = NULL;
+        int r;
+
+        /* The path as given is the mount point unless a symlink leads there
+         * (systemd's cpu -> cpu,cpuacct): try it before paying for realpath(). */
+        r = mount_root_at(pc, mount, ret);
+        if (r != -ENOENT)
+                return r;
+        real = realpath(mount, NULL);
+        if (!real)
+                return negative_errno();
+        return streq(real, mount) ? -ENOENT : mount_root_at(pc, real, ret);
 }
 
 /*
@@ -1212,12 +1225,31 @@ int cgroup_stats(Cgroup *cg, CgroupStats *ret)
         return 0;
 }
 
+/*
+ * One rmdir per leaf, no retry: Linux refuses a leaf that still has tasks at once
+ * (EBUSY), so this is a cheap test and removal in one. Returns 0 when every leaf is
+ * gone, -EBUSY (or another -errno) when one is left.
+ */
+static int rmdir_all_once(Cgroup *cg)
+{
+        int ret = 0;
+
+        for (size_t i = 0; i < cg->manager->n_hier; i++)
+                if (rmdir(cg->leaf[i]) < 0 && errno != ENOENT && ret == 0)
+                        ret = negative_errno();
+        return ret;
+}
+
 Cgroup *cgroup_destroy(Cgroup *cg)
 {
         if (!cg)
                 return NULL;
-        (void)cg->manager->ops->kill(cg);
-        (void)cg->manager->ops->destroy(cg);
+        /* Usually the tasks are gone already (a sandbox's pid namespace dies with
+         * its init): then the leaves just go, with no kill rounds to read through. */
+        if (rmdir_all_once(cg) < 0) {
+                (void)cg->manager->ops->kill(cg);
+                (void)cg->manager->ops->destroy(cg);
+        }
         return cgroup_free(cg);
 }
 
