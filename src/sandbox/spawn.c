@@ -479,7 +479,10 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
                 r = sandbox_fail(&err, SANDBOX_STEP_EXEC, negative_errno(), "pipe");
                 goto fail;
         }
-        app = fork();
+        /* vfork: init only waits meanwhile, and the app side makes nothing but
+         * system calls before execve, so copying init's page tables (init is a
+         * fork of the caller) would be wasted work. */
+        app = vfork();
         if (app < 0) {
                 r = sandbox_fail(&err, SANDBOX_STEP_EXEC, negative_errno(), "fork the app");
                 goto fail;
