@@ -69,6 +69,23 @@ def test_two_apps_never_share_net_or_ipc(state, make_app):
     assert len(outs[0]) == len(outs[1]) == 2 and not set(outs[0]) & set(outs[1]), outs
 
 
+def test_init_reaps_orphans(state, make_app):
+    # Each subshell leaves an orphan that exits: reparented to the sandbox's init
+    # (pid 1), which must reap it rather than leave a zombie behind.
+    app = make_app("org.test.reap", """
+    for i in 1 2 3 4 5; do ( sleep 0.1 & ) ; done
+    sleep 0.6
+    echo "pid1: $(cat /proc/1/comm 2>/dev/null || echo hidden)"
+    echo "zombies: $(grep -l '^State:.*Z' /proc/[0-9]*/status 2>/dev/null | wc -l)"
+    echo "procs: $(ls -d /proc/[0-9]* | wc -l)"
+    """)
+    r = run_cella(app, state_dir=state)
+    assert r.code == 0, r.err
+    assert "zombies: 0" in r.out, r.out
+    # Only the shell and its own command substitutions are left.
+    assert int(r.out.split("procs:")[1].split()[0]) <= 3, r.out
+
+
 def test_uid_map_is_one_host_uid_to_non_root(state, make_app):
     app = make_app("org.test.uidmap", "cat /proc/self/uid_map /proc/self/gid_map; id -u; id -g; id -G; cat /proc/self/setgroups\n")
     r = run_cella(app, state_dir=state)
