@@ -12,6 +12,11 @@
 
 static const CliCommand commands[] = {
         {"run", "run one app in a sandbox and wait for it", cli_run},
+        {"grant", "grant a right the app's manifest requests", cli_grant},
+        {"revoke", "revoke an app's grants within a right", cli_revoke},
+        {"permissions", "list an app's requested rights, grants and last gesture", cli_permissions},
+        {"gesture", "record a user gesture for an app (camera, microphone)", cli_gesture},
+        {"sign", "make keys, sign an app folder, verify a signature", cli_sign},
 };
 
 static void usage(FILE *f)

@@ -9,6 +9,21 @@ typedef struct CliCommand {
 } CliCommand;
 
 int cli_run(int argc, char **argv);
+int cli_grant(int argc, char **argv);
+int cli_revoke(int argc, char **argv);
+int cli_permissions(int argc, char **argv);
+int cli_gesture(int argc, char **argv);
+int cli_sign(int argc, char **argv);
+
+/*
+ * For `cella grant` and `cella permissions --app-dir`: loads app_dir's manifest (its
+ * id must be app_id), verifies app_dir/SIGNATURE against state_dir's trusted keys,
+ * and records both with grants_install(). Prints what went wrong; returns 0 or an
+ * exit code (CELLA_EXIT_MANIFEST, CELLA_EXIT_USAGE, CELLA_EXIT_STATE). In grant.c.
+ */
+struct Grants;
+int cli_policy_install(struct Grants *g, const char *state_dir, const char *app_dir,
+                       const char *app_id);
 
 /* The default state directory: /var/lib/cella as root, else $XDG_STATE_HOME/cella
  * (or ~/.local/state/cella). Returns a static or heap string that lives until exit. */

@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * cella gesture: records that the user just acted in an app (a click, a key), which
+ * camera and microphone calls need within GRANTS_GESTURE_WINDOW_MS
+ * (docs/capabilities.md). Meant for the shell or desktop that sees the input.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+
+#include "base/log.h"
+#include "base/macro.h"
+#include "cli/cli.h"
+#include "policy/grants.h"
+#include "policy/manifest.h"
+#include "supervisor/exit-codes.h"
+
+enum {
+        ARG_STATE_DIR = 0x100,
+};
+
+static void gesture_usage(FILE *f)
+{
+        fprintf(f,
+                "Usage: cella gesture [OPTIONS] APP\n"
+                "\n"
+                "Records a user gesture for APP now. Camera and microphone calls are allowed\n"
+                "only within %d ms of the app's last gesture.\n"
+                "\n"
+                "Options:\n"
+                "      --state-dir DIR   state directory (default %s)\n"
+                "  -h, --help            this text\n"
+                "\n"
+                "Exit status: 0 recorded; 240 bad command line; 242 state directory problem.\n",
+                GRANTS_GESTURE_WINDOW_MS, cli_default_state_dir());
+}
+
+int cli_gesture(int argc, char **argv)
+{
+        static const struct option options[] = {
+                {"state-dir", required_argument, NULL, ARG_STATE_DIR},
+                {"help", no_argument, NULL, 'h'},
+                {},
+        };
+        const char *state_dir = cli_default_state_dir(), *app;
+        _cleanup_(grants_freep) Grants *g = NULL;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+                switch (c) {
+                case ARG_STATE_DIR:
+                        if (!*optarg) {
+                                log_error("--state-dir: expected a directory");
+                                return CELLA_EXIT_USAGE;
+                        }
+                        state_dir = optarg;
+                        break;
+                case 'h':
+                        gesture_usage(stdout);
+                        return 0;
+                default:
+                        gesture_usage(stderr);
+                        return CELLA_EXIT_USAGE;
+                }
+        }
+        if (argc - optind != 1) {
+                log_error("gesture: expected APP; see 'cella gesture --help'");
+                return CELLA_EXIT_USAGE;
+        }
+        app = argv[optind];
+        if (!manifest_id_is_valid(app)) {
+                log_error("'%s' is not an app id (reverse-DNS, e.g. org.example.notes)", app);
+                return CELLA_EXIT_USAGE;
+        }
+        r = grants_open(state_dir, &g);
+        if (r < 0) {
+                log_error_errno(r, "cannot open %s/" GRANTS_DB_FILE ": %m", state_dir);
+                return CELLA_EXIT_STATE;
+        }
+        r = grants_gesture_record(g, app, grants_now_ms());
+        if (r < 0) {
+                log_error_errno(r, "cannot record a gesture for %s: %m", app);
+                return CELLA_EXIT_STATE;
+        }
+        return 0;
+}

@@ -1,0 +1,233 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * cella grant: gives an app a right its manifest requests (docs/capabilities.md).
+ *
+ * The requested set comes from grants.db, recorded by an install. Until `cella run`
+ * records installs, `--app-dir DIR` installs from the folder first: it reads the
+ * manifest, verifies DIR/SIGNATURE against the state's trusted keys, and records
+ * both (cli_policy_install, shared with `cella permissions`).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "base/macro.h"
+#include "base/strv.h"
+#include "cli/cli.h"
+#include "policy/capability.h"
+#include "policy/grants.h"
+#include "policy/manifest.h"
+#include "policy/signature.h"
+#include "supervisor/exit-codes.h"
+
+enum {
+        ARG_STATE_DIR = 0x100,
+        ARG_APP_DIR,
+        ARG_ONCE,
+};
+
+static void grant_usage(FILE *f)
+{
+        fprintf(f,
+                "Usage: cella grant [OPTIONS] APP RIGHT\n"
+                "\n"
+                "Grants RIGHT (\"name\" or \"name:scope\", docs/capabilities.md) to the app APP.\n"
+                "The app's manifest must request it; a scope may be narrower than the one\n"
+                "requested. A bare name grants every requested scope of that right.\n"
+                "\n"
+                "Options:\n"
+                "      --once            a one-time grant: used up by the first call it allows\n"
+                "      --app-dir DIR     install APP from DIR first (its manifest and signature)\n"
+                "      --state-dir DIR   state directory (default %s)\n"
+                "  -h, --help            this text\n"
+                "\n"
+                "Exit status: 0 granted; 1 refused (not requested, not signed, not installed);\n"
+                "240 bad command line; 241 bad manifest; 242 state directory problem.\n",
+                cli_default_state_dir());
+}
+
+static void print_manifest_error(const ManifestError *e)
+{
+        if (e->line > 0)
+                log_error("%s:%d:%d: %s", e->file, e->line, e->column, e->message);
+        else if (e->key[0])
+                log_error("%s: %s: %s", e->file, e->key, e->message);
+        else
+                log_error("%s: %s", e->file, e->message);
+}
+
+int cli_policy_install(Grants *g, const char *state_dir, const char *app_dir, const char *app_id)
+{
+        _cleanup_(manifest_freep) Manifest *m = NULL;
+        _cleanup_close_ int dirfd = -EBADF;
+        char key_id[SIGNATURE_KEY_ID_CHARS + 1];
+        const char *bad = NULL, *why = NULL;
+        SignatureError serr = {};
+        ManifestError merr = {};
+        bool signed_ok;
+        int r;
+
+        dirfd = open(app_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dirfd < 0) {
+                log_error_errno(-errno, "cannot open app folder %s: %m", app_dir);
+                return CELLA_EXIT_MANIFEST;
+        }
+        r = manifest_load_at(dirfd, app_dir, &m, &merr);
+        if (r < 0) {
+                print_manifest_error(&merr);
+                return CELLA_EXIT_MANIFEST;
+        }
+        if (strcmp(m->id, app_id) != 0) {
+                log_error("%s holds the app %s, not %s", app_dir, m->id, app_id);
+                return CELLA_EXIT_USAGE;
+        }
+        r = signature_verify(dirfd, state_dir, key_id, &serr);
+        signed_ok = r == 0;
+        if (r < 0 && r != -ENOENT)
+                log_warning("%s/%s: %s; signature rights are not granted", app_dir,
+                            serr.path[0] ? serr.path : SIGNATURE_FILE,
+                            serr.message ?: strerror(-r));
+        r = grants_install(g, m, signed_ok, grants_now_ms(), &bad, &why);
+        if (r == -EINVAL && bad) {
+                log_error("%s/manifest.json: permissions: '%s': %s", app_dir, bad,
+                          why ?: "not a right");
+                return CELLA_EXIT_MANIFEST;
+        }
+        if (r < 0) {
+                log_error_errno(r, "cannot record %s in %s/" GRANTS_DB_FILE ": %m", app_id,
+                                state_dir);
+                return CELLA_EXIT_STATE;
+        }
+        return 0;
+}
+
+/* Grants one right; prints why when refused. Returns an exit code. */
+static int grant_one(Grants *g, const char *app, const char *right, bool once, bool is_signed)
+{
+        CapabilityRight parsed;
+        int r;
+
+        r = grants_grant(g, app, right, once, GRANT_BY_USER, grants_now_ms());
+        if (r == 0) {
+                printf("granted '%s' to %s%s\n", right, app, once ? " (one time)" : "");
+                return 0;
+        }
+        if (r == -EPERM) {
+                if (capability_right_parse(right, &parsed, NULL) == 0 &&
+                    parsed.cap->level == CAPABILITY_SIGNATURE && !is_signed)
+                        log_error("'%s' is a signature right: %s's bundle is not signed by a "
+                                  "trusted key",
+                                  right, app);
+                else
+                        log_error("%s does not request '%s' in its manifest", app, right);
+                return 1;
+        }
+        if (r == -ENOSPC) {
+                log_error("%s already holds %u grants, the most one app may hold", app,
+                          GRANTS_PER_APP_MAX);
+                return 1;
+        }
+        log_error_errno(r, "cannot grant '%s' to %s: %m", right, app);
+        return CELLA_EXIT_STATE;
+}
+
+int cli_grant(int argc, char **argv)
+{
+        static const struct option options[] = {
+                {"state-dir", required_argument, NULL, ARG_STATE_DIR},
+                {"app-dir", required_argument, NULL, ARG_APP_DIR},
+                {"once", no_argument, NULL, ARG_ONCE},
+                {"help", no_argument, NULL, 'h'},
+                {},
+        };
+        const char *state_dir = cli_default_state_dir(), *app_dir = NULL, *app, *right, *why;
+        _cleanup_(grants_freep) Grants *g = NULL;
+        _cleanup_strv_free_ char **requested = NULL;
+        CapabilityRight parsed;
+        bool once = false, is_signed = false, name_only = false;
+        int c, r, code = 0, n = 0;
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+                switch (c) {
+                case ARG_STATE_DIR:
+                        if (!*optarg) {
+                                log_error("--state-dir: expected a directory");
+                                return CELLA_EXIT_USAGE;
+                        }
+                        state_dir = optarg;
+                        break;
+                case ARG_APP_DIR:
+                        app_dir = optarg;
+                        break;
+                case ARG_ONCE:
+                        once = true;
+                        break;
+                case 'h':
+                        grant_usage(stdout);
+                        return 0;
+                default:
+                        grant_usage(stderr);
+                        return CELLA_EXIT_USAGE;
+                }
+        }
+        if (argc - optind != 2) {
+                log_error("grant: expected APP RIGHT; see 'cella grant --help'");
+                return CELLA_EXIT_USAGE;
+        }
+        app = argv[optind];
+        right = argv[optind + 1];
+        if (!manifest_id_is_valid(app)) {
+                log_error("'%s' is not an app id (reverse-DNS, e.g. org.example.notes)", app);
+                return CELLA_EXIT_USAGE;
+        }
+        r = capability_right_parse(right, &parsed, &why);
+        if (r == -EINVAL && !strchr(right, ':') && capability_lookup(right, strlen(right)))
+                name_only = true; /* every requested scope of it */
+        else if (r < 0) {
+                log_error("'%s' is not a right: %s", right, why);
+                return CELLA_EXIT_USAGE;
+        }
+
+        r = grants_open(state_dir, &g);
+        if (r < 0) {
+                log_error_errno(r, "cannot open %s/" GRANTS_DB_FILE ": %m", state_dir);
+                return CELLA_EXIT_STATE;
+        }
+        if (app_dir) {
+                code = cli_policy_install(g, state_dir, app_dir, app);
+                if (code != 0)
+                        return code;
+        }
+        r = grants_requested(g, app, &requested, &is_signed);
+        if (r == -ENOENT) {
+                log_error("%s is not installed in %s: pass --app-dir DIR", app, state_dir);
+                return 1;
+        }
+        if (r < 0) {
+                log_error_errno(r, "cannot read %s/" GRANTS_DB_FILE ": %m", state_dir);
+                return CELLA_EXIT_STATE;
+        }
+        if (!name_only)
+                return grant_one(g, app, right, once, is_signed);
+
+        STRV_FOREACH (p, requested) {
+                size_t len = strlen(right);
+
+                if (strncmp(*p, right, len) != 0 || (*p)[len] != ':')
+                        continue;
+                n++;
+                r = grant_one(g, app, *p, once, is_signed);
+                if (r != 0)
+                        code = r;
+        }
+        if (n == 0) {
+                log_error("%s does not request '%s' in its manifest", app, right);
+                return 1;
+        }
+        return code;
+}

@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* cella revoke: takes rights back from an app (docs/capabilities.md). */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "base/macro.h"
+#include "base/strv.h"
+#include "cli/cli.h"
+#include "policy/grants.h"
+#include "policy/manifest.h"
+#include "supervisor/exit-codes.h"
+
+enum {
+        ARG_STATE_DIR = 0x100,
+};
+
+static void revoke_usage(FILE *f)
+{
+        fprintf(f,
+                "Usage: cella revoke [OPTIONS] APP RIGHT\n"
+                "\n"
+                "Revokes every grant of APP that RIGHT covers: a bare name (\"net.http\") all\n"
+                "of that right, \"name:scope\" the grants within that scope. A running app\n"
+                "loses the right at its next call.\n"
+                "\n"
+                "Options:\n"
+                "      --state-dir DIR   state directory (default %s)\n"
+                "  -h, --help            this text\n"
+                "\n"
+                "Exit status: 0 revoked; 1 nothing matched; 240 bad command line;\n"
+                "242 state directory problem.\n",
+                cli_default_state_dir());
+}
+
+int cli_revoke(int argc, char **argv)
+{
+        static const struct option options[] = {
+                {"state-dir", required_argument, NULL, ARG_STATE_DIR},
+                {"help", no_argument, NULL, 'h'},
+                {},
+        };
+        const char *state_dir = cli_default_state_dir(), *app, *right;
+        _cleanup_(grants_freep) Grants *g = NULL;
+        _cleanup_strv_free_ char **gone = NULL;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+                switch (c) {
+                case ARG_STATE_DIR:
+                        if (!*optarg) {
+                                log_error("--state-dir: expected a directory");
+                                return CELLA_EXIT_USAGE;
+                        }
+                        state_dir = optarg;
+                        break;
+                case 'h':
+                        revoke_usage(stdout);
+                        return 0;
+                default:
+                        revoke_usage(stderr);
+                        return CELLA_EXIT_USAGE;
+                }
+        }
+        if (argc - optind != 2) {
+                log_error("revoke: expected APP RIGHT; see 'cella revoke --help'");
+                return CELLA_EXIT_USAGE;
+        }
+        app = argv[optind];
+        right = argv[optind + 1];
+        if (!manifest_id_is_valid(app)) {
+                log_error("'%s' is not an app id (reverse-DNS, e.g. org.example.notes)", app);
+                return CELLA_EXIT_USAGE;
+        }
+        r = grants_open(state_dir, &g);
+        if (r < 0) {
+                log_error_errno(r, "cannot open %s/" GRANTS_DB_FILE ": %m", state_dir);
+                return CELLA_EXIT_STATE;
+        }
+        r = grants_revoke(g, app, right, &gone);
+        if (r == -ENOENT || r == -EINVAL) {
+                log_error("'%s' is not a right (see docs/capabilities.md)", right);
+                return CELLA_EXIT_USAGE;
+        }
+        if (r < 0) {
+                log_error_errno(r, "cannot revoke '%s' from %s: %m", right, app);
+                return CELLA_EXIT_STATE;
+        }
+        if (r == 0) {
+                log_error("%s holds no grant within '%s'; nothing revoked", app, right);
+                return 1;
+        }
+        STRV_FOREACH (p, gone)
+                printf("revoked '%s' from %s\n", *p, app);
+        return 0;
+}

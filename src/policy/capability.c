@@ -1,0 +1,474 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The capability catalogue and the scope matcher (capability.h, docs/capabilities.md).
+ *
+ * Scopes come from manifests and from apps' requests, so the matcher must stay cheap
+ * on hostile input. fnmatch() is not used: glibc's backtracks recursively on '*' and
+ * knows nothing of segments. Instead two iterative greedy matchers with one backtrack
+ * point each (the classic wildcard algorithm): one over characters inside a segment,
+ * one over segments. Each '*' or '**' only ever moves its single backtrack point
+ * forward, so the work is bounded by the product of the lengths, and the lengths and
+ * the wildcard count have named bounds (capability.h) with tests at the bound.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "base/macro.h"
+#include "policy/capability.h"
+
+#define TOPIC_MEANING                                                                              \
+        "a bus topic pattern: dot-separated segments, '*' within one, '**' for any depth"
+#define APP_ID_MEANING "an app id pattern: dot-separated labels, '*' within one, '**' for any depth"
+
+/* The catalogue. Order is bit order; add at the end (bits are in-memory only). */
+static const CapabilityInfo catalogue[] = {
+        {"storage", 0, CAPABILITY_NORMAL, false, CAPABILITY_SCOPE_NONE, false, NULL,
+         "use the app's private storage calls (usage and quota of /data)"},
+        {"timer", 1, CAPABILITY_NORMAL, false, CAPABILITY_SCOPE_NONE, false, NULL,
+         "set broker timers that survive a freeze and wake the app"},
+        {"notify", 2, CAPABILITY_NORMAL, false, CAPABILITY_SCOPE_NONE, false, NULL,
+         "post notifications to the user"},
+        {"bus.publish", 3, CAPABILITY_NORMAL, false, CAPABILITY_SCOPE_TOPIC, true, TOPIC_MEANING,
+         "publish messages on bus topics matching the scope"},
+        {"bus.subscribe", 4, CAPABILITY_NORMAL, false, CAPABILITY_SCOPE_TOPIC, true, TOPIC_MEANING,
+         "subscribe to bus topics matching the scope"},
+        {"bus.send", 5, CAPABILITY_NORMAL, false, CAPABILITY_SCOPE_APP_ID, true, APP_ID_MEANING,
+         "send direct messages to apps whose id matches the scope"},
+        {"app.launch", 6, CAPABILITY_NORMAL, false, CAPABILITY_SCOPE_APP_ID, true, APP_ID_MEANING,
+         "launch apps whose id matches the scope, with an intent"},
+        {"app.signal", 7, CAPABILITY_SIGNATURE, false, CAPABILITY_SCOPE_APP_ID, false,
+         APP_ID_MEANING "; none: every app", "send signals to other apps' processes"},
+        {"fs.read", 8, CAPABILITY_DANGEROUS, false, CAPABILITY_SCOPE_ROOT, true,
+         "the name of a user-file root (e.g. documents), exact", "read user files under the root"},
+        {"fs.write", 9, CAPABILITY_DANGEROUS, false, CAPABILITY_SCOPE_ROOT, true,
+         "the name of a user-file root (e.g. documents), exact",
+         "create and change user files under the root"},
+        {"location", 10, CAPABILITY_DANGEROUS, false, CAPABILITY_SCOPE_NONE, false, NULL,
+         "read the device's location"},
+        {"camera", 11, CAPABILITY_DANGEROUS, true, CAPABILITY_SCOPE_NONE, false, NULL,
+         "capture images and video (needs a recent user gesture)"},
+        {"microphone", 12, CAPABILITY_DANGEROUS, true, CAPABILITY_SCOPE_NONE, false, NULL,
+         "record audio (needs a recent user gesture)"},
+        {"contacts", 13, CAPABILITY_DANGEROUS, false, CAPABILITY_SCOPE_NONE, false, NULL,
+         "read and change the user's contacts"},
+        {"sensors", 14, CAPABILITY_DANGEROUS, false, CAPABILITY_SCOPE_NONE, false, NULL,
+         "read body and motion sensors"},
+        {"bluetooth", 15, CAPABILITY_DANGEROUS, false, CAPABILITY_SCOPE_NONE, false, NULL,
+         "find and connect to Bluetooth devices"},
+        {"net.http", 16, CAPABILITY_DANGEROUS, false, CAPABILITY_SCOPE_HOST_PORT, true,
+         "host:port; host a pattern like a topic (*.example.com), port a number or *",
+         "make HTTP requests to hosts matching the scope"},
+        {"system.admin", 17, CAPABILITY_SIGNATURE, false, CAPABILITY_SCOPE_NONE, false, NULL,
+         "administer cella itself (install, grant, stop other apps)"},
+};
+
+_Static_assert(ELEMENTSOF(catalogue) <= 64, "one bit per name in a CapabilityMask");
+
+const CapabilityInfo *capability_catalogue(size_t *ret_n)
+{
+        *ret_n = ELEMENTSOF(catalogue);
+        return catalogue;
+}
+
+const CapabilityInfo *capability_lookup(const char *name, size_t len)
+{
+        if (!name || len == 0 || len > CAPABILITY_NAME_MAX)
+                return NULL;
+        for (size_t i = 0; i < ELEMENTSOF(catalogue); i++)
+                if (strlen(catalogue[i].name) == len && memcmp(catalogue[i].name, name, len) == 0)
+                        return &catalogue[i];
+        return NULL;
+}
+
+const char *capability_level_to_string(CapabilityLevel level)
+{
+        switch (level) {
+        case CAPABILITY_NORMAL:
+                return "normal";
+        case CAPABILITY_DANGEROUS:
+                return "dangerous";
+        case CAPABILITY_SIGNATURE:
+                return "signature";
+        }
+        return "unknown";
+}
+
+/* ---- pattern syntax ------------------------------------------------------------------ */
+
+/* One segment of a dotted pattern or subject: s[0..len). */
+typedef struct Seg {
+        const char *s;
+        size_t len;
+} Seg;
+
+static bool is_alpha(char c)
+{
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static bool is_digit(char c)
+{
+        return c >= '0' && c <= '9';
+}
+
+/* Characters of a segment, per kind; '*' is handled by the caller. */
+static bool seg_char_ok(CapabilityScopeKind kind, char c, bool first)
+{
+        switch (kind) {
+        case CAPABILITY_SCOPE_TOPIC:
+                return is_alpha(c) || is_digit(c) || c == '_' || c == '-';
+        case CAPABILITY_SCOPE_APP_ID:
+                /* manifest_id_is_valid: a label does not start with a digit or '-'. */
+                if (first)
+                        return is_alpha(c) || c == '_';
+                return is_alpha(c) || is_digit(c) || c == '_' || c == '-';
+        case CAPABILITY_SCOPE_HOST_PORT:
+                /* Lowercase only: DNS names are case-insensitive, so one spelling is
+                 * kept and the broker lowercases what an app asks for. */
+                return (c >= 'a' && c <= 'z') || is_digit(c) || c == '-';
+        default:
+                return false;
+        }
+}
+
+static bool seg_is_dstar(Seg g)
+{
+        return g.len == 2 && g.s[0] == '*' && g.s[1] == '*';
+}
+
+/*
+ * Splits s (len bytes) at '.' into segs and checks each segment's syntax for kind.
+ * Returns the segment count, or -EINVAL with *why set.
+ */
+static int split_dotted(CapabilityScopeKind kind, const char *s, size_t len,
+                        Seg segs[static CAPABILITY_SEGMENTS_MAX], const char **why)
+{
+        size_t n = 0, start = 0, wildcards = 0;
+
+        if (len == 0) {
+                *why = "the pattern is empty";
+                return -EINVAL;
+        }
+        for (size_t i = 0; i <= len; i++) {
+                if (i < len && s[i] != '.')
+                        continue;
+                if (i == start) {
+                        *why = "empty segment (leading, trailing or doubled '.')";
+                        return -EINVAL;
+                }
+                if (n == CAPABILITY_SEGMENTS_MAX) {
+                        *why = "too many '.'-separated segments";
+                        return -EINVAL;
+                }
+                if (i - start > CAPABILITY_SEGMENT_MAX) {
+                        *why = "a segment is longer than 63 bytes";
+                        return -EINVAL;
+                }
+                segs[n] = (Seg){s + start, i - start};
+                if (seg_is_dstar(segs[n]))
+                        wildcards++;
+                else
+                        for (size_t k = start; k < i; k++) {
+                                if (s[k] == '*') {
+                                        if (k + 1 < i && s[k + 1] == '*') {
+                                                *why = "'**' must be a whole segment";
+                                                return -EINVAL;
+                                        }
+                                        wildcards++;
+                                } else if (!seg_char_ok(kind, s[k], k == start)) {
+                                        *why = kind == CAPABILITY_SCOPE_HOST_PORT
+                                                       ? "a host may only hold a-z 0-9 - . and *"
+                                               : kind == CAPABILITY_SCOPE_APP_ID
+                                                       ? "an app id label may only hold A-Z a-z "
+                                                         "0-9 _ - and *, not starting with a "
+                                                         "digit or '-'"
+                                                       : "a topic may only hold A-Z a-z 0-9 _ - . "
+                                                         "and *";
+                                        return -EINVAL;
+                                }
+                        }
+                n++;
+                start = i + 1;
+        }
+        if (wildcards > CAPABILITY_WILDCARDS_MAX) {
+                *why = "more than 8 wildcards";
+                return -EINVAL;
+        }
+        return (int)n;
+}
+
+/* Splits "host:port" at the last ':'; checks the port ("*" or 1..65535, no leading 0). */
+static int split_host_port(const char *s, size_t len, size_t *ret_host_len, const char **why)
+{
+        const char *colon = memrchr(s, ':', len);
+        const char *port;
+        size_t plen;
+        unsigned v = 0;
+
+        if (!colon) {
+                *why = "expected host:port";
+                return -EINVAL;
+        }
+        port = colon + 1;
+        plen = len - (size_t)(colon - s) - 1;
+        if (plen == 1 && port[0] == '*') {
+                *ret_host_len = (size_t)(colon - s);
+                return 0;
+        }
+        if (plen == 0 || plen > 5 || port[0] == '0') {
+                *why = "the port must be 1-65535 or *";
+                return -EINVAL;
+        }
+        for (size_t i = 0; i < plen; i++) {
+                if (!is_digit(port[i])) {
+                        *why = "the port must be 1-65535 or *";
+                        return -EINVAL;
+                }
+                v = v * 10 + (unsigned)(port[i] - '0');
+        }
+        if (v > 65535) {
+                *why = "the port must be 1-65535 or *";
+                return -EINVAL;
+        }
+        *ret_host_len = (size_t)(colon - s);
+        return 0;
+}
+
+static bool root_is_valid(const char *s, size_t len)
+{
+        if (len == 0 || len > CAPABILITY_ROOT_MAX || !(s[0] >= 'a' && s[0] <= 'z'))
+                return false;
+        for (size_t i = 1; i < len; i++)
+                if (!((s[i] >= 'a' && s[i] <= 'z') || is_digit(s[i]) || s[i] == '_' || s[i] == '-'))
+                        return false;
+        return true;
+}
+
+/* Checks scope s (len bytes) against kind's grammar. 0 or -EINVAL with *why. */
+static int scope_check(CapabilityScopeKind kind, const char *s, size_t len, const char **why)
+{
+        Seg segs[CAPABILITY_SEGMENTS_MAX];
+        size_t host_len;
+        int r;
+
+        switch (kind) {
+        case CAPABILITY_SCOPE_TOPIC:
+        case CAPABILITY_SCOPE_APP_ID:
+                r = split_dotted(kind, s, len, segs, why);
+                return r < 0 ? r : 0;
+        case CAPABILITY_SCOPE_HOST_PORT:
+                r = split_host_port(s, len, &host_len, why);
+                if (r < 0)
+                        return r;
+                r = split_dotted(kind, s, host_len, segs, why);
+                return r < 0 ? r : 0;
+        case CAPABILITY_SCOPE_ROOT:
+                if (!root_is_valid(s, len)) {
+                        *why = "a root name is 1-32 bytes of a-z 0-9 _ -, starting with a-z";
+                        return -EINVAL;
+                }
+                return 0;
+        case CAPABILITY_SCOPE_NONE:
+                break;
+        }
+        *why = "this right takes no scope";
+        return -EINVAL;
+}
+
+/* ---- matching -------------------------------------------------------------------------- */
+
+/*
+ * Glob match inside one segment: '*' in p matches any run of characters; a '*' in s
+ * is an ordinary character, so only a '*' of p can stand for it (which keeps
+ * pattern-against-pattern matching sound). Iterative, one backtrack point: O(|p|*|s|).
+ */
+static bool seg_match(Seg p, Seg s)
+{
+        size_t pi = 0, si = 0, star = SIZE_MAX, mark = 0;
+
+        while (si < s.len) {
+                if (pi < p.len && p.s[pi] == '*') {
+                        star = pi++;
+                        mark = si;
+                } else if (pi < p.len && p.s[pi] == s.s[si]) {
+                        pi++;
+                        si++;
+                } else if (star != SIZE_MAX) {
+                        pi = star + 1;
+                        si = ++mark;
+                } else
+                        return false;
+        }
+        while (pi < p.len && p.s[pi] == '*')
+                pi++;
+        return pi == p.len;
+}
+
+/*
+ * Segment-level match: a "**" segment of p takes one or more segments of s (read as
+ * "any one segment" then "zero or more": the classic algorithm with '?' and '*'); any
+ * other segment of p takes exactly one segment of s, by seg_match, and never an s
+ * segment "**" (which stands for any depth, so no single-segment pattern covers it).
+ */
+static bool segs_match(const Seg *p, size_t pn, const Seg *s, size_t sn)
+{
+        size_t pi = 0, si = 0, star = SIZE_MAX, star_end = 0;
+
+        while (si < sn) {
+                if (pi < pn && seg_is_dstar(p[pi])) {
+                        star = pi++;
+                        star_end = ++si; /* the one segment "**" needs at least */
+                } else if (pi < pn && !seg_is_dstar(s[si]) && seg_match(p[pi], s[si])) {
+                        pi++;
+                        si++;
+                } else if (star != SIZE_MAX) {
+                        pi = star + 1;
+                        si = ++star_end;
+                } else
+                        return false;
+        }
+        /* A "**" left over would need a segment that is not there. */
+        return pi == pn;
+}
+
+static bool dotted_match(CapabilityScopeKind kind, const char *p, size_t plen, const char *s,
+                         size_t slen)
+{
+        Seg ps[CAPABILITY_SEGMENTS_MAX], ss[CAPABILITY_SEGMENTS_MAX];
+        const char *why;
+        int pn, sn;
+
+        pn = split_dotted(kind, p, plen, ps, &why);
+        sn = split_dotted(kind, s, slen, ss, &why);
+        if (pn < 0 || sn < 0)
+                return false;
+        return segs_match(ps, (size_t)pn, ss, (size_t)sn);
+}
+
+bool capability_scope_match(CapabilityScopeKind kind, const char *pattern, const char *subject)
+{
+        size_t plen, slen, phost, shost;
+        const char *why;
+
+        if (!pattern || !subject)
+                return false;
+        plen = strnlen(pattern, CAPABILITY_RIGHT_MAX);
+        slen = strnlen(subject, CAPABILITY_RIGHT_MAX);
+        if (plen == CAPABILITY_RIGHT_MAX || slen == CAPABILITY_RIGHT_MAX)
+                return false;
+        switch (kind) {
+        case CAPABILITY_SCOPE_TOPIC:
+        case CAPABILITY_SCOPE_APP_ID:
+                return dotted_match(kind, pattern, plen, subject, slen);
+        case CAPABILITY_SCOPE_HOST_PORT:
+                if (split_host_port(pattern, plen, &phost, &why) < 0 ||
+                    split_host_port(subject, slen, &shost, &why) < 0)
+                        return false;
+                /* Port: "*" covers everything; a number covers only itself. */
+                if (strcmp(pattern + phost + 1, "*") != 0 &&
+                    strcmp(pattern + phost + 1, subject + shost + 1) != 0)
+                        return false;
+                return dotted_match(kind, pattern, phost, subject, shost);
+        case CAPABILITY_SCOPE_ROOT:
+                return root_is_valid(pattern, plen) && plen == slen &&
+                       memcmp(pattern, subject, plen) == 0;
+        case CAPABILITY_SCOPE_NONE:
+                break;
+        }
+        return false;
+}
+
+/* ---- rights -------------------------------------------------------------------------- */
+
+static int fail(const char **why, int r, const char *reason)
+{
+        if (why)
+                *why = reason;
+        return r;
+}
+
+int capability_right_parse(const char *text, CapabilityRight *ret, const char **why)
+{
+        const CapabilityInfo *c;
+        const char *colon, *reason = NULL;
+        size_t len, nlen;
+        int r;
+
+        if (!text)
+                return fail(why, -EINVAL, "no right given");
+        len = strnlen(text, CAPABILITY_RIGHT_MAX);
+        if (len == CAPABILITY_RIGHT_MAX)
+                return fail(why, -ENAMETOOLONG, "a right is at most 255 bytes");
+        if (len == 0)
+                return fail(why, -EINVAL, "the right is empty");
+        colon = memchr(text, ':', len);
+        nlen = colon ? (size_t)(colon - text) : len;
+        c = capability_lookup(text, nlen);
+        if (!c)
+                return fail(why, -ENOENT, "no such right in the catalogue (docs/capabilities.md)");
+        if (!colon) {
+                if (c->scope_required)
+                        return fail(why, -EINVAL, "this right needs a scope after ':'");
+                ret->cap = c;
+                ret->scope[0] = 0;
+                return 0;
+        }
+        if (c->scope == CAPABILITY_SCOPE_NONE)
+                return fail(why, -EINVAL, "this right takes no scope");
+        r = scope_check(c->scope, colon + 1, len - nlen - 1, &reason);
+        if (r < 0)
+                return fail(why, r, reason);
+        ret->cap = c;
+        memcpy(ret->scope, colon + 1, len - nlen - 1);
+        ret->scope[len - nlen - 1] = 0;
+        return 0;
+}
+
+bool capability_right_covers(const CapabilityRight *granted, const CapabilityRight *asked)
+{
+        if (!granted || !asked || !granted->cap || granted->cap != asked->cap)
+                return false;
+        if (granted->cap->scope == CAPABILITY_SCOPE_NONE || !granted->scope[0])
+                return true;
+        if (!asked->scope[0])
+                return false;
+        return capability_scope_match(granted->cap->scope, granted->scope, asked->scope);
+}
+
+int capability_mask_of(char *const *rights, CapabilityMask *ret_mask)
+{
+        CapabilityMask mask = 0;
+        CapabilityRight right;
+        int r;
+
+        for (char *const *p = rights; p && *p; p++) {
+                r = capability_right_parse(*p, &right, NULL);
+                if (r < 0)
+                        return r;
+                mask |= capability_bit(right.cap);
+        }
+        *ret_mask = mask;
+        return 0;
+}
+
+int capability_check_manifest(const Manifest *m, const char **bad, const char **why)
+{
+        CapabilityRight right;
+        const char *reason = NULL;
+        int r;
+
+        if (!m)
+                return -EINVAL;
+        for (char **p = m->permissions; p && *p; p++) {
+                r = capability_right_parse(*p, &right, &reason);
+                if (r < 0) {
+                        if (bad)
+                                *bad = *p;
+                        if (why)
+                                *why = reason;
+                        return r;
+                }
+        }
+        return 0;
+}

@@ -1,0 +1,873 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Grants in <state>/grants.db (grants.h, docs/capabilities.md).
+ *
+ * SQLite as state.c uses it: rollback journal, schema versioned with PRAGMA
+ * user_version and checked inside each transaction, writers take the lock up front
+ * with BEGIN IMMEDIATE so two cella processes never interleave a read-modify-write
+ * (a one-time grant is consumed exactly once). A check is a read transaction; only
+ * when the one grant that allows it is one-time does it start again as a writer.
+ *
+ * Rows hold right strings as granted; each is parsed again when read (the catalogue
+ * is code, the file is data that may be older, or edited by hand), and a row that no
+ * longer parses is ignored, never trusted.
+ */
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "base/fileio.h"
+#include "base/macro.h"
+#include "base/strv.h"
+#include "policy/grants.h"
+
+/* How long a cella process waits for another one holding grants.db. */
+#define GRANTS_DB_BUSY_TIMEOUT_MS 5000
+
+/* Rows read back for one app: what grants_grant and grants_install can have written
+ * (a hand-edited file holding more is refused with -E2BIG, not read without end). */
+#define GRANTS_ROWS_MAX (GRANTS_PER_APP_MAX + MANIFEST_LIST_MAX)
+
+#define GRANTS_SCHEMA_VERSION 1
+
+struct Grants {
+        sqlite3 *db;
+};
+
+static const char *const source_names[] = {
+        [GRANT_BY_INSTALL] = "install",
+        [GRANT_BY_USER] = "user",
+        [GRANT_BY_SIGNATURE] = "signature",
+};
+
+static inline void finalizep(sqlite3_stmt **st)
+{
+        sqlite3_finalize(*st);
+}
+#define _cleanup_stmt_ _cleanup_(finalizep)
+
+const char *grant_source_to_string(GrantSource s)
+{
+        return (unsigned)s < ELEMENTSOF(source_names) ? source_names[s] : "unknown";
+}
+
+static int grant_source_from_string(const char *s, GrantSource *ret)
+{
+        for (size_t i = 0; s && i < ELEMENTSOF(source_names); i++)
+                if (strcmp(s, source_names[i]) == 0) {
+                        *ret = (GrantSource)i;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+const char *grants_reason_to_string(GrantsReason r)
+{
+        switch (r) {
+        case GRANTS_ALLOWED:
+                return "allowed";
+        case GRANTS_NOT_GRANTED:
+                return "not granted";
+        case GRANTS_NO_GESTURE:
+                return "no recent user gesture";
+        case GRANTS_NOT_REQUESTED:
+                return "not requested by the manifest";
+        case GRANTS_NOT_SIGNED:
+                return "not signed by a trusted key";
+        case GRANTS_INVALID:
+                return "no such right";
+        }
+        return "unknown";
+}
+
+int64_t grants_now_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- schema and transactions ------------------------------------------------------------ */
+
+static int db_exec(sqlite3 *db, const char *sql)
+{
+        return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO;
+}
+
+static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **ret)
+{
+        return sqlite3_prepare_v2(db, sql, -1, ret, NULL) == SQLITE_OK ? 0 : -EIO;
+}
+
+/* Runs a statement that returns no rows. 0 or -EIO. */
+static int step_done(sqlite3_stmt *st)
+{
+        return sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
+}
+
+static int schema_version(sqlite3 *db)
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+        if (prepare(db, "PRAGMA user_version", &st) < 0 || sqlite3_step(st) != SQLITE_ROW)
+                return -EIO;
+        return sqlite3_column_int(st, 0);
+}
+
+/*
+ * The schema. Times are wall-clock ms since the epoch. A right is one row per exact
+ * string; "requested" is the manifest's set as of the last install. "capability"
+ * because RIGHT is an SQL keyword.
+ */
+static int schema_ensure(sqlite3 *db)
+{
+        int version = schema_version(db), r;
+
+        if (version < 0)
+                return version;
+        if (version == GRANTS_SCHEMA_VERSION)
+                return 0;
+        if (version > GRANTS_SCHEMA_VERSION)
+                return -EPROTONOSUPPORT;
+        r = db_exec(db, "BEGIN IMMEDIATE;"
+                        "CREATE TABLE IF NOT EXISTS apps ("
+                        "  id TEXT PRIMARY KEY NOT NULL,"
+                        "  signed INTEGER NOT NULL CHECK (signed IN (0, 1)),"
+                        "  installed_at INTEGER NOT NULL);"
+                        "CREATE TABLE IF NOT EXISTS requested ("
+                        "  app_id TEXT NOT NULL,"
+                        "  capability TEXT NOT NULL,"
+                        "  PRIMARY KEY (app_id, capability));"
+                        "CREATE TABLE IF NOT EXISTS grants ("
+                        "  app_id TEXT NOT NULL,"
+                        "  capability TEXT NOT NULL,"
+                        "  granted_at INTEGER NOT NULL,"
+                        "  one_time INTEGER NOT NULL CHECK (one_time IN (0, 1)),"
+                        "  granted_by TEXT NOT NULL"
+                        "    CHECK (granted_by IN ('install', 'user', 'signature')),"
+                        "  PRIMARY KEY (app_id, capability));"
+                        "CREATE TABLE IF NOT EXISTS gestures ("
+                        "  app_id TEXT PRIMARY KEY NOT NULL,"
+                        "  at INTEGER NOT NULL);"
+                        "PRAGMA user_version = 1;"
+                        "COMMIT;");
+        if (r < 0)
+                db_exec(db, "ROLLBACK");
+        return r;
+}
+
+/*
+ * Starts a transaction on a current schema (creating it in a file that has none):
+ * BEGIN for a reader, BEGIN IMMEDIATE for a writer. 0 with the transaction open (end
+ * it with tx_end), -EPROTONOSUPPORT for a newer schema, -EIO.
+ */
+static int tx_begin(sqlite3 *db, bool write)
+{
+        int version, r;
+
+        for (int attempt = 0; attempt < 2; attempt++) {
+                if (db_exec(db, write ? "BEGIN IMMEDIATE" : "BEGIN") < 0)
+                        return -EIO;
+                version = schema_version(db);
+                if (version == GRANTS_SCHEMA_VERSION)
+                        return 0;
+                db_exec(db, "ROLLBACK");
+                if (version < 0)
+                        return version;
+                r = schema_ensure(db);
+                if (r < 0)
+                        return r;
+        }
+        return -EIO;
+}
+
+/* Commits if r >= 0, else rolls back. Returns r, or -EIO if the commit failed. */
+static int tx_end(sqlite3 *db, int r)
+{
+        if (r < 0) {
+                db_exec(db, "ROLLBACK");
+                return r;
+        }
+        if (db_exec(db, "COMMIT") < 0) {
+                db_exec(db, "ROLLBACK");
+                return -EIO;
+        }
+        return r;
+}
+
+int grants_open(const char *state_dir, Grants **ret)
+{
+        _cleanup_free_ char *path = NULL;
+        Grants *g;
+        int r;
+
+        if (!state_dir || !*state_dir)
+                return -EINVAL;
+        r = mkdir_p(state_dir, 0711);
+        if (r < 0)
+                return r;
+        if (asprintf(&path, "%s/" GRANTS_DB_FILE, state_dir) < 0)
+                return -ENOMEM;
+        g = calloc(1, sizeof *g);
+        if (!g)
+                return -ENOMEM;
+        if (sqlite3_open_v2(path, &g->db,
+                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                            NULL) != SQLITE_OK) {
+                grants_free(g);
+                return -EIO;
+        }
+        sqlite3_busy_timeout(g->db, GRANTS_DB_BUSY_TIMEOUT_MS);
+        /* Who may grant is who may write this file: root's state dir, root's file. */
+        (void)chmod(path, 0600);
+        r = schema_ensure(g->db);
+        if (r < 0) {
+                grants_free(g);
+                return r;
+        }
+        *ret = g;
+        return 0;
+}
+
+Grants *grants_free(Grants *g)
+{
+        if (!g)
+                return NULL;
+        sqlite3_close(g->db);
+        free(g);
+        return NULL;
+}
+
+/* ---- helpers inside a transaction ------------------------------------------------------- */
+
+static bool app_id_ok(const char *id)
+{
+        return id && manifest_id_is_valid(id);
+}
+
+/*
+ * The requested set and signed flag of app (NULL-terminated list; caller frees).
+ * 0, -ENOENT (never installed), -EIO, -ENOMEM, -E2BIG.
+ */
+static int load_requested(sqlite3 *db, const char *app, char ***ret, bool *ret_signed)
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL, *sr = NULL;
+        _cleanup_strv_free_ char **l = NULL;
+        size_t n = 0;
+        bool is_signed;
+        int r;
+
+        if (prepare(db, "SELECT signed FROM apps WHERE id = ?1", &st) < 0)
+                return -EIO;
+        sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
+        r = sqlite3_step(st);
+        if (r == SQLITE_DONE)
+                return -ENOENT;
+        if (r != SQLITE_ROW)
+                return -EIO;
+        is_signed = sqlite3_column_int(st, 0) == 1;
+
+        if (prepare(db, "SELECT capability FROM requested WHERE app_id = ?1 ORDER BY capability",
+                    &sr) < 0)
+                return -EIO;
+        sqlite3_bind_text(sr, 1, app, -1, SQLITE_STATIC);
+        l = calloc(1, sizeof(char *));
+        if (!l)
+                return -ENOMEM;
+        while ((r = sqlite3_step(sr)) == SQLITE_ROW) {
+                const char *s = (const char *)sqlite3_column_text(sr, 0);
+
+                if (++n > MANIFEST_LIST_MAX)
+                        return -E2BIG;
+                if (s && strv_extend(&l, s) < 0)
+                        return -ENOMEM;
+        }
+        if (r != SQLITE_DONE)
+                return -EIO;
+        *ret = TAKE_PTR(l);
+        if (ret_signed)
+                *ret_signed = is_signed;
+        return 0;
+}
+
+/* True if some right of set (strings; unparsable ones skipped) covers asked. */
+static bool set_covers(char *const *set, const CapabilityRight *asked)
+{
+        CapabilityRight have;
+
+        for (char *const *p = set; p && *p; p++)
+                if (capability_right_parse(*p, &have, NULL) == 0 &&
+                    capability_right_covers(&have, asked))
+                        return true;
+        return false;
+}
+
+static bool strv_has(char *const *l, const char *s)
+{
+        for (char *const *p = l; p && *p; p++)
+                if (strcmp(*p, s) == 0)
+                        return true;
+        return false;
+}
+
+/* Inserts a grant unless one exists for the same string. 0 or -EIO. */
+static int grant_insert_or_ignore(sqlite3 *db, const char *app, const char *right, GrantSource by,
+                                  int64_t now_ms)
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+        if (prepare(db,
+                    "INSERT OR IGNORE INTO grants (app_id, capability, granted_at, one_time,"
+                    " granted_by) VALUES (?1, ?2, ?3, 0, ?4)",
+                    &st) < 0)
+                return -EIO;
+        sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, right, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, now_ms);
+        sqlite3_bind_text(st, 4, grant_source_to_string(by), -1, SQLITE_STATIC);
+        return step_done(st);
+}
+
+static int grant_delete(sqlite3 *db, const char *app, const char *right)
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+        if (prepare(db, "DELETE FROM grants WHERE app_id = ?1 AND capability = ?2", &st) < 0)
+                return -EIO;
+        sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, right, -1, SQLITE_STATIC);
+        return step_done(st);
+}
+
+/* The rights of app's grant rows (NULL-terminated; caller frees). 0, -EIO, -ENOMEM, -E2BIG. */
+static int load_grant_rights(sqlite3 *db, const char *app, char ***ret)
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_strv_free_ char **l = NULL;
+        size_t n = 0;
+        int r;
+
+        if (prepare(db, "SELECT capability FROM grants WHERE app_id = ?1 ORDER BY capability",
+                    &st) < 0)
+                return -EIO;
+        sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
+        l = calloc(1, sizeof(char *));
+        if (!l)
+                return -ENOMEM;
+        while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+                const char *s = (const char *)sqlite3_column_text(st, 0);
+
+                if (++n > GRANTS_ROWS_MAX)
+                        return -E2BIG;
+                if (s && strv_extend(&l, s) < 0)
+                        return -ENOMEM;
+        }
+        if (r != SQLITE_DONE)
+                return -EIO;
+        *ret = TAKE_PTR(l);
+        return 0;
+}
+
+/* ---- install ---------------------------------------------------------------------------- */
+
+static int install_locked(sqlite3 *db, const Manifest *m, bool signed_ok, int64_t now_ms)
+{
+        _cleanup_strv_free_ char **old = NULL, **have = NULL;
+        _cleanup_stmt_ sqlite3_stmt *del = NULL, *ins = NULL, *app = NULL;
+        CapabilityRight right;
+        bool old_signed = false;
+        int r;
+
+        r = load_requested(db, m->id, &old, &old_signed);
+        if (r < 0 && r != -ENOENT)
+                return r;
+
+        if (prepare(db, "DELETE FROM requested WHERE app_id = ?1", &del) < 0)
+                return -EIO;
+        sqlite3_bind_text(del, 1, m->id, -1, SQLITE_STATIC);
+        if (step_done(del) < 0)
+                return -EIO;
+        if (prepare(db, "INSERT OR IGNORE INTO requested (app_id, capability) VALUES (?1, ?2)",
+                    &ins) < 0)
+                return -EIO;
+        STRV_FOREACH (p, m->permissions) {
+                sqlite3_reset(ins);
+                sqlite3_bind_text(ins, 1, m->id, -1, SQLITE_STATIC);
+                sqlite3_bind_text(ins, 2, *p, -1, SQLITE_STATIC);
+                if (step_done(ins) < 0)
+                        return -EIO;
+        }
+        if (prepare(db,
+                    "INSERT INTO apps (id, signed, installed_at) VALUES (?1, ?2, ?3)"
+                    " ON CONFLICT (id) DO UPDATE SET signed = excluded.signed,"
+                    " installed_at = excluded.installed_at",
+                    &app) < 0)
+                return -EIO;
+        sqlite3_bind_text(app, 1, m->id, -1, SQLITE_STATIC);
+        sqlite3_bind_int(app, 2, signed_ok ? 1 : 0);
+        sqlite3_bind_int64(app, 3, now_ms);
+        if (step_done(app) < 0)
+                return -EIO;
+
+        /* Automatic grants: new normal rights; signature rights when newly requested
+         * or when the bundle has just become signed. */
+        STRV_FOREACH (p, m->permissions) {
+                bool fresh = !strv_has(old, *p);
+
+                if (capability_right_parse(*p, &right, NULL) < 0)
+                        return -EINVAL; /* checked by the caller; never reached */
+                if (right.cap->level == CAPABILITY_NORMAL && fresh)
+                        r = grant_insert_or_ignore(db, m->id, *p, GRANT_BY_INSTALL, now_ms);
+                else if (right.cap->level == CAPABILITY_SIGNATURE && signed_ok &&
+                         (fresh || !old_signed))
+                        r = grant_insert_or_ignore(db, m->id, *p, GRANT_BY_SIGNATURE, now_ms);
+                else
+                        r = 0;
+                if (r < 0)
+                        return r;
+        }
+
+        /* Drop what the new set no longer covers, and signature rights of an
+         * unsigned bundle. */
+        r = load_grant_rights(db, m->id, &have);
+        if (r < 0)
+                return r;
+        STRV_FOREACH (p, have) {
+                bool keep = capability_right_parse(*p, &right, NULL) == 0 &&
+                            set_covers(m->permissions, &right) &&
+                            (right.cap->level != CAPABILITY_SIGNATURE || signed_ok);
+
+                if (!keep) {
+                        r = grant_delete(db, m->id, *p);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return 0;
+}
+
+int grants_install(Grants *g, const Manifest *m, bool signed_ok, int64_t now_ms, const char **bad,
+                   const char **why)
+{
+        int r;
+
+        if (!g || !m || !app_id_ok(m->id))
+                return -EINVAL;
+        if (strv_length(m->permissions) > MANIFEST_LIST_MAX)
+                return -EINVAL;
+        r = capability_check_manifest(m, bad, why);
+        if (r < 0)
+                return -EINVAL;
+        r = tx_begin(g->db, true);
+        if (r < 0)
+                return r;
+        return tx_end(g->db, install_locked(g->db, m, signed_ok, now_ms));
+}
+
+int grants_requested(Grants *g, const char *app_id, char ***ret_requested, bool *ret_signed)
+{
+        _cleanup_strv_free_ char **l = NULL;
+        bool is_signed = false;
+        int r;
+
+        if (!g || !app_id_ok(app_id))
+                return -EINVAL;
+        r = tx_begin(g->db, false);
+        if (r < 0)
+                return r;
+        r = tx_end(g->db, load_requested(g->db, app_id, &l, &is_signed));
+        if (r < 0)
+                return r;
+        if (ret_requested)
+                *ret_requested = TAKE_PTR(l);
+        if (ret_signed)
+                *ret_signed = is_signed;
+        return 0;
+}
+
+/* ---- grant and revoke ------------------------------------------------------------------- */
+
+static int grant_locked(sqlite3 *db, const char *app, const char *text,
+                        const CapabilityRight *right, bool one_time, GrantSource by, int64_t now_ms)
+{
+        _cleanup_strv_free_ char **requested = NULL, **have = NULL;
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        bool is_signed;
+        int r;
+
+        r = load_requested(db, app, &requested, &is_signed);
+        if (r < 0)
+                return r;
+        if (!set_covers(requested, right))
+                return -EPERM;
+        if (right->cap->level == CAPABILITY_SIGNATURE && !is_signed)
+                return -EPERM;
+        r = load_grant_rights(db, app, &have);
+        if (r < 0)
+                return r;
+        if (!strv_has(have, text) && strv_length(have) >= GRANTS_PER_APP_MAX)
+                return -ENOSPC;
+        if (prepare(db,
+                    "INSERT INTO grants (app_id, capability, granted_at, one_time, granted_by)"
+                    " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (app_id, capability) DO UPDATE SET"
+                    " granted_at = CASE one_time WHEN 1 THEN excluded.granted_at"
+                    "   ELSE granted_at END,"
+                    " granted_by = CASE one_time WHEN 1 THEN excluded.granted_by"
+                    "   ELSE granted_by END,"
+                    " one_time = MIN(one_time, excluded.one_time)",
+                    &st) < 0)
+                return -EIO;
+        sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, now_ms);
+        sqlite3_bind_int(st, 4, one_time ? 1 : 0);
+        sqlite3_bind_text(st, 5, grant_source_to_string(by), -1, SQLITE_STATIC);
+        return step_done(st);
+}
+
+int grants_grant(Grants *g, const char *app_id, const char *right, bool one_time, GrantSource by,
+                 int64_t now_ms)
+{
+        CapabilityRight parsed;
+        int r;
+
+        if (!g || !app_id_ok(app_id) || (unsigned)by >= ELEMENTSOF(source_names))
+                return -EINVAL;
+        r = capability_right_parse(right, &parsed, NULL);
+        if (r < 0)
+                return r == -ENAMETOOLONG ? -EINVAL : r;
+        r = tx_begin(g->db, true);
+        if (r < 0)
+                return r;
+        return tx_end(g->db, grant_locked(g->db, app_id, right, &parsed, one_time, by, now_ms));
+}
+
+/*
+ * Parses a right to revoke: as capability_right_parse, except that a bare name of a
+ * right whose scope is required is accepted and means every scope.
+ */
+static int parse_revoke(const char *text, CapabilityRight *ret)
+{
+        const CapabilityInfo *c;
+        int r;
+
+        r = capability_right_parse(text, ret, NULL);
+        if (r != -EINVAL || strchr(text, ':'))
+                return r;
+        c = capability_lookup(text, strlen(text));
+        if (!c)
+                return r;
+        ret->cap = c;
+        ret->scope[0] = 0;
+        return 0;
+}
+
+static int revoke_locked(sqlite3 *db, const char *app, const CapabilityRight *given,
+                         char ***ret_revoked)
+{
+        _cleanup_strv_free_ char **have = NULL, **gone = NULL;
+        CapabilityRight right;
+        int r, n = 0;
+
+        r = load_grant_rights(db, app, &have);
+        if (r < 0)
+                return r;
+        STRV_FOREACH (p, have) {
+                if (capability_right_parse(*p, &right, NULL) < 0 ||
+                    !capability_right_covers(given, &right))
+                        continue;
+                r = grant_delete(db, app, *p);
+                if (r < 0)
+                        return r;
+                if (ret_revoked && strv_extend(&gone, *p) < 0)
+                        return -ENOMEM;
+                n++;
+        }
+        if (ret_revoked) {
+                if (!gone) {
+                        gone = calloc(1, sizeof(char *));
+                        if (!gone)
+                                return -ENOMEM;
+                }
+                *ret_revoked = TAKE_PTR(gone);
+        }
+        return n;
+}
+
+int grants_revoke(Grants *g, const char *app_id, const char *right, char ***ret_revoked)
+{
+        _cleanup_strv_free_ char **gone = NULL;
+        CapabilityRight given;
+        int r;
+
+        if (!g || !app_id_ok(app_id) || !right)
+                return -EINVAL;
+        r = parse_revoke(right, &given);
+        if (r < 0)
+                return r == -ENAMETOOLONG ? -EINVAL : r;
+        r = tx_begin(g->db, true);
+        if (r < 0)
+                return r;
+        r = tx_end(g->db, revoke_locked(g->db, app_id, &given, ret_revoked ? &gone : NULL));
+        if (r >= 0 && ret_revoked)
+                *ret_revoked = TAKE_PTR(gone);
+        return r;
+}
+
+static int list_locked(sqlite3 *db, const char *app, Grant **ret, size_t *ret_n)
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_free_ Grant *l = NULL;
+        size_t n = 0;
+        int r;
+
+        if (prepare(db,
+                    "SELECT capability, granted_at, one_time, granted_by FROM grants"
+                    " WHERE app_id = ?1 ORDER BY capability",
+                    &st) < 0)
+                return -EIO;
+        sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
+        while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+                const char *right = (const char *)sqlite3_column_text(st, 0);
+                const char *by = (const char *)sqlite3_column_text(st, 3);
+                GrantSource source;
+                Grant *e;
+
+                if (!right || strlen(right) >= CAPABILITY_RIGHT_MAX ||
+                    grant_source_from_string(by, &source) < 0)
+                        continue; /* not written by us: ignore */
+                if (n == GRANTS_ROWS_MAX)
+                        return -E2BIG;
+                if (!l) {
+                        l = calloc(GRANTS_ROWS_MAX, sizeof(Grant));
+                        if (!l)
+                                return -ENOMEM;
+                }
+                e = &l[n++];
+                strcpy(e->right, right);
+                e->granted_at_ms = sqlite3_column_int64(st, 1);
+                e->one_time = sqlite3_column_int(st, 2) == 1;
+                e->granted_by = source;
+        }
+        if (r != SQLITE_DONE)
+                return -EIO;
+        *ret = TAKE_PTR(l);
+        *ret_n = n;
+        return 0;
+}
+
+int grants_list(Grants *g, const char *app_id, Grant **ret, size_t *ret_n)
+{
+        Grant *l = NULL;
+        size_t n = 0;
+        int r;
+
+        if (!g || !app_id_ok(app_id))
+                return -EINVAL;
+        r = tx_begin(g->db, false);
+        if (r < 0)
+                return r;
+        r = tx_end(g->db, list_locked(g->db, app_id, &l, &n));
+        if (r < 0)
+                return r;
+        *ret = l;
+        *ret_n = n;
+        return 0;
+}
+
+/* ---- gestures --------------------------------------------------------------------------- */
+
+static int gesture_last_locked(sqlite3 *db, const char *app, int64_t *ret)
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        if (prepare(db, "SELECT at FROM gestures WHERE app_id = ?1", &st) < 0)
+                return -EIO;
+        sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
+        r = sqlite3_step(st);
+        if (r == SQLITE_DONE)
+                return -ENOENT;
+        if (r != SQLITE_ROW)
+                return -EIO;
+        *ret = sqlite3_column_int64(st, 0);
+        return 0;
+}
+
+int grants_gesture_record(Grants *g, const char *app_id, int64_t now_ms)
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        if (!g || !app_id_ok(app_id))
+                return -EINVAL;
+        r = tx_begin(g->db, true);
+        if (r < 0)
+                return r;
+        if (prepare(g->db,
+                    "INSERT INTO gestures (app_id, at) VALUES (?1, ?2)"
+                    " ON CONFLICT (app_id) DO UPDATE SET at = excluded.at",
+                    &st) < 0)
+                return tx_end(g->db, -EIO);
+        sqlite3_bind_text(st, 1, app_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, now_ms);
+        r = step_done(st);
+        sqlite3_finalize(TAKE_PTR(st));
+        return tx_end(g->db, r);
+}
+
+int grants_gesture_last(Grants *g, const char *app_id, int64_t *ret_ms)
+{
+        int64_t at = 0;
+        int r;
+
+        if (!g || !app_id_ok(app_id))
+                return -EINVAL;
+        r = tx_begin(g->db, false);
+        if (r < 0)
+                return r;
+        r = tx_end(g->db, gesture_last_locked(g->db, app_id, &at));
+        if (r < 0)
+                return r;
+        *ret_ms = at;
+        return 0;
+}
+
+/* ---- the check -------------------------------------------------------------------------- */
+
+/*
+ * One pass of grants_check inside a transaction. Fills *d. When the only grant that
+ * allows the right is one-time: with consume, deletes it; without, returns 1 (the
+ * caller starts again as a writer). Else 0, or -errno.
+ */
+static int check_locked(sqlite3 *db, const char *app, const CapabilityRight *asked, int64_t now_ms,
+                        bool consume, GrantsDecision *d)
+{
+        _cleanup_strv_free_ char **requested = NULL;
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        const char *once = NULL;
+        _cleanup_free_ char *once_copy = NULL;
+        CapabilityRight have;
+        bool is_signed, found = false;
+        size_t n = 0;
+        int64_t at;
+        int r;
+
+        r = load_requested(db, app, &requested, &is_signed);
+        if (r == -ENOENT || (r == 0 && !set_covers(requested, asked))) {
+                d->reason = GRANTS_NOT_REQUESTED;
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        if (asked->cap->level == CAPABILITY_SIGNATURE && !is_signed) {
+                d->reason = GRANTS_NOT_SIGNED;
+                return 0;
+        }
+
+        if (prepare(db, "SELECT capability, one_time FROM grants WHERE app_id = ?1", &st) < 0)
+                return -EIO;
+        sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
+        while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+                const char *s = (const char *)sqlite3_column_text(st, 0);
+
+                if (++n > GRANTS_ROWS_MAX)
+                        return -E2BIG;
+                if (!s || capability_right_parse(s, &have, NULL) < 0 ||
+                    !capability_right_covers(&have, asked))
+                        continue;
+                if (sqlite3_column_int(st, 1) == 0) {
+                        snprintf(d->grant, sizeof d->grant, "%s", s);
+                        found = true;
+                        break; /* a permanent grant: nothing to consume */
+                }
+                if (!once_copy) {
+                        once_copy = strdup(s);
+                        if (!once_copy)
+                                return -ENOMEM;
+                }
+        }
+        if (r != SQLITE_ROW && r != SQLITE_DONE)
+                return -EIO;
+        once = once_copy;
+        if (!found && !once) {
+                d->reason = GRANTS_NOT_GRANTED;
+                return 0;
+        }
+
+        if (asked->cap->gesture) {
+                r = gesture_last_locked(db, app, &at);
+                if (r < 0 && r != -ENOENT)
+                        return r;
+                if (r == -ENOENT || at > now_ms || now_ms - at > GRANTS_GESTURE_WINDOW_MS) {
+                        d->reason = GRANTS_NO_GESTURE;
+                        d->grant[0] = 0;
+                        return 0;
+                }
+        }
+
+        if (!found) {
+                if (!consume)
+                        return 1;
+                r = grant_delete(db, app, once);
+                if (r < 0)
+                        return r;
+                snprintf(d->grant, sizeof d->grant, "%s", once);
+                d->one_time_consumed = true;
+        }
+        d->reason = GRANTS_ALLOWED;
+        return 0;
+}
+
+int grants_check(Grants *g, const char *app_id, const char *requested_right, int64_t now_ms,
+                 GrantsDecision *ret_decision)
+{
+        GrantsDecision d = {};
+        CapabilityRight asked;
+        int r;
+
+        if (!g || !app_id_ok(app_id))
+                return -EINVAL;
+        if (!requested_right || capability_right_parse(requested_right, &asked, NULL) < 0) {
+                d.reason = GRANTS_INVALID;
+                d.level = CAPABILITY_NORMAL;
+                if (ret_decision)
+                        *ret_decision = d;
+                return -EPERM;
+        }
+        d.level = asked.cap->level;
+
+        for (int pass = 0; pass < 2; pass++) {
+                bool consume = pass == 1;
+
+                r = tx_begin(g->db, consume);
+                if (r < 0)
+                        return r;
+                d.reason = GRANTS_NOT_GRANTED;
+                d.grant[0] = 0;
+                d.one_time_consumed = false;
+                r = tx_end(g->db, check_locked(g->db, app_id, &asked, now_ms, consume, &d));
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        break;
+        }
+        if (r > 0)
+                return -EIO; /* the writer pass never asks for another */
+        if (ret_decision)
+                *ret_decision = d;
+        switch (d.reason) {
+        case GRANTS_ALLOWED:
+                return 0;
+        case GRANTS_NOT_GRANTED:
+        case GRANTS_NO_GESTURE:
+                return -EACCES;
+        default:
+                return -EPERM;
+        }
+}

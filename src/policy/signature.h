@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Bundle signatures (DESIGN.md section 4, docs/capabilities.md "Signing"): an ed25519
+ * signature (libsodium) over a canonical digest of the app folder, stored as
+ * <app>/SIGNATURE; the public keys cella trusts are <state>/trusted-keys/<name>.pub.
+ * Signature-level rights are granted only to bundles that verify.
+ *
+ * The digest (signature_digest) is BLAKE2b-512 over, in order:
+ *   "cella-bundle-v1\0";
+ *   for each entry of the folder, recursively, sorted by relative path (bytewise,
+ *   '/'-separated), the top-level SIGNATURE excepted:
+ *     type (1 byte: 'f' regular file, 'x' executable regular file, 'l' symlink),
+ *     path length (u32 little-endian), the path,
+ *     for files: size (u64 LE) and the file's BLAKE2b-256 (32 bytes);
+ *     for symlinks: target length (u32 LE) and the target.
+ * manifest.json must be there. Refused: symlinks whose target is absolute or holds a
+ * ".." component (so no chain of them can leave the folder), special files (devices,
+ * fifos, sockets), paths with control characters, more than SIGNATURE_FILES_MAX
+ * entries, SIGNATURE_BYTES_MAX bytes in all, SIGNATURE_DEPTH_MAX levels.
+ *
+ * Key files are one line of base64 (standard alphabet, padded): NAME.pub the 32-byte
+ * public key, NAME.key the 64-byte libsodium secret key (seed then public key), mode
+ * 0600. A key's id is the first 8 bytes of BLAKE2b-256(public key), as 16 hex digits.
+ * SIGNATURE is JSON: {"version": 1, "algorithm": "ed25519", "key_id": "<hex>",
+ * "signature": "<base64 of the 64-byte signature of the digest>"}.
+ */
+
+#include <stdint.h>
+
+#define SIGNATURE_FILE         "SIGNATURE"
+#define SIGNATURE_TRUSTED_DIR  "trusted-keys"
+#define SIGNATURE_DIGEST_BYTES 64u
+#define SIGNATURE_KEY_ID_CHARS 16u
+
+/* Bounds on a bundle: entries, total bytes of regular files, directory depth, bytes of
+ * one relative path. A real app folder is far below each (the examples: < 20 files). */
+#define SIGNATURE_FILES_MAX 4096u
+#define SIGNATURE_BYTES_MAX (1ull << 30)
+#define SIGNATURE_DEPTH_MAX 32u
+#define SIGNATURE_PATH_MAX  1024u
+/* Trusted keys read from the trusted-keys folder; later ones are ignored. */
+#define SIGNATURE_TRUSTED_KEYS_MAX 64u
+
+/* Filled on failure when an entry of the folder or a key file is to blame. */
+typedef struct SignatureError {
+        char path[SIGNATURE_PATH_MAX]; /* relative to the folder; "" when none */
+        const char *message;           /* static English reason, or NULL */
+} SignatureError;
+
+/*
+ * Computes the canonical digest of the app folder dirfd (header comment).
+ * Returns 0 and ret_digest; -ENOENT (no manifest.json), -ELOOP (a symlink that may
+ * point out of the folder), -EPERM (a special file, or a control character in a
+ * path), -E2BIG (past a bound), -EAGAIN (a file changed while being read), or -errno
+ * of reading; then err (may be NULL) names the entry and the reason.
+ */
+int signature_digest(int dirfd, uint8_t ret_digest[SIGNATURE_DIGEST_BYTES], SignatureError *err);
+
+/*
+ * Creates a key pair: <prefix>.key (mode 0600) and <prefix>.pub (mode 0644), both
+ * created exclusively. Returns 0 and, if not NULL, ret_key_id (hex, NUL-terminated);
+ * -EEXIST if either exists (nothing is left half-written), or -errno.
+ */
+int signature_keygen(const char *prefix, char ret_key_id[SIGNATURE_KEY_ID_CHARS + 1]);
+
+/*
+ * Signs the app folder dirfd with the secret key in key_path: writes SIGNATURE
+ * (atomically: a temporary file renamed over it). Returns 0; -EINVAL (not a key
+ * file), errors of signature_digest, or -errno.
+ */
+int signature_sign(int dirfd, const char *key_path, SignatureError *err);
+
+/*
+ * Verifies the app folder dirfd against the keys in <state_dir>/trusted-keys/<name>.pub
+ * (the folder and the files must not be writable by group or others: -EPERM).
+ * Returns 0 and, if not NULL, ret_key_id; -ENOENT (no SIGNATURE), -EINVAL (malformed
+ * SIGNATURE), -ENOKEY (signed by a key that is not trusted, or no trusted keys),
+ * -EBADMSG (the signature does not match: the folder was changed), errors of
+ * signature_digest, or -errno.
+ */
+int signature_verify(int dirfd, const char *state_dir, char ret_key_id[SIGNATURE_KEY_ID_CHARS + 1],
+                     SignatureError *err);

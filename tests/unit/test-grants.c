@@ -1,0 +1,572 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Grants tests: install-time grants by protection level, user grants and revokes,
+ * the three-way decision (allowed / EACCES / EPERM) with its reasons, one-time
+ * grants consumed exactly once (also by racing processes), gestures and their
+ * window, signature rights, reinstalls that narrow, persistence across reopening,
+ * the schema version, and the per-app bound. Each test uses its own state dir.
+ */
+#include <check.h>
+#include <errno.h>
+#include <ftw.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "base/macro.h"
+#include "base/strv.h"
+#include "policy/grants.h"
+
+#define APP "org.example.notes"
+#define T0  ((int64_t)1700000000000) /* ms: any fixed wall-clock time */
+
+static char top_dir[] = "/tmp/test-grants-XXXXXX";
+static char state_dir[64];
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+        (void)st;
+        (void)flag;
+        (void)ftw;
+        (void)remove(path);
+        return 0;
+}
+
+static void setup(void)
+{
+        strcpy(top_dir, "/tmp/test-grants-XXXXXX");
+        if (!mkdtemp(top_dir))
+                abort();
+        snprintf(state_dir, sizeof state_dir, "%s/state", top_dir);
+}
+
+static void teardown(void)
+{
+        (void)nftw(top_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static Grants *open_grants(void)
+{
+        Grants *g = NULL;
+        int r = grants_open(state_dir, &g);
+
+        ck_assert_msg(r == 0, "grants_open: %s", strerror(-r));
+        return g;
+}
+
+/* A manifest for id with the given permissions (a JSON array's inside). */
+static Manifest *manifest(const char *id, const char *permissions)
+{
+        char json[8192];
+        ManifestError err;
+        Manifest *m = NULL;
+        int r;
+
+        snprintf(json, sizeof json,
+                 "{\"id\":\"%s\",\"runtime\":\"native\",\"entry\":\"x\",\"permissions\":[%s]}", id,
+                 permissions);
+        r = manifest_parse(json, strlen(json), "test", &m, &err);
+        ck_assert_msg(r == 0, "manifest: %s: %s", err.key, err.message);
+        return m;
+}
+
+static void install(Grants *g, const char *permissions, bool signed_ok, int64_t now)
+{
+        _cleanup_(manifest_freep) Manifest *m = manifest(APP, permissions);
+        const char *bad = NULL, *why = NULL;
+        int r = grants_install(g, m, signed_ok, now, &bad, &why);
+
+        ck_assert_msg(r == 0, "grants_install: %s (%s: %s)", strerror(-r), bad, why);
+}
+
+/* grants_check, asserting the return and the reason; line is the caller's. */
+static void check_at(Grants *g, const char *right, int64_t now, int want_r,
+                     GrantsReason want_reason, int line)
+{
+        GrantsDecision d = {};
+        int r = grants_check(g, APP, right, now, &d);
+
+        ck_assert_msg(r == want_r, "line %d: check %s: %d, expected %d (%s)", line, right, r,
+                      want_r, grants_reason_to_string(d.reason));
+        ck_assert_msg(d.reason == want_reason, "line %d: check %s: reason %s, expected %s", line,
+                      right, grants_reason_to_string(d.reason),
+                      grants_reason_to_string(want_reason));
+}
+#define CHECK(g, right, now, want_r, want_reason)                                                  \
+        check_at((g), (right), (now), (want_r), (want_reason), __LINE__)
+
+static size_t count_grants(Grants *g)
+{
+        _cleanup_free_ Grant *l = NULL;
+        size_t n = 0;
+
+        ck_assert_int_eq(grants_list(g, APP, &l, &n), 0);
+        return n;
+}
+
+static const Grant *find(const Grant *l, size_t n, const char *right)
+{
+        for (size_t i = 0; i < n; i++)
+                if (strcmp(l[i].right, right) == 0)
+                        return &l[i];
+        return NULL;
+}
+
+START_TEST(test_install_levels)
+{
+        _cleanup_(grants_freep) Grants *g = open_grants();
+        _cleanup_strv_free_ char **req = NULL;
+        _cleanup_free_ Grant *l = NULL;
+        bool is_signed = true;
+        size_t n = 0;
+
+        install(g,
+                "\"storage\",\"timer\",\"bus.publish:notes.*\",\"camera\",\"location\","
+                "\"system.admin\"",
+                false, T0);
+        ck_assert_int_eq(grants_requested(g, APP, &req, &is_signed), 0);
+        ck_assert_uint_eq(strv_length(req), 6);
+        ck_assert(!is_signed);
+        ck_assert_int_eq(grants_list(g, APP, &l, &n), 0);
+        ck_assert_uint_eq(n, 3); /* the normal ones */
+        ck_assert_ptr_nonnull(find(l, n, "storage"));
+        ck_assert_ptr_nonnull(find(l, n, "timer"));
+        ck_assert_ptr_nonnull(find(l, n, "bus.publish:notes.*"));
+        ck_assert_int_eq(find(l, n, "storage")->granted_by, GRANT_BY_INSTALL);
+        ck_assert_int_eq(find(l, n, "storage")->granted_at_ms, T0);
+        ck_assert(!find(l, n, "storage")->one_time);
+
+        CHECK(g, "storage", T0, 0, GRANTS_ALLOWED);
+        CHECK(g, "bus.publish:notes.a", T0, 0, GRANTS_ALLOWED);
+        CHECK(g, "bus.publish:notes.*", T0, 0, GRANTS_ALLOWED);
+        CHECK(g, "bus.publish:notes.a.b", T0, -EPERM, GRANTS_NOT_REQUESTED);
+        CHECK(g, "bus.publish:other", T0, -EPERM, GRANTS_NOT_REQUESTED);
+        CHECK(g, "location", T0, -EACCES, GRANTS_NOT_GRANTED);
+        CHECK(g, "contacts", T0, -EPERM, GRANTS_NOT_REQUESTED);
+        CHECK(g, "system.admin", T0, -EPERM, GRANTS_NOT_SIGNED);
+        CHECK(g, "nosuch", T0, -EPERM, GRANTS_INVALID);
+        CHECK(g, "storage:x", T0, -EPERM, GRANTS_INVALID);
+        CHECK(g, "", T0, -EPERM, GRANTS_INVALID);
+        {
+                GrantsDecision d = {};
+
+                ck_assert_int_eq(grants_check(g, APP, NULL, T0, &d), -EPERM);
+                ck_assert_int_eq(d.reason, GRANTS_INVALID);
+        }
+}
+END_TEST
+
+START_TEST(test_decision_fields)
+{
+        _cleanup_(grants_freep) Grants *g = open_grants();
+        GrantsDecision d;
+
+        install(g, "\"net.http:*.example.com:443\",\"storage\"", false, T0);
+        ck_assert_int_eq(
+                grants_grant(g, APP, "net.http:*.example.com:443", false, GRANT_BY_USER, T0), 0);
+        ck_assert_int_eq(grants_check(g, APP, "net.http:api.example.com:443", T0, &d), 0);
+        ck_assert_int_eq(d.reason, GRANTS_ALLOWED);
+        ck_assert_int_eq(d.level, CAPABILITY_DANGEROUS);
+        ck_assert_str_eq(d.grant, "net.http:*.example.com:443");
+        ck_assert(!d.one_time_consumed);
+        /* NULL decision is fine; errors leave it untouched. */
+        ck_assert_int_eq(grants_check(g, APP, "storage", T0, NULL), 0);
+        d.reason = 99;
+        ck_assert_int_eq(grants_check(g, "bad id", "storage", T0, &d), -EINVAL);
+        ck_assert_int_eq(d.reason, 99);
+        ck_assert_int_eq(grants_check(g, "org.unknown.app", "storage", T0, &d), -EPERM);
+        ck_assert_int_eq(d.reason, GRANTS_NOT_REQUESTED);
+}
+END_TEST
+
+START_TEST(test_grant_revoke)
+{
+        _cleanup_(grants_freep) Grants *g = open_grants();
+        _cleanup_strv_free_ char **gone = NULL;
+
+        install(g, "\"camera\",\"location\",\"net.http:*.example.com:443\"", false, T0);
+        ck_assert_int_eq(grants_grant(g, APP, "location", false, GRANT_BY_USER, T0), 0);
+        CHECK(g, "location", T0, 0, GRANTS_ALLOWED);
+        /* Not requested: never grantable. */
+        ck_assert_int_eq(grants_grant(g, APP, "contacts", false, GRANT_BY_USER, T0), -EPERM);
+        /* Wider than requested: refused; narrower: fine. */
+        ck_assert_int_eq(grants_grant(g, APP, "net.http:**:443", false, GRANT_BY_USER, T0), -EPERM);
+        ck_assert_int_eq(grants_grant(g, APP, "net.http:*.example.com:*", false, GRANT_BY_USER, T0),
+                         -EPERM);
+        ck_assert_int_eq(
+                grants_grant(g, APP, "net.http:a.example.com:443", false, GRANT_BY_USER, T0), 0);
+        CHECK(g, "net.http:a.example.com:443", T0, 0, GRANTS_ALLOWED);
+        CHECK(g, "net.http:b.example.com:443", T0, -EACCES, GRANTS_NOT_GRANTED);
+        /* Bad input. */
+        ck_assert_int_eq(grants_grant(g, APP, "nosuch", false, GRANT_BY_USER, T0), -ENOENT);
+        ck_assert_int_eq(grants_grant(g, APP, "net.http", false, GRANT_BY_USER, T0), -EINVAL);
+        ck_assert_int_eq(grants_grant(g, "x", "location", false, GRANT_BY_USER, T0), -EINVAL);
+        ck_assert_int_eq(
+                grants_grant(g, "org.never.installed", "location", false, GRANT_BY_USER, T0),
+                -ENOENT);
+
+        /* Revoke: returns how many, and which. */
+        ck_assert_int_eq(grants_revoke(g, APP, "location", &gone), 1);
+        ck_assert_uint_eq(strv_length(gone), 1);
+        ck_assert_str_eq(gone[0], "location");
+        CHECK(g, "location", T0, -EACCES, GRANTS_NOT_GRANTED);
+        ck_assert_int_eq(grants_revoke(g, APP, "location", NULL), 0);
+        /* A narrower revoke does not touch a wider grant... */
+        ck_assert_int_eq(
+                grants_grant(g, APP, "net.http:*.example.com:443", false, GRANT_BY_USER, T0), 0);
+        ck_assert_int_eq(grants_revoke(g, APP, "net.http:c.example.com:443", NULL), 0);
+        /* ... a bare name takes every scope. */
+        strv_free(gone);
+        gone = NULL;
+        ck_assert_int_eq(grants_revoke(g, APP, "net.http", &gone), 2);
+        ck_assert_uint_eq(strv_length(gone), 2);
+        CHECK(g, "net.http:a.example.com:443", T0, -EACCES, GRANTS_NOT_GRANTED);
+        ck_assert_int_eq(grants_revoke(g, APP, "nosuch", NULL), -ENOENT);
+        ck_assert_int_eq(grants_revoke(g, APP, "camera:x", NULL), -EINVAL);
+        ck_assert_int_eq(grants_revoke(g, "bad", "camera", NULL), -EINVAL);
+        strv_free(gone);
+        gone = NULL;
+        ck_assert_int_eq(grants_revoke(g, APP, "camera", &gone), 0);
+        ck_assert_ptr_nonnull(gone);
+        ck_assert_ptr_null(gone[0]);
+}
+END_TEST
+
+START_TEST(test_persistence)
+{
+        Grants *g = open_grants();
+
+        install(g, "\"location\",\"storage\"", false, T0);
+        ck_assert_int_eq(grants_grant(g, APP, "location", false, GRANT_BY_USER, T0 + 5), 0);
+        ck_assert_int_eq(grants_gesture_record(g, APP, T0 + 7), 0);
+        g = grants_free(g);
+
+        g = open_grants();
+        CHECK(g, "location", T0, 0, GRANTS_ALLOWED);
+        CHECK(g, "storage", T0, 0, GRANTS_ALLOWED);
+        {
+                _cleanup_free_ Grant *l = NULL;
+                size_t n = 0;
+                int64_t at = 0;
+
+                ck_assert_int_eq(grants_list(g, APP, &l, &n), 0);
+                ck_assert_uint_eq(n, 2);
+                ck_assert_int_eq(find(l, n, "location")->granted_at_ms, T0 + 5);
+                ck_assert_int_eq(find(l, n, "location")->granted_by, GRANT_BY_USER);
+                ck_assert_int_eq(grants_gesture_last(g, APP, &at), 0);
+                ck_assert_int_eq(at, T0 + 7);
+        }
+        grants_free(g);
+
+        /* The file is the owner's alone. */
+        {
+                char path[128];
+                struct stat st;
+
+                snprintf(path, sizeof path, "%s/" GRANTS_DB_FILE, state_dir);
+                ck_assert_int_eq(stat(path, &st), 0);
+                ck_assert_uint_eq(st.st_mode & 0777, 0600);
+        }
+}
+END_TEST
+
+START_TEST(test_one_time)
+{
+        _cleanup_(grants_freep) Grants *g = open_grants();
+        GrantsDecision d;
+
+        install(g, "\"location\",\"net.http:**:443\"", false, T0);
+        ck_assert_int_eq(grants_grant(g, APP, "location", true, GRANT_BY_USER, T0), 0);
+        ck_assert_int_eq(grants_check(g, APP, "location", T0, &d), 0);
+        ck_assert(d.one_time_consumed);
+        ck_assert_str_eq(d.grant, "location");
+        CHECK(g, "location", T0, -EACCES, GRANTS_NOT_GRANTED);
+        ck_assert_uint_eq(count_grants(g), 0); /* both dangerous: nothing at install */
+
+        /* A permanent grant is used before a one-time one, which stays. */
+        ck_assert_int_eq(grants_grant(g, APP, "net.http:a.b:443", true, GRANT_BY_USER, T0), 0);
+        ck_assert_int_eq(grants_grant(g, APP, "net.http:*.b:443", false, GRANT_BY_USER, T0), 0);
+        ck_assert_int_eq(grants_check(g, APP, "net.http:a.b:443", T0, &d), 0);
+        ck_assert(!d.one_time_consumed);
+        ck_assert_str_eq(d.grant, "net.http:*.b:443");
+        ck_assert_uint_eq(count_grants(g), 2);
+
+        /* Granting for good what is held once makes it permanent; the reverse
+         * does not make a permanent grant one-time. */
+        ck_assert_int_eq(grants_grant(g, APP, "location", true, GRANT_BY_USER, T0), 0);
+        ck_assert_int_eq(grants_grant(g, APP, "location", false, GRANT_BY_USER, T0 + 1), 0);
+        ck_assert_int_eq(grants_grant(g, APP, "location", true, GRANT_BY_USER, T0 + 2), 0);
+        CHECK(g, "location", T0, 0, GRANTS_ALLOWED);
+        CHECK(g, "location", T0, 0, GRANTS_ALLOWED);
+        {
+                _cleanup_free_ Grant *l = NULL;
+                size_t n = 0;
+
+                ck_assert_int_eq(grants_list(g, APP, &l, &n), 0);
+                ck_assert(!find(l, n, "location")->one_time);
+                ck_assert_int_eq(find(l, n, "location")->granted_at_ms, T0 + 1);
+        }
+}
+END_TEST
+
+/* N processes race for one one-time grant: exactly one wins. */
+START_TEST(test_one_time_race)
+{
+        enum { N = 8 };
+        Grants *g = open_grants();
+        pid_t pids[N];
+        int wins = 0;
+
+        install(g, "\"location\"", false, T0);
+        ck_assert_int_eq(grants_grant(g, APP, "location", true, GRANT_BY_USER, T0), 0);
+        g = grants_free(g);
+        for (int i = 0; i < N; i++) {
+                pids[i] = fork();
+                ck_assert_int_ge(pids[i], 0);
+                if (pids[i] == 0) {
+                        Grants *c = NULL;
+                        int r;
+
+                        if (grants_open(state_dir, &c) < 0)
+                                _exit(3);
+                        r = grants_check(c, APP, "location", T0, NULL);
+                        grants_free(c);
+                        _exit(r == 0 ? 0 : r == -EACCES ? 1 : 2);
+                }
+        }
+        for (int i = 0; i < N; i++) {
+                int status;
+
+                ck_assert_int_eq(waitpid(pids[i], &status, 0), pids[i]);
+                ck_assert(WIFEXITED(status));
+                ck_assert_int_le(WEXITSTATUS(status), 1);
+                wins += WEXITSTATUS(status) == 0;
+        }
+        ck_assert_int_eq(wins, 1);
+}
+END_TEST
+
+START_TEST(test_gesture)
+{
+        _cleanup_(grants_freep) Grants *g = open_grants();
+        int64_t at;
+
+        install(g, "\"camera\",\"microphone\",\"location\"", false, T0);
+        ck_assert_int_eq(grants_gesture_last(g, APP, &at), -ENOENT);
+        ck_assert_int_eq(grants_grant(g, APP, "camera", false, GRANT_BY_USER, T0), 0);
+        ck_assert_int_eq(grants_grant(g, APP, "microphone", true, GRANT_BY_USER, T0), 0);
+        ck_assert_int_eq(grants_grant(g, APP, "location", false, GRANT_BY_USER, T0), 0);
+        CHECK(g, "camera", T0, -EACCES, GRANTS_NO_GESTURE);
+        /* Not consumed when the gesture is missing. */
+        CHECK(g, "microphone", T0, -EACCES, GRANTS_NO_GESTURE);
+        CHECK(g, "location", T0, 0, GRANTS_ALLOWED); /* not gesture-gated */
+
+        ck_assert_int_eq(grants_gesture_record(g, APP, T0 + 1000), 0);
+        ck_assert_int_eq(grants_gesture_last(g, APP, &at), 0);
+        ck_assert_int_eq(at, T0 + 1000);
+        CHECK(g, "camera", T0 + 1000, 0, GRANTS_ALLOWED);
+        CHECK(g, "camera", T0 + 1000 + GRANTS_GESTURE_WINDOW_MS, 0, GRANTS_ALLOWED);
+        CHECK(g, "camera", T0 + 1001 + GRANTS_GESTURE_WINDOW_MS, -EACCES, GRANTS_NO_GESTURE);
+        /* A gesture "in the future" (the clock went back) does not count. */
+        CHECK(g, "camera", T0 + 999, -EACCES, GRANTS_NO_GESTURE);
+        /* The one-time microphone grant is used now, once. */
+        CHECK(g, "microphone", T0 + 2000, 0, GRANTS_ALLOWED);
+        CHECK(g, "microphone", T0 + 2000, -EACCES, GRANTS_NOT_GRANTED);
+        /* A gesture is per app. */
+        ck_assert_int_eq(grants_gesture_record(g, "org.other.app", T0 + 50000), 0);
+        CHECK(g, "camera", T0 + 50000, -EACCES, GRANTS_NO_GESTURE);
+        /* The latest gesture wins. */
+        ck_assert_int_eq(grants_gesture_record(g, APP, T0 + 60000), 0);
+        CHECK(g, "camera", T0 + 60000, 0, GRANTS_ALLOWED);
+        ck_assert_int_eq(grants_gesture_record(g, "x", T0), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_signature_rights)
+{
+        _cleanup_(grants_freep) Grants *g = open_grants();
+        bool is_signed = false;
+
+        install(g, "\"system.admin\",\"app.signal:org.example.*\",\"storage\"", false, T0);
+        CHECK(g, "system.admin", T0, -EPERM, GRANTS_NOT_SIGNED);
+        CHECK(g, "app.signal:org.example.x", T0, -EPERM, GRANTS_NOT_SIGNED);
+        ck_assert_int_eq(grants_grant(g, APP, "system.admin", false, GRANT_BY_USER, T0), -EPERM);
+
+        /* Signed by a trusted key: granted at install. */
+        install(g, "\"system.admin\",\"app.signal:org.example.*\",\"storage\"", true, T0 + 1);
+        ck_assert_int_eq(grants_requested(g, APP, NULL, &is_signed), 0);
+        ck_assert(is_signed);
+        CHECK(g, "system.admin", T0, 0, GRANTS_ALLOWED);
+        CHECK(g, "app.signal:org.example.x", T0, 0, GRANTS_ALLOWED);
+        CHECK(g, "app.signal:org.other.x", T0, -EPERM, GRANTS_NOT_REQUESTED);
+        {
+                _cleanup_free_ Grant *l = NULL;
+                size_t n = 0;
+
+                ck_assert_int_eq(grants_list(g, APP, &l, &n), 0);
+                ck_assert_int_eq(find(l, n, "system.admin")->granted_by, GRANT_BY_SIGNATURE);
+        }
+
+        /* The same bundle, no longer signed (or by a key no longer trusted). */
+        install(g, "\"system.admin\",\"app.signal:org.example.*\",\"storage\"", false, T0 + 2);
+        CHECK(g, "system.admin", T0, -EPERM, GRANTS_NOT_SIGNED);
+        ck_assert_uint_eq(count_grants(g), 1);
+}
+END_TEST
+
+START_TEST(test_reinstall)
+{
+        _cleanup_(grants_freep) Grants *g = open_grants();
+
+        install(g, "\"storage\",\"timer\",\"location\",\"net.http:*.a.com:443\"", false, T0);
+        ck_assert_int_eq(grants_grant(g, APP, "location", false, GRANT_BY_USER, T0), 0);
+        ck_assert_int_eq(grants_grant(g, APP, "net.http:x.a.com:443", false, GRANT_BY_USER, T0), 0);
+        /* A revoked normal right stays revoked when the same manifest is installed again. */
+        ck_assert_int_eq(grants_revoke(g, APP, "timer", NULL), 1);
+        install(g, "\"storage\",\"timer\",\"location\",\"net.http:*.a.com:443\"", false, T0 + 1);
+        CHECK(g, "timer", T0, -EACCES, GRANTS_NOT_GRANTED);
+        CHECK(g, "location", T0, 0, GRANTS_ALLOWED);
+        /* A user may grant it back. */
+        ck_assert_int_eq(grants_grant(g, APP, "timer", false, GRANT_BY_USER, T0), 0);
+        CHECK(g, "timer", T0, 0, GRANTS_ALLOWED);
+
+        /* A narrower manifest drops what it no longer covers; a new normal right is
+         * granted. */
+        install(g, "\"storage\",\"notify\",\"net.http:x.a.com:443\"", false, T0 + 2);
+        CHECK(g, "location", T0, -EPERM, GRANTS_NOT_REQUESTED);
+        CHECK(g, "timer", T0, -EPERM, GRANTS_NOT_REQUESTED);
+        CHECK(g, "notify", T0, 0, GRANTS_ALLOWED);
+        CHECK(g, "net.http:x.a.com:443", T0, 0, GRANTS_ALLOWED);
+        ck_assert_uint_eq(count_grants(g), 3); /* storage, notify, net.http:x.a.com:443 */
+
+        /* Asking for location again does not bring the old user grant back. */
+        install(g, "\"storage\",\"location\"", false, T0 + 3);
+        CHECK(g, "location", T0, -EACCES, GRANTS_NOT_GRANTED);
+}
+END_TEST
+
+START_TEST(test_install_rejects)
+{
+        _cleanup_(grants_freep) Grants *g = open_grants();
+        _cleanup_(manifest_freep) Manifest *m = manifest(APP, "\"storage\",\"camera:front\"");
+        _cleanup_(manifest_freep) Manifest *u = manifest(APP, "\"storage\",\"teleport\"");
+        const char *bad = NULL, *why = NULL;
+
+        ck_assert_int_eq(grants_install(g, m, false, T0, &bad, &why), -EINVAL);
+        ck_assert_str_eq(bad, "camera:front");
+        ck_assert_ptr_nonnull(why);
+        ck_assert_int_eq(grants_install(g, u, false, T0, &bad, &why), -EINVAL);
+        ck_assert_str_eq(bad, "teleport");
+        /* Nothing was recorded. */
+        ck_assert_int_eq(grants_requested(g, APP, NULL, NULL), -ENOENT);
+        ck_assert_int_eq(grants_install(g, NULL, false, T0, NULL, NULL), -EINVAL);
+}
+END_TEST
+
+/* GRANTS_PER_APP_MAX grants fit; one more is -ENOSPC; re-granting one held is fine. */
+START_TEST(test_grants_bound)
+{
+        _cleanup_(grants_freep) Grants *g = open_grants();
+        char right[64];
+        unsigned i;
+
+        install(g, "\"bus.publish:**\"", false, T0); /* one install grant */
+        for (i = 1; i < GRANTS_PER_APP_MAX; i++) {
+                snprintf(right, sizeof right, "bus.publish:t%u", i);
+                ck_assert_int_eq(grants_grant(g, APP, right, false, GRANT_BY_USER, T0), 0);
+        }
+        ck_assert_uint_eq(count_grants(g), GRANTS_PER_APP_MAX);
+        snprintf(right, sizeof right, "bus.publish:t%u", i);
+        ck_assert_int_eq(grants_grant(g, APP, right, false, GRANT_BY_USER, T0), -ENOSPC);
+        ck_assert_int_eq(grants_grant(g, APP, "bus.publish:t1", true, GRANT_BY_USER, T0), 0);
+        CHECK(g, "bus.publish:t1", T0, 0, GRANTS_ALLOWED);
+}
+END_TEST
+
+/* The longest right a manifest can hold is stored and matched whole. */
+START_TEST(test_right_length_bound)
+{
+        _cleanup_(grants_freep) Grants *g = open_grants();
+        char right[CAPABILITY_RIGHT_MAX + 1], perm[CAPABILITY_RIGHT_MAX + 4];
+        size_t len;
+
+        strcpy(right, "bus.publish:");
+        len = strlen(right);
+        while (len < CAPABILITY_RIGHT_MAX - 1) {
+                right[len] = (len - 12) % 64 == 63 ? '.' : 'a';
+                len++;
+        }
+        right[len] = 0;
+        snprintf(perm, sizeof perm, "\"%s\"", right);
+        install(g, perm, false, T0);
+        CHECK(g, right, T0, 0, GRANTS_ALLOWED);
+        right[len - 1] = 'b';
+        CHECK(g, right, T0, -EPERM, GRANTS_NOT_REQUESTED);
+        right[len - 1] = 'a';
+        right[len] = 'a';
+        right[len + 1] = 0;
+        CHECK(g, right, T0, -EPERM, GRANTS_INVALID);
+}
+END_TEST
+
+START_TEST(test_schema_version)
+{
+        char path[128];
+        sqlite3 *db;
+        Grants *g = open_grants();
+
+        grants_free(g);
+        snprintf(path, sizeof path, "%s/" GRANTS_DB_FILE, state_dir);
+        ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+        g = NULL;
+        ck_assert_int_eq(grants_open(state_dir, &g), -EPROTONOSUPPORT);
+        ck_assert_ptr_null(g);
+}
+END_TEST
+
+START_TEST(test_strings)
+{
+        ck_assert_str_eq(grant_source_to_string(GRANT_BY_INSTALL), "install");
+        ck_assert_str_eq(grant_source_to_string(GRANT_BY_USER), "user");
+        ck_assert_str_eq(grant_source_to_string(GRANT_BY_SIGNATURE), "signature");
+        ck_assert_str_eq(grants_reason_to_string(GRANTS_NOT_SIGNED), "not signed by a trusted key");
+        ck_assert_int_gt(grants_now_ms(), T0);
+}
+END_TEST
+
+int main(void)
+{
+        Suite *s = suite_create("grants");
+        TCase *tc = tcase_create("core");
+        SRunner *sr;
+        int failed;
+
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_set_timeout(tc, 60);
+        tcase_add_test(tc, test_install_levels);
+        tcase_add_test(tc, test_decision_fields);
+        tcase_add_test(tc, test_grant_revoke);
+        tcase_add_test(tc, test_persistence);
+        tcase_add_test(tc, test_one_time);
+        tcase_add_test(tc, test_one_time_race);
+        tcase_add_test(tc, test_gesture);
+        tcase_add_test(tc, test_signature_rights);
+        tcase_add_test(tc, test_reinstall);
+        tcase_add_test(tc, test_install_rejects);
+        tcase_add_test(tc, test_grants_bound);
+        tcase_add_test(tc, test_right_length_bound);
+        tcase_add_test(tc, test_schema_version);
+        tcase_add_test(tc, test_strings);
+        suite_add_tcase(s, tc);
+        sr = srunner_create(s);
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
