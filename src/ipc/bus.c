@@ -1,0 +1,415 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/macro.h"
+#include "ipc/bus.h"
+#include "policy/capability.h"
+#include "policy/manifest.h"
+
+typedef struct Sub Sub;
+
+struct Sub {
+        uint64_t id;
+        BusEndpoint *ep;
+        char *pattern;
+        bool is_pattern;
+        Sub *next;    /* in its hash bucket, or in the bus's pattern list */
+        Sub **pprev;  /* the pointer that points at this Sub, for O(1) unlinking */
+        Sub *ep_next; /* in the endpoint's list */
+};
+
+struct BusEndpoint {
+        Bus *bus;
+        char *app_id;
+        BusMessage **ring;
+        unsigned cap, head, count;
+        uint64_t delivered, dropped;
+        uint64_t last_publish; /* the publish that last queued to us: one copy each */
+        Sub *subs;
+        unsigned n_subs;
+        BusEndpoint *next; /* in the bus's endpoint list */
+};
+
+struct Bus {
+        Sub **buckets; /* exact-topic subscriptions by hash */
+        size_t n_buckets;
+        size_t n_exact;
+        Sub *patterns;
+        BusEndpoint *endpoints;
+        uint64_t next_message_id;
+        uint64_t next_sub_id;
+        uint64_t publish_seq;
+};
+
+#define BUS_BUCKETS_INITIAL 64
+
+/* FNV-1a, 64 bit (Fowler, Noll, Vo; http://www.isthe.com/chongo/tech/comp/fnv/). */
+static uint64_t hash_str(const char *s)
+{
+        uint64_t h = 0xcbf29ce484222325ull;
+
+        for (; *s; s++) {
+                h ^= (unsigned char)*s;
+                h *= 0x100000001b3ull;
+        }
+        return h;
+}
+
+/* A subscription pattern is valid if it covers itself under the capability
+ * matcher's topic rules (which checks its syntax first). */
+static bool pattern_is_valid(const char *pattern)
+{
+        return pattern && strnlen(pattern, BUS_TOPIC_MAX + 1) <= BUS_TOPIC_MAX &&
+               capability_scope_match(CAPABILITY_SCOPE_TOPIC, pattern, pattern);
+}
+
+/* A topic is a pattern without globs: one syntax for both, capability.h's. */
+bool bus_topic_is_valid(const char *topic)
+{
+        return pattern_is_valid(topic) && !strchr(topic, '*');
+}
+
+static bool content_type_is_valid(const char *t)
+{
+        if (!t)
+                return false;
+        for (size_t i = 0; t[i]; i++)
+                if (i >= BUS_CONTENT_TYPE_MAX || t[i] < 0x20 || t[i] > 0x7e)
+                        return false;
+        return true;
+}
+
+int bus_new(Bus **ret)
+{
+        Bus *b = calloc(1, sizeof *b);
+
+        if (!b)
+                return -ENOMEM;
+        b->buckets = calloc(BUS_BUCKETS_INITIAL, sizeof(Sub *));
+        if (!b->buckets) {
+                free(b);
+                return -ENOMEM;
+        }
+        b->n_buckets = BUS_BUCKETS_INITIAL;
+        b->next_message_id = 1;
+        b->next_sub_id = 1;
+        *ret = b;
+        return 0;
+}
+
+Bus *bus_free(Bus *b)
+{
+        if (!b)
+                return NULL;
+        while (b->endpoints)
+                bus_endpoint_remove(b, b->endpoints);
+        free(b->buckets);
+        free(b);
+        return NULL;
+}
+
+static void link_sub(Sub **head, Sub *s)
+{
+        s->next = *head;
+        if (*head)
+                (*head)->pprev = &s->next;
+        *head = s;
+        s->pprev = head;
+}
+
+static void unlink_sub(Sub *s)
+{
+        *s->pprev = s->next;
+        if (s->next)
+                s->next->pprev = s->pprev;
+}
+
+/* Doubles the table at a load of 3/4, rehashing every exact subscription. */
+static int grow(Bus *b)
+{
+        size_t n = b->n_buckets * 2;
+        Sub **nb = calloc(n, sizeof(Sub *));
+
+        if (!nb)
+                return -ENOMEM;
+        for (size_t i = 0; i < b->n_buckets; i++)
+                while (b->buckets[i]) {
+                        Sub *s = b->buckets[i];
+
+                        unlink_sub(s);
+                        link_sub(&nb[hash_str(s->pattern) & (n - 1)], s);
+                }
+        free(b->buckets);
+        b->buckets = nb;
+        b->n_buckets = n;
+        return 0;
+}
+
+int bus_endpoint_add(Bus *b, const char *app_id, unsigned capacity, BusEndpoint **ret)
+{
+        BusEndpoint *ep;
+
+        if (!app_id || !manifest_id_is_valid(app_id) || capacity > BUS_QUEUE_MAX)
+                return -EINVAL;
+        if (bus_endpoint_find(b, app_id))
+                return -EEXIST;
+        ep = calloc(1, sizeof *ep);
+        if (!ep)
+                return -ENOMEM;
+        ep->bus = b;
+        ep->cap = capacity ?: BUS_QUEUE_DEFAULT;
+        ep->app_id = strdup(app_id);
+        ep->ring = calloc(ep->cap, sizeof(BusMessage *));
+        if (!ep->app_id || !ep->ring) {
+                free(ep->app_id);
+                free(ep->ring);
+                free(ep);
+                return -ENOMEM;
+        }
+        ep->next = b->endpoints;
+        b->endpoints = ep;
+        *ret = ep;
+        return 0;
+}
+
+BusEndpoint *bus_endpoint_find(Bus *b, const char *app_id)
+{
+        for (BusEndpoint *ep = b->endpoints; ep; ep = ep->next)
+                if (strcmp(ep->app_id, app_id) == 0)
+                        return ep;
+        return NULL;
+}
+
+static void sub_free(Bus *b, Sub *s)
+{
+        unlink_sub(s);
+        if (!s->is_pattern)
+                b->n_exact--;
+        free(s->pattern);
+        free(s);
+}
+
+void bus_endpoint_remove(Bus *b, BusEndpoint *ep)
+{
+        BusMessage *m;
+
+        if (!ep)
+                return;
+        while (ep->subs) {
+                Sub *s = ep->subs;
+
+                ep->subs = s->ep_next;
+                sub_free(b, s);
+        }
+        while ((m = bus_endpoint_pop(ep)))
+                bus_message_unref(m);
+        for (BusEndpoint **p = &b->endpoints; *p; p = &(*p)->next)
+                if (*p == ep) {
+                        *p = ep->next;
+                        break;
+                }
+        free(ep->ring);
+        free(ep->app_id);
+        free(ep);
+}
+
+int bus_subscribe(Bus *b, BusEndpoint *ep, const char *pattern, uint64_t *ret_id)
+{
+        Sub *s;
+
+        if (!pattern_is_valid(pattern))
+                return -EINVAL;
+        if (ep->n_subs >= BUS_SUBS_MAX)
+                return -ENOSPC;
+        if (b->n_exact + 1 > b->n_buckets / 4 * 3 && grow(b) < 0)
+                return -ENOMEM;
+        s = calloc(1, sizeof *s);
+        if (!s)
+                return -ENOMEM;
+        s->pattern = strdup(pattern);
+        if (!s->pattern) {
+                free(s);
+                return -ENOMEM;
+        }
+        s->id = b->next_sub_id++;
+        s->ep = ep;
+        s->is_pattern = strchr(pattern, '*') != NULL;
+        if (s->is_pattern)
+                link_sub(&b->patterns, s);
+        else {
+                link_sub(&b->buckets[hash_str(pattern) & (b->n_buckets - 1)], s);
+                b->n_exact++;
+        }
+        s->ep_next = ep->subs;
+        ep->subs = s;
+        ep->n_subs++;
+        if (ret_id)
+                *ret_id = s->id;
+        return 0;
+}
+
+int bus_unsubscribe(Bus *b, BusEndpoint *ep, uint64_t id)
+{
+        for (Sub **p = &ep->subs; *p; p = &(*p)->ep_next)
+                if ((*p)->id == id) {
+                        Sub *s = *p;
+
+                        *p = s->ep_next;
+                        ep->n_subs--;
+                        sub_free(b, s);
+                        return 0;
+                }
+        return -ENOENT;
+}
+
+static BusMessage *message_new(Bus *b, const char *topic, const BusEndpoint *sender,
+                               const char *content_type, const void *data, size_t len)
+{
+        BusMessage *m = calloc(1, sizeof *m + len);
+
+        if (!m)
+                return NULL;
+        m->refs = 1;
+        m->id = b->next_message_id++;
+        m->topic = strdup(topic);
+        m->sender = strdup(sender ? sender->app_id : "");
+        m->content_type = strdup(content_type);
+        m->len = len;
+        if (len)
+                memcpy(m->data, data, len);
+        if (!m->topic || !m->sender || !m->content_type)
+                return bus_message_unref(m);
+        return m;
+}
+
+/* Queues m on ep, dropping (and counting) the oldest message when full. */
+static void enqueue(BusEndpoint *ep, BusMessage *m)
+{
+        if (ep->count == ep->cap) {
+                bus_message_unref(ep->ring[ep->head]);
+                ep->head = (ep->head + 1) % ep->cap;
+                ep->count--;
+                ep->dropped++;
+        }
+        ep->ring[(ep->head + ep->count) % ep->cap] = bus_message_ref(m);
+        ep->count++;
+}
+
+static int deliver(Bus *b, Sub *s, BusMessage *m)
+{
+        if (s->ep->last_publish == b->publish_seq)
+                return 0; /* it has this one already, through another subscription */
+        s->ep->last_publish = b->publish_seq;
+        enqueue(s->ep, m);
+        return 1;
+}
+
+static int check_body(const char *content_type, const void *data, size_t len)
+{
+        if (!content_type_is_valid(content_type) || (len > 0 && !data))
+                return -EINVAL;
+        if (len > BUS_MESSAGE_MAX)
+                return -EMSGSIZE;
+        return 0;
+}
+
+int bus_publish(Bus *b, BusEndpoint *sender, const char *topic, const char *content_type,
+                const void *data, size_t len)
+{
+        BusMessage *m;
+        int r, n = 0;
+
+        if (!bus_topic_is_valid(topic))
+                return -EINVAL;
+        r = check_body(content_type, data, len);
+        if (r < 0)
+                return r;
+        m = message_new(b, topic, sender, content_type, data, len);
+        if (!m)
+                return -ENOMEM;
+        b->publish_seq++;
+        for (Sub *s = b->buckets[hash_str(topic) & (b->n_buckets - 1)]; s; s = s->next)
+                if (strcmp(s->pattern, topic) == 0)
+                        n += deliver(b, s, m);
+        for (Sub *s = b->patterns; s; s = s->next)
+                if (capability_scope_match(CAPABILITY_SCOPE_TOPIC, s->pattern, topic))
+                        n += deliver(b, s, m);
+        bus_message_unref(m);
+        return n;
+}
+
+int bus_send(Bus *b, BusEndpoint *sender, const char *to_app_id, uint64_t correlation,
+             const char *content_type, const void *data, size_t len, uint64_t *ret_id)
+{
+        BusEndpoint *to;
+        BusMessage *m;
+        int r;
+
+        if (!to_app_id || !manifest_id_is_valid(to_app_id))
+                return -EINVAL;
+        r = check_body(content_type, data, len);
+        if (r < 0)
+                return r;
+        to = bus_endpoint_find(b, to_app_id);
+        if (!to)
+                return -ENOENT;
+        m = message_new(b, "", sender, content_type, data, len);
+        if (!m)
+                return -ENOMEM;
+        m->direct = true;
+        m->correlation = correlation;
+        enqueue(to, m);
+        if (ret_id)
+                *ret_id = m->id;
+        bus_message_unref(m);
+        return 0;
+}
+
+BusMessage *bus_endpoint_pop(BusEndpoint *ep)
+{
+        BusMessage *m;
+
+        if (ep->count == 0)
+                return NULL;
+        m = ep->ring[ep->head];
+        ep->ring[ep->head] = NULL;
+        ep->head = (ep->head + 1) % ep->cap;
+        ep->count--;
+        ep->delivered++;
+        return m;
+}
+
+void bus_endpoint_stats(const BusEndpoint *ep, BusStats *ret)
+{
+        *ret = (BusStats){
+                .queued = ep->count,
+                .delivered = ep->delivered,
+                .dropped = ep->dropped,
+                .n_subs = ep->n_subs,
+        };
+}
+
+const char *bus_endpoint_app(const BusEndpoint *ep)
+{
+        return ep->app_id;
+}
+
+BusMessage *bus_message_ref(BusMessage *m)
+{
+        if (m)
+                m->refs++;
+        return m;
+}
+
+BusMessage *bus_message_unref(BusMessage *m)
+{
+        if (!m || --m->refs > 0)
+                return NULL;
+        free(m->topic);
+        free(m->sender);
+        free(m->content_type);
+        free(m);
+        return NULL;
+}

@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The message bus (DESIGN.md section 1 "bus/ipc", CALLS.md "IPC"): topics with
+ * publish/subscribe, direct messages to an app, request/reply correlation. The bus
+ * only routes: the broker checks the bus.* rights before calling it.
+ *
+ * - A message is stored once, refcounted, however many subscribers get it.
+ * - Exact-topic subscriptions are found through a hash table; pattern subscriptions
+ *   ("notes.*", "clock.**": capability.h's topic globs) are matched one by one.
+ * - Each endpoint (one per app) has a bounded queue. When it is full the oldest
+ *   message is dropped and counted, so a slow subscriber never blocks a publisher
+ *   or the kernel (the issue's "bounded per-subscriber queues with a counted drop
+ *   policy"). Drop-oldest: for the bus's state-like traffic (ticks, status) the
+ *   newest message is the one worth keeping, as in MQTT's and ROS 2's "keep last".
+ * - An endpoint gets one copy of a message even when several of its subscriptions
+ *   match.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define BUS_TOPIC_MAX        255u          /* bytes of a topic or pattern */
+#define BUS_CONTENT_TYPE_MAX 127u          /* bytes of a content type */
+#define BUS_MESSAGE_MAX      (64u * 1024u) /* bytes of a body (DESIGN.md section 6) */
+#define BUS_QUEUE_DEFAULT    256u          /* messages an endpoint holds */
+#define BUS_QUEUE_MAX        65536u
+#define BUS_SUBS_MAX         64u /* subscriptions per endpoint */
+
+typedef struct Bus Bus;
+typedef struct BusEndpoint BusEndpoint;
+
+typedef struct BusMessage {
+        unsigned refs;
+        uint64_t id;          /* unique per bus, increasing */
+        uint64_t correlation; /* request/reply: the request's id; 0 otherwise */
+        bool direct;          /* sent to one app, not published */
+        char *topic;          /* for published messages; "" for direct */
+        char *sender;         /* the sender's app id */
+        char *content_type;
+        size_t len;
+        unsigned char data[]; /* len bytes */
+} BusMessage;
+
+typedef struct BusStats {
+        uint64_t queued;    /* messages waiting now */
+        uint64_t delivered; /* taken by the endpoint so far */
+        uint64_t dropped;   /* dropped because the queue was full */
+        unsigned n_subs;
+} BusStats;
+
+int bus_new(Bus **ret);
+/* Frees the bus; every endpoint must have been removed. Takes NULL; returns NULL. */
+Bus *bus_free(Bus *b);
+
+/*
+ * Adds an endpoint for app id (one per app; -EEXIST otherwise) with a queue of
+ * capacity messages (1..BUS_QUEUE_MAX; 0 = BUS_QUEUE_DEFAULT). Returns 0 and *ret,
+ * -EINVAL, -EEXIST, -ENOMEM.
+ */
+int bus_endpoint_add(Bus *b, const char *app_id, unsigned capacity, BusEndpoint **ret);
+
+/* Removes an endpoint, its subscriptions and its queued messages. Takes NULL. */
+void bus_endpoint_remove(Bus *b, BusEndpoint *ep);
+
+/* The endpoint of app id, or NULL. */
+BusEndpoint *bus_endpoint_find(Bus *b, const char *app_id);
+
+/*
+ * Subscribes ep to pattern: an exact topic, or a pattern with '*' within a segment
+ * or '**' segments (capability.h). Returns 0 and *ret_id (for unsubscribing),
+ * -EINVAL (bad pattern), -ENOSPC (BUS_SUBS_MAX reached), -ENOMEM.
+ */
+int bus_subscribe(Bus *b, BusEndpoint *ep, const char *pattern, uint64_t *ret_id);
+
+/* Ends subscription id of ep. Returns 0 or -ENOENT. */
+int bus_unsubscribe(Bus *b, BusEndpoint *ep, uint64_t id);
+
+/*
+ * Publishes to topic (concrete: bus_topic_is_valid) from sender.
+ * content_type: at most BUS_CONTENT_TYPE_MAX bytes, may be "". Every endpoint with a
+ * matching subscription gets it once (the sender too, if subscribed). Returns the
+ * number of endpoints it was queued for (>= 0), or -EINVAL (bad topic, type), -EMSGSIZE
+ * (len > BUS_MESSAGE_MAX), -ENOMEM.
+ */
+int bus_publish(Bus *b, BusEndpoint *sender, const char *topic, const char *content_type,
+                const void *data, size_t len);
+
+/*
+ * Sends a direct message to the endpoint of app id. correlation: a request's message
+ * id when this is a reply, else 0. Returns the new message's id (> 0) through
+ * *ret_id if not NULL. Errors: -ENOENT (no such app on the bus), -EINVAL, -EMSGSIZE,
+ * -ENOMEM.
+ */
+int bus_send(Bus *b, BusEndpoint *sender, const char *to_app_id, uint64_t correlation,
+             const char *content_type, const void *data, size_t len, uint64_t *ret_id);
+
+/* Takes the oldest queued message of ep (caller releases it), or NULL if none. */
+BusMessage *bus_endpoint_pop(BusEndpoint *ep);
+
+void bus_endpoint_stats(const BusEndpoint *ep, BusStats *ret);
+const char *bus_endpoint_app(const BusEndpoint *ep);
+
+BusMessage *bus_message_ref(BusMessage *m);
+/* Drops a reference; frees on the last. Takes NULL; returns NULL. */
+BusMessage *bus_message_unref(BusMessage *m);
+
+/* True if topic is a valid concrete topic (what bus_publish accepts): at most
+ * BUS_TOPIC_MAX bytes, dot-separated segments of [A-Za-z0-9_-] as capability.h
+ * defines them (segment and count bounds included), no globs. */
+bool bus_topic_is_valid(const char *topic);
