@@ -1,0 +1,587 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * libcella: the client library an app uses to call the cella kernel.
+ *
+ * An app reaches the kernel over one channel: a SOCK_SEQPACKET socket the kernel
+ * hands it as fd 3 (CELLA_FD in the environment). cella_open() wraps it. Every call
+ * below exists in two forms:
+ *
+ *   synchronous   cella_system_info(c, &info): sends the request and waits for its
+ *                 own reply. Events and other replies that arrive meanwhile are
+ *                 kept (at most CELLA_QUEUE_MAX) for the next cella_dispatch().
+ *   asynchronous  cella_call_async(c, opcode, body, ...): sends, returns the
+ *                 request id at once; the reply callback runs from cella_dispatch(),
+ *                 in whatever order the kernel answers. Bodies are the protobuf
+ *                 messages of proto/cella.proto. The calls that may wait on
+ *                 someone else (a user prompt, another app) also have typed async
+ *                 forms: cella_perm_request_async(), cella_bus_request_async().
+ *
+ * An event loop polls cella_fd() for POLLIN and then calls cella_dispatch() until
+ * it returns 0. Do that also after any synchronous call: frames it queued do not
+ * make the fd readable again.
+ *
+ * Errors: every function that can fail returns a negative errno (>= 0 on
+ * success). Errors the kernel answers with (docs/protocol.md):
+ *   -EACCES  the app's manifest asks for the right but it is not granted (now)
+ *   -EPERM   the right can never be granted to this app
+ *   -EAGAIN  rate-limited: try again later
+ *   -EINVAL  a bad argument;  -EMSGSIZE  a payload over its limit
+ *   -EOPNOTSUPP  the kernel does not know the call;  -EBUSY  over a quota
+ * and local ones:
+ *   -EBUSY        CELLA_MAX_PENDING requests are outstanding already
+ *   -ECONNRESET, -EPIPE  the kernel closed the channel (every later call fails the same)
+ *   -EPROTO, -EBADMSG, -EPROTONOSUPPORT, -EMSGSIZE  the kernel sent a malformed frame
+ *                 (the channel is then unusable, as after a hangup)
+ *   -ETIMEDOUT    a synchronous call passed cella_set_timeout()'s limit
+ *   -ENOBUFS      a synchronous call could not keep more frames for cella_dispatch()
+ *   -ENOMEM
+ *
+ * Output parameters are named ret_* and written only on success. Results that hold
+ * strings or arrays are one allocation each: release them with cella_free().
+ * A Cella is not thread-safe: use one per thread, or lock around it.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CELLA_API __attribute__((visibility("default")))
+
+/* Limits (bytes unless stated). The kernel enforces the same ones. */
+#define CELLA_PROTOCOL_VERSION 1
+#define CELLA_BODY_MAX         65536u /* body of one frame */
+#define CELLA_FDS_MAX          16u    /* fds in one frame */
+#define CELLA_MAX_PENDING      64u    /* outstanding requests of one Cella */
+#define CELLA_QUEUE_MAX        1024u  /* frames kept for cella_dispatch() during a sync call */
+#define CELLA_DISPATCH_MAX     64u    /* frames one cella_dispatch() handles */
+#define CELLA_PAYLOAD_MAX      64512u /* bus and intent payloads (63 KiB) */
+#define CELLA_ID_MAX           255u   /* app ids */
+#define CELLA_TOPIC_MAX        255u   /* bus topics and patterns */
+#define CELLA_CONTENT_TYPE_MAX 127u   /* MIME types */
+#define CELLA_PERMISSION_MAX   255u   /* permission names with scope */
+#define CELLA_REASON_MAX       1023u  /* perm request reasons */
+#define CELLA_ROOT_MAX         63u    /* fs root names */
+#define CELLA_PATH_MAX         4095u  /* fs paths */
+#define CELLA_TITLE_MAX        255u   /* notification titles */
+#define CELLA_TEXT_MAX         4095u  /* notification bodies */
+#define CELLA_TAG_MAX          63u    /* notification tags */
+#define CELLA_ACTION_MAX       127u   /* intent actions */
+
+/* Opcodes: the frame header's opcode field (enum Opcode in proto/cella.proto). */
+enum {
+        CELLA_OP_SYSTEM_INFO = 0x0101,
+        CELLA_OP_SYSTEM_TIME = 0x0102,
+        CELLA_OP_SYSTEM_UPTIME = 0x0103,
+        CELLA_OP_SYSTEM_ENV = 0x0104,
+        CELLA_OP_PROC_LIST = 0x0201,
+        CELLA_OP_PROC_SIGNAL = 0x0202,
+        CELLA_OP_APP_INFO = 0x0301,
+        CELLA_OP_APP_LAUNCH = 0x0302,
+        CELLA_OP_FS_OPEN = 0x0401,
+        CELLA_OP_FS_USAGE = 0x0402,
+        CELLA_OP_TIMER_CREATE = 0x0501,
+        CELLA_OP_TIMER_CANCEL = 0x0502,
+        CELLA_OP_PERM_QUERY = 0x0601,
+        CELLA_OP_PERM_REQUEST = 0x0602,
+        CELLA_OP_PERM_LIST = 0x0603,
+        CELLA_OP_NOTIFY_POST = 0x0701,
+        CELLA_OP_MEMORY_STATS = 0x0801,
+        CELLA_OP_BUS_PUBLISH = 0x0901,
+        CELLA_OP_BUS_SUBSCRIBE = 0x0902,
+        CELLA_OP_BUS_UNSUBSCRIBE = 0x0903,
+        CELLA_OP_BUS_SEND = 0x0904,
+        CELLA_OP_BUS_REQUEST = 0x0905,
+        CELLA_OP_BUS_REPLY = 0x0906,
+        CELLA_EVENT_TIMER_FIRED = 0x8001,
+        CELLA_EVENT_BUS_MESSAGE = 0x8002,
+        CELLA_EVENT_PERM_REVOKED = 0x8003,
+        CELLA_EVENT_MEMORY_PRESSURE = 0x8004,
+};
+
+typedef enum CellaPermState {
+        CELLA_PERM_NOT_REQUESTED = 1, /* not in the manifest: can never be granted */
+        CELLA_PERM_GRANTED = 2,
+        CELLA_PERM_DENIED = 3,
+        CELLA_PERM_ASK = 4, /* dangerous, undecided: cella_perm_request() prompts */
+} CellaPermState;
+
+typedef enum CellaPermLevel {
+        CELLA_PERM_LEVEL_NORMAL = 1,    /* granted at install */
+        CELLA_PERM_LEVEL_DANGEROUS = 2, /* needs the user */
+        CELLA_PERM_LEVEL_SIGNATURE = 3, /* signed system apps only */
+} CellaPermLevel;
+
+typedef enum CellaUrgency {
+        CELLA_URGENCY_NORMAL = 0,
+        CELLA_URGENCY_LOW = 1,
+        CELLA_URGENCY_CRITICAL = 2,
+} CellaUrgency;
+
+typedef enum CellaMemoryLevel {
+        CELLA_MEMORY_NORMAL = 0,
+        CELLA_MEMORY_LOW = 1,      /* trim caches */
+        CELLA_MEMORY_MEDIUM = 2,   /* trim hard; background apps get frozen next */
+        CELLA_MEMORY_CRITICAL = 3, /* free what you can; background apps get killed next */
+} CellaMemoryLevel;
+
+typedef struct Cella Cella;
+
+/* A reply, as the async callbacks and cella_call() see it. */
+typedef struct CellaReply {
+        uint64_t request_id;       /* the id cella_call_async() returned */
+        uint16_t opcode;           /* the request's opcode */
+        int error;                 /* 0, or a negative errno: the kernel's error reply,
+                                    * or -ECONNRESET/-EPIPE/... if the channel broke first */
+        const char *error_message; /* the kernel's reason with error ("" if none); never NULL */
+        const void *body;          /* the XReply protobuf body; NULL with error */
+        size_t body_len;           /* bytes */
+        int fds[CELLA_FDS_MAX];    /* fds that came with it (O_CLOEXEC); -1 once taken */
+        unsigned n_fds;
+} CellaReply;
+
+/*
+ * Called from cella_dispatch() with the reply to a request, or with reply->error
+ * set if the channel broke before it came. reply and its fds belong to libcella and
+ * are released after the callback returns: keep an fd with cella_reply_take_fd().
+ * The callback may make calls, including synchronous ones and cella_cancel().
+ */
+typedef void (*CellaReplyFn)(Cella *c, CellaReply *reply, void *userdata);
+
+/* An event from the kernel. Pointers are valid only during the callback. */
+typedef struct CellaEvent {
+        uint16_t opcode;  /* CELLA_EVENT_* (or one newer than this library) */
+        bool decoded;     /* false: unknown opcode or undecodable body; only
+                           * body/body_len are set, the union is not */
+        const void *body; /* the raw protobuf body */
+        size_t body_len;  /* bytes */
+        union {
+                struct {
+                        uint64_t timer_id;    /* from cella_timer_create() */
+                        uint64_t cookie;      /* given at creation */
+                        uint64_t expirations; /* firings since the last event, >= 1 */
+                        int64_t monotonic_ns; /* CLOCK_MONOTONIC at firing, ns */
+                } timer;                      /* CELLA_EVENT_TIMER_FIRED */
+                struct {
+                        uint64_t subscription_id; /* 0: direct message or request */
+                        const char *topic;        /* "" for direct messages */
+                        const char *sender;       /* sender's app id */
+                        const void *data;         /* payload, len bytes */
+                        size_t len;
+                        const char *content_type; /* MIME type, may be "" */
+                        uint64_t reply_token;     /* > 0: answer with cella_bus_reply() */
+                } bus;                            /* CELLA_EVENT_BUS_MESSAGE */
+                struct {
+                        const char *permission; /* with scope */
+                        const char *reason;
+                } perm_revoked; /* CELLA_EVENT_PERM_REVOKED */
+                struct {
+                        CellaMemoryLevel level;
+                        uint64_t current_bytes; /* the app's memory in use */
+                        uint64_t limit_bytes;   /* its limit; 0 = none */
+                } memory;                       /* CELLA_EVENT_MEMORY_PRESSURE */
+        };
+} CellaEvent;
+
+/* Called from cella_dispatch() with each event, in the order the kernel sent them. */
+typedef void (*CellaEventFn)(Cella *c, const CellaEvent *event, void *userdata);
+
+/* ---- the channel ------------------------------------------------------------- */
+
+/*
+ * Opens the app's channel: the fd named by $CELLA_FD (a decimal number; 3 if
+ * unset), which must be an AF_UNIX SOCK_SEQPACKET socket. Marks it close-on-exec
+ * (a child program must not speak on the app's channel) and owns it from then on.
+ * Returns 0 and *ret (release with cella_close()), or -EINVAL ($CELLA_FD is not a
+ * number), -EBADF (no such fd), -ENOTSOCK (not a socket), -EPROTOTYPE (not AF_UNIX
+ * SOCK_SEQPACKET), -ENOMEM.
+ */
+CELLA_API int cella_open(Cella **ret);
+
+/*
+ * As cella_open(), on a given fd (e.g. one end of a socketpair). On success the
+ * Cella owns fd; on failure the caller still does.
+ */
+CELLA_API int cella_open_fd(int fd, Cella **ret);
+
+/*
+ * Closes the channel and frees c. Callbacks of requests still outstanding are not
+ * called; fds in queued replies are closed. Takes NULL; returns NULL.
+ */
+CELLA_API Cella *cella_close(Cella *c);
+
+/* The channel's fd, for the app's own poll loop (POLLIN -> cella_dispatch()). */
+CELLA_API int cella_fd(Cella *c);
+
+/*
+ * Sets how long synchronous calls wait for their reply, in milliseconds; 0 (the
+ * default) waits forever. A call that times out cancels its request and returns
+ * -ETIMEDOUT. Returns 0.
+ */
+CELLA_API int cella_set_timeout(Cella *c, uint64_t timeout_ms);
+
+/* Sets the event callback (NULL: events are dropped). Returns 0. */
+CELLA_API int cella_on_event(Cella *c, CellaEventFn cb, void *userdata);
+
+/*
+ * Handles what is ready without blocking: first the frames a synchronous call
+ * kept, then what the socket holds, at most CELLA_DISPATCH_MAX frames. Calls the
+ * reply callback of each reply (matched by request id, in arrival order) and the
+ * event callback of each event. Replies to cancelled or unknown requests are
+ * dropped (their fds closed).
+ * Returns the number of frames handled (0: nothing was ready; call again while it
+ * is > 0), or a negative errno if the channel broke (-ECONNRESET on hangup, -EPROTO
+ * etc. on a malformed frame): every outstanding request's callback is then called
+ * once with that error, and every later call returns it.
+ */
+CELLA_API int cella_dispatch(Cella *c);
+
+/*
+ * Waits until cella_dispatch() has something to do, at most timeout_ms
+ * milliseconds (-1: forever, 0: just check). Returns 1 if it has, 0 on timeout,
+ * or a negative errno (-EINTR if a signal came).
+ */
+CELLA_API int cella_wait(Cella *c, int timeout_ms);
+
+/* ---- generic calls ----------------------------------------------------------- */
+
+/*
+ * Sends request opcode with body (len bytes, a protobuf message of
+ * proto/cella.proto, at most CELLA_BODY_MAX) and n_fds fds from fds[] (at most
+ * CELLA_FDS_MAX; the caller keeps its copies). Does not block: cb runs from a
+ * later cella_dispatch() with the reply (cb may be NULL: the reply is dropped).
+ * Returns 0 and *ret_request_id (> 0, may be NULL), or -EBUSY (CELLA_MAX_PENDING
+ * requests outstanding), -EMSGSIZE (body too large), -E2BIG (too many fds),
+ * -EINVAL (opcode 0 or an event opcode), -EAGAIN (the socket's send buffer is
+ * full: dispatch, then retry), -ECONNRESET/-EPIPE (channel broken).
+ */
+CELLA_API int cella_call_async(Cella *c, uint16_t opcode, const void *body, size_t len,
+                               const int *fds, unsigned n_fds, CellaReplyFn cb, void *userdata,
+                               uint64_t *ret_request_id);
+
+/*
+ * Sends a request as cella_call_async() does and waits for its reply (see
+ * cella_set_timeout()). Returns 0 and *ret, the reply (release with
+ * cella_reply_free()); a kernel error is in (*ret)->error, not the return value.
+ * Or: the errors of cella_call_async() (but it blocks instead of -EAGAIN),
+ * -ETIMEDOUT, -ENOBUFS, or a channel error.
+ */
+CELLA_API int cella_call(Cella *c, uint16_t opcode, const void *body, size_t len, const int *fds,
+                         unsigned n_fds, CellaReply **ret);
+
+/* Frees a reply from cella_call(), closing the fds not taken. Takes NULL; returns NULL. */
+CELLA_API CellaReply *cella_reply_free(CellaReply *reply);
+
+/*
+ * Takes fd number i of reply: returns it (the caller owns it now) and marks it
+ * taken, or -EBADF if there is none (i >= n_fds, or taken already).
+ */
+CELLA_API int cella_reply_take_fd(CellaReply *reply, unsigned i);
+
+/*
+ * Cancels an outstanding request: tells the kernel to abandon it and forgets it;
+ * its callback will not be called. Returns 0, or -ENOENT (no such outstanding
+ * request: answered, cancelled, or never sent), or a channel error.
+ */
+CELLA_API int cella_cancel(Cella *c, uint64_t request_id);
+
+/* The protocol name of an opcode ("fs.open", "event.timer_fired"), or NULL if unknown. */
+CELLA_API const char *cella_opcode_name(uint16_t opcode);
+
+/* Frees a result of the calls below (one allocation). Takes NULL. */
+CELLA_API void cella_free(void *p);
+
+/* ---- system ------------------------------------------------------------------ */
+
+typedef struct CellaSystemInfo {
+        const char *cella_version; /* "0.1.0" */
+        const char *os_name;       /* "Linux" */
+        const char *os_release;    /* uname -r */
+        const char *machine;       /* uname -m */
+        uint32_t cpu_count;        /* CPUs the app may use */
+        uint64_t memory_total_bytes;
+        uint64_t memory_available_bytes;
+} CellaSystemInfo;
+
+/* What the app may know about the machine. Returns 0 and *ret (cella_free()). */
+CELLA_API int cella_system_info(Cella *c, CellaSystemInfo **ret);
+
+typedef struct CellaTime {
+        int64_t realtime_ns;  /* ns since 1970-01-01 UTC */
+        int64_t monotonic_ns; /* CLOCK_MONOTONIC, ns */
+        int32_t utc_offset_s; /* the user's local offset from UTC, seconds east */
+} CellaTime;
+
+/* The kernel's clocks. Returns 0 and fills *ret. */
+CELLA_API int cella_system_time(Cella *c, CellaTime *ret);
+
+typedef struct CellaUptime {
+        uint64_t system_ns; /* since the machine booted */
+        uint64_t kernel_ns; /* since the cella kernel started */
+        uint64_t app_ns;    /* since this app started */
+} CellaUptime;
+
+/* Uptimes, in nanoseconds. Returns 0 and fills *ret. */
+CELLA_API int cella_system_uptime(Cella *c, CellaUptime *ret);
+
+/*
+ * The environment the kernel built for the app: a NULL-terminated array of
+ * "NAME=value" strings. Returns 0 and *ret (cella_free()).
+ */
+CELLA_API int cella_system_env(Cella *c, char ***ret);
+
+/* ---- proc -------------------------------------------------------------------- */
+
+typedef struct CellaProcess {
+        int32_t pid;        /* as the app sees it */
+        int32_t ppid;       /* 0 for the app's first process */
+        const char *name;   /* comm, <= 15 bytes */
+        char state;         /* 'R', 'S', 'D', 'Z', 'T', ... */
+        uint64_t rss_bytes; /* resident memory */
+        uint64_t cpu_time_ns;
+        uint64_t start_time_ns; /* CLOCK_BOOTTIME at start */
+} CellaProcess;
+
+typedef struct CellaCgroupStats { /* a limit of 0 means none */
+        uint64_t memory_current_bytes;
+        uint64_t memory_limit_bytes;
+        uint64_t pids_current;
+        uint64_t pids_limit;
+        uint64_t cpu_usage_ns;
+        uint32_t cpu_weight;       /* 1..10000 */
+        uint32_t cpu_quota_millis; /* thousandths of a CPU */
+} CellaCgroupStats;
+
+typedef struct CellaProcList {
+        CellaCgroupStats cgroup;
+        size_t n_processes;
+        CellaProcess *processes;
+} CellaProcList;
+
+/* The app's own processes and its cgroup's statistics. Returns 0 and *ret (cella_free()). */
+CELLA_API int cella_proc_list(Cella *c, CellaProcList **ret);
+
+/*
+ * Sends signal (1..64) to the app's own process pid (as the app sees it).
+ * Returns 0, or -EINVAL (bad signal or pid <= 0), -ESRCH (no such process of the app).
+ */
+CELLA_API int cella_proc_signal(Cella *c, int pid, int signal);
+
+/* ---- app --------------------------------------------------------------------- */
+
+typedef struct CellaAppLimits { /* 0 means no limit */
+        uint64_t memory_bytes;
+        uint64_t pids;
+        uint32_t cpu_millis; /* thousandths of a CPU */
+        uint64_t files;
+        uint64_t storage_bytes;
+        uint64_t tmp_bytes;
+} CellaAppLimits;
+
+typedef struct CellaAppInfo {
+        const char *id;
+        const char *name;
+        const char *version;
+        const char *kind;    /* "app" or "service" */
+        const char *runtime; /* "native" or "lua" */
+        char **requested;    /* NULL-terminated: permissions the manifest asks for */
+        char **granted;      /* NULL-terminated: those granted now */
+        CellaAppLimits limits;
+} CellaAppInfo;
+
+/* The calling app's own record. Returns 0 and *ret (cella_free()). */
+CELLA_API int cella_app_info(Cella *c, CellaAppInfo **ret);
+
+/*
+ * Launches app app_id (1..CELLA_ID_MAX bytes) with an intent: action (<=
+ * CELLA_ACTION_MAX bytes, may be NULL), a payload of len bytes (<= CELLA_PAYLOAD_MAX)
+ * and its content_type (<= CELLA_CONTENT_TYPE_MAX, may be NULL). If the app runs
+ * already it gets the intent. Needs the right app.launch:<id>.
+ * Returns 0 (started), 1 (was running; intent delivered), or -EACCES, -EPERM,
+ * -ENOENT (no such app), -EINVAL, -EMSGSIZE, -EAGAIN.
+ */
+CELLA_API int cella_app_launch(Cella *c, const char *app_id, const char *action, const void *data,
+                               size_t len, const char *content_type);
+
+/* ---- fs ---------------------------------------------------------------------- */
+
+/*
+ * Opens root/path: a user file outside the app's jail, under a root the app was
+ * granted (e.g. "documents"). path is relative (1..CELLA_PATH_MAX bytes) and cannot
+ * leave the root (the kernel resolves it beneath the root, without magic links).
+ * flags: O_RDONLY, O_WRONLY or O_RDWR, optionally | O_CREAT, O_EXCL, O_TRUNC,
+ * O_APPEND, O_DIRECTORY, O_CLOEXEC (always set anyway). mode: permission bits for
+ * O_CREAT (<= 0777). Returns 0 and *ret_fd (O_CLOEXEC, the caller's), or -EINVAL
+ * (other flags or mode bits, bad root/path), -EACCES (root not granted, or not for
+ * writing), -EPERM (no such root for apps), -ENOENT, -EEXIST, -EISDIR, -ENOTDIR,
+ * -EXDEV (path escapes the root), -EAGAIN.
+ */
+CELLA_API int cella_fs_open(Cella *c, const char *root, const char *path, int flags, unsigned mode,
+                            int *ret_fd);
+
+typedef struct CellaFsUsage { /* bytes; a quota of 0 means none */
+        uint64_t data_used_bytes;
+        uint64_t data_quota_bytes;
+        uint64_t tmp_used_bytes;
+        uint64_t tmp_quota_bytes;
+} CellaFsUsage;
+
+/* Storage used by the app's /data and /tmp, and their quotas. Returns 0 and fills *ret. */
+CELLA_API int cella_fs_usage(Cella *c, CellaFsUsage *ret);
+
+/* ---- timer ------------------------------------------------------------------- */
+
+/*
+ * Creates a kernel timer: CELLA_EVENT_TIMER_FIRED first after initial_ms
+ * milliseconds (0: at once), then every interval_ms (0: one-shot). cookie is
+ * echoed in every event. Returns 0 and *ret_timer_id (> 0), or -EINVAL, -EBUSY
+ * (64 timers already), -EAGAIN.
+ */
+CELLA_API int cella_timer_create(Cella *c, uint64_t initial_ms, uint64_t interval_ms,
+                                 uint64_t cookie, uint64_t *ret_timer_id);
+
+/* Stops a timer. Returns 0, or -ENOENT (unknown, or a one-shot that fired). */
+CELLA_API int cella_timer_cancel(Cella *c, uint64_t timer_id);
+
+/* ---- perm -------------------------------------------------------------------- */
+
+/*
+ * The state of permission (with optional scope, 1..CELLA_PERMISSION_MAX bytes),
+ * without prompting. Returns 0 and *ret_state, or -EINVAL.
+ */
+CELLA_API int cella_perm_query(Cella *c, const char *permission, CellaPermState *ret_state);
+
+/*
+ * Asks for permission; a dangerous one not decided yet prompts the user with
+ * reason (<= CELLA_REASON_MAX bytes, may be NULL), and this waits for the answer
+ * (use the async form in an event loop). Returns 0 and *ret_state
+ * (CELLA_PERM_GRANTED or CELLA_PERM_DENIED) and, if ret_one_time is not NULL,
+ * whether the grant ends with the app; or -EPERM (not in the manifest, or a
+ * signature permission), -EINVAL, -EAGAIN (prompted too often).
+ */
+CELLA_API int cella_perm_request(Cella *c, const char *permission, const char *reason,
+                                 CellaPermState *ret_state, bool *ret_one_time);
+
+/* Async form of cella_perm_request(): as cella_call_async(); decode with the next one. */
+CELLA_API int cella_perm_request_async(Cella *c, const char *permission, const char *reason,
+                                       CellaReplyFn cb, void *userdata, uint64_t *ret_request_id);
+
+/* Decodes a perm.request reply: as cella_perm_request(); -EBADMSG if it does not decode. */
+CELLA_API int cella_perm_request_result(const CellaReply *reply, CellaPermState *ret_state,
+                                        bool *ret_one_time);
+
+typedef struct CellaPermEntry {
+        const char *permission;
+        CellaPermState state;
+        CellaPermLevel level;
+        bool one_time;
+} CellaPermEntry;
+
+typedef struct CellaPermList {
+        size_t n_entries;
+        CellaPermEntry *entries;
+} CellaPermList;
+
+/* The permissions the manifest asks for, with their state. Returns 0 and *ret (cella_free()). */
+CELLA_API int cella_perm_list(Cella *c, CellaPermList **ret);
+
+/* ---- notify ------------------------------------------------------------------ */
+
+/*
+ * Posts a notification: title (1..CELLA_TITLE_MAX bytes), body (<= CELLA_TEXT_MAX,
+ * may be NULL), urgency, tag (<= CELLA_TAG_MAX, may be NULL: a post with the same
+ * tag replaces the earlier one). Needs the right "notify". Returns 0 and, if
+ * ret_notification_id is not NULL, its id; or -EACCES, -EINVAL, -EAGAIN.
+ */
+CELLA_API int cella_notify_post(Cella *c, const char *title, const char *body, CellaUrgency urgency,
+                                const char *tag, uint64_t *ret_notification_id);
+
+/* ---- memory ------------------------------------------------------------------ */
+
+typedef struct CellaMemoryStats { /* bytes; a limit of 0 means none */
+        uint64_t current_bytes;
+        uint64_t limit_bytes;
+        uint64_t peak_bytes;
+        uint64_t swap_bytes;
+        uint64_t anon_bytes;
+        uint64_t file_bytes;
+        CellaMemoryLevel level;
+        uint32_t pressure_some_avg10; /* PSI some avg10, hundredths of a percent */
+} CellaMemoryStats;
+
+/* The app's own memory, from its cgroup. Returns 0 and fills *ret. */
+CELLA_API int cella_memory_stats(Cella *c, CellaMemoryStats *ret);
+
+/* ---- bus --------------------------------------------------------------------- */
+
+/*
+ * Publishes data (len <= CELLA_PAYLOAD_MAX bytes) with content_type (<=
+ * CELLA_CONTENT_TYPE_MAX, may be NULL) on topic (1..CELLA_TOPIC_MAX bytes).
+ * Returns the number of subscribers it was queued for (>= 0), or -EACCES (no
+ * bus.publish right for the topic), -EINVAL, -EMSGSIZE, -EAGAIN.
+ */
+CELLA_API int cella_bus_publish(Cella *c, const char *topic, const void *data, size_t len,
+                                const char *content_type);
+
+/*
+ * Subscribes to the topics matching pattern (a glob, 1..CELLA_TOPIC_MAX bytes);
+ * messages arrive as CELLA_EVENT_BUS_MESSAGE. Returns 0 and *ret_subscription_id,
+ * or -EACCES, -EINVAL, -EBUSY (64 subscriptions already).
+ */
+CELLA_API int cella_bus_subscribe(Cella *c, const char *pattern, uint64_t *ret_subscription_id);
+
+/* Ends a subscription. Returns 0 or -ENOENT. */
+CELLA_API int cella_bus_unsubscribe(Cella *c, uint64_t subscription_id);
+
+/*
+ * Sends data directly to app app_id (1..CELLA_ID_MAX bytes); limits as
+ * cella_bus_publish(). Returns 0, or -EACCES, -ENOENT (not running), -EINVAL,
+ * -EMSGSIZE, -EAGAIN.
+ */
+CELLA_API int cella_bus_send(Cella *c, const char *app_id, const void *data, size_t len,
+                             const char *content_type);
+
+typedef struct CellaBusReply {
+        const void *data; /* len bytes */
+        size_t len;
+        const char *content_type;
+        const char *responder; /* the answering app's id */
+} CellaBusReply;
+
+/*
+ * Sends a request to app app_id on topic (a method name, 1..CELLA_TOPIC_MAX bytes)
+ * and waits for its answer, at most timeout_ms milliseconds (0: 30000; <= 600000).
+ * Returns 0 and *ret (cella_free()), or -EACCES, -ENOENT (not running), -ETIMEDOUT,
+ * -ECONNRESET (it exited first), the errno the responder answered with, -EINVAL,
+ * -EMSGSIZE.
+ */
+CELLA_API int cella_bus_request(Cella *c, const char *app_id, const char *topic, const void *data,
+                                size_t len, const char *content_type, uint32_t timeout_ms,
+                                CellaBusReply **ret);
+
+/* Async form of cella_bus_request(): as cella_call_async(); decode with the next one. */
+CELLA_API int cella_bus_request_async(Cella *c, const char *app_id, const char *topic,
+                                      const void *data, size_t len, const char *content_type,
+                                      uint32_t timeout_ms, CellaReplyFn cb, void *userdata,
+                                      uint64_t *ret_request_id);
+
+/* Decodes a bus.request reply: as cella_bus_request(); -EBADMSG if it does not decode. */
+CELLA_API int cella_bus_request_result(const CellaReply *reply, CellaBusReply **ret);
+
+/*
+ * Answers a request received as an event with reply_token > 0: with data (limits
+ * as cella_bus_publish()) if error is 0, or with error (a negative errno) which the
+ * requester gets. Returns 0, or -ENOENT (unknown token; requester gone or timed
+ * out), -EINVAL, -EMSGSIZE.
+ */
+CELLA_API int cella_bus_reply(Cella *c, uint64_t reply_token, int error, const void *data,
+                              size_t len, const char *content_type);
+
+#ifdef __cplusplus
+}
+#endif

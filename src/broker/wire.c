@@ -1,0 +1,263 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+#include "base/macro.h"
+#include "broker/wire.h"
+
+#define D(x)  &cella__v1__##x##__descriptor
+#define OP(x) CELLA__V1__OPCODE__OPCODE_##x
+#define CALL(op, nm, msg)                                                                          \
+        {                                                                                          \
+                .opcode = OP(op), .name = nm, .request = D(msg##_request), .reply = D(msg##_reply) \
+        }
+#define EVENT(op, nm, msg)                                                                         \
+        {                                                                                          \
+                .opcode = OP(op), .name = nm, .event = D(msg)                                      \
+        }
+
+static const WireOp ops[] = {
+        CALL(SYSTEM_INFO, "system.info", system_info),
+        CALL(SYSTEM_TIME, "system.time", system_time),
+        CALL(SYSTEM_UPTIME, "system.uptime", system_uptime),
+        CALL(SYSTEM_ENV, "system.env", system_env),
+        CALL(PROC_LIST, "proc.list", proc_list),
+        CALL(PROC_SIGNAL, "proc.signal", proc_signal),
+        CALL(APP_INFO, "app.info", app_info),
+        CALL(APP_LAUNCH, "app.launch", app_launch),
+        {.opcode = OP(FS_OPEN),
+         .name = "fs.open",
+         .request = D(fs_open_request),
+         .reply = D(fs_open_reply),
+         .reply_fds = 1},
+        CALL(FS_USAGE, "fs.usage", fs_usage),
+        CALL(TIMER_CREATE, "timer.create", timer_create),
+        CALL(TIMER_CANCEL, "timer.cancel", timer_cancel),
+        CALL(PERM_QUERY, "perm.query", perm_query),
+        CALL(PERM_REQUEST, "perm.request", perm_request),
+        CALL(PERM_LIST, "perm.list", perm_list),
+        CALL(NOTIFY_POST, "notify.post", notify_post),
+        CALL(MEMORY_STATS, "memory.stats", memory_stats),
+        CALL(BUS_PUBLISH, "bus.publish", bus_publish),
+        CALL(BUS_SUBSCRIBE, "bus.subscribe", bus_subscribe),
+        CALL(BUS_UNSUBSCRIBE, "bus.unsubscribe", bus_unsubscribe),
+        CALL(BUS_SEND, "bus.send", bus_send),
+        CALL(BUS_REQUEST, "bus.request", bus_request),
+        CALL(BUS_REPLY, "bus.reply", bus_reply),
+        EVENT(EVENT_TIMER_FIRED, "event.timer_fired", timer_fired_event),
+        EVENT(EVENT_BUS_MESSAGE, "event.bus_message", bus_message_event),
+        EVENT(EVENT_PERM_REVOKED, "event.perm_revoked", perm_revoked_event),
+        EVENT(EVENT_MEMORY_PRESSURE, "event.memory_pressure", memory_pressure_event),
+};
+
+const WireOp *wire_op_lookup(uint16_t opcode)
+{
+        /* 27 entries: a scan beats anything cleverer. */
+        for (size_t i = 0; i < ELEMENTSOF(ops); i++)
+                if (ops[i].opcode == opcode)
+                        return &ops[i];
+        return NULL;
+}
+
+const WireOp *wire_ops(size_t *ret_n)
+{
+        *ret_n = ELEMENTSOF(ops);
+        return ops;
+}
+
+/* A protobuf-c allocator that refuses to hand out more than WIRE_UNPACK_MEMORY_MAX
+ * bytes in total during one unpack. Frees are not subtracted: the bound is on what
+ * one message may cost, and the message is freed with the plain allocator later. */
+typedef struct Budget {
+        size_t used;
+        bool exceeded;
+} Budget;
+
+static void *budget_alloc(void *data, size_t size)
+{
+        Budget *b = data;
+
+        if (size > WIRE_UNPACK_MEMORY_MAX - b->used) {
+                b->exceeded = true;
+                return NULL;
+        }
+        b->used += size;
+        return malloc(size);
+}
+
+static void budget_free(void *data, void *p)
+{
+        free(p);
+}
+
+/* True if p[0..n) is UTF-8 (no overlong forms, surrogates or code points past
+ * U+10FFFF) without NUL bytes: what the .proto promises every string is. */
+static bool utf8_valid_no_nul(const uint8_t *p, size_t n)
+{
+        size_t i = 0;
+
+        while (i < n) {
+                uint8_t c = p[i];
+                uint32_t cp;
+                size_t k;
+
+                if (c == 0)
+                        return false;
+                if (c < 0x80) {
+                        i++;
+                        continue;
+                }
+                if (c >= 0xc2 && c <= 0xdf)
+                        k = 1, cp = c & 0x1f;
+                else if (c >= 0xe0 && c <= 0xef)
+                        k = 2, cp = c & 0x0f;
+                else if (c >= 0xf0 && c <= 0xf4)
+                        k = 3, cp = c & 0x07;
+                else
+                        return false;
+                if (n - i <= k)
+                        return false;
+                for (size_t j = 1; j <= k; j++) {
+                        if ((p[i + j] & 0xc0) != 0x80)
+                                return false;
+                        cp = (cp << 6) | (p[i + j] & 0x3f);
+                }
+                if ((k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) || cp > 0x10ffff ||
+                    (cp >= 0xd800 && cp <= 0xdfff))
+                        return false;
+                i += k + 1;
+        }
+        return true;
+}
+
+static int get_varint(const uint8_t **p, const uint8_t *end, uint64_t *ret)
+{
+        uint64_t v = 0;
+
+        for (unsigned shift = 0; shift < 64; shift += 7) {
+                uint8_t b;
+
+                if (*p >= end)
+                        return -EBADMSG;
+                b = *(*p)++;
+                v |= (uint64_t)(b & 0x7f) << shift;
+                if (!(b & 0x80)) {
+                        *ret = v;
+                        return 0;
+                }
+        }
+        return -EBADMSG;
+}
+
+/*
+ * Walks the wire form of a message of type d and checks every string field (in
+ * sub-messages too) with utf8_valid_no_nul(). protobuf-c checks neither: a NUL
+ * would silently cut the C string it hands out ("documents\0x" reads as
+ * "documents"), so what the broker checks and what it logs could differ.
+ * Structural errors are left to protobuf-c. Returns 0 or -EBADMSG.
+ */
+static int check_strings(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t len,
+                         unsigned depth)
+{
+        const uint8_t *end = p + len;
+
+        if (depth > 16) /* the schema nests 2 deep */
+                return -EBADMSG;
+        while (p < end) {
+                const ProtobufCFieldDescriptor *fd;
+                uint64_t key, v;
+
+                if (get_varint(&p, end, &key) < 0)
+                        return -EBADMSG;
+                switch (key & 7) {
+                case 0:
+                        if (get_varint(&p, end, &v) < 0)
+                                return -EBADMSG;
+                        continue;
+                case 1:
+                case 5:
+                        v = (key & 7) == 1 ? 8 : 4;
+                        if ((size_t)(end - p) < v)
+                                return -EBADMSG;
+                        p += v;
+                        continue;
+                case 2:
+                        break;
+                default:
+                        return -EBADMSG;
+                }
+                if (get_varint(&p, end, &v) < 0 || v > (uint64_t)(end - p))
+                        return -EBADMSG;
+                fd = key >> 3 <= UINT32_MAX
+                             ? protobuf_c_message_descriptor_get_field(d, (unsigned)(key >> 3))
+                             : NULL;
+                if (fd && fd->type == PROTOBUF_C_TYPE_STRING && !utf8_valid_no_nul(p, v))
+                        return -EBADMSG;
+                if (fd && fd->type == PROTOBUF_C_TYPE_MESSAGE &&
+                    check_strings(fd->descriptor, p, v, depth + 1) < 0)
+                        return -EBADMSG;
+                p += v;
+        }
+        return 0;
+}
+
+int wire_unpack(const ChannelFrame *f, ProtobufCMessage **ret)
+{
+        const ProtobufCMessageDescriptor *d;
+        const WireOp *op;
+        unsigned want_fds = 0;
+        ProtobufCMessage *m;
+        Budget budget = {};
+        ProtobufCAllocator allocator = {
+                .alloc = budget_alloc,
+                .free = budget_free,
+                .allocator_data = &budget,
+        };
+
+        op = wire_op_lookup(f->opcode);
+        if (!op)
+                return -EOPNOTSUPP;
+
+        if (f->flags & CHANNEL_FLAG_CANCEL) {
+                if (!op->request)
+                        return -EOPNOTSUPP;
+                if (f->n_fds != 0)
+                        return -EPROTO;
+                *ret = NULL;
+                return 0;
+        }
+        if (f->flags & CHANNEL_FLAG_EVENT)
+                d = op->event;
+        else if (f->flags & CHANNEL_FLAG_ERROR)
+                d = op->reply ? &cella__v1__error_reply__descriptor : NULL;
+        else if (f->flags & CHANNEL_FLAG_REPLY) {
+                d = op->reply;
+                want_fds = op->reply_fds;
+        } else {
+                d = op->request;
+                want_fds = op->request_fds;
+        }
+        if (!d)
+                return -EOPNOTSUPP;
+        if (f->n_fds != want_fds)
+                return -EPROTO;
+
+        if (check_strings(d, f->body, f->body_len, 0) < 0)
+                return -EBADMSG;
+        m = protobuf_c_message_unpack(d, &allocator, f->body_len, f->body);
+        if (!m)
+                return budget.exceeded ? -ENOBUFS : -EBADMSG;
+
+        *ret = m;
+        return 0;
+}
+
+int wire_pack(const ProtobufCMessage *msg, void *buf, size_t size)
+{
+        size_t n = protobuf_c_message_get_packed_size(msg);
+
+        if (n > size || n > CHANNEL_BODY_MAX)
+                return -EMSGSIZE;
+        return (int)protobuf_c_message_pack(msg, buf);
+}

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The protocol layer above the framing: which body (a cella.v1 message from
+ * proto/cella.proto) and how many fds go with each opcode and frame kind, and a
+ * bounded decoder for them. Shared by the broker and libcella.
+ */
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdint.h>
+
+#include "broker/channel.h"
+#include "cella.pb-c.h"
+
+/* Memory one unpacked body may take, bytes. protobuf-c allocates more than the
+ * wire size (a 2-byte empty sub-message becomes a struct of ~80 bytes); this caps
+ * what a hostile 64 KiB body can cost. */
+#define WIRE_UNPACK_MEMORY_MAX (1024u * 1024u)
+
+typedef struct WireOp {
+        uint16_t opcode;                           /* Cella__V1__Opcode value */
+        const char *name;                          /* "system.info", "event.timer_fired" */
+        const ProtobufCMessageDescriptor *request; /* request body; NULL for events */
+        const ProtobufCMessageDescriptor *reply;   /* reply body; NULL for events */
+        const ProtobufCMessageDescriptor *event;   /* event body; NULL for requests */
+        unsigned request_fds;                      /* fds a request carries, exactly */
+        unsigned reply_fds;                        /* fds a successful reply carries */
+} WireOp;
+
+/* Returns the table entry of opcode, or NULL if this version does not know it. */
+const WireOp *wire_op_lookup(uint16_t opcode);
+
+/* Every known opcode, in table order: *ret_n entries. For tests and docs. */
+const WireOp *wire_ops(size_t *ret_n);
+
+/*
+ * Decodes the body of frame f by its opcode and kind: a request's XRequest, a
+ * reply's XReply, an error reply's ErrorReply, an event's event message. A CANCEL
+ * has no body: returns 0 with *ret NULL. On success *ret is owned by the caller:
+ * free it with protobuf_c_message_free_unpacked(*ret, NULL).
+ * Returns 0, or:
+ *   -EOPNOTSUPP  unknown opcode, or an opcode of the wrong kind (an event opcode
+ *                on a request, a request opcode on an event)
+ *   -EPROTO      the frame carries a different number of fds than the opcode takes
+ *                (0 for every request; 1 for a successful fs.open reply; 0 otherwise)
+ *   -EBADMSG     the body is not a valid encoding of the message, or a string in it
+ *                is not UTF-8 or holds a NUL byte (protobuf-c checks neither)
+ *   -ENOBUFS     decoding would take more than WIRE_UNPACK_MEMORY_MAX bytes
+ */
+int wire_unpack(const ChannelFrame *f, ProtobufCMessage **ret);
+
+/*
+ * Encodes msg into buf (size bytes). Returns the length in bytes, or -EMSGSIZE if
+ * it does not fit (CHANNEL_BODY_MAX is the most a body may be).
+ */
+int wire_pack(const ProtobufCMessage *msg, void *buf, size_t size);

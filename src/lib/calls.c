@@ -1,0 +1,837 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libcella's typed calls: arguments checked against the limits of cella.h, packed
+ * into the request message of proto/cella.proto, the reply unpacked into the public
+ * structs. Results with strings or arrays are built as one allocation (measured in
+ * a first pass, filled in a second) so the caller frees them with one cella_free().
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdalign.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/macro.h"
+#include "broker/wire.h"
+#include "lib/client.h"
+
+static void reply_freep(CellaReply **r)
+{
+        cella_reply_free(*r);
+}
+
+static void unpacked_freep(ProtobufCMessage **m)
+{
+        if (*m)
+                protobuf_c_message_free_unpacked(*m, NULL);
+}
+
+#define _cleanup_reply_    _cleanup_(reply_freep)
+#define _cleanup_unpacked_ _cleanup_(unpacked_freep)
+
+/* 0 if s fits: NULL or "" only when optional, at most max bytes. -EINVAL otherwise. */
+static int check_str(const char *s, size_t max, bool required)
+{
+        if (!s)
+                return required ? -EINVAL : 0;
+        if (required && !*s)
+                return -EINVAL;
+        return strnlen(s, max + 1) > max ? -EINVAL : 0;
+}
+
+static int check_payload(const void *data, size_t len)
+{
+        if (len > 0 && !data)
+                return -EINVAL;
+        return len > CELLA_PAYLOAD_MAX ? -EMSGSIZE : 0;
+}
+
+/* protobuf-c packs a NULL string as "" but only when it has a default; pass "". */
+static char *str_or_empty(const char *s)
+{
+        return (char *)(s ? s : "");
+}
+
+/* Makes a synchronous call and unpacks the reply. ret_reply, if not NULL, gets the
+ * reply itself (for its fds). */
+static int call(Cella *c, uint16_t opcode, const ProtobufCMessage *req, ProtobufCMessage **ret,
+                CellaReply **ret_reply)
+{
+        _cleanup_reply_ CellaReply *reply = NULL;
+        int r;
+
+        r = client_call(c, opcode, req, &reply);
+        if (r < 0)
+                return r;
+        r = client_reply_unpack(reply, ret);
+        if (r < 0)
+                return r;
+        if (ret_reply)
+                *ret_reply = TAKE_PTR(reply);
+        return 0;
+}
+
+/* ---- one-allocation results ---------------------------------------------------- */
+
+typedef struct Block {
+        uint8_t *base; /* NULL while measuring */
+        size_t size;
+} Block;
+
+static void *block_alloc(Block *b, size_t n, size_t align)
+{
+        void *p;
+
+        b->size = (b->size + align - 1) & ~(align - 1);
+        p = b->base ? b->base + b->size : NULL;
+        b->size += n;
+        return p;
+}
+
+static char *block_str(Block *b, const char *s)
+{
+        size_t n;
+        char *p;
+
+        s = s ? s : "";
+        n = strlen(s) + 1;
+        p = block_alloc(b, n, 1);
+        if (p)
+                memcpy(p, s, n);
+        return p;
+}
+
+static void *block_bytes(Block *b, const void *data, size_t n)
+{
+        void *p = block_alloc(b, n, 1);
+
+        if (p && n > 0)
+                memcpy(p, data, n);
+        return p;
+}
+
+static char **block_strv(Block *b, char **v, size_t n)
+{
+        char **a = block_alloc(b, (n + 1) * sizeof(char *), alignof(char *));
+
+        for (size_t i = 0; i < n; i++) {
+                char *s = block_str(b, v[i]);
+
+                if (a)
+                        a[i] = s;
+        }
+        if (a)
+                a[n] = NULL;
+        return a;
+}
+
+/* Runs fn twice: to measure, then to fill one zeroed allocation; fn's first
+ * block_alloc() is the result's root struct. */
+static int block_build(void (*fn)(Block *b, const ProtobufCMessage *m), const ProtobufCMessage *m,
+                       void **ret)
+{
+        Block b = {};
+
+        fn(&b, m);
+        b.base = calloc(1, b.size > 0 ? b.size : 1);
+        if (!b.base)
+                return -ENOMEM;
+        b.size = 0;
+        fn(&b, m);
+        *ret = b.base;
+        return 0;
+}
+
+/* ---- system -------------------------------------------------------------------- */
+
+static void build_system_info(Block *b, const ProtobufCMessage *pm)
+{
+        const Cella__V1__SystemInfoReply *m = (const void *)pm;
+        CellaSystemInfo *x = block_alloc(b, sizeof(*x), alignof(CellaSystemInfo));
+        const char *v = block_str(b, m->cella_version), *n = block_str(b, m->os_name),
+                   *rel = block_str(b, m->os_release), *mach = block_str(b, m->machine);
+
+        if (x)
+                *x = (CellaSystemInfo){
+                        .cella_version = v,
+                        .os_name = n,
+                        .os_release = rel,
+                        .machine = mach,
+                        .cpu_count = m->cpu_count,
+                        .memory_total_bytes = m->memory_total_bytes,
+                        .memory_available_bytes = m->memory_available_bytes,
+                };
+}
+
+int cella_system_info(Cella *c, CellaSystemInfo **ret)
+{
+        Cella__V1__SystemInfoRequest req = CELLA__V1__SYSTEM_INFO_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *m = NULL;
+        int r;
+
+        if (!ret)
+                return -EINVAL;
+        r = call(c, CELLA_OP_SYSTEM_INFO, &req.base, &m, NULL);
+        if (r < 0)
+                return r;
+        return block_build(build_system_info, m, (void **)ret);
+}
+
+int cella_system_time(Cella *c, CellaTime *ret)
+{
+        Cella__V1__SystemTimeRequest req = CELLA__V1__SYSTEM_TIME_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *pm = NULL;
+        const Cella__V1__SystemTimeReply *m;
+        int r;
+
+        if (!ret)
+                return -EINVAL;
+        r = call(c, CELLA_OP_SYSTEM_TIME, &req.base, &pm, NULL);
+        if (r < 0)
+                return r;
+        m = (const void *)pm;
+        *ret = (CellaTime){
+                .realtime_ns = m->realtime_ns,
+                .monotonic_ns = m->monotonic_ns,
+                .utc_offset_s = m->utc_offset_s,
+        };
+        return 0;
+}
+
+int cella_system_uptime(Cella *c, CellaUptime *ret)
+{
+        Cella__V1__SystemUptimeRequest req = CELLA__V1__SYSTEM_UPTIME_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *pm = NULL;
+        const Cella__V1__SystemUptimeReply *m;
+        int r;
+
+        if (!ret)
+                return -EINVAL;
+        r = call(c, CELLA_OP_SYSTEM_UPTIME, &req.base, &pm, NULL);
+        if (r < 0)
+                return r;
+        m = (const void *)pm;
+        *ret = (CellaUptime){
+                .system_ns = m->system_ns,
+                .kernel_ns = m->kernel_ns,
+                .app_ns = m->app_ns,
+        };
+        return 0;
+}
+
+static void build_env(Block *b, const ProtobufCMessage *pm)
+{
+        const Cella__V1__SystemEnvReply *m = (const void *)pm;
+
+        block_strv(b, m->env, m->n_env);
+}
+
+int cella_system_env(Cella *c, char ***ret)
+{
+        Cella__V1__SystemEnvRequest req = CELLA__V1__SYSTEM_ENV_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *m = NULL;
+        int r;
+
+        if (!ret)
+                return -EINVAL;
+        r = call(c, CELLA_OP_SYSTEM_ENV, &req.base, &m, NULL);
+        if (r < 0)
+                return r;
+        return block_build(build_env, m, (void **)ret);
+}
+
+/* ---- proc ---------------------------------------------------------------------- */
+
+static void build_proc_list(Block *b, const ProtobufCMessage *pm)
+{
+        const Cella__V1__ProcListReply *m = (const void *)pm;
+        CellaProcList *x = block_alloc(b, sizeof(*x), alignof(CellaProcList));
+        CellaProcess *p =
+                block_alloc(b, m->n_processes * sizeof(CellaProcess), alignof(CellaProcess));
+
+        for (size_t i = 0; i < m->n_processes; i++) {
+                const Cella__V1__Process *q = m->processes[i];
+                const char *name = block_str(b, q->name);
+
+                if (p)
+                        p[i] = (CellaProcess){
+                                .pid = q->pid,
+                                .ppid = q->ppid,
+                                .name = name,
+                                .state = q->state && q->state[0] ? q->state[0] : '?',
+                                .rss_bytes = q->rss_bytes,
+                                .cpu_time_ns = q->cpu_time_ns,
+                                .start_time_ns = q->start_time_ns,
+                        };
+        }
+        if (!x)
+                return;
+        x->n_processes = m->n_processes;
+        x->processes = p;
+        if (m->cgroup)
+                x->cgroup = (CellaCgroupStats){
+                        .memory_current_bytes = m->cgroup->memory_current_bytes,
+                        .memory_limit_bytes = m->cgroup->memory_limit_bytes,
+                        .pids_current = m->cgroup->pids_current,
+                        .pids_limit = m->cgroup->pids_limit,
+                        .cpu_usage_ns = m->cgroup->cpu_usage_ns,
+                        .cpu_weight = m->cgroup->cpu_weight,
+                        .cpu_quota_millis = m->cgroup->cpu_quota_millis,
+                };
+}
+
+int cella_proc_list(Cella *c, CellaProcList **ret)
+{
+        Cella__V1__ProcListRequest req = CELLA__V1__PROC_LIST_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *m = NULL;
+        int r;
+
+        if (!ret)
+                return -EINVAL;
+        r = call(c, CELLA_OP_PROC_LIST, &req.base, &m, NULL);
+        if (r < 0)
+                return r;
+        return block_build(build_proc_list, m, (void **)ret);
+}
+
+int cella_proc_signal(Cella *c, int pid, int signal)
+{
+        Cella__V1__ProcSignalRequest req = CELLA__V1__PROC_SIGNAL_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *m = NULL;
+
+        if (pid <= 0 || signal < 1 || signal > 64)
+                return -EINVAL;
+        req.pid = pid;
+        req.signal = signal;
+        return call(c, CELLA_OP_PROC_SIGNAL, &req.base, &m, NULL);
+}
+
+/* ---- app ----------------------------------------------------------------------- */
+
+static void build_app_info(Block *b, const ProtobufCMessage *pm)
+{
+        const Cella__V1__AppInfoReply *m = (const void *)pm;
+        CellaAppInfo *x = block_alloc(b, sizeof(*x), alignof(CellaAppInfo));
+        const char *id = block_str(b, m->id), *name = block_str(b, m->name),
+                   *version = block_str(b, m->version), *kind = block_str(b, m->kind),
+                   *runtime = block_str(b, m->runtime);
+        char **requested = block_strv(b, m->requested, m->n_requested);
+        char **granted = block_strv(b, m->granted, m->n_granted);
+
+        if (!x)
+                return;
+        *x = (CellaAppInfo){
+                .id = id,
+                .name = name,
+                .version = version,
+                .kind = kind,
+                .runtime = runtime,
+                .requested = requested,
+                .granted = granted,
+        };
+        if (m->limits)
+                x->limits = (CellaAppLimits){
+                        .memory_bytes = m->limits->memory_bytes,
+                        .pids = m->limits->pids,
+                        .cpu_millis = m->limits->cpu_millis,
+                        .files = m->limits->files,
+                        .storage_bytes = m->limits->storage_bytes,
+                        .tmp_bytes = m->limits->tmp_bytes,
+                };
+}
+
+int cella_app_info(Cella *c, CellaAppInfo **ret)
+{
+        Cella__V1__AppInfoRequest req = CELLA__V1__APP_INFO_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *m = NULL;
+        int r;
+
+        if (!ret)
+                return -EINVAL;
+        r = call(c, CELLA_OP_APP_INFO, &req.base, &m, NULL);
+        if (r < 0)
+                return r;
+        return block_build(build_app_info, m, (void **)ret);
+}
+
+int cella_app_launch(Cella *c, const char *app_id, const char *action, const void *data, size_t len,
+                     const char *content_type)
+{
+        Cella__V1__AppLaunchRequest req = CELLA__V1__APP_LAUNCH_REQUEST__INIT;
+        Cella__V1__Intent intent = CELLA__V1__INTENT__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *pm = NULL;
+        int r;
+
+        if (check_str(app_id, CELLA_ID_MAX, true) < 0 ||
+            check_str(action, CELLA_ACTION_MAX, false) < 0 ||
+            check_str(content_type, CELLA_CONTENT_TYPE_MAX, false) < 0)
+                return -EINVAL;
+        r = check_payload(data, len);
+        if (r < 0)
+                return r;
+
+        intent.action = str_or_empty(action);
+        intent.data = (ProtobufCBinaryData){.len = len, .data = (uint8_t *)data};
+        intent.content_type = str_or_empty(content_type);
+        req.app_id = (char *)app_id;
+        req.intent = &intent;
+        r = call(c, CELLA_OP_APP_LAUNCH, &req.base, &pm, NULL);
+        if (r < 0)
+                return r;
+        return ((const Cella__V1__AppLaunchReply *)(const void *)pm)->already_running ? 1 : 0;
+}
+
+/* ---- fs ------------------------------------------------------------------------ */
+
+/* Maps open(2) flags onto FsOpenFlag bits; -EINVAL for anything else. */
+static int fs_flags(int flags, uint32_t *ret)
+{
+        const int allowed =
+                O_ACCMODE | O_CREAT | O_EXCL | O_TRUNC | O_APPEND | O_DIRECTORY | O_CLOEXEC;
+        uint32_t f = 0;
+
+        if (flags & ~allowed)
+                return -EINVAL;
+        switch (flags & O_ACCMODE) {
+        case O_RDONLY:
+                f = CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_READ;
+                break;
+        case O_WRONLY:
+                f = CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_WRITE;
+                break;
+        case O_RDWR:
+                f = CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_READ |
+                    CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_WRITE;
+                break;
+        default:
+                return -EINVAL;
+        }
+        if (flags & O_CREAT)
+                f |= CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_CREATE;
+        if (flags & O_EXCL)
+                f |= CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_EXCLUSIVE;
+        if (flags & O_TRUNC)
+                f |= CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_TRUNCATE;
+        if (flags & O_APPEND)
+                f |= CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_APPEND;
+        if (flags & O_DIRECTORY)
+                f |= CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_DIRECTORY;
+        *ret = f;
+        return 0;
+}
+
+int cella_fs_open(Cella *c, const char *root, const char *path, int flags, unsigned mode,
+                  int *ret_fd)
+{
+        Cella__V1__FsOpenRequest req = CELLA__V1__FS_OPEN_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *m = NULL;
+        _cleanup_reply_ CellaReply *reply = NULL;
+        uint32_t f;
+        int r;
+
+        if (!ret_fd || check_str(root, CELLA_ROOT_MAX, true) < 0 ||
+            check_str(path, CELLA_PATH_MAX, true) < 0 || path[0] == '/' || mode > 0777)
+                return -EINVAL;
+        r = fs_flags(flags, &f);
+        if (r < 0)
+                return r;
+
+        req.root = (char *)root;
+        req.path = (char *)path;
+        req.flags = f;
+        req.mode = mode;
+        r = call(c, CELLA_OP_FS_OPEN, &req.base, &m, &reply);
+        if (r < 0)
+                return r;
+        /* wire_unpack() checked that exactly one fd came. */
+        *ret_fd = cella_reply_take_fd(reply, 0);
+        return 0;
+}
+
+int cella_fs_usage(Cella *c, CellaFsUsage *ret)
+{
+        Cella__V1__FsUsageRequest req = CELLA__V1__FS_USAGE_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *pm = NULL;
+        const Cella__V1__FsUsageReply *m;
+        int r;
+
+        if (!ret)
+                return -EINVAL;
+        r = call(c, CELLA_OP_FS_USAGE, &req.base, &pm, NULL);
+        if (r < 0)
+                return r;
+        m = (const void *)pm;
+        *ret = (CellaFsUsage){
+                .data_used_bytes = m->data_used_bytes,
+                .data_quota_bytes = m->data_quota_bytes,
+                .tmp_used_bytes = m->tmp_used_bytes,
+                .tmp_quota_bytes = m->tmp_quota_bytes,
+        };
+        return 0;
+}
+
+/* ---- timer --------------------------------------------------------------------- */
+
+int cella_timer_create(Cella *c, uint64_t initial_ms, uint64_t interval_ms, uint64_t cookie,
+                       uint64_t *ret_timer_id)
+{
+        Cella__V1__TimerCreateRequest req = CELLA__V1__TIMER_CREATE_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *pm = NULL;
+        int r;
+
+        if (!ret_timer_id || initial_ms > (1ull << 40) || interval_ms > (1ull << 40))
+                return -EINVAL;
+        req.initial_ms = initial_ms;
+        req.interval_ms = interval_ms;
+        req.cookie = cookie;
+        r = call(c, CELLA_OP_TIMER_CREATE, &req.base, &pm, NULL);
+        if (r < 0)
+                return r;
+        *ret_timer_id = ((const Cella__V1__TimerCreateReply *)(const void *)pm)->timer_id;
+        return 0;
+}
+
+int cella_timer_cancel(Cella *c, uint64_t timer_id)
+{
+        Cella__V1__TimerCancelRequest req = CELLA__V1__TIMER_CANCEL_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *m = NULL;
+
+        req.timer_id = timer_id;
+        return call(c, CELLA_OP_TIMER_CANCEL, &req.base, &m, NULL);
+}
+
+/* ---- perm ---------------------------------------------------------------------- */
+
+int cella_perm_query(Cella *c, const char *permission, CellaPermState *ret_state)
+{
+        Cella__V1__PermQueryRequest req = CELLA__V1__PERM_QUERY_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *pm = NULL;
+        int r;
+
+        if (!ret_state || check_str(permission, CELLA_PERMISSION_MAX, true) < 0)
+                return -EINVAL;
+        req.permission = (char *)permission;
+        r = call(c, CELLA_OP_PERM_QUERY, &req.base, &pm, NULL);
+        if (r < 0)
+                return r;
+        *ret_state = (CellaPermState)((const Cella__V1__PermQueryReply *)(const void *)pm)->state;
+        return 0;
+}
+
+static int perm_request_build(const char *permission, const char *reason,
+                              Cella__V1__PermRequestRequest *req)
+{
+        if (check_str(permission, CELLA_PERMISSION_MAX, true) < 0 ||
+            check_str(reason, CELLA_REASON_MAX, false) < 0)
+                return -EINVAL;
+        req->permission = (char *)permission;
+        req->reason = str_or_empty(reason);
+        return 0;
+}
+
+int cella_perm_request_result(const CellaReply *reply, CellaPermState *ret_state,
+                              bool *ret_one_time)
+{
+        _cleanup_unpacked_ ProtobufCMessage *pm = NULL;
+        const Cella__V1__PermRequestReply *m;
+        int r;
+
+        if (!reply || !ret_state || reply->opcode != CELLA_OP_PERM_REQUEST)
+                return -EINVAL;
+        r = client_reply_unpack(reply, &pm);
+        if (r < 0)
+                return r;
+        m = (const void *)pm;
+        *ret_state = (CellaPermState)m->state;
+        if (ret_one_time)
+                *ret_one_time = m->one_time;
+        return 0;
+}
+
+int cella_perm_request(Cella *c, const char *permission, const char *reason,
+                       CellaPermState *ret_state, bool *ret_one_time)
+{
+        Cella__V1__PermRequestRequest req = CELLA__V1__PERM_REQUEST_REQUEST__INIT;
+        _cleanup_reply_ CellaReply *reply = NULL;
+        int r;
+
+        if (!ret_state)
+                return -EINVAL;
+        r = perm_request_build(permission, reason, &req);
+        if (r < 0)
+                return r;
+        r = client_call(c, CELLA_OP_PERM_REQUEST, &req.base, &reply);
+        if (r < 0)
+                return r;
+        return cella_perm_request_result(reply, ret_state, ret_one_time);
+}
+
+int cella_perm_request_async(Cella *c, const char *permission, const char *reason, CellaReplyFn cb,
+                             void *userdata, uint64_t *ret_request_id)
+{
+        Cella__V1__PermRequestRequest req = CELLA__V1__PERM_REQUEST_REQUEST__INIT;
+        int r;
+
+        r = perm_request_build(permission, reason, &req);
+        if (r < 0)
+                return r;
+        return client_call_async(c, CELLA_OP_PERM_REQUEST, &req.base, cb, userdata, ret_request_id);
+}
+
+static void build_perm_list(Block *b, const ProtobufCMessage *pm)
+{
+        const Cella__V1__PermListReply *m = (const void *)pm;
+        CellaPermList *x = block_alloc(b, sizeof(*x), alignof(CellaPermList));
+        CellaPermEntry *e =
+                block_alloc(b, m->n_permissions * sizeof(CellaPermEntry), alignof(CellaPermEntry));
+
+        for (size_t i = 0; i < m->n_permissions; i++) {
+                const Cella__V1__PermEntry *q = m->permissions[i];
+                const char *name = block_str(b, q->permission);
+
+                if (e)
+                        e[i] = (CellaPermEntry){
+                                .permission = name,
+                                .state = (CellaPermState)q->state,
+                                .level = (CellaPermLevel)q->level,
+                                .one_time = q->one_time,
+                        };
+        }
+        if (x)
+                *x = (CellaPermList){.n_entries = m->n_permissions, .entries = e};
+}
+
+int cella_perm_list(Cella *c, CellaPermList **ret)
+{
+        Cella__V1__PermListRequest req = CELLA__V1__PERM_LIST_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *m = NULL;
+        int r;
+
+        if (!ret)
+                return -EINVAL;
+        r = call(c, CELLA_OP_PERM_LIST, &req.base, &m, NULL);
+        if (r < 0)
+                return r;
+        return block_build(build_perm_list, m, (void **)ret);
+}
+
+/* ---- notify -------------------------------------------------------------------- */
+
+int cella_notify_post(Cella *c, const char *title, const char *body, CellaUrgency urgency,
+                      const char *tag, uint64_t *ret_notification_id)
+{
+        Cella__V1__NotifyPostRequest req = CELLA__V1__NOTIFY_POST_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *pm = NULL;
+        int r;
+
+        if (check_str(title, CELLA_TITLE_MAX, true) < 0 ||
+            check_str(body, CELLA_TEXT_MAX, false) < 0 ||
+            check_str(tag, CELLA_TAG_MAX, false) < 0 || (unsigned)urgency > CELLA_URGENCY_CRITICAL)
+                return -EINVAL;
+        req.title = (char *)title;
+        req.body = str_or_empty(body);
+        req.urgency = (Cella__V1__Urgency)urgency;
+        req.tag = str_or_empty(tag);
+        r = call(c, CELLA_OP_NOTIFY_POST, &req.base, &pm, NULL);
+        if (r < 0)
+                return r;
+        if (ret_notification_id)
+                *ret_notification_id =
+                        ((const Cella__V1__NotifyPostReply *)(const void *)pm)->notification_id;
+        return 0;
+}
+
+/* ---- memory -------------------------------------------------------------------- */
+
+int cella_memory_stats(Cella *c, CellaMemoryStats *ret)
+{
+        Cella__V1__MemoryStatsRequest req = CELLA__V1__MEMORY_STATS_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *pm = NULL;
+        const Cella__V1__MemoryStatsReply *m;
+        int r;
+
+        if (!ret)
+                return -EINVAL;
+        r = call(c, CELLA_OP_MEMORY_STATS, &req.base, &pm, NULL);
+        if (r < 0)
+                return r;
+        m = (const void *)pm;
+        *ret = (CellaMemoryStats){
+                .current_bytes = m->current_bytes,
+                .limit_bytes = m->limit_bytes,
+                .peak_bytes = m->peak_bytes,
+                .swap_bytes = m->swap_bytes,
+                .anon_bytes = m->anon_bytes,
+                .file_bytes = m->file_bytes,
+                .level = (CellaMemoryLevel)m->level,
+                .pressure_some_avg10 = m->pressure_some_avg10,
+        };
+        return 0;
+}
+
+/* ---- bus ----------------------------------------------------------------------- */
+
+int cella_bus_publish(Cella *c, const char *topic, const void *data, size_t len,
+                      const char *content_type)
+{
+        Cella__V1__BusPublishRequest req = CELLA__V1__BUS_PUBLISH_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *pm = NULL;
+        uint32_t delivered;
+        int r;
+
+        if (check_str(topic, CELLA_TOPIC_MAX, true) < 0 ||
+            check_str(content_type, CELLA_CONTENT_TYPE_MAX, false) < 0)
+                return -EINVAL;
+        r = check_payload(data, len);
+        if (r < 0)
+                return r;
+        req.topic = (char *)topic;
+        req.data = (ProtobufCBinaryData){.len = len, .data = (uint8_t *)data};
+        req.content_type = str_or_empty(content_type);
+        r = call(c, CELLA_OP_BUS_PUBLISH, &req.base, &pm, NULL);
+        if (r < 0)
+                return r;
+        delivered = ((const Cella__V1__BusPublishReply *)(const void *)pm)->delivered;
+        return delivered > INT32_MAX ? INT32_MAX : (int)delivered;
+}
+
+int cella_bus_subscribe(Cella *c, const char *pattern, uint64_t *ret_subscription_id)
+{
+        Cella__V1__BusSubscribeRequest req = CELLA__V1__BUS_SUBSCRIBE_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *pm = NULL;
+        int r;
+
+        if (!ret_subscription_id || check_str(pattern, CELLA_TOPIC_MAX, true) < 0)
+                return -EINVAL;
+        req.pattern = (char *)pattern;
+        r = call(c, CELLA_OP_BUS_SUBSCRIBE, &req.base, &pm, NULL);
+        if (r < 0)
+                return r;
+        *ret_subscription_id =
+                ((const Cella__V1__BusSubscribeReply *)(const void *)pm)->subscription_id;
+        return 0;
+}
+
+int cella_bus_unsubscribe(Cella *c, uint64_t subscription_id)
+{
+        Cella__V1__BusUnsubscribeRequest req = CELLA__V1__BUS_UNSUBSCRIBE_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *m = NULL;
+
+        req.subscription_id = subscription_id;
+        return call(c, CELLA_OP_BUS_UNSUBSCRIBE, &req.base, &m, NULL);
+}
+
+int cella_bus_send(Cella *c, const char *app_id, const void *data, size_t len,
+                   const char *content_type)
+{
+        Cella__V1__BusSendRequest req = CELLA__V1__BUS_SEND_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *m = NULL;
+        int r;
+
+        if (check_str(app_id, CELLA_ID_MAX, true) < 0 ||
+            check_str(content_type, CELLA_CONTENT_TYPE_MAX, false) < 0)
+                return -EINVAL;
+        r = check_payload(data, len);
+        if (r < 0)
+                return r;
+        req.app_id = (char *)app_id;
+        req.data = (ProtobufCBinaryData){.len = len, .data = (uint8_t *)data};
+        req.content_type = str_or_empty(content_type);
+        return call(c, CELLA_OP_BUS_SEND, &req.base, &m, NULL);
+}
+
+static int bus_request_build(const char *app_id, const char *topic, const void *data, size_t len,
+                             const char *content_type, uint32_t timeout_ms,
+                             Cella__V1__BusRequestRequest *req)
+{
+        if (check_str(app_id, CELLA_ID_MAX, true) < 0 ||
+            check_str(topic, CELLA_TOPIC_MAX, true) < 0 ||
+            check_str(content_type, CELLA_CONTENT_TYPE_MAX, false) < 0 || timeout_ms > 600000)
+                return -EINVAL;
+        req->app_id = (char *)app_id;
+        req->topic = (char *)topic;
+        req->data = (ProtobufCBinaryData){.len = len, .data = (uint8_t *)data};
+        req->content_type = str_or_empty(content_type);
+        req->timeout_ms = timeout_ms;
+        return check_payload(data, len);
+}
+
+static void build_bus_reply(Block *b, const ProtobufCMessage *pm)
+{
+        const Cella__V1__BusRequestReply *m = (const void *)pm;
+        CellaBusReply *x = block_alloc(b, sizeof(*x), alignof(CellaBusReply));
+        const void *data = block_bytes(b, m->data.data, m->data.len);
+        const char *ct = block_str(b, m->content_type), *responder = block_str(b, m->responder);
+
+        if (x)
+                *x = (CellaBusReply){
+                        .data = data,
+                        .len = m->data.len,
+                        .content_type = ct,
+                        .responder = responder,
+                };
+}
+
+int cella_bus_request_result(const CellaReply *reply, CellaBusReply **ret)
+{
+        _cleanup_unpacked_ ProtobufCMessage *m = NULL;
+        int r;
+
+        if (!reply || !ret || reply->opcode != CELLA_OP_BUS_REQUEST)
+                return -EINVAL;
+        r = client_reply_unpack(reply, &m);
+        if (r < 0)
+                return r;
+        return block_build(build_bus_reply, m, (void **)ret);
+}
+
+int cella_bus_request(Cella *c, const char *app_id, const char *topic, const void *data, size_t len,
+                      const char *content_type, uint32_t timeout_ms, CellaBusReply **ret)
+{
+        Cella__V1__BusRequestRequest req = CELLA__V1__BUS_REQUEST_REQUEST__INIT;
+        _cleanup_reply_ CellaReply *reply = NULL;
+        int r;
+
+        if (!ret)
+                return -EINVAL;
+        r = bus_request_build(app_id, topic, data, len, content_type, timeout_ms, &req);
+        if (r < 0)
+                return r;
+        r = client_call(c, CELLA_OP_BUS_REQUEST, &req.base, &reply);
+        if (r < 0)
+                return r;
+        return cella_bus_request_result(reply, ret);
+}
+
+int cella_bus_request_async(Cella *c, const char *app_id, const char *topic, const void *data,
+                            size_t len, const char *content_type, uint32_t timeout_ms,
+                            CellaReplyFn cb, void *userdata, uint64_t *ret_request_id)
+{
+        Cella__V1__BusRequestRequest req = CELLA__V1__BUS_REQUEST_REQUEST__INIT;
+        int r;
+
+        r = bus_request_build(app_id, topic, data, len, content_type, timeout_ms, &req);
+        if (r < 0)
+                return r;
+        return client_call_async(c, CELLA_OP_BUS_REQUEST, &req.base, cb, userdata, ret_request_id);
+}
+
+int cella_bus_reply(Cella *c, uint64_t reply_token, int error, const void *data, size_t len,
+                    const char *content_type)
+{
+        Cella__V1__BusReplyRequest req = CELLA__V1__BUS_REPLY_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *m = NULL;
+        int r;
+
+        if (reply_token == 0 || error > 0 || error < -4095 ||
+            check_str(content_type, CELLA_CONTENT_TYPE_MAX, false) < 0)
+                return -EINVAL;
+        r = check_payload(data, len);
+        if (r < 0)
+                return r;
+        req.reply_token = reply_token;
+        req.errnum = -error;
+        req.data = (ProtobufCBinaryData){.len = len, .data = (uint8_t *)data};
+        req.content_type = str_or_empty(content_type);
+        return call(c, CELLA_OP_BUS_REPLY, &req.base, &m, NULL);
+}

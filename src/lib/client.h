@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* libcella's internals shared by client.c (the channel) and calls.c (the typed calls). */
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "cella.h"
+
+/* Every symbol here is hidden: -fvisibility=hidden, and not cella_* in the version script. */
+
+/*
+ * Packs req and makes a synchronous call of opcode. Returns 0 and *ret (the reply,
+ * possibly carrying a kernel error), or a local/channel error as cella_call().
+ */
+int client_call(Cella *c, uint16_t opcode, const ProtobufCMessage *req, CellaReply **ret);
+
+/* Packs req and sends it as cella_call_async() does. */
+int client_call_async(Cella *c, uint16_t opcode, const ProtobufCMessage *req, CellaReplyFn cb,
+                      void *userdata, uint64_t *ret_request_id);
+
+/*
+ * Decodes a successful reply's body as the reply message of its opcode (and checks
+ * its fd count). Returns 0 and *ret (protobuf_c_message_free_unpacked(*ret, NULL)),
+ * reply->error if it carries one, or -EBADMSG/-EPROTO/-ENOBUFS.
+ */
+int client_reply_unpack(const CellaReply *reply, ProtobufCMessage **ret);
