@@ -17,6 +17,7 @@ static const CliCommand commands[] = {
         {"permissions", "list an app's requested rights, grants and last gesture", cli_permissions},
         {"gesture", "record a user gesture for an app (camera, microphone)", cli_gesture},
         {"sign", "make keys, sign an app folder, verify a signature", cli_sign},
+        {"audit", "list the audit log's records, or check its hash chain", cli_audit},
 };
 
 static void usage(FILE *f)

@@ -14,6 +14,7 @@ int cli_revoke(int argc, char **argv);
 int cli_permissions(int argc, char **argv);
 int cli_gesture(int argc, char **argv);
 int cli_sign(int argc, char **argv);
+int cli_audit(int argc, char **argv);
 
 /*
  * For `cella grant` and `cella permissions --app-dir`: loads app_dir's manifest (its
@@ -24,6 +25,16 @@ int cli_sign(int argc, char **argv);
 struct Grants;
 int cli_policy_install(struct Grants *g, const char *state_dir, const char *app_dir,
                        const char *app_id);
+
+/*
+ * Shared argument checks and openers (common.c). Each prints its error and returns 0
+ * or the exit code to return: cli_state_dir_arg() sets *state_dir from a --state-dir
+ * argument (CELLA_EXIT_USAGE if empty); cli_app_id_arg() checks an APP argument is an
+ * app id (CELLA_EXIT_USAGE); cli_grants_open() opens grants.db (CELLA_EXIT_STATE).
+ */
+int cli_state_dir_arg(const char *arg, const char **state_dir);
+int cli_app_id_arg(const char *app);
+int cli_grants_open(const char *state_dir, struct Grants **ret);
 
 /* The default state directory: /var/lib/cella as root, else $XDG_STATE_HOME/cella
  * (or ~/.local/state/cella). Returns a static or heap string that lives until exit. */

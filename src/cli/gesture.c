@@ -44,16 +44,13 @@ int cli_gesture(int argc, char **argv)
         };
         const char *state_dir = cli_default_state_dir(), *app;
         _cleanup_(grants_freep) Grants *g = NULL;
-        int c, r;
+        int c, r, code;
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
                 case ARG_STATE_DIR:
-                        if (!*optarg) {
-                                log_error("--state-dir: expected a directory");
-                                return CELLA_EXIT_USAGE;
-                        }
-                        state_dir = optarg;
+                        if ((code = cli_state_dir_arg(optarg, &state_dir)) != 0)
+                                return code;
                         break;
                 case 'h':
                         gesture_usage(stdout);
@@ -68,15 +65,10 @@ int cli_gesture(int argc, char **argv)
                 return CELLA_EXIT_USAGE;
         }
         app = argv[optind];
-        if (!manifest_id_is_valid(app)) {
-                log_error("'%s' is not an app id (reverse-DNS, e.g. org.example.notes)", app);
-                return CELLA_EXIT_USAGE;
-        }
-        r = grants_open(state_dir, &g);
-        if (r < 0) {
-                log_error_errno(r, "cannot open %s/" GRANTS_DB_FILE ": %m", state_dir);
-                return CELLA_EXIT_STATE;
-        }
+        if ((code = cli_app_id_arg(app)) != 0)
+                return code;
+        if ((code = cli_grants_open(state_dir, &g)) != 0)
+                return code;
         r = grants_gesture_record(g, app, grants_now_ms());
         if (r < 0) {
                 log_error_errno(r, "cannot record a gesture for %s: %m", app);

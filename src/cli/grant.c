@@ -155,11 +155,8 @@ int cli_grant(int argc, char **argv)
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
                 case ARG_STATE_DIR:
-                        if (!*optarg) {
-                                log_error("--state-dir: expected a directory");
-                                return CELLA_EXIT_USAGE;
-                        }
-                        state_dir = optarg;
+                        if ((code = cli_state_dir_arg(optarg, &state_dir)) != 0)
+                                return code;
                         break;
                 case ARG_APP_DIR:
                         app_dir = optarg;
@@ -181,10 +178,8 @@ int cli_grant(int argc, char **argv)
         }
         app = argv[optind];
         right = argv[optind + 1];
-        if (!manifest_id_is_valid(app)) {
-                log_error("'%s' is not an app id (reverse-DNS, e.g. org.example.notes)", app);
-                return CELLA_EXIT_USAGE;
-        }
+        if ((code = cli_app_id_arg(app)) != 0)
+                return code;
         r = capability_right_parse(right, &parsed, &why);
         if (r == -EINVAL && !strchr(right, ':') && capability_lookup(right, strlen(right)))
                 name_only = true; /* every requested scope of it */
@@ -193,11 +188,8 @@ int cli_grant(int argc, char **argv)
                 return CELLA_EXIT_USAGE;
         }
 
-        r = grants_open(state_dir, &g);
-        if (r < 0) {
-                log_error_errno(r, "cannot open %s/" GRANTS_DB_FILE ": %m", state_dir);
-                return CELLA_EXIT_STATE;
-        }
+        if ((code = cli_grants_open(state_dir, &g)) != 0)
+                return code;
         if (app_dir) {
                 code = cli_policy_install(g, state_dir, app_dir, app);
                 if (code != 0)

@@ -172,16 +172,13 @@ int cli_permissions(int argc, char **argv)
         bool json = false, is_signed = false, has_gesture = false;
         int64_t gesture_ms = 0;
         size_t n = 0;
-        int c, r;
+        int c, r, code;
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
                 case ARG_STATE_DIR:
-                        if (!*optarg) {
-                                log_error("--state-dir: expected a directory");
-                                return CELLA_EXIT_USAGE;
-                        }
-                        state_dir = optarg;
+                        if ((code = cli_state_dir_arg(optarg, &state_dir)) != 0)
+                                return code;
                         break;
                 case ARG_APP_DIR:
                         app_dir = optarg;
@@ -202,17 +199,12 @@ int cli_permissions(int argc, char **argv)
                 return CELLA_EXIT_USAGE;
         }
         app = argv[optind];
-        if (!manifest_id_is_valid(app)) {
-                log_error("'%s' is not an app id (reverse-DNS, e.g. org.example.notes)", app);
-                return CELLA_EXIT_USAGE;
-        }
-        r = grants_open(state_dir, &g);
-        if (r < 0) {
-                log_error_errno(r, "cannot open %s/" GRANTS_DB_FILE ": %m", state_dir);
-                return CELLA_EXIT_STATE;
-        }
+        if ((code = cli_app_id_arg(app)) != 0)
+                return code;
+        if ((code = cli_grants_open(state_dir, &g)) != 0)
+                return code;
         if (app_dir) {
-                int code = cli_policy_install(g, state_dir, app_dir, app);
+                code = cli_policy_install(g, state_dir, app_dir, app);
 
                 if (code != 0)
                         return code;

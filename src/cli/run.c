@@ -75,17 +75,14 @@ int cli_run(int argc, char **argv)
                 .uid_count = STATE_UID_COUNT_DEFAULT,
         };
         unsigned long long v, n;
-        int c;
+        int c, code;
 
         /* "+": stop at the first non-option, so the app's own args are left alone. */
         while ((c = getopt_long(argc, argv, "+vh", options, NULL)) >= 0) {
                 switch (c) {
                 case ARG_STATE_DIR:
-                        if (!*optarg) {
-                                log_error("--state-dir: expected a directory");
-                                return CELLA_EXIT_USAGE;
-                        }
-                        o.state_dir = optarg;
+                        if ((code = cli_state_dir_arg(optarg, &o.state_dir)) != 0)
+                                return code;
                         break;
                 case ARG_JSON_STATUS:
                         if (parse_uint(optarg, 1 << 20, &v) < 0 || fcntl((int)v, F_GETFD) < 0) {

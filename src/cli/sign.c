@@ -69,16 +69,13 @@ int cli_sign(int argc, char **argv)
         _cleanup_close_ int dirfd = -EBADF;
         SignatureError err = {};
         bool verify = false;
-        int c, r;
+        int c, r, code;
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
                 case ARG_STATE_DIR:
-                        if (!*optarg) {
-                                log_error("--state-dir: expected a directory");
-                                return CELLA_EXIT_USAGE;
-                        }
-                        state_dir = optarg;
+                        if ((code = cli_state_dir_arg(optarg, &state_dir)) != 0)
+                                return code;
                         break;
                 case ARG_KEYGEN:
                         keygen = optarg;

@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Shared between the writer (log.c) and the reader (walk.c); not a public API. */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "audit/audit.h"
+
+#define AUDIT_DIR       "audit"
+#define AUDIT_HEAD      "HEAD"
+#define AUDIT_HEAD_TMP  "HEAD.tmp"
+#define AUDIT_LOCK      "lock"
+#define AUDIT_HEAD_MAX  4096u /* bytes of HEAD: ~200 in practice */
+#define AUDIT_NAME_SIZE 32u   /* "log.NNNNNN.jsonl" and a NUL */
+#define AUDIT_HEX_SIZE  (2 * AUDIT_HASH_SIZE + 1)
+
+/* jansson's own json_decrefp(), as the tree spells cleanup variables. */
+#define _cleanup_json_ __attribute__((cleanup(json_decrefp)))
+
+/* Where the log ended at the last sync: the record seq, whose line (newline
+ * included) is bytes [offset, end) of file number file, hashes to hash. seq 0: an
+ * empty log (file 1, offset = end = 0, hash all zeros). */
+typedef struct AuditHead {
+        uint64_t seq;
+        uint8_t hash[AUDIT_HASH_SIZE];
+        unsigned file;
+        uint64_t offset;
+        uint64_t end;
+} AuditHead;
+
+/* "log.000042.jsonl" for n = 42 into buf (AUDIT_NAME_SIZE bytes). */
+void audit_file_name(unsigned n, char *buf);
+
+/* Reads and validates dir_fd/HEAD. 0, -ENOENT, -EBADMSG (malformed), or -errno. */
+int audit_head_read(int dir_fd, AuditHead *ret);
+
+/* Writes dir_fd/HEAD atomically (HEAD.tmp, fdatasync, rename). 0 or -errno. */
+int audit_head_write(int dir_fd, const AuditHead *h);
+
+/* The highest n with a file dir_fd/log.<n>.jsonl (0: none). 0 or -errno. */
+int audit_dir_max_file(int dir_fd, unsigned *ret);
+
+/* Whether a writer holds dir_fd/lock (F_OFD_GETLK: tests without taking it, so a
+ * reader never makes the writer's audit_open() fail). */
+bool audit_writer_active(int dir_fd);
+
+/* BLAKE2b-256 of a line (without its newline). */
+void audit_hash_line(const char *line, size_t len, uint8_t ret[AUDIT_HASH_SIZE]);
+
+void audit_hex(const uint8_t hash[AUDIT_HASH_SIZE], char ret[AUDIT_HEX_SIZE]);
+
+/* Decodes exactly 64 lowercase hex digits. 0 or -EINVAL. */
+int audit_unhex(const char *s, uint8_t ret[AUDIT_HASH_SIZE]);
+
+/*
+ * The chain walker behind audit_read(), audit_verify() and audit_open(). It reads
+ * files file, file+1, ... from offset in the first, checks every line, and stops
+ * at the first problem (report filled, -EBADMSG). The fields before "out" are the
+ * caller's; seq/hash/have_prev are the link to continue (have_prev false: the first
+ * record must start a chain).
+ */
+typedef struct AuditWalk {
+        int dir_fd;
+        unsigned file;
+        uint64_t offset;
+        bool have_prev;
+        uint64_t seq;
+        uint8_t hash[AUDIT_HASH_SIZE];
+        const AuditHead *head; /* NULL: no HEAD to check (or already past it) */
+        unsigned max_file;     /* files up to this number must exist */
+        bool probe_writer;     /* a torn last line is fine while a writer is active */
+        bool hold_last;        /* do not hand on the last record (nothing vouches for it) */
+        const AuditFilter *filter;
+        AuditRecordFn fn;
+        void *userdata;
+
+        /* out: where the last complete line ended, and its record */
+        unsigned last_file; /* the last file that exists (0: none) */
+        uint64_t last_size; /* bytes of it that hold complete lines */
+        uint64_t last_line_offset;
+        uint64_t last_line_end;
+        unsigned last_line_file; /* 0: no record read */
+} AuditWalk;
+
+int audit_walk(AuditWalk *w, AuditVerifyReport *report);
+
+/* audit_read() on an open audit directory; probe_writer false when the caller
+ * holds the writer lock itself. report must be zeroed. */
+int audit_read_at(int dir_fd, const AuditFilter *filter, AuditRecordFn fn, void *userdata,
+                  bool probe_writer, AuditVerifyReport *report);
+
+/* The highest seq any parseable line of files 1..max_file holds, broken chain or
+ * not (0: none): where a new chain must continue so no seq is used twice. */
+int audit_scan_max_seq(int dir_fd, unsigned max_file, uint64_t *ret);
+
+/* Sets report->problem and a formatted message; returns -EBADMSG. */
+int audit_report(AuditVerifyReport *report, AuditProblem problem, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));

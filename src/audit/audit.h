@@ -1,0 +1,234 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The audit log (DESIGN.md section 9; the format is documented in docs/audit.md):
+ * an append-only, hash-chained JSON-lines record of every decision the supervisor
+ * makes. Under <state>/audit/ (mode 0700):
+ *
+ *   log.000001.jsonl, log.000002.jsonl, ...  the records, one JSON object a line;
+ *                                             the highest number is the file being
+ *                                             written, the chain runs across files
+ *   HEAD                                      where the log ended at the last sync:
+ *                                             seq, line hash, file and byte range
+ *   lock                                      held (OFD write lock) by the writer
+ *
+ * Each record is {"seq":N,"time":"...","app":...,"event":"...", <fields>, "prev":"..."}
+ * where prev is the BLAKE2b-256 (hex) of the previous record's line, as written,
+ * without its newline. A changed, removed or reordered record breaks the chain; a
+ * log cut short of the record HEAD names is reported as truncated.
+ *
+ * One writer (the supervisor) at a time: audit_open() takes the lock, a second
+ * writer gets -EBUSY. Any number of readers may run at the same time as the writer.
+ *
+ * What the chain cannot do: whoever can write the state directory (root on the
+ * host) can rewrite every record and HEAD consistently. See docs/audit.md.
+ */
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Bounds. A record line, newline included, is at most AUDIT_LINE_MAX bytes: a record
+ * summarises a call whose body is itself at most 64 KiB (DESIGN.md section 6), so a
+ * longer one is a bug in the caller; audit_append() refuses it and the reader
+ * reports it. A file is rotated before it would pass AUDIT_FILE_MAX bytes (~80,000
+ * records of 200 bytes), which keeps the unit a reader or a copy handles small.
+ * File numbers have six digits, so that `ls` and `cat log.*.jsonl` list them in
+ * chain order: at most AUDIT_FILES_MAX files (16 TiB of log).
+ */
+#define AUDIT_LINE_MAX  (64u * 1024u)
+#define AUDIT_FILE_MAX  (16u * 1024u * 1024u)
+#define AUDIT_FILES_MAX 999999u
+#define AUDIT_APP_MAX   128u /* bytes of an app id: MANIFEST_ID_MAX */
+#define AUDIT_EVENT_MAX 64u  /* bytes of an event name */
+
+/* BLAKE2b-256: crypto_generichash_BYTES, as hex in "prev" and HEAD. */
+#define AUDIT_HASH_SIZE 32u
+
+/* Event names the supervisor writes. Names starting "audit." are the log's own. */
+#define AUDIT_EVENT_CALL      "call"        /* a broker call: op, decision, errno */
+#define AUDIT_EVENT_LIFECYCLE "lifecycle"   /* started, exited, killed, frozen, ... */
+#define AUDIT_EVENT_SECCOMP   "seccomp"     /* seccomp-denied system call counts */
+#define AUDIT_EVENT_GRANT     "grant"       /* a permission granted or revoked */
+#define AUDIT_EVENT_BREAK     "audit.break" /* first record after audit_open_repair() */
+
+typedef struct AuditLog AuditLog;
+
+/* Writer options; a zero field takes the default. Meant for tests and tools. */
+typedef struct AuditOptions {
+        uint64_t file_max;  /* rotation bound in bytes, at most AUDIT_FILE_MAX */
+        unsigned files_max; /* file count bound, at most AUDIT_FILES_MAX */
+        /* Wall-clock time for new records, in microseconds since the Unix epoch;
+         * NULL: CLOCK_REALTIME. */
+        int64_t (*clock)(void *userdata);
+        void *clock_userdata;
+} AuditOptions;
+
+/*
+ * Opens the audit log under state_dir/audit for appending, creating state_dir
+ * (0711), audit/ (0700) and the first file if missing, and takes the writer lock.
+ * It checks the end of the log, not all of it: the record HEAD names must be where
+ * HEAD says with the hash HEAD says, and every record after it (written since the
+ * last audit_sync(), e.g. before a crash) must continue the chain. The full check
+ * is audit_verify(). options may be NULL.
+ * Returns 0 and *ret (free with audit_close()); -EBUSY if another process holds
+ * the log; -EBADMSG if the end of the log does not check out (the log was changed,
+ * truncated, or a write was cut short): the caller must not extend a broken chain,
+ * audit_verify() says what is wrong and audit_open_repair() starts a new one;
+ * -EINVAL for bad options; or -errno of mkdir/open/read/write.
+ */
+int audit_open(const char *state_dir, const AuditOptions *options, AuditLog **ret);
+
+/*
+ * Like audit_open(), but if the log is broken (-EBADMSG), moves state_dir/audit
+ * aside to state_dir/audit.broken-<UTC time> (kept whole, for inspection; nothing
+ * is deleted) and starts a new log whose first record is an "audit.break" event
+ * with fields reason (the caller's, required, at most 1024 bytes), problem (what
+ * audit_verify() found), moved_to (the folder name), last_good_seq (the last record
+ * the old chain vouches for). That record's seq continues after the highest seq the
+ * old log holds and its prev is the hash of the last good record, so the new chain
+ * is tied to the old one. Returns 0 (the log was intact: no break written) or 1
+ * (repaired) and *ret; -EINVAL without a reason; otherwise as audit_open().
+ */
+int audit_open_repair(const char *state_dir, const char *reason, const AuditOptions *options,
+                      AuditLog **ret);
+
+/*
+ * Appends one record: seq (previous + 1), time (now, RFC 3339 UTC with
+ * microseconds), app (the app id, or null when app is NULL: the supervisor's own
+ * record), event, then the keys of fields in their order, then prev. fields (a JSON
+ * object or NULL) is borrowed: not changed, not stolen. The line is written with
+ * one write(2) to a file opened O_APPEND; it survives a crash of the process at
+ * once, and a crash of the host once audit_sync() returns. The file is rotated
+ * first if the line would take it past the rotation bound.
+ * Returns 0; -EINVAL for an event name that is not 1..AUDIT_EVENT_MAX bytes of
+ * [a-z0-9._-] starting with a letter, or starts "audit.", for an app id that is
+ * not 1..AUDIT_APP_MAX bytes of [A-Za-z0-9._-] (what manifest ids are made of), for
+ * fields that is not an object
+ * or uses a reserved key (seq, time, app, event, prev); -E2BIG if the line would
+ * be longer than AUDIT_LINE_MAX; -ENOSPC at the file count bound; -EIO if an
+ * earlier failed write could not be undone (the log refuses further records);
+ * -errno of write. On failure nothing is written and the chain is unchanged.
+ */
+int audit_append(AuditLog *a, const char *app, const char *event, json_t *fields);
+
+/*
+ * Makes every record appended so far durable (fdatasync) and then rewrites HEAD
+ * (temp file, fdatasync, rename) to name the last one. Costs two fdatasync()s when
+ * records were appended since the last call (0.66 ms on the development VM's ext4,
+ * docs/audit.md), nothing otherwise: call it when the event loop is about to
+ * block with records pending, at most every 100 ms under load, and before exit;
+ * never per record. Records after HEAD are checked at audit_open() but cannot be
+ * told missing if removed: HEAD is what makes truncation detectable. Returns 0 or
+ * -errno (the log stays usable).
+ */
+int audit_sync(AuditLog *a);
+
+/* The seq of the last record appended (0 for an empty log). */
+uint64_t audit_last_seq(const AuditLog *a);
+
+/* Syncs (errors are lost: call audit_sync() first to see them), releases the lock
+ * and frees. Takes NULL; returns NULL. */
+AuditLog *audit_close(AuditLog *a);
+
+static inline void audit_closep(AuditLog **a)
+{
+        audit_close(*a);
+}
+
+/* What a check of the log found first. */
+typedef enum AuditProblem {
+        AUDIT_PROBLEM_NONE,
+        AUDIT_PROBLEM_IO,            /* a file could not be read (report.message says) */
+        AUDIT_PROBLEM_HEAD,          /* HEAD missing while records exist, or malformed */
+        AUDIT_PROBLEM_MISSING_FILE,  /* a log file in the chain is gone */
+        AUDIT_PROBLEM_BAD_RECORD,    /* a line that is not a valid record, or too long */
+        AUDIT_PROBLEM_SEQ,           /* seq not previous + 1: records removed or repeated */
+        AUDIT_PROBLEM_PREV,          /* prev does not match the previous line: changed */
+        AUDIT_PROBLEM_TORN,          /* the log ends in a line without its newline */
+        AUDIT_PROBLEM_TRUNCATED,     /* the log ends before the record HEAD names */
+        AUDIT_PROBLEM_HEAD_MISMATCH, /* the record at HEAD's position is not HEAD's */
+        _AUDIT_PROBLEM_MAX,
+} AuditProblem;
+
+/* Filled by audit_verify() and audit_read(), on success and on -EBADMSG. */
+typedef struct AuditVerifyReport {
+        uint64_t records;   /* records read whose chain links checked out */
+        uint64_t first_seq; /* seq of the first record (0: none) */
+        uint64_t last_seq;  /* seq of the last record read */
+        unsigned files;     /* log files read */
+        uint64_t head_seq;  /* seq HEAD names (0: empty log or no HEAD) */
+        /* and its line's hash: kept off the host, the two pin the log as it is now */
+        uint8_t head_hash[AUDIT_HASH_SIZE];
+        bool starts_with_break; /* the first record is an audit.break (a repaired log) */
+        bool writer_active;     /* a writer held the log while it was read: records after
+                                   HEAD, and a last line still being written, are expected */
+        AuditProblem problem;
+        bool after_head;        /* the problem lies after the record HEAD names: consistent
+                                   with a crash between audit_sync() calls */
+        char file[32];          /* file of the problem, e.g. "log.000003.jsonl" */
+        uint64_t line;          /* 1-based line in that file (0: not about a line) */
+        uint64_t seq;           /* seq of the record with the problem, when known */
+        uint64_t last_good_seq; /* last record the chain vouches for */
+        uint8_t last_good_hash[AUDIT_HASH_SIZE]; /* hash of its line */
+        uint64_t max_seq;                        /* highest seq seen, HEAD's included */
+        char message[512]; /* one sentence for a person: what, where, what it means */
+} AuditVerifyReport;
+
+/* "prev", "seq", ...: a short name for problem, for JSON output. */
+const char *audit_problem_to_string(AuditProblem problem);
+
+/* Which records audit_read() passes on; a zero field does not filter. */
+typedef struct AuditFilter {
+        const char *app;    /* only records of this app id */
+        bool has_since;     /* only records whose time is >= since_usec */
+        int64_t since_usec; /* microseconds since the Unix epoch */
+} AuditFilter;
+
+/*
+ * Called with each record, in chain order: rec is the parsed object (borrowed),
+ * line/line_len the exact bytes in the file (no newline, not NUL-terminated). A
+ * negative return stops the walk and audit_read() returns it.
+ */
+typedef int (*AuditRecordFn)(const json_t *rec, const char *line, size_t line_len, void *userdata);
+
+/*
+ * Reads state_dir/audit from its first file to the end, checking the whole chain
+ * and HEAD, and calls fn (may be NULL) with the records filter (may be NULL)
+ * selects. A record is passed on only once the chain vouches for it (the next
+ * record's prev matches it, or HEAD does), or when it is the last record and no
+ * problem was found, so a changed record is never passed on as good. It does not
+ * lock: the writer may append meanwhile, and the records it has written so far are
+ * read. report is filled in every case (zeroed first).
+ * Returns 0 (chain intact); -EBADMSG with report->problem and report->message set
+ * at the first problem (the records before it have been passed on); -ENOENT if
+ * there is no audit log; fn's negative return; or -errno (report->problem is
+ * AUDIT_PROBLEM_IO).
+ */
+int audit_read(const char *state_dir, const AuditFilter *filter, AuditRecordFn fn, void *userdata,
+               AuditVerifyReport *report);
+
+/* audit_read() without records: checks the whole log. Same returns. */
+int audit_verify(const char *state_dir, AuditVerifyReport *report);
+
+/*
+ * Parses an RFC 3339 time ("2024-05-01T12:00:00Z", "2024-05-01T14:00:00.5+02:00",
+ * fraction up to 9 digits, 't'/'z' in either case) or a date ("2024-05-01",
+ * midnight UTC). Returns 0 and *ret_usec (microseconds since the Unix epoch, the
+ * fraction cut to microseconds), or -EINVAL (-ERANGE before 1970 or after 9999).
+ */
+int audit_parse_time(const char *s, int64_t *ret_usec);
+
+/*
+ * Parses a --since value: an RFC 3339 time or date (audit_parse_time()), or a
+ * relative age "N" + s, m, h, d or w ("10m", "2h", "1d") counted back from
+ * now_usec. Returns 0 and *ret_usec, or -EINVAL / -ERANGE.
+ */
+int audit_parse_since(const char *s, int64_t now_usec, int64_t *ret_usec);
+
+/* Formats usec (since the epoch) as "2024-05-01T12:00:00.000000Z" into buf (at least
+ * 32 bytes). Returns buf, or NULL if the year is past 9999. */
+char *audit_format_time(int64_t usec, char *buf, size_t size);

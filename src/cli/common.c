@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Checks and openers every subcommand shares, each printing its own error. */
+#include "base/log.h"
+#include "cli/cli.h"
+#include "policy/grants.h"
+#include "policy/manifest.h"
+#include "supervisor/exit-codes.h"
+
+int cli_state_dir_arg(const char *arg, const char **state_dir)
+{
+        if (!arg || !*arg) {
+                log_error("--state-dir: expected a directory");
+                return CELLA_EXIT_USAGE;
+        }
+        *state_dir = arg;
+        return 0;
+}
+
+int cli_app_id_arg(const char *app)
+{
+        if (!manifest_id_is_valid(app)) {
+                log_error("'%s' is not an app id (reverse-DNS, e.g. org.example.notes)", app);
+                return CELLA_EXIT_USAGE;
+        }
+        return 0;
+}
+
+int cli_grants_open(const char *state_dir, Grants **ret)
+{
+        int r = grants_open(state_dir, ret);
+
+        if (r < 0) {
+                log_error_errno(r, "cannot open %s/" GRANTS_DB_FILE ": %m", state_dir);
+                return CELLA_EXIT_STATE;
+        }
+        return 0;
+}

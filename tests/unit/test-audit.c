@@ -1,0 +1,1022 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <glob.h>
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "audit/audit.h"
+#include "base/fileio.h"
+#include "base/macro.h"
+
+/* 2024-05-01T12:00:00Z */
+#define T0 1714564800ll
+
+static char state[64];
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+        return remove(path);
+}
+
+static void setup(void)
+{
+        snprintf(state, sizeof state, "/tmp/cella-audit-XXXXXX");
+        ck_assert_ptr_nonnull(mkdtemp(state));
+}
+
+static void teardown(void)
+{
+        nftw(state, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* A clock that starts at T0 and moves step_sec a record. */
+typedef struct TestClock {
+        int64_t next_usec;
+        int64_t step_usec;
+} TestClock;
+
+static int64_t test_clock(void *userdata)
+{
+        TestClock *c = userdata;
+        int64_t t = c->next_usec;
+
+        c->next_usec += c->step_usec;
+        return t;
+}
+
+static char *log_path(unsigned n)
+{
+        static char buf[128];
+
+        snprintf(buf, sizeof buf, "%s/audit/log.%06u.jsonl", state, n);
+        return buf;
+}
+
+static char *state_file(const char *name)
+{
+        static char buf[128];
+
+        snprintf(buf, sizeof buf, "%s/audit/%s", state, name);
+        return buf;
+}
+
+/* Not inlined: gcc 12 at -O3 then takes the returned buffer for a pointer to the
+ * local that held it (-Wdangling-pointer, a false positive). */
+static __attribute__((noinline)) char *slurp(const char *path, size_t *ret_size)
+{
+        char *data = NULL;
+        size_t size = 0;
+        int r = read_file_at(AT_FDCWD, path, 64u << 20, &data, &size);
+
+        ck_assert_int_eq(r, 0);
+        if (ret_size)
+                *ret_size = size;
+        return data;
+}
+
+static void spew(const char *path, const char *data, size_t size)
+{
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(loop_write(fd, data, size), 0);
+}
+
+/* Start and length (without newline) of 1-based line k of data. */
+static void nth_line(const char *data, unsigned k, size_t *ret_start, size_t *ret_len)
+{
+        const char *p = data;
+
+        for (unsigned i = 1; i < k; i++) {
+                p = strchr(p, '\n');
+                ck_assert_ptr_nonnull(p);
+                p++;
+        }
+        *ret_start = (size_t)(p - data);
+        *ret_len = (size_t)(strchr(p, '\n') - p);
+}
+
+static void append_calls(AuditLog *a, unsigned n)
+{
+        for (unsigned i = 0; i < n; i++) {
+                json_auto_t *f = json_pack("{s:s, s:s, s:i}", "op", "fs.open", "decision",
+                                           "granted", "i", (int)i);
+
+                ck_assert_int_eq(audit_append(a, "org.example.app", AUDIT_EVENT_CALL, f), 0);
+        }
+}
+
+/* A log of n call records, closed (so HEAD names the last). */
+static void make_log(unsigned n, uint64_t file_max)
+{
+        AuditOptions o = {.file_max = file_max};
+        AuditLog *a = NULL;
+
+        ck_assert_int_eq(audit_open(state, &o, &a), 0);
+        append_calls(a, n);
+        ck_assert_int_eq(audit_sync(a), 0);
+        a = audit_close(a);
+}
+
+typedef struct Collected {
+        unsigned n;
+        uint64_t seqs[2048];
+        char apps[2048][32];
+        int stop_after; /* return -ECANCELED after this many (0: never) */
+} Collected;
+
+static int collect(const json_t *rec, const char *line, size_t len, void *userdata)
+{
+        Collected *c = userdata;
+        json_t *app = json_object_get(rec, "app");
+        _cleanup_free_ char *again = NULL;
+
+        /* The line handed on is the record, byte for byte as dumped. */
+        again = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        ck_assert_uint_eq(strlen(again), len);
+        ck_assert_int_eq(memcmp(again, line, len), 0);
+        if (c->n < ELEMENTSOF(c->seqs)) {
+                c->seqs[c->n] = (uint64_t)json_integer_value(json_object_get(rec, "seq"));
+                snprintf(c->apps[c->n], sizeof c->apps[0], "%s",
+                         json_is_null(app) ? "-" : json_string_value(app));
+        }
+        c->n++;
+        if (c->stop_after && c->n == (unsigned)c->stop_after)
+                return -ECANCELED;
+        return 0;
+}
+
+static void hash_hex(const char *line, size_t len, char hex[65])
+{
+        uint8_t h[32];
+
+        crypto_generichash(h, sizeof h, (const unsigned char *)line, len, NULL, 0);
+        sodium_bin2hex(hex, 65, h, sizeof h);
+}
+
+START_TEST(test_round_trip)
+{
+        TestClock clock = {.next_usec = T0 * 1000000, .step_usec = 1500};
+        AuditOptions o = {.clock = test_clock, .clock_userdata = &clock};
+        AuditLog *a = NULL;
+        AuditVerifyReport rep;
+        Collected c = {};
+        json_auto_t *boot = json_pack("{s:s}", "what", "boot");
+        json_auto_t *call = json_pack("{s:s, s:s, s:s, s:i}", "op", "fs.open", "path",
+                                      "/home/u/a \"b\"\n", "decision", "granted", "errno", 0);
+        json_auto_t *sc = json_pack("{s:i}", "denied", 3);
+        _cleanup_free_ char *data = NULL;
+        size_t start, len;
+        char hex[65], want[512];
+        struct stat st;
+
+        ck_assert_int_eq(audit_open(state, &o, &a), 0);
+        ck_assert_uint_eq(audit_last_seq(a), 0);
+        ck_assert_int_eq(audit_append(a, NULL, AUDIT_EVENT_LIFECYCLE, boot), 0);
+        ck_assert_int_eq(audit_append(a, "org.a", AUDIT_EVENT_CALL, call), 0);
+        ck_assert_int_eq(audit_append(a, "org.b", AUDIT_EVENT_SECCOMP, sc), 0);
+        ck_assert_int_eq(audit_append(a, "org.b", "lifecycle", NULL), 0);
+        ck_assert_uint_eq(audit_last_seq(a), 4);
+        /* fields are borrowed: still ours, unchanged */
+        ck_assert_int_eq(json_object_size(call), 4);
+        a = audit_close(a);
+
+        data = slurp(log_path(1), NULL);
+        nth_line(data, 1, &start, &len);
+        snprintf(want, sizeof want,
+                 "{\"seq\":1,\"time\":\"2024-05-01T12:00:00.000000Z\",\"app\":null,"
+                 "\"event\":\"lifecycle\",\"what\":\"boot\",\"prev\":\"%064d\"}",
+                 0);
+        ck_assert_uint_eq(len, strlen(want));
+        ck_assert_int_eq(memcmp(data + start, want, len), 0);
+        /* record 2's prev is BLAKE2b-256 of line 1, as written */
+        hash_hex(data + start, len, hex);
+        nth_line(data, 2, &start, &len);
+        snprintf(want, sizeof want,
+                 "{\"seq\":2,\"time\":\"2024-05-01T12:00:00.001500Z\",\"app\":\"org.a\","
+                 "\"event\":\"call\",\"op\":\"fs.open\",\"path\":\"/home/u/a \\\"b\\\"\\n\","
+                 "\"decision\":\"granted\",\"errno\":0,\"prev\":\"%s\"}",
+                 hex);
+        ck_assert_uint_eq(len, strlen(want));
+        ck_assert_int_eq(memcmp(data + start, want, len), 0);
+
+        ck_assert_int_eq(audit_read(state, NULL, collect, &c, &rep), 0);
+        ck_assert_uint_eq(c.n, 4);
+        ck_assert_str_eq(c.apps[0], "-");
+        ck_assert_str_eq(c.apps[1], "org.a");
+        ck_assert_uint_eq(c.seqs[3], 4);
+        ck_assert_int_eq(rep.problem, AUDIT_PROBLEM_NONE);
+        ck_assert_uint_eq(rep.records, 4);
+        ck_assert_uint_eq(rep.first_seq, 1);
+        ck_assert_uint_eq(rep.last_seq, 4);
+        ck_assert_uint_eq(rep.head_seq, 4);
+        ck_assert_uint_eq(rep.files, 1);
+        ck_assert(!rep.writer_active);
+        ck_assert(!rep.starts_with_break);
+
+        /* Only root reads the log. */
+        ck_assert_int_eq(stat(state_file(""), &st), 0);
+        ck_assert_uint_eq(st.st_mode & 07777, 0700);
+        ck_assert_int_eq(stat(log_path(1), &st), 0);
+        ck_assert_uint_eq(st.st_mode & 07777, 0600);
+}
+END_TEST
+
+START_TEST(test_empty_and_missing)
+{
+        AuditLog *a = NULL;
+        AuditVerifyReport rep;
+
+        ck_assert_int_eq(audit_verify(state, &rep), -ENOENT);
+        ck_assert_ptr_nonnull(strstr(rep.message, "no audit log"));
+        ck_assert_int_eq(audit_open(state, NULL, &a), 0);
+        a = audit_close(a);
+        ck_assert_int_eq(audit_verify(state, &rep), 0);
+        ck_assert_uint_eq(rep.records, 0);
+        /* reopening an empty log is fine too */
+        ck_assert_int_eq(audit_open(state, NULL, &a), 0);
+        ck_assert_uint_eq(audit_last_seq(a), 0);
+        a = audit_close(a);
+}
+END_TEST
+
+START_TEST(test_rotation_chain)
+{
+        AuditVerifyReport rep;
+        Collected c = {};
+        struct stat st;
+        unsigned files = 0;
+
+        make_log(1000, 4096);
+        for (unsigned n = 1; stat(log_path(n), &st) == 0; n++) {
+                files++;
+                ck_assert_uint_le(st.st_size, 4096);
+                ck_assert_uint_gt(st.st_size, 0);
+        }
+        ck_assert_uint_gt(files, 10);
+        ck_assert_int_eq(audit_read(state, NULL, collect, &c, &rep), 0);
+        ck_assert_uint_eq(rep.records, 1000);
+        ck_assert_uint_eq(rep.files, files);
+        ck_assert_uint_eq(c.n, 1000);
+        for (unsigned i = 0; i < 1000; i++)
+                ck_assert_uint_eq(c.seqs[i], i + 1);
+
+        /* The chain runs across files: the first line of file 2 names file 1's last. */
+        {
+                _cleanup_free_ char *f1 = NULL, *f2 = NULL;
+                size_t size1, start, len, n1 = 0;
+                char hex[65];
+
+                f1 = slurp(log_path(1), &size1);
+                for (size_t i = 0; i < size1; i++)
+                        n1 += f1[i] == '\n';
+                nth_line(f1, (unsigned)n1, &start, &len);
+                hash_hex(f1 + start, len, hex);
+                f2 = slurp(log_path(2), NULL);
+                nth_line(f2, 1, &start, &len);
+                ck_assert_ptr_nonnull(memmem(f2 + start, len, hex, 64));
+        }
+}
+END_TEST
+
+START_TEST(test_tamper_middle_record)
+{
+        _cleanup_free_ char *data = NULL;
+        AuditVerifyReport rep;
+        Collected c = {};
+        size_t size, start, len;
+        char *p;
+
+        make_log(1000, 0);
+        data = slurp(log_path(1), &size);
+        nth_line(data, 500, &start, &len);
+        p = memmem(data + start, len, "granted", 7);
+        ck_assert_ptr_nonnull(p);
+        p[0] = 'G'; /* one byte */
+        spew(log_path(1), data, size);
+
+        ck_assert_int_eq(audit_verify(state, &rep), -EBADMSG);
+        ck_assert_int_eq(rep.problem, AUDIT_PROBLEM_PREV);
+        ck_assert_uint_eq(rep.seq, 501);
+        ck_assert_uint_eq(rep.line, 501);
+        ck_assert_str_eq(rep.file, "log.000001.jsonl");
+        ck_assert_msg(strstr(rep.message, "record 501 in log.000001.jsonl (line 501): prev hash "
+                                          "does not match record 500: the log was changed"),
+                      "%s", rep.message);
+        ck_assert(!rep.after_head);
+
+        /* The changed record is never handed on: 499 is the last the chain vouches for. */
+        ck_assert_int_eq(audit_read(state, NULL, collect, &c, &rep), -EBADMSG);
+        ck_assert_uint_eq(c.n, 499);
+        ck_assert_uint_eq(c.seqs[498], 499);
+        ck_assert_uint_eq(rep.last_good_seq, 499);
+}
+END_TEST
+
+START_TEST(test_delete_middle_line)
+{
+        _cleanup_free_ char *data = NULL;
+        AuditVerifyReport rep;
+        size_t size, start, len;
+
+        make_log(20, 0);
+        data = slurp(log_path(1), &size);
+        nth_line(data, 10, &start, &len);
+        memmove(data + start, data + start + len + 1, size - start - len - 1);
+        spew(log_path(1), data, size - len - 1);
+
+        ck_assert_int_eq(audit_verify(state, &rep), -EBADMSG);
+        ck_assert_int_eq(rep.problem, AUDIT_PROBLEM_SEQ);
+        ck_assert_uint_eq(rep.seq, 11);
+        ck_assert_msg(strstr(rep.message, "record 11 in log.000001.jsonl (line 10) follows "
+                                          "record 9: record 10 is missing"),
+                      "%s", rep.message);
+}
+END_TEST
+
+START_TEST(test_delete_first_line)
+{
+        _cleanup_free_ char *data = NULL;
+        AuditVerifyReport rep;
+        size_t size, start, len;
+
+        make_log(5, 0);
+        data = slurp(log_path(1), &size);
+        nth_line(data, 1, &start, &len);
+        spew(log_path(1), data + len + 1, size - len - 1);
+        ck_assert_int_eq(audit_verify(state, &rep), -EBADMSG);
+        ck_assert_int_eq(rep.problem, AUDIT_PROBLEM_SEQ);
+        ck_assert_msg(strstr(rep.message, "has seq 2"), "%s", rep.message);
+}
+END_TEST
+
+START_TEST(test_torn_last_line)
+{
+        AuditVerifyReport rep;
+        AuditLog *a = NULL;
+        struct stat st;
+
+        make_log(10, 0);
+        ck_assert_int_eq(stat(log_path(1), &st), 0);
+        ck_assert_int_eq(truncate(log_path(1), st.st_size - 5), 0);
+
+        ck_assert_int_eq(audit_verify(state, &rep), -EBADMSG);
+        ck_assert_int_eq(rep.problem, AUDIT_PROBLEM_TORN);
+        ck_assert_uint_eq(rep.line, 10);
+        ck_assert_msg(strstr(rep.message, "ends in an incomplete record after record 9"), "%s",
+                      rep.message);
+        /* HEAD named record 10: the damage is in synced records. */
+        ck_assert(!rep.after_head);
+        ck_assert_int_eq(audit_open(state, NULL, &a), -EBADMSG);
+        ck_assert_ptr_null(a);
+}
+END_TEST
+
+/* Appends n records and syncs, then m more, and dies without closing: a crash. */
+static void crash_after(unsigned n, unsigned m)
+{
+        pid_t pid = fork();
+        int status;
+
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                AuditLog *a = NULL;
+
+                if (audit_open(state, NULL, &a) < 0)
+                        _exit(1);
+                append_calls(a, n);
+                if (audit_sync(a) < 0)
+                        _exit(2);
+                append_calls(a, m);
+                _exit(0);
+        }
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+START_TEST(test_torn_after_head)
+{
+        AuditVerifyReport rep;
+        struct stat st;
+
+        crash_after(5, 2);
+        ck_assert_int_eq(stat(log_path(1), &st), 0);
+        ck_assert_int_eq(truncate(log_path(1), st.st_size - 3), 0);
+        ck_assert_int_eq(audit_verify(state, &rep), -EBADMSG);
+        ck_assert_int_eq(rep.problem, AUDIT_PROBLEM_TORN);
+        ck_assert_uint_eq(rep.head_seq, 5);
+        /* Past HEAD: what a crash in the middle of a write leaves. */
+        ck_assert(rep.after_head);
+}
+END_TEST
+
+START_TEST(test_truncated_whole_lines)
+{
+        _cleanup_free_ char *data = NULL;
+        AuditVerifyReport rep;
+        AuditLog *a = NULL;
+        size_t size, start, len;
+
+        make_log(10, 0);
+        data = slurp(log_path(1), &size);
+        nth_line(data, 9, &start, &len);
+        spew(log_path(1), data, start); /* records 9 and 10 gone */
+
+        ck_assert_int_eq(audit_verify(state, &rep), -EBADMSG);
+        ck_assert_int_eq(rep.problem, AUDIT_PROBLEM_TRUNCATED);
+        ck_assert_msg(strstr(rep.message, "the log ends at record 8, but HEAD says it ran to "
+                                          "record 10: records 9 to 10 were removed"),
+                      "%s", rep.message);
+        ck_assert_int_eq(audit_open(state, NULL, &a), -EBADMSG);
+}
+END_TEST
+
+START_TEST(test_unsynced_tail_after_crash)
+{
+        AuditVerifyReport rep;
+        AuditLog *a = NULL;
+
+        crash_after(5, 3);
+        /* HEAD lags (record 5); the three after it are checked and kept. */
+        ck_assert_int_eq(audit_verify(state, &rep), 0);
+        ck_assert_uint_eq(rep.head_seq, 5);
+        ck_assert_uint_eq(rep.records, 8);
+        ck_assert_int_eq(audit_open(state, NULL, &a), 0);
+        ck_assert_uint_eq(audit_last_seq(a), 8);
+        append_calls(a, 1);
+        ck_assert_uint_eq(audit_last_seq(a), 9);
+        a = audit_close(a);
+        ck_assert_int_eq(audit_verify(state, &rep), 0);
+        ck_assert_uint_eq(rep.records, 9);
+        ck_assert_uint_eq(rep.head_seq, 9);
+}
+END_TEST
+
+START_TEST(test_reopen_continues_chain)
+{
+        _cleanup_free_ char *data = NULL;
+        AuditVerifyReport rep;
+        AuditLog *a = NULL;
+        size_t start, len;
+        char hex[65];
+
+        make_log(5, 0);
+        ck_assert_int_eq(audit_open(state, NULL, &a), 0);
+        ck_assert_uint_eq(audit_last_seq(a), 5);
+        append_calls(a, 5);
+        a = audit_close(a);
+        ck_assert_int_eq(audit_verify(state, &rep), 0);
+        ck_assert_uint_eq(rep.records, 10);
+
+        data = slurp(log_path(1), NULL);
+        nth_line(data, 5, &start, &len);
+        hash_hex(data + start, len, hex);
+        nth_line(data, 6, &start, &len);
+        ck_assert_ptr_nonnull(strstr(data + start, "{\"seq\":6,"));
+        ck_assert_ptr_nonnull(memmem(data + start, len, hex, 64));
+}
+END_TEST
+
+START_TEST(test_reserved_and_invalid)
+{
+        static const char *const reserved[] = {"seq", "time", "app", "event", "prev"};
+        static const char *const bad_events[] = {"",       "Call",        "1call",  "a b",
+                                                 "call\n", "audit.break", "audit.x"};
+        char long_event[AUDIT_EVENT_MAX + 2], long_app[AUDIT_APP_MAX + 2];
+        AuditVerifyReport rep;
+        AuditLog *a = NULL;
+        json_auto_t *arr = json_array();
+
+        ck_assert_int_eq(audit_open(state, NULL, &a), 0);
+        for (size_t i = 0; i < ELEMENTSOF(reserved); i++) {
+                json_auto_t *f = json_pack("{s:s, s:i}", "op", "x", reserved[i], 1);
+
+                ck_assert_int_eq(audit_append(a, "org.a", "call", f), -EINVAL);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(bad_events); i++)
+                ck_assert_int_eq(audit_append(a, "org.a", bad_events[i], NULL), -EINVAL);
+        ck_assert_int_eq(audit_append(a, "org.a", NULL, NULL), -EINVAL);
+        memset(long_event, 'e', sizeof long_event - 1);
+        long_event[sizeof long_event - 1] = 0;
+        ck_assert_int_eq(audit_append(a, "org.a", long_event, NULL), -EINVAL);
+        long_event[AUDIT_EVENT_MAX] = 0; /* at the bound: fine */
+        ck_assert_int_eq(audit_append(a, "org.a", long_event, NULL), 0);
+        memset(long_app, 'a', sizeof long_app - 1);
+        long_app[sizeof long_app - 1] = 0;
+        ck_assert_int_eq(audit_append(a, long_app, "call", NULL), -EINVAL);
+        long_app[AUDIT_APP_MAX] = 0;
+        ck_assert_int_eq(audit_append(a, long_app, "call", NULL), 0);
+        ck_assert_int_eq(audit_append(a, "", "call", NULL), -EINVAL);
+        ck_assert_int_eq(audit_append(a, "org.\xff", "call", NULL), -EINVAL);
+        ck_assert_int_eq(audit_append(a, "org.a", "call", arr), -EINVAL);
+        ck_assert_uint_eq(audit_last_seq(a), 2);
+        a = audit_close(a);
+        /* Nothing of the refused records reached the file. */
+        ck_assert_int_eq(audit_verify(state, &rep), 0);
+        ck_assert_uint_eq(rep.records, 2);
+}
+END_TEST
+
+START_TEST(test_line_bound)
+{
+        AuditVerifyReport rep;
+        AuditLog *a = NULL;
+        _cleanup_free_ char *big = malloc(AUDIT_LINE_MAX + 1);
+        struct stat st;
+        size_t first, pad;
+
+        ck_assert_ptr_nonnull(big);
+        ck_assert_int_eq(audit_open(state, NULL, &a), 0);
+        memset(big, 'x', 1000);
+        big[1000] = 0;
+        {
+                json_auto_t *f = json_pack("{s:s}", "x", big);
+
+                ck_assert_int_eq(audit_append(a, NULL, "call", f), 0);
+        }
+        ck_assert_int_eq(stat(log_path(1), &st), 0);
+        first = (size_t)st.st_size; /* a line of 1000 x's, newline included */
+        /* Record 2 is as long as record 1 but for x: make it AUDIT_LINE_MAX exactly. */
+        pad = 1000 + AUDIT_LINE_MAX - first;
+        memset(big, 'x', pad);
+        big[pad] = 0;
+        {
+                json_auto_t *f = json_pack("{s:s}", "x", big);
+
+                ck_assert_int_eq(audit_append(a, NULL, "call", f), 0);
+        }
+        ck_assert_int_eq(stat(log_path(1), &st), 0);
+        ck_assert_uint_eq((size_t)st.st_size, first + AUDIT_LINE_MAX);
+        /* One byte more is refused, and nothing is written. */
+        big[pad] = 'x';
+        big[pad + 1] = 0;
+        {
+                json_auto_t *f = json_pack("{s:s}", "x", big);
+
+                ck_assert_int_eq(audit_append(a, NULL, "call", f), -E2BIG);
+        }
+        ck_assert_int_eq(stat(log_path(1), &st), 0);
+        ck_assert_uint_eq((size_t)st.st_size, first + AUDIT_LINE_MAX);
+        ck_assert_uint_eq(audit_last_seq(a), 2);
+        a = audit_close(a);
+        /* The reader takes a line at the bound. */
+        ck_assert_int_eq(audit_verify(state, &rep), 0);
+        ck_assert_uint_eq(rep.records, 2);
+}
+END_TEST
+
+START_TEST(test_bad_lines)
+{
+        _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ char *junk = malloc(AUDIT_LINE_MAX + 10);
+        AuditVerifyReport rep;
+        AuditLog *a = NULL;
+
+        ck_assert_ptr_nonnull(junk);
+        ck_assert_int_eq(audit_open(state, NULL, &a), 0);
+        append_calls(a, 3);
+        ck_assert_int_eq(audit_sync(a), 0);
+
+        /* Not JSON, after HEAD: reported with where it is. */
+        fd = open(log_path(1), O_WRONLY | O_APPEND | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(loop_write(fd, "{\"seq\":4,\n", 10), 0);
+        ck_assert_int_eq(audit_verify(state, &rep), -EBADMSG);
+        ck_assert_int_eq(rep.problem, AUDIT_PROBLEM_BAD_RECORD);
+        ck_assert_uint_eq(rep.line, 4);
+        ck_assert_msg(strstr(rep.message, "line 4 of log.000001.jsonl (after record 3) is not a "
+                                          "valid record: not JSON"),
+                      "%s", rep.message);
+        ck_assert(rep.after_head);
+
+        /* A line past the bound is not read into memory whole. */
+        ck_assert_int_eq(ftruncate(fd, 0), 0);
+        a = audit_close(a);
+        memset(junk, 'x', AUDIT_LINE_MAX + 9);
+        junk[AUDIT_LINE_MAX + 9] = '\n';
+        ck_assert_int_eq(loop_write(fd, junk, AUDIT_LINE_MAX + 10), 0);
+        ck_assert_int_eq(audit_verify(state, &rep), -EBADMSG);
+        ck_assert_int_eq(rep.problem, AUDIT_PROBLEM_BAD_RECORD);
+        ck_assert_msg(strstr(rep.message, "longer than 65536 bytes"), "%s", rep.message);
+}
+END_TEST
+
+START_TEST(test_wrong_types)
+{
+        static const char *const lines[] = {
+                "[1,2]",
+                "{\"seq\":\"1\",\"time\":\"2024-05-01T12:00:00Z\",\"app\":null,\"event\":\"x\"}",
+                "{\"seq\":1,\"time\":\"yesterday\",\"app\":null,\"event\":\"x\"}",
+                "{\"seq\":1,\"time\":\"2024-05-01T12:00:00Z\",\"app\":5,\"event\":\"x\"}",
+                ("{\"seq\":1,\"time\":\"2024-05-01T12:00:00Z\",\"app\":null,\"event\":\"x\","
+                 "\"prev\":\"00\"}"),
+                "{\"seq\":1,\"seq\":1,\"time\":\"2024-05-01T12:00:00Z\",\"app\":null}",
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(lines); i++) {
+                AuditVerifyReport rep;
+                char path[128];
+                FILE *f;
+
+                teardown();
+                setup();
+                snprintf(path, sizeof path, "%s/audit", state);
+                ck_assert_int_eq(mkdir(path, 0700), 0);
+                f = fopen(log_path(1), "we");
+                ck_assert_ptr_nonnull(f);
+                fprintf(f, "%s\n", lines[i]);
+                fclose(f);
+                ck_assert_int_eq(audit_verify(state, &rep), -EBADMSG);
+                ck_assert_msg(rep.problem == AUDIT_PROBLEM_BAD_RECORD, "line %zu: %s", i,
+                              rep.message);
+        }
+}
+END_TEST
+
+START_TEST(test_second_writer_busy)
+{
+        AuditVerifyReport rep;
+        AuditLog *a = NULL, *b = NULL;
+        pid_t pid;
+        int status;
+
+        ck_assert_int_eq(audit_open(state, NULL, &a), 0);
+        ck_assert_int_eq(audit_open(state, NULL, &b), -EBUSY);
+        ck_assert_ptr_null(b);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0)
+                _exit(audit_open(state, NULL, &b) == -EBUSY ? 0 : 1);
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+        /* Readers do not need the lock, and see the writer. */
+        append_calls(a, 2);
+        ck_assert_int_eq(audit_verify(state, &rep), 0);
+        ck_assert(rep.writer_active);
+        ck_assert_uint_eq(rep.records, 2);
+        /* ... nor take it: the writer could start during a read. */
+        a = audit_close(a);
+        ck_assert_int_eq(audit_open(state, NULL, &b), 0);
+        b = audit_close(b);
+}
+END_TEST
+
+START_TEST(test_partial_line_while_writing)
+{
+        _cleanup_close_ int fd = -EBADF;
+        AuditVerifyReport rep;
+        AuditLog *a = NULL;
+
+        ck_assert_int_eq(audit_open(state, NULL, &a), 0);
+        append_calls(a, 3);
+        ck_assert_int_eq(audit_sync(a), 0);
+        /* What a reader may see while the writer's write(2) is half done. */
+        fd = open(log_path(1), O_WRONLY | O_APPEND | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(loop_write(fd, "{\"seq\":4,\"ti", 12), 0);
+        ck_assert_int_eq(audit_verify(state, &rep), 0);
+        ck_assert(rep.writer_active);
+        ck_assert_uint_eq(rep.records, 3);
+        a = audit_close(a);
+        /* No writer: the same bytes are a torn record. */
+        ck_assert_int_eq(audit_verify(state, &rep), -EBADMSG);
+        ck_assert_int_eq(rep.problem, AUDIT_PROBLEM_TORN);
+}
+END_TEST
+
+START_TEST(test_missing_rotated_file)
+{
+        AuditVerifyReport rep;
+
+        make_log(300, 4096);
+        ck_assert_int_eq(unlink(log_path(2)), 0);
+        ck_assert_int_eq(audit_verify(state, &rep), -EBADMSG);
+        ck_assert_int_eq(rep.problem, AUDIT_PROBLEM_MISSING_FILE);
+        ck_assert_str_eq(rep.file, "log.000002.jsonl");
+        ck_assert_msg(strstr(rep.message, "log.000002.jsonl is missing"), "%s", rep.message);
+}
+END_TEST
+
+START_TEST(test_missing_first_and_last_file)
+{
+        AuditVerifyReport rep;
+        unsigned last = 1;
+        struct stat st;
+
+        make_log(300, 4096);
+        while (stat(log_path(last + 1), &st) == 0)
+                last++;
+        ck_assert_uint_gt(last, 2);
+        /* The file HEAD names is gone: the log was cut short. */
+        ck_assert_int_eq(unlink(log_path(last)), 0);
+        ck_assert_int_eq(audit_verify(state, &rep), -EBADMSG);
+        ck_assert_int_eq(rep.problem, AUDIT_PROBLEM_TRUNCATED);
+        ck_assert_int_eq(unlink(log_path(1)), 0);
+        ck_assert_int_eq(audit_verify(state, &rep), -EBADMSG);
+        ck_assert_int_eq(rep.problem, AUDIT_PROBLEM_MISSING_FILE);
+        ck_assert_str_eq(rep.file, "log.000001.jsonl");
+}
+END_TEST
+
+START_TEST(test_head_changed_or_gone)
+{
+        _cleanup_free_ char *head = NULL;
+        AuditVerifyReport rep;
+        AuditLog *a = NULL;
+        size_t size;
+        char *p;
+
+        make_log(10, 0);
+        head = slurp(state_file("HEAD"), &size);
+        p = strstr(head, "\"hash\":\"");
+        ck_assert_ptr_nonnull(p);
+        p[8] = p[8] == 'a' ? 'b' : 'a';
+        spew(state_file("HEAD"), head, size);
+        ck_assert_int_eq(audit_verify(state, &rep), -EBADMSG);
+        ck_assert_int_eq(rep.problem, AUDIT_PROBLEM_HEAD_MISMATCH);
+        ck_assert_uint_eq(rep.seq, 10);
+        ck_assert_int_eq(audit_open(state, NULL, &a), -EBADMSG);
+
+        spew(state_file("HEAD"), "{\"seq\":", 7);
+        ck_assert_int_eq(audit_verify(state, &rep), -EBADMSG);
+        ck_assert_int_eq(rep.problem, AUDIT_PROBLEM_HEAD);
+        ck_assert_int_eq(audit_open(state, NULL, &a), -EBADMSG);
+
+        ck_assert_int_eq(unlink(state_file("HEAD")), 0);
+        ck_assert_int_eq(audit_verify(state, &rep), -EBADMSG);
+        ck_assert_int_eq(rep.problem, AUDIT_PROBLEM_HEAD);
+        ck_assert_msg(strstr(rep.message, "HEAD is missing"), "%s", rep.message);
+        ck_assert_int_eq(audit_open(state, NULL, &a), -EBADMSG);
+}
+END_TEST
+
+START_TEST(test_repair)
+{
+        _cleanup_free_ char *old = NULL, *data = NULL;
+        AuditVerifyReport rep;
+        AuditLog *a = NULL;
+        size_t size, start, len;
+        char hex[65], pattern[128];
+        json_auto_t *first = NULL;
+        glob_t g = {};
+
+        ck_assert_int_eq(audit_open_repair(state, NULL, NULL, &a), -EINVAL);
+        /* An intact log opens as it is: no break. */
+        make_log(10, 0);
+        ck_assert_int_eq(audit_open_repair(state, "test", NULL, &a), 0);
+        ck_assert_uint_eq(audit_last_seq(a), 10);
+        a = audit_close(a);
+
+        old = slurp(log_path(1), &size);
+        nth_line(old, 9, &start, &len);
+        spew(log_path(1), old, start); /* 9 and 10 removed */
+        ck_assert_int_eq(audit_open(state, NULL, &a), -EBADMSG);
+        ck_assert_int_eq(audit_open_repair(state, "operator: after disk failure", NULL, &a), 1);
+        /* seq goes on after every seq the old log held (HEAD's 10), and no number repeats */
+        ck_assert_uint_eq(audit_last_seq(a), 11);
+        append_calls(a, 1);
+        a = audit_close(a);
+
+        /* The old log is kept whole. */
+        snprintf(pattern, sizeof pattern, "%s/audit.broken-*/log.000001.jsonl", state);
+        ck_assert_int_eq(glob(pattern, 0, NULL, &g), 0);
+        ck_assert_uint_eq(g.gl_pathc, 1);
+        data = slurp(g.gl_pathv[0], &size);
+        ck_assert_uint_eq(size, start);
+        globfree(&g);
+
+        ck_assert_int_eq(audit_verify(state, &rep), 0);
+        ck_assert(rep.starts_with_break);
+        ck_assert_uint_eq(rep.first_seq, 11);
+        ck_assert_uint_eq(rep.records, 2);
+
+        free(data);
+        data = slurp(log_path(1), NULL);
+        nth_line(data, 1, &start, &len);
+        first = json_loadb(data + start, len, 0, NULL);
+        ck_assert_ptr_nonnull(first);
+        ck_assert_str_eq(json_string_value(json_object_get(first, "event")), "audit.break");
+        ck_assert_str_eq(json_string_value(json_object_get(first, "reason")),
+                         "operator: after disk failure");
+        ck_assert_ptr_nonnull(
+                strstr(json_string_value(json_object_get(first, "problem")), "were removed"));
+        ck_assert_ptr_nonnull(
+                strstr(json_string_value(json_object_get(first, "moved_to")), "audit.broken-"));
+        /* Tied to the old chain: prev is the last record it vouches for (7; 8 was
+         * the last one left, and only HEAD could have vouched for it). */
+        ck_assert_int_eq(json_integer_value(json_object_get(first, "last_good_seq")), 7);
+        nth_line(old, 7, &start, &len);
+        hash_hex(old + start, len, hex);
+        ck_assert_str_eq(json_string_value(json_object_get(first, "prev")), hex);
+}
+END_TEST
+
+START_TEST(test_filters)
+{
+        TestClock clock = {.next_usec = T0 * 1000000, .step_usec = 3600ll * 1000000};
+        AuditOptions o = {.clock = test_clock, .clock_userdata = &clock};
+        AuditVerifyReport rep;
+        AuditLog *a = NULL;
+        Collected c = {};
+        AuditFilter f = {};
+
+        ck_assert_int_eq(audit_open(state, &o, &a), 0);
+        ck_assert_int_eq(audit_append(a, "org.a", "call", NULL), 0);      /* T0 */
+        ck_assert_int_eq(audit_append(a, "org.b", "call", NULL), 0);      /* T0 + 1h */
+        ck_assert_int_eq(audit_append(a, NULL, "lifecycle", NULL), 0);    /* T0 + 2h */
+        ck_assert_int_eq(audit_append(a, "org.a", "lifecycle", NULL), 0); /* T0 + 3h */
+        a = audit_close(a);
+
+        f.app = "org.a";
+        ck_assert_int_eq(audit_read(state, &f, collect, &c, &rep), 0);
+        ck_assert_uint_eq(c.n, 2);
+        ck_assert_uint_eq(c.seqs[0], 1);
+        ck_assert_uint_eq(c.seqs[1], 4);
+        ck_assert_uint_eq(rep.records, 4); /* the whole chain is still checked */
+
+        c = (Collected){};
+        f = (AuditFilter){.has_since = true, .since_usec = (T0 + 7200) * 1000000};
+        ck_assert_int_eq(audit_read(state, &f, collect, &c, &rep), 0);
+        ck_assert_uint_eq(c.n, 2);
+        ck_assert_str_eq(c.apps[0], "-");
+        ck_assert_uint_eq(c.seqs[1], 4);
+
+        c = (Collected){};
+        f.app = "org.a";
+        ck_assert_int_eq(audit_read(state, &f, collect, &c, &rep), 0);
+        ck_assert_uint_eq(c.n, 1);
+        ck_assert_uint_eq(c.seqs[0], 4);
+
+        /* A callback stops the walk with its error. */
+        c = (Collected){.stop_after = 2};
+        ck_assert_int_eq(audit_read(state, NULL, collect, &c, &rep), -ECANCELED);
+        ck_assert_uint_eq(c.n, 2);
+}
+END_TEST
+
+START_TEST(test_files_max)
+{
+        AuditOptions o = {.file_max = 1024, .files_max = 3};
+        AuditVerifyReport rep;
+        AuditLog *a = NULL;
+        struct stat st;
+        int r = 0;
+        unsigned n = 0;
+
+        ck_assert_int_eq(audit_open(state, &o, &a), 0);
+        while (n < 1000) {
+                json_auto_t *f = json_pack("{s:s}", "op", "fs.open");
+
+                r = audit_append(a, "org.a", "call", f);
+                if (r < 0)
+                        break;
+                n++;
+        }
+        ck_assert_int_eq(r, -ENOSPC);
+        ck_assert_uint_eq(audit_last_seq(a), n);
+        a = audit_close(a);
+        ck_assert_int_eq(stat(log_path(3), &st), 0);
+        ck_assert_int_ne(stat(log_path(4), &st), 0);
+        ck_assert_int_eq(audit_verify(state, &rep), 0);
+        ck_assert_uint_eq(rep.records, n);
+        ck_assert_uint_eq(rep.files, 3);
+
+        o.file_max = AUDIT_FILE_MAX + 1;
+        ck_assert_int_eq(audit_open(state, &o, &a), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_parse_time)
+{
+        static const struct {
+                const char *s;
+                int r;
+                int64_t usec;
+        } cases[] = {
+                {"2024-05-01T12:00:00Z", 0, T0 * 1000000},
+                {"2024-05-01t12:00:00z", 0, T0 * 1000000},
+                {"2024-05-01T12:00:00.000001Z", 0, T0 * 1000000 + 1},
+                {"2024-05-01T12:00:00.5Z", 0, T0 * 1000000 + 500000},
+                {"2024-05-01T12:00:00.123456789Z", 0, T0 * 1000000 + 123456},
+                {"2024-05-01T14:00:00+02:00", 0, T0 * 1000000},
+                {"2024-05-01T07:30:00-04:30", 0, T0 * 1000000},
+                {"2024-05-01", 0, (T0 - 43200) * 1000000},
+                {"1970-01-01T00:00:00Z", 0, 0},
+                {"2024-02-29T00:00:00Z", 0, 1709164800ll * 1000000},
+                {"2023-02-29T00:00:00Z", -EINVAL, 0},
+                {"2024-13-01T00:00:00Z", -EINVAL, 0},
+                {"2024-05-01T24:00:00Z", -EINVAL, 0},
+                {"2024-05-01T12:00:00", -EINVAL, 0},
+                {"2024-05-01T12:00:00.Z", -EINVAL, 0},
+                {"2024-05-01T12:00:00.1234567890Z", -EINVAL, 0},
+                {"2024-05-01T12:00Z", -EINVAL, 0},
+                {"2024-05-01 12:00:00Z", -EINVAL, 0},
+                {"2024-05-01T12:00:00Zx", -EINVAL, 0},
+                {"2024-5-1", -EINVAL, 0},
+                {"1969-12-31T23:59:59Z", -ERANGE, 0},
+                {"", -EINVAL, 0},
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                int64_t v = 42;
+                int r = audit_parse_time(cases[i].s, &v);
+
+                ck_assert_msg(r == cases[i].r, "audit_parse_time(\"%s\") = %d", cases[i].s, r);
+                if (r == 0)
+                        ck_assert_msg(v == cases[i].usec, "audit_parse_time(\"%s\") = %" PRId64,
+                                      cases[i].s, v);
+                else
+                        ck_assert_int_eq(v, 42);
+        }
+}
+END_TEST
+
+START_TEST(test_parse_since)
+{
+        int64_t now = T0 * 1000000, v;
+        char buf[32];
+
+        ck_assert_int_eq(audit_parse_since("10m", now, &v), 0);
+        ck_assert_int_eq(v, now - 600ll * 1000000);
+        ck_assert_int_eq(audit_parse_since("2h", now, &v), 0);
+        ck_assert_int_eq(v, now - 7200ll * 1000000);
+        ck_assert_int_eq(audit_parse_since("1d", now, &v), 0);
+        ck_assert_int_eq(v, now - 86400ll * 1000000);
+        ck_assert_int_eq(audit_parse_since("30s", now, &v), 0);
+        ck_assert_int_eq(audit_parse_since("1w", now, &v), 0);
+        ck_assert_int_eq(v, now - 7 * 86400ll * 1000000);
+        ck_assert_int_eq(audit_parse_since("0m", now, &v), 0);
+        ck_assert_int_eq(v, now);
+        ck_assert_int_eq(audit_parse_since("2024-05-01T12:00:00Z", now, &v), 0);
+        ck_assert_int_eq(v, now);
+        ck_assert_int_eq(audit_parse_since("10", now, &v), -EINVAL);
+        ck_assert_int_eq(audit_parse_since("10y", now, &v), -EINVAL);
+        ck_assert_int_eq(audit_parse_since("-10m", now, &v), -EINVAL);
+        ck_assert_int_eq(audit_parse_since("m", now, &v), -EINVAL);
+        ck_assert_int_eq(audit_parse_since("", now, &v), -EINVAL);
+        ck_assert_int_eq(audit_parse_since("99999999999999999999d", now, &v), -ERANGE);
+        ck_assert_int_eq(audit_parse_since("100000w", now, &v), -ERANGE);
+
+        ck_assert_str_eq(audit_format_time(now + 1, buf, sizeof buf),
+                         "2024-05-01T12:00:00.000001Z");
+        ck_assert_str_eq(audit_format_time(0, buf, sizeof buf), "1970-01-01T00:00:00.000000Z");
+        ck_assert_ptr_null(audit_format_time(-1, buf, sizeof buf));
+        ck_assert_str_eq(audit_problem_to_string(AUDIT_PROBLEM_PREV), "prev");
+        ck_assert_ptr_null(audit_problem_to_string(_AUDIT_PROBLEM_MAX));
+}
+END_TEST
+
+int main(void)
+{
+        Suite *s = suite_create("audit");
+        TCase *tc = tcase_create("core");
+        SRunner *sr;
+        int failed;
+
+        if (sodium_init() < 0)
+                return EXIT_FAILURE;
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_set_timeout(tc, 60);
+        tcase_add_test(tc, test_round_trip);
+        tcase_add_test(tc, test_empty_and_missing);
+        tcase_add_test(tc, test_rotation_chain);
+        tcase_add_test(tc, test_tamper_middle_record);
+        tcase_add_test(tc, test_delete_middle_line);
+        tcase_add_test(tc, test_delete_first_line);
+        tcase_add_test(tc, test_torn_last_line);
+        tcase_add_test(tc, test_torn_after_head);
+        tcase_add_test(tc, test_truncated_whole_lines);
+        tcase_add_test(tc, test_unsynced_tail_after_crash);
+        tcase_add_test(tc, test_reopen_continues_chain);
+        tcase_add_test(tc, test_reserved_and_invalid);
+        tcase_add_test(tc, test_line_bound);
+        tcase_add_test(tc, test_bad_lines);
+        tcase_add_test(tc, test_wrong_types);
+        tcase_add_test(tc, test_second_writer_busy);
+        tcase_add_test(tc, test_partial_line_while_writing);
+        tcase_add_test(tc, test_missing_rotated_file);
+        tcase_add_test(tc, test_missing_first_and_last_file);
+        tcase_add_test(tc, test_head_changed_or_gone);
+        tcase_add_test(tc, test_repair);
+        tcase_add_test(tc, test_filters);
+        tcase_add_test(tc, test_files_max);
+        tcase_add_test(tc, test_parse_time);
+        tcase_add_test(tc, test_parse_since);
+        suite_add_tcase(s, tc);
+        sr = srunner_create(s);
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
