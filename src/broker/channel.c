@@ -329,8 +329,7 @@ int channel_send_error(int fd, uint16_t opcode, uint64_t request_id, int error, 
                             NULL, 0, send_flags);
 }
 
-/* Reads a protobuf varint at *p (< end). Returns 0 or -EBADMSG. */
-static int get_varint(const uint8_t **p, const uint8_t *end, uint64_t *ret)
+int channel_get_varint(const uint8_t **p, const uint8_t *end, uint64_t *ret)
 {
         uint64_t v = 0;
 
@@ -359,13 +358,13 @@ int channel_parse_error(const void *body, size_t len, int *ret_error, char *ret_
         while (p < end) {
                 uint64_t key, v;
 
-                r = get_varint(&p, end, &key);
+                r = channel_get_varint(&p, end, &key);
                 if (r < 0)
                         return r;
 
                 switch (key & 7) {
                 case 0: /* varint */
-                        r = get_varint(&p, end, &v);
+                        r = channel_get_varint(&p, end, &v);
                         if (r < 0)
                                 return r;
                         if ((key >> 3) == 1)
@@ -381,7 +380,7 @@ int channel_parse_error(const void *body, size_t len, int *ret_error, char *ret_
                         p += v;
                         break;
                 case 2: /* length-delimited */
-                        r = get_varint(&p, end, &v);
+                        r = channel_get_varint(&p, end, &v);
                         if (r < 0)
                                 return r;
                         if (v > (uint64_t)(end - p) || (key >> 3) == 1)

@@ -125,6 +125,14 @@ int channel_send_error(int fd, uint16_t opcode, uint64_t request_id, int error, 
 int channel_parse_error(const void *body, size_t len, int *ret_error, char *ret_message,
                         size_t message_size);
 
+/*
+ * Reads one protobuf base-128 varint at *p (which must be < end) and advances *p past
+ * it (protobuf encoding docs, "Base 128 Varints": at most 10 bytes for 64 bits).
+ * Returns 0 and *ret, or -EBADMSG if it runs past end or beyond 64 bits. For the
+ * hand-written scans of bodies (error replies here, string checks in wire.c).
+ */
+int channel_get_varint(const uint8_t **p, const uint8_t *end, uint64_t *ret);
+
 /* True if the frame is a request (none of REPLY, EVENT, CANCEL). */
 static inline bool channel_frame_is_request(const ChannelFrame *f)
 {

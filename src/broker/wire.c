@@ -131,25 +131,6 @@ static bool utf8_valid_no_nul(const uint8_t *p, size_t n)
         return true;
 }
 
-static int get_varint(const uint8_t **p, const uint8_t *end, uint64_t *ret)
-{
-        uint64_t v = 0;
-
-        for (unsigned shift = 0; shift < 64; shift += 7) {
-                uint8_t b;
-
-                if (*p >= end)
-                        return -EBADMSG;
-                b = *(*p)++;
-                v |= (uint64_t)(b & 0x7f) << shift;
-                if (!(b & 0x80)) {
-                        *ret = v;
-                        return 0;
-                }
-        }
-        return -EBADMSG;
-}
-
 /*
  * Walks the wire form of a message of type d and checks every string field (in
  * sub-messages too) with utf8_valid_no_nul(). protobuf-c checks neither: a NUL
@@ -168,11 +149,11 @@ static int check_strings(const ProtobufCMessageDescriptor *d, const uint8_t *p, 
                 const ProtobufCFieldDescriptor *fd;
                 uint64_t key, v;
 
-                if (get_varint(&p, end, &key) < 0)
+                if (channel_get_varint(&p, end, &key) < 0)
                         return -EBADMSG;
                 switch (key & 7) {
                 case 0:
-                        if (get_varint(&p, end, &v) < 0)
+                        if (channel_get_varint(&p, end, &v) < 0)
                                 return -EBADMSG;
                         continue;
                 case 1:
@@ -187,7 +168,7 @@ static int check_strings(const ProtobufCMessageDescriptor *d, const uint8_t *p, 
                 default:
                         return -EBADMSG;
                 }
-                if (get_varint(&p, end, &v) < 0 || v > (uint64_t)(end - p))
+                if (channel_get_varint(&p, end, &v) < 0 || v > (uint64_t)(end - p))
                         return -EBADMSG;
                 fd = key >> 3 <= UINT32_MAX
                              ? protobuf_c_message_descriptor_get_field(d, (unsigned)(key >> 3))
