@@ -43,7 +43,8 @@ int main(int argc, char **argv)
                 }
                 i = 3;
         }
-        if (argc - i < 1) {
+        /* An option we do not know is a mistake, not a directory to create. */
+        if (argc - i < 1 || argv[i][0] == '-') {
                 fprintf(stderr, "usage: audit-append [--file-max BYTES] STATE_DIR RECORD...\n");
                 return 1;
         }
