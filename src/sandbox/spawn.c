@@ -722,7 +722,12 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
                 }
         }
         r = send_cgroup(cg, pid, attach_in_parent, ctl[0], &spec.limits, err);
-        if (r < 0)
+        if (r == -EPIPE || r == -ECONNRESET)
+                /* The child failed (and exited) before it read this: the report it
+                 * queued first, or EOF and its exit status, says why. Read that
+                 * rather than report the send. */
+                *err = (SandboxError){};
+        else if (r < 0)
                 goto fail_child;
         for (;;) {
                 r = parent_recv(ctl[0], &m);
