@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include <stdbool.h>
+
 /* One subcommand: argv[0] is its name; returns the process exit code. */
 typedef struct CliCommand {
         const char *name;
@@ -35,6 +37,14 @@ int cli_policy_install(struct Grants *g, const char *state_dir, const char *app_
 int cli_state_dir_arg(const char *arg, const char **state_dir);
 int cli_app_id_arg(const char *app);
 int cli_grants_open(const char *state_dir, struct Grants **ret);
+
+/*
+ * Opens grants.db (*ret, which the caller frees even on failure), installs app from
+ * app_dir first if app_dir is not NULL, and reads its requested rights and whether
+ * it is signed. Prints its error; returns 0, 1 (app not installed), or an exit code.
+ */
+int cli_grants_load(const char *state_dir, const char *app_dir, const char *app,
+                    struct Grants **ret, char ***ret_requested, bool *ret_signed);
 
 /* The default state directory: /var/lib/cella as root, else $XDG_STATE_HOME/cella
  * (or ~/.local/state/cella). Returns a static or heap string that lives until exit. */

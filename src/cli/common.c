@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Checks and openers every subcommand shares, each printing its own error. */
+#include <errno.h>
+
 #include "base/log.h"
 #include "cli/cli.h"
 #include "policy/grants.h"
@@ -31,6 +33,27 @@ int cli_grants_open(const char *state_dir, Grants **ret)
 
         if (r < 0) {
                 log_error_errno(r, "cannot open %s/" GRANTS_DB_FILE ": %m", state_dir);
+                return CELLA_EXIT_STATE;
+        }
+        return 0;
+}
+
+int cli_grants_load(const char *state_dir, const char *app_dir, const char *app, Grants **ret,
+                    char ***ret_requested, bool *ret_signed)
+{
+        int code, r;
+
+        if ((code = cli_grants_open(state_dir, ret)) != 0)
+                return code;
+        if (app_dir && (code = cli_policy_install(*ret, state_dir, app_dir, app)) != 0)
+                return code;
+        r = grants_requested(*ret, app, ret_requested, ret_signed);
+        if (r == -ENOENT) {
+                log_error("%s is not installed in %s: pass --app-dir DIR", app, state_dir);
+                return 1;
+        }
+        if (r < 0) {
+                log_error_errno(r, "cannot read %s/" GRANTS_DB_FILE ": %m", state_dir);
                 return CELLA_EXIT_STATE;
         }
         return 0;

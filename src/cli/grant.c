@@ -188,22 +188,8 @@ int cli_grant(int argc, char **argv)
                 return CELLA_EXIT_USAGE;
         }
 
-        if ((code = cli_grants_open(state_dir, &g)) != 0)
+        if ((code = cli_grants_load(state_dir, app_dir, app, &g, &requested, &is_signed)) != 0)
                 return code;
-        if (app_dir) {
-                code = cli_policy_install(g, state_dir, app_dir, app);
-                if (code != 0)
-                        return code;
-        }
-        r = grants_requested(g, app, &requested, &is_signed);
-        if (r == -ENOENT) {
-                log_error("%s is not installed in %s: pass --app-dir DIR", app, state_dir);
-                return 1;
-        }
-        if (r < 0) {
-                log_error_errno(r, "cannot read %s/" GRANTS_DB_FILE ": %m", state_dir);
-                return CELLA_EXIT_STATE;
-        }
         if (!name_only)
                 return grant_one(g, app, right, once, is_signed);
 

@@ -201,21 +201,9 @@ int cli_permissions(int argc, char **argv)
         app = argv[optind];
         if ((code = cli_app_id_arg(app)) != 0)
                 return code;
-        if ((code = cli_grants_open(state_dir, &g)) != 0)
+        if ((code = cli_grants_load(state_dir, app_dir, app, &g, &requested, &is_signed)) != 0)
                 return code;
-        if (app_dir) {
-                code = cli_policy_install(g, state_dir, app_dir, app);
-
-                if (code != 0)
-                        return code;
-        }
-        r = grants_requested(g, app, &requested, &is_signed);
-        if (r == -ENOENT) {
-                log_error("%s is not installed in %s: pass --app-dir DIR", app, state_dir);
-                return 1;
-        }
-        if (r >= 0)
-                r = grants_list(g, app, &grants, &n);
+        r = grants_list(g, app, &grants, &n);
         if (r >= 0) {
                 r = grants_gesture_last(g, app, &gesture_ms);
                 has_gesture = r == 0;

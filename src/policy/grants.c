@@ -104,6 +104,38 @@ static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **ret)
         return sqlite3_prepare_v2(db, sql, -1, ret, NULL) == SQLITE_OK ? 0 : -EIO;
 }
 
+/*
+ * The first column of sql's rows, with app bound to ?1, as a NULL-terminated list
+ * (never NULL on success; caller frees). At most max rows: -E2BIG past that.
+ * Returns 0, -EIO, -ENOMEM, -E2BIG.
+ */
+static int select_strings(sqlite3 *db, const char *sql, const char *app, size_t max, char ***ret)
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_strv_free_ char **l = NULL;
+        size_t n = 0;
+        int r;
+
+        if (prepare(db, sql, &st) < 0)
+                return -EIO;
+        sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
+        l = calloc(1, sizeof(char *));
+        if (!l)
+                return -ENOMEM;
+        while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+                const char *v = (const char *)sqlite3_column_text(st, 0);
+
+                if (++n > max)
+                        return -E2BIG;
+                if (v && strv_extend(&l, v) < 0)
+                        return -ENOMEM;
+        }
+        if (r != SQLITE_DONE)
+                return -EIO;
+        *ret = TAKE_PTR(l);
+        return 0;
+}
+
 /* Runs a statement that returns no rows. 0 or -EIO. */
 static int step_done(sqlite3_stmt *st)
 {
@@ -256,9 +288,8 @@ static bool app_id_ok(const char *id)
  */
 static int load_requested(sqlite3 *db, const char *app, char ***ret, bool *ret_signed)
 {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL, *sr = NULL;
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
         _cleanup_strv_free_ char **l = NULL;
-        size_t n = 0;
         bool is_signed;
         int r;
 
@@ -272,23 +303,11 @@ static int load_requested(sqlite3 *db, const char *app, char ***ret, bool *ret_s
                 return -EIO;
         is_signed = sqlite3_column_int(st, 0) == 1;
 
-        if (prepare(db, "SELECT capability FROM requested WHERE app_id = ?1 ORDER BY capability",
-                    &sr) < 0)
-                return -EIO;
-        sqlite3_bind_text(sr, 1, app, -1, SQLITE_STATIC);
-        l = calloc(1, sizeof(char *));
-        if (!l)
-                return -ENOMEM;
-        while ((r = sqlite3_step(sr)) == SQLITE_ROW) {
-                const char *s = (const char *)sqlite3_column_text(sr, 0);
-
-                if (++n > MANIFEST_LIST_MAX)
-                        return -E2BIG;
-                if (s && strv_extend(&l, s) < 0)
-                        return -ENOMEM;
-        }
-        if (r != SQLITE_DONE)
-                return -EIO;
+        r = select_strings(db,
+                           "SELECT capability FROM requested WHERE app_id = ?1 ORDER BY capability",
+                           app, MANIFEST_LIST_MAX, &l);
+        if (r < 0)
+                return r;
         *ret = TAKE_PTR(l);
         if (ret_signed)
                 *ret_signed = is_signed;
@@ -347,30 +366,9 @@ static int grant_delete(sqlite3 *db, const char *app, const char *right)
 /* The rights of app's grant rows (NULL-terminated; caller frees). 0, -EIO, -ENOMEM, -E2BIG. */
 static int load_grant_rights(sqlite3 *db, const char *app, char ***ret)
 {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        _cleanup_strv_free_ char **l = NULL;
-        size_t n = 0;
-        int r;
-
-        if (prepare(db, "SELECT capability FROM grants WHERE app_id = ?1 ORDER BY capability",
-                    &st) < 0)
-                return -EIO;
-        sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
-        l = calloc(1, sizeof(char *));
-        if (!l)
-                return -ENOMEM;
-        while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-                const char *s = (const char *)sqlite3_column_text(st, 0);
-
-                if (++n > GRANTS_ROWS_MAX)
-                        return -E2BIG;
-                if (s && strv_extend(&l, s) < 0)
-                        return -ENOMEM;
-        }
-        if (r != SQLITE_DONE)
-                return -EIO;
-        *ret = TAKE_PTR(l);
-        return 0;
+        return select_strings(db,
+                              "SELECT capability FROM grants WHERE app_id = ?1 ORDER BY capability",
+                              app, GRANTS_ROWS_MAX, ret);
 }
 
 /* ---- install ---------------------------------------------------------------------------- */
