@@ -17,6 +17,18 @@
 #define AUDIT_NAME_SIZE 32u   /* "log.NNNNNN.jsonl" and a NUL */
 #define AUDIT_HEX_SIZE  (2 * AUDIT_HASH_SIZE + 1)
 
+/* The bytes of dir/lock that OFD locks are taken on (the file stays empty). A
+ * writer holds a write lock on AUDIT_LOCK_FLUSH while it reads the tail and
+ * appends, rotates or rewrites HEAD, and a read lock on AUDIT_LOCK_OPEN from
+ * audit_open() to audit_close(), so readers can tell open writers from a writer
+ * in the middle of a write. */
+#define AUDIT_LOCK_FLUSH 0
+#define AUDIT_LOCK_OPEN  1
+
+/* The reader's buffer: four line bounds, one read(2) per ~1,300 records of 200
+ * bytes. The writer lends its batch buffer (AUDIT_BATCH_MAX) to audit_follow(). */
+#define AUDIT_READ_BUF_SIZE (4u * AUDIT_LINE_MAX)
+
 /* jansson's own json_decrefp(), as the tree spells cleanup variables. */
 #define _cleanup_json_ __attribute__((cleanup(json_decrefp)))
 
@@ -43,9 +55,13 @@ int audit_head_write(int dir_fd, const AuditHead *h);
 /* The highest n with a file dir_fd/log.<n>.jsonl (0: none). 0 or -errno. */
 int audit_dir_max_file(int dir_fd, unsigned *ret);
 
-/* Whether a writer holds dir_fd/lock (F_OFD_GETLK: tests without taking it, so a
- * reader never makes the writer's audit_open() fail). */
+/* Whether a writer has dir_fd's log open (or is writing to it): F_OFD_GETLK on
+ * both lock bytes, which tests without taking them, so a reader never delays a
+ * writer. */
 bool audit_writer_active(int dir_fd);
+
+/* Whether a writer is in the middle of a write (holds AUDIT_LOCK_FLUSH). */
+bool audit_writer_flushing(int dir_fd);
 
 /* BLAKE2b-256 of a line (without its newline). */
 void audit_hash_line(const char *line, size_t len, uint8_t ret[AUDIT_HASH_SIZE]);
@@ -91,6 +107,33 @@ int audit_walk(AuditWalk *w, AuditVerifyReport *report);
  * holds the writer lock itself. report must be zeroed. */
 int audit_read_at(int dir_fd, const AuditFilter *filter, AuditRecordFn fn, void *userdata,
                   bool probe_writer, AuditVerifyReport *report);
+
+/*
+ * What a writer does under the lock to learn where the log ends now, when other
+ * writers may have appended since it last looked: it follows the chain from the
+ * end it knows (record seq with line hash hash, ending at byte offset of file
+ * file) through every line written since, in this and later files. Each line must
+ * carry the next seq and the previous line's hash as "prev" (checked on the bytes
+ * the writer writes, else by parsing the line as the walker does), and the last
+ * must parse as a valid record. The full check stays audit_verify()'s.
+ */
+typedef struct AuditFollow {
+        int dir_fd;
+        unsigned file;   /* in: the file of the known end; out: the last file that exists */
+        uint64_t offset; /* in: the known end's offset in it; out: that last file's size */
+        uint64_t seq;    /* in/out: the last record's seq (0: an empty log) */
+        uint8_t hash[AUDIT_HASH_SIZE]; /* in/out: its line's hash (zeros: none) */
+        AuditHead last;                /* out, if records > 0: where the last record is */
+        uint64_t records;              /* out: records followed */
+} AuditFollow;
+
+/*
+ * buf: AUDIT_READ_BUF_SIZE bytes, line: AUDIT_LINE_MAX bytes, both scratch.
+ * Returns 0; -EBADMSG if a line does not continue the chain, is not a record, is
+ * too long, or the log ends in a torn line or before the known end (the caller
+ * holds the lock: no write is in progress); or -errno.
+ */
+int audit_follow(AuditFollow *f, char *buf, char *line);
 
 /* The highest seq any parseable line of files 1..max_file holds, broken chain or
  * not (0: none): where a new chain must continue so no seq is used twice. */

@@ -11,15 +11,18 @@
  *                                             written, the chain runs across files
  *   HEAD                                      where the log ended at the last sync:
  *                                             seq, line hash, file and byte range
- *   lock                                      held (OFD write lock) by the writer
+ *   lock                                      writers' OFD locks (the file stays empty)
  *
  * Each record is {"seq":N,"time":"...","app":...,"event":"...", <fields>, "prev":"..."}
  * where prev is the BLAKE2b-256 (hex) of the previous record's line, as written,
  * without its newline. A changed, removed or reordered record breaks the chain; a
  * log cut short of the record HEAD names is reported as truncated.
  *
- * One writer (the supervisor) at a time: audit_open() takes the lock, a second
- * writer gets -EBUSY. Any number of readers may run at the same time as the writer.
+ * Any number of writers, in any processes sharing the state directory (cella run,
+ * cella boot, cella grant), append to the one chain: records are batched in memory
+ * and written by audit_flush() under an OFD lock on audit/lock, which numbers and
+ * chains them onto wherever the log ends by then (see docs/audit.md, "Writing").
+ * Readers take no lock and may run at any time.
  *
  * What the chain cannot do: whoever can write the state directory (root on the
  * host) can rewrite every record and HEAD consistently. See docs/audit.md.
@@ -43,7 +46,10 @@
 #define AUDIT_FILE_MAX  (16u * 1024u * 1024u)
 #define AUDIT_FILES_MAX 999999u
 #define AUDIT_APP_MAX   128u /* bytes of an app id: MANIFEST_ID_MAX */
-#define AUDIT_EVENT_MAX 64u  /* bytes of an event name */
+/* Bytes of records an AuditLog holds before audit_append() writes them itself: at
+ * ~250 bytes a record, ~1,000 records, one write(2). */
+#define AUDIT_BATCH_MAX (256u * 1024u)
+#define AUDIT_EVENT_MAX 64u /* bytes of an event name */
 
 /* BLAKE2b-256: crypto_generichash_BYTES, as hex in "prev" and HEAD. */
 #define AUDIT_HASH_SIZE 32u
@@ -65,20 +71,33 @@ typedef struct AuditOptions {
          * NULL: CLOCK_REALTIME. */
         int64_t (*clock)(void *userdata);
         void *clock_userdata;
+        /* 0: every audit_sync() and audit_close() makes the records durable and moves
+         * HEAD (the default). > 0: audit_open(), audit_flush() and audit_close() sync
+         * only once HEAD is this many ms old (any writer's sync counts) or
+         * AUDIT_SYNC_LAG_RECORDS records behind; audit_sync() still syncs at once. The
+         * supervisor's choice (docs/audit.md, "Durability"). */
+        uint64_t sync_lag_ms;
 } AuditOptions;
+
+/* Records HEAD may lag behind with AuditOptions.sync_lag_ms: bounds what the next
+ * audit_open() walks to check the end of the log. */
+#define AUDIT_SYNC_LAG_RECORDS 4096u
 
 /*
  * Opens the audit log under state_dir/audit for appending, creating state_dir
- * (0711), audit/ (0700) and the first file if missing, and takes the writer lock.
- * It checks the end of the log, not all of it: the record HEAD names must be where
- * HEAD says with the hash HEAD says, and every record after it (written since the
- * last audit_sync(), e.g. before a crash) must continue the chain. The full check
- * is audit_verify(). options may be NULL.
- * Returns 0 and *ret (free with audit_close()); -EBUSY if another process holds
- * the log; -EBADMSG if the end of the log does not check out (the log was changed,
- * truncated, or a write was cut short): the caller must not extend a broken chain,
- * audit_verify() says what is wrong and audit_open_repair() starts a new one;
- * -EINVAL for bad options; or -errno of mkdir/open/read/write.
+ * (0711), audit/ (0700) and the first file if missing. Other writers may have it
+ * open too: this one takes the lock only while it checks the end of the log (it
+ * waits for a writer in the middle of a write, microseconds) and holds a shared
+ * "open" lock until audit_close(), which readers see. It checks the end of the
+ * log, not all of it: the record HEAD names must be where HEAD says with the hash
+ * HEAD says, and every record after it (not yet synced by whoever wrote it, or
+ * left by a crash) must continue the chain; records after HEAD are then synced.
+ * The full check is audit_verify(). options may be NULL.
+ * Returns 0 and *ret (free with audit_close()); -EBADMSG if the end of the log
+ * does not check out (the log was changed, truncated, or a write was cut short):
+ * the caller must not extend a broken chain, audit_verify() says what is wrong and
+ * audit_open_repair() starts a new one; -EINVAL for bad options; or -errno of
+ * mkdir/open/read/write/fcntl.
  */
 int audit_open(const char *state_dir, const AuditOptions *options, AuditLog **ret);
 
@@ -90,48 +109,77 @@ int audit_open(const char *state_dir, const AuditOptions *options, AuditLog **re
  * audit_verify() found), moved_to (the folder name), last_good_seq (the last record
  * the old chain vouches for). That record's seq continues after the highest seq the
  * old log holds and its prev is the hash of the last good record, so the new chain
- * is tied to the old one. Returns 0 (the log was intact: no break written) or 1
- * (repaired) and *ret; -EINVAL without a reason; otherwise as audit_open().
+ * is tied to the old one. The new log is built beside the old one (audit.new-<UTC
+ * time>) and swapped in with one rename(2) (RENAME_EXCHANGE) while the old log's
+ * lock is held, so state_dir/audit never goes missing; writers open in other
+ * processes move to the new log at their next flush. Returns 0 (the log was
+ * intact: no break written) or 1 (repaired) and *ret; -EINVAL without a reason;
+ * otherwise as audit_open().
  */
 int audit_open_repair(const char *state_dir, const char *reason, const AuditOptions *options,
                       AuditLog **ret);
 
 /*
- * Appends one record: seq (previous + 1), time (now, RFC 3339 UTC with
- * microseconds), app (the app id, or null when app is NULL: the supervisor's own
- * record), event, then the keys of fields in their order, then prev. fields (a JSON
- * object or NULL) is borrowed: not changed, not stolen. The line is written with
- * one write(2) to a file opened O_APPEND; it survives a crash of the process at
- * once, and a crash of the host once audit_sync() returns. The file is rotated
- * first if the line would take it past the rotation bound.
+ * Adds one record to a's batch: seq (numbered when written), time (now, RFC 3339
+ * UTC with microseconds: when the record was appended), app (the app id, or null
+ * when app is NULL: the supervisor's own record), event, then the keys of fields
+ * in their order, then prev (the hash of whatever record precedes it in the file
+ * when written). fields (a JSON object or NULL) is borrowed: not changed, not
+ * stolen. Nothing reaches the file until audit_flush() (or audit_sync(), or
+ * audit_close()), except that a batch that would pass AUDIT_BATCH_MAX bytes (lines
+ * counted with a 19-digit seq) is flushed first. No system call otherwise.
  * Returns 0; -EINVAL for an event name that is not 1..AUDIT_EVENT_MAX bytes of
  * [a-z0-9._-] starting with a letter, or starts "audit.", for an app id that is
  * not 1..AUDIT_APP_MAX bytes of [A-Za-z0-9._-] (what manifest ids are made of), for
- * fields that is not an object
- * or uses a reserved key (seq, time, app, event, prev); -E2BIG if the line would
- * be longer than AUDIT_LINE_MAX; -ENOSPC at the file count bound; -EIO if an
- * earlier failed write could not be undone (the log refuses further records);
- * -errno of write. On failure nothing is written and the chain is unchanged.
+ * fields that is not an object or uses a reserved key (seq, time, app, event,
+ * prev); -E2BIG if the line, its seq counted at 19 digits (the most an int64
+ * has), would be longer than AUDIT_LINE_MAX; -EIO if an earlier failed write could
+ * not be undone (the log refuses further records); or audit_flush()'s error when
+ * the batch was full and could not be written. On failure the record is not
+ * added.
  */
 int audit_append(AuditLog *a, const char *app, const char *event, json_t *fields);
 
 /*
- * Makes every record appended so far durable (fdatasync) and then rewrites HEAD
- * (temp file, fdatasync, rename) to name the last one. Costs two fdatasync()s when
- * records were appended since the last call (0.66 ms on the development VM's ext4,
- * docs/audit.md), nothing otherwise: call it when the event loop is about to
+ * Writes a's batch: takes the writer lock (waiting while another writer writes;
+ * F_OFD_SETLKW, unbounded, but writers hold it only for a flush), learns where the
+ * log ends now (two stat calls if no other writer wrote since; otherwise it checks
+ * what they wrote: every line continues the chain and the last is a valid
+ * record), numbers and chains the records onto that end, writes them with one
+ * write(2) to the newest file (opened O_APPEND; a batch that reaches the rotation
+ * bound is split, and the next file started under the lock), and releases the
+ * lock. Records are in the chain in the order appended, each batch contiguous.
+ * From then on they survive a crash of the process; a crash of the host once
+ * audit_sync() returns. Nothing pending: returns 0 at once, no system call. Meant
+ * once per event-loop iteration, before replies are sent.
+ * Returns 0; -EBADMSG if the log's end does not check out (as audit_open());
+ * -ENOSPC at the file count bound; -EOVERFLOW past seq INT64_MAX; -EIO as
+ * audit_append(); -errno of stat/open/read/write/fdatasync/fcntl. On failure the
+ * records not written stay in the batch (a later flush retries them); those
+ * written are in the chain.
+ */
+int audit_flush(AuditLog *a);
+
+/*
+ * audit_flush(), then, under the same lock, makes the log durable (fdatasync) and
+ * rewrites HEAD (temp file, fdatasync, rename) to name the log's last record, which
+ * may be another writer's: HEAD only moves forward. Costs two fdatasync()s when
+ * this handle wrote records since its last sync (0.66 ms on the development VM's
+ * ext4, docs/audit.md), nothing otherwise: call it when the event loop is about to
  * block with records pending, at most every 100 ms under load, and before exit;
  * never per record. Records after HEAD are checked at audit_open() but cannot be
  * told missing if removed: HEAD is what makes truncation detectable. Returns 0 or
- * -errno (the log stays usable).
+ * audit_flush()'s errors (the log stays usable).
  */
 int audit_sync(AuditLog *a);
 
-/* The seq of the last record appended (0 for an empty log). */
+/* The seq of the log's last record as a last saw it: after audit_flush(), that of
+ * its own last record; after audit_open(), the end of the log. Records still in the
+ * batch have no seq yet. 0 for an empty log. */
 uint64_t audit_last_seq(const AuditLog *a);
 
-/* Syncs (errors are lost: call audit_sync() first to see them), releases the lock
- * and frees. Takes NULL; returns NULL. */
+/* Syncs (errors are lost: call audit_sync() first to see them; records it cannot
+ * write are lost), releases the locks and frees. Takes NULL; returns NULL. */
 AuditLog *audit_close(AuditLog *a);
 
 static inline void audit_closep(AuditLog **a)
@@ -164,8 +212,9 @@ typedef struct AuditVerifyReport {
         /* and its line's hash: kept off the host, the two pin the log as it is now */
         uint8_t head_hash[AUDIT_HASH_SIZE];
         bool starts_with_break; /* the first record is an audit.break (a repaired log) */
-        bool writer_active;     /* a writer held the log while it was read: records after
-                                   HEAD, and a last line still being written, are expected */
+        bool writer_active;     /* a writer had the log open when it was read: records after
+                                   HEAD are expected (they are checked all the same), and a
+                                   last line still being written is not a problem */
         AuditProblem problem;
         bool after_head;        /* the problem lies after the record HEAD names: consistent
                                    with a crash between audit_sync() calls */
@@ -201,8 +250,9 @@ typedef int (*AuditRecordFn)(const json_t *rec, const char *line, size_t line_le
  * selects. A record is passed on only once the chain vouches for it (the next
  * record's prev matches it, or HEAD does), or when it is the last record and no
  * problem was found, so a changed record is never passed on as good. It does not
- * lock: the writer may append meanwhile, and the records it has written so far are
- * read. report is filled in every case (zeroed first).
+ * lock: writers may append meanwhile, and the records written so far are read; a
+ * last line without its newline is taken for a write in progress only while a
+ * writer holds the lock. report is filled in every case (zeroed first).
  * Returns 0 (chain intact); -EBADMSG with report->problem and report->message set
  * at the first problem (the records before it have been passed on); -ENOENT if
  * there is no audit log; fn's negative return; or -errno (report->problem is

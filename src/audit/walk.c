@@ -17,8 +17,7 @@
 #include "base/fileio.h"
 #include "base/macro.h"
 
-/* Read in chunks of four line bounds: one read(2) per ~1,300 records of 200 bytes. */
-#define READ_BUF_SIZE (4 * AUDIT_LINE_MAX)
+#define READ_BUF_SIZE AUDIT_READ_BUF_SIZE
 
 static const char *const problem_names[_AUDIT_PROBLEM_MAX] = {
         [AUDIT_PROBLEM_NONE] = "none",
@@ -206,14 +205,26 @@ int audit_dir_max_file(int dir_fd, unsigned *ret)
         return 0;
 }
 
-bool audit_writer_active(int dir_fd)
+/* Whether an OFD write lock on bytes [start, start + len) of dir_fd/lock would
+ * conflict with a lock someone holds: F_OFD_GETLK, which takes nothing. */
+static bool lock_probe(int dir_fd, off_t start, off_t len)
 {
         _cleanup_close_ int fd = openat(dir_fd, AUDIT_LOCK, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+        struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = start, .l_len = len};
 
         if (fd < 0)
                 return false;
         return fcntl(fd, F_OFD_GETLK, &fl) >= 0 && fl.l_type != F_UNLCK;
+}
+
+bool audit_writer_active(int dir_fd)
+{
+        return lock_probe(dir_fd, 0, 2);
+}
+
+bool audit_writer_flushing(int dir_fd)
+{
+        return lock_probe(dir_fd, AUDIT_LOCK_FLUSH, 1);
 }
 
 /* A buffered reader of '\n'-terminated lines, each at most AUDIT_LINE_MAX bytes. */
@@ -575,9 +586,10 @@ static int walk_file(WalkState *s, int fd, uint64_t offset, char *buf)
                                             ") is longer than %u bytes: not a record",
                                             s->line_no + 1, s->name, w->seq, AUDIT_LINE_MAX);
                 case LINE_PARTIAL:
-                        /* A writer may be in the middle of its write(2): a page at a time. */
+                        /* A writer may be in the middle of its write(2): a page at a time.
+                         * Only one holding the lock is: writers append nothing without it. */
                         if (w->probe_writer && !file_exists(w->dir_fd, s->file + 1) &&
-                            audit_writer_active(w->dir_fd)) {
+                            audit_writer_flushing(w->dir_fd)) {
                                 report->writer_active = true;
                                 return 0;
                         }
@@ -696,6 +708,107 @@ int audit_walk(AuditWalk *w, AuditVerifyReport *report)
 out:
         pending_done(&s.pending);
         return r;
+}
+
+/* Whether line is {"seq":<seq>,...,"prev":"<hex>"} as the writer writes it. */
+static bool link_bytes_ok(const char *line, size_t len, uint64_t seq,
+                          const char hex[AUDIT_HEX_SIZE])
+{
+        static const char prev[] = ",\"prev\":\"";
+        const size_t tail = sizeof prev - 1 + 2 * AUDIT_HASH_SIZE + 2;
+        char head[40];
+        size_t n = (size_t)snprintf(head, sizeof head, "{\"seq\":%" PRIu64 ",", seq);
+        const char *t;
+
+        if (len < n + tail || memcmp(line, head, n) != 0)
+                return false;
+        t = line + len - tail;
+        return memcmp(t, prev, sizeof prev - 1) == 0 &&
+               memcmp(t + sizeof prev - 1, hex, 2 * AUDIT_HASH_SIZE) == 0 &&
+               memcmp(t + tail - 2, "\"}", 2) == 0;
+}
+
+/* Whether line parses as a record (record_parse()) with this seq and prev. */
+static bool link_parsed_ok(const char *line, size_t len, uint64_t seq,
+                           const uint8_t prev[AUDIT_HASH_SIZE])
+{
+        char why[160];
+        Record rec;
+        json_t *o = record_parse(line, len, &rec, why, sizeof why);
+        bool ok = o && rec.seq == seq && memcmp(rec.prev, prev, AUDIT_HASH_SIZE) == 0;
+
+        json_decref(o);
+        return ok;
+}
+
+int audit_follow(AuditFollow *f, char *buf, char *line_copy)
+{
+        uint8_t last_prev[AUDIT_HASH_SIZE] = {};
+        size_t last_len = 0;
+        uint64_t records = 0;
+        char hex[AUDIT_HEX_SIZE];
+
+        audit_hex(f->hash, hex);
+        for (unsigned n = f->file; n <= AUDIT_FILES_MAX; n++) {
+                char name[AUDIT_NAME_SIZE];
+                _cleanup_close_ int fd = -EBADF;
+                uint64_t offset = n == f->file ? f->offset : 0;
+                LineReader lr = {.buf = buf, .offset = offset};
+                struct stat st;
+                const char *line;
+                size_t len;
+                int r;
+
+                audit_file_name(n, name);
+                fd = openat(f->dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+                if (fd < 0) {
+                        if (errno != ENOENT)
+                                return negative_errno();
+                        if (n == f->file)
+                                return -EBADMSG; /* the file we wrote last is gone */
+                        break;
+                }
+                if (fstat(fd, &st) < 0)
+                        return negative_errno();
+                if ((uint64_t)st.st_size < offset)
+                        return -EBADMSG; /* cut short of what we know was written */
+                if (offset > 0 && lseek(fd, (off_t)offset, SEEK_SET) < 0)
+                        return negative_errno();
+                lr.fd = fd;
+                while ((r = line_next(&lr, &line, &len)) == LINE_OK) {
+                        uint8_t hash[AUDIT_HASH_SIZE];
+
+                        if (!link_bytes_ok(line, len, f->seq + 1, hex) &&
+                            !link_parsed_ok(line, len, f->seq + 1, f->hash))
+                                return -EBADMSG;
+                        memcpy(last_prev, f->hash, AUDIT_HASH_SIZE);
+                        audit_hash_line(line, len, hash);
+                        f->seq++;
+                        memcpy(f->hash, hash, AUDIT_HASH_SIZE);
+                        audit_hex(hash, hex);
+                        f->last = (AuditHead){
+                                .seq = f->seq,
+                                .file = n,
+                                .offset = lr.offset - len - 1,
+                                .end = lr.offset,
+                        };
+                        memcpy(f->last.hash, hash, AUDIT_HASH_SIZE);
+                        memcpy(line_copy, line, len);
+                        last_len = len;
+                        records++;
+                }
+                if (r < 0)
+                        return r;
+                if (r != LINE_EOF)
+                        return -EBADMSG; /* torn or too long: no write is in progress */
+                f->file = n;
+                f->offset = lr.offset;
+        }
+        /* The new end must be a record as the walker takes it, not just linked bytes. */
+        if (records > 0 && !link_parsed_ok(line_copy, last_len, f->seq, last_prev))
+                return -EBADMSG;
+        f->records = records;
+        return 0;
 }
 
 int audit_scan_max_seq(int dir_fd, unsigned max_file, uint64_t *ret)

@@ -217,3 +217,38 @@ def test_output_cannot_forge_lines(state):
     assert len(p.stdout.splitlines()) == 1
     assert "\x1b" not in p.stdout
     assert '\\n#9' in p.stdout
+
+
+def test_concurrent_writers_one_chain(state):
+    """Several writer processes (cella run, cella boot and cella grant share a state
+    dir) append interleaved batches to one chain while `cella audit --verify` reads."""
+    if not os.path.exists(AUDIT_APPEND):
+        pytest.fail(f"{AUDIT_APPEND} is not built: build first (tests/run-all does)")
+    append(state, {"event": "lifecycle", "what": "boot"})  # the log exists before readers
+    writers, per = 4, 150
+    procs = []
+    for w in range(writers):
+        records = [json.dumps({"app": f"org.w{w}", "event": "call", "w": w, "i": i})
+                   for i in range(per)]
+        procs.append(subprocess.Popen(
+            [AUDIT_APPEND, "--file-max", "4096", "--flush-every", str(w + 1), str(state)]
+            + records, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    checks = 0
+    while any(p.poll() is None for p in procs) or checks == 0:
+        v = audit(state, "--verify", "--json")
+        assert v.returncode == 0, v.stdout + v.stderr
+        checks += 1
+    for p in procs:
+        out, err = p.communicate()
+        assert p.returncode == 0, err
+    p = audit(state, "--verify", "--json")
+    v = json.loads(p.stdout)
+    assert v["ok"] is True and v["writer_active"] is False, v
+    assert v["records"] == 1 + writers * per and v["head_seq"] == v["records"], v
+    assert v["files"] > 1
+    lines = audit(state, "--json").stdout.splitlines()
+    recs = [json.loads(line) for line in lines]
+    assert [r["seq"] for r in recs] == list(range(1, len(recs) + 1))
+    for w in range(writers):
+        assert [r["i"] for r in recs if r.get("w") == w and r["event"] == "call"] == \
+            list(range(per))

@@ -3,11 +3,14 @@
  * audit-append: appends records to an audit log through the library, for the
  * integration tests of `cella audit` (the supervisor does not write the log yet).
  *
- *   audit-append [--file-max BYTES] STATE_DIR RECORD...
+ *   audit-append [--file-max BYTES] [--flush-every N] STATE_DIR RECORD...
  *
  * Each RECORD is a JSON object: "event" (required), "app" (optional; absent or
  * null: a supervisor record), "time" (optional RFC 3339: the record's time instead
- * of now), and any other keys as the record's fields. Exit 0, or 1 with a message.
+ * of now), and any other keys as the record's fields. The records are written as
+ * one batch at the end (audit_sync()), or with --flush-every N by audit_flush()
+ * after every N records (1..1000000), which lets several of these processes
+ * interleave their records in one log. Exit 0, or 1 with a message.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -34,18 +37,34 @@ int main(int argc, char **argv)
 {
         AuditOptions o = {.clock = clock_fn};
         AuditLog *a = NULL;
+        unsigned long flush_every = 0, n = 0;
         int i = 1, r, rc = 0;
 
-        if (argc > 2 && strcmp(argv[1], "--file-max") == 0) {
-                if (parse_size(argv[2], &o.file_max) < 0) {
-                        fprintf(stderr, "audit-append: bad --file-max '%s'\n", argv[2]);
-                        return 1;
-                }
-                i = 3;
+        while (argc - i > 1 && argv[i][0] == '-') {
+                char *end = NULL;
+
+                if (strcmp(argv[i], "--file-max") == 0) {
+                        if (parse_size(argv[i + 1], &o.file_max) < 0) {
+                                fprintf(stderr, "audit-append: bad --file-max '%s'\n", argv[i + 1]);
+                                return 1;
+                        }
+                } else if (strcmp(argv[i], "--flush-every") == 0) {
+                        errno = 0;
+                        flush_every = strtoul(argv[i + 1], &end, 10);
+                        if (errno || end == argv[i + 1] || *end || flush_every < 1 ||
+                            flush_every > 1000000) {
+                                fprintf(stderr, "audit-append: bad --flush-every '%s'\n",
+                                        argv[i + 1]);
+                                return 1;
+                        }
+                } else
+                        break;
+                i += 2;
         }
         /* An option we do not know is a mistake, not a directory to create. */
         if (argc - i < 1 || argv[i][0] == '-') {
-                fprintf(stderr, "usage: audit-append [--file-max BYTES] STATE_DIR RECORD...\n");
+                fprintf(stderr, "usage: audit-append [--file-max BYTES] [--flush-every N] "
+                                "STATE_DIR RECORD...\n");
                 return 1;
         }
         r = audit_open(argv[i], &o, &a);
@@ -91,6 +110,14 @@ int main(int argc, char **argv)
                         fprintf(stderr, "audit-append: record %s: %s\n", argv[i], strerror(-r));
                         rc = 1;
                         break;
+                }
+                if (flush_every && ++n % flush_every == 0) {
+                        r = audit_flush(a);
+                        if (r < 0) {
+                                fprintf(stderr, "audit-append: audit_flush: %s\n", strerror(-r));
+                                rc = 1;
+                                break;
+                        }
                 }
         }
         r = audit_sync(a);

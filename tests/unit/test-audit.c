@@ -186,6 +186,11 @@ START_TEST(test_round_trip)
         ck_assert_int_eq(audit_append(a, "org.a", AUDIT_EVENT_CALL, call), 0);
         ck_assert_int_eq(audit_append(a, "org.b", AUDIT_EVENT_SECCOMP, sc), 0);
         ck_assert_int_eq(audit_append(a, "org.b", "lifecycle", NULL), 0);
+        /* Batched: nothing is numbered or written before the flush. */
+        ck_assert_uint_eq(audit_last_seq(a), 0);
+        ck_assert_int_eq(stat(log_path(1), &st), 0);
+        ck_assert_int_eq(st.st_size, 0);
+        ck_assert_int_eq(audit_flush(a), 0);
         ck_assert_uint_eq(audit_last_seq(a), 4);
         /* fields are borrowed: still ours, unchanged */
         ck_assert_int_eq(json_object_size(call), 4);
@@ -382,7 +387,8 @@ START_TEST(test_torn_last_line)
 }
 END_TEST
 
-/* Appends n records and syncs, then m more, and dies without closing: a crash. */
+/* Appends n records and syncs, then m more and flushes (written, not synced), and
+ * dies without closing: a crash. */
 static void crash_after(unsigned n, unsigned m)
 {
         pid_t pid = fork();
@@ -398,6 +404,8 @@ static void crash_after(unsigned n, unsigned m)
                 if (audit_sync(a) < 0)
                         _exit(2);
                 append_calls(a, m);
+                if (audit_flush(a) < 0)
+                        _exit(3);
                 _exit(0);
         }
         ck_assert_int_eq(waitpid(pid, &status, 0), pid);
@@ -454,6 +462,7 @@ START_TEST(test_unsynced_tail_after_crash)
         ck_assert_int_eq(audit_open(state, NULL, &a), 0);
         ck_assert_uint_eq(audit_last_seq(a), 8);
         append_calls(a, 1);
+        ck_assert_int_eq(audit_flush(a), 0);
         ck_assert_uint_eq(audit_last_seq(a), 9);
         a = audit_close(a);
         ck_assert_int_eq(audit_verify(state, &rep), 0);
@@ -519,6 +528,7 @@ START_TEST(test_reserved_and_invalid)
         ck_assert_int_eq(audit_append(a, "", "call", NULL), -EINVAL);
         ck_assert_int_eq(audit_append(a, "org.\xff", "call", NULL), -EINVAL);
         ck_assert_int_eq(audit_append(a, "org.a", "call", arr), -EINVAL);
+        ck_assert_int_eq(audit_flush(a), 0);
         ck_assert_uint_eq(audit_last_seq(a), 2);
         a = audit_close(a);
         /* Nothing of the refused records reached the file. */
@@ -527,13 +537,17 @@ START_TEST(test_reserved_and_invalid)
 }
 END_TEST
 
+/* Bytes of a line besides its middle (",time" to the fields' end) and seq digits:
+ * {"seq": ,"prev":"<64 hex>"} and the newline. */
+#define LINE_FIXED 83u
+
 START_TEST(test_line_bound)
 {
         AuditVerifyReport rep;
         AuditLog *a = NULL;
         _cleanup_free_ char *big = malloc(AUDIT_LINE_MAX + 1);
         struct stat st;
-        size_t first, pad;
+        size_t first, pad, middle1;
 
         ck_assert_ptr_nonnull(big);
         ck_assert_int_eq(audit_open(state, NULL, &a), 0);
@@ -544,10 +558,13 @@ START_TEST(test_line_bound)
 
                 ck_assert_int_eq(audit_append(a, NULL, "call", f), 0);
         }
+        ck_assert_int_eq(audit_flush(a), 0);
         ck_assert_int_eq(stat(log_path(1), &st), 0);
-        first = (size_t)st.st_size; /* a line of 1000 x's, newline included */
-        /* Record 2 is as long as record 1 but for x: make it AUDIT_LINE_MAX exactly. */
-        pad = 1000 + AUDIT_LINE_MAX - first;
+        first = (size_t)st.st_size; /* a line of 1000 x's, newline included, seq 1 */
+        middle1 = first - LINE_FIXED - 1;
+        /* Record 2 is as long as record 1 but for x: the longest middle taken, whose
+         * line with a 19-digit seq would be AUDIT_LINE_MAX exactly. */
+        pad = 1000 + (AUDIT_LINE_MAX - LINE_FIXED - 19) - middle1;
         memset(big, 'x', pad);
         big[pad] = 0;
         {
@@ -555,9 +572,11 @@ START_TEST(test_line_bound)
 
                 ck_assert_int_eq(audit_append(a, NULL, "call", f), 0);
         }
+        ck_assert_int_eq(audit_flush(a), 0);
         ck_assert_int_eq(stat(log_path(1), &st), 0);
-        ck_assert_uint_eq((size_t)st.st_size, first + AUDIT_LINE_MAX);
-        /* One byte more is refused, and nothing is written. */
+        /* seq 2 has one digit, not 19 */
+        ck_assert_uint_eq((size_t)st.st_size, first + AUDIT_LINE_MAX - 18);
+        /* One byte more is refused, and nothing is queued. */
         big[pad] = 'x';
         big[pad + 1] = 0;
         {
@@ -565,13 +584,28 @@ START_TEST(test_line_bound)
 
                 ck_assert_int_eq(audit_append(a, NULL, "call", f), -E2BIG);
         }
+        ck_assert_int_eq(audit_flush(a), 0);
         ck_assert_int_eq(stat(log_path(1), &st), 0);
-        ck_assert_uint_eq((size_t)st.st_size, first + AUDIT_LINE_MAX);
+        ck_assert_uint_eq((size_t)st.st_size, first + AUDIT_LINE_MAX - 18);
         ck_assert_uint_eq(audit_last_seq(a), 2);
+        /* Four records at the bound fill a batch exactly; a fifth writes them first. */
+        big[pad] = 0;
+        {
+                json_auto_t *f = json_pack("{s:s}", "x", big);
+
+                for (int i = 0; i < 4; i++)
+                        ck_assert_int_eq(audit_append(a, NULL, "call", f), 0);
+                ck_assert_int_eq(stat(log_path(1), &st), 0);
+                ck_assert_uint_eq((size_t)st.st_size, first + AUDIT_LINE_MAX - 18);
+                ck_assert_int_eq(audit_append(a, NULL, "call", f), 0);
+                ck_assert_uint_eq(audit_last_seq(a), 6);
+                ck_assert_int_eq(stat(log_path(1), &st), 0);
+                ck_assert_uint_eq((size_t)st.st_size, first + 5 * (AUDIT_LINE_MAX - 18));
+        }
         a = audit_close(a);
-        /* The reader takes a line at the bound. */
+        /* The reader takes the long lines. */
         ck_assert_int_eq(audit_verify(state, &rep), 0);
-        ck_assert_uint_eq(rep.records, 2);
+        ck_assert_uint_eq(rep.records, 7);
 }
 END_TEST
 
@@ -643,7 +677,22 @@ START_TEST(test_wrong_types)
 }
 END_TEST
 
-START_TEST(test_second_writer_busy)
+/* Holds (or releases) the flush lock as a writer in the middle of a write would. */
+static int hold_flush_lock(bool hold)
+{
+        static int fd = -1;
+        struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+
+        if (!hold) {
+                fd = safe_close(fd);
+                return 0;
+        }
+        fd = open(state_file("lock"), O_RDWR | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        return fcntl(fd, F_OFD_SETLK, &fl);
+}
+
+START_TEST(test_second_writer_allowed)
 {
         AuditVerifyReport rep;
         AuditLog *a = NULL, *b = NULL;
@@ -651,24 +700,36 @@ START_TEST(test_second_writer_busy)
         int status;
 
         ck_assert_int_eq(audit_open(state, NULL, &a), 0);
-        ck_assert_int_eq(audit_open(state, NULL, &b), -EBUSY);
-        ck_assert_ptr_null(b);
+        ck_assert_int_eq(audit_open(state, NULL, &b), 0);
+        ck_assert_ptr_nonnull(b);
         pid = fork();
         ck_assert_int_ge(pid, 0);
-        if (pid == 0)
-                _exit(audit_open(state, NULL, &b) == -EBUSY ? 0 : 1);
+        if (pid == 0) {
+                AuditLog *c = NULL;
+                json_auto_t *f = json_pack("{s:s}", "what", "grant");
+
+                if (audit_open(state, NULL, &c) < 0 || audit_append(c, "org.c", "grant", f) < 0 ||
+                    audit_sync(c) < 0)
+                        _exit(1);
+                audit_close(c);
+                _exit(0);
+        }
         ck_assert_int_eq(waitpid(pid, &status, 0), pid);
         ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 
-        /* Readers do not need the lock, and see the writer. */
+        /* Readers do not need the lock, and see that writers have the log open. */
         append_calls(a, 2);
+        ck_assert_int_eq(audit_flush(a), 0);
+        ck_assert_uint_eq(audit_last_seq(a), 3); /* after the child's record */
         ck_assert_int_eq(audit_verify(state, &rep), 0);
         ck_assert(rep.writer_active);
-        ck_assert_uint_eq(rep.records, 2);
-        /* ... nor take it: the writer could start during a read. */
+        ck_assert_uint_eq(rep.records, 3);
+        ck_assert_uint_eq(rep.head_seq, 1); /* the child synced; a has not */
         a = audit_close(a);
-        ck_assert_int_eq(audit_open(state, NULL, &b), 0);
         b = audit_close(b);
+        ck_assert_int_eq(audit_verify(state, &rep), 0);
+        ck_assert(!rep.writer_active);
+        ck_assert_uint_eq(rep.head_seq, 3);
 }
 END_TEST
 
@@ -681,17 +742,382 @@ START_TEST(test_partial_line_while_writing)
         ck_assert_int_eq(audit_open(state, NULL, &a), 0);
         append_calls(a, 3);
         ck_assert_int_eq(audit_sync(a), 0);
-        /* What a reader may see while the writer's write(2) is half done. */
+        /* What a reader may see while a writer's write(2) is half done. */
         fd = open(log_path(1), O_WRONLY | O_APPEND | O_CLOEXEC);
         ck_assert_int_ge(fd, 0);
         ck_assert_int_eq(loop_write(fd, "{\"seq\":4,\"ti", 12), 0);
+        ck_assert_int_eq(hold_flush_lock(true), 0);
         ck_assert_int_eq(audit_verify(state, &rep), 0);
         ck_assert(rep.writer_active);
         ck_assert_uint_eq(rep.records, 3);
-        a = audit_close(a);
-        /* No writer: the same bytes are a torn record. */
+        hold_flush_lock(false);
+        /* A writer that merely has the log open is not writing: the same bytes are a
+         * torn record, and it will not write after them. */
         ck_assert_int_eq(audit_verify(state, &rep), -EBADMSG);
         ck_assert_int_eq(rep.problem, AUDIT_PROBLEM_TORN);
+        ck_assert(rep.writer_active);
+        append_calls(a, 1);
+        ck_assert_int_eq(audit_flush(a), -EBADMSG);
+        a = audit_close(a);
+        ck_assert_int_eq(audit_verify(state, &rep), -EBADMSG);
+        ck_assert_int_eq(rep.problem, AUDIT_PROBLEM_TORN);
+}
+END_TEST
+
+/* The records of a log, in chain order: writer ("w") and index ("i") of each. */
+typedef struct Tagged {
+        unsigned n;
+        uint64_t seq[8192];
+        int w[8192], i[8192];
+} Tagged;
+
+static int collect_tagged(const json_t *rec, const char *line, size_t len, void *userdata)
+{
+        Tagged *t = userdata;
+
+        ck_assert_uint_lt(t->n, ELEMENTSOF(t->seq));
+        t->seq[t->n] = (uint64_t)json_integer_value(json_object_get(rec, "seq"));
+        t->w[t->n] = (int)json_integer_value(json_object_get(rec, "w"));
+        t->i[t->n] = (int)json_integer_value(json_object_get(rec, "i"));
+        t->n++;
+        return 0;
+}
+
+static int append_tagged(AuditLog *a, int w, int i)
+{
+        json_auto_t *f = json_pack("{s:s, s:i, s:i}", "op", "fs.open", "w", w, "i", i);
+
+        return audit_append(a, "org.example.app", AUDIT_EVENT_CALL, f);
+}
+
+/* Every writer's records 0..per-1 are in the log exactly once, in their order,
+ * and seqs run 1..n without a gap. */
+static void check_tagged(unsigned writers, unsigned per)
+{
+        static Tagged t;
+        AuditVerifyReport rep;
+        int next[16] = {};
+
+        t.n = 0;
+        ck_assert_int_eq(audit_read(state, NULL, collect_tagged, &t, &rep), 0);
+        ck_assert_uint_eq(t.n, writers * per);
+        ck_assert_uint_eq(rep.records, writers * per);
+        for (unsigned k = 0; k < t.n; k++) {
+                ck_assert_uint_eq(t.seq[k], k + 1);
+                ck_assert_int_ge(t.w[k], 0);
+                ck_assert_int_lt(t.w[k], (int)writers);
+                ck_assert_int_eq(t.i[k], next[t.w[k]]);
+                next[t.w[k]]++;
+        }
+}
+
+START_TEST(test_two_handles_interleaved)
+{
+        AuditOptions o = {.file_max = 4096};
+        AuditLog *h[2] = {};
+        AuditVerifyReport rep;
+        int next[2] = {}, batch = 1;
+
+        ck_assert_int_eq(audit_open(state, &o, &h[0]), 0);
+        ck_assert_int_eq(audit_open(state, &o, &h[1]), 0);
+        /* Batches of 1..13 records, flushed in turn; some left over across rounds. */
+        for (int round = 0; next[0] < 300 || next[1] < 300; round++) {
+                int w = round % 2;
+
+                for (int k = 0; k < batch && next[w] < 300; k++)
+                        ck_assert_int_eq(append_tagged(h[w], w, next[w]++), 0);
+                batch = batch % 13 + 1;
+                if (round % 5 != 3)
+                        ck_assert_int_eq(audit_flush(h[w]), 0);
+                if (round % 17 == 0)
+                        ck_assert_int_eq(audit_sync(h[w]), 0);
+        }
+        h[0] = audit_close(h[0]);
+        h[1] = audit_close(h[1]);
+        check_tagged(2, 300);
+        ck_assert_int_eq(audit_verify(state, &rep), 0);
+        ck_assert_uint_gt(rep.files, 10); /* rotated under the lock, by both */
+        ck_assert_uint_eq(rep.head_seq, 600);
+}
+END_TEST
+
+/* Writer w: per records in batches of 1..(w + 3), flushing each, syncing now and
+ * then, with a small rotation bound so that the files turn over under contention. */
+static void forked_writer(int w, unsigned per)
+{
+        AuditOptions o = {.file_max = 8192};
+        AuditLog *a = NULL;
+        unsigned i = 0, batch = 1;
+
+        if (audit_open(state, &o, &a) < 0)
+                _exit(10);
+        while (i < per) {
+                for (unsigned k = 0; k < batch && i < per; k++)
+                        if (append_tagged(a, w, (int)i++) < 0)
+                                _exit(11);
+                if (audit_flush(a) < 0)
+                        _exit(12);
+                if (i % 97 == 0 && audit_sync(a) < 0)
+                        _exit(13);
+                batch = batch % (unsigned)(w + 3) + 1;
+        }
+        if (audit_sync(a) < 0)
+                _exit(14);
+        audit_close(a);
+        _exit(0);
+}
+
+START_TEST(test_forked_writers_and_reader)
+{
+        enum { WRITERS = 3, PER = 1500 };
+        pid_t pids[WRITERS], reader;
+        int status, pipefd[2];
+        unsigned reads = 0;
+        AuditLog *a = NULL;
+
+        /* The log exists before anyone reads it. */
+        ck_assert_int_eq(audit_open(state, NULL, &a), 0);
+        a = audit_close(a);
+        ck_assert_int_eq(pipe2(pipefd, O_CLOEXEC), 0);
+        /* A reader checks the whole log again and again while they write: every read
+         * must find an intact chain. */
+        reader = fork();
+        ck_assert_int_ge(reader, 0);
+        if (reader == 0) {
+                char c;
+
+                close(pipefd[1]);
+                fd_nonblock(pipefd[0], 1);
+                for (unsigned n = 1;; n++) {
+                        AuditVerifyReport rep;
+
+                        if (audit_verify(state, &rep) < 0) {
+                                fprintf(stderr, "reader: %s\n", rep.message);
+                                _exit(20);
+                        }
+                        if (read(pipefd[0], &c, 1) == 0)
+                                _exit(n > 255 ? 255 : (int)n);
+                }
+        }
+        close(pipefd[0]);
+        for (int w = 0; w < WRITERS; w++) {
+                pids[w] = fork();
+                ck_assert_int_ge(pids[w], 0);
+                if (pids[w] == 0)
+                        forked_writer(w, PER);
+        }
+        for (int w = 0; w < WRITERS; w++) {
+                ck_assert_int_eq(waitpid(pids[w], &status, 0), pids[w]);
+                ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "writer %d: %d", w,
+                              status);
+        }
+        close(pipefd[1]);
+        ck_assert_int_eq(waitpid(reader, &status, 0), reader);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) != 20, "the reader saw a problem");
+        reads = WEXITSTATUS(status);
+        ck_assert_uint_gt(reads, 1);
+        check_tagged(WRITERS, PER);
+}
+END_TEST
+
+START_TEST(test_stale_tail_reread)
+{
+        _cleanup_free_ char *data = NULL, *head = NULL;
+        AuditVerifyReport rep;
+        AuditLog *a = NULL, *b = NULL;
+        size_t start, len;
+        char hex[65];
+
+        ck_assert_int_eq(audit_open(state, NULL, &a), 0);
+        ck_assert_int_eq(audit_open(state, NULL, &b), 0);
+        append_calls(a, 3);
+        ck_assert_int_eq(audit_sync(a), 0);
+        ck_assert_uint_eq(audit_last_seq(b), 0); /* b's idea of the end is stale */
+        append_calls(b, 1);
+        ck_assert_int_eq(audit_flush(b), 0);
+        ck_assert_uint_eq(audit_last_seq(b), 4);
+        /* b's record follows a's third: numbered and chained after it. */
+        data = slurp(log_path(1), NULL);
+        nth_line(data, 3, &start, &len);
+        hash_hex(data + start, len, hex);
+        nth_line(data, 4, &start, &len);
+        ck_assert_ptr_nonnull(strstr(data + start, "{\"seq\":4,"));
+        ck_assert_ptr_nonnull(memmem(data + start, len, hex, 64));
+        /* a is stale now: its sync names b's record, the log's last (HEAD moves on). */
+        append_calls(a, 1);
+        ck_assert_int_eq(audit_sync(a), 0);
+        ck_assert_uint_eq(audit_last_seq(a), 5);
+        head = slurp(state_file("HEAD"), NULL);
+        ck_assert_ptr_nonnull(strstr(head, "{\"seq\":5,"));
+        /* b syncs with nothing of its own since its last flush: HEAD is left alone. */
+        b = audit_close(b);
+        a = audit_close(a);
+        ck_assert_int_eq(audit_verify(state, &rep), 0);
+        ck_assert_uint_eq(rep.records, 5);
+        ck_assert_uint_eq(rep.head_seq, 5);
+}
+END_TEST
+
+/* What a stale writer finds at the end must continue the chain, or it writes
+ * nothing. */
+START_TEST(test_stale_tail_checked)
+{
+        static const char *const bad[] = {
+                /* not linked: prev of zeros */
+                "{\"seq\":4,\"time\":\"2024-05-01T12:00:00Z\",\"app\":null,\"event\":\"x\","
+                "\"prev\":\"0000000000000000000000000000000000000000000000000000000000000000\"}\n",
+                /* not a record */
+                "junk\n",
+                /* torn */
+                "{\"seq\":4,\"ti",
+        };
+
+        for (size_t k = 0; k < ELEMENTSOF(bad); k++) {
+                _cleanup_close_ int fd = -EBADF;
+                AuditLog *a = NULL, *b = NULL;
+                struct stat st1, st2;
+
+                teardown();
+                setup();
+                ck_assert_int_eq(audit_open(state, NULL, &a), 0);
+                ck_assert_int_eq(audit_open(state, NULL, &b), 0);
+                append_calls(a, 3);
+                ck_assert_int_eq(audit_flush(a), 0);
+                fd = open(log_path(1), O_WRONLY | O_APPEND | O_CLOEXEC);
+                ck_assert_int_ge(fd, 0);
+                ck_assert_int_eq(loop_write(fd, bad[k], strlen(bad[k])), 0);
+                ck_assert_int_eq(stat(log_path(1), &st1), 0);
+                append_calls(b, 2);
+                ck_assert_msg(audit_flush(b) == -EBADMSG, "case %zu", k);
+                ck_assert_int_eq(audit_flush(a), 0); /* nothing pending: no check at all */
+                append_calls(a, 1);
+                ck_assert_int_eq(audit_flush(a), -EBADMSG);
+                ck_assert_int_eq(stat(log_path(1), &st2), 0);
+                ck_assert_int_eq(st1.st_size, st2.st_size);
+                a = audit_close(a);
+                b = audit_close(b);
+        }
+}
+END_TEST
+
+/* A writer whose known end was cut away (records removed) refuses too. */
+START_TEST(test_stale_tail_cut)
+{
+        AuditLog *a = NULL, *b = NULL;
+        struct stat st;
+
+        ck_assert_int_eq(audit_open(state, NULL, &a), 0);
+        ck_assert_int_eq(audit_open(state, NULL, &b), 0);
+        append_calls(a, 3);
+        ck_assert_int_eq(audit_flush(a), 0);
+        append_calls(b, 1);
+        ck_assert_int_eq(audit_flush(b), 0);
+        ck_assert_int_eq(stat(log_path(1), &st), 0);
+        ck_assert_int_eq(truncate(log_path(1), st.st_size / 2), 0);
+        append_calls(a, 1);
+        ck_assert_int_eq(audit_flush(a), -EBADMSG);
+        b = audit_close(b);
+        a = audit_close(a);
+}
+END_TEST
+
+START_TEST(test_batch_auto_flush)
+{
+        TestClock clock = {.next_usec = T0 * 1000000, .step_usec = 0};
+        AuditOptions o = {.clock = test_clock, .clock_userdata = &clock};
+        json_auto_t *f = json_pack("{s:s, s:i}", "op", "fs.open", "errno", 0);
+        AuditVerifyReport rep;
+        AuditLog *a = NULL;
+        Collected c = {};
+        struct stat st;
+        size_t line, fit;
+
+        ck_assert_int_eq(audit_open(state, &o, &a), 0);
+        /* Flushing nothing does nothing: not even the lock is taken. */
+        ck_assert_int_eq(hold_flush_lock(true), 0);
+        ck_assert_int_eq(audit_flush(a), 0);
+        hold_flush_lock(false);
+        ck_assert_int_eq(audit_append(a, "org.a", "call", f), 0);
+        ck_assert_int_eq(audit_flush(a), 0);
+        ck_assert_int_eq(stat(log_path(1), &st), 0);
+        line = (size_t)st.st_size; /* seq 1: one digit */
+        /* Records of this size a batch holds, counted with 19-digit seqs. */
+        fit = AUDIT_BATCH_MAX / (line - 1 + 19);
+        ck_assert_uint_lt(fit, ELEMENTSOF(c.seqs) - 2);
+        for (size_t k = 0; k < fit; k++)
+                ck_assert_int_eq(audit_append(a, "org.a", "call", f), 0);
+        ck_assert_int_eq(stat(log_path(1), &st), 0);
+        ck_assert_int_eq(st.st_size, (off_t)line);
+        ck_assert_uint_eq(audit_last_seq(a), 1);
+        /* One more does not fit: the batch is written first, in one piece. */
+        ck_assert_int_eq(audit_append(a, "org.a", "call", f), 0);
+        ck_assert_uint_eq(audit_last_seq(a), 1 + fit);
+        ck_assert_int_eq(stat(log_path(1), &st), 0);
+        ck_assert_int_gt(st.st_size, (off_t)(line * (1 + fit)));
+        a = audit_close(a);
+        ck_assert_int_eq(audit_read(state, NULL, collect, &c, &rep), 0);
+        ck_assert_uint_eq(c.n, fit + 2);
+        for (unsigned k = 0; k < c.n; k++)
+                ck_assert_uint_eq(c.seqs[k], k + 1);
+}
+END_TEST
+
+/* A batch that reaches the rotation bound is split across files, in order. */
+START_TEST(test_batch_across_rotation)
+{
+        AuditOptions o = {.file_max = 2048};
+        AuditLog *a = NULL;
+        AuditVerifyReport rep;
+        struct stat st;
+
+        ck_assert_int_eq(audit_open(state, &o, &a), 0);
+        for (int i = 0; i < 100; i++)
+                ck_assert_int_eq(append_tagged(a, 0, i), 0);
+        ck_assert_int_eq(audit_flush(a), 0);
+        ck_assert_uint_eq(audit_last_seq(a), 100);
+        ck_assert_int_eq(stat(log_path(5), &st), 0);
+        ck_assert_int_le(st.st_size, 2048);
+        a = audit_close(a);
+        check_tagged(1, 100);
+        ck_assert_int_eq(audit_verify(state, &rep), 0);
+        ck_assert_uint_gt(rep.files, 5);
+}
+END_TEST
+
+/* A writer open in another process while the log is repaired moves to the new log
+ * at its next flush instead of writing into the one moved aside. */
+START_TEST(test_repair_with_open_writer)
+{
+        _cleanup_free_ char *data = NULL;
+        AuditVerifyReport rep;
+        AuditLog *a = NULL, *b = NULL;
+        Collected c = {};
+        size_t size, start, len;
+        char *p;
+
+        ck_assert_int_eq(audit_open(state, NULL, &b), 0);
+        append_calls(b, 5);
+        ck_assert_int_eq(audit_sync(b), 0);
+        data = slurp(log_path(1), &size);
+        nth_line(data, 5, &start, &len);
+        p = memmem(data + start, len, "granted", 7);
+        ck_assert_ptr_nonnull(p);
+        p[0] = 'G'; /* record 5, which HEAD names: audit_open() sees it */
+        spew(log_path(1), data, size);
+        append_calls(b, 2);
+        ck_assert_int_eq(audit_flush(b), 0); /* the end still links: b cannot tell */
+        ck_assert_int_eq(audit_open_repair(state, "test: repair", NULL, &a), 1);
+        ck_assert_uint_eq(audit_last_seq(a), 8);
+        a = audit_close(a);
+        append_calls(b, 2);
+        ck_assert_int_eq(audit_flush(b), 0);
+        ck_assert_uint_eq(audit_last_seq(b), 10);
+        b = audit_close(b);
+        ck_assert_int_eq(audit_read(state, NULL, collect, &c, &rep), 0);
+        ck_assert(rep.starts_with_break);
+        ck_assert_uint_eq(c.n, 3);
+        ck_assert_uint_eq(c.seqs[0], 8);
+        ck_assert_uint_eq(c.seqs[2], 10);
 }
 END_TEST
 
@@ -878,13 +1304,16 @@ START_TEST(test_files_max)
         while (n < 1000) {
                 json_auto_t *f = json_pack("{s:s}", "op", "fs.open");
 
-                r = audit_append(a, "org.a", "call", f);
+                ck_assert_int_eq(audit_append(a, "org.a", "call", f), 0);
+                r = audit_flush(a);
                 if (r < 0)
                         break;
                 n++;
         }
         ck_assert_int_eq(r, -ENOSPC);
         ck_assert_uint_eq(audit_last_seq(a), n);
+        /* The record stays in the batch: a flush retries it, and fails the same. */
+        ck_assert_int_eq(audit_flush(a), -ENOSPC);
         a = audit_close(a);
         ck_assert_int_eq(stat(log_path(3), &st), 0);
         ck_assert_int_ne(stat(log_path(4), &st), 0);
@@ -977,6 +1406,58 @@ START_TEST(test_parse_since)
 }
 END_TEST
 
+/* With a sync lag, a short-lived writer's close leaves HEAD where it was while HEAD
+ * is recent, and the log still verifies (records after HEAD continue the chain);
+ * HEAD catches up once it is older than the lag, or the records behind it reach
+ * AUDIT_SYNC_LAG_RECORDS. */
+START_TEST(test_sync_lag)
+{
+        AuditOptions lazy = {.sync_lag_ms = 3600 * 1000};
+        struct timespec old[2] = {{.tv_sec = 1000}, {.tv_sec = 1000}};
+        AuditVerifyReport rep;
+        AuditLog *a = NULL;
+        char *head;
+
+        make_log(2, 0); /* HEAD names record 2 */
+        ck_assert_int_eq(audit_open(state, &lazy, &a), 0);
+        append_calls(a, 3);
+        a = audit_close(a);
+        ck_assert_int_eq(audit_verify(state, &rep), 0);
+        ck_assert_uint_eq(rep.records, 5);
+        ck_assert_uint_eq(rep.head_seq, 2);
+
+        /* The next lazy writer does not sync at open either, while HEAD is recent. */
+        ck_assert_int_eq(audit_open(state, &lazy, &a), 0);
+        append_calls(a, 1);
+        a = audit_close(a);
+        ck_assert_int_eq(audit_verify(state, &rep), 0);
+        ck_assert_uint_eq(rep.head_seq, 2);
+
+        /* An old HEAD is brought up to date. */
+        head = state_file("HEAD");
+        ck_assert_int_eq(utimensat(AT_FDCWD, head, old, 0), 0);
+        ck_assert_int_eq(audit_open(state, &lazy, &a), 0);
+        a = audit_close(a);
+        ck_assert_int_eq(audit_verify(state, &rep), 0);
+        ck_assert_uint_eq(rep.head_seq, 6);
+
+        /* So is a HEAD too many records behind, at the flush that reaches the bound. */
+        ck_assert_int_eq(audit_open(state, &lazy, &a), 0);
+        append_calls(a, AUDIT_SYNC_LAG_RECORDS);
+        ck_assert_int_eq(audit_flush(a), 0);
+        ck_assert_int_eq(audit_verify(state, &rep), 0);
+        ck_assert_uint_eq(rep.head_seq, 6 + AUDIT_SYNC_LAG_RECORDS);
+        a = audit_close(a);
+
+        /* Without a lag, close syncs. */
+        ck_assert_int_eq(audit_open(state, NULL, &a), 0);
+        append_calls(a, 1);
+        a = audit_close(a);
+        ck_assert_int_eq(audit_verify(state, &rep), 0);
+        ck_assert_uint_eq(rep.head_seq, 7 + AUDIT_SYNC_LAG_RECORDS);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("audit");
@@ -1003,8 +1484,16 @@ int main(void)
         tcase_add_test(tc, test_line_bound);
         tcase_add_test(tc, test_bad_lines);
         tcase_add_test(tc, test_wrong_types);
-        tcase_add_test(tc, test_second_writer_busy);
+        tcase_add_test(tc, test_second_writer_allowed);
         tcase_add_test(tc, test_partial_line_while_writing);
+        tcase_add_test(tc, test_two_handles_interleaved);
+        tcase_add_test(tc, test_forked_writers_and_reader);
+        tcase_add_test(tc, test_stale_tail_reread);
+        tcase_add_test(tc, test_stale_tail_checked);
+        tcase_add_test(tc, test_stale_tail_cut);
+        tcase_add_test(tc, test_batch_auto_flush);
+        tcase_add_test(tc, test_batch_across_rotation);
+        tcase_add_test(tc, test_repair_with_open_writer);
         tcase_add_test(tc, test_missing_rotated_file);
         tcase_add_test(tc, test_missing_first_and_last_file);
         tcase_add_test(tc, test_head_changed_or_gone);
@@ -1013,6 +1502,7 @@ int main(void)
         tcase_add_test(tc, test_files_max);
         tcase_add_test(tc, test_parse_time);
         tcase_add_test(tc, test_parse_since);
+        tcase_add_test(tc, test_sync_lag);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
