@@ -107,7 +107,11 @@ struct SandboxSpec {
         uint64_t rlimit_fsize;  /* RLIMIT_FSIZE in bytes; 0 = unlimited */
         uint64_t rlimit_nproc;  /* RLIMIT_NPROC; 0 = unlimited */
 
-        const SeccompProgram *seccomp; /* required: a sandbox without a filter is refused */
+        /*
+         * Required: a sandbox without a filter is refused. A program built with
+         * SeccompOptions.notify gives the Sandbox a seccomp_notify_fd.
+         */
+        const SeccompProgram *seccomp;
 
         int stdio[3];   /* fds that become 0, 1, 2 in the app (-1: /dev/null) */
         int channel_fd; /* fd that becomes 3 in the app (-1: none) */
@@ -130,6 +134,14 @@ typedef struct Sandbox {
         uint64_t oom_kills_before; /* the cgroup's OOM kill count at spawn (a reused leaf) */
         bool exited;
         SandboxExit exit;
+        /*
+         * The seccomp user-notification listener if spec->seccomp notifies, else -1.
+         * Owned by the Sandbox (closed by sandbox_free). Readable while a denied call
+         * waits: poll it from the moment sandbox_spawn() returns and answer with
+         * seccomp_notify_process(), or the app's thread stays blocked in that call.
+         * POLLHUP once every process of the sandbox is gone.
+         */
+        int seccomp_notify_fd;
 } Sandbox;
 
 /*

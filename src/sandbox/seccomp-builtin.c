@@ -4,27 +4,48 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/macro.h"
 #include "sandbox/seccomp.h"
 #include "sandbox/seccomp-builtin.h" /* generated in the build tree */
 
+#define VARIANT(a)                                                                                 \
+        {                                                                                          \
+                (a), ELEMENTSOF(a)                                                                 \
+        }
+
+/* Indexed by allow_inet + 2 * notify. */
+static const struct {
+        const struct sock_filter *insns;
+        size_t len;
+} variants[] = {
+        VARIANT(seccomp_builtin_default),
+        VARIANT(seccomp_builtin_inet),
+        VARIANT(seccomp_builtin_notify),
+        VARIANT(seccomp_builtin_inet_notify),
+};
+
 int seccomp_program_builtin(const SeccompOptions *opts, SeccompProgram **ret)
 {
-        const struct sock_filter *src =
-                opts->allow_inet ? seccomp_builtin_inet : seccomp_builtin_default;
-        size_t len = (opts->allow_inet ? sizeof(seccomp_builtin_inet)
-                                       : sizeof(seccomp_builtin_default)) /
-                     sizeof(*src);
+        size_t v = (size_t)opts->allow_inet + 2 * (size_t)opts->notify;
         SeccompProgram *p = calloc(1, sizeof *p);
 
         if (!p)
                 return -ENOMEM;
-        p->prog.filter = malloc(len * sizeof *src);
+        p->prog.filter = malloc(variants[v].len * sizeof(struct sock_filter));
         if (!p->prog.filter) {
                 free(p);
                 return -ENOMEM;
         }
-        memcpy(p->prog.filter, src, len * sizeof *src);
-        p->prog.len = (unsigned short)len;
+        memcpy(p->prog.filter, variants[v].insns, variants[v].len * sizeof(struct sock_filter));
+        p->prog.len = (unsigned short)variants[v].len;
+        p->notify = opts->notify;
         *ret = p;
         return 0;
+}
+
+const char *seccomp_syscall_name(int nr)
+{
+        if (nr < 0 || nr >= SECCOMP_SYSCALL_NR_END)
+                return NULL;
+        return seccomp_builtin_names[nr];
 }

@@ -22,17 +22,42 @@ SeccompProgram *seccomp_program_free(SeccompProgram *p)
         return NULL;
 }
 
-int seccomp_program_load(const SeccompProgram *p)
+/* seccomp(2) directly, not seccomp_load(): no libseccomp state, no allocation, so it is
+ * safe between fork and exec. */
+static int program_load(const SeccompProgram *p, unsigned flags)
 {
+        long r;
+
         if (!p || !p->prog.filter || p->prog.len == 0)
                 return -EINVAL;
-        /*
-         * seccomp(2) directly, not seccomp_load(): no libseccomp state, no allocation,
-         * so it is safe between fork and exec. Flags 0: no TSYNC (the child has one
-         * thread) and no SPEC_ALLOW (keep the speculative store bypass mitigation the
-         * kernel turns on for filtered tasks).
-         */
-        if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &p->prog) < 0)
+        r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &p->prog);
+        if (r < 0)
                 return negative_errno();
-        return 0;
+        return (int)r;
+}
+
+int seccomp_program_load(const SeccompProgram *p)
+{
+        int r;
+
+        if (p && p->notify)
+                return -EINVAL;
+        /*
+         * Flags 0: no TSYNC (the child has one thread) and no SPEC_ALLOW (keep the
+         * speculative store bypass mitigation the kernel turns on for filtered tasks).
+         */
+        r = program_load(p, 0);
+        return r < 0 ? r : 0;
+}
+
+int seccomp_program_load_listener(const SeccompProgram *p)
+{
+        if (!p || !p->notify)
+                return -EINVAL;
+        /*
+         * NEW_LISTENER makes seccomp(2) return the listener fd (always O_CLOEXEC).
+         * Not WAIT_KILLABLE_RECV: a signal may still interrupt a call the server has
+         * received, which then fails or restarts like any interrupted call.
+         */
+        return program_load(p, SECCOMP_FILTER_FLAG_NEW_LISTENER);
 }

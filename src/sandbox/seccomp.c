@@ -11,6 +11,12 @@
  *      returns is rewritten into a jump to the start of the second program.
  *   2. the allowlist (default EPERM, bad arch kills).
  *
+ * With SeccompOptions.notify both filters say SCMP_ACT_NOTIFY where they would say
+ * EPERM (the allowlist's default, the overrides' ioctl denials): the listener's
+ * server answers EPERM and counts the call. libseccomp builds that variant too,
+ * rather than us patching the return values of the EPERM one, because an
+ * explicit EPERM rule and the default action compile to the same return value.
+ *
  * The joined program is what the kernel would compute if both filters were loaded
  * (the most restrictive action wins, and the overrides only ever say ALLOW or
  * EPERM), but it is one program: one seccomp(2) call in the child, no allocation.
@@ -85,7 +91,7 @@ static const uint32_t denied_ioctls[] = {TIOCSTI, TIOCLINUX};
  * without the x32 bit, which kills.
  */
 #define SYSCALL_NR_KNOWN_LAST 470
-#define SYSCALL_NR_FUTURE_END 512
+#define SYSCALL_NR_FUTURE_END SECCOMP_SYSCALL_NR_END
 
 /*
  * Every call an ordinary program needs: glibc's loader and startup, /bin/sh and
@@ -549,6 +555,27 @@ static int syscall_resolve(const char *name)
         return -ENOENT;
 }
 
+int seccomp_syscall_resolve_nr(int nr, char **ret)
+{
+        char *name;
+
+        if (nr < 0)
+                return -ENOENT;
+        name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
+        if (!name)
+                for (size_t i = 0; i < ELEMENTSOF(newer_syscalls); i++)
+                        if (newer_syscalls[i].nr == nr) {
+                                name = strdup(newer_syscalls[i].name);
+                                if (!name)
+                                        return -ENOMEM;
+                                break;
+                        }
+        if (!name)
+                return -ENOENT;
+        *ret = name;
+        return 0;
+}
+
 static bool syscall_is_denied(const char *name)
 {
         for (const char *const *d = seccomp_denied_syscalls; *d; d++)
@@ -644,12 +671,18 @@ static int socket_rules_add(scmp_filter_ctx ctx, const char *name, bool allow_in
         return rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), name, 1, &c);
 }
 
+/* What a refused call gets: EPERM now, or EPERM from the listener's server. */
+static uint32_t deny_action(const SeccompOptions *opts)
+{
+        return opts->notify ? SCMP_ACT_NOTIFY : SCMP_ACT_ERRNO(EPERM);
+}
+
 static int allowlist_build(const SeccompOptions *opts, scmp_filter_ctx *ret)
 {
         scmp_filter_ctx ctx _cleanup_(seccomp_releasep) = NULL;
         int r;
 
-        r = filter_new(SCMP_ACT_ERRNO(EPERM), SCMP_ACT_KILL_PROCESS, &ctx);
+        r = filter_new(deny_action(opts), SCMP_ACT_KILL_PROCESS, &ctx);
         if (r < 0)
                 return r;
 
@@ -763,7 +796,7 @@ static int allowlist_build(const SeccompOptions *opts, scmp_filter_ctx *ret)
  * still reach the kernel as TIOCSTI. bubblewrap's CVE-2017-5226 was TIOCSTI
  * itself; flatpak's CVE-2019-10063 was this missing mask.
  */
-static int overrides_build(scmp_filter_ctx *ret)
+static int overrides_build(const SeccompOptions *opts, scmp_filter_ctx *ret)
 {
         scmp_filter_ctx ctx _cleanup_(seccomp_releasep) = NULL;
         int r;
@@ -777,7 +810,7 @@ static int overrides_build(scmp_filter_ctx *ret)
                 struct scmp_arg_cmp c =
                         SCMP_A1(SCMP_CMP_MASKED_EQ, UINT64_C(0xffffffff), denied_ioctls[i]);
 
-                r = rule_add(ctx, SCMP_ACT_ERRNO(EPERM), "ioctl", 1, &c);
+                r = rule_add(ctx, deny_action(opts), "ioctl", 1, &c);
                 if (r < 0)
                         return r;
         }
@@ -882,7 +915,7 @@ int seccomp_program_build(const SeccompOptions *opts, SeccompProgram **ret)
         r = allowlist_build(opts, &allowlist);
         if (r < 0)
                 return r;
-        r = overrides_build(&overrides);
+        r = overrides_build(opts, &overrides);
         if (r < 0)
                 return r;
         r = filter_export(allowlist, &allow_insns, &allow_len);
@@ -900,6 +933,7 @@ int seccomp_program_build(const SeccompOptions *opts, SeccompProgram **ret)
                 return -ENOMEM;
         p->prog.len = (unsigned short)len;
         p->prog.filter = TAKE_PTR(insns);
+        p->notify = opts->notify;
         *ret = p;
         return 0;
 }

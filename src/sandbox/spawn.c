@@ -16,6 +16,7 @@
  *   send IDMAP_DONE ───────────────────────> securebits, become SANDBOX_UID,
  *                                            drop capabilities, no_new_privs,
  *                                            rlimits, seccomp
+ *   seccomp listener <──────── SECCOMP_FD    (only with a notifying filter)
  *                                            fork ─> app: fds, env, execve
  *   sandbox returned <──────────── STARTED   (or ERROR at any step)
  *   ... later ...   <──────────── EXITED     init reaps, forwards signals
@@ -69,6 +70,7 @@ typedef enum MsgType {
         MSG_ERROR,      /* child → parent: step, error, detail */
         MSG_STARTED,    /* child → parent: value = app pid (in the sandbox) */
         MSG_EXITED,     /* child → parent: value = the app's wait status */
+        MSG_SECCOMP_FD, /* child → parent: the seccomp listener fd (SCM_RIGHTS) */
 } MsgType;
 
 typedef struct Msg {
@@ -400,6 +402,36 @@ _noreturn_ static void init_loop(int ctl, pid_t app, const sigset_t *mask)
         }
 }
 
+/*
+ * Loads the filter into init (and so into the app it forks). A notifying filter's
+ * listener goes to the parent before anything else happens: from here on, a
+ * denied call blocks until the parent answers it. init itself makes only allowed
+ * calls from here to its exit, so it never waits on a parent still in
+ * sandbox_spawn(). Our copy is closed before the app is forked.
+ */
+static int child_load_seccomp(const SeccompProgram *p, int ctl, SandboxError *err)
+{
+        Msg m = {.type = MSG_SECCOMP_FD};
+        int fd, r;
+
+        if (!p->notify) {
+                r = seccomp_program_load(p);
+                if (r < 0)
+                        return sandbox_fail(err, SANDBOX_STEP_SECCOMP, r,
+                                            "load the seccomp filter");
+                return 0;
+        }
+        fd = seccomp_program_load_listener(p);
+        if (fd < 0)
+                return sandbox_fail(err, SANDBOX_STEP_SECCOMP, fd,
+                                    "load the seccomp filter with a listener");
+        r = msg_send_fds(ctl, &m, &fd, 1);
+        safe_close(fd);
+        if (r < 0)
+                return sandbox_fail(err, SANDBOX_STEP_SECCOMP, r, "send the seccomp listener");
+        return 0;
+}
+
 _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
 {
         SandboxError err = {};
@@ -469,11 +501,9 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
                 goto fail;
         }
 
-        r = seccomp_program_load(spec->seccomp);
-        if (r < 0) {
-                sandbox_fail(&err, SANDBOX_STEP_SECCOMP, r, "load the seccomp filter");
+        r = child_load_seccomp(spec->seccomp, ctl, &err);
+        if (r < 0)
                 goto fail;
-        }
 
         if (pipe2(exec_pipe, O_CLOEXEC) < 0) {
                 r = sandbox_fail(&err, SANDBOX_STEP_EXEC, negative_errno(), "pipe");
@@ -566,9 +596,15 @@ static void reap_helper(pid_t helper)
                 ;
 }
 
-/* Waits for one setup message; -ETIMEDOUT after SANDBOX_SETUP_TIMEOUT_MS. */
-static int parent_recv(int ctl, Msg *m)
+/*
+ * Waits for one setup message; -ETIMEDOUT after SANDBOX_SETUP_TIMEOUT_MS. The fd
+ * it carries goes to *ret_fd (else -EBADF): exactly one with MSG_SECCOMP_FD, none
+ * with any other message, or -EPROTO with every fd closed.
+ */
+static int parent_recv(int ctl, Msg *m, int *ret_fd)
 {
+        int fds[MSG_MAX_FDS];
+        unsigned n = 0;
         struct pollfd p = {.fd = ctl, .events = POLLIN};
         int r;
 
@@ -579,13 +615,22 @@ static int parent_recv(int ctl, Msg *m)
                 return negative_errno();
         if (r == 0)
                 return -ETIMEDOUT;
-        r = msg_recv(ctl, m);
+        *ret_fd = -EBADF;
+        r = msg_recv_fds(ctl, m, fds, &n);
         /* A child that fails before reading the helper's netns exits with it unread,
          * and Linux then resets our end: recv reports ECONNRESET (once) ahead of the
          * ERROR still queued. Read again to get that, or EOF. */
         if (r == -ECONNRESET)
-                r = msg_recv(ctl, m);
-        return r;
+                r = msg_recv_fds(ctl, m, fds, &n);
+        if (r < 0)
+                return r;
+        if (m->type == MSG_SECCOMP_FD && n == 1) {
+                *ret_fd = fds[0];
+                return 0;
+        }
+        for (unsigned i = 0; i < n; i++)
+                safe_close(fds[i]);
+        return m->type == MSG_SECCOMP_FD || n > 0 ? -EPROTO : 0;
 }
 
 /*
@@ -629,7 +674,7 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
         _cleanup_free_ Sandbox *s = NULL;
         SandboxSpec spec = *spec_in;
         Cgroup *cg = NULL;
-        _cleanup_close_ int unified_fd = -EBADF;
+        _cleanup_close_ int unified_fd = -EBADF, notify_fd = -EBADF;
         bool attach_in_parent = false;
         struct clone_args args = {};
         pid_t pid, helper = -1;
@@ -730,7 +775,14 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
         else if (r < 0)
                 goto fail_child;
         for (;;) {
-                r = parent_recv(ctl[0], &m);
+                int fd = -EBADF;
+
+                r = parent_recv(ctl[0], &m, &fd);
+                if (r == -EPROTO) {
+                        sandbox_fail(err, SANDBOX_STEP_INIT, r, "wrong fds with message %u",
+                                     m.type);
+                        goto fail_child;
+                }
                 if (r < 0) {
                         siginfo_t si;
 
@@ -762,10 +814,13 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
                         memcpy(err->detail, m.detail, sizeof err->detail);
                         r = -err->error;
                         goto fail_child;
-                } else if (m.type == MSG_STARTED) {
+                } else if (m.type == MSG_SECCOMP_FD && spec.seccomp->notify && notify_fd < 0) {
+                        notify_fd = fd;
+                } else if (m.type == MSG_STARTED && spec.seccomp->notify == (notify_fd >= 0)) {
                         s->app_pid = m.value;
                         break;
                 } else {
+                        safe_close(fd);
                         r = sandbox_fail(err, SANDBOX_STEP_INIT, -EPROTO, "unexpected message %u",
                                          m.type);
                         goto fail_child;
@@ -776,6 +831,7 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
         (void)fcntl(ctl[0], F_SETFL, O_NONBLOCK);
         s->pidfd = TAKE_FD(pidfd);
         s->ctl_fd = TAKE_FD(ctl[0]);
+        s->seccomp_notify_fd = notify_fd >= 0 ? TAKE_FD(notify_fd) : -1;
         s->cgroup = cg;
         if (cg) {
                 CgroupStats st = {};
@@ -890,6 +946,7 @@ Sandbox *sandbox_free(Sandbox *s)
         cgroup_destroy(s->cgroup);
         safe_close(s->pidfd);
         safe_close(s->ctl_fd);
+        safe_close(s->seccomp_notify_fd);
         free(s);
         return NULL;
 }
