@@ -61,3 +61,17 @@ int strv_extendf(char ***l, const char *fmt, ...)
                 return -ENOMEM;
         return strv_push(l, c);
 }
+
+char **strv_copy(char *const *l)
+{
+        char **c = calloc(strv_length(l) + 1, sizeof *c);
+
+        if (!c)
+                return NULL;
+        for (size_t i = 0; l && l[i]; i++) {
+                c[i] = strdup(l[i]);
+                if (!c[i])
+                        return strv_free(c);
+        }
+        return c;
+}

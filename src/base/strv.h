@@ -19,6 +19,9 @@ char **strv_free(char **l);
  */
 int strv_extend(char ***l, const char *s);
 
+/* A deep copy of l (NULL copies as an empty vector). Returns NULL on -ENOMEM. */
+char **strv_copy(char *const *l);
+
 /* Appends a formatted string. Returns 0 or -ENOMEM. */
 int strv_extendf(char ***l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

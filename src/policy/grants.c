@@ -449,9 +449,23 @@ static int install_locked(sqlite3 *db, const Manifest *m, bool signed_ok, int64_
         return 0;
 }
 
+/* True if a and b hold the same strings (as sets: order and repeats do not matter). */
+static bool set_equal(char *const *a, char *const *b)
+{
+        STRV_FOREACH (p, (char **)a)
+                if (!strv_has(b, *p))
+                        return false;
+        STRV_FOREACH (p, (char **)b)
+                if (!strv_has(a, *p))
+                        return false;
+        return true;
+}
+
 int grants_install(Grants *g, const Manifest *m, bool signed_ok, int64_t now_ms, const char **bad,
                    const char **why)
 {
+        _cleanup_strv_free_ char **old = NULL;
+        bool old_signed = false;
         int r;
 
         if (!g || !m || !app_id_ok(m->id))
@@ -461,6 +475,12 @@ int grants_install(Grants *g, const Manifest *m, bool signed_ok, int64_t now_ms,
         r = capability_check_manifest(m, bad, why);
         if (r < 0)
                 return -EINVAL;
+        /* The common case, an app started again unchanged, needs no write (and no
+         * fsync): the same requested set and signature state would change nothing,
+         * as install_locked() grants only rights newly requested or newly signed. */
+        r = grants_requested(g, m->id, &old, &old_signed);
+        if (r >= 0 && old_signed == signed_ok && set_equal(old, m->permissions))
+                return 0;
         r = tx_begin(g->db, true);
         if (r < 0)
                 return r;

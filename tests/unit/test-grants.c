@@ -449,6 +449,49 @@ START_TEST(test_reinstall)
 }
 END_TEST
 
+/* Installing the same manifest again writes nothing: no transaction, no fsync, so a
+ * restart pays nothing for it (the installed_at of the first install stays). A
+ * changed set, or a change of signature state, is written. */
+static int64_t installed_at(void)
+{
+        char path[128];
+        sqlite3 *db;
+        sqlite3_stmt *st;
+        int64_t v = -1;
+
+        snprintf(path, sizeof path, "%s/" GRANTS_DB_FILE, state_dir);
+        ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT installed_at FROM apps WHERE id = ?1", -1,
+                                            &st, NULL),
+                         SQLITE_OK);
+        sqlite3_bind_text(st, 1, APP, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW)
+                v = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+        return v;
+}
+
+START_TEST(test_reinstall_unchanged_writes_nothing)
+{
+        _cleanup_(grants_freep) Grants *g = open_grants();
+
+        install(g, "\"storage\",\"timer\"", false, T0);
+        ck_assert_int_eq(installed_at(), T0);
+        /* The same set, in another order: nothing to write. */
+        install(g, "\"timer\",\"storage\"", false, T0 + 1);
+        ck_assert_int_eq(installed_at(), T0);
+        CHECK(g, "timer", T0, 0, GRANTS_ALLOWED);
+        /* Signed now: written. */
+        install(g, "\"timer\",\"storage\"", true, T0 + 2);
+        ck_assert_int_eq(installed_at(), T0 + 2);
+        /* Another set: written. */
+        install(g, "\"timer\"", true, T0 + 3);
+        ck_assert_int_eq(installed_at(), T0 + 3);
+        CHECK(g, "storage", T0, -EPERM, GRANTS_NOT_REQUESTED);
+}
+END_TEST
+
 START_TEST(test_install_rejects)
 {
         _cleanup_(grants_freep) Grants *g = open_grants();
@@ -558,6 +601,7 @@ int main(void)
         tcase_add_test(tc, test_gesture);
         tcase_add_test(tc, test_signature_rights);
         tcase_add_test(tc, test_reinstall);
+        tcase_add_test(tc, test_reinstall_unchanged_writes_nothing);
         tcase_add_test(tc, test_install_rejects);
         tcase_add_test(tc, test_grants_bound);
         tcase_add_test(tc, test_right_length_bound);
