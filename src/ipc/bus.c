@@ -24,7 +24,10 @@ struct BusEndpoint {
         Bus *bus;
         char *app_id;
         BusMessage **ring;
+        uint64_t *ring_sub; /* the subscription each queued message came through; 0: direct */
         unsigned cap, head, count;
+        BusNotifyFn notify; /* called when the queue goes from empty to non-empty */
+        void *notify_userdata;
         uint64_t delivered, dropped;
         uint64_t last_publish; /* the publish that last queued to us: one copy each */
         Sub *subs;
@@ -162,9 +165,11 @@ int bus_endpoint_add(Bus *b, const char *app_id, unsigned capacity, BusEndpoint 
         ep->cap = capacity ?: BUS_QUEUE_DEFAULT;
         ep->app_id = strdup(app_id);
         ep->ring = calloc(ep->cap, sizeof(BusMessage *));
-        if (!ep->app_id || !ep->ring) {
+        ep->ring_sub = calloc(ep->cap, sizeof(uint64_t));
+        if (!ep->app_id || !ep->ring || !ep->ring_sub) {
                 free(ep->app_id);
                 free(ep->ring);
+                free(ep->ring_sub);
                 free(ep);
                 return -ENOMEM;
         }
@@ -211,6 +216,7 @@ void bus_endpoint_remove(Bus *b, BusEndpoint *ep)
                         break;
                 }
         free(ep->ring);
+        free(ep->ring_sub);
         free(ep->app_id);
         free(ep);
 }
@@ -284,17 +290,26 @@ static BusMessage *message_new(Bus *b, const char *topic, const BusEndpoint *sen
         return m;
 }
 
-/* Queues m on ep, dropping (and counting) the oldest message when full. */
-static void enqueue(BusEndpoint *ep, BusMessage *m)
+/* Queues m on ep (through subscription sub_id, 0 if direct), dropping (and
+ * counting) the oldest message when full. Tells the endpoint's owner when its queue
+ * stops being empty: after that it is the owner's to drain, so one notification per
+ * batch of messages, however many arrive before it drains. */
+static void enqueue(BusEndpoint *ep, BusMessage *m, uint64_t sub_id)
 {
+        unsigned slot;
+
         if (ep->count == ep->cap) {
                 bus_message_unref(ep->ring[ep->head]);
+                ep->ring[ep->head] = NULL;
                 ep->head = (ep->head + 1) % ep->cap;
                 ep->count--;
                 ep->dropped++;
         }
-        ep->ring[(ep->head + ep->count) % ep->cap] = bus_message_ref(m);
-        ep->count++;
+        slot = (ep->head + ep->count) % ep->cap;
+        ep->ring[slot] = bus_message_ref(m);
+        ep->ring_sub[slot] = sub_id;
+        if (ep->count++ == 0 && ep->notify)
+                ep->notify(ep, ep->notify_userdata);
 }
 
 static int deliver(Bus *b, Sub *s, BusMessage *m)
@@ -302,7 +317,7 @@ static int deliver(Bus *b, Sub *s, BusMessage *m)
         if (s->ep->last_publish == b->publish_seq)
                 return 0; /* it has this one already, through another subscription */
         s->ep->last_publish = b->publish_seq;
-        enqueue(s->ep, m);
+        enqueue(s->ep, m, s->id);
         return 1;
 }
 
@@ -360,7 +375,34 @@ int bus_send(Bus *b, BusEndpoint *sender, const char *to_app_id, uint64_t correl
                 return -ENOMEM;
         m->direct = true;
         m->correlation = correlation;
-        enqueue(to, m);
+        enqueue(to, m, 0);
+        if (ret_id)
+                *ret_id = m->id;
+        bus_message_unref(m);
+        return 0;
+}
+
+int bus_request(Bus *b, BusEndpoint *sender, const char *to_app_id, const char *topic,
+                const char *content_type, const void *data, size_t len, uint64_t *ret_id)
+{
+        BusEndpoint *to;
+        BusMessage *m;
+        int r;
+
+        if (!to_app_id || !manifest_id_is_valid(to_app_id) || !bus_topic_is_valid(topic))
+                return -EINVAL;
+        r = check_body(content_type, data, len);
+        if (r < 0)
+                return r;
+        to = bus_endpoint_find(b, to_app_id);
+        if (!to)
+                return -ENOENT;
+        m = message_new(b, topic, sender, content_type, data, len);
+        if (!m)
+                return -ENOMEM;
+        m->direct = true;
+        m->request = true;
+        enqueue(to, m, 0);
         if (ret_id)
                 *ret_id = m->id;
         bus_message_unref(m);
@@ -369,12 +411,19 @@ int bus_send(Bus *b, BusEndpoint *sender, const char *to_app_id, uint64_t correl
 
 BusMessage *bus_endpoint_pop(BusEndpoint *ep)
 {
+        return bus_endpoint_take(ep, NULL);
+}
+
+BusMessage *bus_endpoint_take(BusEndpoint *ep, uint64_t *ret_subscription_id)
+{
         BusMessage *m;
 
         if (ep->count == 0)
                 return NULL;
         m = ep->ring[ep->head];
         ep->ring[ep->head] = NULL;
+        if (ret_subscription_id)
+                *ret_subscription_id = ep->ring_sub[ep->head];
         ep->head = (ep->head + 1) % ep->cap;
         ep->count--;
         ep->delivered++;
@@ -394,6 +443,12 @@ void bus_endpoint_stats(const BusEndpoint *ep, BusStats *ret)
 const char *bus_endpoint_app(const BusEndpoint *ep)
 {
         return ep->app_id;
+}
+
+void bus_endpoint_set_notify(BusEndpoint *ep, BusNotifyFn fn, void *userdata)
+{
+        ep->notify = fn;
+        ep->notify_userdata = userdata;
 }
 
 BusMessage *bus_message_ref(BusMessage *m)

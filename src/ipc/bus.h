@@ -32,12 +32,19 @@
 typedef struct Bus Bus;
 typedef struct BusEndpoint BusEndpoint;
 
+/* Told that ep's queue went from empty to non-empty (from inside bus_publish(),
+ * bus_send() or bus_request()). It must not add or remove endpoints or
+ * subscriptions; it may only note that ep has work, to drain it later. */
+typedef void (*BusNotifyFn)(BusEndpoint *ep, void *userdata);
+
 typedef struct BusMessage {
         unsigned refs;
         uint64_t id;          /* unique per bus, increasing */
         uint64_t correlation; /* request/reply: the request's id; 0 otherwise */
         bool direct;          /* sent to one app, not published */
-        char *topic;          /* for published messages; "" for direct */
+        bool request;         /* from bus_request(): direct, with a topic; the sender waits
+                                 for an answer naming id */
+        char *topic;          /* for published messages and requests; "" for direct */
         char *sender;         /* the sender's app id */
         char *content_type;
         size_t len;
@@ -97,8 +104,31 @@ int bus_publish(Bus *b, BusEndpoint *sender, const char *topic, const char *cont
 int bus_send(Bus *b, BusEndpoint *sender, const char *to_app_id, uint64_t correlation,
              const char *content_type, const void *data, size_t len, uint64_t *ret_id);
 
+/*
+ * Sends a request: a direct message to the endpoint of app id, carrying topic (a
+ * method name, concrete topic syntax: bus_topic_is_valid) and marked request. The
+ * bus does not track the answer: the caller keys it on *ret_id (> 0, unique per bus),
+ * which the receiver sees as the message's id. Errors as bus_send(); -EINVAL also
+ * for a bad topic.
+ */
+int bus_request(Bus *b, BusEndpoint *sender, const char *to_app_id, const char *topic,
+                const char *content_type, const void *data, size_t len, uint64_t *ret_id);
+
 /* Takes the oldest queued message of ep (caller releases it), or NULL if none. */
 BusMessage *bus_endpoint_pop(BusEndpoint *ep);
+
+/* As bus_endpoint_pop(); also gives the id of the subscription the message came
+ * through (as bus_subscribe() returned it; 0 for direct messages and requests) in
+ * *ret_subscription_id if not NULL. If several of ep's subscriptions match, the
+ * one named is the first that matched (exact topics before patterns). */
+BusMessage *bus_endpoint_take(BusEndpoint *ep, uint64_t *ret_subscription_id);
+
+/*
+ * Sets the function told when ep's queue goes from empty to non-empty (NULL: none).
+ * One call per transition: the owner is expected to drain the queue (or remember
+ * that it has work) before it is told again.
+ */
+void bus_endpoint_set_notify(BusEndpoint *ep, BusNotifyFn fn, void *userdata);
 
 void bus_endpoint_stats(const BusEndpoint *ep, BusStats *ret);
 const char *bus_endpoint_app(const BusEndpoint *ep);

@@ -277,6 +277,109 @@ START_TEST(test_remove_endpoint)
 }
 END_TEST
 
+static void count_notify(BusEndpoint *ep, void *userdata)
+{
+        unsigned *n = userdata;
+
+        ck_assert_ptr_nonnull(ep);
+        (*n)++;
+}
+
+START_TEST(test_notify_once_per_empty_to_non_empty)
+{
+        BusEndpoint *pub = ep_add("org.x.pub", 0), *a = ep_add("org.x.a", 2);
+        unsigned n = 0;
+        BusMessage *m;
+
+        bus_endpoint_set_notify(a, count_notify, &n);
+        sub(a, "t");
+        ck_assert_int_eq(bus_publish(bus, pub, "t", "", NULL, 0), 1);
+        ck_assert_uint_eq(n, 1);
+        /* Not empty: no new notification, also when the full queue drops the oldest. */
+        ck_assert_int_eq(bus_publish(bus, pub, "t", "", NULL, 0), 1);
+        ck_assert_int_eq(bus_publish(bus, pub, "t", "", NULL, 0), 1);
+        ck_assert_int_eq(bus_send(bus, pub, "org.x.a", 0, "", NULL, 0, NULL), 0);
+        ck_assert_uint_eq(n, 1);
+        while ((m = bus_endpoint_pop(a)))
+                bus_message_unref(m);
+        /* Drained: the next message of any kind tells again. */
+        ck_assert_int_eq(bus_send(bus, pub, "org.x.a", 0, "", NULL, 0, NULL), 0);
+        ck_assert_uint_eq(n, 2);
+        ck_assert_int_eq(bus_request(bus, pub, "org.x.a", "m", "", NULL, 0, NULL), 0);
+        ck_assert_uint_eq(n, 2);
+        bus_endpoint_set_notify(a, NULL, NULL);
+        while ((m = bus_endpoint_pop(a)))
+                bus_message_unref(m);
+        ck_assert_int_eq(bus_publish(bus, pub, "t", "", NULL, 0), 1);
+        ck_assert_uint_eq(n, 2);
+}
+END_TEST
+
+START_TEST(test_take_names_the_subscription)
+{
+        BusEndpoint *pub = ep_add("org.x.pub", 0), *a = ep_add("org.x.a", 0),
+                    *b = ep_add("org.x.b", 0);
+        uint64_t exact = 0, pattern = 0, other = 0, got = 99;
+        BusMessage *m;
+
+        ck_assert_int_eq(bus_subscribe(bus, a, "n.x", &exact), 0);
+        ck_assert_int_eq(bus_subscribe(bus, a, "n.*", &pattern), 0);
+        ck_assert_int_eq(bus_subscribe(bus, b, "n.*", &other), 0);
+        ck_assert_uint_ne(pattern, other);
+        ck_assert_int_eq(bus_publish(bus, pub, "n.x", "", NULL, 0), 2);
+        ck_assert_int_eq(bus_publish(bus, pub, "n.y", "", NULL, 0), 2);
+        ck_assert_int_eq(bus_send(bus, pub, "org.x.a", 0, "", NULL, 0, NULL), 0);
+        /* One stored message, each endpoint with its own subscription id. */
+        m = bus_endpoint_take(a, &got);
+        ck_assert_uint_eq(got, exact); /* exact topics match first */
+        bus_message_unref(m);
+        m = bus_endpoint_take(a, &got);
+        ck_assert_uint_eq(got, pattern);
+        ck_assert_str_eq(m->topic, "n.y");
+        bus_message_unref(m);
+        m = bus_endpoint_take(a, &got);
+        ck_assert(m->direct);
+        ck_assert_uint_eq(got, 0);
+        bus_message_unref(m);
+        ck_assert_ptr_null(bus_endpoint_take(a, &got));
+        m = bus_endpoint_take(b, &got);
+        ck_assert_uint_eq(got, other);
+        bus_message_unref(m);
+}
+END_TEST
+
+START_TEST(test_request_carries_topic)
+{
+        BusEndpoint *asker = ep_add("org.x.asker", 0), *server = ep_add("org.x.server", 0);
+        uint64_t id = 0, first = 0;
+        BusMessage *m;
+
+        ck_assert_int_eq(bus_send(bus, asker, "org.x.server", 0, "", NULL, 0, &first), 0);
+        ck_assert_int_eq(
+                bus_request(bus, asker, "org.x.server", "notes.get", "text/plain", "k", 1, &id), 0);
+        ck_assert_uint_gt(id, first);
+        m = bus_endpoint_pop(server);
+        ck_assert(m->direct && !m->request);
+        ck_assert_str_eq(m->topic, "");
+        bus_message_unref(m);
+        m = bus_endpoint_pop(server);
+        ck_assert(m->direct && m->request);
+        ck_assert_uint_eq(m->id, id);
+        ck_assert_str_eq(m->topic, "notes.get");
+        ck_assert_str_eq(m->sender, "org.x.asker");
+        ck_assert_uint_eq(m->len, 1);
+        bus_message_unref(m);
+        ck_assert_int_eq(bus_request(bus, asker, "org.x.server", "a.*", "", NULL, 0, NULL),
+                         -EINVAL);
+        ck_assert_int_eq(bus_request(bus, asker, "org.x.server", "", "", NULL, 0, NULL), -EINVAL);
+        ck_assert_int_eq(bus_request(bus, asker, "org.x.none", "m", "", NULL, 0, NULL), -ENOENT);
+        ck_assert_int_eq(
+                bus_request(bus, asker, "org.x.server", "m", "", NULL, BUS_MESSAGE_MAX + 1, NULL),
+                -EINVAL);
+        ck_assert_ptr_null(bus_endpoint_pop(server));
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("bus");
@@ -294,6 +397,9 @@ int main(void)
         tcase_add_test(tc, test_bounds);
         tcase_add_test(tc, test_many_exact_subscriptions_survive_growth);
         tcase_add_test(tc, test_remove_endpoint);
+        tcase_add_test(tc, test_notify_once_per_empty_to_non_empty);
+        tcase_add_test(tc, test_take_names_the_subscription);
+        tcase_add_test(tc, test_request_carries_topic);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);

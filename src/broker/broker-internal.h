@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Between the broker's core (broker.c: channel, checks, audit, replies) and its
+ * call handlers (calls/<area>.c). Not a public API.
+ *
+ * A handler gets a BrokerCall whose right has been checked and rate limit taken.
+ * It answers exactly once, now or later, with broker_reply() or broker_reply_error();
+ * the core writes the audit record when the answer goes out. A handler that answers
+ * later (perm.request, bus.request) keeps the BrokerCall; the core frees it after the
+ * answer, or calls the handler's cancel hook if the app cancels or goes away first.
+ */
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "broker/broker.h"
+#include "broker/channel.h"
+#include "broker/wire.h"
+#include "cella.pb-c.h"
+#include "policy/capability.h"
+#include "policy/ratelimit.h"
+
+typedef struct BrokerCall BrokerCall;
+
+/* Rate-limit classes (BrokerOptions). */
+typedef enum BrokerClass {
+        BROKER_CLASS_CHEAP,
+        BROKER_CLASS_COSTLY,
+        BROKER_CLASS_PROMPTING,
+        _BROKER_CLASS_MAX,
+} BrokerClass;
+
+struct BrokerCall {
+        BrokerApp *app;
+        const WireOp *op;
+        uint64_t request_id;
+        ProtobufCMessage *request; /* decoded body, freed by the core */
+        const char *right;         /* the right checked ("fs.read:documents"), or NULL */
+        bool cancelled;            /* the app cancelled it: answer nothing */
+        /* A handler that returns without answering MUST set this: the core calls it
+         * (instead of answering) when the app cancels or detaches, after which the
+         * handler must forget c, which the core then frees. */
+        void (*cancel)(BrokerCall *c);
+        void *handler_data;
+        /* Audit detail a handler may add (object, path, topic...); owned by the core. */
+        json_t *audit_fields;
+        struct BrokerCall *next, *prev; /* in the app's list of pending calls */
+};
+
+/*
+ * A call's entry in the dispatch table (broker.c): its right, class and handler.
+ * right_of fills buf with the right this request needs ("bus.publish:" + topic) and
+ * returns it, or NULL when the call needs no right (system.*, perm.*, app.info,
+ * memory.stats, proc.list); it may return -errno through *ret_error for a request
+ * whose fields are invalid (-EINVAL), which is answered without reaching the handler.
+ */
+typedef struct BrokerCallDef {
+        uint16_t opcode;
+        BrokerClass cls;
+        const char *(*right_of)(const ProtobufCMessage *req, char *buf, size_t size,
+                                int *ret_error);
+        void (*handle)(BrokerCall *c);
+} BrokerCallDef;
+
+/* The tables of the call files; each ends with an entry whose handle is NULL. */
+extern const BrokerCallDef broker_calls_system[]; /* system.*, app.info, memory.stats */
+extern const BrokerCallDef broker_calls_proc[];   /* proc.*  */
+extern const BrokerCallDef broker_calls_app[];    /* app.launch, notify.post */
+extern const BrokerCallDef broker_calls_perm[];   /* perm.* */
+extern const BrokerCallDef broker_calls_fs[];     /* fs.* */
+extern const BrokerCallDef broker_calls_timer[];  /* timer.* */
+extern const BrokerCallDef broker_calls_bus[];    /* bus.* */
+
+/* Answers c with reply (packed by the core; caller keeps ownership of reply) and
+ * n_fds fds (the core sends and then closes them). Frees c. */
+void broker_reply(BrokerCall *c, const ProtobufCMessage *reply, int *fds, unsigned n_fds);
+
+/* Answers c with an ErrorReply (error > 0 errno, message: one English sentence or
+ * NULL). Frees c. */
+void broker_reply_error(BrokerCall *c, int error, const char *message);
+
+/* Sends an event (ev's opcode from the wire table) to app, or queues it; dropped
+ * and counted when the app's out queue is full. Returns 0 (sent or queued), or
+ * -ENOBUFS (dropped: the queue is full), -ECONNRESET (the channel is closed),
+ * -EINVAL (ev is not that opcode's event message), -EMSGSIZE (too large). */
+int broker_app_event(BrokerApp *app, uint16_t opcode, const ProtobufCMessage *ev);
+
+/* Accessors for handlers. */
+const BrokerAppInfo *broker_app_info(const BrokerApp *app);
+Broker *broker_app_broker(const BrokerApp *app);
+const BrokerOptions *broker_options(const Broker *b);
+
+/* True if app holds right now (cache; for one-time or gesture rights this asks
+ * grants_check and may consume a one-time grant only if consume is true). */
+bool broker_app_holds(BrokerApp *app, const char *right, bool consume);
+
+/* The app's id (its manifest's). */
+const char *broker_app_id(const BrokerApp *app);
+
+/*
+ * The grants cache, for perm.* and app.info. broker_app_grants(): the app's grants
+ * as last loaded (*ret_n entries, sorted by right; valid until the next reload).
+ * broker_app_requested(): the requested set recorded at install (NULL-terminated,
+ * never NULL; empty if never installed) and *ret_signed.
+ */
+const Grant *broker_app_grants(const BrokerApp *app, size_t *ret_n);
+char *const *broker_app_requested(const BrokerApp *app, bool *ret_signed);
+
+/*
+ * Decides right for app as grants_check() would, from the cache, without consuming a
+ * one-time grant and ignoring gestures: 0 granted (*ret_one_time: only a one-time
+ * grant covers it), -EACCES requested but not granted, -EPERM never (not requested,
+ * signature-level and unsigned, or not a right: *ret_why says which, a static
+ * English phrase). Outputs may be NULL.
+ */
+int broker_app_right_state(BrokerApp *app, const char *right, bool *ret_one_time,
+                           const char **ret_why);
+
+/* Reloads app's grants cache from grants.db (after a grant made by a call file).
+ * Closes nothing: broker_grants_changed() is for losses. Returns 0 or -errno. */
+int broker_app_reload_grants(BrokerApp *app);
+
+/* Appends an audit record for app (event and fields as audit_append(); fields is
+ * borrowed). Returns 0 or -errno; 0 when the broker has no audit log. */
+int broker_app_audit(BrokerApp *app, const char *event, json_t *fields);
+
+/*
+ * Handles: broker-side objects an app holds (a timer, a bus subscription, a pending
+ * request) that depend on a right. When the right is revoked the core calls
+ * close(h) and unlinks it; a handler that ends a handle itself calls
+ * broker_handle_remove(). The right text is copied.
+ */
+typedef struct BrokerHandle {
+        BrokerApp *app;
+        char right[CAPABILITY_RIGHT_MAX]; /* "" if it depends on no right */
+        void (*close)(struct BrokerHandle *h);
+        struct BrokerHandle *next, *prev;
+} BrokerHandle;
+
+void broker_handle_add(BrokerApp *app, BrokerHandle *h, const char *right,
+                       void (*close)(BrokerHandle *h));
+void broker_handle_remove(BrokerHandle *h);
+
+/*
+ * Per-app state owned by call files. broker_app_attach() calls broker_bus_attach()
+ * (adds the app's bus endpoint and arranges delivery of its queued messages as
+ * EVENT_BUS_MESSAGE); broker_app_detach() calls the detach hooks, which free what
+ * the file keeps for the app. Each file keeps its per-app state in the slot below.
+ */
+int broker_bus_attach(BrokerApp *app);
+void broker_bus_detach(BrokerApp *app);
+void broker_timer_detach(BrokerApp *app);
+void broker_perm_detach(BrokerApp *app);
+
+/* Frames that can still be queued towards app before events are dropped
+ * (BROKER_OUTQ_MAX minus what waits); 0 when full or the channel is closed. The bus
+ * delivery leaves messages in the bus queue instead of overflowing the out queue. */
+unsigned broker_app_outq_room(const BrokerApp *app);
+
+typedef enum BrokerSlot {
+        BROKER_SLOT_BUS,
+        BROKER_SLOT_TIMER,
+        BROKER_SLOT_PERM,
+        BROKER_SLOT_FS,
+        _BROKER_SLOT_MAX,
+} BrokerSlot;
+
+/* A pointer a call file keeps per app (NULL until set). */
+void *broker_app_slot(const BrokerApp *app, BrokerSlot slot);
+void broker_app_set_slot(BrokerApp *app, BrokerSlot slot, void *p);

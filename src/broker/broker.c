@@ -1,0 +1,1510 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The broker's core: each app's channel on the supervisor's loop, the checks every
+ * request goes through (broker.h, steps 1-8), the grant cache, the audit record of
+ * every call, and the replies with their bounded per-app queue.
+ *
+ * Speed. A readiness reads up to BROKER_FRAMES_PER_WAKE frames and answers them as
+ * a batch: the replies are packed into one arena, the batch's audit records are
+ * appended, written out together (audit_flush()), and only then are the replies
+ * sent, so no app sees the answer to a call whose record is not in the log. Call
+ * structs come from a per-app free list; the only allocations per call are
+ * protobuf-c's decoded request and the audit record's JSON.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "base/fileio.h"
+#include "base/macro.h"
+#include "base/strv.h"
+#include "broker/broker-internal.h"
+
+#define BATCH_ENTRIES_MAX (2u * BROKER_FRAMES_PER_WAKE)
+#define BATCH_ARENA_SIZE  (4u * CHANNEL_BODY_MAX) /* bytes; flushed early when full */
+#define CALLS_CACHED_MAX  16u                     /* free call structs kept per app */
+#define DISPATCH_AREAS    16u                     /* opcode high byte 0x01..0x0f */
+#define DISPATCH_CALLS    16u                     /* opcode low byte 0x00..0x0f */
+
+typedef struct CallImpl {
+        BrokerCall pub;
+        const BrokerCallDef *def;
+        char right[CAPABILITY_RIGHT_MAX];
+        struct CallImpl *free_next;
+} CallImpl;
+
+/* A frame waiting for room in the app's socket. */
+typedef struct OutFrame {
+        struct OutFrame *next;
+        ChannelFrame frame; /* body points at data */
+        unsigned n_fds;
+        int fds[CHANNEL_FDS_MAX];
+        uint8_t data[];
+} OutFrame;
+
+/* A frame of the current batch: its body is in the broker's arena. */
+typedef struct BatchEntry {
+        uint16_t opcode;
+        uint32_t flags;
+        uint64_t request_id;
+        size_t off, len;
+        bool is_event;
+        unsigned n_fds;
+        int fds[CHANNEL_FDS_MAX];
+} BatchEntry;
+
+typedef struct GrantCache {
+        Grant *grants;           /* as grants_list() gave them */
+        CapabilityRight *parsed; /* parallel to grants; .cap NULL if it does not parse */
+        size_t n_grants;
+        CapabilityMask unscoped; /* names with a permanent grant without scope */
+        CapabilityMask scoped;   /* names with a permanent scoped grant */
+        CapabilityMask once;     /* names with a one-time grant */
+        char **requested;        /* never NULL */
+        CapabilityRight *req_parsed;
+        size_t n_requested;
+        bool signed_ok;
+} GrantCache;
+
+struct BrokerApp {
+        Broker *broker;
+        BrokerApp *next, *prev;
+        char *id;
+        BrokerAppInfo info;
+        char **env;
+
+        int fd;
+        uv_poll_t *poll; /* freed by its close callback */
+        int poll_events;
+        bool closed;
+
+        GrantCache cache;
+        RateLimit rl[_BROKER_CLASS_MAX];
+
+        BrokerCall *calls; /* pending, answered later */
+        unsigned outstanding;
+        CallImpl *free_calls;
+        unsigned n_free_calls;
+
+        BrokerHandle *handles;
+
+        OutFrame *outq_head, *outq_tail;
+        unsigned outq_len;
+
+        BrokerAppStats stats;
+        void *slots[_BROKER_SLOT_MAX];
+};
+
+struct Broker {
+        BrokerOptions o;
+        char *state_dir;
+        char **roots;
+        BrokerHost host;
+        BrokerApp *apps;
+        const BrokerCallDef *dispatch[DISPATCH_AREAS][DISPATCH_CALLS];
+        uint64_t audit_failures;
+
+        /* The batch of the app being read. */
+        BrokerApp *batch_app;
+        BatchEntry batch[BATCH_ENTRIES_MAX];
+        unsigned n_batch;
+        size_t arena_used;
+        uint8_t *arena;                     /* BATCH_ARENA_SIZE bytes */
+        uint8_t rbuf[CHANNEL_DATAGRAM_MAX]; /* receive buffer, shared: one frame at a time */
+        uint8_t sbuf[CHANNEL_BODY_MAX];     /* packing outside a batch */
+};
+
+static CallImpl *impl(BrokerCall *c)
+{
+        return (CallImpl *)c;
+}
+
+static void close_fds(int *fds, unsigned n)
+{
+        for (unsigned i = 0; i < n; i++)
+                fds[i] = safe_close(fds[i]);
+}
+
+static int64_t now_ms(void)
+{
+        return grants_now_ms();
+}
+
+/* ---- audit ------------------------------------------------------------------- */
+
+int broker_app_audit(BrokerApp *app, const char *event, json_t *fields)
+{
+        Broker *b = app->broker;
+        int r;
+
+        if (!b->o.audit)
+                return 0;
+        r = audit_append(b->o.audit, app->id, event, fields);
+        if (r < 0)
+                b->audit_failures++;
+        return r;
+}
+
+static void audit_flush_now(Broker *b)
+{
+        if (b->o.audit && audit_flush(b->o.audit) < 0)
+                b->audit_failures++;
+}
+
+/* The record of one answered call: op, right, decision, errno, then the handler's
+ * fields (borrowed). */
+static void audit_call(BrokerApp *app, const char *op, const char *right, const char *decision,
+                       int error, json_t *extra)
+{
+        json_t *f;
+
+        if (!app->broker->o.audit)
+                return;
+        f = json_pack("{s:s, s:s?, s:s, s:i}", "op", op, "right", right, "decision", decision,
+                      "errno", error);
+        if (!f) {
+                app->broker->audit_failures++;
+                return;
+        }
+        if (extra && json_is_object(extra))
+                (void)json_object_update_missing(f, extra);
+        (void)broker_app_audit(app, AUDIT_EVENT_CALL, f);
+        json_decref(f);
+}
+
+/* ---- sending ------------------------------------------------------------------ */
+
+static void app_hangup(BrokerApp *app, int reason);
+
+static void poll_close_cb(uv_handle_t *h)
+{
+        free(h);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events);
+
+/* Reads while the out queue has room; writes while it holds frames. */
+static void app_update_poll(BrokerApp *app)
+{
+        int events = 0;
+
+        if (app->closed || !app->poll)
+                return;
+        if (app->outq_len < BROKER_OUTQ_MAX)
+                events |= UV_READABLE;
+        if (app->outq_head)
+                events |= UV_WRITABLE;
+        if (events == app->poll_events)
+                return;
+        if (events == 0)
+                (void)uv_poll_stop(app->poll);
+        else if (uv_poll_start(app->poll, events, on_poll) < 0) {
+                app_hangup(app, -EIO);
+                return;
+        }
+        app->poll_events = events;
+}
+
+static OutFrame *outframe_free(OutFrame *o)
+{
+        if (o) {
+                close_fds(o->fds, o->n_fds);
+                free(o);
+        }
+        return NULL;
+}
+
+/*
+ * Sends one frame to app now, or queues it behind the frames already waiting. Takes
+ * the fds (closed once sent, or at once if the frame is dropped). An event is
+ * dropped (and counted) when the queue is full; a reply never is: its caller would
+ * wait forever. Reading stops while the queue is full, so replies past the bound
+ * come only from calls answered later, at most BROKER_OUTSTANDING_MAX of them.
+ */
+static void app_send(BrokerApp *app, const ChannelFrame *f, int *fds, unsigned n_fds, bool is_event)
+{
+        OutFrame *o;
+        int r;
+
+        if (app->closed) {
+                close_fds(fds, n_fds);
+                return;
+        }
+        if (!app->outq_head) {
+                r = channel_send(app->fd, f, fds, n_fds, MSG_DONTWAIT);
+                if (r == 0) {
+                        close_fds(fds, n_fds);
+                        return;
+                }
+                if (r == -EPIPE || r == -ECONNRESET || r == -ENOTCONN) {
+                        close_fds(fds, n_fds);
+                        app_hangup(app, r);
+                        return;
+                }
+                if (r != -EAGAIN && r != -ENOBUFS) {
+                        /* Our own frame is malformed: a bug; the frame is lost. */
+                        close_fds(fds, n_fds);
+                        if (is_event)
+                                app->stats.events_dropped++;
+                        return;
+                }
+        }
+        if (is_event && app->outq_len >= BROKER_OUTQ_MAX) {
+                close_fds(fds, n_fds);
+                app->stats.events_dropped++;
+                return;
+        }
+        o = malloc(sizeof(OutFrame) + f->body_len);
+        if (!o) {
+                close_fds(fds, n_fds);
+                if (is_event)
+                        app->stats.events_dropped++;
+                else
+                        app_hangup(app, -ENOMEM); /* a lost reply would hang the app */
+                return;
+        }
+        *o = (OutFrame){.frame = *f, .n_fds = n_fds};
+        if (f->body_len > 0)
+                memcpy(o->data, f->body, f->body_len);
+        o->frame.body = o->data;
+        for (unsigned i = 0; i < n_fds; i++)
+                o->fds[i] = fds[i];
+        if (app->outq_tail)
+                app->outq_tail->next = o;
+        else
+                app->outq_head = o;
+        app->outq_tail = o;
+        app->outq_len++;
+        app_update_poll(app);
+}
+
+/* Sends what the queue holds until the socket is full again. */
+static void outq_drain(BrokerApp *app)
+{
+        while (app->outq_head && !app->closed) {
+                OutFrame *o = app->outq_head;
+                int r = channel_send(app->fd, &o->frame, o->fds, o->n_fds, MSG_DONTWAIT);
+
+                if (r == -EAGAIN || r == -ENOBUFS)
+                        break;
+                if (r == -EPIPE || r == -ECONNRESET || r == -ENOTCONN) {
+                        app_hangup(app, r);
+                        return;
+                }
+                app->outq_head = o->next;
+                if (!app->outq_head)
+                        app->outq_tail = NULL;
+                app->outq_len--;
+                outframe_free(o);
+        }
+        app_update_poll(app);
+}
+
+static ChannelFrame entry_frame(const Broker *b, const BatchEntry *e)
+{
+        return (ChannelFrame){
+                .opcode = e->opcode,
+                .flags = e->flags,
+                .request_id = e->request_id,
+                .body = b->arena + e->off,
+                .body_len = e->len,
+        };
+}
+
+/*
+ * Sends the frames of entries [from, to) that carry no fds with one sendmmsg(2) (a
+ * SOCK_SEQPACKET socket keeps each message a datagram): one system call per batch
+ * instead of one per reply. Returns how many went out; the caller sends the rest
+ * one by one (app_send() queues them when the socket is full).
+ */
+static unsigned batch_sendmmsg(Broker *b, BrokerApp *app, unsigned from, unsigned to)
+{
+        uint8_t hdr[BATCH_ENTRIES_MAX][CHANNEL_HEADER_SIZE];
+        struct iovec iov[BATCH_ENTRIES_MAX][2];
+        struct mmsghdr mm[BATCH_ENTRIES_MAX];
+        unsigned n = 0;
+        int r;
+
+        for (unsigned i = from; i < to; i++, n++) {
+                ChannelFrame f = entry_frame(b, &b->batch[i]);
+
+                f.n_fds = 0;
+                if (channel_encode_header(&f, hdr[n]) < 0)
+                        break;
+                iov[n][0] = (struct iovec){.iov_base = hdr[n], .iov_len = CHANNEL_HEADER_SIZE};
+                iov[n][1] = (struct iovec){.iov_base = (void *)f.body, .iov_len = f.body_len};
+                mm[n] = (struct mmsghdr){.msg_hdr = {.msg_iov = iov[n], .msg_iovlen = 2}};
+        }
+        if (n < 2)
+                return 0;
+        r = sendmmsg(app->fd, mm, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        return r > 0 ? (unsigned)r : 0;
+}
+
+/* Sends the current batch: its audit records first, then its frames. */
+static void batch_flush(Broker *b)
+{
+        BrokerApp *app = b->batch_app;
+        unsigned i = 0;
+
+        if (b->n_batch == 0)
+                return;
+        audit_flush_now(b);
+        while (i < b->n_batch) {
+                BatchEntry *e = &b->batch[i];
+                ChannelFrame f;
+
+                if (!app || app->closed) {
+                        close_fds(e->fds, e->n_fds);
+                        i++;
+                        continue;
+                }
+                if (!app->outq_head && e->n_fds == 0) {
+                        unsigned j = i, sent;
+
+                        while (j < b->n_batch && b->batch[j].n_fds == 0)
+                                j++;
+                        sent = batch_sendmmsg(b, app, i, j);
+                        if (sent > 0) {
+                                i += sent;
+                                continue;
+                        }
+                }
+                /* One frame: with fds, behind a queue, or what sendmmsg() left. */
+                f = entry_frame(b, e);
+                app_send(app, &f, e->fds, e->n_fds, e->is_event);
+                i++;
+        }
+        b->n_batch = 0;
+        b->arena_used = 0;
+}
+
+/*
+ * Emits a frame to app: packs msg (or copies the raw body of len bytes) into the
+ * batch when app is the one being read, else sends it now (after writing out the
+ * audit record of a reply). Takes the fds. Returns 0, -ENOBUFS for an event dropped
+ * because the app's out queue is full (counted), or -EMSGSIZE if msg packs to more
+ * than a body may hold (nothing sent, fds kept by the caller).
+ */
+static int app_emit(BrokerApp *app, uint16_t opcode, uint32_t flags, uint64_t request_id,
+                    const ProtobufCMessage *msg, const void *raw, size_t len, int *fds,
+                    unsigned n_fds)
+{
+        Broker *b = app->broker;
+        bool is_event = flags & CHANNEL_FLAG_EVENT;
+        uint8_t *dst;
+
+        if (msg) {
+                len = protobuf_c_message_get_packed_size(msg);
+                if (len > CHANNEL_BODY_MAX)
+                        return -EMSGSIZE;
+        }
+        if (n_fds > CHANNEL_FDS_MAX)
+                return -EMSGSIZE;
+        if (is_event && app->outq_len >= BROKER_OUTQ_MAX) {
+                app->stats.events_dropped++;
+                return -ENOBUFS;
+        }
+
+        if (b->batch_app == app) {
+                BatchEntry *e;
+
+                if (b->n_batch >= BATCH_ENTRIES_MAX || BATCH_ARENA_SIZE - b->arena_used < len)
+                        batch_flush(b);
+                e = &b->batch[b->n_batch++];
+                dst = b->arena + b->arena_used;
+                *e = (BatchEntry){
+                        .opcode = opcode,
+                        .flags = flags,
+                        .request_id = request_id,
+                        .off = b->arena_used,
+                        .len = len,
+                        .is_event = is_event,
+                        .n_fds = n_fds,
+                };
+                for (unsigned i = 0; i < n_fds; i++)
+                        e->fds[i] = fds[i];
+                if (msg)
+                        protobuf_c_message_pack(msg, dst);
+                else if (len > 0 && raw)
+                        memcpy(dst, raw, len);
+                b->arena_used += len;
+                return 0;
+        }
+
+        if (msg) {
+                protobuf_c_message_pack(msg, b->sbuf);
+                raw = b->sbuf;
+        }
+        if (!is_event)
+                audit_flush_now(b);
+        app_send(app,
+                 &(ChannelFrame){
+                         .opcode = opcode,
+                         .flags = flags,
+                         .request_id = request_id,
+                         .body = raw,
+                         .body_len = len,
+                 },
+                 fds, n_fds, is_event);
+        return 0;
+}
+
+static void emit_error(BrokerApp *app, uint16_t opcode, uint64_t request_id, int error,
+                       const char *message)
+{
+        uint8_t body[CHANNEL_ERROR_BODY_MAX];
+        int n = channel_error_body(error, message, body, sizeof body);
+
+        if (n < 0)
+                n = channel_error_body(error, NULL, body, sizeof body);
+        if (n >= 0)
+                (void)app_emit(app, opcode, CHANNEL_FLAG_REPLY | CHANNEL_FLAG_ERROR, request_id,
+                               NULL, body, (size_t)n, NULL, 0);
+}
+
+int broker_app_event(BrokerApp *app, uint16_t opcode, const ProtobufCMessage *ev)
+{
+        const WireOp *op = wire_op_lookup(opcode);
+
+        if (!app || !ev || !op || !op->event || op->event != ev->descriptor)
+                return -EINVAL;
+        if (app->closed)
+                return -ECONNRESET;
+        return app_emit(app, opcode, CHANNEL_FLAG_EVENT, 0, ev, NULL, 0, NULL, 0);
+}
+
+/* ---- calls -------------------------------------------------------------------- */
+
+static CallImpl *call_new(BrokerApp *app)
+{
+        CallImpl *c = app->free_calls;
+
+        if (c) {
+                app->free_calls = c->free_next;
+                app->n_free_calls--;
+        } else {
+                c = malloc(sizeof *c);
+                if (!c)
+                        return NULL;
+        }
+        c->pub = (BrokerCall){.app = app};
+        c->def = NULL;
+        c->right[0] = 0;
+        c->free_next = NULL;
+        return c;
+}
+
+static void call_unlink(CallImpl *c)
+{
+        BrokerApp *app = c->pub.app;
+
+        if (c->pub.prev)
+                c->pub.prev->next = c->pub.next;
+        else if (app->calls == &c->pub)
+                app->calls = c->pub.next;
+        else
+                return; /* not linked */
+        if (c->pub.next)
+                c->pub.next->prev = c->pub.prev;
+        c->pub.next = c->pub.prev = NULL;
+        app->outstanding--;
+}
+
+static void call_free(CallImpl *c)
+{
+        BrokerApp *app = c->pub.app;
+
+        call_unlink(c);
+        if (c->pub.request)
+                protobuf_c_message_free_unpacked(c->pub.request, NULL);
+        json_decref(c->pub.audit_fields);
+        if (app->n_free_calls < CALLS_CACHED_MAX) {
+                c->free_next = app->free_calls;
+                app->free_calls = c;
+                app->n_free_calls++;
+        } else
+                free(c);
+}
+
+static const char *decision_of(int error)
+{
+        if (error == 0)
+                return "allowed";
+        if (error == EACCES || error == EPERM)
+                return "refused";
+        return "error";
+}
+
+static void count_answer(BrokerApp *app, int error, bool rate_limited)
+{
+        app->stats.calls++;
+        if (error == EACCES || error == EPERM)
+                app->stats.refused++;
+        if (rate_limited)
+                app->stats.rate_limited++;
+}
+
+/* Answers a call with an error; decision NULL: from the errno. */
+static void call_fail(CallImpl *c, int error, const char *message, const char *decision)
+{
+        BrokerApp *app = c->pub.app;
+
+        error = abs(error);
+        if (!c->pub.cancelled) {
+                count_answer(app, error, decision && strcmp(decision, "rate-limited") == 0);
+                audit_call(app, c->pub.op->name, c->pub.right, decision ?: decision_of(error),
+                           error, c->pub.audit_fields);
+                emit_error(app, c->pub.op->opcode, c->pub.request_id, error, message);
+        }
+        call_free(c);
+}
+
+void broker_reply(BrokerCall *pc, const ProtobufCMessage *reply, int *fds, unsigned n_fds)
+{
+        CallImpl *c = impl(pc);
+        BrokerApp *app = pc->app;
+
+        if (pc->cancelled || app->closed) {
+                close_fds(fds, n_fds);
+                call_free(c);
+                return;
+        }
+        if (!reply || reply->descriptor != pc->op->reply || n_fds != pc->op->reply_fds ||
+            protobuf_c_message_get_packed_size(reply) > CHANNEL_BODY_MAX) {
+                close_fds(fds, n_fds);
+                call_fail(c, EMSGSIZE, "the kernel could not encode the reply", NULL);
+                return;
+        }
+        count_answer(app, 0, false);
+        audit_call(app, pc->op->name, pc->right, "allowed", 0, pc->audit_fields);
+        (void)app_emit(app, pc->op->opcode, CHANNEL_FLAG_REPLY, pc->request_id, reply, NULL, 0, fds,
+                       n_fds);
+        call_free(c);
+}
+
+void broker_reply_error(BrokerCall *c, int error, const char *message)
+{
+        call_fail(impl(c), error, message, NULL);
+}
+
+/* Abandons a pending call (the app cancelled it, went away, or lost its right):
+ * its handler forgets it, nothing is sent. */
+static void call_abandon(CallImpl *c, int error, const char *why)
+{
+        BrokerApp *app = c->pub.app;
+        json_t *f;
+
+        c->pub.cancelled = true;
+        if (c->pub.cancel)
+                c->pub.cancel(&c->pub);
+        f = json_pack("{s:s}", "abandoned", why);
+        if (f && c->pub.audit_fields)
+                (void)json_object_update_missing(f, c->pub.audit_fields);
+        audit_call(app, c->pub.op->name, c->pub.right, "error", error, f);
+        json_decref(f);
+        if (c->pub.cancel)
+                call_free(c);
+        else
+                call_unlink(c); /* still the handler's until it answers: then freed */
+}
+
+/* ---- grant cache ---------------------------------------------------------------- */
+
+static void cache_clear(GrantCache *gc)
+{
+        free(gc->grants);
+        free(gc->parsed);
+        strv_free(gc->requested);
+        free(gc->req_parsed);
+        *gc = (GrantCache){};
+}
+
+static int cache_load(Broker *b, const char *app_id, GrantCache *ret)
+{
+        GrantCache gc = {};
+        char **req = NULL;
+        bool is_signed = false;
+        int r;
+
+        r = grants_list(b->o.grants, app_id, &gc.grants, &gc.n_grants);
+        if (r < 0)
+                return r;
+        r = grants_requested(b->o.grants, app_id, &req, &is_signed);
+        if (r == -ENOENT) {
+                req = calloc(1, sizeof(char *));
+                is_signed = false;
+                r = req ? 0 : -ENOMEM;
+        }
+        if (r < 0) {
+                cache_clear(&gc);
+                return r;
+        }
+        gc.requested = req;
+        gc.signed_ok = is_signed;
+        gc.n_requested = strv_length(req);
+
+        gc.parsed = calloc(gc.n_grants + 1, sizeof(CapabilityRight));
+        gc.req_parsed = calloc(gc.n_requested + 1, sizeof(CapabilityRight));
+        if (!gc.parsed || !gc.req_parsed) {
+                cache_clear(&gc);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < gc.n_grants; i++) {
+                CapabilityRight *p = &gc.parsed[i];
+
+                if (capability_right_parse(gc.grants[i].right, p, NULL) < 0) {
+                        p->cap = NULL;
+                        continue;
+                }
+                if (gc.grants[i].one_time)
+                        gc.once |= capability_bit(p->cap);
+                else if (p->scope[0] == 0)
+                        gc.unscoped |= capability_bit(p->cap);
+                else
+                        gc.scoped |= capability_bit(p->cap);
+        }
+        for (size_t i = 0; i < gc.n_requested; i++)
+                if (capability_right_parse(gc.requested[i], &gc.req_parsed[i], NULL) < 0)
+                        gc.req_parsed[i].cap = NULL;
+        *ret = gc;
+        return 0;
+}
+
+int broker_app_reload_grants(BrokerApp *app)
+{
+        GrantCache gc;
+        int r = cache_load(app->broker, app->id, &gc);
+
+        if (r < 0)
+                return r;
+        cache_clear(&app->cache);
+        app->cache = gc;
+        return 0;
+}
+
+/* True if a grant of the cache covers asked: permanent ones, and one-time ones too
+ * if with_once (then *ret_once tells whether only one-time grants do). */
+static bool cache_covers(const GrantCache *gc, const CapabilityRight *asked, bool with_once,
+                         bool *ret_once)
+{
+        CapabilityMask bit = capability_bit(asked->cap);
+        bool once = false;
+
+        if (ret_once)
+                *ret_once = false;
+        if (gc->unscoped & bit)
+                return true;
+        if (!((gc->scoped | (with_once ? gc->once : 0)) & bit))
+                return false;
+        for (size_t i = 0; i < gc->n_grants; i++) {
+                if (gc->parsed[i].cap != asked->cap ||
+                    !capability_right_covers(&gc->parsed[i], asked))
+                        continue;
+                if (!gc->grants[i].one_time)
+                        return true;
+                if (with_once)
+                        once = true;
+        }
+        if (ret_once)
+                *ret_once = once;
+        return once;
+}
+
+/* The refusal grants_check would give for a right no grant covers. */
+static int cache_refusal(const GrantCache *gc, const CapabilityRight *asked, const char **ret_why)
+{
+        bool requested = false;
+
+        for (size_t i = 0; i < gc->n_requested && !requested; i++)
+                requested =
+                        gc->req_parsed[i].cap && capability_right_covers(&gc->req_parsed[i], asked);
+        if (!requested) {
+                *ret_why = grants_reason_to_string(GRANTS_NOT_REQUESTED);
+                return -EPERM;
+        }
+        if (asked->cap->level == CAPABILITY_SIGNATURE && !gc->signed_ok) {
+                *ret_why = grants_reason_to_string(GRANTS_NOT_SIGNED);
+                return -EPERM;
+        }
+        *ret_why = grants_reason_to_string(GRANTS_NOT_GRANTED);
+        return -EACCES;
+}
+
+int broker_app_right_state(BrokerApp *app, const char *right, bool *ret_one_time,
+                           const char **ret_why)
+{
+        CapabilityRight asked;
+        const char *why = NULL;
+        bool once = false;
+        int r;
+
+        if (!right || capability_right_parse(right, &asked, NULL) < 0) {
+                why = grants_reason_to_string(GRANTS_INVALID);
+                r = -EPERM;
+        } else if (cache_covers(&app->cache, &asked, true, &once))
+                r = 0;
+        else
+                r = cache_refusal(&app->cache, &asked, &why);
+        if (ret_one_time)
+                *ret_one_time = r == 0 && once;
+        if (ret_why)
+                *ret_why = why ?: grants_reason_to_string(GRANTS_ALLOWED);
+        return r;
+}
+
+/*
+ * The check of step 4: 0, -EACCES or -EPERM with *ret_why, or another -errno (the
+ * grants database failed). Permanent grants are decided from the cache; gesture
+ * rights, and rights only a one-time grant may cover, go to grants_check(), which
+ * reads the gesture and consumes the one-time grant (then the cache is reloaded).
+ */
+static int app_check(BrokerApp *app, const char *right, bool consume, const char **ret_why)
+{
+        GrantCache *gc = &app->cache;
+        CapabilityRight asked;
+        GrantsDecision d;
+        bool once = false;
+        int r;
+
+        *ret_why = grants_reason_to_string(GRANTS_ALLOWED);
+        if (capability_right_parse(right, &asked, NULL) < 0) {
+                *ret_why = grants_reason_to_string(GRANTS_INVALID);
+                return -EPERM;
+        }
+        if (!asked.cap->gesture && cache_covers(gc, &asked, false, NULL))
+                return 0;
+        if (!cache_covers(gc, &asked, true, &once))
+                return cache_refusal(gc, &asked, ret_why);
+        if (!asked.cap->gesture && once && !consume)
+                return 0;
+        if (!consume) { /* a gesture right: whether a gesture is recent enough */
+                int64_t at, now = now_ms();
+
+                r = grants_gesture_last(app->broker->o.grants, app->id, &at);
+                if (r == 0 && at <= now && now - at <= GRANTS_GESTURE_WINDOW_MS)
+                        return 0;
+                if (r < 0 && r != -ENOENT)
+                        return r;
+                *ret_why = grants_reason_to_string(GRANTS_NO_GESTURE);
+                return -EACCES;
+        }
+        r = grants_check(app->broker->o.grants, app->id, right, now_ms(), &d);
+        if (r != 0 && r != -EACCES && r != -EPERM)
+                return r;
+        *ret_why = grants_reason_to_string(d.reason);
+        if (d.one_time_consumed)
+                (void)broker_app_reload_grants(app);
+        return r;
+}
+
+bool broker_app_holds(BrokerApp *app, const char *right, bool consume)
+{
+        const char *why;
+
+        return app && right && app_check(app, right, consume, &why) == 0;
+}
+
+const Grant *broker_app_grants(const BrokerApp *app, size_t *ret_n)
+{
+        *ret_n = app->cache.n_grants;
+        return app->cache.grants;
+}
+
+char *const *broker_app_requested(const BrokerApp *app, bool *ret_signed)
+{
+        if (ret_signed)
+                *ret_signed = app->cache.signed_ok;
+        return app->cache.requested;
+}
+
+/* ---- reading ---------------------------------------------------------------------- */
+
+static void app_close_channel(BrokerApp *app, const char *why)
+{
+        json_t *f = json_pack("{s:s, s:s, s:I}", "what", "channel-closed", "reason", why,
+                              "bad_frames", (json_int_t)app->stats.bad_frames);
+
+        if (f) {
+                (void)broker_app_audit(app, AUDIT_EVENT_LIFECYCLE, f);
+                json_decref(f);
+        }
+        app_hangup(app, -EPROTO);
+}
+
+/*
+ * A malformed frame: counted, audited, answered with error when it names a request
+ * (request_id known), and past BROKER_BAD_FRAMES_MAX the channel is closed.
+ */
+static void bad_frame(BrokerApp *app, uint16_t opcode, uint64_t request_id, bool answer, int error,
+                      const char *message)
+{
+        const WireOp *op = wire_op_lookup(opcode);
+        json_t *f;
+
+        error = abs(error);
+        app->stats.bad_frames++;
+        if (answer)
+                app->stats.calls++;
+        f = json_pack("{s:i, s:s}", "opcode", (int)opcode, "problem", message);
+        audit_call(app, op ? op->name : "unknown", NULL, "error", error, f);
+        json_decref(f);
+        if (answer)
+                emit_error(app, opcode, request_id, error, message);
+        if (app->stats.bad_frames > BROKER_BAD_FRAMES_MAX)
+                app_close_channel(app, "bad frames");
+}
+
+/* channel_recv() failed on a datagram. The header, if one came, is still in the
+ * buffer (zeroed before the read): a request that names itself gets its answer. */
+static void bad_datagram(BrokerApp *app, int error)
+{
+        const uint8_t *h = app->broker->rbuf;
+        uint16_t magic = (uint16_t)(h[0] | h[1] << 8), opcode = (uint16_t)(h[2] | h[3] << 8);
+        uint32_t flags =
+                (uint32_t)h[4] | (uint32_t)h[5] << 8 | (uint32_t)h[6] << 16 | (uint32_t)h[7] << 24;
+        uint64_t id = 0;
+        bool known;
+
+        for (int i = 7; i >= 0; i--)
+                id = id << 8 | h[8 + i];
+        known = magic == CHANNEL_MAGIC_VERSION && opcode != 0 &&
+                (flags & ~(uint32_t)CHANNEL_FLAGS_KNOWN) == 0 &&
+                (flags & (CHANNEL_FLAG_REPLY | CHANNEL_FLAG_EVENT | CHANNEL_FLAG_CANCEL)) == 0;
+        bad_frame(app, known ? opcode : 0, id, known, error,
+                  error == -EMSGSIZE          ? "frame too large"
+                  : error == -EPROTO          ? "wrong number of file descriptors"
+                  : error == -EPROTONOSUPPORT ? "bad magic or protocol version"
+                                              : "malformed frame header");
+}
+
+static const BrokerCallDef *dispatch_lookup(const Broker *b, uint16_t opcode)
+{
+        unsigned area = opcode >> 8, low = opcode & 0xff;
+
+        if (area >= DISPATCH_AREAS || low >= DISPATCH_CALLS)
+                return NULL;
+        return b->dispatch[area][low];
+}
+
+static BrokerCall *pending_find(BrokerApp *app, uint64_t request_id)
+{
+        for (BrokerCall *c = app->calls; c; c = c->next)
+                if (c->request_id == request_id)
+                        return c;
+        return NULL;
+}
+
+static void handle_cancel(BrokerApp *app, const ChannelFrame *f)
+{
+        BrokerCall *c = pending_find(app, f->request_id);
+
+        if (c)
+                call_abandon(impl(c), ECANCELED, "cancelled");
+}
+
+static void handle_request(BrokerApp *app, const ChannelFrame *f)
+{
+        Broker *b = app->broker;
+        const WireOp *op = wire_op_lookup(f->opcode);
+        const BrokerCallDef *def;
+        ProtobufCMessage *req = NULL;
+        const char *right = NULL, *why;
+        CallImpl *c;
+        int r, err = 0;
+
+        if (!op || !op->request) {
+                bad_frame(app, f->opcode, f->request_id, true, EOPNOTSUPP, "unknown opcode");
+                return;
+        }
+        r = wire_unpack(f, &req);
+        if (r < 0) {
+                bad_frame(app, f->opcode, f->request_id, true, r,
+                          r == -EPROTO    ? "wrong number of file descriptors"
+                          : r == -ENOBUFS ? "body too costly to decode"
+                                          : "body does not decode");
+                return;
+        }
+        c = call_new(app);
+        if (!c) {
+                protobuf_c_message_free_unpacked(req, NULL);
+                count_answer(app, ENOMEM, false);
+                emit_error(app, f->opcode, f->request_id, ENOMEM, NULL);
+                return;
+        }
+        c->pub.op = op;
+        c->pub.request_id = f->request_id;
+        c->pub.request = req;
+
+        def = dispatch_lookup(b, f->opcode);
+        if (!def) {
+                call_fail(c, EOPNOTSUPP, "not implemented by this kernel", NULL);
+                return;
+        }
+        c->def = def;
+        if (pending_find(app, f->request_id)) {
+                call_fail(c, EINVAL, "request id already in use", NULL);
+                return;
+        }
+        if (app->outstanding >= BROKER_OUTSTANDING_MAX) {
+                call_fail(c, EBUSY, "too many requests outstanding", NULL);
+                return;
+        }
+        if (def->right_of) {
+                right = def->right_of(req, c->right, sizeof c->right, &err);
+                if (err < 0) {
+                        call_fail(c, err, "invalid request field", NULL);
+                        return;
+                }
+                c->pub.right = right;
+        }
+        if (right) {
+                r = app_check(app, right, true, &why);
+                /* A refusal pays its token too: a flood of forbidden calls is limited
+                 * like any other, and so are the audit records it writes. */
+                if ((r == -EACCES || r == -EPERM) &&
+                    ratelimit_take(&app->rl[def->cls], uv_hrtime(), NULL) < 0) {
+                        call_fail(c, EAGAIN, "rate-limited", "rate-limited");
+                        return;
+                }
+                if (r == -EACCES || r == -EPERM) {
+                        call_fail(c, r, why, "refused");
+                        return;
+                }
+                if (r < 0) {
+                        call_fail(c, EIO, "the grants database failed", NULL);
+                        return;
+                }
+        }
+        if (ratelimit_take(&app->rl[def->cls], uv_hrtime(), NULL) < 0) {
+                call_fail(c, EAGAIN, "rate-limited", "rate-limited");
+                return;
+        }
+
+        /* Linked while the handler runs: it answers now (unlinked and freed) or later. */
+        c->pub.next = app->calls;
+        if (app->calls)
+                app->calls->prev = &c->pub;
+        app->calls = &c->pub;
+        app->outstanding++;
+        def->handle(&c->pub);
+}
+
+static void handle_frame(BrokerApp *app, const ChannelFrame *f, int *fds)
+{
+        /* No request of version 1 takes fds (wire_unpack refuses a count that differs
+         * from the opcode's), so none is ever kept. */
+        close_fds(fds, f->n_fds);
+        if (f->flags & CHANNEL_FLAG_CANCEL)
+                handle_cancel(app, f);
+        else if (!channel_frame_is_request(f))
+                bad_frame(app, f->opcode, f->request_id, false, EPROTO,
+                          "replies and events do not go to the kernel");
+        else
+                handle_request(app, f);
+}
+
+static void app_read(BrokerApp *app)
+{
+        Broker *b = app->broker;
+
+        b->batch_app = app;
+        for (unsigned i = 0; i < BROKER_FRAMES_PER_WAKE; i++) {
+                int fds[CHANNEL_FDS_MAX];
+                ChannelFrame f;
+                int r;
+
+                if (app->closed || app->outq_len >= BROKER_OUTQ_MAX)
+                        break;
+                memset(b->rbuf, 0, CHANNEL_HEADER_SIZE);
+                r = channel_recv(app->fd, &f, b->rbuf, fds, CHANNEL_FDS_MAX, MSG_DONTWAIT);
+                if (r == -EAGAIN || r == -EINTR)
+                        break;
+                if (r == -EMSGSIZE || r == -EPROTO || r == -EPROTONOSUPPORT || r == -EBADMSG ||
+                    r == -EINVAL) {
+                        bad_datagram(app, r);
+                        continue;
+                }
+                if (r < 0) { /* -ECONNRESET: the app hung up */
+                        app_hangup(app, r);
+                        break;
+                }
+                handle_frame(app, &f, fds);
+        }
+        batch_flush(b);
+        b->batch_app = NULL;
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+        BrokerApp *app = h->data;
+
+        if (!app)
+                return;
+        if (status < 0) {
+                app_hangup(app, -EIO);
+                return;
+        }
+        if (events & UV_WRITABLE)
+                outq_drain(app);
+        if ((events & UV_READABLE) && !app->closed)
+                app_read(app);
+        app_update_poll(app);
+}
+
+/* ---- lifetime --------------------------------------------------------------------- */
+
+/* Abandons every pending call of app (it went away). */
+static void app_abandon_calls(BrokerApp *app, int error, const char *why)
+{
+        while (app->calls)
+                call_abandon(impl(app->calls), error, why);
+}
+
+/* The channel is gone (hang-up, bad frames, a failed send): stop serving it. The
+ * BrokerApp stays until broker_app_detach(). */
+static void app_hangup(BrokerApp *app, int reason)
+{
+        (void)reason;
+        if (app->closed)
+                return;
+        app->closed = true;
+        app->stats.closed = true;
+        if (app->poll) {
+                app->poll->data = NULL;
+                uv_close((uv_handle_t *)app->poll, poll_close_cb);
+                app->poll = NULL;
+        }
+        app->fd = safe_close(app->fd);
+        while (app->outq_head) {
+                OutFrame *o = app->outq_head;
+
+                app->outq_head = o->next;
+                outframe_free(o);
+        }
+        app->outq_tail = NULL;
+        app->outq_len = 0;
+        app_abandon_calls(app, ECONNRESET, "channel closed");
+}
+
+static int build_dispatch(Broker *b)
+{
+        const BrokerCallDef *tables[] = {
+                broker_calls_system, broker_calls_proc,  broker_calls_app, broker_calls_perm,
+                broker_calls_fs,     broker_calls_timer, broker_calls_bus,
+        };
+
+        for (size_t t = 0; t < ELEMENTSOF(tables); t++)
+                for (const BrokerCallDef *d = tables[t]; d->handle; d++) {
+                        unsigned area = d->opcode >> 8, low = d->opcode & 0xff;
+                        const WireOp *op = wire_op_lookup(d->opcode);
+
+                        if (!op || !op->request || area >= DISPATCH_AREAS ||
+                            low >= DISPATCH_CALLS || b->dispatch[area][low] ||
+                            d->cls >= _BROKER_CLASS_MAX)
+                                return -EINVAL;
+                        b->dispatch[area][low] = d;
+                }
+        return 0;
+}
+
+int broker_new(const BrokerOptions *o, Broker **ret)
+{
+        Broker *b;
+        int r;
+
+        if (!o || !o->loop || !o->grants || !o->bus || !ret)
+                return -EINVAL;
+        b = calloc(1, sizeof *b);
+        if (!b)
+                return -ENOMEM;
+        b->o = *o;
+        if (o->host)
+                b->host = *o->host;
+        b->o.host = &b->host;
+        b->arena = malloc(BATCH_ARENA_SIZE);
+        r = b->arena ? 0 : -ENOMEM;
+        if (r == 0 && o->state_dir) {
+                b->state_dir = strdup(o->state_dir);
+                r = b->state_dir ? 0 : -ENOMEM;
+        }
+        if (r == 0 && o->roots)
+                r = (b->roots = strv_copy(o->roots)) ? 0 : -ENOMEM;
+        if (r == 0)
+                r = build_dispatch(b);
+        if (r < 0) {
+                broker_free(b);
+                return r;
+        }
+        b->o.state_dir = b->state_dir;
+        b->o.roots = b->roots;
+#define DEFAULT(f, d) b->o.f = b->o.f ?: (d)
+        DEFAULT(rate_cheap, BROKER_RATE_CHEAP_DEFAULT);
+        DEFAULT(burst_cheap, BROKER_BURST_CHEAP_DEFAULT);
+        DEFAULT(rate_costly, BROKER_RATE_COSTLY_DEFAULT);
+        DEFAULT(burst_costly, BROKER_BURST_COSTLY_DEFAULT);
+        DEFAULT(rate_prompting, BROKER_RATE_PROMPTING_DEFAULT);
+        DEFAULT(burst_prompting, BROKER_BURST_PROMPTING_DEFAULT);
+#undef DEFAULT
+        *ret = b;
+        return 0;
+}
+
+Broker *broker_free(Broker *b)
+{
+        if (!b)
+                return NULL;
+        while (b->apps)
+                broker_app_detach(b->apps);
+        free(b->arena);
+        free(b->state_dir);
+        strv_free(b->roots);
+        free(b);
+        return NULL;
+}
+
+static void app_free(BrokerApp *app)
+{
+        if (!app)
+                return;
+        if (app->poll) {
+                app->poll->data = NULL;
+                uv_close((uv_handle_t *)app->poll, poll_close_cb);
+        }
+        safe_close(app->fd);
+        cache_clear(&app->cache);
+        while (app->free_calls) {
+                CallImpl *c = app->free_calls;
+
+                app->free_calls = c->free_next;
+                free(c);
+        }
+        free(app->id);
+        free((char *)app->info.app_dir);
+        free((char *)app->info.data_dir);
+        free((char *)app->info.memory_cgroup);
+        free((char *)app->info.pids_cgroup);
+        free((char *)app->info.cpu_cgroup);
+        free((char *)app->info.unified_cgroup);
+        strv_free(app->env);
+        free(app);
+}
+
+static int strdup_opt(const char *s, const char **ret)
+{
+        *ret = NULL;
+        if (!s)
+                return 0;
+        *ret = strdup(s);
+        return *ret ? 0 : -ENOMEM;
+}
+
+int broker_app_attach(Broker *b, const BrokerAppInfo *info, int channel_fd, BrokerApp **ret)
+{
+        _cleanup_close_ int fd = channel_fd;
+        BrokerApp *app;
+        uint64_t now = uv_hrtime();
+        int r;
+
+        if (!b || !info || !info->manifest || !info->manifest->id || fd < 0 || !ret)
+                return -EINVAL;
+        if (broker_app_find(b, info->manifest->id))
+                return -EEXIST;
+        r = fd_nonblock(fd, 1);
+        if (r < 0)
+                return r;
+
+        app = calloc(1, sizeof *app);
+        if (!app)
+                return -ENOMEM;
+        app->broker = b;
+        app->fd = -EBADF;
+        app->info = (BrokerAppInfo){
+                .manifest = info->manifest,
+                .host_uid = info->host_uid,
+                .pid = info->pid,
+                .pidfd = info->pidfd,
+                .signed_ok = info->signed_ok,
+                .started_ms = info->started_ms,
+        };
+        app->id = strdup(info->manifest->id);
+        if (!app->id || strdup_opt(info->app_dir, &app->info.app_dir) < 0 ||
+            strdup_opt(info->data_dir, &app->info.data_dir) < 0 ||
+            strdup_opt(info->memory_cgroup, &app->info.memory_cgroup) < 0 ||
+            strdup_opt(info->pids_cgroup, &app->info.pids_cgroup) < 0 ||
+            strdup_opt(info->cpu_cgroup, &app->info.cpu_cgroup) < 0 ||
+            strdup_opt(info->unified_cgroup, &app->info.unified_cgroup) < 0 ||
+            (info->env && !(app->env = strv_copy(info->env)))) {
+                app_free(app);
+                return -ENOMEM;
+        }
+        app->info.env = app->env;
+
+        r = ratelimit_init(&app->rl[BROKER_CLASS_CHEAP], b->o.rate_cheap, b->o.burst_cheap, now);
+        if (r == 0)
+                r = ratelimit_init(&app->rl[BROKER_CLASS_COSTLY], b->o.rate_costly,
+                                   b->o.burst_costly, now);
+        if (r == 0)
+                r = ratelimit_init(&app->rl[BROKER_CLASS_PROMPTING], b->o.rate_prompting,
+                                   b->o.burst_prompting, now);
+        if (r == 0)
+                r = cache_load(b, app->id, &app->cache);
+        if (r < 0) {
+                app_free(app);
+                return r;
+        }
+
+        app->poll = malloc(sizeof(uv_poll_t));
+        if (!app->poll) {
+                app_free(app);
+                return -ENOMEM;
+        }
+        r = uv_poll_init(b->o.loop, app->poll, fd);
+        if (r < 0) {
+                free(app->poll);
+                app->poll = NULL;
+                app_free(app);
+                return r;
+        }
+        app->poll->data = app;
+        app->fd = TAKE_FD(fd);
+
+        r = broker_bus_attach(app);
+        if (r < 0) {
+                app_free(app);
+                return r;
+        }
+        app->next = b->apps;
+        if (b->apps)
+                b->apps->prev = app;
+        b->apps = app;
+        app_update_poll(app);
+        *ret = app;
+        return 0;
+}
+
+void broker_app_detach(BrokerApp *app)
+{
+        Broker *b;
+        json_t *f;
+
+        if (!app)
+                return;
+        b = app->broker;
+        if (b->batch_app == app) {
+                batch_flush(b);
+                b->batch_app = NULL;
+        }
+        app_abandon_calls(app, ECONNRESET, "app detached");
+        broker_timer_detach(app);
+        broker_perm_detach(app);
+        broker_bus_detach(app);
+        while (app->handles) {
+                BrokerHandle *h = app->handles;
+
+                broker_handle_remove(h);
+                h->close(h);
+        }
+        app_hangup(app, 0);
+
+        f = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:b}", "what", "broker", "calls",
+                      (json_int_t)app->stats.calls, "refused", (json_int_t)app->stats.refused,
+                      "rate_limited", (json_int_t)app->stats.rate_limited, "bad_frames",
+                      (json_int_t)app->stats.bad_frames, "events_dropped",
+                      (json_int_t)app->stats.events_dropped, "closed_by_kernel",
+                      app->stats.bad_frames > BROKER_BAD_FRAMES_MAX);
+        if (f) {
+                (void)broker_app_audit(app, AUDIT_EVENT_LIFECYCLE, f);
+                json_decref(f);
+        }
+        audit_flush_now(b);
+
+        if (app->prev)
+                app->prev->next = app->next;
+        else
+                b->apps = app->next;
+        if (app->next)
+                app->next->prev = app->prev;
+        app_free(app);
+}
+
+BrokerApp *broker_app_find(Broker *b, const char *app_id)
+{
+        if (!b || !app_id)
+                return NULL;
+        for (BrokerApp *a = b->apps; a; a = a->next)
+                if (strcmp(a->id, app_id) == 0)
+                        return a;
+        return NULL;
+}
+
+void broker_app_stats(const BrokerApp *app, BrokerAppStats *ret)
+{
+        *ret = app->stats;
+        ret->outstanding = app->outstanding;
+}
+
+/* ---- revokes ---------------------------------------------------------------------- */
+
+/* True if the cache still grants right (one-time grants count, gestures do not: a
+ * handle is not closed because a gesture grew old). */
+static bool still_held(BrokerApp *app, const char *right)
+{
+        return broker_app_right_state(app, right, NULL, NULL) == 0;
+}
+
+static int app_grants_changed(BrokerApp *app)
+{
+        _cleanup_free_ Grant *old = NULL;
+        size_t n_old = app->cache.n_grants, lost = 0;
+        int r;
+
+        if (n_old > 0) {
+                old = malloc(n_old * sizeof(Grant));
+                if (!old)
+                        return -ENOMEM;
+                memcpy(old, app->cache.grants, n_old * sizeof(Grant));
+        }
+        r = broker_app_reload_grants(app);
+        if (r < 0)
+                return r;
+
+        /* Handles first, so that the event finds them closed already. */
+        for (BrokerHandle *h = app->handles, *next; h; h = next) {
+                next = h->next;
+                if (h->right[0] && !still_held(app, h->right)) {
+                        broker_handle_remove(h);
+                        h->close(h);
+                        next = app->handles; /* close() may have ended others */
+                }
+        }
+        for (BrokerCall *c = app->calls, *next; c; c = next) {
+                next = c->next;
+                if (c->right && c->cancel && !still_held(app, c->right)) {
+                        CallImpl *ci = impl(c);
+
+                        c->cancel(c);
+                        c->cancel = NULL;
+                        call_fail(ci, EACCES, "the right was revoked", "refused");
+                        next = app->calls;
+                }
+        }
+
+        for (size_t i = 0; i < n_old; i++) {
+                Cella__V1__PermRevokedEvent ev = CELLA__V1__PERM_REVOKED_EVENT__INIT;
+                bool kept = false;
+                json_t *f;
+
+                for (size_t j = 0; j < app->cache.n_grants && !kept; j++)
+                        kept = strcmp(app->cache.grants[j].right, old[i].right) == 0;
+                if (kept)
+                        continue;
+                lost++;
+                ev.permission = old[i].right;
+                ev.reason = old[i].one_time ? "one-time grant used or revoked" : "revoked";
+                (void)broker_app_event(app, CELLA__V1__OPCODE__OPCODE_EVENT_PERM_REVOKED, &ev.base);
+                f = json_pack("{s:s, s:s, s:b}", "what", "revoked-in-broker", "right", old[i].right,
+                              "one_time", old[i].one_time);
+                if (f) {
+                        (void)broker_app_audit(app, AUDIT_EVENT_GRANT, f);
+                        json_decref(f);
+                }
+        }
+        return (int)lost;
+}
+
+int broker_grants_changed(Broker *b, const char *app_id)
+{
+        int n = 0, r;
+
+        if (!b)
+                return -EINVAL;
+        for (BrokerApp *a = b->apps; a; a = a->next) {
+                if (app_id && strcmp(a->id, app_id) != 0)
+                        continue;
+                r = app_grants_changed(a);
+                if (r < 0)
+                        return r;
+                n += r;
+        }
+        audit_flush_now(b);
+        return n;
+}
+
+/* ---- handles, slots, accessors ------------------------------------------------------- */
+
+void broker_handle_add(BrokerApp *app, BrokerHandle *h, const char *right,
+                       void (*close)(BrokerHandle *h))
+{
+        h->app = app;
+        snprintf(h->right, sizeof h->right, "%s", right ?: "");
+        h->close = close;
+        h->prev = NULL;
+        h->next = app->handles;
+        if (app->handles)
+                app->handles->prev = h;
+        app->handles = h;
+}
+
+void broker_handle_remove(BrokerHandle *h)
+{
+        BrokerApp *app = h->app;
+
+        if (!app)
+                return;
+        if (h->prev)
+                h->prev->next = h->next;
+        else if (app->handles == h)
+                app->handles = h->next;
+        else
+                return; /* not linked */
+        if (h->next)
+                h->next->prev = h->prev;
+        h->next = h->prev = NULL;
+}
+
+void *broker_app_slot(const BrokerApp *app, BrokerSlot slot)
+{
+        return slot < _BROKER_SLOT_MAX ? app->slots[slot] : NULL;
+}
+
+void broker_app_set_slot(BrokerApp *app, BrokerSlot slot, void *p)
+{
+        if (slot < _BROKER_SLOT_MAX)
+                app->slots[slot] = p;
+}
+
+const BrokerAppInfo *broker_app_info(const BrokerApp *app)
+{
+        return &app->info;
+}
+
+Broker *broker_app_broker(const BrokerApp *app)
+{
+        return app->broker;
+}
+
+const BrokerOptions *broker_options(const Broker *b)
+{
+        return &b->o;
+}
+
+const char *broker_app_id(const BrokerApp *app)
+{
+        return app->id;
+}
+
+unsigned broker_app_outq_room(const BrokerApp *app)
+{
+        unsigned used = app->outq_len;
+
+        if (app->closed)
+                return 0;
+        if (app->broker->batch_app == app) /* the batch is about to join the queue */
+                used += app->broker->n_batch;
+        return used >= BROKER_OUTQ_MAX ? 0 : BROKER_OUTQ_MAX - used;
+}

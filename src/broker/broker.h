@@ -1,0 +1,185 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The broker: the kernel side of every app's channel (DESIGN.md section 6,
+ * docs/protocol.md "What the kernel does with a call"). The supervisor attaches one
+ * BrokerApp per running app, with the supervisor's end of the app's SOCK_SEQPACKET
+ * socketpair; the broker reads its frames from the supervisor's libuv loop and
+ * answers them. For every request, in this order:
+ *
+ *   1. the app is the channel's (never a field of the body)
+ *   2. decode: framing (channel_recv), opcode table and body (wire_unpack); a bad
+ *      frame gets an error reply, and past BROKER_BAD_FRAMES_MAX bad frames the
+ *      channel is closed (the app alone pays)
+ *   3. per-app quota of outstanding requests (BROKER_OUTSTANDING_MAX): -EBUSY
+ *   4. the right (a cached copy of the app's grants; one-time and gesture rights
+ *      go to grants_check): -EACCES not granted, -EPERM never allowed
+ *   5. the rate limit of the call's class (policy/ratelimit.h): -EAGAIN
+ *   6. the operation (calls/<area>.c)
+ *   7. one audit record (audit/audit.h): app, op, decision, errno
+ *   8. the reply (or, for calls that wait on someone, later)
+ *
+ * Replies and events go out with MSG_DONTWAIT; when the app does not read, they
+ * wait in a per-app queue bounded by BROKER_OUTQ_MAX frames. An app whose queue is
+ * full stops being read (its own calls wait; nobody else does); events past the
+ * bound are dropped and counted.
+ *
+ * The broker is not thread-safe: everything runs on the supervisor's loop.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "audit/audit.h"
+#include "ipc/bus.h"
+#include "policy/grants.h"
+#include "policy/manifest.h"
+
+#define BROKER_OUTSTANDING_MAX 64u   /* requests in flight per app (libcella's own bound) */
+#define BROKER_BAD_FRAMES_MAX  16u   /* malformed frames before the channel is closed */
+#define BROKER_FRAMES_PER_WAKE 64u   /* frames read per readiness, so one app cannot hog */
+#define BROKER_OUTQ_MAX        1024u /* frames queued towards one app */
+#define BROKER_TIMERS_MAX      64u   /* live timers per app */
+#define BROKER_TIMER_MIN_NS    (1000ull * 1000) /* 1 ms: shortest timer or period */
+/* Notifications: proto/cella.proto's NotifyPostRequest bounds (title 1..255 bytes,
+ * body at most 4095, tag at most 63); TEXT_MAX is title + body. */
+#define BROKER_NOTIFY_TITLE_MAX 255u
+#define BROKER_NOTIFY_BODY_MAX  4095u
+#define BROKER_NOTIFY_TAG_MAX   63u
+#define BROKER_NOTIFY_TEXT_MAX  (BROKER_NOTIFY_TITLE_MAX + BROKER_NOTIFY_BODY_MAX)
+#define BROKER_PROCS_MAX        1024u /* processes proc.list reports (ProcListReply bound) */
+#define BROKER_ENV_MAX          256u  /* entries system.env reports (SystemEnvReply bound) */
+
+/*
+ * Default rate limits per app and call class (tokens per second, bucket size), taken
+ * when BrokerOptions leaves them 0; docs/protocol.md "Rate limits". Cheap calls allow
+ * the issue's target of 100,000 calls/s from one app with room to spare; costly ones
+ * touch files or processes; prompting ones reach the user or start apps.
+ */
+#define BROKER_RATE_CHEAP_DEFAULT      200000u
+#define BROKER_BURST_CHEAP_DEFAULT     20000u
+#define BROKER_RATE_COSTLY_DEFAULT     2000u
+#define BROKER_BURST_COSTLY_DEFAULT    200u
+#define BROKER_RATE_PROMPTING_DEFAULT  20u
+#define BROKER_BURST_PROMPTING_DEFAULT 5u
+
+typedef struct Broker Broker;
+typedef struct BrokerApp BrokerApp;
+
+/* What a running app is, as the supervisor knows it. Copied by broker_app_attach(). */
+typedef struct BrokerAppInfo {
+        const Manifest *manifest; /* must outlive the BrokerApp */
+        const char *app_dir;      /* host path of the app folder */
+        const char *data_dir;     /* host path of its /data */
+        uid_t host_uid;
+        pid_t pid;                  /* the sandbox's init, in our pid namespace */
+        int pidfd;                  /* of that init; the broker does not close it */
+        const char *memory_cgroup;  /* absolute path of its memory cgroup dir, or NULL */
+        const char *pids_cgroup;    /* of its pids cgroup dir, or NULL */
+        const char *cpu_cgroup;     /* of its cpu(acct) cgroup dir, or NULL */
+        const char *unified_cgroup; /* of its cgroup2 leaf, or NULL */
+        bool signed_ok;             /* bundle signed by a trusted key */
+        int64_t started_ms;         /* wall clock, ms since the epoch */
+        /* The environment the app was started with ("NAME=value", NULL-terminated;
+         * launch.c's envp), for system.env; copied. NULL: rebuilt from the manifest
+         * (CELLA_APP_ID, CELLA_FD, HOME, TMPDIR and the manifest's env). */
+        char *const *env;
+} BrokerAppInfo;
+
+/* The answer to a permission prompt. */
+typedef enum BrokerPromptAnswer {
+        BROKER_PROMPT_DENY,
+        BROKER_PROMPT_ALLOW_ONCE,
+        BROKER_PROMPT_ALLOW,
+} BrokerPromptAnswer;
+
+typedef void (*BrokerPromptDone)(BrokerPromptAnswer answer, void *done_userdata);
+
+/*
+ * What the broker needs from the supervisor. Every member may be NULL: the calls
+ * that need it then fail with -ENOTSUP ("not available in this kernel").
+ */
+typedef struct BrokerHost {
+        /* app.launch: make sure app target_id runs (already checked against the
+         * caller's app.launch right). Starts it if it is not running, and attaches it
+         * to this broker before returning, so the broker can then deliver the intent
+         * to its bus endpoint. Returns 0 with *ret_already_running, or -errno:
+         * -ENOENT no such app known to this kernel, -EBUSY it is stopping. */
+        int (*launch)(void *userdata, const char *caller_id, const char *target_id,
+                      bool *ret_already_running);
+        /* notify.post: show a notification (already checked, text bounded). */
+        void (*notify)(void *userdata, const char *app_id, const char *title, const char *body,
+                       int urgency);
+        /* perm.request: ask the user about right for app. Returns 0 and calls done
+         * exactly once later (never from inside prompt()), or -errno (-ENOTTY: no
+         * terminal, -EBUSY: another prompt is showing and the queue is full). */
+        int (*prompt)(void *userdata, const char *app_id, const char *right, const char *reason,
+                      BrokerPromptDone done, void *done_userdata);
+        /* Cancels a pending prompt: done will not be called. */
+        void (*prompt_cancel)(void *userdata, void *done_userdata);
+        void *userdata;
+} BrokerHost;
+
+typedef struct BrokerOptions {
+        uv_loop_t *loop;
+        Grants *grants;  /* the state dir's grants; shared, not owned */
+        AuditLog *audit; /* shared, not owned; NULL: no audit (tests only) */
+        Bus *bus;        /* shared, not owned */
+        const char *state_dir;
+        /* User-file roots for fs.open: NULL-terminated "name=/host/path" pairs;
+         * a root not listed is <state_dir>/roots/<name> (created 0700 on first use). */
+        char *const *roots;
+        const BrokerHost *host;
+        /* Rate limits per call class; 0 takes the default (docs/protocol.md). */
+        uint64_t rate_cheap, burst_cheap;         /* system, memory, perm.query/list, bus */
+        uint64_t rate_costly, burst_costly;       /* fs, proc, timer, app.info */
+        uint64_t rate_prompting, burst_prompting; /* perm.request, notify, app.launch */
+} BrokerOptions;
+
+/* Returns 0 and *ret, or -ENOMEM / -EINVAL (no loop, grants or bus). */
+int broker_new(const BrokerOptions *o, Broker **ret);
+
+/* Detaches every app (as broker_app_detach()) and frees. Takes NULL; returns NULL. */
+Broker *broker_free(Broker *b);
+
+/*
+ * Starts serving channel_fd (the supervisor's end; the broker owns it from now on,
+ * even on failure) for the app described by info. Adds the app's bus endpoint and
+ * loads its grants into the cache. Returns 0 and *ret, or -errno (-EEXIST: an app
+ * with this id is attached).
+ */
+int broker_app_attach(Broker *b, const BrokerAppInfo *info, int channel_fd, BrokerApp **ret);
+
+/*
+ * Stops serving the app: closes the channel, cancels its timers, prompts and bus
+ * endpoint, fails its outstanding bus requests of others, and writes its counters
+ * to the audit log. Takes NULL.
+ */
+void broker_app_detach(BrokerApp *app);
+
+/* The attached app with this id, or NULL. */
+BrokerApp *broker_app_find(Broker *b, const char *app_id);
+
+/*
+ * The grants of app_id (NULL: every app) changed in grants.db, e.g. `cella revoke`
+ * in another process. Reloads the cache; for each right no longer held, closes the
+ * handles that depend on it (bus subscriptions, timers, pending requests) and sends
+ * the app an EVENT_PERM_REVOKED. Returns the number of rights lost, or -errno.
+ */
+int broker_grants_changed(Broker *b, const char *app_id);
+
+/* Counters for `cella ps` and the audit log. */
+typedef struct BrokerAppStats {
+        uint64_t calls;          /* requests answered */
+        uint64_t refused;        /* of those, refused by a right (EACCES/EPERM) */
+        uint64_t rate_limited;   /* of those, EAGAIN from the rate limit */
+        uint64_t bad_frames;     /* malformed frames */
+        uint64_t events_dropped; /* events dropped: the app's queue was full */
+        unsigned outstanding;
+        bool closed; /* the channel was closed (hang-up or bad frames) */
+} BrokerAppStats;
+
+void broker_app_stats(const BrokerApp *app, BrokerAppStats *ret);
