@@ -12,12 +12,15 @@
 
 static const CliCommand commands[] = {
         {"run", "run one app in a sandbox and wait for it", cli_run},
+        {"boot", "start every app in a folder, services first, and supervise them", cli_boot},
         {"grant", "grant a right the app's manifest requests", cli_grant},
         {"revoke", "revoke an app's grants within a right", cli_revoke},
         {"permissions", "list an app's requested rights, grants and last gesture", cli_permissions},
         {"gesture", "record a user gesture for an app (camera, microphone)", cli_gesture},
         {"sign", "make keys, sign an app folder, verify a signature", cli_sign},
         {"audit", "list the audit log's records, or check its hash chain", cli_audit},
+        {"ps", "list the apps of every running cella kernel", cli_ps},
+        {"logs", "print an app's output log (cella boot), or follow it", cli_logs},
 };
 
 static void usage(FILE *f)

@@ -11,12 +11,25 @@ typedef struct CliCommand {
 } CliCommand;
 
 int cli_run(int argc, char **argv);
+int cli_boot(int argc, char **argv);
 int cli_grant(int argc, char **argv);
 int cli_revoke(int argc, char **argv);
 int cli_permissions(int argc, char **argv);
 int cli_gesture(int argc, char **argv);
 int cli_sign(int argc, char **argv);
 int cli_audit(int argc, char **argv);
+int cli_ps(int argc, char **argv);
+int cli_logs(int argc, char **argv);
+
+/*
+ * After a grant, revoke or gesture is committed to grants.db: appends one "grant"
+ * audit record per right (fields what = "granted"/"revoked"/"gesture", right,
+ * one_time, by = "cli"; rights NULL: one record without a right), then sends
+ * {"op":"grants-changed","app":app} to every kernel running on state_dir (none is
+ * fine). A failure of either is a warning: the change itself stands. In grant.c.
+ */
+void cli_grants_changed(const char *state_dir, const char *app, const char *what,
+                        char *const *rights, bool one_time);
 
 /*
  * For `cella grant` and `cella permissions --app-dir`: loads app_dir's manifest (its

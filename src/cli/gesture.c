@@ -74,5 +74,6 @@ int cli_gesture(int argc, char **argv)
                 log_error_errno(r, "cannot record a gesture for %s: %m", app);
                 return CELLA_EXIT_STATE;
         }
+        cli_grants_changed(state_dir, app, "gesture", NULL, false);
         return 0;
 }

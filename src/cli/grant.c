@@ -23,6 +23,8 @@
 #include "policy/grants.h"
 #include "policy/manifest.h"
 #include "policy/signature.h"
+#include "audit/audit.h"
+#include "supervisor/control.h"
 #include "supervisor/exit-codes.h"
 
 enum {
@@ -106,8 +108,45 @@ int cli_policy_install(Grants *g, const char *state_dir, const char *app_dir, co
         return 0;
 }
 
+void cli_grants_changed(const char *state_dir, const char *app, const char *what,
+                        char *const *rights, bool one_time)
+{
+        _cleanup_(audit_closep) AuditLog *a = NULL;
+        json_t *f;
+        int r;
+
+        /* The record: same fields as the broker's for a prompt's answer (calls/perm.c). */
+        r = audit_open(state_dir, NULL, &a);
+        for (size_t i = 0; r >= 0 && i < (rights ? strv_length(rights) : 1); i++) {
+                if (rights)
+                        f = json_pack("{s:s, s:s, s:b, s:s}", "what", what, "right", rights[i],
+                                      "one_time", one_time, "by", "cli");
+                else
+                        f = json_pack("{s:s, s:s}", "what", what, "by", "cli");
+                r = f ? audit_append(a, app, AUDIT_EVENT_GRANT, f) : -ENOMEM;
+                json_decref(f);
+        }
+        if (r >= 0)
+                r = audit_sync(a);
+        if (r < 0)
+                log_warning_errno(r,
+                                  "%s: the change is made, but no audit record of it could be "
+                                  "written to %s/audit: %m",
+                                  app, state_dir);
+
+        /* A running kernel re-reads the app's grants now: a revoke closes the app's
+         * broker handles that depended on the right at once (DESIGN.md section 4). */
+        r = control_notify_grants_changed(state_dir, app);
+        if (r < 0 && r != -EACCES)
+                log_warning_errno(r,
+                                  "cannot tell the running kernels in %s/" CONTROL_DIR
+                                  ": %m; running apps see the change when they restart",
+                                  state_dir);
+}
+
 /* Grants one right; prints why when refused. Returns an exit code. */
-static int grant_one(Grants *g, const char *app, const char *right, bool once, bool is_signed)
+static int grant_one(Grants *g, const char *state_dir, const char *app, const char *right,
+                     bool once, bool is_signed)
 {
         CapabilityRight parsed;
         int r;
@@ -115,6 +154,8 @@ static int grant_one(Grants *g, const char *app, const char *right, bool once, b
         r = grants_grant(g, app, right, once, GRANT_BY_USER, grants_now_ms());
         if (r == 0) {
                 printf("granted '%s' to %s%s\n", right, app, once ? " (one time)" : "");
+                cli_grants_changed(state_dir, app, "granted", (char *const[]){(char *)right, NULL},
+                                   once);
                 return 0;
         }
         if (r == -EPERM) {
@@ -191,7 +232,7 @@ int cli_grant(int argc, char **argv)
         if ((code = cli_grants_load(state_dir, app_dir, app, &g, &requested, &is_signed)) != 0)
                 return code;
         if (!name_only)
-                return grant_one(g, app, right, once, is_signed);
+                return grant_one(g, state_dir, app, right, once, is_signed);
 
         STRV_FOREACH (p, requested) {
                 size_t len = strlen(right);
@@ -199,7 +240,7 @@ int cli_grant(int argc, char **argv)
                 if (strncmp(*p, right, len) != 0 || (*p)[len] != ':')
                         continue;
                 n++;
-                r = grant_one(g, app, *p, once, is_signed);
+                r = grant_one(g, state_dir, app, *p, once, is_signed);
                 if (r != 0)
                         code = r;
         }

@@ -23,8 +23,9 @@ static void revoke_usage(FILE *f)
                 "Usage: cella revoke [OPTIONS] APP RIGHT\n"
                 "\n"
                 "Revokes every grant of APP that RIGHT covers: a bare name (\"net.http\") all\n"
-                "of that right, \"name:scope\" the grants within that scope. A running app\n"
-                "loses the right at its next call.\n"
+                "of that right, \"name:scope\" the grants within that scope. Running cella\n"
+                "kernels are told at once: the app loses the right, and the handles that\n"
+                "depend on it are closed.\n"
                 "\n"
                 "Options:\n"
                 "      --state-dir DIR   state directory (default %s)\n"
@@ -86,5 +87,6 @@ int cli_revoke(int argc, char **argv)
         }
         STRV_FOREACH (p, gone)
                 printf("revoked '%s' from %s\n", *p, app);
+        cli_grants_changed(state_dir, app, "revoked", gone, false);
         return 0;
 }

@@ -1,14 +1,21 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* cella run: option parsing; the work is supervisor_run(). */
+/*
+ * cella run and cella boot: option parsing; the work is supervisor_run() and
+ * supervisor_boot(). Both embed the kernel, so they share its options.
+ */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/log.h"
+#include "base/macro.h"
+#include "base/strv.h"
 #include "cli/cli.h"
+#include "policy/capability.h"
 #include "supervisor/exit-codes.h"
 #include "supervisor/run.h"
 #include "supervisor/state.h"
@@ -18,27 +25,46 @@ enum {
         ARG_JSON_STATUS,
         ARG_UID_RANGE,
         ARG_CGROUP_MODE,
+        ARG_NO_PROMPT,
+        ARG_ROOT,
 };
 
-static void run_usage(FILE *f)
+#define KERNEL_OPTIONS                                                                             \
+        {"state-dir", required_argument, NULL, ARG_STATE_DIR},                                     \
+                {"json-status", required_argument, NULL, ARG_JSON_STATUS},                         \
+                {"uid-range", required_argument, NULL, ARG_UID_RANGE},                             \
+                {"cgroup-mode", required_argument, NULL, ARG_CGROUP_MODE},                         \
+                {"no-prompt", no_argument, NULL, ARG_NO_PROMPT},                                   \
+                {"root", required_argument, NULL, ARG_ROOT}, {"verbose", no_argument, NULL, 'v'},  \
+                {"help", no_argument, NULL, 'h'},                                                  \
+        {                                                                                          \
+        }
+
+/* What run and boot share: the kernel's own options. */
+typedef struct KernelArgs {
+        const char *state_dir;
+        int json_status_fd;
+        CgroupMode cgroup_mode;
+        uid_t uid_base;
+        uint32_t uid_count;
+        bool no_prompt;
+        char **roots;
+} KernelArgs;
+
+static void kernel_options_usage(FILE *f)
 {
         fprintf(f,
-                "Usage: cella run [OPTIONS] APP_DIR [-- ARGS...]\n"
-                "\n"
-                "Runs the app in APP_DIR (a folder with a manifest.json) in a new sandbox,\n"
-                "streams its stdout and stderr, and exits with its status.\n"
-                "\n"
-                "Options:\n"
                 "      --state-dir DIR      state directory (default %s)\n"
                 "      --json-status FD     write JSON-lines status records (started, exited,\n"
-                "                           failed) to file descriptor FD\n"
+                "                           failed, notification) to file descriptor FD\n"
+                "      --no-prompt          refuse an app's permission requests instead of\n"
+                "                           asking on the terminal\n"
+                "      --root NAME=PATH     user-file root NAME for fs.open is host folder PATH\n"
+                "                           (default <state-dir>/roots/NAME); repeatable\n"
                 "      --uid-range BASE:N   host uids for new apps (default %u:%u)\n"
                 "      --cgroup-mode MODE   auto, v1, v2 or hybrid (default auto)\n"
                 "  -v, --verbose            more messages\n"
-                "  -h, --help               this text\n"
-                "\n"
-                "Exit status: the app's; 126 entry not executable; 127 entry not found;\n"
-                "128+N app killed by signal N; 240-254 cella's own failures (docs/cli.md).\n",
+                "  -h, --help               this text\n",
                 cli_default_state_dir(), STATE_UID_BASE_DEFAULT, STATE_UID_COUNT_DEFAULT);
 }
 
@@ -57,94 +83,212 @@ static int parse_uint(const char *s, unsigned long long max, unsigned long long 
         return 0;
 }
 
-int cli_run(int argc, char **argv)
+/* NAME=PATH: NAME a root name of the catalogue's grammar, PATH an absolute folder. */
+static int parse_root(const char *arg, char ***roots)
 {
-        static const struct option options[] = {
-                {"state-dir", required_argument, NULL, ARG_STATE_DIR},
-                {"json-status", required_argument, NULL, ARG_JSON_STATUS},
-                {"uid-range", required_argument, NULL, ARG_UID_RANGE},
-                {"cgroup-mode", required_argument, NULL, ARG_CGROUP_MODE},
-                {"verbose", no_argument, NULL, 'v'},
-                {"help", no_argument, NULL, 'h'},
-                {},
-        };
-        RunOptions o = {
+        const char *eq = strchr(arg, '=');
+        char right[CAPABILITY_RIGHT_MAX];
+        CapabilityRight parsed;
+        const char *why = NULL;
+
+        if (!eq || eq == arg || eq[1] != '/') {
+                log_error("--root: expected NAME=/absolute/path, got '%s'", arg);
+                return CELLA_EXIT_USAGE;
+        }
+        if (snprintf(right, sizeof right, "fs.read:%.*s", (int)(eq - arg), arg) >=
+                    (int)sizeof right ||
+            capability_right_parse(right, &parsed, &why) < 0) {
+                log_error("--root: '%.*s' is not a root name: %s", (int)(eq - arg), arg,
+                          why ?: "too long");
+                return CELLA_EXIT_USAGE;
+        }
+        if (strv_extend(roots, arg) < 0)
+                return CELLA_EXIT_INTERNAL;
+        return 0;
+}
+
+/* Handles option c of KERNEL_OPTIONS. Returns 0, or an exit code; -1 if c is not one. */
+static int kernel_option(int c, const char *arg, KernelArgs *k)
+{
+        unsigned long long v, n;
+        int code;
+
+        switch (c) {
+        case ARG_STATE_DIR:
+                return cli_state_dir_arg(arg, &k->state_dir);
+        case ARG_JSON_STATUS:
+                if (parse_uint(arg, 1 << 20, &v) < 0 || fcntl((int)v, F_GETFD) < 0) {
+                        log_error("--json-status: '%s' is not an open file descriptor", arg);
+                        return CELLA_EXIT_USAGE;
+                }
+                k->json_status_fd = (int)v;
+                return 0;
+        case ARG_UID_RANGE: {
+                _cleanup_free_ char *copy = strdup(arg);
+                char *colon = copy ? strchr(copy, ':') : NULL;
+
+                if (!colon) {
+                        log_error("--uid-range: expected BASE:COUNT, got '%s'", arg);
+                        return CELLA_EXIT_USAGE;
+                }
+                *colon = 0;
+                if (parse_uint(copy, 0xFFFFFFFEull, &v) < 0 || v == 0 ||
+                    parse_uint(colon + 1, 0xFFFFFFFEull, &n) < 0 || n == 0 ||
+                    v + n > 0xFFFFFFFEull) {
+                        log_error("--uid-range: expected BASE:COUNT with BASE > 0 and "
+                                  "BASE+COUNT below 4294967294");
+                        return CELLA_EXIT_USAGE;
+                }
+                k->uid_base = (uid_t)v;
+                k->uid_count = (uint32_t)n;
+                return 0;
+        }
+        case ARG_CGROUP_MODE:
+                if (strcmp(arg, "auto") == 0)
+                        k->cgroup_mode = CGROUP_MODE_AUTO;
+                else if (strcmp(arg, "v1") == 0)
+                        k->cgroup_mode = CGROUP_MODE_V1;
+                else if (strcmp(arg, "v2") == 0)
+                        k->cgroup_mode = CGROUP_MODE_V2;
+                else if (strcmp(arg, "hybrid") == 0)
+                        k->cgroup_mode = CGROUP_MODE_HYBRID;
+                else {
+                        log_error("--cgroup-mode: expected auto, v1, v2 or hybrid, got '%s'", arg);
+                        return CELLA_EXIT_USAGE;
+                }
+                return 0;
+        case ARG_NO_PROMPT:
+                k->no_prompt = true;
+                return 0;
+        case ARG_ROOT:
+                code = parse_root(arg, &k->roots);
+                return code;
+        case 'v':
+                log_verbose = 1;
+                return 0;
+        default:
+                return -1;
+        }
+}
+
+static KernelArgs kernel_args_default(void)
+{
+        return (KernelArgs){
                 .state_dir = cli_default_state_dir(),
                 .json_status_fd = -1,
                 .uid_base = STATE_UID_BASE_DEFAULT,
                 .uid_count = STATE_UID_COUNT_DEFAULT,
         };
-        unsigned long long v, n;
+}
+
+static void run_usage(FILE *f)
+{
+        fprintf(f, "Usage: cella run [OPTIONS] APP_DIR [-- ARGS...]\n"
+                   "\n"
+                   "Runs the app in APP_DIR (a folder with a manifest.json) in a new sandbox,\n"
+                   "serves its calls to the kernel, streams its stdout and stderr, and exits\n"
+                   "with its status.\n"
+                   "\n"
+                   "Options:\n");
+        kernel_options_usage(f);
+        fprintf(f, "\n"
+                   "Exit status: the app's; 126 entry not executable; 127 entry not found;\n"
+                   "128+N app killed by signal N; 240-254 cella's own failures (docs/cli.md).\n");
+}
+
+int cli_run(int argc, char **argv)
+{
+        static const struct option options[] = {KERNEL_OPTIONS};
+        KernelArgs k = kernel_args_default();
+        _cleanup_strv_free_ char **roots = NULL;
+        RunOptions o;
         int c, code;
 
         /* "+": stop at the first non-option, so the app's own args are left alone. */
         while ((c = getopt_long(argc, argv, "+vh", options, NULL)) >= 0) {
-                switch (c) {
-                case ARG_STATE_DIR:
-                        if ((code = cli_state_dir_arg(optarg, &o.state_dir)) != 0)
-                                return code;
-                        break;
-                case ARG_JSON_STATUS:
-                        if (parse_uint(optarg, 1 << 20, &v) < 0 || fcntl((int)v, F_GETFD) < 0) {
-                                log_error("--json-status: '%s' is not an open file descriptor",
-                                          optarg);
-                                return CELLA_EXIT_USAGE;
-                        }
-                        o.json_status_fd = (int)v;
-                        break;
-                case ARG_UID_RANGE: {
-                        char *colon = strchr(optarg, ':');
-
-                        if (!colon) {
-                                log_error("--uid-range: expected BASE:COUNT, got '%s'", optarg);
-                                return CELLA_EXIT_USAGE;
-                        }
-                        *colon = 0;
-                        if (parse_uint(optarg, 0xFFFFFFFEull, &v) < 0 || v == 0 ||
-                            parse_uint(colon + 1, 0xFFFFFFFEull, &n) < 0 || n == 0 ||
-                            v + n > 0xFFFFFFFEull) {
-                                log_error("--uid-range: expected BASE:COUNT with BASE > 0 and "
-                                          "BASE+COUNT below 4294967294");
-                                return CELLA_EXIT_USAGE;
-                        }
-                        o.uid_base = (uid_t)v;
-                        o.uid_count = (uint32_t)n;
-                        break;
-                }
-                case ARG_CGROUP_MODE:
-                        if (strcmp(optarg, "auto") == 0)
-                                o.cgroup_mode = CGROUP_MODE_AUTO;
-                        else if (strcmp(optarg, "v1") == 0)
-                                o.cgroup_mode = CGROUP_MODE_V1;
-                        else if (strcmp(optarg, "v2") == 0)
-                                o.cgroup_mode = CGROUP_MODE_V2;
-                        else if (strcmp(optarg, "hybrid") == 0)
-                                o.cgroup_mode = CGROUP_MODE_HYBRID;
-                        else {
-                                log_error(
-                                        "--cgroup-mode: expected auto, v1, v2 or hybrid, got '%s'",
-                                        optarg);
-                                return CELLA_EXIT_USAGE;
-                        }
-                        break;
-                case 'v':
-                        log_verbose = 1;
-                        break;
-                case 'h':
+                if (c == 'h') {
                         run_usage(stdout);
                         return 0;
-                default:
+                }
+                code = kernel_option(c, optarg, &k);
+                roots = k.roots;
+                if (code < 0) {
                         run_usage(stderr);
                         return CELLA_EXIT_USAGE;
                 }
+                if (code != 0)
+                        return code;
         }
         if (optind >= argc) {
                 log_error("run: missing APP_DIR; see 'cella run --help'");
                 return CELLA_EXIT_USAGE;
         }
-        o.app_dir = argv[optind++];
+        o = (RunOptions){
+                .app_dir = argv[optind++],
+                .state_dir = k.state_dir,
+                .json_status_fd = k.json_status_fd,
+                .cgroup_mode = k.cgroup_mode,
+                .uid_base = k.uid_base,
+                .uid_count = k.uid_count,
+                .no_prompt = k.no_prompt,
+                .roots = k.roots,
+        };
         if (optind < argc && strcmp(argv[optind], "--") == 0)
                 optind++;
         o.extra_args = argv + optind;
         return supervisor_run(&o);
+}
+
+static void boot_usage(FILE *f)
+{
+        fprintf(f, "Usage: cella boot [OPTIONS] DIR\n"
+                   "\n"
+                   "Starts every app folder in DIR (a folder with a manifest.json) under one\n"
+                   "kernel: services before the apps that depend on them, restarted by their\n"
+                   "restart policy, each app's output in its own log ('cella logs APP').\n"
+                   "Ends when every app of kind \"app\" has exited (the services are then\n"
+                   "stopped), or on Ctrl-C (a second Ctrl-C kills at once).\n"
+                   "\n"
+                   "Options:\n");
+        kernel_options_usage(f);
+        fprintf(f, "\n"
+                   "Exit status: 0 every app exited with status 0 or was stopped; 1 an app\n"
+                   "failed or exited with another status; 240-254 cella's own failures.\n");
+}
+
+int cli_boot(int argc, char **argv)
+{
+        static const struct option options[] = {KERNEL_OPTIONS};
+        KernelArgs k = kernel_args_default();
+        _cleanup_strv_free_ char **roots = NULL;
+        int c, code;
+
+        while ((c = getopt_long(argc, argv, "vh", options, NULL)) >= 0) {
+                if (c == 'h') {
+                        boot_usage(stdout);
+                        return 0;
+                }
+                code = kernel_option(c, optarg, &k);
+                roots = k.roots;
+                if (code < 0) {
+                        boot_usage(stderr);
+                        return CELLA_EXIT_USAGE;
+                }
+                if (code != 0)
+                        return code;
+        }
+        if (optind != argc - 1) {
+                log_error("boot: expected one DIR; see 'cella boot --help'");
+                return CELLA_EXIT_USAGE;
+        }
+        return supervisor_boot(&(BootOptions){
+                .dir = argv[optind],
+                .state_dir = k.state_dir,
+                .json_status_fd = k.json_status_fd,
+                .cgroup_mode = k.cgroup_mode,
+                .uid_base = k.uid_base,
+                .uid_count = k.uid_count,
+                .no_prompt = k.no_prompt,
+                .roots = k.roots,
+        });
 }

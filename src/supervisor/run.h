@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "policy/manifest.h"
 #include "sandbox/cgroup.h"
 
 typedef struct RunOptions {
@@ -14,14 +16,42 @@ typedef struct RunOptions {
         CgroupMode cgroup_mode; /* CGROUP_MODE_AUTO unless forced */
         uid_t uid_base;         /* host uid range for new apps */
         uint32_t uid_count;
+        bool no_prompt; /* refuse perm.request instead of asking on the terminal */
+        char **roots;   /* "name=/host/path" user-file roots; may be NULL */
 } RunOptions;
 
 /*
- * Runs one app in a sandbox with the supervisor embedded (no daemon): loads the
- * manifest, starts the app, sweeps cgroups left by dead cella processes (after the
- * start: the app need not wait for it), streams its stdout/stderr to ours,
- * forwards SIGINT/SIGTERM/SIGHUP, and waits.
- * Prints its own errors. Returns the process exit code (exit-codes.h): the app's
- * status, 128+N for signal N, or a CELLA_EXIT_* code.
+ * Runs the app in o->app_dir in a sandbox, serves its channel, and waits for it to
+ * exit. Returns the process exit code (docs/cli.md): the app's own status, 128+N if
+ * it was killed by signal N, or one of CELLA_EXIT_* if cella failed first.
  */
 int supervisor_run(const RunOptions *o);
+
+typedef struct BootOptions {
+        const char *dir; /* the folder whose subfolders are apps */
+        const char *state_dir;
+        int json_status_fd;
+        CgroupMode cgroup_mode;
+        uid_t uid_base;
+        uint32_t uid_count;
+        bool no_prompt;
+        char **roots;
+} BootOptions;
+
+/*
+ * Starts every app folder in o->dir (services before the apps that depend on them),
+ * restarts them by their policies, and returns when every app of kind "app" has
+ * exited (the services are stopped then) or after Ctrl-C. Returns 0 if every app
+ * exited with status 0 (or was stopped), 1 if one did not, or a CELLA_EXIT_* code.
+ */
+int supervisor_boot(const BootOptions *o);
+
+/*
+ * Loads and checks the manifest of app_dir: its syntax (manifest.c), its permissions
+ * against the catalogue, and a runtime this build runs. Prints what is wrong.
+ * Returns 0 with *ret_real_dir (the folder's real path) and *ret, or
+ * CELLA_EXIT_MANIFEST.
+ */
+int supervisor_load_manifest(const char *app_dir, char **ret_real_dir, Manifest **ret);
+
+void supervisor_print_manifest_error(const ManifestError *e);

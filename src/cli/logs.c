@@ -1,0 +1,341 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * cella logs: prints an app's output log, <state>/logs/<id>.log, after its rotated
+ * predecessors <id>.log.N .. <id>.log.1 (oldest first: supervisor/applog.h names
+ * them as logrotate does), all of it or its last N lines, and with -f follows the
+ * current file across rotations, as `tail -F` does.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/fileio.h"
+#include "base/log.h"
+#include "base/macro.h"
+#include "cli/cli.h"
+#include "policy/manifest.h"
+#include "supervisor/applog.h"
+#include "supervisor/exit-codes.h"
+
+#define LOGS_DIR       "logs"
+#define LOGS_LINES_MAX 100000000ull /* -n bound: more than any kept log holds */
+#define LOGS_CHUNK     65536u
+#define LOGS_POLL_MS   1000 /* -f re-checks the file this often even without inotify */
+
+enum {
+        ARG_STATE_DIR = 0x100,
+};
+
+static void logs_usage(FILE *f)
+{
+        fprintf(f,
+                "Usage: cella logs [OPTIONS] APP\n"
+                "\n"
+                "Prints the output (stdout and stderr) of the app APP as cella boot logged it,\n"
+                "rotated files first.\n"
+                "\n"
+                "Options:\n"
+                "  -n, --lines N         only the last N lines\n"
+                "  -f, --follow          keep printing what the app writes (Ctrl-C to stop)\n"
+                "      --state-dir DIR   state directory (default %s)\n"
+                "  -h, --help            this text\n"
+                "\n"
+                "Exit status: 0 printed; 1 the app has no log; 240 bad command line;\n"
+                "242 the log cannot be read.\n",
+                cli_default_state_dir());
+}
+
+/* One file of the log, oldest first. */
+typedef struct LogFile {
+        int fd;
+        uint64_t size; /* at open */
+} LogFile;
+
+/* Copies fd from offset off to its end (as it is now) to stdout. Returns the
+ * offset reached, or -errno. */
+static int64_t copy_out(int fd, uint64_t off)
+{
+        char buf[LOGS_CHUNK];
+
+        for (;;) {
+                ssize_t n = pread(fd, buf, sizeof buf, (off_t)off);
+                int r;
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return negative_errno();
+                if (n == 0)
+                        return (int64_t)off;
+                r = loop_write(STDOUT_FILENO, buf, (size_t)n);
+                if (r < 0)
+                        return r;
+                off += (uint64_t)n;
+        }
+}
+
+/*
+ * Finds where the last `lines` (>= 1) lines start, scanning the files backwards:
+ * sets *ret_file and *ret_off (the start of the first file when the log holds
+ * fewer lines). A newline that is not the log's last byte separates two lines; the
+ * last line needs no newline (tail's rule). Returns 0 or -errno.
+ */
+static int find_tail(const LogFile *files, size_t n, uint64_t lines, size_t *ret_file,
+                     uint64_t *ret_off)
+{
+        char buf[LOGS_CHUNK];
+        bool last_byte = true;
+        uint64_t seen = 0;
+
+        for (size_t i = n; i-- > 0;) {
+                uint64_t end = files[i].size;
+
+                while (end > 0) {
+                        size_t len = end > sizeof buf ? sizeof buf : (size_t)end;
+                        uint64_t start = end - len;
+                        ssize_t k = pread(files[i].fd, buf, len, (off_t)start);
+
+                        if (k < 0 && errno == EINTR)
+                                continue;
+                        if (k < 0)
+                                return negative_errno();
+                        if ((size_t)k != len)
+                                return -EIO; /* shrank under us */
+                        for (size_t j = len; j-- > 0;) {
+                                if (buf[j] == '\n' && !last_byte && ++seen == lines) {
+                                        *ret_file = i;
+                                        *ret_off = start + j + 1;
+                                        return 0;
+                                }
+                                last_byte = false;
+                        }
+                        end = start;
+                }
+        }
+        *ret_file = 0;
+        *ret_off = 0;
+        return 0;
+}
+
+/* Follows dir/name from *fd at offset pos until killed or stdout fails. */
+static int follow(int dirfd, const char *name, int fd, uint64_t pos)
+{
+        _cleanup_close_ int ino = -EBADF, cur = fd;
+        struct stat st, now;
+
+        ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        if (ino >= 0) {
+                char self[64];
+
+                snprintf(self, sizeof self, "/proc/self/fd/%d", dirfd);
+                if (inotify_add_watch(ino, self,
+                                      IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM |
+                                              IN_DELETE | IN_CLOSE_WRITE) < 0)
+                        ino = safe_close(ino);
+        }
+        for (;;) {
+                struct pollfd pfd = {.fd = ino, .events = POLLIN};
+                char drain[4096];
+                int64_t r;
+
+                if (cur >= 0) {
+                        if (fstat(cur, &st) < 0)
+                                return negative_errno();
+                        if ((uint64_t)st.st_size < pos)
+                                pos = 0; /* truncated in place (applog with keep 0) */
+                        r = copy_out(cur, pos);
+                        if (r < 0)
+                                return (int)r;
+                        pos = (uint64_t)r;
+                        /* Rotated: the name now holds a new file. What the old one got
+                         * before the rename was just printed; go on with the new one. */
+                        if (fstatat(dirfd, name, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+                            (now.st_ino != st.st_ino || now.st_dev != st.st_dev))
+                                cur = safe_close(cur);
+                }
+                if (cur < 0) {
+                        cur = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+                        if (cur >= 0) {
+                                pos = 0;
+                                continue;
+                        }
+                        if (errno != ENOENT)
+                                return negative_errno();
+                }
+                if (poll(&pfd, 1, LOGS_POLL_MS) < 0 && errno != EINTR)
+                        return negative_errno();
+                while (ino >= 0 && read(ino, drain, sizeof drain) > 0)
+                        ;
+        }
+}
+
+static int parse_lines(const char *s, uint64_t *ret)
+{
+        char *end;
+        unsigned long long v;
+
+        if (!s || *s < '0' || *s > '9')
+                return -EINVAL;
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno || *end || v > LOGS_LINES_MAX)
+                return -ERANGE;
+        *ret = v;
+        return 0;
+}
+
+int cli_logs(int argc, char **argv)
+{
+        static const struct option options[] = {
+                {"state-dir", required_argument, NULL, ARG_STATE_DIR},
+                {"lines", required_argument, NULL, 'n'},
+                {"follow", no_argument, NULL, 'f'},
+                {"help", no_argument, NULL, 'h'},
+                {},
+        };
+        const char *state_dir = cli_default_state_dir(), *app;
+        LogFile files[APPLOG_KEEP_MAX + 1];
+        _cleanup_close_ int sfd = -EBADF, dirfd = -EBADF;
+        char name[MANIFEST_ID_MAX + 16], cur_name[MANIFEST_ID_MAX + 16];
+        uint64_t lines = 0, off = 0;
+        bool tail = false, do_follow = false;
+        size_t n = 0, first = 0;
+        int c, r, code = 0, cur_fd = -EBADF;
+        int64_t w;
+
+        while ((c = getopt_long(argc, argv, "hn:f", options, NULL)) >= 0) {
+                switch (c) {
+                case ARG_STATE_DIR:
+                        if ((code = cli_state_dir_arg(optarg, &state_dir)) != 0)
+                                return code;
+                        break;
+                case 'n':
+                        if (parse_lines(optarg, &lines) < 0) {
+                                log_error("-n: expected a number of lines, 0 to %llu",
+                                          LOGS_LINES_MAX);
+                                return CELLA_EXIT_USAGE;
+                        }
+                        tail = true;
+                        break;
+                case 'f':
+                        do_follow = true;
+                        break;
+                case 'h':
+                        logs_usage(stdout);
+                        return 0;
+                default:
+                        logs_usage(stderr);
+                        return CELLA_EXIT_USAGE;
+                }
+        }
+        if (argc - optind != 1) {
+                log_error("logs: expected APP; see 'cella logs --help'");
+                return CELLA_EXIT_USAGE;
+        }
+        app = argv[optind];
+        /* The id becomes a file name: only a valid one gets that far. */
+        if ((code = cli_app_id_arg(app)) != 0)
+                return code;
+
+        sfd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (sfd >= 0)
+                dirfd = openat(sfd, LOGS_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sfd < 0 || dirfd < 0) {
+                r = negative_errno();
+                if (r == -ENOENT) {
+                        log_error("%s has no log in %s/" LOGS_DIR " (logs are kept for apps "
+                                  "started by cella boot)",
+                                  app, state_dir);
+                        return 1;
+                }
+                log_error_errno(r, "cannot open %s/" LOGS_DIR ": %m", state_dir);
+                return CELLA_EXIT_STATE;
+        }
+
+        /* Oldest first: <id>.log.KEEP_MAX .. <id>.log.1, then <id>.log. */
+        snprintf(cur_name, sizeof cur_name, "%s.log", app);
+        for (unsigned k = APPLOG_KEEP_MAX + 1; k-- > 0;) {
+                struct stat st;
+                int fd;
+
+                if (k > 0)
+                        snprintf(name, sizeof name, "%s.log.%u", app, k);
+                else
+                        snprintf(name, sizeof name, "%s", cur_name);
+                fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+                if (fd < 0) {
+                        if (errno == ENOENT)
+                                continue;
+                        r = negative_errno();
+                        log_error_errno(r, "cannot open %s/" LOGS_DIR "/%s: %m", state_dir, name);
+                        code = CELLA_EXIT_STATE;
+                        goto out;
+                }
+                if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+                        close(fd);
+                        log_error("%s/" LOGS_DIR "/%s is not a regular file", state_dir, name);
+                        code = CELLA_EXIT_STATE;
+                        goto out;
+                }
+                files[n++] = (LogFile){.fd = fd, .size = (uint64_t)st.st_size};
+                if (k == 0)
+                        cur_fd = fd;
+        }
+        if (n == 0) {
+                log_error("%s has no log in %s/" LOGS_DIR " (logs are kept for apps started by "
+                          "cella boot)",
+                          app, state_dir);
+                return 1;
+        }
+
+        if (tail) {
+                if (lines == 0) {
+                        first = n - 1;
+                        off = files[n - 1].size;
+                } else if ((r = find_tail(files, n, lines, &first, &off)) < 0) {
+                        log_error_errno(r, "cannot read the log of %s: %m", app);
+                        code = CELLA_EXIT_STATE;
+                        goto out;
+                }
+        }
+        for (size_t i = first; i < n; i++) {
+                w = copy_out(files[i].fd, i == first ? off : 0);
+                if (w < 0) {
+                        if (w != -EPIPE)
+                                log_error_errno((int)w, "cannot print the log of %s: %m", app);
+                        code = w == -EPIPE ? 0 : CELLA_EXIT_STATE;
+                        goto out;
+                }
+                if (files[i].fd == cur_fd)
+                        off = (uint64_t)w;
+        }
+        if (do_follow) {
+                int fd = -EBADF;
+
+                /* Hand the current file to follow(), which owns it from here. */
+                for (size_t i = 0; i < n; i++)
+                        if (files[i].fd == cur_fd) {
+                                fd = cur_fd;
+                                files[i].fd = -EBADF;
+                        }
+                if (fd < 0)
+                        off = 0;
+                r = follow(dirfd, cur_name, fd, off);
+                if (r < 0 && r != -EPIPE) {
+                        log_error_errno(r, "cannot follow the log of %s: %m", app);
+                        code = CELLA_EXIT_STATE;
+                }
+        }
+out:
+        for (size_t i = 0; i < n; i++)
+                safe_close(files[i].fd);
+        return code;
+}

@@ -1,0 +1,259 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * cella ps: the apps of every kernel (`cella run`, `cella boot`) sharing a state
+ * directory, asked over each kernel's control socket (supervisor/control.h). The
+ * record fields are documented in docs/cli.md ("cella ps").
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/log.h"
+#include "base/macro.h"
+#include "cli/cli.h"
+#include "policy/manifest.h"
+#include "supervisor/control.h"
+#include "supervisor/exit-codes.h"
+
+enum {
+        ARG_STATE_DIR = 0x100,
+        ARG_JSON,
+};
+
+static void ps_usage(FILE *f)
+{
+        fprintf(f,
+                "Usage: cella ps [OPTIONS]\n"
+                "\n"
+                "Lists the apps of every cella kernel (cella run, cella boot) running on the\n"
+                "state directory, one line per app.\n"
+                "\n"
+                "Options:\n"
+                "      --json            one JSON array of app records (docs/cli.md)\n"
+                "      --state-dir DIR   state directory (default %s)\n"
+                "  -h, --help            this text\n"
+                "\n"
+                "Exit status: 0 listed (also when no kernel runs); 240 bad command line;\n"
+                "242 the state directory's run/ cannot be read (cella ps needs root).\n",
+                cli_default_state_dir());
+}
+
+/* Adds each app record of a kernel's reply, with the kernel's pid, to the array ud. */
+static int collect_apps(pid_t pid, json_t *reply, void *ud)
+{
+        json_t *all = ud, *apps = json_object_get(reply, "apps"), *app;
+        size_t i;
+
+        if (!json_is_array(apps)) {
+                json_t *e = json_object_get(reply, "error");
+
+                log_warning("kernel %d did not list its apps: %s", (int)pid,
+                            json_is_string(e) ? json_string_value(e) : "bad reply");
+                return 0;
+        }
+        json_array_foreach(apps, i, app)
+        {
+                json_t *copy;
+
+                if (!json_is_object(app))
+                        continue;
+                copy = json_deep_copy(app);
+                if (!copy || json_object_set_new(copy, "kernel_pid", json_integer(pid)) < 0 ||
+                    json_array_append_new(all, copy) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+/* "3d4h", "2h05m", "4m07s", "12s"; "-" when unknown. */
+static void format_uptime(int64_t ms, char *buf, size_t size)
+{
+        int64_t s = ms / 1000;
+
+        if (ms < 0)
+                snprintf(buf, size, "-");
+        else if (s >= 86400)
+                snprintf(buf, size, "%" PRId64 "d%" PRId64 "h", s / 86400, s % 86400 / 3600);
+        else if (s >= 3600)
+                snprintf(buf, size, "%" PRId64 "h%02" PRId64 "m", s / 3600, s % 3600 / 60);
+        else if (s >= 60)
+                snprintf(buf, size, "%" PRId64 "m%02" PRId64 "s", s / 60, s % 60);
+        else
+                snprintf(buf, size, "%" PRId64 "s", s);
+}
+
+/* Binary units, as `ps`/`top` do: "512K", "12.5M", "1.2G"; "-" when unknown. */
+static void format_bytes(json_t *v, char *buf, size_t size)
+{
+        static const char units[] = "KMGTP";
+        double x;
+        int u = -1;
+
+        if (!json_is_integer(v) || json_integer_value(v) < 0) {
+                snprintf(buf, size, "-");
+                return;
+        }
+        x = (double)json_integer_value(v);
+        if (x < 1024) {
+                snprintf(buf, size, "%.0fB", x);
+                return;
+        }
+        while (x >= 1024 && u < 4) {
+                x /= 1024;
+                u++;
+        }
+        snprintf(buf, size, x < 10 ? "%.1f%c" : "%.0f%c", x, units[u]);
+}
+
+static void format_int(json_t *v, char *buf, size_t size)
+{
+        if (json_is_integer(v))
+                snprintf(buf, size, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        else
+                snprintf(buf, size, "-");
+}
+
+/* A string field a kernel sent, fit for the terminal: [A-Za-z0-9._-] or "?". */
+static const char *safe_str(json_t *v, char *buf, size_t size)
+{
+        const char *s = json_string_value(v);
+        size_t i;
+
+        if (!s)
+                return "-";
+        for (i = 0; s[i] && i + 1 < size; i++) {
+                char c = s[i];
+
+                buf[i] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                                         (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'
+                                 ? c
+                                 : '?';
+        }
+        buf[i] = 0;
+        return buf;
+}
+
+static int64_t now_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void print_table(json_t *apps)
+{
+        char id[MANIFEST_ID_MAX + 1], state[16], pid[24], uid[24], up[24], mem[24], restarts[24],
+                calls[24], kpid[24];
+        size_t i, w = 3;
+        int64_t now = now_ms();
+        json_t *a;
+
+        json_array_foreach(apps, i, a)
+        {
+                size_t n = strlen(safe_str(json_object_get(a, "id"), id, sizeof id));
+
+                if (n > w)
+                        w = n;
+        }
+        printf("%-*s %8s %10s %-10s %8s %7s %8s %9s %10s\n", (int)w, "APP", "PID", "UID", "STATE",
+               "UPTIME", "MEMORY", "RESTARTS", "CALLS", "KERNEL-PID");
+        json_array_foreach(apps, i, a)
+        {
+                json_t *started = json_object_get(a, "started_ms");
+                int64_t start = json_is_integer(started) ? json_integer_value(started) : 0;
+                json_t *p = json_object_get(a, "pid");
+
+                safe_str(json_object_get(a, "id"), id, sizeof id);
+                safe_str(json_object_get(a, "state"), state, sizeof state);
+                if (json_is_integer(p) && json_integer_value(p) > 0)
+                        format_int(p, pid, sizeof pid);
+                else
+                        snprintf(pid, sizeof pid, "-");
+                format_int(json_object_get(a, "uid"), uid, sizeof uid);
+                format_uptime(start > 0 && start <= now ? now - start : -1, up, sizeof up);
+                format_bytes(json_object_get(a, "memory_bytes"), mem, sizeof mem);
+                format_int(json_object_get(a, "restarts"), restarts, sizeof restarts);
+                format_int(json_object_get(a, "calls"), calls, sizeof calls);
+                format_int(json_object_get(a, "kernel_pid"), kpid, sizeof kpid);
+                printf("%-*s %8s %10s %-10s %8s %7s %8s %9s %10s\n", (int)w, id, pid, uid, state,
+                       up, mem, restarts, calls, kpid);
+        }
+}
+
+int cli_ps(int argc, char **argv)
+{
+        static const struct option options[] = {
+                {"state-dir", required_argument, NULL, ARG_STATE_DIR},
+                {"json", no_argument, NULL, ARG_JSON},
+                {"help", no_argument, NULL, 'h'},
+                {},
+        };
+        const char *state_dir = cli_default_state_dir();
+        json_t *req = NULL, *apps = NULL;
+        bool json = false;
+        int c, r, code;
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+                switch (c) {
+                case ARG_STATE_DIR:
+                        if ((code = cli_state_dir_arg(optarg, &state_dir)) != 0)
+                                return code;
+                        break;
+                case ARG_JSON:
+                        json = true;
+                        break;
+                case 'h':
+                        ps_usage(stdout);
+                        return 0;
+                default:
+                        ps_usage(stderr);
+                        return CELLA_EXIT_USAGE;
+                }
+        }
+        if (optind != argc) {
+                log_error("ps: takes no arguments; see 'cella ps --help'");
+                return CELLA_EXIT_USAGE;
+        }
+
+        req = json_pack("{s:s}", "op", "ps");
+        apps = json_array();
+        if (!req || !apps) {
+                log_error_errno(-ENOMEM, "ps: %m");
+                code = CELLA_EXIT_INTERNAL;
+                goto out;
+        }
+        r = control_each_kernel(state_dir, req, collect_apps, apps);
+        if (r == -EACCES || r == -EPERM) {
+                log_error("cannot read %s/" CONTROL_DIR ": permission denied (cella ps needs the "
+                          "user the kernels run as: root)",
+                          state_dir);
+                code = CELLA_EXIT_STATE;
+                goto out;
+        }
+        if (r < 0) {
+                log_error_errno(r, "cannot ask the kernels in %s/" CONTROL_DIR ": %m", state_dir);
+                code = CELLA_EXIT_STATE;
+                goto out;
+        }
+        if (json) {
+                char *s = json_dumps(apps, JSON_COMPACT);
+
+                if (!s) {
+                        code = CELLA_EXIT_INTERNAL;
+                        goto out;
+                }
+                puts(s);
+                free(s);
+        } else
+                print_table(apps);
+        code = fflush(stdout) == 0 ? 0 : CELLA_EXIT_INTERNAL;
+out:
+        json_decref(req);
+        json_decref(apps);
+        return code;
+}

@@ -1,0 +1,221 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * `cella boot DIR`: every app folder in DIR under one kernel. The apps start in the
+ * waves of bootorder.c (services before the apps that depend on them); each app's
+ * output goes to its capped log (<state>/logs/<id>.log); restart policies apply;
+ * the boot ends when every app of kind "app" has exited (its services are stopped
+ * then) or on Ctrl-C (apps first, then services, wave by wave in reverse).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "base/macro.h"
+#include "base/strv.h"
+#include "supervisor/bootorder.h"
+#include "supervisor/exit-codes.h"
+#include "supervisor/run.h"
+#include "supervisor/supervisor-internal.h"
+
+typedef struct BootApp {
+        char *dir; /* real path */
+        Manifest *manifest;
+} BootApp;
+
+static int entry_cmp(const struct dirent **a, const struct dirent **b)
+{
+        return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+/* The subfolders of dir holding a manifest.json, in name order (so a boot is the same
+ * every time). Returns 0 or a CELLA_EXIT_* code after printing why. */
+static int boot_scan(const char *dir, BootApp **ret, size_t *ret_n)
+{
+        struct dirent **names = NULL;
+        BootApp *apps = NULL;
+        size_t n = 0;
+        int k, code = 0;
+
+        k = scandir(dir, &names, NULL, entry_cmp);
+        if (k < 0) {
+                log_error_errno(negative_errno(), "cannot read %s: %m", dir);
+                return CELLA_EXIT_MANIFEST;
+        }
+        for (int i = 0; i < k; i++) {
+                _cleanup_free_ char *sub = NULL, *mf = NULL;
+                struct stat st;
+                BootApp *a;
+
+                if (code != 0 || names[i]->d_name[0] == '.')
+                        continue;
+                if (asprintf(&sub, "%s/%s", dir, names[i]->d_name) < 0 ||
+                    asprintf(&mf, "%s/manifest.json", sub) < 0) {
+                        code = CELLA_EXIT_INTERNAL;
+                        continue;
+                }
+                if (stat(sub, &st) < 0 || !S_ISDIR(st.st_mode) || lstat(mf, &st) < 0)
+                        continue; /* not an app folder: build files, docs, ... */
+                if (n >= BOOT_APPS_MAX) {
+                        log_error("%s: more than %d apps", dir, BOOT_APPS_MAX);
+                        code = CELLA_EXIT_USAGE;
+                        continue;
+                }
+                a = reallocarray(apps, n + 1, sizeof *apps);
+                if (!a) {
+                        code = CELLA_EXIT_INTERNAL;
+                        continue;
+                }
+                apps = a;
+                apps[n] = (BootApp){};
+                code = supervisor_load_manifest(sub, &apps[n].dir, &apps[n].manifest);
+                if (code == 0)
+                        n++;
+        }
+        for (int i = 0; i < k; i++)
+                free(names[i]);
+        free(names);
+        if (code == 0 && n == 0) {
+                log_error("%s holds no app folder (a folder with a manifest.json)", dir);
+                code = CELLA_EXIT_MANIFEST;
+        }
+        if (code != 0) {
+                for (size_t i = 0; i < n; i++) {
+                        free(apps[i].dir);
+                        manifest_free(apps[i].manifest);
+                }
+                free(apps);
+                return code;
+        }
+        *ret = apps;
+        *ret_n = n;
+        return 0;
+}
+
+static int boot_order(const BootApp *apps, size_t n, BootOrder *ret)
+{
+        _cleanup_free_ Manifest **ms = calloc(n, sizeof *ms);
+        BootOrderError err = {};
+        int r;
+
+        if (!ms)
+                return CELLA_EXIT_INTERNAL;
+        for (size_t i = 0; i < n; i++)
+                ms[i] = apps[i].manifest;
+        r = boot_order_compute(ms, n, ret, &err);
+        switch (r) {
+        case 0:
+                return 0;
+        case -EEXIST:
+                log_error("two app folders hold the same app id %s", err.app);
+                return CELLA_EXIT_MANIFEST;
+        case -ENOENT:
+                log_error("%s depends on %s, which is not among the apps to boot", err.app,
+                          err.other);
+                return CELLA_EXIT_MANIFEST;
+        case -ELOOP:
+                log_error("the apps depend on each other in a cycle: %s", err.cycle);
+                return CELLA_EXIT_MANIFEST;
+        default:
+                log_error_errno(r, "cannot order the apps: %m");
+                return CELLA_EXIT_INTERNAL;
+        }
+}
+
+/* True if every app inst depends on runs. */
+static bool deps_running(Supervisor *s, const Instance *inst)
+{
+        STRV_FOREACH (d, inst->manifest->depends) {
+                Instance *dep = supervisor_find(s, *d);
+
+                if (!dep || dep->state != INSTANCE_RUNNING)
+                        return false;
+        }
+        return true;
+}
+
+int supervisor_boot(const BootOptions *o)
+{
+        BootApp *apps = NULL;
+        size_t n = 0;
+        BootOrder order = {};
+        Supervisor *s = NULL;
+        int code, r;
+        bool bad = false;
+
+        code = boot_scan(o->dir, &apps, &n);
+        if (code != 0)
+                return code;
+        code = boot_order(apps, n, &order);
+        if (code != 0)
+                goto out;
+        code = supervisor_new(&(SupervisorOptions){.state_dir = o->state_dir,
+                                                   .uid_base = o->uid_base,
+                                                   .uid_count = o->uid_count,
+                                                   .cgroup_mode = o->cgroup_mode,
+                                                   .output = SUPERVISOR_OUTPUT_LOGS,
+                                                   .json_status_fd = o->json_status_fd,
+                                                   .no_prompt = o->no_prompt,
+                                                   .roots = o->roots,
+                                                   .boot = true},
+                              &s);
+        if (code != 0)
+                goto out;
+        /* Register all first (an app.launch may name any of them), in boot order. */
+        for (size_t k = 0; k < order.n && code == 0; k++) {
+                size_t i = order.order[k];
+
+                code = supervisor_add(s, apps[i].dir, TAKE_PTR(apps[i].manifest), NULL,
+                                      (unsigned)order.wave_of[i], NULL);
+        }
+        if (code != 0)
+                goto out;
+        log_info("booting %zu app(s) from %s in %zu wave(s); logs in %s/logs", n, o->dir,
+                 order.n_waves, o->state_dir);
+        for (size_t k = 0; k < s->n_apps; k++) {
+                Instance *inst = s->apps[k];
+
+                if (!deps_running(s, inst)) {
+                        log_error("%s: not started: an app it depends on is not running",
+                                  inst->manifest->id);
+                        inst->state = INSTANCE_FAILED;
+                        inst->exit_code = CELLA_EXIT_PREPARE;
+                        continue;
+                }
+                (void)instance_start(inst);
+        }
+        r = cgroup_sweep(s->cgm);
+        if (r < 0)
+                log_warning_errno(r, "cannot sweep leftover cgroups: %m");
+        supervisor_changed(s);
+        supervisor_loop(s);
+
+        for (size_t k = 0; k < s->n_apps; k++) {
+                Instance *inst = s->apps[k];
+                int c = inst->exit_code;
+
+                if (inst->state == INSTANCE_FAILED || (!inst->stop_requested && c != 0 &&
+                                                       inst->manifest->kind == MANIFEST_KIND_APP)) {
+                        log_error("%s: %s (exit status %d)", inst->manifest->id,
+                                  inst->state == INSTANCE_FAILED ? "failed"
+                                                                 : "exited with an error",
+                                  c);
+                        bad = true;
+                }
+        }
+        code = bad ? 1 : 0;
+out:
+        supervisor_free(s);
+        boot_order_done(&order);
+        for (size_t i = 0; i < n; i++) {
+                free(apps[i].dir);
+                manifest_free(apps[i].manifest);
+        }
+        free(apps);
+        return code;
+}

@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The control API (DESIGN.md section 1: "control API: JSON over a Unix socket"):
+ * every kernel process (`cella run`, `cella boot`) listens on
+ * <state>/run/<pid>.sock, and the CLI (`cella ps`, `cella grant`, ...) asks every
+ * kernel that shares the state directory. The protocol is documented in
+ * docs/cli.md ("The control socket"):
+ *
+ *   one JSON object per line, each way, at most CONTROL_LINE_MAX bytes a request;
+ *   {"op":"ps"}                           -> {"apps":[<app record>, ...]}
+ *   {"op":"grants-changed","app":ID|null} -> {"ok":true}
+ *   {"op":"stop","app":ID}                -> {"ok":true} | {"error":"...","errno":N}
+ *   anything else                         -> {"error":"..."}; the connection stays open
+ *
+ * Who may connect: <state>/run is mode 0700 and owned by the kernel's user
+ * (root), each socket 0600, and the kernel also checks the peer's uid
+ * (SO_PEERCRED) is its own or root. Nothing an app can reach.
+ *
+ * The kernel side never blocks: sockets are non-blocking on the caller's libuv
+ * loop, connections and pending output are bounded (a client past a bound is
+ * disconnected), and an idle client is dropped after CONTROL_IDLE_MS.
+ */
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "policy/manifest.h"
+
+#define CONTROL_DIR               "run"                /* under the state dir */
+#define CONTROL_LINE_MAX          (64u * 1024u)        /* bytes of one request, newline included */
+#define CONTROL_CONNECTIONS_MAX   32u                  /* clients connected to one kernel at once */
+#define CONTROL_OUTPUT_MAX        (4u * 1024u * 1024u) /* bytes of replies queued per client */
+#define CONTROL_REPLY_MAX         (16u * 1024u * 1024u) /* bytes of one reply a client accepts */
+#define CONTROL_IDLE_MS           10000u                /* a silent client is dropped after this */
+#define CONTROL_CLIENT_TIMEOUT_MS 1000u                 /* a client waits this long per kernel */
+#define CONTROL_KERNELS_MAX       1024u                 /* sockets control_each_kernel() visits */
+
+/* What the kernel does for each request; every slot may be NULL ("not supported"). */
+typedef struct ControlHandlers {
+        /* "ps": returns a new reference to a JSON array of app records (docs/cli.md,
+         * "cella ps"), or NULL on failure (the client gets an error). */
+        json_t *(*list)(void *userdata);
+        /* "grants-changed": grants.db changed for app_id (a valid app id), or for any
+         * app when app_id is NULL; the kernel re-reads them (broker_grants_changed). */
+        void (*grants_changed)(void *userdata, const char *app_id);
+        /* "stop": stops app_id. Returns 0 or a negative errno (-ENOENT: no such app
+         * here), which the client gets as {"error": strerror, "errno": N}. */
+        int (*stop)(void *userdata, const char *app_id);
+        void *userdata;
+} ControlHandlers;
+
+typedef struct Control Control;
+
+typedef enum ControlOp {
+        CONTROL_OP_PS,
+        CONTROL_OP_GRANTS_CHANGED,
+        CONTROL_OP_STOP,
+} ControlOp;
+
+/* One parsed request. has_app is false for "ps" and for "grants-changed" with a
+ * null or missing "app" (every app). */
+typedef struct ControlRequest {
+        ControlOp op;
+        bool has_app;
+        char app[MANIFEST_ID_MAX + 1];
+} ControlRequest;
+
+/*
+ * Parses one request line (len bytes, without its newline; need not be
+ * NUL-terminated). Pure: no I/O, no global state; the fuzz target
+ * tests/fuzz/fuzz-control.c runs it on arbitrary bytes.
+ * Returns 0 and *ret, or -EINVAL with *ret_error set to a static message saying
+ * what is wrong (not JSON, not an object, unknown op, bad or missing app id), or
+ * -E2BIG for a line of CONTROL_LINE_MAX bytes or more. *ret is written only on
+ * success.
+ */
+int control_request_parse(const char *line, size_t len, ControlRequest *ret,
+                          const char **ret_error);
+
+/*
+ * Listens on <state_dir>/run/<pid>.sock on loop. Creates state_dir (0711) and
+ * run/ (0700) if missing; refuses a run/ that is not a directory owned by this
+ * process's euid (-EPERM) and tightens its mode to 0700. First removes the sockets
+ * of kernels that are gone (their pid is dead and nothing answers on the socket),
+ * and a socket left under this process's own pid. The socket is bound under a
+ * temporary name and renamed into place once it listens, so a client never finds
+ * a socket that refuses it while its kernel lives. handlers is copied.
+ * Returns 0 and *ret (free with control_close()), -EINVAL for a NULL argument,
+ * -EPERM (see above), or -errno of mkdir/socket/bind/listen/rename.
+ */
+int control_listen(uv_loop_t *loop, const char *state_dir, const ControlHandlers *handlers,
+                   Control **ret);
+
+/*
+ * Stops listening, drops every client, unlinks the socket and frees c once the
+ * loop has run the handles' close callbacks: run the loop again before
+ * uv_loop_close() (which needs that anyway). Takes NULL; returns NULL.
+ */
+Control *control_close(Control *c);
+
+/* The socket's path, "<state_dir>/run/<pid>.sock". */
+const char *control_path(const Control *c);
+
+/* Clients connected now (for tests and `ps`). */
+unsigned control_connections(const Control *c);
+
+/*
+ * The client side, for the CLI: sends request (one JSON object) to every kernel
+ * with a socket in <state_dir>/run, one after the other, waiting at most
+ * CONTROL_CLIENT_TIMEOUT_MS for each, and calls fn(pid, reply, ud) with each
+ * kernel's pid (from the socket's name) and its reply (borrowed: valid during the
+ * call). A kernel that does not answer in time is skipped; a socket nobody listens
+ * on whose pid is dead is removed. fn returning a negative errno stops the walk
+ * with that error. At most CONTROL_KERNELS_MAX sockets are visited, in pid order.
+ * Returns the number of kernels that replied (0 when run/ does not exist), or
+ * -EACCES (run/ is not readable: not root), -EINVAL, -ENOMEM, or fn's error.
+ */
+int control_each_kernel(const char *state_dir, const json_t *request,
+                        int (*fn)(pid_t pid, json_t *reply, void *ud), void *ud);
+
+/*
+ * Tells every kernel sharing state_dir that app_id's grants changed (app_id NULL:
+ * any app's): {"op":"grants-changed","app":app_id}. A state directory with no
+ * kernel running is fine. Returns the number of kernels told, or a negative errno
+ * as control_each_kernel().
+ */
+int control_notify_grants_changed(const char *state_dir, const char *app_id);
+
+static inline void control_closep(Control **c)
+{
+        control_close(*c);
+}

@@ -1,0 +1,712 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * One app's runs: spawn, its output pumps, its channel handed to the broker, its
+ * exit, and its restart policy (src/supervisor/restart.c).
+ *
+ * The app's stdout and stderr are pipes that the loop copies to ours (cella run) or
+ * into the app's capped log (cella boot), so the app never holds our terminal (no
+ * tty ioctls to abuse). stdin is passed through as is when it is a file or a pipe;
+ * a terminal is copied through a pipe for the same reason (cella run only).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/fileio.h"
+#include "base/log.h"
+#include "base/macro.h"
+#include "base/size.h"
+#include "base/strv.h"
+#include "supervisor/exit-codes.h"
+#include "supervisor/supervisor-internal.h"
+
+static uint64_t now_ns(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void instance_maybe_finished(Instance *inst);
+
+static void pump_closed(uv_handle_t *h)
+{
+        Pump *p = h->data;
+
+        p->from = safe_close(p->from);
+        p->closing = false;
+        if (p->inst)
+                instance_maybe_finished(p->inst);
+}
+
+static void pump_close(Pump *p)
+{
+        if (!p->open)
+                return;
+        p->open = false;
+        p->closing = true;
+        uv_close((uv_handle_t *)&p->poll, pump_closed);
+}
+
+static void on_pump(uv_poll_t *h, int status, int events)
+{
+        Pump *p = h->data;
+        char buf[SUPERVISOR_PUMP_BUFFER];
+        ssize_t k = read(p->from, buf, sizeof buf);
+        int r;
+
+        if (k < 0 && (errno == EAGAIN || errno == EINTR))
+                return;
+        if (k > 0) {
+                r = p->log ? applog_write(p->log, buf, (size_t)k)
+                           : loop_write(p->to, buf, (size_t)k);
+                if (r >= 0)
+                        return;
+                /* A full disk or a closed terminal: the app must not block on it. */
+                log_debug("dropping output of an app: %s", strerror(-r));
+                return;
+        }
+        /* EOF or error: for stdin, closing our write end gives the app EOF. */
+        if (p == &p->inst->in)
+                p->to = safe_close(p->to);
+        pump_close(p);
+}
+
+/* Starts copying from to to (or into log). On failure from is left open for the caller. */
+static int pump_start(Instance *inst, Pump *p, int from, int to, AppLog *log)
+{
+        int r;
+
+        r = fd_nonblock(from, 1);
+        if (r < 0)
+                return r;
+        r = uv_poll_init(&inst->sup->loop, &p->poll, from);
+        if (r < 0)
+                return r;
+        p->poll.data = p;
+        p->inst = inst;
+        p->from = from;
+        p->to = to;
+        p->log = log;
+        p->open = true;
+        return uv_poll_start(&p->poll, UV_READABLE, on_pump);
+}
+
+/* Stdin for the app: our fd 0 itself unless it is a terminal, which is pumped. Only
+ * an app of `cella run` gets it; apps of `cella boot` read /dev/null. */
+static int setup_stdin(Instance *inst, int *ret_app_fd)
+{
+        int p[2], r;
+
+        *ret_app_fd = -1;
+        if (inst->sup->o.output != SUPERVISOR_OUTPUT_TERMINAL || fcntl(STDIN_FILENO, F_GETFD) < 0)
+                return 0;
+        if (!isatty(STDIN_FILENO)) {
+                *ret_app_fd = STDIN_FILENO;
+                return 0;
+        }
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return negative_errno();
+        r = pump_start(inst, &inst->in, STDIN_FILENO, p[1], NULL);
+        if (r < 0) {
+                safe_close(p[0]);
+                safe_close(p[1]);
+                return r;
+        }
+        *ret_app_fd = p[0];
+        return 0;
+}
+
+/* The registry work a spawn needs only when the child asks for its uid map. */
+typedef struct Prepare {
+        Instance *inst;
+        State *state;
+        const char *id;
+        uid_t uid;        /* out */
+        int error;        /* out: the registry's error, for the message */
+        const char *what; /* out: what failed */
+        int code;         /* out: a CELLA_EXIT_* code, its message printed */
+} Prepare;
+
+/* SandboxSpec.prepare: runs while the child builds its jail (sandbox.h), so the
+ * kernel's own setup (the first time) and the app's install overlap with it. */
+static int instance_prepare(SandboxSpec *spec, void *userdata)
+{
+        _cleanup_free_ char *data = NULL;
+        Prepare *p = userdata;
+        int r;
+
+        p->code = supervisor_ready(p->inst->sup);
+        if (p->code == 0)
+                p->code = instance_install(p->inst);
+        if (p->code != 0)
+                return -ECANCELED;
+
+        r = state_app_uid(p->state, p->id, &p->uid);
+        if (r < 0) {
+                p->what = "cannot allocate a uid for";
+                return p->error = r;
+        }
+        r = state_app_data_dir(p->state, p->id, p->uid, &data);
+        if (r < 0) {
+                p->what = "cannot give the data directory to";
+                return p->error = r;
+        }
+        spec->host_uid = p->uid;
+        spec->host_gid = (gid_t)p->uid;
+        return 0;
+}
+
+/* {"event":"started", "app", "uid", "pid", "cgroup_mode", "cgroups": {ctrl: path}} */
+static json_t *started_record(const Instance *inst)
+{
+        static const char *const ctrls[] = {"memory", "pids", "cpu", "freezer", ""};
+        const Sandbox *sb = inst->sandbox;
+        json_t *paths = json_object();
+
+        for (size_t i = 0; paths && sb->cgroup && i < ELEMENTSOF(ctrls); i++) {
+                const char *p = cgroup_path(sb->cgroup, ctrls[i]);
+
+                if (p)
+                        json_object_set_new(paths, ctrls[i][0] ? ctrls[i] : "unified",
+                                            json_string(p));
+        }
+        return json_pack("{s:s, s:s, s:I, s:i, s:s, s:o, s:i}", "event", "started", "app",
+                         inst->manifest->id, "uid", (json_int_t)inst->uid, "pid", (int)sb->pid,
+                         "cgroup_mode", cgroup_manager_ops(inst->sup->cgm)->name, "cgroups",
+                         paths ?: json_object(), "restarts", (int)inst->restarts);
+}
+
+static void instance_failed(Instance *inst, int code)
+{
+        inst->exit_code = code;
+        inst->state = INSTANCE_FAILED;
+        supervisor_changed(inst->sup);
+}
+
+static int report_spawn_error(Instance *inst, const SandboxError *e)
+{
+        const Manifest *m = inst->manifest;
+        int code = cella_exit_for_step(e->step, e->error);
+
+        log_error("cannot start %s: %s step failed: %s: %s", m->id, sandbox_step_to_string(e->step),
+                  e->detail, strerror(e->error));
+        if (e->step == SANDBOX_STEP_EXEC && e->error == EACCES)
+                log_error(
+                        "hint: the app runs as its own uid; its folder and entry must be readable "
+                        "and executable by others (chmod o+rX)");
+        supervisor_status(inst->sup,
+                          json_pack("{s:s, s:s, s:s, s:s, s:i, s:i}", "event", "failed", "app",
+                                    m->id, "step", sandbox_step_to_string(e->step), "error",
+                                    e->detail, "errno", e->error, "exit_code", code));
+        supervisor_audit(inst->sup, m->id, AUDIT_EVENT_LIFECYCLE,
+                         json_pack("{s:s, s:s, s:s, s:i}", "what", "failed", "step",
+                                   sandbox_step_to_string(e->step), "error", e->detail, "errno",
+                                   e->error));
+        return code;
+}
+
+static int instance_attach(Instance *inst, int chan, char *const *env)
+{
+        const Sandbox *sb = inst->sandbox;
+        BrokerAppInfo info = {
+                .manifest = inst->manifest,
+                .app_dir = inst->app_dir,
+                .data_dir = inst->data_dir,
+                .host_uid = inst->uid,
+                .pid = sb->pid,
+                .pidfd = sb->pidfd,
+                .memory_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "memory") : NULL,
+                .pids_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "pids") : NULL,
+                .cpu_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "cpu") : NULL,
+                .unified_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "") : NULL,
+                .signed_ok = inst->signed_ok,
+                .started_ms = inst->started_ms,
+                .env = env,
+        };
+
+        return broker_app_attach(inst->sup->broker, &info, chan, &inst->broker_app);
+}
+
+static void on_sandbox(uv_poll_t *h, int status, int events)
+{
+        Instance *inst = h->data;
+
+        if (sandbox_process(inst->sandbox) > 0) {
+                uv_poll_stop(h);
+                instance_maybe_finished(inst);
+        }
+}
+
+/* A denied system call waits for our answer (EPERM); we count it. */
+static void on_seccomp_notify(uv_poll_t *h, int status, int events)
+{
+        Instance *inst = h->data;
+        int r;
+
+        if (status < 0 || (events & UV_DISCONNECT)) {
+                uv_poll_stop(h);
+                return;
+        }
+        r = seccomp_notify_process(inst->sandbox->seccomp_notify_fd, inst->denials);
+        if (r < 0) {
+                log_warning_errno(r, "%s: cannot answer its denied system calls: %m",
+                                  inst->manifest->id);
+                uv_poll_stop(h);
+        }
+}
+
+static int watch_seccomp(Instance *inst)
+{
+        int r;
+
+        if (inst->sandbox->seccomp_notify_fd < 0)
+                return 0;
+        if (!inst->denials) {
+                inst->denials = malloc(sizeof *inst->denials);
+                if (!inst->denials)
+                        return -ENOMEM;
+        }
+        *inst->denials = (SeccompDenials){};
+        r = uv_poll_init(&inst->sup->loop, &inst->notify_poll, inst->sandbox->seccomp_notify_fd);
+        if (r < 0)
+                return r;
+        inst->notify_poll_init = true;
+        inst->notify_poll.data = inst;
+        return uv_poll_start(&inst->notify_poll, UV_READABLE | UV_DISCONNECT, on_seccomp_notify);
+}
+
+/* The audit record of the run's denied calls: total, and the most denied by name. */
+static void audit_denials(Instance *inst)
+{
+        SeccompDenialCount top[8];
+        json_t *calls;
+        size_t n;
+
+        if (!inst->denials || inst->denials->total == 0)
+                return;
+        n = seccomp_denials_top(inst->denials, top, ELEMENTSOF(top));
+        calls = json_object();
+        for (size_t i = 0; calls && i < n; i++) {
+                const char *name = seccomp_syscall_name(top[i].nr);
+                char num[16];
+
+                if (!name) {
+                        snprintf(num, sizeof num, "%d", top[i].nr);
+                        name = num;
+                }
+                json_object_set_new(calls, name, json_integer((json_int_t)top[i].count));
+        }
+        supervisor_audit(inst->sup, inst->manifest->id, AUDIT_EVENT_SECCOMP,
+                         json_pack("{s:I, s:I, s:o}", "denied", (json_int_t)inst->denials->total,
+                                   "other", (json_int_t)inst->denials->other, "calls",
+                                   calls ?: json_object()));
+}
+
+int instance_start(Instance *inst)
+{
+        Supervisor *s = inst->sup;
+        const Manifest *m = inst->manifest;
+        _cleanup_close_pair_ int chan[2] = {-EBADF, -EBADF};
+        int out[2] = {-EBADF, -EBADF}, err[2] = {-EBADF, -EBADF}, in_fd = -1;
+        SandboxError serr = {};
+        Launch launch = {};
+        Prepare prep = {};
+        struct timespec rt;
+        int r, code = CELLA_EXIT_INTERNAL;
+
+        if (inst->state == INSTANCE_RUNNING)
+                return 0;
+        if (inst->out.closing || inst->err.closing || inst->in.closing ||
+            (inst->sandbox_poll_init && uv_is_closing((uv_handle_t *)&inst->sandbox_poll))) {
+                log_error("cannot start %s: its last run is still being cleaned up", m->id);
+                return CELLA_EXIT_INTERNAL;
+        }
+        inst->stop_requested = false;
+
+        r = launch_prepare(&launch, m, inst->app_dir, inst->data_dir, 0, inst->extra_args);
+        if (r < 0) {
+                log_error_errno(r, "cannot prepare %s: %m", m->id);
+                goto fail;
+        }
+        if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 ||
+            socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, chan) < 0) {
+                r = negative_errno();
+                log_error_errno(r, "cannot create the pipes of %s: %m", m->id);
+                goto fail;
+        }
+        r = setup_stdin(inst, &in_fd);
+        if (r < 0) {
+                log_error_errno(r, "cannot set up stdin: %m");
+                goto fail;
+        }
+        if (s->o.output == SUPERVISOR_OUTPUT_LOGS && !inst->log) {
+                _cleanup_free_ char *dir = NULL;
+
+                if (asprintf(&dir, "%s/logs", state_path(s->state)) < 0) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+                        r = negative_errno();
+                        log_error_errno(r, "cannot create %s: %m", dir);
+                        code = CELLA_EXIT_STATE;
+                        goto fail;
+                }
+                r = applog_open(dir, m->id, APPLOG_SIZE_DEFAULT, APPLOG_KEEP_DEFAULT, &inst->log);
+                if (r < 0) {
+                        log_error_errno(r, "cannot open the log of %s in %s: %m", m->id, dir);
+                        code = CELLA_EXIT_STATE;
+                        goto fail;
+                }
+        }
+
+        launch.spec.stdio[0] = in_fd;
+        launch.spec.stdio[1] = out[1];
+        launch.spec.stdio[2] = err[1];
+        launch.spec.channel_fd = chan[1];
+        launch.spec.seccomp = s->filter;
+        launch.spec.cgroups = s->cgm;
+        prep = (Prepare){.inst = inst, .state = s->state, .id = m->id};
+        launch.spec.prepare = instance_prepare;
+        launch.spec.prepare_userdata = &prep;
+        inst->started_ns = now_ns();
+        clock_gettime(CLOCK_REALTIME, &rt);
+        inst->started_ms = (int64_t)rt.tv_sec * 1000 + rt.tv_nsec / 1000000;
+        r = sandbox_spawn(&launch.spec, &inst->sandbox, &serr);
+        /* The app has its ends now (or never will): ours would hide EOF. */
+        out[1] = safe_close(out[1]);
+        err[1] = safe_close(err[1]);
+        chan[1] = safe_close(chan[1]);
+        if (in_fd > STDIN_FILENO)
+                safe_close(in_fd);
+        if (r < 0 && prep.code != 0) {
+                code = prep.code;
+                goto fail_reported;
+        }
+        if (r < 0 && prep.error < 0) {
+                log_error_errno(prep.error, "%s %s in %s: %m", prep.what, m->id, s->o.state_dir);
+                code = CELLA_EXIT_STATE;
+                goto fail;
+        }
+        if (r < 0) {
+                code = report_spawn_error(inst, &serr);
+                goto fail_reported;
+        }
+        inst->uid = prep.uid;
+        inst->state = INSTANCE_RUNNING;
+        supervisor_status(s, started_record(inst));
+        supervisor_audit(s, m->id, AUDIT_EVENT_LIFECYCLE,
+                         json_pack("{s:s, s:i, s:I, s:i}", "what", "started", "pid",
+                                   (int)inst->sandbox->pid, "uid", (json_int_t)inst->uid,
+                                   "restarts", (int)inst->restarts));
+        if (s->o.output == SUPERVISOR_OUTPUT_LOGS)
+                log_info("%s: started (pid %d)", m->id, (int)inst->sandbox->pid);
+
+        r = watch_seccomp(inst);
+        if (r < 0) {
+                log_error_errno(r, "cannot watch the seccomp filter of %s: %m", m->id);
+                goto fail_running;
+        }
+        r = instance_attach(inst, TAKE_FD(chan[0]), launch.envp);
+        if (r < 0) {
+                log_error_errno(r, "cannot serve the channel of %s: %m", m->id);
+                goto fail_running;
+        }
+        r = pump_start(inst, &inst->out, out[0], STDOUT_FILENO, inst->log);
+        if (r >= 0) {
+                out[0] = -EBADF;
+                r = pump_start(inst, &inst->err, err[0], STDERR_FILENO, inst->log);
+        }
+        if (r >= 0) {
+                err[0] = -EBADF;
+                r = uv_poll_init(&s->loop, &inst->sandbox_poll, inst->sandbox->ctl_fd);
+        }
+        if (r >= 0) {
+                inst->sandbox_poll_init = true;
+                inst->sandbox_poll.data = inst;
+                r = uv_poll_start(&inst->sandbox_poll, UV_READABLE, on_sandbox);
+        }
+        if (r < 0) {
+                log_error("cannot watch %s: %s", m->id, uv_strerror(r));
+                goto fail_running;
+        }
+        launch_done(&launch);
+        return 0;
+
+fail_running:
+        /* It runs, but we cannot serve it: take it down again. */
+        if (inst->notify_poll_init) {
+                inst->notify_poll_init = false;
+                uv_close((uv_handle_t *)&inst->notify_poll, NULL);
+        }
+        safe_close(out[0]);
+        safe_close(err[0]);
+        broker_app_detach(inst->broker_app);
+        inst->broker_app = NULL;
+        inst->sandbox = sandbox_free(inst->sandbox);
+        pump_close(&inst->out);
+        pump_close(&inst->err);
+        pump_close(&inst->in);
+        launch_done(&launch);
+        instance_failed(inst, CELLA_EXIT_INTERNAL);
+        return CELLA_EXIT_INTERNAL;
+fail:
+        supervisor_status(s, json_pack("{s:s, s:s, s:s, s:i}", "event", "failed", "app", m->id,
+                                       "error", strerror(r < 0 ? -r : EIO), "exit_code", code));
+        supervisor_audit(s, m->id, AUDIT_EVENT_LIFECYCLE,
+                         json_pack("{s:s, s:i}", "what", "failed", "errno", r < 0 ? -r : EIO));
+fail_reported:
+        safe_close(out[0]);
+        safe_close(out[1]);
+        safe_close(err[0]);
+        safe_close(err[1]);
+        pump_close(&inst->in);
+        launch_done(&launch);
+        instance_failed(inst, code);
+        return code;
+}
+
+/* Prints, records and returns the exit code of the run that just ended. */
+static int report_exit(Instance *inst)
+{
+        const SandboxExit *x = &inst->sandbox->exit;
+        const Manifest *m = inst->manifest;
+        Supervisor *s = inst->sup;
+        char limit[24] = "none";
+        double ms = (double)(now_ns() - inst->started_ns) / 1e6;
+        int code;
+
+        if (m->limits.memory)
+                format_size(m->limits.memory, limit, sizeof limit);
+        if (x->code == CLD_EXITED) {
+                code = x->status;
+                if (s->o.output == SUPERVISOR_OUTPUT_LOGS)
+                        log_info("%s: exited with status %d", m->id, code);
+        } else {
+                code = CELLA_EXIT_SIGNAL_BASE + x->status;
+                if (x->oom_killed)
+                        log_error("%s was killed by the OOM killer (memory limit %s)", m->id,
+                                  limit);
+                else if (!inst->stop_requested || s->o.output == SUPERVISOR_OUTPUT_TERMINAL)
+                        log_error("%s was killed by signal %d (%s)", m->id, x->status,
+                                  strsignal(x->status));
+                else
+                        log_info("%s: stopped", m->id);
+        }
+        if (x->oom_kills > 0 && !x->oom_killed)
+                log_error("%s: the OOM killer killed %llu process(es) in its sandbox (memory limit "
+                          "%s)",
+                          m->id, (unsigned long long)x->oom_kills, limit);
+        supervisor_status(s,
+                          json_pack("{s:s, s:s, s:I, s:s, s:i, s:i, s:b, s:I, s:i, s:f, s:I}",
+                                    "event", "exited", "app", m->id, "uid", (json_int_t)inst->uid,
+                                    "how", x->code == CLD_EXITED ? "exited" : "killed",
+                                    x->code == CLD_EXITED ? "status" : "signal", x->status,
+                                    "exit_code", code, "oom_killed", x->oom_killed, "oom_kills",
+                                    (json_int_t)x->oom_kills, "pid", (int)inst->sandbox->pid,
+                                    "duration_ms", ms, "seccomp_denied",
+                                    (json_int_t)(inst->denials ? inst->denials->total : 0)));
+        supervisor_audit(s, m->id, AUDIT_EVENT_LIFECYCLE,
+                         json_pack("{s:s, s:s, s:i, s:b, s:I, s:f}", "what", "exited", "how",
+                                   x->code == CLD_EXITED ? "exited" : "killed", "status", x->status,
+                                   "oom_killed", x->oom_killed, "oom_kills",
+                                   (json_int_t)x->oom_kills, "duration_ms", ms));
+        return code;
+}
+
+static void on_restart_timer(uv_timer_t *t)
+{
+        Instance *inst = t->data;
+
+        if (inst->state != INSTANCE_RESTARTING)
+                return;
+        inst->restarts++;
+        log_info("%s: restarting (restart %u)", inst->manifest->id, inst->restarts);
+        (void)instance_start(inst);
+}
+
+static void instance_timer_start(Instance *inst, uint64_t ms, uv_timer_cb cb)
+{
+        if (!inst->timer_init) {
+                if (uv_timer_init(&inst->sup->loop, &inst->timer) < 0)
+                        return;
+                inst->timer_init = true;
+                inst->timer.data = inst;
+        }
+        (void)uv_timer_start(&inst->timer, cb, ms, 0);
+}
+
+/* The run ends when init has exited and both output pipes are drained. */
+static void instance_maybe_finished(Instance *inst)
+{
+        Supervisor *s = inst->sup;
+        uint64_t delay_ns = 0;
+        RestartDecision d;
+
+        if (s->freeing || inst->state != INSTANCE_RUNNING || !inst->sandbox ||
+            !inst->sandbox->exited || inst->out.open || inst->err.open)
+                return;
+        if (inst->notify_poll_init) {
+                if (inst->sandbox->seccomp_notify_fd >= 0)
+                        (void)seccomp_notify_process(inst->sandbox->seccomp_notify_fd,
+                                                     inst->denials);
+                inst->notify_poll_init = false;
+                uv_close((uv_handle_t *)&inst->notify_poll, NULL);
+        }
+        inst->exit_code = report_exit(inst);
+        inst->last_exit = inst->sandbox->exit;
+        audit_denials(inst);
+        if (inst->timer_init)
+                uv_timer_stop(&inst->timer);
+        broker_app_detach(inst->broker_app);
+        inst->broker_app = NULL;
+        if (inst->sandbox_poll_init) {
+                inst->sandbox_poll_init = false;
+                uv_close((uv_handle_t *)&inst->sandbox_poll, NULL);
+        }
+        inst->sandbox = sandbox_free(inst->sandbox);
+        pump_close(&inst->in);
+
+        if (!s->o.boot || inst->stop_requested || s->stopping) {
+                inst->state = INSTANCE_EXITED;
+                supervisor_changed(s);
+                return;
+        }
+        d = restart_decide(&inst->restart, inst->manifest->restart, &inst->last_exit,
+                           inst->started_ns, now_ns(), &delay_ns);
+        switch (d) {
+        case RESTART_LATER:
+                inst->state = INSTANCE_RESTARTING;
+                supervisor_audit(s, inst->manifest->id, AUDIT_EVENT_LIFECYCLE,
+                                 json_pack("{s:s, s:I}", "what", "restart", "delay_ms",
+                                           (json_int_t)(delay_ns / 1000000)));
+                instance_timer_start(inst, delay_ns / 1000000, on_restart_timer);
+                break;
+        case RESTART_GIVE_UP:
+                log_error("%s: restarted %d times within %llu s; giving up", inst->manifest->id,
+                          RESTART_BURST, (unsigned long long)(RESTART_INTERVAL_NS / 1000000000ull));
+                supervisor_audit(s, inst->manifest->id, AUDIT_EVENT_LIFECYCLE,
+                                 json_pack("{s:s}", "what", "gave-up"));
+                inst->state = INSTANCE_FAILED;
+                break;
+        case RESTART_NO:
+                inst->state = INSTANCE_EXITED;
+                break;
+        }
+        supervisor_changed(s);
+}
+
+static void on_stop_timer(uv_timer_t *t)
+{
+        Instance *inst = t->data;
+
+        if (inst->state == INSTANCE_RUNNING && inst->sandbox) {
+                log_warning("%s did not stop within %d ms; killing it", inst->manifest->id,
+                            SUPERVISOR_STOP_GRACE_MS);
+                instance_stop(inst, true);
+        }
+}
+
+void instance_stop(Instance *inst, bool kill)
+{
+        inst->stop_requested = true;
+        switch (inst->state) {
+        case INSTANCE_RESTARTING:
+                if (inst->timer_init)
+                        uv_timer_stop(&inst->timer);
+                inst->state = INSTANCE_EXITED;
+                supervisor_changed(inst->sup);
+                return;
+        case INSTANCE_RUNNING:
+                if (!inst->sandbox || inst->sandbox->exited)
+                        return;
+                if (kill) {
+                        if (inst->sandbox->cgroup)
+                                (void)cgroup_kill(inst->sandbox->cgroup);
+                        (void)sandbox_signal(inst->sandbox, SIGKILL);
+                } else {
+                        (void)sandbox_signal(inst->sandbox, SIGTERM);
+                        instance_timer_start(inst, SUPERVISOR_STOP_GRACE_MS, on_stop_timer);
+                }
+                return;
+        default:
+                return;
+        }
+}
+
+bool instance_active(const Instance *inst)
+{
+        return inst->state == INSTANCE_RUNNING || inst->state == INSTANCE_RESTARTING;
+}
+
+static const char *const state_names[] = {
+        [INSTANCE_STOPPED] = "stopped",       [INSTANCE_RUNNING] = "running",
+        [INSTANCE_RESTARTING] = "restarting", [INSTANCE_EXITED] = "exited",
+        [INSTANCE_FAILED] = "failed",
+};
+
+json_t *instance_record(const Instance *inst)
+{
+        BrokerAppStats st = {};
+        json_t *o;
+
+        if (inst->broker_app)
+                broker_app_stats(inst->broker_app, &st);
+        o = json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:i, s:I, s:I, s:i}", "id",
+                      inst->manifest->id, "kind", manifest_kind_to_string(inst->manifest->kind),
+                      "state", state_names[inst->state], "pid",
+                      inst->sandbox ? (int)inst->sandbox->pid : 0, "uid", (json_int_t)inst->uid,
+                      "started_ms",
+                      (json_int_t)(inst->state == INSTANCE_RUNNING ? inst->started_ms : 0),
+                      "restarts", (int)inst->restarts, "calls", (json_int_t)st.calls, "refused",
+                      (json_int_t)st.refused, "exit_code",
+                      inst->state == INSTANCE_RUNNING ? 0 : inst->exit_code);
+        if (o && inst->sandbox && inst->sandbox->cgroup) {
+                CgroupStats cs = {};
+
+                if (cgroup_stats(inst->sandbox->cgroup, &cs) >= 0)
+                        json_object_set_new(o, "memory_bytes",
+                                            json_integer((json_int_t)cs.memory_current));
+        }
+        return o;
+}
+
+int instance_exit_code(const Instance *inst)
+{
+        return inst->exit_code;
+}
+
+InstanceState instance_state(const Instance *inst)
+{
+        return inst->state;
+}
+
+const Manifest *instance_manifest(const Instance *inst)
+{
+        return inst->manifest;
+}
+
+void instance_free(Instance *inst)
+{
+        if (!inst)
+                return;
+        broker_app_detach(inst->broker_app);
+        inst->sandbox = sandbox_free(inst->sandbox);
+        safe_close(inst->in.to);
+        inst->log = applog_close(inst->log);
+        manifest_free(inst->manifest);
+        free(inst->denials);
+        free(inst->app_dir);
+        free(inst->data_dir);
+        strv_free(inst->extra_args);
+        free(inst);
+}

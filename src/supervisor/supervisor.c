@@ -1,0 +1,622 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The kernel's shared parts: one libuv loop, the state dir's registry, grants and
+ * audit log, the bus and the broker, the signals, and what the broker asks of the
+ * kernel (BrokerHost: launch another app, show a notification, prompt the user).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/fileio.h"
+#include "base/log.h"
+#include "base/macro.h"
+#include "base/strv.h"
+#include "policy/capability.h"
+#include "policy/signature.h"
+#include "supervisor/exit-codes.h"
+#include "supervisor/supervisor-internal.h"
+
+void supervisor_status(Supervisor *s, json_t *o)
+{
+        char *text;
+
+        if (s->o.json_status_fd < 0 || !o) {
+                json_decref(o);
+                return;
+        }
+        text = json_dumps(o, JSON_COMPACT);
+        if (text) {
+                (void)loop_write(s->o.json_status_fd, text, strlen(text));
+                (void)loop_write(s->o.json_status_fd, "\n", 1);
+                free(text);
+        }
+        json_decref(o);
+}
+
+void supervisor_audit(Supervisor *s, const char *app, const char *event, json_t *fields)
+{
+        int r;
+
+        if (!fields)
+                return;
+        if (supervisor_ready(s) != 0) {
+                json_decref(fields);
+                return;
+        }
+        r = audit_append(s->audit, app, event, fields);
+        if (r >= 0)
+                r = audit_flush(s->audit);
+        if (r < 0)
+                log_warning_errno(r, "cannot write to the audit log: %m");
+        json_decref(fields);
+}
+
+Instance *supervisor_find(Supervisor *s, const char *id)
+{
+        for (size_t i = 0; i < s->n_apps; i++)
+                if (strcmp(s->apps[i]->manifest->id, id) == 0)
+                        return s->apps[i];
+        return NULL;
+}
+
+static void host_notify(void *userdata, const char *app_id, const char *title, const char *body,
+                        int urgency)
+{
+        Supervisor *s = userdata;
+        char t[256], b[BROKER_NOTIFY_TEXT_MAX + 1];
+        Instance *inst = supervisor_find(s, app_id);
+
+        /* An app's words must not drive our terminal. */
+        prompt_sanitize(title ?: "", sizeof t - 4, t, sizeof t);
+        prompt_sanitize(body ?: "", sizeof b - 4, b, sizeof b);
+        fprintf(stderr, "cella: notification from %s: %s%s%s\n", app_id, t, b[0] ? ": " : "", b);
+        if (inst && inst->log) {
+                char line[sizeof t + sizeof b + 64];
+                int n = snprintf(line, sizeof line, "[cella] notification: %s%s%s\n", t,
+                                 b[0] ? ": " : "", b);
+
+                if (n > 0)
+                        (void)applog_write(inst->log, line, MIN((size_t)n, sizeof line - 1));
+        }
+        supervisor_status(s, json_pack("{s:s, s:s, s:s, s:s, s:i}", "event", "notification", "app",
+                                       app_id, "title", t, "body", b, "urgency", urgency));
+}
+
+static int host_launch(void *userdata, const char *caller_id, const char *target_id,
+                       bool *ret_already_running)
+{
+        Supervisor *s = userdata;
+        Instance *inst = supervisor_find(s, target_id);
+
+        if (!inst)
+                return -ENOENT;
+        if (inst->state == INSTANCE_RUNNING) {
+                *ret_already_running = true;
+                return 0;
+        }
+        if (s->stopping)
+                return -EBUSY;
+        if (inst->state == INSTANCE_RESTARTING && inst->timer_init)
+                uv_timer_stop(&inst->timer);
+        log_info("%s: launched by %s", target_id, caller_id);
+        if (instance_start(inst) != 0)
+                return -EIO;
+        *ret_already_running = false;
+        return 0;
+}
+
+/* A question the broker asked: prompt.c calls back with our struct, which says
+ * whom to tell. */
+typedef struct PromptCall {
+        Supervisor *sup;
+        BrokerPromptDone done;
+        void *done_userdata;
+        struct PromptCall *next;
+} PromptCall;
+
+static void prompt_call_unlink(Supervisor *s, PromptCall *pc)
+{
+        for (PromptCall **p = &s->prompt_calls; *p; p = &(*p)->next)
+                if (*p == pc) {
+                        *p = pc->next;
+                        return;
+                }
+}
+
+static void host_prompt_done(int answer, void *ud)
+{
+        PromptCall *pc = ud;
+        BrokerPromptDone done = pc->done;
+        void *done_userdata = pc->done_userdata;
+
+        prompt_call_unlink(pc->sup, pc);
+        free(pc);
+        done(answer == PROMPT_ALLOW_ALWAYS ? BROKER_PROMPT_ALLOW
+             : answer == PROMPT_ALLOW_ONCE ? BROKER_PROMPT_ALLOW_ONCE
+                                           : BROKER_PROMPT_DENY,
+             done_userdata);
+}
+
+static int host_prompt(void *userdata, const char *app_id, const char *right, const char *reason,
+                       BrokerPromptDone done, void *done_userdata)
+{
+        Supervisor *s = userdata;
+        const CapabilityInfo *cap = capability_lookup(right, strcspn(right, ":"));
+        PromptCall *pc;
+        int r;
+
+        if (!s->prompt)
+                return -ENOTTY;
+        pc = calloc(1, sizeof *pc);
+        if (!pc)
+                return -ENOMEM;
+        pc->sup = s;
+        pc->done = done;
+        pc->done_userdata = done_userdata;
+        r = prompt_ask(s->prompt, app_id, right, cap ? cap->description : "", reason ?: "",
+                       host_prompt_done, pc);
+        if (r < 0) {
+                free(pc);
+                return r;
+        }
+        pc->next = s->prompt_calls;
+        s->prompt_calls = pc;
+        return 0;
+}
+
+static void host_prompt_cancel(void *userdata, void *done_userdata)
+{
+        Supervisor *s = userdata;
+
+        for (PromptCall *pc = s->prompt_calls; pc; pc = pc->next)
+                if (pc->done_userdata == done_userdata) {
+                        prompt_cancel(s->prompt, pc);
+                        prompt_call_unlink(s, pc);
+                        free(pc);
+                        return;
+                }
+}
+
+/* While a question is on the terminal, its input is the answer, not the app's. */
+static void prompt_begin(void *ud)
+{
+        Supervisor *s = ud;
+
+        for (size_t i = 0; i < s->n_apps; i++)
+                if (s->apps[i]->in.open)
+                        uv_poll_stop(&s->apps[i]->in.poll);
+}
+
+static void prompt_end(void *ud)
+{
+        Supervisor *s = ud;
+
+        for (size_t i = 0; i < s->n_apps; i++)
+                if (s->apps[i]->in.open)
+                        (void)uv_poll_start(&s->apps[i]->in.poll, UV_READABLE,
+                                            s->apps[i]->in.poll.poll_cb);
+}
+
+static json_t *control_list(void *userdata)
+{
+        Supervisor *s = userdata;
+        json_t *a = json_array();
+
+        for (size_t i = 0; a && i < s->n_apps; i++)
+                json_array_append_new(a, instance_record(s->apps[i]));
+        return a;
+}
+
+static void control_grants_changed(void *userdata, const char *app_id)
+{
+        Supervisor *s = userdata;
+        int r = broker_grants_changed(s->broker, app_id);
+
+        if (r < 0)
+                log_warning_errno(r, "cannot re-read the grants of %s: %m", app_id ?: "the apps");
+        else if (r > 0)
+                log_info("%s lost %d right(s): their handles are closed", app_id ?: "an app", r);
+}
+
+static int control_stop(void *userdata, const char *app_id)
+{
+        Supervisor *s = userdata;
+        Instance *inst = supervisor_find(s, app_id);
+
+        if (!inst)
+                return -ENOENT;
+        instance_stop(inst, false);
+        return 0;
+}
+
+static bool is_app(const Instance *inst)
+{
+        return inst->manifest->kind == MANIFEST_KIND_APP;
+}
+
+void supervisor_changed(Supervisor *s)
+{
+        bool apps_active = false, any_active = false, any_app = false;
+
+        for (size_t i = 0; i < s->n_apps; i++) {
+                bool active = instance_active(s->apps[i]);
+
+                any_active |= active;
+                if (is_app(s->apps[i])) {
+                        any_app = true;
+                        apps_active |= active;
+                }
+        }
+        if (!any_active) {
+                uv_stop(&s->loop);
+                return;
+        }
+        if (!s->o.boot)
+                return;
+        /* A boot ends when its apps have: the services they used stop then. A boot of
+         * services alone runs until stopped. */
+        if (!s->stopping && any_app && !apps_active) {
+                log_info("every app has exited; stopping the services");
+                s->stopping = true;
+        }
+        if (!s->stopping || apps_active)
+                return;
+        /* Services last, the ones that others depend on after those: the highest wave
+         * still active is stopped first. */
+        {
+                unsigned top = 0;
+
+                for (size_t i = 0; i < s->n_apps; i++)
+                        if (instance_active(s->apps[i]))
+                                top = MAX(top, s->apps[i]->wave);
+                for (size_t i = 0; i < s->n_apps; i++)
+                        if (instance_active(s->apps[i]) && s->apps[i]->wave == top &&
+                            !s->apps[i]->stop_requested)
+                                instance_stop(s->apps[i], false);
+        }
+}
+
+/* Ctrl-C, TERM, HUP. cella run: forwarded to the app (a second Ctrl-C kills it).
+ * cella boot: stop every app, apps first, then services; a second Ctrl-C kills all. */
+static void on_signal(uv_signal_t *h, int signum)
+{
+        Supervisor *s = h->data;
+        bool kill = signum == SIGINT && ++s->interrupts > 1;
+
+        if (!s->o.boot) {
+                for (size_t i = 0; i < s->n_apps; i++) {
+                        Instance *inst = s->apps[i];
+
+                        if (!inst->sandbox)
+                                continue;
+                        if (kill && inst->sandbox->cgroup)
+                                (void)cgroup_kill(inst->sandbox->cgroup);
+                        (void)sandbox_signal(inst->sandbox, kill ? SIGKILL : signum);
+                }
+                return;
+        }
+        if (!s->stopping)
+                log_info("stopping every app (Ctrl-C again to kill them now)");
+        s->stopping = true;
+        for (size_t i = 0; i < s->n_apps; i++) {
+                Instance *inst = s->apps[i];
+
+                if (kill)
+                        instance_stop(inst, true);
+                else if (is_app(inst) && !inst->stop_requested)
+                        instance_stop(inst, false);
+                else if (inst->state == INSTANCE_RESTARTING)
+                        instance_stop(inst, false);
+        }
+        supervisor_changed(s);
+}
+
+/*
+ * The parts of the kernel an app needs only once it runs: grants, audit log, bus,
+ * prompt, control socket, broker. instance.c calls this from the first spawn's
+ * prepare callback, so it overlaps with the child building its jail (bench/start).
+ * Prints what went wrong; returns 0 or a CELLA_EXIT_* code, remembered.
+ */
+int supervisor_ready(Supervisor *s)
+{
+        const SupervisorOptions *o = &s->o;
+        int r, code = CELLA_EXIT_INTERNAL;
+
+        if (s->ready)
+                return s->ready_code;
+        s->ready = true;
+        r = grants_open(o->state_dir, &s->grants);
+        if (r < 0) {
+                log_error_errno(r, "cannot open %s/%s: %m", o->state_dir, GRANTS_DB_FILE);
+                code = CELLA_EXIT_STATE;
+                goto fail;
+        }
+        r = audit_open(o->state_dir, &(AuditOptions){.sync_lag_ms = SUPERVISOR_AUDIT_SYNC_LAG_MS},
+                       &s->audit);
+        if (r < 0) {
+                log_error_errno(r,
+                                "cannot open the audit log in %s/audit: %m (see 'cella audit "
+                                "--verify')",
+                                o->state_dir);
+                code = CELLA_EXIT_STATE;
+                goto fail;
+        }
+        r = bus_new(&s->bus);
+        if (r < 0)
+                goto fail;
+        r = prompt_new(&s->loop, o->no_prompt, &s->prompt);
+        if (r < 0)
+                goto fail;
+        prompt_set_hooks(s->prompt, prompt_begin, prompt_end, s);
+        r = control_listen(&s->loop, o->state_dir,
+                           &(ControlHandlers){.list = control_list,
+                                              .grants_changed = control_grants_changed,
+                                              .stop = control_stop,
+                                              .userdata = s},
+                           &s->control);
+        if (r < 0) {
+                /* cella ps and live revokes need it, the apps do not. */
+                log_warning_errno(r,
+                                  "cannot listen on %s/%s: %m; 'cella ps' will not see this "
+                                  "kernel",
+                                  o->state_dir, CONTROL_DIR);
+                s->control = NULL;
+        }
+
+        {
+                static const BrokerHost host_ops = {
+                        .launch = host_launch,
+                        .notify = host_notify,
+                        .prompt = host_prompt,
+                        .prompt_cancel = host_prompt_cancel,
+                };
+                BrokerHost *host = malloc(sizeof *host);
+
+                if (!host)
+                        goto fail;
+                *host = host_ops;
+                host->userdata = s;
+                r = broker_new(&(BrokerOptions){.loop = &s->loop,
+                                                .grants = s->grants,
+                                                .audit = s->audit,
+                                                .bus = s->bus,
+                                                .state_dir = state_path(s->state),
+                                                .roots = o->roots,
+                                                .host = host},
+                               &s->broker);
+                if (r < 0) {
+                        free(host);
+                        log_error_errno(r, "cannot start the broker: %m");
+                        goto fail;
+                }
+                s->host = host;
+        }
+
+        return 0;
+fail:
+        /* What was opened is closed by supervisor_free(). */
+        return s->ready_code = code;
+}
+
+int supervisor_new(const SupervisorOptions *o, Supervisor **ret)
+{
+        Supervisor *s;
+        int r, code = CELLA_EXIT_INTERNAL;
+
+        if (geteuid() != 0) {
+                log_error("cella needs root: it gives each app its own host uid and cgroup "
+                          "(rootless mode is not supported yet)");
+                return CELLA_EXIT_PREPARE;
+        }
+        s = calloc(1, sizeof *s);
+        if (!s)
+                return CELLA_EXIT_INTERNAL;
+        s->o = *o;
+
+        r = cgroup_manager_new("/sys/fs/cgroup", o->cgroup_mode, NULL, &s->cgm);
+        if (r < 0) {
+                log_error_errno(r, "no usable cgroup hierarchy under /sys/fs/cgroup: %m");
+                code = CELLA_EXIT_CGROUP;
+                goto fail;
+        }
+        r = state_open(o->state_dir, o->uid_base, o->uid_count, &s->state);
+        if (r < 0) {
+                log_error_errno(r, "cannot open the state directory %s: %m", o->state_dir);
+                code = CELLA_EXIT_STATE;
+                goto fail;
+        }
+        r = seccomp_program_builtin(&(SeccompOptions){.notify = true}, &s->filter);
+        if (r < 0) {
+                log_error_errno(r, "cannot build the seccomp filter: %m");
+                code = CELLA_EXIT_SECCOMP;
+                goto fail;
+        }
+        r = uv_loop_init(&s->loop);
+        if (r < 0) {
+                log_error("cannot start the event loop: %s", uv_strerror(r));
+                goto fail;
+        }
+        s->loop_ready = true;
+        signal(SIGPIPE, SIG_IGN);
+
+        {
+                static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+
+                for (size_t i = 0; i < ELEMENTSOF(sigs); i++) {
+                        uv_signal_t *h = &s->signals[s->n_signals];
+
+                        r = uv_signal_init(&s->loop, h);
+                        if (r < 0)
+                                break;
+                        s->n_signals++;
+                        h->data = s;
+                        r = uv_signal_start(h, on_signal, sigs[i]);
+                        if (r < 0)
+                                break;
+                }
+                if (r < 0) {
+                        log_error("cannot set up the event loop: %s", uv_strerror(r));
+                        goto fail;
+                }
+        }
+        *ret = s;
+        return 0;
+fail:
+        supervisor_free(s);
+        return code;
+}
+
+int instance_install(Instance *inst)
+{
+        Supervisor *s = inst->sup;
+        const Manifest *m = inst->manifest;
+        const char *app_dir = inst->app_dir;
+        _cleanup_close_ int dirfd = -EBADF;
+        const char *bad = NULL, *why = NULL;
+        char key_id[SIGNATURE_KEY_ID_CHARS + 1];
+        SignatureError serr = {};
+        int r;
+
+        if (inst->installed)
+                return 0;
+        /* A signature is looked at only when the bundle has one: a missing SIGNATURE is
+         * the common case and costs a failed open. */
+        dirfd = open(app_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dirfd < 0) {
+                log_error_errno(negative_errno(), "%s: %m", app_dir);
+                return CELLA_EXIT_MANIFEST;
+        }
+        r = signature_verify(dirfd, s->o.state_dir, key_id, &serr);
+        inst->signed_ok = r == 0;
+        if (r < 0 && r != -ENOENT)
+                log_warning("%s/%s: %s; signature rights are not granted", app_dir,
+                            serr.path[0] ? serr.path : SIGNATURE_FILE,
+                            serr.message ?: strerror(-r));
+        r = grants_install(s->grants, m, inst->signed_ok, grants_now_ms(), &bad, &why);
+        if (r == -EINVAL && bad) {
+                log_error("%s/manifest.json: permissions: '%s': %s", app_dir, bad, why);
+                return CELLA_EXIT_MANIFEST;
+        }
+        if (r < 0) {
+                log_error_errno(r, "cannot record the permissions of %s: %m", m->id);
+                return CELLA_EXIT_STATE;
+        }
+        inst->installed = true;
+        return 0;
+}
+
+int supervisor_add(Supervisor *s, const char *app_dir, Manifest *m, char *const *extra_args,
+                   unsigned wave, Instance **ret)
+{
+        Instance *inst, **apps;
+        int r;
+
+        inst = calloc(1, sizeof *inst);
+        if (!inst) {
+                manifest_free(m);
+                return CELLA_EXIT_INTERNAL;
+        }
+        inst->manifest = m;
+        inst->sup = s;
+        inst->wave = wave;
+        inst->out.from = inst->err.from = inst->in.from = inst->in.to = -EBADF;
+        inst->app_dir = strdup(app_dir);
+        if (!inst->app_dir || (extra_args && !(inst->extra_args = strv_copy(extra_args))))
+                goto oom;
+        apps = reallocarray(s->apps, s->n_apps + 1, sizeof *apps);
+        if (!apps)
+                goto oom;
+        s->apps = apps;
+        s->apps[s->n_apps++] = inst;
+
+        /* The directory must exist before the jail binds it; its owner, like the uid,
+         * is settled while the child builds the jail (instance_prepare()). */
+        r = state_app_data_path(s->state, m->id, &inst->data_dir);
+        if (r < 0) {
+                log_error_errno(r, "cannot prepare the data directory of %s: %m", m->id);
+                return CELLA_EXIT_STATE;
+        }
+        if (ret)
+                *ret = inst;
+        return 0;
+oom:
+        instance_free(inst);
+        return CELLA_EXIT_INTERNAL;
+}
+
+void supervisor_loop(Supervisor *s)
+{
+        bool any = false;
+
+        for (size_t i = 0; i < s->n_apps; i++)
+                any |= instance_active(s->apps[i]);
+        if (any)
+                uv_run(&s->loop, UV_RUN_DEFAULT);
+}
+
+static void walk_close(uv_handle_t *h, void *arg)
+{
+        if (!uv_is_closing(h))
+                uv_close(h, NULL);
+}
+
+Supervisor *supervisor_free(Supervisor *s)
+{
+        if (!s)
+                return NULL;
+        s->freeing = true;
+        for (size_t i = 0; i < s->n_apps; i++)
+                if (s->apps[i]->sandbox && !s->apps[i]->sandbox->exited)
+                        instance_stop(s->apps[i], true);
+        for (size_t i = 0; i < s->n_apps; i++) {
+                Instance *inst = s->apps[i];
+
+                broker_app_detach(inst->broker_app);
+                inst->broker_app = NULL;
+        }
+        s->broker = broker_free(s->broker);
+        free(s->host);
+        s->control = control_close(s->control);
+        s->prompt = prompt_free(s->prompt);
+        while (s->prompt_calls) {
+                PromptCall *pc = s->prompt_calls;
+
+                s->prompt_calls = pc->next;
+                free(pc);
+        }
+        if (s->loop_ready) {
+                /* Every handle left (pumps, polls, timers, signals) is closed; the fds
+                 * behind the pumps are closed with their instances. */
+                uv_walk(&s->loop, walk_close, NULL);
+                uv_run(&s->loop, UV_RUN_DEFAULT);
+                uv_loop_close(&s->loop);
+        }
+        for (size_t i = 0; i < s->n_apps; i++) {
+                Instance *inst = s->apps[i];
+
+                inst->out.from = safe_close(inst->out.from);
+                inst->err.from = safe_close(inst->err.from);
+                if (inst->in.from != STDIN_FILENO)
+                        inst->in.from = safe_close(inst->in.from);
+                instance_free(inst);
+        }
+        free(s->apps);
+        s->bus = bus_free(s->bus);
+        if (s->audit) {
+                int r = audit_flush(s->audit);
+
+                if (r < 0)
+                        log_warning_errno(r, "cannot write to the audit log: %m");
+                s->audit = audit_close(s->audit);
+        }
+        s->grants = grants_free(s->grants);
+        s->state = state_free(s->state);
+        seccomp_program_free(s->filter);
+        cgroup_manager_free(s->cgm);
+        free(s);
+        return NULL;
+}

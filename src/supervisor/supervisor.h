@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The supervisor: cella's kernel (DESIGN.md section 1), embedded in `cella run` and
+ * `cella boot`. One libuv loop owns every running app (an Instance), the broker that
+ * serves their channels, the bus, the grants, the audit log, the control socket and
+ * the permission prompt.
+ *
+ * An Instance is one app folder known to this kernel; it may run several times
+ * (restarts, app.launch). Its life: stopped -> running -> (exited | failed), and
+ * with a restart policy running -> restarting -> running. Lifecycle changes are
+ * written to the audit log ("lifecycle" records) and, with --json-status, as JSON
+ * lines to the status fd.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "policy/manifest.h"
+#include "sandbox/cgroup.h"
+
+typedef struct Supervisor Supervisor;
+typedef struct Instance Instance;
+
+/* Where the apps' stdout and stderr go. */
+typedef enum SupervisorOutput {
+        SUPERVISOR_OUTPUT_TERMINAL, /* copied to ours (cella run) */
+        SUPERVISOR_OUTPUT_LOGS,     /* <state>/logs/<id>.log, capped and rotated (cella boot) */
+} SupervisorOutput;
+
+typedef struct SupervisorOptions {
+        const char *state_dir; /* DESIGN.md section 9 */
+        uid_t uid_base;        /* host uid range for new apps */
+        uint32_t uid_count;
+        CgroupMode cgroup_mode; /* CGROUP_MODE_AUTO unless forced */
+        SupervisorOutput output;
+        int json_status_fd; /* JSON-lines status records go here; -1 for none */
+        bool no_prompt;     /* refuse perm.request instead of asking on the terminal */
+        char **roots;       /* "name=/host/path" user-file roots for fs.open; may be NULL */
+        bool boot;          /* Ctrl-C stops every app (cella boot) instead of forwarding */
+} SupervisorOptions;
+
+typedef enum InstanceState {
+        INSTANCE_STOPPED,    /* never started */
+        INSTANCE_RUNNING,    /* its sandbox is up */
+        INSTANCE_RESTARTING, /* exited; a restart is due after a delay */
+        INSTANCE_EXITED,     /* exited and stays so (its restart policy, or stopped) */
+        INSTANCE_FAILED,     /* could not start, or gave up restarting */
+} InstanceState;
+
+/*
+ * Opens the state dir, grants, audit log, bus, broker, cgroup manager and seccomp
+ * filter, and starts listening on the control socket. Prints what went wrong.
+ * Returns 0 and *ret, or a CELLA_EXIT_* code (> 0) for the caller to exit with.
+ */
+int supervisor_new(const SupervisorOptions *o, Supervisor **ret);
+
+/* Stops what still runs (SIGKILL), closes everything. Takes NULL; returns NULL. */
+Supervisor *supervisor_free(Supervisor *s);
+
+/*
+ * Registers the app in app_dir (its manifest m, which the supervisor now owns, even
+ * on failure) with extra_args appended to its manifest args (may be NULL; copied),
+ * in boot wave `wave`. Installs its normal and signature rights in grants.db.
+ * Returns 0 and *ret (owned by s), or a CELLA_EXIT_* code after printing why.
+ */
+int supervisor_add(Supervisor *s, const char *app_dir, Manifest *m, char *const *extra_args,
+                   unsigned wave, Instance **ret);
+
+/*
+ * Starts inst's sandbox and serves its channel. Returns 0, or a CELLA_EXIT_* code
+ * (the spawn step that failed, docs/cli.md) after printing and recording why.
+ */
+int instance_start(Instance *inst);
+
+/* Runs the loop until every app this run waits for is done (supervisor.c). */
+void supervisor_loop(Supervisor *s);
+
+/* The exit code of inst's last run: its status, 128+N for signal N, or a
+ * CELLA_EXIT_* code if it failed to start (docs/cli.md). */
+int instance_exit_code(const Instance *inst);
+
+InstanceState instance_state(const Instance *inst);
+const Manifest *instance_manifest(const Instance *inst);

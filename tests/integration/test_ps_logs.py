@@ -1,0 +1,350 @@
+"""`cella ps`, `cella logs`, and the control socket the CLI uses to reach running
+kernels (docs/cli.md): against a stand-in kernel written here (the protocol as
+documented), and against a real `cella boot`."""
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import CELLA
+
+APP = "org.test.pslogs"
+
+
+def cella(cmd, *args, state, timeout=60):
+    return subprocess.run([CELLA, cmd, "--state-dir", str(state), *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+class FakeKernel:
+    """A kernel's control socket, as docs/cli.md describes it: <state>/run/<pid>.sock,
+    one JSON object per line each way. Records every request it gets."""
+
+    def __init__(self, state, apps, pid=None):
+        self.apps = apps
+        self.requests = []
+        run = state / "run"
+        run.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = run / f"{pid or os.getpid()}.sock"
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(self.path))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            with conn:
+                conn.settimeout(2)
+                buf = b""
+                try:
+                    while b"\n" not in buf:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            break
+                        buf += chunk
+                except socket.timeout:
+                    continue
+                if b"\n" not in buf:
+                    continue
+                req = json.loads(buf.split(b"\n")[0])
+                self.requests.append(req)
+                if req.get("op") == "ps":
+                    reply = {"apps": self.apps}
+                else:
+                    reply = {"ok": True}
+                conn.sendall(json.dumps(reply).encode() + b"\n")
+
+    def close(self):
+        self.stopping = True
+        self.thread.join()
+        self.sock.close()
+        self.path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def kernel(state):
+    made = []
+
+    def make(apps=(), pid=None):
+        k = FakeKernel(state, list(apps), pid)
+        made.append(k)
+        return k
+
+    yield make
+    for k in made:
+        k.close()
+
+
+def test_ps_without_kernels(state):
+    p = cella("ps", state=state)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["APP", "PID", "UID", "STATE", "UPTIME", "MEMORY", "RESTARTS",
+                                "CALLS", "KERNEL-PID"]
+    p = cella("ps", "--json", state=state)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout) == []
+    assert cella("ps", "extra", state=state).returncode == 240
+
+
+def test_ps_lists_every_kernel(state, kernel):
+    now = int(time.time() * 1000)
+    k = kernel([{"id": "org.test.one", "kind": "app", "state": "running", "pid": 4242,
+                 "uid": 1879048192, "started_ms": now - 3723_000, "memory_bytes": 12 << 20,
+                 "restarts": 2, "calls": 17, "refused": 1},
+                {"id": "org.test.\x1b[31mevil", "kind": "service", "state": "failed", "pid": 0,
+                 "uid": 1879048193, "started_ms": 0, "restarts": 5, "calls": 0, "refused": 0}])
+    p = cella("ps", "--json", state=state)
+    assert p.returncode == 0, p.stderr
+    assert k.requests == [{"op": "ps"}]
+    doc = json.loads(p.stdout)
+    assert [a["id"] for a in doc] == ["org.test.one", "org.test.\x1b[31mevil"]
+    assert all(a["kernel_pid"] == os.getpid() for a in doc)
+    assert doc[0]["calls"] == 17
+
+    p = cella("ps", state=state)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert len(lines) == 3
+    one = lines[1].split()
+    assert one == ["org.test.one", "4242", "1879048192", "running", "1h02m", "12M", "2", "17",
+                   str(os.getpid())]
+    # A kernel's strings reach the terminal only as plain characters.
+    assert "\x1b" not in p.stdout
+    assert lines[2].split()[:4] == ["org.test.??31mevil", "-", "1879048193", "failed"]
+
+
+def test_ps_removes_stale_sockets(state):
+    # A kernel that died without cleaning up: its pid is gone, nobody listens.
+    child = subprocess.Popen(["true"])
+    child.wait()
+    run = state / "run"
+    run.mkdir(parents=True, mode=0o700)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(str(run / f"{child.pid}.sock"))
+    s.close()
+    assert (run / f"{child.pid}.sock").exists()
+    p = cella("ps", "--json", state=state)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout) == []
+    assert not (run / f"{child.pid}.sock").exists()
+
+
+def test_ps_skips_a_kernel_that_does_not_answer(state, kernel):
+    # Listens but never accepts: ps waits its timeout (about 1 s) and goes on.
+    run = state / "run"
+    run.mkdir(parents=True, mode=0o700)
+    mute = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    mute.bind(str(run / "1.sock"))  # pid 1 is alive
+    mute.listen(1)
+    kernel([{"id": "org.test.one", "state": "running"}])
+    try:
+        t = time.monotonic()
+        p = cella("ps", "--json", state=state)
+        assert p.returncode == 0, p.stderr
+        assert [a["id"] for a in json.loads(p.stdout)] == ["org.test.one"]
+        assert time.monotonic() - t < 5
+        assert (run / "1.sock").exists()  # alive: not removed
+    finally:
+        mute.close()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app(APP, script="exit 0\n", permissions=["camera", "location"])
+
+
+def test_grant_revoke_gesture_tell_the_kernels(state, kernel, app):
+    k = kernel()
+    p = cella("grant", "--app-dir", app, APP, "camera", state=state)
+    assert p.returncode == 0, p.stderr
+    assert k.requests == [{"op": "grants-changed", "app": APP}]
+    p = cella("revoke", APP, "camera", state=state)
+    assert p.returncode == 0, p.stderr
+    p = cella("gesture", APP, state=state)
+    assert p.returncode == 0, p.stderr
+    assert k.requests == [{"op": "grants-changed", "app": APP}] * 3
+    # A refused grant changes nothing and tells nobody.
+    p = cella("grant", APP, "microphone", state=state)
+    assert p.returncode == 1
+    assert len(k.requests) == 3
+
+    # Each change is in the audit log as a "grant" record.
+    p = cella("audit", "--json", "--app", APP, state=state)
+    assert p.returncode == 0, p.stderr
+    recs = [json.loads(line) for line in p.stdout.splitlines()]
+    grants = [(r["what"], r.get("right"), r["by"]) for r in recs if r["event"] == "grant"]
+    assert grants == [("granted", "camera", "cli"), ("revoked", "camera", "cli"),
+                      ("gesture", None, "cli")]
+
+
+def test_grant_without_kernels_is_fine(state, app):
+    p = cella("grant", "--app-dir", app, APP, "location", state=state)
+    assert p.returncode == 0, p.stderr
+    assert p.stderr == ""
+
+
+def write_logs(state, files):
+    d = state / "logs"
+    d.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (d / name).write_text(text)
+    return d
+
+
+def test_logs_prints_rotated_files_in_order(state):
+    write_logs(state, {f"{APP}.log.2": "a1\na2\n", f"{APP}.log.1": "b1\nb2\n",
+                       f"{APP}.log": "c1\nc2\nc3\n",
+                       "org.test.other.log": "not mine\n"})
+    p = cella("logs", APP, state=state)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "a1\na2\nb1\nb2\nc1\nc2\nc3\n"
+    assert cella("logs", "-n", "2", APP, state=state).stdout == "c2\nc3\n"
+    assert cella("logs", "-n", "4", APP, state=state).stdout == "b2\nc1\nc2\nc3\n"
+    assert cella("logs", "-n", "100", APP, state=state).stdout == p.stdout
+    assert cella("logs", "-n", "0", APP, state=state).stdout == ""
+
+
+def test_logs_last_line_without_newline(state):
+    write_logs(state, {f"{APP}.log.1": "x\n", f"{APP}.log": "y\nz"})
+    assert cella("logs", "-n", "1", APP, state=state).stdout == "z"
+    assert cella("logs", "-n", "2", APP, state=state).stdout == "y\nz"
+    assert cella("logs", "-n", "3", APP, state=state).stdout == "x\ny\nz"
+
+
+def test_logs_errors(state):
+    p = cella("logs", APP, state=state)
+    assert p.returncode == 1
+    assert f"{APP} has no log" in p.stderr
+    write_logs(state, {"org.test.other.log": "x\n"})
+    assert cella("logs", APP, state=state).returncode == 1
+    # The id becomes a file name: only an app id gets that far.
+    for bad in ["../../etc/passwd", "noapp", "org.test.x/..", ""]:
+        p = cella("logs", bad, state=state)
+        assert p.returncode == 240, bad
+    assert cella("logs", "-n", "-3", APP, state=state).returncode == 240
+    assert cella("logs", "-n", "lots", APP, state=state).returncode == 240
+    assert cella("logs", state=state).returncode == 240
+
+
+def read_until(proc, want, timeout=10):
+    """Reads proc's stdout (non-blocking) until it holds want."""
+    out = b""
+    end = time.monotonic() + timeout
+    fd = proc.stdout.fileno()
+    os.set_blocking(fd, False)
+    while time.monotonic() < end:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            chunk = None
+        if chunk:
+            out += chunk
+            if want.encode() in out:
+                return out.decode()
+        else:
+            time.sleep(0.02)
+    raise AssertionError(f"never saw {want!r}; got {out!r}")
+
+
+def test_logs_follow_across_rotation(state):
+    d = write_logs(state, {f"{APP}.log": "one\ntwo\n"})
+    log = d / f"{APP}.log"
+    p = subprocess.Popen([CELLA, "logs", "--state-dir", str(state), "-f", "-n", "1", APP],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out = read_until(p, "two\n")
+        assert "one" not in out
+        with open(log, "a") as f:
+            f.write("three\n")
+        out += read_until(p, "three\n")
+        # Rotate as applog does: the file becomes .1, a new one takes its name.
+        with open(log, "a") as f:
+            f.write("four\n")
+        os.rename(log, d / f"{APP}.log.1")
+        log.write_text("five\n")
+        out += read_until(p, "five\n")
+        with open(log, "a") as f:
+            f.write("six\n")
+        out += read_until(p, "six\n")
+        # Truncated in place (applog with no rotated files kept).
+        log.write_text("seven\n")
+        out += read_until(p, "seven\n")
+        assert p.poll() is None
+    finally:
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=10)
+    lines = out.split()
+    assert lines == ["two", "three", "four", "five", "six", "seven"]
+
+
+def test_boot_ps_logs_revoke(state, make_app, tmp_path):
+    """The real thing: a kernel from `cella boot`, listed by ps, its app's output
+    read by logs, told of a revoke."""
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    os.chmod(apps, 0o755)
+    d = make_app(APP, script="i=0\nwhile true; do echo \"tick $i\"; i=$((i+1)); sleep 0.1; done\n",
+                 permissions=["camera"])
+    os.rename(d, apps / "pslogs")
+    (state / "logs").mkdir(parents=True)
+    rfd, wfd = os.pipe()
+    boot = subprocess.Popen([CELLA, "boot", "--state-dir", str(state), "--no-prompt",
+                             "--json-status", str(wfd), str(apps)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            pass_fds=(wfd,))
+    os.close(wfd)
+    status = os.fdopen(rfd)
+    try:
+        started = json.loads(status.readline() or "{}")
+        assert started.get("event") == "started", boot.stderr.read() if boot.poll() else started
+        sock = state / "run" / f"{boot.pid}.sock"
+        assert stat.S_ISSOCK(os.stat(sock).st_mode)
+        assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(state / "run").st_mode) == 0o700
+
+        p = cella("ps", "--json", state=state)
+        assert p.returncode == 0, p.stderr
+        (rec,) = json.loads(p.stdout)
+        assert rec["id"] == APP and rec["state"] == "running"
+        assert rec["kernel_pid"] == boot.pid and rec["pid"] == started["pid"]
+        p = cella("ps", state=state)
+        assert APP in p.stdout and "running" in p.stdout
+
+        for _ in range(100):
+            p = cella("logs", "-n", "2", APP, state=state)
+            if p.returncode == 0 and p.stdout.count("tick") == 2:
+                break
+            time.sleep(0.1)
+        assert p.stdout.count("tick") == 2, p.stderr
+
+        assert cella("grant", "--app-dir", apps / "pslogs", APP, "camera",
+                     state=state).returncode == 0
+        assert cella("revoke", APP, "camera", state=state).returncode == 0
+    finally:
+        boot.send_signal(signal.SIGINT)
+        try:
+            boot.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            boot.kill()
+            boot.wait()
+        status.close()
+    # The kernel re-read the grants at once: its broker recorded the loss.
+    p = cella("audit", "--json", "--app", APP, state=state)
+    assert p.returncode == 0, p.stderr
+    what = [json.loads(line).get("what") for line in p.stdout.splitlines()]
+    assert "revoked-in-broker" in what, (what, boot.stderr.read())
+    # The kernel took its socket with it.
+    assert not (state / "run" / f"{boot.pid}.sock").exists()

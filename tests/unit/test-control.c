@@ -1,0 +1,684 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The control socket (src/supervisor/control.c): the request parser, and a kernel
+ * side on a real loop driven by clients in a thread (the client side blocks).
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/macro.h"
+#include "supervisor/control.h"
+
+static char state[] = "/tmp/cella-control-XXXXXX";
+
+static void setup(void)
+{
+        ck_assert_ptr_nonnull(mkdtemp(state));
+}
+
+static void teardown(void)
+{
+        char cmd[128];
+
+        snprintf(cmd, sizeof cmd, "rm -rf %s", state);
+        ck_assert_int_eq(system(cmd), 0);
+        memcpy(state + strlen(state) - 6, "XXXXXX", 6);
+}
+
+/* --- the parser --- */
+
+static int parse(const char *s, ControlRequest *req, const char **error)
+{
+        *error = NULL;
+        return control_request_parse(s, strlen(s), req, error);
+}
+
+START_TEST(test_parse_valid)
+{
+        ControlRequest req;
+        const char *error;
+
+        ck_assert_int_eq(parse("{\"op\":\"ps\"}", &req, &error), 0);
+        ck_assert_int_eq(req.op, CONTROL_OP_PS);
+        ck_assert(!req.has_app);
+        /* "app" means nothing to ps, whatever it holds */
+        ck_assert_int_eq(parse("{\"op\":\"ps\",\"app\":7}", &req, &error), 0);
+
+        ck_assert_int_eq(parse(" {\"op\":\"grants-changed\",\"app\":\"org.x.a\"}\r", &req, &error),
+                         0);
+        ck_assert_int_eq(req.op, CONTROL_OP_GRANTS_CHANGED);
+        ck_assert(req.has_app);
+        ck_assert_str_eq(req.app, "org.x.a");
+        ck_assert_int_eq(parse("{\"op\":\"grants-changed\",\"app\":null}", &req, &error), 0);
+        ck_assert(!req.has_app);
+        ck_assert_int_eq(parse("{\"op\":\"grants-changed\"}", &req, &error), 0);
+        ck_assert(!req.has_app);
+
+        ck_assert_int_eq(parse("{\"app\":\"org.x.b\",\"op\":\"stop\",\"later\":[1]}", &req, &error),
+                         0);
+        ck_assert_int_eq(req.op, CONTROL_OP_STOP);
+        ck_assert_str_eq(req.app, "org.x.b");
+}
+END_TEST
+
+START_TEST(test_parse_refused)
+{
+        static const char *const bad[] = {
+                "",
+                "garbage",
+                "{\"op\":\"ps\"",
+                "[\"ps\"]",
+                "\"ps\"",
+                "{}",
+                "{\"op\":1}",
+                "{\"op\":\"PS\"}",
+                "{\"op\":\"reboot\"}",
+                "{\"op\":\"ps\"} {\"op\":\"ps\"}",
+                "{\"op\":\"ps\",\"op\":\"stop\"}",
+                "{\"op\":\"stop\"}",
+                "{\"op\":\"stop\",\"app\":null}",
+                "{\"op\":\"stop\",\"app\":\"../../etc\"}",
+                "{\"op\":\"stop\",\"app\":\"noapp\"}",
+                "{\"op\":\"stop\",\"app\":42}",
+                "{\"op\":\"grants-changed\",\"app\":\"org.x.a\\u0000.b\"}",
+                "{\"op\":\"grants-changed\",\"app\":\"org.x/a\"}",
+        };
+        ControlRequest req = {.op = CONTROL_OP_STOP, .app = "untouched"};
+        const char *error;
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                ck_assert_msg(parse(bad[i], &req, &error) == -EINVAL, "accepted: %s", bad[i]);
+                ck_assert_ptr_nonnull(error);
+                ck_assert_str_eq(req.app, "untouched"); /* *ret only on success */
+        }
+}
+END_TEST
+
+START_TEST(test_parse_bounds)
+{
+        ControlRequest req;
+        const char *error;
+        char id[MANIFEST_ID_MAX + 64];
+        char line[CONTROL_LINE_MAX + 16];
+        size_t n;
+
+        /* An id of MANIFEST_ID_MAX bytes is fine, one more is not (labels of 50). */
+        memset(id, 'a', sizeof id);
+        for (size_t i = 50; i < sizeof id; i += 51)
+                id[i] = '.';
+        id[MANIFEST_ID_MAX] = 0;
+        snprintf(line, sizeof line, "{\"op\":\"stop\",\"app\":\"%s\"}", id);
+        ck_assert_int_eq(parse(line, &req, &error), 0);
+        ck_assert_uint_eq(strlen(req.app), MANIFEST_ID_MAX);
+        id[MANIFEST_ID_MAX] = 'a';
+        id[MANIFEST_ID_MAX + 1] = 0;
+        snprintf(line, sizeof line, "{\"op\":\"stop\",\"app\":\"%s\"}", id);
+        ck_assert_int_eq(parse(line, &req, &error), -EINVAL);
+
+        /* A line just under the limit parses (padded with spaces), at it is E2BIG. */
+        n = CONTROL_LINE_MAX - 1;
+        memset(line, ' ', n);
+        memcpy(line, "{\"op\":\"ps\"}", 11);
+        ck_assert_int_eq(control_request_parse(line, n, &req, &error), 0);
+        ck_assert_int_eq(control_request_parse(line, n + 1, &req, &error), -E2BIG);
+}
+END_TEST
+
+/* --- a kernel on a loop, clients in a thread --- */
+
+typedef struct Kernel {
+        uv_loop_t loop;
+        uv_async_t async;
+        Control *control;
+        int list_calls;
+        bool big; /* list a reply past CONTROL_OUTPUT_MAX */
+        int changed_calls;
+        char changed_app[MANIFEST_ID_MAX + 1];
+        bool changed_null;
+} Kernel;
+
+static json_t *k_list(void *ud)
+{
+        Kernel *k = ud;
+
+        k->list_calls++;
+        if (k->big) {
+                char *s = malloc(CONTROL_OUTPUT_MAX);
+                json_t *a;
+
+                memset(s, 'x', CONTROL_OUTPUT_MAX - 1);
+                s[CONTROL_OUTPUT_MAX - 1] = 0;
+                a = json_pack("[{s:s}]", "id", s);
+                free(s);
+                return a;
+        }
+        return json_pack("[{s:s,s:i,s:s},{s:s,s:i,s:s}]", "id", "org.x.one", "pid", 100, "state",
+                         "running", "id", "org.x.two", "pid", 200, "state", "stopped");
+}
+
+static void k_changed(void *ud, const char *app)
+{
+        Kernel *k = ud;
+
+        k->changed_calls++;
+        k->changed_null = !app;
+        snprintf(k->changed_app, sizeof k->changed_app, "%s", app ?: "");
+}
+
+static int k_stop(void *ud, const char *app)
+{
+        return strcmp(app, "org.x.one") == 0 ? 0 : -ENOENT;
+}
+
+static void on_async(uv_async_t *a)
+{
+        uv_stop(a->loop);
+}
+
+static void kernel_start(Kernel *k)
+{
+        ControlHandlers h = {
+                .list = k_list,
+                .grants_changed = k_changed,
+                .stop = k_stop,
+                .userdata = k,
+        };
+
+        memset(k, 0, sizeof *k);
+        ck_assert_int_eq(uv_loop_init(&k->loop), 0);
+        ck_assert_int_eq(uv_async_init(&k->loop, &k->async, on_async), 0);
+        ck_assert_int_eq(control_listen(&k->loop, state, &h, &k->control), 0);
+}
+
+static void kernel_stop(Kernel *k)
+{
+        k->control = control_close(k->control);
+        uv_close((uv_handle_t *)&k->async, NULL);
+        uv_run(&k->loop, UV_RUN_DEFAULT);
+        ck_assert_int_eq(uv_loop_close(&k->loop), 0);
+}
+
+typedef struct Job {
+        Kernel *k;
+        void *(*fn)(struct Job *);
+        json_t *request;
+        json_t *replies; /* [[pid, reply], ...] */
+        int result;
+        char text[CONTROL_LINE_MAX * 2]; /* raw client: what came back */
+        const char *send;
+        size_t send_len;
+        bool shut_wr;
+} Job;
+
+static void *job_main(void *arg)
+{
+        Job *j = arg;
+
+        j->fn(j);
+        uv_async_send(&j->k->async);
+        return NULL;
+}
+
+/* Runs j->fn in a thread while the loop serves it. */
+static void run_job(Job *j)
+{
+        pthread_t t;
+
+        ck_assert_int_eq(pthread_create(&t, NULL, job_main, j), 0);
+        uv_run(&j->k->loop, UV_RUN_DEFAULT);
+        ck_assert_int_eq(pthread_join(t, NULL), 0);
+}
+
+static int collect(pid_t pid, json_t *reply, void *ud)
+{
+        Job *j = ud;
+
+        json_array_append_new(j->replies, json_pack("[iO]", (int)pid, reply));
+        return 0;
+}
+
+static void *client_job(Job *j)
+{
+        j->replies = json_array();
+        j->result = control_each_kernel(state, j->request, collect, j);
+        return NULL;
+}
+
+/* A raw client: connects, sends j->send, reads until EOF or a 500 ms silence. */
+static void *raw_job(Job *j)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        struct timeval tv = {.tv_usec = 500000};
+        size_t len = 0;
+        int fd;
+
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", control_path(j->k->control));
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+                j->result = -errno;
+                return NULL;
+        }
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        if (j->send_len && send(fd, j->send, j->send_len, MSG_NOSIGNAL) < 0)
+                j->result = -errno;
+        if (j->shut_wr)
+                shutdown(fd, SHUT_WR);
+        for (;;) {
+                ssize_t n = read(fd, j->text + len, sizeof j->text - 1 - len);
+
+                if (n <= 0) {
+                        /* 1: the kernel closed (a reset if it left input unread) */
+                        j->result = n == 0 || errno == ECONNRESET ? 1 : 0;
+                        break;
+                }
+                len += (size_t)n;
+        }
+        j->text[len] = 0;
+        close(fd);
+        return NULL;
+}
+
+static json_t *reply_of(Job *j, size_t i)
+{
+        return json_array_get(json_array_get(j->replies, i), 1);
+}
+
+START_TEST(test_listen_layout)
+{
+        Kernel k;
+        char path[256];
+        struct stat st;
+
+        kernel_start(&k);
+        snprintf(path, sizeof path, "%s/run/%d.sock", state, (int)getpid());
+        ck_assert_str_eq(control_path(k.control), path);
+        ck_assert_int_eq(lstat(path, &st), 0);
+        ck_assert(S_ISSOCK(st.st_mode));
+        ck_assert_int_eq(st.st_mode & 07777, 0600);
+        snprintf(path, sizeof path, "%s/run", state);
+        ck_assert_int_eq(stat(path, &st), 0);
+        ck_assert_int_eq(st.st_mode & 07777, 0700);
+        kernel_stop(&k);
+        /* closed: the socket is gone */
+        snprintf(path, sizeof path, "%s/run/%d.sock", state, (int)getpid());
+        ck_assert_int_eq(lstat(path, &st), -1);
+        ck_assert_int_eq(errno, ENOENT);
+}
+END_TEST
+
+START_TEST(test_ps_and_grants_changed)
+{
+        Kernel k;
+        Job j = {.k = &k, .fn = client_job};
+        json_t *r;
+
+        kernel_start(&k);
+        j.request = json_pack("{s:s}", "op", "ps");
+        run_job(&j);
+        ck_assert_int_eq(j.result, 1);
+        ck_assert_int_eq(json_integer_value(json_array_get(json_array_get(j.replies, 0), 0)),
+                         getpid());
+        r = json_object_get(reply_of(&j, 0), "apps");
+        ck_assert_uint_eq(json_array_size(r), 2);
+        ck_assert_str_eq(json_string_value(json_object_get(json_array_get(r, 1), "id")),
+                         "org.x.two");
+        ck_assert_int_eq(k.list_calls, 1);
+        json_decref(j.request);
+        json_decref(j.replies);
+
+        ck_assert_int_eq(control_notify_grants_changed(state, "bad id"), -EINVAL);
+        j.request = json_pack("{s:s,s:s}", "op", "grants-changed", "app", "org.x.one");
+        run_job(&j);
+        ck_assert_int_eq(j.result, 1);
+        ck_assert(json_is_true(json_object_get(reply_of(&j, 0), "ok")));
+        ck_assert_int_eq(k.changed_calls, 1);
+        ck_assert_str_eq(k.changed_app, "org.x.one");
+        json_decref(j.request);
+        json_decref(j.replies);
+
+        j.request = json_pack("{s:s,s:n}", "op", "grants-changed", "app");
+        run_job(&j);
+        ck_assert_int_eq(k.changed_calls, 2);
+        ck_assert(k.changed_null);
+        json_decref(j.request);
+        json_decref(j.replies);
+
+        j.request = json_pack("{s:s,s:s}", "op", "stop", "app", "org.x.zzz");
+        run_job(&j);
+        ck_assert_int_eq(json_integer_value(json_object_get(reply_of(&j, 0), "errno")), ENOENT);
+        ck_assert_ptr_nonnull(json_string_value(json_object_get(reply_of(&j, 0), "error")));
+        json_decref(j.request);
+        json_decref(j.replies);
+        kernel_stop(&k);
+}
+END_TEST
+
+START_TEST(test_garbage_then_valid_on_one_connection)
+{
+        static const char in[] = "hello there\n{\"op\":\"nope\"}\n\n{\"op\":\"ps\"}\n"
+                                 "{\"op\":\"stop\",\"app\":\"org.x.one\"}\n";
+        Kernel k;
+        Job j = {.k = &k, .fn = raw_job, .send = in, .send_len = sizeof in - 1};
+        json_error_t jerr;
+        json_t *r;
+        char *line, *save = NULL;
+        int n = 0;
+
+        kernel_start(&k);
+        run_job(&j);
+        /* five requests, five replies, in order; the connection stayed open */
+        for (line = strtok_r(j.text, "\n", &save); line; line = strtok_r(NULL, "\n", &save), n++) {
+                r = json_loads(line, 0, &jerr);
+                ck_assert_msg(r != NULL, "not JSON: %s", line);
+                if (n < 3)
+                        ck_assert_msg(json_object_get(r, "error"), "no error: %s", line);
+                else if (n == 3)
+                        ck_assert_uint_eq(json_array_size(json_object_get(r, "apps")), 2);
+                else
+                        ck_assert(json_is_true(json_object_get(r, "ok")));
+                json_decref(r);
+        }
+        ck_assert_int_eq(n, 5);
+        ck_assert_int_eq(j.result, 0); /* not closed by the kernel: the client timed out */
+        kernel_stop(&k);
+}
+END_TEST
+
+START_TEST(test_half_closed_client_gets_its_reply)
+{
+        static const char in[] = "{\"op\":\"ps\"}\n";
+        Kernel k;
+        Job j = {.k = &k, .fn = raw_job, .send = in, .send_len = sizeof in - 1, .shut_wr = true};
+
+        kernel_start(&k);
+        run_job(&j);
+        ck_assert_ptr_nonnull(strstr(j.text, "\"apps\""));
+        ck_assert_int_eq(j.result, 1); /* then the kernel closed */
+        kernel_stop(&k);
+}
+END_TEST
+
+START_TEST(test_oversize_line_is_refused_and_dropped)
+{
+        static char in[CONTROL_LINE_MAX + 100];
+        Kernel k;
+        Job j = {.k = &k, .fn = raw_job, .send = in, .send_len = sizeof in};
+
+        memset(in, 'x', sizeof in);
+        kernel_start(&k);
+        run_job(&j);
+        ck_assert_ptr_nonnull(strstr(j.text, "\"error\""));
+        ck_assert_ptr_nonnull(strstr(j.text, "longer"));
+        ck_assert_int_eq(j.result, 1);
+        /* and the kernel carries on */
+        j = (Job){.k = &k, .fn = raw_job, .send = "{\"op\":\"ps\"}\n", .send_len = 12};
+        run_job(&j);
+        ck_assert_ptr_nonnull(strstr(j.text, "org.x.one"));
+        kernel_stop(&k);
+}
+END_TEST
+
+START_TEST(test_connection_bound)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int fds[CONTROL_CONNECTIONS_MAX + 1];
+        char buf[256] = "";
+        ssize_t n = -1;
+        Kernel k;
+
+        kernel_start(&k);
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", control_path(k.control));
+        for (unsigned i = 0; i <= CONTROL_CONNECTIONS_MAX; i++) {
+                fds[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+                ck_assert_int_ge(fds[i], 0);
+                ck_assert_int_eq(connect(fds[i], (struct sockaddr *)&sa, sizeof sa), 0);
+                for (int t = 0; t < 5; t++)
+                        uv_run(&k.loop, UV_RUN_NOWAIT);
+        }
+        ck_assert_uint_eq(control_connections(k.control), CONTROL_CONNECTIONS_MAX);
+        /* the one past the bound is told so and closed */
+        for (int t = 0; t < 100 && n < 0; t++) {
+                n = read(fds[CONTROL_CONNECTIONS_MAX], buf, sizeof buf - 1);
+                uv_run(&k.loop, UV_RUN_NOWAIT);
+                usleep(1000);
+        }
+        ck_assert_int_gt(n, 0);
+        buf[n] = 0;
+        ck_assert_ptr_nonnull(strstr(buf, "too many"));
+        /* a slot frees when a client leaves */
+        close(fds[0]);
+        for (int t = 0; t < 10; t++)
+                uv_run(&k.loop, UV_RUN_NOWAIT);
+        ck_assert_uint_eq(control_connections(k.control), CONTROL_CONNECTIONS_MAX - 1);
+        for (unsigned i = 1; i <= CONTROL_CONNECTIONS_MAX; i++)
+                close(fds[i]);
+        kernel_stop(&k);
+}
+END_TEST
+
+START_TEST(test_reply_too_large)
+{
+        Kernel k;
+        Job j = {.k = &k, .fn = raw_job, .send = "{\"op\":\"ps\"}\n", .send_len = 12};
+
+        kernel_start(&k);
+        k.big = true;
+        run_job(&j);
+        ck_assert_msg(strstr(j.text, "reply too large"), "got %.100s", j.text);
+        ck_assert_uint_lt(strlen(j.text), 200);
+        kernel_stop(&k);
+}
+END_TEST
+
+START_TEST(test_idle_client_dropped)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        struct timespec start, now;
+        char buf[16];
+        Kernel k;
+        int fd;
+
+        kernel_start(&k);
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", control_path(k.control));
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+        (void)!write(fd, "{\"op\":", 6); /* half a request, then silence */
+        clock_gettime(CLOCK_MONOTONIC, &start);
+        do {
+                uv_run(&k.loop, UV_RUN_NOWAIT);
+                usleep(5000);
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                if (now.tv_sec - start.tv_sec < CONTROL_IDLE_MS / 1000 - 1)
+                        ck_assert_uint_eq(control_connections(k.control), 1);
+        } while (control_connections(k.control) > 0 && now.tv_sec - start.tv_sec < 20);
+        ck_assert_uint_eq(control_connections(k.control), 0);
+        ck_assert_int_ge(now.tv_sec - start.tv_sec, CONTROL_IDLE_MS / 1000 - 1);
+        ck_assert_int_eq(read(fd, buf, sizeof buf), 0); /* closed */
+        close(fd);
+        kernel_stop(&k);
+}
+END_TEST
+
+/* Makes run/<pid>.sock for a dead pid, with nothing listening on it. */
+static pid_t make_stale_socket(void)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        char dir[64];
+        pid_t pid;
+        int fd;
+
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0)
+                _exit(0);
+        ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+        snprintf(dir, sizeof dir, "%s/run", state);
+        mkdir(dir, 0700);
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s/%d.sock", dir, (int)pid);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+        close(fd);
+        ck_assert_int_eq(access(sa.sun_path, F_OK), 0);
+        return pid;
+}
+
+static bool socket_exists(pid_t pid)
+{
+        char path[256];
+
+        snprintf(path, sizeof path, "%s/run/%d.sock", state, (int)pid);
+        return access(path, F_OK) == 0;
+}
+
+START_TEST(test_stale_sockets_removed)
+{
+        json_t *req = json_pack("{s:s}", "op", "ps");
+        Kernel k;
+        Job j = {.k = &k, .fn = client_job, .request = req};
+        pid_t dead;
+
+        /* by the client, which finds no kernel */
+        dead = make_stale_socket();
+        ck_assert_int_eq(control_each_kernel(state, req, collect, &j), 0);
+        ck_assert(!socket_exists(dead));
+
+        /* by a kernel starting */
+        dead = make_stale_socket();
+        kernel_start(&k);
+        ck_assert(!socket_exists(dead));
+        /* a live pid's socket that refuses (a kernel between bind and rename, say) stays:
+         * pid 1 is alive */
+        {
+                struct sockaddr_un sa = {.sun_family = AF_UNIX};
+                int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+                snprintf(sa.sun_path, sizeof sa.sun_path, "%s/run/1.sock", state);
+                ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+                close(fd);
+        }
+        run_job(&j);
+        ck_assert_int_eq(j.result, 1); /* only ours answered */
+        ck_assert(socket_exists(1));
+        json_decref(j.replies);
+        kernel_stop(&k);
+        json_decref(req);
+}
+END_TEST
+
+START_TEST(test_no_run_dir_means_no_kernels)
+{
+        json_t *req = json_pack("{s:s}", "op", "ps");
+        Job j = {.replies = json_array()};
+
+        ck_assert_int_eq(control_each_kernel(state, req, collect, &j), 0);
+        ck_assert_int_eq(control_notify_grants_changed(state, "org.x.one"), 0);
+        ck_assert_int_eq(control_each_kernel("/nonexistent/cella", req, collect, &j), 0);
+        ck_assert_int_eq(control_each_kernel(state, NULL, collect, &j), -EINVAL);
+        json_decref(req);
+        json_decref(j.replies);
+}
+END_TEST
+
+START_TEST(test_foreign_run_dir_refused)
+{
+        char dir[256];
+        Control *c = NULL;
+        uv_loop_t loop;
+        ControlHandlers h = {};
+
+        if (geteuid() != 0)
+                return; /* chown needs root */
+        snprintf(dir, sizeof dir, "%s/run", state);
+        ck_assert_int_eq(mkdir(dir, 0777), 0);
+        ck_assert_int_eq(chown(dir, 65534, 65534), 0);
+        ck_assert_int_eq(uv_loop_init(&loop), 0);
+        ck_assert_int_eq(control_listen(&loop, state, &h, &c), -EPERM);
+        ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
+/* The peer check: even through a loosened directory, another uid gets nothing. */
+START_TEST(test_other_uid_is_refused)
+{
+        char dir[256];
+        Kernel k;
+        pid_t pid;
+        int status;
+
+        if (geteuid() != 0)
+                return;
+        kernel_start(&k);
+        snprintf(dir, sizeof dir, "%s/run", state);
+        ck_assert_int_eq(chmod(state, 0755), 0);
+        ck_assert_int_eq(chmod(dir, 0755), 0);
+        ck_assert_int_eq(chmod(control_path(k.control), 0666), 0);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                struct sockaddr_un sa = {.sun_family = AF_UNIX};
+                char buf[64];
+                ssize_t n;
+                int fd;
+
+                if (setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0)
+                        _exit(10);
+                snprintf(sa.sun_path, sizeof sa.sun_path, "%s", control_path(k.control));
+                fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+                        _exit(11);
+                (void)!write(fd, "{\"op\":\"ps\"}\n", 12);
+                n = read(fd, buf, sizeof buf);
+                _exit(n == 0 || (n < 0 && errno == ECONNRESET) ? 0 : 12); /* closed, no reply */
+        }
+        while (waitpid(pid, &status, WNOHANG) == 0)
+                uv_run(&k.loop, UV_RUN_NOWAIT);
+        ck_assert(WIFEXITED(status));
+        ck_assert_int_eq(WEXITSTATUS(status), 0);
+        ck_assert_int_eq(k.list_calls, 0);
+        kernel_stop(&k);
+}
+END_TEST
+
+int main(void)
+{
+        Suite *s = suite_create("control");
+        TCase *tp = tcase_create("parse"), *tk = tcase_create("kernel");
+        SRunner *sr;
+        int failed;
+
+        tcase_add_test(tp, test_parse_valid);
+        tcase_add_test(tp, test_parse_refused);
+        tcase_add_test(tp, test_parse_bounds);
+        tcase_add_checked_fixture(tk, setup, teardown);
+        tcase_set_timeout(tk, 30);
+        tcase_add_test(tk, test_listen_layout);
+        tcase_add_test(tk, test_ps_and_grants_changed);
+        tcase_add_test(tk, test_garbage_then_valid_on_one_connection);
+        tcase_add_test(tk, test_half_closed_client_gets_its_reply);
+        tcase_add_test(tk, test_oversize_line_is_refused_and_dropped);
+        tcase_add_test(tk, test_connection_bound);
+        tcase_add_test(tk, test_reply_too_large);
+        tcase_add_test(tk, test_idle_client_dropped);
+        tcase_add_test(tk, test_stale_sockets_removed);
+        tcase_add_test(tk, test_no_run_dir_means_no_kernels);
+        tcase_add_test(tk, test_foreign_run_dir_refused);
+        tcase_add_test(tk, test_other_uid_is_refused);
+        suite_add_tcase(s, tp);
+        suite_add_tcase(s, tk);
+        sr = srunner_create(s);
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
