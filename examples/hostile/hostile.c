@@ -10,11 +10,22 @@
  * number of escapes, so 0 means every attempt was refused. Some probes look for
  * bait the integration tests plant on the host (an abstract socket, a SysV shm
  * key, an environment variable); without the bait they still must be refused.
+ *
+ * First the jail (files, namespaces, syscalls, ...), then the broker: calls over
+ * the channel (fd 3) the app has no right to, escapes out of a user-file root, a
+ * call flood, and last forged frames, after which the kernel hangs up on it. The
+ * manifest gives it "bus.publish:hostile.*" and asks for "fs.read:downloads" and
+ * "system.admin" (a signature right; the bundle is not signed), so the refusals
+ * are scoped (lines starting ALLOWED show what it may do). The tests
+ * grant fs.read:downloads and plant symlinks in that root (link-root -> /,
+ * link-up -> ../../../../../../..), so the escapes are tried beneath a real grant.
  */
 
 #include <dirent.h>
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <cella.h>
 #include <linux/bpf.h>
 #include <linux/keyctl.h>
 #include <linux/perf_event.h>
@@ -25,6 +36,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
@@ -39,6 +53,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 /* The bait the integration tests plant on the host. */
@@ -359,6 +374,506 @@ static void try_foreign_abi(void)
                 "%s", WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : "it returned");
 }
 
+/* ---- the broker ------------------------------------------------------------ */
+
+/* The user-file root the manifest asks fs.read for (the tests grant it). */
+#define HOSTILE_ROOT    "downloads"
+#define FLOOD_CALLS_MAX 100000 /* the flood stops here, or at FLOOD_MS, or at EAGAIN */
+#define FLOOD_MS        5000
+#define FLOOD_WINDOW    60 /* calls in flight */
+#define GARBAGE_MAX     64 /* garbage frames sent before giving up on a hang-up */
+
+/* A broker call, retried a few times while rate-limited so that the limit of one
+ * attempt does not hide the answer to the next. */
+#define CALL(expr)                                                                                 \
+        ({                                                                                         \
+                int _r;                                                                            \
+                for (int _i = 0;; _i++) {                                                          \
+                        _r = (expr);                                                               \
+                        if (_r != -EAGAIN || _i >= 20)                                             \
+                                break;                                                             \
+                        usleep(50 * 1000);                                                         \
+                }                                                                                  \
+                _r;                                                                                \
+        })
+
+static const char *errname(int r)
+{
+        switch (-r) {
+        case EACCES:
+                return "EACCES";
+        case EPERM:
+                return "EPERM";
+        case ESRCH:
+                return "ESRCH";
+        case EINVAL:
+                return "EINVAL";
+        case EXDEV:
+                return "EXDEV";
+        case ENOENT:
+                return "ENOENT";
+        case ELOOP:
+                return "ELOOP";
+        case EAGAIN:
+                return "EAGAIN";
+        case ECONNRESET:
+                return "ECONNRESET";
+        case EPIPE:
+                return "EPIPE";
+        case EOPNOTSUPP:
+                return "EOPNOTSUPP";
+        case EBADMSG:
+                return "EBADMSG";
+        case EPROTO:
+                return "EPROTO";
+        case EMSGSIZE:
+                return "EMSGSIZE";
+        default:
+                return strerror(-r);
+        }
+}
+
+/* A call the right check must stop: refused only with EACCES (not granted) or EPERM
+ * (never allowed); any other answer means the check did not come first. */
+static void must_be_denied(const char *name, int r)
+{
+        verdict(name, r == -EACCES || r == -EPERM, "%s", r < 0 ? errname(r) : "the kernel did it");
+}
+
+/* A call that must fail, whatever the reason. */
+static void must_fail_call(const char *name, int r)
+{
+        verdict(name, r < 0, "%s", r < 0 ? errname(r) : "the kernel did it");
+}
+
+static void try_fs_open(Cella *c, const char *name, const char *root, const char *path, int flags,
+                        bool right_check)
+{
+        int fd = -1, r;
+
+        r = CALL(cella_fs_open(c, root, path, flags, 0644, &fd));
+        if (r >= 0)
+                close(fd);
+        if (right_check)
+                must_be_denied(name, r);
+        else
+                must_fail_call(name, r);
+}
+
+static void try_broker_files(Cella *c)
+{
+        try_fs_open(c, "fs.open a root it has no right to", "documents", "notes.txt", O_RDONLY,
+                    true);
+        try_fs_open(c, "fs.open for writing with a read right at most", HOSTILE_ROOT, "owned.txt",
+                    O_WRONLY | O_CREAT, true);
+        /* The rest are tried where it may read, if the user granted it: the path
+         * must stay beneath the root whatever it says. */
+        try_fs_open(c, "fs.open ../ out of the root", HOSTILE_ROOT, "../../../../../../etc/passwd",
+                    O_RDONLY, false);
+        try_fs_open(c, "fs.open an absolute path", HOSTILE_ROOT, "/etc/passwd", O_RDONLY, false);
+        try_fs_open(c, "fs.open through a symlink to /", HOSTILE_ROOT, "link-root/etc/passwd",
+                    O_RDONLY, false);
+        try_fs_open(c, "fs.open through a symlink up", HOSTILE_ROOT, "link-up/etc/passwd", O_RDONLY,
+                    false);
+}
+
+static void try_broker_bus(Cella *c)
+{
+        CellaBusReply *reply = NULL;
+        uint64_t sub;
+        int r;
+
+        r = CALL(cella_bus_publish(c, "hostile.probe", "x", 1, "text/plain"));
+        printf("ALLOWED bus.publish on its own topic hostile.probe: %s\n",
+               r >= 0 ? "published" : errname(r));
+
+        must_be_denied("bus.publish on another app's topic (clock.tick)",
+                       CALL(cella_bus_publish(c, "clock.tick", "{\"seq\":0,\"unix_ms\":0}", 21,
+                                              "application/json")));
+        must_be_denied("bus.subscribe to every topic (**)",
+                       CALL(cella_bus_subscribe(c, "**", &sub)));
+        must_be_denied("bus.subscribe to clock.tick without the right",
+                       CALL(cella_bus_subscribe(c, "clock.tick", &sub)));
+        must_be_denied("bus.send to another app",
+                       CALL(cella_bus_send(c, "org.cella.example.notes_c", "x", 1, "text/plain")));
+        r = CALL(cella_bus_request(c, "org.cella.example.clock", "time", "x", 1, "text/plain", 1000,
+                                   &reply));
+        cella_free(reply);
+        must_be_denied("bus.request to another app", r);
+}
+
+static void try_broker_rights(Cella *c)
+{
+        CellaPermState state = 0;
+        uint64_t id;
+        int r;
+
+        must_be_denied("app.launch another app",
+                       CALL(cella_app_launch(c, "org.cella.example.hello", "view", NULL, 0, NULL)));
+        must_be_denied(
+                "notify.post without the notify right",
+                CALL(cella_notify_post(c, "owned", NULL, CELLA_URGENCY_CRITICAL, NULL, NULL)));
+        must_be_denied("timer.create without the timer right",
+                       CALL(cella_timer_create(c, 1000, 0, 0, &id)));
+
+        /* A request for a right the app cannot have must not even prompt: system.admin
+         * is in its manifest, but it is a signature right and the bundle is not signed. */
+        r = CALL(cella_perm_request(c, "system.admin", "let me in", &state, NULL));
+        verdict("perm.request a signature right (system.admin)", r == -EPERM, "%s",
+                r < 0                         ? errname(r)
+                : state == CELLA_PERM_GRANTED ? "granted"
+                                              : "answered, not EPERM");
+        r = CALL(cella_perm_request(c, "fs.write:documents", "let me in", &state, NULL));
+        verdict("perm.request a right its manifest lacks", r == -EPERM, "fs.write:documents: %s",
+                r < 0                         ? errname(r)
+                : state == CELLA_PERM_GRANTED ? "granted"
+                                              : "answered, not EPERM");
+}
+
+/* Appends v as a protobuf varint to buf at *n. */
+static void put_varint(uint8_t *buf, size_t *n, uint64_t v)
+{
+        do {
+                buf[(*n)++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+                v >>= 7;
+        } while (v);
+}
+
+/* proc.signal with any pid, packed here: libcella refuses pid <= 0 before sending. */
+static int proc_signal_raw(Cella *c, int32_t pid, int32_t sig)
+{
+        uint8_t body[32];
+        size_t n = 0;
+        CellaReply *reply = NULL;
+        int r;
+
+        body[n++] = 0x08; /* ProcSignalRequest.pid, varint (int32: negatives take 10 bytes) */
+        put_varint(body, &n, (uint64_t)(int64_t)pid);
+        body[n++] = 0x10; /* .signal */
+        put_varint(body, &n, (uint64_t)(int64_t)sig);
+        for (int i = 0;; i++) {
+                r = cella_call(c, CELLA_OP_PROC_SIGNAL, body, n, NULL, 0, &reply);
+                if (r < 0)
+                        return r;
+                r = reply->error;
+                reply = cella_reply_free(reply);
+                if (r != -EAGAIN || i >= 20)
+                        return r;
+                usleep(50 * 1000);
+        }
+}
+
+static bool own_pid(int pid)
+{
+        char path[32];
+
+        snprintf(path, sizeof path, "/proc/%d", pid);
+        return access(path, F_OK) == 0;
+}
+
+static void try_broker_signals(Cella *c)
+{
+        /* Pids that are not the app's: numbers that name host processes outside
+         * its namespace (2..12 are early kernel threads and daemons on most hosts),
+         * and the largest pid. SIGCONT, so that a bug would do no harm. Each must be
+         * ESRCH, never "allowed". Signalling its own processes, its own init (pid 1)
+         * included, is allowed: they are the app's. */
+        static const int pids[] = {2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 100, 1000, 4194303};
+        int tried = 0, bad = 0, bad_pid = 0, bad_r = 0, r;
+
+        r = CALL(cella_proc_signal(c, 1, SIGCONT));
+        printf("ALLOWED proc.signal SIGCONT to its own init (pid 1): %s\n",
+               r >= 0 ? "sent" : errname(r));
+
+        for (size_t i = 0; i < sizeof pids / sizeof pids[0]; i++) {
+                if (own_pid(pids[i]))
+                        continue;
+                tried++;
+                r = CALL(cella_proc_signal(c, pids[i], SIGCONT));
+                if (r != -ESRCH && !bad++) {
+                        bad_pid = pids[i];
+                        bad_r = r;
+                }
+        }
+        if (bad)
+                verdict("proc.signal pids outside its namespace", 0,
+                        "pid %d: %s (%d of %d not ESRCH)", bad_pid,
+                        bad_r < 0 ? errname(bad_r) : "sent", bad, tried);
+        else
+                verdict("proc.signal pids outside its namespace", 1, "ESRCH for all %d", tried);
+
+        /* kill(-1, ...) in the kernel would signal every process it may; kill(0, ...)
+         * its own process group. */
+        must_fail_call("proc.signal pid -1 (every process)", proc_signal_raw(c, -1, SIGCONT));
+        must_fail_call("proc.signal pid 0 (the kernel's process group)",
+                       proc_signal_raw(c, 0, SIGCONT));
+}
+
+typedef struct Flood {
+        unsigned in_flight, replies, refused;
+        int first_error;
+} Flood;
+
+static void flood_reply(Cella *c, CellaReply *reply, void *userdata)
+{
+        Flood *f = userdata;
+
+        f->in_flight--;
+        f->replies++;
+        if (reply->error == -EAGAIN)
+                f->refused++;
+        else if (reply->error < 0 && !f->first_error)
+                f->first_error = reply->error;
+}
+
+static uint64_t now_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void try_broker_flood(Cella *c)
+{
+        uint64_t start = now_ms(), deadline = start + FLOOD_MS;
+        unsigned sent = 0;
+        Flood f = {0};
+        int r = 0;
+
+        /* app.info as fast as the channel takes it, FLOOD_WINDOW in flight, until the
+         * kernel says EAGAIN; then collect every outstanding reply. */
+        while (f.refused == 0 && sent < FLOOD_CALLS_MAX && now_ms() < deadline) {
+                while (f.in_flight < FLOOD_WINDOW && sent < FLOOD_CALLS_MAX) {
+                        r = cella_call_async(c, CELLA_OP_APP_INFO, NULL, 0, NULL, 0, flood_reply,
+                                             &f, NULL);
+                        if (r < 0)
+                                break;
+                        f.in_flight++;
+                        sent++;
+                }
+                if (r < 0 && r != -EAGAIN && r != -EBUSY)
+                        break;
+                if (cella_wait(c, 1000) < 0)
+                        break;
+                while ((r = cella_dispatch(c)) > 0)
+                        ;
+                if (r < 0)
+                        break;
+        }
+        while (f.in_flight > 0 && r >= 0 && cella_wait(c, 2000) > 0)
+                while ((r = cella_dispatch(c)) > 0)
+                        ;
+        verdict("flood the broker with calls", f.refused > 0,
+                "%u calls in %llu ms, %u answered EAGAIN%s%s", sent,
+                (unsigned long long)(now_ms() - start), f.refused, r < 0 ? ", channel: " : "",
+                r < 0 ? errname(r) : "");
+}
+
+/* ---- forged frames, written as an attacker would, without libcella --------- */
+
+#define FRAME_HEADER    24
+#define FRAME_MAGIC     0xCE01
+#define FRAME_REPLY     0x1u
+#define FRAME_EVENT     0x2u
+#define FRAME_ERROR     0x4u
+#define FRAME_DATAGRAM  (FRAME_HEADER + 65536)
+#define RAW_CLOSED      -1 /* raw_answer(): the kernel hung up */
+#define RAW_NONE        0  /* no answer in time */
+#define RAW_ERROR_REPLY 1
+#define RAW_SUCCESS     2
+
+static int raw_send(int fd, uint16_t opcode, uint32_t flags, uint64_t id, const void *body,
+                    size_t len, int pass_fd)
+{
+        uint8_t hdr[FRAME_HEADER] = {0};
+        uint16_t magic = htole16(FRAME_MAGIC), op = htole16(opcode), nfds = htole16(pass_fd >= 0);
+        uint32_t fl = htole32(flags), blen = htole32((uint32_t)len);
+        uint64_t rid = htole64(id);
+        struct iovec iov[2] = {{hdr, sizeof hdr}, {(void *)body, len}};
+        union {
+                struct cmsghdr h;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } ctl = {0};
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = len ? 2 : 1};
+
+        memcpy(hdr, &magic, 2);
+        memcpy(hdr + 2, &op, 2);
+        memcpy(hdr + 4, &fl, 4);
+        memcpy(hdr + 8, &rid, 8);
+        memcpy(hdr + 16, &blen, 4);
+        memcpy(hdr + 20, &nfds, 2);
+        if (pass_fd >= 0) {
+                mh.msg_control = ctl.buf;
+                mh.msg_controllen = sizeof ctl.buf;
+                ctl.h.cmsg_level = SOL_SOCKET;
+                ctl.h.cmsg_type = SCM_RIGHTS;
+                ctl.h.cmsg_len = CMSG_LEN(sizeof(int));
+                memcpy(CMSG_DATA(&ctl.h), &pass_fd, sizeof(int));
+        }
+        return sendmsg(fd, &mh, MSG_NOSIGNAL) < 0 ? -errno : 0;
+}
+
+/* Waits up to timeout_ms for the kernel's answer to request id; skips other frames.
+ * Returns RAW_* and, for an error reply, its errno in *ret_errnum. */
+static int raw_answer(int fd, uint64_t id, int timeout_ms, int *ret_errnum)
+{
+        static uint8_t buf[FRAME_DATAGRAM];
+        uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+
+        for (;;) {
+                char ctl[CMSG_SPACE(16 * sizeof(int))];
+                struct iovec iov = {buf, sizeof buf};
+                struct msghdr mh = {.msg_iov = &iov,
+                                    .msg_iovlen = 1,
+                                    .msg_control = ctl,
+                                    .msg_controllen = sizeof ctl};
+                struct pollfd p = {.fd = fd, .events = POLLIN};
+                uint64_t now = now_ms(), rid;
+                uint32_t flags;
+                ssize_t k;
+
+                if (now >= deadline)
+                        return RAW_NONE;
+                if (poll(&p, 1, (int)(deadline - now)) <= 0)
+                        continue;
+                k = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+                if (k < 0 && (errno == EAGAIN || errno == EINTR))
+                        continue;
+                if (k <= 0)
+                        return RAW_CLOSED;
+                for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); h; h = CMSG_NXTHDR(&mh, h))
+                        if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS)
+                                for (size_t i = 0; i < (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                                     i++) {
+                                        int got;
+
+                                        memcpy(&got, CMSG_DATA(h) + i * sizeof(int), sizeof got);
+                                        close(got);
+                                }
+                if (k < FRAME_HEADER)
+                        continue;
+                memcpy(&flags, buf + 4, 4);
+                memcpy(&rid, buf + 8, 8);
+                flags = le32toh(flags);
+                if (!(flags & FRAME_REPLY) || le64toh(rid) != id)
+                        continue;
+                if (!(flags & FRAME_ERROR))
+                        return RAW_SUCCESS;
+                /* ErrorReply: field 1 (errnum) is a varint. */
+                *ret_errnum = 0;
+                if (k > FRAME_HEADER && buf[FRAME_HEADER] == 0x08)
+                        for (ssize_t i = FRAME_HEADER + 1, s = 0; i < k && s < 35; i++, s += 7) {
+                                *ret_errnum |= (buf[i] & 0x7f) << s;
+                                if (!(buf[i] & 0x80))
+                                        break;
+                        }
+                return RAW_ERROR_REPLY;
+        }
+}
+
+/* Sends one forged frame and judges the answer: only a successful reply is an escape. */
+static bool forge(int fd, const char *name, uint16_t opcode, uint32_t flags, uint64_t id,
+                  const void *body, size_t len, int pass_fd)
+{
+        int r = raw_send(fd, opcode, flags, id, body, len, pass_fd), errnum = 0;
+
+        if (r < 0) {
+                verdict(name, r == -EPIPE || r == -ECONNRESET, "channel closed (%s)", errname(r));
+                return false;
+        }
+        r = raw_answer(fd, id, 500, &errnum);
+        verdict(name, r != RAW_SUCCESS, "%s%s",
+                r == RAW_ERROR_REPLY ? "error reply "
+                : r == RAW_CLOSED    ? "channel closed"
+                : r == RAW_NONE      ? "ignored"
+                                     : "answered as a call",
+                r == RAW_ERROR_REPLY ? errname(-errnum) : "");
+        return r != RAW_CLOSED;
+}
+
+static void try_broker_frames(Cella *c)
+{
+        static uint8_t big[70000];
+        uint8_t junk[100];
+        int fd = cella_fd(c), r = 0, sent = 0, errnum;
+        CellaTime t;
+
+        /* Frames that decode as frames but mean nothing from an app: each gets an
+         * error reply (or, the kernel's choice, a closed channel). */
+        static const struct {
+                const char *name;
+                uint16_t opcode;
+                uint32_t flags;
+                uint64_t id;
+                const void *body;
+                size_t len;
+                int fd;
+        } forged[] = {
+                {"forged REPLY frame", CELLA_OP_SYSTEM_TIME, FRAME_REPLY, 0x7001, NULL, 0, -1},
+                {"forged EVENT frame", CELLA_EVENT_TIMER_FIRED, FRAME_EVENT, 0, NULL, 0, -1},
+                {"unknown opcode 0x7777", 0x7777, 0, 0x7002, NULL, 0, -1},
+                {"an event opcode as a request", CELLA_EVENT_BUS_MESSAGE, 0, 0x7003, NULL, 0, -1},
+                {"a request carrying an fd", CELLA_OP_SYSTEM_TIME, 0, 0x7004, NULL, 0,
+                 STDOUT_FILENO},
+                {"a body that does not decode", CELLA_OP_PROC_SIGNAL, 0, 0x7005,
+                 "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", 11, -1},
+                {"a datagram over 64 KiB", CELLA_OP_SYSTEM_TIME, 0, 0x7006, big, sizeof big, -1},
+        };
+        bool alive = true;
+
+        for (size_t i = 0; i < sizeof forged / sizeof forged[0]; i++)
+                if (alive)
+                        alive = forge(fd, forged[i].name, forged[i].opcode, forged[i].flags,
+                                      forged[i].id, forged[i].body, forged[i].len, forged[i].fd);
+                else
+                        verdict(forged[i].name, 1, "channel closed already");
+
+        /* Garbage: no magic, no header. The kernel must hang up on the app at some
+         * point, and carry on (the app's summary line, printed last, shows that
+         * it was not killed with its kernel). */
+        srand((unsigned)getpid());
+        for (; sent < GARBAGE_MAX; sent++) {
+                size_t len = 1 + (size_t)rand() % sizeof junk;
+
+                for (size_t i = 0; i < len; i++)
+                        junk[i] = (uint8_t)rand();
+                junk[0] = 0xff; /* never the magic */
+                r = send(fd, junk, len, MSG_NOSIGNAL);
+                if (r < 0 || raw_answer(fd, UINT64_MAX, 20, &errnum) == RAW_CLOSED) {
+                        r = r < 0 ? -errno : -ECONNRESET;
+                        break;
+                }
+        }
+        verdict("garbage frames until the kernel hangs up", sent < GARBAGE_MAX,
+                "%s after %d garbage frame(s)", sent < GARBAGE_MAX ? errname(r) : "still open",
+                sent);
+
+        r = cella_system_time(c, &t);
+        verdict("use the channel after the hang-up", r == -ECONNRESET || r == -EPIPE, "%s",
+                r < 0 ? errname(r) : "the kernel answered");
+}
+
+static void try_broker(void)
+{
+        Cella *c = NULL;
+        int r = cella_open(&c);
+
+        if (r < 0) {
+                printf("hostile: no cella channel on fd 3 (%s): broker attempts skipped\n",
+                       strerror(-r));
+                return;
+        }
+        cella_set_timeout(c, 10000);
+        try_broker_files(c);
+        try_broker_bus(c);
+        try_broker_rights(c);
+        try_broker_signals(c);
+        try_broker_flood(c);
+        try_broker_frames(c);
+        cella_close(c);
+}
+
 int main(void)
 {
         setvbuf(stdout, NULL, _IOLBF, 0);
@@ -374,6 +889,7 @@ int main(void)
         try_processes_and_fds();
         try_exec_from_data();
         try_foreign_abi();
+        try_broker();
         printf("hostile: %d attempts, %d refused, %d escaped\n", attempts, attempts - escaped,
                escaped);
         return escaped > 125 ? 125 : escaped;

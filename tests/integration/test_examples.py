@@ -1,0 +1,153 @@
+"""The example apps of issue 3, end to end: the clock service and the notes-c app
+under `cella boot` (bus, kernel timer, fs.open through a granted root, perm.request,
+notify.post), and the hostile app's broker attempts under `cella run`."""
+import json
+import os
+import re
+import shutil
+import subprocess
+
+from conftest import CELLA, example, run_cella
+
+CLOCK = "org.cella.example.clock"
+NOTES = "org.cella.example.notes_c"
+HOSTILE = "org.cella.example.hostile"
+
+
+def boot(folder, state, *args, timeout=60):
+    """`cella boot --state-dir S --json-status FD ARGS... DIR` -> (CompletedProcess, status records)."""
+    rfd, wfd = os.pipe()
+    cmd = [CELLA, "boot", "--state-dir", str(state), "--json-status", str(wfd), *map(str, args),
+           str(folder)]
+    try:
+        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=timeout, pass_fds=(wfd,))
+    finally:
+        os.close(wfd)
+    with os.fdopen(rfd) as f:
+        status = [json.loads(line) for line in f.read().splitlines() if line.strip()]
+    return p, status
+
+
+def exits(status, app):
+    """The exit codes of app's runs, from the "exited" status records."""
+    return [r.get("exit_code", r.get("status")) for r in status
+            if r.get("event") == "exited" and r.get("app") == app]
+
+
+def grant(state, app_dir, app_id, right):
+    p = subprocess.run([CELLA, "grant", "--state-dir", str(state), "--app-dir", str(app_dir), app_id,
+                        right], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+
+
+def app_log(state, app_id):
+    f = state / "logs" / f"{app_id}.log"
+    return f.read_text() if f.exists() else ""
+
+
+def apps_folder(tmp_path, *names):
+    """A boot folder holding copies of the built examples names (world-readable)."""
+    d = tmp_path / "apps"
+    d.mkdir()
+    for n in names:
+        shutil.copytree(example(n), d / n, symlinks=True, ignore=shutil.ignore_patterns("*.p"))
+    for p in [tmp_path, d, *d.iterdir()]:
+        os.chmod(p, 0o755)
+    return d
+
+
+LINE = re.compile(r"^tick \d+ at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+def test_clock_and_notes_c_save_a_note_and_notify(tmp_path, state):
+    apps = apps_folder(tmp_path, "clock", "notes-c")
+    # fs.write:documents is dangerous: the user grants it before the boot (as scripts/demo).
+    grant(state, apps / "notes-c", NOTES, "fs.write:documents")
+    grant(state, apps / "notes-c", NOTES, "fs.read:documents")
+
+    p, status = boot(apps, state, "--no-prompt")
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out + app_log(state, NOTES) + app_log(state, CLOCK)
+    assert exits(status, NOTES) == [0], status
+    # The clock ran first and was stopped by cella once the app was done.
+    started = [r["app"] for r in status if r.get("event") == "started"]
+    assert started.index(CLOCK) < started.index(NOTES), started
+    assert "clock: publishing clock.tick every 200 ms" in app_log(state, CLOCK)
+
+    notes = state / "roots" / "documents" / "notes.txt"
+    lines = notes.read_text().splitlines()
+    assert len(lines) == 1 and LINE.match(lines[0]), lines
+    log = app_log(state, NOTES)
+    assert f'appended "{lines[0]}" to documents/notes.txt' in log, log
+    assert "note saved" in out, out  # the notification, shown by cella
+
+    # A second boot appends: the file was opened O_APPEND through the broker.
+    p, status = boot(apps, state, "--no-prompt")
+    assert p.returncode == 0, p.stdout + p.stderr + app_log(state, NOTES)
+    lines = notes.read_text().splitlines()
+    assert len(lines) == 2 and all(LINE.match(l) for l in lines), lines
+
+
+def test_notes_c_without_the_grant_is_refused_and_says_how_to_grant(tmp_path, state):
+    apps = apps_folder(tmp_path, "clock", "notes-c")
+    p, status = boot(apps, state, "--no-prompt")
+    assert p.returncode != 0, p.stdout + p.stderr
+    assert exits(status, NOTES) == [1], status
+    log = app_log(state, NOTES)
+    assert "asking for fs.write:documents" in log, log
+    assert "cannot save the note: writing to documents was refused" in log, log
+    assert f"cella grant {NOTES} fs.write:documents" in log, log
+    assert not (state / "roots" / "documents" / "notes.txt").exists()
+    assert "note saved" not in p.stdout + p.stderr
+
+
+# Every broker attempt of examples/hostile: each must print REFUSED.
+BROKER_ATTEMPTS = [
+    "fs.open a root it has no right to", "fs.open for writing with a read right at most",
+    "fs.open ../ out of the root", "fs.open an absolute path", "fs.open through a symlink to /",
+    "fs.open through a symlink up", "bus.publish on another app's topic (clock.tick)",
+    "bus.subscribe to every topic (**)", "bus.subscribe to clock.tick without the right",
+    "bus.send to another app", "bus.request to another app", "app.launch another app",
+    "notify.post without the notify right", "timer.create without the timer right",
+    "perm.request a signature right (system.admin)",
+    "perm.request a right its manifest lacks",
+    "proc.signal pids outside its namespace", "proc.signal pid -1 (every process)",
+    "proc.signal pid 0 (the kernel's process group)", "flood the broker with calls",
+    "forged REPLY frame", "forged EVENT frame", "unknown opcode 0x7777",
+    "an event opcode as a request", "a request carrying an fd", "a body that does not decode",
+    "a datagram over 64 KiB", "garbage frames until the kernel hangs up",
+    "use the channel after the hang-up",
+]
+
+
+def test_hostile_broker_attempts_are_all_refused(tmp_path, state):
+    app = example("hostile")
+    # Give it what its manifest asks (fs.read:downloads) and a root with symlinks out
+    # of it, so the path escapes are tried beneath a real grant.
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    (downloads / "readme.txt").write_text("a file it may read\n")
+    os.symlink("/", downloads / "link-root")
+    os.symlink("../../../../../../..", downloads / "link-up")
+    grant(state, app, HOSTILE, "fs.read:downloads")
+
+    r = run_cella("--root", f"downloads={downloads}", app, state_dir=state, timeout=120)
+    lines = [l for l in r.out.splitlines() if l.startswith(("REFUSED", "ESCAPED"))]
+    escaped = [l for l in lines if l.startswith("ESCAPED")]
+    assert not escaped, "\n".join(escaped)
+    assert r.code == 0, r.out + r.err
+    names = {l.split(" ", 1)[1].split(":", 1)[0] for l in lines}
+    missing = [a for a in BROKER_ATTEMPTS if a not in names]
+    assert not missing, f"attempts that did not run: {missing}\n{r.out}"
+    # The refusals are scoped: what the manifest grants still works.
+    assert "ALLOWED bus.publish on its own topic hostile.probe: published" in r.out, r.out
+    # Rights are checked before anything else: EACCES/EPERM, not ENOENT or EINVAL.
+    assert re.search(r"^REFUSED bus\.send to another app: (EACCES|EPERM)$", r.out, re.M), r.out
+    assert re.search(r"^REFUSED proc\.signal pids outside its namespace: ESRCH", r.out, re.M), r.out
+    assert re.search(r"^REFUSED flood the broker with calls: .* [1-9]\d* answered EAGAIN", r.out, re.M), r.out
+    # The kernel survived the forged frames and reported the app's own exit.
+    assert f"hostile: {len(lines)} attempts, {len(lines)} refused, 0 escaped" in r.out
+    assert r.event("exited")["status"] == 0
+    # The user file root is untouched.
+    assert sorted(os.listdir(downloads)) == ["link-root", "link-up", "readme.txt"]
