@@ -31,6 +31,7 @@ typedef struct Clock {
         uint64_t timer_id;
         uint64_t seq; /* ticks published */
         int error;    /* first error that ends the service, or 0 */
+        bool revoked; /* the user took a right we need: stop, cleanly */
 } Clock;
 
 static int64_t unix_ms(void)
@@ -48,6 +49,15 @@ static void on_event(Cella *c, const CellaEvent *ev, void *userdata)
         char body[64];
         int n, r;
 
+        /* The user revoked a right: the kernel has already closed what depended on
+         * it (our timer, for "timer"). A service that cannot do its job says so
+         * and stops; it does not retry what it may no longer do. */
+        if (ev->opcode == CELLA_EVENT_PERM_REVOKED && ev->decoded) {
+                printf("clock: the right \"%s\" was revoked; stopping\n",
+                       ev->perm_revoked.permission);
+                clk->revoked = true;
+                return;
+        }
         if (ev->opcode != CELLA_EVENT_TIMER_FIRED || !ev->decoded ||
             ev->timer.timer_id != clk->timer_id)
                 return;
@@ -120,20 +130,20 @@ int main(int argc, char **argv)
         printf("clock: publishing clock.tick every %" PRIu64 " ms\n", period_ms);
         fflush(stdout);
 
-        while (clk.error == 0) {
+        while (clk.error == 0 && !clk.revoked) {
                 struct pollfd p[2] = {{.fd = cella_fd(c), .events = POLLIN},
                                       {.fd = sfd, .events = POLLIN}};
 
                 /* Handle everything ready first: a synchronous call may have queued
                  * frames, which do not make the fd readable again. */
-                while ((r = cella_dispatch(c)) > 0 && clk.error == 0)
+                while ((r = cella_dispatch(c)) > 0 && clk.error == 0 && !clk.revoked)
                         ;
                 if (r < 0) {
                         fprintf(stderr, "clock: lost the channel to cella: %s\n", strerror(-r));
                         clk.error = r;
                         break;
                 }
-                if (clk.error != 0)
+                if (clk.error != 0 || clk.revoked)
                         break;
                 if (poll(p, 2, -1) < 0 && errno != EINTR) {
                         perror("clock: poll");

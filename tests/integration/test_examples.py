@@ -4,8 +4,11 @@ notify.post), and the hostile app's broker attempts under `cella run`."""
 import json
 import os
 import re
+import select
 import shutil
+import signal
 import subprocess
+import time
 
 from conftest import CELLA, example, run_cella
 
@@ -151,3 +154,47 @@ def test_hostile_broker_attempts_are_all_refused(tmp_path, state):
     assert r.event("exited")["status"] == 0
     # The user file root is untouched.
     assert sorted(os.listdir(downloads)) == ["link-root", "link-up", "readme.txt"]
+
+
+def test_revoke_while_running_closes_the_apps_handles_at_once(tmp_path, state):
+    """`cella revoke` in another process reaches the running kernel: the clock's
+    kernel timer (a handle on the right "timer") is closed, the clock is told
+    (EVENT_PERM_REVOKED), says so and stops; no tick is published after."""
+    folder = apps_folder(tmp_path, "clock")
+    rfd, wfd = os.pipe()
+    p = subprocess.Popen([CELLA, "boot", "--state-dir", str(state), "--json-status", str(wfd),
+                          str(folder)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, pass_fds=(wfd,))
+    os.close(wfd)
+    status = os.fdopen(rfd)
+    try:
+        assert json.loads(status.readline())["event"] == "started"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not audit_records(state, op="bus.publish"):
+            time.sleep(0.1)
+        r = subprocess.run([CELLA, "revoke", "--state-dir", str(state), CLOCK, "timer"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        # The clock exits by itself, well before anyone stops it.
+        ready, _, _ = select.select([status], [], [], 10)
+        assert ready, "the clock did not stop after the revoke"
+        rec = json.loads(status.readline())
+        assert rec["event"] == "exited" and rec["app"] == CLOCK and rec["exit_code"] == 0, rec
+    finally:
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+        status.close()
+    assert 'clock: the right "timer" was revoked; stopping' in app_log(state, CLOCK), err
+    records = audit_records(state)
+    revoked = [i for i, r in enumerate(records) if r.get("what") == "revoked-in-broker"]
+    assert revoked, records
+    # Nothing was published after the revoke reached the broker.
+    assert not [r for r in records[revoked[0]:] if r.get("op") == "bus.publish"]
+
+
+def audit_records(state, op=None):
+    """The clock's audit records (all, or those of call op)."""
+    p = subprocess.run([CELLA, "audit", "--state-dir", str(state), "--json", "--app", CLOCK],
+                       capture_output=True, text=True, timeout=30)
+    records = [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
+    return [r for r in records if op is None or r.get("op") == op]
