@@ -234,7 +234,8 @@ int main(int argc, char **argv)
         uint8_t *bus_body;
         pid_t child;
 
-        for (int i = 1; i < argc; i++) {
+        /* Options come in pairs: "--name value". */
+        for (int i = 1; i < argc; i += 2) {
                 const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 
                 if (!v) {
@@ -263,7 +264,6 @@ int main(int argc, char **argv)
                         fprintf(stderr, "call-app: unknown option %s\n", a);
                         return 2;
                 }
-                i++;
         }
         n_calls -= n_calls % ROUNDS;
         if (n_calls == 0)

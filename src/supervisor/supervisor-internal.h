@@ -91,6 +91,7 @@ struct Supervisor {
         int interrupts;
         bool stopping;
         bool freeing; /* supervisor_free() runs: no more reports or restarts */
+        bool running; /* in supervisor_loop()'s uv_run() */
         bool ready;   /* supervisor_ready() ran; ready_code is its result */
         int ready_code;
         Instance **apps;

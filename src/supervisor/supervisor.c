@@ -252,7 +252,10 @@ void supervisor_changed(Supervisor *s)
                 }
         }
         if (!any_active) {
-                uv_stop(&s->loop);
+                /* Only a running loop: a stop flag left set would make the next
+                 * uv_run() (supervisor_free()'s, for the close callbacks) do nothing. */
+                if (s->running)
+                        uv_stop(&s->loop);
                 return;
         }
         if (!s->o.boot)
@@ -554,8 +557,11 @@ void supervisor_loop(Supervisor *s)
 
         for (size_t i = 0; i < s->n_apps; i++)
                 any |= instance_active(s->apps[i]);
-        if (any)
-                uv_run(&s->loop, UV_RUN_DEFAULT);
+        if (!any)
+                return;
+        s->running = true;
+        uv_run(&s->loop, UV_RUN_DEFAULT);
+        s->running = false;
 }
 
 static void walk_close(uv_handle_t *h, void *arg)
