@@ -17,13 +17,31 @@
 #define AUDIT_NAME_SIZE 32u   /* "log.NNNNNN.jsonl" and a NUL */
 #define AUDIT_HEX_SIZE  (2 * AUDIT_HASH_SIZE + 1)
 
-/* The bytes of dir/lock that OFD locks are taken on (the file stays empty). A
- * writer holds a write lock on AUDIT_LOCK_FLUSH while it reads the tail and
- * appends, rotates or rewrites HEAD, and a read lock on AUDIT_LOCK_OPEN from
- * audit_open() to audit_close(), so readers can tell open writers from a writer
- * in the middle of a write. */
+/* The bytes of dir/lock that OFD locks are taken on. A writer holds a write lock
+ * on AUDIT_LOCK_FLUSH while it reads the tail and appends, rotates or rewrites
+ * HEAD, and a read lock on AUDIT_LOCK_OPEN from audit_open() to audit_close(), so
+ * readers can tell open writers from a writer in the middle of a write. */
 #define AUDIT_LOCK_FLUSH 0
 #define AUDIT_LOCK_OPEN  1
+
+/*
+ * What dir/lock holds (AUDIT_SHARED_SIZE bytes, zeros when new; writers map it
+ * MAP_SHARED): a generation that every writer moves on, under the flush lock and
+ * before it changes anything in the directory (appends, rotates, starts a log, or
+ * a repair moves the directory away). A writer that finds, under the lock, the
+ * generation it left after its own last change knows that no writer changed the
+ * log since, and checks only that its file is the size it left it (bytes written
+ * by something that is not a writer); any other value, or no magic, and it looks
+ * at everything as before (docs/audit.md, "Writing"). Moved on before the change,
+ * so a writer that dies in the middle leaves a value nobody has seen.
+ */
+#define AUDIT_SHARED_MAGIC UINT64_C(0x316b636f6c2e6163) /* "ca.lock1", little-endian */
+#define AUDIT_SHARED_SIZE  64u                          /* bytes of dir/lock */
+typedef struct AuditShared {
+        uint64_t magic;      /* AUDIT_SHARED_MAGIC once a writer moved generation on */
+        uint64_t generation; /* moved on by every change, under the flush lock */
+} AuditShared;
+_Static_assert(sizeof(AuditShared) <= AUDIT_SHARED_SIZE, "the lock file holds it");
 
 /* The reader's buffer: four line bounds, one read(2) per ~1,300 records of 200
  * bytes. The writer lends its batch buffer (AUDIT_BATCH_MAX) to audit_follow(). */

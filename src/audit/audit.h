@@ -140,10 +140,40 @@ int audit_open_repair(const char *state_dir, const char *reason, const AuditOpti
  */
 int audit_append(AuditLog *a, const char *app, const char *event, json_t *fields);
 
+/* One field of audit_append_fields(): a string (UTF-8; NULL writes null) or an
+ * integer. */
+typedef enum AuditFieldType {
+        AUDIT_FIELD_STRING,
+        AUDIT_FIELD_INT,
+} AuditFieldType;
+
+typedef struct AuditField {
+        const char *key;
+        AuditFieldType type;
+        const char *str; /* AUDIT_FIELD_STRING */
+        int64_t num;     /* AUDIT_FIELD_INT */
+} AuditField;
+
+#define AUDIT_FIELDS_MAX 32u /* fields of one audit_append_fields() */
+
+/*
+ * audit_append() without a JSON object to build: the record's fields are fields[0..
+ * n_fields) in their order, then the keys of extra (a JSON object or NULL, borrowed)
+ * that fields[] does not have, in extra's order. The line is byte for byte what
+ * audit_append() writes for the object json_pack() and json_object_update_missing(
+ * , extra) would build, at a fraction of the cost: the broker's record of every call
+ * (op, right, decision, errno). Returns as audit_append(); -EINVAL also for more
+ * than AUDIT_FIELDS_MAX fields, a NULL or repeated key, a string or key that is not
+ * UTF-8 (which jansson refuses too), or extra that is not an object.
+ */
+int audit_append_fields(AuditLog *a, const char *app, const char *event, const AuditField *fields,
+                        size_t n_fields, const json_t *extra);
+
 /*
  * Writes a's batch: takes the writer lock (waiting while another writer writes;
  * F_OFD_SETLKW, unbounded, but writers hold it only for a flush), learns where the
- * log ends now (two stat calls if no other writer wrote since; otherwise it checks
+ * log ends now (one lseek if no other writer changed the log since, as the
+ * generation in audit/lock tells, docs/audit.md; otherwise it checks
  * what they wrote: every line continues the chain and the last is a valid
  * record), numbers and chains the records onto that end, writes them with one
  * write(2) to the newest file (opened O_APPEND; a batch that reaches the rotation
@@ -159,6 +189,21 @@ int audit_append(AuditLog *a, const char *app, const char *event, json_t *fields
  * written are in the chain.
  */
 int audit_flush(AuditLog *a);
+
+/*
+ * audit_flush(), except that when it wrote records (returns 1) the writer lock
+ * stays held until audit_unlock(): for the broker, which sends the replies to the
+ * calls it just recorded in between, so that releasing the lock (a system call) is
+ * not on the way of every reply. Other writers wait for it meanwhile: hold it only
+ * for a few sends. A flush or sync of a in between releases it too. Returns 1 (lock
+ * held), 0 (nothing to write: no lock held), or audit_flush()'s errors (no lock
+ * held).
+ */
+int audit_flush_hold(AuditLog *a);
+
+/* Releases the writer lock audit_flush_hold() kept; nothing if it is not held. Takes
+ * NULL. */
+void audit_unlock(AuditLog *a);
 
 /*
  * audit_flush(), then, under the same lock, makes the log durable (fdatasync) and

@@ -1458,6 +1458,188 @@ START_TEST(test_sync_lag)
 }
 END_TEST
 
+/* Line k of the log without its seq and prev: what the writer formats. */
+static char *middle_of(const char *data, unsigned k)
+{
+        size_t start, len;
+        const char *m, *e;
+
+        nth_line(data, k, &start, &len);
+        m = memchr(data + start, ',', len);
+        e = memmem(data + start, len, ",\"prev\":\"", 9);
+        ck_assert_ptr_nonnull(m);
+        ck_assert_ptr_nonnull(e);
+        return strndup(m, (size_t)(e - m));
+}
+
+/* audit_append_fields() writes the line audit_append() writes for the object the
+ * broker used to build: json_pack() of the fields, json_object_update_missing() of
+ * the extra, byte for byte, escapes and all. */
+START_TEST(test_append_fields)
+{
+        TestClock clock = {.next_usec = T0 * 1000000 + 42, .step_usec = 0};
+        AuditOptions o = {.clock = test_clock, .clock_userdata = &clock};
+        static const char *const strs[] = {
+                "fs.read:documents",
+                "quote\" backslash\\ slash/",
+                "only\\backslash",
+                "only\"quote",
+                "ctl\x01\x1f\t\n\r\b\f del\x7f",
+                "caf\xc3\xa9 \xf0\x9f\x90\x88 \xe2\x80\xa8",
+                "",
+        };
+        static const int64_t nums[] = {0, -13, 13, INT64_MIN, INT64_MAX, -1, 1000000};
+        json_auto_t *extra = json_pack("{s:s, s:s, s:I, s:{s:[i, f, n, b]}, s:s}", "path",
+                                       "/data/a \"b\"\n", "op", "not this one", "n", (json_int_t)5,
+                                       "nested", "k", 1, 2.5, 1, "k\"ey\x02", "v\xc3\xa9");
+        _cleanup_free_ char *data = NULL;
+        AuditLog *a = NULL;
+        unsigned lines = 0;
+
+        ck_assert_ptr_nonnull(extra);
+        ck_assert_int_eq(audit_open(state, &o, &a), 0);
+        for (size_t i = 0; i < ELEMENTSOF(strs); i++)
+                for (int with_extra = 0; with_extra < 2; with_extra++) {
+                        const char *right = i == ELEMENTSOF(strs) - 1 ? NULL : strs[i];
+                        AuditField f[] = {
+                                {.key = "op", .str = "fs.open"},
+                                {.key = "right", .str = right},
+                                {.key = "decision", .str = strs[(i + 1) % ELEMENTSOF(strs)]},
+                                {.key = "errno", .type = AUDIT_FIELD_INT, .num = nums[i]},
+                        };
+                        json_auto_t *j =
+                                json_pack("{s:s, s:s?, s:s, s:I}", "op", "fs.open", "right", right,
+                                          "decision", f[2].str, "errno", (json_int_t)nums[i]);
+
+                        ck_assert_ptr_nonnull(j);
+                        if (with_extra)
+                                ck_assert_int_eq(json_object_update_missing(j, extra), 0);
+                        ck_assert_int_eq(audit_append(a, "org.a", AUDIT_EVENT_CALL, j), 0);
+                        ck_assert_int_eq(audit_append_fields(a, "org.a", AUDIT_EVENT_CALL, f,
+                                                             ELEMENTSOF(f),
+                                                             with_extra ? extra : NULL),
+                                         0);
+                        lines += 2;
+                }
+        /* A supervisor record: app null, no fields. */
+        ck_assert_int_eq(audit_append(a, NULL, "lifecycle", NULL), 0);
+        ck_assert_int_eq(audit_append_fields(a, NULL, "lifecycle", NULL, 0, NULL), 0);
+        lines += 2;
+        ck_assert_int_eq(audit_flush(a), 0);
+        a = audit_close(a);
+        data = slurp(log_path(1), NULL);
+        for (unsigned k = 1; k <= lines; k += 2) {
+                _cleanup_free_ char *x = middle_of(data, k), *y = middle_of(data, k + 1);
+
+                ck_assert_str_eq(x, y);
+        }
+        ck_assert_ptr_nonnull(strstr(data, "\"right\":null,"));
+        ck_assert_ptr_nonnull(strstr(data, "\"errno\":-9223372036854775808"));
+        ck_assert_ptr_nonnull(strstr(data, "\\u0001\\u001F\\t\\n\\r\\b\\f del\x7f"));
+        ck_assert_int_eq(audit_verify(state, &(AuditVerifyReport){}), 0);
+}
+END_TEST
+
+/* What audit_append_fields() refuses: nothing is added. */
+START_TEST(test_append_fields_refused)
+{
+        AuditField ok = {.key = "op", .str = "x"};
+        AuditField bad_utf8 = {.key = "op", .str = "\xc3("};
+        AuditField bad_key = {.key = "\xff", .str = "x"};
+        AuditField reserved = {.key = "seq", .type = AUDIT_FIELD_INT, .num = 1};
+        AuditField no_key = {.str = "x"};
+        AuditField bad_type = {.key = "op", .type = (AuditFieldType)7};
+        AuditField twice[] = {ok, ok};
+        AuditField many[AUDIT_FIELDS_MAX + 1];
+        json_auto_t *extra_reserved = json_pack("{s:s}", "prev", "x");
+        json_auto_t *not_object = json_string("x");
+        static char huge[AUDIT_LINE_MAX];
+        AuditField long_one = {.key = "op", .str = huge};
+        AuditLog *a = NULL;
+
+        memset(huge, 'x', sizeof huge - 1);
+        for (size_t i = 0; i < ELEMENTSOF(many); i++) {
+                many[i] = (AuditField){.key = strdupa("k000"), .type = AUDIT_FIELD_INT};
+                snprintf((char *)many[i].key, 5, "k%03zu", i);
+        }
+        ck_assert_int_eq(audit_open(state, NULL, &a), 0);
+        ck_assert_int_eq(audit_append_fields(a, "org.a", "call", &bad_utf8, 1, NULL), -EINVAL);
+        ck_assert_int_eq(audit_append_fields(a, "org.a", "call", &bad_key, 1, NULL), -EINVAL);
+        ck_assert_int_eq(audit_append_fields(a, "org.a", "call", &reserved, 1, NULL), -EINVAL);
+        ck_assert_int_eq(audit_append_fields(a, "org.a", "call", &no_key, 1, NULL), -EINVAL);
+        ck_assert_int_eq(audit_append_fields(a, "org.a", "call", &bad_type, 1, NULL), -EINVAL);
+        ck_assert_int_eq(audit_append_fields(a, "org.a", "call", twice, 2, NULL), -EINVAL);
+        ck_assert_int_eq(audit_append_fields(a, "org.a", "call", many, ELEMENTSOF(many), NULL),
+                         -EINVAL);
+        ck_assert_int_eq(audit_append_fields(a, "org.a", "call", many, AUDIT_FIELDS_MAX, NULL), 0);
+        ck_assert_int_eq(audit_append_fields(a, "org.a", "call", &ok, 1, extra_reserved), -EINVAL);
+        ck_assert_int_eq(audit_append_fields(a, "org.a", "call", &ok, 1, not_object), -EINVAL);
+        ck_assert_int_eq(audit_append_fields(a, "org.a", "call", NULL, 1, NULL), -EINVAL);
+        ck_assert_int_eq(audit_append_fields(a, "org.a", "audit.break", &ok, 1, NULL), -EINVAL);
+        ck_assert_int_eq(audit_append_fields(a, "bad app", "call", &ok, 1, NULL), -EINVAL);
+        ck_assert_int_eq(audit_append_fields(a, "org.a", "Call", &ok, 1, NULL), -EINVAL);
+        ck_assert_int_eq(audit_append_fields(a, "org.a", "call", &long_one, 1, NULL), -E2BIG);
+        ck_assert_int_eq(audit_flush(a), 0);
+        ck_assert_uint_eq(audit_last_seq(a), 1); /* the one with AUDIT_FIELDS_MAX fields */
+        a = audit_close(a);
+}
+END_TEST
+
+/* audit_flush_hold() keeps the writer lock until audit_unlock(); with nothing to
+ * write it takes none. */
+START_TEST(test_flush_hold)
+{
+        AuditLog *a = NULL;
+
+        ck_assert_int_eq(audit_open(state, NULL, &a), 0);
+        ck_assert_int_eq(audit_flush_hold(a), 0);
+        ck_assert_int_eq(hold_flush_lock(true), 0);
+        hold_flush_lock(false);
+        append_calls(a, 2);
+        ck_assert_int_eq(audit_flush_hold(a), 1);
+        ck_assert_uint_eq(audit_last_seq(a), 2);
+        ck_assert_int_eq(hold_flush_lock(true), -1); /* held: by a, still */
+        hold_flush_lock(false);
+        audit_unlock(a);
+        ck_assert_int_eq(hold_flush_lock(true), 0);
+        hold_flush_lock(false);
+        audit_unlock(a); /* not held: nothing */
+        audit_unlock(NULL);
+        a = audit_close(a);
+}
+END_TEST
+
+/* The lock file of an older writer is empty; a writer grows it to hold the
+ * generation, and what it holds does not matter to the chain: a wrong magic or a
+ * changed generation only make the next flush look at everything. */
+START_TEST(test_lock_file_generation)
+{
+        _cleanup_close_ int fd = -EBADF;
+        AuditVerifyReport rep;
+        AuditLog *a = NULL;
+        struct stat st;
+        uint64_t junk[2] = {0x1234, 99};
+
+        make_log(3, 0);
+        ck_assert_int_eq(truncate(state_file("lock"), 0), 0);
+        ck_assert_int_eq(audit_open(state, NULL, &a), 0);
+        ck_assert_int_eq(stat(state_file("lock"), &st), 0);
+        ck_assert_int_eq(st.st_size, 64);
+        append_calls(a, 2);
+        ck_assert_int_eq(audit_flush(a), 0);
+        fd = open(state_file("lock"), O_RDWR | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(pwrite(fd, junk, sizeof junk, 0), (ssize_t)sizeof junk);
+        append_calls(a, 2);
+        ck_assert_int_eq(audit_flush(a), 0);
+        append_calls(a, 2);
+        ck_assert_int_eq(audit_flush(a), 0);
+        a = audit_close(a);
+        ck_assert_int_eq(audit_verify(state, &rep), 0);
+        ck_assert_uint_eq(rep.records, 9);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("audit");
@@ -1503,6 +1685,10 @@ int main(void)
         tcase_add_test(tc, test_parse_time);
         tcase_add_test(tc, test_parse_since);
         tcase_add_test(tc, test_sync_lag);
+        tcase_add_test(tc, test_append_fields);
+        tcase_add_test(tc, test_append_fields_refused);
+        tcase_add_test(tc, test_flush_hold);
+        tcase_add_test(tc, test_lock_file_generation);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
