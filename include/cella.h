@@ -54,24 +54,26 @@ extern "C" {
 #define CELLA_API __attribute__((visibility("default")))
 
 /* Limits (bytes unless stated). The kernel enforces the same ones. */
-#define CELLA_PROTOCOL_VERSION 1
-#define CELLA_BODY_MAX         65536u /* body of one frame */
-#define CELLA_FDS_MAX          16u    /* fds in one frame */
-#define CELLA_MAX_PENDING      64u    /* outstanding requests of one Cella */
-#define CELLA_QUEUE_MAX        1024u  /* frames kept for cella_dispatch() during a sync call */
-#define CELLA_DISPATCH_MAX     64u    /* frames one cella_dispatch() handles */
-#define CELLA_PAYLOAD_MAX      64512u /* bus and intent payloads (63 KiB) */
-#define CELLA_ID_MAX           255u   /* app ids */
-#define CELLA_TOPIC_MAX        255u   /* bus topics and patterns */
-#define CELLA_CONTENT_TYPE_MAX 127u   /* MIME types */
-#define CELLA_PERMISSION_MAX   255u   /* permission names with scope */
-#define CELLA_REASON_MAX       1023u  /* perm request reasons */
-#define CELLA_ROOT_MAX         63u    /* fs root names */
-#define CELLA_PATH_MAX         4095u  /* fs paths */
-#define CELLA_TITLE_MAX        255u   /* notification titles */
-#define CELLA_TEXT_MAX         4095u  /* notification bodies */
-#define CELLA_TAG_MAX          63u    /* notification tags */
-#define CELLA_ACTION_MAX       127u   /* intent actions */
+#define CELLA_PROTOCOL_VERSION     1
+#define CELLA_BODY_MAX             65536u /* body of one frame */
+#define CELLA_FDS_MAX              16u    /* fds in one frame */
+#define CELLA_MAX_PENDING          64u    /* outstanding requests of one Cella */
+#define CELLA_QUEUE_MAX            1024u  /* frames kept for cella_dispatch() during a sync call */
+#define CELLA_DISPATCH_MAX         64u    /* frames one cella_dispatch() handles */
+#define CELLA_PAYLOAD_MAX          64512u /* bus and intent payloads (63 KiB) */
+#define CELLA_ID_MAX               255u   /* app ids */
+#define CELLA_TOPIC_MAX            255u   /* bus topics and patterns */
+#define CELLA_CONTENT_TYPE_MAX     127u   /* MIME types */
+#define CELLA_PERMISSION_MAX       255u   /* permission names with scope */
+#define CELLA_REASON_MAX           1023u  /* perm request reasons */
+#define CELLA_ROOT_MAX             63u    /* fs root names */
+#define CELLA_PATH_MAX             4095u  /* fs paths */
+#define CELLA_TITLE_MAX            255u   /* notification titles */
+#define CELLA_TEXT_MAX             4095u  /* notification bodies */
+#define CELLA_TAG_MAX              63u    /* notification tags */
+#define CELLA_ACTION_MAX           127u   /* intent actions */
+#define CELLA_BUS_BATCH_MAX        1024u  /* messages in one cella_bus_publish_batch() */
+#define CELLA_BUS_BATCH_TOPICS_MAX 64u    /* distinct topics in one */
 
 /* Opcodes: the frame header's opcode field (enum Opcode in proto/cella.proto). */
 enum {
@@ -98,10 +100,15 @@ enum {
         CELLA_OP_BUS_SEND = 0x0904,
         CELLA_OP_BUS_REQUEST = 0x0905,
         CELLA_OP_BUS_REPLY = 0x0906,
+        CELLA_OP_BUS_PUBLISH_BATCH = 0x0907,
         CELLA_EVENT_TIMER_FIRED = 0x8001,
         CELLA_EVENT_BUS_MESSAGE = 0x8002,
         CELLA_EVENT_PERM_REVOKED = 0x8003,
         CELLA_EVENT_MEMORY_PRESSURE = 0x8004,
+        /* Several bus messages in one frame. libcella splits it: the event callback
+         * sees each message as its own CELLA_EVENT_BUS_MESSAGE, in order; only a
+         * frame that does not decode reaches it as this opcode, decoded = false. */
+        CELLA_EVENT_BUS_MESSAGES = 0x8005,
 };
 
 typedef enum CellaPermState {
@@ -175,7 +182,9 @@ typedef struct CellaEvent {
                         size_t len;
                         const char *content_type; /* MIME type, may be "" */
                         uint64_t reply_token;     /* > 0: answer with cella_bus_reply() */
-                } bus;                            /* CELLA_EVENT_BUS_MESSAGE */
+                } bus; /* CELLA_EVENT_BUS_MESSAGE, also for each message of a batched
+                        * frame (then body/body_len are that message's own
+                        * BusMessageEvent encoding, inside the frame) */
                 struct {
                         const char *permission; /* with scope */
                         const char *reason;
@@ -529,9 +538,55 @@ CELLA_API int cella_bus_publish(Cella *c, const char *topic, const void *data, s
                                 const char *content_type);
 
 /*
+ * Messages of one cella_bus_publish_batch(), each as cella_bus_publish() takes it:
+ * topic 1..CELLA_TOPIC_MAX bytes; data of len bytes (<= CELLA_PAYLOAD_MAX; NULL only
+ * with len 0); content_type <= CELLA_CONTENT_TYPE_MAX bytes, or NULL.
+ */
+typedef struct CellaBusMessage {
+        const char *topic;
+        const void *data;
+        size_t len;
+        const char *content_type;
+} CellaBusMessage;
+
+/*
+ * Publishes msgs[0..n) in one call, in order: 1..CELLA_BUS_BATCH_MAX messages, at
+ * most CELLA_BUS_BATCH_TOPICS_MAX distinct topics, and the whole request within
+ * CELLA_BODY_MAX (cella_bus_batch_fit() says how many messages fit). All or nothing:
+ * if any topic lacks its bus.publish right, nothing is published and the kernel's
+ * error names that topic. One audit record and one rate-limit token for the call.
+ * Returns 0 and, if ret_delivered is not NULL, the sum over the messages of the
+ * subscribers each was queued for; or -EINVAL (n is 0 or over the bounds, a bad
+ * topic or content type), -EMSGSIZE (a payload over CELLA_PAYLOAD_MAX, or the batch
+ * over CELLA_BODY_MAX), -EACCES / -EPERM (a topic not granted / never grantable),
+ * -EAGAIN, -ENOMEM (in the kernel: the first messages may have been published).
+ */
+CELLA_API int cella_bus_publish_batch(Cella *c, const CellaBusMessage *msgs, size_t n,
+                                      uint64_t *ret_delivered);
+
+/* Async form of cella_bus_publish_batch(): checks and packs msgs (the caller may
+ * reuse them on return), sends as cella_call_async(); decode with the next one. */
+CELLA_API int cella_bus_publish_batch_async(Cella *c, const CellaBusMessage *msgs, size_t n,
+                                            CellaReplyFn cb, void *userdata,
+                                            uint64_t *ret_request_id);
+
+/* Decodes a bus.publish_batch reply: 0 and *ret_delivered (may be NULL), or the
+ * errors of cella_bus_publish_batch(); -EBADMSG if it does not decode. */
+CELLA_API int cella_bus_publish_batch_result(const CellaReply *reply, uint64_t *ret_delivered);
+
+/*
+ * How many of msgs[0..n), from the first, fit one cella_bus_publish_batch(): at most
+ * CELLA_BUS_BATCH_MAX, and as many as fit CELLA_BODY_MAX once encoded. 0 if n is 0 or
+ * msgs[0] alone is too large. Does not check the messages' fields (the call does).
+ */
+CELLA_API size_t cella_bus_batch_fit(const CellaBusMessage *msgs, size_t n);
+
+/*
  * Subscribes to the topics matching pattern (a glob, 1..CELLA_TOPIC_MAX bytes);
- * messages arrive as CELLA_EVENT_BUS_MESSAGE. Returns 0 and *ret_subscription_id,
- * or -EACCES, -EINVAL, -EBUSY (64 subscriptions already).
+ * messages arrive as CELLA_EVENT_BUS_MESSAGE events, one per message. (libcella
+ * asks the kernel to send several queued messages in one frame and splits them
+ * again: the callback cannot tell.) Returns 0 and *ret_subscription_id, or -EACCES,
+ * -EINVAL, -EBUSY (64 subscriptions already).
  */
 CELLA_API int cella_bus_subscribe(Cella *c, const char *pattern, uint64_t *ret_subscription_id);
 

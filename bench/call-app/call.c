@@ -14,11 +14,15 @@
  *          bursts of OPEN_BURST that stay within the broker's rate limit
  *   bus    bus.publish to a topic the app itself subscribes to, pipelined; counts
  *          the deliveries (events) that come back
+ *   batch  the same with cella_bus_publish_batch_async(): --bus-batch-size messages
+ *          per call (BUS_BATCH), --bus-window calls in flight (BUS_BATCH_WINDOW);
+ *          deliveries counted as they come back (batched into BusMessagesEvent frames
+ *          by the kernel, split by libcella)
  *
  * Output: one line "BENCH {json}" on stdout (latencies in ns, rates per second).
  *
- *   call [--calls N] [--async N] [--opens N] [--bus N] [--root NAME] [--file PATH]
- *        [--cpus A,B]
+ *   call [--calls N] [--async N] [--opens N] [--bus N] [--bus-batch N]
+ *        [--bus-batch-size K] [--bus-window W] [--root NAME] [--file PATH] [--cpus A,B]
  *
  * --cpus A,B pins this process (the caller, the ping side) to CPU A and the pong
  * process to CPU B; bench/call starts cella (the broker) pinned to B. Both round
@@ -41,14 +45,16 @@
 
 #include "cella.pb-c.h"
 
-#define ROUNDS        10
-#define ASYNC_WINDOW  60 /* below CELLA_MAX_PENDING (64) */
-#define COUNT_MAX     10000000
-#define BUS_TOPIC     "bench.bus"
-#define BUS_PAYLOAD   64 /* bytes per bus message */
-#define WARMUP        1000
-#define OPEN_BURST    100         /* fs.open calls back to back */
-#define OPEN_PAUSE_US (60 * 1000) /* then a pause: 120 tokens at 2000/s */
+#define ROUNDS           10
+#define ASYNC_WINDOW     60 /* below CELLA_MAX_PENDING (64) */
+#define COUNT_MAX        10000000
+#define BUS_TOPIC        "bench.bus"
+#define BUS_PAYLOAD      64  /* bytes per bus message */
+#define BUS_BATCH        512 /* messages per bus.publish_batch call (default) */
+#define BUS_BATCH_WINDOW 8   /* batch calls in flight (default) */
+#define WARMUP           1000
+#define OPEN_BURST       100         /* fs.open calls back to back */
+#define OPEN_PAUSE_US    (60 * 1000) /* then a pause: 120 tokens at 2000/s */
 
 static uint64_t now_ns(void)
 {
@@ -152,6 +158,7 @@ static void call_round(Cella *c, uint64_t *lat, size_t n, uint64_t *rate_limited
 typedef struct Pipe {
         unsigned in_flight;
         uint64_t replies, errors, rate_limited, deliveries;
+        uint64_t sent; /* bus_batched(): messages published */
 } Pipe;
 
 static void pipe_reply(Cella *c, CellaReply *reply, void *userdata)
@@ -205,6 +212,55 @@ static uint64_t pipeline(Cella *c, Pipe *p, uint16_t opcode, const void *body, s
         return now_ns() - t;
 }
 
+/* Publishes n messages to BUS_TOPIC (which we subscribe to) in batches of size (at
+ * most CELLA_BUS_BATCH_MAX), window calls in flight, and waits for them to come back.
+ * Returns the ns from the first send to the last delivery (or to a 1 s silence, if
+ * some are lost). */
+static uint64_t bus_batched(Cella *c, Pipe *p, uint64_t n, unsigned size, unsigned window)
+{
+        static uint8_t payload[BUS_PAYLOAD];
+        static CellaBusMessage msgs[CELLA_BUS_BATCH_MAX];
+        uint64_t sent = 0, calls = 0, t = now_ns(), last = t;
+        int r;
+
+        for (unsigned i = 0; i < size; i++)
+                msgs[i] = (CellaBusMessage){.topic = BUS_TOPIC,
+                                            .data = payload,
+                                            .len = sizeof payload,
+                                            .content_type = "application/octet-stream"};
+        while (p->replies < calls || sent < n || p->deliveries < n) {
+                while (p->in_flight < window && sent < n) {
+                        size_t k = n - sent < size ? (size_t)(n - sent) : size;
+
+                        k = cella_bus_batch_fit(msgs, k); /* within the 64 KiB body */
+
+                        r = cella_bus_publish_batch_async(c, msgs, k, pipe_reply, p, NULL);
+                        if (r == -EAGAIN) /* the socket is full: read first */
+                                break;
+                        if (r < 0)
+                                die("cella_bus_publish_batch_async", r);
+                        p->in_flight++;
+                        sent += k;
+                        calls++;
+                }
+                r = cella_wait(c, 1000);
+                if (r == 0) {
+                        if (p->replies < calls)
+                                die("bus.publish_batch", -ETIMEDOUT);
+                        break; /* every reply is in; what has not come was dropped */
+                }
+                if (r < 0 && r != -EINTR)
+                        die("cella_wait", r);
+                while ((r = cella_dispatch(c)) > 0)
+                        ;
+                if (r < 0)
+                        die("cella_dispatch", r);
+                last = now_ns();
+        }
+        p->sent = sent;
+        return last - t;
+}
+
 static uint64_t parse_count(const char *s)
 {
         char *end;
@@ -222,12 +278,14 @@ static uint64_t parse_count(const char *s)
 int main(int argc, char **argv)
 {
         uint64_t n_calls = 100000, n_async = 200000, n_opens = 10000, n_bus = 100000;
+        uint64_t n_bus_batch = 2000000, bus_batch_ns, batch_size = BUS_BATCH,
+                 window = BUS_BATCH_WINDOW;
         const char *root = "documents", *file = "bench.txt";
         int cpu = -1, pong_cpu = -1;
         uint64_t *raw, *call, *open_lat, call_rate_limited = 0, open_rate_limited = 0;
         uint64_t async_ns, bus_ns, sub, t, per_round;
         size_t reply_len, bus_len;
-        Pipe ap = {0}, bp = {0};
+        Pipe ap = {0}, bp = {0}, bb = {0};
         CellaReply *reply = NULL;
         Cella *c = NULL;
         int sv[2], r, status;
@@ -250,7 +308,22 @@ int main(int argc, char **argv)
                         n_opens = parse_count(v);
                 else if (!strcmp(a, "--bus"))
                         n_bus = parse_count(v);
-                else if (!strcmp(a, "--root"))
+                else if (!strcmp(a, "--bus-batch"))
+                        n_bus_batch = parse_count(v);
+                else if (!strcmp(a, "--bus-batch-size")) {
+                        batch_size = parse_count(v);
+                        if (batch_size > CELLA_BUS_BATCH_MAX) {
+                                fprintf(stderr, "call-app: --bus-batch-size: 1..%u\n",
+                                        CELLA_BUS_BATCH_MAX);
+                                return 2;
+                        }
+                } else if (!strcmp(a, "--bus-window")) {
+                        window = parse_count(v);
+                        if (window > ASYNC_WINDOW) {
+                                fprintf(stderr, "call-app: --bus-window: 1..%d\n", ASYNC_WINDOW);
+                                return 2;
+                        }
+                } else if (!strcmp(a, "--root"))
                         root = v;
                 else if (!strcmp(a, "--file"))
                         file = v;
@@ -364,6 +437,10 @@ int main(int argc, char **argv)
         bus_ns = now_ns() - t;
         free(bus_body);
 
+        /* (e) the same, batched. */
+        cella_on_event(c, pipe_event, &bb);
+        bus_batch_ns = bus_batched(c, &bb, n_bus_batch, (unsigned)batch_size, (unsigned)window);
+
         printf("BENCH "
                "{\"cpu\":%d,\"pong_cpu\":%d,\"ping_bytes\":24,\"pong_bytes\":%zu,\"calls\":%" PRIu64
                ",\"raw_p50_ns\":%" PRIu64 ",\"raw_p99_ns\":%" PRIu64 ",\"call_p50_ns\":%" PRIu64
@@ -372,13 +449,17 @@ int main(int argc, char **argv)
                ",\"async_rate_limited\":%" PRIu64 ",\"opens\":%" PRIu64 ",\"open_p50_ns\":%" PRIu64
                ",\"open_p99_ns\":%" PRIu64 ",\"open_rate_limited\":%" PRIu64
                ",\"bus_sent\":%" PRIu64 ",\"bus_delivered\":%" PRIu64 ",\"bus_errors\":%" PRIu64
-               ",\"bus_rate_limited\":%" PRIu64 ",\"bus_ns\":%" PRIu64 "}\n",
+               ",\"bus_rate_limited\":%" PRIu64 ",\"bus_ns\":%" PRIu64 ",\"bus_batch\":%" PRIu64
+               ",\"bus_window\":%" PRIu64 ",\"bus_batch_sent\":%" PRIu64
+               ",\"bus_batch_delivered\":%" PRIu64 ",\"bus_batch_errors\":%" PRIu64
+               ",\"bus_batch_rate_limited\":%" PRIu64 ",\"bus_batch_ns\":%" PRIu64 "}\n",
                cpu, pong_cpu, reply_len, n_calls, percentile(raw, n_calls, 50),
                percentile(raw, n_calls, 99), percentile(call, n_calls, 50),
                percentile(call, n_calls, 99), call_rate_limited, n_async, async_ns, ap.errors,
                ap.rate_limited, n_opens, percentile(open_lat, n_opens, 50),
                percentile(open_lat, n_opens, 99), open_rate_limited, n_bus, bp.deliveries,
-               bp.errors, bp.rate_limited, bus_ns);
+               bp.errors, bp.rate_limited, bus_ns, batch_size, window, bb.sent, bb.deliveries,
+               bb.errors, bb.rate_limited, bus_batch_ns);
         free(raw);
         free(call);
         free(open_lat);

@@ -4,12 +4,16 @@
  * request goes through (broker.h, steps 1-8), the grant cache, the audit record of
  * every call, and the replies with their bounded per-app queue.
  *
- * Speed. A readiness reads up to BROKER_FRAMES_PER_WAKE frames and answers them as
- * a batch: the replies are packed into one arena, the batch's audit records are
- * appended, written out together (audit_flush()), and only then are the replies
- * sent, so no app sees the answer to a call whose record is not in the log. Call
- * structs come from a per-app free list; the only allocations per call are
- * protobuf-c's decoded request and the audit record's JSON.
+ * Speed. A readiness reads up to BROKER_FRAMES_PER_WAKE frames, RECV_BATCH per
+ * recvmmsg(2), and answers them as a batch: the replies are packed into one arena,
+ * the batch's audit records are appended, written out together
+ * (audit_flush_hold()), and only then are the replies sent, so no app sees the
+ * answer to a call whose record is not in the log; the audit log's lock is released
+ * after the sends. A no-op call thus costs the broker five system calls besides its
+ * epoll_wait(): recvmmsg, the audit log's lock, lseek and write, and the reply's
+ * sendmsg (bench/call, docs/benchmarks.md). Call structs come from a per-app free
+ * list; the audit record is formatted without a JSON object (audit_append_fields());
+ * the only allocation per call is protobuf-c's decoded request.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -29,6 +33,7 @@
 #define CALLS_CACHED_MAX  16u                     /* free call structs kept per app */
 #define DISPATCH_AREAS    16u                     /* opcode high byte 0x01..0x0f */
 #define DISPATCH_CALLS    16u                     /* opcode low byte 0x00..0x0f */
+#define RECV_BATCH        16u                     /* frames per recvmmsg(2) */
 
 typedef struct CallImpl {
         BrokerCall pub;
@@ -113,9 +118,11 @@ struct Broker {
         BatchEntry batch[BATCH_ENTRIES_MAX];
         unsigned n_batch;
         size_t arena_used;
-        uint8_t *arena;                     /* BATCH_ARENA_SIZE bytes */
-        uint8_t rbuf[CHANNEL_DATAGRAM_MAX]; /* receive buffer, shared: one frame at a time */
-        uint8_t sbuf[CHANNEL_BODY_MAX];     /* packing outside a batch */
+        uint8_t *arena; /* BATCH_ARENA_SIZE bytes */
+        /* RECV_BATCH receive buffers of CHANNEL_DATAGRAM_MAX bytes, one recvmmsg()'s
+         * worth (1 MiB of address space; only the pages frames reach are backed). */
+        uint8_t *rbufs;
+        uint8_t sbuf[CHANNEL_BODY_MAX]; /* packing outside a batch */
 };
 
 static CallImpl *impl(BrokerCall *c)
@@ -155,25 +162,25 @@ static void audit_flush_now(Broker *b)
                 b->audit_failures++;
 }
 
-/* The record of one answered call: op, right, decision, errno, then the handler's
- * fields (borrowed). */
+/* The record of one answered call: op, right (null if none), decision, errno, then
+ * the handler's fields (borrowed) that are not among those. Formatted by the audit
+ * log itself, without a JSON object built for it: the same line. */
 static void audit_call(BrokerApp *app, const char *op, const char *right, const char *decision,
                        int error, json_t *extra)
 {
-        json_t *f;
+        Broker *b = app->broker;
+        const AuditField f[] = {
+                {.key = "op", .str = op},
+                {.key = "right", .str = right},
+                {.key = "decision", .str = decision},
+                {.key = "errno", .type = AUDIT_FIELD_INT, .num = error},
+        };
 
-        if (!app->broker->o.audit)
+        if (!b->o.audit)
                 return;
-        f = json_pack("{s:s, s:s?, s:s, s:i}", "op", op, "right", right, "decision", decision,
-                      "errno", error);
-        if (!f) {
-                app->broker->audit_failures++;
-                return;
-        }
-        if (extra && json_is_object(extra))
-                (void)json_object_update_missing(f, extra);
-        (void)broker_app_audit(app, AUDIT_EVENT_CALL, f);
-        json_decref(f);
+        if (audit_append_fields(b->o.audit, app->id, AUDIT_EVENT_CALL, f, ELEMENTSOF(f),
+                                json_is_object(extra) ? extra : NULL) < 0)
+                b->audit_failures++;
 }
 
 /* ---- sending ------------------------------------------------------------------ */
@@ -345,15 +352,22 @@ static unsigned batch_sendmmsg(Broker *b, BrokerApp *app, unsigned from, unsigne
         return r > 0 ? (unsigned)r : 0;
 }
 
-/* Sends the current batch: its audit records first, then its frames. */
+/* Sends the current batch: its audit records first, then its frames. The audit
+ * log's writer lock is released after the sends, not before: one system call less
+ * on the way of every reply. */
 static void batch_flush(Broker *b)
 {
         BrokerApp *app = b->batch_app;
         unsigned i = 0;
+        int held = 0;
 
         if (b->n_batch == 0)
                 return;
-        audit_flush_now(b);
+        if (b->o.audit) {
+                held = audit_flush_hold(b->o.audit);
+                if (held < 0)
+                        b->audit_failures++;
+        }
         while (i < b->n_batch) {
                 BatchEntry *e = &b->batch[i];
                 ChannelFrame f;
@@ -381,6 +395,8 @@ static void batch_flush(Broker *b)
         }
         b->n_batch = 0;
         b->arena_used = 0;
+        if (held > 0)
+                audit_unlock(b->o.audit);
 }
 
 /*
@@ -859,11 +875,11 @@ static void bad_frame(BrokerApp *app, uint16_t opcode, uint64_t request_id, bool
                 app_close_channel(app, "bad frames");
 }
 
-/* channel_recv() failed on a datagram. The header, if one came, is still in the
- * buffer (zeroed before the read): a request that names itself gets its answer. */
-static void bad_datagram(BrokerApp *app, int error)
+/* A datagram that is not a frame (recv_judge() failed). Its header, if one came, is
+ * in h (the bytes a short datagram lacks zeroed): a request that names itself gets
+ * its answer. */
+static void bad_datagram(BrokerApp *app, const uint8_t *h, int error)
 {
-        const uint8_t *h = app->broker->rbuf;
         uint16_t magic = (uint16_t)(h[0] | h[1] << 8), opcode = (uint16_t)(h[2] | h[3] << 8);
         uint32_t flags =
                 (uint32_t)h[4] | (uint32_t)h[5] << 8 | (uint32_t)h[6] << 16 | (uint32_t)h[7] << 24;
@@ -1008,32 +1024,138 @@ static void handle_frame(BrokerApp *app, const ChannelFrame *f, int *fds)
                 handle_request(app, f);
 }
 
+typedef union RecvControl {
+        struct cmsghdr align;
+        uint8_t buf[CMSG_SPACE(sizeof(int) * CHANNEL_FDS_MAX)];
+} RecvControl;
+
+/*
+ * Judges one datagram of a recvmmsg() as channel_recv() judges what it reads: the
+ * fds that came (all of them closed on failure, else into ret_fds), the frame in
+ * buf (len bytes). 0 and *ret, or -ECONNRESET (end of stream), -EMSGSIZE (larger
+ * than a frame), -EPROTO (fds: too many, not as the header says, or a foreign
+ * control message), or channel_decode()'s errors.
+ */
+static int recv_judge(struct msghdr *mh, size_t len, const uint8_t *buf, ChannelFrame *ret,
+                      int *ret_fds)
+{
+        int fds[CHANNEL_FDS_MAX];
+        unsigned n_fds = 0;
+        bool foreign = false;
+        ChannelFrame f;
+        int r;
+
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+                if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+                        size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+
+                        for (size_t i = 0; i < k; i++) {
+                                int x;
+
+                                memcpy(&x, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                                if (n_fds < CHANNEL_FDS_MAX)
+                                        fds[n_fds++] = x;
+                                else
+                                        safe_close(x);
+                        }
+                } else
+                        foreign = true;
+        }
+        if (len == 0)
+                r = -ECONNRESET;
+        else if (mh->msg_flags & MSG_TRUNC)
+                r = -EMSGSIZE;
+        else if ((mh->msg_flags & MSG_CTRUNC) || foreign)
+                r = -EPROTO;
+        else {
+                r = channel_decode(buf, len, &f);
+                if (r >= 0 && f.n_fds != n_fds)
+                        r = -EPROTO;
+        }
+        if (r < 0) {
+                close_fds(fds, n_fds);
+                return r;
+        }
+        if (n_fds > 0)
+                memcpy(ret_fds, fds, sizeof(int) * n_fds);
+        *ret = f;
+        return 0;
+}
+
+/*
+ * Reads what the app sent, up to BROKER_FRAMES_PER_WAKE frames, RECV_BATCH per
+ * recvmmsg(2): a call that returns fewer than it asked for found the socket empty,
+ * so a ping-pong costs one system call to read, not a second that finds nothing.
+ * Then the batch goes out (batch_flush()). Reading stops early when the app's out
+ * queue is full, as checked before each recvmmsg().
+ */
 static void app_read(BrokerApp *app)
 {
         Broker *b = app->broker;
+        unsigned done = 0;
 
         b->batch_app = app;
-        for (unsigned i = 0; i < BROKER_FRAMES_PER_WAKE; i++) {
-                int fds[CHANNEL_FDS_MAX];
-                ChannelFrame f;
-                int r;
+        while (done < BROKER_FRAMES_PER_WAKE && !app->closed && app->outq_len < BROKER_OUTQ_MAX) {
+                unsigned want = BROKER_FRAMES_PER_WAKE - done;
+                struct mmsghdr mm[RECV_BATCH];
+                struct iovec iov[RECV_BATCH];
+                RecvControl ctl[RECV_BATCH];
+                int n;
 
-                if (app->closed || app->outq_len >= BROKER_OUTQ_MAX)
-                        break;
-                memset(b->rbuf, 0, CHANNEL_HEADER_SIZE);
-                r = channel_recv(app->fd, &f, b->rbuf, fds, CHANNEL_FDS_MAX, MSG_DONTWAIT);
-                if (r == -EAGAIN || r == -EINTR)
-                        break;
-                if (r == -EMSGSIZE || r == -EPROTO || r == -EPROTONOSUPPORT || r == -EBADMSG ||
-                    r == -EINVAL) {
-                        bad_datagram(app, r);
-                        continue;
+                if (want > RECV_BATCH)
+                        want = RECV_BATCH;
+                for (unsigned i = 0; i < want; i++) {
+                        iov[i] = (struct iovec){
+                                .iov_base = b->rbufs + (size_t)i * CHANNEL_DATAGRAM_MAX,
+                                .iov_len = CHANNEL_DATAGRAM_MAX,
+                        };
+                        /* Trimmed as channel_recv() does: more fds than CHANNEL_FDS_MAX
+                         * always show as MSG_CTRUNC. */
+                        mm[i] = (struct mmsghdr){
+                                .msg_hdr =
+                                        {
+                                                .msg_iov = &iov[i],
+                                                .msg_iovlen = 1,
+                                                .msg_control = ctl[i].buf,
+                                                .msg_controllen =
+                                                        CMSG_LEN(sizeof(int) * CHANNEL_FDS_MAX),
+                                        },
+                        };
                 }
-                if (r < 0) { /* -ECONNRESET: the app hung up */
-                        app_hangup(app, r);
+                n = recvmmsg(app->fd, mm, want, MSG_DONTWAIT | MSG_CMSG_CLOEXEC, NULL);
+                if (n < 0) {
+                        if (errno != EAGAIN && errno != EINTR)
+                                app_hangup(app, negative_errno()); /* -ECONNRESET: hung up */
                         break;
                 }
-                handle_frame(app, &f, fds);
+                for (int i = 0; i < n; i++) {
+                        uint8_t *buf = iov[i].iov_base;
+                        size_t len = mm[i].msg_len;
+                        int fds[CHANNEL_FDS_MAX];
+                        ChannelFrame f;
+                        int r;
+
+                        if (len < CHANNEL_HEADER_SIZE)
+                                memset(buf + len, 0, CHANNEL_HEADER_SIZE - len);
+                        r = recv_judge(&mm[i].msg_hdr, len, buf, &f, fds);
+                        if (app->closed) { /* by a frame before: the rest are dropped */
+                                if (r == 0)
+                                        close_fds(fds, f.n_fds);
+                                continue;
+                        }
+                        if (r == -ECONNRESET) { /* the app hung up */
+                                app_hangup(app, r);
+                                continue;
+                        }
+                        if (r < 0) {
+                                bad_datagram(app, buf, r);
+                                continue;
+                        }
+                        handle_frame(app, &f, fds);
+                }
+                done += (unsigned)n;
+                if ((unsigned)n < want)
+                        break; /* the socket was empty */
         }
         batch_flush(b);
         b->batch_app = NULL;
@@ -1127,7 +1249,8 @@ int broker_new(const BrokerOptions *o, Broker **ret)
                 b->host = *o->host;
         b->o.host = &b->host;
         b->arena = malloc(BATCH_ARENA_SIZE);
-        r = b->arena ? 0 : -ENOMEM;
+        b->rbufs = malloc((size_t)RECV_BATCH * CHANNEL_DATAGRAM_MAX);
+        r = b->arena && b->rbufs ? 0 : -ENOMEM;
         if (r == 0 && o->state_dir) {
                 b->state_dir = strdup(o->state_dir);
                 r = b->state_dir ? 0 : -ENOMEM;
@@ -1161,6 +1284,7 @@ Broker *broker_free(Broker *b)
         while (b->apps)
                 broker_app_detach(b->apps);
         free(b->arena);
+        free(b->rbufs);
         free(b->state_dir);
         strv_free(b->roots);
         free(b);

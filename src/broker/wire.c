@@ -45,15 +45,17 @@ static const WireOp ops[] = {
         CALL(BUS_SEND, "bus.send", bus_send),
         CALL(BUS_REQUEST, "bus.request", bus_request),
         CALL(BUS_REPLY, "bus.reply", bus_reply),
+        CALL(BUS_PUBLISH_BATCH, "bus.publish_batch", bus_publish_batch),
         EVENT(EVENT_TIMER_FIRED, "event.timer_fired", timer_fired_event),
         EVENT(EVENT_BUS_MESSAGE, "event.bus_message", bus_message_event),
         EVENT(EVENT_PERM_REVOKED, "event.perm_revoked", perm_revoked_event),
         EVENT(EVENT_MEMORY_PRESSURE, "event.memory_pressure", memory_pressure_event),
+        EVENT(EVENT_BUS_MESSAGES, "event.bus_messages", bus_messages_event),
 };
 
 const WireOp *wire_op_lookup(uint16_t opcode)
 {
-        /* 27 entries: a scan beats anything cleverer. */
+        /* 29 entries: a scan beats anything cleverer. */
         for (size_t i = 0; i < ELEMENTSOF(ops); i++)
                 if (ops[i].opcode == opcode)
                         return &ops[i];

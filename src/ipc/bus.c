@@ -28,6 +28,8 @@ struct BusEndpoint {
         unsigned cap, head, count;
         BusNotifyFn notify; /* called when the queue goes from empty to non-empty */
         void *notify_userdata;
+        BusNotifyFn full; /* called before a message is queued on a full queue */
+        void *full_userdata;
         uint64_t delivered, dropped;
         uint64_t last_publish; /* the publish that last queued to us: one copy each */
         Sub *subs;
@@ -68,10 +70,33 @@ static bool pattern_is_valid(const char *pattern)
                capability_scope_match(CAPABILITY_SCOPE_TOPIC, pattern, pattern);
 }
 
-/* A topic is a pattern without globs: one syntax for both, capability.h's. */
+/* A topic is a pattern without globs: capability.h's syntax for topics (what
+ * pattern_is_valid() accepts, minus '*'), checked in one pass here because every
+ * published message goes through it: 1..BUS_TOPIC_MAX bytes, '.'-separated segments of
+ * 1..CAPABILITY_SEGMENT_MAX bytes of [A-Za-z0-9_-], at most CAPABILITY_SEGMENTS_MAX. */
 bool bus_topic_is_valid(const char *topic)
 {
-        return pattern_is_valid(topic) && !strchr(topic, '*');
+        size_t i, seg = 0, segs = 1;
+
+        if (!topic)
+                return false;
+        for (i = 0; topic[i]; i++) {
+                char c = topic[i];
+
+                if (i == BUS_TOPIC_MAX)
+                        return false;
+                if (c == '.') {
+                        if (seg == 0 || ++segs > CAPABILITY_SEGMENTS_MAX)
+                                return false;
+                        seg = 0;
+                } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                           (c >= '0' && c <= '9') || c == '_' || c == '-') {
+                        if (++seg > CAPABILITY_SEGMENT_MAX)
+                                return false;
+                } else
+                        return false;
+        }
+        return seg > 0;
 }
 
 static bool content_type_is_valid(const char *t)
@@ -270,23 +295,25 @@ int bus_unsubscribe(Bus *b, BusEndpoint *ep, uint64_t id)
         return -ENOENT;
 }
 
+/* One allocation per message: the struct, then data, topic, sender and content type
+ * (a batch of publishes costs one malloc per message, not four). */
 static BusMessage *message_new(Bus *b, const char *topic, const BusEndpoint *sender,
                                const char *content_type, const void *data, size_t len)
 {
-        BusMessage *m = calloc(1, sizeof *m + len);
+        const char *from = sender ? sender->app_id : "";
+        size_t lt = strlen(topic) + 1, ls = strlen(from) + 1, lc = strlen(content_type) + 1;
+        BusMessage *m = malloc(sizeof *m + len + lt + ls + lc);
+        char *p;
 
         if (!m)
                 return NULL;
-        m->refs = 1;
-        m->id = b->next_message_id++;
-        m->topic = strdup(topic);
-        m->sender = strdup(sender ? sender->app_id : "");
-        m->content_type = strdup(content_type);
-        m->len = len;
+        *m = (BusMessage){.refs = 1, .id = b->next_message_id++, .len = len};
         if (len)
                 memcpy(m->data, data, len);
-        if (!m->topic || !m->sender || !m->content_type)
-                return bus_message_unref(m);
+        p = (char *)m->data + len;
+        m->topic = memcpy(p, topic, lt);
+        m->sender = memcpy(p + lt, from, ls);
+        m->content_type = memcpy(p + lt + ls, content_type, lc);
         return m;
 }
 
@@ -298,6 +325,10 @@ static void enqueue(BusEndpoint *ep, BusMessage *m, uint64_t sub_id)
 {
         unsigned slot;
 
+        /* Full: the owner may make room first (by taking messages); what it leaves
+         * full loses its oldest. */
+        if (ep->count == ep->cap && ep->full)
+                ep->full(ep, ep->full_userdata);
         if (ep->count == ep->cap) {
                 bus_message_unref(ep->ring[ep->head]);
                 ep->ring[ep->head] = NULL;
@@ -414,6 +445,15 @@ BusMessage *bus_endpoint_pop(BusEndpoint *ep)
         return bus_endpoint_take(ep, NULL);
 }
 
+const BusMessage *bus_endpoint_peek(const BusEndpoint *ep, uint64_t *ret_subscription_id)
+{
+        if (ep->count == 0)
+                return NULL;
+        if (ret_subscription_id)
+                *ret_subscription_id = ep->ring_sub[ep->head];
+        return ep->ring[ep->head];
+}
+
 BusMessage *bus_endpoint_take(BusEndpoint *ep, uint64_t *ret_subscription_id)
 {
         BusMessage *m;
@@ -451,6 +491,12 @@ void bus_endpoint_set_notify(BusEndpoint *ep, BusNotifyFn fn, void *userdata)
         ep->notify_userdata = userdata;
 }
 
+void bus_endpoint_set_full(BusEndpoint *ep, BusNotifyFn fn, void *userdata)
+{
+        ep->full = fn;
+        ep->full_userdata = userdata;
+}
+
 BusMessage *bus_message_ref(BusMessage *m)
 {
         if (m)
@@ -462,9 +508,6 @@ BusMessage *bus_message_unref(BusMessage *m)
 {
         if (!m || --m->refs > 0)
                 return NULL;
-        free(m->topic);
-        free(m->sender);
-        free(m->content_type);
-        free(m);
+        free(m); /* the strings are in the same allocation */
         return NULL;
 }

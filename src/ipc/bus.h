@@ -32,9 +32,10 @@
 typedef struct Bus Bus;
 typedef struct BusEndpoint BusEndpoint;
 
-/* Told that ep's queue went from empty to non-empty (from inside bus_publish(),
- * bus_send() or bus_request()). It must not add or remove endpoints or
- * subscriptions; it may only note that ep has work, to drain it later. */
+/* Told that ep's queue went from empty to non-empty, or (bus_endpoint_set_full())
+ * that it is full and a message is about to be queued; from inside bus_publish(),
+ * bus_send() or bus_request(). It must not add or remove endpoints or subscriptions
+ * nor publish; it may note that ep has work, or take messages from ep. */
 typedef void (*BusNotifyFn)(BusEndpoint *ep, void *userdata);
 
 typedef struct BusMessage {
@@ -114,6 +115,11 @@ int bus_send(Bus *b, BusEndpoint *sender, const char *to_app_id, uint64_t correl
 int bus_request(Bus *b, BusEndpoint *sender, const char *to_app_id, const char *topic,
                 const char *content_type, const void *data, size_t len, uint64_t *ret_id);
 
+/* The oldest queued message of ep, left in the queue (valid until it is taken or ep
+ * changes), or NULL if none; with the id of the subscription it came through in
+ * *ret_subscription_id if not NULL (as bus_endpoint_take()). */
+const BusMessage *bus_endpoint_peek(const BusEndpoint *ep, uint64_t *ret_subscription_id);
+
 /* Takes the oldest queued message of ep (caller releases it), or NULL if none. */
 BusMessage *bus_endpoint_pop(BusEndpoint *ep);
 
@@ -129,6 +135,16 @@ BusMessage *bus_endpoint_take(BusEndpoint *ep, uint64_t *ret_subscription_id);
  * that it has work) before it is told again.
  */
 void bus_endpoint_set_notify(BusEndpoint *ep, BusNotifyFn fn, void *userdata);
+
+/*
+ * Sets the function told when a message is about to be queued on ep and its queue is
+ * full (NULL: none, the default). It may take messages (bus_endpoint_take()) to hand
+ * them on, e.g. into the app's channel; if the queue is still full when it returns,
+ * the oldest message is dropped and counted as always. So an owner that can keep up
+ * loses nothing to a burst larger than the queue (a batch publish), and one that
+ * cannot still never blocks the publisher.
+ */
+void bus_endpoint_set_full(BusEndpoint *ep, BusNotifyFn fn, void *userdata);
 
 void bus_endpoint_stats(const BusEndpoint *ep, BusStats *ret);
 const char *bus_endpoint_app(const BusEndpoint *ep);

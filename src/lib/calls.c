@@ -695,6 +695,206 @@ int cella_bus_publish(Cella *c, const char *topic, const void *data, size_t len,
         return delivered > INT32_MAX ? INT32_MAX : (int)delivered;
 }
 
+/* ---- bus.publish_batch ---- */
+
+_Static_assert(CELLA_BUS_BATCH_MAX <= SIZE_MAX / sizeof(Cella__V1__BusPublishRequest), "bound");
+
+/* The request of a batch: n structs and their pointer array, one allocation. */
+typedef struct Batch {
+        Cella__V1__BusPublishBatchRequest req;
+        Cella__V1__BusPublishRequest *ptr[CELLA_BUS_BATCH_MAX];
+        Cella__V1__BusPublishRequest msg[];
+} Batch;
+
+static void batch_freep(Batch **b)
+{
+        free(*b);
+}
+
+/* Checks msgs[0..n) against cella.h's bounds and builds the request (free() it). The
+ * distinct-topic bound and the body size are left to the kernel and to packing. */
+static int batch_build(const CellaBusMessage *msgs, size_t n, Batch **ret)
+{
+        Batch *b;
+        int r;
+
+        if (!msgs || n == 0 || n > CELLA_BUS_BATCH_MAX)
+                return -EINVAL;
+        for (size_t i = 0; i < n; i++) {
+                if (check_str(msgs[i].topic, CELLA_TOPIC_MAX, true) < 0 ||
+                    check_str(msgs[i].content_type, CELLA_CONTENT_TYPE_MAX, false) < 0)
+                        return -EINVAL;
+                r = check_payload(msgs[i].data, msgs[i].len);
+                if (r < 0)
+                        return r;
+        }
+        b = malloc(sizeof *b + n * sizeof b->msg[0]);
+        if (!b)
+                return -ENOMEM;
+        b->req = (Cella__V1__BusPublishBatchRequest)CELLA__V1__BUS_PUBLISH_BATCH_REQUEST__INIT;
+        for (size_t i = 0; i < n; i++) {
+                b->msg[i] = (Cella__V1__BusPublishRequest)CELLA__V1__BUS_PUBLISH_REQUEST__INIT;
+                b->msg[i].topic = (char *)msgs[i].topic;
+                b->msg[i].data =
+                        (ProtobufCBinaryData){.len = msgs[i].len, .data = (uint8_t *)msgs[i].data};
+                b->msg[i].content_type = str_or_empty(msgs[i].content_type);
+                b->ptr[i] = &b->msg[i];
+        }
+        b->req.n_messages = n;
+        b->req.messages = b->ptr;
+        *ret = b;
+        return 0;
+}
+
+size_t cella_bus_batch_fit(const CellaBusMessage *msgs, size_t n)
+{
+        size_t body = 0, i;
+
+        if (!msgs)
+                return 0;
+        for (i = 0; i < n && i < CELLA_BUS_BATCH_MAX; i++) {
+                Cella__V1__BusPublishRequest m = CELLA__V1__BUS_PUBLISH_REQUEST__INIT;
+                size_t len, v = 1;
+
+                m.topic = str_or_empty(msgs[i].topic);
+                m.data = (ProtobufCBinaryData){.len = msgs[i].len, .data = (uint8_t *)msgs[i].data};
+                m.content_type = str_or_empty(msgs[i].content_type);
+                len = protobuf_c_message_get_packed_size(&m.base);
+                for (size_t x = len; x >= 0x80; x >>= 7)
+                        v++;
+                /* field 1's tag, the length, the message */
+                if (1 + v + len > CELLA_BODY_MAX - body)
+                        break;
+                body += 1 + v + len;
+        }
+        return i;
+}
+
+int cella_bus_publish_batch_result(const CellaReply *reply, uint64_t *ret_delivered)
+{
+        _cleanup_unpacked_ ProtobufCMessage *m = NULL;
+        int r;
+
+        if (!reply || reply->opcode != CELLA_OP_BUS_PUBLISH_BATCH)
+                return -EINVAL;
+        r = client_reply_unpack(reply, &m);
+        if (r < 0)
+                return r;
+        if (ret_delivered)
+                *ret_delivered =
+                        ((const Cella__V1__BusPublishBatchReply *)(const void *)m)->delivered;
+        return 0;
+}
+
+int cella_bus_publish_batch(Cella *c, const CellaBusMessage *msgs, size_t n,
+                            uint64_t *ret_delivered)
+{
+        _cleanup_(batch_freep) Batch *b = NULL;
+        _cleanup_reply_ CellaReply *reply = NULL;
+        int r;
+
+        r = batch_build(msgs, n, &b);
+        if (r < 0)
+                return r;
+        r = client_call(c, CELLA_OP_BUS_PUBLISH_BATCH, &b->req.base, &reply);
+        if (r < 0)
+                return r;
+        return cella_bus_publish_batch_result(reply, ret_delivered);
+}
+
+int cella_bus_publish_batch_async(Cella *c, const CellaBusMessage *msgs, size_t n, CellaReplyFn cb,
+                                  void *userdata, uint64_t *ret_request_id)
+{
+        _cleanup_(batch_freep) Batch *b = NULL;
+        int r;
+
+        r = batch_build(msgs, n, &b);
+        if (r < 0)
+                return r;
+        return client_call_async(c, CELLA_OP_BUS_PUBLISH_BATCH, &b->req.base, cb, userdata,
+                                 ret_request_id);
+}
+
+/*
+ * Hands each message of a BusMessagesEvent body (len bytes) to the app's event
+ * callback as its own CELLA_EVENT_BUS_MESSAGE, in order (client.h). The body is decoded
+ * whole first, so a frame that does not decode delivers nothing here. Each event's
+ * body is that message's own encoding: the frame is walked alongside the decoded
+ * array, whose entries protobuf-c keeps in wire order.
+ */
+int client_event_bus_messages(Cella *c, const void *body, size_t len)
+{
+        _cleanup_unpacked_ ProtobufCMessage *pm = NULL;
+        const Cella__V1__BusMessagesEvent *m;
+        const uint8_t *p = body, *end = p + len;
+        ChannelFrame f = {
+                .opcode = CELLA_EVENT_BUS_MESSAGES,
+                .flags = CHANNEL_FLAG_EVENT,
+                .body = body,
+                .body_len = len,
+        };
+        size_t i = 0;
+        int r;
+
+        r = wire_unpack(&f, &pm);
+        if (r < 0)
+                return r;
+        m = (const void *)pm;
+        while (p < end && i < m->n_messages) {
+                const Cella__V1__BusMessageEvent *x = m->messages[i];
+                uint64_t key, v;
+                CellaEvent ev;
+
+                /* wire_unpack() accepted the body: the walk cannot fail, but stays
+                 * bounded by it anyway. */
+                if (channel_get_varint(&p, end, &key) < 0)
+                        return -EBADMSG;
+                switch (key & 7) {
+                case 0:
+                        if (channel_get_varint(&p, end, &v) < 0)
+                                return -EBADMSG;
+                        continue;
+                case 1:
+                case 5:
+                        v = (key & 7) == 1 ? 8 : 4;
+                        if ((size_t)(end - p) < v)
+                                return -EBADMSG;
+                        p += v;
+                        continue;
+                case 2:
+                        break;
+                default:
+                        return -EBADMSG;
+                }
+                if (channel_get_varint(&p, end, &v) < 0 || v > (uint64_t)(end - p))
+                        return -EBADMSG;
+                if (key >> 3 != 1) { /* a field of a later version */
+                        p += v;
+                        continue;
+                }
+                ev = (CellaEvent){
+                        .opcode = CELLA_EVENT_BUS_MESSAGE,
+                        .decoded = true,
+                        .body = p,
+                        .body_len = (size_t)v,
+                        .bus =
+                                {
+                                        .subscription_id = x->subscription_id,
+                                        .topic = x->topic,
+                                        .sender = x->sender,
+                                        .data = x->data.data,
+                                        .len = x->data.len,
+                                        .content_type = x->content_type,
+                                        .reply_token = x->reply_token,
+                                },
+                };
+                p += v;
+                i++;
+                client_event_emit(c, &ev);
+        }
+        return 0;
+}
+
 int cella_bus_subscribe(Cella *c, const char *pattern, uint64_t *ret_subscription_id)
 {
         Cella__V1__BusSubscribeRequest req = CELLA__V1__BUS_SUBSCRIBE_REQUEST__INIT;
@@ -704,6 +904,7 @@ int cella_bus_subscribe(Cella *c, const char *pattern, uint64_t *ret_subscriptio
         if (!ret_subscription_id || check_str(pattern, CELLA_TOPIC_MAX, true) < 0)
                 return -EINVAL;
         req.pattern = (char *)pattern;
+        req.batch = true; /* client_event_bus_messages() splits the batched frames */
         r = call(c, CELLA_OP_BUS_SUBSCRIBE, &req.base, &pm, NULL);
         if (r < 0)
                 return r;

@@ -48,6 +48,8 @@ SAME(CELLA_EVENT_TIMER_FIRED, CELLA__V1__OPCODE__OPCODE_EVENT_TIMER_FIRED);
 SAME(CELLA_EVENT_BUS_MESSAGE, CELLA__V1__OPCODE__OPCODE_EVENT_BUS_MESSAGE);
 SAME(CELLA_EVENT_PERM_REVOKED, CELLA__V1__OPCODE__OPCODE_EVENT_PERM_REVOKED);
 SAME(CELLA_EVENT_MEMORY_PRESSURE, CELLA__V1__OPCODE__OPCODE_EVENT_MEMORY_PRESSURE);
+SAME(CELLA_OP_BUS_PUBLISH_BATCH, CELLA__V1__OPCODE__OPCODE_BUS_PUBLISH_BATCH);
+SAME(CELLA_EVENT_BUS_MESSAGES, CELLA__V1__OPCODE__OPCODE_EVENT_BUS_MESSAGES);
 SAME(CELLA_PERM_NOT_REQUESTED, CELLA__V1__PERM_STATE__PERM_STATE_NOT_REQUESTED);
 SAME(CELLA_PERM_GRANTED, CELLA__V1__PERM_STATE__PERM_STATE_GRANTED);
 SAME(CELLA_PERM_DENIED, CELLA__V1__PERM_STATE__PERM_STATE_DENIED);
@@ -201,9 +203,10 @@ static int channel_broken(Cella *c, int error)
         return c->broken;
 }
 
-/* Reads one frame without blocking. -EAGAIN if none; any other error breaks the
- * channel (a malformed frame from the kernel leaves nothing to trust after it). */
-static int read_msg(Cella *c, Msg **ret)
+/* Reads one frame; wait: blocks until one comes, unless the app made the fd
+ * non-blocking. -EAGAIN if none; any other error breaks the channel (a malformed
+ * frame from the kernel leaves nothing to trust after it). */
+static int read_msg(Cella *c, Msg **ret, bool wait)
 {
         int fds[CHANNEL_FDS_MAX];
         ChannelFrame f;
@@ -212,7 +215,7 @@ static int read_msg(Cella *c, Msg **ret)
         if (c->broken)
                 return c->broken;
 
-        r = channel_recv(c->fd, &f, c->buf, fds, CHANNEL_FDS_MAX, MSG_DONTWAIT);
+        r = channel_recv(c->fd, &f, c->buf, fds, CHANNEL_FDS_MAX, wait ? 0 : MSG_DONTWAIT);
         if (r == -EAGAIN)
                 return r;
         if (r < 0)
@@ -284,7 +287,7 @@ static int send_blocking(Cella *c, const ChannelFrame *f, const int *fds, unsign
 
                         if (c->n_queued >= CELLA_QUEUE_MAX)
                                 return -ENOBUFS;
-                        r = read_msg(c, &m);
+                        r = read_msg(c, &m, false);
                         if (r == -EAGAIN)
                                 continue;
                         if (r < 0)
@@ -394,7 +397,11 @@ static int call_sync(Cella *c, uint16_t opcode, const void *body, size_t len, co
                         return -ENOBUFS;
                 }
 
-                r = read_msg(c, &m);
+                /* Without a deadline, one blocking recvmsg() waits for the reply: the
+                 * two system calls of a read that finds nothing and a poll() are on the
+                 * path of every reply otherwise. With one, or on a non-blocking fd,
+                 * poll() waits. */
+                r = read_msg(c, &m, deadline == 0);
                 if (r == -EAGAIN) {
                         r = wait_fd(c, POLLIN, deadline);
                         if (r < 0) {
@@ -482,6 +489,10 @@ static void deliver_event(Cella *c, Msg *m)
 
         if (!c->event_cb)
                 return;
+        /* Several bus messages in one frame: one event each (calls.c). */
+        if (ev.opcode == CELLA_EVENT_BUS_MESSAGES &&
+            client_event_bus_messages(c, ev.body, ev.body_len) == 0)
+                return;
         /* Version 1 events carry no fds; any that came are closed with m. */
         if (wire_unpack(&f, &pm) >= 0) {
                 ev.decoded = true;
@@ -490,6 +501,12 @@ static void deliver_event(Cella *c, Msg *m)
         c->event_cb(c, &ev, c->event_userdata);
         if (pm)
                 protobuf_c_message_free_unpacked(pm, NULL);
+}
+
+void client_event_emit(Cella *c, const CellaEvent *ev)
+{
+        if (c->event_cb)
+                c->event_cb(c, ev, c->event_userdata);
 }
 
 /* Hands m to its callback and frees it. */
@@ -623,7 +640,7 @@ int cella_dispatch(Cella *c)
                 Msg *m = queue_pop(c);
 
                 if (!m) {
-                        int r = read_msg(c, &m);
+                        int r = read_msg(c, &m, false);
 
                         if (r < 0) /* -EAGAIN, or broken */
                                 break;

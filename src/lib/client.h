@@ -25,3 +25,13 @@ int client_call_async(Cella *c, uint16_t opcode, const ProtobufCMessage *req, Ce
  * reply->error if it carries one, or -EBADMSG/-EPROTO/-ENOBUFS.
  */
 int client_reply_unpack(const CellaReply *reply, ProtobufCMessage **ret);
+
+/*
+ * Event delivery for calls.c. client_event_emit(): hands ev to the app's event
+ * callback (nothing if none is set). client_event_bus_messages(): splits a
+ * BusMessagesEvent body of len bytes into one CELLA_EVENT_BUS_MESSAGE per message,
+ * in order, through client_event_emit(); returns 0, or -EBADMSG/-ENOBUFS if the body
+ * does not decode (nothing was delivered: the caller hands the frame over undecoded).
+ */
+void client_event_emit(Cella *c, const CellaEvent *ev);
+int client_event_bus_messages(Cella *c, const void *body, size_t len);

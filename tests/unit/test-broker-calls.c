@@ -40,8 +40,9 @@ typedef struct Frame {
         uint32_t flags;
         uint64_t id;
         ProtobufCMessage *msg;
-        int err; /* negative errno of an error reply */
-        int fd;  /* the fd that came with it, or -1 */
+        int err;               /* negative errno of an error reply */
+        char err_message[256]; /* and its message */
+        int fd;                /* the fd that came with it, or -1 */
         struct Frame *next;
 } Frame;
 
@@ -224,8 +225,9 @@ static void app_read(TestApp *a)
                 for (unsigned i = 1; i < cf.n_fds; i++)
                         close(fds[i]);
                 if (cf.flags & CHANNEL_FLAG_ERROR)
-                        ck_assert_int_eq(
-                                channel_parse_error(cf.body, cf.body_len, &f->err, NULL, 0), 0);
+                        ck_assert_int_eq(channel_parse_error(cf.body, cf.body_len, &f->err,
+                                                             f->err_message, sizeof f->err_message),
+                                         0);
                 else
                         ck_assert_int_eq(wire_unpack(&cf, &f->msg), 0);
                 for (tail = &a->inbox; *tail; tail = &(*tail)->next)
@@ -1017,6 +1019,409 @@ START_TEST(test_bus_request_peer_gone)
 }
 END_TEST
 
+/* ---- bus.publish_batch, batched delivery ---- */
+
+static int subscribe_batch(TestApp *a, const char *pattern, bool batch, uint64_t *ret_id)
+{
+        Cella__V1__BusSubscribeRequest req = CELLA__V1__BUS_SUBSCRIBE_REQUEST__INIT;
+        Frame *f = NULL;
+        int r;
+
+        req.pattern = (char *)pattern;
+        req.batch = batch;
+        r = call(a, CELLA__V1__OPCODE__OPCODE_BUS_SUBSCRIBE, &req.base, &f);
+        if (r < 0)
+                return r;
+        if (ret_id)
+                *ret_id = ((Cella__V1__BusSubscribeReply *)(void *)f->msg)->subscription_id;
+        frame_free(f);
+        return 0;
+}
+
+#define BATCH_TEST_MAX 1100u /* past the proto's 1024 */
+
+/* Sends a bus.publish_batch of n messages: topics[i % n_topics], payload "<i>" (or
+ * len bytes of 'x' if len > 0), content type "text/plain". Returns the request id. */
+static uint64_t publish_batch_send(TestApp *a, const char *const *topics, size_t n_topics, size_t n,
+                                   size_t len)
+{
+        static Cella__V1__BusPublishRequest msg[BATCH_TEST_MAX];
+        static Cella__V1__BusPublishRequest *ptr[BATCH_TEST_MAX];
+        static char text[BATCH_TEST_MAX][16];
+        static uint8_t big[64513];
+        Cella__V1__BusPublishBatchRequest req = CELLA__V1__BUS_PUBLISH_BATCH_REQUEST__INIT;
+
+        ck_assert_uint_le(n, BATCH_TEST_MAX);
+        memset(big, 'x', sizeof big);
+        for (size_t i = 0; i < n; i++) {
+                msg[i] = (Cella__V1__BusPublishRequest)CELLA__V1__BUS_PUBLISH_REQUEST__INIT;
+                msg[i].topic = (char *)topics[i % n_topics];
+                snprintf(text[i], sizeof text[i], "%zu", i);
+                msg[i].data = len > 0 ? (ProtobufCBinaryData){.len = len, .data = big}
+                                      : (ProtobufCBinaryData){.len = strlen(text[i]),
+                                                              .data = (uint8_t *)text[i]};
+                msg[i].content_type = (char *)"text/plain";
+                ptr[i] = &msg[i];
+        }
+        req.n_messages = n;
+        req.messages = ptr;
+        return send_request(a, CELLA__V1__OPCODE__OPCODE_BUS_PUBLISH_BATCH, &req.base);
+}
+
+/* As publish_batch_send(), and waits: 0 with the reply's total of deliveries in
+ * *ret_delivered, or the error reply's -errno with its message in err_message. */
+static int publish_batch(TestApp *a, const char *const *topics, size_t n_topics, size_t n,
+                         size_t len, uint64_t *ret_delivered, char *err_message)
+{
+        uint64_t id = publish_batch_send(a, topics, n_topics, n, len);
+        Frame *f = take(a, id, 0, WAIT_MS);
+        int r;
+
+        ck_assert_ptr_nonnull(f);
+        r = f->err;
+        if (r == 0) {
+                const Cella__V1__BusPublishBatchReply *m = (const void *)f->msg;
+
+                ck_assert_uint_eq(m->messages, n);
+                if (ret_delivered)
+                        *ret_delivered = m->delivered;
+        } else if (err_message)
+                strcpy(err_message, f->err_message);
+        frame_free(f);
+        return r;
+}
+
+/* What a subscriber got, flattened: each message's topic and payload (up to 15
+ * bytes), and how many frames of each kind carried them. */
+typedef struct Got {
+        unsigned n, singles, batches;
+        unsigned largest_batch;
+        char topic[8192][16];
+        char text[8192][16];
+} Got;
+
+static void got_one(Got *g, const Cella__V1__BusMessageEvent *m)
+{
+        ck_assert_uint_lt(g->n, ELEMENTSOF(g->topic));
+        snprintf(g->topic[g->n], sizeof g->topic[0], "%s", m->topic);
+        snprintf(g->text[g->n], sizeof g->text[0], "%.*s",
+                 (int)(m->data.len < 15 ? m->data.len : 15), m->data.data);
+        g->n++;
+}
+
+/* Collects a's bus events, in arrival order, until want messages came or nothing
+ * came for quiet_ms. */
+static void collect(TestApp *a, Got *g, unsigned want, int quiet_ms)
+{
+        int64_t end = now_ms() + quiet_ms;
+
+        while (g->n < want && now_ms() <= end) {
+                Frame **p = &a->inbox, *f = NULL;
+
+                for (; *p; p = &(*p)->next)
+                        if (((*p)->flags & CHANNEL_FLAG_EVENT) &&
+                            ((*p)->opcode == CELLA__V1__OPCODE__OPCODE_EVENT_BUS_MESSAGE ||
+                             (*p)->opcode == CELLA__V1__OPCODE__OPCODE_EVENT_BUS_MESSAGES)) {
+                                f = *p;
+                                *p = f->next;
+                                break;
+                        }
+                if (!f) {
+                        pump();
+                        continue;
+                }
+                if (f->opcode == CELLA__V1__OPCODE__OPCODE_EVENT_BUS_MESSAGE) {
+                        got_one(g, (const void *)f->msg);
+                        g->singles++;
+                } else {
+                        const Cella__V1__BusMessagesEvent *b = (const void *)f->msg;
+
+                        /* Only when more than one is queued; within the proto's bound. */
+                        ck_assert_uint_ge(b->n_messages, 2);
+                        ck_assert_uint_le(b->n_messages, 256);
+                        for (size_t i = 0; i < b->n_messages; i++)
+                                got_one(g, b->messages[i]);
+                        g->batches++;
+                        if (b->n_messages > g->largest_batch)
+                                g->largest_batch = (unsigned)b->n_messages;
+                }
+                frame_free(f);
+                end = now_ms() + quiet_ms;
+        }
+}
+
+/* The payloads "0".."n-1", in order, from position from of g. */
+static void expect_sequence(const Got *g, unsigned from, unsigned n)
+{
+        for (unsigned i = 0; i < n; i++) {
+                char want[16];
+
+                snprintf(want, sizeof want, "%u", i);
+                ck_assert_str_eq(g->text[from + i], want);
+        }
+}
+
+typedef struct AuditFind {
+        const char *op;
+        json_t *last; /* the last call record of op, a copy */
+        unsigned n;
+} AuditFind;
+
+static int audit_find_cb(const json_t *rec, const char *line, size_t len, void *userdata)
+{
+        AuditFind *a = userdata;
+        const char *op = json_string_value(json_object_get(rec, "op"));
+
+        if (op && strcmp(op, a->op) == 0) {
+                json_decref(a->last);
+                a->last = json_deep_copy(rec);
+                a->n++;
+        }
+        return 0;
+}
+
+/* The number of audit records of op, and the last one (json_decref it). */
+static unsigned audit_last(const char *op, json_t **ret)
+{
+        AuditFind a = {.op = op};
+        AuditVerifyReport rep;
+
+        ck_assert_int_eq(audit_flush(audit), 0);
+        ck_assert_int_eq(audit_read(state_dir, NULL, audit_find_cb, &a, &rep), 0);
+        *ret = a.last;
+        return a.n;
+}
+
+START_TEST(test_bus_publish_batch_rights)
+{
+        static const char *const none[] = {NULL};
+        static const char *const news[] = {"news.a", "news.b", "news.a"};
+        static const char *const mixed[] = {"news.a", "news.b", "sport.a"};
+        static const char *const forbidden_last[] = {"news.a", "news.b", "secret.x"};
+        static const char *const forbidden_first[] = {"secret.x", "news.a"};
+        TestApp *pub = app_new("org.t.pub", "\"bus.publish:news.*\", \"bus.publish:sport.a\"",
+                               none),
+                *s = app_new("org.t.sub", "\"bus.subscribe:**\"", none);
+        _cleanup_free_ Got *g = calloc(1, sizeof *g);
+        char err[256] = "";
+        uint64_t delivered = 0;
+        json_t *rec = NULL, *topics;
+        unsigned n_records;
+
+        ck_assert_ptr_nonnull(g);
+        ck_assert_int_eq(subscribe_batch(s, "**", true, NULL), 0);
+        /* Allowed: every message arrives once, in order, in one batched frame. */
+        ck_assert_int_eq(publish_batch(pub, news, 3, 3, 0, &delivered, NULL), 0);
+        ck_assert_uint_eq(delivered, 3);
+        collect(s, g, 3, 1000);
+        ck_assert_uint_eq(g->n, 3);
+        ck_assert_uint_eq(g->batches, 1);
+        ck_assert_uint_eq(g->singles, 0);
+        expect_sequence(g, 0, 3);
+        ck_assert_str_eq(g->topic[1], "news.b");
+        /* One audit record for the call: count, topics, deliveries. */
+        n_records = audit_last("bus.publish_batch", &rec);
+        ck_assert_uint_eq(n_records, 1);
+        ck_assert_str_eq(json_string_value(json_object_get(rec, "decision")), "allowed");
+        ck_assert_int_eq(json_integer_value(json_object_get(rec, "messages")), 3);
+        ck_assert_int_eq(json_integer_value(json_object_get(rec, "delivered")), 3);
+        ck_assert_int_eq(json_integer_value(json_object_get(rec, "topics_total")), 2);
+        topics = json_object_get(rec, "topics");
+        ck_assert_uint_eq(json_array_size(topics), 2);
+        ck_assert_str_eq(json_string_value(json_array_get(topics, 1)), "news.b");
+        rec = (json_decref(rec), NULL);
+
+        /* Mixed topics, all granted. */
+        ck_assert_int_eq(publish_batch(pub, mixed, 3, 6, 0, &delivered, NULL), 0);
+        ck_assert_uint_eq(delivered, 6);
+        *g = (Got){};
+        collect(s, g, 6, 1000);
+        ck_assert_uint_eq(g->n, 6);
+        ck_assert_str_eq(g->topic[5], "sport.a");
+
+        /* One topic outside the manifest refuses the whole call (EPERM), naming it,
+         * wherever it is in the batch; nothing is published. */
+        ck_assert_int_eq(publish_batch(pub, forbidden_last, 3, 3, 0, NULL, err), -EPERM);
+        ck_assert_ptr_nonnull(strstr(err, "bus.publish:secret.x"));
+        ck_assert_int_eq(publish_batch(pub, forbidden_first, 2, 2, 0, NULL, err), -EPERM);
+        ck_assert_ptr_nonnull(strstr(err, "secret.x"));
+        /* One requested but not granted (revoked): EACCES, naming it. */
+        ck_assert_int_ge(grants_revoke(grants, pub->id, "bus.publish:sport.a", NULL), 1);
+        ck_assert_int_ge(broker_grants_changed(broker, pub->id), 1);
+        ck_assert_int_eq(publish_batch(pub, mixed, 3, 3, 0, NULL, err), -EACCES);
+        ck_assert_ptr_nonnull(strstr(err, "bus.publish:sport.a"));
+        *g = (Got){};
+        collect(s, g, 1, 100);
+        ck_assert_uint_eq(g->n, 0);
+        /* The refusals' records name the topic refused and count as refused. */
+        n_records = audit_last("bus.publish_batch", &rec);
+        ck_assert_uint_eq(n_records, 5);
+        ck_assert_str_eq(json_string_value(json_object_get(rec, "decision")), "refused");
+        ck_assert_str_eq(json_string_value(json_object_get(rec, "right")), "bus.publish:sport.a");
+        ck_assert_int_eq(json_integer_value(json_object_get(rec, "errno")), EACCES);
+        json_decref(rec);
+        /* The rest still goes. */
+        ck_assert_int_eq(publish_batch(pub, news, 2, 2, 0, &delivered, NULL), 0);
+        ck_assert_uint_eq(delivered, 2);
+}
+END_TEST
+
+START_TEST(test_bus_publish_batch_bounds)
+{
+        static const char *const t[] = {"t"};
+        static const char *const bad_middle[] = {"t", "t", "t..x", "t"};
+        static const char *const globbed[] = {"t", "t.*"};
+        TestApp *pub = app_new("org.t.pub", "\"bus.publish:**\"", NULL),
+                *s = app_new("org.t.sub", "\"bus.subscribe:**\"", NULL);
+        Cella__V1__BusPublishBatchRequest empty = CELLA__V1__BUS_PUBLISH_BATCH_REQUEST__INIT;
+        static char names[66][8];
+        const char *many_topics[66];
+        char long_topic[256];
+        const char *long_topics[] = {"t", long_topic};
+        _cleanup_free_ Got *g = calloc(1, sizeof *g);
+        uint64_t delivered;
+
+        ck_assert_ptr_nonnull(g);
+        ck_assert_int_eq(subscribe_batch(s, "**", true, NULL), 0);
+        /* 0 and 1025 messages; 1024 is fine. */
+        ck_assert_int_eq(call(pub, CELLA__V1__OPCODE__OPCODE_BUS_PUBLISH_BATCH, &empty.base, NULL),
+                         -EINVAL);
+        ck_assert_int_eq(publish_batch(pub, t, 1, 1025, 0, NULL, NULL), -EINVAL);
+        ck_assert_int_eq(publish_batch(pub, t, 1, 1024, 0, &delivered, NULL), 0);
+        ck_assert_uint_eq(delivered, 1024);
+        collect(s, g, 1024, 2000);
+        ck_assert_uint_eq(g->n, 1024);
+        expect_sequence(g, 0, 1024);
+        /* 64 distinct topics; 65 are too many. */
+        for (unsigned i = 0; i < 66; i++) {
+                snprintf(names[i], sizeof names[i], "t%u", i);
+                many_topics[i] = names[i];
+        }
+        ck_assert_int_eq(publish_batch(pub, many_topics, 64, 128, 0, &delivered, NULL), 0);
+        ck_assert_int_eq(publish_batch(pub, many_topics, 65, 65, 0, NULL, NULL), -EINVAL);
+        /* A bad field anywhere refuses the call before anything is published. */
+        ck_assert_int_eq(publish_batch(pub, bad_middle, 4, 4, 0, NULL, NULL), -EINVAL);
+        ck_assert_int_eq(publish_batch(pub, globbed, 2, 2, 0, NULL, NULL), -EINVAL);
+        memset(long_topic, 'a', 250);
+        long_topic[250] = 0; /* a topic, but "bus.publish:" + it is too long for a right */
+        ck_assert_int_eq(publish_batch(pub, long_topics, 2, 2, 0, NULL, NULL), -EINVAL);
+        ck_assert_int_eq(publish_batch(pub, t, 1, 1, 64513, NULL, NULL), -EMSGSIZE);
+        /* The largest payload still goes, alone in its event. */
+        ck_assert_int_eq(publish_batch(pub, t, 1, 1, 64512, &delivered, NULL), 0);
+        *g = (Got){};
+        collect(s, g, 1000, 300); /* the 128 of the 64 topics, then the big one */
+        ck_assert_uint_eq(g->n, 129);
+        ck_assert_str_eq(g->topic[127], "t63");
+        ck_assert_uint_eq(g->singles, 1);
+}
+END_TEST
+
+START_TEST(test_bus_batched_delivery)
+{
+        static const char *const t[] = {"t"};
+        TestApp *pub = app_new("org.t.pub", "\"bus.publish:t\", \"bus.send:org.t.*\"", NULL),
+                *s1 = app_new("org.t.s1", "\"bus.subscribe:t\"", NULL),
+                *s2 = app_new("org.t.s2", "\"bus.subscribe:t\"", NULL),
+                *old = app_new("org.t.old", "\"bus.subscribe:t\"", NULL);
+        _cleanup_free_ Got *g = calloc(1, sizeof *g);
+        TestApp *subs[] = {s1, s2, old};
+        uint64_t delivered;
+        BusStats st;
+
+        ck_assert_ptr_nonnull(g);
+        ck_assert_int_eq(subscribe_batch(s1, "t", true, NULL), 0);
+        ck_assert_int_eq(subscribe_batch(s2, "t", true, NULL), 0);
+        ck_assert_int_eq(subscribe_batch(old, "t", false, NULL), 0); /* an older client */
+        /* More messages in one call than a bus queue holds (256): the readers lose none. */
+        ck_assert_int_eq(publish_batch(pub, t, 1, 1000, 0, &delivered, NULL), 0);
+        ck_assert_uint_eq(delivered, 3000);
+        /* And a direct message after them: alone, after them. */
+        ck_assert_int_eq(bus_send_to(pub, "org.t.s1", "direct"), 0);
+        for (unsigned k = 0; k < 3; k++) {
+                *g = (Got){};
+                collect(subs[k], g, k == 0 ? 1001 : 1000, 1000);
+                ck_assert_uint_eq(g->n, k == 0 ? 1001 : 1000);
+                expect_sequence(g, 0, 1000);
+                if (subs[k] == old) {
+                        ck_assert_uint_eq(g->batches, 0);
+                        ck_assert_uint_eq(g->singles, 1000);
+                } else {
+                        /* 256 per frame at most: at least 4 frames; few of them. */
+                        ck_assert_uint_ge(g->batches, 4);
+                        ck_assert_uint_le(g->batches + g->singles, 40);
+                        ck_assert_uint_eq(g->largest_batch, 256);
+                }
+                if (k == 0) {
+                        ck_assert_str_eq(g->text[1000], "direct");
+                        ck_assert_str_eq(g->topic[1000], "");
+                }
+                bus_endpoint_stats(bus_endpoint_find(bus, subs[k]->id), &st);
+                ck_assert_uint_eq(st.dropped, 0);
+                ck_assert_uint_eq(st.queued, 0);
+        }
+        /* Batched frames stay within a body: 20 KiB payloads go 3 to a frame, even
+         * when 6 are queued at once (both calls read in one go). */
+        {
+                uint64_t a = publish_batch_send(pub, t, 1, 3, 20000),
+                         b = publish_batch_send(pub, t, 1, 3, 20000);
+
+                ck_assert_int_eq(wait_reply(pub, a, NULL), 0);
+                ck_assert_int_eq(wait_reply(pub, b, NULL), 0);
+        }
+        *g = (Got){};
+        collect(s1, g, 6, 1000);
+        ck_assert_uint_eq(g->n, 6);
+        ck_assert_uint_eq(g->largest_batch, 3);
+}
+END_TEST
+
+START_TEST(test_bus_batch_slow_subscriber)
+{
+        static const char *const t[] = {"t"};
+        TestApp *pub = app_new("org.t.pub", "\"bus.publish:t\"", NULL),
+                *slow = app_new("org.t.slow", "\"bus.subscribe:t\"", NULL),
+                *fast = app_new("org.t.fast", "\"bus.subscribe:t\"", NULL);
+        const unsigned calls = 6, per_call = 1000, n = calls * per_call;
+        _cleanup_free_ Got *g = calloc(1, sizeof *g), *gs = calloc(1, sizeof *gs);
+        Got *fast_got;
+        BrokerAppStats as;
+        BusStats st;
+
+        ck_assert_ptr_nonnull(g);
+        ck_assert_ptr_nonnull(gs);
+        fast_got = g;
+        /* slow: one frame per message (an older client), and it does not read: its
+         * socket, then its out queue (1024 frames), then its bus queue fill. */
+        ck_assert_int_eq(subscribe_batch(slow, "t", false, NULL), 0);
+        ck_assert_int_eq(subscribe_batch(fast, "t", true, NULL), 0);
+        slow->no_read = true;
+        for (unsigned i = 0; i < calls; i++)
+                /* Never refused or held up by the subscriber that does not read. */
+                ck_assert_int_eq(publish_batch(pub, t, 1, per_call, 0, NULL, NULL), 0);
+        /* The fast one got every message of every batch, in order. */
+        collect(fast, fast_got, n, 1000);
+        ck_assert_uint_eq(fast_got->n, n);
+        for (unsigned i = 0; i < calls; i++)
+                expect_sequence(fast_got, i * per_call, per_call);
+        bus_endpoint_stats(bus_endpoint_find(bus, "org.t.fast"), &st);
+        ck_assert_uint_eq(st.dropped, 0);
+        /* The slow one's losses, during the batches, are counted by its bus queue
+         * (drop-oldest), not by its out queue. */
+        bus_endpoint_stats(bus_endpoint_find(bus, "org.t.slow"), &st);
+        ck_assert_uint_gt(st.dropped, 0);
+        broker_app_stats(slow->app, &as);
+        ck_assert_uint_eq(as.events_dropped, 0);
+        /* It reads now: the rest comes, ending with the newest message; every message
+         * is either received or counted as dropped. */
+        slow->no_read = false;
+        collect(slow, gs, n, 500);
+        ck_assert_str_eq(gs->text[gs->n - 1], "999");
+        bus_endpoint_stats(bus_endpoint_find(bus, "org.t.slow"), &st);
+        ck_assert_uint_eq(st.queued, 0);
+        ck_assert_uint_eq(gs->n + st.dropped, n);
+}
+END_TEST
+
 START_TEST(test_bus_revoke_closes_subscription)
 {
         static const char *const none[] = {NULL};
@@ -1067,6 +1472,10 @@ int main(void)
         tcase_add_test(bs, test_bus_request_reply);
         tcase_add_test(bs, test_bus_request_peer_gone);
         tcase_add_test(bs, test_bus_revoke_closes_subscription);
+        tcase_add_test(bs, test_bus_publish_batch_rights);
+        tcase_add_test(bs, test_bus_publish_batch_bounds);
+        tcase_add_test(bs, test_bus_batched_delivery);
+        tcase_add_test(bs, test_bus_batch_slow_subscriber);
         suite_add_tcase(s, bs);
 
         sr = srunner_create(s);

@@ -879,6 +879,88 @@ START_TEST(test_bad_frames)
 }
 END_TEST
 
+/* Sends data with fd attached (SCM_RIGHTS). */
+static void send_with_fd(App *a, const void *data, size_t len, int fd)
+{
+        struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
+        union {
+                struct cmsghdr h;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } u = {};
+        struct msghdr mh = {
+                .msg_iov = &iov,
+                .msg_iovlen = 1,
+                .msg_control = u.buf,
+                .msg_controllen = CMSG_SPACE(sizeof(int)),
+        };
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &fd, sizeof(int));
+        ck_assert_int_eq(sendmsg(a->fd, &mh, MSG_NOSIGNAL), (ssize_t)len);
+}
+
+#define RECV_BATCH 16u /* broker.c: frames per recvmmsg() */
+
+/*
+ * Frames waiting when the broker reads are read RECV_BATCH at a time, up to
+ * BROKER_FRAMES_PER_WAKE a wake: all are answered, in order. A channel closed by a
+ * frame in the middle of a batch drops the frames after it, and the fds they carry
+ * are closed, not leaked.
+ */
+START_TEST(test_read_batches)
+{
+        static uint8_t buf[CHANNEL_DATAGRAM_MAX];
+        uint8_t h[CHANNEL_HEADER_SIZE];
+        BrokerAppStats st;
+        ChannelFrame f;
+        unsigned pad = (RECV_BATCH - BROKER_BAD_FRAMES_MAX % RECV_BATCH) % RECV_BATCH;
+        int p[2], r;
+        char c;
+
+        start(NULL, NULL);
+        attach(&one, ONE, PERMS_ONE, NULL);
+        /* Three wakes' worth, the last batch short. */
+        for (uint64_t id = 1; id <= 2 * BROKER_FRAMES_PER_WAKE + 5; id++) {
+                header(h, OP(SYSTEM_TIME), 0, id, 0, 0);
+                send_raw(&one, h, CHANNEL_HEADER_SIZE, 0);
+        }
+        for (uint64_t id = 1; id <= 2 * BROKER_FRAMES_PER_WAKE + 5; id++) {
+                ck_assert_int_eq(next_frame(&one, &f, buf, false), 0);
+                ck_assert_uint_eq(f.flags, CHANNEL_FLAG_REPLY);
+                ck_assert_uint_eq(f.request_id, id);
+        }
+
+        /* The bad frame that closes the channel starts a batch (good frames pad the
+         * bad ones before it to a whole batch); three frames carrying an fd follow
+         * it in that batch. */
+        attach(&two, TWO, "\"notify\"", NULL);
+        ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+        for (unsigned i = 0; i < pad; i++) {
+                header(h, OP(SYSTEM_TIME), 0, 100 + i, 0, 0);
+                send_raw(&two, h, CHANNEL_HEADER_SIZE, 0);
+        }
+        for (unsigned i = 0; i <= BROKER_BAD_FRAMES_MAX; i++)
+                send_raw(&two, "junk", 4, 0);
+        for (unsigned i = 0; i < 3; i++) {
+                header(h, OP(SYSTEM_TIME), 0, 200 + i, 0, 1);
+                send_with_fd(&two, h, CHANNEL_HEADER_SIZE, p[1]);
+        }
+        ck_assert_int_eq(close(p[1]), 0);
+        while ((r = next_frame(&two, &f, buf, false)) == 0)
+                ck_assert_uint_lt(f.request_id, 200); /* no answer after the close */
+        ck_assert_int_eq(r, -ECONNRESET);
+        broker_app_stats(two.ba, &st);
+        ck_assert(st.closed);
+        ck_assert_uint_eq(st.bad_frames, BROKER_BAD_FRAMES_MAX + 1);
+        /* Every copy of the write end is gone: end of file, not EAGAIN. */
+        ck_assert_int_eq(read(p[0], &c, 1), 0);
+        close(p[0]);
+}
+END_TEST
+
 static int handle_closed;
 
 static void test_handle_close(BrokerHandle *h)
@@ -1204,6 +1286,7 @@ int main(void)
         tcase_add_test(tc, test_rate_limit);
         tcase_add_test(tc, test_outstanding_and_cancel);
         tcase_add_test(tc, test_bad_frames);
+        tcase_add_test(tc, test_read_batches);
         tcase_add_test(tc, test_revoke_while_running);
         tcase_add_test(tc, test_one_time_and_gesture);
         tcase_add_test(tc, test_perm_request);

@@ -516,6 +516,12 @@ START_TEST(test_wire_unpack)
                         {CELLA__V1__OPCODE__OPCODE_APP_LAUNCH, "\x0a\x01x\x12\x04\x0a\x02vv", 9, 0},
                         /* bytes may hold anything */
                         {CELLA__V1__OPCODE__OPCODE_BUS_PUBLISH, "\x12\x02\0\xff", 4, 0},
+                        /* BusPublishBatchRequest.messages (1) .topic (1): checked inside
+                         * each repeated sub-message, the second one too */
+                        {CELLA__V1__OPCODE__OPCODE_BUS_PUBLISH_BATCH,
+                         "\x0a\x03\x0a\x01t\x0a\x04\x0a\x02t\0", 11, -EBADMSG},
+                        {CELLA__V1__OPCODE__OPCODE_BUS_PUBLISH_BATCH,
+                         "\x0a\x03\x0a\x01t\x0a\x04\x0a\x02tt", 11, 0},
                 };
 
                 for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
@@ -548,6 +554,32 @@ START_TEST(test_wire_unpack)
         ck_assert_uint_eq(((Cella__V1__ProcListReply *)(void *)m)->n_processes, 1000);
         protobuf_c_message_free_unpacked(m, NULL);
 
+        /* A batched bus event decodes with its messages in wire order; a bad string in
+         * one of them (sender "\xff") refuses the frame. */
+        {
+                static const uint8_t ev[] = {0x0a, 0x03, 0x12, 0x01, 'a',
+                                             0x0a, 0x03, 0x12, 0x01, 'b'};
+                uint8_t bad[sizeof(ev) + 5];
+
+                f = (ChannelFrame){.opcode = CELLA__V1__OPCODE__OPCODE_EVENT_BUS_MESSAGES,
+                                   .flags = CHANNEL_FLAG_EVENT,
+                                   .body = ev,
+                                   .body_len = sizeof(ev)};
+                ck_assert_int_eq(wire_unpack(&f, &m), 0);
+                ck_assert_uint_eq(((Cella__V1__BusMessagesEvent *)(void *)m)->n_messages, 2);
+                ck_assert_str_eq(((Cella__V1__BusMessagesEvent *)(void *)m)->messages[1]->topic,
+                                 "b");
+                protobuf_c_message_free_unpacked(m, NULL);
+                memcpy(bad, ev, sizeof(ev));
+                memcpy(bad + sizeof(ev), "\x0a\x03\x1a\x01\xff", 5);
+                f.body = bad;
+                f.body_len = sizeof(bad);
+                ck_assert_int_eq(wire_unpack(&f, &m), -EBADMSG);
+                bad[sizeof(bad) - 1] = 'x';
+                ck_assert_int_eq(wire_unpack(&f, &m), 0);
+                protobuf_c_message_free_unpacked(m, NULL);
+        }
+
         /* A cancel has no body to decode. */
         f = (ChannelFrame){.opcode = CELLA__V1__OPCODE__OPCODE_SYSTEM_INFO,
                            .flags = CHANNEL_FLAG_CANCEL,
@@ -561,7 +593,12 @@ START_TEST(test_wire_unpack)
                 size_t n_ops;
                 const WireOp *ops = wire_ops(&n_ops);
 
-                ck_assert_uint_ge(n_ops, 27);
+                ck_assert_uint_ge(n_ops, 29);
+                ck_assert_str_eq(wire_op_lookup(CELLA__V1__OPCODE__OPCODE_BUS_PUBLISH_BATCH)->name,
+                                 "bus.publish_batch");
+                ck_assert_ptr_eq(
+                        wire_op_lookup(CELLA__V1__OPCODE__OPCODE_EVENT_BUS_MESSAGES)->event,
+                        &cella__v1__bus_messages_event__descriptor);
                 for (size_t i = 0; i < n_ops; i++) {
                         ck_assert_ptr_eq(wire_op_lookup(ops[i].opcode), &ops[i]);
                         if (ops[i].opcode >= 0x8000)

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * bus.publish, bus.subscribe, bus.unsubscribe, bus.send, bus.request, bus.reply
- * (proto/cella.proto "bus", docs/protocol.md): the apps' side of ipc/bus.h.
+ * bus.publish, bus.publish_batch, bus.subscribe, bus.unsubscribe, bus.send,
+ * bus.request, bus.reply (proto/cella.proto "bus", docs/protocol.md): the apps' side
+ * of ipc/bus.h.
  *
  * Rights: bus.publish:<topic>, bus.subscribe:<pattern> (the pattern asked must be
  * covered by a granted one: capability_scope_match takes patterns as subjects),
@@ -11,13 +12,28 @@
  * Delivery. Each attached app has a bus endpoint whose bounded queue drops the
  * oldest message when full (ipc/bus.h). When the queue stops being empty the bus
  * tells us and the app's uv_idle_t is started; it runs once per loop iteration and
- * turns up to BUS_DELIVER_BATCH queued messages into EVENT_BUS_MESSAGE frames, so
- * a burst of publishes read in one go costs one wake-up per subscriber, not one per
- * message. It never puts more frames in the app's out queue than the queue has room
- * for (broker_app_outq_room()): what does not fit stays in the bus queue, where the
- * drop-oldest policy counts the losses, and the app is retried with a backoff
- * timer (BUS_RETRY_MIN_MS doubling to BUS_RETRY_MAX_MS) instead of spinning the
- * loop. A publisher never waits for a subscriber.
+ * turns queued messages into up to BUS_DELIVER_BATCH frames, so a burst of publishes
+ * read in one go costs one wake-up per subscriber, not one per message. Messages of
+ * a subscription made with batch = true (the client decodes EVENT_BUS_MESSAGES) go
+ * together, up to BUS_EVENT_BATCH_MAX and the 64 KiB body per frame; the others, and
+ * direct messages and requests, one EVENT_BUS_MESSAGE each. It never puts more
+ * frames in the app's out queue than the queue has room for (broker_app_outq_room()):
+ * what does not fit stays in the bus queue, where the drop-oldest policy counts the
+ * losses, and the app is retried with a backoff timer (BUS_RETRY_MIN_MS doubling to
+ * BUS_RETRY_MAX_MS) instead of spinning the loop. When a publish finds the bus queue
+ * full, the bus asks us first (bus_endpoint_set_full()) and we move what the out
+ * queue has room for into frames at once: a batch publish larger than the bus queue
+ * reaches an app that reads, and only an app that does not read loses messages. A
+ * publisher never waits for a subscriber.
+ *
+ * Batches. bus.publish_batch carries up to BUS_BATCH_MAX messages. right_of checks
+ * every field and names no right (one call, several rights); the handler checks
+ * bus.publish for each distinct topic (at most BUS_BATCH_TOPICS_MAX) before
+ * publishing anything, so one refused topic refuses the call, and the refusal and
+ * its audit record name it. One audit record per call (message count, the first
+ * BUS_AUDIT_TOPICS_MAX topics, deliveries) and one rate-limit token, taken by the
+ * core before the handler runs, so refusals pay too: the bounds above bound what
+ * one token buys.
  *
  * Requests. bus.request queues a request message (its bus message id is the reply
  * token) and keeps the caller's BrokerCall; the answer comes from the target's
@@ -35,7 +51,11 @@
 #include "ipc/bus.h"
 
 #define BUS_PAYLOAD_MAX        64512u /* proto: so that an event carrying one fits a body */
-#define BUS_DELIVER_BATCH      256u   /* events made per app per loop iteration */
+#define BUS_DELIVER_BATCH      256u   /* frames made per app per loop iteration */
+#define BUS_EVENT_BATCH_MAX    256u   /* proto: messages in one BusMessagesEvent */
+#define BUS_BATCH_MAX          1024u  /* proto: messages in one bus.publish_batch */
+#define BUS_BATCH_TOPICS_MAX   64u    /* proto: distinct topics in one */
+#define BUS_AUDIT_TOPICS_MAX   8u     /* topics one audit record names */
 #define BUS_RETRY_MIN_MS       1u     /* out queue full: first retry */
 #define BUS_RETRY_MAX_MS       64u    /* ... doubling up to this */
 #define BUS_TIMEOUT_DEFAULT_MS 30000u /* proto: timeout_ms 0 */
@@ -50,6 +70,7 @@ typedef struct Sub {
         BrokerHandle handle;
         BusState *st;
         uint64_t id;
+        bool batch; /* the client takes EVENT_BUS_MESSAGES for it */
         struct Sub *next, *prev;
 } Sub;
 
@@ -102,56 +123,127 @@ static void audit_u64(BrokerCall *c, const char *key, uint64_t v)
 
 /* ---- delivery -------------------------------------------------------------------- */
 
-static bool sub_is_live(const BusState *st, uint64_t id)
+static const Sub *sub_find(const BusState *st, uint64_t id)
 {
         for (const Sub *s = st->subs; s; s = s->next)
                 if (s->id == id)
-                        return true;
-        return false;
+                        return s;
+        return NULL;
 }
 
 static void deliver_retry(uv_timer_t *h);
 static void deliver_idle(uv_idle_t *h);
 
+/* The messages of one batched event frame being built. The broker runs on one thread
+ * (broker.h) and making a frame never re-enters delivery, so one scratch serves
+ * every app (it is 100 KiB: too much to keep per app or put on the stack). */
+static struct {
+        BusMessage *held[BUS_EVENT_BATCH_MAX];
+        Cella__V1__BusMessageEvent ev[BUS_EVENT_BATCH_MAX];
+        Cella__V1__BusMessageEvent *ptr[BUS_EVENT_BATCH_MAX];
+} scratch;
+
+static void event_of(Cella__V1__BusMessageEvent *ev, const BusMessage *m, uint64_t sub)
+{
+        *ev = (Cella__V1__BusMessageEvent)CELLA__V1__BUS_MESSAGE_EVENT__INIT;
+        ev->subscription_id = sub;
+        ev->topic = m->topic;
+        ev->sender = m->sender;
+        ev->data = (ProtobufCBinaryData){.len = m->len, .data = (uint8_t *)m->data};
+        ev->content_type = m->content_type;
+        ev->reply_token = m->request ? m->id : 0;
+}
+
+/* At least the bytes m takes inside a BusMessagesEvent (field tag, length, the
+ * BusMessageEvent), without a pass over the encoder: each of its six fields counted at
+ * its longest (a tag byte, a length varint of 3 bytes as for up to 2 MiB, the bytes; 10
+ * bytes for a uint64 varint). Over-counting only leaves a frame a little short of full;
+ * under-counting could make it too large, which this never does. */
+static size_t event_field_bound(const BusMessage *m)
+{
+        size_t inner = (1 + 10) * 2 /* subscription_id, reply_token */ +
+                       (1 + 3) * 4 /* topic, sender, data, content_type: tag, length */ +
+                       strlen(m->topic) + strlen(m->sender) + m->len + strlen(m->content_type);
+
+        return 1 + 3 + inner;
+}
+
 /*
- * Moves queued messages into the app's out queue, at most BUS_DELIVER_BATCH and
- * never more than it has room for. Messages of a subscription that has ended since
- * they were queued (unsubscribed, or its right revoked) are dropped here, so nothing
- * arrives through a right the app no longer holds.
+ * Moves queued messages into at most max_frames frames of the app's out queue, never
+ * more than it has room for. Consecutive messages of batch subscriptions share a
+ * BusMessagesEvent (up to BUS_EVENT_BATCH_MAX, within a body); any other message, or a
+ * batch of one, is an EVENT_BUS_MESSAGE. Messages of a subscription that has ended
+ * since they were queued (unsubscribed, or its right revoked) are dropped here, so
+ * nothing arrives through a right the app no longer holds. Returns the frames made.
  */
+static unsigned deliver_frames(BusState *st, unsigned max_frames)
+{
+        unsigned room = broker_app_outq_room(st->app), frames = 0;
+
+        while (frames < max_frames && room > 0) {
+                size_t body = 0;
+                unsigned n = 0;
+
+                for (;;) {
+                        uint64_t sub_id = 0;
+                        const BusMessage *m = bus_endpoint_peek(st->ep, &sub_id);
+                        const Sub *s = NULL;
+                        bool batch;
+                        size_t size;
+
+                        if (!m || n == BUS_EVENT_BATCH_MAX)
+                                break;
+                        if (sub_id != 0 && !(s = sub_find(st, sub_id))) {
+                                bus_message_unref(bus_endpoint_take(st->ep, NULL));
+                                continue;
+                        }
+                        batch = s && s->batch;
+                        if (n > 0 && !batch)
+                                break; /* it goes alone, in the next frame */
+                        event_of(&scratch.ev[n], m, sub_id);
+                        size = batch ? event_field_bound(m) : 0;
+                        if (n > 0 && body + size > CHANNEL_BODY_MAX)
+                                break;
+                        scratch.held[n] = bus_endpoint_take(st->ep, NULL);
+                        scratch.ptr[n] = &scratch.ev[n];
+                        body += size;
+                        n++;
+                        if (!batch)
+                                break;
+                }
+                if (n == 0)
+                        break;
+                if (n == 1)
+                        (void)broker_app_event(st->app, CELLA__V1__OPCODE__OPCODE_EVENT_BUS_MESSAGE,
+                                               &scratch.ev[0].base);
+                else {
+                        Cella__V1__BusMessagesEvent ev = CELLA__V1__BUS_MESSAGES_EVENT__INIT;
+
+                        ev.n_messages = n;
+                        ev.messages = scratch.ptr;
+                        (void)broker_app_event(
+                                st->app, CELLA__V1__OPCODE__OPCODE_EVENT_BUS_MESSAGES, &ev.base);
+                }
+                for (unsigned i = 0; i < n; i++)
+                        scratch.held[i] = bus_message_unref(scratch.held[i]);
+                frames++;
+                room--;
+        }
+        return frames;
+}
+
+/* Delivers a batch of frames and decides when to go on: next loop iteration if the
+ * out queue has room, after a backoff if it is full, never if the bus queue is empty. */
 static void deliver(BusState *st)
 {
-        unsigned room = broker_app_outq_room(st->app), n = 0;
+        unsigned n = deliver_frames(st, BUS_DELIVER_BATCH);
         BusStats stats;
 
-        while (n < BUS_DELIVER_BATCH && room > 0) {
-                Cella__V1__BusMessageEvent ev = CELLA__V1__BUS_MESSAGE_EVENT__INIT;
-                uint64_t sub = 0;
-                BusMessage *m = bus_endpoint_take(st->ep, &sub);
-
-                if (!m)
-                        break;
-                if (sub != 0 && !sub_is_live(st, sub)) {
-                        bus_message_unref(m);
-                        continue;
-                }
-                ev.subscription_id = sub;
-                ev.topic = m->topic;
-                ev.sender = m->sender;
-                ev.data = (ProtobufCBinaryData){.len = m->len, .data = m->data};
-                ev.content_type = m->content_type;
-                ev.reply_token = m->request ? m->id : 0;
-                (void)broker_app_event(st->app, CELLA__V1__OPCODE__OPCODE_EVENT_BUS_MESSAGE,
-                                       &ev.base);
-                bus_message_unref(m);
-                room--;
-                n++;
-        }
         bus_endpoint_stats(st->ep, &stats);
         if (stats.queued == 0) {
                 uv_idle_stop(&st->idle);
                 st->retry_ms = 0;
-        } else if (room == 0) {
+        } else if (broker_app_outq_room(st->app) == 0) {
                 /* The app does not read: wait for it without spinning the loop. */
                 uv_idle_stop(&st->idle);
                 if (n > 0 || st->retry_ms == 0)
@@ -185,6 +277,14 @@ static void deliver_notify(BusEndpoint *ep, void *userdata)
 
         if (st->retry_ms == 0)
                 uv_idle_start(&st->idle, deliver_idle);
+}
+
+/* From the bus, inside a publish: the endpoint's queue is full and a message is about
+ * to join it. What the out queue has room for goes into frames now; the scheduling
+ * (idle, retry) is left as it is: the queue was not empty, so it is armed already. */
+static void deliver_full(BusEndpoint *ep, void *userdata)
+{
+        (void)deliver_frames(userdata, BUS_DELIVER_BATCH);
 }
 
 /* ---- pending requests ------------------------------------------------------------- */
@@ -289,6 +389,7 @@ int broker_bus_attach(BrokerApp *app)
         }
         st->idle.data = st->retry.data = st;
         bus_endpoint_set_notify(st->ep, deliver_notify, st);
+        bus_endpoint_set_full(st->ep, deliver_full, st);
         broker_app_set_slot(app, BROKER_SLOT_BUS, st);
         return 0;
 }
@@ -393,6 +494,145 @@ static void publish_handle(BrokerCall *c)
         broker_reply(c, &reply.base, NULL, 0);
 }
 
+/* True if "bus.publish:" + topic fits a right (right_fmt() would take it). */
+static bool topic_right_fits(const char *topic)
+{
+        return sizeof("bus.publish:") - 1 + strlen(topic) < CAPABILITY_RIGHT_MAX;
+}
+
+/* The distinct topics of a batch in first-seen order, into topics[BUS_BATCH_TOPICS_MAX].
+ * Returns how many, or -EINVAL past BUS_BATCH_TOPICS_MAX. A run of one topic (the usual
+ * batch) costs one strcmp per message. */
+static int batch_topics(const Cella__V1__BusPublishBatchRequest *m, const char **topics)
+{
+        unsigned n = 0;
+
+        for (size_t i = 0; i < m->n_messages; i++) {
+                const char *t = m->messages[i]->topic;
+                unsigned j;
+
+                if (i > 0 && strcmp(t, m->messages[i - 1]->topic) == 0)
+                        continue;
+                for (j = 0; j < n && strcmp(topics[j], t) != 0; j++)
+                        ;
+                if (j < n)
+                        continue;
+                if (n == BUS_BATCH_TOPICS_MAX)
+                        return -EINVAL;
+                topics[n++] = t;
+        }
+        return (int)n;
+}
+
+/* Every field of every message (as publish_right()), so that a bad one refuses the
+ * call before any right is looked at. No right for the core to check: the handler
+ * checks one per distinct topic. */
+static const char *publish_batch_right(const ProtobufCMessage *req, char *buf, size_t size,
+                                       int *ret_error)
+{
+        const Cella__V1__BusPublishBatchRequest *m = (const void *)req;
+        const char *topics[BUS_BATCH_TOPICS_MAX];
+        int r;
+
+        if (m->n_messages == 0 || m->n_messages > BUS_BATCH_MAX) {
+                *ret_error = -EINVAL;
+                return NULL;
+        }
+        for (size_t i = 0; i < m->n_messages; i++) {
+                const Cella__V1__BusPublishRequest *p = m->messages[i];
+
+                if (!bus_topic_is_valid(p->topic) || !topic_right_fits(p->topic)) {
+                        *ret_error = -EINVAL;
+                        return NULL;
+                }
+                r = check_body(p->content_type, p->data.len);
+                if (r < 0) {
+                        *ret_error = r;
+                        return NULL;
+                }
+        }
+        r = batch_topics(m, topics);
+        if (r < 0)
+                *ret_error = r;
+        return NULL;
+}
+
+/* Refuses c for right (error -EACCES or -EPERM, why: the reason), naming it in the
+ * reply and in the audit record (c->right is read before broker_reply_error()
+ * returns, so a buffer of the caller's will do). */
+static void publish_batch_refuse(BrokerCall *c, const char *right, int error, const char *why)
+{
+        char message[CAPABILITY_RIGHT_MAX + 64];
+
+        snprintf(message, sizeof message, "%.*s: %s", (int)strnlen(right, CAPABILITY_RIGHT_MAX - 1),
+                 right, why);
+        c->right = right;
+        broker_reply_error(c, -error, message);
+}
+
+static void publish_batch_handle(BrokerCall *c)
+{
+        const Cella__V1__BusPublishBatchRequest *m = (const void *)c->request;
+        Cella__V1__BusPublishBatchReply reply = CELLA__V1__BUS_PUBLISH_BATCH_REPLY__INIT;
+        char rights[BUS_BATCH_TOPICS_MAX][CAPABILITY_RIGHT_MAX];
+        const char *topics[BUS_BATCH_TOPICS_MAX], *why;
+        BusState *st = bus_state(c->app);
+        uint64_t delivered = 0;
+        json_t *names;
+        int n, r;
+
+        n = batch_topics(m, topics); /* 1..BUS_BATCH_TOPICS_MAX: right_of checked */
+        audit_u64(c, "messages", m->n_messages);
+        audit_u64(c, "topics_total", (uint64_t)n);
+        names = json_array();
+        for (int i = 0; names && i < n && i < (int)BUS_AUDIT_TOPICS_MAX; i++)
+                json_array_append_new(names, json_string(topics[i]));
+        if (names && !c->audit_fields)
+                c->audit_fields = json_object();
+        if (names && c->audit_fields)
+                json_object_set_new(c->audit_fields, "topics", names);
+        else
+                json_decref(names);
+
+        /* All decided before anything is published or any one-time grant consumed,
+         * then taken (as the core's check does for other calls). */
+        for (int i = 0; i < n; i++) {
+                snprintf(rights[i], sizeof rights[i], "bus.publish:%s", topics[i]);
+                r = broker_app_right_state(c->app, rights[i], NULL, &why);
+                if (r < 0) {
+                        publish_batch_refuse(c, rights[i], r, why);
+                        return;
+                }
+        }
+        for (int i = 0; i < n; i++)
+                if (!broker_app_holds(c->app, rights[i], true)) {
+                        /* Held a moment ago: a one-time grant an earlier topic of this
+                         * batch used up. */
+                        publish_batch_refuse(c, rights[i], -EACCES, "not granted (one-time)");
+                        return;
+                }
+
+        for (size_t i = 0; i < m->n_messages; i++) {
+                const Cella__V1__BusPublishRequest *p = m->messages[i];
+
+                r = bus_publish(st->bus, st->ep, p->topic, p->content_type, p->data.data,
+                                p->data.len);
+                if (r < 0) {
+                        /* Only -ENOMEM can come after the checks; the messages before
+                         * this one are out. */
+                        audit_u64(c, "published", i);
+                        broker_reply_error(c, -r, "out of memory part-way through the batch");
+                        return;
+                }
+                delivered += (uint64_t)r;
+        }
+        audit_u64(c, "delivered", delivered);
+        c->right = rights[0]; /* the record names the first; "topics" the others */
+        reply.messages = (uint32_t)m->n_messages;
+        reply.delivered = delivered;
+        broker_reply(c, &reply.base, NULL, 0);
+}
+
 static const char *subscribe_right(const ProtobufCMessage *req, char *buf, size_t size,
                                    int *ret_error)
 {
@@ -444,6 +684,7 @@ static void subscribe_handle(BrokerCall *c)
                 return;
         }
         s->st = st;
+        s->batch = m->batch;
         s->next = st->subs;
         if (st->subs)
                 st->subs->prev = s;
@@ -636,6 +877,12 @@ const BrokerCallDef broker_calls_bus[] = {
                 .cls = BROKER_CLASS_CHEAP,
                 .right_of = publish_right,
                 .handle = publish_handle,
+        },
+        {
+                .opcode = CELLA__V1__OPCODE__OPCODE_BUS_PUBLISH_BATCH,
+                .cls = BROKER_CLASS_CHEAP,
+                .right_of = publish_batch_right,
+                .handle = publish_batch_handle,
         },
         {
                 .opcode = CELLA__V1__OPCODE__OPCODE_BUS_SUBSCRIBE,
