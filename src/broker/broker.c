@@ -875,7 +875,7 @@ static void bad_frame(BrokerApp *app, uint16_t opcode, uint64_t request_id, bool
                 app_close_channel(app, "bad frames");
 }
 
-/* A datagram that is not a frame (recv_judge() failed). Its header, if one came, is
+/* A datagram that is not a frame (channel_judge() failed). Its header, if one came, is
  * in h (the bytes a short datagram lacks zeroed): a request that names itself gets
  * its answer. */
 static void bad_datagram(BrokerApp *app, const uint8_t *h, int error)
@@ -1030,59 +1030,6 @@ typedef union RecvControl {
 } RecvControl;
 
 /*
- * Judges one datagram of a recvmmsg() as channel_recv() judges what it reads: the
- * fds that came (all of them closed on failure, else into ret_fds), the frame in
- * buf (len bytes). 0 and *ret, or -ECONNRESET (end of stream), -EMSGSIZE (larger
- * than a frame), -EPROTO (fds: too many, not as the header says, or a foreign
- * control message), or channel_decode()'s errors.
- */
-static int recv_judge(struct msghdr *mh, size_t len, const uint8_t *buf, ChannelFrame *ret,
-                      int *ret_fds)
-{
-        int fds[CHANNEL_FDS_MAX];
-        unsigned n_fds = 0;
-        bool foreign = false;
-        ChannelFrame f;
-        int r;
-
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
-                if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-                        size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-
-                        for (size_t i = 0; i < k; i++) {
-                                int x;
-
-                                memcpy(&x, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-                                if (n_fds < CHANNEL_FDS_MAX)
-                                        fds[n_fds++] = x;
-                                else
-                                        safe_close(x);
-                        }
-                } else
-                        foreign = true;
-        }
-        if (len == 0)
-                r = -ECONNRESET;
-        else if (mh->msg_flags & MSG_TRUNC)
-                r = -EMSGSIZE;
-        else if ((mh->msg_flags & MSG_CTRUNC) || foreign)
-                r = -EPROTO;
-        else {
-                r = channel_decode(buf, len, &f);
-                if (r >= 0 && f.n_fds != n_fds)
-                        r = -EPROTO;
-        }
-        if (r < 0) {
-                close_fds(fds, n_fds);
-                return r;
-        }
-        if (n_fds > 0)
-                memcpy(ret_fds, fds, sizeof(int) * n_fds);
-        *ret = f;
-        return 0;
-}
-
-/*
  * Reads what the app sent, up to BROKER_FRAMES_PER_WAKE frames, RECV_BATCH per
  * recvmmsg(2): a call that returns fewer than it asked for found the socket empty,
  * so a ping-pong costs one system call to read, not a second that finds nothing.
@@ -1137,7 +1084,7 @@ static void app_read(BrokerApp *app)
 
                         if (len < CHANNEL_HEADER_SIZE)
                                 memset(buf + len, 0, CHANNEL_HEADER_SIZE - len);
-                        r = recv_judge(&mm[i].msg_hdr, len, buf, &f, fds);
+                        r = channel_judge(&mm[i].msg_hdr, len, buf, CHANNEL_FDS_MAX, &f, fds);
                         if (app->closed) { /* by a frame before: the rest are dropped */
                                 if (r == 0)
                                         close_fds(fds, f.n_fds);

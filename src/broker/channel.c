@@ -192,8 +192,6 @@ int channel_recv(int fd, ChannelFrame *ret, void *buf, int *ret_fds, unsigned ma
                 struct cmsghdr align;
                 uint8_t buf[CMSG_SPACE(sizeof(int) * CHANNEL_FDS_MAX)];
         } control;
-        int fds[CHANNEL_FDS_MAX];
-        unsigned n_fds = 0;
         struct iovec iov = {.iov_base = buf, .iov_len = CHANNEL_DATAGRAM_MAX};
         struct msghdr mh = {
                 .msg_iov = &iov,
@@ -201,10 +199,7 @@ int channel_recv(int fd, ChannelFrame *ret, void *buf, int *ret_fds, unsigned ma
                 .msg_control = control.buf,
                 .msg_controllen = CMSG_SPACE(sizeof(int) * (max_fds < 1 ? 1 : max_fds)),
         };
-        bool foreign = false;
-        ChannelFrame f;
         ssize_t n;
-        int r;
 
         if (max_fds > CHANNEL_FDS_MAX)
                 return -EINVAL;
@@ -221,9 +216,21 @@ int channel_recv(int fd, ChannelFrame *ret, void *buf, int *ret_fds, unsigned ma
         if (n < 0)
                 return negative_errno();
 
+        return channel_judge(&mh, (size_t)n, buf, max_fds, ret, ret_fds);
+}
+
+int channel_judge(const struct msghdr *mh, size_t len, const void *buf, unsigned max_fds,
+                  ChannelFrame *ret, int *ret_fds)
+{
+        int fds[CHANNEL_FDS_MAX];
+        unsigned n_fds = 0;
+        bool foreign = false;
+        ChannelFrame f;
+        int r;
+
         /* Collect every fd that arrived before judging anything, so each error path
          * can close them all. */
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR((struct msghdr *)mh, c)) {
                 if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
                         size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
 
@@ -240,14 +247,14 @@ int channel_recv(int fd, ChannelFrame *ret, void *buf, int *ret_fds, unsigned ma
                         foreign = true;
         }
 
-        if (n == 0)
+        if (len == 0)
                 r = -ECONNRESET;
-        else if (mh.msg_flags & MSG_TRUNC)
+        else if (mh->msg_flags & MSG_TRUNC)
                 r = -EMSGSIZE;
-        else if ((mh.msg_flags & MSG_CTRUNC) || foreign || n_fds > max_fds)
+        else if ((mh->msg_flags & MSG_CTRUNC) || foreign || n_fds > max_fds)
                 r = -EPROTO;
         else {
-                r = channel_decode(buf, (size_t)n, &f);
+                r = channel_decode(buf, len, &f);
                 if (r >= 0 && f.n_fds != n_fds)
                         r = -EPROTO;
         }
@@ -255,7 +262,6 @@ int channel_recv(int fd, ChannelFrame *ret, void *buf, int *ret_fds, unsigned ma
                 close_fds(fds, n_fds);
                 return r;
         }
-
         if (n_fds > 0)
                 memcpy(ret_fds, fds, sizeof(int) * n_fds);
         *ret = f;
@@ -348,54 +354,55 @@ int channel_get_varint(const uint8_t **p, const uint8_t *end, uint64_t *ret)
         return -EBADMSG;
 }
 
+int channel_next_field(const uint8_t **p, const uint8_t *end, ChannelField *ret)
+{
+        uint64_t key, n;
+
+        if (channel_get_varint(p, end, &key) < 0)
+                return -EBADMSG;
+        *ret = (ChannelField){.number = key >> 3, .wire_type = (unsigned)(key & 7)};
+        switch (ret->wire_type) {
+        case 0:
+                return channel_get_varint(p, end, &ret->varint);
+        case 1:
+        case 5:
+                n = ret->wire_type == 1 ? 8 : 4;
+                break;
+        case 2:
+                if (channel_get_varint(p, end, &n) < 0)
+                        return -EBADMSG;
+                break;
+        default: /* groups, or not a wire type */
+                return -EBADMSG;
+        }
+        if (n > (uint64_t)(end - *p))
+                return -EBADMSG;
+        ret->data = *p;
+        ret->len = (size_t)n;
+        *p += n;
+        return 0;
+}
+
 int channel_parse_error(const void *body, size_t len, int *ret_error, char *ret_message,
                         size_t message_size)
 {
         const uint8_t *p = body, *end = p + len, *msg = NULL;
         uint64_t errnum = 0, msg_len = 0;
-        int r;
 
         while (p < end) {
-                uint64_t key, v;
+                ChannelField f;
 
-                r = channel_get_varint(&p, end, &key);
-                if (r < 0)
-                        return r;
-
-                switch (key & 7) {
-                case 0: /* varint */
-                        r = channel_get_varint(&p, end, &v);
-                        if (r < 0)
-                                return r;
-                        if ((key >> 3) == 1)
-                                errnum = v;
-                        else if ((key >> 3) == 2)
-                                return -EBADMSG;
-                        break;
-                case 1: /* fixed64 */
-                case 5: /* fixed32 */
-                        v = (key & 7) == 1 ? 8 : 4;
-                        if ((size_t)(end - p) < v || (key >> 3) == 1 || (key >> 3) == 2)
-                                return -EBADMSG;
-                        p += v;
-                        break;
-                case 2: /* length-delimited */
-                        r = channel_get_varint(&p, end, &v);
-                        if (r < 0)
-                                return r;
-                        if (v > (uint64_t)(end - p) || (key >> 3) == 1)
-                                return -EBADMSG;
-                        if ((key >> 3) == 2) {
-                                msg = p;
-                                msg_len = v;
-                        }
-                        p += v;
-                        break;
-                default: /* groups, or not a wire type */
+                if (channel_next_field(&p, end, &f) < 0 || f.number == 0)
                         return -EBADMSG;
+                /* errnum is field 1, an int32 (varint); message is field 2, a string. */
+                if ((f.number == 1 && f.wire_type != 0) || (f.number == 2 && f.wire_type != 2))
+                        return -EBADMSG;
+                if (f.number == 1)
+                        errnum = f.varint;
+                else if (f.number == 2) {
+                        msg = f.data;
+                        msg_len = f.len;
                 }
-                if ((key >> 3) == 0)
-                        return -EBADMSG;
         }
 
         /* int32 on the wire: negative values come as 10-byte varints; take the low

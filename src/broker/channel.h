@@ -93,6 +93,18 @@ int channel_send(int fd, const ChannelFrame *frame, const int *fds, unsigned n_f
  *   another -errno of recvmsg.
  * A failed frame is consumed: the next call reads the next datagram.
  */
+struct msghdr;
+
+/*
+ * The judging half of channel_recv(), for a caller that received the datagram
+ * itself (the broker reads many with recvmmsg): mh as recvmsg filled it (its
+ * flags and control messages), len bytes of it at buf. Same returns as
+ * channel_recv() (but no -EAGAIN); every fd that came is closed on failure and
+ * handed to ret_fds[] on success.
+ */
+int channel_judge(const struct msghdr *mh, size_t len, const void *buf, unsigned max_fds,
+                  ChannelFrame *ret, int *ret_fds);
+
 int channel_recv(int fd, ChannelFrame *ret, void *buf, int *ret_fds, unsigned max_fds,
                  int recv_flags);
 
@@ -132,6 +144,24 @@ int channel_parse_error(const void *body, size_t len, int *ret_error, char *ret_
  * hand-written scans of bodies (error replies here, string checks in wire.c).
  */
 int channel_get_varint(const uint8_t **p, const uint8_t *end, uint64_t *ret);
+
+/* One field of a protobuf body, as channel_next_field() reads it. */
+typedef struct ChannelField {
+        uint64_t number;     /* field number (0 is not a valid one: the caller decides) */
+        unsigned wire_type;  /* 0 varint, 1 fixed64, 2 length-delimited, 5 fixed32 */
+        uint64_t varint;     /* the value, for wire type 0 */
+        const uint8_t *data; /* the bytes, for wire types 1, 2 and 5 */
+        size_t len;          /* their count */
+} ChannelField;
+
+/*
+ * Reads the field at *p (which must be < end) and advances *p past it (protobuf
+ * encoding docs, "Message Structure"). Returns 0 and *ret, or -EBADMSG if it runs
+ * past end, or its wire type is a group (3, 4) or not one (6, 7). For the
+ * hand-written scans of bodies: error replies here, the string check in wire.c,
+ * libcella's split of batched events.
+ */
+int channel_next_field(const uint8_t **p, const uint8_t *end, ChannelField *ret);
 
 /* True if the frame is a request (none of REPLY, EVENT, CANCEL). */
 static inline bool channel_frame_is_request(const ChannelFrame *f)

@@ -149,38 +149,20 @@ static int check_strings(const ProtobufCMessageDescriptor *d, const uint8_t *p, 
                 return -EBADMSG;
         while (p < end) {
                 const ProtobufCFieldDescriptor *fd;
-                uint64_t key, v;
+                ChannelField f;
 
-                if (channel_get_varint(&p, end, &key) < 0)
+                if (channel_next_field(&p, end, &f) < 0)
                         return -EBADMSG;
-                switch (key & 7) {
-                case 0:
-                        if (channel_get_varint(&p, end, &v) < 0)
-                                return -EBADMSG;
+                if (f.wire_type != 2)
                         continue;
-                case 1:
-                case 5:
-                        v = (key & 7) == 1 ? 8 : 4;
-                        if ((size_t)(end - p) < v)
-                                return -EBADMSG;
-                        p += v;
-                        continue;
-                case 2:
-                        break;
-                default:
-                        return -EBADMSG;
-                }
-                if (channel_get_varint(&p, end, &v) < 0 || v > (uint64_t)(end - p))
-                        return -EBADMSG;
-                fd = key >> 3 <= UINT32_MAX
-                             ? protobuf_c_message_descriptor_get_field(d, (unsigned)(key >> 3))
+                fd = f.number <= UINT32_MAX
+                             ? protobuf_c_message_descriptor_get_field(d, (unsigned)f.number)
                              : NULL;
-                if (fd && fd->type == PROTOBUF_C_TYPE_STRING && !utf8_valid_no_nul(p, v))
+                if (fd && fd->type == PROTOBUF_C_TYPE_STRING && !utf8_valid_no_nul(f.data, f.len))
                         return -EBADMSG;
                 if (fd && fd->type == PROTOBUF_C_TYPE_MESSAGE &&
-                    check_strings(fd->descriptor, p, v, depth + 1) < 0)
+                    check_strings(fd->descriptor, f.data, f.len, depth + 1) < 0)
                         return -EBADMSG;
-                p += v;
         }
         return 0;
 }

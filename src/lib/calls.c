@@ -842,41 +842,20 @@ int client_event_bus_messages(Cella *c, const void *body, size_t len)
         m = (const void *)pm;
         while (p < end && i < m->n_messages) {
                 const Cella__V1__BusMessageEvent *x = m->messages[i];
-                uint64_t key, v;
+                ChannelField fl;
                 CellaEvent ev;
 
                 /* wire_unpack() accepted the body: the walk cannot fail, but stays
                  * bounded by it anyway. */
-                if (channel_get_varint(&p, end, &key) < 0)
+                if (channel_next_field(&p, end, &fl) < 0)
                         return -EBADMSG;
-                switch (key & 7) {
-                case 0:
-                        if (channel_get_varint(&p, end, &v) < 0)
-                                return -EBADMSG;
-                        continue;
-                case 1:
-                case 5:
-                        v = (key & 7) == 1 ? 8 : 4;
-                        if ((size_t)(end - p) < v)
-                                return -EBADMSG;
-                        p += v;
-                        continue;
-                case 2:
-                        break;
-                default:
-                        return -EBADMSG;
-                }
-                if (channel_get_varint(&p, end, &v) < 0 || v > (uint64_t)(end - p))
-                        return -EBADMSG;
-                if (key >> 3 != 1) { /* a field of a later version */
-                        p += v;
-                        continue;
-                }
+                if (fl.number != 1 || fl.wire_type != 2)
+                        continue; /* a field of a later version */
                 ev = (CellaEvent){
                         .opcode = CELLA_EVENT_BUS_MESSAGE,
                         .decoded = true,
-                        .body = p,
-                        .body_len = (size_t)v,
+                        .body = fl.data,
+                        .body_len = fl.len,
                         .bus =
                                 {
                                         .subscription_id = x->subscription_id,
@@ -888,7 +867,6 @@ int client_event_bus_messages(Cella *c, const void *body, size_t len)
                                         .reply_token = x->reply_token,
                                 },
                 };
-                p += v;
                 i++;
                 client_event_emit(c, &ev);
         }
