@@ -40,17 +40,6 @@ enum {
         {                                                                                          \
         }
 
-/* What run and boot share: the kernel's own options. */
-typedef struct KernelArgs {
-        const char *state_dir;
-        int json_status_fd;
-        CgroupMode cgroup_mode;
-        uid_t uid_base;
-        uint32_t uid_count;
-        bool no_prompt;
-        char **roots;
-} KernelArgs;
-
 static void kernel_options_usage(FILE *f)
 {
         fprintf(f,
@@ -108,7 +97,7 @@ static int parse_root(const char *arg, char ***roots)
 }
 
 /* Handles option c of KERNEL_OPTIONS. Returns 0, or an exit code; -1 if c is not one. */
-static int kernel_option(int c, const char *arg, KernelArgs *k)
+static int kernel_option(int c, const char *arg, KernelOptions *k)
 {
         unsigned long long v, n;
         int code;
@@ -171,14 +160,38 @@ static int kernel_option(int c, const char *arg, KernelArgs *k)
         }
 }
 
-static KernelArgs kernel_args_default(void)
+/*
+ * Parses argv's options (getopt optstring: "+vh" for run, which stops at the app's
+ * own args, "vh" for boot) into *k, with the defaults first. usage prints the
+ * command's help. Returns 0 (optind at the first operand), -1 after printing the
+ * help on request (exit 0), or an exit code after printing what was wrong.
+ */
+static int kernel_options_parse(int argc, char **argv, const char *optstring,
+                                void (*usage)(FILE *f), KernelOptions *k)
 {
-        return (KernelArgs){
+        static const struct option options[] = {KERNEL_OPTIONS};
+        int c, code;
+
+        *k = (KernelOptions){
                 .state_dir = cli_default_state_dir(),
                 .json_status_fd = -1,
                 .uid_base = STATE_UID_BASE_DEFAULT,
                 .uid_count = STATE_UID_COUNT_DEFAULT,
         };
+        while ((c = getopt_long(argc, argv, optstring, options, NULL)) >= 0) {
+                if (c == 'h') {
+                        usage(stdout);
+                        return -1;
+                }
+                code = kernel_option(c, optarg, k);
+                if (code < 0) {
+                        usage(stderr);
+                        return CELLA_EXIT_USAGE;
+                }
+                if (code != 0)
+                        return code;
+        }
+        return 0;
 }
 
 static void run_usage(FILE *f)
@@ -198,45 +211,24 @@ static void run_usage(FILE *f)
 
 int cli_run(int argc, char **argv)
 {
-        static const struct option options[] = {KERNEL_OPTIONS};
-        KernelArgs k = kernel_args_default();
-        _cleanup_strv_free_ char **roots = NULL;
-        RunOptions o;
-        int c, code;
+        RunOptions o = {};
+        int code;
 
         /* "+": stop at the first non-option, so the app's own args are left alone. */
-        while ((c = getopt_long(argc, argv, "+vh", options, NULL)) >= 0) {
-                if (c == 'h') {
-                        run_usage(stdout);
-                        return 0;
-                }
-                code = kernel_option(c, optarg, &k);
-                roots = k.roots;
-                if (code < 0) {
-                        run_usage(stderr);
-                        return CELLA_EXIT_USAGE;
-                }
-                if (code != 0)
-                        return code;
-        }
-        if (optind >= argc) {
+        code = kernel_options_parse(argc, argv, "+vh", run_usage, &o.k);
+        if (code == 0 && optind >= argc) {
                 log_error("run: missing APP_DIR; see 'cella run --help'");
-                return CELLA_EXIT_USAGE;
+                code = CELLA_EXIT_USAGE;
         }
-        o = (RunOptions){
-                .app_dir = argv[optind++],
-                .state_dir = k.state_dir,
-                .json_status_fd = k.json_status_fd,
-                .cgroup_mode = k.cgroup_mode,
-                .uid_base = k.uid_base,
-                .uid_count = k.uid_count,
-                .no_prompt = k.no_prompt,
-                .roots = k.roots,
-        };
-        if (optind < argc && strcmp(argv[optind], "--") == 0)
-                optind++;
-        o.extra_args = argv + optind;
-        return supervisor_run(&o);
+        if (code == 0) {
+                o.app_dir = argv[optind++];
+                if (optind < argc && strcmp(argv[optind], "--") == 0)
+                        optind++;
+                o.extra_args = argv + optind;
+                code = supervisor_run(&o);
+        }
+        strv_free(o.k.roots);
+        return code < 0 ? 0 : code;
 }
 
 static void boot_usage(FILE *f)
@@ -258,37 +250,18 @@ static void boot_usage(FILE *f)
 
 int cli_boot(int argc, char **argv)
 {
-        static const struct option options[] = {KERNEL_OPTIONS};
-        KernelArgs k = kernel_args_default();
-        _cleanup_strv_free_ char **roots = NULL;
-        int c, code;
+        BootOptions o = {};
+        int code;
 
-        while ((c = getopt_long(argc, argv, "vh", options, NULL)) >= 0) {
-                if (c == 'h') {
-                        boot_usage(stdout);
-                        return 0;
-                }
-                code = kernel_option(c, optarg, &k);
-                roots = k.roots;
-                if (code < 0) {
-                        boot_usage(stderr);
-                        return CELLA_EXIT_USAGE;
-                }
-                if (code != 0)
-                        return code;
-        }
-        if (optind != argc - 1) {
+        code = kernel_options_parse(argc, argv, "vh", boot_usage, &o.k);
+        if (code == 0 && optind != argc - 1) {
                 log_error("boot: expected one DIR; see 'cella boot --help'");
-                return CELLA_EXIT_USAGE;
+                code = CELLA_EXIT_USAGE;
         }
-        return supervisor_boot(&(BootOptions){
-                .dir = argv[optind],
-                .state_dir = k.state_dir,
-                .json_status_fd = k.json_status_fd,
-                .cgroup_mode = k.cgroup_mode,
-                .uid_base = k.uid_base,
-                .uid_count = k.uid_count,
-                .no_prompt = k.no_prompt,
-                .roots = k.roots,
-        });
+        if (code == 0) {
+                o.dir = argv[optind];
+                code = supervisor_boot(&o);
+        }
+        strv_free(o.k.roots);
+        return code < 0 ? 0 : code;
 }

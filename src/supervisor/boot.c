@@ -154,14 +154,14 @@ int supervisor_boot(const BootOptions *o)
         code = boot_order(apps, n, &order);
         if (code != 0)
                 goto out;
-        code = supervisor_new(&(SupervisorOptions){.state_dir = o->state_dir,
-                                                   .uid_base = o->uid_base,
-                                                   .uid_count = o->uid_count,
-                                                   .cgroup_mode = o->cgroup_mode,
+        code = supervisor_new(&(SupervisorOptions){.state_dir = o->k.state_dir,
+                                                   .uid_base = o->k.uid_base,
+                                                   .uid_count = o->k.uid_count,
+                                                   .cgroup_mode = o->k.cgroup_mode,
                                                    .output = SUPERVISOR_OUTPUT_LOGS,
-                                                   .json_status_fd = o->json_status_fd,
-                                                   .no_prompt = o->no_prompt,
-                                                   .roots = o->roots,
+                                                   .json_status_fd = o->k.json_status_fd,
+                                                   .no_prompt = o->k.no_prompt,
+                                                   .roots = o->k.roots,
                                                    .boot = true},
                               &s);
         if (code != 0)
@@ -176,7 +176,7 @@ int supervisor_boot(const BootOptions *o)
         if (code != 0)
                 goto out;
         log_info("booting %zu app(s) from %s in %zu wave(s); logs in %s/logs", n, o->dir,
-                 order.n_waves, o->state_dir);
+                 order.n_waves, o->k.state_dir);
         for (size_t k = 0; k < s->n_apps; k++) {
                 Instance *inst = s->apps[k];
 

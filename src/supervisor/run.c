@@ -77,14 +77,14 @@ int supervisor_run(const RunOptions *o)
         code = supervisor_load_manifest(o->app_dir, &app_dir, &m);
         if (code != 0)
                 return code;
-        code = supervisor_new(&(SupervisorOptions){.state_dir = o->state_dir,
-                                                   .uid_base = o->uid_base,
-                                                   .uid_count = o->uid_count,
-                                                   .cgroup_mode = o->cgroup_mode,
+        code = supervisor_new(&(SupervisorOptions){.state_dir = o->k.state_dir,
+                                                   .uid_base = o->k.uid_base,
+                                                   .uid_count = o->k.uid_count,
+                                                   .cgroup_mode = o->k.cgroup_mode,
                                                    .output = SUPERVISOR_OUTPUT_TERMINAL,
-                                                   .json_status_fd = o->json_status_fd,
-                                                   .no_prompt = o->no_prompt,
-                                                   .roots = o->roots},
+                                                   .json_status_fd = o->k.json_status_fd,
+                                                   .no_prompt = o->k.no_prompt,
+                                                   .roots = o->k.roots},
                               &s);
         if (code != 0) {
                 manifest_free(m);

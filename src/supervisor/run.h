@@ -8,16 +8,21 @@
 #include "policy/manifest.h"
 #include "sandbox/cgroup.h"
 
-typedef struct RunOptions {
-        const char *app_dir;    /* the app folder (holds manifest.json) */
+/* What cella run and cella boot share: the kernel's own options. */
+typedef struct KernelOptions {
         const char *state_dir;  /* DESIGN.md section 9 */
-        char **extra_args;      /* appended to the manifest's args; may be NULL */
         int json_status_fd;     /* JSON-lines status records go here; -1 for none */
         CgroupMode cgroup_mode; /* CGROUP_MODE_AUTO unless forced */
         uid_t uid_base;         /* host uid range for new apps */
         uint32_t uid_count;
         bool no_prompt; /* refuse perm.request instead of asking on the terminal */
         char **roots;   /* "name=/host/path" user-file roots; may be NULL */
+} KernelOptions;
+
+typedef struct RunOptions {
+        KernelOptions k;
+        const char *app_dir; /* the app folder (holds manifest.json) */
+        char **extra_args;   /* appended to the manifest's args; may be NULL */
 } RunOptions;
 
 /*
@@ -28,14 +33,8 @@ typedef struct RunOptions {
 int supervisor_run(const RunOptions *o);
 
 typedef struct BootOptions {
+        KernelOptions k;
         const char *dir; /* the folder whose subfolders are apps */
-        const char *state_dir;
-        int json_status_fd;
-        CgroupMode cgroup_mode;
-        uid_t uid_base;
-        uint32_t uid_count;
-        bool no_prompt;
-        char **roots;
 } BootOptions;
 
 /*
