@@ -36,10 +36,20 @@
  * so a writer that dies in the middle leaves a value nobody has seen.
  */
 #define AUDIT_SHARED_MAGIC UINT64_C(0x316b636f6c2e6163) /* "ca.lock1", little-endian */
-#define AUDIT_SHARED_SIZE  64u                          /* bytes of dir/lock */
+#define AUDIT_SHARED_SIZE  128u                         /* bytes of dir/lock */
 typedef struct AuditShared {
         uint64_t magic;      /* AUDIT_SHARED_MAGIC once a writer moved generation on */
         uint64_t generation; /* moved on by every change, under the flush lock */
+        /* Where the chain ends, as the writer that last wrote (or checked) it left
+         * it; valid while tail_generation == generation (nobody changed the log
+         * since). audit_open() checks that record (its line's hash, at the end of
+         * the newest file) instead of walking every record since HEAD. */
+        uint64_t tail_generation;
+        uint64_t tail_seq;
+        uint64_t tail_file;
+        uint64_t tail_offset;
+        uint64_t tail_end;
+        uint8_t tail_hash[AUDIT_HASH_SIZE];
 } AuditShared;
 _Static_assert(sizeof(AuditShared) <= AUDIT_SHARED_SIZE, "the lock file holds it");
 

@@ -121,6 +121,61 @@ static void shared_bump(AuditShared *s)
         s->magic = AUDIT_SHARED_MAGIC;
 }
 
+static int head_check(int dir_fd, const AuditHead *h, char *buf);
+
+/* Leaves where the chain ends (a->last, the newest record) for the next writer's
+ * audit_open() (AuditShared). Flush lock held, a->generation current. */
+static void shared_store_tail(AuditLog *a)
+{
+        AuditShared *s = a->shared;
+
+        if (!s || s->magic != AUDIT_SHARED_MAGIC || s->generation != a->generation)
+                return;
+        s->tail_seq = a->last.seq;
+        s->tail_file = a->last.file;
+        s->tail_offset = a->last.offset;
+        s->tail_end = a->last.end;
+        memcpy(s->tail_hash, a->last.hash, AUDIT_HASH_SIZE);
+        s->tail_generation = s->generation;
+}
+
+/*
+ * The end of the chain as the lock file tells it, if it checks out: nobody changed
+ * the log since it was stored, it is at or after HEAD, in the newest file, which
+ * ends right after it, and its line is there with its hash and seq. Then the walk
+ * from HEAD can be skipped: every record before it was checked by the writer that
+ * appended after it (docs/audit.md, "Writing"). Flush lock held.
+ */
+static bool shared_tail(const AuditShared *s, int dir_fd, const AuditHead *head, unsigned max_file,
+                        char *buf, AuditHead *ret)
+{
+        char name[AUDIT_NAME_SIZE], prefix[32];
+        AuditHead t;
+        struct stat st;
+        int n;
+
+        if (!s || s->magic != AUDIT_SHARED_MAGIC || s->tail_generation != s->generation ||
+            s->tail_seq <= head->seq || s->tail_file != max_file || s->tail_file < head->file ||
+            s->tail_offset >= s->tail_end || s->tail_end - s->tail_offset > AUDIT_LINE_MAX + 1)
+                return false;
+        t = (AuditHead){.seq = s->tail_seq,
+                        .file = (unsigned)s->tail_file,
+                        .offset = s->tail_offset,
+                        .end = s->tail_end};
+        memcpy(t.hash, s->tail_hash, AUDIT_HASH_SIZE);
+        audit_file_name(t.file, name);
+        if (fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+            (uint64_t)st.st_size != t.end)
+                return false;
+        if (head_check(dir_fd, &t, buf) < 0)
+                return false;
+        n = snprintf(prefix, sizeof prefix, "{\"seq\":%" PRIu64 ",", t.seq);
+        if (strncmp(buf + (t.offset > 0), prefix, (size_t)n) != 0)
+                return false;
+        *ret = t;
+        return true;
+}
+
 /* The generation a writer saw last is still there: nobody changed the log since. */
 static bool shared_quiet(const AuditLog *a)
 {
@@ -338,7 +393,7 @@ static int attach(AuditLog *a, const char *name)
         _cleanup_close_ int dir_fd = -EBADF, lock_fd = -EBADF;
         _cleanup_(shared_unmapp) AuditShared *shared = NULL;
         AuditVerifyReport report = {};
-        AuditHead head = {.file = 1};
+        AuditHead head = {.file = 1}, tail;
         AuditWalk w = {};
         struct stat st;
         unsigned max_file;
@@ -399,6 +454,19 @@ static int attach(AuditLog *a, const char *name)
                 if (r < 0)
                         return r;
         }
+        if (shared_tail(shared, dir_fd, &head, max_file, a->buf, &tail)) {
+                a->fd = file_open(dir_fd, tail.file, false);
+                if (a->fd < 0)
+                        return a->fd;
+                a->file = tail.file;
+                a->size = tail.end;
+                a->seq = tail.seq;
+                memcpy(a->hash, tail.hash, AUDIT_HASH_SIZE);
+                a->last = tail;
+                a->head_seq = head.seq;
+                a->dirty = true; /* tail.seq > head.seq */
+                goto done;
+        }
         /* Records written after the last sync must continue the chain. */
         w = (AuditWalk){
                 .dir_fd = dir_fd,
@@ -447,6 +515,7 @@ done:
         a->lock_fd = TAKE_FD(lock_fd);
         a->shared = TAKE_PTR(shared);
         a->generation = a->shared->generation;
+        shared_store_tail(a);
         a->head_mtime_ms = 0;
         a->dir_dev = st.st_dev;
         a->dir_ino = st.st_ino;
@@ -1080,6 +1149,8 @@ static int flush_locked(AuditLog *a)
                 if (r < 0)
                         break; /* -EOVERFLOW after the records before it */
         }
+        if (n_done > 0)
+                shared_store_tail(a);
         memmove(a->batch, a->batch + pos, a->batch_len - pos);
         a->batch_len -= pos;
         a->batch_lines -= lines_done;

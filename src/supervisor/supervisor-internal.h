@@ -109,7 +109,7 @@ json_t *instance_record(const Instance *inst);
 
 /* supervisor.c */
 /* Opens grants, audit log, bus, prompt, control socket and broker, once. Returns 0
- * or a CELLA_EXIT_* code (printed). Called while the first sandbox builds its jail. */
+ * or a CELLA_EXIT_* code (printed). Called once the first sandbox runs. */
 int supervisor_ready(Supervisor *s);
 /* Verifies inst's bundle signature and records its rights in grants.db (once per
  * kernel). Needs supervisor_ready(). Returns 0 or a CELLA_EXIT_* code (printed). */

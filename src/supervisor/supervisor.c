@@ -320,8 +320,9 @@ static void on_signal(uv_signal_t *h, int signum)
 
 /*
  * The parts of the kernel an app needs only once it runs: grants, audit log, bus,
- * prompt, control socket, broker. instance.c calls this from the first spawn's
- * prepare callback, so it overlaps with the child building its jail (bench/start).
+ * prompt, control socket, broker. instance.c calls this once the first sandbox
+ * runs, so it overlaps with the app starting on the other CPU, not with the spawn
+ * (on 2 CPUs, work during the spawn slowed it: bench/start).
  * Prints what went wrong; returns 0 or a CELLA_EXIT_* code, remembered.
  */
 int supervisor_ready(Supervisor *s)

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "audit/audit-internal.h"
 #include "audit/audit.h"
 #include "base/fileio.h"
 #include "base/macro.h"
@@ -1624,7 +1625,7 @@ START_TEST(test_lock_file_generation)
         ck_assert_int_eq(truncate(state_file("lock"), 0), 0);
         ck_assert_int_eq(audit_open(state, NULL, &a), 0);
         ck_assert_int_eq(stat(state_file("lock"), &st), 0);
-        ck_assert_int_eq(st.st_size, 64);
+        ck_assert_int_eq(st.st_size, AUDIT_SHARED_SIZE);
         append_calls(a, 2);
         ck_assert_int_eq(audit_flush(a), 0);
         fd = open(state_file("lock"), O_RDWR | O_CLOEXEC);
@@ -1637,6 +1638,67 @@ START_TEST(test_lock_file_generation)
         a = audit_close(a);
         ck_assert_int_eq(audit_verify(state, &rep), 0);
         ck_assert_uint_eq(rep.records, 9);
+}
+END_TEST
+
+/* audit_open() takes the end of the chain from the lock file when it checks out
+ * (the last writer left it, nobody changed the log since, the newest file ends
+ * with that record), instead of walking every record since HEAD; anything else and
+ * it walks, as before. */
+START_TEST(test_open_takes_the_tail_from_the_lock_file)
+{
+        AuditOptions lazy = {.sync_lag_ms = 3600 * 1000};
+        _cleanup_close_ int fd = -EBADF;
+        AuditVerifyReport rep;
+        AuditLog *a = NULL;
+        AuditShared sh;
+        size_t size, start, len;
+        char *data;
+
+        make_log(2, 0); /* HEAD names record 2 */
+        ck_assert_int_eq(audit_open(state, &lazy, &a), 0);
+        append_calls(a, 3); /* records 3-5, after HEAD */
+        a = audit_close(a);
+        fd = open(state_file("lock"), O_RDWR | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(pread(fd, &sh, sizeof sh, 0), (ssize_t)sizeof sh);
+        ck_assert_uint_eq(sh.tail_seq, 5);
+        ck_assert_uint_eq(sh.tail_generation, sh.generation);
+
+        /* Record 3 changed behind the writers' backs (same length): the open, which
+         * checks only HEAD's record and the tail's, does not see it; verify does. */
+        data = slurp(log_path(1), &size);
+        nth_line(data, 3, &start, &len);
+        data[start + len - 3] ^= 1;
+        spew(log_path(1), data, size);
+        ck_assert_int_eq(audit_open(state, &lazy, &a), 0);
+        ck_assert_uint_eq(audit_last_seq(a), 5);
+        a = audit_close(a);
+        ck_assert_int_eq(audit_verify(state, &rep), -EBADMSG);
+
+        /* The lock file's tail no longer vouched for (a writer died mid-change): the
+         * open walks from HEAD and finds the change. */
+        sh.generation++;
+        ck_assert_int_eq(pwrite(fd, &sh, sizeof sh, 0), (ssize_t)sizeof sh);
+        ck_assert_int_eq(audit_open(state, &lazy, &a), -EBADMSG);
+        ck_assert_ptr_null(a);
+
+        /* Put right, and the tail vouched for again: bytes after the tail record
+         * (not a writer's) make the open walk, and refuse the torn end. */
+        data[start + len - 3] ^= 1;
+        spew(log_path(1), data, size);
+        sh.tail_generation = sh.generation;
+        ck_assert_int_eq(pwrite(fd, &sh, sizeof sh, 0), (ssize_t)sizeof sh);
+        ck_assert_int_eq(audit_open(state, &lazy, &a), 0);
+        a = audit_close(a);
+        {
+                _cleanup_close_ int log = open(log_path(1), O_WRONLY | O_APPEND | O_CLOEXEC);
+
+                ck_assert_int_ge(log, 0);
+                ck_assert_int_eq(write(log, "{\"seq\":6", 8), 8);
+        }
+        ck_assert_int_eq(audit_open(state, &lazy, &a), -EBADMSG);
+        free(data);
 }
 END_TEST
 
@@ -1685,6 +1747,7 @@ int main(void)
         tcase_add_test(tc, test_parse_time);
         tcase_add_test(tc, test_parse_since);
         tcase_add_test(tc, test_sync_lag);
+        tcase_add_test(tc, test_open_takes_the_tail_from_the_lock_file);
         tcase_add_test(tc, test_append_fields);
         tcase_add_test(tc, test_append_fields_refused);
         tcase_add_test(tc, test_flush_hold);
