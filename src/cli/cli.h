@@ -48,6 +48,10 @@ int cli_policy_install(struct Grants *g, const char *state_dir, const char *app_
  * app id (CELLA_EXIT_USAGE); cli_grants_open() opens grants.db (CELLA_EXIT_STATE).
  */
 int cli_state_dir_arg(const char *arg, const char **state_dir);
+
+/* Parses s as a decimal number of at most max (digits only: no sign, no spaces).
+ * Returns 0 and *ret, -EINVAL (not a number), or -ERANGE (past max). */
+int cli_parse_uint(const char *s, unsigned long long max, unsigned long long *ret);
 int cli_app_id_arg(const char *app);
 int cli_grants_open(const char *state_dir, struct Grants **ret);
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Checks and openers every subcommand shares, each printing its own error. */
 #include <errno.h>
+#include <stdlib.h>
 
 #include "base/log.h"
 #include "cli/cli.h"
@@ -56,5 +57,20 @@ int cli_grants_load(const char *state_dir, const char *app_dir, const char *app,
                 log_error_errno(r, "cannot read %s/" GRANTS_DB_FILE ": %m", state_dir);
                 return CELLA_EXIT_STATE;
         }
+        return 0;
+}
+
+int cli_parse_uint(const char *s, unsigned long long max, unsigned long long *ret)
+{
+        char *end;
+        unsigned long long v;
+
+        if (!s || *s < '0' || *s > '9')
+                return -EINVAL;
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno || *end || v > max)
+                return -ERANGE;
+        *ret = v;
         return 0;
 }

@@ -177,21 +177,6 @@ static int follow(int dirfd, const char *name, int fd, uint64_t pos)
         }
 }
 
-static int parse_lines(const char *s, uint64_t *ret)
-{
-        char *end;
-        unsigned long long v;
-
-        if (!s || *s < '0' || *s > '9')
-                return -EINVAL;
-        errno = 0;
-        v = strtoull(s, &end, 10);
-        if (errno || *end || v > LOGS_LINES_MAX)
-                return -ERANGE;
-        *ret = v;
-        return 0;
-}
-
 int cli_logs(int argc, char **argv)
 {
         static const struct option options[] = {
@@ -206,6 +191,7 @@ int cli_logs(int argc, char **argv)
         _cleanup_close_ int sfd = -EBADF, dirfd = -EBADF;
         char name[MANIFEST_ID_MAX + 16], cur_name[MANIFEST_ID_MAX + 16];
         uint64_t lines = 0, off = 0;
+        unsigned long long n_lines;
         bool tail = false, do_follow = false;
         size_t n = 0, first = 0;
         int c, r, code = 0, cur_fd = -EBADF;
@@ -218,11 +204,12 @@ int cli_logs(int argc, char **argv)
                                 return code;
                         break;
                 case 'n':
-                        if (parse_lines(optarg, &lines) < 0) {
+                        if (cli_parse_uint(optarg, LOGS_LINES_MAX, &n_lines) < 0) {
                                 log_error("-n: expected a number of lines, 0 to %llu",
                                           LOGS_LINES_MAX);
                                 return CELLA_EXIT_USAGE;
                         }
+                        lines = n_lines;
                         tail = true;
                         break;
                 case 'f':

@@ -57,21 +57,6 @@ static void kernel_options_usage(FILE *f)
                 cli_default_state_dir(), STATE_UID_BASE_DEFAULT, STATE_UID_COUNT_DEFAULT);
 }
 
-static int parse_uint(const char *s, unsigned long long max, unsigned long long *ret)
-{
-        char *end;
-        unsigned long long v;
-
-        if (!s || *s < '0' || *s > '9')
-                return -EINVAL;
-        errno = 0;
-        v = strtoull(s, &end, 10);
-        if (errno || *end || v > max)
-                return -ERANGE;
-        *ret = v;
-        return 0;
-}
-
 /* NAME=PATH: NAME a root name of the catalogue's grammar, PATH an absolute folder. */
 static int parse_root(const char *arg, char ***roots)
 {
@@ -106,7 +91,7 @@ static int kernel_option(int c, const char *arg, KernelOptions *k)
         case ARG_STATE_DIR:
                 return cli_state_dir_arg(arg, &k->state_dir);
         case ARG_JSON_STATUS:
-                if (parse_uint(arg, 1 << 20, &v) < 0 || fcntl((int)v, F_GETFD) < 0) {
+                if (cli_parse_uint(arg, 1 << 20, &v) < 0 || fcntl((int)v, F_GETFD) < 0) {
                         log_error("--json-status: '%s' is not an open file descriptor", arg);
                         return CELLA_EXIT_USAGE;
                 }
@@ -121,8 +106,8 @@ static int kernel_option(int c, const char *arg, KernelOptions *k)
                         return CELLA_EXIT_USAGE;
                 }
                 *colon = 0;
-                if (parse_uint(copy, 0xFFFFFFFEull, &v) < 0 || v == 0 ||
-                    parse_uint(colon + 1, 0xFFFFFFFEull, &n) < 0 || n == 0 ||
+                if (cli_parse_uint(copy, 0xFFFFFFFEull, &v) < 0 || v == 0 ||
+                    cli_parse_uint(colon + 1, 0xFFFFFFFEull, &n) < 0 || n == 0 ||
                     v + n > 0xFFFFFFFEull) {
                         log_error("--uid-range: expected BASE:COUNT with BASE > 0 and "
                                   "BASE+COUNT below 4294967294");

@@ -57,6 +57,21 @@ def run_cella(*args, state_dir=None, stdin=subprocess.DEVNULL, env=None, timeout
     return Result(p.returncode, p.stdout, p.stderr, status)
 
 
+def boot_cella(folder, state, *args, timeout=60):
+    """`cella boot --state-dir S --json-status FD ARGS... DIR` -> (CompletedProcess, status records)."""
+    rfd, wfd = os.pipe()
+    cmd = [CELLA, "boot", "--state-dir", str(state), "--json-status", str(wfd), *map(str, args),
+           str(folder)]
+    try:
+        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=timeout, pass_fds=(wfd,))
+    finally:
+        os.close(wfd)
+    with os.fdopen(rfd) as f:
+        status = [json.loads(line) for line in f.read().splitlines() if line.strip()]
+    return p, status
+
+
 def start_cella(app, state_dir, *args):
     """Starts `cella run --json-status` on app in the background and waits for its
     "started" record. Returns (Popen with text pipes, started record, status file);

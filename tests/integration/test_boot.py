@@ -6,21 +6,10 @@ import signal
 import subprocess
 import time
 
-from conftest import CELLA, pid_alive
+from conftest import CELLA, boot_cella, pid_alive
 
 
-def boot(folder, state, *args, timeout=60):
-    rfd, wfd = os.pipe()
-    cmd = [CELLA, "boot", "--state-dir", str(state), "--json-status", str(wfd), *map(str, args),
-           str(folder)]
-    try:
-        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                           timeout=timeout, pass_fds=(wfd,))
-    finally:
-        os.close(wfd)
-    with os.fdopen(rfd) as f:
-        status = [json.loads(line) for line in f.read().splitlines() if line.strip()]
-    return p, status
+boot = boot_cella
 
 
 def events(status, name, app=None):

@@ -10,26 +10,14 @@ import signal
 import subprocess
 import time
 
-from conftest import CELLA, example, run_cella
+from conftest import CELLA, boot_cella, example, run_cella
 
 CLOCK = "org.cella.example.clock"
 NOTES = "org.cella.example.notes_c"
 HOSTILE = "org.cella.example.hostile"
 
 
-def boot(folder, state, *args, timeout=60):
-    """`cella boot --state-dir S --json-status FD ARGS... DIR` -> (CompletedProcess, status records)."""
-    rfd, wfd = os.pipe()
-    cmd = [CELLA, "boot", "--state-dir", str(state), "--json-status", str(wfd), *map(str, args),
-           str(folder)]
-    try:
-        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                           timeout=timeout, pass_fds=(wfd,))
-    finally:
-        os.close(wfd)
-    with os.fdopen(rfd) as f:
-        status = [json.loads(line) for line in f.read().splitlines() if line.strip()]
-    return p, status
+boot = boot_cella
 
 
 def exits(status, app):
