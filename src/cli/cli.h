@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdio.h>
 
 /* One subcommand: argv[0] is its name; returns the process exit code. */
 typedef struct CliCommand {
@@ -52,6 +53,11 @@ int cli_state_dir_arg(const char *arg, const char **state_dir);
 /* Parses s as a decimal number of at most max (digits only: no sign, no spaces).
  * Returns 0 and *ret, -EINVAL (not a number), or -ERANGE (past max). */
 int cli_parse_uint(const char *s, unsigned long long max, unsigned long long *ret);
+
+/* The options of a command that takes only --state-dir and --help: parses them
+ * (optind then at the first operand). Returns 0, -1 after printing the help on
+ * request (exit 0), or an exit code after printing the usage. */
+int cli_parse_state_dir_only(int argc, char **argv, void (*usage)(FILE *f), const char **state_dir);
 int cli_app_id_arg(const char *app);
 int cli_grants_open(const char *state_dir, struct Grants **ret);
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Checks and openers every subcommand shares, each printing its own error. */
 #include <errno.h>
+#include <getopt.h>
 #include <stdlib.h>
 
 #include "base/log.h"
@@ -72,5 +73,33 @@ int cli_parse_uint(const char *s, unsigned long long max, unsigned long long *re
         if (errno || *end || v > max)
                 return -ERANGE;
         *ret = v;
+        return 0;
+}
+
+int cli_parse_state_dir_only(int argc, char **argv, void (*usage)(FILE *f), const char **state_dir)
+{
+        enum { ARG_STATE_DIR = 0x100 };
+        static const struct option options[] = {
+                {"state-dir", required_argument, NULL, ARG_STATE_DIR},
+                {"help", no_argument, NULL, 'h'},
+                {},
+        };
+        int c, code;
+
+        *state_dir = cli_default_state_dir();
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+                switch (c) {
+                case ARG_STATE_DIR:
+                        if ((code = cli_state_dir_arg(optarg, state_dir)) != 0)
+                                return code;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return -1;
+                default:
+                        usage(stderr);
+                        return CELLA_EXIT_USAGE;
+                }
+        }
         return 0;
 }

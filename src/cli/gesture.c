@@ -15,10 +15,6 @@
 #include "policy/manifest.h"
 #include "supervisor/exit-codes.h"
 
-enum {
-        ARG_STATE_DIR = 0x100,
-};
-
 static void gesture_usage(FILE *f)
 {
         fprintf(f,
@@ -37,29 +33,13 @@ static void gesture_usage(FILE *f)
 
 int cli_gesture(int argc, char **argv)
 {
-        static const struct option options[] = {
-                {"state-dir", required_argument, NULL, ARG_STATE_DIR},
-                {"help", no_argument, NULL, 'h'},
-                {},
-        };
-        const char *state_dir = cli_default_state_dir(), *app;
+        const char *state_dir, *app;
         _cleanup_(grants_freep) Grants *g = NULL;
-        int c, r, code;
+        int r, code;
 
-        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
-                switch (c) {
-                case ARG_STATE_DIR:
-                        if ((code = cli_state_dir_arg(optarg, &state_dir)) != 0)
-                                return code;
-                        break;
-                case 'h':
-                        gesture_usage(stdout);
-                        return 0;
-                default:
-                        gesture_usage(stderr);
-                        return CELLA_EXIT_USAGE;
-                }
-        }
+        code = cli_parse_state_dir_only(argc, argv, gesture_usage, &state_dir);
+        if (code != 0)
+                return code < 0 ? 0 : code;
         if (argc - optind != 1) {
                 log_error("gesture: expected APP; see 'cella gesture --help'");
                 return CELLA_EXIT_USAGE;

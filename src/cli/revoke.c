@@ -13,10 +13,6 @@
 #include "policy/manifest.h"
 #include "supervisor/exit-codes.h"
 
-enum {
-        ARG_STATE_DIR = 0x100,
-};
-
 static void revoke_usage(FILE *f)
 {
         fprintf(f,
@@ -38,30 +34,14 @@ static void revoke_usage(FILE *f)
 
 int cli_revoke(int argc, char **argv)
 {
-        static const struct option options[] = {
-                {"state-dir", required_argument, NULL, ARG_STATE_DIR},
-                {"help", no_argument, NULL, 'h'},
-                {},
-        };
-        const char *state_dir = cli_default_state_dir(), *app, *right;
+        const char *state_dir, *app, *right;
         _cleanup_(grants_freep) Grants *g = NULL;
         _cleanup_strv_free_ char **gone = NULL;
-        int c, r, code;
+        int r, code;
 
-        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
-                switch (c) {
-                case ARG_STATE_DIR:
-                        if ((code = cli_state_dir_arg(optarg, &state_dir)) != 0)
-                                return code;
-                        break;
-                case 'h':
-                        revoke_usage(stdout);
-                        return 0;
-                default:
-                        revoke_usage(stderr);
-                        return CELLA_EXIT_USAGE;
-                }
-        }
+        code = cli_parse_state_dir_only(argc, argv, revoke_usage, &state_dir);
+        if (code != 0)
+                return code < 0 ? 0 : code;
         if (argc - optind != 2) {
                 log_error("revoke: expected APP RIGHT; see 'cella revoke --help'");
                 return CELLA_EXIT_USAGE;
