@@ -37,6 +37,22 @@ static uint64_t now_ns(void)
 
 static void instance_maybe_finished(Instance *inst);
 
+static void poll_closed(uv_handle_t *h)
+{
+        Instance *inst = h->data;
+
+        inst->polls_closing--;
+}
+
+/* Closes one of inst's polls; the next run may reuse its memory only once the close
+ * callback has run (instance_start() checks polls_closing). */
+static void poll_close(Instance *inst, uv_poll_t *p)
+{
+        inst->polls_closing++;
+        p->data = inst;
+        uv_close((uv_handle_t *)p, poll_closed);
+}
+
 static void pump_closed(uv_handle_t *h)
 {
         Pump *p = h->data;
@@ -318,8 +334,7 @@ int instance_start(Instance *inst)
 
         if (inst->state == INSTANCE_RUNNING)
                 return 0;
-        if (inst->out.closing || inst->err.closing || inst->in.closing ||
-            (inst->sandbox_poll_init && uv_is_closing((uv_handle_t *)&inst->sandbox_poll))) {
+        if (inst->out.closing || inst->err.closing || inst->in.closing || inst->polls_closing > 0) {
                 log_error("cannot start %s: its last run is still being cleaned up", m->id);
                 return CELLA_EXIT_INTERNAL;
         }
@@ -446,7 +461,7 @@ fail_running_code:
         /* It runs, but we cannot serve it: take it down again. */
         if (inst->notify_poll_init) {
                 inst->notify_poll_init = false;
-                uv_close((uv_handle_t *)&inst->notify_poll, NULL);
+                poll_close(inst, &inst->notify_poll);
         }
         safe_close(out[0]);
         safe_close(err[0]);
@@ -560,7 +575,7 @@ static void instance_maybe_finished(Instance *inst)
                         (void)seccomp_notify_process(inst->sandbox->seccomp_notify_fd,
                                                      inst->denials);
                 inst->notify_poll_init = false;
-                uv_close((uv_handle_t *)&inst->notify_poll, NULL);
+                poll_close(inst, &inst->notify_poll);
         }
         inst->exit_code = report_exit(inst);
         inst->last_exit = inst->sandbox->exit;
@@ -571,7 +586,7 @@ static void instance_maybe_finished(Instance *inst)
         inst->broker_app = NULL;
         if (inst->sandbox_poll_init) {
                 inst->sandbox_poll_init = false;
-                uv_close((uv_handle_t *)&inst->sandbox_poll, NULL);
+                poll_close(inst, &inst->sandbox_poll);
         }
         inst->sandbox = sandbox_free(inst->sandbox);
         pump_close(&inst->in);

@@ -54,6 +54,7 @@ struct Instance {
         uv_poll_t notify_poll; /* the seccomp listener: denied calls wait on it */
         bool notify_poll_init;
         SeccompDenials *denials; /* of the current run */
+        unsigned polls_closing;  /* sandbox_poll/notify_poll closes not yet called back */
         Pump out, err, in;
         AppLog *log;
         BrokerApp *broker_app;
