@@ -3,9 +3,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/strv.h"
 #include "supervisor/launch.h"
+
+const char *launch_lua_host_path(void)
+{
+        if (access(CELLA_LUA_BUILD_PATH, X_OK) == 0)
+                return CELLA_LUA_BUILD_PATH;
+        return CELLA_LUA_INSTALL_PATH;
+}
+
+uint64_t launch_lua_memory_cap(uint64_t memory)
+{
+        const uint64_t overhead = 8ull * 1024 * 1024;
+
+        if (memory == 0)
+                return 0;
+        return memory >= 2 * overhead ? memory - overhead : memory / 2;
+}
 
 static int build_env(Launch *l, const Manifest *m)
 {
@@ -16,6 +33,10 @@ static int build_env(Launch *l, const Manifest *m)
             strv_extend(&l->envp, "USER=app") < 0 || strv_extend(&l->envp, "LOGNAME=app") < 0 ||
             strv_extend(&l->envp, "LANG=C.UTF-8") < 0 || strv_extend(&l->envp, "CELLA_FD=3") < 0 ||
             strv_extendf(&l->envp, "CELLA_APP_ID=%s", m->id) < 0)
+                return -ENOMEM;
+        if (m->runtime == MANIFEST_RUNTIME_LUA && m->limits.memory &&
+            strv_extendf(&l->envp, "CELLA_LUA_MEMORY=%llu",
+                         (unsigned long long)launch_lua_memory_cap(m->limits.memory)) < 0)
                 return -ENOMEM;
         /* The manifest's own variables may override PATH, LANG and the like
          * (CELLA_* and loader variables are refused by the parser). */
@@ -47,14 +68,22 @@ int launch_prepare(Launch *l, const Manifest *m, const char *app_dir, const char
         int r;
 
         *l = (Launch){};
-        if (m->runtime != MANIFEST_RUNTIME_NATIVE)
+        if (m->runtime != MANIFEST_RUNTIME_NATIVE && m->runtime != MANIFEST_RUNTIME_LUA)
                 return -EOPNOTSUPP;
-        if (asprintf(&l->exec_path, "/app/%s", m->entry) < 0) {
-                l->exec_path = NULL;
-                return -ENOMEM;
+        if (m->runtime == MANIFEST_RUNTIME_LUA) {
+                /* cella-lua /app/<entry> ARGS: the interpreter is the executable. */
+                l->exec_path = strdup(LAUNCH_LUA_PATH);
+                if (!l->exec_path || strv_extend(&l->argv, LAUNCH_LUA_PATH) < 0 ||
+                    strv_extendf(&l->argv, "/app/%s", m->entry) < 0)
+                        goto oom;
+        } else {
+                if (asprintf(&l->exec_path, "/app/%s", m->entry) < 0) {
+                        l->exec_path = NULL;
+                        return -ENOMEM;
+                }
+                if (strv_extend(&l->argv, l->exec_path) < 0)
+                        goto oom;
         }
-        if (strv_extend(&l->argv, l->exec_path) < 0)
-                goto oom;
         STRV_FOREACH (a, m->args)
                 if (strv_extend(&l->argv, *a) < 0)
                         goto oom;
@@ -75,8 +104,11 @@ int launch_prepare(Launch *l, const Manifest *m, const char *app_dir, const char
         s->hostname = m->id;
         s->host_uid = uid;
         s->host_gid = (gid_t)uid;
-        s->binds = l->binds;
         s->n_binds = 2;
+        if (m->runtime == MANIFEST_RUNTIME_LUA)
+                l->binds[s->n_binds++] =
+                        (SandboxBind){.source = launch_lua_host_path(), .target = LAUNCH_LUA_PATH};
+        s->binds = l->binds;
         s->tmp_size = m->limits.tmp ?: LAUNCH_DEFAULT_TMP;
         s->workdir = "/app";
         s->exec_path = l->exec_path;

@@ -18,10 +18,14 @@
 /* PATH inside the sandbox (Debian's default for users, /usr/local excluded: it is not bound). */
 #define LAUNCH_PATH "/usr/bin:/bin"
 
+/* Where a "lua" app's runtime appears inside the jail (bound read-only from the
+ * build's or the installed cella-lua, launch_lua_host_path()). */
+#define LAUNCH_LUA_PATH "/cella/cella-lua"
+
 /* Everything a spec points at, owned in one place. */
 typedef struct Launch {
         SandboxSpec spec;
-        SandboxBind binds[2];
+        SandboxBind binds[3];
         char *exec_path;
         char **argv;
         char **envp;
@@ -31,7 +35,9 @@ typedef struct Launch {
  * Fills l from the manifest m. app_dir: absolute host path of the app folder (bound
  * read-only at /app); data_dir: host path bound read-write at /data; uid: the app's
  * host uid (gid = uid), or 0 when a spec.prepare callback sets it during the spawn;
- * extra_args: appended to m->args (may be NULL). The caller
+ * extra_args: appended to m->args (may be NULL). A "lua" app runs
+ * LAUNCH_LUA_PATH /app/<entry> ARGS with its limits in CELLA_LUA_MEMORY (bytes)
+ * (docs/lua-api.md "Runtime"). The caller
  * still sets spec.stdio, spec.channel_fd, spec.seccomp and spec.cgroups.
  * Returns 0, -ENOMEM, or -EOPNOTSUPP for a runtime this build cannot run.
  * Free with launch_done().
@@ -39,3 +45,18 @@ typedef struct Launch {
 int launch_prepare(Launch *l, const Manifest *m, const char *app_dir, const char *data_dir,
                    uid_t uid, char *const *extra_args);
 void launch_done(Launch *l);
+
+/*
+ * The host path of cella-lua: this build's binary (CELLA_LUA_BUILD_PATH) when it
+ * exists, else the installed one (CELLA_LUA_INSTALL_PATH, under libexecdir/cella).
+ */
+const char *launch_lua_host_path(void);
+
+/*
+ * The Lua memory cap, in bytes, for a cgroup memory limit of memory bytes (0 =
+ * none): 0 (cella-lua's own default, 64 MiB) without a limit; else the limit less
+ * 8 MiB for the process itself (binary, liblua, stacks) when the limit is at least
+ * 16 MiB, else half of it; so the Lua limit, with its clear message, is met before
+ * the kernel's OOM killer.
+ */
+uint64_t launch_lua_memory_cap(uint64_t memory);

@@ -55,9 +55,8 @@ int supervisor_load_manifest(const char *app_dir, char **ret_real_dir, Manifest 
                 log_error("%s/manifest.json: permissions: '%s': %s", app_dir, bad, why);
                 return CELLA_EXIT_MANIFEST;
         }
-        if (m->runtime != MANIFEST_RUNTIME_NATIVE) {
-                log_error("%s/manifest.json: runtime: \"%s\" apps cannot run yet; this build runs "
-                          "\"native\" apps",
+        if (m->runtime != MANIFEST_RUNTIME_NATIVE && m->runtime != MANIFEST_RUNTIME_LUA) {
+                log_error("%s/manifest.json: runtime: \"%s\" apps cannot run in this build",
                           app_dir, manifest_runtime_to_string(m->runtime));
                 return CELLA_EXIT_MANIFEST;
         }

@@ -86,12 +86,6 @@ def test_manifest_errors_exit_241_and_name_file_and_key(state, make_app, tmp_pat
     assert r.code == 241 and "No such file" in r.err
 
 
-def test_lua_runtime_is_refused_clearly(state, make_app):
-    app = make_app("org.test.lua", entry="main.lua", files={"main.lua": ("print(1)\n", 0o644)}, runtime="lua")
-    r = run_cella(app, state_dir=state)
-    assert r.code == 241 and "runtime" in r.err and "lua" in r.err
-
-
 def test_files_limit_above_host_hard_limit_is_refused(state, make_app):
     import resource
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]

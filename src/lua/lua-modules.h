@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The cella.* Lua modules written in C (docs/lua-api.md). Each luaopen_* takes a
+ * lua_State, pushes the module table and returns 1, as package.preload expects.
+ * None of them keeps state outside its lua_State: per-state settings live in
+ * upvalues and the registry, so many apps can share one process (packed mode).
+ */
+
+#include <lua.h>
+
+/* cella.json: encode/decode with depth and size limits (src/lua/libjson.c). */
+int luaopen_cella_json(lua_State *L);
+
+/* cella.crypto: libsodium random, BLAKE2b, secretbox, ed25519 (src/lua/libcrypto.c). */
+int luaopen_cella_crypto(lua_State *L);
+
+/* cella.log: info/warn/error, one escaped line each (src/lua/liblog.c). */
+int luaopen_cella_log(lua_State *L);
+
+/* cella.fs: files beneath the app's data directory (src/lua/libfs.c). */
+int luaopen_cella_fs(lua_State *L);
+
+/* cella.db: SQLite databases in the app's data directory (src/lua/libdb.c). */
+int luaopen_cella_db(lua_State *L);
+
+/*
+ * Sets the data directory of L for cella.fs and cella.db: dirfd is an open
+ * directory (O_PATH is enough; it is duplicated with F_DUPFD_CLOEXEC, the caller
+ * keeps its own), path its absolute name (at most 1024 bytes; cella.db opens
+ * databases by name beneath it). Call before the first require of cella.fs or
+ * cella.db; without it they open "/data". Packed mode gives each app its own
+ * dir. Returns 0, -EINVAL (bad path), -EEXIST (already set) or -errno of fcntl.
+ * Raises a Lua memory error if the state is out of memory.
+ */
+int cella_lua_set_data_dir(lua_State *L, int dirfd, const char *path);
+
+/*
+ * Pushes the data directory userdata of L (setting it up from "/data" on first
+ * use) and returns its fd, storing its absolute path in *ret_path (valid while
+ * the userdata lives). Raises a Lua error if "/data" cannot be opened.
+ * Shared by cella.fs and cella.db.
+ */
+int cella_lua_data_dir(lua_State *L, const char **ret_path);
+
+/*
+ * Sets the fd cella.log writes to in L (default 2, stderr). fd is not owned.
+ * Returns 0 or -EBADF for a negative fd.
+ */
+int cella_lua_set_log_fd(lua_State *L, int fd);

@@ -1,0 +1,246 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The cella-lua runtime core: allocator cap, allowlist, read-only library
+ * tables, CPU watchdog, limit errors pcall cannot catch. */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <lauxlib.h>
+
+#include "lua/env.h"
+
+/* Runs src as a main chunk; returns the fault and the first result (a
+ * malloc'd string, or NULL) in *ret. */
+static CLuaFault run(CLuaApp *app, const char *src, char **ret)
+{
+        char *msg = NULL;
+        CLuaFault f;
+
+        *ret = NULL;
+        f = clua_load(app, src, strlen(src), "=test", &msg);
+        if (f == CLUA_OK) {
+                f = clua_call(app, 0, 1, &msg);
+                if (f == CLUA_OK) {
+                        const char *s = lua_tostring(app->L, -1);
+
+                        *ret = s ? strdup(s) : NULL;
+                        lua_pop(app->L, 1);
+                        return f;
+                }
+        }
+        *ret = msg;
+        return f;
+}
+
+static CLuaApp *new_app(size_t cap, uint64_t callback_ms, uint64_t total_ms)
+{
+        CLuaApp *app = NULL;
+
+        ck_assert_int_eq(clua_app_new(&(CLuaOptions){.memory_cap = cap,
+                                                     .callback_ns = callback_ms * 1000000u,
+                                                     .total_ns = total_ms * 1000000u},
+                                      &app),
+                         0);
+        return app;
+}
+
+static void expect(CLuaApp *app, const char *src, CLuaFault fault, const char *want)
+{
+        char *out;
+        CLuaFault f = run(app, src, &out);
+
+        ck_assert_msg(f == fault, "%s: fault %d, want %d (%s)", src, f, fault, out ?: "");
+        if (want)
+                ck_assert_msg(out && strstr(out, want), "%s: got '%s', want '%s'", src,
+                              out ?: "(null)", want);
+        free(out);
+}
+
+START_TEST(test_allowlist_absent)
+{
+        static const char *const absent[] = {
+                "dofile",
+                "loadfile",
+                "io",
+                "package",
+                "require ~= nil and nil",
+                "string.dump",
+                "debug.getinfo",
+                "debug.sethook",
+                "debug.setmetatable",
+                "os.execute",
+                "os.exit",
+                "os.getenv",
+                "os.remove",
+                "os.rename",
+                "os.tmpname",
+                "warn",
+                "coroutine.close",
+                "(\"\").dump",
+                "getmetatable(\"\")",
+        };
+        CLuaApp *app = new_app(0, 0, 0);
+
+        for (size_t i = 0; i < sizeof(absent) / sizeof(absent[0]); i++) {
+                char src[128];
+
+                snprintf(src, sizeof(src), "return tostring(%s)", absent[i]);
+                /* getmetatable("") is the hidden marker false, not the real table. */
+                expect(app, src, CLUA_OK, i == 18 ? "false" : "nil");
+        }
+        expect(app,
+               "return tostring(os.time() > 0 and math.pi and utf8.char(72) and "
+               "table.concat({1,2}) and debug.traceback and coroutine.wrap ~= nil)",
+               CLUA_OK, "true");
+        expect(app,
+               "local t = {} for k in pairs(os) do t[#t+1] = k end table.sort(t) "
+               "return table.concat(t, ',')",
+               CLUA_OK, "clock,date,difftime,time");
+        clua_app_free(app);
+}
+END_TEST
+
+START_TEST(test_load_text_only)
+{
+        CLuaApp *app = new_app(0, 0, 0);
+
+        expect(app, "return select(2, load(string.char(27) .. 'LuaT'))", CLUA_OK,
+               "attempt to load a binary chunk");
+        expect(app, "local f = load('return x') x = 'env' return f()", CLUA_OK, "env");
+        expect(app, "return select(2, pcall(load, function() return nil end))", CLUA_OK,
+               "string expected");
+        expect(app, "return tostring(load('return x', 'c', 'b', {x = 1})())", CLUA_OK, "1");
+        expect(app, "return require('os')", CLUA_ERROR, "module 'os' not found");
+        expect(app, "return tostring(require('cella.json') == require('cella.json'))", CLUA_OK,
+               "true");
+        clua_app_free(app);
+}
+END_TEST
+
+START_TEST(test_readonly_tables)
+{
+        CLuaApp *app = new_app(0, 0, 0);
+
+        expect(app, "string.upper = nil", CLUA_ERROR, "read-only library table");
+        expect(app, "math.pi = 3", CLUA_ERROR, "read-only library table");
+        expect(app, "rawset(table, 'x', 1)", CLUA_ERROR, "read-only library table");
+        expect(app, "setmetatable(os, {})", CLUA_ERROR, "protected metatable");
+        expect(app, "return ('abc'):upper() .. math.floor(2.5)", CLUA_OK, "ABC2");
+        expect(app, "setmetatable({}, {__gc = print})", CLUA_ERROR, "__gc");
+        clua_app_free(app);
+}
+END_TEST
+
+START_TEST(test_memory_cap_uncatchable)
+{
+        CLuaApp *app = new_app(2u << 20, 0, 0);
+        const char *hog = "local t = {} "
+                          "local ok = pcall(function() for i = 1, 1e9 do t[i] = {} end end) "
+                          "ok = xpcall(function() for i = 1, 1e9 do t[i] = {} end end, "
+                          "function() return 'handled' end) "
+                          "return 'caught'";
+
+        expect(app, "local s = string.rep('x', 1 << 19) return #s", CLUA_OK, "524288");
+        expect(app, hog, CLUA_MEMORY, "memory limit of 2097152 bytes exceeded");
+        ck_assert_uint_le(app->alloc.used, app->alloc.cap);
+        ck_assert_uint_le(app->alloc.peak, app->alloc.cap);
+        /* Doomed: nothing runs any more. */
+        expect(app, "return 'again'", CLUA_MEMORY, "memory limit");
+        clua_app_free(app);
+
+        /* In a coroutine, resumed under pcall. */
+        app = new_app(2u << 20, 0, 0);
+        expect(app,
+               "local co = coroutine.create(function() local t = {} "
+               "for i = 1, 1e9 do t[i] = {} end end) "
+               "pcall(coroutine.resume, co) return 'caught'",
+               CLUA_MEMORY, "memory limit");
+        clua_app_free(app);
+}
+END_TEST
+
+START_TEST(test_cpu_budget_uncatchable)
+{
+        CLuaApp *app = new_app(0, 200, 0);
+        struct timespec t0, t1;
+
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        expect(app, "pcall(function() while true do end end) return 'caught'", CLUA_CPU_CALLBACK,
+               "CPU budget of 200 ms exceeded");
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        ck_assert_int_lt((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000, 900);
+        expect(app, "return 'again'", CLUA_CPU_CALLBACK, "CPU budget");
+        clua_app_free(app);
+
+        /* xpcall's handler runs doomed too; coroutines and wrap. */
+        app = new_app(0, 200, 0);
+        expect(app,
+               "xpcall(function() while true do end end, function() while true do end end) "
+               "return 'caught'",
+               CLUA_CPU_CALLBACK, "CPU budget");
+        clua_app_free(app);
+        app = new_app(0, 200, 0);
+        expect(app,
+               "local f = coroutine.wrap(function() while true do end end) "
+               "pcall(f) return 'caught'",
+               CLUA_CPU_CALLBACK, "CPU budget");
+        clua_app_free(app);
+        app = new_app(0, 200, 0);
+        expect(app,
+               "local co = coroutine.create(function() while true do end end) "
+               "print(coroutine.resume(co)) return 'caught'",
+               CLUA_CPU_CALLBACK, "CPU budget");
+        clua_app_free(app);
+}
+END_TEST
+
+START_TEST(test_cpu_total_budget)
+{
+        CLuaApp *app = new_app(0, 5000, 300);
+
+        /* Short callbacks pass; they add up to the total. */
+        expect(app, "local x = 0 for i = 1, 1e5 do x = x + i end return tostring(x)", CLUA_OK,
+               "5000050000");
+        expect(app, "while true do end", CLUA_CPU_TOTAL, "total CPU budget of 300 ms exceeded");
+        ck_assert_uint_ge(app->cpu_used_ns, 300000000u);
+        clua_app_free(app);
+}
+END_TEST
+
+START_TEST(test_plain_error_and_budget_off_after)
+{
+        CLuaApp *app = new_app(0, 200, 0);
+
+        expect(app, "error('boom')", CLUA_ERROR, "test:1: boom");
+        expect(app, "return select(2, pcall(error, 'x'))", CLUA_OK, "x");
+        /* The budget is per callback: three of 150 ms each pass a 200 ms budget. */
+        for (int i = 0; i < 3; i++)
+                expect(app, "local t = os.clock() while os.clock() - t < 0.15 do end return 'ok'",
+                       CLUA_OK, "ok");
+        clua_app_free(app);
+}
+END_TEST
+
+int main(void)
+{
+        Suite *s = suite_create("lua");
+        TCase *tc = tcase_create("core");
+        SRunner *sr;
+        int failed;
+
+        tcase_set_timeout(tc, 60);
+        tcase_add_test(tc, test_allowlist_absent);
+        tcase_add_test(tc, test_load_text_only);
+        tcase_add_test(tc, test_readonly_tables);
+        tcase_add_test(tc, test_memory_cap_uncatchable);
+        tcase_add_test(tc, test_cpu_budget_uncatchable);
+        tcase_add_test(tc, test_cpu_total_budget);
+        tcase_add_test(tc, test_plain_error_and_budget_off_after);
+        suite_add_tcase(s, tc);
+        sr = srunner_create(s);
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
