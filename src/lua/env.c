@@ -313,6 +313,14 @@ static void copy_fields(lua_State *L, int src, const char *const *names)
         }
 }
 
+/* env.name = a read-only copy of the names of the library table at index src. */
+static void install_lib(lua_State *L, int env, int src, const char *const *names, const char *name)
+{
+        copy_fields(L, src, names);
+        make_readonly(L);
+        lua_setfield(L, env, name);
+}
+
 /* Resumes co from L with narg arguments: lcorolib.c's auxresume, tracking the
  * running thread for the watchdog and passing limit errors through. */
 static int aux_resume(lua_State *L, lua_State *co, int narg)
@@ -487,15 +495,9 @@ static int setup(lua_State *L)
         make_readonly(L);
         lua_setfield(L, env, "string");
 
-        copy_fields(L, 4, table_names);
-        make_readonly(L);
-        lua_setfield(L, env, "table");
-        copy_fields(L, 5, math_names);
-        make_readonly(L);
-        lua_setfield(L, env, "math");
-        copy_fields(L, 6, utf8_names);
-        make_readonly(L);
-        lua_setfield(L, env, "utf8");
+        install_lib(L, env, 4, table_names, "table");
+        install_lib(L, env, 5, math_names, "math");
+        install_lib(L, env, 6, utf8_names, "utf8");
         copy_fields(L, 7, coroutine_names);
         lua_pushcfunction(L, app_co_resume);
         lua_setfield(L, -2, "resume");
@@ -503,12 +505,8 @@ static int setup(lua_State *L)
         lua_setfield(L, -2, "wrap");
         make_readonly(L);
         lua_setfield(L, env, "coroutine");
-        copy_fields(L, 8, os_names);
-        make_readonly(L);
-        lua_setfield(L, env, "os");
-        copy_fields(L, 9, debug_names);
-        make_readonly(L);
-        lua_setfield(L, env, "debug");
+        install_lib(L, env, 8, os_names, "os");
+        install_lib(L, env, 9, debug_names, "debug");
 
         lua_pushvalue(L, env);
         app->env_ref = luaL_ref(L, LUA_REGISTRYINDEX);
