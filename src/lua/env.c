@@ -2,8 +2,20 @@
 /*
  * The per-app Lua environment: allowlisted library, read-only library tables,
  * limit errors the app cannot catch (docs/lua-api.md "Allowlist", "Limits").
+ *
+ * Nothing of the standard library is opened in an app's state: the allowlisted
+ * functions are light C functions (no upvalues), taken once per process from a
+ * template state, and each global (a base function or a library table) is put
+ * into the app's globals only when the app first reads it (the globals' hidden
+ * metatable). An idle app that never touches `math` pays nothing for it, which
+ * keeps a state at a few KiB (bench/lua). Anything that could observe the
+ * difference (getmetatable/setmetatable of _G, pairs(_G)) first materializes the
+ * whole library and drops the hidden metatable, so the globals then behave as
+ * a plain table holding exactly the allowlist.
  */
 #include <errno.h>
+#include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,12 +26,14 @@
 #include <lualib.h>
 
 #include "lua/env.h"
+#include "lua/host.h"
 #include "lua/lua-modules.h"
 
 /* Registry keys (addresses are unique). */
 static const char key_locked = 0;  /* weak-keyed set of the read-only library tables */
-static const char key_preload = 0; /* name -> loader of the cella.* modules */
 static const char key_loaded = 0;  /* name -> value returned by a loader */
+static const char key_libs = 0;    /* library name -> its read-only table */
+static const char key_lazy_mt = 0; /* the globals' hidden metatable */
 
 /* Longest module name require accepts, bytes. */
 #define REQUIRE_NAME_MAX 64
@@ -30,10 +44,112 @@ CLuaApp *clua_app_of(lua_State *L)
         return *(CLuaApp **)lua_getextraspace(L);
 }
 
-static const char *fault_message(CLuaApp *app, char *buf, size_t size)
+/* ---- the template: light C functions of the standard library ----------------- */
+
+static const char *const base_names[] = {
+        "assert", "error",  "getmetatable", "ipairs",   "next", "pairs", "rawequal",     "rawget",
+        "rawlen", "select", "tonumber",     "tostring", "type", "load",  "setmetatable", NULL,
+};
+static const char *const string_names[] = {
+        "byte", "char",     "find", "format",  "gmatch", "gsub",   "len",   "lower", "match",
+        "pack", "packsize", "rep",  "reverse", "sub",    "unpack", "upper", NULL,
+};
+static const char *const table_names[] = {"concat", "insert", "move",   "pack",
+                                          "remove", "sort",   "unpack", NULL};
+static const char *const math_names[] = {
+        "abs", "ceil", "cos",  "deg", "exp",       "floor", "fmod", "log",  "max",  "min",  "modf",
+        "rad", "sin",  "sqrt", "tan", "tointeger", "type",  "ult",  "acos", "asin", "atan", NULL,
+};
+static const char *const utf8_names[] = {"char", "codepoint", "codes", "len", "offset", NULL};
+static const char *const coroutine_names[] = {"create", "isyieldable", "running", "status",
+                                              "yield",  "close",       NULL};
+static const char *const os_names[] = {"clock", "date", "difftime", "time", NULL};
+static const char *const debug_names[] = {"traceback", NULL};
+
+typedef struct StdLib {
+        const char *name;
+        const char *const *names;
+        lua_CFunction *fns; /* filled by template_init, parallel to names */
+} StdLib;
+
+static lua_CFunction base_fns[16], string_fns[17], table_fns[8], math_fns[22], utf8_fns[6],
+        coroutine_fns[7], os_fns[5], debug_fns[2];
+
+static StdLib std_libs[] = {
+        {"_G", base_names, base_fns},      {"string", string_names, string_fns},
+        {"table", table_names, table_fns}, {"math", math_names, math_fns},
+        {"utf8", utf8_names, utf8_fns},    {"coroutine", coroutine_names, coroutine_fns},
+        {"os", os_names, os_fns},          {"debug", debug_names, debug_fns},
+};
+
+static pthread_once_t template_once = PTHREAD_ONCE_INIT;
+static bool template_ok;
+
+/* Opens the standard library once in a scratch state and keeps the pointers of
+ * the allowlisted functions: they are static functions of liblua, valid in any
+ * state. A function with upvalues (math.random) cannot be taken this way: the
+ * allowlist has none of those. */
+static void template_init(void)
+{
+        lua_State *T = luaL_newstate();
+
+        if (!T)
+                return;
+        luaL_openlibs(T);
+        template_ok = true;
+        for (size_t l = 0; l < sizeof(std_libs) / sizeof(std_libs[0]); l++) {
+                lua_getglobal(T, std_libs[l].name);
+                for (size_t i = 0; std_libs[l].names[i]; i++) {
+                        lua_getfield(T, -1, std_libs[l].names[i]);
+                        if (!lua_iscfunction(T, -1) || lua_getupvalue(T, -1, 1)) {
+                                template_ok = false;
+                                lua_settop(T, 1);
+                                continue;
+                        }
+                        std_libs[l].fns[i] = lua_tocfunction(T, -1);
+                        lua_pop(T, 1);
+                }
+                lua_pop(T, 1);
+        }
+        lua_close(T);
+}
+
+static bool template_get(void)
+{
+        pthread_once(&template_once, template_init);
+        return template_ok;
+}
+
+lua_CFunction clua_std_function(const char *lib, const char *name)
+{
+        if (!template_get())
+                return NULL;
+        for (size_t l = 0; l < sizeof(std_libs) / sizeof(std_libs[0]); l++) {
+                if (strcmp(std_libs[l].name, lib) != 0)
+                        continue;
+                for (size_t i = 0; std_libs[l].names[i]; i++)
+                        if (strcmp(std_libs[l].names[i], name) == 0)
+                                return std_libs[l].fns[i];
+        }
+        return NULL;
+}
+
+static lua_CFunction std_fn(const StdLib *lib, const char *name)
+{
+        for (size_t i = 0; lib->names[i]; i++)
+                if (strcmp(lib->names[i], name) == 0)
+                        return lib->fns[i];
+        return NULL;
+}
+
+/* ---- limit errors, preemption ------------------------------------------------ */
+
+const char *clua_fault_message(CLuaApp *app, char *buf, size_t size)
 {
         if (app->doomed == CLUA_MEMORY)
                 snprintf(buf, size, "memory limit of %zu bytes exceeded", app->alloc.cap);
+        else if (app->doomed == CLUA_EXITING)
+                snprintf(buf, size, "app.exit(%d)", app->exit_code);
         else
                 snprintf(buf, size, "%s", app->cpu_msg);
         return buf;
@@ -45,7 +161,8 @@ static void doom_hook(lua_State *L, lua_Debug *ar)
         CLuaApp *app = clua_app_of(L);
         char buf[128];
 
-        lua_pushstring(L, fault_message(app, buf, sizeof(buf)));
+        (void)ar;
+        lua_pushstring(L, clua_fault_message(app, buf, sizeof(buf)));
         lua_error(L);
 }
 
@@ -54,12 +171,39 @@ static void arm_doom_hook(lua_State *L)
         lua_sethook(L, doom_hook, LUA_MASKCOUNT, 1);
 }
 
-/* Watchdog handler (signal context): only flags and lua_sethook. */
-static void on_budget_end(void *ud)
+/* The count hook armed when a slice ends: yields the running thread to the host
+ * (through the app's own coroutines: aux_resume passes the yield up). Where the
+ * thread cannot yield (inside a metamethod called from C, a sort comparator),
+ * it checks again every 1000 instructions. */
+static void preempt_hook(lua_State *L, lua_Debug *ar)
 {
-        CLuaApp *app = ud;
-        lua_State *L = app->running;
+        CLuaApp *app = clua_app_of(L);
 
+        (void)ar;
+        if (app->doomed) {
+                doom_hook(L, ar);
+                return;
+        }
+        if (!lua_isyieldable(L)) {
+                lua_sethook(L, preempt_hook, LUA_MASKCOUNT, 1000);
+                return;
+        }
+        lua_sethook(L, NULL, 0, 0);
+        app->host_yield = CLUA_YIELD_PREEMPT;
+        lua_yield(L, 0);
+}
+
+/* Watchdog handler (signal context): only flags, lua_sethook and timer_settime,
+ * all async-signal-safe (Lua 5.4 manual 4.7; POSIX for timer_settime). */
+static void on_watchdog(void *ud)
+{
+        CLuaHost *h = ud;
+        CLuaApp *app = h->running;
+        lua_State *L;
+
+        if (!app)
+                return;
+        L = app->running;
         if (app->doomed) {
                 /* A second expiry: the app burnt CLUA_GRACE_NS more CPU outside
                  * Lua code since it was doomed. Nothing else can stop it. */
@@ -70,9 +214,43 @@ static void on_budget_end(void *ud)
                 (void)n;
                 _exit(CLUA_EXIT_CPU);
         }
+        if (app->armed_for == 0) {
+                /* The slice ended. The rest of the budget is armed on. */
+                if (L)
+                        lua_sethook(L, preempt_hook, LUA_MASKCOUNT, 1);
+                if (h->then_ns) {
+                        app->armed_for = h->then_for;
+                        (void)clua_watchdog_arm(&h->watchdog, h->then_ns, CLUA_GRACE_NS);
+                        h->then_ns = 0;
+                }
+                return;
+        }
         app->doomed = app->armed_for;
         if (L)
                 arm_doom_hook(L);
+}
+
+int clua_env_arm(CLuaApp *app, uint64_t ns, int armed_for, uint64_t then_ns, int then_for)
+{
+        CLuaHost *h = app->host;
+
+        app->armed_for = armed_for;
+        h->then_ns = then_ns;
+        h->then_for = then_for;
+        h->running = app;
+        return clua_watchdog_arm(&h->watchdog, ns, armed_for ? CLUA_GRACE_NS : 0);
+}
+
+int clua_doom(lua_State *L, CLuaFault f)
+{
+        CLuaApp *app = clua_app_of(L);
+        char buf[128];
+
+        if (!app->doomed)
+                app->doomed = f;
+        arm_doom_hook(L);
+        lua_pushstring(L, clua_fault_message(app, buf, sizeof(buf)));
+        return lua_error(L);
 }
 
 /* Called with an error object on top of L after a protected call failed with
@@ -88,6 +266,8 @@ static void check_fatal(lua_State *L, int status)
                 lua_error(L);
         }
 }
+
+/* ---- base wrappers ----------------------------------------------------------- */
 
 static int finish_pcall(lua_State *L, int status, lua_KContext extra)
 {
@@ -143,23 +323,22 @@ static int app_xpcall(lua_State *L)
 }
 
 /* load(chunk [, chunkname [, mode [, env]]]): strings only, text only, env
- * defaulting to the app's _ENV. Upvalue 1: the base library's load. */
+ * defaulting to the app's globals. */
 static int app_load(lua_State *L)
 {
-        CLuaApp *app = clua_app_of(L);
         int has_env = lua_gettop(L) >= 4;
 
         luaL_checktype(L, 1, LUA_TSTRING);
         luaL_optstring(L, 2, NULL);
         lua_settop(L, 4);
-        lua_pushvalue(L, lua_upvalueindex(1));
+        lua_pushcfunction(L, std_fn(&std_libs[0], "load"));
         lua_pushvalue(L, 1);
         lua_pushvalue(L, 2);
         lua_pushliteral(L, "t");
         if (has_env)
                 lua_pushvalue(L, 4);
         else
-                lua_rawgeti(L, LUA_REGISTRYINDEX, app->env_ref);
+                lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
         lua_call(L, 4, 2);
         if (lua_isnil(L, -2))
                 return 2; /* nil, message */
@@ -167,24 +346,48 @@ static int app_load(lua_State *L)
         return 1;
 }
 
-/* require(name): cella.* modules only, from the host's preload table. */
+/* The cella.* modules written in C (lua-modules.h), by require name. */
+static const luaL_Reg cella_modules[] = {
+        {"cella.json", luaopen_cella_json},
+        {"cella.crypto", luaopen_cella_crypto},
+        {"cella.log", luaopen_cella_log},
+        {"cella.fs", luaopen_cella_fs},
+        {"cella.db", luaopen_cella_db},
+        {"cella.timer", luaopen_cella_timer},
+        {"cella.bus", luaopen_cella_bus},
+        {"cella.perm", luaopen_cella_perm},
+        {"cella.app", luaopen_cella_app},
+        {"cella.notify", luaopen_cella_notify},
+        {NULL, NULL},
+};
+
+/* require(name): cella.* modules only. */
 static int app_require(lua_State *L)
 {
         size_t len;
         const char *name = luaL_checklstring(L, 1, &len);
+        const luaL_Reg *m;
 
         luaL_argcheck(L, len <= REQUIRE_NAME_MAX, 1, "module name too long");
         lua_settop(L, 1);
-        lua_rawgetp(L, LUA_REGISTRYINDEX, &key_loaded);
+        if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_loaded) == LUA_TNIL) {
+                lua_pop(L, 1);
+                lua_newtable(L);
+                lua_pushvalue(L, -1);
+                lua_rawsetp(L, LUA_REGISTRYINDEX, &key_loaded);
+        }
         if (lua_getfield(L, 2, name) != LUA_TNIL)
                 return 1;
         lua_pop(L, 1);
-        lua_rawgetp(L, LUA_REGISTRYINDEX, &key_preload);
-        if (lua_getfield(L, 3, name) == LUA_TNIL)
+        for (m = cella_modules; m->name; m++)
+                if (strcmp(m->name, name) == 0)
+                        break;
+        if (!m->name)
                 return luaL_error(L,
                                   "module '%s' not found (require loads only the cella.* "
                                   "modules of docs/lua-api.md)",
                                   name);
+        lua_pushcfunction(L, m->func);
         lua_pushvalue(L, 1);
         lua_call(L, 1, 1);
         if (lua_isnil(L, -1)) {
@@ -224,8 +427,23 @@ static int app_collectgarbage(lua_State *L)
         }
 }
 
+static void materialize_all(lua_State *L);
+
+static bool is_globals(lua_State *L, int idx)
+{
+        bool r;
+
+        if (lua_type(L, idx) != LUA_TTABLE)
+                return false;
+        idx = lua_absindex(L, idx);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+        r = lua_rawequal(L, idx, -1);
+        lua_pop(L, 1);
+        return r;
+}
+
 /* setmetatable refusing __gc: finalizers run with hooks off (lgc.c GCTM), out of
- * the watchdog's reach. Upvalue 1: the base library's setmetatable. */
+ * the watchdog's reach. On the globals, the library is first made whole. */
 static int app_setmetatable(lua_State *L)
 {
         if (lua_type(L, 2) == LUA_TTABLE) {
@@ -234,7 +452,22 @@ static int app_setmetatable(lua_State *L)
                         return luaL_error(L, "__gc metamethods are not allowed in cella-lua");
                 lua_pop(L, 1);
         }
-        lua_pushvalue(L, lua_upvalueindex(1));
+        if (is_globals(L, 1))
+                materialize_all(L);
+        lua_pushcfunction(L, std_fn(&std_libs[0], "setmetatable"));
+        lua_insert(L, 1);
+        lua_call(L, lua_gettop(L) - 1, 1);
+        return 1;
+}
+
+/* getmetatable: on the globals, the library is first made whole (and the hidden
+ * metatable gone), so the app sees what it set, or nil. */
+static int app_getmetatable(lua_State *L)
+{
+        luaL_checkany(L, 1);
+        if (is_globals(L, 1))
+                materialize_all(L);
+        lua_pushcfunction(L, std_fn(&std_libs[0], "getmetatable"));
         lua_insert(L, 1);
         lua_call(L, lua_gettop(L) - 1, 1);
         return 1;
@@ -245,12 +478,17 @@ static bool is_locked(lua_State *L, int idx)
         bool r;
 
         idx = lua_absindex(L, idx);
-        lua_rawgetp(L, LUA_REGISTRYINDEX, &key_locked);
+        if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_locked) == LUA_TNIL) {
+                lua_pop(L, 1);
+                return false;
+        }
         lua_pushvalue(L, idx);
         r = lua_rawget(L, -2) != LUA_TNIL;
         lua_pop(L, 2);
         return r;
 }
+
+static void note_global_set(lua_State *L, int key);
 
 /* rawset refusing the read-only library tables. */
 static int app_rawset(lua_State *L)
@@ -260,10 +498,49 @@ static int app_rawset(lua_State *L)
         luaL_checkany(L, 3);
         if (is_locked(L, 1))
                 return luaL_error(L, "attempt to modify a read-only library table");
+        if (is_globals(L, 1))
+                note_global_set(L, 2);
         lua_settop(L, 3);
         lua_rawset(L, 1);
         return 1;
 }
+
+/* print as lbaselib.c's, written to the app's output (its log in packed mode) in
+ * one write(2) per call. */
+static int app_print(lua_State *L)
+{
+        CLuaApp *app = clua_app_of(L);
+        int n = lua_gettop(L);
+        luaL_Buffer b;
+        const char *s;
+        size_t len, off = 0;
+
+        luaL_buffinit(L, &b);
+        for (int i = 1; i <= n; i++) {
+                size_t l;
+                const char *p = luaL_tolstring(L, i, &l);
+
+                if (i > 1)
+                        luaL_addchar(&b, '\t');
+                luaL_addvalue(&b);
+                (void)p;
+        }
+        luaL_addchar(&b, '\n');
+        luaL_pushresult(&b);
+        s = lua_tolstring(L, -1, &len);
+        while (off < len) {
+                ssize_t w = write(app->out_fd, s + off, len - off);
+
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w <= 0)
+                        break;
+                off += (size_t)w;
+        }
+        return 0;
+}
+
+/* ---- read-only library tables ------------------------------------------------ */
 
 static int readonly_newindex(lua_State *L)
 {
@@ -273,7 +550,7 @@ static int readonly_newindex(lua_State *L)
 /* __pairs of a read-only table: iterates the real one (upvalue 1). */
 static int readonly_pairs(lua_State *L)
 {
-        lua_getglobal(L, "next"); /* the registry's global table: base's next */
+        lua_pushcfunction(L, std_fn(&std_libs[0], "next"));
         lua_pushvalue(L, lua_upvalueindex(1));
         lua_pushnil(L);
         return 3;
@@ -282,7 +559,7 @@ static int readonly_pairs(lua_State *L)
 /* Replaces the table on top with a read-only proxy of it. */
 static void make_readonly(lua_State *L)
 {
-        lua_newtable(L); /* proxy */
+        lua_createtable(L, 0, 0); /* proxy */
         lua_createtable(L, 0, 4);
         lua_pushvalue(L, -3);
         lua_setfield(L, -2, "__index");
@@ -294,7 +571,16 @@ static void make_readonly(lua_State *L)
         lua_pushboolean(L, 0);
         lua_setfield(L, -2, "__metatable");
         lua_setmetatable(L, -2);
-        lua_rawgetp(L, LUA_REGISTRYINDEX, &key_locked);
+        if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_locked) == LUA_TNIL) {
+                lua_pop(L, 1);
+                lua_newtable(L);
+                lua_createtable(L, 0, 1);
+                lua_pushliteral(L, "k");
+                lua_setfield(L, -2, "__mode");
+                lua_setmetatable(L, -2);
+                lua_pushvalue(L, -1);
+                lua_rawsetp(L, LUA_REGISTRYINDEX, &key_locked);
+        }
         lua_pushvalue(L, -2);
         lua_pushboolean(L, 1);
         lua_rawset(L, -3);
@@ -302,46 +588,69 @@ static void make_readonly(lua_State *L)
         lua_remove(L, -2);
 }
 
-/* Pushes a new table with the fields names of the table at src. */
-static void copy_fields(lua_State *L, int src, const char *const *names)
+/* Pushes a new table with the functions of lib. */
+static void push_lib_fields(lua_State *L, const StdLib *lib)
 {
-        src = lua_absindex(L, src);
-        lua_newtable(L);
-        for (; *names; names++) {
-                lua_getfield(L, src, *names);
-                lua_setfield(L, -2, *names);
+        int n = 0;
+
+        while (lib->names[n])
+                n++;
+        lua_createtable(L, 0, n + 2);
+        for (int i = 0; i < n; i++) {
+                lua_pushcfunction(L, lib->fns[i]);
+                lua_setfield(L, -2, lib->names[i]);
         }
 }
 
-/* env.name = a read-only copy of the names of the library table at index src. */
-static void install_lib(lua_State *L, int env, int src, const char *const *names, const char *name)
-{
-        copy_fields(L, src, names);
-        make_readonly(L);
-        lua_setfield(L, env, name);
-}
+/* ---- coroutines: the host's yields pass through the app's coroutines --------- */
 
-/* Resumes co from L with narg arguments: lcorolib.c's auxresume, tracking the
- * running thread for the watchdog and passing limit errors through. */
-static int aux_resume(lua_State *L, lua_State *co, int narg)
+static int co_resume_k(lua_State *L, int status, lua_KContext ctx);
+static int co_wrap_k(lua_State *L, int status, lua_KContext ctx);
+
+/*
+ * Resumes co from L with narg arguments: lcorolib.c's auxresume, tracking the
+ * running thread for the watchdog and passing limit errors through. When co
+ * yields for the host (a preemption, or a task waiting for the kernel), L yields
+ * too, with continuation k, which resumes co again when the host resumes L: the
+ * app's coroutine sees nothing. Returns the results' count, or -1 with an error
+ * message on top.
+ */
+static int aux_resume(lua_State *L, lua_State *co, int narg, lua_KFunction k)
 {
         CLuaApp *app = clua_app_of(L);
         lua_State *prev;
         int status, nres;
 
-        if (app->doomed) {
-                lua_pushstring(L, "doomed");
-                check_fatal(L, LUA_ERRRUN);
+        for (;;) {
+                if (app->doomed) {
+                        lua_pushstring(L, "doomed");
+                        check_fatal(L, LUA_ERRRUN);
+                }
+                if (!lua_checkstack(co, narg)) {
+                        lua_pushliteral(L, "too many arguments to resume");
+                        return -1;
+                }
+                lua_xmove(L, co, narg);
+                prev = app->running;
+                app->running = co;
+                status = lua_resume(co, L, narg, &nres);
+                app->running = prev;
+                if (status == LUA_YIELD && app->host_yield != CLUA_YIELD_NONE) {
+                        /* co stopped for the host: nres is 0. Pass it up. */
+                        lua_pop(co, nres);
+                        if (lua_isyieldable(L))
+                                return lua_yieldk(L, 0, 0, k);
+                        /* L cannot yield (a coroutine resumed from C): keep running;
+                         * a preemption is tried again later, a wait blocks. */
+                        if (app->host_yield == CLUA_YIELD_PREEMPT) {
+                                app->host_yield = CLUA_YIELD_NONE;
+                                lua_sethook(co, preempt_hook, LUA_MASKCOUNT, 1000);
+                        }
+                        narg = 0;
+                        continue;
+                }
+                break;
         }
-        if (!lua_checkstack(co, narg)) {
-                lua_pushliteral(L, "too many arguments to resume");
-                return -1;
-        }
-        lua_xmove(L, co, narg);
-        prev = app->running;
-        app->running = co;
-        status = lua_resume(co, L, narg, &nres);
-        app->running = prev;
         if (status == LUA_OK || status == LUA_YIELD) {
                 if (app->doomed) {
                         lua_pop(co, nres);
@@ -361,13 +670,8 @@ static int aux_resume(lua_State *L, lua_State *co, int narg)
         return -1;
 }
 
-static int app_co_resume(lua_State *L)
+static int finish_co_resume(lua_State *L, int r)
 {
-        lua_State *co = lua_tothread(L, 1);
-        int r;
-
-        luaL_argexpected(L, co, 1, "coroutine");
-        r = aux_resume(L, co, lua_gettop(L) - 1);
         if (r < 0) {
                 lua_pushboolean(L, 0);
                 lua_insert(L, -2);
@@ -378,14 +682,43 @@ static int app_co_resume(lua_State *L)
         return r + 1;
 }
 
-static int wrap_aux(lua_State *L)
+/* Stack of coroutine.resume while co runs: [co]. */
+static int co_resume_k(lua_State *L, int status, lua_KContext ctx)
 {
-        lua_State *co = lua_tothread(L, lua_upvalueindex(1));
-        int r = aux_resume(L, co, lua_gettop(L));
+        (void)status;
+        (void)ctx;
+        clua_app_of(L)->host_yield = CLUA_YIELD_NONE;
+        return finish_co_resume(L, aux_resume(L, lua_tothread(L, 1), 0, co_resume_k));
+}
 
+static int app_co_resume(lua_State *L)
+{
+        lua_State *co = lua_tothread(L, 1);
+
+        luaL_argexpected(L, co, 1, "coroutine");
+        return finish_co_resume(L, aux_resume(L, co, lua_gettop(L) - 1, co_resume_k));
+}
+
+static int finish_wrap(lua_State *L, int r)
+{
         if (r < 0)
                 return lua_error(L);
         return r;
+}
+
+static int co_wrap_k(lua_State *L, int status, lua_KContext ctx)
+{
+        (void)status;
+        (void)ctx;
+        clua_app_of(L)->host_yield = CLUA_YIELD_NONE;
+        return finish_wrap(L, aux_resume(L, lua_tothread(L, lua_upvalueindex(1)), 0, co_wrap_k));
+}
+
+static int wrap_aux(lua_State *L)
+{
+        lua_State *co = lua_tothread(L, lua_upvalueindex(1));
+
+        return finish_wrap(L, aux_resume(L, co, lua_gettop(L), co_wrap_k));
 }
 
 static int app_co_wrap(lua_State *L)
@@ -399,164 +732,456 @@ static int app_co_wrap(lua_State *L)
         return 1;
 }
 
-static const char *const base_names[] = {
-        "assert", "error",  "getmetatable", "ipairs",   "next",     "pairs", "print",    "rawequal",
-        "rawget", "rawlen", "select",       "tonumber", "tostring", "type",  "_VERSION", NULL,
-};
-static const char *const string_names[] = {
-        "byte", "char",     "find", "format",  "gmatch", "gsub",   "len",   "lower", "match",
-        "pack", "packsize", "rep",  "reverse", "sub",    "unpack", "upper", NULL,
-};
-static const char *const table_names[] = {"concat", "insert", "move",   "pack",
-                                          "remove", "sort",   "unpack", NULL};
-static const char *const math_names[] = {
-        "abs",       "ceil", "cos",    "deg",        "exp",  "floor",      "fmod",
-        "huge",      "log",  "max",    "maxinteger", "min",  "mininteger", "modf",
-        "pi",        "rad",  "random", "randomseed", "sin",  "sqrt",       "tan",
-        "tointeger", "type", "ult",    "acos",       "asin", "atan",       NULL,
-};
-static const char *const utf8_names[] = {"char", "charpattern", "codepoint", "codes",
-                                         "len",  "offset",      NULL};
-static const char *const coroutine_names[] = {"create", "isyieldable", "running",
-                                              "status", "yield",       NULL};
-static const char *const os_names[] = {"clock", "date", "difftime", "time", NULL};
-static const char *const debug_names[] = {"traceback", NULL};
+/* ---- math.random: xoshiro256** per state (as lmathlib.c; its own closure has an
+ * upvalue and cannot come from the template) --------------------------------- */
 
-/* The cella.* modules written in C (lua-modules.h), by require name. */
-static const luaL_Reg cella_modules[] = {
-        {"cella.json", luaopen_cella_json}, {"cella.crypto", luaopen_cella_crypto},
-        {"cella.log", luaopen_cella_log},   {"cella.fs", luaopen_cella_fs},
-        {"cella.db", luaopen_cella_db},     {NULL, NULL},
-};
+typedef struct RanState {
+        uint64_t s[4];
+} RanState;
 
-/* Builds everything in L; runs protected (lua_pcall of a C function) so running
- * out of memory during setup is a status, not an abort. */
-static int setup(lua_State *L)
+static uint64_t rotl(uint64_t x, int n)
 {
-        CLuaApp *app = lua_touserdata(L, 1);
-        int env;
+        return (x << n) | (x >> (64 - n));
+}
 
-        luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
-        luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 0);
-        luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 0);
-        luaL_requiref(L, LUA_MATHLIBNAME, luaopen_math, 0);
-        luaL_requiref(L, LUA_UTF8LIBNAME, luaopen_utf8, 0);
-        luaL_requiref(L, LUA_COLIBNAME, luaopen_coroutine, 0);
-        luaL_requiref(L, LUA_OSLIBNAME, luaopen_os, 0);
-        luaL_requiref(L, LUA_DBLIBNAME, luaopen_debug, 0);
-        /* stack: app G string table math utf8 coroutine os debug (2..9) */
+static uint64_t next_rand(RanState *r)
+{
+        uint64_t *s = r->s, res = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
 
-        lua_newtable(L);
-        lua_createtable(L, 0, 1);
-        lua_pushliteral(L, "k");
-        lua_setfield(L, -2, "__mode");
-        lua_setmetatable(L, -2);
-        lua_rawsetp(L, LUA_REGISTRYINDEX, &key_locked);
-        lua_newtable(L);
-        lua_rawsetp(L, LUA_REGISTRYINDEX, &key_loaded);
-        lua_newtable(L);
-        for (const luaL_Reg *m = cella_modules; m->name; m++) {
-                lua_pushcfunction(L, m->func);
-                lua_setfield(L, -2, m->name);
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = rotl(s[3], 45);
+        return res;
+}
+
+static void seed_rand(RanState *r, uint64_t a, uint64_t b)
+{
+        r->s[0] = a;
+        r->s[1] = 0xff; /* as lmathlib.c setseed: avoid a zero state */
+        r->s[2] = b;
+        r->s[3] = 0;
+        for (int i = 0; i < 16; i++)
+                (void)next_rand(r);
+}
+
+/* Random integer in [0, n]: lmathlib.c's "project" by rejection. */
+static uint64_t project(uint64_t ran, uint64_t n, RanState *r)
+{
+        uint64_t lim = n;
+
+        if ((n & (n + 1)) == 0)
+                return ran & n;
+        lim |= lim >> 1;
+        lim |= lim >> 2;
+        lim |= lim >> 4;
+        lim |= lim >> 8;
+        lim |= lim >> 16;
+        lim |= lim >> 32;
+        while ((ran &= lim) > n)
+                ran = next_rand(r);
+        return ran;
+}
+
+static int math_random(lua_State *L)
+{
+        RanState *r = lua_touserdata(L, lua_upvalueindex(1));
+        uint64_t rv = next_rand(r);
+        lua_Integer low, up;
+
+        switch (lua_gettop(L)) {
+        case 0:
+                lua_pushnumber(L, (lua_Number)(rv >> 11) * 0x1.0p-53);
+                return 1;
+        case 1:
+                low = 1;
+                up = luaL_checkinteger(L, 1);
+                if (up == 0) {
+                        lua_pushinteger(L, (lua_Integer)rv);
+                        return 1;
+                }
+                break;
+        case 2:
+                low = luaL_checkinteger(L, 1);
+                up = luaL_checkinteger(L, 2);
+                break;
+        default:
+                return luaL_error(L, "wrong number of arguments");
         }
-        lua_rawsetp(L, LUA_REGISTRYINDEX, &key_preload);
+        luaL_argcheck(L, low <= up, lua_gettop(L), "interval is empty");
+        lua_pushinteger(
+                L, (lua_Integer)(project(rv, (uint64_t)up - (uint64_t)low, r) + (uint64_t)low));
+        return 1;
+}
 
-        copy_fields(L, 2, base_names);
-        env = lua_gettop(L);
-        lua_pushvalue(L, env);
-        lua_setfield(L, env, "_G");
-        lua_pushcfunction(L, app_pcall);
-        lua_setfield(L, env, "pcall");
-        lua_pushcfunction(L, app_xpcall);
-        lua_setfield(L, env, "xpcall");
-        lua_getfield(L, 2, "load");
-        lua_pushcclosure(L, app_load, 1);
-        lua_setfield(L, env, "load");
-        lua_getfield(L, 2, "setmetatable");
-        lua_pushcclosure(L, app_setmetatable, 1);
-        lua_setfield(L, env, "setmetatable");
-        lua_pushcfunction(L, app_rawset);
-        lua_setfield(L, env, "rawset");
-        lua_pushcfunction(L, app_require);
-        lua_setfield(L, env, "require");
-        lua_pushcfunction(L, app_collectgarbage);
-        lua_setfield(L, env, "collectgarbage");
+static int math_randomseed(lua_State *L)
+{
+        RanState *r = lua_touserdata(L, lua_upvalueindex(1));
 
-        /* string: strings' own metatable indexes the allowlisted copy (without
-         * it, ("").dump would reach string.dump) and is hidden. */
-        copy_fields(L, 3, string_names);
+        if (lua_isnone(L, 1)) {
+                uint64_t a = arc4random(), b = arc4random();
+
+                seed_rand(r, a << 32 | arc4random(), b << 32 | arc4random());
+                return 0;
+        }
+        seed_rand(r, (uint64_t)luaL_checkinteger(L, 1), (uint64_t)luaL_optinteger(L, 2, 0));
+        return 0;
+}
+
+/* ---- the globals, put in place on first read --------------------------------- */
+
+typedef enum GlobalKind { G_STD, G_FN, G_LIB, G_VERSION, G_SELF } GlobalKind;
+
+typedef struct Global {
+        const char *name;
+        GlobalKind kind;
+        lua_CFunction fn; /* G_FN */
+} Global;
+
+static int build_string(lua_State *L);
+static int build_table(lua_State *L);
+static int build_math(lua_State *L);
+static int build_utf8(lua_State *L);
+static int build_coroutine(lua_State *L);
+static int build_os(lua_State *L);
+static int build_debug(lua_State *L);
+
+/* Sorted by name (bsearch). Bit i of CLuaApp.lazy_done is globals[i]. */
+static const Global globals[] = {
+        {"_G", G_SELF, NULL},
+        {"_VERSION", G_VERSION, NULL},
+        {"assert", G_STD, NULL},
+        {"collectgarbage", G_FN, app_collectgarbage},
+        {"coroutine", G_LIB, build_coroutine},
+        {"debug", G_LIB, build_debug},
+        {"error", G_STD, NULL},
+        {"getmetatable", G_FN, app_getmetatable},
+        {"ipairs", G_STD, NULL},
+        {"load", G_FN, app_load},
+        {"math", G_LIB, build_math},
+        {"next", G_STD, NULL},
+        {"os", G_LIB, build_os},
+        {"pairs", G_STD, NULL},
+        {"pcall", G_FN, app_pcall},
+        {"print", G_FN, app_print},
+        {"rawequal", G_STD, NULL},
+        {"rawget", G_STD, NULL},
+        {"rawlen", G_STD, NULL},
+        {"rawset", G_FN, app_rawset},
+        {"require", G_FN, app_require},
+        {"select", G_STD, NULL},
+        {"setmetatable", G_FN, app_setmetatable},
+        {"string", G_LIB, build_string},
+        {"table", G_LIB, build_table},
+        {"tonumber", G_STD, NULL},
+        {"tostring", G_STD, NULL},
+        {"type", G_STD, NULL},
+        {"utf8", G_LIB, build_utf8},
+        {"xpcall", G_FN, app_xpcall},
+};
+#define N_GLOBALS (sizeof(globals) / sizeof(globals[0]))
+_Static_assert(N_GLOBALS <= 64, "CLuaApp.lazy_done has 64 bits");
+
+static int global_cmp(const void *k, const void *e)
+{
+        return strcmp(k, ((const Global *)e)->name);
+}
+
+static int global_index(const char *name)
+{
+        const Global *g = bsearch(name, globals, N_GLOBALS, sizeof(Global), global_cmp);
+
+        return g ? (int)(g - globals) : -1;
+}
+
+/* Pushes library name's read-only table, building it (and caching it in the
+ * registry) the first time: the string library is also the strings' __index. */
+static void push_lib(lua_State *L, const Global *g)
+{
+        if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_libs) == LUA_TNIL) {
+                lua_pop(L, 1);
+                lua_createtable(L, 0, 2);
+                lua_pushvalue(L, -1);
+                lua_rawsetp(L, LUA_REGISTRYINDEX, &key_libs);
+        }
+        if (lua_getfield(L, -1, g->name) == LUA_TNIL) {
+                lua_pop(L, 1);
+                lua_pushcfunction(L, g->fn);
+                lua_call(L, 0, 1); /* the real table */
+                make_readonly(L);
+                lua_pushvalue(L, -1);
+                lua_setfield(L, -3, g->name);
+        }
+        lua_remove(L, -2);
+}
+
+/* Pushes the value of globals[i]. */
+static void push_global(lua_State *L, int i)
+{
+        const Global *g = &globals[i];
+
+        switch (g->kind) {
+        case G_STD:
+                lua_pushcfunction(L, std_fn(&std_libs[0], g->name));
+                break;
+        case G_FN:
+                lua_pushcfunction(L, g->fn);
+                break;
+        case G_LIB:
+                push_lib(L, g);
+                break;
+        case G_VERSION:
+                lua_pushliteral(L, LUA_VERSION);
+                break;
+        case G_SELF:
+                lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+                break;
+        }
+}
+
+/* The key at index key was set in the globals by the app: not lazy any more. */
+static void note_global_set(lua_State *L, int key)
+{
+        int i;
+
+        if (lua_type(L, key) != LUA_TSTRING)
+                return;
+        i = global_index(lua_tostring(L, key));
+        if (i >= 0)
+                clua_app_of(L)->lazy_done |= 1ull << i;
+}
+
+/* __index of the globals (t, k): an allowlisted name read for the first time. */
+static int lazy_index(lua_State *L)
+{
+        CLuaApp *app = clua_app_of(L);
+        int i;
+
+        if (lua_type(L, 2) != LUA_TSTRING)
+                return 0;
+        i = global_index(lua_tostring(L, 2));
+        if (i < 0 || (app->lazy_done & (1ull << i)))
+                return 0;
+        push_global(L, i);
+        lua_pushvalue(L, 2);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, 1);
+        app->lazy_done |= 1ull << i;
+        return 1;
+}
+
+/* __newindex of the globals (t, k, v): a new global; an allowlisted name the app
+ * sets (even to nil) is its own from then on. */
+static int lazy_newindex(lua_State *L)
+{
+        note_global_set(L, 2);
+        lua_settop(L, 3);
+        lua_rawset(L, 1);
+        return 0;
+}
+
+static void materialize_all(lua_State *L)
+{
+        CLuaApp *app = clua_app_of(L);
+
+        lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+        if (!lua_getmetatable(L, -1)) {
+                lua_pop(L, 1);
+                return;
+        }
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &key_lazy_mt);
+        if (!lua_rawequal(L, -1, -2)) {
+                lua_pop(L, 3);
+                return;
+        }
+        lua_pop(L, 2);
+        for (int i = 0; i < (int)N_GLOBALS; i++) {
+                if (app->lazy_done & (1ull << i))
+                        continue;
+                lua_pushstring(L, globals[i].name);
+                push_global(L, i);
+                lua_rawset(L, -3);
+                app->lazy_done |= 1ull << i;
+        }
+        lua_pushnil(L);
+        lua_setmetatable(L, -2);
+        lua_pop(L, 1);
+}
+
+/* __pairs of the globals: the whole library first, then a plain next. */
+static int lazy_pairs(lua_State *L)
+{
+        materialize_all(L);
+        lua_pushcfunction(L, std_fn(&std_libs[0], "next"));
+        lua_pushvalue(L, 1);
+        lua_pushnil(L);
+        return 3;
+}
+
+/* __index of strings before the string library exists: builds it, and makes its
+ * real table the strings' __index from then on. */
+static int lazy_string_index(lua_State *L)
+{
+        static const Global g = {"string", G_LIB, build_string};
+
+        push_lib(L, &g);
+        lua_getfield(L, -1, lua_tostring(L, 2) ?: "");
+        return 1;
+}
+
+static int build_string(lua_State *L)
+{
+        push_lib_fields(L, &std_libs[1]);
+        /* strings' own metatable indexes this table (without it, ("").dump would
+         * reach string.dump) and is hidden. */
         lua_pushliteral(L, "");
         lua_getmetatable(L, -1);
         lua_pushvalue(L, -3);
         lua_setfield(L, -2, "__index");
-        lua_pushboolean(L, 0);
-        lua_setfield(L, -2, "__metatable");
         lua_pop(L, 2);
-        make_readonly(L);
-        lua_setfield(L, env, "string");
+        return 1;
+}
 
-        install_lib(L, env, 4, table_names, "table");
-        install_lib(L, env, 5, math_names, "math");
-        install_lib(L, env, 6, utf8_names, "utf8");
-        copy_fields(L, 7, coroutine_names);
+static int build_table(lua_State *L)
+{
+        push_lib_fields(L, &std_libs[2]);
+        return 1;
+}
+
+static int build_math(lua_State *L)
+{
+        RanState *r;
+
+        push_lib_fields(L, &std_libs[3]);
+        lua_pushnumber(L, 3.141592653589793238462643383279502884);
+        lua_setfield(L, -2, "pi");
+        lua_pushnumber(L, (lua_Number)HUGE_VAL);
+        lua_setfield(L, -2, "huge");
+        lua_pushinteger(L, LUA_MAXINTEGER);
+        lua_setfield(L, -2, "maxinteger");
+        lua_pushinteger(L, LUA_MININTEGER);
+        lua_setfield(L, -2, "mininteger");
+        r = lua_newuserdatauv(L, sizeof(RanState), 0);
+        seed_rand(r, (uint64_t)arc4random() << 32 | arc4random(),
+                  (uint64_t)arc4random() << 32 | arc4random());
+        lua_pushvalue(L, -1);
+        lua_pushcclosure(L, math_random, 1);
+        lua_setfield(L, -3, "random");
+        lua_pushcclosure(L, math_randomseed, 1);
+        lua_setfield(L, -2, "randomseed");
+        return 1;
+}
+
+static int build_utf8(lua_State *L)
+{
+        push_lib_fields(L, &std_libs[4]);
+        static const char patt[] = "[\0-\x7F\xC2-\xFD][\x80-\xBF]*";
+
+        lua_pushlstring(L, patt, sizeof(patt) - 1);
+        lua_setfield(L, -2, "charpattern");
+        return 1;
+}
+
+static int build_coroutine(lua_State *L)
+{
+        push_lib_fields(L, &std_libs[5]);
         lua_pushcfunction(L, app_co_resume);
         lua_setfield(L, -2, "resume");
         lua_pushcfunction(L, app_co_wrap);
         lua_setfield(L, -2, "wrap");
-        make_readonly(L);
-        lua_setfield(L, env, "coroutine");
-        install_lib(L, env, 8, os_names, "os");
-        install_lib(L, env, 9, debug_names, "debug");
+        return 1;
+}
 
-        lua_pushvalue(L, env);
-        app->env_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+static int build_os(lua_State *L)
+{
+        push_lib_fields(L, &std_libs[6]);
+        return 1;
+}
+
+static int build_debug(lua_State *L)
+{
+        push_lib_fields(L, &std_libs[7]);
+        return 1;
+}
+
+/* ---- the state --------------------------------------------------------------- */
+
+/* Builds the app's globals and the strings' metatable; runs protected (lua_pcall
+ * of a C function) so running out of memory during setup is a status. */
+static int setup(lua_State *L)
+{
+        lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+        lua_createtable(L, 0, 3);
+        lua_pushcfunction(L, lazy_index);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, lazy_newindex);
+        lua_setfield(L, -2, "__newindex");
+        lua_pushcfunction(L, lazy_pairs);
+        lua_setfield(L, -2, "__pairs");
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &key_lazy_mt);
+        lua_setmetatable(L, -2);
+        lua_pop(L, 1);
+
+        lua_pushliteral(L, "");
+        lua_createtable(L, 0, 2);
+        lua_pushcfunction(L, lazy_string_index);
+        lua_setfield(L, -2, "__index");
+        lua_pushboolean(L, 0);
+        lua_setfield(L, -2, "__metatable");
+        lua_setmetatable(L, -2);
+        lua_pop(L, 1);
+        return 0;
+}
+
+int clua_env_new(CLuaApp *app)
+{
+        if (!template_get())
+                return -ENOMEM;
+        if (!app->opt.callback_ns)
+                app->opt.callback_ns = CLUA_DEFAULT_CALLBACK_NS;
+        app->L = clua_alloc_newstate(&app->alloc, app->opt.memory_cap);
+        if (!app->L)
+                return -ENOMEM;
+        app->opt.memory_cap = app->alloc.cap;
+        *(CLuaApp **)lua_getextraspace(app->L) = app;
+        app->running = app->L;
+        lua_pushcfunction(app->L, setup);
+        if (lua_pcall(app->L, 0, 0, 0) != LUA_OK) {
+                lua_close(app->L);
+                app->L = NULL;
+                return -ENOMEM;
+        }
+        clua_alloc_pace_gc(&app->alloc, app->L);
         return 0;
 }
 
 int clua_app_new(const CLuaOptions *opt, CLuaApp **ret)
 {
-        CLuaApp *app;
+        CLuaHostOptions ho = {.policy = CLUA_SCHED_FAIR, .stats_fd = -1, .n_apps = 1};
+        CLuaAppSpec spec = {.channel_fd = -1, .log_fd = -1};
+        CLuaHost *h;
         int r;
 
-        app = calloc(1, sizeof(*app));
-        if (!app)
-                return -ENOMEM;
         if (opt)
-                app->opt = *opt;
-        if (!app->opt.callback_ns)
-                app->opt.callback_ns = CLUA_DEFAULT_CALLBACK_NS;
-        app->L = clua_alloc_newstate(&app->alloc, app->opt.memory_cap);
-        if (!app->L) {
-                free(app);
-                return -ENOMEM;
-        }
-        app->opt.memory_cap = app->alloc.cap;
-        *(CLuaApp **)lua_getextraspace(app->L) = app;
-        app->running = app->L;
-        lua_pushcfunction(app->L, setup);
-        lua_pushlightuserdata(app->L, app);
-        if (lua_pcall(app->L, 1, 0, 0) != LUA_OK) {
-                clua_app_free(app);
-                return -ENOMEM;
-        }
-        r = clua_watchdog_init(&app->watchdog, on_budget_end, app);
+                spec.opt = *opt;
+        r = clua_host_new(&ho, &h);
+        if (r < 0)
+                return r;
+        r = clua_host_add(h, &spec, ret);
         if (r < 0) {
-                clua_app_free(app);
+                clua_host_free(h);
                 return r;
         }
-        clua_alloc_pace_gc(&app->alloc, app->L);
-        *ret = app;
         return 0;
 }
 
 void clua_app_free(CLuaApp *app)
 {
-        if (!app)
-                return;
-        clua_watchdog_done(&app->watchdog);
-        if (app->L)
-                lua_close(app->L);
-        free(app);
+        if (app)
+                clua_host_free(app->host);
 }
 
 static char *dup_top_message(lua_State *L)
@@ -573,6 +1198,7 @@ CLuaFault clua_load(CLuaApp *app, const char *chunk, size_t len, const char *nam
 
         if (ret_msg)
                 *ret_msg = NULL;
+        /* The first upvalue of a main chunk is the registry's globals: the app's. */
         status = luaL_loadbufferx(L, chunk, len, name, "t");
         if (status != LUA_OK) {
                 if (ret_msg)
@@ -580,17 +1206,16 @@ CLuaFault clua_load(CLuaApp *app, const char *chunk, size_t len, const char *nam
                 lua_pop(L, 1);
                 return status == LUA_ERRMEM ? CLUA_MEMORY : CLUA_ERROR;
         }
-        lua_rawgeti(L, LUA_REGISTRYINDEX, app->env_ref);
-        if (!lua_setupvalue(L, -2, 1))
-                lua_pop(L, 1);
         return CLUA_OK;
 }
 
 /* Message handler of a callback: lua.c's msghandler (tostring, then traceback). */
-static int msghandler(lua_State *L)
+int clua_msghandler(lua_State *L)
 {
         const char *msg = lua_tostring(L, 1);
 
+        if (clua_app_of(L)->doomed)
+                return 1;
         if (!msg) {
                 if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
                         return 1;
@@ -600,7 +1225,7 @@ static int msghandler(lua_State *L)
         return 1;
 }
 
-static void set_cpu_msg(CLuaApp *app, bool total)
+void clua_set_cpu_msg(CLuaApp *app, bool total)
 {
         uint64_t ns = total ? app->opt.total_ns : app->opt.callback_ns;
 
@@ -608,40 +1233,50 @@ static void set_cpu_msg(CLuaApp *app, bool total)
                  total ? "total " : "", (unsigned long long)(ns / 1000000u));
 }
 
+uint64_t clua_budget_left(CLuaApp *app, uint64_t used_in_callback, int *ret_for)
+{
+        uint64_t left = used_in_callback < app->opt.callback_ns
+                                ? app->opt.callback_ns - used_in_callback
+                                : 0;
+
+        *ret_for = CLUA_CPU_CALLBACK;
+        if (app->opt.total_ns) {
+                uint64_t t = app->cpu_used_ns < app->opt.total_ns
+                                     ? app->opt.total_ns - app->cpu_used_ns
+                                     : 0;
+
+                if (t <= left) {
+                        left = t;
+                        *ret_for = CLUA_CPU_TOTAL;
+                }
+        }
+        clua_set_cpu_msg(app, *ret_for == CLUA_CPU_TOTAL);
+        return left;
+}
+
 CLuaFault clua_call(CLuaApp *app, int nargs, int nresults, char **ret_msg)
 {
         lua_State *L = app->L;
-        uint64_t budget = app->opt.callback_ns, t0;
-        int base = lua_gettop(L) - nargs, status, r;
+        int base = lua_gettop(L) - nargs, status, r, bfor;
+        uint64_t budget, t0;
         char buf[128];
         CLuaFault f;
 
         if (ret_msg)
                 *ret_msg = NULL;
-        if (!app->doomed && app->opt.total_ns) {
-                if (app->cpu_used_ns >= app->opt.total_ns) {
-                        set_cpu_msg(app, true);
-                        app->doomed = CLUA_CPU_TOTAL;
-                } else if (app->opt.total_ns - app->cpu_used_ns <= budget) {
-                        budget = app->opt.total_ns - app->cpu_used_ns;
-                        set_cpu_msg(app, true);
-                        app->armed_for = CLUA_CPU_TOTAL;
-                }
-        }
-        if (budget == app->opt.callback_ns) {
-                set_cpu_msg(app, false);
-                app->armed_for = CLUA_CPU_CALLBACK;
-        }
+        budget = clua_budget_left(app, 0, &bfor);
+        if (!app->doomed && budget == 0)
+                app->doomed = bfor;
         if (app->doomed) {
                 lua_settop(L, base - 1);
                 f = app->doomed;
                 goto fail_msg;
         }
-        lua_pushcfunction(L, msghandler);
+        lua_pushcfunction(L, clua_msghandler);
         lua_insert(L, base);
         app->running = L;
         t0 = clua_thread_cpu_ns();
-        r = clua_watchdog_arm(&app->watchdog, budget, CLUA_GRACE_NS);
+        r = clua_env_arm(app, budget, bfor, 0, 0);
         if (r < 0) {
                 lua_settop(L, base - 1);
                 if (ret_msg)
@@ -649,7 +1284,8 @@ CLuaFault clua_call(CLuaApp *app, int nargs, int nresults, char **ret_msg)
                 return CLUA_ERROR;
         }
         status = lua_pcall(L, nargs, nresults, base);
-        (void)clua_watchdog_disarm(&app->watchdog);
+        (void)clua_watchdog_disarm(&app->host->watchdog);
+        app->host->running = NULL;
         app->cpu_used_ns += clua_thread_cpu_ns() - t0;
         lua_remove(L, base);
         clua_alloc_pace_gc(&app->alloc, L);
@@ -667,6 +1303,12 @@ CLuaFault clua_call(CLuaApp *app, int nargs, int nresults, char **ret_msg)
         f = app->doomed;
 fail_msg:
         if (ret_msg)
-                *ret_msg = strdup(fault_message(app, buf, sizeof(buf)));
+                *ret_msg = strdup(clua_fault_message(app, buf, sizeof(buf)));
         return f;
+}
+
+/* For the host: the watchdog handler of a host. */
+void clua_env_watchdog_handler(void *ud)
+{
+        on_watchdog(ud);
 }

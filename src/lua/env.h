@@ -2,20 +2,24 @@
 #pragma once
 
 /*
- * One Lua app: its lua_State with the counting allocator (alloc.h), its CPU
- * watchdog (watchdog.h), and its own _ENV holding only the allowlisted standard
- * library (DESIGN.md section 7, docs/lua-api.md "Allowlist").
+ * One Lua app: its lua_State with the counting allocator (alloc.h), its own
+ * globals holding only the allowlisted standard library (DESIGN.md section 7,
+ * docs/lua-api.md "Allowlist"), and the host-side state the event loop and the
+ * schedulers keep for it (host.h). The CPU watchdog belongs to the app's host:
+ * one POSIX timer per host thread, however many apps it runs.
  *
- * Limit errors (memory cap, CPU budget) doom the app: pcall, xpcall and
- * coroutine.resume re-raise them, and once the CPU budget ended a count-1 hook
- * raises again at every Lua instruction, so no Lua code of the app runs again.
+ * Limit errors (memory cap, CPU budget) and app.exit() doom the app: pcall,
+ * xpcall and coroutine.resume re-raise them, and a count-1 hook raises again at
+ * every Lua instruction, so no Lua code of the app runs again.
  */
 
 #include <lua.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "lua/alloc.h"
+#include "lua/stats.h"
 #include "lua/watchdog.h"
 
 /* Default CPU budget of one callback (the main chunk is one): 5 s, as Redis's
@@ -23,8 +27,8 @@
 #define CLUA_DEFAULT_CALLBACK_NS (5ull * 1000000000u)
 
 /* After the CPU budget ends, more CPU the app may burn outside Lua code (a long C
- * call, a pattern match, a finalizer: hooks do not run there) before the watchdog
- * ends the process with CLUA_EXIT_CPU: 1 s. */
+ * call, a pattern match: hooks do not run there) before the watchdog ends the
+ * process with CLUA_EXIT_CPU: 1 s. */
 #define CLUA_GRACE_NS (1000000000ull)
 
 /* Exit codes of cella-lua (docs/lua-api.md "Runtime"). */
@@ -42,7 +46,16 @@ typedef enum CLuaFault {
         CLUA_MEMORY,       /* the memory cap (or malloc) refused an allocation */
         CLUA_CPU_CALLBACK, /* a callback used up its CPU budget */
         CLUA_CPU_TOTAL,    /* the app used up its total CPU budget */
+        CLUA_EXITING,      /* app.exit() was called: not a fault, the app ends */
 } CLuaFault;
+
+/* Why a task's coroutine yielded to the host (CLuaApp.host_yield). 0: the app's
+ * own coroutine.yield at the callback's top level (a voluntary yield). */
+enum {
+        CLUA_YIELD_NONE = 0,
+        CLUA_YIELD_PREEMPT = 1, /* the slice ended: the preemption hook yielded */
+        CLUA_YIELD_WAIT = 2,    /* a kernel call or timer.sleep suspended the task */
+};
 
 typedef struct CLuaOptions {
         size_t memory_cap;    /* bytes; 0 = CLUA_ALLOC_DEFAULT_CAP */
@@ -51,45 +64,84 @@ typedef struct CLuaOptions {
 } CLuaOptions;
 
 typedef struct CLuaApp CLuaApp;
+typedef struct CLuaHost CLuaHost;
+typedef struct CLuaTask CLuaTask;
+typedef struct CLuaWork CLuaWork;
+typedef struct CLuaWait CLuaWait;
+typedef struct CLuaTimer CLuaTimer;
 
 struct CLuaApp {
         lua_State *L;
+        CLuaHost *host;
         CLuaAlloc alloc;
-        CLuaWatchdog watchdog;
-        CLuaOptions opt; /* with the defaults filled in */
-        int env_ref;     /* registry reference of the app's _ENV */
-        /* Set by the watchdog's handler; read by the hook and the wrappers. */
+        CLuaOptions opt;    /* with the defaults filled in */
+        char *id;           /* "" when the host was not told */
+        uint32_t index;     /* in host->apps */
+        uint64_t lazy_done; /* bit per allowlisted global: materialized or overwritten */
+        /* Set by the watchdog's handler; read by the hooks and the wrappers. */
         volatile sig_atomic_t doomed;    /* a CLuaFault, or 0 */
-        volatile sig_atomic_t armed_for; /* CLUA_CPU_CALLBACK or CLUA_CPU_TOTAL */
+        volatile sig_atomic_t armed_for; /* CLUA_CPU_CALLBACK, CLUA_CPU_TOTAL, or 0: a slice */
         lua_State *volatile running;     /* the thread running Lua code now */
         uint64_t cpu_used_ns;            /* CPU time of all callbacks so far */
         char cpu_msg[96];                /* the message of the budget armed now */
-        /*
-         * Event loop hook point for later slices (timers, bus, call replies through
-         * libcella): n_sources counts registered callbacks; while it is > 0 the host
-         * calls dispatch(app, dispatch_ud), which waits for one event and runs its
-         * callback with clua_call(). dispatch returns 0, or a negative errno to stop.
-         */
-        unsigned n_sources;
-        int (*dispatch)(CLuaApp *app, void *ud);
-        void *dispatch_ud;
+        int exit_code;                   /* app.exit's code */
+        int host_yield;                  /* CLUA_YIELD_*: why the running task yields */
+
+        /* ---- kept by the host (host.c) ---- */
+        CLuaAppState state;
+        int priority;                    /* -20..19 */
+        uint32_t weight;                 /* CFS weight of priority */
+        uint64_t vruntime_ns;            /* fair scheduler */
+        CLuaStatsApp *stats;             /* in the host's stats file, or its private copy */
+        CLuaWork *work_head, *work_tail; /* what it has to run, in order */
+        unsigned n_work;
+        CLuaTask *current;  /* the task on the CPU */
+        unsigned n_tasks;   /* tasks alive: queued, waiting, running */
+        unsigned n_timers;  /* pending timers */
+        unsigned n_subs;    /* bus subscriptions */
+        int on_message_ref; /* registry refs, LUA_NOREF if none */
+        int on_revoke_ref;
+        uint64_t next_timer_id;
+        CLuaTimer *timers;     /* its pending timers (list) */
+        CLuaWait *waits;       /* its outstanding kernel calls (list) */
+        struct Cella *cella;   /* its broker channel, NULL if none */
+        int channel_fd;        /* until opened: the fd the spec named, or -1 */
+        bool channel_broken;   /* it hung up or spoke garbage: no more kernel calls */
+        struct CLuaSub *subs;  /* its bus subscriptions (n_subs of them) */
+        int data_fd;           /* its data directory (O_PATH), or -1 */
+        int out_fd;            /* print writes here (1 unless the spec gave a log_fd) */
+        int err_fd;            /* faults and cella.log (2 unless the spec gave a log_fd) */
+        unsigned long dropped; /* events dropped because its queue was full */
+        bool main_done;        /* its main chunk finished or suspended once */
+        /* scheduler linkage */
+        CLuaApp *rq_next;
+        size_t heap_idx; /* fair: position in the heap + 1; 0 = not queued */
+        bool queued;
+        bool ended;
 };
 
 /*
- * Creates an app: a state capped at opt->memory_cap bytes, the allowlisted
- * library in a fresh _ENV, the cella.* modules in its require, and a watchdog
+ * Creates an app alone on a host of its own (host.h: clua_host_new with default
+ * options, then clua_host_add): a state capped at opt->memory_cap bytes, the
+ * allowlisted library, the cella.* modules in its require, and the host's watchdog
  * on the calling thread's CPU clock (the app must then run on this thread).
  * opt may be NULL for the defaults. Returns 0, -ENOMEM (the state or its library
  * does not fit in the cap), or the negative errno of the watchdog's timer.
  */
 int clua_app_new(const CLuaOptions *opt, CLuaApp **ret);
 
-/* Closes the state and the watchdog and frees app. NULL is a no-op. */
+/* Frees an app made by clua_app_new() and its host. NULL is a no-op. */
 void clua_app_free(CLuaApp *app);
 
 /*
+ * Makes the Lua state of app (called by clua_host_add): app->opt and app->host
+ * must be set. Returns 0 or -ENOMEM.
+ */
+int clua_env_new(CLuaApp *app);
+
+/*
  * Compiles a text chunk of len bytes (binary chunks are refused) named name
- * (as in lua_load: "@file" or "=text") with the app's _ENV as its upvalue, and
+ * (as in lua_load: "@file" or "=text") with the app's globals as its _ENV, and
  * pushes the function. On failure pushes nothing and, if ret_msg is not NULL,
  * sets *ret_msg to a malloc'd message. Returns CLUA_OK, CLUA_ERROR (syntax or
  * binary chunk) or CLUA_MEMORY.
@@ -97,9 +149,10 @@ void clua_app_free(CLuaApp *app);
 CLuaFault clua_load(CLuaApp *app, const char *chunk, size_t len, const char *name, char **ret_msg);
 
 /*
- * Calls the function below nargs arguments on the stack as one callback: under
- * the per-callback CPU budget (capped by what is left of the total budget), with
- * a traceback added to an error. Leaves nresults results (LUA_MULTRET: all) on
+ * Calls the function below nargs arguments on the app's main thread as one
+ * callback, synchronously (no scheduler: kernel calls block): under the
+ * per-callback CPU budget (capped by what is left of the total budget), with a
+ * traceback added to an error. Leaves nresults results (LUA_MULTRET: all) on
  * success, nothing on failure. If ret_msg is not NULL, on failure *ret_msg is a
  * malloc'd message (with traceback for CLUA_ERROR) or NULL if that did not fit.
  * Returns CLUA_OK or the fault; after a limit fault the app is doomed and every
@@ -109,3 +162,46 @@ CLuaFault clua_call(CLuaApp *app, int nargs, int nresults, char **ret_msg);
 
 /* The app of L (any of its threads). */
 CLuaApp *clua_app_of(lua_State *L);
+
+/*
+ * The message of the app's fault (app->doomed), written into buf (size bytes):
+ * "memory limit of N bytes exceeded", "CPU budget of N ms exceeded", ...
+ * Returns buf.
+ */
+const char *clua_fault_message(CLuaApp *app, char *buf, size_t size);
+
+/*
+ * Dooms the app with fault f (CLUA_EXITING for app.exit) and raises the fault's
+ * error in L. Does not return.
+ */
+int clua_doom(lua_State *L, CLuaFault f);
+
+/*
+ * Sets up the running budget/slice for the thread L is about to run (the host,
+ * before lua_resume): arms the host's watchdog for ns of CPU; when it fires,
+ * a slice (armed_for 0) arms the preemption hook on the running thread, a budget
+ * (CLUA_CPU_*) dooms the app; after a slice, if then_ns > 0, the watchdog re-arms
+ * itself for then_ns more (the rest of the budget). Returns 0 or a negative errno.
+ */
+int clua_env_arm(CLuaApp *app, uint64_t ns, int armed_for, uint64_t then_ns, int then_for);
+
+/* The light C function of the standard library lib.name ("string", "format";
+ * lib "_G" for base), or NULL. For modules that need one (cella.log). */
+lua_CFunction clua_std_function(const char *lib, const char *name);
+
+/* ---- between env.c and host.c ---- */
+
+/* The message handler of callbacks: lua.c's msghandler (traceback); a limit
+ * error passes unchanged. */
+int clua_msghandler(lua_State *L);
+
+/* Sets app->cpu_msg for the per-callback (total false) or total budget. */
+void clua_set_cpu_msg(CLuaApp *app, bool total);
+
+/* CPU ns left for a callback that used used_in_callback ns so far: the smaller of
+ * the per-callback budget and what is left of the total; *ret_for says which
+ * (CLUA_CPU_CALLBACK or CLUA_CPU_TOTAL), and app->cpu_msg is set for it. */
+uint64_t clua_budget_left(CLuaApp *app, uint64_t used_in_callback, int *ret_for);
+
+/* The handler a host's watchdog runs (ud: the CLuaHost), signal context. */
+void clua_env_watchdog_handler(void *ud);

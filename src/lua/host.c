@@ -1,93 +1,691 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * cella-lua ENTRY.lua [ARGS...]: runs one Lua app (docs/lua-api.md "Runtime").
- *
- * Limits come from the environment the supervisor sets (src/supervisor/launch.c;
- * a manifest cannot set CELLA_* variables):
- *   CELLA_LUA_MEMORY        memory cap in bytes (default 64 MiB)
- *   CELLA_LUA_CPU_MS        CPU budget of one callback in ms (default 5000)
- *   CELLA_LUA_CPU_TOTAL_MS  CPU budget of the app's life in ms (default none)
- * The main chunk runs with ARGS as `...`; then, while the app has callbacks
- * registered, the event loop dispatches them; then cella-lua exits 0.
+ * The cella-lua host: apps, tasks, timers, the event loop and the schedulers
+ * (host.h; docs/lua-api.md "Callbacks and the event loop", "Schedulers").
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
 
-#include "lua/env.h"
+#include "lua/host.h"
+#include "lua/lua-modules.h"
 
-/* Largest entry file, bytes: source code, not data. */
-#define ENTRY_MAX (16u * 1024 * 1024)
-/* Largest CPU budget accepted from the environment: one day, in ms. */
-#define BUDGET_MS_MAX (24ull * 3600 * 1000)
+/* Linux's sched_prio_to_weight (kernel/sched/core.c): nice -20..19; each step is
+ * about 1.25x, so two apps one step apart share a CPU about 55:45. */
+static const uint32_t prio_to_weight[40] = {
+        88761, 71755, 56483, 46273, 36291, 29154, 23254, 18705, 14949, 11916,
+        9548,  7620,  6100,  4904,  3906,  3121,  2501,  1991,  1586,  1277,
+        1024,  820,   655,   526,   423,   335,   272,   215,   172,   137,
+        110,   87,    70,    56,    45,    36,    29,    23,    18,    15,
+};
 
-static int parse_env_u64(const char *name, uint64_t max, uint64_t *ret)
+uint32_t clua_prio_weight(int priority)
 {
-        const char *v = getenv(name);
-        char *end;
-        unsigned long long n;
-
-        if (!v || !*v)
-                return 0;
-        errno = 0;
-        n = strtoull(v, &end, 10);
-        if (errno || *end || v[0] == '-' || n == 0 || n > max) {
-                fprintf(stderr, "cella-lua: %s=%s: expected an integer from 1 to %" PRIu64 "\n",
-                        name, v, max);
-                return -EINVAL;
-        }
-        *ret = n;
-        return 1;
+        if (priority < -20)
+                priority = -20;
+        if (priority > 19)
+                priority = 19;
+        return prio_to_weight[priority + 20];
 }
 
-static int read_entry(const char *path, char **ret, size_t *ret_len)
+uint64_t clua_now_ns(void)
 {
-        struct stat st;
-        char *buf;
-        size_t got = 0;
-        int fd;
+        struct timespec ts;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > ENTRY_MAX) {
-                int e = errno;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
-                close(fd);
-                return S_ISREG(st.st_mode) ? (st.st_size > ENTRY_MAX ? -EFBIG : -e) : -EISDIR;
-        }
-        buf = malloc((size_t)st.st_size + 1);
-        if (!buf) {
-                close(fd);
+#define STAT_SET(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
+#define STAT_ADD(field, v) STAT_SET(field, (field) + (v))
+
+/* ---- the host ---------------------------------------------------------------- */
+
+int clua_host_new(const CLuaHostOptions *o, CLuaHost **ret)
+{
+        CLuaHost *h;
+        int r;
+
+        if (o->n_apps == 0 || o->n_apps > CLUA_HOST_APPS_MAX ||
+            (o->policy != CLUA_SCHED_FAIR && o->policy != CLUA_SCHED_PRIORITY &&
+             o->policy != CLUA_SCHED_ROUND_ROBIN) ||
+            o->slice_ns > 1000000000u)
+                return -EINVAL;
+        h = calloc(1, sizeof(*h));
+        if (!h)
                 return -ENOMEM;
+        h->opt = *o;
+        if (!h->opt.slice_ns)
+                h->opt.slice_ns = CLUA_SLICE_DEFAULT_NS;
+        h->epfd = -1;
+        h->apps = calloc(o->n_apps, sizeof(*h->apps));
+        if (!h->apps) {
+                r = -ENOMEM;
+                goto fail;
         }
-        while (got < (size_t)st.st_size) {
-                ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+        h->cap_apps = o->n_apps;
+        h->stats_size = clua_stats_size(o->n_apps);
+        if (o->stats_fd >= 0) {
+                struct stat st;
+                void *p;
 
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0)
-                        break;
-                got += (size_t)n;
+                if (fstat(o->stats_fd, &st) < 0) {
+                        r = -errno;
+                        goto fail;
+                }
+                if ((uint64_t)st.st_size < h->stats_size) {
+                        r = -EINVAL;
+                        goto fail;
+                }
+                p = mmap(NULL, h->stats_size, PROT_READ | PROT_WRITE, MAP_SHARED, o->stats_fd, 0);
+                if (p == MAP_FAILED) {
+                        r = -errno;
+                        goto fail;
+                }
+                h->stats = p;
+        } else {
+                h->stats = calloc(1, h->stats_size);
+                if (!h->stats) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                h->own_stats = true;
         }
-        close(fd);
-        *ret = buf;
-        *ret_len = got;
+        h->app_stats = (CLuaStatsApp *)(h->stats + 1);
+        h->epfd = epoll_create1(EPOLL_CLOEXEC);
+        if (h->epfd < 0) {
+                r = -errno;
+                goto fail;
+        }
+        r = clua_watchdog_init(&h->watchdog, clua_env_watchdog_handler, h);
+        if (r < 0)
+                goto fail;
+        h->cpu0 = clua_thread_cpu_ns();
+        STAT_SET(h->stats->version, CLUA_STATS_VERSION);
+        STAT_SET(h->stats->n_apps, 0);
+        STAT_SET(h->stats->policy, (uint32_t)h->opt.policy);
+        STAT_SET(h->stats->slice_ns, h->opt.slice_ns);
+        STAT_SET(h->stats->magic, CLUA_STATS_MAGIC);
+        *ret = h;
+        return 0;
+fail:
+        clua_host_free(h);
+        return r;
+}
+
+static void timer_heap_remove(CLuaHost *h, CLuaTimer *t);
+static void end_app(CLuaApp *app, int fault, const char *msg);
+
+void clua_task_free(CLuaTask *t)
+{
+        if (!t)
+                return;
+        if (t->app->L && t->ref != LUA_NOREF)
+                luaL_unref(t->app->L, LUA_REGISTRYINDEX, t->ref);
+        if (t->app->n_tasks)
+                t->app->n_tasks--;
+        free(t);
+}
+
+static void work_free_in(CLuaApp *app, CLuaWork *w)
+{
+        if (!w)
+                return;
+        if (w->kind == CLUA_WORK_RESUME)
+                clua_task_free(w->task);
+        if (w->owns_ref && app->L)
+                luaL_unref(app->L, LUA_REGISTRYINDEX, w->fn_ref);
+        free(w->topic);
+        free(w->sender);
+        free(w->data);
+        free(w->content_type);
+        for (int i = 0; i < w->n_args; i++)
+                free(w->args[i].s);
+        free(w);
+}
+
+void clua_work_free(CLuaWork *w)
+{
+        /* A work never queued holds no task and no owned ref. */
+        if (!w)
+                return;
+        free(w->topic);
+        free(w->sender);
+        free(w->data);
+        free(w->content_type);
+        for (int i = 0; i < w->n_args; i++)
+                free(w->args[i].s);
+        free(w);
+}
+
+/* Frees everything of app but the struct: its queue, timers, channel, state. */
+static void app_release(CLuaApp *app)
+{
+        CLuaWork *w;
+
+        while ((w = app->work_head)) {
+                app->work_head = w->next;
+                work_free_in(app, w);
+        }
+        app->work_tail = NULL;
+        app->n_work = 0;
+        while (app->timers) {
+                CLuaTimer *t = app->timers;
+
+                app->timers = t->next;
+                timer_heap_remove(app->host, t);
+                free(t);
+        }
+        app->n_timers = 0;
+        clua_kernel_close(app);
+        if (app->current) {
+                clua_task_free(app->current);
+                app->current = NULL;
+        }
+        if (app->L) {
+                lua_close(app->L);
+                app->L = NULL;
+        }
+        if (app->out_fd > 2)
+                close(app->out_fd);
+        if (app->err_fd > 2 && app->err_fd != app->out_fd)
+                close(app->err_fd);
+        app->out_fd = app->err_fd = -1;
+}
+
+void clua_host_free(CLuaHost *h)
+{
+        if (!h)
+                return;
+        for (uint32_t i = 0; i < h->n_apps; i++) {
+                CLuaApp *app = h->apps[i];
+
+                if (!app)
+                        continue;
+                app_release(app);
+                if (app->data_fd >= 0)
+                        close(app->data_fd);
+                free(app->id);
+                free(app);
+        }
+        free(h->apps);
+        free(h->heap);
+        free(h->timers);
+        clua_watchdog_done(&h->watchdog);
+        if (h->epfd >= 0)
+                close(h->epfd);
+        if (h->own_stats)
+                free(h->stats);
+        else if (h->stats)
+                munmap(h->stats, h->stats_size);
+        free(h);
+}
+
+typedef struct AddCtx {
+        CLuaApp *app;
+        const char *data;
+} AddCtx;
+
+/* Per-state settings of the modules; protected (they allocate). */
+static int add_settings_p(lua_State *L)
+{
+        AddCtx *c = lua_touserdata(L, 1);
+        int r;
+
+        if (c->app->err_fd != 2)
+                (void)cella_lua_set_log_fd(L, c->app->err_fd);
+        if (c->data) {
+                r = cella_lua_set_data_dir(L, c->app->data_fd, c->data);
+                if (r < 0)
+                        return luaL_error(L, "%s: %s", c->data, strerror(-r));
+        }
         return 0;
 }
 
-static int exit_for(CLuaFault f)
+int clua_host_add(CLuaHost *h, const CLuaAppSpec *spec, CLuaApp **ret)
+{
+        CLuaApp *app;
+        AddCtx c;
+        int r;
+
+        if (h->n_apps >= h->cap_apps)
+                return -E2BIG;
+        if (spec->priority < -20 || spec->priority > 19)
+                return -EINVAL;
+        app = calloc(1, sizeof(*app));
+        if (!app)
+                return -ENOMEM;
+        app->host = h;
+        app->index = h->n_apps;
+        app->opt = spec->opt;
+        app->priority = spec->priority;
+        app->weight = clua_prio_weight(spec->priority);
+        app->on_message_ref = app->on_revoke_ref = LUA_NOREF;
+        app->channel_fd = spec->channel_fd;
+        app->out_fd = spec->log_fd >= 0 ? spec->log_fd : 1;
+        app->err_fd = spec->log_fd >= 0 ? spec->log_fd : 2;
+        app->data_fd = -1;
+        app->id = strdup(spec->id ?: "");
+        app->stats = &h->app_stats[app->index];
+        h->apps[h->n_apps++] = app; /* owned by the host from here */
+        STAT_SET(h->stats->n_apps, h->n_apps);
+        if (!app->id)
+                return -ENOMEM;
+        r = clua_env_new(app);
+        if (r < 0)
+                return r;
+        if (spec->data) {
+                app->data_fd = open(spec->data, O_PATH | O_DIRECTORY | O_CLOEXEC);
+                if (app->data_fd < 0)
+                        return -errno;
+        }
+        c = (AddCtx){.app = app, .data = spec->data};
+        lua_pushcfunction(app->L, add_settings_p);
+        lua_pushlightuserdata(app->L, &c);
+        if (lua_pcall(app->L, 1, 0, 0) != LUA_OK) {
+                lua_pop(app->L, 1);
+                return -ENOMEM;
+        }
+        app->state = CLUA_APP_STARTING;
+        STAT_SET(app->stats->state, CLUA_APP_STARTING);
+        STAT_SET(app->stats->priority, app->priority);
+        STAT_SET(app->stats->weight, app->weight);
+        STAT_SET(app->stats->memory_bytes, app->alloc.used);
+        STAT_SET(app->stats->memory_peak_bytes, app->alloc.peak);
+        h->n_alive++;
+        *ret = app;
+        return 0;
+}
+
+/* ---- run queues --------------------------------------------------------------- */
+
+static bool heap_less(CLuaApp *a, CLuaApp *b)
+{
+        return a->vruntime_ns < b->vruntime_ns ||
+               (a->vruntime_ns == b->vruntime_ns && a->index < b->index);
+}
+
+static void heap_swap(CLuaApp **v, size_t i, size_t j)
+{
+        CLuaApp *t = v[i];
+
+        v[i] = v[j];
+        v[j] = t;
+        v[i]->heap_idx = i + 1;
+        v[j]->heap_idx = j + 1;
+}
+
+static void heap_up(CLuaHost *h, size_t i)
+{
+        while (i > 0 && heap_less(h->heap[i], h->heap[(i - 1) / 2])) {
+                heap_swap(h->heap, i, (i - 1) / 2);
+                i = (i - 1) / 2;
+        }
+}
+
+static void heap_down(CLuaHost *h, size_t i)
+{
+        for (;;) {
+                size_t l = 2 * i + 1, m = i;
+
+                if (l < h->n_heap && heap_less(h->heap[l], h->heap[m]))
+                        m = l;
+                if (l + 1 < h->n_heap && heap_less(h->heap[l + 1], h->heap[m]))
+                        m = l + 1;
+                if (m == i)
+                        return;
+                heap_swap(h->heap, i, m);
+                i = m;
+        }
+}
+
+/* Makes app ready (if it is not queued or running). Returns 0 or -ENOMEM. */
+static int sched_enqueue(CLuaHost *h, CLuaApp *app)
+{
+        if (app->queued || app->ended || app == h->running)
+                return 0;
+        switch (h->opt.policy) {
+        case CLUA_SCHED_ROUND_ROBIN:
+                app->rq_next = NULL;
+                if (h->rr_tail)
+                        h->rr_tail->rq_next = app;
+                else
+                        h->rr_head = app;
+                h->rr_tail = app;
+                break;
+        case CLUA_SCHED_PRIORITY: {
+                int l = app->priority + 20;
+
+                app->rq_next = NULL;
+                if (h->prio_tail[l])
+                        h->prio_tail[l]->rq_next = app;
+                else
+                        h->prio_head[l] = app;
+                h->prio_tail[l] = app;
+                h->prio_mask |= 1ull << l;
+                break;
+        }
+        case CLUA_SCHED_FAIR: {
+                /* A waking app starts no earlier than one slice before the others
+                 * (CFS place_entity): sleeping banks no CPU. */
+                uint64_t floor =
+                        h->min_vruntime > h->opt.slice_ns ? h->min_vruntime - h->opt.slice_ns : 0;
+
+                if (app->vruntime_ns < floor)
+                        app->vruntime_ns = floor;
+                if (h->n_heap == h->cap_heap) {
+                        size_t n = h->cap_heap ? h->cap_heap * 2 : 64;
+                        CLuaApp **v = realloc(h->heap, n * sizeof(*v));
+
+                        if (!v)
+                                return -ENOMEM;
+                        h->heap = v;
+                        h->cap_heap = n;
+                }
+                h->heap[h->n_heap] = app;
+                app->heap_idx = ++h->n_heap;
+                heap_up(h, h->n_heap - 1);
+                break;
+        }
+        }
+        app->queued = true;
+        app->state = CLUA_APP_READY;
+        STAT_SET(app->stats->state, CLUA_APP_READY);
+        return 0;
+}
+
+/* Takes the next app to run off the run queue, or NULL. */
+static CLuaApp *sched_pick(CLuaHost *h)
+{
+        CLuaApp *app = NULL;
+
+        switch (h->opt.policy) {
+        case CLUA_SCHED_ROUND_ROBIN:
+                app = h->rr_head;
+                if (app) {
+                        h->rr_head = app->rq_next;
+                        if (!h->rr_head)
+                                h->rr_tail = NULL;
+                }
+                break;
+        case CLUA_SCHED_PRIORITY:
+                if (h->prio_mask) {
+                        int l = __builtin_ctzll(h->prio_mask);
+
+                        app = h->prio_head[l];
+                        h->prio_head[l] = app->rq_next;
+                        if (!h->prio_head[l]) {
+                                h->prio_tail[l] = NULL;
+                                h->prio_mask &= ~(1ull << l);
+                        }
+                }
+                break;
+        case CLUA_SCHED_FAIR:
+                if (h->n_heap) {
+                        app = h->heap[0];
+                        heap_swap(h->heap, 0, h->n_heap - 1);
+                        h->n_heap--;
+                        heap_down(h, 0);
+                        app->heap_idx = 0;
+                        if (app->vruntime_ns > h->min_vruntime)
+                                h->min_vruntime = app->vruntime_ns;
+                }
+                break;
+        }
+        if (app) {
+                app->queued = false;
+                app->rq_next = NULL;
+        }
+        return app;
+}
+
+/* Removes a queued app from the run queue (it ended while ready). */
+static void sched_remove(CLuaHost *h, CLuaApp *app)
+{
+        if (!app->queued)
+                return;
+        if (h->opt.policy == CLUA_SCHED_FAIR) {
+                size_t i = app->heap_idx - 1;
+
+                heap_swap(h->heap, i, h->n_heap - 1);
+                h->n_heap--;
+                if (i < h->n_heap) {
+                        heap_down(h, i);
+                        heap_up(h, i);
+                }
+                app->heap_idx = 0;
+        } else {
+                CLuaApp **head, **tail, *prev = NULL;
+                int l = app->priority + 20;
+
+                if (h->opt.policy == CLUA_SCHED_ROUND_ROBIN) {
+                        head = &h->rr_head;
+                        tail = &h->rr_tail;
+                } else {
+                        head = &h->prio_head[l];
+                        tail = &h->prio_tail[l];
+                }
+                for (CLuaApp *a = *head; a; prev = a, a = a->rq_next) {
+                        if (a != app)
+                                continue;
+                        if (prev)
+                                prev->rq_next = a->rq_next;
+                        else
+                                *head = a->rq_next;
+                        if (*tail == a)
+                                *tail = prev;
+                        break;
+                }
+                if (h->opt.policy == CLUA_SCHED_PRIORITY && !h->prio_head[l])
+                        h->prio_mask &= ~(1ull << l);
+        }
+        app->queued = false;
+}
+
+/* ---- work --------------------------------------------------------------------- */
+
+static void queue_work(CLuaApp *app, CLuaWork *w, bool front)
+{
+        if (front) {
+                w->next = app->work_head;
+                app->work_head = w;
+                if (!app->work_tail)
+                        app->work_tail = w;
+        } else {
+                w->next = NULL;
+                if (app->work_tail)
+                        app->work_tail->next = w;
+                else
+                        app->work_head = w;
+                app->work_tail = w;
+        }
+        app->n_work++;
+}
+
+int clua_host_queue(CLuaApp *app, CLuaWork *w)
+{
+        if (app->ended || app->n_work >= CLUA_WORK_MAX) {
+                if (!app->ended && app->dropped++ == 0)
+                        dprintf(app->err_fd,
+                                "cella-lua: %s%sevent queue full (%u): events dropped\n", app->id,
+                                *app->id ? ": " : "", CLUA_WORK_MAX);
+                work_free_in(app, w);
+                return -ENOBUFS;
+        }
+        queue_work(app, w, false);
+        return sched_enqueue(app->host, app);
+}
+
+static int queue_resume(CLuaApp *app, CLuaTask *t, int nargs, bool front)
+{
+        CLuaWork *w = calloc(1, sizeof(*w));
+
+        if (!w)
+                return -ENOMEM;
+        w->kind = CLUA_WORK_RESUME;
+        w->task = t;
+        w->n_args = 0;
+        w->fn_ref = nargs; /* RESUME: the arguments already on the task's stack */
+        queue_work(app, w, front);
+        return sched_enqueue(app->host, app);
+}
+
+int clua_host_wake(CLuaWait *wait)
+{
+        CLuaTask *t = wait->task;
+
+        wait->done = true;
+        if (!t)
+                return 0;
+        return queue_resume(t->app, t, 0, false);
+}
+
+typedef struct TaskCtx {
+        CLuaApp *app;
+        CLuaWork *w;
+        CLuaTask *t;
+        int nargs;
+} TaskCtx;
+
+static void push_arg(lua_State *co, const CLuaArg *a)
+{
+        switch (a->kind) {
+        case CLUA_ARG_INT:
+                lua_pushinteger(co, a->i);
+                break;
+        case CLUA_ARG_STR:
+                lua_pushlstring(co, a->s ?: "", a->len);
+                break;
+        case CLUA_ARG_BOOL:
+                lua_pushboolean(co, a->i != 0);
+                break;
+        default:
+                lua_pushnil(co);
+                break;
+        }
+}
+
+/* Makes the task of a CALL work: a thread with the function and its arguments.
+ * Protected: it allocates in the app's state. */
+static int new_task_p(lua_State *L)
+{
+        TaskCtx *c = lua_touserdata(L, 1);
+        CLuaWork *w = c->w;
+        lua_State *co = lua_newthread(L);
+
+        c->t->co = co;
+        c->t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        lua_rawgeti(co, LUA_REGISTRYINDEX, w->fn_ref);
+        c->nargs = 0;
+        if (w->is_msg) {
+                lua_createtable(co, 0, 5);
+                lua_pushstring(co, w->topic ?: "");
+                lua_setfield(co, -2, "topic");
+                lua_pushstring(co, w->sender ?: "");
+                lua_setfield(co, -2, "sender");
+                lua_pushlstring(co, w->data ?: "", w->data_len);
+                lua_setfield(co, -2, "data");
+                lua_pushstring(co, w->content_type ?: "");
+                lua_setfield(co, -2, "content_type");
+                if (w->reply_token) {
+                        lua_pushboolean(co, 1);
+                        lua_setfield(co, -2, "request");
+                }
+                c->nargs++;
+        }
+        for (int i = 0; i < w->n_args; i++, c->nargs++)
+                push_arg(co, &w->args[i]);
+        return 0;
+}
+
+int clua_host_start(CLuaApp *app, int nargs, char **argv)
+{
+        lua_State *L = app->L;
+        CLuaTask *t = calloc(1, sizeof(*t));
+        lua_State *co;
+
+        if (!t) {
+                lua_pop(L, 1);
+                return -ENOMEM;
+        }
+        /* the function is on top of L; the thread and its ref are made in a pcall */
+        if (!lua_checkstack(L, 4)) {
+                free(t);
+                lua_pop(L, 1);
+                return -ENOMEM;
+        }
+        co = lua_newthread(L); /* may raise only with the state out of memory: */
+        t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        t->co = co;
+        t->app = app;
+        t->ref = t->ref;
+        t->is_main = true;
+        lua_xmove(L, co, 1);
+        if (!lua_checkstack(co, nargs + 1)) {
+                luaL_unref(L, LUA_REGISTRYINDEX, t->ref);
+                free(t);
+                return -ENOMEM;
+        }
+        for (int i = 0; i < nargs; i++)
+                lua_pushstring(co, argv[i]);
+        app->n_tasks++;
+        if (queue_resume(app, t, nargs, false) < 0) {
+                clua_task_free(t);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+/* ---- running a slice ------------------------------------------------------------- */
+
+static void app_message(CLuaApp *app, const char *msg)
+{
+        dprintf(app->err_fd, "cella-lua: %s%s%s\n", app->id, *app->id ? ": " : "", msg);
+}
+
+/* Whether app still has something to wait for (docs/lua-api.md: it stays alive). */
+static bool app_has_sources(CLuaApp *app)
+{
+        return app->n_work || app->n_tasks || app->n_timers || app->n_subs ||
+               app->on_message_ref != LUA_NOREF;
+}
+
+static void end_app(CLuaApp *app, int fault, const char *msg)
+{
+        CLuaHost *h = app->host;
+
+        if (app->ended)
+                return;
+        if (msg)
+                app_message(app, msg);
+        sched_remove(h, app);
+        app->ended = true;
+        app->state = fault ? CLUA_APP_FAILED : CLUA_APP_EXITED;
+        STAT_SET(app->stats->fault, (uint32_t)fault);
+        STAT_SET(app->stats->memory_bytes, 0);
+        STAT_SET(app->stats->state, app->state);
+        if (!app->main_done) {
+                app->main_done = true;
+                STAT_ADD(h->stats->started, 1);
+        }
+        if (fault && !h->first_fault)
+                h->first_fault = fault;
+        app_release(app);
+        h->n_alive--;
+}
+
+static int fault_code(CLuaFault f)
 {
         switch (f) {
-        case CLUA_OK:
-                return 0;
         case CLUA_MEMORY:
                 return CLUA_EXIT_MEMORY;
         case CLUA_CPU_CALLBACK:
@@ -98,98 +696,446 @@ static int exit_for(CLuaFault f)
         }
 }
 
-static int report(CLuaFault f, char *msg)
+void clua_host_app_failed(CLuaApp *app, int code)
 {
-        if (f != CLUA_OK)
-                fprintf(stderr, "cella-lua: %s\n", msg ?: "out of memory");
-        free(msg);
-        return exit_for(f);
+        end_app(app, code, NULL);
 }
 
-int main(int argc, char **argv)
+/* The app is doomed: ends it with its fault (or app.exit's code). */
+static void end_doomed(CLuaApp *app)
 {
-        CLuaOptions opt = {};
-        CLuaApp *app = NULL;
-        uint64_t v;
-        char *src = NULL, *msg = NULL, *name = NULL;
-        size_t len = 0;
-        CLuaFault f;
-        int r, code;
+        char buf[128];
 
-        if (argc < 2 || argv[1][0] == '-') {
-                fprintf(stderr, "usage: cella-lua ENTRY.lua [ARGS...]\n");
-                return CLUA_EXIT_USAGE;
-        }
-        if (argc - 2 > 200) {
-                fprintf(stderr, "cella-lua: too many arguments (at most 200)\n");
-                return CLUA_EXIT_USAGE;
-        }
-        r = parse_env_u64("CELLA_LUA_MEMORY", SIZE_MAX / 2, &v);
-        if (r < 0)
-                return CLUA_EXIT_USAGE;
-        if (r > 0)
-                opt.memory_cap = (size_t)v;
-        r = parse_env_u64("CELLA_LUA_CPU_MS", BUDGET_MS_MAX, &v);
-        if (r < 0)
-                return CLUA_EXIT_USAGE;
-        if (r > 0)
-                opt.callback_ns = v * 1000000u;
-        r = parse_env_u64("CELLA_LUA_CPU_TOTAL_MS", BUDGET_MS_MAX, &v);
-        if (r < 0)
-                return CLUA_EXIT_USAGE;
-        if (r > 0)
-                opt.total_ns = v * 1000000u;
+        if (app->doomed == CLUA_EXITING) {
+                int code = app->exit_code;
 
-        r = read_entry(argv[1], &src, &len);
-        if (r < 0) {
-                fprintf(stderr, "cella-lua: %s: %s\n", argv[1], strerror(-r));
-                return CLUA_EXIT_USAGE;
-        }
-        r = clua_app_new(&opt, &app);
-        if (r < 0) {
-                free(src);
-                fprintf(stderr, "cella-lua: cannot create the Lua state: %s\n", strerror(-r));
-                return r == -ENOMEM ? CLUA_EXIT_MEMORY : CLUA_EXIT_INTERNAL;
-        }
-        if (asprintf(&name, "@%s", argv[1]) < 0) {
-                free(src);
-                clua_app_free(app);
-                return CLUA_EXIT_INTERNAL;
-        }
-        f = clua_load(app, src, len, name, &msg);
-        free(name);
-        free(src);
-        if (f != CLUA_OK) {
-                code = report(f, msg);
-                clua_app_free(app);
-                return code;
-        }
-        if (!lua_checkstack(app->L, argc)) {
-                clua_app_free(app);
-                return report(CLUA_MEMORY, NULL);
-        }
-        for (int i = 2; i < argc; i++)
-                lua_pushstring(app->L, argv[i]);
-        f = clua_call(app, argc - 2, 0, &msg);
-
-        /* The event loop: later slices register timers, bus subscriptions and call
-         * replies (app->n_sources) and a dispatch function that waits for one event
-         * and runs its callback. */
-        while (f == CLUA_OK && app->n_sources > 0) {
-                if (!app->dispatch) {
-                        fprintf(stderr, "cella-lua: callbacks registered but no dispatcher\n");
-                        clua_app_free(app);
-                        return CLUA_EXIT_INTERNAL;
+                end_app(app, 0, NULL);
+                if (code && !app->host->first_fault)
+                        app->host->first_fault = code;
+                STAT_SET(app->stats->fault, (uint32_t)code);
+                if (code) {
+                        app->state = CLUA_APP_FAILED;
+                        STAT_SET(app->stats->state, CLUA_APP_FAILED);
                 }
-                r = app->dispatch(app, app->dispatch_ud);
-                if (r < 0) {
-                        fprintf(stderr, "cella-lua: event loop: %s\n", strerror(-r));
-                        clua_app_free(app);
-                        return CLUA_EXIT_INTERNAL;
+                return;
+        }
+        end_app(app, fault_code(app->doomed), clua_fault_message(app, buf, sizeof(buf)));
+}
+
+static void finish_task(CLuaApp *app, CLuaTask *t)
+{
+        if (t->is_main && !app->main_done) {
+                app->main_done = true;
+                STAT_ADD(app->host->stats->started, 1);
+        }
+        clua_task_free(t);
+}
+
+/* Runs the app's next work for one slice at most. */
+static void run_slice(CLuaHost *h, CLuaApp *app)
+{
+        CLuaWork *w = app->work_head;
+        CLuaTask *t;
+        uint64_t budget, slice = h->opt.slice_ns, t0, dt;
+        int nargs, status, nres = 0, bfor, r;
+
+        app->work_head = w->next;
+        if (!app->work_head)
+                app->work_tail = NULL;
+        app->n_work--;
+        if (w->kind == CLUA_WORK_RESUME) {
+                t = w->task;
+                nargs = w->fn_ref;
+                w->task = NULL;
+                work_free_in(app, w);
+        } else {
+                TaskCtx c = {.app = app, .w = w};
+
+                t = calloc(1, sizeof(*t));
+                if (!t) {
+                        work_free_in(app, w);
+                        end_app(app, CLUA_EXIT_MEMORY, "out of memory");
+                        return;
+                }
+                t->app = app;
+                t->ref = LUA_NOREF;
+                t->reply_token = w->reply_token;
+                c.t = t;
+                app->n_tasks++;
+                lua_pushcfunction(app->L, new_task_p);
+                lua_pushlightuserdata(app->L, &c);
+                status = lua_pcall(app->L, 1, 0, 0);
+                work_free_in(app, w);
+                if (status != LUA_OK) {
+                        lua_pop(app->L, 1);
+                        clua_task_free(t);
+                        app->doomed = CLUA_MEMORY;
+                        end_doomed(app);
+                        return;
+                }
+                nargs = c.nargs;
+        }
+
+        if (h->last != app)
+                STAT_ADD(h->stats->switches, 1);
+        h->last = app;
+        app->current = t;
+        app->state = CLUA_APP_RUNNING;
+        STAT_SET(app->stats->state, CLUA_APP_RUNNING);
+        budget = clua_budget_left(app, t->cpu_ns, &bfor);
+        if (app->doomed || budget == 0) {
+                if (!app->doomed)
+                        app->doomed = bfor;
+                app->current = NULL;
+                clua_task_free(t);
+                end_doomed(app);
+                return;
+        }
+        app->host_yield = CLUA_YIELD_NONE;
+        app->running = t->co;
+        t0 = clua_thread_cpu_ns();
+        if (budget <= slice)
+                r = clua_env_arm(app, budget, bfor, 0, 0);
+        else
+                r = clua_env_arm(app, slice, 0, budget - slice, bfor);
+        if (r < 0) {
+                app->current = NULL;
+                clua_task_free(t);
+                end_app(app, CLUA_EXIT_INTERNAL, "cannot arm the CPU watchdog");
+                return;
+        }
+        status = lua_resume(t->co, app->L, nargs, &nres);
+        (void)clua_watchdog_disarm(&h->watchdog);
+        h->running = NULL;
+        app->running = app->L;
+        dt = clua_thread_cpu_ns() - t0;
+        app->current = NULL;
+        t->cpu_ns += dt;
+        app->cpu_used_ns += dt;
+        if (h->opt.policy == CLUA_SCHED_FAIR)
+                app->vruntime_ns += dt * 1024 / app->weight;
+        STAT_ADD(h->stats->slices, 1);
+        STAT_ADD(app->stats->slices, 1);
+        STAT_SET(app->stats->cpu_ns, app->cpu_used_ns);
+        STAT_SET(app->stats->vruntime_ns, app->vruntime_ns);
+        STAT_SET(h->stats->cpu_ns, clua_thread_cpu_ns() - h->cpu0);
+
+        if (status == LUA_YIELD && !app->doomed) {
+                int why = app->host_yield;
+
+                app->host_yield = CLUA_YIELD_NONE;
+                lua_pop(t->co, nres);
+                if (why == CLUA_YIELD_PREEMPT) {
+                        STAT_ADD(h->stats->preemptions, 1);
+                        STAT_ADD(app->stats->preemptions, 1);
+                        if (queue_resume(app, t, 0, true) < 0) {
+                                clua_task_free(t);
+                                end_app(app, CLUA_EXIT_MEMORY, "out of memory");
+                                return;
+                        }
+                } else {
+                        STAT_ADD(h->stats->yields, 1);
+                        STAT_ADD(app->stats->yields, 1);
+                        if (why == CLUA_YIELD_WAIT) {
+                                if (t->is_main && !app->main_done) {
+                                        app->main_done = true;
+                                        STAT_ADD(h->stats->started, 1);
+                                }
+                        } else if (queue_resume(app, t, 0, false) < 0) {
+                                clua_task_free(t);
+                                end_app(app, CLUA_EXIT_MEMORY, "out of memory");
+                                return;
+                        }
+                }
+        } else if (status == LUA_OK && !app->doomed) {
+                STAT_ADD(h->stats->yields, 1);
+                STAT_ADD(app->stats->yields, 1);
+                STAT_ADD(app->stats->callbacks, 1);
+                if (t->reply_token)
+                        clua_bus_answer(app, t, nres, false);
+                finish_task(app, t);
+        } else {
+                if (status == LUA_ERRMEM && !app->doomed)
+                        app->doomed = CLUA_MEMORY;
+                if (app->doomed) {
+                        clua_task_free(t);
+                        end_doomed(app);
+                        return;
+                }
+                STAT_ADD(app->stats->callbacks, 1);
+                if (t->reply_token) {
+                        /* An error in a request handler is the answer, not the end. */
+                        clua_bus_answer(app, t, 0, true);
+                        finish_task(app, t);
+                } else {
+                        const char *m = lua_tostring(t->co, -1);
+
+                        luaL_traceback(app->L, t->co, m ?: "(error object is not a string)", 0);
+                        app_message(app, lua_tostring(app->L, -1) ?: "error");
+                        lua_pop(app->L, 1);
+                        clua_task_free(t);
+                        end_app(app, CLUA_EXIT_ERROR, NULL);
+                        return;
                 }
         }
-        fflush(stdout);
-        code = report(f, msg);
-        clua_app_free(app);
-        return code;
+        clua_alloc_pace_gc(&app->alloc, app->L);
+        STAT_SET(app->stats->memory_bytes, app->alloc.used);
+        STAT_SET(app->stats->memory_peak_bytes, app->alloc.peak);
+        if (app->n_work)
+                (void)sched_enqueue(h, app);
+        else if (app_has_sources(app)) {
+                app->state = CLUA_APP_WAITING;
+                STAT_SET(app->stats->state, CLUA_APP_WAITING);
+        } else
+                end_app(app, 0, NULL);
+}
+
+/* ---- timers -------------------------------------------------------------------- */
+
+static bool timer_less(CLuaTimer *a, CLuaTimer *b)
+{
+        return a->deadline_ns < b->deadline_ns;
+}
+
+static void timer_swap(CLuaTimer **v, size_t i, size_t j)
+{
+        CLuaTimer *t = v[i];
+
+        v[i] = v[j];
+        v[j] = t;
+        v[i]->heap_idx = i + 1;
+        v[j]->heap_idx = j + 1;
+}
+
+static void timer_up(CLuaHost *h, size_t i)
+{
+        while (i > 0 && timer_less(h->timers[i], h->timers[(i - 1) / 2])) {
+                timer_swap(h->timers, i, (i - 1) / 2);
+                i = (i - 1) / 2;
+        }
+}
+
+static void timer_down(CLuaHost *h, size_t i)
+{
+        for (;;) {
+                size_t l = 2 * i + 1, m = i;
+
+                if (l < h->n_timers && timer_less(h->timers[l], h->timers[m]))
+                        m = l;
+                if (l + 1 < h->n_timers && timer_less(h->timers[l + 1], h->timers[m]))
+                        m = l + 1;
+                if (m == i)
+                        return;
+                timer_swap(h->timers, i, m);
+                i = m;
+        }
+}
+
+static void timer_heap_remove(CLuaHost *h, CLuaTimer *t)
+{
+        size_t i;
+
+        if (!t->heap_idx)
+                return;
+        i = t->heap_idx - 1;
+        timer_swap(h->timers, i, h->n_timers - 1);
+        h->n_timers--;
+        if (i < h->n_timers) {
+                timer_down(h, i);
+                timer_up(h, i);
+        }
+        t->heap_idx = 0;
+}
+
+CLuaTimer *clua_timer_add(CLuaApp *app, uint64_t delay_ns, uint64_t interval_ns, int fn_ref,
+                          CLuaWait *wait)
+{
+        CLuaHost *h = app->host;
+        CLuaTimer *t;
+
+        if (app->n_timers >= CLUA_TIMERS_MAX) {
+                errno = EBUSY;
+                return NULL;
+        }
+        if (h->n_timers == h->cap_timers) {
+                size_t n = h->cap_timers ? h->cap_timers * 2 : 64;
+                CLuaTimer **v = realloc(h->timers, n * sizeof(*v));
+
+                if (!v) {
+                        errno = ENOMEM;
+                        return NULL;
+                }
+                h->timers = v;
+                h->cap_timers = n;
+        }
+        t = calloc(1, sizeof(*t));
+        if (!t) {
+                errno = ENOMEM;
+                return NULL;
+        }
+        t->app = app;
+        t->id = ++app->next_timer_id;
+        t->deadline_ns = clua_now_ns() + delay_ns;
+        t->interval_ns = interval_ns;
+        t->fn_ref = fn_ref;
+        t->wait = wait;
+        h->timers[h->n_timers] = t;
+        t->heap_idx = ++h->n_timers;
+        timer_up(h, h->n_timers - 1);
+        t->next = app->timers;
+        app->timers = t;
+        app->n_timers++;
+        return t;
+}
+
+static void timer_unlink(CLuaApp *app, CLuaTimer *t)
+{
+        for (CLuaTimer **p = &app->timers; *p; p = &(*p)->next)
+                if (*p == t) {
+                        *p = t->next;
+                        break;
+                }
+        app->n_timers--;
+}
+
+bool clua_timer_cancel(CLuaApp *app, uint64_t id)
+{
+        for (CLuaTimer *t = app->timers; t; t = t->next) {
+                if (t->id != id || t->wait)
+                        continue;
+                timer_heap_remove(app->host, t);
+                timer_unlink(app, t);
+                if (t->fn_ref != LUA_NOREF)
+                        luaL_unref(app->L, LUA_REGISTRYINDEX, t->fn_ref);
+                free(t);
+                return true;
+        }
+        return false;
+}
+
+void clua_timer_cancel_wait(CLuaApp *app, CLuaTimer *t)
+{
+        timer_heap_remove(app->host, t);
+        timer_unlink(app, t);
+        if (t->wait)
+                t->wait->timer = NULL;
+        free(t);
+}
+
+/* Fires the timers due at now. */
+static void fire_timers(CLuaHost *h, uint64_t now)
+{
+        while (h->n_timers && h->timers[0]->deadline_ns <= now) {
+                CLuaTimer *t = h->timers[0];
+                CLuaApp *app = t->app;
+                CLuaWork *w;
+
+                if (t->wait) {
+                        CLuaWait *wait = t->wait;
+
+                        timer_heap_remove(h, t);
+                        timer_unlink(app, t);
+                        free(t);
+                        wait->timer = NULL;
+                        (void)clua_host_wake(wait);
+                        continue;
+                }
+                w = calloc(1, sizeof(*w));
+                if (w) {
+                        w->kind = CLUA_WORK_CALL;
+                        w->fn_ref = t->fn_ref;
+                        w->n_args = 1;
+                        w->args[0] = (CLuaArg){.kind = CLUA_ARG_INT, .i = (int64_t)t->id};
+                }
+                if (t->interval_ns) {
+                        /* Behind by several intervals: one call, not a burst. */
+                        t->deadline_ns += t->interval_ns;
+                        if (t->deadline_ns <= now)
+                                t->deadline_ns = now + t->interval_ns;
+                        timer_down(h, 0);
+                } else {
+                        timer_heap_remove(h, t);
+                        timer_unlink(app, t);
+                        if (w)
+                                w->owns_ref = true;
+                        else
+                                luaL_unref(app->L, LUA_REGISTRYINDEX, t->fn_ref);
+                        free(t);
+                }
+                if (w)
+                        (void)clua_host_queue(app, w);
+        }
+}
+
+/* ---- the loop ------------------------------------------------------------------- */
+
+static bool any_ready(CLuaHost *h)
+{
+        return h->rr_head || h->prio_mask || h->n_heap;
+}
+
+/* Waits for events (at most until the next timer, not at all if apps are ready)
+ * and turns them into work. */
+static int poll_events(CLuaHost *h)
+{
+        struct epoll_event ev[64];
+        int timeout = 0, n;
+        uint64_t now = clua_now_ns();
+
+        fire_timers(h, now);
+        if (!any_ready(h)) {
+                if (h->n_timers) {
+                        uint64_t d = h->timers[0]->deadline_ns;
+
+                        timeout = d <= now ? 0 : (int)((d - now + 999999) / 1000000);
+                } else
+                        timeout = -1;
+        }
+        n = epoll_wait(h->epfd, ev, 64, timeout);
+        if (n < 0) {
+                if (errno == EINTR)
+                        return 0;
+                return -errno;
+        }
+        for (int i = 0; i < n; i++) {
+                CLuaApp *app = ev[i].data.ptr;
+
+                if (app->ended)
+                        continue;
+                if (clua_kernel_dispatch(app) < 0 && !app->ended && !app_has_sources(app) &&
+                    !app->queued && h->running != app)
+                        end_app(app, 0, NULL);
+        }
+        if (timeout != 0)
+                fire_timers(h, clua_now_ns());
+        return 0;
+}
+
+int clua_host_run(CLuaHost *h)
+{
+        int r;
+
+        while (h->n_alive > 0) {
+                CLuaApp *app;
+
+                r = poll_events(h);
+                if (r < 0)
+                        return r;
+                app = sched_pick(h);
+                if (!app) {
+                        if (!h->n_timers && !any_ready(h) && h->n_alive > 0) {
+                                /* Only apps waiting on the kernel: the epoll wait
+                                 * above blocks until a channel speaks. A channel
+                                 * that broke ended its app's waits. */
+                        }
+                        continue;
+                }
+                if (!app->n_work) {
+                        if (!app_has_sources(app))
+                                end_app(app, 0, NULL);
+                        continue;
+                }
+                run_slice(h, app);
+        }
+        return h->first_fault;
 }

@@ -25,6 +25,21 @@ int luaopen_cella_fs(lua_State *L);
 /* cella.db: SQLite databases in the app's data directory (src/lua/libdb.c). */
 int luaopen_cella_db(lua_State *L);
 
+/* cella.timer: after/every/cancel/sleep/now on the host's clock (src/lua/libtimer.c). */
+int luaopen_cella_timer(lua_State *L);
+
+/* cella.bus: publish/subscribe/send/request/on_message through the broker (libbus.c). */
+int luaopen_cella_bus(lua_State *L);
+
+/* cella.perm: query/request/list/on_revoke (src/lua/libapp.c). */
+int luaopen_cella_perm(lua_State *L);
+
+/* cella.app: id/info/launch/exit/stats (src/lua/libapp.c). */
+int luaopen_cella_app(lua_State *L);
+
+/* cella.notify: post (src/lua/libapp.c). */
+int luaopen_cella_notify(lua_State *L);
+
 /*
  * Sets the data directory of L for cella.fs and cella.db: dirfd is an open
  * directory (O_PATH is enough; it is duplicated with F_DUPFD_CLOEXEC, the caller

@@ -36,10 +36,10 @@ typedef enum CLuaAppState {
 } CLuaAppState;
 
 typedef struct CLuaStatsHost {
-        uint32_t magic;   /* CLUA_STATS_MAGIC once the host has started */
-        uint32_t version; /* CLUA_STATS_VERSION */
-        uint32_t n_apps;  /* CLuaStatsApp records that follow */
-        uint32_t policy;  /* CLuaSchedPolicy */
+        uint32_t magic;       /* CLUA_STATS_MAGIC once the host has started */
+        uint32_t version;     /* CLUA_STATS_VERSION */
+        uint32_t n_apps;      /* CLuaStatsApp records that follow */
+        uint32_t policy;      /* CLuaSchedPolicy */
         uint64_t slice_ns;    /* the time slice, ns */
         uint64_t slices;      /* slices run, all apps */
         uint64_t preemptions; /* slices ended by the host (slice over, or a higher priority) */
@@ -51,16 +51,16 @@ typedef struct CLuaStatsHost {
 } CLuaStatsHost; /* 128 bytes */
 
 typedef struct CLuaStatsApp {
-        uint32_t state;    /* CLuaAppState */
-        int32_t priority;  /* -20..19, as the manifest's "priority" (nice values) */
-        uint32_t weight;   /* the fair scheduler's weight from priority (1024 at 0) */
-        uint32_t fault;    /* 0, or the cella-lua exit code of its fault: 1 error, 3 memory, 4 CPU */
-        uint64_t slices;      /* slices it ran */
-        uint64_t preemptions; /* of them, ended by the host */
-        uint64_t yields;      /* of them, ended by the app itself */
-        uint64_t callbacks;   /* callbacks run to completion (the main chunk is one) */
-        uint64_t cpu_ns;      /* CPU time, ns */
-        uint64_t vruntime_ns; /* weighted virtual runtime, ns (fair scheduler; else 0) */
+        uint32_t state;   /* CLuaAppState */
+        int32_t priority; /* -20..19, as the manifest's "priority" (nice values) */
+        uint32_t weight;  /* the fair scheduler's weight from priority (1024 at 0) */
+        uint32_t fault;   /* 0, or the cella-lua exit code of its fault: 1 error, 3 memory, 4 CPU */
+        uint64_t slices;  /* slices it ran */
+        uint64_t preemptions;       /* of them, ended by the host */
+        uint64_t yields;            /* of them, ended by the app itself */
+        uint64_t callbacks;         /* callbacks run to completion (the main chunk is one) */
+        uint64_t cpu_ns;            /* CPU time, ns */
+        uint64_t vruntime_ns;       /* weighted virtual runtime, ns (fair scheduler; else 0) */
         uint64_t memory_bytes;      /* its Lua heap now */
         uint64_t memory_peak_bytes; /* its Lua heap's peak */
         uint64_t reserved[4];

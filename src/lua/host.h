@@ -1,0 +1,272 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The cella-lua host: one thread running one or many apps (packed mode), each in
+ * its own lua_State, with one event loop (timers, broker channels) and one
+ * scheduler (docs/lua-api.md "Callbacks and the event loop", "Packed mode").
+ *
+ * Every callback runs as a task: a coroutine of the app's state resumed by the
+ * host. A task ends (its callback returned), waits (a kernel call, timer.sleep:
+ * CLuaWait), yields (the app's coroutine.yield at top level), or is preempted
+ * when its slice ends (the watchdog arms a count-1 hook that yields it). Which
+ * ready app runs next is the scheduler's choice (CLuaSchedPolicy).
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "cella.h"
+#include "lua/env.h"
+#include "lua/stats.h"
+
+/* Limits (docs/lua-api.md). */
+#define CLUA_HOST_APPS_MAX    65536u /* apps per host */
+#define CLUA_TIMERS_MAX       1024u  /* pending timers per app */
+#define CLUA_WORK_MAX         4096u  /* queued events per app; more are dropped */
+#define CLUA_SLICE_DEFAULT_NS (10ull * 1000000u)
+#define CLUA_TIMER_MAX_S      2592000.0 /* 30 days */
+
+typedef struct CLuaHostOptions {
+        CLuaSchedPolicy policy;
+        uint64_t slice_ns; /* 0 = CLUA_SLICE_DEFAULT_NS */
+        int stats_fd;      /* a file of clua_stats_size(n_apps) bytes, or -1 */
+        uint32_t n_apps;   /* how many apps will be added (sizes the stats file) */
+} CLuaHostOptions;
+
+typedef struct CLuaAppSpec {
+        const char *id;   /* may be NULL */
+        const char *data; /* data directory, or NULL */
+        int channel_fd;   /* broker channel, or -1; owned by the app from then on */
+        int log_fd;       /* print/cella.log, or -1 (stdout/stderr); owned from then on */
+        int priority;     /* -20..19 */
+        CLuaOptions opt;
+} CLuaAppSpec;
+
+typedef enum CLuaWorkKind {
+        CLUA_WORK_RESUME, /* resume a task (preempted, woken, or yielded) */
+        CLUA_WORK_CALL,   /* run the function ref with args (a new task) */
+} CLuaWorkKind;
+
+/* One argument of a CLUA_WORK_CALL: a string, an integer or a boolean. */
+typedef struct CLuaArg {
+        enum { CLUA_ARG_NIL, CLUA_ARG_INT, CLUA_ARG_STR, CLUA_ARG_BOOL, CLUA_ARG_MSG } kind;
+        int64_t i;
+        char *s; /* malloc'd, len bytes */
+        size_t len;
+} CLuaArg;
+
+/* Something an app has to run. */
+struct CLuaWork {
+        CLuaWork *next;
+        CLuaWorkKind kind;
+        CLuaTask *task;       /* RESUME */
+        int fn_ref;           /* CALL: registry ref of the function (not owned, unless owns_ref) */
+        bool owns_ref;        /* CALL: unref fn_ref after use (one-shot timers) */
+        uint64_t reply_token; /* CALL of a bus request: answer with the results */
+        /* CALL of a bus message: msg = {topic, sender, data, content_type, request} */
+        bool is_msg;
+        char *topic, *sender, *data, *content_type;
+        size_t data_len;
+        int n_args;
+        CLuaArg args[2];
+};
+
+struct CLuaTask {
+        lua_State *co;
+        int ref; /* registry ref anchoring co */
+        CLuaApp *app;
+        uint64_t cpu_ns; /* CPU of this callback so far */
+        CLuaWait *wait;  /* what it waits for, or NULL */
+        uint64_t reply_token;
+        bool is_main;
+};
+
+/* A kernel call (or a sleep) a task waits for. */
+struct CLuaWait {
+        CLuaWait *next; /* in app->waits */
+        CLuaApp *app;
+        CLuaTask *task; /* NULL: the caller blocks (not yieldable) */
+        uint64_t request_id;
+        int (*decode)(lua_State *L, CellaReply *reply); /* pushes results */
+        CellaReply *reply;                              /* a copy once it came */
+        bool done;
+        CLuaTimer *timer; /* timer.sleep */
+};
+
+struct CLuaTimer {
+        CLuaApp *app;
+        uint64_t id;
+        uint64_t deadline_ns; /* CLOCK_MONOTONIC */
+        uint64_t interval_ns; /* 0: one-shot */
+        int fn_ref;           /* LUA_NOREF for a sleep */
+        CLuaWait *wait;       /* timer.sleep */
+        size_t heap_idx;      /* in host->timers + 1 */
+        CLuaTimer *next;      /* in app->timers */
+};
+
+/* A bus subscription of an app: the broker's id and the callback's registry ref. */
+typedef struct CLuaSub {
+        uint64_t id;
+        int fn_ref;
+} CLuaSub;
+
+#define CLUA_SUBS_MAX 64u /* as the broker's limit per app */
+
+struct CLuaHost {
+        CLuaHostOptions opt;
+        CLuaWatchdog watchdog;
+        CLuaApp **apps;
+        uint32_t n_apps, cap_apps;
+        uint32_t n_alive;
+        CLuaApp *running; /* the app on the CPU, for the watchdog */
+        CLuaApp *last;    /* the app that ran the last slice */
+        /* run queues: round-robin FIFO; priority: one FIFO per level; fair: heap */
+        CLuaApp *rr_head, *rr_tail;
+        CLuaApp *prio_head[40], *prio_tail[40];
+        uint64_t prio_mask;
+        CLuaApp **heap;
+        size_t n_heap, cap_heap;
+        uint64_t min_vruntime;
+        CLuaTimer **timers; /* min-heap by deadline */
+        size_t n_timers, cap_timers;
+        int epfd;
+        CLuaStatsHost *stats;
+        CLuaStatsApp *app_stats; /* stats->apps, or a private array */
+        size_t stats_size;
+        bool own_stats;
+        int first_fault; /* exit code of the first app fault, 0 if none */
+        uint64_t cpu0;
+        /* then-arming by the watchdog handler after a slice */
+        volatile uint64_t then_ns;
+        volatile int then_for;
+};
+
+/*
+ * Creates a host on the calling thread: its watchdog (a POSIX timer on this
+ * thread's CPU clock), its epoll set, and its stats (mapped shared from
+ * o->stats_fd, which must hold clua_stats_size(o->n_apps) bytes; else private).
+ * Returns 0 and *ret, or -EINVAL (bad options, stats file too small), -ENOMEM,
+ * or the negative errno of timer_create/epoll_create1/mmap.
+ */
+int clua_host_new(const CLuaHostOptions *o, CLuaHost **ret);
+
+/* Frees the host and every app it still holds. NULL is a no-op. */
+void clua_host_free(CLuaHost *h);
+
+/*
+ * Adds an app: a new state (clua_env_new) with spec's limits, priority, data
+ * directory and channel. Returns 0 and *ret, or -E2BIG (CLUA_HOST_APPS_MAX or
+ * more than o->n_apps), -EINVAL (priority out of range), -ENOMEM, or the
+ * negative errno of opening the data directory.
+ */
+int clua_host_add(CLuaHost *h, const CLuaAppSpec *spec, CLuaApp **ret);
+
+/*
+ * Queues the function on top of app's stack (popped) with the nargs strings
+ * argv[0..nargs) as its main chunk. Returns 0 or -ENOMEM.
+ */
+int clua_host_start(CLuaApp *app, int nargs, char **argv);
+
+/* Ends app with exit code code (it could not start: its entry failed to load). */
+void clua_host_app_failed(CLuaApp *app, int code);
+
+/*
+ * Runs the event loop until every app has ended. Faults are reported on the
+ * app's stderr ("cella-lua: [ID: ]message"). Returns 0 if every app ended
+ * without a fault, else the exit code of the first fault (CLUA_EXIT_*), or a
+ * negative errno if the loop itself failed.
+ */
+int clua_host_run(CLuaHost *h);
+
+/* Queues work w (malloc'd, owned by the queue from then on) for app; makes the
+ * app ready. Over CLUA_WORK_MAX queued, w is dropped (freed) and counted:
+ * returns -ENOBUFS; else 0. */
+int clua_host_queue(CLuaApp *app, CLuaWork *w);
+
+/* Frees a work item not queued. */
+void clua_work_free(CLuaWork *w);
+
+/* Frees task t (unanchors its thread) and counts it out of its app's tasks. */
+void clua_task_free(CLuaTask *t);
+
+/* Wakes the task wait belongs to (queues its resume) and marks wait done.
+ * Returns 0 or -ENOMEM. */
+int clua_host_wake(CLuaWait *wait);
+
+/* Answers the bus request task t served (kernel.c): its nres results on t->co
+ * (data string, content type), or failed: EIO with the error message on top. */
+void clua_bus_answer(CLuaApp *app, CLuaTask *t, int nres, bool failed);
+
+/* The CFS weight of a priority -20..19: Linux's sched_prio_to_weight
+ * (kernel/sched/core.c), 1024 at 0. */
+uint32_t clua_prio_weight(int priority);
+
+/* CLOCK_MONOTONIC in ns. */
+uint64_t clua_now_ns(void);
+
+/* Timers (libtimer.c uses them). clua_timer_add: a timer firing after delay_ns,
+ * then every interval_ns (0: once), calling fn_ref (owned by the timer) or waking
+ * wait. Returns the timer or NULL (-ENOMEM, or CLUA_TIMERS_MAX: errno set). */
+CLuaTimer *clua_timer_add(CLuaApp *app, uint64_t delay_ns, uint64_t interval_ns, int fn_ref,
+                          CLuaWait *wait);
+/* Removes a sleep's timer t without waking its wait. */
+void clua_timer_cancel_wait(CLuaApp *app, CLuaTimer *t);
+
+/* Cancels the app's timer id. Returns true if it was pending. */
+bool clua_timer_cancel(CLuaApp *app, uint64_t id);
+
+/* ---- kernel calls (kernel.c) ------------------------------------------------- */
+
+/*
+ * The app's broker channel, opened on first use; raises "<fname>: no kernel
+ * channel (not running under cella)" if it has none.
+ */
+Cella *clua_kernel(lua_State *L, const char *fname);
+
+/* The CellaReplyFn to pass with userdata = the app for a call clua_await waits on. */
+void clua_kernel_reply(Cella *c, CellaReply *reply, void *userdata);
+
+/*
+ * Waits for the reply to request_id (sent with clua_kernel_reply as callback):
+ * suspends the running task if it can yield, else blocks the host on the app's
+ * channel. Then decode(L, reply) pushes the results and
+ * returns their count; it may raise. Must be the return of a lua_CFunction:
+ * `return clua_await(L, id, decode);`.
+ */
+int clua_await(lua_State *L, uint64_t request_id, int (*decode)(lua_State *L, CellaReply *reply));
+
+/* Suspends the running task for ns of CLOCK_MONOTONIC (timer.sleep); blocks if it
+ * cannot yield. As clua_await: the return of a lua_CFunction; returns nothing. */
+int clua_sleep(lua_State *L, uint64_t ns);
+
+/*
+ * Raises "<fname>: <strerror(-err)>[: <detail>]" in L: the error of a kernel call.
+ */
+int clua_kernel_error(lua_State *L, const char *fname, int err, const char *detail);
+
+/* String argument i of min_len..max bytes without NUL, or raises; *ret_len (may
+ * be NULL) gets its length. clua_opt_str: "" for none/nil. */
+const char *clua_check_str(lua_State *L, int i, size_t min_len, size_t max, size_t *ret_len);
+const char *clua_opt_str(lua_State *L, int i, size_t max);
+
+/*
+ * Sends req (a request message of proto/cella.proto) as opcode on the app's
+ * channel and waits for the reply (clua_await); decode pushes the results.
+ * fname names the Lua function in errors. The return of a lua_CFunction.
+ */
+int clua_kernel_call(lua_State *L, const char *fname, uint16_t opcode, const ProtobufCMessage *req,
+                     int (*decode)(lua_State *, CellaReply *));
+
+/* Unpacks a successful reply's message (protobuf_c_message_free_unpacked it),
+ * or raises the kernel's error ("bus.publish: Permission denied: <reason>"). */
+ProtobufCMessage *clua_kernel_unpack(lua_State *L, CellaReply *reply);
+
+/* Handles what app's channel has ready (events become work). Returns 0 or the
+ * channel's negative errno (the app loses its channel). */
+int clua_kernel_dispatch(CLuaApp *app);
+
+/* Closes the app's channel and its outstanding waits. */
+void clua_kernel_close(CLuaApp *app);

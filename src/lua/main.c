@@ -1,0 +1,444 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * cella-lua ENTRY.lua [ARGS...]: runs one Lua app (docs/lua-api.md "Runtime").
+ * cella-lua --spec FILE | --spec-fd N: runs a packed host of many apps
+ * (docs/lua-api.md "The host spec").
+ *
+ * For one app, the limits come from the environment the supervisor sets
+ * (src/supervisor/launch.c; a manifest cannot set CELLA_* variables):
+ *   CELLA_LUA_MEMORY        memory cap in bytes (default 64 MiB)
+ *   CELLA_LUA_CPU_MS        CPU budget of one callback in ms (default 5000)
+ *   CELLA_LUA_CPU_TOTAL_MS  CPU budget of the app's life in ms (default none)
+ *   CELLA_LUA_STATS_FD      the stats file (src/lua/stats.h), optional
+ *   CELLA_FD, CELLA_APP_ID  the broker channel (default 3 when it is a socket), the id
+ * The main chunk runs with ARGS as `...`; then, while the app has something to
+ * wait for, the event loop dispatches its callbacks; then cella-lua exits.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <lauxlib.h>
+
+#include "lua/host.h"
+
+/* Largest entry file, bytes: source code, not data. */
+#define ENTRY_MAX (16u * 1024 * 1024)
+/* Largest CPU budget accepted from the environment: one day, in ms. */
+#define BUDGET_MS_MAX (24ull * 3600 * 1000)
+
+static int parse_env_u64(const char *name, uint64_t max, uint64_t *ret)
+{
+        const char *v = getenv(name);
+        char *end;
+        unsigned long long n;
+
+        if (!v || !*v)
+                return 0;
+        errno = 0;
+        n = strtoull(v, &end, 10);
+        if (errno || *end || v[0] == '-' || n == 0 || n > max) {
+                fprintf(stderr, "cella-lua: %s=%s: expected an integer from 1 to %" PRIu64 "\n",
+                        name, v, max);
+                return -EINVAL;
+        }
+        *ret = n;
+        return 1;
+}
+
+/* Reads a regular file of at most max bytes from fd (closed). */
+static int read_fd(int fd, size_t max, char **ret, size_t *ret_len)
+{
+        struct stat st;
+        char *buf;
+        size_t got = 0;
+
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > max) {
+                int e = errno;
+
+                close(fd);
+                return S_ISREG(st.st_mode) ? ((uint64_t)st.st_size > max ? -EFBIG : -e) : -EISDIR;
+        }
+        buf = malloc((size_t)st.st_size + 1);
+        if (!buf) {
+                close(fd);
+                return -ENOMEM;
+        }
+        while (got < (size_t)st.st_size) {
+                ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        break;
+                got += (size_t)n;
+        }
+        close(fd);
+        *ret = buf;
+        *ret_len = got;
+        return 0;
+}
+
+static int read_entry(const char *path, char **ret, size_t *ret_len)
+{
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+        if (fd < 0)
+                return -errno;
+        return read_fd(fd, ENTRY_MAX, ret, ret_len);
+}
+
+/* Loads ENTRY into app and queues it with args as its main chunk. Reports a
+ * failure on the app's stderr; returns 0 or the cella-lua exit code. */
+static int start_app(CLuaApp *app, const char *entry, int nargs, char **args)
+{
+        char *src = NULL, *msg = NULL, *name = NULL;
+        size_t len = 0;
+        CLuaFault f;
+        int r;
+
+        r = read_entry(entry, &src, &len);
+        if (r < 0) {
+                dprintf(app->err_fd, "cella-lua: %s%s%s: %s\n", app->id, *app->id ? ": " : "",
+                        entry, strerror(-r));
+                return CLUA_EXIT_USAGE;
+        }
+        if (asprintf(&name, "@%s", entry) < 0) {
+                free(src);
+                return CLUA_EXIT_INTERNAL;
+        }
+        f = clua_load(app, src, len, name, &msg);
+        free(name);
+        free(src);
+        if (f != CLUA_OK) {
+                dprintf(app->err_fd, "cella-lua: %s%s%s\n", app->id, *app->id ? ": " : "",
+                        msg ?: "out of memory");
+                free(msg);
+                return f == CLUA_MEMORY ? CLUA_EXIT_MEMORY : CLUA_EXIT_ERROR;
+        }
+        if (clua_host_start(app, nargs, args) < 0)
+                return CLUA_EXIT_MEMORY;
+        return 0;
+}
+
+static int channel_fd_from_env(void)
+{
+        const char *v = getenv("CELLA_FD");
+        int fd = 3, type;
+        socklen_t l = sizeof(type);
+
+        if (v && *v) {
+                char *end;
+                long n = strtol(v, &end, 10);
+
+                if (*end || n < 0 || n > 65535)
+                        return -1;
+                fd = (int)n;
+        }
+        if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l) < 0 || type != SOCK_SEQPACKET)
+                return -1;
+        return fd;
+}
+
+static int run_single(int argc, char **argv)
+{
+        CLuaHostOptions ho = {.policy = CLUA_SCHED_FAIR, .stats_fd = -1, .n_apps = 1};
+        CLuaAppSpec spec = {.log_fd = -1, .id = getenv("CELLA_APP_ID")};
+        CLuaHost *h = NULL;
+        CLuaApp *app;
+        uint64_t v;
+        int r;
+
+        if (argc - 2 > 200) {
+                fprintf(stderr, "cella-lua: too many arguments (at most 200)\n");
+                return CLUA_EXIT_USAGE;
+        }
+        r = parse_env_u64("CELLA_LUA_MEMORY", SIZE_MAX / 2, &v);
+        if (r < 0)
+                return CLUA_EXIT_USAGE;
+        if (r > 0)
+                spec.opt.memory_cap = (size_t)v;
+        r = parse_env_u64("CELLA_LUA_CPU_MS", BUDGET_MS_MAX, &v);
+        if (r < 0)
+                return CLUA_EXIT_USAGE;
+        if (r > 0)
+                spec.opt.callback_ns = v * 1000000u;
+        r = parse_env_u64("CELLA_LUA_CPU_TOTAL_MS", BUDGET_MS_MAX, &v);
+        if (r < 0)
+                return CLUA_EXIT_USAGE;
+        if (r > 0)
+                spec.opt.total_ns = v * 1000000u;
+        r = parse_env_u64("CELLA_LUA_STATS_FD", 65535, &v);
+        if (r < 0)
+                return CLUA_EXIT_USAGE;
+        if (r > 0)
+                ho.stats_fd = (int)v;
+        spec.channel_fd = channel_fd_from_env();
+
+        r = clua_host_new(&ho, &h);
+        if (r < 0) {
+                fprintf(stderr, "cella-lua: cannot create the host: %s\n", strerror(-r));
+                return CLUA_EXIT_INTERNAL;
+        }
+        r = clua_host_add(h, &spec, &app);
+        if (r < 0) {
+                fprintf(stderr, "cella-lua: cannot create the Lua state: %s\n", strerror(-r));
+                clua_host_free(h);
+                return r == -ENOMEM ? CLUA_EXIT_MEMORY : CLUA_EXIT_INTERNAL;
+        }
+        r = start_app(app, argv[1], argc - 2, argv + 2);
+        if (r == 0)
+                r = clua_host_run(h);
+        if (r < 0) {
+                fprintf(stderr, "cella-lua: event loop: %s\n", strerror(-r));
+                r = CLUA_EXIT_INTERNAL;
+        }
+        fflush(stdout);
+        clua_host_free(h);
+        return r;
+}
+
+/* ---- packed: the host spec ---------------------------------------------------- */
+
+/* Largest spec, bytes: 65536 apps of about 1 KiB. */
+#define SPEC_MAX (64u * 1024 * 1024)
+
+static int spec_fail(const char *where, const char *what)
+{
+        fprintf(stderr, "cella-lua: spec: %s: %s\n", where, what);
+        return CLUA_EXIT_USAGE;
+}
+
+static int spec_int(json_t *o, const char *key, json_int_t lo, json_int_t hi, json_int_t def,
+                    json_int_t *ret, const char *where)
+{
+        json_t *v = json_object_get(o, key);
+        char buf[320];
+
+        if (!v) {
+                *ret = def;
+                return 0;
+        }
+        if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
+                snprintf(buf, sizeof(buf), "\"%s\": expected an integer from %lld to %lld", key,
+                         (long long)lo, (long long)hi);
+                return spec_fail(where, buf);
+        }
+        *ret = json_integer_value(v);
+        return 0;
+}
+
+static int run_spec(const char *path, int fd)
+{
+        CLuaHostOptions ho = {.stats_fd = -1};
+        CLuaHost *h = NULL;
+        json_error_t jerr;
+        json_t *root = NULL, *apps, *v;
+        char *text = NULL;
+        size_t len = 0, n;
+        json_int_t x;
+        int r;
+
+        if (path)
+                fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || (r = read_fd(fd, SPEC_MAX, &text, &len)) < 0) {
+                fprintf(stderr, "cella-lua: spec %s: %s\n", path ?: "fd",
+                        strerror(fd < 0 ? errno : -r));
+                return CLUA_EXIT_USAGE;
+        }
+        root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+        free(text);
+        if (!root) {
+                char where[64];
+
+                snprintf(where, sizeof(where), "line %d column %d", jerr.line, jerr.column);
+                return spec_fail(where, jerr.text);
+        }
+        r = CLUA_EXIT_USAGE;
+        if (!json_is_object(root)) {
+                r = spec_fail("top level", "expected an object");
+                goto out;
+        }
+        {
+                const char *key;
+
+                json_object_foreach(root, key,
+                                    v) if (strcmp(key, "scheduler") && strcmp(key, "slice_ms") &&
+                                           strcmp(key, "stats_fd") && strcmp(key, "apps"))
+                {
+                        char buf[160];
+
+                        snprintf(buf, sizeof(buf), "unknown key \"%.64s\"", key);
+                        r = spec_fail("top level", buf);
+                        goto out;
+                }
+        }
+        v = json_object_get(root, "scheduler");
+        if (!v || (json_is_string(v) && strcmp(json_string_value(v), "fair") == 0))
+                ho.policy = CLUA_SCHED_FAIR;
+        else if (json_is_string(v) && strcmp(json_string_value(v), "priority") == 0)
+                ho.policy = CLUA_SCHED_PRIORITY;
+        else if (json_is_string(v) && strcmp(json_string_value(v), "round-robin") == 0)
+                ho.policy = CLUA_SCHED_ROUND_ROBIN;
+        else {
+                r = spec_fail("\"scheduler\"",
+                              "expected \"fair\", \"priority\" or \"round-robin\"");
+                goto out;
+        }
+        if (spec_int(root, "slice_ms", 1, 1000, 10, &x, "top level"))
+                goto out;
+        ho.slice_ns = (uint64_t)x * 1000000u;
+        if (spec_int(root, "stats_fd", 0, 65535, -1, &x, "top level"))
+                goto out;
+        ho.stats_fd = (int)x;
+        apps = json_object_get(root, "apps");
+        if (!json_is_array(apps) || json_array_size(apps) == 0 ||
+            json_array_size(apps) > CLUA_HOST_APPS_MAX) {
+                r = spec_fail("\"apps\"", "expected an array of 1 to 65536 apps");
+                goto out;
+        }
+        ho.n_apps = (uint32_t)json_array_size(apps);
+        r = clua_host_new(&ho, &h);
+        if (r < 0) {
+                fprintf(stderr, "cella-lua: cannot create the host: %s\n", strerror(-r));
+                r = r == -EINVAL ? CLUA_EXIT_USAGE : CLUA_EXIT_INTERNAL;
+                goto out;
+        }
+        json_array_foreach(apps, n, v)
+        {
+                static const char *const keys[] = {
+                        "id",       "entry",  "args",   "data",         "channel_fd", "log_fd",
+                        "priority", "memory", "cpu_ms", "cpu_total_ms", NULL};
+                CLuaAppSpec spec = {.channel_fd = -1, .log_fd = -1};
+                char where[96], *args[200];
+                const char *key, *entry;
+                json_t *f, *a;
+                size_t i, nargs = 0;
+                CLuaApp *app;
+
+                snprintf(where, sizeof(where), "apps[%zu]", n);
+                r = CLUA_EXIT_USAGE;
+                if (!json_is_object(v)) {
+                        r = spec_fail(where, "expected an object");
+                        goto out;
+                }
+                json_object_foreach(v, key, f)
+                {
+                        bool known = false;
+
+                        for (i = 0; keys[i]; i++)
+                                known |= strcmp(keys[i], key) == 0;
+                        if (!known) {
+                                char buf[160];
+
+                                snprintf(buf, sizeof(buf), "unknown key \"%.64s\"", key);
+                                r = spec_fail(where, buf);
+                                goto out;
+                        }
+                }
+                f = json_object_get(v, "id");
+                if (!json_is_string(f) || json_string_length(f) == 0 ||
+                    json_string_length(f) > 255) {
+                        r = spec_fail(where, "\"id\": expected a string of 1 to 255 bytes");
+                        goto out;
+                }
+                spec.id = json_string_value(f);
+                f = json_object_get(v, "entry");
+                if (!json_is_string(f) || json_string_value(f)[0] != '/') {
+                        r = spec_fail(where, "\"entry\": expected an absolute path");
+                        goto out;
+                }
+                entry = json_string_value(f);
+                f = json_object_get(v, "data");
+                if (f && (!json_is_string(f) || json_string_value(f)[0] != '/' ||
+                          json_string_length(f) > 1024)) {
+                        r = spec_fail(where, "\"data\": expected an absolute path");
+                        goto out;
+                }
+                spec.data = f ? json_string_value(f) : NULL;
+                a = json_object_get(v, "args");
+                if (a && (!json_is_array(a) || json_array_size(a) > 200)) {
+                        r = spec_fail(where, "\"args\": expected an array of at most 200 strings");
+                        goto out;
+                }
+                json_array_foreach(a, i, f)
+                {
+                        if (!json_is_string(f)) {
+                                r = spec_fail(where, "\"args\": expected strings");
+                                goto out;
+                        }
+                        args[nargs++] = (char *)json_string_value(f);
+                }
+                if (spec_int(v, "channel_fd", 3, 1 << 20, -1, &x, where))
+                        goto out;
+                spec.channel_fd = (int)x;
+                if (spec_int(v, "log_fd", 1, 1 << 20, -1, &x, where))
+                        goto out;
+                spec.log_fd = (int)x;
+                if (spec_int(v, "priority", -20, 19, 0, &x, where))
+                        goto out;
+                spec.priority = (int)x;
+                if (spec_int(v, "memory", (json_int_t)CLUA_ALLOC_MIN_CAP, (json_int_t)1 << 40, 0,
+                             &x, where))
+                        goto out;
+                spec.opt.memory_cap = (size_t)x;
+                if (spec_int(v, "cpu_ms", 1, (json_int_t)BUDGET_MS_MAX, 0, &x, where))
+                        goto out;
+                spec.opt.callback_ns = (uint64_t)x * 1000000u;
+                if (spec_int(v, "cpu_total_ms", 0, (json_int_t)BUDGET_MS_MAX, 0, &x, where))
+                        goto out;
+                spec.opt.total_ns = (uint64_t)x * 1000000u;
+                r = clua_host_add(h, &spec, &app);
+                if (r < 0) {
+                        fprintf(stderr, "cella-lua: %s: cannot create its state: %s\n", spec.id,
+                                strerror(-r));
+                        r = CLUA_EXIT_INTERNAL;
+                        goto out;
+                }
+                /* One app that cannot start fails alone. */
+                r = start_app(app, entry, (int)nargs, args);
+                if (r)
+                        clua_host_app_failed(app, r);
+        }
+        json_decref(root);
+        root = NULL;
+        r = clua_host_run(h);
+        if (r < 0) {
+                fprintf(stderr, "cella-lua: event loop: %s\n", strerror(-r));
+                r = CLUA_EXIT_INTERNAL;
+        }
+out:
+        fflush(stdout);
+        json_decref(root);
+        clua_host_free(h);
+        return r;
+}
+
+int main(int argc, char **argv)
+{
+        if (argc >= 3 && strcmp(argv[1], "--spec") == 0 && argc == 3)
+                return run_spec(argv[2], -1);
+        if (argc >= 3 && strcmp(argv[1], "--spec-fd") == 0 && argc == 3) {
+                char *end;
+                long fd = strtol(argv[2], &end, 10);
+
+                if (*end || fd < 0 || fd > 65535) {
+                        fprintf(stderr, "cella-lua: --spec-fd: expected an fd number\n");
+                        return CLUA_EXIT_USAGE;
+                }
+                return run_spec(NULL, (int)fd);
+        }
+        if (argc < 2 || argv[1][0] == '-') {
+                fprintf(stderr, "usage: cella-lua ENTRY.lua [ARGS...]\n"
+                                "       cella-lua --spec FILE | --spec-fd N\n");
+                return CLUA_EXIT_USAGE;
+        }
+        return run_single(argc, argv);
+}
