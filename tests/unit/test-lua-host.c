@@ -1,0 +1,303 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The cella-lua host: the event loop, timers, tasks, and the three schedulers
+ * (docs/lua-api.md "Schedulers"), with real CPU-bound apps on one thread. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+
+#include "lua/host.h"
+
+static CLuaHost *new_host(CLuaSchedPolicy policy, uint32_t n)
+{
+        CLuaHostOptions o = {.policy = policy, .stats_fd = -1, .n_apps = n};
+        CLuaHost *h = NULL;
+
+        ck_assert_int_eq(clua_host_new(&o, &h), 0);
+        return h;
+}
+
+/* Adds an app running src (its `...` is args) at priority prio. */
+static CLuaApp *add(CLuaHost *h, const char *src, int prio, int nargs, char **args)
+{
+        CLuaAppSpec s = {.channel_fd = -1, .log_fd = -1, .priority = prio};
+        CLuaApp *app = NULL;
+        char *msg = NULL;
+
+        ck_assert_int_eq(clua_host_add(h, &s, &app), 0);
+        ck_assert_msg(clua_load(app, src, strlen(src), "=test", &msg) == CLUA_OK, "%s", msg ?: "");
+        ck_assert_int_eq(clua_host_start(app, nargs, args), 0);
+        return app;
+}
+
+/* A CPU-bound app: counts until the host clock passes `...` seconds from now. */
+static const char *const spin =
+        "local timer = require 'cella.timer' "
+        "local stop = timer.now() + tonumber((...)) local n = 0 "
+        "while true do n = n + 1 if n % 1000 == 0 and timer.now() > stop then break end end";
+
+static double share(const CLuaApp *a, const CLuaApp *b)
+{
+        return (double)a->stats->cpu_ns / (double)(a->stats->cpu_ns + b->stats->cpu_ns);
+}
+
+START_TEST(test_fair_equal)
+{
+        CLuaHost *h = new_host(CLUA_SCHED_FAIR, 2);
+        char *args[] = {"1.0"};
+        CLuaApp *a = add(h, spin, 0, 1, args), *b = add(h, spin, 0, 1, args);
+        double s;
+
+        ck_assert_int_eq(clua_host_run(h), 0);
+        s = share(a, b);
+        ck_assert_msg(s > 0.40 && s < 0.60, "share %.3f (a %llu ns, b %llu ns)", s,
+                      (unsigned long long)a->stats->cpu_ns, (unsigned long long)b->stats->cpu_ns);
+        /* time-sliced, not one after the other */
+        ck_assert_uint_gt(a->stats->preemptions, 10);
+        ck_assert_uint_gt(b->stats->preemptions, 10);
+        ck_assert_uint_gt(h->stats->switches, 20);
+        ck_assert_uint_eq(a->stats->state, CLUA_APP_EXITED);
+        ck_assert_uint_eq(h->stats->started, 2);
+        clua_host_free(h);
+}
+END_TEST
+
+START_TEST(test_fair_weights)
+{
+        CLuaHost *h = new_host(CLUA_SCHED_FAIR, 2);
+        char *args[] = {"1.2"};
+        /* priority 0 -> weight 1024, priority 3 -> 526: 1.95 to 1 */
+        CLuaApp *a = add(h, spin, 0, 1, args), *b = add(h, spin, 3, 1, args);
+        double r;
+
+        ck_assert_int_eq(clua_host_run(h), 0);
+        r = (double)a->stats->cpu_ns / (double)b->stats->cpu_ns;
+        ck_assert_msg(r > 1.6 && r < 2.4, "ratio %.2f", r);
+        ck_assert_uint_eq(a->stats->weight, 1024);
+        ck_assert_uint_eq(b->stats->weight, 526);
+        /* virtual runtimes stay close: that is what fair means */
+        ck_assert_msg(llabs((long long)a->stats->vruntime_ns - (long long)b->stats->vruntime_ns) <
+                              60000000ll,
+                      "vruntime a %llu b %llu", (unsigned long long)a->stats->vruntime_ns,
+                      (unsigned long long)b->stats->vruntime_ns);
+        clua_host_free(h);
+}
+END_TEST
+
+START_TEST(test_round_robin)
+{
+        CLuaHost *h = new_host(CLUA_SCHED_ROUND_ROBIN, 2);
+        char *args[] = {"0.6"};
+        CLuaApp *a = add(h, spin, 0, 1, args), *b = add(h, spin, 10, 1, args);
+        double s;
+
+        ck_assert_int_eq(clua_host_run(h), 0);
+        /* priorities mean nothing to round-robin */
+        s = share(a, b);
+        ck_assert_msg(s > 0.40 && s < 0.60, "share %.3f", s);
+        ck_assert_uint_gt(a->stats->preemptions, 10);
+        clua_host_free(h);
+}
+END_TEST
+
+/* A high-priority app's timer callbacks run on time while a low-priority app
+ * hogs the CPU; with the roles reversed the hog gets nothing until it is idle. */
+START_TEST(test_priority_preempts)
+{
+        static const char *ticker = "local timer = require 'cella.timer' local n, worst = 0, 0 "
+                                    "local start = timer.now() "
+                                    "timer.every(0.02, function(t) n = n + 1 "
+                                    "  local late = timer.now() - (start + n * 0.02) "
+                                    "  if late > worst then worst = late end "
+                                    "  if n == 25 then timer.cancel(t) "
+                                    "    assert(worst < 0.05, 'late by ' .. worst) end end)";
+        CLuaHost *h = new_host(CLUA_SCHED_PRIORITY, 2);
+        char *args[] = {"0.8"};
+        CLuaApp *hog = add(h, spin, 10, 1, args), *tick = add(h, ticker, -5, 0, NULL);
+
+        ck_assert_int_eq(clua_host_run(h), 0);
+        ck_assert_uint_eq(tick->stats->state, CLUA_APP_EXITED);
+        ck_assert_uint_eq(tick->stats->callbacks, 26); /* main + 25 ticks */
+        ck_assert_uint_gt(hog->stats->preemptions, 20);
+        clua_host_free(h);
+
+        /* a busy high-priority app starves a lower one until it waits */
+        h = new_host(CLUA_SCHED_PRIORITY, 2);
+        args[0] = "0.3";
+        hog = add(h, spin, -5, 1, args);
+        tick = add(h,
+                   "local timer = require 'cella.timer' "
+                   "local t0 = timer.now() "
+                   "assert(timer.now() - t0 < 0.01)",
+                   0, 0, NULL);
+        ck_assert_int_eq(clua_host_run(h), 0);
+        ck_assert_uint_eq(tick->stats->slices, 1);
+        ck_assert_uint_ge(hog->stats->slices, 20);
+        /* the low one ran only after the hog ended: its whole CPU came later */
+        ck_assert_uint_eq(h->stats->switches, 2);
+        clua_host_free(h);
+}
+END_TEST
+
+/* Preemption passes through the app's own coroutines and pcall: the app sees
+ * nothing, and its coroutine resumes exactly where it was. */
+START_TEST(test_preempt_transparent)
+{
+        static const char *src =
+                "local timer = require 'cella.timer' local stop = timer.now() + 0.3 "
+                "local co = coroutine.wrap(function() local n = 0 "
+                "  while timer.now() < stop do n = n + 1 if n % 50000 == 0 then "
+                "    coroutine.yield(n) end end return -1 end) "
+                "local last = 0 "
+                "local ok = pcall(function() while true do local v = co() "
+                "  if v == -1 then break end assert(v == last + 50000) last = v end end) "
+                "assert(ok)";
+        CLuaHost *h = new_host(CLUA_SCHED_FAIR, 2);
+        char *args[] = {"0.3"};
+        CLuaApp *a = add(h, src, 0, 0, NULL), *b = add(h, spin, 0, 1, args);
+
+        ck_assert_int_eq(clua_host_run(h), 0);
+        ck_assert_uint_eq(a->stats->state, CLUA_APP_EXITED);
+        ck_assert_uint_gt(a->stats->preemptions, 5);
+        ck_assert_uint_eq(b->stats->state, CLUA_APP_EXITED);
+        clua_host_free(h);
+}
+END_TEST
+
+/* One app's fault ends it alone; the host's result is the first fault. */
+START_TEST(test_fault_isolated)
+{
+        CLuaHost *h = new_host(CLUA_SCHED_FAIR, 4);
+        CLuaAppSpec s = {.channel_fd = -1, .log_fd = -1, .opt = {.memory_cap = 1 << 20}};
+        CLuaApp *ok, *err, *mem, *cpu;
+        char *msg = NULL;
+        const char *hog = "local t = {} while true do t[#t + 1] = ('x'):rep(100) .. #t end";
+
+        ok = add(h,
+                 "local timer = require 'cella.timer' local n = 0 "
+                 "timer.every(0.01, function(t) n = n + 1 if n == 20 then timer.cancel(t) end end)",
+                 0, 0, NULL);
+        err = add(h,
+                  "local timer = require 'cella.timer' timer.after(0.01, function() error('boom') "
+                  "end)",
+                  0, 0, NULL);
+        ck_assert_int_eq(clua_host_add(h, &s, &mem), 0);
+        ck_assert(clua_load(mem, hog, strlen(hog), "=hog", &msg) == CLUA_OK);
+        ck_assert_int_eq(clua_host_start(mem, 0, NULL), 0);
+        s.opt = (CLuaOptions){.callback_ns = 100000000};
+        ck_assert_int_eq(clua_host_add(h, &s, &cpu), 0);
+        ck_assert(clua_load(cpu, "while true do end", 17, "=spin", &msg) == CLUA_OK);
+        ck_assert_int_eq(clua_host_start(cpu, 0, NULL), 0);
+
+        ck_assert_int_ne(clua_host_run(h), 0);
+        ck_assert_uint_eq(ok->stats->state, CLUA_APP_EXITED);
+        ck_assert_uint_eq(ok->stats->callbacks, 21);
+        ck_assert_uint_eq(err->stats->state, CLUA_APP_FAILED);
+        ck_assert_uint_eq(err->stats->fault, CLUA_EXIT_ERROR);
+        ck_assert_uint_eq(mem->stats->fault, CLUA_EXIT_MEMORY);
+        ck_assert_uint_eq(cpu->stats->fault, CLUA_EXIT_CPU);
+        /* the CPU hog was preempted in slices until its 100 ms budget ended */
+        ck_assert_uint_gt(cpu->stats->preemptions, 3);
+        ck_assert_uint_ge(cpu->stats->cpu_ns, 100000000u);
+        clua_host_free(h);
+}
+END_TEST
+
+/* Waiting does not use the budget; app.exit ends at once with its code. */
+START_TEST(test_sleep_and_exit)
+{
+        CLuaHost *h = new_host(CLUA_SCHED_FAIR, 2);
+        CLuaAppSpec s = {.channel_fd = -1, .log_fd = -1, .opt = {.callback_ns = 50000000}};
+        const char *src = "local timer = require 'cella.timer' local app = require 'cella.app' "
+                          "for i = 1, 5 do timer.sleep(0.03) end "
+                          "pcall(app.exit, 7) error('not reached')";
+        CLuaApp *a;
+        char *msg = NULL;
+
+        ck_assert_int_eq(clua_host_add(h, &s, &a), 0);
+        ck_assert(clua_load(a, src, strlen(src), "=t", &msg) == CLUA_OK);
+        ck_assert_int_eq(clua_host_start(a, 0, NULL), 0);
+        ck_assert_int_eq(clua_host_run(h), 7);
+        ck_assert_uint_eq(a->stats->fault, 7);
+        ck_assert_uint_eq(a->stats->yields, 5);
+        clua_host_free(h);
+}
+END_TEST
+
+/* Timers: order, cancel, every without bursts, the per-app bound. */
+START_TEST(test_timers)
+{
+        CLuaHost *h = new_host(CLUA_SCHED_FAIR, 1);
+        const char *src =
+                "local timer = require 'cella.timer' local got = {} "
+                "timer.after(0.03, function() got[#got+1] = 'c' end) "
+                "timer.after(0.01, function() got[#got+1] = 'a' end) "
+                "local x = timer.after(0.02, function() got[#got+1] = 'x' end) "
+                "timer.after(0.02, function() got[#got+1] = 'b' end) "
+                "assert(timer.cancel(x) and not timer.cancel(x)) "
+                "local ok, e = pcall(timer.after, -1, print) assert(not ok) "
+                "ok, e = pcall(timer.every, 0, print) assert(not ok) "
+                "local ids = {} for i = 1, 1021 do ids[i] = timer.after(100, print) end "
+                "ok, e = pcall(timer.after, 100, print) assert(not ok and e:find('too many')) "
+                "for i = 1, 1021 do timer.cancel(ids[i]) end "
+                "timer.after(0.05, function() assert(table.concat(got) == 'abc', "
+                "table.concat(got)) end)";
+        CLuaApp *a = add(h, src, 0, 0, NULL);
+
+        ck_assert_int_eq(clua_host_run(h), 0);
+        ck_assert_uint_eq(a->stats->state, CLUA_APP_EXITED);
+        ck_assert_uint_eq(a->stats->callbacks, 5);
+        clua_host_free(h);
+}
+END_TEST
+
+/* Kernel calls without a channel raise a clear error. */
+START_TEST(test_no_channel)
+{
+        CLuaHost *h = new_host(CLUA_SCHED_FAIR, 1);
+        CLuaApp *a = add(h,
+                         "local bus = require 'cella.bus' "
+                         "local ok, e = pcall(bus.publish, 'x', 'y') "
+                         "assert(not ok and e:find('no kernel channel'), e) "
+                         "ok, e = pcall(bus.publish, ('t'):rep(300), 'y') "
+                         "assert(not ok and e:find('too long'), e)",
+                         0, 0, NULL);
+
+        ck_assert_int_eq(clua_host_run(h), 0);
+        ck_assert_uint_eq(a->stats->fault, 0);
+        clua_host_free(h);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+        Suite *s = suite_create("lua-host");
+        TCase *tc = tcase_create("sched");
+
+        tcase_set_timeout(tc, 60);
+        tcase_add_test(tc, test_fair_equal);
+        tcase_add_test(tc, test_fair_weights);
+        tcase_add_test(tc, test_round_robin);
+        tcase_add_test(tc, test_priority_preempts);
+        tcase_add_test(tc, test_preempt_transparent);
+        tcase_add_test(tc, test_fault_isolated);
+        tcase_add_test(tc, test_sleep_and_exit);
+        tcase_add_test(tc, test_timers);
+        tcase_add_test(tc, test_no_channel);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void)
+{
+        SRunner *sr = srunner_create(suite());
+        int failed;
+
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
