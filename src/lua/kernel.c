@@ -92,9 +92,13 @@ int clua_kernel_call(lua_State *L, const char *fname, uint16_t opcode, const Pro
 
 ProtobufCMessage *clua_kernel_unpack(lua_State *L, CellaReply *reply)
 {
-        const char *name = cella_opcode_name(reply->opcode) ?: "kernel call";
+        const char *op = cella_opcode_name(reply->opcode);
         ProtobufCMessage *m = NULL;
+        char name[64];
         int r;
+
+        /* The opcode's name is the Lua function's: "bus.publish" -> cella.bus.publish */
+        snprintf(name, sizeof(name), "cella.%s", op ?: "kernel call");
 
         if (reply->error)
                 clua_kernel_error(L, name, reply->error, reply->error_message);
