@@ -61,8 +61,8 @@ static const char *const math_names[] = {
         "rad", "sin",  "sqrt", "tan", "tointeger", "type",  "ult",  "acos", "asin", "atan", NULL,
 };
 static const char *const utf8_names[] = {"char", "codepoint", "codes", "len", "offset", NULL};
-static const char *const coroutine_names[] = {"create", "isyieldable", "running", "status",
-                                              "yield",  "close",       NULL};
+static const char *const coroutine_names[] = {"create", "isyieldable", "running",
+                                              "status", "yield",       NULL};
 static const char *const os_names[] = {"clock", "date", "difftime", "time", NULL};
 static const char *const debug_names[] = {"traceback", NULL};
 
@@ -73,7 +73,7 @@ typedef struct StdLib {
 } StdLib;
 
 static lua_CFunction base_fns[16], string_fns[17], table_fns[8], math_fns[22], utf8_fns[6],
-        coroutine_fns[7], os_fns[5], debug_fns[2];
+        coroutine_fns[6], os_fns[5], debug_fns[2];
 
 static StdLib std_libs[] = {
         {"_G", base_names, base_fns},      {"string", string_names, string_fns},
