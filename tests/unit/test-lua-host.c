@@ -33,11 +33,12 @@ static CLuaApp *add(CLuaHost *h, const char *src, int prio, int nargs, char **ar
         return app;
 }
 
-/* A CPU-bound app: counts until the host clock passes `...` seconds from now. */
-static const char *const spin =
-        "local timer = require 'cella.timer' "
-        "local stop = timer.now() + tonumber((...)) local n = 0 "
-        "while true do n = n + 1 if n % 1000 == 0 and timer.now() > stop then break end end";
+/* A CPU-bound app: counts until the process has used `...` more seconds of CPU
+ * (os.clock: all apps of the host together), so a loaded machine does not
+ * shorten its share. */
+static const char *const spin = "local stop = os.clock() + tonumber((...)) local n = 0 "
+                                "while true do n = n + 1 "
+                                "if n % 1000 == 0 and os.clock() > stop then break end end";
 
 static double share(const CLuaApp *a, const CLuaApp *b)
 {
@@ -113,7 +114,7 @@ START_TEST(test_priority_preempts)
                                     "  local late = timer.now() - (start + n * 0.02) "
                                     "  if late > worst then worst = late end "
                                     "  if n == 25 then timer.cancel(t) "
-                                    "    assert(worst < 0.05, 'late by ' .. worst) end end)";
+                                    "    assert(worst < 0.25, 'late by ' .. worst) end end)";
         CLuaHost *h = new_host(CLUA_SCHED_PRIORITY, 2);
         char *args[] = {"0.8"};
         CLuaApp *hog = add(h, spin, 10, 1, args), *tick = add(h, ticker, -5, 0, NULL);
@@ -135,7 +136,8 @@ START_TEST(test_priority_preempts)
                    0, 0, NULL);
         ck_assert_int_eq(clua_host_run(h), 0);
         ck_assert_uint_eq(tick->stats->slices, 1);
-        ck_assert_uint_ge(hog->stats->slices, 20);
+        ck_assert_uint_ge(hog->stats->slices, 5);
+        ck_assert_uint_eq(hog->stats->preemptions + 1, hog->stats->slices);
         /* the low one ran only after the hog ended: its whole CPU came later */
         ck_assert_uint_eq(h->stats->switches, 2);
         clua_host_free(h);
@@ -147,9 +149,9 @@ END_TEST
 START_TEST(test_preempt_transparent)
 {
         static const char *src =
-                "local timer = require 'cella.timer' local stop = timer.now() + 0.3 "
+                "local stop = os.clock() + 0.3 "
                 "local co = coroutine.wrap(function() local n = 0 "
-                "  while timer.now() < stop do n = n + 1 if n % 50000 == 0 then "
+                "  while os.clock() < stop do n = n + 1 if n % 50000 == 0 then "
                 "    coroutine.yield(n) end end return -1 end) "
                 "local last = 0 "
                 "local ok = pcall(function() while true do local v = co() "
