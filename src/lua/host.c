@@ -511,6 +511,32 @@ static void queue_work(CLuaApp *app, CLuaWork *w, bool front)
         app->n_work++;
 }
 
+void clua_host_retarget(CLuaApp *app, int old_ref, int new_ref)
+{
+        CLuaWork **p = &app->work_head, *prev = NULL;
+
+        while (*p) {
+                CLuaWork *w = *p;
+
+                if (w->kind != CLUA_WORK_CALL || w->owns_ref || w->fn_ref != old_ref) {
+                        prev = w;
+                        p = &w->next;
+                        continue;
+                }
+                if (new_ref != LUA_NOREF) {
+                        w->fn_ref = new_ref;
+                        prev = w;
+                        p = &w->next;
+                        continue;
+                }
+                *p = w->next;
+                if (app->work_tail == w)
+                        app->work_tail = prev;
+                app->n_work--;
+                work_free_in(app, w);
+        }
+}
+
 int clua_host_queue(CLuaApp *app, CLuaWork *w)
 {
         if (app->ended || app->n_work >= CLUA_WORK_MAX) {
@@ -1005,8 +1031,11 @@ bool clua_timer_cancel(CLuaApp *app, uint64_t id)
                         continue;
                 timer_heap_remove(app->host, t);
                 timer_unlink(app, t);
-                if (t->fn_ref != LUA_NOREF)
+                if (t->fn_ref != LUA_NOREF) {
+                        /* a firing already queued goes with it */
+                        clua_host_retarget(app, t->fn_ref, LUA_NOREF);
                         luaL_unref(app->L, LUA_REGISTRYINDEX, t->fn_ref);
+                }
                 free(t);
                 return true;
         }

@@ -186,6 +186,11 @@ int clua_host_run(CLuaHost *h);
  * returns -ENOBUFS; else 0. */
 int clua_host_queue(CLuaApp *app, CLuaWork *w);
 
+/* Points the app's queued calls of the function old_ref at new_ref, or drops
+ * them if new_ref is LUA_NOREF: before old_ref is unref'd (an unsubscribe, a
+ * cancelled timer, a replaced handler), so no queued work calls a freed ref. */
+void clua_host_retarget(CLuaApp *app, int old_ref, int new_ref);
+
 /* Frees a work item not queued. */
 void clua_work_free(CLuaWork *w);
 
@@ -263,6 +268,11 @@ int clua_kernel_call(lua_State *L, const char *fname, uint16_t opcode, const Pro
 /* Unpacks a successful reply's message (protobuf_c_message_free_unpacked it),
  * or raises the kernel's error ("bus.publish: Permission denied: <reason>"). */
 ProtobufCMessage *clua_kernel_unpack(lua_State *L, CellaReply *reply);
+
+/* Sets *ref (an app's handler: on_message, on_revoke) to the function at index
+ * 1 of L, or LUA_NOREF if it is nil; events queued for the old one go to the new
+ * one (or are dropped). */
+void clua_set_handler(lua_State *L, int *ref);
 
 /* Handles what app's channel has ready (events become work). Returns 0 or the
  * channel's negative errno (the app loses its channel). */

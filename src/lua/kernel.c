@@ -108,6 +108,19 @@ ProtobufCMessage *clua_kernel_unpack(lua_State *L, CellaReply *reply)
         return m;
 }
 
+void clua_set_handler(lua_State *L, int *ref)
+{
+        CLuaApp *app = clua_app_of(L);
+        int new_ref = lua_isnil(L, 1) ? LUA_NOREF : luaL_ref(L, LUA_REGISTRYINDEX);
+
+        if (*ref != LUA_NOREF) {
+                /* events queued for the old handler go to the new one */
+                clua_host_retarget(app, *ref, new_ref);
+                luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+        }
+        *ref = new_ref;
+}
+
 /* One allocation: the struct, the body and the message. The fds move. */
 static CellaReply *reply_copy(CellaReply *r)
 {
@@ -421,11 +434,10 @@ static void channel_broke(CLuaApp *app)
                 return;
         app->channel_broken = true;
         (void)epoll_ctl(app->host->epfd, EPOLL_CTL_DEL, cella_fd(app->cella), NULL);
-        for (unsigned i = 0; i < app->n_subs; i++)
-                luaL_unref(app->L, LUA_REGISTRYINDEX, app->subs[i].fn_ref);
+        /* Messages already queued are still delivered; the refs go with the
+         * app's state. */
         app->n_subs = 0;
         if (app->on_message_ref != LUA_NOREF) {
-                luaL_unref(app->L, LUA_REGISTRYINDEX, app->on_message_ref);
                 app->on_message_ref = LUA_NOREF;
         }
         for (CLuaWait *w = app->waits; w; w = w->next)
@@ -458,7 +470,8 @@ void clua_kernel_close(CLuaApp *app)
                 CLuaWait *w = app->waits;
 
                 app->waits = w->next;
-                if (w->task && w->task != app->current)
+                /* a woken wait's task belongs to its queued resume */
+                if (w->task && !w->done && w->task != app->current)
                         clua_task_free(w->task);
                 reply_free(w->reply);
                 free(w);

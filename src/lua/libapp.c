@@ -126,9 +126,7 @@ static int perm_on_revoke(lua_State *L)
         lua_settop(L, 1);
         if (!lua_isnil(L, 1))
                 (void)clua_kernel(L, "cella.perm.on_revoke");
-        if (app->on_revoke_ref != LUA_NOREF)
-                luaL_unref(L, LUA_REGISTRYINDEX, app->on_revoke_ref);
-        app->on_revoke_ref = lua_isnil(L, 1) ? LUA_NOREF : luaL_ref(L, LUA_REGISTRYINDEX);
+        clua_set_handler(L, &app->on_revoke_ref);
         return 0;
 }
 

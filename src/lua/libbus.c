@@ -92,6 +92,7 @@ static int decode_unsubscribe(lua_State *L, CellaReply *reply)
         for (unsigned i = 0; i < app->n_subs; i++) {
                 if (app->subs[i].id != (uint64_t)id)
                         continue;
+                clua_host_retarget(app, app->subs[i].fn_ref, LUA_NOREF);
                 luaL_unref(L, LUA_REGISTRYINDEX, app->subs[i].fn_ref);
                 app->subs[i] = app->subs[--app->n_subs];
                 break;
@@ -170,9 +171,7 @@ static int bus_on_message(lua_State *L)
         /* Direct messages reach only an app that opened its channel. */
         if (!lua_isnil(L, 1))
                 (void)clua_kernel(L, "cella.bus.on_message");
-        if (app->on_message_ref != LUA_NOREF)
-                luaL_unref(L, LUA_REGISTRYINDEX, app->on_message_ref);
-        app->on_message_ref = lua_isnil(L, 1) ? LUA_NOREF : luaL_ref(L, LUA_REGISTRYINDEX);
+        clua_set_handler(L, &app->on_message_ref);
         return 0;
 }
 
