@@ -34,6 +34,7 @@ static const char key_locked = 0;  /* weak-keyed set of the read-only library ta
 static const char key_loaded = 0;  /* name -> value returned by a loader */
 static const char key_libs = 0;    /* library name -> its read-only table */
 static const char key_lazy_mt = 0; /* the globals' hidden metatable */
+static const char key_tasks = 0;   /* weak-keyed set of the host's task threads */
 
 /* Longest module name require accepts, bytes. */
 #define REQUIRE_NAME_MAX 64
@@ -615,12 +616,52 @@ static int co_wrap_k(lua_State *L, int status, lua_KContext ctx);
  * app's coroutine sees nothing. Returns the results' count, or -1 with an error
  * message on top.
  */
+void clua_env_mark_task(lua_State *L, int idx)
+{
+        idx = lua_absindex(L, idx);
+        if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_tasks) == LUA_TNIL) {
+                lua_pop(L, 1);
+                lua_newtable(L);
+                lua_createtable(L, 0, 1);
+                lua_pushliteral(L, "k");
+                lua_setfield(L, -2, "__mode");
+                lua_setmetatable(L, -2);
+                lua_pushvalue(L, -1);
+                lua_rawsetp(L, LUA_REGISTRYINDEX, &key_tasks);
+        }
+        lua_pushvalue(L, idx);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, -3);
+        lua_pop(L, 1);
+}
+
+/* Whether co is a task of the host: the app may not resume those (the host
+ * does; resuming one waiting for the kernel would steal its reply). */
+static bool is_task(lua_State *L, lua_State *co)
+{
+        bool r;
+
+        if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_tasks) == LUA_TNIL) {
+                lua_pop(L, 1);
+                return false;
+        }
+        lua_pushthread(co);
+        lua_xmove(co, L, 1);
+        r = lua_rawget(L, -2) != LUA_TNIL;
+        lua_pop(L, 2);
+        return r;
+}
+
 static int aux_resume(lua_State *L, lua_State *co, int narg, lua_KFunction k)
 {
         CLuaApp *app = clua_app_of(L);
         lua_State *prev;
         int status, nres;
 
+        if (is_task(L, co)) {
+                lua_pushliteral(L, "cannot resume a callback's own coroutine (the host runs it)");
+                return -1;
+        }
         for (;;) {
                 if (app->doomed) {
                         lua_pushstring(L, "doomed");

@@ -608,6 +608,7 @@ static int new_task_p(lua_State *L)
         CLuaWork *w = c->w;
         lua_State *co = lua_newthread(L);
 
+        clua_env_mark_task(L, -1);
         c->t->co = co;
         c->t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
         lua_rawgeti(co, LUA_REGISTRYINDEX, w->fn_ref);
@@ -649,11 +650,11 @@ int clua_host_start(CLuaApp *app, int nargs, char **argv)
                 lua_pop(L, 1);
                 return -ENOMEM;
         }
-        co = lua_newthread(L); /* may raise only with the state out of memory: */
+        co = lua_newthread(L); /* a fresh state: these allocations fit */
+        clua_env_mark_task(L, -1);
         t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
         t->co = co;
         t->app = app;
-        t->ref = t->ref;
         t->is_main = true;
         lua_xmove(L, co, 1);
         if (!lua_checkstack(co, nargs + 1)) {

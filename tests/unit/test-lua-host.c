@@ -256,6 +256,29 @@ START_TEST(test_timers)
 }
 END_TEST
 
+/* The app cannot resume a callback's own coroutine (one waiting, or itself). */
+START_TEST(test_task_not_resumable)
+{
+        CLuaHost *h = new_host(CLUA_SCHED_FAIR, 1);
+        CLuaApp *a = add(h,
+                         "local timer = require 'cella.timer' local waiting "
+                         "timer.after(0.01, function() "
+                         "  local ok, e = coroutine.resume(waiting) "
+                         "  assert(not ok and e:find('own coroutine'), e) "
+                         "  ok, e = pcall(coroutine.wrap(function() "
+                         "    return coroutine.resume(waiting) end)) "
+                         "  assert(ok and e == false) end) "
+                         "waiting = coroutine.running() timer.sleep(0.03) "
+                         "assert(select(2, coroutine.running()) == false)",
+                         0, 0, NULL);
+
+        ck_assert_int_eq(clua_host_run(h), 0);
+        ck_assert_uint_eq(a->stats->fault, 0);
+        ck_assert_uint_eq(a->stats->callbacks, 2);
+        clua_host_free(h);
+}
+END_TEST
+
 /* Kernel calls without a channel raise a clear error. */
 START_TEST(test_no_channel)
 {
@@ -289,6 +312,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_sleep_and_exit);
         tcase_add_test(tc, test_timers);
         tcase_add_test(tc, test_no_channel);
+        tcase_add_test(tc, test_task_not_resumable);
         suite_add_tcase(s, tc);
         return s;
 }
