@@ -50,6 +50,11 @@ uint64_t clua_now_ns(void)
 
 /* ---- the host ---------------------------------------------------------------- */
 
+static bool app_less(const void *x, const void *y);
+static size_t *app_pos(void *e);
+static bool timer_less(const void *x, const void *y);
+static size_t *timer_pos(void *e);
+
 int clua_host_new(const CLuaHostOptions *o, CLuaHost **ret)
 {
         CLuaHost *h;
@@ -109,6 +114,8 @@ int clua_host_new(const CLuaHostOptions *o, CLuaHost **ret)
         r = clua_watchdog_init(&h->watchdog, clua_env_watchdog_handler, h);
         if (r < 0)
                 goto fail;
+        h->run_heap = (CLuaHeap){.less = app_less, .pos = app_pos};
+        h->timer_heap = (CLuaHeap){.less = timer_less, .pos = timer_pos};
         h->cpu0 = clua_thread_cpu_ns();
         STAT_SET(h->stats->version, CLUA_STATS_VERSION);
         STAT_SET(h->stats->n_apps, 0);
@@ -218,8 +225,8 @@ void clua_host_free(CLuaHost *h)
                 free(app);
         }
         free(h->apps);
-        free(h->heap);
-        free(h->timers);
+        clua_heap_done(&h->run_heap);
+        clua_heap_done(&h->timer_heap);
         clua_watchdog_done(&h->watchdog);
         if (h->epfd >= 0)
                 close(h->epfd);
@@ -308,44 +315,17 @@ int clua_host_add(CLuaHost *h, const CLuaAppSpec *spec, CLuaApp **ret)
 
 /* ---- run queues --------------------------------------------------------------- */
 
-static bool heap_less(CLuaApp *a, CLuaApp *b)
+static bool app_less(const void *x, const void *y)
 {
+        const CLuaApp *a = x, *b = y;
+
         return a->vruntime_ns < b->vruntime_ns ||
                (a->vruntime_ns == b->vruntime_ns && a->index < b->index);
 }
 
-static void heap_swap(CLuaApp **v, size_t i, size_t j)
+static size_t *app_pos(void *e)
 {
-        CLuaApp *t = v[i];
-
-        v[i] = v[j];
-        v[j] = t;
-        v[i]->heap_idx = i + 1;
-        v[j]->heap_idx = j + 1;
-}
-
-static void heap_up(CLuaHost *h, size_t i)
-{
-        while (i > 0 && heap_less(h->heap[i], h->heap[(i - 1) / 2])) {
-                heap_swap(h->heap, i, (i - 1) / 2);
-                i = (i - 1) / 2;
-        }
-}
-
-static void heap_down(CLuaHost *h, size_t i)
-{
-        for (;;) {
-                size_t l = 2 * i + 1, m = i;
-
-                if (l < h->n_heap && heap_less(h->heap[l], h->heap[m]))
-                        m = l;
-                if (l + 1 < h->n_heap && heap_less(h->heap[l + 1], h->heap[m]))
-                        m = l + 1;
-                if (m == i)
-                        return;
-                heap_swap(h->heap, i, m);
-                i = m;
-        }
+        return &((CLuaApp *)e)->heap_idx;
 }
 
 /* Makes app ready (if it is not queued or running). Returns 0 or -ENOMEM. */
@@ -382,18 +362,8 @@ static int sched_enqueue(CLuaHost *h, CLuaApp *app)
 
                 if (app->vruntime_ns < floor)
                         app->vruntime_ns = floor;
-                if (h->n_heap == h->cap_heap) {
-                        size_t n = h->cap_heap ? h->cap_heap * 2 : 64;
-                        CLuaApp **v = realloc(h->heap, n * sizeof(*v));
-
-                        if (!v)
-                                return -ENOMEM;
-                        h->heap = v;
-                        h->cap_heap = n;
-                }
-                h->heap[h->n_heap] = app;
-                app->heap_idx = ++h->n_heap;
-                heap_up(h, h->n_heap - 1);
+                if (clua_heap_push(&h->run_heap, app) < 0)
+                        return -ENOMEM;
                 break;
         }
         }
@@ -430,12 +400,9 @@ static CLuaApp *sched_pick(CLuaHost *h)
                 }
                 break;
         case CLUA_SCHED_FAIR:
-                if (h->n_heap) {
-                        app = h->heap[0];
-                        heap_swap(h->heap, 0, h->n_heap - 1);
-                        h->n_heap--;
-                        heap_down(h, 0);
-                        app->heap_idx = 0;
+                app = clua_heap_top(&h->run_heap);
+                if (app) {
+                        clua_heap_remove(&h->run_heap, app);
                         if (app->vruntime_ns > h->min_vruntime)
                                 h->min_vruntime = app->vruntime_ns;
                 }
@@ -454,15 +421,7 @@ static void sched_remove(CLuaHost *h, CLuaApp *app)
         if (!app->queued)
                 return;
         if (h->opt.policy == CLUA_SCHED_FAIR) {
-                size_t i = app->heap_idx - 1;
-
-                heap_swap(h->heap, i, h->n_heap - 1);
-                h->n_heap--;
-                if (i < h->n_heap) {
-                        heap_down(h, i);
-                        heap_up(h, i);
-                }
-                app->heap_idx = 0;
+                clua_heap_remove(&h->run_heap, app);
         } else {
                 CLuaApp **head, **tail, *prev = NULL;
                 int l = app->priority + 20;
@@ -919,59 +878,19 @@ static void run_slice(CLuaHost *h, CLuaApp *app)
 
 /* ---- timers -------------------------------------------------------------------- */
 
-static bool timer_less(CLuaTimer *a, CLuaTimer *b)
+static bool timer_less(const void *x, const void *y)
 {
-        return a->deadline_ns < b->deadline_ns;
+        return ((const CLuaTimer *)x)->deadline_ns < ((const CLuaTimer *)y)->deadline_ns;
 }
 
-static void timer_swap(CLuaTimer **v, size_t i, size_t j)
+static size_t *timer_pos(void *e)
 {
-        CLuaTimer *t = v[i];
-
-        v[i] = v[j];
-        v[j] = t;
-        v[i]->heap_idx = i + 1;
-        v[j]->heap_idx = j + 1;
-}
-
-static void timer_up(CLuaHost *h, size_t i)
-{
-        while (i > 0 && timer_less(h->timers[i], h->timers[(i - 1) / 2])) {
-                timer_swap(h->timers, i, (i - 1) / 2);
-                i = (i - 1) / 2;
-        }
-}
-
-static void timer_down(CLuaHost *h, size_t i)
-{
-        for (;;) {
-                size_t l = 2 * i + 1, m = i;
-
-                if (l < h->n_timers && timer_less(h->timers[l], h->timers[m]))
-                        m = l;
-                if (l + 1 < h->n_timers && timer_less(h->timers[l + 1], h->timers[m]))
-                        m = l + 1;
-                if (m == i)
-                        return;
-                timer_swap(h->timers, i, m);
-                i = m;
-        }
+        return &((CLuaTimer *)e)->heap_idx;
 }
 
 static void timer_heap_remove(CLuaHost *h, CLuaTimer *t)
 {
-        size_t i;
-
-        if (!t->heap_idx)
-                return;
-        i = t->heap_idx - 1;
-        timer_swap(h->timers, i, h->n_timers - 1);
-        h->n_timers--;
-        if (i < h->n_timers) {
-                timer_down(h, i);
-                timer_up(h, i);
-        }
-        t->heap_idx = 0;
+        clua_heap_remove(&h->timer_heap, t);
 }
 
 CLuaTimer *clua_timer_add(CLuaApp *app, uint64_t delay_ns, uint64_t interval_ns, int fn_ref,
@@ -984,17 +903,6 @@ CLuaTimer *clua_timer_add(CLuaApp *app, uint64_t delay_ns, uint64_t interval_ns,
                 errno = EBUSY;
                 return NULL;
         }
-        if (h->n_timers == h->cap_timers) {
-                size_t n = h->cap_timers ? h->cap_timers * 2 : 64;
-                CLuaTimer **v = realloc(h->timers, n * sizeof(*v));
-
-                if (!v) {
-                        errno = ENOMEM;
-                        return NULL;
-                }
-                h->timers = v;
-                h->cap_timers = n;
-        }
         t = calloc(1, sizeof(*t));
         if (!t) {
                 errno = ENOMEM;
@@ -1006,9 +914,11 @@ CLuaTimer *clua_timer_add(CLuaApp *app, uint64_t delay_ns, uint64_t interval_ns,
         t->interval_ns = interval_ns;
         t->fn_ref = fn_ref;
         t->wait = wait;
-        h->timers[h->n_timers] = t;
-        t->heap_idx = ++h->n_timers;
-        timer_up(h, h->n_timers - 1);
+        if (clua_heap_push(&h->timer_heap, t) < 0) {
+                free(t);
+                errno = ENOMEM;
+                return NULL;
+        }
         t->next = app->timers;
         app->timers = t;
         app->n_timers++;
@@ -1055,8 +965,9 @@ void clua_timer_cancel_wait(CLuaApp *app, CLuaTimer *t)
 /* Fires the timers due at now. */
 static void fire_timers(CLuaHost *h, uint64_t now)
 {
-        while (h->n_timers && h->timers[0]->deadline_ns <= now) {
-                CLuaTimer *t = h->timers[0];
+        while (h->timer_heap.n &&
+               ((CLuaTimer *)clua_heap_top(&h->timer_heap))->deadline_ns <= now) {
+                CLuaTimer *t = clua_heap_top(&h->timer_heap);
                 CLuaApp *app = t->app;
                 CLuaWork *w;
 
@@ -1082,7 +993,7 @@ static void fire_timers(CLuaHost *h, uint64_t now)
                         t->deadline_ns += t->interval_ns;
                         if (t->deadline_ns <= now)
                                 t->deadline_ns = now + t->interval_ns;
-                        timer_down(h, 0);
+                        clua_heap_fix(&h->timer_heap, t);
                 } else {
                         timer_heap_remove(h, t);
                         timer_unlink(app, t);
@@ -1101,7 +1012,7 @@ static void fire_timers(CLuaHost *h, uint64_t now)
 
 static bool any_ready(CLuaHost *h)
 {
-        return h->rr_head || h->prio_mask || h->n_heap;
+        return h->rr_head || h->prio_mask || h->run_heap.n;
 }
 
 /* Waits for events (at most until the next timer, not at all if apps are ready)
@@ -1114,8 +1025,8 @@ static int poll_events(CLuaHost *h)
 
         fire_timers(h, now);
         if (!any_ready(h)) {
-                if (h->n_timers) {
-                        uint64_t d = h->timers[0]->deadline_ns;
+                if (h->timer_heap.n) {
+                        uint64_t d = ((CLuaTimer *)clua_heap_top(&h->timer_heap))->deadline_ns;
 
                         timeout = d <= now ? 0 : (int)((d - now + 999999) / 1000000);
                 } else
@@ -1153,7 +1064,7 @@ int clua_host_run(CLuaHost *h)
                         return r;
                 app = sched_pick(h);
                 if (!app) {
-                        if (!h->n_timers && !any_ready(h) && h->n_alive > 0) {
+                        if (!h->timer_heap.n && !any_ready(h) && h->n_alive > 0) {
                                 /* Only apps waiting on the kernel: the epoll wait
                                  * above blocks until a channel speaks. A channel
                                  * that broke ended its app's waits. */

@@ -20,6 +20,7 @@
 
 #include "cella.h"
 #include "lua/env.h"
+#include "lua/heap.h"
 #include "lua/stats.h"
 
 /* Limits (docs/lua-api.md). */
@@ -127,11 +128,9 @@ struct CLuaHost {
         CLuaApp *rr_head, *rr_tail;
         CLuaApp *prio_head[40], *prio_tail[40];
         uint64_t prio_mask;
-        CLuaApp **heap;
-        size_t n_heap, cap_heap;
+        CLuaHeap run_heap; /* fair: ready apps by vruntime */
         uint64_t min_vruntime;
-        CLuaTimer **timers; /* min-heap by deadline */
-        size_t n_timers, cap_timers;
+        CLuaHeap timer_heap; /* every pending timer, by deadline */
         int epfd;
         CLuaStatsHost *stats;
         CLuaStatsApp *app_stats; /* stats->apps, or a private array */
