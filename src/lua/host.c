@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -500,9 +501,8 @@ int clua_host_queue(CLuaApp *app, CLuaWork *w)
 {
         if (app->ended || app->n_work >= CLUA_WORK_MAX) {
                 if (!app->ended && app->dropped++ == 0)
-                        dprintf(app->err_fd,
-                                "cella-lua: %s%sevent queue full (%u): events dropped\n", app->id,
-                                *app->id ? ": " : "", CLUA_WORK_MAX);
+                        clua_app_message(app, "event queue full (%u): events dropped",
+                                         CLUA_WORK_MAX);
                 work_free_in(app, w);
                 return -ENOBUFS;
         }
@@ -633,9 +633,21 @@ int clua_host_start(CLuaApp *app, int nargs, char **argv)
 
 /* ---- running a slice ------------------------------------------------------------- */
 
+void clua_app_message(CLuaApp *app, const char *fmt, ...)
+{
+        bool id = app->host->opt.n_apps > 1 && *app->id;
+        char buf[1024];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(buf, sizeof(buf), fmt, ap);
+        va_end(ap);
+        dprintf(app->err_fd, "cella-lua: %s%s%s\n", id ? app->id : "", id ? ": " : "", buf);
+}
+
 static void app_message(CLuaApp *app, const char *msg)
 {
-        dprintf(app->err_fd, "cella-lua: %s%s%s\n", app->id, *app->id ? ": " : "", msg);
+        clua_app_message(app, "%s", msg);
 }
 
 /* Whether app still has something to wait for (docs/lua-api.md: it stays alive). */

@@ -169,6 +169,10 @@ int clua_host_add(CLuaHost *h, const CLuaAppSpec *spec, CLuaApp **ret);
  */
 int clua_host_start(CLuaApp *app, int nargs, char **argv);
 
+/* Writes "cella-lua: [ID: ]message" (printf-style, at most 1 KiB) to the app's
+ * stderr (its log in packed mode); the id only when the host runs several apps. */
+void clua_app_message(CLuaApp *app, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Ends app with exit code code (it could not start: its entry failed to load). */
 void clua_host_app_failed(CLuaApp *app, int code);
 

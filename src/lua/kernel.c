@@ -501,8 +501,7 @@ void clua_bus_answer(CLuaApp *app, CLuaTask *t, int nres, bool failed)
                 req.errnum = EIO;
                 data = lua_tolstring(co, -1, &len);
                 if (data)
-                        dprintf(app->err_fd, "cella-lua: %s%srequest handler: %s\n", app->id,
-                                *app->id ? ": " : "", data);
+                        clua_app_message(app, "request handler: %s", data);
                 data = NULL;
                 len = 0;
         } else if (nres >= 1) {

@@ -131,12 +131,14 @@ int luaopen_cella_log(lua_State *L)
 
         luaL_newlibtable(L, log_funcs);
         top = lua_gettop(L);
-        /* string.format from package.loaded, captured now: the app's _ENV cannot swap it. */
-        lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-        if (lua_istable(L, -1) && lua_getfield(L, -1, "string") == LUA_TTABLE)
-                lua_getfield(L, -1, "format");
-        else
+        /* string.format through the strings' metatable (in cella-lua, the string
+         * library is built on that first use), captured now: the app's _ENV cannot
+         * swap it. */
+        lua_pushliteral(L, "");
+        if (lua_getfield(L, -1, "format") != LUA_TFUNCTION) {
+                lua_pop(L, 1);
                 lua_pushnil(L);
+        }
         lua_replace(L, top + 1);
         lua_settop(L, top + 1);
         luaL_setfuncs(L, log_funcs, 1);

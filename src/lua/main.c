@@ -106,8 +106,7 @@ static int start_app(CLuaApp *app, const char *entry, int nargs, char **args)
 
         r = read_entry(entry, &src, &len);
         if (r < 0) {
-                dprintf(app->err_fd, "cella-lua: %s%s%s: %s\n", app->id, *app->id ? ": " : "",
-                        entry, strerror(-r));
+                clua_app_message(app, "%s: %s", entry, strerror(-r));
                 return CLUA_EXIT_USAGE;
         }
         if (asprintf(&name, "@%s", entry) < 0) {
@@ -118,8 +117,7 @@ static int start_app(CLuaApp *app, const char *entry, int nargs, char **args)
         free(name);
         free(src);
         if (f != CLUA_OK) {
-                dprintf(app->err_fd, "cella-lua: %s%s%s\n", app->id, *app->id ? ": " : "",
-                        msg ?: "out of memory");
+                clua_app_message(app, "%s", msg ?: "out of memory");
                 free(msg);
                 return f == CLUA_MEMORY ? CLUA_EXIT_MEMORY : CLUA_EXIT_ERROR;
         }
