@@ -21,6 +21,7 @@ static const CliCommand commands[] = {
         {"audit", "list the audit log's records, or check its hash chain", cli_audit},
         {"ps", "list the apps of every running cella kernel", cli_ps},
         {"logs", "print an app's output log (cella boot), or follow it", cli_logs},
+        {"stats", "show the scheduler statistics of the running Lua hosts", cli_stats},
 };
 
 static void usage(FILE *f)

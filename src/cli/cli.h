@@ -21,6 +21,7 @@ int cli_sign(int argc, char **argv);
 int cli_audit(int argc, char **argv);
 int cli_ps(int argc, char **argv);
 int cli_logs(int argc, char **argv);
+int cli_stats(int argc, char **argv);
 
 /*
  * After a grant, revoke or gesture is committed to grants.db: appends one "grant"

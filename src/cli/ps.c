@@ -148,8 +148,8 @@ static int64_t now_ms(void)
 static void print_table(json_t *apps)
 {
         char id[MANIFEST_ID_MAX + 1], state[16], pid[24], uid[24], up[24], mem[24], restarts[24],
-                calls[24], kpid[24];
-        size_t i, w = 3;
+                calls[24], kpid[24], group[MANIFEST_GROUP_MAX + 1];
+        size_t i, w = 3, gw = 0;
         int64_t now = now_ms();
         json_t *a;
 
@@ -159,9 +159,16 @@ static void print_table(json_t *apps)
 
                 if (n > w)
                         w = n;
+                if (json_is_string(json_object_get(a, "group")))
+                        gw = MAX(gw, MAX((size_t)5, strlen(safe_str(json_object_get(a, "group"),
+                                                                    group, sizeof group))));
         }
-        printf("%-*s %8s %10s %-10s %8s %7s %8s %9s %10s\n", (int)w, "APP", "PID", "UID", "STATE",
-               "UPTIME", "MEMORY", "RESTARTS", "CALLS", "KERNEL-PID");
+        /* A packed app's PID is its group's host (shared with the other members); the
+         * GROUP column shows only when a packed app is listed. */
+        printf("%-*s %8s %10s %-10s ", (int)w, "APP", "PID", "UID", "STATE");
+        if (gw)
+                printf("%-*s ", (int)gw, "GROUP");
+        printf("%8s %7s %8s %9s %10s\n", "UPTIME", "MEMORY", "RESTARTS", "CALLS", "KERNEL-PID");
         json_array_foreach(apps, i, a)
         {
                 json_t *started = json_object_get(a, "started_ms");
@@ -170,6 +177,7 @@ static void print_table(json_t *apps)
 
                 safe_str(json_object_get(a, "id"), id, sizeof id);
                 safe_str(json_object_get(a, "state"), state, sizeof state);
+                safe_str(json_object_get(a, "group"), group, sizeof group);
                 if (json_is_integer(p) && json_integer_value(p) > 0)
                         format_int(p, pid, sizeof pid);
                 else
@@ -180,8 +188,10 @@ static void print_table(json_t *apps)
                 format_int(json_object_get(a, "restarts"), restarts, sizeof restarts);
                 format_int(json_object_get(a, "calls"), calls, sizeof calls);
                 format_int(json_object_get(a, "kernel_pid"), kpid, sizeof kpid);
-                printf("%-*s %8s %10s %-10s %8s %7s %8s %9s %10s\n", (int)w, id, pid, uid, state,
-                       up, mem, restarts, calls, kpid);
+                printf("%-*s %8s %10s %-10s ", (int)w, id, pid, uid, state);
+                if (gw)
+                        printf("%-*s ", (int)gw, group);
+                printf("%8s %7s %8s %9s %10s\n", up, mem, restarts, calls, kpid);
         }
 }
 

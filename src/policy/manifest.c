@@ -64,6 +64,17 @@ static const char *const restart_names[] = {
         [MANIFEST_RESTART_ALWAYS] = "always",
 };
 
+static const char *const isolation_names[] = {
+        [MANIFEST_ISOLATION_SANDBOX] = "sandbox",
+        [MANIFEST_ISOLATION_PACKED] = "packed",
+};
+
+static const char *const scheduler_names[] = {
+        [MANIFEST_SCHEDULER_FAIR] = "fair",
+        [MANIFEST_SCHEDULER_PRIORITY] = "priority",
+        [MANIFEST_SCHEDULER_ROUND_ROBIN] = "round-robin",
+};
+
 /*
  * Environment variables an app may not set: CELLA_* are set by cella itself (the
  * app's id, its broker fd), and the loader variables would let the manifest inject
@@ -464,6 +475,89 @@ static int parse_restart(Manifest *m, json_t *v, const char *key, ManifestError 
         if (r < 0)
                 return r;
         m->restart = (ManifestRestart)i;
+        return 0;
+}
+
+static int parse_isolation(Manifest *m, json_t *v, const char *key, ManifestError *err)
+{
+        int i = 0, r;
+
+        r = get_enum(err, key, v, isolation_names, ELEMENTSOF(isolation_names), &i);
+        if (r < 0)
+                return r;
+        m->isolation = (ManifestIsolation)i;
+        return 0;
+}
+
+static int parse_scheduler(Manifest *m, json_t *v, const char *key, ManifestError *err)
+{
+        int i = 0, r;
+
+        r = get_enum(err, key, v, scheduler_names, ELEMENTSOF(scheduler_names), &i);
+        if (r < 0)
+                return r;
+        m->scheduler = (ManifestScheduler)i;
+        m->has_scheduler = true;
+        return 0;
+}
+
+#define GROUP_EXPECTED "a group name of 1 to 64 characters [a-z0-9_-]"
+
+static int parse_group(Manifest *m, json_t *v, const char *key, ManifestError *err)
+{
+        char q[QUOTE_BUF];
+        const char *s = NULL;
+        size_t len = 0;
+        int r;
+
+        r = get_string(err, key, v, GROUP_EXPECTED, 1, MANIFEST_GROUP_MAX, &s, &len);
+        if (r < 0)
+                return r;
+        /* Lower case only: the name appears in cgroup labels and file names. */
+        if (strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_-") != len)
+                return fail(err, key, "invalid group %s; expected " GROUP_EXPECTED,
+                            quote(q, s, len, '"'));
+        m->group = strndup(s, len);
+        return m->group ? 0 : fail_oom(err, key);
+}
+
+static int parse_priority(Manifest *m, json_t *v, const char *key, ManifestError *err)
+{
+        json_int_t n;
+
+        if (!json_is_integer(v) || (n = json_integer_value(v)) < MANIFEST_PRIORITY_MIN ||
+            n > MANIFEST_PRIORITY_MAX)
+                return fail_type(err, key, "an integer from -20 to 19 (a nice value)", v);
+        m->priority = (int)n;
+        return 0;
+}
+
+/* The rules between keys, once each key is valid on its own. */
+static int check_isolation(Manifest *m, ManifestError *err)
+{
+        bool packed = m->isolation == MANIFEST_ISOLATION_PACKED;
+
+        if (packed && m->runtime != MANIFEST_RUNTIME_LUA)
+                return fail(
+                        err, "isolation",
+                        "\"packed\" needs \"runtime\": \"lua\" (a packed group is one cella-lua "
+                        "host), got runtime \"%s\"",
+                        manifest_runtime_to_string(m->runtime));
+        if (packed && !m->group)
+                return fail(err, "group",
+                            "missing required key with \"isolation\": \"packed\"; "
+                            "expected " GROUP_EXPECTED);
+        if (!packed && m->group)
+                return fail(err, "group",
+                            "only a packed app has a group; set \"isolation\": \"packed\" or "
+                            "remove it");
+        if (!packed && m->has_scheduler)
+                return fail(err, "scheduler",
+                            "only a packed group has a scheduler; set \"isolation\": \"packed\" or "
+                            "remove it");
+        if (m->priority != 0 && m->runtime != MANIFEST_RUNTIME_LUA)
+                return fail(err, "priority", "only a Lua app has a priority; got runtime \"%s\"",
+                            manifest_runtime_to_string(m->runtime));
         return 0;
 }
 
@@ -885,6 +979,10 @@ static const struct Field {
         {"env", parse_env, NULL},
         {"limits", parse_limits, NULL},
         {"restart", parse_restart, NULL},
+        {"isolation", parse_isolation, NULL},
+        {"group", parse_group, NULL},
+        {"scheduler", parse_scheduler, NULL},
+        {"priority", parse_priority, NULL},
 };
 
 /*
@@ -1062,6 +1160,9 @@ int manifest_parse(const char *data, size_t size, const char *filename, Manifest
                         return r;
         }
 
+        r = check_isolation(m, err);
+        if (r < 0)
+                return r;
         if (!m->name)
                 m->name = strdup(m->id);
         if (!m->version)
@@ -1192,6 +1293,7 @@ Manifest *manifest_free(Manifest *m)
         strv_free(m->depends);
         strv_free(m->permissions);
         strv_free(m->env);
+        free(m->group);
         free(m);
         return NULL;
 }
@@ -1210,4 +1312,14 @@ const char *manifest_kind_to_string(ManifestKind k)
 const char *manifest_restart_to_string(ManifestRestart r)
 {
         return (size_t)r < ELEMENTSOF(restart_names) ? restart_names[r] : NULL;
+}
+
+const char *manifest_isolation_to_string(ManifestIsolation i)
+{
+        return (size_t)i < ELEMENTSOF(isolation_names) ? isolation_names[i] : NULL;
+}
+
+const char *manifest_scheduler_to_string(ManifestScheduler s)
+{
+        return (size_t)s < ELEMENTSOF(scheduler_names) ? scheduler_names[s] : NULL;
 }

@@ -17,6 +17,11 @@
 #define MANIFEST_STRING_MAX    256u          /* name, version, entry, one arg/permission */
 #define MANIFEST_LIST_MAX      64u           /* entries of args, depends, permissions, env */
 #define MANIFEST_ENV_VALUE_MAX 1024u         /* bytes of one env value */
+#define MANIFEST_GROUP_MAX     64u           /* bytes of "group" ([a-z0-9_-]) */
+/* "priority": nice values, as setpriority(2) and the fair scheduler's weight table
+ * (docs/lua-api.md "Schedulers"). */
+#define MANIFEST_PRIORITY_MIN (-20)
+#define MANIFEST_PRIORITY_MAX 19
 
 typedef enum ManifestRuntime {
         MANIFEST_RUNTIME_NATIVE,
@@ -33,6 +38,20 @@ typedef enum ManifestRestart {
         MANIFEST_RESTART_ON_FAILURE,
         MANIFEST_RESTART_ALWAYS,
 } ManifestRestart;
+
+/* Where a Lua app runs: its own sandbox, or a group's shared cella-lua host. */
+typedef enum ManifestIsolation {
+        MANIFEST_ISOLATION_SANDBOX,
+        MANIFEST_ISOLATION_PACKED,
+} ManifestIsolation;
+
+/* The scheduler of a packed group's host; the values are src/lua/stats.h's
+ * CLuaSchedPolicy. */
+typedef enum ManifestScheduler {
+        MANIFEST_SCHEDULER_FAIR = 0,
+        MANIFEST_SCHEDULER_PRIORITY = 1,
+        MANIFEST_SCHEDULER_ROUND_ROBIN = 2,
+} ManifestScheduler;
 
 /* Resource limits; a 0 field means "not set" (the caller applies its default). */
 typedef struct ManifestLimits {
@@ -57,6 +76,11 @@ typedef struct Manifest {
         char **env;         /* "KEY=VALUE", NULL-terminated, never NULL */
         ManifestLimits limits;
         ManifestRestart restart;
+        ManifestIsolation isolation;
+        char *group; /* packed only: 1..MANIFEST_GROUP_MAX of [a-z0-9_-]; else NULL */
+        ManifestScheduler scheduler; /* packed only; fair unless has_scheduler */
+        bool has_scheduler;          /* "scheduler" was set (boot checks a group agrees) */
+        int priority;                /* Lua only: MANIFEST_PRIORITY_MIN..MAX, default 0 */
 } Manifest;
 
 /* Filled by the parser on failure; owned by the caller. */
@@ -103,6 +127,9 @@ bool manifest_id_is_valid(const char *id);
 const char *manifest_runtime_to_string(ManifestRuntime r);
 const char *manifest_kind_to_string(ManifestKind k);
 const char *manifest_restart_to_string(ManifestRestart r);
+/* "sandbox"/"packed"; "fair"/"priority"/"round-robin". */
+const char *manifest_isolation_to_string(ManifestIsolation i);
+const char *manifest_scheduler_to_string(ManifestScheduler s);
 
 static inline void manifest_freep(Manifest **m)
 {

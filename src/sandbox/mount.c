@@ -84,11 +84,16 @@ typedef struct Jail {
         int null_fd; /* O_PATH of the host's /dev/null, cloned for masks */
 } Jail;
 
-static void jail_done(Jail *j)
+static void jail_done_trees(Jail *j)
 {
         for (size_t i = 0; i < j->n_trees; i++)
                 safe_close(j->trees[i].fd);
         j->n_trees = 0;
+}
+
+static void jail_done(Jail *j)
+{
+        jail_done_trees(j);
         j->null_fd = safe_close(j->null_fd);
 }
 
@@ -119,8 +124,10 @@ static int clone_tree(int dfd, const char *path, uint64_t attr, bool recursive)
         return TAKE_FD(fd);
 }
 
-static int jail_add_tree(Jail *j, const char *source, const char *target, unsigned flags,
-                         SandboxError *err)
+/* source: resolved against dfd (AT_FDCWD for an absolute path; "" for dfd itself);
+ * name: the source's absolute path, for messages. */
+static int jail_add_tree_at(Jail *j, int dfd, const char *source, const char *name,
+                            const char *target, unsigned flags, SandboxError *err)
 {
         struct stat st;
         Tree *t;
@@ -131,19 +138,25 @@ static int jail_add_tree(Jail *j, const char *source, const char *target, unsign
                                     JAIL_MAX_TREES);
         if (target[0] != '/' || strstr(target, "..") || strlen(target) >= sizeof(t->target))
                 return sandbox_fail(err, SANDBOX_STEP_MOUNT, -EINVAL, "bad bind target %s", target);
-        if (stat(source, &st) < 0) {
+        if (fstatat(dfd, source, &st, *source ? 0 : AT_EMPTY_PATH) < 0) {
                 if (errno == ENOENT && (flags & SANDBOX_BIND_OPTIONAL))
                         return 0;
-                return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(), "bind %s", source);
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(), "bind %s", name);
         }
-        fd = clone_tree(AT_FDCWD, source, mount_attr_of(flags), true);
+        fd = clone_tree(dfd, source, mount_attr_of(flags), true);
         if (fd < 0)
-                return sandbox_fail(err, SANDBOX_STEP_MOUNT, fd, "clone mount of %s", source);
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, fd, "clone mount of %s", name);
         t = &j->trees[j->n_trees++];
         t->fd = fd;
         t->is_dir = S_ISDIR(st.st_mode);
         snprintf(t->target, sizeof t->target, "%s", target + 1);
         return 0;
+}
+
+static int jail_add_tree(Jail *j, const char *source, const char *target, unsigned flags,
+                         SandboxError *err)
+{
+        return jail_add_tree_at(j, AT_FDCWD, source, source, target, flags, err);
 }
 
 /* mkdir -p of a relative path below dfd. */
@@ -201,21 +214,27 @@ static int attach_tree(int rootfd, int fd, const char *rel, bool is_dir)
 }
 
 /* A new detached tmpfs with the given options and mount attributes. */
-static int new_tmpfs(uint64_t size, const char *mode, uint64_t attr)
+static int new_tmpfs_inodes(uint64_t size, const char *mode, uint64_t attr, uint64_t inodes)
 {
         _cleanup_close_ int fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
-        char buf[32];
+        char buf[32], ibuf[24];
         int fd;
 
         if (fs < 0)
                 return negative_errno();
+        snprintf(ibuf, sizeof ibuf, "%llu", (unsigned long long)inodes);
         if (fsconfig(fs, FSCONFIG_SET_STRING, "size", format_size(size, buf, sizeof buf), 0) < 0 ||
             fsconfig(fs, FSCONFIG_SET_STRING, "mode", mode, 0) < 0 ||
-            fsconfig(fs, FSCONFIG_SET_STRING, "nr_inodes", "4096", 0) < 0 ||
+            fsconfig(fs, FSCONFIG_SET_STRING, "nr_inodes", ibuf, 0) < 0 ||
             fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
                 return negative_errno();
         fd = fsmount(fs, FSMOUNT_CLOEXEC, (unsigned)attr);
         return fd < 0 ? negative_errno() : fd;
+}
+
+static int new_tmpfs(uint64_t size, const char *mode, uint64_t attr)
+{
+        return new_tmpfs_inodes(size, mode, attr, 4096);
 }
 
 static int write_file_below(int dfd, const char *rel, const char *content)
@@ -435,7 +454,7 @@ int jail_build(const SandboxSpec *spec, SandboxError *err)
 {
         static const char base[] = "/tmp"; /* where the new root is attached until pivot */
         struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
-        _cleanup_close_ int rootfd = -EBADF, tmp = -EBADF;
+        _cleanup_close_ int rootfd = -EBADF, tmp = -EBADF, basefd = -EBADF;
         Jail j = {.null_fd = -EBADF};
         int r;
 
@@ -445,7 +464,10 @@ int jail_build(const SandboxSpec *spec, SandboxError *err)
                 return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(),
                                     "make / a slave mount");
 
-        rootfd = new_tmpfs(1024 * 1024, "0755", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+        /* One inode per mount point (and its parents) of the spec's binds on top of
+         * the runtime's: a packed Lua host binds two folders per app. */
+        rootfd = new_tmpfs_inodes(1024 * 1024, "0755", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                                  4096 + 2 * (uint64_t)spec->n_binds);
         if (rootfd < 0)
                 return sandbox_fail(err, SANDBOX_STEP_MOUNT, rootfd, "tmpfs for the root");
 
@@ -461,14 +483,15 @@ int jail_build(const SandboxSpec *spec, SandboxError *err)
         r = add_host_paths(&j, rootfd, etc_paths, ELEMENTSOF(etc_paths), err);
         if (r < 0)
                 goto out;
-        for (size_t i = 0; i < spec->n_binds; i++) {
-                r = jail_add_tree(&j, spec->binds[i].source, spec->binds[i].target,
-                                  spec->binds[i].flags, err);
-                if (r < 0)
-                        goto out;
-        }
 
-        /* 2. The root, attached so it can become the root, then populated. */
+        /* 2. The root, attached so it can become the root, then populated. It hides
+         * the host's base: binds from under base are resolved from basefd, the
+         * host's base itself, which a walk from it does not leave for the mount. */
+        basefd = open(base, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (basefd < 0) {
+                r = sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(), "open %s", base);
+                goto out;
+        }
         if (move_mount(rootfd, "", AT_FDCWD, base, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
                 r = sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(), "attach the root at %s",
                                  base);
@@ -479,6 +502,31 @@ int jail_build(const SandboxSpec *spec, SandboxError *err)
                 if (r < 0) {
                         r = sandbox_fail(err, SANDBOX_STEP_MOUNT, r, "mount /%s",
                                          j.trees[i].target);
+                        goto out;
+                }
+        }
+        /* The spec's binds one at a time (resolved in the host's view all the same:
+         * nothing is pivoted yet), so a spec may hold thousands of them (a packed
+         * Lua host: two per app) without as many fds open at once. */
+        for (size_t i = 0; i < spec->n_binds; i++) {
+                Tree *t;
+
+                const char *src = spec->binds[i].source;
+                size_t bl = strlen(base);
+                bool under = strncmp(src, base, bl) == 0 && (src[bl] == '/' || !src[bl]);
+
+                jail_done_trees(&j);
+                r = jail_add_tree_at(&j, under ? basefd : AT_FDCWD,
+                                     under ? src + bl + (src[bl] == '/') : src, src,
+                                     spec->binds[i].target, spec->binds[i].flags, err);
+                if (r < 0)
+                        goto out;
+                if (j.n_trees == 0) /* optional and missing */
+                        continue;
+                t = &j.trees[0];
+                r = attach_tree(rootfd, t->fd, t->target, t->is_dir);
+                if (r < 0) {
+                        r = sandbox_fail(err, SANDBOX_STEP_MOUNT, r, "mount /%s", t->target);
                         goto out;
                 }
         }

@@ -32,8 +32,9 @@
 #define SANDBOX_GID 1000
 
 /* Bounds on what a spec may ask for. */
-#define SANDBOX_HOSTNAME_MAX 64 /* HOST_NAME_MAX on Linux */
-#define SANDBOX_DETAIL_MAX   240
+#define SANDBOX_HOSTNAME_MAX  64 /* HOST_NAME_MAX on Linux */
+#define SANDBOX_DETAIL_MAX    240
+#define SANDBOX_EXTRA_FDS_MAX (1u << 20) /* SandboxSpec.n_extra_fds: fs.nr_open's default */
 
 /* Where a spawn failed; each maps to its own exit code in the CLI (docs/cli.md). */
 typedef enum SandboxStep {
@@ -115,6 +116,13 @@ struct SandboxSpec {
 
         int stdio[3];   /* fds that become 0, 1, 2 in the app (-1: /dev/null) */
         int channel_fd; /* fd that becomes 3 in the app (-1: none) */
+        /* More fds for the app, kept under the same numbers (a packed Lua host's
+         * spec, stats file, channels and logs, whose numbers its spec names):
+         * strictly ascending, each >= 4 (clear of 0..3), at most
+         * SANDBOX_EXTRA_FDS_MAX. They may lie above rlimit_nofile (the limit only
+         * bounds new fds), but it must leave the app room for its own. */
+        const int *extra_fds;
+        size_t n_extra_fds;
 };
 
 /* How the app ended. */

@@ -302,6 +302,21 @@ static int move_high(int fd)
         return fcntl(fd, F_DUPFD_CLOEXEC, 10);
 }
 
+/* Closes fds lo..hi (hi ~0U: to the end) except keep. Returns 0 or -errno. */
+static int close_gap(unsigned lo, unsigned hi, int keep)
+{
+        if (lo > hi)
+                return 0;
+        if (keep >= 0 && (unsigned)keep >= lo && (unsigned)keep <= hi) {
+                if ((unsigned)keep > lo && close_range(lo, (unsigned)keep - 1, 0) < 0)
+                        return negative_errno();
+                lo = (unsigned)keep + 1;
+                if (lo == 0 || lo > hi)
+                        return 0;
+        }
+        return close_range(lo, hi, 0) < 0 ? negative_errno() : 0;
+}
+
 /* The app: between fork and exec. Never returns. */
 _noreturn_ static void app_exec(const SandboxSpec *spec, int exec_fd)
 {
@@ -334,9 +349,24 @@ _noreturn_ static void app_exec(const SandboxSpec *spec, int exec_fd)
                         goto fail;
         }
         /* Nothing else crosses into the app. exec_fd is O_CLOEXEC: it tells init
-         * whether execve worked, and closes by itself when it did. */
-        if (close_range(4, exec_fd - 1, 0) < 0 || close_range(exec_fd + 1, ~0U, 0) < 0)
-                goto fail;
+         * whether execve worked, and closes by itself when it did. The extra fds
+         * stay where they are (sorted, >= 4: check_spec()), the gaps between them
+         * are closed. */
+        {
+                int lo = 4;
+
+                for (size_t i = 0; i <= spec->n_extra_fds; i++) {
+                        int hi = i < spec->n_extra_fds ? spec->extra_fds[i] : -1;
+
+                        if (close_gap(lo, hi < 0 ? ~0U : (unsigned)hi - 1, exec_fd) < 0)
+                                goto fail;
+                        if (hi < 0)
+                                break;
+                        if (fcntl(hi, F_SETFD, 0) < 0)
+                                goto fail;
+                        lo = hi + 1;
+                }
+        }
         if (chdir(spec->workdir ?: "/") < 0)
                 goto fail;
         execve(spec->exec_path, spec->argv, spec->envp);
@@ -564,6 +594,15 @@ static int check_spec(const SandboxSpec *spec, SandboxError *err)
             !spec->envp)
                 return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
                                     "no absolute entry point or argv");
+        if (spec->n_extra_fds > SANDBOX_EXTRA_FDS_MAX || (spec->n_extra_fds && !spec->extra_fds))
+                return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL, "%zu extra fds",
+                                    spec->n_extra_fds);
+        for (size_t i = 0; i < spec->n_extra_fds; i++)
+                if (spec->extra_fds[i] < 4 ||
+                    (i > 0 && spec->extra_fds[i] <= spec->extra_fds[i - 1]))
+                        return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
+                                            "extra fd %d is below 4 or out of order",
+                                            spec->extra_fds[i]);
         if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && spec->rlimit_nofile > rl.rlim_max)
                 return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EPERM,
                                     "files limit %llu exceeds this host's hard limit %llu",

@@ -127,16 +127,33 @@ static int boot_order(const BootApp *apps, size_t n, BootOrder *ret)
         }
 }
 
-/* True if every app inst depends on runs. */
+/* True if every app inst depends on runs; for a packed app, every app any member
+ * of its group depends on (outside the group). */
 static bool deps_running(Supervisor *s, const Instance *inst)
 {
-        STRV_FOREACH (d, inst->manifest->depends) {
-                Instance *dep = supervisor_find(s, *d);
+        size_t n = inst->group ? inst->group->n_members : 1;
 
-                if (!dep || dep->state != INSTANCE_RUNNING)
-                        return false;
+        for (size_t i = 0; i < n; i++) {
+                const Instance *m = inst->group ? inst->group->members[i] : inst;
+
+                STRV_FOREACH (d, m->manifest->depends) {
+                        Instance *dep = supervisor_find(s, *d);
+
+                        if (!dep || (dep->state != INSTANCE_RUNNING &&
+                                     !(inst->group && dep->group == inst->group)))
+                                return false;
+                }
         }
         return true;
+}
+
+/* True if inst is the last member of its group in boot order: a group starts in
+ * the wave of its latest member, all at once. */
+static bool group_last(const Instance *inst)
+{
+        const Group *g = inst->group;
+
+        return !g || g->members[g->n_members - 1] == inst;
 }
 
 int supervisor_boot(const BootOptions *o)
@@ -180,11 +197,19 @@ int supervisor_boot(const BootOptions *o)
         for (size_t k = 0; k < s->n_apps; k++) {
                 Instance *inst = s->apps[k];
 
+                if (!group_last(inst))
+                        continue;
                 if (!deps_running(s, inst)) {
+                        size_t nm = inst->group ? inst->group->n_members : 1;
+
                         log_error("%s: not started: an app it depends on is not running",
-                                  inst->manifest->id);
-                        inst->state = INSTANCE_FAILED;
-                        inst->exit_code = CELLA_EXIT_PREPARE;
+                                  inst->group ? inst->group->name : inst->manifest->id);
+                        for (size_t i = 0; i < nm; i++) {
+                                Instance *m = inst->group ? inst->group->members[i] : inst;
+
+                                m->state = INSTANCE_FAILED;
+                                m->exit_code = CELLA_EXIT_PREPARE;
+                        }
                         continue;
                 }
                 (void)instance_start(inst);

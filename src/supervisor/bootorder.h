@@ -12,9 +12,10 @@
 
 #include "policy/manifest.h"
 
-/* At most this many apps in one boot: a bound on the input, and far above what a
- * 2-core box runs (docs/benchmarks.md). */
-#define BOOT_APPS_MAX 4096
+/* At most this many apps in one boot: a bound on the input. As many as one packed
+ * Lua host takes (LUAHOST_APPS_MAX), far above what a 2-core box runs in sandboxes of
+ * their own (docs/benchmarks.md). */
+#define BOOT_APPS_MAX 65536
 
 typedef struct BootOrder {
         size_t n;        /* apps */

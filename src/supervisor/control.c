@@ -102,8 +102,10 @@ int control_request_parse(const char *line, size_t len, ControlRequest *ret, con
                 req.op = CONTROL_OP_GRANTS_CHANGED;
         else if (strcmp(s, "stop") == 0)
                 req.op = CONTROL_OP_STOP;
+        else if (strcmp(s, "stats") == 0)
+                req.op = CONTROL_OP_STATS;
         else {
-                error = "unknown \"op\" (ps, grants-changed, stop)";
+                error = "unknown \"op\" (ps, grants-changed, stop, stats)";
                 goto fail;
         }
 
@@ -408,6 +410,19 @@ static void conn_handle_line(Conn *k, const char *line, size_t len)
                                                   -r));
                 else
                         conn_reply(k, json_pack("{s:b}", "ok", 1));
+                return;
+        case CONTROL_OP_STATS:
+                if (!h->stats) {
+                        conn_reply(k, error_reply("not supported by this kernel", EOPNOTSUPP));
+                        return;
+                }
+                apps = h->stats(h->userdata, req.has_app ? req.app : NULL);
+                if (!json_is_array(apps)) {
+                        json_decref(apps);
+                        conn_reply(k, error_reply("cannot read the stats", EIO));
+                        return;
+                }
+                conn_reply(k, json_pack("{s:o}", "hosts", apps));
                 return;
         }
 }

@@ -12,6 +12,7 @@
  *   {"op":"ps"}                           -> {"apps":[<app record>, ...]}
  *   {"op":"grants-changed","app":ID|null} -> {"ok":true}
  *   {"op":"stop","app":ID}                -> {"ok":true} | {"error":"...","errno":N}
+ *   {"op":"stats","app":ID|null}          -> {"hosts":[<Lua host stats>, ...]}
  *   anything else                         -> {"error":"..."}; the connection stays open
  *
  * Who may connect: <state>/run is mode 0700 and owned by the kernel's user
@@ -51,6 +52,11 @@ typedef struct ControlHandlers {
         /* "stop": stops app_id. Returns 0 or a negative errno (-ENOENT: no such app
          * here), which the client gets as {"error": strerror, "errno": N}. */
         int (*stop)(void *userdata, const char *app_id);
+        /* "stats": the scheduler stats of the running Lua hosts (docs/cli.md "cella
+         * stats"): a new reference to a JSON array of host records, only the host
+         * running app_id (and only its record) when app_id is not NULL, or NULL on
+         * failure. */
+        json_t *(*stats)(void *userdata, const char *app_id);
         void *userdata;
 } ControlHandlers;
 
@@ -60,10 +66,11 @@ typedef enum ControlOp {
         CONTROL_OP_PS,
         CONTROL_OP_GRANTS_CHANGED,
         CONTROL_OP_STOP,
+        CONTROL_OP_STATS,
 } ControlOp;
 
-/* One parsed request. has_app is false for "ps" and for "grants-changed" with a
- * null or missing "app" (every app). */
+/* One parsed request. has_app is false for "ps" and for "grants-changed" and
+ * "stats" with a null or missing "app" (every app). */
 typedef struct ControlRequest {
         ControlOp op;
         bool has_app;

@@ -59,11 +59,13 @@ static void pump_closed(uv_handle_t *h)
 
         p->from = safe_close(p->from);
         p->closing = false;
-        if (p->inst)
+        if (p->group)
+                group_maybe_finished(p->group);
+        else if (p->inst)
                 instance_maybe_finished(p->inst);
 }
 
-static void pump_close(Pump *p)
+void pump_close(Pump *p)
 {
         if (!p->open)
                 return;
@@ -91,24 +93,25 @@ static void on_pump(uv_poll_t *h, int status, int events)
                 return;
         }
         /* EOF or error: for stdin, closing our write end gives the app EOF. */
-        if (p == &p->inst->in)
+        if (p->inst && p == &p->inst->in)
                 p->to = safe_close(p->to);
         pump_close(p);
 }
 
 /* Starts copying from to to (or into log). On failure from is left open for the caller. */
-static int pump_start(Instance *inst, Pump *p, int from, int to, AppLog *log)
+int pump_start(Supervisor *s, Instance *inst, Group *g, Pump *p, int from, int to, AppLog *log)
 {
         int r;
 
         r = fd_nonblock(from, 1);
         if (r < 0)
                 return r;
-        r = uv_poll_init(&inst->sup->loop, &p->poll, from);
+        r = uv_poll_init(&s->loop, &p->poll, from);
         if (r < 0)
                 return r;
         p->poll.data = p;
         p->inst = inst;
+        p->group = g;
         p->from = from;
         p->to = to;
         p->log = log;
@@ -131,7 +134,7 @@ static int setup_stdin(Instance *inst, int *ret_app_fd)
         }
         if (pipe2(p, O_CLOEXEC) < 0)
                 return negative_errno();
-        r = pump_start(inst, &inst->in, STDIN_FILENO, p[1], NULL);
+        r = pump_start(inst->sup, inst, NULL, &inst->in, STDIN_FILENO, p[1], NULL);
         if (r < 0) {
                 safe_close(p[0]);
                 safe_close(p[1]);
@@ -320,6 +323,42 @@ static void audit_denials(Instance *inst)
                                    calls ?: json_object()));
 }
 
+int fd_above_stdio(int fd)
+{
+        int n;
+
+        if (fd < 0 || fd >= 4)
+                return fd;
+        n = fcntl(fd, F_DUPFD_CLOEXEC, 4);
+        if (n < 0)
+                n = negative_errno();
+        safe_close(fd);
+        return n;
+}
+
+int instance_open_log(Instance *inst)
+{
+        Supervisor *s = inst->sup;
+        _cleanup_free_ char *dir = NULL;
+        int r;
+
+        if (s->o.output != SUPERVISOR_OUTPUT_LOGS || inst->log)
+                return 0;
+        if (asprintf(&dir, "%s/logs", state_path(s->state)) < 0)
+                return CELLA_EXIT_INTERNAL;
+        if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+                log_error_errno(negative_errno(), "cannot create %s: %m", dir);
+                return CELLA_EXIT_STATE;
+        }
+        r = applog_open(dir, inst->manifest->id, APPLOG_SIZE_DEFAULT, APPLOG_KEEP_DEFAULT,
+                        &inst->log);
+        if (r < 0) {
+                log_error_errno(r, "cannot open the log of %s in %s: %m", inst->manifest->id, dir);
+                return CELLA_EXIT_STATE;
+        }
+        return 0;
+}
+
 int instance_start(Instance *inst)
 {
         Supervisor *s = inst->sup;
@@ -334,6 +373,13 @@ int instance_start(Instance *inst)
 
         if (inst->state == INSTANCE_RUNNING)
                 return 0;
+        if (inst->group) {
+                if (inst->group->state != INSTANCE_RUNNING)
+                        return group_start(inst->group);
+                log_error("cannot start %s alone: its packed group %s runs; restart the group",
+                          m->id, inst->group->name);
+                return CELLA_EXIT_PREPARE;
+        }
         if (inst->out.closing || inst->err.closing || inst->in.closing || inst->polls_closing > 0) {
                 log_error("cannot start %s: its last run is still being cleaned up", m->id);
                 return CELLA_EXIT_INTERNAL;
@@ -356,25 +402,29 @@ int instance_start(Instance *inst)
                 log_error_errno(r, "cannot set up stdin: %m");
                 goto fail;
         }
-        if (s->o.output == SUPERVISOR_OUTPUT_LOGS && !inst->log) {
-                _cleanup_free_ char *dir = NULL;
-
-                if (asprintf(&dir, "%s/logs", state_path(s->state)) < 0) {
-                        r = -ENOMEM;
-                        goto fail;
+        code = instance_open_log(inst);
+        if (code != 0) {
+                r = -EIO;
+                goto fail;
+        }
+        code = CELLA_EXIT_INTERNAL;
+        if (m->runtime == MANIFEST_RUNTIME_LUA) {
+                /* Its scheduler counters (docs/lua-api.md "Statistics"), for cella stats. */
+                inst->stats = luastats_free(inst->stats);
+                r = luastats_new(1, &inst->stats);
+                if (r >= 0) {
+                        r = fd_above_stdio(inst->stats->fd);
+                        inst->stats->fd = r;
                 }
-                if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-                        r = negative_errno();
-                        log_error_errno(r, "cannot create %s: %m", dir);
-                        code = CELLA_EXIT_STATE;
-                        goto fail;
-                }
-                r = applog_open(dir, m->id, APPLOG_SIZE_DEFAULT, APPLOG_KEEP_DEFAULT, &inst->log);
+                if (r >= 0)
+                        r = strv_extendf(&launch.envp, "CELLA_LUA_STATS_FD=%d", inst->stats->fd);
                 if (r < 0) {
-                        log_error_errno(r, "cannot open the log of %s in %s: %m", m->id, dir);
-                        code = CELLA_EXIT_STATE;
+                        log_error_errno(r, "cannot create the stats file of %s: %m", m->id);
                         goto fail;
                 }
+                launch.spec.envp = launch.envp; /* strv_extendf() may have moved it */
+                launch.spec.extra_fds = &inst->stats->fd;
+                launch.spec.n_extra_fds = 1;
         }
 
         launch.spec.stdio[0] = in_fd;
@@ -413,10 +463,10 @@ int instance_start(Instance *inst)
                 log_error_errno(r, "cannot watch the seccomp filter of %s: %m", m->id);
                 goto fail_running;
         }
-        r = pump_start(inst, &inst->out, out[0], STDOUT_FILENO, inst->log);
+        r = pump_start(s, inst, NULL, &inst->out, out[0], STDOUT_FILENO, inst->log);
         if (r >= 0) {
                 out[0] = -EBADF;
-                r = pump_start(inst, &inst->err, err[0], STDERR_FILENO, inst->log);
+                r = pump_start(s, inst, NULL, &inst->err, err[0], STDERR_FILENO, inst->log);
         }
         if (r >= 0) {
                 err[0] = -EBADF;
@@ -498,11 +548,15 @@ static int report_exit(Instance *inst)
         Supervisor *s = inst->sup;
         char limit[24] = "none";
         double ms = (double)(now_ns() - inst->started_ns) / 1e6;
+        json_t *rec;
         int code;
 
         if (m->limits.memory)
                 format_size(m->limits.memory, limit, sizeof limit);
-        if (x->code == CLD_EXITED) {
+        if (x->code == CLD_EXITED && m->runtime == MANIFEST_RUNTIME_LUA) {
+                code = x->status;
+                instance_report_lua_exit(inst, code);
+        } else if (x->code == CLD_EXITED) {
                 code = x->status;
                 if (s->o.output == SUPERVISOR_OUTPUT_LOGS)
                         log_info("%s: exited with status %d", m->id, code);
@@ -530,12 +584,41 @@ static int report_exit(Instance *inst)
                                     (json_int_t)x->oom_kills, "pid", (int)inst->sandbox->pid,
                                     "duration_ms", ms, "seccomp_denied",
                                     (json_int_t)(inst->denials ? inst->denials->total : 0)));
-        supervisor_audit(s, m->id, AUDIT_EVENT_LIFECYCLE,
-                         json_pack("{s:s, s:s, s:i, s:b, s:I, s:f}", "what", "exited", "how",
-                                   x->code == CLD_EXITED ? "exited" : "killed", "status", x->status,
-                                   "oom_killed", x->oom_killed, "oom_kills",
-                                   (json_int_t)x->oom_kills, "duration_ms", ms));
+        rec = json_pack("{s:s, s:s, s:i, s:b, s:I, s:f}", "what", "exited", "how",
+                        x->code == CLD_EXITED ? "exited" : "killed", "status", x->status,
+                        "oom_killed", x->oom_killed, "oom_kills", (json_int_t)x->oom_kills,
+                        "duration_ms", ms);
+        /* A Lua app's fault, from cella-lua's exit code (docs/lua-api.md "Runtime"). */
+        if (rec && m->runtime == MANIFEST_RUNTIME_LUA && x->code == CLD_EXITED &&
+            luastats_fault_reason(x->status))
+                json_object_set_new(rec, "reason", json_string(luastats_fault_reason(x->status)));
+        supervisor_audit(s, m->id, AUDIT_EVENT_LIFECYCLE, rec);
         return code;
+}
+
+/* Writes the log lines of a Lua app's exit; the audit record is the caller's. */
+void instance_report_lua_exit(Instance *inst, int code)
+{
+        const char *reason = luastats_fault_reason(code);
+        Supervisor *s = inst->sup;
+        const char *id = inst->manifest->id;
+
+        if (code == 0) {
+                if (s->o.output == SUPERVISOR_OUTPUT_LOGS)
+                        log_info("%s: exited with status 0", id);
+        } else if (reason) {
+                log_error("%s: exited with status %d: %s", id, code, reason);
+        } else if (s->o.output == SUPERVISOR_OUTPUT_LOGS) {
+                log_info("%s: exited with status %d", id, code);
+        }
+        if (reason && inst->log) {
+                char line[160];
+                int n = snprintf(line, sizeof line, "[cella] exited with status %d: %s\n", code,
+                                 reason);
+
+                if (n > 0)
+                        (void)applog_write(inst->log, line, MIN((size_t)n, sizeof line - 1));
+        }
 }
 
 static void on_restart_timer(uv_timer_t *t)
@@ -589,6 +672,7 @@ static void instance_maybe_finished(Instance *inst)
                 poll_close(inst, &inst->sandbox_poll);
         }
         inst->sandbox = sandbox_free(inst->sandbox);
+        inst->stats = luastats_free(inst->stats);
         pump_close(&inst->in);
 
         if (!s->o.boot || inst->stop_requested || s->stopping) {
@@ -642,6 +726,10 @@ void instance_stop(Instance *inst, bool kill)
                 supervisor_changed(inst->sup);
                 return;
         case INSTANCE_RUNNING:
+                if (inst->group) {
+                        group_stop(inst->group, kill);
+                        return;
+                }
                 if (!inst->sandbox || inst->sandbox->exited)
                         return;
                 if (kill) {
@@ -676,16 +764,27 @@ json_t *instance_record(const Instance *inst)
 
         if (inst->broker_app)
                 broker_app_stats(inst->broker_app, &st);
+        const Sandbox *sb = inst->group ? inst->group->sandbox : inst->sandbox;
+
         o = json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:i, s:I, s:I, s:i}", "id",
                       inst->manifest->id, "kind", manifest_kind_to_string(inst->manifest->kind),
                       "state", state_names[inst->state], "pid",
-                      inst->sandbox ? (int)inst->sandbox->pid : 0, "uid", (json_int_t)inst->uid,
-                      "started_ms",
+                      sb && inst->state == INSTANCE_RUNNING ? (int)sb->pid : 0, "uid",
+                      (json_int_t)inst->uid, "started_ms",
                       (json_int_t)(inst->state == INSTANCE_RUNNING ? inst->started_ms : 0),
                       "restarts", (int)inst->restarts, "calls", (json_int_t)st.calls, "refused",
                       (json_int_t)st.refused, "exit_code",
                       inst->state == INSTANCE_RUNNING ? 0 : inst->exit_code);
-        if (o && inst->sandbox && inst->sandbox->cgroup) {
+        if (o && inst->group)
+                json_object_set_new(o, "group", json_string(inst->group->name));
+        if (o && inst->group && inst->group->stats) {
+                CLuaStatsApp a;
+
+                /* A member's own heap: the host's cgroup holds the whole group. */
+                if (luastats_app(inst->group->stats, inst->group_index, &a) >= 0)
+                        json_object_set_new(o, "memory_bytes",
+                                            json_integer((json_int_t)a.memory_bytes));
+        } else if (o && inst->sandbox && inst->sandbox->cgroup) {
                 CgroupStats cs = {};
 
                 if (cgroup_stats(inst->sandbox->cgroup, &cs) >= 0)
@@ -716,6 +815,7 @@ void instance_free(Instance *inst)
                 return;
         broker_app_detach(inst->broker_app);
         inst->sandbox = sandbox_free(inst->sandbox);
+        inst->stats = luastats_free(inst->stats);
         safe_close(inst->in.to);
         inst->log = applog_close(inst->log);
         manifest_free(inst->manifest);

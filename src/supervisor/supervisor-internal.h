@@ -18,20 +18,27 @@
 #include "supervisor/control.h"
 #include "supervisor/prompt.h"
 #include "supervisor/launch.h"
+#include "supervisor/luahost.h"
 #include "supervisor/restart.h"
 #include "supervisor/state.h"
 #include "supervisor/supervisor.h"
 
 #define SUPERVISOR_PUMP_BUFFER   65536 /* bytes copied per read, one pipe's default capacity */
 #define SUPERVISOR_STOP_GRACE_MS 5000  /* SIGTERM, then SIGKILL after this (systemd: 90 s) */
+/* RLIMIT_NOFILE the kernel raises itself to (if fs.nr_open allows): a packed group of
+ * LUAHOST_APPS_MAX apps needs about 3 fds per app at its start. */
+#define SUPERVISOR_NOFILE_MAX (1u << 18)
 /* HEAD of the audit log lags its records by at most this (AuditOptions.sync_lag_ms):
  * journald's SyncIntervalSec is 5 min; auditd syncs every 50 records or so. */
 #define SUPERVISOR_AUDIT_SYNC_LAG_MS 5000
 
+typedef struct Group Group;
+
 typedef struct Pump {
-        Instance *inst;
-        int from, to; /* from: pipe read end (ours); to: where its bytes go (or log) */
-        AppLog *log;  /* not NULL: bytes go here instead of to */
+        Instance *inst; /* its app; NULL for a group host's own output */
+        Group *group;   /* not NULL: the pump belongs to a packed group's run */
+        int from, to;   /* from: pipe read end (ours); to: where its bytes go (or log) */
+        AppLog *log;    /* not NULL: bytes go here instead of to */
         bool open;
         bool closing; /* uv_close() called, callback pending */
         uv_poll_t poll;
@@ -68,6 +75,44 @@ struct Instance {
         unsigned restarts;
         int exit_code;
         SandboxExit last_exit;
+        LuaStats *stats;      /* a Lua app's stats file while it runs (its own host) */
+        Group *group;         /* packed: the group whose host runs it (group.c); else NULL */
+        uint32_t group_index; /* its record in the host's spec and stats file */
+};
+
+/*
+ * A packed group (group.c): the apps with "isolation": "packed" and one "group",
+ * run as one cella-lua host in one sandbox. Each member stays an Instance of its
+ * own (broker channel, rights, log, state); the group owns the host's sandbox.
+ */
+struct Group {
+        Supervisor *sup;
+        char *name;
+        Instance **members; /* in the order of the spec and the stats file */
+        size_t n_members;
+        InstanceState state;
+        Sandbox *sandbox;
+        uv_poll_t sandbox_poll;
+        bool sandbox_poll_init;
+        uv_poll_t notify_poll;
+        bool notify_poll_init;
+        SeccompDenials *denials;
+        unsigned polls_closing;
+        Pump out, err; /* the host's own stdout/stderr */
+        AppLog *log;   /* logs/group.<name>.log (cella boot) */
+        LuaStats *stats;
+        uv_timer_t timer; /* restart delay, stop grace */
+        bool timer_init;
+        uv_timer_t watch; /* looks for members that ended while the host lives */
+        bool watch_init;
+        RestartState restart;
+        unsigned restarts;
+        bool stop_requested;
+        uid_t uid;
+        uint64_t started_ns;
+        int64_t started_ms;
+        int exit_code;
+        SandboxExit last_exit;
 };
 
 struct Supervisor {
@@ -97,10 +142,42 @@ struct Supervisor {
         int ready_code;
         Instance **apps;
         size_t n_apps;
+        Group **groups;
+        size_t n_groups;
 };
 
 /* instance.c */
 void instance_free(Instance *inst);
+/* Starts copying from `from` (a pipe's read end, made non-blocking) to `to`, or into
+ * log when not NULL; the pump belongs to inst and/or g (its end is reported to
+ * g if set, else to inst). On failure from is left open for the caller. Returns 0
+ * or a negative errno / libuv error. */
+int pump_start(Supervisor *s, Instance *inst, Group *g, Pump *p, int from, int to, AppLog *log);
+void pump_close(Pump *p);
+/* Writes the exit record (status, audit, log line) of a Lua app whose run ended
+ * with code (its cella-lua exit code or fault, or 128+N for signal N); in_group:
+ * it ended inside a packed host. */
+void instance_report_lua_exit(Instance *inst, int code);
+/* Opens inst's log under <state>/logs if output goes to logs. Returns 0 or a
+ * CELLA_EXIT_* code (printed). */
+int instance_open_log(Instance *inst);
+/* Moves fd to a number >= 4 (SandboxSpec.extra_fds), closing the old one. Returns
+ * the new fd or -errno (fd closed). */
+int fd_above_stdio(int fd);
+
+/* group.c */
+/* Adds inst (a packed manifest) to its group, creating the group. Returns 0 or a
+ * CELLA_EXIT_* code (printed: two members that disagree on the scheduler). */
+int group_add(Supervisor *s, Instance *inst);
+/* Starts the group's host with all its members. Returns 0 or a CELLA_EXIT_* code. */
+int group_start(Group *g);
+/* As instance_stop(), for the whole host. */
+void group_stop(Group *g, bool kill);
+/* Called by pump_closed() for a group's pumps. */
+void group_maybe_finished(Group *g);
+void group_free(Group *g);
+/* {"host", "group", "pid", and luastats_json()'s fields} of g's running host, or NULL. */
+json_t *group_stats(Group *g, const char *only);
 /* Asks inst to stop: SIGTERM, SIGKILL after the grace period (kill: at once). */
 void instance_stop(Instance *inst, bool kill);
 /* True if inst runs or will run again by itself. */

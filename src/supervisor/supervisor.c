@@ -5,10 +5,12 @@
  * kernel (BrokerHost: launch another app, show a notification, prompt the user).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "base/fileio.h"
@@ -211,6 +213,36 @@ static json_t *control_list(void *userdata)
         return a;
 }
 
+static json_t *control_stats(void *userdata, const char *app_id)
+{
+        Supervisor *s = userdata;
+        json_t *hosts = json_array();
+
+        for (size_t i = 0; hosts && i < s->n_apps; i++) {
+                Instance *inst = s->apps[i];
+                const char *id = inst->manifest->id;
+                json_t *o;
+
+                if (inst->group || !inst->stats || inst->state != INSTANCE_RUNNING ||
+                    !inst->sandbox || (app_id && strcmp(app_id, id) != 0))
+                        continue;
+                o = luastats_json(inst->stats, &id, NULL);
+                if (!o)
+                        continue;
+                json_object_set_new(o, "host", json_string(id));
+                json_object_set_new(o, "group", json_null());
+                json_object_set_new(o, "pid", json_integer(inst->sandbox->pid));
+                json_array_append_new(hosts, o);
+        }
+        for (size_t i = 0; hosts && i < s->n_groups; i++) {
+                json_t *o = group_stats(s->groups[i], app_id);
+
+                if (o)
+                        json_array_append_new(hosts, o);
+        }
+        return hosts;
+}
+
 static void control_grants_changed(void *userdata, const char *app_id)
 {
         Supervisor *s = userdata;
@@ -291,6 +323,15 @@ static void on_signal(uv_signal_t *h, int signum)
         bool kill = signum == SIGINT && ++s->interrupts > 1;
 
         if (!s->o.boot) {
+                for (size_t i = 0; i < s->n_groups; i++) {
+                        Group *g = s->groups[i];
+
+                        if (!g->sandbox)
+                                continue;
+                        if (kill && g->sandbox->cgroup)
+                                (void)cgroup_kill(g->sandbox->cgroup);
+                        (void)sandbox_signal(g->sandbox, kill ? SIGKILL : signum);
+                }
                 for (size_t i = 0; i < s->n_apps; i++) {
                         Instance *inst = s->apps[i];
 
@@ -360,6 +401,7 @@ int supervisor_ready(Supervisor *s)
                            &(ControlHandlers){.list = control_list,
                                               .grants_changed = control_grants_changed,
                                               .stop = control_stop,
+                                              .stats = control_stats,
                                               .userdata = s},
                            &s->control);
         if (r < 0) {
@@ -406,6 +448,31 @@ fail:
         return s->ready_code = code;
 }
 
+/*
+ * Every running app costs the kernel a channel fd and pipes, and a packed group
+ * of n apps needs 3n fds at once while its host is set up (channels both ends,
+ * logs): raise our RLIMIT_NOFILE, soft and hard (we are root), to fs.nr_open up
+ * to SUPERVISOR_NOFILE_MAX. Best effort: on failure the limit stays as it was and
+ * a spawn that needs more fails with EMFILE, named.
+ */
+static void raise_nofile(void)
+{
+        _cleanup_free_ char *text = NULL;
+        unsigned long long nr_open = SUPERVISOR_NOFILE_MAX;
+        struct rlimit rl;
+
+        if (read_file_at(AT_FDCWD, "/proc/sys/fs/nr_open", 64, &text, NULL) >= 0)
+                nr_open = MIN(strtoull(text, NULL, 10), (unsigned long long)SUPERVISOR_NOFILE_MAX);
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= nr_open)
+                return;
+        rl.rlim_cur = MAX((rlim_t)nr_open, rl.rlim_cur);
+        rl.rlim_max = MAX(rl.rlim_cur, rl.rlim_max);
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+                rl.rlim_cur = rl.rlim_max;
+                (void)setrlimit(RLIMIT_NOFILE, &rl);
+        }
+}
+
 int supervisor_new(const SupervisorOptions *o, Supervisor **ret)
 {
         Supervisor *s;
@@ -446,6 +513,7 @@ int supervisor_new(const SupervisorOptions *o, Supervisor **ret)
         }
         s->loop_ready = true;
         signal(SIGPIPE, SIG_IGN);
+        raise_nofile();
 
         {
                 static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
@@ -536,6 +604,11 @@ int supervisor_add(Supervisor *s, const char *app_dir, Manifest *m, char *const 
                 goto oom;
         s->apps = apps;
         s->apps[s->n_apps++] = inst;
+        if (m->isolation == MANIFEST_ISOLATION_PACKED) {
+                r = group_add(s, inst);
+                if (r != 0)
+                        return r;
+        }
 
         /* The directory must exist before the jail binds it; its owner, like the uid,
          * is settled while the child builds the jail (instance_prepare()). */
@@ -579,6 +652,9 @@ Supervisor *supervisor_free(Supervisor *s)
         for (size_t i = 0; i < s->n_apps; i++)
                 if (s->apps[i]->sandbox && !s->apps[i]->sandbox->exited)
                         instance_stop(s->apps[i], true);
+        for (size_t i = 0; i < s->n_groups; i++)
+                if (s->groups[i]->sandbox && !s->groups[i]->sandbox->exited)
+                        group_stop(s->groups[i], true);
         for (size_t i = 0; i < s->n_apps; i++) {
                 Instance *inst = s->apps[i];
 
@@ -612,6 +688,14 @@ Supervisor *supervisor_free(Supervisor *s)
                 instance_free(inst);
         }
         free(s->apps);
+        for (size_t i = 0; i < s->n_groups; i++) {
+                Group *g = s->groups[i];
+
+                g->out.from = safe_close(g->out.from);
+                g->err.from = safe_close(g->err.from);
+                group_free(g);
+        }
+        free(s->groups);
         s->bus = bus_free(s->bus);
         if (s->audit) {
                 int r = audit_flush(s->audit);

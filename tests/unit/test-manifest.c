@@ -1054,6 +1054,122 @@ START_TEST(test_load_at)
 }
 END_TEST
 
+/* A Lua app with extra members spliced in. */
+#define L(extra) "{\"id\":\"org.example.a\",\"runtime\":\"lua\",\"entry\":\"main.lua\"" extra "}"
+
+START_TEST(test_isolation)
+{
+        Manifest *m;
+
+        /* Defaults: a sandbox of its own, no group, fair, priority 0. */
+        m = parse_ok(L(""));
+        ck_assert_int_eq(m->isolation, MANIFEST_ISOLATION_SANDBOX);
+        ck_assert_ptr_null(m->group);
+        ck_assert_int_eq(m->scheduler, MANIFEST_SCHEDULER_FAIR);
+        ck_assert(!m->has_scheduler);
+        ck_assert_int_eq(m->priority, 0);
+        manifest_free(m);
+
+        m = parse_ok(L(",\"isolation\":\"sandbox\""));
+        ck_assert_int_eq(m->isolation, MANIFEST_ISOLATION_SANDBOX);
+        manifest_free(m);
+
+        m = parse_ok(L(",\"isolation\":\"packed\",\"group\":\"demo\""));
+        ck_assert_int_eq(m->isolation, MANIFEST_ISOLATION_PACKED);
+        ck_assert_str_eq(m->group, "demo");
+        ck_assert(!m->has_scheduler);
+        manifest_free(m);
+
+        m = parse_ok(
+                L(",\"isolation\":\"packed\",\"group\":\"a_b-9\",\"scheduler\":\"round-robin\","
+                  "\"priority\":-20"));
+        ck_assert_str_eq(m->group, "a_b-9");
+        ck_assert_int_eq(m->scheduler, MANIFEST_SCHEDULER_ROUND_ROBIN);
+        ck_assert(m->has_scheduler);
+        ck_assert_int_eq(m->priority, -20);
+        manifest_free(m);
+
+        m = parse_ok(L(",\"isolation\":\"packed\",\"group\":\"g\",\"scheduler\":\"priority\","
+                       "\"priority\":19"));
+        ck_assert_int_eq(m->scheduler, MANIFEST_SCHEDULER_PRIORITY);
+        ck_assert_int_eq(m->priority, 19);
+        manifest_free(m);
+
+        m = parse_ok(L(",\"isolation\":\"packed\",\"group\":\"g\",\"scheduler\":\"fair\""));
+        ck_assert_int_eq(m->scheduler, MANIFEST_SCHEDULER_FAIR);
+        ck_assert(m->has_scheduler);
+        manifest_free(m);
+
+        /* A priority alone is allowed for any Lua app (it only matters when packed). */
+        m = parse_ok(L(",\"priority\":7"));
+        ck_assert_int_eq(m->priority, 7);
+        manifest_free(m);
+
+        check_error(L(",\"isolation\":\"shared\""), "isolation",
+                    "expected \"sandbox\" or \"packed\", got \"shared\"");
+        check_error(L(",\"isolation\":1"), "isolation", "expected \"sandbox\" or \"packed\"");
+        check_error(M(",\"isolation\":\"packed\",\"group\":\"g\""), "isolation",
+                    "needs \"runtime\": \"lua\"");
+        check_error(L(",\"isolation\":\"packed\""), "group",
+                    "missing required key with \"isolation\": \"packed\"");
+        check_error(L(",\"group\":\"g\""), "group", "only a packed app has a group");
+        check_error(L(",\"isolation\":\"sandbox\",\"group\":\"g\""), "group",
+                    "only a packed app has a group");
+        check_error(L(",\"scheduler\":\"fair\""), "scheduler",
+                    "only a packed group has a scheduler");
+        check_error(L(",\"isolation\":\"packed\",\"group\":\"g\",\"scheduler\":\"cfs\""),
+                    "scheduler", "expected \"fair\", \"priority\" or \"round-robin\", got \"cfs\"");
+        check_error(M(",\"priority\":1"), "priority", "only a Lua app has a priority");
+}
+END_TEST
+
+START_TEST(test_group_and_priority_bounds)
+{
+        _cleanup_free_ char *g64 = repeat('g', MANIFEST_GROUP_MAX);
+        _cleanup_free_ char *g65 = repeat('g', MANIFEST_GROUP_MAX + 1);
+        _cleanup_free_ char *ok = NULL, *bad = NULL;
+        Manifest *m;
+
+        /* Length 1 and 64 are fine, 0 and 65 are not. */
+        ok = xasprintf(L(",\"isolation\":\"packed\",\"group\":\"%s\""), g64);
+        m = parse_ok(ok);
+        ck_assert_uint_eq(strlen(m->group), MANIFEST_GROUP_MAX);
+        manifest_free(m);
+        m = parse_ok(L(",\"isolation\":\"packed\",\"group\":\"x\""));
+        ck_assert_str_eq(m->group, "x");
+        manifest_free(m);
+        bad = xasprintf(L(",\"isolation\":\"packed\",\"group\":\"%s\""), g65);
+        check_error(bad, "group", "more than the limit of 64 bytes");
+        check_error(L(",\"isolation\":\"packed\",\"group\":\"\""), "group", "must not be empty");
+
+        /* [a-z0-9_-] only. */
+        check_error(L(",\"isolation\":\"packed\",\"group\":\"Demo\""), "group",
+                    "invalid group \"Demo\"");
+        check_error(L(",\"isolation\":\"packed\",\"group\":\"a.b\""), "group", "invalid group");
+        check_error(L(",\"isolation\":\"packed\",\"group\":\"a/b\""), "group", "invalid group");
+        check_error(L(",\"isolation\":\"packed\",\"group\":\"a b\""), "group", "invalid group");
+        check_error(L(",\"isolation\":\"packed\",\"group\":7"), "group", "expected a group name");
+
+        /* -20..19, integers only. */
+        check_error(L(",\"priority\":-21"), "priority", "an integer from -20 to 19");
+        check_error(L(",\"priority\":20"), "priority", "an integer from -20 to 19");
+        check_error(L(",\"priority\":1.5"), "priority", "an integer from -20 to 19");
+        check_error(L(",\"priority\":\"1\""), "priority", "an integer from -20 to 19");
+        m = parse_ok(L(",\"priority\":-20"));
+        ck_assert_int_eq(m->priority, -20);
+        manifest_free(m);
+        m = parse_ok(L(",\"priority\":19"));
+        ck_assert_int_eq(m->priority, 19);
+        manifest_free(m);
+
+        ck_assert_str_eq(manifest_isolation_to_string(MANIFEST_ISOLATION_PACKED), "packed");
+        ck_assert_str_eq(manifest_scheduler_to_string(MANIFEST_SCHEDULER_ROUND_ROBIN),
+                         "round-robin");
+        ck_assert_ptr_null(manifest_scheduler_to_string((ManifestScheduler)3));
+        ck_assert_ptr_null(manifest_isolation_to_string((ManifestIsolation)2));
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("manifest");
@@ -1086,6 +1202,8 @@ int main(void)
         tcase_add_test(tc, test_to_string);
         tcase_add_test(tc, test_api_edges);
         tcase_add_test(tc, test_load_at);
+        tcase_add_test(tc, test_isolation);
+        tcase_add_test(tc, test_group_and_priority_bounds);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);

@@ -1,0 +1,1003 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Packed groups (docs/manifest.md "isolation", docs/lua-api.md "Packed mode"): the
+ * Lua apps of one "group" run in one cella-lua host, in one sandbox. Each member
+ * keeps what makes it an app to the kernel: its own broker channel (attached under
+ * its own id, so rights, rate limits and audit records stay per app), its own log
+ * and its own state in `cella ps`. The group owns the host: its sandbox, cgroup,
+ * restart policy, and the stats file the host keeps its scheduler counters in.
+ *
+ * Jail of a group: each app folder read-only at /apps/<id>, each app's data
+ * directory (the one it would get as /data alone) read-write at /data/<id>,
+ * cella-lua at /cella/cella-lua. The host runs as the uid of the group's first app
+ * (in boot order), which owns the members' data directories while they are packed.
+ *
+ * The host learns everything from its spec (luahost_spec_build()), a sealed memfd
+ * passed as an extra fd with the channels, logs and stats file: cella-lua
+ * --spec-fd N. An app that ends while the host lives (its channel hangs up, or its
+ * stats record says it ended) is recorded as that app's exit, with the reason from
+ * its stats record's fault; the host's own exit ends every member still running.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/fileio.h"
+#include "base/log.h"
+#include "base/macro.h"
+#include "base/strv.h"
+#include "supervisor/exit-codes.h"
+#include "supervisor/supervisor-internal.h"
+
+/* How often a running host's members are looked at for an end (ms): an app's exit
+ * shows in `cella ps` and the audit log at most this late. */
+#define GROUP_WATCH_MS 200
+/* Fds a host gets beyond its spec's, for its own use: the apps' data directories
+ * (one O_PATH each, counted apart), databases, pipes. */
+#define GROUP_NOFILE_SPARE 1024
+/* Fds cella holds per app while a host starts: its log (file and directory,
+ * applog.c), both ends of its channel and of its log pipe; and for everything else
+ * it has open. */
+#define GROUP_FDS_PER_APP 6u
+#define GROUP_FDS_SPARE   256u
+
+static uint64_t now_ns(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int64_t now_ms_realtime(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static Group *group_find(Supervisor *s, const char *name)
+{
+        for (size_t i = 0; i < s->n_groups; i++)
+                if (strcmp(s->groups[i]->name, name) == 0)
+                        return s->groups[i];
+        return NULL;
+}
+
+int group_add(Supervisor *s, Instance *inst)
+{
+        const Manifest *m = inst->manifest;
+        Group *g = group_find(s, m->group);
+        Instance **members;
+
+        if (g) {
+                if (g->state == INSTANCE_RUNNING) {
+                        log_error("%s: cannot join packed group %s: its host runs", m->id, g->name);
+                        return CELLA_EXIT_PREPARE;
+                }
+                /* All apps of a group that name a scheduler must agree. */
+                for (size_t i = 0; i < g->n_members && m->has_scheduler; i++) {
+                        const Manifest *o = g->members[i]->manifest;
+
+                        if (o->has_scheduler && o->scheduler != m->scheduler) {
+                                log_error("packed group %s: %s sets scheduler \"%s\" but %s sets "
+                                          "\"%s\"",
+                                          g->name, o->id,
+                                          manifest_scheduler_to_string(o->scheduler), m->id,
+                                          manifest_scheduler_to_string(m->scheduler));
+                                return CELLA_EXIT_MANIFEST;
+                        }
+                }
+                if (g->n_members >= LUAHOST_APPS_MAX) {
+                        log_error("packed group %s: more than %u apps", g->name, LUAHOST_APPS_MAX);
+                        return CELLA_EXIT_MANIFEST;
+                }
+        } else {
+                Group **groups = reallocarray(s->groups, s->n_groups + 1, sizeof *groups);
+
+                if (!groups)
+                        return CELLA_EXIT_INTERNAL;
+                s->groups = groups;
+                g = calloc(1, sizeof *g);
+                if (!g)
+                        return CELLA_EXIT_INTERNAL;
+                g->name = strdup(m->group);
+                if (!g->name) {
+                        free(g);
+                        return CELLA_EXIT_INTERNAL;
+                }
+                g->sup = s;
+                g->out.from = g->err.from = -EBADF;
+                s->groups[s->n_groups++] = g;
+        }
+        members = reallocarray(g->members, g->n_members + 1, sizeof *members);
+        if (!members)
+                return CELLA_EXIT_INTERNAL;
+        g->members = members;
+        inst->group = g;
+        inst->group_index = (uint32_t)g->n_members;
+        g->members[g->n_members++] = inst;
+        return 0;
+}
+
+/* The fds one start hands the host; all ours until the spawn, closed after it. */
+typedef struct GroupFds {
+        int spec;   /* sealed memfd with the spec */
+        int *chan;  /* n: [2*i] ours (to the broker), [2*i+1] the host's */
+        int *log;   /* n or NULL: [2*i] ours (pumped), [2*i+1] the host's */
+        int *extra; /* what the host gets, ascending */
+        size_t n_extra;
+        size_t n;
+} GroupFds;
+
+static void group_fds_done(GroupFds *f)
+{
+        f->spec = safe_close(f->spec);
+        for (size_t i = 0; f->chan && i < 2 * f->n; i++)
+                safe_close(f->chan[i]);
+        for (size_t i = 0; f->log && i < 2 * f->n; i++)
+                safe_close(f->log[i]);
+        free(f->chan);
+        free(f->log);
+        free(f->extra);
+        *f = (GroupFds){.spec = -EBADF};
+}
+
+static int int_cmp(const void *a, const void *b)
+{
+        int x = *(const int *)a, y = *(const int *)b;
+
+        return (x > y) - (x < y);
+}
+
+static int group_fds_open(Group *g, GroupFds *f)
+{
+        size_t n = g->n_members;
+        int r;
+
+        /* A log pipe per app: 2 fds (one here, one in the host) and a pipe's few
+         * hundred bytes of kernel memory until written to, for the app's own log;
+         * cella raises its own fd limit for it (raise_nofile()). */
+        *f = (GroupFds){.spec = -EBADF, .n = n};
+        f->chan = malloc(2 * n * sizeof(int));
+        f->log = malloc(2 * n * sizeof(int));
+        f->extra = malloc((2 + 2 * n) * sizeof(int));
+        if (!f->chan || !f->log || !f->extra)
+                return -ENOMEM;
+        for (size_t i = 0; i < 2 * n; i++) {
+                f->chan[i] = -EBADF;
+                if (f->log)
+                        f->log[i] = -EBADF;
+        }
+        for (size_t i = 0; i < n; i++) {
+                if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, &f->chan[2 * i]) < 0)
+                        return negative_errno();
+                r = fd_above_stdio(f->chan[2 * i + 1]);
+                f->chan[2 * i + 1] = r;
+                if (r < 0)
+                        return r;
+                f->extra[f->n_extra++] = r;
+                if (!f->log)
+                        continue;
+                if (pipe2(&f->log[2 * i], O_CLOEXEC) < 0)
+                        return negative_errno();
+                r = fd_above_stdio(f->log[2 * i + 1]);
+                f->log[2 * i + 1] = r;
+                if (r < 0)
+                        return r;
+                f->extra[f->n_extra++] = r;
+        }
+        return 0;
+}
+
+/* Writes text into a new sealed memfd (numbered >= 4), rewound for the reader. */
+static int spec_memfd(const char *text, int *ret)
+{
+        size_t len = strlen(text);
+        int fd, r;
+
+        fd = memfd_create("cella-lua-spec", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        if (fd < 0)
+                return negative_errno();
+        fd = fd_above_stdio(fd);
+        if (fd < 0)
+                return fd;
+        r = loop_write(fd, text, len);
+        if (r >= 0 &&
+            (lseek(fd, 0, SEEK_SET) < 0 ||
+             fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0))
+                r = negative_errno();
+        if (r < 0) {
+                safe_close(fd);
+                return r;
+        }
+        *ret = fd;
+        return 0;
+}
+
+/* The host's uid is its first member's; every member's data dir is given to it. */
+typedef struct GroupPrepare {
+        Group *g;
+        uid_t uid;        /* out */
+        int error;        /* out */
+        const char *what; /* out */
+        const char *id;   /* out: the app it failed for */
+} GroupPrepare;
+
+static int group_prepare(SandboxSpec *spec, void *userdata)
+{
+        GroupPrepare *p = userdata;
+        Group *g = p->g;
+        State *st = g->sup->state;
+        int r;
+
+        p->id = g->members[0]->manifest->id;
+        r = state_app_uid(st, p->id, &p->uid);
+        if (r < 0) {
+                p->what = "cannot allocate a uid for";
+                return p->error = r;
+        }
+        for (size_t i = 0; i < g->n_members; i++) {
+                _cleanup_free_ char *data = NULL;
+
+                p->id = g->members[i]->manifest->id;
+                r = state_app_data_dir(st, p->id, p->uid, &data);
+                if (r < 0) {
+                        p->what = "cannot give the data directory to";
+                        return p->error = r;
+                }
+        }
+        spec->host_uid = p->uid;
+        spec->host_gid = (gid_t)p->uid;
+        return 0;
+}
+
+/* Everything a host's SandboxSpec points at. */
+typedef struct GroupLaunch {
+        SandboxSpec spec;
+        SandboxBind *binds;
+        char **targets; /* the binds' targets, owned */
+        char **argv;
+        char **envp;
+        char *hostname;
+        char *label;
+} GroupLaunch;
+
+static void group_launch_done(GroupLaunch *l)
+{
+        free(l->binds);
+        strv_free(l->targets);
+        strv_free(l->argv);
+        strv_free(l->envp);
+        free(l->hostname);
+        free(l->label);
+        *l = (GroupLaunch){};
+}
+
+/* The host's limits: memory the members' sum, the others the largest member's (a
+ * quota or a size only if every member sets one). */
+static void group_limits(Group *g, SandboxSpec *s, size_t n_fds)
+{
+        uint64_t pids = 0, cpu = 0, tmp = 0, fsize = 0;
+        bool cpu_all = true, fsize_all = true;
+        struct rlimit rl;
+        _cleanup_free_ const Manifest **ms = calloc(g->n_members, sizeof *ms);
+
+        for (size_t i = 0; i < g->n_members; i++) {
+                const ManifestLimits *l = &g->members[i]->manifest->limits;
+
+                if (ms)
+                        ms[i] = g->members[i]->manifest;
+                pids = MAX(pids, l->pids);
+                tmp = MAX(tmp, l->tmp);
+                cpu_all &= l->cpu_milli > 0;
+                cpu += l->cpu_milli;
+                fsize_all &= l->storage > 0;
+                fsize = MAX(fsize, l->storage);
+        }
+        s->limits.memory_max = ms ? luahost_memory(ms, g->n_members) : 0;
+        s->limits.pids_max = pids ?: LAUNCH_DEFAULT_PIDS;
+        if (cpu_all && cpu) {
+                s->limits.cpu_period_us = LAUNCH_CPU_PERIOD_US;
+                s->limits.cpu_quota_us = cpu * LAUNCH_CPU_PERIOD_US / 1000;
+        }
+        s->tmp_size = tmp ?: LAUNCH_DEFAULT_TMP;
+        s->rlimit_fsize = fsize_all ? fsize : 0;
+        /* Every fd of the spec, one data directory per app, and room to work; and at
+         * least as many as cella's own limit: the spec's fds keep cella's numbers, and
+         * the host is set up in a copy of cella's fd table, where a new fd (the
+         * seccomp listener) must still find a free number below the limit. */
+        s->rlimit_nofile = n_fds + g->n_members + GROUP_NOFILE_SPARE;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+                s->rlimit_nofile = MAX(s->rlimit_nofile, (uint64_t)rl.rlim_cur);
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && s->rlimit_nofile > rl.rlim_max)
+                s->rlimit_nofile = rl.rlim_max;
+}
+
+static int group_launch_prepare(Group *g, GroupLaunch *l, int spec_fd)
+{
+        SandboxSpec *s = &l->spec;
+        size_t n = g->n_members, k = 0;
+
+        *l = (GroupLaunch){};
+        l->binds = calloc(2 * n + 1, sizeof *l->binds);
+        if (!l->binds)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                const Instance *m = g->members[i];
+
+                if (strv_extendf(&l->targets, "/apps/%s", m->manifest->id) < 0 ||
+                    strv_extendf(&l->targets, "/data/%s", m->manifest->id) < 0)
+                        return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                const Instance *m = g->members[i];
+
+                l->binds[k++] = (SandboxBind){.source = m->app_dir, .target = l->targets[2 * i]};
+                l->binds[k++] = (SandboxBind){.source = m->data_dir,
+                                              .target = l->targets[2 * i + 1],
+                                              .flags = SANDBOX_BIND_RW | SANDBOX_BIND_NOEXEC};
+        }
+        l->binds[k++] = (SandboxBind){.source = launch_lua_host_path(), .target = LAUNCH_LUA_PATH};
+        if (strv_extend(&l->argv, LAUNCH_LUA_PATH) < 0 || strv_extend(&l->argv, "--spec-fd") < 0 ||
+            strv_extendf(&l->argv, "%d", spec_fd) < 0)
+                return -ENOMEM;
+        /* Rebuilt from nothing, as a single app's (launch.c); no CELLA_FD: each app's
+         * channel is named in the spec. */
+        if (strv_extend(&l->envp, "PATH=" LAUNCH_PATH) < 0 ||
+            strv_extend(&l->envp, "HOME=/data") < 0 || strv_extend(&l->envp, "TMPDIR=/tmp") < 0 ||
+            strv_extend(&l->envp, "LANG=C.UTF-8") < 0 ||
+            strv_extendf(&l->envp, "CELLA_GROUP=%s", g->name) < 0)
+                return -ENOMEM;
+        if (asprintf(&l->hostname, "group-%s", g->name) < 0 ||
+            asprintf(&l->label, "group-%s", g->name) < 0) {
+                l->hostname = l->label = NULL;
+                return -ENOMEM;
+        }
+        s->hostname = l->hostname;
+        s->binds = l->binds;
+        s->n_binds = k;
+        s->workdir = "/";
+        s->exec_path = LAUNCH_LUA_PATH;
+        s->argv = l->argv;
+        s->envp = l->envp;
+        s->cgroup_label = l->label;
+        s->stdio[0] = s->stdio[1] = s->stdio[2] = -1;
+        s->channel_fd = -1;
+        return 0;
+}
+
+/* The host's own output: our terminal (cella run), or logs/group.<name>.log. */
+static int group_open_log(Group *g)
+{
+        Supervisor *s = g->sup;
+        _cleanup_free_ char *dir = NULL, *name = NULL;
+        int r;
+
+        if (s->o.output != SUPERVISOR_OUTPUT_LOGS || g->log)
+                return 0;
+        if (asprintf(&dir, "%s/logs", state_path(s->state)) < 0 ||
+            asprintf(&name, "group.%s", g->name) < 0)
+                return -ENOMEM;
+        if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+                return negative_errno();
+        r = applog_open(dir, name, APPLOG_SIZE_DEFAULT, APPLOG_KEEP_DEFAULT, &g->log);
+        return r < 0 ? r : 0;
+}
+
+static void group_maybe_restart(Group *g);
+
+static void poll_closed(uv_handle_t *h)
+{
+        Group *g = h->data;
+
+        g->polls_closing--;
+}
+
+static void group_poll_close(Group *g, uv_poll_t *p)
+{
+        g->polls_closing++;
+        p->data = g;
+        uv_close((uv_handle_t *)p, poll_closed);
+}
+
+static void on_sandbox(uv_poll_t *h, int status, int events)
+{
+        Group *g = h->data;
+
+        if (sandbox_process(g->sandbox) > 0) {
+                uv_poll_stop(h);
+                group_maybe_finished(g);
+        }
+}
+
+static void on_seccomp_notify(uv_poll_t *h, int status, int events)
+{
+        Group *g = h->data;
+
+        if (status < 0 || (events & UV_DISCONNECT) ||
+            seccomp_notify_process(g->sandbox->seccomp_notify_fd, g->denials) < 0)
+                uv_poll_stop(h);
+}
+
+/* Records that member inst ended with code (a cella-lua fault: 0, 1, 3, 4; or
+ * 128+N when the host was killed by signal N); how: "exited" or "killed". */
+static void member_exited(Instance *inst, int code, const char *how)
+{
+        Supervisor *s = inst->sup;
+        const char *reason = luastats_fault_reason(code);
+        double ms = (double)(now_ns() - inst->started_ns) / 1e6;
+        json_t *rec;
+
+        inst->exit_code = code;
+        inst->last_exit = (SandboxExit){
+                .code = code >= CELLA_EXIT_SIGNAL_BASE ? CLD_KILLED : CLD_EXITED,
+                .status = code >= CELLA_EXIT_SIGNAL_BASE ? code - CELLA_EXIT_SIGNAL_BASE : code};
+        instance_report_lua_exit(inst, code);
+        broker_app_detach(inst->broker_app);
+        inst->broker_app = NULL;
+        supervisor_status(s, json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:f}", "event", "exited",
+                                       "app", inst->manifest->id, "group", inst->group->name, "how",
+                                       how, "exit_code", code, "pid",
+                                       inst->group->sandbox ? (int)inst->group->sandbox->pid : 0,
+                                       "duration_ms", ms));
+        rec = json_pack("{s:s, s:s, s:s, s:i, s:f}", "what", "exited", "how", how, "group",
+                        inst->group->name, "status", code, "duration_ms", ms);
+        if (rec && reason)
+                json_object_set_new(rec, "reason", json_string(reason));
+        supervisor_audit(s, inst->manifest->id, AUDIT_EVENT_LIFECYCLE, rec);
+        inst->state = INSTANCE_EXITED;
+}
+
+/* A member ended while the host lives: its channel hung up, or its stats record
+ * says so. The reason is the record's fault. */
+static void on_watch(uv_timer_t *t)
+{
+        Group *g = t->data;
+        bool changed = false;
+
+        if (g->state != INSTANCE_RUNNING || !g->sandbox || g->sandbox->exited)
+                return;
+        for (size_t i = 0; i < g->n_members; i++) {
+                Instance *inst = g->members[i];
+                BrokerAppStats bs = {};
+                CLuaStatsApp a = {};
+                bool ended;
+
+                if (inst->state != INSTANCE_RUNNING)
+                        continue;
+                if (inst->broker_app)
+                        broker_app_stats(inst->broker_app, &bs);
+                ended = bs.closed;
+                if (g->stats && luastats_app(g->stats, inst->group_index, &a) >= 0)
+                        ended |= a.state == CLUA_APP_EXITED || a.state == CLUA_APP_FAILED;
+                else
+                        a.fault = 0;
+                if (!ended)
+                        continue;
+                member_exited(inst, (int)a.fault, "exited");
+                changed = true;
+        }
+        if (changed)
+                supervisor_changed(g->sup);
+}
+
+static void group_failed(Group *g, int code)
+{
+        g->exit_code = code;
+        g->state = INSTANCE_FAILED;
+        for (size_t i = 0; i < g->n_members; i++) {
+                g->members[i]->exit_code = code;
+                g->members[i]->state = INSTANCE_FAILED;
+        }
+        supervisor_changed(g->sup);
+}
+
+int group_start(Group *g)
+{
+        Supervisor *s = g->sup;
+        GroupFds fds = {.spec = -EBADF};
+        GroupLaunch launch = {};
+        GroupPrepare prep = {.g = g};
+        _cleanup_free_ LuaHostApp *apps = NULL;
+        _cleanup_free_ char *spec = NULL;
+        int out[2] = {-EBADF, -EBADF}, err[2] = {-EBADF, -EBADF};
+        SandboxError serr = {};
+        size_t n = g->n_members;
+        int r, code = CELLA_EXIT_INTERNAL;
+
+        if (g->state == INSTANCE_RUNNING)
+                return 0;
+        if (g->out.closing || g->err.closing || g->polls_closing > 0) {
+                log_error("cannot start packed group %s: its last run is still being cleaned up",
+                          g->name);
+                return CELLA_EXIT_INTERNAL;
+        }
+        {
+                /* Check the fd limit up front (GROUP_FDS_PER_APP) rather than fail
+                 * with EMFILE half way. */
+                struct rlimit rl;
+                uint64_t need = GROUP_FDS_PER_APP * (uint64_t)n + GROUP_FDS_SPARE;
+
+                if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < need) {
+                        log_error("cannot start packed group %s: its %zu apps need about %llu "
+                                  "fds in cella, whose limit is %llu (raise the hard limit of "
+                                  "RLIMIT_NOFILE, or split the group)",
+                                  g->name, n, (unsigned long long)need,
+                                  (unsigned long long)rl.rlim_cur);
+                        code = CELLA_EXIT_PREPARE;
+                        goto fail;
+                }
+        }
+        for (size_t i = 0; i < n; i++) {
+                Instance *inst = g->members[i];
+
+                if (inst->out.closing || inst->out.open) {
+                        log_error("cannot start packed group %s: the log of %s is still open",
+                                  g->name, inst->manifest->id);
+                        return CELLA_EXIT_INTERNAL;
+                }
+                code = instance_open_log(inst);
+                if (code != 0)
+                        goto fail;
+                code = CELLA_EXIT_INTERNAL;
+        }
+        g->stop_requested = false;
+        r = group_open_log(g);
+        if (r < 0) {
+                log_error_errno(r, "cannot open the log of packed group %s: %m", g->name);
+                code = CELLA_EXIT_STATE;
+                goto fail;
+        }
+        g->stats = luastats_free(g->stats);
+        r = luastats_new((uint32_t)n, &g->stats);
+        if (r >= 0) {
+                r = fd_above_stdio(g->stats->fd);
+                g->stats->fd = r;
+        }
+        if (r >= 0)
+                r = group_fds_open(g, &fds);
+        if (r < 0) {
+                log_error_errno(r, "cannot create the fds of packed group %s: %m", g->name);
+                goto fail;
+        }
+        apps = calloc(n, sizeof *apps);
+        if (!apps)
+                goto fail;
+        for (size_t i = 0; i < n; i++)
+                apps[i] = (LuaHostApp){.manifest = g->members[i]->manifest,
+                                       .extra_args = g->members[i]->extra_args,
+                                       .channel_fd = fds.chan[2 * i + 1],
+                                       .log_fd = fds.log ? fds.log[2 * i + 1] : -1};
+        {
+                ManifestScheduler sched = MANIFEST_SCHEDULER_FAIR;
+                _cleanup_free_ const Manifest **ms = calloc(n, sizeof *ms);
+                size_t a = 0, b = 0;
+
+                if (!ms)
+                        goto fail;
+                for (size_t i = 0; i < n; i++)
+                        ms[i] = g->members[i]->manifest;
+                (void)luahost_scheduler(ms, n, &sched, &a, &b); /* checked by group_add() */
+                r = luahost_spec_build(sched, apps, n, g->stats->fd, &spec);
+        }
+        if (r >= 0)
+                r = spec_memfd(spec, &fds.spec);
+        if (r < 0) {
+                log_error_errno(r, "cannot write the spec of packed group %s: %m", g->name);
+                goto fail;
+        }
+        fds.extra[fds.n_extra++] = fds.spec;
+        fds.extra[fds.n_extra++] = g->stats->fd;
+        qsort(fds.extra, fds.n_extra, sizeof(int), int_cmp);
+
+        r = group_launch_prepare(g, &launch, fds.spec);
+        if (r < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
+                r = r < 0 ? r : negative_errno();
+                log_error_errno(r, "cannot prepare packed group %s: %m", g->name);
+                goto fail;
+        }
+        group_limits(g, &launch.spec, fds.n_extra);
+        launch.spec.stdio[1] = out[1];
+        launch.spec.stdio[2] = err[1];
+        launch.spec.extra_fds = fds.extra;
+        launch.spec.n_extra_fds = fds.n_extra;
+        launch.spec.seccomp = s->filter;
+        launch.spec.cgroups = s->cgm;
+        launch.spec.prepare = group_prepare;
+        launch.spec.prepare_userdata = &prep;
+
+        g->started_ns = now_ns();
+        g->started_ms = now_ms_realtime();
+        r = sandbox_spawn(&launch.spec, &g->sandbox, &serr);
+        out[1] = safe_close(out[1]);
+        err[1] = safe_close(err[1]);
+        for (size_t i = 0; i < n; i++) {
+                fds.chan[2 * i + 1] = safe_close(fds.chan[2 * i + 1]);
+                if (fds.log)
+                        fds.log[2 * i + 1] = safe_close(fds.log[2 * i + 1]);
+        }
+        fds.spec = safe_close(fds.spec);
+        if (r < 0 && prep.error < 0) {
+                log_error_errno(prep.error, "%s %s in %s: %m", prep.what, prep.id, s->o.state_dir);
+                code = CELLA_EXIT_STATE;
+                goto fail;
+        }
+        if (r < 0) {
+                code = cella_exit_for_step(serr.step, serr.error);
+                log_error("cannot start packed group %s: %s step failed: %s: %s", g->name,
+                          sandbox_step_to_string(serr.step), serr.detail, strerror(serr.error));
+                for (size_t i = 0; i < n; i++)
+                        supervisor_audit(s, g->members[i]->manifest->id, AUDIT_EVENT_LIFECYCLE,
+                                         json_pack("{s:s, s:s, s:s, s:s, s:i}", "what", "failed",
+                                                   "group", g->name, "step",
+                                                   sandbox_step_to_string(serr.step), "error",
+                                                   serr.detail, "errno", serr.error));
+                goto fail;
+        }
+        g->uid = prep.uid;
+        g->state = INSTANCE_RUNNING;
+
+        /* Watch the host: its exit, its denied calls, its own output. */
+        if (g->sandbox->seccomp_notify_fd >= 0) {
+                if (!g->denials)
+                        g->denials = malloc(sizeof *g->denials);
+                if (g->denials) {
+                        *g->denials = (SeccompDenials){};
+                        r = uv_poll_init(&s->loop, &g->notify_poll, g->sandbox->seccomp_notify_fd);
+                        if (r >= 0) {
+                                g->notify_poll_init = true;
+                                g->notify_poll.data = g;
+                                (void)uv_poll_start(&g->notify_poll, UV_READABLE | UV_DISCONNECT,
+                                                    on_seccomp_notify);
+                        }
+                }
+        }
+        r = pump_start(s, NULL, g, &g->out, out[0], STDOUT_FILENO, g->log);
+        if (r >= 0) {
+                out[0] = -EBADF;
+                r = pump_start(s, NULL, g, &g->err, err[0], STDERR_FILENO, g->log);
+        }
+        if (r >= 0) {
+                err[0] = -EBADF;
+                r = uv_poll_init(&s->loop, &g->sandbox_poll, g->sandbox->ctl_fd);
+        }
+        if (r >= 0) {
+                g->sandbox_poll_init = true;
+                g->sandbox_poll.data = g;
+                r = uv_poll_start(&g->sandbox_poll, UV_READABLE, on_sandbox);
+        }
+        if (r < 0) {
+                log_error("cannot watch packed group %s: %s", g->name, uv_strerror(r));
+                goto fail_running;
+        }
+        code = supervisor_ready(s);
+        if (code != 0)
+                goto fail_running_code;
+        code = CELLA_EXIT_INTERNAL;
+        for (size_t i = 0; i < n; i++) {
+                Instance *inst = g->members[i];
+                const Sandbox *sb = g->sandbox;
+                BrokerAppInfo info;
+
+                code = instance_install(inst);
+                if (code != 0)
+                        goto fail_running_code;
+                code = CELLA_EXIT_INTERNAL;
+                inst->uid = g->uid;
+                inst->started_ns = g->started_ns;
+                inst->started_ms = g->started_ms;
+                inst->stop_requested = false;
+                info = (BrokerAppInfo){
+                        .manifest = inst->manifest,
+                        .app_dir = inst->app_dir,
+                        .data_dir = inst->data_dir,
+                        .host_uid = g->uid,
+                        .pid = sb->pid,
+                        .pidfd = sb->pidfd,
+                        .memory_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "memory") : NULL,
+                        .pids_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "pids") : NULL,
+                        .cpu_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "cpu") : NULL,
+                        .unified_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "") : NULL,
+                        .signed_ok = inst->signed_ok,
+                        .started_ms = g->started_ms,
+                };
+                r = broker_app_attach(s->broker, &info, TAKE_FD(fds.chan[2 * i]),
+                                      &inst->broker_app);
+                if (r < 0) {
+                        log_error_errno(r, "cannot serve the channel of %s: %m",
+                                        inst->manifest->id);
+                        goto fail_running;
+                }
+                if (fds.log) {
+                        r = pump_start(s, inst, g, &inst->out, fds.log[2 * i], STDOUT_FILENO,
+                                       inst->log);
+                        if (r < 0) {
+                                log_error("cannot pump the log of %s: %s", inst->manifest->id,
+                                          uv_strerror(r));
+                                goto fail_running;
+                        }
+                        fds.log[2 * i] = -EBADF;
+                }
+                inst->state = INSTANCE_RUNNING;
+                supervisor_status(s, json_pack("{s:s, s:s, s:s, s:I, s:i, s:i}", "event", "started",
+                                               "app", inst->manifest->id, "group", g->name, "uid",
+                                               (json_int_t)g->uid, "pid", (int)sb->pid, "restarts",
+                                               (int)g->restarts));
+                supervisor_audit(s, inst->manifest->id, AUDIT_EVENT_LIFECYCLE,
+                                 json_pack("{s:s, s:s, s:i, s:I, s:i}", "what", "started", "group",
+                                           g->name, "pid", (int)sb->pid, "uid", (json_int_t)g->uid,
+                                           "restarts", (int)g->restarts));
+        }
+        if (!g->watch_init && uv_timer_init(&s->loop, &g->watch) >= 0) {
+                g->watch_init = true;
+                g->watch.data = g;
+        }
+        if (g->watch_init)
+                (void)uv_timer_start(&g->watch, on_watch, GROUP_WATCH_MS, GROUP_WATCH_MS);
+        if (s->o.output == SUPERVISOR_OUTPUT_LOGS)
+                log_info("packed group %s: started %zu app(s) (pid %d)", g->name, n,
+                         (int)g->sandbox->pid);
+        group_launch_done(&launch);
+        group_fds_done(&fds);
+        return 0;
+
+fail_running:
+        code = CELLA_EXIT_INTERNAL;
+fail_running_code:
+        /* It runs, but we cannot serve it: take it down again. */
+        safe_close(out[0]);
+        safe_close(err[0]);
+        if (g->notify_poll_init) {
+                g->notify_poll_init = false;
+                group_poll_close(g, &g->notify_poll);
+        }
+        if (g->sandbox_poll_init) {
+                g->sandbox_poll_init = false;
+                group_poll_close(g, &g->sandbox_poll);
+        }
+        for (size_t i = 0; i < n; i++) {
+                broker_app_detach(g->members[i]->broker_app);
+                g->members[i]->broker_app = NULL;
+                pump_close(&g->members[i]->out);
+        }
+        g->sandbox = sandbox_free(g->sandbox);
+        pump_close(&g->out);
+        pump_close(&g->err);
+        group_launch_done(&launch);
+        group_fds_done(&fds);
+        group_failed(g, code);
+        return code;
+fail:
+        safe_close(out[0]);
+        safe_close(out[1]);
+        safe_close(err[0]);
+        safe_close(err[1]);
+        group_launch_done(&launch);
+        group_fds_done(&fds);
+        g->stats = luastats_free(g->stats);
+        group_failed(g, code);
+        return code;
+}
+
+/* The run ends when the host has exited and every pipe from it is drained. */
+void group_maybe_finished(Group *g)
+{
+        Supervisor *s = g->sup;
+        const SandboxExit *x;
+        double ms;
+
+        if (s->freeing || g->state != INSTANCE_RUNNING || !g->sandbox || !g->sandbox->exited ||
+            g->out.open || g->err.open)
+                return;
+        for (size_t i = 0; i < g->n_members; i++)
+                if (g->members[i]->out.open)
+                        return;
+        x = &g->sandbox->exit;
+        ms = (double)(now_ns() - g->started_ns) / 1e6;
+        if (g->watch_init)
+                uv_timer_stop(&g->watch);
+        if (g->notify_poll_init) {
+                if (g->sandbox->seccomp_notify_fd >= 0)
+                        (void)seccomp_notify_process(g->sandbox->seccomp_notify_fd, g->denials);
+                g->notify_poll_init = false;
+                group_poll_close(g, &g->notify_poll);
+        }
+        /* Members still running end with the host: each with its own fault if its
+         * record has one, else the host's status. */
+        for (size_t i = 0; i < g->n_members; i++) {
+                Instance *inst = g->members[i];
+                CLuaStatsApp a = {};
+                int code;
+
+                if (inst->state != INSTANCE_RUNNING)
+                        continue;
+                if (x->code != CLD_EXITED)
+                        code = CELLA_EXIT_SIGNAL_BASE + x->status;
+                else if (g->stats && luastats_app(g->stats, inst->group_index, &a) >= 0 &&
+                         (a.state == CLUA_APP_EXITED || a.state == CLUA_APP_FAILED))
+                        code = (int)a.fault;
+                else
+                        code = x->status;
+                member_exited(inst, code, x->code == CLD_EXITED ? "exited" : "killed");
+        }
+        if (x->code == CLD_EXITED) {
+                g->exit_code = x->status;
+                if (x->status != 0)
+                        log_error("packed group %s: host exited with status %d", g->name,
+                                  x->status);
+        } else {
+                g->exit_code = CELLA_EXIT_SIGNAL_BASE + x->status;
+                if (x->oom_killed)
+                        log_error("packed group %s was killed by the OOM killer", g->name);
+                else if (!g->stop_requested)
+                        log_error("packed group %s was killed by signal %d (%s)", g->name,
+                                  x->status, strsignal(x->status));
+        }
+        if (g->denials && g->denials->total > 0)
+                for (size_t i = 0; i < g->n_members; i++)
+                        supervisor_audit(s, g->members[i]->manifest->id, AUDIT_EVENT_SECCOMP,
+                                         json_pack("{s:I, s:s}", "denied",
+                                                   (json_int_t)g->denials->total, "group",
+                                                   g->name));
+        supervisor_status(s, json_pack("{s:s, s:s, s:i, s:i, s:f}", "event", "group-exited",
+                                       "group", g->name, "exit_code", g->exit_code, "pid",
+                                       (int)g->sandbox->pid, "duration_ms", ms));
+        g->last_exit = *x;
+        if (g->sandbox_poll_init) {
+                g->sandbox_poll_init = false;
+                group_poll_close(g, &g->sandbox_poll);
+        }
+        g->sandbox = sandbox_free(g->sandbox);
+        g->stats = luastats_free(g->stats);
+        g->state = INSTANCE_EXITED;
+        group_maybe_restart(g);
+        supervisor_changed(s);
+}
+
+static void on_restart_timer(uv_timer_t *t)
+{
+        Group *g = t->data;
+
+        if (g->state != INSTANCE_RESTARTING)
+                return;
+        g->restarts++;
+        log_info("packed group %s: restarting (restart %u)", g->name, g->restarts);
+        (void)group_start(g);
+}
+
+static void group_timer_start(Group *g, uint64_t ms, uv_timer_cb cb)
+{
+        if (!g->timer_init) {
+                if (uv_timer_init(&g->sup->loop, &g->timer) < 0)
+                        return;
+                g->timer_init = true;
+                g->timer.data = g;
+        }
+        (void)uv_timer_start(&g->timer, cb, ms, 0);
+}
+
+/* The group's restart policy (luahost_restart()) on the host's exit. */
+static void group_maybe_restart(Group *g)
+{
+        Supervisor *s = g->sup;
+        _cleanup_free_ const Manifest **ms = calloc(g->n_members, sizeof *ms);
+        uint64_t delay_ns = 0;
+        RestartDecision d;
+
+        if (!s->o.boot || g->stop_requested || s->stopping || !ms)
+                return;
+        for (size_t i = 0; i < g->n_members; i++)
+                ms[i] = g->members[i]->manifest;
+        d = restart_decide(&g->restart, luahost_restart(ms, g->n_members), &g->last_exit,
+                           g->started_ns, now_ns(), &delay_ns);
+        if (d == RESTART_LATER) {
+                g->state = INSTANCE_RESTARTING;
+                for (size_t i = 0; i < g->n_members; i++) {
+                        g->members[i]->state = INSTANCE_RESTARTING;
+                        supervisor_audit(s, g->members[i]->manifest->id, AUDIT_EVENT_LIFECYCLE,
+                                         json_pack("{s:s, s:s, s:I}", "what", "restart", "group",
+                                                   g->name, "delay_ms",
+                                                   (json_int_t)(delay_ns / 1000000)));
+                }
+                group_timer_start(g, delay_ns / 1000000, on_restart_timer);
+        } else if (d == RESTART_GIVE_UP) {
+                log_error("packed group %s: restarted %d times within %llu s; giving up", g->name,
+                          RESTART_BURST, (unsigned long long)(RESTART_INTERVAL_NS / 1000000000ull));
+                g->state = INSTANCE_FAILED;
+                for (size_t i = 0; i < g->n_members; i++)
+                        g->members[i]->state = INSTANCE_FAILED;
+        }
+}
+
+static void on_stop_timer(uv_timer_t *t)
+{
+        Group *g = t->data;
+
+        if (g->state == INSTANCE_RUNNING && g->sandbox) {
+                log_warning("packed group %s did not stop within %d ms; killing it", g->name,
+                            SUPERVISOR_STOP_GRACE_MS);
+                group_stop(g, true);
+        }
+}
+
+void group_stop(Group *g, bool kill)
+{
+        g->stop_requested = true;
+        for (size_t i = 0; i < g->n_members; i++)
+                g->members[i]->stop_requested = true;
+        switch (g->state) {
+        case INSTANCE_RESTARTING:
+                if (g->timer_init)
+                        uv_timer_stop(&g->timer);
+                g->state = INSTANCE_EXITED;
+                for (size_t i = 0; i < g->n_members; i++)
+                        if (g->members[i]->state == INSTANCE_RESTARTING)
+                                g->members[i]->state = INSTANCE_EXITED;
+                supervisor_changed(g->sup);
+                return;
+        case INSTANCE_RUNNING:
+                if (!g->sandbox || g->sandbox->exited)
+                        return;
+                if (kill) {
+                        if (g->sandbox->cgroup)
+                                (void)cgroup_kill(g->sandbox->cgroup);
+                        (void)sandbox_signal(g->sandbox, SIGKILL);
+                } else {
+                        (void)sandbox_signal(g->sandbox, SIGTERM);
+                        group_timer_start(g, SUPERVISOR_STOP_GRACE_MS, on_stop_timer);
+                }
+                return;
+        default:
+                return;
+        }
+}
+
+json_t *group_stats(Group *g, const char *only)
+{
+        _cleanup_free_ const char **ids = NULL;
+        json_t *o;
+        bool member = !only;
+
+        if (g->state != INSTANCE_RUNNING || !g->stats || !g->sandbox)
+                return NULL;
+        ids = calloc(g->n_members, sizeof *ids);
+        if (!ids)
+                return NULL;
+        for (size_t i = 0; i < g->n_members; i++) {
+                ids[i] = g->members[i]->manifest->id;
+                member |= only && strcmp(only, ids[i]) == 0;
+        }
+        if (!member)
+                return NULL;
+        o = luastats_json(g->stats, ids, only);
+        if (!o)
+                return NULL;
+        json_object_set_new(o, "host", json_string(g->name));
+        json_object_set_new(o, "group", json_string(g->name));
+        json_object_set_new(o, "pid", json_integer(g->sandbox->pid));
+        return o;
+}
+
+void group_free(Group *g)
+{
+        if (!g)
+                return;
+        g->sandbox = sandbox_free(g->sandbox);
+        g->stats = luastats_free(g->stats);
+        g->log = applog_close(g->log);
+        free(g->denials);
+        free(g->members);
+        free(g->name);
+        free(g);
+}
