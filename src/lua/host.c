@@ -749,6 +749,9 @@ static void run_slice(CLuaHost *h, CLuaApp *app)
         } else {
                 TaskCtx c = {.app = app, .w = w};
 
+                if (w->timer)
+                        w->timer->pending = false;
+
                 t = calloc(1, sizeof(*t));
                 if (!t) {
                         work_free_in(app, w);
@@ -993,12 +996,18 @@ static void fire_timers(CLuaHost *h, uint64_t now)
                         (void)clua_host_wake(wait);
                         continue;
                 }
-                w = calloc(1, sizeof(*w));
+                /* A periodic timer whose last call has not started yet is not
+                 * queued again: behind by several periods, the app gets one call. */
+                w = t->pending ? NULL : calloc(1, sizeof(*w));
                 if (w) {
                         w->kind = CLUA_WORK_CALL;
                         w->fn_ref = t->fn_ref;
                         w->n_args = 1;
                         w->args[0] = (CLuaArg){.kind = CLUA_ARG_INT, .i = (int64_t)t->id};
+                        if (t->interval_ns) {
+                                w->timer = t;
+                                t->pending = true;
+                        }
                 }
                 if (t->interval_ns) {
                         /* Behind by several intervals: one call, not a burst. */
@@ -1015,8 +1024,8 @@ static void fire_timers(CLuaHost *h, uint64_t now)
                                 luaL_unref(app->L, LUA_REGISTRYINDEX, t->fn_ref);
                         free(t);
                 }
-                if (w)
-                        (void)clua_host_queue(app, w);
+                if (w && clua_host_queue(app, w) < 0 && w->timer)
+                        w->timer->pending = false;
         }
 }
 

@@ -66,6 +66,7 @@ struct CLuaWork {
         CLuaTask *task;       /* RESUME */
         int fn_ref;           /* CALL: registry ref of the function (not owned, unless owns_ref) */
         bool owns_ref;        /* CALL: unref fn_ref after use (one-shot timers) */
+        CLuaTimer *timer;     /* CALL of a periodic timer: its firing is pending */
         uint64_t reply_token; /* CALL of a bus request: answer with the results */
         /* CALL of a bus message: msg = {topic, sender, data, content_type, request} */
         bool is_msg;
@@ -104,7 +105,8 @@ struct CLuaTimer {
         uint64_t interval_ns; /* 0: one-shot */
         int fn_ref;           /* LUA_NOREF for a sleep */
         CLuaWait *wait;       /* timer.sleep */
-        size_t heap_idx;      /* in host->timers + 1 */
+        size_t heap_idx;      /* in host->timer_heap + 1 */
+        bool pending;         /* periodic: a call is queued and not started yet */
         CLuaTimer *next;      /* in app->timers */
 };
 

@@ -206,6 +206,19 @@ START_TEST(test_memory_cap_uncatchable)
                "pcall(coroutine.resume, co) return 'caught'",
                CLUA_MEMORY, "memory limit");
         clua_app_free(app);
+
+        /* Live data within 1/8 of the cap and garbage churning on top: a memory
+         * error after CLUA_ALLOC_THRASH_MAX refusals, not a full collection per
+         * allocation until the CPU budget ends. */
+        app = new_app(2u << 20, 3000, 0);
+        expect(app,
+               "local t, n = {}, 0 "
+               "while true do for i = 1, 10 do n = n + 1 t[n] = ('x'):rep(1000) .. n end "
+               "  collectgarbage() if collectgarbage('count') > 1850 then break end end "
+               "local k = 0 while true do k = k + 1 local s = ('y'):rep(1000) .. k end",
+               CLUA_MEMORY, "memory limit");
+        ck_assert_uint_ge(app->alloc.refused, CLUA_ALLOC_THRASH_MAX);
+        clua_app_free(app);
 }
 END_TEST
 
