@@ -47,8 +47,8 @@ typedef struct CLuaStatsHost {
         uint64_t switches;    /* slices that ran a different app than the one before */
         uint64_t cpu_ns;      /* CPU time of the host thread, ns */
         uint64_t started;     /* apps whose main chunk has run (ended or waiting) */
-        uint64_t reserved[6];
-} CLuaStatsHost; /* 128 bytes */
+        uint64_t reserved[7];
+} CLuaStatsHost;
 
 typedef struct CLuaStatsApp {
         uint32_t state;   /* CLuaAppState */
@@ -63,8 +63,11 @@ typedef struct CLuaStatsApp {
         uint64_t vruntime_ns;       /* weighted virtual runtime, ns (fair scheduler; else 0) */
         uint64_t memory_bytes;      /* its Lua heap now */
         uint64_t memory_peak_bytes; /* its Lua heap's peak */
-        uint64_t reserved[4];
-} CLuaStatsApp; /* 128 bytes */
+        uint64_t reserved[6];
+} CLuaStatsApp;
+
+_Static_assert(sizeof(CLuaStatsHost) == 128, "the stats file's layout");
+_Static_assert(sizeof(CLuaStatsApp) == 128, "the stats file's layout");
 
 /* Bytes of a stats file for n_apps apps. */
 static inline size_t clua_stats_size(uint32_t n_apps)
