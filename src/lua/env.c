@@ -34,15 +34,15 @@ static const char key_locked = 0;  /* weak-keyed set of the read-only library ta
 static const char key_loaded = 0;  /* name -> value returned by a loader */
 static const char key_libs = 0;    /* library name -> its read-only table */
 static const char key_lazy_mt = 0; /* the globals' hidden metatable */
-static const char key_tasks = 0;   /* weak-keyed set of the host's task threads */
 
 /* Longest module name require accepts, bytes. */
 #define REQUIRE_NAME_MAX 64
 
 CLuaApp *clua_app_of(lua_State *L)
 {
-        /* Lua 5.4 copies the main thread's extra space into every new thread. */
-        return *(CLuaApp **)lua_getextraspace(L);
+        /* Lua 5.4 copies the main thread's extra space into every new thread. The
+         * host tags its task threads in bit 0 (a CLuaApp is malloc-aligned). */
+        return (CLuaApp *)(*(uintptr_t *)lua_getextraspace(L) & ~(uintptr_t)1);
 }
 
 /* ---- the template: light C functions of the standard library ----------------- */
@@ -172,10 +172,27 @@ static void arm_doom_hook(lua_State *L)
         lua_sethook(L, doom_hook, LUA_MASKCOUNT, 1);
 }
 
+/* The running thread cannot yield (inside a metamethod called from C, a sort
+ * comparator): no hook (a count hook keeps the VM on its slow path), but the
+ * watchdog again in CLUA_PREEMPT_RETRY_NS of CPU, the rest of the budget armed
+ * after that. */
+static void preempt_later(CLuaApp *app, lua_State *L)
+{
+        CLuaHost *h = app->host;
+        uint64_t now = clua_thread_cpu_ns(),
+                 left = h->budget_end_ns > now ? h->budget_end_ns - now : 1;
+
+        lua_sethook(L, NULL, 0, 0);
+        if (left <= CLUA_PREEMPT_RETRY_NS)
+                (void)clua_env_arm(app, left, h->budget_for, 0, 0);
+        else
+                (void)clua_env_arm(app, CLUA_PREEMPT_RETRY_NS, 0, left - CLUA_PREEMPT_RETRY_NS,
+                                   h->budget_for);
+}
+
 /* The count hook armed when a slice ends: yields the running thread to the host
  * (through the app's own coroutines: aux_resume passes the yield up). Where the
- * thread cannot yield (inside a metamethod called from C, a sort comparator),
- * it checks again every 1000 instructions. */
+ * thread cannot yield, preempt_later() tries again a little later. */
 static void preempt_hook(lua_State *L, lua_Debug *ar)
 {
         CLuaApp *app = clua_app_of(L);
@@ -186,7 +203,7 @@ static void preempt_hook(lua_State *L, lua_Debug *ar)
                 return;
         }
         if (!lua_isyieldable(L)) {
-                lua_sethook(L, preempt_hook, LUA_MASKCOUNT, 1000);
+                preempt_later(app, L);
                 return;
         }
         lua_sethook(L, NULL, 0, 0);
@@ -616,40 +633,16 @@ static int co_wrap_k(lua_State *L, int status, lua_KContext ctx);
  * app's coroutine sees nothing. Returns the results' count, or -1 with an error
  * message on top.
  */
-void clua_env_mark_task(lua_State *L, int idx)
+void clua_env_mark_task(lua_State *co)
 {
-        idx = lua_absindex(L, idx);
-        if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_tasks) == LUA_TNIL) {
-                lua_pop(L, 1);
-                lua_newtable(L);
-                lua_createtable(L, 0, 1);
-                lua_pushliteral(L, "k");
-                lua_setfield(L, -2, "__mode");
-                lua_setmetatable(L, -2);
-                lua_pushvalue(L, -1);
-                lua_rawsetp(L, LUA_REGISTRYINDEX, &key_tasks);
-        }
-        lua_pushvalue(L, idx);
-        lua_pushboolean(L, 1);
-        lua_rawset(L, -3);
-        lua_pop(L, 1);
+        *(uintptr_t *)lua_getextraspace(co) |= 1;
 }
 
 /* Whether co is a task of the host: the app may not resume those (the host
  * does; resuming one waiting for the kernel would steal its reply). */
-static bool is_task(lua_State *L, lua_State *co)
+static bool is_task(lua_State *co)
 {
-        bool r;
-
-        if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_tasks) == LUA_TNIL) {
-                lua_pop(L, 1);
-                return false;
-        }
-        lua_pushthread(co);
-        lua_xmove(co, L, 1);
-        r = lua_rawget(L, -2) != LUA_TNIL;
-        lua_pop(L, 2);
-        return r;
+        return *(uintptr_t *)lua_getextraspace(co) & 1;
 }
 
 static int aux_resume(lua_State *L, lua_State *co, int narg, lua_KFunction k)
@@ -658,7 +651,7 @@ static int aux_resume(lua_State *L, lua_State *co, int narg, lua_KFunction k)
         lua_State *prev;
         int status, nres;
 
-        if (is_task(L, co)) {
+        if (is_task(co)) {
                 lua_pushliteral(L, "cannot resume a callback's own coroutine (the host runs it)");
                 return -1;
         }
@@ -685,7 +678,7 @@ static int aux_resume(lua_State *L, lua_State *co, int narg, lua_KFunction k)
                          * a preemption is tried again later, a wait blocks. */
                         if (app->host_yield == CLUA_YIELD_PREEMPT) {
                                 app->host_yield = CLUA_YIELD_NONE;
-                                lua_sethook(co, preempt_hook, LUA_MASKCOUNT, 1000);
+                                preempt_later(app, co);
                         }
                         narg = 0;
                         continue;

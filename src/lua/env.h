@@ -203,9 +203,9 @@ void clua_set_cpu_msg(CLuaApp *app, bool total);
  * (CLUA_CPU_CALLBACK or CLUA_CPU_TOTAL), and app->cpu_msg is set for it. */
 uint64_t clua_budget_left(CLuaApp *app, uint64_t used_in_callback, int *ret_for);
 
-/* Marks the thread at idx of L as a task of the host: coroutine.resume and
- * coroutine.wrap refuse it. Allocates (call protected). */
-void clua_env_mark_task(lua_State *L, int idx);
+/* Marks co as a task of the host (a tag in its extra space): coroutine.resume
+ * and coroutine.wrap refuse it. */
+void clua_env_mark_task(lua_State *co);
 
 /* The handler a host's watchdog runs (ud: the CLuaHost), signal context. */
 void clua_env_watchdog_handler(void *ud);

@@ -567,7 +567,7 @@ static int new_task_p(lua_State *L)
         CLuaWork *w = c->w;
         lua_State *co = lua_newthread(L);
 
-        clua_env_mark_task(L, -1);
+        clua_env_mark_task(co);
         c->t->co = co;
         c->t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
         lua_rawgeti(co, LUA_REGISTRYINDEX, w->fn_ref);
@@ -610,7 +610,7 @@ int clua_host_start(CLuaApp *app, int nargs, char **argv)
                 return -ENOMEM;
         }
         co = lua_newthread(L); /* a fresh state: these allocations fit */
-        clua_env_mark_task(L, -1);
+        clua_env_mark_task(co);
         t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
         t->co = co;
         t->app = app;
@@ -795,6 +795,8 @@ static void run_slice(CLuaHost *h, CLuaApp *app)
         app->host_yield = CLUA_YIELD_NONE;
         app->running = t->co;
         t0 = clua_thread_cpu_ns();
+        h->budget_end_ns = t0 + budget;
+        h->budget_for = bfor;
         if (budget <= slice)
                 r = clua_env_arm(app, budget, bfor, 0, 0);
         else

@@ -28,6 +28,9 @@
 #define CLUA_TIMERS_MAX       1024u  /* pending timers per app */
 #define CLUA_WORK_MAX         4096u  /* queued events per app; more are dropped */
 #define CLUA_SLICE_DEFAULT_NS (10ull * 1000000u)
+/* A slice that ends where the task cannot yield is tried again this much CPU
+ * later (1 ms), without a count hook in between. */
+#define CLUA_PREEMPT_RETRY_NS (1000000ull)
 #define CLUA_TIMER_MAX_S      2592000.0 /* 30 days */
 
 typedef struct CLuaHostOptions {
@@ -140,6 +143,9 @@ struct CLuaHost {
         bool own_stats;
         int first_fault; /* exit code of the first app fault, 0 if none */
         uint64_t cpu0;
+        /* the running slice's budget: thread CPU time it ends at, and which */
+        uint64_t budget_end_ns;
+        int budget_for;
         /* then-arming by the watchdog handler after a slice */
         volatile uint64_t then_ns;
         volatile int then_for;
