@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * bench/lua/plain SCRIPT [ARGS...]: plain Lua 5.4 linked as cella-lua links it
- * (Debian's shared liblua5.4), with the whole standard library and no limits,
+ * bench/lua/plain SCRIPT [ARGS...]: plain Lua 5.4 on the shared liblua5.4.so
+ * (Debian's; cella-lua links liblua5.4.a), with the whole standard library and no limits,
  * no hooks, no watchdog. bench/lua/run's control: the lua5.4 binary has the VM
  * linked in statically, so plain/lua5.4 is the cost of the shared library alone
- * and cella-lua/plain the cost of cella-lua's runtime alone.
+ * the cost of position-independent code.
  *
  * Runs SCRIPT's main chunk with ARGS as `...` (strings). Exits 0, 1 if the script
  * does not load or raises (the message on stderr), 2 on a bad command line.
