@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * bench/lua/plain SCRIPT [ARGS...]: plain Lua 5.4 on the shared liblua5.4.so
- * (Debian's; cella-lua links liblua5.4.a), with the whole standard library and no limits,
- * no hooks, no watchdog. bench/lua/run's control: the lua5.4 binary has the VM
- * linked in statically, so plain/lua5.4 is the cost of the shared library alone
- * the cost of position-independent code.
+ * (Debian's; cella-lua links liblua5.4.a), with the whole standard library and
+ * no limits, no hooks, no watchdog. bench/lua/run's control: the lua5.4 binary
+ * has the VM linked in statically, so plain/lua5.4 is the cost of the shared
+ * library's position-independent code alone.
  *
  * Runs SCRIPT's main chunk with ARGS as `...` (strings). Exits 0, 1 if the script
  * does not load or raises (the message on stderr), 2 on a bad command line.
