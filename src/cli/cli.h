@@ -3,6 +3,9 @@
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <sys/types.h>
+
+#include <jansson.h>
 
 /* One subcommand: argv[0] is its name; returns the process exit code. */
 typedef struct CliCommand {
@@ -54,6 +57,14 @@ int cli_state_dir_arg(const char *arg, const char **state_dir);
 /* Parses s as a decimal number of at most max (digits only: no sign, no spaces).
  * Returns 0 and *ret, -EINVAL (not a number), or -ERANGE (past max). */
 int cli_parse_uint(const char *s, unsigned long long max, unsigned long long *ret);
+
+/*
+ * For control_each_kernel() callers (ps, stats): appends a copy of each object in
+ * the array reply[key] of kernel pid's reply, with "kernel_pid" added, to the
+ * array all. A reply without that array (an old kernel, an error) is a warning
+ * naming what ("apps", "stats"), not a failure. Returns 0 or -ENOMEM.
+ */
+int cli_collect_records(pid_t pid, json_t *reply, const char *key, const char *what, json_t *all);
 
 /* The options of a command that takes only --state-dir and --help: parses them
  * (optind then at the first operand). Returns 0, -1 after printing the help on

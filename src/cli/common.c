@@ -103,3 +103,29 @@ int cli_parse_state_dir_only(int argc, char **argv, void (*usage)(FILE *f), cons
         }
         return 0;
 }
+
+int cli_collect_records(pid_t pid, json_t *reply, const char *key, const char *what, json_t *all)
+{
+        json_t *records = json_object_get(reply, key), *rec;
+        size_t i;
+
+        if (!json_is_array(records)) {
+                json_t *e = json_object_get(reply, "error");
+
+                log_warning("kernel %d did not give its %s: %s", (int)pid, what,
+                            json_is_string(e) ? json_string_value(e) : "bad reply");
+                return 0;
+        }
+        json_array_foreach(records, i, rec)
+        {
+                json_t *copy;
+
+                if (!json_is_object(rec))
+                        continue;
+                copy = json_deep_copy(rec);
+                if (!copy || json_object_set_new(copy, "kernel_pid", json_integer(pid)) < 0 ||
+                    json_array_append_new(all, copy) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}

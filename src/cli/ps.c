@@ -45,28 +45,7 @@ static void ps_usage(FILE *f)
 /* Adds each app record of a kernel's reply, with the kernel's pid, to the array ud. */
 static int collect_apps(pid_t pid, json_t *reply, void *ud)
 {
-        json_t *all = ud, *apps = json_object_get(reply, "apps"), *app;
-        size_t i;
-
-        if (!json_is_array(apps)) {
-                json_t *e = json_object_get(reply, "error");
-
-                log_warning("kernel %d did not list its apps: %s", (int)pid,
-                            json_is_string(e) ? json_string_value(e) : "bad reply");
-                return 0;
-        }
-        json_array_foreach(apps, i, app)
-        {
-                json_t *copy;
-
-                if (!json_is_object(app))
-                        continue;
-                copy = json_deep_copy(app);
-                if (!copy || json_object_set_new(copy, "kernel_pid", json_integer(pid)) < 0 ||
-                    json_array_append_new(all, copy) < 0)
-                        return -ENOMEM;
-        }
-        return 0;
+        return cli_collect_records(pid, reply, "apps", "apps", ud);
 }
 
 /* "3d4h", "2h05m", "4m07s", "12s"; "-" when unknown. */

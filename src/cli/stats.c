@@ -49,28 +49,7 @@ static void stats_usage(FILE *f)
 /* Adds each host record of a kernel's reply, with the kernel's pid, to the array ud. */
 static int collect_hosts(pid_t pid, json_t *reply, void *ud)
 {
-        json_t *all = ud, *hosts = json_object_get(reply, "hosts"), *h;
-        size_t i;
-
-        if (!json_is_array(hosts)) {
-                json_t *e = json_object_get(reply, "error");
-
-                log_warning("kernel %d did not give its stats: %s", (int)pid,
-                            json_is_string(e) ? json_string_value(e) : "bad reply");
-                return 0;
-        }
-        json_array_foreach(hosts, i, h)
-        {
-                json_t *copy;
-
-                if (!json_is_object(h))
-                        continue;
-                copy = json_deep_copy(h);
-                if (!copy || json_object_set_new(copy, "kernel_pid", json_integer(pid)) < 0 ||
-                    json_array_append_new(all, copy) < 0)
-                        return -ENOMEM;
-        }
-        return 0;
+        return cli_collect_records(pid, reply, "hosts", "stats", ud);
 }
 
 /* A string a kernel sent, fit for the terminal: [A-Za-z0-9._-] or "?". */
