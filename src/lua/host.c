@@ -633,21 +633,22 @@ int clua_host_start(CLuaApp *app, int nargs, char **argv)
 
 /* ---- running a slice ------------------------------------------------------------- */
 
-void clua_app_message(CLuaApp *app, const char *fmt, ...)
+static void app_message(CLuaApp *app, const char *msg)
 {
         bool id = app->host->opt.n_apps > 1 && *app->id;
+
+        dprintf(app->err_fd, "cella-lua: %s%s%s\n", id ? app->id : "", id ? ": " : "", msg);
+}
+
+void clua_app_message(CLuaApp *app, const char *fmt, ...)
+{
         char buf[1024];
         va_list ap;
 
         va_start(ap, fmt);
         vsnprintf(buf, sizeof(buf), fmt, ap);
         va_end(ap);
-        dprintf(app->err_fd, "cella-lua: %s%s%s\n", id ? app->id : "", id ? ": " : "", buf);
-}
-
-static void app_message(CLuaApp *app, const char *msg)
-{
-        clua_app_message(app, "%s", msg);
+        app_message(app, buf);
 }
 
 /* Whether app still has something to wait for (docs/lua-api.md: it stays alive). */
