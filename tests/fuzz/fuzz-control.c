@@ -25,7 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         r = control_request_parse((const char *)data, size, &req, &error);
         if (r == 0) {
                 if (req.op != CONTROL_OP_PS && req.op != CONTROL_OP_GRANTS_CHANGED &&
-                    req.op != CONTROL_OP_STOP)
+                    req.op != CONTROL_OP_STOP && req.op != CONTROL_OP_STATS)
                         abort();
                 if (req.has_app && (strnlen(req.app, sizeof req.app) > MANIFEST_ID_MAX ||
                                     !manifest_id_is_valid(req.app)))
