@@ -36,6 +36,7 @@
  * supervisor's single loop thread).
  */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/sched.h>
@@ -462,6 +463,49 @@ static int child_load_seccomp(const SeccompProgram *p, int ctl, SandboxError *er
         return 0;
 }
 
+/*
+ * Closes every fd of this process but ctl, the app's stdio and channel and the
+ * extra fds: the caller (a kernel running hundreds of apps) may hold thousands,
+ * and every fd made from here on (the seccomp listener, the exec pipe, the app's
+ * copies) must get a number under the app's RLIMIT_NOFILE, which is the lowest
+ * free one. Allocates nothing (the caller may have threads). Returns 0 or -errno.
+ */
+static int close_unneeded_fds(const SandboxSpec *spec, int ctl)
+{
+        int keep[5];
+        size_t n = 0, ik = 0, ie = 0;
+        unsigned lo = 0;
+
+        keep[n++] = ctl;
+        for (int i = 0; i < 3; i++)
+                if (spec->stdio[i] >= 0)
+                        keep[n++] = spec->stdio[i];
+        if (spec->channel_fd >= 0)
+                keep[n++] = spec->channel_fd;
+        for (size_t i = 1; i < n; i++) /* insertion sort of at most 5 */
+                for (size_t j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+                        int t = keep[j];
+
+                        keep[j] = keep[j - 1];
+                        keep[j - 1] = t;
+                }
+        for (;;) {
+                int a = ik < n ? keep[ik] : INT_MAX,
+                    b = ie < spec->n_extra_fds ? spec->extra_fds[ie] : INT_MAX,
+                    next = a < b ? a : b;
+
+                if (next == INT_MAX)
+                        return close_range(lo, ~0U, 0) < 0 ? negative_errno() : 0;
+                if ((unsigned)next > lo && close_range(lo, (unsigned)next - 1, 0) < 0)
+                        return negative_errno();
+                lo = (unsigned)next + 1;
+                if (a == next)
+                        ik++;
+                if (b == next)
+                        ie++;
+        }
+}
+
 _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
 {
         SandboxError err = {};
@@ -520,6 +564,11 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
 
                 if (poll(&p, 1, 0) < 0 || (p.revents & (POLLHUP | POLLERR)))
                         _exit(1);
+        }
+        r = close_unneeded_fds(spec, ctl);
+        if (r < 0) {
+                sandbox_fail(&err, SANDBOX_STEP_RLIMIT, r, "close the caller's fds");
+                goto fail;
         }
         r = rlimits_apply(spec, &err);
         if (r < 0)

@@ -184,3 +184,26 @@ def test_second_interrupt_kills(state, make_app):
     p.send_signal(signal.SIGINT)
     p.communicate(timeout=10)
     assert p.returncode == 128 + signal.SIGKILL
+
+
+def test_kernel_holding_thousands_of_fds(state):
+    """A kernel running hundreds of apps holds thousands of fds; the sandbox must
+    not make the app's fds (its seccomp listener first) above the app's
+    RLIMIT_NOFILE (1024): regression, 'load the seccomp filter with a listener:
+    Too many open files'."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+
+    def hold_fds():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(8192, hard), hard))
+        for _ in range(2000):
+            os.set_inheritable(os.open("/dev/null", os.O_RDONLY), True)
+
+    if hard < 4096:
+        import pytest
+        pytest.skip("the hard RLIMIT_NOFILE is too low to hold 2000 fds")
+    p = subprocess.run([CELLA, "run", "--state-dir", str(state), "--no-prompt",
+                        example("hello")], capture_output=True, text=True, timeout=60,
+                       preexec_fn=hold_fds, close_fds=False)
+    assert p.returncode == 0, p.stderr
+    assert "hello from org.cella.example.hello" in p.stdout
