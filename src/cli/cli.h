@@ -59,12 +59,15 @@ int cli_state_dir_arg(const char *arg, const char **state_dir);
 int cli_parse_uint(const char *s, unsigned long long max, unsigned long long *ret);
 
 /*
- * For control_each_kernel() callers (ps, stats): appends a copy of each object in
- * the array reply[key] of kernel pid's reply, with "kernel_pid" added, to the
- * array all. A reply without that array (an old kernel, an error) is a warning
- * naming what ("apps", "stats"), not a failure. Returns 0 or -ENOMEM.
+ * Sends req (a control request; may be NULL: out of memory) to every kernel on
+ * state_dir and collects the objects of each reply's array key into *ret (a new
+ * JSON array), each with "kernel_pid" added; a kernel whose reply lacks the array
+ * is a warning naming what ("apps", "stats"). cmd names the command in messages.
+ * Returns 0, or an exit code after a message: CELLA_EXIT_STATE (run/ unreadable,
+ * not root), CELLA_EXIT_INTERNAL (out of memory).
  */
-int cli_collect_records(pid_t pid, json_t *reply, const char *key, const char *what, json_t *all);
+int cli_ask_kernels(const char *cmd, const char *state_dir, json_t *req, const char *key,
+                    const char *what, json_t **ret);
 
 /* The options of a command that takes only --state-dir and --help: parses them
  * (optind then at the first operand). Returns 0, -1 after printing the help on

@@ -8,6 +8,7 @@
 #include "cli/cli.h"
 #include "policy/grants.h"
 #include "policy/manifest.h"
+#include "supervisor/control.h"
 #include "supervisor/exit-codes.h"
 
 int cli_state_dir_arg(const char *arg, const char **state_dir)
@@ -104,15 +105,23 @@ int cli_parse_state_dir_only(int argc, char **argv, void (*usage)(FILE *f), cons
         return 0;
 }
 
-int cli_collect_records(pid_t pid, json_t *reply, const char *key, const char *what, json_t *all)
+typedef struct Collect {
+        const char *key, *what;
+        json_t *all;
+} Collect;
+
+/* control_each_kernel()'s callback: appends a copy of each object in the array
+ * reply[key], with "kernel_pid" added. A reply without it is a warning. */
+static int collect_records(pid_t pid, json_t *reply, void *ud)
 {
-        json_t *records = json_object_get(reply, key), *rec;
+        Collect *c = ud;
+        json_t *records = json_object_get(reply, c->key), *rec;
         size_t i;
 
         if (!json_is_array(records)) {
                 json_t *e = json_object_get(reply, "error");
 
-                log_warning("kernel %d did not give its %s: %s", (int)pid, what,
+                log_warning("kernel %d did not give its %s: %s", (int)pid, c->what,
                             json_is_string(e) ? json_string_value(e) : "bad reply");
                 return 0;
         }
@@ -124,8 +133,36 @@ int cli_collect_records(pid_t pid, json_t *reply, const char *key, const char *w
                         continue;
                 copy = json_deep_copy(rec);
                 if (!copy || json_object_set_new(copy, "kernel_pid", json_integer(pid)) < 0 ||
-                    json_array_append_new(all, copy) < 0)
+                    json_array_append_new(c->all, copy) < 0)
                         return -ENOMEM;
         }
+        return 0;
+}
+
+int cli_ask_kernels(const char *cmd, const char *state_dir, json_t *req, const char *key,
+                    const char *what, json_t **ret)
+{
+        Collect c = {.key = key, .what = what, .all = json_array()};
+        int r;
+
+        if (!req || !c.all) {
+                json_decref(c.all);
+                log_error_errno(-ENOMEM, "%s: %m", cmd);
+                return CELLA_EXIT_INTERNAL;
+        }
+        r = control_each_kernel(state_dir, req, collect_records, &c);
+        if (r == -EACCES || r == -EPERM) {
+                log_error("cannot read %s/" CONTROL_DIR ": permission denied (cella %s needs "
+                          "the user the kernels run as: root)",
+                          state_dir, cmd);
+                json_decref(c.all);
+                return CELLA_EXIT_STATE;
+        }
+        if (r < 0) {
+                log_error_errno(r, "cannot ask the kernels in %s/" CONTROL_DIR ": %m", state_dir);
+                json_decref(c.all);
+                return CELLA_EXIT_STATE;
+        }
+        *ret = c.all;
         return 0;
 }

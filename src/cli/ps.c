@@ -16,7 +16,6 @@
 #include "base/macro.h"
 #include "cli/cli.h"
 #include "policy/manifest.h"
-#include "supervisor/control.h"
 #include "supervisor/exit-codes.h"
 
 enum {
@@ -40,12 +39,6 @@ static void ps_usage(FILE *f)
                 "Exit status: 0 listed (also when no kernel runs); 240 bad command line;\n"
                 "242 the state directory's run/ cannot be read (cella ps needs root).\n",
                 cli_default_state_dir());
-}
-
-/* Adds each app record of a kernel's reply, with the kernel's pid, to the array ud. */
-static int collect_apps(pid_t pid, json_t *reply, void *ud)
-{
-        return cli_collect_records(pid, reply, "apps", "apps", ud);
 }
 
 /* "3d4h", "2h05m", "4m07s", "12s"; "-" when unknown. */
@@ -185,7 +178,7 @@ int cli_ps(int argc, char **argv)
         const char *state_dir = cli_default_state_dir();
         json_t *req = NULL, *apps = NULL;
         bool json = false;
-        int c, r, code;
+        int c, code;
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
@@ -210,25 +203,9 @@ int cli_ps(int argc, char **argv)
         }
 
         req = json_pack("{s:s}", "op", "ps");
-        apps = json_array();
-        if (!req || !apps) {
-                log_error_errno(-ENOMEM, "ps: %m");
-                code = CELLA_EXIT_INTERNAL;
+        code = cli_ask_kernels("ps", state_dir, req, "apps", "apps", &apps);
+        if (code != 0)
                 goto out;
-        }
-        r = control_each_kernel(state_dir, req, collect_apps, apps);
-        if (r == -EACCES || r == -EPERM) {
-                log_error("cannot read %s/" CONTROL_DIR ": permission denied (cella ps needs the "
-                          "user the kernels run as: root)",
-                          state_dir);
-                code = CELLA_EXIT_STATE;
-                goto out;
-        }
-        if (r < 0) {
-                log_error_errno(r, "cannot ask the kernels in %s/" CONTROL_DIR ": %m", state_dir);
-                code = CELLA_EXIT_STATE;
-                goto out;
-        }
         if (json) {
                 char *s = json_dumps(apps, JSON_COMPACT);
 

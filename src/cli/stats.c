@@ -16,7 +16,6 @@
 #include "base/macro.h"
 #include "cli/cli.h"
 #include "policy/manifest.h"
-#include "supervisor/control.h"
 #include "supervisor/exit-codes.h"
 
 enum {
@@ -44,12 +43,6 @@ static void stats_usage(FILE *f)
                 "Lua app; 240 bad command line; 242 the state directory's run/ cannot be\n"
                 "read (cella stats needs root).\n",
                 cli_default_state_dir());
-}
-
-/* Adds each host record of a kernel's reply, with the kernel's pid, to the array ud. */
-static int collect_hosts(pid_t pid, json_t *reply, void *ud)
-{
-        return cli_collect_records(pid, reply, "hosts", "stats", ud);
 }
 
 /* A string a kernel sent, fit for the terminal: [A-Za-z0-9._-] or "?". */
@@ -150,7 +143,7 @@ int cli_stats(int argc, char **argv)
         json_t *req = NULL, *hosts = NULL, *h;
         bool json = false;
         size_t i;
-        int c, r, code;
+        int c, code;
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
@@ -181,25 +174,9 @@ int cli_stats(int argc, char **argv)
 
         req = app ? json_pack("{s:s, s:s}", "op", "stats", "app", app)
                   : json_pack("{s:s}", "op", "stats");
-        hosts = json_array();
-        if (!req || !hosts) {
-                log_error_errno(-ENOMEM, "stats: %m");
-                code = CELLA_EXIT_INTERNAL;
+        code = cli_ask_kernels("stats", state_dir, req, "hosts", "stats", &hosts);
+        if (code != 0)
                 goto out;
-        }
-        r = control_each_kernel(state_dir, req, collect_hosts, hosts);
-        if (r == -EACCES || r == -EPERM) {
-                log_error("cannot read %s/" CONTROL_DIR ": permission denied (cella stats needs "
-                          "the user the kernels run as: root)",
-                          state_dir);
-                code = CELLA_EXIT_STATE;
-                goto out;
-        }
-        if (r < 0) {
-                log_error_errno(r, "cannot ask the kernels in %s/" CONTROL_DIR ": %m", state_dir);
-                code = CELLA_EXIT_STATE;
-                goto out;
-        }
         if (json) {
                 json_t *o = json_pack("{s:O}", "hosts", hosts);
                 char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
