@@ -243,6 +243,9 @@ enum {
         LINE_TOO_LONG, /* no newline within AUDIT_LINE_MAX bytes */
 };
 
+/* How often a reader reads a partial last line again before it calls it torn. */
+#define AUDIT_PARTIAL_RETRIES 8u
+
 /* The next line (without its newline; valid until the next call) or LINE_* or -errno. */
 static int line_next(LineReader *r, const char **ret, size_t *ret_len)
 {
@@ -561,7 +564,8 @@ static int walk_file(WalkState *s, int fd, uint64_t offset, char *buf)
         AuditWalk *w = s->w;
         AuditVerifyReport *report = s->report;
         LineReader lr = {.fd = fd, .buf = buf, .offset = offset};
-        bool drained = false, retried = false;
+        bool drained = false;
+        unsigned retries = 0;
 
         for (;;) {
                 const char *line;
@@ -593,8 +597,12 @@ static int walk_file(WalkState *s, int fd, uint64_t offset, char *buf)
                                 report->writer_active = true;
                                 return 0;
                         }
-                        if (!retried) {
-                                retried = true;
+                        /* Read again: the lock was free when we looked, so the write
+                         * we caught half-way has finished since, or another has
+                         * started (then the next look sees its lock). A few rounds:
+                         * writers that keep taking turns cannot keep a torn line
+                         * partial, only a cut file can. */
+                        if (retries++ < AUDIT_PARTIAL_RETRIES) {
                                 lr.eof = false;
                                 break;
                         }
