@@ -914,7 +914,8 @@ START_TEST(test_forked_writers_and_reader)
         }
         close(pipefd[1]);
         ck_assert_int_eq(waitpid(reader, &status, 0), reader);
-        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) != 20, "the reader saw a problem");
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) != 20,
+                      "the reader saw a problem (wait status 0x%x)", (unsigned)status);
         reads = WEXITSTATUS(status);
         ck_assert_uint_gt(reads, 1);
         check_tagged(WRITERS, PER);
