@@ -90,26 +90,6 @@ static void format_int(json_t *v, char *buf, size_t size)
                 snprintf(buf, size, "-");
 }
 
-/* A string field a kernel sent, fit for the terminal: [A-Za-z0-9._-] or "?". */
-static const char *safe_str(json_t *v, char *buf, size_t size)
-{
-        const char *s = json_string_value(v);
-        size_t i;
-
-        if (!s)
-                return "-";
-        for (i = 0; s[i] && i + 1 < size; i++) {
-                char c = s[i];
-
-                buf[i] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                                         (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'
-                                 ? c
-                                 : '?';
-        }
-        buf[i] = 0;
-        return buf;
-}
-
 static int64_t now_ms(void)
 {
         struct timespec ts;
@@ -128,13 +108,13 @@ static void print_table(json_t *apps)
 
         json_array_foreach(apps, i, a)
         {
-                size_t n = strlen(safe_str(json_object_get(a, "id"), id, sizeof id));
+                size_t n = strlen(cli_safe_str(json_object_get(a, "id"), id, sizeof id));
 
                 if (n > w)
                         w = n;
                 if (json_is_string(json_object_get(a, "group")))
-                        gw = MAX(gw, MAX((size_t)5, strlen(safe_str(json_object_get(a, "group"),
-                                                                    group, sizeof group))));
+                        gw = MAX(gw, MAX((size_t)5, strlen(cli_safe_str(json_object_get(a, "group"),
+                                                                        group, sizeof group))));
         }
         /* A packed app's PID is its group's host (shared with the other members); the
          * GROUP column shows only when a packed app is listed. */
@@ -148,9 +128,9 @@ static void print_table(json_t *apps)
                 int64_t start = json_is_integer(started) ? json_integer_value(started) : 0;
                 json_t *p = json_object_get(a, "pid");
 
-                safe_str(json_object_get(a, "id"), id, sizeof id);
-                safe_str(json_object_get(a, "state"), state, sizeof state);
-                safe_str(json_object_get(a, "group"), group, sizeof group);
+                cli_safe_str(json_object_get(a, "id"), id, sizeof id);
+                cli_safe_str(json_object_get(a, "state"), state, sizeof state);
+                cli_safe_str(json_object_get(a, "group"), group, sizeof group);
                 if (json_is_integer(p) && json_integer_value(p) > 0)
                         format_int(p, pid, sizeof pid);
                 else

@@ -46,26 +46,6 @@ static void stats_usage(FILE *f)
                 cli_default_state_dir());
 }
 
-/* A string a kernel sent, fit for the terminal: [A-Za-z0-9._-] or "?". */
-static const char *safe_str(json_t *v, char *buf, size_t size)
-{
-        const char *s = json_string_value(v);
-        size_t i;
-
-        if (!s)
-                return "-";
-        for (i = 0; s[i] && i + 1 < size; i++) {
-                char c = s[i];
-
-                buf[i] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                                         (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'
-                                 ? c
-                                 : '?';
-        }
-        buf[i] = 0;
-        return buf;
-}
-
 static const char *fmt_int(json_t *v, char *buf, size_t size)
 {
         if (json_is_integer(v))
@@ -92,10 +72,10 @@ static void print_host(json_t *h)
 
         printf("HOST %s (%s) pid %s  scheduler %s  slice %s ms  slices %s  preemptions %s  "
                "yields %s  switches %s  cpu %s ms\n",
-               safe_str(json_object_get(h, "host"), name, sizeof name),
+               cli_safe_str(json_object_get(h, "host"), name, sizeof name),
                json_is_string(json_object_get(h, "group")) ? "packed group" : "single app",
                fmt_int(json_object_get(h, "pid"), b[0], sizeof b[0]),
-               safe_str(json_object_get(h, "scheduler"), sched, sizeof sched),
+               cli_safe_str(json_object_get(h, "scheduler"), sched, sizeof sched),
                fmt_ms(json_object_get(h, "slice_ms"), b[1], sizeof b[1]),
                fmt_int(json_object_get(h, "slices"), b[2], sizeof b[2]),
                fmt_int(json_object_get(h, "preemptions"), b[3], sizeof b[3]),
@@ -104,7 +84,7 @@ static void print_host(json_t *h)
                fmt_ms(json_object_get(h, "cpu_ms"), b[6], sizeof b[6]));
         json_array_foreach(apps, i, a)
         {
-                size_t n = strlen(safe_str(json_object_get(a, "id"), id, sizeof id));
+                size_t n = strlen(cli_safe_str(json_object_get(a, "id"), id, sizeof id));
 
                 w = MAX(w, n);
         }
@@ -116,8 +96,8 @@ static void print_host(json_t *h)
                 char c[13][32];
 
                 printf("  %-*s %-8s %4s %6s %8s %7s %7s %9s %10s %11s %8s %8s %5s\n", (int)w,
-                       safe_str(json_object_get(a, "id"), id, sizeof id),
-                       safe_str(json_object_get(a, "state"), state, sizeof state),
+                       cli_safe_str(json_object_get(a, "id"), id, sizeof id),
+                       cli_safe_str(json_object_get(a, "state"), state, sizeof state),
                        fmt_int(json_object_get(a, "priority"), c[0], sizeof c[0]),
                        fmt_int(json_object_get(a, "weight"), c[1], sizeof c[1]),
                        fmt_int(json_object_get(a, "slices"), c[2], sizeof c[2]),

@@ -204,7 +204,6 @@ static int decode_p(lua_State *L)
  * the wait and re-raises an error. */
 static int finish_wait(lua_State *L, CLuaWait *w)
 {
-        CLuaApp *app = clua_app_of(L);
         DecodeCtx d = {.w = w};
         int top = lua_gettop(L), status;
 
@@ -234,7 +233,6 @@ static int finish_wait(lua_State *L, CLuaWait *w)
                         return clua_doom(L, CLUA_MEMORY);
                 return lua_error(L);
         }
-        (void)app;
         return lua_gettop(L) - top;
 }
 
