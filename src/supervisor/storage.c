@@ -83,9 +83,11 @@ void storage_geometry(uint64_t limit, uint64_t inodes_min, uint64_t *ret_size,
         uint64_t size;
 
         inodes = MAX(inodes, inodes_min);
-        /* Files, journal, inode tables (256 bytes each), and 1/64 plus 1 MiB for the
-         * group descriptors, bitmaps and the blocks reserved for online growth. */
-        size = limit + journal * MIB + inodes * 256 + limit / 64 + MIB;
+        /* Files, journal, inode tables (256 bytes each), and 1/64 + 1/512 + 256 KiB
+         * for the group descriptors, bitmaps, directory and extent blocks and the
+         * blocks reserved for online growth: fitted so that an unprivileged writer
+         * fills limit within 0.5% (limits of 8 MiB to 1 GiB, docs/benchmarks.md). */
+        size = limit + journal * MIB + inodes * 256 + limit / 64 + limit / 512 + 256 * 1024;
         size = (size + STORAGE_BLOCK_SIZE - 1) / STORAGE_BLOCK_SIZE * STORAGE_BLOCK_SIZE;
         *ret_size = MAX(size, STORAGE_IMAGE_MIN);
         *ret_journal_mib = journal;
@@ -116,7 +118,8 @@ static int paths_init(Paths *p, const char *state_dir, const char *id)
 
 /*
  * Runs argv[0] (an absolute path) with a minimal environment, output captured.
- * Returns 0 if it exited 0; else -EIO with its last output in msg.
+ * Returns its exit status (0..255; -EIO if killed) with its last output in msg, or
+ * a negative errno if it could not run.
  */
 static int run_tool(char *const *argv, char *msg, size_t msg_size)
 {
@@ -163,9 +166,7 @@ static int run_tool(char *const *argv, char *msg, size_t msg_size)
         while (waitpid(pid, &status, 0) < 0)
                 if (errno != EINTR)
                         return negative_errno();
-        if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-                return 0;
-        return -EIO;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -EIO;
 }
 
 /* The first of a tool's usual paths that exists (merged /usr or not). */
@@ -373,13 +374,13 @@ static int image_create(const Paths *p, const char *id, const char *src, uint64_
 
                 r = run_tool(argv, msg, sizeof msg);
         }
-        if (r < 0) {
+        if (r != 0) {
                 unlink(p->tmp);
                 log_error("%s: cannot make its /data image: %s failed%s%s", id, tool,
                           *msg ? ": " : "", msg);
                 if (r == -ENOENT)
                         log_error("hint: install e2fsprogs (scripts/install-deps)");
-                return r;
+                return r < 0 ? r : -EIO;
         }
         r = fsync_path(p->tmp, O_RDONLY);
         if (r >= 0 && rename(p->tmp, p->img) < 0)
@@ -439,10 +440,17 @@ static int image_ensure(const Paths *p, const char *id, uint64_t limit, bool *re
                         have_old = true;
                 }
         }
+        /* mke2fs makes a lost+found; /data had none unless the app made one. */
+        if (have_old) {
+                _cleanup_close_ int dfd = open(p->old, O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+                *ret_fresh =
+                        dfd >= 0 && faccessat(dfd, "lost+found", F_OK, AT_SYMLINK_NOFOLLOW) < 0;
+        } else
+                *ret_fresh = true;
         r = image_create(p, id, have_old ? p->old : NULL, limit);
         if (r < 0)
                 return r;
-        *ret_fresh = !have_old;
         if (have_old && lstat(p->old, &st) == 0) {
                 r = remove_tree_at(AT_FDCWD, p->old, st.st_dev, 0);
                 if (r < 0)
@@ -661,10 +669,75 @@ static int image_grow(const Paths *p, const char *id, dev_t loop, uint64_t size)
                 return log_error_errno(-ESTALE, "%s: cannot grow %s: it moved", id, p->img);
         if (ftruncate(img, (off_t)size) < 0 || ioctl(lfd, LOOP_SET_CAPACITY, 0) < 0 ||
             ioctl(root, EXT4_IOC_RESIZE_FS, &blocks) < 0)
-                return log_error_errno(negative_errno(), "%s: cannot grow %s to %llu bytes: %m", id,
-                                       p->img, (unsigned long long)size);
+                return log_debug_errno(negative_errno(), "%s: cannot grow %s online: %m", id,
+                                       p->img);
         log_info("%s: /data grown to %llu bytes", id, (unsigned long long)size);
         return 0;
+}
+
+/*
+ * Resizes the image to size bytes while no kernel has it mounted: e2fsck -f (which
+ * resize2fs insists on), then resize2fs, as an administrator would. For a smaller
+ * limit (ext4 shrinks only offline) and for a larger one where growing online is
+ * refused (EXT4_IOC_RESIZE_FS needs CAP_SYS_RESOURCE). The caller holds the lock and
+ * has unmounted apps/<id>/data; lfd is the loop device still attached, or -1.
+ * Returns 1 if resized, 0 if left as it is (in use elsewhere, or what /data holds
+ * does not fit: logged), or a negative errno.
+ */
+static int image_resize_offline(const Paths *p, const char *id, int lfd, uint64_t size,
+                                uint64_t old_size)
+{
+        char tool[64], blocks[32], msg[TOOL_OUTPUT_MAX];
+        int r;
+
+        if (lfd >= 0) {
+                /* Its super block holds the device open exclusively while any mount
+                 * of it lives (an app of another kernel running): then not now. */
+                char path[32];
+                struct stat st;
+                int ex;
+
+                if (fstat(lfd, &st) < 0)
+                        return negative_errno();
+                snprintf(path, sizeof path, "/dev/loop%u", minor(st.st_rdev));
+                ex = open(path, O_RDONLY | O_EXCL | O_CLOEXEC);
+                if (ex < 0) {
+                        log_warning("%s: /data is in use elsewhere (an app of another cella "
+                                    "runs): it keeps %llu bytes until it is not",
+                                    id, (unsigned long long)old_size);
+                        return 0;
+                }
+                close(ex);
+        }
+        {
+                char *argv[] = {(char *)tool_path("e2fsck", tool, sizeof tool), "-f", "-p",
+                                (char *)p->img, NULL};
+
+                r = run_tool(argv, msg, sizeof msg);
+        }
+        if (r < 0 || r > 1) /* 1: errors corrected */
+                return log_error_errno(-EIO, "%s: %s finds %s damaged: %s", id, tool, p->img, msg);
+        if (size > old_size && truncate(p->img, (off_t)size) < 0)
+                return log_error_errno(negative_errno(), "%s: cannot grow %s: %m", id, p->img);
+        snprintf(blocks, sizeof blocks, "%llu", (unsigned long long)(size / STORAGE_BLOCK_SIZE));
+        {
+                char *argv[] = {(char *)tool_path("resize2fs", tool, sizeof tool), (char *)p->img,
+                                blocks, NULL};
+
+                r = run_tool(argv, msg, sizeof msg);
+        }
+        if (r != 0) {
+                if (size > old_size)
+                        (void)truncate(p->img, (off_t)old_size);
+                log_warning("%s: /data keeps its %llu bytes: %s to %llu bytes failed: %s", id,
+                            (unsigned long long)old_size, tool, (unsigned long long)size, msg);
+                return 0;
+        }
+        if (size < old_size && truncate(p->img, (off_t)size) < 0)
+                return log_error_errno(negative_errno(), "%s: cannot shrink %s: %m", id, p->img);
+        log_info("%s: /data resized from %llu to %llu bytes", id, (unsigned long long)old_size,
+                 (unsigned long long)size);
+        return 1;
 }
 
 /* The slow path of storage_prepare(), under the lock. */
@@ -673,8 +746,8 @@ static int prepare_locked(const Paths *p, const char *id, uint64_t limit)
         _cleanup_close_ int lfd = -EBADF;
         uint64_t size, inodes;
         unsigned journal;
-        struct stat img;
-        bool fresh = false;
+        struct stat img, st, app;
+        bool fresh = false, grow, shrink;
         dev_t loop = 0;
         int fd, r;
 
@@ -685,44 +758,65 @@ static int prepare_locked(const Paths *p, const char *id, uint64_t limit)
                 return r;
         if (stat(p->img, &img) < 0)
                 return log_error_errno(negative_errno(), "%s: cannot see %s: %m", id, p->img);
+        storage_geometry(limit, 0, &size, &journal, &inodes);
+        grow = (uint64_t)img.st_size < size;
+        /* Some slack, so a limit a little below the size (a migrated /data that held
+         * more than its limit) does not cost an e2fsck at every mount. */
+        shrink = (uint64_t)img.st_size > size + size / 8 + MIB;
 
         fd = clone_checked(p, &img, &loop);
-        if (fd == -ESTALE) {
-                /* Not mounted here: something else on data (a leftover directory an
-                 * earlier cella filled after the migration) is never hidden. */
-                struct stat st, app;
-
-                if (lstat(p->data, &st) == 0 && stat(p->app, &app) == 0 &&
-                    st.st_dev == app.st_dev) {
-                        r = dir_has_entries(p->data);
-                        if (r != 0)
-                                return log_error_errno(
-                                        r < 0 ? r : -ENOTEMPTY,
-                                        "%s: %s is not mounted but holds files: move them into "
-                                        "the app's /data by hand, then remove them",
-                                        id, p->data);
+        if (fd >= 0) {
+                close(fd);
+                if (grow && image_grow(p, id, loop, size) >= 0)
+                        return 0;
+                if (!grow && !shrink)
+                        return 0;
+                /* Offline, then: no app of this kernel runs now (the caller is about
+                 * to start it), and image_resize_offline() checks for others. */
+                if (umount2(p->data, UMOUNT_NOFOLLOW) < 0) {
+                        log_warning_errno(negative_errno(),
+                                          "%s: /data keeps its %llu bytes: cannot unmount it to "
+                                          "resize: %m",
+                                          id, (unsigned long long)img.st_size);
+                        return 0;
                 }
-                lfd = loop_find(p, &img);
-                if (lfd < 0)
-                        lfd = loop_attach(p, id);
-                if (lfd < 0)
-                        return lfd;
-                r = mount_data(p, id, lfd, fresh);
+        } else if (fd != -ESTALE)
+                return log_error_errno(fd, "%s: %s: %m", id, p->data);
+
+        /* Not mounted here: something else on data (a leftover directory an earlier
+         * cella filled after the migration) is never hidden. */
+        if (lstat(p->data, &st) == 0 && stat(p->app, &app) == 0 && st.st_dev == app.st_dev) {
+                r = dir_has_entries(p->data);
+                if (r != 0)
+                        return log_error_errno(r < 0 ? r : -ENOTEMPTY,
+                                               "%s: %s is not mounted but holds files: move "
+                                               "them into the app's /data by hand, then "
+                                               "remove them",
+                                               id, p->data);
+        }
+        lfd = loop_find(p, &img);
+        if (grow || shrink) {
+                r = image_resize_offline(p, id, lfd, size, (uint64_t)img.st_size);
                 if (r < 0)
                         return r;
-                fd = clone_checked(p, &img, &loop);
+                if (r > 0 && lfd >= 0) {
+                        /* Unused (checked): closing it lets autoclear detach it, so
+                         * the image is attached anew at its new size. */
+                        lfd = safe_close(lfd);
+                        if (stat(p->img, &img) < 0)
+                                return negative_errno();
+                        lfd = loop_find(p, &img);
+                }
         }
-        if (fd < 0)
-                return log_error_errno(fd, "%s: %s is not its image's mount: %m", id, p->data);
-        close(fd);
-
-        storage_geometry(limit, 0, &size, &journal, &inodes);
-        if ((uint64_t)img.st_size < size)
-                return image_grow(p, id, loop, size);
-        if ((uint64_t)img.st_size > size + size / 8 + MIB)
-                log_warning("%s: limits.storage (%llu bytes) is below its /data's size (%llu "
-                            "bytes): ext4 cannot shrink while mounted, so /data keeps its size",
-                            id, (unsigned long long)limit, (unsigned long long)img.st_size);
+        if (lfd >= 0)
+                (void)ioctl(lfd, LOOP_SET_CAPACITY, 0); /* the image's size, if it changed */
+        else
+                lfd = loop_attach(p, id);
+        if (lfd < 0)
+                return lfd;
+        r = mount_data(p, id, lfd, fresh);
+        if (r < 0)
+                return r;
         return 0;
 }
 
@@ -741,7 +835,8 @@ int storage_prepare(const char *state_dir, const char *id, uint64_t limit, int *
                 return r;
         /* Fast path: mounted, and big enough for the limit. */
         storage_geometry(limit, 0, &size, &journal, &inodes);
-        if (stat(p.img, &img) == 0 && (uint64_t)img.st_size >= size) {
+        if (stat(p.img, &img) == 0 && (uint64_t)img.st_size >= size &&
+            (uint64_t)img.st_size <= size + size / 8 + MIB) {
                 fd = clone_checked(&p, &img, NULL);
                 if (fd >= 0) {
                         *ret_fd = fd;

@@ -19,10 +19,11 @@
  * taken only as the app writes). */
 #define STORAGE_DEFAULT_LIMIT (1ull << 30)
 
-/* The smallest image: room for the smallest journal ext4 takes (1024 blocks of
- * 4 KiB, mke2fs(8) -J) and the file system's own metadata. A smaller
- * limits.storage still gets about 4 MiB of room. */
-#define STORAGE_IMAGE_MIN (8ull << 20)
+/* The smallest image: the smallest journal ext4 takes (1024 blocks of 4 KiB,
+ * mke2fs(8) -J), which mke2fs wants to be at most half of the file system, and the
+ * file system's own metadata. A limits.storage below about 6 MiB still gets about
+ * 5.6 MiB of room. */
+#define STORAGE_IMAGE_MIN (10ull << 20)
 
 /* The block size of every image (mke2fs -b): the page size, which ext4 needs for
  * online resizing and loop devices handle best. */
@@ -37,10 +38,9 @@ uint64_t storage_limit(const Manifest *m);
  * bytes (a multiple of STORAGE_BLOCK_SIZE, at least STORAGE_IMAGE_MIN), the
  * journal's size in MiB (mke2fs -J size=) and the inode count (mke2fs -N). The
  * overhead ext4 takes (journal, one 256-byte inode per 8 KiB, group descriptors and
- * bitmaps) is added, so the empty file system's free space is limit within about
- * 1% (measured with statvfs for limits of 4 MiB to 10 GiB; bench figures in
- * docs/benchmarks.md). inodes_min raises the inode count (a migrated directory's
- * entries). Pure: no I/O.
+ * bitmaps) is added, so an app can write limit bytes into the empty file system
+ * within 0.5% (measured for limits of 8 MiB to 1 GiB, docs/benchmarks.md).
+ * inodes_min raises the inode count (a migrated directory's entries). Pure: no I/O.
  */
 void storage_geometry(uint64_t limit, uint64_t inodes_min, uint64_t *ret_size,
                       unsigned *ret_journal_mib, uint64_t *ret_inodes);
