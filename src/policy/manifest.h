@@ -59,7 +59,7 @@ typedef struct ManifestLimits {
         uint64_t pids;      /* count: cgroup pids.max */
         uint64_t cpu_milli; /* thousandths of one CPU ("cpu": 0.5 -> 500): cgroup quota */
         uint64_t files;     /* count: RLIMIT_NOFILE */
-        uint64_t storage;   /* bytes: /data size (RLIMIT_FSIZE until a quota backs it) */
+        uint64_t storage;   /* bytes: /data size (src/supervisor/storage.c); 0 = not set */
         uint64_t tmp;       /* bytes: size of the /tmp tmpfs */
 } ManifestLimits;
 
