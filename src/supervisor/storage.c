@@ -60,6 +60,10 @@
 /* How many times a free loop device is asked for when another process takes the
  * one LOOP_CTL_GET_FREE named first. */
 #define LOOP_ATTACH_TRIES 16
+/* How long a resize waits for the last mount of an image that was just in use to
+ * go (image_resize_offline()): measured at 0 to 3 ms after an app's end. */
+#define EXCL_TRIES   50
+#define EXCL_WAIT_MS 5
 /* Bytes of a helper's (mke2fs) output kept for the error message. */
 #define TOOL_OUTPUT_MAX 2048
 /* Directory depth a migration walks (deeper entries are still copied by mke2fs;
@@ -318,7 +322,7 @@ static int image_create(const Paths *p, const char *id, const char *src, uint64_
                 usage_walk(&u, dfd, 0);
                 /* Never smaller than what it holds, with room for ext4's own
                  * directory and extent blocks. */
-                if (u.bytes + u.bytes / 16 + MIB > want) {
+                if (u.bytes + u.bytes / 16 > want) {
                         want = u.bytes + u.bytes / 16 + MIB;
                         log_warning("%s: its /data holds %llu bytes, more than limits.storage "
                                     "(%llu): the new /data keeps room for all of it",
@@ -700,7 +704,15 @@ static int image_resize_offline(const Paths *p, const char *id, int lfd, uint64_
                 if (fstat(lfd, &st) < 0)
                         return negative_errno();
                 snprintf(path, sizeof path, "/dev/loop%u", minor(st.st_rdev));
-                ex = open(path, O_RDONLY | O_EXCL | O_CLOEXEC);
+                /* A mount namespace that just lost its last process (an app that
+                 * just ended) may let go of its mount a few ms later: Linux frees
+                 * it asynchronously and says nothing when it has. */
+                for (int i = 0; i < EXCL_TRIES; i++) {
+                        ex = open(path, O_RDONLY | O_EXCL | O_CLOEXEC);
+                        if (ex >= 0 || errno != EBUSY)
+                                break;
+                        (void)poll(NULL, 0, EXCL_WAIT_MS);
+                }
                 if (ex < 0) {
                         log_warning("%s: /data is in use elsewhere (an app of another cella "
                                     "runs): it keeps %llu bytes until it is not",

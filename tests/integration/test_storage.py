@@ -10,6 +10,7 @@ import signal
 import stat
 import subprocess
 import textwrap
+import time
 
 import pytest
 
@@ -53,6 +54,28 @@ def loops_backing(image):
         except (FileNotFoundError, PermissionError):
             pass
     return found
+
+
+def umount_and_wait_for_loops_to_go(mountpoint, image, timeout=30):
+    """Unmounts mountpoint and waits until no loop device backs image: the kernel
+    detaches it (autoclear) when the last mount of its file system goes, which for a
+    sandbox that just died may be a little after its processes. Waits on the
+    kernel's uevents (the loop device's "change"), not on a sleep."""
+    import select
+    import socket
+    s = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 15)  # NETLINK_KOBJECT_UEVENT
+    try:
+        s.bind((0, 1))  # the kernel's multicast group
+        subprocess.run(["umount", str(mountpoint)], check=True)
+        deadline = time.monotonic() + timeout
+        while loops_backing(image):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([s], [], [], left)[0]:
+                break
+            s.recv(65536)
+    finally:
+        s.close()
+    return loops_backing(image)
 
 
 def test_a_write_past_the_limit_fails_with_enospc_and_what_was_written_stays(make_app, state):
@@ -324,6 +347,43 @@ def test_no_loop_device_or_mount_is_left_behind(make_app, state):
                   state_dir=state)
     assert r.code == 0 and r.out == "again\n", r.err
     assert len(loops_backing(img)) == 1
-    # Unmounting it releases the loop device (LO_FLAGS_AUTOCLEAR).
-    subprocess.run(["umount", str(app_dir(state, "org.test.leak") / "data")], check=True)
-    assert loops_backing(img) == []
+    # Unmounting it releases the loop device (LO_FLAGS_AUTOCLEAR) once the killed
+    # sandbox's mount namespace is gone too.
+    assert umount_and_wait_for_loops_to_go(app_dir(state, "org.test.leak") / "data", img) == []
+
+
+def run_without_loop_devices(app, state):
+    """cella run in a mount namespace whose /dev has no loop devices (as in many
+    containers): a tmpfs with binds of the few nodes cella and the jail use."""
+    nodes = " ".join(["null", "zero", "full", "random", "urandom"])
+    script = (f"d=$(mktemp -d) && mount -t tmpfs -o mode=755 tmpfs $d && for n in {nodes}; do "
+              f"touch $d/$n && mount --bind /dev/$n $d/$n || exit 99; done && "
+              f"mount --move $d /dev && [ ! -e /dev/loop-control ] || exit 98; "
+              f"exec {CELLA} run --state-dir {state} {app}")
+    return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_without_loop_devices_data_stays_a_directory_and_an_image_is_never_bypassed(make_app, state):
+    if not which("unshare"):
+        pytest.skip("unshare (util-linux) is not installed")
+    app = make_app("org.test.noloop", 'echo hi > /data/f; cat /data/f; ulimit -f\n',
+                   limits={"storage": "1M"})
+    p = run_without_loop_devices(app, state)
+    assert p.returncode == 0, p.stderr
+    # A plain directory, each file bounded by RLIMIT_FSIZE (1 MiB in 512-byte blocks), and a warning.
+    assert p.stdout.splitlines() == ["hi", "2048"], p.stdout
+    assert "no loop devices here" in p.stderr
+    d = app_dir(state, "org.test.noloop")
+    assert not (d / "data.img").exists() and (d / "data" / "f").read_text() == "hi\n"
+    # With loop devices it migrates; after that, a start without them fails
+    # rather than hand the app an empty directory in place of its data.
+    r = run_cella(app, state_dir=state)
+    assert r.code == 0 and r.out == "hi\nunlimited\n", r.err  # no RLIMIT_FSIZE now
+    assert "more than limits.storage" not in r.err
+    assert (d / "data.img").exists()
+    subprocess.run(["umount", str(d / "data")], check=True)
+    p = run_without_loop_devices(app, state)
+    assert p.returncode != 0
+    assert "loop-control" in p.stderr, p.stderr
+    assert list((d / "data").iterdir()) == []
