@@ -763,7 +763,9 @@ static int prepare_locked(const Paths *p, const char *id, uint64_t limit)
         dev_t loop = 0;
         int fd, r;
 
-        if (access(p->img, F_OK) < 0 && errno == ENOENT && access("/dev/loop-control", F_OK) < 0)
+        /* No loop devices to use (missing, as in many containers, or not ours to
+         * use): a new app keeps a plain directory (the caller warns). */
+        if (access(p->img, F_OK) < 0 && errno == ENOENT && access("/dev/loop-control", W_OK) < 0)
                 return -EOPNOTSUPP;
         r = image_ensure(p, id, limit, &fresh);
         if (r < 0)
