@@ -20,6 +20,11 @@
 #define MANIFEST_GROUP_MAX     64u           /* bytes of "group" ([a-z0-9_-]) */
 /* "priority": nice values, as setpriority(2) and the fair scheduler's weight table
  * (docs/lua-api.md "Schedulers"). */
+/* limits.storage of a manifest that sets none, in bytes: the size of the app's
+ * /data file system (src/supervisor/storage.c, docs/manifest.md "limits"). What
+ * fs.usage and proc limits report as the quota then. */
+#define MANIFEST_STORAGE_DEFAULT (1ull << 30)
+
 #define MANIFEST_PRIORITY_MIN (-20)
 #define MANIFEST_PRIORITY_MAX 19
 

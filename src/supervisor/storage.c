@@ -609,8 +609,8 @@ static int loop_attach(const Paths *p, const char *id)
 }
 
 /* Mounts the file system of the loop device open at lfd at p->data. fresh: the
- * image was just made (its lost+found goes: /data starts empty, as it did as a
- * directory; e2fsck makes it again when it needs one). */
+ * image was just made or checked (an empty lost+found goes: /data starts empty, as
+ * it did as a directory; e2fsck makes it again when it needs one). */
 static int mount_data(const Paths *p, const char *id, int lfd, bool fresh)
 {
         _cleanup_close_ int fs = -EBADF, mnt = -EBADF;
@@ -813,6 +813,8 @@ static int prepare_locked(const Paths *p, const char *id, uint64_t limit)
                 r = image_resize_offline(p, id, lfd, size, (uint64_t)img.st_size);
                 if (r < 0)
                         return r;
+                /* e2fsck makes a lost+found if there is none: /data had none. */
+                fresh = r > 0;
                 if (r > 0 && lfd >= 0) {
                         /* Unused (checked): closing it lets autoclear detach it, so
                          * the image is attached anew at its new size. */

@@ -17,7 +17,7 @@
 
 /* limits.storage when a manifest sets none: 1 GiB (the image is sparse: disk is
  * taken only as the app writes). */
-#define STORAGE_DEFAULT_LIMIT (1ull << 30)
+#define STORAGE_DEFAULT_LIMIT MANIFEST_STORAGE_DEFAULT
 
 /* The smallest image: the smallest journal ext4 takes (1024 blocks of 4 KiB,
  * mke2fs(8) -J), which mke2fs wants to be at most half of the file system, and the

@@ -327,6 +327,8 @@ def test_a_new_limit_resizes_data_and_keeps_what_it_holds(make_app, state):
     # 64M -> 32M: it fits, so it shrinks (offline: nothing else has it mounted).
     assert 32 * MiB <= sizes[3][0] < 40 * MiB, sizes
     assert sizes[1][1] == sizes[2][1] == sizes[3][1]
+    # Nothing of e2fsck's (lost+found) appeared in the app's /data.
+    assert sorted(os.listdir(app_dir(state, "org.test.grow") / "data")) == ["k", "r"]
 
 
 def test_no_loop_device_or_mount_is_left_behind(make_app, state):
