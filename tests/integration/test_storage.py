@@ -210,6 +210,8 @@ def make_old_data(data, uid):
     os.symlink("notes.txt", data / "link")
     os.mkfifo(data / "fifo")
     os.chmod(data / "notes.txt", 0o640)
+    os.setxattr(data / "notes.txt", "user.colour", b"blue")
+    os.utime(data / "sub" / "random.bin", ns=(1_600_000_000_123_456_789, 1_600_000_000_123_456_789))
     for dirpath, dirs, files in os.walk(data):
         for n in dirs + files:
             os.lchown(os.path.join(dirpath, n), uid, uid)
@@ -235,8 +237,12 @@ def listing(root):
             else:
                 what = ""
             size = st.st_size if not stat.S_ISDIR(st.st_mode) else 0
+            xattrs = {} if stat.S_ISLNK(st.st_mode) or stat.S_ISFIFO(st.st_mode) else {
+                k: os.getxattr(p, k) for k in os.listxattr(p) if k.startswith("user.")}
+            # mke2fs -d (e2fsprogs 1.47) keeps times to the second.
+            mtime = st.st_mtime_ns // 10**9 if stat.S_ISREG(st.st_mode) else 0
             out[rel] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), size, what, st.st_nlink,
-                        st.st_uid)
+                        st.st_uid, xattrs, mtime)
     return out
 
 
