@@ -395,3 +395,33 @@ def test_without_loop_devices_data_stays_a_directory_and_an_image_is_never_bypas
     assert p.returncode != 0
     assert "loop-control" in p.stderr, p.stderr
     assert list((d / "data").iterdir()) == []
+
+
+def test_two_kernels_share_one_file_system_even_across_mount_namespaces(make_app, state):
+    if not which("unshare"):
+        pytest.skip("unshare (util-linux) is not installed")
+    stay = make_app("org.test.shared", 'echo first >> /data/log; echo ready; exec sleep 1000\n',
+                    limits={"storage": "16M"})
+    app = make_app("org.test.shared", 'echo second >> /data/log; cat /data/log\n',
+                   limits={"storage": "16M"})
+    img = app_dir(state, "org.test.shared") / "data.img"
+    data = app_dir(state, "org.test.shared") / "data"
+    # One kernel keeps the app running...
+    p, started, status = start_cella(stay, state)
+    try:
+        assert p.stdout.readline() == "ready\n"  # it has written its line
+        # ...a second one, in a mount namespace where /data is not mounted (a
+        # container, a systemd unit with its own mounts), must not attach the image
+        # to a second loop device: it finds the first (data.loop) and shares its
+        # super block, so both see the same files.
+        p2 = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                             f"umount {data} && exec {CELLA} run --state-dir {state} {app}"],
+                            capture_output=True, text=True, timeout=60)
+        assert p2.returncode == 0, p2.stderr
+        assert p2.stdout == "first\nsecond\n", p2.stdout
+        assert len(loops_backing(img)) == 1
+        assert (data / "log").read_text() == "first\nsecond\n"
+    finally:
+        status.close()
+        p.terminate()
+        p.communicate(timeout=30)
