@@ -32,10 +32,14 @@
 #define LIMIT_MEMORY_MIN  (1ull << 20) /* below 1M a process cannot even exec */
 #define LIMIT_TMP_MIN     (4ull << 10) /* one page: the smallest useful tmpfs */
 #define LIMIT_STORAGE_MIN 1ull         /* 0 would read as "not set" */
-#define LIMIT_PIDS_MAX    4194304ull   /* PID_MAX_LIMIT on 64-bit kernels */
-#define LIMIT_FILES_MIN   16ull        /* stdio, the broker channel, a few libraries */
-#define LIMIT_FILES_MAX   1048576ull   /* the kernel's default fs.nr_open */
-#define LIMIT_CPU_MAX     1024.0       /* CPUs; far above any machine we run on */
+/* /data is an ext4 image of about this size (src/supervisor/storage.c): 16 TiB is
+ * 2^32 blocks of 4 KiB, the most without ext4's 64bit feature, and keeps its
+ * inode count (one per 8 KiB) below ext4's 2^32. */
+#define LIMIT_STORAGE_MAX (16ull << 40)
+#define LIMIT_PIDS_MAX    4194304ull /* PID_MAX_LIMIT on 64-bit kernels */
+#define LIMIT_FILES_MIN   16ull      /* stdio, the broker channel, a few libraries */
+#define LIMIT_FILES_MAX   1048576ull /* the kernel's default fs.nr_open */
+#define LIMIT_CPU_MAX     1024.0     /* CPUs; far above any machine we run on */
 
 /* Bytes of escaped input quoted back in a message before it is cut with "...". */
 #define QUOTE_MAX 64u
@@ -835,21 +839,22 @@ typedef enum LimitType {
 static const struct LimitField {
         const char *name;
         LimitType type;
-        uint64_t min, max; /* inclusive; for LIMIT_SIZE only min is used */
+        uint64_t min, max; /* inclusive; for LIMIT_SIZE a max of 0 is none */
         size_t offset;     /* of the uint64_t in ManifestLimits */
 } limit_fields[] = {
         {"memory", LIMIT_SIZE, LIMIT_MEMORY_MIN, 0, offsetof(ManifestLimits, memory)},
         {"pids", LIMIT_COUNT, 1, LIMIT_PIDS_MAX, offsetof(ManifestLimits, pids)},
         {"cpu", LIMIT_CPU, 0, 0, offsetof(ManifestLimits, cpu_milli)},
         {"files", LIMIT_COUNT, LIMIT_FILES_MIN, LIMIT_FILES_MAX, offsetof(ManifestLimits, files)},
-        {"storage", LIMIT_SIZE, LIMIT_STORAGE_MIN, 0, offsetof(ManifestLimits, storage)},
+        {"storage", LIMIT_SIZE, LIMIT_STORAGE_MIN, LIMIT_STORAGE_MAX,
+         offsetof(ManifestLimits, storage)},
         {"tmp", LIMIT_SIZE, LIMIT_TMP_MIN, 0, offsetof(ManifestLimits, tmp)},
 };
 
 #define SIZE_EXPECTED "a size such as \"64M\" or a number of bytes"
 
 static int get_limit_size(ManifestError *err, const char *key, json_t *v, uint64_t min,
-                          uint64_t *ret)
+                          uint64_t max, uint64_t *ret)
 {
         char got[QUOTE_BUF], a[24], b[24];
         uint64_t n;
@@ -874,6 +879,9 @@ static int get_limit_size(ManifestError *err, const char *key, json_t *v, uint64
         if (n < min)
                 return fail(err, key, "%s is less than the minimum of %s",
                             format_size(n, a, sizeof a), format_size(min, b, sizeof b));
+        if (max && n > max)
+                return fail(err, key, "%s is more than the maximum of %s",
+                            format_size(n, a, sizeof a), format_size(max, b, sizeof b));
         *ret = n;
         return 0;
 }
@@ -942,7 +950,7 @@ static int parse_limits(Manifest *m, json_t *v, const char *key, ManifestError *
                 key_child(k, key, f->name, strlen(f->name));
                 switch (f->type) {
                 case LIMIT_SIZE:
-                        r = get_limit_size(err, k, e, f->min, field);
+                        r = get_limit_size(err, k, e, f->min, f->max, field);
                         break;
                 case LIMIT_COUNT:
                         r = get_limit_count(err, k, e, f->min, f->max, field);

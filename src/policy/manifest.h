@@ -20,6 +20,11 @@
 #define MANIFEST_GROUP_MAX     64u           /* bytes of "group" ([a-z0-9_-]) */
 /* "priority": nice values, as setpriority(2) and the fair scheduler's weight table
  * (docs/lua-api.md "Schedulers"). */
+/* limits.storage of a manifest that sets none, in bytes: the size of the app's
+ * /data file system (src/supervisor/storage.c, docs/manifest.md "limits"). What
+ * fs.usage and proc limits report as the quota then. */
+#define MANIFEST_STORAGE_DEFAULT (1ull << 30)
+
 #define MANIFEST_PRIORITY_MIN (-20)
 #define MANIFEST_PRIORITY_MAX 19
 
@@ -59,7 +64,7 @@ typedef struct ManifestLimits {
         uint64_t pids;      /* count: cgroup pids.max */
         uint64_t cpu_milli; /* thousandths of one CPU ("cpu": 0.5 -> 500): cgroup quota */
         uint64_t files;     /* count: RLIMIT_NOFILE */
-        uint64_t storage;   /* bytes: /data size (RLIMIT_FSIZE until a quota backs it) */
+        uint64_t storage;   /* bytes: /data size (src/supervisor/storage.c); 0 = not set */
         uint64_t tmp;       /* bytes: size of the /tmp tmpfs */
 } ManifestLimits;
 

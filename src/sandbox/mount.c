@@ -159,6 +159,33 @@ static int jail_add_tree(Jail *j, const char *source, const char *target, unsign
         return jail_add_tree_at(j, AT_FDCWD, source, source, target, flags, err);
 }
 
+static int attach_tree(int rootfd, int fd, const char *rel, bool is_dir);
+
+/*
+ * Attaches the caller's detached mount b->fd (SANDBOX_BIND_FD: an app's /data file
+ * system) at b->target with b->flags' attributes. It must be a directory's mount.
+ */
+static int attach_mount_fd(int rootfd, const SandboxBind *b, SandboxError *err)
+{
+        struct mount_attr ma = {.attr_set = mount_attr_of(b->flags)};
+        struct stat st;
+        int r;
+
+        if (b->target[0] != '/' || strstr(b->target, "..") || strlen(b->target) >= PATH_MAX)
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, -EINVAL, "bad bind target %s",
+                                    b->target);
+        if (b->fd < 0 || fstat(b->fd, &st) < 0 || !S_ISDIR(st.st_mode))
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, b->fd < 0 ? -EBADF : -ENOTDIR,
+                                    "mount of %s", b->source ?: b->target);
+        if (mount_setattr(b->fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &ma, sizeof ma) < 0)
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(),
+                                    "set the attributes of %s", b->source ?: b->target);
+        r = attach_tree(rootfd, b->fd, b->target + 1, true);
+        if (r < 0)
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, r, "mount %s", b->target);
+        return 0;
+}
+
 /* mkdir -p of a relative path below dfd. */
 static int mkdir_below(int dfd, const char *rel, mode_t mode)
 {
@@ -516,6 +543,12 @@ int jail_build(const SandboxSpec *spec, SandboxError *err)
                 bool under = strncmp(src, base, bl) == 0 && (src[bl] == '/' || !src[bl]);
 
                 jail_done_trees(&j);
+                if (spec->binds[i].flags & SANDBOX_BIND_FD) {
+                        r = attach_mount_fd(rootfd, &spec->binds[i], err);
+                        if (r < 0)
+                                goto out;
+                        continue;
+                }
                 r = jail_add_tree_at(&j, under ? basefd : AT_FDCWD,
                                      under ? src + bl + (src[bl] == '/') : src, src,
                                      spec->binds[i].target, spec->binds[i].flags, err);

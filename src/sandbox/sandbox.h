@@ -65,13 +65,21 @@ enum {
         SANDBOX_BIND_RW = 1 << 0,       /* writable (default: read-only) */
         SANDBOX_BIND_NOEXEC = 1 << 1,   /* noexec */
         SANDBOX_BIND_OPTIONAL = 1 << 2, /* skip quietly if the source does not exist */
+        SANDBOX_BIND_FD = 1 << 3,       /* mount fd, not source (see SandboxBind.fd) */
 };
 
-/* A host path made visible in the jail. */
+/* A host path, or a mount the caller made, made visible in the jail. */
 typedef struct SandboxBind {
-        const char *source; /* absolute host path (a directory or a file) */
+        const char *source; /* absolute host path (a directory or a file); for
+                               SANDBOX_BIND_FD only named in messages */
         const char *target; /* absolute path inside the jail */
         unsigned flags;
+        /* With SANDBOX_BIND_FD: a detached mount of a directory (from open_tree
+         * with OPEN_TREE_CLONE, or fsmount), open in the caller when it spawns,
+         * moved to target as it is: its own root, no host path (an app's /data file
+         * system). It gets the flags' attributes (and nosuid, nodev); it can be
+         * attached once, so the caller makes one per spawn and closes it after. */
+        int fd;
 } SandboxBind;
 
 typedef struct SandboxSpec SandboxSpec;

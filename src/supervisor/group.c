@@ -36,6 +36,7 @@
 #include "base/macro.h"
 #include "base/strv.h"
 #include "supervisor/exit-codes.h"
+#include "supervisor/storage.h"
 #include "supervisor/supervisor-internal.h"
 
 /* How often a running host's members are looked at for an end (ms): an app's exit
@@ -45,9 +46,9 @@
  * (one O_PATH each, counted apart), databases, pipes. */
 #define GROUP_NOFILE_SPARE 1024
 /* Fds cella holds per app while a host starts: its log (file and directory,
- * applog.c), both ends of its channel and of its log pipe; and for everything else
- * it has open. */
-#define GROUP_FDS_PER_APP 6u
+ * applog.c), both ends of its channel and of its log pipe, the mount of its /data
+ * (storage.c); and for everything else it has open. */
+#define GROUP_FDS_PER_APP 7u
 #define GROUP_FDS_SPARE   256u
 
 static uint64_t now_ns(void)
@@ -136,6 +137,7 @@ typedef struct GroupFds {
         int *chan;  /* n: [2*i] ours (to the broker), [2*i+1] the host's */
         int *log;   /* n or NULL: [2*i] ours (pumped), [2*i+1] the host's */
         int *extra; /* what the host gets, ascending */
+        int *data;  /* n or NULL: each app's /data mount (storage_prepare), or -EBADF */
         size_t n_extra;
         size_t n;
 } GroupFds;
@@ -147,8 +149,11 @@ static void group_fds_done(GroupFds *f)
                 safe_close(f->chan[i]);
         for (size_t i = 0; f->log && i < 2 * f->n; i++)
                 safe_close(f->log[i]);
+        for (size_t i = 0; f->data && i < f->n; i++)
+                safe_close(f->data[i]);
         free(f->chan);
         free(f->log);
+        free(f->data);
         free(f->extra);
         *f = (GroupFds){.spec = -EBADF};
 }
@@ -196,6 +201,36 @@ static int group_fds_open(Group *g, GroupFds *f)
                 if (r < 0)
                         return r;
                 f->extra[f->n_extra++] = r;
+        }
+        return 0;
+}
+
+/*
+ * Each member's /data: its own file system of its own limits.storage
+ * (storage_prepare()), so one member filling its /data leaves the others' room
+ * alone. f->data[i] stays -EBADF for a plain directory (a host with no loop
+ * devices). Returns 0 or a negative errno, logged.
+ */
+static int group_data_open(Group *g, GroupFds *f)
+{
+        f->data = malloc(g->n_members * sizeof(int));
+        if (!f->data)
+                return log_error_errno(-ENOMEM, "cannot start packed group %s: %m", g->name);
+        for (size_t i = 0; i < g->n_members; i++)
+                f->data[i] = -EBADF;
+        for (size_t i = 0; i < g->n_members; i++) {
+                const Manifest *m = g->members[i]->manifest;
+                int r = storage_prepare(state_path(g->sup->state), m->id, storage_limit(m),
+                                        &f->data[i]);
+
+                if (r == -EOPNOTSUPP) {
+                        log_warning("%s: no loop devices here: /data is a plain directory, "
+                                    "and limits.storage bounds only each file (RLIMIT_FSIZE)",
+                                    m->id);
+                        continue;
+                }
+                if (r < 0)
+                        return log_error_errno(r, "cannot prepare the /data of %s: %m", m->id);
         }
         return 0;
 }
@@ -324,7 +359,7 @@ static void group_limits(Group *g, SandboxSpec *s, size_t n_fds)
                 s->rlimit_nofile = rl.rlim_max;
 }
 
-static int group_launch_prepare(Group *g, GroupLaunch *l, int spec_fd)
+static int group_launch_prepare(Group *g, GroupLaunch *l, int spec_fd, const int *data_fds)
 {
         SandboxSpec *s = &l->spec;
         size_t n = g->n_members, k = 0;
@@ -346,7 +381,10 @@ static int group_launch_prepare(Group *g, GroupLaunch *l, int spec_fd)
                 l->binds[k++] = (SandboxBind){.source = m->app_dir, .target = l->targets[2 * i]};
                 l->binds[k++] = (SandboxBind){.source = m->data_dir,
                                               .target = l->targets[2 * i + 1],
-                                              .flags = SANDBOX_BIND_RW | SANDBOX_BIND_NOEXEC};
+                                              .flags = SANDBOX_BIND_RW | SANDBOX_BIND_NOEXEC,
+                                              .fd = data_fds[i]};
+                if (data_fds[i] >= 0)
+                        l->binds[k - 1].flags |= SANDBOX_BIND_FD;
         }
         l->binds[k++] = (SandboxBind){.source = launch_lua_host_path(), .target = LAUNCH_LUA_PATH};
         if (strv_extend(&l->argv, LAUNCH_LUA_PATH) < 0 || strv_extend(&l->argv, "--spec-fd") < 0 ||
@@ -571,6 +609,11 @@ int group_start(Group *g)
                 log_error_errno(r, "cannot create the fds of packed group %s: %m", g->name);
                 goto fail;
         }
+        r = group_data_open(g, &fds);
+        if (r < 0) {
+                code = CELLA_EXIT_STATE;
+                goto fail;
+        }
         apps = calloc(n, sizeof *apps);
         if (!apps)
                 goto fail;
@@ -601,13 +644,23 @@ int group_start(Group *g)
         fds.extra[fds.n_extra++] = g->stats->fd;
         qsort(fds.extra, fds.n_extra, sizeof(int), int_cmp);
 
-        r = group_launch_prepare(g, &launch, fds.spec);
+        r = group_launch_prepare(g, &launch, fds.spec, fds.data);
         if (r < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
                 r = r < 0 ? r : negative_errno();
                 log_error_errno(r, "cannot prepare packed group %s: %m", g->name);
                 goto fail;
         }
         group_limits(g, &launch.spec, fds.n_extra);
+        {
+                /* No RLIMIT_FSIZE when every /data has its own size (launch.h,
+                 * launch_set_data_mount()). */
+                bool all_sized = true;
+
+                for (size_t i = 0; i < n; i++)
+                        all_sized &= fds.data[i] >= 0;
+                if (all_sized)
+                        launch.spec.rlimit_fsize = 0;
+        }
         launch.spec.stdio[1] = out[1];
         launch.spec.stdio[2] = err[1];
         launch.spec.extra_fds = fds.extra;

@@ -25,6 +25,7 @@
 #include "base/size.h"
 #include "base/strv.h"
 #include "supervisor/exit-codes.h"
+#include "supervisor/storage.h"
 #include "supervisor/supervisor-internal.h"
 
 static uint64_t now_ns(void)
@@ -364,6 +365,7 @@ int instance_start(Instance *inst)
         Supervisor *s = inst->sup;
         const Manifest *m = inst->manifest;
         _cleanup_close_pair_ int chan[2] = {-EBADF, -EBADF};
+        _cleanup_close_ int data_fd = -EBADF;
         int out[2] = {-EBADF, -EBADF}, err[2] = {-EBADF, -EBADF}, in_fd = -1;
         SandboxError serr = {};
         Launch launch = {};
@@ -391,6 +393,18 @@ int instance_start(Instance *inst)
                 log_error_errno(r, "cannot prepare %s: %m", m->id);
                 goto fail;
         }
+        /* /data: the app's own file system, limits.storage in size (storage.h). */
+        r = storage_prepare(state_path(s->state), m->id, storage_limit(m), &data_fd);
+        if (r == -EOPNOTSUPP)
+                log_warning("%s: no loop devices here: /data is a plain directory, and "
+                            "limits.storage bounds only each file (RLIMIT_FSIZE)",
+                            m->id);
+        else if (r < 0) {
+                log_error_errno(r, "cannot prepare the /data of %s: %m", m->id);
+                code = CELLA_EXIT_STATE;
+                goto fail;
+        } else
+                launch_set_data_mount(&launch, data_fd);
         if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 ||
             socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, chan) < 0) {
                 r = negative_errno();

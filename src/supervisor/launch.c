@@ -122,6 +122,8 @@ int launch_prepare(Launch *l, const Manifest *m, const char *app_dir, const char
                 s->limits.cpu_quota_us = m->limits.cpu_milli * LAUNCH_CPU_PERIOD_US / 1000;
         }
         s->rlimit_nofile = m->limits.files;
+        /* Only for a /data that is a plain directory (no loop devices on this
+         * host): launch_set_data_mount() lifts it for a /data of its own size. */
         s->rlimit_fsize = m->limits.storage;
         s->stdio[0] = s->stdio[1] = s->stdio[2] = -1;
         s->channel_fd = -1;
@@ -129,6 +131,13 @@ int launch_prepare(Launch *l, const Manifest *m, const char *app_dir, const char
 oom:
         launch_done(l);
         return -ENOMEM;
+}
+
+void launch_set_data_mount(Launch *l, int fd)
+{
+        l->binds[1].flags |= SANDBOX_BIND_FD;
+        l->binds[1].fd = fd;
+        l->spec.rlimit_fsize = 0;
 }
 
 void launch_done(Launch *l)

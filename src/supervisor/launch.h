@@ -47,6 +47,16 @@ int launch_prepare(Launch *l, const Manifest *m, const char *app_dir, const char
 void launch_done(Launch *l);
 
 /*
+ * Makes /data the detached mount fd (storage_prepare(): the app's own file system,
+ * whose size is limits.storage) instead of the data_dir bind, and drops the
+ * RLIMIT_FSIZE that bounded each file of a plain directory: a write past the total
+ * fails with ENOSPC, where RLIMIT_FSIZE would kill with SIGXFSZ a program that does
+ * not expect it (sqlite3, python3). fd stays the caller's; it must be open until the
+ * spawn returns.
+ */
+void launch_set_data_mount(Launch *l, int fd);
+
+/*
  * The host path of cella-lua: this build's binary (CELLA_LUA_BUILD_PATH) when it
  * exists, else the installed one (CELLA_LUA_INSTALL_PATH, under libexecdir/cella).
  */

@@ -140,6 +140,33 @@ def _root():
     require_root()
 
 
+def mounts_below(path):
+    """Mount points at or below path in this mount namespace, deepest first."""
+    path = os.path.realpath(str(path))
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            # Field 5 is the mount point, with space, tab, newline and backslash octal-escaped.
+            mp = line.split()[4]
+            mp = mp.encode().decode("unicode_escape") if "\\" in mp else mp
+            if mp == path or mp.startswith(path + "/"):
+                found.append(mp)
+    return sorted(found, key=len, reverse=True)
+
+
+@pytest.fixture(autouse=True)
+def _unmount_data(tmp_path):
+    """Each app's /data stays mounted at <state>/apps/<id>/data between runs
+    (docs/security.md "Storage"): unmount what a test left below its tmp_path, which
+    also frees the loop devices (autoclear)."""
+    yield
+    for mp in mounts_below(tmp_path):
+        # Lazily if a test still holds a file open there (an unclosed sqlite3
+        # connection): the file system goes when that is closed.
+        if subprocess.run(["umount", mp], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", mp], capture_output=True)
+
+
 def cgroup_mode_host():
     """'v2', 'hybrid' or 'v1', as cella detects it."""
     if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):

@@ -472,6 +472,9 @@ START_TEST(test_sizes)
                 {"{\"memory\":0}", "limits.memory", "less than the minimum of 1M"},
                 {"{\"tmp\":\"4095\"}", "limits.tmp", "less than the minimum of 4K"},
                 {"{\"storage\":0}", "limits.storage", "less than the minimum of 1"},
+                /* /data is an ext4 image: at most 16 TiB (src/supervisor/storage.c). */
+                {"{\"storage\":\"17T\"}", "limits.storage", "17T is more than the maximum of 16T"},
+                {"{\"storage\":17592186044417}", "limits.storage", "more than the maximum of 16T"},
         };
         Manifest *m;
 
@@ -490,6 +493,9 @@ START_TEST(test_sizes)
         ck_assert_uint_eq(m->limits.memory, 2ull << 30);
         ck_assert_uint_eq(m->limits.tmp, 16ull << 20);
         ck_assert_uint_eq(m->limits.storage, 1ull << 40);
+        manifest_free(m);
+        m = parse_ok(M(",\"limits\":{\"storage\":\"16T\"}"));
+        ck_assert_uint_eq(m->limits.storage, 16ull << 40);
         manifest_free(m);
         m = parse_ok(M(",\"limits\":{\"memory\":9223372036854775807}"));
         ck_assert_uint_eq(m->limits.memory, INT64_MAX);

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -530,6 +531,52 @@ START_TEST(test_fail_bind_source)
 }
 END_TEST
 
+/* SANDBOX_BIND_FD: a mount the caller made (an app's /data file system) is moved to
+ * its target as it is, writable, noexec, nosuid, nodev, its own root. */
+START_TEST(test_bind_fd)
+{
+        _cleanup_(sandbox_freep) Sandbox *s = NULL;
+        _cleanup_free_ char *out = NULL;
+        _cleanup_close_ int fs = -EBADF, mnt = -EBADF;
+        SandboxBind binds[2];
+        SandboxExit e;
+        Run r;
+
+        REQUIRE_ROOT();
+        fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
+        ck_assert_int_ge(fs, 0);
+        ck_assert_int_eq(fsconfig(fs, FSCONFIG_SET_STRING, "mode", "0777", 0), 0);
+        ck_assert_int_eq(fsconfig(fs, FSCONFIG_SET_STRING, "size", "1m", 0), 0);
+        ck_assert_int_eq(fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0), 0);
+        mnt = fsmount(fs, FSMOUNT_CLOEXEC, 0);
+        ck_assert_int_ge(mnt, 0);
+        write_script(
+                "bindfd.sh",
+                "printf '#!/bin/sh\\necho ran\\n' > /data/x.sh && chmod +x /data/x.sh\n"
+                "/data/x.sh 2>/dev/null || echo noexec\n"
+                "awk '$5 == \"/data\" { for (i = 7; $i != \"-\"; i++); print $4, $6, $(i + 1) }' "
+                "/proc/self/mountinfo\n",
+                0755);
+        run_init(&r, 15, "bindfd.sh", NULL);
+        binds[0] = r.bind;
+        binds[1] = (SandboxBind){.source = "a test tmpfs",
+                                 .target = "/data",
+                                 .flags = SANDBOX_BIND_RW | SANDBOX_BIND_NOEXEC | SANDBOX_BIND_FD,
+                                 .fd = mnt};
+        r.spec.binds = binds;
+        r.spec.n_binds = 2;
+        s = run_spawn(&r);
+        out = read_output(&r);
+        e = run_wait(s);
+        ck_assert_msg(e.code == CLD_EXITED && e.status == 0, "exit %d/%d, output:\n%s", e.code,
+                      e.status, out);
+        ck_assert_str_eq(out, "noexec\n/ rw,nosuid,nodev,noexec,relatime tmpfs\n");
+        /* What the app wrote is in the caller's file system. */
+        ck_assert_int_eq(faccessat(mnt, "x.sh", F_OK, 0), 0);
+        run_done(&r);
+}
+END_TEST
+
 START_TEST(test_fail_exec_missing)
 {
         Run r;
@@ -901,6 +948,7 @@ int main(void)
         tcase_add_test(tc, test_signal_forwarded);
         tcase_add_test(tc, test_free_kills_running_app);
         tcase_add_test(tc, test_fail_bind_source);
+        tcase_add_test(tc, test_bind_fd);
         tcase_add_test(tc, test_fail_exec_missing);
         tcase_add_test(tc, test_fail_exec_not_executable);
         tcase_add_test(tc, test_fail_prepare);
