@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/inotify.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -1960,6 +1962,30 @@ START_TEST(test_fs_mkdir_rename_unlink)
 }
 END_TEST
 
+/* RESOLVE_NO_XDEV: a mount point inside a root (a bind mount of /etc here, in a
+ * mount namespace of this test's own) is not crossed. */
+START_TEST(test_fs_no_mount_crossing)
+{
+        TestApp *a = app_new("org.t.files", RW_ALL_PERMS, rw_all);
+        char p[512];
+
+        /* Before the kernel's worker thread exists: unshare(CLONE_NEWNS) needs a
+         * single-threaded process. */
+        ck_assert_int_eq(unshare(CLONE_NEWNS), 0); /* root, as the whole suite (chown) */
+        ck_assert_int_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0);
+        dir_as(docs_dir, "mnt", OWNER_UID, OWNER_GID, 0755);
+        snprintf(p, sizeof p, "%s/mnt", docs_dir);
+        ck_assert_int_eq(mount("/etc", p, NULL, MS_BIND, NULL), 0);
+        ck_assert_int_eq(fs_open(a, "documents", "mnt/passwd", R, 0, NULL, NULL), -EXDEV);
+        ck_assert_int_eq(fs_list(a, "documents", "mnt", 0, 0, NULL), -EXDEV);
+        ck_assert_int_eq(fs_stat(a, "documents", "mnt/passwd", false, NULL), -EXDEV);
+        ck_assert_int_eq(fs_mkdir(a, "documents", "mnt/x", 0755), -EXDEV);
+        ck_assert_int_eq(fs_unlink(a, "documents", "mnt"), -EBUSY);
+        ck_assert_int_eq(fs_open(a, "documents", "hello.txt", R, 0, NULL, NULL), 0);
+        ck_assert_int_eq(umount2(p, MNT_DETACH), 0);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("broker-calls");
@@ -2006,6 +2032,7 @@ int main(void)
         tcase_add_test(fsroot, test_fs_list);
         tcase_add_test(fsroot, test_fs_stat);
         tcase_add_test(fsroot, test_fs_mkdir_rename_unlink);
+        tcase_add_test(fsroot, test_fs_no_mount_crossing);
         suite_add_tcase(s, fsroot);
 
         sr = srunner_create(s);
