@@ -1824,6 +1824,7 @@ START_TEST(test_fs_list)
         ck_assert_uint_ge(audit_last("fs.list", &rec), 1);
         ck_assert_str_eq(json_string_value(json_object_get(rec, "path")), ".");
         ck_assert_int_eq(json_integer_value(json_object_get(rec, "entries")), 5);
+        ck_assert_int_eq(json_integer_value(json_object_get(rec, "as_uid")), OWNER_UID);
         json_decref(rec);
 
         /* Refused. */

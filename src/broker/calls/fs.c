@@ -233,19 +233,20 @@ static bool thread_may_switch(void)
 
 /* Makes the calling thread act as cred on the file system. Raw system calls: they
  * change this thread only. setfsuid/setfsgid return the previous id whether or not
- * they worked, so each is checked with a second call that changes nothing. */
+ * they worked, so each is checked with a second call that changes nothing.
+ * Returns 0, or -EIO if the thread could not become cred (then nothing is done). */
 static int thread_become(const FsCred *cred)
 {
         if (!worker.can_switch)
                 return 0;
         if (syscall(SYS_setgroups, cred->n_groups, cred->groups) < 0)
-                return negative_errno();
+                return -EIO;
         (void)syscall(SYS_setfsgid, cred->gid);
         if ((gid_t)syscall(SYS_setfsgid, (gid_t)-1) != cred->gid)
-                return -EPERM;
+                return -EIO;
         (void)syscall(SYS_setfsuid, cred->uid);
         if ((uid_t)syscall(SYS_setfsuid, (uid_t)-1) != cred->uid)
-                return -EPERM;
+                return -EIO;
         return 0;
 }
 
@@ -330,6 +331,13 @@ static int fs_as(const FsCred *cred, int (*fn)(void *arg), void *arg)
         pthread_mutex_unlock(&worker.m);
         pthread_mutex_unlock(&worker.callers);
         return j.result;
+}
+
+/* The uid the worker acted as for cred (after fs_as()): cred's, or the kernel's own
+ * when it cannot switch. For the audit record. */
+static uid_t acting_uid(const FsCred *cred)
+{
+        return worker.can_switch ? cred->uid : geteuid();
 }
 
 /* ---- roots -------------------------------------------------------------------------- */
@@ -745,6 +753,8 @@ static const char *fs_error_text(int r)
                 return "not a regular file or directory (FIFO, socket or device)";
         case -EACCES:
                 return "the root's owner has no permission for this";
+        case -EIO:
+                return "I/O error, or the kernel could not act as the root's owner";
         default:
                 return NULL;
         }
@@ -777,6 +787,7 @@ static void fs_open_handle(BrokerCall *c)
         }
         j.root = root.fd;
         r = fs_as(&root.cred, open_job, &j);
+        audit_set(c, "as_uid", json_integer(acting_uid(&root.cred)));
         if (owned)
                 fs_root_done(&root);
         if (r < 0) {
@@ -939,6 +950,7 @@ static int run_on_root(BrokerCall *c, const char *name, int (*job)(void *arg), v
         }
         *root_fd = root.fd;
         r = fs_as(&root.cred, job, arg);
+        audit_set(c, "as_uid", json_integer(acting_uid(&root.cred)));
         if (owned)
                 fs_root_done(&root);
         return r;
