@@ -435,7 +435,7 @@ static int cred_of_owner(const struct stat *st, FsCred *ret)
 {
         FsCred c = {.uid = st->st_uid, .gid = st->st_gid};
         struct passwd pw, *found = NULL;
-        char buf[4096];
+        char buf[16384]; /* a passwd entry; larger ones are ERANGE: no entry, below */
         int n = 64;
 
         if (c.uid == 0 && geteuid() == 0) {
