@@ -237,8 +237,20 @@ static bool thread_may_switch(void)
  * Returns 0, or -EIO if the thread could not become cred (then nothing is done). */
 static int thread_become(const FsCred *cred)
 {
+        /* What this thread is now (the worker's alone): five system calls, each
+         * committing new credentials, are saved when the next job is the same
+         * owner's, as it mostly is. */
+        static FsCred now;
+        static bool now_valid;
+        gid_t *groups;
+
         if (!worker.can_switch)
                 return 0;
+        if (now_valid && now.uid == cred->uid && now.gid == cred->gid &&
+            now.n_groups == cred->n_groups &&
+            memcmp(now.groups, cred->groups, cred->n_groups * sizeof *cred->groups) == 0)
+                return 0;
+        now_valid = false;
         if (syscall(SYS_setgroups, cred->n_groups, cred->groups) < 0)
                 return -EIO;
         (void)syscall(SYS_setfsgid, cred->gid);
@@ -247,6 +259,12 @@ static int thread_become(const FsCred *cred)
         (void)syscall(SYS_setfsuid, cred->uid);
         if ((uid_t)syscall(SYS_setfsuid, (uid_t)-1) != cred->uid)
                 return -EIO;
+        groups = reallocarray(now.groups, cred->n_groups, sizeof *groups);
+        if (groups) {
+                memcpy(groups, cred->groups, cred->n_groups * sizeof *groups);
+                now = (FsCred){cred->uid, cred->gid, groups, cred->n_groups};
+                now_valid = true;
+        }
         return 0;
 }
 
