@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1615,6 +1616,30 @@ START_TEST(test_fs_open_checks_type_first)
 }
 END_TEST
 
+/* A file another program holds a lease on: EAGAIN at once, not a wait of
+ * lease-break-time (45 s by default) on the kernel's loop. */
+START_TEST(test_fs_open_leased_file_does_not_block)
+{
+        TestApp *a = app_new("org.t.files", RW_ALL_PERMS, rw_all);
+        char p[512];
+        int64_t t0;
+        int lease;
+
+        ck_assert_ptr_ne(signal(SIGIO, SIG_IGN), SIG_ERR); /* the lease break's signal */
+        file_as(docs_dir, "leased", "x", OWNER_UID, OWNER_GID, 0644);
+        snprintf(p, sizeof p, "%s/leased", docs_dir);
+        lease = open(p, O_RDONLY | O_CLOEXEC);
+        ck_assert_int_ge(lease, 0);
+        ck_assert_int_eq(fcntl(lease, F_SETLEASE, F_RDLCK), 0);
+        t0 = now_ms();
+        ck_assert_int_eq(fs_open(a, "documents", "leased", W, 0, NULL, NULL), -EAGAIN);
+        ck_assert_int_lt(now_ms() - t0, 1000);
+        /* A read does not break a read lease. */
+        ck_assert_int_eq(fs_open(a, "documents", "leased", R, 0, NULL, NULL), 0);
+        close(lease);
+}
+END_TEST
+
 /* A passed fd is a regular file: it names nothing else. */
 START_TEST(test_fs_open_fd_names_nothing_else)
 {
@@ -1779,6 +1804,18 @@ START_TEST(test_fs_list)
         for (unsigned i = 0; i < N; i++)
                 ck_assert_msg(seen[i] == 1, "f%u seen %u times", i, seen[i]);
 
+        /* Names left out count towards a page's work: 1500 of them cost pages,
+         * not one scan of the whole directory. */
+        dir_as(docs_dir, "bad", OWNER_UID, OWNER_GID, 0755);
+        snprintf(p, sizeof p, "%s/bad", docs_dir);
+        for (unsigned i = 0; i < 1500; i++) {
+                snprintf(name, sizeof name, "\xff%u", i);
+                write_file(p, name, "x");
+        }
+        pages = list_all(a, "bad", 0, seen, 0, &skipped);
+        ck_assert_uint_eq(skipped, 1500);
+        ck_assert_uint_ge(pages, 2);
+
         /* Long names: the byte cap ends a page before 256 entries. */
         dir_as(docs_dir, "long", OWNER_UID, OWNER_GID, 0755);
         snprintf(p, sizeof p, "%s/long", docs_dir);
@@ -1819,11 +1856,11 @@ START_TEST(test_fs_list)
                 } else if (strcmp(e->name, "fifo") == 0)
                         ck_assert_int_eq(e->type, T_OTHER);
         }
-        ck_assert_uint_eq(m->n_entries, 5); /* hello.txt many long link-out fifo */
+        ck_assert_uint_eq(m->n_entries, 6); /* hello.txt many bad long link-out fifo */
         frame_free(f);
         ck_assert_uint_ge(audit_last("fs.list", &rec), 1);
         ck_assert_str_eq(json_string_value(json_object_get(rec, "path")), ".");
-        ck_assert_int_eq(json_integer_value(json_object_get(rec, "entries")), 5);
+        ck_assert_int_eq(json_integer_value(json_object_get(rec, "entries")), 6);
         ck_assert_int_eq(json_integer_value(json_object_get(rec, "as_uid")), OWNER_UID);
         json_decref(rec);
 
@@ -2030,6 +2067,7 @@ int main(void)
         tcase_add_test(fsroot, test_fs_acts_as_root_owner);
         tcase_add_test(fsroot, test_fs_open_checks_type_first);
         tcase_add_test(fsroot, test_fs_open_fd_names_nothing_else);
+        tcase_add_test(fsroot, test_fs_open_leased_file_does_not_block);
         tcase_add_test(fsroot, test_fs_list);
         tcase_add_test(fsroot, test_fs_stat);
         tcase_add_test(fsroot, test_fs_mkdir_rename_unlink);

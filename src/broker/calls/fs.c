@@ -112,6 +112,7 @@
 #define FS_LIST_ENTRIES_MAX 256u
 #define FS_LIST_BYTES_MAX   49152u
 #define FS_LIST_ENTRY_COST  32u
+#define FS_LIST_SCAN_MAX    1024u  /* directory entries one page reads at most, kept or not */
 #define FS_NAME_MAX         255u   /* NAME_MAX of Linux file systems */
 #define FS_GROUPS_MAX       65536u /* NGROUPS_MAX of Linux */
 
@@ -640,8 +641,10 @@ typedef struct OpenJob {
  * Opens the existing regular file at path beneath root with open(2) flags acc (an
  * access mode, O_TRUNC, O_APPEND): its type is checked on an O_PATH fd first, and
  * that very file is then opened through /proc/thread-self/fd/N, with the
- * permission check of whoever runs this. Returns the fd or -errno (-EISDIR a
- * directory, -ENXIO anything else that is not a regular file).
+ * permission check of whoever runs this, O_NONBLOCK (a file another program holds
+ * a lease on is EAGAIN, not a wait of up to lease-break-time on the kernel's loop;
+ * the caller clears the flag). Returns the fd or -errno (-EISDIR a directory,
+ * -ENXIO anything else that is not a regular file).
  */
 static int open_existing(int root, const char *path, int acc, struct stat *ret_st)
 {
@@ -659,7 +662,7 @@ static int open_existing(int root, const char *path, int acc, struct stat *ret_s
         if (!S_ISREG(pst.st_mode))
                 return -ENXIO;
         snprintf(proc, sizeof proc, "/proc/thread-self/fd/%d", p);
-        fd = open(proc, acc | O_CLOEXEC | O_NOCTTY);
+        fd = open(proc, acc | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
                 return negative_errno();
         if (fstat(fd, ret_st) < 0)
@@ -674,7 +677,7 @@ static int open_existing(int root, const char *path, int acc, struct stat *ret_s
 static int open_job(void *arg)
 {
         OpenJob *j = arg;
-        int acc, fd = -EBADF;
+        int acc, fl, fd = -EBADF;
 
         if ((j->flags & (FS_READ | FS_WRITE)) == (FS_READ | FS_WRITE))
                 acc = O_RDWR;
@@ -694,7 +697,8 @@ static int open_job(void *arg)
                  * new regular file and follows no symlink. A file that vanishes
                  * between the two tries is tried again, a bounded number of times. */
                 for (unsigned i = 0; i < FS_OPEN_RETRIES; i++) {
-                        fd = openat2_beneath(j->root, j->path, acc | O_CREAT | O_EXCL | O_NOCTTY,
+                        fd = openat2_beneath(j->root, j->path,
+                                             acc | O_CREAT | O_EXCL | O_NOCTTY | O_NONBLOCK,
                                              j->mode & 0666);
                         if (fd >= 0) {
                                 j->created = true;
@@ -714,6 +718,14 @@ static int open_job(void *arg)
                 }
         if (fd < 0)
                 return fd;
+        /* Blocking again for the app, as it asked. */
+        fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+                int r = negative_errno();
+
+                safe_close(fd);
+                return r;
+        }
         j->fd = fd;
         return 0;
 }
@@ -771,6 +783,9 @@ static const char *fs_error_text(int r)
                 return "not a regular file or directory (FIFO, socket or device)";
         case -EACCES:
                 return "the root's owner has no permission for this";
+        case -EAGAIN:
+                return "busy: another program holds a lease on the file, or renames kept "
+                       "racing the lookup; try again";
         case -EIO:
                 return "I/O error, or the kernel could not act as the root's owner";
         default:
@@ -872,6 +887,7 @@ static int list_job(void *arg)
         ListJob *j = arg;
         _cleanup_close_ int p = -EBADF, d = -EBADF;
         _Alignas(Dirent64) char buf[16384];
+        unsigned scanned = 0;
         size_t bytes = 0;
         struct stat st;
 
@@ -903,6 +919,10 @@ static int list_job(void *arg)
                         size_t len = strnlen(de->d_name, FS_NAME_MAX + 1);
                         ListEntry *e;
 
+                        /* Entries left out count too: a directory of names that are
+                         * never kept costs one page's work, not a full scan. */
+                        if (scanned++ >= FS_LIST_SCAN_MAX)
+                                return 0;
                         pos += de->d_reclen;
                         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) {
                                 j->next = (uint64_t)de->d_off;
