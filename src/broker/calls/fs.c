@@ -42,7 +42,9 @@
  * - Types. fs.open resolves to an O_PATH fd, fstat()s it, refuses anything but a
  *   regular file (a directory EISDIR, a FIFO, socket or device ENXIO) and only then
  *   opens that very file for real, through /proc/thread-self/fd/N: a FIFO or a
- *   device is never opened, so no open has side effects and none blocks.
+ *   device is never opened, so no open has side effects and none blocks. Opens are
+ *   O_NONBLOCK (cleared before the fd is passed), so a file another program holds a
+ *   lease on is EAGAIN rather than a wait of lease-break-time on the loop.
  * - Roots. BrokerOptions.roots names "name=/host/path"; any other root name that
  *   passes the catalogue's syntax (docs/capabilities.md) is <state_dir>/roots/<name>,
  *   created 0700 on first use. A name that fails the syntax can never be granted:
