@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1573,6 +1574,26 @@ START_TEST(test_fs_acts_as_root_owner)
 }
 END_TEST
 
+/* An owner with a passwd entry acts with its primary group from that entry (and its
+ * supplementary groups), not with the root directory's group. */
+START_TEST(test_fs_owner_groups_from_passwd)
+{
+        TestApp *a = app_new("org.t.files", RW_ALL_PERMS, rw_all);
+        struct passwd *pw = getpwnam("daemon"); /* uid 1, group 1 on Debian and Fedora */
+        int fd;
+
+        ck_assert_msg(pw && pw->pw_uid != 0 && pw->pw_gid != OWNER_GID,
+                      "this test needs the system user daemon");
+        /* Before the first call: the kernel learns the owner when it opens the root. */
+        ck_assert_int_eq(chown(docs_dir, pw->pw_uid, OWNER_GID), 0);
+        file_as(docs_dir, "by-group", "g", OWNER_UID, pw->pw_gid, 0640);
+        file_as(docs_dir, "dir-group", "d", OWNER_UID, OWNER_GID, 0640);
+        ck_assert_int_eq(fs_open(a, "documents", "by-group", R, 0, &fd, NULL), 0);
+        close(fd);
+        ck_assert_int_eq(fs_open(a, "documents", "dir-group", R, 0, NULL, NULL), -EACCES);
+}
+END_TEST
+
 /* Only regular files are opened, and their type is known before the open: a FIFO or
  * a device node is never opened (no open side effect, no stall). */
 START_TEST(test_fs_open_checks_type_first)
@@ -2066,6 +2087,7 @@ int main(void)
         tcase_set_timeout(fsroot, 60);
         tcase_add_test(fsroot, test_fs_acts_as_root_owner);
         tcase_add_test(fsroot, test_fs_open_checks_type_first);
+        tcase_add_test(fsroot, test_fs_owner_groups_from_passwd);
         tcase_add_test(fsroot, test_fs_open_fd_names_nothing_else);
         tcase_add_test(fsroot, test_fs_open_leased_file_does_not_block);
         tcase_add_test(fsroot, test_fs_list);
