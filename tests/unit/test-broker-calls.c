@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
@@ -81,7 +82,7 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 
 static void write_file(const char *dir, const char *name, const char *text)
 {
-        char path[512];
+        char path[PATH_MAX];
         int fd;
 
         snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -1467,7 +1468,7 @@ END_TEST
 static void file_as(const char *dir, const char *name, const char *text, uid_t uid, gid_t gid,
                     mode_t mode)
 {
-        char p[512];
+        char p[PATH_MAX];
 
         write_file(dir, name, text);
         snprintf(p, sizeof p, "%s/%s", dir, name);
@@ -1477,7 +1478,7 @@ static void file_as(const char *dir, const char *name, const char *text, uid_t u
 
 static void dir_as(const char *dir, const char *name, uid_t uid, gid_t gid, mode_t mode)
 {
-        char p[512];
+        char p[PATH_MAX];
 
         snprintf(p, sizeof p, "%s/%s", dir, name);
         ck_assert_int_eq(mkdir(p, mode), 0);
@@ -1487,7 +1488,7 @@ static void dir_as(const char *dir, const char *name, uid_t uid, gid_t gid, mode
 
 static void file_text(const char *dir, const char *name, char *buf, size_t size)
 {
-        char p[512];
+        char p[PATH_MAX];
         ssize_t n;
         int fd;
 
