@@ -68,6 +68,7 @@ extern "C" {
 #define CELLA_REASON_MAX           1023u  /* perm request reasons */
 #define CELLA_ROOT_MAX             63u    /* fs root names */
 #define CELLA_PATH_MAX             4095u  /* fs paths */
+#define CELLA_FS_LIST_MAX          256u   /* entries in one cella_fs_list() page */
 #define CELLA_TITLE_MAX            255u   /* notification titles */
 #define CELLA_TEXT_MAX             4095u  /* notification bodies */
 #define CELLA_TAG_MAX              63u    /* notification tags */
@@ -87,6 +88,11 @@ enum {
         CELLA_OP_APP_LAUNCH = 0x0302,
         CELLA_OP_FS_OPEN = 0x0401,
         CELLA_OP_FS_USAGE = 0x0402,
+        CELLA_OP_FS_LIST = 0x0403,
+        CELLA_OP_FS_STAT = 0x0404,
+        CELLA_OP_FS_MKDIR = 0x0405,
+        CELLA_OP_FS_RENAME = 0x0406,
+        CELLA_OP_FS_UNLINK = 0x0407,
         CELLA_OP_TIMER_CREATE = 0x0501,
         CELLA_OP_TIMER_CANCEL = 0x0502,
         CELLA_OP_PERM_QUERY = 0x0601,
@@ -420,18 +426,105 @@ CELLA_API int cella_app_launch(Cella *c, const char *app_id, const char *action,
 /* ---- fs ---------------------------------------------------------------------- */
 
 /*
- * Opens root/path: a user file outside the app's jail, under a root the app was
- * granted (e.g. "documents"). path is relative (1..CELLA_PATH_MAX bytes) and cannot
- * leave the root (the kernel resolves it beneath the root, without magic links).
- * flags: O_RDONLY, O_WRONLY or O_RDWR, optionally | O_CREAT, O_EXCL, O_TRUNC,
- * O_APPEND, O_DIRECTORY, O_CLOEXEC (always set anyway). mode: permission bits for
- * O_CREAT (<= 0777). Returns 0 and *ret_fd (O_CLOEXEC, the caller's), or -EINVAL
- * (other flags or mode bits, bad root/path), -EACCES (root not granted, or not for
- * writing), -EPERM (no such root for apps), -ENOENT, -EEXIST, -EISDIR, -ENOTDIR,
- * -EXDEV (path escapes the root), -EAGAIN.
+ * The calls on a granted root (e.g. "documents": rights fs.read:<root> to read and
+ * list, fs.write:<root> to create, change, rename and remove) name a file by root
+ * and a relative path (1..CELLA_PATH_MAX bytes). The kernel resolves the path
+ * beneath the root every time (openat2 RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS |
+ * RESOLVE_NO_XDEV: neither "..", an absolute path, a symlink leading out, nor a
+ * mount point gets out) and acts with the permissions of the user who owns the
+ * root, never more. Errors they share: -EINVAL (bad argument), -EACCES (right not
+ * granted, or the root's owner may not do it), -EPERM (no such root for apps),
+ * -EXDEV (the path leaves the root or crosses a mount), -ELOOP (a procfs magic
+ * link), -ENOENT, -ENOTDIR, -EAGAIN (rate-limited). docs/protocol.md "fs calls".
+ */
+
+/*
+ * Opens the regular file root/path and passes it to the app. flags: O_RDONLY,
+ * O_WRONLY or O_RDWR, optionally | O_CREAT, O_EXCL, O_TRUNC, O_APPEND, O_CLOEXEC
+ * (always set anyway); never O_DIRECTORY: directories are not passed (an fd of one
+ * would reach its parents), list them with cella_fs_list(). mode: permission bits
+ * for O_CREAT (<= 0777; execute bits dropped). Returns 0 and *ret_fd (O_CLOEXEC,
+ * the caller's), or the errors above and -EEXIST, -EISDIR (a directory), -ENXIO (a
+ * FIFO, socket or device: never opened).
  */
 CELLA_API int cella_fs_open(Cella *c, const char *root, const char *path, int flags, unsigned mode,
                             int *ret_fd);
+
+typedef enum CellaFsType {
+        CELLA_FS_UNKNOWN = 0,
+        CELLA_FS_REGULAR = 1,
+        CELLA_FS_DIRECTORY = 2,
+        CELLA_FS_SYMLINK = 3, /* the link itself */
+        CELLA_FS_OTHER = 4,   /* FIFO, socket or device node */
+} CellaFsType;
+
+typedef struct CellaFsEntry {
+        const char *name; /* 1..255 bytes */
+        CellaFsType type;
+        uint64_t size_bytes; /* st_size (a symlink: its target's length); 0 for OTHER */
+        int64_t mtime_ns;    /* last modification, ns since 1970-01-01 UTC */
+} CellaFsEntry;
+
+typedef struct CellaFsList {
+        size_t n_entries;
+        CellaFsEntry *entries;
+        uint64_t next_cookie; /* pass to the next call */
+        bool end;             /* no entries after these */
+        uint32_t skipped;     /* entries of this page left out: name not UTF-8 */
+} CellaFsList;
+
+/*
+ * Lists one page of directory root/path ("." is the root): at most max_entries
+ * (0..CELLA_FS_LIST_MAX; 0 means CELLA_FS_LIST_MAX) entries and about 48 KiB of
+ * them, in the directory's order, without "." and "..", symlinks not followed.
+ * cookie: 0 for the first page, then the previous page's next_cookie, until end.
+ * Needs fs.read:<root>. Returns 0 and *ret (cella_free()), or the errors above
+ * (-EINVAL also for a cookie that is not one of this directory's).
+ */
+CELLA_API int cella_fs_list(Cella *c, const char *root, const char *path, uint64_t cookie,
+                            unsigned max_entries, CellaFsList **ret);
+
+typedef struct CellaFsStat {
+        CellaFsType type;
+        uint32_t mode; /* permission bits, st_mode & 07777 */
+        uint64_t size_bytes;
+        int64_t mtime_ns;
+} CellaFsStat;
+
+/*
+ * Describes root/path ("." is the root). flags: 0, or AT_SYMLINK_NOFOLLOW to
+ * describe a last-component symlink itself. Needs fs.read:<root>. Returns 0 and
+ * fills *ret, or the errors above.
+ */
+CELLA_API int cella_fs_stat(Cella *c, const char *root, const char *path, int flags,
+                            CellaFsStat *ret);
+
+/*
+ * Makes directory root/path (its parent must exist) with permission bits mode (<=
+ * 0777, masked by the kernel's umask); it belongs to the root's owner. Needs
+ * fs.write:<root>. Returns 0, or the errors above and -EEXIST.
+ */
+CELLA_API int cella_fs_mkdir(Cella *c, const char *root, const char *path, unsigned mode);
+
+#define CELLA_FS_RENAME_NOREPLACE 0x1u /* -EEXIST if new_path exists */
+#define CELLA_FS_RENAME_EXCHANGE  0x2u /* swap the two; both must exist */
+
+/*
+ * Renames root/old_path to root/new_path, both beneath the same root: rename(2),
+ * replacing an existing new_path unless flags is CELLA_FS_RENAME_NOREPLACE;
+ * CELLA_FS_RENAME_EXCHANGE swaps the two. Needs fs.write:<root>. Returns 0, or the
+ * errors above and -EEXIST, -ENOTEMPTY, -EISDIR, -EINVAL (a directory into itself,
+ * or a last component "." or "..").
+ */
+CELLA_API int cella_fs_rename(Cella *c, const char *root, const char *old_path,
+                              const char *new_path, unsigned flags);
+
+/*
+ * Removes root/path: a file, a symlink (never its target) or an empty directory; a
+ * trailing "/" removes a directory only. Needs fs.write:<root>. Returns 0, or the
+ * errors above and -ENOTEMPTY.
+ */
+CELLA_API int cella_fs_unlink(Cella *c, const char *root, const char *path);
 
 typedef struct CellaFsUsage { /* bytes; a quota of 0 means none */
         uint64_t data_used_bytes;

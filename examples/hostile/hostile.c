@@ -18,7 +18,8 @@
  * "system.admin" (a signature right; the bundle is not signed), so the refusals
  * are scoped (lines starting ALLOWED show what it may do). The tests
  * grant fs.read:downloads and plant symlinks in that root (link-root -> /,
- * link-up -> ../../../../../../..), so the escapes are tried beneath a real grant.
+ * link-up -> ../../../../../../..), a FIFO and a root-only 0600 file ("secret"),
+ * so the escapes are tried beneath a real grant.
  */
 
 #include <dirent.h>
@@ -460,6 +461,75 @@ static void try_fs_open(Cella *c, const char *name, const char *root, const char
                 must_fail_call(name, r);
 }
 
+/* A raw fs.open of path "." with flags READ|DIRECTORY (0x41), past libcella's own
+ * check: the kernel must not pass a directory fd for any flag. */
+static int fs_open_raw_directory(Cella *c)
+{
+        static const uint8_t body[] = {0x0a, 9,   'd', 'o',  'w', 'n', 'l',  'o',
+                                       'a',  'd', 's', 0x12, 1,   '.', 0x18, 0x41};
+        CellaReply *reply = NULL;
+        int r = cella_call(c, CELLA_OP_FS_OPEN, body, sizeof body, NULL, 0, &reply);
+
+        if (r >= 0)
+                r = reply->error < 0 ? reply->error : 0;
+        cella_reply_free(reply);
+        return r;
+}
+
+/*
+ * Out of a granted root by what the kernel passes: a directory fd (from which
+ * "../..", fchdir and relative socket paths reach the host), the fd of a file
+ * (its "..", /proc/self/fd/N/.., a reopen with more access), and the directory
+ * calls. The tests plant a FIFO and a root-only 0600 file in the root.
+ */
+static void try_broker_root_walks(Cella *c)
+{
+        char p[64];
+        int fd = -1, r, k;
+
+        try_fs_open(c, "fs.open the root directory itself (.)", HOSTILE_ROOT, ".", O_RDONLY, false);
+        must_fail_call("fs.open with the raw DIRECTORY flag", CALL(fs_open_raw_directory(c)));
+        try_fs_open(c, "fs.open a FIFO in its root", HOSTILE_ROOT, "fifo", O_RDONLY, false);
+        try_fs_open(c, "fs.open a root-only file in its root", HOSTILE_ROOT, "secret", O_RDONLY,
+                    false);
+        must_fail_call("fs.list out of the root (..)",
+                       CALL(cella_fs_list(c, HOSTILE_ROOT, "..", 0, 0, &(CellaFsList *){NULL})));
+        must_fail_call(
+                "fs.list through a symlink up",
+                CALL(cella_fs_list(c, HOSTILE_ROOT, "link-up", 0, 0, &(CellaFsList *){NULL})));
+        must_fail_call(
+                "fs.stat through a symlink to /",
+                CALL(cella_fs_stat(c, HOSTILE_ROOT, "link-root/etc/shadow", 0, &(CellaFsStat){0})));
+        must_be_denied("fs.mkdir with a read right at most",
+                       CALL(cella_fs_mkdir(c, HOSTILE_ROOT, "owned", 0755)));
+        must_be_denied("fs.rename with a read right at most",
+                       CALL(cella_fs_rename(c, HOSTILE_ROOT, "readme.txt", "../readme.txt", 0)));
+        must_be_denied("fs.unlink with a read right at most",
+                       CALL(cella_fs_unlink(c, HOSTILE_ROOT, "readme.txt")));
+
+        /* From the fd of a file it may read (when the user granted the root). */
+        r = CALL(cella_fs_open(c, HOSTILE_ROOT, "readme.txt", O_RDONLY, 0, &fd));
+        if (r < 0) {
+                const char *no = r == -EACCES ? "no fd to start from (root not granted)"
+                                              : "no fd to start from";
+
+                verdict("openat(\"../..\") from a passed file", 1, "%s", no);
+                verdict("fchdir to a passed file", 1, "%s", no);
+                verdict("/proc/self/fd/N/.. of a passed file", 1, "%s", no);
+                verdict("reopen a passed read-only file for writing", 1, "%s", no);
+                return;
+        }
+        k = openat(fd, "../..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        must_not_open("openat(\"../..\") from a passed file", k);
+        must_fail("fchdir to a passed file", fchdir(fd));
+        snprintf(p, sizeof p, "/proc/self/fd/%d/..", fd);
+        must_not_open("/proc/self/fd/N/.. of a passed file",
+                      open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
+        must_not_open("reopen a passed read-only file for writing", open(p, O_RDWR | O_CLOEXEC));
+        close(fd);
+}
+
 static void try_broker_files(Cella *c)
 {
         try_fs_open(c, "fs.open a root it has no right to", "documents", "notes.txt", O_RDONLY,
@@ -475,6 +545,7 @@ static void try_broker_files(Cella *c)
                     O_RDONLY, false);
         try_fs_open(c, "fs.open through a symlink up", HOSTILE_ROOT, "link-up/etc/passwd", O_RDONLY,
                     false);
+        try_broker_root_walks(c);
 }
 
 static void try_broker_bus(Cella *c)

@@ -32,6 +32,11 @@ static const WireOp ops[] = {
          .reply = D(fs_open_reply),
          .reply_fds = 1},
         CALL(FS_USAGE, "fs.usage", fs_usage),
+        CALL(FS_LIST, "fs.list", fs_list),
+        CALL(FS_STAT, "fs.stat", fs_stat),
+        CALL(FS_MKDIR, "fs.mkdir", fs_mkdir),
+        CALL(FS_RENAME, "fs.rename", fs_rename),
+        CALL(FS_UNLINK, "fs.unlink", fs_unlink),
         CALL(TIMER_CREATE, "timer.create", timer_create),
         CALL(TIMER_CANCEL, "timer.cancel", timer_cancel),
         CALL(PERM_QUERY, "perm.query", perm_query),
@@ -55,7 +60,7 @@ static const WireOp ops[] = {
 
 const WireOp *wire_op_lookup(uint16_t opcode)
 {
-        /* 29 entries: a scan beats anything cleverer. */
+        /* 34 entries: a scan beats anything cleverer. */
         for (size_t i = 0; i < ELEMENTSOF(ops); i++)
                 if (ops[i].opcode == opcode)
                         return &ops[i];
@@ -93,9 +98,7 @@ static void budget_free(void *data, void *p)
         free(p);
 }
 
-/* True if p[0..n) is UTF-8 (no overlong forms, surrogates or code points past
- * U+10FFFF) without NUL bytes: what the .proto promises every string is. */
-static bool utf8_valid_no_nul(const uint8_t *p, size_t n)
+bool wire_utf8_valid(const uint8_t *p, size_t n)
 {
         size_t i = 0;
 
@@ -135,7 +138,7 @@ static bool utf8_valid_no_nul(const uint8_t *p, size_t n)
 
 /*
  * Walks the wire form of a message of type d and checks every string field (in
- * sub-messages too) with utf8_valid_no_nul(). protobuf-c checks neither: a NUL
+ * sub-messages too) with wire_utf8_valid(). protobuf-c checks neither: a NUL
  * would silently cut the C string it hands out ("documents\0x" reads as
  * "documents"), so what the broker checks and what it logs could differ.
  * Structural errors are left to protobuf-c. Returns 0 or -EBADMSG.
@@ -158,7 +161,7 @@ static int check_strings(const ProtobufCMessageDescriptor *d, const uint8_t *p, 
                 fd = f.number <= UINT32_MAX
                              ? protobuf_c_message_descriptor_get_field(d, (unsigned)f.number)
                              : NULL;
-                if (fd && fd->type == PROTOBUF_C_TYPE_STRING && !utf8_valid_no_nul(f.data, f.len))
+                if (fd && fd->type == PROTOBUF_C_TYPE_STRING && !wire_utf8_valid(f.data, f.len))
                         return -EBADMSG;
                 if (fd && fd->type == PROTOBUF_C_TYPE_MESSAGE &&
                     check_strings(fd->descriptor, f.data, f.len, depth + 1) < 0)

@@ -8,6 +8,8 @@
  */
 
 #include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "broker/channel.h"
@@ -49,6 +51,13 @@ const WireOp *wire_ops(size_t *ret_n);
  *   -ENOBUFS     decoding would take more than WIRE_UNPACK_MEMORY_MAX bytes
  */
 int wire_unpack(const ChannelFrame *f, ProtobufCMessage **ret);
+
+/*
+ * True if p[0..n) is what the .proto promises every string is: UTF-8 (RFC 3629: no
+ * overlong forms, no surrogates, no code points past U+10FFFF) without NUL bytes.
+ * n is in bytes; n == 0 is valid.
+ */
+bool wire_utf8_valid(const uint8_t *p, size_t n);
 
 /*
  * Encodes msg into buf (size bytes). Returns the length in bytes, or -EMSGSIZE if

@@ -386,8 +386,8 @@ int cella_app_launch(Cella *c, const char *app_id, const char *action, const voi
 /* Maps open(2) flags onto FsOpenFlag bits; -EINVAL for anything else. */
 static int fs_flags(int flags, uint32_t *ret)
 {
-        const int allowed =
-                O_ACCMODE | O_CREAT | O_EXCL | O_TRUNC | O_APPEND | O_DIRECTORY | O_CLOEXEC;
+        /* Not O_DIRECTORY: directories are never passed (cella_fs_list()). */
+        const int allowed = O_ACCMODE | O_CREAT | O_EXCL | O_TRUNC | O_APPEND | O_CLOEXEC;
         uint32_t f = 0;
 
         if (flags & ~allowed)
@@ -414,8 +414,6 @@ static int fs_flags(int flags, uint32_t *ret)
                 f |= CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_TRUNCATE;
         if (flags & O_APPEND)
                 f |= CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_APPEND;
-        if (flags & O_DIRECTORY)
-                f |= CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_DIRECTORY;
         *ret = f;
         return 0;
 }
@@ -446,6 +444,130 @@ int cella_fs_open(Cella *c, const char *root, const char *path, int flags, unsig
         /* wire_unpack() checked that exactly one fd came. */
         *ret_fd = cella_reply_take_fd(reply, 0);
         return 0;
+}
+
+/* 0 if root and path fit what every call on a root takes, -EINVAL otherwise. */
+static int check_root_path(const char *root, const char *path)
+{
+        if (check_str(root, CELLA_ROOT_MAX, true) < 0 || check_str(path, CELLA_PATH_MAX, true) < 0)
+                return -EINVAL;
+        return 0;
+}
+
+static void build_fs_list(Block *b, const ProtobufCMessage *pm)
+{
+        const Cella__V1__FsListReply *m = (const void *)pm;
+        CellaFsList *x = block_alloc(b, sizeof(*x), alignof(CellaFsList));
+        CellaFsEntry *e =
+                block_alloc(b, m->n_entries * sizeof(CellaFsEntry), alignof(CellaFsEntry));
+
+        for (size_t i = 0; i < m->n_entries; i++) {
+                const Cella__V1__FsEntry *q = m->entries[i];
+                const char *name = block_str(b, q->name);
+
+                if (e)
+                        e[i] = (CellaFsEntry){
+                                .name = name,
+                                .type = (unsigned)q->type <= CELLA_FS_OTHER ? (CellaFsType)q->type
+                                                                            : CELLA_FS_UNKNOWN,
+                                .size_bytes = q->size_bytes,
+                                .mtime_ns = q->mtime_ns,
+                        };
+        }
+        if (!x)
+                return;
+        x->n_entries = m->n_entries;
+        x->entries = e;
+        x->next_cookie = m->next_cookie;
+        x->end = m->end;
+        x->skipped = m->skipped;
+}
+
+int cella_fs_list(Cella *c, const char *root, const char *path, uint64_t cookie,
+                  unsigned max_entries, CellaFsList **ret)
+{
+        Cella__V1__FsListRequest req = CELLA__V1__FS_LIST_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *m = NULL;
+        int r;
+
+        if (!ret || check_root_path(root, path) < 0 || max_entries > CELLA_FS_LIST_MAX ||
+            cookie > (uint64_t)INT64_MAX)
+                return -EINVAL;
+        req.root = (char *)root;
+        req.path = (char *)path;
+        req.cookie = cookie;
+        req.max_entries = max_entries;
+        r = call(c, CELLA_OP_FS_LIST, &req.base, &m, NULL);
+        if (r < 0)
+                return r;
+        return block_build(build_fs_list, m, (void **)ret);
+}
+
+int cella_fs_stat(Cella *c, const char *root, const char *path, int flags, CellaFsStat *ret)
+{
+        Cella__V1__FsStatRequest req = CELLA__V1__FS_STAT_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *pm = NULL;
+        const Cella__V1__FsStatReply *m;
+        int r;
+
+        if (!ret || check_root_path(root, path) < 0 || (flags & ~AT_SYMLINK_NOFOLLOW))
+                return -EINVAL;
+        req.root = (char *)root;
+        req.path = (char *)path;
+        req.no_follow = flags & AT_SYMLINK_NOFOLLOW;
+        r = call(c, CELLA_OP_FS_STAT, &req.base, &pm, NULL);
+        if (r < 0)
+                return r;
+        m = (const void *)pm;
+        *ret = (CellaFsStat){
+                .type = (unsigned)m->type <= CELLA_FS_OTHER ? (CellaFsType)m->type
+                                                            : CELLA_FS_UNKNOWN,
+                .mode = m->mode,
+                .size_bytes = m->size_bytes,
+                .mtime_ns = m->mtime_ns,
+        };
+        return 0;
+}
+
+int cella_fs_mkdir(Cella *c, const char *root, const char *path, unsigned mode)
+{
+        Cella__V1__FsMkdirRequest req = CELLA__V1__FS_MKDIR_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *pm = NULL;
+
+        if (check_root_path(root, path) < 0 || mode > 0777)
+                return -EINVAL;
+        req.root = (char *)root;
+        req.path = (char *)path;
+        req.mode = mode;
+        return call(c, CELLA_OP_FS_MKDIR, &req.base, &pm, NULL);
+}
+
+int cella_fs_rename(Cella *c, const char *root, const char *old_path, const char *new_path,
+                    unsigned flags)
+{
+        Cella__V1__FsRenameRequest req = CELLA__V1__FS_RENAME_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *pm = NULL;
+
+        if (check_root_path(root, old_path) < 0 || check_str(new_path, CELLA_PATH_MAX, true) < 0 ||
+            (flags != 0 && flags != CELLA_FS_RENAME_NOREPLACE && flags != CELLA_FS_RENAME_EXCHANGE))
+                return -EINVAL;
+        req.root = (char *)root;
+        req.old_path = (char *)old_path;
+        req.new_path = (char *)new_path;
+        req.flags = flags;
+        return call(c, CELLA_OP_FS_RENAME, &req.base, &pm, NULL);
+}
+
+int cella_fs_unlink(Cella *c, const char *root, const char *path)
+{
+        Cella__V1__FsUnlinkRequest req = CELLA__V1__FS_UNLINK_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *pm = NULL;
+
+        if (check_root_path(root, path) < 0)
+                return -EINVAL;
+        req.root = (char *)root;
+        req.path = (char *)path;
+        return call(c, CELLA_OP_FS_UNLINK, &req.base, &pm, NULL);
 }
 
 int cella_fs_usage(Cella *c, CellaFsUsage *ret)

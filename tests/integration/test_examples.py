@@ -97,7 +97,15 @@ def test_notes_c_without_the_grant_is_refused_and_says_how_to_grant(tmp_path, st
 BROKER_ATTEMPTS = [
     "fs.open a root it has no right to", "fs.open for writing with a read right at most",
     "fs.open ../ out of the root", "fs.open an absolute path", "fs.open through a symlink to /",
-    "fs.open through a symlink up", "bus.publish on another app's topic (clock.tick)",
+    "fs.open through a symlink up", "fs.open the root directory itself (.)",
+    "fs.open with the raw DIRECTORY flag", "fs.open a FIFO in its root",
+    "fs.open a root-only file in its root", "fs.list out of the root (..)",
+    "fs.list through a symlink up", "fs.stat through a symlink to /",
+    "fs.mkdir with a read right at most", "fs.rename with a read right at most",
+    "fs.unlink with a read right at most", 'openat("../..") from a passed file',
+    "fchdir to a passed file", "/proc/self/fd/N/.. of a passed file",
+    "reopen a passed read-only file for writing",
+    "bus.publish on another app's topic (clock.tick)",
     "bus.subscribe to every topic (**)", "bus.subscribe to clock.tick without the right",
     "bus.send to another app", "bus.request to another app", "app.launch another app",
     "notify.post without the notify right", "timer.create without the timer right",
@@ -121,6 +129,9 @@ def test_hostile_broker_attempts_are_all_refused(tmp_path, state):
     (downloads / "readme.txt").write_text("a file it may read\n")
     os.symlink("/", downloads / "link-root")
     os.symlink("../../../../../../..", downloads / "link-up")
+    os.mkfifo(downloads / "fifo", 0o666)
+    (downloads / "secret").write_text("root only\n")
+    os.chmod(downloads / "secret", 0o600)
     grant(state, app, HOSTILE, "fs.read:downloads")
 
     r = run_cella("--root", f"downloads={downloads}", app, state_dir=state, timeout=120)
@@ -141,7 +152,12 @@ def test_hostile_broker_attempts_are_all_refused(tmp_path, state):
     assert f"hostile: {len(lines)} attempts, {len(lines)} refused, 0 escaped" in r.out
     assert r.event("exited")["status"] == 0
     # The user file root is untouched.
-    assert sorted(os.listdir(downloads)) == ["link-root", "link-up", "readme.txt"]
+    assert sorted(os.listdir(downloads)) == ["fifo", "link-root", "link-up", "readme.txt", "secret"]
+    assert (downloads / "readme.txt").read_text() == "a file it may read\n"
+    # A file passed to it is never a way out: each of these got as far as trying.
+    for attempt in ['openat("../..") from a passed file', "fchdir to a passed file",
+                    "reopen a passed read-only file for writing"]:
+        assert not re.search(rf"^REFUSED {re.escape(attempt)}: no fd to start from", r.out, re.M), r.out
 
 
 def test_revoke_while_running_closes_the_apps_handles_at_once(tmp_path, state):

@@ -9,12 +9,20 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <poll.h>
+#include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/inotify.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -59,8 +67,8 @@ typedef struct TestApp {
 
 static uv_loop_t loop;
 static char state_dir[] = "/tmp/cella-broker-calls-XXXXXX";
-static char docs_dir[300], roots_docs[320];
-static char *roots[] = {roots_docs, (char *)"procfs=/proc", NULL};
+static char docs_dir[300], roots_docs[320], shared_dir[300], roots_shared[320];
+static char *roots[] = {roots_docs, (char *)"procfs=/proc", roots_shared, NULL};
 static Grants *grants;
 static Bus *bus;
 static AuditLog *audit;
@@ -74,7 +82,7 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 
 static void write_file(const char *dir, const char *name, const char *text)
 {
-        char path[512];
+        char path[PATH_MAX];
         int fd;
 
         snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -96,6 +104,10 @@ static void setup(void)
         ck_assert_int_eq(chown(docs_dir, OWNER_UID, OWNER_GID), 0);
         snprintf(roots_docs, sizeof roots_docs, "documents=%s", docs_dir);
         write_file(docs_dir, "hello.txt", "hello");
+        /* A root owned by root, as a folder in /srv made by root would be. */
+        snprintf(shared_dir, sizeof shared_dir, "%s/shared", state_dir);
+        ck_assert_int_eq(mkdir(shared_dir, 0755), 0);
+        snprintf(roots_shared, sizeof roots_shared, "shared=%s", shared_dir);
 
         ck_assert_int_eq(uv_loop_init(&loop), 0);
         ck_assert_int_eq(grants_open(state_dir, &grants), 0);
@@ -357,13 +369,15 @@ static int fs_open(TestApp *a, const char *root, const char *path, uint32_t flag
         return 0;
 }
 
-#define R  CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_READ
-#define W  CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_WRITE
-#define CR CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_CREATE
-#define EX CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_EXCLUSIVE
-#define TR CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_TRUNCATE
-#define AP CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_APPEND
-#define DI CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_DIRECTORY
+#define R                   CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_READ
+#define W                   CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_WRITE
+#define CR                  CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_CREATE
+#define EX                  CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_EXCLUSIVE
+#define TR                  CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_TRUNCATE
+#define AP                  CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_APPEND
+#define FS_RENAME_NOREPLACE CELLA__V1__FS_RENAME_FLAG__FS_RENAME_FLAG_NOREPLACE
+#define FS_RENAME_EXCHANGE  CELLA__V1__FS_RENAME_FLAG__FS_RENAME_FLAG_EXCHANGE
+#define DI                  CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_DIRECTORY
 
 static const char *const docs_rw[] = {"fs.read:documents", "fs.write:documents", NULL};
 
@@ -397,11 +411,15 @@ START_TEST(test_fs_open_read_write)
         ck_assert_int_eq(write(fd, "abc", 3), 3);
         ck_assert_int_eq(read(fd, buf, 1), -1);
         close(fd);
-        /* CREATE of an existing file opens it (not ours: the owner stays). */
-        ck_assert_int_eq(fs_open(a, "documents", "hello.txt", R | W | CR, 0600, &fd, &rep), 0);
+        /* CREATE of an existing file opens it (not made here: its owner stays). */
+        write_file(docs_dir, "theirs.txt", "12345");
+        snprintf(p, sizeof p, "%s/theirs.txt", docs_dir);
+        ck_assert_int_eq(chown(p, OWNER_UID + 1, OWNER_GID), 0);
+        ck_assert_int_eq(chmod(p, 0666), 0);
+        ck_assert_int_eq(fs_open(a, "documents", "theirs.txt", R | W | CR, 0600, &fd, &rep), 0);
         ck_assert_int_eq(fcntl(fd, F_GETFL) & O_ACCMODE, O_RDWR);
         ck_assert_int_eq(fstat(fd, &st), 0);
-        ck_assert_uint_eq(st.st_uid, 0); /* write_file() made it as root */
+        ck_assert_uint_eq(st.st_uid, OWNER_UID + 1);
         ck_assert_uint_eq(rep.size_bytes, 5);
         close(fd);
         ck_assert_int_eq(fs_open(a, "documents", "new.txt", W | CR | EX, 0600, NULL, NULL),
@@ -413,14 +431,13 @@ START_TEST(test_fs_open_read_write)
         ck_assert_int_eq(fs_open(a, "documents", "new.txt", W | TR, 0, &fd, &rep), 0);
         ck_assert_uint_eq(rep.size_bytes, 0);
         close(fd);
-        /* A directory. */
+        /* A directory is never passed: its fd would reach its parents with "..". */
         snprintf(p, sizeof p, "%s/sub", docs_dir);
         ck_assert_int_eq(mkdir(p, 0755), 0);
-        ck_assert_int_eq(fs_open(a, "documents", "sub", R | DI, 0, &fd, &rep), 0);
-        ck_assert(rep.is_directory);
-        ck_assert_uint_eq(rep.size_bytes, 0);
-        close(fd);
-        ck_assert_int_eq(fs_open(a, "documents", "hello.txt", R | DI, 0, NULL, NULL), -ENOTDIR);
+        ck_assert_int_eq(fs_open(a, "documents", "sub", R, 0, NULL, NULL), -EISDIR);
+        ck_assert_int_eq(fs_open(a, "documents", ".", R, 0, NULL, NULL), -EISDIR);
+        ck_assert_int_eq(fs_open(a, "documents", "sub/..", R, 0, NULL, NULL), -EISDIR);
+        ck_assert_int_eq(fs_open(a, "documents", "sub", R | DI, 0, NULL, NULL), -EINVAL);
         ck_assert_int_eq(fs_open(a, "documents", "sub", W, 0, NULL, NULL), -EISDIR);
         ck_assert_int_eq(fs_open(a, "documents", "nope.txt", R, 0, NULL, NULL), -ENOENT);
         /* A symlink that stays inside the root is followed. */
@@ -464,6 +481,7 @@ START_TEST(test_fs_open_refused)
         ck_assert_int_eq(fs_open(r, "documents", "a", R | 0x80, 0, NULL, NULL), -EINVAL);
         ck_assert_int_eq(fs_open(r, "documents", "a", R | EX, 0, NULL, NULL), -EINVAL);
         ck_assert_int_eq(fs_open(r, "documents", "a", W | DI, 0, NULL, NULL), -EINVAL);
+        ck_assert_int_eq(fs_open(r, "documents", "a", R | DI, 0, NULL, NULL), -EINVAL);
         ck_assert_int_eq(fs_open(r, "documents", "a", W | CR, 01000, NULL, NULL), -EINVAL);
 }
 END_TEST
@@ -508,7 +526,7 @@ START_TEST(test_fs_open_escapes)
         ck_assert_int_eq(fs_open(a, "documents", "procroot/etc/passwd", R, 0, NULL, NULL), -EXDEV);
         /* Magic links, reached beneath a root that holds them (/proc). */
         ck_assert_int_eq(fs_open(a, "procfs", "self/root/etc/passwd", R, 0, NULL, NULL), -ELOOP);
-        ck_assert_int_eq(fs_open(a, "procfs", "self/cwd", R | DI, 0, NULL, NULL), -ELOOP);
+        ck_assert_int_eq(fs_open(a, "procfs", "self/cwd", R, 0, NULL, NULL), -ELOOP);
         ck_assert_int_eq(fs_open(a, "procfs", "thread-self/fd/0", R, 0, NULL, NULL), -ELOOP);
         /* A FIFO is not opened for the app, and does not stall the broker. */
         t0 = now_ms();
@@ -531,9 +549,12 @@ START_TEST(test_fs_open_default_root)
         ck_assert_int_eq(stat(p, &st), 0);
         ck_assert(S_ISDIR(st.st_mode));
         ck_assert_uint_eq(st.st_mode & 07777, 0700);
+        /* Made by a root kernel: the overflow user owns it, and acts for it. */
+        ck_assert_uint_eq(st.st_uid, 65534);
         strcat(p, "/n.txt");
         ck_assert_int_eq(stat(p, &st), 0);
         ck_assert_uint_eq(st.st_mode & 07777, 0600);
+        ck_assert_uint_eq(st.st_uid, 65534);
 }
 END_TEST
 
@@ -1441,10 +1462,595 @@ START_TEST(test_bus_revoke_closes_subscription)
 }
 END_TEST
 
+/* ---- fs beneath a root: identity, file types, list, stat, mkdir, rename, unlink ------- */
+
+/* Writes dir/name with text, owned by uid:gid with mode. */
+static void file_as(const char *dir, const char *name, const char *text, uid_t uid, gid_t gid,
+                    mode_t mode)
+{
+        char p[PATH_MAX];
+
+        write_file(dir, name, text);
+        snprintf(p, sizeof p, "%s/%s", dir, name);
+        ck_assert_int_eq(chown(p, uid, gid), 0);
+        ck_assert_int_eq(chmod(p, mode), 0);
+}
+
+static void dir_as(const char *dir, const char *name, uid_t uid, gid_t gid, mode_t mode)
+{
+        char p[PATH_MAX];
+
+        snprintf(p, sizeof p, "%s/%s", dir, name);
+        ck_assert_int_eq(mkdir(p, mode), 0);
+        ck_assert_int_eq(chown(p, uid, gid), 0);
+        ck_assert_int_eq(chmod(p, mode), 0);
+}
+
+static void file_text(const char *dir, const char *name, char *buf, size_t size)
+{
+        char p[PATH_MAX];
+        ssize_t n;
+        int fd;
+
+        snprintf(p, sizeof p, "%s/%s", dir, name);
+        fd = open(p, O_RDONLY | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        n = read(fd, buf, size - 1);
+        ck_assert_int_ge(n, 0);
+        buf[n] = 0;
+        close(fd);
+}
+
+/* True if an IN_OPEN event is waiting on inotify fd ino. */
+static bool was_opened(int ino)
+{
+        _Alignas(struct inotify_event) char buf[4096];
+        ssize_t n = read(ino, buf, sizeof buf);
+
+        if (n < 0) {
+                ck_assert_int_eq(errno, EAGAIN);
+                return false;
+        }
+        for (ssize_t pos = 0; pos < n;) {
+                const struct inotify_event *e = (const void *)(buf + pos);
+
+                if (e->mask & IN_OPEN)
+                        return true;
+                pos += (ssize_t)(sizeof *e + e->len);
+        }
+        return false;
+}
+
+static const char *const rw_all[] = {"fs.read:documents", "fs.write:documents", "fs.read:shared",
+                                     "fs.write:shared", NULL};
+#define RW_ALL_PERMS                                                                               \
+        "\"fs.read:documents\",\"fs.write:documents\",\"fs.read:shared\",\"fs.write:shared\""
+
+/* The kernel acts with the permissions of the root's owner (4242 here), never as
+ * root: what that user may not read, write or truncate, the app may not either. */
+START_TEST(test_fs_acts_as_root_owner)
+{
+        TestApp *a = app_new("org.t.files", RW_ALL_PERMS, rw_all);
+        char buf[64], p[512];
+        struct stat st;
+        int fd;
+
+        file_as(docs_dir, "secret", "root only", 0, 0, 0600);
+        file_as(docs_dir, "ro.txt", "keep me", OWNER_UID, OWNER_GID, 0444);
+        file_as(docs_dir, "mine", "mine", OWNER_UID, OWNER_GID, 0600);
+        dir_as(docs_dir, "private", 0, 0, 0700);
+        file_as(docs_dir, "private/open.txt", "x", 0, 0, 0644);
+
+        ck_assert_int_eq(fs_open(a, "documents", "secret", R, 0, NULL, NULL), -EACCES);
+        ck_assert_int_eq(fs_open(a, "documents", "ro.txt", W | TR, 0, NULL, NULL), -EACCES);
+        ck_assert_int_eq(fs_open(a, "documents", "ro.txt", R | W | TR, 0, NULL, NULL), -EACCES);
+        ck_assert_int_eq(fs_open(a, "documents", "ro.txt", W | AP, 0, NULL, NULL), -EACCES);
+        ck_assert_int_eq(fs_open(a, "documents", "ro.txt", W | CR, 0644, NULL, NULL), -EACCES);
+        file_text(docs_dir, "ro.txt", buf, sizeof buf);
+        ck_assert_str_eq(buf, "keep me");
+        /* A directory the owner cannot search hides what is in it. */
+        ck_assert_int_eq(fs_open(a, "documents", "private/open.txt", R, 0, NULL, NULL), -EACCES);
+        ck_assert_int_eq(fs_open(a, "documents", "private/new", W | CR, 0644, NULL, NULL), -EACCES);
+        snprintf(p, sizeof p, "%s/private/new", docs_dir);
+        ck_assert_int_eq(access(p, F_OK), -1);
+        /* What the owner may do works. */
+        ck_assert_int_eq(fs_open(a, "documents", "mine", R | W, 0, &fd, NULL), 0);
+        close(fd);
+        ck_assert_int_eq(fs_open(a, "documents", "ro.txt", R, 0, &fd, NULL), 0);
+        close(fd);
+
+        /* A root owned by root is acted on as nobody: "other" bits only. */
+        file_as(shared_dir, "readme", "public", 0, 0, 0644);
+        file_as(shared_dir, "shadow", "root only", 0, 0, 0600);
+        file_as(shared_dir, "rootfile", "root's", 0, 0, 0644);
+        ck_assert_int_eq(fs_open(a, "shared", "readme", R, 0, &fd, NULL), 0);
+        ck_assert_int_eq(read(fd, buf, sizeof buf), 6);
+        close(fd);
+        ck_assert_int_eq(fs_open(a, "shared", "shadow", R, 0, NULL, NULL), -EACCES);
+        ck_assert_int_eq(fs_open(a, "shared", "rootfile", W | TR, 0, NULL, NULL), -EACCES);
+        ck_assert_int_eq(fs_open(a, "shared", "new", W | CR, 0644, NULL, NULL), -EACCES);
+        ck_assert_int_eq(stat(shared_dir, &st), 0);
+        file_text(shared_dir, "rootfile", buf, sizeof buf);
+        ck_assert_str_eq(buf, "root's");
+}
+END_TEST
+
+/* An owner with a passwd entry acts with its primary group from that entry (and its
+ * supplementary groups), not with the root directory's group. */
+START_TEST(test_fs_owner_groups_from_passwd)
+{
+        TestApp *a = app_new("org.t.files", RW_ALL_PERMS, rw_all);
+        struct passwd *pw = getpwnam("daemon"); /* uid 1, group 1 on Debian and Fedora */
+        int fd;
+
+        ck_assert_msg(pw && pw->pw_uid != 0 && pw->pw_gid != OWNER_GID,
+                      "this test needs the system user daemon");
+        /* Before the first call: the kernel learns the owner when it opens the root. */
+        ck_assert_int_eq(chown(docs_dir, pw->pw_uid, OWNER_GID), 0);
+        file_as(docs_dir, "by-group", "g", OWNER_UID, pw->pw_gid, 0640);
+        file_as(docs_dir, "dir-group", "d", OWNER_UID, OWNER_GID, 0640);
+        ck_assert_int_eq(fs_open(a, "documents", "by-group", R, 0, &fd, NULL), 0);
+        close(fd);
+        ck_assert_int_eq(fs_open(a, "documents", "dir-group", R, 0, NULL, NULL), -EACCES);
+}
+END_TEST
+
+/* Only regular files are opened, and their type is known before the open: a FIFO or
+ * a device node is never opened (no open side effect, no stall). */
+START_TEST(test_fs_open_checks_type_first)
+{
+        TestApp *a = app_new("org.t.files", RW_ALL_PERMS, rw_all);
+        char p[512], sock_path[512];
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int ino, s, fd;
+
+        snprintf(p, sizeof p, "%s/fifo", docs_dir);
+        ck_assert_int_eq(mkfifo(p, 0666), 0);
+        ck_assert_int_eq(chown(p, OWNER_UID, OWNER_GID), 0);
+        ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        ck_assert_int_ge(ino, 0);
+        ck_assert_int_ge(inotify_add_watch(ino, p, IN_OPEN), 0);
+        snprintf(p, sizeof p, "%s/null", docs_dir);
+        ck_assert_int_eq(mknod(p, S_IFCHR | 0666, makedev(1, 3)), 0);
+        ck_assert_int_ge(inotify_add_watch(ino, p, IN_OPEN), 0);
+        snprintf(sock_path, sizeof sock_path, "%s/sock", docs_dir);
+        s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(s, 0);
+        ck_assert_uint_lt(strlen(sock_path), sizeof sa.sun_path);
+        memcpy(sa.sun_path, sock_path, strlen(sock_path) + 1);
+        ck_assert_int_eq(bind(s, (struct sockaddr *)&sa, sizeof sa), 0);
+
+        for (uint32_t f = R; f <= (R | W); f++) {
+                ck_assert_int_eq(fs_open(a, "documents", "fifo", f, 0, NULL, NULL), -ENXIO);
+                ck_assert_int_eq(fs_open(a, "documents", "null", f, 0, NULL, NULL), -ENXIO);
+                ck_assert_int_eq(fs_open(a, "documents", "sock", f, 0, NULL, NULL), -ENXIO);
+        }
+        ck_assert_int_eq(fs_open(a, "documents", "fifo", W | CR, 0644, NULL, NULL), -ENXIO);
+        ck_assert_int_eq(fs_open(a, "documents", "null", W | TR, 0, NULL, NULL), -ENXIO);
+        ck_assert(!was_opened(ino));
+        /* The watch works: an open here is seen. */
+        fd = open(p, O_RDONLY | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        close(fd);
+        ck_assert(was_opened(ino));
+        close(ino);
+        close(s);
+}
+END_TEST
+
+/* A file another program holds a lease on: EAGAIN at once, not a wait of
+ * lease-break-time (45 s by default) on the kernel's loop. */
+START_TEST(test_fs_open_leased_file_does_not_block)
+{
+        TestApp *a = app_new("org.t.files", RW_ALL_PERMS, rw_all);
+        char p[512];
+        int64_t t0;
+        int lease;
+
+        ck_assert_ptr_ne(signal(SIGIO, SIG_IGN), SIG_ERR); /* the lease break's signal */
+        file_as(docs_dir, "leased", "x", OWNER_UID, OWNER_GID, 0644);
+        snprintf(p, sizeof p, "%s/leased", docs_dir);
+        lease = open(p, O_RDONLY | O_CLOEXEC);
+        ck_assert_int_ge(lease, 0);
+        ck_assert_int_eq(fcntl(lease, F_SETLEASE, F_RDLCK), 0);
+        t0 = now_ms();
+        ck_assert_int_eq(fs_open(a, "documents", "leased", W, 0, NULL, NULL), -EAGAIN);
+        ck_assert_int_lt(now_ms() - t0, 1000);
+        /* A read does not break a read lease. */
+        ck_assert_int_eq(fs_open(a, "documents", "leased", R, 0, NULL, NULL), 0);
+        close(lease);
+}
+END_TEST
+
+/* A passed fd is a regular file: it names nothing else. */
+START_TEST(test_fs_open_fd_names_nothing_else)
+{
+        TestApp *a = app_new("org.t.files", RW_ALL_PERMS, rw_all);
+        char p[64];
+        int fd, fd2;
+
+        ck_assert_int_eq(fs_open(a, "documents", "hello.txt", R, 0, &fd, NULL), 0);
+        ck_assert_int_eq(fcntl(fd, F_GETFL) & O_PATH, 0);
+        ck_assert_int_eq(openat(fd, "..", O_RDONLY | O_CLOEXEC), -1);
+        ck_assert_int_eq(errno, ENOTDIR);
+        ck_assert_int_eq(fchdir(fd), -1);
+        ck_assert_int_eq(errno, ENOTDIR);
+        snprintf(p, sizeof p, "/proc/self/fd/%d/..", fd);
+        fd2 = open(p, O_RDONLY | O_CLOEXEC);
+        ck_assert_int_eq(fd2, -1);
+        ck_assert_int_eq(errno, ENOTDIR);
+        close(fd);
+}
+END_TEST
+
+static int fs_list(TestApp *a, const char *root, const char *path, uint64_t cookie, unsigned max,
+                   Frame **ret)
+{
+        Cella__V1__FsListRequest req = CELLA__V1__FS_LIST_REQUEST__INIT;
+
+        req.root = (char *)root;
+        req.path = (char *)path;
+        req.cookie = cookie;
+        req.max_entries = max;
+        return call(a, CELLA__V1__OPCODE__OPCODE_FS_LIST, &req.base, ret);
+}
+
+static int fs_stat(TestApp *a, const char *root, const char *path, bool no_follow,
+                   Cella__V1__FsStatReply *ret)
+{
+        Cella__V1__FsStatRequest req = CELLA__V1__FS_STAT_REQUEST__INIT;
+        Frame *f = NULL;
+        int r;
+
+        req.root = (char *)root;
+        req.path = (char *)path;
+        req.no_follow = no_follow;
+        r = call(a, CELLA__V1__OPCODE__OPCODE_FS_STAT, &req.base, &f);
+        if (r < 0)
+                return r;
+        if (ret)
+                *ret = *(Cella__V1__FsStatReply *)(void *)f->msg;
+        frame_free(f);
+        return 0;
+}
+
+static int fs_mkdir(TestApp *a, const char *root, const char *path, unsigned mode)
+{
+        Cella__V1__FsMkdirRequest req = CELLA__V1__FS_MKDIR_REQUEST__INIT;
+
+        req.root = (char *)root;
+        req.path = (char *)path;
+        req.mode = mode;
+        return call(a, CELLA__V1__OPCODE__OPCODE_FS_MKDIR, &req.base, NULL);
+}
+
+static int fs_rename(TestApp *a, const char *root, const char *from, const char *to, uint32_t flags)
+{
+        Cella__V1__FsRenameRequest req = CELLA__V1__FS_RENAME_REQUEST__INIT;
+
+        req.root = (char *)root;
+        req.old_path = (char *)from;
+        req.new_path = (char *)to;
+        req.flags = flags;
+        return call(a, CELLA__V1__OPCODE__OPCODE_FS_RENAME, &req.base, NULL);
+}
+
+static int fs_unlink(TestApp *a, const char *root, const char *path)
+{
+        Cella__V1__FsUnlinkRequest req = CELLA__V1__FS_UNLINK_REQUEST__INIT;
+
+        req.root = (char *)root;
+        req.path = (char *)path;
+        return call(a, CELLA__V1__OPCODE__OPCODE_FS_UNLINK, &req.base, NULL);
+}
+
+#define T_REG   CELLA__V1__FS_FILE_TYPE__FS_FILE_TYPE_REGULAR
+#define T_DIR   CELLA__V1__FS_FILE_TYPE__FS_FILE_TYPE_DIRECTORY
+#define T_LNK   CELLA__V1__FS_FILE_TYPE__FS_FILE_TYPE_SYMLINK
+#define T_OTHER CELLA__V1__FS_FILE_TYPE__FS_FILE_TYPE_OTHER
+
+/* Pages through path of root; *ret_seen[i] counts "f<i>" entries. Returns pages. */
+static unsigned list_all(TestApp *a, const char *path, unsigned max, unsigned *seen,
+                         unsigned n_seen, unsigned *ret_skipped)
+{
+        uint64_t cookie = 0;
+        unsigned pages = 0;
+
+        *ret_skipped = 0;
+        for (;;) {
+                Frame *f = NULL;
+                const Cella__V1__FsListReply *m;
+                size_t size;
+
+                ck_assert_int_eq(fs_list(a, "documents", path, cookie, max, &f), 0);
+                m = (const void *)f->msg;
+                size = protobuf_c_message_get_packed_size(f->msg);
+                ck_assert_uint_le(size, 65536);
+                ck_assert_uint_le(m->n_entries, max ? max : 256);
+                pages++;
+                ck_assert_uint_lt(pages, 10000);
+                *ret_skipped += m->skipped;
+                for (size_t i = 0; i < m->n_entries; i++) {
+                        unsigned k;
+
+                        ck_assert_str_ne(m->entries[i]->name, ".");
+                        ck_assert_str_ne(m->entries[i]->name, "..");
+                        if (sscanf(m->entries[i]->name, "f%u", &k) == 1 && k < n_seen) {
+                                ck_assert_int_eq(m->entries[i]->type, T_REG);
+                                ck_assert_uint_eq(m->entries[i]->size_bytes, 1);
+                                seen[k]++;
+                        }
+                }
+                cookie = m->next_cookie;
+                if (m->end) {
+                        frame_free(f);
+                        return pages;
+                }
+                ck_assert_uint_gt(m->n_entries + m->skipped, 0);
+                frame_free(f);
+        }
+}
+
+START_TEST(test_fs_list)
+{
+        static const char *const ro[] = {"fs.read:documents", NULL};
+        static const char *const wo[] = {"fs.write:documents", NULL};
+        TestApp *a = app_new("org.t.lister", "\"fs.read:documents\",\"fs.write:documents\"", ro),
+                *w = app_new("org.t.writer", "\"fs.read:documents\",\"fs.write:documents\"", wo);
+        enum { N = 600 };
+        static unsigned seen[N];
+        char name[300], p[512];
+        unsigned skipped, pages;
+        Frame *f = NULL;
+        const Cella__V1__FsListReply *m;
+        json_t *rec;
+
+        dir_as(docs_dir, "many", OWNER_UID, OWNER_GID, 0755);
+        snprintf(p, sizeof p, "%s/many", docs_dir);
+        for (unsigned i = 0; i < N; i++) {
+                snprintf(name, sizeof name, "f%u", i);
+                write_file(p, name, "x");
+        }
+        write_file(p, "bad-\xff-name", "x"); /* not UTF-8: cannot be named, left out */
+
+        /* Every entry exactly once, over pages of 256, then of 7. */
+        memset(seen, 0, sizeof seen);
+        pages = list_all(a, "many", 0, seen, N, &skipped);
+        ck_assert_uint_ge(pages, 3);
+        ck_assert_uint_eq(skipped, 1);
+        for (unsigned i = 0; i < N; i++)
+                ck_assert_msg(seen[i] == 1, "f%u seen %u times", i, seen[i]);
+        memset(seen, 0, sizeof seen);
+        pages = list_all(a, "many", 7, seen, N, &skipped);
+        ck_assert_uint_ge(pages, N / 7);
+        for (unsigned i = 0; i < N; i++)
+                ck_assert_msg(seen[i] == 1, "f%u seen %u times", i, seen[i]);
+
+        /* Names left out count towards a page's work: 1500 of them cost pages,
+         * not one scan of the whole directory. */
+        dir_as(docs_dir, "bad", OWNER_UID, OWNER_GID, 0755);
+        snprintf(p, sizeof p, "%s/bad", docs_dir);
+        for (unsigned i = 0; i < 1500; i++) {
+                snprintf(name, sizeof name, "\xff%u", i);
+                write_file(p, name, "x");
+        }
+        pages = list_all(a, "bad", 0, seen, 0, &skipped);
+        ck_assert_uint_eq(skipped, 1500);
+        ck_assert_uint_ge(pages, 2);
+
+        /* Long names: the byte cap ends a page before 256 entries. */
+        dir_as(docs_dir, "long", OWNER_UID, OWNER_GID, 0755);
+        snprintf(p, sizeof p, "%s/long", docs_dir);
+        for (unsigned i = 0; i < 300; i++) {
+                memset(name, 'n', 255);
+                snprintf(name, 8, "%07u", i);
+                name[7] = 'n';
+                name[255] = 0;
+                write_file(p, name, "");
+        }
+        ck_assert_int_eq(fs_list(a, "documents", "long", 0, 0, &f), 0);
+        m = (const void *)f->msg;
+        ck_assert_uint_gt(m->n_entries, 100);
+        ck_assert_uint_lt(m->n_entries, 256);
+        ck_assert(!m->end);
+        frame_free(f);
+
+        /* Types, sizes, the root itself; symlinks are not followed. */
+        snprintf(p, sizeof p, "%s/link-out", docs_dir);
+        ck_assert_int_eq(symlink("/etc", p), 0);
+        snprintf(p, sizeof p, "%s/fifo", docs_dir);
+        ck_assert_int_eq(mkfifo(p, 0644), 0);
+        ck_assert_int_eq(fs_list(a, "documents", ".", 0, 0, &f), 0);
+        m = (const void *)f->msg;
+        ck_assert(m->end);
+        for (size_t i = 0; i < m->n_entries; i++) {
+                const Cella__V1__FsEntry *e = m->entries[i];
+
+                if (strcmp(e->name, "hello.txt") == 0) {
+                        ck_assert_int_eq(e->type, T_REG);
+                        ck_assert_uint_eq(e->size_bytes, 5);
+                        ck_assert_int_gt(e->mtime_ns, 0);
+                } else if (strcmp(e->name, "many") == 0)
+                        ck_assert_int_eq(e->type, T_DIR);
+                else if (strcmp(e->name, "link-out") == 0) {
+                        ck_assert_int_eq(e->type, T_LNK);
+                        ck_assert_uint_eq(e->size_bytes, 4);
+                } else if (strcmp(e->name, "fifo") == 0)
+                        ck_assert_int_eq(e->type, T_OTHER);
+        }
+        ck_assert_uint_eq(m->n_entries, 6); /* hello.txt many bad long link-out fifo */
+        frame_free(f);
+        ck_assert_uint_ge(audit_last("fs.list", &rec), 1);
+        ck_assert_str_eq(json_string_value(json_object_get(rec, "path")), ".");
+        ck_assert_int_eq(json_integer_value(json_object_get(rec, "entries")), 6);
+        ck_assert_int_eq(json_integer_value(json_object_get(rec, "as_uid")), OWNER_UID);
+        json_decref(rec);
+
+        /* Refused. */
+        ck_assert_int_eq(fs_list(a, "documents", "..", 0, 0, NULL), -EXDEV);
+        ck_assert_int_eq(fs_list(a, "documents", "/", 0, 0, NULL), -EXDEV);
+        ck_assert_int_eq(fs_list(a, "documents", "link-out", 0, 0, NULL), -EXDEV);
+        ck_assert_int_eq(fs_list(a, "documents", "hello.txt", 0, 0, NULL), -ENOTDIR);
+        ck_assert_int_eq(fs_list(a, "documents", "nope", 0, 0, NULL), -ENOENT);
+        dir_as(docs_dir, "private", 0, 0, 0700);
+        ck_assert_int_eq(fs_list(a, "documents", "private", 0, 0, NULL), -EACCES);
+        ck_assert_int_eq(fs_list(a, "documents", ".", 0, 257, NULL), -EINVAL);
+        ck_assert_int_eq(fs_list(a, "documents", ".", (uint64_t)INT64_MAX + 1, 0, NULL), -EINVAL);
+        ck_assert_int_eq(fs_list(a, "documents", "", 0, 0, NULL), -EINVAL);
+        ck_assert_int_eq(fs_list(w, "documents", ".", 0, 0, NULL), -EACCES);
+        ck_assert_int_eq(fs_list(a, "media", ".", 0, 0, NULL), -EPERM);
+        ck_assert_int_eq(fs_list(a, "procfs", ".", 0, 0, NULL), -EPERM);
+}
+END_TEST
+
+START_TEST(test_fs_stat)
+{
+        static const char *const ro[] = {"fs.read:documents", NULL};
+        TestApp *a = app_new("org.t.files", "\"fs.read:documents\",\"fs.write:documents\"", ro);
+        Cella__V1__FsStatReply st;
+        char p[512];
+
+        ck_assert_int_eq(fs_stat(a, "documents", "hello.txt", false, &st), 0);
+        ck_assert_int_eq(st.type, T_REG);
+        ck_assert_uint_eq(st.size_bytes, 5);
+        ck_assert_uint_eq(st.mode, 0644);
+        ck_assert_int_gt(st.mtime_ns, 0);
+        ck_assert_int_eq(fs_stat(a, "documents", ".", false, &st), 0);
+        ck_assert_int_eq(st.type, T_DIR);
+        ck_assert_uint_eq(st.mode, 0755);
+        snprintf(p, sizeof p, "%s/in", docs_dir);
+        ck_assert_int_eq(symlink("hello.txt", p), 0);
+        snprintf(p, sizeof p, "%s/out", docs_dir);
+        ck_assert_int_eq(symlink("/etc/passwd", p), 0);
+        ck_assert_int_eq(fs_stat(a, "documents", "in", false, &st), 0);
+        ck_assert_int_eq(st.type, T_REG);
+        ck_assert_int_eq(fs_stat(a, "documents", "in", true, &st), 0);
+        ck_assert_int_eq(st.type, T_LNK);
+        ck_assert_uint_eq(st.size_bytes, 9);
+        /* The link itself may be described; where it leads is not. */
+        ck_assert_int_eq(fs_stat(a, "documents", "out", true, &st), 0);
+        ck_assert_int_eq(st.type, T_LNK);
+        ck_assert_int_eq(fs_stat(a, "documents", "out", false, NULL), -EXDEV);
+        ck_assert_int_eq(fs_stat(a, "documents", "..", false, NULL), -EXDEV);
+        ck_assert_int_eq(fs_stat(a, "documents", "../docs/hello.txt", false, NULL), -EXDEV);
+        ck_assert_int_eq(fs_stat(a, "documents", "nope", false, NULL), -ENOENT);
+        dir_as(docs_dir, "private", 0, 0, 0700);
+        file_as(docs_dir, "private/x", "x", 0, 0, 0644);
+        ck_assert_int_eq(fs_stat(a, "documents", "private/x", false, NULL), -EACCES);
+        ck_assert_int_eq(fs_stat(a, "procfs", "self", false, NULL), -EPERM); /* not requested */
+}
+END_TEST
+
+START_TEST(test_fs_mkdir_rename_unlink)
+{
+        static const char *const ro[] = {"fs.read:documents", NULL};
+        TestApp *a = app_new("org.t.files", RW_ALL_PERMS, rw_all),
+                *r = app_new("org.t.reader", "\"fs.read:documents\",\"fs.write:documents\"", ro);
+        char p[512], buf[64];
+        struct stat st;
+        json_t *rec;
+
+        /* mkdir: the owner's, mode & ~umask. */
+        ck_assert_int_eq(fs_mkdir(a, "documents", "a", 0777), 0);
+        snprintf(p, sizeof p, "%s/a", docs_dir);
+        ck_assert_int_eq(stat(p, &st), 0);
+        ck_assert(S_ISDIR(st.st_mode));
+        ck_assert_uint_eq(st.st_uid, OWNER_UID);
+        ck_assert_uint_eq(st.st_gid, OWNER_GID);
+        ck_assert_uint_eq(st.st_mode & 07777, 0755);
+        ck_assert_int_eq(fs_mkdir(a, "documents", "a/b/", 0700), 0);
+        ck_assert_int_eq(fs_mkdir(a, "documents", "a", 0700), -EEXIST);
+        ck_assert_int_eq(fs_mkdir(a, "documents", "x/y", 0700), -ENOENT);
+        ck_assert_int_eq(fs_mkdir(a, "documents", "../escaped", 0700), -EXDEV);
+        ck_assert_int_eq(fs_mkdir(a, "documents", "a/../../escaped", 0700), -EXDEV);
+        ck_assert_int_eq(fs_mkdir(a, "documents", "/tmp/escaped", 0700), -EXDEV);
+        ck_assert_int_eq(fs_mkdir(a, "documents", "a/..", 0700), -EINVAL);
+        ck_assert_int_eq(fs_mkdir(a, "documents", ".", 0700), -EINVAL);
+        ck_assert_int_eq(fs_mkdir(a, "documents", "z", 01777), -EINVAL);
+        ck_assert_int_eq(fs_mkdir(r, "documents", "z", 0700), -EACCES);
+        snprintf(p, sizeof p, "%s/../escaped", docs_dir);
+        ck_assert_int_eq(access(p, F_OK), -1);
+        snprintf(p, sizeof p, "%s/up", docs_dir);
+        ck_assert_int_eq(symlink("..", p), 0);
+        ck_assert_int_eq(fs_mkdir(a, "documents", "up/escaped", 0700), -EXDEV);
+        dir_as(docs_dir, "rootdir", 0, 0, 0755);
+        ck_assert_int_eq(fs_mkdir(a, "documents", "rootdir/z", 0700), -EACCES);
+        ck_assert_int_eq(fs_mkdir(a, "shared", "z", 0700), -EACCES);
+
+        /* rename, within the root only. */
+        write_file(docs_dir, "one", "1");
+        write_file(docs_dir, "two", "2");
+        ck_assert_int_eq(fs_rename(a, "documents", "one", "a/uno", 0), 0);
+        ck_assert_int_eq(fs_rename(a, "documents", "a/uno", "two", FS_RENAME_NOREPLACE), -EEXIST);
+        ck_assert_int_eq(fs_rename(a, "documents", "a/uno", "two", FS_RENAME_EXCHANGE), 0);
+        file_text(docs_dir, "two", buf, sizeof buf);
+        ck_assert_str_eq(buf, "1");
+        ck_assert_int_eq(fs_rename(a, "documents", "two", "../two", 0), -EXDEV);
+        ck_assert_int_eq(fs_rename(a, "documents", "two", "up/two", 0), -EXDEV);
+        ck_assert_int_eq(fs_rename(a, "documents", "../docs/hello.txt", "h", 0), -EXDEV);
+        ck_assert_int_eq(fs_rename(a, "documents", "two", "a/..", 0), -EINVAL);
+        ck_assert_int_eq(fs_rename(a, "documents", "two", "x", 3), -EINVAL);
+        ck_assert_int_eq(fs_rename(a, "documents", "two/", "x", 0), -ENOTDIR);
+        ck_assert_int_eq(fs_rename(a, "documents", "a", "a/b/c", 0), -EINVAL);
+        ck_assert_int_eq(fs_rename(a, "documents", "hello.txt", "rootdir/h", 0), -EACCES);
+        ck_assert_uint_ge(audit_last("fs.rename", &rec), 1);
+        ck_assert_str_eq(json_string_value(json_object_get(rec, "path")), "hello.txt");
+        ck_assert_str_eq(json_string_value(json_object_get(rec, "new_path")), "rootdir/h");
+        json_decref(rec);
+        ck_assert_int_eq(fs_rename(r, "documents", "two", "three", 0), -EACCES);
+
+        /* unlink: a file, a symlink itself, an empty directory. */
+        ck_assert_int_eq(fs_unlink(a, "documents", "a"), -ENOTEMPTY);
+        ck_assert_int_eq(fs_unlink(a, "documents", "two/"), -ENOTDIR);
+        ck_assert_int_eq(fs_unlink(a, "documents", "two"), 0);
+        ck_assert_int_eq(fs_unlink(a, "documents", "two"), -ENOENT);
+        ck_assert_int_eq(fs_unlink(a, "documents", "up"), 0); /* the link, not ".." */
+        ck_assert_int_eq(stat(docs_dir, &st), 0);
+        ck_assert_int_eq(fs_unlink(a, "documents", "a/b/"), 0);
+        ck_assert_int_eq(fs_unlink(a, "documents", "a/uno"), 0);
+        ck_assert_int_eq(fs_unlink(a, "documents", "a"), 0);
+        ck_assert_int_eq(fs_unlink(a, "documents", "."), -EINVAL);
+        ck_assert_int_eq(fs_unlink(a, "documents", "../docs/hello.txt"), -EXDEV);
+        file_as(docs_dir, "rootdir/keep", "k", 0, 0, 0666);
+        ck_assert_int_eq(fs_unlink(a, "documents", "rootdir/keep"), -EACCES);
+        ck_assert_int_eq(fs_unlink(r, "documents", "hello.txt"), -EACCES);
+        snprintf(p, sizeof p, "%s/hello.txt", docs_dir);
+        ck_assert_int_eq(access(p, F_OK), 0);
+        ck_assert_uint_ge(audit_last("fs.unlink", &rec), 1);
+        ck_assert_str_eq(json_string_value(json_object_get(rec, "decision")), "refused");
+        json_decref(rec);
+}
+END_TEST
+
+/* RESOLVE_NO_XDEV: a mount point inside a root (a bind mount of /etc here, in a
+ * mount namespace of this test's own) is not crossed. */
+START_TEST(test_fs_no_mount_crossing)
+{
+        TestApp *a = app_new("org.t.files", RW_ALL_PERMS, rw_all);
+        char p[512];
+
+        /* Before the kernel's worker thread exists: unshare(CLONE_NEWNS) needs a
+         * single-threaded process. */
+        ck_assert_int_eq(unshare(CLONE_NEWNS), 0); /* root, as the whole suite (chown) */
+        ck_assert_int_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0);
+        dir_as(docs_dir, "mnt", OWNER_UID, OWNER_GID, 0755);
+        snprintf(p, sizeof p, "%s/mnt", docs_dir);
+        ck_assert_int_eq(mount("/etc", p, NULL, MS_BIND, NULL), 0);
+        ck_assert_int_eq(fs_open(a, "documents", "mnt/passwd", R, 0, NULL, NULL), -EXDEV);
+        ck_assert_int_eq(fs_list(a, "documents", "mnt", 0, 0, NULL), -EXDEV);
+        ck_assert_int_eq(fs_stat(a, "documents", "mnt/passwd", false, NULL), -EXDEV);
+        ck_assert_int_eq(fs_mkdir(a, "documents", "mnt/x", 0755), -EXDEV);
+        ck_assert_int_eq(fs_unlink(a, "documents", "mnt"), -EBUSY);
+        ck_assert_int_eq(fs_open(a, "documents", "hello.txt", R, 0, NULL, NULL), 0);
+        ck_assert_int_eq(umount2(p, MNT_DETACH), 0);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("broker-calls");
-        TCase *fs = tcase_create("fs"), *timer = tcase_create("timer"), *bs = tcase_create("bus");
+        TCase *fs = tcase_create("fs"), *timer = tcase_create("timer"), *bs = tcase_create("bus"),
+              *fsroot = tcase_create("fsroot");
         SRunner *sr;
         int failed;
 
@@ -1477,6 +2083,19 @@ int main(void)
         tcase_add_test(bs, test_bus_batched_delivery);
         tcase_add_test(bs, test_bus_batch_slow_subscriber);
         suite_add_tcase(s, bs);
+
+        tcase_add_checked_fixture(fsroot, setup, teardown);
+        tcase_set_timeout(fsroot, 60);
+        tcase_add_test(fsroot, test_fs_acts_as_root_owner);
+        tcase_add_test(fsroot, test_fs_open_checks_type_first);
+        tcase_add_test(fsroot, test_fs_owner_groups_from_passwd);
+        tcase_add_test(fsroot, test_fs_open_fd_names_nothing_else);
+        tcase_add_test(fsroot, test_fs_open_leased_file_does_not_block);
+        tcase_add_test(fsroot, test_fs_list);
+        tcase_add_test(fsroot, test_fs_stat);
+        tcase_add_test(fsroot, test_fs_mkdir_rename_unlink);
+        tcase_add_test(fsroot, test_fs_no_mount_crossing);
+        suite_add_tcase(s, fsroot);
 
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);

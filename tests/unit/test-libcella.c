@@ -259,6 +259,66 @@ static void serve_one(Kernel *k, const ChannelFrame *f, ProtobufCMessage *pm)
                 k_send(k, f->opcode, CHANNEL_FLAG_REPLY, f->request_id, &r.base, &fd, 1);
                 break;
         }
+        case CELLA_OP_FS_LIST: {
+                Cella__V1__FsListRequest *q = (void *)pm;
+                Cella__V1__FsListReply r = CELLA__V1__FS_LIST_REPLY__INIT;
+                Cella__V1__FsEntry e[2] = {CELLA__V1__FS_ENTRY__INIT, CELLA__V1__FS_ENTRY__INIT};
+                Cella__V1__FsEntry *ep[2] = {&e[0], &e[1]};
+
+                K_ASSERT(strcmp(q->root, "documents") == 0 && strcmp(q->path, ".") == 0);
+                K_ASSERT(q->max_entries == 2);
+                e[0].name = (char *)"a.txt";
+                e[0].type = CELLA__V1__FS_FILE_TYPE__FS_FILE_TYPE_REGULAR;
+                e[0].size_bytes = 12;
+                e[0].mtime_ns = 1000;
+                e[1].name = (char *)"sub";
+                e[1].type = CELLA__V1__FS_FILE_TYPE__FS_FILE_TYPE_DIRECTORY;
+                r.entries = ep;
+                r.n_entries = q->cookie == 0 ? 2 : 0;
+                r.next_cookie = q->cookie + 77;
+                r.end = q->cookie != 0;
+                r.skipped = q->cookie == 0 ? 1 : 0;
+                k_reply(k, f, &r.base);
+                break;
+        }
+        case CELLA_OP_FS_STAT: {
+                Cella__V1__FsStatRequest *q = (void *)pm;
+                Cella__V1__FsStatReply r = CELLA__V1__FS_STAT_REPLY__INIT;
+
+                r.type = q->no_follow ? CELLA__V1__FS_FILE_TYPE__FS_FILE_TYPE_SYMLINK
+                                      : CELLA__V1__FS_FILE_TYPE__FS_FILE_TYPE_REGULAR;
+                r.mode = 0640;
+                r.size_bytes = 42;
+                r.mtime_ns = 5;
+                k_reply(k, f, &r.base);
+                break;
+        }
+        case CELLA_OP_FS_MKDIR: {
+                Cella__V1__FsMkdirRequest *q = (void *)pm;
+
+                K_ASSERT(q->mode == 0750);
+                if (strcmp(q->path, "exists") == 0)
+                        k_error(k, f, EEXIST, NULL);
+                else
+                        k_empty_reply(k, f);
+                break;
+        }
+        case CELLA_OP_FS_RENAME: {
+                Cella__V1__FsRenameRequest *q = (void *)pm;
+
+                K_ASSERT(strcmp(q->old_path, "a") == 0 && strcmp(q->new_path, "b") == 0);
+                if (q->flags == CELLA__V1__FS_RENAME_FLAG__FS_RENAME_FLAG_NOREPLACE)
+                        k_error(k, f, EEXIST, NULL);
+                else
+                        k_empty_reply(k, f);
+                break;
+        }
+        case CELLA_OP_FS_UNLINK:
+                if (strcmp(((Cella__V1__FsUnlinkRequest *)(void *)pm)->path, "../x") == 0)
+                        k_error(k, f, EXDEV, "the path leaves the root");
+                else
+                        k_empty_reply(k, f);
+                break;
         case CELLA_OP_FS_USAGE: {
                 Cella__V1__FsUsageReply r = CELLA__V1__FS_USAGE_REPLY__INIT;
 
@@ -559,6 +619,8 @@ START_TEST(test_sync_calls)
         CellaProcList *pl = NULL;
         CellaAppInfo *ai = NULL;
         CellaFsUsage fu;
+        CellaFsList *fl = NULL;
+        CellaFsStat fst;
         CellaPermState st;
         CellaPermList *perms = NULL;
         CellaMemoryStats ms;
@@ -615,6 +677,36 @@ START_TEST(test_sync_calls)
         ck_assert_int_eq(cella_fs_usage(cella, &fu), 0);
         ck_assert_uint_eq(fu.data_quota_bytes, 100 << 20);
 
+        ck_assert_int_eq(cella_fs_list(cella, "documents", ".", 0, 2, &fl), 0);
+        ck_assert_uint_eq(fl->n_entries, 2);
+        ck_assert_str_eq(fl->entries[0].name, "a.txt");
+        ck_assert_int_eq(fl->entries[0].type, CELLA_FS_REGULAR);
+        ck_assert_uint_eq(fl->entries[0].size_bytes, 12);
+        ck_assert_int_eq(fl->entries[0].mtime_ns, 1000);
+        ck_assert_str_eq(fl->entries[1].name, "sub");
+        ck_assert_int_eq(fl->entries[1].type, CELLA_FS_DIRECTORY);
+        ck_assert(!fl->end);
+        ck_assert_uint_eq(fl->skipped, 1);
+        ck_assert_uint_eq(fl->next_cookie, 77);
+        cella_free(fl);
+        ck_assert_int_eq(cella_fs_list(cella, "documents", ".", 77, 2, &fl), 0);
+        ck_assert_uint_eq(fl->n_entries, 0);
+        ck_assert(fl->end);
+        cella_free(fl);
+        ck_assert_int_eq(cella_fs_stat(cella, "documents", "a.txt", 0, &fst), 0);
+        ck_assert_int_eq(fst.type, CELLA_FS_REGULAR);
+        ck_assert_uint_eq(fst.mode, 0640);
+        ck_assert_uint_eq(fst.size_bytes, 42);
+        ck_assert_int_eq(cella_fs_stat(cella, "documents", "a.txt", AT_SYMLINK_NOFOLLOW, &fst), 0);
+        ck_assert_int_eq(fst.type, CELLA_FS_SYMLINK);
+        ck_assert_int_eq(cella_fs_mkdir(cella, "documents", "new", 0750), 0);
+        ck_assert_int_eq(cella_fs_mkdir(cella, "documents", "exists", 0750), -EEXIST);
+        ck_assert_int_eq(cella_fs_rename(cella, "documents", "a", "b", 0), 0);
+        ck_assert_int_eq(cella_fs_rename(cella, "documents", "a", "b", CELLA_FS_RENAME_NOREPLACE),
+                         -EEXIST);
+        ck_assert_int_eq(cella_fs_unlink(cella, "documents", "x"), 0);
+        ck_assert_int_eq(cella_fs_unlink(cella, "documents", "../x"), -EXDEV);
+
         ck_assert_int_eq(cella_timer_create(cella, 1000, 0, 77, &id), 0);
         ck_assert_uint_eq(id, 7);
         ck_assert_int_eq(cella_timer_cancel(cella, 7), 0);
@@ -667,6 +759,8 @@ START_TEST(test_errors)
         CellaReply *reply = NULL;
         uint8_t big[CELLA_PAYLOAD_MAX + 1] = {0};
         char long_topic[CELLA_TOPIC_MAX + 2];
+        CellaFsList *fl = NULL;
+        CellaFsStat fst;
         uint64_t id;
         int fd = -1;
 
@@ -738,6 +832,20 @@ START_TEST(test_errors)
         ck_assert_int_eq(cella_fs_open(cella, "documents", "/etc/passwd", O_RDONLY, 0, &fd),
                          -EINVAL);
         ck_assert_int_eq(cella_fs_open(cella, "documents", "a", O_RDONLY, 01777, &fd), -EINVAL);
+        ck_assert_int_eq(cella_fs_open(cella, "documents", ".", O_RDONLY | O_DIRECTORY, 0, &fd),
+                         -EINVAL);
+        ck_assert_int_eq(cella_fs_list(cella, "documents", ".", 0, CELLA_FS_LIST_MAX + 1, &fl),
+                         -EINVAL);
+        ck_assert_int_eq(cella_fs_list(cella, "documents", ".", (uint64_t)INT64_MAX + 1, 0, &fl),
+                         -EINVAL);
+        ck_assert_int_eq(cella_fs_list(cella, "documents", "", 0, 0, &fl), -EINVAL);
+        ck_assert_int_eq(cella_fs_list(cella, "documents", ".", 0, 0, NULL), -EINVAL);
+        ck_assert_int_eq(cella_fs_stat(cella, "documents", "a", AT_EMPTY_PATH, &fst), -EINVAL);
+        ck_assert_int_eq(cella_fs_mkdir(cella, "documents", "a", 01777), -EINVAL);
+        ck_assert_int_eq(cella_fs_mkdir(cella, NULL, "a", 0700), -EINVAL);
+        ck_assert_int_eq(cella_fs_rename(cella, "documents", "a", "b", 3), -EINVAL);
+        ck_assert_int_eq(cella_fs_rename(cella, "documents", "a", "", 0), -EINVAL);
+        ck_assert_int_eq(cella_fs_unlink(cella, "", "a"), -EINVAL);
         ck_assert_int_eq(cella_proc_signal(cella, 1, 65), -EINVAL);
         ck_assert_int_eq(cella_bus_reply(cella, 5, 5, NULL, 0, NULL), -EINVAL);
         ck_assert_int_eq(cella_call_async(cella, 0, NULL, 0, NULL, 0, NULL, NULL, &id), -EINVAL);

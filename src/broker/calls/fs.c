@@ -1,43 +1,71 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * fs.open, fs.usage (proto/cella.proto "fs", docs/protocol.md "fs.open").
+ * The fs calls (proto/cella.proto "fs", docs/protocol.md "fs calls"): user files
+ * beneath a granted root (fs.open, fs.list, fs.stat, fs.mkdir, fs.rename,
+ * fs.unlink), and fs.usage.
  *
- * fs.open opens a user file outside the app's jail, under a named root the app
- * holds fs.read:<root> / fs.write:<root> for, and passes the fd. The rules:
+ * A granted root is a host directory an app holds fs.read:<root> / fs.write:<root>
+ * for. The rules, each a boundary of its own:
  *
- * - Rights. READ needs fs.read:<root>. WRITE, CREATE, TRUNCATE and APPEND need
- *   fs.write:<root> (O_RDONLY|O_TRUNC truncates on Linux, and a create is a write
- *   whatever the access mode); both flags need both rights. The fd's access mode is
- *   exactly the one asked: O_RDONLY, O_WRONLY or O_RDWR, never O_PATH.
+ * - Rights. fs.open: READ needs fs.read:<root>; WRITE, CREATE, TRUNCATE and APPEND
+ *   need fs.write:<root> (O_RDONLY|O_TRUNC truncates on Linux, and a create is a
+ *   write whatever the access mode); both need both. fs.list and fs.stat need
+ *   fs.read:<root>; fs.mkdir, fs.rename and fs.unlink need fs.write:<root>.
+ * - Nothing the app gets can name anything outside the root. fs.open passes regular
+ *   files only, with exactly the access mode asked: never a directory (from a
+ *   directory fd, openat(fd, "../.."), fchdir() and a relative connect() or bind()
+ *   reach the whole host file system with the app's host uid), never an O_PATH fd.
+ *   Directories are listed, made, renamed and removed by the kernel, which resolves
+ *   the path beneath the root on every call.
+ * - Resolution: openat2(root, path, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS |
+ *   RESOLVE_NO_XDEV). Every step, ".." and symlinks included, must stay beneath the
+ *   root and on its mount: an absolute path, "../x", an absolute symlink, a relative
+ *   one leading out, or a mount point crossed fail with EXDEV; procfs magic links
+ *   (self/root, self/fd/N) with ELOOP. Symlinks that stay inside are followed, the
+ *   last component too, except where a call acts on the link itself (fs.unlink,
+ *   fs.rename, a listing, fs.stat with no_follow): they are the user's own links,
+ *   and RESOLVE_BENEATH confines them. openat2's EAGAIN (a rename raced the lookup)
+ *   is retried FS_OPEN_RETRIES times. Calls that change a directory (mkdir, rename,
+ *   unlink, a create) resolve the parent so and act on one plain name in it.
+ * - Identity. The kernel runs as root; these calls must not. Every file system call
+ *   they make runs on one worker thread that acts as the user who owns the root:
+ *   that user's fsuid, fsgid and supplementary groups (raw setfsuid/setfsgid/
+ *   setgroups, which change the calling thread only; glibc's setgroups() would
+ *   change every thread), with no capability in its effective or permitted set but
+ *   CAP_SETUID and CAP_SETGID, which switch identities and give no power over files
+ *   (capabilities(7)). So no call opens, reads, creates, truncates, renames or
+ *   removes what that user could not: a root-only 0600 file inside a user's root
+ *   is EACCES, a 0444 file is not truncated. A root owned by uid 0 is acted on as
+ *   the overflow user (/proc/sys/kernel/overflowuid, "nobody"): root is not a user
+ *   whose powers an app may borrow; default roots are created owned by that user.
+ *   A kernel that is not root acts as itself (it has no one else's rights to lend).
+ * - Types. fs.open resolves to an O_PATH fd, fstat()s it, refuses anything but a
+ *   regular file (a directory EISDIR, a FIFO, socket or device ENXIO) and only then
+ *   opens that very file for real, through /proc/thread-self/fd/N: a FIFO or a
+ *   device is never opened, so no open has side effects and none blocks. Opens are
+ *   O_NONBLOCK (cleared before the fd is passed), so a file another program holds a
+ *   lease on is EAGAIN rather than a wait of lease-break-time on the loop.
  * - Roots. BrokerOptions.roots names "name=/host/path"; any other root name that
- *   passes the catalogue's syntax (docs/capabilities.md: 1-32 bytes of a-z 0-9 _ -,
- *   starting with a letter) is <state_dir>/roots/<name>, created 0700 on first use.
- *   A name that fails the syntax can never be granted: EPERM. Each root directory is
- *   opened O_PATH once per app and kept (FS_ROOTS_CACHED of them), so a path is
- *   resolved from the directory the broker first found, even if the host path is
- *   renamed later.
- * - Resolution: openat2(root, path, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS). Every
- *   step, ".." and symlinks included, must stay beneath the root: an absolute path
- *   (the proto says relative; the kernel's EXDEV answers it), "../x", an absolute
- *   symlink, or a relative one leading out fails with EXDEV; procfs magic links
- *   (reachable only under a root that holds a procfs: self/root, self/fd/N) fail
- *   with ELOOP.
- *   Symlinks that stay inside the root are followed, also in the last component:
- *   they are the user's own links between their files, and BENEATH confines them.
- *   openat2 retries for us where it can; its EAGAIN (a rename raced the lookup) is
- *   retried FS_OPEN_RETRIES times.
- * - Only regular files and directories are passed. The open is O_NONBLOCK so a FIFO
- *   cannot stall the broker's loop, and the flag is cleared again before the fd is
- *   passed; anything but a file or a directory is closed and answered ENXIO.
- * - Created files belong to the root directory's owner (fchown after the create;
- *   the broker runs as root), so the user keeps their files. Permission bits are
- *   mode & 0666 (no execute bits on files an app drops in the user's folders),
- *   masked by the broker's umask. To know whether it created the file, a plain
- *   CREATE is tried as CREATE|EXCLUSIVE first, then as an open of the existing file.
+ *   passes the catalogue's syntax (docs/capabilities.md) is <state_dir>/roots/<name>,
+ *   created 0700 on first use. A name that fails the syntax can never be granted:
+ *   EPERM. Each root directory is opened O_PATH once per app and kept
+ *   (FS_ROOTS_CACHED of them), with its owner's identity, so a path is resolved
+ *   from the directory first found even if the host path is renamed later.
+ * - Created files and directories belong to the root's owner (the worker's fsuid;
+ *   group: the owner's primary group, or the directory's if it is set-group-ID).
+ *   A file's permission bits are mode & 0666 (no execute bits on files an app drops
+ *   in the user's folders), a directory's mode & 0777, masked by the kernel's umask.
+ *   A plain CREATE is tried as CREATE|EXCLUSIVE first, then as an open of the
+ *   existing file, so the audit record knows whether it created the file.
+ *
+ * What a passed regular-file fd still allows (docs/security.md): the app may reopen
+ * it through its own /proc/self/fd/N, checked against its own host uid, i.e. the
+ * file's "other" permission bits; linkat() of it into the app's own folders fails
+ * (another mount: EXDEV); fchmod/fchown fail (the app does not own it).
  *
  * A revoked fs.read/fs.write cannot take back an fd already passed: the app keeps
  * what it opened for as long as it keeps it open, as a POSIX process keeps an fd
- * after a chmod. Revocation stops every later fs.open at once. Android is, as far
+ * after a chmod. Revocation stops every later call at once. Android is, as far
  * as we can tell, no different: a ParcelFileDescriptor opened through a content URI
  * is a plain kernel fd, and revokeUriPermission() documents no effect on
  * descriptors already handed out (we found no statement either way in its docs, so
@@ -55,7 +83,11 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
 #include <linux/openat2.h>
+#include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,22 +107,43 @@
 #define FS_USAGE_ENTRIES_MAX 32768u
 #define FS_USAGE_DEPTH_MAX   64u
 
-#define FS_READ      CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_READ
-#define FS_WRITE     CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_WRITE
-#define FS_CREATE    CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_CREATE
-#define FS_EXCLUSIVE CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_EXCLUSIVE
-#define FS_TRUNCATE  CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_TRUNCATE
-#define FS_APPEND    CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_APPEND
-#define FS_DIRECTORY CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_DIRECTORY
-#define FS_FLAGS_ALL                                                                               \
-        (FS_READ | FS_WRITE | FS_CREATE | FS_EXCLUSIVE | FS_TRUNCATE | FS_APPEND | FS_DIRECTORY)
+/* fs.list's page: at most this many entries, and entries whose names and per-entry
+ * overhead add up to at most FS_LIST_BYTES_MAX, so a reply stays well under the
+ * 65536-byte body (an entry packs to its name + at most 30 bytes: tags, lengths, a
+ * type, two varints of at most 10 bytes). */
+#define FS_LIST_ENTRIES_MAX 256u
+#define FS_LIST_BYTES_MAX   49152u
+#define FS_LIST_ENTRY_COST  32u
+#define FS_LIST_SCAN_MAX    1024u  /* directory entries one page reads at most, kept or not */
+#define FS_NAME_MAX         255u   /* NAME_MAX of Linux file systems */
+#define FS_GROUPS_MAX       65536u /* NGROUPS_MAX of Linux */
+
+#define FS_RESOLVE (RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)
+
+#define FS_READ        CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_READ
+#define FS_WRITE       CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_WRITE
+#define FS_CREATE      CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_CREATE
+#define FS_EXCLUSIVE   CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_EXCLUSIVE
+#define FS_TRUNCATE    CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_TRUNCATE
+#define FS_APPEND      CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_APPEND
+#define FS_FLAGS_ALL   (FS_READ | FS_WRITE | FS_CREATE | FS_EXCLUSIVE | FS_TRUNCATE | FS_APPEND)
 #define FS_NEEDS_WRITE (FS_WRITE | FS_CREATE | FS_TRUNCATE | FS_APPEND)
+
+#define FS_RENAME_NOREPLACE CELLA__V1__FS_RENAME_FLAG__FS_RENAME_FLAG_NOREPLACE
+#define FS_RENAME_EXCHANGE  CELLA__V1__FS_RENAME_FLAG__FS_RENAME_FLAG_EXCHANGE
+
+/* Who the worker acts as for one root. */
+typedef struct FsCred {
+        uid_t uid;
+        gid_t gid;
+        gid_t *groups; /* supplementary groups, n_groups of them */
+        size_t n_groups;
+} FsCred;
 
 typedef struct FsRoot {
         char name[CAPABILITY_ROOT_MAX + 1];
         int fd; /* O_PATH|O_DIRECTORY */
-        uid_t uid;
-        gid_t gid;
+        FsCred cred;
 } FsRoot;
 
 /* Per app (BROKER_SLOT_FS). Kept as a handle that depends on no right, so the
@@ -101,12 +154,20 @@ typedef struct FsState {
         unsigned n;
 } FsState;
 
+static void fs_root_done(FsRoot *r)
+{
+        safe_close(r->fd);
+        r->fd = -EBADF;
+        free(r->cred.groups);
+        r->cred.groups = NULL;
+}
+
 static void fs_state_close(BrokerHandle *h)
 {
         FsState *s = (FsState *)((char *)h - offsetof(FsState, handle));
 
         for (unsigned i = 0; i < s->n; i++)
-                safe_close(s->roots[i].fd);
+                fs_root_done(&s->roots[i]);
         broker_app_set_slot(h->app, BROKER_SLOT_FS, NULL);
         free(s);
 }
@@ -120,6 +181,187 @@ static void audit_set(BrokerCall *c, const char *key, json_t *v)
         else
                 json_decref(v);
 }
+
+/* ---- the worker: file system calls as the root's owner ------------------------------ */
+
+typedef struct FsJob {
+        const FsCred *cred;
+        int (*fn)(void *arg);
+        void *arg;
+        int result;
+} FsJob;
+
+static struct {
+        pthread_mutex_t callers; /* one job at a time */
+        pthread_mutex_t m;       /* guards job, done, ready */
+        pthread_cond_t cond;
+        FsJob *job;
+        bool done, ready;
+        bool can_switch; /* holds CAP_SETUID and CAP_SETGID: acts as each root's owner */
+        int start_error;
+} worker = {
+        .callers = PTHREAD_MUTEX_INITIALIZER,
+        .m = PTHREAD_MUTEX_INITIALIZER,
+        .cond = PTHREAD_COND_INITIALIZER,
+};
+static pthread_once_t worker_once = PTHREAD_ONCE_INIT;
+
+#define CAP_BIT(c) (UINT32_C(1) << (c))
+
+/* Leaves the calling thread (only) with CAP_SETUID and CAP_SETGID in its effective
+ * and permitted sets when keep_setid, else with none; nothing inheritable. */
+static int thread_caps_limit(bool keep_setid)
+{
+        struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
+        struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3] = {};
+
+        if (keep_setid)
+                d[0].effective = d[0].permitted = CAP_BIT(CAP_SETUID) | CAP_BIT(CAP_SETGID);
+        if (syscall(SYS_capset, &h, d) < 0)
+                return negative_errno();
+        return 0;
+}
+
+/* True if the calling thread may hold CAP_SETUID and CAP_SETGID. */
+static bool thread_may_switch(void)
+{
+        struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
+        struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3] = {};
+        uint32_t want = CAP_BIT(CAP_SETUID) | CAP_BIT(CAP_SETGID);
+
+        if (syscall(SYS_capget, &h, d) < 0)
+                return false;
+        return (d[0].permitted & want) == want;
+}
+
+/* Makes the calling thread act as cred on the file system. Raw system calls: they
+ * change this thread only. setfsuid/setfsgid return the previous id whether or not
+ * they worked, so each is checked with a second call that changes nothing.
+ * Returns 0, or -EIO if the thread could not become cred (then nothing is done). */
+static int thread_become(const FsCred *cred)
+{
+        /* What this thread is now (the worker's alone): five system calls, each
+         * committing new credentials, are saved when the next job is the same
+         * owner's, as it mostly is. */
+        static FsCred now;
+        static bool now_valid;
+        gid_t *groups;
+
+        if (!worker.can_switch)
+                return 0;
+        if (now_valid && now.uid == cred->uid && now.gid == cred->gid &&
+            now.n_groups == cred->n_groups &&
+            memcmp(now.groups, cred->groups, cred->n_groups * sizeof *cred->groups) == 0)
+                return 0;
+        now_valid = false;
+        if (syscall(SYS_setgroups, cred->n_groups, cred->groups) < 0)
+                return -EIO;
+        (void)syscall(SYS_setfsgid, cred->gid);
+        if ((gid_t)syscall(SYS_setfsgid, (gid_t)-1) != cred->gid)
+                return -EIO;
+        (void)syscall(SYS_setfsuid, cred->uid);
+        if ((uid_t)syscall(SYS_setfsuid, (uid_t)-1) != cred->uid)
+                return -EIO;
+        groups = reallocarray(now.groups, cred->n_groups, sizeof *groups);
+        if (groups) {
+                memcpy(groups, cred->groups, cred->n_groups * sizeof *groups);
+                now = (FsCred){cred->uid, cred->gid, groups, cred->n_groups};
+                now_valid = true;
+        }
+        return 0;
+}
+
+static void *worker_main(void *unused)
+{
+        bool can = thread_may_switch();
+        int r = thread_caps_limit(can);
+
+        pthread_mutex_lock(&worker.m);
+        worker.can_switch = can;
+        worker.start_error = r;
+        worker.ready = true;
+        pthread_cond_broadcast(&worker.cond);
+        if (r < 0) {
+                pthread_mutex_unlock(&worker.m);
+                return NULL;
+        }
+        for (;;) {
+                FsJob *j;
+
+                while (!worker.job)
+                        pthread_cond_wait(&worker.cond, &worker.m);
+                j = worker.job;
+                pthread_mutex_unlock(&worker.m);
+                j->result = thread_become(j->cred);
+                if (j->result == 0)
+                        j->result = j->fn(j->arg);
+                pthread_mutex_lock(&worker.m);
+                worker.job = NULL;
+                worker.done = true;
+                pthread_cond_broadcast(&worker.cond);
+        }
+        return NULL;
+}
+
+/* Starts the worker with every signal blocked (it inherits the mask) and waits
+ * until it has limited its capabilities. */
+static void worker_start(void)
+{
+        sigset_t all, old;
+        pthread_attr_t attr;
+        pthread_t t;
+        int r;
+
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        r = pthread_create(&t, &attr, worker_main, NULL);
+        pthread_attr_destroy(&attr);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (r != 0) {
+                worker.start_error = -r;
+                return;
+        }
+        pthread_mutex_lock(&worker.m);
+        while (!worker.ready)
+                pthread_cond_wait(&worker.cond, &worker.m);
+        pthread_mutex_unlock(&worker.m);
+}
+
+/*
+ * Runs fn(arg) on the worker, acting as cred on the file system, and waits for it.
+ * fn returns 0 or -errno and must use only *at() calls on fds it is given (the
+ * worker shares the process's fd table, cwd and umask). Returns fn's result, or
+ * -errno if the worker could not start or act as cred.
+ */
+static int fs_as(const FsCred *cred, int (*fn)(void *arg), void *arg)
+{
+        FsJob j = {.cred = cred, .fn = fn, .arg = arg};
+
+        pthread_once(&worker_once, worker_start);
+        if (worker.start_error < 0)
+                return worker.start_error;
+        pthread_mutex_lock(&worker.callers);
+        pthread_mutex_lock(&worker.m);
+        worker.done = false;
+        worker.job = &j;
+        pthread_cond_broadcast(&worker.cond);
+        while (!worker.done)
+                pthread_cond_wait(&worker.cond, &worker.m);
+        pthread_mutex_unlock(&worker.m);
+        pthread_mutex_unlock(&worker.callers);
+        return j.result;
+}
+
+/* The uid the worker acted as for cred (after fs_as()): cred's, or the kernel's own
+ * when it cannot switch. For the audit record. */
+static uid_t acting_uid(const FsCred *cred)
+{
+        return worker.can_switch ? cred->uid : geteuid();
+}
+
+/* ---- roots -------------------------------------------------------------------------- */
 
 /* True if name can be a root: what the catalogue accepts as fs.read's scope. */
 static bool root_name_is_valid(const char *name)
@@ -144,7 +386,28 @@ static const char *root_configured(const BrokerOptions *o, const char *name)
         return NULL;
 }
 
-/* Opens the directory of root name (O_PATH), creating the default one. */
+/* The kernel's overflow id (what an unmapped uid or gid shows as: "nobody"), from
+ * /proc/sys/kernel/overflow{uid,gid}; 65534, the kernel's default, if unreadable. */
+static unsigned overflow_id(const char *file)
+{
+        char buf[32] = {};
+        unsigned long v;
+        char *end;
+        int fd = open(file, O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+
+        safe_close(fd);
+        if (n <= 0)
+                return 65534;
+        errno = 0;
+        v = strtoul(buf, &end, 10);
+        if (errno != 0 || end == buf || v == 0 || v > 65535)
+                return 65534;
+        return (unsigned)v;
+}
+
+/* Opens the directory of root name (O_PATH), creating the default one (owned by
+ * the overflow user when the kernel is root: see "Identity" above). */
 static int root_open(const BrokerOptions *o, const char *name, int *ret_fd)
 {
         const char *path = root_configured(o, name);
@@ -168,7 +431,12 @@ static int root_open(const BrokerOptions *o, const char *name, int *ret_fd)
         roots = openat(state, "roots", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (roots < 0)
                 return negative_errno();
-        if (mkdirat(roots, name, 0700) < 0 && errno != EEXIST)
+        if (mkdirat(roots, name, 0700) == 0) {
+                if (geteuid() == 0 &&
+                    fchownat(roots, name, overflow_id("/proc/sys/kernel/overflowuid"),
+                             overflow_id("/proc/sys/kernel/overflowgid"), AT_SYMLINK_NOFOLLOW) < 0)
+                        return negative_errno();
+        } else if (errno != EEXIST)
                 return negative_errno();
         fd = openat(roots, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)
@@ -177,15 +445,67 @@ static int root_open(const BrokerOptions *o, const char *name, int *ret_fd)
         return 0;
 }
 
-/* The app's root named name, from its cache or opened now (*ret_owned: close it
- * after use, the cache was full). */
+/*
+ * Who acts for a root whose directory is st: its owner with the owner's primary
+ * group and supplementary groups (getpwuid_r + getgrouplist), or, for an owner
+ * without a passwd entry, the directory's group alone. A root owned by uid 0 is
+ * acted on as the overflow user when the kernel is root. Fills *ret (free
+ * ret->groups) and returns 0, or -ENOMEM.
+ */
+static int cred_of_owner(const struct stat *st, FsCred *ret)
+{
+        FsCred c = {.uid = st->st_uid, .gid = st->st_gid};
+        struct passwd pw, *found = NULL;
+        char buf[16384]; /* a passwd entry; larger ones are ERANGE: no entry, below */
+        int n = 64;
+
+        if (c.uid == 0 && geteuid() == 0) {
+                c.uid = overflow_id("/proc/sys/kernel/overflowuid");
+                c.gid = overflow_id("/proc/sys/kernel/overflowgid");
+        } else if (getpwuid_r(c.uid, &pw, buf, sizeof buf, &found) == 0 && found) {
+                c.gid = pw.pw_gid;
+                for (;;) {
+                        gid_t *g = reallocarray(c.groups, (size_t)n, sizeof *g);
+                        int want = n;
+
+                        if (!g) {
+                                free(c.groups);
+                                return -ENOMEM;
+                        }
+                        c.groups = g;
+                        if (getgrouplist(pw.pw_name, pw.pw_gid, g, &want) >= 0) {
+                                c.n_groups = (size_t)want;
+                                break;
+                        }
+                        if (want <= n || (unsigned)want > FS_GROUPS_MAX) {
+                                /* More than the kernel allows: the primary group alone. */
+                                c.n_groups = 0;
+                                break;
+                        }
+                        n = want;
+                }
+        }
+        if (c.n_groups == 0) {
+                free(c.groups);
+                c.groups = malloc(sizeof *c.groups);
+                if (!c.groups)
+                        return -ENOMEM;
+                c.groups[0] = c.gid;
+                c.n_groups = 1;
+        }
+        *ret = c;
+        return 0;
+}
+
+/* The app's root named name, from its cache or opened now (*ret_owned: release it
+ * with fs_root_done() after use, the cache was full). */
 static int root_get(BrokerApp *app, const char *name, FsRoot *ret, bool *ret_owned)
 {
         const BrokerOptions *o = broker_options(broker_app_broker(app));
         FsState *s = broker_app_slot(app, BROKER_SLOT_FS);
-        FsRoot r = {};
+        FsRoot r = {.fd = -EBADF};
         struct stat st;
-        int fd = -EBADF, k;
+        int k;
 
         for (unsigned i = 0; s && i < s->n; i++)
                 if (strcmp(s->roots[i].name, name) == 0) {
@@ -193,18 +513,20 @@ static int root_get(BrokerApp *app, const char *name, FsRoot *ret, bool *ret_own
                         *ret_owned = false;
                         return 0;
                 }
-        k = root_open(o, name, &fd);
+        k = root_open(o, name, &r.fd);
         if (k < 0)
                 return k;
-        if (fstat(fd, &st) < 0) {
+        if (fstat(r.fd, &st) < 0) {
                 k = negative_errno();
-                safe_close(fd);
+                fs_root_done(&r);
+                return k;
+        }
+        k = cred_of_owner(&st, &r.cred);
+        if (k < 0) {
+                fs_root_done(&r);
                 return k;
         }
         snprintf(r.name, sizeof r.name, "%s", name);
-        r.fd = fd;
-        r.uid = st.st_uid;
-        r.gid = st.st_gid;
         if (!s) {
                 s = calloc(1, sizeof *s);
                 if (s) {
@@ -219,12 +541,14 @@ static int root_get(BrokerApp *app, const char *name, FsRoot *ret, bool *ret_own
         return 0;
 }
 
+/* ---- resolution (on the worker) ----------------------------------------------------- */
+
 static int openat2_beneath(int dir, const char *path, uint64_t flags, uint64_t mode)
 {
         struct open_how how = {
-                .flags = flags,
+                .flags = flags | O_CLOEXEC,
                 .mode = mode,
-                .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+                .resolve = FS_RESOLVE,
         };
 
         for (unsigned i = 0;; i++) {
@@ -238,63 +562,202 @@ static int openat2_beneath(int dir, const char *path, uint64_t flags, uint64_t m
 }
 
 /*
- * Opens path beneath root with the FsOpenFlag bits flags and permission bits mode.
- * Returns the fd (O_CLOEXEC, blocking) and sets *ret_created, or -errno.
+ * Splits path (1..FS_PATH_MAX bytes) into the directory holding its last component
+ * (*ret_parent, "." for none) and that component (*ret_name), both in buf (size >
+ * FS_PATH_MAX bytes). Trailing slashes are dropped and set *ret_dir_only.
+ * Returns 0, -EXDEV for an absolute path, -EINVAL if the last component is not a
+ * name ("", ".", "..").
  */
-static int fs_open_beneath(const FsRoot *root, const char *path, uint32_t flags, unsigned mode,
-                           struct stat *ret_st, bool *ret_created)
+static int path_split(const char *path, char *buf, size_t size, const char **ret_parent,
+                      const char **ret_name, bool *ret_dir_only)
 {
-        uint64_t base = O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
-        _cleanup_close_ int fd = -EBADF;
-        bool created = false;
-        int fl;
+        size_t len = strnlen(path, size);
+        char *slash;
 
-        if ((flags & (FS_READ | FS_WRITE)) == (FS_READ | FS_WRITE))
-                base |= O_RDWR;
-        else if (flags & FS_WRITE)
-                base |= O_WRONLY;
+        if (len == 0 || len >= size)
+                return -EINVAL;
+        if (path[0] == '/')
+                return -EXDEV;
+        memcpy(buf, path, len + 1);
+        *ret_dir_only = false;
+        while (len > 0 && buf[len - 1] == '/') {
+                buf[--len] = 0;
+                *ret_dir_only = true;
+        }
+        slash = strrchr(buf, '/');
+        if (slash) {
+                *slash = 0;
+                *ret_parent = buf;
+                *ret_name = slash + 1;
+        } else {
+                *ret_parent = ".";
+                *ret_name = buf;
+        }
+        if (!**ret_name || strcmp(*ret_name, ".") == 0 || strcmp(*ret_name, "..") == 0)
+                return -EINVAL;
+        return 0;
+}
+
+/* Opens the parent directory of path beneath root (O_PATH) and points *ret_name
+ * at path's last component in buf. Returns the fd or -errno. */
+static int parent_beneath(int root, const char *path, char *buf, size_t size, const char **ret_name,
+                          bool *ret_dir_only)
+{
+        const char *parent;
+        int r = path_split(path, buf, size, &parent, ret_name, ret_dir_only);
+
+        if (r < 0)
+                return r;
+        return openat2_beneath(root, parent, O_PATH | O_DIRECTORY, 0);
+}
+
+static uint32_t file_type(mode_t m)
+{
+        if (S_ISREG(m))
+                return CELLA__V1__FS_FILE_TYPE__FS_FILE_TYPE_REGULAR;
+        if (S_ISDIR(m))
+                return CELLA__V1__FS_FILE_TYPE__FS_FILE_TYPE_DIRECTORY;
+        if (S_ISLNK(m))
+                return CELLA__V1__FS_FILE_TYPE__FS_FILE_TYPE_SYMLINK;
+        return CELLA__V1__FS_FILE_TYPE__FS_FILE_TYPE_OTHER;
+}
+
+static int64_t mtime_ns(const struct stat *st)
+{
+        return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+}
+
+/* ---- fs.open ------------------------------------------------------------------------ */
+
+typedef struct OpenJob {
+        int root;
+        const char *path;
+        uint32_t flags;
+        unsigned mode;
+        int fd; /* out */
+        bool created;
+        struct stat st;
+} OpenJob;
+
+/*
+ * Opens the existing regular file at path beneath root with open(2) flags acc (an
+ * access mode, O_TRUNC, O_APPEND): its type is checked on an O_PATH fd first, and
+ * that very file is then opened through /proc/thread-self/fd/N, with the
+ * permission check of whoever runs this, O_NONBLOCK (a file another program holds
+ * a lease on is EAGAIN, not a wait of up to lease-break-time on the kernel's loop;
+ * the caller clears the flag). Returns the fd or -errno (-EISDIR a directory,
+ * -ENXIO anything else that is not a regular file).
+ */
+static int open_existing(int root, const char *path, int acc, struct stat *ret_st)
+{
+        _cleanup_close_ int p = -EBADF, fd = -EBADF;
+        char proc[64];
+        struct stat pst;
+
+        p = openat2_beneath(root, path, O_PATH, 0);
+        if (p < 0)
+                return p;
+        if (fstat(p, &pst) < 0)
+                return negative_errno();
+        if (S_ISDIR(pst.st_mode))
+                return -EISDIR;
+        if (!S_ISREG(pst.st_mode))
+                return -ENXIO;
+        snprintf(proc, sizeof proc, "/proc/thread-self/fd/%d", p);
+        fd = open(proc, acc | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+                return negative_errno();
+        if (fstat(fd, ret_st) < 0)
+                return negative_errno();
+        /* The magic link leads to p's own file; anything else is a broken /proc. */
+        if (ret_st->st_dev != pst.st_dev || ret_st->st_ino != pst.st_ino ||
+            !S_ISREG(ret_st->st_mode))
+                return -EIO;
+        return TAKE_FD(fd);
+}
+
+static int open_job(void *arg)
+{
+        OpenJob *j = arg;
+        int acc, fl, fd = -EBADF;
+
+        if ((j->flags & (FS_READ | FS_WRITE)) == (FS_READ | FS_WRITE))
+                acc = O_RDWR;
+        else if (j->flags & FS_WRITE)
+                acc = O_WRONLY;
         else
-                base |= O_RDONLY;
-        if (flags & FS_TRUNCATE)
-                base |= O_TRUNC;
-        if (flags & FS_APPEND)
-                base |= O_APPEND;
-        if (flags & FS_DIRECTORY)
-                base |= O_DIRECTORY;
+                acc = O_RDONLY;
+        if (j->flags & FS_TRUNCATE)
+                acc |= O_TRUNC;
+        if (j->flags & FS_APPEND)
+                acc |= O_APPEND;
 
-        if (!(flags & FS_CREATE))
-                fd = openat2_beneath(root->fd, path, base, 0);
-        else if (flags & FS_EXCLUSIVE) {
-                fd = openat2_beneath(root->fd, path, base | O_CREAT | O_EXCL, mode & 0666);
-                created = fd >= 0;
-        } else
-                /* Exclusive first, to know who made the file; a file that vanishes
+        if (!(j->flags & FS_CREATE))
+                fd = open_existing(j->root, j->path, acc, &j->st);
+        else
+                /* Exclusive first, to know who made the file: O_CREAT|O_EXCL makes a
+                 * new regular file and follows no symlink. A file that vanishes
                  * between the two tries is tried again, a bounded number of times. */
                 for (unsigned i = 0; i < FS_OPEN_RETRIES; i++) {
-                        fd = openat2_beneath(root->fd, path, base | O_CREAT | O_EXCL, mode & 0666);
+                        fd = openat2_beneath(j->root, j->path,
+                                             acc | O_CREAT | O_EXCL | O_NOCTTY | O_NONBLOCK,
+                                             j->mode & 0666);
                         if (fd >= 0) {
-                                created = true;
+                                j->created = true;
+                                if (fstat(fd, &j->st) < 0) {
+                                        int r = negative_errno();
+
+                                        safe_close(fd);
+                                        return r;
+                                }
                                 break;
                         }
-                        if (fd != -EEXIST)
+                        if (fd != -EEXIST || (j->flags & FS_EXCLUSIVE))
                                 break;
-                        fd = openat2_beneath(root->fd, path, base, 0);
+                        fd = open_existing(j->root, j->path, acc, &j->st);
                         if (fd != -ENOENT)
                                 break;
                 }
         if (fd < 0)
                 return fd;
-        if (fstat(fd, ret_st) < 0)
-                return negative_errno();
-        if (!S_ISREG(ret_st->st_mode) && !S_ISDIR(ret_st->st_mode))
-                return -ENXIO;
-        if (created && fchown(fd, root->uid, root->gid) < 0)
-                return negative_errno();
+        /* Blocking again for the app, as it asked. */
         fl = fcntl(fd, F_GETFL);
-        if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
-                return negative_errno();
-        *ret_created = created;
-        return TAKE_FD(fd);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+                int r = negative_errno();
+
+                safe_close(fd);
+                return r;
+        }
+        j->fd = fd;
+        return 0;
+}
+
+/* The right of an fs call on root: fs.read:<root> or fs.write:<root> in buf, or NULL
+ * and *ret_error: -EINVAL (bad length), -EPERM (no such root can be granted). */
+static const char *root_right(const char *root, bool write, char *buf, size_t size, int *ret_error)
+{
+        size_t len = strnlen(root, FS_ROOT_NAME_MAX + 1);
+        int n;
+
+        *ret_error = -EINVAL;
+        if (len == 0 || len > FS_ROOT_NAME_MAX)
+                return NULL;
+        if (!root_name_is_valid(root)) {
+                *ret_error = -EPERM; /* no such root can ever be granted */
+                return NULL;
+        }
+        n = snprintf(buf, size, "%s:%s", write ? "fs.write" : "fs.read", root);
+        if (n < 0 || (size_t)n >= size)
+                return NULL;
+        *ret_error = 0;
+        return buf;
+}
+
+static bool path_ok(const char *path)
+{
+        size_t len = strnlen(path, FS_PATH_MAX + 1);
+
+        return len > 0 && len <= FS_PATH_MAX;
 }
 
 static const char *fs_open_right(const ProtobufCMessage *req, char *buf, size_t size,
@@ -302,25 +765,34 @@ static const char *fs_open_right(const ProtobufCMessage *req, char *buf, size_t 
 {
         const Cella__V1__FsOpenRequest *m = (const void *)req;
         uint32_t f = m->flags;
-        size_t root_len = strnlen(m->root, FS_ROOT_NAME_MAX + 1),
-               path_len = strnlen(m->path, FS_PATH_MAX + 1);
-        int n;
 
         *ret_error = -EINVAL;
-        if (root_len == 0 || root_len > FS_ROOT_NAME_MAX || path_len == 0 ||
-            path_len > FS_PATH_MAX || m->mode > 0777 || (f & ~FS_FLAGS_ALL) ||
-            !(f & (FS_READ | FS_WRITE)) || ((f & FS_EXCLUSIVE) && !(f & FS_CREATE)) ||
-            ((f & FS_DIRECTORY) && (f & FS_NEEDS_WRITE)))
+        if (!path_ok(m->path) || m->mode > 0777 || (f & ~FS_FLAGS_ALL) ||
+            !(f & (FS_READ | FS_WRITE)) || ((f & FS_EXCLUSIVE) && !(f & FS_CREATE)))
                 return NULL;
-        if (!root_name_is_valid(m->root)) {
-                *ret_error = -EPERM; /* no such root can ever be granted */
+        return root_right(m->root, f & FS_NEEDS_WRITE, buf, size, ret_error);
+}
+
+/* The message of an fs call's error, or NULL for the errno's own. */
+static const char *fs_error_text(int r)
+{
+        switch (r) {
+        case -EXDEV:
+                return "the path leaves the root or crosses a mount";
+        case -ELOOP:
+                return "the path goes through a procfs magic link, or too many symlinks";
+        case -ENXIO:
+                return "not a regular file or directory (FIFO, socket or device)";
+        case -EACCES:
+                return "the root's owner has no permission for this";
+        case -EAGAIN:
+                return "busy: another program holds a lease on the file, or renames kept "
+                       "racing the lookup; try again";
+        case -EIO:
+                return "I/O error, or the kernel could not act as the root's owner";
+        default:
                 return NULL;
         }
-        n = snprintf(buf, size, "%s:%s", f & FS_NEEDS_WRITE ? "fs.write" : "fs.read", m->root);
-        if (n < 0 || (size_t)n >= size)
-                return NULL;
-        *ret_error = 0;
-        return buf;
 }
 
 static void fs_open_handle(BrokerCall *c)
@@ -328,10 +800,10 @@ static void fs_open_handle(BrokerCall *c)
         const Cella__V1__FsOpenRequest *m = (const void *)c->request;
         Cella__V1__FsOpenReply reply = CELLA__V1__FS_OPEN_REPLY__INIT;
         char read_right[sizeof "fs.read:" + CAPABILITY_ROOT_MAX];
-        bool owned = false, created = false;
-        struct stat st;
+        OpenJob j = {.path = m->path, .flags = m->flags, .mode = m->mode, .fd = -EBADF};
+        bool owned = false;
         FsRoot root;
-        int fd, r;
+        int r;
 
         audit_set(c, "root", json_string(m->root));
         audit_set(c, "path", json_string(m->path));
@@ -348,20 +820,449 @@ static void fs_open_handle(BrokerCall *c)
                 broker_reply_error(c, -r, "the root directory cannot be opened");
                 return;
         }
-        fd = fs_open_beneath(&root, m->path, m->flags, m->mode, &st, &created);
+        j.root = root.fd;
+        r = fs_as(&root.cred, open_job, &j);
+        audit_set(c, "as_uid", json_integer(acting_uid(&root.cred)));
         if (owned)
-                safe_close(root.fd);
-        if (fd < 0) {
-                broker_reply_error(c, -fd,
-                                   fd == -EXDEV   ? "the path leaves the root"
-                                   : fd == -ENXIO ? "not a regular file or directory"
-                                                  : NULL);
+                fs_root_done(&root);
+        if (r < 0) {
+                broker_reply_error(c, -r,
+                                   r == -EISDIR ? "a directory: directories are listed with "
+                                                  "fs.list, never passed as fds"
+                                                : fs_error_text(r));
                 return;
         }
-        audit_set(c, "created", json_boolean(created));
-        reply.is_directory = S_ISDIR(st.st_mode);
-        reply.size_bytes = S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
-        broker_reply(c, &reply.base, &fd, 1);
+        audit_set(c, "created", json_boolean(j.created));
+        reply.is_directory = false;
+        reply.size_bytes = (uint64_t)j.st.st_size;
+        broker_reply(c, &reply.base, &j.fd, 1);
+}
+
+/* ---- fs.list ------------------------------------------------------------------------ */
+
+typedef struct ListEntry {
+        char name[FS_NAME_MAX + 1];
+        uint32_t type;
+        uint64_t size;
+        int64_t mtime_ns;
+} ListEntry;
+
+typedef struct ListJob {
+        int root;
+        const char *path;
+        uint64_t cookie;
+        unsigned max;
+        ListEntry *entries; /* max of them */
+        unsigned n;         /* out */
+        uint64_t next;
+        bool end;
+        unsigned skipped;
+} ListJob;
+
+/* struct linux_dirent64 of getdents64(2). */
+typedef struct Dirent64 {
+        uint64_t d_ino;
+        int64_t d_off;
+        unsigned short d_reclen;
+        unsigned char d_type;
+        char d_name[];
+} Dirent64;
+
+static uint32_t dtype_type(unsigned char t)
+{
+        switch (t) {
+        case DT_REG:
+                return CELLA__V1__FS_FILE_TYPE__FS_FILE_TYPE_REGULAR;
+        case DT_DIR:
+                return CELLA__V1__FS_FILE_TYPE__FS_FILE_TYPE_DIRECTORY;
+        case DT_LNK:
+                return CELLA__V1__FS_FILE_TYPE__FS_FILE_TYPE_SYMLINK;
+        case DT_UNKNOWN:
+                return CELLA__V1__FS_FILE_TYPE__FS_FILE_TYPE_UNKNOWN;
+        default:
+                return CELLA__V1__FS_FILE_TYPE__FS_FILE_TYPE_OTHER;
+        }
+}
+
+static int list_job(void *arg)
+{
+        ListJob *j = arg;
+        _cleanup_close_ int p = -EBADF, d = -EBADF;
+        _Alignas(Dirent64) char buf[16384];
+        unsigned scanned = 0;
+        size_t bytes = 0;
+        struct stat st;
+
+        p = openat2_beneath(j->root, j->path, O_PATH, 0);
+        if (p < 0)
+                return p;
+        if (fstat(p, &st) < 0)
+                return negative_errno();
+        if (!S_ISDIR(st.st_mode))
+                return -ENOTDIR;
+        /* A directory is opened for reading from its O_PATH fd: the same inode. */
+        d = openat(p, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (d < 0)
+                return negative_errno();
+        if (j->cookie != 0 && lseek(d, (off_t)j->cookie, SEEK_SET) < 0)
+                return negative_errno();
+        j->next = j->cookie;
+        for (;;) {
+                long n = syscall(SYS_getdents64, d, buf, sizeof buf);
+
+                if (n < 0)
+                        return negative_errno();
+                if (n == 0) {
+                        j->end = true;
+                        return 0;
+                }
+                for (long pos = 0; pos < n;) {
+                        const Dirent64 *de = (const void *)(buf + pos);
+                        size_t len = strnlen(de->d_name, FS_NAME_MAX + 1);
+                        ListEntry *e;
+
+                        /* Entries left out count too: a directory of names that are
+                         * never kept costs one page's work, not a full scan. */
+                        if (scanned++ >= FS_LIST_SCAN_MAX)
+                                return 0;
+                        pos += de->d_reclen;
+                        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) {
+                                j->next = (uint64_t)de->d_off;
+                                continue;
+                        }
+                        if (len > FS_NAME_MAX ||
+                            !wire_utf8_valid((const uint8_t *)de->d_name, len)) {
+                                j->skipped++;
+                                j->next = (uint64_t)de->d_off;
+                                continue;
+                        }
+                        if (j->n >= j->max || bytes + len + FS_LIST_ENTRY_COST > FS_LIST_BYTES_MAX)
+                                return 0; /* page full: the next one starts at this entry */
+                        e = &j->entries[j->n];
+                        if (fstatat(d, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+                                e->type = file_type(st.st_mode);
+                                e->size = S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) ||
+                                                          S_ISLNK(st.st_mode)
+                                                  ? (uint64_t)st.st_size
+                                                  : 0;
+                                e->mtime_ns = mtime_ns(&st);
+                        } else if (errno == ENOENT) {
+                                j->next = (uint64_t)de->d_off; /* removed meanwhile */
+                                continue;
+                        } else {
+                                e->type = dtype_type(de->d_type);
+                                e->size = 0;
+                                e->mtime_ns = 0;
+                        }
+                        memcpy(e->name, de->d_name, len + 1);
+                        j->n++;
+                        bytes += len + FS_LIST_ENTRY_COST;
+                        j->next = (uint64_t)de->d_off;
+                }
+        }
+}
+
+static const char *fs_list_right(const ProtobufCMessage *req, char *buf, size_t size,
+                                 int *ret_error)
+{
+        const Cella__V1__FsListRequest *m = (const void *)req;
+
+        *ret_error = -EINVAL;
+        if (!path_ok(m->path) || m->max_entries > FS_LIST_ENTRIES_MAX ||
+            m->cookie > (uint64_t)INT64_MAX)
+                return NULL;
+        return root_right(m->root, false, buf, size, ret_error);
+}
+
+/* Runs job on the worker for root name of c's app. Returns its result; on a root
+ * that cannot be opened, answers c itself and returns 1. */
+static int run_on_root(BrokerCall *c, const char *name, int (*job)(void *arg), void *arg,
+                       int *root_fd)
+{
+        bool owned = false;
+        FsRoot root;
+        int r;
+
+        r = root_get(c->app, name, &root, &owned);
+        if (r < 0) {
+                broker_reply_error(c, -r, "the root directory cannot be opened");
+                return 1;
+        }
+        *root_fd = root.fd;
+        r = fs_as(&root.cred, job, arg);
+        audit_set(c, "as_uid", json_integer(acting_uid(&root.cred)));
+        if (owned)
+                fs_root_done(&root);
+        return r;
+}
+
+static void fs_list_handle(BrokerCall *c)
+{
+        const Cella__V1__FsListRequest *m = (const void *)c->request;
+        Cella__V1__FsListReply reply = CELLA__V1__FS_LIST_REPLY__INIT;
+        _cleanup_free_ Cella__V1__FsEntry *entries = NULL;
+        _cleanup_free_ Cella__V1__FsEntry **ptrs = NULL;
+        _cleanup_free_ ListEntry *found = NULL;
+        ListJob j = {.path = m->path, .cookie = m->cookie};
+        int r;
+
+        audit_set(c, "root", json_string(m->root));
+        audit_set(c, "path", json_string(m->path));
+        j.max = m->max_entries ?: FS_LIST_ENTRIES_MAX;
+        j.entries = found = calloc(j.max, sizeof *found);
+        entries = calloc(j.max, sizeof *entries);
+        ptrs = calloc(j.max, sizeof *ptrs);
+        if (!found || !entries || !ptrs) {
+                broker_reply_error(c, ENOMEM, NULL);
+                return;
+        }
+        r = run_on_root(c, m->root, list_job, &j, &j.root);
+        if (r > 0)
+                return;
+        if (r < 0) {
+                broker_reply_error(c, -r,
+                                   r == -EINVAL && m->cookie ? "not a cookie of this directory"
+                                                             : fs_error_text(r));
+                return;
+        }
+        for (unsigned i = 0; i < j.n; i++) {
+                cella__v1__fs_entry__init(&entries[i]);
+                entries[i].name = found[i].name;
+                entries[i].type = found[i].type;
+                entries[i].size_bytes = found[i].size;
+                entries[i].mtime_ns = found[i].mtime_ns;
+                ptrs[i] = &entries[i];
+        }
+        reply.entries = ptrs;
+        reply.n_entries = j.n;
+        reply.next_cookie = j.next;
+        reply.end = j.end;
+        reply.skipped = j.skipped;
+        audit_set(c, "entries", json_integer(j.n));
+        broker_reply(c, &reply.base, NULL, 0);
+}
+
+/* ---- fs.stat ------------------------------------------------------------------------ */
+
+typedef struct StatJob {
+        int root;
+        const char *path;
+        bool no_follow;
+        struct stat st; /* out */
+} StatJob;
+
+static int stat_job(void *arg)
+{
+        StatJob *j = arg;
+        _cleanup_close_ int p = -EBADF;
+
+        p = openat2_beneath(j->root, j->path, O_PATH | (j->no_follow ? O_NOFOLLOW : 0), 0);
+        if (p < 0)
+                return p;
+        if (fstat(p, &j->st) < 0)
+                return negative_errno();
+        return 0;
+}
+
+static const char *fs_stat_right(const ProtobufCMessage *req, char *buf, size_t size,
+                                 int *ret_error)
+{
+        const Cella__V1__FsStatRequest *m = (const void *)req;
+
+        *ret_error = -EINVAL;
+        if (!path_ok(m->path))
+                return NULL;
+        return root_right(m->root, false, buf, size, ret_error);
+}
+
+static void fs_stat_handle(BrokerCall *c)
+{
+        const Cella__V1__FsStatRequest *m = (const void *)c->request;
+        Cella__V1__FsStatReply reply = CELLA__V1__FS_STAT_REPLY__INIT;
+        StatJob j = {.path = m->path, .no_follow = m->no_follow};
+        int r;
+
+        audit_set(c, "root", json_string(m->root));
+        audit_set(c, "path", json_string(m->path));
+        r = run_on_root(c, m->root, stat_job, &j, &j.root);
+        if (r > 0)
+                return;
+        if (r < 0) {
+                broker_reply_error(c, -r, fs_error_text(r));
+                return;
+        }
+        reply.type = file_type(j.st.st_mode);
+        reply.size_bytes = S_ISREG(j.st.st_mode) || S_ISDIR(j.st.st_mode) || S_ISLNK(j.st.st_mode)
+                                   ? (uint64_t)j.st.st_size
+                                   : 0;
+        reply.mtime_ns = mtime_ns(&j.st);
+        reply.mode = j.st.st_mode & 07777;
+        broker_reply(c, &reply.base, NULL, 0);
+}
+
+/* ---- fs.mkdir, fs.unlink, fs.rename ------------------------------------------------- */
+
+typedef struct ChangeJob {
+        int root;
+        const char *path, *new_path;
+        unsigned mode;  /* mkdir */
+        uint32_t flags; /* rename: FsRenameFlag */
+} ChangeJob;
+
+static int mkdir_job(void *arg)
+{
+        ChangeJob *j = arg;
+        _cleanup_close_ int p = -EBADF;
+        char buf[FS_PATH_MAX + 1];
+        const char *name;
+        bool dir_only;
+
+        p = parent_beneath(j->root, j->path, buf, sizeof buf, &name, &dir_only);
+        if (p < 0)
+                return p;
+        if (mkdirat(p, name, j->mode & 0777) < 0)
+                return negative_errno();
+        return 0;
+}
+
+static int unlink_job(void *arg)
+{
+        ChangeJob *j = arg;
+        _cleanup_close_ int p = -EBADF;
+        char buf[FS_PATH_MAX + 1];
+        const char *name;
+        bool dir_only;
+
+        p = parent_beneath(j->root, j->path, buf, sizeof buf, &name, &dir_only);
+        if (p < 0)
+                return p;
+        if (unlinkat(p, name, dir_only ? AT_REMOVEDIR : 0) == 0)
+                return 0;
+        /* unlink(2) of a directory is EISDIR on Linux: then it is rmdir. */
+        if (errno != EISDIR || dir_only)
+                return negative_errno();
+        if (unlinkat(p, name, AT_REMOVEDIR) < 0)
+                return negative_errno();
+        return 0;
+}
+
+static int rename_job(void *arg)
+{
+        ChangeJob *j = arg;
+        _cleanup_close_ int from = -EBADF, to = -EBADF;
+        char buf_from[FS_PATH_MAX + 1], buf_to[FS_PATH_MAX + 1];
+        const char *name_from, *name_to;
+        bool dir_from, dir_to;
+        unsigned flags = 0;
+        struct stat st;
+
+        from = parent_beneath(j->root, j->path, buf_from, sizeof buf_from, &name_from, &dir_from);
+        if (from < 0)
+                return from;
+        to = parent_beneath(j->root, j->new_path, buf_to, sizeof buf_to, &name_to, &dir_to);
+        if (to < 0)
+                return to;
+        /* "dir/" names a directory only, as rename(2) has it. */
+        if (dir_from || dir_to) {
+                if (fstatat(from, name_from, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        return negative_errno();
+                if (!S_ISDIR(st.st_mode))
+                        return -ENOTDIR;
+        }
+        if (j->flags & FS_RENAME_NOREPLACE)
+                flags |= RENAME_NOREPLACE;
+        if (j->flags & FS_RENAME_EXCHANGE)
+                flags |= RENAME_EXCHANGE;
+        if (renameat2(from, name_from, to, name_to, flags) < 0)
+                return negative_errno();
+        return 0;
+}
+
+static const char *fs_mkdir_right(const ProtobufCMessage *req, char *buf, size_t size,
+                                  int *ret_error)
+{
+        const Cella__V1__FsMkdirRequest *m = (const void *)req;
+
+        *ret_error = -EINVAL;
+        if (!path_ok(m->path) || m->mode > 0777)
+                return NULL;
+        return root_right(m->root, true, buf, size, ret_error);
+}
+
+static const char *fs_unlink_right(const ProtobufCMessage *req, char *buf, size_t size,
+                                   int *ret_error)
+{
+        const Cella__V1__FsUnlinkRequest *m = (const void *)req;
+
+        *ret_error = -EINVAL;
+        if (!path_ok(m->path))
+                return NULL;
+        return root_right(m->root, true, buf, size, ret_error);
+}
+
+static const char *fs_rename_right(const ProtobufCMessage *req, char *buf, size_t size,
+                                   int *ret_error)
+{
+        const Cella__V1__FsRenameRequest *m = (const void *)req;
+
+        *ret_error = -EINVAL;
+        if (!path_ok(m->old_path) || !path_ok(m->new_path) ||
+            (m->flags != 0 && m->flags != FS_RENAME_NOREPLACE && m->flags != FS_RENAME_EXCHANGE))
+                return NULL;
+        return root_right(m->root, true, buf, size, ret_error);
+}
+
+/* Answers c after job ran as the owner of root name on j. */
+static void change_answer(BrokerCall *c, const char *root, int (*job)(void *arg), ChangeJob *j,
+                          const ProtobufCMessage *reply)
+{
+        int r = run_on_root(c, root, job, j, &j->root);
+
+        if (r > 0)
+                return;
+        if (r < 0) {
+                broker_reply_error(c, -r,
+                                   r == -EINVAL ? "the last component must be a name, not "
+                                                  "\".\" or \"..\", or the move is impossible"
+                                                : fs_error_text(r));
+                return;
+        }
+        broker_reply(c, reply, NULL, 0);
+}
+
+static void fs_mkdir_handle(BrokerCall *c)
+{
+        const Cella__V1__FsMkdirRequest *m = (const void *)c->request;
+        Cella__V1__FsMkdirReply reply = CELLA__V1__FS_MKDIR_REPLY__INIT;
+        ChangeJob j = {.path = m->path, .mode = m->mode};
+
+        audit_set(c, "root", json_string(m->root));
+        audit_set(c, "path", json_string(m->path));
+        change_answer(c, m->root, mkdir_job, &j, &reply.base);
+}
+
+static void fs_unlink_handle(BrokerCall *c)
+{
+        const Cella__V1__FsUnlinkRequest *m = (const void *)c->request;
+        Cella__V1__FsUnlinkReply reply = CELLA__V1__FS_UNLINK_REPLY__INIT;
+        ChangeJob j = {.path = m->path};
+
+        audit_set(c, "root", json_string(m->root));
+        audit_set(c, "path", json_string(m->path));
+        change_answer(c, m->root, unlink_job, &j, &reply.base);
+}
+
+static void fs_rename_handle(BrokerCall *c)
+{
+        const Cella__V1__FsRenameRequest *m = (const void *)c->request;
+        Cella__V1__FsRenameReply reply = CELLA__V1__FS_RENAME_REPLY__INIT;
+        ChangeJob j = {.path = m->old_path, .new_path = m->new_path, .flags = m->flags};
+
+        audit_set(c, "root", json_string(m->root));
+        audit_set(c, "path", json_string(m->old_path));
+        audit_set(c, "new_path", json_string(m->new_path));
+        audit_set(c, "flags", json_integer(m->flags));
+        change_answer(c, m->root, rename_job, &j, &reply.base);
 }
 
 /* ---- fs.usage ---------------------------------------------------------------------- */
@@ -495,6 +1396,36 @@ const BrokerCallDef broker_calls_fs[] = {
                 .cls = BROKER_CLASS_COSTLY,
                 .right_of = fs_usage_right,
                 .handle = fs_usage_handle,
+        },
+        {
+                .opcode = CELLA__V1__OPCODE__OPCODE_FS_LIST,
+                .cls = BROKER_CLASS_COSTLY,
+                .right_of = fs_list_right,
+                .handle = fs_list_handle,
+        },
+        {
+                .opcode = CELLA__V1__OPCODE__OPCODE_FS_STAT,
+                .cls = BROKER_CLASS_COSTLY,
+                .right_of = fs_stat_right,
+                .handle = fs_stat_handle,
+        },
+        {
+                .opcode = CELLA__V1__OPCODE__OPCODE_FS_MKDIR,
+                .cls = BROKER_CLASS_COSTLY,
+                .right_of = fs_mkdir_right,
+                .handle = fs_mkdir_handle,
+        },
+        {
+                .opcode = CELLA__V1__OPCODE__OPCODE_FS_RENAME,
+                .cls = BROKER_CLASS_COSTLY,
+                .right_of = fs_rename_right,
+                .handle = fs_rename_handle,
+        },
+        {
+                .opcode = CELLA__V1__OPCODE__OPCODE_FS_UNLINK,
+                .cls = BROKER_CLASS_COSTLY,
+                .right_of = fs_unlink_right,
+                .handle = fs_unlink_handle,
         },
         {0},
 };
