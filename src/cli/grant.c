@@ -94,9 +94,15 @@ int cli_policy_install(Grants *g, const char *state_dir, const char *app_dir, co
                 log_warning("%s/%s: %s; signature rights are not granted", app_dir,
                             serr.path[0] ? serr.path : SIGNATURE_FILE,
                             serr.message ?: strerror(-r));
-        r = grants_install(g, m, signed_ok, grants_now_ms(), &bad, &why);
+        r = grants_install_as(g, m, signed_ok, signed_ok ? key_id : NULL, grants_now_ms(), &bad,
+                              &why);
         if (r == -EINVAL && bad) {
-                log_error("%s/manifest.json: permissions: '%s': %s", app_dir, bad,
+                const char *field = "permissions";
+
+                STRV_FOREACH (p, m->exports)
+                        if (*p == bad)
+                                field = "exports";
+                log_error("%s/manifest.json: %s: '%s': %s", app_dir, field, bad,
                           why ?: "not a right");
                 return CELLA_EXIT_MANIFEST;
         }

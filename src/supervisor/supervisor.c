@@ -568,14 +568,27 @@ int instance_install(Instance *inst)
                 log_warning("%s/%s: %s; signature rights are not granted", app_dir,
                             serr.path[0] ? serr.path : SIGNATURE_FILE,
                             serr.message ?: strerror(-r));
-        r = grants_install(s->grants, m, inst->signed_ok, grants_now_ms(), &bad, &why);
+        r = grants_install_as(s->grants, m, inst->signed_ok, inst->signed_ok ? key_id : NULL,
+                              grants_now_ms(), &bad, &why);
         if (r == -EINVAL && bad) {
-                log_error("%s/manifest.json: permissions: '%s': %s", app_dir, bad, why);
+                const char *field = "permissions";
+
+                STRV_FOREACH (p, m->exports)
+                        if (*p == bad)
+                                field = "exports";
+                log_error("%s/manifest.json: %s: '%s': %s", app_dir, field, bad, why);
                 return CELLA_EXIT_MANIFEST;
         }
         if (r < 0) {
                 log_error_errno(r, "cannot record the permissions of %s: %m", m->id);
                 return CELLA_EXIT_STATE;
+        }
+        /* What this app exports, or its key, may change what the apps already running
+         * reach (docs/capabilities.md, "Reaching other apps"): they re-read their grants. */
+        if (r > 0 && s->broker) {
+                r = broker_grants_changed(s->broker, NULL);
+                if (r < 0)
+                        log_warning_errno(r, "cannot re-read the apps' grants: %m");
         }
         inst->installed = true;
         return 0;
