@@ -12,7 +12,7 @@ from conftest import CELLA
 
 APP = "org.test.perm"
 PERMS = ["storage", "camera", "location", "net.http:*.example.com:443",
-         "bus.publish:notes.*", "system.admin"]
+         "bus.publish:org.test.perm.*", "system.admin"]
 
 
 def cella(cmd, *args, state):
@@ -52,7 +52,7 @@ def test_round_trip(app, state):
     g = grants_of(doc)
     # Normal rights came with the install, dangerous ones only from the user.
     assert g["storage"]["granted_by"] == "install"
-    assert g["bus.publish:notes.*"]["level"] == "normal"
+    assert g["bus.publish:org.test.perm.*"]["level"] == "normal"
     assert g["camera"] == {**g["camera"], "level": "dangerous", "one_time": False,
                            "granted_by": "user"}
     assert "location" not in g
