@@ -428,9 +428,11 @@ static void registry_clear(Registry *reg)
         *reg = (Registry){};
 }
 
+/* The registry: one query for the apps, one for every export (not one per app: an
+ * install reads it, and a boot installs every app). */
 static int registry_load(sqlite3 *db, Registry *ret)
 {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_stmt_ sqlite3_stmt *st = NULL, *ex = NULL;
         Registry reg = {};
         int r;
 
@@ -450,16 +452,36 @@ static int registry_load(sqlite3 *db, Registry *ret)
                 }
                 reg.apps = apps;
                 a = &reg.apps[reg.n++];
-                *a = (RegApp){.id = strdup(id), .key_id = key && *key ? strdup(key) : NULL};
-                r = a->id && (!key || !*key || a->key_id) ? 0 : -ENOMEM;
-                if (r == 0)
-                        r = select_strings(db,
-                                           "SELECT capability FROM exports WHERE app_id = ?1"
-                                           " ORDER BY capability",
-                                           id, MANIFEST_LIST_MAX, &a->exports);
-                if (r < 0) {
+                *a = (RegApp){.id = strdup(id),
+                              .key_id = key && *key ? strdup(key) : NULL,
+                              .exports = calloc(1, sizeof(char *))};
+                if (!a->id || (key && *key && !a->key_id) || !a->exports) {
                         registry_clear(&reg);
-                        return r;
+                        return -ENOMEM;
+                }
+        }
+        if (r != SQLITE_DONE) {
+                registry_clear(&reg);
+                return -EIO;
+        }
+        if (prepare(db, "SELECT app_id, capability FROM exports ORDER BY app_id, capability", &ex) <
+            0) {
+                registry_clear(&reg);
+                return -EIO;
+        }
+        while ((r = sqlite3_step(ex)) == SQLITE_ROW) {
+                const char *id = (const char *)sqlite3_column_text(ex, 0);
+                const char *e = (const char *)sqlite3_column_text(ex, 1);
+                RegApp *a = NULL;
+
+                for (size_t i = 0; id && e && !a && i < reg.n; i++)
+                        if (strcmp(reg.apps[i].id, id) == 0)
+                                a = &reg.apps[i];
+                if (!a || strv_length(a->exports) >= MANIFEST_LIST_MAX)
+                        continue; /* no such app, or more than cella writes: ignored */
+                if (strv_extend(&a->exports, e) < 0) {
+                        registry_clear(&reg);
+                        return -ENOMEM;
                 }
         }
         if (r != SQLITE_DONE) {
