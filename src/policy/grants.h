@@ -84,8 +84,9 @@ Grants *grants_free(Grants *g);
 /*
  * Records m's permissions as the app's requested set, replacing the previous one,
  * and whether its bundle is signed by a trusted key (signed_ok, from
- * signature_verify). Grants every newly requested normal right (GRANT_BY_INSTALL)
- * and, when signed_ok, every signature right not yet granted (GRANT_BY_SIGNATURE);
+ * signature_verify). Grants every newly requested normal right (GRANT_BY_INSTALL;
+ * one that reaches other apps only if it qualifies, see grants_install_as) and, when
+ * signed_ok, every signature right not yet granted (GRANT_BY_SIGNATURE);
  * dangerous rights wait for the user. A right requested before is not granted again,
  * so a user's revoke of a normal right outlives restarts. Grants the new set no
  * longer covers are deleted, and so are signature grants when !signed_ok.
