@@ -900,17 +900,18 @@ int grants_install_as(Grants *g, const Manifest *m, bool signed_ok, const char *
          * fsync): the same requested set, exports, signature state and key would change
          * nothing, as install_locked() grants only rights newly requested or newly
          * signed, and what other apps reach depends only on these. */
-        r = grants_requested(g, m->id, &old, &old_signed);
-        if (r >= 0 && old_signed == signed_ok && set_equal(old, m->permissions)) {
-                r = tx_begin(g->db, false);
-                if (r < 0)
-                        return r;
-                r = tx_end(g->db, load_identity(g->db, m->id, &old_key, &old_exports));
-                if (r < 0)
-                        return r;
-                if (streq_ptr(old_key, key_id) && set_equal(old_exports, exports))
-                        return 0;
-        }
+        r = tx_begin(g->db, false);
+        if (r < 0)
+                return r;
+        r = load_requested(g->db, m->id, &old, &old_signed);
+        if (r >= 0)
+                r = load_identity(g->db, m->id, &old_key, &old_exports);
+        r = tx_end(g->db, r == -ENOENT ? 1 : r);
+        if (r < 0)
+                return r;
+        if (r == 0 && old_signed == signed_ok && set_equal(old, m->permissions) &&
+            streq_ptr(old_key, key_id) && set_equal(old_exports, exports))
+                return 0;
         r = tx_begin(g->db, true);
         if (r < 0)
                 return r;
