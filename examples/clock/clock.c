@@ -5,7 +5,9 @@
  *   clock [PERIOD_MS]      (default 200; 1..3600000)
  *
  * Every PERIOD_MS a kernel timer fires (right "timer") and the clock publishes
- * topic "clock.tick" (right "bus.publish:clock.*"), content type
+ * topic "org.cella.example.clock.tick" (right "bus.publish:org.cella.example.clock.*": a
+ * topic in its own id's namespace; the manifest exports it, so other apps may
+ * subscribe to it with a normal right: docs/capabilities.md), content type
  * "application/json", body {"seq":N,"unix_ms":T}: N counts ticks from 1, T is the
  * wall clock in milliseconds since 1970-01-01 UTC. It runs until SIGTERM or SIGINT,
  * then exits 0.
@@ -67,11 +69,13 @@ static void on_event(Cella *c, const CellaEvent *ev, void *userdata)
         clk->seq++;
         n = snprintf(body, sizeof body, "{\"seq\":%" PRIu64 ",\"unix_ms\":%" PRId64 "}", clk->seq,
                      unix_ms());
-        r = cella_bus_publish(c, "clock.tick", body, (size_t)n, "application/json");
+        r = cella_bus_publish(c, "org.cella.example.clock.tick", body, (size_t)n,
+                              "application/json");
         if (r == -EAGAIN) /* rate-limited: skip this tick, the next one will do */
                 return;
         if (r < 0) {
-                fprintf(stderr, "clock: publishing clock.tick failed: %s\n", strerror(-r));
+                fprintf(stderr, "clock: publishing org.cella.example.clock.tick failed: %s\n",
+                        strerror(-r));
                 clk->error = r;
         }
 }
@@ -127,7 +131,7 @@ int main(int argc, char **argv)
                 cella_close(c);
                 return 1;
         }
-        printf("clock: publishing clock.tick every %" PRIu64 " ms\n", period_ms);
+        printf("clock: publishing org.cella.example.clock.tick every %" PRIu64 " ms\n", period_ms);
         fflush(stdout);
 
         while (clk.error == 0 && !clk.revoked) {

@@ -3,7 +3,9 @@
 --   lua-clock [PERIOD_SECONDS]      (default 1; 0.001..3600)
 --
 -- Every PERIOD_SECONDS (a host timer: cella.timer needs no right) it publishes
--- topic "clock.tick" (right "bus.publish:clock.*"), content type
+-- topic "org.cella.example.lua_clock.tick" (right
+-- "bus.publish:org.cella.example.lua_clock.*": its own id's namespace; the
+-- manifest exports the topic to subscribers), content type
 -- "application/json", body {"seq":N,"unix":T}: N counts ticks from 1, T is the
 -- wall clock in seconds since 1970-01-01 UTC. When the user revokes its publish
 -- right it says so and stops (app.exit(0)): a service that cannot do its job
@@ -35,10 +37,11 @@ timer.every(period, function()
         local body = json.encode({seq = seq, unix = os.time()})
         -- A refused publish means the right is gone: the revocation event says why
         -- and stops us; until it arrives, skip the tick rather than die.
-        local ok, err = pcall(bus.publish, "clock.tick", body, "application/json")
+        local ok, err = pcall(bus.publish, "org.cella.example.lua_clock.tick", body,
+                              "application/json")
         if not ok then
                 log.warn("tick %d not published: %s", seq, err)
         end
 end)
 
-log.info("lua-clock: publishing clock.tick every %g s", period)
+log.info("lua-clock: publishing org.cella.example.lua_clock.tick every %g s", period)

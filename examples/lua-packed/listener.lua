@@ -1,6 +1,7 @@
 -- A listener of the packed demo group (examples/lua-packed): counts the
--- demo.count messages it gets and keeps a small state file in its own data
--- directory; ends after the counter's last message.
+-- messages of org.cella.example.lua_packed_counter.count (a topic the counter
+-- exports) it gets and keeps a small state file in its own data directory; ends
+-- after the counter's last message.
 --
 -- Every listener runs the same code under its own id, rights, priority and
 -- data directory: cella.fs resolves "state.json" beneath this app's own
@@ -28,7 +29,7 @@ local function save()
         fs.write("state.json", json.encode(state))
 end
 
-bus.subscribe("demo.count", function(msg)
+bus.subscribe("org.cella.example.lua_packed_counter.count", function(msg)
         local m = json.decode(msg.data)
         if m.seq == 0 then
                 return -- the counter checking that we listen

@@ -1,12 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * notes-c: a cella app in C. It waits for three ticks of the clock service
- * (bus.subscribe:clock.tick), appends a line with the last tick's time to
- * "notes.txt" in the user's documents (fs.write:documents, a dangerous right the
- * user grants: `cella grant org.cella.example.notes_c fs.write:documents`, or the
- * answer to the prompt this app triggers), posts the notification "note saved"
- * (notify), says what it did on stdout and exits 0. It exits 1 if a step fails,
- * with the reason on stderr.
+ * (bus.subscribe:org.cella.example.clock.tick, a topic the clock exports), appends a line with the
+ * last tick's time to "notes.txt" in the user's documents (fs.write:documents, a dangerous right
+ * the user grants: `cella grant org.cella.example.notes_c fs.write:documents`, or the answer to the
+ * prompt this app triggers), posts the notification "note saved" (notify), says what it did on
+ * stdout and exits 0. It exits 1 if a step fails, with the reason on stderr.
  *
  * Build outside the tree: cc notes.c -o notes $(pkg-config --cflags --libs cella)
  */
@@ -33,7 +32,7 @@ typedef struct Notes {
         int64_t unix_ms; /* of the last tick */
 } Notes;
 
-/* Called from cella_dispatch() for every event; keeps the last clock.tick. */
+/* Called from cella_dispatch() for every event; keeps the last tick. */
 static void on_event(Cella *c, const CellaEvent *ev, void *userdata)
 {
         Notes *n = userdata;
@@ -42,7 +41,7 @@ static void on_event(Cella *c, const CellaEvent *ev, void *userdata)
         size_t len;
 
         if (ev->opcode != CELLA_EVENT_BUS_MESSAGE || !ev->decoded ||
-            strcmp(ev->bus.topic, "clock.tick") != 0)
+            strcmp(ev->bus.topic, "org.cella.example.clock.tick") != 0)
                 return;
 
         /* The body is {"seq":N,"unix_ms":T}; a copy makes it a C string. */
@@ -99,9 +98,10 @@ int main(void)
                 return 1;
         }
         cella_on_event(c, on_event, &n);
-        r = cella_bus_subscribe(c, "clock.tick", &sub);
+        r = cella_bus_subscribe(c, "org.cella.example.clock.tick", &sub);
         if (r < 0) {
-                fprintf(stderr, "notes-c: cannot subscribe to clock.tick: %s\n", strerror(-r));
+                fprintf(stderr, "notes-c: cannot subscribe to org.cella.example.clock.tick: %s\n",
+                        strerror(-r));
                 goto fail;
         }
 

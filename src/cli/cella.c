@@ -15,6 +15,7 @@ static const CliCommand commands[] = {
         {"boot", "start every app in a folder, services first, and supervise them", cli_boot},
         {"grant", "grant a right the app's manifest requests", cli_grant},
         {"revoke", "revoke an app's grants within a right", cli_revoke},
+        {"forget", "remove an installed app: its data, grants and the id's binding", cli_forget},
         {"permissions", "list an app's requested rights, grants and last gesture", cli_permissions},
         {"gesture", "record a user gesture for an app (camera, microphone)", cli_gesture},
         {"sign", "make keys, sign an app folder, verify a signature", cli_sign},

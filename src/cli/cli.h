@@ -18,6 +18,7 @@ int cli_run(int argc, char **argv);
 int cli_boot(int argc, char **argv);
 int cli_grant(int argc, char **argv);
 int cli_revoke(int argc, char **argv);
+int cli_forget(int argc, char **argv);
 int cli_permissions(int argc, char **argv);
 int cli_gesture(int argc, char **argv);
 int cli_sign(int argc, char **argv);

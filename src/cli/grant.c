@@ -26,6 +26,7 @@
 #include "audit/audit.h"
 #include "supervisor/control.h"
 #include "supervisor/exit-codes.h"
+#include "supervisor/state.h"
 
 enum {
         ARG_STATE_DIR = 0x100,
@@ -94,9 +95,38 @@ int cli_policy_install(Grants *g, const char *state_dir, const char *app_dir, co
                 log_warning("%s/%s: %s; signature rights are not granted", app_dir,
                             serr.path[0] ? serr.path : SIGNATURE_FILE,
                             serr.message ?: strerror(-r));
-        r = grants_install(g, m, signed_ok, grants_now_ms(), &bad, &why);
+        /* The id is bound to what first installed it (as `cella run` does): another
+         * folder claiming it installs nothing. */
+        {
+                _cleanup_(state_freep) State *st = NULL;
+                StateClaim claim = {}, rec = {};
+
+                r = state_open(state_dir, STATE_UID_BASE_DEFAULT, STATE_UID_COUNT_DEFAULT, &st);
+                if (r >= 0)
+                        r = state_claim_of_folder(dirfd, signed_ok ? key_id : NULL, &claim);
+                if (r >= 0)
+                        r = state_app_claim(st, m->id, &claim, grants_now_ms(), &rec);
+                if (r == -EEXIST)
+                        state_claim_log_conflict(m->id, app_dir, &claim, &rec);
+                else if (r < 0)
+                        log_error_errno(r, "cannot record who installed %s in %s: %m", app_id,
+                                        state_dir);
+                state_claim_clear(&claim);
+                state_claim_clear(&rec);
+                if (r == -EEXIST)
+                        return 1;
+                if (r < 0)
+                        return CELLA_EXIT_STATE;
+        }
+        r = grants_install_as(g, m, signed_ok, signed_ok ? key_id : NULL, grants_now_ms(), &bad,
+                              &why);
         if (r == -EINVAL && bad) {
-                log_error("%s/manifest.json: permissions: '%s': %s", app_dir, bad,
+                const char *field = "permissions";
+
+                STRV_FOREACH (p, m->exports)
+                        if (*p == bad)
+                                field = "exports";
+                log_error("%s/manifest.json: %s: '%s': %s", app_dir, field, bad,
                           why ?: "not a right");
                 return CELLA_EXIT_MANIFEST;
         }

@@ -80,8 +80,20 @@ static const CapabilityInfo *info_of(const char *right)
         return capability_right_parse(right, &r, NULL) == 0 ? r.cap : NULL;
 }
 
-static int print_json(const char *app, bool is_signed, char **requested, const Grant *grants,
-                      size_t n, bool has_gesture, int64_t gesture_ms)
+/* The level of right for app now: a normal right that reaches other apps beyond what
+ * is its own or exported to it is shown as dangerous (docs/capabilities.md). */
+static const char *level_text(Grants *g, const char *app, const char *right)
+{
+        CapabilityLevel level;
+
+        if (grants_level(g, app, right, &level) < 0)
+                return info_of(right) ? capability_level_to_string(info_of(right)->level)
+                                      : "unknown";
+        return capability_level_to_string(level);
+}
+
+static int print_json(Grants *g, const char *app, bool is_signed, char **requested,
+                      const Grant *grants, size_t n, bool has_gesture, int64_t gesture_ms)
 {
         json_t *o, *req, *gl;
         char buf[TIME_TEXT_MAX];
@@ -105,18 +117,17 @@ static int print_json(const char *app, bool is_signed, char **requested, const G
         STRV_FOREACH (p, requested) {
                 const CapabilityInfo *c = info_of(*p);
 
-                json_array_append_new(
-                        req,
-                        json_pack("{s:s, s:s, s:b, s:b}", "right", *p, "level",
-                                  c ? capability_level_to_string(c->level) : "unknown", "gesture",
-                                  c && c->gesture, "granted", requested_is_granted(*p, grants, n)));
+                json_array_append_new(req,
+                                      json_pack("{s:s, s:s, s:b, s:b}", "right", *p, "level",
+                                                level_text(g, app, *p), "gesture", c && c->gesture,
+                                                "granted", requested_is_granted(*p, grants, n)));
         }
         for (size_t i = 0; i < n; i++) {
                 const CapabilityInfo *c = info_of(grants[i].right);
 
                 json_array_append_new(
                         gl, json_pack("{s:s, s:s, s:b, s:s, s:s}", "right", grants[i].right,
-                                      "level", c ? capability_level_to_string(c->level) : "unknown",
+                                      "level", c ? level_text(g, app, grants[i].right) : "unknown",
                                       "one_time", grants[i].one_time, "granted_by",
                                       grant_source_to_string(grants[i].granted_by), "granted_at",
                                       time_text(grants[i].granted_at_ms, buf)));
@@ -128,8 +139,8 @@ static int print_json(const char *app, bool is_signed, char **requested, const G
         return r;
 }
 
-static void print_text(const char *app, bool is_signed, char **requested, const Grant *grants,
-                       size_t n, bool has_gesture, int64_t gesture_ms)
+static void print_text(Grants *g, const char *app, bool is_signed, char **requested,
+                       const Grant *grants, size_t n, bool has_gesture, int64_t gesture_ms)
 {
         char buf[TIME_TEXT_MAX];
 
@@ -140,17 +151,14 @@ static void print_text(const char *app, bool is_signed, char **requested, const 
         STRV_FOREACH (p, requested) {
                 const CapabilityInfo *c = info_of(*p);
 
-                printf("  %-40s %-10s %s%s\n", *p,
-                       c ? capability_level_to_string(c->level) : "unknown",
+                printf("  %-40s %-10s %s%s\n", *p, level_text(g, app, *p),
                        requested_is_granted(*p, grants, n) ? "granted" : "not granted",
                        c && c->gesture ? ", needs a user gesture" : "");
         }
         printf("grants:%s\n", n ? "" : " none");
         for (size_t i = 0; i < n; i++)
                 printf("  %-40s %-10s by %-9s at %s%s\n", grants[i].right,
-                       info_of(grants[i].right)
-                               ? capability_level_to_string(info_of(grants[i].right)->level)
-                               : "unknown",
+                       level_text(g, app, grants[i].right),
                        grant_source_to_string(grants[i].granted_by),
                        time_text(grants[i].granted_at_ms, buf),
                        grants[i].one_time ? ", one time" : "");
@@ -215,10 +223,10 @@ int cli_permissions(int argc, char **argv)
                 return CELLA_EXIT_STATE;
         }
         if (!json) {
-                print_text(app, is_signed, requested, grants, n, has_gesture, gesture_ms);
+                print_text(g, app, is_signed, requested, grants, n, has_gesture, gesture_ms);
                 return 0;
         }
-        r = print_json(app, is_signed, requested, grants, n, has_gesture, gesture_ms);
+        r = print_json(g, app, is_signed, requested, grants, n, has_gesture, gesture_ms);
         if (r < 0) {
                 log_error_errno(r, "cannot print: %m");
                 return CELLA_EXIT_INTERNAL;

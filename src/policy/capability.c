@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "base/macro.h"
@@ -30,13 +31,13 @@ static const CapabilityInfo catalogue[] = {
         {"notify", 2, CAPABILITY_NORMAL, false, CAPABILITY_SCOPE_NONE, false, NULL,
          "post notifications to the user"},
         {"bus.publish", 3, CAPABILITY_NORMAL, false, CAPABILITY_SCOPE_TOPIC, true, TOPIC_MEANING,
-         "publish messages on bus topics matching the scope"},
+         "publish messages on bus topics matching the scope", true},
         {"bus.subscribe", 4, CAPABILITY_NORMAL, false, CAPABILITY_SCOPE_TOPIC, true, TOPIC_MEANING,
-         "subscribe to bus topics matching the scope"},
+         "subscribe to bus topics matching the scope", true},
         {"bus.send", 5, CAPABILITY_NORMAL, false, CAPABILITY_SCOPE_APP_ID, true, APP_ID_MEANING,
-         "send direct messages to apps whose id matches the scope"},
+         "send direct messages to apps whose id matches the scope", true},
         {"app.launch", 6, CAPABILITY_NORMAL, false, CAPABILITY_SCOPE_APP_ID, true, APP_ID_MEANING,
-         "launch apps whose id matches the scope, with an intent"},
+         "launch apps whose id matches the scope, with an intent", true},
         {"app.signal", 7, CAPABILITY_SIGNATURE, false, CAPABILITY_SCOPE_APP_ID, false,
          APP_ID_MEANING "; none: every app", "send signals to other apps' processes"},
         {"fs.read", 8, CAPABILITY_DANGEROUS, false, CAPABILITY_SCOPE_ROOT, true,
@@ -380,6 +381,71 @@ bool capability_scope_match(CapabilityScopeKind kind, const char *pattern, const
         return false;
 }
 
+/* ---- namespaces ------------------------------------------------------------------------ */
+
+/* Splits an app id (manifest_id_is_valid: never a wildcard) into segments. */
+static int split_id(const char *id, Seg segs[static CAPABILITY_SEGMENTS_MAX])
+{
+        const char *why;
+
+        if (!id || !manifest_id_is_valid(id))
+                return -EINVAL;
+        return split_dotted(CAPABILITY_SCOPE_APP_ID, id, strlen(id), segs, &why);
+}
+
+static bool seg_has_star(Seg g)
+{
+        return memchr(g.s, '*', g.len) != NULL;
+}
+
+static bool seg_eq(Seg a, Seg b)
+{
+        return a.len == b.len && memcmp(a.s, b.s, a.len) == 0;
+}
+
+bool capability_scope_within(CapabilityScopeKind kind, const char *scope, const char *id)
+{
+        Seg ss[CAPABILITY_SEGMENTS_MAX], is[CAPABILITY_SEGMENTS_MAX];
+        const char *why;
+        int sn, in;
+
+        if ((kind != CAPABILITY_SCOPE_TOPIC && kind != CAPABILITY_SCOPE_APP_ID) || !scope)
+                return false;
+        in = split_id(id, is);
+        sn = split_dotted(kind, scope, strnlen(scope, CAPABILITY_RIGHT_MAX), ss, &why);
+        if (in < 0 || sn < 0 || sn < in || (kind == CAPABILITY_SCOPE_APP_ID && sn != in))
+                return false;
+        for (int i = 0; i < in; i++)
+                if (seg_has_star(ss[i]) || !seg_eq(ss[i], is[i]))
+                        return false;
+        return true;
+}
+
+bool capability_scope_may_reach(CapabilityScopeKind kind, const char *scope, const char *id)
+{
+        Seg ss[CAPABILITY_SEGMENTS_MAX], is[CAPABILITY_SEGMENTS_MAX];
+        const char *why;
+        int sn, in;
+
+        if ((kind != CAPABILITY_SCOPE_TOPIC && kind != CAPABILITY_SCOPE_APP_ID) || !scope)
+                return false;
+        in = split_id(id, is);
+        sn = split_dotted(kind, scope, strnlen(scope, CAPABILITY_RIGHT_MAX), ss, &why);
+        if (in < 0 || sn < 0)
+                return false;
+        for (int i = 0; i < in; i++) {
+                if (i >= sn)
+                        return false; /* the scope ends before id does */
+                if (seg_is_dstar(ss[i]))
+                        return true; /* may take id's remaining segments: cannot rule out */
+                if (!seg_match(ss[i], is[i]))
+                        return false;
+        }
+        /* Every segment of id is matched: the scope matches id itself (same length)
+         * or topics under it; an app id pattern only id itself. */
+        return kind == CAPABILITY_SCOPE_TOPIC || sn == in;
+}
+
 /* ---- rights -------------------------------------------------------------------------- */
 
 static int fail(const char **why, int r, const char *reason)
@@ -453,6 +519,39 @@ int capability_mask_of(char *const *rights, CapabilityMask *ret_mask)
         return 0;
 }
 
+int capability_export_parse(const char *text, const char *id, char *buf, size_t size,
+                            const char **why)
+{
+        const CapabilityInfo *c;
+        CapabilityRight right;
+        int r, n;
+
+        if (!text || !id || !buf || size < CAPABILITY_RIGHT_MAX)
+                return fail(why, -EINVAL, "no export given");
+        c = strchr(text, ':') ? NULL
+                              : capability_lookup(text, strnlen(text, CAPABILITY_NAME_MAX + 1));
+        if (c && c->scope == CAPABILITY_SCOPE_APP_ID)
+                n = snprintf(buf, size, "%s:%s", text, id); /* "bus.send": to this app */
+        else
+                n = snprintf(buf, size, "%s", text);
+        if (n < 0 || (size_t)n >= CAPABILITY_RIGHT_MAX)
+                return fail(why, -ENAMETOOLONG, "a right is at most 255 bytes");
+        r = capability_right_parse(buf, &right, why);
+        if (r < 0)
+                return r;
+        if (!right.cap->reaches_apps)
+                return fail(why, -EINVAL,
+                            "only bus.publish, bus.subscribe, bus.send and app.launch can be "
+                            "exported");
+        if (!capability_scope_within(right.cap->scope, right.scope, id))
+                return fail(why, -EINVAL,
+                            right.cap->scope == CAPABILITY_SCOPE_TOPIC
+                                    ? "an app exports only topics under its own id "
+                                      "(\"<id>.name\")"
+                                    : "an app exports only its own id");
+        return 0;
+}
+
 int capability_check_manifest(const Manifest *m, const char **bad, const char **why)
 {
         CapabilityRight right;
@@ -463,6 +562,18 @@ int capability_check_manifest(const Manifest *m, const char **bad, const char **
                 return -EINVAL;
         for (char **p = m->permissions; p && *p; p++) {
                 r = capability_right_parse(*p, &right, &reason);
+                if (r < 0) {
+                        if (bad)
+                                *bad = *p;
+                        if (why)
+                                *why = reason;
+                        return r;
+                }
+        }
+        for (char **p = m->exports; p && *p; p++) {
+                char buf[CAPABILITY_RIGHT_MAX];
+
+                r = capability_export_parse(*p, m->id, buf, sizeof buf, &reason);
                 if (r < 0) {
                         if (bad)
                                 *bad = *p;

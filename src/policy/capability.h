@@ -64,6 +64,11 @@ typedef struct CapabilityInfo {
         bool scope_required;       /* false: the bare name means every scope */
         const char *scope_meaning; /* for docs and prompts; NULL when no scope */
         const char *description;   /* one line, for docs and prompts */
+        /* The scope names other apps' topics or ids (bus.publish, bus.subscribe, bus.send,
+         * app.launch): the level above holds only within the app's own namespace or
+         * what the owner exports; beyond it the right is dangerous (docs/capabilities.md,
+         * "Reaching other apps"). */
+        bool reaches_apps;
 } CapabilityInfo;
 
 /* One bit per catalogue name (DESIGN.md section 4): the fast first check. */
@@ -129,6 +134,36 @@ int capability_mask_of(char *const *rights, CapabilityMask *ret_mask);
  * permission string inside m and *why to the reason.
  */
 int capability_check_manifest(const Manifest *m, const char **bad, const char **why);
+
+/*
+ * True if every topic (kind CAPABILITY_SCOPE_TOPIC) or app id (CAPABILITY_SCOPE_APP_ID)
+ * that scope can match lies in the namespace of app id: for topics, id itself or a
+ * topic under it ("org.a.clock" owns "org.a.clock" and "org.a.clock.tick"; a pattern
+ * qualifies when its first segments are id's, literally, so "org.a.clock.*" does and
+ * "org.a.*.tick" does not); for app ids, id exactly. As D-Bus well-known names and
+ * Android permission names, the reverse-DNS id is the owner's prefix.
+ * False for other kinds and for strings that do not parse.
+ */
+bool capability_scope_within(CapabilityScopeKind kind, const char *scope, const char *id);
+
+/*
+ * True if scope (a topic or app id pattern of kind) might match id or, for topics, a
+ * topic under id. Conservative: true whenever it cannot rule it out (a "**" before
+ * the end of id), never false when it could match. False for strings that do not
+ * parse.
+ */
+bool capability_scope_may_reach(CapabilityScopeKind kind, const char *scope, const char *id);
+
+/*
+ * Checks one entry of a manifest's "exports" for the app id and writes it, normalized
+ * to "name:scope", into buf (size bytes, at least CAPABILITY_RIGHT_MAX): a right that
+ * reaches apps (bus.publish, bus.subscribe, bus.send, app.launch) whose scope lies in
+ * id's namespace (capability_scope_within); a bare "bus.send" or "app.launch" means
+ * "name:<id>". Returns 0, or -EINVAL / -ENOENT / -ENAMETOOLONG with *why (static
+ * English) when not NULL.
+ */
+int capability_export_parse(const char *text, const char *id, char *buf, size_t size,
+                            const char **why);
 
 /* "normal", "dangerous", "signature". */
 const char *capability_level_to_string(CapabilityLevel level);

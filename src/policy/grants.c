@@ -32,7 +32,7 @@
  * (a hand-edited file holding more is refused with -E2BIG, not read without end). */
 #define GRANTS_ROWS_MAX (GRANTS_PER_APP_MAX + MANIFEST_LIST_MAX)
 
-#define GRANTS_SCHEMA_VERSION 1
+#define GRANTS_SCHEMA_VERSION 2
 
 struct Grants {
         sqlite3 *db;
@@ -151,10 +151,16 @@ static int schema_version(sqlite3 *db)
         return sqlite3_column_int(st, 0);
 }
 
+static int reconcile_all(sqlite3 *db, int64_t now_ms);
+
 /*
  * The schema. Times are wall-clock ms since the epoch. A right is one row per exact
- * string; "requested" is the manifest's set as of the last install. "capability"
- * because RIGHT is an SQL keyword.
+ * string; "requested" is the manifest's set as of the last install, "waiting" marks a
+ * normal right held back because it reaches other apps (granted by install once it
+ * qualifies: reconcile_all()). "exports" are the rights an app lets others hold on its
+ * namespace, each "name:scope" (a bare "bus.send" stored as "bus.send:<id>").
+ * apps.key_id is the trusted key that verified the bundle (NULL: unsigned, or signed
+ * with no key id known). "capability" because RIGHT is an SQL keyword.
  */
 static int schema_ensure(sqlite3 *db)
 {
@@ -166,31 +172,56 @@ static int schema_ensure(sqlite3 *db)
                 return 0;
         if (version > GRANTS_SCHEMA_VERSION)
                 return -EPROTONOSUPPORT;
-        r = db_exec(db, "BEGIN IMMEDIATE;"
-                        "CREATE TABLE IF NOT EXISTS apps ("
-                        "  id TEXT PRIMARY KEY NOT NULL,"
-                        "  signed INTEGER NOT NULL CHECK (signed IN (0, 1)),"
-                        "  installed_at INTEGER NOT NULL);"
-                        "CREATE TABLE IF NOT EXISTS requested ("
-                        "  app_id TEXT NOT NULL,"
-                        "  capability TEXT NOT NULL,"
-                        "  PRIMARY KEY (app_id, capability));"
-                        "CREATE TABLE IF NOT EXISTS grants ("
-                        "  app_id TEXT NOT NULL,"
-                        "  capability TEXT NOT NULL,"
-                        "  granted_at INTEGER NOT NULL,"
-                        "  one_time INTEGER NOT NULL CHECK (one_time IN (0, 1)),"
-                        "  granted_by TEXT NOT NULL"
-                        "    CHECK (granted_by IN ('install', 'user', 'signature')),"
-                        "  PRIMARY KEY (app_id, capability));"
-                        "CREATE TABLE IF NOT EXISTS gestures ("
-                        "  app_id TEXT PRIMARY KEY NOT NULL,"
-                        "  at INTEGER NOT NULL);"
-                        "PRAGMA user_version = 1;"
-                        "COMMIT;");
-        if (r < 0)
+        if (db_exec(db, "BEGIN IMMEDIATE") < 0)
+                return -EIO;
+        version = schema_version(db); /* another process may have done it meanwhile */
+        if (version == 0)
+                r = db_exec(db, "CREATE TABLE IF NOT EXISTS apps ("
+                                "  id TEXT PRIMARY KEY NOT NULL,"
+                                "  signed INTEGER NOT NULL CHECK (signed IN (0, 1)),"
+                                "  installed_at INTEGER NOT NULL,"
+                                "  key_id TEXT);"
+                                "CREATE TABLE IF NOT EXISTS requested ("
+                                "  app_id TEXT NOT NULL,"
+                                "  capability TEXT NOT NULL,"
+                                "  waiting INTEGER NOT NULL DEFAULT 0 CHECK (waiting IN (0, 1)),"
+                                "  PRIMARY KEY (app_id, capability));"
+                                "CREATE TABLE IF NOT EXISTS grants ("
+                                "  app_id TEXT NOT NULL,"
+                                "  capability TEXT NOT NULL,"
+                                "  granted_at INTEGER NOT NULL,"
+                                "  one_time INTEGER NOT NULL CHECK (one_time IN (0, 1)),"
+                                "  granted_by TEXT NOT NULL"
+                                "    CHECK (granted_by IN ('install', 'user', 'signature')),"
+                                "  PRIMARY KEY (app_id, capability));"
+                                "CREATE TABLE IF NOT EXISTS gestures ("
+                                "  app_id TEXT PRIMARY KEY NOT NULL,"
+                                "  at INTEGER NOT NULL);"
+                                "CREATE TABLE IF NOT EXISTS exports ("
+                                "  app_id TEXT NOT NULL,"
+                                "  capability TEXT NOT NULL,"
+                                "  PRIMARY KEY (app_id, capability));"
+                                "PRAGMA user_version = 2;");
+        else if (version == 1) {
+                /* Version 1 granted every requested normal right at install, wildcards
+                 * over other apps' topics included: take back what no longer qualifies. */
+                r = db_exec(db, "ALTER TABLE apps ADD COLUMN key_id TEXT;"
+                                "ALTER TABLE requested ADD COLUMN waiting INTEGER NOT NULL"
+                                "  DEFAULT 0 CHECK (waiting IN (0, 1));"
+                                "CREATE TABLE IF NOT EXISTS exports ("
+                                "  app_id TEXT NOT NULL,"
+                                "  capability TEXT NOT NULL,"
+                                "  PRIMARY KEY (app_id, capability));"
+                                "PRAGMA user_version = 2;");
+                if (r >= 0)
+                        r = reconcile_all(db, grants_now_ms());
+        } else
+                r = version < 0 ? version : 0;
+        if (r < 0 || db_exec(db, "COMMIT") < 0) {
                 db_exec(db, "ROLLBACK");
-        return r;
+                return r < 0 ? r : -EIO;
+        }
+        return 0;
 }
 
 /*
@@ -371,18 +402,331 @@ static int load_grant_rights(sqlite3 *db, const char *app, char ***ret)
                               app, GRANTS_ROWS_MAX, ret);
 }
 
+/* ---- reaching other apps ---------------------------------------------------------------- */
+
+/* One installed app, as the reach rules see it. */
+typedef struct RegApp {
+        char *id;
+        char *key_id;   /* NULL: not signed by a known trusted key */
+        char **exports; /* "name:scope", NULL-terminated, never NULL */
+} RegApp;
+
+/* Every installed app of grants.db. */
+typedef struct Registry {
+        RegApp *apps;
+        size_t n;
+} Registry;
+
+static void registry_clear(Registry *reg)
+{
+        for (size_t i = 0; i < reg->n; i++) {
+                free(reg->apps[i].id);
+                free(reg->apps[i].key_id);
+                strv_free(reg->apps[i].exports);
+        }
+        free(reg->apps);
+        *reg = (Registry){};
+}
+
+/* The registry: one query for the apps, one for every export (not one per app: an
+ * install reads it, and a boot installs every app). */
+static int registry_load(sqlite3 *db, Registry *ret)
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL, *ex = NULL;
+        Registry reg = {};
+        int r;
+
+        if (prepare(db, "SELECT id, key_id FROM apps ORDER BY id", &st) < 0)
+                return -EIO;
+        while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+                const char *id = (const char *)sqlite3_column_text(st, 0);
+                const char *key = (const char *)sqlite3_column_text(st, 1);
+                RegApp *apps, *a;
+
+                if (!id || !app_id_ok(id))
+                        continue; /* not written by us: ignore */
+                apps = reallocarray(reg.apps, reg.n + 1, sizeof *apps);
+                if (!apps) {
+                        registry_clear(&reg);
+                        return -ENOMEM;
+                }
+                reg.apps = apps;
+                a = &reg.apps[reg.n++];
+                *a = (RegApp){.id = strdup(id),
+                              .key_id = key && *key ? strdup(key) : NULL,
+                              .exports = calloc(1, sizeof(char *))};
+                if (!a->id || (key && *key && !a->key_id) || !a->exports) {
+                        registry_clear(&reg);
+                        return -ENOMEM;
+                }
+        }
+        if (r != SQLITE_DONE) {
+                registry_clear(&reg);
+                return -EIO;
+        }
+        if (prepare(db, "SELECT app_id, capability FROM exports ORDER BY app_id, capability", &ex) <
+            0) {
+                registry_clear(&reg);
+                return -EIO;
+        }
+        while ((r = sqlite3_step(ex)) == SQLITE_ROW) {
+                const char *id = (const char *)sqlite3_column_text(ex, 0);
+                const char *e = (const char *)sqlite3_column_text(ex, 1);
+                RegApp *a = NULL;
+
+                for (size_t i = 0; id && e && !a && i < reg.n; i++)
+                        if (strcmp(reg.apps[i].id, id) == 0)
+                                a = &reg.apps[i];
+                if (!a || strv_length(a->exports) >= MANIFEST_LIST_MAX)
+                        continue; /* no such app, or more than cella writes: ignored */
+                if (strv_extend(&a->exports, e) < 0) {
+                        registry_clear(&reg);
+                        return -ENOMEM;
+                }
+        }
+        if (r != SQLITE_DONE) {
+                registry_clear(&reg);
+                return -EIO;
+        }
+        *ret = reg;
+        return 0;
+}
+
+static const RegApp *registry_find(const Registry *reg, const char *id)
+{
+        for (size_t i = 0; i < reg->n; i++)
+                if (strcmp(reg->apps[i].id, id) == 0)
+                        return &reg->apps[i];
+        return NULL;
+}
+
+/* Signed by the same trusted key: Android's signature protection level. */
+static bool same_signer(const RegApp *a, const RegApp *b)
+{
+        return a && b && a->key_id && b->key_id && strcmp(a->key_id, b->key_id) == 0;
+}
+
+/* True if id lies strictly under parent ("org.a.b" under "org.a"). */
+static bool id_under(const char *id, const char *parent)
+{
+        size_t n = strlen(parent);
+
+        return strncmp(id, parent, n) == 0 && id[n] == '.';
+}
+
+/*
+ * True if scope may reach the namespace of an installed app nested under owner's
+ * ("org.a.b" under "org.a"): that namespace is the nested app's, not owner's, unless
+ * both are signed by the same key as by.
+ */
+static bool reaches_nested(const Registry *reg, CapabilityScopeKind kind, const char *scope,
+                           const char *owner, const RegApp *by)
+{
+        for (size_t i = 0; i < reg->n; i++) {
+                const RegApp *a = &reg->apps[i];
+
+                if (id_under(a->id, owner) && !same_signer(a, by) &&
+                    capability_scope_may_reach(kind, scope, a->id))
+                        return true;
+        }
+        return false;
+}
+
+/* The installed app with the longest id whose namespace holds all of scope, or NULL. */
+static const RegApp *owner_of(const Registry *reg, CapabilityScopeKind kind, const char *scope)
+{
+        const RegApp *best = NULL;
+
+        for (size_t i = 0; i < reg->n; i++)
+                if (capability_scope_within(kind, scope, reg->apps[i].id) &&
+                    (!best || strlen(reg->apps[i].id) > strlen(best->id)))
+                        best = &reg->apps[i];
+        return best;
+}
+
+/*
+ * The level right has for app (docs/capabilities.md, "Reaching other apps"). A right
+ * that does not reach other apps has its catalogue level. One that does (bus topics,
+ * bus.send, app.launch) keeps it only if everything its scope can name is the app's
+ * own (its id's namespace, no nested app's of another signer), or lies in one other
+ * app's namespace and that app exports a right covering it or is signed by the same
+ * key; anything else (a wildcard across namespaces, another app's topic or id it does
+ * not export) is dangerous: only the user grants it.
+ */
+static CapabilityLevel effective_level(const Registry *reg, const char *app,
+                                       const CapabilityRight *right)
+{
+        CapabilityScopeKind kind = right->cap->scope;
+        const RegApp *self, *owner;
+        CapabilityRight e;
+
+        if (!right->cap->reaches_apps || right->cap->level != CAPABILITY_NORMAL)
+                return right->cap->level;
+        self = registry_find(reg, app);
+        if (capability_scope_within(kind, right->scope, app))
+                return reaches_nested(reg, kind, right->scope, app, self) ? CAPABILITY_DANGEROUS
+                                                                          : CAPABILITY_NORMAL;
+        owner = owner_of(reg, kind, right->scope);
+        if (!owner || reaches_nested(reg, kind, right->scope, owner->id, self))
+                return CAPABILITY_DANGEROUS;
+        if (same_signer(self, owner))
+                return CAPABILITY_NORMAL;
+        STRV_FOREACH (p, owner->exports)
+                if (capability_right_parse(*p, &e, NULL) == 0 &&
+                    capability_scope_within(kind, e.scope, owner->id) &&
+                    capability_right_covers(&e, right))
+                        return CAPABILITY_NORMAL;
+        return CAPABILITY_DANGEROUS;
+}
+
+static int requested_set_waiting(sqlite3 *db, const char *app, const char *right, bool waiting)
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+        if (prepare(db, "UPDATE requested SET waiting = ?3 WHERE app_id = ?1 AND capability = ?2",
+                    &st) < 0)
+                return -EIO;
+        sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, right, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 3, waiting ? 1 : 0);
+        return step_done(st);
+}
+
+/* Deletes app's grant of exactly right if install made it. Returns 1 if it did, 0, -EIO. */
+static int install_grant_delete(sqlite3 *db, const char *app, const char *right)
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+        if (prepare(db,
+                    "DELETE FROM grants WHERE app_id = ?1 AND capability = ?2"
+                    " AND granted_by = 'install'",
+                    &st) < 0)
+                return -EIO;
+        sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, right, -1, SQLITE_STATIC);
+        if (step_done(st) < 0)
+                return -EIO;
+        return sqlite3_changes(db) > 0 ? 1 : 0;
+}
+
+/*
+ * Brings every app's normal rights that reach other apps in line with the installed
+ * apps now: a waiting one that qualifies (effective_level()) is granted by install; an
+ * install grant that no longer qualifies (its owner withdrew the export, was
+ * forgotten, or a nested app appeared) is deleted and waits again. A right the user
+ * revoked stays revoked (no install grant to delete: it does not wait again). User
+ * and signature grants are never touched here.
+ */
+static int reconcile_all(sqlite3 *db, int64_t now_ms)
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        Registry reg = {};
+        char **apps = NULL, **rights = NULL;
+        _cleanup_free_ int *waiting = NULL;
+        size_t n = 0;
+        int r;
+
+        r = registry_load(db, &reg);
+        if (r < 0)
+                return r;
+        if (prepare(db, "SELECT app_id, capability, waiting FROM requested", &st) < 0) {
+                registry_clear(&reg);
+                return -EIO;
+        }
+        while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+                const char *app = (const char *)sqlite3_column_text(st, 0);
+                const char *text = (const char *)sqlite3_column_text(st, 1);
+                CapabilityRight right;
+                int *w;
+
+                if (!app || !text || capability_right_parse(text, &right, NULL) < 0 ||
+                    !right.cap->reaches_apps || right.cap->level != CAPABILITY_NORMAL)
+                        continue;
+                w = reallocarray(waiting, n + 1, sizeof *w);
+                if (!w) {
+                        r = -ENOMEM;
+                        break;
+                }
+                waiting = w;
+                if (strv_extend(&apps, app) < 0 || strv_extend(&rights, text) < 0) {
+                        r = -ENOMEM;
+                        break;
+                }
+                waiting[n++] = sqlite3_column_int(st, 2);
+        }
+        r = r == SQLITE_DONE ? 0 : r < 0 ? r : -EIO;
+        sqlite3_finalize(TAKE_PTR(st));
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                CapabilityRight right;
+                bool normal;
+
+                (void)capability_right_parse(rights[i], &right, NULL);
+                normal = effective_level(&reg, apps[i], &right) == CAPABILITY_NORMAL;
+                if (normal && waiting[i]) {
+                        r = grant_insert_or_ignore(db, apps[i], rights[i], GRANT_BY_INSTALL,
+                                                   now_ms);
+                        if (r >= 0)
+                                r = requested_set_waiting(db, apps[i], rights[i], false);
+                } else if (!normal && !waiting[i]) {
+                        r = install_grant_delete(db, apps[i], rights[i]);
+                        if (r > 0)
+                                r = requested_set_waiting(db, apps[i], rights[i], true);
+                }
+        }
+        strv_free(apps);
+        strv_free(rights);
+        registry_clear(&reg);
+        return r < 0 ? r : 0;
+}
+
 /* ---- install ---------------------------------------------------------------------------- */
 
-static int install_locked(sqlite3 *db, const Manifest *m, bool signed_ok, int64_t now_ms)
+/* The rights of app's requested rows marked waiting (caller frees). */
+static int load_waiting(sqlite3 *db, const char *app, char ***ret)
 {
-        _cleanup_strv_free_ char **old = NULL, **have = NULL;
+        return select_strings(db,
+                              "SELECT capability FROM requested WHERE app_id = ?1 AND waiting = 1",
+                              app, MANIFEST_LIST_MAX, ret);
+}
+
+/* Replaces app's exports with exports (normalized). 0 or -EIO. */
+static int exports_store(sqlite3 *db, const char *app, char *const *exports)
+{
+        _cleanup_stmt_ sqlite3_stmt *del = NULL, *ins = NULL;
+
+        if (prepare(db, "DELETE FROM exports WHERE app_id = ?1", &del) < 0)
+                return -EIO;
+        sqlite3_bind_text(del, 1, app, -1, SQLITE_STATIC);
+        if (step_done(del) < 0)
+                return -EIO;
+        if (prepare(db, "INSERT OR IGNORE INTO exports (app_id, capability) VALUES (?1, ?2)",
+                    &ins) < 0)
+                return -EIO;
+        for (char *const *p = exports; p && *p; p++) {
+                sqlite3_reset(ins);
+                sqlite3_bind_text(ins, 1, app, -1, SQLITE_STATIC);
+                sqlite3_bind_text(ins, 2, *p, -1, SQLITE_STATIC);
+                if (step_done(ins) < 0)
+                        return -EIO;
+        }
+        return 0;
+}
+
+static int install_locked(sqlite3 *db, const Manifest *m, bool signed_ok, const char *key_id,
+                          char *const *exports, int64_t now_ms)
+{
+        _cleanup_strv_free_ char **old = NULL, **have = NULL, **old_waiting = NULL;
         _cleanup_stmt_ sqlite3_stmt *del = NULL, *ins = NULL, *app = NULL;
         CapabilityRight right;
+        Registry reg = {};
         bool old_signed = false;
         int r;
 
         r = load_requested(db, m->id, &old, &old_signed);
         if (r < 0 && r != -ENOENT)
+                return r;
+        r = load_waiting(db, m->id, &old_waiting);
+        if (r < 0)
                 return r;
 
         if (prepare(db, "DELETE FROM requested WHERE app_id = ?1", &del) < 0)
@@ -390,45 +734,67 @@ static int install_locked(sqlite3 *db, const Manifest *m, bool signed_ok, int64_
         sqlite3_bind_text(del, 1, m->id, -1, SQLITE_STATIC);
         if (step_done(del) < 0)
                 return -EIO;
-        if (prepare(db, "INSERT OR IGNORE INTO requested (app_id, capability) VALUES (?1, ?2)",
+        if (prepare(db,
+                    "INSERT OR IGNORE INTO requested (app_id, capability, waiting)"
+                    " VALUES (?1, ?2, ?3)",
                     &ins) < 0)
                 return -EIO;
         STRV_FOREACH (p, m->permissions) {
                 sqlite3_reset(ins);
                 sqlite3_bind_text(ins, 1, m->id, -1, SQLITE_STATIC);
                 sqlite3_bind_text(ins, 2, *p, -1, SQLITE_STATIC);
+                sqlite3_bind_int(ins, 3, strv_has(old_waiting, *p) ? 1 : 0);
                 if (step_done(ins) < 0)
                         return -EIO;
         }
         if (prepare(db,
-                    "INSERT INTO apps (id, signed, installed_at) VALUES (?1, ?2, ?3)"
+                    "INSERT INTO apps (id, signed, installed_at, key_id) VALUES (?1, ?2, ?3, ?4)"
                     " ON CONFLICT (id) DO UPDATE SET signed = excluded.signed,"
-                    " installed_at = excluded.installed_at",
+                    " installed_at = excluded.installed_at, key_id = excluded.key_id",
                     &app) < 0)
                 return -EIO;
         sqlite3_bind_text(app, 1, m->id, -1, SQLITE_STATIC);
         sqlite3_bind_int(app, 2, signed_ok ? 1 : 0);
         sqlite3_bind_int64(app, 3, now_ms);
+        if (signed_ok && key_id && *key_id)
+                sqlite3_bind_text(app, 4, key_id, -1, SQLITE_STATIC);
+        else
+                sqlite3_bind_null(app, 4);
         if (step_done(app) < 0)
                 return -EIO;
+        r = exports_store(db, m->id, exports);
+        if (r < 0)
+                return r;
+        r = registry_load(db, &reg);
+        if (r < 0)
+                return r;
 
-        /* Automatic grants: new normal rights; signature rights when newly requested
-         * or when the bundle has just become signed. */
+        /* Automatic grants: new normal rights (those reaching other apps only if they
+         * qualify now, else they wait); signature rights when newly requested or when
+         * the bundle has just become signed. */
         STRV_FOREACH (p, m->permissions) {
                 bool fresh = !strv_has(old, *p);
 
-                if (capability_right_parse(*p, &right, NULL) < 0)
-                        return -EINVAL; /* checked by the caller; never reached */
-                if (right.cap->level == CAPABILITY_NORMAL && fresh)
-                        r = grant_insert_or_ignore(db, m->id, *p, GRANT_BY_INSTALL, now_ms);
-                else if (right.cap->level == CAPABILITY_SIGNATURE && signed_ok &&
-                         (fresh || !old_signed))
+                if (capability_right_parse(*p, &right, NULL) < 0) {
+                        r = -EINVAL; /* checked by the caller; never reached */
+                        break;
+                }
+                if (right.cap->level == CAPABILITY_NORMAL && fresh) {
+                        if (effective_level(&reg, m->id, &right) == CAPABILITY_NORMAL)
+                                r = grant_insert_or_ignore(db, m->id, *p, GRANT_BY_INSTALL, now_ms);
+                        else
+                                r = requested_set_waiting(db, m->id, *p, true);
+                } else if (right.cap->level == CAPABILITY_SIGNATURE && signed_ok &&
+                           (fresh || !old_signed))
                         r = grant_insert_or_ignore(db, m->id, *p, GRANT_BY_SIGNATURE, now_ms);
                 else
                         r = 0;
                 if (r < 0)
-                        return r;
+                        break;
         }
+        registry_clear(&reg);
+        if (r < 0)
+                return r;
 
         /* Drop what the new set no longer covers, and signature rights of an
          * unsigned bundle. */
@@ -446,7 +812,9 @@ static int install_locked(sqlite3 *db, const Manifest *m, bool signed_ok, int64_
                                 return r;
                 }
         }
-        return 0;
+        /* This install may change what other apps reach (its exports, its key, a
+         * namespace nested in theirs), and what this app's waiting rights reach. */
+        return reconcile_all(db, now_ms);
 }
 
 /* True if a and b hold the same strings (as sets: order and repeats do not matter). */
@@ -461,30 +829,94 @@ static bool set_equal(char *const *a, char *const *b)
         return true;
 }
 
+static bool streq_ptr(const char *a, const char *b)
+{
+        return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* The key id and exports recorded for app: *ret_key NULL when none. */
+static int load_identity(sqlite3 *db, const char *app, char **ret_key, char ***ret_exports)
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_free_ char *key = NULL;
+        int r;
+
+        if (prepare(db, "SELECT key_id FROM apps WHERE id = ?1", &st) < 0)
+                return -EIO;
+        sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
+        r = sqlite3_step(st);
+        if (r == SQLITE_ROW && sqlite3_column_text(st, 0)) {
+                key = strdup((const char *)sqlite3_column_text(st, 0));
+                if (!key)
+                        return -ENOMEM;
+        } else if (r != SQLITE_ROW && r != SQLITE_DONE)
+                return -EIO;
+        r = select_strings(db, "SELECT capability FROM exports WHERE app_id = ?1", app,
+                           MANIFEST_LIST_MAX, ret_exports);
+        if (r < 0)
+                return r;
+        *ret_key = TAKE_PTR(key);
+        return 0;
+}
+
 int grants_install(Grants *g, const Manifest *m, bool signed_ok, int64_t now_ms, const char **bad,
                    const char **why)
 {
-        _cleanup_strv_free_ char **old = NULL;
+        int r = grants_install_as(g, m, signed_ok, NULL, now_ms, bad, why);
+
+        return r < 0 ? r : 0;
+}
+
+int grants_install_as(Grants *g, const Manifest *m, bool signed_ok, const char *key_id,
+                      int64_t now_ms, const char **bad, const char **why)
+{
+        _cleanup_strv_free_ char **old = NULL, **exports = NULL, **old_exports = NULL;
+        _cleanup_free_ char *old_key = NULL;
         bool old_signed = false;
         int r;
 
         if (!g || !m || !app_id_ok(m->id))
                 return -EINVAL;
-        if (strv_length(m->permissions) > MANIFEST_LIST_MAX)
+        if (strv_length(m->permissions) > MANIFEST_LIST_MAX ||
+            strv_length(m->exports) > MANIFEST_LIST_MAX)
                 return -EINVAL;
         r = capability_check_manifest(m, bad, why);
         if (r < 0)
                 return -EINVAL;
+        if (!signed_ok || (key_id && !*key_id))
+                key_id = NULL;
+        exports = calloc(1, sizeof(char *));
+        if (!exports)
+                return -ENOMEM;
+        STRV_FOREACH (p, m->exports) {
+                char buf[CAPABILITY_RIGHT_MAX];
+
+                if (capability_export_parse(*p, m->id, buf, sizeof buf, NULL) < 0)
+                        return -EINVAL; /* capability_check_manifest took it */
+                if (strv_extend(&exports, buf) < 0)
+                        return -ENOMEM;
+        }
         /* The common case, an app started again unchanged, needs no write (and no
-         * fsync): the same requested set and signature state would change nothing,
-         * as install_locked() grants only rights newly requested or newly signed. */
-        r = grants_requested(g, m->id, &old, &old_signed);
-        if (r >= 0 && old_signed == signed_ok && set_equal(old, m->permissions))
+         * fsync): the same requested set, exports, signature state and key would change
+         * nothing, as install_locked() grants only rights newly requested or newly
+         * signed, and what other apps reach depends only on these. */
+        r = tx_begin(g->db, false);
+        if (r < 0)
+                return r;
+        r = load_requested(g->db, m->id, &old, &old_signed);
+        if (r >= 0)
+                r = load_identity(g->db, m->id, &old_key, &old_exports);
+        r = tx_end(g->db, r == -ENOENT ? 1 : r);
+        if (r < 0)
+                return r;
+        if (r == 0 && old_signed == signed_ok && set_equal(old, m->permissions) &&
+            streq_ptr(old_key, key_id) && set_equal(old_exports, exports))
                 return 0;
         r = tx_begin(g->db, true);
         if (r < 0)
                 return r;
-        return tx_end(g->db, install_locked(g->db, m, signed_ok, now_ms));
+        r = tx_end(g->db, install_locked(g->db, m, signed_ok, key_id, exports, now_ms));
+        return r < 0 ? r : 1;
 }
 
 int grants_requested(Grants *g, const char *app_id, char ***ret_requested, bool *ret_signed)
@@ -506,6 +938,69 @@ int grants_requested(Grants *g, const char *app_id, char ***ret_requested, bool 
         if (ret_signed)
                 *ret_signed = is_signed;
         return 0;
+}
+
+int grants_level(Grants *g, const char *app_id, const char *right, CapabilityLevel *ret_level)
+{
+        CapabilityRight parsed;
+        Registry reg = {};
+        int r;
+
+        if (!g || !app_id_ok(app_id) || !ret_level ||
+            capability_right_parse(right, &parsed, NULL) < 0)
+                return -EINVAL;
+        if (!parsed.cap->reaches_apps || parsed.cap->level != CAPABILITY_NORMAL) {
+                *ret_level = parsed.cap->level;
+                return 0;
+        }
+        r = tx_begin(g->db, false);
+        if (r < 0)
+                return r;
+        r = tx_end(g->db, registry_load(g->db, &reg));
+        if (r < 0)
+                return r;
+        *ret_level = effective_level(&reg, app_id, &parsed);
+        registry_clear(&reg);
+        return 0;
+}
+
+static int forget_locked(sqlite3 *db, const char *app, int64_t now_ms)
+{
+        static const char *const tables[] = {"requested", "grants", "exports", "gestures"};
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r, found;
+
+        if (prepare(db, "DELETE FROM apps WHERE id = ?1", &st) < 0)
+                return -EIO;
+        sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
+        if (step_done(st) < 0)
+                return -EIO;
+        found = sqlite3_changes(db) > 0;
+        for (size_t i = 0; i < ELEMENTSOF(tables); i++) {
+                _cleanup_stmt_ sqlite3_stmt *d = NULL;
+                char sql[64];
+
+                snprintf(sql, sizeof sql, "DELETE FROM %s WHERE app_id = ?1", tables[i]);
+                if (prepare(db, sql, &d) < 0)
+                        return -EIO;
+                sqlite3_bind_text(d, 1, app, -1, SQLITE_STATIC);
+                if (step_done(d) < 0)
+                        return -EIO;
+        }
+        r = reconcile_all(db, now_ms);
+        return r < 0 ? r : found;
+}
+
+int grants_forget(Grants *g, const char *app_id)
+{
+        int r;
+
+        if (!g || !app_id_ok(app_id))
+                return -EINVAL;
+        r = tx_begin(g->db, true);
+        if (r < 0)
+                return r;
+        return tx_end(g->db, forget_locked(g->db, app_id, grants_now_ms()));
 }
 
 /* ---- grant and revoke ------------------------------------------------------------------- */

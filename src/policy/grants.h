@@ -84,8 +84,9 @@ Grants *grants_free(Grants *g);
 /*
  * Records m's permissions as the app's requested set, replacing the previous one,
  * and whether its bundle is signed by a trusted key (signed_ok, from
- * signature_verify). Grants every newly requested normal right (GRANT_BY_INSTALL)
- * and, when signed_ok, every signature right not yet granted (GRANT_BY_SIGNATURE);
+ * signature_verify). Grants every newly requested normal right (GRANT_BY_INSTALL;
+ * one that reaches other apps only if it qualifies, see grants_install_as) and, when
+ * signed_ok, every signature right not yet granted (GRANT_BY_SIGNATURE);
  * dangerous rights wait for the user. A right requested before is not granted again,
  * so a user's revoke of a normal right outlives restarts. Grants the new set no
  * longer covers are deleted, and so are signature grants when !signed_ok.
@@ -95,6 +96,38 @@ Grants *grants_free(Grants *g);
  */
 int grants_install(Grants *g, const Manifest *m, bool signed_ok, int64_t now_ms, const char **bad,
                    const char **why);
+
+/*
+ * grants_install() knowing the trusted key that verified the bundle: key_id (the
+ * signature's key id, SIGNATURE_KEY_ID_CHARS hex; NULL or "" when unknown, ignored
+ * unless signed_ok) is recorded, and apps signed by the same key reach each other's
+ * namespaces as their own (Android's signature level). Also records m->exports (the
+ * rights other apps may hold on its namespace, normalized), and, since this changes
+ * what others reach, brings every app's reaching rights in line
+ * (docs/capabilities.md, "Reaching other apps"): a normal right that reaches other
+ * apps is granted by install only while it qualifies, and waits otherwise.
+ * Returns 1 if grants.db changed (other apps' grants may have too: a kernel re-reads
+ * its apps' grants), 0 if the app was installed already as it is; else as
+ * grants_install(): an export that is bad (not a reaching right, or a scope outside
+ * m->id's namespace) is -EINVAL with *bad and *why.
+ */
+int grants_install_as(Grants *g, const Manifest *m, bool signed_ok, const char *key_id,
+                      int64_t now_ms, const char **bad, const char **why);
+
+/*
+ * The level right has for app_id now: its catalogue level, except that a normal right
+ * reaching other apps (bus topics, bus.send, app.launch) beyond what is the app's own
+ * or exported to it is CAPABILITY_DANGEROUS. Returns 0 and *ret_level, -EINVAL (bad
+ * id or right), -EIO, -ENOMEM.
+ */
+int grants_level(Grants *g, const char *app_id, const char *right, CapabilityLevel *ret_level);
+
+/*
+ * Forgets app_id: its requested set, grants, exports and gesture. Others' rights that
+ * reached it through its exports wait again. One IMMEDIATE transaction. Returns 1 if
+ * it was installed, 0 if not, -EINVAL, -EIO.
+ */
+int grants_forget(Grants *g, const char *app_id);
 
 /*
  * The requested set recorded for app_id: *ret_requested (NULL-terminated, caller

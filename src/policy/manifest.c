@@ -721,7 +721,8 @@ static const char *permission_invalid_reason(const char *s, size_t len)
 #define PERMISSION_EXPECTED                                                                        \
         "\"name\" or \"name:scope\" such as \"storage\" or \"bus.publish:notes.*\""
 
-static int parse_permissions(Manifest *m, json_t *v, const char *key, ManifestError *err)
+/* A list of rights (permissions, exports) into *target. */
+static int parse_rights(char ***target, json_t *v, const char *key, ManifestError *err)
 {
         _cleanup_strv_free_ char **l = NULL;
         size_t i;
@@ -756,8 +757,20 @@ static int parse_permissions(Manifest *m, json_t *v, const char *key, ManifestEr
                 if (!l[i])
                         return fail_oom(err, k);
         }
-        m->permissions = TAKE_PTR(l);
+        *target = TAKE_PTR(l);
         return 0;
+}
+
+static int parse_permissions(Manifest *m, json_t *v, const char *key, ManifestError *err)
+{
+        return parse_rights(&m->permissions, v, key, err);
+}
+
+/* Which rights others may hold on this app; checked against the id at install
+ * (capability_check_exports). */
+static int parse_exports(Manifest *m, json_t *v, const char *key, ManifestError *err)
+{
+        return parse_rights(&m->exports, v, key, err);
 }
 
 static bool env_name_is_valid(const char *s, size_t len)
@@ -984,6 +997,7 @@ static const struct Field {
         {"kind", parse_kind, NULL},
         {"depends", parse_depends, NULL},
         {"permissions", parse_permissions, NULL},
+        {"exports", parse_exports, NULL},
         {"env", parse_env, NULL},
         {"limits", parse_limits, NULL},
         {"restart", parse_restart, NULL},
@@ -1181,9 +1195,12 @@ int manifest_parse(const char *data, size_t size, const char *filename, Manifest
                 m->depends = calloc(1, sizeof(char *));
         if (!m->permissions)
                 m->permissions = calloc(1, sizeof(char *));
+        if (!m->exports)
+                m->exports = calloc(1, sizeof(char *));
         if (!m->env)
                 m->env = calloc(1, sizeof(char *));
-        if (!m->name || !m->version || !m->args || !m->depends || !m->permissions || !m->env)
+        if (!m->name || !m->version || !m->args || !m->depends || !m->permissions || !m->exports ||
+            !m->env)
                 return fail_oom(err, "");
 
         *ret = TAKE_PTR(m);
@@ -1300,6 +1317,7 @@ Manifest *manifest_free(Manifest *m)
         strv_free(m->args);
         strv_free(m->depends);
         strv_free(m->permissions);
+        strv_free(m->exports);
         strv_free(m->env);
         free(m->group);
         free(m);

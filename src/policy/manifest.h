@@ -15,9 +15,9 @@
 #define MANIFEST_MAX_SIZE      (64u * 1024u) /* bytes of manifest.json */
 #define MANIFEST_ID_MAX        128u          /* bytes of "id" */
 #define MANIFEST_STRING_MAX    256u          /* name, version, entry, one arg/permission */
-#define MANIFEST_LIST_MAX      64u           /* entries of args, depends, permissions, env */
-#define MANIFEST_ENV_VALUE_MAX 1024u         /* bytes of one env value */
-#define MANIFEST_GROUP_MAX     64u           /* bytes of "group" ([a-z0-9_-]) */
+#define MANIFEST_LIST_MAX      64u   /* entries of args, depends, permissions, exports, env */
+#define MANIFEST_ENV_VALUE_MAX 1024u /* bytes of one env value */
+#define MANIFEST_GROUP_MAX     64u   /* bytes of "group" ([a-z0-9_-]) */
 /* "priority": nice values, as setpriority(2) and the fair scheduler's weight table
  * (docs/lua-api.md "Schedulers"). */
 /* limits.storage of a manifest that sets none, in bytes: the size of the app's
@@ -78,6 +78,8 @@ typedef struct Manifest {
         ManifestKind kind;
         char **depends;     /* app ids, NULL-terminated, never NULL */
         char **permissions; /* "name" or "name:scope", NULL-terminated, never NULL */
+        char **exports;     /* rights others may hold on this app's namespace ("bus.subscribe:
+                               <id>.tick", "bus.send", "app.launch"); as permissions */
         char **env;         /* "KEY=VALUE", NULL-terminated, never NULL */
         ManifestLimits limits;
         ManifestRestart restart;

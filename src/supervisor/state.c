@@ -1,15 +1,19 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <sodium.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/fileio.h"
+#include "base/log.h"
 #include "base/macro.h"
 #include "policy/manifest.h"
 #include "supervisor/state.h"
@@ -38,7 +42,7 @@ static int db_exec(sqlite3 *db, const char *sql)
  * (read_begin()): one shared lock and one look at the header, where a separate
  * check on open cost a second statement, 0.15 ms of every `cella run`.
  */
-#define STATE_SCHEMA_VERSION 1
+#define STATE_SCHEMA_VERSION 2
 
 /* PRAGMA user_version of db (0 for a new file), or -EIO. */
 static int schema_version(sqlite3 *db)
@@ -54,7 +58,14 @@ static int schema_version(sqlite3 *db)
         return version;
 }
 
-/* Creates the schema if the file has none. -EPROTONOSUPPORT if a newer cella wrote it. */
+/*
+ * Creates the schema if the file has none, or brings version 1 to 2. -EPROTONOSUPPORT
+ * if a newer cella wrote it. Version 2 binds each id to what first claimed it
+ * (state_app_claim): path, dev, ino of the folder, the trusted key that verified it
+ * (key_id, NULL: unsigned), the BLAKE2b-256 of its manifest.json (digest, hex), and
+ * when (claimed_at, updated_at: wall-clock ms). Version 1 rows have none of these:
+ * the first claim after the upgrade records them.
+ */
 static int schema_ensure(sqlite3 *db)
 {
         int version = schema_version(db), r;
@@ -65,16 +76,33 @@ static int schema_ensure(sqlite3 *db)
                 return 0;
         if (version > STATE_SCHEMA_VERSION)
                 return -EPROTONOSUPPORT; /* written by a newer cella */
-        r = db_exec(db, "BEGIN IMMEDIATE;"
-                        "CREATE TABLE IF NOT EXISTS apps ("
-                        "  id TEXT PRIMARY KEY NOT NULL,"
-                        "  uid INTEGER UNIQUE NOT NULL,"
-                        "  created INTEGER NOT NULL DEFAULT (strftime('%s','now')));"
-                        "PRAGMA user_version = 1;"
-                        "COMMIT;");
-        if (r < 0)
+        if (db_exec(db, "BEGIN IMMEDIATE") < 0)
+                return -EIO;
+        version = schema_version(db); /* another process may have done it meanwhile */
+        if (version == 0)
+                r = db_exec(db, "CREATE TABLE IF NOT EXISTS apps ("
+                                "  id TEXT PRIMARY KEY NOT NULL,"
+                                "  uid INTEGER UNIQUE NOT NULL,"
+                                "  created INTEGER NOT NULL DEFAULT (strftime('%s','now')),"
+                                "  path TEXT, dev INTEGER, ino INTEGER, key_id TEXT,"
+                                "  digest TEXT, claimed_at INTEGER, updated_at INTEGER);"
+                                "PRAGMA user_version = 2;");
+        else if (version == 1)
+                r = db_exec(db, "ALTER TABLE apps ADD COLUMN path TEXT;"
+                                "ALTER TABLE apps ADD COLUMN dev INTEGER;"
+                                "ALTER TABLE apps ADD COLUMN ino INTEGER;"
+                                "ALTER TABLE apps ADD COLUMN key_id TEXT;"
+                                "ALTER TABLE apps ADD COLUMN digest TEXT;"
+                                "ALTER TABLE apps ADD COLUMN claimed_at INTEGER;"
+                                "ALTER TABLE apps ADD COLUMN updated_at INTEGER;"
+                                "PRAGMA user_version = 2;");
+        else
+                r = version < 0 ? version : 0;
+        if (r < 0 || db_exec(db, "COMMIT") < 0) {
                 db_exec(db, "ROLLBACK");
-        return r;
+                return r < 0 ? r : -EIO;
+        }
+        return 0;
 }
 
 /*
@@ -303,4 +331,340 @@ int state_app_data_dir(State *s, const char *id, uid_t uid, char **ret)
                 return negative_errno();
         *ret = TAKE_PTR(data);
         return 0;
+}
+
+/* ---- identity ------------------------------------------------------------------------- */
+
+int state_claim_of_folder(int dirfd, const char *key_id, StateClaim *ret)
+{
+        _cleanup_free_ char *buf = NULL;
+        StateClaim c = {};
+        char proc[64], hex[2 * crypto_generichash_BYTES + 1];
+        uint8_t h[crypto_generichash_BYTES];
+        struct stat st;
+        size_t n = 0;
+
+        if (fstat(dirfd, &st) < 0)
+                return negative_errno();
+        if (!S_ISDIR(st.st_mode))
+                return -ENOTDIR;
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", dirfd);
+        c.path = realpath(proc, NULL);
+        if (!c.path)
+                return negative_errno();
+        c.dev = (uint64_t)st.st_dev;
+        c.ino = (uint64_t)st.st_ino;
+        if (key_id && *key_id && !(c.key_id = strdup(key_id))) {
+                state_claim_clear(&c);
+                return -ENOMEM;
+        }
+        /* The manifest's hash, for the record: what changed between installs. */
+        if (read_file_at(dirfd, "manifest.json", MANIFEST_MAX_SIZE, &buf, &n) == 0) {
+                crypto_generichash(h, sizeof h, (const uint8_t *)buf, n, NULL, 0);
+                sodium_bin2hex(hex, sizeof hex, h, sizeof h);
+                c.digest = strdup(hex);
+                if (!c.digest) {
+                        state_claim_clear(&c);
+                        return -ENOMEM;
+                }
+        }
+        *ret = c;
+        return 0;
+}
+
+void state_claim_log_conflict(const char *id, const char *app_dir, const StateClaim *claim,
+                              const StateClaim *rec)
+{
+        char when[64] = "at an unknown time", how[96], now_how[96];
+        time_t t = (time_t)(rec->claimed_at_ms / 1000);
+        struct tm tm;
+
+        if (rec->claimed_at_ms > 0 && gmtime_r(&t, &tm))
+                strftime(when, sizeof when, "on %Y-%m-%d %H:%M:%S UTC", &tm);
+        if (rec->key_id)
+                snprintf(how, sizeof how, "signed by trusted key %s", rec->key_id);
+        else
+                snprintf(how, sizeof how, "unsigned, so bound to its folder");
+        if (claim->key_id)
+                snprintf(now_how, sizeof now_how, "signed by key %s", claim->key_id);
+        else
+                snprintf(now_how, sizeof now_how, "not signed by a trusted key");
+        log_error("%s: refused: the app id %s belongs to the app installed %s from %s (%s); "
+                  "%s is another app (%s, folder %s). The installed app keeps its data and "
+                  "rights.",
+                  app_dir, id, when, rec->path ?: "an unknown folder", how, app_dir, now_how,
+                  claim->path);
+        log_error("to give %s to %s, forget the installed app first (its /data and its "
+                  "grants are deleted): cella forget %s",
+                  id, app_dir, id);
+}
+
+void state_claim_clear(StateClaim *c)
+{
+        if (!c)
+                return;
+        free(c->path);
+        free(c->key_id);
+        free(c->digest);
+        *c = (StateClaim){};
+}
+
+static char *column_dup(sqlite3_stmt *st, int i, int *r)
+{
+        const char *v = (const char *)sqlite3_column_text(st, i);
+        char *d;
+
+        if (!v)
+                return NULL;
+        d = strdup(v);
+        if (!d)
+                *r = -ENOMEM;
+        return d;
+}
+
+/* The recorded row of id: 1 and *ret (uid too), 0 if none, -EIO, -ENOMEM. */
+static int claim_lookup(sqlite3 *db, const char *id, StateClaim *ret, uid_t *ret_uid)
+{
+        sqlite3_stmt *st = NULL;
+        int r = 0;
+
+        if (sqlite3_prepare_v2(db,
+                               "SELECT uid, path, dev, ino, key_id, digest, claimed_at FROM apps"
+                               " WHERE id = ?1",
+                               -1, &st, NULL) != SQLITE_OK)
+                return -EIO;
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        switch (sqlite3_step(st)) {
+        case SQLITE_ROW:
+                *ret_uid = (uid_t)sqlite3_column_int64(st, 0);
+                ret->path = column_dup(st, 1, &r);
+                ret->dev = (uint64_t)sqlite3_column_int64(st, 2);
+                ret->ino = (uint64_t)sqlite3_column_int64(st, 3);
+                ret->key_id = column_dup(st, 4, &r);
+                ret->digest = column_dup(st, 5, &r);
+                ret->claimed_at_ms = sqlite3_column_int64(st, 6);
+                if (r < 0)
+                        state_claim_clear(ret);
+                else
+                        r = 1;
+                break;
+        case SQLITE_DONE:
+                r = 0;
+                break;
+        default:
+                r = -EIO;
+        }
+        sqlite3_finalize(st);
+        return r;
+}
+
+static bool streq_ptr(const char *a, const char *b)
+{
+        return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* Writes claim into id's row (inserting it with uid when insert). 0 or -EIO. */
+static int claim_store(sqlite3 *db, const char *id, uid_t uid, const StateClaim *c, bool insert,
+                       bool first, int64_t now_ms)
+{
+        sqlite3_stmt *st = NULL;
+        int r;
+
+        if (sqlite3_prepare_v2(db,
+                               insert ? "INSERT INTO apps (id, uid, path, dev, ino, key_id, digest,"
+                                        " claimed_at, updated_at)"
+                                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)"
+                                      : "UPDATE apps SET path = ?3, dev = ?4, ino = ?5,"
+                                        " key_id = ?6, digest = ?7, updated_at = ?8,"
+                                        " claimed_at = CASE WHEN ?9 THEN ?8 ELSE claimed_at END"
+                                        " WHERE id = ?1",
+                               -1, &st, NULL) != SQLITE_OK)
+                return -EIO;
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, uid);
+        sqlite3_bind_text(st, 3, c->path, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, (int64_t)c->dev);
+        sqlite3_bind_int64(st, 5, (int64_t)c->ino);
+        if (c->key_id)
+                sqlite3_bind_text(st, 6, c->key_id, -1, SQLITE_STATIC);
+        else
+                sqlite3_bind_null(st, 6);
+        if (c->digest)
+                sqlite3_bind_text(st, 7, c->digest, -1, SQLITE_STATIC);
+        else
+                sqlite3_bind_null(st, 7);
+        sqlite3_bind_int64(st, 8, now_ms);
+        if (!insert)
+                sqlite3_bind_int(st, 9, first ? 1 : 0);
+        r = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
+        sqlite3_finalize(st);
+        return r;
+}
+
+/*
+ * One pass of state_app_claim inside a transaction (write: may record). Returns a
+ * StateClaimResult, -EEXIST (with *rec), 1000 when a write is needed and !write, or
+ * -errno.
+ */
+#define CLAIM_NEEDS_WRITE 1000
+static int claim_locked(State *s, const char *id, const StateClaim *c, int64_t now_ms, bool write,
+                        StateClaim *rec)
+{
+        StateClaim merged;
+        uid_t uid = 0;
+        bool same, changed;
+        int r;
+
+        r = claim_lookup(s->db, id, rec, &uid);
+        if (r < 0)
+                return r;
+        if (r == 0) {
+                if (!write)
+                        return CLAIM_NEEDS_WRITE;
+                r = lowest_free_uid(s, &uid);
+                if (r < 0)
+                        return r;
+                r = claim_store(s->db, id, uid, c, true, true, now_ms);
+                return r < 0 ? r : STATE_CLAIM_NEW;
+        }
+        if (!rec->path && !rec->key_id) {
+                /* A uid allocated by a cella that recorded no claim: this is the first. */
+                if (!write)
+                        return CLAIM_NEEDS_WRITE;
+                r = claim_store(s->db, id, uid, c, false, true, now_ms);
+                return r < 0 ? r : STATE_CLAIM_UPDATED;
+        }
+        same = rec->key_id ? streq_ptr(rec->key_id, c->key_id) : streq_ptr(rec->path, c->path);
+        if (!same)
+                return -EEXIST;
+        merged = *c;
+        if (!merged.key_id)
+                merged.key_id = rec->key_id; /* never unbinds: same was checked above */
+        changed = !streq_ptr(rec->path, merged.path) || rec->dev != merged.dev ||
+                  rec->ino != merged.ino || !streq_ptr(rec->key_id, merged.key_id) ||
+                  !streq_ptr(rec->digest, merged.digest);
+        if (!changed)
+                return STATE_CLAIM_SAME;
+        if (!write)
+                return CLAIM_NEEDS_WRITE;
+        r = claim_store(s->db, id, uid, &merged, false, false, now_ms);
+        return r < 0 ? r : STATE_CLAIM_UPDATED;
+}
+
+int state_app_claim(State *s, const char *id, const StateClaim *claim, int64_t now_ms,
+                    StateClaim *ret_recorded)
+{
+        StateClaim rec = {};
+        int r;
+
+        if (!s || !id || !manifest_id_is_valid(id) || !claim || !claim->path ||
+            claim->path[0] != '/')
+                return -EINVAL;
+        /* The common case, the same app again, is a read. */
+        r = read_begin(s->db);
+        if (r < 0)
+                return r;
+        r = claim_locked(s, id, claim, now_ms, false, &rec);
+        db_exec(s->db, "COMMIT");
+        if (r == CLAIM_NEEDS_WRITE) {
+                state_claim_clear(&rec);
+                if (db_exec(s->db, "BEGIN IMMEDIATE") < 0)
+                        return -EIO;
+                r = claim_locked(s, id, claim, now_ms, true, &rec);
+                if (r < 0) {
+                        db_exec(s->db, "ROLLBACK");
+                } else if (db_exec(s->db, "COMMIT") < 0) {
+                        db_exec(s->db, "ROLLBACK");
+                        r = -EIO;
+                }
+        }
+        if (r == -EEXIST && ret_recorded)
+                *ret_recorded = rec;
+        else
+                state_claim_clear(&rec);
+        return r;
+}
+
+/* The depth rm_rf_at() goes to: deeper trees are refused (-ELOOP), not recursed into. */
+#define RM_DEPTH_MAX 256
+
+/*
+ * Removes name beneath parent and, if it is a directory, everything under it, never
+ * following a symlink (each directory is opened O_NOFOLLOW and walked by its fd).
+ * Returns 0 (also if name is missing) or -errno.
+ */
+static int rm_rf_at(int parent, const char *name, unsigned depth)
+{
+        struct dirent *de;
+        DIR *d;
+        int fd, r = 0;
+
+        if (unlinkat(parent, name, 0) == 0 || errno == ENOENT)
+                return 0;
+        if (errno != EISDIR && errno != EPERM)
+                return negative_errno();
+        if (depth >= RM_DEPTH_MAX)
+                return -ELOOP;
+        fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        d = fdopendir(fd);
+        if (!d) {
+                r = negative_errno();
+                close(fd);
+                return r;
+        }
+        while (r == 0 && (errno = 0, de = readdir(d)))
+                if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+                        r = rm_rf_at(dirfd(d), de->d_name, depth + 1);
+        if (r == 0 && errno != 0)
+                r = negative_errno();
+        closedir(d);
+        if (r == 0 && unlinkat(parent, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+                r = negative_errno();
+        return r;
+}
+
+int state_app_forget(State *s, const char *id)
+{
+        _cleanup_free_ char *apps = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        sqlite3_stmt *st = NULL;
+        bool there;
+        int r;
+
+        if (!s || !id || !manifest_id_is_valid(id))
+                return -EINVAL;
+        if (asprintf(&apps, "%s/apps", s->path) < 0)
+                return -ENOMEM;
+        fd = open(apps, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 && errno != ENOENT)
+                return negative_errno();
+        there = fd >= 0 && faccessat(fd, id, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+        if (fd >= 0) {
+                r = rm_rf_at(fd, id, 0);
+                if (r < 0)
+                        return r;
+        }
+        r = read_begin(s->db); /* brings the schema up to date first */
+        if (r < 0)
+                return r;
+        db_exec(s->db, "COMMIT");
+        if (db_exec(s->db, "BEGIN IMMEDIATE") < 0)
+                return -EIO;
+        if (sqlite3_prepare_v2(s->db, "DELETE FROM apps WHERE id = ?1", -1, &st, NULL) !=
+            SQLITE_OK) {
+                db_exec(s->db, "ROLLBACK");
+                return -EIO;
+        }
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        r = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
+        sqlite3_finalize(st);
+        if (r == 0)
+                there |= sqlite3_changes(s->db) > 0;
+        if (r < 0 || db_exec(s->db, "COMMIT") < 0) {
+                db_exec(s->db, "ROLLBACK");
+                return r < 0 ? r : -EIO;
+        }
+        return there ? 1 : 0;
 }

@@ -7,6 +7,7 @@
  * the app's lifetime so its /data stays its own).
  */
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -43,6 +44,67 @@ const char *state_path(const State *s);
  * error.
  */
 int state_app_uid(State *s, const char *id, uid_t *ret_uid);
+
+/*
+ * Who installed an app id (docs/security.md, "App identity"): what first claimed it,
+ * and what claims it now. An id belongs to its first claimant: a signed bundle is
+ * the same app as long as the same trusted key verifies it (from any folder); an
+ * unsigned one is its folder, by canonical path (content changes are updates).
+ */
+typedef struct StateClaim {
+        char *path;            /* canonical path of the app folder (realpath) */
+        uint64_t dev, ino;     /* of the folder, as claimed */
+        char *key_id;          /* the trusted key that verified it; NULL: unsigned */
+        char *digest;          /* BLAKE2b-256 of manifest.json, hex; NULL: unknown */
+        int64_t claimed_at_ms; /* recorded claims only: first claim, wall clock ms */
+} StateClaim;
+
+/* What state_app_claim() found. */
+typedef enum StateClaimResult {
+        STATE_CLAIM_NEW,     /* nobody had the id: recorded, a uid allocated */
+        STATE_CLAIM_SAME,    /* the recorded app, unchanged: nothing written */
+        STATE_CLAIM_UPDATED, /* the recorded app, changed (content, key bound, moved) */
+} StateClaimResult;
+
+/*
+ * Claims id for the app described by claim (path required) at now_ms: records it if
+ * the id is new (allocating its uid, as state_app_uid) or was allocated by a cella
+ * that recorded no claim; accepts the recorded app itself: same key_id if it was
+ * recorded signed, else the same path (then a signed claim binds the id to its key
+ * from now on), updating path, dev, ino and digest. One IMMEDIATE transaction
+ * (nothing is written when nothing changed).
+ * Returns a StateClaimResult (>= 0); -EEXIST when another app holds the id, then
+ * *ret_recorded (if not NULL) is its claim (free with state_claim_clear); -EINVAL (bad
+ * id or claim), -ENOSPC (no uid left), -EPROTONOSUPPORT, -EIO, -ENOMEM.
+ */
+int state_app_claim(State *s, const char *id, const StateClaim *claim, int64_t now_ms,
+                    StateClaim *ret_recorded);
+
+/*
+ * Describes the app folder open at dirfd as a claim: its canonical path (of the fd,
+ * from /proc/self/fd), device and inode, the BLAKE2b-256 of its manifest.json (NULL
+ * if unreadable) and key_id (copied; NULL or "": unsigned). Returns 0 and *ret (free
+ * with state_claim_clear), or -errno.
+ */
+int state_claim_of_folder(int dirfd, const char *key_id, StateClaim *ret);
+
+/*
+ * Logs why state_app_claim() refused claim (from app_dir) for id: the app recorded
+ * (rec), what differs, and what the user can do (`cella forget ID`).
+ */
+void state_claim_log_conflict(const char *id, const char *app_dir, const StateClaim *claim,
+                              const StateClaim *rec);
+
+/* Frees the strings of c and zeroes it. */
+void state_claim_clear(StateClaim *c);
+
+/*
+ * Forgets app id: its row (uid and claim) in state.db and apps/<id>/ with its /data,
+ * removed without following symlinks. The app must not be running. Returns 1 if
+ * anything was there, 0 if not; -EINVAL (bad id), -EIO, or -errno of the removal
+ * (the row is kept then, so it can be tried again).
+ */
+int state_app_forget(State *s, const char *id);
 
 /*
  * Creates apps/<id>/data (mode 0700, owned by uid:uid) and returns its path in

@@ -52,7 +52,8 @@ struct Instance {
         char **extra_args;
         unsigned wave;
         bool signed_ok;
-        bool installed; /* its rights are recorded in grants.db (instance_install) */
+        char key_id[17]; /* SIGNATURE_KEY_ID_CHARS + 1: the key that verified it; "" unsigned */
+        bool installed;  /* its rights are recorded in grants.db (instance_install) */
         InstanceState state;
 
         Sandbox *sandbox;

@@ -542,40 +542,81 @@ fail:
         return code;
 }
 
+/*
+ * Binds the app id to this folder, or refuses (docs/security.md, "App identity"): the
+ * signature is verified here, before the data directory is made or bound, and
+ * state_app_claim() accepts only the app that first claimed the id (same trusted key,
+ * or the same folder for an unsigned one). Returns 0 or a CELLA_EXIT_* code.
+ */
+static int instance_claim(Supervisor *s, Instance *inst)
+{
+        const Manifest *m = inst->manifest;
+        _cleanup_close_ int dirfd = -EBADF;
+        char key_id[SIGNATURE_KEY_ID_CHARS + 1];
+        StateClaim claim = {}, rec = {};
+        SignatureError serr = {};
+        int r;
+
+        _Static_assert(sizeof inst->key_id == SIGNATURE_KEY_ID_CHARS + 1, "Instance.key_id");
+        dirfd = open(inst->app_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dirfd < 0) {
+                log_error_errno(negative_errno(), "%s: %m", inst->app_dir);
+                return CELLA_EXIT_MANIFEST;
+        }
+        /* A signature is looked at only when the bundle has one: a missing SIGNATURE
+         * is the common case and costs a failed open. */
+        r = signature_verify(dirfd, s->o.state_dir, key_id, &serr);
+        inst->signed_ok = r == 0;
+        snprintf(inst->key_id, sizeof inst->key_id, "%s", r == 0 ? key_id : "");
+        if (r < 0 && r != -ENOENT)
+                log_warning("%s/%s: %s; signature rights are not granted", inst->app_dir,
+                            serr.path[0] ? serr.path : SIGNATURE_FILE,
+                            serr.message ?: strerror(-r));
+        r = state_claim_of_folder(dirfd, inst->key_id, &claim);
+        if (r >= 0)
+                r = state_app_claim(s->state, m->id, &claim, grants_now_ms(), &rec);
+        if (r == -EEXIST)
+                state_claim_log_conflict(m->id, inst->app_dir, &claim, &rec);
+        else if (r < 0)
+                log_error_errno(r, "cannot record who installed %s in %s: %m", m->id,
+                                s->o.state_dir);
+        state_claim_clear(&claim);
+        state_claim_clear(&rec);
+        return r < 0 ? CELLA_EXIT_STATE : 0;
+}
+
 int instance_install(Instance *inst)
 {
         Supervisor *s = inst->sup;
         const Manifest *m = inst->manifest;
         const char *app_dir = inst->app_dir;
-        _cleanup_close_ int dirfd = -EBADF;
         const char *bad = NULL, *why = NULL;
-        char key_id[SIGNATURE_KEY_ID_CHARS + 1];
-        SignatureError serr = {};
         int r;
 
         if (inst->installed)
                 return 0;
-        /* A signature is looked at only when the bundle has one: a missing SIGNATURE is
-         * the common case and costs a failed open. */
-        dirfd = open(app_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dirfd < 0) {
-                log_error_errno(negative_errno(), "%s: %m", app_dir);
-                return CELLA_EXIT_MANIFEST;
-        }
-        r = signature_verify(dirfd, s->o.state_dir, key_id, &serr);
-        inst->signed_ok = r == 0;
-        if (r < 0 && r != -ENOENT)
-                log_warning("%s/%s: %s; signature rights are not granted", app_dir,
-                            serr.path[0] ? serr.path : SIGNATURE_FILE,
-                            serr.message ?: strerror(-r));
-        r = grants_install(s->grants, m, inst->signed_ok, grants_now_ms(), &bad, &why);
+        /* signed_ok and key_id: verified by instance_claim(), before the spawn. */
+        r = grants_install_as(s->grants, m, inst->signed_ok, inst->key_id, grants_now_ms(), &bad,
+                              &why);
         if (r == -EINVAL && bad) {
-                log_error("%s/manifest.json: permissions: '%s': %s", app_dir, bad, why);
+                const char *field = "permissions";
+
+                STRV_FOREACH (p, m->exports)
+                        if (*p == bad)
+                                field = "exports";
+                log_error("%s/manifest.json: %s: '%s': %s", app_dir, field, bad, why);
                 return CELLA_EXIT_MANIFEST;
         }
         if (r < 0) {
                 log_error_errno(r, "cannot record the permissions of %s: %m", m->id);
                 return CELLA_EXIT_STATE;
+        }
+        /* What this app exports, or its key, may change what the apps already running
+         * reach (docs/capabilities.md, "Reaching other apps"): they re-read their grants. */
+        if (r > 0 && s->broker) {
+                r = broker_grants_changed(s->broker, NULL);
+                if (r < 0)
+                        log_warning_errno(r, "cannot re-read the apps' grants: %m");
         }
         inst->installed = true;
         return 0;
@@ -610,6 +651,10 @@ int supervisor_add(Supervisor *s, const char *app_dir, Manifest *m, char *const 
                         return r;
         }
 
+        /* The id is this app's, or nothing of the id's is given to it. */
+        r = instance_claim(s, inst);
+        if (r != 0)
+                return r;
         /* The directory must exist before the jail binds it; its owner, like the uid,
          * is settled while the child builds the jail (instance_prepare()). */
         r = state_app_data_path(s->state, m->id, &inst->data_dir);

@@ -64,7 +64,8 @@ def test_clock_and_notes_c_save_a_note_and_notify(tmp_path, state):
     # The clock ran first and was stopped by cella once the app was done.
     started = [r["app"] for r in status if r.get("event") == "started"]
     assert started.index(CLOCK) < started.index(NOTES), started
-    assert "clock: publishing clock.tick every 200 ms" in app_log(state, CLOCK)
+    assert ("clock: publishing org.cella.example.clock.tick every 200 ms"
+            in app_log(state, CLOCK))
 
     notes = state / "roots" / "documents" / "notes.txt"
     lines = notes.read_text().splitlines()
@@ -143,7 +144,16 @@ def test_hostile_broker_attempts_are_all_refused(tmp_path, state):
     missing = [a for a in BROKER_ATTEMPTS if a not in names]
     assert not missing, f"attempts that did not run: {missing}\n{r.out}"
     # The refusals are scoped: what the manifest grants still works.
-    assert "ALLOWED bus.publish on its own topic hostile.probe: published" in r.out, r.out
+    assert ("ALLOWED bus.publish on its own topic org.cella.example.hostile.probe: published"
+            in r.out), r.out
+    # Its manifest asks for rights over every app's topics and ids ("bus.subscribe:**",
+    # "bus.publish:**", "bus.send:**", "app.launch:**"): normal rights by name, but
+    # they reach other apps, so install did not grant them (EACCES: only the user can).
+    for probe in ["bus.publish on another app's topic (clock.tick)",
+                  "bus.subscribe to every topic (**)",
+                  "bus.subscribe to clock.tick without the right",
+                  "bus.send to another app", "app.launch another app"]:
+        assert re.search(rf"^REFUSED {re.escape(probe)}: EACCES$", r.out, re.M), r.out
     # Rights are checked before anything else: EACCES/EPERM, not ENOENT or EINVAL.
     assert re.search(r"^REFUSED bus\.send to another app: (EACCES|EPERM)$", r.out, re.M), r.out
     assert re.search(r"^REFUSED proc\.signal pids outside its namespace: ESRCH", r.out, re.M), r.out

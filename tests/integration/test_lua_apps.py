@@ -69,11 +69,11 @@ SIMPLE = {
     "json": ({}, [], [], "json"),
     "crypto": ({}, [], [], "crypto"),
     "allowlist": ({}, [], [], "allowlist"),
-    "bus": ({"permissions": ["bus.publish:test.bus.*", "bus.subscribe:test.bus.*",
+    "bus": ({"permissions": ["bus.publish:org.test.lua.bus.*", "bus.subscribe:org.test.lua.bus.*",
                              "bus.send:org.test.lua.bus"]}, [], [], "bus"),
     "perm": ({"permissions": ["notify", "location"]}, ["--no-prompt"], [], "perm"),
     "app": ({"name": "App test", "version": "1.2.3",
-             "permissions": ["notify", "bus.publish:test.app"]}, [], ["org.test.lua.app"], "app"),
+             "permissions": ["notify", "bus.publish:org.test.lua.app.x"]}, [], ["org.test.lua.app"], "app"),
     "notify": ({"permissions": ["notify"]}, [], ["granted"], "notify granted"),
 }
 
@@ -164,7 +164,9 @@ def test_request_reply_between_two_apps(tmp_path, state):
     responder, requester = "org.test.lua.responder", "org.test.lua.requester"
     apps = tmp_path / "apps"
     apps.mkdir()
-    lua_app(apps, "bus_responder", responder, folder="responder", kind="service")
+    # The responder takes requests and messages from any app: it exports bus.send.
+    lua_app(apps, "bus_responder", responder, folder="responder", kind="service",
+            exports=["bus.send"])
     lua_app(apps, "bus_requester", requester, folder="requester", kind="app",
             args=[responder], depends=[responder],
             permissions=[f"bus.send:{responder}", "bus.send:org.test.nobody"])
@@ -235,7 +237,7 @@ local bus = require "cella.bus"
 local json = require "cella.json"
 local app = require "cella.app"
 local last
-bus.subscribe("clock.tick", function(msg)
+bus.subscribe("org.cella.example.lua_clock.tick", function(msg)
         if msg.sender ~= "org.cella.example.lua_clock" then return end
         assert(msg.content_type == "application/json", msg.content_type)
         local t = json.decode(msg.data)
@@ -257,7 +259,7 @@ def test_lua_clock_publishes_ticks(tmp_path, state):
     (listener / "main.lua").write_text(LISTENER)
     (listener / "manifest.json").write_text(json.dumps({
         "id": "org.test.lua.listener", "runtime": "lua", "entry": "main.lua",
-        "depends": [CLOCK], "permissions": ["bus.subscribe:clock.tick"]}))
+        "depends": [CLOCK], "permissions": ["bus.subscribe:org.cella.example.lua_clock.tick"]}))
     for p in [tmp_path, apps, *apps.iterdir()]:
         os.chmod(p, 0o755)
     p, status = boot_cella(apps, state, timeout=60)
@@ -265,7 +267,7 @@ def test_lua_clock_publishes_ticks(tmp_path, state):
     assert p.returncode == 0, p.stderr + log + app_log(state, CLOCK)
     ticks = [l for l in log.splitlines() if l.startswith("tick ")]
     assert len(ticks) >= 1 and json.loads(ticks[-1][5:])["seq"] >= 3, log
-    assert "lua-clock: publishing clock.tick every 1 s" in app_log(state, CLOCK)
+    assert "lua-clock: publishing org.cella.example.lua_clock.tick every 1 s" in app_log(state, CLOCK)
 
 
 def test_lua_clock_stops_when_its_publish_right_is_revoked(tmp_path, state):
@@ -287,7 +289,8 @@ def test_lua_clock_stops_when_its_publish_right_is_revoked(tmp_path, state):
                 r for r in audit(state, CLOCK) if r.get("op") == "bus.publish"]:
             time.sleep(0.2)
         r = subprocess.run([CELLA, "revoke", "--state-dir", str(state), CLOCK,
-                            "bus.publish:clock.*"], capture_output=True, text=True, timeout=30)
+                            "bus.publish:org.cella.example.lua_clock.*"], capture_output=True,
+                           text=True, timeout=30)
         assert r.returncode == 0, r.stderr
         # The clock exits by itself (status 0), well before anyone stops it.
         ready, _, _ = select.select([status], [], [], 10)
@@ -299,7 +302,8 @@ def test_lua_clock_stops_when_its_publish_right_is_revoked(tmp_path, state):
         out, err = p.communicate(timeout=30)
         status.close()
     log = app_log(state, CLOCK)
-    assert 'lua-clock: the right "bus.publish:clock.*" was revoked' in log, log + err
+    assert ('lua-clock: the right "bus.publish:org.cella.example.lua_clock.*" was revoked'
+            in log), log + err
     records = audit(state, CLOCK)
     revoked = [i for i, r in enumerate(records) if r.get("what") == "revoked-in-broker"]
     assert revoked, records

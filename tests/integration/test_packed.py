@@ -36,7 +36,8 @@ def lua_member(root, app_id, source, **manifest):
 
 
 # Each app writes its own file, checks it cannot see the others' data, and tries
-# to publish on bus topic x: A holds bus.publish:x, B does not. Each then waits
+# to publish on bus topic org.test.packa.x (in A's namespace): A holds
+# bus.publish:org.test.packa.x, B does not. Each then waits
 # on a timer for `seconds`, so `cella stats` and `cella ps` can look at it.
 MEMBER = """
     local fs = require "cella.fs"
@@ -48,7 +49,7 @@ MEMBER = """
     print("sees", table.concat(fs.list("."), ","))
     print("own", fs.read("mine.txt"))
     print("escape", pcall(fs.read, "../{other}/mine.txt"))
-    print("publish", pcall(bus.publish, "x", "hello from " .. me))
+    print("publish", pcall(bus.publish, "org.test.packa.x", "hello from " .. me))
     timer.after({seconds}, function() print("done") end)
 """
 
@@ -58,7 +59,8 @@ def group(tmp_path):
     require_root()
     root = tmp_path / "apps"
     lua_member(root, A, MEMBER.format(other=B, seconds=3),
-               permissions=["bus.publish:x"], scheduler="round-robin", priority=-5)
+               permissions=["bus.publish:org.test.packa.x"], scheduler="round-robin",
+               priority=-5)
     lua_member(root, B, MEMBER.format(other=C, seconds=3), priority=5)
     # C fails after its first second: only C ends, A and B keep going.
     lua_member(root, C, """
@@ -131,7 +133,7 @@ def test_a_packed_group_runs_in_one_host_with_per_app_rights_data_and_logs(group
     # Each sees only its own data directory, holding its own file.
     assert "sees\tmine.txt" in a and "own\t" + A in a and "own\t" + B in b
     assert "escape\tfalse" in a and "escape\tfalse" in b
-    # Rights per app: A may publish on x, B may not.
+    # Rights per app: A may publish on its topic, B may not.
     assert "publish\ttrue" in a
     assert "publish\tfalse\tcella.bus.publish: Operation not permitted" in b
     assert "done" in a and "done" in b

@@ -12,7 +12,7 @@ from conftest import CELLA
 
 APP = "org.test.perm"
 PERMS = ["storage", "camera", "location", "net.http:*.example.com:443",
-         "bus.publish:notes.*", "system.admin"]
+         "bus.publish:org.test.perm.*", "system.admin"]
 
 
 def cella(cmd, *args, state):
@@ -52,7 +52,7 @@ def test_round_trip(app, state):
     g = grants_of(doc)
     # Normal rights came with the install, dangerous ones only from the user.
     assert g["storage"]["granted_by"] == "install"
-    assert g["bus.publish:notes.*"]["level"] == "normal"
+    assert g["bus.publish:org.test.perm.*"]["level"] == "normal"
     assert g["camera"] == {**g["camera"], "level": "dangerous", "one_time": False,
                            "granted_by": "user"}
     assert "location" not in g
@@ -218,12 +218,20 @@ def test_tampered_bundle(app, state, tmp_path):
     p = cella("sign", "--verify", app, state=state)
     assert p.returncode == 1
     assert "does not match" in p.stderr
-    # Installing the tampered folder takes the signature rights away.
+    # The id is bound to the key that signed it: the tampered folder no longer
+    # verifies, so it is another app, and installing it is refused (nothing of the
+    # id's is given to it; docs/security.md "App identity").
     p = cella("permissions", "--json", "--app-dir", app, APP, state=state)
-    assert p.returncode == 0, p.stderr
-    doc = json.loads(p.stdout)
-    assert doc["signed"] is False
-    assert "system.admin" not in grants_of(doc)
+    assert p.returncode == 1, p.stderr
+    assert "does not match" in p.stderr and "not signed by a trusted key" in p.stderr
+    assert f"cella forget {APP}" in p.stderr
+    r = subprocess.run([CELLA, "run", "--state-dir", str(state), str(app)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 242 and "injected" not in r.stdout, r.stdout + r.stderr
+    # Signed again by the same key, it is the same app: installed, signed.
+    sign(app, key)
+    doc = json.loads(cella("permissions", "--json", "--app-dir", app, APP, state=state).stdout)
+    assert doc["signed"] is True and "system.admin" in grants_of(doc)
 
 
 def test_sign_refuses_escaping_symlink(app, tmp_path):

@@ -3,7 +3,7 @@
 --   app.lua ID            checks everything, prints OK app
 --   app.lua ID exit N     calls app.exit(N) from a timer callback: the app ends at
 --                         once, even under pcall; nothing after it runs
--- Rights: notify, bus.publish:test.app.
+-- Rights: notify, bus.publish:org.test.lua.app.x.
 local app = require "cella.app"
 local timer = require "cella.timer"
 
@@ -39,7 +39,7 @@ local function has(list, x)
         return false
 end
 assert(type(info.requested) == "table" and has(info.requested, "notify"))
-assert(has(info.requested, "bus.publish:test.app"))
+assert(has(info.requested, "bus.publish:org.test.lua.app.x"))
 assert(type(info.granted) == "table" and has(info.granted, "notify"))
 assert(type(info.limits) == "table")
 

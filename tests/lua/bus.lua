@@ -1,7 +1,7 @@
 -- cella.bus within one app: publish/subscribe roundtrip, refused topics,
 -- direct messages and requests to itself through bus.on_message, bounds
 -- (docs/lua-api.md "cella.bus").
--- Rights: bus.publish:test.bus.*, bus.subscribe:test.bus.*, bus.send:<own id>.
+-- Rights: bus.publish:org.test.lua.bus.*, bus.subscribe:org.test.lua.bus.*, bus.send:<own id>.
 local app = require "cella.app"
 local bus = require "cella.bus"
 local timer = require "cella.timer"
@@ -22,28 +22,29 @@ end
 
 -- Publish/subscribe roundtrip.
 local got = {}
-local sub = bus.subscribe("test.bus.*", function(msg)
+local sub = bus.subscribe("org.test.lua.bus.*", function(msg)
         got[#got + 1] = msg
 end)
 assert(math.type(sub) == "integer" and sub > 0, "subscription id")
-assert(bus.publish("test.bus.one", "hello", "text/plain") == 1, "queued for our subscription")
-assert(bus.publish("test.bus.two", string.rep("x", 64512)) == 1, "the largest payload")
+assert(bus.publish("org.test.lua.bus.one", "hello", "text/plain") == 1,
+       "queued for our subscription")
+assert(bus.publish("org.test.lua.bus.two", string.rep("x", 64512)) == 1, "the largest payload")
 wait_for(function() return #got == 2 end, "our two messages")
-assert(got[1].topic == "test.bus.one" and got[1].data == "hello", got[1].topic)
+assert(got[1].topic == "org.test.lua.bus.one" and got[1].data == "hello", got[1].topic)
 assert(got[1].sender == app.id(), got[1].sender)
 assert(got[1].content_type == "text/plain", got[1].content_type)
-assert(got[2].topic == "test.bus.two" and #got[2].data == 64512)
+assert(got[2].topic == "org.test.lua.bus.two" and #got[2].data == 64512)
 
 -- Refused: topics outside the rights, a payload over 64512 bytes, bad arguments.
 local err = refused(bus.publish, "other.topic", "x")
 assert(err:find("cella.bus.publish", 1, true), err)
 err = refused(bus.subscribe, "other.*", function() end)
 assert(err:find("cella.bus.subscribe", 1, true), err)
-err = refused(bus.publish, "test.bus.big", string.rep("x", 64513))
+err = refused(bus.publish, "org.test.lua.bus.big", string.rep("x", 64513))
 assert(err:find("64512", 1, true), err)
 refused(bus.publish, "", "x")
-refused(bus.publish, "test.bus.*", "x") -- a pattern is not a topic
-refused(bus.subscribe, "test.bus.*", "not a function")
+refused(bus.publish, "org.test.lua.bus.*", "x") -- a pattern is not a topic
+refused(bus.subscribe, "org.test.lua.bus.*", "not a function")
 refused(bus.send, "org.nowhere.app", "x") -- no bus.send right for it
 refused(bus.request, app.id(), "m", "x", 0)
 refused(bus.request, app.id(), "m", "x", 601)
@@ -51,7 +52,7 @@ refused(bus.request, app.id(), "m", "x", 601)
 -- Unsubscribe: true once, then false; nothing arrives after it.
 assert(bus.unsubscribe(sub) == true)
 assert(bus.unsubscribe(sub) == false)
-assert(bus.publish("test.bus.one", "after") == 0, "no subscriber left")
+assert(bus.publish("org.test.lua.bus.one", "after") == 0, "no subscriber left")
 
 -- Direct messages and requests reach bus.on_message.
 local direct = {}

@@ -29,6 +29,7 @@
 
 #include "audit/audit.h"
 #include "base/macro.h"
+#include "base/strv.h"
 #include "broker/broker.h"
 #include "broker/channel.h"
 #include "broker/wire.h"
@@ -191,6 +192,17 @@ static TestApp *app_new(const char *id, const char *permissions, const char *con
         for (; grant && *grant; grant++)
                 ck_assert_int_eq(
                         grants_grant(grants, id, *grant, false, GRANT_BY_USER, grants_now_ms()), 0);
+        /* These tests are about the bus, not about who may reach whom (test-grants.c):
+         * the user grants each bus right that reaches beyond the app's own namespace. */
+        STRV_FOREACH (p, a->manifest->permissions) {
+                CapabilityLevel level;
+
+                if (strncmp(*p, "bus.", 4) == 0 && grants_level(grants, id, *p, &level) == 0 &&
+                    level == CAPABILITY_DANGEROUS)
+                        ck_assert_int_eq(
+                                grants_grant(grants, id, *p, false, GRANT_BY_USER, grants_now_ms()),
+                                0);
+        }
         snprintf(a->data_dir, sizeof a->data_dir, "%s/%s.data", state_dir, id);
         ck_assert_int_eq(mkdir(a->data_dir, 0700), 0);
 

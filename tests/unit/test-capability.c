@@ -462,6 +462,80 @@ START_TEST(test_check_manifest)
 }
 END_TEST
 
+/* Namespaces: what an app owns (capability_scope_within), what a pattern may reach
+ * (capability_scope_may_reach, conservative), and exports. */
+START_TEST(test_namespaces)
+{
+        const CapabilityScopeKind T = CAPABILITY_SCOPE_TOPIC, A = CAPABILITY_SCOPE_APP_ID;
+        char buf[CAPABILITY_RIGHT_MAX];
+        const char *why = NULL;
+        size_t n;
+        const CapabilityInfo *c = capability_catalogue(&n);
+
+        /* only the rights whose scope names apps reach them */
+        for (size_t i = 0; i < n; i++)
+                ck_assert_msg(c[i].reaches_apps == (strcmp(c[i].name, "bus.publish") == 0 ||
+                                                    strcmp(c[i].name, "bus.subscribe") == 0 ||
+                                                    strcmp(c[i].name, "bus.send") == 0 ||
+                                                    strcmp(c[i].name, "app.launch") == 0),
+                              "%s", c[i].name);
+
+        ck_assert(capability_scope_within(T, "org.a.clock", "org.a.clock"));
+        ck_assert(capability_scope_within(T, "org.a.clock.tick", "org.a.clock"));
+        ck_assert(capability_scope_within(T, "org.a.clock.*", "org.a.clock"));
+        ck_assert(capability_scope_within(T, "org.a.clock.**", "org.a.clock"));
+        ck_assert(!capability_scope_within(T, "org.a.*", "org.a.clock"));
+        ck_assert(!capability_scope_within(T, "org.a.*.tick", "org.a.clock"));
+        ck_assert(!capability_scope_within(T, "org.a.clocks.tick", "org.a.clock"));
+        ck_assert(!capability_scope_within(T, "org.a", "org.a.clock"));
+        ck_assert(!capability_scope_within(T, "**", "org.a.clock"));
+        ck_assert(!capability_scope_within(T, "clock.tick", "org.a.clock"));
+        ck_assert(capability_scope_within(A, "org.a.clock", "org.a.clock"));
+        ck_assert(!capability_scope_within(A, "org.a.clock.x", "org.a.clock"));
+        ck_assert(!capability_scope_within(A, "org.a.*", "org.a.clock"));
+        ck_assert(!capability_scope_within(CAPABILITY_SCOPE_ROOT, "documents", "org.a.clock"));
+        ck_assert(!capability_scope_within(T, "org.a.clock", "not an id"));
+
+        ck_assert(capability_scope_may_reach(T, "**", "org.a.b"));
+        ck_assert(capability_scope_may_reach(T, "org.**", "org.a.b"));
+        ck_assert(capability_scope_may_reach(T, "org.a.**", "org.a.b"));
+        ck_assert(capability_scope_may_reach(T, "org.a.*", "org.a.b"));
+        ck_assert(capability_scope_may_reach(T, "org.*.b.x", "org.a.b"));
+        ck_assert(capability_scope_may_reach(T, "org.a.b.x.y", "org.a.b"));
+        ck_assert(!capability_scope_may_reach(T, "org.a.c.**", "org.a.b"));
+        ck_assert(!capability_scope_may_reach(T, "org.a", "org.a.b"));
+        ck_assert(!capability_scope_may_reach(T, "org.*", "org.a.b"));
+        ck_assert(capability_scope_may_reach(A, "org.*.b", "org.a.b"));
+        ck_assert(!capability_scope_may_reach(A, "org.a.b.c", "org.a.b"));
+        ck_assert(!capability_scope_may_reach(A, "org.a", "org.a.b"));
+
+        ck_assert_int_eq(capability_export_parse("bus.send", "org.a.b", buf, sizeof buf, &why), 0);
+        ck_assert_str_eq(buf, "bus.send:org.a.b");
+        ck_assert_int_eq(capability_export_parse("app.launch", "org.a.b", buf, sizeof buf, &why),
+                         0);
+        ck_assert_str_eq(buf, "app.launch:org.a.b");
+        ck_assert_int_eq(capability_export_parse("bus.subscribe:org.a.b.tick", "org.a.b", buf,
+                                                 sizeof buf, &why),
+                         0);
+        ck_assert_str_eq(buf, "bus.subscribe:org.a.b.tick");
+        ck_assert_int_eq(
+                capability_export_parse("bus.subscribe:**", "org.a.b", buf, sizeof buf, &why),
+                -EINVAL);
+        ck_assert_ptr_nonnull(strstr(why, "own id"));
+        ck_assert_int_eq(
+                capability_export_parse("bus.send:org.a.c", "org.a.b", buf, sizeof buf, &why),
+                -EINVAL);
+        ck_assert_int_eq(capability_export_parse("storage", "org.a.b", buf, sizeof buf, &why),
+                         -EINVAL);
+        ck_assert_int_eq(capability_export_parse("teleport", "org.a.b", buf, sizeof buf, &why),
+                         -ENOENT);
+        ck_assert_int_eq(
+                capability_export_parse("bus.subscribe:a..b", "org.a.b", buf, sizeof buf, &why),
+                -EINVAL);
+        ck_assert_int_eq(capability_export_parse("bus.send", "org.a.b", buf, 8, &why), -EINVAL);
+}
+END_TEST
+
 /* The syntax bounds: segments, segment length, wildcards, host length, root length. */
 START_TEST(test_pattern_bounds)
 {
@@ -611,6 +685,7 @@ int main(void)
         tcase_add_test(tc, test_covers);
         tcase_add_test(tc, test_mask);
         tcase_add_test(tc, test_check_manifest);
+        tcase_add_test(tc, test_namespaces);
         tcase_add_test(tc, test_pattern_bounds);
         tcase_add_test(tc, test_match_bound_worst_case);
         suite_add_tcase(s, tc);

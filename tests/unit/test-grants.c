@@ -125,7 +125,7 @@ START_TEST(test_install_levels)
         size_t n = 0;
 
         install(g,
-                "\"storage\",\"timer\",\"bus.publish:notes.*\",\"camera\",\"location\","
+                "\"storage\",\"timer\",\"bus.publish:" APP ".*\",\"camera\",\"location\","
                 "\"system.admin\"",
                 false, T0);
         ck_assert_int_eq(grants_requested(g, APP, &req, &is_signed), 0);
@@ -135,15 +135,15 @@ START_TEST(test_install_levels)
         ck_assert_uint_eq(n, 3); /* the normal ones */
         ck_assert_ptr_nonnull(find(l, n, "storage"));
         ck_assert_ptr_nonnull(find(l, n, "timer"));
-        ck_assert_ptr_nonnull(find(l, n, "bus.publish:notes.*"));
+        ck_assert_ptr_nonnull(find(l, n, "bus.publish:" APP ".*"));
         ck_assert_int_eq(find(l, n, "storage")->granted_by, GRANT_BY_INSTALL);
         ck_assert_int_eq(find(l, n, "storage")->granted_at_ms, T0);
         ck_assert(!find(l, n, "storage")->one_time);
 
         CHECK(g, "storage", T0, 0, GRANTS_ALLOWED);
-        CHECK(g, "bus.publish:notes.a", T0, 0, GRANTS_ALLOWED);
-        CHECK(g, "bus.publish:notes.*", T0, 0, GRANTS_ALLOWED);
-        CHECK(g, "bus.publish:notes.a.b", T0, -EPERM, GRANTS_NOT_REQUESTED);
+        CHECK(g, "bus.publish:" APP ".a", T0, 0, GRANTS_ALLOWED);
+        CHECK(g, "bus.publish:" APP ".*", T0, 0, GRANTS_ALLOWED);
+        CHECK(g, "bus.publish:" APP ".a.b", T0, -EPERM, GRANTS_NOT_REQUESTED);
         CHECK(g, "bus.publish:other", T0, -EPERM, GRANTS_NOT_REQUESTED);
         CHECK(g, "location", T0, -EACCES, GRANTS_NOT_GRANTED);
         CHECK(g, "contacts", T0, -EPERM, GRANTS_NOT_REQUESTED);
@@ -517,7 +517,7 @@ START_TEST(test_grants_bound)
         char right[64];
         unsigned i;
 
-        install(g, "\"bus.publish:**\"", false, T0); /* one install grant */
+        install(g, "\"storage\",\"bus.publish:**\"", false, T0); /* one install grant */
         for (i = 1; i < GRANTS_PER_APP_MAX; i++) {
                 snprintf(right, sizeof right, "bus.publish:t%u", i);
                 ck_assert_int_eq(grants_grant(g, APP, right, false, GRANT_BY_USER, T0), 0);
@@ -546,6 +546,7 @@ START_TEST(test_right_length_bound)
         right[len] = 0;
         snprintf(perm, sizeof perm, "\"%s\"", right);
         install(g, perm, false, T0);
+        ck_assert_int_eq(grants_grant(g, APP, right, false, GRANT_BY_USER, T0), 0);
         CHECK(g, right, T0, 0, GRANTS_ALLOWED);
         right[len - 1] = 'b';
         CHECK(g, right, T0, -EPERM, GRANTS_NOT_REQUESTED);
@@ -570,6 +571,218 @@ START_TEST(test_schema_version)
         g = NULL;
         ck_assert_int_eq(grants_open(state_dir, &g), -EPROTONOSUPPORT);
         ck_assert_ptr_null(g);
+}
+END_TEST
+
+/* ---- reaching other apps (docs/capabilities.md, "Reaching other apps") ---------------- */
+
+#define CLOCK "org.example.clock"
+
+/* The permission or export install_as() refused last (copied: it lives in the manifest). */
+static char bad_copy[CAPABILITY_RIGHT_MAX];
+
+/* Installs id with permissions and exports (JSON arrays' insides), signed by key_id
+ * when not NULL. Returns grants_install_as's result; a refused entry in bad_copy. */
+static int install_as(Grants *g, const char *id, const char *permissions, const char *exports,
+                      const char *key_id)
+{
+        char json[8192];
+        ManifestError err;
+        _cleanup_(manifest_freep) Manifest *m = NULL;
+        const char *why = NULL;
+        int r;
+
+        snprintf(json, sizeof json,
+                 "{\"id\":\"%s\",\"runtime\":\"native\",\"entry\":\"x\",\"permissions\":[%s],"
+                 "\"exports\":[%s]}",
+                 id, permissions, exports);
+        r = manifest_parse(json, strlen(json), "test", &m, &err);
+        ck_assert_msg(r == 0, "manifest: %s: %s", err.key, err.message);
+        const char *bad = NULL;
+
+        r = grants_install_as(g, m, key_id != NULL, key_id, T0, &bad, &why);
+        snprintf(bad_copy, sizeof bad_copy, "%s", r < 0 && bad ? bad : "");
+        return r;
+}
+
+static CapabilityLevel level(Grants *g, const char *app, const char *right)
+{
+        CapabilityLevel l = CAPABILITY_NORMAL;
+
+        ck_assert_int_eq(grants_level(g, app, right, &l), 0);
+        return l;
+}
+
+#define NOTES_PERMS                                                                                \
+        "\"bus.subscribe:**\",\"bus.subscribe:" CLOCK ".*\",\"bus.subscribe:" CLOCK ".tick\","     \
+        "\"bus.publish:" CLOCK ".tick\",\"bus.publish:**\",\"bus.publish:" APP ".**\","            \
+        "\"bus.send:*.*.*\",\"bus.send:" CLOCK "\",\"app.launch:*.*.*\",\"app.launch:" CLOCK "\""
+
+/* The attack: wildcards and other apps' names asked as "normal" rights. Each is refused
+ * without a user grant: eavesdrop (subscribe to another app's topics), forge (publish
+ * on them), inject (bus.send to an app), launch. */
+START_TEST(test_reach_refused_without_user)
+{
+        _cleanup_(grants_freep) Grants *g = open_grants();
+        _cleanup_free_ Grant *l = NULL;
+        size_t n = 0;
+
+        ck_assert_int_eq(install_as(g, CLOCK, "\"bus.publish:" CLOCK ".*\"", "", NULL), 1);
+        ck_assert_int_eq(install_as(g, APP, NOTES_PERMS, "", NULL), 1);
+        /* only the app's own namespace was granted at install */
+        ck_assert_int_eq(grants_list(g, APP, &l, &n), 0);
+        ck_assert_uint_eq(n, 1);
+        ck_assert_str_eq(l[0].right, "bus.publish:" APP ".**");
+        CHECK(g, "bus.publish:" APP ".notes.saved", T0, 0, GRANTS_ALLOWED);
+
+        CHECK(g, "bus.subscribe:**", T0, -EACCES, GRANTS_NOT_GRANTED); /* eavesdrop */
+        CHECK(g, "bus.subscribe:" CLOCK ".*", T0, -EACCES, GRANTS_NOT_GRANTED);
+        CHECK(g, "bus.subscribe:" CLOCK ".tick", T0, -EACCES, GRANTS_NOT_GRANTED);
+        CHECK(g, "bus.publish:" CLOCK ".tick", T0, -EACCES, GRANTS_NOT_GRANTED); /* forge */
+        CHECK(g, "bus.publish:clock.tick", T0, -EACCES, GRANTS_NOT_GRANTED);
+        CHECK(g, "bus.send:" CLOCK, T0, -EACCES, GRANTS_NOT_GRANTED); /* inject */
+        CHECK(g, "bus.send:org.example.other", T0, -EACCES, GRANTS_NOT_GRANTED);
+        CHECK(g, "app.launch:" CLOCK, T0, -EACCES, GRANTS_NOT_GRANTED); /* launch */
+        CHECK(g, "app.launch:org.example.other", T0, -EACCES, GRANTS_NOT_GRANTED);
+        ck_assert_int_eq(level(g, APP, "bus.subscribe:**"), CAPABILITY_DANGEROUS);
+        ck_assert_int_eq(level(g, APP, "bus.send:*.*.*"), CAPABILITY_DANGEROUS);
+        ck_assert_int_eq(level(g, APP, "bus.publish:" APP ".x"), CAPABILITY_NORMAL);
+        ck_assert_int_eq(level(g, CLOCK, "bus.publish:" CLOCK ".tick"), CAPABILITY_NORMAL);
+
+        /* The user may grant them: then they are allowed. */
+        ck_assert_int_eq(grants_grant(g, APP, "bus.subscribe:**", false, GRANT_BY_USER, T0), 0);
+        CHECK(g, "bus.subscribe:" CLOCK ".secret", T0, 0, GRANTS_ALLOWED);
+        ck_assert_int_eq(grants_grant(g, APP, "app.launch:" CLOCK, true, GRANT_BY_USER, T0), 0);
+        CHECK(g, "app.launch:" CLOCK, T0, 0, GRANTS_ALLOWED);
+        CHECK(g, "app.launch:" CLOCK, T0, -EACCES, GRANTS_NOT_GRANTED);
+}
+END_TEST
+
+/* What an owner exports is reachable as a normal right, exactly that; whichever app is
+ * installed first; and withdrawing the export takes it back. */
+START_TEST(test_reach_exports)
+{
+        _cleanup_(grants_freep) Grants *g = open_grants();
+        /* notes first: its rights on clock wait for clock */
+        ck_assert_int_eq(install_as(g, APP, NOTES_PERMS, "", NULL), 1);
+        CHECK(g, "bus.subscribe:" CLOCK ".tick", T0, -EACCES, GRANTS_NOT_GRANTED);
+        ck_assert_int_eq(install_as(g, CLOCK, "\"bus.publish:" CLOCK ".*\"",
+                                    "\"bus.subscribe:" CLOCK ".tick\",\"bus.send\",\"app.launch\"",
+                                    NULL),
+                         1);
+        CHECK(g, "bus.subscribe:" CLOCK ".tick", T0, 0, GRANTS_ALLOWED);
+        CHECK(g, "bus.send:" CLOCK, T0, 0, GRANTS_ALLOWED);
+        CHECK(g, "app.launch:" CLOCK, T0, 0, GRANTS_ALLOWED);
+        /* not more than exported: another topic, publishing, wildcards */
+        CHECK(g, "bus.subscribe:" CLOCK ".*", T0, -EACCES, GRANTS_NOT_GRANTED);
+        CHECK(g, "bus.publish:" CLOCK ".tick", T0, -EACCES, GRANTS_NOT_GRANTED);
+        CHECK(g, "bus.subscribe:**", T0, -EACCES, GRANTS_NOT_GRANTED);
+        CHECK(g, "bus.send:org.example.x", T0, -EACCES, GRANTS_NOT_GRANTED);
+        /* the same install again changes nothing */
+        ck_assert_int_eq(install_as(g, APP, NOTES_PERMS, "", NULL), 0);
+
+        /* a user's revoke lasts across the owner's reinstalls */
+        ck_assert_int_eq(grants_revoke(g, APP, "bus.send:" CLOCK, NULL), 1);
+        ck_assert_int_eq(install_as(g, CLOCK, "\"bus.publish:" CLOCK ".*\"",
+                                    "\"bus.subscribe:" CLOCK ".tick\",\"bus.send\"", NULL),
+                         1);
+        CHECK(g, "bus.send:" CLOCK, T0, -EACCES, GRANTS_NOT_GRANTED);
+        /* app.launch is no longer exported: the install grant is taken back */
+        CHECK(g, "app.launch:" CLOCK, T0, -EACCES, GRANTS_NOT_GRANTED);
+        CHECK(g, "bus.subscribe:" CLOCK ".tick", T0, 0, GRANTS_ALLOWED);
+        /* ... and comes back with the export */
+        ck_assert_int_eq(install_as(g, CLOCK, "\"bus.publish:" CLOCK ".*\"",
+                                    "\"bus.subscribe:" CLOCK ".tick\",\"app.launch\"", NULL),
+                         1);
+        CHECK(g, "app.launch:" CLOCK, T0, 0, GRANTS_ALLOWED);
+        /* forgetting the owner takes back what it exported */
+        ck_assert_int_eq(grants_forget(g, CLOCK), 1);
+        ck_assert_int_eq(grants_forget(g, CLOCK), 0);
+        CHECK(g, "bus.subscribe:" CLOCK ".tick", T0, -EACCES, GRANTS_NOT_GRANTED);
+        CHECK(g, "app.launch:" CLOCK, T0, -EACCES, GRANTS_NOT_GRANTED);
+
+        /* An app exports only its own namespace, and only rights that reach apps. */
+        ck_assert_int_eq(install_as(g, CLOCK, "", "\"bus.subscribe:" APP ".x\"", NULL), -EINVAL);
+        ck_assert_str_eq(bad_copy, "bus.subscribe:" APP ".x");
+        ck_assert_int_eq(install_as(g, CLOCK, "", "\"bus.subscribe:**\"", NULL), -EINVAL);
+        ck_assert_int_eq(install_as(g, CLOCK, "", "\"bus.subscribe:org.example.*.tick\"", NULL),
+                         -EINVAL);
+        ck_assert_int_eq(install_as(g, CLOCK, "", "\"bus.send:org.example.other\"", NULL), -EINVAL);
+        ck_assert_int_eq(install_as(g, CLOCK, "", "\"storage\"", NULL), -EINVAL);
+        ck_assert_str_eq(bad_copy, "storage");
+        ck_assert_int_eq(grants_requested(g, CLOCK, NULL, NULL), -ENOENT);
+}
+END_TEST
+
+/* Same signing key: the apps reach each other's namespaces (Android's signature level);
+ * another key does not. A nested app's namespace is its own, not its parent's. */
+START_TEST(test_reach_signer_and_nested)
+{
+        _cleanup_(grants_freep) Grants *g = open_grants();
+
+        ck_assert_int_eq(install_as(g, CLOCK, "", "", "0123456789abcdef"), 1);
+        ck_assert_int_eq(install_as(g, APP, NOTES_PERMS, "", "0123456789abcdef"), 1);
+        CHECK(g, "bus.publish:" CLOCK ".tick", T0, 0, GRANTS_ALLOWED);
+        CHECK(g, "bus.subscribe:" CLOCK ".*", T0, 0, GRANTS_ALLOWED);
+        CHECK(g, "bus.send:" CLOCK, T0, 0, GRANTS_ALLOWED);
+        CHECK(g, "bus.subscribe:**", T0, -EACCES, GRANTS_NOT_GRANTED);
+        /* clock re-signed with another key: no more */
+        ck_assert_int_eq(install_as(g, CLOCK, "", "", "fedcba9876543210"), 1);
+        CHECK(g, "bus.publish:" CLOCK ".tick", T0, -EACCES, GRANTS_NOT_GRANTED);
+        CHECK(g, "bus.send:" CLOCK, T0, -EACCES, GRANTS_NOT_GRANTED);
+
+        /* org.example.notes.sync under notes, another signer: notes's wildcard over its
+         * own namespace would reach it, its own exact topics do not */
+        CHECK(g, "bus.publish:" APP ".sync.state", T0, 0, GRANTS_ALLOWED);
+        ck_assert_int_eq(install_as(g, APP ".sync", "\"bus.publish:" APP ".sync.*\"", "", NULL), 1);
+        CHECK(g, "bus.publish:" APP ".sync.state", T0, -EACCES, GRANTS_NOT_GRANTED);
+        CHECK(g, "bus.publish:" APP ".saved", T0, -EACCES, GRANTS_NOT_GRANTED); /* via .** */
+        ck_assert_int_eq(level(g, APP, "bus.publish:" APP ".saved"), CAPABILITY_NORMAL);
+        ck_assert_int_eq(level(g, APP ".sync", "bus.publish:" APP ".sync.state"),
+                         CAPABILITY_NORMAL);
+}
+END_TEST
+
+/* A grants.db of schema 1 granted wildcards at install: opening it takes them back. */
+START_TEST(test_schema_1_upgrade)
+{
+        char path[128];
+        sqlite3 *db;
+        Grants *g = NULL;
+
+        ck_assert_int_eq(mkdir(state_dir, 0700), 0);
+        snprintf(path, sizeof path, "%s/" GRANTS_DB_FILE, state_dir);
+        ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+        ck_assert_int_eq(
+                sqlite3_exec(db,
+                             "CREATE TABLE apps (id TEXT PRIMARY KEY NOT NULL, signed INTEGER"
+                             " NOT NULL, installed_at INTEGER NOT NULL);"
+                             "CREATE TABLE requested (app_id TEXT NOT NULL, capability TEXT NOT"
+                             " NULL, PRIMARY KEY (app_id, capability));"
+                             "CREATE TABLE grants (app_id TEXT NOT NULL, capability TEXT NOT NULL,"
+                             " granted_at INTEGER NOT NULL, one_time INTEGER NOT NULL, granted_by"
+                             " TEXT NOT NULL, PRIMARY KEY (app_id, capability));"
+                             "CREATE TABLE gestures (app_id TEXT PRIMARY KEY NOT NULL, at INTEGER"
+                             " NOT NULL);"
+                             "INSERT INTO apps VALUES ('" APP "', 0, 1);"
+                             "INSERT INTO requested VALUES ('" APP "', 'bus.subscribe:**');"
+                             "INSERT INTO requested VALUES ('" APP "', 'bus.publish:" APP ".*');"
+                             "INSERT INTO requested VALUES ('" APP "', 'bus.send:*.*.*');"
+                             "INSERT INTO grants VALUES ('" APP "', 'bus.subscribe:**', 1, 0,"
+                             " 'install');"
+                             "INSERT INTO grants VALUES ('" APP "', 'bus.publish:" APP ".*', 1, 0,"
+                             " 'install');"
+                             "INSERT INTO grants VALUES ('" APP "', 'bus.send:*.*.*', 1, 0,"
+                             " 'user');"
+                             "PRAGMA user_version = 1;",
+                             NULL, NULL, NULL),
+                SQLITE_OK);
+        sqlite3_close(db);
+        ck_assert_int_eq(grants_open(state_dir, &g), 0);
+        CHECK(g, "bus.subscribe:**", T0, -EACCES, GRANTS_NOT_GRANTED);
+        CHECK(g, "bus.publish:" APP ".x", T0, 0, GRANTS_ALLOWED);
+        CHECK(g, "bus.send:org.a.b", T0, 0, GRANTS_ALLOWED); /* the user's grant stays */
+        grants_free(g);
 }
 END_TEST
 
@@ -606,6 +819,10 @@ int main(void)
         tcase_add_test(tc, test_grants_bound);
         tcase_add_test(tc, test_right_length_bound);
         tcase_add_test(tc, test_schema_version);
+        tcase_add_test(tc, test_reach_refused_without_user);
+        tcase_add_test(tc, test_reach_exports);
+        tcase_add_test(tc, test_reach_signer_and_nested);
+        tcase_add_test(tc, test_schema_1_upgrade);
         tcase_add_test(tc, test_strings);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);

@@ -2,9 +2,10 @@
 /*
  * State directory tests: uid allocation in state.db (lowest free uid in the range,
  * kept across reopening, serialised between processes), the per-app data directory,
- * and what state_open refuses. Each test works in its own temporary directory. Only
- * the data directory's owner needs root; as another user that one assertion is
- * skipped with a printed "SKIP: <reason>".
+ * what state_open refuses, and app identity (claims by folder and key, refusals,
+ * forget). Each test works in its own temporary directory. Only the data
+ * directory's owner needs root; as another user that one assertion is skipped with a
+ * printed "SKIP: <reason>".
  */
 #include <check.h>
 #include <errno.h>
@@ -88,6 +89,32 @@ static void db_sql(const char *path, const char *sql)
         ck_assert_msg(r == SQLITE_OK, "%s: %s", sql, msg ? msg : "?");
         sqlite3_free(msg);
         ck_assert_int_eq(sqlite3_close(h), SQLITE_OK);
+}
+
+/* Writes a small manifest.json into dirfd. 0 or -errno. */
+static int write_manifest(int dirfd)
+{
+        static const char m[] = "{\"id\":\"org.example.a\",\"runtime\":\"native\",\"entry\":\"x\"}";
+        int fd = openat(dirfd, "manifest.json", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        ssize_t n;
+
+        if (fd < 0)
+                return -errno;
+        n = write(fd, m, sizeof m - 1);
+        close(fd);
+        return n == (ssize_t)(sizeof m - 1) ? 0 : -EIO;
+}
+
+static int write_string_file(const char *path, const char *text)
+{
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        ssize_t n;
+
+        if (fd < 0)
+                return -errno;
+        n = write(fd, text, strlen(text));
+        close(fd);
+        return n == (ssize_t)strlen(text) ? 0 : -EIO;
 }
 
 /* ---- tests -------------------------------------------------------------------------- */
@@ -452,6 +479,180 @@ START_TEST(test_newer_schema)
 }
 END_TEST
 
+/* ---- identity (state_app_claim) ------------------------------------------------------ */
+
+static StateClaim claim_of(const char *path, const char *key, const char *digest)
+{
+        return (StateClaim){.path = (char *)path,
+                            .dev = 1,
+                            .ino = 2,
+                            .key_id = (char *)key,
+                            .digest = (char *)digest};
+}
+
+/* An unsigned app is its folder: the same folder again (changed or not) is the app; a
+ * second folder declaring the id is refused, naming the first; forget frees the id. */
+START_TEST(test_claim_unsigned)
+{
+        _cleanup_free_ char *path = new_state_path("claim-unsigned");
+        _cleanup_(state_freep) State *s = NULL;
+        StateClaim a = claim_of("/apps/a", NULL, "d1"), b = claim_of("/apps/b", NULL, "d1");
+        StateClaim rec = {};
+        _cleanup_free_ char *data = NULL;
+        uid_t uid;
+
+        ck_assert_int_eq(state_open(path, BASE, 16, &s), 0);
+        ck_assert_int_eq(state_app_claim(s, "org.example.a", &a, 1000, NULL), STATE_CLAIM_NEW);
+        uid = app_uid(s, "org.example.a");
+        ck_assert_uint_eq(uid, BASE);
+        ck_assert_int_eq(state_app_claim(s, "org.example.a", &a, 2000, NULL), STATE_CLAIM_SAME);
+        a.digest = (char *)"d2"; /* the manifest changed: an update */
+        ck_assert_int_eq(state_app_claim(s, "org.example.a", &a, 3000, NULL), STATE_CLAIM_UPDATED);
+        ck_assert_int_eq(state_app_claim(s, "org.example.a", &a, 4000, NULL), STATE_CLAIM_SAME);
+
+        ck_assert_int_eq(state_app_data_path(s, "org.example.a", &data), 0);
+        ck_assert_int_eq(state_app_claim(s, "org.example.a", &b, 5000, &rec), -EEXIST);
+        ck_assert_str_eq(rec.path, "/apps/a");
+        ck_assert_ptr_null(rec.key_id);
+        ck_assert_str_eq(rec.digest, "d2");
+        ck_assert_int_eq(rec.claimed_at_ms, 1000);
+        state_claim_clear(&rec);
+        /* a signed bundle in another folder is another app too */
+        b.key_id = (char *)"0123456789abcdef";
+        ck_assert_int_eq(state_app_claim(s, "org.example.a", &b, 5000, NULL), -EEXIST);
+        /* the refusal changed nothing: the uid and the data stay the first app's */
+        ck_assert_uint_eq(app_uid(s, "org.example.a"), uid);
+        ck_assert_int_eq(access(data, F_OK), 0);
+
+        ck_assert_int_eq(state_app_forget(s, "org.example.a"), 1);
+        ck_assert_int_eq(access(data, F_OK), -1);
+        ck_assert_int_eq(state_app_forget(s, "org.example.a"), 0);
+        ck_assert_int_eq(state_app_claim(s, "org.example.a", &b, 6000, NULL), STATE_CLAIM_NEW);
+        ck_assert_int_eq(state_app_claim(s, "org.example.a", &a, 6000, NULL), -EEXIST);
+        ck_assert_int_eq(state_app_claim(s, "bad id", &a, 6000, NULL), -EINVAL);
+        a.path = (char *)"relative";
+        ck_assert_int_eq(state_app_claim(s, "org.example.b", &a, 6000, NULL), -EINVAL);
+}
+END_TEST
+
+/* A signed app is its key: from any folder with the same key it is the app (moved or
+ * updated); another key, or the same folder unsigned, is refused. An unsigned app's
+ * folder signed later binds the id to that key. */
+START_TEST(test_claim_signed)
+{
+        _cleanup_free_ char *path = new_state_path("claim-signed");
+        _cleanup_(state_freep) State *s = NULL;
+        StateClaim k1 = claim_of("/apps/a", "1111111111111111", "d1");
+        StateClaim moved = claim_of("/opt/a", "1111111111111111", "d2");
+        StateClaim k2 = claim_of("/apps/a", "2222222222222222", "d1");
+        StateClaim unsigned_copy = claim_of("/opt/a", NULL, "d2");
+        StateClaim rec = {};
+
+        ck_assert_int_eq(state_open(path, BASE, 16, &s), 0);
+        ck_assert_int_eq(state_app_claim(s, "org.example.a", &k1, 1, NULL), STATE_CLAIM_NEW);
+        ck_assert_int_eq(state_app_claim(s, "org.example.a", &moved, 2, NULL), STATE_CLAIM_UPDATED);
+        ck_assert_int_eq(state_app_claim(s, "org.example.a", &k2, 3, &rec), -EEXIST);
+        ck_assert_str_eq(rec.key_id, "1111111111111111");
+        ck_assert_str_eq(rec.path, "/opt/a");
+        state_claim_clear(&rec);
+        ck_assert_int_eq(state_app_claim(s, "org.example.a", &unsigned_copy, 4, NULL), -EEXIST);
+
+        /* unsigned first, then signed in the same folder: bound to the key */
+        ck_assert_int_eq(state_app_claim(s, "org.example.b", &unsigned_copy, 5, NULL),
+                         STATE_CLAIM_NEW);
+        ck_assert_int_eq(state_app_claim(s, "org.example.b", &moved, 6, NULL), STATE_CLAIM_UPDATED);
+        ck_assert_int_eq(state_app_claim(s, "org.example.b", &unsigned_copy, 7, NULL), -EEXIST);
+        ck_assert_int_eq(state_app_claim(s, "org.example.b", &k1, 8, NULL), STATE_CLAIM_UPDATED);
+}
+END_TEST
+
+/* A uid allocated without a claim (a state.db of schema 1, or state_app_uid first) is
+ * kept by the first claim. */
+START_TEST(test_claim_schema_1)
+{
+        _cleanup_free_ char *path = new_state_path("claim-v1");
+        _cleanup_(state_freep) State *s = NULL;
+        StateClaim a = claim_of("/apps/a", NULL, NULL), b = claim_of("/apps/b", NULL, NULL);
+
+        ck_assert_int_eq(mkdir(path, 0711), 0);
+        db_sql(path, "CREATE TABLE apps (id TEXT PRIMARY KEY NOT NULL, uid INTEGER UNIQUE NOT"
+                     " NULL, created INTEGER NOT NULL DEFAULT (strftime('%s','now')));"
+                     "INSERT INTO apps (id, uid) VALUES ('org.example.a', 1879048195);"
+                     "PRAGMA user_version = 1;");
+        ck_assert_int_eq(state_open(path, BASE, 16, &s), 0);
+        ck_assert_int_eq(state_app_claim(s, "org.example.a", &a, 1, NULL), STATE_CLAIM_UPDATED);
+        ck_assert_uint_eq(app_uid(s, "org.example.a"), BASE + 3);
+        ck_assert_int_eq(state_app_claim(s, "org.example.a", &b, 2, NULL), -EEXIST);
+        ck_assert_uint_eq(app_uid(s, "org.example.c"), BASE);
+        ck_assert_int_eq(state_app_claim(s, "org.example.c", &b, 3, NULL), STATE_CLAIM_UPDATED);
+}
+END_TEST
+
+/* The claim of a real folder: canonical path (through a symlink), device, inode, the
+ * manifest's hash; forget removes the data without following a symlink out of it. */
+START_TEST(test_claim_of_folder_and_forget)
+{
+        _cleanup_free_ char *path = new_state_path("claim-folder"), *app = NULL, *link = NULL,
+                            *outside = NULL, *data = NULL, *deep = NULL;
+        _cleanup_(state_freep) State *s = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        StateClaim c = {}, c2 = {};
+        struct stat st;
+        int dfd;
+
+        ck_assert_int_ge(asprintf(&app, "%s/app", top_dir), 0);
+        ck_assert_int_ge(asprintf(&link, "%s/link", top_dir), 0);
+        ck_assert_int_ge(asprintf(&outside, "%s/outside.txt", top_dir), 0);
+        ck_assert_int_eq(mkdir(app, 0755), 0);
+        ck_assert_int_eq(symlink(app, link), 0);
+        dfd = open(app, O_RDONLY | O_DIRECTORY);
+        ck_assert_int_ge(dfd, 0);
+        ck_assert_int_eq(write_manifest(dfd), 0);
+        close(dfd);
+
+        fd = open(link, O_RDONLY | O_DIRECTORY);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(fstat(fd, &st), 0);
+        ck_assert_int_eq(state_claim_of_folder(fd, "", &c), 0);
+        ck_assert_str_eq(c.path, app);
+        ck_assert_uint_eq(c.dev, st.st_dev);
+        ck_assert_uint_eq(c.ino, st.st_ino);
+        ck_assert_ptr_null(c.key_id);
+        ck_assert_ptr_nonnull(c.digest);
+        ck_assert_uint_eq(strlen(c.digest), 64);
+        ck_assert_int_eq(state_claim_of_folder(fd, "0123456789abcdef", &c2), 0);
+        ck_assert_str_eq(c2.key_id, "0123456789abcdef");
+        ck_assert_str_eq(c2.digest, c.digest);
+
+        ck_assert_int_eq(state_open(path, BASE, 16, &s), 0);
+        ck_assert_int_eq(state_app_claim(s, "org.example.a", &c, 1, NULL), STATE_CLAIM_NEW);
+        ck_assert_int_eq(state_app_data_path(s, "org.example.a", &data), 0);
+        /* what an app might leave: a symlink out, a deep tree, a read-only dir */
+        ck_assert_int_eq(write_string_file(outside, "keep me"), 0);
+        ck_assert_int_ge(asprintf(&deep, "%s/x", data), 0);
+        for (int i = 0; i < 40; i++) {
+                char *next = NULL;
+
+                ck_assert_int_eq(mkdir(deep, 0500), 0);
+                ck_assert_int_ge(asprintf(&next, "%s/x", deep), 0);
+                chmod(deep, 0700);
+                free(deep);
+                deep = next;
+        }
+        {
+                _cleanup_free_ char *l = NULL;
+
+                ck_assert_int_ge(asprintf(&l, "%s/out", data), 0);
+                ck_assert_int_eq(symlink(outside, l), 0);
+        }
+        ck_assert_int_eq(state_app_forget(s, "org.example.a"), 1);
+        ck_assert_int_eq(access(data, F_OK), -1);
+        ck_assert_int_eq(access(outside, F_OK), 0);
+        state_claim_clear(&c);
+        state_claim_clear(&c2);
+}
+END_TEST
+
 int main(void)
 {
         Suite *suite = suite_create("state");
@@ -471,6 +672,10 @@ int main(void)
         tcase_add_test(tc, test_data_dir_bad_id);
         tcase_add_test(tc, test_bad_range);
         tcase_add_test(tc, test_newer_schema);
+        tcase_add_test(tc, test_claim_unsigned);
+        tcase_add_test(tc, test_claim_signed);
+        tcase_add_test(tc, test_claim_schema_1);
+        tcase_add_test(tc, test_claim_of_folder_and_forget);
         suite_add_tcase(suite, tc);
 
         sr = srunner_create(suite);

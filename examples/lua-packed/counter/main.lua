@@ -1,5 +1,5 @@
 -- The counter of the packed demo group (examples/lua-packed): publishes
--- demo.count N times, then ends.
+-- org.cella.example.lua_packed_counter.count N times, then ends.
 --
 --   counter [N [SUBSCRIBERS]]      (defaults 20 and 9)
 --
@@ -21,10 +21,12 @@ local want = math.tointeger(tonumber(args[2] or "9"))
 assert(n and n >= 1 and n <= 100000, "N must be an integer from 1 to 100000")
 assert(want and want >= 0 and want <= 1000, "SUBSCRIBERS must be an integer from 0 to 1000")
 
+-- A topic in the counter's own namespace, exported to subscribers (manifest.json).
+local TOPIC = "org.cella.example.lua_packed_counter.count"
+
 local function publish(msg)
         -- The bus rate-limits publishers: a refused tick is retried by the next one.
-        local ok, delivered = pcall(bus.publish, "demo.count", json.encode(msg),
-                                    "application/json")
+        local ok, delivered = pcall(bus.publish, TOPIC, json.encode(msg), "application/json")
         return ok and delivered or -1
 end
 

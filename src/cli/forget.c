@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * cella forget: removes an installed app from the state directory, so that its id
+ * can be installed again by another folder or key (docs/security.md, "App
+ * identity"): its uid and claim (state.db), its /data (apps/<id>/), its requested
+ * set, grants, exports and gesture (grants.db). Refused while a running kernel has
+ * the app.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <jansson.h>
+
+#include "base/log.h"
+#include "base/macro.h"
+#include "cli/cli.h"
+#include "policy/grants.h"
+#include "policy/manifest.h"
+#include "supervisor/control.h"
+#include "supervisor/exit-codes.h"
+#include "supervisor/state.h"
+
+static void forget_usage(FILE *f)
+{
+        fprintf(f,
+                "Usage: cella forget [OPTIONS] APP\n"
+                "\n"
+                "Forgets the installed app APP: its uid and the folder or key it is bound\n"
+                "to, its /data, and its requested rights and grants are deleted. Then\n"
+                "another folder or signing key may install the id. Other apps' rights\n"
+                "that reached APP through what it exported wait again.\n"
+                "The app must not be running in any cella kernel on the state directory.\n"
+                "\n"
+                "Options:\n"
+                "      --state-dir DIR   state directory (default %s)\n"
+                "  -h, --help            this text\n"
+                "\n"
+                "Exit status: 0 forgotten; 1 APP is not installed, or it is running;\n"
+                "240 bad command line; 242 state directory problem.\n",
+                cli_default_state_dir());
+}
+
+/* 1 if some kernel on state_dir has app, 0 if none, or an exit code (> 1). */
+static int app_is_running(const char *state_dir, const char *app)
+{
+        json_t *req = json_pack("{s:s}", "op", "ps"), *apps = NULL, *e;
+        size_t i;
+        int code;
+
+        code = cli_ask_kernels("forget", state_dir, req, "apps", "apps", &apps);
+        json_decref(req);
+        if (code != 0)
+                return code;
+        json_array_foreach(apps, i, e)
+        {
+                const char *id = json_string_value(json_object_get(e, "id"));
+
+                if (id && strcmp(id, app) == 0) {
+                        log_error("%s is an app of the running cella kernel %" JSON_INTEGER_FORMAT
+                                  ": stop it first (nothing was forgotten)",
+                                  app, json_integer_value(json_object_get(e, "kernel_pid")));
+                        code = 1;
+                        break;
+                }
+        }
+        json_decref(apps);
+        return code;
+}
+
+int cli_forget(int argc, char **argv)
+{
+        _cleanup_(grants_freep) Grants *g = NULL;
+        _cleanup_(state_freep) State *st = NULL;
+        const char *state_dir, *app;
+        int r, r2, code;
+
+        code = cli_parse_state_dir_only(argc, argv, forget_usage, &state_dir);
+        if (code != 0)
+                return code < 0 ? 0 : code;
+        if (argc - optind != 1) {
+                log_error("forget: expected APP; see 'cella forget --help'");
+                return CELLA_EXIT_USAGE;
+        }
+        app = argv[optind];
+        if ((code = cli_app_id_arg(app)) != 0)
+                return code;
+        code = app_is_running(state_dir, app);
+        if (code != 0)
+                return code;
+        r = state_open(state_dir, STATE_UID_BASE_DEFAULT, STATE_UID_COUNT_DEFAULT, &st);
+        if (r < 0) {
+                log_error_errno(r, "cannot open the state directory %s: %m", state_dir);
+                return CELLA_EXIT_STATE;
+        }
+        if ((code = cli_grants_open(state_dir, &g)) != 0)
+                return code;
+        /* Grants first: an app whose data is gone but whose rights stay would be
+         * worse than the reverse if the second step fails. */
+        r2 = grants_forget(g, app);
+        if (r2 < 0) {
+                log_error_errno(r2, "cannot forget the grants of %s: %m", app);
+                return CELLA_EXIT_STATE;
+        }
+        r = state_app_forget(st, app);
+        if (r < 0) {
+                log_error_errno(r, "cannot remove %s/apps/%s: %m", state_dir, app);
+                return CELLA_EXIT_STATE;
+        }
+        if (r == 0 && r2 == 0) {
+                log_error("%s is not installed in %s; nothing to forget", app, state_dir);
+                return 1;
+        }
+        printf("forgot %s: its data and grants are deleted; its id is free\n", app);
+        cli_grants_changed(state_dir, app, "forgotten", NULL, false);
+        /* What it exported is gone: running kernels re-read every app's grants. */
+        r = control_notify_grants_changed(state_dir, NULL);
+        if (r < 0 && r != -EACCES)
+                log_warning_errno(r, "cannot tell the running kernels: %m");
+        return 0;
+}
