@@ -27,6 +27,7 @@
 #include <sys/ptrace.h>
 #include <sys/random.h>
 #include <sys/resource.h>
+#include <sys/shm.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -42,6 +43,7 @@
 
 #include "base/macro.h"
 #include "sandbox/seccomp.h"
+#include "probe.h" /* examples/hostile: the probe runner and its verdicts */
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(SeccompProgram *, seccomp_program_free);
 #define _cleanup_seccomp_ _cleanup_(seccomp_program_freep)
@@ -525,6 +527,198 @@ START_TEST(test_other_abis_killed)
 }
 END_TEST
 #endif
+
+/*
+ * Host-wide resources: the kernel AIO calls answer ENOSYS (fs.aio-max-nr is one
+ * counter for the host), huge pages from the host's pool EPERM, with or without
+ * garbage in the upper half of the flags register; the same calls without the
+ * flag still work. Unfiltered, io_setup works (or hits the host's limit: EAGAIN),
+ * so the ENOSYS is the filter's.
+ */
+START_TEST(test_host_wide_resources)
+{
+        _cleanup_seccomp_ SeccompProgram *p = program_new(false);
+        static unsigned long aio_ctx;
+        RawCall io_setup = {.nr = SYS_io_setup, .args = {8, (long)&aio_ctx}},
+                io_submit = {.nr = SYS_io_submit, .args = {0, 0, 0}},
+                io_getevents = {.nr = SYS_io_getevents}, io_destroy = {.nr = SYS_io_destroy},
+                huge_mmap = {.nr = SYS_mmap,
+                             .args = {0, 2 << 20, PROT_READ | PROT_WRITE,
+                                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0}},
+                huge_mmap_high = {.nr = SYS_mmap,
+                                  .args = {0, 2 << 20, PROT_READ | PROT_WRITE,
+                                           (long)(MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB |
+                                                  GARBAGE_HIGH),
+                                           -1, 0}},
+                plain_mmap = {.nr = SYS_mmap,
+                              .args = {0, 2 << 20, PROT_READ | PROT_WRITE,
+                                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0}},
+                huge_memfd = {.nr = SYS_memfd_create, .args = {(long)"x", MFD_HUGETLB}},
+                huge_memfd_high = {.nr = SYS_memfd_create,
+                                   .args = {(long)"x", (long)(MFD_HUGETLB | GARBAGE_HIGH)}},
+                plain_memfd = {.nr = SYS_memfd_create, .args = {(long)"x", MFD_CLOEXEC}},
+                huge_shm = {.nr = SYS_shmget,
+                            .args = {IPC_PRIVATE, 2 << 20, IPC_CREAT | SHM_HUGETLB | 0600}};
+        int r;
+
+        r = raw_call_in_child(NULL, &io_setup);
+        ck_assert_msg(r == 0 || r == EAGAIN, "io_setup without the filter: %s", strerror(r));
+        ck_assert_int_eq(raw_call_in_child(p, &io_setup), ENOSYS);
+        ck_assert_int_eq(raw_call_in_child(p, &io_submit), ENOSYS);
+        ck_assert_int_eq(raw_call_in_child(p, &io_getevents), ENOSYS);
+        ck_assert_int_eq(raw_call_in_child(p, &io_destroy), ENOSYS);
+
+        ck_assert_int_eq(raw_call_in_child(p, &huge_mmap), EPERM);
+        ck_assert_int_eq(raw_call_in_child(p, &huge_mmap_high), EPERM);
+        ck_assert_int_eq(raw_call_in_child(p, &plain_mmap), 0);
+        ck_assert_int_eq(raw_call_in_child(p, &huge_memfd), EPERM);
+        ck_assert_int_eq(raw_call_in_child(p, &huge_memfd_high), EPERM);
+        ck_assert_int_eq(raw_call_in_child(p, &plain_memfd), 0);
+        ck_assert_int_eq(raw_call_in_child(p, &huge_shm), EPERM);
+        /* Without the filter a host with no huge pages says ENOMEM, not EPERM. */
+        r = raw_call_in_child(NULL, &huge_memfd);
+        ck_assert_msg(r != EPERM, "memfd_create(MFD_HUGETLB) is EPERM even without the filter");
+}
+END_TEST
+
+/* ---- hostile's probe runner (examples/hostile/probe.c) ------------------------- */
+
+static const SeccompProgram *probe_filter; /* loaded by the probe's child, if set */
+
+static void probe_restrict(void)
+{
+        if (probe_filter)
+                child_restrict(probe_filter);
+}
+
+static long probe_getpid(void *userdata)
+{
+        probe_restrict();
+        return syscall(SYS_getpid);
+}
+
+static long probe_mount(void *userdata)
+{
+        probe_restrict();
+        return syscall(SYS_mount, "none", "/", "tmpfs", 0, NULL);
+}
+
+#if defined(__x86_64__)
+static long probe_int80(void *userdata)
+{
+        long r = 20; /* i386 getpid */
+
+        probe_restrict();
+        __asm__ volatile("int $0x80" : "+a"(r) : : "r8", "r9", "r10", "r11", "memory");
+        return r;
+}
+
+/*
+ * A kernel without IA32 emulation (CONFIG_IA32_EMULATION unset, or booted with
+ * ia32_emulation=0) has no gate at vector 0x80 for user mode: int 0x80 raises #GP
+ * and the process gets SIGSEGV before any system call. Vector 0x81 has no user
+ * gate on any x86_64 kernel, so it is exactly that path, on this host.
+ */
+static long probe_int81(void *userdata)
+{
+        long r = 20;
+
+        probe_restrict();
+        __asm__ volatile("int $0x81" : "+a"(r) : : "r8", "r9", "r10", "r11", "memory");
+        return r;
+}
+
+static long probe_x32(void *userdata)
+{
+        probe_restrict();
+        return syscall(X32_SYSCALL_BIT | SYS_getpid);
+}
+#endif
+
+static long probe_ud2(void *userdata)
+{
+        probe_restrict();
+        __builtin_trap();
+}
+
+static long probe_exits(void *userdata)
+{
+        _exit(0); /* as a successful execve would: no marker, exit 0 */
+}
+
+static ProbeVerdict probe_verdict(long (*call)(void *), const SeccompProgram *p, ProbeOutcome want,
+                                  char *why, size_t n)
+{
+        ProbeResult r;
+
+        probe_filter = p;
+        ck_assert_int_eq(probe_run(call, NULL, &r), 0);
+        probe_filter = NULL;
+        ck_assert_msg(r.outcome == want, "outcome %d, want %d (status 0x%x)", r.outcome, want,
+                      r.status);
+        return probe_judge(&r, why, n);
+}
+
+/*
+ * hostile counts an escape only for a call that returned success: a fault before
+ * the call (no IA32 emulation) is "not applicable", the filter's SIGSYS a
+ * refusal, an error return a refusal, a child that died without reporting never
+ * an escape.
+ */
+START_TEST(test_probe_verdicts)
+{
+        _cleanup_seccomp_ SeccompProgram *p = program_new(false);
+        char why[160];
+
+        /* The call ran and returned success: the one escape. */
+        ck_assert_int_eq(probe_verdict(probe_getpid, NULL, PROBE_RETURNED, why, sizeof why),
+                         VERDICT_ESCAPED);
+        ck_assert_ptr_nonnull(strstr(why, "succeeded"));
+        /* The call returned an error. */
+        ck_assert_int_eq(probe_verdict(probe_mount, p, PROBE_RETURNED, why, sizeof why),
+                         VERDICT_REFUSED);
+        ck_assert_str_eq(why, strerror(EPERM));
+        /* A fault before the call: the feature is absent, not an escape. */
+        ck_assert_int_eq(probe_verdict(probe_ud2, NULL, PROBE_FAULTED, why, sizeof why),
+                         VERDICT_NOT_APPLICABLE);
+        ck_assert_msg(strstr(why, "SIGILL") && strstr(why, "not available"), "%s", why);
+        /* Died without a marker, even with exit status 0: never RETURNED. */
+        ck_assert_int_eq(probe_verdict(probe_exits, NULL, PROBE_LOST, why, sizeof why),
+                         VERDICT_NOT_APPLICABLE);
+        ck_assert_int_eq(probe_classify(false, 0), PROBE_LOST);
+        ck_assert_int_eq(probe_classify(true, SIGSYS), PROBE_RETURNED);
+        ck_assert_int_eq(probe_classify(false, SIGSYS), PROBE_KILLED);
+        ck_assert_int_eq(probe_classify(false, SIGSEGV), PROBE_FAULTED);
+        ck_assert_int_eq(probe_classify(false, SIGKILL), PROBE_LOST);
+#if defined(__x86_64__)
+        /* No IA32 emulation, as on this host it cannot be switched off: SIGSEGV
+         * before any system call, with and without the filter. */
+        ck_assert_int_eq(probe_verdict(probe_int81, NULL, PROBE_FAULTED, why, sizeof why),
+                         VERDICT_NOT_APPLICABLE);
+        ck_assert_msg(strstr(why, "SIGSEGV") != NULL, "%s", why);
+        ck_assert_int_eq(probe_verdict(probe_int81, p, PROBE_FAULTED, why, sizeof why),
+                         VERDICT_NOT_APPLICABLE);
+        /* x32 numbers reach the filter whether or not the kernel has x32: SIGSYS. */
+        ck_assert_int_eq(probe_verdict(probe_x32, p, PROBE_KILLED, why, sizeof why),
+                         VERDICT_REFUSED);
+        /* With IA32 emulation: the call returns unfiltered (an escape, were it
+         * sandboxed) and the filter kills it. Without it, both fault. */
+        {
+                ProbeResult r;
+
+                probe_run(probe_int80, NULL, &r);
+                if (r.outcome == PROBE_RETURNED)
+                        ck_assert_int_eq(
+                                probe_verdict(probe_int80, p, PROBE_KILLED, why, sizeof why),
+                                VERDICT_REFUSED);
+                else
+                        ck_assert_int_eq(
+                                probe_verdict(probe_int80, p, PROBE_FAULTED, why, sizeof why),
+                                VERDICT_NOT_APPLICABLE);
+        }
+#endif
+}
+END_TEST
 
 START_TEST(test_unknown_syscalls)
 {
@@ -1328,6 +1522,8 @@ int main(void)
         tcase_add_test(tc, test_other_abis_killed);
 #endif
         tcase_add_test(tc, test_unknown_syscalls);
+        tcase_add_test(tc, test_host_wide_resources);
+        tcase_add_test(tc, test_probe_verdicts);
         tcase_add_test(tc, test_common_calls);
         suite_add_tcase(s, tc);
 
