@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import CELLA, example, run_cella
+from conftest import CELLA, example, run_cella, which
 
 NS_KINDS = ["user", "mnt", "pid", "ipc", "uts", "net", "cgroup"]
 
@@ -234,6 +234,101 @@ def test_proc_is_fresh_and_masked(state, make_app):
     assert int(lines[0]) <= 3, "only the app's own processes are visible"
     assert lines[1] == "0" and lines[2] == "0"
     assert lines[3] == "refused"
+
+
+# Host-wide /proc files an app has no need to see: each must read as empty inside
+# (masked with /dev/null, or an empty directory), whatever it holds on the host.
+PROC_MASKED_FILES = ["cmdline", "config.gz", "bootconfig", "interrupts", "softirqs", "schedstat",
+                     "zoneinfo", "buddyinfo", "pagetypeinfo", "slabinfo", "vmallocinfo", "iomem",
+                     "ioports", "mtrr", "kallsyms", "modules", "locks", "partitions", "diskstats",
+                     "swaps", "mdstat", "consoles", "key-users", "timer_list", "keys"]
+PROC_MASKED_DIRS = ["irq", "fs", "bus", "driver", "pressure", "acpi"]
+
+
+def test_proc_host_files_are_masked(state, make_app):
+    # A lock the host holds, so the host's /proc/locks is not empty.
+    import fcntl
+    lockfile = state.parent / "held.lock"
+    with open(lockfile, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        script = "".join(f"printf '{n} '; if [ -e /proc/{n} ]; then cat /proc/{n} 2>&1 | wc -c; else echo absent; fi\n"
+                         for n in PROC_MASKED_FILES)
+        script += "".join(f"printf '{n} '; if [ -e /proc/{n} ]; then ls -A /proc/{n} | wc -l; else echo absent; fi\n"
+                          for n in PROC_MASKED_DIRS)
+        script += "cat /proc/loadavg\n"
+        app = make_app("org.test.procmask", script)
+        r = run_cella(app, state_dir=state)
+    assert r.code == 0, r.err
+    lines = r.out.splitlines()
+    seen = dict(l.split(" ", 1) for l in lines[:-1])
+    for name in PROC_MASKED_FILES + PROC_MASKED_DIRS:
+        host = f"/proc/{name}"
+        if not os.path.exists(host):
+            assert seen[name] == "absent", f"/proc/{name}: {seen[name]}"
+            continue
+        assert seen[name] == "0", f"/proc/{name} shows {seen[name]} bytes/entries inside the sandbox"
+    # The host's own files are not empty: the masks did something.
+    assert os.path.getsize("/proc/cmdline") or open("/proc/cmdline").read()
+    # loadavg: no load, one process, and the last pid is not the host's.
+    assert lines[-1] == "0.00 0.00 0.00 1/1 1", lines[-1]
+
+
+def test_proc_tools_still_work(state, make_app):
+    """ps, uptime, free, df and top read /proc: the masks must leave them working."""
+    tools = {"ps": "ps -e", "uptime": "uptime", "free": "free", "df": "df /tmp", "top": "top -b -n 1"}
+    have = {name: cmd for name, cmd in tools.items() if which(name)}
+    if not have:
+        pytest.skip("procps and coreutils' df are not installed")
+    script = "".join(f"if {cmd} >/dev/null 2>/tmp/err; then echo '{name} ok'; else echo '{name} failed:' $(cat /tmp/err); fi\n"
+                     for name, cmd in have.items())
+    script += "python3 -c 'import os; print(\"loadavg\", len(os.getloadavg()), os.cpu_count() > 0)'\n"
+    r = run_cella(make_app("org.test.proctools", script), state_dir=state)
+    assert r.code == 0, r.err
+    for name in have:
+        assert f"{name} ok" in r.out, r.out
+    assert "loadavg 3 True" in r.out, r.out + r.err
+
+
+def test_mountinfo_shows_no_host_path_but_the_app_folders(state, make_app):
+    """What mountinfo still tells an app about the host: the 4th field of a bind mount
+    is the source's path within its file system, which no bind can rewrite. Only
+    the runtime's standard paths and the app's own folder (and /data, until it has a
+    file system of its own) may appear there."""
+    app = make_app("org.test.mountinfo", "cat /proc/self/mountinfo\n")
+    r = run_cella(app, state_dir=state)
+    assert r.code == 0, r.err
+    exact = {"/", "/tmp", "/shm", "/null", "/zero", "/full", "/random", "/urandom", "/sys",
+             "/.loadavg//deleted"}
+    runtime = ("/usr/", "/bin/", "/sbin/", "/lib", "/etc/")
+    for line in r.out.splitlines():
+        root, target = line.split()[3:5]
+        if root in exact or (root + "/").startswith(runtime) and root.lstrip("/").split("/")[0] == target.lstrip("/").split("/")[0]:
+            continue
+        assert target in ("/app", "/data"), f"{target} shows host path {root}"
+
+
+def test_tmp_and_dev_shm_share_one_budget(state, make_app):
+    """/tmp and /dev/shm are two folders of one tmpfs of limits.tmp: what an app puts
+    in /dev/shm takes room from /tmp, so limits.tmp bounds both together."""
+    app = make_app("org.test.tmpshm", """\
+        df -k /tmp /dev/shm | tail -n 2 | awk '{print $2}'
+        dd if=/dev/zero of=/dev/shm/fill bs=1M count=3 2>/dev/null && echo shm-3M-ok
+        dd if=/dev/zero of=/tmp/fill bs=1M count=3 2>&1 | grep -c 'No space left' || true
+        ls -l /tmp/fill | awk '{print $5}'
+        rm /dev/shm/fill
+        dd if=/dev/zero of=/tmp/fill bs=1M count=3 2>/dev/null && echo tmp-3M-ok
+        grep -E ' /(tmp|dev/shm) ' /proc/self/mountinfo | awk '{print $3, $5}'
+        """, limits={"tmp": "4M"})
+    r = run_cella(app, state_dir=state)
+    assert r.code == 0, r.err
+    lines = r.out.splitlines()
+    assert lines[0] == lines[1] == "4096", r.out  # one size, not two
+    assert lines[2] == "shm-3M-ok", r.out
+    assert lines[3] == "1", r.out  # /tmp ran out after 1 MiB: /dev/shm held the rest
+    assert int(lines[4]) < 2 * 1024 * 1024, r.out
+    assert lines[5] == "tmp-3M-ok", r.out  # the room came back with the file
+    (dev_tmp, _), (dev_shm, _) = [l.split() for l in lines[6:8]]
+    assert dev_tmp == dev_shm, lines[6:8]  # the same file system
 
 
 def test_environment_is_rebuilt_from_nothing(state, make_app):
