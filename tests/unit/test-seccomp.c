@@ -70,6 +70,26 @@ typedef int (*ChildFunc)(void *userdata);
                 }                                                                                  \
         } while (0)
 
+/*
+ * Tests that cannot run on this machine (a kernel feature or a program it lacks)
+ * say so here instead of passing: SKIP_TEST prints why and counts the test in a
+ * page shared with Check's forked test processes. main() exits 77, meson's
+ * "skipped", when every test it ran was skipped; so each test that may skip sits
+ * in a test case of its own, which meson runs as a test of its own
+ * (CK_RUN_CASE, tests/unit/meson.build).
+ */
+static unsigned *tests_skipped;
+
+#define SKIP_TEST(...)                                                                             \
+        do {                                                                                       \
+                printf("SKIP %s: ", __func__);                                                     \
+                printf(__VA_ARGS__);                                                               \
+                putchar('\n');                                                                     \
+                fflush(stdout);                                                                    \
+                __atomic_add_fetch(tests_skipped, 1, __ATOMIC_SEQ_CST);                            \
+                return;                                                                            \
+        } while (0)
+
 static SeccompProgram *program_new(bool allow_inet)
 {
         SeccompOptions opts = {.allow_inet = allow_inet};
@@ -503,25 +523,33 @@ static int x32_getpid(void *userdata)
         return syscall(X32_SYSCALL_BIT | SYS_getpid) < 0 ? errno : 0;
 }
 
-START_TEST(test_other_abis_killed)
+/*
+ * int 0x80 from a 64-bit process reaches the i386 table, which an x86_64 filter
+ * would read wrong: the filter kills it. A kernel without IA32 emulation
+ * (CONFIG_IA32_EMULATION unset, or booted with ia32_emulation=0) faults before
+ * seccomp sees the call: nothing to test there.
+ */
+START_TEST(test_i386_killed)
 {
         _cleanup_seccomp_ SeccompProgram *p = program_new(false);
         int status;
 
-        /*
-         * Without the filter, int 0x80 reaches the i386 table. A kernel without IA32
-         * emulation (or booted with ia32_emulation=0) faults before seccomp sees it.
-         */
         status = run_child(NULL, int80_getpid, NULL);
-        if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-                status = run_child(p, int80_getpid, NULL);
-                ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS,
-                              "int 0x80 under the filter: status 0x%x", status);
-        } else
-                printf("test_other_abis_killed: int 0x80 part skipped, no IA32 emulation\n");
+        if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+                SKIP_TEST("no IA32 emulation: int 0x80 without a filter ends with status 0x%x",
+                          status);
+        status = run_child(p, int80_getpid, NULL);
+        ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS,
+                      "int 0x80 under the filter: status 0x%x", status);
+}
+END_TEST
 
-        /* x32 numbers reach seccomp whether or not the kernel has x32. */
-        status = run_child(p, x32_getpid, NULL);
+/* x32 numbers reach seccomp whether or not the kernel has x32: the filter kills. */
+START_TEST(test_x32_killed)
+{
+        _cleanup_seccomp_ SeccompProgram *p = program_new(false);
+        int status = run_child(p, x32_getpid, NULL);
+
         ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS,
                       "x32 getpid under the filter: status 0x%x", status);
 }
@@ -923,28 +951,31 @@ START_TEST(test_exec_python)
                 NULL,
         };
 
-        if (access(PYTHON, X_OK) < 0) {
-                printf("test_exec_python: skipped, %s is not installed\n", PYTHON);
-                return;
-        }
+        if (access(PYTHON, X_OK) < 0)
+                SKIP_TEST("%s is not installed", PYTHON);
         assert_program_output(p, argv, "[[45, \"sig\"], \"sub\", 42, 1, [1, 2], 1]\n");
 }
 END_TEST
 
-START_TEST(test_exec_sqlite_lua)
+START_TEST(test_exec_sqlite)
 {
         _cleanup_seccomp_ SeccompProgram *p = program_new(false);
         char *sqlite[] = {"/usr/bin/sqlite3", ":memory:", "select 1", NULL};
+
+        if (access(sqlite[0], X_OK) < 0)
+                SKIP_TEST("%s is not installed", sqlite[0]);
+        assert_program_output(p, sqlite, "1\n");
+}
+END_TEST
+
+START_TEST(test_exec_lua)
+{
+        _cleanup_seccomp_ SeccompProgram *p = program_new(false);
         char *lua[] = {"/usr/bin/lua5.4", "-e", "print(1)", NULL};
 
-        if (access(sqlite[0], X_OK) == 0)
-                assert_program_output(p, sqlite, "1\n");
-        else
-                printf("test_exec_sqlite_lua: sqlite3 skipped, %s is not installed\n", sqlite[0]);
-        if (access(lua[0], X_OK) == 0)
-                assert_program_output(p, lua, "1\n");
-        else
-                printf("test_exec_sqlite_lua: lua skipped, %s is not installed\n", lua[0]);
+        if (access(lua[0], X_OK) < 0)
+                SKIP_TEST("%s is not installed", lua[0]);
+        assert_program_output(p, lua, "1\n");
 }
 END_TEST
 
@@ -964,12 +995,9 @@ START_TEST(test_python_regrtest)
         const char *summary, *tail;
         int status;
 
-        if (access(PYTHON_TESTSUITE, R_OK) < 0) {
-                printf("test_python_regrtest: skipped, %s is missing (apt-get install "
-                       "libpython3.11-testsuite)\n",
-                       PYTHON_TESTSUITE);
-                return;
-        }
+        if (access(PYTHON_TESTSUITE, R_OK) < 0)
+                SKIP_TEST("%s is missing (apt-get install libpython3.11-testsuite)",
+                          PYTHON_TESTSUITE);
         status = run_program(p, argv, true, 1 << 20, &out);
         summary = strstr(out, "== Tests result");
         tail = out + (strlen(out) > 4000 ? strlen(out) - 4000 : 0);
@@ -1367,11 +1395,8 @@ START_TEST(test_notify_batch_bound)
         SeccompDenials counts = {};
         NotifyChild c;
 
-        if (geteuid() != 0) {
-                printf("test_notify_batch_bound: skipped, reading /proc/<pid>/syscall needs "
-                       "root\n");
-                return;
-        }
+        if (geteuid() != 0)
+                SKIP_TEST("reading /proc/<pid>/syscall needs root");
         ck_assert_int_eq(seccomp_program_builtin(&(SeccompOptions){.notify = true}, &p), 0);
         ck_assert_int_eq(pipe2(report, O_CLOEXEC), 0);
         c = notify_child_start(p, batch_child, &report[1]);
@@ -1504,10 +1529,14 @@ int main(void)
 {
         Suite *s = suite_create("seccomp");
         TCase *tc = tcase_create("filter");
-        TCase *programs = tcase_create("programs");
         TCase *notify = tcase_create("notify");
         SRunner *sr;
-        int failed;
+        int failed, run;
+
+        tests_skipped = mmap(NULL, sizeof *tests_skipped, PROT_READ | PROT_WRITE,
+                             MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (tests_skipped == MAP_FAILED)
+                return EXIT_FAILURE;
 
         tcase_set_timeout(tc, 30);
         tcase_add_test(tc, test_build);
@@ -1519,7 +1548,7 @@ int main(void)
         tcase_add_test(tc, test_mknod);
         tcase_add_test(tc, test_personality);
 #if defined(__x86_64__)
-        tcase_add_test(tc, test_other_abis_killed);
+        tcase_add_test(tc, test_x32_killed);
 #endif
         tcase_add_test(tc, test_unknown_syscalls);
         tcase_add_test(tc, test_host_wide_resources);
@@ -1535,23 +1564,52 @@ int main(void)
         tcase_add_test(notify, test_notify_counts);
         tcase_add_test(notify, test_notify_listener_closed);
         tcase_add_test(notify, test_notify_process_args);
-        tcase_add_test(notify, test_notify_batch_bound);
         tcase_add_test(notify, test_denials_top);
         tcase_add_test(notify, test_notify_round_trip);
         tcase_add_test(notify, test_notify_exec_python);
         suite_add_tcase(s, notify);
 
-        /* Real programs; python's own test suite takes about a minute. */
-        tcase_set_timeout(programs, 110);
-        tcase_add_test(programs, test_exec_shell);
-        tcase_add_test(programs, test_exec_python);
-        tcase_add_test(programs, test_exec_sqlite_lua);
-        tcase_add_test(programs, test_python_regrtest);
-        suite_add_tcase(s, programs);
+        /*
+         * A case of its own for each test that may be skipped (see SKIP_TEST): a
+         * kernel feature (IA32 emulation), root, or a program that may be missing.
+         * Real programs; python's own test suite takes about a minute.
+         */
+        {
+                const struct {
+                        const char *name;
+                        const TTest *test;
+                        int timeout;
+                } alone[] = {
+#if defined(__x86_64__)
+                        {"ia32", test_i386_killed, 30},
+#endif
+                        {"notify-batch", test_notify_batch_bound, 60},
+                        {"shell", test_exec_shell, 60},
+                        {"python", test_exec_python, 60},
+                        {"sqlite", test_exec_sqlite, 60},
+                        {"lua", test_exec_lua, 60},
+                        {"regrtest", test_python_regrtest, 110},
+                };
+
+                for (size_t i = 0; i < ELEMENTSOF(alone); i++) {
+                        TCase *c = tcase_create(alone[i].name);
+
+                        tcase_set_timeout(c, alone[i].timeout);
+                        tcase_add_test(c, alone[i].test);
+                        suite_add_tcase(s, c);
+                }
+        }
 
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
         failed = srunner_ntests_failed(sr);
+        run = srunner_ntests_run(sr);
         srunner_free(sr);
-        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+        if (failed)
+                return EXIT_FAILURE;
+        if (*tests_skipped > 0)
+                printf("%u of %d tests skipped\n", *tests_skipped, run);
+        /* 77: meson's "skipped", only when nothing else ran (each skippable test
+         * runs alone under meson). */
+        return run > 0 && *tests_skipped == (unsigned)run ? 77 : EXIT_SUCCESS;
 }
