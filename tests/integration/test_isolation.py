@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import CELLA, example, run_cella, which
+from conftest import CELLA, example, run_cella, start_cella, which
 
 NS_KINDS = ["user", "mnt", "pid", "ipc", "uts", "net", "cgroup"]
 
@@ -329,6 +329,47 @@ def test_tmp_and_dev_shm_share_one_budget(state, make_app):
     assert lines[5] == "tmp-3M-ok", r.out  # the room came back with the file
     (dev_tmp, _), (dev_shm, _) = [l.split() for l in lines[6:8]]
     assert dev_tmp == dev_shm, lines[6:8]  # the same file system
+
+
+INOTIFY_HOG = """\
+import ctypes, os, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+fds = []
+while True:
+    fd = libc.inotify_init1(0)
+    if fd < 0:
+        break
+    fds.append(fd)
+print("held", len(fds), os.strerror(ctypes.get_errno()), flush=True)
+time.sleep(120)
+"""
+
+
+def test_per_user_limits_are_each_apps_own(state, make_app):
+    """fs.inotify.max_user_instances counts per user namespace and uid, up to the
+    host's level, where each app has a host uid of its own: an app that takes all
+    of its instances leaves another app's (and the host's) untouched."""
+    limit = int(open("/proc/sys/fs/inotify/max_user_instances").read())
+    if limit > 4000:
+        pytest.skip(f"fs.inotify.max_user_instances is {limit}: the files limit would stop the app first")
+    hog = make_app("org.test.inotify_hog", "exec python3 /app/hog.py\n", files={"hog.py": (INOTIFY_HOG, 0o644)},
+                   limits={"files": 4096})
+    p, started, status = start_cella(hog, state)
+    try:
+        line = p.stdout.readline()
+        assert line.split()[:2] == ["held", str(limit)], line + p.stderr.read() if not line else line
+        other = make_app("org.test.inotify_other",
+                         "python3 -c 'import ctypes; print(\"got\", ctypes.CDLL(None).inotify_init1(0) >= 0)'\n")
+        r = run_cella(other, state_dir=state)
+        assert r.out.strip() == "got True", r.out + r.err
+        assert r.event("started")["uid"] != started["uid"]
+        fd = ctypes.CDLL(None, use_errno=True).inotify_init1(0)
+        assert fd >= 0, "the host could not make an inotify instance"
+        os.close(fd)
+    finally:
+        p.terminate()
+        p.communicate(timeout=30)
+        status.close()
 
 
 def test_environment_is_rebuilt_from_nothing(state, make_app):
