@@ -303,8 +303,11 @@ static void try_capabilities(void)
         }
         if (f)
                 fclose(f);
-        verdict("hold a capability", !bad && seen == 6, "%d capability lines read, all empty: %s",
-                seen, bad ? "no" : "yes");
+        if (!f)
+                not_run("hold a capability", "cannot read /proc/self/status: %s", strerror(errno));
+        else
+                verdict("hold a capability", !bad && seen == 6,
+                        "%d capability lines read, all empty: %s", seen, bad ? "no" : "yes");
         verdict("run as root", getuid() != 0 && geteuid() != 0, "uid %d", (int)getuid());
 }
 
@@ -347,9 +350,12 @@ static void try_processes_and_fds(void)
         while (d && (e = readdir(d)))
                 if (e->d_name[0] >= '0' && e->d_name[0] <= '9')
                         pids++;
-        if (d)
+        if (!d)
+                not_run("see other processes", "cannot list /proc: %s", strerror(errno));
+        else {
                 closedir(d);
-        verdict("see other processes", d && pids <= 2, "%d process(es) visible in /proc", pids);
+                verdict("see other processes", pids <= 2, "%d process(es) visible in /proc", pids);
+        }
 
         d = opendir("/proc/self/fd");
         while (d && (e = readdir(d))) {
@@ -364,10 +370,13 @@ static void try_processes_and_fds(void)
                 if (fd > 3)
                         extra = fd;
         }
-        if (d)
+        if (!d)
+                not_run("inherit a stray fd", "cannot list /proc/self/fd: %s", strerror(errno));
+        else {
                 closedir(d);
-        verdict("inherit a stray fd", d && extra < 0, "%d open fds%s", fds,
-                extra >= 0 ? ", one above 3" : ", none above 3");
+                verdict("inherit a stray fd", extra < 0, "%d open fds%s", fds,
+                        extra >= 0 ? ", one above 3" : ", none above 3");
+        }
         must_not_open("see /sys", open("/sys", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
         {
                 char buf[16];
