@@ -605,6 +605,12 @@ static long timers_past_limit(void *userdata)
         return made;
 }
 
+static long ioprio_rt(void *userdata)
+{
+        /* IOPRIO_WHO_PROCESS, this process, IOPRIO_CLASS_RT level 0 (linux/ioprio.h). */
+        return syscall(SYS_ioprio_set, 1, 0, 1 << 13);
+}
+
 static void try_host_wide_resources(void)
 {
         struct rlimit rl;
@@ -630,6 +636,7 @@ static void try_host_wide_resources(void)
         must_fail_in_child("65536 POSIX timers (past RLIMIT_SIGPENDING)", timers_past_limit, NULL);
         must_fail_in_child("real-time scheduling (SCHED_FIFO)", sched_fifo, NULL);
         must_fail_in_child("raise its priority (nice -5)", nice_below_zero, NULL);
+        must_fail_in_child("real-time I/O class (IOPRIO_CLASS_RT)", ioprio_rt, NULL);
 }
 
 /* ---- the broker ------------------------------------------------------------ */

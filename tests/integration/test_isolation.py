@@ -66,7 +66,7 @@ def test_hostile_example_is_refused_everything(state, bait):
                  "lock 16 MiB in memory (past RLIMIT_MEMLOCK)", "an unbounded RLIMIT_MEMLOCK",
                  "64 POSIX message queues (past RLIMIT_MSGQUEUE)",
                  "65536 POSIX timers (past RLIMIT_SIGPENDING)", "real-time scheduling (SCHED_FIFO)",
-                 "raise its priority (nice -5)"]:
+                 "raise its priority (nice -5)", "real-time I/O class (IOPRIO_CLASS_RT)"]:
         assert must in verdicts, f"attempt {must!r} did not run"
     # Only a feature this kernel lacks may make a probe not applicable: int 0x80
     # without IA32 emulation. Everything else must be really refused.
