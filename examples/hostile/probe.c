@@ -106,6 +106,8 @@ ProbeVerdict probe_judge(const ProbeResult *r, char *why, size_t n)
                 else if (WIFSIGNALED(r->status))
                         snprintf(why, n, "the probe died of signal %d before the call returned",
                                  WTERMSIG(r->status));
+                else if (WIFEXITED(r->status) && WEXITSTATUS(r->status) == PROBE_EXIT_SETUP)
+                        snprintf(why, n, "the probe's setup failed before the call");
                 else
                         snprintf(why, n, "the probe exited (%d) before the call returned",
                                  WIFEXITED(r->status) ? WEXITSTATUS(r->status) : -1);

@@ -24,6 +24,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/*
+ * Exit status of a probe child whose own setup (a buffer to map, ...) failed
+ * before the call it probes: judged not applicable, never an escape or a refusal.
+ */
+#define PROBE_EXIT_SETUP 3
+
 typedef enum ProbeOutcome {
         PROBE_RETURNED, /* the call returned: ProbeResult.ret and .err */
         PROBE_KILLED,   /* SIGSYS before the call returned: the seccomp filter */

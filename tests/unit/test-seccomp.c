@@ -674,6 +674,11 @@ static long probe_exits(void *userdata)
         _exit(0); /* as a successful execve would: no marker, exit 0 */
 }
 
+static long probe_setup_fails(void *userdata)
+{
+        _exit(PROBE_EXIT_SETUP); /* its buffer could not be mapped, say */
+}
+
 static ProbeVerdict probe_verdict(long (*call)(void *), const SeccompProgram *p, ProbeOutcome want,
                                   char *why, size_t n)
 {
@@ -713,6 +718,10 @@ START_TEST(test_probe_verdicts)
         /* Died without a marker, even with exit status 0: never RETURNED. */
         ck_assert_int_eq(probe_verdict(probe_exits, NULL, PROBE_LOST, why, sizeof why),
                          VERDICT_NOT_APPLICABLE);
+        /* Its own setup failed before the call: not applicable, and it says so. */
+        ck_assert_int_eq(probe_verdict(probe_setup_fails, NULL, PROBE_LOST, why, sizeof why),
+                         VERDICT_NOT_APPLICABLE);
+        ck_assert_msg(strstr(why, "setup failed") != NULL, "%s", why);
         ck_assert_int_eq(probe_classify(false, 0), PROBE_LOST);
         ck_assert_int_eq(probe_classify(true, SIGSYS), PROBE_RETURNED);
         ck_assert_int_eq(probe_classify(false, SIGSYS), PROBE_KILLED);
