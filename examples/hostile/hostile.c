@@ -228,11 +228,32 @@ static long clone_newnet(void *userdata)
         return r;
 }
 
+/*
+ * A raw system call made in a child (must_fail_in_child): for calls whose success
+ * would change this process (its namespaces, root, ids, limits, keyring) and so
+ * the verdicts of the probes after it.
+ */
+typedef struct RawCall {
+        long nr;
+        long args[6];
+} RawCall;
+
+static long raw_call(void *userdata)
+{
+        const RawCall *c = userdata;
+
+        return syscall(c->nr, c->args[0], c->args[1], c->args[2], c->args[3], c->args[4],
+                       c->args[5]);
+}
+
+#define MUST_FAIL_CALL(name, nr, ...)                                                              \
+        must_fail_in_child(name, raw_call, &(RawCall){(nr), {__VA_ARGS__}})
+
 static void try_namespaces(void)
 {
-        must_fail("mount tmpfs", mount("none", "/tmp", "tmpfs", 0, NULL));
-        must_fail("unshare user namespace", unshare(CLONE_NEWUSER));
-        must_fail("unshare mount namespace", unshare(CLONE_NEWNS));
+        MUST_FAIL_CALL("mount tmpfs", SYS_mount, (long)"none", (long)"/tmp", (long)"tmpfs", 0, 0);
+        MUST_FAIL_CALL("unshare user namespace", SYS_unshare, CLONE_NEWUSER);
+        MUST_FAIL_CALL("unshare mount namespace", SYS_unshare, CLONE_NEWNS);
         /* In a child: a clone that worked would go on running the probes twice. */
         must_fail_in_child("clone new network namespace", clone_newnet, NULL);
         {
@@ -243,15 +264,15 @@ static void try_namespaces(void)
                 if (fd < 0)
                         not_run("setns", "no namespace file to try it on: %s", strerror(errno));
                 else
-                        must_fail("setns", setns(fd, 0));
+                        MUST_FAIL_CALL("setns", SYS_setns, fd, 0);
                 if (fd >= 0)
                         close(fd);
                 fd = open("/proc/1/ns/mnt", O_RDONLY | O_CLOEXEC);
                 must_not_open("open init's namespace", fd);
         }
-        must_fail("chroot", chroot("/tmp"));
-        must_fail("pivot_root", syscall(SYS_pivot_root, "/tmp", "/tmp"));
-        must_fail("sethostname", sethostname("owned", 5));
+        MUST_FAIL_CALL("chroot", SYS_chroot, (long)"/tmp");
+        MUST_FAIL_CALL("pivot_root", SYS_pivot_root, (long)"/tmp", (long)"/tmp");
+        MUST_FAIL_CALL("sethostname", SYS_sethostname, (long)"owned", 5);
 }
 
 static void try_dangerous_syscalls(void)
@@ -263,11 +284,10 @@ static void try_dangerous_syscalls(void)
         char handle[128] = {0};
 
         must_fail("ptrace attach to init", ptrace(PTRACE_ATTACH, 1, 0, 0));
-        must_fail("ptrace traceme", ptrace(PTRACE_TRACEME, 0, 0, 0));
+        MUST_FAIL_CALL("ptrace traceme", SYS_ptrace, PTRACE_TRACEME, 0, 0, 0);
         must_fail("bpf map create", syscall(SYS_bpf, BPF_MAP_CREATE, &ba, sizeof ba));
         must_fail("perf_event_open", syscall(SYS_perf_event_open, &pe, 0, -1, -1, 0));
-        must_fail("keyctl join session keyring",
-                  syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, 0));
+        MUST_FAIL_CALL("keyctl join session keyring", SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, 0);
         must_fail("userfaultfd", syscall(SYS_userfaultfd, O_CLOEXEC));
         must_fail("io_uring_setup", syscall(SYS_io_uring_setup, 8, handle));
         must_fail("kexec_load", syscall(SYS_kexec_load, 0, 0, 0, 0));
@@ -275,10 +295,9 @@ static void try_dangerous_syscalls(void)
         must_fail("open_by_handle_at (shocker)",
                   syscall(SYS_open_by_handle_at, AT_FDCWD, handle, O_RDONLY));
         must_fail("reboot", syscall(SYS_reboot, 0xfee1dead, 672274793, 0x1234567, 0));
-        must_fail("setuid(0)", setuid(0));
-        must_fail("raise RLIMIT_NOFILE above the cap",
-                  setrlimit(RLIMIT_NOFILE,
-                            &(struct rlimit){.rlim_cur = 1 << 20, .rlim_max = 1 << 20}));
+        MUST_FAIL_CALL("setuid(0)", SYS_setuid, 0);
+        MUST_FAIL_CALL("raise RLIMIT_NOFILE above the cap", SYS_prlimit64, 0, RLIMIT_NOFILE,
+                       (long)&(struct rlimit){.rlim_cur = 1 << 20, .rlim_max = 1 << 20}, 0);
         must_fail("mknod a block device", mknod("/tmp/sda", S_IFBLK | 0600, makedev(8, 0)));
 }
 
