@@ -597,8 +597,13 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
         if (r < 0)
                 goto fail;
         if (unshare(CLONE_NEWUSER) < 0) {
-                r = sandbox_fail(&err, SANDBOX_STEP_USERNS, negative_errno(),
-                                 "unshare user namespace");
+                /* The two ways a host refuses this, named so the user can fix them. */
+                r = negative_errno();
+                sandbox_fail(&err, SANDBOX_STEP_USERNS, r, "unshare user namespace%s",
+                             r == -ENOSPC  ? " (user.max_user_namespaces is 0 or reached)"
+                             : r == -EPERM ? " (refused: a seccomp filter or LSM around cella "
+                                             "forbids user namespaces?)"
+                                           : "");
                 goto fail;
         }
         if (msg_send(ctl, MSG_NEED_IDMAP, 0) < 0 || child_expect(ctl, MSG_IDMAP_DONE) < 0)
