@@ -7,8 +7,8 @@
  * child only has to load it (one syscall between clone and exec, nothing to
  * allocate). Denied calls fail with EPERM; clone3 fails with ENOSYS so libc falls
  * back to clone(2), whose flags a filter can inspect, and so do the kernel AIO calls
- * (io_setup reserves events from fs.aio-max-nr, one counter for the whole host). Calls from another ABI (i386
- * int 0x80, x32) kill the process.
+ * (io_setup reserves events from fs.aio-max-nr, one counter for the whole host).
+ * Calls from another ABI (i386 int 0x80, x32) kill the process.
  *
  * With SeccompOptions.notify, the calls that would fail with EPERM (the default
  * action, and ioctl TIOCSTI/TIOCLINUX) are sent to a user-notification listener
