@@ -65,32 +65,35 @@ static const char *const dev_nodes[] = {"null", "zero", "full", "random", "urand
  * with /dev/null (files: they read as empty) or an empty read-only tmpfs
  * (directories). The OCI runtimes' defaults (runc/crun "maskedPaths", Docker's
  * default spec: kcore, keys, timer_list, sched_debug, latency_stats, timer_stats,
- * acpi, scsi, firmware, ...), and past them every host-wide file no program an
- * app runs reads (procps, python3 and its test suite, sqlite3, lua, coreutils):
+ * acpi, scsi, asound, firmware), and past them the host-wide files others may
+ * read that no program an app runs needs (procps, python3 and its test suite,
+ * sqlite3, lua, coreutils):
  *   cmdline, config.gz, bootconfig: how the host was built and booted;
  *   interrupts, softirqs, schedstat, irq: per-CPU counters of the host, a side
- *     channel on other tenants' activity;
- *   zoneinfo, buddyinfo, pagetypeinfo, slabinfo, vmallocinfo, iomem, ioports,
- *     mtrr, kallsyms, modules, kpage*: the host's memory layout, kernel symbols
- *     and modules;
+ *     channel on other tenants' activity (keystroke timing from interrupts);
+ *   zoneinfo, buddyinfo, modules: the host's memory layout and modules;
  *   locks: every file lock of the host, with host pids and inode numbers;
- *   partitions, diskstats, swaps, mdstat, fs, bus, driver, consoles: the host's
- *     devices and their I/O counters;
- *   key-users: keyrings, which the app cannot use (keyctl is denied);
+ *   partitions, diskstats, swaps, mdstat, fs, bus, driver: the host's devices
+ *     and their I/O counters;
  *   pressure: the host's PSI figures.
- * Kept, because real programs read them: stat (glibc's get_nprocs falls back to
- * it without /sys; ps reads btime), meminfo (free, ps), cpuinfo, uptime, vmstat,
- * version, filesystems, mounts, self, net (the app's own network namespace),
- * sysvipc (its own ipc namespace). loadavg is replaced (proc_loadavg below).
+ * Each mask is a mount (about 12 us each, docs/security.md), so what the app
+ * cannot open anyway is not masked: a file only root may read or write (kcore,
+ * timer_list, slabinfo, vmallocinfo, pagetypeinfo, kpage*: mode 0400; mtrr, which
+ * asks for CAP_SYS_ADMIN at open), since the app is never host root and holds no
+ * capability. Left visible on purpose:
+ * kallsyms, iomem, ioports (addresses read as zero without CAP_SYSLOG/
+ * CAP_SYS_ADMIN), key-users (only the app's own user namespace's users);
+ * and what real programs read: stat (glibc's get_nprocs falls back to it without
+ * /sys; ps reads btime), meminfo (free, ps), cpuinfo, uptime, vmstat, version,
+ * filesystems, mounts, self, net (the app's own network namespace), sysvipc (its
+ * own ipc namespace). loadavg is replaced (proc_loadavg below).
  */
 static const char *const proc_masked[] = {
-        "kcore",      "keys",         "timer_list", "sched_debug", "latency_stats", "timer_stats",
-        "acpi",       "scsi",         "asound",     "firmware",    "cmdline",       "config.gz",
-        "bootconfig", "interrupts",   "softirqs",   "schedstat",   "irq",           "zoneinfo",
-        "buddyinfo",  "pagetypeinfo", "slabinfo",   "vmallocinfo", "iomem",         "ioports",
-        "mtrr",       "kallsyms",     "modules",    "kpagecount",  "kpageflags",    "kpagecgroup",
-        "locks",      "partitions",   "diskstats",  "swaps",       "mdstat",        "fs",
-        "bus",        "driver",       "consoles",   "key-users",   "pressure",
+        "kcore",      "keys",       "timer_list", "sched_debug", "latency_stats", "timer_stats",
+        "acpi",       "scsi",       "asound",     "firmware",    "cmdline",       "config.gz",
+        "bootconfig", "interrupts", "softirqs",   "schedstat",   "irq",           "zoneinfo",
+        "buddyinfo",  "modules",    "locks",      "partitions",  "diskstats",     "swaps",
+        "mdstat",     "fs",         "bus",        "driver",      "pressure",
 };
 static const char *const proc_readonly[] = {"sys", "sysrq-trigger"};
 
@@ -473,6 +476,9 @@ static int build_proc(int rootfd, int null_fd, SandboxError *err)
                 struct stat st;
 
                 if (fstatat(proc, proc_masked[i], &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        continue;
+                /* Root's alone (0400, 0200): the app cannot open it, no mount needed. */
+                if (!S_ISDIR(st.st_mode) && !(st.st_mode & (S_IROTH | S_IWOTH)))
                         continue;
                 if (!S_ISDIR(st.st_mode))
                         m = clone_tree(null_fd, "",
