@@ -75,7 +75,10 @@ static const char *const dev_nodes[] = {"null", "zero", "full", "random", "urand
  *   locks: every file lock of the host, with host pids and inode numbers;
  *   partitions, diskstats, swaps, mdstat, fs, bus, driver: the host's devices
  *     and their I/O counters;
- *   pressure: the host's PSI figures.
+ *   pressure: the host's PSI figures;
+ *   sys/kernel/random/boot_id: the host's boot id, the one stable identifier of
+ *     the host left in the jail (/etc/machine-id is not bound in), which would let
+ *     apps tell they share a host (masked on top of the read-only bind of sys).
  * Each mask is a mount (about 12 us each, docs/security.md), so what the app
  * cannot open anyway is not masked: a file only root may read or write (kcore,
  * timer_list, slabinfo, vmallocinfo, pagetypeinfo, kpage*: mode 0400; mtrr, which
@@ -89,11 +92,12 @@ static const char *const dev_nodes[] = {"null", "zero", "full", "random", "urand
  * own ipc namespace). loadavg is replaced (proc_loadavg below).
  */
 static const char *const proc_masked[] = {
-        "kcore",      "keys",       "timer_list", "sched_debug", "latency_stats", "timer_stats",
-        "acpi",       "scsi",       "asound",     "firmware",    "cmdline",       "config.gz",
-        "bootconfig", "interrupts", "softirqs",   "schedstat",   "irq",           "zoneinfo",
-        "buddyinfo",  "modules",    "locks",      "partitions",  "diskstats",     "swaps",
-        "mdstat",     "fs",         "bus",        "driver",      "pressure",
+        "kcore",       "keys",       "timer_list", "sched_debug", "latency_stats",
+        "timer_stats", "acpi",       "scsi",       "asound",      "firmware",
+        "cmdline",     "config.gz",  "bootconfig", "interrupts",  "softirqs",
+        "schedstat",   "irq",        "zoneinfo",   "buddyinfo",   "modules",
+        "locks",       "partitions", "diskstats",  "swaps",       "mdstat",
+        "fs",          "bus",        "driver",     "pressure",    "sys/kernel/random/boot_id",
 };
 static const char *const proc_readonly[] = {"sys", "sysrq-trigger"};
 
@@ -471,6 +475,21 @@ static int build_proc(int rootfd, int null_fd, SandboxError *err)
         if (attach_tree(rootfd, proc, "proc", true) < 0)
                 return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(), "mount /proc");
 
+        /* Read-only binds first: a mask below one (boot_id under sys) then sits on
+         * top of it, with its own attributes. */
+        for (size_t i = 0; i < ELEMENTSOF(proc_readonly); i++) {
+                _cleanup_close_ int m = -EBADF;
+
+                if (faccessat(proc, proc_readonly[i], F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+                        continue;
+                m = clone_tree(proc, proc_readonly[i],
+                               MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+                                       MOUNT_ATTR_NOEXEC,
+                               true);
+                if (m < 0 || move_mount(m, "", proc, proc_readonly[i], MOVE_MOUNT_F_EMPTY_PATH) < 0)
+                        return sandbox_fail(err, SANDBOX_STEP_MOUNT, m < 0 ? m : negative_errno(),
+                                            "read-only /proc/%s", proc_readonly[i]);
+        }
         for (size_t i = 0; i < ELEMENTSOF(proc_masked); i++) {
                 _cleanup_close_ int m = -EBADF;
                 struct stat st;
@@ -520,19 +539,6 @@ static int build_proc(int rootfd, int null_fd, SandboxError *err)
                 (void)unlinkat(rootfd, ".loadavg", 0);
                 if (r < 0)
                         return sandbox_fail(err, SANDBOX_STEP_MOUNT, r, "replace /proc/loadavg");
-        }
-        for (size_t i = 0; i < ELEMENTSOF(proc_readonly); i++) {
-                _cleanup_close_ int m = -EBADF;
-
-                if (faccessat(proc, proc_readonly[i], F_OK, AT_SYMLINK_NOFOLLOW) < 0)
-                        continue;
-                m = clone_tree(proc, proc_readonly[i],
-                               MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
-                                       MOUNT_ATTR_NOEXEC,
-                               true);
-                if (m < 0 || move_mount(m, "", proc, proc_readonly[i], MOVE_MOUNT_F_EMPTY_PATH) < 0)
-                        return sandbox_fail(err, SANDBOX_STEP_MOUNT, m < 0 ? m : negative_errno(),
-                                            "read-only /proc/%s", proc_readonly[i]);
         }
         return 0;
 }
