@@ -71,7 +71,10 @@ static const char *const dev_nodes[] = {"null", "zero", "full", "random", "urand
  *   cmdline, config.gz, bootconfig: how the host was built and booted;
  *   interrupts, softirqs, schedstat, irq: per-CPU counters of the host, a side
  *     channel on other tenants' activity (keystroke timing from interrupts);
- *   zoneinfo, buddyinfo, modules: the host's memory layout and modules;
+ *   zoneinfo, buddyinfo, modules, kallsyms: the host's memory layout, modules
+ *     and symbols (kallsyms and modules show real kernel addresses to anyone
+ *     when kernel.kptr_restrict is 0 and kernel.perf_event_paranoid <= 1: a
+ *     KASLR leak that depends on host settings);
  *   locks: every file lock of the host, with host pids and inode numbers;
  *   partitions, diskstats, swaps, mdstat, fs, bus, driver: the host's devices
  *     and their I/O counters;
@@ -83,21 +86,46 @@ static const char *const dev_nodes[] = {"null", "zero", "full", "random", "urand
  * cannot open anyway is not masked: a file only root may read or write (kcore,
  * timer_list, slabinfo, vmallocinfo, pagetypeinfo, kpage*: mode 0400; mtrr, which
  * asks for CAP_SYS_ADMIN at open), since the app is never host root and holds no
- * capability. Left visible on purpose:
- * kallsyms, iomem, ioports (addresses read as zero without CAP_SYSLOG/
- * CAP_SYS_ADMIN), key-users (only the app's own user namespace's users);
+ * capability. Left visible on purpose: iomem, ioports (addresses read as zero
+ * without CAP_SYS_ADMIN, whatever the sysctls), key-users (only the users of
+ * the app's own user namespace);
  * and what real programs read: stat (glibc's get_nprocs falls back to it without
  * /sys; ps reads btime), meminfo (free, ps), cpuinfo, uptime, vmstat, version,
  * filesystems, mounts, self, net (the app's own network namespace), sysvipc (its
  * own ipc namespace). loadavg is replaced (proc_loadavg below).
  */
 static const char *const proc_masked[] = {
-        "kcore",       "keys",       "timer_list", "sched_debug", "latency_stats",
-        "timer_stats", "acpi",       "scsi",       "asound",      "firmware",
-        "cmdline",     "config.gz",  "bootconfig", "interrupts",  "softirqs",
-        "schedstat",   "irq",        "zoneinfo",   "buddyinfo",   "modules",
-        "locks",       "partitions", "diskstats",  "swaps",       "mdstat",
-        "fs",          "bus",        "driver",     "pressure",    "sys/kernel/random/boot_id",
+        "kcore",
+        "keys",
+        "timer_list",
+        "sched_debug",
+        "latency_stats",
+        "timer_stats",
+        "acpi",
+        "scsi",
+        "asound",
+        "firmware",
+        "cmdline",
+        "config.gz",
+        "bootconfig",
+        "interrupts",
+        "softirqs",
+        "schedstat",
+        "irq",
+        "zoneinfo",
+        "buddyinfo",
+        "modules",
+        "locks",
+        "partitions",
+        "diskstats",
+        "swaps",
+        "mdstat",
+        "fs",
+        "bus",
+        "driver",
+        "pressure",
+        "kallsyms",
+        "sys/kernel/random/boot_id",
 };
 static const char *const proc_readonly[] = {"sys", "sysrq-trigger"};
 

@@ -244,7 +244,7 @@ def test_proc_is_fresh_and_masked(state, make_app):
 # (masked with /dev/null, or an empty directory), whatever it holds on the host.
 PROC_MASKED_FILES = ["cmdline", "config.gz", "bootconfig", "interrupts", "softirqs", "schedstat",
                      "zoneinfo", "buddyinfo", "modules", "locks", "partitions", "diskstats", "swaps",
-                     "mdstat", "keys", "sys/kernel/random/boot_id",
+                     "mdstat", "keys", "kallsyms", "sys/kernel/random/boot_id",
                      # root's alone: not masked, unreadable all the same
                      "kcore", "timer_list", "slabinfo", "vmallocinfo", "pagetypeinfo", "kpageflags",
                      "mtrr"]
