@@ -201,7 +201,8 @@ static const char *const allowed_syscalls[] = {
         /*
          * inotify instances and watches are counted per user namespace and uid
          * (ucounts, Linux 4.11), checked at every level up to the host's, where the
-         * app's uid is a host uid of its own: fs.inotify.max_user_instances and
+         * count goes to the uid that created the app's user namespace: its own host
+         * uid (spawn.c, become_host_user()), so fs.inotify.max_user_instances and
          * max_user_watches bound each app alone. Marks are charged to the memory
          * cgroup.
          */
