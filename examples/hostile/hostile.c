@@ -5,9 +5,15 @@
  *
  *   REFUSED <attempt>: <how>     the sandbox stopped it
  *   ESCAPED <attempt>: <how>     it got through (a bug in cella)
+ *   N/A <attempt>: <why>         the call never ran, for a reason that is not the
+ *                                sandbox: this kernel lacks the feature (int 0x80
+ *                                without IA32 emulation faults before any system
+ *                                call), or the probe could not be set up
  *
- * and last "hostile: N attempts, N refused, N escaped". The exit status is the
- * number of escapes, so 0 means every attempt was refused. Some probes look for
+ * and last "hostile: N attempts, N refused, N escaped, N not applicable". The exit
+ * status is the number of escapes, so 0 means nothing got through. Only a call
+ * that ran and returned success counts as an escape: a probe that may kill its
+ * process runs in a child that reports right after the call returns (probe.h). Some probes look for
  * bait the integration tests plant on the host (an abstract socket, a SysV shm
  * key, an environment variable); without the bait they still must be refused.
  *
@@ -31,7 +37,9 @@
 #include <cella.h>
 #include <linux/bpf.h>
 #include <linux/keyctl.h>
+#include <linux/aio_abi.h>
 #include <linux/perf_event.h>
+#include <mqueue.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -59,12 +67,31 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "probe.h"
+
 /* The bait the integration tests plant on the host. */
 #define BAIT_ABSTRACT_SOCKET "cella-hostile-bait"
 #define BAIT_SHM_KEY         0x0CE11A
 #define BAIT_ENV             "CELLA_HOSTILE_BAIT"
 
-static int attempts, escaped;
+static int attempts, escaped, not_applicable;
+
+static void report(const char *name, ProbeVerdict v, const char *fmt, va_list ap)
+{
+        static const char *const labels[] = {
+                [VERDICT_REFUSED] = "REFUSED",
+                [VERDICT_ESCAPED] = "ESCAPED",
+                [VERDICT_NOT_APPLICABLE] = "N/A",
+        };
+
+        attempts++;
+        escaped += v == VERDICT_ESCAPED;
+        not_applicable += v == VERDICT_NOT_APPLICABLE;
+        printf("%s %s: ", labels[v], name);
+        vprintf(fmt, ap);
+        putchar('\n');
+        fflush(stdout);
+}
 
 /* refused: nonzero when the sandbox stopped the attempt. */
 static void verdict(const char *name, int refused, const char *fmt, ...)
@@ -73,15 +100,55 @@ static void verdict(const char *name, int refused, const char *fmt, ...)
 {
         va_list ap;
 
-        attempts++;
-        if (!refused)
-                escaped++;
-        printf("%s %s: ", refused ? "REFUSED" : "ESCAPED", name);
         va_start(ap, fmt);
-        vprintf(fmt, ap);
+        report(name, refused ? VERDICT_REFUSED : VERDICT_ESCAPED, fmt, ap);
         va_end(ap);
-        putchar('\n');
-        fflush(stdout);
+}
+
+/* A probe that could not run, for a reason that is not the sandbox. */
+static void not_run(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void not_run(const char *name, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        report(name, VERDICT_NOT_APPLICABLE, fmt, ap);
+        va_end(ap);
+}
+
+static void judged(const char *name, ProbeVerdict v, const char *why)
+{
+        if (v == VERDICT_NOT_APPLICABLE)
+                not_run(name, "%s", why);
+        else
+                verdict(name, v == VERDICT_REFUSED, "%s", why);
+}
+
+/* A call that must fail, made in a child that reports only if the call returned
+ * (probe.h): for calls that may kill the process or create one. */
+static void must_fail_in_child(const char *name, long (*call)(void *), void *userdata)
+{
+        ProbeResult r;
+        char why[160];
+
+        probe_run(call, userdata, &r);
+        judged(name, probe_judge(&r, why, sizeof why), why);
+}
+
+/* The same, for a call of an optional kernel feature: ENOSYS means this kernel
+ * was built without it (the filter never answers ENOSYS for these), so the probe
+ * does not apply. */
+static void must_fail_if_built(const char *name, const char *feature, long (*call)(void *),
+                               void *userdata)
+{
+        ProbeResult r;
+        char why[160];
+
+        probe_run(call, userdata, &r);
+        if (r.outcome == PROBE_RETURNED && r.ret < 0 && r.err == ENOSYS)
+                not_run(name, "ENOSYS: this kernel has no %s", feature);
+        else
+                judged(name, probe_judge(&r, why, sizeof why), why);
 }
 
 /* A syscall that must fail: refused if it returned -1 (and say with which errno). */
@@ -153,27 +220,62 @@ static void try_symlink_out(void)
                 closedir(d);
 }
 
+static long clone_newnet(void *userdata)
+{
+        long r = syscall(SYS_clone, CLONE_NEWNET | SIGCHLD, 0, 0, 0, 0);
+
+        if (r == 0)
+                _exit(0); /* the new process, had the clone worked */
+        if (r > 0)
+                waitpid((pid_t)r, NULL, 0);
+        return r;
+}
+
+/*
+ * A raw system call made in a child (must_fail_in_child): for calls whose success
+ * would change this process (its namespaces, root, ids, limits, keyring) and so
+ * the verdicts of the probes after it.
+ */
+typedef struct RawCall {
+        long nr;
+        long args[6];
+} RawCall;
+
+static long raw_call(void *userdata)
+{
+        const RawCall *c = userdata;
+
+        return syscall(c->nr, c->args[0], c->args[1], c->args[2], c->args[3], c->args[4],
+                       c->args[5]);
+}
+
+#define MUST_FAIL_CALL(name, nr, ...)                                                              \
+        must_fail_in_child(name, raw_call, &(RawCall){(nr), {__VA_ARGS__}})
+
 static void try_namespaces(void)
 {
-        must_fail("mount tmpfs", mount("none", "/tmp", "tmpfs", 0, NULL));
-        must_fail("unshare user namespace", unshare(CLONE_NEWUSER));
-        must_fail("unshare mount namespace", unshare(CLONE_NEWNS));
-        must_fail("clone new network namespace",
-                  syscall(SYS_clone, CLONE_NEWNET | SIGCHLD, 0, 0, 0, 0));
+        MUST_FAIL_CALL("mount tmpfs", SYS_mount, (long)"none", (long)"/tmp", (long)"tmpfs", 0, 0);
+        MUST_FAIL_CALL("unshare user namespace", SYS_unshare, CLONE_NEWUSER);
+        MUST_FAIL_CALL("unshare mount namespace", SYS_unshare, CLONE_NEWNS);
+        /* In a child: a clone that worked would go on running the probes twice. */
+        must_fail_in_child("clone new network namespace", clone_newnet, NULL);
         {
                 /* init is hidden (hidepid), so use our own namespace file: setns
                  * itself must be refused, whatever the target. */
                 int fd = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
 
-                must_fail("setns", fd < 0 ? 0 : setns(fd, 0));
+                if (fd < 0)
+                        not_run("setns", "no namespace file to try it on: %s", strerror(errno));
+                else
+                        MUST_FAIL_CALL("setns", SYS_setns, fd, 0);
                 if (fd >= 0)
                         close(fd);
                 fd = open("/proc/1/ns/mnt", O_RDONLY | O_CLOEXEC);
                 must_not_open("open init's namespace", fd);
         }
-        must_fail("chroot", chroot("/tmp"));
-        must_fail("pivot_root", syscall(SYS_pivot_root, "/tmp", "/tmp"));
-        must_fail("sethostname", sethostname("owned", 5));
+        MUST_FAIL_CALL("chroot", SYS_chroot, (long)"/tmp");
+        MUST_FAIL_CALL("pivot_root", SYS_pivot_root, (long)"/tmp", (long)"/tmp");
+        MUST_FAIL_CALL("sethostname", SYS_sethostname, (long)"owned", 5);
 }
 
 static void try_dangerous_syscalls(void)
@@ -185,11 +287,10 @@ static void try_dangerous_syscalls(void)
         char handle[128] = {0};
 
         must_fail("ptrace attach to init", ptrace(PTRACE_ATTACH, 1, 0, 0));
-        must_fail("ptrace traceme", ptrace(PTRACE_TRACEME, 0, 0, 0));
+        MUST_FAIL_CALL("ptrace traceme", SYS_ptrace, PTRACE_TRACEME, 0, 0, 0);
         must_fail("bpf map create", syscall(SYS_bpf, BPF_MAP_CREATE, &ba, sizeof ba));
         must_fail("perf_event_open", syscall(SYS_perf_event_open, &pe, 0, -1, -1, 0));
-        must_fail("keyctl join session keyring",
-                  syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, 0));
+        MUST_FAIL_CALL("keyctl join session keyring", SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, 0);
         must_fail("userfaultfd", syscall(SYS_userfaultfd, O_CLOEXEC));
         must_fail("io_uring_setup", syscall(SYS_io_uring_setup, 8, handle));
         must_fail("kexec_load", syscall(SYS_kexec_load, 0, 0, 0, 0));
@@ -197,10 +298,9 @@ static void try_dangerous_syscalls(void)
         must_fail("open_by_handle_at (shocker)",
                   syscall(SYS_open_by_handle_at, AT_FDCWD, handle, O_RDONLY));
         must_fail("reboot", syscall(SYS_reboot, 0xfee1dead, 672274793, 0x1234567, 0));
-        must_fail("setuid(0)", setuid(0));
-        must_fail("raise RLIMIT_NOFILE above the cap",
-                  setrlimit(RLIMIT_NOFILE,
-                            &(struct rlimit){.rlim_cur = 1 << 20, .rlim_max = 1 << 20}));
+        MUST_FAIL_CALL("setuid(0)", SYS_setuid, 0);
+        MUST_FAIL_CALL("raise RLIMIT_NOFILE above the cap", SYS_prlimit64, 0, RLIMIT_NOFILE,
+                       (long)&(struct rlimit){.rlim_cur = 1 << 20, .rlim_max = 1 << 20}, 0);
         must_fail("mknod a block device", mknod("/tmp/sda", S_IFBLK | 0600, makedev(8, 0)));
 }
 
@@ -241,8 +341,11 @@ static void try_capabilities(void)
         }
         if (f)
                 fclose(f);
-        verdict("hold a capability", !bad && seen == 6, "%d capability lines read, all empty: %s",
-                seen, bad ? "no" : "yes");
+        if (!f)
+                not_run("hold a capability", "cannot read /proc/self/status: %s", strerror(errno));
+        else
+                verdict("hold a capability", !bad && seen == 6,
+                        "%d capability lines read, all empty: %s", seen, bad ? "no" : "yes");
         verdict("run as root", getuid() != 0 && geteuid() != 0, "uid %d", (int)getuid());
 }
 
@@ -285,9 +388,12 @@ static void try_processes_and_fds(void)
         while (d && (e = readdir(d)))
                 if (e->d_name[0] >= '0' && e->d_name[0] <= '9')
                         pids++;
-        if (d)
+        if (!d)
+                not_run("see other processes", "cannot list /proc: %s", strerror(errno));
+        else {
                 closedir(d);
-        verdict("see other processes", d && pids <= 2, "%d process(es) visible in /proc", pids);
+                verdict("see other processes", pids <= 2, "%d process(es) visible in /proc", pids);
+        }
 
         d = opendir("/proc/self/fd");
         while (d && (e = readdir(d))) {
@@ -302,10 +408,13 @@ static void try_processes_and_fds(void)
                 if (fd > 3)
                         extra = fd;
         }
-        if (d)
+        if (!d)
+                not_run("inherit a stray fd", "cannot list /proc/self/fd: %s", strerror(errno));
+        else {
                 closedir(d);
-        verdict("inherit a stray fd", d && extra < 0, "%d open fds%s", fds,
-                extra >= 0 ? ", one above 3" : ", none above 3");
+                verdict("inherit a stray fd", extra < 0, "%d open fds%s", fds,
+                        extra >= 0 ? ", one above 3" : ", none above 3");
+        }
         must_not_open("see /sys", open("/sys", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
         {
                 char buf[16];
@@ -318,6 +427,36 @@ static void try_processes_and_fds(void)
         }
 }
 
+static long exec_dropped(void *userdata)
+{
+        const char *path = userdata;
+
+        /* Success replaces this process: the marker pipe closes unwritten and
+         * /bin/true exits 0, which is what the parent looks for. */
+        return execl(path, path, (char *)NULL);
+}
+
+/* Copies /bin/true to path. Returns 0 or -errno. */
+static int drop_binary(const char *path)
+{
+        int in = open("/bin/true", O_RDONLY | O_CLOEXEC), out = -1, r = 0;
+        char buf[65536];
+        ssize_t k;
+
+        if (in < 0)
+                return -errno;
+        out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+        if (out < 0)
+                r = -errno;
+        while (r == 0 && (k = read(in, buf, sizeof buf)) != 0)
+                if (k < 0 || write(out, buf, (size_t)k) != k)
+                        r = -(errno ?: EIO);
+        close(in);
+        if (out >= 0)
+                close(out);
+        return r;
+}
+
 static void try_exec_from_data(void)
 {
         /* /data and /dev/shm are noexec: a binary dropped there cannot run (and
@@ -327,54 +466,216 @@ static void try_exec_from_data(void)
 
         for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
                 char path[64], name[64];
-                int in = open("/bin/true", O_RDONLY | O_CLOEXEC), out;
-                pid_t pid;
-                int status = 0;
+                ProbeResult res;
+                int r;
 
                 snprintf(path, sizeof path, "%s/dropped", dirs[i]);
                 snprintf(name, sizeof name, "exec a binary dropped in %s", dirs[i]);
-                out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
-                if (in >= 0 && out >= 0) {
-                        char buf[65536];
-                        ssize_t k;
+                r = drop_binary(path);
+                if (r < 0) {
+                        not_run(name, "could not drop the binary: %s", strerror(-r));
+                        unlink(path);
+                        continue;
+                }
+                probe_run(exec_dropped, path, &res);
+                if (res.outcome == PROBE_RETURNED)
+                        /* execl returned: it did not run. EACCES is the noexec mount. */
+                        verdict(name, 1, "%s%s", strerror(res.err),
+                                res.err == EACCES ? " (noexec)" : "");
+                else if (res.outcome == PROBE_LOST && res.status >= 0 && WIFEXITED(res.status) &&
+                         WEXITSTATUS(res.status) == 0)
+                        verdict(name, 0, "it ran");
+                else {
+                        char why[160];
 
-                        while ((k = read(in, buf, sizeof buf)) > 0)
-                                if (write(out, buf, (size_t)k) != k)
-                                        break;
+                        judged(name, probe_judge(&res, why, sizeof why), why);
                 }
-                if (in >= 0)
-                        close(in);
-                if (out >= 0)
-                        close(out);
-                pid = fork();
-                if (pid == 0) {
-                        execl(path, path, (char *)NULL);
-                        _exit(errno == EACCES ? 100 : 101);
-                }
-                waitpid(pid, &status, 0);
-                verdict(name, WIFEXITED(status) && WEXITSTATUS(status) == 100, "%s",
-                        WIFEXITED(status) && WEXITSTATUS(status) == 100 ? "EACCES (noexec)"
-                                                                        : "it ran");
                 unlink(path);
         }
 }
 
+#if defined(__x86_64__)
+static long int80_getpid(void *userdata)
+{
+        long r = 20; /* i386 getpid */
+
+        /* Old kernels zero r8-r11 on the way back from int 0x80. */
+        __asm__ volatile("int $0x80" : "+a"(r) : : "r8", "r9", "r10", "r11", "memory");
+        if (r < 0 && r > -4096) {
+                errno = (int)-r;
+                return -1;
+        }
+        return r;
+}
+
+static long x32_getpid(void *userdata)
+{
+        return syscall(0x40000000L /* __X32_SYSCALL_BIT */ | SYS_getpid);
+}
+#endif
+
 static void try_foreign_abi(void)
 {
-        /* An i386 system call (int 0x80) skips an x86_64-only filter unless the
-         * filter checks the architecture: cella's kills the process. */
-        pid_t pid = fork();
-        int status = 0;
+#if defined(__x86_64__)
+        /* An i386 system call (int 0x80) or an x32 one skips an x86_64-only filter
+         * unless the filter checks the architecture: cella's kills the process
+         * (SIGSYS). A kernel without IA32 emulation faults on int 0x80 before any
+         * system call (SIGSEGV): not applicable, not an escape; a kernel without
+         * x32 would answer ENOSYS, but seccomp sees the number first. */
+        must_fail_in_child("i386 system call (int 0x80)", int80_getpid, NULL);
+        must_fail_in_child("x32 system call", x32_getpid, NULL);
+#else
+        not_run("i386 system call (int 0x80)", "not an x86_64 build");
+        not_run("x32 system call", "not an x86_64 build");
+#endif
+}
 
-        if (pid == 0) {
-                long r;
+/*
+ * Resources the whole host shares, which no namespace or cgroup bounds: each must
+ * be refused by the filter or bounded by an rlimit (docs/security.md, "Host-wide
+ * resources").
+ */
+static long io_setup_call(void *userdata)
+{
+        aio_context_t ctx = 0;
+        long r = syscall(SYS_io_setup, 1024, &ctx);
 
-                __asm__ volatile("int $0x80" : "=a"(r) : "a"(20L /* i386 getpid */) : "memory");
-                _exit(r > 0 ? 0 : 1);
+        if (r == 0)
+                syscall(SYS_io_destroy, ctx);
+        return r;
+}
+
+static long hugetlb_mmap(void *userdata)
+{
+        void *m = mmap(NULL, 2 << 20, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+
+        if (m == MAP_FAILED)
+                return -1;
+        munmap(m, 2 << 20);
+        return 0;
+}
+
+static long hugetlb_memfd(void *userdata)
+{
+        return syscall(SYS_memfd_create, "huge", MFD_CLOEXEC | MFD_HUGETLB);
+}
+
+static long hugetlb_shm(void *userdata)
+{
+        long id = shmget(IPC_PRIVATE, 2 << 20, IPC_CREAT | SHM_HUGETLB | 0600);
+
+        if (id >= 0)
+                shmctl((int)id, IPC_RMID, NULL);
+        return id;
+}
+
+static long mlock_past_limit(void *userdata)
+{
+        size_t len = 16 << 20; /* twice the 8 MiB RLIMIT_MEMLOCK */
+        void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        long r;
+
+        if (m == MAP_FAILED)
+                _exit(PROBE_EXIT_SETUP);
+        r = mlock(m, len);
+        munmap(m, len);
+        return r;
+}
+
+static long sched_fifo(void *userdata)
+{
+        struct sched_param sp = {.sched_priority = 1};
+
+        return sched_setscheduler(0, SCHED_FIFO, &sp);
+}
+
+static long nice_below_zero(void *userdata)
+{
+        return setpriority(PRIO_PROCESS, 0, -5);
+}
+
+/* Creates POSIX message queues of 10 x 8 KiB until one fails; more than 64 (5 MiB)
+ * means RLIMIT_MSGQUEUE (800 KiB) did not bound them. Returns -1 (errno of the
+ * refusal) or how many it made. */
+static long mqueues_past_limit(void *userdata)
+{
+        struct mq_attr a = {.mq_maxmsg = 10, .mq_msgsize = 8192};
+        long made = 0, r = 0;
+        int e = 0;
+
+        for (; made < 64; made++) {
+                char name[32];
+                mqd_t q;
+
+                snprintf(name, sizeof name, "/hostile-%ld", made);
+                q = mq_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600, &a);
+                if (q == (mqd_t)-1) {
+                        r = -1;
+                        e = errno;
+                        break;
+                }
+                mq_close(q);
         }
-        waitpid(pid, &status, 0);
-        verdict("i386 system call (int 0x80)", WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS,
-                "%s", WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : "it returned");
+        for (long i = 0; i < made; i++) {
+                char name[32];
+
+                snprintf(name, sizeof name, "/hostile-%ld", i);
+                mq_unlink(name);
+        }
+        errno = e;
+        return r < 0 ? -1 : made;
+}
+
+/* POSIX timers hold a preallocated signal each, charged to RLIMIT_SIGPENDING:
+ * more than 65536 means nothing bounded them. Returns -1 (errno) or the count. */
+static long timers_past_limit(void *userdata)
+{
+        struct sigevent ev = {.sigev_notify = SIGEV_NONE};
+        long made;
+
+        for (made = 0; made < 65536; made++) {
+                timer_t t;
+
+                if (syscall(SYS_timer_create, CLOCK_MONOTONIC, &ev, &t) < 0)
+                        return -1; /* the child exits: its timers go with it */
+        }
+        return made;
+}
+
+static long ioprio_rt(void *userdata)
+{
+        /* IOPRIO_WHO_PROCESS, this process, IOPRIO_CLASS_RT level 0 (linux/ioprio.h). */
+        return syscall(SYS_ioprio_set, 1, 0, 1 << 13);
+}
+
+static void try_host_wide_resources(void)
+{
+        struct rlimit rl;
+
+        /* aio-max-nr is one counter for the whole host: an app that reserved it
+         * all would leave every other io_setup failing. */
+        must_fail_in_child("reserve the host's aio events (io_setup)", io_setup_call, NULL);
+        /* The huge page pool is the host's: pages from it bypass the memory cgroup. */
+        must_fail_in_child("map from the host's huge page pool (MAP_HUGETLB)", hugetlb_mmap, NULL);
+        must_fail_in_child("memfd from the host's huge page pool (MFD_HUGETLB)", hugetlb_memfd,
+                           NULL);
+        must_fail_in_child("SysV shm from the host's huge page pool (SHM_HUGETLB)", hugetlb_shm,
+                           NULL);
+        must_fail_in_child("lock 16 MiB in memory (past RLIMIT_MEMLOCK)", mlock_past_limit, NULL);
+        if (getrlimit(RLIMIT_MEMLOCK, &rl) < 0)
+                not_run("an unbounded RLIMIT_MEMLOCK", "getrlimit: %s", strerror(errno));
+        else
+                verdict("an unbounded RLIMIT_MEMLOCK",
+                        rl.rlim_max != RLIM_INFINITY && rl.rlim_max <= 8 << 20,
+                        "hard limit %llu bytes", (unsigned long long)rl.rlim_max);
+        must_fail_if_built("64 POSIX message queues (past RLIMIT_MSGQUEUE)",
+                           "POSIX message queues (CONFIG_POSIX_MQUEUE)", mqueues_past_limit, NULL);
+        must_fail_if_built("65536 POSIX timers (past RLIMIT_SIGPENDING)",
+                           "POSIX timers (CONFIG_POSIX_TIMERS)", timers_past_limit, NULL);
+        must_fail_in_child("real-time scheduling (SCHED_FIFO)", sched_fifo, NULL);
+        must_fail_in_child("raise its priority (nice -5)", nice_below_zero, NULL);
+        must_fail_in_child("real-time I/O class (IOPRIO_CLASS_RT)", ioprio_rt, NULL);
 }
 
 /* ---- the broker ------------------------------------------------------------ */
@@ -965,8 +1266,9 @@ int main(void)
         try_processes_and_fds();
         try_exec_from_data();
         try_foreign_abi();
+        try_host_wide_resources();
         try_broker();
-        printf("hostile: %d attempts, %d refused, %d escaped\n", attempts, attempts - escaped,
-               escaped);
+        printf("hostile: %d attempts, %d refused, %d escaped, %d not applicable\n", attempts,
+               attempts - escaped - not_applicable, escaped, not_applicable);
         return escaped > 125 ? 125 : escaped;
 }

@@ -62,15 +62,81 @@ static const char *const dev_nodes[] = {"null", "zero", "full", "random", "urand
 
 /*
  * /proc entries that reveal or touch the host beyond the app's business: masked
- * with /dev/null (files) or an empty read-only tmpfs (directories), and made
- * read-only; the same set as the OCI runtimes' defaults (runc/crun
- * "maskedPaths"/"readonlyPaths", Docker's default spec).
+ * with /dev/null (files: they read as empty) or an empty read-only tmpfs
+ * (directories). The OCI runtimes' defaults (runc/crun "maskedPaths", Docker's
+ * default spec: kcore, keys, timer_list, sched_debug, latency_stats, timer_stats,
+ * acpi, scsi, asound, firmware), and past them the host-wide files others may
+ * read that no program an app runs needs (procps, python3 and its test suite,
+ * sqlite3, lua, coreutils):
+ *   cmdline, config.gz, bootconfig: how the host was built and booted;
+ *   interrupts, softirqs, schedstat, irq: per-CPU counters of the host, a side
+ *     channel on other tenants' activity (keystroke timing from interrupts);
+ *   zoneinfo, buddyinfo, modules, kallsyms: the host's memory layout, modules
+ *     and symbols (kallsyms and modules show real kernel addresses to anyone
+ *     when kernel.kptr_restrict is 0 and kernel.perf_event_paranoid <= 1: a
+ *     KASLR leak that depends on host settings);
+ *   locks: every file lock of the host, with host pids and inode numbers;
+ *   partitions, diskstats, swaps, mdstat, fs, bus, driver: the host's devices
+ *     and their I/O counters;
+ *   pressure: the host's PSI figures;
+ *   sys/kernel/random/boot_id: the host's boot id, the one stable identifier of
+ *     the host left in the jail (/etc/machine-id is not bound in), which would let
+ *     apps tell they share a host (masked on top of the read-only bind of sys).
+ * Each mask is a mount (about 12 us each, docs/security.md), so what the app
+ * cannot open anyway is not masked: a file only root may read or write (kcore,
+ * timer_list, slabinfo, vmallocinfo, pagetypeinfo, kpage*: mode 0400; mtrr, which
+ * asks for CAP_SYS_ADMIN at open), since the app is never host root and holds no
+ * capability. Left visible on purpose: iomem, ioports (addresses read as zero
+ * without CAP_SYS_ADMIN, whatever the sysctls), key-users (only the users of
+ * the app's own user namespace);
+ * and what real programs read: stat (glibc's get_nprocs falls back to it without
+ * /sys; ps reads btime), meminfo (free, ps), cpuinfo, uptime, vmstat, version,
+ * filesystems, mounts, self, net (the app's own network namespace), sysvipc (its
+ * own ipc namespace). loadavg is replaced (proc_loadavg below).
  */
 static const char *const proc_masked[] = {
-        "kcore",       "keys", "timer_list", "sched_debug", "latency_stats",
-        "timer_stats", "acpi", "scsi",       "asound",      "firmware",
+        "kcore",
+        "keys",
+        "timer_list",
+        "sched_debug",
+        "latency_stats",
+        "timer_stats",
+        "acpi",
+        "scsi",
+        "asound",
+        "firmware",
+        "cmdline",
+        "config.gz",
+        "bootconfig",
+        "interrupts",
+        "softirqs",
+        "schedstat",
+        "irq",
+        "zoneinfo",
+        "buddyinfo",
+        "modules",
+        "locks",
+        "partitions",
+        "diskstats",
+        "swaps",
+        "mdstat",
+        "fs",
+        "bus",
+        "driver",
+        "pressure",
+        "kallsyms",
+        "sys/kernel/random/boot_id",
 };
-static const char *const proc_readonly[] = {"sys", "sysrq-trigger", "irq", "bus", "fs"};
+static const char *const proc_readonly[] = {"sys", "sysrq-trigger"};
+
+/*
+ * /proc/loadavg, as the app sees it: no load and one process (the format of
+ * fs/proc/loadavg.c: three loads, running/total tasks, last pid). The host's
+ * figures count every process of the host, and its last pid tells when any
+ * process on the host forks; uptime, top and Python's os.getloadavg() only need
+ * the file to parse.
+ */
+static const char proc_loadavg[] = "0.00 0.00 0.00 1/1 1\n";
 
 typedef struct Tree {
         int fd;           /* detached mount from open_tree */
@@ -334,7 +400,9 @@ static int new_devpts(void)
         return fd < 0 ? negative_errno() : fd;
 }
 
-static int build_dev(int rootfd, const SandboxSpec *spec, SandboxError *err)
+/* /dev: the five device nodes, the links, the sandbox's devpts; /dev/shm is mounted
+ * by build_tmp(). */
+static int build_dev(int rootfd, SandboxError *err)
 {
         static const struct {
                 const char *name, *target;
@@ -343,7 +411,7 @@ static int build_dev(int rootfd, const SandboxSpec *spec, SandboxError *err)
                 {"dev/stdout", "/proc/self/fd/1"}, {"dev/stderr", "/proc/self/fd/2"},
                 {"dev/ptmx", "pts/ptmx"},
         };
-        _cleanup_close_ int dev = -EBADF, shm = -EBADF, pts = -EBADF;
+        _cleanup_close_ int dev = -EBADF, pts = -EBADF;
         int r;
 
         /* The device nodes are binds of the host's: a tmpfs made by root in a new
@@ -375,12 +443,6 @@ static int build_dev(int rootfd, const SandboxSpec *spec, SandboxError *err)
                 if (symlinkat(links[i].target, rootfd, links[i].name) < 0)
                         return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(),
                                             "symlink /%s", links[i].name);
-        shm = new_tmpfs(spec->tmp_size, "1777",
-                        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
-        if (shm < 0)
-                return sandbox_fail(err, SANDBOX_STEP_MOUNT, shm, "tmpfs for /dev/shm");
-        if (move_mount(shm, "", rootfd, "dev/shm", MOVE_MOUNT_F_EMPTY_PATH) < 0)
-                return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(), "mount /dev/shm");
         pts = new_devpts();
         if (pts < 0 || move_mount(pts, "", rootfd, "dev/pts", MOVE_MOUNT_F_EMPTY_PATH) < 0)
                 return sandbox_fail(err, SANDBOX_STEP_MOUNT, pts < 0 ? pts : negative_errno(),
@@ -388,9 +450,69 @@ static int build_dev(int rootfd, const SandboxSpec *spec, SandboxError *err)
         return 0;
 }
 
+/*
+ * /tmp and /dev/shm: two directories of one tmpfs of spec->tmp_size bytes (and
+ * 8192 inodes), so the app's limits.tmp bounds both together: a file in /dev/shm
+ * (shm_open, sem_open, multiprocessing's locks) takes room from /tmp. The tmpfs
+ * is attached at a staging point of the root, its two directories are cloned to
+ * /tmp and /dev/shm with their own attributes, and the staging mount is detached
+ * (a clone straight from the detached tmpfs needs Linux 6.15's open_tree on
+ * detached mounts). base: the host path rootfd is attached at.
+ *
+ * /tmp allows exec, as bwrap, flatpak and Docker do: test suites, configure
+ * scripts and build tools run what they write there (CPython's test_shutil and
+ * test_subprocess fail otherwise), and noexec would stop nothing an interpreter or
+ * memfd_create cannot do anyway. /dev/shm and /data stay noexec: a dropped binary
+ * cannot persist and run at the next start.
+ */
+static int build_tmp(int rootfd, const char *base, const SandboxSpec *spec, SandboxError *err)
+{
+        static const char stage[] = ".tmpfs";
+        static const struct {
+                const char *dir, *target;
+                uint64_t attr;
+        } parts[] = {
+                {".tmpfs/tmp", "tmp", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV},
+                {".tmpfs/shm", "dev/shm", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC},
+        };
+        _cleanup_close_ int fs = -EBADF;
+        char staged[PATH_MAX];
+        int r = 0;
+
+        fs = new_tmpfs_inodes(spec->tmp_size, "0755", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 8192);
+        if (fs < 0)
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, fs, "tmpfs for /tmp and /dev/shm");
+        r = attach_tree(rootfd, fs, stage, true);
+        if (r < 0)
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, r, "mount the /tmp tmpfs");
+        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(parts); i++) {
+                _cleanup_close_ int m = -EBADF;
+
+                /* mkdirat's mode passes through the umask: set 1777 explicitly. */
+                if (mkdirat(rootfd, parts[i].dir, 0700) < 0 ||
+                    fchmodat(rootfd, parts[i].dir, 01777, 0) < 0) {
+                        r = sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(), "mkdir /%s",
+                                         parts[i].target);
+                        break;
+                }
+                m = clone_tree(rootfd, parts[i].dir, parts[i].attr, false);
+                r = m < 0 ? m : attach_tree(rootfd, m, parts[i].target, true);
+                if (r < 0)
+                        r = sandbox_fail(err, SANDBOX_STEP_MOUNT, r, "mount /%s", parts[i].target);
+        }
+        snprintf(staged, sizeof staged, "%s/%s", base, stage);
+        if (umount2(staged, MNT_DETACH) < 0 || unlinkat(rootfd, stage, AT_REMOVEDIR) < 0) {
+                if (r >= 0)
+                        r = sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(),
+                                         "detach the /tmp staging mount");
+        }
+        return r < 0 ? r : 0;
+}
+
 static int build_proc(int rootfd, int null_fd, SandboxError *err)
 {
         _cleanup_close_ int fs = -EBADF, proc = -EBADF;
+        const char *empty_dir = NULL; /* the first directory masked */
 
         /* hidepid=invisible: in its own pid namespace the app only has its own
          * processes anyway; this also hides init's, which run as the same uid but
@@ -408,24 +530,8 @@ static int build_proc(int rootfd, int null_fd, SandboxError *err)
         if (attach_tree(rootfd, proc, "proc", true) < 0)
                 return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(), "mount /proc");
 
-        for (size_t i = 0; i < ELEMENTSOF(proc_masked); i++) {
-                _cleanup_close_ int m = -EBADF;
-                struct stat st;
-
-                if (fstatat(proc, proc_masked[i], &st, AT_SYMLINK_NOFOLLOW) < 0)
-                        continue;
-                if (S_ISDIR(st.st_mode))
-                        m = new_tmpfs(4096, "0555",
-                                      MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
-                                              MOUNT_ATTR_NOEXEC);
-                else
-                        m = clone_tree(null_fd, "",
-                                       MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
-                                       false);
-                if (m < 0 || move_mount(m, "", proc, proc_masked[i], MOVE_MOUNT_F_EMPTY_PATH) < 0)
-                        return sandbox_fail(err, SANDBOX_STEP_MOUNT, m < 0 ? m : negative_errno(),
-                                            "mask /proc/%s", proc_masked[i]);
-        }
+        /* Read-only binds first: a mask below one (boot_id under sys) then sits on
+         * top of it, with its own attributes. */
         for (size_t i = 0; i < ELEMENTSOF(proc_readonly); i++) {
                 _cleanup_close_ int m = -EBADF;
 
@@ -438,6 +544,56 @@ static int build_proc(int rootfd, int null_fd, SandboxError *err)
                 if (m < 0 || move_mount(m, "", proc, proc_readonly[i], MOVE_MOUNT_F_EMPTY_PATH) < 0)
                         return sandbox_fail(err, SANDBOX_STEP_MOUNT, m < 0 ? m : negative_errno(),
                                             "read-only /proc/%s", proc_readonly[i]);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(proc_masked); i++) {
+                _cleanup_close_ int m = -EBADF;
+                struct stat st;
+
+                if (fstatat(proc, proc_masked[i], &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        continue;
+                /* Root's alone (0400, 0200): the app cannot open it, no mount needed. */
+                if (!S_ISDIR(st.st_mode) && !(st.st_mode & (S_IROTH | S_IWOTH)))
+                        continue;
+                if (!S_ISDIR(st.st_mode))
+                        m = clone_tree(null_fd, "",
+                                       MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
+                                       false);
+                else if (!empty_dir)
+                        /* One empty tmpfs for every directory: the first is new, the
+                         * others are clones of it (cheaper than a tmpfs each). */
+                        m = new_tmpfs(4096, "0555",
+                                      MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+                                              MOUNT_ATTR_NOEXEC);
+                else
+                        m = clone_tree(proc, empty_dir,
+                                       MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+                                               MOUNT_ATTR_NOEXEC,
+                                       false);
+                if (m < 0 || move_mount(m, "", proc, proc_masked[i], MOVE_MOUNT_F_EMPTY_PATH) < 0)
+                        return sandbox_fail(err, SANDBOX_STEP_MOUNT, m < 0 ? m : negative_errno(),
+                                            "mask /proc/%s", proc_masked[i]);
+                if (S_ISDIR(st.st_mode) && !empty_dir)
+                        empty_dir = proc_masked[i];
+        }
+        /* loadavg: a file of the jail's root, bound over the host's, then unlinked
+         * (the bind keeps it); read-only like the root it came from. */
+        if (faccessat(proc, "loadavg", F_OK, 0) == 0) {
+                _cleanup_close_ int m = -EBADF;
+                int r = write_file_below(rootfd, ".loadavg", proc_loadavg);
+
+                if (r >= 0) {
+                        m = clone_tree(rootfd, ".loadavg",
+                                       MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+                                               MOUNT_ATTR_NOEXEC,
+                                       false);
+                        r = m < 0 ? m
+                            : move_mount(m, "", proc, "loadavg", MOVE_MOUNT_F_EMPTY_PATH) < 0
+                                    ? negative_errno()
+                                    : 0;
+                }
+                (void)unlinkat(rootfd, ".loadavg", 0);
+                if (r < 0)
+                        return sandbox_fail(err, SANDBOX_STEP_MOUNT, r, "replace /proc/loadavg");
         }
         return 0;
 }
@@ -481,7 +637,7 @@ int jail_build(const SandboxSpec *spec, SandboxError *err)
 {
         static const char base[] = "/tmp"; /* where the new root is attached until pivot */
         struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
-        _cleanup_close_ int rootfd = -EBADF, tmp = -EBADF, basefd = -EBADF;
+        _cleanup_close_ int rootfd = -EBADF, basefd = -EBADF;
         Jail j = {.null_fd = -EBADF};
         int r;
 
@@ -566,20 +722,12 @@ int jail_build(const SandboxSpec *spec, SandboxError *err)
         r = write_identity(rootfd, spec, err);
         if (r < 0)
                 goto out;
-        r = build_dev(rootfd, spec, err);
+        r = build_dev(rootfd, err);
         if (r < 0)
                 goto out;
-        /* /tmp allows exec, as bwrap, flatpak and Docker do: test suites, configure
-         * scripts and build tools run what they write there (CPython's test_shutil
-         * and test_subprocess fail otherwise), and noexec would stop nothing an
-         * interpreter or memfd_create cannot do anyway. /data stays noexec: a
-         * dropped binary cannot persist and run at the next start. */
-        tmp = new_tmpfs(spec->tmp_size, "1777", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
-        if (tmp < 0 || attach_tree(rootfd, tmp, "tmp", true) < 0) {
-                r = sandbox_fail(err, SANDBOX_STEP_MOUNT, tmp < 0 ? tmp : negative_errno(),
-                                 "mount /tmp");
+        r = build_tmp(rootfd, base, spec, err);
+        if (r < 0)
                 goto out;
-        }
         r = build_proc(rootfd, j.null_fd, err);
         if (r < 0)
                 goto out;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Resource limits (DESIGN.md section 5 step 5). */
 #include <errno.h>
+#include <stdint.h>
 #include <sys/resource.h>
 
 #include "base/macro.h"
@@ -10,10 +11,29 @@
 #define SANDBOX_DEFAULT_NOFILE 1024
 
 /*
+ * Bounds on resources the kernel counts per user (ucounts or user_struct) rather
+ * than per cgroup, set whatever cella itself inherited (root's limits may be
+ * unlimited). Each app has a host uid of its own, so what one app uses of these
+ * never reaches another's; the values are the kernel's own defaults for an
+ * ordinary user:
+ *   RLIMIT_MEMLOCK 8 MiB: MLOCK_LIMIT since Linux 5.16 (include/uapi/linux/resource.h);
+ *   RLIMIT_MSGQUEUE 819200 bytes: MQ_BYTES_MAX (include/uapi/linux/mqueue.h), the default for every
+ * user; RLIMIT_SIGPENDING 4096: pending signals and POSIX timers (each preallocates one), far above
+ * what python's or sqlite's test suites queue, far below the threads-max-sized default of a root
+ * shell; RLIMIT_RTPRIO 0 and RLIMIT_NICE 0: no real-time policy, no priority above nice 0 without
+ * CAP_SYS_NICE (the kernel's defaults, INIT_RLIMITS).
+ */
+#define SANDBOX_MEMLOCK    (UINT64_C(8) << 20)
+#define SANDBOX_MSGQUEUE   UINT64_C(819200)
+#define SANDBOX_SIGPENDING UINT64_C(4096)
+
+/*
  * Sets soft = hard for NOFILE (spec or 1024), CORE (0: a crashing app leaves no
- * core to leak memory contents through), FSIZE and NPROC (when set). Hard limits
- * can only go down without CAP_SYS_RESOURCE; the caller checks bounds beforehand
- * so a too-high value is a clear error there, not EPERM here.
+ * core to leak memory contents through), FSIZE and NPROC (when set), and the
+ * per-user bounds above (MEMLOCK, MSGQUEUE, SIGPENDING, RTPRIO, NICE), each at
+ * most the hard limit cella inherited. Hard limits can only go down without
+ * CAP_SYS_RESOURCE; the caller checks the spec's bounds beforehand so a too-high
+ * value is a clear error there, not EPERM here.
  * Returns 0 or -errno with err filled.
  */
 int rlimits_apply(const SandboxSpec *spec, SandboxError *err)
@@ -23,22 +43,32 @@ int rlimits_apply(const SandboxSpec *spec, SandboxError *err)
                 const char *name;
                 uint64_t value;
                 bool set;
+                bool at_most_inherited; /* a bound of ours: never above what we have */
         } limits[] = {
                 {RLIMIT_NOFILE, "RLIMIT_NOFILE", spec->rlimit_nofile ?: SANDBOX_DEFAULT_NOFILE,
-                 true},
-                {RLIMIT_CORE, "RLIMIT_CORE", 0, true},
-                {RLIMIT_FSIZE, "RLIMIT_FSIZE", spec->rlimit_fsize, spec->rlimit_fsize > 0},
-                {RLIMIT_NPROC, "RLIMIT_NPROC", spec->rlimit_nproc, spec->rlimit_nproc > 0},
+                 true, false},
+                {RLIMIT_CORE, "RLIMIT_CORE", 0, true, false},
+                {RLIMIT_FSIZE, "RLIMIT_FSIZE", spec->rlimit_fsize, spec->rlimit_fsize > 0, false},
+                {RLIMIT_NPROC, "RLIMIT_NPROC", spec->rlimit_nproc, spec->rlimit_nproc > 0, false},
+                {RLIMIT_MEMLOCK, "RLIMIT_MEMLOCK", SANDBOX_MEMLOCK, true, true},
+                {RLIMIT_MSGQUEUE, "RLIMIT_MSGQUEUE", SANDBOX_MSGQUEUE, true, true},
+                {RLIMIT_SIGPENDING, "RLIMIT_SIGPENDING", SANDBOX_SIGPENDING, true, true},
+                {RLIMIT_RTPRIO, "RLIMIT_RTPRIO", 0, true, false},
+                {RLIMIT_NICE, "RLIMIT_NICE", 0, true, false},
         };
 
         for (size_t i = 0; i < ELEMENTSOF(limits); i++) {
                 struct rlimit rl = {.rlim_cur = limits[i].value, .rlim_max = limits[i].value};
+                struct rlimit have;
 
                 if (!limits[i].set)
                         continue;
+                if (limits[i].at_most_inherited && getrlimit(limits[i].resource, &have) == 0 &&
+                    have.rlim_max != RLIM_INFINITY && have.rlim_max < rl.rlim_max)
+                        rl.rlim_cur = rl.rlim_max = have.rlim_max;
                 if (setrlimit(limits[i].resource, &rl) < 0)
                         return sandbox_fail(err, SANDBOX_STEP_RLIMIT, negative_errno(), "%s=%llu",
-                                            limits[i].name, (unsigned long long)limits[i].value);
+                                            limits[i].name, (unsigned long long)rl.rlim_max);
         }
         return 0;
 }

@@ -30,6 +30,13 @@
  * NUMA placement are left out, and nothing from @privileged @mount @module @reboot
  * @swap @clock @raw-io @debug @obsolete @cpu-emulation is in. Every call not listed
  * fails with EPERM.
+ *
+ * Host-wide resources: every allowed call was reviewed for a resource the whole
+ * host shares that no namespace, cgroup or rlimit divides among apps (as
+ * fs.aio-max-nr is). Each is refused (@aio, huge pages), bounded by an rlimit set
+ * for every app (rlimit.c), or charged to something per app (the app's ipc
+ * namespace, its memory cgroup, its own host uid); the comment at each group says
+ * which, and docs/security.md ("Host-wide resources") has the table.
  */
 
 #include <errno.h>
@@ -39,6 +46,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/shm.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -115,8 +123,7 @@ static const char *const allowed_syscalls[] = {
         "gettid",
         "getrandom",
         "membarrier",
-        "mmap",
-        "mprotect",
+        "mprotect", /* mmap: a flag rule in allowlist_build() */
         "munmap",
         "restart_syscall",
         "rseq",
@@ -145,6 +152,8 @@ static const char *const allowed_syscalls[] = {
         "readv",
         "write",
         "writev",
+        /* epoll watches count against fs.epoll.max_user_watches of the app's host
+         * uid (user_struct), its own; epitems are charged to the memory cgroup. */
         "epoll_create",
         "epoll_create1",
         "epoll_ctl",
@@ -158,7 +167,13 @@ static const char *const allowed_syscalls[] = {
         "pselect6",
         "select",
 
-        /* @file-system, including the *at() and the newest variants. */
+        /*
+         * @file-system, including the *at() and the newest variants. Open files:
+         * RLIMIT_NOFILE per process times pids.max per app, and each struct file is
+         * charged to the memory cgroup (filp is SLAB_ACCOUNT), so fs.file-max is not
+         * an app's to exhaust. File locks (flock, fcntl): charged to the memory
+         * cgroup too; /proc/locks, which lists the host's, is masked (mount.c).
+         */
         "access",
         "chdir",
         "chmod",
@@ -183,6 +198,14 @@ static const char *const allowed_syscalls[] = {
         "getcwd",
         "getdents",
         "getdents64",
+        /*
+         * inotify instances and watches are counted per user namespace and uid
+         * (ucounts, Linux 4.11), checked at every level up to the host's, where the
+         * count goes to the uid that created the app's user namespace: its own host
+         * uid (spawn.c, become_host_user()), so fs.inotify.max_user_instances and
+         * max_user_watches bound each app alone. Marks are charged to the memory
+         * cgroup.
+         */
         "inotify_add_watch",
         "inotify_init",
         "inotify_init1",
@@ -247,28 +270,38 @@ static const char *const allowed_syscalls[] = {
         "file_getattr",
         "file_setattr",
 
-        /* @sync: sync/syncfs can only cost the host I/O, which the cgroup's io limits bound. */
+        /*
+         * @sync. sync(2) writes back every file system of the host, other apps'
+         * dirty pages included: host I/O an app can cause but not hold, and a
+         * refusal would break coreutils' sync, so it stays (Docker and systemd's
+         * @system-service allow it; docs/security.md).
+         */
         "fdatasync",
         "fsync",
         "sync",
         "sync_file_range",
         "syncfs",
 
-        /* @aio: POSIX/libaio AIO. io_uring is not here: it is always denied. */
-        "io_cancel",
-        "io_destroy",
-        "io_getevents",
-        "io_pgetevents",
-        "io_setup",
-        "io_submit",
+        /*
+         * @aio is not here: io_setup reserves events from fs.aio-max-nr, one counter
+         * for the whole host that no namespace, cgroup or rlimit divides, so one app
+         * could leave every other io_setup on the host failing (EAGAIN). The six
+         * calls fail with ENOSYS instead (allowlist_build), as on a kernel built
+         * without CONFIG_AIO: libaio users fall back to threads, and glibc's POSIX
+         * aio_* never used them. io_uring is always denied.
+         */
 
         /* Memory (@default, plus what runtimes and databases use). */
         "get_mempolicy", /* read-only (procps' ps asks); setting NUMA policy is not allowed */
         "madvise",
         "map_shadow_stack", /* CET user shadow stacks (6.6); glibc 2.39+ allocates them */
-        "memfd_create",
         "mincore",
-        "mlock", /* bounded by RLIMIT_MEMLOCK */
+        /*
+         * mlock pins pages the memory cgroup already charged; how many is bounded by
+         * RLIMIT_MEMLOCK, set to 8 MiB for every app (rlimit.c), never inherited
+         * from cella. mmap, memfd_create and shmget get flag rules: no huge pages.
+         */
+        "mlock",
         "mlock2",
         "mlockall",
         "mremap",
@@ -291,7 +324,8 @@ static const char *const allowed_syscalls[] = {
         /*
          * @process. clone3 is refused with ENOSYS (its flags sit in memory a filter
          * cannot read); clone and unshare get flag rules. kill/tkill/tgkill and the
-         * pidfd calls reach only processes in the app's pid namespace. prctl is fine:
+         * pidfd calls reach only processes in the app's pid namespace, whose
+         * numbers the pids cgroup bounds (pids.max). prctl is fine:
          * no_new_privs is set and capabilities are gone, so PR_SET_SECCOMP can only add
          * filters and PR_CAPBSET_* and friends fail in the kernel.
          */
@@ -348,7 +382,10 @@ static const char *const allowed_syscalls[] = {
          * CAP_SYS_RESOURCE. glibc's setrlimit() and ulimit use prlimit64, so it is
          * allowed for writing too; another process's limits need the same uids.
          * Scheduling: raising priority or a real-time policy needs CAP_SYS_NICE (or
-         * RLIMIT_NICE/RLIMIT_RTPRIO), which the app lacks.
+         * RLIMIT_NICE/RLIMIT_RTPRIO, both 0 for every app: rlimit.c), which the app
+         * lacks; SCHED_DEADLINE always needs CAP_SYS_NICE. ioprio_set: the real-time
+         * I/O class needs CAP_SYS_ADMIN or CAP_SYS_NICE; best-effort and idle only
+         * touch the app's own processes.
          */
         "getcpu",
         "getpriority",
@@ -370,6 +407,8 @@ static const char *const allowed_syscalls[] = {
         "sched_setscheduler",
         "setpriority",
         "setrlimit",
+        /* Host-wide figures (total RAM, load, thread count): glibc's
+         * sysconf(_SC_PHYS_PAGES) and get_avphys_pages() need it; docs/security.md. */
         "sysinfo",
         "times",
 
@@ -385,7 +424,11 @@ static const char *const allowed_syscalls[] = {
         "signalfd",
         "signalfd4",
 
-        /* @timer and reading the clocks. Setting them is always denied. */
+        /*
+         * @timer and reading the clocks. Setting them is always denied. Each POSIX
+         * timer preallocates a queued signal, charged to RLIMIT_SIGPENDING (4096,
+         * rlimit.c) of the app's own uid; the alarm clocks need CAP_WAKE_ALARM.
+         */
         "alarm",
         "clock_getres",
         "clock_gettime",
@@ -406,7 +449,12 @@ static const char *const allowed_syscalls[] = {
 
         /*
          * @ipc: SysV and POSIX IPC live in the app's own ipc namespace (DESIGN.md step
-         * 1), so they reach no one else. pipe/pipe2 too.
+         * 1), so they reach no one else, and its limits (shmmni, msgmni, semmni,
+         * queues_max) are that namespace's. Their memory: SysV shm pages are shmem,
+         * charged to the app's memory cgroup; message queue bytes are bounded per
+         * user by RLIMIT_MSGQUEUE (819200, rlimit.c). pipe/pipe2: buffers are charged
+         * to the memory cgroup, and fs.pipe-user-pages-soft counts per host uid,
+         * which is the app's own. shmget gets a flag rule (no SHM_HUGETLB).
          */
         "msgctl",
         "msgget",
@@ -427,7 +475,6 @@ static const char *const allowed_syscalls[] = {
         "shmat",
         "shmctl",
         "shmdt",
-        "shmget",
 
         /* @network-io on sockets that socket()/socketpair() let the app create. */
         "accept",
@@ -713,6 +760,41 @@ static int allowlist_build(const SeccompOptions *opts, scmp_filter_ctx *ret)
         r = rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), "clone3", 0, NULL);
         if (r < 0)
                 return r;
+
+        /* The kernel AIO calls: ENOSYS, as without CONFIG_AIO (see allowed_syscalls). */
+        static const char *const aio_calls[] = {"io_setup",  "io_destroy",   "io_submit",
+                                                "io_cancel", "io_getevents", "io_pgetevents"};
+        for (size_t i = 0; i < ELEMENTSOF(aio_calls); i++) {
+                r = rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), aio_calls[i], 0, NULL);
+                if (r < 0)
+                        return r;
+        }
+
+        /*
+         * Huge pages come from the host's pool (vm.nr_hugepages and the surplus
+         * vm.nr_overcommit_hugepages), which the memory cgroup does not charge
+         * (cgroup v1; v2 only with memory_hugetlb_accounting, 6.6+): mmap with
+         * MAP_HUGETLB, memfd_create with MFD_HUGETLB and shmget with SHM_HUGETLB are
+         * refused (the default action), everything else allowed. Programs that ask
+         * for huge pages fall back when they fail, as on a host with none. The masks
+         * test one bit, so garbage in the upper half of a register changes nothing.
+         * Transparent huge pages (madvise MADV_HUGEPAGE) are ordinary, charged memory.
+         */
+        {
+                struct scmp_arg_cmp mmap_c = SCMP_A3(SCMP_CMP_MASKED_EQ, MAP_HUGETLB, 0);
+                struct scmp_arg_cmp memfd_c = SCMP_A1(SCMP_CMP_MASKED_EQ, MFD_HUGETLB, 0);
+                struct scmp_arg_cmp shm_c = SCMP_A2(SCMP_CMP_MASKED_EQ, SHM_HUGETLB, 0);
+
+                r = rule_add(ctx, SCMP_ACT_ALLOW, "mmap", 1, &mmap_c);
+                if (r < 0)
+                        return r;
+                r = rule_add(ctx, SCMP_ACT_ALLOW, "memfd_create", 1, &memfd_c);
+                if (r < 0)
+                        return r;
+                r = rule_add(ctx, SCMP_ACT_ALLOW, "shmget", 1, &shm_c);
+                if (r < 0)
+                        return r;
+        }
 
         /*
          * clone and unshare without namespace flags: threads, fork, posix_spawn and

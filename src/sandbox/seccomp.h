@@ -6,15 +6,16 @@
  * built with libseccomp once in the supervisor and exported as classic BPF, so the
  * child only has to load it (one syscall between clone and exec, nothing to
  * allocate). Denied calls fail with EPERM; clone3 fails with ENOSYS so libc falls
- * back to clone(2), whose flags a filter can inspect. Calls from another ABI (i386
- * int 0x80, x32) kill the process.
+ * back to clone(2), whose flags a filter can inspect, and so do the kernel AIO calls
+ * (io_setup reserves events from fs.aio-max-nr, one counter for the whole host).
+ * Calls from another ABI (i386 int 0x80, x32) kill the process.
  *
  * With SeccompOptions.notify, the calls that would fail with EPERM (the default
  * action, and ioctl TIOCSTI/TIOCLINUX) are sent to a user-notification listener
  * instead (SECCOMP_RET_USER_NOTIF), whose server, seccomp_notify_process(), counts
  * them per syscall and answers EPERM: the app sees the same errno, the supervisor
- * learns what was denied. The other explicit answers (clone3 and newer-than-known
- * calls ENOSYS, refused socket families EAFNOSUPPORT, foreign ABIs killed) are
+ * learns what was denied. The other explicit answers (clone3, io_* and
+ * newer-than-known calls ENOSYS, refused socket families EAFNOSUPPORT, foreign ABIs killed) are
  * the same in both variants and never notified.
  *
  * Always denied, whatever the rights: mount and the new mount API, umount,
@@ -23,7 +24,9 @@
  * userfaultfd, io_uring_*, kexec_*, init/finit/delete_module, open_by_handle_at,
  * name_to_handle_at, ioctl TIOCSTI and TIOCLINUX, reboot, swapon/off, acct,
  * settimeofday/clock_settime/adjtimex/clock_adjtime, quotactl, syslog, iopl,
- * ioperm, pidfd_getfd, fanotify_init, personality other than the default.
+ * ioperm, pidfd_getfd, fanotify_init, personality other than the default, huge
+ * pages from the host's pool (mmap MAP_HUGETLB, memfd_create MFD_HUGETLB, shmget
+ * SHM_HUGETLB).
  */
 
 #include <stdbool.h>

@@ -39,6 +39,7 @@
 #include <limits.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/capability.h>
 #include <linux/sched.h>
 #include <net/if.h>
 #include <poll.h>
@@ -79,6 +80,7 @@ typedef struct Msg {
         int32_t step;
         int32_t error;
         int32_t value;
+        uint32_t host_uid, host_gid; /* MSG_CGROUP: the app's host ids (prepare may set them) */
         char detail[SANDBOX_DETAIL_MAX];
 } Msg;
 
@@ -237,11 +239,12 @@ _noreturn_ static void net_helper(int ctl)
 
 /*
  * In the child, after the jail is built: takes the two messages that arrive while
- * it builds, in whichever order (the helper's netns, the parent's cgroup fds),
- * joins the network namespace and the cgroup, then makes the cgroup namespace (so
- * the app's own cgroup is the root it sees). No app code has run yet.
+ * it builds, in whichever order (the helper's netns, the parent's cgroup fds and
+ * the app's host uid and gid in *ret_uid, *ret_gid), joins the network namespace
+ * and the cgroup, then makes the cgroup namespace (so the app's own cgroup is the
+ * root it sees). No app code has run yet.
  */
-static int child_join(int ctl, SandboxError *err)
+static int child_join(int ctl, uid_t *ret_uid, gid_t *ret_gid, SandboxError *err)
 {
         bool have_net = false, have_cg = false;
 
@@ -265,6 +268,8 @@ static int child_join(int ctl, SandboxError *err)
                 } else if (m.type == MSG_CGROUP && !have_cg) {
                         CgroupJoin j = {.unified_fd = -EBADF, .n_v1 = n};
 
+                        *ret_uid = m.host_uid;
+                        *ret_gid = m.host_gid;
                         memcpy(j.v1_fds, fds, sizeof(int) * n);
                         n = 0; /* cgroup_join_self() closes them */
                         r = cgroup_join_self(&j);
@@ -506,9 +511,59 @@ static int close_unneeded_fds(const SandboxSpec *spec, int ctl)
         }
 }
 
+/*
+ * In the child, just before it makes its user namespace: switches real, effective
+ * and saved ids to the app's host uid and gid, keeping its capabilities (KEEPCAPS,
+ * then the effective set raised again from the permitted one).
+ *
+ * Why: the kernel counts per-user resources per user namespace and uid, and
+ * charges each level up to the host's to the uid that *created* the namespace
+ * (user_namespace.ucounts): inotify instances and watches, user namespaces, and
+ * the rlimit counts of RLIMIT_NPROC, RLIMIT_SIGPENDING, RLIMIT_MSGQUEUE and
+ * RLIMIT_MEMLOCK (kernel/ucount.c, inc_ucount() and inc_rlimit_ucounts()). A
+ * namespace made by root would put every app on root's host counts: one app taking
+ * all of fs.inotify.max_user_instances left root's (systemd's, cella's) and every
+ * other app's inotify_init1() failing with EMFILE. Made by the app's own host uid,
+ * each app is charged alone (test_per_user_limits_are_each_apps_own).
+ *
+ * The capabilities keep the unshare a privileged one, which kernels restricting
+ * unprivileged user namespaces (Debian's kernel.unprivileged_userns_clone=0,
+ * Ubuntu's AppArmor userns restriction) still allow; they only apply in the host's
+ * user namespace, which the child leaves at the unshare right after.
+ * Returns 0 or -errno with err filled.
+ */
+static int become_host_user(uid_t uid, gid_t gid, SandboxError *err)
+{
+        struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
+        struct __user_cap_data_struct d[2] = {};
+        uid_t ru, eu, su;
+
+        if (uid == 0 || gid == 0)
+                return sandbox_fail(err, SANDBOX_STEP_USERNS, -EINVAL,
+                                    "the app may not run as host root");
+        if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+                return sandbox_fail(err, SANDBOX_STEP_USERNS, negative_errno(),
+                                    "keep capabilities");
+        if (setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
+                return sandbox_fail(err, SANDBOX_STEP_USERNS, negative_errno(),
+                                    "switch to host uid %u gid %u", (unsigned)uid, (unsigned)gid);
+        if (getresuid(&ru, &eu, &su) < 0 || ru != uid || eu != uid || su != uid)
+                return sandbox_fail(err, SANDBOX_STEP_USERNS, -EPERM, "host uid did not change");
+        if (syscall(SYS_capget, &h, d) < 0)
+                return sandbox_fail(err, SANDBOX_STEP_USERNS, negative_errno(), "capget");
+        d[0].effective = d[0].permitted;
+        d[1].effective = d[1].permitted;
+        if (syscall(SYS_capset, &h, d) < 0)
+                return sandbox_fail(err, SANDBOX_STEP_USERNS, negative_errno(),
+                                    "raise capabilities again");
+        return 0;
+}
+
 _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
 {
         SandboxError err = {};
+        uid_t host_uid = 0;
+        gid_t host_gid = 0;
         _cleanup_close_pair_ int exec_pipe[2] = {-EBADF, -EBADF};
         sigset_t mask;
         pid_t app;
@@ -528,7 +583,7 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
         r = jail_build(spec, &err);
         if (r < 0)
                 goto fail;
-        r = child_join(ctl, &err);
+        r = child_join(ctl, &host_uid, &host_gid, &err);
         if (r < 0)
                 goto fail;
 
@@ -538,9 +593,17 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
                 r = sandbox_fail(&err, SANDBOX_STEP_USERNS, negative_errno(), "setgroups");
                 goto fail;
         }
+        r = become_host_user(host_uid, host_gid, &err);
+        if (r < 0)
+                goto fail;
         if (unshare(CLONE_NEWUSER) < 0) {
-                r = sandbox_fail(&err, SANDBOX_STEP_USERNS, negative_errno(),
-                                 "unshare user namespace");
+                /* The two ways a host refuses this, named so the user can fix them. */
+                r = negative_errno();
+                sandbox_fail(&err, SANDBOX_STEP_USERNS, r, "unshare user namespace%s",
+                             r == -ENOSPC  ? " (user.max_user_namespaces is 0 or reached)"
+                             : r == -EPERM ? " (refused: a seccomp filter or LSM around cella "
+                                             "forbids user namespaces?)"
+                                           : "");
                 goto fail;
         }
         if (msg_send(ctl, MSG_NEED_IDMAP, 0) < 0 || child_expect(ctl, MSG_IDMAP_DONE) < 0)
@@ -723,15 +786,16 @@ static int parent_recv(int ctl, Msg *m, int *ret_fd)
 
 /*
  * Makes the rest of the cgroup (v1 leaves, limits) and tells the child how to join
- * it: MSG_CGROUP with the v1 tasks fds, or with none when there is no cgroup or the
- * parent joined the child itself (no CLONE_INTO_CGROUP). Returns 0 or -errno with err
- * filled.
+ * it: MSG_CGROUP with the v1 tasks fds (or none when there is no cgroup or the
+ * parent joined the child itself: no CLONE_INTO_CGROUP) and the app's host ids from
+ * spec. Returns 0 or -errno with err filled.
  */
 static int send_cgroup(Cgroup *cg, pid_t pid, bool attach_in_parent, int ctl,
-                       const CgroupLimits *limits, SandboxError *err)
+                       const SandboxSpec *spec, SandboxError *err)
 {
         CgroupJoin join = {.unified_fd = -EBADF};
-        Msg m = {.type = MSG_CGROUP};
+        Msg m = {.type = MSG_CGROUP, .host_uid = spec->host_uid, .host_gid = spec->host_gid};
+        const CgroupLimits *limits = &spec->limits;
         int r;
 
         if (cg) {
@@ -854,7 +918,7 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
                         goto fail_child;
                 }
         }
-        r = send_cgroup(cg, pid, attach_in_parent, ctl[0], &spec.limits, err);
+        r = send_cgroup(cg, pid, attach_in_parent, ctl[0], &spec, err);
         if (r == -EPIPE || r == -ECONNRESET)
                 /* The child failed (and exited) before it read this: the report it
                  * queued first, or EOF and its exit status, says why. Read that

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import CELLA, example, run_cella
+from conftest import CELLA, example, run_cella, start_cella, which
 
 NS_KINDS = ["user", "mnt", "pid", "ipc", "uts", "net", "cgroup"]
 
@@ -28,15 +28,29 @@ def bait():
     s.close()
 
 
+def hostile_lines(out):
+    """hostile's verdict lines: REFUSED, ESCAPED and N/A (a call that never ran,
+    for a reason that is not the sandbox: a feature this kernel lacks)."""
+    return [l for l in out.splitlines() if l.startswith(("REFUSED ", "ESCAPED ", "N/A "))]
+
+
+def hostile_summary(lines):
+    """The summary line hostile must print for these verdict lines."""
+    refused = sum(l.startswith("REFUSED ") for l in lines)
+    na = sum(l.startswith("N/A ") for l in lines)
+    return f"hostile: {len(lines)} attempts, {refused} refused, 0 escaped, {na} not applicable"
+
+
 def test_hostile_example_is_refused_everything(state, bait):
     r = run_cella(example("hostile"), state_dir=state, env=bait)
-    lines = [l for l in r.out.splitlines() if l.startswith(("REFUSED", "ESCAPED"))]
+    lines = hostile_lines(r.out)
     escaped = [l for l in lines if l.startswith("ESCAPED")]
     assert not escaped, "\n".join(escaped)
     assert r.code == 0, r.out + r.err
-    names = {l.split(" ", 1)[1].split(":", 1)[0] for l in lines}
+    verdicts = {l.split(" ", 1)[1].split(":", 1)[0]: l.split(" ", 1)[0] for l in lines}
     for must in ["reach /etc/shadow", "write /usr/bin/owned", "write /app/owned", "follow /app/link-shadow",
                  "symlink to / reaches the host root", "mount tmpfs", "unshare user namespace",
+                 "clone new network namespace",
                  "setns", "open init's namespace", "ptrace attach to init", "bpf map create",
                  "perf_event_open", "keyctl join session keyring", "userfaultfd", "io_uring_setup",
                  "kexec_load", "init_module", "open_by_handle_at (shocker)", "TIOCSTI into the terminal",
@@ -44,9 +58,36 @@ def test_hostile_example_is_refused_everything(state, bait):
                  "open an AF_INET socket", "connect to the host's abstract socket",
                  "attach the host's SysV shared memory", "read the host's environment",
                  "see other processes", "inherit a stray fd", "see /sys", "exec a binary dropped in /data",
-                 "exec a binary dropped in /dev/shm", "i386 system call (int 0x80)"]:
-        assert must in names, f"attempt {must!r} did not run"
-    assert f"hostile: {len(lines)} attempts, {len(lines)} refused, 0 escaped" in r.out
+                 "exec a binary dropped in /dev/shm", "i386 system call (int 0x80)", "x32 system call",
+                 "reserve the host's aio events (io_setup)",
+                 "map from the host's huge page pool (MAP_HUGETLB)",
+                 "memfd from the host's huge page pool (MFD_HUGETLB)",
+                 "SysV shm from the host's huge page pool (SHM_HUGETLB)",
+                 "lock 16 MiB in memory (past RLIMIT_MEMLOCK)", "an unbounded RLIMIT_MEMLOCK",
+                 "64 POSIX message queues (past RLIMIT_MSGQUEUE)",
+                 "65536 POSIX timers (past RLIMIT_SIGPENDING)", "real-time scheduling (SCHED_FIFO)",
+                 "raise its priority (nice -5)", "real-time I/O class (IOPRIO_CLASS_RT)"]:
+        assert must in verdicts, f"attempt {must!r} did not run"
+    # Only a feature this kernel lacks may make a probe not applicable (int 0x80
+    # without IA32 emulation faults; a kernel without POSIX message queues or
+    # timers says ENOSYS), and it must say so. Everything else must be refused.
+    optional = {"i386 system call (int 0x80)": "SIGSEGV before the call returned",
+                "64 POSIX message queues (past RLIMIT_MSGQUEUE)": "ENOSYS: this kernel has no",
+                "65536 POSIX timers (past RLIMIT_SIGPENDING)": "ENOSYS: this kernel has no"}
+    na = [n for n, v in verdicts.items() if v == "N/A"]
+    assert set(na) <= set(optional), na
+    for name in na:
+        assert f"N/A {name}: {optional[name]}" in r.out, r.out
+    if "i386 system call (int 0x80)" not in na:
+        assert "REFUSED i386 system call (int 0x80): killed by SIGSYS" in r.out, r.out
+    assert "REFUSED x32 system call: killed by SIGSYS" in r.out, r.out
+    # The host-wide resources: the filter's answers, not a kernel's happenstance.
+    assert re.search(r"^REFUSED reserve the host's aio events \(io_setup\): Function not implemented$", r.out, re.M)
+    for huge in ["MAP_HUGETLB", "MFD_HUGETLB", "SHM_HUGETLB"]:
+        assert re.search(rf"^REFUSED \w+ \w* ?from the host's huge page pool \({huge}\): Operation not permitted$",
+                         r.out, re.M), huge
+    assert "REFUSED an unbounded RLIMIT_MEMLOCK: hard limit 8388608 bytes" in r.out, r.out
+    assert hostile_summary(lines) in r.out, r.out
 
 
 def test_every_namespace_is_new(state, make_app):
@@ -197,6 +238,144 @@ def test_proc_is_fresh_and_masked(state, make_app):
     assert int(lines[0]) <= 3, "only the app's own processes are visible"
     assert lines[1] == "0" and lines[2] == "0"
     assert lines[3] == "refused"
+
+
+# Host-wide /proc files an app has no need to see: each must read as empty inside
+# (masked with /dev/null, or an empty directory), whatever it holds on the host.
+PROC_MASKED_FILES = ["cmdline", "config.gz", "bootconfig", "interrupts", "softirqs", "schedstat",
+                     "zoneinfo", "buddyinfo", "modules", "locks", "partitions", "diskstats", "swaps",
+                     "mdstat", "keys", "kallsyms", "sys/kernel/random/boot_id",
+                     # root's alone: not masked, unreadable all the same
+                     "kcore", "timer_list", "slabinfo", "vmallocinfo", "pagetypeinfo", "kpageflags",
+                     "mtrr"]
+PROC_MASKED_DIRS = ["irq", "fs", "bus", "driver", "pressure", "acpi"]
+
+
+def test_proc_host_files_are_masked(state, make_app):
+    # A lock the host holds, so the host's /proc/locks is not empty.
+    import fcntl
+    lockfile = state.parent / "held.lock"
+    with open(lockfile, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        script = "".join(f"printf '{n} '; if [ -e /proc/{n} ]; then cat /proc/{n} 2>/dev/null | wc -c; else echo absent; fi\n"
+                         for n in PROC_MASKED_FILES)
+        script += "".join(f"printf '{n} '; if [ -e /proc/{n} ]; then ls -A /proc/{n} | wc -l; else echo absent; fi\n"
+                          for n in PROC_MASKED_DIRS)
+        script += "cat /proc/loadavg\n"
+        app = make_app("org.test.procmask", script)
+        r = run_cella(app, state_dir=state)
+    assert r.code == 0, r.err
+    lines = r.out.splitlines()
+    seen = dict(l.split(" ", 1) for l in lines[:-1])
+    for name in PROC_MASKED_FILES + PROC_MASKED_DIRS:
+        host = f"/proc/{name}"
+        if not os.path.exists(host):
+            assert seen[name] == "absent", f"/proc/{name}: {seen[name]}"
+            continue
+        assert seen[name] == "0", f"/proc/{name} shows {seen[name]} bytes/entries inside the sandbox"
+    # The host's own files are not empty: the masks did something.
+    assert os.path.getsize("/proc/cmdline") or open("/proc/cmdline").read()
+    # loadavg: no load, one process, and the last pid is not the host's.
+    assert lines[-1] == "0.00 0.00 0.00 1/1 1", lines[-1]
+
+
+def test_proc_tools_still_work(state, make_app):
+    """ps, uptime, free, df and top read /proc: the masks must leave them working."""
+    tools = {"ps": "ps -e", "uptime": "uptime", "free": "free", "df": "df /tmp", "top": "top -b -n 1"}
+    have = {name: cmd for name, cmd in tools.items() if which(name)}
+    if not have:
+        pytest.skip("procps and coreutils' df are not installed")
+    script = "".join(f"if {cmd} >/dev/null 2>/tmp/err; then echo '{name} ok'; else echo '{name} failed:' $(cat /tmp/err); fi\n"
+                     for name, cmd in have.items())
+    script += "python3 -c 'import os; print(\"loadavg\", len(os.getloadavg()), os.cpu_count() > 0)'\n"
+    r = run_cella(make_app("org.test.proctools", script), state_dir=state)
+    assert r.code == 0, r.err
+    for name in have:
+        assert f"{name} ok" in r.out, r.out
+    assert "loadavg 3 True" in r.out, r.out + r.err
+
+
+def test_mountinfo_shows_no_host_path_but_the_app_folders(state, make_app):
+    """What mountinfo still tells an app about the host: the 4th field of a bind mount
+    is the source's path within its file system, which no bind can rewrite. Only
+    the runtime's standard paths and the app's own folder (and /data, until it has a
+    file system of its own) may appear there."""
+    app = make_app("org.test.mountinfo", "cat /proc/self/mountinfo\n")
+    r = run_cella(app, state_dir=state)
+    assert r.code == 0, r.err
+    exact = {"/", "/tmp", "/shm", "/null", "/zero", "/full", "/random", "/urandom", "/sys",
+             "/.loadavg//deleted"}
+    runtime = ("/usr/", "/bin/", "/sbin/", "/lib", "/etc/")
+    for line in r.out.splitlines():
+        root, target = line.split()[3:5]
+        if root in exact or (root + "/").startswith(runtime) and root.lstrip("/").split("/")[0] == target.lstrip("/").split("/")[0]:
+            continue
+        assert target in ("/app", "/data"), f"{target} shows host path {root}"
+
+
+def test_tmp_and_dev_shm_share_one_budget(state, make_app):
+    """/tmp and /dev/shm are two folders of one tmpfs of limits.tmp: what an app puts
+    in /dev/shm takes room from /tmp, so limits.tmp bounds both together."""
+    app = make_app("org.test.tmpshm", """\
+        df -k /tmp /dev/shm | tail -n 2 | awk '{print $2}'
+        dd if=/dev/zero of=/dev/shm/fill bs=1M count=3 2>/dev/null && echo shm-3M-ok
+        dd if=/dev/zero of=/tmp/fill bs=1M count=3 2>&1 | grep -c 'No space left' || true
+        ls -l /tmp/fill | awk '{print $5}'
+        rm /dev/shm/fill
+        dd if=/dev/zero of=/tmp/fill bs=1M count=3 2>/dev/null && echo tmp-3M-ok
+        grep -E ' /(tmp|dev/shm) ' /proc/self/mountinfo | awk '{print $3, $5}'
+        """, limits={"tmp": "4M"})
+    r = run_cella(app, state_dir=state)
+    assert r.code == 0, r.err
+    lines = r.out.splitlines()
+    assert lines[0] == lines[1] == "4096", r.out  # one size, not two
+    assert lines[2] == "shm-3M-ok", r.out
+    assert lines[3] == "1", r.out  # /tmp ran out after 1 MiB: /dev/shm held the rest
+    assert int(lines[4]) < 2 * 1024 * 1024, r.out
+    assert lines[5] == "tmp-3M-ok", r.out  # the room came back with the file
+    (dev_tmp, _), (dev_shm, _) = [l.split() for l in lines[6:8]]
+    assert dev_tmp == dev_shm, lines[6:8]  # the same file system
+
+
+INOTIFY_HOG = """\
+import ctypes, os, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+fds = []
+while True:
+    fd = libc.inotify_init1(0)
+    if fd < 0:
+        break
+    fds.append(fd)
+print("held", len(fds), os.strerror(ctypes.get_errno()), flush=True)
+time.sleep(120)
+"""
+
+
+def test_per_user_limits_are_each_apps_own(state, make_app):
+    """fs.inotify.max_user_instances counts per user namespace and uid, up to the
+    host's level, where each app has a host uid of its own: an app that takes all
+    of its instances leaves another app's (and the host's) untouched."""
+    limit = int(open("/proc/sys/fs/inotify/max_user_instances").read())
+    if limit > 4000:
+        pytest.skip(f"fs.inotify.max_user_instances is {limit}: the files limit would stop the app first")
+    hog = make_app("org.test.inotify_hog", "exec python3 /app/hog.py\n", files={"hog.py": (INOTIFY_HOG, 0o644)},
+                   limits={"files": 4096})
+    p, started, status = start_cella(hog, state)
+    try:
+        line = p.stdout.readline()
+        assert line.split()[:2] == ["held", str(limit)], line + p.stderr.read() if not line else line
+        other = make_app("org.test.inotify_other",
+                         "python3 -c 'import ctypes; print(\"got\", ctypes.CDLL(None).inotify_init1(0) >= 0)'\n")
+        r = run_cella(other, state_dir=state)
+        assert r.out.strip() == "got True", r.out + r.err
+        assert r.event("started")["uid"] != started["uid"]
+        fd = ctypes.CDLL(None, use_errno=True).inotify_init1(0)
+        assert fd >= 0, "the host could not make an inotify instance"
+        os.close(fd)
+    finally:
+        p.terminate()
+        p.communicate(timeout=30)
+        status.close()
 
 
 def test_environment_is_rebuilt_from_nothing(state, make_app):

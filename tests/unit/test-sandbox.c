@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -87,11 +88,19 @@ static void teardown(void)
         seccomp_prog = seccomp_program_free(seccomp_prog);
 }
 
+/*
+ * Tests that cannot run here (not root) count in a page shared with Check's forked
+ * test processes; main() exits 77, meson's "skipped", when all of them skipped,
+ * rather than reporting them as passed.
+ */
+static unsigned *tests_skipped;
+
 #define REQUIRE_ROOT()                                                                             \
         do {                                                                                       \
                 if (geteuid() != 0) {                                                              \
                         printf("SKIP: %s: sandbox_spawn needs root\n", TEST_NAME);                 \
                         fflush(stdout);                                                            \
+                        __atomic_add_fetch(tests_skipped, 1, __ATOMIC_SEQ_CST);                    \
                         return;                                                                    \
                 }                                                                                  \
         } while (0)
@@ -787,6 +796,62 @@ START_TEST(test_rlimits)
         free(TAKE_PTR(out));
         run_done(&r);
 
+        /*
+         * The per-user bounds every app gets whatever cella inherited (rlimit.c):
+         * RLIMIT_MEMLOCK 8 MiB, RLIMIT_MSGQUEUE 819200, RLIMIT_SIGPENDING 4096,
+         * RLIMIT_RTPRIO 0, RLIMIT_NICE 0, soft = hard. Raised here first, so the test
+         * shows they are set, not inherited.
+         */
+        {
+                /* Above each bound, where CAP_SYS_RESOURCE allows. */
+                static const struct {
+                        int resource;
+                        rlim_t above;
+                } raised[] = {
+                        {RLIMIT_MEMLOCK, 64 << 20},
+                        {RLIMIT_MSGQUEUE, 8 << 20},
+                        {RLIMIT_SIGPENDING, 1 << 16},
+                        {RLIMIT_RTPRIO, 99},
+                        {RLIMIT_NICE, 40},
+                };
+                struct rlimit saved[ELEMENTSOF(raised)];
+
+                for (size_t i = 0; i < ELEMENTSOF(raised); i++) {
+                        struct rlimit up;
+
+                        ck_assert_int_eq(getrlimit(raised[i].resource, &saved[i]), 0);
+                        if (saved[i].rlim_max == RLIM_INFINITY ||
+                            saved[i].rlim_max >= raised[i].above)
+                                continue; /* above the bound already */
+                        up = (struct rlimit){raised[i].above, raised[i].above};
+                        /* Without CAP_SYS_RESOURCE (a container) a hard limit
+                         * stays where it is: the bounds must hold all the same. */
+                        ck_assert_msg(setrlimit(raised[i].resource, &up) == 0 || errno == EPERM,
+                                      "raising rlimit %d: %m", raised[i].resource);
+                }
+                write_script("bounds.sh",
+                             "grep -E '^Max (locked memory|msgqueue size|pending signals|"
+                             "realtime priority|nice priority) ' /proc/self/limits | "
+                             "sed -E 's/  +/:/g' | cut -d: -f1-3",
+                             0755);
+                run_init(&r, 12, "bounds.sh", NULL);
+                s = run_spawn(&r);
+                out = read_output(&r);
+                e = run_wait(s);
+                for (size_t i = 0; i < ELEMENTSOF(raised); i++)
+                        ck_assert_int_eq(setrlimit(raised[i].resource, &saved[i]), 0);
+                ck_assert_msg(e.code == CLD_EXITED && e.status == 0, "exit %d/%d, output:\n%s",
+                              e.code, e.status, out);
+                ck_assert_str_eq(out, "Max locked memory:8388608:8388608\n"
+                                      "Max pending signals:4096:4096\n"
+                                      "Max msgqueue size:819200:819200\n"
+                                      "Max nice priority:0:0\n"
+                                      "Max realtime priority:0:0\n");
+                s = sandbox_free(s);
+                free(TAKE_PTR(out));
+                run_done(&r);
+        }
+
         /* At the bound: the caller's own hard limit is allowed. */
         ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
         if (rl.rlim_max == RLIM_INFINITY || rl.rlim_max > 1u << 20)
@@ -937,8 +1002,12 @@ int main(void)
         Suite *suite = suite_create("sandbox");
         TCase *tc = tcase_create("spawn");
         SRunner *sr;
-        int failed;
+        int failed, run;
 
+        tests_skipped = mmap(NULL, sizeof *tests_skipped, PROT_READ | PROT_WRITE,
+                             MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (tests_skipped == MAP_FAILED)
+                return EXIT_FAILURE;
         tcase_add_unchecked_fixture(tc, setup, teardown);
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, test_exit_status);
@@ -962,6 +1031,11 @@ int main(void)
         sr = srunner_create(suite);
         srunner_run_all(sr, CK_NORMAL);
         failed = srunner_ntests_failed(sr);
+        run = srunner_ntests_run(sr);
         srunner_free(sr);
-        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+        if (failed)
+                return EXIT_FAILURE;
+        if (*tests_skipped > 0)
+                printf("%u of %d tests skipped\n", *tests_skipped, run);
+        return run > 0 && *tests_skipped == (unsigned)run ? 77 : EXIT_SUCCESS;
 }
