@@ -20,6 +20,7 @@
 #include "supervisor/control.h"
 #include "supervisor/exit-codes.h"
 #include "supervisor/state.h"
+#include "supervisor/storage.h"
 
 static void forget_usage(FILE *f)
 {
@@ -100,6 +101,14 @@ int cli_forget(int argc, char **argv)
         r2 = grants_forget(g, app);
         if (r2 < 0) {
                 log_error_errno(r2, "cannot forget the grants of %s: %m", app);
+                return CELLA_EXIT_STATE;
+        }
+        /* /data is a file system of its own, mounted between runs: take it down, or
+         * the removal below would empty it and then fail on its mount point. */
+        r = storage_release(state_dir, app);
+        if (r < 0) {
+                log_error_errno(r, "cannot unmount the /data of %s (%s/apps/%s/data): %m", app,
+                                state_dir, app);
                 return CELLA_EXIT_STATE;
         }
         r = state_app_forget(st, app);

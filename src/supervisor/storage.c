@@ -881,3 +881,42 @@ int storage_prepare(const char *state_dir, const char *id, uint64_t limit, int *
         *ret_fd = fd;
         return 0;
 }
+
+int storage_release(const char *state_dir, const char *id)
+{
+        _cleanup_close_ int lock = -EBADF;
+        char lock_path[PATH_MAX];
+        struct stat img;
+        Paths p;
+        int fd, r;
+
+        r = paths_init(&p, state_dir, id);
+        if (r < 0)
+                return r;
+        snprintf(lock_path, sizeof lock_path, "%s/data.lock", p.app);
+        lock = open(lock_path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        if (lock < 0)
+                return errno == ENOENT ? 0 : negative_errno();
+        while (flock(lock, LOCK_EX) < 0)
+                if (errno != EINTR)
+                        return negative_errno();
+        if (stat(p.img, &img) < 0)
+                return errno == ENOENT ? 0 : negative_errno();
+        /* Only the image's own mount is taken down: whatever else sits on data (a
+         * plain directory, something mounted by hand) is left to the caller. */
+        fd = clone_checked(&p, &img, NULL);
+        if (fd == -ESTALE)
+                return 0;
+        if (fd < 0)
+                return fd;
+        close(fd);
+        if (umount2(p.data, UMOUNT_NOFOLLOW) < 0) {
+                if (errno != EBUSY)
+                        return negative_errno();
+                /* A file of it still open on the host: detach now, the file system goes
+                 * (and autoclear frees its loop device) once the last user closes. */
+                if (umount2(p.data, UMOUNT_NOFOLLOW | MNT_DETACH) < 0)
+                        return negative_errno();
+        }
+        return 1;
+}

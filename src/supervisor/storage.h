@@ -65,3 +65,17 @@ void storage_geometry(uint64_t limit, uint64_t inodes_min, uint64_t *ret_size,
  * another negative errno, with the reason logged.
  */
 int storage_prepare(const char *state_dir, const char *id, uint64_t limit, int *ret_fd);
+
+/*
+ * Takes the app's /data file system down from <state>/apps/<id>/data, for `cella
+ * forget` before its files are removed: under the same flock as storage_prepare(),
+ * unmounts it if it is the mount of this app's image (detached if a host process
+ * still holds a file of it open); the loop device goes with the last mount
+ * (LO_FLAGS_AUTOCLEAR). Sandboxes running the app keep their own clones until they
+ * end. state_dir: the state directory; id: a valid app id.
+ *
+ * Returns 1 if it unmounted, 0 if there was nothing of the image's mounted (no
+ * image, a plain directory, nothing there), or a negative errno (-EINVAL for an
+ * invalid id).
+ */
+int storage_release(const char *state_dir, const char *id);

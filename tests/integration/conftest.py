@@ -100,13 +100,24 @@ def make_app(tmp_path):
 
     script is the text of a /bin/sh entry point (or pass files={name: (text, mode)}).
     The folder is world-readable, as an installed app's would be.
+
+    An app id is bound to the folder first installed under it (docs/security.md,
+    "App identity"), so a second make_app() of the same id in one test updates that
+    app's folder: its new script gets an entry of its own (main-2.sh, ...), so a
+    copy of the app still running the first one is left alone.
     """
     counter = [0]
+    folders = {}
 
-    def make(app_id, script=None, files=None, entry="main.sh", **manifest_extra):
+    def make(app_id, script=None, files=None, entry=None, **manifest_extra):
         counter[0] += 1
-        d = tmp_path / f"app{counter[0]}"
-        d.mkdir()
+        d = folders.get(app_id)
+        if d is None:
+            d = folders[app_id] = tmp_path / f"app{counter[0]}"
+            d.mkdir()
+            entry = entry or "main.sh"
+        else:
+            entry = entry or f"main-{counter[0]}.sh"
         os.chmod(tmp_path, 0o755)
         os.chmod(d, 0o755)
         manifest = {"id": app_id, "runtime": "native", "entry": entry}

@@ -100,6 +100,9 @@ def test_another_folder_with_the_same_id_gets_nothing(tmp_path, state):
     p = cella("forget", APP, state=state)
     assert p.returncode == 0, p.stderr
     assert not (state / "apps" / APP).exists()
+    # Its /data file system was taken down, not only emptied.
+    with open("/proc/self/mountinfo") as f:
+        assert str(data) not in f.read()
     r = run_cella(second, state_dir=state)
     assert r.code == 0 and "ran second" in r.out and "found" not in r.out, r.out + r.err
     assert "location" not in grants(state)

@@ -402,14 +402,15 @@ def test_two_kernels_share_one_file_system_even_across_mount_namespaces(make_app
         pytest.skip("unshare (util-linux) is not installed")
     stay = make_app("org.test.shared", 'echo first >> /data/log; echo ready; exec sleep 1000\n',
                     limits={"storage": "16M"})
-    app = make_app("org.test.shared", 'echo second >> /data/log; cat /data/log\n',
-                   limits={"storage": "16M"})
     img = app_dir(state, "org.test.shared") / "data.img"
     data = app_dir(state, "org.test.shared") / "data"
     # One kernel keeps the app running...
     p, started, status = start_cella(stay, state)
     try:
         assert p.stdout.readline() == "ready\n"  # it has written its line
+        # The same app, updated (an app id is bound to its folder): a new entry.
+        app = make_app("org.test.shared", 'echo second >> /data/log; cat /data/log\n',
+                       limits={"storage": "16M"})
         # ...a second one, in a mount namespace where /data is not mounted (a
         # container, a systemd unit with its own mounts), must not attach the image
         # to a second loop device: it finds the first (data.loop) and shares its
