@@ -156,8 +156,10 @@ void broker_timer_detach(BrokerApp *app);
 void broker_perm_detach(BrokerApp *app);
 
 /* Frames that can still be queued towards app before events are dropped
- * (BROKER_OUTQ_MAX minus what waits); 0 when full or the channel is closed. The bus
- * delivery leaves messages in the bus queue instead of overflowing the out queue. */
+ * (BROKER_OUTQ_MAX minus what waits); 0 when the queue is at any of its bounds
+ * (frames, bytes, fds) or the channel is closed. Ask again after each frame: one
+ * frame may take all the byte room. The bus delivery leaves messages in the bus
+ * queue instead of overflowing the out queue. */
 unsigned broker_app_outq_room(const BrokerApp *app);
 
 typedef enum BrokerSlot {

@@ -99,6 +99,8 @@ struct BrokerApp {
 
         OutFrame *outq_head, *outq_tail;
         unsigned outq_len;
+        size_t outq_bytes; /* bodies and headers of the frames waiting */
+        unsigned outq_fds; /* fds those frames carry (open in the kernel meanwhile) */
 
         BrokerAppStats stats;
         void *slots[_BROKER_SLOT_MAX];
@@ -194,6 +196,34 @@ static void poll_close_cb(uv_handle_t *h)
 
 static void on_poll(uv_poll_t *h, int status, int events);
 
+/* Bytes a queued frame of body_len bytes costs: its OutFrame and body. */
+static size_t outframe_cost(size_t body_len)
+{
+        return sizeof(OutFrame) + body_len;
+}
+
+/*
+ * True when app's out queue is at one of its bounds (BROKER_OUTQ_MAX frames,
+ * BROKER_OUTQ_BYTES_MAX bytes, BROKER_OUTQ_FDS_MAX fds), counting the frames of the
+ * batch being built for it (they join the queue if the socket is full): the app is
+ * not read and events to it are dropped until it drains.
+ */
+static bool outq_full(const BrokerApp *app)
+{
+        const Broker *b = app->broker;
+        size_t bytes = app->outq_bytes;
+        unsigned frames = app->outq_len, fds = app->outq_fds;
+
+        if (b->batch_app == app) {
+                bytes += b->arena_used + (size_t)b->n_batch * sizeof(OutFrame);
+                frames += b->n_batch;
+                for (unsigned i = 0; i < b->n_batch; i++)
+                        fds += b->batch[i].n_fds;
+        }
+        return frames >= BROKER_OUTQ_MAX || bytes >= BROKER_OUTQ_BYTES_MAX ||
+               fds >= BROKER_OUTQ_FDS_MAX;
+}
+
 /* Reads while the out queue has room; writes while it holds frames. */
 static void app_update_poll(BrokerApp *app)
 {
@@ -201,7 +231,7 @@ static void app_update_poll(BrokerApp *app)
 
         if (app->closed || !app->poll)
                 return;
-        if (app->outq_len < BROKER_OUTQ_MAX)
+        if (!outq_full(app))
                 events |= UV_READABLE;
         if (app->outq_head)
                 events |= UV_WRITABLE;
@@ -260,12 +290,12 @@ static void app_send(BrokerApp *app, const ChannelFrame *f, int *fds, unsigned n
                         return;
                 }
         }
-        if (is_event && app->outq_len >= BROKER_OUTQ_MAX) {
+        if (is_event && outq_full(app)) {
                 close_fds(fds, n_fds);
                 app->stats.events_dropped++;
                 return;
         }
-        o = malloc(sizeof(OutFrame) + f->body_len);
+        o = malloc(outframe_cost(f->body_len));
         if (!o) {
                 close_fds(fds, n_fds);
                 if (is_event)
@@ -286,6 +316,8 @@ static void app_send(BrokerApp *app, const ChannelFrame *f, int *fds, unsigned n
                 app->outq_head = o;
         app->outq_tail = o;
         app->outq_len++;
+        app->outq_bytes += outframe_cost(f->body_len);
+        app->outq_fds += n_fds;
         app_update_poll(app);
 }
 
@@ -306,6 +338,8 @@ static void outq_drain(BrokerApp *app)
                 if (!app->outq_head)
                         app->outq_tail = NULL;
                 app->outq_len--;
+                app->outq_bytes -= outframe_cost(o->frame.body_len);
+                app->outq_fds -= o->n_fds;
                 outframe_free(o);
         }
         app_update_poll(app);
@@ -421,7 +455,7 @@ static int app_emit(BrokerApp *app, uint16_t opcode, uint32_t flags, uint64_t re
         }
         if (n_fds > CHANNEL_FDS_MAX)
                 return -EMSGSIZE;
-        if (is_event && app->outq_len >= BROKER_OUTQ_MAX) {
+        if (is_event && outq_full(app)) {
                 app->stats.events_dropped++;
                 return -ENOBUFS;
         }
@@ -1042,7 +1076,7 @@ static void app_read(BrokerApp *app)
         unsigned done = 0;
 
         b->batch_app = app;
-        while (done < BROKER_FRAMES_PER_WAKE && !app->closed && app->outq_len < BROKER_OUTQ_MAX) {
+        while (done < BROKER_FRAMES_PER_WAKE && !app->closed && !outq_full(app)) {
                 unsigned want = BROKER_FRAMES_PER_WAKE - done;
                 struct mmsghdr mm[RECV_BATCH];
                 struct iovec iov[RECV_BATCH];
@@ -1051,6 +1085,10 @@ static void app_read(BrokerApp *app)
 
                 if (want > RECV_BATCH)
                         want = RECV_BATCH;
+                /* The socket was full: one frame at a time, so that the replies
+                 * queued pass the out queue's bounds by one frame at most. */
+                if (app->outq_head)
+                        want = 1;
                 for (unsigned i = 0; i < want; i++) {
                         iov[i] = (struct iovec){
                                 .iov_base = b->rbufs + (size_t)i * CHANNEL_DATAGRAM_MAX,
@@ -1157,6 +1195,8 @@ static void app_hangup(BrokerApp *app, int reason)
         }
         app->outq_tail = NULL;
         app->outq_len = 0;
+        app->outq_bytes = 0;
+        app->outq_fds = 0;
         app_abandon_calls(app, ECONNRESET, "channel closed");
 }
 
@@ -1573,9 +1613,20 @@ unsigned broker_app_outq_room(const BrokerApp *app)
 {
         unsigned used = app->outq_len;
 
-        if (app->closed)
+        if (app->closed || outq_full(app))
                 return 0;
         if (app->broker->batch_app == app) /* the batch is about to join the queue */
                 used += app->broker->n_batch;
         return used >= BROKER_OUTQ_MAX ? 0 : BROKER_OUTQ_MAX - used;
+}
+
+void broker_app_outq_stats(const BrokerApp *app, size_t *ret_bytes, unsigned *ret_frames,
+                           unsigned *ret_fds)
+{
+        if (ret_bytes)
+                *ret_bytes = app->outq_bytes;
+        if (ret_frames)
+                *ret_frames = app->outq_len;
+        if (ret_fds)
+                *ret_fds = app->outq_fds;
 }

@@ -21,8 +21,9 @@
  *   8. the reply (or, for calls that wait on someone, later)
  *
  * Replies and events go out with MSG_DONTWAIT; when the app does not read, they
- * wait in a per-app queue bounded by BROKER_OUTQ_MAX frames. An app whose queue is
- * full stops being read (its own calls wait; nobody else does); events past the
+ * wait in a per-app queue bounded by BROKER_OUTQ_MAX frames, BROKER_OUTQ_BYTES_MAX
+ * bytes and BROKER_OUTQ_FDS_MAX fds. An app whose queue is at a bound stops being
+ * read (its own calls wait; nobody else does) until it drains; events past the
  * bound are dropped and counted.
  *
  * The broker is not thread-safe: everything runs on the supervisor's loop.
@@ -42,8 +43,22 @@
 #define BROKER_BAD_FRAMES_MAX  16u   /* malformed frames before the channel is closed */
 #define BROKER_FRAMES_PER_WAKE 64u   /* frames read per readiness, so one app cannot hog */
 #define BROKER_OUTQ_MAX        1024u /* frames queued towards one app */
-#define BROKER_TIMERS_MAX      64u   /* live timers per app */
-#define BROKER_TIMER_MIN_NS    (1000ull * 1000) /* 1 ms: shortest timer or period */
+/*
+ * Bytes queued towards one app (frames and their bookkeeping), and fds those frames
+ * carry. The queue is memory of the kernel, outside the app's memory cgroup: a
+ * frame-only bound let an app that never reads hold 1024 x 64 KiB = 64 MiB of it.
+ * 256 KiB is four of the largest frames (CHANNEL_BODY_MAX), or some thousands of
+ * ordinary replies: as much again as the socket itself buffers (the kernel side's
+ * SO_SNDBUF, net.core.wmem_default: 208 KiB), so an app that reads late but reads
+ * never meets it. Past it reading stops, so the queue passes the bound by at most
+ * the replies of one read (RECV_BATCH frames; one frame once the socket is full)
+ * and those of calls answered later (at most BROKER_OUTSTANDING_MAX). 64 fds: each
+ * is an open file of the kernel's own RLIMIT_NOFILE until the app reads it.
+ */
+#define BROKER_OUTQ_BYTES_MAX (256u * 1024u)
+#define BROKER_OUTQ_FDS_MAX   64u
+#define BROKER_TIMERS_MAX     64u              /* live timers per app */
+#define BROKER_TIMER_MIN_NS   (1000ull * 1000) /* 1 ms: shortest timer or period */
 /* Notifications: proto/cella.proto's NotifyPostRequest bounds (title 1..255 bytes,
  * body at most 4095, tag at most 63); TEXT_MAX is title + body. */
 #define BROKER_NOTIFY_TITLE_MAX 255u
@@ -183,3 +198,8 @@ typedef struct BrokerAppStats {
 } BrokerAppStats;
 
 void broker_app_stats(const BrokerApp *app, BrokerAppStats *ret);
+
+/* What waits in app's out queue now: bytes (as bounded by BROKER_OUTQ_BYTES_MAX),
+ * frames and fds. Any output may be NULL. For tests and `cella ps`. */
+void broker_app_outq_stats(const BrokerApp *app, size_t *ret_bytes, unsigned *ret_frames,
+                           unsigned *ret_fds);
