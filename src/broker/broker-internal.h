@@ -70,7 +70,8 @@ extern const BrokerCallDef broker_calls_system[]; /* system.*, app.info, memory.
 extern const BrokerCallDef broker_calls_proc[];   /* proc.*  */
 extern const BrokerCallDef broker_calls_app[];    /* app.launch, notify.post */
 extern const BrokerCallDef broker_calls_perm[];   /* perm.* */
-extern const BrokerCallDef broker_calls_fs[];     /* fs.* */
+extern const BrokerCallDef broker_calls_fs[];     /* fs.* but fs.usage */
+extern const BrokerCallDef broker_calls_usage[];  /* fs.usage (calls/usage.c) */
 extern const BrokerCallDef broker_calls_timer[];  /* timer.* */
 extern const BrokerCallDef broker_calls_bus[];    /* bus.* */
 
@@ -167,6 +168,7 @@ typedef enum BrokerSlot {
         BROKER_SLOT_TIMER,
         BROKER_SLOT_PERM,
         BROKER_SLOT_FS,
+        BROKER_SLOT_USAGE,
         _BROKER_SLOT_MAX,
 } BrokerSlot;
 

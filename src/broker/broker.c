@@ -1203,8 +1203,8 @@ static void app_hangup(BrokerApp *app, int reason)
 static int build_dispatch(Broker *b)
 {
         const BrokerCallDef *tables[] = {
-                broker_calls_system, broker_calls_proc,  broker_calls_app, broker_calls_perm,
-                broker_calls_fs,     broker_calls_timer, broker_calls_bus,
+                broker_calls_system, broker_calls_proc,  broker_calls_app,   broker_calls_perm,
+                broker_calls_fs,     broker_calls_usage, broker_calls_timer, broker_calls_bus,
         };
 
         for (size_t t = 0; t < ELEMENTSOF(tables); t++)
