@@ -104,6 +104,7 @@ struct BrokerApp {
 
         BrokerAppStats stats;
         void *slots[_BROKER_SLOT_MAX];
+        AuditCoalesce *coalesce; /* its call records (audit.h, "Coalescing") */
 };
 
 struct Broker {
@@ -114,6 +115,8 @@ struct Broker {
         BrokerApp *apps;
         const BrokerCallDef *dispatch[DISPATCH_AREAS][DISPATCH_CALLS];
         uint64_t audit_failures;
+        uv_timer_t *coalesce_timer; /* writes the apps' due audit summaries; NULL: none */
+        int64_t coalesce_due;       /* when it fires (wall-clock us), INT64_MAX: stopped */
 
         /* The batch of the app being read. */
         BrokerApp *batch_app;
@@ -164,9 +167,64 @@ static void audit_flush_now(Broker *b)
                 b->audit_failures++;
 }
 
+static int64_t wall_usec(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void coalesce_arm(Broker *b, int64_t due);
+
+/* Writes app's audit summaries that are due (all of them if all). */
+static void coalesce_flush(BrokerApp *app, int64_t now, bool all)
+{
+        Broker *b = app->broker;
+
+        if (b->o.audit && app->coalesce &&
+            audit_coalesce_flush(app->coalesce, b->o.audit, app->id, now, all) < 0)
+                b->audit_failures++;
+}
+
+/* The timer: every app's summaries whose window has ended, then rearmed for the next. */
+static void on_coalesce_timer(uv_timer_t *t)
+{
+        Broker *b = t->data;
+        int64_t now = wall_usec(), due = INT64_MAX;
+
+        b->coalesce_due = INT64_MAX;
+        for (BrokerApp *a = b->apps; a; a = a->next) {
+                int64_t d;
+
+                coalesce_flush(a, now, false);
+                d = audit_coalesce_due(a->coalesce);
+                if (d < due)
+                        due = d;
+        }
+        audit_flush_now(b);
+        coalesce_arm(b, due);
+}
+
+/* Makes sure the timer fires by due (wall-clock us; INT64_MAX: nothing due). */
+static void coalesce_arm(Broker *b, int64_t due)
+{
+        int64_t now;
+
+        if (!b->coalesce_timer || due == INT64_MAX || due >= b->coalesce_due)
+                return;
+        now = wall_usec();
+        b->coalesce_due = due;
+        /* +1 ms: the window has ended when it fires, not a hair before. */
+        (void)uv_timer_start(b->coalesce_timer, on_coalesce_timer,
+                             due > now ? (uint64_t)(due - now) / 1000 + 1 : 0, 0);
+}
+
 /* The record of one answered call: op, right (null if none), decision, errno, then
  * the handler's fields (borrowed) that are not among those. Formatted by the audit
- * log itself, without a JSON object built for it: the same line. */
+ * log itself, without a JSON object built for it: the same line. It goes through
+ * the app's coalescer: a repeat of a record written within the last second is
+ * counted instead, and summed up in one "suppressed" record (audit.h). */
 static void audit_call(BrokerApp *app, const char *op, const char *right, const char *decision,
                        int error, json_t *extra)
 {
@@ -177,11 +235,20 @@ static void audit_call(BrokerApp *app, const char *op, const char *right, const 
                 {.key = "decision", .str = decision},
                 {.key = "errno", .type = AUDIT_FIELD_INT, .num = error},
         };
+        const json_t *x = json_is_object(extra) ? extra : NULL;
+        int r;
 
         if (!b->o.audit)
                 return;
-        if (audit_append_fields(b->o.audit, app->id, AUDIT_EVENT_CALL, f, ELEMENTSOF(f),
-                                json_is_object(extra) ? extra : NULL) < 0)
+        if (!app->coalesce)
+                r = audit_append_fields(b->o.audit, app->id, AUDIT_EVENT_CALL, f, ELEMENTSOF(f), x);
+        else {
+                r = audit_coalesce_append(app->coalesce, b->o.audit, app->id, AUDIT_EVENT_CALL, f,
+                                          ELEMENTSOF(f), x, wall_usec());
+                if (r == 0)
+                        coalesce_arm(b, audit_coalesce_due(app->coalesce));
+        }
+        if (r < 0)
                 b->audit_failures++;
 }
 
@@ -1235,6 +1302,7 @@ int broker_new(const BrokerOptions *o, Broker **ret)
         if (o->host)
                 b->host = *o->host;
         b->o.host = &b->host;
+        b->coalesce_due = INT64_MAX;
         b->arena = malloc(BATCH_ARENA_SIZE);
         b->rbufs = malloc((size_t)RECV_BATCH * CHANNEL_DATAGRAM_MAX);
         r = b->arena && b->rbufs ? 0 : -ENOMEM;
@@ -1246,6 +1314,15 @@ int broker_new(const BrokerOptions *o, Broker **ret)
                 r = (b->roots = strv_copy(o->roots)) ? 0 : -ENOMEM;
         if (r == 0)
                 r = build_dispatch(b);
+        if (r == 0 && o->audit) {
+                b->coalesce_timer = malloc(sizeof(uv_timer_t));
+                r = b->coalesce_timer ? uv_timer_init(o->loop, b->coalesce_timer) : -ENOMEM;
+                if (r < 0) {
+                        free(b->coalesce_timer);
+                        b->coalesce_timer = NULL;
+                } else
+                        b->coalesce_timer->data = b;
+        }
         if (r < 0) {
                 broker_free(b);
                 return r;
@@ -1270,6 +1347,8 @@ Broker *broker_free(Broker *b)
                 return NULL;
         while (b->apps)
                 broker_app_detach(b->apps);
+        if (b->coalesce_timer)
+                uv_close((uv_handle_t *)b->coalesce_timer, poll_close_cb);
         free(b->arena);
         free(b->rbufs);
         free(b->state_dir);
@@ -1288,6 +1367,7 @@ static void app_free(BrokerApp *app)
         }
         safe_close(app->fd);
         cache_clear(&app->cache);
+        audit_coalesce_free(app->coalesce);
         while (app->free_calls) {
                 CallImpl *c = app->free_calls;
 
@@ -1364,6 +1444,11 @@ int broker_app_attach(Broker *b, const BrokerAppInfo *info, int channel_fd, Brok
                                    b->o.burst_prompting, now);
         if (r == 0)
                 r = cache_load(b, app->id, &app->cache);
+        if (r == 0 && b->o.audit && !b->o.audit_coalesce_off)
+                r = audit_coalesce_new(
+                        &(AuditCoalesceOptions){.budget_rate = b->o.audit_budget_rate,
+                                                .budget_burst = b->o.audit_budget_burst},
+                        &app->coalesce);
         if (r < 0) {
                 app_free(app);
                 return r;
@@ -1400,6 +1485,7 @@ int broker_app_attach(Broker *b, const BrokerAppInfo *info, int channel_fd, Brok
 
 void broker_app_detach(BrokerApp *app)
 {
+        AuditCoalesceStats cs = {};
         Broker *b;
         json_t *f;
 
@@ -1422,12 +1508,16 @@ void broker_app_detach(BrokerApp *app)
         }
         app_hangup(app, 0);
 
-        f = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:b}", "what", "broker", "calls",
+        coalesce_flush(app, wall_usec(), true);
+        if (app->coalesce)
+                audit_coalesce_stats(app->coalesce, &cs);
+        f = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:b, s:I, s:I}", "what", "broker", "calls",
                       (json_int_t)app->stats.calls, "refused", (json_int_t)app->stats.refused,
                       "rate_limited", (json_int_t)app->stats.rate_limited, "bad_frames",
                       (json_int_t)app->stats.bad_frames, "events_dropped",
                       (json_int_t)app->stats.events_dropped, "closed_by_kernel",
-                      app->stats.bad_frames > BROKER_BAD_FRAMES_MAX);
+                      app->stats.bad_frames > BROKER_BAD_FRAMES_MAX, "audit_coalesced",
+                      (json_int_t)cs.coalesced, "audit_over_budget", (json_int_t)cs.over_budget);
         if (f) {
                 (void)broker_app_audit(app, AUDIT_EVENT_LIFECYCLE, f);
                 json_decref(f);
@@ -1441,6 +1531,17 @@ void broker_app_detach(BrokerApp *app)
         if (app->next)
                 app->next->prev = app->prev;
         app_free(app);
+}
+
+void broker_audit_flush(Broker *b)
+{
+        int64_t now = wall_usec();
+
+        if (!b)
+                return;
+        for (BrokerApp *a = b->apps; a; a = a->next)
+                coalesce_flush(a, now, true);
+        audit_flush_now(b);
 }
 
 BrokerApp *broker_app_find(Broker *b, const char *app_id)

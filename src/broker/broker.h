@@ -152,6 +152,12 @@ typedef struct BrokerOptions {
         uint64_t rate_cheap, burst_cheap;         /* system, memory, perm.query/list, bus */
         uint64_t rate_costly, burst_costly;       /* fs, proc, timer, app.info */
         uint64_t rate_prompting, burst_prompting; /* perm.request, notify, app.launch */
+        /* Each app's call records go through an AuditCoalesce (audit.h): repeats within
+         * a second are counted, new kinds charged to a byte budget (0: the defaults,
+         * AUDIT_BUDGET_RATE and AUDIT_BUDGET_BURST). audit_coalesce_off writes every
+         * record (tests, and measuring what coalescing saves). */
+        uint64_t audit_budget_rate, audit_budget_burst;
+        bool audit_coalesce_off;
 } BrokerOptions;
 
 /* Returns 0 and *ret, or -ENOMEM / -EINVAL (no loop, grants or bus). */
@@ -174,6 +180,11 @@ int broker_app_attach(Broker *b, const BrokerAppInfo *info, int channel_fd, Brok
  * to the audit log. Takes NULL.
  */
 void broker_app_detach(BrokerApp *app);
+
+/* Writes every app's audit summaries now, whether their window has ended or not,
+ * and flushes the audit log: before the log is read in one piece (tests, `cella
+ * audit` from the same process). Takes NULL. */
+void broker_audit_flush(Broker *b);
 
 /* The attached app with this id, or NULL. */
 BrokerApp *broker_app_find(Broker *b, const char *app_id);
