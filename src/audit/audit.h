@@ -172,6 +172,11 @@ typedef struct AuditField {
 int audit_append_fields(AuditLog *a, const char *app, const char *event, const AuditField *fields,
                         size_t n_fields, const json_t *extra);
 
+/* Bytes the record last appended to a will take in the log, its newline included
+ * and its seq counted at 19 digits (so at most 18 bytes more than it will): what
+ * the coalescer charges to a source's budget. 0 before any. */
+size_t audit_last_append_size(const AuditLog *a);
+
 /*
  * Writes a's batch: takes the writer lock (waiting while another writer writes;
  * F_OFD_SETLKW, unbounded, but writers hold it only for a flush), learns where the

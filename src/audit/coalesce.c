@@ -15,7 +15,7 @@
  * counted side by side, so alternating two calls does not escape.
  *
  * Records that open a key are charged against a token bucket of bytes (their
- * length as estimated by record_cost()): past it, they are not written but counted,
+ * length in the log, audit_last_append_size()): past it, they are not written but counted,
  * by their first field's value ("op" for the broker's calls) and decision, into a
  * "suppressed" record with why "budget" at the end of the window. The summaries
  * themselves are not charged: at most AUDIT_COALESCE_KEYS + 1 per window.
@@ -52,8 +52,9 @@ typedef struct Slot {
 struct AuditCoalesce {
         AuditCoalesceOptions o;
         Slot slots[AUDIT_COALESCE_KEYS];
-        /* the budget: a token bucket of bytes */
-        uint64_t tokens;
+        /* the budget: a token bucket of bytes; a record is written while it is
+         * positive and then charged its size, so it may go below 0 by one record */
+        int64_t tokens;
         int64_t refill_usec;
         /* records over the budget since over_first_usec */
         uint64_t over_count, over_bytes;
@@ -79,7 +80,7 @@ int audit_coalesce_new(const AuditCoalesceOptions *o, AuditCoalesce **ret)
                 co->o.budget_rate = AUDIT_BUDGET_RATE;
         if (co->o.budget_burst == 0)
                 co->o.budget_burst = AUDIT_BUDGET_BURST;
-        co->tokens = co->o.budget_burst;
+        co->tokens = (int64_t)co->o.budget_burst;
         co->refill_usec = INT64_MIN;
         *ret = co;
         return 0;
@@ -152,13 +153,6 @@ static size_t key_build(const char *event, const AuditField *f, size_t n, const 
         return ok ? len : 0;
 }
 
-/* Bytes a record of this key will take in the log, roughly: the key's bytes, the
- * app id, and the envelope every record has (seq, time, event, prev: ~150 bytes). */
-static uint64_t record_cost(const char *app, size_t key_len)
-{
-        return (uint64_t)key_len + (app ? strlen(app) : 4) + 160;
-}
-
 static void budget_refill(AuditCoalesce *co, int64_t now)
 {
         if (co->refill_usec == INT64_MIN || now < co->refill_usec) {
@@ -169,7 +163,9 @@ static void budget_refill(AuditCoalesce *co, int64_t now)
 
         if (add == 0)
                 return;
-        co->tokens = co->tokens + add > co->o.budget_burst ? co->o.budget_burst : co->tokens + add;
+        co->tokens = co->tokens + (int64_t)add > (int64_t)co->o.budget_burst
+                             ? (int64_t)co->o.budget_burst
+                             : co->tokens + (int64_t)add;
         co->refill_usec = now;
 }
 
@@ -317,7 +313,6 @@ int audit_coalesce_append(AuditCoalesce *co, AuditLog *a, const char *app, const
         char key[KEY_MAX];
         size_t len;
         Slot *free_slot = NULL, *oldest = NULL;
-        uint64_t cost;
         int r;
 
         if (!co || !a || !event || n_fields > AUDIT_FIELDS_MAX || (n_fields > 0 && !fields))
@@ -355,16 +350,16 @@ int audit_coalesce_append(AuditCoalesce *co, AuditLog *a, const char *app, const
                                 oldest = s;
                 }
 
-        cost = record_cost(app, len ?: KEY_MAX);
         budget_refill(co, now_usec);
-        if (co->tokens < cost) {
-                budget_count(co, fields, n_fields, cost, now_usec);
+        if (co->tokens <= 0) {
+                /* Its size, as the key tells it (the envelope, ~170 bytes, besides). */
+                budget_count(co, fields, n_fields, (uint64_t)(len ?: KEY_MAX) + 170, now_usec);
                 return 0;
         }
         r = audit_append_fields(a, app, event, fields, n_fields, extra);
         if (r < 0)
                 return r;
-        co->tokens -= cost;
+        co->tokens -= (int64_t)audit_last_append_size(a);
         co->stats.written++;
         if (len == 0)
                 return 1;
