@@ -98,6 +98,11 @@ const BrokerOptions *broker_options(const Broker *b);
  * grants_check and may consume a one-time grant only if consume is true). */
 bool broker_app_holds(BrokerApp *app, const char *right, bool consume);
 
+/* Adds ns of CPU time spent for app off the loop (a threadpool worker's
+ * CLOCK_THREAD_CPUTIME_ID) to its counters: BrokerAppStats.worker_cpu_ns, and
+ * `worker_cpu_ms` of its detach record. */
+void broker_app_charge_cpu(BrokerApp *app, uint64_t ns);
+
 /* The app's id (its manifest's). */
 const char *broker_app_id(const BrokerApp *app);
 
@@ -169,6 +174,7 @@ typedef enum BrokerSlot {
         BROKER_SLOT_PERM,
         BROKER_SLOT_FS,
         BROKER_SLOT_USAGE,
+        BROKER_SLOT_PROC,
         _BROKER_SLOT_MAX,
 } BrokerSlot;
 

@@ -100,6 +100,7 @@ struct BrokerApp {
         OutFrame *outq_head, *outq_tail;
         unsigned outq_len;
         size_t outq_bytes; /* bodies and headers of the frames waiting */
+        uint64_t frame_ns; /* loop time a frame of this app costs, a moving average */
         unsigned outq_fds; /* fds those frames carry (open in the kernel meanwhile) */
 
         BrokerAppStats stats;
@@ -1140,6 +1141,7 @@ typedef union RecvControl {
 static void app_read(BrokerApp *app)
 {
         Broker *b = app->broker;
+        uint64_t t0 = uv_hrtime(), spent = 0;
         unsigned done = 0;
 
         b->batch_app = app;
@@ -1152,6 +1154,14 @@ static void app_read(BrokerApp *app)
 
                 if (want > RECV_BATCH)
                         want = RECV_BATCH;
+                /* No more frames than the app's calls, at what they have cost it
+                 * lately, fit in what is left of its slice: one slow call per read
+                 * for an app whose calls are slow. */
+                if (app->frame_ns > 0 && (uint64_t)want * app->frame_ns > BROKER_READ_SLICE_NS) {
+                        uint64_t fit = BROKER_READ_SLICE_NS / app->frame_ns;
+
+                        want = fit > 0 ? (unsigned)fit : 1;
+                }
                 /* The socket was full: one frame at a time, so that the replies
                  * queued pass the out queue's bounds by one frame at most. */
                 if (app->outq_head)
@@ -1208,9 +1218,23 @@ static void app_read(BrokerApp *app)
                 done += (unsigned)n;
                 if ((unsigned)n < want)
                         break; /* the socket was empty */
+                /* Its slice is used up: the other apps' turn. The rest waits in the
+                 * socket, and the level-triggered poll comes back to it. */
+                spent = uv_hrtime() - t0;
+                if (spent >= BROKER_READ_SLICE_NS)
+                        break;
         }
         batch_flush(b);
         b->batch_app = NULL;
+        /* Charged to the app: the loop time its frames took, and what a frame costs
+         * it on average (a moving average over reads, 1/4 weight to the newest). */
+        spent = uv_hrtime() - t0;
+        app->stats.loop_ns += spent;
+        if (done > 0) {
+                uint64_t per = spent / done;
+
+                app->frame_ns = app->frame_ns ? (3 * app->frame_ns + per) / 4 : per;
+        }
 }
 
 static void on_poll(uv_poll_t *h, int status, int events)
@@ -1511,13 +1535,16 @@ void broker_app_detach(BrokerApp *app)
         coalesce_flush(app, wall_usec(), true);
         if (app->coalesce)
                 audit_coalesce_stats(app->coalesce, &cs);
-        f = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:b, s:I, s:I}", "what", "broker", "calls",
-                      (json_int_t)app->stats.calls, "refused", (json_int_t)app->stats.refused,
-                      "rate_limited", (json_int_t)app->stats.rate_limited, "bad_frames",
+        f = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:b, s:I, s:I, s:I, s:I}", "what", "broker",
+                      "calls", (json_int_t)app->stats.calls, "refused",
+                      (json_int_t)app->stats.refused, "rate_limited",
+                      (json_int_t)app->stats.rate_limited, "bad_frames",
                       (json_int_t)app->stats.bad_frames, "events_dropped",
                       (json_int_t)app->stats.events_dropped, "closed_by_kernel",
                       app->stats.bad_frames > BROKER_BAD_FRAMES_MAX, "audit_coalesced",
-                      (json_int_t)cs.coalesced, "audit_over_budget", (json_int_t)cs.over_budget);
+                      (json_int_t)cs.coalesced, "audit_over_budget", (json_int_t)cs.over_budget,
+                      "loop_ms", (json_int_t)(app->stats.loop_ns / 1000000), "worker_cpu_ms",
+                      (json_int_t)(app->stats.worker_cpu_ns / 1000000));
         if (f) {
                 (void)broker_app_audit(app, AUDIT_EVENT_LIFECYCLE, f);
                 json_decref(f);
@@ -1703,6 +1730,12 @@ Broker *broker_app_broker(const BrokerApp *app)
 const BrokerOptions *broker_options(const Broker *b)
 {
         return &b->o;
+}
+
+void broker_app_charge_cpu(BrokerApp *app, uint64_t ns)
+{
+        if (app)
+                app->stats.worker_cpu_ns += ns;
 }
 
 const char *broker_app_id(const BrokerApp *app)

@@ -39,10 +39,18 @@
 #include "policy/grants.h"
 #include "policy/manifest.h"
 
-#define BROKER_OUTSTANDING_MAX 64u   /* requests in flight per app (libcella's own bound) */
-#define BROKER_BAD_FRAMES_MAX  16u   /* malformed frames before the channel is closed */
-#define BROKER_FRAMES_PER_WAKE 64u   /* frames read per readiness, so one app cannot hog */
-#define BROKER_OUTQ_MAX        1024u /* frames queued towards one app */
+#define BROKER_OUTSTANDING_MAX 64u /* requests in flight per app (libcella's own bound) */
+#define BROKER_BAD_FRAMES_MAX  16u /* malformed frames before the channel is closed */
+#define BROKER_FRAMES_PER_WAKE 64u /* frames read per readiness, so one app cannot hog */
+/*
+ * Loop time one readiness of an app may take before the others get their turn
+ * (the frames left wait in its socket): with k apps flooding, another app's call
+ * waits at most about k slices, whatever the calls cost. Reads of an app whose
+ * calls are slow are cut to the frames that fit the slice at its recent cost per
+ * frame (one at least). 1 ms: ~70 no-op calls, so a fast app is not slowed.
+ */
+#define BROKER_READ_SLICE_NS (1000ull * 1000)
+#define BROKER_OUTQ_MAX      1024u /* frames queued towards one app */
 /*
  * Bytes queued towards one app (frames and their bookkeeping), and fds those frames
  * carry. The queue is memory of the kernel, outside the app's memory cgroup: a
@@ -204,6 +212,8 @@ typedef struct BrokerAppStats {
         uint64_t rate_limited;   /* of those, EAGAIN from the rate limit */
         uint64_t bad_frames;     /* malformed frames */
         uint64_t events_dropped; /* events dropped: the app's queue was full */
+        uint64_t loop_ns;        /* kernel loop time spent reading and answering its frames */
+        uint64_t worker_cpu_ns;  /* CPU time of threadpool work for its calls (fs.usage, proc.*) */
         unsigned outstanding;
         bool closed; /* the channel was closed (hang-up or bad frames) */
 } BrokerAppStats;

@@ -253,6 +253,7 @@ static void walk_done(uv_work_t *req, int status)
                 st->walks++;
                 st->cpu_ns += w->cpu_ns;
         }
+        broker_app_charge_cpu(st->handle.app, w->cpu_ns);
         while (waiters) {
                 UsageWaiter *n = waiters->next;
                 BrokerCall *c = waiters->call;

@@ -9,6 +9,8 @@
  *                            fs.usage calls in flight for ever; publishes
  *                            "flood.ready" every 100 ms and prints, every second,
  *                            "USAGE {answered, eagain, errors}"
+ *   flood procs N            runs N processes and keeps 60 proc.list calls in
+ *                            flight for ever, publishing and printing as usage
  *   flood latency SECS       waits for a "flood.ready" message, then makes
  *                            system.time calls one after the other for SECS
  *                            seconds and prints "LATENCY {calls, p50_us, p99_us,
@@ -208,6 +210,36 @@ static int mode_usage(unsigned files)
         return 0;
 }
 
+static uint16_t make_proc_list(uint64_t i, uint8_t *buf, size_t *len)
+{
+        Cella__V1__ProcListRequest q = CELLA__V1__PROC_LIST_REQUEST__INIT;
+
+        *len = cella__v1__proc_list_request__pack(&q, buf);
+        return CELLA__V1__OPCODE__OPCODE_PROC_LIST;
+}
+
+static int mode_procs(unsigned procs)
+{
+        Cella *c;
+
+        /* procs - 1 children that wait, so that every proc.list reads procs entries. */
+        for (unsigned i = 1; i < procs; i++) {
+                pid_t pid = fork();
+
+                if (pid < 0)
+                        die("fork", errno);
+                if (pid == 0) {
+                        for (;;)
+                                pause();
+                }
+        }
+        c = open_channel();
+        printf("FORKED %u\n", procs);
+        fflush(stdout);
+        pump_calls(c, &(Counts){}, UINT64_MAX, make_proc_list, usage_tick);
+        return 0;
+}
+
 static int mode_calls(unsigned secs, const char *kind)
 {
         Cella *c = open_channel();
@@ -342,11 +374,14 @@ int main(int argc, char **argv)
                 return mode_latency((unsigned)strtoul(argv[2], NULL, 10), true);
         if (argc >= 3 && strcmp(argv[1], "latency-for") == 0)
                 return mode_latency((unsigned)strtoul(argv[2], NULL, 10), false);
+        if (argc >= 3 && strcmp(argv[1], "procs") == 0)
+                return mode_procs((unsigned)strtoul(argv[2], NULL, 10));
         if (argc >= 2 && strcmp(argv[1], "noread") == 0)
                 return mode_noread();
         if (argc >= 4 && strcmp(argv[1], "calls") == 0)
                 return mode_calls((unsigned)strtoul(argv[2], NULL, 10), argv[3]);
-        fprintf(stderr, "usage: flood usage FILES | latency SECS | latency-for SECS | noread | "
-                        "calls SECS time|refused|distinct\n");
+        fprintf(stderr,
+                "usage: flood usage FILES | procs N | latency SECS | latency-for SECS | noread | "
+                "calls SECS time|refused|distinct\n");
         return 2;
 }
