@@ -117,6 +117,9 @@ def test_a_proc_list_flood_leaves_other_apps_calls_fast(tmp_path, state):
     try:
         out, err = p.communicate(timeout=600)
     finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
         status.close()
     assert p.returncode == 0, err
     (lat,) = log_lines(state, "org.test.probe", "LATENCY")
@@ -149,6 +152,9 @@ def test_a_fs_usage_flood_leaves_other_apps_calls_fast(tmp_path, state):
     try:
         out, err = p.communicate(timeout=600)
     finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
         status.close()
     assert p.returncode == 0, err
     (lat,) = log_lines(state, "org.test.probe", "LATENCY")

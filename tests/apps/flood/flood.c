@@ -306,8 +306,11 @@ static int mode_latency(unsigned secs, bool wait_ready)
                         r = cella_bus_subscribe(c, "flood.ready", &sub);
                 if (r < 0)
                         die("bus.subscribe", r);
+                end = now_ns() + 120 * 1000000000ull;
                 while (!ready) {
-                        if (cella_wait(c, -1) < 0)
+                        if (now_ns() > end)
+                                die("no flood.ready message in 120 s", ETIMEDOUT);
+                        if (cella_wait(c, 1000) < 0)
                                 die("cella_wait", -EIO);
                         while (cella_dispatch(c) > 0)
                                 ;
