@@ -360,8 +360,10 @@ char *audit_format_time(int64_t usec, char *buf, size_t size);
  * The figures: a window of 1 s, as Linux's printk_ratelimit() (5 s) and audit's
  * rate limit (per second) count; a budget of 32 KiB/s (~130 distinct records a
  * second, 2.7 GB a day at most per app) with a burst of 1 MiB (~4,000 records: an
- * app's start-up). The summaries are not charged: at most AUDIT_COALESCE_KEYS + 1
- * a window. A record counted is answered before its summary is written: what the
+ * app's start-up). The summaries are charged too, after they are written (a
+ * summary is never dropped), so a source's records and summaries together stay
+ * within the budget, give or take one record. Full, the slots give way to the key
+ * seen least recently. A record counted is answered before its summary is written: what the
  * log vouches for, within a window, is the first record and, by the window's end,
  * the count (a crash loses at most one window's counts).
  */

@@ -18,7 +18,8 @@
  * length in the log, audit_last_append_size()): past it, they are not written but counted,
  * by their first field's value ("op" for the broker's calls) and decision, into a
  * "suppressed" record with why "budget" at the end of the window. The summaries
- * themselves are not charged: at most AUDIT_COALESCE_KEYS + 1 per window.
+ * are charged too, after they are written (never dropped): each stands for a slot
+ * that a written record opened, so they cannot outgrow the budget by more than one.
  *
  * Its idea is Linux's printk_ratelimit() and audit_rate_check() ("callbacks
  * suppressed"), kept per source so one app's flood does not hide another's
@@ -204,7 +205,15 @@ static int slot_open(Slot *s, const char *key, size_t key_len, const char *event
         return 0;
 }
 
-/* Writes the summary of s (if it counted anything) and frees the slot. */
+/* When the key of s was last seen: its written record, or its last repeat. */
+static int64_t slot_seen(const Slot *s)
+{
+        return s->count > 0 && s->last_usec > s->opened_usec ? s->last_usec : s->opened_usec;
+}
+
+/* Writes the summary of s (if it counted anything) and frees the slot. The summary
+ * is charged to the budget too (which may go below 0 by it: a summary is never
+ * dropped), so that what a source writes in all stays within the budget. */
 static int slot_close(AuditCoalesce *co, Slot *s, AuditLog *a, const char *app)
 {
         AuditField f[AUDIT_FIELDS_MAX];
@@ -231,8 +240,10 @@ static int slot_close(AuditCoalesce *co, Slot *s, AuditLog *a, const char *app)
                 f[n++] = (AuditField){.key = "last",
                                       .str = audit_format_time(s->last_usec, last, sizeof last)};
                 r = audit_append_fields(a, app, AUDIT_EVENT_SUPPRESSED, f, n, s->extra);
-                if (r == 0)
+                if (r == 0) {
                         co->stats.summaries++;
+                        co->tokens -= (int64_t)audit_last_append_size(a);
+                }
         }
         slot_clear(s);
         return r;
@@ -262,6 +273,7 @@ static int budget_close(AuditCoalesce *co, AuditLog *a, const char *app)
         if (r < 0)
                 return r;
         co->stats.summaries++;
+        co->tokens -= (int64_t)audit_last_append_size(a);
         co->over_count = co->over_bytes = 0;
         json_decref(co->over_ops);
         co->over_ops = NULL;
@@ -346,7 +358,10 @@ int audit_coalesce_append(AuditCoalesce *co, AuditLog *a, const char *app, const
                                 free_slot = s;
                                 break;
                         }
-                        if (!oldest || s->opened_usec < oldest->opened_usec)
+                        /* The victim, if every slot is taken: the least recently
+                         * seen key. A kind repeated all the time stays; kinds seen
+                         * once (an fs.open of each path in turn) go first. */
+                        if (!oldest || slot_seen(s) < slot_seen(oldest))
                                 oldest = s;
                 }
 
@@ -363,7 +378,7 @@ int audit_coalesce_append(AuditCoalesce *co, AuditLog *a, const char *app, const
         co->stats.written++;
         if (len == 0)
                 return 1;
-        if (!free_slot) { /* every slot in use: the oldest key is summed up now */
+        if (!free_slot) { /* every slot in use: the least recently seen is summed up now */
                 r = slot_close(co, oldest, a, app);
                 if (r < 0)
                         return r;
