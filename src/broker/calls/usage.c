@@ -22,8 +22,9 @@
  * - The figure is kept and answered from the cache for USAGE_CACHE_MIN_MS, or for
  *   USAGE_COST_FACTOR times the CPU time the walk took if that is longer: however
  *   fast an app asks, its walks use at most 1/USAGE_COST_FACTOR of one CPU. The
- *   walk's CPU time (CLOCK_THREAD_CPUTIME_ID of the worker) is charged to the app in
- *   the audit record of the call that started it ("walk_cpu_us").
+ *   walk's CPU time (CLOCK_THREAD_CPUTIME_ID of the worker) is charged to the app:
+ *   in the audit record of the call that started it ("walk_cpu_us") and in its
+ *   counters (broker_app_charge_cpu(), worker_cpu_ms of its detach record).
  * - Every call still takes a token of the costly rate-limit class (broker.c).
  *
  * A figure up to a second old (longer for a huge tree) is what du gives too by the
@@ -89,8 +90,6 @@ struct UsageState {
         bool truncated;
         uint64_t at_ns;    /* uv_hrtime() when the walk ended */
         uint64_t valid_ns; /* how long the figure is answered from the cache */
-        uint64_t walks;    /* walks run for this app */
-        uint64_t cpu_ns;   /* CPU time they took, all told */
 };
 
 static void audit_set(BrokerCall *c, const char *key, json_t *v)
@@ -250,8 +249,6 @@ static void walk_done(uv_work_t *req, int status)
                 st->truncated = w->truncated;
                 st->at_ns = uv_hrtime();
                 st->valid_ns = cost > min ? cost : min;
-                st->walks++;
-                st->cpu_ns += w->cpu_ns;
         }
         broker_app_charge_cpu(st->handle.app, w->cpu_ns);
         while (waiters) {
