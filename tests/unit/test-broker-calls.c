@@ -628,7 +628,7 @@ START_TEST(test_fs_usage_one_walk)
         Cella__V1__SystemTimeRequest tq = CELLA__V1__SYSTEM_TIME_REQUEST__INIT;
         uint64_t ids[20], cancelled, figure = 0;
         UsageRecords u;
-        char p[400];
+        char p[32];
         Frame *f;
 
         for (unsigned i = 0; i < 1000; i++) {
