@@ -60,6 +60,8 @@
 #define AUDIT_EVENT_SECCOMP   "seccomp"     /* seccomp-denied system call counts */
 #define AUDIT_EVENT_GRANT     "grant"       /* a permission granted or revoked */
 #define AUDIT_EVENT_BREAK     "audit.break" /* first record after audit_open_repair() */
+/* Records not written, counted: why "repeated" (audit_coalesce_append()) or "budget". */
+#define AUDIT_EVENT_SUPPRESSED "suppressed"
 
 typedef struct AuditLog AuditLog;
 
@@ -169,6 +171,11 @@ typedef struct AuditField {
  */
 int audit_append_fields(AuditLog *a, const char *app, const char *event, const AuditField *fields,
                         size_t n_fields, const json_t *extra);
+
+/* Bytes the record last appended to a will take in the log, its newline included
+ * and its seq counted at 19 digits (so at most 18 bytes more than it will): what
+ * the coalescer charges to a source's budget. 0 before any. */
+size_t audit_last_append_size(const AuditLog *a);
 
 /*
  * Writes a's batch: takes the writer lock (waiting while another writer writes;
@@ -328,3 +335,86 @@ int audit_parse_since(const char *s, int64_t now_usec, int64_t *ret_usec);
 /* Formats usec (since the epoch) as "2024-05-01T12:00:00.000000Z" into buf (at least
  * 32 bytes). Returns buf, or NULL if the year is past 9999. */
 char *audit_format_time(int64_t usec, char *buf, size_t size);
+
+/*
+ * Coalescing (coalesce.c; docs/audit.md, "Repeated records"). A flood of one
+ * decision, e.g. an app calling as fast as its rate limit allows, wrote ~20 MB/s of
+ * identical records. An AuditCoalesce, one per source (the broker keeps one per
+ * app), writes the first record of a kind and counts the same record again within
+ * a window; at the end of the window one AUDIT_EVENT_SUPPRESSED record gives the
+ * count:
+ *
+ *   {..., "event":"suppressed", "why":"repeated", "of":"call", <the record's fields>,
+ *    "count":N, "first":"<time>", "last":"<time>", <its extra fields>, "prev":...}
+ *
+ * Two records are the same when event, fields and extra fields are equal (extra
+ * compared as JSON with sorted keys). Up to AUDIT_COALESCE_KEYS kinds are counted
+ * side by side; a new kind past that sums up the oldest first. New kinds are
+ * charged, by their estimated size in bytes, to a token bucket (budget_rate bytes
+ * a second, budget_burst bytes); past it they are counted, by their first field's
+ * value and their "decision", into one record per window:
+ *
+ *   {..., "event":"suppressed", "why":"budget", "count":N, "bytes":B, "first":...,
+ *    "last":..., "ops":{"<op>":{"<decision>":n}}, "prev":...}
+ *
+ * The figures: a window of 1 s, as Linux's printk_ratelimit() (5 s) and audit's
+ * rate limit (per second) count; a budget of 32 KiB/s (~130 distinct records a
+ * second, 2.7 GB a day at most per app) with a burst of 1 MiB (~4,000 records: an
+ * app's start-up). The summaries are charged too, after they are written (a
+ * summary is never dropped), so a source's records and summaries together stay
+ * within the budget, give or take one record. Full, the slots give way to the key
+ * seen least recently. A record counted is answered before its summary is written: what the
+ * log vouches for, within a window, is the first record and, by the window's end,
+ * the count (a crash loses at most one window's counts).
+ */
+#define AUDIT_COALESCE_KEYS        8u
+#define AUDIT_COALESCE_WINDOW_USEC (1000 * 1000)
+#define AUDIT_BUDGET_RATE          (32u * 1024u)
+#define AUDIT_BUDGET_BURST         (1024u * 1024u)
+
+typedef struct AuditCoalesce AuditCoalesce;
+
+typedef struct AuditCoalesceOptions {
+        int64_t window_usec;   /* 0: AUDIT_COALESCE_WINDOW_USEC */
+        uint64_t budget_rate;  /* bytes a second; 0: AUDIT_BUDGET_RATE */
+        uint64_t budget_burst; /* bytes; 0: AUDIT_BUDGET_BURST */
+} AuditCoalesceOptions;
+
+typedef struct AuditCoalesceStats {
+        uint64_t written;     /* records written through it */
+        uint64_t coalesced;   /* counted as repeats of a written one */
+        uint64_t over_budget; /* counted past the budget */
+        uint64_t summaries;   /* "suppressed" records written */
+} AuditCoalesceStats;
+
+/* Returns 0 and *ret, or -ENOMEM / -EINVAL. options may be NULL (the defaults). */
+int audit_coalesce_new(const AuditCoalesceOptions *options, AuditCoalesce **ret);
+
+/* Frees without writing anything: call audit_coalesce_flush(..., true) first. Takes
+ * NULL; returns NULL. */
+AuditCoalesce *audit_coalesce_free(AuditCoalesce *co);
+
+/*
+ * Appends a record as audit_append_fields() would (same arguments, app the record's
+ * app id), unless it repeats one written within the window (counted) or is over the
+ * budget (counted). now_usec: wall-clock microseconds since the epoch, the times of
+ * the summaries. A record whose key passes 4 KiB is never coalesced (it is still
+ * charged to the budget). Returns 1 (written), 0 (counted), or audit_append_fields()'s
+ * -errno (nothing counted).
+ */
+int audit_coalesce_append(AuditCoalesce *co, AuditLog *a, const char *app, const char *event,
+                          const AuditField *fields, size_t n_fields, const json_t *extra,
+                          int64_t now_usec);
+
+/*
+ * Writes the summaries whose window has ended by now_usec (all of them if all: the
+ * source goes away), with app as their app. Returns 0 or audit_append_fields()'s
+ * -errno (what was not written stays counted).
+ */
+int audit_coalesce_flush(AuditCoalesce *co, AuditLog *a, const char *app, int64_t now_usec,
+                         bool all);
+
+/* When the next summary is due (wall-clock microseconds), or INT64_MAX if none. */
+int64_t audit_coalesce_due(const AuditCoalesce *co);
+
+void audit_coalesce_stats(const AuditCoalesce *co, AuditCoalesceStats *ret);

@@ -67,6 +67,7 @@ struct AuditLog {
         size_t batch_len;
         size_t batch_lines;
         unsigned batch_n;
+        size_t last_line; /* bytes of the last record appended (LINE_OVERHEAD counted) */
         /* AUDIT_BATCH_MAX bytes: the lines as written; audit_follow()'s read buffer. */
         char *out;
         /* A record's middle being built; one more byte for head_check(), which reads
@@ -903,7 +904,13 @@ static int batch_add(AuditLog *a, size_t n)
         a->batch_len += sizeof len32 + n;
         a->batch_lines += LINE_OVERHEAD + n;
         a->batch_n++;
+        a->last_line = LINE_OVERHEAD + n;
         return 0;
+}
+
+size_t audit_last_append_size(const AuditLog *a)
+{
+        return a ? a->last_line : 0;
 }
 
 /*

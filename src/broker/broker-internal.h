@@ -70,7 +70,8 @@ extern const BrokerCallDef broker_calls_system[]; /* system.*, app.info, memory.
 extern const BrokerCallDef broker_calls_proc[];   /* proc.*  */
 extern const BrokerCallDef broker_calls_app[];    /* app.launch, notify.post */
 extern const BrokerCallDef broker_calls_perm[];   /* perm.* */
-extern const BrokerCallDef broker_calls_fs[];     /* fs.* */
+extern const BrokerCallDef broker_calls_fs[];     /* fs.* but fs.usage */
+extern const BrokerCallDef broker_calls_usage[];  /* fs.usage (calls/usage.c) */
 extern const BrokerCallDef broker_calls_timer[];  /* timer.* */
 extern const BrokerCallDef broker_calls_bus[];    /* bus.* */
 
@@ -96,6 +97,11 @@ const BrokerOptions *broker_options(const Broker *b);
 /* True if app holds right now (cache; for one-time or gesture rights this asks
  * grants_check and may consume a one-time grant only if consume is true). */
 bool broker_app_holds(BrokerApp *app, const char *right, bool consume);
+
+/* Adds ns of CPU time spent for app off the loop (a threadpool worker's
+ * CLOCK_THREAD_CPUTIME_ID) to its counters: BrokerAppStats.worker_cpu_ns, and
+ * `worker_cpu_ms` of its detach record. */
+void broker_app_charge_cpu(BrokerApp *app, uint64_t ns);
 
 /* The app's id (its manifest's). */
 const char *broker_app_id(const BrokerApp *app);
@@ -156,8 +162,10 @@ void broker_timer_detach(BrokerApp *app);
 void broker_perm_detach(BrokerApp *app);
 
 /* Frames that can still be queued towards app before events are dropped
- * (BROKER_OUTQ_MAX minus what waits); 0 when full or the channel is closed. The bus
- * delivery leaves messages in the bus queue instead of overflowing the out queue. */
+ * (BROKER_OUTQ_MAX minus what waits); 0 when the queue is at any of its bounds
+ * (frames, bytes, fds) or the channel is closed. Ask again after each frame: one
+ * frame may take all the byte room. The bus delivery leaves messages in the bus
+ * queue instead of overflowing the out queue. */
 unsigned broker_app_outq_room(const BrokerApp *app);
 
 typedef enum BrokerSlot {
@@ -165,6 +173,8 @@ typedef enum BrokerSlot {
         BROKER_SLOT_TIMER,
         BROKER_SLOT_PERM,
         BROKER_SLOT_FS,
+        BROKER_SLOT_USAGE,
+        BROKER_SLOT_PROC,
         _BROKER_SLOT_MAX,
 } BrokerSlot;
 

@@ -99,9 +99,13 @@ struct BrokerApp {
 
         OutFrame *outq_head, *outq_tail;
         unsigned outq_len;
+        size_t outq_bytes; /* bodies and headers of the frames waiting */
+        uint64_t frame_ns; /* loop time a frame of this app costs, a moving average */
+        unsigned outq_fds; /* fds those frames carry (open in the kernel meanwhile) */
 
         BrokerAppStats stats;
         void *slots[_BROKER_SLOT_MAX];
+        AuditCoalesce *coalesce; /* its call records (audit.h, "Coalescing") */
 };
 
 struct Broker {
@@ -112,6 +116,8 @@ struct Broker {
         BrokerApp *apps;
         const BrokerCallDef *dispatch[DISPATCH_AREAS][DISPATCH_CALLS];
         uint64_t audit_failures;
+        uv_timer_t *coalesce_timer; /* writes the apps' due audit summaries; NULL: none */
+        int64_t coalesce_due;       /* when it fires (wall-clock us), INT64_MAX: stopped */
 
         /* The batch of the app being read. */
         BrokerApp *batch_app;
@@ -162,9 +168,64 @@ static void audit_flush_now(Broker *b)
                 b->audit_failures++;
 }
 
+static int64_t wall_usec(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void coalesce_arm(Broker *b, int64_t due);
+
+/* Writes app's audit summaries that are due (all of them if all). */
+static void coalesce_flush(BrokerApp *app, int64_t now, bool all)
+{
+        Broker *b = app->broker;
+
+        if (b->o.audit && app->coalesce &&
+            audit_coalesce_flush(app->coalesce, b->o.audit, app->id, now, all) < 0)
+                b->audit_failures++;
+}
+
+/* The timer: every app's summaries whose window has ended, then rearmed for the next. */
+static void on_coalesce_timer(uv_timer_t *t)
+{
+        Broker *b = t->data;
+        int64_t now = wall_usec(), due = INT64_MAX;
+
+        b->coalesce_due = INT64_MAX;
+        for (BrokerApp *a = b->apps; a; a = a->next) {
+                int64_t d;
+
+                coalesce_flush(a, now, false);
+                d = audit_coalesce_due(a->coalesce);
+                if (d < due)
+                        due = d;
+        }
+        audit_flush_now(b);
+        coalesce_arm(b, due);
+}
+
+/* Makes sure the timer fires by due (wall-clock us; INT64_MAX: nothing due). */
+static void coalesce_arm(Broker *b, int64_t due)
+{
+        int64_t now;
+
+        if (!b->coalesce_timer || due == INT64_MAX || due >= b->coalesce_due)
+                return;
+        now = wall_usec();
+        b->coalesce_due = due;
+        /* +1 ms: the window has ended when it fires, not a hair before. */
+        (void)uv_timer_start(b->coalesce_timer, on_coalesce_timer,
+                             due > now ? (uint64_t)(due - now) / 1000 + 1 : 0, 0);
+}
+
 /* The record of one answered call: op, right (null if none), decision, errno, then
  * the handler's fields (borrowed) that are not among those. Formatted by the audit
- * log itself, without a JSON object built for it: the same line. */
+ * log itself, without a JSON object built for it: the same line. It goes through
+ * the app's coalescer: a repeat of a record written within the last second is
+ * counted instead, and summed up in one "suppressed" record (audit.h). */
 static void audit_call(BrokerApp *app, const char *op, const char *right, const char *decision,
                        int error, json_t *extra)
 {
@@ -175,11 +236,20 @@ static void audit_call(BrokerApp *app, const char *op, const char *right, const 
                 {.key = "decision", .str = decision},
                 {.key = "errno", .type = AUDIT_FIELD_INT, .num = error},
         };
+        const json_t *x = json_is_object(extra) ? extra : NULL;
+        int r;
 
         if (!b->o.audit)
                 return;
-        if (audit_append_fields(b->o.audit, app->id, AUDIT_EVENT_CALL, f, ELEMENTSOF(f),
-                                json_is_object(extra) ? extra : NULL) < 0)
+        if (!app->coalesce)
+                r = audit_append_fields(b->o.audit, app->id, AUDIT_EVENT_CALL, f, ELEMENTSOF(f), x);
+        else {
+                r = audit_coalesce_append(app->coalesce, b->o.audit, app->id, AUDIT_EVENT_CALL, f,
+                                          ELEMENTSOF(f), x, wall_usec());
+                if (r == 0)
+                        coalesce_arm(b, audit_coalesce_due(app->coalesce));
+        }
+        if (r < 0)
                 b->audit_failures++;
 }
 
@@ -194,6 +264,34 @@ static void poll_close_cb(uv_handle_t *h)
 
 static void on_poll(uv_poll_t *h, int status, int events);
 
+/* Bytes a queued frame of body_len bytes costs: its OutFrame and body. */
+static size_t outframe_cost(size_t body_len)
+{
+        return sizeof(OutFrame) + body_len;
+}
+
+/*
+ * True when app's out queue is at one of its bounds (BROKER_OUTQ_MAX frames,
+ * BROKER_OUTQ_BYTES_MAX bytes, BROKER_OUTQ_FDS_MAX fds), counting the frames of the
+ * batch being built for it (they join the queue if the socket is full): the app is
+ * not read and events to it are dropped until it drains.
+ */
+static bool outq_full(const BrokerApp *app)
+{
+        const Broker *b = app->broker;
+        size_t bytes = app->outq_bytes;
+        unsigned frames = app->outq_len, fds = app->outq_fds;
+
+        if (b->batch_app == app) {
+                bytes += b->arena_used + (size_t)b->n_batch * sizeof(OutFrame);
+                frames += b->n_batch;
+                for (unsigned i = 0; i < b->n_batch; i++)
+                        fds += b->batch[i].n_fds;
+        }
+        return frames >= BROKER_OUTQ_MAX || bytes >= BROKER_OUTQ_BYTES_MAX ||
+               fds >= BROKER_OUTQ_FDS_MAX;
+}
+
 /* Reads while the out queue has room; writes while it holds frames. */
 static void app_update_poll(BrokerApp *app)
 {
@@ -201,7 +299,7 @@ static void app_update_poll(BrokerApp *app)
 
         if (app->closed || !app->poll)
                 return;
-        if (app->outq_len < BROKER_OUTQ_MAX)
+        if (!outq_full(app))
                 events |= UV_READABLE;
         if (app->outq_head)
                 events |= UV_WRITABLE;
@@ -260,12 +358,12 @@ static void app_send(BrokerApp *app, const ChannelFrame *f, int *fds, unsigned n
                         return;
                 }
         }
-        if (is_event && app->outq_len >= BROKER_OUTQ_MAX) {
+        if (is_event && outq_full(app)) {
                 close_fds(fds, n_fds);
                 app->stats.events_dropped++;
                 return;
         }
-        o = malloc(sizeof(OutFrame) + f->body_len);
+        o = malloc(outframe_cost(f->body_len));
         if (!o) {
                 close_fds(fds, n_fds);
                 if (is_event)
@@ -286,6 +384,8 @@ static void app_send(BrokerApp *app, const ChannelFrame *f, int *fds, unsigned n
                 app->outq_head = o;
         app->outq_tail = o;
         app->outq_len++;
+        app->outq_bytes += outframe_cost(f->body_len);
+        app->outq_fds += n_fds;
         app_update_poll(app);
 }
 
@@ -306,6 +406,8 @@ static void outq_drain(BrokerApp *app)
                 if (!app->outq_head)
                         app->outq_tail = NULL;
                 app->outq_len--;
+                app->outq_bytes -= outframe_cost(o->frame.body_len);
+                app->outq_fds -= o->n_fds;
                 outframe_free(o);
         }
         app_update_poll(app);
@@ -421,7 +523,7 @@ static int app_emit(BrokerApp *app, uint16_t opcode, uint32_t flags, uint64_t re
         }
         if (n_fds > CHANNEL_FDS_MAX)
                 return -EMSGSIZE;
-        if (is_event && app->outq_len >= BROKER_OUTQ_MAX) {
+        if (is_event && outq_full(app)) {
                 app->stats.events_dropped++;
                 return -ENOBUFS;
         }
@@ -1039,10 +1141,11 @@ typedef union RecvControl {
 static void app_read(BrokerApp *app)
 {
         Broker *b = app->broker;
+        uint64_t t0 = uv_hrtime(), spent = 0;
         unsigned done = 0;
 
         b->batch_app = app;
-        while (done < BROKER_FRAMES_PER_WAKE && !app->closed && app->outq_len < BROKER_OUTQ_MAX) {
+        while (done < BROKER_FRAMES_PER_WAKE && !app->closed && !outq_full(app)) {
                 unsigned want = BROKER_FRAMES_PER_WAKE - done;
                 struct mmsghdr mm[RECV_BATCH];
                 struct iovec iov[RECV_BATCH];
@@ -1051,6 +1154,18 @@ static void app_read(BrokerApp *app)
 
                 if (want > RECV_BATCH)
                         want = RECV_BATCH;
+                /* No more frames than the app's calls, at what they have cost it
+                 * lately, fit in what is left of its slice: one slow call per read
+                 * for an app whose calls are slow. */
+                if (app->frame_ns > 0 && (uint64_t)want * app->frame_ns > BROKER_READ_SLICE_NS) {
+                        uint64_t fit = BROKER_READ_SLICE_NS / app->frame_ns;
+
+                        want = fit > 0 ? (unsigned)fit : 1;
+                }
+                /* The socket was full: one frame at a time, so that the replies
+                 * queued pass the out queue's bounds by one frame at most. */
+                if (app->outq_head)
+                        want = 1;
                 for (unsigned i = 0; i < want; i++) {
                         iov[i] = (struct iovec){
                                 .iov_base = b->rbufs + (size_t)i * CHANNEL_DATAGRAM_MAX,
@@ -1103,9 +1218,23 @@ static void app_read(BrokerApp *app)
                 done += (unsigned)n;
                 if ((unsigned)n < want)
                         break; /* the socket was empty */
+                /* Its slice is used up: the other apps' turn. The rest waits in the
+                 * socket, and the level-triggered poll comes back to it. */
+                spent = uv_hrtime() - t0;
+                if (spent >= BROKER_READ_SLICE_NS)
+                        break;
         }
         batch_flush(b);
         b->batch_app = NULL;
+        /* Charged to the app: the loop time its frames took, and what a frame costs
+         * it on average (a moving average over reads, 1/4 weight to the newest). */
+        spent = uv_hrtime() - t0;
+        app->stats.loop_ns += spent;
+        if (done > 0) {
+                uint64_t per = spent / done;
+
+                app->frame_ns = app->frame_ns ? (3 * app->frame_ns + per) / 4 : per;
+        }
 }
 
 static void on_poll(uv_poll_t *h, int status, int events)
@@ -1157,14 +1286,16 @@ static void app_hangup(BrokerApp *app, int reason)
         }
         app->outq_tail = NULL;
         app->outq_len = 0;
+        app->outq_bytes = 0;
+        app->outq_fds = 0;
         app_abandon_calls(app, ECONNRESET, "channel closed");
 }
 
 static int build_dispatch(Broker *b)
 {
         const BrokerCallDef *tables[] = {
-                broker_calls_system, broker_calls_proc,  broker_calls_app, broker_calls_perm,
-                broker_calls_fs,     broker_calls_timer, broker_calls_bus,
+                broker_calls_system, broker_calls_proc,  broker_calls_app,   broker_calls_perm,
+                broker_calls_fs,     broker_calls_usage, broker_calls_timer, broker_calls_bus,
         };
 
         for (size_t t = 0; t < ELEMENTSOF(tables); t++)
@@ -1195,6 +1326,7 @@ int broker_new(const BrokerOptions *o, Broker **ret)
         if (o->host)
                 b->host = *o->host;
         b->o.host = &b->host;
+        b->coalesce_due = INT64_MAX;
         b->arena = malloc(BATCH_ARENA_SIZE);
         b->rbufs = malloc((size_t)RECV_BATCH * CHANNEL_DATAGRAM_MAX);
         r = b->arena && b->rbufs ? 0 : -ENOMEM;
@@ -1206,6 +1338,15 @@ int broker_new(const BrokerOptions *o, Broker **ret)
                 r = (b->roots = strv_copy(o->roots)) ? 0 : -ENOMEM;
         if (r == 0)
                 r = build_dispatch(b);
+        if (r == 0 && o->audit) {
+                b->coalesce_timer = malloc(sizeof(uv_timer_t));
+                r = b->coalesce_timer ? uv_timer_init(o->loop, b->coalesce_timer) : -ENOMEM;
+                if (r < 0) {
+                        free(b->coalesce_timer);
+                        b->coalesce_timer = NULL;
+                } else
+                        b->coalesce_timer->data = b;
+        }
         if (r < 0) {
                 broker_free(b);
                 return r;
@@ -1230,6 +1371,8 @@ Broker *broker_free(Broker *b)
                 return NULL;
         while (b->apps)
                 broker_app_detach(b->apps);
+        if (b->coalesce_timer)
+                uv_close((uv_handle_t *)b->coalesce_timer, poll_close_cb);
         free(b->arena);
         free(b->rbufs);
         free(b->state_dir);
@@ -1248,6 +1391,7 @@ static void app_free(BrokerApp *app)
         }
         safe_close(app->fd);
         cache_clear(&app->cache);
+        audit_coalesce_free(app->coalesce);
         while (app->free_calls) {
                 CallImpl *c = app->free_calls;
 
@@ -1324,6 +1468,11 @@ int broker_app_attach(Broker *b, const BrokerAppInfo *info, int channel_fd, Brok
                                    b->o.burst_prompting, now);
         if (r == 0)
                 r = cache_load(b, app->id, &app->cache);
+        if (r == 0 && b->o.audit && !b->o.audit_coalesce_off)
+                r = audit_coalesce_new(
+                        &(AuditCoalesceOptions){.budget_rate = b->o.audit_budget_rate,
+                                                .budget_burst = b->o.audit_budget_burst},
+                        &app->coalesce);
         if (r < 0) {
                 app_free(app);
                 return r;
@@ -1360,6 +1509,7 @@ int broker_app_attach(Broker *b, const BrokerAppInfo *info, int channel_fd, Brok
 
 void broker_app_detach(BrokerApp *app)
 {
+        AuditCoalesceStats cs = {};
         Broker *b;
         json_t *f;
 
@@ -1382,12 +1532,19 @@ void broker_app_detach(BrokerApp *app)
         }
         app_hangup(app, 0);
 
-        f = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:b}", "what", "broker", "calls",
-                      (json_int_t)app->stats.calls, "refused", (json_int_t)app->stats.refused,
-                      "rate_limited", (json_int_t)app->stats.rate_limited, "bad_frames",
+        coalesce_flush(app, wall_usec(), true);
+        if (app->coalesce)
+                audit_coalesce_stats(app->coalesce, &cs);
+        f = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:b, s:I, s:I, s:I, s:I}", "what", "broker",
+                      "calls", (json_int_t)app->stats.calls, "refused",
+                      (json_int_t)app->stats.refused, "rate_limited",
+                      (json_int_t)app->stats.rate_limited, "bad_frames",
                       (json_int_t)app->stats.bad_frames, "events_dropped",
                       (json_int_t)app->stats.events_dropped, "closed_by_kernel",
-                      app->stats.bad_frames > BROKER_BAD_FRAMES_MAX);
+                      app->stats.bad_frames > BROKER_BAD_FRAMES_MAX, "audit_coalesced",
+                      (json_int_t)cs.coalesced, "audit_over_budget", (json_int_t)cs.over_budget,
+                      "loop_ms", (json_int_t)(app->stats.loop_ns / 1000000), "worker_cpu_ms",
+                      (json_int_t)(app->stats.worker_cpu_ns / 1000000));
         if (f) {
                 (void)broker_app_audit(app, AUDIT_EVENT_LIFECYCLE, f);
                 json_decref(f);
@@ -1401,6 +1558,17 @@ void broker_app_detach(BrokerApp *app)
         if (app->next)
                 app->next->prev = app->prev;
         app_free(app);
+}
+
+void broker_audit_flush(Broker *b)
+{
+        int64_t now = wall_usec();
+
+        if (!b)
+                return;
+        for (BrokerApp *a = b->apps; a; a = a->next)
+                coalesce_flush(a, now, true);
+        audit_flush_now(b);
 }
 
 BrokerApp *broker_app_find(Broker *b, const char *app_id)
@@ -1434,6 +1602,9 @@ static int app_grants_changed(BrokerApp *app)
         size_t n_old = app->cache.n_grants, lost = 0;
         int r;
 
+        /* The repeats counted so far happened under the old grants: their summaries
+         * go before the records of the change. */
+        coalesce_flush(app, wall_usec(), true);
         if (n_old > 0) {
                 old = malloc(n_old * sizeof(Grant));
                 if (!old)
@@ -1564,6 +1735,12 @@ const BrokerOptions *broker_options(const Broker *b)
         return &b->o;
 }
 
+void broker_app_charge_cpu(BrokerApp *app, uint64_t ns)
+{
+        if (app)
+                app->stats.worker_cpu_ns += ns;
+}
+
 const char *broker_app_id(const BrokerApp *app)
 {
         return app->id;
@@ -1573,9 +1750,20 @@ unsigned broker_app_outq_room(const BrokerApp *app)
 {
         unsigned used = app->outq_len;
 
-        if (app->closed)
+        if (app->closed || outq_full(app))
                 return 0;
         if (app->broker->batch_app == app) /* the batch is about to join the queue */
                 used += app->broker->n_batch;
         return used >= BROKER_OUTQ_MAX ? 0 : BROKER_OUTQ_MAX - used;
+}
+
+void broker_app_outq_stats(const BrokerApp *app, size_t *ret_bytes, unsigned *ret_frames,
+                           unsigned *ret_fds)
+{
+        if (ret_bytes)
+                *ret_bytes = app->outq_bytes;
+        if (ret_frames)
+                *ret_frames = app->outq_len;
+        if (ret_fds)
+                *ret_fds = app->outq_fds;
 }

@@ -21,8 +21,9 @@
  *   8. the reply (or, for calls that wait on someone, later)
  *
  * Replies and events go out with MSG_DONTWAIT; when the app does not read, they
- * wait in a per-app queue bounded by BROKER_OUTQ_MAX frames. An app whose queue is
- * full stops being read (its own calls wait; nobody else does); events past the
+ * wait in a per-app queue bounded by BROKER_OUTQ_MAX frames, BROKER_OUTQ_BYTES_MAX
+ * bytes and BROKER_OUTQ_FDS_MAX fds. An app whose queue is at a bound stops being
+ * read (its own calls wait; nobody else does) until it drains; events past the
  * bound are dropped and counted.
  *
  * The broker is not thread-safe: everything runs on the supervisor's loop.
@@ -38,12 +39,34 @@
 #include "policy/grants.h"
 #include "policy/manifest.h"
 
-#define BROKER_OUTSTANDING_MAX 64u   /* requests in flight per app (libcella's own bound) */
-#define BROKER_BAD_FRAMES_MAX  16u   /* malformed frames before the channel is closed */
-#define BROKER_FRAMES_PER_WAKE 64u   /* frames read per readiness, so one app cannot hog */
-#define BROKER_OUTQ_MAX        1024u /* frames queued towards one app */
-#define BROKER_TIMERS_MAX      64u   /* live timers per app */
-#define BROKER_TIMER_MIN_NS    (1000ull * 1000) /* 1 ms: shortest timer or period */
+#define BROKER_OUTSTANDING_MAX 64u /* requests in flight per app (libcella's own bound) */
+#define BROKER_BAD_FRAMES_MAX  16u /* malformed frames before the channel is closed */
+#define BROKER_FRAMES_PER_WAKE 64u /* frames read per readiness, so one app cannot hog */
+/*
+ * Loop time one readiness of an app may take before the others get their turn
+ * (the frames left wait in its socket): with k apps flooding, another app's call
+ * waits at most about k slices, whatever the calls cost. Reads of an app whose
+ * calls are slow are cut to the frames that fit the slice at its recent cost per
+ * frame (one at least). 1 ms: ~70 no-op calls, so a fast app is not slowed.
+ */
+#define BROKER_READ_SLICE_NS (1000ull * 1000)
+#define BROKER_OUTQ_MAX      1024u /* frames queued towards one app */
+/*
+ * Bytes queued towards one app (frames and their bookkeeping), and fds those frames
+ * carry. The queue is memory of the kernel, outside the app's memory cgroup: a
+ * frame-only bound let an app that never reads hold 1024 x 64 KiB = 64 MiB of it.
+ * 256 KiB is four of the largest frames (CHANNEL_BODY_MAX), or some thousands of
+ * ordinary replies: as much again as the socket itself buffers (the kernel side's
+ * SO_SNDBUF, net.core.wmem_default: 208 KiB), so an app that reads late but reads
+ * never meets it. Past it reading stops, so the queue passes the bound by at most
+ * the replies of one read (RECV_BATCH frames; one frame once the socket is full)
+ * and those of calls answered later (at most BROKER_OUTSTANDING_MAX). 64 fds: each
+ * is an open file of the kernel's own RLIMIT_NOFILE until the app reads it.
+ */
+#define BROKER_OUTQ_BYTES_MAX (256u * 1024u)
+#define BROKER_OUTQ_FDS_MAX   64u
+#define BROKER_TIMERS_MAX     64u              /* live timers per app */
+#define BROKER_TIMER_MIN_NS   (1000ull * 1000) /* 1 ms: shortest timer or period */
 /* Notifications: proto/cella.proto's NotifyPostRequest bounds (title 1..255 bytes,
  * body at most 4095, tag at most 63); TEXT_MAX is title + body. */
 #define BROKER_NOTIFY_TITLE_MAX 255u
@@ -137,6 +160,12 @@ typedef struct BrokerOptions {
         uint64_t rate_cheap, burst_cheap;         /* system, memory, perm.query/list, bus */
         uint64_t rate_costly, burst_costly;       /* fs, proc, timer, app.info */
         uint64_t rate_prompting, burst_prompting; /* perm.request, notify, app.launch */
+        /* Each app's call records go through an AuditCoalesce (audit.h): repeats within
+         * a second are counted, new kinds charged to a byte budget (0: the defaults,
+         * AUDIT_BUDGET_RATE and AUDIT_BUDGET_BURST). audit_coalesce_off writes every
+         * record (tests, and measuring what coalescing saves). */
+        uint64_t audit_budget_rate, audit_budget_burst;
+        bool audit_coalesce_off;
 } BrokerOptions;
 
 /* Returns 0 and *ret, or -ENOMEM / -EINVAL (no loop, grants or bus). */
@@ -160,6 +189,11 @@ int broker_app_attach(Broker *b, const BrokerAppInfo *info, int channel_fd, Brok
  */
 void broker_app_detach(BrokerApp *app);
 
+/* Writes every app's audit summaries now, whether their window has ended or not,
+ * and flushes the audit log: before the log is read in one piece (tests, `cella
+ * audit` from the same process). Takes NULL. */
+void broker_audit_flush(Broker *b);
+
 /* The attached app with this id, or NULL. */
 BrokerApp *broker_app_find(Broker *b, const char *app_id);
 
@@ -178,8 +212,15 @@ typedef struct BrokerAppStats {
         uint64_t rate_limited;   /* of those, EAGAIN from the rate limit */
         uint64_t bad_frames;     /* malformed frames */
         uint64_t events_dropped; /* events dropped: the app's queue was full */
+        uint64_t loop_ns;        /* kernel loop time spent reading and answering its frames */
+        uint64_t worker_cpu_ns;  /* CPU time of threadpool work for its calls (fs.usage, proc.*) */
         unsigned outstanding;
         bool closed; /* the channel was closed (hang-up or bad frames) */
 } BrokerAppStats;
 
 void broker_app_stats(const BrokerApp *app, BrokerAppStats *ret);
+
+/* What waits in app's out queue now: bytes (as bounded by BROKER_OUTQ_BYTES_MAX),
+ * frames and fds. Any output may be NULL. For tests and `cella ps`. */
+void broker_app_outq_stats(const BrokerApp *app, size_t *ret_bytes, unsigned *ret_frames,
+                           unsigned *ret_fds);

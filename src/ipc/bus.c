@@ -26,6 +26,7 @@ struct BusEndpoint {
         BusMessage **ring;
         uint64_t *ring_sub; /* the subscription each queued message came through; 0: direct */
         unsigned cap, head, count;
+        size_t bytes;       /* message_cost() of the messages queued */
         BusNotifyFn notify; /* called when the queue goes from empty to non-empty */
         void *notify_userdata;
         BusNotifyFn full; /* called before a message is queued on a full queue */
@@ -317,19 +318,37 @@ static BusMessage *message_new(Bus *b, const char *topic, const BusEndpoint *sen
         return m;
 }
 
+/* What a queued message counts against BUS_QUEUE_BYTES_MAX: its body, topic, sender
+ * and content type, and the struct. Counted in full on every endpoint it waits on,
+ * though it is stored once: the bound must hold whatever the other queues do. */
+static size_t message_cost(const BusMessage *m)
+{
+        return sizeof *m + m->len + strlen(m->topic) + strlen(m->sender) + strlen(m->content_type) +
+               3;
+}
+
+static bool queue_full(const BusEndpoint *ep, size_t incoming)
+{
+        return ep->count == ep->cap ||
+               (ep->count > 0 && ep->bytes + incoming > BUS_QUEUE_BYTES_MAX);
+}
+
 /* Queues m on ep (through subscription sub_id, 0 if direct), dropping (and
- * counting) the oldest message when full. Tells the endpoint's owner when its queue
+ * counting) the oldest messages while it is full: at its capacity in messages, or
+ * past BUS_QUEUE_BYTES_MAX bytes with m. Tells the endpoint's owner when its queue
  * stops being empty: after that it is the owner's to drain, so one notification per
  * batch of messages, however many arrive before it drains. */
 static void enqueue(BusEndpoint *ep, BusMessage *m, uint64_t sub_id)
 {
+        size_t cost = message_cost(m);
         unsigned slot;
 
         /* Full: the owner may make room first (by taking messages); what it leaves
          * full loses its oldest. */
-        if (ep->count == ep->cap && ep->full)
+        if (queue_full(ep, cost) && ep->full)
                 ep->full(ep, ep->full_userdata);
-        if (ep->count == ep->cap) {
+        while (queue_full(ep, cost)) {
+                ep->bytes -= message_cost(ep->ring[ep->head]);
                 bus_message_unref(ep->ring[ep->head]);
                 ep->ring[ep->head] = NULL;
                 ep->head = (ep->head + 1) % ep->cap;
@@ -339,6 +358,7 @@ static void enqueue(BusEndpoint *ep, BusMessage *m, uint64_t sub_id)
         slot = (ep->head + ep->count) % ep->cap;
         ep->ring[slot] = bus_message_ref(m);
         ep->ring_sub[slot] = sub_id;
+        ep->bytes += cost;
         if (ep->count++ == 0 && ep->notify)
                 ep->notify(ep, ep->notify_userdata);
 }
@@ -466,6 +486,7 @@ BusMessage *bus_endpoint_take(BusEndpoint *ep, uint64_t *ret_subscription_id)
                 *ret_subscription_id = ep->ring_sub[ep->head];
         ep->head = (ep->head + 1) % ep->cap;
         ep->count--;
+        ep->bytes -= message_cost(m);
         ep->delivered++;
         return m;
 }
@@ -474,6 +495,7 @@ void bus_endpoint_stats(const BusEndpoint *ep, BusStats *ret)
 {
         *ret = (BusStats){
                 .queued = ep->count,
+                .queued_bytes = ep->bytes,
                 .delivered = ep->delivered,
                 .dropped = ep->dropped,
                 .n_subs = ep->n_subs,

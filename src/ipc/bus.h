@@ -9,7 +9,8 @@
  * - A message is stored once, refcounted, however many subscribers get it.
  * - Exact-topic subscriptions are found through a hash table; pattern subscriptions
  *   ("notes.*", "clock.**": capability.h's topic globs) are matched one by one.
- * - Each endpoint (one per app) has a bounded queue. When it is full the oldest
+ * - Each endpoint (one per app) has a queue bounded in messages and in bytes
+ *   (BUS_QUEUE_BYTES_MAX). When it is full the oldest
  *   message is dropped and counted, so a slow subscriber never blocks a publisher
  *   or the kernel (the issue's "bounded per-subscriber queues with a counted drop
  *   policy"). Drop-oldest: for the bus's state-like traffic (ticks, status) the
@@ -27,7 +28,17 @@
 #define BUS_MESSAGE_MAX      (64u * 1024u) /* bytes of a body (DESIGN.md section 6) */
 #define BUS_QUEUE_DEFAULT    256u          /* messages an endpoint holds */
 #define BUS_QUEUE_MAX        65536u
-#define BUS_SUBS_MAX         64u /* subscriptions per endpoint */
+/*
+ * Bytes of messages an endpoint holds (bodies, names, bookkeeping), whatever its
+ * capacity in messages: the queue is memory of the kernel, which no app's cgroup
+ * pays for, and BUS_QUEUE_DEFAULT messages of BUS_MESSAGE_MAX bytes would be 16 MiB
+ * per subscriber filled by one publisher. 1 MiB holds 16 of the largest messages, or
+ * the whole default queue of messages up to ~4 KiB (the bus's traffic is ticks and
+ * status); a message larger than the room left drops the oldest ones, as a full
+ * queue does, and a message is always queued on an empty queue.
+ */
+#define BUS_QUEUE_BYTES_MAX (1024u * 1024u)
+#define BUS_SUBS_MAX        64u /* subscriptions per endpoint */
 
 typedef struct Bus Bus;
 typedef struct BusEndpoint BusEndpoint;
@@ -53,9 +64,10 @@ typedef struct BusMessage {
 } BusMessage;
 
 typedef struct BusStats {
-        uint64_t queued;    /* messages waiting now */
-        uint64_t delivered; /* taken by the endpoint so far */
-        uint64_t dropped;   /* dropped because the queue was full */
+        uint64_t queued;     /* messages waiting now */
+        size_t queued_bytes; /* what they count against BUS_QUEUE_BYTES_MAX */
+        uint64_t delivered;  /* taken by the endpoint so far */
+        uint64_t dropped;    /* dropped because the queue was full */
         unsigned n_subs;
 } BusStats;
 

@@ -203,5 +203,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         close(sv[1]);
         for (int i = 0; i < 4; i++)
                 uv_run(&loop, UV_RUN_NOWAIT);
+        /* Threadpool work of the detached app (fs.usage walks, proc.* calls) ends on
+         * its own and frees itself in its callback: wait for it, so that nothing is
+         * left in flight when the input is done. */
+        for (int i = 0; i < 1000 && uv_loop_alive(&loop); i++)
+                uv_run(&loop, UV_RUN_ONCE);
         return 0;
 }

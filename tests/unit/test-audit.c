@@ -1703,6 +1703,216 @@ START_TEST(test_open_takes_the_tail_from_the_lock_file)
 }
 END_TEST
 
+/* ---- coalescing ------------------------------------------------------------------------ */
+
+typedef struct Tally {
+        unsigned calls, repeated, budget;
+        uint64_t repeated_count, budget_count;
+        json_t *last_summary; /* a copy of the last "suppressed" record */
+} Tally;
+
+static int tally_cb(const json_t *rec, const char *line, size_t len, void *userdata)
+{
+        Tally *t = userdata;
+        const char *ev = json_string_value(json_object_get(rec, "event"));
+        const char *why = json_string_value(json_object_get(rec, "why"));
+
+        if (strcmp(ev, "call") == 0)
+                t->calls++;
+        else if (strcmp(ev, AUDIT_EVENT_SUPPRESSED) == 0) {
+                uint64_t n = (uint64_t)json_integer_value(json_object_get(rec, "count"));
+
+                ck_assert_ptr_nonnull(why);
+                if (strcmp(why, "repeated") == 0) {
+                        t->repeated++;
+                        t->repeated_count += n;
+                } else {
+                        ck_assert_str_eq(why, "budget");
+                        t->budget++;
+                        t->budget_count += n;
+                }
+                json_decref(t->last_summary);
+                t->last_summary = json_deep_copy(rec);
+        }
+        return 0;
+}
+
+/* Reads the whole log (it must verify) into a tally. */
+static Tally tally(void)
+{
+        AuditVerifyReport rep;
+        Tally t = {};
+
+        ck_assert_int_eq(audit_read(state, NULL, tally_cb, &t, &rep), 0);
+        ck_assert_int_eq(audit_verify(state, &rep), 0);
+        return t;
+}
+
+static int call_rec(AuditCoalesce *co, AuditLog *a, const char *app, const char *op,
+                    const char *decision, json_t *extra, int64_t now)
+{
+        const AuditField f[] = {
+                {.key = "op", .str = op},
+                {.key = "right", .str = NULL},
+                {.key = "decision", .str = decision},
+                {.key = "errno", .type = AUDIT_FIELD_INT, .num = 0},
+        };
+
+        return audit_coalesce_append(co, a, app, "call", f, ELEMENTSOF(f), extra, now);
+}
+
+/* A flood of one decision: the first record, then one summary a window with the
+ * count; the chain verifies; nothing is lost from the count. */
+START_TEST(test_coalesce_repeated)
+{
+        _cleanup_(audit_closep) AuditLog *a = NULL;
+        AuditCoalesce *co = NULL;
+        const int64_t t0 = T0 * 1000000;
+        json_t *extra = json_pack("{s:s, s:i}", "path", "a.txt", "flags", 1);
+        char first[40];
+        Tally t;
+
+        ck_assert_int_eq(audit_open(state, NULL, &a), 0);
+        ck_assert_int_eq(audit_coalesce_new(NULL, &co), 0);
+        /* 10,000 identical calls within 0.5 s. */
+        for (int i = 0; i < 10000; i++)
+                ck_assert_int_eq(
+                        call_rec(co, a, "org.x.a", "fs.open", "allowed", extra, t0 + i * 50),
+                        i == 0 ? 1 : 0);
+        ck_assert_int_eq(audit_coalesce_due(co), t0 + AUDIT_COALESCE_WINDOW_USEC);
+        /* Not yet due: nothing written. */
+        ck_assert_int_eq(audit_coalesce_flush(co, a, "org.x.a", t0 + 600000, false), 0);
+        ck_assert_int_eq(audit_flush(a), 0);
+        t = tally();
+        ck_assert_uint_eq(t.calls, 1);
+        ck_assert_uint_eq(t.repeated, 0);
+        /* Due: one summary, with the fields, the extra and the count. */
+        ck_assert_int_eq(audit_coalesce_flush(co, a, "org.x.a", t0 + 1000000, false), 0);
+        ck_assert_int_eq(audit_coalesce_due(co), INT64_MAX);
+        ck_assert_int_eq(audit_flush(a), 0);
+        t = tally();
+        ck_assert_uint_eq(t.calls, 1);
+        ck_assert_uint_eq(t.repeated, 1);
+        ck_assert_uint_eq(t.repeated_count, 9999);
+        ck_assert_str_eq(json_string_value(json_object_get(t.last_summary, "of")), "call");
+        ck_assert_str_eq(json_string_value(json_object_get(t.last_summary, "op")), "fs.open");
+        ck_assert_str_eq(json_string_value(json_object_get(t.last_summary, "decision")), "allowed");
+        ck_assert_str_eq(json_string_value(json_object_get(t.last_summary, "path")), "a.txt");
+        ck_assert_str_eq(json_string_value(json_object_get(t.last_summary, "first")),
+                         audit_format_time(t0 + 50, first, sizeof first));
+        ck_assert_str_eq(json_string_value(json_object_get(t.last_summary, "last")),
+                         audit_format_time(t0 + 9999 * 50, first, sizeof first));
+        json_decref(t.last_summary);
+        /* After the window the same call is written again. */
+        ck_assert_int_eq(call_rec(co, a, "org.x.a", "fs.open", "allowed", extra, t0 + 1100000), 1);
+        /* A different path is another record. */
+        json_object_set_new(extra, "path", json_string("b.txt"));
+        ck_assert_int_eq(call_rec(co, a, "org.x.a", "fs.open", "allowed", extra, t0 + 1100001), 1);
+        ck_assert_int_eq(call_rec(co, a, "org.x.a", "fs.open", "allowed", extra, t0 + 1100002), 0);
+        ck_assert_int_eq(audit_coalesce_flush(co, a, "org.x.a", t0 + 1100003, true), 0);
+        ck_assert_int_eq(audit_flush(a), 0);
+        t = tally();
+        ck_assert_uint_eq(t.calls, 3);
+        ck_assert_uint_eq(t.repeated, 2);
+        ck_assert_uint_eq(t.repeated_count, 10000);
+        json_decref(t.last_summary);
+        json_decref(extra);
+        audit_coalesce_free(co);
+}
+END_TEST
+
+/* Alternating decisions do not escape (several kinds counted side by side); a ninth
+ * kind sums up the oldest at once. */
+START_TEST(test_coalesce_alternating_and_eviction)
+{
+        _cleanup_(audit_closep) AuditLog *a = NULL;
+        AuditCoalesce *co = NULL;
+        const int64_t t0 = T0 * 1000000;
+        AuditCoalesceStats st;
+        Tally t;
+
+        ck_assert_int_eq(audit_open(state, NULL, &a), 0);
+        ck_assert_int_eq(audit_coalesce_new(NULL, &co), 0);
+        for (int i = 0; i < 1000; i++) {
+                call_rec(co, a, "org.x.a", "system.time", "allowed", NULL, t0 + i);
+                call_rec(co, a, "org.x.a", "fs.open", "refused", NULL, t0 + i);
+        }
+        audit_coalesce_stats(co, &st);
+        ck_assert_uint_eq(st.written, 2);
+        ck_assert_uint_eq(st.coalesced, 1998);
+        /* Seven more kinds fill the slots; the ninth sums up the oldest. */
+        for (int k = 0; k < 7; k++) {
+                char op[16];
+
+                snprintf(op, sizeof op, "op%d", k);
+                ck_assert_int_eq(call_rec(co, a, "org.x.a", op, "allowed", NULL, t0 + 2000 + k), 1);
+        }
+        ck_assert_int_eq(audit_flush(a), 0);
+        t = tally();
+        ck_assert_uint_eq(t.repeated, 1); /* system.time, the oldest */
+        ck_assert_uint_eq(t.repeated_count, 999);
+        json_decref(t.last_summary);
+        ck_assert_int_eq(audit_coalesce_flush(co, a, "org.x.a", t0, true), 0);
+        ck_assert_int_eq(audit_flush(a), 0);
+        t = tally();
+        ck_assert_uint_eq(t.calls, 9);
+        ck_assert_uint_eq(t.repeated, 2);
+        ck_assert_uint_eq(t.repeated_count, 1998);
+        json_decref(t.last_summary);
+        audit_coalesce_free(co);
+}
+END_TEST
+
+/* Distinct records past the byte budget are counted by op and decision, in one
+ * summary a window; the log grows by no more than the budget. */
+START_TEST(test_coalesce_budget)
+{
+        _cleanup_(audit_closep) AuditLog *a = NULL;
+        AuditCoalesce *co = NULL;
+        const int64_t t0 = T0 * 1000000;
+        AuditCoalesceOptions o = {.budget_rate = 10000, .budget_burst = 20000};
+        AuditCoalesceStats st;
+        struct stat sb;
+        json_t *ops;
+        Tally t;
+        int written = 0;
+
+        ck_assert_int_eq(audit_open(state, NULL, &a), 0);
+        ck_assert_int_eq(audit_coalesce_new(&o, &co), 0);
+        /* 5,000 distinct fs.open records (different paths) in 0.5 s. */
+        for (int i = 0; i < 5000; i++) {
+                json_t *x = json_pack("{s:i}", "path", i);
+
+                written += call_rec(co, a, "org.x.a", "fs.open", i % 2 ? "allowed" : "refused", x,
+                                    t0 + i * 100);
+                json_decref(x);
+        }
+        audit_coalesce_stats(co, &st);
+        ck_assert_uint_eq(st.written, (uint64_t)written);
+        ck_assert_uint_eq(st.written + st.over_budget, 5000);
+        ck_assert_uint_gt(st.over_budget, 4000);
+        /* The budget's window opened with the first record over it. */
+        ck_assert_int_gt(audit_coalesce_due(co), t0);
+        ck_assert_int_le(audit_coalesce_due(co), t0 + 1500000);
+        ck_assert_int_eq(audit_coalesce_flush(co, a, "org.x.a", audit_coalesce_due(co), false), 0);
+        ck_assert_int_eq(audit_coalesce_due(co), INT64_MAX);
+        ck_assert_int_eq(audit_flush(a), 0);
+        t = tally();
+        ck_assert_uint_eq(t.calls, (unsigned)written);
+        ck_assert_uint_eq(t.budget, 1);
+        ck_assert_uint_eq(t.budget_count, st.over_budget);
+        ops = json_object_get(json_object_get(t.last_summary, "ops"), "fs.open");
+        ck_assert_int_eq(json_integer_value(json_object_get(ops, "allowed")) +
+                                 json_integer_value(json_object_get(ops, "refused")),
+                         (json_int_t)st.over_budget);
+        json_decref(t.last_summary);
+        /* The burst plus half a second of the rate, and the summary: the bound. */
+        ck_assert_int_eq(stat(log_path(1), &sb), 0);
+        ck_assert_int_le(sb.st_size, 20000 + 5000 + 1024);
+        audit_coalesce_free(co);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("audit");
@@ -1715,6 +1925,9 @@ int main(void)
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, test_round_trip);
+        tcase_add_test(tc, test_coalesce_repeated);
+        tcase_add_test(tc, test_coalesce_alternating_and_eviction);
+        tcase_add_test(tc, test_coalesce_budget);
         tcase_add_test(tc, test_empty_and_missing);
         tcase_add_test(tc, test_rotation_chain);
         tcase_add_test(tc, test_tamper_middle_record);

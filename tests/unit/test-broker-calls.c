@@ -615,6 +615,106 @@ START_TEST(test_fs_usage)
 }
 END_TEST
 
+/* Counts fs.usage records of the audit log: all of them, and those of a call that
+ * started a walk (walk_cpu_us). */
+typedef struct UsageRecords {
+        unsigned calls, walks;
+} UsageRecords;
+
+static int usage_records_cb(const json_t *rec, const char *line, size_t len, void *userdata)
+{
+        UsageRecords *u = userdata;
+        const char *op = json_string_value(json_object_get(rec, "op"));
+        json_t *n = json_object_get(rec, "count");
+
+        if (!op || strcmp(op, "fs.usage") != 0)
+                return 0;
+        /* A summary of coalesced records counts what it stands for. */
+        u->calls += json_is_integer(n) ? (unsigned)json_integer_value(n) : 1;
+        if (json_object_get(rec, "walk_cpu_us"))
+                u->walks++;
+        return 0;
+}
+
+static UsageRecords usage_records(void)
+{
+        UsageRecords u = {};
+        AuditVerifyReport rep;
+
+        broker_audit_flush(broker);
+        ck_assert_int_eq(audit_flush(audit), 0);
+        ck_assert_int_eq(audit_read(state_dir, NULL, usage_records_cb, &u, &rep), 0);
+        return u;
+}
+
+/*
+ * fs.usage walks /data on the threadpool, one walk per app at a time: calls made
+ * while it runs wait for its figure, the figure is answered from the cache after,
+ * a waiting call can be cancelled, and an app that goes away mid-walk leaves
+ * nothing behind (teardown's uv_loop_close and ASan check).
+ */
+START_TEST(test_fs_usage_one_walk)
+{
+        TestApp *a = app_new("org.t.store", "\"storage\"", NULL),
+                *b = app_new("org.t.other", "\"timer\"", NULL);
+        Cella__V1__FsUsageRequest req = CELLA__V1__FS_USAGE_REQUEST__INIT;
+        Cella__V1__SystemTimeRequest tq = CELLA__V1__SYSTEM_TIME_REQUEST__INIT;
+        uint64_t ids[20], cancelled, figure = 0;
+        UsageRecords u;
+        char p[32];
+        Frame *f;
+
+        for (unsigned i = 0; i < 1000; i++) {
+                snprintf(p, sizeof p, "f%u", i);
+                write_file(a->data_dir, p, "x");
+        }
+        /* 20 calls in one go, and one cancelled at once: one walk answers them. */
+        for (unsigned i = 0; i < ELEMENTSOF(ids); i++)
+                ids[i] = send_request(a, CELLA__V1__OPCODE__OPCODE_FS_USAGE, &req.base);
+        cancelled = send_request(a, CELLA__V1__OPCODE__OPCODE_FS_USAGE, &req.base);
+        ck_assert_int_eq(channel_send(a->fd,
+                                      &(ChannelFrame){.opcode = CELLA__V1__OPCODE__OPCODE_FS_USAGE,
+                                                      .flags = CHANNEL_FLAG_CANCEL,
+                                                      .request_id = cancelled},
+                                      NULL, 0, 0),
+                         0);
+        /* Another app is answered meanwhile. */
+        ck_assert_int_eq(call(b, CELLA__V1__OPCODE__OPCODE_SYSTEM_TIME, &tq.base, NULL), 0);
+        for (unsigned i = 0; i < ELEMENTSOF(ids); i++) {
+                const Cella__V1__FsUsageReply *r;
+
+                ck_assert_int_eq(wait_reply(a, ids[i], &f), 0);
+                r = (const void *)f->msg;
+                ck_assert_uint_ge(r->data_used_bytes, 1000u * 512);
+                if (i == 0)
+                        figure = r->data_used_bytes;
+                ck_assert_uint_eq(r->data_used_bytes, figure);
+                frame_free(f);
+        }
+        ck_assert_ptr_null(take(a, cancelled, 0, 50));
+        u = usage_records();
+        ck_assert_uint_eq(u.walks, 1);
+        /* Answered from the cache: no second walk. */
+        ck_assert_int_eq(call(a, CELLA__V1__OPCODE__OPCODE_FS_USAGE, &req.base, &f), 0);
+        ck_assert_uint_eq(((const Cella__V1__FsUsageReply *)f->msg)->data_used_bytes, figure);
+        frame_free(f);
+        u = usage_records();
+        ck_assert_uint_eq(u.walks, 1);
+        /* 20 answered, 1 cancelled (recorded as such), 1 from the cache. */
+        ck_assert_uint_eq(u.calls, ELEMENTSOF(ids) + 2);
+
+        /* Another app's walk, and the app goes away while it runs. */
+        TestApp *c = app_new("org.t.gone", "\"storage\"", NULL);
+        for (unsigned i = 0; i < 1000; i++) {
+                snprintf(p, sizeof p, "g%u", i);
+                write_file(c->data_dir, p, "y");
+        }
+        (void)send_request(c, CELLA__V1__OPCODE__OPCODE_FS_USAGE, &req.base);
+        uv_run(&loop, UV_RUN_NOWAIT); /* read: the walk is queued */
+        app_free(c);
+}
+END_TEST
+
 /* ---- timer ------------------------------------------------------------------------- */
 
 static int tmr_create(TestApp *a, uint64_t initial_ms, uint64_t interval_ms, uint64_t cookie,
@@ -2067,12 +2167,14 @@ int main(void)
         int failed;
 
         tcase_add_checked_fixture(fs, setup, teardown);
+        tcase_set_timeout(fs, 60);
         tcase_add_test(fs, test_fs_open_read_write);
         tcase_add_test(fs, test_fs_open_refused);
         tcase_add_test(fs, test_fs_open_path_bounds);
         tcase_add_test(fs, test_fs_open_escapes);
         tcase_add_test(fs, test_fs_open_default_root);
         tcase_add_test(fs, test_fs_usage);
+        tcase_add_test(fs, test_fs_usage_one_walk);
         suite_add_tcase(s, fs);
 
         tcase_add_checked_fixture(timer, setup, teardown);

@@ -383,9 +383,14 @@ static int count_record(const json_t *rec, const char *line, size_t len, void *u
         const char *op = json_string_value(json_object_get(rec, "op"));
         const char *d = json_string_value(json_object_get(rec, "decision"));
 
-        if (ev && strcmp(ev, "call") == 0 && op && strcmp(op, c->op) == 0 && d &&
-            strcmp(d, c->decision) == 0)
+        json_t *n = json_object_get(rec, "count");
+
+        if (!ev || !op || strcmp(op, c->op) != 0 || !d || strcmp(d, c->decision) != 0)
+                return 0;
+        if (strcmp(ev, "call") == 0)
                 c->calls++;
+        else if (strcmp(ev, AUDIT_EVENT_SUPPRESSED) == 0) /* repeats, summed up */
+                c->calls += (int)json_integer_value(n);
         return 0;
 }
 
@@ -394,6 +399,7 @@ static int audit_count(const char *op, const char *decision)
         AuditCount c = {.op = op, .decision = decision};
         AuditVerifyReport rep;
 
+        broker_audit_flush(broker); /* the repeats still counted, summed up */
         ck_assert_int_eq(audit_read(state_dir, NULL, count_record, &c, &rep), 0);
         return c.calls;
 }
@@ -966,6 +972,157 @@ START_TEST(test_read_batches)
 }
 END_TEST
 
+/*
+ * An app that sends calls with large replies and never reads them: the out queue
+ * stops at its byte bound (one read's replies past it at most), the broker stops
+ * reading that app, another app's calls are served meanwhile, and once the app
+ * reads, every call it made is answered and the queue drains.
+ */
+START_TEST(test_outq_bytes_bound)
+{
+        static uint8_t buf[CHANNEL_DATAGRAM_MAX];
+        const size_t slack = (size_t)RECV_BATCH * (CHANNEL_DATAGRAM_MAX + 256);
+        char **env = NULL;
+        uint8_t h[CHANNEL_HEADER_SIZE];
+        unsigned sent = 0, got = 0, frames = 0, fds = 0, stalled = 0;
+        size_t bytes = 0, peak = 0;
+        BrokerAppInfo info = {};
+        ChannelFrame f;
+
+        /* ~60 KiB of environment: each system.env reply is that large. */
+        for (unsigned i = 0; i < 240; i++) {
+                char e[300];
+
+                snprintf(e, sizeof e, "V%03u=%0240u", i, i);
+                ck_assert_int_ge(strv_extend(&env, e), 0);
+        }
+        info.env = env;
+        start(NULL, NULL);
+        attach(&one, ONE, PERMS_ONE, &info);
+        attach(&two, TWO, "\"notify\"", NULL);
+        strv_free(env);
+
+        /* Send until the socket towards the broker stays full: the broker has
+         * stopped reading one. */
+        while (stalled < 50) {
+                ssize_t n;
+
+                header(h, OP(SYSTEM_ENV), 0, sent + 1, 0, 0);
+                n = send(one.fd, h, CHANNEL_HEADER_SIZE, MSG_DONTWAIT | MSG_NOSIGNAL);
+                if (n < 0) {
+                        ck_assert_int_eq(errno, EAGAIN);
+                        stalled++;
+                        pump();
+                } else {
+                        sent++;
+                        if (sent % 16 == 0)
+                                pump();
+                }
+                broker_app_outq_stats(one.ba, &bytes, &frames, &fds);
+                if (bytes > peak)
+                        peak = bytes;
+                ck_assert_uint_lt(sent, 100000);
+        }
+        fprintf(stderr,
+                "out queue of an app that does not read: %u calls sent, peak %zu bytes queued "
+                "(bound %u)\n",
+                sent, peak, BROKER_OUTQ_BYTES_MAX);
+        ck_assert_uint_ge(peak, BROKER_OUTQ_BYTES_MAX / 2);
+        ck_assert_uint_le(peak, BROKER_OUTQ_BYTES_MAX + slack);
+        ck_assert_uint_lt(frames, BROKER_OUTQ_MAX);
+
+        /* The other app is served meanwhile. */
+        for (int i = 0; i < 10; i++)
+                ck_assert_int_eq(call_empty(&two, OP(SYSTEM_TIME),
+                                            &cella__v1__system_time_request__descriptor, NULL),
+                                 0);
+
+        /* one reads: every call it sent is answered, in order, and the queue drains. */
+        while (got < sent) {
+                ck_assert_int_eq(next_frame(&one, &f, buf, false), 0);
+                ck_assert_uint_eq(f.flags, CHANNEL_FLAG_REPLY);
+                ck_assert_uint_eq(f.request_id, got + 1);
+                got++;
+        }
+        pump();
+        broker_app_outq_stats(one.ba, &bytes, &frames, &fds);
+        ck_assert_uint_eq(bytes, 0);
+        ck_assert_uint_eq(frames, 0);
+}
+END_TEST
+
+/*
+ * fds count against the out queue too: fs.open replies that are never read stop at
+ * BROKER_OUTQ_FDS_MAX fds queued (one read's worth past it at most), not at 1024
+ * open files of the kernel's.
+ */
+START_TEST(test_outq_fds_bound)
+{
+        static uint8_t buf[CHANNEL_DATAGRAM_MAX];
+        Cella__V1__FsOpenRequest q = CELLA__V1__FS_OPEN_REQUEST__INIT;
+        static uint8_t body[256];
+        unsigned sent = 0, got = 0, frames = 0, fds = 0, peak = 0, stalled = 0;
+        size_t bytes = 0;
+        char root[256];
+        /* No rate limit in the way: every reply carries its fd. */
+        BrokerOptions o = {.rate_costly = 1000000, .burst_costly = 1000000};
+        ChannelFrame f;
+        int n;
+
+        start(&o, NULL);
+        attach(&one, ONE, PERMS_ONE, NULL);
+        ck_assert_int_eq(grants_grant(grants, ONE, "fs.read:documents", false, GRANT_BY_USER,
+                                      grants_now_ms()),
+                         0);
+        ck_assert_int_eq(broker_grants_changed(broker, ONE), 0);
+        snprintf(root, sizeof root, "%s/roots", state_dir);
+        (void)mkdir(root, 0700);
+        snprintf(root, sizeof root, "%s/roots/documents", state_dir);
+        (void)mkdir(root, 0700);
+        write_file(root, "a.txt", "hello");
+        q.root = "documents";
+        q.path = "a.txt";
+        q.flags = CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_READ;
+        n = wire_pack(&q.base, body, sizeof body);
+        ck_assert_int_gt(n, 0);
+        while (stalled < 50) {
+                int r = channel_send(one.fd,
+                                     &(ChannelFrame){.opcode = OP(FS_OPEN),
+                                                     .request_id = sent + 1,
+                                                     .body = body,
+                                                     .body_len = (size_t)n},
+                                     NULL, 0, MSG_DONTWAIT);
+
+                if (r == -EAGAIN) {
+                        stalled++;
+                        pump();
+                } else {
+                        ck_assert_int_eq(r, 0);
+                        if (++sent % 16 == 0)
+                                pump();
+                }
+                broker_app_outq_stats(one.ba, &bytes, &frames, &fds);
+                if (fds > peak)
+                        peak = fds;
+                ck_assert_uint_lt(sent, 100000);
+        }
+        fprintf(stderr, "fds queued towards an app that does not read: peak %u (bound %u)\n", peak,
+                BROKER_OUTQ_FDS_MAX);
+        ck_assert_uint_ge(peak, BROKER_OUTQ_FDS_MAX);
+        ck_assert_uint_le(peak, BROKER_OUTQ_FDS_MAX + RECV_BATCH);
+        while (got < sent) {
+                ck_assert_int_eq(next_frame(&one, &f, buf, false), 0);
+                ck_assert_uint_eq(f.request_id, got + 1);
+                ck_assert_uint_eq(f.flags, CHANNEL_FLAG_REPLY);
+                ck_assert_uint_eq(f.n_fds, 1);
+                got++;
+        }
+        pump();
+        broker_app_outq_stats(one.ba, &bytes, &frames, &fds);
+        ck_assert_uint_eq(fds, 0);
+}
+END_TEST
+
 static int handle_closed;
 
 static void test_handle_close(BrokerHandle *h)
@@ -1255,6 +1412,58 @@ static int cmp_double(const void *a, const void *b)
         return x < y ? -1 : x > y;
 }
 
+static int count_suppressed(const json_t *rec, const char *line, size_t len, void *userdata)
+{
+        const char *ev = json_string_value(json_object_get(rec, "event"));
+
+        if (ev && strcmp(ev, AUDIT_EVENT_SUPPRESSED) == 0)
+                (*(int *)userdata)++;
+        return 0;
+}
+
+/*
+ * A flood of one call writes its first record; a change of grants, or else the
+ * broker's timer when the window ends (without another call to trigger it), writes
+ * the summary with the count; the chain verifies.
+ */
+START_TEST(test_audit_coalesced)
+{
+        AuditVerifyReport rep;
+        int suppressed = 0;
+
+        start(NULL, NULL);
+        attach(&one, ONE, PERMS_ONE, NULL);
+        for (int i = 0; i < 2000; i++)
+                ck_assert_int_eq(call_empty(&one, OP(SYSTEM_TIME),
+                                            &cella__v1__system_time_request__descriptor, NULL),
+                                 0);
+        /* A change of grants writes the summaries first: they happened before it. */
+        ck_assert_int_eq(broker_grants_changed(broker, ONE), 0);
+        ck_assert_int_eq(audit_flush(audit), 0);
+        ck_assert_int_eq(audit_read(state_dir, NULL, count_suppressed, &suppressed, &rep), 0);
+        ck_assert_int_eq(suppressed, 1);
+        ck_assert_int_eq(audit_count("system.time", "allowed"), 2000);
+        /* Another flood; wait for the timer's summary (the window is 1 s). */
+        for (int i = 0; i < 2000; i++)
+                ck_assert_int_eq(call_empty(&one, OP(SYSTEM_TIME),
+                                            &cella__v1__system_time_request__descriptor, NULL),
+                                 0);
+        suppressed = 0;
+        for (int i = 0; i < 400 && suppressed < 2; i++) {
+                uv_run(&loop, UV_RUN_ONCE);
+                ck_assert_int_eq(audit_flush(audit), 0);
+                suppressed = 0;
+                ck_assert_int_eq(audit_read(state_dir, NULL, count_suppressed, &suppressed, &rep),
+                                 0);
+        }
+        ck_assert_int_ge(suppressed, 2);
+        ck_assert_int_eq(audit_count("system.time", "allowed"), 4000);
+        ck_assert_int_eq(audit_verify(state_dir, &rep), 0);
+        /* 4,000 calls, a handful of records. */
+        ck_assert_uint_le(rep.records, 12);
+}
+END_TEST
+
 START_TEST(test_round_trip)
 {
         BrokerOptions o = {.rate_cheap = 1000000000, .burst_cheap = 1000000000};
@@ -1295,10 +1504,13 @@ int main(void)
         tcase_add_test(tc, test_outstanding_and_cancel);
         tcase_add_test(tc, test_bad_frames);
         tcase_add_test(tc, test_read_batches);
+        tcase_add_test(tc, test_outq_bytes_bound);
+        tcase_add_test(tc, test_outq_fds_bound);
         tcase_add_test(tc, test_revoke_while_running);
         tcase_add_test(tc, test_one_time_and_gesture);
         tcase_add_test(tc, test_perm_request);
         tcase_add_test(tc, test_detach_record);
+        tcase_add_test(tc, test_audit_coalesced);
         tcase_add_test(tc, test_round_trip);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);

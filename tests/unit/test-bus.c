@@ -146,6 +146,41 @@ START_TEST(test_slow_subscriber_drops_oldest)
 }
 END_TEST
 
+/* A queue is bounded in bytes too: large messages from one publisher drop the
+ * subscriber's oldest once BUS_QUEUE_BYTES_MAX is reached, whatever room is left in
+ * messages; the newest are kept, and a message always fits an empty queue. */
+START_TEST(test_queue_bounded_in_bytes)
+{
+        BusEndpoint *pub = ep_add("org.x.pub", 0), *slow = ep_add("org.x.slow", BUS_QUEUE_MAX);
+        static unsigned char body[BUS_MESSAGE_MAX];
+        BusStats st;
+        unsigned kept;
+
+        sub(slow, "big");
+        for (unsigned i = 0; i < 100; i++) {
+                body[0] = (unsigned char)i;
+                ck_assert_int_eq(bus_publish(bus, pub, "big", "", body, sizeof body), 1);
+                bus_endpoint_stats(slow, &st);
+                ck_assert_uint_le(st.queued_bytes, BUS_QUEUE_BYTES_MAX);
+        }
+        bus_endpoint_stats(slow, &st);
+        kept = (unsigned)st.queued;
+        ck_assert_uint_ge(kept, BUS_QUEUE_BYTES_MAX / (BUS_MESSAGE_MAX + 1024));
+        ck_assert_uint_lt(kept, BUS_QUEUE_BYTES_MAX / BUS_MESSAGE_MAX + 1);
+        ck_assert_uint_eq(st.dropped, 100 - kept);
+        for (unsigned i = 100 - kept; i < 100; i++) {
+                BusMessage *m = bus_endpoint_pop(slow);
+
+                ck_assert_ptr_nonnull(m);
+                ck_assert_uint_eq(m->data[0], i);
+                bus_message_unref(m);
+        }
+        bus_endpoint_stats(slow, &st);
+        ck_assert_uint_eq(st.queued, 0);
+        ck_assert_uint_eq(st.queued_bytes, 0);
+}
+END_TEST
+
 START_TEST(test_unsubscribe)
 {
         BusEndpoint *pub = ep_add("org.x.pub", 0), *a = ep_add("org.x.a", 0);
@@ -392,6 +427,7 @@ int main(void)
         tcase_add_test(tc, test_patterns);
         tcase_add_test(tc, test_one_copy_per_endpoint);
         tcase_add_test(tc, test_slow_subscriber_drops_oldest);
+        tcase_add_test(tc, test_queue_bounded_in_bytes);
         tcase_add_test(tc, test_unsubscribe);
         tcase_add_test(tc, test_direct_and_reply);
         tcase_add_test(tc, test_bounds);

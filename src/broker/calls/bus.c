@@ -178,9 +178,11 @@ static size_t event_field_bound(const BusMessage *m)
  */
 static unsigned deliver_frames(BusState *st, unsigned max_frames)
 {
-        unsigned room = broker_app_outq_room(st->app), frames = 0;
+        unsigned frames = 0;
 
-        while (frames < max_frames && room > 0) {
+        /* The room is asked again for every frame: a frame of 64 KiB may take all
+         * the byte room the queue had (BROKER_OUTQ_BYTES_MAX). */
+        while (frames < max_frames && broker_app_outq_room(st->app) > 0) {
                 size_t body = 0;
                 unsigned n = 0;
 
@@ -227,7 +229,6 @@ static unsigned deliver_frames(BusState *st, unsigned max_frames)
                 for (unsigned i = 0; i < n; i++)
                         scratch.held[i] = bus_message_unref(scratch.held[i]);
                 frames++;
-                room--;
         }
         return frames;
 }

@@ -2,7 +2,7 @@
 /*
  * The fs calls (proto/cella.proto "fs", docs/protocol.md "fs calls"): user files
  * beneath a granted root (fs.open, fs.list, fs.stat, fs.mkdir, fs.rename,
- * fs.unlink), and fs.usage.
+ * fs.unlink).
  *
  * A granted root is a host directory an app holds fs.read:<root> / fs.write:<root>
  * for. The rules, each a boundary of its own:
@@ -71,16 +71,8 @@
  * descriptors already handed out (we found no statement either way in its docs, so
  * this is our reading, not a quote).
  *
- * fs.usage adds up st_blocks * 512 over the app's data dir (du's measure), with
- * fstatat on directory fds, never following a symlink and never leaving the data
- * dir's filesystem, visiting at most FS_USAGE_ENTRIES_MAX entries FS_USAGE_DEPTH_MAX
- * levels deep: at most that many getdents/fstatat calls (some milliseconds) on the
- * broker's loop. A tree larger than that is reported up to the bound (a lower bound;
- * the audit record says "truncated"). A file with several hard links counts once
- * per link. /tmp is the app's tmpfs, measured with fstatfs through
- * /proc/PID/root/tmp of its init; its quota is that tmpfs's size.
+ * fs.usage is in usage.c.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -93,19 +85,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "base/macro.h"
 #include "broker/broker-internal.h"
 
-#define FS_ROOT_NAME_MAX     63u   /* proto: root 1..63 bytes */
-#define FS_PATH_MAX          4095u /* proto: path 1..4095 bytes */
-#define FS_ROOTS_CACHED      16u   /* root dir fds kept per app */
-#define FS_OPEN_RETRIES      8u    /* openat2 EAGAIN (a rename raced the lookup) */
-#define FS_USAGE_ENTRIES_MAX 32768u
-#define FS_USAGE_DEPTH_MAX   64u
+#define FS_ROOT_NAME_MAX 63u   /* proto: root 1..63 bytes */
+#define FS_PATH_MAX      4095u /* proto: path 1..4095 bytes */
+#define FS_ROOTS_CACHED  16u   /* root dir fds kept per app */
+#define FS_OPEN_RETRIES  8u    /* openat2 EAGAIN (a rename raced the lookup) */
 
 /* fs.list's page: at most this many entries, and entries whose names and per-entry
  * overhead add up to at most FS_LIST_BYTES_MAX, so a reply stays well under the
@@ -1265,137 +1254,12 @@ static void fs_rename_handle(BrokerCall *c)
         change_answer(c, m->root, rename_job, &j, &reply.base);
 }
 
-/* ---- fs.usage ---------------------------------------------------------------------- */
-
-typedef struct Walk {
-        uint64_t bytes;
-        unsigned entries;
-        bool truncated;
-        dev_t dev;
-} Walk;
-
-/* Adds up the entries of directory fd (owned: closed here), depth levels deep. */
-static void walk_dir(Walk *w, int fd, unsigned depth)
-{
-        DIR *d = fdopendir(fd);
-        struct dirent *de;
-
-        if (!d) {
-                safe_close(fd);
-                return;
-        }
-        while ((de = readdir(d))) {
-                struct stat st;
-                int sub;
-
-                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                        continue;
-                if (w->entries >= FS_USAGE_ENTRIES_MAX) {
-                        w->truncated = true;
-                        break;
-                }
-                w->entries++;
-                if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-                        continue; /* gone meanwhile */
-                w->bytes += (uint64_t)st.st_blocks * 512;
-                if (!S_ISDIR(st.st_mode) || st.st_dev != w->dev)
-                        continue;
-                if (depth + 1 >= FS_USAGE_DEPTH_MAX) {
-                        w->truncated = true;
-                        continue;
-                }
-                /* O_NOFOLLOW: a directory swapped for a symlink since fstatat is skipped. */
-                sub = openat(dirfd(d), de->d_name,
-                             O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-                if (sub >= 0)
-                        walk_dir(w, sub, depth + 1);
-        }
-        closedir(d);
-}
-
-/* Bytes used under the app's data dir (0 if it has none). */
-static int data_usage(const BrokerAppInfo *info, Walk *w)
-{
-        struct stat st;
-        int fd;
-
-        if (!info->data_dir)
-                return 0;
-        fd = open(info->data_dir, O_RDONLY | O_DIRECTORY | O_NONBLOCK | O_CLOEXEC);
-        if (fd < 0)
-                return negative_errno();
-        if (fstat(fd, &st) < 0) {
-                int r = negative_errno();
-
-                safe_close(fd);
-                return r;
-        }
-        w->dev = st.st_dev;
-        w->bytes += (uint64_t)st.st_blocks * 512;
-        walk_dir(w, fd, 0);
-        return 0;
-}
-
-/* The app's /tmp as its init sees it. The pidfd, checked after the open, proves
- * the pid still named the app's init when /proc/PID/root was resolved. */
-static void tmp_usage(const BrokerAppInfo *info, uint64_t *ret_used, uint64_t *ret_size)
-{
-        _cleanup_close_ int fd = -EBADF;
-        char path[64];
-        struct statfs sf;
-
-        if (info->pid <= 0 || info->pidfd < 0)
-                return;
-        snprintf(path, sizeof path, "/proc/%d/root/tmp", (int)info->pid);
-        fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0 || syscall(SYS_pidfd_send_signal, info->pidfd, 0, NULL, 0) < 0 ||
-            fstatfs(fd, &sf) < 0)
-                return;
-        *ret_used = (uint64_t)(sf.f_blocks - sf.f_bfree) * (uint64_t)sf.f_frsize;
-        *ret_size = (uint64_t)sf.f_blocks * (uint64_t)sf.f_frsize;
-}
-
-static const char *fs_usage_right(const ProtobufCMessage *req, char *buf, size_t size,
-                                  int *ret_error)
-{
-        return "storage";
-}
-
-static void fs_usage_handle(BrokerCall *c)
-{
-        Cella__V1__FsUsageReply reply = CELLA__V1__FS_USAGE_REPLY__INIT;
-        const BrokerAppInfo *info = broker_app_info(c->app);
-        uint64_t tmp_size = 0;
-        Walk w = {};
-        int r;
-
-        r = data_usage(info, &w);
-        if (r < 0) {
-                broker_reply_error(c, -r, "the data directory cannot be read");
-                return;
-        }
-        tmp_usage(info, &reply.tmp_used_bytes, &tmp_size);
-        reply.data_used_bytes = w.bytes;
-        reply.data_quota_bytes = info->manifest->limits.storage;
-        reply.tmp_quota_bytes = tmp_size ?: info->manifest->limits.tmp;
-        audit_set(c, "entries", json_integer(w.entries));
-        if (w.truncated)
-                audit_set(c, "truncated", json_true());
-        broker_reply(c, &reply.base, NULL, 0);
-}
-
 const BrokerCallDef broker_calls_fs[] = {
         {
                 .opcode = CELLA__V1__OPCODE__OPCODE_FS_OPEN,
                 .cls = BROKER_CLASS_COSTLY,
                 .right_of = fs_open_right,
                 .handle = fs_open_handle,
-        },
-        {
-                .opcode = CELLA__V1__OPCODE__OPCODE_FS_USAGE,
-                .cls = BROKER_CLASS_COSTLY,
-                .right_of = fs_usage_right,
-                .handle = fs_usage_handle,
         },
         {
                 .opcode = CELLA__V1__OPCODE__OPCODE_FS_LIST,

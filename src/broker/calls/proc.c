@@ -5,6 +5,8 @@
  * no cgroupfs). Pids go out and come in as the app sees them, the last entry of
  * NSpid in /proc/PID/status (its pid namespace is the innermost one).
  *
+ * Both run on the threadpool, one call of an app at a time (below).
+ *
  * proc.signal resolves the app's pid to a host pid, pins that process with a pidfd,
  * then checks, through the pidfd, that the pinned process is still that pid in the
  * app's namespace and still in the app's cgroup, and signals the pidfd: a pid that
@@ -17,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/fileio.h"
@@ -186,59 +189,296 @@ static void cgroup_stats(const BrokerAppInfo *info, Cella__V1__CgroupStats *s)
         }
 }
 
-static void proc_list(BrokerCall *c)
+/* ---- running on the threadpool ------------------------------------------------------ */
+
+/*
+ * proc.list reads two /proc files per process of the app (up to BROKER_PROCS_MAX),
+ * and proc.signal up to one per process to find the pid: tens of milliseconds for
+ * an app of a thousand processes, which on the kernel's loop delayed every other
+ * app's calls. Both run on libuv's threadpool instead, one call of an app at a
+ * time (the others wait in order, as outstanding calls of the app): an app keeps
+ * at most one worker busy, and every call is answered from a read made after it
+ * arrived. The worker's CPU time is charged to the app (broker_app_charge_cpu():
+ * `worker_cpu_ms` of its detach record), not written per call, so that the records
+ * of a flood stay alike and coalesce.
+ */
+typedef struct ProcState ProcState;
+
+typedef struct ProcJob {
+        uv_work_t req;
+        ProcState *st;    /* NULL once the app went away: the job frees itself */
+        BrokerCall *call; /* NULL once cancelled: the result is dropped */
+        bool is_signal;
+        int32_t pid, signal; /* proc.signal: the app's pid, the signal */
+        BrokerAppInfo info;  /* the strings below, for the worker */
+        char *dirs[4];       /* memory, pids, cpu, unified cgroup dirs (copies) */
+        int error;           /* > 0: the errno to answer */
+        const char *message; /* static */
+        ProcInfo *procs;     /* proc.list: BROKER_PROCS_MAX entries */
+        pid_t *ppids;        /* the parent of each as the app sees it, 0 if none */
+        size_t n;
+        Cella__V1__CgroupStats stats; /* proc.list */
+        uint64_t cpu_ns;              /* CLOCK_THREAD_CPUTIME_ID the work took */
+        struct ProcJob *next;         /* in the app's queue */
+} ProcJob;
+
+/* Per app (BROKER_SLOT_PROC): the job running and those waiting. A handle on no
+ * right, closed when the app detaches. */
+struct ProcState {
+        BrokerHandle handle;
+        BrokerApp *app;
+        ProcJob *running;
+        ProcJob *head, *tail;
+};
+
+static uint64_t thread_cpu_ns(void)
 {
-        Cella__V1__ProcListReply m = CELLA__V1__PROC_LIST_REPLY__INIT;
-        Cella__V1__CgroupStats stats = CELLA__V1__CGROUP_STATS__INIT;
-        const BrokerAppInfo *info = broker_app_info(c->app);
-        _cleanup_free_ pid_t *pids = NULL;
-        _cleanup_free_ ProcInfo *procs = NULL;
-        _cleanup_free_ Cella__V1__Process *out = NULL;
-        _cleanup_free_ Cella__V1__Process **outp = NULL;
-        size_t n = 0;
+        struct timespec ts;
+
+        if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)
+                return 0;
+        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static ProcJob *job_free(ProcJob *j)
+{
+        if (!j)
+                return NULL;
+        for (size_t i = 0; i < ELEMENTSOF(j->dirs); i++)
+                free(j->dirs[i]);
+        free(j->procs);
+        free(j->ppids);
+        free(j);
+        return NULL;
+}
+
+static void list_work(ProcJob *j)
+{
+        _cleanup_free_ pid_t *pids = calloc(BROKER_PROCS_MAX, sizeof(pid_t));
         int r;
 
-        pids = calloc(BROKER_PROCS_MAX, sizeof(pid_t));
-        procs = calloc(BROKER_PROCS_MAX, sizeof(ProcInfo));
-        out = calloc(BROKER_PROCS_MAX, sizeof(Cella__V1__Process));
-        outp = calloc(BROKER_PROCS_MAX, sizeof(Cella__V1__Process *));
-        if (!pids || !procs || !out || !outp) {
-                broker_reply_error(c, ENOMEM, NULL);
+        j->procs = calloc(BROKER_PROCS_MAX, sizeof(ProcInfo));
+        j->ppids = calloc(BROKER_PROCS_MAX, sizeof(pid_t));
+        if (!pids || !j->procs || !j->ppids) {
+                j->error = ENOMEM;
                 return;
         }
-        r = app_pids(info, pids, BROKER_PROCS_MAX);
+        r = app_pids(&j->info, pids, BROKER_PROCS_MAX);
         if (r < 0) {
-                broker_reply_error(c, r == -ENOENT ? ENODATA : -r,
-                                   "the app's cgroup cannot be read");
+                j->error = r == -ENOENT ? ENODATA : -r;
+                j->message = "the app's cgroup cannot be read";
                 return;
         }
         for (int i = 0; i < r; i++)
-                if (proc_read(pids[i], &procs[n]) == 0) /* gone meanwhile: left out */
-                        n++;
+                if (proc_read(pids[i], &j->procs[j->n]) == 0) /* gone meanwhile: left out */
+                        j->n++;
+        /* The parent as the app sees it; a parent outside the app is 0. */
+        for (size_t i = 0; i < j->n; i++)
+                for (size_t k = 0; k < j->n; k++)
+                        if (j->procs[k].host_pid == j->procs[i].host_ppid)
+                                j->ppids[i] = j->procs[k].ns_pid;
+        cgroup_stats(&j->info, &j->stats);
+}
 
-        for (size_t i = 0; i < n; i++) {
+static void signal_work(ProcJob *j);
+
+static void job_work(uv_work_t *req)
+{
+        ProcJob *j = req->data;
+        uint64_t t0 = thread_cpu_ns();
+
+        if (j->is_signal)
+                signal_work(j);
+        else
+                list_work(j);
+        j->cpu_ns = thread_cpu_ns() - t0;
+}
+
+static void job_done(uv_work_t *req, int status);
+
+/* Starts the next waiting job of st, if none runs. */
+static void jobs_next(ProcState *st)
+{
+        while (!st->running && st->head) {
+                ProcJob *j = st->head;
+                int r;
+
+                st->head = j->next;
+                if (!st->head)
+                        st->tail = NULL;
+                j->next = NULL;
+                r = uv_queue_work(broker_options(broker_app_broker(st->app))->loop, &j->req,
+                                  job_work, job_done);
+                if (r == 0) {
+                        st->running = j;
+                        return;
+                }
+                if (j->call) {
+                        j->call->cancel = NULL;
+                        j->call->handler_data = NULL;
+                        broker_reply_error(j->call, -r, "the kernel could not start the call");
+                }
+                job_free(j);
+        }
+}
+
+static void list_reply(ProcJob *j)
+{
+        Cella__V1__ProcListReply m = CELLA__V1__PROC_LIST_REPLY__INIT;
+        _cleanup_free_ Cella__V1__Process *out = calloc(j->n + 1, sizeof(Cella__V1__Process));
+        _cleanup_free_ Cella__V1__Process **outp = calloc(j->n + 1, sizeof(Cella__V1__Process *));
+
+        if (!out || !outp) {
+                broker_reply_error(j->call, ENOMEM, NULL);
+                return;
+        }
+        for (size_t i = 0; i < j->n; i++) {
                 Cella__V1__Process *p = &out[i];
-                pid_t ppid = 0;
 
-                /* The parent as the app sees it; a parent outside the app is 0. */
-                for (size_t j = 0; j < n; j++)
-                        if (procs[j].host_pid == procs[i].host_ppid)
-                                ppid = procs[j].ns_pid;
                 cella__v1__process__init(p);
-                p->pid = procs[i].ns_pid;
-                p->ppid = ppid;
-                p->name = procs[i].name;
-                p->state = procs[i].state;
-                p->rss_bytes = procs[i].rss_bytes;
-                p->cpu_time_ns = procs[i].cpu_time_ns;
-                p->start_time_ns = procs[i].start_time_ns;
+                p->pid = j->procs[i].ns_pid;
+                p->ppid = j->ppids[i];
+                p->name = j->procs[i].name;
+                p->state = j->procs[i].state;
+                p->rss_bytes = j->procs[i].rss_bytes;
+                p->cpu_time_ns = j->procs[i].cpu_time_ns;
+                p->start_time_ns = j->procs[i].start_time_ns;
                 outp[i] = p;
         }
-        cgroup_stats(info, &stats);
-        m.n_processes = n;
+        m.n_processes = j->n;
         m.processes = outp;
-        m.cgroup = &stats;
-        broker_reply(c, &m.base, NULL, 0);
+        m.cgroup = &j->stats;
+        broker_reply(j->call, &m.base, NULL, 0);
+}
+
+static void job_done(uv_work_t *req, int status)
+{
+        ProcJob *j = req->data;
+        ProcState *st = j->st;
+        BrokerCall *c = j->call;
+
+        if (st)
+                st->running = NULL;
+        if (st)
+                broker_app_charge_cpu(st->app, j->cpu_ns);
+        if (c && st) {
+                c->cancel = NULL;
+                c->handler_data = NULL;
+                if (status != 0)
+                        broker_reply_error(c, ECANCELED, NULL);
+                else if (j->error)
+                        broker_reply_error(c, j->error, j->message);
+                else if (j->is_signal) {
+                        Cella__V1__ProcSignalReply reply = CELLA__V1__PROC_SIGNAL_REPLY__INIT;
+
+                        broker_reply(c, &reply.base, NULL, 0);
+                } else
+                        list_reply(j);
+        }
+        job_free(j);
+        if (st)
+                jobs_next(st);
+}
+
+/* The core's cancel hook: a waiting job is dropped, a running one forgets c. */
+static void job_cancel(BrokerCall *c)
+{
+        ProcJob *j = c->handler_data;
+        ProcState *st = j ? j->st : NULL;
+
+        c->handler_data = NULL;
+        if (!j || !st)
+                return;
+        if (st->running == j) {
+                j->call = NULL;
+                return;
+        }
+        for (ProcJob **p = &st->head, *prev = NULL; *p; prev = *p, p = &(*p)->next)
+                if (*p == j) {
+                        *p = j->next;
+                        if (st->tail == j)
+                                st->tail = prev;
+                        job_free(j);
+                        return;
+                }
+}
+
+static void proc_state_close(BrokerHandle *h)
+{
+        ProcState *st = (ProcState *)((char *)h - offsetof(ProcState, handle));
+
+        /* The waiting calls were abandoned (job_cancel) before the handles closed. */
+        while (st->head) {
+                ProcJob *j = st->head;
+
+                st->head = j->next;
+                job_free(j);
+        }
+        if (st->running) {
+                st->running->st = NULL;
+                st->running->call = NULL;
+        }
+        broker_app_set_slot(h->app, BROKER_SLOT_PROC, NULL);
+        free(st);
+}
+
+/* Queues c's job on the app's threadpool turn. */
+static void job_submit(BrokerCall *c, bool is_signal, int32_t pid, int32_t signal)
+{
+        const BrokerAppInfo *info = broker_app_info(c->app);
+        const char *src[4] = {info->memory_cgroup, info->pids_cgroup, info->cpu_cgroup,
+                              info->unified_cgroup};
+        ProcState *st = broker_app_slot(c->app, BROKER_SLOT_PROC);
+        ProcJob *j = calloc(1, sizeof *j);
+
+        if (!j) {
+                broker_reply_error(c, ENOMEM, NULL);
+                return;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(src); i++)
+                if (src[i] && !(j->dirs[i] = strdup(src[i]))) {
+                        job_free(j);
+                        broker_reply_error(c, ENOMEM, NULL);
+                        return;
+                }
+        if (!st) {
+                st = calloc(1, sizeof *st);
+                if (!st) {
+                        job_free(j);
+                        broker_reply_error(c, ENOMEM, NULL);
+                        return;
+                }
+                st->app = c->app;
+                broker_app_set_slot(c->app, BROKER_SLOT_PROC, st);
+                broker_handle_add(c->app, &st->handle, "", proc_state_close);
+        }
+        cella__v1__cgroup_stats__init(&j->stats);
+        j->req.data = j;
+        j->st = st;
+        j->call = c;
+        j->is_signal = is_signal;
+        j->pid = pid;
+        j->signal = signal;
+        j->info = (BrokerAppInfo){
+                .memory_cgroup = j->dirs[0],
+                .pids_cgroup = j->dirs[1],
+                .cpu_cgroup = j->dirs[2],
+                .unified_cgroup = j->dirs[3],
+                .pidfd = -EBADF,
+        };
+        c->handler_data = j;
+        c->cancel = job_cancel;
+        if (st->tail)
+                st->tail->next = j;
+        else
+                st->head = j;
+        st->tail = j;
+        jobs_next(st);
+}
+
+static void proc_list(BrokerCall *c)
+{
+        job_submit(c, false, 0, 0);
 }
 
 /* ---- proc.signal ------------------------------------------------------------------------ */
@@ -283,50 +523,54 @@ static int pidfd_pids(int pidfd, pid_t *ret_host, pid_t *ret_ns)
         return parse_nspid(s, ret_ns, ret_host);
 }
 
-static void proc_signal(BrokerCall *c)
+/* On a worker: finds the app's process j->pid, pins it with a pidfd, checks it is
+ * still that one and still the app's, and signals it. Sets j->error on failure. */
+static void signal_work(ProcJob *j)
 {
-        const Cella__V1__ProcSignalRequest *m = (const void *)c->request;
-        Cella__V1__ProcSignalReply reply = CELLA__V1__PROC_SIGNAL_REPLY__INIT;
-        const BrokerAppInfo *info = broker_app_info(c->app);
         _cleanup_free_ pid_t *pids = calloc(BROKER_PROCS_MAX, sizeof(pid_t));
         _cleanup_close_ int pidfd = -EBADF;
         pid_t host = 0, h, ns;
         int n;
 
         if (!pids) {
-                broker_reply_error(c, ENOMEM, NULL);
+                j->error = ENOMEM;
                 return;
         }
-        c->audit_fields = json_pack("{s:i, s:i}", "pid", m->pid, "signal", m->signal);
-        n = app_pids(info, pids, BROKER_PROCS_MAX);
+        n = app_pids(&j->info, pids, BROKER_PROCS_MAX);
         for (int i = 0; i < n && !host; i++) {
                 _cleanup_free_ char *status = NULL;
 
                 if (read_proc(pids[i], "status", &status) == 0 &&
-                    parse_nspid(status, &ns, NULL) == 0 && ns == m->pid)
+                    parse_nspid(status, &ns, NULL) == 0 && ns == j->pid)
                         host = pids[i];
         }
-        if (!host) {
-                broker_reply_error(c, ESRCH, "no such process of the app");
+        j->error = ESRCH;
+        j->message = "no such process of the app";
+        if (!host)
                 return;
-        }
         pidfd = (int)syscall(SYS_pidfd_open, host, 0);
-        if (pidfd < 0) {
-                broker_reply_error(c, ESRCH, "no such process of the app");
+        if (pidfd < 0)
                 return;
-        }
         /* The pinned process must be the one found, and still the app's: checked after
          * the cgroup is read again, while the pidfd shows it alive. */
-        if (!in_app(info, host, pids) || pidfd_pids(pidfd, &h, &ns) < 0 || h != host ||
-            ns != m->pid) {
-                broker_reply_error(c, ESRCH, "no such process of the app");
+        if (!in_app(&j->info, host, pids) || pidfd_pids(pidfd, &h, &ns) < 0 || h != host ||
+            ns != j->pid)
+                return;
+        if (syscall(SYS_pidfd_send_signal, pidfd, j->signal, NULL, 0) < 0) {
+                j->error = errno;
+                j->message = "the signal could not be sent";
                 return;
         }
-        if (syscall(SYS_pidfd_send_signal, pidfd, m->signal, NULL, 0) < 0) {
-                broker_reply_error(c, errno, "the signal could not be sent");
-                return;
-        }
-        broker_reply(c, &reply.base, NULL, 0);
+        j->error = 0;
+        j->message = NULL;
+}
+
+static void proc_signal(BrokerCall *c)
+{
+        const Cella__V1__ProcSignalRequest *m = (const void *)c->request;
+
+        c->audit_fields = json_pack("{s:i, s:i}", "pid", m->pid, "signal", m->signal);
+        job_submit(c, true, m->pid, m->signal);
 }
 
 const BrokerCallDef broker_calls_proc[] = {
