@@ -28,7 +28,16 @@
  * - Every call still takes a token of the costly rate-limit class (broker.c).
  *
  * A figure up to a second old (longer for a huge tree) is what du gives too by the
- * time its output is read; the quota it is compared with is not enforced here.
+ * time its output is read.
+ *
+ * Where /data is a file system of its own (an ext4 image of limits.storage, the
+ * usual case: src/supervisor/storage.h), there is no walk at all: one fstatfs(2)
+ * on the loop gives the figure, and the quota is enforced by that file system.
+ * used = quota - f_bavail * f_frsize (clamped at 0), so used + free is the quota
+ * and the room left reaches 0 exactly when the app's writes start failing with
+ * ENOSPC; raw used blocks would count the journal and inode tables, 4-70 MiB the
+ * app never wrote. Only a plain /data directory (a host without loop devices) is
+ * walked.
  *
  * /tmp is the app's tmpfs, measured on the loop with one fstatfs through
  * /proc/PID/root/tmp of its init (microseconds); its quota is that tmpfs's size.
@@ -41,6 +50,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <linux/magic.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -48,6 +58,7 @@
 
 #include "base/macro.h"
 #include "broker/broker-internal.h"
+#include "policy/manifest.h"
 
 #define USAGE_ENTRIES_MAX  32768u
 #define USAGE_DEPTH_MAX    64u
@@ -194,7 +205,8 @@ static void tmp_usage(const BrokerAppInfo *info, uint64_t *ret_used, uint64_t *r
 /* Answers c with a walk's figure (data_bytes over entries entries) and /tmp's. The
  * record names the entries, not the figure's age: repeated answers from the cache
  * are the same record, which the audit log coalesces (docs/audit.md). */
-static void answer(BrokerCall *c, uint64_t data_bytes, unsigned entries, bool truncated)
+static void answer(BrokerCall *c, uint64_t data_bytes, unsigned entries, bool truncated,
+                   bool quota_fs)
 {
         Cella__V1__FsUsageReply reply = CELLA__V1__FS_USAGE_REPLY__INIT;
         const BrokerAppInfo *info = broker_app_info(c->app);
@@ -203,6 +215,8 @@ static void answer(BrokerCall *c, uint64_t data_bytes, unsigned entries, bool tr
         tmp_usage(info, &reply.tmp_used_bytes, &tmp_size);
         reply.data_used_bytes = data_bytes;
         reply.data_quota_bytes = info->manifest->limits.storage;
+        if (quota_fs) /* /data is a file system of limits.storage (the default) */
+                reply.data_quota_bytes = reply.data_quota_bytes ?: MANIFEST_STORAGE_DEFAULT;
         reply.tmp_quota_bytes = tmp_size ?: info->manifest->limits.tmp;
         audit_set(c, "entries", json_integer(entries));
         if (truncated)
@@ -263,7 +277,7 @@ static void walk_done(uv_work_t *req, int status)
                         if (waiters->started_walk)
                                 audit_set(c, "walk_cpu_us",
                                           json_integer((json_int_t)(w->cpu_ns / 1000u)));
-                        answer(c, w->bytes, w->entries, w->truncated);
+                        answer(c, w->bytes, w->entries, w->truncated, false);
                 }
                 free(waiters);
                 waiters = n;
@@ -304,6 +318,29 @@ static UsageState *state_get(BrokerApp *app)
         return st;
 }
 
+/*
+ * The figure of a /data that is a file system of its own: the root of an ext4
+ * mount (STATX_ATTR_MOUNT_ROOT) at info->data_dir. *ret_used: bytes, quota minus
+ * the room left, clamped at 0. Returns 1 with the figure, 0 if /data is a plain
+ * directory (to be walked), or a negative errno.
+ */
+static int quota_fs_used(const BrokerAppInfo *info, uint64_t *ret_used)
+{
+        uint64_t quota = info->manifest->limits.storage ?: MANIFEST_STORAGE_DEFAULT, room;
+        struct statx sx;
+        struct statfs sf;
+
+        if (statx(AT_FDCWD, info->data_dir, AT_SYMLINK_NOFOLLOW, STATX_TYPE, &sx) < 0 ||
+            statfs(info->data_dir, &sf) < 0)
+                return negative_errno();
+        if (!(sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) ||
+            !(sx.stx_attributes & STATX_ATTR_MOUNT_ROOT) || sf.f_type != EXT4_SUPER_MAGIC)
+                return 0;
+        room = (uint64_t)sf.f_bavail * (uint64_t)sf.f_frsize;
+        *ret_used = room < quota ? quota - room : 0;
+        return 1;
+}
+
 static const char *fs_usage_right(const ProtobufCMessage *req, char *buf, size_t size,
                                   int *ret_error)
 {
@@ -316,11 +353,16 @@ static void fs_usage_handle(BrokerCall *c)
         UsageState *st;
         UsageWaiter *waiter, **p;
         UsageWalk *w;
-        uint64_t now = uv_hrtime();
+        uint64_t now = uv_hrtime(), used;
         int fd, r;
 
         if (!info->data_dir) { /* no /data: nothing to walk */
-                answer(c, 0, 0, false);
+                answer(c, 0, 0, false, false);
+                return;
+        }
+        r = quota_fs_used(info, &used);
+        if (r > 0) {
+                answer(c, used, 0, false, true);
                 return;
         }
         st = state_get(c->app);
@@ -329,7 +371,7 @@ static void fs_usage_handle(BrokerCall *c)
                 return;
         }
         if (st->have && now - st->at_ns < st->valid_ns) {
-                answer(c, st->bytes, st->entries, st->truncated);
+                answer(c, st->bytes, st->entries, st->truncated, false);
                 return;
         }
         waiter = calloc(1, sizeof *waiter);

@@ -7,11 +7,11 @@
  *
  *   flood usage FILES        fills /data with FILES files (once), then keeps 60
  *                            fs.usage calls in flight for ever; publishes
- *                            "flood.ready" every 100 ms and prints, every second,
+ *                            "org.test.flood.ready" every 100 ms and prints, every second,
  *                            "USAGE {answered, eagain, errors}"
  *   flood procs N            runs N processes and keeps 60 proc.list calls in
  *                            flight for ever, publishing and printing as usage
- *   flood latency SECS       waits for a "flood.ready" message, then makes
+ *   flood latency SECS       waits for a "org.test.flood.ready" message, then makes
  *                            system.time calls one after the other for SECS
  *                            seconds and prints "LATENCY {calls, p50_us, p99_us,
  *                            max_us}"
@@ -173,7 +173,7 @@ static uint16_t make_distinct(uint64_t i, uint8_t *buf, size_t *len)
 static void usage_tick(Cella *c, Counts *n)
 {
         static uint64_t last_print;
-        int r = cella_bus_publish(c, "flood.ready", "1", 1, "text/plain");
+        int r = cella_bus_publish(c, "org.test.flood.ready", "1", 1, "text/plain");
 
         if (r < 0 && r != -EAGAIN)
                 die("bus.publish", r);
@@ -282,11 +282,11 @@ static void print_latency(uint64_t *v, size_t n)
 static void on_ready(Cella *c, const CellaEvent *ev, void *userdata)
 {
         if (ev->opcode == CELLA_EVENT_BUS_MESSAGE && ev->decoded &&
-            strcmp(ev->bus.topic, "flood.ready") == 0)
+            strcmp(ev->bus.topic, "org.test.flood.ready") == 0)
                 *(bool *)userdata = true;
 }
 
-/* system.time calls one after the other for secs seconds, after a "flood.ready"
+/* system.time calls one after the other for secs seconds, after a "org.test.flood.ready"
  * message if wait_ready. */
 static int mode_latency(unsigned secs, bool wait_ready)
 {
@@ -303,7 +303,7 @@ static int mode_latency(unsigned secs, bool wait_ready)
         if (!ready) {
                 r = cella_on_event(c, on_ready, &ready);
                 if (r == 0)
-                        r = cella_bus_subscribe(c, "flood.ready", &sub);
+                        r = cella_bus_subscribe(c, "org.test.flood.ready", &sub);
                 if (r < 0)
                         die("bus.subscribe", r);
                 end = now_ns() + 120 * 1000000000ull;
