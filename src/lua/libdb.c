@@ -110,9 +110,10 @@ static void arm(Db *d)
         d->ticks = DB_STEP_OPS / DB_PROGRESS_N;
 }
 
+/* __gc, __close and close() of a database: closes it (idempotent). */
 static int db_gc(lua_State *L)
 {
-        Db *d = lua_touserdata(L, 1);
+        Db *d = luaL_checkudata(L, 1, DB_MT);
         /* close_v2: a statement still open keeps the connection until finalized. */
         if (d->db)
                 sqlite3_close_v2(d->db);
@@ -263,13 +264,13 @@ static int db_prepare(lua_State *L)
 /* db:close() -> nothing. Idempotent; open statements are finalized by their own close. */
 static int db_close(lua_State *L)
 {
-        luaL_checkudata(L, 1, DB_MT);
         return db_gc(L);
 }
 
+/* __gc, __close and finalize() of a statement (idempotent). */
 static int stmt_gc(lua_State *L)
 {
-        Stmt *s = lua_touserdata(L, 1);
+        Stmt *s = luaL_checkudata(L, 1, STMT_MT);
         sqlite3_finalize(s->stmt);
         s->stmt = NULL;
         return 0;
@@ -432,7 +433,6 @@ static int stmt_reset(lua_State *L)
 /* stmt:finalize() -> nothing. Idempotent. */
 static int stmt_finalize(lua_State *L)
 {
-        luaL_checkudata(L, 1, STMT_MT);
         return stmt_gc(L);
 }
 
@@ -450,7 +450,10 @@ static const luaL_Reg stmt_methods[] = {
 
 static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc)
 {
-        luaL_newmetatable(L, name);
+        if (!cella_lua_newclass(L, name)) {
+                lua_pop(L, 1);
+                return;
+        }
         lua_newtable(L);
         luaL_setfuncs(L, methods, 0);
         lua_setfield(L, -2, "__index");

@@ -44,7 +44,7 @@ typedef struct {
 
 static int box_gc(lua_State *L)
 {
-        JsonBox *b = lua_touserdata(L, 1);
+        JsonBox *b = luaL_checkudata(L, 1, JSON_BOX_MT);
         json_decref(b->root);
         free(b->text);
         b->root = NULL;
@@ -416,12 +416,14 @@ static const luaL_Reg json_funcs[] = {
 
 int luaopen_cella_json(lua_State *L)
 {
-        if (luaL_newmetatable(L, JSON_BOX_MT)) {
+        if (cella_lua_newclass(L, JSON_BOX_MT)) {
                 lua_pushcfunction(L, box_gc);
                 lua_setfield(L, -2, "__gc");
         }
         lua_pop(L, 1);
-        if (luaL_newmetatable(L, JSON_ARRAY_MT)) {
+        /* Protected: json.array(t) sets it, so a __gc added to it would make t a
+         * finalized object behind setmetatable's back. */
+        if (cella_lua_newclass(L, JSON_ARRAY_MT)) {
                 lua_pushliteral(L, "json.array");
                 lua_setfield(L, -2, "__name");
         }
