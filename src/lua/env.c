@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,6 +152,11 @@ const char *clua_fault_message(CLuaApp *app, char *buf, size_t size)
                 snprintf(buf, size, "memory limit of %zu bytes exceeded", app->alloc.cap);
         else if (app->doomed == CLUA_EXITING)
                 snprintf(buf, size, "app.exit(%d)", app->exit_code);
+        else if (app->doomed == CLUA_CPU_SLICE)
+                snprintf(buf, size,
+                         "could not be preempted for %llu ms past its slice (Lua code called "
+                         "from C, or a long C call)",
+                         (unsigned long long)(CLUA_NOPREEMPT_NS / 1000000u));
         else
                 snprintf(buf, size, "%s", app->cpu_msg);
         return buf;
@@ -160,7 +166,7 @@ const char *clua_fault_message(CLuaApp *app, char *buf, size_t size)
 static void doom_hook(lua_State *L, lua_Debug *ar)
 {
         CLuaApp *app = clua_app_of(L);
-        char buf[128];
+        char buf[160];
 
         (void)ar;
         lua_pushstring(L, clua_fault_message(app, buf, sizeof(buf)));
@@ -172,22 +178,37 @@ static void arm_doom_hook(lua_State *L)
         lua_sethook(L, doom_hook, LUA_MASKCOUNT, 1);
 }
 
+/* Arms the host's timer to fire at CPU time at_ns (now: the clock's value). */
+static void arm_at(CLuaHost *h, uint64_t now, uint64_t at_ns)
+{
+        (void)clua_watchdog_arm(&h->watchdog, at_ns > now ? at_ns - now : 1, 0);
+}
+
 /* The running thread cannot yield (inside a metamethod called from C, a sort
  * comparator): no hook (a count hook keeps the VM on its slow path), but the
- * watchdog again in CLUA_PREEMPT_RETRY_NS of CPU, the rest of the budget armed
- * after that. */
+ * watchdog again in CLUA_PREEMPT_RETRY_NS of CPU, or sooner when the budget or
+ * the overrun allowance ends. The watchdog's signal is blocked meanwhile, so its
+ * handler cannot doom the app between the hook's removal and the re-arming. */
 static void preempt_later(CLuaApp *app, lua_State *L)
 {
         CLuaHost *h = app->host;
-        uint64_t now = clua_thread_cpu_ns(),
-                 left = h->budget_end_ns > now ? h->budget_end_ns - now : 1;
+        sigset_t set, old;
+        uint64_t now, at;
 
-        lua_sethook(L, NULL, 0, 0);
-        if (left <= CLUA_PREEMPT_RETRY_NS)
-                (void)clua_env_arm(app, left, h->budget_for, 0, 0);
-        else
-                (void)clua_env_arm(app, CLUA_PREEMPT_RETRY_NS, 0, left - CLUA_PREEMPT_RETRY_NS,
-                                   h->budget_for);
+        sigemptyset(&set);
+        sigaddset(&set, SIGRTMIN);
+        pthread_sigmask(SIG_BLOCK, &set, &old);
+        if (!app->doomed) {
+                lua_sethook(L, NULL, 0, 0);
+                now = clua_thread_cpu_ns();
+                at = now + CLUA_PREEMPT_RETRY_NS;
+                if (at > h->budget_end_ns)
+                        at = h->budget_end_ns;
+                if (h->overrun_end_ns && at > h->overrun_end_ns)
+                        at = h->overrun_end_ns;
+                arm_at(h, now, at);
+        }
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 /* The count hook armed when a slice ends: yields the running thread to the host
@@ -211,58 +232,100 @@ static void preempt_hook(lua_State *L, lua_Debug *ar)
         lua_yield(L, 0);
 }
 
-/* Watchdog handler (signal context): only flags, lua_sethook and timer_settime,
- * all async-signal-safe (Lua 5.4 manual 4.7; POSIX for timer_settime). */
+/* Dooms the running app from the signal handler: the doom hook on its thread,
+ * and the grace period armed. */
+static void doom_from_signal(CLuaHost *h, CLuaApp *app, lua_State *L, int f, uint64_t now)
+{
+        app->doomed = f;
+        if (L)
+                arm_doom_hook(L);
+        h->grace_end_ns = now + CLUA_GRACE_NS;
+        arm_at(h, now, h->grace_end_ns);
+}
+
+/* Watchdog handler (signal context): only flags, lua_sethook, clock_gettime and
+ * timer_settime, all async-signal-safe (Lua 5.4 manual 4.7; POSIX). The timer is
+ * one-shot; each expiry decides from the thread's CPU clock what has ended. */
 static void on_watchdog(void *ud)
 {
         CLuaHost *h = ud;
         CLuaApp *app = h->running;
         lua_State *L;
+        uint64_t now, at;
 
         if (!app)
                 return;
         L = app->running;
+        now = clua_thread_cpu_ns();
         if (app->doomed) {
-                /* A second expiry: the app burnt CLUA_GRACE_NS more CPU outside
-                 * Lua code since it was doomed. Nothing else can stop it. */
-                ssize_t n = write(STDERR_FILENO, "cella-lua: ", 11);
+                ssize_t n;
 
+                if (now < h->grace_end_ns) {
+                        arm_at(h, now, h->grace_end_ns);
+                        return;
+                }
+                /* The app burnt CLUA_GRACE_NS more CPU since it was doomed without
+                 * running a Lua instruction or a polling C loop. Nothing else can
+                 * stop it. */
+                n = write(STDERR_FILENO, "cella-lua: ", 11);
                 n = write(STDERR_FILENO, app->cpu_msg, strlen(app->cpu_msg));
                 n = write(STDERR_FILENO, " (outside Lua code)\n", 20);
                 (void)n;
                 _exit(CLUA_EXIT_CPU);
         }
-        if (app->armed_for == 0) {
-                /* The slice ended. The rest of the budget is armed on. */
-                if (L)
-                        lua_sethook(L, preempt_hook, LUA_MASKCOUNT, 1);
-                if (h->then_ns) {
-                        app->armed_for = h->then_for;
-                        (void)clua_watchdog_arm(&h->watchdog, h->then_ns, CLUA_GRACE_NS);
-                        h->then_ns = 0;
-                }
+        if (now >= h->budget_end_ns) {
+                doom_from_signal(h, app, L, h->budget_for, now);
                 return;
         }
-        app->doomed = app->armed_for;
+        if (h->overrun_end_ns && now >= h->overrun_end_ns) {
+                doom_from_signal(h, app, L, CLUA_CPU_SLICE, now);
+                return;
+        }
+        /* The slice ended (or a retry after preempt_later): preempt at the next
+         * Lua instruction; watch for the budget and, in a host of several apps,
+         * for an app that does not get preempted. */
+        if (!h->overrun_end_ns)
+                h->overrun_end_ns = h->nopreempt_ns ? now + h->nopreempt_ns : UINT64_MAX;
         if (L)
-                arm_doom_hook(L);
+                lua_sethook(L, preempt_hook, LUA_MASKCOUNT, 1);
+        at = h->budget_end_ns < h->overrun_end_ns ? h->budget_end_ns : h->overrun_end_ns;
+        arm_at(h, now, at);
 }
 
-int clua_env_arm(CLuaApp *app, uint64_t ns, int armed_for, uint64_t then_ns, int then_for)
+int clua_env_arm(CLuaApp *app, uint64_t slice_ns, uint64_t budget_ns, int budget_for)
 {
         CLuaHost *h = app->host;
+        uint64_t now = clua_thread_cpu_ns();
 
-        app->armed_for = armed_for;
-        h->then_ns = then_ns;
-        h->then_for = then_for;
+        if (!budget_ns)
+                return -EINVAL;
+        h->running = NULL; /* no handler in between */
+        h->budget_end_ns = now + budget_ns;
+        h->budget_for = budget_for;
+        /* No slice: the budget alone; the hook is never armed to preempt. */
+        h->overrun_end_ns = slice_ns && slice_ns < budget_ns ? 0 : UINT64_MAX;
+        h->grace_end_ns = 0;
         h->running = app;
-        return clua_watchdog_arm(&h->watchdog, ns, armed_for ? CLUA_GRACE_NS : 0);
+        return clua_watchdog_arm(&h->watchdog,
+                                 slice_ns && slice_ns < budget_ns ? slice_ns : budget_ns, 0);
+}
+
+void clua_raise_doomed(lua_State *L)
+{
+        char buf[160];
+        CLuaApp *app = clua_app_of(L);
+
+        if (!app->doomed)
+                return;
+        arm_doom_hook(L);
+        lua_pushstring(L, clua_fault_message(app, buf, sizeof(buf)));
+        lua_error(L);
 }
 
 int clua_doom(lua_State *L, CLuaFault f)
 {
         CLuaApp *app = clua_app_of(L);
-        char buf[128];
+        char buf[160];
 
         if (!app->doomed)
                 app->doomed = f;
@@ -1293,7 +1356,7 @@ CLuaFault clua_call(CLuaApp *app, int nargs, int nresults, char **ret_msg)
         lua_State *L = app->L;
         int base = lua_gettop(L) - nargs, status, r, bfor;
         uint64_t budget, t0;
-        char buf[128];
+        char buf[160];
         CLuaFault f;
 
         if (ret_msg)
@@ -1310,7 +1373,7 @@ CLuaFault clua_call(CLuaApp *app, int nargs, int nresults, char **ret_msg)
         lua_insert(L, base);
         app->running = L;
         t0 = clua_thread_cpu_ns();
-        r = clua_env_arm(app, budget, bfor, 0, 0);
+        r = clua_env_arm(app, 0, budget, bfor);
         if (r < 0) {
                 lua_settop(L, base - 1);
                 if (ret_msg)

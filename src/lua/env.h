@@ -30,6 +30,10 @@
  * call, a pattern match: hooks do not run there) before the watchdog ends the
  * process with CLUA_EXIT_CPU: 1 s. */
 #define CLUA_GRACE_NS (1000000000ull)
+/* In a host of several apps, CPU an app may keep past the end of its slice where
+ * it cannot be preempted before it is ended with CLUA_CPU_SLICE: 50 ms, five
+ * default slices, so a neighbour's timer is late by at most about this much. */
+#define CLUA_NOPREEMPT_NS (50ull * 1000000u)
 
 /* Exit codes of cella-lua (docs/lua-api.md "Runtime"). */
 enum {
@@ -47,6 +51,11 @@ typedef enum CLuaFault {
         CLUA_CPU_CALLBACK, /* a callback used up its CPU budget */
         CLUA_CPU_TOTAL,    /* the app used up its total CPU budget */
         CLUA_EXITING,      /* app.exit() was called: not a fault, the app ends */
+        /* In a host of several apps (packed), the app kept the CPU more than
+         * CLUA_NOPREEMPT_NS past the end of its slice where it could not be
+         * preempted: Lua code called from C (a metamethod, a gsub function), or
+         * a long C call. Exit code CLUA_EXIT_CPU. */
+        CLUA_CPU_SLICE,
 } CLuaFault;
 
 /* Why a task's coroutine yielded to the host (CLuaApp.host_yield). 0: the app's
@@ -80,7 +89,6 @@ struct CLuaApp {
         uint64_t lazy_done; /* bit per allowlisted global: materialized or overwritten */
         /* Set by the watchdog's handler; read by the hooks and the wrappers. */
         volatile sig_atomic_t doomed;    /* a CLuaFault, or 0 */
-        volatile sig_atomic_t armed_for; /* CLUA_CPU_CALLBACK, CLUA_CPU_TOTAL, or 0: a slice */
         lua_State *volatile running;     /* the thread running Lua code now */
         uint64_t cpu_used_ns;            /* CPU time of all callbacks so far */
         char cpu_msg[96];                /* the message of the budget armed now */
@@ -177,13 +185,32 @@ const char *clua_fault_message(CLuaApp *app, char *buf, size_t size);
 int clua_doom(lua_State *L, CLuaFault f);
 
 /*
- * Sets up the running budget/slice for the thread L is about to run (the host,
- * before lua_resume): arms the host's watchdog for ns of CPU; when it fires,
- * a slice (armed_for 0) arms the preemption hook on the running thread, a budget
- * (CLUA_CPU_*) dooms the app; after a slice, if then_ns > 0, the watchdog re-arms
- * itself for then_ns more (the rest of the budget). Returns 0 or a negative errno.
+ * Sets up the slice and the budget of the app about to run on the host's thread
+ * (before lua_resume or lua_pcall), from now on the thread's CPU clock: its slice
+ * ends after slice_ns (0: no slice, the budget only), its budget after budget_ns
+ * (> 0), which dooms it with budget_for (CLUA_CPU_CALLBACK or CLUA_CPU_TOTAL).
+ * When the slice ends the watchdog arms the preemption hook on the running
+ * thread; where that thread cannot yield, the hook tries again every
+ * CLUA_PREEMPT_RETRY_NS; in a host of several apps, an app still on the CPU
+ * CLUA_NOPREEMPT_NS after its slice ended is doomed with CLUA_CPU_SLICE. A doomed
+ * app that burns CLUA_GRACE_NS more CPU without running a Lua instruction or a
+ * polling C loop (clua_poll) ends the process (exit 4). Returns 0 or a negative
+ * errno of timer_settime.
  */
-int clua_env_arm(CLuaApp *app, uint64_t ns, int armed_for, uint64_t then_ns, int then_for);
+int clua_env_arm(CLuaApp *app, uint64_t slice_ns, uint64_t budget_ns, int budget_for);
+
+/*
+ * For C loops an app can make long (pattern matching, table functions, the
+ * reader of load): raises the app's fault if the watchdog doomed it (its budget
+ * ended, or it could not be preempted). Costs one load; call every few hundred
+ * steps.
+ */
+void clua_raise_doomed(lua_State *L);
+#define clua_poll(L)                                                                               \
+        do {                                                                                       \
+                if (__builtin_expect(clua_app_of(L)->doomed != 0, 0))                              \
+                        clua_raise_doomed(L);                                                      \
+        } while (0)
 
 /* The light C function of the standard library lib.name ("string", "format";
  * lib "_G" for base), or NULL. For modules that need one (cella.log). */

@@ -72,6 +72,9 @@ int clua_host_new(const CLuaHostOptions *o, CLuaHost **ret)
         h->opt = *o;
         if (!h->opt.slice_ns)
                 h->opt.slice_ns = CLUA_SLICE_DEFAULT_NS;
+        /* Apps sharing the thread: one that cannot be preempted is ended after
+         * CLUA_NOPREEMPT_NS; alone, it only delays itself. */
+        h->nopreempt_ns = o->n_apps > 1 ? CLUA_NOPREEMPT_NS : 0;
         h->epfd = -1;
         h->apps = calloc(o->n_apps, sizeof(*h->apps));
         if (!h->apps) {
@@ -689,6 +692,7 @@ static int fault_code(CLuaFault f)
                 return CLUA_EXIT_MEMORY;
         case CLUA_CPU_CALLBACK:
         case CLUA_CPU_TOTAL:
+        case CLUA_CPU_SLICE:
                 return CLUA_EXIT_CPU;
         default:
                 return CLUA_EXIT_ERROR;
@@ -703,7 +707,7 @@ void clua_host_app_failed(CLuaApp *app, int code)
 /* The app is doomed: ends it with its fault (or app.exit's code). */
 static void end_doomed(CLuaApp *app)
 {
-        char buf[128];
+        char buf[160];
 
         if (app->doomed == CLUA_EXITING) {
                 int code = app->exit_code;
@@ -796,12 +800,7 @@ static void run_slice(CLuaHost *h, CLuaApp *app)
         app->host_yield = CLUA_YIELD_NONE;
         app->running = t->co;
         t0 = clua_thread_cpu_ns();
-        h->budget_end_ns = t0 + budget;
-        h->budget_for = bfor;
-        if (budget <= slice)
-                r = clua_env_arm(app, budget, bfor, 0, 0);
-        else
-                r = clua_env_arm(app, slice, 0, budget - slice, bfor);
+        r = clua_env_arm(app, slice, budget, bfor);
         if (r < 0) {
                 app->current = NULL;
                 clua_task_free(t);

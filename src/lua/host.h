@@ -143,12 +143,17 @@ struct CLuaHost {
         bool own_stats;
         int first_fault; /* exit code of the first app fault, 0 if none */
         uint64_t cpu0;
-        /* the running slice's budget: thread CPU time it ends at, and which */
-        uint64_t budget_end_ns;
-        int budget_for;
-        /* then-arming by the watchdog handler after a slice */
-        volatile uint64_t then_ns;
-        volatile int then_for;
+        /* The running app's slice and budget, on the thread's CPU clock
+         * (clua_env_arm): when its budget ends (dooms it with budget_for), when
+         * its slice ends, when it is doomed for not yielding (0 until the slice
+         * ended; UINT64_MAX in a host of one app), when a doomed app's grace
+         * ends. Written by the host and by the watchdog's signal handler. */
+        volatile uint64_t budget_end_ns;
+        volatile int budget_for;
+        volatile uint64_t overrun_end_ns;
+        volatile uint64_t grace_end_ns;
+        /* CLUA_NOPREEMPT_NS in a host of several apps, else 0 (no limit) */
+        uint64_t nopreempt_ns;
 };
 
 /*

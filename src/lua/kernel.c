@@ -254,7 +254,21 @@ static int wait_for(lua_State *L, CLuaWait *w)
                 app->host_yield = CLUA_YIELD_WAIT;
                 return lua_yieldk(L, 0, (lua_KContext)w, await_k);
         }
-        /* Cannot yield: block the host until it is done. */
+        if (app->host->opt.n_apps > 1) {
+                /* Cannot yield, and blocking would stop every app of the packed
+                 * group until the reply (or the sleep) came: refused. */
+                wait_unlink(w);
+                if (w->timer)
+                        clua_timer_cancel_wait(app, w->timer);
+                else if (app->cella && w->request_id)
+                        (void)cella_cancel(app->cella, w->request_id);
+                free(w);
+                return luaL_error(L,
+                                  "cannot wait for the kernel or a timer here: inside a "
+                                  "metamethod, a table.sort comparator or a string.gsub "
+                                  "function the task cannot be suspended (packed mode)");
+        }
+        /* Cannot yield, alone in the host: block until it is done. */
         while (!w->done) {
                 int r;
 
