@@ -52,12 +52,13 @@ static const char *const base_names[] = {
         "assert", "error",  "getmetatable", "ipairs",   "next", "pairs", "rawequal",     "rawget",
         "rawlen", "select", "tonumber",     "tostring", "type", "load",  "setmetatable", NULL,
 };
+/* find, match, gmatch, gsub, rep: cella's own (clua_string_fns). */
 static const char *const string_names[] = {
-        "byte", "char",     "find", "format",  "gmatch", "gsub",   "len",   "lower", "match",
-        "pack", "packsize", "rep",  "reverse", "sub",    "unpack", "upper", NULL,
+        "byte",     "char",    "format", "len",    "lower", "pack",
+        "packsize", "reverse", "sub",    "unpack", "upper", NULL,
 };
-static const char *const table_names[] = {"concat", "insert", "move",   "pack",
-                                          "remove", "sort",   "unpack", NULL};
+/* concat, insert, remove, move, unpack: cella's own (clua_table_fns); sort in Lua. */
+static const char *const table_names[] = {"pack", NULL};
 static const char *const math_names[] = {
         "abs", "ceil", "cos",  "deg", "exp",       "floor", "fmod", "log",  "max",  "min",  "modf",
         "rad", "sin",  "sqrt", "tan", "tointeger", "type",  "ult",  "acos", "asin", "atan", NULL,
@@ -403,27 +404,57 @@ static int app_xpcall(lua_State *L)
         return finish_pcall(L, status, 2);
 }
 
+/* Bytes the parser gets per call of load's reader: between two, a doomed app's
+ * load stops (a chunk of many MiB takes a second or more to compile, C work no
+ * hook reaches). */
+#define LOAD_PIECE (64 * 1024)
+
+typedef struct LoadReader {
+        const char *s;
+        size_t left;
+} LoadReader;
+
+static const char *load_reader(lua_State *L, void *ud, size_t *size)
+{
+        LoadReader *r = ud;
+        const char *p = r->s;
+
+        if (clua_app_of(L)->doomed || r->left == 0) {
+                *size = 0;
+                return NULL;
+        }
+        *size = r->left < LOAD_PIECE ? r->left : LOAD_PIECE;
+        r->s += *size;
+        r->left -= *size;
+        return p;
+}
+
 /* load(chunk [, chunkname [, mode [, env]]]): strings only, text only, env
- * defaulting to the app's globals. */
+ * defaulting to the app's globals; compiled a piece at a time (LOAD_PIECE) so a
+ * doomed app's compile stops. */
 static int app_load(lua_State *L)
 {
-        int has_env = lua_gettop(L) >= 4;
+        int has_env = lua_gettop(L) >= 4, status;
+        LoadReader r;
+        const char *name;
 
-        luaL_checktype(L, 1, LUA_TSTRING);
-        luaL_optstring(L, 2, NULL);
+        r.s = luaL_checklstring(L, 1, &r.left);
+        name = luaL_optstring(L, 2, r.s);
         lua_settop(L, 4);
-        lua_pushcfunction(L, std_fn(&std_libs[0], "load"));
-        lua_pushvalue(L, 1);
-        lua_pushvalue(L, 2);
-        lua_pushliteral(L, "t");
-        if (has_env)
-                lua_pushvalue(L, 4);
-        else
-                lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
-        lua_call(L, 4, 2);
-        if (lua_isnil(L, -2))
+        status = lua_load(L, load_reader, &r, name, "t");
+        clua_poll(L);
+        if (status != LUA_OK) {
+                if (status == LUA_ERRMEM)
+                        check_fatal(L, status);
+                luaL_pushfail(L);
+                lua_insert(L, -2);
                 return 2; /* nil, message */
-        lua_pop(L, 1);
+        }
+        if (has_env) {
+                lua_pushvalue(L, 4);
+                if (!lua_setupvalue(L, -2, 1))
+                        lua_pop(L, 1);
+        }
         return 1;
 }
 
@@ -1131,6 +1162,7 @@ static int lazy_string_index(lua_State *L)
 static int build_string(lua_State *L)
 {
         push_lib_fields(L, &std_libs[1]);
+        luaL_setfuncs(L, clua_string_fns, 0);
         /* strings' own metatable indexes this table (without it, ("").dump would
          * reach string.dump) and is hidden. */
         lua_pushliteral(L, "");
@@ -1144,6 +1176,15 @@ static int build_string(lua_State *L)
 static int build_table(lua_State *L)
 {
         push_lib_fields(L, &std_libs[2]);
+        luaL_setfuncs(L, clua_table_fns, 0);
+        if (luaL_loadbufferx(L, clua_table_sort_source, strlen(clua_table_sort_source),
+                             "=table.sort", "t") != LUA_OK)
+                return lua_error(L);
+        lua_pushcfunction(L, std_fn(&std_libs[0], "error"));
+        lua_pushcfunction(L, std_fn(&std_libs[0], "type"));
+        lua_pushcfunction(L, std_fn(&std_libs[0], "select"));
+        lua_call(L, 3, 1);
+        lua_setfield(L, -2, "sort");
         return 1;
 }
 

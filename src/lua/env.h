@@ -13,6 +13,7 @@
  * every Lua instruction, so no Lua code of the app runs again.
  */
 
+#include <lauxlib.h>
 #include <lua.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -88,12 +89,12 @@ struct CLuaApp {
         uint32_t index;     /* in host->apps */
         uint64_t lazy_done; /* bit per allowlisted global: materialized or overwritten */
         /* Set by the watchdog's handler; read by the hooks and the wrappers. */
-        volatile sig_atomic_t doomed;    /* a CLuaFault, or 0 */
-        lua_State *volatile running;     /* the thread running Lua code now */
-        uint64_t cpu_used_ns;            /* CPU time of all callbacks so far */
-        char cpu_msg[96];                /* the message of the budget armed now */
-        int exit_code;                   /* app.exit's code */
-        int host_yield;                  /* CLUA_YIELD_*: why the running task yields */
+        volatile sig_atomic_t doomed; /* a CLuaFault, or 0 */
+        lua_State *volatile running;  /* the thread running Lua code now */
+        uint64_t cpu_used_ns;         /* CPU time of all callbacks so far */
+        char cpu_msg[96];             /* the message of the budget armed now */
+        int exit_code;                /* app.exit's code */
+        int host_yield;               /* CLUA_YIELD_*: why the running task yields */
 
         /* ---- kept by the host (host.c) ---- */
         CLuaAppState state;
@@ -211,6 +212,13 @@ void clua_raise_doomed(lua_State *L);
                 if (__builtin_expect(clua_app_of(L)->doomed != 0, 0))                              \
                         clua_raise_doomed(L);                                                      \
         } while (0)
+
+/* cella-lua's own string.find/match/gmatch/gsub/rep (libstring.c) and
+ * table.concat/insert/remove/move/unpack (libtable.c): bounded or polling
+ * versions of liblua's. clua_table_sort_source: table.sort in Lua (libtable.c). */
+extern const luaL_Reg clua_string_fns[];
+extern const luaL_Reg clua_table_fns[];
+extern const char clua_table_sort_source[];
 
 /* The light C function of the standard library lib.name ("string", "format";
  * lib "_G" for base), or NULL. For modules that need one (cella.log). */

@@ -263,10 +263,9 @@ static int wait_for(lua_State *L, CLuaWait *w)
                 else if (app->cella && w->request_id)
                         (void)cella_cancel(app->cella, w->request_id);
                 free(w);
-                return luaL_error(L,
-                                  "cannot wait for the kernel or a timer here: inside a "
-                                  "metamethod, a table.sort comparator or a string.gsub "
-                                  "function the task cannot be suspended (packed mode)");
+                return luaL_error(L, "cannot wait for the kernel or a timer here: inside a "
+                                     "metamethod, a table.sort comparator or a string.gsub "
+                                     "function the task cannot be suspended (packed mode)");
         }
         /* Cannot yield, alone in the host: block until it is done. */
         while (!w->done) {

@@ -2,11 +2,13 @@
 /* The cella-lua runtime core: allocator cap, allowlist, read-only library
  * tables, CPU watchdog, limit errors pcall cannot catch. */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include <lauxlib.h>
+#include <lualib.h>
 
 #include "lua/env.h"
 
@@ -284,6 +286,119 @@ START_TEST(test_plain_error_and_budget_off_after)
 }
 END_TEST
 
+/* Reads tests/lua/NAME into a malloc'd string. */
+static char *read_source(const char *name, size_t *len)
+{
+        char path[512];
+        FILE *f;
+        char *buf;
+        long n;
+
+        snprintf(path, sizeof(path), "%s/tests/lua/%s", CELLA_SOURCE_ROOT, name);
+        f = fopen(path, "r");
+        ck_assert_msg(f, "%s", path);
+        ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+        n = ftell(f);
+        rewind(f);
+        buf = malloc((size_t)n + 1);
+        ck_assert_ptr_nonnull(buf);
+        ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+        buf[n] = 0;
+        fclose(f);
+        *len = (size_t)n;
+        return buf;
+}
+
+/* cella's string.find/match/gmatch/gsub/rep and table functions give liblua's
+ * results and errors on a corpus of patterns, subjects and arguments. */
+START_TEST(test_string_table_match_liblua)
+{
+        size_t len;
+        char *src = read_source("stdlib_diff.lua", &len), *got;
+        lua_State *P = luaL_newstate();
+        CLuaApp *app = new_app(0, 20000, 0);
+        const char *want, *a, *b;
+        size_t nwant, ngot, i;
+        int line = 1;
+
+        luaL_openlibs(P);
+        if (luaL_loadbuffer(P, src, len, "=stdlib_diff") || lua_pcall(P, 0, 1, 0))
+                ck_abort_msg("plain lua: %s", lua_tostring(P, -1));
+        want = lua_tolstring(P, -1, &nwant);
+        ck_assert_int_eq(clua_load(app, src, len, "=stdlib_diff", NULL), CLUA_OK);
+        ck_assert_int_eq(clua_call(app, 0, 1, NULL), CLUA_OK);
+        got = (char *)lua_tolstring(app->L, -1, &ngot);
+        ck_assert_ptr_nonnull(got);
+        /* Byte by byte: captures hold NUL bytes. */
+        for (i = 0; i < nwant && i < ngot && want[i] == got[i]; i++)
+                if (want[i] == '\n')
+                        line++;
+        if (i < nwant || i < ngot) {
+                a = want + i;
+                b = got + i;
+                while (a > want && a[-1] != '\n')
+                        a--;
+                while (b > got && b[-1] != '\n')
+                        b--;
+                ck_abort_msg("line %d differs:\n liblua: %.*s\n cella:  %.*s", line,
+                             (int)strcspn(a, "\n"), a, (int)strcspn(b, "\n"), b);
+        }
+        ck_assert_int_gt(line, 40000);
+        free(src);
+        lua_close(P);
+        clua_app_free(app);
+}
+END_TEST
+
+/* The C loops an app controls end with its CPU budget instead of running on:
+ * backtracking patterns, gsub, table functions driven by C metamethods, a huge
+ * load; string.rep of nothing returns at once. Each is under pcall, which must
+ * not catch the budget error; each ends within its budget plus a little. */
+START_TEST(test_c_loops_end_with_the_budget)
+{
+        static const char *const cases[] = {
+                "return pcall(string.find, ('a'):rep(3000), ('.-'):rep(12) .. 'b')",
+                "return pcall(string.match, ('a'):rep(5000), ('a*'):rep(20) .. 'b')",
+                "return pcall(string.gsub, ('a'):rep(3000), ('.-'):rep(12) .. 'b', 'x')",
+                "return pcall(function() for _ in string.gmatch(('a'):rep(3000), ('.-'):rep(12) "
+                ".. 'b') do end end)",
+                "return pcall(string.find, ('('):rep(100000), '%b()')",
+                "local t = setmetatable({}, {__index = table.concat}) "
+                "return pcall(table.concat, t, '', 1, math.maxinteger)",
+                "local t = setmetatable({}, {__index = table.concat, __newindex = rawequal}) "
+                "return pcall(table.move, t, 1, math.maxinteger - 1, 1)",
+                "local t = setmetatable({year = 2020, month = 1, day = 1}, {__len = os.time}) "
+                "return pcall(function() while true do table.insert(t, 1, 1) end end)",
+                "local t = setmetatable({year = 2020, month = 1, day = 1}, {__len = os.time}) "
+                "return pcall(function() while true do table.remove(t, 1) end end)",
+                "return pcall(load, 'return ' .. ('1+'):rep(20000000) .. '1')",
+        };
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                CLuaApp *app = new_app(256u << 20, 300, 0);
+                struct timespec t0, t1;
+                double s;
+
+                clock_gettime(CLOCK_MONOTONIC, &t0);
+                expect(app, cases[i], CLUA_CPU_CALLBACK, "CPU budget of 300 ms exceeded");
+                clock_gettime(CLOCK_MONOTONIC, &t1);
+                s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+                ck_assert_msg(app->cpu_used_ns < 900000000u, "case %zu: %llu ns of CPU", i,
+                              (unsigned long long)app->cpu_used_ns);
+                (void)s;
+                clua_app_free(app);
+        }
+        {
+                CLuaApp *app = new_app(0, 300, 0);
+
+                expect(app, "return #string.rep('', math.maxinteger) .. #('x'):rep(0)", CLUA_OK,
+                       "00");
+                expect(app, "return #string.rep('', math.maxinteger, '')", CLUA_OK, "0");
+                clua_app_free(app);
+        }
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("lua");
@@ -300,6 +415,8 @@ int main(void)
         tcase_add_test(tc, test_cpu_budget_uncatchable);
         tcase_add_test(tc, test_cpu_total_budget);
         tcase_add_test(tc, test_plain_error_and_budget_off_after);
+        tcase_add_test(tc, test_string_table_match_liblua);
+        tcase_add_test(tc, test_c_loops_end_with_the_budget);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
