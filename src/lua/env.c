@@ -94,8 +94,10 @@ static bool template_ok;
  * allowlist has none of those. */
 static void template_init(void)
 {
-        lua_State *T = luaL_newstate();
+        lua_State *T;
 
+        (void)clua_alloc_global_init();
+        T = luaL_newstate();
         if (!T)
                 return;
         luaL_openlibs(T);
@@ -1284,6 +1286,7 @@ int clua_env_new(CLuaApp *app)
         if (!app->L)
                 return -ENOMEM;
         app->opt.memory_cap = app->alloc.cap;
+        app->alloc.doomed = &app->doomed;
         *(CLuaApp **)lua_getextraspace(app->L) = app;
         app->running = app->L;
         lua_pushcfunction(app->L, setup);
@@ -1421,7 +1424,9 @@ CLuaFault clua_call(CLuaApp *app, int nargs, int nresults, char **ret_msg)
                         *ret_msg = strdup("cannot arm the CPU watchdog");
                 return CLUA_ERROR;
         }
+        clua_alloc_current = &app->alloc;
         status = lua_pcall(L, nargs, nresults, base);
+        clua_alloc_current = NULL;
         (void)clua_watchdog_disarm(&app->host->watchdog);
         app->host->running = NULL;
         app->cpu_used_ns += clua_thread_cpu_ns() - t0;

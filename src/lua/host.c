@@ -203,7 +203,12 @@ static void app_release(CLuaApp *app)
                 app->current = NULL;
         }
         if (app->L) {
+                /* Finalizers (a database's close) free memory charged to the app. */
+                CLuaAlloc *saved = clua_alloc_current;
+
+                clua_alloc_current = &app->alloc;
                 lua_close(app->L);
+                clua_alloc_current = saved;
                 app->L = NULL;
         }
         if (app->out_fd > 2)
@@ -217,12 +222,16 @@ void clua_host_free(CLuaHost *h)
 {
         if (!h)
                 return;
+        /* Every state closed first: a block of C library memory is charged to
+         * the CLuaAlloc in its app, which must outlive it (alloc.h). */
+        for (uint32_t i = 0; i < h->n_apps; i++)
+                if (h->apps[i])
+                        app_release(h->apps[i]);
         for (uint32_t i = 0; i < h->n_apps; i++) {
                 CLuaApp *app = h->apps[i];
 
                 if (!app)
                         continue;
-                app_release(app);
                 if (app->data_fd >= 0)
                         close(app->data_fd);
                 free(app->id);
@@ -807,7 +816,9 @@ static void run_slice(CLuaHost *h, CLuaApp *app)
                 end_app(app, CLUA_EXIT_INTERNAL, "cannot arm the CPU watchdog");
                 return;
         }
+        clua_alloc_current = &app->alloc;
         status = lua_resume(t->co, app->L, nargs, &nres);
+        clua_alloc_current = NULL;
         (void)clua_watchdog_disarm(&h->watchdog);
         h->running = NULL;
         app->running = app->L;

@@ -41,6 +41,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "lua/alloc.h"
 #include "lua/lua-modules.h"
 
 /* Longest database name, bytes. */
@@ -72,10 +73,12 @@ typedef struct {
         int done;
 } Stmt;
 
+/* Stops the statement after DB_STEP_OPS instructions, or at once when the app
+ * is doomed (its CPU budget ended, or it kept a packed host's thread too long). */
 static int progress_cb(void *p)
 {
         Db *d = p;
-        return --d->ticks < 0;
+        return --d->ticks < 0 || clua_alloc_current_doomed();
 }
 
 static int authorizer_cb(void *p, int action, const char *a, const char *b, const char *c,
@@ -132,6 +135,9 @@ static Db *check_db(lua_State *L)
 static int db_fail(lua_State *L, Db *d, const char *what)
 {
         int code = sqlite3_errcode(d->db);
+        /* SQLite's memory counts against the app's cap (alloc.h). */
+        if (code == SQLITE_NOMEM && clua_alloc_current)
+                return clua_alloc_raise_memory(L);
         if (code == SQLITE_INTERRUPT)
                 return luaL_error(L, "cella.db.%s: statement ran longer than %d instructions", what,
                                   DB_STEP_OPS);
@@ -191,6 +197,11 @@ static int db_open(lua_State *L)
                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW |
                                     SQLITE_OPEN_NOMUTEX,
                             NULL);
+        if (r == SQLITE_NOMEM && clua_alloc_current) {
+                sqlite3_close_v2(d->db);
+                d->db = NULL;
+                return clua_alloc_raise_memory(L);
+        }
         if (r != SQLITE_OK) {
                 lua_pushfstring(L, "cella.db.open: %s: %s", name,
                                 d->db ? sqlite3_errmsg(d->db) : sqlite3_errstr(r));
@@ -466,6 +477,7 @@ static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, l
 
 int luaopen_cella_db(lua_State *L)
 {
+        (void)clua_alloc_global_init();
         new_class(L, DB_MT, db_methods, db_gc);
         new_class(L, STMT_MT, stmt_methods, stmt_gc);
         cella_lua_data_dir(L, NULL);

@@ -11,6 +11,7 @@
 #include <lualib.h>
 
 #include "lua/env.h"
+#include "lua/host.h"
 
 /* Runs src as a main chunk; returns the fault and the first result (a
  * malloc'd string, or NULL) in *ret. */
@@ -399,6 +400,97 @@ START_TEST(test_c_loops_end_with_the_budget)
 }
 END_TEST
 
+/* An app on a host of its own with data directory dir (made here). */
+static CLuaApp *new_app_with_data(size_t cap, char *dir)
+{
+        CLuaHostOptions ho = {.policy = CLUA_SCHED_FAIR, .stats_fd = -1, .n_apps = 1};
+        CLuaAppSpec spec = {.channel_fd = -1,
+                            .log_fd = -1,
+                            .data = dir,
+                            .opt = {.memory_cap = cap, .callback_ns = 20000000000ull}};
+        CLuaHost *h;
+        CLuaApp *app;
+
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        ck_assert_int_eq(clua_host_new(&ho, &h), 0);
+        ck_assert_int_eq(clua_host_add(h, &spec, &app), 0);
+        return app;
+}
+
+static void rm_dir(const char *dir)
+{
+        char cmd[128];
+
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        ck_assert_int_eq(system(cmd), 0);
+}
+
+/* SQLite's and jansson's memory counts against the app's cap: the heap the
+ * allocator counts holds SQLite's page cache beside the Lua heap; databases
+ * opened past the cap end the app with its memory fault (pcall cannot catch
+ * it); a JSON text whose jansson tree and Lua tables together pass the cap does
+ * too, where the Lua tables alone would fit. */
+START_TEST(test_c_library_memory_is_counted)
+{
+        char dir[] = "/tmp/cella-lua-mem-XXXXXX";
+        CLuaApp *app = new_app_with_data(64u << 20, dir);
+        char *out;
+        double lua_heap;
+
+        ck_assert_int_eq(
+                run(app,
+                    "local d = require('cella.db').open('m.db')\n"
+                    "d:exec('CREATE TABLE t(x)') d:exec('BEGIN')\n"
+                    "for i = 1, 3000 do d:exec('INSERT INTO t VALUES (randomblob(600))') end\n"
+                    "d:exec('COMMIT') KEEP = d\n"
+                    "collectgarbage() return collectgarbage('count') * 1024",
+                    &out),
+                CLUA_OK);
+        lua_heap = strtod(out, NULL);
+        free(out);
+        /* SQLite's default page cache is 2000 KiB per connection. */
+        ck_assert_msg((double)app->alloc.used > lua_heap + (1 << 20),
+                      "counted %zu bytes, Lua heap %.0f", app->alloc.used, lua_heap);
+        clua_app_free(app);
+        rm_dir(dir);
+
+        /* 8 MiB: four connections with full caches do not fit. */
+        strcpy(dir, "/tmp/cella-lua-mem-XXXXXX");
+        app = new_app_with_data(8u << 20, dir);
+        expect(app,
+               "local db = require('cella.db') DBS = {}\n"
+               "return pcall(function()\n"
+               "  for n = 1, 16 do\n"
+               "    local d = db.open('m' .. n .. '.db') DBS[n] = d\n"
+               "    d:exec('CREATE TABLE t(x)') d:exec('BEGIN')\n"
+               "    for i = 1, 3000 do d:exec('INSERT INTO t VALUES (randomblob(600))') end\n"
+               "    d:exec('COMMIT')\n"
+               "  end\n"
+               "end)",
+               CLUA_MEMORY, "memory limit of 8388608 bytes exceeded");
+        ck_assert_uint_le(app->alloc.peak, 8u << 20);
+        clua_app_free(app);
+        rm_dir(dir);
+
+        /* [[],[],...]: 100000 empty arrays hold 7.2 MB as Lua tables; with
+         * jansson's tree beside them, the decode peaks at 22 MB. */
+        app = new_app(16u << 20, 20000, 0);
+        expect(app,
+               "local text = '[' .. ('[],'):rep(99999) .. '[]]' "
+               "return pcall(require('cella.json').decode, text)",
+               CLUA_MEMORY, "memory limit of 16777216 bytes exceeded");
+        ck_assert_uint_le(app->alloc.peak, 16u << 20);
+        clua_app_free(app);
+        app = new_app(64u << 20, 20000, 0);
+        expect(app,
+               "local t = require('cella.json').decode('[' .. ('[],'):rep(99999) .. '[]]') "
+               "return tostring(#t)",
+               CLUA_OK, "100000");
+        ck_assert_uint_gt(app->alloc.peak, 16u << 20);
+        clua_app_free(app);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("lua");
@@ -417,6 +509,7 @@ int main(void)
         tcase_add_test(tc, test_plain_error_and_budget_off_after);
         tcase_add_test(tc, test_string_table_match_liblua);
         tcase_add_test(tc, test_c_loops_end_with_the_budget);
+        tcase_add_test(tc, test_c_library_memory_is_counted);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
