@@ -58,7 +58,7 @@ static const char *const string_names[] = {
         "packsize", "reverse", "sub",    "unpack", "upper", NULL,
 };
 /* concat, insert, remove, move, unpack: cella's own (clua_table_fns); sort in Lua. */
-static const char *const table_names[] = {"pack", NULL};
+static const char *const table_names[] = {"pack", "sort", NULL};
 static const char *const math_names[] = {
         "abs", "ceil", "cos",  "deg", "exp",       "floor", "fmod", "log",  "max",  "min",  "modf",
         "rad", "sin",  "sqrt", "tan", "tointeger", "type",  "ult",  "acos", "asin", "atan", NULL,
@@ -1185,7 +1185,8 @@ static int build_table(lua_State *L)
         lua_pushcfunction(L, std_fn(&std_libs[0], "error"));
         lua_pushcfunction(L, std_fn(&std_libs[0], "type"));
         lua_pushcfunction(L, std_fn(&std_libs[0], "select"));
-        lua_call(L, 3, 1);
+        lua_pushcfunction(L, clua_sort_numbers);
+        lua_call(L, 4, 1);
         lua_setfield(L, -2, "sort");
         return 1;
 }

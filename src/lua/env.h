@@ -219,6 +219,9 @@ void clua_raise_doomed(lua_State *L);
 extern const luaL_Reg clua_string_fns[];
 extern const luaL_Reg clua_table_fns[];
 extern const char clua_table_sort_source[];
+/* sort_numbers(t, n): sorts t[1..n] with liblua's table.sort and returns true if
+ * t has no metatable, n ≤ 65536 and every t[i] is a number; else returns false. */
+int clua_sort_numbers(lua_State *L);
 
 /* The light C function of the standard library lib.name ("string", "format";
  * lib "_G" for base), or NULL. For modules that need one (cella.log). */
