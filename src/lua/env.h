@@ -121,6 +121,7 @@ struct CLuaApp {
         int out_fd;            /* print writes here (1 unless the spec gave a log_fd) */
         int err_fd;            /* faults and cella.log (2 unless the spec gave a log_fd) */
         unsigned long dropped; /* events dropped because its queue was full */
+        size_t queued_bytes;   /* bytes of its queued events (charged to alloc) */
         bool main_done;        /* its main chunk finished or suspended once */
         /* scheduler linkage */
         CLuaApp *rq_next;

@@ -151,6 +151,8 @@ static void work_free_in(CLuaApp *app, CLuaWork *w)
 {
         if (!w)
                 return;
+        app->alloc.used -= w->charged;
+        app->queued_bytes -= w->charged;
         if (w->kind == CLUA_WORK_RESUME)
                 clua_task_free(w->task);
         if (w->owns_ref && app->L)
@@ -509,15 +511,42 @@ void clua_host_retarget(CLuaApp *app, int old_ref, int new_ref)
         }
 }
 
+/* Bytes of a work item and its strings (what a queued event holds in memory). */
+static size_t work_bytes(const CLuaWork *w)
+{
+        size_t n = sizeof(*w) + w->data_len;
+
+        n += w->topic ? strlen(w->topic) + 1 : 0;
+        n += w->sender ? strlen(w->sender) + 1 : 0;
+        n += w->content_type ? strlen(w->content_type) + 1 : 0;
+        for (int i = 0; i < w->n_args; i++)
+                n += w->args[i].s ? w->args[i].len + 1 : 0;
+        return n;
+}
+
 int clua_host_queue(CLuaApp *app, CLuaWork *w)
 {
-        if (app->ended || app->n_work >= CLUA_WORK_MAX) {
+        CLuaAlloc *a = &app->alloc;
+        size_t n = work_bytes(w);
+
+        /* Events wait in the host's memory: they count against the app's cap, so
+         * a flood of bus messages for a slow app is dropped, not the group's
+         * memory. They may fill half of it: the app needs room to run them. */
+        if (app->ended || app->n_work >= CLUA_WORK_MAX || a->used > a->cap ||
+            n > a->cap - a->used || n > a->cap / 2 - app->queued_bytes) {
                 if (!app->ended && app->dropped++ == 0)
-                        clua_app_message(app, "event queue full (%u): events dropped",
+                        clua_app_message(app,
+                                         "event queue full (%u events, or its memory cap): "
+                                         "events dropped",
                                          CLUA_WORK_MAX);
                 work_free_in(app, w);
                 return -ENOBUFS;
         }
+        w->charged = n;
+        app->queued_bytes += n;
+        a->used += n;
+        if (a->used > a->peak)
+                a->peak = a->used;
         queue_work(app, w, false);
         return sched_enqueue(app->host, app);
 }
@@ -1037,8 +1066,12 @@ static void fire_timers(CLuaHost *h, uint64_t now)
                                 luaL_unref(app->L, LUA_REGISTRYINDEX, t->fn_ref);
                         free(t);
                 }
-                if (w && clua_host_queue(app, w) < 0 && w->timer)
-                        w->timer->pending = false;
+                if (w) {
+                        CLuaTimer *pending = w->timer; /* w is freed if dropped */
+
+                        if (clua_host_queue(app, w) < 0 && pending)
+                                pending->pending = false;
+                }
         }
 }
 

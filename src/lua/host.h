@@ -77,6 +77,7 @@ struct CLuaWork {
         size_t data_len;
         int n_args;
         CLuaArg args[2];
+        size_t charged; /* bytes charged to the app's allocator while queued */
 };
 
 struct CLuaTask {
@@ -198,8 +199,9 @@ void clua_host_app_failed(CLuaApp *app, int code);
 int clua_host_run(CLuaHost *h);
 
 /* Queues work w (malloc'd, owned by the queue from then on) for app; makes the
- * app ready. Over CLUA_WORK_MAX queued, w is dropped (freed) and counted:
- * returns -ENOBUFS; else 0. */
+ * app ready. Its bytes (the struct and its strings) count against the app's
+ * memory cap while it is queued. Over CLUA_WORK_MAX queued, or past the cap, w
+ * is dropped (freed) and counted: returns -ENOBUFS; else 0. */
 int clua_host_queue(CLuaApp *app, CLuaWork *w);
 
 /* Points the app's queued calls of the function old_ref at new_ref, or drops

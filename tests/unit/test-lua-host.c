@@ -297,6 +297,48 @@ START_TEST(test_no_channel)
 }
 END_TEST
 
+/* Queued events count against the app's memory cap (at most half of it): past
+ * that they are dropped (and counted), and the bytes go back when they run. */
+START_TEST(test_queued_events_are_charged)
+{
+        CLuaHost *h = new_host(CLUA_SCHED_FAIR, 1);
+        CLuaAppSpec s = {.channel_fd = -1, .log_fd = -1, .opt = {.memory_cap = 1u << 20}};
+        CLuaApp *app = NULL;
+        size_t used0;
+        int queued = 0, dropped = 0;
+
+        ck_assert_int_eq(clua_host_add(h, &s, &app), 0);
+        lua_pushcfunction(app->L, lua_gettop); /* any function: the events' callback */
+        int ref = luaL_ref(app->L, LUA_REGISTRYINDEX);
+        used0 = app->alloc.used;
+        for (int i = 0; i < 64; i++) {
+                CLuaWork *w = calloc(1, sizeof(*w));
+
+                ck_assert_ptr_nonnull(w);
+                w->kind = CLUA_WORK_CALL;
+                w->fn_ref = ref;
+                w->is_msg = true;
+                w->data_len = 60000;
+                w->data = calloc(1, w->data_len + 1);
+                ck_assert_ptr_nonnull(w->data);
+                if (clua_host_queue(app, w) == 0)
+                        queued++;
+                else
+                        dropped++;
+        }
+        /* events may fill half of the 1 MiB: 8 of 60 kB */
+        ck_assert_int_eq(queued, 8);
+        ck_assert_int_eq(dropped, 64 - queued);
+        ck_assert_uint_le(app->queued_bytes, 1u << 19);
+        ck_assert_uint_ge(app->alloc.used, used0 + (size_t)queued * 60000);
+        ck_assert_uint_eq(app->dropped, (unsigned long)dropped);
+        ck_assert_int_eq(clua_host_run(h), 0);
+        ck_assert_uint_eq(app->stats->callbacks, (uint64_t)queued);
+        ck_assert_uint_eq(app->queued_bytes, 0);
+        clua_host_free(h);
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("lua-host");
@@ -313,6 +355,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_timers);
         tcase_add_test(tc, test_no_channel);
         tcase_add_test(tc, test_task_not_resumable);
+        tcase_add_test(tc, test_queued_events_are_charged);
         suite_add_tcase(s, tc);
         return s;
 }
