@@ -423,6 +423,16 @@ static int json_array_l(lua_State *L)
         } else {
                 luaL_checktype(L, 1, LUA_TTABLE);
                 lua_settop(L, 1);
+                /* The C API sets a metatable even over a protected one: a table
+                 * with another metatable (a read-only library table, the globals,
+                 * an object of the app's) keeps it. */
+                if (lua_getmetatable(L, 1)) {
+                        luaL_getmetatable(L, JSON_ARRAY_MT);
+                        if (!lua_rawequal(L, -1, -2))
+                                return luaL_error(L, "cella.json.array: the table already has "
+                                                     "a metatable");
+                        lua_pop(L, 2);
+                }
         }
         luaL_setmetatable(L, JSON_ARRAY_MT);
         return 1;

@@ -178,6 +178,10 @@ START_TEST(test_readonly_tables)
         expect(app, "math.pi = 3", CLUA_ERROR, "read-only library table");
         expect(app, "rawset(table, 'x', 1)", CLUA_ERROR, "read-only library table");
         expect(app, "setmetatable(os, {})", CLUA_ERROR, "protected metatable");
+        /* json.array would set its metatable over the proxy's from C. */
+        expect(app, "require('cella.json').array(string)", CLUA_ERROR, "already has a metatable");
+        expect(app, "require('cella.json').array(_G)", CLUA_ERROR, "already has a metatable");
+        expect(app, "return string.len('abc') .. tostring(math ~= nil)", CLUA_OK, "3true");
         expect(app, "return ('abc'):upper() .. math.floor(2.5)", CLUA_OK, "ABC2");
         expect(app, "setmetatable({}, {__gc = print})", CLUA_ERROR, "__gc");
         clua_app_free(app);
