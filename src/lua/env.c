@@ -286,13 +286,34 @@ static void on_watchdog(void *ud)
         }
         /* The slice ended (or a retry after preempt_later): preempt at the next
          * Lua instruction; watch for the budget and, in a host of several apps,
-         * for an app that does not get preempted. */
-        if (!h->overrun_end_ns)
+         * for an app that does not get preempted past its slice's end. */
+        if (!h->overrun_end_ns && now >= h->slice_end_ns)
                 h->overrun_end_ns = h->nopreempt_ns ? now + h->nopreempt_ns : UINT64_MAX;
         if (L)
                 lua_sethook(L, preempt_hook, LUA_MASKCOUNT, 1);
-        at = h->budget_end_ns < h->overrun_end_ns ? h->budget_end_ns : h->overrun_end_ns;
+        at = h->overrun_end_ns ? h->overrun_end_ns : h->slice_end_ns;
+        if (h->budget_end_ns < at)
+                at = h->budget_end_ns;
         arm_at(h, now, at);
+}
+
+/* The wall-clock timer of a host of several apps (signal context): the slice has
+ * taken CLUA_SLICE_WALL_FACTOR slices of wall time (the app was blocked in I/O):
+ * preempt it at its next Lua instruction, as at the end of its CPU slice, but
+ * without starting the allowance of CLUA_NOPREEMPT_NS (that is CPU's). */
+static void on_wall(void *ud)
+{
+        CLuaHost *h = ud;
+        CLuaApp *app = h->running;
+
+        if (!app || app->doomed || !app->running)
+                return;
+        lua_sethook(app->running, preempt_hook, LUA_MASKCOUNT, 1);
+}
+
+void clua_env_wall_handler(void *ud)
+{
+        on_wall(ud);
 }
 
 int clua_env_arm(CLuaApp *app, uint64_t slice_ns, uint64_t budget_ns, int budget_for)
@@ -305,6 +326,7 @@ int clua_env_arm(CLuaApp *app, uint64_t slice_ns, uint64_t budget_ns, int budget
         h->running = NULL; /* no handler in between */
         h->budget_end_ns = now + budget_ns;
         h->budget_for = budget_for;
+        h->slice_end_ns = slice_ns && slice_ns < budget_ns ? now + slice_ns : h->budget_end_ns;
         /* No slice: the budget alone; the hook is never armed to preempt. */
         h->overrun_end_ns = slice_ns && slice_ns < budget_ns ? 0 : UINT64_MAX;
         h->grace_end_ns = 0;
@@ -620,7 +642,8 @@ static int app_rawset(lua_State *L)
 }
 
 /* print as lbaselib.c's, written to the app's output (its log in packed mode) in
- * one write(2) per call. */
+ * one write(2) per call; what a full non-blocking log pipe does not take is
+ * dropped (counted in out_dropped). */
 static int app_print(lua_State *L)
 {
         CLuaApp *app = clua_app_of(L);
@@ -647,8 +670,11 @@ static int app_print(lua_State *L)
 
                 if (w < 0 && errno == EINTR)
                         continue;
-                if (w <= 0)
+                if (w <= 0) {
+                        /* a full log pipe of a packed app (non-blocking): dropped */
+                        app->out_dropped += len - off;
                         break;
+                }
                 off += (size_t)w;
         }
         return 0;

@@ -122,6 +122,7 @@ struct CLuaApp {
         int err_fd;            /* faults and cella.log (2 unless the spec gave a log_fd) */
         unsigned long dropped; /* events dropped because its queue was full */
         size_t queued_bytes;   /* bytes of its queued events (charged to alloc) */
+        uint64_t out_dropped;  /* bytes of print output a full log pipe dropped */
         bool main_done;        /* its main chunk finished or suspended once */
         /* scheduler linkage */
         CLuaApp *rq_next;
@@ -201,6 +202,11 @@ int clua_doom(lua_State *L, CLuaFault f);
  */
 int clua_env_arm(CLuaApp *app, uint64_t slice_ns, uint64_t budget_ns, int budget_for);
 
+/* The handlers of a host's timers (signal context; ud is the CLuaHost): the CPU
+ * watchdog, and the wall-clock one that only arms the preemption hook. */
+void clua_env_watchdog_handler(void *ud);
+void clua_env_wall_handler(void *ud);
+
 /*
  * For C loops an app can make long (pattern matching, table functions, the
  * reader of load): raises the app's fault if the watchdog doomed it (its budget
@@ -245,6 +251,3 @@ uint64_t clua_budget_left(CLuaApp *app, uint64_t used_in_callback, int *ret_for)
 /* Marks co as a task of the host (a tag in its extra space): coroutine.resume
  * and coroutine.wrap refuse it. */
 void clua_env_mark_task(lua_State *co);
-
-/* The handler a host's watchdog runs (ud: the CLuaHost), signal context. */
-void clua_env_watchdog_handler(void *ud);

@@ -118,6 +118,11 @@ int clua_host_new(const CLuaHostOptions *o, CLuaHost **ret)
         r = clua_watchdog_init(&h->watchdog, clua_env_watchdog_handler, h);
         if (r < 0)
                 goto fail;
+        if (h->nopreempt_ns) {
+                r = clua_watchdog_init_clock(&h->wall, CLOCK_MONOTONIC, clua_env_wall_handler, h);
+                if (r < 0)
+                        goto fail;
+        }
         h->run_heap = (CLuaHeap){.less = app_less, .pos = app_pos};
         h->timer_heap = (CLuaHeap){.less = timer_less, .pos = timer_pos};
         h->cpu0 = clua_thread_cpu_ns();
@@ -243,6 +248,7 @@ void clua_host_free(CLuaHost *h)
         clua_heap_done(&h->run_heap);
         clua_heap_done(&h->timer_heap);
         clua_watchdog_done(&h->watchdog);
+        clua_watchdog_done(&h->wall);
         if (h->epfd >= 0)
                 close(h->epfd);
         if (h->own_stats)
@@ -295,6 +301,17 @@ int clua_host_add(CLuaHost *h, const CLuaAppSpec *spec, CLuaApp **ret)
         app->channel_fd = spec->channel_fd;
         app->out_fd = spec->log_fd >= 0 ? spec->log_fd : 1;
         app->err_fd = spec->log_fd >= 0 ? spec->log_fd : 2;
+        /* A log pipe of its own (packed mode): non-blocking, so an app whose log pipe
+         * is full loses output (print, cella.log drop what does not fit) instead
+         * of stopping every app of the host until the reader catches up. */
+        if (spec->log_fd >= 0) {
+                struct stat st;
+                int fl = fcntl(spec->log_fd, F_GETFL);
+
+                if (fl >= 0 && fstat(spec->log_fd, &st) == 0 &&
+                    (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)))
+                        (void)fcntl(spec->log_fd, F_SETFL, fl | O_NONBLOCK);
+        }
         app->data_fd = -1;
         app->id = strdup(spec->id ?: "");
         app->stats = &h->app_stats[app->index];
@@ -839,6 +856,8 @@ static void run_slice(CLuaHost *h, CLuaApp *app)
         app->running = t->co;
         t0 = clua_thread_cpu_ns();
         r = clua_env_arm(app, slice, budget, bfor);
+        if (r >= 0 && h->nopreempt_ns)
+                r = clua_watchdog_arm(&h->wall, slice * CLUA_SLICE_WALL_FACTOR, 0);
         if (r < 0) {
                 app->current = NULL;
                 clua_task_free(t);
@@ -848,6 +867,7 @@ static void run_slice(CLuaHost *h, CLuaApp *app)
         clua_alloc_current = &app->alloc;
         status = lua_resume(t->co, app->L, nargs, &nres);
         clua_alloc_current = NULL;
+        (void)clua_watchdog_disarm(&h->wall);
         (void)clua_watchdog_disarm(&h->watchdog);
         h->running = NULL;
         app->running = app->L;

@@ -28,6 +28,8 @@
 #define CLUA_TIMERS_MAX       1024u  /* pending timers per app */
 #define CLUA_WORK_MAX         4096u  /* queued events per app; more are dropped */
 #define CLUA_SLICE_DEFAULT_NS (10ull * 1000000u)
+/* Wall time a slice may take, in slices (a host of several apps). */
+#define CLUA_SLICE_WALL_FACTOR 2u
 /* A slice that ends where the task cannot yield is tried again this much CPU
  * later (1 ms), without a count hook in between. */
 #define CLUA_PREEMPT_RETRY_NS (1000000ull)
@@ -125,6 +127,11 @@ typedef struct CLuaSub {
 struct CLuaHost {
         CLuaHostOptions opt;
         CLuaWatchdog watchdog;
+        /* In a host of several apps: a CLOCK_MONOTONIC timer that preempts a
+         * slice after CLUA_SLICE_WALL_FACTOR slices of wall time, so an app
+         * blocked in I/O (SQLite's fsyncs, file writes) uses no more of the
+         * thread's time than its CPU slice would. */
+        CLuaWatchdog wall;
         CLuaApp **apps;
         uint32_t n_apps, cap_apps;
         uint32_t n_alive;
@@ -151,6 +158,7 @@ struct CLuaHost {
          * ends. Written by the host and by the watchdog's signal handler. */
         volatile uint64_t budget_end_ns;
         volatile int budget_for;
+        volatile uint64_t slice_end_ns;
         volatile uint64_t overrun_end_ns;
         volatile uint64_t grace_end_ns;
         /* CLUA_NOPREEMPT_NS in a host of several apps, else 0 (no limit) */

@@ -6,10 +6,12 @@ for a group) with two apps: a neighbour whose 50 ms timer measures how late each
 of its callbacks runs, and an attacker that, 0.3 s in, tries one way of keeping
 the host's only thread: a backtracking pattern, a JSON bomb, a table.sort
 comparator, a gsub function or a __close handler that never returns, a C loop
-through metamethods, a finalizer, a wait where it cannot be suspended. The
+through metamethods, a finalizer, a wait where it cannot be suspended, blocking
+I/O (SQLite commits). The
 attacker must end with its own fault (its log and its `fault` in the stats
-file), the neighbour must keep running and finish, and its worst lateness must
-stay under LATE_MAX_MS. The figures are printed (pytest -s) and written to
+file), the neighbour must keep running and finish, its worst lateness must stay
+under LATE_MAX_MS, and an attacker that cannot be preempted must get no more
+than NOPREEMPT_CPU_MAX_MS of CPU. The figures are printed (pytest -s) and written to
 $CELLA_WALL_REPORT when set."""
 import json
 import os
@@ -28,10 +30,12 @@ CELLA_LUA = Path(os.environ.get("CELLA_LUA_BIN",
 
 # The neighbour's bound, wall clock: the host preempts Lua code at the end of a
 # 10 ms slice; code that cannot be preempted (C, or Lua called from C) is ended
-# 50 ms of CPU past it (CLUA_NOPREEMPT_NS): about 60 ms of the attacker's CPU.
-# On a loaded machine (2 CPUs shared by many builds) that CPU takes longer to
-# come, so the wall-clock bound has room; the CPU bound below has little.
-LATE_MAX_MS = 150
+# 50 ms of CPU past it (CLUA_NOPREEMPT_NS): about 60 ms of the attacker's CPU,
+# which is what an idle machine shows (60-75 ms). On a loaded one (2 CPUs shared
+# by many builds) those 60 ms of CPU take longer to come (up to 180 ms seen at a
+# load average of 4), so the wall-clock bound has room and the CPU bound below,
+# which no load changes, is the tight one.
+LATE_MAX_MS = 250
 # CPU an attacker that cannot be preempted gets before it is ended: its slice,
 # the 50 ms allowance, and the polling granularity of the C loops.
 NOPREEMPT_CPU_MAX_MS = 100
@@ -109,13 +113,21 @@ CASES = {
                d = nil
                while true do collectgarbage("step") local x = {{}} end""", 4,
            "CPU budget of 1000 ms exceeded"),
+    # Blocking I/O uses little CPU: SQLite's fsync per commit. The wall-clock
+    # timer preempts the slice after 20 ms (2 slices) of wall time.
+    "sqlite-fsync": ("""local timer = require "cella.timer"
+                        local d = require("cella.db").open("x.db")
+                        d:exec("CREATE TABLE t(x)")
+                        local stop = timer.now() + 1.0
+                        while timer.now() < stop do d:exec("INSERT INTO t VALUES (1)") end
+                        error("done committing")""", 1, "done committing"),
     "sleep-in-gsub": ("""local timer = require "cella.timer"
                          string.gsub("a", "a", function() timer.sleep(30) end)""", 1,
                       "cannot wait for the kernel or a timer here"),
 }
 
 
-def run_group(tmp_path, attack):
+def run_group(tmp_path, attack, attacker_log_pipe=False):
     if not CELLA_LUA.exists():
         pytest.skip(f"{CELLA_LUA} not built")
     apps = tmp_path / "apps"
@@ -130,6 +142,12 @@ def run_group(tmp_path, attack):
         end)
     """))
     logs = {k: open(tmp_path / f"{k}.log", "w+") for k in ("n", "a")}
+    pipe = None
+    if attacker_log_pipe:
+        # A log pipe nobody reads while the host runs: it fills at 64 KiB.
+        pipe = os.pipe()
+        logs["a"].close()
+        logs["a"] = os.fdopen(pipe[1], "w")
     stats = open(tmp_path / "stats", "w+b")
     stats.truncate(128 + 2 * 128)
     spec = {
@@ -150,6 +168,11 @@ def run_group(tmp_path, attack):
     wall = time.monotonic() - t0
     out = {}
     for k, f in logs.items():
+        if pipe and k == "a":
+            f.close()
+            with os.fdopen(pipe[0], "rb") as r:
+                out[k] = r.read().decode(errors="replace")
+            continue
         f.seek(0)
         out[k] = f.read()
         f.close()
@@ -184,7 +207,8 @@ def test_a_greedy_member_is_ended_alone_and_its_neighbour_keeps_time(tmp_path, c
     line = [x for x in log["n"].splitlines() if x.startswith("neighbour ")]
     assert line, (log["n"], p.stderr)
     fields = dict(kv.split("=") for kv in line[0].split()[1:])
-    assert int(fields["ticks"]) >= int(NEIGHBOUR_RUN_S / PERIOD * 0.8), line
+    # one tick per period and its lateness: about 40 of 50 when it shares the CPU
+    assert int(fields["ticks"]) >= int(NEIGHBOUR_RUN_S / PERIOD * 0.6), line
     assert float(fields["worst_ms"]) < LATE_MAX_MS, (case, line)
 
 
@@ -193,3 +217,20 @@ def test_finalizer_routes_are_refused(tmp_path):
     _, log, _, _, _ = run_group(tmp_path, CASES["gc"][0])
     for route in ("db", "set", "json", "close"):
         assert f"{route}\tfalse" in log["a"], log["a"]
+
+
+def test_a_full_log_pipe_drops_output_instead_of_stopping_the_group(tmp_path):
+    # 100 MiB printed into a pipe nobody reads: the host's write end is
+    # non-blocking, so the attacker's output is cut at the pipe's 64 KiB and the
+    # host runs on; without that the first print blocked every app for good.
+    p, log, faults, cpu, wall = run_group(tmp_path, """
+        local s = ("x"):rep(1 << 20)
+        for i = 1, 100 do print(s) end
+        error("flooded")
+    """, attacker_log_pipe=True)
+    print(f"log-pipe: attacker fault {faults[1]}; {log['n'].strip()}; {wall:.2f} s")
+    assert faults == [0, 1], (faults, p.stderr)
+    assert 0 < len(log["a"]) <= 1 << 17, len(log["a"])
+    line = [x for x in log["n"].splitlines() if x.startswith("neighbour ")]
+    assert line, log["n"]
+    assert float(dict(kv.split("=") for kv in line[0].split()[1:])["worst_ms"]) < LATE_MAX_MS
