@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "lua/alloc.h"
+#include "lua/watchdog.h"
 
 __thread CLuaAlloc *clua_alloc_current;
 
@@ -229,4 +230,15 @@ int clua_alloc_raise_memory(lua_State *L)
         if (a && a->cap < SIZE_MAX / 2)
                 (void)lua_newuserdatauv(L, a->cap + 1, 0);
         return luaL_error(L, "not enough memory");
+}
+
+bool clua_alloc_current_overtime(void)
+{
+        CLuaAlloc *a = clua_alloc_current;
+        uint64_t stop;
+
+        if (!a || !a->soft_stop_ns)
+                return false;
+        stop = *a->soft_stop_ns;
+        return stop && clua_thread_cpu_ns() >= stop;
 }

@@ -33,6 +33,10 @@ typedef struct CLuaAlloc {
         /* The app's doom flag (CLuaApp.doomed), or NULL: C libraries that run
          * long (SQLite's progress handler) stop when it is set. */
         const volatile sig_atomic_t *doomed;
+        /* The app's host's soft stop: the thread CPU time (ns) after which C
+         * work that can stop with an error should (a SQLite statement), or 0;
+         * or NULL. Set when a slice of a host of several apps ends. */
+        const volatile uint64_t *soft_stop_ns;
 } CLuaAlloc;
 
 /*
@@ -99,6 +103,12 @@ size_t clua_ext_size(void *p);
  * initialized by someone else (its allocations then go uncounted).
  */
 int clua_alloc_global_init(void);
+
+/* Whether the app the thread runs now is past its host's soft stop (its slice
+ * ended CLUA_NOPREEMPT_NS / 2 of CPU ago in a host of several apps): C work that
+ * can end with an error (a SQLite statement) should, before the watchdog ends
+ * the app. Reads the thread's CPU clock only when a soft stop is set. */
+bool clua_alloc_current_overtime(void);
 
 /* Whether the app the thread runs now is doomed (for C libraries' callbacks). */
 static inline bool clua_alloc_current_doomed(void)

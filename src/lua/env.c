@@ -287,8 +287,10 @@ static void on_watchdog(void *ud)
         /* The slice ended (or a retry after preempt_later): preempt at the next
          * Lua instruction; watch for the budget and, in a host of several apps,
          * for an app that does not get preempted past its slice's end. */
-        if (!h->overrun_end_ns && now >= h->slice_end_ns)
+        if (!h->overrun_end_ns && now >= h->slice_end_ns) {
                 h->overrun_end_ns = h->nopreempt_ns ? now + h->nopreempt_ns : UINT64_MAX;
+                h->soft_stop_ns = h->nopreempt_ns ? now + h->nopreempt_ns / 2 : 0;
+        }
         if (L)
                 lua_sethook(L, preempt_hook, LUA_MASKCOUNT, 1);
         at = h->overrun_end_ns ? h->overrun_end_ns : h->slice_end_ns;
@@ -330,6 +332,7 @@ int clua_env_arm(CLuaApp *app, uint64_t slice_ns, uint64_t budget_ns, int budget
         /* No slice: the budget alone; the hook is never armed to preempt. */
         h->overrun_end_ns = slice_ns && slice_ns < budget_ns ? 0 : UINT64_MAX;
         h->grace_end_ns = 0;
+        h->soft_stop_ns = 0;
         h->running = app;
         return clua_watchdog_arm(&h->watchdog,
                                  slice_ns && slice_ns < budget_ns ? slice_ns : budget_ns, 0);

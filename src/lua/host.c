@@ -322,6 +322,7 @@ int clua_host_add(CLuaHost *h, const CLuaAppSpec *spec, CLuaApp **ret)
         r = clua_env_new(app);
         if (r < 0)
                 return r;
+        app->alloc.soft_stop_ns = &h->soft_stop_ns;
         if (spec->data) {
                 app->data_fd = open(spec->data, O_PATH | O_DIRECTORY | O_CLOEXEC);
                 if (app->data_fd < 0)

@@ -160,6 +160,7 @@ struct CLuaHost {
         volatile int budget_for;
         volatile uint64_t slice_end_ns;
         volatile uint64_t overrun_end_ns;
+        volatile uint64_t soft_stop_ns; /* alloc.h: halfway into the overrun, or 0 */
         volatile uint64_t grace_end_ns;
         /* CLUA_NOPREEMPT_NS in a host of several apps, else 0 (no limit) */
         uint64_t nopreempt_ns;

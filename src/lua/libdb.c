@@ -64,7 +64,8 @@
 
 typedef struct {
         sqlite3 *db;
-        long ticks; /* progress callbacks left in this step */
+        long ticks;    /* progress callbacks left in this step */
+        bool overtime; /* the last interrupt was the packed host's soft stop */
 } Db;
 
 typedef struct {
@@ -73,12 +74,18 @@ typedef struct {
         int done;
 } Stmt;
 
-/* Stops the statement after DB_STEP_OPS instructions, or at once when the app
- * is doomed (its CPU budget ended, or it kept a packed host's thread too long). */
+/* Stops the statement after DB_STEP_OPS instructions, at once when the app is
+ * doomed (its CPU budget ended), or, in a packed host, when it ran halfway into
+ * the allowance past its time slice (alloc.h): an error the app can catch,
+ * before the watchdog would end the app for holding the group's thread. */
 static int progress_cb(void *p)
 {
         Db *d = p;
-        return --d->ticks < 0 || clua_alloc_current_doomed();
+
+        if (--d->ticks < 0 || clua_alloc_current_doomed())
+                return 1;
+        d->overtime = clua_alloc_current_overtime();
+        return d->overtime;
 }
 
 static int authorizer_cb(void *p, int action, const char *a, const char *b, const char *c,
@@ -111,6 +118,7 @@ static int authorizer_cb(void *p, int action, const char *a, const char *b, cons
 static void arm(Db *d)
 {
         d->ticks = DB_STEP_OPS / DB_PROGRESS_N;
+        d->overtime = false;
 }
 
 /* __gc, __close and close() of a database: closes it (idempotent). */
@@ -138,6 +146,11 @@ static int db_fail(lua_State *L, Db *d, const char *what)
         /* SQLite's memory counts against the app's cap (alloc.h). */
         if (code == SQLITE_NOMEM && clua_alloc_current)
                 return clua_alloc_raise_memory(L);
+        if (code == SQLITE_INTERRUPT && d->overtime)
+                return luaL_error(L,
+                                  "cella.db.%s: statement interrupted: it held the packed "
+                                  "host's thread 25 ms past the app's time slice (split the work)",
+                                  what);
         if (code == SQLITE_INTERRUPT)
                 return luaL_error(L, "cella.db.%s: statement ran longer than %d instructions", what,
                                   DB_STEP_OPS);

@@ -76,8 +76,18 @@ CASES = {
     "pattern-pcall": ("""for i = 1, 100 do
                            pcall(string.match, ("a"):rep(5000), ("a*"):rep(20) .. "b")
                          end""", 4, "could not be preempted"),
+    # jansson's tree and the Lua tables pass the 16 MiB cap: a memory fault,
+    # unless parsing (one C call) holds the thread 50 ms past the slice first.
     "json-arrays": ("""require("cella.json").decode("[" .. ("[],"):rep(349524) .. "[]]")""",
-                    3, "memory limit of 16777216 bytes exceeded"),
+                    (3, 4), ("memory limit of 16777216 bytes exceeded", "could not be preempted")),
+    # A long SQL statement stops with an error the app can catch, 25 ms past
+    # its slice (before the watchdog would end the app).
+    "sqlite-query": ("""local d = require("cella.db").open("x.db")
+                        for i = 1, 3 do
+                          print("query", pcall(d.exec, d, "WITH RECURSIVE c(x) AS (SELECT 1 "
+                            .. "UNION ALL SELECT x + 1 FROM c LIMIT 100000000) SELECT count(*) FROM c"))
+                        end
+                        while true do end""", 4, "statement interrupted"),
     "json-deep": ("""print(pcall(require("cella.json").decode, ("["):rep(2^20)))
                      while true do end""", 4, "CPU budget"),
     "sort": (f"""local t = {{}} for i = 1, 100 do t[i] = i end
@@ -186,7 +196,9 @@ def run_group(tmp_path, attack, attacker_log_pipe=False):
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_a_greedy_member_is_ended_alone_and_its_neighbour_keeps_time(tmp_path, case):
-    attack, fault, words = CASES[case]
+    attack, faults_ok, words = CASES[case]
+    faults_ok = faults_ok if isinstance(faults_ok, tuple) else (faults_ok,)
+    words = words if isinstance(words, tuple) else (words,)
     p, log, faults, cpu, wall = run_group(tmp_path, attack)
     report = (f"{case}: attacker fault {faults[1]} after {cpu[1] / 1e6:.0f} ms CPU; "
               f"{log['n'].strip()}; host exit {p.returncode} in {wall:.2f} s")
@@ -196,12 +208,12 @@ def test_a_greedy_member_is_ended_alone_and_its_neighbour_keeps_time(tmp_path, c
             f.write(report + "\n")
     # The host outlived the attack: it ran the neighbour to its end, and its
     # exit code is the attacker's fault (the first fault of the group).
-    assert p.returncode == fault, (p.returncode, p.stderr, log)
+    assert p.returncode in faults_ok, (p.returncode, p.stderr, log)
     assert "outside Lua code" not in p.stderr + log["a"], (p.stderr, log)
     # The attacker ended with its own fault, named in its log.
-    assert faults == [0, fault], (faults, log)
-    assert words in log["a"], log["a"]
-    if "preempted" in words:
+    assert faults == [0, p.returncode], (faults, log)
+    assert any(w in log["a"] for w in words), log["a"]
+    if "could not be preempted" in log["a"]:
         assert cpu[1] < NOPREEMPT_CPU_MAX_MS * 1e6, cpu
     # The neighbour ran to its end on time.
     line = [x for x in log["n"].splitlines() if x.startswith("neighbour ")]
