@@ -538,8 +538,56 @@ static int app_require(lua_State *L)
         return 1;
 }
 
+/* Work of one GC step collectgarbage takes at a time, KiB (as if this much had
+ * been allocated: lua_gc LUA_GCSTEP); between steps it yields to the host when
+ * its slice has ended. */
+#define GC_STEP_KB 256
+
+static void preempt_hook(lua_State *L, lua_Debug *ar);
+
+/* collectgarbage's "collect" and "step" as a loop of GC steps that yields to
+ * the host when the slice ends (the preemption hook is armed), so a collection
+ * of a large heap is preempted as Lua code is. ctx: for "collect", the cycles
+ * still to finish (2: the one under way, then a whole one, as luaC_fullgc); for
+ * "step", -1 - the KiB of work still to do. */
+static int gc_loop(lua_State *L, int status, lua_KContext ctx)
+{
+        CLuaApp *app = clua_app_of(L);
+
+        (void)status;
+        app->host_yield = CLUA_YIELD_NONE;
+        for (;;) {
+                bool cycle_done;
+
+                clua_poll(L);
+                if (ctx < 0) {
+                        lua_KContext kb = -1 - ctx;
+                        int step = kb < GC_STEP_KB ? (int)kb : GC_STEP_KB;
+
+                        cycle_done = lua_gc(L, LUA_GCSTEP, step);
+                        kb -= step;
+                        if (cycle_done || kb <= 0) {
+                                lua_pushboolean(L, cycle_done);
+                                return 1;
+                        }
+                        ctx = -1 - kb;
+                } else {
+                        if (lua_gc(L, LUA_GCSTEP, GC_STEP_KB) && --ctx == 0) {
+                                lua_pushinteger(L, 0);
+                                return 1;
+                        }
+                }
+                if (lua_gethook(L) == preempt_hook && lua_isyieldable(L)) {
+                        lua_sethook(L, NULL, 0, 0);
+                        app->host_yield = CLUA_YIELD_PREEMPT;
+                        return lua_yieldk(L, 0, ctx, gc_loop);
+                }
+        }
+}
+
 /* collectgarbage([opt [, arg]]): "collect" (default), "count" and "step"; the
- * rest ("stop", "incremental", "generational", pause settings) are the host's. */
+ * rest ("stop", "incremental", "generational", pause settings) are the host's.
+ * "collect" and "step" run in steps the host can preempt (gc_loop). */
 static int app_collectgarbage(lua_State *L)
 {
         static const char *const opts[] = {"collect", "count", "step", NULL};
@@ -547,9 +595,8 @@ static int app_collectgarbage(lua_State *L)
 
         switch (o) {
         case 0:
-                lua_gc(L, LUA_GCCOLLECT);
-                lua_pushinteger(L, 0);
-                return 1;
+                lua_settop(L, 0);
+                return gc_loop(L, LUA_OK, 2);
         case 1: {
                 int k = lua_gc(L, LUA_GCCOUNT), b = lua_gc(L, LUA_GCCOUNTB);
 
@@ -560,8 +607,12 @@ static int app_collectgarbage(lua_State *L)
                 lua_Integer kb = luaL_optinteger(L, 2, 0);
 
                 luaL_argcheck(L, kb >= 0 && kb <= (1 << 20), 2, "step size out of range");
-                lua_pushboolean(L, lua_gc(L, LUA_GCSTEP, (int)kb));
-                return 1;
+                if (kb == 0) {
+                        lua_pushboolean(L, lua_gc(L, LUA_GCSTEP, 0));
+                        return 1;
+                }
+                lua_settop(L, 0);
+                return gc_loop(L, LUA_OK, -1 - (lua_KContext)kb);
         }
         }
 }

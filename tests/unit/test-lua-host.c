@@ -339,6 +339,30 @@ START_TEST(test_queued_events_are_charged)
 }
 END_TEST
 
+/* collectgarbage() of a large heap runs in steps the host preempts, and still
+ * collects everything. */
+START_TEST(test_collectgarbage_is_preemptible)
+{
+        CLuaHost *h = new_host(CLUA_SCHED_FAIR, 1);
+        CLuaApp *a = add(h,
+                         "local app = require 'cella.app'\n"
+                         "local t = {} for i = 1, 400000 do t[i] = {i} end\n"
+                         "t = nil\n"
+                         "local p0 = app.stats().preemptions\n"
+                         "collectgarbage()\n"
+                         "local p1 = app.stats().preemptions\n"
+                         "assert(p1 > p0, 'collect was not preempted')\n"
+                         "assert(collectgarbage('count') < 4096, collectgarbage('count'))\n"
+                         "assert(collectgarbage('step', 1024) ~= nil)\n"
+                         "assert(collectgarbage('step') ~= nil)\n",
+                         0, 0, NULL);
+
+        ck_assert_int_eq(clua_host_run(h), 0);
+        ck_assert_uint_eq(a->stats->fault, 0);
+        clua_host_free(h);
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("lua-host");
@@ -356,6 +380,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_no_channel);
         tcase_add_test(tc, test_task_not_resumable);
         tcase_add_test(tc, test_queued_events_are_charged);
+        tcase_add_test(tc, test_collectgarbage_is_preemptible);
         suite_add_tcase(s, tc);
         return s;
 }
