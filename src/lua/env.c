@@ -188,7 +188,7 @@ static void arm_at(CLuaHost *h, uint64_t now, uint64_t at_ns)
 }
 
 /* The running thread cannot yield (inside a metamethod called from C, a sort
- * comparator): no hook (a count hook keeps the VM on its slow path), but the
+ * function called from C): no hook (a count hook keeps the VM on its slow path), but the
  * watchdog again in CLUA_PREEMPT_RETRY_NS of CPU, or sooner when the budget or
  * the overrun allowance ends. The watchdog's signal is blocked meanwhile, so its
  * handler cannot doom the app between the hook's removal and the re-arming. */

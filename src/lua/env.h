@@ -54,7 +54,7 @@ typedef enum CLuaFault {
         CLUA_EXITING,      /* app.exit() was called: not a fault, the app ends */
         /* In a host of several apps (packed), the app kept the CPU more than
          * CLUA_NOPREEMPT_NS past the end of its slice where it could not be
-         * preempted: Lua code called from C (a metamethod, a gsub function), or
+         * preempted: Lua code called from C (a metamethod, a __tostring), or
          * a long C call. Exit code CLUA_EXIT_CPU. */
         CLUA_CPU_SLICE,
 } CLuaFault;

@@ -264,8 +264,8 @@ static int wait_for(lua_State *L, CLuaWait *w)
                         (void)cella_cancel(app->cella, w->request_id);
                 free(w);
                 return luaL_error(L, "cannot wait for the kernel or a timer here: inside a "
-                                     "metamethod, a table.sort comparator or a string.gsub "
-                                     "function the task cannot be suspended (packed mode)");
+                                     "metamethod or __tostring called from C the task cannot "
+                                     "be suspended (packed mode)");
         }
         /* Cannot yield, alone in the host: block until it is done. */
         while (!w->done) {

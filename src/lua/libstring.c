@@ -530,114 +530,204 @@ static int str_gmatch(lua_State *L)
         return 1;
 }
 
+/*
+ * string.gsub keeps its state in a userdata (stack index GSUB_STATE) and builds
+ * its result in another (GSUB_BUF, replaced as it grows), not in C locals or a
+ * luaL_Buffer, so it can call a function replacement with lua_callk: the
+ * function is then Lua code the host can preempt (it may even wait for the
+ * kernel), and gsub goes on in gsub_k when the task resumes.
+ */
+#define GSUB_STATE 5
+#define GSUB_BUF   6
+
+typedef struct Gsub {
+        size_t src;    /* where the next match is tried (offset in the subject) */
+        size_t last;   /* end of the last match + 1, or 0 for none */
+        size_t mstart; /* the match being replaced by a function call */
+        size_t mend;
+        lua_Integer n;   /* replacements made */
+        lua_Integer max; /* most replacements */
+        bool anchor;     /* pattern starts with ^ */
+        bool changed;    /* some replacement differed from its match */
+        size_t len, cap; /* bytes of the result in GSUB_BUF, and its size */
+} Gsub;
+
+static char *gsub_buf(lua_State *L)
+{
+        return lua_touserdata(L, GSUB_BUF);
+}
+
+/* Appends n bytes at p to the result, growing GSUB_BUF (a Lua allocation,
+ * counted against the app's cap). p must not point into GSUB_BUF. */
+static void gsub_add(lua_State *L, Gsub *g, const char *p, size_t n)
+{
+        if (n > g->cap - g->len) {
+                size_t cap = g->cap;
+                char *nb;
+
+                while (n > cap - g->len) {
+                        if (cap > ((size_t)LUA_MAXINTEGER < SIZE_MAX ? (size_t)LUA_MAXINTEGER
+                                                                     : SIZE_MAX) /
+                                          2)
+                                luaL_error(L, "resulting string too large");
+                        cap *= 2;
+                }
+                nb = lua_newuserdatauv(L, cap, 0);
+                memcpy(nb, gsub_buf(L), g->len);
+                lua_replace(L, GSUB_BUF);
+                g->cap = cap;
+        }
+        memcpy(gsub_buf(L) + g->len, p, n);
+        g->len += n;
+}
+
+/* Appends the string on top (popped). */
+static void gsub_add_top(lua_State *L, Gsub *g)
+{
+        size_t n;
+        const char *p = lua_tolstring(L, -1, &n);
+
+        gsub_add(L, g, p, n);
+        lua_pop(L, 1);
+}
+
 /* Appends the replacement string (argument 3, with %0..%9 and %%) for a match. */
-static void add_string(Matcher *m, luaL_Buffer *b, const char *s, const char *e)
+static void add_string(Matcher *m, Gsub *g, const char *s, const char *e)
 {
         lua_State *L = m->L;
         size_t l;
         const char *r = lua_tolstring(L, 3, &l), *end = r + l, *pc;
 
         while ((pc = memchr(r, ESC, (size_t)(end - r)))) {
-                luaL_addlstring(b, r, (size_t)(pc - r));
+                gsub_add(L, g, r, (size_t)(pc - r));
                 tick(m, (size_t)(pc - r) + 1);
                 pc++;
                 if (pc >= end || (*pc != ESC && !isdigit((unsigned char)*pc)))
                         luaL_error(L, "invalid use of '%c' in replacement string", ESC);
                 if (*pc == ESC)
-                        luaL_addchar(b, ESC);
+                        gsub_add(L, g, pc, 1);
                 else if (*pc == '0')
-                        luaL_addlstring(b, s, (size_t)(e - s));
+                        gsub_add(L, g, s, (size_t)(e - s));
                 else {
                         push_capture(m, *pc - '1', s, e);
                         luaL_tolstring(L, -1, NULL);
                         lua_remove(L, -2);
-                        luaL_addvalue(b);
+                        gsub_add_top(L, g);
                 }
                 r = pc + 1;
         }
-        luaL_addlstring(b, r, (size_t)(end - r));
+        gsub_add(L, g, r, (size_t)(end - r));
         tick(m, (size_t)(end - r));
 }
 
-/* Appends the replacement of the match s..e; returns whether it changed it. */
-static bool add_value(Matcher *m, luaL_Buffer *b, const char *s, const char *e, int tr)
+/* The value on top replaces the match g->mstart..g->mend (false or nil: the
+ * match stays). Pops it. */
+static void gsub_value(lua_State *L, Gsub *g)
 {
-        lua_State *L = m->L;
-
-        switch (tr) {
-        case LUA_TFUNCTION: {
-                int n;
-
-                lua_pushvalue(L, 3);
-                n = push_captures(m, s, e);
-                lua_call(L, n, 1);
-                break;
-        }
-        case LUA_TTABLE:
-                push_capture(m, 0, s, e);
-                lua_gettable(L, 3);
-                break;
-        default:
-                add_string(m, b, s, e);
-                return true;
-        }
         if (!lua_toboolean(L, -1)) {
                 lua_pop(L, 1);
-                luaL_addlstring(b, s, (size_t)(e - s));
-                return false;
+                gsub_add(L, g, lua_tostring(L, 1) + g->mstart, g->mend - g->mstart);
+                return;
         }
         if (!lua_isstring(L, -1))
-                return luaL_error(L, "invalid replacement value (a %s)", luaL_typename(L, -1));
-        luaL_addvalue(b);
-        return true;
+                luaL_error(L, "invalid replacement value (a %s)", luaL_typename(L, -1));
+        g->changed = true;
+        gsub_add_top(L, g);
+}
+
+static int gsub_run(lua_State *L, Gsub *g);
+
+/* Where gsub goes on after a function replacement returned (or its task was
+ * resumed after a preemption inside it). */
+static int gsub_k(lua_State *L, int status, lua_KContext ctx)
+{
+        Gsub *g = lua_touserdata(L, GSUB_STATE);
+
+        (void)status;
+        (void)ctx;
+        gsub_value(L, g);
+        return gsub_run(L, g);
+}
+
+static int gsub_run(lua_State *L, Gsub *g)
+{
+        size_t ls, lp;
+        const char *s = lua_tolstring(L, 1, &ls), *p = lua_tolstring(L, 2, &lp);
+        int tr = lua_type(L, 3);
+        Matcher m;
+
+        if (g->anchor) {
+                p++;
+                lp--;
+        }
+        matcher_init(&m, L, s, ls, p, lp);
+        while (g->n < g->max) {
+                const char *src = s + g->src, *e;
+
+                matcher_reset(&m);
+                e = match(&m, src, p);
+                if (e && (g->last == 0 || e != s + g->last - 1)) {
+                        g->n++;
+                        g->mstart = g->src;
+                        g->mend = (size_t)(e - s);
+                        g->src = g->mend;
+                        g->last = g->mend + 1;
+                        if (tr == LUA_TFUNCTION) {
+                                int n;
+
+                                lua_pushvalue(L, 3);
+                                n = push_captures(&m, src, e);
+                                lua_callk(L, n, 1, 0, gsub_k);
+                                gsub_value(L, g);
+                        } else if (tr == LUA_TTABLE) {
+                                push_capture(&m, 0, src, e);
+                                lua_gettable(L, 3);
+                                gsub_value(L, g);
+                        } else {
+                                add_string(&m, g, src, e);
+                                g->changed = true;
+                        }
+                } else if (src < m.src_end) {
+                        gsub_add(L, g, src, 1);
+                        g->src++;
+                } else
+                        break;
+                if (g->anchor)
+                        break;
+                tick(&m, 1);
+        }
+        if (!g->changed)
+                lua_pushvalue(L, 1);
+        else {
+                gsub_add(L, g, s + g->src, ls - g->src);
+                lua_pushlstring(L, gsub_buf(L), g->len);
+        }
+        lua_pushinteger(L, g->n);
+        return 2;
 }
 
 /* string.gsub(s, pattern, repl [, n]) */
 static int str_gsub(lua_State *L)
 {
         size_t ls, lp;
-        const char *s = luaL_checklstring(L, 1, &ls), *p = luaL_checklstring(L, 2, &lp);
-        const char *src = s, *last = NULL;
-        int tr = lua_type(L, 3);
-        lua_Integer max = luaL_optinteger(L, 4, (lua_Integer)ls + 1), n = 0;
-        bool anchor = lp > 0 && *p == '^', changed = false;
-        luaL_Buffer b;
-        Matcher m;
+        const char *p;
+        int tr;
+        lua_Integer max;
+        Gsub *g;
 
+        luaL_checklstring(L, 1, &ls);
+        p = luaL_checklstring(L, 2, &lp);
+        tr = lua_type(L, 3);
+        max = luaL_optinteger(L, 4, (lua_Integer)ls + 1);
         luaL_argexpected(L,
                          tr == LUA_TNUMBER || tr == LUA_TSTRING || tr == LUA_TFUNCTION ||
                                  tr == LUA_TTABLE,
                          3, "string/function/table");
-        if (anchor) {
-                p++;
-                lp--;
-        }
-        luaL_buffinit(L, &b);
-        matcher_init(&m, L, s, ls, p, lp);
-        while (n < max) {
-                const char *e;
-
-                matcher_reset(&m);
-                e = match(&m, src, p);
-                if (e && e != last) {
-                        n++;
-                        changed = add_value(&m, &b, src, e, tr) || changed;
-                        src = last = e;
-                } else if (src < m.src_end)
-                        luaL_addchar(&b, *src++);
-                else
-                        break;
-                if (anchor)
-                        break;
-        }
-        if (!changed)
-                lua_pushvalue(L, 1);
-        else {
-                luaL_addlstring(&b, src, (size_t)(m.src_end - src));
-                luaL_pushresult(&b);
-        }
-        lua_pushinteger(L, n);
-        return 2;
+        lua_settop(L, 4);
+        g = lua_newuserdatauv(L, sizeof(*g), 0);
+        *g = (Gsub){.max = max, .anchor = lp > 0 && *p == '^', .cap = 256};
+        lua_newuserdatauv(L, g->cap, 0);
+        return gsub_run(L, g);
 }
 
 /* string.rep(s, n [, sep]): as liblua's, but an empty result is returned at

@@ -396,6 +396,17 @@ START_TEST(test_c_loops_end_with_the_budget)
         {
                 CLuaApp *app = new_app(0, 300, 0);
 
+                /* gsub's function and sort's comparator may yield (liblua's may not) */
+                expect(app,
+                       "local co = coroutine.wrap(function() "
+                       "  local r = string.gsub('abc', '.', function(c) "
+                       "    coroutine.yield(c) return c:upper() end) "
+                       "  local t = {3, 1, 2} "
+                       "  table.sort(t, function(a, b) coroutine.yield('s') return a < b end) "
+                       "  return r .. table.concat(t) end) "
+                       "local out = {} repeat local v = co() out[#out + 1] = v "
+                       "until #v > 1 return table.concat(out, ',')",
+                       CLUA_OK, "a,b,c,s,");
                 expect(app, "return #string.rep('', math.maxinteger) .. #('x'):rep(0)", CLUA_OK,
                        "00");
                 expect(app, "return #string.rep('', math.maxinteger, '')", CLUA_OK, "0");
