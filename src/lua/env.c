@@ -187,8 +187,8 @@ static void arm_at(CLuaHost *h, uint64_t now, uint64_t at_ns)
         (void)clua_watchdog_arm(&h->watchdog, at_ns > now ? at_ns - now : 1, 0);
 }
 
-/* The running thread cannot yield (inside a metamethod called from C, a sort
- * function called from C): no hook (a count hook keeps the VM on its slow path), but the
+/* The running thread cannot yield (inside a metamethod or a __tostring called
+ * from C): no hook (a count hook keeps the VM on its slow path), but the
  * watchdog again in CLUA_PREEMPT_RETRY_NS of CPU, or sooner when the budget or
  * the overrun allowance ends. The watchdog's signal is blocked meanwhile, so its
  * handler cannot doom the app between the hook's removal and the re-arming. */
