@@ -482,33 +482,34 @@ static int str_match(lua_State *L)
         return find_or_match(L, false);
 }
 
-/* The iterator of gmatch: upvalues subject, pattern, next position (0-based),
- * end of the last match (0-based, -1 for none). */
+/* Where gmatch's iterator stands (its third upvalue, a userdata). */
+typedef struct GmatchPos {
+        size_t pos;  /* next position to try, 0-based */
+        size_t last; /* end of the last match + 1, or 0 for none */
+} GmatchPos;
+
+/* The iterator of gmatch: upvalues subject, pattern, GmatchPos. */
 static int gmatch_next(lua_State *L)
 {
         size_t ls, lp;
         const char *s = lua_tolstring(L, lua_upvalueindex(1), &ls),
                    *p = lua_tolstring(L, lua_upvalueindex(2), &lp);
-        lua_Integer pos = lua_tointeger(L, lua_upvalueindex(3)),
-                    last = lua_tointeger(L, lua_upvalueindex(4));
+        GmatchPos *g = lua_touserdata(L, lua_upvalueindex(3));
         Matcher m;
 
         matcher_init(&m, L, s, ls, p, lp);
-        for (const char *src = s + pos; src <= m.src_end; src++) {
+        for (const char *src = s + g->pos; src <= m.src_end; src++) {
                 const char *e;
 
                 matcher_reset(&m);
                 e = match(&m, src, p);
-                if (e && (last < 0 || e != s + last)) {
-                        lua_pushinteger(L, e - s);
-                        lua_pushvalue(L, -1);
-                        lua_replace(L, lua_upvalueindex(3));
-                        lua_replace(L, lua_upvalueindex(4));
+                if (e && (g->last == 0 || e != s + g->last - 1)) {
+                        g->pos = (size_t)(e - s);
+                        g->last = g->pos + 1;
                         return push_captures(&m, src, e);
                 }
         }
-        lua_pushinteger(L, (lua_Integer)ls + 1);
-        lua_replace(L, lua_upvalueindex(3));
+        g->pos = ls + 1;
         return 0;
 }
 
@@ -516,6 +517,7 @@ static int gmatch_next(lua_State *L)
 static int str_gmatch(lua_State *L)
 {
         size_t ls;
+        GmatchPos *g;
 
         luaL_checklstring(L, 1, &ls);
         luaL_checkstring(L, 2);
@@ -524,9 +526,9 @@ static int str_gmatch(lua_State *L)
         if (init > ls)
                 init = ls + 1; /* past the end: no match */
         lua_settop(L, 2);
-        lua_pushinteger(L, (lua_Integer)init);
-        lua_pushinteger(L, -1);
-        lua_pushcclosure(L, gmatch_next, 4);
+        g = lua_newuserdatauv(L, sizeof(*g), 0);
+        *g = (GmatchPos){.pos = init};
+        lua_pushcclosure(L, gmatch_next, 3);
         return 1;
 }
 
@@ -545,17 +547,14 @@ typedef struct Gsub {
         size_t last;   /* end of the last match + 1, or 0 for none */
         size_t mstart; /* the match being replaced by a function call */
         size_t mend;
+        size_t copied;   /* the subject up to here is in the result */
         lua_Integer n;   /* replacements made */
         lua_Integer max; /* most replacements */
         bool anchor;     /* pattern starts with ^ */
         bool changed;    /* some replacement differed from its match */
-        size_t len, cap; /* bytes of the result in GSUB_BUF, and its size */
+        char *buf;       /* GSUB_BUF's memory (a userdata does not move) */
+        size_t len, cap; /* bytes of the result in buf, and its size */
 } Gsub;
-
-static char *gsub_buf(lua_State *L)
-{
-        return lua_touserdata(L, GSUB_BUF);
-}
 
 /* Appends n bytes at p to the result, growing GSUB_BUF (a Lua allocation,
  * counted against the app's cap). p must not point into GSUB_BUF. */
@@ -573,11 +572,12 @@ static void gsub_add(lua_State *L, Gsub *g, const char *p, size_t n)
                         cap *= 2;
                 }
                 nb = lua_newuserdatauv(L, cap, 0);
-                memcpy(nb, gsub_buf(L), g->len);
+                memcpy(nb, g->buf, g->len);
                 lua_replace(L, GSUB_BUF);
+                g->buf = nb;
                 g->cap = cap;
         }
-        memcpy(gsub_buf(L) + g->len, p, n);
+        memcpy(g->buf + g->len, p, n);
         g->len += n;
 }
 
@@ -667,10 +667,12 @@ static int gsub_run(lua_State *L, Gsub *g)
                 matcher_reset(&m);
                 e = match(&m, src, p);
                 if (e && (g->last == 0 || e != s + g->last - 1)) {
+                        /* the subject's bytes since the last replacement, at once */
+                        gsub_add(L, g, s + g->copied, g->src - g->copied);
                         g->n++;
                         g->mstart = g->src;
                         g->mend = (size_t)(e - s);
-                        g->src = g->mend;
+                        g->src = g->copied = g->mend;
                         g->last = g->mend + 1;
                         if (tr == LUA_TFUNCTION) {
                                 int n;
@@ -687,10 +689,9 @@ static int gsub_run(lua_State *L, Gsub *g)
                                 add_string(&m, g, src, e);
                                 g->changed = true;
                         }
-                } else if (src < m.src_end) {
-                        gsub_add(L, g, src, 1);
-                        g->src++;
-                } else
+                } else if (src < m.src_end)
+                        g->src++; /* kept: appended with the next replacement */
+                else
                         break;
                 if (g->anchor)
                         break;
@@ -699,8 +700,8 @@ static int gsub_run(lua_State *L, Gsub *g)
         if (!g->changed)
                 lua_pushvalue(L, 1);
         else {
-                gsub_add(L, g, s + g->src, ls - g->src);
-                lua_pushlstring(L, gsub_buf(L), g->len);
+                gsub_add(L, g, s + g->copied, ls - g->copied);
+                lua_pushlstring(L, g->buf, g->len);
         }
         lua_pushinteger(L, g->n);
         return 2;
@@ -726,7 +727,7 @@ static int str_gsub(lua_State *L)
         lua_settop(L, 4);
         g = lua_newuserdatauv(L, sizeof(*g), 0);
         *g = (Gsub){.max = max, .anchor = lp > 0 && *p == '^', .cap = 256};
-        lua_newuserdatauv(L, g->cap, 0);
+        g->buf = lua_newuserdatauv(L, g->cap, 0);
         return gsub_run(L, g);
 }
 
