@@ -1333,6 +1333,10 @@ static int build_debug(lua_State *L)
  * of a C function) so running out of memory during setup is a status. */
 static int setup(lua_State *L)
 {
+        /* The function the host runs as a task when the kernel reports memory
+         * pressure: collectgarbage("collect"), in preemptible steps. */
+        lua_pushcfunction(L, app_collectgarbage);
+        clua_app_of(L)->gc_ref = luaL_ref(L, LUA_REGISTRYINDEX);
         lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
         lua_createtable(L, 0, 3);
         lua_pushcfunction(L, lazy_index);

@@ -297,7 +297,7 @@ int clua_host_add(CLuaHost *h, const CLuaAppSpec *spec, CLuaApp **ret)
         app->opt = spec->opt;
         app->priority = spec->priority;
         app->weight = clua_prio_weight(spec->priority);
-        app->on_message_ref = app->on_revoke_ref = LUA_NOREF;
+        app->on_message_ref = app->on_revoke_ref = app->gc_ref = LUA_NOREF;
         app->channel_fd = spec->channel_fd;
         app->out_fd = spec->log_fd >= 0 ? spec->log_fd : 1;
         app->err_fd = spec->log_fd >= 0 ? spec->log_fd : 2;
@@ -812,6 +812,8 @@ static void run_slice(CLuaHost *h, CLuaApp *app)
 
                 if (w->timer)
                         w->timer->pending = false;
+                if (w->is_gc)
+                        app->gc_queued = false;
 
                 t = calloc(1, sizeof(*t));
                 if (!t) {

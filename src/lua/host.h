@@ -80,6 +80,7 @@ struct CLuaWork {
         int n_args;
         CLuaArg args[2];
         size_t charged; /* bytes charged to the app's allocator while queued */
+        bool is_gc;     /* CALL of the memory pressure collection (app->gc_queued) */
 };
 
 struct CLuaTask {

@@ -428,10 +428,20 @@ static void on_event(Cella *c, const CellaEvent *ev, void *userdata)
                 (void)clua_host_queue(app, w);
                 break;
         case CELLA_EVENT_MEMORY_PRESSURE:
-                /* The kernel asks apps to trim: a full collection, unless the app
-                 * is on the CPU (then its next slice paces the GC anyway). */
-                if (app->host->running != app && app->L)
-                        lua_gc(app->L, LUA_GCCOLLECT);
+                /* The kernel asks apps to trim: a full collection, run as a task
+                 * of the app (in steps the host preempts, under its budget and
+                 * its CPU account), not in the host's loop where no watchdog is
+                 * armed. One at a time. */
+                if (app->gc_queued || app->gc_ref == LUA_NOREF)
+                        break;
+                w = calloc(1, sizeof(*w));
+                if (!w)
+                        break;
+                w->kind = CLUA_WORK_CALL;
+                w->fn_ref = app->gc_ref;
+                w->is_gc = true;
+                if (clua_host_queue(app, w) == 0)
+                        app->gc_queued = true;
                 break;
         default:
                 break;
