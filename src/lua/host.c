@@ -790,6 +790,40 @@ static void finish_task(CLuaApp *app, CLuaTask *t)
         clua_task_free(t);
 }
 
+/*
+ * Calls the function below nargs arguments on the app's main thread, protected
+ * and under the watchdog (what is left of a callback's budget, no slice): the
+ * host's own work in the app's state (making a task, a traceback) allocates, so
+ * it may run a GC step, which is the app's CPU and, for a pathological heap,
+ * long. Returns lua_pcall's status (LUA_ERRMEM when the state is full).
+ */
+static int guarded_pcall(CLuaApp *app, int nargs, int nresults)
+{
+        CLuaHost *h = app->host;
+        int bfor, status;
+        uint64_t budget = clua_budget_left(app, 0, &bfor), t0;
+
+        (void)clua_env_arm(app, 0, budget ?: CLUA_PREEMPT_RETRY_NS, bfor);
+        app->running = app->L;
+        t0 = clua_thread_cpu_ns();
+        status = lua_pcall(app->L, nargs, nresults, 0);
+        (void)clua_watchdog_disarm(&h->watchdog);
+        h->running = NULL;
+        app->cpu_used_ns += clua_thread_cpu_ns() - t0;
+        return status;
+}
+
+/* The traceback of a task that failed (its thread and message: light userdata
+ * arguments), pushed: protected, as it allocates. */
+static int traceback_p(lua_State *L)
+{
+        lua_State *co = lua_touserdata(L, 1);
+        const char *m = lua_tostring(co, -1);
+
+        luaL_traceback(L, co, m ?: "(error object is not a string)", 0);
+        return 1;
+}
+
 /* Runs the app's next work for one slice at most. */
 static void run_slice(CLuaHost *h, CLuaApp *app)
 {
@@ -828,12 +862,14 @@ static void run_slice(CLuaHost *h, CLuaApp *app)
                 app->n_tasks++;
                 lua_pushcfunction(app->L, new_task_p);
                 lua_pushlightuserdata(app->L, &c);
-                status = lua_pcall(app->L, 1, 0, 0);
+                status = guarded_pcall(app, 1, 0);
                 work_free_in(app, w);
-                if (status != LUA_OK) {
-                        lua_pop(app->L, 1);
+                if (status != LUA_OK || app->doomed) {
+                        if (status != LUA_OK)
+                                lua_pop(app->L, 1);
                         clua_task_free(t);
-                        app->doomed = CLUA_MEMORY;
+                        if (!app->doomed)
+                                app->doomed = CLUA_MEMORY;
                         end_doomed(app);
                         return;
                 }
@@ -934,10 +970,15 @@ static void run_slice(CLuaHost *h, CLuaApp *app)
                         clua_bus_answer(app, t, 0, true);
                         finish_task(app, t);
                 } else {
-                        const char *m = lua_tostring(t->co, -1);
-
-                        luaL_traceback(app->L, t->co, m ?: "(error object is not a string)", 0);
-                        app_message(app, lua_tostring(app->L, -1) ?: "error");
+                        /* Protected: an app at its memory cap that raised an
+                         * error must not make the traceback's allocation an
+                         * unprotected error (a panic, ending the host). */
+                        lua_pushcfunction(app->L, traceback_p);
+                        lua_pushlightuserdata(app->L, t->co);
+                        if (guarded_pcall(app, 1, 1) == LUA_OK)
+                                app_message(app, lua_tostring(app->L, -1) ?: "error");
+                        else
+                                app_message(app, lua_tostring(t->co, -1) ?: "error");
                         lua_pop(app->L, 1);
                         clua_task_free(t);
                         end_app(app, CLUA_EXIT_ERROR, NULL);

@@ -363,6 +363,34 @@ START_TEST(test_collectgarbage_is_preemptible)
 }
 END_TEST
 
+/* An error raised by an app whose heap is nearly full: the host's traceback of
+ * it does not fit, and must fail protected (the error is still reported and
+ * ends the app alone) instead of a panic that aborts the host. */
+START_TEST(test_traceback_at_the_memory_cap)
+{
+        CLuaHost *h = new_host(CLUA_SCHED_FAIR, 2);
+        CLuaAppSpec s = {.channel_fd = -1, .log_fd = -1, .opt = {.memory_cap = 4u << 20}};
+        const char *src = "local msg, keep = ('e'):rep(300 << 10), {}\n"
+                          "collectgarbage()\n"
+                          "while collectgarbage('count') * 1024 < (4 << 20) - (200 << 10) do\n"
+                          "  keep[#keep + 1] = ('x'):rep(10000) .. #keep\n"
+                          "end\n"
+                          "error(msg, 0)\n";
+        CLuaApp *a = NULL, *b;
+        char *msg = NULL;
+
+        ck_assert_int_eq(clua_host_add(h, &s, &a), 0);
+        ck_assert_msg(clua_load(a, src, strlen(src), "=test", &msg) == CLUA_OK, "%s", msg ?: "");
+        ck_assert_int_eq(clua_host_start(a, 0, NULL), 0);
+        b = add(h, "local x = 0 for i = 1, 1e5 do x = x + i end", 0, 0, NULL);
+        ck_assert_int_eq(clua_host_run(h), CLUA_EXIT_ERROR);
+        ck_assert_uint_eq(a->stats->fault, CLUA_EXIT_ERROR);
+        ck_assert_uint_eq(b->stats->fault, 0);
+        ck_assert_uint_eq(b->stats->state, CLUA_APP_EXITED);
+        clua_host_free(h);
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("lua-host");
@@ -381,6 +409,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_task_not_resumable);
         tcase_add_test(tc, test_queued_events_are_charged);
         tcase_add_test(tc, test_collectgarbage_is_preemptible);
+        tcase_add_test(tc, test_traceback_at_the_memory_cap);
         suite_add_tcase(s, tc);
         return s;
 }
