@@ -978,7 +978,9 @@ static void run_slice(CLuaHost *h, CLuaApp *app)
                         if (guarded_pcall(app, 1, 1) == LUA_OK)
                                 app_message(app, lua_tostring(app->L, -1) ?: "error");
                         else
-                                app_message(app, lua_tostring(t->co, -1) ?: "error");
+                                app_message(app, lua_type(t->co, -1) == LUA_TSTRING
+                                                         ? lua_tostring(t->co, -1)
+                                                         : "error (no memory for its traceback)");
                         lua_pop(app->L, 1);
                         clua_task_free(t);
                         end_app(app, CLUA_EXIT_ERROR, NULL);

@@ -520,9 +520,11 @@ void clua_bus_answer(CLuaApp *app, CLuaTask *t, int nres, bool failed)
         req.reply_token = t->reply_token;
         if (failed) {
                 req.errnum = EIO;
-                data = lua_tolstring(co, -1, &len);
-                if (data)
-                        clua_app_message(app, "request handler: %s", data);
+                /* Only a string: converting a number allocates, and this runs
+                 * outside any protected call (a memory error would panic). */
+                data = lua_type(co, -1) == LUA_TSTRING ? lua_tolstring(co, -1, &len) : NULL;
+                clua_app_message(app, "request handler: %s",
+                                 data ?: "(error object is not a string)");
                 data = NULL;
                 len = 0;
         } else if (nres >= 1) {
