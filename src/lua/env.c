@@ -1412,7 +1412,8 @@ void clua_app_free(CLuaApp *app)
 
 static char *dup_top_message(lua_State *L)
 {
-        const char *s = lua_tostring(L, -1);
+        /* Strings only: converting a number allocates, unprotected here. */
+        const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
 
         return strdup(s ?: "(error object is not a string)");
 }
