@@ -1,7 +1,16 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <jansson.h>
+#include <lauxlib.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "lua/alloc.h"
+#include "lua/watchdog.h"
+
+__thread CLuaAlloc *clua_alloc_current;
 
 void *clua_alloc_fn(void *ud, void *ptr, size_t osize, size_t nsize)
 {
@@ -61,4 +70,175 @@ void clua_alloc_pace_gc(CLuaAlloc *a, lua_State *L)
                 lua_gc(L, LUA_GCINC, 150, 200, 0);
         else
                 lua_gc(L, LUA_GCINC, 200, 100, 0);
+}
+
+/* ---- memory of C libraries, charged to the app they work for ---------------- */
+
+typedef struct ExtHeader {
+        CLuaAlloc *owner; /* NULL: charged to nobody */
+        size_t size;      /* bytes the caller asked for */
+} ExtHeader;
+_Static_assert(sizeof(ExtHeader) == 16, "the header keeps malloc's 16-byte alignment");
+
+/* Whether a may grow by n more bytes. */
+static bool ext_fits(CLuaAlloc *a, size_t n)
+{
+        if (!a)
+                return true;
+        if (a->used > a->cap || n > a->cap - a->used) {
+                a->ext_refused++;
+                return false;
+        }
+        return true;
+}
+
+static void ext_charge(CLuaAlloc *a, size_t n)
+{
+        if (!a)
+                return;
+        a->used += n;
+        if (a->used > a->peak)
+                a->peak = a->used;
+}
+
+void *clua_ext_malloc(size_t n)
+{
+        CLuaAlloc *a = clua_alloc_current;
+        ExtHeader *h;
+
+        if (n > SIZE_MAX - sizeof(*h) || !ext_fits(a, n + sizeof(*h)))
+                return NULL;
+        h = malloc(sizeof(*h) + n);
+        if (!h)
+                return NULL;
+        h->owner = a;
+        h->size = n;
+        ext_charge(a, n + sizeof(*h));
+        return h + 1;
+}
+
+void clua_ext_free(void *p)
+{
+        ExtHeader *h;
+
+        if (!p)
+                return;
+        h = (ExtHeader *)p - 1;
+        if (h->owner)
+                h->owner->used -= h->size + sizeof(*h);
+        free(h);
+}
+
+void *clua_ext_realloc(void *p, size_t n)
+{
+        ExtHeader *h, *nh;
+        CLuaAlloc *a;
+        size_t old;
+
+        if (!p)
+                return clua_ext_malloc(n);
+        if (n == 0) {
+                clua_ext_free(p);
+                return NULL;
+        }
+        h = (ExtHeader *)p - 1;
+        a = h->owner;
+        old = h->size;
+        if (n > SIZE_MAX - sizeof(*h) || (n > old && !ext_fits(a, n - old)))
+                return NULL;
+        nh = realloc(h, sizeof(*nh) + n);
+        if (!nh)
+                return NULL;
+        nh->size = n;
+        if (a) {
+                a->used -= old;
+                ext_charge(a, n);
+        }
+        return nh + 1;
+}
+
+size_t clua_ext_size(void *p)
+{
+        return p ? ((ExtHeader *)p - 1)->size : 0;
+}
+
+static void *sqlite_malloc(int n)
+{
+        return n < 0 ? NULL : clua_ext_malloc((size_t)n);
+}
+
+static void *sqlite_realloc(void *p, int n)
+{
+        return n < 0 ? NULL : clua_ext_realloc(p, (size_t)n);
+}
+
+static int sqlite_size(void *p)
+{
+        return (int)clua_ext_size(p);
+}
+
+static int sqlite_roundup(int n)
+{
+        return (n + 7) & ~7;
+}
+
+static int sqlite_init(void *ud)
+{
+        (void)ud;
+        return SQLITE_OK;
+}
+
+static void sqlite_shutdown(void *ud)
+{
+        (void)ud;
+}
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static int global_result;
+
+static void global_init(void)
+{
+        static const sqlite3_mem_methods mem = {
+                .xMalloc = sqlite_malloc,
+                .xFree = clua_ext_free,
+                .xRealloc = sqlite_realloc,
+                .xSize = sqlite_size,
+                .xRoundup = sqlite_roundup,
+                .xInit = sqlite_init,
+                .xShutdown = sqlite_shutdown,
+        };
+        CLuaAlloc *saved = clua_alloc_current;
+
+        json_set_alloc_funcs(clua_ext_malloc, clua_ext_free);
+        clua_alloc_current = NULL;
+        if (sqlite3_config(SQLITE_CONFIG_MALLOC, &mem) != SQLITE_OK)
+                global_result = -EBUSY;
+        (void)sqlite3_initialize();
+        clua_alloc_current = saved;
+}
+
+int clua_alloc_global_init(void)
+{
+        pthread_once(&global_once, global_init);
+        return global_result;
+}
+
+int clua_alloc_raise_memory(lua_State *L)
+{
+        CLuaAlloc *a = clua_alloc_current;
+
+        if (a && a->cap < SIZE_MAX / 2)
+                (void)lua_newuserdatauv(L, a->cap + 1, 0);
+        return luaL_error(L, "not enough memory");
+}
+
+bool clua_alloc_current_overtime(void)
+{
+        CLuaAlloc *a = clua_alloc_current;
+        uint64_t stop;
+
+        if (!a || !a->soft_stop_ns)
+                return false;
+        stop = *a->soft_stop_ns;
+        return stop && clua_thread_cpu_ns() >= stop;
 }

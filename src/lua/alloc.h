@@ -8,6 +8,7 @@
  */
 
 #include <lua.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -27,6 +28,15 @@ typedef struct CLuaAlloc {
          * CLUA_ALLOC_THRASH_MAX every allocation that grows the heap is refused
          * until it is below 7/8 again, so the retry fails and Lua raises. */
         unsigned thrash;
+        /* Allocations of C libraries refused for the cap (clua_ext_malloc). */
+        unsigned long ext_refused;
+        /* The app's doom flag (CLuaApp.doomed), or NULL: C libraries that run
+         * long (SQLite's progress handler) stop when it is set. */
+        const volatile sig_atomic_t *doomed;
+        /* The app's host's soft stop: the thread CPU time (ns) after which C
+         * work that can stop with an error should (a SQLite statement), or 0;
+         * or NULL. Set when a slice of a host of several apps ends. */
+        const volatile uint64_t *soft_stop_ns;
 } CLuaAlloc;
 
 /*
@@ -61,3 +71,63 @@ lua_State *clua_alloc_newstate(CLuaAlloc *a, size_t cap);
  * pause of 100% made growing live data quadratic.) Call between slices.
  */
 void clua_alloc_pace_gc(CLuaAlloc *a, lua_State *L);
+
+/*
+ * The allocator of the app the calling thread runs now, or NULL: the host sets it
+ * around each slice (and each clua_call), so memory C libraries allocate on the
+ * app's behalf (jansson, SQLite) counts against its cap. Per thread, as the host.
+ */
+extern __thread CLuaAlloc *clua_alloc_current;
+
+/*
+ * malloc/realloc/free for C libraries working for an app (jansson through
+ * json_set_alloc_funcs, SQLite through SQLITE_CONFIG_MALLOC): each block
+ * carries a 16-byte header naming the CLuaAlloc it is charged to
+ * (clua_alloc_current when it was made; none when NULL) and its size, so it is
+ * uncharged from that app when freed, whoever runs then. clua_ext_malloc and
+ * clua_ext_realloc return NULL (and count ext_refused) when the block would take
+ * the owner past its cap, or when malloc fails. clua_ext_size: the usable size
+ * of a block (0 for NULL).
+ */
+void *clua_ext_malloc(size_t n);
+void *clua_ext_realloc(void *p, size_t n);
+void clua_ext_free(void *p);
+size_t clua_ext_size(void *p);
+
+/*
+ * Once per process, before any SQLite or jansson use: installs the clua_ext_*
+ * functions as jansson's (json_set_alloc_funcs) and SQLite's
+ * (sqlite3_config(SQLITE_CONFIG_MALLOC)) allocators and initializes SQLite
+ * with no app current (its process-wide allocations are charged to nobody).
+ * Thread-safe (pthread_once). Returns 0, or -EBUSY if SQLite was already
+ * initialized by someone else (its allocations then go uncounted).
+ */
+int clua_alloc_global_init(void);
+
+/* Whether the app the thread runs now is past its host's soft stop (its slice
+ * ended CLUA_NOPREEMPT_NS / 2 of CPU ago in a host of several apps): C work that
+ * can end with an error (a SQLite statement) should, before the watchdog ends
+ * the app. Reads the thread's CPU clock only when a soft stop is set. */
+bool clua_alloc_current_overtime(void);
+
+/* Whether the app the thread runs now is doomed (for C libraries' callbacks). */
+static inline bool clua_alloc_current_doomed(void)
+{
+        return clua_alloc_current && clua_alloc_current->doomed && *clua_alloc_current->doomed;
+}
+
+/* ext_refused of the current app (0 when none): compare before and after a C
+ * library call to tell a refusal for the cap from other failures. */
+static inline unsigned long clua_alloc_refusals(void)
+{
+        return clua_alloc_current ? clua_alloc_current->ext_refused : 0;
+}
+
+/*
+ * Raises Lua's memory error in L, as if the state's own allocation had passed
+ * the cap (an allocation of cap + 1 bytes, which the allocator refuses): for a C
+ * library that failed for the current app's cap. In a host this is the app's
+ * memory fault, which pcall cannot catch. Without a current app, raises a plain
+ * "not enough memory" error. Does not return.
+ */
+int clua_alloc_raise_memory(lua_State *L);

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,12 +52,13 @@ static const char *const base_names[] = {
         "assert", "error",  "getmetatable", "ipairs",   "next", "pairs", "rawequal",     "rawget",
         "rawlen", "select", "tonumber",     "tostring", "type", "load",  "setmetatable", NULL,
 };
+/* find, match, gmatch, gsub, rep: cella's own (clua_string_fns). */
 static const char *const string_names[] = {
-        "byte", "char",     "find", "format",  "gmatch", "gsub",   "len",   "lower", "match",
-        "pack", "packsize", "rep",  "reverse", "sub",    "unpack", "upper", NULL,
+        "byte",     "char",    "format", "len",    "lower", "pack",
+        "packsize", "reverse", "sub",    "unpack", "upper", NULL,
 };
-static const char *const table_names[] = {"concat", "insert", "move",   "pack",
-                                          "remove", "sort",   "unpack", NULL};
+/* concat, insert, remove, move, unpack: cella's own (clua_table_fns); sort in Lua. */
+static const char *const table_names[] = {"pack", "sort", NULL};
 static const char *const math_names[] = {
         "abs", "ceil", "cos",  "deg", "exp",       "floor", "fmod", "log",  "max",  "min",  "modf",
         "rad", "sin",  "sqrt", "tan", "tointeger", "type",  "ult",  "acos", "asin", "atan", NULL,
@@ -92,8 +94,10 @@ static bool template_ok;
  * allowlist has none of those. */
 static void template_init(void)
 {
-        lua_State *T = luaL_newstate();
+        lua_State *T;
 
+        (void)clua_alloc_global_init();
+        T = luaL_newstate();
         if (!T)
                 return;
         luaL_openlibs(T);
@@ -151,6 +155,11 @@ const char *clua_fault_message(CLuaApp *app, char *buf, size_t size)
                 snprintf(buf, size, "memory limit of %zu bytes exceeded", app->alloc.cap);
         else if (app->doomed == CLUA_EXITING)
                 snprintf(buf, size, "app.exit(%d)", app->exit_code);
+        else if (app->doomed == CLUA_CPU_SLICE)
+                snprintf(buf, size,
+                         "could not be preempted for %llu ms past its slice (Lua code called "
+                         "from C, or a long C call)",
+                         (unsigned long long)(CLUA_NOPREEMPT_NS / 1000000u));
         else
                 snprintf(buf, size, "%s", app->cpu_msg);
         return buf;
@@ -160,7 +169,7 @@ const char *clua_fault_message(CLuaApp *app, char *buf, size_t size)
 static void doom_hook(lua_State *L, lua_Debug *ar)
 {
         CLuaApp *app = clua_app_of(L);
-        char buf[128];
+        char buf[160];
 
         (void)ar;
         lua_pushstring(L, clua_fault_message(app, buf, sizeof(buf)));
@@ -172,22 +181,37 @@ static void arm_doom_hook(lua_State *L)
         lua_sethook(L, doom_hook, LUA_MASKCOUNT, 1);
 }
 
-/* The running thread cannot yield (inside a metamethod called from C, a sort
- * comparator): no hook (a count hook keeps the VM on its slow path), but the
- * watchdog again in CLUA_PREEMPT_RETRY_NS of CPU, the rest of the budget armed
- * after that. */
+/* Arms the host's timer to fire at CPU time at_ns (now: the clock's value). */
+static void arm_at(CLuaHost *h, uint64_t now, uint64_t at_ns)
+{
+        (void)clua_watchdog_arm(&h->watchdog, at_ns > now ? at_ns - now : 1, 0);
+}
+
+/* The running thread cannot yield (inside a metamethod or a __tostring called
+ * from C): no hook (a count hook keeps the VM on its slow path), but the
+ * watchdog again in CLUA_PREEMPT_RETRY_NS of CPU, or sooner when the budget or
+ * the overrun allowance ends. The watchdog's signal is blocked meanwhile, so its
+ * handler cannot doom the app between the hook's removal and the re-arming. */
 static void preempt_later(CLuaApp *app, lua_State *L)
 {
         CLuaHost *h = app->host;
-        uint64_t now = clua_thread_cpu_ns(),
-                 left = h->budget_end_ns > now ? h->budget_end_ns - now : 1;
+        sigset_t set, old;
+        uint64_t now, at;
 
-        lua_sethook(L, NULL, 0, 0);
-        if (left <= CLUA_PREEMPT_RETRY_NS)
-                (void)clua_env_arm(app, left, h->budget_for, 0, 0);
-        else
-                (void)clua_env_arm(app, CLUA_PREEMPT_RETRY_NS, 0, left - CLUA_PREEMPT_RETRY_NS,
-                                   h->budget_for);
+        sigemptyset(&set);
+        sigaddset(&set, SIGRTMIN);
+        pthread_sigmask(SIG_BLOCK, &set, &old);
+        if (!app->doomed) {
+                lua_sethook(L, NULL, 0, 0);
+                now = clua_thread_cpu_ns();
+                at = now + CLUA_PREEMPT_RETRY_NS;
+                if (at > h->budget_end_ns)
+                        at = h->budget_end_ns;
+                if (h->overrun_end_ns && at > h->overrun_end_ns)
+                        at = h->overrun_end_ns;
+                arm_at(h, now, at);
+        }
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 /* The count hook armed when a slice ends: yields the running thread to the host
@@ -211,58 +235,125 @@ static void preempt_hook(lua_State *L, lua_Debug *ar)
         lua_yield(L, 0);
 }
 
-/* Watchdog handler (signal context): only flags, lua_sethook and timer_settime,
- * all async-signal-safe (Lua 5.4 manual 4.7; POSIX for timer_settime). */
+/* Dooms the running app from the signal handler: the doom hook on its thread,
+ * and the grace period armed. */
+static void doom_from_signal(CLuaHost *h, CLuaApp *app, lua_State *L, int f, uint64_t now)
+{
+        app->doomed = f;
+        if (L)
+                arm_doom_hook(L);
+        h->grace_end_ns = now + CLUA_GRACE_NS;
+        arm_at(h, now, h->grace_end_ns);
+}
+
+/* Watchdog handler (signal context): only flags, lua_sethook, clock_gettime and
+ * timer_settime, all async-signal-safe (Lua 5.4 manual 4.7; POSIX). The timer is
+ * one-shot; each expiry decides from the thread's CPU clock what has ended. */
 static void on_watchdog(void *ud)
 {
         CLuaHost *h = ud;
         CLuaApp *app = h->running;
         lua_State *L;
+        uint64_t now, at;
 
         if (!app)
                 return;
         L = app->running;
+        now = clua_thread_cpu_ns();
         if (app->doomed) {
-                /* A second expiry: the app burnt CLUA_GRACE_NS more CPU outside
-                 * Lua code since it was doomed. Nothing else can stop it. */
-                ssize_t n = write(STDERR_FILENO, "cella-lua: ", 11);
+                ssize_t n;
 
+                if (now < h->grace_end_ns) {
+                        arm_at(h, now, h->grace_end_ns);
+                        return;
+                }
+                /* The app burnt CLUA_GRACE_NS more CPU since it was doomed without
+                 * running a Lua instruction or a polling C loop. Nothing else can
+                 * stop it. */
+                n = write(STDERR_FILENO, "cella-lua: ", 11);
                 n = write(STDERR_FILENO, app->cpu_msg, strlen(app->cpu_msg));
                 n = write(STDERR_FILENO, " (outside Lua code)\n", 20);
                 (void)n;
                 _exit(CLUA_EXIT_CPU);
         }
-        if (app->armed_for == 0) {
-                /* The slice ended. The rest of the budget is armed on. */
-                if (L)
-                        lua_sethook(L, preempt_hook, LUA_MASKCOUNT, 1);
-                if (h->then_ns) {
-                        app->armed_for = h->then_for;
-                        (void)clua_watchdog_arm(&h->watchdog, h->then_ns, CLUA_GRACE_NS);
-                        h->then_ns = 0;
-                }
+        if (now >= h->budget_end_ns) {
+                doom_from_signal(h, app, L, h->budget_for, now);
                 return;
         }
-        app->doomed = app->armed_for;
+        if (h->overrun_end_ns && now >= h->overrun_end_ns) {
+                doom_from_signal(h, app, L, CLUA_CPU_SLICE, now);
+                return;
+        }
+        /* The slice ended (or a retry after preempt_later): preempt at the next
+         * Lua instruction; watch for the budget and, in a host of several apps,
+         * for an app that does not get preempted past its slice's end. */
+        if (!h->overrun_end_ns && now >= h->slice_end_ns) {
+                h->overrun_end_ns = h->nopreempt_ns ? now + h->nopreempt_ns : UINT64_MAX;
+                h->soft_stop_ns = h->nopreempt_ns ? now + h->nopreempt_ns / 2 : 0;
+        }
         if (L)
-                arm_doom_hook(L);
+                lua_sethook(L, preempt_hook, LUA_MASKCOUNT, 1);
+        at = h->overrun_end_ns ? h->overrun_end_ns : h->slice_end_ns;
+        if (h->budget_end_ns < at)
+                at = h->budget_end_ns;
+        arm_at(h, now, at);
 }
 
-int clua_env_arm(CLuaApp *app, uint64_t ns, int armed_for, uint64_t then_ns, int then_for)
+/* The wall-clock timer of a host of several apps (signal context): the slice has
+ * taken CLUA_SLICE_WALL_FACTOR slices of wall time (the app was blocked in I/O):
+ * preempt it at its next Lua instruction, as at the end of its CPU slice, but
+ * without starting the allowance of CLUA_NOPREEMPT_NS (that is CPU's). */
+static void on_wall(void *ud)
+{
+        CLuaHost *h = ud;
+        CLuaApp *app = h->running;
+
+        if (!app || app->doomed || !app->running)
+                return;
+        lua_sethook(app->running, preempt_hook, LUA_MASKCOUNT, 1);
+}
+
+void clua_env_wall_handler(void *ud)
+{
+        on_wall(ud);
+}
+
+int clua_env_arm(CLuaApp *app, uint64_t slice_ns, uint64_t budget_ns, int budget_for)
 {
         CLuaHost *h = app->host;
+        uint64_t now = clua_thread_cpu_ns();
 
-        app->armed_for = armed_for;
-        h->then_ns = then_ns;
-        h->then_for = then_for;
+        if (!budget_ns)
+                return -EINVAL;
+        h->running = NULL; /* no handler in between */
+        h->budget_end_ns = now + budget_ns;
+        h->budget_for = budget_for;
+        h->slice_end_ns = slice_ns && slice_ns < budget_ns ? now + slice_ns : h->budget_end_ns;
+        /* No slice: the budget alone; the hook is never armed to preempt. */
+        h->overrun_end_ns = slice_ns && slice_ns < budget_ns ? 0 : UINT64_MAX;
+        h->grace_end_ns = 0;
+        h->soft_stop_ns = 0;
         h->running = app;
-        return clua_watchdog_arm(&h->watchdog, ns, armed_for ? CLUA_GRACE_NS : 0);
+        return clua_watchdog_arm(&h->watchdog,
+                                 slice_ns && slice_ns < budget_ns ? slice_ns : budget_ns, 0);
+}
+
+void clua_raise_doomed(lua_State *L)
+{
+        char buf[160];
+        CLuaApp *app = clua_app_of(L);
+
+        if (!app->doomed)
+                return;
+        arm_doom_hook(L);
+        lua_pushstring(L, clua_fault_message(app, buf, sizeof(buf)));
+        lua_error(L);
 }
 
 int clua_doom(lua_State *L, CLuaFault f)
 {
         CLuaApp *app = clua_app_of(L);
-        char buf[128];
+        char buf[160];
 
         if (!app->doomed)
                 app->doomed = f;
@@ -340,27 +431,57 @@ static int app_xpcall(lua_State *L)
         return finish_pcall(L, status, 2);
 }
 
+/* Bytes the parser gets per call of load's reader: between two, a doomed app's
+ * load stops (a chunk of many MiB takes a second or more to compile, C work no
+ * hook reaches). */
+#define LOAD_PIECE (64 * 1024)
+
+typedef struct LoadReader {
+        const char *s;
+        size_t left;
+} LoadReader;
+
+static const char *load_reader(lua_State *L, void *ud, size_t *size)
+{
+        LoadReader *r = ud;
+        const char *p = r->s;
+
+        if (clua_app_of(L)->doomed || r->left == 0) {
+                *size = 0;
+                return NULL;
+        }
+        *size = r->left < LOAD_PIECE ? r->left : LOAD_PIECE;
+        r->s += *size;
+        r->left -= *size;
+        return p;
+}
+
 /* load(chunk [, chunkname [, mode [, env]]]): strings only, text only, env
- * defaulting to the app's globals. */
+ * defaulting to the app's globals; compiled a piece at a time (LOAD_PIECE) so a
+ * doomed app's compile stops. */
 static int app_load(lua_State *L)
 {
-        int has_env = lua_gettop(L) >= 4;
+        int has_env = lua_gettop(L) >= 4, status;
+        LoadReader r;
+        const char *name;
 
-        luaL_checktype(L, 1, LUA_TSTRING);
-        luaL_optstring(L, 2, NULL);
+        r.s = luaL_checklstring(L, 1, &r.left);
+        name = luaL_optstring(L, 2, r.s);
         lua_settop(L, 4);
-        lua_pushcfunction(L, std_fn(&std_libs[0], "load"));
-        lua_pushvalue(L, 1);
-        lua_pushvalue(L, 2);
-        lua_pushliteral(L, "t");
-        if (has_env)
-                lua_pushvalue(L, 4);
-        else
-                lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
-        lua_call(L, 4, 2);
-        if (lua_isnil(L, -2))
+        status = lua_load(L, load_reader, &r, name, "t");
+        clua_poll(L);
+        if (status != LUA_OK) {
+                if (status == LUA_ERRMEM)
+                        check_fatal(L, status);
+                luaL_pushfail(L);
+                lua_insert(L, -2);
                 return 2; /* nil, message */
-        lua_pop(L, 1);
+        }
+        if (has_env) {
+                lua_pushvalue(L, 4);
+                if (!lua_setupvalue(L, -2, 1))
+                        lua_pop(L, 1);
+        }
         return 1;
 }
 
@@ -417,8 +538,56 @@ static int app_require(lua_State *L)
         return 1;
 }
 
+/* Work of one GC step collectgarbage takes at a time, KiB (as if this much had
+ * been allocated: lua_gc LUA_GCSTEP); between steps it yields to the host when
+ * its slice has ended. */
+#define GC_STEP_KB 256
+
+static void preempt_hook(lua_State *L, lua_Debug *ar);
+
+/* collectgarbage's "collect" and "step" as a loop of GC steps that yields to
+ * the host when the slice ends (the preemption hook is armed), so a collection
+ * of a large heap is preempted as Lua code is. ctx: for "collect", the cycles
+ * still to finish (2: the one under way, then a whole one, as luaC_fullgc); for
+ * "step", -1 - the KiB of work still to do. */
+static int gc_loop(lua_State *L, int status, lua_KContext ctx)
+{
+        CLuaApp *app = clua_app_of(L);
+
+        (void)status;
+        app->host_yield = CLUA_YIELD_NONE;
+        for (;;) {
+                bool cycle_done;
+
+                clua_poll(L);
+                if (ctx < 0) {
+                        lua_KContext kb = -1 - ctx;
+                        int step = kb < GC_STEP_KB ? (int)kb : GC_STEP_KB;
+
+                        cycle_done = lua_gc(L, LUA_GCSTEP, step);
+                        kb -= step;
+                        if (cycle_done || kb <= 0) {
+                                lua_pushboolean(L, cycle_done);
+                                return 1;
+                        }
+                        ctx = -1 - kb;
+                } else {
+                        if (lua_gc(L, LUA_GCSTEP, GC_STEP_KB) && --ctx == 0) {
+                                lua_pushinteger(L, 0);
+                                return 1;
+                        }
+                }
+                if (lua_gethook(L) == preempt_hook && lua_isyieldable(L)) {
+                        lua_sethook(L, NULL, 0, 0);
+                        app->host_yield = CLUA_YIELD_PREEMPT;
+                        return lua_yieldk(L, 0, ctx, gc_loop);
+                }
+        }
+}
+
 /* collectgarbage([opt [, arg]]): "collect" (default), "count" and "step"; the
- * rest ("stop", "incremental", "generational", pause settings) are the host's. */
+ * rest ("stop", "incremental", "generational", pause settings) are the host's.
+ * "collect" and "step" run in steps the host can preempt (gc_loop). */
 static int app_collectgarbage(lua_State *L)
 {
         static const char *const opts[] = {"collect", "count", "step", NULL};
@@ -426,9 +595,8 @@ static int app_collectgarbage(lua_State *L)
 
         switch (o) {
         case 0:
-                lua_gc(L, LUA_GCCOLLECT);
-                lua_pushinteger(L, 0);
-                return 1;
+                lua_settop(L, 0);
+                return gc_loop(L, LUA_OK, 2);
         case 1: {
                 int k = lua_gc(L, LUA_GCCOUNT), b = lua_gc(L, LUA_GCCOUNTB);
 
@@ -439,8 +607,12 @@ static int app_collectgarbage(lua_State *L)
                 lua_Integer kb = luaL_optinteger(L, 2, 0);
 
                 luaL_argcheck(L, kb >= 0 && kb <= (1 << 20), 2, "step size out of range");
-                lua_pushboolean(L, lua_gc(L, LUA_GCSTEP, (int)kb));
-                return 1;
+                if (kb == 0) {
+                        lua_pushboolean(L, lua_gc(L, LUA_GCSTEP, 0));
+                        return 1;
+                }
+                lua_settop(L, 0);
+                return gc_loop(L, LUA_OK, -1 - (lua_KContext)kb);
         }
         }
 }
@@ -524,7 +696,8 @@ static int app_rawset(lua_State *L)
 }
 
 /* print as lbaselib.c's, written to the app's output (its log in packed mode) in
- * one write(2) per call. */
+ * one write(2) per call; what a full non-blocking log pipe does not take is
+ * dropped (counted in out_dropped). */
 static int app_print(lua_State *L)
 {
         CLuaApp *app = clua_app_of(L);
@@ -551,8 +724,11 @@ static int app_print(lua_State *L)
 
                 if (w < 0 && errno == EINTR)
                         continue;
-                if (w <= 0)
+                if (w <= 0) {
+                        /* a full log pipe of a packed app (non-blocking): dropped */
+                        app->out_dropped += len - off;
                         break;
+                }
                 off += (size_t)w;
         }
         return 0;
@@ -1068,6 +1244,7 @@ static int lazy_string_index(lua_State *L)
 static int build_string(lua_State *L)
 {
         push_lib_fields(L, &std_libs[1]);
+        luaL_setfuncs(L, clua_string_fns, 0);
         /* strings' own metatable indexes this table (without it, ("").dump would
          * reach string.dump) and is hidden. */
         lua_pushliteral(L, "");
@@ -1081,6 +1258,16 @@ static int build_string(lua_State *L)
 static int build_table(lua_State *L)
 {
         push_lib_fields(L, &std_libs[2]);
+        luaL_setfuncs(L, clua_table_fns, 0);
+        if (luaL_loadbufferx(L, clua_table_sort_source, strlen(clua_table_sort_source),
+                             "=table.sort", "t") != LUA_OK)
+                return lua_error(L);
+        lua_pushcfunction(L, std_fn(&std_libs[0], "error"));
+        lua_pushcfunction(L, std_fn(&std_libs[0], "type"));
+        lua_pushcfunction(L, std_fn(&std_libs[0], "select"));
+        lua_pushcfunction(L, clua_sort_numbers);
+        lua_call(L, 4, 1);
+        lua_setfield(L, -2, "sort");
         return 1;
 }
 
@@ -1146,6 +1333,10 @@ static int build_debug(lua_State *L)
  * of a C function) so running out of memory during setup is a status. */
 static int setup(lua_State *L)
 {
+        /* The function the host runs as a task when the kernel reports memory
+         * pressure: collectgarbage("collect"), in preemptible steps. */
+        lua_pushcfunction(L, app_collectgarbage);
+        clua_app_of(L)->gc_ref = luaL_ref(L, LUA_REGISTRYINDEX);
         lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
         lua_createtable(L, 0, 3);
         lua_pushcfunction(L, lazy_index);
@@ -1180,6 +1371,7 @@ int clua_env_new(CLuaApp *app)
         if (!app->L)
                 return -ENOMEM;
         app->opt.memory_cap = app->alloc.cap;
+        app->alloc.doomed = &app->doomed;
         *(CLuaApp **)lua_getextraspace(app->L) = app;
         app->running = app->L;
         lua_pushcfunction(app->L, setup);
@@ -1220,7 +1412,8 @@ void clua_app_free(CLuaApp *app)
 
 static char *dup_top_message(lua_State *L)
 {
-        const char *s = lua_tostring(L, -1);
+        /* Strings only: converting a number allocates, unprotected here. */
+        const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
 
         return strdup(s ?: "(error object is not a string)");
 }
@@ -1293,7 +1486,7 @@ CLuaFault clua_call(CLuaApp *app, int nargs, int nresults, char **ret_msg)
         lua_State *L = app->L;
         int base = lua_gettop(L) - nargs, status, r, bfor;
         uint64_t budget, t0;
-        char buf[128];
+        char buf[160];
         CLuaFault f;
 
         if (ret_msg)
@@ -1310,14 +1503,16 @@ CLuaFault clua_call(CLuaApp *app, int nargs, int nresults, char **ret_msg)
         lua_insert(L, base);
         app->running = L;
         t0 = clua_thread_cpu_ns();
-        r = clua_env_arm(app, budget, bfor, 0, 0);
+        r = clua_env_arm(app, 0, budget, bfor);
         if (r < 0) {
                 lua_settop(L, base - 1);
                 if (ret_msg)
                         *ret_msg = strdup("cannot arm the CPU watchdog");
                 return CLUA_ERROR;
         }
+        clua_alloc_current = &app->alloc;
         status = lua_pcall(L, nargs, nresults, base);
+        clua_alloc_current = NULL;
         (void)clua_watchdog_disarm(&app->host->watchdog);
         app->host->running = NULL;
         app->cpu_used_ns += clua_thread_cpu_ns() - t0;

@@ -13,6 +13,7 @@
  * every Lua instruction, so no Lua code of the app runs again.
  */
 
+#include <lauxlib.h>
 #include <lua.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -30,6 +31,10 @@
  * call, a pattern match: hooks do not run there) before the watchdog ends the
  * process with CLUA_EXIT_CPU: 1 s. */
 #define CLUA_GRACE_NS (1000000000ull)
+/* In a host of several apps, CPU an app may keep past the end of its slice where
+ * it cannot be preempted before it is ended with CLUA_CPU_SLICE: 50 ms, five
+ * default slices, so a neighbour's timer is late by at most about this much. */
+#define CLUA_NOPREEMPT_NS (50ull * 1000000u)
 
 /* Exit codes of cella-lua (docs/lua-api.md "Runtime"). */
 enum {
@@ -47,6 +52,11 @@ typedef enum CLuaFault {
         CLUA_CPU_CALLBACK, /* a callback used up its CPU budget */
         CLUA_CPU_TOTAL,    /* the app used up its total CPU budget */
         CLUA_EXITING,      /* app.exit() was called: not a fault, the app ends */
+        /* In a host of several apps (packed), the app kept the CPU more than
+         * CLUA_NOPREEMPT_NS past the end of its slice where it could not be
+         * preempted: Lua code called from C (a metamethod, a __tostring), or
+         * a long C call. Exit code CLUA_EXIT_CPU. */
+        CLUA_CPU_SLICE,
 } CLuaFault;
 
 /* Why a task's coroutine yielded to the host (CLuaApp.host_yield). 0: the app's
@@ -79,13 +89,12 @@ struct CLuaApp {
         uint32_t index;     /* in host->apps */
         uint64_t lazy_done; /* bit per allowlisted global: materialized or overwritten */
         /* Set by the watchdog's handler; read by the hooks and the wrappers. */
-        volatile sig_atomic_t doomed;    /* a CLuaFault, or 0 */
-        volatile sig_atomic_t armed_for; /* CLUA_CPU_CALLBACK, CLUA_CPU_TOTAL, or 0: a slice */
-        lua_State *volatile running;     /* the thread running Lua code now */
-        uint64_t cpu_used_ns;            /* CPU time of all callbacks so far */
-        char cpu_msg[96];                /* the message of the budget armed now */
-        int exit_code;                   /* app.exit's code */
-        int host_yield;                  /* CLUA_YIELD_*: why the running task yields */
+        volatile sig_atomic_t doomed; /* a CLuaFault, or 0 */
+        lua_State *volatile running;  /* the thread running Lua code now */
+        uint64_t cpu_used_ns;         /* CPU time of all callbacks so far */
+        char cpu_msg[96];             /* the message of the budget armed now */
+        int exit_code;                /* app.exit's code */
+        int host_yield;               /* CLUA_YIELD_*: why the running task yields */
 
         /* ---- kept by the host (host.c) ---- */
         CLuaAppState state;
@@ -101,6 +110,8 @@ struct CLuaApp {
         unsigned n_subs;    /* bus subscriptions */
         int on_message_ref; /* registry refs, LUA_NOREF if none */
         int on_revoke_ref;
+        int gc_ref;     /* collectgarbage, for memory pressure (a task) */
+        bool gc_queued; /* that task is queued */
         uint64_t next_timer_id;
         CLuaTimer *timers;     /* its pending timers (list) */
         CLuaWait *waits;       /* its outstanding kernel calls (list) */
@@ -112,6 +123,8 @@ struct CLuaApp {
         int out_fd;            /* print writes here (1 unless the spec gave a log_fd) */
         int err_fd;            /* faults and cella.log (2 unless the spec gave a log_fd) */
         unsigned long dropped; /* events dropped because its queue was full */
+        size_t queued_bytes;   /* bytes of its queued events (charged to alloc) */
+        uint64_t out_dropped;  /* bytes of print output a full log pipe dropped */
         bool main_done;        /* its main chunk finished or suspended once */
         /* scheduler linkage */
         CLuaApp *rq_next;
@@ -177,13 +190,47 @@ const char *clua_fault_message(CLuaApp *app, char *buf, size_t size);
 int clua_doom(lua_State *L, CLuaFault f);
 
 /*
- * Sets up the running budget/slice for the thread L is about to run (the host,
- * before lua_resume): arms the host's watchdog for ns of CPU; when it fires,
- * a slice (armed_for 0) arms the preemption hook on the running thread, a budget
- * (CLUA_CPU_*) dooms the app; after a slice, if then_ns > 0, the watchdog re-arms
- * itself for then_ns more (the rest of the budget). Returns 0 or a negative errno.
+ * Sets up the slice and the budget of the app about to run on the host's thread
+ * (before lua_resume or lua_pcall), from now on the thread's CPU clock: its slice
+ * ends after slice_ns (0: no slice, the budget only), its budget after budget_ns
+ * (> 0), which dooms it with budget_for (CLUA_CPU_CALLBACK or CLUA_CPU_TOTAL).
+ * When the slice ends the watchdog arms the preemption hook on the running
+ * thread; where that thread cannot yield, the hook tries again every
+ * CLUA_PREEMPT_RETRY_NS; in a host of several apps, an app still on the CPU
+ * CLUA_NOPREEMPT_NS after its slice ended is doomed with CLUA_CPU_SLICE. A doomed
+ * app that burns CLUA_GRACE_NS more CPU without running a Lua instruction or a
+ * polling C loop (clua_poll) ends the process (exit 4). Returns 0 or a negative
+ * errno of timer_settime.
  */
-int clua_env_arm(CLuaApp *app, uint64_t ns, int armed_for, uint64_t then_ns, int then_for);
+int clua_env_arm(CLuaApp *app, uint64_t slice_ns, uint64_t budget_ns, int budget_for);
+
+/* The handlers of a host's timers (signal context; ud is the CLuaHost): the CPU
+ * watchdog, and the wall-clock one that only arms the preemption hook. */
+void clua_env_watchdog_handler(void *ud);
+void clua_env_wall_handler(void *ud);
+
+/*
+ * For C loops an app can make long (pattern matching, table functions, the
+ * reader of load): raises the app's fault if the watchdog doomed it (its budget
+ * ended, or it could not be preempted). Costs one load; call every few hundred
+ * steps.
+ */
+void clua_raise_doomed(lua_State *L);
+#define clua_poll(L)                                                                               \
+        do {                                                                                       \
+                if (__builtin_expect(clua_app_of(L)->doomed != 0, 0))                              \
+                        clua_raise_doomed(L);                                                      \
+        } while (0)
+
+/* cella-lua's own string.find/match/gmatch/gsub/rep (libstring.c) and
+ * table.concat/insert/remove/move/unpack (libtable.c): bounded or polling
+ * versions of liblua's. clua_table_sort_source: table.sort in Lua (libtable.c). */
+extern const luaL_Reg clua_string_fns[];
+extern const luaL_Reg clua_table_fns[];
+extern const char clua_table_sort_source[];
+/* sort_numbers(t, n): sorts t[1..n] with liblua's table.sort and returns true if
+ * t has no metatable, n ≤ 65536 and every t[i] is a number; else returns false. */
+int clua_sort_numbers(lua_State *L);
 
 /* The light C function of the standard library lib.name ("string", "format";
  * lib "_G" for base), or NULL. For modules that need one (cella.log). */
@@ -206,6 +253,3 @@ uint64_t clua_budget_left(CLuaApp *app, uint64_t used_in_callback, int *ret_for)
 /* Marks co as a task of the host (a tag in its extra space): coroutine.resume
  * and coroutine.wrap refuse it. */
 void clua_env_mark_task(lua_State *co);
-
-/* The handler a host's watchdog runs (ud: the CLuaHost), signal context. */
-void clua_env_watchdog_handler(void *ud);

@@ -72,6 +72,9 @@ int clua_host_new(const CLuaHostOptions *o, CLuaHost **ret)
         h->opt = *o;
         if (!h->opt.slice_ns)
                 h->opt.slice_ns = CLUA_SLICE_DEFAULT_NS;
+        /* Apps sharing the thread: one that cannot be preempted is ended after
+         * CLUA_NOPREEMPT_NS; alone, it only delays itself. */
+        h->nopreempt_ns = o->n_apps > 1 ? CLUA_NOPREEMPT_NS : 0;
         h->epfd = -1;
         h->apps = calloc(o->n_apps, sizeof(*h->apps));
         if (!h->apps) {
@@ -115,6 +118,11 @@ int clua_host_new(const CLuaHostOptions *o, CLuaHost **ret)
         r = clua_watchdog_init(&h->watchdog, clua_env_watchdog_handler, h);
         if (r < 0)
                 goto fail;
+        if (h->nopreempt_ns) {
+                r = clua_watchdog_init_clock(&h->wall, CLOCK_MONOTONIC, clua_env_wall_handler, h);
+                if (r < 0)
+                        goto fail;
+        }
         h->run_heap = (CLuaHeap){.less = app_less, .pos = app_pos};
         h->timer_heap = (CLuaHeap){.less = timer_less, .pos = timer_pos};
         h->cpu0 = clua_thread_cpu_ns();
@@ -148,6 +156,8 @@ static void work_free_in(CLuaApp *app, CLuaWork *w)
 {
         if (!w)
                 return;
+        app->alloc.used -= w->charged;
+        app->queued_bytes -= w->charged;
         if (w->kind == CLUA_WORK_RESUME)
                 clua_task_free(w->task);
         if (w->owns_ref && app->L)
@@ -200,7 +210,12 @@ static void app_release(CLuaApp *app)
                 app->current = NULL;
         }
         if (app->L) {
+                /* Finalizers (a database's close) free memory charged to the app. */
+                CLuaAlloc *saved = clua_alloc_current;
+
+                clua_alloc_current = &app->alloc;
                 lua_close(app->L);
+                clua_alloc_current = saved;
                 app->L = NULL;
         }
         if (app->out_fd > 2)
@@ -214,12 +229,16 @@ void clua_host_free(CLuaHost *h)
 {
         if (!h)
                 return;
+        /* Every state closed first: a block of C library memory is charged to
+         * the CLuaAlloc in its app, which must outlive it (alloc.h). */
+        for (uint32_t i = 0; i < h->n_apps; i++)
+                if (h->apps[i])
+                        app_release(h->apps[i]);
         for (uint32_t i = 0; i < h->n_apps; i++) {
                 CLuaApp *app = h->apps[i];
 
                 if (!app)
                         continue;
-                app_release(app);
                 if (app->data_fd >= 0)
                         close(app->data_fd);
                 free(app->id);
@@ -229,6 +248,7 @@ void clua_host_free(CLuaHost *h)
         clua_heap_done(&h->run_heap);
         clua_heap_done(&h->timer_heap);
         clua_watchdog_done(&h->watchdog);
+        clua_watchdog_done(&h->wall);
         if (h->epfd >= 0)
                 close(h->epfd);
         if (h->own_stats)
@@ -277,10 +297,21 @@ int clua_host_add(CLuaHost *h, const CLuaAppSpec *spec, CLuaApp **ret)
         app->opt = spec->opt;
         app->priority = spec->priority;
         app->weight = clua_prio_weight(spec->priority);
-        app->on_message_ref = app->on_revoke_ref = LUA_NOREF;
+        app->on_message_ref = app->on_revoke_ref = app->gc_ref = LUA_NOREF;
         app->channel_fd = spec->channel_fd;
         app->out_fd = spec->log_fd >= 0 ? spec->log_fd : 1;
         app->err_fd = spec->log_fd >= 0 ? spec->log_fd : 2;
+        /* A log pipe of its own (packed mode): non-blocking, so an app whose log pipe
+         * is full loses output (print, cella.log drop what does not fit) instead
+         * of stopping every app of the host until the reader catches up. */
+        if (spec->log_fd >= 0) {
+                struct stat st;
+                int fl = fcntl(spec->log_fd, F_GETFL);
+
+                if (fl >= 0 && fstat(spec->log_fd, &st) == 0 &&
+                    (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)))
+                        (void)fcntl(spec->log_fd, F_SETFL, fl | O_NONBLOCK);
+        }
         app->data_fd = -1;
         app->id = strdup(spec->id ?: "");
         app->stats = &h->app_stats[app->index];
@@ -291,6 +322,7 @@ int clua_host_add(CLuaHost *h, const CLuaAppSpec *spec, CLuaApp **ret)
         r = clua_env_new(app);
         if (r < 0)
                 return r;
+        app->alloc.soft_stop_ns = &h->soft_stop_ns;
         if (spec->data) {
                 app->data_fd = open(spec->data, O_PATH | O_DIRECTORY | O_CLOEXEC);
                 if (app->data_fd < 0)
@@ -497,15 +529,42 @@ void clua_host_retarget(CLuaApp *app, int old_ref, int new_ref)
         }
 }
 
+/* Bytes of a work item and its strings (what a queued event holds in memory). */
+static size_t work_bytes(const CLuaWork *w)
+{
+        size_t n = sizeof(*w) + w->data_len;
+
+        n += w->topic ? strlen(w->topic) + 1 : 0;
+        n += w->sender ? strlen(w->sender) + 1 : 0;
+        n += w->content_type ? strlen(w->content_type) + 1 : 0;
+        for (int i = 0; i < w->n_args; i++)
+                n += w->args[i].s ? w->args[i].len + 1 : 0;
+        return n;
+}
+
 int clua_host_queue(CLuaApp *app, CLuaWork *w)
 {
-        if (app->ended || app->n_work >= CLUA_WORK_MAX) {
+        CLuaAlloc *a = &app->alloc;
+        size_t n = work_bytes(w);
+
+        /* Events wait in the host's memory: they count against the app's cap, so
+         * a flood of bus messages for a slow app is dropped, not the group's
+         * memory. They may fill half of it: the app needs room to run them. */
+        if (app->ended || app->n_work >= CLUA_WORK_MAX || a->used > a->cap ||
+            n > a->cap - a->used || n > a->cap / 2 - app->queued_bytes) {
                 if (!app->ended && app->dropped++ == 0)
-                        clua_app_message(app, "event queue full (%u): events dropped",
+                        clua_app_message(app,
+                                         "event queue full (%u events, or its memory cap): "
+                                         "events dropped",
                                          CLUA_WORK_MAX);
                 work_free_in(app, w);
                 return -ENOBUFS;
         }
+        w->charged = n;
+        app->queued_bytes += n;
+        a->used += n;
+        if (a->used > a->peak)
+                a->peak = a->used;
         queue_work(app, w, false);
         return sched_enqueue(app->host, app);
 }
@@ -689,6 +748,7 @@ static int fault_code(CLuaFault f)
                 return CLUA_EXIT_MEMORY;
         case CLUA_CPU_CALLBACK:
         case CLUA_CPU_TOTAL:
+        case CLUA_CPU_SLICE:
                 return CLUA_EXIT_CPU;
         default:
                 return CLUA_EXIT_ERROR;
@@ -703,7 +763,7 @@ void clua_host_app_failed(CLuaApp *app, int code)
 /* The app is doomed: ends it with its fault (or app.exit's code). */
 static void end_doomed(CLuaApp *app)
 {
-        char buf[128];
+        char buf[160];
 
         if (app->doomed == CLUA_EXITING) {
                 int code = app->exit_code;
@@ -730,6 +790,40 @@ static void finish_task(CLuaApp *app, CLuaTask *t)
         clua_task_free(t);
 }
 
+/*
+ * Calls the function below nargs arguments on the app's main thread, protected
+ * and under the watchdog (what is left of a callback's budget, no slice): the
+ * host's own work in the app's state (making a task, a traceback) allocates, so
+ * it may run a GC step, which is the app's CPU and, for a pathological heap,
+ * long. Returns lua_pcall's status (LUA_ERRMEM when the state is full).
+ */
+static int guarded_pcall(CLuaApp *app, int nargs, int nresults)
+{
+        CLuaHost *h = app->host;
+        int bfor, status;
+        uint64_t budget = clua_budget_left(app, 0, &bfor), t0;
+
+        (void)clua_env_arm(app, 0, budget ?: CLUA_PREEMPT_RETRY_NS, bfor);
+        app->running = app->L;
+        t0 = clua_thread_cpu_ns();
+        status = lua_pcall(app->L, nargs, nresults, 0);
+        (void)clua_watchdog_disarm(&h->watchdog);
+        h->running = NULL;
+        app->cpu_used_ns += clua_thread_cpu_ns() - t0;
+        return status;
+}
+
+/* The traceback of a task that failed (its thread and message: light userdata
+ * arguments), pushed: protected, as it allocates. */
+static int traceback_p(lua_State *L)
+{
+        lua_State *co = lua_touserdata(L, 1);
+        const char *m = lua_tostring(co, -1);
+
+        luaL_traceback(L, co, m ?: "(error object is not a string)", 0);
+        return 1;
+}
+
 /* Runs the app's next work for one slice at most. */
 static void run_slice(CLuaHost *h, CLuaApp *app)
 {
@@ -752,6 +846,8 @@ static void run_slice(CLuaHost *h, CLuaApp *app)
 
                 if (w->timer)
                         w->timer->pending = false;
+                if (w->is_gc)
+                        app->gc_queued = false;
 
                 t = calloc(1, sizeof(*t));
                 if (!t) {
@@ -766,12 +862,14 @@ static void run_slice(CLuaHost *h, CLuaApp *app)
                 app->n_tasks++;
                 lua_pushcfunction(app->L, new_task_p);
                 lua_pushlightuserdata(app->L, &c);
-                status = lua_pcall(app->L, 1, 0, 0);
+                status = guarded_pcall(app, 1, 0);
                 work_free_in(app, w);
-                if (status != LUA_OK) {
-                        lua_pop(app->L, 1);
+                if (status != LUA_OK || app->doomed) {
+                        if (status != LUA_OK)
+                                lua_pop(app->L, 1);
                         clua_task_free(t);
-                        app->doomed = CLUA_MEMORY;
+                        if (!app->doomed)
+                                app->doomed = CLUA_MEMORY;
                         end_doomed(app);
                         return;
                 }
@@ -796,19 +894,19 @@ static void run_slice(CLuaHost *h, CLuaApp *app)
         app->host_yield = CLUA_YIELD_NONE;
         app->running = t->co;
         t0 = clua_thread_cpu_ns();
-        h->budget_end_ns = t0 + budget;
-        h->budget_for = bfor;
-        if (budget <= slice)
-                r = clua_env_arm(app, budget, bfor, 0, 0);
-        else
-                r = clua_env_arm(app, slice, 0, budget - slice, bfor);
+        r = clua_env_arm(app, slice, budget, bfor);
+        if (r >= 0 && h->nopreempt_ns)
+                r = clua_watchdog_arm(&h->wall, slice * CLUA_SLICE_WALL_FACTOR, 0);
         if (r < 0) {
                 app->current = NULL;
                 clua_task_free(t);
                 end_app(app, CLUA_EXIT_INTERNAL, "cannot arm the CPU watchdog");
                 return;
         }
+        clua_alloc_current = &app->alloc;
         status = lua_resume(t->co, app->L, nargs, &nres);
+        clua_alloc_current = NULL;
+        (void)clua_watchdog_disarm(&h->wall);
         (void)clua_watchdog_disarm(&h->watchdog);
         h->running = NULL;
         app->running = app->L;
@@ -872,10 +970,17 @@ static void run_slice(CLuaHost *h, CLuaApp *app)
                         clua_bus_answer(app, t, 0, true);
                         finish_task(app, t);
                 } else {
-                        const char *m = lua_tostring(t->co, -1);
-
-                        luaL_traceback(app->L, t->co, m ?: "(error object is not a string)", 0);
-                        app_message(app, lua_tostring(app->L, -1) ?: "error");
+                        /* Protected: an app at its memory cap that raised an
+                         * error must not make the traceback's allocation an
+                         * unprotected error (a panic, ending the host). */
+                        lua_pushcfunction(app->L, traceback_p);
+                        lua_pushlightuserdata(app->L, t->co);
+                        if (guarded_pcall(app, 1, 1) == LUA_OK)
+                                app_message(app, lua_tostring(app->L, -1) ?: "error");
+                        else
+                                app_message(app, lua_type(t->co, -1) == LUA_TSTRING
+                                                         ? lua_tostring(t->co, -1)
+                                                         : "error (no memory for its traceback)");
                         lua_pop(app->L, 1);
                         clua_task_free(t);
                         end_app(app, CLUA_EXIT_ERROR, NULL);
@@ -1027,8 +1132,12 @@ static void fire_timers(CLuaHost *h, uint64_t now)
                                 luaL_unref(app->L, LUA_REGISTRYINDEX, t->fn_ref);
                         free(t);
                 }
-                if (w && clua_host_queue(app, w) < 0 && w->timer)
-                        w->timer->pending = false;
+                if (w) {
+                        CLuaTimer *pending = w->timer; /* w is freed if dropped */
+
+                        if (clua_host_queue(app, w) < 0 && pending)
+                                pending->pending = false;
+                }
         }
 }
 

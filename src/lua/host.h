@@ -28,6 +28,8 @@
 #define CLUA_TIMERS_MAX       1024u  /* pending timers per app */
 #define CLUA_WORK_MAX         4096u  /* queued events per app; more are dropped */
 #define CLUA_SLICE_DEFAULT_NS (10ull * 1000000u)
+/* Wall time a slice may take, in slices (a host of several apps). */
+#define CLUA_SLICE_WALL_FACTOR 2u
 /* A slice that ends where the task cannot yield is tried again this much CPU
  * later (1 ms), without a count hook in between. */
 #define CLUA_PREEMPT_RETRY_NS (1000000ull)
@@ -77,6 +79,8 @@ struct CLuaWork {
         size_t data_len;
         int n_args;
         CLuaArg args[2];
+        size_t charged; /* bytes charged to the app's allocator while queued */
+        bool is_gc;     /* CALL of the memory pressure collection (app->gc_queued) */
 };
 
 struct CLuaTask {
@@ -124,6 +128,11 @@ typedef struct CLuaSub {
 struct CLuaHost {
         CLuaHostOptions opt;
         CLuaWatchdog watchdog;
+        /* In a host of several apps: a CLOCK_MONOTONIC timer that preempts a
+         * slice after CLUA_SLICE_WALL_FACTOR slices of wall time, so an app
+         * blocked in I/O (SQLite's fsyncs, file writes) uses no more of the
+         * thread's time than its CPU slice would. */
+        CLuaWatchdog wall;
         CLuaApp **apps;
         uint32_t n_apps, cap_apps;
         uint32_t n_alive;
@@ -143,12 +152,19 @@ struct CLuaHost {
         bool own_stats;
         int first_fault; /* exit code of the first app fault, 0 if none */
         uint64_t cpu0;
-        /* the running slice's budget: thread CPU time it ends at, and which */
-        uint64_t budget_end_ns;
-        int budget_for;
-        /* then-arming by the watchdog handler after a slice */
-        volatile uint64_t then_ns;
-        volatile int then_for;
+        /* The running app's slice and budget, on the thread's CPU clock
+         * (clua_env_arm): when its budget ends (dooms it with budget_for), when
+         * its slice ends, when it is doomed for not yielding (0 until the slice
+         * ended; UINT64_MAX in a host of one app), when a doomed app's grace
+         * ends. Written by the host and by the watchdog's signal handler. */
+        volatile uint64_t budget_end_ns;
+        volatile int budget_for;
+        volatile uint64_t slice_end_ns;
+        volatile uint64_t overrun_end_ns;
+        volatile uint64_t soft_stop_ns; /* alloc.h: halfway into the overrun, or 0 */
+        volatile uint64_t grace_end_ns;
+        /* CLUA_NOPREEMPT_NS in a host of several apps, else 0 (no limit) */
+        uint64_t nopreempt_ns;
 };
 
 /*
@@ -193,8 +209,9 @@ void clua_host_app_failed(CLuaApp *app, int code);
 int clua_host_run(CLuaHost *h);
 
 /* Queues work w (malloc'd, owned by the queue from then on) for app; makes the
- * app ready. Over CLUA_WORK_MAX queued, w is dropped (freed) and counted:
- * returns -ENOBUFS; else 0. */
+ * app ready. Its bytes (the struct and its strings) count against the app's
+ * memory cap while it is queued. Over CLUA_WORK_MAX queued, or past the cap, w
+ * is dropped (freed) and counted: returns -ENOBUFS; else 0. */
 int clua_host_queue(CLuaApp *app, CLuaWork *w);
 
 /* Points the app's queued calls of the function old_ref at new_ref, or drops

@@ -254,7 +254,20 @@ static int wait_for(lua_State *L, CLuaWait *w)
                 app->host_yield = CLUA_YIELD_WAIT;
                 return lua_yieldk(L, 0, (lua_KContext)w, await_k);
         }
-        /* Cannot yield: block the host until it is done. */
+        if (app->host->opt.n_apps > 1) {
+                /* Cannot yield, and blocking would stop every app of the packed
+                 * group until the reply (or the sleep) came: refused. */
+                wait_unlink(w);
+                if (w->timer)
+                        clua_timer_cancel_wait(app, w->timer);
+                else if (app->cella && w->request_id)
+                        (void)cella_cancel(app->cella, w->request_id);
+                free(w);
+                return luaL_error(L, "cannot wait for the kernel or a timer here: inside a "
+                                     "metamethod or __tostring called from C the task cannot "
+                                     "be suspended (packed mode)");
+        }
+        /* Cannot yield, alone in the host: block until it is done. */
         while (!w->done) {
                 int r;
 
@@ -415,10 +428,20 @@ static void on_event(Cella *c, const CellaEvent *ev, void *userdata)
                 (void)clua_host_queue(app, w);
                 break;
         case CELLA_EVENT_MEMORY_PRESSURE:
-                /* The kernel asks apps to trim: a full collection, unless the app
-                 * is on the CPU (then its next slice paces the GC anyway). */
-                if (app->host->running != app && app->L)
-                        lua_gc(app->L, LUA_GCCOLLECT);
+                /* The kernel asks apps to trim: a full collection, run as a task
+                 * of the app (in steps the host preempts, under its budget and
+                 * its CPU account), not in the host's loop where no watchdog is
+                 * armed. One at a time. */
+                if (app->gc_queued || app->gc_ref == LUA_NOREF)
+                        break;
+                w = calloc(1, sizeof(*w));
+                if (!w)
+                        break;
+                w->kind = CLUA_WORK_CALL;
+                w->fn_ref = app->gc_ref;
+                w->is_gc = true;
+                if (clua_host_queue(app, w) == 0)
+                        app->gc_queued = true;
                 break;
         default:
                 break;
@@ -497,9 +520,11 @@ void clua_bus_answer(CLuaApp *app, CLuaTask *t, int nres, bool failed)
         req.reply_token = t->reply_token;
         if (failed) {
                 req.errnum = EIO;
-                data = lua_tolstring(co, -1, &len);
-                if (data)
-                        clua_app_message(app, "request handler: %s", data);
+                /* Only a string: converting a number allocates, and this runs
+                 * outside any protected call (a memory error would panic). */
+                data = lua_type(co, -1) == LUA_TSTRING ? lua_tolstring(co, -1, &len) : NULL;
+                clua_app_message(app, "request handler: %s",
+                                 data ?: "(error object is not a string)");
                 data = NULL;
                 len = 0;
         } else if (nres >= 1) {

@@ -41,6 +41,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "lua/alloc.h"
 #include "lua/lua-modules.h"
 
 /* Longest database name, bytes. */
@@ -63,7 +64,8 @@
 
 typedef struct {
         sqlite3 *db;
-        long ticks; /* progress callbacks left in this step */
+        long ticks;    /* progress callbacks left in this step */
+        bool overtime; /* the last interrupt was the packed host's soft stop */
 } Db;
 
 typedef struct {
@@ -72,10 +74,18 @@ typedef struct {
         int done;
 } Stmt;
 
+/* Stops the statement after DB_STEP_OPS instructions, at once when the app is
+ * doomed (its CPU budget ended), or, in a packed host, when it ran halfway into
+ * the allowance past its time slice (alloc.h): an error the app can catch,
+ * before the watchdog would end the app for holding the group's thread. */
 static int progress_cb(void *p)
 {
         Db *d = p;
-        return --d->ticks < 0;
+
+        if (--d->ticks < 0 || clua_alloc_current_doomed())
+                return 1;
+        d->overtime = clua_alloc_current_overtime();
+        return d->overtime;
 }
 
 static int authorizer_cb(void *p, int action, const char *a, const char *b, const char *c,
@@ -108,11 +118,13 @@ static int authorizer_cb(void *p, int action, const char *a, const char *b, cons
 static void arm(Db *d)
 {
         d->ticks = DB_STEP_OPS / DB_PROGRESS_N;
+        d->overtime = false;
 }
 
+/* __gc, __close and close() of a database: closes it (idempotent). */
 static int db_gc(lua_State *L)
 {
-        Db *d = lua_touserdata(L, 1);
+        Db *d = luaL_checkudata(L, 1, DB_MT);
         /* close_v2: a statement still open keeps the connection until finalized. */
         if (d->db)
                 sqlite3_close_v2(d->db);
@@ -131,6 +143,14 @@ static Db *check_db(lua_State *L)
 static int db_fail(lua_State *L, Db *d, const char *what)
 {
         int code = sqlite3_errcode(d->db);
+        /* SQLite's memory counts against the app's cap (alloc.h). */
+        if (code == SQLITE_NOMEM && clua_alloc_current)
+                return clua_alloc_raise_memory(L);
+        if (code == SQLITE_INTERRUPT && d->overtime)
+                return luaL_error(L,
+                                  "cella.db.%s: statement interrupted: it held the packed "
+                                  "host's thread 25 ms past the app's time slice (split the work)",
+                                  what);
         if (code == SQLITE_INTERRUPT)
                 return luaL_error(L, "cella.db.%s: statement ran longer than %d instructions", what,
                                   DB_STEP_OPS);
@@ -190,6 +210,11 @@ static int db_open(lua_State *L)
                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW |
                                     SQLITE_OPEN_NOMUTEX,
                             NULL);
+        if (r == SQLITE_NOMEM && clua_alloc_current) {
+                sqlite3_close_v2(d->db);
+                d->db = NULL;
+                return clua_alloc_raise_memory(L);
+        }
         if (r != SQLITE_OK) {
                 lua_pushfstring(L, "cella.db.open: %s: %s", name,
                                 d->db ? sqlite3_errmsg(d->db) : sqlite3_errstr(r));
@@ -263,13 +288,13 @@ static int db_prepare(lua_State *L)
 /* db:close() -> nothing. Idempotent; open statements are finalized by their own close. */
 static int db_close(lua_State *L)
 {
-        luaL_checkudata(L, 1, DB_MT);
         return db_gc(L);
 }
 
+/* __gc, __close and finalize() of a statement (idempotent). */
 static int stmt_gc(lua_State *L)
 {
-        Stmt *s = lua_touserdata(L, 1);
+        Stmt *s = luaL_checkudata(L, 1, STMT_MT);
         sqlite3_finalize(s->stmt);
         s->stmt = NULL;
         return 0;
@@ -432,7 +457,6 @@ static int stmt_reset(lua_State *L)
 /* stmt:finalize() -> nothing. Idempotent. */
 static int stmt_finalize(lua_State *L)
 {
-        luaL_checkudata(L, 1, STMT_MT);
         return stmt_gc(L);
 }
 
@@ -450,7 +474,10 @@ static const luaL_Reg stmt_methods[] = {
 
 static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc)
 {
-        luaL_newmetatable(L, name);
+        if (!cella_lua_newclass(L, name)) {
+                lua_pop(L, 1);
+                return;
+        }
         lua_newtable(L);
         luaL_setfuncs(L, methods, 0);
         lua_setfield(L, -2, "__index");
@@ -463,6 +490,7 @@ static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, l
 
 int luaopen_cella_db(lua_State *L)
 {
+        (void)clua_alloc_global_init();
         new_class(L, DB_MT, db_methods, db_gc);
         new_class(L, STMT_MT, stmt_methods, stmt_gc);
         cella_lua_data_dir(L, NULL);

@@ -44,7 +44,7 @@ typedef struct {
 
 static int data_dir_gc(lua_State *L)
 {
-        DataDir *d = lua_touserdata(L, 1);
+        DataDir *d = luaL_checkudata(L, 1, DATA_DIR_KEY);
         if (d->fd >= 0)
                 close(d->fd);
         d->fd = -EBADF;
@@ -61,7 +61,7 @@ static DataDir *data_dir_push(lua_State *L, int fd, const char *path)
         d = lua_newuserdatauv(L, sizeof(DataDir) + n + 1, 0);
         d->fd = fd;
         memcpy(d->path, path, n + 1);
-        if (luaL_newmetatable(L, DATA_DIR_KEY)) {
+        if (cella_lua_newclass(L, DATA_DIR_KEY)) {
                 lua_pushcfunction(L, data_dir_gc);
                 lua_setfield(L, -2, "__gc");
         }
@@ -190,7 +190,7 @@ static int fs_fail(lua_State *L, const char *fn, const char *path, int r)
 
 static int fd_box_gc(lua_State *L)
 {
-        int *fd = lua_touserdata(L, 1);
+        int *fd = luaL_checkudata(L, 1, FD_BOX_MT);
         if (*fd >= 0)
                 close(*fd);
         *fd = -EBADF;
@@ -209,7 +209,7 @@ static int *fd_box_push(lua_State *L)
 {
         int *fd = lua_newuserdatauv(L, sizeof(int), 0);
         *fd = -EBADF;
-        if (luaL_newmetatable(L, FD_BOX_MT)) {
+        if (cella_lua_newclass(L, FD_BOX_MT)) {
                 lua_pushcfunction(L, fd_box_gc);
                 lua_setfield(L, -2, "__gc");
         }
@@ -389,7 +389,7 @@ static int fs_exists(lua_State *L)
 
 static int dir_box_gc(lua_State *L)
 {
-        DIR **d = lua_touserdata(L, 1);
+        DIR **d = luaL_checkudata(L, 1, DIR_BOX_MT);
         if (*d)
                 closedir(*d);
         *d = NULL;
@@ -415,7 +415,7 @@ static int fs_list(lua_State *L)
         /* The DIR lives in a userdata so a memory error while pushing names closes it. */
         box = lua_newuserdatauv(L, sizeof(DIR *), 0);
         *box = NULL;
-        if (luaL_newmetatable(L, DIR_BOX_MT)) {
+        if (cella_lua_newclass(L, DIR_BOX_MT)) {
                 lua_pushcfunction(L, dir_box_gc);
                 lua_setfield(L, -2, "__gc");
         }

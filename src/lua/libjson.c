@@ -23,6 +23,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "lua/alloc.h"
 #include "lua/lua-modules.h"
 
 /* Deepest nesting of arrays/objects accepted either way (jansson's own is 2048). */
@@ -44,9 +45,9 @@ typedef struct {
 
 static int box_gc(lua_State *L)
 {
-        JsonBox *b = lua_touserdata(L, 1);
+        JsonBox *b = luaL_checkudata(L, 1, JSON_BOX_MT);
         json_decref(b->root);
-        free(b->text);
+        clua_ext_free(b->text); /* jansson's allocator (alloc.h) */
         b->root = NULL;
         b->text = NULL;
         return 0;
@@ -273,6 +274,7 @@ static int encode_value(Encoder *e, int idx, int depth, json_t **ret)
 static int json_encode_l(lua_State *L)
 {
         Encoder e = {.L = L, .budget = JSON_SIZE_MAX};
+        unsigned long refused;
         JsonBox *b;
         size_t n;
         int r;
@@ -280,12 +282,19 @@ static int json_encode_l(lua_State *L)
         luaL_checkany(L, 1);
         lua_settop(L, 1);
         b = box_push(L);
+        refused = clua_alloc_refusals();
         r = encode_value(&e, 1, 0, &b->root);
-        if (r < 0)
+        if (r < 0) {
+                if (clua_alloc_refusals() != refused)
+                        return clua_alloc_raise_memory(L);
                 return luaL_error(L, "cella.json.encode: %s", e.err);
+        }
         b->text = json_dumps(b->root, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
-        if (!b->text)
+        if (!b->text) {
+                if (clua_alloc_refusals() != refused)
+                        return clua_alloc_raise_memory(L);
                 return luaL_error(L, "cella.json.encode: out of memory");
+        }
         n = strlen(b->text);
         if (n > JSON_SIZE_MAX)
                 return luaL_error(L, "cella.json.encode: output larger than %d bytes",
@@ -385,7 +394,19 @@ static int json_decode_l(lua_State *L)
         if (scan_depth(s, n) > JSON_DEPTH_MAX)
                 return luaL_error(L, "cella.json.decode: nesting deeper than %d", JSON_DEPTH_MAX);
         b = box_push(L);
-        b->root = json_loadb(s, n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
+        /* jansson's memory counts against the app's cap (alloc.h): refused, the
+         * garbage of the Lua heap is collected and the parse tried once more. */
+        for (int try = 0; try < 2 && !b->root; try++) {
+                unsigned long refused = clua_alloc_refusals();
+
+                b->root = json_loadb(
+                        s, n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
+                if (b->root || clua_alloc_refusals() == refused)
+                        break;
+                if (try == 1)
+                        return clua_alloc_raise_memory(L);
+                lua_gc(L, LUA_GCCOLLECT);
+        }
         if (!b->root)
                 return luaL_error(L, "cella.json.decode: %s at line %d column %d", err.text,
                                   err.line, err.column);
@@ -402,6 +423,16 @@ static int json_array_l(lua_State *L)
         } else {
                 luaL_checktype(L, 1, LUA_TTABLE);
                 lua_settop(L, 1);
+                /* The C API sets a metatable even over a protected one: a table
+                 * with another metatable (a read-only library table, the globals,
+                 * an object of the app's) keeps it. */
+                if (lua_getmetatable(L, 1)) {
+                        luaL_getmetatable(L, JSON_ARRAY_MT);
+                        if (!lua_rawequal(L, -1, -2))
+                                return luaL_error(L, "cella.json.array: the table already has "
+                                                     "a metatable");
+                        lua_pop(L, 2);
+                }
         }
         luaL_setmetatable(L, JSON_ARRAY_MT);
         return 1;
@@ -416,12 +447,15 @@ static const luaL_Reg json_funcs[] = {
 
 int luaopen_cella_json(lua_State *L)
 {
-        if (luaL_newmetatable(L, JSON_BOX_MT)) {
+        (void)clua_alloc_global_init();
+        if (cella_lua_newclass(L, JSON_BOX_MT)) {
                 lua_pushcfunction(L, box_gc);
                 lua_setfield(L, -2, "__gc");
         }
         lua_pop(L, 1);
-        if (luaL_newmetatable(L, JSON_ARRAY_MT)) {
+        /* Protected: json.array(t) sets it, so a __gc added to it would make t a
+         * finalized object behind setmetatable's back. */
+        if (cella_lua_newclass(L, JSON_ARRAY_MT)) {
                 lua_pushliteral(L, "json.array");
                 lua_setfield(L, -2, "__name");
         }

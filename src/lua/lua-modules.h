@@ -8,6 +8,7 @@
  * upvalues and the registry, so many apps can share one process (packed mode).
  */
 
+#include <lauxlib.h>
 #include <lua.h>
 
 /* cella.json: encode/decode with depth and size limits (src/lua/libjson.c). */
@@ -64,3 +65,21 @@ int cella_lua_data_dir(lua_State *L, const char **ret_path);
  * Returns 0 or -EBADF for a negative fd.
  */
 int cella_lua_set_log_fd(lua_State *L, int fd);
+
+/*
+ * luaL_newmetatable(L, name) for a class of userdata (or tables) an app may
+ * hold, protected: its __metatable is name, so getmetatable() returns that
+ * string and setmetatable() refuses, and an app can neither read the
+ * metamethods (a __gc or __close called on another value) nor add a __gc (a
+ * finalizer runs with hooks off, out of the CPU budget's reach). Returns as
+ * luaL_newmetatable: 1 if the metatable is new (fill it in), 0 if it existed;
+ * either way it is on top of the stack.
+ */
+static inline int cella_lua_newclass(lua_State *L, const char *name)
+{
+        if (!luaL_newmetatable(L, name))
+                return 0;
+        lua_pushstring(L, name);
+        lua_setfield(L, -2, "__metatable");
+        return 1;
+}

@@ -421,6 +421,9 @@ out:
 
 int main(int argc, char **argv)
 {
+        /* Before any jansson value exists: from here on jansson's and SQLite's
+         * memory is charged to the app they work for (alloc.h). */
+        (void)clua_alloc_global_init();
         if (argc >= 3 && strcmp(argv[1], "--spec") == 0 && argc == 3)
                 return run_spec(argv[2], -1);
         if (argc >= 3 && strcmp(argv[1], "--spec-fd") == 0 && argc == 3) {

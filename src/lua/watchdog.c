@@ -23,6 +23,11 @@ static void on_signal(int sig, siginfo_t *si, void *uc)
 
 int clua_watchdog_init(CLuaWatchdog *w, void (*fn)(void *ud), void *ud)
 {
+        return clua_watchdog_init_clock(w, CLOCK_THREAD_CPUTIME_ID, fn, ud);
+}
+
+int clua_watchdog_init_clock(CLuaWatchdog *w, clockid_t clock, void (*fn)(void *ud), void *ud)
+{
         static bool installed;
         struct sigevent sev = {};
 
@@ -40,7 +45,7 @@ int clua_watchdog_init(CLuaWatchdog *w, void (*fn)(void *ud), void *ud)
         sev.sigev_signo = SIGRTMIN;
         sev.sigev_value.sival_ptr = w;
         sev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
-        if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &w->timer) < 0)
+        if (timer_create(clock, &sev, &w->timer) < 0)
                 return -errno;
         w->created = true;
         return 0;

@@ -29,6 +29,10 @@ typedef struct CLuaWatchdog {
  */
 int clua_watchdog_init(CLuaWatchdog *w, void (*fn)(void *ud), void *ud);
 
+/* As clua_watchdog_init, on clock (CLOCK_MONOTONIC: a wall-clock timer of the
+ * calling thread, signalled the same way). */
+int clua_watchdog_init_clock(CLuaWatchdog *w, clockid_t clock, void (*fn)(void *ud), void *ud);
+
 /*
  * Arms w to fire after ns nanoseconds (> 0) of the calling thread's CPU time,
  * then every interval_ns after that (0: once); replaces any earlier arming.

@@ -213,3 +213,46 @@ def test_a_single_lua_app_has_stats_and_its_exit_names_the_reason(tmp_path, stat
                          "org.test.lone"], capture_output=True, text=True, timeout=30)
     recs = [json.loads(line) for line in au.stdout.splitlines() if line.strip()]
     assert any(r.get("fields", r).get("reason") == "uncaught Lua error" for r in recs), au.stdout
+
+
+def test_a_member_that_holds_the_thread_is_ended_alone_in_the_real_group(tmp_path, state):
+    # The whole product: `cella boot` of a packed group in its sandbox, with the
+    # supervisor's log pipes. B runs a backtracking pattern (one C call that
+    # never ends, where no hook runs); the host ends B alone ("could not be
+    # preempted", exit 4) and A's 50 ms timer keeps its time. Before, the host
+    # ran B until its 5 s budget plus 1 s and then ended the whole group.
+    require_root()
+    root = tmp_path / "apps"
+    lua_member(root, A, """
+        local timer = require "cella.timer"
+        local worst, n, due = 0, 0, timer.now() + 0.05
+        local stop = due + 2.5
+        local function tick()
+          local now = timer.now()
+          worst = math.max(worst, now - due)
+          n = n + 1
+          if now < stop then
+            due = now + 0.05
+            timer.after(0.05, tick)
+          else
+            print(string.format("ticks=%d worst_ms=%.1f", n, worst * 1000))
+          end
+        end
+        timer.after(0.05, tick)
+    """)
+    lua_member(root, B, """
+        local timer = require "cella.timer"
+        timer.after(0.3, function()
+          print(pcall(string.find, ("a"):rep(3000), (".-"):rep(12) .. "b"))
+          print("still here")
+        end)
+    """)
+    p, status = boot_cella(root, state)
+    exits = {r["app"]: r for r in status if r.get("event") == "exited"}
+    assert exits[B]["exit_code"] == 4, (status, p.stderr)
+    assert exits[A]["exit_code"] == 0, (status, p.stderr)
+    a, b = log_of(state, A), log_of(state, B)
+    assert "could not be preempted" in b and "still here" not in b, b
+    fields = dict(kv.split("=") for kv in a.split()[-2:])
+    assert int(fields["ticks"]) >= 30 and float(fields["worst_ms"]) < 250, a
+    print(f"boot: {a.strip()}")

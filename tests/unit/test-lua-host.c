@@ -297,6 +297,100 @@ START_TEST(test_no_channel)
 }
 END_TEST
 
+/* Queued events count against the app's memory cap (at most half of it): past
+ * that they are dropped (and counted), and the bytes go back when they run. */
+START_TEST(test_queued_events_are_charged)
+{
+        CLuaHost *h = new_host(CLUA_SCHED_FAIR, 1);
+        CLuaAppSpec s = {.channel_fd = -1, .log_fd = -1, .opt = {.memory_cap = 1u << 20}};
+        CLuaApp *app = NULL;
+        size_t used0;
+        int queued = 0, dropped = 0;
+
+        ck_assert_int_eq(clua_host_add(h, &s, &app), 0);
+        lua_pushcfunction(app->L, lua_gettop); /* any function: the events' callback */
+        int ref = luaL_ref(app->L, LUA_REGISTRYINDEX);
+        used0 = app->alloc.used;
+        for (int i = 0; i < 64; i++) {
+                CLuaWork *w = calloc(1, sizeof(*w));
+
+                ck_assert_ptr_nonnull(w);
+                w->kind = CLUA_WORK_CALL;
+                w->fn_ref = ref;
+                w->is_msg = true;
+                w->data_len = 60000;
+                w->data = calloc(1, w->data_len + 1);
+                ck_assert_ptr_nonnull(w->data);
+                if (clua_host_queue(app, w) == 0)
+                        queued++;
+                else
+                        dropped++;
+        }
+        /* events may fill half of the 1 MiB: 8 of 60 kB */
+        ck_assert_int_eq(queued, 8);
+        ck_assert_int_eq(dropped, 64 - queued);
+        ck_assert_uint_le(app->queued_bytes, 1u << 19);
+        ck_assert_uint_ge(app->alloc.used, used0 + (size_t)queued * 60000);
+        ck_assert_uint_eq(app->dropped, (unsigned long)dropped);
+        ck_assert_int_eq(clua_host_run(h), 0);
+        ck_assert_uint_eq(app->stats->callbacks, (uint64_t)queued);
+        ck_assert_uint_eq(app->queued_bytes, 0);
+        clua_host_free(h);
+}
+END_TEST
+
+/* collectgarbage() of a large heap runs in steps the host preempts, and still
+ * collects everything. */
+START_TEST(test_collectgarbage_is_preemptible)
+{
+        CLuaHost *h = new_host(CLUA_SCHED_FAIR, 1);
+        CLuaApp *a = add(h,
+                         "local app = require 'cella.app'\n"
+                         "local t = {} for i = 1, 400000 do t[i] = {i} end\n"
+                         "t = nil\n"
+                         "local p0 = app.stats().preemptions\n"
+                         "collectgarbage()\n"
+                         "local p1 = app.stats().preemptions\n"
+                         "assert(p1 > p0, 'collect was not preempted')\n"
+                         "assert(collectgarbage('count') < 4096, collectgarbage('count'))\n"
+                         "assert(collectgarbage('step', 1024) ~= nil)\n"
+                         "assert(collectgarbage('step') ~= nil)\n",
+                         0, 0, NULL);
+
+        ck_assert_int_eq(clua_host_run(h), 0);
+        ck_assert_uint_eq(a->stats->fault, 0);
+        clua_host_free(h);
+}
+END_TEST
+
+/* An error raised by an app whose heap is nearly full: the host's traceback of
+ * it does not fit, and must fail protected (the error is still reported and
+ * ends the app alone) instead of a panic that aborts the host. */
+START_TEST(test_traceback_at_the_memory_cap)
+{
+        CLuaHost *h = new_host(CLUA_SCHED_FAIR, 2);
+        CLuaAppSpec s = {.channel_fd = -1, .log_fd = -1, .opt = {.memory_cap = 4u << 20}};
+        const char *src = "local msg, keep = ('e'):rep(300 << 10), {}\n"
+                          "collectgarbage()\n"
+                          "while collectgarbage('count') * 1024 < (4 << 20) - (200 << 10) do\n"
+                          "  keep[#keep + 1] = ('x'):rep(10000) .. #keep\n"
+                          "end\n"
+                          "error(msg, 0)\n";
+        CLuaApp *a = NULL, *b;
+        char *msg = NULL;
+
+        ck_assert_int_eq(clua_host_add(h, &s, &a), 0);
+        ck_assert_msg(clua_load(a, src, strlen(src), "=test", &msg) == CLUA_OK, "%s", msg ?: "");
+        ck_assert_int_eq(clua_host_start(a, 0, NULL), 0);
+        b = add(h, "local x = 0 for i = 1, 1e5 do x = x + i end", 0, 0, NULL);
+        ck_assert_int_eq(clua_host_run(h), CLUA_EXIT_ERROR);
+        ck_assert_uint_eq(a->stats->fault, CLUA_EXIT_ERROR);
+        ck_assert_uint_eq(b->stats->fault, 0);
+        ck_assert_uint_eq(b->stats->state, CLUA_APP_EXITED);
+        clua_host_free(h);
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("lua-host");
@@ -313,6 +407,9 @@ static Suite *suite(void)
         tcase_add_test(tc, test_timers);
         tcase_add_test(tc, test_no_channel);
         tcase_add_test(tc, test_task_not_resumable);
+        tcase_add_test(tc, test_queued_events_are_charged);
+        tcase_add_test(tc, test_collectgarbage_is_preemptible);
+        tcase_add_test(tc, test_traceback_at_the_memory_cap);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -454,6 +454,51 @@ START_TEST(test_db_refused)
 }
 END_TEST
 
+/* The metatables of userdata an app holds are protected, and every method and
+ * metamethod checks its argument: a __gc or close called on another value (nil, a
+ * number, a table, a light userdata, the other class, a closed object) is a Lua
+ * error, never a crash; no __gc can be added behind setmetatable's back. */
+START_TEST(test_userdata_classes)
+{
+        RUN_OK("local db, json = require 'cella.db', require 'cella.json'\n"
+               "local d = db.open('c.db')\n"
+               "local s = d:prepare('SELECT 1 AS one')\n"
+               "assert(getmetatable(d) == 'cella.db', tostring(getmetatable(d)))\n"
+               "assert(getmetatable(s) == 'cella.db.stmt')\n"
+               "local a = json.decode('[]')\n"
+               "assert(getmetatable(a) == 'cella.json.array')\n"
+               "for _, o in ipairs{d, s, a} do\n"
+               "  local ok, e = pcall(setmetatable, o, {})\n"
+               "  assert(not ok)\n"
+               "end\n"
+               "-- a __gc cannot be planted in the json.array metatable\n"
+               "assert(type(getmetatable(a)) == 'string')\n"
+               "-- json.array does not replace another metatable (the C API could)\n"
+               "local mt = {}\n"
+               "local o = setmetatable({}, mt)\n"
+               "assert(not pcall(json.array, o) and getmetatable(o) == mt)\n"
+               "assert(json.array(a) == a)\n"
+               "local others = {1, 'x', {}, json.null, true, print, coroutine.create(print)}\n"
+               "local fns = {d.close, d.exec, d.prepare, s.finalize, s.step, s.bind,\n"
+               "             s.reset, s.rows}\n"
+               "for _, f in ipairs(fns) do\n"
+               "  assert(not pcall(f))\n"
+               "  assert(not pcall(f, nil))\n"
+               "  for _, v in ipairs(others) do\n"
+               "    local ok, e = pcall(f, v, 'SELECT 1')\n"
+               "    assert(not ok and e:find('expected'), tostring(e))\n"
+               "  end\n"
+               "end\n"
+               "-- one class is not the other\n"
+               "assert(not pcall(d.close, s)) assert(not pcall(s.finalize, d))\n"
+               "assert(s:step().one == 1)\n"
+               "-- closed objects: idempotent close, errors on use\n"
+               "s:finalize() s:finalize() d:close() d:close()\n"
+               "assert(not pcall(s.step, s)) assert(not pcall(d.exec, d, 'SELECT 1'))\n"
+               "collectgarbage() collectgarbage()\n");
+}
+END_TEST
+
 static Suite *lua_libs_suite(void)
 {
         Suite *s = suite_create("lua-libs");
@@ -471,6 +516,7 @@ static Suite *lua_libs_suite(void)
         tcase_add_test(tc, test_fs_list_bound);
         tcase_add_test(tc, test_db_statements);
         tcase_add_test(tc, test_db_refused);
+        tcase_add_test(tc, test_userdata_classes);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -2,13 +2,16 @@
 /* The cella-lua runtime core: allocator cap, allowlist, read-only library
  * tables, CPU watchdog, limit errors pcall cannot catch. */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include <lauxlib.h>
+#include <lualib.h>
 
 #include "lua/env.h"
+#include "lua/host.h"
 
 /* Runs src as a main chunk; returns the fault and the first result (a
  * malloc'd string, or NULL) in *ret. */
@@ -175,6 +178,10 @@ START_TEST(test_readonly_tables)
         expect(app, "math.pi = 3", CLUA_ERROR, "read-only library table");
         expect(app, "rawset(table, 'x', 1)", CLUA_ERROR, "read-only library table");
         expect(app, "setmetatable(os, {})", CLUA_ERROR, "protected metatable");
+        /* json.array would set its metatable over the proxy's from C. */
+        expect(app, "require('cella.json').array(string)", CLUA_ERROR, "already has a metatable");
+        expect(app, "require('cella.json').array(_G)", CLUA_ERROR, "already has a metatable");
+        expect(app, "return string.len('abc') .. tostring(math ~= nil)", CLUA_OK, "3true");
         expect(app, "return ('abc'):upper() .. math.floor(2.5)", CLUA_OK, "ABC2");
         expect(app, "setmetatable({}, {__gc = print})", CLUA_ERROR, "__gc");
         clua_app_free(app);
@@ -284,6 +291,221 @@ START_TEST(test_plain_error_and_budget_off_after)
 }
 END_TEST
 
+/* Reads tests/lua/NAME into a malloc'd string. */
+static char *read_source(const char *name, size_t *len)
+{
+        char path[512];
+        FILE *f;
+        char *buf;
+        long n;
+
+        snprintf(path, sizeof(path), "%s/tests/lua/%s", CELLA_SOURCE_ROOT, name);
+        f = fopen(path, "r");
+        ck_assert_msg(f, "%s", path);
+        ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+        n = ftell(f);
+        rewind(f);
+        buf = malloc((size_t)n + 1);
+        ck_assert_ptr_nonnull(buf);
+        ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+        buf[n] = 0;
+        fclose(f);
+        *len = (size_t)n;
+        return buf;
+}
+
+/* cella's string.find/match/gmatch/gsub/rep and table functions give liblua's
+ * results and errors on a corpus of patterns, subjects and arguments. */
+START_TEST(test_string_table_match_liblua)
+{
+        size_t len;
+        char *src = read_source("stdlib_diff.lua", &len), *got;
+        lua_State *P = luaL_newstate();
+        CLuaApp *app = new_app(0, 20000, 0);
+        const char *want, *a, *b;
+        size_t nwant, ngot, i;
+        int line = 1;
+
+        luaL_openlibs(P);
+        if (luaL_loadbuffer(P, src, len, "=stdlib_diff") || lua_pcall(P, 0, 1, 0))
+                ck_abort_msg("plain lua: %s", lua_tostring(P, -1));
+        want = lua_tolstring(P, -1, &nwant);
+        ck_assert_int_eq(clua_load(app, src, len, "=stdlib_diff", NULL), CLUA_OK);
+        ck_assert_int_eq(clua_call(app, 0, 1, NULL), CLUA_OK);
+        got = (char *)lua_tolstring(app->L, -1, &ngot);
+        ck_assert_ptr_nonnull(got);
+        /* Byte by byte: captures hold NUL bytes. */
+        for (i = 0; i < nwant && i < ngot && want[i] == got[i]; i++)
+                if (want[i] == '\n')
+                        line++;
+        if (i < nwant || i < ngot) {
+                a = want + i;
+                b = got + i;
+                while (a > want && a[-1] != '\n')
+                        a--;
+                while (b > got && b[-1] != '\n')
+                        b--;
+                ck_abort_msg("line %d differs:\n liblua: %.*s\n cella:  %.*s", line,
+                             (int)strcspn(a, "\n"), a, (int)strcspn(b, "\n"), b);
+        }
+        ck_assert_int_gt(line, 40000);
+        free(src);
+        lua_close(P);
+        clua_app_free(app);
+}
+END_TEST
+
+/* The C loops an app controls end with its CPU budget instead of running on:
+ * backtracking patterns, gsub, table functions driven by C metamethods, a huge
+ * load; string.rep of nothing returns at once. Each is under pcall, which must
+ * not catch the budget error; each ends within its budget plus a little. */
+START_TEST(test_c_loops_end_with_the_budget)
+{
+        static const char *const cases[] = {
+                "return pcall(string.find, ('a'):rep(3000), ('.-'):rep(12) .. 'b')",
+                "return pcall(string.match, ('a'):rep(5000), ('a*'):rep(20) .. 'b')",
+                "return pcall(string.gsub, ('a'):rep(3000), ('.-'):rep(12) .. 'b', 'x')",
+                "return pcall(function() for _ in string.gmatch(('a'):rep(3000), ('.-'):rep(12) "
+                ".. 'b') do end end)",
+                "return pcall(string.find, ('('):rep(100000), '%b()')",
+                "local t = setmetatable({}, {__index = table.concat}) "
+                "return pcall(table.concat, t, '', 1, math.maxinteger)",
+                "local t = setmetatable({}, {__index = table.concat, __newindex = rawequal}) "
+                "return pcall(table.move, t, 1, math.maxinteger - 1, 1)",
+                "local t = setmetatable({year = 2020, month = 1, day = 1}, {__len = os.time}) "
+                "return pcall(function() while true do table.insert(t, 1, 1) end end)",
+                "local t = setmetatable({year = 2020, month = 1, day = 1}, {__len = os.time}) "
+                "return pcall(function() while true do table.remove(t, 1) end end)",
+                "return pcall(load, 'return ' .. ('1+'):rep(20000000) .. '1')",
+        };
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                CLuaApp *app = new_app(256u << 20, 300, 0);
+                struct timespec t0, t1;
+                double s;
+
+                clock_gettime(CLOCK_MONOTONIC, &t0);
+                expect(app, cases[i], CLUA_CPU_CALLBACK, "CPU budget of 300 ms exceeded");
+                clock_gettime(CLOCK_MONOTONIC, &t1);
+                s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+                ck_assert_msg(app->cpu_used_ns < 900000000u, "case %zu: %llu ns of CPU", i,
+                              (unsigned long long)app->cpu_used_ns);
+                (void)s;
+                clua_app_free(app);
+        }
+        {
+                CLuaApp *app = new_app(0, 300, 0);
+
+                /* gsub's function and sort's comparator may yield (liblua's may not) */
+                expect(app,
+                       "local co = coroutine.wrap(function() "
+                       "  local r = string.gsub('abc', '.', function(c) "
+                       "    coroutine.yield(c) return c:upper() end) "
+                       "  local t = {3, 1, 2} "
+                       "  table.sort(t, function(a, b) coroutine.yield('s') return a < b end) "
+                       "  return r .. table.concat(t) end) "
+                       "local out = {} repeat local v = co() out[#out + 1] = v "
+                       "until #v > 1 return table.concat(out, ',')",
+                       CLUA_OK, "a,b,c,s,");
+                expect(app, "return #string.rep('', math.maxinteger) .. #('x'):rep(0)", CLUA_OK,
+                       "00");
+                expect(app, "return #string.rep('', math.maxinteger, '')", CLUA_OK, "0");
+                clua_app_free(app);
+        }
+}
+END_TEST
+
+/* An app on a host of its own with data directory dir (made here). */
+static CLuaApp *new_app_with_data(size_t cap, char *dir)
+{
+        CLuaHostOptions ho = {.policy = CLUA_SCHED_FAIR, .stats_fd = -1, .n_apps = 1};
+        CLuaAppSpec spec = {.channel_fd = -1,
+                            .log_fd = -1,
+                            .data = dir,
+                            .opt = {.memory_cap = cap, .callback_ns = 20000000000ull}};
+        CLuaHost *h;
+        CLuaApp *app;
+
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        ck_assert_int_eq(clua_host_new(&ho, &h), 0);
+        ck_assert_int_eq(clua_host_add(h, &spec, &app), 0);
+        return app;
+}
+
+static void rm_dir(const char *dir)
+{
+        char cmd[128];
+
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        ck_assert_int_eq(system(cmd), 0);
+}
+
+/* SQLite's and jansson's memory counts against the app's cap: the heap the
+ * allocator counts holds SQLite's page cache beside the Lua heap; databases
+ * opened past the cap end the app with its memory fault (pcall cannot catch
+ * it); a JSON text whose jansson tree and Lua tables together pass the cap does
+ * too, where the Lua tables alone would fit. */
+START_TEST(test_c_library_memory_is_counted)
+{
+        char dir[] = "/tmp/cella-lua-mem-XXXXXX";
+        CLuaApp *app = new_app_with_data(64u << 20, dir);
+        char *out;
+        double lua_heap;
+
+        ck_assert_int_eq(
+                run(app,
+                    "local d = require('cella.db').open('m.db')\n"
+                    "d:exec('CREATE TABLE t(x)') d:exec('BEGIN')\n"
+                    "for i = 1, 3000 do d:exec('INSERT INTO t VALUES (randomblob(600))') end\n"
+                    "d:exec('COMMIT') KEEP = d\n"
+                    "collectgarbage() return collectgarbage('count') * 1024",
+                    &out),
+                CLUA_OK);
+        lua_heap = strtod(out, NULL);
+        free(out);
+        /* SQLite's default page cache is 2000 KiB per connection. */
+        ck_assert_msg((double)app->alloc.used > lua_heap + (1 << 20),
+                      "counted %zu bytes, Lua heap %.0f", app->alloc.used, lua_heap);
+        clua_app_free(app);
+        rm_dir(dir);
+
+        /* 8 MiB: four connections with full caches do not fit. */
+        strcpy(dir, "/tmp/cella-lua-mem-XXXXXX");
+        app = new_app_with_data(8u << 20, dir);
+        expect(app,
+               "local db = require('cella.db') DBS = {}\n"
+               "return pcall(function()\n"
+               "  for n = 1, 16 do\n"
+               "    local d = db.open('m' .. n .. '.db') DBS[n] = d\n"
+               "    d:exec('CREATE TABLE t(x)') d:exec('BEGIN')\n"
+               "    for i = 1, 3000 do d:exec('INSERT INTO t VALUES (randomblob(600))') end\n"
+               "    d:exec('COMMIT')\n"
+               "  end\n"
+               "end)",
+               CLUA_MEMORY, "memory limit of 8388608 bytes exceeded");
+        ck_assert_uint_le(app->alloc.peak, 8u << 20);
+        clua_app_free(app);
+        rm_dir(dir);
+
+        /* [[],[],...]: 100000 empty arrays hold 7.2 MB as Lua tables; with
+         * jansson's tree beside them, the decode peaks at 22 MB. */
+        app = new_app(16u << 20, 20000, 0);
+        expect(app,
+               "local text = '[' .. ('[],'):rep(99999) .. '[]]' "
+               "return pcall(require('cella.json').decode, text)",
+               CLUA_MEMORY, "memory limit of 16777216 bytes exceeded");
+        ck_assert_uint_le(app->alloc.peak, 16u << 20);
+        clua_app_free(app);
+        app = new_app(64u << 20, 20000, 0);
+        expect(app,
+               "local t = require('cella.json').decode('[' .. ('[],'):rep(99999) .. '[]]') "
+               "return tostring(#t)",
+               CLUA_OK, "100000");
+        ck_assert_uint_gt(app->alloc.peak, 16u << 20);
+        clua_app_free(app);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("lua");
@@ -300,6 +522,9 @@ int main(void)
         tcase_add_test(tc, test_cpu_budget_uncatchable);
         tcase_add_test(tc, test_cpu_total_budget);
         tcase_add_test(tc, test_plain_error_and_budget_off_after);
+        tcase_add_test(tc, test_string_table_match_liblua);
+        tcase_add_test(tc, test_c_loops_end_with_the_budget);
+        tcase_add_test(tc, test_c_library_memory_is_counted);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
