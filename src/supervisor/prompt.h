@@ -102,14 +102,9 @@ unsigned prompt_pending(const Prompt *p);
 Prompt *prompt_free(Prompt *p);
 
 /*
- * Copies the untrusted string in into out (out_size bytes, > 4), fit for a terminal:
- * escape sequences (ESC with its CSI/OSC/DCS body), other C0 and C1 control
- * characters and DEL are removed, line breaks and tabs become a space, invalid
- * UTF-8 bytes become '?', bidirectional overrides and isolates (U+202A..202E,
- * U+2066..2069: "Trojan Source", CVE-2021-42574) are removed, and the result is
- * cut at a character boundary to at most max bytes, with "..." appended when cut
- * (so at most max + 3 bytes, and never more than out_size - 1). Always
- * NUL-terminates. Returns the length written.
+ * Copies the untrusted string in into out (out_size bytes, > 4), fit for one line
+ * of a terminal, cut to at most max bytes (+ "..." when cut): termsafe_field() of
+ * src/base/termsafe.h, which says what is removed and why. Returns the length.
  */
 size_t prompt_sanitize(const char *in, size_t max, char *out, size_t out_size);
 
