@@ -9,8 +9,21 @@
  */
 
 #include <errno.h>
+#include <stddef.h>
 
 extern int log_verbose;
+
+/* Bytes of one message line with a writer set (longer is cut, "..." marks it). */
+#define LOG_LINE_MAX 4096
+
+/*
+ * Where messages go instead of stderr: writer(level, line, n, userdata) gets the
+ * whole line ("cella: ...\n", n bytes, not NUL-terminated). The kernel sets one
+ * while it runs, so that its messages never block its loop on a stderr nobody
+ * reads (src/supervisor/outlet.h). NULL: stderr again (stdio, blocking).
+ */
+typedef void (*LogWriter)(int level, const char *line, size_t n, void *userdata);
+void log_set_writer(LogWriter w, void *userdata);
 
 int log_full_errno(int level, int error, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
