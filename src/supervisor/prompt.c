@@ -230,6 +230,28 @@ static void deny_all(Prompt *p)
         schedule_next(p);
 }
 
+/*
+ * Draws the question at the head of the queue in full, on a line of its own: a
+ * new line (what an app printed last stays above, whole), then the terminal's
+ * drawing state reset where it could hide or garble the text (attributes, G0
+ * character set, insert mode, autowrap, a hidden cursor: an app run with
+ * --raw-output could have set any), and the line and everything below it
+ * cleared. While the question shows nothing else writes to the terminal
+ * (prompt_set_hooks: the kernel holds the apps' output), so what the person sees
+ * under "Allow?" is the question, app id and right included. TERM=dumb gets the
+ * text alone.
+ */
+static void draw_question(Prompt *p)
+{
+        const char *term = getenv("TERM");
+
+        if (term && strcmp(term, "dumb") == 0)
+                tty_print(p, "\n");
+        else
+                tty_print(p, PROMPT_REDRAW);
+        tty_print(p, p->queue[p->head].text);
+}
+
 /* Shows the question at the head of the queue. */
 static void show_next(Prompt *p)
 {
@@ -250,7 +272,7 @@ static void show_next(Prompt *p)
         p->retries = 0;
         p->line_len = 0;
         p->line_overflow = false;
-        tty_print(p, p->queue[p->head].text);
+        draw_question(p);
         (void)uv_timer_start(&p->timer, on_timeout, p->timeout_ms, 0);
         tty_poll_update(p);
 }
@@ -339,7 +361,8 @@ static void on_line(Prompt *p)
                 answer(p, PROMPT_DENY, "cella: no valid answer; denied.\n");
                 return;
         }
-        tty_print(p, "Please answer y (always), o (once) or n (no): ");
+        tty_print(p, "Please answer y (always), o (once) or n (no).");
+        draw_question(p);
         tty_poll_update(p);
 }
 
