@@ -89,6 +89,9 @@ static void pump_ready(OutletWaiter *w)
         if (!p->open || !p->waiting)
                 return;
         p->waiting = false;
+        /* The terminal's input is the question's now: prompt_end() resumes it. */
+        if (p->inst && p == &p->inst->in && p->inst->sup->prompting)
+                return;
         (void)uv_poll_start(&p->poll, UV_READABLE, on_pump);
 }
 
@@ -161,9 +164,17 @@ int pump_start(Supervisor *s, Instance *inst, Group *g, Pump *p, int from, Outle
                 if (r < 0)
                         return r;
         }
-        r = uv_poll_init(&s->loop, &p->poll, from);
-        if (r < 0)
-                return r;
+        {
+                /* uv_poll_init() sets O_NONBLOCK: a terminal's blocking copy (a pty
+                 * master, setup_stdin()) shares its description, so it is put back. */
+                int fl = fcntl(from, F_GETFL);
+
+                r = uv_poll_init(&s->loop, &p->poll, from);
+                if (r < 0)
+                        return r;
+                if (fl >= 0 && !(fl & O_NONBLOCK))
+                        (void)fcntl(from, F_SETFL, fl);
+        }
         p->poll.data = p;
         p->inst = inst;
         p->group = g;

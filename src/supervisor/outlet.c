@@ -129,7 +129,14 @@ int outlet_new(uv_loop_t *loop, int fd, bool own_fd, size_t cap, size_t stream_c
         if (mode == OUTLET_PRIVATE && !o->own_fd)
                 o->broken = true; /* the ENXIO case above */
         if (mode != OUTLET_FILE && !o->broken) {
+                /* uv_poll_init() sets O_NONBLOCK on the fd: on a shared description
+                 * (a socket, the fallback's dup) it is put back at once; libuv only
+                 * watches the fd, it never reads or writes it. */
+                int fl = fcntl(o->fd, F_GETFL);
+
                 r = uv_poll_init(loop, &o->poll, o->fd);
+                if (r == 0 && fl >= 0 && mode != OUTLET_PRIVATE)
+                        (void)fcntl(o->fd, F_SETFL, fl);
                 if (r < 0) {
                         if (o->own_fd)
                                 safe_close(o->fd);

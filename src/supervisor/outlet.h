@@ -27,7 +27,9 @@
  * a regular file (or /dev/null) is written as it is (disk writes do not wait on a
  * reader). When a reopen is not possible (no /proc) the outlet falls back to
  * writing on the shared fd only what poll() with a zero timeout says fits, at most
- * PIPE_BUF bytes a write (never a full pipe's wait with a single writer).
+ * PIPE_BUF bytes a write (never a full pipe's wait with a single writer). Where
+ * libuv watches a shared description (socket, fallback), the O_NONBLOCK that
+ * uv_poll_init() sets on it is cleared again right after.
  */
 
 #include <stdbool.h>

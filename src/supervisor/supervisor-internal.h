@@ -152,6 +152,7 @@ struct Supervisor {
          * the --json-status records. NULL when not used. */
         Outlet *out_outlet, *err_outlet, *status_outlet;
         bool signalled; /* SIGINT, SIGTERM or SIGHUP came */
+        bool prompting; /* a question owns the terminal (prompt_begin .. prompt_end) */
         uv_signal_t signals[3];
         unsigned n_signals;
         uv_check_t flush;

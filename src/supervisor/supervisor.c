@@ -211,6 +211,7 @@ static void prompt_begin(void *ud)
 {
         Supervisor *s = ud;
 
+        s->prompting = true;
         for (size_t i = 0; i < s->n_apps; i++)
                 if (s->apps[i]->in.open && !s->apps[i]->in.waiting)
                         uv_poll_stop(&s->apps[i]->in.poll);
@@ -221,6 +222,7 @@ static void prompt_end(void *ud)
 {
         Supervisor *s = ud;
 
+        s->prompting = false;
         hold_terminals(s, false);
         for (size_t i = 0; i < s->n_apps; i++)
                 if (s->apps[i]->in.open && !s->apps[i]->in.waiting)
