@@ -3,7 +3,8 @@
 
 /*
  * Logging for the edges only (CLI, supervisor main loop): library code returns
- * errors and never prints. Messages go to stderr prefixed with "cella: ".
+ * errors and never prints. Messages go to stderr prefixed with "cella: ", one
+ * line each, their control characters shown as text (termsafe_stream(), one_line).
  * log_error_errno(r, ...) prints the message, with %m standing for strerror(-r),
  * and returns r (negative), so `return log_error_errno(r, "...: %m");` reads well.
  */
@@ -13,7 +14,8 @@
 
 extern int log_verbose;
 
-/* Bytes of one message line with a writer set (longer is cut, "..." marks it). */
+/* Bytes of one message (longer is cut, "..." marks it), before it is rendered
+ * safe for a terminal (termsafe.h: control characters shown as text). */
 #define LOG_LINE_MAX 4096
 
 /*

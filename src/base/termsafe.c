@@ -217,6 +217,11 @@ static size_t put_stream_char(TermSafe *t, char *out, const unsigned char *s, si
 {
         size_t o = 0;
 
+        if (t->one_line && (cp == '\n' || cp == '\r')) {
+                out[0] = '^';
+                out[1] = cp == '\n' ? 'J' : 'M';
+                return 2;
+        }
         if (t->cr) {
                 t->cr = false;
                 if (cp == '\n') {
@@ -308,7 +313,7 @@ size_t termsafe_stream_end(TermSafe *t, char *out)
         }
         for (size_t i = 0; i < t->n_pending; i++)
                 o += put_byte_hex(out + o, t->pending[i]);
-        *t = (TermSafe){};
+        *t = (TermSafe){.one_line = t->one_line};
         return o;
 }
 

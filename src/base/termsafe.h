@@ -66,6 +66,7 @@ typedef struct TermSafe {
         unsigned char pending[4];
         uint8_t n_pending;
         bool cr;
+        bool one_line; /* set by the caller: \n and \r shown too ("^J", "^M") */
 } TermSafe;
 
 /* Bytes termsafe_stream() may write for n input bytes: at most 4 per byte (an
@@ -84,7 +85,8 @@ typedef struct TermSafe {
 size_t termsafe_stream(TermSafe *t, const void *in, size_t n, char *out);
 
 /* Ends a stream: writes what t holds (a cut character as "\xNN" bytes, a lone CR
- * as "^M") to out (at least 16 bytes) and resets t. Returns the bytes written. */
+ * as "^M") to out (at least 16 bytes) and resets t (one_line kept). Returns the
+ * bytes written. */
 size_t termsafe_stream_end(TermSafe *t, char *out);
 
 /*

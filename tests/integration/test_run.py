@@ -207,3 +207,17 @@ def test_kernel_holding_thousands_of_fds(state):
                        preexec_fn=hold_fds, close_fds=False)
     assert p.returncode == 0, p.stderr
     assert "hello from org.cella.example.hello" in p.stdout
+
+
+def test_messages_show_untrusted_text_inert(make_app, state):
+    """cella's own messages can quote an app's bundle (a manifest's permission, a
+    key): its control characters reach stderr as text, on the message's line
+    (the manifest parser escapes them; every message is rendered safe again,
+    test-base's test_log_renders_controls)."""
+    app = make_app("org.test.badperm", script="exit 0\n",
+                   permissions=["\x1b]0;pwned\x07\x1b[2J\nfake line"])
+    r = run_cella(app, state_dir=state, json_status=False)
+    assert r.code == 241, r.err
+    assert "\x1b" not in r.err and "\x07" not in r.err
+    assert "pwned" in r.err and "fake line" in r.err, r.err
+    assert len(r.err.splitlines()) == 1, r.err

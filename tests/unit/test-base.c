@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "base/fileio.h"
+#include "base/log.h"
 #include "base/macro.h"
 #include "base/size.h"
 #include "base/strv.h"
@@ -281,6 +282,37 @@ START_TEST(test_termsafe_field)
 }
 END_TEST
 
+static char logged[8192];
+static size_t logged_len;
+
+static void capture(int level, const char *line, size_t n, void *ud)
+{
+        memcpy(logged, line, n);
+        logged_len = n;
+        logged[n] = 0;
+}
+
+/* A message carries text cella did not write: it reaches stderr on one line,
+ * its controls shown as text. */
+START_TEST(test_log_renders_controls)
+{
+        char big[LOG_LINE_MAX * 2];
+
+        log_set_writer(capture, NULL);
+        ck_assert_int_eq(log_error_errno(-ENOENT, "bad key '%s': %m", "k\x1b]0;t\x07\nfake"),
+                         -ENOENT);
+        ck_assert_str_eq(logged, "cella: bad key 'k^[]0;t^G^Jfake': No such file or directory\n");
+        log_info("caf\xc3\xa9 \xe2\x80\xae\r");
+        ck_assert_str_eq(logged, "cella: caf\xc3\xa9 \\u202e^M\n");
+        memset(big, 'x', sizeof big - 1);
+        big[sizeof big - 1] = 0;
+        log_info("%s", big);
+        ck_assert_uint_eq(logged_len, strlen("cella: ") + LOG_LINE_MAX - 1 + 1);
+        ck_assert_int_eq(memcmp(logged + logged_len - 4, "...\n", 4), 0);
+        log_set_writer(NULL, NULL);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("base");
@@ -298,6 +330,7 @@ int main(void)
         tcase_add_test(tc, test_termsafe_utf8_decode);
         tcase_add_test(tc, test_termsafe_token);
         tcase_add_test(tc, test_termsafe_field);
+        tcase_add_test(tc, test_log_renders_controls);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
