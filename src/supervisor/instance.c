@@ -208,14 +208,15 @@ static int setup_stdin(Instance *inst, int *ret_app_fd)
         {
                 unsigned ptn;
 
-                /* A pty master reopened would be a new pty: read a blocking copy,
-                 * only when poll says there is input. */
-                if (ioctl(STDIN_FILENO, TIOCGPTN, &ptn) == 0)
-                        tty = fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 3);
-                else
+                /* A pty master reopened would be a new pty, and without /proc
+                 * there is no reopening: then a blocking copy is read, only when
+                 * poll says there is input. */
+                if (ioctl(STDIN_FILENO, TIOCGPTN, &ptn) < 0)
                         tty = fd_reopen(STDIN_FILENO, O_RDONLY | O_NOCTTY | O_NONBLOCK);
                 if (tty < 0)
-                        return tty;
+                        tty = fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 3);
+                if (tty < 0)
+                        return negative_errno();
         }
         if (pipe2(p, O_CLOEXEC) < 0)
                 return negative_errno();
