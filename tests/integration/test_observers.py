@@ -199,3 +199,43 @@ def test_run_with_stdout_nobody_reads(make_app, state):
             run.kill()
             run.wait()
         os.close(out_r)
+
+
+def test_kernel_timers_run_while_stdout_is_stuck(make_app, state):
+    """With the app's output stuck behind a stdout nobody reads, the kernel's
+    timers still run: a stop request to an app that ignores SIGTERM ends in the
+    SIGKILL of the stop grace timer (5 s), and Ctrl-C then ends the run."""
+    app = make_app("org.test.obs.stubborn", script="trap '' TERM\nexec yes FLOOD\n")
+    out_r, out_w = full_pipe()
+    run = subprocess.Popen([CELLA, "run", "--state-dir", str(state), "--no-prompt", str(app)],
+                           stdin=subprocess.DEVNULL, stdout=out_w, stderr=subprocess.PIPE)
+    os.close(out_w)
+    try:
+        (rec,) = wait_running(state, 1, run, timeout=60)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+            c.settimeout(5)
+            c.connect(str(state / "run" / f"{run.pid}.sock"))
+            t0 = time.monotonic()
+            c.sendall(json.dumps({"op": "stop", "app": rec["id"]}).encode() + b"\n")
+            assert json.loads(c.makefile().readline()) == {"ok": True}
+        # The sandbox's init (its host pid) goes once the timer's SIGKILL lands.
+        deadline = t0 + 30
+        while time.monotonic() < deadline:
+            try:
+                with open(f"/proc/{rec['pid']}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                        break
+            except FileNotFoundError:
+                break
+            time.sleep(0.05)
+        took = time.monotonic() - t0
+        assert time.monotonic() < deadline, "the stop grace timer never fired"
+        assert took >= 4.5, f"gone after {took:.1f} s: SIGTERM was not ignored?"
+        run.send_signal(signal.SIGINT)
+        code, _ = wait_exit(run, 30)
+        assert code == 128 + signal.SIGKILL, (code, run.stderr.read())
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+        os.close(out_r)
