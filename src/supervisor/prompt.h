@@ -42,11 +42,13 @@ enum {
 #define PROMPT_TEXT_MAX           128u   /* bytes of the right and of its description shown */
 #define PROMPT_ANSWER_MAX         64u    /* bytes of an answer line; longer is not an answer */
 
-/* What precedes every question on the terminal (unless TERM=dumb: "\n"): a new
- * line, then SGR reset, G0 = ASCII and SI, insert mode off, autowrap on, cursor
- * shown (ECMA-48, DEC private modes), then CR and erase to the end of the screen.
- * The question is drawn in full after it, app id and right included. */
-#define PROMPT_REDRAW "\n\033[0m\033(B\017\033[4l\033[?7h\033[?25h\r\033[J"
+/* What precedes every question on the terminal (unless TERM=dumb: "\n"): CAN,
+ * which cancels an escape sequence an app (--raw-output) left half written
+ * (ECMA-48 8.3.6), a new line, then SGR reset, G0 = ASCII and SI, insert mode
+ * off, autowrap on, cursor shown (ECMA-48, DEC private modes), then CR and erase
+ * to the end of the screen. The question is drawn in full after it, app id and
+ * right included. */
+#define PROMPT_REDRAW "\030\n\033[0m\033(B\017\033[4l\033[?7h\033[?25h\r\033[J"
 
 typedef struct Prompt Prompt;
 
