@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -125,4 +126,16 @@ int fd_nonblock(int fd, int nonblock)
         if (fcntl(fd, F_SETFL, flags) < 0)
                 return negative_errno();
         return 0;
+}
+
+int fd_reopen(int fd, int flags)
+{
+        char path[sizeof "/proc/self/fd/" + 12];
+        int nfd;
+
+        if (fd < 0)
+                return -EBADF;
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        nfd = open(path, flags | O_CLOEXEC);
+        return nfd < 0 ? negative_errno() : nfd;
 }

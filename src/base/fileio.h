@@ -36,3 +36,14 @@ int loop_write(int fd, const void *buf, size_t n);
 
 /* Sets or clears O_NONBLOCK on fd. Returns 0 or -errno. */
 int fd_nonblock(int fd, int nonblock);
+
+/*
+ * Opens fd's file again through /proc/self/fd/N with flags (open(2) flags;
+ * O_CLOEXEC is added): a new open file description, whose file status flags
+ * (O_NONBLOCK) are its own, not shared with whoever else holds fd (the shell that
+ * shares a terminal, the other writers of a pipe). For a pipe or FIFO this opens
+ * the same pipe (and fails with ENXIO when writing is asked and nobody reads it);
+ * for a pty master it would make a new pty: callers must not pass one. Returns
+ * the new fd or -errno.
+ */
+int fd_reopen(int fd, int flags);

@@ -3,14 +3,29 @@
 
 /*
  * Logging for the edges only (CLI, supervisor main loop): library code returns
- * errors and never prints. Messages go to stderr prefixed with "cella: ".
+ * errors and never prints. Messages go to stderr prefixed with "cella: ", one
+ * line each, their control characters shown as text (termsafe_stream(), one_line).
  * log_error_errno(r, ...) prints the message, with %m standing for strerror(-r),
  * and returns r (negative), so `return log_error_errno(r, "...: %m");` reads well.
  */
 
 #include <errno.h>
+#include <stddef.h>
 
 extern int log_verbose;
+
+/* Bytes of one message (longer is cut, "..." marks it), before it is rendered
+ * safe for a terminal (termsafe.h: control characters shown as text). */
+#define LOG_LINE_MAX 4096
+
+/*
+ * Where messages go instead of stderr: writer(level, line, n, userdata) gets the
+ * whole line ("cella: ...\n", n bytes, not NUL-terminated). The kernel sets one
+ * while it runs, so that its messages never block its loop on a stderr nobody
+ * reads (src/supervisor/outlet.h). NULL: stderr again (stdio, blocking).
+ */
+typedef void (*LogWriter)(int level, const char *line, size_t n, void *userdata);
+void log_set_writer(LogWriter w, void *userdata);
 
 int log_full_errno(int level, int error, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));

@@ -59,8 +59,9 @@ int cli_state_dir_arg(const char *arg, const char **state_dir);
  * Returns 0 and *ret, -EINVAL (not a number), or -ERANGE (past max). */
 int cli_parse_uint(const char *s, unsigned long long max, unsigned long long *ret);
 
-/* A string from a kernel's reply, fit for a terminal: its [A-Za-z0-9._-] kept,
- * anything else '?', cut to size - 1 bytes, in buf; "-" if v is not a string. */
+/* A string from a kernel's reply, fit for a terminal: termsafe_token() (its
+ * [A-Za-z0-9._-] kept, anything else '?', cut to size - 1 bytes, in buf); "-" if
+ * v is not a string. */
 const char *cli_safe_str(json_t *v, char *buf, size_t size);
 
 /*

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "base/log.h"
+#include "base/termsafe.h"
 #include "cli/cli.h"
 #include "policy/grants.h"
 #include "policy/manifest.h"
@@ -169,19 +170,5 @@ int cli_ask_kernels(const char *cmd, const char *state_dir, json_t *req, const c
 
 const char *cli_safe_str(json_t *v, char *buf, size_t size)
 {
-        const char *s = json_string_value(v);
-        size_t i;
-
-        if (!s)
-                return "-";
-        for (i = 0; s[i] && i + 1 < size; i++) {
-                char c = s[i];
-
-                buf[i] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                                         (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'
-                                 ? c
-                                 : '?';
-        }
-        buf[i] = 0;
-        return buf;
+        return termsafe_token(json_string_value(v), buf, size);
 }

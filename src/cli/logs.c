@@ -20,6 +20,7 @@
 #include "base/fileio.h"
 #include "base/log.h"
 #include "base/macro.h"
+#include "base/termsafe.h"
 #include "cli/cli.h"
 #include "policy/manifest.h"
 #include "supervisor/applog.h"
@@ -32,6 +33,7 @@
 
 enum {
         ARG_STATE_DIR = 0x100,
+        ARG_RAW_OUTPUT,
 };
 
 static void logs_usage(FILE *f)
@@ -45,6 +47,8 @@ static void logs_usage(FILE *f)
                 "Options:\n"
                 "  -n, --lines N         only the last N lines\n"
                 "  -f, --follow          keep printing what the app writes (Ctrl-C to stop)\n"
+                "      --raw-output      to a terminal too, print the log as it is, escape\n"
+                "                        sequences included (default: shown inert, as cat -v)\n"
                 "      --state-dir DIR   state directory (default %s)\n"
                 "  -h, --help            this text\n"
                 "\n"
@@ -59,9 +63,39 @@ typedef struct LogFile {
         uint64_t size; /* at open */
 } LogFile;
 
+/*
+ * Where the log goes: stdout, as it is when stdout is a pipe or a file (so the
+ * bytes stay exact for programs), rendered safe when it is a terminal
+ * (termsafe_stream: an app's escape sequences shown as text, not acted on),
+ * unless --raw-output.
+ */
+typedef struct Out {
+        bool sanitize;
+        TermSafe safe;
+} Out;
+
+static int out_write(Out *o, const char *buf, size_t n)
+{
+        static char safe[TERMSAFE_STREAM_OUT(LOGS_CHUNK)];
+
+        if (!o->sanitize)
+                return loop_write(STDOUT_FILENO, buf, n);
+        return loop_write(STDOUT_FILENO, safe, termsafe_stream(&o->safe, buf, n, safe));
+}
+
+/* The end of what is printed: a character cut at the end, a lone CR. */
+static int out_end(Out *o)
+{
+        char tail[16];
+
+        if (!o->sanitize)
+                return 0;
+        return loop_write(STDOUT_FILENO, tail, termsafe_stream_end(&o->safe, tail));
+}
+
 /* Copies fd from offset off to its end (as it is now) to stdout. Returns the
  * offset reached, or -errno. */
-static int64_t copy_out(int fd, uint64_t off)
+static int64_t copy_out(Out *o, int fd, uint64_t off)
 {
         char buf[LOGS_CHUNK];
 
@@ -75,7 +109,7 @@ static int64_t copy_out(int fd, uint64_t off)
                         return negative_errno();
                 if (n == 0)
                         return (int64_t)off;
-                r = loop_write(STDOUT_FILENO, buf, (size_t)n);
+                r = out_write(o, buf, (size_t)n);
                 if (r < 0)
                         return r;
                 off += (uint64_t)n;
@@ -126,7 +160,7 @@ static int find_tail(const LogFile *files, size_t n, uint64_t lines, size_t *ret
 }
 
 /* Follows dir/name from *fd at offset pos until killed or stdout fails. */
-static int follow(int dirfd, const char *name, int fd, uint64_t pos)
+static int follow(Out *o, int dirfd, const char *name, int fd, uint64_t pos)
 {
         _cleanup_close_ int ino = -EBADF, cur = fd;
         struct stat st, now;
@@ -151,7 +185,7 @@ static int follow(int dirfd, const char *name, int fd, uint64_t pos)
                                 return negative_errno();
                         if ((uint64_t)st.st_size < pos)
                                 pos = 0; /* truncated in place (applog with keep 0) */
-                        r = copy_out(cur, pos);
+                        r = copy_out(o, cur, pos);
                         if (r < 0)
                                 return (int)r;
                         pos = (uint64_t)r;
@@ -183,6 +217,7 @@ int cli_logs(int argc, char **argv)
                 {"state-dir", required_argument, NULL, ARG_STATE_DIR},
                 {"lines", required_argument, NULL, 'n'},
                 {"follow", no_argument, NULL, 'f'},
+                {"raw-output", no_argument, NULL, ARG_RAW_OUTPUT},
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
@@ -192,7 +227,8 @@ int cli_logs(int argc, char **argv)
         char name[MANIFEST_ID_MAX + 16], cur_name[MANIFEST_ID_MAX + 16];
         uint64_t lines = 0, off = 0;
         unsigned long long n_lines;
-        bool tail = false, do_follow = false;
+        bool tail = false, do_follow = false, raw = false;
+        Out out = {};
         size_t n = 0, first = 0;
         int c, r, code = 0, cur_fd = -EBADF;
         int64_t w;
@@ -214,6 +250,9 @@ int cli_logs(int argc, char **argv)
                         break;
                 case 'f':
                         do_follow = true;
+                        break;
+                case ARG_RAW_OUTPUT:
+                        raw = true;
                         break;
                 case 'h':
                         logs_usage(stdout);
@@ -283,6 +322,7 @@ int cli_logs(int argc, char **argv)
                 return 1;
         }
 
+        out.sanitize = !raw && isatty(STDOUT_FILENO);
         if (tail) {
                 if (lines == 0) {
                         first = n - 1;
@@ -294,7 +334,7 @@ int cli_logs(int argc, char **argv)
                 }
         }
         for (size_t i = first; i < n; i++) {
-                w = copy_out(files[i].fd, i == first ? off : 0);
+                w = copy_out(&out, files[i].fd, i == first ? off : 0);
                 if (w < 0) {
                         if (w != -EPIPE)
                                 log_error_errno((int)w, "cannot print the log of %s: %m", app);
@@ -315,12 +355,13 @@ int cli_logs(int argc, char **argv)
                         }
                 if (fd < 0)
                         off = 0;
-                r = follow(dirfd, cur_name, fd, off);
+                r = follow(&out, dirfd, cur_name, fd, off);
                 if (r < 0 && r != -EPIPE) {
                         log_error_errno(r, "cannot follow the log of %s: %m", app);
                         code = CELLA_EXIT_STATE;
                 }
-        }
+        } else
+                (void)out_end(&out);
 out:
         for (size_t i = 0; i < n; i++)
                 safe_close(files[i].fd);

@@ -27,6 +27,7 @@ enum {
         ARG_CGROUP_MODE,
         ARG_NO_PROMPT,
         ARG_ROOT,
+        ARG_RAW_OUTPUT,
 };
 
 #define KERNEL_OPTIONS                                                                             \
@@ -35,8 +36,9 @@ enum {
                 {"uid-range", required_argument, NULL, ARG_UID_RANGE},                             \
                 {"cgroup-mode", required_argument, NULL, ARG_CGROUP_MODE},                         \
                 {"no-prompt", no_argument, NULL, ARG_NO_PROMPT},                                   \
-                {"root", required_argument, NULL, ARG_ROOT}, {"verbose", no_argument, NULL, 'v'},  \
-                {"help", no_argument, NULL, 'h'},                                                  \
+                {"root", required_argument, NULL, ARG_ROOT},                                       \
+                {"raw-output", no_argument, NULL, ARG_RAW_OUTPUT},                                 \
+                {"verbose", no_argument, NULL, 'v'}, {"help", no_argument, NULL, 'h'},             \
         {                                                                                          \
         }
 
@@ -50,6 +52,8 @@ static void kernel_options_usage(FILE *f)
                 "                           asking on the terminal\n"
                 "      --root NAME=PATH     user-file root NAME for fs.open is host folder PATH\n"
                 "                           (default <state-dir>/roots/NAME); repeatable\n"
+                "      --raw-output         pass the apps' output to a terminal as it is, escape\n"
+                "                           sequences included (default: shown inert, as cat -v)\n"
                 "      --uid-range BASE:N   host uids for new apps (default %u:%u)\n"
                 "      --cgroup-mode MODE   auto, v1, v2 or hybrid (default auto)\n"
                 "  -v, --verbose            more messages\n"
@@ -137,6 +141,9 @@ static int kernel_option(int c, const char *arg, KernelOptions *k)
         case ARG_ROOT:
                 code = parse_root(arg, &k->roots);
                 return code;
+        case ARG_RAW_OUTPUT:
+                k->raw_output = true;
+                return 0;
         case 'v':
                 log_verbose = 1;
                 return 0;

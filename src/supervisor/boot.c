@@ -177,6 +177,7 @@ int supervisor_boot(const BootOptions *o)
                                                    .cgroup_mode = o->k.cgroup_mode,
                                                    .output = SUPERVISOR_OUTPUT_LOGS,
                                                    .json_status_fd = o->k.json_status_fd,
+                                                   .raw_output = o->k.raw_output,
                                                    .no_prompt = o->k.no_prompt,
                                                    .roots = o->k.roots,
                                                    .boot = true},

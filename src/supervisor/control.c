@@ -535,6 +535,9 @@ static void conn_update(Conn *k)
                         break;
                 conn_process(k);
         }
+        /* conn_flush() drops a client that went away (EPIPE): its handle closes. */
+        if (k->closing)
+                return;
         events = k->out ? UV_WRITABLE : UV_READABLE;
         if (uv_poll_start(&k->poll, events, on_conn) < 0)
                 conn_drop(k);

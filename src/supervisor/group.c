@@ -455,6 +455,7 @@ static void on_sandbox(uv_poll_t *h, int status, int events)
 
         if (sandbox_process(g->sandbox) > 0) {
                 uv_poll_stop(h);
+                supervisor_output_check(g->sup);
                 group_maybe_finished(g);
         }
 }
@@ -716,10 +717,10 @@ int group_start(Group *g)
                         }
                 }
         }
-        r = pump_start(s, NULL, g, &g->out, out[0], STDOUT_FILENO, g->log);
+        r = pump_start(s, NULL, g, &g->out, out[0], s->out_outlet, g->log);
         if (r >= 0) {
                 out[0] = -EBADF;
-                r = pump_start(s, NULL, g, &g->err, err[0], STDERR_FILENO, g->log);
+                r = pump_start(s, NULL, g, &g->err, err[0], s->err_outlet, g->log);
         }
         if (r >= 0) {
                 err[0] = -EBADF;
@@ -773,7 +774,7 @@ int group_start(Group *g)
                         goto fail_running;
                 }
                 if (fds.log) {
-                        r = pump_start(s, inst, g, &inst->out, fds.log[2 * i], STDOUT_FILENO,
+                        r = pump_start(s, inst, g, &inst->out, fds.log[2 * i], s->out_outlet,
                                        inst->log);
                         if (r < 0) {
                                 log_error("cannot pump the log of %s: %s", inst->manifest->id,

@@ -11,11 +11,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -72,58 +75,128 @@ void pump_close(Pump *p)
                 return;
         p->open = false;
         p->closing = true;
+        outlet_cancel_wait(p->outlet, &p->wait);
+        p->waiting = false;
         uv_close((uv_handle_t *)&p->poll, pump_closed);
+}
+
+static void on_pump(uv_poll_t *h, int status, int events);
+
+/* The outlet has room again: read on. */
+static void pump_ready(OutletWaiter *w)
+{
+        Pump *p = (Pump *)((char *)w - offsetof(Pump, wait));
+
+        if (!p->open || !p->waiting)
+                return;
+        p->waiting = false;
+        /* The terminal's input is the question's now: prompt_end() resumes it. */
+        if (p->inst && p == &p->inst->in && p->inst->sup->prompting)
+                return;
+        (void)uv_poll_start(&p->poll, UV_READABLE, on_pump);
+}
+
+/* The end of a pump's input: what the sanitizer holds goes out, then the pump
+ * closes (for stdin, the app's pipe is closed: it reads EOF). */
+static void pump_eof(Pump *p)
+{
+        if (p->outlet && p->sanitize) {
+                char tail[16];
+                size_t n = termsafe_stream_end(&p->safe, tail);
+
+                if (n > 0)
+                        outlet_put_stream(p->outlet, tail, n);
+        }
+        if (p->inst && p == &p->inst->in)
+                p->inst->in_outlet = outlet_free(p->inst->in_outlet);
+        pump_close(p);
 }
 
 static void on_pump(uv_poll_t *h, int status, int events)
 {
         Pump *p = h->data;
         char buf[SUPERVISOR_PUMP_BUFFER];
-        ssize_t k = read(p->from, buf, sizeof buf);
+        char safe[TERMSAFE_STREAM_OUT(SUPERVISOR_PUMP_BUFFER / 4)];
+        size_t want = sizeof buf;
+        ssize_t k;
         int r;
 
+        if (p->outlet) {
+                /* Never more than the outlet can take: the rest waits in the pipe,
+                 * and the app blocks on it, not the kernel. */
+                size_t room = outlet_stream_room(p->outlet);
+
+                if (room < OUTLET_STREAM_MIN_ROOM) {
+                        p->waiting = true;
+                        uv_poll_stop(&p->poll);
+                        outlet_wait(p->outlet, &p->wait);
+                        return;
+                }
+                want = p->sanitize ? MIN((room - 16) / 4, sizeof buf / 4) : MIN(room, sizeof buf);
+        }
+        k = read(p->from, buf, want);
         if (k < 0 && (errno == EAGAIN || errno == EINTR))
                 return;
         if (k > 0) {
-                r = p->log ? applog_write(p->log, buf, (size_t)k)
-                           : loop_write(p->to, buf, (size_t)k);
-                if (r >= 0)
-                        return;
-                /* A full disk or a closed terminal: the app must not block on it. */
-                log_debug("dropping output of an app: %s", strerror(-r));
+                if (p->log) {
+                        r = applog_write(p->log, buf, (size_t)k);
+                        /* A full disk: the app must not block on it. */
+                        if (r < 0)
+                                log_debug("dropping output of an app: %s", strerror(-r));
+                } else if (p->sanitize)
+                        outlet_put_stream(p->outlet, safe,
+                                          termsafe_stream(&p->safe, buf, (size_t)k, safe));
+                else if (p->outlet)
+                        outlet_put_stream(p->outlet, buf, (size_t)k);
                 return;
         }
-        /* EOF or error: for stdin, closing our write end gives the app EOF. */
-        if (p->inst && p == &p->inst->in)
-                p->to = safe_close(p->to);
-        pump_close(p);
+        /* EOF or error. */
+        pump_eof(p);
 }
 
-/* Starts copying from to to (or into log). On failure from is left open for the caller. */
-int pump_start(Supervisor *s, Instance *inst, Group *g, Pump *p, int from, int to, AppLog *log)
+int pump_start(Supervisor *s, Instance *inst, Group *g, Pump *p, int from, Outlet *outlet,
+               AppLog *log)
 {
         int r;
 
-        r = fd_nonblock(from, 1);
-        if (r < 0)
-                return r;
-        r = uv_poll_init(&s->loop, &p->poll, from);
-        if (r < 0)
-                return r;
+        /* A terminal comes non-blocking already, in a description of our own. */
+        if (!isatty(from)) {
+                r = fd_nonblock(from, 1);
+                if (r < 0)
+                        return r;
+        }
+        {
+                /* uv_poll_init() sets O_NONBLOCK: a terminal's blocking copy (a pty
+                 * master, setup_stdin()) shares its description, so it is put back. */
+                int fl = fcntl(from, F_GETFL);
+
+                r = uv_poll_init(&s->loop, &p->poll, from);
+                if (r < 0)
+                        return r;
+                if (fl >= 0 && !(fl & O_NONBLOCK))
+                        (void)fcntl(from, F_SETFL, fl);
+        }
         p->poll.data = p;
         p->inst = inst;
         p->group = g;
         p->from = from;
-        p->to = to;
+        p->outlet = log ? NULL : outlet;
         p->log = log;
+        p->wait = (OutletWaiter){.ready = pump_ready};
+        p->safe = (TermSafe){};
+        p->sanitize = p->outlet && outlet_is_terminal(p->outlet) && !s->o.raw_output;
+        p->waiting = false;
         p->open = true;
         return uv_poll_start(&p->poll, UV_READABLE, on_pump);
 }
 
-/* Stdin for the app: our fd 0 itself unless it is a terminal, which is pumped. Only
+/* Stdin for the app: our fd 0 itself unless it is a terminal, which is pumped
+ * (through a description of our own: O_NONBLOCK on fd 0 would reach the shell
+ * that shares it) into a pipe whose writes never block the loop (an outlet). Only
  * an app of `cella run` gets it; apps of `cella boot` read /dev/null. */
 static int setup_stdin(Instance *inst, int *ret_app_fd)
 {
+        _cleanup_close_ int tty = -EBADF;
         int p[2], r;
 
         *ret_app_fd = -1;
@@ -133,14 +206,35 @@ static int setup_stdin(Instance *inst, int *ret_app_fd)
                 *ret_app_fd = STDIN_FILENO;
                 return 0;
         }
+        {
+                unsigned ptn;
+
+                /* A pty master reopened would be a new pty, and without /proc
+                 * there is no reopening: then a blocking copy is read, only when
+                 * poll says there is input. */
+                if (ioctl(STDIN_FILENO, TIOCGPTN, &ptn) < 0)
+                        tty = fd_reopen(STDIN_FILENO, O_RDONLY | O_NOCTTY | O_NONBLOCK);
+                if (tty < 0)
+                        tty = fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 3);
+                if (tty < 0)
+                        return negative_errno();
+        }
         if (pipe2(p, O_CLOEXEC) < 0)
                 return negative_errno();
-        r = pump_start(inst->sup, inst, NULL, &inst->in, STDIN_FILENO, p[1], NULL);
+        r = outlet_new(&inst->sup->loop, p[1], true, SUPERVISOR_OUTLET_MAX, SUPERVISOR_OUTLET_MAX,
+                       &inst->in_outlet);
         if (r < 0) {
                 safe_close(p[0]);
                 safe_close(p[1]);
                 return r;
         }
+        r = pump_start(inst->sup, inst, NULL, &inst->in, tty, inst->in_outlet, NULL);
+        if (r < 0) {
+                inst->in_outlet = outlet_free(inst->in_outlet); /* closes p[1] */
+                safe_close(p[0]);
+                return r;
+        }
+        TAKE_FD(tty);
         *ret_app_fd = p[0];
         return 0;
 }
@@ -255,6 +349,7 @@ static void on_sandbox(uv_poll_t *h, int status, int events)
 
         if (sandbox_process(inst->sandbox) > 0) {
                 uv_poll_stop(h);
+                supervisor_output_check(inst->sup);
                 instance_maybe_finished(inst);
         }
 }
@@ -477,10 +572,10 @@ int instance_start(Instance *inst)
                 log_error_errno(r, "cannot watch the seccomp filter of %s: %m", m->id);
                 goto fail_running;
         }
-        r = pump_start(s, inst, NULL, &inst->out, out[0], STDOUT_FILENO, inst->log);
+        r = pump_start(s, inst, NULL, &inst->out, out[0], s->out_outlet, inst->log);
         if (r >= 0) {
                 out[0] = -EBADF;
-                r = pump_start(s, inst, NULL, &inst->err, err[0], STDERR_FILENO, inst->log);
+                r = pump_start(s, inst, NULL, &inst->err, err[0], s->err_outlet, inst->log);
         }
         if (r >= 0) {
                 err[0] = -EBADF;
@@ -830,7 +925,7 @@ void instance_free(Instance *inst)
         broker_app_detach(inst->broker_app);
         inst->sandbox = sandbox_free(inst->sandbox);
         inst->stats = luastats_free(inst->stats);
-        safe_close(inst->in.to);
+        inst->in_outlet = outlet_free(inst->in_outlet);
         inst->log = applog_close(inst->log);
         manifest_free(inst->manifest);
         free(inst->denials);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "base/macro.h"
+#include "base/termsafe.h"
 #include "supervisor/prompt.h"
 
 #define PROMPT_OUT_MAX     4096u /* bytes of terminal output queued while the terminal is stopped */
@@ -67,170 +68,9 @@ struct Prompt {
         bool freeing;
 };
 
-/* --- sanitizing --- */
-
-/* Decodes one UTF-8 character strictly (no overlongs, surrogates or > U+10FFFF).
- * Returns its length in bytes and *cp, or 0 for an invalid sequence. */
-static size_t utf8_decode(const unsigned char *s, uint32_t *cp)
-{
-        uint32_t c = s[0], min;
-        size_t len;
-
-        if (c < 0x80) {
-                *cp = c;
-                return 1;
-        }
-        if ((c & 0xe0) == 0xc0) {
-                len = 2;
-                c &= 0x1f;
-                min = 0x80;
-        } else if ((c & 0xf0) == 0xe0) {
-                len = 3;
-                c &= 0x0f;
-                min = 0x800;
-        } else if ((c & 0xf8) == 0xf0) {
-                len = 4;
-                c &= 0x07;
-                min = 0x10000;
-        } else
-                return 0;
-        for (size_t i = 1; i < len; i++) {
-                if ((s[i] & 0xc0) != 0x80) /* also stops at the NUL */
-                        return 0;
-                c = (c << 6) | (s[i] & 0x3f);
-        }
-        if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-                return 0;
-        *cp = c;
-        return len;
-}
-
-/* Skips the body of a control string (OSC, DCS, SOS, PM, APC) up to and including
- * its terminator: BEL, ESC \ or the C1 ST (U+009C); or to the end of the string. */
-static const unsigned char *skip_string(const unsigned char *s)
-{
-        for (; *s; s++) {
-                if (*s == 0x07)
-                        return s + 1;
-                if (*s == 0x1b && s[1] == '\\')
-                        return s + 2;
-                if (*s == 0xc2 && s[1] == 0x9c)
-                        return s + 2;
-        }
-        return s;
-}
-
-/* Skips a CSI's parameters, intermediates and final byte (ECMA-48 5.4). */
-static const unsigned char *skip_csi(const unsigned char *s)
-{
-        while (*s >= 0x20 && *s <= 0x3f)
-                s++;
-        if (*s >= 0x40 && *s <= 0x7e)
-                s++;
-        return s;
-}
-
-/* s points after an ESC: skips the rest of the escape sequence. */
-static const unsigned char *skip_escape(const unsigned char *s)
-{
-        switch (*s) {
-        case '[':
-                return skip_csi(s + 1);
-        case ']':
-        case 'P':
-        case 'X':
-        case '^':
-        case '_':
-                return skip_string(s + 1);
-        default:
-                /* nF / Fp / Fe / Fs: intermediates 0x20-0x2f, then one final byte */
-                while (*s >= 0x20 && *s <= 0x2f)
-                        s++;
-                if (*s >= 0x30 && *s <= 0x7e)
-                        s++;
-                return s;
-        }
-}
-
-static bool is_invisible_format(uint32_t cp)
-{
-        return (cp >= 0x202a && cp <= 0x202e) || /* LRE RLE PDF LRO RLO */
-               (cp >= 0x2066 && cp <= 0x2069) || /* LRI RLI FSI PDI */
-               cp == 0x200e || cp == 0x200f ||   /* LRM RLM */
-               cp == 0x061c || cp == 0xfeff;     /* ALM, BOM */
-}
-
 size_t prompt_sanitize(const char *in, size_t max, char *out, size_t out_size)
 {
-        const unsigned char *s = (const unsigned char *)(in ?: "");
-        size_t o = 0;
-        bool cut = false;
-
-        if (out_size < 5) {
-                if (out_size > 0)
-                        out[0] = 0;
-                return 0;
-        }
-        if (max > out_size - 4)
-                max = out_size - 4; /* room for "..." and the NUL */
-
-        while (*s) {
-                const unsigned char *c = s;
-                size_t len = 1;
-                uint32_t cp;
-
-                if (*s == 0x1b) {
-                        s = skip_escape(s + 1);
-                        continue;
-                }
-                if (*s == '\n' || *s == '\r' || *s == '\t') {
-                        c = (const unsigned char *)" ";
-                        s++;
-                } else if (*s < 0x20 || *s == 0x7f) {
-                        s++;
-                        continue;
-                } else if (*s < 0x80) {
-                        s++;
-                } else {
-                        len = utf8_decode(s, &cp);
-                        if (len == 0) {
-                                c = (const unsigned char *)"?";
-                                len = 1;
-                                s++;
-                        } else {
-                                s += len;
-                                if (cp == 0x9b) { /* C1 CSI */
-                                        s = skip_csi(s);
-                                        continue;
-                                }
-                                if (cp == 0x90 || cp == 0x98 || cp == 0x9d || cp == 0x9e ||
-                                    cp == 0x9f) { /* DCS SOS OSC PM APC */
-                                        s = skip_string(s);
-                                        continue;
-                                }
-                                if (cp >= 0x80 && cp <= 0x9f)
-                                        continue; /* other C1 controls */
-                                if (is_invisible_format(cp))
-                                        continue;
-                                if (cp == 0x2028 || cp == 0x2029) { /* line, paragraph sep */
-                                        c = (const unsigned char *)" ";
-                                        len = 1;
-                                }
-                        }
-                }
-                if (o + len > max) {
-                        cut = true;
-                        break;
-                }
-                memcpy(out + o, c, len);
-                o += len;
-        }
-        if (cut) {
-                memcpy(out + o, "...", 3);
-                o += 3;
-        }
-        out[o] = 0;
-        return o;
+        return termsafe_field(in, max, out, out_size);
 }
 
 /* --- the terminal --- */
@@ -390,6 +230,28 @@ static void deny_all(Prompt *p)
         schedule_next(p);
 }
 
+/*
+ * Draws the question at the head of the queue in full, on a line of its own: a
+ * new line (what an app printed last stays above, whole), then the terminal's
+ * drawing state reset where it could hide or garble the text (attributes, G0
+ * character set, insert mode, autowrap, a hidden cursor: an app run with
+ * --raw-output could have set any), and the line and everything below it
+ * cleared. While the question shows nothing else writes to the terminal
+ * (prompt_set_hooks: the kernel holds the apps' output), so what the person sees
+ * under "Allow?" is the question, app id and right included. TERM=dumb gets the
+ * text alone.
+ */
+static void draw_question(Prompt *p)
+{
+        const char *term = getenv("TERM");
+
+        if (term && strcmp(term, "dumb") == 0)
+                tty_print(p, "\n");
+        else
+                tty_print(p, PROMPT_REDRAW);
+        tty_print(p, p->queue[p->head].text);
+}
+
 /* Shows the question at the head of the queue. */
 static void show_next(Prompt *p)
 {
@@ -410,7 +272,7 @@ static void show_next(Prompt *p)
         p->retries = 0;
         p->line_len = 0;
         p->line_overflow = false;
-        tty_print(p, p->queue[p->head].text);
+        draw_question(p);
         (void)uv_timer_start(&p->timer, on_timeout, p->timeout_ms, 0);
         tty_poll_update(p);
 }
@@ -499,7 +361,8 @@ static void on_line(Prompt *p)
                 answer(p, PROMPT_DENY, "cella: no valid answer; denied.\n");
                 return;
         }
-        tty_print(p, "Please answer y (always), o (once) or n (no): ");
+        tty_print(p, "Please answer y (always), o (once) or n (no).");
+        draw_question(p);
         tty_poll_update(p);
 }
 

@@ -42,6 +42,14 @@ enum {
 #define PROMPT_TEXT_MAX           128u   /* bytes of the right and of its description shown */
 #define PROMPT_ANSWER_MAX         64u    /* bytes of an answer line; longer is not an answer */
 
+/* What precedes every question on the terminal (unless TERM=dumb: "\n"): CAN,
+ * which cancels an escape sequence an app (--raw-output) left half written
+ * (ECMA-48 8.3.6), a new line, then SGR reset, G0 = ASCII and SI, insert mode
+ * off, autowrap on, cursor shown (ECMA-48, DEC private modes), then CR and erase
+ * to the end of the screen. The question is drawn in full after it, app id and
+ * right included. */
+#define PROMPT_REDRAW "\030\n\033[0m\033(B\017\033[4l\033[?7h\033[?25h\r\033[J"
+
 typedef struct Prompt Prompt;
 
 /*
@@ -102,14 +110,9 @@ unsigned prompt_pending(const Prompt *p);
 Prompt *prompt_free(Prompt *p);
 
 /*
- * Copies the untrusted string in into out (out_size bytes, > 4), fit for a terminal:
- * escape sequences (ESC with its CSI/OSC/DCS body), other C0 and C1 control
- * characters and DEL are removed, line breaks and tabs become a space, invalid
- * UTF-8 bytes become '?', bidirectional overrides and isolates (U+202A..202E,
- * U+2066..2069: "Trojan Source", CVE-2021-42574) are removed, and the result is
- * cut at a character boundary to at most max bytes, with "..." appended when cut
- * (so at most max + 3 bytes, and never more than out_size - 1). Always
- * NUL-terminates. Returns the length written.
+ * Copies the untrusted string in into out (out_size bytes, > 4), fit for one line
+ * of a terminal, cut to at most max bytes (+ "..." when cut): termsafe_field() of
+ * src/base/termsafe.h, which says what is removed and why. Returns the length.
  */
 size_t prompt_sanitize(const char *in, size_t max, char *out, size_t out_size);
 

@@ -15,8 +15,9 @@ typedef struct KernelOptions {
         CgroupMode cgroup_mode; /* CGROUP_MODE_AUTO unless forced */
         uid_t uid_base;         /* host uid range for new apps */
         uint32_t uid_count;
-        bool no_prompt; /* refuse perm.request instead of asking on the terminal */
-        char **roots;   /* "name=/host/path" user-file roots; may be NULL */
+        bool no_prompt;  /* refuse perm.request instead of asking on the terminal */
+        char **roots;    /* "name=/host/path" user-file roots; may be NULL */
+        bool raw_output; /* --raw-output: apps' output to a terminal unsanitized */
 } KernelOptions;
 
 typedef struct RunOptions {

@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "audit/audit.h"
+#include "base/termsafe.h"
 #include "broker/broker.h"
 #include "ipc/bus.h"
 #include "policy/grants.h"
@@ -19,12 +20,23 @@
 #include "supervisor/prompt.h"
 #include "supervisor/launch.h"
 #include "supervisor/luahost.h"
+#include "supervisor/outlet.h"
 #include "supervisor/restart.h"
 #include "supervisor/state.h"
 #include "supervisor/supervisor.h"
 
-#define SUPERVISOR_PUMP_BUFFER   65536 /* bytes copied per read, one pipe's default capacity */
-#define SUPERVISOR_STOP_GRACE_MS 5000  /* SIGTERM, then SIGKILL after this (systemd: 90 s) */
+#define SUPERVISOR_PUMP_BUFFER 65536 /* bytes copied per read, one pipe's default capacity */
+/* Observers (outlet.h): bytes an outlet buffers while its reader lags, and of them
+ * the bytes the apps' output may fill (the rest is kept for the kernel's own
+ * messages); a pipe holds 64 KiB more by default (pipe(7)). */
+#define SUPERVISOR_OUTLET_MAX        (256u * 1024u)
+#define SUPERVISOR_OUTLET_STREAM_MAX (192u * 1024u)
+/* --json-status: about 2,500 records of ~400 bytes, all of a boot of 1,000 apps
+ * starting; past it records are dropped and counted ({"event":"dropped"}). */
+#define SUPERVISOR_STATUS_MAX (1024u * 1024u)
+/* At exit, the time the observers get to read what is still buffered. */
+#define SUPERVISOR_OUTLET_LINGER_MS 1000u
+#define SUPERVISOR_STOP_GRACE_MS    5000 /* SIGTERM, then SIGKILL after this (systemd: 90 s) */
 /* RLIMIT_NOFILE the kernel raises itself to (if fs.nr_open allows): a packed group of
  * LUAHOST_APPS_MAX apps needs about 3 fds per app at its start. */
 #define SUPERVISOR_NOFILE_MAX (1u << 18)
@@ -35,11 +47,16 @@
 typedef struct Group Group;
 
 typedef struct Pump {
-        Instance *inst; /* its app; NULL for a group host's own output */
-        Group *group;   /* not NULL: the pump belongs to a packed group's run */
-        int from, to;   /* from: pipe read end (ours); to: where its bytes go (or log) */
-        AppLog *log;    /* not NULL: bytes go here instead of to */
+        Instance *inst;    /* its app; NULL for a group host's own output */
+        Group *group;      /* not NULL: the pump belongs to a packed group's run */
+        int from;          /* pipe read end (ours), or a terminal's description of our own */
+        Outlet *outlet;    /* where its bytes go (cella run), or NULL: */
+        AppLog *log;       /* not NULL: bytes go here instead */
+        OutletWaiter wait; /* on outlet's queue while it has no room */
+        TermSafe safe;     /* sanitize: the stream's state between reads */
+        bool sanitize;     /* the outlet is a terminal: render controls visibly (termsafe.h) */
         bool open;
+        bool waiting; /* not reading from: its outlet has no room */
         bool closing; /* uv_close() called, callback pending */
         uv_poll_t poll;
 } Pump;
@@ -64,6 +81,7 @@ struct Instance {
         SeccompDenials *denials; /* of the current run */
         unsigned polls_closing;  /* sandbox_poll/notify_poll closes not yet called back */
         Pump out, err, in;
+        Outlet *in_outlet; /* the pipe to the app's stdin, fed from our terminal (cella run) */
         AppLog *log;
         BrokerApp *broker_app;
         uid_t uid;
@@ -131,6 +149,11 @@ struct Supervisor {
         Prompt *prompt;
         struct PromptCall *prompt_calls; /* questions the broker is waiting on */
         Control *control;
+        /* Observers (outlet.h): the apps' output (cella run), the kernel's messages,
+         * the --json-status records. NULL when not used. */
+        Outlet *out_outlet, *err_outlet, *status_outlet;
+        bool signalled; /* SIGINT, SIGTERM or SIGHUP came */
+        bool prompting; /* a question owns the terminal (prompt_begin .. prompt_end) */
         uv_signal_t signals[3];
         unsigned n_signals;
         uv_check_t flush;
@@ -149,11 +172,15 @@ struct Supervisor {
 
 /* instance.c */
 void instance_free(Instance *inst);
-/* Starts copying from `from` (a pipe's read end, made non-blocking) to `to`, or into
- * log when not NULL; the pump belongs to inst and/or g (its end is reported to
- * g if set, else to inst). On failure from is left open for the caller. Returns 0
- * or a negative errno / libuv error. */
-int pump_start(Supervisor *s, Instance *inst, Group *g, Pump *p, int from, int to, AppLog *log);
+/* Starts copying from `from` (a pipe's read end, or a description of our own of a
+ * terminal; made non-blocking) into log when not NULL, else to outlet, whose room
+ * it waits for (the producer blocks on its pipe meanwhile); rendered safe
+ * (termsafe_stream) when the outlet is a terminal and --raw-output is not given.
+ * The pump belongs to inst and/or g (its end is reported to g if set, else to
+ * inst). On failure from is left open for the caller. Returns 0 or a negative
+ * errno / libuv error. */
+int pump_start(Supervisor *s, Instance *inst, Group *g, Pump *p, int from, Outlet *outlet,
+               AppLog *log);
 void pump_close(Pump *p);
 /* Writes the exit record (status, audit, log line) of a Lua app whose run ended
  * with code (its cella-lua exit code or fault, or 128+N for signal N); in_group:
@@ -187,6 +214,9 @@ bool instance_active(const Instance *inst);
 json_t *instance_record(const Instance *inst);
 
 /* supervisor.c */
+/* After a signal, once no sandbox of this kernel runs any more, gives up on output
+ * nobody reads (outlet_abandon), so that the run can end. */
+void supervisor_output_check(Supervisor *s);
 /* Opens grants, audit log, bus, prompt, control socket and broker, once. Returns 0
  * or a CELLA_EXIT_* code (printed). Called once the first sandbox runs. */
 int supervisor_ready(Supervisor *s);

@@ -11,12 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/fileio.h"
 #include "base/log.h"
 #include "base/macro.h"
 #include "base/strv.h"
+#include "base/termsafe.h"
 #include "policy/capability.h"
 #include "policy/signature.h"
 #include "supervisor/exit-codes.h"
@@ -26,14 +28,22 @@ void supervisor_status(Supervisor *s, json_t *o)
 {
         char *text;
 
-        if (s->o.json_status_fd < 0 || !o) {
+        if (!s->status_outlet || !o) {
                 json_decref(o);
                 return;
         }
         text = json_dumps(o, JSON_COMPACT);
         if (text) {
-                (void)loop_write(s->o.json_status_fd, text, strlen(text));
-                (void)loop_write(s->o.json_status_fd, "\n", 1);
+                size_t n = strlen(text);
+                char *line = realloc(text, n + 2);
+
+                if (line) {
+                        line[n] = '\n';
+                        /* One record, whole or dropped (and counted): a reader that
+                         * lags never stalls the loop (outlet.h). */
+                        (void)outlet_put_record(s->status_outlet, line, n + 1);
+                        text = line;
+                }
                 free(text);
         }
         json_decref(o);
@@ -73,9 +83,9 @@ static void host_notify(void *userdata, const char *app_id, const char *title, c
         Instance *inst = supervisor_find(s, app_id);
 
         /* An app's words must not drive our terminal. */
-        prompt_sanitize(title ?: "", sizeof t - 4, t, sizeof t);
-        prompt_sanitize(body ?: "", sizeof b - 4, b, sizeof b);
-        fprintf(stderr, "cella: notification from %s: %s%s%s\n", app_id, t, b[0] ? ": " : "", b);
+        termsafe_field(title ?: "", sizeof t - 4, t, sizeof t);
+        termsafe_field(body ?: "", sizeof b - 4, b, sizeof b);
+        log_info("notification from %s: %s%s%s", app_id, t, b[0] ? ": " : "", b);
         if (inst && inst->log) {
                 char line[sizeof t + sizeof b + 64];
                 int n = snprintf(line, sizeof line, "[cella] notification: %s%s%s\n", t,
@@ -183,22 +193,39 @@ static void host_prompt_cancel(void *userdata, void *done_userdata)
                 }
 }
 
-/* While a question is on the terminal, its input is the answer, not the app's. */
+/* Holds (or releases) every outlet that writes to a terminal. */
+static void hold_terminals(Supervisor *s, bool hold)
+{
+        Outlet *const outlets[] = {s->out_outlet, s->err_outlet, s->status_outlet};
+
+        for (size_t i = 0; i < ELEMENTSOF(outlets); i++)
+                if (outlet_is_terminal(outlets[i]))
+                        outlet_hold(outlets[i], hold);
+}
+
+/* While a question is on the terminal, the terminal is the prompt's alone: its
+ * input is the answer, not the app's, and nothing else is written to it (the apps'
+ * output and the kernel's messages wait in their outlets, the apps on their
+ * pipes), so nothing can be drawn over or next to the question. */
 static void prompt_begin(void *ud)
 {
         Supervisor *s = ud;
 
+        s->prompting = true;
         for (size_t i = 0; i < s->n_apps; i++)
-                if (s->apps[i]->in.open)
+                if (s->apps[i]->in.open && !s->apps[i]->in.waiting)
                         uv_poll_stop(&s->apps[i]->in.poll);
+        hold_terminals(s, true);
 }
 
 static void prompt_end(void *ud)
 {
         Supervisor *s = ud;
 
+        s->prompting = false;
+        hold_terminals(s, false);
         for (size_t i = 0; i < s->n_apps; i++)
-                if (s->apps[i]->in.open)
+                if (s->apps[i]->in.open && !s->apps[i]->in.waiting)
                         (void)uv_poll_start(&s->apps[i]->in.poll, UV_READABLE,
                                             s->apps[i]->in.poll.poll_cb);
 }
@@ -322,6 +349,9 @@ static void on_signal(uv_signal_t *h, int signum)
         Supervisor *s = h->data;
         bool kill = signum == SIGINT && ++s->interrupts > 1;
 
+        s->signalled = true;
+        supervisor_output_check(s);
+
         if (!s->o.boot) {
                 for (size_t i = 0; i < s->n_groups; i++) {
                         Group *g = s->groups[i];
@@ -357,6 +387,44 @@ static void on_signal(uv_signal_t *h, int signum)
                         instance_stop(inst, false);
         }
         supervisor_changed(s);
+}
+
+/* Stops p waiting for its outlet: from now on it reads and drops. */
+static void pump_discard(Pump *p)
+{
+        if (!p->open || !p->outlet)
+                return;
+        outlet_cancel_wait(p->outlet, &p->wait);
+        p->outlet = NULL;
+        p->sanitize = false;
+        if (p->waiting) {
+                p->waiting = false;
+                (void)uv_poll_start(&p->poll, UV_READABLE, p->poll.poll_cb);
+        }
+}
+
+void supervisor_output_check(Supervisor *s)
+{
+        if (!s->signalled)
+                return;
+        for (size_t i = 0; i < s->n_apps; i++)
+                if (s->apps[i]->sandbox && !s->apps[i]->sandbox->exited)
+                        return;
+        for (size_t i = 0; i < s->n_groups; i++)
+                if (s->groups[i]->sandbox && !s->groups[i]->sandbox->exited)
+                        return;
+        /* Stopped by a signal and no app runs: the person wants out. Output still in
+         * the apps' pipes that nobody takes (a reader that stopped reading) must not
+         * keep the run alive: it is read and dropped; what the outlets hold gets
+         * SUPERVISOR_OUTLET_LINGER_MS at exit. */
+        for (size_t i = 0; i < s->n_apps; i++) {
+                pump_discard(&s->apps[i]->out);
+                pump_discard(&s->apps[i]->err);
+        }
+        for (size_t i = 0; i < s->n_groups; i++) {
+                pump_discard(&s->groups[i]->out);
+                pump_discard(&s->groups[i]->err);
+        }
 }
 
 /*
@@ -473,6 +541,74 @@ static void raise_nofile(void)
         }
 }
 
+/* LogWriter: the kernel's messages go through its stderr outlet (outlet.h). */
+static void supervisor_log(int level, const char *line, size_t n, void *userdata)
+{
+        Supervisor *s = userdata;
+
+        if (s->err_outlet)
+                (void)outlet_put_record(s->err_outlet, line, n);
+}
+
+/*
+ * The observers' outlets: stderr (the kernel's messages, the apps' stderr under
+ * cella run), stdout (the apps' stdout under cella run), the --json-status fd.
+ * A closed stdout or stderr gets none (what would go there is dropped). Returns 0
+ * or a negative errno.
+ */
+static int open_outlets(Supervisor *s)
+{
+        int r;
+
+        if (fcntl(STDERR_FILENO, F_GETFD) >= 0 &&
+            outlet_new(&s->loop, STDERR_FILENO, false, SUPERVISOR_OUTLET_MAX,
+                       SUPERVISOR_OUTLET_STREAM_MAX, &s->err_outlet) == 0) {
+                outlet_set_drop_report(s->err_outlet,
+                                       "cella: ", " message(s) dropped: stderr was not read\n");
+                log_set_writer(supervisor_log, s);
+        }
+        if (s->o.output == SUPERVISOR_OUTPUT_TERMINAL && fcntl(STDOUT_FILENO, F_GETFD) >= 0)
+                (void)outlet_new(&s->loop, STDOUT_FILENO, false, SUPERVISOR_OUTLET_MAX,
+                                 SUPERVISOR_OUTLET_STREAM_MAX, &s->out_outlet);
+        if (s->o.json_status_fd >= 0) {
+                r = outlet_new(&s->loop, s->o.json_status_fd, false, SUPERVISOR_STATUS_MAX, 0,
+                               &s->status_outlet);
+                if (r < 0)
+                        return log_error_errno(r, "--json-status: cannot write to fd %d: %m",
+                                               s->o.json_status_fd);
+                outlet_set_drop_report(s->status_outlet,
+                                       "{\"event\":\"dropped\",\"count\":", "}\n");
+        }
+        return 0;
+}
+
+/* Before exit: the observers get SUPERVISOR_OUTLET_LINGER_MS in all to take what
+ * is still buffered; then the outlets are closed and messages go to stderr again. */
+static void close_outlets(Supervisor *s)
+{
+        uint64_t dropped;
+        struct timespec t0, t1;
+        unsigned left = SUPERVISOR_OUTLET_LINGER_MS, spent;
+        Outlet **const outlets[] = {&s->status_outlet, &s->out_outlet, &s->err_outlet};
+
+        for (size_t i = 0; i < ELEMENTSOF(outlets); i++) {
+                clock_gettime(CLOCK_MONOTONIC, &t0);
+                (void)outlet_drain(*outlets[i], left);
+                clock_gettime(CLOCK_MONOTONIC, &t1);
+                spent = (unsigned)((t1.tv_sec - t0.tv_sec) * 1000 +
+                                   (t1.tv_nsec - t0.tv_nsec) / 1000000);
+                left = spent < left ? left - spent : 0;
+        }
+        dropped = outlet_dropped_bytes(s->out_outlet);
+        log_set_writer(NULL, NULL);
+        if (dropped > 0)
+                log_debug("%llu byte(s) of the apps' output were not delivered: stdout was not "
+                          "read",
+                          (unsigned long long)dropped);
+        for (size_t i = 0; i < ELEMENTSOF(outlets); i++)
+                *outlets[i] = outlet_free(*outlets[i]);
+}
+
 int supervisor_new(const SupervisorOptions *o, Supervisor **ret)
 {
         Supervisor *s;
@@ -514,6 +650,11 @@ int supervisor_new(const SupervisorOptions *o, Supervisor **ret)
         s->loop_ready = true;
         signal(SIGPIPE, SIG_IGN);
         raise_nofile();
+        r = open_outlets(s);
+        if (r < 0) {
+                code = CELLA_EXIT_USAGE;
+                goto fail;
+        }
 
         {
                 static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
@@ -636,7 +777,7 @@ int supervisor_add(Supervisor *s, const char *app_dir, Manifest *m, char *const 
         inst->manifest = m;
         inst->sup = s;
         inst->wave = wave;
-        inst->out.from = inst->err.from = inst->in.from = inst->in.to = -EBADF;
+        inst->out.from = inst->err.from = inst->in.from = -EBADF;
         inst->app_dir = strdup(app_dir);
         if (!inst->app_dir || (extra_args && !(inst->extra_args = strv_copy(extra_args))))
                 goto oom;
@@ -716,6 +857,10 @@ Supervisor *supervisor_free(Supervisor *s)
                 s->prompt_calls = pc->next;
                 free(pc);
         }
+        for (size_t i = 0; i < s->n_apps; i++)
+                s->apps[i]->in_outlet = outlet_free(s->apps[i]->in_outlet);
+        if (s->loop_ready)
+                close_outlets(s);
         if (s->loop_ready) {
                 /* Every handle left (pumps, polls, timers, signals) is closed; the fds
                  * behind the pumps are closed with their instances. */
@@ -728,8 +873,7 @@ Supervisor *supervisor_free(Supervisor *s)
 
                 inst->out.from = safe_close(inst->out.from);
                 inst->err.from = safe_close(inst->err.from);
-                if (inst->in.from != STDIN_FILENO)
-                        inst->in.from = safe_close(inst->in.from);
+                inst->in.from = safe_close(inst->in.from);
                 instance_free(inst);
         }
         free(s->apps);

@@ -40,6 +40,7 @@ typedef struct SupervisorOptions {
         bool no_prompt;     /* refuse perm.request instead of asking on the terminal */
         char **roots;       /* "name=/host/path" user-file roots for fs.open; may be NULL */
         bool boot;          /* Ctrl-C stops every app (cella boot) instead of forwarding */
+        bool raw_output;    /* apps' output to a terminal as it is, escapes included */
 } SupervisorOptions;
 
 typedef enum InstanceState {

@@ -1,36 +1,41 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * libFuzzer harness for prompt_sanitize (src/supervisor/prompt.c): the reason an
- * app gives for a permission request, printed on the user's terminal. Beyond "no
- * crash": the output holds no byte a terminal acts on (C0 controls, DEL, ESC, the
- * C1 controls U+0080..U+009F in UTF-8), and the length returned is the string's
- * and within the bound.
+ * libFuzzer harness for the terminal sanitizer (src/base/termsafe.c), on what an
+ * app controls: the reason of a permission request and a notification's text
+ * (termsafe_field), and its output under `cella run` and `cella logs`
+ * (termsafe_stream). Beyond "no crash":
+ *   - field: the output holds no byte a terminal acts on (C0 controls, DEL, ESC,
+ *     C1 controls in UTF-8), and the length returned is the string's and within
+ *     the bound;
+ *   - stream: the output is valid UTF-8 without a control but \n, \t and a CR
+ *     right before LF, within TERMSAFE_STREAM_OUT, and the same whether the input
+ *     comes whole or cut into chunks (the cut points come from the input).
  *
- * Input: byte 0 is the bound (max), the rest the string (cut at a NUL).
+ * Input: byte 0 is the bound (max) and the chunk seed, the rest the string.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "supervisor/prompt.h"
+#include "base/termsafe.h"
+
+#define REASON_MAX 200u
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void check_field(const uint8_t *data, size_t size)
 {
-        char out[PROMPT_REASON_MAX + 4];
+        char out[REASON_MAX + 4];
         char *in;
         size_t max, n;
 
-        if (size < 1)
-                return 0;
         max = data[0];
         in = malloc(size);
         if (!in)
-                return 0;
+                return;
         memcpy(in, data + 1, size - 1);
         in[size - 1] = 0;
-        n = prompt_sanitize(in, max, out, sizeof out);
+        n = termsafe_field(in, max, out, sizeof out);
         free(in);
         if (n != strlen(out) || n > max + 3 || n >= sizeof out)
                 abort();
@@ -42,5 +47,56 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 if (c == 0xc2 && i + 1 < n && (unsigned char)out[i + 1] < 0xa0)
                         abort(); /* a C1 control */
         }
+}
+
+static void check_stream(const uint8_t *data, size_t size)
+{
+        const uint8_t *in = data + 1;
+        size_t n = size - 1, w, o = 0;
+        unsigned seed = data[0];
+        TermSafe t = {};
+        char *whole, *parts;
+
+        whole = malloc(TERMSAFE_STREAM_OUT(n) + 16);
+        parts = malloc(TERMSAFE_STREAM_OUT(n) + 16 * (n + 1));
+        if (!whole || !parts)
+                goto out;
+        w = termsafe_stream(&t, in, n, whole);
+        w += termsafe_stream_end(&t, whole + w);
+        if (w > TERMSAFE_STREAM_OUT(n) + 16)
+                abort();
+        for (size_t i = 0; i < n;) {
+                size_t k = 1 + (seed = seed * 1103515245u + 12345u) % 7;
+
+                if (k > n - i)
+                        k = n - i;
+                o += termsafe_stream(&t, in + i, k, parts + o);
+                i += k;
+        }
+        o += termsafe_stream_end(&t, parts + o);
+        if (o != w || memcmp(whole, parts, w) != 0)
+                abort();
+        for (size_t i = 0; i < w;) {
+                uint32_t cp;
+                int k = termsafe_utf8_decode((const unsigned char *)whole + i, w - i, &cp);
+
+                if (k <= 0)
+                        abort();
+                if (cp == '\r' ? i + 1 >= w || whole[i + 1] != '\n'
+                               : cp != '\n' && cp != '\t' && termsafe_is_control(cp))
+                        abort();
+                i += (size_t)k;
+        }
+out:
+        free(whole);
+        free(parts);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+        if (size < 1)
+                return 0;
+        check_field(data, size);
+        check_stream(data, size);
         return 0;
 }

@@ -348,3 +348,80 @@ def test_boot_ps_logs_revoke(state, make_app, tmp_path):
     assert "revoked-in-broker" in what, (what, boot.stderr.read())
     # The kernel took its socket with it.
     assert not (state / "run" / f"{boot.pid}.sock").exists()
+
+
+LOG_EVIL = (b"ok \x1b]52;c;UFdORUQ=\x07\x1b]0;pwned\x07\x1b[2J\x1b[6n\xc2\x9b31m"
+            b"\xe2\x80\xae caf\xc3\xa9 \xe6\x97\xa5\r\n\tend\n")
+LOG_SAFE = (b"ok ^[]52;c;UFdORUQ=^G^[]0;pwned^G^[[2J^[[6n\\u009b31m"
+            b"\\u202e caf\xc3\xa9 \xe6\x97\xa5\r\n\tend\n")
+
+
+def logs_on_pty(state, *args, until=None, then=None, timeout=20):
+    """`cella logs ARGS` with its stdout (and stderr) on a pty whose output is not
+    processed (no \\n -> \\r\\n): returns what the terminal got. With until, reads
+    until that shows, calls then(), reads until it shows again, and stops it."""
+    import pty
+    import select
+    import termios
+    master, slave = pty.openpty()
+    attrs = termios.tcgetattr(slave)
+    attrs[1] &= ~termios.OPOST
+    termios.tcsetattr(slave, termios.TCSANOW, attrs)
+    p = subprocess.Popen([CELLA, "logs", "--state-dir", str(state), *args], stdin=subprocess.DEVNULL,
+                         stdout=slave, stderr=slave)
+    os.close(slave)
+    out, deadline, seen = b"", time.monotonic() + timeout, 0
+    try:
+        while time.monotonic() < deadline:
+            if until is not None and out.count(until) > seen:
+                seen += 1
+                if seen == 2:
+                    break
+                then()
+            r, _, _ = select.select([master], [], [], 0.1)
+            if r:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    chunk = b""
+                if not chunk and p.poll() is not None:
+                    break
+                out += chunk
+            elif until is None and p.poll() is not None:
+                break
+    finally:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+        p.wait(timeout=10)
+        os.close(master)
+    return out
+
+
+def test_logs_on_a_terminal_are_rendered_safe(state):
+    """An app's log holds escape sequences: on a terminal `cella logs` shows them as
+    text (cat -v style), text in any script kept; to a pipe the bytes are exact;
+    --raw-output passes them to a terminal too."""
+    d = write_logs(state, {})
+    (d / f"{APP}.log").write_bytes(LOG_EVIL)
+    assert logs_on_pty(state, APP) == LOG_SAFE
+    assert logs_on_pty(state, "--raw-output", APP) == LOG_EVIL
+    p = subprocess.run([CELLA, "logs", "--state-dir", str(state), APP], capture_output=True,
+                       timeout=30)
+    assert p.returncode == 0 and p.stdout == LOG_EVIL
+
+
+def test_logs_follow_on_a_terminal_is_rendered_safe(state):
+    """`cella logs -f`: what the app writes later is rendered too, a character cut
+    between two writes included."""
+    d = write_logs(state, {})
+    log = d / f"{APP}.log"
+    log.write_bytes(b"first\n")
+
+    def append():
+        with open(log, "ab") as f:
+            f.write(b"\x1b]0;later\x07 \xe6")
+            f.flush()
+            f.write(b"\x97\xa5 first\n")
+
+    out = logs_on_pty(state, "-f", APP, until=b"first\n", then=append)
+    assert out == b"first\n^[]0;later^G \xe6\x97\xa5 first\n", out

@@ -207,3 +207,43 @@ def test_kernel_holding_thousands_of_fds(state):
                        preexec_fn=hold_fds, close_fds=False)
     assert p.returncode == 0, p.stderr
     assert "hello from org.cella.example.hello" in p.stdout
+
+
+def test_messages_show_untrusted_text_inert(make_app, state):
+    """cella's own messages can quote an app's bundle (a manifest's permission, a
+    key): its control characters reach stderr as text, on the message's line
+    (the manifest parser escapes them; every message is rendered safe again,
+    test-base's test_log_renders_controls)."""
+    app = make_app("org.test.badperm", script="exit 0\n",
+                   permissions=["\x1b]0;pwned\x07\x1b[2J\nfake line"])
+    r = run_cella(app, state_dir=state, json_status=False)
+    assert r.code == 241, r.err
+    assert "\x1b" not in r.err and "\x07" not in r.err
+    assert "pwned" in r.err and "fake line" in r.err, r.err
+    assert len(r.err.splitlines()) == 1, r.err
+
+
+def test_terminal_stdin_and_the_shared_description(make_app, state):
+    """A terminal on stdin is copied to the app through a pipe; cella reads and
+    writes the terminal through descriptions of its own, so the one it shares with
+    its shell is left blocking (O_NONBLOCK there would hand EAGAIN to the shell's
+    next program)."""
+    import fcntl
+    import pty
+    import select
+    app = make_app("org.test.ttyin", script="read line; echo \"got:$line\"\n")
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.Popen([CELLA, "run", "--state-dir", str(state), "--no-prompt", str(app)],
+                             stdin=slave, stdout=slave, stderr=slave)
+        os.write(master, b"hello\n")
+        out, deadline = b"", time.monotonic() + 30
+        while b"got:hello" not in out and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.2)[0]:
+                out += os.read(master, 4096)
+        assert p.wait(timeout=30) == 0, out
+        assert b"got:hello" in out, out
+        assert not fcntl.fcntl(slave, fcntl.F_GETFL) & os.O_NONBLOCK
+    finally:
+        os.close(master)
+        os.close(slave)

@@ -9,9 +9,11 @@
 #include <unistd.h>
 
 #include "base/fileio.h"
+#include "base/log.h"
 #include "base/macro.h"
 #include "base/size.h"
 #include "base/strv.h"
+#include "base/termsafe.h"
 
 START_TEST(test_parse_size)
 {
@@ -120,6 +122,197 @@ START_TEST(test_mkdir_p)
 }
 END_TEST
 
+/* Renders in whole through termsafe_stream() and _end() into a NUL-terminated
+ * static buffer. */
+static const char *render(const char *in, size_t n)
+{
+        static char out[4096];
+        TermSafe t = {};
+        size_t o;
+
+        ck_assert(TERMSAFE_STREAM_OUT(n) + 16 < sizeof out);
+        o = termsafe_stream(&t, in, n, out);
+        o += termsafe_stream_end(&t, out + o);
+        out[o] = 0;
+        return out;
+}
+
+START_TEST(test_termsafe_stream)
+{
+        static const struct {
+                const char *in, *out;
+        } cases[] = {
+                /* text, any script, is kept; so are \n and \t */
+                {"hello, w\xc3\xb6rld \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x8e\x89\n\tok\n",
+                 "hello, w\xc3\xb6rld \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x8e\x89\n\tok\n"},
+                /* OSC 52 (clipboard write), title, CSI, device status query: inert text */
+                {"\x1b]52;c;SGVsbG8=\x07", "^[]52;c;SGVsbG8=^G"},
+                {"\x1b]0;pwned\x1b\\", "^[]0;pwned^[\\"},
+                {"\x1b[2J\x1b[1;1H\x1b[6n", "^[[2J^[[1;1H^[[6n"},
+                /* C1 CSI and OSC in UTF-8, bidi override and isolate, BOM */
+                {"\xc2\x9b"
+                 "31m",
+                 "\\u009b31m"},
+                {"\xc2\x9d"
+                 "0;x\xc2\x9c",
+                 "\\u009d0;x\\u009c"},
+                {"a\xe2\x80\xae"
+                 "b\xe2\x81\xa6"
+                 "c\xef\xbb\xbf",
+                 "a\\u202eb\\u2066c\\ufeff"},
+                /* other C0 controls and DEL in caret notation */
+                {"\x08\x7f\x01\x1a", "^H^?^A^Z"},
+                /* CR: kept before LF only */
+                {"a\r\nb", "a\r\nb"},
+                {"a\rb", "a^Mb"},
+                {"a\r\r\n", "a^M\r\n"},
+                {"a\r", "a^M"},
+                /* invalid UTF-8: overlong, surrogate, above U+10FFFF, stray bytes, cut */
+                {"\xc0\xaf", "\\xc0\\xaf"},
+                {"\xed\xa0\x80", "\\xed\\xa0\\x80"},
+                {"\xf4\x90\x80\x80", "\\xf4\\x90\\x80\\x80"},
+                {"\xff"
+                 "a\x80",
+                 "\\xffa\\x80"},
+                {"\xe6\x97", "\\xe6\\x97"},
+                {"\xe6\x97"
+                 "a",
+                 "\\xe6\\x97a"},
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                const char *got = render(cases[i].in, strlen(cases[i].in));
+
+                ck_assert_msg(strcmp(got, cases[i].out) == 0, "case %zu: got \"%s\", want \"%s\"",
+                              i, got, cases[i].out);
+        }
+        /* NUL is a control like the others */
+        ck_assert_str_eq(render("a\0b", 3), "a^@b");
+}
+END_TEST
+
+/* Whatever the bytes and however they are cut into chunks: the output is the same
+ * as for the whole, valid UTF-8, and holds no byte a terminal acts on but \n, \t
+ * and a CR right before LF; no C1 and no bidi control either. */
+START_TEST(test_termsafe_stream_random)
+{
+        static const unsigned char alphabet[] = {
+                0x00, 0x07, 0x08, 0x09, 0x0a, 0x0d, 0x1b, '[',  ']',  'a',
+                '\\', 0x7f, 0x80, 0x9b, 0x9c, 0xa0, 0xae, 0xbf, 0xc2, 0xc3,
+                0xe0, 0xe2, 0xed, 0xef, 0xf0, 0xf4, 0xf5, 0xff, 0x81, 0xa6,
+        };
+        unsigned seed = 12345;
+
+        for (int round = 0; round < 3000; round++) {
+                char in[48], whole[TERMSAFE_STREAM_OUT(48) + 16],
+                        parts[TERMSAFE_STREAM_OUT(48) + 64];
+                size_t n = (size_t)(rand_r(&seed) % sizeof in), w, o = 0;
+                TermSafe t = {};
+
+                for (size_t i = 0; i < n; i++)
+                        in[i] = (char)alphabet[rand_r(&seed) % sizeof alphabet];
+                w = termsafe_stream(&t, in, n, whole);
+                w += termsafe_stream_end(&t, whole + w);
+                for (size_t i = 0; i < n;) {
+                        size_t k = 1 + (size_t)rand_r(&seed) % 3;
+
+                        if (k > n - i)
+                                k = n - i;
+                        o += termsafe_stream(&t, in + i, k, parts + o);
+                        i += k;
+                }
+                o += termsafe_stream_end(&t, parts + o);
+                ck_assert_msg(o == w && memcmp(whole, parts, w) == 0, "round %d: chunks differ",
+                              round);
+                ck_assert(w <= TERMSAFE_STREAM_OUT(n));
+                for (size_t i = 0; i < w;) {
+                        uint32_t cp;
+                        int k = termsafe_utf8_decode((const unsigned char *)whole + i, w - i, &cp);
+
+                        ck_assert_msg(k > 0, "round %d: invalid UTF-8 out", round);
+                        if (cp == '\r')
+                                ck_assert(i + 1 < w && whole[i + 1] == '\n');
+                        else if (cp != '\n' && cp != '\t')
+                                ck_assert_msg(!termsafe_is_control(cp), "round %d: U+%04x out",
+                                              round, cp);
+                        i += (size_t)k;
+                }
+        }
+}
+END_TEST
+
+START_TEST(test_termsafe_utf8_decode)
+{
+        uint32_t cp = 0;
+
+        ck_assert_int_eq(termsafe_utf8_decode((const unsigned char *)"\xe2\x82\xac", 3, &cp), 3);
+        ck_assert_uint_eq(cp, 0x20ac);
+        ck_assert_int_eq(termsafe_utf8_decode((const unsigned char *)"\xe2\x82", 2, &cp), -1);
+        ck_assert_int_eq(termsafe_utf8_decode((const unsigned char *)"\xe0\x80", 2, &cp), 0);
+        ck_assert_int_eq(termsafe_utf8_decode((const unsigned char *)"\xf0\x8f", 2, &cp), 0);
+        ck_assert_int_eq(termsafe_utf8_decode((const unsigned char *)"\xf0\x9f\x8e", 3, &cp), -1);
+        ck_assert_int_eq(termsafe_utf8_decode((const unsigned char *)"", 0, &cp), -1);
+}
+END_TEST
+
+START_TEST(test_termsafe_token)
+{
+        char buf[8];
+
+        ck_assert_str_eq(termsafe_token("org.x_y-1", buf, sizeof buf), "org.x_y");
+        ck_assert_str_eq(termsafe_token("a\x1b[2Jb", buf, sizeof buf), "a??2Jb");
+        ck_assert_str_eq(termsafe_token("\xc3\xa9", buf, sizeof buf), "??");
+        ck_assert_str_eq(termsafe_token(NULL, buf, sizeof buf), "-");
+}
+END_TEST
+
+START_TEST(test_termsafe_field)
+{
+        char out[64];
+
+        /* the prompt's form: sequences gone with their bodies, breaks become spaces */
+        ck_assert_uint_eq(termsafe_field("a\x1b]0;t\x07"
+                                         "b\nc\xe2\x80\xae"
+                                         "d",
+                                         40, out, sizeof out),
+                          5);
+        ck_assert_str_eq(out, "ab cd");
+        termsafe_field("\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", 7, out, sizeof out);
+        ck_assert_str_eq(out, "\xe6\x97\xa5\xe6\x9c\xac...");
+}
+END_TEST
+
+static char logged[8192];
+static size_t logged_len;
+
+static void capture(int level, const char *line, size_t n, void *ud)
+{
+        memcpy(logged, line, n);
+        logged_len = n;
+        logged[n] = 0;
+}
+
+/* A message carries text cella did not write: it reaches stderr on one line,
+ * its controls shown as text. */
+START_TEST(test_log_renders_controls)
+{
+        char big[LOG_LINE_MAX * 2];
+
+        log_set_writer(capture, NULL);
+        ck_assert_int_eq(log_error_errno(-ENOENT, "bad key '%s': %m", "k\x1b]0;t\x07\nfake"),
+                         -ENOENT);
+        ck_assert_str_eq(logged, "cella: bad key 'k^[]0;t^G^Jfake': No such file or directory\n");
+        log_info("caf\xc3\xa9 \xe2\x80\xae\r");
+        ck_assert_str_eq(logged, "cella: caf\xc3\xa9 \\u202e^M\n");
+        memset(big, 'x', sizeof big - 1);
+        big[sizeof big - 1] = 0;
+        log_info("%s", big);
+        ck_assert_uint_eq(logged_len, strlen("cella: ") + LOG_LINE_MAX - 1 + 1);
+        ck_assert_int_eq(memcmp(logged + logged_len - 4, "...\n", 4), 0);
+        log_set_writer(NULL, NULL);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("base");
@@ -132,6 +325,12 @@ int main(void)
         tcase_add_test(tc, test_strv);
         tcase_add_test(tc, test_read_file_bounded);
         tcase_add_test(tc, test_mkdir_p);
+        tcase_add_test(tc, test_termsafe_stream);
+        tcase_add_test(tc, test_termsafe_stream_random);
+        tcase_add_test(tc, test_termsafe_utf8_decode);
+        tcase_add_test(tc, test_termsafe_token);
+        tcase_add_test(tc, test_termsafe_field);
+        tcase_add_test(tc, test_log_renders_controls);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);

@@ -467,6 +467,40 @@ START_TEST(test_connection_bound)
 }
 END_TEST
 
+/* A client that asks and leaves before the reply: the send fails (EPIPE), the
+ * connection is dropped, and the kernel goes on (it once restarted the poll of
+ * the closing handle: libuv's assertion ended the kernel). */
+START_TEST(test_client_gone_before_its_reply)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        Kernel k;
+        Job j;
+
+        kernel_start(&k);
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", control_path(k.control));
+        for (int round = 0; round < 3; round++) {
+                int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+                ck_assert_int_ge(fd, 0);
+                ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+                ck_assert_int_eq(send(fd, "{\"op\":\"ps\"}\n", 12, MSG_NOSIGNAL), 12);
+                close(fd);
+                for (int t = 0;
+                     t < 200 && (k.list_calls <= round || control_connections(k.control) > 0);
+                     t++) {
+                        uv_run(&k.loop, UV_RUN_NOWAIT);
+                        usleep(1000);
+                }
+                ck_assert_int_eq(k.list_calls, round + 1);
+                ck_assert_uint_eq(control_connections(k.control), 0);
+        }
+        j = (Job){.k = &k, .fn = raw_job, .send = "{\"op\":\"ps\"}\n", .send_len = 12};
+        run_job(&j);
+        ck_assert_ptr_nonnull(strstr(j.text, "org.x.one"));
+        kernel_stop(&k);
+}
+END_TEST
+
 START_TEST(test_reply_too_large)
 {
         Kernel k;
@@ -669,6 +703,7 @@ int main(void)
         tcase_add_test(tk, test_oversize_line_is_refused_and_dropped);
         tcase_add_test(tk, test_connection_bound);
         tcase_add_test(tk, test_reply_too_large);
+        tcase_add_test(tk, test_client_gone_before_its_reply);
         tcase_add_test(tk, test_idle_client_dropped);
         tcase_add_test(tk, test_stale_sockets_removed);
         tcase_add_test(tk, test_no_run_dir_means_no_kernels);

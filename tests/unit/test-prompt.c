@@ -56,6 +56,7 @@ static void setup(void)
         ck_assert_int_eq(prompt_new(&loop, false, &prompt), 0);
         ck_assert_int_eq(prompt_set_tty_path(prompt, slave_path), 0);
         prompt_set_hooks(prompt, on_begin, on_end, NULL);
+        ck_assert_int_eq(setenv("TERM", "xterm", 1), 0);
         screen_len = 0;
         screen[0] = 0;
         answered = begins = ends = 0;
@@ -107,6 +108,22 @@ static bool run_until(bool (*pred)(const void *), const void *arg)
 static bool screen_has(const void *s)
 {
         return strstr(screen, s) != NULL;
+}
+
+/* Takes the prompt's own redraw sequences (PROMPT_REDRAW) out of the screen;
+ * returns how many there were. */
+static unsigned strip_redraws(void)
+{
+        size_t k = strlen(PROMPT_REDRAW);
+        unsigned n = 0;
+        char *at;
+
+        while ((at = memmem(screen, screen_len, PROMPT_REDRAW, k))) {
+                memmove(at, at + k, screen_len - (size_t)(at - screen) - k + 1);
+                screen_len -= k;
+                n++;
+        }
+        return n;
 }
 
 static bool answered_(const void *a)
@@ -185,8 +202,13 @@ START_TEST(test_unclear_answer_asks_again)
         ask(&a, NULL);
         ck_assert(run_until(screen_has, "[N]o: "));
         ck_assert(!screen_has("Reason:"));
+        clear_screen();
         type("maybe\n");
-        ck_assert(run_until(screen_has, "Please answer"));
+        ck_assert(run_until(screen_has, "[N]o: "));
+        /* Asked again in full, app id and right, on a clean line. */
+        ck_assert_msg(screen_has("Please answer y (always), o (once) or n (no)." PROMPT_REDRAW
+                                 "cella: org.example.notes asks for \"fs.write:documents\""),
+                      "screen: %s", screen);
         ck_assert_int_eq(a.calls, 0);
         /* a line longer than any answer, even one starting with y, is not an answer */
         memset(longline, ' ', sizeof longline);
@@ -215,6 +237,11 @@ START_TEST(test_reason_is_sanitized_on_screen)
         ask(&a, evil);
         ck_assert(run_until(screen_has, "reversed"));
         ck_assert(run_until(screen_has, "\nAllow?"));
+        /* The question is drawn on a clean line, once; past the prompt's own redraw
+         * sequence, no escape ... */
+        ck_assert_ptr_eq(strstr(screen, PROMPT_REDRAW "cella: org.example.notes asks for "),
+                         screen);
+        ck_assert_uint_eq(strip_redraws(), 1);
         /* No escape or control byte reached the terminal but the question's own line
          * break; the app's fake "Allow?" is on the question's line. */
         for (size_t i = 0; i < screen_len; i++)
