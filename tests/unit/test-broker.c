@@ -1079,7 +1079,16 @@ START_TEST(test_outq_fds_bound)
         (void)mkdir(root, 0700);
         snprintf(root, sizeof root, "%s/roots/documents", state_dir);
         (void)mkdir(root, 0700);
+        /* The kernel acts as the root's owner (a root owned by root: as nobody), so
+         * the root and its file belong to a user of their own. */
+        ck_assert_int_eq(chown(root, 4242, 4242), 0);
         write_file(root, "a.txt", "hello");
+        {
+                char file[300];
+
+                snprintf(file, sizeof file, "%s/a.txt", root);
+                ck_assert_int_eq(chown(file, 4242, 4242), 0);
+        }
         q.root = "documents";
         q.path = "a.txt";
         q.flags = CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_READ;
