@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * The audit log (DESIGN.md section 9; the format is documented in docs/audit.md):
+ * The audit log (docs/design.md section 9; the format is documented in docs/audit.md):
  * an append-only, hash-chained JSON-lines record of every decision the supervisor
  * makes. Under <state>/audit/ (mode 0700):
  *
@@ -35,7 +35,7 @@
 
 /*
  * Bounds. A record line, newline included, is at most AUDIT_LINE_MAX bytes: a record
- * summarises a call whose body is itself at most 64 KiB (DESIGN.md section 6), so a
+ * summarises a call whose body is itself at most 64 KiB (docs/design.md section 6), so a
  * longer one is a bug in the caller; audit_append() refuses it and the reader
  * reports it. A file is rotated before it would pass AUDIT_FILE_MAX bytes (~80,000
  * records of 200 bytes), which keeps the unit a reader or a copy handles small.

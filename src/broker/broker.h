@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * The broker: the kernel side of every app's channel (DESIGN.md section 6,
+ * The broker: the kernel side of every app's channel (docs/design.md section 6,
  * docs/protocol.md "What the kernel does with a call"). The supervisor attaches one
  * BrokerApp per running app, with the supervisor's end of the app's SOCK_SEQPACKET
  * socketpair; the broker reads its frames from the supervisor's libuv loop and

@@ -165,7 +165,7 @@ void cli_grants_changed(const char *state_dir, const char *app, const char *what
                                   app, state_dir);
 
         /* A running kernel re-reads the app's grants now: a revoke closes the app's
-         * broker handles that depended on the right at once (DESIGN.md section 4). */
+         * broker handles that depended on the right at once (docs/design.md section 4). */
         r = control_notify_grants_changed(state_dir, app);
         if (r < 0 && r != -EACCES)
                 log_warning_errno(r,

@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * The message bus (DESIGN.md section 1 "bus/ipc", CALLS.md "IPC"): topics with
+ * The message bus (docs/design.md section 1 "bus/ipc"): topics with
  * publish/subscribe, direct messages to an app, request/reply correlation. The bus
  * only routes: the broker checks the bus.* rights before calling it.
  *
@@ -25,7 +25,7 @@
 
 #define BUS_TOPIC_MAX        255u          /* bytes of a topic or pattern */
 #define BUS_CONTENT_TYPE_MAX 127u          /* bytes of a content type */
-#define BUS_MESSAGE_MAX      (64u * 1024u) /* bytes of a body (DESIGN.md section 6) */
+#define BUS_MESSAGE_MAX      (64u * 1024u) /* bytes of a body (docs/design.md section 6) */
 #define BUS_QUEUE_DEFAULT    256u          /* messages an endpoint holds */
 #define BUS_QUEUE_MAX        65536u
 /*

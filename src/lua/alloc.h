@@ -4,7 +4,7 @@
 /*
  * The counting allocator of a cella-lua state: every byte the state holds is
  * counted, and an allocation that would pass the cap fails (Lua then raises a
- * memory error). Near the cap the GC is paced harder (DESIGN.md section 7).
+ * memory error). Near the cap the GC is paced harder (docs/design.md section 7).
  */
 
 #include <lua.h>

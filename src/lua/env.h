@@ -3,7 +3,7 @@
 
 /*
  * One Lua app: its lua_State with the counting allocator (alloc.h), its own
- * globals holding only the allowlisted standard library (DESIGN.md section 7,
+ * globals holding only the allowlisted standard library (docs/design.md section 7,
  * docs/lua-api.md "Allowlist"), and the host-side state the event loop and the
  * schedulers keep for it (host.h). The CPU watchdog belongs to the app's host:
  * one POSIX timer per host thread, however many apps it runs.

@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * The capability catalogue (DESIGN.md section 4, docs/capabilities.md): every right an
+ * The capability catalogue (docs/design.md section 4, docs/capabilities.md): every right an
  * app may request, its protection level, whether it needs a recent user gesture, and
  * what its scope means. A right is written "name" or "name:scope"
  * ("bus.publish:notes.*", "net.http:*.example.com:443").
@@ -71,7 +71,7 @@ typedef struct CapabilityInfo {
         bool reaches_apps;
 } CapabilityInfo;
 
-/* One bit per catalogue name (DESIGN.md section 4): the fast first check. */
+/* One bit per catalogue name (docs/design.md section 4): the fast first check. */
 typedef uint64_t CapabilityMask;
 
 /* A parsed right: the catalogue entry and the scope text ("" when unscoped). */

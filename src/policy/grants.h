@@ -6,7 +6,7 @@
  * what it was granted (at install, by the user, by a signature), and the user
  * gestures that gate camera and microphone. Kept in <state>/grants.db (SQLite), so
  * grants survive restarts and are shared by every cella process on the state
- * directory (DESIGN.md sections 4 and 9, docs/capabilities.md).
+ * directory (docs/design.md sections 4 and 9, docs/capabilities.md).
  *
  * Decisions (grants_check): allowed; -EACCES, the right could be granted but is not
  * (or needs a gesture); -EPERM, it never can be (the manifest does not request it, or

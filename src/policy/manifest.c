@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The manifest parser (DESIGN.md section 3, docs/manifest.md).
+ * The manifest parser (docs/design.md section 3, docs/manifest.md).
  *
  * The manifest is written by an app author we do not trust, so every value is checked
  * here, once, against a named bound; everything after this file may rely on a Manifest

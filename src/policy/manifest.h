@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * The app manifest (DESIGN.md section 3; the format is documented in
+ * The app manifest (docs/design.md section 3; the format is documented in
  * docs/manifest.md). Parsing is strict: unknown keys, wrong types and bad values
  * are errors that name the file, the key and what was expected.
  */

@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * Per-app rate limits for broker calls (DESIGN.md section 6: "check the right ->
+ * Per-app rate limits for broker calls (docs/design.md section 6: "check the right ->
  * check the rate limit -> do it"): one token bucket per app and call class. A call
  * takes one token; tokens come back at `rate` per second up to `burst`. An app over
  * its limit gets EAGAIN and nobody else notices (its neighbours have their own

@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * Bundle signatures (DESIGN.md section 4, docs/capabilities.md "Signing"): an ed25519
+ * Bundle signatures (docs/design.md section 4, docs/capabilities.md "Signing"): an ed25519
  * signature (libsodium) over a canonical digest of the app folder, stored as
  * <app>/SIGNATURE; the public keys cella trusts are <state>/trusted-keys/<name>.pub.
  * Signature-level rights are granted only to bundles that verify.

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Capabilities (DESIGN.md section 5 step 5): every set emptied, securebits locked so
+ * Capabilities (docs/design.md section 5 step 4): every set emptied, securebits locked so
  * no later uid change or exec can bring any back, and the result checked.
  */
 #include <errno.h>

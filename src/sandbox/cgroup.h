@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * Per-app cgroups on cgroup v2, v1 and hybrid hosts (DESIGN.md sections 5 and 8),
+ * Per-app cgroups on cgroup v2, v1 and hybrid hosts (docs/design.md sections 5 and 8),
  * behind one ops struct per backend (crun's cgroup managers):
  *
  *   v2      unified hierarchy only: memory.max, memory.swap.max, pids.max, cpu.max,

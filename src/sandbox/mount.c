@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The jail (DESIGN.md section 5 step 3): a tmpfs root holding read-only binds of
+ * The jail (docs/design.md section 5 step 2): a tmpfs root holding read-only binds of
  * the runtime, the app's own binds, a private /tmp, a fresh /proc, a minimal /dev
  * and no /sys; then pivot_root and the old root detached.
  *

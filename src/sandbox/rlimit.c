@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Resource limits (DESIGN.md section 5 step 5). */
+/* Resource limits (docs/design.md section 5 step 4). */
 #include <errno.h>
 #include <stdint.h>
 #include <sys/resource.h>

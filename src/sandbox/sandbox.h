@@ -3,7 +3,7 @@
 
 /*
  * The sandbox library: turns a SandboxSpec into a running, isolated process tree
- * (DESIGN.md section 5). It knows nothing of manifests, the broker or the
+ * (docs/design.md section 5). It knows nothing of manifests, the broker or the
  * supervisor, so another front end (an OCI runtime) can use it on its own.
  *
  * Shape of a running sandbox:

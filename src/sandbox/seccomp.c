@@ -448,13 +448,12 @@ static const char *const allowed_syscalls[] = {
         "timerfd_settime",
 
         /*
-         * @ipc: SysV and POSIX IPC live in the app's own ipc namespace (DESIGN.md step
-         * 1), so they reach no one else, and its limits (shmmni, msgmni, semmni,
-         * queues_max) are that namespace's. Their memory: SysV shm pages are shmem,
-         * charged to the app's memory cgroup; message queue bytes are bounded per
-         * user by RLIMIT_MSGQUEUE (819200, rlimit.c). pipe/pipe2: buffers are charged
-         * to the memory cgroup, and fs.pipe-user-pages-soft counts per host uid,
-         * which is the app's own. shmget gets a flag rule (no SHM_HUGETLB).
+         * @ipc: SysV and POSIX IPC live in the app's own ipc namespace (docs/design.md section 5
+         * step 1), so they reach no one else, and its limits (shmmni, msgmni, semmni, queues_max)
+         * are that namespace's. Their memory: SysV shm pages are shmem, charged to the app's memory
+         * cgroup; message queue bytes are bounded per user by RLIMIT_MSGQUEUE (819200, rlimit.c).
+         * pipe/pipe2: buffers are charged to the memory cgroup, and fs.pipe-user-pages-soft counts
+         * per host uid, which is the app's own. shmget gets a flag rule (no SHM_HUGETLB).
          */
         "msgctl",
         "msgget",
@@ -520,7 +519,7 @@ static const struct {
 };
 
 /*
- * Denied whatever the rights (DESIGN.md section 5 step 6), with EPERM: Docker
+ * Denied whatever the rights (docs/design.md section 5 step 5), with EPERM: Docker
  * denies each of them without the matching capability, systemd puts them in
  * @mount, @privileged, @module, @reboot, @swap, @clock, @raw-io, @debug. They are
  * not in the allowlist, so the default action refuses them; this list is what the

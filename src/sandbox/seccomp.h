@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * The app seccomp filter (DESIGN.md section 5 step 6): a default-deny allowlist
+ * The app seccomp filter (docs/design.md section 5 step 5): a default-deny allowlist
  * built with libseccomp once in the supervisor and exported as classic BPF, so the
  * child only has to load it (one syscall between clone and exec, nothing to
  * allocate). Denied calls fail with EPERM; clone3 fails with ENOSYS so libc falls

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * sandbox_spawn(): the parent's half and the child's half of starting a sandbox
- * (DESIGN.md section 5), and the child's life afterwards as the pid namespace's
+ * (docs/design.md section 5), and the child's life afterwards as the pid namespace's
  * init.
  *
  * Parent                                   Child (pid 1 of a new pid namespace)

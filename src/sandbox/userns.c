@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The user namespace step (DESIGN.md section 5 step 2): one host uid/gid per app,
+ * The user namespace step (docs/design.md section 5 step 3): one host uid/gid per app,
  * mapped to SANDBOX_UID/SANDBOX_GID inside and nothing else mapped, the way
  * Android gives each app its own uid.
  */

@@ -26,7 +26,7 @@ uint64_t launch_lua_memory_cap(uint64_t memory)
 
 static int build_env(Launch *l, const Manifest *m)
 {
-        /* Rebuilt from nothing (DESIGN.md section 5 step 7): nothing of cella's
+        /* Rebuilt from nothing (docs/design.md section 5 step 6): nothing of cella's
          * own environment reaches the app. */
         if (strv_extend(&l->envp, "PATH=" LAUNCH_PATH) < 0 ||
             strv_extend(&l->envp, "HOME=/data") < 0 || strv_extend(&l->envp, "TMPDIR=/tmp") < 0 ||

@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * The permission prompt (DESIGN.md section 4: a dangerous right "needs a user
+ * The permission prompt (docs/design.md section 4: a dangerous right "needs a user
  * grant at run time"): when a running app asks for a dangerous right it does not
  * hold (perm.request), the kernel asks the person at the terminal that runs cella:
  *

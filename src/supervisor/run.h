@@ -10,7 +10,7 @@
 
 /* What cella run and cella boot share: the kernel's own options. */
 typedef struct KernelOptions {
-        const char *state_dir;  /* DESIGN.md section 9 */
+        const char *state_dir;  /* docs/design.md section 9 */
         int json_status_fd;     /* JSON-lines status records go here; -1 for none */
         CgroupMode cgroup_mode; /* CGROUP_MODE_AUTO unless forced */
         uid_t uid_base;         /* host uid range for new apps */

@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * The state directory (DESIGN.md section 9): apps/<id>/data, and state.db, the
+ * The state directory (docs/design.md section 9): apps/<id>/data, and state.db, the
  * SQLite registry of per-app host uids (Android-style: one uid per app, kept for
  * the app's lifetime so its /data stays its own).
  */

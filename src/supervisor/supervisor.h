@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * The supervisor: cella's kernel (DESIGN.md section 1), embedded in `cella run` and
+ * The supervisor: cella's kernel (docs/design.md section 1), embedded in `cella run` and
  * `cella boot`. One libuv loop owns every running app (an Instance), the broker that
  * serves their channels, the bus, the grants, the audit log, the control socket and
  * the permission prompt.
@@ -31,7 +31,7 @@ typedef enum SupervisorOutput {
 } SupervisorOutput;
 
 typedef struct SupervisorOptions {
-        const char *state_dir; /* DESIGN.md section 9 */
+        const char *state_dir; /* docs/design.md section 9 */
         uid_t uid_base;        /* host uid range for new apps */
         uint32_t uid_count;
         CgroupMode cgroup_mode; /* CGROUP_MODE_AUTO unless forced */

@@ -154,7 +154,7 @@ int cgroup_memory(const BrokerAppInfo *info, CgroupMemory *ret)
         } else
                 return -ENOENT;
 
-        /* PSI lives in the v2 cgroup, also on hybrid hosts (DESIGN.md section 5). */
+        /* PSI lives in the v2 cgroup, also on hybrid hosts (docs/design.md section 5). */
         (void)psi_avg10(info->unified_cgroup, "some", &m.some_avg10);
         (void)psi_avg10(info->unified_cgroup, "full", &m.full_avg10);
         *ret = m;
