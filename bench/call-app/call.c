@@ -49,7 +49,7 @@
 #define ASYNC_WINDOW     60 /* below CELLA_MAX_PENDING (64) */
 #define COUNT_MAX        10000000
 #define BUS_TOPIC        "org.cella.bench.call.bus" /* in its own namespace */
-#define BUS_PAYLOAD      64  /* bytes per bus message */
+#define BUS_PAYLOAD      64                         /* bytes per bus message */
 #define BUS_BATCH        512 /* messages per bus.publish_batch call (default) */
 #define BUS_BATCH_WINDOW 8   /* batch calls in flight (default) */
 #define WARMUP           1000
