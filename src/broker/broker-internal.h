@@ -83,6 +83,13 @@ void broker_reply(BrokerCall *c, const ProtobufCMessage *reply, int *fds, unsign
  * NULL). Frees c. */
 void broker_reply_error(BrokerCall *c, int error, const char *message);
 
+/*
+ * Adds key: v to c's audit record (c->audit_fields, made on first use), taking v's
+ * reference (NULL, jansson's answer to an allocation failure, is ignored). Under
+ * memory pressure the field is dropped, never the record.
+ */
+void broker_audit_set(BrokerCall *c, const char *key, json_t *v);
+
 /* Sends an event (ev's opcode from the wire table) to app, or queues it; dropped
  * and counted when the app's out queue is full. Returns 0 (sent or queued), or
  * -ENOBUFS (dropped: the queue is full), -ECONNRESET (the channel is closed),

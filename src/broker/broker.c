@@ -705,6 +705,18 @@ void broker_reply(BrokerCall *pc, const ProtobufCMessage *reply, int *fds, unsig
         call_free(c);
 }
 
+void broker_audit_set(BrokerCall *c, const char *key, json_t *v)
+{
+        if (!v)
+                return;
+        if (!c->audit_fields)
+                c->audit_fields = json_object();
+        if (c->audit_fields)
+                json_object_set_new(c->audit_fields, key, v);
+        else
+                json_decref(v);
+}
+
 void broker_reply_error(BrokerCall *c, int error, const char *message)
 {
         call_fail(impl(c), error, message, NULL);

@@ -107,18 +107,12 @@ static BusState *bus_state(const BrokerApp *app)
 
 static void audit_str(BrokerCall *c, const char *key, const char *v)
 {
-        if (!c->audit_fields)
-                c->audit_fields = json_object();
-        if (c->audit_fields)
-                json_object_set_new(c->audit_fields, key, json_string(v));
+        broker_audit_set(c, key, json_string(v));
 }
 
 static void audit_u64(BrokerCall *c, const char *key, uint64_t v)
 {
-        if (!c->audit_fields)
-                c->audit_fields = json_object();
-        if (c->audit_fields)
-                json_object_set_new(c->audit_fields, key, json_integer((json_int_t)v));
+        broker_audit_set(c, key, json_integer((json_int_t)v));
 }
 
 /* ---- delivery -------------------------------------------------------------------- */
@@ -588,12 +582,7 @@ static void publish_batch_handle(BrokerCall *c)
         names = json_array();
         for (int i = 0; names && i < n && i < (int)BUS_AUDIT_TOPICS_MAX; i++)
                 json_array_append_new(names, json_string(topics[i]));
-        if (names && !c->audit_fields)
-                c->audit_fields = json_object();
-        if (names && c->audit_fields)
-                json_object_set_new(c->audit_fields, "topics", names);
-        else
-                json_decref(names);
+        broker_audit_set(c, "topics", names);
 
         /* All decided before anything is published or any one-time grant consumed,
          * then taken (as the core's check does for other calls). */

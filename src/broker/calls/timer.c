@@ -168,10 +168,7 @@ static const char *timer_cancel_right(const ProtobufCMessage *req, char *buf, si
 
 static void audit_u64(BrokerCall *c, const char *key, uint64_t v)
 {
-        if (!c->audit_fields)
-                c->audit_fields = json_object();
-        if (c->audit_fields)
-                json_object_set_new(c->audit_fields, key, json_integer((json_int_t)v));
+        broker_audit_set(c, key, json_integer((json_int_t)v));
 }
 
 static void timer_create_handle(BrokerCall *c)

@@ -103,16 +103,6 @@ struct UsageState {
         uint64_t valid_ns; /* how long the figure is answered from the cache */
 };
 
-static void audit_set(BrokerCall *c, const char *key, json_t *v)
-{
-        if (!c->audit_fields)
-                c->audit_fields = json_object();
-        if (c->audit_fields)
-                json_object_set_new(c->audit_fields, key, v);
-        else
-                json_decref(v);
-}
-
 /* ---- the walk (on a threadpool thread: touches nothing but its UsageWalk) ---------- */
 
 /* Adds up the entries of directory fd (owned: closed here), depth levels deep. */
@@ -218,9 +208,9 @@ static void answer(BrokerCall *c, uint64_t data_bytes, unsigned entries, bool tr
         if (quota_fs) /* /data is a file system of limits.storage (the default) */
                 reply.data_quota_bytes = reply.data_quota_bytes ?: MANIFEST_STORAGE_DEFAULT;
         reply.tmp_quota_bytes = tmp_size ?: info->manifest->limits.tmp;
-        audit_set(c, "entries", json_integer(entries));
+        broker_audit_set(c, "entries", json_integer(entries));
         if (truncated)
-                audit_set(c, "truncated", json_true());
+                broker_audit_set(c, "truncated", json_true());
         broker_reply(c, &reply.base, NULL, 0);
 }
 
@@ -275,8 +265,8 @@ static void walk_done(uv_work_t *req, int status)
                                            "the data directory cannot be read");
                 else {
                         if (waiters->started_walk)
-                                audit_set(c, "walk_cpu_us",
-                                          json_integer((json_int_t)(w->cpu_ns / 1000u)));
+                                broker_audit_set(c, "walk_cpu_us",
+                                                 json_integer((json_int_t)(w->cpu_ns / 1000u)));
                         answer(c, w->bytes, w->entries, w->truncated, false);
                 }
                 free(waiters);
