@@ -18,13 +18,14 @@
  *   Directories are listed, made, renamed and removed by the kernel, which resolves
  *   the path beneath the root on every call.
  * - Resolution: openat2(root, path, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS |
- *   RESOLVE_NO_XDEV). Every step, ".." and symlinks included, must stay beneath the
- *   root and on its mount: an absolute path, "../x", an absolute symlink, a relative
- *   one leading out, or a mount point crossed fail with EXDEV; procfs magic links
- *   (self/root, self/fd/N) with ELOOP. Symlinks that stay inside are followed, the
- *   last component too, except where a call acts on the link itself (fs.unlink,
- *   fs.rename, a listing, fs.stat with no_follow): they are the user's own links,
- *   and RESOLVE_BENEATH confines them. openat2's EAGAIN (a rename raced the lookup)
+ *   RESOLVE_NO_XDEV), root being the root's clone ("Mounts" below). Every step,
+ *   ".." and symlinks included, must stay beneath the root and on its mount: an
+ *   absolute path, "../x", an absolute symlink, a relative one leading out, or a
+ *   mount point crossed fail with EXDEV; procfs magic links (self/root, self/fd/N)
+ *   with ELOOP. Symlinks that stay inside are followed, the last component too,
+ *   except where a call acts on the link itself (fs.unlink, fs.rename, a listing,
+ *   fs.stat with no_follow): they are the user's own links, and RESOLVE_BENEATH
+ *   confines them. openat2's EAGAIN (a rename raced the lookup)
  *   is retried FS_OPEN_RETRIES times. Calls that change a directory (mkdir, rename,
  *   unlink, a create) resolve the parent so and act on one plain name in it.
  * - Identity. The kernel runs as root; these calls must not. Every file system call
@@ -57,11 +58,26 @@
  *   in the user's folders), a directory's mode & 0777, masked by the kernel's umask.
  *   A plain CREATE is tried as CREATE|EXCLUSIVE first, then as an open of the
  *   existing file, so the audit record knows whether it created the file.
+ * - Mounts. Nothing is resolved on the host's mount of the root: every call
+ *   resolves beneath a detached clone of the root folder (root_mount():
+ *   open_tree(OPEN_TREE_CLONE | AT_RECURSIVE), nosuid, nodev, noexec), read-only
+ *   for fs.list, fs.stat and an fs.open that does not write, writable for the
+ *   rest. Kept per app and root, made on the kernel's loop (CAP_SYS_ADMIN, which
+ *   the worker lacks), made again when the kernel's mount table changed
+ *   (mounts_generation()), so a mount made on the host beneath the root later
+ *   is EXDEV as any other rather than showing the folder it covers.
  *
- * What a passed regular-file fd still allows (docs/security.md): the app may reopen
- * it through its own /proc/self/fd/N, checked against its own host uid, i.e. the
- * file's "other" permission bits; linkat() of it into the app's own folders fails
- * (another mount: EXDEV); fchmod/fchown fail (the app does not own it).
+ * What a passed regular-file fd allows (docs/security.md): it lives on the clone.
+ * The app may reopen it through its own /proc/self/fd/N, checked against its own
+ * host uid, i.e. the file's "other" permission bits, and against the clone's
+ * mount: a file passed read-only is never written through a reopen (EROFS,
+ * whatever its bits), no passed file is executed or mapped executable (noexec),
+ * and readlink() of /proc/self/fd/N names its path beneath the root alone (a
+ * detached mount has no path in any namespace). What remains: a file passed
+ * write-only that the app's uid may read by its bits ("other" r) can be read back
+ * through a reopen; no mount attribute forbids reads. linkat() of it into the
+ * app's own folders fails (another mount: EXDEV); fchmod/fchown fail (EROFS on
+ * the read-only clone, EPERM otherwise: the app does not own it).
  *
  * A revoked fs.read/fs.write cannot take back an fd already passed: the app keeps
  * what it opened for as long as it keeps it open, as a POSIX process keeps an fd
