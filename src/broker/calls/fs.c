@@ -590,8 +590,8 @@ static uint64_t mounts_generation(void)
  * The mount fs calls on root r resolve beneath: a detached clone of r's folder
  * (open_tree(2) OPEN_TREE_CLONE | AT_RECURSIVE, so it holds the mounts beneath the
  * root too, which RESOLVE_NO_XDEV still refuses to cross) with MOUNT_ATTR_NOSUID,
- * NODEV and NOEXEC, and MOUNT_ATTR_RDONLY unless write (mount_setattr(2), on every
- * mount of the clone). A passed fd lives on it: whatever the file's permission
+ * NODEV and NOEXEC, and MOUNT_ATTR_RDONLY unless write, private (mount_setattr(2),
+ * on every mount of the clone). A passed fd lives on it: whatever the file's permission
  * bits, a reopen of it through /proc/self/fd/N for writing is EROFS when it was
  * opened from the read-only clone, exec of it is EACCES, and readlink of
  * /proc/self/fd/N shows its path beneath the root alone (a detached mount has no
@@ -607,6 +607,9 @@ static int root_mount(FsRoot *r, bool write)
         struct mount_attr attr = {
                 .attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC |
                             (write ? 0 : MOUNT_ATTR_RDONLY),
+                /* Out of the host mounts' peer groups: a host mount event walks
+                 * no clone; later mounts are picked up by mounts_generation(). */
+                .propagation = MS_PRIVATE,
         };
         uint64_t gen = mounts_generation();
         _cleanup_close_ int m = -EBADF;
