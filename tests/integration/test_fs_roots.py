@@ -89,6 +89,8 @@ ESCAPES = {
     "fd.world-reopen-wronly": {"EROFS"},
     "fd.world-reopen-trunc": {"EROFS"},
     "fd.world-reopen-append": {"EROFS"},
+    "fd.world-truncate": {"EROFS"},
+    "fd.world-utimes": {"EROFS"},
     # A 0777 program passed read-only or for writing: never run, never mapped to run.
     "fd.fexecve": {"EACCES"},
     "fd.execveat": {"EACCES"},

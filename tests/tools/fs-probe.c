@@ -209,6 +209,9 @@ static void passed_fd_limits(Cella *c)
                 say("fd.world-reopen-trunc", reopen(fd, O_RDONLY | O_TRUNC));
                 say("fd.world-reopen-append", reopen(fd, O_WRONLY | O_APPEND));
                 snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
+                /* By path, no new open: truncate(2), utimensat(2) "now". */
+                say("fd.world-truncate", neg(truncate(p, 0)));
+                say("fd.world-utimes", neg(utimensat(AT_FDCWD, p, NULL, 0)));
                 if (readlink(p, link, sizeof link - 1) > 0)
                         printf("fd.readlink=ok:%s\n", link);
                 else
