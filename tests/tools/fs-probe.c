@@ -9,7 +9,8 @@
  *
  * where result is "ok", "ok:<detail>", or the errno name a call failed with
  * ("EACCES"). It judges nothing: the test asserts each result. Needs the planted
- * tree the test makes (hello.txt, secret, ro.txt, sub/, fifo, null, links, ...).
+ * tree the test makes (hello.txt, secret, ro.txt, world.txt, private-w, tool, sub/,
+ * fifo, null, links, ...).
  */
 #include <cella.h>
 #include <errno.h>
@@ -18,9 +19,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define ROOT "r"
@@ -56,6 +61,8 @@ static const char *errname(int e)
                 return "ECONNREFUSED";
         case EROFS:
                 return "EROFS";
+        case ETXTBSY:
+                return "ETXTBSY";
         default:
                 return strerror(e);
         }
@@ -141,6 +148,117 @@ static void from_fd(const char *what, int fd)
         say(name, neg(fchown(fd, getuid(), getgid())));
 }
 
+/* Reopens /proc/self/fd/<fd> with flags: 0 or -errno. */
+static int reopen(int fd, int flags)
+{
+        char p[64];
+        int r;
+
+        snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
+        r = neg(open(p, flags | O_CLOEXEC));
+        if (r >= 0)
+                close(r);
+        return r < 0 ? r : 0;
+}
+
+/* Runs the program of fd in a child: how 0 fexecve(), 1 execveat(AT_EMPTY_PATH),
+ * 2 execve() of /proc/self/fd/<fd>. 0 if it ran (the planted tool exits 0), else
+ * -errno of the failed exec. */
+static int try_exec(int fd, int how)
+{
+        char *argv[] = {"tool", NULL}, *envp[] = {NULL};
+        char p[64];
+        int status;
+        pid_t pid;
+
+        fflush(stdout);
+        pid = fork();
+        if (pid < 0)
+                return -errno;
+        if (pid == 0) {
+                snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
+                if (how == 0)
+                        fexecve(fd, argv, envp);
+                else if (how == 1)
+                        syscall(SYS_execveat, fd, "", argv, envp, AT_EMPTY_PATH);
+                else
+                        execve(p, argv, envp);
+                _exit(errno & 0xff);
+        }
+        if (waitpid(pid, &status, 0) < 0)
+                return -errno;
+        if (!WIFEXITED(status))
+                return -EINTR;
+        return -WEXITSTATUS(status);
+}
+
+/* The limits of the mount a passed fd lives on: what the app's own uid would be
+ * allowed on a reopen, the mount refuses; what the fd names. */
+static void passed_fd_limits(Cella *c)
+{
+        char p[64], link[PATH_MAX] = {};
+        void *map;
+        int fd = -1, r;
+
+        /* A world-writable file passed read-only. */
+        r = cella_fs_open(c, ROOT, "world.txt", O_RDONLY, 0, &fd);
+        say("open.world-for-fd-tests", r);
+        if (r >= 0) {
+                say("fd.world-reopen-rdwr", reopen(fd, O_RDWR));
+                say("fd.world-reopen-wronly", reopen(fd, O_WRONLY));
+                say("fd.world-reopen-trunc", reopen(fd, O_RDONLY | O_TRUNC));
+                say("fd.world-reopen-append", reopen(fd, O_WRONLY | O_APPEND));
+                snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
+                /* By path, no new open: truncate(2), utimensat(2) "now". */
+                say("fd.world-truncate", neg(truncate(p, 0)));
+                say("fd.world-utimes", neg(utimensat(AT_FDCWD, p, NULL, 0)));
+                if (readlink(p, link, sizeof link - 1) > 0)
+                        printf("fd.readlink=ok:%s\n", link);
+                else
+                        say("fd.readlink", -errno);
+                close(fd);
+        }
+        /* An executable file (0777) passed read-only: no exec, no executable map. */
+        r = cella_fs_open(c, ROOT, "tool", O_RDONLY, 0, &fd);
+        say("open.tool-for-fd-tests", r);
+        if (r >= 0) {
+                say("fd.fexecve", try_exec(fd, 0));
+                say("fd.execveat", try_exec(fd, 1));
+                say("fd.execve-proc", try_exec(fd, 2));
+                map = mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+                say("fd.mmap-exec", map == MAP_FAILED ? -errno : 0);
+                if (map != MAP_FAILED)
+                        munmap(map, 4096);
+                close(fd);
+        }
+        /* Passed for writing: no exec either. */
+        r = cella_fs_open(c, ROOT, "tool", O_WRONLY, 0, &fd);
+        if (r >= 0) {
+                say("fd.rw-execveat", try_exec(fd, 1));
+                say("fd.rw-fchmod", neg(fchmod(fd, 04777)));
+                say("fd.rw-fchown", neg(fchown(fd, getuid(), getgid())));
+                close(fd);
+        } else {
+                say("fd.rw-execveat", r);
+                say("fd.rw-fchmod", r);
+                say("fd.rw-fchown", r);
+        }
+        /* Passed write-only: read back through a reopen only what the file's "other"
+         * bits allow the app's own uid (docs/security.md: no mount flag stops that). */
+        r = cella_fs_open(c, ROOT, "private-w", O_WRONLY, 0, &fd);
+        if (r >= 0) {
+                say("fd.wronly-reopen-read-0600", reopen(fd, O_RDONLY));
+                close(fd);
+        } else
+                say("fd.wronly-reopen-read-0600", r);
+        r = cella_fs_open(c, ROOT, "hello.txt", O_WRONLY, 0, &fd);
+        if (r >= 0) {
+                say("fd.wronly-reopen-read-0644", reopen(fd, O_RDONLY));
+                close(fd);
+        } else
+                say("fd.wronly-reopen-read-0644", r);
+}
+
 static void escapes(Cella *c)
 {
         uint8_t body[64];
@@ -208,6 +326,7 @@ static void escapes(Cella *c)
                 from_fd("fd", fd);
                 close(fd);
         }
+        passed_fd_limits(c);
 }
 
 static void works(Cella *c)

@@ -21,6 +21,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <time.h>
@@ -2136,6 +2137,83 @@ END_TEST
 
 /* RESOLVE_NO_XDEV: a mount point inside a root (a bind mount of /etc here, in a
  * mount namespace of this test's own) is not crossed. */
+/* Checks that fd lives on a mount that is nosuid, nodev and noexec, and read-only
+ * exactly when ro, whose path is path beneath the root alone, and that a reopen of it
+ * for writing through /proc/self/fd/N is EROFS when ro (this process is root: only
+ * the mount can refuse it). */
+static void assert_on_clone(int fd, bool ro, const char *path, const char *host_dir)
+{
+        char p[64], link[PATH_MAX] = {};
+        struct statvfs sv;
+        ssize_t n;
+        int fd2;
+
+        ck_assert_int_eq(fstatvfs(fd, &sv), 0);
+        ck_assert(sv.f_flag & ST_NOSUID);
+        ck_assert(sv.f_flag & ST_NODEV);
+        ck_assert(sv.f_flag & ST_NOEXEC);
+        ck_assert_int_eq(!!(sv.f_flag & ST_RDONLY), ro);
+        snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
+        n = readlink(p, link, sizeof link - 1);
+        ck_assert_int_gt(n, 0);
+        ck_assert_str_eq(link, path);
+        ck_assert_ptr_null(strstr(link, host_dir));
+        fd2 = open(p, O_RDWR | O_CLOEXEC);
+        if (ro) {
+                ck_assert_int_eq(fd2, -1);
+                ck_assert_int_eq(errno, EROFS);
+        } else {
+                ck_assert_int_ge(fd2, 0);
+                close(fd2);
+        }
+}
+
+/* The fd fs.open passes lives on a detached clone of the root with the grant's
+ * limits, for a configured root and a default one, read-only and for writing. */
+START_TEST(test_fs_open_fd_on_restricted_mount)
+{
+        static const char *const rw_music[] = {"fs.read:documents", "fs.write:documents",
+                                               "fs.read:music", "fs.write:music", NULL};
+        TestApp *a = app_new("org.t.files",
+                             "\"fs.read:documents\",\"fs.write:documents\",\"fs.read:music\","
+                             "\"fs.write:music\"",
+                             rw_music);
+        char music[512];
+        struct stat st;
+        int fd;
+
+        dir_as(docs_dir, "sub", OWNER_UID, OWNER_GID, 0755);
+        file_as(docs_dir, "sub/world.txt", "anyone", OWNER_UID, OWNER_GID, 0666);
+        ck_assert_int_eq(fs_open(a, "documents", "sub/world.txt", R, 0, &fd, NULL), 0);
+        assert_on_clone(fd, true, "/sub/world.txt", docs_dir);
+        close(fd);
+        ck_assert_int_eq(fs_open(a, "documents", "sub/world.txt", R | W, 0, &fd, NULL), 0);
+        assert_on_clone(fd, false, "/sub/world.txt", docs_dir);
+        ck_assert_int_eq(write(fd, "w", 1), 1);
+        close(fd);
+        /* Created beneath the writable clone: still the root owner's file. */
+        ck_assert_int_eq(fs_open(a, "documents", "made.txt", W | CR | EX, 0644, &fd, NULL), 0);
+        assert_on_clone(fd, false, "/made.txt", docs_dir);
+        ck_assert_int_eq(fstat(fd, &st), 0);
+        ck_assert_int_eq(st.st_uid, OWNER_UID);
+        close(fd);
+
+        /* A default root (<state_dir>/roots/music), made on first use. */
+        ck_assert_int_eq(fs_open(a, "music", "song", W | CR | EX, 0666, &fd, NULL), 0);
+        close(fd);
+        ck_assert_int_eq(fs_open(a, "music", "song", R, 0, &fd, NULL), 0);
+        snprintf(music, sizeof music, "%s/roots/music", state_dir);
+        assert_on_clone(fd, true, "/song", music);
+        close(fd);
+        /* The other calls keep working beneath the clones. */
+        ck_assert_int_eq(fs_mkdir(a, "music", "album", 0755), 0);
+        ck_assert_int_eq(fs_rename(a, "music", "song", "album/song", 0), 0);
+        ck_assert_int_eq(fs_stat(a, "music", "album/song", false, NULL), 0);
+        ck_assert_int_eq(fs_unlink(a, "music", "album/song"), 0);
+        ck_assert_int_eq(fs_unlink(a, "music", "album"), 0);
+}
+END_TEST
+
 START_TEST(test_fs_no_mount_crossing)
 {
         TestApp *a = app_new("org.t.files", RW_ALL_PERMS, rw_all);
@@ -2146,9 +2224,19 @@ START_TEST(test_fs_no_mount_crossing)
         ck_assert_int_eq(unshare(CLONE_NEWNS), 0); /* root, as the whole suite (chown) */
         ck_assert_int_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0);
         dir_as(docs_dir, "mnt", OWNER_UID, OWNER_GID, 0755);
+        file_as(docs_dir, "mnt/under", "covered", OWNER_UID, OWNER_GID, 0644);
+        /* The root's clones are made now, before the mount below: they must be made
+         * again, or "mnt" would show the folder the mount covers. */
+        ck_assert_int_eq(fs_open(a, "documents", "hello.txt", R, 0, NULL, NULL), 0);
+        ck_assert_int_eq(fs_open(a, "documents", "mnt/under", R | W, 0, NULL, NULL), 0);
+        ck_assert_int_eq(fs_stat(a, "documents", "mnt/under", false, NULL), 0);
         snprintf(p, sizeof p, "%s/mnt", docs_dir);
         ck_assert_int_eq(mount("/etc", p, NULL, MS_BIND, NULL), 0);
         ck_assert_int_eq(fs_open(a, "documents", "mnt/passwd", R, 0, NULL, NULL), -EXDEV);
+        ck_assert_int_eq(fs_open(a, "documents", "mnt/under", R, 0, NULL, NULL), -EXDEV);
+        ck_assert_int_eq(fs_open(a, "documents", "mnt/under", W, 0, NULL, NULL), -EXDEV);
+        ck_assert_int_eq(fs_stat(a, "documents", "mnt/under", false, NULL), -EXDEV);
+        ck_assert_int_eq(fs_open(a, "documents", "mnt/new", W | CR, 0644, NULL, NULL), -EXDEV);
         ck_assert_int_eq(fs_list(a, "documents", "mnt", 0, 0, NULL), -EXDEV);
         ck_assert_int_eq(fs_stat(a, "documents", "mnt/passwd", false, NULL), -EXDEV);
         ck_assert_int_eq(fs_mkdir(a, "documents", "mnt/x", 0755), -EXDEV);
@@ -2208,6 +2296,7 @@ int main(void)
         tcase_add_test(fsroot, test_fs_list);
         tcase_add_test(fsroot, test_fs_stat);
         tcase_add_test(fsroot, test_fs_mkdir_rename_unlink);
+        tcase_add_test(fsroot, test_fs_open_fd_on_restricted_mount);
         tcase_add_test(fsroot, test_fs_no_mount_crossing);
         suite_add_tcase(s, fsroot);
 

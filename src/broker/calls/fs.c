@@ -18,13 +18,14 @@
  *   Directories are listed, made, renamed and removed by the kernel, which resolves
  *   the path beneath the root on every call.
  * - Resolution: openat2(root, path, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS |
- *   RESOLVE_NO_XDEV). Every step, ".." and symlinks included, must stay beneath the
- *   root and on its mount: an absolute path, "../x", an absolute symlink, a relative
- *   one leading out, or a mount point crossed fail with EXDEV; procfs magic links
- *   (self/root, self/fd/N) with ELOOP. Symlinks that stay inside are followed, the
- *   last component too, except where a call acts on the link itself (fs.unlink,
- *   fs.rename, a listing, fs.stat with no_follow): they are the user's own links,
- *   and RESOLVE_BENEATH confines them. openat2's EAGAIN (a rename raced the lookup)
+ *   RESOLVE_NO_XDEV), root being the root's clone ("Mounts" below). Every step,
+ *   ".." and symlinks included, must stay beneath the root and on its mount: an
+ *   absolute path, "../x", an absolute symlink, a relative one leading out, or a
+ *   mount point crossed fail with EXDEV; procfs magic links (self/root, self/fd/N)
+ *   with ELOOP. Symlinks that stay inside are followed, the last component too,
+ *   except where a call acts on the link itself (fs.unlink, fs.rename, a listing,
+ *   fs.stat with no_follow): they are the user's own links, and RESOLVE_BENEATH
+ *   confines them. openat2's EAGAIN (a rename raced the lookup)
  *   is retried FS_OPEN_RETRIES times. Calls that change a directory (mkdir, rename,
  *   unlink, a create) resolve the parent so and act on one plain name in it.
  * - Identity. The kernel runs as root; these calls must not. Every file system call
@@ -57,11 +58,26 @@
  *   in the user's folders), a directory's mode & 0777, masked by the kernel's umask.
  *   A plain CREATE is tried as CREATE|EXCLUSIVE first, then as an open of the
  *   existing file, so the audit record knows whether it created the file.
+ * - Mounts. Nothing is resolved on the host's mount of the root: every call
+ *   resolves beneath a detached clone of the root folder (root_mount():
+ *   open_tree(OPEN_TREE_CLONE | AT_RECURSIVE), nosuid, nodev, noexec), read-only
+ *   for fs.list, fs.stat and an fs.open that does not write, writable for the
+ *   rest. Kept per app and root, made on the kernel's loop (CAP_SYS_ADMIN, which
+ *   the worker lacks), made again when the kernel's mount table changed
+ *   (mounts_generation()), so a mount made on the host beneath the root later
+ *   is EXDEV as any other rather than showing the folder it covers.
  *
- * What a passed regular-file fd still allows (docs/security.md): the app may reopen
- * it through its own /proc/self/fd/N, checked against its own host uid, i.e. the
- * file's "other" permission bits; linkat() of it into the app's own folders fails
- * (another mount: EXDEV); fchmod/fchown fail (the app does not own it).
+ * What a passed regular-file fd allows (docs/security.md): it lives on the clone.
+ * The app may reopen it through its own /proc/self/fd/N, checked against its own
+ * host uid, i.e. the file's "other" permission bits, and against the clone's
+ * mount: a file passed read-only is never written through a reopen (EROFS,
+ * whatever its bits), no passed file is executed or mapped executable (noexec),
+ * and readlink() of /proc/self/fd/N names its path beneath the root alone (a
+ * detached mount has no path in any namespace). What remains: a file passed
+ * write-only that the app's uid may read by its bits ("other" r) can be read back
+ * through a reopen; no mount attribute forbids reads. linkat() of it into the
+ * app's own folders fails (another mount: EXDEV); fchmod/fchown fail (EROFS on
+ * the read-only clone, EPERM otherwise: the app does not own it).
  *
  * A revoked fs.read/fs.write cannot take back an fd already passed: the app keeps
  * what it opened for as long as it keeps it open, as a POSIX process keeps an fd
@@ -78,12 +94,14 @@
 #include <grp.h>
 #include <linux/capability.h>
 #include <linux/openat2.h>
+#include <poll.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -131,7 +149,10 @@ typedef struct FsCred {
 
 typedef struct FsRoot {
         char name[CAPABILITY_ROOT_MAX + 1];
-        int fd; /* O_PATH|O_DIRECTORY */
+        int fd;           /* O_PATH|O_DIRECTORY, on the host's mount */
+        int mnt[2];       /* detached clones of fd (root_mount()): [0] read-only, [1]
+                           * writable; -EBADF until first used */
+        uint64_t mnt_gen; /* mounts_generation() when mnt[] were made */
         FsCred cred;
 } FsRoot;
 
@@ -147,6 +168,10 @@ static void fs_root_done(FsRoot *r)
 {
         safe_close(r->fd);
         r->fd = -EBADF;
+        for (unsigned i = 0; i < ELEMENTSOF(r->mnt); i++) {
+                safe_close(r->mnt[i]);
+                r->mnt[i] = -EBADF;
+        }
         free(r->cred.groups);
         r->cred.groups = NULL;
 }
@@ -486,20 +511,22 @@ static int cred_of_owner(const struct stat *st, FsCred *ret)
         return 0;
 }
 
-/* The app's root named name, from its cache or opened now (*ret_owned: release it
- * with fs_root_done() after use, the cache was full). */
-static int root_get(BrokerApp *app, const char *name, FsRoot *ret, bool *ret_owned)
+/*
+ * The app's root named name, from its cache or opened now into *scratch (when the
+ * cache is full: release it with fs_root_done() after use; *ret == scratch says
+ * so). Returns 0 and *ret, or -errno.
+ */
+static int root_get(BrokerApp *app, const char *name, FsRoot *scratch, FsRoot **ret)
 {
         const BrokerOptions *o = broker_options(broker_app_broker(app));
         FsState *s = broker_app_slot(app, BROKER_SLOT_FS);
-        FsRoot r = {.fd = -EBADF};
+        FsRoot r = {.fd = -EBADF, .mnt = {-EBADF, -EBADF}};
         struct stat st;
         int k;
 
         for (unsigned i = 0; s && i < s->n; i++)
                 if (strcmp(s->roots[i].name, name) == 0) {
-                        *ret = s->roots[i];
-                        *ret_owned = false;
+                        *ret = &s->roots[i];
                         return 0;
                 }
         k = root_open(o, name, &r.fd);
@@ -523,11 +550,87 @@ static int root_get(BrokerApp *app, const char *name, FsRoot *ret, bool *ret_own
                         broker_handle_add(app, &s->handle, "", fs_state_close);
                 }
         }
-        *ret = r;
-        *ret_owned = !s || s->n >= FS_ROOTS_CACHED;
-        if (!*ret_owned)
-                s->roots[s->n++] = r;
+        if (!s || s->n >= FS_ROOTS_CACHED) {
+                *scratch = r;
+                *ret = scratch;
+                return 0;
+        }
+        s->roots[s->n] = r;
+        *ret = &s->roots[s->n++];
         return 0;
+}
+
+/*
+ * A count that changes whenever the kernel's mount namespace gained or lost a
+ * mount since the last call: poll(2) of /proc/self/mountinfo reports POLLPRI then
+ * (proc(5), "/proc/pid/mountinfo"). A root's clones (root_mount()) are copies of
+ * the mount tree beneath the root at the time they were made; a mount made on the
+ * host beneath the root later is not in them and would show the folder it covers.
+ * So clones older than the current count are made again. If mountinfo cannot be
+ * opened, every call is a change (clones are made for each call). On the kernel's
+ * loop only (not thread-safe).
+ */
+static uint64_t mounts_generation(void)
+{
+        static int fd = -EBADF;
+        static uint64_t gen = 1;
+        struct pollfd p;
+
+        if (fd < 0) {
+                fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+                return ++gen;
+        }
+        p = (struct pollfd){.fd = fd, .events = POLLPRI};
+        if (poll(&p, 1, 0) != 0)
+                gen++; /* a change, or an error: made again either way */
+        return gen;
+}
+
+/*
+ * The mount fs calls on root r resolve beneath: a detached clone of r's folder
+ * (open_tree(2) OPEN_TREE_CLONE | AT_RECURSIVE, so it holds the mounts beneath the
+ * root too, which RESOLVE_NO_XDEV still refuses to cross) with MOUNT_ATTR_NOSUID,
+ * NODEV and NOEXEC, and MOUNT_ATTR_RDONLY unless write, private (mount_setattr(2),
+ * on every mount of the clone). A passed fd lives on it: whatever the file's permission
+ * bits, a reopen of it through /proc/self/fd/N for writing is EROFS when it was
+ * opened from the read-only clone, exec of it is EACCES, and readlink of
+ * /proc/self/fd/N shows its path beneath the root alone (a detached mount has no
+ * path in any namespace). A mount already read-only on the host stays so.
+ * Made on first use and kept with r (closed with it, or made again when the
+ * kernel's mounts changed: mounts_generation()), by the calling thread, which
+ * needs CAP_SYS_ADMIN: the kernel's loop, never the worker. Returns the O_PATH
+ * fd of the clone's root (owned by r), or -errno (-EPERM without CAP_SYS_ADMIN,
+ * -ENOSYS before Linux 5.12).
+ */
+static int root_mount(FsRoot *r, bool write)
+{
+        struct mount_attr attr = {
+                .attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC |
+                            (write ? 0 : MOUNT_ATTR_RDONLY),
+                /* Out of the host mounts' peer groups: a host mount event walks
+                 * no clone; later mounts are picked up by mounts_generation(). */
+                .propagation = MS_PRIVATE,
+        };
+        uint64_t gen = mounts_generation();
+        _cleanup_close_ int m = -EBADF;
+
+        if (r->mnt_gen != gen) {
+                for (unsigned i = 0; i < ELEMENTSOF(r->mnt); i++) {
+                        safe_close(r->mnt[i]);
+                        r->mnt[i] = -EBADF;
+                }
+                r->mnt_gen = gen;
+        }
+        if (r->mnt[write] >= 0)
+                return r->mnt[write];
+        m = (int)syscall(SYS_open_tree, r->fd, "",
+                         AT_EMPTY_PATH | AT_RECURSIVE | OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+        if (m < 0)
+                return negative_errno();
+        if (syscall(SYS_mount_setattr, m, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0)
+                return negative_errno();
+        r->mnt[write] = TAKE_FD(m);
+        return r->mnt[write];
 }
 
 /* ---- resolution (on the worker) ----------------------------------------------------- */
@@ -784,14 +887,46 @@ static const char *fs_error_text(int r)
         }
 }
 
+/*
+ * Runs job(arg) on the worker, as the owner of root name of c's app, with
+ * *root_fd set to the fd of the root's clone to resolve beneath: the writable one
+ * if write, else the read-only one (root_mount()). Returns job's result (0 or
+ * -errno); when the root or its clone cannot be had, answers c itself and
+ * returns 1.
+ */
+static int run_on_root(BrokerCall *c, const char *name, bool write, int (*job)(void *arg),
+                       void *arg, int *root_fd)
+{
+        FsRoot scratch, *root;
+        int r;
+
+        r = root_get(c->app, name, &scratch, &root);
+        if (r < 0) {
+                broker_reply_error(c, -r, "the root directory cannot be opened");
+                return 1;
+        }
+        r = root_mount(root, write);
+        if (r < 0) {
+                broker_reply_error(c, -r,
+                                   "the root's restricted mount cannot be made (open_tree and "
+                                   "mount_setattr: the kernel needs CAP_SYS_ADMIN, Linux 5.12)");
+                r = 1;
+        } else {
+                *root_fd = r;
+                r = fs_as(&root->cred, job, arg);
+                audit_set(c, "as_uid", json_integer(acting_uid(&root->cred)));
+        }
+        if (root == &scratch)
+                fs_root_done(&scratch);
+        return r;
+}
+
 static void fs_open_handle(BrokerCall *c)
 {
         const Cella__V1__FsOpenRequest *m = (const void *)c->request;
         Cella__V1__FsOpenReply reply = CELLA__V1__FS_OPEN_REPLY__INIT;
         char read_right[sizeof "fs.read:" + CAPABILITY_ROOT_MAX];
         OpenJob j = {.path = m->path, .flags = m->flags, .mode = m->mode, .fd = -EBADF};
-        bool owned = false;
-        FsRoot root;
         int r;
 
         audit_set(c, "root", json_string(m->root));
@@ -804,16 +939,11 @@ static void fs_open_handle(BrokerCall *c)
                 broker_reply_error(c, EACCES, "fs.read is not granted for this root");
                 return;
         }
-        r = root_get(c->app, m->root, &root, &owned);
-        if (r < 0) {
-                broker_reply_error(c, -r, "the root directory cannot be opened");
+        /* Beneath the read-only clone unless the open writes: the fd passed lives
+         * on it (root_mount()). */
+        r = run_on_root(c, m->root, m->flags & FS_NEEDS_WRITE, open_job, &j, &j.root);
+        if (r > 0)
                 return;
-        }
-        j.root = root.fd;
-        r = fs_as(&root.cred, open_job, &j);
-        audit_set(c, "as_uid", json_integer(acting_uid(&root.cred)));
-        if (owned)
-                fs_root_done(&root);
         if (r < 0) {
                 broker_reply_error(c, -r,
                                    r == -EISDIR ? "a directory: directories are listed with "
@@ -963,28 +1093,6 @@ static const char *fs_list_right(const ProtobufCMessage *req, char *buf, size_t 
         return root_right(m->root, false, buf, size, ret_error);
 }
 
-/* Runs job on the worker for root name of c's app. Returns its result; on a root
- * that cannot be opened, answers c itself and returns 1. */
-static int run_on_root(BrokerCall *c, const char *name, int (*job)(void *arg), void *arg,
-                       int *root_fd)
-{
-        bool owned = false;
-        FsRoot root;
-        int r;
-
-        r = root_get(c->app, name, &root, &owned);
-        if (r < 0) {
-                broker_reply_error(c, -r, "the root directory cannot be opened");
-                return 1;
-        }
-        *root_fd = root.fd;
-        r = fs_as(&root.cred, job, arg);
-        audit_set(c, "as_uid", json_integer(acting_uid(&root.cred)));
-        if (owned)
-                fs_root_done(&root);
-        return r;
-}
-
 static void fs_list_handle(BrokerCall *c)
 {
         const Cella__V1__FsListRequest *m = (const void *)c->request;
@@ -1005,7 +1113,7 @@ static void fs_list_handle(BrokerCall *c)
                 broker_reply_error(c, ENOMEM, NULL);
                 return;
         }
-        r = run_on_root(c, m->root, list_job, &j, &j.root);
+        r = run_on_root(c, m->root, false, list_job, &j, &j.root);
         if (r > 0)
                 return;
         if (r < 0) {
@@ -1073,7 +1181,7 @@ static void fs_stat_handle(BrokerCall *c)
 
         audit_set(c, "root", json_string(m->root));
         audit_set(c, "path", json_string(m->path));
-        r = run_on_root(c, m->root, stat_job, &j, &j.root);
+        r = run_on_root(c, m->root, false, stat_job, &j, &j.root);
         if (r > 0)
                 return;
         if (r < 0) {
@@ -1205,7 +1313,7 @@ static const char *fs_rename_right(const ProtobufCMessage *req, char *buf, size_
 static void change_answer(BrokerCall *c, const char *root, int (*job)(void *arg), ChangeJob *j,
                           const ProtobufCMessage *reply)
 {
-        int r = run_on_root(c, root, job, j, &j->root);
+        int r = run_on_root(c, root, true, job, j, &j->root);
 
         if (r > 0)
                 return;
