@@ -186,16 +186,6 @@ static void fs_state_close(BrokerHandle *h)
         free(s);
 }
 
-static void audit_set(BrokerCall *c, const char *key, json_t *v)
-{
-        if (!c->audit_fields)
-                c->audit_fields = json_object();
-        if (c->audit_fields)
-                json_object_set_new(c->audit_fields, key, v);
-        else
-                json_decref(v);
-}
-
 /* ---- the worker: file system calls as the root's owner ------------------------------ */
 
 typedef struct FsJob {
@@ -914,7 +904,7 @@ static int run_on_root(BrokerCall *c, const char *name, bool write, int (*job)(v
         } else {
                 *root_fd = r;
                 r = fs_as(&root->cred, job, arg);
-                audit_set(c, "as_uid", json_integer(acting_uid(&root->cred)));
+                broker_audit_set(c, "as_uid", json_integer(acting_uid(&root->cred)));
         }
         if (root == &scratch)
                 fs_root_done(&scratch);
@@ -929,9 +919,9 @@ static void fs_open_handle(BrokerCall *c)
         OpenJob j = {.path = m->path, .flags = m->flags, .mode = m->mode, .fd = -EBADF};
         int r;
 
-        audit_set(c, "root", json_string(m->root));
-        audit_set(c, "path", json_string(m->path));
-        audit_set(c, "flags", json_integer(m->flags));
+        broker_audit_set(c, "root", json_string(m->root));
+        broker_audit_set(c, "path", json_string(m->path));
+        broker_audit_set(c, "flags", json_integer(m->flags));
         /* The core checked fs.write; read+write needs fs.read as well. */
         snprintf(read_right, sizeof read_right, "fs.read:%s", m->root);
         if ((m->flags & FS_READ) && (m->flags & FS_NEEDS_WRITE) &&
@@ -951,7 +941,7 @@ static void fs_open_handle(BrokerCall *c)
                                                 : fs_error_text(r));
                 return;
         }
-        audit_set(c, "created", json_boolean(j.created));
+        broker_audit_set(c, "created", json_boolean(j.created));
         reply.is_directory = false;
         reply.size_bytes = (uint64_t)j.st.st_size;
         broker_reply(c, &reply.base, &j.fd, 1);
@@ -1103,8 +1093,8 @@ static void fs_list_handle(BrokerCall *c)
         ListJob j = {.path = m->path, .cookie = m->cookie};
         int r;
 
-        audit_set(c, "root", json_string(m->root));
-        audit_set(c, "path", json_string(m->path));
+        broker_audit_set(c, "root", json_string(m->root));
+        broker_audit_set(c, "path", json_string(m->path));
         j.max = m->max_entries ?: FS_LIST_ENTRIES_MAX;
         j.entries = found = calloc(j.max, sizeof *found);
         entries = calloc(j.max, sizeof *entries);
@@ -1135,7 +1125,7 @@ static void fs_list_handle(BrokerCall *c)
         reply.next_cookie = j.next;
         reply.end = j.end;
         reply.skipped = j.skipped;
-        audit_set(c, "entries", json_integer(j.n));
+        broker_audit_set(c, "entries", json_integer(j.n));
         broker_reply(c, &reply.base, NULL, 0);
 }
 
@@ -1179,8 +1169,8 @@ static void fs_stat_handle(BrokerCall *c)
         StatJob j = {.path = m->path, .no_follow = m->no_follow};
         int r;
 
-        audit_set(c, "root", json_string(m->root));
-        audit_set(c, "path", json_string(m->path));
+        broker_audit_set(c, "root", json_string(m->root));
+        broker_audit_set(c, "path", json_string(m->path));
         r = run_on_root(c, m->root, false, stat_job, &j, &j.root);
         if (r > 0)
                 return;
@@ -1333,8 +1323,8 @@ static void fs_mkdir_handle(BrokerCall *c)
         Cella__V1__FsMkdirReply reply = CELLA__V1__FS_MKDIR_REPLY__INIT;
         ChangeJob j = {.path = m->path, .mode = m->mode};
 
-        audit_set(c, "root", json_string(m->root));
-        audit_set(c, "path", json_string(m->path));
+        broker_audit_set(c, "root", json_string(m->root));
+        broker_audit_set(c, "path", json_string(m->path));
         change_answer(c, m->root, mkdir_job, &j, &reply.base);
 }
 
@@ -1344,8 +1334,8 @@ static void fs_unlink_handle(BrokerCall *c)
         Cella__V1__FsUnlinkReply reply = CELLA__V1__FS_UNLINK_REPLY__INIT;
         ChangeJob j = {.path = m->path};
 
-        audit_set(c, "root", json_string(m->root));
-        audit_set(c, "path", json_string(m->path));
+        broker_audit_set(c, "root", json_string(m->root));
+        broker_audit_set(c, "path", json_string(m->path));
         change_answer(c, m->root, unlink_job, &j, &reply.base);
 }
 
@@ -1355,10 +1345,10 @@ static void fs_rename_handle(BrokerCall *c)
         Cella__V1__FsRenameReply reply = CELLA__V1__FS_RENAME_REPLY__INIT;
         ChangeJob j = {.path = m->old_path, .new_path = m->new_path, .flags = m->flags};
 
-        audit_set(c, "root", json_string(m->root));
-        audit_set(c, "path", json_string(m->old_path));
-        audit_set(c, "new_path", json_string(m->new_path));
-        audit_set(c, "flags", json_integer(m->flags));
+        broker_audit_set(c, "root", json_string(m->root));
+        broker_audit_set(c, "path", json_string(m->old_path));
+        broker_audit_set(c, "new_path", json_string(m->new_path));
+        broker_audit_set(c, "flags", json_integer(m->flags));
         change_answer(c, m->root, rename_job, &j, &reply.base);
 }
 
