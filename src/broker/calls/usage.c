@@ -232,7 +232,7 @@ static void walk_done(uv_work_t *req, int status)
 {
         UsageWalk *w = req->data;
         UsageState *st = w->st;
-        UsageWaiter *waiters;
+        UsageWaiter *waiter;
 
         if (status != 0) /* cancelled before it ran: the fd is still ours */
                 w->dir_fd = safe_close(w->dir_fd);
@@ -241,8 +241,6 @@ static void walk_done(uv_work_t *req, int status)
                 return;
         }
         st->walk = NULL;
-        waiters = st->waiters;
-        st->waiters = NULL;
         if (status == 0 && w->error == 0) {
                 uint64_t cost = (uint64_t)USAGE_COST_FACTOR * w->cpu_ns,
                          min = (uint64_t)USAGE_CACHE_MIN_MS * 1000000u;
@@ -255,22 +253,26 @@ static void walk_done(uv_work_t *req, int status)
                 st->valid_ns = cost > min ? cost : min;
         }
         broker_app_charge_cpu(st->handle.app, w->cpu_ns);
-        while (waiters) {
-                UsageWaiter *n = waiters->next;
-                BrokerCall *c = waiters->call;
+        /* One waiter at a time off the list: a reply that finds the channel gone
+         * hangs the app up, which abandons its other calls through waiter_cancel(),
+         * and that must find them on st->waiters (a copy of the list taken first
+         * would answer calls already freed). */
+        while ((waiter = st->waiters)) {
+                BrokerCall *c = waiter->call;
+                bool started_walk = waiter->started_walk;
 
+                st->waiters = waiter->next;
+                free(waiter);
                 c->cancel = NULL;
                 if (status != 0 || w->error != 0)
                         broker_reply_error(c, status != 0 ? ECANCELED : -w->error,
                                            "the data directory cannot be read");
                 else {
-                        if (waiters->started_walk)
+                        if (started_walk)
                                 broker_audit_set(c, "walk_cpu_us",
                                                  json_integer((json_int_t)(w->cpu_ns / 1000u)));
                         answer(c, w->bytes, w->entries, w->truncated, false);
                 }
-                free(waiters);
-                waiters = n;
         }
         free(w);
 }
