@@ -33,8 +33,9 @@
 #include "audit/audit.h"
 #include "base/macro.h"
 
-#define KEY_MAX        4096u /* bytes of a key; a record with a longer one is not coalesced */
-#define BUDGET_OPS_MAX 16u   /* distinct ops a budget summary names; the rest are "other" */
+#define KEY_MAX           4096u /* bytes of a key; a record with a longer one is not coalesced */
+#define BUDGET_OPS_MAX    16u   /* distinct ops a budget summary names; the rest are "other" */
+#define BUDGET_RIGHTS_MAX 32u   /* distinct refused rights it names; the rest are "other" */
 
 typedef struct Slot {
         bool used;
@@ -61,6 +62,9 @@ struct AuditCoalesce {
         uint64_t over_count, over_bytes;
         int64_t over_first_usec, over_last_usec;
         json_t *over_ops; /* {"<op>": {"<decision>": n}} */
+        /* {"<op> <right> <decision>": n} for every decision but "allowed": a refusal past
+         * the budget keeps the right it was about, not only its op. */
+        json_t *over_rights;
         AuditCoalesceStats stats;
 };
 
@@ -102,6 +106,7 @@ AuditCoalesce *audit_coalesce_free(AuditCoalesce *co)
         for (size_t i = 0; i < AUDIT_COALESCE_KEYS; i++)
                 slot_clear(&co->slots[i]);
         json_decref(co->over_ops);
+        json_decref(co->over_rights);
         free(co);
         return NULL;
 }
@@ -267,6 +272,8 @@ static int budget_close(AuditCoalesce *co, AuditLog *a, const char *app)
         if (co->over_count == 0)
                 return 0;
         extra = json_pack("{s:O}", "ops", co->over_ops ?: json_object());
+        if (extra && co->over_rights)
+                json_object_set(extra, "rights", co->over_rights);
         r = extra ? audit_append_fields(a, app, AUDIT_EVENT_SUPPRESSED, f, ELEMENTSOF(f), extra)
                   : -ENOMEM;
         json_decref(extra);
@@ -277,7 +284,30 @@ static int budget_close(AuditCoalesce *co, AuditLog *a, const char *app)
         co->over_count = co->over_bytes = 0;
         json_decref(co->over_ops);
         co->over_ops = NULL;
+        json_decref(co->over_rights);
+        co->over_rights = NULL;
         return 0;
+}
+
+/* Counts a record that was not allowed, over the budget, under its op, right and
+ * decision ("fs.open fs.read:documents refused"), BUDGET_RIGHTS_MAX of them. */
+static void budget_count_right(AuditCoalesce *co, const char *op, const char *right,
+                               const char *decision)
+{
+        char key[KEY_MAX];
+        json_t *v;
+
+        snprintf(key, sizeof key, "%s %s %s", op, right ?: "-", decision);
+        if (!co->over_rights && !(co->over_rights = json_object()))
+                return;
+        if (!json_object_get(co->over_rights, key) &&
+            json_object_size(co->over_rights) >= BUDGET_RIGHTS_MAX)
+                snprintf(key, sizeof key, "other");
+        v = json_object_get(co->over_rights, key);
+        if (v)
+                json_integer_set(v, json_integer_value(v) + 1);
+        else
+                json_object_set_new(co->over_rights, key, json_integer(1));
 }
 
 /* Counts a record over the budget under its first field's value and its "decision". */
@@ -285,13 +315,19 @@ static void budget_count(AuditCoalesce *co, const AuditField *f, size_t n, uint6
                          int64_t now)
 {
         const char *op = n > 0 && f[0].type == AUDIT_FIELD_STRING && f[0].str ? f[0].str : "?";
-        const char *decision = "?";
+        const char *decision = "?", *right = NULL;
         json_t *per, *v;
 
-        for (size_t i = 0; i < n; i++)
-                if (strcmp(f[i].key, "decision") == 0 && f[i].type == AUDIT_FIELD_STRING &&
-                    f[i].str)
+        for (size_t i = 0; i < n; i++) {
+                if (f[i].type != AUDIT_FIELD_STRING || !f[i].str)
+                        continue;
+                if (strcmp(f[i].key, "decision") == 0)
                         decision = f[i].str;
+                else if (strcmp(f[i].key, "right") == 0)
+                        right = f[i].str;
+        }
+        if (strcmp(decision, "allowed") != 0)
+                budget_count_right(co, op, right, decision);
         if (co->over_count == 0)
                 co->over_first_usec = now;
         co->over_last_usec = now;

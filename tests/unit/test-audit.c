@@ -1905,6 +1905,14 @@ START_TEST(test_coalesce_budget)
         ck_assert_int_eq(json_integer_value(json_object_get(ops, "allowed")) +
                                  json_integer_value(json_object_get(ops, "refused")),
                          (json_int_t)st.over_budget);
+        /* The refusals past the budget keep what they were about (op, right,
+         * decision), not only their count. */
+        ck_assert_int_eq(json_integer_value(json_object_get(
+                                 json_object_get(t.last_summary, "rights"), "fs.open - refused")),
+                         json_integer_value(json_object_get(ops, "refused")));
+        ck_assert_int_gt(json_integer_value(json_object_get(ops, "refused")), 0);
+        ck_assert_ptr_null(
+                json_object_get(json_object_get(t.last_summary, "rights"), "fs.open - allowed"));
         json_decref(t.last_summary);
         /* The burst plus half a second of the rate, and the summary: the bound. */
         ck_assert_int_eq(stat(log_path(1), &sb), 0);
