@@ -193,6 +193,7 @@ static void on_coalesce_timer(uv_timer_t *t)
 {
         Broker *b = t->data;
         int64_t now = wall_usec(), due = INT64_MAX;
+        uint64_t failures = b->audit_failures;
 
         b->coalesce_due = INT64_MAX;
         for (BrokerApp *a = b->apps; a; a = a->next) {
@@ -204,6 +205,10 @@ static void on_coalesce_timer(uv_timer_t *t)
                         due = d;
         }
         audit_flush_now(b);
+        /* A summary that could not be written (a full disk) stays due: try again in
+         * a second, not at once, or the loop would spin on it. */
+        if (b->audit_failures != failures && due != INT64_MAX && due < now + 1000000)
+                due = now + 1000000;
         coalesce_arm(b, due);
 }
 
