@@ -233,7 +233,10 @@ static int attach_tree(int rootfd, int fd, const char *rel, bool is_dir);
  */
 static int attach_mount_fd(int rootfd, const SandboxBind *b, SandboxError *err)
 {
-        struct mount_attr ma = {.attr_set = mount_attr_of(b->flags)};
+        /* Private: a clone of a shared host mount (the state dir under a shared /)
+         * would join its peer group, and nothing mounted in the jail may propagate
+         * back to the host, nor the host's mounts into the jail. */
+        struct mount_attr ma = {.attr_set = mount_attr_of(b->flags), .propagation = MS_PRIVATE};
         struct stat st;
         int r;
 

@@ -590,11 +590,14 @@ int state_app_claim(State *s, const char *id, const StateClaim *claim, int64_t n
 
 /*
  * Removes name beneath parent and, if it is a directory, everything under it, never
- * following a symlink (each directory is opened O_NOFOLLOW and walked by its fd).
- * Returns 0 (also if name is missing) or -errno.
+ * following a symlink (each directory is opened O_NOFOLLOW and walked by its fd) and
+ * never entering another file system than parent's (-EXDEV: something mounted there,
+ * such as an app's /data mounted again by a start that raced `cella forget`, is left
+ * whole). Returns 0 (also if name is missing) or -errno.
  */
 static int rm_rf_at(int parent, const char *name, unsigned depth)
 {
+        struct stat pst, st;
         struct dirent *de;
         DIR *d;
         int fd, r = 0;
@@ -608,6 +611,14 @@ static int rm_rf_at(int parent, const char *name, unsigned depth)
         fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)
                 return negative_errno();
+        if (fstat(parent, &pst) < 0 || fstat(fd, &st) < 0)
+                r = negative_errno();
+        else if (st.st_dev != pst.st_dev)
+                r = -EXDEV;
+        if (r < 0) {
+                close(fd);
+                return r;
+        }
         d = fdopendir(fd);
         if (!d) {
                 r = negative_errno();
