@@ -193,13 +193,17 @@ static void host_prompt_cancel(void *userdata, void *done_userdata)
                 }
 }
 
-/* Holds (or releases) every outlet that writes to a terminal. */
+/* Holds (or releases) stdout and stderr, whatever they are, and the status outlet if
+ * it writes to a terminal. stdout and stderr are held even as pipes: `cella run app |
+ * tee log` puts the app's bytes on the same terminal as the question, through tee,
+ * where they are neither rendered inert nor ordered after the question. */
 static void hold_terminals(Supervisor *s, bool hold)
 {
         Outlet *const outlets[] = {s->out_outlet, s->err_outlet, s->status_outlet};
 
         for (size_t i = 0; i < ELEMENTSOF(outlets); i++)
-                if (outlet_is_terminal(outlets[i]))
+                if (outlets[i] &&
+                    (outlets[i] != s->status_outlet || outlet_is_terminal(outlets[i])))
                         outlet_hold(outlets[i], hold);
 }
 

@@ -189,6 +189,69 @@ def test_prompt_owns_the_terminal(make_app, state):
         assert seq not in out, seq
 
 
+def drain(fd):
+    """Everything readable now on the non-blocking pipe fd (b"" if nothing)."""
+    data = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return data
+        if not chunk:
+            return data
+        data += chunk
+
+
+def test_prompt_holds_output_going_to_a_pipe(make_app, state):
+    """`cella run app | tee log`: the app's stdout is a pipe whose reader puts it on
+    the same terminal as the question. While the question shows, nothing of the
+    app's comes out of that pipe either; after the answer it all comes, byte-exact
+    (a pipe gets the bytes as they are)."""
+    app = spoof_app(make_app)
+    progress = state / "apps" / SPOOF / "data" / "progress"
+    question = f'cella: {SPOOF} asks for "location"'.encode()
+    rfd, wfd = os.pipe()
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.dup2(wfd, 1)
+        os.environ["TERM"] = "xterm"
+        os.execv(CELLA, [CELLA, "run", "--state-dir", str(state), str(app)])
+    os.close(wfd)
+    os.set_blocking(rfd, False)
+    out, piped, closed = b"", b"", False
+    try:
+        deadline = time.monotonic() + 60
+        while question not in out or b"[N]o: " not in out[out.find(question):]:
+            assert time.monotonic() < deadline and not closed, out[-2000:]
+            out, closed = read_pty(fd, out, 0.2)
+        # What the app wrote before the question is in the pipe by now.
+        piped = drain(rfd)
+        size = lambda: progress.stat().st_size if progress.exists() else 0
+        before = size()
+        while size() - before < 60:  # 60 more lines printed (one per tick)
+            assert time.monotonic() < deadline, size()
+            out, closed = read_pty(fd, out, 0.05)
+        held = drain(rfd)
+        assert held == b"", held[:300]
+        os.write(fd, b"n\n")
+        while not closed:  # the pipe is read on, as tee would
+            assert time.monotonic() < deadline + 60, out[-2000:]
+            out, closed = read_pty(fd, out, 0.05)
+            piped += drain(rfd)
+    finally:
+        done, st = os.waitpid(pid, os.WNOHANG)
+        if not done:
+            os.kill(pid, signal.SIGKILL)
+            _, st = os.waitpid(pid, 0)
+        os.close(fd)
+    piped += drain(rfd)
+    os.close(rfd)
+    assert os.waitstatus_to_exitcode(st) == 0, out[-2000:]
+    assert b"SPOOF-END granted=false" in piped
+    # To a pipe the bytes stay exact: the escapes come through as they are.
+    assert b"\x1b]52;c;UFdORUQ=\x07" in piped
+
+
 def test_raw_output_passes_escapes(make_app, state):
     """--raw-output: the user trusts the app; its bytes reach the terminal as they
     are (and the question still owns the terminal while it shows)."""
