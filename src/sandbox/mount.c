@@ -79,9 +79,10 @@ static const char *const dev_nodes[] = {"null", "zero", "full", "random", "urand
  *   partitions, diskstats, swaps, mdstat, fs, bus, driver: the host's devices
  *     and their I/O counters;
  *   pressure: the host's PSI figures;
- *   sys/kernel/random/boot_id: the host's boot id, the one stable identifier of
- *     the host left in the jail (/etc/machine-id is not bound in), which would let
- *     apps tell they share a host (masked on top of the read-only bind of sys).
+ *   sys/kernel/random/boot_id: the host's boot id, a stable identifier of the
+ *     host (/etc/machine-id is not bound in), which would let apps tell they share
+ *     a host (masked on top of the read-only bind of sys). Not the last one:
+ *     /proc/stat's btime, kept for ps, tells it too (docs/security.md).
  * Each mask is a mount (about 12 us each, docs/security.md), so what the app
  * cannot open anyway is not masked: a file only root may read or write (kcore,
  * timer_list, slabinfo, vmallocinfo, pagetypeinfo, kpage*: mode 0400; mtrr, which
