@@ -664,17 +664,27 @@ static int image_grow(const Paths *p, const char *id, dev_t loop, uint64_t size)
 {
         _cleanup_close_ int img = -EBADF, lfd = -EBADF, root = -EBADF;
         uint64_t blocks = size / STORAGE_BLOCK_SIZE;
-        struct stat st;
+        struct stat st, old;
+        int r;
 
         img = open(p->img, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
         lfd = loop_open(loop, O_RDONLY);
         root = open(p->data, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-        if (img < 0 || lfd < 0 || root < 0 || fstat(root, &st) < 0 || st.st_dev != loop)
+        if (img < 0 || lfd < 0 || root < 0 || fstat(root, &st) < 0 || st.st_dev != loop ||
+            fstat(img, &old) < 0)
                 return log_error_errno(-ESTALE, "%s: cannot grow %s: it moved", id, p->img);
         if (ftruncate(img, (off_t)size) < 0 || ioctl(lfd, LOOP_SET_CAPACITY, 0) < 0 ||
-            ioctl(root, EXT4_IOC_RESIZE_FS, &blocks) < 0)
-                return log_debug_errno(negative_errno(), "%s: cannot grow %s online: %m", id,
-                                       p->img);
+            ioctl(root, EXT4_IOC_RESIZE_FS, &blocks) < 0) {
+                r = negative_errno();
+                /* Back to the file system's size: a bigger file would pass for a grown
+                 * file system from now on (the next start's checks read the file's
+                 * size), and the offline resize the caller tries next starts from it. */
+                if (ftruncate(img, old.st_size) < 0 || ioctl(lfd, LOOP_SET_CAPACITY, 0) < 0)
+                        log_warning_errno(negative_errno(),
+                                          "%s: cannot set %s back to %lld bytes: %m", id, p->img,
+                                          (long long)old.st_size);
+                return log_debug_errno(r, "%s: cannot grow %s online: %m", id, p->img);
+        }
         log_info("%s: /data grown to %llu bytes", id, (unsigned long long)size);
         return 0;
 }
