@@ -606,6 +606,18 @@ START_TEST(test_c_library_memory_is_counted)
                CLUA_OK, "100000");
         ck_assert_uint_gt(app->alloc.peak, 16u << 20);
         clua_app_free(app);
+
+        /* Garbage up to near the cap: jansson is refused, the heap collected in
+         * steps (not one LUA_GCCOLLECT), and the decode tried again fits. */
+        app = new_app(24u << 20, 20000, 0);
+        expect(app,
+               "local text = '[' .. ('1,'):rep(99999) .. '1]' "
+               "local json = require('cella.json') "
+               "local g = {} for i = 1, 19000 do g[i] = ('x'):rep(1000) .. i end g = nil "
+               "local t = json.decode(text) return tostring(#t)",
+               CLUA_OK, "100000");
+        ck_assert_uint_gt(app->alloc.ext_refused, 0);
+        clua_app_free(app);
 }
 END_TEST
 
