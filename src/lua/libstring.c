@@ -229,7 +229,6 @@ static const char *min_expand(Matcher *m, const char *s, const char *p, const ch
                         return r;
                 if (!single(m, s, p, ep))
                         return NULL;
-                tick(m, 1);
                 s++;
         }
 }
@@ -310,11 +309,12 @@ static const char *match(Matcher *m, const char *s, const char *p)
 {
         if (m->depth-- == 0)
                 luaL_error(m->L, "pattern too complex");
-        tick(m, 1);
         while (s && p < m->pat_end) {
                 const char *ep;
 
-                tick(m, 1); /* an item */
+                /* Each item visited counts (a call with no item left matches
+                 * at once: it cannot be repeated without an item's tick). */
+                tick(m, 1);
 
                 if (*p == '(') {
                         s = p[1] == ')' ? open_capture(m, s, p + 2, CAP_POSITION)
