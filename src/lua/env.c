@@ -263,6 +263,12 @@ static void on_watchdog(void *ud)
         if (app->doomed) {
                 ssize_t n;
 
+                /* Doomed by clua_doom or check_fatal (app.exit, a memory fault):
+                 * no grace period was started; it starts now, as for a CPU doom. */
+                if (!h->grace_end_ns) {
+                        doom_from_signal(h, app, L, app->doomed, now);
+                        return;
+                }
                 if (now < h->grace_end_ns) {
                         arm_at(h, now, h->grace_end_ns);
                         return;

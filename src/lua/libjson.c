@@ -380,6 +380,22 @@ static void push_value(lua_State *L, json_t *v)
         }
 }
 
+/* Work of one GC step of collect_in_steps, KiB (as if this much had been
+ * allocated: lua_gc LUA_GCSTEP), as collectgarbage's steps (env.c). */
+#define JSON_GC_STEP_KB 256
+
+/* A full collection of L's garbage in steps, stopping early when the app is
+ * doomed (clua_alloc_current_doomed): LUA_GCSTEP until two cycles have ended
+ * (the one in progress, then a whole one, as luaC_fullgc). liblua's
+ * LUA_GCCOLLECT is one call the app cannot be stopped in (seconds on a big
+ * heap), past which the watchdog ends the whole host. */
+static void collect_in_steps(lua_State *L)
+{
+        for (int cycles = 0; cycles < 2 && !clua_alloc_current_doomed();)
+                if (lua_gc(L, LUA_GCSTEP, JSON_GC_STEP_KB))
+                        cycles++;
+}
+
 /* json.decode(text) -> value. text ≤ 1 MiB, depth ≤ 64, duplicate keys refused. */
 static int json_decode_l(lua_State *L)
 {
@@ -395,7 +411,9 @@ static int json_decode_l(lua_State *L)
                 return luaL_error(L, "cella.json.decode: nesting deeper than %d", JSON_DEPTH_MAX);
         b = box_push(L);
         /* jansson's memory counts against the app's cap (alloc.h): refused, the
-         * garbage of the Lua heap is collected and the parse tried once more. */
+         * garbage of the Lua heap is collected (in polled steps: a full
+         * LUA_GCCOLLECT of a big heap is seconds the app cannot be stopped in)
+         * and the parse tried once more. */
         for (int try = 0; try < 2 && !b->root; try++) {
                 unsigned long refused = clua_alloc_refusals();
 
@@ -405,7 +423,9 @@ static int json_decode_l(lua_State *L)
                         break;
                 if (try == 1)
                         return clua_alloc_raise_memory(L);
-                lua_gc(L, LUA_GCCOLLECT);
+                collect_in_steps(L);
+                if (clua_alloc_current_doomed())
+                        return clua_alloc_raise_memory(L);
         }
         if (!b->root)
                 return luaL_error(L, "cella.json.decode: %s at line %d column %d", err.text,

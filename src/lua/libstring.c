@@ -27,8 +27,12 @@
 #define CLUA_MATCH_CAPTURES 32
 /* Nested matcher calls (liblua's MAXCCALLS for patterns). */
 #define CLUA_MATCH_DEPTH_MAX 200
-/* Units of work (a matcher call, a subject byte scanned) between two polls. */
+/* Units of work between two polls: a matcher call, a pattern item consumed, a
+ * subject byte scanned or compared, a set's pattern byte read. */
 #define CLUA_MATCH_POLL 4096u
+
+/* Bytes string.rep copies between two polls (a few ms of memcpy). */
+#define CLUA_REP_CHUNK ((size_t)16 << 20)
 
 #define CAP_UNFINISHED (-1)
 #define CAP_POSITION   (-2)
@@ -41,20 +45,24 @@ typedef struct Matcher {
         const char *pat_end;       /* the pattern's end (it is NUL-terminated) */
         int depth;                 /* calls left before "pattern too complex" */
         int level;                 /* captures open or closed */
-        size_t work, next_poll;
+        size_t left;               /* units of work before the next poll */
         struct {
                 const char *init;
                 ptrdiff_t len; /* or CAP_UNFINISHED / CAP_POSITION */
         } cap[CLUA_MATCH_CAPTURES];
 } Matcher;
 
-static void tick(Matcher *m, size_t units)
+/* Counts units of work; polls when CLUA_MATCH_POLL of them have passed since
+ * the last poll. Work only grows: any units (even a huge count) bring the
+ * next poll nearer, never move it away. A subtraction and a compare. */
+static inline void tick(Matcher *m, size_t units)
 {
-        m->work += units;
-        if (m->work >= m->next_poll) {
-                m->next_poll = m->work + CLUA_MATCH_POLL;
-                clua_poll(m->L);
+        if (units < m->left) {
+                m->left -= units;
+                return;
         }
+        m->left = CLUA_MATCH_POLL;
+        clua_poll(m->L);
 }
 
 static void matcher_init(Matcher *m, lua_State *L, const char *s, size_t ls, const char *p,
@@ -64,8 +72,7 @@ static void matcher_init(Matcher *m, lua_State *L, const char *s, size_t ls, con
         m->src = s;
         m->src_end = s + ls;
         m->pat_end = p + lp;
-        m->work = 0;
-        m->next_poll = CLUA_MATCH_POLL;
+        m->left = CLUA_MATCH_POLL;
 }
 
 static void matcher_reset(Matcher *m)
@@ -77,6 +84,7 @@ static void matcher_reset(Matcher *m)
 /* The end of the single-character class starting at p. */
 static const char *class_end(Matcher *m, const char *p)
 {
+        const char *p0 = p;
         char c = *p++;
 
         if (c == ESC) {
@@ -96,6 +104,7 @@ static const char *class_end(Matcher *m, const char *p)
                 if (c == ESC && p < m->pat_end)
                         p++;
         } while (*p != ']');
+        tick(m, (size_t)(p - p0));
         return p + 1;
 }
 
@@ -183,6 +192,7 @@ static bool single(Matcher *m, const char *s, const char *p, const char *ep)
         case ESC:
                 return in_class(c, (unsigned char)p[1]);
         case '[':
+                tick(m, (size_t)(ep - p));
                 return in_set(c, p, ep - 1);
         default:
                 return (unsigned char)*p == c;
@@ -196,9 +206,10 @@ static const char *max_expand(Matcher *m, const char *s, const char *p, const ch
 {
         ptrdiff_t n = 0;
 
-        while (single(m, s + n, p, ep))
+        while (single(m, s + n, p, ep)) {
+                tick(m, 1);
                 n++;
-        tick(m, (size_t)n);
+        }
         for (; n >= 0; n--) {
                 const char *r = match(m, s + n, ep + 1);
 
@@ -257,22 +268,19 @@ static const char *close_capture(Matcher *m, const char *s, const char *p)
 static const char *balance(Matcher *m, const char *s, const char *p)
 {
         int open = 1;
-        const char *s0 = s;
 
         if (p + 1 >= m->pat_end)
                 luaL_error(m->L, "malformed pattern (missing arguments to '%%b')");
         if (s >= m->src_end || *s != p[0])
                 return NULL;
         while (++s < m->src_end) {
+                tick(m, 1);
                 if (*s == p[1]) {
-                        if (--open == 0) {
-                                tick(m, (size_t)(s - s0));
+                        if (--open == 0)
                                 return s + 1;
-                        }
                 } else if (*s == p[0])
                         open++;
         }
-        tick(m, (size_t)(s - s0));
         return NULL;
 }
 
@@ -284,6 +292,10 @@ static const char *back_ref(Matcher *m, const char *s, int d)
 
         if (l < 0 || l >= m->level || m->cap[l].len == CAP_UNFINISHED)
                 luaL_error(m->L, "invalid capture index %%%d", l + 1);
+        /* A position capture has no text: no match (as liblua, whose length
+         * check fails on the huge size_t its CAP_POSITION becomes). */
+        if (m->cap[l].len == CAP_POSITION)
+                return NULL;
         len = (size_t)m->cap[l].len;
         tick(m, len);
         if ((size_t)(m->src_end - s) >= len && memcmp(m->cap[l].init, s, len) == 0)
@@ -297,9 +309,12 @@ static const char *match(Matcher *m, const char *s, const char *p)
 {
         if (m->depth-- == 0)
                 luaL_error(m->L, "pattern too complex");
-        tick(m, 1);
         while (s && p < m->pat_end) {
                 const char *ep;
+
+                /* Each item visited counts (a call with no item left matches
+                 * at once: it cannot be repeated without an item's tick). */
+                tick(m, 1);
 
                 if (*p == '(') {
                         s = p[1] == ')' ? open_capture(m, s, p + 2, CAP_POSITION)
@@ -327,6 +342,7 @@ static const char *match(Matcher *m, const char *s, const char *p)
                         if (*p != '[')
                                 luaL_error(m->L, "missing '[' after '%%f' in pattern");
                         ep = class_end(m, p);
+                        tick(m, 2 * (size_t)(ep - p));
                         prev = s == m->src ? 0 : (unsigned char)s[-1];
                         cur = s < m->src_end ? (unsigned char)*s : 0;
                         if (in_set(prev, p, ep - 1) || !in_set(cur, p, ep - 1))
@@ -646,6 +662,10 @@ static int gsub_k(lua_State *L, int status, lua_KContext ctx)
         (void)status;
         (void)ctx;
         gsub_value(L, g);
+        /* An anchored pattern replaces once: gsub_run's loop stops after its
+         * first replacement, which the yield made it leave before its check. */
+        if (g->anchor)
+                g->max = g->n;
         return gsub_run(L, g);
 }
 
@@ -732,7 +752,12 @@ static int str_gsub(lua_State *L)
 }
 
 /* string.rep(s, n [, sep]): as liblua's, but an empty result is returned at
- * once (liblua loops n times copying nothing: rep("", 2^62) never ends). */
+ * once (liblua loops n times copying nothing: rep("", 2^62) never ends), and
+ * the result is filled by doubling: s and sep once, then the part already
+ * written copied after itself (the result is periodic, of period l + lsep), so
+ * about log2(n) memcpy calls of at most CLUA_REP_CHUNK bytes each, with a
+ * poll (clua_poll) after each, where liblua makes n calls and cannot be
+ * stopped (string.rep("x", 2^30) is seconds). */
 static int str_rep(lua_State *L)
 {
         size_t l, lsep;
@@ -741,7 +766,7 @@ static int str_rep(lua_State *L)
         const char *sep = luaL_optlstring(L, 3, "", &lsep);
         const size_t max = (size_t)LUA_MAXINTEGER < SIZE_MAX ? (size_t)LUA_MAXINTEGER : SIZE_MAX;
         luaL_Buffer b;
-        size_t total;
+        size_t total, done;
         char *out;
 
         if (n <= 0 || (l == 0 && lsep == 0) || (n == 1 && l == 0)) {
@@ -752,13 +777,22 @@ static int str_rep(lua_State *L)
                 return luaL_error(L, "resulting string too large");
         total = (size_t)n * l + (size_t)(n - 1) * lsep;
         out = luaL_buffinitsize(L, &b, total);
-        for (lua_Integer i = 0; i < n; i++) {
-                memcpy(out, s, l);
-                out += l;
-                if (lsep && i + 1 < n) {
-                        memcpy(out, sep, lsep);
-                        out += lsep;
-                }
+        memcpy(out, s, l);
+        done = l;
+        if (n > 1) {
+                memcpy(out + l, sep, lsep);
+                done += lsep;
+        }
+        /* done is a whole number of periods: the rest repeats the start. */
+        while (done < total) {
+                size_t k = done < total - done ? done : total - done;
+
+                if (k > CLUA_REP_CHUNK)
+                        k = CLUA_REP_CHUNK;
+
+                memcpy(out + done, out, k);
+                done += k;
+                clua_poll(L);
         }
         luaL_pushresultsize(&b, total);
         return 1;

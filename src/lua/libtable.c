@@ -36,30 +36,28 @@
                         clua_poll(L);                                                              \
         } while (0)
 
-/* Argument arg must be a table, or have the metamethods of need (as liblua). */
+/* Whether field key of the table at -n (the metatable) is not nil, read raw;
+ * pushes the field (as liblua's ltablib.c checkfield). */
+static bool check_field(lua_State *L, const char *key, int n)
+{
+        lua_pushstring(L, key);
+        return lua_rawget(L, -n) != LUA_TNIL;
+}
+
+/* Argument arg must be a table, or have the metamethods of need (as liblua's
+ * ltablib.c checktab: the metatable's fields read raw, and only what was
+ * pushed popped; a failed check pushes nothing more and raises). */
 static void check_tab(lua_State *L, int arg, int need)
 {
+        int n = 1;
+
         if (lua_type(L, arg) == LUA_TTABLE)
                 return;
-        if (lua_getmetatable(L, arg)) {
-                int n = 1;
-                bool ok = true;
-
-                if (need & NEED_R) {
-                        ok = ok && lua_getfield(L, -n, "__index") != LUA_TNIL;
-                        n++;
-                }
-                if (need & NEED_W) {
-                        ok = ok && lua_getfield(L, -n, "__newindex") != LUA_TNIL;
-                        n++;
-                }
-                if (need & NEED_L) {
-                        ok = ok && lua_getfield(L, -n, "__len") != LUA_TNIL;
-                        n++;
-                }
+        if (lua_getmetatable(L, arg) && (!(need & NEED_R) || check_field(L, "__index", ++n)) &&
+            (!(need & NEED_W) || check_field(L, "__newindex", ++n)) &&
+            (!(need & NEED_L) || check_field(L, "__len", ++n))) {
                 lua_pop(L, n);
-                if (ok)
-                        return;
+                return;
         }
         luaL_checktype(L, arg, LUA_TTABLE);
 }

@@ -4,7 +4,8 @@ one member's greed or fault ends or throttles that member alone.
 Each case runs a real packed host (`cella-lua --spec`, what `cella boot` starts
 for a group) with two apps: a neighbour whose 50 ms timer measures how late each
 of its callbacks runs, and an attacker that, 0.3 s in, tries one way of keeping
-the host's only thread: a backtracking pattern, a JSON bomb, a table.sort
+the host's only thread: a backtracking pattern, a long literal or set in a
+pattern, a JSON bomb, a table.sort
 comparator, a gsub function or a __close handler that never returns, a C loop
 through metamethods, a finalizer, a wait where it cannot be suspended, blocking
 I/O (SQLite commits). The
@@ -76,6 +77,17 @@ CASES = {
     "pattern-pcall": ("""for i = 1, 100 do
                            pcall(string.match, ("a"):rep(5000), ("a*"):rep(20) .. "b")
                          end""", 4, "could not be preempted"),
+    # The matcher polls by work done, not by its calls: a back reference to a
+    # position capture once made the work count go down, a long literal or set
+    # was consumed between two polls per subject byte.
+    "pattern-position-ref": ("""string.find(("a"):rep(1e6), "().-%1")""", 4,
+                             "could not be preempted"),
+    "pattern-literal": ("""string.match(("a"):rep(4e6), ("a"):rep(2e6) .. "b")""", 4,
+                        "could not be preempted"),
+    "pattern-set": ("""string.find(("b"):rep(1e6), "[" .. ("a"):rep(1e6) .. "]")""", 4,
+                    "could not be preempted"),
+    "pattern-set-expand": ("""("x"):rep(1e6):find("[^" .. ("a"):rep(1e6) .. "]*")""", 4,
+                           "could not be preempted"),
     # jansson's tree and the Lua tables pass the 16 MiB cap: a memory fault,
     # unless parsing (one C call) holds the thread 50 ms past the slice first.
     "json-arrays": ("""require("cella.json").decode("[" .. ("[],"):rep(349524) .. "[]]")""",

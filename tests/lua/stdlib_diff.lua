@@ -42,7 +42,8 @@ local patterns = {"", "a", "^a", "a$", "^$", ".", "..", "%a+", "%d+", "%s*", "%w
   "%", "[a", "(()", "%g+", "%p+", "%c", "%x+", "%u%l*", "%L+", "%D", "(%d+)%.?",
   "^(%s*)(.-)(%s*)$", "%z", "%0", "(a", "a)", "%f", "%fa", "%b", "%ba", "$", "^", "a*$",
   "[%d-z]", "[]", "[^]", "\0", "%z+", "(%w+)%s*=%s*(%w+)", "^(%w+)", "[%a-]+", "(x)(y)%2%1",
-  "[a-%%]", "((a)(b))", "%.", "[.]", "y$", "x*y-", "%s*$"}
+  "[a-%%]", "((a)(b))", "%.", "[.]", "y$", "x*y-", "%s*$", "()%1", "().-%1", "()(a)%2%1",
+  "(a)()%2"}
 local inits = {1, 2, -1, -3, 0, 100, 3}
 local tbl = {a = "A", b = false, x = "X", hello = 1}
 for _, s in ipairs(subjects) do
@@ -82,6 +83,12 @@ put(try(string.rep, "", 5))
 put(try(string.rep, "x", 0))
 put(try(string.rep, "x", -1))
 put(try(string.rep, "x", 1, "sep"))
+-- filled by doubling: every count up to 40, with and without a separator
+for k = 1, 40 do
+  put(try(string.rep, "abc", k))
+  put(try(string.rep, "ab", k, "-+"))
+  put(try(string.rep, "", k, ","))
+end
 put(try(string.find))
 put(try(string.find, "a"))
 put(try(string.match, "a", ("(a)"):rep(33)))

@@ -12,6 +12,7 @@
 
 #include "lua/env.h"
 #include "lua/host.h"
+#include "lua/watchdog.h"
 
 /* Runs src as a main chunk; returns the fault and the first result (a
  * malloc'd string, or NULL) in *ret. */
@@ -377,10 +378,28 @@ START_TEST(test_c_loops_end_with_the_budget)
                 "local t = setmetatable({year = 2020, month = 1, day = 1}, {__len = os.time}) "
                 "return pcall(function() while true do table.remove(t, 1) end end)",
                 "return pcall(load, 'return ' .. ('1+'):rep(20000000) .. '1')",
+                /* A back reference to a position capture made work go down. */
+                "return pcall(string.find, string.rep('a', 1e6), '().-%1')",
+                /* Work in the matcher's item loop, sets and expansions, not
+                 * only its calls: a long literal, a long set per byte. */
+                "return pcall(string.match, ('a'):rep(4e6), ('a'):rep(2e6) .. 'b')",
+                "return pcall(string.find, ('b'):rep(1e6), '[' .. ('a'):rep(1e6) .. ']')",
+                "return pcall(string.find, ('x'):rep(1e6), '[^' .. ('a'):rep(1e6) .. ']*')",
+                "return pcall(string.find, ('x'):rep(1e6), '[^' .. ('a'):rep(1e6) .. ']-y')",
+                "return pcall(string.find, ('x'):rep(1e6), '%f[' .. ('a'):rep(1e6) .. ']')",
+                /* One memcpy per repetition: 2^29 of them. */
+                "local s = string.rep('x', 1 << 29) while true do end",
+                "local s = string.rep('x', 1 << 28, '') while true do end",
+                /* The page faults of a fresh 1 GiB block (the result's copy in
+                 * luaL_pushresult, 2.5 s here) come in the allocator's polled
+                 * steps, not in liblua's one memcpy. */
+                "local s = string.rep('x', (1 << 30) - 64) while true do end",
+                "local s = ('x'):rep(1 << 27) local t = s .. s .. s .. s .. s .. s .. s .. s "
+                "while true do end",
         };
 
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-                CLuaApp *app = new_app(256u << 20, 300, 0);
+                CLuaApp *app = new_app(3ull << 30, 300, 0);
                 struct timespec t0, t1;
                 double s;
 
@@ -407,11 +426,101 @@ START_TEST(test_c_loops_end_with_the_budget)
                        "local out = {} repeat local v = co() out[#out + 1] = v "
                        "until #v > 1 return table.concat(out, ',')",
                        CLUA_OK, "a,b,c,s,");
+                /* An anchored gsub replaces once, even if its function yields. */
+                expect(app,
+                       "local co = coroutine.wrap(function() "
+                       "  return ('aaa'):gsub('^a', function() coroutine.yield() return 'b' end) "
+                       "end) "
+                       "co() local r, n = co() return r .. n",
+                       CLUA_OK, "baa1");
                 expect(app, "return #string.rep('', math.maxinteger) .. #('x'):rep(0)", CLUA_OK,
                        "00");
                 expect(app, "return #string.rep('', math.maxinteger, '')", CLUA_OK, "0");
                 clua_app_free(app);
         }
+}
+END_TEST
+
+/* A C function for test_table_metatables_raw: pushes a userdata whose
+ * metatable has no field (upvalue 1 false), or whose metatable has __index
+ * and __len only through its own metatable's __index (upvalue 1 true). */
+static void push_userdata(lua_State *L, bool inherited)
+{
+        lua_newuserdatauv(L, 1, 0);
+        lua_newtable(L); /* the userdata's metatable */
+        if (inherited) {
+                lua_newtable(L); /* its metatable */
+                lua_newtable(L); /* whose __index has the fields */
+                lua_pushboolean(L, 1);
+                lua_setfield(L, -2, "__index");
+                lua_pushboolean(L, 1);
+                lua_setfield(L, -2, "__len");
+                lua_setfield(L, -2, "__index");
+                lua_setmetatable(L, -2);
+        }
+        lua_setmetatable(L, -2);
+}
+
+/* table functions on a non-table read its metatable's fields raw and pop only
+ * what they pushed (as liblua's checktab): they once popped their caller's
+ * arguments ("got no value") and saw fields through __index. */
+START_TEST(test_table_metatables_raw)
+{
+        static const char src[] = "local u, v = ... "
+                                  "local _, e1 = pcall(table.insert, u, 1) "
+                                  "local _, e2 = pcall(table.concat, v) "
+                                  "local _, e3 = pcall(table.remove, u) "
+                                  "local _, e4 = pcall(table.move, v, 1, 2, 3) "
+                                  "return e1 .. '|' .. e2 .. '|' .. e3 .. '|' .. e4";
+        const char *want = "table expected, got userdata";
+        CLuaApp *app = new_app(0, 300, 0);
+        char *msg = NULL;
+        const char *got, *p;
+        int n = 0;
+
+        ck_assert_int_eq(clua_load(app, src, strlen(src), "=test", &msg), CLUA_OK);
+        push_userdata(app->L, false);
+        push_userdata(app->L, true);
+        ck_assert_int_eq(clua_call(app, 2, 1, &msg), CLUA_OK);
+        got = lua_tostring(app->L, -1);
+        ck_assert_ptr_nonnull(got);
+        for (p = got; (p = strstr(p, want)); p++)
+                n++;
+        ck_assert_msg(n == 4, "got '%s'", got);
+        lua_pop(app->L, 1);
+        clua_app_free(app);
+}
+END_TEST
+
+/* A C function for test_doomed_outside_watchdog: dooms its app as app.exit
+ * and a memory fault do (no watchdog involved), then works 600 ms of CPU
+ * without polling, past the budget's end, then polls. */
+static int doom_then_work(lua_State *L)
+{
+        uint64_t t0 = clua_thread_cpu_ns();
+
+        clua_app_of(L)->doomed = CLUA_MEMORY;
+        while (clua_thread_cpu_ns() - t0 < 600000000u)
+                ;
+        clua_poll(L);
+        return 0;
+}
+
+/* An app doomed outside the watchdog (clua_doom, check_fatal) still gets the
+ * grace period of CLUA_GRACE_NS when its budget ends in a C call: the watchdog
+ * once _exit'ed the host at once (the grace end was 0). */
+START_TEST(test_doomed_outside_watchdog)
+{
+        static const char src[] = "local f = ... f() return 'not reached'";
+        CLuaApp *app = new_app(0, 300, 0);
+        char *msg = NULL;
+
+        ck_assert_int_eq(clua_load(app, src, strlen(src), "=test", &msg), CLUA_OK);
+        lua_pushcfunction(app->L, doom_then_work);
+        ck_assert_int_eq(clua_call(app, 1, 1, &msg), CLUA_MEMORY);
+        ck_assert_msg(msg && strstr(msg, "memory limit"), "%s", msg ?: "(null)");
+        free(msg);
+        clua_app_free(app);
 }
 END_TEST
 
@@ -503,6 +612,18 @@ START_TEST(test_c_library_memory_is_counted)
                CLUA_OK, "100000");
         ck_assert_uint_gt(app->alloc.peak, 16u << 20);
         clua_app_free(app);
+
+        /* Garbage up to near the cap: jansson is refused, the heap collected in
+         * steps (not one LUA_GCCOLLECT), and the decode tried again fits. */
+        app = new_app(24u << 20, 20000, 0);
+        expect(app,
+               "local text = '[' .. ('1,'):rep(99999) .. '1]' "
+               "local json = require('cella.json') "
+               "local g = {} for i = 1, 19000 do g[i] = ('x'):rep(1000) .. i end g = nil "
+               "local t = json.decode(text) return tostring(#t)",
+               CLUA_OK, "100000");
+        ck_assert_uint_gt(app->alloc.ext_refused, 0);
+        clua_app_free(app);
 }
 END_TEST
 
@@ -524,6 +645,8 @@ int main(void)
         tcase_add_test(tc, test_plain_error_and_budget_off_after);
         tcase_add_test(tc, test_string_table_match_liblua);
         tcase_add_test(tc, test_c_loops_end_with_the_budget);
+        tcase_add_test(tc, test_table_metatables_raw);
+        tcase_add_test(tc, test_doomed_outside_watchdog);
         tcase_add_test(tc, test_c_library_memory_is_counted);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
