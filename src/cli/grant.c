@@ -92,7 +92,8 @@ int cli_policy_install(Grants *g, const char *state_dir, const char *app_dir, co
         r = signature_verify(dirfd, state_dir, key_id, &serr);
         signed_ok = r == 0;
         if (r < 0 && r != -ENOENT)
-                log_warning("%s/%s: %s; signature rights are not granted", app_dir,
+                log_warning("%s%s%s: %s; signature rights are not granted",
+                            serr.path[0] == '/' ? "" : app_dir, serr.path[0] == '/' ? "" : "/",
                             serr.path[0] ? serr.path : SIGNATURE_FILE,
                             serr.message ?: strerror(-r));
         /* The id is bound to what first installed it (as `cella run` does): another
