@@ -824,8 +824,9 @@ static int pid_cmp(const void *a, const void *b)
         return (x > y) - (x < y);
 }
 
-int control_each_kernel(const char *state_dir, const json_t *request,
-                        int (*fn)(pid_t pid, json_t *reply, void *ud), void *ud)
+/* control_each_kernel() skipping the kernel whose pid is except (0: none). */
+static int each_kernel(const char *state_dir, const json_t *request, pid_t except,
+                       int (*fn)(pid_t pid, json_t *reply, void *ud), void *ud)
 {
         _cleanup_close_ int dirfd = -EBADF, fd = -EBADF;
         _cleanup_free_ char *dir = NULL, *req = NULL;
@@ -865,7 +866,7 @@ int control_each_kernel(const char *state_dir, const json_t *request,
         while ((de = readdir(d)) && n_pids < CONTROL_KERNELS_MAX) {
                 pid_t pid = pid_from_name(de->d_name, ".sock");
 
-                if (pid > 0)
+                if (pid > 0 && pid != except)
                         pids[n_pids++] = pid;
         }
         closedir(d);
@@ -896,12 +897,18 @@ int control_each_kernel(const char *state_dir, const json_t *request,
         return replied;
 }
 
+int control_each_kernel(const char *state_dir, const json_t *request,
+                        int (*fn)(pid_t pid, json_t *reply, void *ud), void *ud)
+{
+        return each_kernel(state_dir, request, 0, fn, ud);
+}
+
 static int count_reply(pid_t pid, json_t *reply, void *ud)
 {
         return 0;
 }
 
-int control_notify_grants_changed(const char *state_dir, const char *app_id)
+static int notify_grants_changed(const char *state_dir, const char *app_id, pid_t except)
 {
         json_t *req;
         int r;
@@ -911,7 +918,17 @@ int control_notify_grants_changed(const char *state_dir, const char *app_id)
         req = json_pack("{s:s,s:s?}", "op", "grants-changed", "app", app_id);
         if (!req)
                 return -ENOMEM;
-        r = control_each_kernel(state_dir, req, count_reply, NULL);
+        r = each_kernel(state_dir, req, except, count_reply, NULL);
         json_decref(req);
         return r;
+}
+
+int control_notify_grants_changed(const char *state_dir, const char *app_id)
+{
+        return notify_grants_changed(state_dir, app_id, 0);
+}
+
+int control_notify_other_kernels(const char *state_dir, const char *app_id)
+{
+        return notify_grants_changed(state_dir, app_id, getpid());
 }

@@ -138,6 +138,14 @@ int control_each_kernel(const char *state_dir, const json_t *request,
  */
 int control_notify_grants_changed(const char *state_dir, const char *app_id);
 
+/*
+ * control_notify_grants_changed() from a kernel: every kernel sharing state_dir but
+ * the caller's own (whose loop could not answer while it waits here; it re-reads its
+ * grants itself). Each kernel may take up to CONTROL_CLIENT_TIMEOUT_MS. Returns as
+ * control_notify_grants_changed().
+ */
+int control_notify_other_kernels(const char *state_dir, const char *app_id);
+
 static inline void control_closep(Control **c)
 {
         control_close(*c);
