@@ -288,6 +288,10 @@ def test_an_id_under_an_installed_apps_is_refused(tmp_path, state):
     assert r.code == 242 and "squat ran" not in r.out, r.out + r.err
     assert ("the app id org.test.v.inbox lies in the namespace of the installed app "
             "org.test.v") in r.err, r.err
+    # Nor through `cella grant --app-dir`, which installs the manifest too.
+    p = cella("grant", "--app-dir", squat, "org.test.v.inbox", "location", state=state)
+    assert p.returncode == 1 and "lies in the namespace of the installed app" in p.stderr, \
+        p.stderr
     # The parent keeps its own namespace's rights.
     assert publish_grant()["granted_by"] == "install"
     assert not (state / "apps" / "org.test.v.inbox").exists()

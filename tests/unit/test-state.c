@@ -626,6 +626,14 @@ START_TEST(test_claim_nested)
         /* and a parent installed now leaves it be */
         ck_assert_int_eq(state_app_claim(s, "org.v", &v, 51, NULL), STATE_CLAIM_NEW);
         ck_assert_int_eq(state_app_claim(s, "org.v.inbox", &squat, 52, NULL), STATE_CLAIM_SAME);
+
+        /* a squatter recorded after its parent by a cella without this check is
+         * refused at its next claim */
+        db_sql(path, "INSERT INTO apps (id, uid, path, dev, ino, claimed_at, updated_at)"
+                     " VALUES ('org.v.late', 1879048207, '/apps/squat', 1, 2, 60, 60);");
+        ck_assert_int_eq(state_app_claim(s, "org.v.late", &squat, 61, &rec), -ENOTUNIQ);
+        ck_assert_str_eq(rec.id, "org.v");
+        state_claim_clear(&rec);
 }
 END_TEST
 
