@@ -495,16 +495,22 @@ int instance_start(Instance *inst)
                 log_error_errno(r, "cannot prepare %s: %m", m->id);
                 goto fail;
         }
-        /* /app: the folder that was claimed and verified (inst->app_fd), not whatever
-         * its path names now (a parent renamed meanwhile). */
-        app_fd = open_tree(inst->app_fd, "",
-                           OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH);
-        if (app_fd < 0) {
-                r = negative_errno();
-                log_error_errno(r, "cannot clone the folder of %s (%s): %m", m->id, inst->app_dir);
-                goto fail;
+        /* A signed app's /app: the folder just verified (inst->app_fd), not whatever
+         * its path names by the time the jail binds it. An unsigned app is its path
+         * (docs/security.md, "App identity"): the path is bound, so a folder replaced
+         * there (an update by rename) is what its next start runs. */
+        if (inst->signed_ok) {
+                app_fd = open_tree(inst->app_fd, "",
+                                   OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE |
+                                           AT_EMPTY_PATH);
+                if (app_fd < 0) {
+                        r = negative_errno();
+                        log_error_errno(r, "cannot clone the folder of %s (%s): %m", m->id,
+                                        inst->app_dir);
+                        goto fail;
+                }
+                launch_set_app_mount(&launch, app_fd);
         }
-        launch_set_app_mount(&launch, app_fd);
         /* /data: the app's own file system, limits.storage in size (storage.h). */
         r = storage_prepare(state_path(s->state), m->id, storage_limit(m), &data_fd);
         if (r == -EOPNOTSUPP)

@@ -71,8 +71,8 @@ struct Instance {
         bool signed_ok;
         char key_id[17]; /* SIGNATURE_KEY_ID_CHARS + 1: the key that verified it; "" unsigned */
         bool installed;  /* its rights are recorded in grants.db (instance_install) */
-        int app_fd;      /* O_PATH of the folder claimed (instance_claim): verified again
-                            at each start of a signed app and bound as its /app */
+        int app_fd;      /* O_PATH of the folder claimed (instance_claim): for a signed
+                            app, verified again at each start and bound as its /app */
         InstanceState state;
 
         Sandbox *sandbox;

@@ -699,7 +699,8 @@ static void signature_where(const char *app_dir, const SignatureError *e, char *
  * state_app_claim() accepts only the app that first claimed it (same trusted key,
  * or the same folder for an unsigned one). A signature counts only on a folder
  * nobody but root or cella can change (signature_verify). The folder stays open
- * (inst->app_fd): each start verifies it again and binds it, not its path.
+ * (inst->app_fd): each start of a signed app verifies it again and binds it, not
+ * its path.
  * Returns 0 or a CELLA_EXIT_* code.
  */
 static int instance_claim(Supervisor *s, Instance *inst)
@@ -723,7 +724,7 @@ static int instance_claim(Supervisor *s, Instance *inst)
         inst->signed_ok = r == 0;
         snprintf(inst->key_id, sizeof inst->key_id, "%s", r == 0 ? key_id : "");
         if (r < 0 && r != -ENOENT) {
-                char where[SIGNATURE_PATH_MAX + 512];
+                char where[2 * SIGNATURE_PATH_MAX + 16];
 
                 signature_where(inst->app_dir, &serr, where, sizeof where);
                 log_warning("%s: %s; the bundle counts as unsigned: signature rights are not "
@@ -748,15 +749,17 @@ static int instance_claim(Supervisor *s, Instance *inst)
         state_claim_clear(&rec);
         if (r < 0)
                 return CELLA_EXIT_STATE;
+        /* Kept only where a start uses it (instance_verify_again, instance_start). */
         inst->app_fd = safe_close(inst->app_fd);
-        inst->app_fd = TAKE_FD(dirfd);
+        if (inst->signed_ok)
+                inst->app_fd = TAKE_FD(dirfd);
         return 0;
 }
 
 int instance_verify_again(Instance *inst)
 {
         Supervisor *s = inst->sup;
-        char key_id[SIGNATURE_KEY_ID_CHARS + 1] = "", where[SIGNATURE_PATH_MAX + 512];
+        char key_id[SIGNATURE_KEY_ID_CHARS + 1] = "", where[2 * SIGNATURE_PATH_MAX + 16];
         SignatureError serr = {};
         int r;
 
@@ -765,10 +768,22 @@ int instance_verify_again(Instance *inst)
         r = signature_verify(inst->app_fd, s->o.state_dir, key_id, &serr);
         if (r == 0 && strcmp(key_id, inst->key_id) == 0)
                 return 0;
-        if (r == 0)
-                snprintf(where, sizeof where, "%s/%s", inst->app_dir, SIGNATURE_FILE);
-        else
-                signature_where(inst->app_dir, &serr, where, sizeof where);
+        {
+                /* Where the folder is now (it may have been renamed since the claim). */
+                char link[64], dir[SIGNATURE_PATH_MAX];
+                ssize_t k;
+
+                snprintf(link, sizeof link, "/proc/self/fd/%d", inst->app_fd);
+                k = readlink(link, dir, sizeof dir - 1);
+                if (k > 0 && dir[0] == '/')
+                        dir[k] = 0;
+                else
+                        snprintf(dir, sizeof dir, "%s", inst->app_dir);
+                if (r == 0)
+                        snprintf(where, sizeof where, "%s/%s", dir, SIGNATURE_FILE);
+                else
+                        signature_where(dir, &serr, where, sizeof where);
+        }
         log_error("%s: refused to start: %s: %s; its id is bound to trusted key %s "
                   "(docs/security.md, \"App identity\")",
                   inst->manifest->id, where,

@@ -226,7 +226,7 @@ def test_a_signed_app_changed_while_it_runs_is_refused_at_its_restart(tmp_path, 
     trust(state, pub)
     apps = tmp_path / "apps"
     apps.mkdir(mode=0o755)
-    app = app_folder(apps, "app", APP, "echo up\nexec sleep 60\n", restart="on-failure")
+    app = app_folder(apps, "app", APP, "echo up v1\nexec sleep 60\n", restart="on-failure")
     sign(app, key)
     rfd, wfd = os.pipe()
     p = subprocess.Popen([CELLA, "boot", "--state-dir", str(state), "--json-status", str(wfd),
@@ -245,13 +245,18 @@ def test_a_signed_app_changed_while_it_runs_is_refused_at_its_restart(tmp_path, 
     try:
         started = next_event("started")
         assert started["restarts"] == 0, started
-        # Killed as it is: restarted (the check below refuses only a changed folder).
+        # Another folder put at its path meanwhile (even one the same key signed):
+        # the restart runs the folder the kernel opened and verified, not the path.
+        opened = apps / "app.old"
+        os.rename(app, opened)
+        app_folder(apps, "app", APP, "echo up v2\nexec sleep 60\n", restart="on-failure")
+        sign(app, key)
         os.kill(started["pid"], signal.SIGKILL)
         again = next_event("started", "failed")
         assert again["event"] == "started" and again["restarts"] == 1, again
 
         # Changed after it was verified (by whoever can write there), then crashed.
-        with open(app / "main.sh", "a") as f:
+        with open(opened / "main.sh", "a") as f:
             f.write("echo tampered\n")
         os.kill(again["pid"], signal.SIGKILL)
         refused = next_event("started", "failed")
@@ -261,9 +266,10 @@ def test_a_signed_app_changed_while_it_runs_is_refused_at_its_restart(tmp_path, 
         p.terminate()
         out, err = p.communicate(timeout=30)
         status.close()
-    assert f"{APP}: refused to start: {app}/SIGNATURE: the signature does not match" in err, err
+    assert f"{APP}: refused to start: {opened}/SIGNATURE: the signature does not match" in err, \
+        err
     log = (state / "logs" / f"{APP}.log").read_text()
-    assert "up" in log and "tampered" not in log, log
+    assert log.count("up v1") == 2 and "v2" not in log and "tampered" not in log, log
 
 
 def test_an_id_under_an_installed_apps_is_refused(tmp_path, state):
