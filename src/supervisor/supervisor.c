@@ -735,6 +735,15 @@ static int instance_claim(Supervisor *s, Instance *inst)
                                           "it)"
                                         : "");
         }
+        if (r == -ENOENT && signature_check_trust(dirfd, &serr) == -EPERM) {
+                /* Unsigned, so its path is the app: whoever can write there (or swap
+                 * the folder) runs code as it, with its /data and grants. Told, not
+                 * refused: that may be what its owner wants (a folder of their own). */
+                log_warning("%s: %s: whoever can change it can run code as %s (its /data "
+                            "and grants); keep app folders owned by root and not writable "
+                            "by group or others",
+                            serr.path, serr.message, m->id);
+        }
         r = state_claim_of_folder(dirfd, inst->key_id, &claim);
         if (r >= 0)
                 r = state_app_claim(s->state, m->id, &claim, grants_now_ms(), &rec);

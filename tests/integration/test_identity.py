@@ -211,6 +211,13 @@ def test_a_signed_bundle_others_can_change_is_not_trusted(tmp_path, state):
     r = run_cella(inside, state_dir=state)
     assert r.code == 242 and "ran inside" not in r.out, r.out + r.err
     assert f"{shared}: a folder writable by group or others" in r.err, r.err
+    # An unsigned app there runs (its path is the app), with a warning that whoever
+    # can write there can run code as the app.
+    other = app_folder(shared, "other", "org.test.other", "echo other ran\n")
+    r = run_cella(other, state_dir=state)
+    assert r.code == 0 and "other ran" in r.out, r.out + r.err
+    assert f"{shared}: a folder writable by group or others: whoever can change it can run " \
+        "code as org.test.other" in r.err, r.err
     # With the sticky bit (as /tmp) others cannot rename what is not theirs: trusted.
     os.chmod(shared, 0o1777)
     r = run_cella(inside, state_dir=state)
