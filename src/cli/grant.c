@@ -92,7 +92,8 @@ int cli_policy_install(Grants *g, const char *state_dir, const char *app_dir, co
         r = signature_verify(dirfd, state_dir, key_id, &serr);
         signed_ok = r == 0;
         if (r < 0 && r != -ENOENT)
-                log_warning("%s/%s: %s; signature rights are not granted", app_dir,
+                log_warning("%s%s%s: %s; signature rights are not granted",
+                            serr.path[0] == '/' ? "" : app_dir, serr.path[0] == '/' ? "" : "/",
                             serr.path[0] ? serr.path : SIGNATURE_FILE,
                             serr.message ?: strerror(-r));
         /* The id is bound to what first installed it (as `cella run` does): another
@@ -108,12 +109,14 @@ int cli_policy_install(Grants *g, const char *state_dir, const char *app_dir, co
                         r = state_app_claim(st, m->id, &claim, grants_now_ms(), &rec);
                 if (r == -EEXIST)
                         state_claim_log_conflict(m->id, app_dir, &claim, &rec);
+                else if (r == -ENOTUNIQ)
+                        state_claim_log_nested(m->id, app_dir, &claim, &rec);
                 else if (r < 0)
                         log_error_errno(r, "cannot record who installed %s in %s: %m", app_id,
                                         state_dir);
                 state_claim_clear(&claim);
                 state_claim_clear(&rec);
-                if (r == -EEXIST)
+                if (r == -EEXIST || r == -ENOTUNIQ)
                         return 1;
                 if (r < 0)
                         return CELLA_EXIT_STATE;

@@ -47,7 +47,9 @@ static void sign_usage(FILE *f)
 
 static int report(const char *app_dir, int r, const SignatureError *e, const char *what)
 {
-        if (e->path[0])
+        if (e->path[0] == '/') /* a folder on the way (signature_check_trust) */
+                log_error("%s: %s: %s", what, e->path, e->message ?: strerror(-r));
+        else if (e->path[0])
                 log_error("%s: %s/%s: %s", what, app_dir, e->path, e->message ?: strerror(-r));
         else
                 log_error("%s: %s: %s", what, app_dir, e->message ?: strerror(-r));

@@ -43,6 +43,7 @@ typedef struct Walk {
         Entry *v;
         size_t n;
         uint64_t bytes;
+        bool strict; /* every entry must be owned by a trusted uid, not writable by others */
         SignatureError *err;
 } Walk;
 
@@ -76,6 +77,32 @@ static bool path_is_clean(const char *s)
                 if ((unsigned char)*s < 0x20 || *s == 0x7f)
                         return false;
         return true;
+}
+
+/* A uid whose files cella may trust not to change behind it: root, or the uid cella
+ * runs as (OpenSSH's StrictModes, sshd's secure_path(): root or the user). */
+static bool uid_trusted(uid_t uid)
+{
+        return uid == 0 || uid == geteuid();
+}
+
+/*
+ * Why st may be changed by someone cella does not trust, or NULL: an owner that is
+ * not root or cella's uid, or a mode writable by group or others. For a directory
+ * with the sticky bit (/tmp), group and others may add entries but cannot rename or
+ * remove those of others (unlink(2), "sticky bit"), so such a directory is accepted
+ * when allow_sticky. Symlinks are not asked: their mode is always 0777 and only
+ * their folder decides whether they can be replaced.
+ */
+static const char *untrusted_reason(const struct stat *st, bool allow_sticky)
+{
+        if (!uid_trusted(st->st_uid))
+                return "owned by a user other than root or cella's own";
+        if ((st->st_mode & 022) &&
+            !(allow_sticky && S_ISDIR(st->st_mode) && (st->st_mode & S_ISVTX)))
+                return S_ISDIR(st->st_mode) ? "a folder writable by group or others"
+                                            : "writable by group or others";
+        return NULL;
 }
 
 /* A symlink target that stays inside the folder whatever the links along it: relative,
@@ -112,6 +139,8 @@ static int hash_file(int dirfd, const char *name, const struct stat *listed, Ent
                 return fail(w->err, negative_errno(), e->path, "cannot stat");
         if (!S_ISREG(st.st_mode) || st.st_ino != listed->st_ino || st.st_dev != listed->st_dev)
                 return fail(w->err, -EAGAIN, e->path, "changed while being read");
+        if (w->strict && untrusted_reason(&st, false))
+                return fail(w->err, -EPERM, e->path, untrusted_reason(&st, false));
         buf = malloc(READ_CHUNK);
         if (!buf)
                 return -ENOMEM;
@@ -180,6 +209,14 @@ static int walk_dir(int dirfd, const char *rel, unsigned depth, Walk *w)
                 if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
                         r = fail(w->err, negative_errno(), path, "cannot stat");
                         break;
+                }
+                if (w->strict && !S_ISLNK(st.st_mode)) {
+                        const char *why = untrusted_reason(&st, false);
+
+                        if (why) {
+                                r = fail(w->err, -EPERM, path, why);
+                                break;
+                        }
                 }
                 if (S_ISDIR(st.st_mode)) {
                         _cleanup_close_ int sub = -EBADF;
@@ -265,10 +302,11 @@ static void put_u64(crypto_generichash_state *h, uint64_t v)
         crypto_generichash_update(h, b, sizeof b);
 }
 
-int signature_digest(int dirfd, uint8_t ret_digest[SIGNATURE_DIGEST_BYTES], SignatureError *err)
+static int digest_of(int dirfd, bool strict, uint8_t ret_digest[SIGNATURE_DIGEST_BYTES],
+                     SignatureError *err)
 {
         crypto_generichash_state h;
-        Walk w = {.err = err};
+        Walk w = {.err = err, .strict = strict};
         bool manifest = false;
         int r;
 
@@ -309,6 +347,66 @@ int signature_digest(int dirfd, uint8_t ret_digest[SIGNATURE_DIGEST_BYTES], Sign
         if (!manifest)
                 return fail(err, -ENOENT, "manifest.json", "no manifest.json (a regular file)");
         crypto_generichash_final(&h, ret_digest, SIGNATURE_DIGEST_BYTES);
+        return 0;
+}
+
+int signature_digest(int dirfd, uint8_t ret_digest[SIGNATURE_DIGEST_BYTES], SignatureError *err)
+{
+        return digest_of(dirfd, false, ret_digest, err);
+}
+
+/* Writes the path of fd (from /proc/self/fd) to err->path as the culprit. */
+static int fail_fd(SignatureError *err, int r, int fd, const char *message)
+{
+        char link[64], path[SIGNATURE_PATH_MAX];
+        ssize_t k;
+
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        k = readlink(link, path, sizeof path - 1);
+        if (k <= 0)
+                snprintf(path, sizeof path, "(a parent folder)");
+        else
+                path[k] = 0;
+        return fail(err, r, path, message);
+}
+
+int signature_check_trust(int dirfd, SignatureError *err)
+{
+        _cleanup_close_ int cur = -EBADF;
+        struct stat st, root;
+
+        if (err)
+                *err = (SignatureError){};
+        if (stat("/", &root) < 0)
+                return negative_errno();
+        cur = openat(dirfd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (cur < 0)
+                return fail(err, negative_errno(), ".", "cannot open the folder");
+        if (fstat(cur, &st) < 0)
+                return fail_fd(err, negative_errno(), cur, "cannot stat");
+        if (untrusted_reason(&st, false))
+                return fail_fd(err, -EPERM, cur, untrusted_reason(&st, false));
+        /* Each parent, by "..", up to /: who may rename something on the way can swap
+         * the folder (sudo's and OpenSSH's checks of a path do the same). */
+        for (unsigned depth = 0; st.st_dev != root.st_dev || st.st_ino != root.st_ino; depth++) {
+                _cleanup_close_ int up = -EBADF;
+                struct stat ust;
+
+                if (depth > 4096)
+                        return fail_fd(err, -ELOOP, cur, "too many parent folders");
+                up = openat(cur, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+                if (up < 0)
+                        return fail_fd(err, negative_errno(), cur, "cannot open the parent of");
+                if (fstat(up, &ust) < 0)
+                        return fail_fd(err, negative_errno(), up, "cannot stat");
+                if (untrusted_reason(&ust, true))
+                        return fail_fd(err, -EPERM, up, untrusted_reason(&ust, true));
+                if (ust.st_dev == st.st_dev && ust.st_ino == st.st_ino)
+                        break; /* the top of this mount namespace's tree */
+                safe_close(cur);
+                cur = TAKE_FD(up);
+                st = ust;
+        }
         return 0;
 }
 
@@ -573,7 +671,11 @@ int signature_verify(int dirfd, const char *state_dir, char ret_key_id[SIGNATURE
         if (n == 0)
                 return fail(err, -ENOKEY, "", "signed by a key that is not trusted");
 
-        r = signature_digest(dirfd, digest, err);
+        /* Only files nobody else can change keep what was verified (signature.h). */
+        r = signature_check_trust(dirfd, err);
+        if (r < 0)
+                return r;
+        r = digest_of(dirfd, true, digest, err);
         if (r < 0)
                 return r;
         for (size_t i = 0; i < n; i++)

@@ -45,7 +45,9 @@
 
 /* Filled on failure when an entry of the folder or a key file is to blame. */
 typedef struct SignatureError {
-        char path[SIGNATURE_PATH_MAX]; /* relative to the folder; "" when none */
+        char path[SIGNATURE_PATH_MAX]; /* relative to the folder; absolute (starts with
+                                          '/') for the folder itself or a parent
+                                          (signature_check_trust); "" when none */
         const char *message;           /* static English reason, or NULL */
 } SignatureError;
 
@@ -73,12 +75,28 @@ int signature_keygen(const char *prefix, char ret_key_id[SIGNATURE_KEY_ID_CHARS 
 int signature_sign(int dirfd, const char *key_path, SignatureError *err);
 
 /*
+ * Checks that nobody but root and cella's own uid (geteuid()) can change the app
+ * folder dirfd or swap it for another (docs/security.md, "App identity"): the folder
+ * must be owned by one of them and not writable by group or others, and so must each
+ * parent reached by ".." up to / (a parent writable by group or others is accepted if
+ * it has the sticky bit, like /tmp: others cannot rename what is not theirs there).
+ * The rule is OpenSSH's StrictModes (sshd's secure_path()) and sudo's for its files.
+ * The files inside are checked by signature_verify()'s walk. Returns 0; -EPERM and
+ * err naming the offending folder (its absolute path) and why; -ELOOP, or -errno.
+ */
+int signature_check_trust(int dirfd, SignatureError *err);
+
+/*
  * Verifies the app folder dirfd against the keys in <state_dir>/trusted-keys/<name>.pub
- * (the folder and the files must not be writable by group or others: -EPERM).
+ * (trusted-keys/ and the key files must not be writable by group or others: -EPERM).
+ * A signature is trusted only on bytes nobody else can change afterwards: the folder
+ * must pass signature_check_trust() and every entry in it (folders and files; symlinks
+ * excepted, their folder decides) be owned by root or cella's uid and not writable by
+ * group or others, else -EPERM naming the entry.
  * Returns 0 and, if not NULL, ret_key_id; -ENOENT (no SIGNATURE), -EINVAL (malformed
  * SIGNATURE), -ENOKEY (signed by a key that is not trusted, or no trusted keys),
- * -EBADMSG (the signature does not match: the folder was changed), errors of
- * signature_digest, or -errno.
+ * -EPERM (as above), -EBADMSG (the signature does not match: the folder was changed),
+ * errors of signature_digest, or -errno.
  */
 int signature_verify(int dirfd, const char *state_dir, char ret_key_id[SIGNATURE_KEY_ID_CHARS + 1],
                      SignatureError *err);

@@ -824,8 +824,11 @@ static int pid_cmp(const void *a, const void *b)
         return (x > y) - (x < y);
 }
 
-int control_each_kernel(const char *state_dir, const json_t *request,
-                        int (*fn)(pid_t pid, json_t *reply, void *ud), void *ud)
+/* control_each_kernel() skipping the kernel whose pid is except (0: none); fn NULL:
+ * the request is only sent (without waiting, a kernel's loop must not), no reply read,
+ * and each kernel whose socket took all of it counts. */
+static int each_kernel(const char *state_dir, const json_t *request, pid_t except,
+                       int (*fn)(pid_t pid, json_t *reply, void *ud), void *ud)
 {
         _cleanup_close_ int dirfd = -EBADF, fd = -EBADF;
         _cleanup_free_ char *dir = NULL, *req = NULL;
@@ -835,7 +838,7 @@ int control_each_kernel(const char *state_dir, const json_t *request,
         int replied = 0, r;
         DIR *d;
 
-        if (!state_dir || !*state_dir || !json_is_object(request) || !fn)
+        if (!state_dir || !*state_dir || !json_is_object(request))
                 return -EINVAL;
         dirfd = open_run_dir(state_dir, false);
         if (dirfd == -ENOENT)
@@ -865,7 +868,7 @@ int control_each_kernel(const char *state_dir, const json_t *request,
         while ((de = readdir(d)) && n_pids < CONTROL_KERNELS_MAX) {
                 pid_t pid = pid_from_name(de->d_name, ".sock");
 
-                if (pid > 0)
+                if (pid > 0 && pid != except)
                         pids[n_pids++] = pid;
         }
         closedir(d);
@@ -883,6 +886,16 @@ int control_each_kernel(const char *state_dir, const json_t *request,
                 }
                 if (fd < 0)
                         continue; /* gone meanwhile (ENOENT), or too busy (EAGAIN) */
+                if (!fn) {
+                        /* A request line fits in an empty socket's buffer; the kernel
+                         * reads it before it sees the hang-up. */
+                        ssize_t w = send(fd, req, req_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+                        fd = safe_close(fd);
+                        if (w == (ssize_t)req_len)
+                                replied++;
+                        continue;
+                }
                 r = exchange(fd, req, req_len, &reply);
                 fd = safe_close(fd);
                 if (r < 0)
@@ -896,12 +909,20 @@ int control_each_kernel(const char *state_dir, const json_t *request,
         return replied;
 }
 
+int control_each_kernel(const char *state_dir, const json_t *request,
+                        int (*fn)(pid_t pid, json_t *reply, void *ud), void *ud)
+{
+        if (!fn)
+                return -EINVAL;
+        return each_kernel(state_dir, request, 0, fn, ud);
+}
+
 static int count_reply(pid_t pid, json_t *reply, void *ud)
 {
         return 0;
 }
 
-int control_notify_grants_changed(const char *state_dir, const char *app_id)
+static int notify_grants_changed(const char *state_dir, const char *app_id, pid_t except, bool wait)
 {
         json_t *req;
         int r;
@@ -911,7 +932,17 @@ int control_notify_grants_changed(const char *state_dir, const char *app_id)
         req = json_pack("{s:s,s:s?}", "op", "grants-changed", "app", app_id);
         if (!req)
                 return -ENOMEM;
-        r = control_each_kernel(state_dir, req, count_reply, NULL);
+        r = each_kernel(state_dir, req, except, wait ? count_reply : NULL, NULL);
         json_decref(req);
         return r;
+}
+
+int control_notify_grants_changed(const char *state_dir, const char *app_id)
+{
+        return notify_grants_changed(state_dir, app_id, 0, true);
+}
+
+int control_notify_other_kernels(const char *state_dir, const char *app_id)
+{
+        return notify_grants_changed(state_dir, app_id, getpid(), false);
 }

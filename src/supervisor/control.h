@@ -138,6 +138,17 @@ int control_each_kernel(const char *state_dir, const json_t *request,
  */
 int control_notify_grants_changed(const char *state_dir, const char *app_id);
 
+/*
+ * control_notify_grants_changed() from a kernel, on its loop: to every kernel sharing
+ * state_dir but the caller's own (it re-reads its grants itself), and without waiting
+ * for any: the request line is written to each socket that accepts it at once (the
+ * kernel reads a line before the hang-up) and no reply is read, so a busy kernel, or
+ * two kernels telling each other at the same moment, never stall a loop. Returns the
+ * number of kernels the line was written to, or a negative errno as
+ * control_each_kernel().
+ */
+int control_notify_other_kernels(const char *state_dir, const char *app_id);
+
 static inline void control_closep(Control **c)
 {
         control_close(*c);

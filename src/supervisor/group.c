@@ -589,6 +589,10 @@ int group_start(Group *g)
                 code = instance_open_log(inst);
                 if (code != 0)
                         goto fail;
+                /* Each signed member runs only what its key signed, at every start. */
+                code = instance_verify_again(inst);
+                if (code != 0)
+                        goto fail;
                 code = CELLA_EXIT_INTERNAL;
         }
         g->stop_requested = false;

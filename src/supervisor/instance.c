@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <termios.h>
@@ -460,7 +461,7 @@ int instance_start(Instance *inst)
         Supervisor *s = inst->sup;
         const Manifest *m = inst->manifest;
         _cleanup_close_pair_ int chan[2] = {-EBADF, -EBADF};
-        _cleanup_close_ int data_fd = -EBADF;
+        _cleanup_close_ int data_fd = -EBADF, app_fd = -EBADF;
         int out[2] = {-EBADF, -EBADF}, err[2] = {-EBADF, -EBADF}, in_fd = -1;
         SandboxError serr = {};
         Launch launch = {};
@@ -482,11 +483,33 @@ int instance_start(Instance *inst)
                 return CELLA_EXIT_INTERNAL;
         }
         inst->stop_requested = false;
+        /* A signed app runs only what its key signed, at every start (a restart, an
+         * app.launch), not only at its install. */
+        code = instance_verify_again(inst);
+        if (code != 0)
+                goto fail_reported;
+        code = CELLA_EXIT_INTERNAL;
 
         r = launch_prepare(&launch, m, inst->app_dir, inst->data_dir, 0, inst->extra_args);
         if (r < 0) {
                 log_error_errno(r, "cannot prepare %s: %m", m->id);
                 goto fail;
+        }
+        /* A signed app's /app: the folder just verified (inst->app_fd), not whatever
+         * its path names by the time the jail binds it. An unsigned app is its path
+         * (docs/security.md, "App identity"): the path is bound, so a folder replaced
+         * there (an update by rename) is what its next start runs. */
+        if (inst->signed_ok) {
+                app_fd = open_tree(inst->app_fd, "",
+                                   OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE |
+                                           AT_EMPTY_PATH);
+                if (app_fd < 0) {
+                        r = negative_errno();
+                        log_error_errno(r, "cannot clone the folder of %s (%s): %m", m->id,
+                                        inst->app_dir);
+                        goto fail;
+                }
+                launch_set_app_mount(&launch, app_fd);
         }
         /* /data: the app's own file system, limits.storage in size (storage.h). */
         r = storage_prepare(state_path(s->state), m->id, storage_limit(m), &data_fd);
@@ -930,6 +953,7 @@ void instance_free(Instance *inst)
         manifest_free(inst->manifest);
         free(inst->denials);
         free(inst->app_dir);
+        safe_close(inst->app_fd);
         free(inst->data_dir);
         strv_free(inst->extra_args);
         free(inst);

@@ -140,6 +140,12 @@ void launch_set_data_mount(Launch *l, int fd)
         l->spec.rlimit_fsize = 0;
 }
 
+void launch_set_app_mount(Launch *l, int fd)
+{
+        l->binds[0].flags |= SANDBOX_BIND_FD;
+        l->binds[0].fd = fd;
+}
+
 void launch_done(Launch *l)
 {
         free(l->exec_path);

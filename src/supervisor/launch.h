@@ -57,6 +57,15 @@ void launch_done(Launch *l);
 void launch_set_data_mount(Launch *l, int fd);
 
 /*
+ * Makes /app the detached mount fd (a clone, open_tree(OPEN_TREE_CLONE), of the app
+ * folder that was claimed and verified: supervisor.c instance_claim) instead of a
+ * bind of app_dir's path, so a rename on the path between the check and the spawn
+ * cannot swap the folder the app runs. It stays read-only (and nosuid, nodev). fd
+ * stays the caller's; it must be open until the spawn returns.
+ */
+void launch_set_app_mount(Launch *l, int fd);
+
+/*
  * The host path of cella-lua: this build's binary (CELLA_LUA_BUILD_PATH) when it
  * exists, else the installed one (CELLA_LUA_INSTALL_PATH, under libexecdir/cella).
  */

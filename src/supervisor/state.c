@@ -399,10 +399,28 @@ void state_claim_log_conflict(const char *id, const char *app_dir, const StateCl
                   id, app_dir, id);
 }
 
+void state_claim_log_nested(const char *id, const char *app_dir, const StateClaim *claim,
+                            const StateClaim *parent)
+{
+        const char *pid = parent->id ?: "?";
+
+        log_error("%s: refused: the app id %s lies in the namespace of the installed app %s "
+                  "(from %s, %s%s); an id under another app's is taken only by an app signed "
+                  "by the same trusted key (this one is %s%s).",
+                  app_dir, id, pid, parent->path ?: "an unknown folder",
+                  parent->key_id ? "signed by trusted key " : "unsigned", parent->key_id ?: "",
+                  claim->key_id ? "signed by key " : "not signed by a trusted key",
+                  claim->key_id ?: "");
+        log_error("choose an id outside %s.*, have %s's signer sign it, or forget %s first: "
+                  "cella forget %s",
+                  pid, pid, pid, pid);
+}
+
 void state_claim_clear(StateClaim *c)
 {
         if (!c)
                 return;
+        free(c->id);
         free(c->path);
         free(c->key_id);
         free(c->digest);
@@ -501,6 +519,87 @@ static int claim_store(sqlite3 *db, const char *id, uid_t uid, const StateClaim 
         return r;
 }
 
+/* id's row for ordering claims: 1 with its key (may be NULL), path, claimed_at (0 when
+ * unknown) and rowid; 0 if none; -EIO, -ENOMEM. */
+static int claim_order(sqlite3 *db, const char *id, StateClaim *ret, int64_t *ret_rowid)
+{
+        sqlite3_stmt *st = NULL;
+        int r = 0;
+
+        if (sqlite3_prepare_v2(db,
+                               "SELECT key_id, path, COALESCE(claimed_at, 0), rowid FROM apps"
+                               " WHERE id = ?1",
+                               -1, &st, NULL) != SQLITE_OK)
+                return -EIO;
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        switch (sqlite3_step(st)) {
+        case SQLITE_ROW:
+                ret->key_id = column_dup(st, 0, &r);
+                ret->path = column_dup(st, 1, &r);
+                ret->claimed_at_ms = sqlite3_column_int64(st, 2);
+                *ret_rowid = sqlite3_column_int64(st, 3);
+                if (r < 0)
+                        state_claim_clear(ret);
+                else
+                        r = 1;
+                break;
+        case SQLITE_DONE:
+                break;
+        default:
+                r = -EIO;
+        }
+        sqlite3_finalize(st);
+        return r;
+}
+
+/*
+ * Refuses id when it lies in the namespace of an app recorded before it ("org.v.inbox"
+ * under "org.v"): that namespace (its bus topics, its nested ids) is the parent's,
+ * and an app that took a name in it would have rights reaching into it taken from
+ * the parent (grants.c, "Reaching other apps"). Allowed only when both are signed by
+ * the same trusted key, or when id was recorded first (then the parent came later and
+ * does not get into it). Returns 0; -ENOTUNIQ with *rec the parent's claim (rec->id
+ * set); -EIO, -ENOMEM.
+ */
+static int claim_check_nested(sqlite3 *db, const char *id, const StateClaim *c, StateClaim *rec)
+{
+        StateClaim self = {};
+        int64_t self_rowid = 0, self_at;
+        bool self_known;
+        int r;
+
+        r = claim_order(db, id, &self, &self_rowid);
+        if (r < 0)
+                return r;
+        self_known = r > 0 && self.claimed_at_ms > 0;
+        self_at = self.claimed_at_ms;
+        state_claim_clear(&self);
+        for (const char *dot = strchr(id, '.'); dot; dot = strchr(dot + 1, '.')) {
+                _cleanup_free_ char *parent = strndup(id, (size_t)(dot - id));
+                StateClaim p = {};
+                int64_t rowid = 0;
+
+                if (!parent)
+                        return -ENOMEM;
+                r = claim_order(db, parent, &p, &rowid);
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        continue;
+                if ((p.key_id && c->key_id && strcmp(p.key_id, c->key_id) == 0) ||
+                    (self_known && (self_at < p.claimed_at_ms ||
+                                    (self_at == p.claimed_at_ms && self_rowid < rowid)))) {
+                        state_claim_clear(&p);
+                        continue;
+                }
+                state_claim_clear(rec);
+                *rec = p;
+                rec->id = TAKE_PTR(parent);
+                return -ENOTUNIQ;
+        }
+        return 0;
+}
+
 /*
  * One pass of state_app_claim inside a transaction (write: may record). Returns a
  * StateClaimResult, -EEXIST (with *rec), 1000 when a write is needed and !write, or
@@ -515,6 +614,9 @@ static int claim_locked(State *s, const char *id, const StateClaim *c, int64_t n
         bool same, changed;
         int r;
 
+        r = claim_check_nested(s->db, id, c, rec);
+        if (r < 0)
+                return r;
         r = claim_lookup(s->db, id, rec, &uid);
         if (r < 0)
                 return r;
@@ -578,7 +680,7 @@ int state_app_claim(State *s, const char *id, const StateClaim *claim, int64_t n
                         r = -EIO;
                 }
         }
-        if (r == -EEXIST && ret_recorded)
+        if ((r == -EEXIST || r == -ENOTUNIQ) && ret_recorded)
                 *ret_recorded = rec;
         else
                 state_claim_clear(&rec);

@@ -52,6 +52,7 @@ int state_app_uid(State *s, const char *id, uid_t *ret_uid);
  * unsigned one is its folder, by canonical path (content changes are updates).
  */
 typedef struct StateClaim {
+        char *id;              /* -ENOTUNIQ only: the recorded app whose namespace holds it */
         char *path;            /* canonical path of the app folder (realpath) */
         uint64_t dev, ino;     /* of the folder, as claimed */
         char *key_id;          /* the trusted key that verified it; NULL: unsigned */
@@ -73,9 +74,14 @@ typedef enum StateClaimResult {
  * recorded signed, else the same path (then a signed claim binds the id to its key
  * from now on), updating path, dev, ino and digest. One IMMEDIATE transaction
  * (nothing is written when nothing changed).
+ * An id nested in a recorded app's namespace ("org.v.inbox" under "org.v") is refused
+ * unless both are signed by the same trusted key or the nested id was recorded first
+ * (docs/security.md, "App identity"): the namespace is the parent's.
  * Returns a StateClaimResult (>= 0); -EEXIST when another app holds the id, then
- * *ret_recorded (if not NULL) is its claim (free with state_claim_clear); -EINVAL (bad
- * id or claim), -ENOSPC (no uid left), -EPROTONOSUPPORT, -EIO, -ENOMEM.
+ * *ret_recorded (if not NULL) is its claim (free with state_claim_clear); -ENOTUNIQ
+ * when id is nested under another app's, then *ret_recorded is that app's claim with
+ * its id; -EINVAL (bad id or claim), -ENOSPC (no uid left), -EPROTONOSUPPORT, -EIO,
+ * -ENOMEM.
  */
 int state_app_claim(State *s, const char *id, const StateClaim *claim, int64_t now_ms,
                     StateClaim *ret_recorded);
@@ -94,6 +100,13 @@ int state_claim_of_folder(int dirfd, const char *key_id, StateClaim *ret);
  */
 void state_claim_log_conflict(const char *id, const char *app_dir, const StateClaim *claim,
                               const StateClaim *rec);
+
+/*
+ * Logs why state_app_claim() refused claim (from app_dir) for id with -ENOTUNIQ: the
+ * app (parent, with its id) whose namespace holds id, and what the user can do.
+ */
+void state_claim_log_nested(const char *id, const char *app_dir, const StateClaim *claim,
+                            const StateClaim *parent);
 
 /* Frees the strings of c and zeroes it. */
 void state_claim_clear(StateClaim *c);

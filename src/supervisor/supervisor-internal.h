@@ -71,6 +71,8 @@ struct Instance {
         bool signed_ok;
         char key_id[17]; /* SIGNATURE_KEY_ID_CHARS + 1: the key that verified it; "" unsigned */
         bool installed;  /* its rights are recorded in grants.db (instance_install) */
+        int app_fd;      /* O_PATH of the folder claimed (instance_claim): for a signed
+                            app, verified again at each start and bound as its /app */
         InstanceState state;
 
         Sandbox *sandbox;
@@ -223,6 +225,15 @@ int supervisor_ready(Supervisor *s);
 /* Verifies inst's bundle signature and records its rights in grants.db (once per
  * kernel). Needs supervisor_ready(). Returns 0 or a CELLA_EXIT_* code (printed). */
 int instance_install(Instance *inst);
+
+/*
+ * Before each start of inst (instance_start, group_start): a signed app's folder
+ * (inst->app_fd) is verified again, as it is now, and must still pass
+ * signature_verify() with the key the id was claimed with; an unsigned app is not
+ * looked at. Returns 0, or CELLA_EXIT_STATE after logging and auditing why the start
+ * is refused.
+ */
+int instance_verify_again(Instance *inst);
 /* Writes o (one JSON line) to the status fd, if any, and drops o either way. */
 void supervisor_status(Supervisor *s, json_t *o);
 /* Appends a lifecycle record to the audit log (fields: stolen). */

@@ -687,11 +687,25 @@ fail:
         return code;
 }
 
+/* "<where>: <why>" of a signature problem: an entry of app_dir, or a folder on the
+ * way (absolute, signature_check_trust). */
+static void signature_where(const char *app_dir, const SignatureError *e, char *buf, size_t n)
+{
+        if (e->path[0] == '/')
+                snprintf(buf, n, "%s", e->path);
+        else
+                snprintf(buf, n, "%s/%s", app_dir, e->path[0] ? e->path : SIGNATURE_FILE);
+}
+
 /*
  * Binds the app id to this folder, or refuses (docs/security.md, "App identity"): the
  * signature is verified here, before the data directory is made or bound, and
- * state_app_claim() accepts only the app that first claimed the id (same trusted key,
- * or the same folder for an unsigned one). Returns 0 or a CELLA_EXIT_* code.
+ * state_app_claim() accepts only the app that first claimed it (same trusted key,
+ * or the same folder for an unsigned one). A signature counts only on a folder
+ * nobody but root or cella can change (signature_verify). The folder stays open
+ * (inst->app_fd): each start of a signed app verifies it again and binds it, not
+ * its path.
+ * Returns 0 or a CELLA_EXIT_* code.
  */
 static int instance_claim(Supervisor *s, Instance *inst)
 {
@@ -703,7 +717,7 @@ static int instance_claim(Supervisor *s, Instance *inst)
         int r;
 
         _Static_assert(sizeof inst->key_id == SIGNATURE_KEY_ID_CHARS + 1, "Instance.key_id");
-        dirfd = open(inst->app_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        dirfd = open(inst->app_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (dirfd < 0) {
                 log_error_errno(negative_errno(), "%s: %m", inst->app_dir);
                 return CELLA_EXIT_MANIFEST;
@@ -713,21 +727,92 @@ static int instance_claim(Supervisor *s, Instance *inst)
         r = signature_verify(dirfd, s->o.state_dir, key_id, &serr);
         inst->signed_ok = r == 0;
         snprintf(inst->key_id, sizeof inst->key_id, "%s", r == 0 ? key_id : "");
-        if (r < 0 && r != -ENOENT)
-                log_warning("%s/%s: %s; signature rights are not granted", inst->app_dir,
-                            serr.path[0] ? serr.path : SIGNATURE_FILE,
-                            serr.message ?: strerror(-r));
+        if (r < 0 && r != -ENOENT) {
+                char where[2 * SIGNATURE_PATH_MAX + 16];
+
+                signature_where(inst->app_dir, &serr, where, sizeof where);
+                log_warning("%s: %s; the bundle counts as unsigned: signature rights are not "
+                            "granted%s",
+                            where, serr.message ?: strerror(-r),
+                            r == -EPERM ? " (a signed bundle must be owned by root and not "
+                                          "writable by group or others, nor any folder above "
+                                          "it)"
+                                        : "");
+        }
+        if (r == -ENOENT && signature_check_trust(dirfd, &serr) == -EPERM) {
+                /* Unsigned, so its path is the app: whoever can write there (or swap
+                 * the folder) runs code as it, with its /data and grants. Told, not
+                 * refused: that may be what its owner wants (a folder of their own). */
+                log_warning("%s: %s: whoever can change it can run code as %s (its /data "
+                            "and grants); keep app folders owned by root and not writable "
+                            "by group or others",
+                            serr.path, serr.message, m->id);
+        }
         r = state_claim_of_folder(dirfd, inst->key_id, &claim);
         if (r >= 0)
                 r = state_app_claim(s->state, m->id, &claim, grants_now_ms(), &rec);
         if (r == -EEXIST)
                 state_claim_log_conflict(m->id, inst->app_dir, &claim, &rec);
+        else if (r == -ENOTUNIQ)
+                state_claim_log_nested(m->id, inst->app_dir, &claim, &rec);
         else if (r < 0)
                 log_error_errno(r, "cannot record who installed %s in %s: %m", m->id,
                                 s->o.state_dir);
         state_claim_clear(&claim);
         state_claim_clear(&rec);
-        return r < 0 ? CELLA_EXIT_STATE : 0;
+        if (r < 0)
+                return CELLA_EXIT_STATE;
+        /* Kept only where a start uses it (instance_verify_again, instance_start). */
+        inst->app_fd = safe_close(inst->app_fd);
+        if (inst->signed_ok)
+                inst->app_fd = TAKE_FD(dirfd);
+        return 0;
+}
+
+int instance_verify_again(Instance *inst)
+{
+        Supervisor *s = inst->sup;
+        char key_id[SIGNATURE_KEY_ID_CHARS + 1] = "", where[2 * SIGNATURE_PATH_MAX + 16];
+        SignatureError serr = {};
+        int r;
+
+        if (!inst->signed_ok)
+                return 0;
+        r = signature_verify(inst->app_fd, s->o.state_dir, key_id, &serr);
+        if (r == 0 && strcmp(key_id, inst->key_id) == 0)
+                return 0;
+        {
+                /* Where the folder is now (it may have been renamed since the claim). */
+                char link[64], dir[SIGNATURE_PATH_MAX];
+                ssize_t k;
+
+                snprintf(link, sizeof link, "/proc/self/fd/%d", inst->app_fd);
+                k = readlink(link, dir, sizeof dir - 1);
+                if (k > 0 && dir[0] == '/')
+                        dir[k] = 0;
+                else
+                        snprintf(dir, sizeof dir, "%s", inst->app_dir);
+                if (r == 0)
+                        snprintf(where, sizeof where, "%s/%s", dir, SIGNATURE_FILE);
+                else
+                        signature_where(dir, &serr, where, sizeof where);
+        }
+        log_error("%s: refused to start: %s: %s; its id is bound to trusted key %s "
+                  "(docs/security.md, \"App identity\")",
+                  inst->manifest->id, where,
+                  r == 0 ? "now signed by another key" : serr.message ?: strerror(-r),
+                  inst->key_id);
+        supervisor_status(s, json_pack("{s:s, s:s, s:s, s:s, s:i}", "event", "failed", "app",
+                                       inst->manifest->id, "step", "verify", "error",
+                                       r == 0 ? "signed by another key"
+                                              : serr.message ?: strerror(-r),
+                                       "exit_code", CELLA_EXIT_STATE));
+        supervisor_audit(s, inst->manifest->id, AUDIT_EVENT_LIFECYCLE,
+                         json_pack("{s:s, s:s, s:s, s:i}", "what", "failed", "step", "verify",
+                                   "error", r == 0 ? "signed by another key"
+                                                   : serr.message ?: strerror(-r),
+                                   "errno", r == 0 ? EKEYREJECTED : -r));
+        return CELLA_EXIT_STATE;
 }
 
 int instance_install(Instance *inst)
@@ -736,6 +821,7 @@ int instance_install(Instance *inst)
         const Manifest *m = inst->manifest;
         const char *app_dir = inst->app_dir;
         const char *bad = NULL, *why = NULL;
+        bool changed;
         int r;
 
         if (inst->installed)
@@ -757,11 +843,19 @@ int instance_install(Instance *inst)
                 return CELLA_EXIT_STATE;
         }
         /* What this app exports, or its key, may change what the apps already running
-         * reach (docs/capabilities.md, "Reaching other apps"): they re-read their grants. */
-        if (r > 0 && s->broker) {
+         * reach (docs/capabilities.md, "Reaching other apps"): they re-read their grants,
+         * here and in the other kernels sharing the state directory. */
+        changed = r > 0;
+        if (changed && s->broker) {
                 r = broker_grants_changed(s->broker, NULL);
                 if (r < 0)
                         log_warning_errno(r, "cannot re-read the apps' grants: %m");
+        }
+        if (changed) {
+                r = control_notify_other_kernels(s->o.state_dir, NULL);
+                if (r < 0 && r != -EACCES)
+                        log_warning_errno(r, "cannot tell the other kernels that grants "
+                                             "changed: %m");
         }
         inst->installed = true;
         return 0;
@@ -782,6 +876,7 @@ int supervisor_add(Supervisor *s, const char *app_dir, Manifest *m, char *const 
         inst->sup = s;
         inst->wave = wave;
         inst->out.from = inst->err.from = inst->in.from = -EBADF;
+        inst->app_fd = -EBADF;
         inst->app_dir = strdup(app_dir);
         if (!inst->app_dir || (extra_args && !(inst->extra_args = strv_copy(extra_args))))
                 goto oom;

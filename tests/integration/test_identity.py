@@ -5,6 +5,7 @@ not its grants; `cella forget` frees the id."""
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 
@@ -151,3 +152,177 @@ def test_a_signed_app_is_its_key(tmp_path, state):
     assert sorted(os.listdir(state / "apps" / APP / "data")) == ["mark-v1", "mark-v2"]
     # The state database is root's alone.
     assert stat.S_IMODE(os.stat(state / "state.db").st_mode) == 0o600
+
+
+def app_folder(parent, name, app_id, script, **extra):
+    """A native app folder parent/name for app_id, root's and not writable by others."""
+    d = parent / name
+    d.mkdir()
+    manifest = {"id": app_id, "runtime": "native", "entry": "main.sh"}
+    manifest.update(extra)
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    (d / "main.sh").write_text("#!/bin/sh\n" + script)
+    os.chmod(d / "main.sh", 0o755)
+    os.chmod(d, 0o755)
+    return d
+
+
+def test_a_signed_bundle_others_can_change_is_not_trusted(tmp_path, state):
+    """A signature counts only on files nobody but root can change afterwards (folder,
+    entries, every parent; docs/security.md "App identity"): else the bundle is
+    unsigned, and so refused for an id bound to the key, naming the path to blame."""
+    os.chmod(tmp_path, 0o755)
+    key, pub = keygen(tmp_path, "vendor")
+    trust(state, pub)
+    v1 = folder(tmp_path, "v1", mark="the vendor's data")
+    sign(v1, key)
+    r = run_cella(v1, state_dir=state)
+    assert r.code == 0 and "ran v1" in r.out, r.out + r.err
+
+    # Signed by the same key, but its entry is writable by others: someone could
+    # change it after the check. Not the vendor's app: it never runs.
+    loose = folder(tmp_path, "loose")
+    sign(loose, key)
+    os.chmod(loose / "main.sh", 0o757)
+    p = subprocess.run([CELLA, "sign", "--verify", "--state-dir", str(state), str(loose)],
+                       capture_output=True, text=True)
+    assert p.returncode == 1 and f"{loose}/main.sh: writable by group or others" in p.stderr, \
+        p.stderr
+    r = run_cella(loose, state_dir=state)
+    assert r.code == 242 and "ran loose" not in r.out and "vendor's data" not in r.out, \
+        r.out + r.err
+    assert f"{loose}/main.sh: writable by group or others" in r.err, r.err
+    assert "counts as unsigned" in r.err and "belongs to the app installed" in r.err, r.err
+
+    # An entry owned by another user: the same.
+    os.chmod(loose / "main.sh", 0o755)
+    os.chown(loose / "main.sh", 1000, 1000)
+    r = run_cella(loose, state_dir=state)
+    assert r.code == 242 and "ran loose" not in r.out, r.out + r.err
+    assert f"{loose}/main.sh: owned by a user other than root" in r.err, r.err
+
+    # A parent folder others may write to (no sticky bit): the folder can be renamed
+    # away and another put in its place. Named by its path.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    inside = folder(shared, "inside")
+    sign(inside, key)
+    os.chmod(shared, 0o777)
+    r = run_cella(inside, state_dir=state)
+    assert r.code == 242 and "ran inside" not in r.out, r.out + r.err
+    assert f"{shared}: a folder writable by group or others" in r.err, r.err
+    # An unsigned app there runs (its path is the app), with a warning that whoever
+    # can write there can run code as the app.
+    other = app_folder(shared, "other", "org.test.other", "echo other ran\n")
+    r = run_cella(other, state_dir=state)
+    assert r.code == 0 and "other ran" in r.out, r.out + r.err
+    assert f"{shared}: a folder writable by group or others: whoever can change it can run " \
+        "code as org.test.other" in r.err, r.err
+    # With the sticky bit (as /tmp) others cannot rename what is not theirs: trusted.
+    os.chmod(shared, 0o1777)
+    r = run_cella(inside, state_dir=state)
+    assert r.code == 0 and "ran inside" in r.out, r.out + r.err
+    assert "found mark-v1: the vendor's data" in r.out, r.out
+
+
+def test_a_signed_app_changed_while_it_runs_is_refused_at_its_restart(tmp_path, state):
+    """The signature is verified at every start, not only the first: a signed app whose
+    folder changed since is not restarted (`cella boot`, restart policy on-failure)."""
+    os.chmod(tmp_path, 0o755)
+    key, pub = keygen(tmp_path, "vendor")
+    trust(state, pub)
+    apps = tmp_path / "apps"
+    apps.mkdir(mode=0o755)
+    app = app_folder(apps, "app", APP, "echo up v1\nexec sleep 60\n", restart="on-failure")
+    sign(app, key)
+    rfd, wfd = os.pipe()
+    p = subprocess.Popen([CELLA, "boot", "--state-dir", str(state), "--json-status", str(wfd),
+                          str(apps)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, pass_fds=(wfd,))
+    os.close(wfd)
+    status = os.fdopen(rfd)
+
+    def next_event(*names):
+        for line in status:
+            rec = json.loads(line)
+            if rec.get("app") == APP and rec["event"] in names:
+                return rec
+        raise AssertionError(f"no {names} record; stderr: {p.stderr.read()}")
+
+    try:
+        started = next_event("started")
+        assert started["restarts"] == 0, started
+        # Another folder put at its path meanwhile (even one the same key signed):
+        # the restart runs the folder the kernel opened and verified, not the path.
+        opened = apps / "app.old"
+        os.rename(app, opened)
+        app_folder(apps, "app", APP, "echo up v2\nexec sleep 60\n", restart="on-failure")
+        sign(app, key)
+        os.kill(started["pid"], signal.SIGKILL)
+        again = next_event("started", "failed")
+        assert again["event"] == "started" and again["restarts"] == 1, again
+
+        # Changed after it was verified (by whoever can write there), then crashed.
+        with open(opened / "main.sh", "a") as f:
+            f.write("echo tampered\n")
+        os.kill(again["pid"], signal.SIGKILL)
+        refused = next_event("started", "failed")
+        assert refused["event"] == "failed" and refused["step"] == "verify", refused
+        assert "does not match" in refused["error"], refused
+    finally:
+        p.terminate()
+        out, err = p.communicate(timeout=30)
+        status.close()
+    assert f"{APP}: refused to start: {opened}/SIGNATURE: the signature does not match" in err, \
+        err
+    log = (state / "logs" / f"{APP}.log").read_text()
+    assert log.count("up v1") == 2 and "v2" not in log and "tampered" not in log, log
+
+
+def test_an_id_under_an_installed_apps_is_refused(tmp_path, state):
+    """org.test.v.inbox under an installed org.test.v would take org.test.v's rights
+    reaching into it (grants.c, reconcile): refused unless signed by the same key."""
+    os.chmod(tmp_path, 0o755)
+    parent = app_folder(tmp_path, "parent", "org.test.v", "echo parent ran\n",
+                        permissions=["bus.publish:org.test.v.**"])
+    r = run_cella(parent, state_dir=state)
+    assert r.code == 0 and "parent ran" in r.out, r.out + r.err
+
+    def publish_grant():
+        p = cella("permissions", "--json", "org.test.v", state=state)
+        assert p.returncode == 0, p.stderr
+        return {g["right"]: g for g in json.loads(p.stdout)["grants"]}.get(
+            "bus.publish:org.test.v.**")
+
+    assert publish_grant()["granted_by"] == "install"
+
+    squat = app_folder(tmp_path, "squat", "org.test.v.inbox", "echo squat ran\n")
+    r = run_cella(squat, state_dir=state)
+    assert r.code == 242 and "squat ran" not in r.out, r.out + r.err
+    assert ("the app id org.test.v.inbox lies in the namespace of the installed app "
+            "org.test.v") in r.err, r.err
+    # Nor through `cella grant --app-dir`, which installs the manifest too.
+    p = cella("grant", "--app-dir", squat, "org.test.v.inbox", "location", state=state)
+    assert p.returncode == 1 and "lies in the namespace of the installed app" in p.stderr, \
+        p.stderr
+    # The parent keeps its own namespace's rights.
+    assert publish_grant()["granted_by"] == "install"
+    assert not (state / "apps" / "org.test.v.inbox").exists()
+
+    # Signed by the parent's key: the vendor's own app, allowed.
+    key, pub = keygen(tmp_path, "vendor")
+    trust(state, pub)
+    sp = app_folder(tmp_path, "sp", "org.test.s", "echo sp ran\n")
+    sc = app_folder(tmp_path, "sc", "org.test.s.mail", "echo sc ran\n")
+    sign(sp, key)
+    sign(sc, key)
+    for d, says in ((sp, "sp ran"), (sc, "sc ran")):
+        r = run_cella(d, state_dir=state)
+        assert r.code == 0 and says in r.out, r.out + r.err
+
+    # A nested app installed first stays when its parent comes later.
+    child = app_folder(tmp_path, "child", "org.test.w.inbox", "echo child ran\n")
+    later = app_folder(tmp_path, "later", "org.test.w", "echo later ran\n")
+    for d, says in ((child, "child ran"), (later, "later ran"), (child, "child ran")):
+        r = run_cella(d, state_dir=state)
+        assert r.code == 0 and says in r.out, r.out + r.err

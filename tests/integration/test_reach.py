@@ -157,3 +157,47 @@ def test_the_user_can_grant_a_reaching_right(tmp_path, state):
     assert "ALLOWED eavesdrop owner.secret" in log, log
     assert "spy read secret" in log and "spy done" in log, log
     assert refused(log.split("ALLOWED eavesdrop owner.secret")[-1], "forge owner.public"), log
+
+
+# Retries a subscribe to the owner's exported topic until a grant lets it.
+WAITER_MAIN = """
+local bus = require "cella.bus"
+local app = require "cella.app"
+local timer = require "cella.timer"
+print("waiter up")
+timer.every(0.05, function()
+        if pcall(bus.subscribe, "org.test.pub.tick", function() end) then
+                print("waiter allowed")
+                app.exit(0)
+        end
+end)
+timer.after(20, function() print("waiter timed out"); app.exit(3) end)
+"""
+
+
+def test_an_install_in_another_kernel_reaches_running_apps(tmp_path, state):
+    """An install that changes grants.db (here: an owner exporting a topic that a
+    running app's waiting right then qualifies for) is told to the other kernels
+    sharing the state directory, whose running apps get the grant at once."""
+    from conftest import start_cella
+
+    root = tmp_path / "apps"
+    waiter = lua(root, "waiter", "org.test.waiter", WAITER_MAIN,
+                 permissions=["bus.subscribe:org.test.pub.tick"])
+    owner = lua(root, "owner", "org.test.pub", 'print("owner installed")\n',
+                exports=["bus.subscribe:org.test.pub.tick"])
+    p, started, status = start_cella(waiter, state, "--no-prompt")
+    try:
+        assert started["event"] == "started", started
+        # Another kernel installs the owner: the waiter's right qualifies now.
+        r = subprocess.run([CELLA, "run", "--state-dir", str(state), str(owner)],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and "owner installed" in r.stdout, r.stdout + r.stderr
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate(timeout=30)
+        status.close()
+    assert "waiter allowed" in out and "timed out" not in out, out + err
+    assert p.returncode == 0, (p.returncode, err)

@@ -364,6 +364,52 @@ START_TEST(test_ps_and_grants_changed)
 }
 END_TEST
 
+/* A kernel tells the others (control_notify_other_kernels): never itself, and without
+ * waiting for a reply: the line is in the other's socket before it is even accepted. */
+START_TEST(test_notify_other_kernels)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        _cleanup_close_ int lfd = -EBADF, cfd = -EBADF;
+        char line[256];
+        ssize_t n;
+        Kernel k;
+
+        kernel_start(&k);
+        /* Only our own kernel: nobody to tell, and ours is not asked. */
+        ck_assert_int_eq(control_notify_other_kernels(state, "org.x.one"), 0);
+        ck_assert_int_eq(k.changed_calls, 0);
+
+        /* Another kernel's socket (pid 1 is alive, so it is not swept as stale) that
+         * accepts nothing until the call has returned. */
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s/run/1.sock", state);
+        lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(lfd, 0);
+        ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+        ck_assert_int_eq(listen(lfd, 4), 0);
+        ck_assert_int_eq(control_notify_other_kernels(state, "org.x.one"), 1);
+        ck_assert_int_eq(control_notify_other_kernels(state, NULL), 1);
+        ck_assert_int_eq(control_notify_other_kernels(state, "bad id"), -EINVAL);
+        ck_assert_int_eq(k.changed_calls, 0);
+
+        cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        ck_assert_int_ge(cfd, 0);
+        n = read(cfd, line, sizeof line - 1);
+        ck_assert_int_gt(n, 0);
+        line[n] = 0;
+        ck_assert_str_eq(line, "{\"op\":\"grants-changed\",\"app\":\"org.x.one\"}\n");
+        ck_assert_int_eq(read(cfd, line, sizeof line), 0); /* and hung up */
+        cfd = safe_close(cfd);
+        cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        ck_assert_int_ge(cfd, 0);
+        n = read(cfd, line, sizeof line - 1);
+        ck_assert_int_gt(n, 0);
+        line[n] = 0;
+        ck_assert_str_eq(line, "{\"op\":\"grants-changed\",\"app\":null}\n");
+        ck_assert_int_eq(unlink(sa.sun_path), 0);
+        kernel_stop(&k);
+}
+END_TEST
+
 START_TEST(test_garbage_then_valid_on_one_connection)
 {
         static const char in[] = "hello there\n{\"op\":\"nope\"}\n\n{\"op\":\"ps\"}\n"
@@ -698,6 +744,7 @@ int main(void)
         tcase_set_timeout(tk, 30);
         tcase_add_test(tk, test_listen_layout);
         tcase_add_test(tk, test_ps_and_grants_changed);
+        tcase_add_test(tk, test_notify_other_kernels);
         tcase_add_test(tk, test_garbage_then_valid_on_one_connection);
         tcase_add_test(tk, test_half_closed_client_gets_its_reply);
         tcase_add_test(tk, test_oversize_line_is_refused_and_dropped);

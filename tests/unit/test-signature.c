@@ -4,7 +4,8 @@
  * every kind of tampering the digest must see (content, added, removed, renamed
  * files, the executable bit, symlink targets), what the digest refuses (symlinks that
  * may leave the folder, special files, no manifest), that it does not depend on the
- * order files were created in, and its bounds (entries, depth, total bytes).
+ * order files were created in, its bounds (entries, depth, total bytes), and that a
+ * signature counts only on a folder nobody but root can change or swap.
  */
 #include <check.h>
 #include <errno.h>
@@ -441,6 +442,100 @@ START_TEST(test_sign_errors)
 }
 END_TEST
 
+/* Verify at path with an O_PATH fd, as the kernel does (instance_claim). */
+static int verify_path_fd(const char *dir, SignatureError *err)
+{
+        _cleanup_close_ int fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+        ck_assert_int_ge(fd, 0);
+        return signature_verify(fd, state, NULL, err);
+}
+
+/* The verdict on a bundle, and the entry blamed. */
+static void expect_untrusted(const char *blamed, const char *why)
+{
+        SignatureError err = {};
+        int r = verify_path_fd(app, &err);
+
+        ck_assert_msg(r == -EPERM, "verify gave %d (%s: %s), not -EPERM", r, err.path,
+                      err.message ?: "");
+        ck_assert_str_eq(err.path, blamed);
+        ck_assert_msg(err.message && strstr(err.message, why), "message: %s", err.message ?: "");
+}
+
+/* A signature counts only on files nobody but root (or cella's uid) can change, in a
+ * folder nobody else can swap (signature.h, signature_check_trust). */
+START_TEST(test_verify_only_unchangeable)
+{
+        char id[SIGNATURE_KEY_ID_CHARS + 1];
+        uint8_t d[SIGNATURE_DIGEST_BYTES];
+        SignatureError err = {};
+        int r;
+
+        make_key("k", true, id);
+        sign(app, "k");
+        r = verify_path_fd(app, &err);
+        ck_assert_msg(r == 0, "verify: %s %s", err.path, err.message);
+
+        /* A file writable by others: its bytes may change after the check. */
+        ck_assert_int_eq(chmod(path_in(app, "lib/data.txt"), 0666), 0);
+        expect_untrusted("lib/data.txt", "writable by group or others");
+        /* Its hash is still what it was: the digest alone (signing) does not mind. */
+        ck_assert_int_eq(digest(app, d, NULL), 0);
+        ck_assert_int_eq(chmod(path_in(app, "lib/data.txt"), 0620), 0);
+        expect_untrusted("lib/data.txt", "writable by group or others");
+        ck_assert_int_eq(chmod(path_in(app, "lib/data.txt"), 0644), 0);
+        ck_assert_int_eq(verify_path_fd(app, NULL), 0);
+
+        /* A folder inside writable by others: a file can be swapped in it. */
+        ck_assert_int_eq(chmod(path_in(app, "lib"), 0777), 0);
+        expect_untrusted("lib", "folder writable by group or others");
+        ck_assert_int_eq(chmod(path_in(app, "lib"), 0755), 0);
+
+        /* A file owned by another user: that user can rewrite it. */
+        ck_assert_int_eq(chown(path_in(app, "run"), 1000, 1000), 0);
+        expect_untrusted("run", "owned by a user other than root");
+        ck_assert_int_eq(chown(path_in(app, "run"), 0, 0), 0);
+        ck_assert_int_eq(verify_path_fd(app, NULL), 0);
+
+        /* A symlink's owner and mode do not matter: its folder decides. */
+        ck_assert_int_eq(lchown(path_in(app, "link"), 1000, 1000), 0);
+        ck_assert_int_eq(verify_path_fd(app, NULL), 0);
+
+        /* The folder itself, by its absolute path. */
+        ck_assert_int_eq(chmod(app, 0775), 0);
+        expect_untrusted(app, "folder writable by group or others");
+        ck_assert_int_eq(chmod(app, 0755), 0);
+        ck_assert_int_eq(chown(app, 1000, 1000), 0);
+        expect_untrusted(app, "owned by a user other than root");
+        ck_assert_int_eq(chown(app, 0, 0), 0);
+
+        /* A parent on the way: whoever can rename in it can swap the folder... */
+        ck_assert_int_eq(chmod(top, 0777), 0);
+        expect_untrusted(top, "folder writable by group or others");
+        ck_assert_int_eq(chown(top, 1000, 1000), 0);
+        ck_assert_int_eq(chmod(top, 0755), 0);
+        expect_untrusted(top, "owned by a user other than root");
+        ck_assert_int_eq(chown(top, 0, 0), 0);
+        /* ...unless it is sticky (as /tmp): others cannot rename what is not theirs. */
+        ck_assert_int_eq(chmod(top, 01777), 0);
+        r = verify_path_fd(app, &err);
+        ck_assert_msg(r == 0, "verify: %s %s", err.path, err.message);
+        ck_assert_int_eq(chmod(top, 0700), 0);
+
+        /* signature_check_trust() alone says the same. */
+        {
+                _cleanup_close_ int fd = open(app, O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+                ck_assert_int_eq(signature_check_trust(fd, NULL), 0);
+                ck_assert_int_eq(chmod(app, 0757), 0);
+                ck_assert_int_eq(signature_check_trust(fd, &err), -EPERM);
+                ck_assert_str_eq(err.path, app);
+                ck_assert_int_eq(chmod(app, 0755), 0);
+        }
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("signature");
@@ -462,6 +557,7 @@ int main(void)
         tcase_add_test(tc, test_depth_bound);
         tcase_add_test(tc, test_bytes_bound);
         tcase_add_test(tc, test_sign_errors);
+        tcase_add_test(tc, test_verify_only_unchangeable);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);

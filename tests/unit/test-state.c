@@ -566,6 +566,77 @@ START_TEST(test_claim_signed)
 }
 END_TEST
 
+/* An id under a recorded app's ("org.v.inbox" under "org.v") is that app's namespace:
+ * refused unless signed by the parent's key, or recorded before the parent was. */
+START_TEST(test_claim_nested)
+{
+        _cleanup_free_ char *path = new_state_path("claim-nested");
+        _cleanup_(state_freep) State *s = NULL;
+        StateClaim v = claim_of("/apps/v", NULL, "d"), squat = claim_of("/apps/squat", NULL, "d");
+        StateClaim k1 = claim_of("/apps/k1", "1111111111111111", "d");
+        StateClaim k1b = claim_of("/apps/k1b", "1111111111111111", "d");
+        StateClaim k2 = claim_of("/apps/k2", "2222222222222222", "d");
+        StateClaim rec = {};
+
+        ck_assert_int_eq(state_open(path, BASE, 16, &s), 0);
+        ck_assert_int_eq(state_app_claim(s, "org.v", &v, 10, NULL), STATE_CLAIM_NEW);
+        ck_assert_int_eq(state_app_claim(s, "org.v.inbox", &squat, 11, &rec), -ENOTUNIQ);
+        ck_assert_str_eq(rec.id, "org.v");
+        ck_assert_str_eq(rec.path, "/apps/v");
+        ck_assert_ptr_null(rec.key_id);
+        ck_assert_int_eq(rec.claimed_at_ms, 10);
+        state_claim_clear(&rec);
+        ck_assert_ptr_null(rec.id);
+        /* deeper, or signed while the parent is not: the same */
+        ck_assert_int_eq(state_app_claim(s, "org.v.inbox.deep", &squat, 12, &rec), -ENOTUNIQ);
+        ck_assert_str_eq(rec.id, "org.v");
+        state_claim_clear(&rec);
+        ck_assert_int_eq(state_app_claim(s, "org.v.inbox", &k1, 13, NULL), -ENOTUNIQ);
+        ck_assert_int_eq(state_app_claim(s, "org.v.inbox", &squat, 14, NULL), -ENOTUNIQ);
+        /* a longer name at the same level is not nested */
+        ck_assert_int_eq(state_app_claim(s, "org.vx", &squat, 15, NULL), STATE_CLAIM_NEW);
+        ck_assert_int_eq(state_app_claim(s, "org.vx.y", &k2, 15, &rec), -ENOTUNIQ);
+        ck_assert_str_eq(rec.id, "org.vx");
+        state_claim_clear(&rec);
+
+        /* the parent's signer may take names under it; another key or none may not */
+        ck_assert_int_eq(state_app_claim(s, "com.s", &k1, 20, NULL), STATE_CLAIM_NEW);
+        ck_assert_int_eq(state_app_claim(s, "com.s.mail", &k1b, 21, NULL), STATE_CLAIM_NEW);
+        ck_assert_int_eq(state_app_claim(s, "com.s.mail", &k1b, 22, NULL), STATE_CLAIM_SAME);
+        ck_assert_int_eq(state_app_claim(s, "com.s.chat", &k2, 23, &rec), -ENOTUNIQ);
+        ck_assert_str_eq(rec.key_id, "1111111111111111");
+        state_claim_clear(&rec);
+        ck_assert_int_eq(state_app_claim(s, "com.s.chat", &squat, 24, NULL), -ENOTUNIQ);
+
+        /* the nested app first: the parent installed later does not push it out, even
+         * in the same millisecond (the order of the records decides) */
+        ck_assert_int_eq(state_app_claim(s, "net.c.inbox", &squat, 30, NULL), STATE_CLAIM_NEW);
+        ck_assert_int_eq(state_app_claim(s, "net.c", &v, 31, NULL), STATE_CLAIM_NEW);
+        ck_assert_int_eq(state_app_claim(s, "net.c.inbox", &squat, 32, NULL), STATE_CLAIM_SAME);
+        ck_assert_int_eq(state_app_claim(s, "net.c", &v, 33, NULL), STATE_CLAIM_SAME);
+        ck_assert_int_eq(state_app_claim(s, "tie.p.c", &squat, 40, NULL), STATE_CLAIM_NEW);
+        ck_assert_int_eq(state_app_claim(s, "tie.p", &v, 40, NULL), STATE_CLAIM_NEW);
+        ck_assert_int_eq(state_app_claim(s, "tie.p.c", &squat, 41, NULL), STATE_CLAIM_SAME);
+        /* but a new name under the parent is refused */
+        ck_assert_int_eq(state_app_claim(s, "net.c.outbox", &squat, 34, NULL), -ENOTUNIQ);
+
+        /* forgetting the parent frees its namespace; the refusals recorded nothing */
+        ck_assert_int_eq(state_app_forget(s, "org.v"), 1);
+        ck_assert_int_eq(state_app_claim(s, "org.v.inbox", &squat, 50, NULL), STATE_CLAIM_NEW);
+        /* and a parent installed now leaves it be */
+        ck_assert_int_eq(state_app_claim(s, "org.v", &v, 51, NULL), STATE_CLAIM_NEW);
+        ck_assert_int_eq(state_app_claim(s, "org.v.inbox", &squat, 52, NULL), STATE_CLAIM_SAME);
+
+        /* a squatter recorded after its parent by a cella without this check is
+         * refused at its next claim */
+        db_sql(path, "INSERT INTO apps (id, uid, path, dev, ino, claimed_at, updated_at)"
+                     " VALUES ('org.v.late', 1879048207, '/apps/squat', 1, 2, 60, 60);");
+        ck_assert_int_eq(state_app_claim(s, "org.v.late", &squat, 61, &rec), -ENOTUNIQ);
+        ck_assert_str_eq(rec.id, "org.v");
+        state_claim_clear(&rec);
+}
+END_TEST
+
 /* A uid allocated without a claim (a state.db of schema 1, or state_app_uid first) is
  * kept by the first claim. */
 START_TEST(test_claim_schema_1)
@@ -674,6 +745,7 @@ int main(void)
         tcase_add_test(tc, test_newer_schema);
         tcase_add_test(tc, test_claim_unsigned);
         tcase_add_test(tc, test_claim_signed);
+        tcase_add_test(tc, test_claim_nested);
         tcase_add_test(tc, test_claim_schema_1);
         tcase_add_test(tc, test_claim_of_folder_and_forget);
         suite_add_tcase(suite, tc);
