@@ -440,21 +440,27 @@ static char *column_dup(sqlite3_stmt *st, int i, int *r)
         return d;
 }
 
-/* The recorded row of id: 1 and *ret (uid too), 0 if none, -EIO, -ENOMEM. */
-static int claim_lookup(sqlite3 *db, const char *id, StateClaim *ret, uid_t *ret_uid)
+/* The recorded row of id: 1 and *ret (its uid and rowid too, each if not NULL;
+ * claimed_at_ms 0 when unknown, a row of schema 1), 0 if none, -EIO, -ENOMEM. */
+static int claim_lookup(sqlite3 *db, const char *id, StateClaim *ret, uid_t *ret_uid,
+                        int64_t *ret_rowid)
 {
         sqlite3_stmt *st = NULL;
         int r = 0;
 
-        if (sqlite3_prepare_v2(db,
-                               "SELECT uid, path, dev, ino, key_id, digest, claimed_at FROM apps"
-                               " WHERE id = ?1",
-                               -1, &st, NULL) != SQLITE_OK)
+        if (sqlite3_prepare_v2(
+                    db,
+                    "SELECT uid, path, dev, ino, key_id, digest, claimed_at, rowid FROM apps"
+                    " WHERE id = ?1",
+                    -1, &st, NULL) != SQLITE_OK)
                 return -EIO;
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
         switch (sqlite3_step(st)) {
         case SQLITE_ROW:
-                *ret_uid = (uid_t)sqlite3_column_int64(st, 0);
+                if (ret_uid)
+                        *ret_uid = (uid_t)sqlite3_column_int64(st, 0);
+                if (ret_rowid)
+                        *ret_rowid = sqlite3_column_int64(st, 7);
                 ret->path = column_dup(st, 1, &r);
                 ret->dev = (uint64_t)sqlite3_column_int64(st, 2);
                 ret->ino = (uint64_t)sqlite3_column_int64(st, 3);
@@ -519,39 +525,6 @@ static int claim_store(sqlite3 *db, const char *id, uid_t uid, const StateClaim 
         return r;
 }
 
-/* id's row for ordering claims: 1 with its key (may be NULL), path, claimed_at (0 when
- * unknown) and rowid; 0 if none; -EIO, -ENOMEM. */
-static int claim_order(sqlite3 *db, const char *id, StateClaim *ret, int64_t *ret_rowid)
-{
-        sqlite3_stmt *st = NULL;
-        int r = 0;
-
-        if (sqlite3_prepare_v2(db,
-                               "SELECT key_id, path, COALESCE(claimed_at, 0), rowid FROM apps"
-                               " WHERE id = ?1",
-                               -1, &st, NULL) != SQLITE_OK)
-                return -EIO;
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        switch (sqlite3_step(st)) {
-        case SQLITE_ROW:
-                ret->key_id = column_dup(st, 0, &r);
-                ret->path = column_dup(st, 1, &r);
-                ret->claimed_at_ms = sqlite3_column_int64(st, 2);
-                *ret_rowid = sqlite3_column_int64(st, 3);
-                if (r < 0)
-                        state_claim_clear(ret);
-                else
-                        r = 1;
-                break;
-        case SQLITE_DONE:
-                break;
-        default:
-                r = -EIO;
-        }
-        sqlite3_finalize(st);
-        return r;
-}
-
 /*
  * Refuses id when it lies in the namespace of an app recorded before it ("org.v.inbox"
  * under "org.v"): that namespace (its bus topics, its nested ids) is the parent's,
@@ -568,7 +541,7 @@ static int claim_check_nested(sqlite3 *db, const char *id, const StateClaim *c, 
         bool self_known;
         int r;
 
-        r = claim_order(db, id, &self, &self_rowid);
+        r = claim_lookup(db, id, &self, NULL, &self_rowid);
         if (r < 0)
                 return r;
         self_known = r > 0 && self.claimed_at_ms > 0;
@@ -581,7 +554,7 @@ static int claim_check_nested(sqlite3 *db, const char *id, const StateClaim *c, 
 
                 if (!parent)
                         return -ENOMEM;
-                r = claim_order(db, parent, &p, &rowid);
+                r = claim_lookup(db, parent, &p, NULL, &rowid);
                 if (r < 0)
                         return r;
                 if (r == 0)
@@ -617,7 +590,7 @@ static int claim_locked(State *s, const char *id, const StateClaim *c, int64_t n
         r = claim_check_nested(s->db, id, c, rec);
         if (r < 0)
                 return r;
-        r = claim_lookup(s->db, id, rec, &uid);
+        r = claim_lookup(s->db, id, rec, &uid, NULL);
         if (r < 0)
                 return r;
         if (r == 0) {
