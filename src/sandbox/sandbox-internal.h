@@ -40,3 +40,26 @@ int caps_drop_all(SandboxError *err);
 
 /* rlimit.c */
 int rlimits_apply(const SandboxSpec *spec, SandboxError *err);
+
+/* execdiag.c: what the app's vfork()ed child sends init when it cannot exec: the
+ * errno and, when known, why in the app's terms (detail; "" if not known). At most
+ * PIPE_BUF bytes, so one write() on the exec pipe carries it whole. */
+typedef struct ExecFailure {
+        int error;
+        char detail[SANDBOX_DETAIL_MAX];
+} ExecFailure;
+
+/*
+ * Tells why executing path failed with errno error, from inside the jail as the
+ * app's uid (after the failure: its one cost is on the failing path): the entry
+ * missing, a folder or the file not reachable, a directory, a noexec mount, its #!
+ * interpreter or its ELF interpreter (dynamic loader) missing or not executable, a
+ * #! line with DOS line ends, an ELF for another machine, no #! at all. what names
+ * path for the message ("the entry"). With error 0, path is a script another
+ * program will read: only that it exists, is a file and is readable is checked.
+ * Writes one line naming the file, the cause and the fix into out (size bytes)
+ * and returns the errno that fits the cause (ENOENT for anything missing, so a
+ * missing interpreter is 127 as a missing entry is), or 0 when error was 0 and
+ * the script is fine. Uses only system calls and the stack (a vfork()ed child).
+ */
+int exec_diagnose(const char *path, const char *what, int error, char *out, size_t size);

@@ -105,8 +105,13 @@ struct SandboxSpec {
         const char *workdir; /* cwd of the app inside the jail; NULL = "/" */
 
         const char *exec_path; /* absolute path inside the jail */
-        char *const *argv;     /* argv[0] included */
-        char *const *envp;     /* the whole environment; nothing is inherited */
+        /* A file exec_path reads as its code (a Lua app's /app/main.lua), or NULL:
+         * checked to be a readable file before execve, so that its absence fails
+         * the spawn as a missing entry does (SANDBOX_STEP_EXEC, ENOENT), with the
+         * reason in the detail, not later inside the interpreter. */
+        const char *entry_script;
+        char *const *argv; /* argv[0] included */
+        char *const *envp; /* the whole environment; nothing is inherited */
 
         CgroupManager *cgroups;   /* NULL: no cgroup (tests of the library alone) */
         const char *cgroup_label; /* leaf label, [A-Za-z0-9._-] */

@@ -327,6 +327,7 @@ static int close_gap(unsigned lo, unsigned hi, int keep)
 _noreturn_ static void app_exec(const SandboxSpec *spec, int exec_fd)
 {
         struct sigaction sa = {.sa_handler = SIG_DFL};
+        ExecFailure f = {};
         sigset_t none;
         int fds[4], err;
 
@@ -375,11 +376,22 @@ _noreturn_ static void app_exec(const SandboxSpec *spec, int exec_fd)
         }
         if (chdir(spec->workdir ?: "/") < 0)
                 goto fail;
+        if (spec->entry_script) {
+                f.error = exec_diagnose(spec->entry_script, "the entry", 0, f.detail,
+                                        sizeof f.detail);
+                if (f.error != 0)
+                        goto report;
+        }
         execve(spec->exec_path, spec->argv, spec->envp);
-fail:
+        /* Why, in the app's terms (execdiag.c): only now, off the start path. */
         err = errno;
-        (void)!write(exec_fd, &err, sizeof err);
-        _exit(err == ENOENT ? 127 : 126);
+        f.error = exec_diagnose(spec->exec_path, "the entry", err, f.detail, sizeof f.detail);
+        goto report;
+fail:
+        f.error = errno;
+report:
+        (void)!write(exec_fd, &f, sizeof f);
+        _exit(f.error == ENOENT ? 127 : 126);
 }
 
 static void noop_handler(int sig)
@@ -565,10 +577,11 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
         uid_t host_uid = 0;
         gid_t host_gid = 0;
         _cleanup_close_pair_ int exec_pipe[2] = {-EBADF, -EBADF};
+        ExecFailure ef;
         sigset_t mask;
         pid_t app;
         ssize_t k;
-        int r, e;
+        int r;
 
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                 _exit(1);
@@ -665,13 +678,18 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
         }
         exec_pipe[1] = safe_close(exec_pipe[1]);
         do
-                k = read(exec_pipe[0], &e, sizeof e);
+                k = read(exec_pipe[0], &ef, sizeof ef);
         while (k < 0 && errno == EINTR);
-        if (k == sizeof e) {
+        if (k == sizeof ef) {
                 int status;
 
                 waitpid(app, &status, 0);
-                r = sandbox_fail(&err, SANDBOX_STEP_EXEC, -e, "execute %s", spec->exec_path);
+                ef.detail[sizeof ef.detail - 1] = 0;
+                if (ef.detail[0])
+                        r = sandbox_fail(&err, SANDBOX_STEP_EXEC, -ef.error, "%s", ef.detail);
+                else
+                        r = sandbox_fail(&err, SANDBOX_STEP_EXEC, -ef.error, "execute %s",
+                                         spec->exec_path);
                 goto fail;
         }
         exec_pipe[0] = safe_close(exec_pipe[0]);

@@ -305,9 +305,17 @@ static int report_spawn_error(Instance *inst, const SandboxError *e)
         const Manifest *m = inst->manifest;
         int code = cella_exit_for_step(e->step, e->error);
 
-        log_error("cannot start %s: %s step failed: %s: %s", m->id, sandbox_step_to_string(e->step),
-                  e->detail, strerror(e->error));
-        if (e->step == SANDBOX_STEP_EXEC && e->error == EACCES)
+        if (e->step == SANDBOX_STEP_EXEC && strncmp(e->detail, "execute ", 8) != 0) {
+                /* The sandbox told why, in the app's terms (execdiag.c): the file, the
+                 * cause and the fix; the jail's /app is named as the host folder. */
+                log_error("cannot start %s: %s", m->id, e->detail);
+                if (strstr(e->detail, " /app/"))
+                        log_error("(/app in the jail is the app's folder %s)", inst->app_dir);
+        } else
+                log_error("cannot start %s: %s step failed: %s: %s", m->id,
+                          sandbox_step_to_string(e->step), e->detail, strerror(e->error));
+        if (e->step == SANDBOX_STEP_EXEC && e->error == EACCES &&
+            strncmp(e->detail, "execute ", 8) == 0)
                 log_error(
                         "hint: the app runs as its own uid; its folder and entry must be readable "
                         "and executable by others (chmod o+rX)");

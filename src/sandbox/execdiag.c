@@ -1,0 +1,228 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Why an app's execve() failed, told in the app's own terms (sandbox-internal.h,
+ * exec_diagnose()). execve(2) gives one errno for several causes: ENOENT is the
+ * file missing, but also its #! interpreter or its ELF interpreter (PT_INTERP, the
+ * dynamic loader) missing; EACCES is the file, a folder on its way or the mount;
+ * ENOEXEC an ELF for another machine or a script without #!. Told apart here the
+ * way the kernel decides (fs/binfmt_script.c, fs/binfmt_elf.c): the first bytes of
+ * the file, looked at from inside the jail, as the app's uid, after the failure.
+ *
+ * Runs in the app's vfork()ed child: system calls and stack buffers only, no
+ * allocation.
+ */
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "base/macro.h"
+#include "sandbox/sandbox-internal.h"
+
+#if defined(__x86_64__)
+#define HOST_MACHINE EM_X86_64
+#elif defined(__aarch64__)
+#define HOST_MACHINE EM_AARCH64
+#elif defined(__i386__)
+#define HOST_MACHINE EM_386
+#elif defined(__arm__)
+#define HOST_MACHINE EM_ARM
+#elif defined(__riscv)
+#define HOST_MACHINE EM_RISCV
+#elif defined(__powerpc64__)
+#define HOST_MACHINE EM_PPC64
+#elif defined(__s390x__)
+#define HOST_MACHINE EM_S390
+#endif
+
+#define JAIL_SHOWS "the jail shows the host's /usr, /bin, /sbin, /lib*, /app, /data and /tmp"
+
+/* The interpreter of a "#!" line (head, n bytes read, starting with "#!") into
+ * out: what the kernel takes (blanks skipped, up to the first blank or line end).
+ * Sets *cr when it ends in a carriage return (a file with DOS line ends). */
+static void shebang_interpreter(const char *head, size_t n, char *out, size_t size, bool *cr)
+{
+        size_t i = 2, k = 0;
+
+        *cr = false;
+        while (i < n && (head[i] == ' ' || head[i] == '\t'))
+                i++;
+        while (i < n && head[i] != ' ' && head[i] != '\t' && head[i] != '\n' && head[i] != 0 &&
+               k + 1 < size) {
+                if (head[i] == '\r' && (i + 1 >= n || head[i + 1] == '\n')) {
+                        *cr = true;
+                        break;
+                }
+                out[k++] = head[i++];
+        }
+        out[k] = 0;
+}
+
+/* The PT_INTERP path of the 64-bit ELF file fd (native byte order) into out;
+ * 0, or -1 when it has none or it cannot be read. */
+static int elf_interpreter(int fd, const Elf64_Ehdr *eh, char *out, size_t size)
+{
+        for (unsigned i = 0; i < eh->e_phnum && i < 64; i++) {
+                Elf64_Phdr ph;
+                size_t len;
+
+                if (pread(fd, &ph, sizeof ph,
+                          (off_t)(eh->e_phoff + (uint64_t)i * eh->e_phentsize)) !=
+                    (ssize_t)sizeof ph)
+                        return -1;
+                if (ph.p_type != PT_INTERP)
+                        continue;
+                len = ph.p_filesz < size ? ph.p_filesz : size - 1;
+                if (len == 0 || pread(fd, out, len, (off_t)ph.p_offset) != (ssize_t)len)
+                        return -1;
+                out[len] = 0;
+                out[strnlen(out, len)] = 0;
+                return 0;
+        }
+        return -1;
+}
+
+/* Why the interpreter path interp (from a #! line or PT_INTERP) cannot be run,
+ * with the errno execve() reports for it in *ret_error: NULL if it can as far as
+ * access(2) tells. */
+static const char *interpreter_problem(const char *interp, int *ret_error)
+{
+        if (access(interp, F_OK) < 0) {
+                *ret_error = errno == EACCES ? EACCES : ENOENT;
+                return errno == EACCES ? "cannot be reached by the app's uid" : "does not exist";
+        }
+        if (access(interp, X_OK) < 0) {
+                *ret_error = EACCES;
+                return "is not executable by the app's uid";
+        }
+        return NULL;
+}
+
+int exec_diagnose(const char *path, const char *what, int error, char *out, size_t size)
+{
+        char head[256], interp[128];
+        struct statvfs vfs;
+        struct stat st;
+        const char *why;
+        ssize_t n = 0;
+        int fd, e = 0;
+
+        if (stat(path, &st) < 0) {
+                e = errno == ENOTDIR ? ENOENT : errno;
+                if (e == ENOENT)
+                        snprintf(out, size,
+                                 "%s %s does not exist: set the manifest's \"entry\" to a file "
+                                 "of the app's folder (/app)",
+                                 what, path);
+                else
+                        snprintf(out, size,
+                                 "%s %s cannot be reached by the app's uid (%s): its folder and "
+                                 "the folders above it must be searchable by others (chmod o+x)",
+                                 what, path, strerror(e));
+                return e;
+        }
+        if (S_ISDIR(st.st_mode)) {
+                snprintf(out, size, "%s %s is a directory: \"entry\" names a file", what, path);
+                return EISDIR;
+        }
+        if (error == EACCES && statvfs(path, &vfs) == 0 && (vfs.f_flag & ST_NOEXEC)) {
+                snprintf(out, size,
+                         "%s %s lies on a noexec file system (/data, /tmp and /dev/shm are "
+                         "noexec): code runs only from the app's folder, /app",
+                         what, path);
+                return error;
+        }
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0) {
+                e = errno;
+                snprintf(out, size,
+                         "%s %s is not readable by the app's uid (%s): the app runs as a uid of "
+                         "its own, so its files must be readable by others (chmod o+r)",
+                         what, path, strerror(e));
+                return e;
+        }
+        if (error == 0) { /* a script the interpreter reads: readable is enough */
+                close(fd);
+                return 0;
+        }
+        n = read(fd, head, sizeof head);
+        if (n < 0)
+                n = 0;
+        if (error == EACCES && access(path, X_OK) < 0) {
+                close(fd);
+                snprintf(out, size,
+                         "%s %s is not executable by the app's uid: the app runs as a uid of its "
+                         "own (chmod o+rx)",
+                         what, path);
+                return EACCES;
+        }
+        if (n >= 2 && head[0] == '#' && head[1] == '!') {
+                bool cr;
+
+                close(fd);
+                shebang_interpreter(head, (size_t)n, interp, sizeof interp, &cr);
+                if (cr) {
+                        snprintf(out, size,
+                                 "%s %s: its #! line ends in a carriage return (DOS line ends), "
+                                 "so the interpreter \"%s\\r\" does not exist: convert the file "
+                                 "(dos2unix)",
+                                 what, path, interp);
+                        return ENOENT;
+                }
+                if (!interp[0]) {
+                        snprintf(out, size, "%s %s: its #! line names no interpreter", what, path);
+                        return ENOEXEC;
+                }
+                why = interpreter_problem(interp, &e);
+                if (why) {
+                        snprintf(out, size,
+                                 "%s %s: its #! interpreter %s %s in the jail (" JAIL_SHOWS
+                                 "): fix the #! line or install the interpreter under /usr",
+                                 what, path, interp, why);
+                        return e;
+                }
+        } else if ((size_t)n >= sizeof(Elf64_Ehdr) && memcmp(head, ELFMAG, SELFMAG) == 0) {
+                Elf64_Ehdr eh;
+
+                memcpy(&eh, head, sizeof eh);
+#ifdef HOST_MACHINE
+                if (eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_machine != HOST_MACHINE) {
+                        close(fd);
+                        snprintf(out, size,
+                                 "%s %s is a %s ELF program for machine %u, and this host runs "
+                                 "64-bit ones for machine %u: rebuild it for this host",
+                                 what, path,
+                                 eh.e_ident[EI_CLASS] == ELFCLASS64 ? "64-bit" : "32-bit",
+                                 (unsigned)eh.e_machine, (unsigned)HOST_MACHINE);
+                        return ENOEXEC;
+                }
+#endif
+                if (eh.e_ident[EI_CLASS] == ELFCLASS64 &&
+                    elf_interpreter(fd, &eh, interp, sizeof interp) == 0) {
+                        why = interpreter_problem(interp, &e);
+                        if (why) {
+                                close(fd);
+                                snprintf(out, size,
+                                         "%s %s: its ELF interpreter (dynamic loader) %s %s in "
+                                         "the jail (" JAIL_SHOWS
+                                         "): rebuild it for this host, or link it statically",
+                                         what, path, interp, why);
+                                return e;
+                        }
+                }
+        } else if (error == ENOEXEC) {
+                close(fd);
+                snprintf(out, size,
+                         "%s %s is neither an ELF program nor a script starting with #!: add a "
+                         "#! line naming its interpreter",
+                         what, path);
+                return ENOEXEC;
+        }
+        close(fd);
+        snprintf(out, size, "cannot execute %s %s: %s", what, path, strerror(error));
+        return error;
+}
