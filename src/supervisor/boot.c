@@ -127,9 +127,9 @@ static int boot_order(const BootApp *apps, size_t n, BootOrder *ret)
         }
 }
 
-/* True if every app inst depends on runs; for a packed app, every app any member
- * of its group depends on (outside the group). */
-static bool deps_running(Supervisor *s, const Instance *inst)
+/* NULL if every app inst depends on runs; else the first that does not. For a
+ * packed app, every app any member of its group depends on (outside the group). */
+static const Instance *dep_not_running(Supervisor *s, const Instance *inst, const char **ret_id)
 {
         size_t n = inst->group ? inst->group->n_members : 1;
 
@@ -140,11 +140,50 @@ static bool deps_running(Supervisor *s, const Instance *inst)
                         Instance *dep = supervisor_find(s, *d);
 
                         if (!dep || (dep->state != INSTANCE_RUNNING &&
-                                     !(inst->group && dep->group == inst->group)))
-                                return false;
+                                     !(inst->group && dep->group == inst->group))) {
+                                *ret_id = *d;
+                                return dep ?: inst;
+                        }
                 }
         }
-        return true;
+        return NULL;
+}
+
+/* Says why inst (or its group) is not started: the app dep (id dep_id) it depends
+ * on is not running, and why that one is not. */
+static void report_dep_not_running(const Instance *inst, const Instance *dep, const char *dep_id)
+{
+        const char *name = inst->group ? inst->group->name : inst->manifest->id;
+
+        if (dep == inst)
+                log_error("%s: not started: it depends on %s, which is not among the apps", name,
+                          dep_id);
+        else if (dep->state == INSTANCE_FAILED)
+                log_error("%s: not started: %s, which it depends on, failed to start (exit status "
+                          "%d; the reason is above)",
+                          name, dep_id, dep->exit_code);
+        else if (dep->state == INSTANCE_EXITED || dep->state == INSTANCE_RESTARTING)
+                log_error("%s: not started: %s, which it depends on, exited (status %d; see "
+                          "'cella logs %s')",
+                          name, dep_id, dep->exit_code, dep_id);
+        else
+                log_error("%s: not started: %s, which it depends on, is not running", name, dep_id);
+}
+
+/* Two folders holding one app id: both named (the order cannot tell which one is
+ * meant). Returns 0 or CELLA_EXIT_MANIFEST after printing. */
+static int boot_check_ids(const char *dir, const BootApp *apps, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                for (size_t j = i + 1; j < n; j++)
+                        if (strcmp(apps[i].manifest->id, apps[j].manifest->id) == 0) {
+                                log_error("%s: two app folders hold the app id %s: %s and %s; an "
+                                          "id names one app: remove one, or change its "
+                                          "manifest's \"id\"",
+                                          dir, apps[i].manifest->id, apps[i].dir, apps[j].dir);
+                                return CELLA_EXIT_MANIFEST;
+                        }
+        return 0;
 }
 
 /* True if inst is the last member of its group in boot order: a group starts in
@@ -168,7 +207,9 @@ int supervisor_boot(const BootOptions *o)
         code = boot_scan(o->dir, &apps, &n);
         if (code != 0)
                 return code;
-        code = boot_order(apps, n, &order);
+        code = boot_check_ids(o->dir, apps, n);
+        if (code == 0)
+                code = boot_order(apps, n, &order);
         if (code != 0)
                 goto out;
         code = supervisor_new(&(SupervisorOptions){.state_dir = o->k.state_dir,
@@ -197,19 +238,25 @@ int supervisor_boot(const BootOptions *o)
                  order.n_waves, o->k.state_dir);
         for (size_t k = 0; k < s->n_apps; k++) {
                 Instance *inst = s->apps[k];
+                const Instance *dep;
+                const char *dep_id = NULL;
 
                 if (!group_last(inst))
                         continue;
-                if (!deps_running(s, inst)) {
+                dep = dep_not_running(s, inst, &dep_id);
+                if (dep) {
                         size_t nm = inst->group ? inst->group->n_members : 1;
 
-                        log_error("%s: not started: an app it depends on is not running",
-                                  inst->group ? inst->group->name : inst->manifest->id);
+                        report_dep_not_running(inst, dep, dep_id);
                         for (size_t i = 0; i < nm; i++) {
                                 Instance *m = inst->group ? inst->group->members[i] : inst;
 
                                 m->state = INSTANCE_FAILED;
-                                m->exit_code = CELLA_EXIT_PREPARE;
+                                m->exit_code = CELLA_EXIT_DEPENDENCY;
+                                supervisor_status(s, json_pack("{s:s, s:s, s:s, s:s, s:i}", "event",
+                                                               "failed", "app", m->manifest->id,
+                                                               "step", "depends", "error", dep_id,
+                                                               "exit_code", CELLA_EXIT_DEPENDENCY));
                         }
                         continue;
                 }
@@ -228,8 +275,10 @@ int supervisor_boot(const BootOptions *o)
                 if (inst->state == INSTANCE_FAILED || (!inst->stop_requested && c != 0 &&
                                                        inst->manifest->kind == MANIFEST_KIND_APP)) {
                         log_error("%s: %s (exit status %d)", inst->manifest->id,
-                                  inst->state == INSTANCE_FAILED ? "failed"
-                                                                 : "exited with an error",
+                                  inst->state != INSTANCE_FAILED ? "exited with an error"
+                                  : c == CELLA_EXIT_DEPENDENCY   ? "not started: an app it "
+                                                                   "depends on is not running"
+                                                                 : "failed",
                                   c);
                         bad = true;
                 }

@@ -29,6 +29,8 @@ enum {
         CELLA_EXIT_SECCOMP = 252,
         CELLA_EXIT_INIT = 253,     /* the sandbox's init died or hung during setup */
         CELLA_EXIT_INTERNAL = 254, /* anything else (out of memory, event loop) */
+        /* cella boot: not started, an app it depends on failed or is not running */
+        CELLA_EXIT_DEPENDENCY = 255,
 };
 
 /* The exit code for a spawn that failed at step with errno error. */

@@ -698,7 +698,21 @@ static int report_exit(Instance *inst)
                 instance_report_lua_exit(inst, code);
         } else if (x->code == CLD_EXITED) {
                 code = x->status;
-                if (s->o.output == SUPERVISOR_OUTPUT_LOGS)
+                if (code == CELLA_EXIT_NOT_FOUND)
+                        /* The app's own 127, after its exec worked: most often the
+                         * dynamic loader's (a shared library it cannot find in the
+                         * jail), whose own message went to the app's stderr. */
+                        log_error("%s: exited with status 127 (its own: its entry did start). "
+                                  "The dynamic loader exits so when a shared library is "
+                                  "missing (\"error while loading shared libraries\" on the "
+                                  "app's stderr%s%s%s): the jail shows only the host's /usr and "
+                                  "/lib*, so install the library there or link it statically "
+                                  "(libcella: pkg-config --libs cella-static)",
+                                  m->id,
+                                  s->o.output == SUPERVISOR_OUTPUT_LOGS ? ", 'cella logs " : "",
+                                  s->o.output == SUPERVISOR_OUTPUT_LOGS ? m->id : "",
+                                  s->o.output == SUPERVISOR_OUTPUT_LOGS ? "'" : "");
+                else if (s->o.output == SUPERVISOR_OUTPUT_LOGS)
                         log_info("%s: exited with status %d", m->id, code);
         } else {
                 code = CELLA_EXIT_SIGNAL_BASE + x->status;

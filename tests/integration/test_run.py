@@ -54,7 +54,7 @@ def test_entry_not_found_is_127(state, make_app):
     app = make_app("org.test.missing", entry="nope")
     r = run_cella(app, state_dir=state)
     assert r.code == 127, r.err
-    assert "exec step failed" in r.err and "No such file" in r.err
+    assert "the entry /app/nope does not exist" in r.err and f"folder {app}" in r.err, r.err
     assert r.event("failed")["step"] == "exec"
 
 
@@ -62,7 +62,7 @@ def test_entry_not_executable_is_126(state, make_app):
     app = make_app("org.test.noexec", files={"main.sh": ("#!/bin/sh\necho hi\n", 0o644)})
     r = run_cella(app, state_dir=state)
     assert r.code == 126, r.err
-    assert "Permission denied" in r.err
+    assert "/app/main.sh is not executable by the app's uid" in r.err, r.err
 
 
 def test_manifest_errors_exit_241_and_name_file_and_key(state, make_app, tmp_path):

@@ -1,0 +1,163 @@
+"""Start-up errors name the file, the cause and the fix (docs/cli.md, "Exit status").
+
+execve() says ENOENT for a missing entry and for a missing #! or ELF interpreter
+alike; the sandbox looks at the file from inside the jail to tell them apart.
+Each case is a real app in a real sandbox.
+"""
+import json
+import os
+import shutil
+import struct
+
+from conftest import boot_cella, run_cella
+
+
+def _elf_interp_offset(data):
+    """Offset and size of the PT_INTERP string of a 64-bit little-endian ELF."""
+    assert data[:4] == b"\x7fELF" and data[4] == 2
+    phoff, = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    for i in range(phnum):
+        p_type, _, p_offset, _, _, p_filesz = struct.unpack_from("<IIQQQQ", data, phoff + i * phentsize)
+        if p_type == 3:  # PT_INTERP
+            return p_offset, p_filesz
+    raise AssertionError("no PT_INTERP")
+
+
+def _copy_true(app, name):
+    dst = app / name
+    shutil.copy("/usr/bin/true", dst)
+    os.chmod(dst, 0o755)
+    return dst
+
+
+def test_missing_shebang_interpreter_is_named(state, make_app):
+    app = make_app("org.test.shebang", files={"main.sh": ("#!/usr/bin/no-such-shell -e\necho hi\n", 0o755)})
+    r = run_cella(app, state_dir=state)
+    assert r.code == 127, r.err
+    assert "#! interpreter /usr/bin/no-such-shell does not exist in the jail" in r.err, r.err
+    assert "the entry /app/main.sh does not exist" not in r.err
+    assert r.event("failed")["exit_code"] == 127
+
+
+def test_shebang_with_dos_line_ends_is_named(state, make_app):
+    app = make_app("org.test.crlf", files={"main.sh": ("#!/bin/sh\r\necho hi\r\n", 0o755)})
+    r = run_cella(app, state_dir=state)
+    assert r.code == 127, r.err
+    assert "carriage return" in r.err and "dos2unix" in r.err, r.err
+
+
+def test_script_without_shebang_is_named(state, make_app):
+    app = make_app("org.test.noshebang", files={"main.sh": ("echo hi\n", 0o755)})
+    r = run_cella(app, state_dir=state)
+    assert r.code == 126, r.err
+    assert "neither an ELF program nor a script starting with #!" in r.err, r.err
+
+
+def test_missing_elf_interpreter_is_named(state, make_app):
+    app = make_app("org.test.elfinterp", entry="prog")
+    prog = _copy_true(app, "prog")
+    data = bytearray(prog.read_bytes())
+    off, size = _elf_interp_offset(data)
+    bogus = b"/lib64/no-such-loader.so"
+    assert len(bogus) < size
+    data[off:off + size] = bogus + b"\0" * (size - len(bogus))
+    prog.write_bytes(bytes(data))
+    r = run_cella(app, state_dir=state)
+    assert r.code == 127, r.err
+    assert "ELF interpreter (dynamic loader) /lib64/no-such-loader.so does not exist" in r.err, r.err
+
+
+def test_elf_for_another_machine_is_named(state, make_app):
+    app = make_app("org.test.machine", entry="prog")
+    prog = _copy_true(app, "prog")
+    data = bytearray(prog.read_bytes())
+    struct.pack_into("<H", data, 0x12, 183 if os.uname().machine != "aarch64" else 62)
+    prog.write_bytes(bytes(data))
+    r = run_cella(app, state_dir=state)
+    assert r.code == 126, r.err
+    assert "ELF program for machine" in r.err and "rebuild it for this host" in r.err, r.err
+
+
+def test_entry_that_is_a_directory_is_named(state, make_app):
+    app = make_app("org.test.dir", entry="sub")
+    (app / "sub").mkdir()
+    os.chmod(app / "sub", 0o755)
+    r = run_cella(app, state_dir=state)
+    assert r.code == 126, r.err
+    assert "/app/sub is a directory" in r.err, r.err
+
+
+def test_lua_missing_entry_is_127_and_named(state, make_app):
+    app = make_app("org.test.luamissing", runtime="lua", entry="main.lua")
+    r = run_cella(app, state_dir=state)
+    assert r.code == 127, r.err
+    assert "the entry /app/main.lua does not exist" in r.err, r.err
+    assert f"folder {app}" in r.err
+    assert "cella-lua:" not in r.err
+
+
+def test_lua_unreadable_entry_is_126_and_named(state, make_app):
+    app = make_app("org.test.luaunreadable", runtime="lua", entry="main.lua",
+                   files={"main.lua": ("print('hi')\n", 0o600)})
+    r = run_cella(app, state_dir=state)
+    assert r.code == 126, r.err
+    assert "/app/main.lua is not readable by the app's uid" in r.err and "chmod o+r" in r.err, r.err
+
+
+def test_missing_shared_library_reaches_the_user(state, make_app, tmp_path):
+    """The loader's own message (a library outside the jail) reaches the user, and
+    cella says that this 127 is the app's, not a missing entry."""
+    if not shutil.which("cc"):
+        import pytest
+        pytest.skip("no C compiler")
+    lib = tmp_path / "outside"
+    lib.mkdir()
+    (lib / "x.c").write_text("int x(void) { return 0; }\n")
+    (lib / "main.c").write_text("int x(void);\nint main(void) { return x(); }\n")
+    import subprocess
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(lib / "libcellatestx.so"), str(lib / "x.c")], check=True)
+    app = make_app("org.test.needslib", entry="prog")
+    subprocess.run(["cc", "-o", str(app / "prog"), str(lib / "main.c"), f"-L{lib}", "-lcellatestx",
+                    f"-Wl,-rpath,{lib}"], check=True)
+    os.chmod(app / "prog", 0o755)
+    r = run_cella(app, state_dir=state)
+    assert r.code == 127, r.err
+    assert "error while loading shared libraries: libcellatestx.so" in r.err, r.err
+    assert "its own: its entry did start" in r.err, r.err
+    assert r.event("exited")["status"] == 127
+
+
+def test_dependency_that_failed_is_named_with_its_own_code(state, make_app, tmp_path):
+    boot = tmp_path / "boot"
+    boot.mkdir()
+    os.chmod(boot, 0o755)
+    svc = make_app("org.test.depsvc", entry="nope", kind="service")
+    user = make_app("org.test.depuser", "echo hi\n", depends=["org.test.depsvc"])
+    svc.rename(boot / "svc")
+    user.rename(boot / "user")
+    p, status = boot_cella(boot, state)
+    assert p.returncode == 1, p.stderr
+    assert "org.test.depuser: not started: org.test.depsvc, which it depends on, failed to start" in p.stderr, p.stderr
+    failed = {r["app"]: r for r in status if r["event"] == "failed"}
+    assert failed["org.test.depsvc"]["exit_code"] == 127
+    assert failed["org.test.depuser"]["exit_code"] == 255
+    assert failed["org.test.depuser"]["step"] == "depends"
+    assert "(exit status 243)" not in p.stderr
+
+
+def test_two_folders_with_one_id_are_both_named(state, make_app, tmp_path):
+    boot = tmp_path / "boot"
+    boot.mkdir()
+    os.chmod(boot, 0o755)
+    a = make_app("org.test.dupid", "true\n")
+    (boot / "first").mkdir()
+    (boot / "second").mkdir()
+    for d in ("first", "second"):
+        shutil.copy(a / "manifest.json", boot / d / "manifest.json")
+        shutil.copy(a / "main.sh", boot / d / "main.sh")
+        os.chmod(boot / d, 0o755)
+    p, _ = boot_cella(boot, state)
+    assert p.returncode == 241, p.stderr
+    assert f"{boot}/first" in p.stderr and f"{boot}/second" in p.stderr, p.stderr
+    assert "org.test.dupid" in p.stderr
