@@ -30,6 +30,9 @@ enum {
         ARG_RAW_OUTPUT,
 };
 
+/* cella run's own: -t. In KERNEL_OPTIONS so one getopt table serves both; cella
+ * boot's optstring has no 't', and it refuses --tty itself. */
+
 #define KERNEL_OPTIONS                                                                             \
         {"state-dir", required_argument, NULL, ARG_STATE_DIR},                                     \
                 {"json-status", required_argument, NULL, ARG_JSON_STATUS},                         \
@@ -38,7 +41,8 @@ enum {
                 {"no-prompt", no_argument, NULL, ARG_NO_PROMPT},                                   \
                 {"root", required_argument, NULL, ARG_ROOT},                                       \
                 {"raw-output", no_argument, NULL, ARG_RAW_OUTPUT},                                 \
-                {"verbose", no_argument, NULL, 'v'}, {"help", no_argument, NULL, 'h'},             \
+                {"tty", no_argument, NULL, 't'}, {"verbose", no_argument, NULL, 'v'},              \
+                {"help", no_argument, NULL, 'h'},                                                  \
         {                                                                                          \
         }
 
@@ -144,6 +148,9 @@ static int kernel_option(int c, const char *arg, KernelOptions *k)
         case ARG_RAW_OUTPUT:
                 k->raw_output = true;
                 return 0;
+        case 't':
+                k->tty = true;
+                return 0;
         case 'v':
                 log_verbose = 1;
                 return 0;
@@ -188,13 +195,16 @@ static int kernel_options_parse(int argc, char **argv, const char *optstring,
 
 static void run_usage(FILE *f)
 {
-        fprintf(f, "Usage: cella run [OPTIONS] APP_DIR [-- ARGS...]\n"
-                   "\n"
-                   "Runs the app in APP_DIR (a folder with a manifest.json) in a new sandbox,\n"
-                   "serves its calls to the kernel, streams its stdout and stderr, and exits\n"
-                   "with its status.\n"
-                   "\n"
-                   "Options:\n");
+        fprintf(f,
+                "Usage: cella run [OPTIONS] APP_DIR [-- ARGS...]\n"
+                "\n"
+                "Runs the app in APP_DIR (a folder with a manifest.json) in a new sandbox,\n"
+                "serves its calls to the kernel, streams its stdout and stderr, and exits\n"
+                "with its status.\n"
+                "\n"
+                "Options:\n"
+                "  -t, --tty                give the app a terminal of its own (a pty), relayed\n"
+                "                           to ours with its output shown as --raw-output says\n");
         kernel_options_usage(f);
         fprintf(f, "\n"
                    "Exit status: the app's; 126 entry not executable; 127 entry not found;\n"
@@ -207,7 +217,7 @@ int cli_run(int argc, char **argv)
         int code;
 
         /* "+": stop at the first non-option, so the app's own args are left alone. */
-        code = kernel_options_parse(argc, argv, "+vh", run_usage, &o.k);
+        code = kernel_options_parse(argc, argv, "+tvh", run_usage, &o.k);
         if (code == 0 && optind >= argc) {
                 log_error("run: missing APP_DIR; see 'cella run --help'");
                 code = CELLA_EXIT_USAGE;
@@ -246,6 +256,10 @@ int cli_boot(int argc, char **argv)
         int code;
 
         code = kernel_options_parse(argc, argv, "vh", boot_usage, &o.k);
+        if (code == 0 && o.k.tty) {
+                log_error("boot: --tty is for 'cella run': booted apps write to their logs");
+                code = CELLA_EXIT_USAGE;
+        }
         if (code == 0 && optind != argc - 1) {
                 log_error("boot: expected one DIR; see 'cella boot --help'");
                 code = CELLA_EXIT_USAGE;

@@ -63,3 +63,12 @@ typedef struct ExecFailure {
  * the script is fine. Uses only system calls and the stack (a vfork()ed child).
  */
 int exec_diagnose(const char *path, const char *what, int error, char *out, size_t size);
+
+/*
+ * pty.c: in the app's process, before its execve: opens a pty in the jail's
+ * devpts (/dev/ptmx) of rows x cols (0: 24 x 80), sends its master over the
+ * socket sock (SCM_RIGHTS, one byte), and makes the slave the controlling terminal
+ * of a new session (setsid, TIOCSCTTY). Returns the slave (O_CLOEXEC), to become
+ * the app's fds 0, 1 and 2, or -errno.
+ */
+int pty_make(int sock, unsigned short rows, unsigned short cols);

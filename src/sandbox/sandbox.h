@@ -129,6 +129,14 @@ struct SandboxSpec {
 
         int stdio[3];   /* fds that become 0, 1, 2 in the app (-1: /dev/null) */
         int channel_fd; /* fd that becomes 3 in the app (-1: none) */
+        /* A terminal of the app's own instead of stdio (cella run -t): the app's
+         * process makes a pty in the jail's devpts, pty_rows x pty_cols (0: 24 x
+         * 80), makes it its controlling terminal and stdin/stdout/stderr, and
+         * sends the master over pty_socket (an AF_UNIX socket, SCM_RIGHTS) before
+         * its execve, so it is waiting there when sandbox_spawn() returns. 0 or
+         * -1: none (0 is never such a socket, so a zeroed spec has none). */
+        int pty_socket;
+        unsigned short pty_rows, pty_cols;
         /* More fds for the app, kept under the same numbers (a packed Lua host's
          * spec, stats file, channels and logs, whose numbers its spec names):
          * strictly ascending, each >= 4 (clear of 0..3), at most

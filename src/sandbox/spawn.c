@@ -341,9 +341,26 @@ _noreturn_ static void app_exec(const SandboxSpec *spec, int exec_fd)
         /* Everything we keep goes above 10 first, so the dup2()s into 0..3 cannot
          * clobber a source that happens to sit at 0..3. */
         exec_fd = move_high(exec_fd);
-        for (int i = 0; i < 3; i++)
-                fds[i] = move_high(spec->stdio[i] >= 0 ? spec->stdio[i]
-                                                       : open("/dev/null", O_RDWR | O_CLOEXEC));
+        if (spec->pty_socket > 0) {
+                /* Its own terminal as stdio (pty.c); the socket is gone at exec. */
+                int pty = pty_make(spec->pty_socket, spec->pty_rows, spec->pty_cols);
+
+                if (pty < 0) {
+                        /* Not the entry's fault: never "not found" (127). */
+                        f.error = pty == -ENOENT ? ENODEV : -pty;
+                        snprintf(f.detail, sizeof f.detail,
+                                 "cannot make the app's terminal (a pty of the jail's /dev/pts): "
+                                 "%s",
+                                 strerror(-pty));
+                        goto report;
+                }
+                for (int i = 0; i < 3; i++)
+                        fds[i] = move_high(pty);
+        } else
+                for (int i = 0; i < 3; i++)
+                        fds[i] = move_high(spec->stdio[i] >= 0
+                                                   ? spec->stdio[i]
+                                                   : open("/dev/null", O_RDWR | O_CLOEXEC));
         fds[3] = spec->channel_fd >= 0 ? move_high(spec->channel_fd) : -EBADF;
         if (exec_fd < 0)
                 _exit(126);
@@ -489,7 +506,7 @@ static int child_load_seccomp(const SeccompProgram *p, int ctl, SandboxError *er
  */
 static int close_unneeded_fds(const SandboxSpec *spec, int ctl)
 {
-        int keep[5];
+        int keep[6];
         size_t n = 0, ik = 0, ie = 0;
         unsigned lo = 0;
 
@@ -499,7 +516,9 @@ static int close_unneeded_fds(const SandboxSpec *spec, int ctl)
                         keep[n++] = spec->stdio[i];
         if (spec->channel_fd >= 0)
                 keep[n++] = spec->channel_fd;
-        for (size_t i = 1; i < n; i++) /* insertion sort of at most 5 */
+        if (spec->pty_socket > 0)
+                keep[n++] = spec->pty_socket;
+        for (size_t i = 1; i < n; i++) /* insertion sort of at most 6 */
                 for (size_t j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
                         int t = keep[j];
 

@@ -31,6 +31,7 @@
 #include "supervisor/exit-codes.h"
 #include "supervisor/storage.h"
 #include "supervisor/supervisor-internal.h"
+#include "supervisor/terminal.h"
 
 static uint64_t now_ns(void)
 {
@@ -64,6 +65,8 @@ static void pump_closed(uv_handle_t *h)
 
         p->from = safe_close(p->from);
         p->closing = false;
+        if (p->inst && p == &p->inst->out)
+                p->inst->pty_master = -1; /* it was p->from */
         if (p->group)
                 group_maybe_finished(p->group);
         else if (p->inst)
@@ -464,12 +467,102 @@ int instance_open_log(Instance *inst)
         return 0;
 }
 
+/* Receives the app's pty master from the console socket sock (pty.c sent it before
+ * the app's execve). Returns the fd (O_CLOEXEC) or -errno. */
+static int receive_pty(int sock)
+{
+        char byte;
+        struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+        union {
+                struct cmsghdr h;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } c = {};
+        struct msghdr mh = {.msg_iov = &iov,
+                            .msg_iovlen = 1,
+                            .msg_control = c.buf,
+                            .msg_controllen = sizeof c.buf};
+        struct cmsghdr *cm;
+        int fd;
+
+        if (recvmsg(sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) != 1)
+                return errno ? negative_errno() : -EBADMSG;
+        cm = CMSG_FIRSTHDR(&mh);
+        if (!cm || cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS ||
+            cm->cmsg_len != CMSG_LEN(sizeof(int)) || (mh.msg_flags & MSG_CTRUNC))
+                return -EBADMSG;
+        memcpy(&fd, CMSG_DATA(cm), sizeof fd);
+        if (!isatty(fd)) {
+                close(fd);
+                return -ENOTTY;
+        }
+        return fd;
+}
+
+/*
+ * cella run -t, once the app runs: its pty's master (from sock) copied to our
+ * stdout like any output (rendered safe for a terminal), and our terminal's input
+ * (in raw mode) written to the master, through an outlet so the loop never
+ * blocks on it. Without a terminal on our stdin, the app's terminal gets an
+ * end of file (^D) at once. Returns 0 or a negative errno / libuv error.
+ */
+static int instance_attach_pty(Instance *inst, int sock)
+{
+        Supervisor *s = inst->sup;
+        _cleanup_close_ int master = -EBADF, tty = -EBADF, w = -EBADF;
+        int r;
+
+        master = receive_pty(sock);
+        if (master < 0)
+                return master;
+        r = fd_nonblock(master, 1);
+        if (r < 0)
+                return r;
+        if (!isatty(STDIN_FILENO)) {
+                /* VEOF: a read of the terminal's input returns 0, as at a file's end. */
+                (void)!write(master, "\x04", 1);
+        } else {
+                unsigned ptn;
+
+                if (ioctl(STDIN_FILENO, TIOCGPTN, &ptn) < 0)
+                        tty = fd_reopen(STDIN_FILENO, O_RDONLY | O_NOCTTY | O_NONBLOCK);
+                if (tty < 0)
+                        tty = fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 3);
+                w = fcntl(master, F_DUPFD_CLOEXEC, 3);
+                if (tty < 0 || w < 0)
+                        return negative_errno();
+                r = outlet_new(&s->loop, w, true, SUPERVISOR_OUTLET_MAX, SUPERVISOR_OUTLET_MAX,
+                               &inst->in_outlet);
+                if (r < 0)
+                        return r;
+                TAKE_FD(w);
+                r = pump_start(s, inst, NULL, &inst->in, tty, inst->in_outlet, NULL);
+                if (r < 0) {
+                        inst->in_outlet = outlet_free(inst->in_outlet);
+                        return r;
+                }
+                TAKE_FD(tty);
+                /* Keys go to the app's terminal as typed: the rendering is for what
+                 * reaches the user's screen, not for the app's input. */
+                inst->in.sanitize = false;
+                r = terminal_raw();
+                if (r < 0)
+                        log_warning_errno(r, "cannot put the terminal in raw mode: %m");
+        }
+        r = pump_start(s, inst, NULL, &inst->out, master, s->out_outlet, NULL);
+        if (r < 0)
+                return r;
+        inst->pty_master = TAKE_FD(master);
+        return 0;
+}
+
 int instance_start(Instance *inst)
 {
         Supervisor *s = inst->sup;
         const Manifest *m = inst->manifest;
-        _cleanup_close_pair_ int chan[2] = {-EBADF, -EBADF};
+        _cleanup_close_pair_ int chan[2] = {-EBADF, -EBADF}, console[2] = {-EBADF, -EBADF};
         _cleanup_close_ int data_fd = -EBADF, app_fd = -EBADF;
+        /* cella run -t: a pty instead of the pipes (instance_attach_pty). */
+        bool pty = s->o.tty && s->o.output == SUPERVISOR_OUTPUT_TERMINAL;
         int out[2] = {-EBADF, -EBADF}, err[2] = {-EBADF, -EBADF}, in_fd = -1;
         SandboxError serr = {};
         Launch launch = {};
@@ -531,13 +624,20 @@ int instance_start(Instance *inst)
                 goto fail;
         } else
                 launch_set_data_mount(&launch, data_fd);
-        if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 ||
-            socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, chan) < 0) {
+        if (pty)
+                r = socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, console);
+        else
+                r = pipe2(out, O_CLOEXEC) < 0 ? -1 : pipe2(err, O_CLOEXEC);
+        if (r < 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, chan) < 0) {
                 r = negative_errno();
                 log_error_errno(r, "cannot create the pipes of %s: %m", m->id);
                 goto fail;
         }
-        r = setup_stdin(inst, &in_fd);
+        if (pty) {
+                launch.spec.pty_socket = console[1];
+                terminal_size(&launch.spec.pty_rows, &launch.spec.pty_cols);
+        }
+        r = pty ? 0 : setup_stdin(inst, &in_fd);
         if (r < 0) {
                 log_error_errno(r, "cannot set up stdin: %m");
                 goto fail;
@@ -584,6 +684,7 @@ int instance_start(Instance *inst)
         out[1] = safe_close(out[1]);
         err[1] = safe_close(err[1]);
         chan[1] = safe_close(chan[1]);
+        console[1] = safe_close(console[1]);
         if (in_fd > STDIN_FILENO)
                 safe_close(in_fd);
         if (r < 0 && prep.error < 0) {
@@ -603,15 +704,23 @@ int instance_start(Instance *inst)
                 log_error_errno(r, "cannot watch the seccomp filter of %s: %m", m->id);
                 goto fail_running;
         }
-        r = pump_start(s, inst, NULL, &inst->out, out[0], s->out_outlet, inst->log);
-        if (r >= 0) {
-                out[0] = -EBADF;
-                r = pump_start(s, inst, NULL, &inst->err, err[0], s->err_outlet, inst->log);
+        if (pty) {
+                r = instance_attach_pty(inst, console[0]);
+                if (r < 0) {
+                        log_error_errno(r, "cannot relay the terminal of %s: %m", m->id);
+                        goto fail_running;
+                }
+        } else {
+                r = pump_start(s, inst, NULL, &inst->out, out[0], s->out_outlet, inst->log);
+                if (r >= 0) {
+                        out[0] = -EBADF;
+                        r = pump_start(s, inst, NULL, &inst->err, err[0], s->err_outlet, inst->log);
+                }
+                if (r >= 0)
+                        err[0] = -EBADF;
         }
-        if (r >= 0) {
-                err[0] = -EBADF;
+        if (r >= 0)
                 r = uv_poll_init(&s->loop, &inst->sandbox_poll, inst->sandbox->ctl_fd);
-        }
         if (r >= 0) {
                 inst->sandbox_poll_init = true;
                 inst->sandbox_poll.data = inst;

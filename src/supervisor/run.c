@@ -83,6 +83,7 @@ int supervisor_run(const RunOptions *o)
                                                    .output = SUPERVISOR_OUTPUT_TERMINAL,
                                                    .json_status_fd = o->k.json_status_fd,
                                                    .raw_output = o->k.raw_output,
+                                                   .tty = o->k.tty,
                                                    .no_prompt = o->k.no_prompt,
                                                    .roots = o->k.roots},
                               &s);

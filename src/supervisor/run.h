@@ -18,6 +18,7 @@ typedef struct KernelOptions {
         bool no_prompt;  /* refuse perm.request instead of asking on the terminal */
         char **roots;    /* "name=/host/path" user-file roots; may be NULL */
         bool raw_output; /* --raw-output: apps' output to a terminal unsanitized */
+        bool tty;        /* -t, --tty (cella run only): the app gets a pty of its own */
 } KernelOptions;
 
 typedef struct RunOptions {

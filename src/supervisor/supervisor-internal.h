@@ -83,7 +83,9 @@ struct Instance {
         SeccompDenials *denials; /* of the current run */
         unsigned polls_closing;  /* sandbox_poll/notify_poll closes not yet called back */
         Pump out, err, in;
-        Outlet *in_outlet; /* the pipe to the app's stdin, fed from our terminal (cella run) */
+        Outlet *in_outlet; /* the pipe to the app's stdin, fed from our terminal (cella run),
+                            * or (cella run -t) to its pty's master */
+        int pty_master; /* cella run -t: its pty's master (out.from's, while out.open), else -1 */
         AppLog *log;
         BrokerApp *broker_app;
         uid_t uid;
@@ -154,9 +156,10 @@ struct Supervisor {
         /* Observers (outlet.h): the apps' output (cella run), the kernel's messages,
          * the --json-status records. NULL when not used. */
         Outlet *out_outlet, *err_outlet, *status_outlet;
-        bool signalled; /* SIGINT, SIGTERM or SIGHUP came */
-        bool prompting; /* a question owns the terminal (prompt_begin .. prompt_end) */
-        uv_signal_t signals[3];
+        bool signalled;    /* SIGINT, SIGTERM or SIGHUP came */
+        bool prompting;    /* a question owns the terminal (prompt_begin .. prompt_end) */
+        bool prompt_unraw; /* prompt_begin() took the terminal out of raw mode (cella run -t) */
+        uv_signal_t signals[4]; /* SIGINT, SIGTERM, SIGHUP; SIGWINCH with o.tty */
         unsigned n_signals;
         uv_check_t flush;
         bool flush_init;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@
 #include "policy/signature.h"
 #include "supervisor/exit-codes.h"
 #include "supervisor/supervisor-internal.h"
+#include "supervisor/terminal.h"
 
 void supervisor_status(Supervisor *s, json_t *o)
 {
@@ -220,6 +222,9 @@ static void prompt_begin(void *ud)
                 if (s->apps[i]->in.open && !s->apps[i]->in.waiting)
                         uv_poll_stop(&s->apps[i]->in.poll);
         hold_terminals(s, true);
+        /* The answer is typed as a line, echoed: not in an app's raw mode. */
+        s->prompt_unraw = terminal_is_raw();
+        terminal_restore();
 }
 
 static void prompt_end(void *ud)
@@ -227,6 +232,9 @@ static void prompt_end(void *ud)
         Supervisor *s = ud;
 
         s->prompting = false;
+        if (s->prompt_unraw)
+                (void)terminal_raw();
+        s->prompt_unraw = false;
         hold_terminals(s, false);
         for (size_t i = 0; i < s->n_apps; i++)
                 if (s->apps[i]->in.open && !s->apps[i]->in.waiting)
@@ -344,6 +352,20 @@ void supervisor_changed(Supervisor *s)
                             !s->apps[i]->stop_requested)
                                 instance_stop(s->apps[i], false);
         }
+}
+
+/* SIGWINCH under cella run -t: the user's terminal changed size; each app's pty
+ * gets the new size, and with it (the kernel's tty layer) its own SIGWINCH. */
+static void on_winch(uv_signal_t *h, int signum)
+{
+        Supervisor *s = h->data;
+        struct winsize ws = {};
+
+        (void)signum;
+        terminal_size(&ws.ws_row, &ws.ws_col);
+        for (size_t i = 0; i < s->n_apps; i++)
+                if (s->apps[i]->pty_master >= 0 && s->apps[i]->out.open)
+                        (void)ioctl(s->apps[i]->pty_master, TIOCSWINSZ, &ws);
 }
 
 /* Ctrl-C, TERM, HUP. cella run: forwarded to the app (a second Ctrl-C kills it).
@@ -661,17 +683,19 @@ int supervisor_new(const SupervisorOptions *o, Supervisor **ret)
         }
 
         {
-                static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+                static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGWINCH};
 
                 for (size_t i = 0; i < ELEMENTSOF(sigs); i++) {
                         uv_signal_t *h = &s->signals[s->n_signals];
 
+                        if (sigs[i] == SIGWINCH && !o->tty)
+                                break;
                         r = uv_signal_init(&s->loop, h);
                         if (r < 0)
                                 break;
                         s->n_signals++;
                         h->data = s;
-                        r = uv_signal_start(h, on_signal, sigs[i]);
+                        r = uv_signal_start(h, sigs[i] == SIGWINCH ? on_winch : on_signal, sigs[i]);
                         if (r < 0)
                                 break;
                 }
@@ -877,6 +901,7 @@ int supervisor_add(Supervisor *s, const char *app_dir, Manifest *m, char *const 
         inst->wave = wave;
         inst->out.from = inst->err.from = inst->in.from = -EBADF;
         inst->app_fd = -EBADF;
+        inst->pty_master = -1;
         inst->app_dir = strdup(app_dir);
         if (!inst->app_dir || (extra_args && !(inst->extra_args = strv_copy(extra_args))))
                 goto oom;
@@ -958,6 +983,8 @@ Supervisor *supervisor_free(Supervisor *s)
         }
         for (size_t i = 0; i < s->n_apps; i++)
                 s->apps[i]->in_outlet = outlet_free(s->apps[i]->in_outlet);
+        /* cella run -t: the user's terminal as it was, before the last messages. */
+        terminal_restore();
         if (s->loop_ready)
                 close_outlets(s);
         if (s->loop_ready) {

@@ -41,6 +41,7 @@ typedef struct SupervisorOptions {
         char **roots;       /* "name=/host/path" user-file roots for fs.open; may be NULL */
         bool boot;          /* Ctrl-C stops every app (cella boot) instead of forwarding */
         bool raw_output;    /* apps' output to a terminal as it is, escapes included */
+        bool tty;           /* cella run -t: the app gets a pty of its own (terminal.h) */
 } SupervisorOptions;
 
 typedef enum InstanceState {
