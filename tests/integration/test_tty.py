@@ -147,8 +147,8 @@ def test_window_size_change_reaches_the_app(state, make_app, term):
     app = make_app("org.test.winch", "trap 'stty size; exit 5' WINCH\necho ready\nwhile :; do sleep 0.1; done\n")
     t = term("--state-dir", state, app, rows=24, cols=80)
     t.read_until("ready")
+    # The kernel sends SIGWINCH to the terminal's foreground group: cella.
     fcntl.ioctl(t.slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 132, 0, 0))
-    os.kill(t.proc.pid, 28)  # SIGWINCH, as the terminal sends its foreground group
     t.read_until("50 132")
     assert t.wait() == 5
 
