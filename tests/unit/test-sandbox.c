@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
@@ -615,6 +616,89 @@ START_TEST(test_fail_exec_not_executable)
 }
 END_TEST
 
+START_TEST(test_fail_exec_interpreter_missing)
+{
+        Run r;
+
+        REQUIRE_ROOT();
+        /* ENOENT from execve, but the entry is there: its #! interpreter is not. */
+        {
+                static const char text[] = "#!/usr/bin/no-such-interpreter\necho no\n";
+                _cleanup_free_ char *path = NULL;
+                _cleanup_close_ int fd = -EBADF;
+
+                ck_assert_int_ge(asprintf(&path, "%s/badshebang.sh", app_dir), 0);
+                fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+                ck_assert_int_ge(fd, 0);
+                ck_assert_int_eq(loop_write(fd, text, sizeof text - 1), 0);
+                ck_assert_int_eq(fchmod(fd, 0755), 0);
+        }
+        run_init(&r, 8, "badshebang.sh", NULL);
+        expect_spawn_fail(&r, -ENOENT, SANDBOX_STEP_EXEC,
+                          "#! interpreter /usr/bin/no-such-interpreter does not exist");
+        run_done(&r);
+
+        /* A script read by the program (entry_script): missing is the entry's fault. */
+        run_init(&r, 8, "/bin/true", NULL);
+        r.spec.entry_script = "/app/no-such-script.lua";
+        expect_spawn_fail(&r, -ENOENT, SANDBOX_STEP_EXEC, "/app/no-such-script.lua does not exist");
+        run_done(&r);
+}
+END_TEST
+
+/* spec.pty_socket: the app's stdio is a pty of the sandbox's devpts, of the size
+ * asked, its controlling terminal; the master comes over the socket. */
+START_TEST(test_pty)
+{
+        _cleanup_close_pair_ int sock[2] = {-EBADF, -EBADF};
+        _cleanup_close_ int master = -EBADF;
+        char cbuf[CMSG_SPACE(sizeof(int))], byte, out[512];
+        struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+        struct msghdr mh = {.msg_iov = &iov,
+                            .msg_iovlen = 1,
+                            .msg_control = cbuf,
+                            .msg_controllen = sizeof cbuf};
+        struct cmsghdr *cm;
+        size_t n = 0;
+        Sandbox *s;
+        Run r;
+
+        REQUIRE_ROOT();
+        write_script("pty.sh", "tty\nstty size\n[ -t 0 ] && echo stdin-tty", 0755);
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sock), 0);
+        run_init(&r, 8, "pty.sh", NULL);
+        r.spec.pty_socket = sock[1];
+        r.spec.pty_rows = 40;
+        r.spec.pty_cols = 120;
+        s = run_spawn(&r);
+        sock[1] = safe_close(sock[1]);
+        ck_assert_int_eq(recvmsg(sock[0], &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC), 1);
+        cm = CMSG_FIRSTHDR(&mh);
+        ck_assert_ptr_nonnull(cm);
+        ck_assert_int_eq(cm->cmsg_type, SCM_RIGHTS);
+        memcpy(&master, CMSG_DATA(cm), sizeof master);
+        ck_assert(isatty(master));
+        for (;;) { /* EIO once the app's side is closed */
+                ssize_t k = read(master, out + n, sizeof out - 1 - n);
+
+                if (k <= 0)
+                        break;
+                n += (size_t)k;
+        }
+        out[n] = 0;
+        ck_assert_int_eq(run_wait(s).status, 0);
+        sandbox_free(s);
+        ck_assert_msg(strstr(out, "/dev/pts/0\r\n40 120\r\nstdin-tty\r\n"), "output: %s", out);
+        /* Nothing went to the pipes. */
+        {
+                _cleanup_free_ char *rest = read_output(&r);
+
+                ck_assert_str_eq(rest, "");
+        }
+        run_done(&r);
+}
+END_TEST
+
 START_TEST(test_fail_prepare)
 {
         struct rlimit rl;
@@ -1020,6 +1104,8 @@ int main(void)
         tcase_add_test(tc, test_bind_fd);
         tcase_add_test(tc, test_fail_exec_missing);
         tcase_add_test(tc, test_fail_exec_not_executable);
+        tcase_add_test(tc, test_fail_exec_interpreter_missing);
+        tcase_add_test(tc, test_pty);
         tcase_add_test(tc, test_fail_prepare);
         tcase_add_test(tc, test_oom_cgroup);
         tcase_add_test(tc, test_fds);
