@@ -116,7 +116,7 @@ int exec_diagnose(const char *path, const char *what, int error, char *out, size
                 if (e == ENOENT)
                         snprintf(out, size,
                                  "%s %s does not exist: set the manifest's \"entry\" to a file "
-                                 "of the app's folder (/app)",
+                                 "of the app's folder",
                                  what, path);
                 else
                         snprintf(out, size,

@@ -105,11 +105,13 @@ struct SandboxSpec {
         const char *workdir; /* cwd of the app inside the jail; NULL = "/" */
 
         const char *exec_path; /* absolute path inside the jail */
-        /* A file exec_path reads as its code (a Lua app's /app/main.lua), or NULL:
-         * checked to be a readable file before execve, so that its absence fails
-         * the spawn as a missing entry does (SANDBOX_STEP_EXEC, ENOENT), with the
-         * reason in the detail, not later inside the interpreter. */
-        const char *entry_script;
+        /* Files exec_path reads as its code (a Lua app's /app/main.lua, a packed
+         * group's /apps/<id>/<entry>), NULL-terminated, or NULL: each checked to
+         * be a readable file before execve, so that a missing one fails the spawn
+         * as a missing entry does (SANDBOX_STEP_EXEC, ENOENT; EACCES when not
+         * readable), with the file and the reason in the detail, not later inside
+         * the interpreter. */
+        char *const *entry_scripts;
         char *const *argv; /* argv[0] included */
         char *const *envp; /* the whole environment; nothing is inherited */
 

@@ -393,8 +393,8 @@ _noreturn_ static void app_exec(const SandboxSpec *spec, int exec_fd)
         }
         if (chdir(spec->workdir ?: "/") < 0)
                 goto fail;
-        if (spec->entry_script) {
-                f.error = exec_diagnose(spec->entry_script, "the entry", 0, f.detail,
+        for (size_t i = 0; spec->entry_scripts && spec->entry_scripts[i]; i++) {
+                f.error = exec_diagnose(spec->entry_scripts[i], "the entry", 0, f.detail,
                                         sizeof f.detail);
                 if (f.error != 0)
                         goto report;

@@ -304,6 +304,7 @@ typedef struct GroupLaunch {
         char **targets; /* the binds' targets, owned */
         char **argv;
         char **envp;
+        char **entries; /* /apps/<id>/<entry> of each member, checked before the host runs */
         char *hostname;
         char *label;
 } GroupLaunch;
@@ -314,6 +315,7 @@ static void group_launch_done(GroupLaunch *l)
         strv_free(l->targets);
         strv_free(l->argv);
         strv_free(l->envp);
+        strv_free(l->entries);
         free(l->hostname);
         free(l->label);
         *l = (GroupLaunch){};
@@ -372,7 +374,9 @@ static int group_launch_prepare(Group *g, GroupLaunch *l, int spec_fd, const int
                 const Instance *m = g->members[i];
 
                 if (strv_extendf(&l->targets, "/apps/%s", m->manifest->id) < 0 ||
-                    strv_extendf(&l->targets, "/data/%s", m->manifest->id) < 0)
+                    strv_extendf(&l->targets, "/data/%s", m->manifest->id) < 0 ||
+                    strv_extendf(&l->entries, "/apps/%s/%s", m->manifest->id, m->manifest->entry) <
+                            0)
                         return -ENOMEM;
         }
         for (size_t i = 0; i < n; i++) {
@@ -407,6 +411,9 @@ static int group_launch_prepare(Group *g, GroupLaunch *l, int spec_fd, const int
         s->n_binds = k;
         s->workdir = "/";
         s->exec_path = LAUNCH_LUA_PATH;
+        /* A member's missing entry fails the group's start as a native app's does
+         * (127, naming it), not later as that member's cella-lua error. */
+        s->entry_scripts = l->entries;
         s->argv = l->argv;
         s->envp = l->envp;
         s->cgroup_label = l->label;
@@ -693,8 +700,22 @@ int group_start(Group *g)
         }
         if (r < 0) {
                 code = cella_exit_for_step(serr.step, serr.error);
-                log_error("cannot start packed group %s: %s step failed: %s: %s", g->name,
-                          sandbox_step_to_string(serr.step), serr.detail, strerror(serr.error));
+                if (serr.step == SANDBOX_STEP_EXEC && strncmp(serr.detail, "execute ", 8) != 0) {
+                        /* Told in the app's terms (execdiag.c): which member's file. */
+                        log_error("cannot start packed group %s: %s", g->name, serr.detail);
+                        for (size_t i = 0; i < n; i++) {
+                                const Instance *m = g->members[i];
+                                char at[MANIFEST_ID_MAX + 16];
+
+                                snprintf(at, sizeof at, " /apps/%s/", m->manifest->id);
+                                if (strstr(serr.detail, at))
+                                        log_error("(/apps/%s in the jail is the folder %s of %s)",
+                                                  m->manifest->id, m->app_dir, m->manifest->id);
+                        }
+                } else
+                        log_error("cannot start packed group %s: %s step failed: %s: %s", g->name,
+                                  sandbox_step_to_string(serr.step), serr.detail,
+                                  strerror(serr.error));
                 for (size_t i = 0; i < n; i++)
                         supervisor_audit(s, g->members[i]->manifest->id, AUDIT_EVENT_LIFECYCLE,
                                          json_pack("{s:s, s:s, s:s, s:s, s:i}", "what", "failed",

@@ -114,8 +114,10 @@ int launch_prepare(Launch *l, const Manifest *m, const char *app_dir, const char
         s->exec_path = l->exec_path;
         /* A Lua app's entry is read, not executed: checked in the jail before
          * cella-lua starts, so a missing one fails as a native entry does (127). */
-        if (m->runtime == MANIFEST_RUNTIME_LUA)
-                s->entry_script = l->argv[1];
+        if (m->runtime == MANIFEST_RUNTIME_LUA) {
+                l->entry_scripts[0] = l->argv[1];
+                s->entry_scripts = l->entry_scripts;
+        }
         s->argv = l->argv;
         s->envp = l->envp;
         s->cgroup_label = m->id;

@@ -29,6 +29,7 @@ typedef struct Launch {
         char *exec_path;
         char **argv;
         char **envp;
+        char *entry_scripts[2]; /* a Lua app's entry (borrowed from argv), NULL */
 } Launch;
 
 /*

@@ -161,3 +161,22 @@ def test_two_folders_with_one_id_are_both_named(state, make_app, tmp_path):
     assert p.returncode == 241, p.stderr
     assert f"{boot}/first" in p.stderr and f"{boot}/second" in p.stderr, p.stderr
     assert "org.test.dupid" in p.stderr
+
+
+def test_packed_member_missing_entry_is_named(state, make_app, tmp_path):
+    """A packed Lua app's missing entry: named with its folder, 127, not a
+    cella-lua error with the group's internal path."""
+    boot = tmp_path / "boot"
+    boot.mkdir()
+    os.chmod(boot, 0o755)
+    ok = make_app("org.test.packok", runtime="lua", entry="main.lua", isolation="packed", group="g",
+                  files={"main.lua": ("print('ok')\n", 0o644)})
+    bad = make_app("org.test.packbad", runtime="lua", entry="main.lua", isolation="packed", group="g")
+    ok.rename(boot / "ok")
+    bad.rename(boot / "bad")
+    p, status = boot_cella(boot, state)
+    assert p.returncode == 1, p.stderr
+    assert "the entry /apps/org.test.packbad/main.lua does not exist" in p.stderr, p.stderr
+    assert f"the folder {boot / 'bad'} of org.test.packbad" in p.stderr, p.stderr
+    assert "cella-lua:" not in p.stderr
+    assert "org.test.packbad: failed (exit status 127)" in p.stderr, p.stderr
