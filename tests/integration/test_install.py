@@ -64,7 +64,11 @@ def _prefix():
 
 
 def _pkg(pcdir, *args, define_prefix=None):
-    env = dict(os.environ, PKG_CONFIG_PATH=pcdir)
+    """pkg-config ARGS, finding the .pc files in pcdir (None: where pkg-config looks
+    by itself, as a user's shell would)."""
+    env = dict(os.environ)
+    if pcdir:
+        env["PKG_CONFIG_PATH"] = pcdir
     cmd = ["pkg-config"]
     if define_prefix:
         cmd.append(f"--define-variable=prefix={define_prefix}")
@@ -151,7 +155,8 @@ def test_system_install_runs_ldconfig_and_shared_app_runs(tmp_path):
                        capture_output=True, text=True)
     try:
         assert r.returncode == 0, r.stderr
-        pcdir = os.path.join(prefix, libdir, "pkgconfig")
+        # Debian's pkg-config looks in /usr/local/lib/<multiarch>/pkgconfig by itself.
+        pcdir = None if prefix == "/usr/local" else os.path.join(prefix, libdir, "pkgconfig")
         flags = _pkg(pcdir, "--cflags", "--libs", "cella")
         app = _make_app(tmp_path / "apps" / "system", flags)
         cella = os.path.join(prefix, bindir, "cella")
