@@ -178,3 +178,14 @@ def test_boot_refuses_tty(state, tmp_path):
     p = subprocess.run([CELLA, "boot", "--tty", "--state-dir", str(state), str(tmp_path)],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 240 and "--tty is for 'cella run'" in p.stderr, p.stderr
+
+
+def test_terminal_restored_when_cella_is_signalled(state, make_app, term):
+    """SIGTERM to cella (forwarded to the app): the user's terminal is put back."""
+    app = make_app("org.test.ttyterm", "echo ready\nexec sleep 100\n")
+    t = term("--state-dir", state, app)
+    t.read_until("ready")
+    assert termios.tcgetattr(t.slave) != t.saved  # raw while the app runs
+    t.proc.terminate()
+    assert t.wait() == 128 + 15
+    assert termios.tcgetattr(t.slave) == t.saved
