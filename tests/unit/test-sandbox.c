@@ -638,7 +638,7 @@ START_TEST(test_fail_exec_interpreter_missing)
                           "#! interpreter /usr/bin/no-such-interpreter does not exist");
         run_done(&r);
 
-        /* A script read by the program (entry_script): missing is the entry's fault. */
+        /* A script read by the program (entry_scripts): missing is the entry's fault. */
         run_init(&r, 8, "/bin/true", NULL);
         r.spec.entry_scripts = (char *[]){"/app/no-such-script.lua", NULL};
         expect_spawn_fail(&r, -ENOENT, SANDBOX_STEP_EXEC, "/app/no-such-script.lua does not exist");
