@@ -26,6 +26,7 @@ int cli_audit(int argc, char **argv);
 int cli_ps(int argc, char **argv);
 int cli_logs(int argc, char **argv);
 int cli_stats(int argc, char **argv);
+int cli_stop(int argc, char **argv);
 
 /*
  * After a grant, revoke or gesture is committed to grants.db: appends one "grant"
@@ -90,6 +91,8 @@ int cli_grants_open(const char *state_dir, struct Grants **ret);
 int cli_grants_load(const char *state_dir, const char *app_dir, const char *app,
                     struct Grants **ret, char ***ret_requested, bool *ret_signed);
 
-/* The default state directory: /var/lib/cella as root, else $XDG_STATE_HOME/cella
- * (or ~/.local/state/cella). Returns a static or heap string that lives until exit. */
+/* The default state directory (what --state-dir overrides): $CELLA_STATE_DIR when
+ * set and not empty, else /var/lib/cella as root, else $XDG_STATE_HOME/cella (or
+ * ~/.local/state/cella). Returns a static string or the environment's, which live
+ * until exit. */
 const char *cli_default_state_dir(void);

@@ -35,6 +35,13 @@ int cli_grants_open(const char *state_dir, Grants **ret)
 {
         int r = grants_open(state_dir, ret);
 
+        if (r == -EROFS || r == -EACCES || r == -EPERM) {
+                log_error_errno(r,
+                                "the state directory %s cannot be written (%m): cella keeps "
+                                "grants.db there; pass a writable --state-dir, or run as root",
+                                state_dir);
+                return CELLA_EXIT_STATE;
+        }
         if (r < 0) {
                 log_error_errno(r, "cannot open %s/" GRANTS_DB_FILE ": %m", state_dir);
                 return CELLA_EXIT_STATE;
