@@ -81,6 +81,9 @@ int cli_ask_kernels(const char *cmd, const char *state_dir, json_t *req, const c
  * request (exit 0), or an exit code after printing the usage. */
 int cli_parse_state_dir_only(int argc, char **argv, void (*usage)(FILE *f), const char **state_dir);
 int cli_app_id_arg(const char *app);
+/* Prints why state_dir cannot be written: error -EROFS (a read-only file system),
+ * or -EACCES/-EPERM (another user's folder). */
+void cli_state_dir_unwritable(const char *state_dir, int error);
 int cli_grants_open(const char *state_dir, struct Grants **ret);
 
 /*
