@@ -472,6 +472,45 @@ static int read_b64_file(int dirfd, const char *path, uint8_t *bin, size_t n)
         return r;
 }
 
+int signature_trust(const char *state_dir, const char *pub_path,
+                    char ret_key_id[SIGNATURE_KEY_ID_CHARS + 1])
+{
+        _cleanup_free_ char *dir = NULL, *dest = NULL;
+        uint8_t pk[crypto_sign_PUBLICKEYBYTES];
+        char id[SIGNATURE_KEY_ID_CHARS + 1];
+        struct stat st;
+        int r;
+
+        if (!state_dir || !*state_dir || !pub_path)
+                return -EINVAL;
+        if (sodium_init() < 0)
+                return -EIO;
+        r = read_b64_file(AT_FDCWD, pub_path, pk, sizeof pk);
+        if (r < 0)
+                return r;
+        key_id_of(pk, id);
+        r = mkdir_p(state_dir, 0711);
+        if (r < 0)
+                return r;
+        if (asprintf(&dir, "%s/" SIGNATURE_TRUSTED_DIR, state_dir) < 0 ||
+            asprintf(&dest, "%s/%s.pub", dir, id) < 0)
+                return -ENOMEM;
+        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+                return negative_errno();
+        if (lstat(dir, &st) < 0)
+                return negative_errno();
+        if (!S_ISDIR(st.st_mode) || (st.st_mode & 022))
+                return -EPERM; /* signature_verify() would refuse every key in it */
+        r = write_b64_file(dest, pk, sizeof pk, 0644);
+        if (r == -EEXIST)
+                r = 0; /* the same key, by its id */
+        if (r < 0)
+                return r;
+        if (ret_key_id)
+                memcpy(ret_key_id, id, sizeof id);
+        return 0;
+}
+
 int signature_keygen(const char *prefix, char ret_key_id[SIGNATURE_KEY_ID_CHARS + 1])
 {
         _cleanup_free_ char *key = NULL, *pub = NULL;
