@@ -205,11 +205,16 @@ static const char *quote(char buf[static QUOTE_BUF], const char *s, size_t len, 
  * A JSON number with a fraction or an exponent (jansson's real), as the shortest
  * text that reads back as the same double, and always looking like a real: 32.0
  * stays "32.0" (not "32", which would read as the integer the message asks for),
- * 0.5 is "0.5", 1e300 is "1e+300". jansson keeps no source text, so 3.2e1 shows
- * as "32.0".
+ * 1e6 is "1000000.0", 0.5 is "0.5", 1e300 is "1e+300". jansson keeps no source
+ * text, so 3.2e1 shows as "32.0".
  */
 static const char *describe_real(char buf[static QUOTE_BUF], double d)
 {
+        /* A whole number as people write one: 1000000.0, not 1e+06. */
+        if (d == (double)(long long)d && d > -1e15 && d < 1e15) {
+                snprintf(buf, QUOTE_BUF, "%.1f", d);
+                return buf;
+        }
         for (int prec = 1; prec <= 17; prec++) {
                 snprintf(buf, QUOTE_BUF, "%.*g", prec, d);
                 if (strtod(buf, NULL) == d)
