@@ -26,8 +26,9 @@
 #include "supervisor/run.h"
 #include "supervisor/supervisor-internal.h"
 
-/* Set once a "failed" record went out: supervisor_report_failure() then adds none. */
-static bool failure_reported;
+/* Set once a "failed" or "exited" record went out: the run's outcome is told, and
+ * supervisor_report_failure() adds nothing (an app's own exit code may be 240-254). */
+static bool outcome_reported;
 
 static const char *step_of_exit_code(int code)
 {
@@ -72,7 +73,7 @@ void supervisor_report_failure(int fd, int code)
         size_t n;
         json_t *o;
 
-        if (fd < 0 || code < CELLA_EXIT_USAGE || code > CELLA_EXIT_INTERNAL || failure_reported)
+        if (fd < 0 || code < CELLA_EXIT_USAGE || code > CELLA_EXIT_INTERNAL || outcome_reported)
                 return;
         o = json_pack("{s:s, s:s, s:s, s:i}", "event", "failed", "step", step_of_exit_code(code),
                       "error", log_last_error()[0] ? log_last_error() : "failed", "exit_code",
@@ -94,7 +95,7 @@ void supervisor_report_failure(int fd, int code)
         if (poll(&pfd, 1, SUPERVISOR_OUTLET_LINGER_MS) == 1 && (pfd.revents & POLLOUT))
                 (void)!write(fd, line, n + 1);
         free(line);
-        failure_reported = true;
+        outcome_reported = true;
 }
 
 void supervisor_status(Supervisor *s, json_t *o)
@@ -102,8 +103,9 @@ void supervisor_status(Supervisor *s, json_t *o)
         char *text;
 
         if (o && json_is_string(json_object_get(o, "event")) &&
-            strcmp(json_string_value(json_object_get(o, "event")), "failed") == 0)
-                failure_reported = true;
+            (strcmp(json_string_value(json_object_get(o, "event")), "failed") == 0 ||
+             strcmp(json_string_value(json_object_get(o, "event")), "exited") == 0))
+                outcome_reported = true;
         if (!s->status_outlet || !o) {
                 json_decref(o);
                 return;

@@ -260,9 +260,14 @@ def test_usage_error_reaches_json_status(make_app, state):
                                  "exit_code": 240}
 
 
-def test_a_run_that_worked_has_no_failed_record(make_app, state):
-    r = run_cella(make_app("org.test.fine", script="exit 3\n"), state_dir=state)
-    assert r.code == 3 and not [x for x in r.status if x["event"] == "failed"]
+@pytest.mark.parametrize("status", [3, 250])
+def test_an_apps_own_status_gets_no_failed_record(make_app, state, status):
+    """An app's own exit status, even one of cella's codes (250 is "caps"), is its
+    "exited" record's, not a failure of cella's."""
+    r = run_cella(make_app("org.test.fine", script=f"exit {status}\n"), state_dir=state)
+    assert r.code == status
+    assert not [x for x in r.status if x["event"] == "failed"], r.status
+    assert r.event("exited")["exit_code"] == status
 
 
 def test_logs_follow_waits_for_a_log_not_there_yet(tmp_path, make_app):
