@@ -211,7 +211,7 @@ static const char *quote(char buf[static QUOTE_BUF], const char *s, size_t len, 
 static const char *describe_real(char buf[static QUOTE_BUF], double d)
 {
         /* A whole number as people write one: 1000000.0, not 1e+06. */
-        if (d == (double)(long long)d && d > -1e15 && d < 1e15) {
+        if (d > -1e15 && d < 1e15 && d == (double)(long long)d) {
                 snprintf(buf, QUOTE_BUF, "%.1f", d);
                 return buf;
         }
@@ -292,7 +292,8 @@ static int fail_integer(ManifestError *err, const char *key, const char *expecte
         const char *s = json_string_value(v);
         double d = json_is_real(v) ? json_real_value(v) : 0;
 
-        if (json_is_real(v) && d == (double)(long long)d && d > -1e15 && d < 1e15)
+        /* The range first: casting a double out of long long's range is undefined. */
+        if (json_is_real(v) && d > -1e15 && d < 1e15 && d == (double)(long long)d)
                 return fail(err, key,
                             "expected %s, got %s (a number with a fraction or an "
                             "exponent); write it as an integer: %lld",

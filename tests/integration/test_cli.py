@@ -208,6 +208,8 @@ def test_readonly_state_dir_under_run_reaches_json_status(readonly_state):
     ({"pids": -3}, "limits.pids: expected an integer from 1 to 4194304, got -3"),
     ({"files": 0.5}, "limits.files: expected an integer from 16 to 1048576, got 0.5"),
     ({"memory": 16.5}, 'limits.memory: expected a size such as "64M" or a number of bytes, got 16.5'),
+    ({"pids": 1e300}, "limits.pids: expected an integer from 1 to 4194304, got 1e+300"),
+    ({"pids": -1.5e19}, "limits.pids: expected an integer from 1 to 4194304, got -1.5e+19"),
     ({"memory": 1e6}, "limits.memory: expected a size such as \"64M\" or a number of bytes, got "
                       "1000000.0 (a number with a fraction or an exponent); write it as an "
                       "integer: 1000000"),
