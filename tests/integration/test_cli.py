@@ -376,3 +376,41 @@ def test_demo_interrupted_leaves_no_state_folder_in_tmp():
     os.killpg(p.pid, signal.SIGINT)
     p.communicate(timeout=120)
     assert demo_folders() == before
+
+
+def test_stop_of_a_packed_app_stops_its_group(tmp_path, state):
+    """docs/cli.md "cella stop": a packed Lua app stops its whole group's host; every
+    member is then "stopped"."""
+    root = tmp_path / "packed"
+    for app in ("org.test.pk.a", "org.test.pk.b"):
+        d = root / app
+        d.mkdir(parents=True)
+        (d / "manifest.json").write_text(json.dumps({
+            "id": app, "runtime": "lua", "entry": "main.lua", "kind": "service",
+            "isolation": "packed", "group": "stopgroup"}))
+        (d / "main.lua").write_text('require("cella.timer").every(1, function() end)\n')
+        for p in (root, d):
+            os.chmod(p, 0o755)
+        os.chmod(d / "main.lua", 0o644)
+    # A service outside the group keeps the boot (and its kernel, for ps) going.
+    keep = root / "keep"
+    keep.mkdir()
+    (keep / "manifest.json").write_text(json.dumps({
+        "id": "org.test.pk.keep", "runtime": "native", "entry": "main.sh", "kind": "service"}))
+    (keep / "main.sh").write_text("#!/bin/sh\n" + SERVICE)
+    os.chmod(keep, 0o755)
+    os.chmod(keep / "main.sh", 0o755)
+    b = Boot(root, state)
+    try:
+        b.wait_event("started", "org.test.pk.a")
+        b.wait_event("started", "org.test.pk.b")
+        p = cella("stop", "org.test.pk.a", state=state)
+        assert p.returncode == 0, p.stderr
+        apps = ps(state)
+        assert {a: apps[a]["state"] for a in apps} == {"org.test.pk.a": "stopped",
+                                                       "org.test.pk.b": "stopped",
+                                                       "org.test.pk.keep": "running"}
+        assert cella("stop", "org.test.pk.keep", state=state).returncode == 0
+    finally:
+        code, out, err = b.finish()
+    assert code == 0, err
