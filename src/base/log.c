@@ -12,6 +12,12 @@ int log_verbose;
 
 static LogWriter writer;
 static void *writer_userdata;
+static char last_error[LOG_LINE_MAX];
+
+const char *log_last_error(void)
+{
+        return last_error;
+}
 
 void log_set_writer(LogWriter w, void *userdata)
 {
@@ -47,6 +53,10 @@ int log_full_errno(int level, int error, const char *fmt, ...)
                 k = (int)(sizeof text - 4);
                 memcpy(text + k, "...", 3);
                 k += 3;
+        }
+        if (level <= LOG_ERR_LEVEL) {
+                memcpy(last_error, text, (size_t)k);
+                last_error[k] = 0;
         }
         memcpy(line, "cella: ", prefix);
         n = prefix + termsafe_stream(&t, text, (size_t)k, line + prefix);

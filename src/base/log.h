@@ -30,6 +30,11 @@ void log_set_writer(LogWriter w, void *userdata);
 int log_full_errno(int level, int error, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 
+/* The text of the last error-level message (as formatted, before it was rendered
+ * for a terminal, without "cella: " and the newline), "" before the first: what a
+ * failure record (--json-status) says when no other record told the failure. */
+const char *log_last_error(void);
+
 #define LOG_ERR_LEVEL   3
 #define LOG_WARN_LEVEL  4
 #define LOG_INFO_LEVEL  6

@@ -21,6 +21,8 @@ static const CliCommand commands[] = {
         {"sign", "make keys, sign an app folder, verify a signature", cli_sign},
         {"audit", "list the audit log's records, or check its hash chain", cli_audit},
         {"ps", "list the apps of every running cella kernel", cli_ps},
+        {"stop", "stop a running app (SIGTERM, then SIGKILL), in whichever kernel runs it",
+         cli_stop},
         {"logs", "print an app's output log (cella boot), or follow it", cli_logs},
         {"stats", "show the scheduler statistics of the running Lua hosts", cli_stats},
 };
@@ -41,8 +43,10 @@ static void usage(FILE *f)
 const char *cli_default_state_dir(void)
 {
         static char buf[4096];
-        const char *x;
+        const char *x = getenv("CELLA_STATE_DIR");
 
+        if (x && *x)
+                return x;
         if (geteuid() == 0)
                 return "/var/lib/cella";
         x = getenv("XDG_STATE_HOME");

@@ -26,6 +26,7 @@ int cli_audit(int argc, char **argv);
 int cli_ps(int argc, char **argv);
 int cli_logs(int argc, char **argv);
 int cli_stats(int argc, char **argv);
+int cli_stop(int argc, char **argv);
 
 /*
  * After a grant, revoke or gesture is committed to grants.db: appends one "grant"
@@ -80,6 +81,9 @@ int cli_ask_kernels(const char *cmd, const char *state_dir, json_t *req, const c
  * request (exit 0), or an exit code after printing the usage. */
 int cli_parse_state_dir_only(int argc, char **argv, void (*usage)(FILE *f), const char **state_dir);
 int cli_app_id_arg(const char *app);
+/* Prints why state_dir cannot be written: error -EROFS (a read-only file system),
+ * or -EACCES/-EPERM (another user's folder). */
+void cli_state_dir_unwritable(const char *state_dir, int error);
 int cli_grants_open(const char *state_dir, struct Grants **ret);
 
 /*
@@ -90,6 +94,8 @@ int cli_grants_open(const char *state_dir, struct Grants **ret);
 int cli_grants_load(const char *state_dir, const char *app_dir, const char *app,
                     struct Grants **ret, char ***ret_requested, bool *ret_signed);
 
-/* The default state directory: /var/lib/cella as root, else $XDG_STATE_HOME/cella
- * (or ~/.local/state/cella). Returns a static or heap string that lives until exit. */
+/* The default state directory (what --state-dir overrides): $CELLA_STATE_DIR when
+ * set and not empty, else /var/lib/cella as root, else $XDG_STATE_HOME/cella (or
+ * ~/.local/state/cella). Returns a static string or the environment's, which live
+ * until exit. */
 const char *cli_default_state_dir(void);

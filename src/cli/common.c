@@ -31,10 +31,28 @@ int cli_app_id_arg(const char *app)
         return 0;
 }
 
+void cli_state_dir_unwritable(const char *state_dir, int error)
+{
+        if (error == -EROFS)
+                log_error("the state directory %s is on a read-only file system: cella keeps its "
+                          "grants and app records there; pass a writable --state-dir (or "
+                          "CELLA_STATE_DIR)",
+                          state_dir);
+        else
+                log_error_errno(error,
+                                "the state directory %s cannot be written (%m): it is root's; "
+                                "run cella as root, or pass a --state-dir of your own",
+                                state_dir);
+}
+
 int cli_grants_open(const char *state_dir, Grants **ret)
 {
         int r = grants_open(state_dir, ret);
 
+        if (r == -EROFS || r == -EACCES || r == -EPERM) {
+                cli_state_dir_unwritable(state_dir, r);
+                return CELLA_EXIT_STATE;
+        }
         if (r < 0) {
                 log_error_errno(r, "cannot open %s/" GRANTS_DB_FILE ": %m", state_dir);
                 return CELLA_EXIT_STATE;

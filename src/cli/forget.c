@@ -90,6 +90,10 @@ int cli_forget(int argc, char **argv)
         if (code != 0)
                 return code;
         r = state_open(state_dir, STATE_UID_BASE_DEFAULT, STATE_UID_COUNT_DEFAULT, &st);
+        if (r == -EROFS || r == -EACCES || r == -EPERM) {
+                cli_state_dir_unwritable(state_dir, r);
+                return CELLA_EXIT_STATE;
+        }
         if (r < 0) {
                 log_error_errno(r, "cannot open the state directory %s: %m", state_dir);
                 return CELLA_EXIT_STATE;

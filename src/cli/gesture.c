@@ -27,7 +27,8 @@ static void gesture_usage(FILE *f)
                 "      --state-dir DIR   state directory (default %s)\n"
                 "  -h, --help            this text\n"
                 "\n"
-                "Exit status: 0 recorded; 240 bad command line; 242 state directory problem.\n",
+                "Exit status: 0 recorded; 1 APP is not installed; 240 bad command line;\n"
+                "242 state directory problem.\n",
                 GRANTS_GESTURE_WINDOW_MS, cli_default_state_dir());
 }
 
@@ -49,6 +50,18 @@ int cli_gesture(int argc, char **argv)
                 return code;
         if ((code = cli_grants_open(state_dir, &g)) != 0)
                 return code;
+        /* A gesture for an app cella does not know is a typo: say so, record nothing. */
+        r = grants_requested(g, app, NULL, NULL);
+        if (r == -ENOENT) {
+                log_error("%s is not installed in %s: no gesture recorded (an app is "
+                          "installed when it first runs, or by 'cella grant --app-dir')",
+                          app, state_dir);
+                return 1;
+        }
+        if (r < 0) {
+                log_error_errno(r, "cannot read %s/" GRANTS_DB_FILE ": %m", state_dir);
+                return CELLA_EXIT_STATE;
+        }
         r = grants_gesture_record(g, app, grants_now_ms());
         if (r < 0) {
                 log_error_errno(r, "cannot record a gesture for %s: %m", app);

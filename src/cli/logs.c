@@ -211,6 +211,42 @@ static int follow(Out *o, int dirfd, const char *name, int fd, uint64_t pos)
         }
 }
 
+/*
+ * -f for a log whose folder is not there yet (no app of state_dir has run under
+ * cella boot): waits for <state_dir>/logs to appear, as `tail -F` waits for its
+ * file, watching state_dir with inotify when it exists and checking again every
+ * LOGS_POLL_MS anyway (state_dir itself may not exist yet). Returns 0 and
+ * *ret_dirfd, or -errno (not ENOENT) when the folder cannot be opened.
+ */
+static int wait_logs_dir(const char *state_dir, int *ret_dirfd)
+{
+        _cleanup_close_ int ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        _cleanup_free_ char *path = NULL;
+        int wd = -1;
+
+        if (asprintf(&path, "%s/" LOGS_DIR, state_dir) < 0)
+                return -ENOMEM;
+        for (;;) {
+                struct pollfd pfd = {.fd = ino, .events = POLLIN};
+                char drain[4096];
+                int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+                if (fd >= 0) {
+                        *ret_dirfd = fd;
+                        return 0;
+                }
+                if (errno != ENOENT)
+                        return negative_errno();
+                if (ino >= 0 && wd < 0)
+                        wd = inotify_add_watch(ino, state_dir,
+                                               IN_CREATE | IN_MOVED_TO | IN_ONLYDIR);
+                if (poll(&pfd, 1, LOGS_POLL_MS) < 0 && errno != EINTR)
+                        return negative_errno();
+                while (ino >= 0 && read(ino, drain, sizeof drain) > 0)
+                        ;
+        }
+}
+
 int cli_logs(int argc, char **argv)
 {
         static const struct option options[] = {
@@ -227,7 +263,7 @@ int cli_logs(int argc, char **argv)
         char name[MANIFEST_ID_MAX + 16], cur_name[MANIFEST_ID_MAX + 16];
         uint64_t lines = 0, off = 0;
         unsigned long long n_lines;
-        bool tail = false, do_follow = false, raw = false;
+        bool tail = false, do_follow = false, raw = false, waiting = false;
         Out out = {};
         size_t n = 0, first = 0;
         int c, r, code = 0, cur_fd = -EBADF;
@@ -274,7 +310,16 @@ int cli_logs(int argc, char **argv)
         sfd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (sfd >= 0)
                 dirfd = openat(sfd, LOGS_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (sfd < 0 || dirfd < 0) {
+        if ((sfd < 0 || dirfd < 0) && errno == ENOENT && do_follow) {
+                waiting = true;
+                log_info("no log of %s yet in %s/" LOGS_DIR "; waiting for it", app, state_dir);
+                r = wait_logs_dir(state_dir, &dirfd);
+                if (r < 0) {
+                        log_error_errno(r, "cannot open %s/" LOGS_DIR ": %m", state_dir);
+                        return CELLA_EXIT_STATE;
+                }
+        }
+        if (dirfd < 0) {
                 r = negative_errno();
                 if (r == -ENOENT) {
                         log_error("%s has no log in %s/" LOGS_DIR " (logs are kept for apps "
@@ -315,15 +360,17 @@ int cli_logs(int argc, char **argv)
                 if (k == 0)
                         cur_fd = fd;
         }
-        if (n == 0) {
+        if (n == 0 && !do_follow) {
                 log_error("%s has no log in %s/" LOGS_DIR " (logs are kept for apps started by "
                           "cella boot)",
                           app, state_dir);
                 return 1;
         }
+        if (n == 0 && !waiting)
+                log_info("no log of %s yet in %s/" LOGS_DIR "; waiting for it", app, state_dir);
 
         out.sanitize = !raw && isatty(STDOUT_FILENO);
-        if (tail) {
+        if (tail && n > 0) {
                 if (lines == 0) {
                         first = n - 1;
                         off = files[n - 1].size;

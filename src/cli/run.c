@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "base/log.h"
 #include "base/macro.h"
@@ -65,13 +66,15 @@ static void kernel_options_usage(FILE *f)
                 cli_default_state_dir(), STATE_UID_BASE_DEFAULT, STATE_UID_COUNT_DEFAULT);
 }
 
-/* NAME=PATH: NAME a root name of the catalogue's grammar, PATH an absolute folder. */
+/* NAME=PATH: NAME a root name of the catalogue's grammar, PATH an absolute path of an
+ * existing folder. Returns 0, or an exit code after printing what is wrong. */
 static int parse_root(const char *arg, char ***roots)
 {
         const char *eq = strchr(arg, '=');
         char right[CAPABILITY_RIGHT_MAX];
         CapabilityRight parsed;
         const char *why = NULL;
+        struct stat st;
 
         if (!eq || eq == arg || eq[1] != '/') {
                 log_error("--root: expected NAME=/absolute/path, got '%s'", arg);
@@ -82,6 +85,15 @@ static int parse_root(const char *arg, char ***roots)
             capability_right_parse(right, &parsed, &why) < 0) {
                 log_error("--root: '%.*s' is not a root name: %s", (int)(eq - arg), arg,
                           why ?: "too long");
+                return CELLA_EXIT_USAGE;
+        }
+        /* Checked now, not at the app's first fs.* call: a typo is the user's to fix. */
+        if (stat(eq + 1, &st) < 0) {
+                log_error_errno(-errno, "--root %s: %s: %m", arg, eq + 1);
+                return CELLA_EXIT_USAGE;
+        }
+        if (!S_ISDIR(st.st_mode)) {
+                log_error("--root %s: %s is not a directory", arg, eq + 1);
                 return CELLA_EXIT_USAGE;
         }
         if (strv_extend(roots, arg) < 0)
@@ -229,6 +241,7 @@ int cli_run(int argc, char **argv)
                 o.extra_args = argv + optind;
                 code = supervisor_run(&o);
         }
+        supervisor_report_failure(o.k.json_status_fd, code);
         strv_free(o.k.roots);
         return code < 0 ? 0 : code;
 }
@@ -268,6 +281,7 @@ int cli_boot(int argc, char **argv)
                 o.dir = argv[optind];
                 code = supervisor_boot(&o);
         }
+        supervisor_report_failure(o.k.json_status_fd, code);
         strv_free(o.k.roots);
         return code < 0 ? 0 : code;
 }

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * cella sign: ed25519 bundle signatures (docs/capabilities.md "Signing"). Three
- * modes: --keygen NAME makes a key pair, --key FILE APP_DIR signs a folder,
- * --verify APP_DIR checks one against <state>/trusted-keys/<name>.pub.
+ * cella sign: ed25519 bundle signatures (docs/capabilities.md "Signing"). Four
+ * modes: --keygen NAME makes a key pair, --key FILE APP_DIR signs a folder, --trust
+ * NAME.pub adds a key to <state>/trusted-keys/, --verify APP_DIR checks a folder
+ * against the keys there.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +22,7 @@ enum {
         ARG_KEYGEN,
         ARG_KEY,
         ARG_VERIFY,
+        ARG_TRUST,
 };
 
 static void sign_usage(FILE *f)
@@ -28,10 +30,13 @@ static void sign_usage(FILE *f)
         fprintf(f,
                 "Usage: cella sign --keygen NAME\n"
                 "       cella sign --key FILE APP_DIR\n"
+                "       cella sign --trust [--state-dir DIR] NAME.pub\n"
                 "       cella sign --verify [--state-dir DIR] APP_DIR\n"
                 "\n"
                 "--keygen writes a new ed25519 key pair: NAME.key (secret, mode 0600) and\n"
-                "NAME.pub. To trust it, copy NAME.pub into the state's trusted-keys/ folder.\n"
+                "NAME.pub.\n"
+                "--trust adds the public key NAME.pub to the state's trusted keys\n"
+                "(<state-dir>/trusted-keys/<key id>.pub).\n"
                 "--key signs the app folder APP_DIR with the secret key FILE: it writes\n"
                 "APP_DIR/SIGNATURE over every file of the folder.\n"
                 "--verify checks APP_DIR/SIGNATURE against the trusted keys.\n"
@@ -40,8 +45,8 @@ static void sign_usage(FILE *f)
                 "      --state-dir DIR   state directory (default %s)\n"
                 "  -h, --help            this text\n"
                 "\n"
-                "Exit status: 0 done (or verified); 1 the signature does not verify or the\n"
-                "folder cannot be signed; 240 bad command line.\n",
+                "Exit status: 0 done (or verified); 1 the signature does not verify, the\n"
+                "folder cannot be signed, or the key cannot be trusted; 240 bad command line.\n",
                 cli_default_state_dir());
 }
 
@@ -63,6 +68,7 @@ int cli_sign(int argc, char **argv)
                 {"keygen", required_argument, NULL, ARG_KEYGEN},
                 {"key", required_argument, NULL, ARG_KEY},
                 {"verify", no_argument, NULL, ARG_VERIFY},
+                {"trust", no_argument, NULL, ARG_TRUST},
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
@@ -70,7 +76,7 @@ int cli_sign(int argc, char **argv)
         char key_id[SIGNATURE_KEY_ID_CHARS + 1];
         _cleanup_close_ int dirfd = -EBADF;
         SignatureError err = {};
-        bool verify = false;
+        bool verify = false, trust = false;
         int c, r, code;
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
@@ -88,6 +94,9 @@ int cli_sign(int argc, char **argv)
                 case ARG_VERIFY:
                         verify = true;
                         break;
+                case ARG_TRUST:
+                        trust = true;
+                        break;
                 case 'h':
                         sign_usage(stdout);
                         return 0;
@@ -96,10 +105,40 @@ int cli_sign(int argc, char **argv)
                         return CELLA_EXIT_USAGE;
                 }
         }
-        if (!!keygen + !!key + verify != 1) {
-                log_error("sign: expected exactly one of --keygen, --key, --verify; "
+        if (!!keygen + !!key + verify + trust != 1) {
+                log_error("sign: expected exactly one of --keygen, --key, --trust, --verify; "
                           "see 'cella sign --help'");
                 return CELLA_EXIT_USAGE;
+        }
+        if (trust) {
+                if (argc - optind != 1) {
+                        log_error("sign --trust: expected NAME.pub; see 'cella sign --help'");
+                        return CELLA_EXIT_USAGE;
+                }
+                r = signature_trust(state_dir, argv[optind], key_id);
+                if (r == -EINVAL) {
+                        log_error("cannot trust %s: not a public key file (one line of base64 "
+                                  "of 32 bytes, as 'cella sign --keygen' writes NAME.pub)",
+                                  argv[optind]);
+                        return 1;
+                }
+                if (r == -EPERM) {
+                        log_error("cannot trust %s: %s/" SIGNATURE_TRUSTED_DIR
+                                  " is not a directory only root can write",
+                                  argv[optind], state_dir);
+                        return 1;
+                }
+                if (r == -EROFS || r == -EACCES) {
+                        cli_state_dir_unwritable(state_dir, r);
+                        return 1;
+                }
+                if (r < 0) {
+                        log_error_errno(r, "cannot trust %s: %m", argv[optind]);
+                        return 1;
+                }
+                printf("trusted key %s: %s/" SIGNATURE_TRUSTED_DIR "/%s.pub\n", key_id, state_dir,
+                       key_id);
+                return 0;
         }
         if (keygen) {
                 if (optind != argc || !*keygen) {

@@ -19,11 +19,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "base/fileio.h"
 #include "base/macro.h"
 #include "base/strv.h"
 #include "policy/grants.h"
+#include "policy/signature.h"
 
 /* How long a cella process waits for another one holding grants.db. */
 #define GRANTS_DB_BUSY_TIMEOUT_MS 5000
@@ -274,8 +276,23 @@ int grants_open(const char *state_dir, Grants **ret)
         r = mkdir_p(state_dir, 0711);
         if (r < 0)
                 return r;
+        /* SQLite would open a database on a read-only file system read-only and fail
+         * the first write as "disk I/O error": say what is wrong instead. */
+        if (access(state_dir, W_OK) < 0)
+                return negative_errno();
         if (asprintf(&path, "%s/" GRANTS_DB_FILE, state_dir) < 0)
                 return -ENOMEM;
+        /* Where the keys that verify signed bundles go (docs/capabilities.md): made
+         * with the state directory, so that copying a key there works. Not writable by
+         * group or others, as signature_verify() requires. */
+        {
+                _cleanup_free_ char *keys = NULL;
+
+                if (asprintf(&keys, "%s/" SIGNATURE_TRUSTED_DIR, state_dir) < 0)
+                        return -ENOMEM;
+                if (mkdir(keys, 0755) < 0 && errno != EEXIST)
+                        return negative_errno();
+        }
         g = calloc(1, sizeof *g);
         if (!g)
                 return -ENOMEM;

@@ -73,8 +73,10 @@ typedef struct GrantsDecision {
 
 /*
  * Opens (creating if needed, mode 0600) <state_dir>/grants.db; state_dir is created
- * (mode 0711) if missing. Returns 0 and *ret, -EPROTONOSUPPORT if a newer cella
- * wrote the file, -EIO (SQLite), -ENOMEM, or -errno of mkdir.
+ * (mode 0711) if missing, and its trusted-keys/ folder (mode 0755, signature.h).
+ * Returns 0 and *ret, -EPROTONOSUPPORT if a newer cella wrote the file, -EROFS or
+ * -EACCES when state_dir cannot be written (access(2)), -EIO (SQLite), -ENOMEM, or
+ * -errno of mkdir.
  */
 int grants_open(const char *state_dir, Grants **ret);
 

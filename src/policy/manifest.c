@@ -201,6 +201,30 @@ static const char *quote(char buf[static QUOTE_BUF], const char *s, size_t len, 
         return buf;
 }
 
+/*
+ * A JSON number with a fraction or an exponent (jansson's real), as the shortest
+ * text that reads back as the same double, and always looking like a real: 32.0
+ * stays "32.0" (not "32", which would read as the integer the message asks for),
+ * 1e6 is "1000000.0", 0.5 is "0.5", 1e300 is "1e+300". jansson keeps no source
+ * text, so 3.2e1 shows as "32.0".
+ */
+static const char *describe_real(char buf[static QUOTE_BUF], double d)
+{
+        /* A whole number as people write one: 1000000.0, not 1e+06. */
+        if (d > -1e15 && d < 1e15 && d == (double)(long long)d) {
+                snprintf(buf, QUOTE_BUF, "%.1f", d);
+                return buf;
+        }
+        for (int prec = 1; prec <= 17; prec++) {
+                snprintf(buf, QUOTE_BUF, "%.*g", prec, d);
+                if (strtod(buf, NULL) == d)
+                        break;
+        }
+        if (!strpbrk(buf, ".eEn")) /* n: inf, nan (jansson yields neither) */
+                strncat(buf, ".0", QUOTE_BUF - strlen(buf) - 1);
+        return buf;
+}
+
 /* Describes a JSON value for "got ..." in a message: the value for scalars. */
 static const char *describe(char buf[static QUOTE_BUF], json_t *v)
 {
@@ -215,8 +239,7 @@ static const char *describe(char buf[static QUOTE_BUF], json_t *v)
                 snprintf(buf, QUOTE_BUF, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
                 return buf;
         case JSON_REAL:
-                snprintf(buf, QUOTE_BUF, "%g", json_real_value(v));
-                return buf;
+                return describe_real(buf, json_real_value(v));
         case JSON_TRUE:
                 return "true";
         case JSON_FALSE:
@@ -256,6 +279,31 @@ static int fail_type(ManifestError *err, const char *key, const char *expected, 
         char got[QUOTE_BUF];
 
         return fail(err, key, "expected %s, got %s", expected, describe(got, v));
+}
+
+/*
+ * fail_type() for a key that takes a JSON integer, with a hint when v is almost one:
+ * a real without a fraction (32.0, 3.2e1: "write 32") or a string of digits ("32":
+ * "write 32, without quotes"). Returns -EINVAL.
+ */
+static int fail_integer(ManifestError *err, const char *key, const char *expected, json_t *v)
+{
+        char got[QUOTE_BUF];
+        const char *s = json_string_value(v);
+        double d = json_is_real(v) ? json_real_value(v) : 0;
+
+        /* The range first: casting a double out of long long's range is undefined. */
+        if (json_is_real(v) && d > -1e15 && d < 1e15 && d == (double)(long long)d)
+                return fail(err, key,
+                            "expected %s, got %s (a number with a fraction or an "
+                            "exponent); write it as an integer: %lld",
+                            expected, describe(got, v), (long long)d);
+        if (s && *s && strlen(s) < 20 && strspn(s, "0123456789") == strlen(s))
+                return fail(err, key,
+                            "expected %s, got %s (a string); write the number "
+                            "without quotes: %s",
+                            expected, describe(got, v), s);
+        return fail_type(err, key, expected, v);
 }
 
 /* ret = "parent.name" (name escaped and cut), or "name" at the top level. */
@@ -531,7 +579,7 @@ static int parse_priority(Manifest *m, json_t *v, const char *key, ManifestError
 
         if (!json_is_integer(v) || (n = json_integer_value(v)) < MANIFEST_PRIORITY_MIN ||
             n > MANIFEST_PRIORITY_MAX)
-                return fail_type(err, key, "an integer from -20 to 19 (a nice value)", v);
+                return fail_integer(err, key, "an integer from -20 to 19 (a nice value)", v);
         m->priority = (int)n;
         return 0;
 }
@@ -888,7 +936,7 @@ static int get_limit_size(ManifestError *err, const char *key, json_t *v, uint64
                         return fail_type(err, key,
                                          SIZE_EXPECTED " (suffixes K, M, G, T; no fractions)", v);
         } else
-                return fail_type(err, key, SIZE_EXPECTED, v);
+                return fail_integer(err, key, SIZE_EXPECTED, v);
         if (n < min)
                 return fail(err, key, "%s is less than the minimum of %s",
                             format_size(n, a, sizeof a), format_size(min, b, sizeof b));
@@ -908,7 +956,7 @@ static int get_limit_count(ManifestError *err, const char *key, json_t *v, uint6
         snprintf(expected, sizeof expected, "an integer from %llu to %llu", (unsigned long long)min,
                  (unsigned long long)max);
         if (!json_is_integer(v))
-                return fail_type(err, key, expected, v);
+                return fail_integer(err, key, expected, v);
         n = json_integer_value(v);
         if (n < 0 || (uint64_t)n < min || (uint64_t)n > max)
                 return fail_type(err, key, expected, v);

@@ -472,6 +472,45 @@ static int read_b64_file(int dirfd, const char *path, uint8_t *bin, size_t n)
         return r;
 }
 
+int signature_trust(const char *state_dir, const char *pub_path,
+                    char ret_key_id[SIGNATURE_KEY_ID_CHARS + 1])
+{
+        _cleanup_free_ char *dir = NULL, *dest = NULL;
+        uint8_t pk[crypto_sign_PUBLICKEYBYTES];
+        char id[SIGNATURE_KEY_ID_CHARS + 1];
+        struct stat st;
+        int r;
+
+        if (!state_dir || !*state_dir || !pub_path)
+                return -EINVAL;
+        if (sodium_init() < 0)
+                return -EIO;
+        r = read_b64_file(AT_FDCWD, pub_path, pk, sizeof pk);
+        if (r < 0)
+                return r;
+        key_id_of(pk, id);
+        r = mkdir_p(state_dir, 0711);
+        if (r < 0)
+                return r;
+        if (asprintf(&dir, "%s/" SIGNATURE_TRUSTED_DIR, state_dir) < 0 ||
+            asprintf(&dest, "%s/%s.pub", dir, id) < 0)
+                return -ENOMEM;
+        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+                return negative_errno();
+        if (lstat(dir, &st) < 0)
+                return negative_errno();
+        if (!S_ISDIR(st.st_mode) || (st.st_mode & 022))
+                return -EPERM; /* signature_verify() would refuse every key in it */
+        r = write_b64_file(dest, pk, sizeof pk, 0644);
+        if (r == -EEXIST)
+                r = 0; /* the same key, by its id */
+        if (r < 0)
+                return r;
+        if (ret_key_id)
+                memcpy(ret_key_id, id, sizeof id);
+        return 0;
+}
+
 int signature_keygen(const char *prefix, char ret_key_id[SIGNATURE_KEY_ID_CHARS + 1])
 {
         _cleanup_free_ char *key = NULL, *pub = NULL;
@@ -632,17 +671,28 @@ int signature_verify(int dirfd, const char *state_dir, char ret_key_id[SIGNATURE
                 return r;
 
         /* The keys that matter: trusted ones whose id is the signature's. */
-        if (asprintf(&trusted, "%s/" SIGNATURE_TRUSTED_DIR, state_dir) < 0)
+        /* Absolute, as SignatureError.path wants for a path outside the folder. */
+        if (state_dir[0] == '/')
+                r = asprintf(&trusted, "%s/" SIGNATURE_TRUSTED_DIR, state_dir);
+        else {
+                _cleanup_free_ char *cwd = getcwd(NULL, 0);
+
+                r = cwd ? asprintf(&trusted, "%s/%s/" SIGNATURE_TRUSTED_DIR, cwd, state_dir) : -1;
+        }
+        if (r < 0)
                 return -ENOMEM;
         tfd = open(trusted, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (tfd < 0)
-                return fail(err, errno == ENOENT ? -ENOKEY : negative_errno(), "",
-                            errno == ENOENT ? "no trusted keys (state dir's trusted-keys/)"
-                                            : "cannot open trusted-keys/");
+        if (tfd < 0) {
+                /* Named in full: the user has to find the folder to put a key in it. */
+                r = errno == ENOENT ? -ENOKEY : negative_errno();
+                return fail(err, r, trusted,
+                            r == -ENOKEY ? "no trusted keys: the folder does not exist"
+                                         : "cannot open the folder of trusted keys");
+        }
         if (fstat(tfd, &st) < 0)
                 return negative_errno();
         if (st.st_mode & 022)
-                return fail(err, -EPERM, "", "trusted-keys/ is writable by group or others");
+                return fail(err, -EPERM, trusted, "writable by group or others");
         d = fdopendir(fcntl(tfd, F_DUPFD_CLOEXEC, 3));
         if (!d)
                 return negative_errno();
@@ -657,8 +707,11 @@ int signature_verify(int dirfd, const char *state_dir, char ret_key_id[SIGNATURE
                 if (fstatat(tfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
                         continue; /* symlinks and others are not trusted */
                 if (st.st_mode & 022) {
+                        char key[SIGNATURE_PATH_MAX];
+
+                        snprintf(key, sizeof key, "%s/%s", trusted, de->d_name);
                         closedir(d);
-                        return fail(err, -EPERM, "",
+                        return fail(err, -EPERM, key,
                                     "a trusted key is writable by group or others");
                 }
                 if (read_b64_file(tfd, de->d_name, pk, sizeof pk) < 0)
@@ -669,7 +722,8 @@ int signature_verify(int dirfd, const char *state_dir, char ret_key_id[SIGNATURE
         }
         closedir(d);
         if (n == 0)
-                return fail(err, -ENOKEY, "", "signed by a key that is not trusted");
+                return fail(err, -ENOKEY, trusted,
+                            "signed by a key that is not trusted (not among the keys here)");
 
         /* Only files nobody else can change keep what was verified (signature.h). */
         r = signature_check_trust(dirfd, err);

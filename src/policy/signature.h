@@ -68,6 +68,17 @@ int signature_digest(int dirfd, uint8_t ret_digest[SIGNATURE_DIGEST_BYTES], Sign
 int signature_keygen(const char *prefix, char ret_key_id[SIGNATURE_KEY_ID_CHARS + 1]);
 
 /*
+ * Trusts the public key file pub_path (one line of base64, as --keygen writes it):
+ * copies it to <state_dir>/trusted-keys/<key id>.pub, mode 0644, making state_dir
+ * (0711) and trusted-keys/ (0755) first if missing. A key already there (same id) is
+ * fine. Returns 0 and ret_key_id (may be NULL), -EINVAL (not a public key file),
+ * -EPERM (trusted-keys/ is not a directory, or writable by group or others: no key
+ * in it would count), or -errno.
+ */
+int signature_trust(const char *state_dir, const char *pub_path,
+                    char ret_key_id[SIGNATURE_KEY_ID_CHARS + 1]);
+
+/*
  * Signs the app folder dirfd with the secret key in key_path: writes SIGNATURE
  * (atomically: a temporary file renamed over it). Returns 0; -EINVAL (not a key
  * file), errors of signature_digest, or -errno.

@@ -502,7 +502,7 @@ static void member_exited(Instance *inst, int code, const char *how)
         if (rec && reason)
                 json_object_set_new(rec, "reason", json_string(reason));
         supervisor_audit(s, inst->manifest->id, AUDIT_EVENT_LIFECYCLE, rec);
-        inst->state = INSTANCE_EXITED;
+        inst->state = inst->stop_requested || s->stopping ? INSTANCE_STOPPED : INSTANCE_EXITED;
 }
 
 /* A member ended while the host lives: its channel hung up, or its stats record
@@ -1022,7 +1022,7 @@ void group_stop(Group *g, bool kill)
                 g->state = INSTANCE_EXITED;
                 for (size_t i = 0; i < g->n_members; i++)
                         if (g->members[i]->state == INSTANCE_RESTARTING)
-                                g->members[i]->state = INSTANCE_EXITED;
+                                g->members[i]->state = INSTANCE_STOPPED;
                 supervisor_changed(g->sup);
                 return;
         case INSTANCE_RUNNING:

@@ -939,7 +939,10 @@ static void instance_maybe_finished(Instance *inst)
         pump_close(&inst->in);
 
         if (!s->o.boot || inst->stop_requested || s->stopping) {
-                inst->state = INSTANCE_EXITED;
+                /* `cella ps` says "stopped" for an app cella stopped (cella stop,
+                 * Ctrl-C, the end of a boot), "exited" for one that ended by itself. */
+                inst->state =
+                        inst->stop_requested || s->stopping ? INSTANCE_STOPPED : INSTANCE_EXITED;
                 supervisor_changed(s);
                 return;
         }
@@ -985,7 +988,7 @@ void instance_stop(Instance *inst, bool kill)
         case INSTANCE_RESTARTING:
                 if (inst->timer_init)
                         uv_timer_stop(&inst->timer);
-                inst->state = INSTANCE_EXITED;
+                inst->state = INSTANCE_STOPPED;
                 supervisor_changed(inst->sup);
                 return;
         case INSTANCE_RUNNING:

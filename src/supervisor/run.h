@@ -56,3 +56,14 @@ int supervisor_boot(const BootOptions *o);
 int supervisor_load_manifest(const char *app_dir, char **ret_real_dir, Manifest **ret);
 
 void supervisor_print_manifest_error(const ManifestError *e);
+
+/*
+ * For cella run and cella boot at their end: when code is one of cella's own
+ * failures (CELLA_EXIT_USAGE..CELLA_EXIT_INTERNAL) and no "failed" or "exited"
+ * status record told the outcome yet (an app's own status may be 240-254) (it came before the
+ * kernel had its --json-status outlet: a bad option, a manifest, the state directory), writes one
+ * to fd (docs/cli.md "JSON status records"): {"event":"failed","step":<what failed, from the
+ * code>,"error":<the last error message, log_last_error()>,"exit_code":code}. Waits at most
+ * SUPERVISOR_OUTLET_LINGER_MS for fd to take it, else drops it. fd < 0: nothing.
+ */
+void supervisor_report_failure(int fd, int code);

@@ -146,6 +146,10 @@ int state_open(const char *path, uid_t uid_base, uint32_t uid_count, State **ret
                 return -ENOMEM;
         if (mkdir(apps, 0711) < 0 && errno != EEXIST)
                 return negative_errno();
+        /* SQLite would open state.db on a read-only file system read-only and fail
+         * the first write as "disk I/O error": say what is wrong instead. */
+        if (access(path, W_OK) < 0)
+                return negative_errno();
 
         fresh = access(dbpath, F_OK) < 0 && errno == ENOENT;
         s = calloc(1, sizeof *s);

@@ -28,7 +28,8 @@ typedef struct State State;
  * range new apps get uids from (existing allocations are kept even if the range
  * later changes). A new state.db gets its schema here; an existing one is not read
  * until a call needs it, and that call checks the schema version. Returns 0 and *ret, -EINVAL
- * for a bad range, or -errno (mkdir/open) / -EIO (SQLite).
+ * for a bad range, -EROFS or -EACCES when path cannot be written (access(2)), or
+ * -errno (mkdir/open) / -EIO (SQLite).
  */
 int state_open(const char *path, uid_t uid_base, uint32_t uid_count, State **ret);
 State *state_free(State *s);

@@ -5,6 +5,7 @@
  * kernel (BrokerHost: launch another app, show a notification, prompt the user).
  */
 #include <errno.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,13 +24,90 @@
 #include "policy/capability.h"
 #include "policy/signature.h"
 #include "supervisor/exit-codes.h"
+#include "supervisor/run.h"
 #include "supervisor/supervisor-internal.h"
 #include "supervisor/terminal.h"
+
+/* Set once a "failed" or "exited" record went out: the run's outcome is told, and
+ * supervisor_report_failure() adds nothing (an app's own exit code may be 240-254). */
+static bool outcome_reported;
+
+static const char *step_of_exit_code(int code)
+{
+        switch (code) {
+        case CELLA_EXIT_USAGE:
+                return "usage";
+        case CELLA_EXIT_MANIFEST:
+                return "manifest";
+        case CELLA_EXIT_STATE:
+                return "state";
+        case CELLA_EXIT_PREPARE:
+                return "prepare";
+        case CELLA_EXIT_CGROUP:
+                return "cgroup";
+        case CELLA_EXIT_CLONE:
+                return "clone";
+        case CELLA_EXIT_NAMESPACE:
+                return "namespace";
+        case CELLA_EXIT_MOUNT:
+                return "mount";
+        case CELLA_EXIT_PIVOT:
+                return "pivot";
+        case CELLA_EXIT_USERNS:
+                return "userns";
+        case CELLA_EXIT_CAPS:
+                return "caps";
+        case CELLA_EXIT_RLIMIT:
+                return "rlimit";
+        case CELLA_EXIT_SECCOMP:
+                return "seccomp";
+        case CELLA_EXIT_INIT:
+                return "init";
+        default:
+                return "internal";
+        }
+}
+
+void supervisor_report_failure(int fd, int code)
+{
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        char *text, *line;
+        size_t n;
+        json_t *o;
+
+        if (fd < 0 || code < CELLA_EXIT_USAGE || code > CELLA_EXIT_INTERNAL || outcome_reported)
+                return;
+        o = json_pack("{s:s, s:s, s:s, s:i}", "event", "failed", "step", step_of_exit_code(code),
+                      "error", log_last_error()[0] ? log_last_error() : "failed", "exit_code",
+                      code);
+        text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        if (!text)
+                return;
+        n = strlen(text);
+        line = realloc(text, n + 2);
+        if (!line) {
+                free(text);
+                return;
+        }
+        line[n] = '\n';
+        /* As at any exit (SUPERVISOR_OUTLET_LINGER_MS): a reader that does not read
+         * loses the record, it never holds cella. One write: a whole line or none
+         * (a pipe takes up to PIPE_BUF bytes at once; LOG_LINE_MAX is 4096). */
+        if (poll(&pfd, 1, SUPERVISOR_OUTLET_LINGER_MS) == 1 && (pfd.revents & POLLOUT))
+                (void)!write(fd, line, n + 1);
+        free(line);
+        outcome_reported = true;
+}
 
 void supervisor_status(Supervisor *s, json_t *o)
 {
         char *text;
 
+        if (o && json_is_string(json_object_get(o, "event")) &&
+            (strcmp(json_string_value(json_object_get(o, "event")), "failed") == 0 ||
+             strcmp(json_string_value(json_object_get(o, "event")), "exited") == 0))
+                outcome_reported = true;
         if (!s->status_outlet || !o) {
                 json_decref(o);
                 return;

@@ -314,7 +314,7 @@ def test_lua_clock_stops_when_its_publish_right_is_revoked(tmp_path, state):
 
 
 def test_lua_cpuhog_is_stopped_by_its_cpu_budget(state):
-    r = run_cella(example("lua-cpuhog"), state_dir=state, timeout=60)
+    r = run_cella(example("limits/lua-cpuhog"), state_dir=state, timeout=60)
     assert r.code == 4, (r.code, r.out, r.err)
     assert r.event("exited")["exit_code"] == 4
     assert "lua-cpuhog: spinning until the CPU budget stops me" in r.err
@@ -325,7 +325,7 @@ def test_lua_cpuhog_is_stopped_by_its_cpu_budget(state):
 
 
 def test_lua_memhog_is_stopped_by_its_memory_cap(state):
-    r = run_cella(example("lua-memhog"), state_dir=state, timeout=60)
+    r = run_cella(example("limits/lua-memhog"), state_dir=state, timeout=60)
     assert r.code == 3, (r.code, r.out, r.err)
     ex = r.event("exited")
     assert ex["exit_code"] == 3 and ex["oom_killed"] is False, ex

@@ -1,0 +1,210 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * cella stop: stops a running app, whichever kernel (cella run, cella boot) runs it,
+ * and waits until it has stopped, as `podman stop` does. The kernel does the work
+ * ({"op":"stop"} on its control socket, docs/cli.md "The control socket"): SIGTERM
+ * to the app's sandbox, SIGKILL once SUPERVISOR_STOP_GRACE_MS have passed. This
+ * command asks every kernel for its apps ({"op":"ps"}) until the app no longer runs.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/log.h"
+#include "base/termsafe.h"
+#include "cli/cli.h"
+#include "supervisor/control.h"
+#include "supervisor/exit-codes.h"
+#include "supervisor/supervisor-internal.h"
+
+/* How long `cella stop` waits for the app to be gone: the kernel's grace period, then
+ * time for the SIGKILL and the kernel's bookkeeping. */
+#define STOP_WAIT_MS (SUPERVISOR_STOP_GRACE_MS + 5000)
+/* How often it asks the kernels whether the app still runs. */
+#define STOP_POLL_MS 50
+
+static void stop_usage(FILE *f)
+{
+        fprintf(f,
+                "Usage: cella stop [OPTIONS] APP...\n"
+                "\n"
+                "Stops each running app APP (an app id), in whichever cella kernel runs it on\n"
+                "the state directory: SIGTERM, then SIGKILL if it has not exited %d s later.\n"
+                "Waits until it has stopped. A packed Lua app stops its whole group's host.\n"
+                "\n"
+                "Options:\n"
+                "      --state-dir DIR   state directory (default %s)\n"
+                "  -h, --help            this text\n"
+                "\n"
+                "Exit status: 0 every APP stopped; 1 an APP is not running (or did not stop);\n"
+                "240 bad command line; 242 the state directory's run/ cannot be read (cella\n"
+                "stop needs root).\n",
+                SUPERVISOR_STOP_GRACE_MS / 1000, cli_default_state_dir());
+}
+
+/* The state ("running", "exited", ...) of app in the kernels' records apps, or NULL
+ * when no kernel lists it. A running instance wins over a stopped one (two kernels
+ * may both know an id). */
+static const char *app_state(json_t *apps, const char *app)
+{
+        const char *found = NULL;
+        json_t *a;
+        size_t i;
+
+        json_array_foreach(apps, i, a)
+        {
+                const char *id = json_string_value(json_object_get(a, "id"));
+                const char *st = json_string_value(json_object_get(a, "state"));
+
+                if (!id || strcmp(id, app) != 0)
+                        continue;
+                if (!st)
+                        st = "unknown";
+                if (!found || strcmp(st, "running") == 0 || strcmp(st, "restarting") == 0)
+                        found = st;
+        }
+        return found;
+}
+
+static bool is_active(const char *state)
+{
+        return state && (strcmp(state, "running") == 0 || strcmp(state, "restarting") == 0);
+}
+
+/* Asks every kernel for its apps: 0 and *ret, or an exit code after a message. */
+static int list_apps(const char *state_dir, json_t **ret)
+{
+        json_t *req = json_pack("{s:s}", "op", "ps");
+        int code = cli_ask_kernels("stop", state_dir, req, "apps", "apps", ret);
+
+        json_decref(req);
+        return code;
+}
+
+typedef struct StopAsk {
+        unsigned ok;    /* kernels that took the request */
+        int error;      /* the first error other than "no such app" (positive errno) */
+        char what[128]; /* its message */
+} StopAsk;
+
+static int on_stop_reply(pid_t pid, json_t *reply, void *ud)
+{
+        StopAsk *a = ud;
+        json_t *e = json_object_get(reply, "error");
+        json_int_t no = json_integer_value(json_object_get(reply, "errno"));
+
+        if (json_is_true(json_object_get(reply, "ok"))) {
+                a->ok++;
+                return 0;
+        }
+        if (no == ENOENT) /* another kernel's app */
+                return 0;
+        if (!a->error) {
+                a->error = no > 0 ? (int)no : EIO;
+                snprintf(a->what, sizeof a->what, "kernel %d: %s", (int)pid,
+                         json_is_string(e) ? json_string_value(e) : "bad reply");
+        }
+        return 0;
+}
+
+static int64_t mono_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Stops app: returns 0 (stopped), 1 (not running, or still running after
+ * STOP_WAIT_MS), or an exit code; prints what happened. */
+static int stop_one(const char *state_dir, const char *app)
+{
+        json_t *apps = NULL, *req;
+        const char *st;
+        StopAsk ask = {};
+        int64_t deadline;
+        int code, r;
+
+        if ((code = list_apps(state_dir, &apps)) != 0)
+                return code;
+        st = app_state(apps, app);
+        if (!st) {
+                log_error("stop: %s is not running: no cella kernel on %s has it (see 'cella ps')",
+                          app, state_dir);
+                json_decref(apps);
+                return 1;
+        }
+        if (!is_active(st)) {
+                char safe[32];
+
+                log_error("stop: %s is not running (it is %s; see 'cella ps')", app,
+                          termsafe_token(st, safe, sizeof safe));
+                json_decref(apps);
+                return 1;
+        }
+        json_decref(apps);
+
+        req = json_pack("{s:s, s:s}", "op", "stop", "app", app);
+        if (!req)
+                return CELLA_EXIT_INTERNAL;
+        r = control_each_kernel(state_dir, req, on_stop_reply, &ask);
+        json_decref(req);
+        if (r < 0) {
+                log_error_errno(r, "stop: cannot ask the kernels in %s/" CONTROL_DIR ": %m",
+                                state_dir);
+                return CELLA_EXIT_STATE;
+        }
+        if (ask.ok == 0) {
+                if (ask.error)
+                        log_error("stop: %s: %s", app, ask.what);
+                else
+                        log_error("stop: %s is not running any more", app);
+                return 1;
+        }
+
+        deadline = mono_ms() + STOP_WAIT_MS;
+        for (;;) {
+                if ((code = list_apps(state_dir, &apps)) != 0)
+                        return code;
+                st = app_state(apps, app);
+                if (!is_active(st)) {
+                        json_decref(apps);
+                        printf("stopped %s\n", app);
+                        return 0;
+                }
+                json_decref(apps);
+                if (mono_ms() >= deadline) {
+                        log_error("stop: %s is still running %d s after it was asked to stop", app,
+                                  STOP_WAIT_MS / 1000);
+                        return 1;
+                }
+                nanosleep(&(struct timespec){.tv_nsec = STOP_POLL_MS * 1000000L}, NULL);
+        }
+}
+
+int cli_stop(int argc, char **argv)
+{
+        const char *state_dir;
+        int code, worst = 0;
+
+        code = cli_parse_state_dir_only(argc, argv, stop_usage, &state_dir);
+        if (code != 0)
+                return code < 0 ? 0 : code;
+        if (optind >= argc) {
+                log_error("stop: expected APP; see 'cella stop --help'");
+                return CELLA_EXIT_USAGE;
+        }
+        for (int i = optind; i < argc; i++)
+                if ((code = cli_app_id_arg(argv[i])) != 0)
+                        return code;
+        for (int i = optind; i < argc; i++) {
+                code = stop_one(state_dir, argv[i]);
+                if (code != 0 && (worst == 0 || worst == 1))
+                        worst = code;
+                if (fflush(stdout) != 0 && worst == 0)
+                        worst = CELLA_EXIT_INTERNAL;
+        }
+        return worst;
+}
