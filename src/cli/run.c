@@ -220,7 +220,7 @@ static void run_usage(FILE *f)
         kernel_options_usage(f);
         fprintf(f, "\n"
                    "Exit status: the app's; 126 entry not executable; 127 entry not found;\n"
-                   "128+N app killed by signal N; 240-254 cella's own failures (docs/cli.md).\n");
+                   "128+N app killed by signal N; 240-255 cella's own failures (docs/cli.md).\n");
 }
 
 int cli_run(int argc, char **argv)
