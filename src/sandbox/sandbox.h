@@ -131,6 +131,15 @@ struct SandboxSpec {
          * bounds new fds), but it must leave the app room for its own. */
         const int *extra_fds;
         size_t n_extra_fds;
+
+        /*
+         * Optional: the small init executable (cella-init, a host path) that the
+         * sandbox's pid 1 execs once the app runs, so that it holds no copy of the
+         * caller's memory. NULL: pid 1 stays a fork of the caller (its built-in
+         * loop, same duties). If it cannot be exec'd, the built-in loop runs and
+         * Sandbox.init_exec says why.
+         */
+        const char *init_path;
 };
 
 /* How the app ended. */
@@ -158,6 +167,10 @@ typedef struct Sandbox {
          * POLLHUP once every process of the sandbox is gone.
          */
         int seccomp_notify_fd;
+        /* pid 1 and spec->init_path, as sandbox_process() learns it: 0 not known
+         * (yet, or no init_path), 1 pid 1 runs it, -errno its exec failed (pid 1
+         * runs the built-in init loop). */
+        int init_exec;
 } Sandbox;
 
 /*

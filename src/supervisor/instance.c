@@ -348,7 +348,10 @@ static void on_sandbox(uv_poll_t *h, int status, int events)
 {
         Instance *inst = h->data;
 
-        if (sandbox_process(inst->sandbox) > 0) {
+        int done = sandbox_process(inst->sandbox);
+
+        supervisor_check_init(inst->sup, inst->sandbox);
+        if (done > 0) {
                 uv_poll_stop(h);
                 supervisor_output_check(inst->sup);
                 instance_maybe_finished(inst);

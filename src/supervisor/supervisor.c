@@ -407,6 +407,17 @@ static void pump_discard(Pump *p)
         }
 }
 
+void supervisor_check_init(Supervisor *s, const Sandbox *sb)
+{
+        if (!sb || sb->init_exec >= 0 || s->init_warned)
+                return;
+        s->init_warned = true;
+        log_warning("cannot run %s as the sandboxes' init: %s; each sandbox's init stays a copy "
+                    "of the kernel (more memory per app; reinstall cella, or check that the "
+                    "file is executable by others)",
+                    launch_init_path(), strerror(-sb->init_exec));
+}
+
 void supervisor_output_check(Supervisor *s)
 {
         if (!s->signalled)
