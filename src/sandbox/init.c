@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sandbox/init.h"
@@ -62,8 +63,9 @@ static void reap_all(int ctl, pid_t app)
         }
 }
 
-_Noreturn void sandbox_init_loop(int ctl, pid_t app)
+int sandbox_init_wait(int ctl, pid_t app, int timeout_ms)
 {
+        struct timespec deadline, now, left;
         sigset_t mask;
 
         /* The caller blocked the set already (blocked signals are queued for
@@ -71,10 +73,35 @@ _Noreturn void sandbox_init_loop(int ctl, pid_t app)
          * handlers an exec reset. A failure here changes neither. */
         (void)sandbox_init_signals(&mask);
         reap_all(ctl, app);
+        if (timeout_ms >= 0) {
+                clock_gettime(CLOCK_MONOTONIC, &deadline);
+                deadline.tv_sec += timeout_ms / 1000;
+                deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+                if (deadline.tv_nsec >= 1000000000L) {
+                        deadline.tv_sec++;
+                        deadline.tv_nsec -= 1000000000L;
+                }
+        }
         for (;;) {
                 siginfo_t si;
-                int sig = sigwaitinfo(&mask, &si);
+                int sig;
 
+                if (timeout_ms < 0)
+                        sig = sigwaitinfo(&mask, &si);
+                else {
+                        clock_gettime(CLOCK_MONOTONIC, &now);
+                        left.tv_sec = deadline.tv_sec - now.tv_sec;
+                        left.tv_nsec = deadline.tv_nsec - now.tv_nsec;
+                        if (left.tv_nsec < 0) {
+                                left.tv_sec--;
+                                left.tv_nsec += 1000000000L;
+                        }
+                        if (left.tv_sec < 0)
+                                return 0;
+                        sig = sigtimedwait(&mask, &si, &left);
+                        if (sig < 0 && errno == EAGAIN)
+                                return 0;
+                }
                 if (sig < 0)
                         continue;
                 if (sig != SIGCHLD) {
@@ -83,4 +110,10 @@ _Noreturn void sandbox_init_loop(int ctl, pid_t app)
                 }
                 reap_all(ctl, app);
         }
+}
+
+_Noreturn void sandbox_init_loop(int ctl, pid_t app)
+{
+        for (;;)
+                (void)sandbox_init_wait(ctl, app, -1);
 }

@@ -64,6 +64,19 @@ int sandbox_init_signals(sigset_t *ret_mask);
  * and exits 0, which makes Linux kill whatever is left in the namespace. Reaps
  * once before it waits, so an app that ended before this was called (across an
  * exec of init) is reported too. The signals of sandbox_init_signals() must be
- * blocked. Never returns.
+ * blocked.
+ * sandbox_init_wait() does this for timeout_ms milliseconds (CLOCK_MONOTONIC;
+ * -1: for ever) and returns 0 if the app still runs then; sandbox_init_loop()
+ * never returns.
  */
+int sandbox_init_wait(int ctl, pid_t app, int timeout_ms);
 _Noreturn void sandbox_init_loop(int ctl, pid_t app);
+
+/*
+ * How long pid 1 runs the built-in loop before it execs cella-init, in ms: an
+ * app that ends sooner (a command, bench/start's hello) never pays for the exec
+ * (about 0.15 ms of CPU, competing on 2 CPUs with the app and the kernel while it
+ * starts); one that runs longer gets a small init from then on. The memory of a
+ * fork held that long is the point of the exec, not its first milliseconds.
+ */
+#define SANDBOX_INIT_EXEC_DELAY_MS 20

@@ -499,14 +499,13 @@ static void close_all_but(int a, int b)
 }
 
 /*
- * Once the app runs: init execs cella-init (spec->init_path, opened as init_fd
- * before the jail hid the host's paths; init_errno if that failed), so that the
- * process that lives as long as the app is a small executable of its own, not a
- * copy of the caller's memory. What it needs crosses the exec: ctl and the app's
- * pid as argv, the blocked signals, the parent-death signal (execve keeps it for a
- * binary that gains no privileges, and no_new_privs makes sure of that), the
- * seccomp filter (init's calls stay the app's allowlist), the credentials. Returns
- * only if there is no cella-init or its exec failed, after telling the parent
+ * Once the app has run SANDBOX_INIT_EXEC_DELAY_MS: init execs cella-init (spec->init_path, opened
+ * as init_fd before the jail hid the host's paths; init_errno if that failed), so that the process
+ * that lives as long as the app is a small executable of its own, not a copy of the caller's
+ * memory. What it needs crosses the exec: ctl and the app's pid as argv, the blocked signals, the
+ * parent-death signal (execve keeps it for a binary that gains no privileges, and no_new_privs
+ * makes sure of that), the seccomp filter (init's calls stay the app's allowlist), the credentials.
+ * Returns only if there is no cella-init or its exec failed, after telling the parent
  * (MSG_INIT_EXEC): the caller then runs the same loop, built in.
  */
 static void init_become_small(const SandboxSpec *spec, int ctl, pid_t app, int init_fd,
@@ -661,6 +660,8 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
         close_all_but(ctl, init_fd);
         if (sandbox_msg_send(ctl, MSG_STARTED, app) < 0)
                 _exit(1);
+        if (spec->init_path)
+                (void)sandbox_init_wait(ctl, app, SANDBOX_INIT_EXEC_DELAY_MS);
         init_become_small(spec, ctl, app, init_fd, init_errno);
         sandbox_init_loop(ctl, app);
 
