@@ -1225,6 +1225,28 @@ int cgroup_stats(Cgroup *cg, CgroupStats *ret)
         return 0;
 }
 
+int cgroup_oom_kills(Cgroup *cg, uint64_t *ret)
+{
+        const char *mem;
+        uint64_t n = 0;
+        int r;
+
+        if (!cg || !ret)
+                return -EINVAL;
+        if (cg->manager->mode == CGROUP_MODE_V2) {
+                mem = cgroup_leaf(cg, CGROUP_SLOT_UNIFIED);
+                r = mem ? cgroup_read_keyed_u64(mem, "memory.events", "oom_kill", &n) : 0;
+        } else {
+                mem = cgroup_leaf(cg, CGROUP_SLOT_MEMORY);
+                r = mem ? cgroup_read_keyed_u64(mem, "memory.oom_control", "oom_kill", &n) : 0;
+        }
+        r = cgroup_optional(r);
+        if (r < 0)
+                return r;
+        *ret = n;
+        return 0;
+}
+
 /*
  * One rmdir per leaf, no retry: Linux refuses a leaf that still has tasks at once
  * (EBUSY), so this is a cheap test and removal in one. Returns 0 when every leaf is

@@ -966,12 +966,10 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
         s->ctl_fd = TAKE_FD(ctl[0]);
         s->seccomp_notify_fd = notify_fd >= 0 ? TAKE_FD(notify_fd) : -1;
         s->cgroup = cg;
-        if (cg) {
-                CgroupStats st = {};
-
-                if (cgroup_stats(cg, &st) >= 0)
-                        s->oom_kills_before = st.oom_kills;
-        }
+        /* Only the OOM counter (one file), not every stat: the app runs already
+         * and waits for nothing here, but the caller does. */
+        if (cg)
+                (void)cgroup_oom_kills(cg, &s->oom_kills_before);
         *ret = TAKE_PTR(s);
         return 0;
 
