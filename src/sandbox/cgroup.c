@@ -597,7 +597,8 @@ static int path_normalize(const char *p, char **ret)
  * cgroup file systems are mounted at boot, near its start), kept as (root, point)
  * pairs. Its tail grows with every mount on the host, each app's /data among them
  * (an ext4 on a loop device, kept mounted: storage.c), and the kernel renders each
- * line as it is read: read whole, it cost every start about 2.5 µs a mount.
+ * line as it is read: read whole with 100 more mounts, it cost every start about
+ * 0.9 ms (bench/start's hello, paired median, docs/benchmarks.md).
  */
 typedef struct ProcCache {
         char *cgroup;
