@@ -98,6 +98,15 @@ struct SandboxSpec {
          */
         int (*prepare)(SandboxSpec *spec, void *userdata);
         void *prepare_userdata;
+        /*
+         * Optional, with prepare_userdata. Called in the parent once the child has
+         * its uid map and needs nothing more from the parent until the app runs
+         * (capabilities, rlimits, seccomp, exec: the net helper is done by then),
+         * for work that may use the CPU the child leaves free. No app code has run
+         * yet. It must not touch the spec. Returns 0 or a negative errno, which fails
+         * the spawn at SANDBOX_STEP_PREPARE (the child is killed).
+         */
+        int (*starting)(SandboxSpec *spec, void *userdata);
 
         const SandboxBind *binds; /* extra binds after the runtime (/usr, /lib*, /etc subset) */
         size_t n_binds;

@@ -940,6 +940,17 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
                         r = sandbox_msg_send(ctl[0], MSG_IDMAP_DONE, 0);
                         if (r < 0)
                                 continue; /* the child died: the next recv says how */
+                        /* The child needs nothing more from us until STARTED, and the
+                         * net helper is done: the caller's work overlaps its last
+                         * steps (its reports wait in the socket meanwhile). */
+                        if (spec.starting) {
+                                r = spec.starting(&spec, spec.prepare_userdata);
+                                if (r < 0) {
+                                        sandbox_fail(err, SANDBOX_STEP_PREPARE, r,
+                                                     "prepare %s while it starts", spec.hostname);
+                                        goto fail_child;
+                                }
+                        }
                 } else if (m.type == MSG_ERROR) {
                         err->step = m.step > 0 && m.step < _SANDBOX_STEP_MAX ? (SandboxStep)m.step
                                                                              : SANDBOX_STEP_INIT;

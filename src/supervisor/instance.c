@@ -248,6 +248,7 @@ typedef struct Prepare {
         uid_t uid;        /* out */
         int error;        /* out: the registry's error, for the message */
         const char *what; /* out: what failed */
+        int code;         /* out: instance_starting()'s CELLA_EXIT_* code, 0 if none */
 } Prepare;
 
 /* SandboxSpec.prepare: runs while the child builds its jail (sandbox.h). Kept
@@ -271,6 +272,23 @@ static int instance_prepare(SandboxSpec *spec, void *userdata)
         spec->host_uid = p->uid;
         spec->host_gid = (gid_t)p->uid;
         return 0;
+}
+
+/*
+ * SandboxSpec.starting: the kernel's own setup (the first time: grants, audit log,
+ * bus, prompt, control socket, broker) and the app's install, while the child
+ * takes its last steps alone (capabilities, seccomp, exec) and the CPU the net
+ * helper used is free (bench/start, docs/benchmarks.md). A failure (printed) stops
+ * the spawn before any code of the app runs.
+ */
+static int instance_starting(SandboxSpec *spec, void *userdata)
+{
+        Prepare *p = userdata;
+
+        p->code = supervisor_ready(p->inst->sup);
+        if (p->code == 0)
+                p->code = instance_install(p->inst);
+        return p->code == 0 ? 0 : -ECANCELED;
 }
 
 /* {"event":"started", "app", "uid", "pid", "cgroup_mode", "cgroups": {ctrl: path}} */
@@ -570,6 +588,7 @@ int instance_start(Instance *inst)
         launch.spec.cgroups = s->cgm;
         prep = (Prepare){.inst = inst, .state = s->state, .id = m->id};
         launch.spec.prepare = instance_prepare;
+        launch.spec.starting = instance_starting;
         launch.spec.prepare_userdata = &prep;
         inst->started_ns = now_ns();
         clock_gettime(CLOCK_REALTIME, &rt);
@@ -581,6 +600,10 @@ int instance_start(Instance *inst)
         chan[1] = safe_close(chan[1]);
         if (in_fd > STDIN_FILENO)
                 safe_close(in_fd);
+        if (r < 0 && prep.code != 0) {
+                code = prep.code; /* printed by instance_starting() */
+                goto fail_reported;
+        }
         if (r < 0 && prep.error < 0) {
                 log_error_errno(prep.error, "%s %s in %s: %m", prep.what, m->id, s->o.state_dir);
                 code = CELLA_EXIT_STATE;
@@ -616,9 +639,8 @@ int instance_start(Instance *inst)
                 log_error("cannot watch %s: %s", m->id, uv_strerror(r));
                 goto fail_running;
         }
-        /* The kernel's own setup (the first time) and the app's install, while the
-         * app starts on the other CPU: its first calls wait in the channel until it
-         * is attached (bench/start, docs/benchmarks.md). */
+        /* Done by instance_starting() during the spawn: these return what it
+         * got. The app's first calls wait in the channel until it is attached. */
         code = supervisor_ready(s);
         if (code == 0)
                 code = instance_install(inst);
