@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "sandbox/init.h"
@@ -37,6 +38,13 @@ static long parse_number(const char *s, long min, long max)
 int main(int argc, char **argv)
 {
         long ctl, app;
+
+        /* Not dumpable, before anything else: the app runs as our uid, and a
+         * dumpable init's /proc/1/mem would be open to it. The exec already left
+         * us so (the file is not readable by the app: spawn.c), unless the host
+         * sets fs.suid_dumpable to 1. */
+        if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+                return 1;
 
         ctl = argc == 3 ? parse_number(argv[1], 0, INT_MAX) : -1;
         app = argc == 3 ? parse_number(argv[2], 2, INT_MAX) : -1;

@@ -51,6 +51,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -499,6 +500,22 @@ static void close_all_but(int a, int b)
 }
 
 /*
+ * Whether fd (O_PATH) may become the sandbox's init: a regular file owned by root
+ * and readable by nobody but root. Init runs as the app's uid; exec'ing a file it
+ * can read would leave it dumpable, and the app could then open /proc/1/mem and
+ * take over init and its ctl socket. A file it cannot read makes the exec set
+ * dumpable to fs.suid_dumpable (0 or 2: not the app's); cella-init also drops it
+ * itself first thing, for a host with 1.
+ */
+static bool init_file_ok(int fd)
+{
+        struct stat st;
+
+        return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == 0 &&
+               (st.st_mode & (S_IRGRP | S_IROTH | S_IWGRP | S_IWOTH)) == 0;
+}
+
+/*
  * Once the app has run SANDBOX_INIT_EXEC_DELAY_MS: init execs cella-init (spec->init_path, opened
  * as init_fd before the jail hid the host's paths; init_errno if that failed), so that the process
  * that lives as long as the app is a small executable of its own, not a copy of the caller's
@@ -551,6 +568,10 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
                 init_fd = open(spec->init_path, O_PATH | O_CLOEXEC);
                 if (init_fd < 0)
                         init_errno = errno;
+                else if (!init_file_ok(init_fd)) {
+                        init_errno = EPERM;
+                        init_fd = safe_close(init_fd);
+                }
         }
         if (setsid() < 0) {
                 r = sandbox_fail(&err, SANDBOX_STEP_NAMESPACE, negative_errno(), "setsid");

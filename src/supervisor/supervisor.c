@@ -413,9 +413,11 @@ void supervisor_check_init(Supervisor *s, const Sandbox *sb)
                 return;
         s->init_warned = true;
         log_warning("cannot run %s as the sandboxes' init: %s; each sandbox's init stays a copy "
-                    "of the kernel (more memory per app; reinstall cella, or check that the "
-                    "file is executable by others)",
-                    launch_init_path(), strerror(-sb->init_exec));
+                    "of the kernel (more memory per app). It must be owned by root, mode 0711 "
+                    "(executable, not readable, by others): reinstall cella",
+                    launch_init_path(),
+                    sb->init_exec == -EPERM ? "it is not root's or is readable by others"
+                                            : strerror(-sb->init_exec));
 }
 
 void supervisor_output_check(Supervisor *s)

@@ -549,6 +549,47 @@ START_TEST(test_init_small)
 }
 END_TEST
 
+/* The app, the same uid as its init, cannot open init's memory once init is
+ * cella-init: the exec of a file it cannot read left init not dumpable (its /proc
+ * files are root's, and hidepid hides it). */
+START_TEST(test_init_small_not_dumpable)
+{
+        _cleanup_(sandbox_freep) Sandbox *s = NULL;
+        _cleanup_free_ char *out = NULL, *mem = NULL;
+        struct stat st;
+        SandboxExit e;
+        int in[2];
+        Run r;
+
+        REQUIRE_ROOT();
+        write_script(
+                "peek.sh",
+                "read x\n"
+                "for m in '<' '<>'; do\n"
+                "  if (eval \"exec 3${m}/proc/1/mem\") 2>/dev/null; then echo opened; else echo "
+                "refused; fi\n"
+                "done",
+                0755);
+        run_init(&r, 24, "peek.sh", NULL);
+        ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
+        r.spec.stdio[0] = in[0];
+        s = run_spawn(&r);
+        safe_close(in[0]);
+        ck_assert_int_eq(wait_init(s), 1);
+        ck_assert_int_ge(asprintf(&mem, "/proc/%d/mem", (int)s->pid), 0);
+        ck_assert_int_eq(stat(mem, &st), 0);
+        ck_assert_msg(st.st_uid == 0, "init's /proc files belong to %u: it is dumpable",
+                      (unsigned)st.st_uid);
+        ck_assert_int_eq(write(in[1], "go\n", 3), 3);
+        safe_close(in[1]);
+        e = run_wait(s);
+        ck_assert_int_eq(e.code, CLD_EXITED);
+        out = read_output(&r);
+        ck_assert_str_eq(out, "refused\nrefused\n");
+        run_done(&r);
+}
+END_TEST
+
 /* An orphan of the app is reaped by cella-init, and the app's status is the one
  * reported, not the orphan's. */
 START_TEST(test_init_small_reaps_orphans)
@@ -615,8 +656,9 @@ START_TEST(test_init_builtin)
 }
 END_TEST
 
-/* A cella-init that cannot run (missing, or not executable by the app's uid) is
- * reported, and the built-in loop does its work: the app's status still arrives. */
+/* A cella-init that cannot run (missing, not executable by the app's uid, or
+ * readable by it) is reported, and the built-in loop does its work: the app's status still arrives.
+ */
 START_TEST(test_init_exec_fails)
 {
         static const struct {
@@ -626,6 +668,8 @@ START_TEST(test_init_exec_fails)
         } cases[] = {
                 {"no-such-init", 0, ENOENT},
                 {"root-only-init", 0700, EACCES},
+                /* readable by the app's uid: it would be dumpable (spawn.c) */
+                {"readable-init", 0755, EPERM},
         };
 
         REQUIRE_ROOT();
@@ -1197,6 +1241,7 @@ int main(void)
         tcase_add_test(tc, test_free_kills_running_app);
         tcase_add_test(tc, test_init_small);
         tcase_add_test(tc, test_init_small_reaps_orphans);
+        tcase_add_test(tc, test_init_small_not_dumpable);
         tcase_add_test(tc, test_init_builtin);
         tcase_add_test(tc, test_init_exec_fails);
         tcase_add_test(tc, test_fail_bind_source);
