@@ -16,10 +16,14 @@
  *   send IDMAP_DONE ───────────────────────> securebits, become SANDBOX_UID,
  *                                            drop capabilities, no_new_privs,
  *                                            rlimits, seccomp
+ *   spec.starting (the caller's work)        (after IDMAP_DONE, overlapping these)
  *   seccomp listener <──────── SECCOMP_FD    (only with a notifying filter)
  *                                            fork ─> app: fds, env, execve
  *   sandbox returned <──────────── STARTED   (or ERROR at any step)
- *   ... later ...   <──────────── EXITED     init reaps, forwards signals
+ *                                            init loop (init.c): reaps, forwards
+ *                   <──────────── INIT_EXEC  20 ms on: execs cella-init, the same
+ *                                            loop in a small executable
+ *   ... later ...   <──────────── EXITED     init reports the app's status
  *
  * The network namespace is made by a short-lived helper, not by clone3: creating
  * one costs ~0.8 ms of kernel work (every pernet subsystem initialises), which
