@@ -389,10 +389,10 @@ static int child_load_seccomp(const SeccompProgram *p, int ctl, SandboxError *er
 
 /*
  * Closes every fd of this process but ctl, init_fd (when >= 0), the app's stdio
- * and channel and the extra fds: the caller (a kernel running hundreds of apps) may hold thousands,
- * and every fd made from here on (the seccomp listener, the exec pipe, the app's
- * copies) must get a number under the app's RLIMIT_NOFILE, which is the lowest
- * free one. Allocates nothing (the caller may have threads). Returns 0 or -errno.
+ * and channel and the extra fds: the caller (a kernel running hundreds of apps)
+ * may hold thousands, and every fd made from here on (the seccomp listener, the exec pipe, the
+ * app's copies) must get a number under the app's RLIMIT_NOFILE, which is the lowest free one.
+ * Allocates nothing (the caller may have threads). Returns 0 or -errno.
  */
 static int close_unneeded_fds(const SandboxSpec *spec, int ctl, int init_fd)
 {
@@ -520,14 +520,16 @@ static bool init_file_ok(int fd)
 }
 
 /*
- * Once the app has run SANDBOX_INIT_EXEC_DELAY_MS: init execs cella-init (spec->init_path, opened
- * as init_fd before the jail hid the host's paths; init_errno if that failed), so that the process
- * that lives as long as the app is a small executable of its own, not a copy of the caller's
- * memory. What it needs crosses the exec: ctl and the app's pid as argv, the blocked signals, the
- * parent-death signal (execve keeps it for a binary that gains no privileges, and no_new_privs
- * makes sure of that), the seccomp filter (init's calls stay the app's allowlist), the credentials.
- * Returns only if there is no cella-init or its exec failed, after telling the parent
- * (MSG_INIT_EXEC): the caller then runs the same loop, built in.
+ * Once the app has run SANDBOX_INIT_EXEC_DELAY_MS: init execs cella-init
+ * (spec->init_path, opened as init_fd before the jail hid the host's paths;
+ * init_errno if that failed), so that the process that lives as long as the app
+ * is a small executable of its own, not a copy of the caller's memory. What it
+ * needs crosses the exec: ctl and the app's pid as argv, the blocked signals, the
+ * parent-death signal (execve keeps it for a binary that gains no privileges, and
+ * no_new_privs makes sure of that), the seccomp filter (init's calls stay within
+ * the app's allowlist), the credentials. Returns only if there is no cella-init or
+ * its exec failed, after telling the parent (MSG_INIT_EXEC): the caller then runs
+ * the same loop, built in.
  */
 static void init_become_small(const SandboxSpec *spec, int ctl, pid_t app, int init_fd,
                               int init_errno)
