@@ -102,9 +102,10 @@ struct SandboxSpec {
          * Optional, with prepare_userdata. Called in the parent once the child has
          * its uid map and needs nothing more from the parent until the app runs
          * (capabilities, rlimits, seccomp, exec: the net helper is done by then),
-         * for work that may use the CPU the child leaves free. No app code has run
-         * yet. It must not touch the spec. Returns 0 or a negative errno, which fails
-         * the spawn at SANDBOX_STEP_PREPARE (the child is killed).
+         * for work that may use the CPU the child leaves free. The child does not
+         * wait for it: by its return the app may have been exec'd (its reports wait
+         * in the socket). It must not touch the spec. Returns 0 or a negative errno,
+         * which fails the spawn at SANDBOX_STEP_PREPARE (the sandbox is killed).
          */
         int (*starting)(SandboxSpec *spec, void *userdata);
 

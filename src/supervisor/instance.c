@@ -278,8 +278,9 @@ static int instance_prepare(SandboxSpec *spec, void *userdata)
  * SandboxSpec.starting: the kernel's own setup (the first time: grants, audit log,
  * bus, prompt, control socket, broker) and the app's install, while the child
  * takes its last steps alone (capabilities, seccomp, exec) and the CPU the net
- * helper used is free (bench/start, docs/benchmarks.md). A failure (printed) stops
- * the spawn before any code of the app runs.
+ * helper used is free (bench/start, docs/benchmarks.md). A failure (printed) fails
+ * the spawn: the sandbox is killed before the app is served (it may have started:
+ * the child does not wait for this, as the app did not wait for it before).
  */
 static int instance_starting(SandboxSpec *spec, void *userdata)
 {
