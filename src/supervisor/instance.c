@@ -276,7 +276,8 @@ static int instance_prepare(SandboxSpec *spec, void *userdata)
 
 /*
  * SandboxSpec.starting: the kernel's own setup (the first time: grants, audit log,
- * bus, prompt, control socket, broker) and the app's install, while the child
+ * bus, prompt, control socket, broker), the app's install and (cella run) the sweep
+ * of cgroups left by dead kernels, while the child
  * takes its last steps alone (capabilities, seccomp, exec) and the CPU the net
  * helper used is free (bench/start, docs/benchmarks.md). A failure (printed) fails
  * the spawn: the sandbox is killed before the app is served (it may have started:
@@ -289,6 +290,8 @@ static int instance_starting(SandboxSpec *spec, void *userdata)
         p->code = supervisor_ready(p->inst->sup);
         if (p->code == 0)
                 p->code = instance_install(p->inst);
+        if (p->code == 0)
+                supervisor_sweep(p->inst->sup);
         return p->code == 0 ? 0 : -ECANCELED;
 }
 

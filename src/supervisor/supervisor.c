@@ -407,6 +407,20 @@ static void pump_discard(Pump *p)
         }
 }
 
+void supervisor_sweep(Supervisor *s)
+{
+        int r;
+
+        if (!s->sweep_pending)
+                return;
+        s->sweep_pending = false;
+        r = cgroup_sweep(s->cgm);
+        if (r > 0)
+                log_debug("swept %d cgroup(s) left by cella processes that are gone", r);
+        else if (r < 0)
+                log_warning_errno(r, "cannot sweep leftover cgroups: %m");
+}
+
 void supervisor_check_init(Supervisor *s, const Sandbox *sb)
 {
         if (!sb || sb->init_exec >= 0 || s->init_warned)
