@@ -13,11 +13,34 @@
 /* Year 10000 starts here: RFC 3339 years have four digits. */
 #define YEAR_10000_SEC 253402300800ll
 
+/*
+ * The proleptic Gregorian date of days since 1970-01-01 (days >= 0), by the
+ * era arithmetic of Howard Hinnant's "chrono-Compatible Low-Level Date
+ * Algorithms" (days_from_civil's inverse): eras of 400 years, 146097 days, years
+ * counted from March so that the leap day ends a year. Not gmtime_r(): glibc's
+ * reads the time zone (/etc/localtime) on its first call, which cost the first
+ * audit record of every `cella run` an open and a parse (bench/start).
+ */
+static void civil_from_days(int64_t days, int *ret_year, int *ret_month, int *ret_day)
+{
+        int64_t z = days + 719468; /* days since 0000-03-01 */
+        int64_t era = z / 146097;
+        int64_t doe = z - era * 146097;                                      /* [0, 146096] */
+        int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365; /* [0, 399] */
+        int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);               /* [0, 365] */
+        int64_t mp = (5 * doy + 2) / 153;         /* [0, 11], March = 0 */
+        int64_t d = doy - (153 * mp + 2) / 5 + 1; /* [1, 31] */
+        int64_t m = mp < 10 ? mp + 3 : mp - 9;    /* [1, 12] */
+
+        *ret_year = (int)(yoe + era * 400 + (m <= 2));
+        *ret_month = (int)m;
+        *ret_day = (int)d;
+}
+
 char *audit_format_time(int64_t usec, char *buf, size_t size)
 {
-        int64_t sec = usec / USEC_PER_SEC, frac = usec % USEC_PER_SEC;
-        time_t t;
-        struct tm tm;
+        int64_t sec = usec / USEC_PER_SEC, frac = usec % USEC_PER_SEC, tod;
+        int year, month, day;
 
         if (frac < 0) {
                 frac += USEC_PER_SEC;
@@ -25,11 +48,10 @@ char *audit_format_time(int64_t usec, char *buf, size_t size)
         }
         if (sec < 0 || sec >= YEAR_10000_SEC)
                 return NULL;
-        t = (time_t)sec;
-        if (!gmtime_r(&t, &tm))
-                return NULL;
-        if (snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900,
-                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+        civil_from_days(sec / 86400, &year, &month, &day);
+        tod = sec % 86400;
+        if (snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", year, month, day,
+                     (int)(tod / 3600), (int)(tod / 60 % 60), (int)(tod % 60),
                      (int)frac) >= (int)size)
                 return NULL;
         return buf;

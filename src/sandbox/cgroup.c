@@ -591,23 +591,39 @@ static int path_normalize(const char *p, char **ret)
         return 0;
 }
 
-/* /proc/self files read once per cgroup_manager_new(). */
+/*
+ * /proc/self files read once per cgroup_manager_new(): /proc/self/cgroup whole, and
+ * of /proc/self/mountinfo only as far as the mount points asked for so far (the
+ * cgroup file systems are mounted at boot, near its start), kept as (root, point)
+ * pairs. Its tail grows with every mount on the host, each app's /data among them
+ * (an ext4 on a loop device, kept mounted: storage.c), and the kernel renders each
+ * line as it is read: read whole with 100 more mounts, it cost every start about
+ * 0.9 ms (bench/start's hello, paired median, docs/benchmarks.md).
+ */
 typedef struct ProcCache {
         char *cgroup;
-        char *mountinfo;
+        FILE *mountinfo; /* open, read up to here; NULL before the first look */
+        bool mountinfo_eof;
+        char **mounts; /* root, point, root, point, ... (n_mounts pairs) */
+        size_t n_mounts;
 } ProcCache;
 
 static void proc_cache_done(ProcCache *pc)
 {
         free(pc->cgroup);
-        free(pc->mountinfo);
+        if (pc->mountinfo)
+                fclose(pc->mountinfo);
+        for (size_t i = 0; i < 2 * pc->n_mounts; i++)
+                free(pc->mounts[i]);
+        free(pc->mounts);
 }
 
 /*
  * A stream over path's contents, read once into *cache (kept by the caller for the
  * next call): cgroup_manager_new() consults /proc/self/cgroup and
  * /proc/self/mountinfo once per hierarchy, and reading each only once saved a third
- * of its time. NULL with errno set on failure.
+ * of its time (mountinfo is now read incrementally: mount_root_at()). NULL with errno set on
+ * failure.
  */
 static FILE *open_cached(const char *path, char **cache)
 {
@@ -669,24 +685,50 @@ static int self_cgroup(ProcCache *pc, const char *ctrl, char **ret)
  * mount shows when only a subtree is mounted (containers without a cgroup namespace).
  * Returns 0 and *ret, -ENOENT, -errno.
  */
+/* *ret = a copy of s. Returns 0 or -ENOMEM. */
+static int dup_to(char **ret, const char *s)
+{
+        *ret = strdup(s);
+        return *ret ? 0 : -ENOMEM;
+}
+
 static int mount_root_at(ProcCache *pc, const char *point_wanted, char **ret)
 {
-        _cleanup_(fclosep) FILE *f = open_cached("/proc/self/mountinfo", &pc->mountinfo);
         _cleanup_free_ char *line = NULL;
         size_t size = 0;
 
-        if (!f)
-                return negative_errno();
-        while (getline(&line, &size, f) > 0) {
+        for (size_t i = 0; i < pc->n_mounts; i++)
+                if (streq(pc->mounts[2 * i + 1], point_wanted))
+                        return dup_to(ret, pc->mounts[2 * i]);
+        if (pc->mountinfo_eof)
+                return -ENOENT;
+        if (!pc->mountinfo) {
+                pc->mountinfo = fopen("/proc/self/mountinfo", "re");
+                if (!pc->mountinfo)
+                        return negative_errno();
+        }
+        /* On from where the last look stopped, keeping what it passes. */
+        while (getline(&line, &size, pc->mountinfo) > 0) {
                 _cleanup_free_ char *root = NULL, *point = NULL;
+                char **m;
+                bool found;
 
                 if (sscanf(line, "%*s %*s %*s %ms %ms", &root, &point) != 2)
                         continue;
-                if (streq(point, point_wanted)) {
-                        *ret = TAKE_PTR(root);
-                        return 0;
-                }
+                m = reallocarray(pc->mounts, 2 * (pc->n_mounts + 1), sizeof *m);
+                if (!m)
+                        return -ENOMEM;
+                pc->mounts = m;
+                found = streq(point, point_wanted);
+                m[2 * pc->n_mounts] = TAKE_PTR(root);
+                m[2 * pc->n_mounts + 1] = TAKE_PTR(point);
+                pc->n_mounts++;
+                if (found)
+                        return dup_to(ret, m[2 * pc->n_mounts - 2]);
         }
+        if (ferror(pc->mountinfo))
+                return -EIO;
+        pc->mountinfo_eof = true;
         return -ENOENT;
 }
 
@@ -1222,6 +1264,28 @@ int cgroup_stats(Cgroup *cg, CgroupStats *ret)
         if (r < 0)
                 return r;
         *ret = st;
+        return 0;
+}
+
+int cgroup_oom_kills(Cgroup *cg, uint64_t *ret)
+{
+        const char *mem;
+        uint64_t n = 0;
+        int r;
+
+        if (!cg || !ret)
+                return -EINVAL;
+        if (cg->manager->mode == CGROUP_MODE_V2) {
+                mem = cgroup_leaf(cg, CGROUP_SLOT_UNIFIED);
+                r = mem ? cgroup_read_keyed_u64(mem, "memory.events", "oom_kill", &n) : 0;
+        } else {
+                mem = cgroup_leaf(cg, CGROUP_SLOT_MEMORY);
+                r = mem ? cgroup_read_keyed_u64(mem, "memory.oom_control", "oom_kill", &n) : 0;
+        }
+        r = cgroup_optional(r);
+        if (r < 0)
+                return r;
+        *ret = n;
         return 0;
 }
 

@@ -121,6 +121,13 @@ int cgroup_attach(Cgroup *cg, pid_t pid);
 int cgroup_freeze(Cgroup *cg, bool frozen);
 int cgroup_kill(Cgroup *cg);
 int cgroup_stats(Cgroup *cg, CgroupStats *ret);
+/*
+ * Only CgroupStats.oom_kills, into *ret: one file read (memory.events in the cgroup2
+ * leaf when it has the memory controller, else the v1 memory leaf's
+ * memory.oom_control), not cgroup_stats()'s five. 0 without a memory controller or
+ * on a kernel without the counter (v1 before 4.13). Returns 0 or -errno.
+ */
+int cgroup_oom_kills(Cgroup *cg, uint64_t *ret);
 
 /*
  * Kills what is left in the cgroup, removes the leaf from every hierarchy and frees

@@ -98,6 +98,16 @@ struct SandboxSpec {
          */
         int (*prepare)(SandboxSpec *spec, void *userdata);
         void *prepare_userdata;
+        /*
+         * Optional, with prepare_userdata. Called in the parent once the child has
+         * its uid map and needs nothing more from the parent until the app runs
+         * (capabilities, rlimits, seccomp, exec: the net helper is done by then),
+         * for work that may use the CPU the child leaves free. The child does not
+         * wait for it: by its return the app may have been exec'd (its reports wait
+         * in the socket). It must not touch the spec. Returns 0 or a negative errno,
+         * which fails the spawn at SANDBOX_STEP_PREPARE (the sandbox is killed).
+         */
+        int (*starting)(SandboxSpec *spec, void *userdata);
 
         const SandboxBind *binds; /* extra binds after the runtime (/usr, /lib*, /etc subset) */
         size_t n_binds;
@@ -146,6 +156,15 @@ struct SandboxSpec {
          * bounds new fds), but it must leave the app room for its own. */
         const int *extra_fds;
         size_t n_extra_fds;
+
+        /*
+         * Optional: the small init executable (cella-init, a host path) that the
+         * sandbox's pid 1 execs once the app runs, so that it holds no copy of the
+         * caller's memory. NULL: pid 1 stays a fork of the caller (its built-in
+         * loop, same duties). If it cannot be exec'd, the built-in loop runs and
+         * Sandbox.init_exec says why.
+         */
+        const char *init_path;
 };
 
 /* How the app ended. */
@@ -173,6 +192,10 @@ typedef struct Sandbox {
          * POLLHUP once every process of the sandbox is gone.
          */
         int seccomp_notify_fd;
+        /* pid 1 and spec->init_path, as sandbox_process() learns it: 0 not known
+         * (yet, or no init_path), 1 pid 1 runs it, -errno its exec failed (pid 1
+         * runs the built-in init loop). */
+        int init_exec;
 } Sandbox;
 
 /*

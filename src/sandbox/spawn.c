@@ -16,10 +16,14 @@
  *   send IDMAP_DONE ───────────────────────> securebits, become SANDBOX_UID,
  *                                            drop capabilities, no_new_privs,
  *                                            rlimits, seccomp
+ *   spec.starting (the caller's work)        (after IDMAP_DONE, overlapping these)
  *   seccomp listener <──────── SECCOMP_FD    (only with a notifying filter)
  *                                            fork ─> app: fds, env, execve
  *   sandbox returned <──────────── STARTED   (or ERROR at any step)
- *   ... later ...   <──────────── EXITED     init reaps, forwards signals
+ *                                            init loop (init.c): reaps, forwards
+ *                   <──────────── INIT_EXEC  20 ms on: execs cella-init, the same
+ *                                            loop in a small executable
+ *   ... later ...   <──────────── EXITED     init reports the app's status
  *
  * The network namespace is made by a short-lived helper, not by clone3: creating
  * one costs ~0.8 ms of kernel work (every pernet subsystem initialises), which
@@ -51,11 +55,13 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "base/macro.h"
+#include "sandbox/init.h"
 #include "sandbox/sandbox-internal.h"
 
 /* How long the parent waits for the child to answer during setup. A spawn takes
@@ -63,30 +69,6 @@
 #define SANDBOX_SETUP_TIMEOUT_MS 10000
 
 #define SANDBOX_DEFAULT_TMP_SIZE (16ull * 1024 * 1024)
-
-typedef enum MsgType {
-        MSG_CGROUP = 1, /* parent → child: the v1 "tasks" fds to join (SCM_RIGHTS, 0..8) */
-        MSG_NETNS,      /* net helper → child: the netns fd (SCM_RIGHTS), or error */
-        MSG_NEED_IDMAP, /* child → parent: in a new user namespace, map me */
-        MSG_IDMAP_DONE, /* parent → child */
-        MSG_ERROR,      /* child → parent: step, error, detail */
-        MSG_STARTED,    /* child → parent: value = app pid (in the sandbox) */
-        MSG_EXITED,     /* child → parent: value = the app's wait status */
-        MSG_SECCOMP_FD, /* child → parent: the seccomp listener fd (SCM_RIGHTS) */
-} MsgType;
-
-typedef struct Msg {
-        uint32_t type;
-        int32_t step;
-        int32_t error;
-        int32_t value;
-        uint32_t host_uid, host_gid; /* MSG_CGROUP: the app's host ids (prepare may set them) */
-        char detail[SANDBOX_DETAIL_MAX];
-} Msg;
-
-/* Signals init passes on to the app; SIGKILL and SIGSTOP cannot be caught. */
-static const int forwarded_signals[] = {SIGTERM, SIGINT,   SIGHUP,  SIGQUIT, SIGUSR1,
-                                        SIGUSR2, SIGWINCH, SIGCONT, SIGALRM};
 
 static const char *const step_names[_SANDBOX_STEP_MAX] = {
         [SANDBOX_STEP_NONE] = "none",           [SANDBOX_STEP_PREPARE] = "prepare",
@@ -103,13 +85,6 @@ const char *sandbox_step_to_string(SandboxStep step)
         if ((unsigned)step >= _SANDBOX_STEP_MAX)
                 return "unknown";
         return step_names[step];
-}
-
-static int msg_send(int fd, MsgType type, int32_t value)
-{
-        Msg m = {.type = type, .value = value};
-
-        return send(fd, &m, sizeof m, MSG_NOSIGNAL) == (ssize_t)sizeof m ? 0 : negative_errno();
 }
 
 static void msg_send_error(int fd, const SandboxError *e)
@@ -411,62 +386,6 @@ report:
         _exit(f.error == ENOENT ? 127 : 126);
 }
 
-static void noop_handler(int sig)
-{
-        (void)sig;
-}
-
-/*
- * Blocks SIGCHLD and the forwarded signals (init takes them with sigwaitinfo) and
- * gives each forwarded signal a handler that never runs: a pid namespace's init
- * only receives signals it has a handler for, even from the parent namespace
- * (pid_namespaces(7)). Returns 0 or -errno.
- */
-static int install_forwarding(sigset_t *ret_mask)
-{
-        sigemptyset(ret_mask);
-        sigaddset(ret_mask, SIGCHLD);
-        for (size_t i = 0; i < ELEMENTSOF(forwarded_signals); i++)
-                sigaddset(ret_mask, forwarded_signals[i]);
-        if (sigprocmask(SIG_BLOCK, ret_mask, NULL) < 0)
-                return negative_errno();
-        for (size_t i = 0; i < ELEMENTSOF(forwarded_signals); i++) {
-                struct sigaction h = {.sa_handler = noop_handler, .sa_flags = SA_RESTART};
-
-                if (sigaction(forwarded_signals[i], &h, NULL) < 0)
-                        return negative_errno();
-        }
-        return 0;
-}
-
-/* init's life after the app started: reap everything, forward signals, report the
- * app's exit, and exit, which makes Linux kill whatever is left in the namespace. */
-_noreturn_ static void init_loop(int ctl, pid_t app, const sigset_t *mask)
-{
-        for (;;) {
-                siginfo_t si;
-                int sig = sigwaitinfo(mask, &si);
-
-                if (sig < 0)
-                        continue;
-                if (sig != SIGCHLD) {
-                        kill(app, sig);
-                        continue;
-                }
-                for (;;) {
-                        int status;
-                        pid_t p = waitpid(-1, &status, WNOHANG);
-
-                        if (p <= 0)
-                                break;
-                        if (p == app) {
-                                msg_send(ctl, MSG_EXITED, status);
-                                _exit(0);
-                        }
-                }
-        }
-}
-
 /*
  * Loads the filter into init (and so into the app it forks). A notifying filter's
  * listener goes to the parent before anything else happens: from here on, a
@@ -498,19 +417,21 @@ static int child_load_seccomp(const SeccompProgram *p, int ctl, SandboxError *er
 }
 
 /*
- * Closes every fd of this process but ctl, the app's stdio and channel and the
- * extra fds: the caller (a kernel running hundreds of apps) may hold thousands,
- * and every fd made from here on (the seccomp listener, the exec pipe, the app's
- * copies) must get a number under the app's RLIMIT_NOFILE, which is the lowest
- * free one. Allocates nothing (the caller may have threads). Returns 0 or -errno.
+ * Closes every fd of this process but ctl, init_fd (when >= 0), the app's stdio
+ * and channel and the extra fds: the caller (a kernel running hundreds of apps)
+ * may hold thousands, and every fd made from here on (the seccomp listener, the exec pipe, the
+ * app's copies) must get a number under the app's RLIMIT_NOFILE, which is the lowest free one.
+ * Allocates nothing (the caller may have threads). Returns 0 or -errno.
  */
-static int close_unneeded_fds(const SandboxSpec *spec, int ctl)
+static int close_unneeded_fds(const SandboxSpec *spec, int ctl, int init_fd)
 {
-        int keep[6];
+        int keep[7];
         size_t n = 0, ik = 0, ie = 0;
         unsigned lo = 0;
 
         keep[n++] = ctl;
+        if (init_fd >= 0)
+                keep[n++] = init_fd;
         for (int i = 0; i < 3; i++)
                 if (spec->stdio[i] >= 0)
                         keep[n++] = spec->stdio[i];
@@ -518,7 +439,7 @@ static int close_unneeded_fds(const SandboxSpec *spec, int ctl)
                 keep[n++] = spec->channel_fd;
         if (spec->pty_socket > 0)
                 keep[n++] = spec->pty_socket;
-        for (size_t i = 1; i < n; i++) /* insertion sort of at most 6 */
+        for (size_t i = 1; i < n; i++) /* insertion sort of at most 7 */
                 for (size_t j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
                         int t = keep[j];
 
@@ -590,6 +511,79 @@ static int become_host_user(uid_t uid, gid_t gid, SandboxError *err)
         return 0;
 }
 
+/* Closes every fd but a and b (either may be negative). */
+static void close_all_but(int a, int b)
+{
+        unsigned lo = 0;
+
+        if (a > b) {
+                int t = a;
+
+                a = b;
+                b = t;
+        }
+        for (int i = 0; i < 2; i++) {
+                int keep = i == 0 ? a : b;
+
+                if (keep < 0)
+                        continue;
+                if ((unsigned)keep > lo)
+                        (void)close_range(lo, (unsigned)keep - 1, 0);
+                lo = (unsigned)keep + 1;
+        }
+        (void)close_range(lo, ~0U, 0);
+}
+
+/*
+ * Whether fd (O_PATH) may become the sandbox's init: a regular file owned by root
+ * and readable by nobody but root. Init runs as the app's uid; exec'ing a file it
+ * can read would leave it dumpable, and the app could then open /proc/1/mem and
+ * take over init and its ctl socket. A file it cannot read makes the exec set
+ * dumpable to fs.suid_dumpable (0 or 2: not the app's); cella-init also drops it
+ * itself first thing, for a host with 1.
+ */
+static bool init_file_ok(int fd)
+{
+        struct stat st;
+
+        return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == 0 &&
+               (st.st_mode & (S_IRGRP | S_IROTH | S_IWGRP | S_IWOTH)) == 0;
+}
+
+/*
+ * Once the app has run SANDBOX_INIT_EXEC_DELAY_MS: init execs cella-init
+ * (spec->init_path, opened as init_fd before the jail hid the host's paths;
+ * init_errno if that failed), so that the process that lives as long as the app
+ * is a small executable of its own, not a copy of the caller's memory. What it
+ * needs crosses the exec: ctl and the app's pid as argv, the blocked signals, the
+ * parent-death signal (execve keeps it for a binary that gains no privileges, and
+ * no_new_privs makes sure of that), the seccomp filter (init's calls stay within
+ * the app's allowlist), the credentials. Returns only if there is no cella-init or
+ * its exec failed, after telling the parent (MSG_INIT_EXEC): the caller then runs
+ * the same loop, built in.
+ */
+static void init_become_small(const SandboxSpec *spec, int ctl, pid_t app, int init_fd,
+                              int init_errno)
+{
+        char ctl_arg[16], app_arg[16];
+        char *argv[] = {(char *)"cella-init", ctl_arg, app_arg, NULL};
+        char *envp[] = {NULL};
+
+        if (!spec->init_path)
+                return;
+        if (init_fd >= 0) {
+                snprintf(ctl_arg, sizeof ctl_arg, "%d", ctl);
+                snprintf(app_arg, sizeof app_arg, "%d", (int)app);
+                /* ctl crosses the exec (it was made O_CLOEXEC for the app's sake;
+                 * the app has exec'd by now). */
+                if (fcntl(ctl, F_SETFD, 0) < 0 ||
+                    execveat(init_fd, "", argv, envp, AT_EMPTY_PATH) < 0)
+                        init_errno = errno;
+                safe_close(init_fd);
+        }
+        (void)sandbox_msg_send(ctl, MSG_INIT_EXEC, init_errno);
+}
+
 _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
 {
         SandboxError err = {};
@@ -597,6 +591,8 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
         gid_t host_gid = 0;
         _cleanup_close_pair_ int exec_pipe[2] = {-EBADF, -EBADF};
         ExecFailure ef;
+        /* volatile: live across the vfork() below */
+        volatile int init_fd = -EBADF, init_errno = 0;
         sigset_t mask;
         pid_t app;
         ssize_t k;
@@ -604,6 +600,17 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
 
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                 _exit(1);
+        /* cella-init, opened while the host's paths are still ours (the jail
+         * hides them); exec'd once the app runs. */
+        if (spec->init_path) {
+                init_fd = open(spec->init_path, O_PATH | O_CLOEXEC);
+                if (init_fd < 0)
+                        init_errno = errno;
+                else if (!init_file_ok(init_fd)) {
+                        init_errno = EPERM;
+                        init_fd = safe_close(init_fd);
+                }
+        }
         if (setsid() < 0) {
                 r = sandbox_fail(&err, SANDBOX_STEP_NAMESPACE, negative_errno(), "setsid");
                 goto fail;
@@ -638,7 +645,7 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
                                            : "");
                 goto fail;
         }
-        if (msg_send(ctl, MSG_NEED_IDMAP, 0) < 0 || child_expect(ctl, MSG_IDMAP_DONE) < 0)
+        if (sandbox_msg_send(ctl, MSG_NEED_IDMAP, 0) < 0 || child_expect(ctl, MSG_IDMAP_DONE) < 0)
                 _exit(1);
 
         r = caps_lock_securebits(&err);
@@ -660,7 +667,7 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
                 if (poll(&p, 1, 0) < 0 || (p.revents & (POLLHUP | POLLERR)))
                         _exit(1);
         }
-        r = close_unneeded_fds(spec, ctl);
+        r = close_unneeded_fds(spec, ctl, init_fd);
         if (r < 0) {
                 sandbox_fail(&err, SANDBOX_STEP_RLIMIT, r, "close the caller's fds");
                 goto fail;
@@ -669,7 +676,7 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
         if (r < 0)
                 goto fail;
 
-        r = install_forwarding(&mask);
+        r = sandbox_init_signals(&mask);
         if (r < 0) {
                 sandbox_fail(&err, SANDBOX_STEP_EXEC, r, "set up signal forwarding");
                 goto fail;
@@ -684,8 +691,8 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
                 goto fail;
         }
         /* vfork: init only waits meanwhile, and the app side makes nothing but
-         * system calls before execve, so copying init's page tables (init is a
-         * fork of the caller) would be wasted work. */
+         * system calls before execve, so copying init's page tables (init is
+         * still a fork of the caller here) would be wasted work. */
         app = vfork();
         if (app < 0) {
                 r = sandbox_fail(&err, SANDBOX_STEP_EXEC, negative_errno(), "fork the app");
@@ -714,12 +721,13 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
         exec_pipe[0] = safe_close(exec_pipe[0]);
 
         /* init keeps nothing of the app's: not its stdio, not its channel. */
-        if (ctl > 0)
-                close_range(0, ctl - 1, 0);
-        close_range(ctl + 1, ~0U, 0);
-        if (msg_send(ctl, MSG_STARTED, app) < 0)
+        close_all_but(ctl, init_fd);
+        if (sandbox_msg_send(ctl, MSG_STARTED, app) < 0)
                 _exit(1);
-        init_loop(ctl, app, &mask);
+        if (spec->init_path)
+                (void)sandbox_init_wait(ctl, app, SANDBOX_INIT_EXEC_DELAY_MS);
+        init_become_small(spec, ctl, app, init_fd, init_errno);
+        sandbox_init_loop(ctl, app);
 
 fail:
         msg_send_error(ctl, &err);
@@ -993,9 +1001,20 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
                                 sandbox_fail(err, SANDBOX_STEP_USERNS, r, "write uid/gid maps");
                                 goto fail_child;
                         }
-                        r = msg_send(ctl[0], MSG_IDMAP_DONE, 0);
+                        r = sandbox_msg_send(ctl[0], MSG_IDMAP_DONE, 0);
                         if (r < 0)
                                 continue; /* the child died: the next recv says how */
+                        /* The child needs nothing more from us until STARTED, and the
+                         * net helper is done: the caller's work overlaps its last
+                         * steps (its reports wait in the socket meanwhile). */
+                        if (spec.starting) {
+                                r = spec.starting(&spec, spec.prepare_userdata);
+                                if (r < 0) {
+                                        sandbox_fail(err, SANDBOX_STEP_PREPARE, r,
+                                                     "prepare %s while it starts", spec.hostname);
+                                        goto fail_child;
+                                }
+                        }
                 } else if (m.type == MSG_ERROR) {
                         err->step = m.step > 0 && m.step < _SANDBOX_STEP_MAX ? (SandboxStep)m.step
                                                                              : SANDBOX_STEP_INIT;
@@ -1022,12 +1041,10 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
         s->ctl_fd = TAKE_FD(ctl[0]);
         s->seccomp_notify_fd = notify_fd >= 0 ? TAKE_FD(notify_fd) : -1;
         s->cgroup = cg;
-        if (cg) {
-                CgroupStats st = {};
-
-                if (cgroup_stats(cg, &st) >= 0)
-                        s->oom_kills_before = st.oom_kills;
-        }
+        /* Only the OOM counter (one file), not every stat: the app runs already
+         * and waits for nothing here, but the caller does. */
+        if (cg)
+                (void)cgroup_oom_kills(cg, &s->oom_kills_before);
         *ret = TAKE_PTR(s);
         return 0;
 
@@ -1096,6 +1113,10 @@ int sandbox_process(Sandbox *s)
                 if (r < 0) {
                         sandbox_finish(s, -1, 0);
                         return 1;
+                }
+                if (m.type == MSG_INIT_EXEC) {
+                        s->init_exec = m.value == 0 ? 1 : m.value > 0 ? -m.value : -EIO;
+                        continue;
                 }
                 if (m.type != MSG_EXITED)
                         continue;

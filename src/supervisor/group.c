@@ -419,6 +419,7 @@ static int group_launch_prepare(Group *g, GroupLaunch *l, int spec_fd, const int
         s->cgroup_label = l->label;
         s->stdio[0] = s->stdio[1] = s->stdio[2] = -1;
         s->channel_fd = -1;
+        s->init_path = launch_init_path();
         return 0;
 }
 
@@ -460,7 +461,10 @@ static void on_sandbox(uv_poll_t *h, int status, int events)
 {
         Group *g = h->data;
 
-        if (sandbox_process(g->sandbox) > 0) {
+        int done = sandbox_process(g->sandbox);
+
+        supervisor_check_init(g->sup, g->sandbox);
+        if (done > 0) {
                 uv_poll_stop(h);
                 supervisor_output_check(g->sup);
                 group_maybe_finished(g);

@@ -251,6 +251,7 @@ typedef struct Prepare {
         uid_t uid;        /* out */
         int error;        /* out: the registry's error, for the message */
         const char *what; /* out: what failed */
+        int code;         /* out: instance_starting()'s CELLA_EXIT_* code, 0 if none */
 } Prepare;
 
 /* SandboxSpec.prepare: runs while the child builds its jail (sandbox.h). Kept
@@ -274,6 +275,27 @@ static int instance_prepare(SandboxSpec *spec, void *userdata)
         spec->host_uid = p->uid;
         spec->host_gid = (gid_t)p->uid;
         return 0;
+}
+
+/*
+ * SandboxSpec.starting: the kernel's own setup (the first time: grants, audit log,
+ * bus, prompt, control socket, broker), the app's install and (cella run) the sweep
+ * of cgroups left by dead kernels, while the child
+ * takes its last steps alone (capabilities, seccomp, exec) and the CPU the net
+ * helper used is free (bench/start, docs/benchmarks.md). A failure (printed) fails
+ * the spawn: the sandbox is killed before the app is served (it may have started:
+ * the child does not wait for this, as the app did not wait for it before).
+ */
+static int instance_starting(SandboxSpec *spec, void *userdata)
+{
+        Prepare *p = userdata;
+
+        p->code = supervisor_ready(p->inst->sup);
+        if (p->code == 0)
+                p->code = instance_install(p->inst);
+        if (p->code == 0)
+                supervisor_sweep(p->inst->sup);
+        return p->code == 0 ? 0 : -ECANCELED;
 }
 
 /* {"event":"started", "app", "uid", "pid", "cgroup_mode", "cgroups": {ctrl: path}} */
@@ -359,7 +381,10 @@ static void on_sandbox(uv_poll_t *h, int status, int events)
 {
         Instance *inst = h->data;
 
-        if (sandbox_process(inst->sandbox) > 0) {
+        int done = sandbox_process(inst->sandbox);
+
+        supervisor_check_init(inst->sup, inst->sandbox);
+        if (done > 0) {
                 uv_poll_stop(h);
                 supervisor_output_check(inst->sup);
                 instance_maybe_finished(inst);
@@ -675,6 +700,7 @@ int instance_start(Instance *inst)
         launch.spec.cgroups = s->cgm;
         prep = (Prepare){.inst = inst, .state = s->state, .id = m->id};
         launch.spec.prepare = instance_prepare;
+        launch.spec.starting = instance_starting;
         launch.spec.prepare_userdata = &prep;
         inst->started_ns = now_ns();
         clock_gettime(CLOCK_REALTIME, &rt);
@@ -687,6 +713,10 @@ int instance_start(Instance *inst)
         console[1] = safe_close(console[1]);
         if (in_fd > STDIN_FILENO)
                 safe_close(in_fd);
+        if (r < 0 && prep.code != 0) {
+                code = prep.code; /* printed by instance_starting() */
+                goto fail_reported;
+        }
         if (r < 0 && prep.error < 0) {
                 log_error_errno(prep.error, "%s %s in %s: %m", prep.what, m->id, s->o.state_dir);
                 code = CELLA_EXIT_STATE;
@@ -730,9 +760,8 @@ int instance_start(Instance *inst)
                 log_error("cannot watch %s: %s", m->id, uv_strerror(r));
                 goto fail_running;
         }
-        /* The kernel's own setup (the first time) and the app's install, while the
-         * app starts on the other CPU: its first calls wait in the channel until it
-         * is attached (bench/start, docs/benchmarks.md). */
+        /* Done by instance_starting() during the spawn: these return what it
+         * got. The app's first calls wait in the channel until it is attached. */
         code = supervisor_ready(s);
         if (code == 0)
                 code = instance_install(inst);

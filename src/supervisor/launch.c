@@ -15,6 +15,16 @@ const char *launch_lua_host_path(void)
         return CELLA_LUA_INSTALL_PATH;
 }
 
+const char *launch_init_path(void)
+{
+        static const char *path;
+
+        if (!path)
+                path = access(CELLA_INIT_BUILD_PATH, X_OK) == 0 ? CELLA_INIT_BUILD_PATH
+                                                                : CELLA_INIT_INSTALL_PATH;
+        return path;
+}
+
 uint64_t launch_lua_memory_cap(uint64_t memory)
 {
         const uint64_t overhead = 8ull * 1024 * 1024;
@@ -133,6 +143,7 @@ int launch_prepare(Launch *l, const Manifest *m, const char *app_dir, const char
         s->rlimit_fsize = m->limits.storage;
         s->stdio[0] = s->stdio[1] = s->stdio[2] = -1;
         s->channel_fd = -1;
+        s->init_path = launch_init_path();
         return 0;
 oom:
         launch_done(l);

@@ -73,6 +73,14 @@ void launch_set_app_mount(Launch *l, int fd);
 const char *launch_lua_host_path(void);
 
 /*
+ * The host path of cella-init, the executable a sandbox's pid 1 becomes once its
+ * app runs (SandboxSpec.init_path): this build's (CELLA_INIT_BUILD_PATH) when it
+ * exists, else the installed one (CELLA_INIT_INSTALL_PATH, under libexecdir/cella).
+ * Looked up once per process.
+ */
+const char *launch_init_path(void);
+
+/*
  * The Lua memory cap, in bytes, for a cgroup memory limit of memory bytes (0 =
  * none): 0 (cella-lua's own default, 64 MiB) without a limit; else the limit less
  * 8 MiB for the process itself (binary, liblua, stacks) when the limit is at least

@@ -71,7 +71,7 @@ int supervisor_run(const RunOptions *o)
         Supervisor *s = NULL;
         Manifest *m = NULL;
         Instance *inst = NULL;
-        int r, code;
+        int code;
 
         code = supervisor_load_manifest(o->app_dir, &app_dir, &m);
         if (code != 0)
@@ -92,17 +92,14 @@ int supervisor_run(const RunOptions *o)
                 return code;
         }
         code = supervisor_add(s, app_dir, m, o->extra_args, 0, &inst);
+        /* Leftovers of cella processes that died (SIGKILL, crash) are swept while
+         * the sandbox takes its last steps (instance_starting()): it only touches
+         * leaves whose owner is gone, never ours, so the app need not wait for it. */
+        s->sweep_pending = true;
         if (code == 0)
                 code = instance_start(inst);
         if (code == 0) {
-                /* Leftovers of cella processes that died (SIGKILL, crash). Not before
-                 * the spawn: it only touches leaves whose owner is gone, never ours, so
-                 * the app need not wait for it. */
-                r = cgroup_sweep(s->cgm);
-                if (r > 0)
-                        log_debug("swept %d cgroup(s) left by cella processes that are gone", r);
-                else if (r < 0)
-                        log_warning_errno(r, "cannot sweep leftover cgroups: %m");
+                supervisor_sweep(s); /* if the spawn did not */
                 supervisor_loop(s);
                 code = instance_exit_code(inst);
         }

@@ -169,6 +169,8 @@ struct Supervisor {
         bool running; /* in supervisor_loop()'s uv_run() */
         bool ready;   /* supervisor_ready() ran; ready_code is its result */
         int ready_code;
+        bool init_warned;   /* supervisor_check_init() said cella-init could not run */
+        bool sweep_pending; /* supervisor_sweep() is to run once (cella run) */
         Instance **apps;
         size_t n_apps;
         Group **groups;
@@ -222,6 +224,13 @@ json_t *instance_record(const Instance *inst);
 /* After a signal, once no sandbox of this kernel runs any more, gives up on output
  * nobody reads (outlet_abandon), so that the run can end. */
 void supervisor_output_check(Supervisor *s);
+/* After sandbox_process() on sb: if its pid 1 could not exec cella-init (it runs
+ * the built-in init loop, a copy of the kernel's memory), says so, once per
+ * kernel. */
+void supervisor_check_init(Supervisor *s, const Sandbox *sb);
+/* If s->sweep_pending: clears it and removes the cgroups left by cella processes
+ * that are gone (cgroup_sweep()), saying what failed. */
+void supervisor_sweep(Supervisor *s);
 /* Opens grants, audit log, bus, prompt, control socket and broker, once. Returns 0
  * or a CELLA_EXIT_* code (printed). Called once the first sandbox runs. */
 int supervisor_ready(Supervisor *s);

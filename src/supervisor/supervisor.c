@@ -507,6 +507,33 @@ static void pump_discard(Pump *p)
         }
 }
 
+void supervisor_sweep(Supervisor *s)
+{
+        int r;
+
+        if (!s->sweep_pending)
+                return;
+        s->sweep_pending = false;
+        r = cgroup_sweep(s->cgm);
+        if (r > 0)
+                log_debug("swept %d cgroup(s) left by cella processes that are gone", r);
+        else if (r < 0)
+                log_warning_errno(r, "cannot sweep leftover cgroups: %m");
+}
+
+void supervisor_check_init(Supervisor *s, const Sandbox *sb)
+{
+        if (!sb || sb->init_exec >= 0 || s->init_warned)
+                return;
+        s->init_warned = true;
+        log_warning("cannot run %s as the sandboxes' init: %s; each sandbox's init stays a copy "
+                    "of the kernel (more memory per app). It must be owned by root, mode 0711 "
+                    "(executable, not readable, by others): reinstall cella",
+                    launch_init_path(),
+                    sb->init_exec == -EPERM ? "it is not root's or is readable by others"
+                                            : strerror(-sb->init_exec));
+}
+
 void supervisor_output_check(Supervisor *s)
 {
         if (!s->signalled)

@@ -67,3 +67,22 @@ def test_many_apps_at_once(state, make_app):
     for p in procs:
         out, err = p.communicate(timeout=60)
         assert p.returncode == 0 and out == "done\n", err
+
+
+def test_kernel_setup_failure_ends_the_run(state, make_app):
+    """The kernel's own setup (grants, audit log, control socket, broker, the app's
+    install) runs while the sandbox takes its last steps (SandboxSpec.starting):
+    when it fails, cella exits with its code at once, the app is never served nor
+    reported started, and its sandbox is taken down (not waited for)."""
+    app = make_app("org.test.never", "echo ran\n")
+    first = run_cella(app, state_dir=state)
+    assert first.code == 0 and first.out == "ran\n", first.err
+    app = make_app("org.test.never", "exec sleep 60\n")
+    (state / "grants.db").write_bytes(os.urandom(4096))
+    t0 = time.monotonic()
+    r = run_cella(app, state_dir=state, timeout=30)
+    assert r.code == 242, r.err
+    assert time.monotonic() - t0 < 20, "cella waited for the app it could not serve"
+    assert "grants.db" in r.err
+    assert r.out == ""
+    assert not [s for s in r.status if s.get("event") == "started"]

@@ -1403,6 +1403,27 @@ START_TEST(test_parse_since)
                          "2024-05-01T12:00:00.000001Z");
         ck_assert_str_eq(audit_format_time(0, buf, sizeof buf), "1970-01-01T00:00:00.000000Z");
         ck_assert_ptr_null(audit_format_time(-1, buf, sizeof buf));
+        /* Its own date arithmetic agrees with gmtime_r() over the whole range:
+         * leap days, century years (1900 and 2100 are not leap, 2000 is), the
+         * last second of 9999; every day of 1970-2100, then a stride to 9999. */
+        for (int64_t sec = 0; sec < 253402300800ll; sec += sec < 4102444800ll ? 86399 : 7776013) {
+                char want[80];
+                time_t t = (time_t)sec;
+                struct tm tm;
+
+                ck_assert_ptr_nonnull(gmtime_r(&t, &tm));
+                snprintf(want, sizeof want, "%04d-%02d-%02dT%02d:%02d:%02d.000007Z",
+                         tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                         tm.tm_sec);
+                ck_assert_str_eq(audit_format_time(sec * 1000000 + 7, buf, sizeof buf), want);
+        }
+        ck_assert_str_eq(audit_format_time(951782400ll * 1000000, buf, sizeof buf),
+                         "2000-02-29T00:00:00.000000Z");
+        ck_assert_str_eq(audit_format_time(4107542400ll * 1000000, buf, sizeof buf),
+                         "2100-03-01T00:00:00.000000Z");
+        ck_assert_str_eq(audit_format_time(253402300799ll * 1000000 + 999999, buf, sizeof buf),
+                         "9999-12-31T23:59:59.999999Z");
+        ck_assert_ptr_null(audit_format_time(253402300800ll * 1000000, buf, sizeof buf));
         ck_assert_str_eq(audit_problem_to_string(AUDIT_PROBLEM_PREV), "prev");
         ck_assert_ptr_null(audit_problem_to_string(_AUDIT_PROBLEM_MAX));
 }

@@ -395,6 +395,12 @@ START_TEST(test_v2_fake)
         ck_assert_uint_eq(st.pids_current, 3);
         ck_assert_uint_eq(st.oom_kills, 2);
         ck_assert_uint_eq(st.cpu_usage_usec, 5000);
+        {
+                uint64_t n = 99;
+
+                ck_assert_int_eq(cgroup_oom_kills(cg, &n), 0);
+                ck_assert_uint_eq(n, 2);
+        }
         writef("67108864\n", "%s/memory.max", leaf);
         ck_assert_int_eq(cgroup_stats(cg, &st), 0);
         ck_assert_uint_eq(st.memory_max, 67108864);
@@ -511,6 +517,12 @@ START_TEST(test_v1_fake)
         ck_assert_uint_eq(st.memory_current, 4096);
         ck_assert_uint_eq(st.memory_max, UINT64_MAX); /* the kernel's "no limit" */
         ck_assert_uint_eq(st.oom_kills, 2);
+        {
+                uint64_t n = 99;
+
+                ck_assert_int_eq(cgroup_oom_kills(cg, &n), 0);
+                ck_assert_uint_eq(n, 2);
+        }
         ck_assert_uint_eq(st.pids_current, 5);
         ck_assert_uint_eq(st.cpu_usage_usec, 5000); /* ns -> us */
         writef("33554432\n", "%s/memory.limit_in_bytes", mem);
@@ -519,6 +531,12 @@ START_TEST(test_v1_fake)
         ck_assert_int_eq(cgroup_stats(cg, &st), 0);
         ck_assert_uint_eq(st.memory_max, 33554432);
         ck_assert_uint_eq(st.oom_kills, 0);
+        {
+                uint64_t n = 99;
+
+                ck_assert_int_eq(cgroup_oom_kills(cg, &n), 0);
+                ck_assert_uint_eq(n, 0);
+        }
 }
 END_TEST
 
@@ -1189,6 +1207,12 @@ START_TEST(test_real_oom)
                       "hog was not OOM-killed (status %#x)", status);
         ck_assert_int_eq(cgroup_stats(cg, &st), 0);
         ck_assert_uint_ge(st.oom_kills, 1);
+        {
+                uint64_t n = 0;
+
+                ck_assert_int_eq(cgroup_oom_kills(cg, &n), 0);
+                ck_assert_uint_eq(n, st.oom_kills);
+        }
 }
 END_TEST
 

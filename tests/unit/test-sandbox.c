@@ -164,6 +164,9 @@ static void run_init(Run *r, unsigned n, const char *script, ...)
                 .seccomp = seccomp_prog,
                 .stdio = {-1, r->out[1], r->out[1]},
                 .channel_fd = -1,
+                /* As cella runs them: pid 1 becomes cella-init once the app runs
+                 * (test_init_builtin covers the loop without it). */
+                .init_path = CELLA_INIT_PATH,
         };
 }
 
@@ -285,6 +288,33 @@ static char proc_state(pid_t pid)
         p = strrchr(text, ')'); /* comm may hold spaces and parentheses */
         ck_assert_ptr_nonnull(p);
         return p[2];
+}
+
+/* Waits until s learned what its pid 1 runs (Sandbox.init_exec) or the sandbox
+ * ended; returns init_exec. */
+static int wait_init(Sandbox *s)
+{
+        while (s->init_exec == 0 && !s->exited) {
+                struct pollfd p = {.fd = s->ctl_fd, .events = POLLIN};
+
+                ck_assert_int_eq(poll(&p, 1, 10000), 1);
+                ck_assert_int_ge(sandbox_process(s), 0);
+        }
+        return s->init_exec;
+}
+
+/* The value of "key:" in /proc/<pid>/<file> as a number (-1: no such line). */
+static long proc_field(pid_t pid, const char *file, const char *key)
+{
+        _cleanup_free_ char *path = NULL, *text = NULL;
+        size_t k = strlen(key);
+
+        ck_assert_int_ge(asprintf(&path, "/proc/%d/%s", (int)pid, file), 0);
+        ck_assert_int_eq(read_file_at(AT_FDCWD, path, 64 * 1024, &text, NULL), 0);
+        for (char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+                if (strncmp(l, key, k) == 0 && l[k] == ':')
+                        return strtol(l + k + 1, NULL, 10);
+        return -1;
 }
 
 /* ---- tests -------------------------------------------------------------------------- */
@@ -476,6 +506,199 @@ START_TEST(test_signal_forwarded)
         ck_assert_str_eq(line, "got TERM");
         ck_assert_int_eq(sandbox_signal(s, SIGTERM), -ESRCH);
         run_done(&r);
+}
+END_TEST
+
+START_TEST(test_init_small)
+{
+        _cleanup_(sandbox_freep) Sandbox *s = NULL;
+        _cleanup_free_ char *link = NULL;
+        char exe[PATH_MAX];
+        pid_t kids[8];
+        SandboxExit e;
+        ssize_t k;
+        Run r;
+
+        REQUIRE_ROOT();
+        run_init(&r, 20, "/bin/sleep", "100", NULL);
+        s = run_spawn(&r);
+        ck_assert_int_eq(wait_init(s), 1);
+        /* pid 1 is cella-init now, with the app still its child. */
+        ck_assert_int_ge(asprintf(&link, "/proc/%d/exe", (int)s->pid), 0);
+        k = readlink(link, exe, sizeof exe - 1);
+        ck_assert_int_gt(k, 0);
+        exe[k] = 0;
+        ck_assert_str_eq(exe, CELLA_INIT_PATH);
+        ck_assert_uint_eq(children_of(s->pid, kids, ELEMENTSOF(kids)), 1);
+        /* What crossed the exec: no new privileges, the seccomp filter (mode 2),
+         * no capability; the app has the filter too. */
+        ck_assert_int_eq(proc_field(s->pid, "status", "NoNewPrivs"), 1);
+        ck_assert_int_eq(proc_field(s->pid, "status", "Seccomp"), 2);
+        ck_assert_int_eq(proc_field(s->pid, "status", "CapEff"), 0);
+        ck_assert_int_eq(proc_field(kids[0], "status", "Seccomp"), 2);
+        /* Small: a few private pages of its own (data, heap, stack: about 44 KiB),
+         * not a copy of the caller's; its text is the file's, shared by every
+         * sandbox's init. */
+        ck_assert_int_lt(proc_field(s->pid, "smaps_rollup", "Pss_Anon"), 128);
+        /* Its duties: signals forwarded (sleep dies of SIGTERM), the app's end
+         * reported, zombies reaped. */
+        ck_assert_int_eq(sandbox_signal(s, SIGTERM), 0);
+        e = run_wait(s);
+        ck_assert_int_eq(e.code, CLD_KILLED);
+        ck_assert_int_eq(e.status, SIGTERM);
+        run_done(&r);
+}
+END_TEST
+
+/* The app, the same uid as its init, cannot open init's memory once init is
+ * cella-init: the exec of a file it cannot read left init not dumpable (its /proc
+ * files are root's, and hidepid hides it). */
+START_TEST(test_init_small_not_dumpable)
+{
+        _cleanup_(sandbox_freep) Sandbox *s = NULL;
+        _cleanup_free_ char *out = NULL, *mem = NULL;
+        struct stat st;
+        SandboxExit e;
+        int in[2];
+        Run r;
+
+        REQUIRE_ROOT();
+        write_script(
+                "peek.sh",
+                "read x\n"
+                "for m in '<' '<>'; do\n"
+                "  if (eval \"exec 3${m}/proc/1/mem\") 2>/dev/null; then echo opened; else echo "
+                "refused; fi\n"
+                "done",
+                0755);
+        run_init(&r, 24, "peek.sh", NULL);
+        ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
+        r.spec.stdio[0] = in[0];
+        s = run_spawn(&r);
+        safe_close(in[0]);
+        ck_assert_int_eq(wait_init(s), 1);
+        ck_assert_int_ge(asprintf(&mem, "/proc/%d/mem", (int)s->pid), 0);
+        ck_assert_int_eq(stat(mem, &st), 0);
+        ck_assert_msg(st.st_uid == 0, "init's /proc files belong to %u: it is dumpable",
+                      (unsigned)st.st_uid);
+        ck_assert_int_eq(write(in[1], "go\n", 3), 3);
+        safe_close(in[1]);
+        e = run_wait(s);
+        ck_assert_int_eq(e.code, CLD_EXITED);
+        out = read_output(&r);
+        ck_assert_str_eq(out, "refused\nrefused\n");
+        run_done(&r);
+}
+END_TEST
+
+/* An orphan of the app is reaped by cella-init, and the app's status is the one
+ * reported, not the orphan's. */
+START_TEST(test_init_small_reaps_orphans)
+{
+        _cleanup_(sandbox_freep) Sandbox *s = NULL;
+        _cleanup_free_ char *out = NULL;
+        SandboxExit e;
+        Run r;
+
+        REQUIRE_ROOT();
+        /* The app waits until init is cella-init (its parent's exe), leaves an
+         * orphan that exits 9, waits for it to be reaped, and exits 4. */
+        write_script("orphan.sh",
+                     "read x\n"
+                     "sh -c 'sh -c \"exit 9\" & echo $! > /tmp/orphan' \n"
+                     "o=$(cat /tmp/orphan)\n"
+                     "while [ -e /proc/$o ]; do :; done\n"
+                     "echo reaped\n"
+                     "exit 4",
+                     0755);
+        run_init(&r, 21, "orphan.sh", NULL);
+        {
+                int in[2];
+
+                ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
+                r.spec.stdio[0] = in[0];
+                s = run_spawn(&r);
+                safe_close(in[0]);
+                ck_assert_int_eq(wait_init(s), 1);
+                ck_assert_int_eq(write(in[1], "go\n", 3), 3);
+                safe_close(in[1]);
+        }
+        e = run_wait(s);
+        ck_assert_int_eq(e.code, CLD_EXITED);
+        ck_assert_int_eq(e.status, 4);
+        out = read_output(&r);
+        ck_assert_str_eq(out, "reaped\n");
+        run_done(&r);
+}
+END_TEST
+
+/* Without init_path, pid 1 stays a fork of the caller and runs the same loop. */
+START_TEST(test_init_builtin)
+{
+        _cleanup_(sandbox_freep) Sandbox *s = NULL;
+        char line[64];
+        SandboxExit e;
+        Run r;
+
+        REQUIRE_ROOT();
+        write_script("trap2.sh", "trap 'echo got TERM; exit 6' TERM\necho ready\nsleep 100 &\nwait",
+                     0755);
+        run_init(&r, 22, "trap2.sh", NULL);
+        r.spec.init_path = NULL;
+        s = run_spawn(&r);
+        read_line(&r, line, sizeof line);
+        ck_assert_str_eq(line, "ready");
+        ck_assert_int_eq(sandbox_signal(s, SIGTERM), 0);
+        e = run_wait(s);
+        ck_assert_int_eq(e.code, CLD_EXITED);
+        ck_assert_int_eq(e.status, 6);
+        ck_assert_int_eq(s->init_exec, 0);
+        run_done(&r);
+}
+END_TEST
+
+/* A cella-init that cannot run (missing, not executable by the app's uid, or
+ * readable by it) is reported, and the built-in loop does its work: the app's status still arrives.
+ */
+START_TEST(test_init_exec_fails)
+{
+        static const struct {
+                const char *name;
+                mode_t mode;
+                int error;
+        } cases[] = {
+                {"no-such-init", 0, ENOENT},
+                {"root-only-init", 0700, EACCES},
+                /* readable by the app's uid: it would be dumpable (spawn.c) */
+                {"readable-init", 0755, EPERM},
+        };
+
+        REQUIRE_ROOT();
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_(sandbox_freep) Sandbox *s = NULL;
+                _cleanup_free_ char *path = NULL;
+                SandboxExit e;
+                Run r;
+                int in[2];
+
+                ck_assert_int_ge(asprintf(&path, "%s/%s", app_dir, cases[i].name), 0);
+                if (cases[i].mode)
+                        write_script(cases[i].name, "exit 0", cases[i].mode);
+                /* The app runs until told: past the delay after which init execs. */
+                run_init(&r, 23, "/bin/sh", "-c", "read x; exit 7", NULL);
+                r.spec.init_path = path;
+                ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
+                r.spec.stdio[0] = in[0];
+                s = run_spawn(&r);
+                safe_close(in[0]);
+                ck_assert_int_eq(wait_init(s), -cases[i].error);
+                ck_assert_int_eq(write(in[1], "go\n", 3), 3);
+                safe_close(in[1]);
+                e = run_wait(s);
+                ck_assert_int_eq(e.code, CLD_EXITED);
+                ck_assert_int_eq(e.status, 7);
+                run_done(&r);
+        }
 }
 END_TEST
 
@@ -1100,6 +1323,11 @@ int main(void)
         tcase_add_test(tc, test_killed_by_signal);
         tcase_add_test(tc, test_signal_forwarded);
         tcase_add_test(tc, test_free_kills_running_app);
+        tcase_add_test(tc, test_init_small);
+        tcase_add_test(tc, test_init_small_reaps_orphans);
+        tcase_add_test(tc, test_init_small_not_dumpable);
+        tcase_add_test(tc, test_init_builtin);
+        tcase_add_test(tc, test_init_exec_fails);
         tcase_add_test(tc, test_fail_bind_source);
         tcase_add_test(tc, test_bind_fd);
         tcase_add_test(tc, test_fail_exec_missing);
