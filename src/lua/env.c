@@ -1484,6 +1484,7 @@ static int search_path(lua_State *L, const char *name, const char *path, const c
                         e = path + strlen(path);
                 if (e == path)
                         continue;
+                clua_poll(L); /* package.path is the app's: any length */
                 lua_pushlstring(L, path, (size_t)(e - path));
                 fname = luaL_gsub(L, lua_tostring(L, -1), LUA_PATH_MARK, lua_tostring(L, base));
                 fd = app->root_fd >= 0 ? open_module(app, fname) : -ENOENT;

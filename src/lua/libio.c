@@ -17,6 +17,7 @@
  * read the process's stdin when the app is alone in its host, and see an
  * empty stdin in a packed host.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -42,6 +43,7 @@
 #define IO_PATH_MAX 1024
 /* Registry keys. */
 #define IO_TMP_KEY    "cella.io.tmp"
+#define IO_DIR_MT     "cella.io.dir"
 #define IO_COUNT_KEY  "cella.io.count"
 #define IO_INPUT_KEY  "cella.io.input"
 #define IO_OUTPUT_KEY "cella.io.output"
@@ -78,9 +80,9 @@ static int *open_count(lua_State *L)
 
 static int io_dir_gc(lua_State *L)
 {
-        IoDir *d = luaL_checkudata(L, 1, IO_TMP_KEY);
+        IoDir *d = lua_touserdata(L, 1);
 
-        if (d->fd >= 0)
+        if (d && d->fd >= 0)
                 close(d->fd);
         d->fd = -1;
         return 0;
@@ -103,7 +105,7 @@ static int tmp_dir(lua_State *L)
         lua_pop(L, 1);
         d = lua_newuserdatauv(L, sizeof(IoDir), 0);
         d->fd = -1;
-        if (cella_lua_newclass(L, IO_TMP_KEY)) {
+        if (cella_lua_newclass(L, IO_DIR_MT)) {
                 lua_pushcfunction(L, io_dir_gc);
                 lua_setfield(L, -2, "__gc");
         }
@@ -413,30 +415,74 @@ static bool read_chars(lua_State *L, FILE *f, size_t n)
         return got > 0;
 }
 
-/* "n": a numeral of at most 200 characters after leading white space, as
- * liolib.c's read_number accepts (decimal or hexadecimal, with exponent). */
+/* "n": liolib.c's read_number: reads the longest prefix of a numeral (at most
+ * L_MAXLENNUM = 200 characters), optional sign, "0x", digits, point, exponent;
+ * pushes the number, or fail if that prefix is not one. */
+typedef struct RN {
+        FILE *f;
+        int c; /* the current character (look ahead) */
+        int n; /* characters read */
+        char buff[201];
+} RN;
+
+static bool nextc(RN *rn)
+{
+        if (rn->n >= (int)sizeof rn->buff - 1) {
+                rn->buff[0] = '\0';
+                return false;
+        }
+        rn->buff[rn->n++] = (char)rn->c;
+        rn->c = getc(rn->f);
+        return true;
+}
+
+static bool test2(RN *rn, const char *set)
+{
+        if (rn->c == set[0] || rn->c == set[1])
+                return nextc(rn);
+        return false;
+}
+
+static int readdigits(RN *rn, bool hex)
+{
+        int count = 0;
+
+        while ((hex ? isxdigit(rn->c) : isdigit(rn->c)) && nextc(rn))
+                count++;
+        return count;
+}
+
 static bool read_number(lua_State *L, FILE *f)
 {
-        char buf[201];
-        size_t n = 0;
-        int c;
+        RN rn = {.f = f};
+        int count = 0;
+        bool hex = false;
+        char decp[2] = {'.', '\0'};
 
         if (!f) {
                 luaL_pushfail(L);
                 return false;
         }
         do
-                c = getc(f);
-        while (c != EOF && (c == ' ' || (c >= '\t' && c <= '\r')));
-        while (c != EOF && n < sizeof buf - 1 && strchr("0123456789abcdefABCDEFxXpP+-.", c) &&
-               c != '\0') {
-                buf[n++] = (char)c;
-                c = getc(f);
+                rn.c = getc(f);
+        while (isspace(rn.c));
+        test2(&rn, "-+");
+        if (test2(&rn, "00")) {
+                if (test2(&rn, "xX"))
+                        hex = true;
+                else
+                        count = 1;
         }
-        if (c != EOF)
-                ungetc(c, f);
-        buf[n] = '\0';
-        if (n > 0 && lua_stringtonumber(L, buf) != 0)
+        count += readdigits(&rn, hex);
+        if (test2(&rn, decp))
+                count += readdigits(&rn, hex);
+        if (count > 0 && test2(&rn, hex ? "pP" : "eE")) {
+                test2(&rn, "-+");
+                readdigits(&rn, false);
+        }
+        ungetc(rn.c, f);
+        rn.buff[rn.n] = '\0';
+        if (lua_stringtonumber(L, rn.buff))
                 return true;
         luaL_pushfail(L);
         return false;
@@ -446,17 +492,17 @@ static bool read_number(lua_State *L, FILE *f)
 static int g_read(lua_State *L, IoFile *p, int first)
 {
         FILE *f = read_stream(L, p);
-        int nargs = lua_gettop(L) - 1, n;
+        int nargs = lua_gettop(L) - first + 1, n; /* the formats */
         bool ok = true;
 
         if (f)
                 clearerr(f);
-        if (nargs < first) {
+        if (nargs <= 0) {
                 ok = read_line(L, f, true);
                 n = first + 1;
         } else {
                 luaL_checkstack(L, nargs + LUA_MINSTACK, "too many arguments");
-                for (n = first; nargs-- >= first && ok; n++) {
+                for (n = first; nargs-- > 0 && ok; n++) {
                         if (lua_type(L, n) == LUA_TNUMBER) {
                                 lua_Integer l = luaL_checkinteger(L, n);
 
@@ -548,8 +594,16 @@ static int g_write(lua_State *L, IoFile *p, int arg, int pidx)
                 luaL_buffinit(L, &b);
                 for (int i = arg; nargs-- > 0; i++) {
                         if (lua_type(L, i) == LUA_TNUMBER) {
-                                lua_pushvalue(L, i);
-                                luaL_addvalue(&b); /* lua_tostring: the same formats */
+                                /* liolib.c's formats: 3.0 is written "3", as
+                                 * to a file (tostring would give "3.0") */
+                                char num[64];
+                                int n = lua_isinteger(L, i)
+                                                ? snprintf(num, sizeof num, LUA_INTEGER_FMT,
+                                                           (LUAI_UACINT)lua_tointeger(L, i))
+                                                : snprintf(num, sizeof num, LUA_NUMBER_FMT,
+                                                           (LUAI_UACNUMBER)lua_tonumber(L, i));
+
+                                luaL_addlstring(&b, num, (size_t)n);
                                 continue;
                         }
                         luaL_checkstring(L, i);
