@@ -39,6 +39,8 @@
 /* Most files an app has open through io at once (each holds a stdio buffer of
  * 4 KiB outside the Lua heap). */
 #define IO_OPEN_MAX 64
+/* Bytes written to a file between two polls of the CPU budget. */
+#define IO_WRITE_PIECE (1024u * 1024)
 /* Longest path an app may name, bytes (as cella.fs). */
 #define IO_PATH_MAX 1024
 /* Registry keys. */
@@ -580,7 +582,13 @@ static int g_write(lua_State *L, IoFile *p, int arg, int pidx)
                                 continue;
                         }
                         s = luaL_checklstring(L, i, &l);
-                        ok = ok && fwrite(s, 1, l, p->f) == l;
+                        /* in pieces of 1 MiB, polling the budget between them */
+                        for (size_t off = 0; ok && off < l; off += IO_WRITE_PIECE) {
+                                size_t k = l - off < IO_WRITE_PIECE ? l - off : IO_WRITE_PIECE;
+
+                                ok = fwrite(s + off, 1, k, p->f) == k;
+                                clua_poll(L);
+                        }
                 }
                 if (!ok)
                         return io_fail(L, NULL, -errno);
