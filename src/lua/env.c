@@ -1611,8 +1611,13 @@ static int require_done(lua_State *L, int status, lua_KContext ctx)
         const char *name = lua_tostring(L, 1);
 
         (void)ctx;
-        lua_pushnil(L);
-        lua_setfield(L, 3, name);
+        lua_getfield(L, 3, name);
+        lua_pushthread(L);
+        if (lua_rawequal(L, -1, -2)) {
+                lua_pushnil(L);
+                lua_setfield(L, 3, name);
+        }
+        lua_pop(L, 2);
         if (status != LUA_OK && status != LUA_YIELD) {
                 check_fatal(L, status);
                 return lua_error(L);
@@ -1662,13 +1667,18 @@ static int app_require(lua_State *L)
                 lua_setfield(L, 2, name);
                 return 1;
         }
+        /* loading[name]: the thread (task or coroutine) whose loader runs. The
+         * same thread asking again is a loop; another one (a callback while the
+         * loader was preempted) loads the module again, as plain Lua would. */
         push_reg_table(L, &key_loading); /* 3 */
-        if (lua_getfield(L, 3, name) != LUA_TNIL)
+        lua_getfield(L, 3, name);
+        lua_pushthread(L);
+        if (lua_rawequal(L, -1, -2))
                 return luaL_error(L,
                                   "loop requiring module '%s' (it requires itself while it "
                                   "loads)",
                                   name);
-        lua_pop(L, 1);
+        lua_pop(L, 2);
         for (m = cella_modules; m->name; m++)
                 if (strcmp(m->name, name) == 0)
                         break;
@@ -1705,7 +1715,7 @@ static int app_require(lua_State *L)
                         lua_settop(L, 5);
                 }
         }
-        lua_pushboolean(L, 1);
+        lua_pushthread(L);
         lua_setfield(L, 3, name);
         lua_pushvalue(L, 4);
         lua_pushvalue(L, 1);

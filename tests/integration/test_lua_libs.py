@@ -242,6 +242,35 @@ def test_require_io_and_debug_stay_inside_the_app(tmp_path, state):
         "one\n2\n3.5\nfour\n"
 
 
+def test_a_module_may_wait_and_another_task_may_require_it_meanwhile(tmp_path, state):
+    # The loader runs under lua_pcallk: a module's main chunk may wait for the
+    # kernel (timer.sleep suspends the task); a callback that requires the same
+    # module meanwhile loads it again, as plain Lua would, instead of a "loop".
+    require_root()
+    app = make_app(tmp_path / "apps" / "slow", "org.test.luaslowmod", textwrap.dedent("""
+        local timer = require "cella.timer"
+        local other
+        timer.after(0.01, function() other = require "slow" end)
+        local mine = require "slow"
+        while not other do timer.sleep(0.01) end
+        print(loads, mine.n, other.n, package.loaded.slow == other or package.loaded.slow == mine)
+        print(select(2, pcall(require, "selfish")))
+    """))
+    (app / "slow.lua").write_text(textwrap.dedent("""
+        loads = (loads or 0) + 1
+        local n = loads
+        require("cella.timer").sleep(0.05)
+        return {n = n}
+    """))
+    (app / "selfish.lua").write_text("require('cella.timer').sleep(0.01) return require 'selfish'\n")
+    world_readable(tmp_path)
+    r = run_cella(app, state_dir=state)
+    assert r.code == 0, (r.code, r.out, r.err)
+    lines = r.out.splitlines()
+    assert lines[0] == "2\t1\t2\ttrue", r.out
+    assert "loop requiring module 'selfish'" in lines[1], r.out
+
+
 def test_os_exit_ends_the_app_with_its_code(tmp_path, state):
     require_root()
     app = make_app(tmp_path / "apps" / "exit", "org.test.luaexit",
