@@ -1550,9 +1550,9 @@ static void load_module(lua_State *L, int fd, const char *name, const char *fnam
                            strerror(errno));
         if ((uint64_t)st.st_size > MODULE_FILE_MAX)
                 luaL_error(L,
-                           "error loading module '%s' from file '%s':\n\tlarger than %u bytes "
+                           "error loading module '%s' from file '%s':\n\tlarger than %d bytes "
                            "(a module is source code)",
-                           name, fname, MODULE_FILE_MAX);
+                           name, fname, (int)MODULE_FILE_MAX);
         buf = lua_newuserdatauv(L, (size_t)st.st_size + 1, 0);
         while (got < (size_t)st.st_size) {
                 ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);

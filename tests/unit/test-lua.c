@@ -2,16 +2,20 @@
 /* The cella-lua runtime core: allocator cap, allowlist, the app's own library
  * tables, CPU watchdog, limit errors pcall cannot catch. */
 #include <check.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lualib.h>
 
 #include "lua/env.h"
 #include "lua/host.h"
+#include "lua/lua-modules.h"
 #include "lua/watchdog.h"
 
 /* Runs src as a main chunk; returns the fault and the first result (a
@@ -194,6 +198,112 @@ START_TEST(test_library_tables_and_strings)
         expect(app, "setmetatable({}, {__gc = print})", CLUA_ERROR, "__gc");
         expect(app, "return getmetatable(io.stdout)", CLUA_OK, "cella.io.file");
         clua_app_free(app);
+}
+END_TEST
+
+static void write_file(const char *dir, const char *name, const char *data, size_t len)
+{
+        char path[512];
+        FILE *f;
+
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        f = fopen(path, "wb");
+        ck_assert_ptr_nonnull(f);
+        ck_assert_uint_eq(fwrite(data, 1, len, f), len);
+        fclose(f);
+}
+
+/* require beneath the app's folder and io beneath its data directory, under
+ * ASan: every refusal and error path of src/lua/env.c's require and
+ * src/lua/libio.c (tests/integration/test_lua_libs.py runs them in sandboxes). */
+START_TEST(test_require_and_io_paths)
+{
+        char top[] = "/tmp/test-lua-XXXXXX", app_dir[256], data_dir[256], path[512], cmd[300];
+        CLuaApp *app = new_app(0, 0, 0);
+        int fd;
+
+        ck_assert_ptr_nonnull(mkdtemp(top));
+        snprintf(app_dir, sizeof app_dir, "%s/app", top);
+        snprintf(data_dir, sizeof data_dir, "%s/data", top);
+        ck_assert_int_eq(mkdir(app_dir, 0755), 0);
+        ck_assert_int_eq(mkdir(data_dir, 0755), 0);
+        snprintf(path, sizeof path, "%s/a", app_dir);
+        ck_assert_int_eq(mkdir(path, 0755), 0);
+        write_file(app_dir, "m.lua", "return {n = ..., f = select(2, ...)}", 36);
+        write_file(app_dir, "a/b.lua", "return 'nested'", 15);
+        write_file(app_dir, "loop.lua", "return require 'loop'", 21);
+        write_file(app_dir, "bad.lua", "return +", 8);
+        write_file(app_dir, "err.lua", "error('in module')", 18);
+        write_file(app_dir, "bc.lua", "\x1bLua\x54\x00junk", 10);
+        write_file(top, "outside.lua", "return 'out'", 12);
+        snprintf(path, sizeof path, "%s/link.lua", app_dir);
+        ck_assert_int_eq(symlink("../outside.lua", path), 0);
+        snprintf(path, sizeof path, "%s/fifo.lua", app_dir);
+        ck_assert_int_eq(mkfifo(path, 0644), 0);
+        snprintf(path, sizeof path, "%s/big.lua", app_dir);
+        fd = open(path, O_WRONLY | O_CREAT, 0644);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(ftruncate(fd, 5 << 20), 0);
+        close(fd);
+        snprintf(path, sizeof path, "%s/main.lua", app_dir);
+        ck_assert_int_eq(clua_env_set_root(app, path), 0);
+        fd = open(data_dir, O_PATH | O_DIRECTORY);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(cella_lua_set_data_dir(app->L, fd, data_dir), 0);
+        close(fd);
+
+        expect(app, "local m = require 'm' return m.n .. ' ' .. m.f .. ' ' .. require 'a.b'",
+               CLUA_OK, "m ./m.lua nested");
+        expect(app, "return tostring(require 'm' == package.loaded.m)", CLUA_OK, "true");
+        expect(app, "return require 'loop'", CLUA_ERROR, "loop requiring module 'loop'");
+        expect(app, "return require 'bad'", CLUA_ERROR,
+               "error loading module 'bad' from file './bad.lua':");
+        expect(app, "return require 'err'", CLUA_ERROR, "in module");
+        /* after an error the module may be required again (and fails again) */
+        expect(app, "return require 'err'", CLUA_ERROR, "in module");
+        expect(app, "return require 'bc'", CLUA_ERROR, "attempt to load a binary chunk");
+        expect(app, "return require 'link'", CLUA_ERROR,
+               "no file './link.lua' (outside the app's folder)");
+        expect(app, "return require 'fifo'", CLUA_ERROR,
+               "no file './fifo.lua' (not a regular file)");
+        expect(app, "return require 'big'", CLUA_ERROR, "larger than 4194304 bytes");
+        expect(app, "package.path = '../?.lua' return require 'outside'", CLUA_ERROR,
+               "(outside the app's folder)");
+        expect(app, "package.path = 7 return require 'zzz'", CLUA_ERROR,
+               "'package.path' must be a string");
+        expect(app, "package.path = './?.lua' return package.searchpath('a.b', package.path)",
+               CLUA_OK, "./a/b.lua");
+        expect(app, "return select(2, package.searchpath('no', '/etc/?;./?'))", CLUA_OK,
+               "no file '/etc/no' (outside the app's folder)\n\tno file './no'");
+        expect(app, "return require(string.rep('x', 257))", CLUA_ERROR, "longer than 256");
+
+        expect(app,
+               "local f = assert(io.open('/data/t.txt', 'w')) f:write('a\\n', 1, ' ', 2.0, '\\n') "
+               "f:close() local t = {} for l in io.lines('t.txt') do t[#t + 1] = l end "
+               "return table.concat(t, '|')",
+               CLUA_OK, "a|1 2");
+        expect(app,
+               "local f = io.open('t.txt') return f:read('l', 'n', 'n') and f:read('a') .. "
+               "tostring(f:seek('set', 1)) .. f:read(1)",
+               CLUA_OK, "1\n");
+        expect(app, "return select(2, io.open('/etc/passwd'))", CLUA_OK,
+               "outside the app's /data and /tmp");
+        expect(app, "return select(2, io.open('../x', 'w'))", CLUA_OK, "escapes");
+        expect(app, "return select(2, io.open('/data/../x'))", CLUA_OK, "escapes");
+        expect(app, "return select(2, io.open('/data'))", CLUA_OK, "not a regular file");
+        expect(app, "return io.open('t.txt', 'rw')", CLUA_ERROR, "invalid mode");
+        expect(app, "local f = io.open('t.txt') f:close() return f:read()", CLUA_ERROR,
+               "closed file");
+        expect(app, "return io.lines('nope.txt')", CLUA_ERROR, "nope.txt: No such file");
+        /* files left open are closed by the collector or with the state */
+        expect(app,
+               "for i = 1, 70 do io.open('t.txt') end collectgarbage() "
+               "local t = {} for i = 1, 64 do t[i] = assert(io.open('t.txt')) end "
+               "return select(2, io.open('t.txt'))",
+               CLUA_OK, "Too many open files");
+        clua_app_free(app);
+        snprintf(cmd, sizeof cmd, "rm -rf %s", top);
+        ck_assert_int_eq(system(cmd), 0);
 }
 END_TEST
 
@@ -647,6 +757,7 @@ int main(void)
         tcase_add_test(tc, test_lazy_globals);
         tcase_add_test(tc, test_load_text_only);
         tcase_add_test(tc, test_library_tables_and_strings);
+        tcase_add_test(tc, test_require_and_io_paths);
         tcase_add_test(tc, test_memory_cap_uncatchable);
         tcase_add_test(tc, test_cpu_budget_uncatchable);
         tcase_add_test(tc, test_cpu_total_budget);
