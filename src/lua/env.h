@@ -113,21 +113,23 @@ struct CLuaApp {
         int gc_ref;     /* collectgarbage, for memory pressure (a task) */
         bool gc_queued; /* that task is queued */
         uint64_t next_timer_id;
-        CLuaTimer *timers;       /* its pending timers (list) */
-        CLuaWait *waits;         /* its outstanding kernel calls (list) */
-        struct Cella *cella;     /* its broker channel, NULL if none */
-        int channel_fd;          /* until opened: the fd the spec named, or -1 */
-        bool channel_broken;     /* it hung up or spoke garbage: no more kernel calls */
-        struct CLuaSub *subs;    /* its bus subscriptions (n_subs of them) */
-        int data_fd;             /* its data directory (O_PATH), or -1 */
-        int out_fd;              /* print writes here (1 unless the spec gave a log_fd) */
-        int err_fd;              /* faults and cella.log (2 unless the spec gave a log_fd) */
-        unsigned long dropped;   /* events dropped because its queue was full */
-        size_t queued_bytes;     /* bytes of its queued events (charged to alloc) */
-        uint64_t out_dropped;    /* bytes of print output a full log pipe dropped */
-        bool main_done;          /* its main chunk finished or suspended once */
-        int root_fd;             /* its folder (O_PATH): require's modules, or -1 */
-        unsigned n_module_files; /* module files require has loaded */
+        CLuaTimer *timers;     /* its pending timers (list) */
+        CLuaWait *waits;       /* its outstanding kernel calls (list) */
+        struct Cella *cella;   /* its broker channel, NULL if none */
+        int channel_fd;        /* until opened: the fd the spec named, or -1 */
+        bool channel_broken;   /* it hung up or spoke garbage: no more kernel calls */
+        struct CLuaSub *subs;  /* its bus subscriptions (n_subs of them) */
+        int data_fd;           /* its data directory (O_PATH), or -1 */
+        int out_fd;            /* print writes here (1 unless the spec gave a log_fd) */
+        int err_fd;            /* faults and cella.log (2 unless the spec gave a log_fd) */
+        unsigned long dropped; /* events dropped because its queue was full */
+        size_t queued_bytes;   /* bytes of its queued events (charged to alloc) */
+        uint64_t out_dropped;  /* bytes of print output a full log pipe dropped */
+        bool main_done;        /* its main chunk finished or suspended once */
+
+        /* require's modules: its folder (O_PATH, or -1), the files loaded so far */
+        int root_fd;
+        unsigned n_module_files;
         /* scheduler linkage */
         CLuaApp *rq_next;
         size_t heap_idx; /* fair: position in the heap + 1; 0 = not queued */
