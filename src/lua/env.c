@@ -14,12 +14,16 @@
  * a plain table holding exactly the allowlist.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
@@ -31,13 +35,23 @@
 #include "lua/lua-modules.h"
 
 /* Registry keys (addresses are unique). */
-static const char key_locked = 0;  /* weak-keyed set of the read-only library tables */
-static const char key_loaded = 0;  /* name -> value returned by a loader */
-static const char key_libs = 0;    /* library name -> its read-only table */
+static const char key_loaded = 0;  /* package.loaded: name -> value returned by a loader */
+static const char key_loading = 0; /* name -> true while its loader runs (cycles) */
+static const char key_package = 0; /* the app's package table */
+static const char key_libs = 0;    /* library name -> its table */
 static const char key_lazy_mt = 0; /* the globals' hidden metatable */
 
 /* Longest module name require accepts, bytes. */
-#define REQUIRE_NAME_MAX 64
+#define REQUIRE_NAME_MAX 256
+/* Largest module file require loads, bytes: source code, not data (Penlight's
+ * largest module is 60 KiB). */
+#define MODULE_FILE_MAX (4u * 1024 * 1024)
+/* Most module files one app loads (a cycle through distinct names ends at Lua's
+ * C-stack limit of 200 nested calls long before). */
+#define MODULE_FILES_MAX 4096
+/* The default package.path: relative to the app's folder, Lua's "./?.lua" and
+ * "./?/init.lua" (luaconf.h LUA_PATH_DEFAULT without the system folders). */
+#define MODULE_PATH_DEFAULT "./?.lua;./?/init.lua"
 
 CLuaApp *clua_app_of(lua_State *L)
 {
@@ -67,7 +81,12 @@ static const char *const utf8_names[] = {"char", "codepoint", "codes", "len", "o
 static const char *const coroutine_names[] = {"create", "isyieldable", "running",
                                               "status", "yield",       NULL};
 static const char *const os_names[] = {"clock", "date", "difftime", "time", NULL};
-static const char *const debug_names[] = {"traceback", NULL};
+/* getinfo is wrapped (app_getinfo): no 'f' option. */
+static const char *const debug_names[] = {"traceback", "getinfo", NULL};
+/* The strings' arithmetic metamethods (lstrlib.c stringmetamethods): "10" + 1
+ * converts the string as Lua 5.4 does. */
+static const char *const strmeta_names[] = {"__add", "__sub",  "__mul", "__mod", "__pow",
+                                            "__div", "__idiv", "__unm", NULL};
 
 typedef struct StdLib {
         const char *name;
@@ -76,7 +95,7 @@ typedef struct StdLib {
 } StdLib;
 
 static lua_CFunction base_fns[16], string_fns[17], table_fns[8], math_fns[22], utf8_fns[6],
-        coroutine_fns[6], os_fns[5], debug_fns[2];
+        coroutine_fns[6], os_fns[5], debug_fns[3], strmeta_fns[9];
 
 static StdLib std_libs[] = {
         {"_G", base_names, base_fns},      {"string", string_names, string_fns},
@@ -115,6 +134,21 @@ static void template_init(void)
                         lua_pop(T, 1);
                 }
                 lua_pop(T, 1);
+        }
+        lua_pushliteral(T, "");
+        if (!lua_getmetatable(T, -1)) {
+                template_ok = false;
+        } else {
+                for (size_t i = 0; strmeta_names[i]; i++) {
+                        lua_getfield(T, -1, strmeta_names[i]);
+                        if (!lua_iscfunction(T, -1) || lua_getupvalue(T, -1, 1)) {
+                                template_ok = false;
+                                lua_settop(T, 2);
+                                continue;
+                        }
+                        strmeta_fns[i] = lua_tocfunction(T, -1);
+                        lua_pop(T, 1);
+                }
         }
         lua_close(T);
 }
@@ -491,59 +525,6 @@ static int app_load(lua_State *L)
         return 1;
 }
 
-/* The cella.* modules written in C (lua-modules.h), by require name. */
-static const luaL_Reg cella_modules[] = {
-        {"cella.json", luaopen_cella_json},
-        {"cella.crypto", luaopen_cella_crypto},
-        {"cella.log", luaopen_cella_log},
-        {"cella.fs", luaopen_cella_fs},
-        {"cella.db", luaopen_cella_db},
-        {"cella.timer", luaopen_cella_timer},
-        {"cella.bus", luaopen_cella_bus},
-        {"cella.perm", luaopen_cella_perm},
-        {"cella.app", luaopen_cella_app},
-        {"cella.notify", luaopen_cella_notify},
-        {NULL, NULL},
-};
-
-/* require(name): cella.* modules only. */
-static int app_require(lua_State *L)
-{
-        size_t len;
-        const char *name = luaL_checklstring(L, 1, &len);
-        const luaL_Reg *m;
-
-        luaL_argcheck(L, len <= REQUIRE_NAME_MAX, 1, "module name too long");
-        lua_settop(L, 1);
-        if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_loaded) == LUA_TNIL) {
-                lua_pop(L, 1);
-                lua_newtable(L);
-                lua_pushvalue(L, -1);
-                lua_rawsetp(L, LUA_REGISTRYINDEX, &key_loaded);
-        }
-        if (lua_getfield(L, 2, name) != LUA_TNIL)
-                return 1;
-        lua_pop(L, 1);
-        for (m = cella_modules; m->name; m++)
-                if (strcmp(m->name, name) == 0)
-                        break;
-        if (!m->name)
-                return luaL_error(L,
-                                  "module '%s' not found (require loads only the cella.* "
-                                  "modules of docs/lua-api.md)",
-                                  name);
-        lua_pushcfunction(L, m->func);
-        lua_pushvalue(L, 1);
-        lua_call(L, 1, 1);
-        if (lua_isnil(L, -1)) {
-                lua_pop(L, 1);
-                lua_pushboolean(L, 1);
-        }
-        lua_pushvalue(L, -1);
-        lua_setfield(L, 2, name);
-        return 1;
-}
-
 /* Work of one GC step collectgarbage takes at a time, KiB (as if this much had
  * been allocated: lua_gc LUA_GCSTEP); between steps it yields to the host when
  * its slice has ended. */
@@ -656,44 +637,35 @@ static int app_setmetatable(lua_State *L)
         return 1;
 }
 
+static void push_string_lib(lua_State *L);
+
 /* getmetatable: on the globals, the library is first made whole (and the hidden
- * metatable gone), so the app sees what it set, or nil. */
+ * metatable gone), so the app sees what it set, or nil; on a string, the string
+ * library is built first, so the strings' metatable (the app's own: one per
+ * lua_State) has the string table as its __index, as in plain Lua. */
 static int app_getmetatable(lua_State *L)
 {
         luaL_checkany(L, 1);
         if (is_globals(L, 1))
                 materialize_all(L);
+        if (lua_type(L, 1) == LUA_TSTRING) {
+                push_string_lib(L);
+                lua_pop(L, 1);
+        }
         lua_pushcfunction(L, std_fn(&std_libs[0], "getmetatable"));
         lua_insert(L, 1);
         lua_call(L, lua_gettop(L) - 1, 1);
         return 1;
 }
 
-static bool is_locked(lua_State *L, int idx)
-{
-        bool r;
-
-        idx = lua_absindex(L, idx);
-        if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_locked) == LUA_TNIL) {
-                lua_pop(L, 1);
-                return false;
-        }
-        lua_pushvalue(L, idx);
-        r = lua_rawget(L, -2) != LUA_TNIL;
-        lua_pop(L, 2);
-        return r;
-}
-
 static void note_global_set(lua_State *L, int key);
 
-/* rawset refusing the read-only library tables. */
+/* rawset, noting an allowlisted global the app sets as its own. */
 static int app_rawset(lua_State *L)
 {
         luaL_checktype(L, 1, LUA_TTABLE);
         luaL_checkany(L, 2);
         luaL_checkany(L, 3);
-        if (is_locked(L, 1))
-                return luaL_error(L, "attempt to modify a read-only library table");
         if (is_globals(L, 1))
                 note_global_set(L, 2);
         lua_settop(L, 3);
@@ -738,54 +710,6 @@ static int app_print(lua_State *L)
                 off += (size_t)w;
         }
         return 0;
-}
-
-/* ---- read-only library tables ------------------------------------------------ */
-
-static int readonly_newindex(lua_State *L)
-{
-        return luaL_error(L, "attempt to modify a read-only library table");
-}
-
-/* __pairs of a read-only table: iterates the real one (upvalue 1). */
-static int readonly_pairs(lua_State *L)
-{
-        lua_pushcfunction(L, std_fn(&std_libs[0], "next"));
-        lua_pushvalue(L, lua_upvalueindex(1));
-        lua_pushnil(L);
-        return 3;
-}
-
-/* Replaces the table on top with a read-only proxy of it. */
-static void make_readonly(lua_State *L)
-{
-        lua_createtable(L, 0, 0); /* proxy */
-        lua_createtable(L, 0, 4);
-        lua_pushvalue(L, -3);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, readonly_newindex);
-        lua_setfield(L, -2, "__newindex");
-        lua_pushvalue(L, -3);
-        lua_pushcclosure(L, readonly_pairs, 1);
-        lua_setfield(L, -2, "__pairs");
-        lua_pushboolean(L, 0);
-        lua_setfield(L, -2, "__metatable");
-        lua_setmetatable(L, -2);
-        if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_locked) == LUA_TNIL) {
-                lua_pop(L, 1);
-                lua_newtable(L);
-                lua_createtable(L, 0, 1);
-                lua_pushliteral(L, "k");
-                lua_setfield(L, -2, "__mode");
-                lua_setmetatable(L, -2);
-                lua_pushvalue(L, -1);
-                lua_rawsetp(L, LUA_REGISTRYINDEX, &key_locked);
-        }
-        lua_pushvalue(L, -2);
-        lua_pushboolean(L, 1);
-        lua_rawset(L, -3);
-        lua_pop(L, 1);
-        lua_remove(L, -2);
 }
 
 /* Pushes a new table with the functions of lib. */
@@ -1048,7 +972,7 @@ static int math_randomseed(lua_State *L)
 
 /* ---- the globals, put in place on first read --------------------------------- */
 
-typedef enum GlobalKind { G_STD, G_FN, G_LIB, G_VERSION, G_SELF } GlobalKind;
+typedef enum GlobalKind { G_STD, G_FN, G_LIB, G_VERSION, G_SELF, G_PACKAGE } GlobalKind;
 
 typedef struct Global {
         const char *name;
@@ -1063,6 +987,9 @@ static int build_utf8(lua_State *L);
 static int build_coroutine(lua_State *L);
 static int build_os(lua_State *L);
 static int build_debug(lua_State *L);
+static int build_io(lua_State *L);
+static int app_require(lua_State *L);
+static void push_package(lua_State *L);
 
 /* Sorted by name (bsearch). Bit i of CLuaApp.lazy_done is globals[i]. */
 static const Global globals[] = {
@@ -1074,11 +1001,13 @@ static const Global globals[] = {
         {"debug", G_LIB, build_debug},
         {"error", G_STD, NULL},
         {"getmetatable", G_FN, app_getmetatable},
+        {"io", G_LIB, build_io},
         {"ipairs", G_STD, NULL},
         {"load", G_FN, app_load},
         {"math", G_LIB, build_math},
         {"next", G_STD, NULL},
         {"os", G_LIB, build_os},
+        {"package", G_PACKAGE, NULL},
         {"pairs", G_STD, NULL},
         {"pcall", G_FN, app_pcall},
         {"print", G_FN, app_print},
@@ -1112,8 +1041,10 @@ static int global_index(const char *name)
         return g ? (int)(g - globals) : -1;
 }
 
-/* Pushes library name's read-only table, building it (and caching it in the
- * registry) the first time: the string library is also the strings' __index. */
+/* Pushes library name's table, building it (and caching it in the registry) the
+ * first time: the string library is also the strings' __index. The table is the
+ * app's own, as in plain Lua: it may change it (luaunit replaces os.exit); no
+ * other app shares its lua_State. require(name) returns this same table. */
 static void push_lib(lua_State *L, const Global *g)
 {
         if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_libs) == LUA_TNIL) {
@@ -1125,8 +1056,7 @@ static void push_lib(lua_State *L, const Global *g)
         if (lua_getfield(L, -1, g->name) == LUA_TNIL) {
                 lua_pop(L, 1);
                 lua_pushcfunction(L, g->fn);
-                lua_call(L, 0, 1); /* the real table */
-                make_readonly(L);
+                lua_call(L, 0, 1);
                 lua_pushvalue(L, -1);
                 lua_setfield(L, -3, g->name);
         }
@@ -1153,6 +1083,9 @@ static void push_global(lua_State *L, int i)
                 break;
         case G_SELF:
                 lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+                break;
+        case G_PACKAGE:
+                push_package(L);
                 break;
         }
 }
@@ -1236,13 +1169,18 @@ static int lazy_pairs(lua_State *L)
         return 3;
 }
 
-/* __index of strings before the string library exists: builds it, and makes its
- * real table the strings' __index from then on. */
-static int lazy_string_index(lua_State *L)
+static void push_string_lib(lua_State *L)
 {
         static const Global g = {"string", G_LIB, build_string};
 
         push_lib(L, &g);
+}
+
+/* __index of strings before the string library exists: builds it, and makes its
+ * table the strings' __index from then on. */
+static int lazy_string_index(lua_State *L)
+{
+        push_string_lib(L);
         lua_getfield(L, -1, lua_tostring(L, 2) ?: "");
         return 1;
 }
@@ -1252,7 +1190,7 @@ static int build_string(lua_State *L)
         push_lib_fields(L, &std_libs[1]);
         luaL_setfuncs(L, clua_string_fns, 0);
         /* strings' own metatable indexes this table (without it, ("").dump would
-         * reach string.dump) and is hidden. */
+         * reach liblua's string.dump). */
         lua_pushliteral(L, "");
         lua_getmetatable(L, -1);
         lua_pushvalue(L, -3);
@@ -1321,16 +1259,469 @@ static int build_coroutine(lua_State *L)
         return 1;
 }
 
+/* os.getenv(name): always nil. The sandbox's environment is the supervisor's
+ * (in packed mode the group's), not the app's to read; app.id() names the app. */
+static int os_getenv(lua_State *L)
+{
+        luaL_checkstring(L, 1);
+        lua_pushnil(L);
+        return 1;
+}
+
+/* os.exit([code [, close]]): as app.exit, ending this app only (in packed mode
+ * its neighbours carry on). code: true (default) 0, false 1, an integer taken
+ * modulo 256 as exit(3) does. close is accepted and ignored: the state is closed
+ * (and open io files flushed) as the app ends anyway. */
+static int os_exit(lua_State *L)
+{
+        lua_Integer code;
+
+        if (lua_isboolean(L, 1))
+                code = lua_toboolean(L, 1) ? 0 : 1;
+        else
+                code = luaL_optinteger(L, 1, 0);
+        clua_app_of(L)->exit_code = (int)((uint64_t)code & 0xff);
+        return clua_doom(L, CLUA_EXITING);
+}
+
 static int build_os(lua_State *L)
 {
         push_lib_fields(L, &std_libs[6]);
+        lua_pushcfunction(L, os_getenv);
+        lua_setfield(L, -2, "getenv");
+        lua_pushcfunction(L, os_exit);
+        lua_setfield(L, -2, "exit");
+        return 1;
+}
+
+/* debug.getinfo([thread,] f [, what]) as liblua's, without the option 'f': that
+ * would hand out the function running at a level of the stack (a library's
+ * internal function the app was never given). The default is "lnSrtu". */
+static int app_getinfo(lua_State *L)
+{
+        int arg = lua_type(L, 1) == LUA_TTHREAD ? 2 : 1;
+        const char *what;
+
+        if (lua_isnoneornil(L, arg + 1)) {
+                lua_settop(L, arg);
+                lua_pushliteral(L, "lnSrtu");
+        }
+        what = luaL_checkstring(L, arg + 1);
+        if (strchr(what, 'f'))
+                return luaL_error(L,
+                                  "bad argument #%d to 'getinfo' (option 'f' is not available in "
+                                  "cella-lua: no access to the functions of the stack)",
+                                  arg + 1);
+        lua_settop(L, arg + 1);
+        /* A level of the running thread counts from liblua's getinfo, one call
+         * below this wrapper: one more. */
+        if (!lua_isfunction(L, arg) && (arg == 1 || lua_tothread(L, 1) == L)) {
+                lua_Integer level = luaL_checkinteger(L, arg);
+
+                lua_pushinteger(L, level >= 0 && level < LUA_MAXINTEGER ? level + 1 : level);
+                lua_replace(L, arg);
+        }
+        lua_pushcfunction(L, std_fn(&std_libs[7], "getinfo"));
+        lua_insert(L, 1);
+        lua_call(L, arg + 1, 1);
         return 1;
 }
 
 static int build_debug(lua_State *L)
 {
         push_lib_fields(L, &std_libs[7]);
+        lua_pushcfunction(L, app_getinfo);
+        lua_setfield(L, -2, "getinfo");
         return 1;
+}
+
+static int build_io(lua_State *L)
+{
+        return clua_open_io(L);
+}
+
+/* ---- require: the std libraries by name, cella.*, the app's own modules ------- */
+
+/* The cella.* modules written in C (lua-modules.h), by require name. */
+static const luaL_Reg cella_modules[] = {
+        {"cella.json", luaopen_cella_json},
+        {"cella.crypto", luaopen_cella_crypto},
+        {"cella.log", luaopen_cella_log},
+        {"cella.fs", luaopen_cella_fs},
+        {"cella.db", luaopen_cella_db},
+        {"cella.timer", luaopen_cella_timer},
+        {"cella.bus", luaopen_cella_bus},
+        {"cella.perm", luaopen_cella_perm},
+        {"cella.app", luaopen_cella_app},
+        {"cella.notify", luaopen_cella_notify},
+        {NULL, NULL},
+};
+
+/* Pushes the registry table at key (a new one the first time). */
+static void push_reg_table(lua_State *L, const char *key)
+{
+        if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TNIL) {
+                lua_pop(L, 1);
+                lua_newtable(L);
+                lua_pushvalue(L, -1);
+                lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+        }
+}
+
+/* Pushes the app's package table (made on first use): path, cpath (empty:
+ * no C modules), config, loaded, preload, searchpath. */
+static int pkg_searchpath(lua_State *L);
+static void push_package(lua_State *L)
+{
+        if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_package) != LUA_TNIL)
+                return;
+        lua_pop(L, 1);
+        lua_createtable(L, 0, 6);
+        lua_pushliteral(L, MODULE_PATH_DEFAULT);
+        lua_setfield(L, -2, "path");
+        lua_pushliteral(L, "");
+        lua_setfield(L, -2, "cpath");
+        /* loadlib.c's package.config (LUA_IGMARK is "-", not in lua.h) */
+        lua_pushliteral(L,
+                        LUA_DIRSEP "\n" LUA_PATH_SEP "\n" LUA_PATH_MARK "\n" LUA_EXEC_DIR "\n-\n");
+        lua_setfield(L, -2, "config");
+        push_reg_table(L, &key_loaded);
+        lua_setfield(L, -2, "loaded");
+        lua_newtable(L);
+        lua_setfield(L, -2, "preload");
+        lua_pushcfunction(L, pkg_searchpath);
+        lua_setfield(L, -2, "searchpath");
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &key_package);
+}
+
+/* A module file's fd while it is read: closed by __gc if a memory error
+ * interrupts the read. */
+#define MODULE_FD_MT "cella.require.fd"
+
+static int module_fd_gc(lua_State *L)
+{
+        int *fd = luaL_checkudata(L, 1, MODULE_FD_MT);
+
+        if (*fd >= 0)
+                close(*fd);
+        *fd = -1;
+        return 0;
+}
+
+/* Opens path (relative) for reading beneath the app's folder: openat2 with
+ * RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS, so "..", absolute paths and
+ * symlinks that leave the folder fail in the kernel (EXDEV). Regular files
+ * only (O_NONBLOCK: a FIFO cannot block the open). Returns an fd or -errno. */
+static int open_module(CLuaApp *app, const char *path)
+{
+        struct open_how how = {
+                .flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
+                .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+        };
+        struct stat st;
+        long fd;
+
+        if (app->root_fd < 0)
+                return -ENOENT;
+        do
+                fd = syscall(SYS_openat2, app->root_fd, path, &how, sizeof how);
+        while (fd < 0 && errno == EINTR);
+        if (fd < 0)
+                return -errno;
+        if (fstat((int)fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+                close((int)fd);
+                return -EISDIR;
+        }
+        return (int)fd;
+}
+
+/* Why a template's file could not be used, for the not-found message. */
+static const char *module_why(int r)
+{
+        switch (-r) {
+        case ENOENT:
+        case ENOTDIR:
+                return "";
+        case EXDEV:
+                return " (outside the app's folder)";
+        case EISDIR:
+                return " (not a regular file)";
+        case ELOOP:
+                return " (a symlink loop)";
+        default:
+                return " (cannot be opened)";
+        }
+}
+
+/*
+ * Lua's searchpath beneath the app's folder: name (with sep replaced by
+ * dirsep when sep is not empty) put for each '?' of each ';'-separated
+ * template of path. On success pushes the file name and returns its fd (a
+ * regular file open for reading, or -1 if keep_fd is false); else pushes the
+ * message "\n\tno file 'NAME'..." of every name tried and returns -2. Names are
+ * the app's own (relative to its folder), never a host path.
+ */
+static int search_path(lua_State *L, const char *name, const char *path, const char *sep,
+                       const char *dirsep, bool keep_fd)
+{
+        CLuaApp *app = clua_app_of(L);
+        int base, msg, fd;
+        const char *e;
+
+        if (*sep && strchr(name, *sep))
+                name = luaL_gsub(L, name, sep, dirsep);
+        else
+                lua_pushstring(L, name);
+        base = lua_gettop(L); /* the name as a path */
+        lua_pushliteral(L, "");
+        msg = lua_gettop(L);
+        for (; *path; path = *e ? e + 1 : e) {
+                const char *fname;
+
+                e = strchr(path, *LUA_PATH_SEP);
+                if (!e)
+                        e = path + strlen(path);
+                if (e == path)
+                        continue;
+                clua_poll(L); /* package.path is the app's: any length */
+                lua_pushlstring(L, path, (size_t)(e - path));
+                fname = luaL_gsub(L, lua_tostring(L, -1), LUA_PATH_MARK, lua_tostring(L, base));
+                fd = app->root_fd >= 0 ? open_module(app, fname) : -ENOENT;
+                if (fd >= 0) {
+                        if (!keep_fd) {
+                                close(fd);
+                                fd = -1;
+                        }
+                        lua_replace(L, base);
+                        lua_settop(L, base);
+                        return fd;
+                }
+                lua_pushvalue(L, msg);
+                lua_pushfstring(L, "\n\tno file '%s'%s", fname,
+                                app->root_fd >= 0 ? module_why(fd) : " (the app has no folder)");
+                lua_concat(L, 2);
+                lua_replace(L, msg);
+                lua_settop(L, msg);
+        }
+        lua_replace(L, base);
+        lua_settop(L, base);
+        return -2;
+}
+
+/* package.searchpath(name, path [, sep [, rep]]): as Lua's, beneath the app's
+ * folder. Returns the file name, or nil and the message. */
+static int pkg_searchpath(lua_State *L)
+{
+        const char *name = luaL_checkstring(L, 1), *path = luaL_checkstring(L, 2);
+        const char *sep = luaL_optstring(L, 3, "."), *rep = luaL_optstring(L, 4, LUA_DIRSEP);
+
+        if (search_path(L, name, path, sep, rep, false) == -1)
+                return 1;
+        luaL_pushfail(L);
+        lua_insert(L, -2);
+        /* Lua's message has no leading "\n\t" */
+        lua_pushstring(L, lua_tostring(L, -1) + (lua_rawlen(L, -1) >= 2 ? 2 : 0));
+        lua_replace(L, -2);
+        return 2;
+}
+
+/* Reads the module file fd (owned: closed here) named fname and pushes its
+ * chunk compiled as text with the app's globals as _ENV. Raises Lua's "error
+ * loading module" error on a binary chunk, a syntax error or a file larger than
+ * MODULE_FILE_MAX; its bytes are charged to the app (a Lua userdata). */
+static void load_module(lua_State *L, int fd, const char *name, const char *fname)
+{
+        int *box, status;
+        struct stat st;
+        char *buf;
+        size_t got = 0;
+        LoadReader r;
+
+        box = lua_newuserdatauv(L, sizeof(int), 0);
+        *box = fd;
+        if (cella_lua_newclass(L, MODULE_FD_MT)) {
+                lua_pushcfunction(L, module_fd_gc);
+                lua_setfield(L, -2, "__gc");
+        }
+        lua_setmetatable(L, -2);
+        if (fstat(fd, &st) < 0)
+                luaL_error(L, "error loading module '%s' from file '%s':\n\t%s", name, fname,
+                           strerror(errno));
+        if ((uint64_t)st.st_size > MODULE_FILE_MAX)
+                luaL_error(L,
+                           "error loading module '%s' from file '%s':\n\tlarger than %d bytes "
+                           "(a module is source code)",
+                           name, fname, (int)MODULE_FILE_MAX);
+        buf = lua_newuserdatauv(L, (size_t)st.st_size + 1, 0);
+        while (got < (size_t)st.st_size) {
+                ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+
+                if (n < 0 && (errno == EINTR || errno == EAGAIN))
+                        continue;
+                if (n < 0)
+                        luaL_error(L, "error loading module '%s' from file '%s':\n\t%s", name,
+                                   fname, strerror(errno));
+                if (n == 0)
+                        break;
+                got += (size_t)n;
+        }
+        close(fd);
+        *box = -1;
+        r.s = buf;
+        r.left = got;
+        lua_pushfstring(L, "@%s", fname);
+        status = lua_load(L, load_reader, &r, lua_tostring(L, -1), "t");
+        clua_poll(L);
+        if (status != LUA_OK) {
+                if (status == LUA_ERRMEM)
+                        check_fatal(L, status);
+                luaL_error(L, "error loading module '%s' from file '%s':\n\t%s", name, fname,
+                           lua_tostring(L, -1));
+        }
+        lua_replace(L, -4); /* over the box */
+        lua_pop(L, 2);
+}
+
+/* The standard library by name: pushes the app's table of it (the one its
+ * global had at first) and returns true; else false, nothing pushed. */
+static bool push_std_module(lua_State *L, const char *name)
+{
+        int i;
+
+        if (strcmp(name, "_G") == 0) {
+                lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+                return true;
+        }
+        if (strcmp(name, "package") == 0) {
+                push_package(L);
+                return true;
+        }
+        i = global_index(name);
+        if (i < 0 || globals[i].kind != G_LIB)
+                return false;
+        push_lib(L, &globals[i]);
+        return true;
+}
+
+/* After a module's loader ran (stack: 1 name, 2 loaded, 3 loading, 4 loader,
+ * 5 loader data, 6 its result or error): as ll_require. */
+static int require_done(lua_State *L, int status, lua_KContext ctx)
+{
+        const char *name = lua_tostring(L, 1);
+
+        (void)ctx;
+        lua_getfield(L, 3, name);
+        lua_pushthread(L);
+        if (lua_rawequal(L, -1, -2)) {
+                lua_pushnil(L);
+                lua_setfield(L, 3, name);
+        }
+        lua_pop(L, 2);
+        if (status != LUA_OK && status != LUA_YIELD) {
+                check_fatal(L, status);
+                return lua_error(L);
+        }
+        if (!lua_isnil(L, -1))
+                lua_setfield(L, 2, name);
+        else
+                lua_pop(L, 1);
+        if (lua_getfield(L, 2, name) == LUA_TNIL) {
+                lua_pop(L, 1);
+                lua_pushboolean(L, 1);
+                lua_pushvalue(L, -1);
+                lua_setfield(L, 2, name);
+        }
+        lua_pushvalue(L, 5);
+        return 2;
+}
+
+/*
+ * require(name) as Lua 5.4's (ll_require): package.loaded first; then the
+ * standard library by name (string, table, math, utf8, coroutine, os, io, debug,
+ * package, _G: the app's tables); the cella.* modules; package.preload; then
+ * a text file of the app's own folder found by package.path (default
+ * "./?.lua;./?/init.lua"), opened beneath the folder (search_path), compiled
+ * as text with the app's _ENV and called with (name, file name). The loader
+ * runs with lua_pcallk, so a module's main chunk is preempted (and may wait)
+ * as any Lua code. A module required again while it loads is an error naming
+ * the loop, not an endless recursion. Returns the module and its loader data.
+ */
+static int app_require(lua_State *L)
+{
+        CLuaApp *app = clua_app_of(L);
+        size_t len;
+        const char *name = luaL_checklstring(L, 1, &len), *path;
+        const luaL_Reg *m;
+        int status, fd;
+
+        luaL_argcheck(L, len <= REQUIRE_NAME_MAX && strlen(name) == len, 1,
+                      "module name longer than 256 bytes or with a NUL byte");
+        lua_settop(L, 1);
+        push_reg_table(L, &key_loaded); /* 2 */
+        if (lua_getfield(L, 2, name) != LUA_TNIL && lua_toboolean(L, -1))
+                return 1;
+        lua_pop(L, 1);
+        if (push_std_module(L, name)) {
+                lua_pushvalue(L, -1);
+                lua_setfield(L, 2, name);
+                return 1;
+        }
+        /* loading[name]: the thread (task or coroutine) whose loader runs. The
+         * same thread asking again is a loop; another one (a callback while the
+         * loader was preempted) loads the module again, as plain Lua would. */
+        push_reg_table(L, &key_loading); /* 3 */
+        lua_getfield(L, 3, name);
+        lua_pushthread(L);
+        if (lua_rawequal(L, -1, -2))
+                return luaL_error(L,
+                                  "loop requiring module '%s' (it requires itself while it "
+                                  "loads)",
+                                  name);
+        lua_pop(L, 2);
+        for (m = cella_modules; m->name; m++)
+                if (strcmp(m->name, name) == 0)
+                        break;
+        if (m->name) {
+                lua_pushcfunction(L, m->func); /* 4 */
+                lua_pushliteral(L, ":preload:");
+        } else {
+                push_package(L);
+                if (lua_getfield(L, -1, "preload") == LUA_TTABLE &&
+                    lua_getfield(L, -1, name) == LUA_TFUNCTION) {
+                        lua_replace(L, 4);
+                        lua_settop(L, 4);
+                        lua_pushliteral(L, ":preload:");
+                } else {
+                        lua_settop(L, 4);
+                        if (lua_getfield(L, 4, "path") != LUA_TSTRING)
+                                return luaL_error(L, "'package.path' must be a string");
+                        path = lua_tostring(L, 5);
+                        fd = search_path(L, name, path, ".", LUA_DIRSEP, true); /* 6 */
+                        if (fd < 0)
+                                return luaL_error(L,
+                                                  "module '%s' not found:\n\tno field "
+                                                  "package.preload['%s']%s",
+                                                  name, name, lua_tostring(L, 6));
+                        if (app->n_module_files >= MODULE_FILES_MAX) {
+                                close(fd);
+                                return luaL_error(L, "module '%s': more than %d module files", name,
+                                                  MODULE_FILES_MAX);
+                        }
+                        app->n_module_files++;
+                        load_module(L, fd, name, lua_tostring(L, 6)); /* 7 */
+                        lua_replace(L, 4);
+                        lua_replace(L, 5);
+                        lua_settop(L, 5);
+                }
+        }
+        lua_pushthread(L);
+        lua_setfield(L, 3, name);
+        lua_pushvalue(L, 4);
+        lua_pushvalue(L, 1);
+        lua_pushvalue(L, 5);
+        status = lua_pcallk(L, 2, 1, 0, 0, require_done);
+        return require_done(L, status, 0);
 }
 
 /* ---- the state --------------------------------------------------------------- */
@@ -1356,14 +1747,44 @@ static int setup(lua_State *L)
         lua_setmetatable(L, -2);
         lua_pop(L, 1);
 
+        /* The strings' metatable, the app's own (one per lua_State, as each app
+         * has its own state even in packed mode): liblua's arithmetic
+         * metamethods ("10" + 1 is 11) and the string library as __index, built
+         * on first use. */
         lua_pushliteral(L, "");
-        lua_createtable(L, 0, 2);
+        lua_createtable(L, 0, 9);
         lua_pushcfunction(L, lazy_string_index);
         lua_setfield(L, -2, "__index");
-        lua_pushboolean(L, 0);
-        lua_setfield(L, -2, "__metatable");
+        for (size_t i = 0; strmeta_names[i]; i++) {
+                lua_pushcfunction(L, strmeta_fns[i]);
+                lua_setfield(L, -2, strmeta_names[i]);
+        }
         lua_setmetatable(L, -2);
         lua_pop(L, 1);
+        return 0;
+}
+
+int clua_env_set_root(CLuaApp *app, const char *entry)
+{
+        const char *slash = strrchr(entry, '/');
+        char *dir;
+        int fd;
+
+        if (!slash)
+                dir = strdup(".");
+        else if (slash == entry)
+                dir = strdup("/");
+        else
+                dir = strndup(entry, (size_t)(slash - entry));
+        if (!dir)
+                return -ENOMEM;
+        fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        free(dir);
+        if (fd < 0)
+                return -errno;
+        if (app->root_fd >= 0)
+                close(app->root_fd);
+        app->root_fd = fd;
         return 0;
 }
 

@@ -126,6 +126,10 @@ struct CLuaApp {
         size_t queued_bytes;   /* bytes of its queued events (charged to alloc) */
         uint64_t out_dropped;  /* bytes of print output a full log pipe dropped */
         bool main_done;        /* its main chunk finished or suspended once */
+
+        /* require's modules: its folder (O_PATH, or -1), the files loaded so far */
+        int root_fd;
+        unsigned n_module_files;
         /* scheduler linkage */
         CLuaApp *rq_next;
         size_t heap_idx; /* fair: position in the heap + 1; 0 = not queued */
@@ -151,6 +155,21 @@ void clua_app_free(CLuaApp *app);
  * must be set. Returns 0 or -ENOMEM.
  */
 int clua_env_new(CLuaApp *app);
+
+/*
+ * Sets the app's folder, where require finds its modules, to the directory of
+ * the entry file entry (a path; "." if it has no '/'): opened O_PATH and kept
+ * in app->root_fd, every module then opened beneath it (openat2
+ * RESOLVE_BENEATH). Returns 0, -ENOMEM or the negative errno of open.
+ */
+int clua_env_set_root(CLuaApp *app, const char *entry);
+
+/*
+ * Pushes a new io table of the app of L (libio.c, docs/lua-api.md "io"): files
+ * beneath its /data and /tmp only, stdout/stderr to its output and log.
+ * Returns 1.
+ */
+int clua_open_io(lua_State *L);
 
 /*
  * Compiles a text chunk of len bytes (binary chunks are refused) named name

@@ -241,6 +241,8 @@ void clua_host_free(CLuaHost *h)
                         continue;
                 if (app->data_fd >= 0)
                         close(app->data_fd);
+                if (app->root_fd >= 0)
+                        close(app->root_fd);
                 free(app->id);
                 free(app);
         }
@@ -313,6 +315,7 @@ int clua_host_add(CLuaHost *h, const CLuaAppSpec *spec, CLuaApp **ret)
                         (void)fcntl(spec->log_fd, F_SETFL, fl | O_NONBLOCK);
         }
         app->data_fd = -1;
+        app->root_fd = -1;
         app->id = strdup(spec->id ?: "");
         app->stats = &h->app_stats[app->index];
         h->apps[h->n_apps++] = app; /* owned by the host from here */

@@ -109,6 +109,13 @@ static int start_app(CLuaApp *app, const char *entry, int nargs, char **args)
                 clua_app_message(app, "%s: %s", entry, strerror(-r));
                 return CLUA_EXIT_USAGE;
         }
+        /* require finds the app's modules beside its entry. */
+        r = clua_env_set_root(app, entry);
+        if (r < 0) {
+                free(src);
+                clua_app_message(app, "%s: its folder: %s", entry, strerror(-r));
+                return CLUA_EXIT_USAGE;
+        }
         if (asprintf(&name, "@%s", entry) < 0) {
                 free(src);
                 return CLUA_EXIT_INTERNAL;

@@ -12,7 +12,7 @@ def lua_app(make_app, app_id, source, **manifest):
 def test_hello_prints_with_args(state, make_app):
     app = lua_app(make_app, "org.test.luahello", """
         print("hello from lua", ...)
-        print(io, os.execute, string.dump, package, debug.getinfo)
+        print(io.popen, os.execute, string.dump, package.loadlib, debug.getlocal)
     """)
     r = run_cella(app, "one", "two", state_dir=state)
     assert r.code == 0, (r.code, r.out, r.err)
