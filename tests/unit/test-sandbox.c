@@ -883,8 +883,8 @@ static const char calls_py[] =
         "print(' '.join(out))\n";
 
 /* ptrace(PTRACE_TRACEME), keyctl, add_key, mount: denied by default; clone3 (ENOSYS) and
- * socket(AF_INET) (EAFNOSUPPORT): explicit rules; getpid: allowed. */
-#define SECCOMP_APP_CALLS "101 250 248 165 435 41,2,1 39"
+ * socket(AF_PACKET) (EAFNOSUPPORT): explicit rules; getpid: allowed. */
+#define SECCOMP_APP_CALLS "101 250 248 165 435 41,17,3 39"
 #define SECCOMP_APP_OUT   "101:EPERM 250:EPERM 248:EPERM 165:EPERM 435:ENOSYS 41:EAFNOSUPPORT 39:ok\n"
 
 static void write_calls_py(void)
