@@ -687,8 +687,11 @@ static int rule_add(scmp_filter_ctx ctx, uint32_t action, const char *name, unsi
  *
  *   AF_UNIX                 any type and protocol
  *   AF_INET, AF_INET6       protocol 0 (the type's default: TCP, UDP), IPPROTO_TCP,
- *                           IPPROTO_UDP, IPPROTO_ICMP/ICMPV6 (ping sockets, which
- *                           the namespace's net.ipv4.ping_group_range "1 0" refuses)
+ *                           IPPROTO_UDP, IPPROTO_UDPLITE (UDP's own code, built into
+ *                           ipv4/ipv6, no module), IPPROTO_ICMP/ICMPV6 (ping
+ *                           sockets, which the namespace's net.ipv4.ping_group_range
+ *                           "1 0" refuses); raw sockets of these need CAP_NET_RAW
+ *                           over the namespace: refused by the kernel
  *   AF_NETLINK              NETLINK_ROUTE only: addresses, links and routes of the
  *                           app's own namespace (glibc's getaddrinfo AI_ADDRCONFIG,
  *                           getifaddrs, if_nameindex); changing them needs
@@ -710,8 +713,8 @@ static int rule_add(scmp_filter_ctx ctx, uint32_t action, const char *name, unsi
  */
 static int socket_rules_add(scmp_filter_ctx ctx, const char *name)
 {
-        static const uint64_t inet_protocols[] = {0, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP,
-                                                  IPPROTO_ICMPV6};
+        static const uint64_t inet_protocols[] = {
+                0, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, IPPROTO_ICMP, IPPROTO_ICMPV6};
         static const int families[] = {AF_UNIX, AF_INET, AF_INET6, AF_NETLINK};
         uint64_t next = 0; /* the lowest family not yet ruled on */
         int r;
