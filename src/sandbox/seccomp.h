@@ -18,7 +18,7 @@
  * newer-than-known calls ENOSYS, refused socket families EAFNOSUPPORT, foreign ABIs killed) are
  * the same in both variants and never notified.
  *
- * Sockets: AF_UNIX; AF_INET and AF_INET6 with protocol 0, TCP, UDP or ICMP; AF_NETLINK
+ * Sockets: AF_UNIX; AF_INET and AF_INET6 with protocol 0, TCP, UDP, UDP-Lite or ICMP; AF_NETLINK
  * with NETLINK_ROUTE only (the app's network namespace has only its own loopback;
  * seccomp.c socket_rules_add() says why each is harmless and what stays refused).
  *

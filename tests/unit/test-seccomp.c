@@ -450,6 +450,7 @@ START_TEST(test_socket_families)
                 {AF_INET6, SOCK_DGRAM, IPPROTO_UDP},
                 {AF_NETLINK, SOCK_RAW, NETLINK_ROUTE},
                 {AF_NETLINK, SOCK_DGRAM, NETLINK_ROUTE},
+                {AF_INET, SOCK_DGRAM, IPPROTO_UDPLITE},
         };
         /* Each one the kernel gives root here (checked below without the filter). */
         static const int refused[][3] = {
