@@ -63,12 +63,27 @@ def _listener(family, addr):
     return s
 
 
+def _host_addresses():
+    """The host's own global addresses (ip -o addr), without the prefix length."""
+    ip = which("ip")
+    if not ip:
+        return []
+    out = subprocess.run([ip, "-o", "addr", "show", "scope", "global"], capture_output=True, text=True).stdout
+    return [l.split()[3].split("/")[0] for l in out.splitlines() if len(l.split()) > 3]
+
+
 def test_host_loopback_and_network_are_out_of_reach(state, make_app):
     """A listener on the host's own 127.0.0.1 and ::1 is not reachable from the app's
-    loopback (a separate namespace), nothing off the loopback is routed, and the app
-    cannot change its namespace's addresses, links or routes."""
+    loopback (a separate namespace), nor one on every address of the host, nothing
+    off the loopback is routed, and the app cannot change its namespace's
+    addresses, links or routes."""
     v4, v6 = _listener(socket.AF_INET, "127.0.0.1"), _listener(socket.AF_INET6, "::1")
     p4, p6 = v4.getsockname()[1], v6.getsockname()[1]
+    # One listener on every address of the host (:: takes IPv4 too), tried at each
+    # of the host's own global addresses.
+    anyaddr = _listener(socket.AF_INET6, "::")
+    pany = anyaddr.getsockname()[1]
+    hosts = _host_addresses()
     script = f"""
 import errno, socket
 def attempt(what, f):
@@ -80,6 +95,8 @@ def attempt(what, f):
 attempt("host-v4", lambda: socket.create_connection(("127.0.0.1", {p4}), timeout=5))
 attempt("host-v6", lambda: socket.create_connection(("::1", {p6}), timeout=5))
 attempt("off-loopback", lambda: socket.create_connection(("192.0.2.1", 80), timeout=5))
+for i, a in enumerate({hosts!r}):
+    attempt("host-address-%d" % i, lambda: socket.create_connection((a, {pany}), timeout=5))
 attempt("raw", lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP))
 attempt("audit", lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 9))
 attempt("uevent", lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 15))
@@ -93,16 +110,18 @@ attempt("uevent", lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 15
     try:
         r = run_cella(app, state_dir=state)
         # Nothing ever knocked at the host's listeners.
-        for s in (v4, v6):
+        for s in (v4, v6, anyaddr):
             with pytest.raises(BlockingIOError):
                 s.accept()
     finally:
         v4.close()
         v6.close()
+        anyaddr.close()
     assert r.code == 0, r.out + r.err
     got = dict(l.rsplit(" ", 1) for l in r.out.splitlines() if not l.startswith("ip "))
     assert got == {"host-v4": "ECONNREFUSED", "host-v6": "ECONNREFUSED", "off-loopback": "ENETUNREACH",
-                   "raw": "EPERM", "audit": "EPERM", "uevent": "EPERM"}, r.out
+                   "raw": "EPERM", "audit": "EPERM", "uevent": "EPERM",
+                   **{f"host-address-{i}": "ENETUNREACH" for i in range(len(hosts))}}, r.out
     if ip:
         ip_lines = [l for l in r.out.splitlines() if l.startswith("ip ")]
         assert len(ip_lines) == 4 and all(l.endswith(": refused") for l in ip_lines), r.out
