@@ -37,8 +37,11 @@
 #define MiB (UINT64_C(1) << 20)
 
 /* Host uids for the apps: 0x7ffe0000 + n, used by nothing on the test hosts and outside
- * cella's default app range (0x70000000 + 65536), so no test shares a uid with an app. */
+ * cella's default ranges (0x70000000 + 65536 for uids from before blocks, blocks from
+ * 0x70010000 to 0x7ffdffff), so no test shares a uid with an app. */
 #define TEST_HOST_UID(n) ((uid_t)(0x7ffe0000u + (n)))
+/* A block of host ids for the tests, past cella's default ranges too. */
+#define TEST_IDS_BASE ((uid_t)0x7fff0000u)
 
 #define TEST_HOSTNAME "t-sandbox"
 #define OUTPUT_MAX    (64 * 1024)
@@ -415,8 +418,7 @@ static char *run_ids(unsigned n, uid_t uid, uid_t ids_base)
 
 START_TEST(test_identity_block)
 {
-        /* A block of the test range, below TEST_HOST_UID's ids. */
-        const uid_t base = TEST_HOST_UID(0) - 4 * SANDBOX_IDS;
+        const uid_t base = TEST_IDS_BASE;
         _cleanup_free_ char *block = NULL, *legacy = NULL, *single = NULL;
         char want[512];
 
