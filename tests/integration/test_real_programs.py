@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import tempfile
 import textwrap
+import warnings
 
 import pytest
 
@@ -88,17 +89,27 @@ def test_cpython_regression_suite_inside(state, make_app):
     setpriv = which("setpriv")
     if not setpriv or os.geteuid() != 0:
         pytest.skip("comparing with the host needs root and setpriv (util-linux)")
-    work = tempfile.mkdtemp(prefix="cella-cpython-")
-    try:
-        os.chown(work, 65534, 65534)
-        shutil.copy(app / "regr.py", work)
-        host = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3",
-                               "regr.py", *CPYTHON_MODULES], capture_output=True, text=True, timeout=900,
-                              cwd=work,
-                              env={"PATH": "/usr/bin:/bin", "HOME": work, "TMPDIR": work, "LANG": "C.UTF-8"})
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    outside, host_result = _outcomes(host.stdout)
+    def on_host():
+        work = tempfile.mkdtemp(prefix="cella-cpython-")
+        try:
+            os.chown(work, 65534, 65534)
+            shutil.copy(app / "regr.py", work)
+            p = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3",
+                                "regr.py", *CPYTHON_MODULES], capture_output=True, text=True, timeout=900,
+                               cwd=work,
+                               env={"PATH": "/usr/bin:/bin", "HOME": work, "TMPDIR": work, "LANG": "C.UTF-8"})
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return p, *_outcomes(p.stdout)
+
+    host, outside, host_result = on_host()
+    if host_result != "Tests result: SUCCESS":
+        # The reference itself failed: a timing test of CPython's that a loaded
+        # host can fail (seen once, with other builds on both CPUs). Once more, and
+        # say so; the run inside gets no second chance.
+        warnings.warn(f"CPython's tests failed on the host, run again: "
+                      f"{[l for l in outside if not l.startswith('skipped ')]}")
+        host, outside, host_result = on_host()
     assert host_result == "Tests result: SUCCESS", (
         [l for l in outside if not l.startswith("skipped ")], host.stdout[-1000:] + host.stderr[-2000:])
 
