@@ -15,7 +15,8 @@
  * that ran and returned success counts as an escape: a probe that may kill its
  * process runs in a child that reports right after the call returns (probe.h). Some probes look for
  * bait the integration tests plant on the host (an abstract socket, a SysV shm
- * key, an environment variable); without the bait they still must be refused.
+ * key, an environment variable, a TCP listener on the host's 127.0.0.1 and ::1);
+ * without the bait they still must be refused.
  *
  * First the jail (files, namespaces, syscalls, ...), then the broker: calls over
  * the channel (fd 3) the app has no right to, escapes out of a user-file root, a
@@ -50,6 +51,12 @@
 #include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <arpa/inet.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
+#include <net/route.h>
+#include <netinet/in.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
@@ -73,6 +80,7 @@
 #define BAIT_ABSTRACT_SOCKET "cella-hostile-bait"
 #define BAIT_SHM_KEY         0x0CE11A
 #define BAIT_ENV             "CELLA_HOSTILE_BAIT"
+#define BAIT_TCP_PORT        47115 /* listened on at the host's 127.0.0.1 and ::1 */
 
 static int attempts, escaped, not_applicable;
 
@@ -368,14 +376,150 @@ static void try_capabilities(void)
         verdict("run as root", getuid() != 0 && geteuid() != 0, "uid %d", (int)getuid());
 }
 
+/* connect(2) to addr:port (numeric, AF_INET or AF_INET6) over TCP; -1 with errno, or 0. */
+static long tcp_connect(int family, const char *addr, unsigned port)
+{
+        struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6, .sin6_port = htons(port)};
+        struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
+        int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0), r, e;
+
+        if (fd < 0)
+                return -1;
+        if (family == AF_INET)
+                r = inet_pton(AF_INET, addr, &sin.sin_addr) == 1
+                            ? connect(fd, (struct sockaddr *)&sin, sizeof sin)
+                            : (errno = EINVAL, -1);
+        else
+                r = inet_pton(AF_INET6, addr, &sin6.sin6_addr) == 1
+                            ? connect(fd, (struct sockaddr *)&sin6, sizeof sin6)
+                            : (errno = EINVAL, -1);
+        e = errno;
+        close(fd);
+        errno = e;
+        return r;
+}
+
+/* One interface ioctl on lo (SIOCSIFADDR, SIOCSIFFLAGS...); -1 with errno, or 0. */
+static long lo_ioctl(unsigned long cmd, struct ifreq *ifr)
+{
+        int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), r, e;
+
+        if (fd < 0)
+                return -1;
+        snprintf(ifr->ifr_name, sizeof ifr->ifr_name, "lo");
+        r = ioctl(fd, cmd, ifr);
+        e = errno;
+        close(fd);
+        errno = e;
+        return r;
+}
+
+/*
+ * Asks route netlink to add 10.99.0.1/24 to lo (RTM_NEWADDR) and reads the answer:
+ * -1 with errno (the kernel's error in its ack, or the socket's), or 0 if it was
+ * added.
+ */
+static long netlink_add_address(void)
+{
+        struct {
+                struct nlmsghdr nh;
+                struct ifaddrmsg ifa;
+                struct rtattr rta;
+                struct in_addr addr;
+        } req = {
+                .nh = {.nlmsg_len = sizeof req,
+                       .nlmsg_type = RTM_NEWADDR,
+                       .nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+                       .nlmsg_seq = 1},
+                .ifa = {.ifa_family = AF_INET, .ifa_prefixlen = 24, .ifa_index = 1},
+                .rta = {.rta_len = RTA_LENGTH(sizeof(struct in_addr)), .rta_type = IFA_LOCAL},
+                .addr = {.s_addr = htonl(0x0a630001)},
+        };
+        union {
+                struct nlmsghdr nh;
+                char buf[512];
+        } ans;
+        int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE), e = 0;
+        ssize_t n;
+
+        if (fd < 0)
+                return -1;
+        if (send(fd, &req, sizeof req, 0) < 0)
+                e = errno;
+        else if ((n = recv(fd, &ans, sizeof ans, 0)) < 0)
+                e = errno;
+        else if (n < (ssize_t)(NLMSG_HDRLEN + sizeof(struct nlmsgerr)) ||
+                 ans.nh.nlmsg_type != NLMSG_ERROR)
+                e = EBADMSG;
+        else
+                e = -((struct nlmsgerr *)NLMSG_DATA(&ans.nh))->error;
+        close(fd);
+        errno = e;
+        return e ? -1 : 0;
+}
+
+/*
+ * The network. Every app has its own network namespace with only loopback in it,
+ * made and owned by the kernel's user namespace, so INET sockets and route netlink
+ * work on the app's own loopback (that is no escape); what must stay out of reach is
+ * the host's network (a listener on the host's loopback, any other address), changing
+ * the namespace's interfaces, addresses and routes (CAP_NET_ADMIN over it), raw and
+ * packet sockets, and the netlink protocols that reach host-wide state.
+ */
 static void try_network(void)
 {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        int fd;
+        struct ifreq ifr = {};
+        struct rtentry rt = {};
+        struct if_nameindex *ifs;
+        int fd, others = 0;
 
-        must_fail("open an AF_INET socket", socket(AF_INET, SOCK_STREAM, 0));
+        must_fail("reach a listener on the host's IPv4 loopback",
+                  tcp_connect(AF_INET, "127.0.0.1", BAIT_TCP_PORT));
+        must_fail("reach a listener on the host's IPv6 loopback",
+                  tcp_connect(AF_INET6, "::1", BAIT_TCP_PORT));
+        must_fail("reach an address off its loopback (192.0.2.1)",
+                  tcp_connect(AF_INET, "192.0.2.1", 80));
+        ifs = if_nameindex();
+        for (struct if_nameindex *i = ifs; i && i->if_index; i++)
+                others += strcmp(i->if_name, "lo") != 0;
+        if (!ifs)
+                not_run("see a network interface other than lo", "if_nameindex: %s",
+                        strerror(errno));
+        else
+                verdict("see a network interface other than lo", others == 0,
+                        "%d other interface(s)", others);
+        if_freenameindex(ifs);
+
+        ((struct sockaddr_in *)&ifr.ifr_addr)->sin_family = AF_INET;
+        ((struct sockaddr_in *)&ifr.ifr_addr)->sin_addr.s_addr = htonl(0x0a630001);
+        must_fail("add an address to lo (SIOCSIFADDR)", lo_ioctl(SIOCSIFADDR, &ifr));
+        memset(&ifr, 0, sizeof ifr);
+        ifr.ifr_flags = IFF_UP | IFF_NOARP; /* any change of the flags */
+        must_fail("change lo's flags (SIOCSIFFLAGS)", lo_ioctl(SIOCSIFFLAGS, &ifr));
+        ((struct sockaddr_in *)&rt.rt_dst)->sin_family = AF_INET;
+        ((struct sockaddr_in *)&rt.rt_gateway)->sin_family = AF_INET;
+        ((struct sockaddr_in *)&rt.rt_gateway)->sin_addr.s_addr = htonl(0x7f000001);
+        ((struct sockaddr_in *)&rt.rt_genmask)->sin_family = AF_INET;
+        rt.rt_flags = RTF_UP | RTF_GATEWAY;
+        fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        must_fail("add a default route (SIOCADDRT)", fd < 0 ? -1 : ioctl(fd, SIOCADDRT, &rt));
+        if (fd >= 0)
+                close(fd);
+        must_fail("add an address over route netlink (RTM_NEWADDR)", netlink_add_address());
+
+        must_fail("open a raw IP socket", socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMP));
         must_fail("open an AF_PACKET socket", socket(AF_PACKET, SOCK_RAW, 0));
-        must_fail("open an AF_NETLINK socket", socket(AF_NETLINK, SOCK_RAW, 0));
+        must_fail("open an SCTP socket (a module to load)",
+                  socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_SCTP));
+        must_fail("open a NETLINK_AUDIT socket",
+                  socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_AUDIT));
+        must_fail("open a NETLINK_KOBJECT_UEVENT socket",
+                  socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_KOBJECT_UEVENT));
+        must_fail("open a NETLINK_SOCK_DIAG socket",
+                  socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
+        must_fail("open a NETLINK_GENERIC socket",
+                  socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC));
         /* Abstract Unix sockets live in the network namespace: the host's bait is
          * out of reach. */
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -387,6 +531,31 @@ static void try_network(void)
                                                strlen(BAIT_ABSTRACT_SOCKET))));
         if (fd >= 0)
                 close(fd);
+}
+
+/*
+ * Ids. Every id of the app's block is mapped in its user namespace, but the app has
+ * no capability there: it cannot give a file away, take another id, or change its
+ * groups or its maps.
+ */
+static void try_ids(void)
+{
+        static const char path[] = "/tmp/hostile-ids";
+        int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+
+        if (fd >= 0)
+                close(fd);
+        must_fail("chown a file to root", chown(path, 0, (gid_t)-1));
+        must_fail("chown a file to another uid of its block", chown(path, 2000, (gid_t)-1));
+        must_fail("chgrp a file to another gid of its block", chown(path, (uid_t)-1, 2000));
+        MUST_FAIL_CALL("setresuid to another uid of its block", SYS_setresuid, 2000, 2000, 2000);
+        MUST_FAIL_CALL("setresgid to root", SYS_setresgid, 0, 0, 0);
+        MUST_FAIL_CALL("setgroups", SYS_setgroups, 1, (long)&(gid_t){0});
+        fd = open("/proc/self/uid_map", O_WRONLY | O_CLOEXEC);
+        must_fail("rewrite its uid_map", fd < 0 ? -1 : write(fd, "0 0 1\n", 6));
+        if (fd >= 0)
+                close(fd);
+        (void)unlink(path);
 }
 
 static void try_ipc_and_env(void)
@@ -1282,6 +1451,7 @@ int main(void)
         try_tiocsti();
         try_capabilities();
         try_network();
+        try_ids();
         try_ipc_and_env();
         try_processes_and_fds();
         try_exec_from_data();

@@ -59,11 +59,12 @@ static void kernel_options_usage(FILE *f)
                 "                           (default <state-dir>/roots/NAME); repeatable\n"
                 "      --raw-output         pass the apps' output to a terminal as it is, escape\n"
                 "                           sequences included (default: shown inert, as cat -v)\n"
-                "      --uid-range BASE:N   host uids for new apps (default %u:%u)\n"
+                "      --uid-range BASE:N   host ids for new apps, %u per app (default %u:%u)\n"
                 "      --cgroup-mode MODE   auto, v1, v2 or hybrid (default auto)\n"
                 "  -v, --verbose            more messages\n"
                 "  -h, --help               this text\n",
-                cli_default_state_dir(), STATE_UID_BASE_DEFAULT, STATE_UID_COUNT_DEFAULT);
+                cli_default_state_dir(), STATE_IDS_PER_APP, STATE_UID_BASE_DEFAULT,
+                STATE_UID_COUNT_DEFAULT);
 }
 
 /* NAME=PATH: NAME a root name of the catalogue's grammar, PATH an absolute path of an
@@ -128,9 +129,11 @@ static int kernel_option(int c, const char *arg, KernelOptions *k)
                 *colon = 0;
                 if (cli_parse_uint(copy, 0xFFFFFFFEull, &v) < 0 || v == 0 ||
                     cli_parse_uint(colon + 1, 0xFFFFFFFEull, &n) < 0 || n == 0 ||
-                    v + n > 0xFFFFFFFEull) {
-                        log_error("--uid-range: expected BASE:COUNT with BASE > 0 and "
-                                  "BASE+COUNT below 4294967294");
+                    n % STATE_IDS_PER_APP != 0 || v + n > 0xFFFFFFFEull) {
+                        log_error("--uid-range: expected BASE:COUNT with BASE > 0, COUNT a "
+                                  "multiple of %u (host ids per app) and BASE+COUNT at most "
+                                  "4294967294, got '%s'",
+                                  STATE_IDS_PER_APP, arg);
                         return CELLA_EXIT_USAGE;
                 }
                 k->uid_base = (uid_t)v;

@@ -31,7 +31,16 @@ static inline int sandbox_fail(SandboxError *err, SandboxStep step, int r, const
 int jail_build(const SandboxSpec *spec, SandboxError *err);
 
 /* userns.c */
-int userns_write_maps(pid_t pid, uid_t host_uid, gid_t host_gid);
+/*
+ * Formats one uid_map/gid_map (user_namespaces(7)) into buf (size bytes): inside id
+ * inside maps to host_id; with ids_base (0: none) every other id 0..SANDBOX_IDS-1
+ * inside maps to ids_base + itself, host_id's own place in the block left unused
+ * when host_id lies outside it (an id from before blocks). Returns 0, -EINVAL (host
+ * id 0 or -1, inside out of range, a block past the top, or host_id inside the block
+ * at another place), -ENOBUFS.
+ */
+int userns_format_map(unsigned inside, uint32_t host_id, uint32_t ids_base, char *buf, size_t size);
+int userns_write_maps(pid_t pid, uid_t host_uid, gid_t host_gid, uid_t ids_base);
 int userns_become(uid_t uid, gid_t gid, SandboxError *err);
 
 /* caps.c: locks securebits, then empties every capability set (child, in its userns). */

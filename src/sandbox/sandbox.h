@@ -30,6 +30,8 @@
 /* The uid and gid the app runs as inside its user namespace (never 0). */
 #define SANDBOX_UID 1000
 #define SANDBOX_GID 1000
+/* Ids mapped inside with a block (SandboxSpec.host_ids_base): 0 up to this, exclusive. */
+#define SANDBOX_IDS 65536u
 
 /* Bounds on what a spec may ask for. */
 #define SANDBOX_HOSTNAME_MAX  64 /* HOST_NAME_MAX on Linux */
@@ -88,11 +90,18 @@ struct SandboxSpec {
         const char *hostname; /* uts hostname; truncated to SANDBOX_HOSTNAME_MAX */
         uid_t host_uid;       /* host uid mapped to SANDBOX_UID inside; never 0 */
         gid_t host_gid;       /* host gid mapped to SANDBOX_GID inside; never 0 */
+        /*
+         * The first of the app's block of SANDBOX_IDS host uids and gids: id i inside
+         * (0 <= i < SANDBOX_IDS) is host id host_ids_base + i, except SANDBOX_UID and
+         * SANDBOX_GID, which are host_uid and host_gid. 0: no block, only those two
+         * ids are mapped (chown or setuid to any other id then fails with EINVAL).
+         */
+        uid_t host_ids_base;
 
         /*
          * Optional. Called in the parent right after the clone, while the child
          * builds its jail, for work the spawn needs only later, so the two overlap:
-         * it may set host_uid/host_gid (checked after it returns). It must not touch
+         * it may set host_uid/host_gid/host_ids_base (checked after it returns). It must not touch
          * the other fields. Returns 0 or a negative errno, which fails the spawn at
          * SANDBOX_STEP_PREPARE.
          */

@@ -13,20 +13,18 @@
                 (a), ELEMENTSOF(a)                                                                 \
         }
 
-/* Indexed by allow_inet + 2 * notify. */
+/* Indexed by notify. */
 static const struct {
         const struct sock_filter *insns;
         size_t len;
 } variants[] = {
         VARIANT(seccomp_builtin_default),
-        VARIANT(seccomp_builtin_inet),
         VARIANT(seccomp_builtin_notify),
-        VARIANT(seccomp_builtin_inet_notify),
 };
 
 int seccomp_program_builtin(const SeccompOptions *opts, SeccompProgram **ret)
 {
-        size_t v = (size_t)opts->allow_inet + 2 * (size_t)opts->notify;
+        size_t v = opts->notify ? 1 : 0;
         SeccompProgram *p = calloc(1, sizeof *p);
 
         if (!p)

@@ -52,7 +52,9 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
+#include <linux/netlink.h>
 #include <linux/seccomp.h>
+#include <netinet/in.h>
 
 #include "base/macro.h"
 #include "sandbox/seccomp.h"
@@ -677,40 +679,78 @@ static int rule_add(scmp_filter_ctx ctx, uint32_t action, const char *name, unsi
 }
 
 /*
- * socket() and socketpair(): the allowed families, and EAFNOSUPPORT for every
- * other one, which is what programs expect of an unsupported family (getaddrinfo,
- * Python's socket module and glibc's netlink probe in check_pf degrade gracefully;
+ * socket() and socketpair(). Every app has a network namespace of its own with only
+ * loopback in it (spawn.c: made by the caller, so owned by the caller's user
+ * namespace, where the app has no capability: it cannot add addresses, routes or
+ * links, open raw or packet sockets, or reach any other namespace's network), so
+ * the ordinary families are allowed as `bwrap --unshare-net` allows them:
+ *
+ *   AF_UNIX                 any type and protocol
+ *   AF_INET, AF_INET6       protocol 0 (the type's default: TCP, UDP), IPPROTO_TCP,
+ *                           IPPROTO_UDP, IPPROTO_UDPLITE (UDP's own code, built into
+ *                           ipv4/ipv6, no module), IPPROTO_ICMP/ICMPV6 (ping
+ *                           sockets, which the namespace's net.ipv4.ping_group_range
+ *                           "1 0" refuses); raw sockets of these need CAP_NET_RAW
+ *                           over the namespace: refused by the kernel
+ *   AF_NETLINK              NETLINK_ROUTE only: addresses, links and routes of the
+ *                           app's own namespace (glibc's getaddrinfo AI_ADDRCONFIG,
+ *                           getifaddrs, if_nameindex); changing them needs
+ *                           CAP_NET_ADMIN over the namespace, which the app lacks
+ *
+ * Other protocols of these families fall to the default action (EPERM): SCTP, DCCP,
+ * L2TP, MPTCP and the like would load a protocol module (net-pf-2-proto-132...) and
+ * bring its code within the app's reach, and the other netlink protocols
+ * (NETLINK_AUDIT, NETLINK_KOBJECT_UEVENT, SOCK_DIAG, GENERIC with taskstats,
+ * NETFILTER, XFRM...) are host-wide or privileged interfaces nothing ordinary
+ * needs. Every other family gets EAFNOSUPPORT, which is what programs expect of an
+ * unsupported family (Python's socket module and getaddrinfo degrade gracefully;
  * EPERM would look like a policy error). libseccomp allows one comparison per
  * argument per rule, so the refused families are the gaps between the allowed
  * ones, each with its own rule, and a >= rule past the last. The comparisons are
  * on all 64 bits while the kernel reads an int: a call with garbage in the upper
- * half fails (EAFNOSUPPORT or EPERM), it never slips through.
- * AF_NETLINK is refused even with the network right: the app's own network
- * namespace makes it harmless, but nothing here needs it yet.
+ * half of the family or the protocol fails (EAFNOSUPPORT or EPERM), it never
+ * slips through.
  */
-static int socket_rules_add(scmp_filter_ctx ctx, const char *name, bool allow_inet)
+static int socket_rules_add(scmp_filter_ctx ctx, const char *name)
 {
-        static const int unix_only[] = {AF_UNIX};
-        static const int with_inet[] = {AF_UNIX, AF_INET, AF_INET6};
-        const int *families = allow_inet ? with_inet : unix_only;
-        size_t n = allow_inet ? ELEMENTSOF(with_inet) : ELEMENTSOF(unix_only);
+        static const uint64_t inet_protocols[] = {
+                0, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, IPPROTO_ICMP, IPPROTO_ICMPV6};
+        static const int families[] = {AF_UNIX, AF_INET, AF_INET6, AF_NETLINK};
         uint64_t next = 0; /* the lowest family not yet ruled on */
         int r;
 
-        for (size_t i = 0; i < n; i++) {
-                for (; next < (uint64_t)families[i]; next++) {
+        for (size_t i = 0; i < ELEMENTSOF(families); i++) {
+                uint64_t f = (uint64_t)families[i];
+
+                for (; next < f; next++) {
                         struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_EQ, next);
 
                         r = rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), name, 1, &c);
                         if (r < 0)
                                 return r;
                 }
-                struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_EQ, (uint64_t)families[i]);
+                next = f + 1;
+                if (f == AF_UNIX) {
+                        struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_EQ, f);
 
-                r = rule_add(ctx, SCMP_ACT_ALLOW, name, 1, &c);
+                        r = rule_add(ctx, SCMP_ACT_ALLOW, name, 1, &c);
+                } else if (f == AF_NETLINK) {
+                        struct scmp_arg_cmp c[2] = {SCMP_A0(SCMP_CMP_EQ, f),
+                                                    SCMP_A2(SCMP_CMP_EQ, NETLINK_ROUTE)};
+
+                        r = rule_add(ctx, SCMP_ACT_ALLOW, name, 2, c);
+                } else
+                        for (size_t k = 0; k < ELEMENTSOF(inet_protocols); k++) {
+                                struct scmp_arg_cmp c[2] = {
+                                        SCMP_A0(SCMP_CMP_EQ, f),
+                                        SCMP_A2(SCMP_CMP_EQ, inet_protocols[k])};
+
+                                r = rule_add(ctx, SCMP_ACT_ALLOW, name, 2, c);
+                                if (r < 0)
+                                        break;
+                        }
                 if (r < 0)
                         return r;
-                next = (uint64_t)families[i] + 1;
         }
         struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_GE, next);
 
@@ -852,11 +892,11 @@ static int allowlist_build(const SeccompOptions *opts, scmp_filter_ctx *ret)
                         return r;
         }
 
-        r = socket_rules_add(ctx, "socket", opts->allow_inet);
+        r = socket_rules_add(ctx, "socket");
         if (r < 0)
                 return r;
         /* socketpair: the kernel supports AF_UNIX only; same families, same answers. */
-        r = socket_rules_add(ctx, "socketpair", opts->allow_inet);
+        r = socket_rules_add(ctx, "socketpair");
         if (r < 0)
                 return r;
 

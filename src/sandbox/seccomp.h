@@ -18,6 +18,10 @@
  * newer-than-known calls ENOSYS, refused socket families EAFNOSUPPORT, foreign ABIs killed) are
  * the same in both variants and never notified.
  *
+ * Sockets: AF_UNIX; AF_INET and AF_INET6 with protocol 0, TCP, UDP, UDP-Lite or ICMP; AF_NETLINK
+ * with NETLINK_ROUTE only (the app's network namespace has only its own loopback;
+ * seccomp.c socket_rules_add() says why each is harmless and what stays refused).
+ *
  * Always denied, whatever the rights: mount and the new mount API, umount,
  * pivot_root, chroot, setns, unshare and clone with namespace flags, ptrace,
  * process_vm_readv/writev, bpf, perf_event_open, keyctl/add_key/request_key,
@@ -41,7 +45,6 @@
 #define SECCOMP_SYSCALL_NR_END 512
 
 typedef struct SeccompOptions {
-        bool allow_inet; /* AF_INET/AF_INET6 sockets (a network right); AF_UNIX is always allowed */
         /*
          * Denied calls go to a user-notification listener instead of failing with
          * EPERM right away (see the top of this file). Off by default: the loader

@@ -996,7 +996,8 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
                         goto fail_reaped;
                 }
                 if (m.type == MSG_NEED_IDMAP) {
-                        r = userns_write_maps(pid, spec.host_uid, spec.host_gid);
+                        r = userns_write_maps(pid, spec.host_uid, spec.host_gid,
+                                              spec.host_ids_base);
                         if (r < 0) {
                                 sandbox_fail(err, SANDBOX_STEP_USERNS, r, "write uid/gid maps");
                                 goto fail_child;

@@ -1,8 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The user namespace step (docs/design.md section 5 step 3): one host uid/gid per app,
- * mapped to SANDBOX_UID/SANDBOX_GID inside and nothing else mapped, the way
- * Android gives each app its own uid.
+ * The user namespace step (docs/design.md section 5 step 3): each app has its own
+ * host uid/gid, mapped to SANDBOX_UID/SANDBOX_GID inside, the way Android gives each
+ * app its own uid, and with a block (SandboxSpec.host_ids_base) the other ids
+ * 0..SANDBOX_IDS-1 inside map to the rest of the app's own block of host ids, as
+ * podman's --userns=auto maps a container: the app still has no capability in its
+ * namespace, so chown and setuid to those ids fail with EPERM, as for any
+ * unprivileged user (an unmapped id gives EINVAL, which programs and test suites do
+ * not expect).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -13,28 +18,56 @@
 #include "base/macro.h"
 #include "sandbox/sandbox-internal.h"
 
+int userns_format_map(unsigned inside, uint32_t host_id, uint32_t ids_base, char *buf, size_t size)
+{
+        uint64_t end = (uint64_t)ids_base + SANDBOX_IDS;
+        int n;
+
+        if (host_id == 0 || host_id == UINT32_MAX || inside >= SANDBOX_IDS)
+                return -EINVAL;
+        if (ids_base == 0)
+                n = snprintf(buf, size, "%u %u 1\n", inside, host_id);
+        else if (end > UINT32_MAX) /* (uid_t)-1 is never an id */
+                return -EINVAL;
+        else if (host_id == ids_base + inside)
+                n = snprintf(buf, size, "0 %u %u\n", ids_base, SANDBOX_IDS);
+        else if (host_id >= ids_base && host_id < end)
+                return -EINVAL; /* would map one host id twice: the kernel refuses it */
+        else
+                /* The id's own place in the block stays unused. */
+                n = snprintf(buf, size, "0 %u %u\n%u %u 1\n%u %u %u\n", ids_base, inside, inside,
+                             host_id, inside + 1, ids_base + inside + 1, SANDBOX_IDS - inside - 1);
+        if (n < 0 || (size_t)n >= size)
+                return -ENOBUFS;
+        return 0;
+}
+
 /*
  * Writes pid's setgroups ("deny": setgroups(2) stays impossible inside, so a
  * group cannot be dropped to get around a negative group permission), gid_map and
- * uid_map, each mapping one host id to SANDBOX_GID/SANDBOX_UID. Runs in the parent,
- * which must be privileged over the ids (root). Returns 0 or -errno of the write.
+ * uid_map (userns_format_map). Runs in the parent, which must be privileged over the
+ * ids (root). Returns 0, -EINVAL for ids that cannot be mapped, or -errno of the write.
  */
-int userns_write_maps(pid_t pid, uid_t host_uid, gid_t host_gid)
+int userns_write_maps(pid_t pid, uid_t host_uid, gid_t host_gid, uid_t ids_base)
 {
-        char path[64], map[64];
+        char path[64], map[160];
         int r;
 
         snprintf(path, sizeof path, "/proc/%d/setgroups", (int)pid);
         r = write_string_at(AT_FDCWD, path, "deny");
         if (r < 0)
                 return r;
+        r = userns_format_map(SANDBOX_GID, host_gid, ids_base, map, sizeof map);
+        if (r < 0)
+                return r;
         snprintf(path, sizeof path, "/proc/%d/gid_map", (int)pid);
-        snprintf(map, sizeof map, "%d %u 1\n", SANDBOX_GID, (unsigned)host_gid);
         r = write_string_at(AT_FDCWD, path, map);
         if (r < 0)
                 return r;
+        r = userns_format_map(SANDBOX_UID, host_uid, ids_base, map, sizeof map);
+        if (r < 0)
+                return r;
         snprintf(path, sizeof path, "/proc/%d/uid_map", (int)pid);
-        snprintf(map, sizeof map, "%d %u 1\n", SANDBOX_UID, (unsigned)host_uid);
         return write_string_at(AT_FDCWD, path, map);
 }
 

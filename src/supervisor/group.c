@@ -264,6 +264,7 @@ static int spec_memfd(const char *text, int *ret)
 typedef struct GroupPrepare {
         Group *g;
         uid_t uid;        /* out */
+        uid_t ids_base;   /* out: the first member's block of host ids */
         int error;        /* out */
         const char *what; /* out */
         const char *id;   /* out: the app it failed for */
@@ -277,7 +278,7 @@ static int group_prepare(SandboxSpec *spec, void *userdata)
         int r;
 
         p->id = g->members[0]->manifest->id;
-        r = state_app_uid(st, p->id, &p->uid);
+        r = state_app_uid(st, p->id, &p->uid, &p->ids_base);
         if (r < 0) {
                 p->what = "cannot allocate a uid for";
                 return p->error = r;
@@ -294,6 +295,7 @@ static int group_prepare(SandboxSpec *spec, void *userdata)
         }
         spec->host_uid = p->uid;
         spec->host_gid = (gid_t)p->uid;
+        spec->host_ids_base = p->ids_base;
         return 0;
 }
 

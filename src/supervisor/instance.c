@@ -249,6 +249,7 @@ typedef struct Prepare {
         State *state;
         const char *id;
         uid_t uid;        /* out */
+        uid_t ids_base;   /* out: the app's block of host ids */
         int error;        /* out: the registry's error, for the message */
         const char *what; /* out: what failed */
         int code;         /* out: instance_starting()'s CELLA_EXIT_* code, 0 if none */
@@ -262,7 +263,7 @@ static int instance_prepare(SandboxSpec *spec, void *userdata)
         Prepare *p = userdata;
         int r;
 
-        r = state_app_uid(p->state, p->id, &p->uid);
+        r = state_app_uid(p->state, p->id, &p->uid, &p->ids_base);
         if (r < 0) {
                 p->what = "cannot allocate a uid for";
                 return p->error = r;
@@ -274,6 +275,7 @@ static int instance_prepare(SandboxSpec *spec, void *userdata)
         }
         spec->host_uid = p->uid;
         spec->host_gid = (gid_t)p->uid;
+        spec->host_ids_base = p->ids_base;
         return 0;
 }
 

@@ -16,7 +16,11 @@
 #include "base/log.h"
 #include "base/macro.h"
 #include "policy/manifest.h"
+#include "sandbox/sandbox.h"
 #include "supervisor/state.h"
+
+_Static_assert(STATE_APP_UID_OFFSET == SANDBOX_UID && STATE_IDS_PER_APP == SANDBOX_IDS,
+               "an app's uid sits in its block where it runs inside");
 
 /* How long a cella process waits for another one holding the registry. */
 #define STATE_DB_BUSY_TIMEOUT_MS 5000
@@ -42,7 +46,7 @@ static int db_exec(sqlite3 *db, const char *sql)
  * (read_begin()): one shared lock and one look at the header, where a separate
  * check on open cost a second statement, 0.15 ms of every `cella run`.
  */
-#define STATE_SCHEMA_VERSION 2
+#define STATE_SCHEMA_VERSION 3
 
 /* PRAGMA user_version of db (0 for a new file), or -EIO. */
 static int schema_version(sqlite3 *db)
@@ -59,12 +63,15 @@ static int schema_version(sqlite3 *db)
 }
 
 /*
- * Creates the schema if the file has none, or brings version 1 to 2. -EPROTONOSUPPORT
- * if a newer cella wrote it. Version 2 binds each id to what first claimed it
- * (state_app_claim): path, dev, ino of the folder, the trusted key that verified it
- * (key_id, NULL: unsigned), the BLAKE2b-256 of its manifest.json (digest, hex), and
- * when (claimed_at, updated_at: wall-clock ms). Version 1 rows have none of these:
- * the first claim after the upgrade records them.
+ * Creates the schema if the file has none, or brings version 1 or 2 to 3.
+ * -EPROTONOSUPPORT if a newer cella wrote it. Version 2 binds each id to what first
+ * claimed it (state_app_claim): path, dev, ino of the folder, the trusted key that
+ * verified it (key_id, NULL: unsigned), the BLAKE2b-256 of its manifest.json (digest,
+ * hex), and when (claimed_at, updated_at: wall-clock ms). Version 1 rows have none of
+ * these: the first claim after the upgrade records them. Version 3 adds ids_base, the
+ * first of the app's block of STATE_IDS_PER_APP host ids (state.h); rows of an older
+ * version have NULL there and get a block the next time the app starts
+ * (state_app_uid), keeping their uid.
  */
 static int schema_ensure(sqlite3 *db)
 {
@@ -85,8 +92,9 @@ static int schema_ensure(sqlite3 *db)
                                 "  uid INTEGER UNIQUE NOT NULL,"
                                 "  created INTEGER NOT NULL DEFAULT (strftime('%s','now')),"
                                 "  path TEXT, dev INTEGER, ino INTEGER, key_id TEXT,"
-                                "  digest TEXT, claimed_at INTEGER, updated_at INTEGER);"
-                                "PRAGMA user_version = 2;");
+                                "  digest TEXT, claimed_at INTEGER, updated_at INTEGER,"
+                                "  ids_base INTEGER UNIQUE);"
+                                "PRAGMA user_version = 3;");
         else if (version == 1)
                 r = db_exec(db, "ALTER TABLE apps ADD COLUMN path TEXT;"
                                 "ALTER TABLE apps ADD COLUMN dev INTEGER;"
@@ -95,7 +103,13 @@ static int schema_ensure(sqlite3 *db)
                                 "ALTER TABLE apps ADD COLUMN digest TEXT;"
                                 "ALTER TABLE apps ADD COLUMN claimed_at INTEGER;"
                                 "ALTER TABLE apps ADD COLUMN updated_at INTEGER;"
-                                "PRAGMA user_version = 2;");
+                                "ALTER TABLE apps ADD COLUMN ids_base INTEGER;"
+                                "CREATE UNIQUE INDEX apps_ids_base ON apps (ids_base);"
+                                "PRAGMA user_version = 3;");
+        else if (version == 2)
+                r = db_exec(db, "ALTER TABLE apps ADD COLUMN ids_base INTEGER;"
+                                "CREATE UNIQUE INDEX apps_ids_base ON apps (ids_base);"
+                                "PRAGMA user_version = 3;");
         else
                 r = version < 0 ? version : 0;
         if (r < 0 || db_exec(db, "COMMIT") < 0) {
@@ -137,7 +151,8 @@ int state_open(const char *path, uid_t uid_base, uint32_t uid_count, State **ret
         State *s;
         int r;
 
-        if (uid_count == 0 || uid_base == 0 || (uint64_t)uid_base + uid_count > 0xFFFFFFFEull)
+        if (uid_count < STATE_IDS_PER_APP || uid_count % STATE_IDS_PER_APP != 0 || uid_base == 0 ||
+            (uint64_t)uid_base + uid_count > 0xFFFFFFFEull)
                 return -EINVAL;
         r = mkdir_p(path, 0711);
         if (r < 0)
@@ -197,18 +212,22 @@ const char *state_path(const State *s)
         return s->path;
 }
 
-static int lookup_uid(sqlite3 *db, const char *id, uid_t *ret)
+/* id's uid and block (*ret_base 0: none yet, a row of schema 1 or 2): 1, 0 if no row, -EIO. */
+static int lookup_uid(sqlite3 *db, const char *id, uid_t *ret, uid_t *ret_base)
 {
         sqlite3_stmt *st = NULL;
         int r;
 
-        if (sqlite3_prepare_v2(db, "SELECT uid FROM apps WHERE id = ?1", -1, &st, NULL) !=
+        if (sqlite3_prepare_v2(db, "SELECT uid, ids_base FROM apps WHERE id = ?1", -1, &st, NULL) !=
             SQLITE_OK)
                 return -EIO;
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
         r = sqlite3_step(st);
         if (r == SQLITE_ROW) {
                 *ret = (uid_t)sqlite3_column_int64(st, 0);
+                *ret_base = sqlite3_column_type(st, 1) == SQLITE_NULL
+                                    ? 0
+                                    : (uid_t)sqlite3_column_int64(st, 1);
                 r = 1;
         } else
                 r = r == SQLITE_DONE ? 0 : -EIO;
@@ -216,38 +235,66 @@ static int lookup_uid(sqlite3 *db, const char *id, uid_t *ret)
         return r;
 }
 
-/* The lowest uid in [base, base+count) no app holds: the first gap after base. */
-static int lowest_free_uid(State *s, uid_t *ret)
+/*
+ * The lowest block [b, b + STATE_IDS_PER_APP) of the range, at a multiple of
+ * STATE_IDS_PER_APP from its base, that shares no id with any recorded app: neither
+ * with another block (one recorded under an older range may sit anywhere) nor with
+ * any app's uid (a uid from before blocks, schema 1 or 2, is a single id outside any
+ * block). One indexed query per block tried: the first gap, as apps are few.
+ * 0 and *ret, -ENOSPC when the range is full, -EIO.
+ */
+static int block_alloc(State *s, uid_t *ret)
 {
         static const char sql[] =
-                "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM apps WHERE uid = ?1) THEN ?1 ELSE"
-                " (SELECT MIN(a.uid) + 1 FROM apps a WHERE a.uid >= ?1 AND a.uid < ?2"
-                "  AND NOT EXISTS (SELECT 1 FROM apps b WHERE b.uid = a.uid + 1)) END";
+                "SELECT 1 FROM apps WHERE (ids_base > ?1 - ?2 AND ids_base < ?1 + ?2)"
+                " OR (uid >= ?1 AND uid < ?1 + ?2) LIMIT 1";
         sqlite3_stmt *st = NULL;
-        int64_t uid;
-        int r;
+        int r = -ENOSPC;
 
         if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
                 return -EIO;
-        sqlite3_bind_int64(st, 1, s->uid_base);
-        sqlite3_bind_int64(st, 2, (int64_t)s->uid_base + s->uid_count);
-        r = sqlite3_step(st);
-        if (r != SQLITE_ROW) {
-                sqlite3_finalize(st);
-                return -EIO;
+        for (uint32_t k = 0; k < s->uid_count / STATE_IDS_PER_APP; k++) {
+                int64_t b = (int64_t)s->uid_base + (int64_t)k * STATE_IDS_PER_APP;
+                int step;
+
+                sqlite3_reset(st);
+                sqlite3_bind_int64(st, 1, b);
+                sqlite3_bind_int64(st, 2, STATE_IDS_PER_APP);
+                step = sqlite3_step(st);
+                if (step == SQLITE_DONE) {
+                        *ret = (uid_t)b;
+                        r = 0;
+                        break;
+                }
+                if (step != SQLITE_ROW) {
+                        r = -EIO;
+                        break;
+                }
         }
-        uid = sqlite3_column_int64(st, 0);
         sqlite3_finalize(st);
-        if (uid < s->uid_base || uid >= (int64_t)s->uid_base + s->uid_count)
-                return -ENOSPC;
-        *ret = (uid_t)uid;
-        return 0;
+        return r;
 }
 
-int state_app_uid(State *s, const char *id, uid_t *ret_uid)
+/* Records base as id's block. 0 or -EIO. */
+static int block_store(sqlite3 *db, const char *id, uid_t base)
 {
         sqlite3_stmt *st = NULL;
-        uid_t uid;
+        int r;
+
+        if (sqlite3_prepare_v2(db, "UPDATE apps SET ids_base = ?2 WHERE id = ?1", -1, &st, NULL) !=
+            SQLITE_OK)
+                return -EIO;
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, base);
+        r = sqlite3_step(st) == SQLITE_DONE && sqlite3_changes(db) == 1 ? 0 : -EIO;
+        sqlite3_finalize(st);
+        return r;
+}
+
+int state_app_uid(State *s, const char *id, uid_t *ret_uid, uid_t *ret_ids_base)
+{
+        sqlite3_stmt *st = NULL;
+        uid_t uid = 0, base = 0;
         int r;
 
         /* The id becomes a path and a cgroup name later: never record a bad one. */
@@ -256,30 +303,43 @@ int state_app_uid(State *s, const char *id, uid_t *ret_uid)
         r = read_begin(s->db);
         if (r < 0)
                 return r;
-        r = lookup_uid(s->db, id, &uid);
+        r = lookup_uid(s->db, id, &uid, &base);
         db_exec(s->db, "COMMIT");
         if (r < 0)
                 return r;
-        if (r > 0) {
+        if (r > 0 && base != 0) {
                 *ret_uid = uid;
+                if (ret_ids_base)
+                        *ret_ids_base = base;
                 return 0;
         }
         /* IMMEDIATE takes the write lock before reading, so two cella processes
          * allocating at once serialise here instead of both picking the same gap. */
         if (db_exec(s->db, "BEGIN IMMEDIATE") < 0)
                 return -EIO;
-        r = lookup_uid(s->db, id, &uid);
-        if (r == 0)
-                r = lowest_free_uid(s, &uid);
-        if (r == 0) {
-                if (sqlite3_prepare_v2(s->db, "INSERT INTO apps (id, uid) VALUES (?1, ?2)", -1, &st,
-                                       NULL) != SQLITE_OK)
-                        r = -EIO;
-                else {
-                        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-                        sqlite3_bind_int64(st, 2, uid);
-                        r = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
-                        sqlite3_finalize(st);
+        r = lookup_uid(s->db, id, &uid, &base);
+        if (r >= 0 && base == 0) {
+                bool known = r > 0;
+
+                r = block_alloc(s, &base);
+                if (r == 0 && known)
+                        /* A uid from before blocks: kept (the app's files are its own),
+                         * mapped to SANDBOX_UID; the block holds its other ids. */
+                        r = block_store(s->db, id, base);
+                else if (r == 0) {
+                        uid = base + STATE_APP_UID_OFFSET;
+                        if (sqlite3_prepare_v2(s->db,
+                                               "INSERT INTO apps (id, uid, ids_base)"
+                                               " VALUES (?1, ?2, ?3)",
+                                               -1, &st, NULL) != SQLITE_OK)
+                                r = -EIO;
+                        else {
+                                sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+                                sqlite3_bind_int64(st, 2, uid);
+                                sqlite3_bind_int64(st, 3, base);
+                                r = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
+                                sqlite3_finalize(st);
+                        }
                 }
         }
         if (r < 0) {
@@ -289,6 +349,8 @@ int state_app_uid(State *s, const char *id, uid_t *ret_uid)
         if (db_exec(s->db, "COMMIT") < 0)
                 return -EIO;
         *ret_uid = uid;
+        if (ret_ids_base)
+                *ret_ids_base = base;
         return 0;
 }
 
@@ -600,10 +662,15 @@ static int claim_locked(State *s, const char *id, const StateClaim *c, int64_t n
         if (r == 0) {
                 if (!write)
                         return CLAIM_NEEDS_WRITE;
-                r = lowest_free_uid(s, &uid);
+                uid_t base;
+
+                r = block_alloc(s, &base);
                 if (r < 0)
                         return r;
+                uid = base + STATE_APP_UID_OFFSET;
                 r = claim_store(s->db, id, uid, c, true, true, now_ms);
+                if (r == 0)
+                        r = block_store(s->db, id, base);
                 return r < 0 ? r : STATE_CLAIM_NEW;
         }
         if (!rec->path && !rec->key_id) {

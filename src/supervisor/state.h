@@ -12,39 +12,58 @@
 #include <sys/types.h>
 
 /*
- * The default host uid range for apps: 0x70000000 + 65536. systemd's
- * UIDS-GIDS.md lists 1879048192..2147352575 (0x70000000..) as unused by
- * systemd, after the range it hands to containers (524288..1879048191), so the
- * two cannot collide.
+ * Host ids per app: each app gets a block of 65,536 host uids (and the same gids),
+ * as podman's --userns=auto gives each container: id i inside its user namespace is
+ * host id base + i, so the app runs as base + SANDBOX_UID and chown or setuid to
+ * another id of the block fails with EPERM (no capability), as for any
+ * unprivileged user, instead of EINVAL (an unmapped id).
  */
-#define STATE_UID_BASE_DEFAULT  0x70000000u
-#define STATE_UID_COUNT_DEFAULT 65536u
+#define STATE_IDS_PER_APP 65536u
+/* Where the app's own uid sits in its block: the id it runs as inside (SANDBOX_UID). */
+#define STATE_APP_UID_OFFSET 1000u
+
+/*
+ * The default host id range for apps' blocks: 0x70010000 up to 0x7FFDFFFF, 4,093
+ * blocks. systemd's UIDS-GIDS.md lists 1879048192..2147352575 (0x70000000..
+ * 0x7FFDFFFF) as unused by systemd, after the range it hands to containers
+ * (524288..1879048191) and before nspawn's mapped root range (0x7FFE0000..), so
+ * none of them can collide. The first 65,536 ids of it (0x70000000..0x7000FFFF) are
+ * where cella before blocks gave each app one uid: such an app keeps that uid (its
+ * files are its own) and gets a block from here for its other ids.
+ */
+#define STATE_UID_BASE_DEFAULT  0x70010000u
+#define STATE_UID_COUNT_DEFAULT 0x0FFD0000u
 
 typedef struct State State;
 
 /*
  * Opens (creating if needed) the state directory at path: mode 0711 (others may
  * traverse, not list), apps/ beneath it, and state.db. uid_base/uid_count: the
- * range new apps get uids from (existing allocations are kept even if the range
- * later changes). A new state.db gets its schema here; an existing one is not read
- * until a call needs it, and that call checks the schema version. Returns 0 and *ret, -EINVAL
- * for a bad range, -EROFS or -EACCES when path cannot be written (access(2)), or
- * -errno (mkdir/open) / -EIO (SQLite).
+ * range of host ids new apps get their blocks from, uid_count a multiple of
+ * STATE_IDS_PER_APP (existing allocations are kept even if the range later
+ * changes). A new state.db gets its schema here; an existing one is not read
+ * until a call needs it, and that call checks the schema version. Returns 0 and
+ * *ret, -EINVAL for a bad range, -EROFS or -EACCES when path cannot be written
+ * (access(2)), or -errno (mkdir/open) / -EIO (SQLite).
  */
 int state_open(const char *path, uid_t uid_base, uint32_t uid_count, State **ret);
 State *state_free(State *s);
 const char *state_path(const State *s);
 
 /*
- * Returns in *ret_uid the host uid of app id, allocating the lowest free one in the
- * range on first use (recorded in state.db in one IMMEDIATE transaction, so
- * concurrent cella processes never hand out the same uid). The gid equals the uid.
- * id must be a valid app id (manifest_id_is_valid), as it becomes a path and a
- * cgroup name. Returns 0, -EINVAL for a bad id, -ENOSPC when the range is full,
- * -EPROTONOSUPPORT if state.db was written by a newer cella, -EIO on a database
- * error.
+ * Returns in *ret_uid the host uid of app id (mapped to SANDBOX_UID inside) and in
+ * *ret_ids_base (if not NULL) the first of its STATE_IDS_PER_APP host ids (inside id
+ * i is host id *ret_ids_base + i, but for SANDBOX_UID, which is *ret_uid). On first
+ * use it allocates the lowest free block of the range, sharing no id with any other
+ * app's block or uid, and the uid at STATE_APP_UID_OFFSET in it; an app recorded
+ * before blocks keeps its uid and gets a block now. Recorded in state.db in one
+ * IMMEDIATE transaction, so concurrent cella processes never hand out the same ids.
+ * The gid equals the uid, the gids the ids. id must be a valid app id
+ * (manifest_id_is_valid), as it becomes a path and a cgroup name. Returns 0, -EINVAL
+ * for a bad id, -ENOSPC when the range is full, -EPROTONOSUPPORT if state.db was
+ * written by a newer cella, -EIO on a database error.
  */
-int state_app_uid(State *s, const char *id, uid_t *ret_uid);
+int state_app_uid(State *s, const char *id, uid_t *ret_uid, uid_t *ret_ids_base);
 
 /*
  * Who installed an app id (docs/security.md, "App identity"): what first claimed it,

@@ -15,10 +15,18 @@ NS_KINDS = ["user", "mnt", "pid", "ipc", "uts", "net", "cgroup"]
 @pytest.fixture
 def bait():
     """Things on the host a sandboxed app must not reach: an abstract Unix socket,
-    a SysV shared memory segment, an environment variable."""
+    a SysV shared memory segment, an environment variable, a TCP listener on the
+    host's 127.0.0.1 and ::1 (port 47115, examples/hostile BAIT_TCP_PORT)."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.bind("\0cella-hostile-bait")
     s.listen(1)
+    tcp = []
+    for family, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        t = socket.socket(family, socket.SOCK_STREAM)
+        t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        t.bind((addr, 47115))
+        t.listen(8)
+        tcp.append(t)
     libc = ctypes.CDLL(None, use_errno=True)
     shmid = libc.shmget(0x0CE11A, 4096, 0o1666)  # IPC_CREAT | 0666
     assert shmid >= 0
@@ -26,6 +34,8 @@ def bait():
     yield env
     libc.shmctl(shmid, 0, None)  # IPC_RMID
     s.close()
+    for t in tcp:
+        t.close()
 
 
 def hostile_lines(out):
@@ -55,7 +65,17 @@ def test_hostile_example_is_refused_everything(state, bait):
                  "perf_event_open", "keyctl join session keyring", "userfaultfd", "io_uring_setup",
                  "kexec_load", "init_module", "open_by_handle_at (shocker)", "TIOCSTI into the terminal",
                  "TIOCSTI with garbage in the upper bits", "hold a capability", "run as root",
-                 "open an AF_INET socket", "connect to the host's abstract socket",
+                 "reach a listener on the host's IPv4 loopback", "reach a listener on the host's IPv6 loopback",
+                 "reach an address off its loopback (192.0.2.1)", "see a network interface other than lo",
+                 "add an address to lo (SIOCSIFADDR)", "change lo's flags (SIOCSIFFLAGS)",
+                 "add a default route (SIOCADDRT)", "add an address over route netlink (RTM_NEWADDR)",
+                 "open a raw IP socket", "open an AF_PACKET socket", "open an SCTP socket (a module to load)",
+                 "open a NETLINK_AUDIT socket", "open a NETLINK_KOBJECT_UEVENT socket",
+                 "open a NETLINK_SOCK_DIAG socket", "open a NETLINK_GENERIC socket",
+                 "chown a file to root", "chown a file to another uid of its block",
+                 "chgrp a file to another gid of its block", "setresuid to another uid of its block",
+                 "setresgid to root", "setgroups", "rewrite its uid_map",
+                 "connect to the host's abstract socket",
                  "attach the host's SysV shared memory", "read the host's environment",
                  "see other processes", "inherit a stray fd", "see /sys", "exec a binary dropped in /data",
                  "exec a binary dropped in /dev/shm", "i386 system call (int 0x80)", "x32 system call",
@@ -129,14 +149,15 @@ def test_init_reaps_orphans(state, make_app):
     assert int(r.out.split("procs:")[1].split()[0]) == 1, r.out
 
 
-def test_uid_map_is_one_host_uid_to_non_root(state, make_app):
+def test_uid_map_is_the_apps_block_to_non_root(state, make_app):
+    # The app's block of host ids (test_ids_net.py has the rest): it runs as 1000.
     app = make_app("org.test.uidmap", "cat /proc/self/uid_map /proc/self/gid_map; id -u; id -g; id -G; cat /proc/self/setgroups\n")
     r = run_cella(app, state_dir=state)
     assert r.code == 0, r.err
     uid = r.event("started")["uid"]
     lines = r.out.split("\n")
-    assert lines[0].split() == ["1000", str(uid), "1"]
-    assert lines[1].split() == ["1000", str(uid), "1"]
+    assert lines[0].split() == ["0", str(uid - 1000), "65536"]
+    assert lines[1].split() == ["0", str(uid - 1000), "65536"]
     assert lines[2:5] == ["1000", "1000", "1000"]
     assert lines[5] == "deny"
 

@@ -2,45 +2,123 @@
 for what the manifest forbids. Each test runs the same thing on the host and in a
 sandbox and compares, or runs the program's own test suite inside."""
 import os
+import shutil
 import subprocess
+import tempfile
 import textwrap
+import warnings
 
 import pytest
 
 from conftest import run_cella, which
 
-# CPython's own regression tests, run inside. Only the differences cella means to
-# make are ignored, each for a stated reason:
+# CPython's own regression tests, run inside and on the host (as an unprivileged user,
+# as the app is one), compared test case by test case. Sockets on the app's own
+# loopback (test_socket, test_logging, test_httpservers, the servers of test_ssl,
+# test_ftplib...) and chown/setuid to ids of the app's block (EPERM, as on the host)
+# behave as on the host.
 CPYTHON_MODULES = ["test_os", "test_subprocess", "test_signal", "test_shutil", "test_tempfile",
                    "test_threading", "test_select", "test_json", "test_pathlib", "test_fcntl",
-                   "test_mmap", "test_pty", "test_fileio", "test_glob", "test_posix"]
-CPYTHON_IGNORED = [
-    # Unmapped ids: the sandbox maps one uid (1000). chown/setuid to any other id
-    # fails with EINVAL where a host root gets success and a host user EPERM.
-    "*.test_chown_without_permission", "*.POSIXProcessTestCase.test_user",
-    "*.POSIXProcessTestCase.test_group", "*.POSIXProcessTestCase.test_extra_groups",
-    "*.PosixTester.test_chown", "*.PosixTester.test_fchown", "*.PosixTester.test_lchown",
-    "*.PosixTester.test_setgroups", "*.PosixTester.test_initgroups",
-    # No network right in this manifest: AF_INET sockets are refused (EAFNOSUPPORT).
-    "*.TestSendfile.*", "*.WakeupFDTests.test_invalid_socket",
-    "*.WakeupFDTests.test_set_wakeup_fd_socket_result",
-]
+                   "test_mmap", "test_pty", "test_fileio", "test_glob", "test_posix",
+                   "test_logging", "test_httpservers", "test_socket", "test_selectors",
+                   "test_urllib2_localnet", "test_urllib2", "test_xmlrpc", "test_wsgiref",
+                   "test_ftplib", "test_poplib", "test_smtplib", "test_imaplib", "test_httplib",
+                   "test_asyncore", "test_ssl", "test_zipfile", "test_tarfile", "test_stat",
+                   "test_pwd", "test_grp", "test_resource", "test_sys", "test_time", "test_epoll",
+                   "test_poll"]
+# The test cases whose outcome may differ, each for a stated reason; nothing is ignored.
+CPYTHON_EXPLAINED = {
+    # Skipped when RLIMIT_NOFILE is above the 1,026 fds it opens: inside it is 1,024
+    # (the sandbox's default), so the test runs there and passes; on a host with a
+    # higher limit it is skipped.
+    "test.test_subprocess.ProcessTestCase.test_no_leaking":
+        "RLIMIT_NOFILE 1024 inside, maybe more on the host",
+    "test.test_subprocess.ProcessTestCaseNoPoll.test_no_leaking":
+        "RLIMIT_NOFILE 1024 inside, maybe more on the host",
+}
+
+# Runs regrtest on the modules in argv and prints each test case that did not just
+# pass ("skipped ID: REASON", "failure ID", "error ID"), sorted, then the result line.
+REGR_PY = textwrap.dedent("""\
+    import os, subprocess, sys, tempfile
+    import xml.etree.ElementTree as ET
+
+    work = tempfile.mkdtemp()
+    xml = os.path.join(work, "junit.xml")
+    p = subprocess.run([sys.executable, "-m", "test", "-j2", "--junit-xml", xml, *sys.argv[1:]],
+                       cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    if os.path.exists(xml):
+        for case in ET.parse(xml).iter("testcase"):
+            cid = ".".join(x for x in (case.get("classname"), case.get("name")) if x)
+            for child in case:
+                if child.tag == "skipped":
+                    lines.append(f"skipped {cid}: {child.get('message', '')}")
+                elif child.tag in ("failure", "error"):
+                    lines.append(f"{child.tag} {cid}")
+    print("\\n".join(sorted(lines)))
+    result = [l for l in p.stdout.splitlines() if l.startswith("Tests result:")]
+    print(result[-1] if result else "no result\\n" + p.stdout[-3000:])
+    """)
 
 
 def _testsuite_present():
     return os.path.exists("/usr/lib/python3.11/test/test_os.py")
 
 
+def _outcomes(text):
+    lines = text.splitlines()
+    return {l for l in lines[:-1] if l}, lines[-1] if lines else ""
+
+
 @pytest.mark.skipif(not _testsuite_present(),
                     reason="CPython's test suite is not installed (apt-get install libpython3.11-testsuite)")
 def test_cpython_regression_suite_inside(state, make_app):
-    ignores = " ".join(f"-i '{p}'" for p in CPYTHON_IGNORED)
-    app = make_app("org.test.cpython", f"cd /tmp && exec python3 -m test -j2 {ignores} {' '.join(CPYTHON_MODULES)}\n",
+    app = make_app("org.test.cpython", f"cd /tmp && exec python3 /app/regr.py {' '.join(CPYTHON_MODULES)}\n",
+                   files={"regr.py": (REGR_PY, 0o644)},
                    limits={"memory": "1G", "pids": 256, "tmp": "512M"})
     r = run_cella(app, state_dir=state, timeout=900)
-    tail = "\n".join(r.out.splitlines()[-25:])
-    assert "Tests result: SUCCESS" in r.out, tail + r.err[-2000:]
-    assert r.code == 0, tail
+    inside, result = _outcomes(r.out)
+    assert result == "Tests result: SUCCESS", (
+        [l for l in inside if not l.startswith("skipped ")], r.out[-1000:] + r.err[-2000:])
+    assert r.code == 0, r.err[-2000:]
+    assert not [l for l in inside if not l.startswith("skipped ")], r.out[-3000:]
+
+    # The same modules on the host, as an unprivileged user (nobody), in a scratch
+    # folder of its own (pytest's own tmp folder is root's only).
+    setpriv = which("setpriv")
+    if not setpriv or os.geteuid() != 0:
+        pytest.skip("comparing with the host needs root and setpriv (util-linux)")
+    def on_host():
+        work = tempfile.mkdtemp(prefix="cella-cpython-")
+        try:
+            os.chown(work, 65534, 65534)
+            shutil.copy(app / "regr.py", work)
+            p = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3",
+                                "regr.py", *CPYTHON_MODULES], capture_output=True, text=True, timeout=900,
+                               cwd=work,
+                               env={"PATH": "/usr/bin:/bin", "HOME": work, "TMPDIR": work, "LANG": "C.UTF-8"})
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return p, *_outcomes(p.stdout)
+
+    host, outside, host_result = on_host()
+    if host_result != "Tests result: SUCCESS":
+        # The reference itself failed: a timing test of CPython's that a loaded
+        # host can fail (seen once, with other builds on both CPUs). Once more, and
+        # say so; the run inside gets no second chance.
+        warnings.warn(f"CPython's tests failed on the host, run again: "
+                      f"{[l for l in outside if not l.startswith('skipped ')]}")
+        host, outside, host_result = on_host()
+    assert host_result == "Tests result: SUCCESS", (
+        [l for l in outside if not l.startswith("skipped ")], host.stdout[-1000:] + host.stderr[-2000:])
+
+    def unexplained(lines):
+        return {l for l in lines if l.split(":")[0].split()[-1] not in CPYTHON_EXPLAINED}
+
+    only_inside, only_outside = unexplained(inside - outside), unexplained(outside - inside)
+    assert not only_inside and not only_outside, (
+        f"outcomes only inside: {sorted(only_inside)}\noutcomes only on the host: {sorted(only_outside)}")
 
 
 SHELL_SCRIPT = textwrap.dedent("""\

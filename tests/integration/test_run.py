@@ -154,12 +154,17 @@ def test_uids_are_per_app_stable_and_recorded(state, make_app):
 def test_uid_range_is_configurable_and_bounded(state, make_app):
     a = make_app("org.test.range_a", "true\n")
     b = make_app("org.test.range_b", "true\n")
-    r = run_cella("--uid-range", "3000000:1", a, state_dir=state)
-    assert r.code == 0 and r.event("started")["uid"] == 3000000
-    # The range holds one uid, and it is taken.
-    p = subprocess.run([CELLA, "run", "--state-dir", str(state), "--uid-range", "3000000:1", str(b)],
+    r = run_cella("--uid-range", "3000000:65536", a, state_dir=state)
+    # The app's block starts at the range's base; it runs as id 1000 of it.
+    assert r.code == 0 and r.event("started")["uid"] == 3001000
+    # The range holds one block of 65,536 ids, and it is taken.
+    p = subprocess.run([CELLA, "run", "--state-dir", str(state), "--uid-range", "3000000:65536", str(b)],
                        capture_output=True, text=True)
     assert p.returncode == 242 and "No space left" in p.stderr, p.stderr
+    # Only whole blocks.
+    p = subprocess.run([CELLA, "run", "--state-dir", str(state), "--uid-range", "3000000:1", str(b)],
+                       capture_output=True, text=True)
+    assert p.returncode == 240 and "multiple of 65536" in p.stderr, p.stderr
 
 
 def test_sigterm_is_forwarded_to_the_app(state, make_app):

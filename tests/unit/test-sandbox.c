@@ -31,14 +31,18 @@
 #include "base/fileio.h"
 #include "base/macro.h"
 #include "sandbox/cgroup.h"
+#include "sandbox/sandbox-internal.h" /* userns_format_map */
 #include "sandbox/sandbox.h"
 #include "sandbox/seccomp.h"
 
 #define MiB (UINT64_C(1) << 20)
 
 /* Host uids for the apps: 0x7ffe0000 + n, used by nothing on the test hosts and outside
- * cella's default app range (0x70000000 + 65536), so no test shares a uid with an app. */
+ * cella's default ranges (0x70000000 + 65536 for uids from before blocks, blocks from
+ * 0x70010000 to 0x7ffdffff), so no test shares a uid with an app. */
 #define TEST_HOST_UID(n) ((uid_t)(0x7ffe0000u + (n)))
+/* A block of host ids for the tests, past cella's default ranges too. */
+#define TEST_IDS_BASE ((uid_t)0x7fff0000u)
 
 #define TEST_HOSTNAME "t-sandbox"
 #define OUTPUT_MAX    (64 * 1024)
@@ -386,6 +390,121 @@ START_TEST(test_identity)
         ck_assert_uint_eq(goutside, TEST_HOST_UID(2));
         ck_assert_uint_eq(gcount, 1);
         run_done(&r);
+}
+END_TEST
+
+/*
+ * The app's ids with a block (SandboxSpec.host_ids_base): every id 0..65535 inside is
+ * mapped, so chown and setuid to another id of the block fail with EPERM (no
+ * capability), as for any unprivileged user; an id past the block stays unmapped
+ * (EINVAL). Without a block only the app's own ids are mapped and the same calls
+ * give EINVAL. An app whose uid predates its block (outside it) keeps that uid.
+ */
+static const char ids_py[] =
+        "import errno, os\n"
+        "open('/tmp/f', 'w').close()\n"
+        "def try_(name, f):\n"
+        "    try:\n"
+        "        f()\n"
+        "        print(name, 'ok')\n"
+        "    except OSError as e:\n"
+        "        print(name, errno.errorcode[e.errno])\n"
+        "print(os.getuid(), os.getgid())\n"
+        "for m in ('uid_map', 'gid_map'):\n"
+        "    print(m, '|'.join(' '.join(l.split()) for l in open('/proc/self/' + m)))\n"
+        "try_('chown-other', lambda: os.chown('/tmp/f', 2000, -1))\n"
+        "try_('chown-root', lambda: os.chown('/tmp/f', 0, -1))\n"
+        "try_('chgrp-other', lambda: os.chown('/tmp/f', -1, 65533))\n"
+        "try_('chown-self', lambda: os.chown('/tmp/f', 1000, 1000))\n"
+        "try_('chown-far', lambda: os.chown('/tmp/f', 65536, -1))\n"
+        "try_('setuid-other', lambda: os.setuid(2000))\n"
+        "try_('setgid-root', lambda: os.setgid(0))\n"
+        "try_('setgroups', lambda: os.setgroups([1000]))\n";
+
+static char *run_ids(unsigned n, uid_t uid, uid_t ids_base)
+{
+        _cleanup_(sandbox_freep) Sandbox *s = NULL;
+        _cleanup_free_ char *path = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        char *out;
+        SandboxExit e;
+        Run r;
+
+        ck_assert_int_ge(asprintf(&path, "%s/ids.py", app_dir), 0);
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(loop_write(fd, ids_py, strlen(ids_py)), 0);
+        run_init(&r, n, "/usr/bin/python3", "/app/ids.py", NULL);
+        r.spec.host_uid = uid;
+        r.spec.host_gid = uid;
+        r.spec.host_ids_base = ids_base;
+        s = run_spawn(&r);
+        out = read_output(&r);
+        e = run_wait(s);
+        ck_assert_msg(e.code == CLD_EXITED && e.status == 0, "exit %d/%d, output:\n%s", e.code,
+                      e.status, out);
+        run_done(&r);
+        return out;
+}
+
+START_TEST(test_identity_block)
+{
+        const uid_t base = TEST_IDS_BASE;
+        _cleanup_free_ char *block = NULL, *legacy = NULL, *single = NULL;
+        char want[512];
+
+        REQUIRE_ROOT();
+        block = run_ids(20, base + SANDBOX_UID, base);
+        snprintf(want, sizeof want,
+                 "1000 1000\nuid_map 0 %u %u\ngid_map 0 %u %u\n"
+                 "chown-other EPERM\nchown-root EPERM\nchgrp-other EPERM\nchown-self ok\n"
+                 "chown-far EINVAL\nsetuid-other EPERM\nsetgid-root EPERM\nsetgroups EPERM\n",
+                 (unsigned)base, SANDBOX_IDS, (unsigned)base, SANDBOX_IDS);
+        ck_assert_str_eq(block, want);
+
+        /* A uid from before blocks, outside the block: mapped on its own. */
+        legacy = run_ids(21, TEST_HOST_UID(21), base);
+        snprintf(want, sizeof want,
+                 "1000 1000\nuid_map 0 %u 1000|1000 %u 1|1001 %u 64535\n"
+                 "gid_map 0 %u 1000|1000 %u 1|1001 %u 64535\n"
+                 "chown-other EPERM\nchown-root EPERM\nchgrp-other EPERM\nchown-self ok\n"
+                 "chown-far EINVAL\nsetuid-other EPERM\nsetgid-root EPERM\nsetgroups EPERM\n",
+                 (unsigned)base, (unsigned)TEST_HOST_UID(21), (unsigned)base + 1001, (unsigned)base,
+                 (unsigned)TEST_HOST_UID(21), (unsigned)base + 1001);
+        ck_assert_str_eq(legacy, want);
+
+        /* No block: the other ids are unmapped, and the kernel says EINVAL. */
+        single = run_ids(22, TEST_HOST_UID(22), 0);
+        snprintf(want, sizeof want,
+                 "1000 1000\nuid_map 1000 %u 1\ngid_map 1000 %u 1\n"
+                 "chown-other EINVAL\nchown-root EINVAL\nchgrp-other EINVAL\nchown-self ok\n"
+                 "chown-far EINVAL\nsetuid-other EINVAL\nsetgid-root EINVAL\nsetgroups EPERM\n",
+                 (unsigned)TEST_HOST_UID(22), (unsigned)TEST_HOST_UID(22));
+        ck_assert_str_eq(single, want);
+}
+END_TEST
+
+/* userns_format_map: the lines, and the blocks it refuses. */
+START_TEST(test_format_map)
+{
+        char buf[160];
+
+        ck_assert_int_eq(userns_format_map(1000, 5000, 0, buf, sizeof buf), 0);
+        ck_assert_str_eq(buf, "1000 5000 1\n");
+        ck_assert_int_eq(userns_format_map(1000, 0x70011000u + 1000, 0x70011000u, buf, sizeof buf),
+                         0);
+        ck_assert_str_eq(buf, "0 1879117824 65536\n");
+        ck_assert_int_eq(userns_format_map(1000, 0x70000005u, 0x70010000u, buf, sizeof buf), 0);
+        ck_assert_str_eq(buf, "0 1879113728 1000\n1000 1879048197 1\n1001 1879114729 64535\n");
+        /* The app's id inside the block but not at its place: one host id twice. */
+        ck_assert_int_eq(userns_format_map(1000, 0x70010005u, 0x70010000u, buf, sizeof buf),
+                         -EINVAL);
+        /* Never host root, never (uid_t)-1, never a block running past the top. */
+        ck_assert_int_eq(userns_format_map(1000, 0, 0, buf, sizeof buf), -EINVAL);
+        ck_assert_int_eq(userns_format_map(1000, UINT32_MAX, 0, buf, sizeof buf), -EINVAL);
+        ck_assert_int_eq(userns_format_map(1000, 5000, 0xFFFF0001u, buf, sizeof buf), -EINVAL);
+        ck_assert_int_eq(userns_format_map(SANDBOX_IDS, 5000, 0, buf, sizeof buf), -EINVAL);
+        ck_assert_int_eq(userns_format_map(1000, 5000, 0x70010000u, buf, 8), -ENOBUFS);
 }
 END_TEST
 
@@ -1190,8 +1309,8 @@ static const char calls_py[] =
         "print(' '.join(out))\n";
 
 /* ptrace(PTRACE_TRACEME), keyctl, add_key, mount: denied by default; clone3 (ENOSYS) and
- * socket(AF_INET) (EAFNOSUPPORT): explicit rules; getpid: allowed. */
-#define SECCOMP_APP_CALLS "101 250 248 165 435 41,2,1 39"
+ * socket(AF_PACKET) (EAFNOSUPPORT): explicit rules; getpid: allowed. */
+#define SECCOMP_APP_CALLS "101 250 248 165 435 41,17,3 39"
 #define SECCOMP_APP_OUT   "101:EPERM 250:EPERM 248:EPERM 165:EPERM 435:ENOSYS 41:EAFNOSUPPORT 39:ok\n"
 
 static void write_calls_py(void)
@@ -1319,6 +1438,8 @@ int main(void)
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, test_exit_status);
         tcase_add_test(tc, test_identity);
+        tcase_add_test(tc, test_identity_block);
+        tcase_add_test(tc, test_format_map);
         tcase_add_test(tc, test_prepare_callback);
         tcase_add_test(tc, test_killed_by_signal);
         tcase_add_test(tc, test_signal_forwarded);

@@ -25,7 +25,10 @@
 #include "supervisor/state.h"
 
 /* Any range will do: the registry only records numbers (no chown but the data dir). */
-#define BASE ((uid_t)0x70000000u)
+#define BASE  ((uid_t)0x70000000u)
+#define BLOCK STATE_IDS_PER_APP
+/* The uid of the app given the k-th block of the range at BASE. */
+#define UID(k) ((uid_t)(BASE + (k)*BLOCK + STATE_APP_UID_OFFSET))
 
 static char top_dir[] = "/tmp/test-state-XXXXXX";
 
@@ -69,7 +72,7 @@ static char *new_state_path(const char *name)
 static uid_t app_uid(State *s, const char *id)
 {
         uid_t uid = (uid_t)-1;
-        int r = state_app_uid(s, id, &uid);
+        int r = state_app_uid(s, id, &uid, NULL);
 
         ck_assert_msg(r == 0, "state_app_uid(%s): %s", id, strerror(-r));
         return uid;
@@ -127,7 +130,7 @@ START_TEST(test_alloc)
         struct stat st;
         uid_t uid = 0;
 
-        ck_assert_int_eq(state_open(path, BASE, 16, &s), 0);
+        ck_assert_int_eq(state_open(path, BASE, 16 * BLOCK, &s), 0);
         ck_assert_str_eq(state_path(s), path);
         ck_assert_int_eq(stat(path, &st), 0);
         ck_assert_uint_eq(st.st_mode & 07777, 0711);
@@ -135,14 +138,14 @@ START_TEST(test_alloc)
         ck_assert_int_eq(stat(db, &st), 0);
         ck_assert_uint_eq(st.st_mode & 07777, 0600);
 
-        ck_assert_uint_eq(app_uid(s, "org.example.first"), BASE);
-        ck_assert_uint_eq(app_uid(s, "org.example.second"), BASE + 1);
-        ck_assert_uint_eq(app_uid(s, "org.example.first"), BASE);
-        ck_assert_uint_eq(app_uid(s, "org.example.second"), BASE + 1);
-        ck_assert_uint_eq(app_uid(s, "org.example.third"), BASE + 2);
+        ck_assert_uint_eq(app_uid(s, "org.example.first"), UID(0));
+        ck_assert_uint_eq(app_uid(s, "org.example.second"), UID(1));
+        ck_assert_uint_eq(app_uid(s, "org.example.first"), UID(0));
+        ck_assert_uint_eq(app_uid(s, "org.example.second"), UID(1));
+        ck_assert_uint_eq(app_uid(s, "org.example.third"), UID(2));
         /* Ids are compared exactly. */
-        ck_assert_int_eq(state_app_uid(s, "org.example.First", &uid), 0);
-        ck_assert_uint_eq(uid, BASE + 3);
+        ck_assert_int_eq(state_app_uid(s, "org.example.First", &uid, NULL), 0);
+        ck_assert_uint_eq(uid, UID(3));
 }
 END_TEST
 
@@ -152,15 +155,15 @@ START_TEST(test_range_full)
         _cleanup_free_ char *path = new_state_path("full");
         uid_t uid = 12345;
 
-        ck_assert_int_eq(state_open(path, BASE, 2, &s), 0);
-        ck_assert_uint_eq(app_uid(s, "org.example.a"), BASE);
-        ck_assert_uint_eq(app_uid(s, "org.example.b"), BASE + 1);
-        ck_assert_int_eq(state_app_uid(s, "org.example.c", &uid), -ENOSPC);
+        ck_assert_int_eq(state_open(path, BASE, 2 * BLOCK, &s), 0);
+        ck_assert_uint_eq(app_uid(s, "org.example.a"), UID(0));
+        ck_assert_uint_eq(app_uid(s, "org.example.b"), UID(1));
+        ck_assert_int_eq(state_app_uid(s, "org.example.c", &uid, NULL), -ENOSPC);
         ck_assert_uint_eq(uid, 12345); /* untouched on failure */
-        ck_assert_int_eq(state_app_uid(s, "org.example.d", &uid), -ENOSPC);
+        ck_assert_int_eq(state_app_uid(s, "org.example.d", &uid, NULL), -ENOSPC);
         /* Apps that have a uid keep getting it. */
-        ck_assert_uint_eq(app_uid(s, "org.example.a"), BASE);
-        ck_assert_uint_eq(app_uid(s, "org.example.b"), BASE + 1);
+        ck_assert_uint_eq(app_uid(s, "org.example.a"), UID(0));
+        ck_assert_uint_eq(app_uid(s, "org.example.b"), UID(1));
 }
 END_TEST
 
@@ -170,25 +173,36 @@ START_TEST(test_gap_reused)
         _cleanup_free_ char *path = new_state_path("gap");
         uid_t uid;
 
-        ck_assert_int_eq(state_open(path, BASE, 4, &s), 0);
-        ck_assert_uint_eq(app_uid(s, "org.example.a"), BASE);
-        ck_assert_uint_eq(app_uid(s, "org.example.b"), BASE + 1);
-        ck_assert_uint_eq(app_uid(s, "org.example.c"), BASE + 2);
+        ck_assert_int_eq(state_open(path, BASE, 4 * BLOCK, &s), 0);
+        ck_assert_uint_eq(app_uid(s, "org.example.a"), UID(0));
+        ck_assert_uint_eq(app_uid(s, "org.example.b"), UID(1));
+        ck_assert_uint_eq(app_uid(s, "org.example.c"), UID(2));
 
         /* A hole in the middle is the lowest free uid, before the untouched top. */
         db_sql(path, "DELETE FROM apps WHERE id = 'org.example.b'");
-        ck_assert_uint_eq(app_uid(s, "org.example.d"), BASE + 1);
-        ck_assert_uint_eq(app_uid(s, "org.example.e"), BASE + 3);
-        ck_assert_int_eq(state_app_uid(s, "org.example.f", &uid), -ENOSPC);
+        ck_assert_uint_eq(app_uid(s, "org.example.d"), UID(1));
+        ck_assert_uint_eq(app_uid(s, "org.example.e"), UID(3));
+        ck_assert_int_eq(state_app_uid(s, "org.example.f", &uid, NULL), -ENOSPC);
 
         /* A hole at the base itself, then two holes: lowest first. */
         db_sql(path, "DELETE FROM apps WHERE id IN ('org.example.a', 'org.example.c')");
-        ck_assert_uint_eq(app_uid(s, "org.example.g"), BASE);
-        ck_assert_uint_eq(app_uid(s, "org.example.h"), BASE + 2);
-        ck_assert_int_eq(state_app_uid(s, "org.example.f", &uid), -ENOSPC);
-        ck_assert_uint_eq(app_uid(s, "org.example.d"), BASE + 1);
+        ck_assert_uint_eq(app_uid(s, "org.example.g"), UID(0));
+        ck_assert_uint_eq(app_uid(s, "org.example.h"), UID(2));
+        ck_assert_int_eq(state_app_uid(s, "org.example.f", &uid, NULL), -ENOSPC);
+        ck_assert_uint_eq(app_uid(s, "org.example.d"), UID(1));
 }
 END_TEST
+
+/* The block of the app, checked against its uid. */
+static uid_t app_block(State *s, const char *id, uid_t *ret_uid)
+{
+        uid_t base = 0;
+        int r = state_app_uid(s, id, ret_uid, &base);
+
+        ck_assert_msg(r == 0, "state_app_uid(%s): %s", id, strerror(-r));
+        ck_assert_uint_ne(base, 0);
+        return base;
+}
 
 START_TEST(test_out_of_range_rows)
 {
@@ -196,14 +210,79 @@ START_TEST(test_out_of_range_rows)
         _cleanup_free_ char *path = new_state_path("outside");
         uid_t uid;
 
-        /* Rows below and above the range (from an older range) do not count. */
-        ck_assert_int_eq(state_open(path, BASE, 2, &s), 0);
-        db_sql(path, "INSERT INTO apps (id, uid) VALUES ('org.example.low', 1879048191),"
-                     " ('org.example.high', 1879048194)");
-        ck_assert_uint_eq(app_uid(s, "org.example.a"), BASE);
-        ck_assert_uint_eq(app_uid(s, "org.example.b"), BASE + 1);
-        ck_assert_int_eq(state_app_uid(s, "org.example.c", &uid), -ENOSPC);
+        /* Blocks recorded under another range do not count, unless they overlap. */
+        ck_assert_int_eq(state_open(path, BASE, 3 * BLOCK, &s), 0);
+        db_sql(path, "INSERT INTO apps (id, uid, ids_base) VALUES"
+                     " ('org.example.low', 1879048191, 1879048191 - 65536 - 1000),"
+                     " ('org.example.high', 1879048192 + 3 * 65536 + 1000,"
+                     "   1879048192 + 3 * 65536),"
+                     " ('org.example.mid', 1879048192 + 65536 + 1005, 1879048192 + 65536 + 5)");
+        /* mid's block starts 5 ids into the second block and runs into the third. */
+        ck_assert_uint_eq(app_uid(s, "org.example.a"), UID(0));
+        ck_assert_int_eq(state_app_uid(s, "org.example.c", &uid, NULL), -ENOSPC);
         ck_assert_uint_eq(app_uid(s, "org.example.low"), BASE - 1);
+}
+END_TEST
+
+/*
+ * Every app's block: disjoint from every other app's block and uid, its uid at
+ * STATE_APP_UID_OFFSET in it; and a state dir from before blocks (schema 2, one uid
+ * per app) keeps each app's uid, so its files stay its own, with a new block for the
+ * other ids that holds no other app's uid.
+ */
+START_TEST(test_blocks)
+{
+        _cleanup_(state_freep) State *s = NULL;
+        _cleanup_free_ char *path = new_state_path("blocks");
+        uid_t a_uid, b_uid, old_uid, other_uid, a, b, old, other, again, uid = 0;
+
+        ck_assert_int_eq(mkdir(path, 0711), 0);
+        /* As cella wrote it before blocks: schema 2, uids in 0x70000000 + 65536. */
+        db_sql(path, "CREATE TABLE apps (id TEXT PRIMARY KEY NOT NULL,"
+                     " uid INTEGER UNIQUE NOT NULL,"
+                     " created INTEGER NOT NULL DEFAULT (strftime('%s','now')),"
+                     " path TEXT, dev INTEGER, ino INTEGER, key_id TEXT,"
+                     " digest TEXT, claimed_at INTEGER, updated_at INTEGER);"
+                     "INSERT INTO apps (id, uid) VALUES ('org.example.old', 1879048192),"
+                     " ('org.example.other', 1879048193);"
+                     "PRAGMA user_version = 2;");
+        /* A range that starts where the old uids are: their block is skipped. */
+        ck_assert_int_eq(state_open(path, BASE, 4 * BLOCK, &s), 0);
+        a = app_block(s, "org.example.a", &a_uid);
+        ck_assert_uint_eq(a, BASE + BLOCK);
+        ck_assert_uint_eq(a_uid, a + STATE_APP_UID_OFFSET);
+        old = app_block(s, "org.example.old", &old_uid);
+        ck_assert_uint_eq(old_uid, BASE); /* kept */
+        ck_assert_uint_eq(old, BASE + 2 * BLOCK);
+        b = app_block(s, "org.example.b", &b_uid);
+        ck_assert_uint_eq(b, BASE + 3 * BLOCK);
+        ck_assert_uint_eq(b_uid, b + STATE_APP_UID_OFFSET);
+        /* Full: the old app without a block cannot get one, and says so. */
+        ck_assert_int_eq(state_app_uid(s, "org.example.other", &uid, &other), -ENOSPC);
+        s = state_free(s);
+
+        /* Reopened with more room: the blocks are kept, other gets the next one. */
+        ck_assert_int_eq(state_open(path, BASE, 5 * BLOCK, &s), 0);
+        again = app_block(s, "org.example.old", &uid);
+        ck_assert_uint_eq(again, old);
+        ck_assert_uint_eq(uid, old_uid);
+        other = app_block(s, "org.example.other", &other_uid);
+        ck_assert_uint_eq(other_uid, BASE + 1);
+        ck_assert_uint_eq(other, BASE + 4 * BLOCK);
+        /* No id of any block is another app's. */
+        {
+                const uid_t bases[] = {a, old, b, other};
+                const uid_t uids[] = {a_uid, old_uid, b_uid, other_uid};
+
+                for (size_t i = 0; i < ELEMENTSOF(bases); i++)
+                        for (size_t j = 0; j < ELEMENTSOF(bases); j++) {
+                                if (i == j)
+                                        continue;
+                                ck_assert(bases[i] + BLOCK <= bases[j] ||
+                                          bases[j] + BLOCK <= bases[i]);
+                                ck_assert(uids[j] < bases[i] || uids[j] >= bases[i] + BLOCK);
+                        }
+        }
 }
 END_TEST
 
@@ -212,23 +291,23 @@ START_TEST(test_reopen)
         _cleanup_free_ char *path = new_state_path("reopen");
         State *s = NULL;
 
-        ck_assert_int_eq(state_open(path, BASE, 8, &s), 0);
-        ck_assert_uint_eq(app_uid(s, "org.example.a"), BASE);
-        ck_assert_uint_eq(app_uid(s, "org.example.b"), BASE + 1);
+        ck_assert_int_eq(state_open(path, BASE, 8 * BLOCK, &s), 0);
+        ck_assert_uint_eq(app_uid(s, "org.example.a"), UID(0));
+        ck_assert_uint_eq(app_uid(s, "org.example.b"), UID(1));
         s = state_free(s);
         ck_assert_ptr_null(s);
 
-        ck_assert_int_eq(state_open(path, BASE, 8, &s), 0);
-        ck_assert_uint_eq(app_uid(s, "org.example.b"), BASE + 1);
-        ck_assert_uint_eq(app_uid(s, "org.example.a"), BASE);
-        ck_assert_uint_eq(app_uid(s, "org.example.c"), BASE + 2);
+        ck_assert_int_eq(state_open(path, BASE, 8 * BLOCK, &s), 0);
+        ck_assert_uint_eq(app_uid(s, "org.example.b"), UID(1));
+        ck_assert_uint_eq(app_uid(s, "org.example.a"), UID(0));
+        ck_assert_uint_eq(app_uid(s, "org.example.c"), UID(2));
         s = state_free(s);
 
         /* A new range: old apps keep their uid, new ones come from the new range. */
-        ck_assert_int_eq(state_open(path, BASE + 1000, 8, &s), 0);
-        ck_assert_uint_eq(app_uid(s, "org.example.a"), BASE);
-        ck_assert_uint_eq(app_uid(s, "org.example.c"), BASE + 2);
-        ck_assert_uint_eq(app_uid(s, "org.example.d"), BASE + 1000);
+        ck_assert_int_eq(state_open(path, BASE + 1000 * BLOCK, 8 * BLOCK, &s), 0);
+        ck_assert_uint_eq(app_uid(s, "org.example.a"), UID(0));
+        ck_assert_uint_eq(app_uid(s, "org.example.c"), UID(2));
+        ck_assert_uint_eq(app_uid(s, "org.example.d"), UID(1000));
         s = state_free(s);
         ck_assert_ptr_null(state_free(NULL));
 }
@@ -263,10 +342,10 @@ START_TEST(test_concurrent)
                         if (read(go[0], &b, 1) != 0) /* EOF: go */
                                 _exit(90);
                         snprintf(id, sizeof id, "org.example.app%d", i);
-                        r = state_open(path, BASE, N_CONCURRENT, &c);
+                        r = state_open(path, BASE, N_CONCURRENT * BLOCK, &c);
                         if (r < 0)
                                 _exit(100 + (-r & 0x3f));
-                        r = state_app_uid(c, id, &uid);
+                        r = state_app_uid(c, id, &uid, NULL);
                         if (r < 0)
                                 _exit(150 + (-r & 0x3f));
                         if (write(res[1], &uid, sizeof uid) != sizeof uid)
@@ -290,13 +369,14 @@ START_TEST(test_concurrent)
         close(res[0]);
 
         for (int i = 0; i < N_CONCURRENT; i++) {
-                ck_assert_uint_ge(uids[i], BASE);
-                ck_assert_uint_lt(uids[i], BASE + N_CONCURRENT);
+                ck_assert_uint_ge(uids[i], UID(0));
+                ck_assert_uint_le(uids[i], UID(N_CONCURRENT - 1));
+                ck_assert_uint_eq((uids[i] - BASE) % BLOCK, STATE_APP_UID_OFFSET);
                 for (int j = 0; j < i; j++)
                         ck_assert_uint_ne(uids[i], uids[j]);
         }
         /* And that is what the registry says. */
-        ck_assert_int_eq(state_open(path, BASE, N_CONCURRENT, &s), 0);
+        ck_assert_int_eq(state_open(path, BASE, N_CONCURRENT * BLOCK, &s), 0);
         for (int i = 0; i < N_CONCURRENT; i++) {
                 char id[64];
                 uid_t uid;
@@ -320,7 +400,7 @@ START_TEST(test_data_dir)
         struct stat st;
         uid_t uid;
 
-        ck_assert_int_eq(state_open(path, BASE, 16, &s), 0);
+        ck_assert_int_eq(state_open(path, BASE, 16 * BLOCK, &s), 0);
         /* As another user, only our own uid can be the owner. */
         uid = root ? app_uid(s, "org.example.notes") : getuid();
         ck_assert_int_eq(state_app_data_dir(s, "org.example.notes", uid, &dir), 0);
@@ -373,7 +453,7 @@ START_TEST(test_data_dir_bad_id)
         _cleanup_free_ char *path = new_state_path("badid");
         _cleanup_free_ char *escaped = NULL;
 
-        ck_assert_int_eq(state_open(path, BASE, 16, &s), 0);
+        ck_assert_int_eq(state_open(path, BASE, 16 * BLOCK, &s), 0);
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
                 char *dir = (char *)0x1;
 
@@ -383,7 +463,7 @@ START_TEST(test_data_dir_bad_id)
                               bad[i]);
                 ck_assert_ptr_eq(dir, (char *)0x1); /* untouched */
                 /* And no uid is ever recorded for it. */
-                ck_assert_msg(state_app_uid(s, bad[i], &uid) == -EINVAL, "uid for id \"%s\"",
+                ck_assert_msg(state_app_uid(s, bad[i], &uid, NULL) == -EINVAL, "uid for id \"%s\"",
                               bad[i]);
                 ck_assert_uint_eq(uid, 12345);
         }
@@ -418,16 +498,19 @@ START_TEST(test_bad_range)
                 int r;
         } cases[] = {
                 {BASE, 0, -EINVAL},
-                {0, 16, -EINVAL},
+                {0, BLOCK, -EINVAL},
                 {0, 0, -EINVAL},
-                {0xFFFFFFFFu, 1, -EINVAL},
-                {0xFFFFFFF0u, 0x20, -EINVAL},
+                /* Whole blocks only. */
+                {BASE, 16, -EINVAL},
+                {BASE, BLOCK - 1, -EINVAL},
+                {BASE, BLOCK + 1, -EINVAL},
+                {0xFFFFFFFFu, BLOCK, -EINVAL},
+                {0xFFFF0000u, BLOCK, -EINVAL},
                 {1, UINT32_MAX, -EINVAL},
                 /* The top: (uid_t)-1 and -2 are never valid uids (systemd). */
-                {0xFFFFFFFDu, 2, -EINVAL},
-                {0xFFFFFFFEu, 1, -EINVAL},
-                {0xFFFFFFFDu, 1, 0},
-                {1, 0xFFFFFFFDu, 0},
+                {0xFFFEFFFFu, BLOCK, -EINVAL},
+                {0xFFFEFFFEu, BLOCK, 0},
+                {1, 0xFFFF0000u, 0},
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
@@ -444,7 +527,8 @@ START_TEST(test_bad_range)
                         ck_assert_int_eq(access(path, F_OK), -1); /* nothing created */
                         continue;
                 }
-                ck_assert_uint_eq(app_uid(s, "org.example.top"), cases[i].base);
+                ck_assert_uint_eq(app_uid(s, "org.example.top"),
+                                  cases[i].base + STATE_APP_UID_OFFSET);
                 s = state_free(s);
         }
 }
@@ -459,22 +543,22 @@ START_TEST(test_newer_schema)
         db_sql(path, "PRAGMA user_version = 99");
         /* Opening reads nothing; the first read refuses the newer schema, and
          * records nothing. */
-        ck_assert_int_eq(state_open(path, BASE, 16, &s), 0);
+        ck_assert_int_eq(state_open(path, BASE, 16 * BLOCK, &s), 0);
         {
                 uid_t uid = 12345;
 
-                ck_assert_int_eq(state_app_uid(s, "org.example.a", &uid), -EPROTONOSUPPORT);
+                ck_assert_int_eq(state_app_uid(s, "org.example.a", &uid, NULL), -EPROTONOSUPPORT);
                 ck_assert_uint_eq(uid, 12345);
         }
         s = state_free(s);
 
         /* The current version opens, and a second open finds it current. */
         db_sql(path, "PRAGMA user_version = 0");
-        ck_assert_int_eq(state_open(path, BASE, 16, &s), 0);
-        ck_assert_uint_eq(app_uid(s, "org.example.a"), BASE);
+        ck_assert_int_eq(state_open(path, BASE, 16 * BLOCK, &s), 0);
+        ck_assert_uint_eq(app_uid(s, "org.example.a"), UID(0));
         s = state_free(s);
-        ck_assert_int_eq(state_open(path, BASE, 16, &s), 0);
-        ck_assert_uint_eq(app_uid(s, "org.example.a"), BASE);
+        ck_assert_int_eq(state_open(path, BASE, 16 * BLOCK, &s), 0);
+        ck_assert_uint_eq(app_uid(s, "org.example.a"), UID(0));
         s = state_free(s);
 }
 END_TEST
@@ -501,10 +585,10 @@ START_TEST(test_claim_unsigned)
         _cleanup_free_ char *data = NULL;
         uid_t uid;
 
-        ck_assert_int_eq(state_open(path, BASE, 16, &s), 0);
+        ck_assert_int_eq(state_open(path, BASE, 16 * BLOCK, &s), 0);
         ck_assert_int_eq(state_app_claim(s, "org.example.a", &a, 1000, NULL), STATE_CLAIM_NEW);
         uid = app_uid(s, "org.example.a");
-        ck_assert_uint_eq(uid, BASE);
+        ck_assert_uint_eq(uid, UID(0));
         ck_assert_int_eq(state_app_claim(s, "org.example.a", &a, 2000, NULL), STATE_CLAIM_SAME);
         a.digest = (char *)"d2"; /* the manifest changed: an update */
         ck_assert_int_eq(state_app_claim(s, "org.example.a", &a, 3000, NULL), STATE_CLAIM_UPDATED);
@@ -548,7 +632,7 @@ START_TEST(test_claim_signed)
         StateClaim unsigned_copy = claim_of("/opt/a", NULL, "d2");
         StateClaim rec = {};
 
-        ck_assert_int_eq(state_open(path, BASE, 16, &s), 0);
+        ck_assert_int_eq(state_open(path, BASE, 16 * BLOCK, &s), 0);
         ck_assert_int_eq(state_app_claim(s, "org.example.a", &k1, 1, NULL), STATE_CLAIM_NEW);
         ck_assert_int_eq(state_app_claim(s, "org.example.a", &moved, 2, NULL), STATE_CLAIM_UPDATED);
         ck_assert_int_eq(state_app_claim(s, "org.example.a", &k2, 3, &rec), -EEXIST);
@@ -578,7 +662,7 @@ START_TEST(test_claim_nested)
         StateClaim k2 = claim_of("/apps/k2", "2222222222222222", "d");
         StateClaim rec = {};
 
-        ck_assert_int_eq(state_open(path, BASE, 16, &s), 0);
+        ck_assert_int_eq(state_open(path, BASE, 16 * BLOCK, &s), 0);
         ck_assert_int_eq(state_app_claim(s, "org.v", &v, 10, NULL), STATE_CLAIM_NEW);
         ck_assert_int_eq(state_app_claim(s, "org.v.inbox", &squat, 11, &rec), -ENOTUNIQ);
         ck_assert_str_eq(rec.id, "org.v");
@@ -650,11 +734,12 @@ START_TEST(test_claim_schema_1)
                      " NULL, created INTEGER NOT NULL DEFAULT (strftime('%s','now')));"
                      "INSERT INTO apps (id, uid) VALUES ('org.example.a', 1879048195);"
                      "PRAGMA user_version = 1;");
-        ck_assert_int_eq(state_open(path, BASE, 16, &s), 0);
+        ck_assert_int_eq(state_open(path, BASE, 16 * BLOCK, &s), 0);
         ck_assert_int_eq(state_app_claim(s, "org.example.a", &a, 1, NULL), STATE_CLAIM_UPDATED);
+        /* Kept, though it lies in the range's first block, which no app gets then. */
         ck_assert_uint_eq(app_uid(s, "org.example.a"), BASE + 3);
         ck_assert_int_eq(state_app_claim(s, "org.example.a", &b, 2, NULL), -EEXIST);
-        ck_assert_uint_eq(app_uid(s, "org.example.c"), BASE);
+        ck_assert_uint_eq(app_uid(s, "org.example.c"), UID(2));
         ck_assert_int_eq(state_app_claim(s, "org.example.c", &b, 3, NULL), STATE_CLAIM_UPDATED);
 }
 END_TEST
@@ -695,7 +780,7 @@ START_TEST(test_claim_of_folder_and_forget)
         ck_assert_str_eq(c2.key_id, "0123456789abcdef");
         ck_assert_str_eq(c2.digest, c.digest);
 
-        ck_assert_int_eq(state_open(path, BASE, 16, &s), 0);
+        ck_assert_int_eq(state_open(path, BASE, 16 * BLOCK, &s), 0);
         ck_assert_int_eq(state_app_claim(s, "org.example.a", &c, 1, NULL), STATE_CLAIM_NEW);
         ck_assert_int_eq(state_app_data_path(s, "org.example.a", &data), 0);
         /* what an app might leave: a symlink out, a deep tree, a read-only dir */
@@ -737,6 +822,7 @@ int main(void)
         tcase_add_test(tc, test_range_full);
         tcase_add_test(tc, test_gap_reused);
         tcase_add_test(tc, test_out_of_range_rows);
+        tcase_add_test(tc, test_blocks);
         tcase_add_test(tc, test_reopen);
         tcase_add_test(tc, test_concurrent);
         tcase_add_test(tc, test_data_dir);
