@@ -82,7 +82,9 @@ def test_a_packed_group_runs_in_one_host_with_per_app_rights_data_and_logs(group
                          pass_fds=(wfd,))
     os.close(wfd)
     try:
-        # Wait until the three apps have run their main chunks.
+        # Wait until the three apps have run their main chunks and had a
+        # callback each (a call's reply resuming them): the stats are read while
+        # the apps run, so wait for what is asserted below, not only a slice.
         deadline = time.monotonic() + 20
         stats = None
         while time.monotonic() < deadline:
@@ -90,7 +92,7 @@ def test_a_packed_group_runs_in_one_host_with_per_app_rights_data_and_logs(group
             if s.returncode == 0:
                 hosts = json.loads(s.stdout)["hosts"]
                 if hosts and hosts[0]["started"] >= 3 and all(
-                        a["slices"] > 0 for a in hosts[0]["apps"]):
+                        a["slices"] > 0 and a["callbacks"] > 0 for a in hosts[0]["apps"]):
                     stats = hosts
                     break
             time.sleep(0.1)
