@@ -1421,6 +1421,7 @@ static void app_free(BrokerApp *app)
         free((char *)app->info.memory_cgroup);
         free((char *)app->info.pids_cgroup);
         free((char *)app->info.cpu_cgroup);
+        free((char *)app->info.cpuacct_cgroup);
         free((char *)app->info.unified_cgroup);
         strv_free(app->env);
         free(app);
@@ -1469,6 +1470,7 @@ int broker_app_attach(Broker *b, const BrokerAppInfo *info, int channel_fd, Brok
             strdup_opt(info->memory_cgroup, &app->info.memory_cgroup) < 0 ||
             strdup_opt(info->pids_cgroup, &app->info.pids_cgroup) < 0 ||
             strdup_opt(info->cpu_cgroup, &app->info.cpu_cgroup) < 0 ||
+            strdup_opt(info->cpuacct_cgroup, &app->info.cpuacct_cgroup) < 0 ||
             strdup_opt(info->unified_cgroup, &app->info.unified_cgroup) < 0 ||
             (info->env && !(app->env = strv_copy(info->env)))) {
                 app_free(app);

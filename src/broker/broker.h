@@ -98,11 +98,12 @@ typedef struct BrokerAppInfo {
         const char *app_dir;      /* host path of the app folder */
         const char *data_dir;     /* host path of its /data */
         uid_t host_uid;
-        pid_t pid;                  /* the sandbox's init, in our pid namespace */
-        int pidfd;                  /* of that init; the broker does not close it */
-        const char *memory_cgroup;  /* absolute path of its memory cgroup dir, or NULL */
-        const char *pids_cgroup;    /* of its pids cgroup dir, or NULL */
-        const char *cpu_cgroup;     /* of its cpu(acct) cgroup dir, or NULL */
+        pid_t pid;                 /* the sandbox's init, in our pid namespace */
+        int pidfd;                 /* of that init; the broker does not close it */
+        const char *memory_cgroup; /* absolute path of its memory cgroup dir, or NULL */
+        const char *pids_cgroup;   /* of its pids cgroup dir, or NULL */
+        const char *cpu_cgroup;    /* of its cpu cgroup dir (v1; cpu,cpuacct co-mounted), or NULL */
+        const char *cpuacct_cgroup; /* of its cpuacct cgroup dir (v1), or NULL */
         const char *unified_cgroup; /* of its cgroup2 leaf, or NULL */
         bool signed_ok;             /* bundle signed by a trusted key */
         int64_t started_ms;         /* wall clock, ms since the epoch */

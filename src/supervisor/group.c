@@ -793,6 +793,7 @@ int group_start(Group *g)
                         .memory_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "memory") : NULL,
                         .pids_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "pids") : NULL,
                         .cpu_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "cpu") : NULL,
+                        .cpuacct_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "cpuacct") : NULL,
                         .unified_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "") : NULL,
                         .signed_ok = inst->signed_ok,
                         .started_ms = g->started_ms,

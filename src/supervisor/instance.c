@@ -370,6 +370,7 @@ static int instance_attach(Instance *inst, int chan, char *const *env)
                 .memory_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "memory") : NULL,
                 .pids_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "pids") : NULL,
                 .cpu_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "cpu") : NULL,
+                .cpuacct_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "cpuacct") : NULL,
                 .unified_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "") : NULL,
                 .signed_ok = inst->signed_ok,
                 .started_ms = inst->started_ms,

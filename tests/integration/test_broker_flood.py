@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CELLA
+from conftest import CELLA, run_cella
 
 BUILD = Path(CELLA).resolve().parents[2]
 FLOOD = BUILD / "tests" / "apps" / "flood" / "flood"
@@ -281,3 +281,21 @@ def test_a_call_flood_writes_a_bounded_audit_log(tmp_path, state, kind):
         assert grew < 1024 * 1024 + elapsed * 32 * 1024 + 16 * 1024, (grew, elapsed)
     else:
         assert grew < 16 * 1024
+
+
+@pytest.mark.parametrize("mode", ["auto", "v1"])
+def test_proc_list_reports_the_cgroups_cpu_use(tmp_path, state, mode):
+    """proc.list's cgroup.cpu_usage_ns is the app's cgroup's CPU time on every host
+    layout: cpuacct.usage from the cpuacct hierarchy (co-mounted with cpu, or apart
+    as on this host), cpu.stat's usage_usec on v2. The app burns 300 ms of its own
+    CPU first, so its cgroup has used at least that much. `--cgroup-mode v1` drives
+    this hybrid host as a pure v1 one: no cgroup2 leaf to fall back on."""
+    app = flood_app(tmp_path / "apps", "org.test.cpuuse", ["cpu", "300"])
+    r = run_cella("--cgroup-mode", mode, app, state_dir=state, timeout=60)
+    assert r.code == 0, r.err
+    line = next(l for l in r.out.splitlines() if l.startswith("CPU "))
+    _, used, _, burnt = line.split()
+    assert int(burnt) >= 300_000_000
+    # The cgroup's figure covers the burnt time (and its init's and the exec's).
+    assert int(used) >= int(burnt), line
+    assert int(used) < int(burnt) + 5_000_000_000, line

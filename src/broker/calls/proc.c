@@ -164,7 +164,11 @@ static void cgroup_stats(const BrokerAppInfo *info, Cella__V1__CgroupStats *s)
             cgroup_read_u64(info->unified_cgroup, "pids.max", &v) == 0)
                 s->pids_limit = v == UINT64_MAX ? 0 : v;
 
-        if (info->cpu_cgroup && cgroup_read_u64(info->cpu_cgroup, "cpuacct.usage", &v) == 0)
+        /* cpuacct.usage lives in the cpuacct hierarchy: the cpu one when the two
+         * are co-mounted (cpu,cpuacct), its own where they are mounted apart. */
+        if ((info->cpuacct_cgroup &&
+             cgroup_read_u64(info->cpuacct_cgroup, "cpuacct.usage", &v) == 0) ||
+            (info->cpu_cgroup && cgroup_read_u64(info->cpu_cgroup, "cpuacct.usage", &v) == 0))
                 s->cpu_usage_ns = v;
         else if (cgroup_read_key(info->unified_cgroup, "cpu.stat", "usage_usec", &v) == 0)
                 s->cpu_usage_ns = v * 1000;
@@ -211,7 +215,7 @@ typedef struct ProcJob {
         bool is_signal;
         int32_t pid, signal; /* proc.signal: the app's pid, the signal */
         BrokerAppInfo info;  /* the strings below, for the worker */
-        char *dirs[4];       /* memory, pids, cpu, unified cgroup dirs (copies) */
+        char *dirs[5];       /* memory, pids, cpu, unified, cpuacct cgroup dirs (copies) */
         int error;           /* > 0: the errno to answer */
         const char *message; /* static */
         ProcInfo *procs;     /* proc.list: BROKER_PROCS_MAX entries */
@@ -426,8 +430,8 @@ static void proc_state_close(BrokerHandle *h)
 static void job_submit(BrokerCall *c, bool is_signal, int32_t pid, int32_t signal)
 {
         const BrokerAppInfo *info = broker_app_info(c->app);
-        const char *src[4] = {info->memory_cgroup, info->pids_cgroup, info->cpu_cgroup,
-                              info->unified_cgroup};
+        const char *src[5] = {info->memory_cgroup, info->pids_cgroup, info->cpu_cgroup,
+                              info->unified_cgroup, info->cpuacct_cgroup};
         ProcState *st = broker_app_slot(c->app, BROKER_SLOT_PROC);
         ProcJob *j = calloc(1, sizeof *j);
 
@@ -464,6 +468,7 @@ static void job_submit(BrokerCall *c, bool is_signal, int32_t pid, int32_t signa
                 .pids_cgroup = j->dirs[1],
                 .cpu_cgroup = j->dirs[2],
                 .unified_cgroup = j->dirs[3],
+                .cpuacct_cgroup = j->dirs[4],
                 .pidfd = -EBADF,
         };
         c->handler_data = j;

@@ -369,6 +369,29 @@ static int mode_noread(void)
         return 0;
 }
 
+/* Burns ms of CPU, then asks proc.list for its cgroup's CPU use: prints
+ * "CPU <cpu_usage_ns> BURNT <ns of its own CPU clock>". */
+static int mode_cpu(unsigned ms)
+{
+        Cella *c = open_channel();
+        CellaProcList *pl = NULL;
+        struct timespec t;
+        uint64_t burnt = 0;
+        int r;
+
+        while (burnt < (uint64_t)ms * 1000000u) {
+                clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+                burnt = (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+        }
+        r = cella_proc_list(c, &pl);
+        if (r < 0)
+                die("proc.list", r);
+        printf("CPU %" PRIu64 " BURNT %" PRIu64 "\n", pl->cgroup.cpu_usage_ns, burnt);
+        cella_free(pl);
+        cella_close(c);
+        return 0;
+}
+
 int main(int argc, char **argv)
 {
         if (argc >= 3 && strcmp(argv[1], "usage") == 0)
@@ -379,12 +402,14 @@ int main(int argc, char **argv)
                 return mode_latency((unsigned)strtoul(argv[2], NULL, 10), false);
         if (argc >= 3 && strcmp(argv[1], "procs") == 0)
                 return mode_procs((unsigned)strtoul(argv[2], NULL, 10));
+        if (argc >= 3 && strcmp(argv[1], "cpu") == 0)
+                return mode_cpu((unsigned)strtoul(argv[2], NULL, 10));
         if (argc >= 2 && strcmp(argv[1], "noread") == 0)
                 return mode_noread();
         if (argc >= 4 && strcmp(argv[1], "calls") == 0)
                 return mode_calls((unsigned)strtoul(argv[2], NULL, 10), argv[3]);
         fprintf(stderr,
-                "usage: flood usage FILES | procs N | latency SECS | latency-for SECS | noread | "
+                "usage: flood usage FILES | procs N | cpu MS | latency SECS | latency-for SECS | noread | "
                 "calls SECS time|refused|distinct\n");
         return 2;
 }
