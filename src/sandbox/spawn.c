@@ -1076,7 +1076,7 @@ int sandbox_signal(Sandbox *s, int sig)
 static void sandbox_finish(Sandbox *s, int code, int status)
 {
         siginfo_t si = {};
-        CgroupStats st = {};
+        uint64_t oom_kills;
 
         reap(s->pid, s->pidfd, &si);
         if (code < 0) {
@@ -1087,8 +1087,11 @@ static void sandbox_finish(Sandbox *s, int code, int status)
         }
         s->exit.code = code == CLD_DUMPED ? CLD_KILLED : code;
         s->exit.status = status;
-        if (s->cgroup && cgroup_stats(s->cgroup, &st) >= 0 && st.oom_kills > s->oom_kills_before)
-                s->exit.oom_kills = st.oom_kills - s->oom_kills_before;
+        /* Only the OOM counter (one file), not every stat: the caller's exit waits
+         * on this. */
+        if (s->cgroup && cgroup_oom_kills(s->cgroup, &oom_kills) >= 0 &&
+            oom_kills > s->oom_kills_before)
+                s->exit.oom_kills = oom_kills - s->oom_kills_before;
         s->exit.oom_killed =
                 s->exit.code == CLD_KILLED && status == SIGKILL && s->exit.oom_kills > 0;
         s->exited = true;
