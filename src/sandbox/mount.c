@@ -143,7 +143,21 @@ typedef struct Tree {
         int fd;           /* detached mount from open_tree */
         char target[256]; /* path inside the jail, relative (no leading '/') */
         bool is_dir;
+        uint64_t attr; /* the mount attributes it was cloned with */
 } Tree;
+
+/*
+ * How often a file's clone is made again when attaching it fails with ENOENT: a
+ * file replaced by rename(2) between its clone and its attach (ldconfig rewrites
+ * /etc/ld.so.cache so, package upgrades every file they install) leaves the
+ * clone's root an unlinked dentry, which move_mount() refuses with ENOENT; the
+ * path then names the new file, which a new clone takes. A file replaced again
+ * and again can be replaced between the new clone and its attach too (about one
+ * try in two when test-sandbox replaces it every 100 us under ASan): the tries are
+ * cheap (an open_tree, a mount_setattr, a move_mount). bwrap binds by path at
+ * mount time and does not meet this; a start must not fail for it either.
+ */
+#define JAIL_ATTACH_TRIES 32
 
 typedef struct Jail {
         Tree trees[JAIL_MAX_TREES];
@@ -216,6 +230,7 @@ static int jail_add_tree_at(Jail *j, int dfd, const char *source, const char *na
         t = &j->trees[j->n_trees++];
         t->fd = fd;
         t->is_dir = S_ISDIR(st.st_mode);
+        t->attr = mount_attr_of(flags);
         snprintf(t->target, sizeof t->target, "%s", target + 1);
         return 0;
 }
@@ -308,6 +323,27 @@ static int attach_tree(int rootfd, int fd, const char *rel, bool is_dir)
         if (move_mount(fd, "", rootfd, rel, MOVE_MOUNT_F_EMPTY_PATH) < 0)
                 return negative_errno();
         return 0;
+}
+
+/*
+ * Attaches t below rootfd; a file replaced since its clone (ENOENT) is cloned
+ * again from dfd/source, its path in the host's view, and attached, up to
+ * JAIL_ATTACH_TRIES times. Returns 0 or -errno.
+ */
+static int attach_tree_fresh(int rootfd, Tree *t, int dfd, const char *source)
+{
+        for (unsigned i = 1;; i++) {
+                int r = attach_tree(rootfd, t->fd, t->target, t->is_dir);
+                int fd;
+
+                if (r != -ENOENT || t->is_dir || i >= JAIL_ATTACH_TRIES)
+                        return r;
+                fd = clone_tree(dfd, source, t->attr, true);
+                if (fd < 0)
+                        return fd;
+                safe_close(t->fd);
+                t->fd = fd;
+        }
 }
 
 /* A new detached tmpfs with the given options and mount attributes. */
@@ -685,7 +721,11 @@ int jail_build(const SandboxSpec *spec, SandboxError *err)
                 goto out;
         }
         for (size_t i = 0; i < j.n_trees; i++) {
-                r = attach_tree(rootfd, j.trees[i].fd, j.trees[i].target, j.trees[i].is_dir);
+                char source[sizeof j.trees[i].target + 1];
+
+                /* A host path's target is its own path (add_host_paths). */
+                snprintf(source, sizeof source, "/%s", j.trees[i].target);
+                r = attach_tree_fresh(rootfd, &j.trees[i], AT_FDCWD, source);
                 if (r < 0) {
                         r = sandbox_fail(err, SANDBOX_STEP_MOUNT, r, "mount /%s",
                                          j.trees[i].target);
@@ -701,6 +741,7 @@ int jail_build(const SandboxSpec *spec, SandboxError *err)
                 const char *src = spec->binds[i].source;
                 size_t bl = strlen(base);
                 bool under = strncmp(src, base, bl) == 0 && (src[bl] == '/' || !src[bl]);
+                const char *rel = under ? src + bl + (src[bl] == '/') : src;
 
                 jail_done_trees(&j);
                 if (spec->binds[i].flags & SANDBOX_BIND_FD) {
@@ -709,15 +750,14 @@ int jail_build(const SandboxSpec *spec, SandboxError *err)
                                 goto out;
                         continue;
                 }
-                r = jail_add_tree_at(&j, under ? basefd : AT_FDCWD,
-                                     under ? src + bl + (src[bl] == '/') : src, src,
-                                     spec->binds[i].target, spec->binds[i].flags, err);
+                r = jail_add_tree_at(&j, under ? basefd : AT_FDCWD, rel, src, spec->binds[i].target,
+                                     spec->binds[i].flags, err);
                 if (r < 0)
                         goto out;
                 if (j.n_trees == 0) /* optional and missing */
                         continue;
                 t = &j.trees[0];
-                r = attach_tree(rootfd, t->fd, t->target, t->is_dir);
+                r = attach_tree_fresh(rootfd, t, under ? basefd : AT_FDCWD, rel);
                 if (r < 0) {
                         r = sandbox_fail(err, SANDBOX_STEP_MOUNT, r, "mount /%s", t->target);
                         goto out;

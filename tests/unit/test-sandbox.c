@@ -23,9 +23,11 @@
 #include <sys/socket.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/fileio.h"
@@ -929,6 +931,73 @@ START_TEST(test_bind_fd)
 }
 END_TEST
 
+/*
+ * A bound file replaced by rename(2) while sandboxes start (ldconfig rewriting
+ * /etc/ld.so.cache, a package upgrade): the clone taken before the rename can no
+ * longer be attached (ENOENT), and the jail takes a fresh one. Every start must
+ * succeed and see a whole file, old or new, while a child renames a new copy
+ * over the file as fast as it can.
+ */
+static int write_new_file(const char *path, const char *text)
+{
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+        return fd < 0 ? -errno : loop_write(fd, text, strlen(text));
+}
+
+START_TEST(test_bind_file_replaced_meanwhile)
+{
+        _cleanup_free_ char *file = NULL, *tmp = NULL;
+        SandboxBind binds[2];
+        pid_t renamer;
+        int status;
+
+        REQUIRE_ROOT();
+        ck_assert_int_ge(asprintf(&file, "%s/replaced.txt", app_dir), 0);
+        ck_assert_int_ge(asprintf(&tmp, "%s/replaced.tmp", app_dir), 0);
+        ck_assert_int_eq(write_new_file(file, "whole\n"), 0);
+        renamer = fork();
+        ck_assert_int_ge(renamer, 0);
+        if (renamer == 0) {
+                (void)prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed assertion ends the test */
+                /* A new file every 100 us: about one start in thirty meets a
+                 * replaced clone here (so without the fresh clone this test fails
+                 * in nearly every run), and a fresh clone is seldom replaced again
+                 * before it is attached. */
+                for (;;) {
+                        if (write_new_file(tmp, "whole\n") < 0 || rename(tmp, file) < 0)
+                                _exit(1);
+                        nanosleep(&(struct timespec){.tv_nsec = 100 * 1000}, NULL);
+                }
+        }
+        for (int i = 0; i < 300; i++) {
+                _cleanup_free_ char *out = NULL;
+                SandboxExit e;
+                Run r;
+
+                run_init(&r, 16, "/bin/cat", "/replaced.txt", NULL);
+                binds[0] = r.bind;
+                binds[1] = (SandboxBind){.source = file, .target = "/replaced.txt"};
+                r.spec.binds = binds;
+                r.spec.n_binds = 2;
+                {
+                        _cleanup_(sandbox_freep) Sandbox *s = run_spawn(&r);
+
+                        out = read_output(&r);
+                        e = run_wait(s);
+                }
+                ck_assert_msg(e.code == CLD_EXITED && e.status == 0, "start %d: exit %d/%d: %s", i,
+                              e.code, e.status, out);
+                ck_assert_str_eq(out, "whole\n");
+                run_done(&r);
+        }
+        ck_assert_int_eq(kill(renamer, SIGKILL), 0);
+        ck_assert_int_eq(waitpid(renamer, &status, 0), renamer);
+        ck_assert(WIFSIGNALED(status));
+        assert_no_children();
+}
+END_TEST
+
 START_TEST(test_fail_exec_missing)
 {
         Run r;
@@ -1451,6 +1520,7 @@ int main(void)
         tcase_add_test(tc, test_init_exec_fails);
         tcase_add_test(tc, test_fail_bind_source);
         tcase_add_test(tc, test_bind_fd);
+        tcase_add_test(tc, test_bind_file_replaced_meanwhile);
         tcase_add_test(tc, test_fail_exec_missing);
         tcase_add_test(tc, test_fail_exec_not_executable);
         tcase_add_test(tc, test_fail_exec_interpreter_missing);
