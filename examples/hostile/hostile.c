@@ -299,6 +299,11 @@ static void try_namespaces(void)
                         close(fd);
                 fd = open("/proc/1/ns/mnt", O_RDONLY | O_CLOEXEC);
                 must_not_open("open init's namespace", fd);
+                /* init runs as our uid: dumpable, its memory (a copy of the kernel's
+                 * for its first 20 ms, the ctl socket's owner after) would be ours
+                 * to read and write. */
+                fd = open("/proc/1/mem", O_RDWR | O_CLOEXEC);
+                must_not_open("open init's memory (/proc/1/mem)", fd);
         }
         MUST_FAIL_CALL("chroot", SYS_chroot, (long)"/tmp");
         MUST_FAIL_CALL("pivot_root", SYS_pivot_root, (long)"/tmp", (long)"/tmp");

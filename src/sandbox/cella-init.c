@@ -41,8 +41,9 @@ int main(int argc, char **argv)
 
         /* Not dumpable, before anything else: the app runs as our uid, and a
          * dumpable init's /proc/1/mem would be open to it. The exec already left
-         * us so (the file is not readable by the app: spawn.c), unless the host
-         * sets fs.suid_dumpable to 1. */
+         * us so (the file is not readable by the app: spawn.c); on a host whose
+         * fs.suid_dumpable is 1 it would not have, and spawn.c does not exec us
+         * there at all (the window up to this call is open to the app). */
         if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
                 return 1;
 

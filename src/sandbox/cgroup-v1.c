@@ -23,6 +23,19 @@
  * value so the app cannot spill into swap. The kernel keeps memsw >= limit at all
  * times (mm/memcontrol-v1.c: -EINVAL otherwise), so raising a limit above an earlier
  * memsw one has to write memsw first. No memsw file (swap accounting off) is fine.
+ *
+ * Then memory.kmem.tcp.limit_in_bytes to the same value. v1 charges no socket
+ * buffer to the memory cgroup until that file is written (mm/memcontrol-v1.c,
+ * tcpmem_active; v2 always charges them to memory.current), and the app has INET
+ * sockets on its own loopback: without it, an app limited to 32 MiB queued
+ * 256 MiB in 35 pairs of TCP sockets nobody read, counted only against the host's
+ * one net.ipv4.tcp_mem, past whose top every TCP socket of the host fails to
+ * grow. Once written, every socket the app creates is charged to the cgroup's
+ * tcp counter (TCP, UDP, UDP-Lite, ping: sk_mem_raise_allocated), and a socket
+ * over it is under memory pressure, as over the host's tcp_mem; what still
+ * passes is the kernel's forced floor per socket (tcp_wmem[0] queued, the first
+ * skb of an empty receive queue), ~100 KiB measured. A kernel without the file
+ * fails the limit (-ENOENT) rather than leave sockets uncharged.
  */
 static int v1_set_memory(const char *dir, uint64_t bytes)
 {
@@ -39,7 +52,7 @@ static int v1_set_memory(const char *dir, uint64_t bytes)
         r = cgroup_write_knob_u64(dir, "memory.memsw.limit_in_bytes", bytes);
         if (r < 0 && r != -ENOENT && r != -EINVAL)
                 return r;
-        return 0;
+        return cgroup_write_knob_u64(dir, "memory.kmem.tcp.limit_in_bytes", bytes);
 }
 
 int cgroup_v1_set_limits(Cgroup *cg, const CgroupLimits *limits)
@@ -175,7 +188,7 @@ int cgroup_v1_stats(Cgroup *cg, CgroupStats *ret)
 const CgroupOps cgroup_v1_ops = {
         .name = "v1",                       /* cgroup_manager_ops()->name */
         .create = cgroup_generic_create,    /* mkdir root and leaf in each controller's tree */
-        .set_limits = cgroup_v1_set_limits, /* memory(+memsw), pids.max, cfs_*, cpu.shares */
+        .set_limits = cgroup_v1_set_limits, /* memory(+memsw, tcp), pids.max, cfs_*, cpu.shares */
         .attach = cgroup_generic_attach,    /* cgroup.procs in every hierarchy */
         .freeze = v1_freeze,                /* freezer.state, waits for FROZEN */
         .kill = v1_kill,                    /* freeze, SIGKILL each task, thaw, repeat */

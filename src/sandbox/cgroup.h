@@ -7,7 +7,7 @@
  *
  *   v2      unified hierarchy only: memory.max, memory.swap.max, pids.max, cpu.max,
  *           cpu.weight, cgroup.freeze, cgroup.kill, memory.events.
- *   v1      one hierarchy per controller: memory.limit_in_bytes (+memsw), pids.max,
+ *   v1      one hierarchy per controller: memory.limit_in_bytes (+memsw, kmem.tcp), pids.max,
  *           cpu.cfs_quota_us/cfs_period_us, cpu.shares, freezer.state.
  *   hybrid  limits through the v1 controllers, plus a leaf in the (controller-less)
  *           v2 hierarchy for cgroup.freeze, cgroup.kill, cgroup.events and PSI.

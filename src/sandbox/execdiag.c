@@ -62,6 +62,37 @@ static void shebang_interpreter(const char *head, size_t n, char *out, size_t si
         out[k] = 0;
 }
 
+/* in (NUL-terminated, from the app's file) into out, every byte but printable
+ * ASCII written as \xNN (a backslash as \\): the #! line and PT_INTERP are the
+ * app's bytes, and the message goes to the user's terminal and the JSON status,
+ * where an escape sequence must stay text (docs/security.md, "The user's
+ * terminal"). Cut to fit size (> 0); always NUL-terminated. */
+static void visible(const char *in, char *out, size_t size)
+{
+        static const char hex[] = "0123456789abcdef";
+        size_t k = 0;
+
+        for (; *in; in++) {
+                unsigned char c = (unsigned char)*in;
+
+                if (c >= 0x20 && c < 0x7f && c != '\\') {
+                        if (k + 1 >= size)
+                                break;
+                        out[k++] = (char)c;
+                } else {
+                        if (k + 4 >= size)
+                                break;
+                        out[k++] = '\\';
+                        out[k++] = c == '\\' ? '\\' : 'x';
+                        if (c != '\\') {
+                                out[k++] = hex[c >> 4];
+                                out[k++] = hex[c & 15];
+                        }
+                }
+        }
+        out[k] = 0;
+}
+
 /* The PT_INTERP path of the 64-bit ELF file fd (native byte order) into out;
  * 0, or -1 when it has none or it cannot be read. */
 static int elf_interpreter(int fd, const Elf64_Ehdr *eh, char *out, size_t size)
@@ -104,7 +135,7 @@ static const char *interpreter_problem(const char *interp, int *ret_error)
 
 int exec_diagnose(const char *path, const char *what, int error, char *out, size_t size)
 {
-        char head[256], interp[128];
+        char head[256], interp[128], shown[4 * sizeof interp];
         struct statvfs vfs;
         struct stat st;
         const char *why;
@@ -118,6 +149,11 @@ int exec_diagnose(const char *path, const char *what, int error, char *out, size
                                  "%s %s does not exist: set the manifest's \"entry\" to a file "
                                  "of the app's folder",
                                  what, path);
+                else if (e == ELOOP)
+                        snprintf(out, size,
+                                 "%s %s is a symlink loop (or a chain of more than 40): point it "
+                                 "at a file of the app's folder",
+                                 what, path);
                 else
                         snprintf(out, size,
                                  "%s %s cannot be reached by the app's uid (%s): its folder and "
@@ -129,6 +165,15 @@ int exec_diagnose(const char *path, const char *what, int error, char *out, size
                 snprintf(out, size, "%s %s is a directory: \"entry\" names a file", what, path);
                 return EISDIR;
         }
+        if (error != 0 && !S_ISREG(st.st_mode)) {
+                /* execve's EACCES for anything but a regular file; never opened here
+                 * (a FIFO's open would wait for a writer, and the start with it). */
+                snprintf(out, size,
+                         "%s %s is not a regular file (a FIFO, socket or device): \"entry\" "
+                         "names a program or a script",
+                         what, path);
+                return EACCES;
+        }
         if (error == EACCES && statvfs(path, &vfs) == 0 && (vfs.f_flag & ST_NOEXEC)) {
                 snprintf(out, size,
                          "%s %s lies on a noexec file system (/data, /tmp and /dev/shm are "
@@ -136,7 +181,9 @@ int exec_diagnose(const char *path, const char *what, int error, char *out, size
                          what, path);
                 return error;
         }
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        /* O_NONBLOCK: the file may have become a FIFO since the stat (the app's
+         * /data or /tmp), whose open would wait for a writer. */
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0) {
                 e = errno;
                 snprintf(out, size,
@@ -165,12 +212,13 @@ int exec_diagnose(const char *path, const char *what, int error, char *out, size
 
                 close(fd);
                 shebang_interpreter(head, (size_t)n, interp, sizeof interp, &cr);
+                visible(interp, shown, sizeof shown);
                 if (cr) {
                         snprintf(out, size,
                                  "%s %s: its #! line ends in a carriage return (DOS line ends), "
                                  "so the interpreter \"%s\\r\" does not exist: convert the file "
                                  "(dos2unix)",
-                                 what, path, interp);
+                                 what, path, shown);
                         return ENOENT;
                 }
                 if (!interp[0]) {
@@ -182,7 +230,7 @@ int exec_diagnose(const char *path, const char *what, int error, char *out, size
                         snprintf(out, size,
                                  "%s %s: its #! interpreter %s %s in the jail (" JAIL_SHOWS
                                  "): fix the #! line or install the interpreter under /usr",
-                                 what, path, interp, why);
+                                 what, path, shown, why);
                         return e;
                 }
         } else if ((size_t)n >= sizeof(Elf64_Ehdr) && memcmp(head, ELFMAG, SELFMAG) == 0) {
@@ -206,11 +254,12 @@ int exec_diagnose(const char *path, const char *what, int error, char *out, size
                         why = interpreter_problem(interp, &e);
                         if (why) {
                                 close(fd);
+                                visible(interp, shown, sizeof shown);
                                 snprintf(out, size,
                                          "%s %s: its ELF interpreter (dynamic loader) %s %s in "
                                          "the jail (" JAIL_SHOWS
                                          "): rebuild it for this host, or link it statically",
-                                         what, path, interp, why);
+                                         what, path, shown, why);
                                 return e;
                         }
                 }

@@ -203,9 +203,15 @@ typedef struct Sandbox {
         int seccomp_notify_fd;
         /* pid 1 and spec->init_path, as sandbox_process() learns it: 0 not known
          * (yet, or no init_path), 1 pid 1 runs it, -errno its exec failed (pid 1
-         * runs the built-in init loop). */
+         * runs the built-in init loop; -SANDBOX_INIT_DUMPABLE_HOST: not tried, the
+         * host's fs.suid_dumpable is 1). */
         int init_exec;
 } Sandbox;
+
+/* Sandbox.init_exec's reason (as -errno) when pid 1 did not exec spec->init_path
+ * because the host's fs.suid_dumpable is 1: the exec would leave it dumpable, its
+ * memory open to the app, until cella-init's first instruction (spawn.c). */
+#define SANDBOX_INIT_DUMPABLE_HOST EKEYREJECTED
 
 /*
  * Starts spec->exec_path in a new sandbox and returns once it has been exec'ed.

@@ -551,6 +551,26 @@ static bool init_file_ok(int fd)
 }
 
 /*
+ * Whether the host's fs.suid_dumpable is 1 ("debug": every process dumpable,
+ * Documentation/admin-guide/sysctl/fs.rst). An exec of a file we cannot read then
+ * leaves us dumpable until cella-init's first prctl, a window in which the app
+ * (our uid) could open /proc/1/mem and keep it: init stays the built-in loop
+ * there (SANDBOX_INIT_DUMPABLE_HOST). Read before the jail hides /proc/sys.
+ */
+static bool host_suid_dumpable_debug(void)
+{
+        char c = 0;
+        int fd = open("/proc/sys/fs/suid_dumpable", O_RDONLY | O_CLOEXEC);
+
+        if (fd < 0)
+                return false;
+        if (read(fd, &c, 1) != 1)
+                c = 0;
+        close(fd);
+        return c == '1';
+}
+
+/*
  * Once the app has run SANDBOX_INIT_EXEC_DELAY_MS: init execs cella-init
  * (spec->init_path, opened as init_fd before the jail hid the host's paths;
  * init_errno if that failed), so that the process that lives as long as the app
@@ -609,6 +629,9 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
                 else if (!init_file_ok(init_fd)) {
                         init_errno = EPERM;
                         init_fd = safe_close(init_fd);
+                } else if (host_suid_dumpable_debug()) {
+                        init_errno = SANDBOX_INIT_DUMPABLE_HOST;
+                        init_fd = safe_close(init_fd);
                 }
         }
         if (setsid() < 0) {
@@ -658,8 +681,11 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
         if (r < 0)
                 goto fail;
         /* Every credential change cleared the parent-death signal: arm it again,
-         * then make sure the parent did not die before it was armed. */
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+         * then make sure the parent did not die before it was armed. Each one also
+         * set dumpable to fs.suid_dumpable, which a host may have at 1: init, a
+         * copy of the caller's memory, must not be open to the app (our uid) by
+         * /proc/1/mem. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
                 _exit(1);
         {
                 struct pollfd p = {.fd = ctl, .events = POLLOUT};

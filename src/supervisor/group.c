@@ -35,6 +35,7 @@
 #include "base/log.h"
 #include "base/macro.h"
 #include "base/strv.h"
+#include "base/termsafe.h"
 #include "supervisor/exit-codes.h"
 #include "supervisor/storage.h"
 #include "supervisor/supervisor-internal.h"
@@ -705,10 +706,14 @@ int group_start(Group *g)
                 goto fail;
         }
         if (r < 0) {
+                char detail[SANDBOX_DETAIL_MAX];
+
+                /* The members' file names and #! lines: one inert line (instance.c). */
+                termsafe_field(serr.detail, sizeof detail - 4, detail, sizeof detail);
                 code = cella_exit_for_step(serr.step, serr.error);
                 if (serr.step == SANDBOX_STEP_EXEC && strncmp(serr.detail, "execute ", 8) != 0) {
                         /* Told in the app's terms (execdiag.c): which member's file. */
-                        log_error("cannot start packed group %s: %s", g->name, serr.detail);
+                        log_error("cannot start packed group %s: %s", g->name, detail);
                         for (size_t i = 0; i < n; i++) {
                                 const Instance *m = g->members[i];
                                 char at[MANIFEST_ID_MAX + 16];
@@ -720,8 +725,7 @@ int group_start(Group *g)
                         }
                 } else
                         log_error("cannot start packed group %s: %s step failed: %s: %s", g->name,
-                                  sandbox_step_to_string(serr.step), serr.detail,
-                                  strerror(serr.error));
+                                  sandbox_step_to_string(serr.step), detail, strerror(serr.error));
                 for (size_t i = 0; i < n; i++)
                         supervisor_audit(s, g->members[i]->manifest->id, AUDIT_EVENT_LIFECYCLE,
                                          json_pack("{s:s, s:s, s:s, s:s, s:i}", "what", "failed",

@@ -28,6 +28,7 @@
 #include "base/macro.h"
 #include "base/size.h"
 #include "base/strv.h"
+#include "base/termsafe.h"
 #include "supervisor/exit-codes.h"
 #include "supervisor/storage.h"
 #include "supervisor/supervisor-internal.h"
@@ -331,16 +332,20 @@ static int report_spawn_error(Instance *inst, const SandboxError *e)
 {
         const Manifest *m = inst->manifest;
         int code = cella_exit_for_step(e->step, e->error);
+        char detail[SANDBOX_DETAIL_MAX];
 
+        /* Names from the app's files (its entry, its #! line): one inert line on
+         * the terminal, whatever execdiag.c made of them. */
+        termsafe_field(e->detail, sizeof detail - 4, detail, sizeof detail);
         if (e->step == SANDBOX_STEP_EXEC && strncmp(e->detail, "execute ", 8) != 0) {
                 /* The sandbox told why, in the app's terms (execdiag.c): the file, the
                  * cause and the fix; the jail's /app is named as the host folder. */
-                log_error("cannot start %s: %s", m->id, e->detail);
+                log_error("cannot start %s: %s", m->id, detail);
                 if (strstr(e->detail, " /app/"))
                         log_error("(/app in the jail is the app's folder %s)", inst->app_dir);
         } else
                 log_error("cannot start %s: %s step failed: %s: %s", m->id,
-                          sandbox_step_to_string(e->step), e->detail, strerror(e->error));
+                          sandbox_step_to_string(e->step), detail, strerror(e->error));
         if (e->step == SANDBOX_STEP_EXEC && e->error == EACCES &&
             strncmp(e->detail, "execute ", 8) == 0)
                 log_error(

@@ -526,6 +526,13 @@ void supervisor_check_init(Supervisor *s, const Sandbox *sb)
         if (!sb || sb->init_exec >= 0 || s->init_warned)
                 return;
         s->init_warned = true;
+        if (sb->init_exec == -SANDBOX_INIT_DUMPABLE_HOST) {
+                log_warning("fs.suid_dumpable is 1 on this host: each sandbox's init stays a copy "
+                            "of the kernel (more memory per app), as exec'ing %s would leave it "
+                            "dumpable, its memory open to the app, for a moment. Set it to 0 or 2",
+                            launch_init_path());
+                return;
+        }
         log_warning("cannot run %s as the sandboxes' init: %s; each sandbox's init stays a copy "
                     "of the kernel (more memory per app). It must be owned by root, mode 0711 "
                     "(executable, not readable, by others): reinstall cella",

@@ -68,6 +68,65 @@ def test_missing_elf_interpreter_is_named(state, make_app):
     assert "ELF interpreter (dynamic loader) /lib64/no-such-loader.so does not exist" in r.err, r.err
 
 
+# ESC [2J (erase the screen), OSC 0 (the window title), SGR red: what a hostile
+# file's #! line or PT_INTERP may put in the start-up message.
+TERMINAL_BAIT = "\x1b[2J\x1b]0;pwned\x07\x1b[31m"
+
+
+def _assert_inert(r, text):
+    """The message quotes the app's bytes visibly (\\xNN), on the terminal and
+    in the JSON status, and not one control byte reaches either."""
+    assert "\\x1b[2J\\x1b]0;pwned\\x07\\x1b[31m" in text, text
+    assert not any(ord(c) < 0x20 and c not in "\n\t" for c in r.err), repr(r.err)
+    assert "\\x1b[2J" in r.err, repr(r.err)
+
+
+def test_shebang_line_with_escape_sequences_stays_text(state, make_app):
+    app = make_app("org.test.shebangesc",
+                   files={"main.sh": ("#!/usr/bin/" + TERMINAL_BAIT + "sh\necho hi\n", 0o755)})
+    r = run_cella(app, state_dir=state)
+    assert r.code == 127, r.err
+    err = r.event("failed")["error"]
+    assert "does not exist in the jail" in err, err
+    _assert_inert(r, err)
+
+
+def test_elf_interpreter_with_escape_sequences_stays_text(state, make_app):
+    app = make_app("org.test.elfesc", entry="prog")
+    prog = _copy_true(app, "prog")
+    data = bytearray(prog.read_bytes())
+    off, size = _elf_interp_offset(data)
+    bogus = ("/lib64/" + TERMINAL_BAIT).encode()
+    assert len(bogus) < size
+    data[off:off + size] = bogus + b"\0" * (size - len(bogus))
+    prog.write_bytes(bytes(data))
+    r = run_cella(app, state_dir=state)
+    assert r.code == 127, r.err
+    err = r.event("failed")["error"]
+    assert "ELF interpreter (dynamic loader)" in err, err
+    _assert_inert(r, err)
+
+
+def test_fifo_entry_fails_at_once(state, make_app):
+    """A FIFO as the entry: execve says EACCES, and the diagnosis must not open it
+    (an open for reading waits for a writer: the start hung 10 s, then failed as
+    "no answer from the sandbox")."""
+    app = make_app("org.test.fifo", entry="main")
+    os.mkfifo(app / "main", 0o755)
+    os.chmod(app / "main", 0o755)
+    r = run_cella(app, state_dir=state, timeout=8)
+    assert r.code == 126, (r.code, r.err)
+    assert "the entry /app/main is not a regular file" in r.err, r.err
+
+
+def test_symlink_loop_entry_is_named(state, make_app):
+    app = make_app("org.test.loop", entry="main")
+    os.symlink("main", app / "main")
+    r = run_cella(app, state_dir=state, timeout=8)
+    assert r.code in (126, 127), (r.code, r.err)
+    assert "the entry /app/main is a symlink loop" in r.err, r.err
+
+
 def test_elf_for_another_machine_is_named(state, make_app):
     app = make_app("org.test.machine", entry="prog")
     prog = _copy_true(app, "prog")

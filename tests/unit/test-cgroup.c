@@ -475,6 +475,7 @@ START_TEST(test_v1_fake)
 
         writef("", "%s/memory.limit_in_bytes", mem);
         writef("", "%s/memory.memsw.limit_in_bytes", mem);
+        writef("", "%s/memory.kmem.tcp.limit_in_bytes", mem);
         writef("", "%s/pids.max", pids);
         writef("", "%s/cpu.cfs_period_us", cpu);
         writef("", "%s/cpu.cfs_quota_us", cpu);
@@ -482,6 +483,8 @@ START_TEST(test_v1_fake)
         ck_assert_int_eq(cgroup_set_limits(cg, &lim), 0);
         assert_file("67108864", "%s/memory.limit_in_bytes", mem);
         assert_file("67108864", "%s/memory.memsw.limit_in_bytes", mem);
+        /* Socket buffers are charged on v1 only with this written (cgroup-v1.c). */
+        assert_file("67108864", "%s/memory.kmem.tcp.limit_in_bytes", mem);
         assert_file("32", "%s/pids.max", pids);
         assert_file("100000", "%s/cpu.cfs_period_us", cpu);
         assert_file("50000", "%s/cpu.cfs_quota_us", cpu);
@@ -498,8 +501,16 @@ START_TEST(test_v1_fake)
         /* Swap accounting off: no memsw file, and that is fine. */
         unlinkf("%s/memory.memsw.limit_in_bytes", mem);
         writef("", "%s/memory.limit_in_bytes", mem);
+        writef("", "%s/memory.kmem.tcp.limit_in_bytes", mem);
         ck_assert_int_eq(cgroup_set_limits(cg, &(CgroupLimits){.memory_max = 8192}), 0);
         assert_file("8192", "%s/memory.limit_in_bytes", mem);
+        assert_file("8192", "%s/memory.kmem.tcp.limit_in_bytes", mem);
+
+        /* No kmem.tcp file: the app's sockets would go uncharged, so the limit is
+         * refused rather than half applied. */
+        unlinkf("%s/memory.kmem.tcp.limit_in_bytes", mem);
+        ck_assert_int_eq(cgroup_set_limits(cg, &(CgroupLimits){.memory_max = 8192}), -ENOENT);
+        writef("", "%s/memory.kmem.tcp.limit_in_bytes", mem);
 
         /* Freezer: FROZEN, read back as FROZEN; then THAWED. */
         writef("", "%s/freezer.state", frz);
@@ -592,10 +603,12 @@ START_TEST(test_hybrid_fake)
 
         /* Limits go to the v1 controllers, freeze and kill to the unified leaf. */
         writef("", "%s/memory.limit_in_bytes", mem);
+        writef("", "%s/memory.kmem.tcp.limit_in_bytes", mem);
         writef("", "%s/pids.max", pids);
         ck_assert_int_eq(
                 cgroup_set_limits(cg, &(CgroupLimits){.memory_max = 32 * MiB, .pids_max = 8}), 0);
         assert_file("33554432", "%s/memory.limit_in_bytes", mem);
+        assert_file("33554432", "%s/memory.kmem.tcp.limit_in_bytes", mem);
         assert_file("8", "%s/pids.max", pids);
         writef("", "%s/cgroup.freeze", u);
         writef("populated 0\nfrozen 1\n", "%s/cgroup.events", u);
