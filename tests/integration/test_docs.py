@@ -124,9 +124,10 @@ def console_steps(block):
 
 
 def shape(line):
-    """A line with what differs from run to run made uniform: hex digests (16+
-    digits) become H; numbers, with a unit or a time suffix (796K, 1.2M, 1h02m, 2s),
+    """A line with what differs from run to run made uniform: RFC 3339 times become
+    T; hex digests (16+ digits) become H; numbers, with a unit or a time suffix (796K, 1.2M, 1h02m, 2s),
     become N; runs of white space one space."""
+    line = re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:\d\d)?", "T", line)
     line = re.sub(r"[0-9a-f]{16,}", "H", line)
     line = re.sub(r"(?<![A-Za-z_])\d+(?:\.\d+)?(?:[A-Za-z]{1,2}(?:\d+[a-z])?)?", "N", line)
     return re.sub(r"\s+", " ", line).strip()
