@@ -839,19 +839,21 @@ static int report_exit(Instance *inst)
         } else if (x->code == CLD_EXITED) {
                 code = x->status;
                 if (code == CELLA_EXIT_NOT_FOUND)
-                        /* The app's own 127, after its exec worked: most often the
-                         * dynamic loader's (a shared library it cannot find in the
-                         * jail), whose own message went to the app's stderr. */
-                        log_error("%s: exited with status 127 (its own: its entry did start). "
-                                  "The dynamic loader exits so when a shared library is "
-                                  "missing (\"error while loading shared libraries\" on the "
-                                  "app's stderr%s%s%s): the jail shows only the host's /usr and "
-                                  "/lib*, so install the library there or link it statically "
-                                  "(libcella: pkg-config --libs cella-static)",
+                        /* The app's own 127, after its exec worked: the dynamic loader's
+                         * (a shared library it cannot find in the jail), or a shell's or
+                         * env's (a command it cannot find: "#!/usr/bin/env python9"),
+                         * whose own message went to the app's stderr. */
+                        log_error("%s: exited with status 127 (its own: its entry did start): "
+                                  "a shell or /usr/bin/env exits so for a command it cannot "
+                                  "find, the dynamic loader for a missing shared library "
+                                  "(\"error while loading shared libraries\"); the app's stderr "
+                                  "says which%s%s%s. The jail shows only the host's /usr, /bin "
+                                  "and /lib*: install what is missing there, or link the app "
+                                  "statically (libcella: pkg-config --libs cella-static)",
                                   m->id,
-                                  s->o.output == SUPERVISOR_OUTPUT_LOGS ? ", 'cella logs " : "",
+                                  s->o.output == SUPERVISOR_OUTPUT_LOGS ? " ('cella logs " : "",
                                   s->o.output == SUPERVISOR_OUTPUT_LOGS ? m->id : "",
-                                  s->o.output == SUPERVISOR_OUTPUT_LOGS ? "'" : "");
+                                  s->o.output == SUPERVISOR_OUTPUT_LOGS ? "')" : "");
                 else if (s->o.output == SUPERVISOR_OUTPUT_LOGS)
                         log_info("%s: exited with status %d", m->id, code);
         } else {

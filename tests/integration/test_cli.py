@@ -414,3 +414,51 @@ def test_stop_of_a_packed_app_stops_its_group(tmp_path, state):
     finally:
         code, out, err = b.finish()
     assert code == 0, err
+
+
+@pytest.mark.parametrize("cmd,typo,meant", [
+    ("grant", "fs.wrte:documents", "fs.write:documents"),
+    ("grant", "notfy", "notify"),
+    ("revoke", "fs.wirte:documents", "fs.write:documents"),
+])
+def test_a_mistyped_right_gets_the_nearest_real_one(make_app, state, cmd, typo, meant):
+    app = make_app("org.test.typo", script="exit 0\n", permissions=["fs.write:documents", "notify"])
+    assert cella("grant", "--app-dir", app, "org.test.typo", "notify", state=state).returncode == 0
+    p = cella(cmd, "org.test.typo", typo, state=state)
+    assert p.returncode == 240, p
+    assert f"'{typo}' is not a right" in p.stderr and f"did you mean '{meant}'?" in p.stderr, p.stderr
+    # Nothing was granted or revoked on the way.
+    perms = json.loads(cella("permissions", "--json", "org.test.typo", state=state).stdout)
+    assert sorted(g["right"] for g in perms["grants"]) == ["notify"], perms
+
+
+def test_a_right_far_from_every_real_one_gets_no_guess(make_app, state):
+    app = make_app("org.test.typo", script="exit 0\n", permissions=["notify"])
+    p = cella("grant", "--app-dir", app, "org.test.typo", "zzzzz", state=state)
+    assert p.returncode == 240 and "'zzzzz' is not a right" in p.stderr, p.stderr
+    assert "did you mean" not in p.stderr
+
+
+def test_a_right_not_requested_lists_what_the_app_requests(make_app, state):
+    app = make_app("org.test.req", script="exit 0\n", permissions=["fs.write:documents", "notify"])
+    p = cella("grant", "--app-dir", app, "org.test.req", "fs.write:document", state=state)
+    assert p.returncode == 1, p
+    assert ("does not request 'fs.write:document' in its manifest; it requests "
+            "'fs.write:documents', 'notify'") in p.stderr, p.stderr
+    bare = make_app("org.test.bare", script="exit 0\n")
+    p = cella("grant", "--app-dir", bare, "org.test.bare", "notify", state=state)
+    assert p.returncode == 1 and "it requests no right" in p.stderr, p.stderr
+
+
+def test_a_state_dir_a_user_cannot_write_points_at_root(tmp_path):
+    """cella's kernels need root; a user's own default state directory is not theirs."""
+    home = tmp_path / "home-of-nobody"  # absent: its parent is root's
+    os.chmod(tmp_path, 0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("CELLA_STATE_DIR", "XDG_STATE_HOME")}
+    env.update(HOME=str(home), ASAN_OPTIONS="detect_leaks=0")
+    p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", CELLA,
+                        "grant", "org.test.x", "notify"], capture_output=True, text=True,
+                       env=env, stdin=subprocess.DEVNULL, timeout=60)
+    assert p.returncode == 242, p
+    assert f"the state directory {home}/.local/state/cella cannot be written" in p.stderr, p.stderr
+    assert "run this as root" in p.stderr and "it is root's" not in p.stderr, p.stderr

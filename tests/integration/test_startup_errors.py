@@ -180,3 +180,18 @@ def test_packed_member_missing_entry_is_named(state, make_app, tmp_path):
     assert f"the folder {boot / 'bad'} of org.test.packbad" in p.stderr, p.stderr
     assert "cella-lua:" not in p.stderr
     assert "org.test.packbad: failed (exit status 127)" in p.stderr, p.stderr
+
+
+def test_env_shebang_command_not_found_is_the_apps_own_127(state, make_app):
+    """#!/usr/bin/env NAME starts (env exists); env's 127 for NAME is the app's own,
+    and cella says that a command not found is one cause, not only a library."""
+    app = make_app("org.test.envshebang",
+                   files={"main.py": ("#!/usr/bin/env no-such-python\nprint(1)\n", 0o755)},
+                   entry="main.py")
+    r = run_cella(app, state_dir=state)
+    assert r.code == 127, r.err
+    assert "no-such-python" in r.err and "No such file or directory" in r.err, r.err
+    assert "its own: its entry did start" in r.err, r.err
+    assert "a shell or /usr/bin/env exits so for a command it cannot find" in r.err, r.err
+    assert "the entry /app/main.py does not exist" not in r.err
+    assert r.event("exited")["status"] == 127
