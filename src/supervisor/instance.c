@@ -327,6 +327,24 @@ static void instance_failed(Instance *inst, int code)
         supervisor_changed(inst->sup);
 }
 
+/*
+ * Whether others may not search the folder dir (no S_IXOTH), with its permission
+ * bits in *ret_mode; false when they may or it cannot be looked at. The jail binds
+ * an app's folder itself at /app, so the folders above it do not count, but its own
+ * mode does: the app's uid is in no group of the host's, so "others" is what it gets
+ * (an ACL aside), and without x every path under /app fails with EACCES, whatever
+ * the exec was of (a Lua app's is /cella/cella-lua, with /app its working folder).
+ */
+static bool folder_others_cannot_search(const char *dir, mode_t *ret_mode)
+{
+        struct stat st;
+
+        if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode) || (st.st_mode & S_IXOTH))
+                return false;
+        *ret_mode = st.st_mode & 07777;
+        return true;
+}
+
 static int report_spawn_error(Instance *inst, const SandboxError *e)
 {
         const Manifest *m = inst->manifest;
@@ -342,10 +360,17 @@ static int report_spawn_error(Instance *inst, const SandboxError *e)
                 log_error("cannot start %s: %s step failed: %s: %s", m->id,
                           sandbox_step_to_string(e->step), e->detail, strerror(e->error));
         if (e->step == SANDBOX_STEP_EXEC && e->error == EACCES &&
-            strncmp(e->detail, "execute ", 8) == 0)
-                log_error(
-                        "hint: the app runs as its own uid; its folder and entry must be readable "
-                        "and executable by others (chmod o+rX)");
+            strncmp(e->detail, "execute ", 8) == 0) {
+                mode_t mode;
+
+                if (folder_others_cannot_search(inst->app_dir, &mode))
+                        log_error("the app's folder %s (mode %04o) is not searchable by others, "
+                                  "and the app runs as a uid of its own: chmod -R o+rX %s",
+                                  inst->app_dir, (unsigned)mode, inst->app_dir);
+                else
+                        log_error("hint: the app runs as its own uid; its folder and entry must "
+                                  "be readable and executable by others (chmod o+rX)");
+        }
         supervisor_status(inst->sup,
                           json_pack("{s:s, s:s, s:s, s:s, s:i, s:i}", "event", "failed", "app",
                                     m->id, "step", sandbox_step_to_string(e->step), "error",

@@ -9,6 +9,8 @@ import os
 import shutil
 import struct
 
+import pytest
+
 from conftest import boot_cella, run_cella
 
 
@@ -109,7 +111,6 @@ def test_missing_shared_library_reaches_the_user(state, make_app, tmp_path):
     """The loader's own message (a library outside the jail) reaches the user, and
     cella says that this 127 is the app's, not a missing entry."""
     if not shutil.which("cc"):
-        import pytest
         pytest.skip("no C compiler")
     lib = tmp_path / "outside"
     lib.mkdir()
@@ -195,3 +196,20 @@ def test_env_shebang_command_not_found_is_the_apps_own_127(state, make_app):
     assert "a shell or /usr/bin/env exits so for a command it cannot find" in r.err, r.err
     assert "the entry /app/main.py does not exist" not in r.err
     assert r.event("exited")["status"] == 127
+
+
+@pytest.mark.parametrize("runtime,entry,text", [("native", "main.sh", "#!/bin/sh\necho hi\n"),
+                                                ("lua", "main.lua", "print('hi')\n")])
+def test_app_folder_others_cannot_search_is_named(state, make_app, runtime, entry, text):
+    """A folder made under umask 077: the exec fails on whatever file it was of
+    (cella-lua for a Lua app); cella names the folder, its mode and the chmod."""
+    app = make_app(f"org.test.private{runtime}", runtime=runtime, entry=entry,
+                   files={entry: (text, 0o755)})
+    os.chmod(app, 0o700)
+    r = run_cella(app, state_dir=state)
+    assert r.code == 126, r.err
+    assert f"the app's folder {app} (mode 0700) is not searchable by others" in r.err, r.err
+    assert f"chmod -R o+rX {app}" in r.err, r.err
+    os.chmod(app, 0o755)
+    r = run_cella(app, state_dir=state)
+    assert r.code == 0 and r.out == "hi\n", r.err
