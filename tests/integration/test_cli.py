@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CELLA, EXAMPLES, ROOT, mounts_below, run_cella
+from conftest import CELLA, EXAMPLES, ROOT, mounts_below, run_cella, start_cella
 
 GRACE_S = 5  # SUPERVISOR_STOP_GRACE_MS
 
@@ -462,3 +462,25 @@ def test_a_state_dir_a_user_cannot_write_points_at_root(tmp_path):
     assert p.returncode == 242, p
     assert f"the state directory {home}/.local/state/cella cannot be written" in p.stderr, p.stderr
     assert "run this as root" in p.stderr and "it is root's" not in p.stderr, p.stderr
+
+
+def test_two_runs_of_one_app_share_its_data_and_stop_together(make_app, state):
+    """docs/cli.md "cella run": a second run of an app while the first runs is a
+    sandbox of its own with the app's one /data; ps lists both, stop stops both."""
+    app = make_app("org.test.twice", script="""\
+        if [ -e /data/mark ]; then echo "second saw $(cat /data/mark)"; else echo one > /data/mark; echo first; fi
+        exec sleep 1000
+        """)
+    p1, rec1, st1 = start_cella(app, state)
+    assert p1.stdout.readline() == "first\n"
+    p2, rec2, st2 = start_cella(app, state)
+    assert p2.stdout.readline() == "second saw one\n"
+    assert rec1["uid"] == rec2["uid"] and rec1["pid"] != rec2["pid"]
+    rows = [a for a in json.loads(cella("ps", "--json", state=state).stdout) if a["id"] == "org.test.twice"]
+    assert sorted(a["kernel_pid"] for a in rows) == sorted([p1.pid, p2.pid]), rows
+    s = cella("stop", "org.test.twice", state=state)
+    assert s.returncode == 0, s.stderr
+    for p, st in ((p1, st1), (p2, st2)):
+        p.communicate(timeout=30)
+        st.close()
+        assert p.returncode == 128 + signal.SIGTERM
