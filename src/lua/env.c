@@ -1449,6 +1449,11 @@ static const char *module_why(int r)
                 return " (not a regular file)";
         case ELOOP:
                 return " (a symlink loop)";
+        case EACCES:
+        case EPERM:
+                /* A file of a folder made under umask 077: the app's uid is "others". */
+                return " (not readable by the app's uid: the app runs as a uid of its own, "
+                       "so its files must be readable by others, chmod o+r)";
         default:
                 return " (cannot be opened)";
         }

@@ -213,3 +213,18 @@ def test_app_folder_others_cannot_search_is_named(state, make_app, runtime, entr
     os.chmod(app, 0o755)
     r = run_cella(app, state_dir=state)
     assert r.code == 0 and r.out == "hi\n", r.err
+
+
+def test_lua_module_others_cannot_read_is_named(state, make_app):
+    """A module file made under umask 077: require names it and the chmod, where
+    plain Lua says only "no file"."""
+    app = make_app("org.test.luamodperm", runtime="lua", entry="main.lua",
+                   files={"main.lua": ("print((require('mod')))\n", 0o644),
+                          "mod.lua": ("return 'loaded'\n", 0o600)})
+    r = run_cella(app, state_dir=state)
+    assert r.code == 1, r.err
+    assert "module 'mod' not found" in r.err, r.err
+    assert "no file './mod.lua' (not readable by the app's uid" in r.err and "chmod o+r" in r.err, r.err
+    os.chmod(app / "mod.lua", 0o644)
+    r = run_cella(app, state_dir=state)
+    assert r.code == 0 and r.out == "loaded\n", r.err
