@@ -484,3 +484,15 @@ def test_two_runs_of_one_app_share_its_data_and_stop_together(make_app, state):
         p.communicate(timeout=30)
         st.close()
         assert p.returncode == 128 + signal.SIGTERM
+
+
+@pytest.mark.parametrize("typo,meant", [("runn", "run"), ("stpo", "stop"), ("permisions", "permissions")])
+def test_a_mistyped_command_gets_the_nearest_real_one(typo, meant):
+    p = cella(typo, "x")
+    assert p.returncode == 240
+    assert f"unknown command '{typo}'; did you mean 'cella {meant}'?" in p.stderr, p.stderr
+
+
+def test_an_unknown_command_far_from_every_real_one_gets_no_guess():
+    p = cella("frobnicate")
+    assert p.returncode == 240 and "unknown command 'frobnicate'; see 'cella --help'" in p.stderr
