@@ -359,6 +359,11 @@ static int report_spawn_error(Instance *inst, const SandboxError *e)
         } else
                 log_error("cannot start %s: %s step failed: %s: %s", m->id,
                           sandbox_step_to_string(e->step), e->detail, strerror(e->error));
+        if (e->step == SANDBOX_STEP_EXEC && e->error == ENOEXEC &&
+            m->runtime == MANIFEST_RUNTIME_NATIVE && strlen(m->entry) > 4 &&
+            strcmp(m->entry + strlen(m->entry) - 4, ".lua") == 0)
+                log_error("(a Lua script? set the manifest's \"runtime\" to \"lua\": cella runs "
+                          "it with its own Lua runtime, docs/lua-api.md)");
         if (e->step == SANDBOX_STEP_EXEC && e->error == EACCES &&
             strncmp(e->detail, "execute ", 8) == 0) {
                 mode_t mode;

@@ -228,3 +228,15 @@ def test_lua_module_others_cannot_read_is_named(state, make_app):
     os.chmod(app / "mod.lua", 0o644)
     r = run_cella(app, state_dir=state)
     assert r.code == 0 and r.out == "loaded\n", r.err
+
+
+def test_lua_script_as_a_native_entry_points_at_the_runtime(state, make_app):
+    app = make_app("org.test.luaasnative", entry="main.lua", files={"main.lua": ("print('hi')\n", 0o755)})
+    r = run_cella(app, state_dir=state)
+    assert r.code == 126, r.err
+    assert "neither an ELF program nor a script starting with #!" in r.err, r.err
+    assert "set the manifest's \"runtime\" to \"lua\"" in r.err, r.err
+    # A script of another kind gets no such guess.
+    other = make_app("org.test.shasnative", files={"main.sh": ("echo hi\n", 0o755)})
+    r = run_cella(other, state_dir=state)
+    assert r.code == 126 and "runtime" not in r.err, r.err
