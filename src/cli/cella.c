@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/suggest.h"
 #include "cli/cli.h"
 #include "config.h"
 #include "supervisor/exit-codes.h"
@@ -75,6 +76,19 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
                 if (strcmp(argv[1], commands[i].name) == 0)
                         return commands[i].run(argc - 1, argv + 1);
-        log_error("unknown command '%s'; see 'cella --help'", argv[1]);
+        {
+                const char *names[sizeof(commands) / sizeof(commands[0])], *near;
+
+                for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+                        names[i] = commands[i].name;
+                near = suggest_nearest(argv[1], strlen(argv[1]), names,
+                                       sizeof(commands) / sizeof(commands[0]));
+                if (near)
+                        log_error("unknown command '%s'; did you mean 'cella %s'? (see 'cella "
+                                  "--help')",
+                                  argv[1], near);
+                else
+                        log_error("unknown command '%s'; see 'cella --help'", argv[1]);
+        }
         return CELLA_EXIT_USAGE;
 }

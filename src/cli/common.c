@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "base/log.h"
 #include "base/termsafe.h"
@@ -38,11 +39,16 @@ void cli_state_dir_unwritable(const char *state_dir, int error)
                           "grants and app records there; pass a writable --state-dir (or "
                           "CELLA_STATE_DIR)",
                           state_dir);
-        else
+        else if (geteuid() != 0)
+                /* Not necessarily root's: a missing $XDG_STATE_HOME's parent, say. What
+                 * matters is that the kernels, which need root, use root's. */
                 log_error_errno(error,
-                                "the state directory %s cannot be written (%m): it is root's; "
-                                "run cella as root, or pass a --state-dir of your own",
+                                "the state directory %s cannot be written (%m): cella's kernels "
+                                "run as root, with their state in /var/lib/cella; run this as "
+                                "root, or pass a --state-dir you can write",
                                 state_dir);
+        else
+                log_error_errno(error, "the state directory %s cannot be written (%m)", state_dir);
 }
 
 int cli_grants_open(const char *state_dir, Grants **ret)

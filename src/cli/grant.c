@@ -177,9 +177,38 @@ void cli_grants_changed(const char *state_dir, const char *app, const char *what
                                   state_dir);
 }
 
+/* Most requested rights a refusal lists (a manifest may request 64). */
+#define GRANT_LIST_MAX 8u
+
+/*
+ * Says that app does not request right, and what it does request (requested, a strv
+ * of the manifest's rights; at most GRANT_LIST_MAX of them, then how many more), so
+ * that a mistyped scope shows next to the right one.
+ */
+static void log_not_requested(const char *app, const char *right, char *const *requested)
+{
+        char list[1024];
+        size_t n = strv_length(requested), o = 0;
+
+        list[0] = 0;
+        for (size_t i = 0; i < n && i < GRANT_LIST_MAX && o < sizeof list; i++)
+                o += (size_t)snprintf(list + o, sizeof list - o, "%s'%s'", i ? ", " : "",
+                                      requested[i]);
+        if (n > GRANT_LIST_MAX && o < sizeof list)
+                snprintf(list + o, sizeof list - o, " and %zu more", n - GRANT_LIST_MAX);
+        if (n == 0)
+                log_error("%s does not request '%s' in its manifest: it requests no right "
+                          "(its manifest's \"permissions\")",
+                          app, right);
+        else
+                log_error("%s does not request '%s' in its manifest; it requests %s (see 'cella "
+                          "permissions %s')",
+                          app, right, list, app);
+}
+
 /* Grants one right; prints why when refused. Returns an exit code. */
 static int grant_one(Grants *g, const char *state_dir, const char *app, const char *right,
-                     bool once, bool is_signed)
+                     bool once, bool is_signed, char *const *requested)
 {
         CapabilityRight parsed;
         int r;
@@ -198,7 +227,7 @@ static int grant_one(Grants *g, const char *state_dir, const char *app, const ch
                                   "trusted key",
                                   right, app);
                 else
-                        log_error("%s does not request '%s' in its manifest", app, right);
+                        log_not_requested(app, right, requested);
                 return 1;
         }
         if (r == -ENOSPC) {
@@ -258,14 +287,23 @@ int cli_grant(int argc, char **argv)
         if (r == -EINVAL && !strchr(right, ':') && capability_lookup(right, strlen(right)))
                 name_only = true; /* every requested scope of it */
         else if (r < 0) {
-                log_error("'%s' is not a right: %s", right, why);
+                const CapabilityInfo *near = NULL;
+                size_t nlen = strcspn(right, ":");
+
+                if (r == -ENOENT)
+                        near = capability_suggest(right, nlen);
+                if (near)
+                        log_error("'%s' is not a right: %s; did you mean '%s%s'?", right, why,
+                                  near->name, right + nlen);
+                else
+                        log_error("'%s' is not a right: %s", right, why);
                 return CELLA_EXIT_USAGE;
         }
 
         if ((code = cli_grants_load(state_dir, app_dir, app, &g, &requested, &is_signed)) != 0)
                 return code;
         if (!name_only)
-                return grant_one(g, state_dir, app, right, once, is_signed);
+                return grant_one(g, state_dir, app, right, once, is_signed, requested);
 
         STRV_FOREACH (p, requested) {
                 size_t len = strlen(right);
@@ -273,12 +311,12 @@ int cli_grant(int argc, char **argv)
                 if (strncmp(*p, right, len) != 0 || (*p)[len] != ':')
                         continue;
                 n++;
-                r = grant_one(g, state_dir, app, *p, once, is_signed);
+                r = grant_one(g, state_dir, app, *p, once, is_signed, requested);
                 if (r != 0)
                         code = r;
         }
         if (n == 0) {
-                log_error("%s does not request '%s' in its manifest", app, right);
+                log_not_requested(app, right, requested);
                 return 1;
         }
         return code;

@@ -9,6 +9,7 @@
 #include "base/macro.h"
 #include "base/strv.h"
 #include "cli/cli.h"
+#include "policy/capability.h"
 #include "policy/grants.h"
 #include "policy/manifest.h"
 #include "supervisor/exit-codes.h"
@@ -54,7 +55,14 @@ int cli_revoke(int argc, char **argv)
                 return code;
         r = grants_revoke(g, app, right, &gone);
         if (r == -ENOENT || r == -EINVAL) {
-                log_error("'%s' is not a right (see docs/capabilities.md)", right);
+                const CapabilityInfo *near = capability_suggest(right, strcspn(right, ":"));
+
+                if (near)
+                        log_error("'%s' is not a right (see docs/capabilities.md); did you mean "
+                                  "'%s%s'?",
+                                  right, near->name, right + strcspn(right, ":"));
+                else
+                        log_error("'%s' is not a right (see docs/capabilities.md)", right);
                 return CELLA_EXIT_USAGE;
         }
         if (r < 0) {

@@ -1449,6 +1449,11 @@ static const char *module_why(int r)
                 return " (not a regular file)";
         case ELOOP:
                 return " (a symlink loop)";
+        case EACCES:
+        case EPERM:
+                /* A file of a folder made under umask 077: the app's uid is "others". */
+                return " (not readable by the app's uid: the app runs as a uid of its own, "
+                       "so its files must be readable by others, chmod o+r)";
         default:
                 return " (cannot be opened)";
         }
@@ -1568,8 +1573,8 @@ static void load_module(lua_State *L, int fd, const char *name, const char *fnam
         }
         close(fd);
         *box = -1;
-        r.s = buf;
-        r.left = got;
+        r.s = buf + clua_file_code_start(buf, got); /* a "#!" line, as lua5.4 */
+        r.left = got - (size_t)(r.s - buf);
         lua_pushfstring(L, "@%s", fname);
         status = lua_load(L, load_reader, &r, lua_tostring(L, -1), "t");
         clua_poll(L);
@@ -1845,15 +1850,29 @@ static char *dup_top_message(lua_State *L)
         return strdup(s ?: "(error object is not a string)");
 }
 
+size_t clua_file_code_start(const char *buf, size_t len)
+{
+        size_t at = 0;
+        const char *nl;
+
+        if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0)
+                at = 3;
+        if (at >= len || buf[at] != '#')
+                return at;
+        nl = memchr(buf + at, '\n', len - at);
+        return nl ? (size_t)(nl - buf) : len;
+}
+
 CLuaFault clua_load(CLuaApp *app, const char *chunk, size_t len, const char *name, char **ret_msg)
 {
         lua_State *L = app->L;
+        size_t start = clua_file_code_start(chunk, len);
         int status;
 
         if (ret_msg)
                 *ret_msg = NULL;
         /* The first upvalue of a main chunk is the registry's globals: the app's. */
-        status = luaL_loadbufferx(L, chunk, len, name, "t");
+        status = luaL_loadbufferx(L, chunk + start, len - start, name, "t");
         if (status != LUA_OK) {
                 if (ret_msg)
                         *ret_msg = dup_top_message(L);

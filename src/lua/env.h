@@ -172,11 +172,22 @@ int clua_env_set_root(CLuaApp *app, const char *entry);
 int clua_open_io(lua_State *L);
 
 /*
+ * Where the Lua code of a file's bytes buf (len bytes) starts, as liblua's
+ * luaL_loadfilex() reads a file (lauxlib.c, skipBOM and skipcomment): after a
+ * UTF-8 byte order mark, and, when the text then starts with '#' (a "#!" line, so
+ * that a script runs both as a program and as a module), at the newline that ends
+ * that first line, which is kept so that line numbers stay those of the file.
+ * Returns the offset, 0 to len.
+ */
+size_t clua_file_code_start(const char *buf, size_t len);
+
+/*
  * Compiles a text chunk of len bytes (binary chunks are refused) named name
  * (as in lua_load: "@file" or "=text") with the app's globals as its _ENV, and
- * pushes the function. On failure pushes nothing and, if ret_msg is not NULL,
- * sets *ret_msg to a malloc'd message. Returns CLUA_OK, CLUA_ERROR (syntax or
- * binary chunk) or CLUA_MEMORY.
+ * pushes the function. The chunk is a file's bytes: a byte order mark and a first
+ * line starting with '#' are skipped (clua_file_code_start()), as lua5.4 does. On failure pushes
+ * nothing and, if ret_msg is not NULL, sets *ret_msg to a malloc'd message. Returns CLUA_OK,
+ * CLUA_ERROR (syntax or binary chunk) or CLUA_MEMORY.
  */
 CLuaFault clua_load(CLuaApp *app, const char *chunk, size_t len, const char *name, char **ret_msg);
 

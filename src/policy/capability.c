@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "base/macro.h"
+#include "base/suggest.h"
 #include "policy/capability.h"
 
 #define TOPIC_MEANING                                                                              \
@@ -81,6 +82,18 @@ const CapabilityInfo *capability_lookup(const char *name, size_t len)
                 if (strlen(catalogue[i].name) == len && memcmp(catalogue[i].name, name, len) == 0)
                         return &catalogue[i];
         return NULL;
+}
+
+const CapabilityInfo *capability_suggest(const char *name, size_t len)
+{
+        const char *names[ELEMENTSOF(catalogue)], *best;
+
+        if (!name || capability_lookup(name, len))
+                return NULL;
+        for (size_t i = 0; i < ELEMENTSOF(catalogue); i++)
+                names[i] = catalogue[i].name;
+        best = suggest_nearest(name, len, names, ELEMENTSOF(catalogue));
+        return best ? capability_lookup(best, strlen(best)) : NULL;
 }
 
 const char *capability_level_to_string(CapabilityLevel level)

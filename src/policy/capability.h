@@ -89,6 +89,14 @@ const CapabilityInfo *capability_catalogue(size_t *ret_n);
  */
 const CapabilityInfo *capability_lookup(const char *name, size_t len);
 
+/*
+ * The catalogue entry whose name is nearest to name (len bytes, not necessarily
+ * NUL-terminated), for a "did you mean" hint: within SUGGEST_DISTANCE edits
+ * (base/suggest.h; "fs.wrte" is one from "fs.write"), or NULL when no name is that
+ * near or name is itself in the catalogue.
+ */
+const CapabilityInfo *capability_suggest(const char *name, size_t len);
+
 /* The mask bit of c. */
 static inline CapabilityMask capability_bit(const CapabilityInfo *c)
 {

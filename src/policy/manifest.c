@@ -25,6 +25,7 @@
 #include "base/macro.h"
 #include "base/size.h"
 #include "base/strv.h"
+#include "base/suggest.h"
 #include "policy/manifest.h"
 
 /* Bounds on limit values that the header leaves to the parser (docs/manifest.md). */
@@ -45,10 +46,6 @@
 #define QUOTE_MAX 64u
 /* A quoted value: two quote characters, QUOTE_MAX bytes, "..." and a NUL. */
 #define QUOTE_BUF (QUOTE_MAX + 6u)
-/* Edit distance up to which an unknown key gets a "did you mean" hint. */
-#define SUGGEST_DISTANCE 2u
-/* Longest unknown key compared against the known ones (longer ones are no typo). */
-#define SUGGEST_KEY_MAX 32u
 
 #define KEY_MAX sizeof(((ManifestError *)NULL)->key)
 
@@ -1056,34 +1053,6 @@ static const struct Field {
 };
 
 /*
- * Optimal string alignment distance (Levenshtein plus adjacent transpositions, so
- * "memroy" is one edit from "memory"). Both strings at most SUGGEST_KEY_MAX bytes.
- */
-static size_t edit_distance(const char *a, size_t la, const char *b, size_t lb)
-{
-        size_t d[SUGGEST_KEY_MAX + 1][SUGGEST_KEY_MAX + 1];
-
-        for (size_t i = 0; i <= la; i++)
-                d[i][0] = i;
-        for (size_t j = 0; j <= lb; j++)
-                d[0][j] = j;
-        for (size_t i = 1; i <= la; i++)
-                for (size_t j = 1; j <= lb; j++) {
-                        size_t cost = a[i - 1] != b[j - 1], best = d[i - 1][j - 1] + cost;
-
-                        if (d[i - 1][j] + 1 < best)
-                                best = d[i - 1][j] + 1;
-                        if (d[i][j - 1] + 1 < best)
-                                best = d[i][j - 1] + 1;
-                        if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
-                            d[i - 2][j - 2] + 1 < best)
-                                best = d[i - 2][j - 2] + 1;
-                        d[i][j] = best;
-                }
-        return d[la][lb];
-}
-
-/*
  * Refuses any key of obj that is not in names (n names, stride bytes apart: the name
  * member of a table). The message suggests the closest known key within
  * SUGGEST_DISTANCE edits, or lists the known keys.
@@ -1107,12 +1076,12 @@ static int check_keys(ManifestError *err, json_t *obj, const char *parent, const
                         continue;
                 key_child(k, parent, name, name_len);
                 quote(q, name, name_len, '\'');
-                for (size_t i = 0; i < n && name_len <= SUGGEST_KEY_MAX; i++) {
+                for (size_t i = 0; i < n && name_len <= SUGGEST_WORD_MAX; i++) {
                         size_t len = strlen(NAME_AT(i)), d;
 
-                        if (len > SUGGEST_KEY_MAX)
+                        if (len > SUGGEST_WORD_MAX)
                                 continue;
-                        d = edit_distance(name, name_len, NAME_AT(i), len);
+                        d = suggest_distance(name, name_len, NAME_AT(i), len);
                         /* "x" is two edits from "id", but no typo of it. */
                         if (d <= SUGGEST_DISTANCE && d < len && d < best_d) {
                                 best = NAME_AT(i);

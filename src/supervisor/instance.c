@@ -328,6 +328,24 @@ static void instance_failed(Instance *inst, int code)
         supervisor_changed(inst->sup);
 }
 
+/*
+ * Whether others may not search the folder dir (no S_IXOTH), with its permission
+ * bits in *ret_mode; false when they may or it cannot be looked at. The jail binds
+ * an app's folder itself at /app, so the folders above it do not count, but its own
+ * mode does: the app's uid is in no group of the host's, so "others" is what it gets
+ * (an ACL aside), and without x every path under /app fails with EACCES, whatever
+ * the exec was of (a Lua app's is /cella/cella-lua, with /app its working folder).
+ */
+static bool folder_others_cannot_search(const char *dir, mode_t *ret_mode)
+{
+        struct stat st;
+
+        if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode) || (st.st_mode & S_IXOTH))
+                return false;
+        *ret_mode = st.st_mode & 07777;
+        return true;
+}
+
 static int report_spawn_error(Instance *inst, const SandboxError *e)
 {
         const Manifest *m = inst->manifest;
@@ -346,11 +364,23 @@ static int report_spawn_error(Instance *inst, const SandboxError *e)
         } else
                 log_error("cannot start %s: %s step failed: %s: %s", m->id,
                           sandbox_step_to_string(e->step), detail, strerror(e->error));
+        if (e->step == SANDBOX_STEP_EXEC && e->error == ENOEXEC &&
+            m->runtime == MANIFEST_RUNTIME_NATIVE && strlen(m->entry) > 4 &&
+            strcmp(m->entry + strlen(m->entry) - 4, ".lua") == 0)
+                log_error("(a Lua script? set the manifest's \"runtime\" to \"lua\": cella runs "
+                          "it with its own Lua runtime, docs/lua-api.md)");
         if (e->step == SANDBOX_STEP_EXEC && e->error == EACCES &&
-            strncmp(e->detail, "execute ", 8) == 0)
-                log_error(
-                        "hint: the app runs as its own uid; its folder and entry must be readable "
-                        "and executable by others (chmod o+rX)");
+            strncmp(e->detail, "execute ", 8) == 0) {
+                mode_t mode;
+
+                if (folder_others_cannot_search(inst->app_dir, &mode))
+                        log_error("the app's folder %s (mode %04o) is not searchable by others, "
+                                  "and the app runs as a uid of its own: chmod -R o+rX %s",
+                                  inst->app_dir, (unsigned)mode, inst->app_dir);
+                else
+                        log_error("hint: the app runs as its own uid; its folder and entry must "
+                                  "be readable and executable by others (chmod o+rX)");
+        }
         supervisor_status(inst->sup,
                           json_pack("{s:s, s:s, s:s, s:s, s:i, s:i}", "event", "failed", "app",
                                     m->id, "step", sandbox_step_to_string(e->step), "error",
@@ -845,19 +875,21 @@ static int report_exit(Instance *inst)
         } else if (x->code == CLD_EXITED) {
                 code = x->status;
                 if (code == CELLA_EXIT_NOT_FOUND)
-                        /* The app's own 127, after its exec worked: most often the
-                         * dynamic loader's (a shared library it cannot find in the
-                         * jail), whose own message went to the app's stderr. */
-                        log_error("%s: exited with status 127 (its own: its entry did start). "
-                                  "The dynamic loader exits so when a shared library is "
-                                  "missing (\"error while loading shared libraries\" on the "
-                                  "app's stderr%s%s%s): the jail shows only the host's /usr and "
-                                  "/lib*, so install the library there or link it statically "
-                                  "(libcella: pkg-config --libs cella-static)",
+                        /* The app's own 127, after its exec worked: the dynamic loader's
+                         * (a shared library it cannot find in the jail), or a shell's or
+                         * env's (a command it cannot find: "#!/usr/bin/env python9"),
+                         * whose own message went to the app's stderr. */
+                        log_error("%s: exited with status 127 (its own: its entry did start): "
+                                  "a shell or /usr/bin/env exits so for a command it cannot "
+                                  "find, the dynamic loader for a missing shared library "
+                                  "(\"error while loading shared libraries\"); the app's stderr "
+                                  "says which%s%s%s. The jail shows only the host's /usr, /bin "
+                                  "and /lib*: install what is missing there, or link the app "
+                                  "statically (libcella: pkg-config --libs cella-static)",
                                   m->id,
-                                  s->o.output == SUPERVISOR_OUTPUT_LOGS ? ", 'cella logs " : "",
+                                  s->o.output == SUPERVISOR_OUTPUT_LOGS ? " ('cella logs " : "",
                                   s->o.output == SUPERVISOR_OUTPUT_LOGS ? m->id : "",
-                                  s->o.output == SUPERVISOR_OUTPUT_LOGS ? "'" : "");
+                                  s->o.output == SUPERVISOR_OUTPUT_LOGS ? "')" : "");
                 else if (s->o.output == SUPERVISOR_OUTPUT_LOGS)
                         log_info("%s: exited with status %d", m->id, code);
         } else {

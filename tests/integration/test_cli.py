@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CELLA, EXAMPLES, ROOT, mounts_below, run_cella
+from conftest import CELLA, EXAMPLES, ROOT, mounts_below, run_cella, start_cella
 
 GRACE_S = 5  # SUPERVISOR_STOP_GRACE_MS
 
@@ -414,3 +414,85 @@ def test_stop_of_a_packed_app_stops_its_group(tmp_path, state):
     finally:
         code, out, err = b.finish()
     assert code == 0, err
+
+
+@pytest.mark.parametrize("cmd,typo,meant", [
+    ("grant", "fs.wrte:documents", "fs.write:documents"),
+    ("grant", "notfy", "notify"),
+    ("revoke", "fs.wirte:documents", "fs.write:documents"),
+])
+def test_a_mistyped_right_gets_the_nearest_real_one(make_app, state, cmd, typo, meant):
+    app = make_app("org.test.typo", script="exit 0\n", permissions=["fs.write:documents", "notify"])
+    assert cella("grant", "--app-dir", app, "org.test.typo", "notify", state=state).returncode == 0
+    p = cella(cmd, "org.test.typo", typo, state=state)
+    assert p.returncode == 240, p
+    assert f"'{typo}' is not a right" in p.stderr and f"did you mean '{meant}'?" in p.stderr, p.stderr
+    # Nothing was granted or revoked on the way.
+    perms = json.loads(cella("permissions", "--json", "org.test.typo", state=state).stdout)
+    assert sorted(g["right"] for g in perms["grants"]) == ["notify"], perms
+
+
+def test_a_right_far_from_every_real_one_gets_no_guess(make_app, state):
+    app = make_app("org.test.typo", script="exit 0\n", permissions=["notify"])
+    p = cella("grant", "--app-dir", app, "org.test.typo", "zzzzz", state=state)
+    assert p.returncode == 240 and "'zzzzz' is not a right" in p.stderr, p.stderr
+    assert "did you mean" not in p.stderr
+
+
+def test_a_right_not_requested_lists_what_the_app_requests(make_app, state):
+    app = make_app("org.test.req", script="exit 0\n", permissions=["fs.write:documents", "notify"])
+    p = cella("grant", "--app-dir", app, "org.test.req", "fs.write:document", state=state)
+    assert p.returncode == 1, p
+    assert ("does not request 'fs.write:document' in its manifest; it requests "
+            "'fs.write:documents', 'notify'") in p.stderr, p.stderr
+    bare = make_app("org.test.bare", script="exit 0\n")
+    p = cella("grant", "--app-dir", bare, "org.test.bare", "notify", state=state)
+    assert p.returncode == 1 and "it requests no right" in p.stderr, p.stderr
+
+
+def test_a_state_dir_a_user_cannot_write_points_at_root(tmp_path):
+    """cella's kernels need root; a user's own default state directory is not theirs."""
+    home = tmp_path / "home-of-nobody"  # absent: its parent is root's
+    os.chmod(tmp_path, 0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("CELLA_STATE_DIR", "XDG_STATE_HOME")}
+    env.update(HOME=str(home), ASAN_OPTIONS="detect_leaks=0")
+    p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", CELLA,
+                        "grant", "org.test.x", "notify"], capture_output=True, text=True,
+                       env=env, stdin=subprocess.DEVNULL, timeout=60)
+    assert p.returncode == 242, p
+    assert f"the state directory {home}/.local/state/cella cannot be written" in p.stderr, p.stderr
+    assert "run this as root" in p.stderr and "it is root's" not in p.stderr, p.stderr
+
+
+def test_two_runs_of_one_app_share_its_data_and_stop_together(make_app, state):
+    """docs/cli.md "cella run": a second run of an app while the first runs is a
+    sandbox of its own with the app's one /data; ps lists both, stop stops both."""
+    app = make_app("org.test.twice", script="""\
+        if [ -e /data/mark ]; then echo "second saw $(cat /data/mark)"; else echo one > /data/mark; echo first; fi
+        exec sleep 1000
+        """)
+    p1, rec1, st1 = start_cella(app, state)
+    assert p1.stdout.readline() == "first\n"
+    p2, rec2, st2 = start_cella(app, state)
+    assert p2.stdout.readline() == "second saw one\n"
+    assert rec1["uid"] == rec2["uid"] and rec1["pid"] != rec2["pid"]
+    rows = [a for a in json.loads(cella("ps", "--json", state=state).stdout) if a["id"] == "org.test.twice"]
+    assert sorted(a["kernel_pid"] for a in rows) == sorted([p1.pid, p2.pid]), rows
+    s = cella("stop", "org.test.twice", state=state)
+    assert s.returncode == 0, s.stderr
+    for p, st in ((p1, st1), (p2, st2)):
+        p.communicate(timeout=30)
+        st.close()
+        assert p.returncode == 128 + signal.SIGTERM
+
+
+@pytest.mark.parametrize("typo,meant", [("runn", "run"), ("stpo", "stop"), ("permisions", "permissions")])
+def test_a_mistyped_command_gets_the_nearest_real_one(typo, meant):
+    p = cella(typo, "x")
+    assert p.returncode == 240
+    assert f"unknown command '{typo}'; did you mean 'cella {meant}'?" in p.stderr, p.stderr
+
+
+def test_an_unknown_command_far_from_every_real_one_gets_no_guess():
+    p = cella("frobnicate")
+    assert p.returncode == 240 and "unknown command 'frobnicate'; see 'cella --help'" in p.stderr

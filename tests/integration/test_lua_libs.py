@@ -325,3 +325,24 @@ def test_packed_members_cannot_touch_each_others_strings(tmp_path, state):
     for n in ("a", "b"):
         log = (state / "logs" / f"org.test.luatamper.{n}.log").read_text()
         assert log == f"OK org.test.luatamper.{n}\n", log
+
+
+def test_a_shebang_line_and_a_bom_are_skipped_as_plain_lua_does(tmp_path, state):
+    """lua5.4 skips a UTF-8 BOM and a first line starting with '#' (a "#!" line) in
+    the script it runs and in every module it requires (luaL_loadfilex); so does
+    cella-lua, with the line numbers of the file."""
+    require_root()
+    main = ("#!/usr/bin/env lua\n"
+            "local m = require 'mod'\n"
+            "print(m.value, require('bom').value)\n"
+            "print(pcall(m.fail))\n"
+            "print(debug.getinfo(1, 'l').currentline)\n")
+    app = make_app(tmp_path / "apps" / "shebang", "org.test.luashebang", main)
+    (app / "mod.lua").write_text("#!/usr/bin/lua5.4 -W\nlocal M = {value = 'mod'}\n"
+                                 "function M.fail() error('on line 3') end\nreturn M\n")
+    (app / "bom.lua").write_bytes(b"\xef\xbb\xbf# a comment line\nreturn {value = 'bom'}\n")
+    world_readable(tmp_path)
+    want = plain_lua(app)
+    assert want == "mod\tbom\nfalse\t./mod.lua:3: on line 3\n5\n", want
+    r = run_cella(app, state_dir=state)
+    assert r.code == 0 and r.out == want, (r.code, r.out, r.err)

@@ -9,6 +9,8 @@ import os
 import shutil
 import struct
 
+import pytest
+
 from conftest import boot_cella, run_cella
 
 
@@ -168,7 +170,6 @@ def test_missing_shared_library_reaches_the_user(state, make_app, tmp_path):
     """The loader's own message (a library outside the jail) reaches the user, and
     cella says that this 127 is the app's, not a missing entry."""
     if not shutil.which("cc"):
-        import pytest
         pytest.skip("no C compiler")
     lib = tmp_path / "outside"
     lib.mkdir()
@@ -239,3 +240,62 @@ def test_packed_member_missing_entry_is_named(state, make_app, tmp_path):
     assert f"the folder {boot / 'bad'} of org.test.packbad" in p.stderr, p.stderr
     assert "cella-lua:" not in p.stderr
     assert "org.test.packbad: failed (exit status 127)" in p.stderr, p.stderr
+
+
+def test_env_shebang_command_not_found_is_the_apps_own_127(state, make_app):
+    """#!/usr/bin/env NAME starts (env exists); env's 127 for NAME is the app's own,
+    and cella says that a command not found is one cause, not only a library."""
+    app = make_app("org.test.envshebang",
+                   files={"main.py": ("#!/usr/bin/env no-such-python\nprint(1)\n", 0o755)},
+                   entry="main.py")
+    r = run_cella(app, state_dir=state)
+    assert r.code == 127, r.err
+    assert "no-such-python" in r.err and "No such file or directory" in r.err, r.err
+    assert "its own: its entry did start" in r.err, r.err
+    assert "a shell or /usr/bin/env exits so for a command it cannot find" in r.err, r.err
+    assert "the entry /app/main.py does not exist" not in r.err
+    assert r.event("exited")["status"] == 127
+
+
+@pytest.mark.parametrize("runtime,entry,text", [("native", "main.sh", "#!/bin/sh\necho hi\n"),
+                                                ("lua", "main.lua", "print('hi')\n")])
+def test_app_folder_others_cannot_search_is_named(state, make_app, runtime, entry, text):
+    """A folder made under umask 077: the exec fails on whatever file it was of
+    (cella-lua for a Lua app); cella names the folder, its mode and the chmod."""
+    app = make_app(f"org.test.private{runtime}", runtime=runtime, entry=entry,
+                   files={entry: (text, 0o755)})
+    os.chmod(app, 0o700)
+    r = run_cella(app, state_dir=state)
+    assert r.code == 126, r.err
+    assert f"the app's folder {app} (mode 0700) is not searchable by others" in r.err, r.err
+    assert f"chmod -R o+rX {app}" in r.err, r.err
+    os.chmod(app, 0o755)
+    r = run_cella(app, state_dir=state)
+    assert r.code == 0 and r.out == "hi\n", r.err
+
+
+def test_lua_module_others_cannot_read_is_named(state, make_app):
+    """A module file made under umask 077: require names it and the chmod, where
+    plain Lua says only "no file"."""
+    app = make_app("org.test.luamodperm", runtime="lua", entry="main.lua",
+                   files={"main.lua": ("print((require('mod')))\n", 0o644),
+                          "mod.lua": ("return 'loaded'\n", 0o600)})
+    r = run_cella(app, state_dir=state)
+    assert r.code == 1, r.err
+    assert "module 'mod' not found" in r.err, r.err
+    assert "no file './mod.lua' (not readable by the app's uid" in r.err and "chmod o+r" in r.err, r.err
+    os.chmod(app / "mod.lua", 0o644)
+    r = run_cella(app, state_dir=state)
+    assert r.code == 0 and r.out == "loaded\n", r.err
+
+
+def test_lua_script_as_a_native_entry_points_at_the_runtime(state, make_app):
+    app = make_app("org.test.luaasnative", entry="main.lua", files={"main.lua": ("print('hi')\n", 0o755)})
+    r = run_cella(app, state_dir=state)
+    assert r.code == 126, r.err
+    assert "neither an ELF program nor a script starting with #!" in r.err, r.err
+    assert "set the manifest's \"runtime\" to \"lua\"" in r.err, r.err
+    # A script of another kind gets no such guess.
+    other = make_app("org.test.shasnative", files={"main.sh": ("echo hi\n", 0o755)})
+    r = run_cella(other, state_dir=state)
+    assert r.code == 126 and "runtime" not in r.err, r.err

@@ -13,6 +13,7 @@
 #include "base/macro.h"
 #include "base/size.h"
 #include "base/strv.h"
+#include "base/suggest.h"
 #include "base/termsafe.h"
 
 START_TEST(test_parse_size)
@@ -294,6 +295,32 @@ static void capture(int level, const char *line, size_t n, void *ud)
 
 /* A message carries text cella did not write: it reaches stderr on one line,
  * its controls shown as text. */
+START_TEST(test_suggest)
+{
+        static const char *const known[] = {"memory", "pids", "cpu", "files", "id"};
+        char longword[SUGGEST_WORD_MAX + 2];
+
+        ck_assert_uint_eq(suggest_distance("memory", 6, "memory", 6), 0);
+        ck_assert_uint_eq(suggest_distance("memroy", 6, "memory", 6), 1); /* a transposition */
+        ck_assert_uint_eq(suggest_distance("memor", 5, "memory", 6), 1);
+        ck_assert_uint_eq(suggest_distance("mxmxry", 6, "memory", 6), 2);
+        ck_assert_uint_eq(suggest_distance("", 0, "cpu", 3), 3);
+        ck_assert_str_eq(suggest_nearest("memroy", 6, known, 5), "memory");
+        ck_assert_str_eq(suggest_nearest("pid", 3, known, 5), "pids");
+        ck_assert_str_eq(suggest_nearest("fils", 4, known, 5), "files");
+        /* Not NUL-terminated at len: only len bytes count. */
+        ck_assert_str_eq(suggest_nearest("cpux", 3, known, 5), "cpu");
+        /* "x" is two edits from "id", but no typo of it; three edits is too far. */
+        ck_assert_ptr_null(suggest_nearest("x", 1, known, 5));
+        ck_assert_ptr_null(suggest_nearest("zzzzzz", 6, known, 5));
+        ck_assert_ptr_null(suggest_nearest("memory", 6, known, 0));
+        memset(longword, 'm', sizeof longword - 1);
+        longword[sizeof longword - 1] = 0;
+        ck_assert_uint_eq(suggest_distance(longword, sizeof longword - 1, "memory", 6), (size_t)-1);
+        ck_assert_ptr_null(suggest_nearest(longword, sizeof longword - 1, known, 5));
+}
+END_TEST
+
 START_TEST(test_log_renders_controls)
 {
         char big[LOG_LINE_MAX * 2];
@@ -330,6 +357,7 @@ int main(void)
         tcase_add_test(tc, test_termsafe_utf8_decode);
         tcase_add_test(tc, test_termsafe_token);
         tcase_add_test(tc, test_termsafe_field);
+        tcase_add_test(tc, test_suggest);
         tcase_add_test(tc, test_log_renders_controls);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);

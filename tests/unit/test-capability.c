@@ -105,6 +105,10 @@ START_TEST(test_catalogue)
                 ck_assert_msg(c->gesture == want[i].gesture, "%s: gesture", want[i].name);
                 ck_assert_msg(c->scope == want[i].scope, "%s: scope", want[i].name);
         }
+        ck_assert_ptr_eq(capability_suggest("fs.wrte", 7), capability_lookup("fs.write", 8));
+        ck_assert_ptr_eq(capability_suggest("notfy", 5), capability_lookup("notify", 6));
+        ck_assert_ptr_null(capability_suggest("notify", 6)); /* a real one needs no hint */
+        ck_assert_ptr_null(capability_suggest("zzzzz", 5));
         ck_assert_ptr_null(capability_lookup("camera.x", 8));
         ck_assert_ptr_null(capability_lookup("camer", 5));
         ck_assert_ptr_null(capability_lookup("", 0));
