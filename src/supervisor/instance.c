@@ -611,6 +611,9 @@ static int instance_attach_pty(Instance *inst, int sock)
                 if (r < 0)
                         log_warning_errno(r, "cannot put the terminal in raw mode: %m");
         }
+        inst->pty_hold = fcntl(master, F_DUPFD_CLOEXEC, 3);
+        if (inst->pty_hold < 0)
+                return negative_errno();
         r = pump_start(s, inst, NULL, &inst->out, master, s->out_outlet, NULL);
         if (r < 0)
                 return r;
@@ -992,6 +995,8 @@ static void instance_maybe_finished(Instance *inst)
                 inst->notify_poll_init = false;
                 poll_close(inst, &inst->notify_poll);
         }
+        /* The app has exited: its terminal may go now. */
+        inst->pty_hold = safe_close(inst->pty_hold);
         inst->exit_code = report_exit(inst);
         inst->last_exit = inst->sandbox->exit;
         audit_denials(inst);
@@ -1152,6 +1157,7 @@ void instance_free(Instance *inst)
         inst->sandbox = sandbox_free(inst->sandbox);
         inst->stats = luastats_free(inst->stats);
         inst->in_outlet = outlet_free(inst->in_outlet);
+        safe_close(inst->pty_hold);
         inst->log = applog_close(inst->log);
         manifest_free(inst->manifest);
         free(inst->denials);

@@ -86,6 +86,10 @@ struct Instance {
         Outlet *in_outlet; /* the pipe to the app's stdin, fed from our terminal (cella run),
                             * or (cella run -t) to its pty's master */
         int pty_master; /* cella run -t: its pty's master (out.from's, while out.open), else -1 */
+        int pty_hold;   /* cella run -t: our own copy of that master, kept until the app
+                         * has exited: an app that closes its stdio before it exits
+                         * (coreutils do) makes out.from read EIO, and the last master fd
+                         * closed then would hang its terminal up: SIGHUP, exit 129 */
         AppLog *log;
         BrokerApp *broker_app;
         uid_t uid;

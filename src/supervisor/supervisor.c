@@ -1013,7 +1013,7 @@ int supervisor_add(Supervisor *s, const char *app_dir, Manifest *m, char *const 
         inst->wave = wave;
         inst->out.from = inst->err.from = inst->in.from = -EBADF;
         inst->app_fd = -EBADF;
-        inst->pty_master = -1;
+        inst->pty_master = inst->pty_hold = -1;
         inst->app_dir = strdup(app_dir);
         if (!inst->app_dir || (extra_args && !(inst->extra_args = strv_copy(extra_args))))
                 goto oom;

@@ -174,6 +174,19 @@ def test_tty_without_a_terminal_on_stdin_gives_eof(state, make_app):
     assert "terminal\n" in out and "eof\n" in out, out
 
 
+def test_app_that_closes_its_terminal_first_is_not_hung_up(state, make_app):
+    """An app may close its stdin, stdout and stderr before it exits (cat and the
+    other coreutils do at their end). Its terminal must stay until it has exited:
+    cella reading the end of its output must not hang the terminal up, which would
+    kill the app with SIGHUP (exit 129) instead of its own status. The app waits
+    after closing them, so a hang-up, if cella made one, would come first."""
+    app = make_app("org.test.ttyclose", "echo before\nexec 0<&- 1>&- 2>&-\nsleep 1\nexit 3\n")
+    p = subprocess.run([CELLA, "run", "-t", "--state-dir", str(state), str(app)], stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=60)
+    assert p.returncode == 3, (p.returncode, p.stderr)
+    assert "before" in text(p.stdout)
+
+
 def test_boot_refuses_tty(state, tmp_path):
     p = subprocess.run([CELLA, "boot", "--tty", "--state-dir", str(state), str(tmp_path)],
                        capture_output=True, text=True, timeout=60)
