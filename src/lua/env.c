@@ -682,7 +682,7 @@ static int app_print(lua_State *L)
         int n = lua_gettop(L);
         luaL_Buffer b;
         const char *s;
-        size_t len, off = 0;
+        size_t len;
 
         luaL_buffinit(L, &b);
         for (int i = 1; i <= n; i++) {
@@ -697,8 +697,16 @@ static int app_print(lua_State *L)
         luaL_addchar(&b, '\n');
         luaL_pushresult(&b);
         s = lua_tolstring(L, -1, &len);
+        clua_app_write(app, app->out_fd, s, len);
+        return 0;
+}
+
+void clua_app_write(CLuaApp *app, int fd, const char *s, size_t len)
+{
+        size_t off = 0;
+
         while (off < len) {
-                ssize_t w = write(app->out_fd, s + off, len - off);
+                ssize_t w = write(fd, s + off, len - off);
 
                 if (w < 0 && errno == EINTR)
                         continue;
@@ -709,7 +717,23 @@ static int app_print(lua_State *L)
                 }
                 off += (size_t)w;
         }
-        return 0;
+}
+
+int clua_open_beneath(int dirfd, const char *path, const struct open_how *how)
+{
+        struct stat st;
+        long fd;
+
+        do
+                fd = syscall(SYS_openat2, dirfd, path, how, sizeof *how);
+        while (fd < 0 && errno == EINTR);
+        if (fd < 0)
+                return -errno;
+        if (fstat((int)fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+                close((int)fd);
+                return -EISDIR;
+        }
+        return (int)fd;
 }
 
 /* Pushes a new table with the functions of lib. */
@@ -1419,21 +1443,10 @@ static int open_module(CLuaApp *app, const char *path)
                 .flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
                 .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
         };
-        struct stat st;
-        long fd;
 
         if (app->root_fd < 0)
                 return -ENOENT;
-        do
-                fd = syscall(SYS_openat2, app->root_fd, path, &how, sizeof how);
-        while (fd < 0 && errno == EINTR);
-        if (fd < 0)
-                return -errno;
-        if (fstat((int)fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-                close((int)fd);
-                return -EISDIR;
-        }
-        return (int)fd;
+        return clua_open_beneath(app->root_fd, path, &how);
 }
 
 /* Why a template's file could not be used, for the not-found message. */

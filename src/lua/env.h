@@ -14,6 +14,7 @@
  */
 
 #include <lauxlib.h>
+#include <linux/openat2.h>
 #include <lua.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -205,6 +206,23 @@ CLuaFault clua_call(CLuaApp *app, int nargs, int nresults, char **ret_msg);
 
 /* The app of L (any of its threads). */
 CLuaApp *clua_app_of(lua_State *L);
+
+/*
+ * Writes len bytes of s to fd, one of app's output fds (its stdout or stderr:
+ * a pipe to its log, non-blocking in a packed host), retrying on EINTR; what a
+ * full pipe or an error refuses is counted in app->out_dropped, never waited
+ * for. Used by print and by io's stdout and stderr.
+ */
+void clua_app_write(CLuaApp *app, int fd, const char *s, size_t len);
+
+/*
+ * Opens path beneath dirfd with openat2(how), how->resolve holding at least
+ * RESOLVE_BENEATH (callers: require's module search, io's /data and /tmp),
+ * retrying on EINTR. Returns the fd of a regular file, or -errno: the kernel's
+ * (EXDEV for a path escaping dirfd, ELOOP, ENOENT, EACCES...) or -EISDIR for
+ * anything that is not a regular file (a directory, FIFO, device, socket).
+ */
+int clua_open_beneath(int dirfd, const char *path, const struct open_how *how);
 
 /*
  * The message of the app's fault (app->doomed), written into buf (size bytes):

@@ -24,8 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
@@ -158,9 +156,7 @@ static int open_app_path(lua_State *L, const char *path, int flags)
                 .mode = (flags & O_CREAT) ? 0600 : 0,
                 .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
         };
-        struct stat st;
-        int dirfd, fl;
-        long fd;
+        int dirfd, fl, fd;
 
         if (strlen(path) > IO_PATH_MAX)
                 return -ENAMETOOLONG;
@@ -176,19 +172,13 @@ static int open_app_path(lua_State *L, const char *path, int flags)
                 dirfd = cella_lua_data_dir(L, NULL);
                 lua_pop(L, 1);
         }
-        do
-                fd = syscall(SYS_openat2, dirfd, rel, &how, sizeof how);
-        while (fd < 0 && errno == EINTR);
+        fd = clua_open_beneath(dirfd, rel, &how);
         if (fd < 0)
-                return -errno;
-        if (fstat((int)fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-                close((int)fd);
-                return -EISDIR;
-        }
-        fl = fcntl((int)fd, F_GETFL);
+                return fd;
+        fl = fcntl(fd, F_GETFL);
         if (fl >= 0)
-                (void)fcntl((int)fd, F_SETFL, fl & ~O_NONBLOCK);
-        return (int)fd;
+                (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+        return fd;
 }
 
 static const char *io_errtext(int r)
@@ -596,7 +586,7 @@ static int g_write(lua_State *L, IoFile *p, int arg, int pidx)
                 /* stdout/stderr: one write(2) of everything, as print. */
                 luaL_Buffer b;
                 const char *s;
-                size_t len, off = 0;
+                size_t len;
                 int fd = p->kind == IO_KIND_STDOUT ? app->out_fd : app->err_fd;
 
                 luaL_buffinit(L, &b);
@@ -620,17 +610,7 @@ static int g_write(lua_State *L, IoFile *p, int arg, int pidx)
                 }
                 luaL_pushresult(&b);
                 s = lua_tolstring(L, -1, &len);
-                while (off < len) {
-                        ssize_t w = write(fd, s + off, len - off);
-
-                        if (w < 0 && errno == EINTR)
-                                continue;
-                        if (w <= 0) {
-                                app->out_dropped += len - off;
-                                break;
-                        }
-                        off += (size_t)w;
-                }
+                clua_app_write(app, fd, s, len);
                 lua_pop(L, 1);
         }
         lua_pushvalue(L, pidx);
