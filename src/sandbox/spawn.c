@@ -874,6 +874,13 @@ static int send_cgroup(Cgroup *cg, pid_t pid, bool attach_in_parent, int ctl,
                 if (r < 0)
                         return sandbox_fail(err, SANDBOX_STEP_CGROUP, r, "create the v1 cgroups");
                 r = cgroup_set_limits(cg, limits);
+                if (r == -ENOENT)
+                        /* The one optional-looking file cella insists on (cgroup-v1.c). */
+                        return sandbox_fail(err, SANDBOX_STEP_CGROUP, r,
+                                            "set cgroup limits: a control file is missing (on "
+                                            "cgroup v1, memory.kmem.tcp.limit_in_bytes, which "
+                                            "charges the app's socket buffers to its memory "
+                                            "limit, needs the kernel's memory accounting)");
                 if (r < 0)
                         return sandbox_fail(err, SANDBOX_STEP_CGROUP, r, "set cgroup limits");
                 if (attach_in_parent)
