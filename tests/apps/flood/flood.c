@@ -408,8 +408,8 @@ int main(int argc, char **argv)
                 return mode_noread();
         if (argc >= 4 && strcmp(argv[1], "calls") == 0)
                 return mode_calls((unsigned)strtoul(argv[2], NULL, 10), argv[3]);
-        fprintf(stderr,
-                "usage: flood usage FILES | procs N | cpu MS | latency SECS | latency-for SECS | noread | "
-                "calls SECS time|refused|distinct\n");
+        fprintf(stderr, "usage: flood usage FILES | procs N | cpu MS | latency SECS | latency-for "
+                        "SECS | noread | "
+                        "calls SECS time|refused|distinct\n");
         return 2;
 }
