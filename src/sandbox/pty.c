@@ -11,34 +11,12 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/socket.h>
 #include <termios.h>
 #include <unistd.h>
 
+#include "base/fdpass.h"
 #include "base/macro.h"
 #include "sandbox/sandbox-internal.h"
-
-/* Sends fd over the socket sock: one SCM_RIGHTS message. Returns 0 or -errno. */
-static int send_fd(int sock, int fd)
-{
-        char byte = 'P';
-        struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-        union {
-                struct cmsghdr h;
-                char buf[CMSG_SPACE(sizeof(int))];
-        } c = {};
-        struct msghdr mh = {.msg_iov = &iov,
-                            .msg_iovlen = 1,
-                            .msg_control = c.buf,
-                            .msg_controllen = sizeof c.buf};
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cm), &fd, sizeof fd);
-        return sendmsg(sock, &mh, MSG_NOSIGNAL) == 1 ? 0 : negative_errno();
-}
 
 int pty_make(int sock, unsigned short rows, unsigned short cols)
 {
@@ -57,7 +35,7 @@ int pty_make(int sock, unsigned short rows, unsigned short cols)
                 return r;
         }
         (void)ioctl(master, TIOCSWINSZ, &ws);
-        r = send_fd(sock, master);
+        r = fd_send(sock, master);
         close(master);
         if (r < 0)
                 goto fail;

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/fdpass.h"
 #include "base/fileio.h"
 #include "base/log.h"
 #include "base/macro.h"
@@ -531,30 +532,12 @@ int instance_open_log(Instance *inst)
 }
 
 /* Receives the app's pty master from the console socket sock (pty.c sent it before
- * the app's execve). Returns the fd (O_CLOEXEC) or -errno. */
+ * the app's execve): a terminal, or -ENOTTY. Returns the fd (O_CLOEXEC) or -errno. */
 static int receive_pty(int sock)
 {
-        char byte;
-        struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-        union {
-                struct cmsghdr h;
-                char buf[CMSG_SPACE(sizeof(int))];
-        } c = {};
-        struct msghdr mh = {.msg_iov = &iov,
-                            .msg_iovlen = 1,
-                            .msg_control = c.buf,
-                            .msg_controllen = sizeof c.buf};
-        struct cmsghdr *cm;
-        int fd;
+        int fd = fd_receive(sock);
 
-        if (recvmsg(sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) != 1)
-                return errno ? negative_errno() : -EBADMSG;
-        cm = CMSG_FIRSTHDR(&mh);
-        if (!cm || cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS ||
-            cm->cmsg_len != CMSG_LEN(sizeof(int)) || (mh.msg_flags & MSG_CTRUNC))
-                return -EBADMSG;
-        memcpy(&fd, CMSG_DATA(cm), sizeof fd);
-        if (!isatty(fd)) {
+        if (fd >= 0 && !isatty(fd)) {
                 close(fd);
                 return -ENOTTY;
         }

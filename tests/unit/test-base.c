@@ -6,8 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/fdpass.h"
 #include "base/fileio.h"
 #include "base/log.h"
 #include "base/macro.h"
@@ -321,6 +324,40 @@ START_TEST(test_suggest)
 }
 END_TEST
 
+/* fd_send/fd_receive: the fd arrives as the same open file, close-on-exec; a
+ * message without one, or none at all, is said so. */
+START_TEST(test_fdpass)
+{
+        int sp[2], fd, got;
+        struct stat a, b;
+
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
+        ck_assert_int_eq(fd_receive(sp[1]), -EAGAIN);
+
+        fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(fd_send(sp[0], fd), 0);
+        got = fd_receive(sp[1]);
+        ck_assert_int_ge(got, 0);
+        ck_assert_int_ne(got, fd);
+        ck_assert_int_eq(fstat(fd, &a), 0);
+        ck_assert_int_eq(fstat(got, &b), 0);
+        ck_assert(a.st_dev == b.st_dev && a.st_ino == b.st_ino);
+        ck_assert_int_eq(fcntl(got, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+        close(got);
+
+        /* A byte without an fd. */
+        ck_assert_int_eq(write(sp[0], "x", 1), 1);
+        ck_assert_int_eq(fd_receive(sp[1]), -EBADMSG);
+
+        /* The peer gone: sending fails, receiving sees the end. */
+        close(sp[1]);
+        ck_assert_int_eq(fd_send(sp[0], fd), -EPIPE);
+        close(fd);
+        close(sp[0]);
+}
+END_TEST
+
 START_TEST(test_log_renders_controls)
 {
         char big[LOG_LINE_MAX * 2];
@@ -350,6 +387,7 @@ int main(void)
         tcase_add_test(tc, test_parse_size);
         tcase_add_test(tc, test_format_size);
         tcase_add_test(tc, test_strv);
+        tcase_add_test(tc, test_fdpass);
         tcase_add_test(tc, test_read_file_bounded);
         tcase_add_test(tc, test_mkdir_p);
         tcase_add_test(tc, test_termsafe_stream);
