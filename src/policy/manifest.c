@@ -11,12 +11,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <limits.h>
 #include <linux/openat2.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -40,7 +42,8 @@
 #define LIMIT_PIDS_MAX    4194304ull /* PID_MAX_LIMIT on 64-bit kernels */
 #define LIMIT_FILES_MIN   16ull      /* stdio, the broker channel, a few libraries */
 #define LIMIT_FILES_MAX   1048576ull /* the kernel's default fs.nr_open */
-#define LIMIT_CPU_MAX     1024.0     /* CPUs; far above any machine we run on */
+/* 1024 CPUs, in thousandths: far above any machine we run on. */
+#define LIMIT_CPU_MAX_MILLI 1024000ull
 
 /* Bytes of escaped input quoted back in a message before it is cut with "...". */
 #define QUOTE_MAX 64u
@@ -360,33 +363,6 @@ static int get_array(ManifestError *err, const char *key, json_t *v, const char 
         return 0;
 }
 
-/* One of names[0..n) -> *ret its index. */
-static int get_enum(ManifestError *err, const char *key, json_t *v, const char *const *names,
-                    size_t n, int *ret)
-{
-        char expected[128] = "", q[QUOTE_BUF];
-        size_t o = 0;
-        const char *s = NULL;
-
-        for (size_t i = 0; i < n && o < sizeof expected; i++)
-                o += (size_t)snprintf(expected + o, sizeof expected - o, "%s\"%s\"",
-                                      i == 0       ? ""
-                                      : i + 1 == n ? " or "
-                                                   : ", ",
-                                      names[i]);
-        if (json_is_string(v)) {
-                s = json_string_value(v);
-                for (size_t i = 0; i < n; i++)
-                        if (json_string_length(v) == strlen(names[i]) && strcmp(s, names[i]) == 0) {
-                                *ret = (int)i;
-                                return 0;
-                        }
-                return fail(err, key, "expected %s, got %s", expected,
-                            quote(q, s, json_string_length(v), '"'));
-        }
-        return fail_type(err, key, expected, v);
-}
-
 /* Why id (len bytes) is not a valid app id, or NULL if it is (rules in manifest.h). */
 static const char *id_invalid_reason(const char *id, size_t len)
 {
@@ -494,59 +470,117 @@ static int parse_version(Manifest *m, json_t *v, const char *key, ManifestError 
         return parse_text(&m->version, v, key, err);
 }
 
-static int parse_runtime(Manifest *m, json_t *v, const char *key, ManifestError *err)
-{
-        int i = 0, r;
+/* A field of Manifest, for sizeof() in the rows below. */
+#define MANIFEST_FIELD(f) (((Manifest *)NULL)->f)
 
-        r = get_enum(err, key, v, runtime_names, ELEMENTSOF(runtime_names), &i);
-        if (r < 0)
-                return r;
-        m->runtime = (ManifestRuntime)i;
-        return 0;
+/* offsetof(Manifest, f) that does not compile unless f is int-sized, as a C enum is. */
+#define ENUM_OFFSET(f)                                                                             \
+        (offsetof(Manifest, f) + 0 * sizeof(struct {                                               \
+                                         _Static_assert(sizeof(MANIFEST_FIELD(f)) == sizeof(int),  \
+                                                        #f " is not int-sized");                   \
+                                         char c;                                                   \
+                                 }))
+
+/* One row of enum_keys: the key, its Manifest field, its spellings (indexed by value). */
+#define ENUM_KEY(key_, field, names, required_, default_)                                          \
+        {                                                                                          \
+                .key = (key_), .values = (names), .n_values = ELEMENTSOF(names),                   \
+                .required = (required_), .default_value = (default_),                              \
+                .offset = ENUM_OFFSET(field), .set_offset = SIZE_MAX,                              \
+        }
+
+/* The enum-like keys, in the order they are parsed (contract in manifest.h). */
+static const ManifestEnumKey enum_keys[] = {
+        ENUM_KEY("runtime", runtime, runtime_names, true, 0),
+        ENUM_KEY("kind", kind, kind_names, false, MANIFEST_KIND_APP),
+        ENUM_KEY("restart", restart, restart_names, false, MANIFEST_RESTART_NO),
+        ENUM_KEY("isolation", isolation, isolation_names, false, MANIFEST_ISOLATION_SANDBOX),
+        /* has_scheduler: cella boot checks that the members of a group that set one agree. */
+        {
+                .key = "scheduler",
+                .values = scheduler_names,
+                .n_values = ELEMENTSOF(scheduler_names),
+                .default_value = MANIFEST_SCHEDULER_FAIR,
+                .offset = ENUM_OFFSET(scheduler),
+                .set_offset = offsetof(Manifest, has_scheduler),
+        },
+};
+
+/* Bytes of enum_expected()'s text: every spelling quoted, with separators. */
+#define ENUM_EXPECTED_MAX 160u
+
+/* The values of k for a message: `"no", "on-failure" or "always"`. Returns buf. */
+static const char *enum_expected(char buf[static ENUM_EXPECTED_MAX], const ManifestEnumKey *k)
+{
+        size_t o = 0;
+
+        buf[0] = 0;
+        for (size_t i = 0; i < k->n_values && o < ENUM_EXPECTED_MAX; i++)
+                o += (size_t)snprintf(buf + o, ENUM_EXPECTED_MAX - o, "%s\"%s\"",
+                                      i == 0                 ? ""
+                                      : i + 1 == k->n_values ? " or "
+                                                             : ", ",
+                                      k->values[i]);
+        return buf;
 }
 
-static int parse_kind(Manifest *m, json_t *v, const char *key, ManifestError *err)
+/*
+ * Parses v, the value of enum key k, into its field of m (and sets its set_offset
+ * flag). Spellings are case-sensitive; a value that is not one of them is refused
+ * with all of them listed, and the nearest one suggested: one that differs only in
+ * case ("Always"), else one within SUGGEST_DISTANCE edits (base/suggest.h).
+ * Returns 0 or -EINVAL (err filled).
+ */
+static int parse_enum(Manifest *m, const ManifestEnumKey *k, json_t *v, ManifestError *err)
 {
-        int i = 0, r;
+        char expected[ENUM_EXPECTED_MAX], q[QUOTE_BUF];
+        const char *s, *near = NULL;
+        size_t len;
 
-        r = get_enum(err, key, v, kind_names, ELEMENTSOF(kind_names), &i);
-        if (r < 0)
-                return r;
-        m->kind = (ManifestKind)i;
-        return 0;
+        enum_expected(expected, k);
+        if (!json_is_string(v))
+                return fail_type(err, k->key, expected, v);
+        s = json_string_value(v);
+        len = json_string_length(v);
+        for (size_t i = 0; i < k->n_values; i++)
+                if (len == strlen(k->values[i]) && memcmp(s, k->values[i], len) == 0) {
+                        *(int *)((char *)m + k->offset) = (int)i;
+                        if (k->set_offset != SIZE_MAX)
+                                *(bool *)((char *)m + k->set_offset) = true;
+                        return 0;
+                }
+        /* strncasecmp stops at a NUL of s ("\u0000" is allowed in JSON): no match then. */
+        for (size_t i = 0; i < k->n_values && !near; i++)
+                if (len == strlen(k->values[i]) && strncasecmp(s, k->values[i], len) == 0)
+                        near = k->values[i];
+        if (!near)
+                near = suggest_nearest(s, len, k->values, k->n_values);
+        quote(q, s, len, '"');
+        if (near)
+                return fail(err, k->key, "expected %s, got %s; did you mean \"%s\"?", expected, q,
+                            near);
+        return fail(err, k->key, "expected %s, got %s", expected, q);
 }
 
-static int parse_restart(Manifest *m, json_t *v, const char *key, ManifestError *err)
+/* Parses every enum key of root (the top level) into m: required ones must be there. */
+static int parse_enums(Manifest *m, json_t *root, ManifestError *err)
 {
-        int i = 0, r;
+        for (size_t i = 0; i < ELEMENTSOF(enum_keys); i++) {
+                const ManifestEnumKey *k = &enum_keys[i];
+                json_t *v = json_object_get(root, k->key);
+                char expected[ENUM_EXPECTED_MAX];
+                int r;
 
-        r = get_enum(err, key, v, restart_names, ELEMENTSOF(restart_names), &i);
-        if (r < 0)
-                return r;
-        m->restart = (ManifestRestart)i;
-        return 0;
-}
-
-static int parse_isolation(Manifest *m, json_t *v, const char *key, ManifestError *err)
-{
-        int i = 0, r;
-
-        r = get_enum(err, key, v, isolation_names, ELEMENTSOF(isolation_names), &i);
-        if (r < 0)
-                return r;
-        m->isolation = (ManifestIsolation)i;
-        return 0;
-}
-
-static int parse_scheduler(Manifest *m, json_t *v, const char *key, ManifestError *err)
-{
-        int i = 0, r;
-
-        r = get_enum(err, key, v, scheduler_names, ELEMENTSOF(scheduler_names), &i);
-        if (r < 0)
-                return r;
-        m->scheduler = (ManifestScheduler)i;
-        m->has_scheduler = true;
+                if (!v) {
+                        if (k->required)
+                                return fail(err, k->key, "missing required key; expected %s",
+                                            enum_expected(expected, k));
+                        continue;
+                }
+                r = parse_enum(m, k, v, err);
+                if (r < 0)
+                        return r;
+        }
         return 0;
 }
 
@@ -568,17 +602,6 @@ static int parse_group(Manifest *m, json_t *v, const char *key, ManifestError *e
                             quote(q, s, len, '"'));
         m->group = strndup(s, len);
         return m->group ? 0 : fail_oom(err, key);
-}
-
-static int parse_priority(Manifest *m, json_t *v, const char *key, ManifestError *err)
-{
-        json_int_t n;
-
-        if (!json_is_integer(v) || (n = json_integer_value(v)) < MANIFEST_PRIORITY_MIN ||
-            n > MANIFEST_PRIORITY_MAX)
-                return fail_integer(err, key, "an integer from -20 to 19 (a nice value)", v);
-        m->priority = (int)n;
-        return 0;
 }
 
 /* The rules between keys, once each key is valid on its own. */
@@ -888,104 +911,262 @@ static int parse_env(Manifest *m, json_t *v, const char *key, ManifestError *err
         return 0;
 }
 
-typedef enum LimitType {
-        LIMIT_SIZE,  /* "64M" or a number of bytes */
-        LIMIT_COUNT, /* an integer */
-        LIMIT_CPU,   /* a number of CPUs, stored in thousandths */
-} LimitType;
+/*
+ * offsetof(Manifest, f) that does not compile unless f can hold every value of
+ * min_..max_: a uint64_t for bounds from 0 up, an int for a range that fits one.
+ */
+#define NUMBER_OFFSET(f, min_, max_)                                                               \
+        (offsetof(Manifest, f) +                                                                   \
+         0 * sizeof(struct {                                                                       \
+                 _Static_assert(sizeof(MANIFEST_FIELD(f)) == sizeof(uint64_t)                      \
+                                        ? (int64_t)(min_) >= 0                                     \
+                                        : sizeof(MANIFEST_FIELD(f)) == sizeof(int) &&              \
+                                                  (int64_t)(min_) > INT_MIN &&                     \
+                                                  (uint64_t)(max_) <= INT_MAX,                     \
+                                #f " cannot hold " #min_ ".." #max_);                              \
+                 char c;                                                                           \
+         }))
 
-static const struct LimitField {
-        const char *name;
-        LimitType type;
-        uint64_t min, max; /* inclusive; for LIMIT_SIZE a max of 0 is none */
-        size_t offset;     /* of the uint64_t in ManifestLimits */
-} limit_fields[] = {
-        {"memory", LIMIT_SIZE, LIMIT_MEMORY_MIN, 0, offsetof(ManifestLimits, memory)},
-        {"pids", LIMIT_COUNT, 1, LIMIT_PIDS_MAX, offsetof(ManifestLimits, pids)},
-        {"cpu", LIMIT_CPU, 0, 0, offsetof(ManifestLimits, cpu_milli)},
-        {"files", LIMIT_COUNT, LIMIT_FILES_MIN, LIMIT_FILES_MAX, offsetof(ManifestLimits, files)},
-        {"storage", LIMIT_SIZE, LIMIT_STORAGE_MIN, LIMIT_STORAGE_MAX,
-         offsetof(ManifestLimits, storage)},
-        {"tmp", LIMIT_SIZE, LIMIT_TMP_MIN, 0, offsetof(ManifestLimits, tmp)},
+/* One row of number_keys: where the key is, its unit and bounds, its Manifest field. */
+#define NUMBER_KEY(parent_, key_, unit_, min_, max_, default_, field, note_)                       \
+        {                                                                                          \
+                .parent = (parent_), .key = (key_), .unit = (unit_), .min = (min_), .max = (max_), \
+                .default_value = (default_), .offset = NUMBER_OFFSET(field, min_, max_),           \
+                .size = sizeof(MANIFEST_FIELD(field)), .note = (note_),                            \
+        }
+
+/*
+ * The limits and the other numbers, in the order they are parsed and listed
+ * (contract in manifest.h; bounds and their sources at the LIMIT_* definitions).
+ * A limit's default is 0, "not set": the supervisor applies its own.
+ */
+static const ManifestNumberKey number_keys[] = {
+        NUMBER_KEY("limits", "memory", MANIFEST_UNIT_BYTES, LIMIT_MEMORY_MIN, UINT64_MAX, 0,
+                   limits.memory, NULL),
+        NUMBER_KEY("limits", "pids", MANIFEST_UNIT_COUNT, 1, LIMIT_PIDS_MAX, 0, limits.pids, NULL),
+        NUMBER_KEY("limits", "cpu", MANIFEST_UNIT_CPU, 1, LIMIT_CPU_MAX_MILLI, 0, limits.cpu_milli,
+                   NULL),
+        NUMBER_KEY("limits", "files", MANIFEST_UNIT_COUNT, LIMIT_FILES_MIN, LIMIT_FILES_MAX, 0,
+                   limits.files, NULL),
+        NUMBER_KEY("limits", "storage", MANIFEST_UNIT_BYTES, LIMIT_STORAGE_MIN, LIMIT_STORAGE_MAX,
+                   0, limits.storage, NULL),
+        NUMBER_KEY("limits", "tmp", MANIFEST_UNIT_BYTES, LIMIT_TMP_MIN, UINT64_MAX, 0, limits.tmp,
+                   NULL),
+        NUMBER_KEY("", "priority", MANIFEST_UNIT_COUNT, MANIFEST_PRIORITY_MIN,
+                   MANIFEST_PRIORITY_MAX, 0, priority, "a nice value"),
 };
 
-#define SIZE_EXPECTED "a size such as \"64M\" or a number of bytes"
+/* How each unit is named in messages: "<noun> from MIN to MAX<example>". */
+static const struct UnitInfo {
+        const char *noun;
+        const char *example; /* said after the bounds, or "" */
+} unit_info[] = {
+        [MANIFEST_UNIT_BYTES] = {"a size", ", such as \"64M\" or a number of bytes"},
+        [MANIFEST_UNIT_COUNT] = {"an integer", ""},
+        [MANIFEST_UNIT_CPU] = {"a number of CPUs", ", such as 2 or 0.5"},
+};
 
-static int get_limit_size(ManifestError *err, const char *key, json_t *v, uint64_t min,
-                          uint64_t max, uint64_t *ret)
+#define SIZE_SYNTAX " (suffixes K, M, G, T; no fractions)"
+/* Bytes of number_expected()'s text, SIZE_SYNTAX included. */
+#define NUMBER_EXPECTED_MAX 192u
+/* Bytes of one bound or value as format_bound() writes it. */
+#define BOUND_MAX 32u
+
+/*
+ * A number as read from the manifest, in its row's kept unit (bytes, count,
+ * thousandths of a CPU): sign and magnitude, as the rows' bounds reach from
+ * priority's -20 to a size's 2^64-1.
+ */
+typedef struct Number {
+        bool negative;
+        uint64_t magnitude;
+} Number;
+
+static bool number_below(Number n, int64_t min)
 {
-        char got[QUOTE_BUF], a[24], b[24];
-        uint64_t n;
+        if (min >= 0)
+                return n.negative || n.magnitude < (uint64_t)min;
+        /* |min| written so that INT64_MIN does not overflow. */
+        return n.negative && n.magnitude > (uint64_t)(-(min + 1)) + 1;
+}
 
-        if (json_is_integer(v) && json_integer_value(v) >= 0)
-                n = (uint64_t)json_integer_value(v);
-        else if (json_is_string(v)) {
+static bool number_above(Number n, uint64_t max)
+{
+        return !n.negative && n.magnitude > max;
+}
+
+/* n in k's unit as the manifest writes it: "1M", "-20", "0.001". Returns buf. */
+static const char *format_bound(char buf[static BOUND_MAX], const ManifestNumberKey *k, Number n)
+{
+        switch (k->unit) {
+        case MANIFEST_UNIT_BYTES:
+                return format_size(n.magnitude, buf, BOUND_MAX);
+        case MANIFEST_UNIT_CPU:
+                if (n.magnitude % 1000 == 0)
+                        snprintf(buf, BOUND_MAX, "%llu", (unsigned long long)(n.magnitude / 1000));
+                else {
+                        size_t len;
+
+                        snprintf(buf, BOUND_MAX, "%llu.%03llu",
+                                 (unsigned long long)(n.magnitude / 1000),
+                                 (unsigned long long)(n.magnitude % 1000));
+                        len = strlen(buf);
+                        while (buf[len - 1] == '0')
+                                buf[--len] = 0;
+                }
+                return buf;
+        case MANIFEST_UNIT_COUNT:
+        default:
+                snprintf(buf, BOUND_MAX, "%s%llu", n.negative ? "-" : "",
+                         (unsigned long long)n.magnitude);
+                return buf;
+        }
+}
+
+static Number number_of(int64_t v)
+{
+        return (Number){v < 0, v < 0 ? (uint64_t)(-(v + 1)) + 1 : (uint64_t)v};
+}
+
+/*
+ * What k takes, for messages: "an integer from 1 to 4194304", "a size of at least
+ * 1M, such as "64M" or a number of bytes", then " (note)". Returns buf.
+ */
+static const char *number_expected(char buf[static NUMBER_EXPECTED_MAX], const ManifestNumberKey *k)
+{
+        const struct UnitInfo *u = &unit_info[k->unit];
+        char lo[BOUND_MAX], hi[BOUND_MAX];
+        size_t o;
+
+        format_bound(lo, k, number_of(k->min));
+        if (k->max == UINT64_MAX)
+                o = (size_t)snprintf(buf, NUMBER_EXPECTED_MAX, "%s of at least %s%s", u->noun, lo,
+                                     u->example);
+        else
+                o = (size_t)snprintf(buf, NUMBER_EXPECTED_MAX, "%s from %s to %s%s", u->noun, lo,
+                                     format_bound(hi, k, (Number){false, k->max}), u->example);
+        if (k->note && o < NUMBER_EXPECTED_MAX)
+                snprintf(buf + o, NUMBER_EXPECTED_MAX - o, " (%s)", k->note);
+        return buf;
+}
+
+/*
+ * The one message for a value out of k's bounds: "<value> is less than the minimum
+ * of <min>; expected <what k takes>". v is the JSON value; a size is shown in its
+ * unit ("1023K"), anything else as written. Returns -EINVAL.
+ */
+static int fail_range(ManifestError *err, const char *key, const ManifestNumberKey *k, json_t *v,
+                      Number n, bool below, const char *expected)
+{
+        char got[QUOTE_BUF], bound[BOUND_MAX];
+
+        if (k->unit == MANIFEST_UNIT_BYTES && !n.negative)
+                format_size(n.magnitude, got, sizeof got);
+        else
+                describe(got, v);
+        if (below)
+                return fail(err, key, "%s is less than the minimum of %s; expected %s", got,
+                            format_bound(bound, k, number_of(k->min)), expected);
+        return fail(err, key, "%s is more than the maximum of %s; expected %s", got,
+                    format_bound(bound, k, (Number){false, k->max}), expected);
+}
+
+/*
+ * Parses v, the value of number key k (its JSON path is key), into its field of m.
+ * A size is a JSON integer of bytes or a string parse_size() reads; a count a JSON
+ * integer; a number of CPUs any JSON number, rounded to thousandths. Every error
+ * names what k takes, bounds included. Returns 0 or -EINVAL (err filled).
+ */
+static int parse_number(Manifest *m, const ManifestNumberKey *k, json_t *v, const char *key,
+                        ManifestError *err)
+{
+        char expected[NUMBER_EXPECTED_MAX], got[QUOTE_BUF];
+        char *field = (char *)m + k->offset;
+        Number n = {};
+
+        number_expected(expected, k);
+        if (json_is_integer(v) && k->unit != MANIFEST_UNIT_CPU)
+                n = number_of(json_integer_value(v));
+        else if (json_is_string(v) && k->unit == MANIFEST_UNIT_BYTES) {
+                char syntax[NUMBER_EXPECTED_MAX + sizeof SIZE_SYNTAX];
                 const char *s = NULL;
                 int r;
 
-                r = get_string(err, key, v, SIZE_EXPECTED, 0, SIZE_MAX, &s, NULL);
+                r = get_string(err, key, v, expected, 0, SIZE_MAX, &s, NULL);
                 if (r < 0)
                         return r;
-                r = parse_size(s, &n);
+                r = parse_size(s, &n.magnitude);
                 if (r == -ERANGE)
-                        return fail(err, key, "size %s does not fit in 64 bits", describe(got, v));
-                if (r < 0)
-                        return fail_type(err, key,
-                                         SIZE_EXPECTED " (suffixes K, M, G, T; no fractions)", v);
+                        return fail(err, key, "size %s does not fit in 64 bits; expected %s",
+                                    describe(got, v), expected);
+                if (r < 0) {
+                        snprintf(syntax, sizeof syntax, "%s" SIZE_SYNTAX, expected);
+                        return fail_type(err, key, syntax, v);
+                }
+        } else if (json_is_number(v) && k->unit == MANIFEST_UNIT_CPU) {
+                double d = json_number_value(v);
+
+                /* Compared before rounding, so 1024.0004 is over 1024. NaN fails too. */
+                if (!(d >= 0))
+                        return fail_range(err, key, k, v, (Number){true, 1}, true, expected);
+                if (d > (double)k->max / 1000.0)
+                        return fail_range(err, key, k, v, (Number){false, k->max}, false, expected);
+                n.magnitude = (uint64_t)(d * 1000.0 + 0.5);
         } else
-                return fail_integer(err, key, SIZE_EXPECTED, v);
-        if (n < min)
-                return fail(err, key, "%s is less than the minimum of %s",
-                            format_size(n, a, sizeof a), format_size(min, b, sizeof b));
-        if (max && n > max)
-                return fail(err, key, "%s is more than the maximum of %s",
-                            format_size(n, a, sizeof a), format_size(max, b, sizeof b));
-        *ret = n;
-        return 0;
-}
-
-static int get_limit_count(ManifestError *err, const char *key, json_t *v, uint64_t min,
-                           uint64_t max, uint64_t *ret)
-{
-        char expected[80];
-        json_int_t n;
-
-        snprintf(expected, sizeof expected, "an integer from %llu to %llu", (unsigned long long)min,
-                 (unsigned long long)max);
-        if (!json_is_integer(v))
                 return fail_integer(err, key, expected, v);
-        n = json_integer_value(v);
-        if (n < 0 || (uint64_t)n < min || (uint64_t)n > max)
-                return fail_type(err, key, expected, v);
-        *ret = (uint64_t)n;
+
+        if (number_below(n, k->min))
+                return fail_range(err, key, k, v, n, true, expected);
+        if (number_above(n, k->max))
+                return fail_range(err, key, k, v, n, false, expected);
+        if (k->size == sizeof(int))
+                *(int *)field = n.negative ? (int)-(int64_t)n.magnitude : (int)n.magnitude;
+        else
+                *(uint64_t *)field = n.magnitude;
         return 0;
 }
 
-#define CPU_EXPECTED "a number of CPUs greater than 0 and at most 1024, such as 2 or 0.5"
-
-static int get_limit_cpu(ManifestError *err, const char *key, json_t *v, uint64_t *ret)
+/* Parses the number keys of parent ("" or "limits") that obj, its object, holds. */
+static int parse_numbers(Manifest *m, json_t *obj, const char *parent, ManifestError *err)
 {
-        double d;
-        uint64_t milli;
+        for (size_t i = 0; i < ELEMENTSOF(number_keys); i++) {
+                const ManifestNumberKey *k = &number_keys[i];
+                json_t *v;
+                char key[KEY_MAX];
+                int r;
 
-        if (!json_is_number(v))
-                return fail_type(err, key, CPU_EXPECTED, v);
-        d = json_number_value(v);
-        /* Written so that NaN fails too (jansson never yields one, but be sure). */
-        if (!(d > 0 && d <= LIMIT_CPU_MAX))
-                return fail_type(err, key, CPU_EXPECTED, v);
-        milli = (uint64_t)(d * 1000.0 + 0.5);
-        if (milli < 1)
-                return fail(err, key, "%g CPUs rounds to 0; the smallest share is 0.001", d);
-        *ret = milli;
+                if (strcmp(k->parent, parent) != 0)
+                        continue;
+                v = json_object_get(obj, k->key);
+                if (!v)
+                        continue;
+                key_child(key, parent, k->key, strlen(k->key));
+                r = parse_number(m, k, v, key, err);
+                if (r < 0)
+                        return r;
+        }
         return 0;
 }
 
-static int check_keys(ManifestError *err, json_t *obj, const char *parent, const char *const *names,
-                      size_t n, size_t stride);
+/* Every row's default into m, before any key is read. */
+static void set_defaults(Manifest *m)
+{
+        for (size_t i = 0; i < ELEMENTSOF(enum_keys); i++)
+                *(int *)((char *)m + enum_keys[i].offset) = enum_keys[i].default_value;
+        for (size_t i = 0; i < ELEMENTSOF(number_keys); i++) {
+                char *field = (char *)m + number_keys[i].offset;
 
-#define CHECK_KEYS(err, obj, parent, table)                                                        \
-        check_keys(err, obj, parent, &(table)[0].name, ELEMENTSOF(table), sizeof((table)[0]))
+                if (number_keys[i].size == sizeof(int))
+                        *(int *)field = (int)number_keys[i].default_value;
+                else
+                        *(uint64_t *)field = (uint64_t)number_keys[i].default_value;
+        }
+}
+
+/* The keys allowed in the object at parent ("" or "limits"), into names; their number. */
+static size_t level_keys(const char *parent, const char **names, size_t max);
+
+static int check_keys(ManifestError *err, json_t *obj, const char *parent);
 
 static int parse_limits(Manifest *m, json_t *v, const char *key, ManifestError *err)
 {
@@ -994,40 +1175,18 @@ static int parse_limits(Manifest *m, json_t *v, const char *key, ManifestError *
         if (!json_is_object(v))
                 return fail_type(err, key, "an object such as {\"memory\": \"64M\", \"pids\": 32}",
                                  v);
-        r = CHECK_KEYS(err, v, key, limit_fields);
+        r = check_keys(err, v, key);
         if (r < 0)
                 return r;
-        for (size_t i = 0; i < ELEMENTSOF(limit_fields); i++) {
-                const struct LimitField *f = &limit_fields[i];
-                uint64_t *field = (uint64_t *)((char *)&m->limits + f->offset);
-                json_t *e = json_object_get(v, f->name);
-                char k[KEY_MAX];
-
-                if (!e)
-                        continue;
-                key_child(k, key, f->name, strlen(f->name));
-                switch (f->type) {
-                case LIMIT_SIZE:
-                        r = get_limit_size(err, k, e, f->min, f->max, field);
-                        break;
-                case LIMIT_COUNT:
-                        r = get_limit_count(err, k, e, f->min, f->max, field);
-                        break;
-                case LIMIT_CPU:
-                        r = get_limit_cpu(err, k, e, field);
-                        break;
-                default:
-                        r = -EINVAL;
-                }
-                if (r < 0)
-                        return r;
-        }
-        return 0;
+        return parse_numbers(m, v, key, err);
 }
 
 typedef int (*FieldParser)(Manifest *m, json_t *v, const char *key, ManifestError *err);
 
-/* In the order they are checked: id first, as depends refers to it. */
+/*
+ * The keys with a parser of their own, in the order they are checked (id first, as
+ * depends refers to it); then come enum_keys, then the top-level number_keys.
+ */
 static const struct Field {
         const char *name;
         FieldParser parse;
@@ -1036,67 +1195,68 @@ static const struct Field {
         {"id", parse_id, ID_EXPECTED},
         {"name", parse_name, NULL},
         {"version", parse_version, NULL},
-        {"runtime", parse_runtime, "\"native\" or \"lua\""},
         {"entry", parse_entry, ENTRY_EXPECTED},
         {"args", parse_args, NULL},
-        {"kind", parse_kind, NULL},
         {"depends", parse_depends, NULL},
         {"permissions", parse_permissions, NULL},
         {"exports", parse_exports, NULL},
         {"env", parse_env, NULL},
         {"limits", parse_limits, NULL},
-        {"restart", parse_restart, NULL},
-        {"isolation", parse_isolation, NULL},
         {"group", parse_group, NULL},
-        {"scheduler", parse_scheduler, NULL},
-        {"priority", parse_priority, NULL},
 };
 
-/*
- * Refuses any key of obj that is not in names (n names, stride bytes apart: the name
- * member of a table). The message suggests the closest known key within
- * SUGGEST_DISTANCE edits, or lists the known keys.
- */
-static int check_keys(ManifestError *err, json_t *obj, const char *parent, const char *const *names,
-                      size_t n, size_t stride)
+/* Room for every key of one level: check_keys() lists them from an array this long. */
+#define LEVEL_KEYS_MAX (ELEMENTSOF(top_fields) + ELEMENTSOF(enum_keys) + ELEMENTSOF(number_keys))
+
+static size_t level_keys(const char *parent, const char **names, size_t max)
 {
-#define NAME_AT(i) (*(const char *const *)((const char *)names + (i)*stride))
+        size_t n = 0;
+
+        if (!parent[0]) {
+                for (size_t i = 0; i < ELEMENTSOF(top_fields) && n < max; i++)
+                        names[n++] = top_fields[i].name;
+                for (size_t i = 0; i < ELEMENTSOF(enum_keys) && n < max; i++)
+                        names[n++] = enum_keys[i].key;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(number_keys) && n < max; i++)
+                if (strcmp(number_keys[i].parent, parent) == 0)
+                        names[n++] = number_keys[i].key;
+        return n;
+}
+
+/*
+ * Refuses any key of obj (the object at parent) that level_keys() does not list.
+ * The message suggests the closest known key within SUGGEST_DISTANCE edits, or
+ * lists the known keys.
+ */
+static int check_keys(ManifestError *err, json_t *obj, const char *parent)
+{
+        const char *names[LEVEL_KEYS_MAX];
+        size_t n = level_keys(parent, names, ELEMENTSOF(names));
+
         for (void *it = json_object_iter(obj); it; it = json_object_iter_next(obj, it)) {
                 const char *name = json_object_iter_key(it);
                 size_t name_len = json_object_iter_key_len(it);
-                const char *best = NULL;
-                size_t best_d = SIZE_MAX;
-                char k[KEY_MAX], q[QUOTE_BUF], known[160];
+                const char *best;
+                char k[KEY_MAX], q[QUOTE_BUF], known[200];
                 size_t o = 0;
                 bool found = false;
 
                 for (size_t i = 0; i < n && !found; i++)
-                        found = strlen(NAME_AT(i)) == name_len && strcmp(NAME_AT(i), name) == 0;
+                        found = strlen(names[i]) == name_len && strcmp(names[i], name) == 0;
                 if (found)
                         continue;
                 key_child(k, parent, name, name_len);
                 quote(q, name, name_len, '\'');
-                for (size_t i = 0; i < n && name_len <= SUGGEST_WORD_MAX; i++) {
-                        size_t len = strlen(NAME_AT(i)), d;
-
-                        if (len > SUGGEST_WORD_MAX)
-                                continue;
-                        d = suggest_distance(name, name_len, NAME_AT(i), len);
-                        /* "x" is two edits from "id", but no typo of it. */
-                        if (d <= SUGGEST_DISTANCE && d < len && d < best_d) {
-                                best = NAME_AT(i);
-                                best_d = d;
-                        }
-                }
+                best = suggest_nearest(name, name_len, names, n);
                 if (best)
                         return fail(err, k, "unknown key %s; did you mean '%s'?", q, best);
                 known[0] = 0;
                 for (size_t i = 0; i < n && o < sizeof known; i++)
                         o += (size_t)snprintf(known + o, sizeof known - o, "%s%s", i ? ", " : "",
-                                              NAME_AT(i));
+                                              names[i]);
                 return fail(err, k, "unknown key %s; expected one of: %s", q, known);
         }
-#undef NAME_AT
         return 0;
 }
 
@@ -1178,12 +1338,13 @@ int manifest_parse(const char *data, size_t size, const char *filename, Manifest
                 return fail(err, "", "expected a JSON object { ... } at the top level, got %s",
                             describe(got, root));
 
-        r = CHECK_KEYS(err, root, "", top_fields);
+        r = check_keys(err, root, "");
         if (r < 0)
                 return r;
         m = calloc(1, sizeof *m);
         if (!m)
                 return fail_oom(err, "");
+        set_defaults(m);
         for (size_t i = 0; i < ELEMENTSOF(top_fields); i++) {
                 const struct Field *f = &top_fields[i];
                 json_t *v = json_object_get(root, f->name);
@@ -1198,6 +1359,12 @@ int manifest_parse(const char *data, size_t size, const char *filename, Manifest
                 if (r < 0)
                         return r;
         }
+        r = parse_enums(m, root, err);
+        if (r < 0)
+                return r;
+        r = parse_numbers(m, root, "", err);
+        if (r < 0)
+                return r;
 
         r = check_isolation(m, err);
         if (r < 0)
@@ -1365,4 +1532,19 @@ const char *manifest_isolation_to_string(ManifestIsolation i)
 const char *manifest_scheduler_to_string(ManifestScheduler s)
 {
         return (size_t)s < ELEMENTSOF(scheduler_names) ? scheduler_names[s] : NULL;
+}
+
+/* The tables behind the parser (contract in manifest.h). */
+const ManifestEnumKey *manifest_enum_keys(size_t *ret_n)
+{
+        if (ret_n)
+                *ret_n = ELEMENTSOF(enum_keys);
+        return enum_keys;
+}
+
+const ManifestNumberKey *manifest_number_keys(size_t *ret_n)
+{
+        if (ret_n)
+                *ret_n = ELEMENTSOF(number_keys);
+        return number_keys;
 }

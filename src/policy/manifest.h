@@ -18,13 +18,13 @@
 #define MANIFEST_LIST_MAX      64u   /* entries of args, depends, permissions, exports, env */
 #define MANIFEST_ENV_VALUE_MAX 1024u /* bytes of one env value */
 #define MANIFEST_GROUP_MAX     64u   /* bytes of "group" ([a-z0-9_-]) */
-/* "priority": nice values, as setpriority(2) and the fair scheduler's weight table
- * (docs/lua-api.md "Schedulers"). */
 /* limits.storage of a manifest that sets none, in bytes: the size of the app's
  * /data file system (src/supervisor/storage.c, docs/manifest.md "limits"). What
  * fs.usage and proc limits report as the quota then. */
 #define MANIFEST_STORAGE_DEFAULT (1ull << 30)
 
+/* "priority": nice values, as setpriority(2) and the fair scheduler's weight table
+ * (docs/lua-api.md "Schedulers"). */
 #define MANIFEST_PRIORITY_MIN (-20)
 #define MANIFEST_PRIORITY_MAX 19
 
@@ -129,6 +129,49 @@ Manifest *manifest_free(Manifest *m);
  * Source: Flatpak's app-id rules (flatpak_is_valid_name) and Android applicationId.
  */
 bool manifest_id_is_valid(const char *id);
+
+/*
+ * The rows behind the parser's enum-like keys and its numbers (the limits and
+ * "priority"): one row per key, read by one generic parser per kind, so a new key
+ * of either kind is one row in manifest.c (and its field in Manifest). Exposed so
+ * that the unit tests check every row (tests/unit/test-manifest.c), the fuzz harness
+ * checks every parsed value against its row, and tools can describe the format.
+ */
+
+/* A key whose value is one of a fixed set of names, stored as a C enum. */
+typedef struct ManifestEnumKey {
+        const char *key;           /* JSON key at the top level: "restart" */
+        const char *const *values; /* the spellings, indexed by the enum's value */
+        size_t n_values;
+        bool required;     /* a manifest without the key is an error */
+        int default_value; /* stored when the key is absent and not required */
+        size_t offset;     /* of the enum (int-sized) in Manifest */
+        size_t set_offset; /* of a bool in Manifest set when the key is given; SIZE_MAX: none */
+} ManifestEnumKey;
+
+/* How a number is written in the manifest and kept in Manifest. */
+typedef enum ManifestUnit {
+        MANIFEST_UNIT_BYTES, /* a size: "64M" (base/size.h) or a JSON integer; kept in bytes */
+        MANIFEST_UNIT_COUNT, /* a JSON integer, kept as it is */
+        MANIFEST_UNIT_CPU,   /* a JSON number of CPUs (0.5); kept in thousandths, rounded */
+} ManifestUnit;
+
+/* A key whose value is a number with a unit and inclusive bounds. */
+typedef struct ManifestNumberKey {
+        const char *parent; /* the object holding the key: "limits", or "" for the top level */
+        const char *key;    /* "memory"; its JSON path is "limits.memory" */
+        ManifestUnit unit;
+        int64_t min;           /* inclusive, in the kept unit (bytes, count, thousandths) */
+        uint64_t max;          /* inclusive, in the kept unit; UINT64_MAX: no bound */
+        int64_t default_value; /* stored when the key is absent (0 for a limit: not set) */
+        size_t offset;         /* of the field in Manifest */
+        size_t size;      /* of the field: sizeof(uint64_t) (min >= 0) or sizeof(int) (signed) */
+        const char *note; /* said after the bounds in messages ("a nice value"), or NULL */
+} ManifestNumberKey;
+
+/* The rows, in the order they are parsed; *ret_n their number. Never NULL. */
+const ManifestEnumKey *manifest_enum_keys(size_t *ret_n);
+const ManifestNumberKey *manifest_number_keys(size_t *ret_n);
 
 /* Names for messages: "native"/"lua", "app"/"service", "no"/"on-failure"/"always". */
 const char *manifest_runtime_to_string(ManifestRuntime r);

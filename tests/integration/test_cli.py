@@ -205,12 +205,15 @@ def test_readonly_state_dir_under_run_reaches_json_status(readonly_state):
                      "with a fraction or an exponent); write it as an integer: 32"),
     ({"pids": "32"}, 'limits.pids: expected an integer from 1 to 4194304, got "32" (a string); '
                      "write the number without quotes: 32"),
-    ({"pids": -3}, "limits.pids: expected an integer from 1 to 4194304, got -3"),
+    ({"pids": -3}, "limits.pids: -3 is less than the minimum of 1; expected an integer from 1 to "
+                   "4194304"),
     ({"files": 0.5}, "limits.files: expected an integer from 16 to 1048576, got 0.5"),
-    ({"memory": 16.5}, 'limits.memory: expected a size such as "64M" or a number of bytes, got 16.5'),
+    ({"memory": 16.5}, 'limits.memory: expected a size of at least 1M, such as "64M" or a number of '
+                       'bytes, got 16.5'),
     ({"pids": 1e300}, "limits.pids: expected an integer from 1 to 4194304, got 1e+300"),
     ({"pids": -1.5e19}, "limits.pids: expected an integer from 1 to 4194304, got -1.5e+19"),
-    ({"memory": 1e6}, "limits.memory: expected a size such as \"64M\" or a number of bytes, got "
+    ({"memory": 1e6}, "limits.memory: expected a size of at least 1M, such as \"64M\" or a number "
+                      "of bytes, got "
                       "1000000.0 (a number with a fraction or an exponent); write it as an "
                       "integer: 1000000"),
 ])

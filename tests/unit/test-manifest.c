@@ -278,7 +278,7 @@ START_TEST(test_wrong_types)
                 {M(",\"env\":{\"A\":1}"), "env.A", "expected a string, got 1"},
                 {M(",\"limits\":[]"), "limits", "expected an object"},
                 {M(",\"limits\":{\"memory\":true}"), "limits.memory",
-                 "expected a size such as \"64M\" or a number of bytes, got true"},
+                 "expected a size of at least 1M, such as \"64M\" or a number of bytes, got true"},
                 {M(",\"limits\":{\"pids\":\"32\"}"), "limits.pids",
                  "expected an integer from 1 to 4194304, got \"32\""},
                 {M(",\"limits\":{\"pids\":32.0}"), "limits.pids", "expected an integer"},
@@ -327,7 +327,7 @@ START_TEST(test_unknown_keys)
         check_error_e(M(",\"verzion1x\":\"1\""), "verzion1x", "unknown key 'verzion1x'", &err);
         ck_assert_ptr_null(strstr(err.message, "did you mean"));
         check_error_e(M(",\"foo\":1"), "foo",
-                      "unknown key 'foo'; expected one of: id, name, version, runtime", &err);
+                      "unknown key 'foo'; expected one of: id, name, version, entry", &err);
         ck_assert_ptr_null(strstr(err.message, "did you mean"));
         /* Two edits from "id", but no typo of it. */
         check_error_e(M(",\"x\":1"), "x", "unknown key 'x'", &err);
@@ -457,10 +457,10 @@ START_TEST(test_sizes)
                 const char *limits, *key, *msg;
         } bad[] = {
                 {"{\"memory\":\"64Q\"}", "limits.memory",
-                 "expected a size such as \"64M\" or a number of bytes (suffixes K, M, G, T; no "
-                 "fractions), got \"64Q\""},
+                 "expected a size of at least 1M, such as \"64M\" or a number of bytes (suffixes "
+                 "K, M, G, T; no fractions), got \"64Q\""},
                 {"{\"memory\":\"-1\"}", "limits.memory", "got \"-1\""},
-                {"{\"memory\":-1}", "limits.memory", "got -1"},
+                {"{\"memory\":-1}", "limits.memory", "-1 is less than the minimum of 1M"},
                 {"{\"storage\":\"1.5G\"}", "limits.storage", "got \"1.5G\""},
                 {"{\"storage\":1.5}", "limits.storage", "got 1.5"},
                 {"{\"tmp\":\"\"}", "limits.tmp", "got \"\""},
@@ -508,15 +508,21 @@ START_TEST(test_cpu)
         static const struct {
                 const char *cpu, *msg;
         } bad[] = {
-                {"0", "greater than 0 and at most 1024, such as 2 or 0.5, got 0"},
-                {"0.0", "got 0"},
-                {"-1", "got -1"},
-                {"-0.5", "got -0.5"},
-                {"1024.5", "got 1024.5"},
-                {"1025", "got 1025"},
-                {"1e300", "at most 1024"},
-                {"0.0004", "rounds to 0"},
-                {"true", "got true"},
+                {"0", "0 is less than the minimum of 0.001; expected a number of CPUs from 0.001 "
+                      "to 1024, such as 2 or 0.5"},
+                {"0.0", "0.0 is less than the minimum of 0.001"},
+                {"-1", "-1 is less than the minimum of 0.001"},
+                {"-0.5", "-0.5 is less than the minimum of 0.001"},
+                {"1024.5", "1024.5 is more than the maximum of 1024"},
+                /* Compared before rounding to thousandths: this is not 1024. */
+                {"1024.0004", "1024.0004 is more than the maximum of 1024"},
+                {"1025", "1025 is more than the maximum of 1024"},
+                {"1e300", "1e+300 is more than the maximum of 1024"},
+                /* Rounds to 0 thousandths. */
+                {"0.0004", "0.0004 is less than the minimum of 0.001"},
+                {"true",
+                 "expected a number of CPUs from 0.001 to 1024, such as 2 or 0.5, got true"},
+                {"\"1\"", "got \"1\" (a string); write the number without quotes: 1"},
         };
         static const struct {
                 const char *cpu;
@@ -548,12 +554,14 @@ START_TEST(test_counts)
         static const struct {
                 const char *limits, *key, *msg;
         } bad[] = {
-                {"{\"pids\":0}", "limits.pids", "expected an integer from 1 to 4194304, got 0"},
-                {"{\"pids\":-5}", "limits.pids", "got -5"},
-                {"{\"pids\":4194305}", "limits.pids", "got 4194305"},
+                {"{\"pids\":0}", "limits.pids",
+                 "0 is less than the minimum of 1; expected an integer from 1 to 4194304"},
+                {"{\"pids\":-5}", "limits.pids", "-5 is less than the minimum of 1"},
+                {"{\"pids\":4194305}", "limits.pids",
+                 "4194305 is more than the maximum of 4194304"},
                 {"{\"files\":15}", "limits.files",
-                 "expected an integer from 16 to 1048576, got 15"},
-                {"{\"files\":1048577}", "limits.files", "got 1048577"},
+                 "15 is less than the minimum of 16; expected an integer from 16 to 1048576"},
+                {"{\"files\":1048577}", "limits.files", "more than the maximum of 1048576"},
                 {"{\"files\":256.5}", "limits.files", "got 256.5"},
         };
         Manifest *m;
