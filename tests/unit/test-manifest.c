@@ -12,8 +12,13 @@
 
 #include "base/fileio.h"
 #include "base/macro.h"
+#include "base/size.h"
 #include "base/strv.h"
 #include "policy/manifest.h"
+
+#ifndef CELLA_SOURCE_ROOT
+#error "CELLA_SOURCE_ROOT must name the source tree (tests/unit/meson.build)"
+#endif
 
 /* A minimal valid manifest with extra members spliced in: M(",\"kind\":\"service\""). */
 #define M(extra) "{\"id\":\"org.example.a\",\"runtime\":\"native\",\"entry\":\"bin/a\"" extra "}"
@@ -1184,6 +1189,415 @@ START_TEST(test_group_and_priority_bounds)
 }
 END_TEST
 
+/*
+ * The tests generated from the parser's tables (manifest_enum_keys(),
+ * manifest_number_keys()): every row gets its default, every value or bound
+ * accepted, one past each bound and a value of the wrong type refused with a message
+ * naming the key path and what the row takes, and a typo of its key or value a "did
+ * you mean". A new row is tested without a line here, unless its values need other
+ * keys set (rules between keys), which row_context() then says.
+ */
+
+/*
+ * Members besides key=value that make a manifest valid (src/policy/manifest.c
+ * check_isolation): a packed app needs a group, a scheduler a packed app.
+ */
+static const char *row_context(const char *key, const char *value)
+{
+        if (strcmp(key, "isolation") == 0 && strcmp(value, "\"packed\"") == 0)
+                return ",\"group\":\"g\"";
+        if (strcmp(key, "scheduler") == 0)
+                return ",\"isolation\":\"packed\",\"group\":\"g\"";
+        return "";
+}
+
+/*
+ * A Lua app's manifest with parent.key (or key, when parent is "") set to value (JSON
+ * text), or without it when value is NULL. runtime comes from value when key is
+ * "runtime".
+ */
+static char *manifest_with(const char *parent, const char *key, const char *value)
+{
+        const char *runtime = strcmp(key, "runtime") == 0 ? "" : ",\"runtime\":\"lua\"";
+
+        if (!value)
+                return xasprintf("{\"id\":\"org.example.a\",\"entry\":\"main.lua\"%s}", runtime);
+        if (parent[0])
+                return xasprintf(
+                        "{\"id\":\"org.example.a\",\"entry\":\"main.lua\"%s,\"%s\":{\"%s\":"
+                        "%s}}",
+                        runtime, parent, key, value);
+        return xasprintf("{\"id\":\"org.example.a\",\"entry\":\"main.lua\"%s,\"%s\":%s%s}", runtime,
+                         key, value, row_context(key, value));
+}
+
+/* key with its first two bytes swapped: a typo one edit away ("pcu" for "cpu"). */
+static char *swap_first_two(const char *key)
+{
+        char *s = xasprintf("%s", key);
+
+        ck_assert_uint_ge(strlen(s), 2);
+        s[0] = key[1];
+        s[1] = key[0];
+        return s;
+}
+
+/* `"a", "b" or "c"`, as the parser lists a row's values (built here independently). */
+static char *enum_list(const ManifestEnumKey *k)
+{
+        char *s = xasprintf("%s", "");
+
+        for (size_t i = 0; i < k->n_values; i++) {
+                char *t = xasprintf("%s%s\"%s\"", s,
+                                    i == 0                 ? ""
+                                    : i + 1 == k->n_values ? " or "
+                                                           : ", ",
+                                    k->values[i]);
+
+                free(s);
+                s = t;
+        }
+        return s;
+}
+
+static int enum_field(const Manifest *m, const ManifestEnumKey *k)
+{
+        return *(const int *)((const char *)m + k->offset);
+}
+
+START_TEST(test_enum_rows)
+{
+        size_t n = 0, n_numbers = 0;
+        const ManifestEnumKey *keys = manifest_enum_keys(&n);
+        const ManifestNumberKey *numbers = manifest_number_keys(&n_numbers);
+
+        ck_assert_ptr_nonnull(keys);
+        ck_assert_uint_ge(n, 5);
+        for (size_t r = 0; r < n; r++) {
+                const ManifestEnumKey *k = &keys[r];
+                _cleanup_free_ char *list = enum_list(k), *absent = NULL, *bad = NULL,
+                                    *bad_type = NULL, *typo_key = NULL, *typo_json = NULL;
+                _cleanup_free_ char *expected =
+                        xasprintf("expected %s, got \"no-such-value\"", list);
+                ManifestError err;
+                Manifest *m;
+
+                /* The row itself: named values, no key twice across both tables. */
+                ck_assert_uint_ge(k->n_values, 1);
+                for (size_t i = 0; i < k->n_values; i++) {
+                        ck_assert_ptr_nonnull(k->values[i]);
+                        for (size_t j = 0; j < i; j++)
+                                ck_assert_str_ne(k->values[i], k->values[j]);
+                }
+                for (size_t j = 0; j < r; j++)
+                        ck_assert_str_ne(k->key, keys[j].key);
+                for (size_t j = 0; j < n_numbers; j++)
+                        ck_assert_msg(numbers[j].parent[0] || strcmp(numbers[j].key, k->key) != 0,
+                                      "%s is in both tables", k->key);
+                ck_assert_int_ge(k->default_value, 0);
+                ck_assert_int_lt(k->default_value, (int)k->n_values);
+
+                /* Absent: the default, or an error naming the values. */
+                absent = manifest_with("", k->key, NULL);
+                if (k->required) {
+                        _cleanup_free_ char *missing =
+                                xasprintf("missing required key; expected %s", list);
+
+                        check_error(absent, k->key, missing);
+                } else {
+                        m = parse_ok(absent);
+                        ck_assert_int_eq(enum_field(m, k), k->default_value);
+                        if (k->set_offset != SIZE_MAX)
+                                ck_assert(!*(bool *)((char *)m + k->set_offset));
+                        manifest_free(m);
+                }
+
+                /* Every value, into its index. */
+                for (size_t i = 0; i < k->n_values; i++) {
+                        _cleanup_free_ char *v = xasprintf("\"%s\"", k->values[i]);
+                        _cleanup_free_ char *j = manifest_with("", k->key, v);
+
+                        m = parse_ok(j);
+                        ck_assert_msg(enum_field(m, k) == (int)i, "%s %s -> %d, want %zu", k->key,
+                                      v, enum_field(m, k), i);
+                        if (k->set_offset != SIZE_MAX)
+                                ck_assert(*(bool *)((char *)m + k->set_offset));
+                        manifest_free(m);
+                }
+
+                /* An unknown value lists them all, and suggests none when none is near. */
+                bad = manifest_with("", k->key, "\"no-such-value\"");
+                check_error_e(bad, k->key, expected, &err);
+                ck_assert_ptr_null(strstr(err.message, "did you mean"));
+
+                /* A value differing in case only: refused, the right spelling suggested. */
+                {
+                        _cleanup_free_ char *upper = xasprintf("\"%s\"", k->values[0]);
+                        _cleanup_free_ char *j = NULL, *hint = NULL;
+
+                        for (char *p = upper + 1; *p != '"'; p++)
+                                if (*p >= 'a' && *p <= 'z')
+                                        *p = (char)(*p - 'a' + 'A');
+                        j = manifest_with("", k->key, upper);
+                        hint = xasprintf("got %s; did you mean \"%s\"?", upper, k->values[0]);
+                        check_error(j, k->key, hint);
+                }
+
+                /* Not a string. */
+                bad_type = manifest_with("", k->key, "1");
+                {
+                        _cleanup_free_ char *want = xasprintf("expected %s, got 1", list);
+
+                        check_error(bad_type, k->key, want);
+                }
+
+                /* A typo of the key. */
+                typo_key = swap_first_two(k->key);
+                typo_json = xasprintf(M(",\"%s\":\"x\""), typo_key);
+                {
+                        _cleanup_free_ char *want = xasprintf("did you mean '%s'?", k->key);
+
+                        check_error(typo_json, typo_key, want);
+                }
+        }
+}
+END_TEST
+
+/* A value of row k in its kept unit, signed. */
+typedef struct Value {
+        bool negative;
+        uint64_t magnitude;
+} Value;
+
+/* v as JSON for row k: an integer of bytes or a count, a decimal number of CPUs. */
+static char *value_json(const ManifestNumberKey *k, Value v)
+{
+        if (k->unit == MANIFEST_UNIT_CPU)
+                return xasprintf("%s%llu.%03llu", v.negative ? "-" : "",
+                                 (unsigned long long)(v.magnitude / 1000),
+                                 (unsigned long long)(v.magnitude % 1000));
+        return xasprintf("%s%llu", v.negative ? "-" : "", (unsigned long long)v.magnitude);
+}
+
+/* v as messages and docs/manifest.md write a bound: "1M", "4194304", "-20", "0.001". */
+static char *value_text(const ManifestNumberKey *k, Value v)
+{
+        char buf[32];
+
+        switch (k->unit) {
+        case MANIFEST_UNIT_BYTES:
+                return xasprintf("%s", format_size(v.magnitude, buf, sizeof buf));
+        case MANIFEST_UNIT_CPU:
+                return xasprintf("%.15g", (double)v.magnitude / 1000.0);
+        default:
+                return xasprintf("%s%llu", v.negative ? "-" : "", (unsigned long long)v.magnitude);
+        }
+}
+
+/* The field of row k in m, as decimal text, and v the same way, for comparing. */
+static char *field_text(const Manifest *m, const ManifestNumberKey *k)
+{
+        const char *p = (const char *)m + k->offset;
+
+        if (k->size == sizeof(int))
+                return xasprintf("%d", *(const int *)p);
+        return xasprintf("%llu", (unsigned long long)*(const uint64_t *)p);
+}
+
+static char *decimal(Value v)
+{
+        return xasprintf("%s%llu", v.negative && v.magnitude ? "-" : "",
+                         (unsigned long long)v.magnitude);
+}
+
+static Value value_of(int64_t x)
+{
+        return (Value){x < 0, x < 0 ? (uint64_t)(-(x + 1)) + 1 : (uint64_t)x};
+}
+
+/* Parses parent.key = json and asserts the field holds want. */
+static void check_number_ok(const ManifestNumberKey *k, const char *json, Value want)
+{
+        _cleanup_free_ char *j = manifest_with(k->parent, k->key, json);
+        _cleanup_free_ char *got = NULL, *w = decimal(want);
+        Manifest *m = parse_ok(j);
+
+        got = field_text(m, k);
+        ck_assert_msg(strcmp(got, w) == 0, "%s.%s = %s -> %s, want %s", k->parent, k->key, json,
+                      got, w);
+        manifest_free(m);
+}
+
+START_TEST(test_number_rows)
+{
+        size_t n = 0;
+        const ManifestNumberKey *keys = manifest_number_keys(&n);
+
+        ck_assert_ptr_nonnull(keys);
+        ck_assert_uint_ge(n, 7);
+        for (size_t r = 0; r < n; r++) {
+                const ManifestNumberKey *k = &keys[r];
+                Value min = value_of(k->min), max = {false, k->max};
+                _cleanup_free_ char *path = k->parent[0] ? xasprintf("%s.%s", k->parent, k->key)
+                                                         : xasprintf("%s", k->key);
+                _cleanup_free_ char *lo = value_text(k, min), *hi = value_text(k, max);
+                _cleanup_free_ char *bounds = k->max == UINT64_MAX
+                                                      ? xasprintf(" of at least %s", lo)
+                                                      : xasprintf(" from %s to %s", lo, hi);
+                _cleanup_free_ char *absent = manifest_with(k->parent, k->key, NULL);
+                _cleanup_free_ char *min_json = value_json(k, min), *typo = NULL, *typo_json = NULL;
+                Manifest *m;
+
+                /* The row itself: a known unit, a field that holds its bounds, no key twice. */
+                ck_assert_int_le(k->unit, MANIFEST_UNIT_CPU);
+                ck_assert(k->size == sizeof(uint64_t) || k->size == sizeof(int));
+                ck_assert(k->min < 0 || (uint64_t)k->min <= k->max);
+                if (k->size == sizeof(uint64_t))
+                        ck_assert_int_ge(k->min, 0);
+                else
+                        ck_assert(k->min >= INT32_MIN && k->max <= INT32_MAX);
+                for (size_t j = 0; j < r; j++)
+                        ck_assert_msg(strcmp(k->parent, keys[j].parent) != 0 ||
+                                              strcmp(k->key, keys[j].key) != 0,
+                                      "%s twice", path);
+
+                /* Absent: the default. */
+                m = parse_ok(absent);
+                {
+                        _cleanup_free_ char *got = field_text(m, k);
+                        _cleanup_free_ char *want = decimal(value_of(k->default_value));
+
+                        ck_assert_str_eq(got, want);
+                }
+                manifest_free(m);
+
+                /* Both bounds are in; for a size also written with a suffix. */
+                check_number_ok(k, min_json, min);
+                if (k->unit == MANIFEST_UNIT_BYTES) {
+                        _cleanup_free_ char *s = xasprintf("\"%s\"", lo);
+
+                        check_number_ok(k, s, min);
+                }
+                if (k->max != UINT64_MAX) {
+                        _cleanup_free_ char *j = value_json(k, max);
+
+                        check_number_ok(k, j, max);
+                } else if (k->unit != MANIFEST_UNIT_CPU) {
+                        /* No upper bound: the largest JSON integer. */
+                        check_number_ok(k, "9223372036854775807", (Value){false, INT64_MAX});
+                }
+
+                /* One below the minimum, one above the maximum. */
+                {
+                        Value below = min.negative         ? (Value){true, min.magnitude + 1}
+                                      : min.magnitude == 0 ? (Value){true, 1}
+                                                           : (Value){false, min.magnitude - 1};
+                        _cleanup_free_ char *vj = value_json(k, below);
+                        _cleanup_free_ char *j = manifest_with(k->parent, k->key, vj);
+                        _cleanup_free_ char *want =
+                                xasprintf(" is less than the minimum of %s; expected ", lo);
+                        ManifestError err;
+
+                        check_error_e(j, path, want, &err);
+                        ck_assert_msg(strstr(err.message, bounds), "%s: \"%s\" lacks%s", path,
+                                      err.message, bounds);
+                }
+                if (k->max != UINT64_MAX) {
+                        _cleanup_free_ char *vj = value_json(k, (Value){false, k->max + 1});
+                        _cleanup_free_ char *j = manifest_with(k->parent, k->key, vj);
+                        _cleanup_free_ char *want =
+                                xasprintf(" is more than the maximum of %s; expected ", hi);
+                        ManifestError err;
+
+                        check_error_e(j, path, want, &err);
+                        ck_assert_msg(strstr(err.message, bounds), "%s: \"%s\" lacks%s", path,
+                                      err.message, bounds);
+                }
+
+                /* The wrong type: what the row takes, bounds and note included. */
+                {
+                        _cleanup_free_ char *j = manifest_with(k->parent, k->key, "true");
+                        ManifestError err;
+
+                        check_error_e(j, path, "expected ", &err);
+                        ck_assert_msg(strstr(err.message, bounds) &&
+                                              strstr(err.message, ", got true"),
+                                      "%s: \"%s\"", path, err.message);
+                        if (k->note)
+                                ck_assert_ptr_nonnull(strstr(err.message, k->note));
+                }
+
+                /* A typo of the key. */
+                typo = swap_first_two(k->key);
+                typo_json = k->parent[0] ? manifest_with(k->parent, typo, "1")
+                                         : xasprintf(M(",\"%s\":1"), typo);
+                {
+                        _cleanup_free_ char *key = k->parent[0]
+                                                           ? xasprintf("%s.%s", k->parent, typo)
+                                                           : xasprintf("%s", typo);
+                        _cleanup_free_ char *want = xasprintf("did you mean '%s'?", k->key);
+
+                        check_error(typo_json, key, want);
+                }
+        }
+}
+END_TEST
+
+/*
+ * docs/manifest.md is the format's reference: its row for every enum key lists the
+ * values, says whether the key is required and shows its default; its row for every
+ * number key shows the bounds as the parser takes them ("`1` to `4194304`", "at
+ * least `1M`").
+ */
+START_TEST(test_docs_rows)
+{
+        _cleanup_free_ char *doc = NULL;
+        size_t n_enums = 0, n_numbers = 0, size = 0;
+        const ManifestEnumKey *enums = manifest_enum_keys(&n_enums);
+        const ManifestNumberKey *numbers = manifest_number_keys(&n_numbers);
+        int r;
+
+        r = read_file_at(AT_FDCWD, CELLA_SOURCE_ROOT "/docs/manifest.md", 1 << 20, &doc, &size);
+        ck_assert_msg(r == 0, "read docs/manifest.md: %s", strerror(-r));
+        for (size_t i = 0; i < n_enums; i++) {
+                const ManifestEnumKey *k = &enums[i];
+                _cleanup_free_ char *start = xasprintf("\n| `%s` |", k->key), *line = NULL;
+                _cleanup_free_ char *def = xasprintf("| `\"%s\"` |", k->values[k->default_value]);
+                const char *p = strstr(doc, start), *end;
+
+                ck_assert_msg(p, "docs/manifest.md has no row for %s", k->key);
+                end = strchr(p + 1, '\n');
+                line = strndup(p + 1, end ? (size_t)(end - p - 1) : strlen(p + 1));
+                for (size_t v = 0; v < k->n_values; v++) {
+                        _cleanup_free_ char *q = xasprintf("`\"%s\"`", k->values[v]);
+
+                        ck_assert_msg(strstr(line, q), "docs/manifest.md: %s lacks %s", line, q);
+                }
+                ck_assert_msg(!!strstr(line, "| yes |") == k->required,
+                              "docs/manifest.md: %s: required should be %s", line,
+                              k->required ? "yes" : "no");
+                if (!k->required)
+                        ck_assert_msg(strstr(line, def), "docs/manifest.md: %s lacks default %s",
+                                      line, def);
+        }
+        for (size_t i = 0; i < n_numbers; i++) {
+                const ManifestNumberKey *k = &numbers[i];
+                _cleanup_free_ char *start = xasprintf("\n| `%s` |", k->key), *line = NULL;
+                _cleanup_free_ char *lo = value_text(k, value_of(k->min));
+                _cleanup_free_ char *hi = value_text(k, (Value){false, k->max});
+                _cleanup_free_ char *bounds = k->max == UINT64_MAX
+                                                      ? xasprintf("at least `%s`", lo)
+                                                      : xasprintf("`%s` to `%s`", lo, hi);
+                const char *p = strstr(doc, start), *end;
+
+                ck_assert_msg(p, "docs/manifest.md has no row for %s", k->key);
+                end = strchr(p + 1, '\n');
+                line = strndup(p + 1, end ? (size_t)(end - p - 1) : strlen(p + 1));
+                ck_assert_msg(strstr(line, bounds), "docs/manifest.md: %s lacks %s", line, bounds);
+        }
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("manifest");
@@ -1218,6 +1632,9 @@ int main(void)
         tcase_add_test(tc, test_load_at);
         tcase_add_test(tc, test_isolation);
         tcase_add_test(tc, test_group_and_priority_bounds);
+        tcase_add_test(tc, test_enum_rows);
+        tcase_add_test(tc, test_number_rows);
+        tcase_add_test(tc, test_docs_rows);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
