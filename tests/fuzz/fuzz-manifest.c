@@ -28,6 +28,43 @@ static void check_printable(const char *s, size_t bufsize)
                         abort();
 }
 
+/*
+ * Aborts unless every field the parser's tables fill holds a value its row allows:
+ * an enum one of its values, a number its default or within its bounds.
+ */
+static void check_rows(const Manifest *m)
+{
+        const ManifestEnumKey *enums;
+        const ManifestNumberKey *numbers;
+        size_t n;
+
+        enums = manifest_enum_keys(&n);
+        for (size_t i = 0; i < n; i++) {
+                int v = *(const int *)((const char *)m + enums[i].offset);
+
+                if (v < 0 || (size_t)v >= enums[i].n_values)
+                        abort();
+        }
+        numbers = manifest_number_keys(&n);
+        for (size_t i = 0; i < n; i++) {
+                const ManifestNumberKey *k = &numbers[i];
+                const char *p = (const char *)m + k->offset;
+
+                if (k->size == sizeof(int)) {
+                        int v = *(const int *)p;
+
+                        if (v != k->default_value &&
+                            (v < k->min || (v > 0 && (uint64_t)v > k->max)))
+                                abort();
+                } else {
+                        uint64_t v = *(const uint64_t *)p;
+
+                        if (v != (uint64_t)k->default_value && (v < (uint64_t)k->min || v > k->max))
+                                abort();
+                }
+        }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
         Manifest *m = NULL;
@@ -57,6 +94,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         STRV_FOREACH (e, m->env)
                 if (!strchr(*e, '='))
                         abort();
+        check_rows(m);
         manifest_free(m);
         return 0;
 }
