@@ -967,7 +967,7 @@ static const struct UnitInfo {
 };
 
 #define SIZE_SYNTAX " (suffixes K, M, G, T; no fractions)"
-/* Bytes of number_expected()'s text, SIZE_SYNTAX included. */
+/* Bytes of number_expected()'s text (a size's syntax error adds SIZE_SYNTAX). */
 #define NUMBER_EXPECTED_MAX 192u
 /* Bytes of one bound or value as format_bound() writes it. */
 #define BOUND_MAX 32u
@@ -1106,10 +1106,13 @@ static int parse_number(Manifest *m, const ManifestNumberKey *k, json_t *v, cons
         } else if (json_is_number(v) && k->unit == MANIFEST_UNIT_CPU) {
                 double d = json_number_value(v);
 
-                /* Compared before rounding, so 1024.0004 is over 1024. NaN fails too. */
+                /*
+                 * Compared before rounding, so 1024.0004 is over 1024. NaN fails too, and
+                 * a value whose thousandths do not fit in 64 bits is not cast.
+                 */
                 if (!(d >= 0))
                         return fail_range(err, key, k, v, (Number){true, 1}, true, expected);
-                if (d > (double)k->max / 1000.0)
+                if (d > (double)k->max / 1000.0 || d * 1000.0 >= 0x1p64)
                         return fail_range(err, key, k, v, (Number){false, k->max}, false, expected);
                 n.magnitude = (uint64_t)(d * 1000.0 + 0.5);
         } else
