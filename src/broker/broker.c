@@ -88,7 +88,7 @@ struct BrokerApp {
         bool closed;
 
         GrantCache cache;
-        RateLimit rl[_BROKER_CLASS_MAX];
+        RateLimit rl[_WIRE_CLASS_MAX]; /* by WireClass; [WIRE_CLASS_NONE] unused */
 
         BrokerCall *calls; /* pending, answered later */
         unsigned outstanding;
@@ -1102,7 +1102,7 @@ static void handle_request(BrokerApp *app, const ChannelFrame *f)
                 /* A refusal pays its token too: a flood of forbidden calls is limited
                  * like any other, and so are the audit records it writes. */
                 if ((r == -EACCES || r == -EPERM) &&
-                    ratelimit_take(&app->rl[def->cls], uv_hrtime(), NULL) < 0) {
+                    ratelimit_take(&app->rl[op->cls], uv_hrtime(), NULL) < 0) {
                         call_fail(c, EAGAIN, "rate-limited", "rate-limited");
                         return;
                 }
@@ -1115,7 +1115,7 @@ static void handle_request(BrokerApp *app, const ChannelFrame *f)
                         return;
                 }
         }
-        if (ratelimit_take(&app->rl[def->cls], uv_hrtime(), NULL) < 0) {
+        if (ratelimit_take(&app->rl[op->cls], uv_hrtime(), NULL) < 0) {
                 call_fail(c, EAGAIN, "rate-limited", "rate-limited");
                 return;
         }
@@ -1308,21 +1308,32 @@ static void app_hangup(BrokerApp *app, int reason)
         app_abandon_calls(app, ECONNRESET, "channel closed");
 }
 
+static const BrokerCallDef *const call_tables[] = {
+        broker_calls_system, broker_calls_proc,  broker_calls_app,   broker_calls_perm,
+        broker_calls_fs,     broker_calls_usage, broker_calls_timer, broker_calls_bus,
+};
+
+const BrokerCallDef *broker_call_def(uint16_t opcode)
+{
+        for (size_t t = 0; t < ELEMENTSOF(call_tables); t++)
+                for (const BrokerCallDef *d = call_tables[t]; d->handle; d++)
+                        if (d->opcode == opcode)
+                                return d;
+        return NULL;
+}
+
 static int build_dispatch(Broker *b)
 {
-        const BrokerCallDef *tables[] = {
-                broker_calls_system, broker_calls_proc,  broker_calls_app,   broker_calls_perm,
-                broker_calls_fs,     broker_calls_usage, broker_calls_timer, broker_calls_bus,
-        };
+        const BrokerCallDef *const *tables = call_tables;
 
-        for (size_t t = 0; t < ELEMENTSOF(tables); t++)
+        for (size_t t = 0; t < ELEMENTSOF(call_tables); t++)
                 for (const BrokerCallDef *d = tables[t]; d->handle; d++) {
                         unsigned area = d->opcode >> 8, low = d->opcode & 0xff;
                         const WireOp *op = wire_op_lookup(d->opcode);
 
                         if (!op || !op->request || area >= DISPATCH_AREAS ||
                             low >= DISPATCH_CALLS || b->dispatch[area][low] ||
-                            d->cls >= _BROKER_CLASS_MAX)
+                            op->cls == WIRE_CLASS_NONE || op->cls >= _WIRE_CLASS_MAX)
                                 return -EINVAL;
                         b->dispatch[area][low] = d;
                 }
@@ -1478,12 +1489,12 @@ int broker_app_attach(Broker *b, const BrokerAppInfo *info, int channel_fd, Brok
         }
         app->info.env = app->env;
 
-        r = ratelimit_init(&app->rl[BROKER_CLASS_CHEAP], b->o.rate_cheap, b->o.burst_cheap, now);
+        r = ratelimit_init(&app->rl[WIRE_CLASS_CHEAP], b->o.rate_cheap, b->o.burst_cheap, now);
         if (r == 0)
-                r = ratelimit_init(&app->rl[BROKER_CLASS_COSTLY], b->o.rate_costly,
-                                   b->o.burst_costly, now);
+                r = ratelimit_init(&app->rl[WIRE_CLASS_COSTLY], b->o.rate_costly, b->o.burst_costly,
+                                   now);
         if (r == 0)
-                r = ratelimit_init(&app->rl[BROKER_CLASS_PROMPTING], b->o.rate_prompting,
+                r = ratelimit_init(&app->rl[WIRE_CLASS_PROMPTING], b->o.rate_prompting,
                                    b->o.burst_prompting, now);
         if (r == 0)
                 r = cache_load(b, app->id, &app->cache);

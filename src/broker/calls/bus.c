@@ -864,43 +864,36 @@ static void reply_handle(BrokerCall *c)
 const BrokerCallDef broker_calls_bus[] = {
         {
                 .opcode = CELLA__V1__OPCODE__OPCODE_BUS_PUBLISH,
-                .cls = BROKER_CLASS_CHEAP,
                 .right_of = publish_right,
                 .handle = publish_handle,
         },
         {
                 .opcode = CELLA__V1__OPCODE__OPCODE_BUS_PUBLISH_BATCH,
-                .cls = BROKER_CLASS_CHEAP,
                 .right_of = publish_batch_right,
                 .handle = publish_batch_handle,
         },
         {
                 .opcode = CELLA__V1__OPCODE__OPCODE_BUS_SUBSCRIBE,
-                .cls = BROKER_CLASS_CHEAP,
                 .right_of = subscribe_right,
                 .handle = subscribe_handle,
         },
         {
                 .opcode = CELLA__V1__OPCODE__OPCODE_BUS_UNSUBSCRIBE,
-                .cls = BROKER_CLASS_CHEAP,
                 .right_of = no_right,
                 .handle = unsubscribe_handle,
         },
         {
                 .opcode = CELLA__V1__OPCODE__OPCODE_BUS_SEND,
-                .cls = BROKER_CLASS_CHEAP,
                 .right_of = send_right,
                 .handle = send_handle,
         },
         {
                 .opcode = CELLA__V1__OPCODE__OPCODE_BUS_REQUEST,
-                .cls = BROKER_CLASS_CHEAP,
                 .right_of = request_right,
                 .handle = request_handle,
         },
         {
                 .opcode = CELLA__V1__OPCODE__OPCODE_BUS_REPLY,
-                .cls = BROKER_CLASS_CHEAP,
                 .right_of = reply_right,
                 .handle = reply_handle,
         },

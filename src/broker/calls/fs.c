@@ -1355,37 +1355,31 @@ static void fs_rename_handle(BrokerCall *c)
 const BrokerCallDef broker_calls_fs[] = {
         {
                 .opcode = CELLA__V1__OPCODE__OPCODE_FS_OPEN,
-                .cls = BROKER_CLASS_COSTLY,
                 .right_of = fs_open_right,
                 .handle = fs_open_handle,
         },
         {
                 .opcode = CELLA__V1__OPCODE__OPCODE_FS_LIST,
-                .cls = BROKER_CLASS_COSTLY,
                 .right_of = fs_list_right,
                 .handle = fs_list_handle,
         },
         {
                 .opcode = CELLA__V1__OPCODE__OPCODE_FS_STAT,
-                .cls = BROKER_CLASS_COSTLY,
                 .right_of = fs_stat_right,
                 .handle = fs_stat_handle,
         },
         {
                 .opcode = CELLA__V1__OPCODE__OPCODE_FS_MKDIR,
-                .cls = BROKER_CLASS_COSTLY,
                 .right_of = fs_mkdir_right,
                 .handle = fs_mkdir_handle,
         },
         {
                 .opcode = CELLA__V1__OPCODE__OPCODE_FS_RENAME,
-                .cls = BROKER_CLASS_COSTLY,
                 .right_of = fs_rename_right,
                 .handle = fs_rename_handle,
         },
         {
                 .opcode = CELLA__V1__OPCODE__OPCODE_FS_UNLINK,
-                .cls = BROKER_CLASS_COSTLY,
                 .right_of = fs_unlink_right,
                 .handle = fs_unlink_handle,
         },

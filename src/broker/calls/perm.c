@@ -346,8 +346,8 @@ void broker_perm_detach(BrokerApp *app)
 }
 
 const BrokerCallDef broker_calls_perm[] = {
-        {CELLA__V1__OPCODE__OPCODE_PERM_QUERY, BROKER_CLASS_CHEAP, NULL, perm_query},
-        {CELLA__V1__OPCODE__OPCODE_PERM_REQUEST, BROKER_CLASS_PROMPTING, NULL, perm_request},
-        {CELLA__V1__OPCODE__OPCODE_PERM_LIST, BROKER_CLASS_CHEAP, NULL, perm_list},
+        {CELLA__V1__OPCODE__OPCODE_PERM_QUERY, NULL, perm_query},
+        {CELLA__V1__OPCODE__OPCODE_PERM_REQUEST, NULL, perm_request},
+        {CELLA__V1__OPCODE__OPCODE_PERM_LIST, NULL, perm_list},
         {0},
 };
