@@ -19,7 +19,9 @@
 
 #include "base/macro.h"
 #include "base/strv.h"
+#include "audit/audit.h"
 #include "policy/decide.h"
+#include "policy/grant-record.h"
 #include "policy/grants.h"
 
 #define APP "org.example.notes"
@@ -885,6 +887,65 @@ START_TEST(test_policy_decide)
 }
 END_TEST
 
+/* A sink of grants_grant_recorded() that keeps the records as text, or fails. */
+typedef struct Sink {
+        char records[4][512];
+        unsigned n;
+        int fail;
+} Sink;
+
+static int sink_keep(void *userdata, const char *app_id, const char *event, json_t *fields)
+{
+        Sink *k = userdata;
+        _cleanup_free_ char *text = json_dumps(fields, JSON_SORT_KEYS | JSON_COMPACT);
+
+        if (k->fail < 0)
+                return k->fail;
+        ck_assert_ptr_nonnull(text);
+        ck_assert_uint_lt(k->n, ELEMENTSOF(k->records));
+        snprintf(k->records[k->n++], sizeof k->records[0], "%s %s %s", app_id, event, text);
+        return 0;
+}
+
+/* One grant, one record, the same for every caller; a refused grant writes none; a
+ * record that fails leaves the grant made and says so. */
+START_TEST(test_grant_recorded)
+{
+        _cleanup_(grants_freep) Grants *g = open_grants();
+        Sink k = {};
+        int ar = 1;
+
+        install(g, "\"location\",\"net.http:**:443\"", false, T0);
+        ck_assert_int_eq(
+                grants_grant_recorded(g, APP, "location", true, "prompt", T0, sink_keep, &k, &ar),
+                0);
+        ck_assert_int_eq(ar, 0);
+        ck_assert_uint_eq(k.n, 1);
+        ck_assert_str_eq(k.records[0], APP " " AUDIT_EVENT_GRANT
+                                           " {\"by\":\"prompt\",\"one_time\":true,\"right\":"
+                                           "\"location\",\"what\":\"granted\"}");
+        CHECK(g, "location", T0, 0, GRANTS_ALLOWED);
+
+        ck_assert_int_eq(
+                grants_grant_recorded(g, APP, "contacts", false, "cli", T0, sink_keep, &k, &ar),
+                -EPERM);
+        ck_assert_int_eq(ar, 0);
+        ck_assert_uint_eq(k.n, 1);
+
+        k.fail = -EIO;
+        ck_assert_int_eq(grants_grant_recorded(g, APP, "net.http:a.b:443", false, "cli", T0,
+                                               sink_keep, &k, &ar),
+                         0);
+        ck_assert_int_eq(ar, -EIO);
+        CHECK(g, "net.http:a.b:443", T0, 0, GRANTS_ALLOWED);
+
+        /* No sink: the grant alone. */
+        ck_assert_int_eq(
+                grants_grant_recorded(g, APP, "location", false, "cli", T0, NULL, NULL, &ar), 0);
+        ck_assert_int_eq(ar, 0);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("grants");
@@ -914,6 +975,7 @@ int main(void)
         tcase_add_test(tc, test_schema_1_upgrade);
         tcase_add_test(tc, test_strings);
         tcase_add_test(tc, test_policy_decide);
+        tcase_add_test(tc, test_grant_recorded);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);

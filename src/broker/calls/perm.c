@@ -21,6 +21,7 @@
 #include "base/macro.h"
 #include "base/strv.h"
 #include "broker/broker-internal.h"
+#include "policy/grant-record.h"
 
 #define PERM_REASON_MAX 1023u /* bytes of PermRequestRequest.reason */
 
@@ -176,6 +177,13 @@ static void reply_state(BrokerCall *c, Cella__V1__PermState state, bool one_time
         broker_reply(c, &reply.base, NULL, 0);
 }
 
+/* The broker's audit log as the sink of grants_grant_recorded(): userdata is the app. */
+static int audit_sink(void *userdata, const char *app_id, const char *event, json_t *fields)
+{
+        (void)app_id; /* the app's own: broker_app_audit() writes its id */
+        return broker_app_audit(userdata, event, fields);
+}
+
 static void prompt_done(BrokerPromptAnswer answer, void *userdata)
 {
         PermPrompt *p = userdata;
@@ -183,7 +191,6 @@ static void prompt_done(BrokerPromptAnswer answer, void *userdata)
         BrokerApp *app;
         Grants *g;
         bool once = answer == BROKER_PROMPT_ALLOW_ONCE;
-        json_t *f;
         int r;
 
         if (!c) { /* cancelled while showing, by a host that cannot take it back */
@@ -206,17 +213,12 @@ static void prompt_done(BrokerPromptAnswer answer, void *userdata)
         }
 
         g = broker_options(broker_app_broker(app))->grants;
-        r = grants_grant(g, broker_app_id(app), p->right, once, GRANT_BY_USER, grants_now_ms());
+        r = grants_grant_recorded(g, broker_app_id(app), p->right, once, "prompt", grants_now_ms(),
+                                  audit_sink, app, NULL);
         if (r < 0) {
                 broker_reply_error(c, -r, "the grant could not be recorded");
                 free(p);
                 return;
-        }
-        f = json_pack("{s:s, s:s, s:b, s:s}", "what", "granted", "right", p->right, "one_time",
-                      once, "by", "prompt");
-        if (f) {
-                (void)broker_app_audit(app, AUDIT_EVENT_GRANT, f);
-                json_decref(f);
         }
         (void)broker_app_reload_grants(app);
         reply_state(c, CELLA__V1__PERM_STATE__PERM_STATE_GRANTED, once,
