@@ -157,6 +157,8 @@ int policy_decide(GrantCache *gc, Grants *g, const char *app_id, const Capabilit
                 return cache_refusal(gc, asked, ret_why);
         if (!asked->cap->gesture && once && !consume)
                 return 0;
+        if (now_ms < 0) /* read here, off the fast path above */
+                now_ms = grants_now_ms();
         if (!consume) { /* a gesture right: whether a gesture is recent enough */
                 int64_t at;
 

@@ -56,8 +56,9 @@ int policy_right_state(const GrantCache *gc, const CapabilityRight *asked, bool 
 
 /*
  * Decides whether app_id, whose grants gc holds, may use asked now (now_ms: wall
- * clock, ms since the epoch). Permanent grants are decided from the cache; gesture
- * rights, and rights only a one-time grant covers, go to grants_check_right() on g,
+ * clock, ms since the epoch; negative: grants_now_ms(), read only when the database
+ * must be asked, which keeps the clock off the common path). Permanent grants are decided from the
+ * cache; gesture rights, and rights only a one-time grant covers, go to grants_check_right() on g,
  * which reads the gesture (GRANTS_GESTURE_WINDOW_MS) and, if consume, takes the
  * one-time grant: then gc is reloaded from g. Without consume a one-time grant
  * counts as held and is kept, and a gesture right needs a recent gesture.

@@ -869,6 +869,9 @@ START_TEST(test_policy_decide)
         DECIDE("camera", false, T0 + GRANTS_GESTURE_WINDOW_MS, 0, GRANTS_ALLOWED);
         DECIDE("camera", true, T0 + 1, 0, GRANTS_ALLOWED);
         DECIDE("camera", false, T0 + GRANTS_GESTURE_WINDOW_MS + 1, -EACCES, GRANTS_NO_GESTURE);
+        /* now_ms < 0: the clock, read when needed; the gesture at T0 is years old. */
+        DECIDE("camera", false, -1, -EACCES, GRANTS_NO_GESTURE);
+        DECIDE("storage", false, -1, 0, GRANTS_ALLOWED);
 
         /* A one-time grant: held without consuming, kept; consumed once, then the
          * cache has reloaded and says what the database says. */
