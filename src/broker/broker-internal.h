@@ -98,9 +98,10 @@ const BrokerAppInfo *broker_app_info(const BrokerApp *app);
 Broker *broker_app_broker(const BrokerApp *app);
 const BrokerOptions *broker_options(const Broker *b);
 
-/* True if app holds right now (cache; for one-time or gesture rights this asks
- * grants_check and may consume a one-time grant only if consume is true). */
-bool broker_app_holds(BrokerApp *app, const char *right, bool consume);
+/* True if app holds right (parsed, capability_right_parse(); NULL: false) now
+ * (policy_decide() from the cache; for one-time or gesture rights this asks
+ * grants.db, and consumes a one-time grant only if consume is true). */
+bool broker_app_holds(BrokerApp *app, const CapabilityRight *right, bool consume);
 
 /* Adds ns of CPU time spent for app off the loop (a threadpool worker's
  * CLOCK_THREAD_CPUTIME_ID) to its counters: BrokerAppStats.worker_cpu_ns, and
@@ -120,13 +121,14 @@ const Grant *broker_app_grants(const BrokerApp *app, size_t *ret_n);
 char *const *broker_app_requested(const BrokerApp *app, bool *ret_signed);
 
 /*
- * Decides right for app as grants_check() would, from the cache, without consuming a
- * one-time grant and ignoring gestures: 0 granted (*ret_one_time: only a one-time
- * grant covers it), -EACCES requested but not granted, -EPERM never (not requested,
+ * Decides right (parsed; NULL: not a right) for app as grants_check() would, from the
+ * cache, without consuming a one-time grant and ignoring gestures
+ * (policy_right_state()): 0 granted (*ret_one_time: only a one-time grant covers
+ * it), -EACCES requested but not granted, -EPERM never (not requested,
  * signature-level and unsigned, or not a right: *ret_why says which, a static
  * English phrase). Outputs may be NULL.
  */
-int broker_app_right_state(BrokerApp *app, const char *right, bool *ret_one_time,
+int broker_app_right_state(BrokerApp *app, const CapabilityRight *right, bool *ret_one_time,
                            const char **ret_why);
 
 /* Reloads app's grants cache from grants.db (after a grant made by a call file).

@@ -745,14 +745,10 @@ int broker_app_reload_grants(BrokerApp *app)
         return 0;
 }
 
-int broker_app_right_state(BrokerApp *app, const char *right, bool *ret_one_time,
+int broker_app_right_state(BrokerApp *app, const CapabilityRight *right, bool *ret_one_time,
                            const char **ret_why)
 {
-        CapabilityRight asked;
-
-        if (!right || capability_right_parse(right, &asked, NULL) < 0)
-                return policy_right_state(&app->cache, NULL, ret_one_time, ret_why);
-        return policy_right_state(&app->cache, &asked, ret_one_time, ret_why);
+        return policy_right_state(&app->cache, right, ret_one_time, ret_why);
 }
 
 /*
@@ -767,13 +763,11 @@ static int app_check(BrokerApp *app, const CapabilityRight *asked, bool consume,
                              ret_why);
 }
 
-bool broker_app_holds(BrokerApp *app, const char *right, bool consume)
+bool broker_app_holds(BrokerApp *app, const CapabilityRight *right, bool consume)
 {
-        CapabilityRight asked;
         const char *why;
 
-        return app && right && capability_right_parse(right, &asked, NULL) == 0 &&
-               app_check(app, &asked, consume, &why) == 0;
+        return app && right && app_check(app, right, consume, &why) == 0;
 }
 
 const Grant *broker_app_grants(const BrokerApp *app, size_t *ret_n)
@@ -1460,7 +1454,10 @@ void broker_app_stats(const BrokerApp *app, BrokerAppStats *ret)
  * handle is not closed because a gesture grew old). */
 static bool still_held(BrokerApp *app, const char *right)
 {
-        return broker_app_right_state(app, right, NULL, NULL) == 0;
+        CapabilityRight parsed;
+
+        return capability_right_parse(right, &parsed, NULL) == 0 &&
+               broker_app_right_state(app, &parsed, NULL, NULL) == 0;
 }
 
 static int app_grants_changed(BrokerApp *app)

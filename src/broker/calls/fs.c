@@ -916,6 +916,7 @@ static void fs_open_handle(BrokerCall *c)
         const Cella__V1__FsOpenRequest *m = (const void *)c->request;
         Cella__V1__FsOpenReply reply = CELLA__V1__FS_OPEN_REPLY__INIT;
         char read_right[sizeof "fs.read:" + CAPABILITY_ROOT_MAX];
+        CapabilityRight read_parsed;
         OpenJob j = {.path = m->path, .flags = m->flags, .mode = m->mode, .fd = -EBADF};
         int r;
 
@@ -925,7 +926,8 @@ static void fs_open_handle(BrokerCall *c)
         /* The core checked fs.write; read+write needs fs.read as well. */
         snprintf(read_right, sizeof read_right, "fs.read:%s", m->root);
         if ((m->flags & FS_READ) && (m->flags & FS_NEEDS_WRITE) &&
-            !broker_app_holds(c->app, read_right, true)) {
+            (capability_right_parse(read_right, &read_parsed, NULL) < 0 ||
+             !broker_app_holds(c->app, &read_parsed, true))) {
                 broker_reply_error(c, EACCES, "fs.read is not granted for this root");
                 return;
         }

@@ -76,7 +76,7 @@ static Cella__V1__PermState perm_state(BrokerApp *app, const CapabilityRight *pa
                                        const char *right, bool *ret_one_time)
 {
         const char *why = NULL;
-        int r = broker_app_right_state(app, right, ret_one_time, &why);
+        int r = broker_app_right_state(app, parsed, ret_one_time, &why);
 
         if (r == 0)
                 return CELLA__V1__PERM_STATE__PERM_STATE_GRANTED;
@@ -268,7 +268,7 @@ static void perm_request(BrokerCall *c)
         }
         c->audit_fields = json_pack("{s:s}", "permission", m->permission);
 
-        r = broker_app_right_state(c->app, m->permission, &once, &why);
+        r = broker_app_right_state(c->app, &parsed, &once, &why);
         if (r == 0) {
                 reply_state(c, CELLA__V1__PERM_STATE__PERM_STATE_GRANTED, once, "granted already");
                 return;
