@@ -17,21 +17,13 @@
 #include <stdint.h>
 
 #include "broker/broker.h"
-#include "broker/channel.h"
-#include "broker/wire.h"
+#include "wire/channel.h"
+#include "wire/wire.h"
 #include "cella.pb-c.h"
 #include "policy/capability.h"
 #include "policy/ratelimit.h"
 
 typedef struct BrokerCall BrokerCall;
-
-/* Rate-limit classes (BrokerOptions). */
-typedef enum BrokerClass {
-        BROKER_CLASS_CHEAP,
-        BROKER_CLASS_COSTLY,
-        BROKER_CLASS_PROMPTING,
-        _BROKER_CLASS_MAX,
-} BrokerClass;
 
 struct BrokerCall {
         BrokerApp *app;
@@ -51,7 +43,9 @@ struct BrokerCall {
 };
 
 /*
- * A call's entry in the dispatch table (broker.c): its right, class and handler.
+ * A call's handler (the dispatch table, broker.c): what the opcode table
+ * (wire/wire.h: name, bodies, rate-limit class, the rights it may check) leaves to
+ * the kernel.
  * right_of fills buf with the right this request needs ("bus.publish:" + topic) and
  * returns it, or NULL when the call needs no right (system.*, perm.*, app.info,
  * memory.stats, proc.list); it may return -errno through *ret_error for a request
@@ -59,7 +53,6 @@ struct BrokerCall {
  */
 typedef struct BrokerCallDef {
         uint16_t opcode;
-        BrokerClass cls;
         const char *(*right_of)(const ProtobufCMessage *req, char *buf, size_t size,
                                 int *ret_error);
         void (*handle)(BrokerCall *c);
@@ -74,6 +67,10 @@ extern const BrokerCallDef broker_calls_fs[];     /* fs.* but fs.usage */
 extern const BrokerCallDef broker_calls_usage[];  /* fs.usage (calls/usage.c) */
 extern const BrokerCallDef broker_calls_timer[];  /* timer.* */
 extern const BrokerCallDef broker_calls_bus[];    /* bus.* */
+
+/* The handler of opcode from the tables above, or NULL if this kernel implements no
+ * such request. For tests that hold the tables against the opcode table. */
+const BrokerCallDef *broker_call_def(uint16_t opcode);
 
 /* Answers c with reply (packed by the core; caller keeps ownership of reply) and
  * n_fds fds (the core sends and then closes them). Frees c. */
@@ -101,9 +98,10 @@ const BrokerAppInfo *broker_app_info(const BrokerApp *app);
 Broker *broker_app_broker(const BrokerApp *app);
 const BrokerOptions *broker_options(const Broker *b);
 
-/* True if app holds right now (cache; for one-time or gesture rights this asks
- * grants_check and may consume a one-time grant only if consume is true). */
-bool broker_app_holds(BrokerApp *app, const char *right, bool consume);
+/* True if app holds right (parsed, capability_right_parse(); NULL: false) now
+ * (policy_decide() from the cache; for one-time or gesture rights this asks
+ * grants.db, and consumes a one-time grant only if consume is true). */
+bool broker_app_holds(BrokerApp *app, const CapabilityRight *right, bool consume);
 
 /* Adds ns of CPU time spent for app off the loop (a threadpool worker's
  * CLOCK_THREAD_CPUTIME_ID) to its counters: BrokerAppStats.worker_cpu_ns, and
@@ -123,13 +121,14 @@ const Grant *broker_app_grants(const BrokerApp *app, size_t *ret_n);
 char *const *broker_app_requested(const BrokerApp *app, bool *ret_signed);
 
 /*
- * Decides right for app as grants_check() would, from the cache, without consuming a
- * one-time grant and ignoring gestures: 0 granted (*ret_one_time: only a one-time
- * grant covers it), -EACCES requested but not granted, -EPERM never (not requested,
+ * Decides right (parsed; NULL: not a right) for app as grants_check() would, from the
+ * cache, without consuming a one-time grant and ignoring gestures
+ * (policy_right_state()): 0 granted (*ret_one_time: only a one-time grant covers
+ * it), -EACCES requested but not granted, -EPERM never (not requested,
  * signature-level and unsigned, or not a right: *ret_why says which, a static
  * English phrase). Outputs may be NULL.
  */
-int broker_app_right_state(BrokerApp *app, const char *right, bool *ret_one_time,
+int broker_app_right_state(BrokerApp *app, const CapabilityRight *right, bool *ret_one_time,
                            const char **ret_why);
 
 /* Reloads app's grants cache from grants.db (after a grant made by a call file).

@@ -27,6 +27,7 @@
 #include "base/macro.h"
 #include "base/strv.h"
 #include "broker/broker-internal.h"
+#include "policy/decide.h"
 
 #define BATCH_ENTRIES_MAX (2u * BROKER_FRAMES_PER_WAKE)
 #define BATCH_ARENA_SIZE  (4u * CHANNEL_BODY_MAX) /* bytes; flushed early when full */
@@ -62,19 +63,6 @@ typedef struct BatchEntry {
         int fds[CHANNEL_FDS_MAX];
 } BatchEntry;
 
-typedef struct GrantCache {
-        Grant *grants;           /* as grants_list() gave them */
-        CapabilityRight *parsed; /* parallel to grants; .cap NULL if it does not parse */
-        size_t n_grants;
-        CapabilityMask unscoped; /* names with a permanent grant without scope */
-        CapabilityMask scoped;   /* names with a permanent scoped grant */
-        CapabilityMask once;     /* names with a one-time grant */
-        char **requested;        /* never NULL */
-        CapabilityRight *req_parsed;
-        size_t n_requested;
-        bool signed_ok;
-} GrantCache;
-
 struct BrokerApp {
         Broker *broker;
         BrokerApp *next, *prev;
@@ -88,7 +76,7 @@ struct BrokerApp {
         bool closed;
 
         GrantCache cache;
-        RateLimit rl[_BROKER_CLASS_MAX];
+        RateLimit rl[_WIRE_CLASS_MAX]; /* by WireClass; [WIRE_CLASS_NONE] unused */
 
         BrokerCall *calls; /* pending, answered later */
         unsigned outstanding;
@@ -140,11 +128,6 @@ static void close_fds(int *fds, unsigned n)
 {
         for (unsigned i = 0; i < n; i++)
                 fds[i] = safe_close(fds[i]);
-}
-
-static int64_t now_ms(void)
-{
-        return grants_now_ms();
 }
 
 /* ---- audit ------------------------------------------------------------------- */
@@ -748,196 +731,39 @@ static void call_abandon(CallImpl *c, int error, const char *why)
                 call_unlink(c); /* still the handler's until it answers: then freed */
 }
 
-/* ---- grant cache ---------------------------------------------------------------- */
-
-static void cache_clear(GrantCache *gc)
-{
-        free(gc->grants);
-        free(gc->parsed);
-        strv_free(gc->requested);
-        free(gc->req_parsed);
-        *gc = (GrantCache){};
-}
-
-static int cache_load(Broker *b, const char *app_id, GrantCache *ret)
-{
-        GrantCache gc = {};
-        char **req = NULL;
-        bool is_signed = false;
-        int r;
-
-        r = grants_list(b->o.grants, app_id, &gc.grants, &gc.n_grants);
-        if (r < 0)
-                return r;
-        r = grants_requested(b->o.grants, app_id, &req, &is_signed);
-        if (r == -ENOENT) {
-                req = calloc(1, sizeof(char *));
-                is_signed = false;
-                r = req ? 0 : -ENOMEM;
-        }
-        if (r < 0) {
-                cache_clear(&gc);
-                return r;
-        }
-        gc.requested = req;
-        gc.signed_ok = is_signed;
-        gc.n_requested = strv_length(req);
-
-        gc.parsed = calloc(gc.n_grants + 1, sizeof(CapabilityRight));
-        gc.req_parsed = calloc(gc.n_requested + 1, sizeof(CapabilityRight));
-        if (!gc.parsed || !gc.req_parsed) {
-                cache_clear(&gc);
-                return -ENOMEM;
-        }
-        for (size_t i = 0; i < gc.n_grants; i++) {
-                CapabilityRight *p = &gc.parsed[i];
-
-                if (capability_right_parse(gc.grants[i].right, p, NULL) < 0) {
-                        p->cap = NULL;
-                        continue;
-                }
-                if (gc.grants[i].one_time)
-                        gc.once |= capability_bit(p->cap);
-                else if (p->scope[0] == 0)
-                        gc.unscoped |= capability_bit(p->cap);
-                else
-                        gc.scoped |= capability_bit(p->cap);
-        }
-        for (size_t i = 0; i < gc.n_requested; i++)
-                if (capability_right_parse(gc.requested[i], &gc.req_parsed[i], NULL) < 0)
-                        gc.req_parsed[i].cap = NULL;
-        *ret = gc;
-        return 0;
-}
+/* ---- grants: the app's cache and its decisions (policy/decide.h) ------------------- */
 
 int broker_app_reload_grants(BrokerApp *app)
 {
         GrantCache gc;
-        int r = cache_load(app->broker, app->id, &gc);
+        int r = grant_cache_load(app->broker->o.grants, app->id, &gc);
 
         if (r < 0)
                 return r;
-        cache_clear(&app->cache);
+        grant_cache_clear(&app->cache);
         app->cache = gc;
         return 0;
 }
 
-/* True if a grant of the cache covers asked: permanent ones, and one-time ones too
- * if with_once (then *ret_once tells whether only one-time grants do). */
-static bool cache_covers(const GrantCache *gc, const CapabilityRight *asked, bool with_once,
-                         bool *ret_once)
-{
-        CapabilityMask bit = capability_bit(asked->cap);
-        bool once = false;
-
-        if (ret_once)
-                *ret_once = false;
-        if (gc->unscoped & bit)
-                return true;
-        if (!((gc->scoped | (with_once ? gc->once : 0)) & bit))
-                return false;
-        for (size_t i = 0; i < gc->n_grants; i++) {
-                if (gc->parsed[i].cap != asked->cap ||
-                    !capability_right_covers(&gc->parsed[i], asked))
-                        continue;
-                if (!gc->grants[i].one_time)
-                        return true;
-                if (with_once)
-                        once = true;
-        }
-        if (ret_once)
-                *ret_once = once;
-        return once;
-}
-
-/* The refusal grants_check would give for a right no grant covers. */
-static int cache_refusal(const GrantCache *gc, const CapabilityRight *asked, const char **ret_why)
-{
-        bool requested = false;
-
-        for (size_t i = 0; i < gc->n_requested && !requested; i++)
-                requested =
-                        gc->req_parsed[i].cap && capability_right_covers(&gc->req_parsed[i], asked);
-        if (!requested) {
-                *ret_why = grants_reason_to_string(GRANTS_NOT_REQUESTED);
-                return -EPERM;
-        }
-        if (asked->cap->level == CAPABILITY_SIGNATURE && !gc->signed_ok) {
-                *ret_why = grants_reason_to_string(GRANTS_NOT_SIGNED);
-                return -EPERM;
-        }
-        *ret_why = grants_reason_to_string(GRANTS_NOT_GRANTED);
-        return -EACCES;
-}
-
-int broker_app_right_state(BrokerApp *app, const char *right, bool *ret_one_time,
+int broker_app_right_state(BrokerApp *app, const CapabilityRight *right, bool *ret_one_time,
                            const char **ret_why)
 {
-        CapabilityRight asked;
-        const char *why = NULL;
-        bool once = false;
-        int r;
-
-        if (!right || capability_right_parse(right, &asked, NULL) < 0) {
-                why = grants_reason_to_string(GRANTS_INVALID);
-                r = -EPERM;
-        } else if (cache_covers(&app->cache, &asked, true, &once))
-                r = 0;
-        else
-                r = cache_refusal(&app->cache, &asked, &why);
-        if (ret_one_time)
-                *ret_one_time = r == 0 && once;
-        if (ret_why)
-                *ret_why = why ?: grants_reason_to_string(GRANTS_ALLOWED);
-        return r;
+        return policy_right_state(&app->cache, right, ret_one_time, ret_why);
 }
 
 /*
- * The check of step 4: 0, -EACCES or -EPERM with *ret_why, or another -errno (the
- * grants database failed). Permanent grants are decided from the cache; gesture
- * rights, and rights only a one-time grant may cover, go to grants_check(), which
- * reads the gesture and consumes the one-time grant (then the cache is reloaded).
+ * The check of step 4 for asked, parsed once where the right entered (a request's
+ * fields: handle_request(); a handler's own right: broker_app_holds()): 0, -EACCES or
+ * -EPERM with *ret_why, or another -errno (the grants database failed).
  */
-static int app_check(BrokerApp *app, const char *right, bool consume, const char **ret_why)
+static int app_check(BrokerApp *app, const CapabilityRight *asked, bool consume,
+                     const char **ret_why)
 {
-        GrantCache *gc = &app->cache;
-        CapabilityRight asked;
-        GrantsDecision d;
-        bool once = false;
-        int r;
-
-        *ret_why = grants_reason_to_string(GRANTS_ALLOWED);
-        if (capability_right_parse(right, &asked, NULL) < 0) {
-                *ret_why = grants_reason_to_string(GRANTS_INVALID);
-                return -EPERM;
-        }
-        if (!asked.cap->gesture && cache_covers(gc, &asked, false, NULL))
-                return 0;
-        if (!cache_covers(gc, &asked, true, &once))
-                return cache_refusal(gc, &asked, ret_why);
-        if (!asked.cap->gesture && once && !consume)
-                return 0;
-        if (!consume) { /* a gesture right: whether a gesture is recent enough */
-                int64_t at, now = now_ms();
-
-                r = grants_gesture_last(app->broker->o.grants, app->id, &at);
-                if (r == 0 && at <= now && now - at <= GRANTS_GESTURE_WINDOW_MS)
-                        return 0;
-                if (r < 0 && r != -ENOENT)
-                        return r;
-                *ret_why = grants_reason_to_string(GRANTS_NO_GESTURE);
-                return -EACCES;
-        }
-        r = grants_check(app->broker->o.grants, app->id, right, now_ms(), &d);
-        if (r != 0 && r != -EACCES && r != -EPERM)
-                return r;
-        *ret_why = grants_reason_to_string(d.reason);
-        if (d.one_time_consumed)
-                (void)broker_app_reload_grants(app);
-        return r;
+        return policy_decide(&app->cache, app->broker->o.grants, app->id, asked, consume, -1,
+                             ret_why);
 }
 
-bool broker_app_holds(BrokerApp *app, const char *right, bool consume)
+bool broker_app_holds(BrokerApp *app, const CapabilityRight *right, bool consume)
 {
         const char *why;
 
@@ -1049,6 +875,7 @@ static void handle_request(BrokerApp *app, const ChannelFrame *f)
         const BrokerCallDef *def;
         ProtobufCMessage *req = NULL;
         const char *right = NULL, *why;
+        CapabilityRight asked;
         CallImpl *c;
         int r, err = 0;
 
@@ -1098,11 +925,15 @@ static void handle_request(BrokerApp *app, const ChannelFrame *f)
                 c->pub.right = right;
         }
         if (right) {
-                r = app_check(app, right, true, &why);
+                /* Parsed once, here where it enters; an unparsable right is refused
+                 * (GRANTS_INVALID) like any right not granted. */
+                bool parsed = capability_right_parse(right, &asked, NULL) == 0;
+
+                r = app_check(app, parsed ? &asked : NULL, true, &why);
                 /* A refusal pays its token too: a flood of forbidden calls is limited
                  * like any other, and so are the audit records it writes. */
                 if ((r == -EACCES || r == -EPERM) &&
-                    ratelimit_take(&app->rl[def->cls], uv_hrtime(), NULL) < 0) {
+                    ratelimit_take(&app->rl[op->cls], uv_hrtime(), NULL) < 0) {
                         call_fail(c, EAGAIN, "rate-limited", "rate-limited");
                         return;
                 }
@@ -1115,7 +946,7 @@ static void handle_request(BrokerApp *app, const ChannelFrame *f)
                         return;
                 }
         }
-        if (ratelimit_take(&app->rl[def->cls], uv_hrtime(), NULL) < 0) {
+        if (ratelimit_take(&app->rl[op->cls], uv_hrtime(), NULL) < 0) {
                 call_fail(c, EAGAIN, "rate-limited", "rate-limited");
                 return;
         }
@@ -1308,21 +1139,32 @@ static void app_hangup(BrokerApp *app, int reason)
         app_abandon_calls(app, ECONNRESET, "channel closed");
 }
 
+static const BrokerCallDef *const call_tables[] = {
+        broker_calls_system, broker_calls_proc,  broker_calls_app,   broker_calls_perm,
+        broker_calls_fs,     broker_calls_usage, broker_calls_timer, broker_calls_bus,
+};
+
+const BrokerCallDef *broker_call_def(uint16_t opcode)
+{
+        for (size_t t = 0; t < ELEMENTSOF(call_tables); t++)
+                for (const BrokerCallDef *d = call_tables[t]; d->handle; d++)
+                        if (d->opcode == opcode)
+                                return d;
+        return NULL;
+}
+
 static int build_dispatch(Broker *b)
 {
-        const BrokerCallDef *tables[] = {
-                broker_calls_system, broker_calls_proc,  broker_calls_app,   broker_calls_perm,
-                broker_calls_fs,     broker_calls_usage, broker_calls_timer, broker_calls_bus,
-        };
+        const BrokerCallDef *const *tables = call_tables;
 
-        for (size_t t = 0; t < ELEMENTSOF(tables); t++)
+        for (size_t t = 0; t < ELEMENTSOF(call_tables); t++)
                 for (const BrokerCallDef *d = tables[t]; d->handle; d++) {
                         unsigned area = d->opcode >> 8, low = d->opcode & 0xff;
                         const WireOp *op = wire_op_lookup(d->opcode);
 
                         if (!op || !op->request || area >= DISPATCH_AREAS ||
                             low >= DISPATCH_CALLS || b->dispatch[area][low] ||
-                            d->cls >= _BROKER_CLASS_MAX)
+                            op->cls == WIRE_CLASS_NONE || op->cls >= _WIRE_CLASS_MAX)
                                 return -EINVAL;
                         b->dispatch[area][low] = d;
                 }
@@ -1407,7 +1249,7 @@ static void app_free(BrokerApp *app)
                 uv_close((uv_handle_t *)app->poll, poll_close_cb);
         }
         safe_close(app->fd);
-        cache_clear(&app->cache);
+        grant_cache_clear(&app->cache);
         audit_coalesce_free(app->coalesce);
         while (app->free_calls) {
                 CallImpl *c = app->free_calls;
@@ -1478,15 +1320,15 @@ int broker_app_attach(Broker *b, const BrokerAppInfo *info, int channel_fd, Brok
         }
         app->info.env = app->env;
 
-        r = ratelimit_init(&app->rl[BROKER_CLASS_CHEAP], b->o.rate_cheap, b->o.burst_cheap, now);
+        r = ratelimit_init(&app->rl[WIRE_CLASS_CHEAP], b->o.rate_cheap, b->o.burst_cheap, now);
         if (r == 0)
-                r = ratelimit_init(&app->rl[BROKER_CLASS_COSTLY], b->o.rate_costly,
-                                   b->o.burst_costly, now);
+                r = ratelimit_init(&app->rl[WIRE_CLASS_COSTLY], b->o.rate_costly, b->o.burst_costly,
+                                   now);
         if (r == 0)
-                r = ratelimit_init(&app->rl[BROKER_CLASS_PROMPTING], b->o.rate_prompting,
+                r = ratelimit_init(&app->rl[WIRE_CLASS_PROMPTING], b->o.rate_prompting,
                                    b->o.burst_prompting, now);
         if (r == 0)
-                r = cache_load(b, app->id, &app->cache);
+                r = grant_cache_load(b->o.grants, app->id, &app->cache);
         if (r == 0 && b->o.audit && !b->o.audit_coalesce_off)
                 r = audit_coalesce_new(
                         &(AuditCoalesceOptions){.budget_rate = b->o.audit_budget_rate,
@@ -1612,7 +1454,10 @@ void broker_app_stats(const BrokerApp *app, BrokerAppStats *ret)
  * handle is not closed because a gesture grew old). */
 static bool still_held(BrokerApp *app, const char *right)
 {
-        return broker_app_right_state(app, right, NULL, NULL) == 0;
+        CapabilityRight parsed;
+
+        return capability_right_parse(right, &parsed, NULL) == 0 &&
+               broker_app_right_state(app, &parsed, NULL, NULL) == 0;
 }
 
 static int app_grants_changed(BrokerApp *app)

@@ -9,13 +9,15 @@
  * answers them. For every request, in this order:
  *
  *   1. the app is the channel's (never a field of the body)
- *   2. decode: framing (channel_recv), opcode table and body (wire_unpack); a bad
- *      frame gets an error reply, and past BROKER_BAD_FRAMES_MAX bad frames the
- *      channel is closed (the app alone pays)
+ *   2. decode: framing (channel_recv), opcode table and body (wire_unpack,
+ *      src/wire); a bad frame gets an error reply, and past BROKER_BAD_FRAMES_MAX
+ *      bad frames the channel is closed (the app alone pays)
  *   3. per-app quota of outstanding requests (BROKER_OUTSTANDING_MAX): -EBUSY
- *   4. the right (a cached copy of the app's grants; one-time and gesture rights
- *      go to grants_check): -EACCES not granted, -EPERM never allowed
- *   5. the rate limit of the call's class (policy/ratelimit.h): -EAGAIN
+ *   4. the right, parsed once, decided by policy_decide() (policy/decide.h) from a
+ *      cached copy of the app's grants; one-time and gesture rights go to
+ *      grants.db: -EACCES not granted, -EPERM never allowed
+ *   5. the rate limit of the call's class (the opcode table's, wire/wire.h;
+ *      policy/ratelimit.h): -EAGAIN
  *   6. the operation (calls/<area>.c)
  *   7. one audit record (audit/audit.h): app, op, decision, errno
  *   8. the reply (or, for calls that wait on someone, later)

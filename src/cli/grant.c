@@ -20,6 +20,7 @@
 #include "base/strv.h"
 #include "cli/cli.h"
 #include "policy/capability.h"
+#include "policy/grant-record.h"
 #include "policy/grants.h"
 #include "policy/manifest.h"
 #include "policy/signature.h"
@@ -141,40 +142,73 @@ int cli_policy_install(Grants *g, const char *state_dir, const char *app_dir, co
         return 0;
 }
 
+/* The state directory's audit log as a sink of records (grants_grant_recorded()):
+ * opened on the first record unless opened already; the first failure ends it. */
+typedef struct CliAudit {
+        const char *state_dir;
+        AuditLog *log;
+        int error;
+} CliAudit;
+
+static int cli_audit_sink(void *userdata, const char *app, const char *event, json_t *fields)
+{
+        CliAudit *ca = userdata;
+        int r = ca->error;
+
+        if (r >= 0 && !ca->log)
+                r = audit_open(ca->state_dir, NULL, &ca->log);
+        if (r >= 0)
+                r = audit_append(ca->log, app, event, fields);
+        ca->error = r < 0 ? r : 0;
+        return ca->error;
+}
+
+/* Makes ca's records durable, warns if any was lost, closes the log; then tells the
+ * kernels running on the state directory that app's grants changed. */
+static void cli_audit_done(CliAudit *ca, const char *app)
+{
+        int r = ca->error;
+
+        if (r >= 0 && ca->log)
+                r = audit_sync(ca->log);
+        ca->log = audit_close(ca->log);
+        if (r < 0)
+                log_warning_errno(r,
+                                  "%s: the change is made, but no audit record of it could be "
+                                  "written to %s/audit: %m",
+                                  app, ca->state_dir);
+
+        /* A running kernel re-reads the app's grants now: a revoke closes the app's
+         * broker handles that depended on the right at once (docs/design.md section 4). */
+        r = control_notify_grants_changed(ca->state_dir, app);
+        if (r < 0 && r != -EACCES)
+                log_warning_errno(r,
+                                  "cannot tell the running kernels in %s/" CONTROL_DIR
+                                  ": %m; running apps see the change when they restart",
+                                  ca->state_dir);
+}
+
 void cli_grants_changed(const char *state_dir, const char *app, const char *what,
                         char *const *rights, bool one_time)
 {
-        _cleanup_(audit_closep) AuditLog *a = NULL;
+        CliAudit ca = {.state_dir = state_dir};
         json_t *f;
-        int r;
 
-        /* The record: same fields as the broker's for a prompt's answer (calls/perm.c). */
-        r = audit_open(state_dir, NULL, &a);
-        for (size_t i = 0; r >= 0 && i < (rights ? strv_length(rights) : 1); i++) {
+        /* The record: same fields as grants_grant_recorded()'s for a grant. */
+        ca.error = audit_open(state_dir, NULL, &ca.log);
+        for (size_t i = 0; ca.error >= 0 && i < (rights ? strv_length(rights) : 1); i++) {
                 if (rights)
                         f = json_pack("{s:s, s:s, s:b, s:s}", "what", what, "right", rights[i],
                                       "one_time", one_time, "by", "cli");
                 else
                         f = json_pack("{s:s, s:s}", "what", what, "by", "cli");
-                r = f ? audit_append(a, app, AUDIT_EVENT_GRANT, f) : -ENOMEM;
+                if (f)
+                        (void)cli_audit_sink(&ca, app, AUDIT_EVENT_GRANT, f);
+                else
+                        ca.error = -ENOMEM;
                 json_decref(f);
         }
-        if (r >= 0)
-                r = audit_sync(a);
-        if (r < 0)
-                log_warning_errno(r,
-                                  "%s: the change is made, but no audit record of it could be "
-                                  "written to %s/audit: %m",
-                                  app, state_dir);
-
-        /* A running kernel re-reads the app's grants now: a revoke closes the app's
-         * broker handles that depended on the right at once (docs/design.md section 4). */
-        r = control_notify_grants_changed(state_dir, app);
-        if (r < 0 && r != -EACCES)
-                log_warning_errno(r,
-                                  "cannot tell the running kernels in %s/" CONTROL_DIR
-                                  ": %m; running apps see the change when they restart",
-                                  state_dir);
+        cli_audit_done(&ca, app);
 }
 
 /* Most requested rights a refusal lists (a manifest may request 64). */
@@ -210,14 +244,17 @@ static void log_not_requested(const char *app, const char *right, char *const *r
 static int grant_one(Grants *g, const char *state_dir, const char *app, const char *right,
                      bool once, bool is_signed, char *const *requested)
 {
+        CliAudit ca = {.state_dir = state_dir};
         CapabilityRight parsed;
-        int r;
+        int r, ar;
 
-        r = grants_grant(g, app, right, once, GRANT_BY_USER, grants_now_ms());
+        r = grants_grant_recorded(g, app, right, once, "cli", grants_now_ms(), cli_audit_sink, &ca,
+                                  &ar);
         if (r == 0) {
                 printf("granted '%s' to %s%s\n", right, app, once ? " (one time)" : "");
-                cli_grants_changed(state_dir, app, "granted", (char *const[]){(char *)right, NULL},
-                                   once);
+                if (ar < 0)
+                        ca.error = ar;
+                cli_audit_done(&ca, app);
                 return 0;
         }
         if (r == -EPERM) {

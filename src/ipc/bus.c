@@ -5,8 +5,7 @@
 
 #include "base/macro.h"
 #include "ipc/bus.h"
-#include "policy/capability.h"
-#include "policy/manifest.h"
+#include "base/pattern.h"
 
 typedef struct Sub Sub;
 
@@ -63,18 +62,28 @@ static uint64_t hash_str(const char *s)
         return h;
 }
 
-/* A subscription pattern is valid if it covers itself under the capability
- * matcher's topic rules (which checks its syntax first). */
-static bool pattern_is_valid(const char *pattern)
+/* True if topic (or a pattern, as pattern_match() reads a subject) matches pattern,
+ * both at most BUS_TOPIC_MAX bytes, under base/pattern.h's topic rules: the matcher
+ * the capability scopes of bus.publish and bus.subscribe use too. */
+static bool topic_match(const char *pattern, const char *topic)
 {
-        return pattern && strnlen(pattern, BUS_TOPIC_MAX + 1) <= BUS_TOPIC_MAX &&
-               capability_scope_match(CAPABILITY_SCOPE_TOPIC, pattern, pattern);
+        size_t plen = strnlen(pattern, BUS_TOPIC_MAX + 1), tlen = strnlen(topic, BUS_TOPIC_MAX + 1);
+
+        return plen <= BUS_TOPIC_MAX && tlen <= BUS_TOPIC_MAX &&
+               pattern_match(PATTERN_TOPIC, pattern, plen, topic, tlen);
 }
 
-/* A topic is a pattern without globs: capability.h's syntax for topics (what
+/* A subscription pattern is valid if it covers itself under the topic rules
+ * (pattern_match() checks its syntax first). */
+static bool pattern_is_valid(const char *pattern)
+{
+        return pattern && topic_match(pattern, pattern);
+}
+
+/* A topic is a pattern without globs: base/pattern.h's syntax for topics (what
  * pattern_is_valid() accepts, minus '*'), checked in one pass here because every
  * published message goes through it: 1..BUS_TOPIC_MAX bytes, '.'-separated segments of
- * 1..CAPABILITY_SEGMENT_MAX bytes of [A-Za-z0-9_-], at most CAPABILITY_SEGMENTS_MAX. */
+ * 1..PATTERN_SEGMENT_MAX bytes of [A-Za-z0-9_-], at most PATTERN_SEGMENTS_MAX. */
 bool bus_topic_is_valid(const char *topic)
 {
         size_t i, seg = 0, segs = 1;
@@ -87,12 +96,12 @@ bool bus_topic_is_valid(const char *topic)
                 if (i == BUS_TOPIC_MAX)
                         return false;
                 if (c == '.') {
-                        if (seg == 0 || ++segs > CAPABILITY_SEGMENTS_MAX)
+                        if (seg == 0 || ++segs > PATTERN_SEGMENTS_MAX)
                                 return false;
                         seg = 0;
                 } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
                            (c >= '0' && c <= '9') || c == '_' || c == '-') {
-                        if (++seg > CAPABILITY_SEGMENT_MAX)
+                        if (++seg > PATTERN_SEGMENT_MAX)
                                 return false;
                 } else
                         return false;
@@ -180,7 +189,7 @@ int bus_endpoint_add(Bus *b, const char *app_id, unsigned capacity, BusEndpoint 
 {
         BusEndpoint *ep;
 
-        if (!app_id || !manifest_id_is_valid(app_id) || capacity > BUS_QUEUE_MAX)
+        if (!app_id || !app_id_is_valid(app_id) || capacity > BUS_QUEUE_MAX)
                 return -EINVAL;
         if (bus_endpoint_find(b, app_id))
                 return -EEXIST;
@@ -400,7 +409,7 @@ int bus_publish(Bus *b, BusEndpoint *sender, const char *topic, const char *cont
                 if (strcmp(s->pattern, topic) == 0)
                         n += deliver(b, s, m);
         for (Sub *s = b->patterns; s; s = s->next)
-                if (capability_scope_match(CAPABILITY_SCOPE_TOPIC, s->pattern, topic))
+                if (topic_match(s->pattern, topic))
                         n += deliver(b, s, m);
         bus_message_unref(m);
         return n;
@@ -413,7 +422,7 @@ int bus_send(Bus *b, BusEndpoint *sender, const char *to_app_id, uint64_t correl
         BusMessage *m;
         int r;
 
-        if (!to_app_id || !manifest_id_is_valid(to_app_id))
+        if (!to_app_id || !app_id_is_valid(to_app_id))
                 return -EINVAL;
         r = check_body(content_type, data, len);
         if (r < 0)
@@ -440,7 +449,7 @@ int bus_request(Bus *b, BusEndpoint *sender, const char *to_app_id, const char *
         BusMessage *m;
         int r;
 
-        if (!to_app_id || !manifest_id_is_valid(to_app_id) || !bus_topic_is_valid(topic))
+        if (!to_app_id || !app_id_is_valid(to_app_id) || !bus_topic_is_valid(topic))
                 return -EINVAL;
         r = check_body(content_type, data, len);
         if (r < 0)

@@ -8,7 +8,7 @@
  *
  * - A message is stored once, refcounted, however many subscribers get it.
  * - Exact-topic subscriptions are found through a hash table; pattern subscriptions
- *   ("notes.*", "clock.**": capability.h's topic globs) are matched one by one.
+ *   ("notes.*", "clock.**": base/pattern.h's topic globs) are matched one by one.
  * - Each endpoint (one per app) has a queue bounded in messages and in bytes
  *   (BUS_QUEUE_BYTES_MAX). When it is full the oldest
  *   message is dropped and counted, so a slow subscriber never blocks a publisher
@@ -90,7 +90,7 @@ BusEndpoint *bus_endpoint_find(Bus *b, const char *app_id);
 
 /*
  * Subscribes ep to pattern: an exact topic, or a pattern with '*' within a segment
- * or '**' segments (capability.h). Returns 0 and *ret_id (for unsubscribing),
+ * or '**' segments (base/pattern.h). Returns 0 and *ret_id (for unsubscribing),
  * -EINVAL (bad pattern), -ENOSPC (BUS_SUBS_MAX reached), -ENOMEM.
  */
 int bus_subscribe(Bus *b, BusEndpoint *ep, const char *pattern, uint64_t *ret_id);
@@ -166,6 +166,6 @@ BusMessage *bus_message_ref(BusMessage *m);
 BusMessage *bus_message_unref(BusMessage *m);
 
 /* True if topic is a valid concrete topic (what bus_publish accepts): at most
- * BUS_TOPIC_MAX bytes, dot-separated segments of [A-Za-z0-9_-] as capability.h
+ * BUS_TOPIC_MAX bytes, dot-separated segments of [A-Za-z0-9_-] as base/pattern.h
  * defines them (segment and count bounds included), no globs. */
 bool bus_topic_is_valid(const char *topic);

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "base/macro.h"
-#include "broker/wire.h"
+#include "wire/wire.h"
 #include "lib/client.h"
 
 static void reply_freep(CellaReply **r)

@@ -13,8 +13,8 @@
 #include <time.h>
 
 #include "base/macro.h"
-#include "broker/channel.h"
-#include "broker/wire.h"
+#include "wire/channel.h"
+#include "wire/wire.h"
 #include "lib/client.h"
 
 _Static_assert(CELLA_BODY_MAX == CHANNEL_BODY_MAX, "limits agree");

@@ -13,7 +13,7 @@
 
 #include <lauxlib.h>
 
-#include "broker/wire.h"
+#include "wire/wire.h"
 #include "lib/client.h"
 #include "lua/host.h"
 

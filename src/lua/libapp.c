@@ -11,7 +11,7 @@
 
 #include <lauxlib.h>
 
-#include "broker/wire.h"
+#include "wire/wire.h"
 #include "lua/host.h"
 #include "lua/lua-modules.h"
 

@@ -3,12 +3,10 @@
  * The capability catalogue and the scope matcher (capability.h, docs/capabilities.md).
  *
  * Scopes come from manifests and from apps' requests, so the matcher must stay cheap
- * on hostile input. fnmatch() is not used: glibc's backtracks recursively on '*' and
- * knows nothing of segments. Instead two iterative greedy matchers with one backtrack
- * point each (the classic wildcard algorithm): one over characters inside a segment,
- * one over segments. Each '*' or '**' only ever moves its single backtrack point
- * forward, so the work is bounded by the product of the lengths, and the lengths and
- * the wildcard count have named bounds (capability.h) with tests at the bound.
+ * on hostile input: topics, app ids and hosts are matched by base/pattern.c's
+ * iterative matcher (no fnmatch(), no recursion), whose work is bounded by the
+ * product of the lengths; the lengths and the wildcard count have named bounds
+ * (base/pattern.h, capability.h) with tests at the bound.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -16,6 +14,7 @@
 #include <string.h>
 
 #include "base/macro.h"
+#include "base/pattern.h"
 #include "base/suggest.h"
 #include "policy/capability.h"
 
@@ -111,15 +110,12 @@ const char *capability_level_to_string(CapabilityLevel level)
 
 /* ---- pattern syntax ------------------------------------------------------------------ */
 
-/* One segment of a dotted pattern or subject: s[0..len). */
-typedef struct Seg {
-        const char *s;
-        size_t len;
-} Seg;
-
-static bool is_alpha(char c)
+/* The syntax of the dotted names a scope kind holds (base/pattern.h). */
+static PatternSyntax syntax_of(CapabilityScopeKind kind)
 {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        return kind == CAPABILITY_SCOPE_TOPIC    ? PATTERN_TOPIC
+               : kind == CAPABILITY_SCOPE_APP_ID ? PATTERN_APP_ID
+                                                 : PATTERN_HOST;
 }
 
 static bool is_digit(char c)
@@ -127,90 +123,11 @@ static bool is_digit(char c)
         return c >= '0' && c <= '9';
 }
 
-/* Characters of a segment, per kind; '*' is handled by the caller. */
-static bool seg_char_ok(CapabilityScopeKind kind, char c, bool first)
-{
-        switch (kind) {
-        case CAPABILITY_SCOPE_TOPIC:
-                return is_alpha(c) || is_digit(c) || c == '_' || c == '-';
-        case CAPABILITY_SCOPE_APP_ID:
-                /* manifest_id_is_valid: a label does not start with a digit or '-'. */
-                if (first)
-                        return is_alpha(c) || c == '_';
-                return is_alpha(c) || is_digit(c) || c == '_' || c == '-';
-        case CAPABILITY_SCOPE_HOST_PORT:
-                /* Lowercase only: DNS names are case-insensitive, so one spelling is
-                 * kept and the broker lowercases what an app asks for. */
-                return (c >= 'a' && c <= 'z') || is_digit(c) || c == '-';
-        default:
-                return false;
-        }
-}
-
-static bool seg_is_dstar(Seg g)
-{
-        return g.len == 2 && g.s[0] == '*' && g.s[1] == '*';
-}
-
-/*
- * Splits s (len bytes) at '.' into segs and checks each segment's syntax for kind.
- * Returns the segment count, or -EINVAL with *why set.
- */
+/* Splits s (len bytes), a dotted pattern of kind, into segs (pattern_split()). */
 static int split_dotted(CapabilityScopeKind kind, const char *s, size_t len,
-                        Seg segs[static CAPABILITY_SEGMENTS_MAX], const char **why)
+                        PatternSeg segs[static PATTERN_SEGMENTS_MAX], const char **why)
 {
-        size_t n = 0, start = 0, wildcards = 0;
-
-        if (len == 0) {
-                *why = "the pattern is empty";
-                return -EINVAL;
-        }
-        for (size_t i = 0; i <= len; i++) {
-                if (i < len && s[i] != '.')
-                        continue;
-                if (i == start) {
-                        *why = "empty segment (leading, trailing or doubled '.')";
-                        return -EINVAL;
-                }
-                if (n == CAPABILITY_SEGMENTS_MAX) {
-                        *why = "too many '.'-separated segments";
-                        return -EINVAL;
-                }
-                if (i - start > CAPABILITY_SEGMENT_MAX) {
-                        *why = "a segment is longer than 63 bytes";
-                        return -EINVAL;
-                }
-                segs[n] = (Seg){s + start, i - start};
-                if (seg_is_dstar(segs[n]))
-                        wildcards++;
-                else
-                        for (size_t k = start; k < i; k++) {
-                                if (s[k] == '*') {
-                                        if (k + 1 < i && s[k + 1] == '*') {
-                                                *why = "'**' must be a whole segment";
-                                                return -EINVAL;
-                                        }
-                                        wildcards++;
-                                } else if (!seg_char_ok(kind, s[k], k == start)) {
-                                        *why = kind == CAPABILITY_SCOPE_HOST_PORT
-                                                       ? "a host may only hold a-z 0-9 - . and *"
-                                               : kind == CAPABILITY_SCOPE_APP_ID
-                                                       ? "an app id label may only hold A-Z a-z "
-                                                         "0-9 _ - and *, not starting with a "
-                                                         "digit or '-'"
-                                                       : "a topic may only hold A-Z a-z 0-9 _ - . "
-                                                         "and *";
-                                        return -EINVAL;
-                                }
-                        }
-                n++;
-                start = i + 1;
-        }
-        if (wildcards > CAPABILITY_WILDCARDS_MAX) {
-                *why = "more than 8 wildcards";
-                return -EINVAL;
-        }
-        return (int)n;
+        return pattern_split(syntax_of(kind), s, len, segs, why);
 }
 
 /* Splits "host:port" at the last ':'; checks the port ("*" or 1..65535, no leading 0). */
@@ -263,7 +180,7 @@ static bool root_is_valid(const char *s, size_t len)
 /* Checks scope s (len bytes) against kind's grammar. 0 or -EINVAL with *why. */
 static int scope_check(CapabilityScopeKind kind, const char *s, size_t len, const char **why)
 {
-        Seg segs[CAPABILITY_SEGMENTS_MAX];
+        PatternSeg segs[PATTERN_SEGMENTS_MAX];
         size_t host_len;
         int r;
 
@@ -293,72 +210,10 @@ static int scope_check(CapabilityScopeKind kind, const char *s, size_t len, cons
 
 /* ---- matching -------------------------------------------------------------------------- */
 
-/*
- * Glob match inside one segment: '*' in p matches any run of characters; a '*' in s
- * is an ordinary character, so only a '*' of p can stand for it (which keeps
- * pattern-against-pattern matching sound). Iterative, one backtrack point: O(|p|*|s|).
- */
-static bool seg_match(Seg p, Seg s)
-{
-        size_t pi = 0, si = 0, star = SIZE_MAX, mark = 0;
-
-        while (si < s.len) {
-                if (pi < p.len && p.s[pi] == '*') {
-                        star = pi++;
-                        mark = si;
-                } else if (pi < p.len && p.s[pi] == s.s[si]) {
-                        pi++;
-                        si++;
-                } else if (star != SIZE_MAX) {
-                        pi = star + 1;
-                        si = ++mark;
-                } else
-                        return false;
-        }
-        while (pi < p.len && p.s[pi] == '*')
-                pi++;
-        return pi == p.len;
-}
-
-/*
- * Segment-level match: a "**" segment of p takes one or more segments of s (read as
- * "any one segment" then "zero or more": the classic algorithm with '?' and '*'); any
- * other segment of p takes exactly one segment of s, by seg_match, and never an s
- * segment "**" (which stands for any depth, so no single-segment pattern covers it).
- */
-static bool segs_match(const Seg *p, size_t pn, const Seg *s, size_t sn)
-{
-        size_t pi = 0, si = 0, star = SIZE_MAX, star_end = 0;
-
-        while (si < sn) {
-                if (pi < pn && seg_is_dstar(p[pi])) {
-                        star = pi++;
-                        star_end = ++si; /* the one segment "**" needs at least */
-                } else if (pi < pn && !seg_is_dstar(s[si]) && seg_match(p[pi], s[si])) {
-                        pi++;
-                        si++;
-                } else if (star != SIZE_MAX) {
-                        pi = star + 1;
-                        si = ++star_end;
-                } else
-                        return false;
-        }
-        /* A "**" left over would need a segment that is not there. */
-        return pi == pn;
-}
-
 static bool dotted_match(CapabilityScopeKind kind, const char *p, size_t plen, const char *s,
                          size_t slen)
 {
-        Seg ps[CAPABILITY_SEGMENTS_MAX], ss[CAPABILITY_SEGMENTS_MAX];
-        const char *why;
-        int pn, sn;
-
-        pn = split_dotted(kind, p, plen, ps, &why);
-        sn = split_dotted(kind, s, slen, ss, &why);
-        if (pn < 0 || sn < 0)
-                return false;
-        return segs_match(ps, (size_t)pn, ss, (size_t)sn);
+        return pattern_match(syntax_of(kind), p, plen, s, slen);
 }
 
 bool capability_scope_match(CapabilityScopeKind kind, const char *pattern, const char *subject)
@@ -397,7 +252,7 @@ bool capability_scope_match(CapabilityScopeKind kind, const char *pattern, const
 /* ---- namespaces ------------------------------------------------------------------------ */
 
 /* Splits an app id (manifest_id_is_valid: never a wildcard) into segments. */
-static int split_id(const char *id, Seg segs[static CAPABILITY_SEGMENTS_MAX])
+static int split_id(const char *id, PatternSeg segs[static PATTERN_SEGMENTS_MAX])
 {
         const char *why;
 
@@ -406,19 +261,19 @@ static int split_id(const char *id, Seg segs[static CAPABILITY_SEGMENTS_MAX])
         return split_dotted(CAPABILITY_SCOPE_APP_ID, id, strlen(id), segs, &why);
 }
 
-static bool seg_has_star(Seg g)
+static bool seg_has_star(PatternSeg g)
 {
         return memchr(g.s, '*', g.len) != NULL;
 }
 
-static bool seg_eq(Seg a, Seg b)
+static bool seg_eq(PatternSeg a, PatternSeg b)
 {
         return a.len == b.len && memcmp(a.s, b.s, a.len) == 0;
 }
 
 bool capability_scope_within(CapabilityScopeKind kind, const char *scope, const char *id)
 {
-        Seg ss[CAPABILITY_SEGMENTS_MAX], is[CAPABILITY_SEGMENTS_MAX];
+        PatternSeg ss[PATTERN_SEGMENTS_MAX], is[PATTERN_SEGMENTS_MAX];
         const char *why;
         int sn, in;
 
@@ -436,7 +291,7 @@ bool capability_scope_within(CapabilityScopeKind kind, const char *scope, const 
 
 bool capability_scope_may_reach(CapabilityScopeKind kind, const char *scope, const char *id)
 {
-        Seg ss[CAPABILITY_SEGMENTS_MAX], is[CAPABILITY_SEGMENTS_MAX];
+        PatternSeg ss[PATTERN_SEGMENTS_MAX], is[PATTERN_SEGMENTS_MAX];
         const char *why;
         int sn, in;
 
@@ -449,9 +304,9 @@ bool capability_scope_may_reach(CapabilityScopeKind kind, const char *scope, con
         for (int i = 0; i < in; i++) {
                 if (i >= sn)
                         return false; /* the scope ends before id does */
-                if (seg_is_dstar(ss[i]))
+                if (pattern_seg_is_dstar(ss[i]))
                         return true; /* may take id's remaining segments: cannot rule out */
-                if (!seg_match(ss[i], is[i]))
+                if (!pattern_seg_match(ss[i], is[i]))
                         return false;
         }
         /* Every segment of id is matched: the scope matches id itself (same length)

@@ -16,25 +16,27 @@
  *                        ("*.example.com" is one label deep, "**.example.com" any depth);
  *                        the port is a number or "*". Lowercase only; no IPv6 literals.
  *   fs roots             a root name, matched exactly (no globs).
- * The matcher is iterative with one backtrack point per level (no recursion, no
- * fnmatch): its work is bounded by the pattern and subject lengths.
+ * The matcher is base/pattern.c's, shared with the bus (src/ipc): iterative with one
+ * backtrack point per level (no recursion, no fnmatch); its work is bounded by the
+ * pattern and subject lengths.
  */
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/pattern.h"
 #include "policy/manifest.h"
 
 /* Bytes of one right "name:scope", as a manifest permission (MANIFEST_STRING_MAX). */
 #define CAPABILITY_RIGHT_MAX MANIFEST_STRING_MAX
 /* Bytes of a catalogue name. */
 #define CAPABILITY_NAME_MAX 32u
-/* Segments of a topic / app id / host pattern, and bytes of one segment (a DNS label). */
-#define CAPABILITY_SEGMENTS_MAX 32u
-#define CAPABILITY_SEGMENT_MAX  63u
-/* '*' wildcards in one pattern ("**" counts once): keeps the matcher's worst case small. */
-#define CAPABILITY_WILDCARDS_MAX 8u
+/* Segments of a topic / app id / host pattern, and bytes of one segment (a DNS label);
+ * '*' wildcards in one pattern ("**" counts once). The matcher's (base/pattern.h). */
+#define CAPABILITY_SEGMENTS_MAX  PATTERN_SEGMENTS_MAX
+#define CAPABILITY_SEGMENT_MAX   PATTERN_SEGMENT_MAX
+#define CAPABILITY_WILDCARDS_MAX PATTERN_WILDCARDS_MAX
 /* Bytes of an fs root name. */
 #define CAPABILITY_ROOT_MAX 32u
 

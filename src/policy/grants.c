@@ -1357,20 +1357,31 @@ static int check_locked(sqlite3 *db, const char *app, const CapabilityRight *ask
 int grants_check(Grants *g, const char *app_id, const char *requested_right, int64_t now_ms,
                  GrantsDecision *ret_decision)
 {
-        GrantsDecision d = {};
         CapabilityRight asked;
+
+        if (!g || !app_id_ok(app_id))
+                return -EINVAL;
+        if (!requested_right || capability_right_parse(requested_right, &asked, NULL) < 0)
+                return grants_check_right(g, app_id, NULL, now_ms, ret_decision);
+        return grants_check_right(g, app_id, &asked, now_ms, ret_decision);
+}
+
+int grants_check_right(Grants *g, const char *app_id, const CapabilityRight *asked, int64_t now_ms,
+                       GrantsDecision *ret_decision)
+{
+        GrantsDecision d = {};
         int r;
 
         if (!g || !app_id_ok(app_id))
                 return -EINVAL;
-        if (!requested_right || capability_right_parse(requested_right, &asked, NULL) < 0) {
+        if (!asked || !asked->cap) {
                 d.reason = GRANTS_INVALID;
                 d.level = CAPABILITY_NORMAL;
                 if (ret_decision)
                         *ret_decision = d;
                 return -EPERM;
         }
-        d.level = asked.cap->level;
+        d.level = asked->cap->level;
 
         for (int pass = 0; pass < 2; pass++) {
                 bool consume = pass == 1;
@@ -1381,7 +1392,7 @@ int grants_check(Grants *g, const char *app_id, const char *requested_right, int
                 d.reason = GRANTS_NOT_GRANTED;
                 d.grant[0] = 0;
                 d.one_time_consumed = false;
-                r = tx_end(g->db, check_locked(g->db, app_id, &asked, now_ms, consume, &d));
+                r = tx_end(g->db, check_locked(g->db, app_id, asked, now_ms, consume, &d));
                 if (r < 0)
                         return r;
                 if (r == 0)

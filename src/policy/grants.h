@@ -186,6 +186,14 @@ int grants_check(Grants *g, const char *app_id, const char *requested_right, int
                  GrantsDecision *ret_decision);
 
 /*
+ * grants_check() for a right already parsed (capability_right_parse()): the form the
+ * layers above pass, so a right is parsed once where it enters. asked NULL, or with no
+ * catalogue entry, is refused as GRANTS_INVALID. Same returns as grants_check().
+ */
+int grants_check_right(Grants *g, const char *app_id, const CapabilityRight *asked, int64_t now_ms,
+                       GrantsDecision *ret_decision);
+
+/*
  * Records a user gesture for app_id at now_ms (ms since the epoch); one row per app,
  * the latest. Returns 0, -EINVAL (bad id), -EIO.
  */

@@ -25,6 +25,7 @@
 
 #include "base/fileio.h"
 #include "base/macro.h"
+#include "base/pattern.h"
 #include "base/size.h"
 #include "base/strv.h"
 #include "base/suggest.h"
@@ -363,39 +364,14 @@ static int get_array(ManifestError *err, const char *key, json_t *v, const char 
         return 0;
 }
 
-/* Why id (len bytes) is not a valid app id, or NULL if it is (rules in manifest.h). */
+/* Why id (len bytes) is not a valid app id, or NULL if it is (rules in manifest.h,
+ * checked by base/pattern.c, which the bus shares). */
 static const char *id_invalid_reason(const char *id, size_t len)
 {
-        size_t labels = 0, label_len = 0;
-
-        if (len < 2)
-                return "it is too short";
-        if (len > MANIFEST_ID_MAX)
-                return "it is longer than 128 bytes";
-        for (size_t i = 0; i <= len; i++) {
-                char c = i < len ? id[i] : '.';
-
-                if (c == '.') {
-                        if (label_len == 0)
-                                return "it has an empty label";
-                        labels++;
-                        label_len = 0;
-                        continue;
-                }
-                if (label_len == 0 && c >= '0' && c <= '9')
-                        return "a label starts with a digit";
-                if (label_len == 0 && c == '-')
-                        return "a label starts with '-'";
-                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                      c == '_' || c == '-'))
-                        return "it has a character other than A-Z a-z 0-9 _ - and .";
-                if (++label_len > 63)
-                        return "a label is longer than 63 characters";
-        }
-        if (labels < 2)
-                return "it has only one label";
-        return NULL;
+        return app_id_invalid_reason(id, len);
 }
+
+_Static_assert(MANIFEST_ID_MAX == APP_ID_MAX, "an app id is an app id");
 
 /* Rules and sources in manifest.h. id may be NULL (false); reads at most 129 bytes of it. */
 bool manifest_id_is_valid(const char *id)

@@ -30,7 +30,7 @@
 #include <uv.h>
 
 #include "broker/broker.h"
-#include "broker/channel.h"
+#include "wire/channel.h"
 #include "ipc/bus.h"
 #include "policy/grants.h"
 #include "policy/manifest.h"

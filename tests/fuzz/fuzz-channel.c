@@ -18,8 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/channel.h"
-#include "broker/wire.h"
+#include "wire/channel.h"
+#include "wire/wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

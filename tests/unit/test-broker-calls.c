@@ -31,9 +31,11 @@
 #include "audit/audit.h"
 #include "base/macro.h"
 #include "base/strv.h"
+#include "base/fileio.h"
+#include "broker/broker-internal.h"
 #include "broker/broker.h"
-#include "broker/channel.h"
-#include "broker/wire.h"
+#include "wire/channel.h"
+#include "wire/wire.h"
 #include "cella.pb-c.h"
 #include "ipc/bus.h"
 #include "policy/grants.h"
@@ -2246,13 +2248,129 @@ START_TEST(test_fs_no_mount_crossing)
 }
 END_TEST
 
+#ifndef CELLA_SOURCE_ROOT
+#error "CELLA_SOURCE_ROOT must name the source tree (tests/unit/meson.build)"
+#endif
+
+static const char *class_name(WireClass c)
+{
+        return c == WIRE_CLASS_CHEAP       ? "cheap"
+               : c == WIRE_CLASS_COSTLY    ? "costly"
+               : c == WIRE_CLASS_PROMPTING ? "prompting"
+                                           : NULL;
+}
+
+/* True if the catalogue name of right ("fs.read:documents") is one of rights, the
+ * opcode table's space-separated list. */
+static bool right_listed(const char *right, const char *rights)
+{
+        size_t len = strcspn(right, ":");
+
+        for (const char *p = rights; *p;) {
+                size_t n = strcspn(p, " ");
+
+                if (n == len && memcmp(p, right, len) == 0)
+                        return true;
+                p += n;
+                p += strspn(p, " ");
+        }
+        return false;
+}
+
+/* The one opcode table (src/wire/wire.c) against what reads it: every request has a
+ * name, a class, rights from the catalogue, a handler in src/broker/calls whose right
+ * (for a default request) is among those rights, and its row in docs/protocol.md;
+ * every event has a name, its body, no handler and its row. */
+START_TEST(test_opcode_table)
+{
+        _cleanup_free_ char *doc = NULL;
+        const WireOp *ops;
+        size_t n, size, requests = 0, events = 0;
+        int r;
+
+        r = read_file_at(AT_FDCWD, CELLA_SOURCE_ROOT "/docs/protocol.md", 1 << 20, &doc, &size);
+        ck_assert_msg(r == 0, "read docs/protocol.md: %s", strerror(-r));
+        ops = wire_ops(&n);
+        ck_assert_uint_gt(n, 0);
+        for (size_t i = 0; i < n; i++) {
+                const WireOp *op = &ops[i];
+                const BrokerCallDef *def = broker_call_def(op->opcode);
+                char row[256], rights[128] = "";
+                size_t o = 0;
+
+                ck_assert_msg(op->name && op->name[0], "opcode 0x%04x has no name", op->opcode);
+                ck_assert_ptr_eq(wire_op_lookup(op->opcode), op);
+                for (size_t j = 0; j < i; j++)
+                        ck_assert_msg(strcmp(ops[j].name, op->name) != 0, "%s twice", op->name);
+                if (!op->request) {
+                        events++;
+                        ck_assert_msg(op->event && !op->reply, "%s: an event has one body",
+                                      op->name);
+                        ck_assert_msg(op->opcode >= 0x8000, "%s: events are 0x8000 and up",
+                                      op->name);
+                        ck_assert_msg(op->cls == WIRE_CLASS_NONE && !op->rights,
+                                      "%s: an event has no class and no rights", op->name);
+                        ck_assert_msg(!def, "%s: an event has no handler", op->name);
+                        snprintf(row, sizeof row, "| `0x%04x` | %s |", op->opcode, op->name);
+                        ck_assert_msg(strstr(doc, row), "docs/protocol.md has no row %s", row);
+                        continue;
+                }
+                requests++;
+                ck_assert_msg(op->reply && !op->event, "%s: a request has a reply body", op->name);
+                ck_assert_msg(op->opcode >= 0x0100 && op->opcode < 0x8000, "%s: 0x%04x", op->name,
+                              op->opcode);
+                ck_assert_msg(class_name(op->cls), "%s has no rate-limit class", op->name);
+                ck_assert_msg(op->rights, "%s: no rights list (\"\" for none)", op->name);
+                ck_assert_msg(def && def->handle, "%s has no handler in src/broker/calls",
+                              op->name);
+                for (const char *p = op->rights; *p;) {
+                        size_t len = strcspn(p, " ");
+
+                        ck_assert_msg(capability_lookup(p, len),
+                                      "%s: right '%.*s' is not in the "
+                                      "catalogue",
+                                      op->name, (int)len, p);
+                        o += (size_t)snprintf(rights + o, sizeof rights - o, "%s`%.*s`",
+                                              o ? ", " : "", (int)len, p);
+                        ck_assert_uint_lt(o, sizeof rights);
+                        p += len;
+                        p += strspn(p, " ");
+                }
+                snprintf(row, sizeof row, "| `0x%04x` | %s | %s | %s |", op->opcode, op->name,
+                         class_name(op->cls), o ? rights : "—");
+                ck_assert_msg(strstr(doc, row), "docs/protocol.md has no row %s", row);
+
+                /* The handler's right for a request of default fields: either none
+                 * (or a refusal of the fields), or a right the table lists. */
+                if (def->right_of) {
+                        _cleanup_free_ void *req = calloc(1, op->request->sizeof_message);
+                        char buf[CAPABILITY_RIGHT_MAX];
+                        const char *right;
+                        int err = 0;
+
+                        ck_assert_ptr_nonnull(req);
+                        protobuf_c_message_init(op->request, req);
+                        right = def->right_of(req, buf, sizeof buf, &err);
+                        ck_assert_msg(!right || right_listed(right, op->rights),
+                                      "%s checks '%s', not in its rights \"%s\"", op->name, right,
+                                      op->rights);
+                }
+        }
+        ck_assert_uint_gt(requests, 0);
+        ck_assert_uint_gt(events, 0);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("broker-calls");
         TCase *fs = tcase_create("fs"), *timer = tcase_create("timer"), *bs = tcase_create("bus"),
-              *fsroot = tcase_create("fsroot");
+              *fsroot = tcase_create("fsroot"), *table = tcase_create("table");
         SRunner *sr;
         int failed;
+
+        tcase_add_test(table, test_opcode_table);
+        suite_add_tcase(s, table);
 
         tcase_add_checked_fixture(fs, setup, teardown);
         tcase_set_timeout(fs, 60);

@@ -28,8 +28,8 @@
 #include "base/strv.h"
 #include "broker/broker-internal.h"
 #include "broker/broker.h"
-#include "broker/channel.h"
-#include "broker/wire.h"
+#include "wire/channel.h"
+#include "wire/wire.h"
 #include "cella.h"
 #include "cella.pb-c.h"
 #include "config.h"
@@ -1177,6 +1177,15 @@ START_TEST(test_revoke_while_running)
 }
 END_TEST
 
+/* broker_app_holds() for a right written out, parsed here as a call file does. */
+static bool holds(BrokerApp *a, const char *right, bool consume)
+{
+        CapabilityRight parsed;
+
+        ck_assert_int_eq(capability_right_parse(right, &parsed, NULL), 0);
+        return broker_app_holds(a, &parsed, consume);
+}
+
 START_TEST(test_one_time_and_gesture)
 {
         Cella__V1__AppLaunchRequest l = CELLA__V1__APP_LAUNCH_REQUEST__INIT;
@@ -1189,9 +1198,9 @@ START_TEST(test_one_time_and_gesture)
                 grants_grant(grants, ONE, "location", true, GRANT_BY_USER, grants_now_ms()), 0);
         ck_assert_int_eq(broker_grants_changed(broker, ONE), 0);
         ck_assert_int_eq(perm_query(&one, "location"), CELLA__V1__PERM_STATE__PERM_STATE_GRANTED);
-        ck_assert(broker_app_holds(one.ba, "location", false)); /* not used up */
-        ck_assert(broker_app_holds(one.ba, "location", true));
-        ck_assert(!broker_app_holds(one.ba, "location", true));
+        ck_assert(holds(one.ba, "location", false)); /* not used up */
+        ck_assert(holds(one.ba, "location", true));
+        ck_assert(!holds(one.ba, "location", true));
         ck_assert_int_eq(perm_query(&one, "location"), CELLA__V1__PERM_STATE__PERM_STATE_ASK);
 
         /* Through a call: app.launch held once. Two is not installed, so nothing
@@ -1212,15 +1221,15 @@ START_TEST(test_one_time_and_gesture)
         ck_assert_int_eq(grants_grant(grants, ONE, "camera", false, GRANT_BY_USER, grants_now_ms()),
                          0);
         broker_grants_changed(broker, ONE);
-        ck_assert(!broker_app_holds(one.ba, "camera", true));
+        ck_assert(!holds(one.ba, "camera", true));
         ck_assert_int_eq(grants_gesture_record(grants, ONE, grants_now_ms() - 10000), 0);
-        ck_assert(!broker_app_holds(one.ba, "camera", true));
+        ck_assert(!holds(one.ba, "camera", true));
         ck_assert_int_eq(grants_gesture_record(grants, ONE, grants_now_ms()), 0);
-        ck_assert(broker_app_holds(one.ba, "camera", true));
-        ck_assert(broker_app_holds(one.ba, "camera", true)); /* permanent: not used up */
+        ck_assert(holds(one.ba, "camera", true));
+        ck_assert(holds(one.ba, "camera", true)); /* permanent: not used up */
         /* never: signature, unsigned; not requested */
-        ck_assert(!broker_app_holds(one.ba, "system.admin", true));
-        ck_assert(!broker_app_holds(one.ba, "bluetooth", true));
+        ck_assert(!holds(one.ba, "system.admin", true));
+        ck_assert(!holds(one.ba, "bluetooth", true));
 }
 END_TEST
 
@@ -1257,8 +1266,8 @@ START_TEST(test_perm_request)
         ck_assert_int_eq(perm_request_wait(&one, 1, &once),
                          CELLA__V1__PERM_STATE__PERM_STATE_GRANTED);
         ck_assert(!once);
-        ck_assert(broker_app_holds(one.ba, "location", true));
-        ck_assert(broker_app_holds(one.ba, "location", true));
+        ck_assert(holds(one.ba, "location", true));
+        ck_assert(holds(one.ba, "location", true));
 
         /* ALLOW_ONCE: a one-time grant. */
         send_perm_request(&one, 2, "fs.read:documents");
@@ -1268,8 +1277,8 @@ START_TEST(test_perm_request)
         ck_assert_int_eq(perm_request_wait(&one, 2, &once),
                          CELLA__V1__PERM_STATE__PERM_STATE_GRANTED);
         ck_assert(once);
-        ck_assert(broker_app_holds(one.ba, "fs.read:documents", true));
-        ck_assert(!broker_app_holds(one.ba, "fs.read:documents", true));
+        ck_assert(holds(one.ba, "fs.read:documents", true));
+        ck_assert(!holds(one.ba, "fs.read:documents", true));
 
         /* DENY: denied, and not asked again while the app runs. */
         send_perm_request(&one, 3, "camera");

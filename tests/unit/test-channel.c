@@ -17,8 +17,8 @@
 #include <unistd.h>
 
 #include "base/macro.h"
-#include "broker/channel.h"
-#include "broker/wire.h"
+#include "wire/channel.h"
+#include "wire/wire.h"
 
 static int count_fds(void)
 {

@@ -19,6 +19,9 @@
 
 #include "base/macro.h"
 #include "base/strv.h"
+#include "audit/audit.h"
+#include "policy/decide.h"
+#include "policy/grant-record.h"
 #include "policy/grants.h"
 
 #define APP "org.example.notes"
@@ -796,6 +799,156 @@ START_TEST(test_strings)
 }
 END_TEST
 
+/* policy_decide() and policy_right_state() of src/policy/decide.c, from a cache
+ * loaded once, say what grants_check() says from the database, right by right. */
+static void decide_at(GrantCache *gc, Grants *g, const char *right, bool consume, int64_t now,
+                      int want_r, const char *want_why, int line)
+{
+        CapabilityRight asked;
+        const char *why = NULL;
+        bool parsed = right && capability_right_parse(right, &asked, NULL) == 0;
+        int r = policy_decide(gc, g, APP, parsed ? &asked : NULL, consume, now, &why);
+
+        ck_assert_msg(r == want_r && strcmp(why, want_why) == 0,
+                      "line %d: decide %s: %d (%s), expected %d (%s)", line, right ?: "(null)", r,
+                      why, want_r, want_why);
+}
+#define DECIDE(right, consume, now, want_r, reason)                                                \
+        decide_at(&gc, g, (right), (consume), (now), (want_r), grants_reason_to_string(reason),    \
+                  __LINE__)
+
+START_TEST(test_policy_decide)
+{
+        _cleanup_(grants_freep) Grants *g = open_grants();
+        _cleanup_(grant_cache_clear) GrantCache gc = {};
+        static const char *const same[] = {
+                "storage",         "net.http:a.b:443", "net.http:a.c:443",
+                "net.http:a.b:80", "app.signal",       "contacts",
+                "location:x",      "no.such",          "bus.publish:x.y.z",
+        };
+        CapabilityRight asked;
+        bool once = true;
+        const char *why;
+
+        install(g, "\"storage\",\"location\",\"camera\",\"net.http:**:443\",\"app.signal\"", false,
+                T0);
+        ck_assert_int_eq(grants_grant(g, APP, "net.http:*.b:443", false, GRANT_BY_USER, T0), 0);
+        ck_assert_int_eq(grants_grant(g, APP, "camera", false, GRANT_BY_USER, T0), 0);
+        ck_assert_int_eq(grants_grant(g, APP, "location", true, GRANT_BY_USER, T0), 0);
+        ck_assert_int_eq(grant_cache_load(g, APP, &gc), 0);
+        ck_assert_uint_eq(gc.n_grants, 4);
+        ck_assert_uint_eq(gc.n_requested, 5);
+        ck_assert(!gc.signed_ok);
+
+        /* Rights that involve no one-time grant and no gesture: the cache's answer is
+         * the database's, with the same reason. */
+        for (size_t i = 0; i < ELEMENTSOF(same); i++) {
+                GrantsDecision d = {};
+                int want = grants_check(g, APP, same[i], T0, &d);
+
+                decide_at(&gc, g, same[i], false, T0, want, grants_reason_to_string(d.reason),
+                          __LINE__);
+                decide_at(&gc, g, same[i], true, T0, want, grants_reason_to_string(d.reason),
+                          __LINE__);
+                ck_assert_int_eq(
+                        policy_right_state(
+                                &gc,
+                                capability_right_parse(same[i], &asked, NULL) == 0 ? &asked : NULL,
+                                NULL, &why),
+                        want);
+        }
+        DECIDE("storage", true, T0, 0, GRANTS_ALLOWED);
+        DECIDE("net.http:a.c:443", true, T0, -EACCES, GRANTS_NOT_GRANTED);
+        DECIDE("net.http:a.b:80", true, T0, -EPERM, GRANTS_NOT_REQUESTED);
+        DECIDE("app.signal", true, T0, -EPERM, GRANTS_NOT_SIGNED);
+        DECIDE(NULL, true, T0, -EPERM, GRANTS_INVALID);
+
+        /* A gesture right: held, but only with a recent gesture. */
+        DECIDE("camera", false, T0, -EACCES, GRANTS_NO_GESTURE);
+        ck_assert_int_eq(grants_gesture_record(g, APP, T0), 0);
+        DECIDE("camera", false, T0 + GRANTS_GESTURE_WINDOW_MS, 0, GRANTS_ALLOWED);
+        DECIDE("camera", true, T0 + 1, 0, GRANTS_ALLOWED);
+        DECIDE("camera", false, T0 + GRANTS_GESTURE_WINDOW_MS + 1, -EACCES, GRANTS_NO_GESTURE);
+        /* now_ms < 0: the clock, read when needed; the gesture at T0 is years old. */
+        DECIDE("camera", false, -1, -EACCES, GRANTS_NO_GESTURE);
+        DECIDE("storage", false, -1, 0, GRANTS_ALLOWED);
+
+        /* A one-time grant: held without consuming, kept; consumed once, then the
+         * cache has reloaded and says what the database says. */
+        ck_assert_int_eq(capability_right_parse("location", &asked, NULL), 0);
+        ck_assert_int_eq(policy_right_state(&gc, &asked, &once, &why), 0);
+        ck_assert(once);
+        DECIDE("location", false, T0, 0, GRANTS_ALLOWED);
+        DECIDE("location", false, T0, 0, GRANTS_ALLOWED);
+        DECIDE("location", true, T0, 0, GRANTS_ALLOWED);
+        ck_assert_uint_eq(gc.n_grants, 3);
+        ck_assert_int_eq(policy_right_state(&gc, &asked, &once, &why), -EACCES);
+        ck_assert(!once);
+        ck_assert_str_eq(why, grants_reason_to_string(GRANTS_NOT_GRANTED));
+        DECIDE("location", true, T0, -EACCES, GRANTS_NOT_GRANTED);
+        CHECK(g, "location", T0, -EACCES, GRANTS_NOT_GRANTED);
+}
+END_TEST
+
+/* A sink of grants_grant_recorded() that keeps the records as text, or fails. */
+typedef struct Sink {
+        char records[4][512];
+        unsigned n;
+        int fail;
+} Sink;
+
+static int sink_keep(void *userdata, const char *app_id, const char *event, json_t *fields)
+{
+        Sink *k = userdata;
+        _cleanup_free_ char *text = json_dumps(fields, JSON_SORT_KEYS | JSON_COMPACT);
+
+        if (k->fail < 0)
+                return k->fail;
+        ck_assert_ptr_nonnull(text);
+        ck_assert_uint_lt(k->n, ELEMENTSOF(k->records));
+        snprintf(k->records[k->n++], sizeof k->records[0], "%s %s %s", app_id, event, text);
+        return 0;
+}
+
+/* One grant, one record, the same for every caller; a refused grant writes none; a
+ * record that fails leaves the grant made and says so. */
+START_TEST(test_grant_recorded)
+{
+        _cleanup_(grants_freep) Grants *g = open_grants();
+        Sink k = {};
+        int ar = 1;
+
+        install(g, "\"location\",\"net.http:**:443\"", false, T0);
+        ck_assert_int_eq(
+                grants_grant_recorded(g, APP, "location", true, "prompt", T0, sink_keep, &k, &ar),
+                0);
+        ck_assert_int_eq(ar, 0);
+        ck_assert_uint_eq(k.n, 1);
+        ck_assert_str_eq(k.records[0], APP " " AUDIT_EVENT_GRANT
+                                           " {\"by\":\"prompt\",\"one_time\":true,\"right\":"
+                                           "\"location\",\"what\":\"granted\"}");
+        CHECK(g, "location", T0, 0, GRANTS_ALLOWED);
+
+        ck_assert_int_eq(
+                grants_grant_recorded(g, APP, "contacts", false, "cli", T0, sink_keep, &k, &ar),
+                -EPERM);
+        ck_assert_int_eq(ar, 0);
+        ck_assert_uint_eq(k.n, 1);
+
+        k.fail = -EIO;
+        ck_assert_int_eq(grants_grant_recorded(g, APP, "net.http:a.b:443", false, "cli", T0,
+                                               sink_keep, &k, &ar),
+                         0);
+        ck_assert_int_eq(ar, -EIO);
+        CHECK(g, "net.http:a.b:443", T0, 0, GRANTS_ALLOWED);
+
+        /* No sink: the grant alone. */
+        ck_assert_int_eq(
+                grants_grant_recorded(g, APP, "location", false, "cli", T0, NULL, NULL, &ar), 0);
+        ck_assert_int_eq(ar, 0);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("grants");
@@ -824,6 +977,8 @@ int main(void)
         tcase_add_test(tc, test_reach_signer_and_nested);
         tcase_add_test(tc, test_schema_1_upgrade);
         tcase_add_test(tc, test_strings);
+        tcase_add_test(tc, test_policy_decide);
+        tcase_add_test(tc, test_grant_recorded);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);

@@ -19,8 +19,8 @@
 #include <unistd.h>
 
 #include "base/macro.h"
-#include "broker/channel.h"
-#include "broker/wire.h"
+#include "wire/channel.h"
+#include "wire/wire.h"
 #include "cella.h"
 
 /* Asserts in the kernel thread abort the test process (Check's own asserts are

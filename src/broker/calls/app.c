@@ -153,8 +153,7 @@ static void notify_post(BrokerCall *c)
 }
 
 const BrokerCallDef broker_calls_app[] = {
-        {CELLA__V1__OPCODE__OPCODE_APP_LAUNCH, BROKER_CLASS_PROMPTING, app_launch_right,
-         app_launch},
-        {CELLA__V1__OPCODE__OPCODE_NOTIFY_POST, BROKER_CLASS_PROMPTING, notify_right, notify_post},
+        {CELLA__V1__OPCODE__OPCODE_APP_LAUNCH, app_launch_right, app_launch},
+        {CELLA__V1__OPCODE__OPCODE_NOTIFY_POST, notify_right, notify_post},
         {0},
 };

@@ -570,6 +570,7 @@ static void publish_batch_handle(BrokerCall *c)
         const Cella__V1__BusPublishBatchRequest *m = (const void *)c->request;
         Cella__V1__BusPublishBatchReply reply = CELLA__V1__BUS_PUBLISH_BATCH_REPLY__INIT;
         char rights[BUS_BATCH_TOPICS_MAX][CAPABILITY_RIGHT_MAX];
+        CapabilityRight parsed[BUS_BATCH_TOPICS_MAX];
         const char *topics[BUS_BATCH_TOPICS_MAX], *why;
         BusState *st = bus_state(c->app);
         uint64_t delivered = 0;
@@ -588,14 +589,19 @@ static void publish_batch_handle(BrokerCall *c)
          * then taken (as the core's check does for other calls). */
         for (int i = 0; i < n; i++) {
                 snprintf(rights[i], sizeof rights[i], "bus.publish:%s", topics[i]);
-                r = broker_app_right_state(c->app, rights[i], NULL, &why);
+                /* Parsed once, here; an unparsable one is refused as not a right. */
+                r = broker_app_right_state(c->app,
+                                           capability_right_parse(rights[i], &parsed[i], NULL) == 0
+                                                   ? &parsed[i]
+                                                   : NULL,
+                                           NULL, &why);
                 if (r < 0) {
                         publish_batch_refuse(c, rights[i], r, why);
                         return;
                 }
         }
         for (int i = 0; i < n; i++)
-                if (!broker_app_holds(c->app, rights[i], true)) {
+                if (!broker_app_holds(c->app, &parsed[i], true)) {
                         /* Held a moment ago: a one-time grant an earlier topic of this
                          * batch used up. */
                         publish_batch_refuse(c, rights[i], -EACCES, "not granted (one-time)");
@@ -864,43 +870,36 @@ static void reply_handle(BrokerCall *c)
 const BrokerCallDef broker_calls_bus[] = {
         {
                 .opcode = CELLA__V1__OPCODE__OPCODE_BUS_PUBLISH,
-                .cls = BROKER_CLASS_CHEAP,
                 .right_of = publish_right,
                 .handle = publish_handle,
         },
         {
                 .opcode = CELLA__V1__OPCODE__OPCODE_BUS_PUBLISH_BATCH,
-                .cls = BROKER_CLASS_CHEAP,
                 .right_of = publish_batch_right,
                 .handle = publish_batch_handle,
         },
         {
                 .opcode = CELLA__V1__OPCODE__OPCODE_BUS_SUBSCRIBE,
-                .cls = BROKER_CLASS_CHEAP,
                 .right_of = subscribe_right,
                 .handle = subscribe_handle,
         },
         {
                 .opcode = CELLA__V1__OPCODE__OPCODE_BUS_UNSUBSCRIBE,
-                .cls = BROKER_CLASS_CHEAP,
                 .right_of = no_right,
                 .handle = unsubscribe_handle,
         },
         {
                 .opcode = CELLA__V1__OPCODE__OPCODE_BUS_SEND,
-                .cls = BROKER_CLASS_CHEAP,
                 .right_of = send_right,
                 .handle = send_handle,
         },
         {
                 .opcode = CELLA__V1__OPCODE__OPCODE_BUS_REQUEST,
-                .cls = BROKER_CLASS_CHEAP,
                 .right_of = request_right,
                 .handle = request_handle,
         },
         {
                 .opcode = CELLA__V1__OPCODE__OPCODE_BUS_REPLY,
-                .cls = BROKER_CLASS_CHEAP,
                 .right_of = reply_right,
                 .handle = reply_handle,
         },

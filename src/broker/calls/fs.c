@@ -916,6 +916,7 @@ static void fs_open_handle(BrokerCall *c)
         const Cella__V1__FsOpenRequest *m = (const void *)c->request;
         Cella__V1__FsOpenReply reply = CELLA__V1__FS_OPEN_REPLY__INIT;
         char read_right[sizeof "fs.read:" + CAPABILITY_ROOT_MAX];
+        CapabilityRight read_parsed;
         OpenJob j = {.path = m->path, .flags = m->flags, .mode = m->mode, .fd = -EBADF};
         int r;
 
@@ -925,7 +926,8 @@ static void fs_open_handle(BrokerCall *c)
         /* The core checked fs.write; read+write needs fs.read as well. */
         snprintf(read_right, sizeof read_right, "fs.read:%s", m->root);
         if ((m->flags & FS_READ) && (m->flags & FS_NEEDS_WRITE) &&
-            !broker_app_holds(c->app, read_right, true)) {
+            (capability_right_parse(read_right, &read_parsed, NULL) < 0 ||
+             !broker_app_holds(c->app, &read_parsed, true))) {
                 broker_reply_error(c, EACCES, "fs.read is not granted for this root");
                 return;
         }
@@ -1355,37 +1357,31 @@ static void fs_rename_handle(BrokerCall *c)
 const BrokerCallDef broker_calls_fs[] = {
         {
                 .opcode = CELLA__V1__OPCODE__OPCODE_FS_OPEN,
-                .cls = BROKER_CLASS_COSTLY,
                 .right_of = fs_open_right,
                 .handle = fs_open_handle,
         },
         {
                 .opcode = CELLA__V1__OPCODE__OPCODE_FS_LIST,
-                .cls = BROKER_CLASS_COSTLY,
                 .right_of = fs_list_right,
                 .handle = fs_list_handle,
         },
         {
                 .opcode = CELLA__V1__OPCODE__OPCODE_FS_STAT,
-                .cls = BROKER_CLASS_COSTLY,
                 .right_of = fs_stat_right,
                 .handle = fs_stat_handle,
         },
         {
                 .opcode = CELLA__V1__OPCODE__OPCODE_FS_MKDIR,
-                .cls = BROKER_CLASS_COSTLY,
                 .right_of = fs_mkdir_right,
                 .handle = fs_mkdir_handle,
         },
         {
                 .opcode = CELLA__V1__OPCODE__OPCODE_FS_RENAME,
-                .cls = BROKER_CLASS_COSTLY,
                 .right_of = fs_rename_right,
                 .handle = fs_rename_handle,
         },
         {
                 .opcode = CELLA__V1__OPCODE__OPCODE_FS_UNLINK,
-                .cls = BROKER_CLASS_COSTLY,
                 .right_of = fs_unlink_right,
                 .handle = fs_unlink_handle,
         },

@@ -21,6 +21,7 @@
 #include "base/macro.h"
 #include "base/strv.h"
 #include "broker/broker-internal.h"
+#include "policy/grant-record.h"
 
 #define PERM_REASON_MAX 1023u /* bytes of PermRequestRequest.reason */
 
@@ -75,7 +76,7 @@ static Cella__V1__PermState perm_state(BrokerApp *app, const CapabilityRight *pa
                                        const char *right, bool *ret_one_time)
 {
         const char *why = NULL;
-        int r = broker_app_right_state(app, right, ret_one_time, &why);
+        int r = broker_app_right_state(app, parsed, ret_one_time, &why);
 
         if (r == 0)
                 return CELLA__V1__PERM_STATE__PERM_STATE_GRANTED;
@@ -176,6 +177,13 @@ static void reply_state(BrokerCall *c, Cella__V1__PermState state, bool one_time
         broker_reply(c, &reply.base, NULL, 0);
 }
 
+/* The broker's audit log as the sink of grants_grant_recorded(): userdata is the app. */
+static int audit_sink(void *userdata, const char *app_id, const char *event, json_t *fields)
+{
+        (void)app_id; /* the app's own: broker_app_audit() writes its id */
+        return broker_app_audit(userdata, event, fields);
+}
+
 static void prompt_done(BrokerPromptAnswer answer, void *userdata)
 {
         PermPrompt *p = userdata;
@@ -183,7 +191,6 @@ static void prompt_done(BrokerPromptAnswer answer, void *userdata)
         BrokerApp *app;
         Grants *g;
         bool once = answer == BROKER_PROMPT_ALLOW_ONCE;
-        json_t *f;
         int r;
 
         if (!c) { /* cancelled while showing, by a host that cannot take it back */
@@ -206,17 +213,12 @@ static void prompt_done(BrokerPromptAnswer answer, void *userdata)
         }
 
         g = broker_options(broker_app_broker(app))->grants;
-        r = grants_grant(g, broker_app_id(app), p->right, once, GRANT_BY_USER, grants_now_ms());
+        r = grants_grant_recorded(g, broker_app_id(app), p->right, once, "prompt", grants_now_ms(),
+                                  audit_sink, app, NULL);
         if (r < 0) {
                 broker_reply_error(c, -r, "the grant could not be recorded");
                 free(p);
                 return;
-        }
-        f = json_pack("{s:s, s:s, s:b, s:s}", "what", "granted", "right", p->right, "one_time",
-                      once, "by", "prompt");
-        if (f) {
-                (void)broker_app_audit(app, AUDIT_EVENT_GRANT, f);
-                json_decref(f);
         }
         (void)broker_app_reload_grants(app);
         reply_state(c, CELLA__V1__PERM_STATE__PERM_STATE_GRANTED, once,
@@ -266,7 +268,7 @@ static void perm_request(BrokerCall *c)
         }
         c->audit_fields = json_pack("{s:s}", "permission", m->permission);
 
-        r = broker_app_right_state(c->app, m->permission, &once, &why);
+        r = broker_app_right_state(c->app, &parsed, &once, &why);
         if (r == 0) {
                 reply_state(c, CELLA__V1__PERM_STATE__PERM_STATE_GRANTED, once, "granted already");
                 return;
@@ -346,8 +348,8 @@ void broker_perm_detach(BrokerApp *app)
 }
 
 const BrokerCallDef broker_calls_perm[] = {
-        {CELLA__V1__OPCODE__OPCODE_PERM_QUERY, BROKER_CLASS_CHEAP, NULL, perm_query},
-        {CELLA__V1__OPCODE__OPCODE_PERM_REQUEST, BROKER_CLASS_PROMPTING, NULL, perm_request},
-        {CELLA__V1__OPCODE__OPCODE_PERM_LIST, BROKER_CLASS_CHEAP, NULL, perm_list},
+        {CELLA__V1__OPCODE__OPCODE_PERM_QUERY, NULL, perm_query},
+        {CELLA__V1__OPCODE__OPCODE_PERM_REQUEST, NULL, perm_request},
+        {CELLA__V1__OPCODE__OPCODE_PERM_LIST, NULL, perm_list},
         {0},
 };

@@ -579,8 +579,7 @@ static void proc_signal(BrokerCall *c)
 }
 
 const BrokerCallDef broker_calls_proc[] = {
-        {CELLA__V1__OPCODE__OPCODE_PROC_LIST, BROKER_CLASS_COSTLY, NULL, proc_list},
-        {CELLA__V1__OPCODE__OPCODE_PROC_SIGNAL, BROKER_CLASS_COSTLY, proc_signal_right,
-         proc_signal},
+        {CELLA__V1__OPCODE__OPCODE_PROC_LIST, NULL, proc_list},
+        {CELLA__V1__OPCODE__OPCODE_PROC_SIGNAL, proc_signal_right, proc_signal},
         {0},
 };

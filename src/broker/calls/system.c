@@ -387,11 +387,11 @@ static void memory_stats(BrokerCall *c)
 }
 
 const BrokerCallDef broker_calls_system[] = {
-        {CELLA__V1__OPCODE__OPCODE_SYSTEM_INFO, BROKER_CLASS_CHEAP, NULL, system_info},
-        {CELLA__V1__OPCODE__OPCODE_SYSTEM_TIME, BROKER_CLASS_CHEAP, NULL, system_time},
-        {CELLA__V1__OPCODE__OPCODE_SYSTEM_UPTIME, BROKER_CLASS_CHEAP, NULL, system_uptime},
-        {CELLA__V1__OPCODE__OPCODE_SYSTEM_ENV, BROKER_CLASS_CHEAP, NULL, system_env},
-        {CELLA__V1__OPCODE__OPCODE_APP_INFO, BROKER_CLASS_COSTLY, NULL, app_info},
-        {CELLA__V1__OPCODE__OPCODE_MEMORY_STATS, BROKER_CLASS_CHEAP, NULL, memory_stats},
+        {CELLA__V1__OPCODE__OPCODE_SYSTEM_INFO, NULL, system_info},
+        {CELLA__V1__OPCODE__OPCODE_SYSTEM_TIME, NULL, system_time},
+        {CELLA__V1__OPCODE__OPCODE_SYSTEM_UPTIME, NULL, system_uptime},
+        {CELLA__V1__OPCODE__OPCODE_SYSTEM_ENV, NULL, system_env},
+        {CELLA__V1__OPCODE__OPCODE_APP_INFO, NULL, app_info},
+        {CELLA__V1__OPCODE__OPCODE_MEMORY_STATS, NULL, memory_stats},
         {0},
 };

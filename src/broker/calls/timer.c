@@ -258,13 +258,11 @@ void broker_timer_detach(BrokerApp *app)
 const BrokerCallDef broker_calls_timer[] = {
         {
                 .opcode = CELLA__V1__OPCODE__OPCODE_TIMER_CREATE,
-                .cls = BROKER_CLASS_COSTLY,
                 .right_of = timer_create_right,
                 .handle = timer_create_handle,
         },
         {
                 .opcode = CELLA__V1__OPCODE__OPCODE_TIMER_CANCEL,
-                .cls = BROKER_CLASS_COSTLY,
                 .right_of = timer_cancel_right,
                 .handle = timer_cancel_handle,
         },

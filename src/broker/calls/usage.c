@@ -413,7 +413,6 @@ static void fs_usage_handle(BrokerCall *c)
 const BrokerCallDef broker_calls_usage[] = {
         {
                 .opcode = CELLA__V1__OPCODE__OPCODE_FS_USAGE,
-                .cls = BROKER_CLASS_COSTLY,
                 .right_of = fs_usage_right,
                 .handle = fs_usage_handle,
         },

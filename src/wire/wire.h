@@ -2,9 +2,15 @@
 #pragma once
 
 /*
- * The protocol layer above the framing: which body (a cella.v1 message from
- * proto/cella.proto) and how many fds go with each opcode and frame kind, and a
- * bounded decoder for them. Shared by the broker and libcella.
+ * The protocol layer above the framing: the one opcode table, and a bounded decoder.
+ * For each opcode (numbers: proto/cella.proto's Opcode, libcella's CELLA_OP_*) the
+ * table holds its name, which body (a cella.v1 message) and how many fds go with each
+ * frame kind, the rate-limit class the kernel charges a request to, and the
+ * catalogue rights (policy/capability.c) it may check. The broker keys its handlers
+ * (src/broker/calls) by opcode and reads class and name from here; libcella and the
+ * Lua host read the bodies and names. docs/protocol.md's table is this one in prose:
+ * test-broker-calls checks that every opcode has a name, a handler, rights from the
+ * catalogue and an entry there. Shared by the broker, libcella and cella-lua.
  */
 
 #include <protobuf-c/protobuf-c.h>
@@ -12,13 +18,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "broker/channel.h"
+#include "wire/channel.h"
 #include "cella.pb-c.h"
 
 /* Memory one unpacked body may take, bytes. protobuf-c allocates more than the
  * wire size (a 2-byte empty sub-message becomes a struct of ~80 bytes); this caps
  * what a hostile 64 KiB body can cost. */
 #define WIRE_UNPACK_MEMORY_MAX (1024u * 1024u)
+
+/* The rate-limit class of a request (BrokerOptions' rate_* and burst_*: token buckets
+ * per app and class, policy/ratelimit.h). Events are not charged. */
+typedef enum WireClass {
+        WIRE_CLASS_NONE,      /* events */
+        WIRE_CLASS_CHEAP,     /* answered from memory: clocks, queries, the bus */
+        WIRE_CLASS_COSTLY,    /* system calls or disk: files, processes, timers */
+        WIRE_CLASS_PROMPTING, /* may reach the user: prompts, notifications, launches */
+        _WIRE_CLASS_MAX,
+} WireClass;
 
 typedef struct WireOp {
         uint16_t opcode;                           /* Cella__V1__Opcode value */
@@ -28,6 +44,11 @@ typedef struct WireOp {
         const ProtobufCMessageDescriptor *event;   /* event body; NULL for requests */
         unsigned request_fds;                      /* fds a request carries, exactly */
         unsigned reply_fds;                        /* fds a successful reply carries */
+        WireClass cls;                             /* WIRE_CLASS_NONE for events */
+        /* The catalogue names of the rights a request may be checked against,
+         * space-separated ("fs.read fs.write"); "" when it needs none (the scope comes
+         * from the request's fields); NULL for events. */
+        const char *rights;
 } WireOp;
 
 /* Returns the table entry of opcode, or NULL if this version does not know it. */

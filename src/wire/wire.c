@@ -4,13 +4,16 @@
 #include <stdlib.h>
 
 #include "base/macro.h"
-#include "broker/wire.h"
+#include "wire/wire.h"
 
 #define D(x)  &cella__v1__##x##__descriptor
 #define OP(x) CELLA__V1__OPCODE__OPCODE_##x
-#define CALL(op, nm, msg)                                                                          \
+/* A request: opcode, name, class (CHEAP, COSTLY, PROMPTING), the rights it may check,
+ * and the stem of its XRequest / XReply messages. */
+#define CALL(op, nm, c, r, msg)                                                                    \
         {                                                                                          \
-                .opcode = OP(op), .name = nm, .request = D(msg##_request), .reply = D(msg##_reply) \
+                .opcode = OP(op), .name = nm, .request = D(msg##_request),                         \
+                .reply = D(msg##_reply), .cls = WIRE_CLASS_##c, .rights = r                        \
         }
 #define EVENT(op, nm, msg)                                                                         \
         {                                                                                          \
@@ -18,39 +21,41 @@
         }
 
 static const WireOp ops[] = {
-        CALL(SYSTEM_INFO, "system.info", system_info),
-        CALL(SYSTEM_TIME, "system.time", system_time),
-        CALL(SYSTEM_UPTIME, "system.uptime", system_uptime),
-        CALL(SYSTEM_ENV, "system.env", system_env),
-        CALL(PROC_LIST, "proc.list", proc_list),
-        CALL(PROC_SIGNAL, "proc.signal", proc_signal),
-        CALL(APP_INFO, "app.info", app_info),
-        CALL(APP_LAUNCH, "app.launch", app_launch),
+        CALL(SYSTEM_INFO, "system.info", CHEAP, "", system_info),
+        CALL(SYSTEM_TIME, "system.time", CHEAP, "", system_time),
+        CALL(SYSTEM_UPTIME, "system.uptime", CHEAP, "", system_uptime),
+        CALL(SYSTEM_ENV, "system.env", CHEAP, "", system_env),
+        CALL(PROC_LIST, "proc.list", COSTLY, "", proc_list),
+        CALL(PROC_SIGNAL, "proc.signal", COSTLY, "", proc_signal), /* own processes only */
+        CALL(APP_INFO, "app.info", COSTLY, "", app_info),
+        CALL(APP_LAUNCH, "app.launch", PROMPTING, "app.launch", app_launch),
         {.opcode = OP(FS_OPEN),
          .name = "fs.open",
          .request = D(fs_open_request),
          .reply = D(fs_open_reply),
-         .reply_fds = 1},
-        CALL(FS_USAGE, "fs.usage", fs_usage),
-        CALL(FS_LIST, "fs.list", fs_list),
-        CALL(FS_STAT, "fs.stat", fs_stat),
-        CALL(FS_MKDIR, "fs.mkdir", fs_mkdir),
-        CALL(FS_RENAME, "fs.rename", fs_rename),
-        CALL(FS_UNLINK, "fs.unlink", fs_unlink),
-        CALL(TIMER_CREATE, "timer.create", timer_create),
-        CALL(TIMER_CANCEL, "timer.cancel", timer_cancel),
-        CALL(PERM_QUERY, "perm.query", perm_query),
-        CALL(PERM_REQUEST, "perm.request", perm_request),
-        CALL(PERM_LIST, "perm.list", perm_list),
-        CALL(NOTIFY_POST, "notify.post", notify_post),
-        CALL(MEMORY_STATS, "memory.stats", memory_stats),
-        CALL(BUS_PUBLISH, "bus.publish", bus_publish),
-        CALL(BUS_SUBSCRIBE, "bus.subscribe", bus_subscribe),
-        CALL(BUS_UNSUBSCRIBE, "bus.unsubscribe", bus_unsubscribe),
-        CALL(BUS_SEND, "bus.send", bus_send),
-        CALL(BUS_REQUEST, "bus.request", bus_request),
-        CALL(BUS_REPLY, "bus.reply", bus_reply),
-        CALL(BUS_PUBLISH_BATCH, "bus.publish_batch", bus_publish_batch),
+         .reply_fds = 1,
+         .cls = WIRE_CLASS_COSTLY,
+         .rights = "fs.read fs.write"},
+        CALL(FS_USAGE, "fs.usage", COSTLY, "storage", fs_usage),
+        CALL(FS_LIST, "fs.list", COSTLY, "fs.read", fs_list),
+        CALL(FS_STAT, "fs.stat", COSTLY, "fs.read", fs_stat),
+        CALL(FS_MKDIR, "fs.mkdir", COSTLY, "fs.write", fs_mkdir),
+        CALL(FS_RENAME, "fs.rename", COSTLY, "fs.write", fs_rename),
+        CALL(FS_UNLINK, "fs.unlink", COSTLY, "fs.write", fs_unlink),
+        CALL(TIMER_CREATE, "timer.create", COSTLY, "timer", timer_create),
+        CALL(TIMER_CANCEL, "timer.cancel", COSTLY, "timer", timer_cancel),
+        CALL(PERM_QUERY, "perm.query", CHEAP, "", perm_query),
+        CALL(PERM_REQUEST, "perm.request", PROMPTING, "", perm_request),
+        CALL(PERM_LIST, "perm.list", CHEAP, "", perm_list),
+        CALL(NOTIFY_POST, "notify.post", PROMPTING, "notify", notify_post),
+        CALL(MEMORY_STATS, "memory.stats", CHEAP, "", memory_stats),
+        CALL(BUS_PUBLISH, "bus.publish", CHEAP, "bus.publish", bus_publish),
+        CALL(BUS_SUBSCRIBE, "bus.subscribe", CHEAP, "bus.subscribe", bus_subscribe),
+        CALL(BUS_UNSUBSCRIBE, "bus.unsubscribe", CHEAP, "", bus_unsubscribe),
+        CALL(BUS_SEND, "bus.send", CHEAP, "bus.send", bus_send),
+        CALL(BUS_REQUEST, "bus.request", CHEAP, "bus.send", bus_request),
+        CALL(BUS_REPLY, "bus.reply", CHEAP, "", bus_reply),
+        CALL(BUS_PUBLISH_BATCH, "bus.publish_batch", CHEAP, "bus.publish", bus_publish_batch),
         EVENT(EVENT_TIMER_FIRED, "event.timer_fired", timer_fired_event),
         EVENT(EVENT_BUS_MESSAGE, "event.bus_message", bus_message_event),
         EVENT(EVENT_PERM_REVOKED, "event.perm_revoked", perm_revoked_event),

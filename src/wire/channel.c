@@ -6,7 +6,7 @@
 #include <sys/uio.h>
 
 #include "base/macro.h"
-#include "broker/channel.h"
+#include "wire/channel.h"
 
 _Static_assert(CHANNEL_FDS_MAX <= 253, "SCM_MAX_FD");
 
