@@ -890,8 +890,9 @@ static int send_cgroup(Cgroup *cg, pid_t pid, bool attach_in_parent, int ctl,
                  * waits for this message before it runs anything of the app; by the
                  * time the spawn returns, the app may have been OOM-killed already
                  * (the kernel counts the kill before its SIGKILL), and a late
-                 * baseline would hide that kill. A leaf left by an earlier run under
-                 * the same name (cgroup.h) keeps its count: hence a baseline. */
+                 * baseline would hide that kill. A leaf of the same name left by an
+                 * earlier run ("<label>@<owner pid>", cgroup.h; mkdir takes it as it
+                 * is) keeps its count: hence a baseline at all. */
                 r = cgroup_oom_kills(cg, ret_oom_kills);
                 if (r < 0)
                         return sandbox_fail(err, SANDBOX_STEP_CGROUP, r,
