@@ -185,12 +185,14 @@ typedef struct SandboxExit {
 } SandboxExit;
 
 typedef struct Sandbox {
-        pid_t pid;                 /* host pid of the sandbox's init */
-        int pidfd;                 /* pidfd of init (poll for its exit) */
-        int ctl_fd;                /* reports from init; readable when the app has exited */
-        pid_t app_pid;             /* pid of the app in the sandbox's pid namespace */
-        Cgroup *cgroup;            /* NULL if spec->cgroups was NULL */
-        uint64_t oom_kills_before; /* the cgroup's OOM kill count at spawn (a reused leaf) */
+        pid_t pid;      /* host pid of the sandbox's init */
+        int pidfd;      /* pidfd of init (poll for its exit) */
+        int ctl_fd;     /* reports from init; readable when the app has exited */
+        pid_t app_pid;  /* pid of the app in the sandbox's pid namespace */
+        Cgroup *cgroup; /* NULL if spec->cgroups was NULL */
+        /* The memory cgroup's OOM kill count before the app could run (a leaf reused
+         * from an earlier run keeps its count): SandboxExit.oom_kills is the rise. */
+        uint64_t oom_kills_before;
         bool exited;
         SandboxExit exit;
         /*

@@ -859,10 +859,12 @@ static int parent_recv(int ctl, Msg *m, int *ret_fd)
  * Makes the rest of the cgroup (v1 leaves, limits) and tells the child how to join
  * it: MSG_CGROUP with the v1 tasks fds (or none when there is no cgroup or the
  * parent joined the child itself: no CLONE_INTO_CGROUP) and the app's host ids from
- * spec. Returns 0 or -errno with err filled.
+ * spec. Into *ret_oom_kills, the memory leaf's OOM kill count before any of the
+ * sandbox's tasks can run the app (0 without a memory controller): the baseline
+ * sandbox_finish() subtracts (see there). Returns 0 or -errno with err filled.
  */
 static int send_cgroup(Cgroup *cg, pid_t pid, bool attach_in_parent, int ctl,
-                       const SandboxSpec *spec, SandboxError *err)
+                       const SandboxSpec *spec, uint64_t *ret_oom_kills, SandboxError *err)
 {
         CgroupJoin join = {.unified_fd = -EBADF};
         Msg m = {.type = MSG_CGROUP, .host_uid = spec->host_uid, .host_gid = spec->host_gid};
@@ -883,6 +885,18 @@ static int send_cgroup(Cgroup *cg, pid_t pid, bool attach_in_parent, int ctl,
                                             "limit, needs the kernel's memory accounting)");
                 if (r < 0)
                         return sandbox_fail(err, SANDBOX_STEP_CGROUP, r, "set cgroup limits");
+                /* The baseline now, not once the spawn returns: until MSG_CGROUP the
+                 * child is in no v1 leaf and, in the cgroup2 one (CLONE_INTO_CGROUP),
+                 * waits for this message before it runs anything of the app; by the
+                 * time the spawn returns, the app may have been OOM-killed already
+                 * (the kernel counts the kill before its SIGKILL), and a late
+                 * baseline would hide that kill. A leaf of the same name left by an
+                 * earlier run ("<label>@<owner pid>", cgroup.h; mkdir takes it as it
+                 * is) keeps its count: hence a baseline at all. */
+                r = cgroup_oom_kills(cg, ret_oom_kills);
+                if (r < 0)
+                        return sandbox_fail(err, SANDBOX_STEP_CGROUP, r,
+                                            "read the memory cgroup's OOM kill count");
                 if (attach_in_parent)
                         r = cgroup_attach(cg, pid);
                 else
@@ -996,7 +1010,7 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
                         goto fail_child;
                 }
         }
-        r = send_cgroup(cg, pid, attach_in_parent, ctl[0], &spec, err);
+        r = send_cgroup(cg, pid, attach_in_parent, ctl[0], &spec, &s->oom_kills_before, err);
         if (r == -EPIPE || r == -ECONNRESET)
                 /* The child failed (and exited) before it read this: the report it
                  * queued first, or EOF and its exit status, says why. Read that
@@ -1075,10 +1089,6 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
         s->ctl_fd = TAKE_FD(ctl[0]);
         s->seccomp_notify_fd = notify_fd >= 0 ? TAKE_FD(notify_fd) : -1;
         s->cgroup = cg;
-        /* Only the OOM counter (one file), not every stat: the app runs already
-         * and waits for nothing here, but the caller does. */
-        if (cg)
-                (void)cgroup_oom_kills(cg, &s->oom_kills_before);
         *ret = TAKE_PTR(s);
         return 0;
 
@@ -1121,7 +1131,13 @@ static void sandbox_finish(Sandbox *s, int code, int status)
         s->exit.code = code == CLD_DUMPED ? CLD_KILLED : code;
         s->exit.status = status;
         /* Only the OOM counter (one file), not every stat: the caller's exit waits
-         * on this. */
+         * on this. Read once, with no wait: Linux counts an OOM kill in the
+         * victim's memory cgroup (memory.events and v1 memory.oom_control
+         * "oom_kill") before it sends the SIGKILL (mm/oom_kill.c,
+         * __oom_kill_process(): "Raise event before sending signal", since 4.13),
+         * so by the time init reports the app killed, or is reaped itself, the
+         * count holds that kill. The baseline is from before the app could run
+         * (send_cgroup()). */
         if (s->cgroup && cgroup_oom_kills(s->cgroup, &oom_kills) >= 0 &&
             oom_kills > s->oom_kills_before)
                 s->exit.oom_kills = oom_kills - s->oom_kills_before;

@@ -1169,6 +1169,7 @@ START_TEST(test_oom_cgroup)
         k = cgroup_manager_new("/sys/fs/cgroup", CGROUP_MODE_AUTO, NULL, &m);
         if (k < 0) {
                 printf("SKIP: %s: no cgroup hierarchy: %s\n", TEST_NAME, strerror(-k));
+                __atomic_add_fetch(tests_skipped, 1, __ATOMIC_SEQ_CST);
                 return;
         }
 
@@ -1225,6 +1226,144 @@ START_TEST(test_oom_cgroup)
         }
         assert_no_children();
         run_done(&r);
+}
+END_TEST
+
+/* A SandboxSpec.starting that holds the spawn until the app's output ends. */
+typedef struct HoldSpawn {
+        Run *run;
+        unsigned calls;
+        char out[4096]; /* what the app wrote meanwhile */
+        size_t n_out;
+} HoldSpawn;
+
+/*
+ * Closes our copy of the output's write end and reads the output to its end: every
+ * writer of the pipe, the app included, has exited by then, so whatever the app did
+ * (its OOM kills included) happened before sandbox_spawn() returns, however fast
+ * the caller is. Fails the test after 60 s without the end.
+ */
+static int starting_hold_until_output_ends(SandboxSpec *spec, void *userdata)
+{
+        HoldSpawn *h = userdata;
+        struct timespec t0, t;
+
+        (void)spec;
+        h->calls++;
+        h->run->out[1] = safe_close(h->run->out[1]);
+        ck_assert_int_eq(clock_gettime(CLOCK_MONOTONIC, &t0), 0);
+        for (;;) {
+                struct pollfd p = {.fd = h->run->out[0], .events = POLLIN};
+                long left_ms;
+                ssize_t k;
+
+                ck_assert_int_eq(clock_gettime(CLOCK_MONOTONIC, &t), 0);
+                left_ms = 60000 -
+                          ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
+                ck_assert_msg(left_ms > 0, "the app's output did not end in 60 s: %.*s",
+                              (int)h->n_out, h->out);
+                if (poll(&p, 1, (int)left_ms) < 0) {
+                        ck_assert_int_eq(errno, EINTR);
+                        continue;
+                }
+                if (!p.revents)
+                        continue;
+                k = read(h->run->out[0], h->out + h->n_out, sizeof h->out - 1 - h->n_out);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                ck_assert_msg(k >= 0, "read the app's output: %m");
+                if (k == 0)
+                        break;
+                h->n_out += (size_t)k;
+                ck_assert_uint_lt(h->n_out, sizeof h->out - 1);
+        }
+        h->out[h->n_out] = 0;
+        return 0;
+}
+
+/* Fills r to run argv under the memory cgroup of m (16 MiB) with the spawn held until
+ * the app's output ends (h). */
+static void run_init_held(Run *r, HoldSpawn *h, CgroupManager *m, const char *script)
+{
+        run_init(r, 10, "/bin/sh", "-c", script, NULL);
+        r->spec.cgroups = m;
+        r->spec.cgroup_label = "t-sandbox-oom-held";
+        r->spec.limits.memory_max = 16 * MiB;
+        *h = (HoldSpawn){.run = r};
+        r->spec.starting = starting_hold_until_output_ends;
+        r->spec.prepare_userdata = h;
+}
+
+/*
+ * The OOM kill count is the rise from before the app could run, however late the
+ * caller looks: here the app is OOM-killed (and its output ends) before
+ * sandbox_spawn() even returns, which a slow supervisor on a loaded machine sees at
+ * random (a baseline read once the spawn had returned held the kill, and the exit
+ * said "killed by signal 9", oom_killed false). Then, in the same leaf still holding
+ * that kill, a child of the app is OOM-killed and the app goes on: one kill, not two.
+ * Each cgroup backend the host offers (v1 drives a hybrid host's v1 hierarchies).
+ */
+START_TEST(test_oom_kill_before_spawn_returns)
+{
+        static const CgroupMode modes[] = {CGROUP_MODE_AUTO, CGROUP_MODE_V1, CGROUP_MODE_V2};
+        static const char hog[] = "/usr/bin/python3 -c 'b = bytearray(b\"x\") * (256 << 20)'";
+        unsigned tried = 0;
+
+        REQUIRE_ROOT();
+        for (size_t i = 0; i < ELEMENTSOF(modes); i++) {
+                _cleanup_(manager_freep) CgroupManager *m = NULL;
+                _cleanup_free_ char *app_kill = NULL, *child_kill = NULL;
+                Sandbox *first, *second;
+                HoldSpawn h1, h2;
+                SandboxExit e;
+                Run r1, r2;
+                int k;
+
+                k = cgroup_manager_new("/sys/fs/cgroup", modes[i], NULL, &m);
+                if (k < 0) {
+                        printf("%s: cgroup mode %d not offered here: %s\n", TEST_NAME,
+                               (int)modes[i], strerror(-k));
+                        continue;
+                }
+                tried++;
+                ck_assert_int_ge(asprintf(&app_kill, "exec %s", hog), 0);
+                ck_assert_int_ge(asprintf(&child_kill, "%s; echo status $?", hog), 0);
+
+                run_init_held(&r1, &h1, m, app_kill);
+                first = run_spawn(&r1);
+                ck_assert_uint_eq(h1.calls, 1);
+                e = run_wait(first);
+                ck_assert_msg(e.code == CLD_KILLED && e.status == SIGKILL,
+                              "mode %d: exit %d/%d, output:\n%s", (int)modes[i], e.code, e.status,
+                              h1.out);
+                ck_assert_msg(e.oom_killed && e.oom_kills == 1,
+                              "mode %d: oom_killed %d, oom_kills %llu", (int)modes[i], e.oom_killed,
+                              (unsigned long long)e.oom_kills);
+
+                /* Same label, first not freed yet: the same leaf, its kill counted. */
+                run_init_held(&r2, &h2, m, child_kill);
+                second = run_spawn(&r2);
+                ck_assert_uint_eq(h2.calls, 1);
+                ck_assert_str_eq(cgroup_path(second->cgroup, "memory"),
+                                 cgroup_path(first->cgroup, "memory"));
+                e = run_wait(second);
+                ck_assert_msg(e.code == CLD_EXITED && e.status == 0 &&
+                                      strstr(h2.out, "status 137\n"),
+                              "mode %d: exit %d/%d, output:\n%s", (int)modes[i], e.code, e.status,
+                              h2.out);
+                ck_assert_msg(!e.oom_killed && e.oom_kills == 1,
+                              "mode %d: oom_killed %d, oom_kills %llu", (int)modes[i], e.oom_killed,
+                              (unsigned long long)e.oom_kills);
+                second = sandbox_free(second);
+                first = sandbox_free(first);
+                assert_no_children();
+                run_done(&r2);
+                run_done(&r1);
+        }
+        if (tried == 0) {
+                printf("SKIP: %s: no cgroup hierarchy\n", TEST_NAME);
+                __atomic_add_fetch(tests_skipped, 1, __ATOMIC_SEQ_CST);
+        }
 }
 END_TEST
 
@@ -1527,6 +1666,7 @@ int main(void)
         tcase_add_test(tc, test_pty);
         tcase_add_test(tc, test_fail_prepare);
         tcase_add_test(tc, test_oom_cgroup);
+        tcase_add_test(tc, test_oom_kill_before_spawn_returns);
         tcase_add_test(tc, test_fds);
         tcase_add_test(tc, test_rlimits);
         tcase_add_test(tc, test_seccomp_notify);
