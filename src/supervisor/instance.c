@@ -35,31 +35,7 @@
 #include "supervisor/supervisor-internal.h"
 #include "supervisor/terminal.h"
 
-static uint64_t now_ns(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void instance_maybe_finished(Instance *inst);
-
-static void poll_closed(uv_handle_t *h)
-{
-        Instance *inst = h->data;
-
-        inst->polls_closing--;
-}
-
-/* Closes one of inst's polls; the next run may reuse its memory only once the close
- * callback has run (instance_start() checks polls_closing). */
-static void poll_close(Instance *inst, uv_poll_t *p)
-{
-        inst->polls_closing++;
-        p->data = inst;
-        uv_close((uv_handle_t *)p, poll_closed);
-}
 
 static void pump_closed(uv_handle_t *h)
 {
@@ -306,7 +282,7 @@ static int instance_starting(SandboxSpec *spec, void *userdata)
 static json_t *started_record(const Instance *inst)
 {
         static const char *const ctrls[] = {"memory", "pids", "cpu", "freezer", ""};
-        const Sandbox *sb = inst->sandbox;
+        const Sandbox *sb = inst->run.sandbox;
         json_t *paths = json_object();
 
         for (size_t i = 0; paths && sb->cgroup && i < ELEMENTSOF(ctrls); i++) {
@@ -319,7 +295,7 @@ static json_t *started_record(const Instance *inst)
         return json_pack("{s:s, s:s, s:I, s:i, s:s, s:o, s:i}", "event", "started", "app",
                          inst->manifest->id, "uid", (json_int_t)inst->uid, "pid", (int)sb->pid,
                          "cgroup_mode", cgroup_manager_ops(inst->sup->cgm)->name, "cgroups",
-                         paths ?: json_object(), "restarts", (int)inst->restarts);
+                         paths ?: json_object(), "restarts", (int)inst->run.restarts);
 }
 
 static void instance_failed(Instance *inst, int code)
@@ -382,20 +358,13 @@ static int report_spawn_error(Instance *inst, const SandboxError *e)
                         log_error("hint: the app runs as its own uid; its folder and entry must "
                                   "be readable and executable by others (chmod o+rX)");
         }
-        supervisor_status(inst->sup,
-                          json_pack("{s:s, s:s, s:s, s:s, s:i, s:i}", "event", "failed", "app",
-                                    m->id, "step", sandbox_step_to_string(e->step), "error",
-                                    e->detail, "errno", e->error, "exit_code", code));
-        supervisor_audit(inst->sup, m->id, AUDIT_EVENT_LIFECYCLE,
-                         json_pack("{s:s, s:s, s:s, s:i}", "what", "failed", "step",
-                                   sandbox_step_to_string(e->step), "error", e->detail, "errno",
-                                   e->error));
+        sandboxed_report_failed(&inst->run, e, code);
         return code;
 }
 
 static int instance_attach(Instance *inst, int chan, char *const *env)
 {
-        const Sandbox *sb = inst->sandbox;
+        const Sandbox *sb = inst->run.sandbox;
         BrokerAppInfo info = {
                 .manifest = inst->manifest,
                 .app_dir = inst->app_dir,
@@ -416,85 +385,6 @@ static int instance_attach(Instance *inst, int chan, char *const *env)
         return broker_app_attach(inst->sup->broker, &info, chan, &inst->broker_app);
 }
 
-static void on_sandbox(uv_poll_t *h, int status, int events)
-{
-        Instance *inst = h->data;
-
-        int done = sandbox_process(inst->sandbox);
-
-        supervisor_check_init(inst->sup, inst->sandbox);
-        if (done > 0) {
-                uv_poll_stop(h);
-                supervisor_output_check(inst->sup);
-                instance_maybe_finished(inst);
-        }
-}
-
-/* A denied system call waits for our answer (EPERM); we count it. */
-static void on_seccomp_notify(uv_poll_t *h, int status, int events)
-{
-        Instance *inst = h->data;
-        int r;
-
-        if (status < 0 || (events & UV_DISCONNECT)) {
-                uv_poll_stop(h);
-                return;
-        }
-        r = seccomp_notify_process(inst->sandbox->seccomp_notify_fd, inst->denials);
-        if (r < 0) {
-                log_warning_errno(r, "%s: cannot answer its denied system calls: %m",
-                                  inst->manifest->id);
-                uv_poll_stop(h);
-        }
-}
-
-static int watch_seccomp(Instance *inst)
-{
-        int r;
-
-        if (inst->sandbox->seccomp_notify_fd < 0)
-                return 0;
-        if (!inst->denials) {
-                inst->denials = malloc(sizeof *inst->denials);
-                if (!inst->denials)
-                        return -ENOMEM;
-        }
-        *inst->denials = (SeccompDenials){};
-        r = uv_poll_init(&inst->sup->loop, &inst->notify_poll, inst->sandbox->seccomp_notify_fd);
-        if (r < 0)
-                return r;
-        inst->notify_poll_init = true;
-        inst->notify_poll.data = inst;
-        return uv_poll_start(&inst->notify_poll, UV_READABLE | UV_DISCONNECT, on_seccomp_notify);
-}
-
-/* The audit record of the run's denied calls: total, and the most denied by name. */
-static void audit_denials(Instance *inst)
-{
-        SeccompDenialCount top[8];
-        json_t *calls;
-        size_t n;
-
-        if (!inst->denials || inst->denials->total == 0)
-                return;
-        n = seccomp_denials_top(inst->denials, top, ELEMENTSOF(top));
-        calls = json_object();
-        for (size_t i = 0; calls && i < n; i++) {
-                const char *name = seccomp_syscall_name(top[i].nr);
-                char num[16];
-
-                if (!name) {
-                        snprintf(num, sizeof num, "%d", top[i].nr);
-                        name = num;
-                }
-                json_object_set_new(calls, name, json_integer((json_int_t)top[i].count));
-        }
-        supervisor_audit(inst->sup, inst->manifest->id, AUDIT_EVENT_SECCOMP,
-                         json_pack("{s:I, s:I, s:o}", "denied", (json_int_t)inst->denials->total,
-                                   "other", (json_int_t)inst->denials->other, "calls",
-                                   calls ?: json_object()));
-}
-
 int fd_above_stdio(int fd)
 {
         int n;
@@ -510,25 +400,8 @@ int fd_above_stdio(int fd)
 
 int instance_open_log(Instance *inst)
 {
-        Supervisor *s = inst->sup;
-        _cleanup_free_ char *dir = NULL;
-        int r;
-
-        if (s->o.output != SUPERVISOR_OUTPUT_LOGS || inst->log)
-                return 0;
-        if (asprintf(&dir, "%s/logs", state_path(s->state)) < 0)
-                return CELLA_EXIT_INTERNAL;
-        if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-                log_error_errno(negative_errno(), "cannot create %s: %m", dir);
-                return CELLA_EXIT_STATE;
-        }
-        r = applog_open(dir, inst->manifest->id, APPLOG_SIZE_DEFAULT, APPLOG_KEEP_DEFAULT,
-                        &inst->log);
-        if (r < 0) {
-                log_error_errno(r, "cannot open the log of %s in %s: %m", inst->manifest->id, dir);
-                return CELLA_EXIT_STATE;
-        }
-        return 0;
+        return sandboxed_open_log(inst->sup, inst->manifest->id, &inst->log) < 0 ? CELLA_EXIT_STATE
+                                                                                 : 0;
 }
 
 /* Receives the app's pty master from the console socket sock (pty.c sent it before
@@ -604,240 +477,316 @@ static int instance_attach_pty(Instance *inst, int sock)
         return 0;
 }
 
-int instance_start(Instance *inst)
-{
-        Supervisor *s = inst->sup;
-        const Manifest *m = inst->manifest;
-        _cleanup_close_pair_ int chan[2] = {-EBADF, -EBADF}, console[2] = {-EBADF, -EBADF};
-        _cleanup_close_ int data_fd = -EBADF, app_fd = -EBADF;
-        /* cella run -t: a pty instead of the pipes (instance_attach_pty). */
-        bool pty = s->o.tty && s->o.output == SUPERVISOR_OUTPUT_TERMINAL;
-        int out[2] = {-EBADF, -EBADF}, err[2] = {-EBADF, -EBADF}, in_fd = -1;
-        SandboxError serr = {};
-        Launch launch = {};
-        Prepare prep = {};
-        struct timespec rt;
-        int r, code = CELLA_EXIT_INTERNAL;
+/* What one start of an app holds until its sandbox runs and is served. */
+typedef struct InstanceStart {
+        Launch launch;
+        Prepare prep;
+        SandboxError serr;
+        bool pty; /* cella run -t: a pty instead of the pipes (instance_attach_pty) */
+        int chan[2], console[2], out[2], err[2];
+        int in_fd; /* the app's stdin: ours (0), a pipe fed from our terminal, or -1 */
+        int data_fd, app_fd;
+        bool state_failed; /* what failed is the state directory's (CELLA_EXIT_STATE) */
+} InstanceStart;
 
+static void instance_start_done(InstanceStart *c)
+{
+        for (size_t i = 0; i < 2; i++) {
+                c->chan[i] = safe_close(c->chan[i]);
+                c->console[i] = safe_close(c->console[i]);
+                c->out[i] = safe_close(c->out[i]);
+                c->err[i] = safe_close(c->err[i]);
+        }
+        if (c->in_fd > STDIN_FILENO)
+                safe_close(c->in_fd);
+        c->in_fd = -1;
+        c->data_fd = safe_close(c->data_fd);
+        c->app_fd = safe_close(c->app_fd);
+        launch_done(&c->launch);
+}
+
+/* Whether inst may start now: 0 yes; 1 it runs already (or its group was started
+ * instead, *ret_code its result); else a CELLA_EXIT_* code after a message. */
+static int instance_may_start(Instance *inst, int *ret_code)
+{
+        const Manifest *m = inst->manifest;
+
+        *ret_code = 0;
         if (inst->state == INSTANCE_RUNNING)
-                return 0;
+                return 1;
         if (inst->group) {
-                if (inst->group->state != INSTANCE_RUNNING)
-                        return group_start(inst->group);
+                if (inst->group->state != INSTANCE_RUNNING) {
+                        *ret_code = group_start(inst->group);
+                        return 1;
+                }
                 log_error("cannot start %s alone: its packed group %s runs; restart the group",
                           m->id, inst->group->name);
                 return CELLA_EXIT_PREPARE;
         }
-        if (inst->out.closing || inst->err.closing || inst->in.closing || inst->polls_closing > 0) {
+        if (inst->out.closing || inst->err.closing || inst->in.closing ||
+            sandboxed_busy(&inst->run)) {
                 log_error("cannot start %s: its last run is still being cleaned up", m->id);
                 return CELLA_EXIT_INTERNAL;
         }
+        return 0;
+}
+
+/*
+ * The app's /app and /data in c->launch. A signed app's /app is the folder just
+ * verified (inst->app_fd), not whatever its path names by the time the jail binds
+ * it; an unsigned app is its path (docs/security.md, "App identity"): the path is
+ * bound, so a folder replaced there (an update by rename) is what its next start
+ * runs. /data is the app's own file system, limits.storage in size (storage.h).
+ * Returns 0 or a negative errno, after a message.
+ */
+static int instance_prepare_mounts(Instance *inst, InstanceStart *c)
+{
+        const Manifest *m = inst->manifest;
+        int r;
+
+        r = launch_prepare(&c->launch, m, inst->app_dir, inst->data_dir, 0, inst->extra_args);
+        if (r < 0)
+                return log_error_errno(r, "cannot prepare %s: %m", m->id);
+        if (inst->signed_ok) {
+                c->app_fd = open_tree(inst->app_fd, "",
+                                      OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE |
+                                              AT_EMPTY_PATH);
+                if (c->app_fd < 0)
+                        return log_error_errno(negative_errno(),
+                                               "cannot clone the folder of %s (%s): %m", m->id,
+                                               inst->app_dir);
+                launch_set_app_mount(&c->launch, c->app_fd);
+        }
+        r = storage_prepare(state_path(inst->sup->state), m->id, storage_limit(m), &c->data_fd);
+        if (r == -EOPNOTSUPP) {
+                log_warning("%s: no loop devices here: /data is a plain directory, and "
+                            "limits.storage bounds only each file (RLIMIT_FSIZE)",
+                            m->id);
+                return 0;
+        }
+        if (r < 0) {
+                c->state_failed = true;
+                return log_error_errno(r, "cannot prepare the /data of %s: %m", m->id);
+        }
+        launch_set_data_mount(&c->launch, c->data_fd);
+        return 0;
+}
+
+/* The app's stdio (pipes, or cella run -t's console socket), its channel, its
+ * stdin and its log. Returns 0 or a negative errno, after a message. */
+static int instance_open_stdio(Instance *inst, InstanceStart *c)
+{
+        const Manifest *m = inst->manifest;
+        int r;
+
+        if (c->pty)
+                r = socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, c->console);
+        else
+                r = pipe2(c->out, O_CLOEXEC) < 0 ? -1 : pipe2(c->err, O_CLOEXEC);
+        if (r < 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, c->chan) < 0)
+                return log_error_errno(negative_errno(), "cannot create the pipes of %s: %m",
+                                       m->id);
+        if (c->pty) {
+                c->launch.spec.pty_socket = c->console[1];
+                terminal_size(&c->launch.spec.pty_rows, &c->launch.spec.pty_cols);
+        } else {
+                r = setup_stdin(inst, &c->in_fd);
+                if (r < 0)
+                        return log_error_errno(r, "cannot set up stdin: %m");
+        }
+        if (instance_open_log(inst) != 0) {
+                c->state_failed = true;
+                return -EIO;
+        }
+        return 0;
+}
+
+/* A Lua app's scheduler counters (docs/lua-api.md "Statistics"), for cella stats:
+ * a stats file passed as CELLA_LUA_STATS_FD. Returns 0 or a negative errno. */
+static int instance_prepare_stats(Instance *inst, InstanceStart *c)
+{
+        Launch *l = &c->launch;
+        int r;
+
+        if (inst->manifest->runtime != MANIFEST_RUNTIME_LUA)
+                return 0;
+        r = sandboxed_new_stats(&inst->run, 1);
+        if (r >= 0)
+                r = strv_extendf(&l->envp, "CELLA_LUA_STATS_FD=%d", inst->run.stats->fd);
+        if (r < 0)
+                return log_error_errno(r, "cannot create the stats file of %s: %m",
+                                       inst->manifest->id);
+        l->spec.envp = l->envp; /* strv_extendf() may have moved it */
+        l->spec.extra_fds = &inst->run.stats->fd;
+        l->spec.n_extra_fds = 1;
+        return 0;
+}
+
+/* Spawns the sandbox. Returns 0, or the CELLA_EXIT_* code of the failure, after its
+ * message and records. */
+static int instance_spawn(Instance *inst, InstanceStart *c)
+{
+        Supervisor *s = inst->sup;
+        SandboxSpec *spec = &c->launch.spec;
+        int r;
+
+        spec->stdio[0] = c->in_fd;
+        spec->stdio[1] = c->out[1];
+        spec->stdio[2] = c->err[1];
+        spec->channel_fd = c->chan[1];
+        spec->seccomp = s->filter;
+        spec->cgroups = s->cgm;
+        c->prep = (Prepare){.inst = inst, .state = s->state, .id = inst->manifest->id};
+        spec->prepare = instance_prepare;
+        spec->starting = instance_starting;
+        spec->prepare_userdata = &c->prep;
+        r = sandboxed_spawn(&inst->run, spec, &c->serr);
+        inst->started_ns = inst->run.started_ns;
+        inst->started_ms = inst->run.started_ms;
+        /* The app has its ends now (or never will): ours would hide EOF. */
+        c->out[1] = safe_close(c->out[1]);
+        c->err[1] = safe_close(c->err[1]);
+        c->chan[1] = safe_close(c->chan[1]);
+        c->console[1] = safe_close(c->console[1]);
+        if (c->in_fd > STDIN_FILENO)
+                safe_close(c->in_fd);
+        c->in_fd = -1;
+        if (r >= 0)
+                return 0;
+        if (c->prep.code != 0)
+                return c->prep.code; /* printed by instance_starting() */
+        if (c->prep.error < 0) {
+                log_error_errno(c->prep.error, "%s %s in %s: %m", c->prep.what, inst->manifest->id,
+                                s->o.state_dir);
+                sandboxed_report_failed(&inst->run, &(SandboxError){.error = -r}, CELLA_EXIT_STATE);
+                return CELLA_EXIT_STATE;
+        }
+        return report_spawn_error(inst, &c->serr);
+}
+
+/*
+ * The sandbox runs: watch it, pump its output (or relay its terminal), make the
+ * kernel ready and the app installed (done by instance_starting() during the
+ * spawn: these return what it got), and serve its channel: the app's first calls
+ * wait in the channel until it is attached. Returns 0 or a CELLA_EXIT_* code after a
+ * message.
+ */
+static int instance_serve(Instance *inst, InstanceStart *c)
+{
+        Supervisor *s = inst->sup;
+        const Manifest *m = inst->manifest;
+        int r, code;
+
+        if (c->pty) {
+                r = instance_attach_pty(inst, c->console[0]);
+                if (r < 0) {
+                        log_error_errno(r, "cannot relay the terminal of %s: %m", m->id);
+                        return CELLA_EXIT_INTERNAL;
+                }
+        } else {
+                r = pump_start(s, inst, NULL, &inst->out, c->out[0], s->out_outlet, inst->log);
+                if (r >= 0) {
+                        c->out[0] = -EBADF;
+                        r = pump_start(s, inst, NULL, &inst->err, c->err[0], s->err_outlet,
+                                       inst->log);
+                }
+                if (r >= 0)
+                        c->err[0] = -EBADF;
+        }
+        if (r >= 0)
+                r = sandboxed_watch(&inst->run);
+        if (r < 0) {
+                log_error("cannot watch %s: %s", m->id, uv_strerror(r));
+                return CELLA_EXIT_INTERNAL;
+        }
+        code = supervisor_ready(s);
+        if (code == 0)
+                code = instance_install(inst);
+        if (code != 0)
+                return code;
+        r = instance_attach(inst, TAKE_FD(c->chan[0]), c->launch.envp);
+        if (r < 0) {
+                log_error_errno(r, "cannot serve the channel of %s: %m", m->id);
+                return CELLA_EXIT_INTERNAL;
+        }
+        return 0;
+}
+
+/* Started: running, served, and (the control socket) visible to cella ps. */
+static void instance_started(Instance *inst)
+{
+        Supervisor *s = inst->sup;
+        const Manifest *m = inst->manifest;
+
+        supervisor_status(s, started_record(inst));
+        supervisor_audit(s, m->id, AUDIT_EVENT_LIFECYCLE,
+                         json_pack("{s:s, s:i, s:I, s:i}", "what", "started", "pid",
+                                   (int)inst->run.sandbox->pid, "uid", (json_int_t)inst->uid,
+                                   "restarts", (int)inst->run.restarts));
+        if (s->o.output == SUPERVISOR_OUTPUT_LOGS)
+                log_info("%s: started (pid %d)", m->id, (int)inst->run.sandbox->pid);
+}
+
+/* It runs, but we cannot serve it: take it down again. */
+static void instance_abort(Instance *inst)
+{
+        sandboxed_abort(&inst->run);
+        broker_app_detach(inst->broker_app);
+        inst->broker_app = NULL;
+        pump_close(&inst->out);
+        pump_close(&inst->err);
+}
+
+int instance_start(Instance *inst)
+{
+        Supervisor *s = inst->sup;
+        InstanceStart c = {
+                .pty = s->o.tty && s->o.output == SUPERVISOR_OUTPUT_TERMINAL,
+                .chan = {-EBADF, -EBADF},
+                .console = {-EBADF, -EBADF},
+                .out = {-EBADF, -EBADF},
+                .err = {-EBADF, -EBADF},
+                .in_fd = -1,
+                .data_fd = -EBADF,
+                .app_fd = -EBADF,
+        };
+        int r, code;
+
+        r = instance_may_start(inst, &code);
+        if (r != 0)
+                return r == 1 ? code : r;
         inst->stop_requested = false;
         /* A signed app runs only what its key signed, at every start (a restart, an
          * app.launch), not only at its install. */
         code = instance_verify_again(inst);
         if (code != 0)
-                goto fail_reported;
-        code = CELLA_EXIT_INTERNAL;
-
-        r = launch_prepare(&launch, m, inst->app_dir, inst->data_dir, 0, inst->extra_args);
-        if (r < 0) {
-                log_error_errno(r, "cannot prepare %s: %m", m->id);
                 goto fail;
-        }
-        /* A signed app's /app: the folder just verified (inst->app_fd), not whatever
-         * its path names by the time the jail binds it. An unsigned app is its path
-         * (docs/security.md, "App identity"): the path is bound, so a folder replaced
-         * there (an update by rename) is what its next start runs. */
-        if (inst->signed_ok) {
-                app_fd = open_tree(inst->app_fd, "",
-                                   OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE |
-                                           AT_EMPTY_PATH);
-                if (app_fd < 0) {
-                        r = negative_errno();
-                        log_error_errno(r, "cannot clone the folder of %s (%s): %m", m->id,
-                                        inst->app_dir);
-                        goto fail;
-                }
-                launch_set_app_mount(&launch, app_fd);
-        }
-        /* /data: the app's own file system, limits.storage in size (storage.h). */
-        r = storage_prepare(state_path(s->state), m->id, storage_limit(m), &data_fd);
-        if (r == -EOPNOTSUPP)
-                log_warning("%s: no loop devices here: /data is a plain directory, and "
-                            "limits.storage bounds only each file (RLIMIT_FSIZE)",
-                            m->id);
-        else if (r < 0) {
-                log_error_errno(r, "cannot prepare the /data of %s: %m", m->id);
-                code = CELLA_EXIT_STATE;
-                goto fail;
-        } else
-                launch_set_data_mount(&launch, data_fd);
-        if (pty)
-                r = socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, console);
-        else
-                r = pipe2(out, O_CLOEXEC) < 0 ? -1 : pipe2(err, O_CLOEXEC);
-        if (r < 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, chan) < 0) {
-                r = negative_errno();
-                log_error_errno(r, "cannot create the pipes of %s: %m", m->id);
-                goto fail;
-        }
-        if (pty) {
-                launch.spec.pty_socket = console[1];
-                terminal_size(&launch.spec.pty_rows, &launch.spec.pty_cols);
-        }
-        r = pty ? 0 : setup_stdin(inst, &in_fd);
-        if (r < 0) {
-                log_error_errno(r, "cannot set up stdin: %m");
-                goto fail;
-        }
-        code = instance_open_log(inst);
-        if (code != 0) {
-                r = -EIO;
-                goto fail;
-        }
-        code = CELLA_EXIT_INTERNAL;
-        if (m->runtime == MANIFEST_RUNTIME_LUA) {
-                /* Its scheduler counters (docs/lua-api.md "Statistics"), for cella stats. */
-                inst->stats = luastats_free(inst->stats);
-                r = luastats_new(1, &inst->stats);
-                if (r >= 0) {
-                        r = fd_above_stdio(inst->stats->fd);
-                        inst->stats->fd = r;
-                }
-                if (r >= 0)
-                        r = strv_extendf(&launch.envp, "CELLA_LUA_STATS_FD=%d", inst->stats->fd);
-                if (r < 0) {
-                        log_error_errno(r, "cannot create the stats file of %s: %m", m->id);
-                        goto fail;
-                }
-                launch.spec.envp = launch.envp; /* strv_extendf() may have moved it */
-                launch.spec.extra_fds = &inst->stats->fd;
-                launch.spec.n_extra_fds = 1;
-        }
-
-        launch.spec.stdio[0] = in_fd;
-        launch.spec.stdio[1] = out[1];
-        launch.spec.stdio[2] = err[1];
-        launch.spec.channel_fd = chan[1];
-        launch.spec.seccomp = s->filter;
-        launch.spec.cgroups = s->cgm;
-        prep = (Prepare){.inst = inst, .state = s->state, .id = m->id};
-        launch.spec.prepare = instance_prepare;
-        launch.spec.starting = instance_starting;
-        launch.spec.prepare_userdata = &prep;
-        inst->started_ns = now_ns();
-        clock_gettime(CLOCK_REALTIME, &rt);
-        inst->started_ms = (int64_t)rt.tv_sec * 1000 + rt.tv_nsec / 1000000;
-        r = sandbox_spawn(&launch.spec, &inst->sandbox, &serr);
-        /* The app has its ends now (or never will): ours would hide EOF. */
-        out[1] = safe_close(out[1]);
-        err[1] = safe_close(err[1]);
-        chan[1] = safe_close(chan[1]);
-        console[1] = safe_close(console[1]);
-        if (in_fd > STDIN_FILENO)
-                safe_close(in_fd);
-        if (r < 0 && prep.code != 0) {
-                code = prep.code; /* printed by instance_starting() */
-                goto fail_reported;
-        }
-        if (r < 0 && prep.error < 0) {
-                log_error_errno(prep.error, "%s %s in %s: %m", prep.what, m->id, s->o.state_dir);
-                code = CELLA_EXIT_STATE;
-                goto fail;
-        }
-        if (r < 0) {
-                code = report_spawn_error(inst, &serr);
-                goto fail_reported;
-        }
-        inst->uid = prep.uid;
-        inst->state = INSTANCE_RUNNING;
-
-        r = watch_seccomp(inst);
-        if (r < 0) {
-                log_error_errno(r, "cannot watch the seccomp filter of %s: %m", m->id);
-                goto fail_running;
-        }
-        if (pty) {
-                r = instance_attach_pty(inst, console[0]);
-                if (r < 0) {
-                        log_error_errno(r, "cannot relay the terminal of %s: %m", m->id);
-                        goto fail_running;
-                }
-        } else {
-                r = pump_start(s, inst, NULL, &inst->out, out[0], s->out_outlet, inst->log);
-                if (r >= 0) {
-                        out[0] = -EBADF;
-                        r = pump_start(s, inst, NULL, &inst->err, err[0], s->err_outlet, inst->log);
-                }
-                if (r >= 0)
-                        err[0] = -EBADF;
-        }
+        r = instance_prepare_mounts(inst, &c);
         if (r >= 0)
-                r = uv_poll_init(&s->loop, &inst->sandbox_poll, inst->sandbox->ctl_fd);
-        if (r >= 0) {
-                inst->sandbox_poll_init = true;
-                inst->sandbox_poll.data = inst;
-                r = uv_poll_start(&inst->sandbox_poll, UV_READABLE, on_sandbox);
-        }
+                r = instance_open_stdio(inst, &c);
+        if (r >= 0)
+                r = instance_prepare_stats(inst, &c);
         if (r < 0) {
-                log_error("cannot watch %s: %s", m->id, uv_strerror(r));
-                goto fail_running;
+                code = c.state_failed ? CELLA_EXIT_STATE : CELLA_EXIT_INTERNAL;
+                sandboxed_report_failed(&inst->run, &(SandboxError){.error = -r}, code);
+                goto fail;
         }
-        /* Done by instance_starting() during the spawn: these return what it
-         * got. The app's first calls wait in the channel until it is attached. */
-        code = supervisor_ready(s);
-        if (code == 0)
-                code = instance_install(inst);
+        code = instance_spawn(inst, &c);
         if (code != 0)
-                goto fail_running_code;
-        r = instance_attach(inst, TAKE_FD(chan[0]), launch.envp);
-        if (r < 0) {
-                log_error_errno(r, "cannot serve the channel of %s: %m", m->id);
-                goto fail_running;
+                goto fail;
+        inst->uid = inst->run.uid = c.prep.uid;
+        inst->state = INSTANCE_RUNNING;
+        code = instance_serve(inst, &c);
+        if (code != 0) {
+                instance_abort(inst);
+                goto fail;
         }
-        /* Started: running, served, and (the control socket) visible to cella ps. */
-        supervisor_status(s, started_record(inst));
-        supervisor_audit(s, m->id, AUDIT_EVENT_LIFECYCLE,
-                         json_pack("{s:s, s:i, s:I, s:i}", "what", "started", "pid",
-                                   (int)inst->sandbox->pid, "uid", (json_int_t)inst->uid,
-                                   "restarts", (int)inst->restarts));
-        if (s->o.output == SUPERVISOR_OUTPUT_LOGS)
-                log_info("%s: started (pid %d)", m->id, (int)inst->sandbox->pid);
-        launch_done(&launch);
+        instance_started(inst);
+        instance_start_done(&c);
         return 0;
-
-fail_running:
-        code = CELLA_EXIT_INTERNAL;
-fail_running_code:
-        /* It runs, but we cannot serve it: take it down again. */
-        if (inst->notify_poll_init) {
-                inst->notify_poll_init = false;
-                poll_close(inst, &inst->notify_poll);
-        }
-        safe_close(out[0]);
-        safe_close(err[0]);
-        broker_app_detach(inst->broker_app);
-        inst->broker_app = NULL;
-        inst->sandbox = sandbox_free(inst->sandbox);
-        pump_close(&inst->out);
-        pump_close(&inst->err);
-        pump_close(&inst->in);
-        launch_done(&launch);
-        instance_failed(inst, code);
-        return code;
 fail:
-        supervisor_status(s, json_pack("{s:s, s:s, s:s, s:i}", "event", "failed", "app", m->id,
-                                       "error", strerror(r < 0 ? -r : EIO), "exit_code", code));
-        supervisor_audit(s, m->id, AUDIT_EVENT_LIFECYCLE,
-                         json_pack("{s:s, s:i}", "what", "failed", "errno", r < 0 ? -r : EIO));
-fail_reported:
-        safe_close(out[0]);
-        safe_close(out[1]);
-        safe_close(err[0]);
-        safe_close(err[1]);
         pump_close(&inst->in);
-        launch_done(&launch);
+        instance_start_done(&c);
         instance_failed(inst, code);
         return code;
 }
@@ -845,11 +794,11 @@ fail_reported:
 /* Prints, records and returns the exit code of the run that just ended. */
 static int report_exit(Instance *inst)
 {
-        const SandboxExit *x = &inst->sandbox->exit;
+        const SandboxExit *x = &inst->run.last_exit;
         const Manifest *m = inst->manifest;
         Supervisor *s = inst->sup;
         char limit[24] = "none";
-        double ms = (double)(now_ns() - inst->started_ns) / 1e6;
+        double ms = (double)(sandboxed_now_ns() - inst->started_ns) / 1e6;
         json_t *rec;
         int code;
 
@@ -893,15 +842,15 @@ static int report_exit(Instance *inst)
                 log_error("%s: the OOM killer killed %llu process(es) in its sandbox (memory limit "
                           "%s)",
                           m->id, (unsigned long long)x->oom_kills, limit);
-        supervisor_status(s,
-                          json_pack("{s:s, s:s, s:I, s:s, s:i, s:i, s:b, s:I, s:i, s:f, s:I}",
-                                    "event", "exited", "app", m->id, "uid", (json_int_t)inst->uid,
-                                    "how", x->code == CLD_EXITED ? "exited" : "killed",
-                                    x->code == CLD_EXITED ? "status" : "signal", x->status,
-                                    "exit_code", code, "oom_killed", x->oom_killed, "oom_kills",
-                                    (json_int_t)x->oom_kills, "pid", (int)inst->sandbox->pid,
-                                    "duration_ms", ms, "seccomp_denied",
-                                    (json_int_t)(inst->denials ? inst->denials->total : 0)));
+        supervisor_status(
+                s,
+                json_pack("{s:s, s:s, s:I, s:s, s:i, s:i, s:b, s:I, s:i, s:f, s:I}", "event",
+                          "exited", "app", m->id, "uid", (json_int_t)inst->uid, "how",
+                          x->code == CLD_EXITED ? "exited" : "killed",
+                          x->code == CLD_EXITED ? "status" : "signal", x->status, "exit_code", code,
+                          "oom_killed", x->oom_killed, "oom_kills", (json_int_t)x->oom_kills, "pid",
+                          (int)inst->run.sandbox->pid, "duration_ms", ms, "seccomp_denied",
+                          (json_int_t)(inst->run.denials ? inst->run.denials->total : 0)));
         rec = json_pack("{s:s, s:s, s:i, s:b, s:I, s:f}", "what", "exited", "how",
                         x->code == CLD_EXITED ? "exited" : "killed", "status", x->status,
                         "oom_killed", x->oom_killed, "oom_kills", (json_int_t)x->oom_kills,
@@ -939,60 +888,22 @@ void instance_report_lua_exit(Instance *inst, int code)
         }
 }
 
-static void on_restart_timer(uv_timer_t *t)
-{
-        Instance *inst = t->data;
-
-        if (inst->state != INSTANCE_RESTARTING)
-                return;
-        inst->restarts++;
-        log_info("%s: restarting (restart %u)", inst->manifest->id, inst->restarts);
-        (void)instance_start(inst);
-}
-
-static void instance_timer_start(Instance *inst, uint64_t ms, uv_timer_cb cb)
-{
-        if (!inst->timer_init) {
-                if (uv_timer_init(&inst->sup->loop, &inst->timer) < 0)
-                        return;
-                inst->timer_init = true;
-                inst->timer.data = inst;
-        }
-        (void)uv_timer_start(&inst->timer, cb, ms, 0);
-}
-
 /* The run ends when init has exited and both output pipes are drained. */
 static void instance_maybe_finished(Instance *inst)
 {
         Supervisor *s = inst->sup;
-        uint64_t delay_ns = 0;
-        RestartDecision d;
 
-        if (s->freeing || inst->state != INSTANCE_RUNNING || !inst->sandbox ||
-            !inst->sandbox->exited || inst->out.open || inst->err.open)
+        if (s->freeing || inst->state != INSTANCE_RUNNING || !inst->run.sandbox ||
+            !inst->run.sandbox->exited || inst->out.open || inst->err.open)
                 return;
-        if (inst->notify_poll_init) {
-                if (inst->sandbox->seccomp_notify_fd >= 0)
-                        (void)seccomp_notify_process(inst->sandbox->seccomp_notify_fd,
-                                                     inst->denials);
-                inst->notify_poll_init = false;
-                poll_close(inst, &inst->notify_poll);
-        }
+        (void)sandboxed_reap(&inst->run);
         /* The app has exited: its terminal may go now. */
         inst->pty_hold = safe_close(inst->pty_hold);
+        inst->last_exit = inst->run.last_exit;
         inst->exit_code = report_exit(inst);
-        inst->last_exit = inst->sandbox->exit;
-        audit_denials(inst);
-        if (inst->timer_init)
-                uv_timer_stop(&inst->timer);
         broker_app_detach(inst->broker_app);
         inst->broker_app = NULL;
-        if (inst->sandbox_poll_init) {
-                inst->sandbox_poll_init = false;
-                poll_close(inst, &inst->sandbox_poll);
-        }
-        inst->sandbox = sandbox_free(inst->sandbox);
-        inst->stats = luastats_free(inst->stats);
+        sandboxed_release(&inst->run);
         pump_close(&inst->in);
 
         if (!s->o.boot || inst->stop_requested || s->stopping) {
@@ -1003,21 +914,11 @@ static void instance_maybe_finished(Instance *inst)
                 supervisor_changed(s);
                 return;
         }
-        d = restart_decide(&inst->restart, inst->manifest->restart, &inst->last_exit,
-                           inst->started_ns, now_ns(), &delay_ns);
-        switch (d) {
+        switch (sandboxed_restart_decide(&inst->run, inst->manifest->restart)) {
         case RESTART_LATER:
                 inst->state = INSTANCE_RESTARTING;
-                supervisor_audit(s, inst->manifest->id, AUDIT_EVENT_LIFECYCLE,
-                                 json_pack("{s:s, s:I}", "what", "restart", "delay_ms",
-                                           (json_int_t)(delay_ns / 1000000)));
-                instance_timer_start(inst, delay_ns / 1000000, on_restart_timer);
                 break;
         case RESTART_GIVE_UP:
-                log_error("%s: restarted %d times within %llu s; giving up", inst->manifest->id,
-                          RESTART_BURST, (unsigned long long)(RESTART_INTERVAL_NS / 1000000000ull));
-                supervisor_audit(s, inst->manifest->id, AUDIT_EVENT_LIFECYCLE,
-                                 json_pack("{s:s}", "what", "gave-up"));
                 inst->state = INSTANCE_FAILED;
                 break;
         case RESTART_NO:
@@ -1027,46 +928,66 @@ static void instance_maybe_finished(Instance *inst)
         supervisor_changed(s);
 }
 
-static void on_stop_timer(uv_timer_t *t)
-{
-        Instance *inst = t->data;
-
-        if (inst->state == INSTANCE_RUNNING && inst->sandbox) {
-                log_warning("%s did not stop within %d ms; killing it", inst->manifest->id,
-                            SUPERVISOR_STOP_GRACE_MS);
-                instance_stop(inst, true);
-        }
-}
-
 void instance_stop(Instance *inst, bool kill)
 {
         inst->stop_requested = true;
         switch (inst->state) {
         case INSTANCE_RESTARTING:
-                if (inst->timer_init)
-                        uv_timer_stop(&inst->timer);
-                inst->state = INSTANCE_STOPPED;
-                supervisor_changed(inst->sup);
-                return;
-        case INSTANCE_RUNNING:
                 if (inst->group) {
                         group_stop(inst->group, kill);
                         return;
                 }
-                if (!inst->sandbox || inst->sandbox->exited)
-                        return;
-                if (kill) {
-                        if (inst->sandbox->cgroup)
-                                (void)cgroup_kill(inst->sandbox->cgroup);
-                        (void)sandbox_signal(inst->sandbox, SIGKILL);
-                } else {
-                        (void)sandbox_signal(inst->sandbox, SIGTERM);
-                        instance_timer_start(inst, SUPERVISOR_STOP_GRACE_MS, on_stop_timer);
-                }
+                sandboxed_cancel_restart(&inst->run);
+                inst->state = INSTANCE_STOPPED;
+                supervisor_changed(inst->sup);
+                return;
+        case INSTANCE_RUNNING:
+                if (inst->group)
+                        group_stop(inst->group, kill);
+                else
+                        sandboxed_stop(&inst->run, kill);
                 return;
         default:
                 return;
         }
+}
+
+static void run_exited(void *owner)
+{
+        instance_maybe_finished(owner);
+}
+
+static int run_start(void *owner)
+{
+        return instance_start(owner);
+}
+
+static void run_audit(void *owner, const char *event, json_t *fields)
+{
+        Instance *inst = owner;
+
+        supervisor_audit(inst->sup, inst->manifest->id, event, fields);
+}
+
+static void run_status(void *owner, json_t *fields)
+{
+        Instance *inst = owner;
+
+        if (fields)
+                json_object_set_new(fields, "app", json_string(inst->manifest->id));
+        supervisor_status(inst->sup, fields);
+}
+
+static const SandboxedRunOps instance_run_ops = {
+        .exited = run_exited,
+        .start = run_start,
+        .audit = run_audit,
+        .status = run_status,
+};
+
+void instance_init_run(Instance *inst)
+{
+        sandboxed_init(&inst->run, inst->sup, inst->manifest->id, &instance_run_ops, inst);
 }
 
 bool instance_active(const Instance *inst)
@@ -1087,7 +1008,8 @@ json_t *instance_record(const Instance *inst)
 
         if (inst->broker_app)
                 broker_app_stats(inst->broker_app, &st);
-        const Sandbox *sb = inst->group ? inst->group->sandbox : inst->sandbox;
+        const SandboxedRun *run = inst->group ? &inst->group->run : &inst->run;
+        const Sandbox *sb = run->sandbox;
 
         o = json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:i, s:I, s:I, s:i}", "id",
                       inst->manifest->id, "kind", manifest_kind_to_string(inst->manifest->kind),
@@ -1095,22 +1017,22 @@ json_t *instance_record(const Instance *inst)
                       sb && inst->state == INSTANCE_RUNNING ? (int)sb->pid : 0, "uid",
                       (json_int_t)inst->uid, "started_ms",
                       (json_int_t)(inst->state == INSTANCE_RUNNING ? inst->started_ms : 0),
-                      "restarts", (int)inst->restarts, "calls", (json_int_t)st.calls, "refused",
+                      "restarts", (int)run->restarts, "calls", (json_int_t)st.calls, "refused",
                       (json_int_t)st.refused, "exit_code",
                       inst->state == INSTANCE_RUNNING ? 0 : inst->exit_code);
         if (o && inst->group)
                 json_object_set_new(o, "group", json_string(inst->group->name));
-        if (o && inst->group && inst->group->stats) {
+        if (o && inst->group && run->stats) {
                 CLuaStatsApp a;
 
                 /* A member's own heap: the host's cgroup holds the whole group. */
-                if (luastats_app(inst->group->stats, inst->group_index, &a) >= 0)
+                if (luastats_app(run->stats, inst->group_index, &a) >= 0)
                         json_object_set_new(o, "memory_bytes",
                                             json_integer((json_int_t)a.memory_bytes));
-        } else if (o && inst->sandbox && inst->sandbox->cgroup) {
+        } else if (o && sb && sb->cgroup) {
                 CgroupStats cs = {};
 
-                if (cgroup_stats(inst->sandbox->cgroup, &cs) >= 0)
+                if (cgroup_stats(sb->cgroup, &cs) >= 0)
                         json_object_set_new(o, "memory_bytes",
                                             json_integer((json_int_t)cs.memory_current));
         }
@@ -1137,13 +1059,11 @@ void instance_free(Instance *inst)
         if (!inst)
                 return;
         broker_app_detach(inst->broker_app);
-        inst->sandbox = sandbox_free(inst->sandbox);
-        inst->stats = luastats_free(inst->stats);
+        sandboxed_done(&inst->run);
         inst->in_outlet = outlet_free(inst->in_outlet);
         safe_close(inst->pty_hold);
         inst->log = applog_close(inst->log);
         manifest_free(inst->manifest);
-        free(inst->denials);
         free(inst->app_dir);
         safe_close(inst->app_fd);
         free(inst->data_dir);

@@ -22,6 +22,7 @@
 #include "supervisor/luahost.h"
 #include "supervisor/outlet.h"
 #include "supervisor/restart.h"
+#include "supervisor/sandboxed.h"
 #include "supervisor/state.h"
 #include "supervisor/supervisor.h"
 
@@ -75,13 +76,7 @@ struct Instance {
                             app, verified again at each start and bound as its /app */
         InstanceState state;
 
-        Sandbox *sandbox;
-        uv_poll_t sandbox_poll;
-        bool sandbox_poll_init;
-        uv_poll_t notify_poll; /* the seccomp listener: denied calls wait on it */
-        bool notify_poll_init;
-        SeccompDenials *denials; /* of the current run */
-        unsigned polls_closing;  /* sandbox_poll/notify_poll closes not yet called back */
+        SandboxedRun run; /* its sandbox while it runs alone (unused when packed) */
         Pump out, err, in;
         Outlet *in_outlet; /* the pipe to the app's stdin, fed from our terminal (cella run),
                             * or (cella run -t) to its pty's master */
@@ -92,17 +87,12 @@ struct Instance {
                          * closed then would hang its terminal up: SIGHUP, exit 129 */
         AppLog *log;
         BrokerApp *broker_app;
-        uid_t uid;
+        uid_t uid;           /* the host uid it runs as (its group host's when packed) */
         int64_t started_ms;  /* wall clock of the last start */
         uint64_t started_ns; /* monotonic */
-        bool stop_requested; /* we asked it to stop: no restart */
-        uv_timer_t timer;    /* restart delay, stop grace */
-        bool timer_init;
-        RestartState restart;
-        unsigned restarts;
+        bool stop_requested; /* we asked it to stop */
         int exit_code;
         SandboxExit last_exit;
-        LuaStats *stats;      /* a Lua app's stats file while it runs (its own host) */
         Group *group;         /* packed: the group whose host runs it (group.c); else NULL */
         uint32_t group_index; /* its record in the host's spec and stats file */
 };
@@ -118,28 +108,14 @@ struct Group {
         Instance **members; /* in the order of the spec and the stats file */
         size_t n_members;
         InstanceState state;
-        Sandbox *sandbox;
-        uv_poll_t sandbox_poll;
-        bool sandbox_poll_init;
-        uv_poll_t notify_poll;
-        bool notify_poll_init;
-        SeccompDenials *denials;
-        unsigned polls_closing;
-        Pump out, err; /* the host's own stdout/stderr */
-        AppLog *log;   /* logs/group.<name>.log (cella boot) */
-        LuaStats *stats;
-        uv_timer_t timer; /* restart delay, stop grace */
-        bool timer_init;
+        SandboxedRun run; /* the host's sandbox */
+        Pump out, err;    /* the host's own stdout/stderr */
+        AppLog *log;      /* logs/group.<name>.log (cella boot) */
+        char *label;      /* "packed group <name>", for messages */
         uv_timer_t watch; /* looks for members that ended while the host lives */
         bool watch_init;
-        RestartState restart;
-        unsigned restarts;
-        bool stop_requested;
-        uid_t uid;
-        uint64_t started_ns;
-        int64_t started_ms;
+        bool stop_requested; /* we asked it to stop: no restart */
         int exit_code;
-        SandboxExit last_exit;
 };
 
 struct Supervisor {
@@ -182,6 +158,8 @@ struct Supervisor {
 };
 
 /* instance.c */
+/* Sets up inst->run (sandboxed.h), once inst->sup and inst->manifest are set. */
+void instance_init_run(Instance *inst);
 void instance_free(Instance *inst);
 /* Starts copying from `from` (a pipe's read end, or a description of our own of a
  * terminal; made non-blocking) into log when not NULL, else to outlet, whose room

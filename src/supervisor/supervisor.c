@@ -192,8 +192,8 @@ static int host_launch(void *userdata, const char *caller_id, const char *target
         }
         if (s->stopping)
                 return -EBUSY;
-        if (inst->state == INSTANCE_RESTARTING && inst->timer_init)
-                uv_timer_stop(&inst->timer);
+        if (inst->state == INSTANCE_RESTARTING) /* a start now replaces the restart */
+                sandboxed_cancel_restart(inst->group ? &inst->group->run : &inst->run);
         log_info("%s: launched by %s", target_id, caller_id);
         if (instance_start(inst) != 0)
                 return -EIO;
@@ -340,15 +340,15 @@ static json_t *control_stats(void *userdata, const char *app_id)
                 const char *id = inst->manifest->id;
                 json_t *o;
 
-                if (inst->group || !inst->stats || inst->state != INSTANCE_RUNNING ||
-                    !inst->sandbox || (app_id && strcmp(app_id, id) != 0))
+                if (inst->group || !inst->run.stats || inst->state != INSTANCE_RUNNING ||
+                    !inst->run.sandbox || (app_id && strcmp(app_id, id) != 0))
                         continue;
-                o = luastats_json(inst->stats, &id, NULL);
+                o = luastats_json(inst->run.stats, &id, NULL);
                 if (!o)
                         continue;
                 json_object_set_new(o, "host", json_string(id));
                 json_object_set_new(o, "group", json_null());
-                json_object_set_new(o, "pid", json_integer(inst->sandbox->pid));
+                json_object_set_new(o, "pid", json_integer(inst->run.sandbox->pid));
                 json_array_append_new(hosts, o);
         }
         for (size_t i = 0; hosts && i < s->n_groups; i++) {
@@ -457,24 +457,10 @@ static void on_signal(uv_signal_t *h, int signum)
         supervisor_output_check(s);
 
         if (!s->o.boot) {
-                for (size_t i = 0; i < s->n_groups; i++) {
-                        Group *g = s->groups[i];
-
-                        if (!g->sandbox)
-                                continue;
-                        if (kill && g->sandbox->cgroup)
-                                (void)cgroup_kill(g->sandbox->cgroup);
-                        (void)sandbox_signal(g->sandbox, kill ? SIGKILL : signum);
-                }
-                for (size_t i = 0; i < s->n_apps; i++) {
-                        Instance *inst = s->apps[i];
-
-                        if (!inst->sandbox)
-                                continue;
-                        if (kill && inst->sandbox->cgroup)
-                                (void)cgroup_kill(inst->sandbox->cgroup);
-                        (void)sandbox_signal(inst->sandbox, kill ? SIGKILL : signum);
-                }
+                for (size_t i = 0; i < s->n_groups; i++)
+                        sandboxed_signal(&s->groups[i]->run, kill ? SIGKILL : signum);
+                for (size_t i = 0; i < s->n_apps; i++)
+                        sandboxed_signal(&s->apps[i]->run, kill ? SIGKILL : signum);
                 return;
         }
         if (!s->stopping)
@@ -546,10 +532,10 @@ void supervisor_output_check(Supervisor *s)
         if (!s->signalled)
                 return;
         for (size_t i = 0; i < s->n_apps; i++)
-                if (s->apps[i]->sandbox && !s->apps[i]->sandbox->exited)
+                if (s->apps[i]->run.sandbox && !s->apps[i]->run.sandbox->exited)
                         return;
         for (size_t i = 0; i < s->n_groups; i++)
-                if (s->groups[i]->sandbox && !s->groups[i]->sandbox->exited)
+                if (s->groups[i]->run.sandbox && !s->groups[i]->run.sandbox->exited)
                         return;
         /* Stopped by a signal and no app runs: the person wants out. Output still in
          * the apps' pipes that nobody takes (a reader that stopped reading) must not
@@ -1014,6 +1000,7 @@ int supervisor_add(Supervisor *s, const char *app_dir, Manifest *m, char *const 
         inst->out.from = inst->err.from = inst->in.from = -EBADF;
         inst->app_fd = -EBADF;
         inst->pty_master = inst->pty_hold = -1;
+        instance_init_run(inst);
         inst->app_dir = strdup(app_dir);
         if (!inst->app_dir || (extra_args && !(inst->extra_args = strv_copy(extra_args))))
                 goto oom;
@@ -1072,10 +1059,10 @@ Supervisor *supervisor_free(Supervisor *s)
                 return NULL;
         s->freeing = true;
         for (size_t i = 0; i < s->n_apps; i++)
-                if (s->apps[i]->sandbox && !s->apps[i]->sandbox->exited)
+                if (s->apps[i]->run.sandbox && !s->apps[i]->run.sandbox->exited)
                         instance_stop(s->apps[i], true);
         for (size_t i = 0; i < s->n_groups; i++)
-                if (s->groups[i]->sandbox && !s->groups[i]->sandbox->exited)
+                if (s->groups[i]->run.sandbox && !s->groups[i]->run.sandbox->exited)
                         group_stop(s->groups[i], true);
         for (size_t i = 0; i < s->n_apps; i++) {
                 Instance *inst = s->apps[i];
