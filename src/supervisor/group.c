@@ -36,7 +36,7 @@
 #include "base/macro.h"
 #include "base/strv.h"
 #include "base/termsafe.h"
-#include "supervisor/exit-codes.h"
+#include "supervisor/error.h"
 #include "supervisor/storage.h"
 #include "supervisor/supervisor-internal.h"
 
@@ -62,7 +62,7 @@ static Group *group_find(Supervisor *s, const char *name)
         return NULL;
 }
 
-int group_add(Supervisor *s, Instance *inst)
+int group_add(Supervisor *s, Instance *inst, SupervisorError *err)
 {
         const Manifest *m = inst->manifest;
         Group *g = group_find(s, m->group);
@@ -71,7 +71,7 @@ int group_add(Supervisor *s, Instance *inst)
         if (g) {
                 if (g->state == INSTANCE_RUNNING) {
                         log_error("%s: cannot join packed group %s: its host runs", m->id, g->name);
-                        return CELLA_EXIT_PREPARE;
+                        return supervisor_error_at(err, SANDBOX_STEP_PREPARE, EBUSY, g->name);
                 }
                 /* All apps of a group that name a scheduler must agree. */
                 for (size_t i = 0; i < g->n_members && m->has_scheduler; i++) {
@@ -83,27 +83,28 @@ int group_add(Supervisor *s, Instance *inst)
                                           g->name, o->id,
                                           manifest_scheduler_to_string(o->scheduler), m->id,
                                           manifest_scheduler_to_string(m->scheduler));
-                                return CELLA_EXIT_MANIFEST;
+                                return supervisor_error(err, SUPERVISOR_STEP_MANIFEST, EINVAL,
+                                                        "scheduler");
                         }
                 }
                 if (g->n_members >= LUAHOST_APPS_MAX) {
                         log_error("packed group %s: more than %u apps", g->name, LUAHOST_APPS_MAX);
-                        return CELLA_EXIT_MANIFEST;
+                        return supervisor_error(err, SUPERVISOR_STEP_MANIFEST, E2BIG, "group");
                 }
         } else {
                 Group **groups = reallocarray(s->groups, s->n_groups + 1, sizeof *groups);
 
                 if (!groups)
-                        return CELLA_EXIT_INTERNAL;
+                        return supervisor_error(err, SUPERVISOR_STEP_INTERNAL, ENOMEM, NULL);
                 s->groups = groups;
                 g = calloc(1, sizeof *g);
                 if (!g)
-                        return CELLA_EXIT_INTERNAL;
+                        return supervisor_error(err, SUPERVISOR_STEP_INTERNAL, ENOMEM, NULL);
                 g->name = strdup(m->group);
                 if (!g->name || asprintf(&g->label, "packed group %s", m->group) < 0) {
                         free(g->name);
                         free(g);
-                        return CELLA_EXIT_INTERNAL;
+                        return supervisor_error(err, SUPERVISOR_STEP_INTERNAL, ENOMEM, NULL);
                 }
                 g->sup = s;
                 sandboxed_init(&g->run, s, g->label, &group_run_ops, g);
@@ -112,7 +113,7 @@ int group_add(Supervisor *s, Instance *inst)
         }
         members = reallocarray(g->members, g->n_members + 1, sizeof *members);
         if (!members)
-                return CELLA_EXIT_INTERNAL;
+                return supervisor_error(err, SUPERVISOR_STEP_INTERNAL, ENOMEM, NULL);
         g->members = members;
         inst->group = g;
         inst->group_index = (uint32_t)g->n_members;
@@ -252,11 +253,10 @@ static int spec_memfd(const char *text, int *ret)
 /* The host's uid is its first member's; every member's data dir is given to it. */
 typedef struct GroupPrepare {
         Group *g;
-        uid_t uid;        /* out */
-        uid_t ids_base;   /* out: the first member's block of host ids */
-        int error;        /* out */
-        const char *what; /* out */
-        const char *id;   /* out: the app it failed for */
+        uid_t uid;           /* out */
+        uid_t ids_base;      /* out: the first member's block of host ids */
+        SupervisorError err; /* out: what failed, step STATE (detail: the message's verb) */
+        const char *id;      /* out: the app it failed for */
 } GroupPrepare;
 
 static int group_prepare(SandboxSpec *spec, void *userdata)
@@ -268,19 +268,17 @@ static int group_prepare(SandboxSpec *spec, void *userdata)
 
         p->id = g->members[0]->manifest->id;
         r = state_app_uid(st, p->id, &p->uid, &p->ids_base);
-        if (r < 0) {
-                p->what = "cannot allocate a uid for";
-                return p->error = r;
-        }
+        if (r < 0)
+                return supervisor_error(&p->err, SUPERVISOR_STEP_STATE, r,
+                                        "cannot allocate a uid for");
         for (size_t i = 0; i < g->n_members; i++) {
                 _cleanup_free_ char *data = NULL;
 
                 p->id = g->members[i]->manifest->id;
                 r = state_app_data_dir(st, p->id, p->uid, &data);
-                if (r < 0) {
-                        p->what = "cannot give the data directory to";
-                        return p->error = r;
-                }
+                if (r < 0)
+                        return supervisor_error(&p->err, SUPERVISOR_STEP_STATE, r,
+                                                "cannot give the data directory to");
         }
         spec->host_uid = p->uid;
         spec->host_gid = (gid_t)p->uid;
@@ -437,9 +435,11 @@ static void member_exited(Instance *inst, int code, const char *how)
         json_t *rec;
 
         inst->exit_code = code;
-        inst->last_exit = (SandboxExit){
-                .code = code >= CELLA_EXIT_SIGNAL_BASE ? CLD_KILLED : CLD_EXITED,
-                .status = code >= CELLA_EXIT_SIGNAL_BASE ? code - CELLA_EXIT_SIGNAL_BASE : code};
+        inst->last_exit = (SandboxExit){.code = code >= SUPERVISOR_SIGNAL_STATUS_BASE ? CLD_KILLED
+                                                                                      : CLD_EXITED,
+                                        .status = code >= SUPERVISOR_SIGNAL_STATUS_BASE
+                                                          ? code - SUPERVISOR_SIGNAL_STATUS_BASE
+                                                          : code};
         instance_report_lua_exit(inst, code);
         broker_app_detach(inst->broker_app);
         inst->broker_app = NULL;
@@ -490,12 +490,14 @@ static void on_watch(uv_timer_t *t)
                 supervisor_changed(g->sup);
 }
 
-static void group_failed(Group *g, int code)
+/* g's start failed: g->error says why (printed and recorded); so for each member. */
+static void group_failed(Group *g)
 {
-        g->exit_code = code;
+        g->exit_code = supervisor_exit_code(g->sup, &g->error);
         g->state = INSTANCE_FAILED;
         for (size_t i = 0; i < g->n_members; i++) {
-                g->members[i]->exit_code = code;
+                g->members[i]->error = g->error;
+                g->members[i]->exit_code = g->exit_code;
                 g->members[i]->state = INSTANCE_FAILED;
         }
         supervisor_changed(g->sup);
@@ -508,7 +510,7 @@ typedef struct GroupStart {
         GroupPrepare prep;
         SandboxError serr;
         int out[2], err[2]; /* the host's own stdout and stderr */
-        bool state_failed;  /* what failed is the state directory's (CELLA_EXIT_STATE) */
+        bool state_failed;  /* what failed is the state directory's (SUPERVISOR_STEP_STATE) */
 } GroupStart;
 
 static void group_start_done(GroupStart *c)
@@ -521,8 +523,8 @@ static void group_start_done(GroupStart *c)
         group_fds_done(&c->fds);
 }
 
-/* Whether g may start now: 0 yes, 1 it runs already, else a CELLA_EXIT_* code after
- * a message. The fd limit is checked up front (GROUP_FDS_PER_APP) rather than
+/* Whether g may start now: 0 yes, 1 it runs already, else a negative errno with
+ * g->error after a message. The fd limit is checked up front (GROUP_FDS_PER_APP) rather than
  * failing with EMFILE half way. */
 static int group_may_start(Group *g)
 {
@@ -534,7 +536,7 @@ static int group_may_start(Group *g)
         if (g->out.closing || g->err.closing || sandboxed_busy(&g->run)) {
                 log_error("cannot start packed group %s: its last run is still being cleaned up",
                           g->name);
-                return CELLA_EXIT_INTERNAL;
+                return supervisor_error(&g->error, SUPERVISOR_STEP_INTERNAL, EBUSY, NULL);
         }
         for (size_t i = 0; i < g->n_members; i++) {
                 const Instance *inst = g->members[i];
@@ -542,7 +544,8 @@ static int group_may_start(Group *g)
                 if (inst->out.closing || inst->out.open) {
                         log_error("cannot start packed group %s: the log of %s is still open",
                                   g->name, inst->manifest->id);
-                        return CELLA_EXIT_INTERNAL;
+                        return supervisor_error(&g->error, SUPERVISOR_STEP_INTERNAL, EBUSY,
+                                                inst->manifest->id);
                 }
         }
         if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < need) {
@@ -551,26 +554,28 @@ static int group_may_start(Group *g)
                           "split the group)",
                           g->name, g->n_members, (unsigned long long)need,
                           (unsigned long long)rl.rlim_cur);
-                return CELLA_EXIT_PREPARE;
+                return supervisor_error_at(&g->error, SANDBOX_STEP_PREPARE, EMFILE,
+                                           "RLIMIT_NOFILE");
         }
         return 0;
 }
 
 /* Each member's log, and each signed member verified again (it runs only what its
- * key signed, at every start); then the host's own log. Returns 0 or a
- * CELLA_EXIT_* code after a message. */
+ * key signed, at every start); then the host's own log. Returns 0 or a negative
+ * errno with g->error after a message. */
 static int group_check_members(Group *g)
 {
-        int code;
+        int r;
 
         for (size_t i = 0; i < g->n_members; i++) {
-                code = instance_open_log(g->members[i]);
-                if (code == 0)
-                        code = instance_verify_again(g->members[i]);
-                if (code != 0)
-                        return code;
+                r = instance_open_log(g->members[i], &g->error);
+                if (r >= 0)
+                        r = instance_verify_again(g->members[i], &g->error);
+                if (r < 0)
+                        return r;
         }
-        return group_open_log(g) < 0 ? CELLA_EXIT_STATE : 0;
+        r = group_open_log(g);
+        return r < 0 ? supervisor_error(&g->error, SUPERVISOR_STEP_STATE, r, "logs") : 0;
 }
 
 /* The host's spec (luahost_spec_build()): each member's manifest, arguments,
@@ -660,10 +665,10 @@ static int group_prepare_spec(Group *g, GroupStart *c)
 }
 
 /* Says why the host's spawn failed (SandboxError e), naming the member whose file
- * it was. Returns the CELLA_EXIT_* code. */
+ * it was, and records it. Returns a negative errno with g->error. */
 static int group_report_spawn_error(Group *g, const SandboxError *e)
 {
-        int code = cella_exit_for_step(e->step, e->error);
+        int r = supervisor_error_sandbox(&g->error, e);
         char detail[SANDBOX_DETAIL_MAX];
 
         /* The members' file names and #! lines: one inert line (instance.c). */
@@ -683,12 +688,12 @@ static int group_report_spawn_error(Group *g, const SandboxError *e)
         } else
                 log_error("cannot start packed group %s: %s step failed: %s: %s", g->name,
                           sandbox_step_to_string(e->step), detail, strerror(e->error));
-        sandboxed_report_failed(&g->run, e, code);
-        return code;
+        sandboxed_report_failed(&g->run, &g->error);
+        return r;
 }
 
-/* Spawns the host. Returns 0 or the CELLA_EXIT_* code of the failure, after its
- * message and records. */
+/* Spawns the host. Returns 0 or a negative errno with g->error, after its message
+ * and records. */
 static int group_spawn(Group *g, GroupStart *c)
 {
         int r = sandboxed_spawn(&g->run, &c->launch.spec, &c->serr);
@@ -704,28 +709,31 @@ static int group_spawn(Group *g, GroupStart *c)
         c->fds.spec = safe_close(c->fds.spec);
         if (r >= 0)
                 return 0;
-        if (c->prep.error < 0) {
-                log_error_errno(c->prep.error, "%s %s in %s: %m", c->prep.what, c->prep.id,
+        if (c->prep.err.step != SUPERVISOR_STEP_NONE) {
+                g->error = c->prep.err;
+                log_error_errno(-g->error.error, "%s %s in %s: %m", g->error.detail, c->prep.id,
                                 g->sup->o.state_dir);
-                sandboxed_report_failed(&g->run, &(SandboxError){.error = -r}, CELLA_EXIT_STATE);
-                return CELLA_EXIT_STATE;
+                g->error.error = -r; /* the record's errno: the spawn's */
+                sandboxed_report_failed(&g->run, &g->error);
+                return r;
         }
         return group_report_spawn_error(g, &c->serr);
 }
 
 /* Member i of the running host: installed, its channel served under its own id,
- * its log pumped, its records. Returns 0 or a CELLA_EXIT_* code after a message. */
+ * its log pumped, its records. Returns 0 or a negative errno with g->error after a
+ * message. */
 static int group_serve_member(Group *g, GroupStart *c, size_t i)
 {
         Supervisor *s = g->sup;
         Instance *inst = g->members[i];
         const Sandbox *sb = g->run.sandbox;
         BrokerAppInfo info;
-        int r, code;
+        int r;
 
-        code = instance_install(inst);
-        if (code != 0)
-                return code;
+        r = instance_install(inst, &g->error);
+        if (r < 0)
+                return r;
         inst->uid = g->run.uid;
         inst->started_ns = g->run.started_ns;
         inst->started_ms = g->run.started_ms;
@@ -748,14 +756,15 @@ static int group_serve_member(Group *g, GroupStart *c, size_t i)
         r = broker_app_attach(s->broker, &info, TAKE_FD(c->fds.chan[2 * i]), &inst->broker_app);
         if (r < 0) {
                 log_error_errno(r, "cannot serve the channel of %s: %m", inst->manifest->id);
-                return CELLA_EXIT_INTERNAL;
+                return supervisor_error(&g->error, SUPERVISOR_STEP_INTERNAL, r, inst->manifest->id);
         }
         if (c->fds.log) {
                 r = pump_start(s, inst, g, &inst->out, c->fds.log[2 * i], s->out_outlet, inst->log);
                 if (r < 0) {
                         log_error("cannot pump the log of %s: %s", inst->manifest->id,
                                   uv_strerror(r));
-                        return CELLA_EXIT_INTERNAL;
+                        return supervisor_error(&g->error, SUPERVISOR_STEP_INTERNAL, r,
+                                                inst->manifest->id);
                 }
                 c->fds.log[2 * i] = -EBADF;
         }
@@ -772,12 +781,12 @@ static int group_serve_member(Group *g, GroupStart *c, size_t i)
 }
 
 /* The host runs: watch it and its output, make the kernel ready, serve every
- * member, and look for members that end while it lives. Returns 0 or a
- * CELLA_EXIT_* code after a message. */
+ * member, and look for members that end while it lives. Returns 0 or a negative
+ * errno with g->error after a message. */
 static int group_serve(Group *g, GroupStart *c)
 {
         Supervisor *s = g->sup;
-        int r, code;
+        int r;
 
         r = pump_start(s, NULL, g, &g->out, c->out[0], s->out_outlet, g->log);
         if (r >= 0) {
@@ -790,13 +799,13 @@ static int group_serve(Group *g, GroupStart *c)
         }
         if (r < 0) {
                 log_error("cannot watch packed group %s: %s", g->name, uv_strerror(r));
-                return CELLA_EXIT_INTERNAL;
+                return supervisor_error(&g->error, SUPERVISOR_STEP_INTERNAL, r, "watch");
         }
-        code = supervisor_ready(s);
-        for (size_t i = 0; code == 0 && i < g->n_members; i++)
-                code = group_serve_member(g, c, i);
-        if (code != 0)
-                return code;
+        r = supervisor_ready(s, &g->error);
+        for (size_t i = 0; r >= 0 && i < g->n_members; i++)
+                r = group_serve_member(g, c, i);
+        if (r < 0)
+                return r;
         if (!g->watch_init && uv_timer_init(&s->loop, &g->watch) >= 0) {
                 g->watch_init = true;
                 g->watch.data = g;
@@ -826,32 +835,36 @@ int group_start(Group *g)
                 .out = {-EBADF, -EBADF},
                 .err = {-EBADF, -EBADF},
         };
-        int r, code;
+        int r;
 
+        g->error = (SupervisorError){};
         r = group_may_start(g);
         if (r == 1)
                 return 0;
-        if (r == CELLA_EXIT_INTERNAL)
-                return r; /* as before: its members' states stand */
-        code = r ?: group_check_members(g);
-        if (code != 0)
+        if (r < 0 && g->error.step == SUPERVISOR_STEP_INTERNAL)
+                return r; /* busy: its members' states stand */
+        if (r >= 0)
+                r = group_check_members(g);
+        if (r < 0)
                 goto fail;
         g->stop_requested = false;
         r = group_open_fds(g, &c);
         if (r >= 0)
                 r = group_prepare_spec(g, &c);
         if (r < 0) {
-                code = c.state_failed ? CELLA_EXIT_STATE : CELLA_EXIT_INTERNAL;
-                sandboxed_report_failed(&g->run, &(SandboxError){.error = -r}, code);
+                (void)supervisor_error(
+                        &g->error,
+                        c.state_failed ? SUPERVISOR_STEP_STATE : SUPERVISOR_STEP_INTERNAL, r, NULL);
+                sandboxed_report_failed(&g->run, &g->error);
                 goto fail;
         }
-        code = group_spawn(g, &c);
-        if (code != 0)
+        r = group_spawn(g, &c);
+        if (r < 0)
                 goto fail;
         g->run.uid = c.prep.uid;
         g->state = INSTANCE_RUNNING;
-        code = group_serve(g, &c);
-        if (code != 0) {
+        r = group_serve(g, &c);
+        if (r < 0) {
                 group_abort(g);
                 goto fail;
         }
@@ -863,8 +876,8 @@ int group_start(Group *g)
 fail:
         group_start_done(&c);
         g->run.stats = luastats_free(g->run.stats);
-        group_failed(g, code);
-        return code;
+        group_failed(g);
+        return r;
 }
 
 /* The run ends when the host has exited and every pipe from it is drained. */
@@ -894,7 +907,7 @@ void group_maybe_finished(Group *g)
                 if (inst->state != INSTANCE_RUNNING)
                         continue;
                 if (x->code != CLD_EXITED)
-                        code = CELLA_EXIT_SIGNAL_BASE + x->status;
+                        code = SUPERVISOR_SIGNAL_STATUS_BASE + x->status;
                 else if (g->run.stats && luastats_app(g->run.stats, inst->group_index, &a) >= 0 &&
                          (a.state == CLUA_APP_EXITED || a.state == CLUA_APP_FAILED))
                         code = (int)a.fault;
@@ -908,7 +921,7 @@ void group_maybe_finished(Group *g)
                         log_error("packed group %s: host exited with status %d", g->name,
                                   x->status);
         } else {
-                g->exit_code = CELLA_EXIT_SIGNAL_BASE + x->status;
+                g->exit_code = SUPERVISOR_SIGNAL_STATUS_BASE + x->status;
                 if (x->oom_killed)
                         log_error("packed group %s was killed by the OOM killer", g->name);
                 else if (!g->stop_requested)

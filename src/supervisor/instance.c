@@ -30,7 +30,7 @@
 #include "base/size.h"
 #include "base/strv.h"
 #include "base/termsafe.h"
-#include "supervisor/exit-codes.h"
+#include "supervisor/error.h"
 #include "supervisor/storage.h"
 #include "supervisor/supervisor-internal.h"
 #include "supervisor/terminal.h"
@@ -226,11 +226,10 @@ typedef struct Prepare {
         Instance *inst;
         State *state;
         const char *id;
-        uid_t uid;        /* out */
-        uid_t ids_base;   /* out: the app's block of host ids */
-        int error;        /* out: the registry's error, for the message */
-        const char *what; /* out: what failed */
-        int code;         /* out: instance_starting()'s CELLA_EXIT_* code, 0 if none */
+        uid_t uid;           /* out */
+        uid_t ids_base;      /* out: the app's block of host ids */
+        SupervisorError err; /* out: what failed, step STATE (detail: the message's verb) */
+        bool started_failed; /* out: instance_starting() failed (printed; in inst->error) */
 } Prepare;
 
 /* SandboxSpec.prepare: runs while the child builds its jail (sandbox.h). Kept
@@ -242,15 +241,13 @@ static int instance_prepare(SandboxSpec *spec, void *userdata)
         int r;
 
         r = state_app_uid(p->state, p->id, &p->uid, &p->ids_base);
-        if (r < 0) {
-                p->what = "cannot allocate a uid for";
-                return p->error = r;
-        }
+        if (r < 0)
+                return supervisor_error(&p->err, SUPERVISOR_STEP_STATE, r,
+                                        "cannot allocate a uid for");
         r = state_app_data_dir(p->state, p->id, p->uid, &data);
-        if (r < 0) {
-                p->what = "cannot give the data directory to";
-                return p->error = r;
-        }
+        if (r < 0)
+                return supervisor_error(&p->err, SUPERVISOR_STEP_STATE, r,
+                                        "cannot give the data directory to");
         spec->host_uid = p->uid;
         spec->host_gid = (gid_t)p->uid;
         spec->host_ids_base = p->ids_base;
@@ -269,13 +266,15 @@ static int instance_prepare(SandboxSpec *spec, void *userdata)
 static int instance_starting(SandboxSpec *spec, void *userdata)
 {
         Prepare *p = userdata;
+        int r;
 
-        p->code = supervisor_ready(p->inst->sup);
-        if (p->code == 0)
-                p->code = instance_install(p->inst);
-        if (p->code == 0)
+        r = supervisor_ready(p->inst->sup, &p->inst->error);
+        if (r >= 0)
+                r = instance_install(p->inst, &p->inst->error);
+        if (r >= 0)
                 supervisor_sweep(p->inst->sup);
-        return p->code == 0 ? 0 : -ECANCELED;
+        p->started_failed = r < 0;
+        return r < 0 ? -ECANCELED : 0;
 }
 
 /* {"event":"started", "app", "uid", "pid", "cgroup_mode", "cgroups": {ctrl: path}} */
@@ -298,9 +297,10 @@ static json_t *started_record(const Instance *inst)
                          paths ?: json_object(), "restarts", (int)inst->run.restarts);
 }
 
-static void instance_failed(Instance *inst, int code)
+/* inst's start failed: inst->error says why (printed and recorded). */
+static void instance_failed(Instance *inst)
 {
-        inst->exit_code = code;
+        inst->exit_code = supervisor_exit_code(inst->sup, &inst->error);
         inst->state = INSTANCE_FAILED;
         supervisor_changed(inst->sup);
 }
@@ -323,10 +323,12 @@ static bool folder_others_cannot_search(const char *dir, mode_t *ret_mode)
         return true;
 }
 
+/* Says why the spawn failed (e), with hints, and records it. Returns a negative
+ * errno, with inst->error. */
 static int report_spawn_error(Instance *inst, const SandboxError *e)
 {
         const Manifest *m = inst->manifest;
-        int code = cella_exit_for_step(e->step, e->error);
+        int r = supervisor_error_sandbox(&inst->error, e);
         char detail[SANDBOX_DETAIL_MAX];
 
         /* Names from the app's files (its entry, its #! line): one inert line on
@@ -358,8 +360,8 @@ static int report_spawn_error(Instance *inst, const SandboxError *e)
                         log_error("hint: the app runs as its own uid; its folder and entry must "
                                   "be readable and executable by others (chmod o+rX)");
         }
-        sandboxed_report_failed(&inst->run, e, code);
-        return code;
+        sandboxed_report_failed(&inst->run, &inst->error);
+        return r;
 }
 
 static int instance_attach(Instance *inst, int chan, char *const *env)
@@ -398,10 +400,11 @@ int fd_above_stdio(int fd)
         return n;
 }
 
-int instance_open_log(Instance *inst)
+int instance_open_log(Instance *inst, SupervisorError *err)
 {
-        return sandboxed_open_log(inst->sup, inst->manifest->id, &inst->log) < 0 ? CELLA_EXIT_STATE
-                                                                                 : 0;
+        int r = sandboxed_open_log(inst->sup, inst->manifest->id, &inst->log);
+
+        return r < 0 ? supervisor_error(err, SUPERVISOR_STEP_STATE, r, "logs") : 0;
 }
 
 /* Receives the app's pty master from the console socket sock (pty.c sent it before
@@ -486,7 +489,7 @@ typedef struct InstanceStart {
         int chan[2], console[2], out[2], err[2];
         int in_fd; /* the app's stdin: ours (0), a pipe fed from our terminal, or -1 */
         int data_fd, app_fd;
-        bool state_failed; /* what failed is the state directory's (CELLA_EXIT_STATE) */
+        bool state_failed; /* what failed is the state directory's (SUPERVISOR_STEP_STATE) */
 } InstanceStart;
 
 static void instance_start_done(InstanceStart *c)
@@ -505,28 +508,26 @@ static void instance_start_done(InstanceStart *c)
         launch_done(&c->launch);
 }
 
-/* Whether inst may start now: 0 yes; 1 it runs already (or its group was started
- * instead, *ret_code its result); else a CELLA_EXIT_* code after a message. */
-static int instance_may_start(Instance *inst, int *ret_code)
+/* Whether inst may start now: 0 yes (a packed app: its group); 1 it runs already;
+ * else a negative errno with inst->error, after a message (its state stands). */
+static int instance_may_start(Instance *inst)
 {
         const Manifest *m = inst->manifest;
 
-        *ret_code = 0;
         if (inst->state == INSTANCE_RUNNING)
                 return 1;
         if (inst->group) {
-                if (inst->group->state != INSTANCE_RUNNING) {
-                        *ret_code = group_start(inst->group);
-                        return 1;
-                }
+                if (inst->group->state != INSTANCE_RUNNING)
+                        return 0;
                 log_error("cannot start %s alone: its packed group %s runs; restart the group",
                           m->id, inst->group->name);
-                return CELLA_EXIT_PREPARE;
+                return supervisor_error_at(&inst->error, SANDBOX_STEP_PREPARE, EBUSY,
+                                           inst->group->name);
         }
         if (inst->out.closing || inst->err.closing || inst->in.closing ||
             sandboxed_busy(&inst->run)) {
                 log_error("cannot start %s: its last run is still being cleaned up", m->id);
-                return CELLA_EXIT_INTERNAL;
+                return supervisor_error(&inst->error, SUPERVISOR_STEP_INTERNAL, EBUSY, NULL);
         }
         return 0;
 }
@@ -594,9 +595,10 @@ static int instance_open_stdio(Instance *inst, InstanceStart *c)
                 if (r < 0)
                         return log_error_errno(r, "cannot set up stdin: %m");
         }
-        if (instance_open_log(inst) != 0) {
+        r = instance_open_log(inst, NULL);
+        if (r < 0) {
                 c->state_failed = true;
-                return -EIO;
+                return -EIO; /* the record's errno, as it was */
         }
         return 0;
 }
@@ -622,7 +624,7 @@ static int instance_prepare_stats(Instance *inst, InstanceStart *c)
         return 0;
 }
 
-/* Spawns the sandbox. Returns 0, or the CELLA_EXIT_* code of the failure, after its
+/* Spawns the sandbox. Returns 0, or a negative errno with inst->error, after its
  * message and records. */
 static int instance_spawn(Instance *inst, InstanceStart *c)
 {
@@ -653,13 +655,15 @@ static int instance_spawn(Instance *inst, InstanceStart *c)
         c->in_fd = -1;
         if (r >= 0)
                 return 0;
-        if (c->prep.code != 0)
-                return c->prep.code; /* printed by instance_starting() */
-        if (c->prep.error < 0) {
-                log_error_errno(c->prep.error, "%s %s in %s: %m", c->prep.what, inst->manifest->id,
-                                s->o.state_dir);
-                sandboxed_report_failed(&inst->run, &(SandboxError){.error = -r}, CELLA_EXIT_STATE);
-                return CELLA_EXIT_STATE;
+        if (c->prep.started_failed)
+                return -inst->error.error; /* printed by instance_starting() */
+        if (c->prep.err.step != SUPERVISOR_STEP_NONE) {
+                inst->error = c->prep.err;
+                log_error_errno(-inst->error.error, "%s %s in %s: %m", inst->error.detail,
+                                inst->manifest->id, s->o.state_dir);
+                inst->error.error = -r; /* the record's errno: the spawn's, as it was */
+                sandboxed_report_failed(&inst->run, &inst->error);
+                return r;
         }
         return report_spawn_error(inst, &c->serr);
 }
@@ -668,20 +672,21 @@ static int instance_spawn(Instance *inst, InstanceStart *c)
  * The sandbox runs: watch it, pump its output (or relay its terminal), make the
  * kernel ready and the app installed (done by instance_starting() during the
  * spawn: these return what it got), and serve its channel: the app's first calls
- * wait in the channel until it is attached. Returns 0 or a CELLA_EXIT_* code after a
- * message.
+ * wait in the channel until it is attached. Returns 0 or a negative errno with
+ * inst->error, after a message.
  */
 static int instance_serve(Instance *inst, InstanceStart *c)
 {
         Supervisor *s = inst->sup;
         const Manifest *m = inst->manifest;
-        int r, code;
+        int r;
 
         if (c->pty) {
                 r = instance_attach_pty(inst, c->console[0]);
                 if (r < 0) {
                         log_error_errno(r, "cannot relay the terminal of %s: %m", m->id);
-                        return CELLA_EXIT_INTERNAL;
+                        return supervisor_error(&inst->error, SUPERVISOR_STEP_INTERNAL, r,
+                                                "the terminal");
                 }
         } else {
                 r = pump_start(s, inst, NULL, &inst->out, c->out[0], s->out_outlet, inst->log);
@@ -697,17 +702,17 @@ static int instance_serve(Instance *inst, InstanceStart *c)
                 r = sandboxed_watch(&inst->run);
         if (r < 0) {
                 log_error("cannot watch %s: %s", m->id, uv_strerror(r));
-                return CELLA_EXIT_INTERNAL;
+                return supervisor_error(&inst->error, SUPERVISOR_STEP_INTERNAL, r, "watch");
         }
-        code = supervisor_ready(s);
-        if (code == 0)
-                code = instance_install(inst);
-        if (code != 0)
-                return code;
+        r = supervisor_ready(s, &inst->error);
+        if (r >= 0)
+                r = instance_install(inst, &inst->error);
+        if (r < 0)
+                return r;
         r = instance_attach(inst, TAKE_FD(c->chan[0]), c->launch.envp);
         if (r < 0) {
                 log_error_errno(r, "cannot serve the channel of %s: %m", m->id);
-                return CELLA_EXIT_INTERNAL;
+                return supervisor_error(&inst->error, SUPERVISOR_STEP_INTERNAL, r, "channel");
         }
         return 0;
 }
@@ -750,16 +755,19 @@ int instance_start(Instance *inst)
                 .data_fd = -EBADF,
                 .app_fd = -EBADF,
         };
-        int r, code;
+        int r;
 
-        r = instance_may_start(inst, &code);
+        r = instance_may_start(inst);
         if (r != 0)
-                return r == 1 ? code : r;
+                return r == 1 ? 0 : r;
+        if (inst->group)
+                return group_start(inst->group);
+        inst->error = (SupervisorError){};
         inst->stop_requested = false;
         /* A signed app runs only what its key signed, at every start (a restart, an
          * app.launch), not only at its install. */
-        code = instance_verify_again(inst);
-        if (code != 0)
+        r = instance_verify_again(inst, &inst->error);
+        if (r < 0)
                 goto fail;
         r = instance_prepare_mounts(inst, &c);
         if (r >= 0)
@@ -767,17 +775,19 @@ int instance_start(Instance *inst)
         if (r >= 0)
                 r = instance_prepare_stats(inst, &c);
         if (r < 0) {
-                code = c.state_failed ? CELLA_EXIT_STATE : CELLA_EXIT_INTERNAL;
-                sandboxed_report_failed(&inst->run, &(SandboxError){.error = -r}, code);
+                (void)supervisor_error(
+                        &inst->error,
+                        c.state_failed ? SUPERVISOR_STEP_STATE : SUPERVISOR_STEP_INTERNAL, r, NULL);
+                sandboxed_report_failed(&inst->run, &inst->error);
                 goto fail;
         }
-        code = instance_spawn(inst, &c);
-        if (code != 0)
+        r = instance_spawn(inst, &c);
+        if (r < 0)
                 goto fail;
         inst->uid = inst->run.uid = c.prep.uid;
         inst->state = INSTANCE_RUNNING;
-        code = instance_serve(inst, &c);
-        if (code != 0) {
+        r = instance_serve(inst, &c);
+        if (r < 0) {
                 instance_abort(inst);
                 goto fail;
         }
@@ -787,8 +797,8 @@ int instance_start(Instance *inst)
 fail:
         pump_close(&inst->in);
         instance_start_done(&c);
-        instance_failed(inst, code);
-        return code;
+        instance_failed(inst);
+        return r;
 }
 
 /* Prints, records and returns the exit code of the run that just ended. */
@@ -809,7 +819,7 @@ static int report_exit(Instance *inst)
                 instance_report_lua_exit(inst, code);
         } else if (x->code == CLD_EXITED) {
                 code = x->status;
-                if (code == CELLA_EXIT_NOT_FOUND)
+                if (code == 127)
                         /* The app's own 127, after its exec worked: the dynamic loader's
                          * (a shared library it cannot find in the jail), or a shell's or
                          * env's (a command it cannot find: "#!/usr/bin/env python9"),
@@ -828,7 +838,7 @@ static int report_exit(Instance *inst)
                 else if (s->o.output == SUPERVISOR_OUTPUT_LOGS)
                         log_info("%s: exited with status %d", m->id, code);
         } else {
-                code = CELLA_EXIT_SIGNAL_BASE + x->status;
+                code = SUPERVISOR_SIGNAL_STATUS_BASE + x->status;
                 if (x->oom_killed)
                         log_error("%s was killed by the OOM killer (memory limit %s)", m->id,
                                   limit);
@@ -1042,6 +1052,11 @@ json_t *instance_record(const Instance *inst)
 int instance_exit_code(const Instance *inst)
 {
         return inst->exit_code;
+}
+
+const SupervisorError *instance_error(const Instance *inst)
+{
+        return &inst->error;
 }
 
 InstanceState instance_state(const Instance *inst)

@@ -308,24 +308,26 @@ void sandboxed_stop(SandboxedRun *r, bool kill)
         timer_start(r, SUPERVISOR_STOP_GRACE_MS, on_stop_timer);
 }
 
-void sandboxed_report_failed(SandboxedRun *r, const SandboxError *e, int exit_code)
+int sandboxed_report_failed(SandboxedRun *r, const SupervisorError *e)
 {
+        int exit_code = supervisor_exit_code(r->sup, e);
         int error = e->error > 0 ? e->error : EIO;
+        const char *step = sandbox_step_to_string(e->sandbox_step);
 
-        if (e->step == SANDBOX_STEP_NONE) {
+        if (e->step != SUPERVISOR_STEP_SANDBOX) {
                 r->ops->status(r->owner, json_pack("{s:s, s:s, s:i}", "event", "failed", "error",
                                                    strerror(error), "exit_code", exit_code));
                 r->ops->audit(r->owner, AUDIT_EVENT_LIFECYCLE,
                               json_pack("{s:s, s:i}", "what", "failed", "errno", error));
-                return;
+                return exit_code;
         }
-        r->ops->status(r->owner, json_pack("{s:s, s:s, s:s, s:i, s:i}", "event", "failed", "step",
-                                           sandbox_step_to_string(e->step), "error", e->detail,
-                                           "errno", e->error, "exit_code", exit_code));
+        r->ops->status(r->owner,
+                       json_pack("{s:s, s:s, s:s, s:i, s:i}", "event", "failed", "step", step,
+                                 "error", e->detail, "errno", e->error, "exit_code", exit_code));
         r->ops->audit(r->owner, AUDIT_EVENT_LIFECYCLE,
-                      json_pack("{s:s, s:s, s:s, s:i}", "what", "failed", "step",
-                                sandbox_step_to_string(e->step), "error", e->detail, "errno",
-                                e->error));
+                      json_pack("{s:s, s:s, s:s, s:i}", "what", "failed", "step", step, "error",
+                                e->detail, "errno", e->error));
+        return exit_code;
 }
 
 void sandboxed_done(SandboxedRun *r)

@@ -26,6 +26,7 @@
 #include "sandbox/sandbox.h"
 #include "sandbox/seccomp.h"
 #include "supervisor/applog.h"
+#include "supervisor/error.h"
 #include "supervisor/luahost.h"
 #include "supervisor/restart.h"
 
@@ -145,13 +146,13 @@ void sandboxed_stop(SandboxedRun *r, bool kill);
 void sandboxed_signal(SandboxedRun *r, int signum);
 
 /*
- * The records of a start that failed, for each app of the run (ops->status,
+ * The records of a start that failed (e), for each app of the run (ops->status,
  * ops->audit): {"event":"failed", "step", "error", "errno", "exit_code"} and a
- * lifecycle {"what":"failed", ...}. e->step SANDBOX_STEP_NONE: a failure before
- * the sandbox (no step; error is strerror(e->error)). exit_code: what the run
- * ends with (docs/cli.md).
+ * lifecycle {"what":"failed", ...} for a failure of the sandbox; without the step,
+ * the error strerror(e->error), for another. Returns the exit code the records
+ * carry (supervisor_exit_code()).
  */
-void sandboxed_report_failed(SandboxedRun *r, const SandboxError *e, int exit_code);
+int sandboxed_report_failed(SandboxedRun *r, const SupervisorError *e);
 
 /* Frees what r holds (the sandbox, if any, is killed). */
 void sandboxed_done(SandboxedRun *r);
