@@ -385,10 +385,7 @@ static int group_launch_prepare(Group *g, GroupLaunch *l, int spec_fd, const int
                 return -ENOMEM;
         /* Rebuilt from nothing, as a single app's (launch.c); no CELLA_FD: each app's
          * channel is named in the spec. */
-        if (strv_extend(&l->envp, "PATH=" LAUNCH_PATH) < 0 ||
-            strv_extend(&l->envp, "HOME=/data") < 0 || strv_extend(&l->envp, "TMPDIR=/tmp") < 0 ||
-            strv_extend(&l->envp, "LANG=C.UTF-8") < 0 ||
-            strv_extendf(&l->envp, "CELLA_GROUP=%s", g->name) < 0)
+        if (launch_base_env(&l->envp) < 0 || strv_extendf(&l->envp, "CELLA_GROUP=%s", g->name) < 0)
                 return -ENOMEM;
         if (asprintf(&l->hostname, "group-%s", g->name) < 0 ||
             asprintf(&l->label, "group-%s", g->name) < 0) {

@@ -801,15 +801,13 @@ fail:
         return r;
 }
 
-/* Prints, records and returns the exit code of the run that just ended. */
-static int report_exit(Instance *inst)
+/* Says how the run that just ended ended (x), and returns its status: its own, or
+ * 128+N for signal N. */
+static int say_exit(Instance *inst, const SandboxExit *x)
 {
-        const SandboxExit *x = &inst->run.last_exit;
         const Manifest *m = inst->manifest;
         Supervisor *s = inst->sup;
         char limit[24] = "none";
-        double ms = (double)(sandboxed_now_ns() - inst->started_ns) / 1e6;
-        json_t *rec;
         int code;
 
         if (m->limits.memory)
@@ -852,6 +850,19 @@ static int report_exit(Instance *inst)
                 log_error("%s: the OOM killer killed %llu process(es) in its sandbox (memory limit "
                           "%s)",
                           m->id, (unsigned long long)x->oom_kills, limit);
+        return code;
+}
+
+/* Prints, records and returns the exit status of the run that just ended. */
+static int report_exit(Instance *inst)
+{
+        const SandboxExit *x = &inst->run.last_exit;
+        const Manifest *m = inst->manifest;
+        Supervisor *s = inst->sup;
+        double ms = (double)(sandboxed_now_ns() - inst->started_ns) / 1e6;
+        int code = say_exit(inst, x);
+        json_t *rec;
+
         supervisor_status(
                 s,
                 json_pack("{s:s, s:s, s:I, s:s, s:i, s:i, s:b, s:I, s:i, s:f, s:I}", "event",
