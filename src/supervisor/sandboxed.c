@@ -206,12 +206,12 @@ const SandboxExit *sandboxed_reap(SandboxedRun *r)
                 uv_timer_stop(&r->timer);
         r->restart_pending = false;
         r->last_exit = r->sandbox->exit;
-        audit_denials(r);
         return &r->last_exit;
 }
 
 void sandboxed_release(SandboxedRun *r)
 {
+        audit_denials(r);
         poll_close(r, &r->sandbox_poll, &r->sandbox_poll_init);
         r->sandbox = sandbox_free(r->sandbox);
         r->stats = luastats_free(r->stats);

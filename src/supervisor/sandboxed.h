@@ -115,13 +115,14 @@ void sandboxed_abort(SandboxedRun *r);
 /*
  * The run is over (its init exited, its pipes drained): answers the denied calls
  * still queued, stops watching the listener and the timer (a stop grace must not
- * outlive the run it was for), keeps the exit in r->last_exit and audits the
- * denied calls (ops->audit, AUDIT_EVENT_SECCOMP: total, other, the most denied by
- * name). r->sandbox stays for the owner's report. Returns r->last_exit.
+ * outlive the run it was for) and keeps the exit in r->last_exit. r->sandbox and
+ * r->denials stay for the owner's report. Returns r->last_exit.
  */
 const SandboxExit *sandboxed_reap(SandboxedRun *r);
 
-/* After the owner's report: stops watching the init, frees the sandbox and stats. */
+/* After the owner's report: audits the run's denied calls (ops->audit,
+ * AUDIT_EVENT_SECCOMP: total, other, the most denied by name), stops watching the
+ * init, frees the sandbox and the stats file. */
 void sandboxed_release(SandboxedRun *r);
 
 /*
