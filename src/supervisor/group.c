@@ -739,17 +739,9 @@ static int group_serve_member(Group *g, GroupStart *c, size_t i)
                 .manifest = inst->manifest,
                 .app_dir = inst->app_dir,
                 .data_dir = inst->data_dir,
-                .host_uid = g->run.uid,
-                .pid = sb->pid,
-                .pidfd = sb->pidfd,
-                .memory_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "memory") : NULL,
-                .pids_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "pids") : NULL,
-                .cpu_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "cpu") : NULL,
-                .cpuacct_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "cpuacct") : NULL,
-                .unified_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "") : NULL,
                 .signed_ok = inst->signed_ok,
-                .started_ms = g->run.started_ms,
         };
+        sandboxed_broker_info(&g->run, &info);
         r = broker_app_attach(s->broker, &info, TAKE_FD(c->fds.chan[2 * i]), &inst->broker_app);
         if (r < 0) {
                 log_error_errno(r, "cannot serve the channel of %s: %m", inst->manifest->id);

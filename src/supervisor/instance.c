@@ -172,6 +172,23 @@ int pump_start(Supervisor *s, Instance *inst, Group *g, Pump *p, int from, Outle
         return uv_poll_start(&p->poll, UV_READABLE, on_pump);
 }
 
+/* Our terminal's input (fd 0, a terminal), in a description of our own: O_NONBLOCK
+ * on fd 0 would reach the shell that shares it. A pty master reopened would be a
+ * new pty, and without /proc there is no reopening: then a blocking copy (O_CLOEXEC)
+ * is read, only when poll says there is input. Returns the fd or a negative
+ * errno. */
+static int terminal_input(void)
+{
+        unsigned ptn;
+        int fd = -EBADF;
+
+        if (ioctl(STDIN_FILENO, TIOCGPTN, &ptn) < 0)
+                fd = fd_reopen(STDIN_FILENO, O_RDONLY | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+                fd = fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 3);
+        return fd < 0 ? negative_errno() : fd;
+}
+
 /* Stdin for the app: our fd 0 itself unless it is a terminal, which is pumped
  * (through a description of our own: O_NONBLOCK on fd 0 would reach the shell
  * that shares it) into a pipe whose writes never block the loop (an outlet). Only
@@ -188,19 +205,9 @@ static int setup_stdin(Instance *inst, int *ret_app_fd)
                 *ret_app_fd = STDIN_FILENO;
                 return 0;
         }
-        {
-                unsigned ptn;
-
-                /* A pty master reopened would be a new pty, and without /proc
-                 * there is no reopening: then a blocking copy is read, only when
-                 * poll says there is input. */
-                if (ioctl(STDIN_FILENO, TIOCGPTN, &ptn) < 0)
-                        tty = fd_reopen(STDIN_FILENO, O_RDONLY | O_NOCTTY | O_NONBLOCK);
-                if (tty < 0)
-                        tty = fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 3);
-                if (tty < 0)
-                        return negative_errno();
-        }
+        tty = terminal_input();
+        if (tty < 0)
+                return tty;
         if (pipe2(p, O_CLOEXEC) < 0)
                 return negative_errno();
         r = outlet_new(&inst->sup->loop, p[1], true, SUPERVISOR_OUTLET_MAX, SUPERVISOR_OUTLET_MAX,
@@ -366,24 +373,15 @@ static int report_spawn_error(Instance *inst, const SandboxError *e)
 
 static int instance_attach(Instance *inst, int chan, char *const *env)
 {
-        const Sandbox *sb = inst->run.sandbox;
         BrokerAppInfo info = {
                 .manifest = inst->manifest,
                 .app_dir = inst->app_dir,
                 .data_dir = inst->data_dir,
-                .host_uid = inst->uid,
-                .pid = sb->pid,
-                .pidfd = sb->pidfd,
-                .memory_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "memory") : NULL,
-                .pids_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "pids") : NULL,
-                .cpu_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "cpu") : NULL,
-                .cpuacct_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "cpuacct") : NULL,
-                .unified_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "") : NULL,
                 .signed_ok = inst->signed_ok,
-                .started_ms = inst->started_ms,
                 .env = env,
         };
 
+        sandboxed_broker_info(&inst->run, &info);
         return broker_app_attach(inst->sup->broker, &info, chan, &inst->broker_app);
 }
 
@@ -443,14 +441,11 @@ static int instance_attach_pty(Instance *inst, int sock)
                 /* VEOF: a read of the terminal's input returns 0, as at a file's end. */
                 (void)!write(master, "\x04", 1);
         } else {
-                unsigned ptn;
-
-                if (ioctl(STDIN_FILENO, TIOCGPTN, &ptn) < 0)
-                        tty = fd_reopen(STDIN_FILENO, O_RDONLY | O_NOCTTY | O_NONBLOCK);
+                tty = terminal_input();
                 if (tty < 0)
-                        tty = fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 3);
+                        return tty;
                 w = fcntl(master, F_DUPFD_CLOEXEC, 3);
-                if (tty < 0 || w < 0)
+                if (w < 0)
                         return negative_errno();
                 r = outlet_new(&s->loop, w, true, SUPERVISOR_OUTLET_MAX, SUPERVISOR_OUTLET_MAX,
                                &inst->in_outlet);

@@ -81,6 +81,21 @@ int sandboxed_spawn(SandboxedRun *r, const SandboxSpec *spec, SandboxError *err)
         return sandbox_spawn(spec, &r->sandbox, err);
 }
 
+void sandboxed_broker_info(const SandboxedRun *r, BrokerAppInfo *info)
+{
+        const Sandbox *sb = r->sandbox;
+
+        info->host_uid = r->uid;
+        info->pid = sb->pid;
+        info->pidfd = sb->pidfd;
+        info->memory_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "memory") : NULL;
+        info->pids_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "pids") : NULL;
+        info->cpu_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "cpu") : NULL;
+        info->cpuacct_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "cpuacct") : NULL;
+        info->unified_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "") : NULL;
+        info->started_ms = r->started_ms;
+}
+
 static void poll_closed(uv_handle_t *h)
 {
         SandboxedRun *r = h->data;

@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "broker/broker.h"
 #include "policy/manifest.h"
 #include "sandbox/sandbox.h"
 #include "sandbox/seccomp.h"
@@ -108,6 +109,11 @@ int sandboxed_spawn(SandboxedRun *r, const SandboxSpec *spec, SandboxError *err)
  * answers would hang the app's denied calls.
  */
 int sandboxed_watch(SandboxedRun *r);
+
+/* The running sandbox's part of an app's BrokerAppInfo (broker.h): host_uid, pid,
+ * pidfd (borrowed: it lives as long as r->sandbox), the cgroup paths and
+ * started_ms. The owner fills in the app's own fields. */
+void sandboxed_broker_info(const SandboxedRun *r, BrokerAppInfo *info);
 
 /* The run started but cannot be served: stops watching it and kills it (sandbox_free()). */
 void sandboxed_abort(SandboxedRun *r);
