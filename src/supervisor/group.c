@@ -830,8 +830,12 @@ int group_start(Group *g)
         r = group_may_start(g);
         if (r == 1)
                 return 0;
-        if (r < 0 && g->error.step == SUPERVISOR_STEP_INTERNAL)
-                return r; /* busy: its members' states stand */
+        if (r < 0 && g->error.step == SUPERVISOR_STEP_INTERNAL) {
+                /* Busy: its members' states stand; their error says why. */
+                for (size_t i = 0; i < g->n_members; i++)
+                        g->members[i]->error = g->error;
+                return r;
+        }
         if (r >= 0)
                 r = group_check_members(g);
         if (r < 0)

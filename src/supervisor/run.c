@@ -99,7 +99,9 @@ int supervisor_run(const RunOptions *o, SupervisorError *err)
         s->sweep_pending = true;
         if (r >= 0) {
                 r = instance_start(inst);
-                if (r < 0 && err)
+                if (r < 0)
+                        (void)supervisor_error(err, SUPERVISOR_STEP_INTERNAL, r, NULL);
+                if (r < 0 && err && instance_error(inst)->step != SUPERVISOR_STEP_NONE)
                         *err = *instance_error(inst);
         }
         if (r >= 0) {
