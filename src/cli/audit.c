@@ -12,7 +12,7 @@
 #include "base/log.h"
 #include "base/macro.h"
 #include "cli/cli.h"
-#include "supervisor/exit-codes.h"
+#include "cli/exit-codes.h"
 
 /* Exit status when the log is broken: not one of 240-254, which say cella itself
  * failed; the check worked and found a problem, as `cmp` or `diff` return 1. */

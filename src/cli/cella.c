@@ -9,7 +9,7 @@
 #include "base/suggest.h"
 #include "cli/cli.h"
 #include "config.h"
-#include "supervisor/exit-codes.h"
+#include "cli/exit-codes.h"
 
 static const CliCommand commands[] = {
         {"run", "run one app in a sandbox and wait for it", cli_run},

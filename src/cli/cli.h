@@ -76,10 +76,12 @@ const char *cli_safe_str(json_t *v, char *buf, size_t size);
 int cli_ask_kernels(const char *cmd, const char *state_dir, json_t *req, const char *key,
                     const char *what, json_t **ret);
 
-/* The options of a command that takes only --state-dir and --help: parses them
- * (optind then at the first operand). Returns 0, -1 after printing the help on
- * request (exit 0), or an exit code after printing the usage. */
-int cli_parse_state_dir_only(int argc, char **argv, void (*usage)(FILE *f), const char **state_dir);
+/* The options of a command that takes only --state-dir and --help: parses them.
+ * Returns true when the command goes on (optind at its first operand); false when
+ * it is done, with *ret_exit its exit code: 0 after printing the help on request,
+ * else CELLA_EXIT_USAGE after printing what was wrong. */
+bool cli_parse_state_dir_only(int argc, char **argv, void (*usage)(FILE *f), const char **state_dir,
+                              int *ret_exit);
 int cli_app_id_arg(const char *app);
 /* Prints why state_dir cannot be written: error -EROFS (a read-only file system),
  * or -EACCES/-EPERM (another user's folder). */

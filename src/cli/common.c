@@ -11,7 +11,7 @@
 #include "policy/grants.h"
 #include "policy/manifest.h"
 #include "supervisor/control.h"
-#include "supervisor/exit-codes.h"
+#include "cli/exit-codes.h"
 
 int cli_state_dir_arg(const char *arg, const char **state_dir)
 {
@@ -102,7 +102,8 @@ int cli_parse_uint(const char *s, unsigned long long max, unsigned long long *re
         return 0;
 }
 
-int cli_parse_state_dir_only(int argc, char **argv, void (*usage)(FILE *f), const char **state_dir)
+bool cli_parse_state_dir_only(int argc, char **argv, void (*usage)(FILE *f), const char **state_dir,
+                              int *ret_exit)
 {
         enum { ARG_STATE_DIR = 0x100 };
         static const struct option options[] = {
@@ -110,24 +111,27 @@ int cli_parse_state_dir_only(int argc, char **argv, void (*usage)(FILE *f), cons
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
-        int c, code;
+        int c;
 
+        *ret_exit = 0;
         *state_dir = cli_default_state_dir();
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
                 case ARG_STATE_DIR:
-                        if ((code = cli_state_dir_arg(optarg, state_dir)) != 0)
-                                return code;
+                        *ret_exit = cli_state_dir_arg(optarg, state_dir);
+                        if (*ret_exit != 0)
+                                return false;
                         break;
                 case 'h':
                         usage(stdout);
-                        return -1;
+                        return false;
                 default:
                         usage(stderr);
-                        return CELLA_EXIT_USAGE;
+                        *ret_exit = CELLA_EXIT_USAGE;
+                        return false;
                 }
         }
-        return 0;
+        return true;
 }
 
 typedef struct Collect {

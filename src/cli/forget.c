@@ -18,7 +18,7 @@
 #include "policy/grants.h"
 #include "policy/manifest.h"
 #include "supervisor/control.h"
-#include "supervisor/exit-codes.h"
+#include "cli/exit-codes.h"
 #include "supervisor/state.h"
 #include "supervisor/storage.h"
 
@@ -76,9 +76,8 @@ int cli_forget(int argc, char **argv)
         const char *state_dir, *app;
         int r, r2, code;
 
-        code = cli_parse_state_dir_only(argc, argv, forget_usage, &state_dir);
-        if (code != 0)
-                return code < 0 ? 0 : code;
+        if (!cli_parse_state_dir_only(argc, argv, forget_usage, &state_dir, &code))
+                return code;
         if (argc - optind != 1) {
                 log_error("forget: expected APP; see 'cella forget --help'");
                 return CELLA_EXIT_USAGE;

@@ -13,7 +13,7 @@
 #include "cli/cli.h"
 #include "policy/grants.h"
 #include "policy/manifest.h"
-#include "supervisor/exit-codes.h"
+#include "cli/exit-codes.h"
 
 static void gesture_usage(FILE *f)
 {
@@ -38,9 +38,8 @@ int cli_gesture(int argc, char **argv)
         _cleanup_(grants_freep) Grants *g = NULL;
         int r, code;
 
-        code = cli_parse_state_dir_only(argc, argv, gesture_usage, &state_dir);
-        if (code != 0)
-                return code < 0 ? 0 : code;
+        if (!cli_parse_state_dir_only(argc, argv, gesture_usage, &state_dir, &code))
+                return code;
         if (argc - optind != 1) {
                 log_error("gesture: expected APP; see 'cella gesture --help'");
                 return CELLA_EXIT_USAGE;

@@ -26,7 +26,7 @@
 #include "policy/signature.h"
 #include "audit/audit.h"
 #include "supervisor/control.h"
-#include "supervisor/exit-codes.h"
+#include "cli/exit-codes.h"
 #include "supervisor/state.h"
 
 enum {

@@ -24,7 +24,7 @@
 #include "cli/cli.h"
 #include "policy/manifest.h"
 #include "supervisor/applog.h"
-#include "supervisor/exit-codes.h"
+#include "cli/exit-codes.h"
 
 #define LOGS_DIR       "logs"
 #define LOGS_LINES_MAX 100000000ull /* -n bound: more than any kept log holds */

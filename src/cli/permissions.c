@@ -19,7 +19,7 @@
 #include "policy/capability.h"
 #include "policy/grants.h"
 #include "policy/manifest.h"
-#include "supervisor/exit-codes.h"
+#include "cli/exit-codes.h"
 
 enum {
         ARG_STATE_DIR = 0x100,

@@ -17,7 +17,7 @@
 #include "base/macro.h"
 #include "cli/cli.h"
 #include "policy/manifest.h"
-#include "supervisor/exit-codes.h"
+#include "cli/exit-codes.h"
 
 enum {
         ARG_STATE_DIR = 0x100,

@@ -12,7 +12,7 @@
 #include "policy/capability.h"
 #include "policy/grants.h"
 #include "policy/manifest.h"
-#include "supervisor/exit-codes.h"
+#include "cli/exit-codes.h"
 
 static void revoke_usage(FILE *f)
 {
@@ -40,9 +40,8 @@ int cli_revoke(int argc, char **argv)
         _cleanup_strv_free_ char **gone = NULL;
         int r, code;
 
-        code = cli_parse_state_dir_only(argc, argv, revoke_usage, &state_dir);
-        if (code != 0)
-                return code < 0 ? 0 : code;
+        if (!cli_parse_state_dir_only(argc, argv, revoke_usage, &state_dir, &code))
+                return code;
         if (argc - optind != 2) {
                 log_error("revoke: expected APP RIGHT; see 'cella revoke --help'");
                 return CELLA_EXIT_USAGE;

@@ -17,7 +17,7 @@
 #include "base/strv.h"
 #include "cli/cli.h"
 #include "policy/capability.h"
-#include "supervisor/exit-codes.h"
+#include "cli/exit-codes.h"
 #include "supervisor/run.h"
 #include "supervisor/state.h"
 
@@ -177,35 +177,58 @@ static int kernel_option(int c, const char *arg, KernelOptions *k)
 /*
  * Parses argv's options (getopt optstring: "+vh" for run, which stops at the app's
  * own args, "vh" for boot) into *k, with the defaults first. usage prints the
- * command's help. Returns 0 (optind at the first operand), -1 after printing the
- * help on request (exit 0), or an exit code after printing what was wrong.
+ * command's help. Returns true when the command goes on (optind at the first
+ * operand); false when it is done, with *ret_exit: 0 after printing the help on
+ * request, else the exit code of what was wrong (printed).
  */
-static int kernel_options_parse(int argc, char **argv, const char *optstring,
-                                void (*usage)(FILE *f), KernelOptions *k)
+static bool kernel_options_parse(int argc, char **argv, const char *optstring,
+                                 void (*usage)(FILE *f), KernelOptions *k, int *ret_exit)
 {
         static const struct option options[] = {KERNEL_OPTIONS};
-        int c, code;
+        int c;
 
         *k = (KernelOptions){
                 .state_dir = cli_default_state_dir(),
                 .json_status_fd = -1,
                 .uid_base = STATE_UID_BASE_DEFAULT,
                 .uid_count = STATE_UID_COUNT_DEFAULT,
+                .exit_code = cella_exit_code,
         };
+        *ret_exit = 0;
         while ((c = getopt_long(argc, argv, optstring, options, NULL)) >= 0) {
                 if (c == 'h') {
                         usage(stdout);
-                        return -1;
+                        return false;
                 }
-                code = kernel_option(c, optarg, k);
-                if (code < 0) {
+                *ret_exit = kernel_option(c, optarg, k);
+                if (*ret_exit < 0) {
                         usage(stderr);
-                        return CELLA_EXIT_USAGE;
+                        *ret_exit = CELLA_EXIT_USAGE;
                 }
-                if (code != 0)
-                        return code;
+                if (*ret_exit != 0)
+                        return false;
         }
-        return 0;
+        return true;
+}
+
+/* A failure of the command line itself (code: CELLA_EXIT_USAGE, or
+ * CELLA_EXIT_INTERNAL out of memory), as the kernel's are told. */
+static SupervisorError cli_failure(int code)
+{
+        return (SupervisorError){.step = code == CELLA_EXIT_USAGE ? SUPERVISOR_STEP_USAGE
+                                                                  : SUPERVISOR_STEP_INTERNAL,
+                                 .error = code == CELLA_EXIT_USAGE ? EINVAL : ENOMEM};
+}
+
+/* cella run's and cella boot's exit code for the kernel's result r (>= 0: the exit
+ * status; else a negative errno with *err), after writing the "failed" record no
+ * other record told (supervisor_report_failure()). */
+static int kernel_exit(const KernelOptions *k, int r, const SupervisorError *err)
+{
+        int code = r >= 0 ? r : cella_exit_code(err);
+
+        supervisor_report_failure(k->json_status_fd, r >= 0 ? &(SupervisorError){} : err, code);
+        return code;
 }
 
 static void run_usage(FILE *f)
@@ -229,24 +252,27 @@ static void run_usage(FILE *f)
 int cli_run(int argc, char **argv)
 {
         RunOptions o = {};
-        int code;
+        SupervisorError err = {};
+        int code, r = 0;
 
         /* "+": stop at the first non-option, so the app's own args are left alone. */
-        code = kernel_options_parse(argc, argv, "+tvh", run_usage, &o.k);
-        if (code == 0 && optind >= argc) {
+        if (!kernel_options_parse(argc, argv, "+tvh", run_usage, &o.k, &code)) {
+                err = cli_failure(code);
+                r = code != 0 ? -err.error : 0;
+        } else if (optind >= argc) {
                 log_error("run: missing APP_DIR; see 'cella run --help'");
-                code = CELLA_EXIT_USAGE;
-        }
-        if (code == 0) {
+                err = cli_failure(CELLA_EXIT_USAGE);
+                r = -err.error;
+        } else {
                 o.app_dir = argv[optind++];
                 if (optind < argc && strcmp(argv[optind], "--") == 0)
                         optind++;
                 o.extra_args = argv + optind;
-                code = supervisor_run(&o);
+                r = supervisor_run(&o, &err);
         }
-        supervisor_report_failure(o.k.json_status_fd, code);
+        code = kernel_exit(&o.k, r, &err);
         strv_free(o.k.roots);
-        return code < 0 ? 0 : code;
+        return code;
 }
 
 static void boot_usage(FILE *f)
@@ -269,22 +295,25 @@ static void boot_usage(FILE *f)
 int cli_boot(int argc, char **argv)
 {
         BootOptions o = {};
-        int code;
+        SupervisorError err = {};
+        int code, r = 0;
 
-        code = kernel_options_parse(argc, argv, "vh", boot_usage, &o.k);
-        if (code == 0 && o.k.tty) {
+        if (!kernel_options_parse(argc, argv, "vh", boot_usage, &o.k, &code)) {
+                err = cli_failure(code);
+                r = code != 0 ? -err.error : 0;
+        } else if (o.k.tty) {
                 log_error("boot: --tty is for 'cella run': booted apps write to their logs");
-                code = CELLA_EXIT_USAGE;
-        }
-        if (code == 0 && optind != argc - 1) {
+                err = cli_failure(CELLA_EXIT_USAGE);
+                r = -err.error;
+        } else if (optind != argc - 1) {
                 log_error("boot: expected one DIR; see 'cella boot --help'");
-                code = CELLA_EXIT_USAGE;
-        }
-        if (code == 0) {
+                err = cli_failure(CELLA_EXIT_USAGE);
+                r = -err.error;
+        } else {
                 o.dir = argv[optind];
-                code = supervisor_boot(&o);
+                r = supervisor_boot(&o, &err);
         }
-        supervisor_report_failure(o.k.json_status_fd, code);
+        code = kernel_exit(&o.k, r, &err);
         strv_free(o.k.roots);
-        return code < 0 ? 0 : code;
+        return code;
 }

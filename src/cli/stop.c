@@ -16,7 +16,7 @@
 #include "base/termsafe.h"
 #include "cli/cli.h"
 #include "supervisor/control.h"
-#include "supervisor/exit-codes.h"
+#include "cli/exit-codes.h"
 #include "supervisor/supervisor-internal.h"
 
 /* How long `cella stop` waits for the app to be gone: the kernel's grace period, then
@@ -189,9 +189,8 @@ int cli_stop(int argc, char **argv)
         const char *state_dir;
         int code, worst = 0;
 
-        code = cli_parse_state_dir_only(argc, argv, stop_usage, &state_dir);
-        if (code != 0)
-                return code < 0 ? 0 : code;
+        if (!cli_parse_state_dir_only(argc, argv, stop_usage, &state_dir, &code))
+                return code;
         if (optind >= argc) {
                 log_error("stop: expected APP; see 'cella stop --help'");
                 return CELLA_EXIT_USAGE;

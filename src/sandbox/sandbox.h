@@ -26,6 +26,7 @@
 
 #include "sandbox/cgroup.h"
 #include "sandbox/seccomp.h"
+#include "sandbox/step.h"
 
 /* The uid and gid the app runs as inside its user namespace (never 0). */
 #define SANDBOX_UID 1000
@@ -34,33 +35,8 @@
 #define SANDBOX_IDS 65536u
 
 /* Bounds on what a spec may ask for. */
-#define SANDBOX_HOSTNAME_MAX  64 /* HOST_NAME_MAX on Linux */
-#define SANDBOX_DETAIL_MAX    240
+#define SANDBOX_HOSTNAME_MAX  64         /* HOST_NAME_MAX on Linux */
 #define SANDBOX_EXTRA_FDS_MAX (1u << 20) /* SandboxSpec.n_extra_fds: fs.nr_open's default */
-
-/* Where a spawn failed; each maps to its own exit code in the CLI (docs/cli.md). */
-typedef enum SandboxStep {
-        SANDBOX_STEP_NONE = 0,
-        SANDBOX_STEP_PREPARE,   /* checking the spec, opening sources in the caller */
-        SANDBOX_STEP_CGROUP,    /* creating, limiting or joining the cgroup */
-        SANDBOX_STEP_CLONE,     /* clone3 with the namespace flags */
-        SANDBOX_STEP_NAMESPACE, /* hostname, loopback, cgroup namespace */
-        SANDBOX_STEP_MOUNT,     /* building the jail */
-        SANDBOX_STEP_PIVOT,     /* pivot_root, detaching the old root */
-        SANDBOX_STEP_USERNS,    /* user namespace, uid/gid maps, setresuid */
-        SANDBOX_STEP_CAPS,      /* securebits, bounding set, capabilities, no_new_privs */
-        SANDBOX_STEP_RLIMIT,    /* resource limits */
-        SANDBOX_STEP_SECCOMP,   /* loading the seccomp filter */
-        SANDBOX_STEP_EXEC,      /* fds, environment, execve of the entry point */
-        SANDBOX_STEP_INIT,      /* the sandbox's init died or stopped answering */
-        _SANDBOX_STEP_MAX,
-} SandboxStep;
-
-typedef struct SandboxError {
-        SandboxStep step;
-        int error;                       /* positive errno */
-        char detail[SANDBOX_DETAIL_MAX]; /* what was being done, e.g. "bind /usr" */
-} SandboxError;
 
 /* Flags of a SandboxBind. Every bind is nosuid and nodev. */
 enum {
@@ -244,9 +220,6 @@ int sandbox_wait(Sandbox *s, SandboxExit *ret);
 /* Kills everything left in the sandbox, reaps init, removes the cgroup, frees s.
  * Takes NULL; returns NULL. */
 Sandbox *sandbox_free(Sandbox *s);
-
-/* A short name for a step, for messages: "mount", "seccomp", ... */
-const char *sandbox_step_to_string(SandboxStep step);
 
 static inline void sandbox_freep(Sandbox **s)
 {

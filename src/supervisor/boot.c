@@ -19,7 +19,7 @@
 #include "base/macro.h"
 #include "base/strv.h"
 #include "supervisor/bootorder.h"
-#include "supervisor/exit-codes.h"
+#include "supervisor/error.h"
 #include "supervisor/run.h"
 #include "supervisor/supervisor-internal.h"
 
@@ -34,96 +34,97 @@ static int entry_cmp(const struct dirent **a, const struct dirent **b)
 }
 
 /* The subfolders of dir holding a manifest.json, in name order (so a boot is the same
- * every time). Returns 0 or a CELLA_EXIT_* code after printing why. */
-static int boot_scan(const char *dir, BootApp **ret, size_t *ret_n)
+ * every time). Returns 0 or a negative errno with *err after printing why. */
+static int boot_scan(const char *dir, BootApp **ret, size_t *ret_n, SupervisorError *err)
 {
         struct dirent **names = NULL;
         BootApp *apps = NULL;
         size_t n = 0;
-        int k, code = 0;
+        int k, r = 0;
 
         k = scandir(dir, &names, NULL, entry_cmp);
         if (k < 0) {
-                log_error_errno(negative_errno(), "cannot read %s: %m", dir);
-                return CELLA_EXIT_MANIFEST;
+                r = log_error_errno(negative_errno(), "cannot read %s: %m", dir);
+                return supervisor_error(err, SUPERVISOR_STEP_MANIFEST, r, dir);
         }
         for (int i = 0; i < k; i++) {
                 _cleanup_free_ char *sub = NULL, *mf = NULL;
                 struct stat st;
                 BootApp *a;
 
-                if (code != 0 || names[i]->d_name[0] == '.')
+                if (r < 0 || names[i]->d_name[0] == '.')
                         continue;
                 if (asprintf(&sub, "%s/%s", dir, names[i]->d_name) < 0 ||
                     asprintf(&mf, "%s/manifest.json", sub) < 0) {
-                        code = CELLA_EXIT_INTERNAL;
+                        r = supervisor_error(err, SUPERVISOR_STEP_INTERNAL, ENOMEM, NULL);
                         continue;
                 }
                 if (stat(sub, &st) < 0 || !S_ISDIR(st.st_mode) || lstat(mf, &st) < 0)
                         continue; /* not an app folder: build files, docs, ... */
                 if (n >= BOOT_APPS_MAX) {
                         log_error("%s: more than %d apps", dir, BOOT_APPS_MAX);
-                        code = CELLA_EXIT_USAGE;
+                        r = supervisor_error(err, SUPERVISOR_STEP_USAGE, E2BIG, dir);
                         continue;
                 }
                 a = reallocarray(apps, n + 1, sizeof *apps);
                 if (!a) {
-                        code = CELLA_EXIT_INTERNAL;
+                        r = supervisor_error(err, SUPERVISOR_STEP_INTERNAL, ENOMEM, NULL);
                         continue;
                 }
                 apps = a;
                 apps[n] = (BootApp){};
-                code = supervisor_load_manifest(sub, &apps[n].dir, &apps[n].manifest);
-                if (code == 0)
+                r = supervisor_load_manifest(sub, &apps[n].dir, &apps[n].manifest, err);
+                if (r >= 0)
                         n++;
         }
         for (int i = 0; i < k; i++)
                 free(names[i]);
         free(names);
-        if (code == 0 && n == 0) {
+        if (r >= 0 && n == 0) {
                 log_error("%s holds no app folder (a folder with a manifest.json)", dir);
-                code = CELLA_EXIT_MANIFEST;
+                r = supervisor_error(err, SUPERVISOR_STEP_MANIFEST, ENOENT, dir);
         }
-        if (code != 0) {
+        if (r < 0) {
                 for (size_t i = 0; i < n; i++) {
                         free(apps[i].dir);
                         manifest_free(apps[i].manifest);
                 }
                 free(apps);
-                return code;
+                return r;
         }
         *ret = apps;
         *ret_n = n;
         return 0;
 }
 
-static int boot_order(const BootApp *apps, size_t n, BootOrder *ret)
+/* The apps' boot order (bootorder.h). Returns 0 or a negative errno with *err after
+ * printing why. */
+static int boot_order(const BootApp *apps, size_t n, BootOrder *ret, SupervisorError *err)
 {
         _cleanup_free_ Manifest **ms = calloc(n, sizeof *ms);
-        BootOrderError err = {};
+        BootOrderError e = {};
         int r;
 
         if (!ms)
-                return CELLA_EXIT_INTERNAL;
+                return supervisor_error(err, SUPERVISOR_STEP_INTERNAL, ENOMEM, NULL);
         for (size_t i = 0; i < n; i++)
                 ms[i] = apps[i].manifest;
-        r = boot_order_compute(ms, n, ret, &err);
+        r = boot_order_compute(ms, n, ret, &e);
         switch (r) {
         case 0:
                 return 0;
         case -EEXIST:
-                log_error("two app folders hold the same app id %s", err.app);
-                return CELLA_EXIT_MANIFEST;
+                log_error("two app folders hold the same app id %s", e.app);
+                return supervisor_error(err, SUPERVISOR_STEP_MANIFEST, r, e.app);
         case -ENOENT:
-                log_error("%s depends on %s, which is not among the apps to boot", err.app,
-                          err.other);
-                return CELLA_EXIT_MANIFEST;
+                log_error("%s depends on %s, which is not among the apps to boot", e.app, e.other);
+                return supervisor_error(err, SUPERVISOR_STEP_MANIFEST, r, e.other);
         case -ELOOP:
-                log_error("the apps depend on each other in a cycle: %s", err.cycle);
-                return CELLA_EXIT_MANIFEST;
+                log_error("the apps depend on each other in a cycle: %s", e.cycle);
+                return supervisor_error(err, SUPERVISOR_STEP_MANIFEST, r, e.cycle);
         default:
                 log_error_errno(r, "cannot order the apps: %m");
-                return CELLA_EXIT_INTERNAL;
+                return supervisor_error(err, SUPERVISOR_STEP_INTERNAL, r, NULL);
         }
 }
 
@@ -171,8 +172,8 @@ static void report_dep_not_running(const Instance *inst, const Instance *dep, co
 }
 
 /* Two folders holding one app id: both named (the order cannot tell which one is
- * meant). Returns 0 or CELLA_EXIT_MANIFEST after printing. */
-static int boot_check_ids(const char *dir, const BootApp *apps, size_t n)
+ * meant). Returns 0 or -EEXIST with *err (step manifest) after printing. */
+static int boot_check_ids(const char *dir, const BootApp *apps, size_t n, SupervisorError *err)
 {
         for (size_t i = 0; i < n; i++)
                 for (size_t j = i + 1; j < n; j++)
@@ -181,7 +182,8 @@ static int boot_check_ids(const char *dir, const BootApp *apps, size_t n)
                                           "id names one app: remove one, or change its "
                                           "manifest's \"id\"",
                                           dir, apps[i].manifest->id, apps[i].dir, apps[j].dir);
-                                return CELLA_EXIT_MANIFEST;
+                                return supervisor_error(err, SUPERVISOR_STEP_MANIFEST, EEXIST,
+                                                        apps[i].manifest->id);
                         }
         return 0;
 }
@@ -195,44 +197,86 @@ static bool group_last(const Instance *inst)
         return !g || g->members[g->n_members - 1] == inst;
 }
 
-int supervisor_boot(const BootOptions *o)
+/* Marks inst (and the rest of its group) failed: dep_id, which it depends on, is not
+ * running. */
+static void boot_dep_failed(Supervisor *s, Instance *inst, const char *dep_id)
+{
+        size_t nm = inst->group ? inst->group->n_members : 1;
+
+        for (size_t i = 0; i < nm; i++) {
+                Instance *m = inst->group ? inst->group->members[i] : inst;
+
+                m->state = INSTANCE_FAILED;
+                (void)supervisor_error(&m->error, SUPERVISOR_STEP_DEPENDS, ESRCH, dep_id);
+                m->exit_code = supervisor_exit_code(s, &m->error);
+                supervisor_status(s, json_pack("{s:s, s:s, s:s, s:s, s:i}", "event", "failed",
+                                               "app", m->manifest->id, "step", "depends", "error",
+                                               dep_id, "exit_code", m->exit_code));
+        }
+}
+
+/* After the loop: says which apps failed or exited with an error. Returns true if
+ * one did. */
+static bool boot_report(Supervisor *s)
+{
+        bool bad = false;
+
+        for (size_t k = 0; k < s->n_apps; k++) {
+                Instance *inst = s->apps[k];
+                int c = inst->exit_code;
+
+                if (inst->state == INSTANCE_FAILED || (!inst->stop_requested && c != 0 &&
+                                                       inst->manifest->kind == MANIFEST_KIND_APP)) {
+                        log_error("%s: %s (exit status %d)", inst->manifest->id,
+                                  inst->state != INSTANCE_FAILED ? "exited with an error"
+                                  : inst->error.step == SUPERVISOR_STEP_DEPENDS
+                                          ? "not started: an app it depends on is not running"
+                                          : "failed",
+                                  c);
+                        bad = true;
+                }
+        }
+        return bad;
+}
+
+int supervisor_boot(const BootOptions *o, SupervisorError *err)
 {
         BootApp *apps = NULL;
         size_t n = 0;
         BootOrder order = {};
         Supervisor *s = NULL;
-        int code, r;
-        bool bad = false;
+        int r;
 
-        code = boot_scan(o->dir, &apps, &n);
-        if (code != 0)
-                return code;
-        code = boot_check_ids(o->dir, apps, n);
-        if (code == 0)
-                code = boot_order(apps, n, &order);
-        if (code != 0)
+        r = boot_scan(o->dir, &apps, &n, err);
+        if (r < 0)
+                return r;
+        r = boot_check_ids(o->dir, apps, n, err);
+        if (r >= 0)
+                r = boot_order(apps, n, &order, err);
+        if (r < 0)
                 goto out;
-        code = supervisor_new(&(SupervisorOptions){.state_dir = o->k.state_dir,
-                                                   .uid_base = o->k.uid_base,
-                                                   .uid_count = o->k.uid_count,
-                                                   .cgroup_mode = o->k.cgroup_mode,
-                                                   .output = SUPERVISOR_OUTPUT_LOGS,
-                                                   .json_status_fd = o->k.json_status_fd,
-                                                   .raw_output = o->k.raw_output,
-                                                   .no_prompt = o->k.no_prompt,
-                                                   .roots = o->k.roots,
-                                                   .boot = true},
-                              &s);
-        if (code != 0)
+        r = supervisor_new(&(SupervisorOptions){.state_dir = o->k.state_dir,
+                                                .uid_base = o->k.uid_base,
+                                                .uid_count = o->k.uid_count,
+                                                .cgroup_mode = o->k.cgroup_mode,
+                                                .output = SUPERVISOR_OUTPUT_LOGS,
+                                                .json_status_fd = o->k.json_status_fd,
+                                                .raw_output = o->k.raw_output,
+                                                .no_prompt = o->k.no_prompt,
+                                                .roots = o->k.roots,
+                                                .boot = true,
+                                                .exit_code = o->k.exit_code},
+                           &s, err);
+        if (r < 0)
                 goto out;
         /* Register all first (an app.launch may name any of them), in boot order. */
-        for (size_t k = 0; k < order.n && code == 0; k++) {
+        for (size_t k = 0; k < order.n && r >= 0; k++) {
                 size_t i = order.order[k];
 
-                code = supervisor_add(s, apps[i].dir, TAKE_PTR(apps[i].manifest), NULL,
-                                      (unsigned)order.wave_of[i], NULL);
+                r = supervisor_add(s, apps[i].dir, TAKE_PTR(apps[i].manifest), NULL,
+                                   (unsigned)order.wave_of[i], NULL, err);
         }
-        if (code != 0)
+        if (r < 0)
                 goto out;
         log_info("booting %zu app(s) from %s in %zu wave(s); logs in %s/logs", n, o->dir,
                  order.n_waves, o->k.state_dir);
@@ -245,19 +289,8 @@ int supervisor_boot(const BootOptions *o)
                         continue;
                 dep = dep_not_running(s, inst, &dep_id);
                 if (dep) {
-                        size_t nm = inst->group ? inst->group->n_members : 1;
-
                         report_dep_not_running(inst, dep, dep_id);
-                        for (size_t i = 0; i < nm; i++) {
-                                Instance *m = inst->group ? inst->group->members[i] : inst;
-
-                                m->state = INSTANCE_FAILED;
-                                m->exit_code = CELLA_EXIT_DEPENDENCY;
-                                supervisor_status(s, json_pack("{s:s, s:s, s:s, s:s, s:i}", "event",
-                                                               "failed", "app", m->manifest->id,
-                                                               "step", "depends", "error", dep_id,
-                                                               "exit_code", CELLA_EXIT_DEPENDENCY));
-                        }
+                        boot_dep_failed(s, inst, dep_id);
                         continue;
                 }
                 (void)instance_start(inst);
@@ -268,22 +301,7 @@ int supervisor_boot(const BootOptions *o)
         supervisor_changed(s);
         supervisor_loop(s);
 
-        for (size_t k = 0; k < s->n_apps; k++) {
-                Instance *inst = s->apps[k];
-                int c = inst->exit_code;
-
-                if (inst->state == INSTANCE_FAILED || (!inst->stop_requested && c != 0 &&
-                                                       inst->manifest->kind == MANIFEST_KIND_APP)) {
-                        log_error("%s: %s (exit status %d)", inst->manifest->id,
-                                  inst->state != INSTANCE_FAILED ? "exited with an error"
-                                  : c == CELLA_EXIT_DEPENDENCY   ? "not started: an app it "
-                                                                   "depends on is not running"
-                                                                 : "failed",
-                                  c);
-                        bad = true;
-                }
-        }
-        code = bad ? 1 : 0;
+        r = boot_report(s) ? 1 : 0;
 out:
         supervisor_free(s);
         boot_order_done(&order);
@@ -292,5 +310,5 @@ out:
                 manifest_free(apps[i].manifest);
         }
         free(apps);
-        return code;
+        return r;
 }

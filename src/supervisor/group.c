@@ -36,7 +36,7 @@
 #include "base/macro.h"
 #include "base/strv.h"
 #include "base/termsafe.h"
-#include "supervisor/exit-codes.h"
+#include "supervisor/error.h"
 #include "supervisor/storage.h"
 #include "supervisor/supervisor-internal.h"
 
@@ -52,21 +52,7 @@
 #define GROUP_FDS_PER_APP 7u
 #define GROUP_FDS_SPARE   256u
 
-static uint64_t now_ns(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static int64_t now_ms_realtime(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+static const SandboxedRunOps group_run_ops;
 
 static Group *group_find(Supervisor *s, const char *name)
 {
@@ -76,7 +62,7 @@ static Group *group_find(Supervisor *s, const char *name)
         return NULL;
 }
 
-int group_add(Supervisor *s, Instance *inst)
+int group_add(Supervisor *s, Instance *inst, SupervisorError *err)
 {
         const Manifest *m = inst->manifest;
         Group *g = group_find(s, m->group);
@@ -85,7 +71,7 @@ int group_add(Supervisor *s, Instance *inst)
         if (g) {
                 if (g->state == INSTANCE_RUNNING) {
                         log_error("%s: cannot join packed group %s: its host runs", m->id, g->name);
-                        return CELLA_EXIT_PREPARE;
+                        return supervisor_error_at(err, SANDBOX_STEP_PREPARE, EBUSY, g->name);
                 }
                 /* All apps of a group that name a scheduler must agree. */
                 for (size_t i = 0; i < g->n_members && m->has_scheduler; i++) {
@@ -97,34 +83,37 @@ int group_add(Supervisor *s, Instance *inst)
                                           g->name, o->id,
                                           manifest_scheduler_to_string(o->scheduler), m->id,
                                           manifest_scheduler_to_string(m->scheduler));
-                                return CELLA_EXIT_MANIFEST;
+                                return supervisor_error(err, SUPERVISOR_STEP_MANIFEST, EINVAL,
+                                                        "scheduler");
                         }
                 }
                 if (g->n_members >= LUAHOST_APPS_MAX) {
                         log_error("packed group %s: more than %u apps", g->name, LUAHOST_APPS_MAX);
-                        return CELLA_EXIT_MANIFEST;
+                        return supervisor_error(err, SUPERVISOR_STEP_MANIFEST, E2BIG, "group");
                 }
         } else {
                 Group **groups = reallocarray(s->groups, s->n_groups + 1, sizeof *groups);
 
                 if (!groups)
-                        return CELLA_EXIT_INTERNAL;
+                        return supervisor_error(err, SUPERVISOR_STEP_INTERNAL, ENOMEM, NULL);
                 s->groups = groups;
                 g = calloc(1, sizeof *g);
                 if (!g)
-                        return CELLA_EXIT_INTERNAL;
+                        return supervisor_error(err, SUPERVISOR_STEP_INTERNAL, ENOMEM, NULL);
                 g->name = strdup(m->group);
-                if (!g->name) {
+                if (!g->name || asprintf(&g->label, "packed group %s", m->group) < 0) {
+                        free(g->name);
                         free(g);
-                        return CELLA_EXIT_INTERNAL;
+                        return supervisor_error(err, SUPERVISOR_STEP_INTERNAL, ENOMEM, NULL);
                 }
                 g->sup = s;
+                sandboxed_init(&g->run, s, g->label, &group_run_ops, g);
                 g->out.from = g->err.from = -EBADF;
                 s->groups[s->n_groups++] = g;
         }
         members = reallocarray(g->members, g->n_members + 1, sizeof *members);
         if (!members)
-                return CELLA_EXIT_INTERNAL;
+                return supervisor_error(err, SUPERVISOR_STEP_INTERNAL, ENOMEM, NULL);
         g->members = members;
         inst->group = g;
         inst->group_index = (uint32_t)g->n_members;
@@ -264,11 +253,10 @@ static int spec_memfd(const char *text, int *ret)
 /* The host's uid is its first member's; every member's data dir is given to it. */
 typedef struct GroupPrepare {
         Group *g;
-        uid_t uid;        /* out */
-        uid_t ids_base;   /* out: the first member's block of host ids */
-        int error;        /* out */
-        const char *what; /* out */
-        const char *id;   /* out: the app it failed for */
+        uid_t uid;           /* out */
+        uid_t ids_base;      /* out: the first member's block of host ids */
+        SupervisorError err; /* out: what failed, step STATE (detail: the message's verb) */
+        const char *id;      /* out: the app it failed for */
 } GroupPrepare;
 
 static int group_prepare(SandboxSpec *spec, void *userdata)
@@ -280,19 +268,17 @@ static int group_prepare(SandboxSpec *spec, void *userdata)
 
         p->id = g->members[0]->manifest->id;
         r = state_app_uid(st, p->id, &p->uid, &p->ids_base);
-        if (r < 0) {
-                p->what = "cannot allocate a uid for";
-                return p->error = r;
-        }
+        if (r < 0)
+                return supervisor_error(&p->err, SUPERVISOR_STEP_STATE, r,
+                                        "cannot allocate a uid for");
         for (size_t i = 0; i < g->n_members; i++) {
                 _cleanup_free_ char *data = NULL;
 
                 p->id = g->members[i]->manifest->id;
                 r = state_app_data_dir(st, p->id, p->uid, &data);
-                if (r < 0) {
-                        p->what = "cannot give the data directory to";
-                        return p->error = r;
-                }
+                if (r < 0)
+                        return supervisor_error(&p->err, SUPERVISOR_STEP_STATE, r,
+                                                "cannot give the data directory to");
         }
         spec->host_uid = p->uid;
         spec->host_gid = (gid_t)p->uid;
@@ -399,10 +385,7 @@ static int group_launch_prepare(Group *g, GroupLaunch *l, int spec_fd, const int
                 return -ENOMEM;
         /* Rebuilt from nothing, as a single app's (launch.c); no CELLA_FD: each app's
          * channel is named in the spec. */
-        if (strv_extend(&l->envp, "PATH=" LAUNCH_PATH) < 0 ||
-            strv_extend(&l->envp, "HOME=/data") < 0 || strv_extend(&l->envp, "TMPDIR=/tmp") < 0 ||
-            strv_extend(&l->envp, "LANG=C.UTF-8") < 0 ||
-            strv_extendf(&l->envp, "CELLA_GROUP=%s", g->name) < 0)
+        if (launch_base_env(&l->envp) < 0 || strv_extendf(&l->envp, "CELLA_GROUP=%s", g->name) < 0)
                 return -ENOMEM;
         if (asprintf(&l->hostname, "group-%s", g->name) < 0 ||
             asprintf(&l->label, "group-%s", g->name) < 0) {
@@ -426,62 +409,18 @@ static int group_launch_prepare(Group *g, GroupLaunch *l, int spec_fd, const int
         return 0;
 }
 
-/* The host's own output: our terminal (cella run), or logs/group.<name>.log. */
+/* The host's own output: our terminal (cella run), or logs/group.<name>.log.
+ * Returns 0 or a negative errno, after a message. */
 static int group_open_log(Group *g)
 {
-        Supervisor *s = g->sup;
-        _cleanup_free_ char *dir = NULL, *name = NULL;
-        int r;
+        _cleanup_free_ char *name = NULL;
 
-        if (s->o.output != SUPERVISOR_OUTPUT_LOGS || g->log)
-                return 0;
-        if (asprintf(&dir, "%s/logs", state_path(s->state)) < 0 ||
-            asprintf(&name, "group.%s", g->name) < 0)
-                return -ENOMEM;
-        if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-                return negative_errno();
-        r = applog_open(dir, name, APPLOG_SIZE_DEFAULT, APPLOG_KEEP_DEFAULT, &g->log);
-        return r < 0 ? r : 0;
+        if (asprintf(&name, "group.%s", g->name) < 0)
+                return log_error_errno(-ENOMEM, "cannot open the log of %s: %m", g->label);
+        return sandboxed_open_log(g->sup, name, &g->log);
 }
 
 static void group_maybe_restart(Group *g);
-
-static void poll_closed(uv_handle_t *h)
-{
-        Group *g = h->data;
-
-        g->polls_closing--;
-}
-
-static void group_poll_close(Group *g, uv_poll_t *p)
-{
-        g->polls_closing++;
-        p->data = g;
-        uv_close((uv_handle_t *)p, poll_closed);
-}
-
-static void on_sandbox(uv_poll_t *h, int status, int events)
-{
-        Group *g = h->data;
-
-        int done = sandbox_process(g->sandbox);
-
-        supervisor_check_init(g->sup, g->sandbox);
-        if (done > 0) {
-                uv_poll_stop(h);
-                supervisor_output_check(g->sup);
-                group_maybe_finished(g);
-        }
-}
-
-static void on_seccomp_notify(uv_poll_t *h, int status, int events)
-{
-        Group *g = h->data;
-
-        if (status < 0 || (events & UV_DISCONNECT) ||
-            seccomp_notify_process(g->sandbox->seccomp_notify_fd, g->denials) < 0)
-                uv_poll_stop(h);
-}
 
 /* Records that member inst ended with code (a cella-lua fault: 0, 1, 3, 4; or
  * 128+N when the host was killed by signal N); how: "exited" or "killed". */
@@ -489,21 +428,24 @@ static void member_exited(Instance *inst, int code, const char *how)
 {
         Supervisor *s = inst->sup;
         const char *reason = luastats_fault_reason(code);
-        double ms = (double)(now_ns() - inst->started_ns) / 1e6;
+        double ms = (double)(sandboxed_now_ns() - inst->started_ns) / 1e6;
         json_t *rec;
 
         inst->exit_code = code;
-        inst->last_exit = (SandboxExit){
-                .code = code >= CELLA_EXIT_SIGNAL_BASE ? CLD_KILLED : CLD_EXITED,
-                .status = code >= CELLA_EXIT_SIGNAL_BASE ? code - CELLA_EXIT_SIGNAL_BASE : code};
+        inst->last_exit = (SandboxExit){.code = code >= SUPERVISOR_SIGNAL_STATUS_BASE ? CLD_KILLED
+                                                                                      : CLD_EXITED,
+                                        .status = code >= SUPERVISOR_SIGNAL_STATUS_BASE
+                                                          ? code - SUPERVISOR_SIGNAL_STATUS_BASE
+                                                          : code};
         instance_report_lua_exit(inst, code);
         broker_app_detach(inst->broker_app);
         inst->broker_app = NULL;
-        supervisor_status(s, json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:f}", "event", "exited",
-                                       "app", inst->manifest->id, "group", inst->group->name, "how",
-                                       how, "exit_code", code, "pid",
-                                       inst->group->sandbox ? (int)inst->group->sandbox->pid : 0,
-                                       "duration_ms", ms));
+        supervisor_status(
+                s, json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:f}", "event", "exited", "app",
+                             inst->manifest->id, "group", inst->group->name, "how", how,
+                             "exit_code", code, "pid",
+                             inst->group->run.sandbox ? (int)inst->group->run.sandbox->pid : 0,
+                             "duration_ms", ms));
         rec = json_pack("{s:s, s:s, s:s, s:i, s:f}", "what", "exited", "how", how, "group",
                         inst->group->name, "status", code, "duration_ms", ms);
         if (rec && reason)
@@ -519,7 +461,7 @@ static void on_watch(uv_timer_t *t)
         Group *g = t->data;
         bool changed = false;
 
-        if (g->state != INSTANCE_RUNNING || !g->sandbox || g->sandbox->exited)
+        if (g->state != INSTANCE_RUNNING || !g->run.sandbox || g->run.sandbox->exited)
                 return;
         for (size_t i = 0; i < g->n_members; i++) {
                 Instance *inst = g->members[i];
@@ -532,7 +474,7 @@ static void on_watch(uv_timer_t *t)
                 if (inst->broker_app)
                         broker_app_stats(inst->broker_app, &bs);
                 ended = bs.closed;
-                if (g->stats && luastats_app(g->stats, inst->group_index, &a) >= 0)
+                if (g->run.stats && luastats_app(g->run.stats, inst->group_index, &a) >= 0)
                         ended |= a.state == CLUA_APP_EXITED || a.state == CLUA_APP_FAILED;
                 else
                         a.fault = 0;
@@ -545,339 +487,390 @@ static void on_watch(uv_timer_t *t)
                 supervisor_changed(g->sup);
 }
 
-static void group_failed(Group *g, int code)
+/* g's start failed: g->error says why (printed and recorded); so for each member. */
+static void group_failed(Group *g)
 {
-        g->exit_code = code;
+        g->exit_code = supervisor_exit_code(g->sup, &g->error);
         g->state = INSTANCE_FAILED;
         for (size_t i = 0; i < g->n_members; i++) {
-                g->members[i]->exit_code = code;
+                g->members[i]->error = g->error;
+                g->members[i]->exit_code = g->exit_code;
                 g->members[i]->state = INSTANCE_FAILED;
         }
         supervisor_changed(g->sup);
 }
 
-int group_start(Group *g)
+/* What one start of the host holds until it runs and is served. */
+typedef struct GroupStart {
+        GroupFds fds;
+        GroupLaunch launch;
+        GroupPrepare prep;
+        SandboxError serr;
+        int out[2], err[2]; /* the host's own stdout and stderr */
+        bool state_failed;  /* what failed is the state directory's (SUPERVISOR_STEP_STATE) */
+} GroupStart;
+
+static void group_start_done(GroupStart *c)
 {
-        Supervisor *s = g->sup;
-        GroupFds fds = {.spec = -EBADF};
-        GroupLaunch launch = {};
-        GroupPrepare prep = {.g = g};
-        _cleanup_free_ LuaHostApp *apps = NULL;
-        _cleanup_free_ char *spec = NULL;
-        int out[2] = {-EBADF, -EBADF}, err[2] = {-EBADF, -EBADF};
-        SandboxError serr = {};
-        size_t n = g->n_members;
-        int r, code = CELLA_EXIT_INTERNAL;
+        for (size_t i = 0; i < 2; i++) {
+                c->out[i] = safe_close(c->out[i]);
+                c->err[i] = safe_close(c->err[i]);
+        }
+        group_launch_done(&c->launch);
+        group_fds_done(&c->fds);
+}
+
+/* Whether g may start now: 0 yes, 1 it runs already, else a negative errno with
+ * g->error after a message. The fd limit is checked up front (GROUP_FDS_PER_APP) rather than
+ * failing with EMFILE half way. */
+static int group_may_start(Group *g)
+{
+        uint64_t need = GROUP_FDS_PER_APP * (uint64_t)g->n_members + GROUP_FDS_SPARE;
+        struct rlimit rl;
 
         if (g->state == INSTANCE_RUNNING)
-                return 0;
-        if (g->out.closing || g->err.closing || g->polls_closing > 0) {
+                return 1;
+        if (g->out.closing || g->err.closing || sandboxed_busy(&g->run)) {
                 log_error("cannot start packed group %s: its last run is still being cleaned up",
                           g->name);
-                return CELLA_EXIT_INTERNAL;
+                return supervisor_error(&g->error, SUPERVISOR_STEP_INTERNAL, EBUSY, NULL);
         }
-        {
-                /* Check the fd limit up front (GROUP_FDS_PER_APP) rather than fail
-                 * with EMFILE half way. */
-                struct rlimit rl;
-                uint64_t need = GROUP_FDS_PER_APP * (uint64_t)n + GROUP_FDS_SPARE;
-
-                if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < need) {
-                        log_error("cannot start packed group %s: its %zu apps need about %llu "
-                                  "fds in cella, whose limit is %llu (raise the hard limit of "
-                                  "RLIMIT_NOFILE, or split the group)",
-                                  g->name, n, (unsigned long long)need,
-                                  (unsigned long long)rl.rlim_cur);
-                        code = CELLA_EXIT_PREPARE;
-                        goto fail;
-                }
-        }
-        for (size_t i = 0; i < n; i++) {
-                Instance *inst = g->members[i];
+        for (size_t i = 0; i < g->n_members; i++) {
+                const Instance *inst = g->members[i];
 
                 if (inst->out.closing || inst->out.open) {
                         log_error("cannot start packed group %s: the log of %s is still open",
                                   g->name, inst->manifest->id);
-                        return CELLA_EXIT_INTERNAL;
+                        return supervisor_error(&g->error, SUPERVISOR_STEP_INTERNAL, EBUSY,
+                                                inst->manifest->id);
                 }
-                code = instance_open_log(inst);
-                if (code != 0)
-                        goto fail;
-                /* Each signed member runs only what its key signed, at every start. */
-                code = instance_verify_again(inst);
-                if (code != 0)
-                        goto fail;
-                code = CELLA_EXIT_INTERNAL;
         }
-        g->stop_requested = false;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < need) {
+                log_error("cannot start packed group %s: its %zu apps need about %llu fds in "
+                          "cella, whose limit is %llu (raise the hard limit of RLIMIT_NOFILE, or "
+                          "split the group)",
+                          g->name, g->n_members, (unsigned long long)need,
+                          (unsigned long long)rl.rlim_cur);
+                return supervisor_error_at(&g->error, SANDBOX_STEP_PREPARE, EMFILE,
+                                           "RLIMIT_NOFILE");
+        }
+        return 0;
+}
+
+/* Each member's log, and each signed member verified again (it runs only what its
+ * key signed, at every start); then the host's own log. Returns 0 or a negative
+ * errno with g->error after a message. */
+static int group_check_members(Group *g)
+{
+        int r;
+
+        for (size_t i = 0; i < g->n_members; i++) {
+                r = instance_open_log(g->members[i], &g->error);
+                if (r >= 0)
+                        r = instance_verify_again(g->members[i], &g->error);
+                if (r < 0)
+                        return r;
+        }
         r = group_open_log(g);
-        if (r < 0) {
-                log_error_errno(r, "cannot open the log of packed group %s: %m", g->name);
-                code = CELLA_EXIT_STATE;
-                goto fail;
-        }
-        g->stats = luastats_free(g->stats);
-        r = luastats_new((uint32_t)n, &g->stats);
-        if (r >= 0) {
-                r = fd_above_stdio(g->stats->fd);
-                g->stats->fd = r;
-        }
-        if (r >= 0)
-                r = group_fds_open(g, &fds);
-        if (r < 0) {
-                log_error_errno(r, "cannot create the fds of packed group %s: %m", g->name);
-                goto fail;
-        }
-        r = group_data_open(g, &fds);
-        if (r < 0) {
-                code = CELLA_EXIT_STATE;
-                goto fail;
-        }
-        apps = calloc(n, sizeof *apps);
-        if (!apps)
-                goto fail;
-        for (size_t i = 0; i < n; i++)
-                apps[i] = (LuaHostApp){.manifest = g->members[i]->manifest,
-                                       .extra_args = g->members[i]->extra_args,
-                                       .channel_fd = fds.chan[2 * i + 1],
-                                       .log_fd = fds.log ? fds.log[2 * i + 1] : -1};
-        {
-                ManifestScheduler sched = MANIFEST_SCHEDULER_FAIR;
-                _cleanup_free_ const Manifest **ms = calloc(n, sizeof *ms);
-                size_t a = 0, b = 0;
+        return r < 0 ? supervisor_error(&g->error, SUPERVISOR_STEP_STATE, r, "logs") : 0;
+}
 
-                if (!ms)
-                        goto fail;
-                for (size_t i = 0; i < n; i++)
-                        ms[i] = g->members[i]->manifest;
-                (void)luahost_scheduler(ms, n, &sched, &a, &b); /* checked by group_add() */
-                r = luahost_spec_build(sched, apps, n, g->stats->fd, &spec);
-        }
-        if (r >= 0)
-                r = spec_memfd(spec, &fds.spec);
-        if (r < 0) {
-                log_error_errno(r, "cannot write the spec of packed group %s: %m", g->name);
-                goto fail;
-        }
-        fds.extra[fds.n_extra++] = fds.spec;
-        fds.extra[fds.n_extra++] = g->stats->fd;
-        qsort(fds.extra, fds.n_extra, sizeof(int), int_cmp);
+/* The host's spec (luahost_spec_build()): each member's manifest, arguments,
+ * channel and log fd, the scheduler, the stats file; into a sealed memfd. */
+static int group_write_spec(Group *g, GroupFds *fds)
+{
+        size_t n = g->n_members;
+        _cleanup_free_ LuaHostApp *apps = calloc(n, sizeof *apps);
+        _cleanup_free_ const Manifest **ms = calloc(n, sizeof *ms);
+        _cleanup_free_ char *spec = NULL;
+        ManifestScheduler sched = MANIFEST_SCHEDULER_FAIR;
+        size_t a = 0, b = 0;
+        int r;
 
-        r = group_launch_prepare(g, &launch, fds.spec, fds.data);
-        if (r < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
-                r = r < 0 ? r : negative_errno();
-                log_error_errno(r, "cannot prepare packed group %s: %m", g->name);
-                goto fail;
-        }
-        group_limits(g, &launch.spec, fds.n_extra);
-        {
-                /* No RLIMIT_FSIZE when every /data has its own size (launch.h,
-                 * launch_set_data_mount()). */
-                bool all_sized = true;
-
-                for (size_t i = 0; i < n; i++)
-                        all_sized &= fds.data[i] >= 0;
-                if (all_sized)
-                        launch.spec.rlimit_fsize = 0;
-        }
-        launch.spec.stdio[1] = out[1];
-        launch.spec.stdio[2] = err[1];
-        launch.spec.extra_fds = fds.extra;
-        launch.spec.n_extra_fds = fds.n_extra;
-        launch.spec.seccomp = s->filter;
-        launch.spec.cgroups = s->cgm;
-        launch.spec.prepare = group_prepare;
-        launch.spec.prepare_userdata = &prep;
-
-        g->started_ns = now_ns();
-        g->started_ms = now_ms_realtime();
-        r = sandbox_spawn(&launch.spec, &g->sandbox, &serr);
-        out[1] = safe_close(out[1]);
-        err[1] = safe_close(err[1]);
+        if (!apps || !ms)
+                return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
-                fds.chan[2 * i + 1] = safe_close(fds.chan[2 * i + 1]);
-                if (fds.log)
-                        fds.log[2 * i + 1] = safe_close(fds.log[2 * i + 1]);
+                ms[i] = g->members[i]->manifest;
+                apps[i] = (LuaHostApp){.manifest = ms[i],
+                                       .extra_args = g->members[i]->extra_args,
+                                       .channel_fd = fds->chan[2 * i + 1],
+                                       .log_fd = fds->log ? fds->log[2 * i + 1] : -1};
         }
-        fds.spec = safe_close(fds.spec);
-        if (r < 0 && prep.error < 0) {
-                log_error_errno(prep.error, "%s %s in %s: %m", prep.what, prep.id, s->o.state_dir);
-                code = CELLA_EXIT_STATE;
-                goto fail;
-        }
+        (void)luahost_scheduler(ms, n, &sched, &a, &b); /* checked by group_add() */
+        r = luahost_spec_build(sched, apps, n, g->run.stats->fd, &spec);
+        if (r < 0)
+                return r;
+        return spec_memfd(spec, &fds->spec);
+}
+
+/* The fds the host gets: the stats file, each member's channel, log pipe and
+ * /data, and the spec. Returns 0 or a negative errno, after a message. */
+static int group_open_fds(Group *g, GroupStart *c)
+{
+        GroupFds *fds = &c->fds;
+        int r;
+
+        r = sandboxed_new_stats(&g->run, (uint32_t)g->n_members);
+        if (r >= 0)
+                r = group_fds_open(g, fds);
+        if (r < 0)
+                return log_error_errno(r, "cannot create the fds of packed group %s: %m", g->name);
+        r = group_data_open(g, fds);
         if (r < 0) {
-                char detail[SANDBOX_DETAIL_MAX];
-
-                /* The members' file names and #! lines: one inert line (instance.c). */
-                termsafe_field(serr.detail, sizeof detail - 4, detail, sizeof detail);
-                code = cella_exit_for_step(serr.step, serr.error);
-                if (serr.step == SANDBOX_STEP_EXEC && strncmp(serr.detail, "execute ", 8) != 0) {
-                        /* Told in the app's terms (execdiag.c): which member's file. */
-                        log_error("cannot start packed group %s: %s", g->name, detail);
-                        for (size_t i = 0; i < n; i++) {
-                                const Instance *m = g->members[i];
-                                char at[MANIFEST_ID_MAX + 16];
-
-                                snprintf(at, sizeof at, " /apps/%s/", m->manifest->id);
-                                if (strstr(serr.detail, at))
-                                        log_error("(/apps/%s in the jail is the folder %s of %s)",
-                                                  m->manifest->id, m->app_dir, m->manifest->id);
-                        }
-                } else
-                        log_error("cannot start packed group %s: %s step failed: %s: %s", g->name,
-                                  sandbox_step_to_string(serr.step), detail, strerror(serr.error));
-                for (size_t i = 0; i < n; i++)
-                        supervisor_audit(s, g->members[i]->manifest->id, AUDIT_EVENT_LIFECYCLE,
-                                         json_pack("{s:s, s:s, s:s, s:s, s:i}", "what", "failed",
-                                                   "group", g->name, "step",
-                                                   sandbox_step_to_string(serr.step), "error",
-                                                   serr.detail, "errno", serr.error));
-                goto fail;
+                c->state_failed = true;
+                return r;
         }
-        g->uid = prep.uid;
-        g->state = INSTANCE_RUNNING;
+        r = group_write_spec(g, fds);
+        if (r < 0)
+                return log_error_errno(r, "cannot write the spec of packed group %s: %m", g->name);
+        fds->extra[fds->n_extra++] = fds->spec;
+        fds->extra[fds->n_extra++] = g->run.stats->fd;
+        qsort(fds->extra, fds->n_extra, sizeof(int), int_cmp);
+        return 0;
+}
 
-        /* Watch the host: its exit, its denied calls, its own output. */
-        if (g->sandbox->seccomp_notify_fd >= 0) {
-                if (!g->denials)
-                        g->denials = malloc(sizeof *g->denials);
-                if (g->denials) {
-                        *g->denials = (SeccompDenials){};
-                        r = uv_poll_init(&s->loop, &g->notify_poll, g->sandbox->seccomp_notify_fd);
-                        if (r >= 0) {
-                                g->notify_poll_init = true;
-                                g->notify_poll.data = g;
-                                (void)uv_poll_start(&g->notify_poll, UV_READABLE | UV_DISCONNECT,
-                                                    on_seccomp_notify);
-                        }
+/* The host's SandboxSpec, in c->launch. Returns 0 or a negative errno, after a
+ * message. */
+static int group_prepare_spec(Group *g, GroupStart *c)
+{
+        SandboxSpec *spec = &c->launch.spec;
+        bool all_sized = true;
+        int r;
+
+        r = group_launch_prepare(g, &c->launch, c->fds.spec, c->fds.data);
+        if (r < 0 || pipe2(c->out, O_CLOEXEC) < 0 || pipe2(c->err, O_CLOEXEC) < 0) {
+                r = r < 0 ? r : negative_errno();
+                return log_error_errno(r, "cannot prepare packed group %s: %m", g->name);
+        }
+        group_limits(g, spec, c->fds.n_extra);
+        /* No RLIMIT_FSIZE when every /data has its own size (launch.h,
+         * launch_set_data_mount()). */
+        for (size_t i = 0; i < g->n_members; i++)
+                all_sized &= c->fds.data[i] >= 0;
+        if (all_sized)
+                spec->rlimit_fsize = 0;
+        spec->stdio[1] = c->out[1];
+        spec->stdio[2] = c->err[1];
+        spec->extra_fds = c->fds.extra;
+        spec->n_extra_fds = c->fds.n_extra;
+        spec->seccomp = g->sup->filter;
+        spec->cgroups = g->sup->cgm;
+        c->prep = (GroupPrepare){.g = g};
+        spec->prepare = group_prepare;
+        spec->prepare_userdata = &c->prep;
+        return 0;
+}
+
+/* Says why the host's spawn failed (SandboxError e), naming the member whose file
+ * it was, and records it. Returns a negative errno with g->error. */
+static int group_report_spawn_error(Group *g, const SandboxError *e)
+{
+        int r = supervisor_error_sandbox(&g->error, e);
+        char detail[SANDBOX_DETAIL_MAX];
+
+        /* The members' file names and #! lines: one inert line (instance.c). */
+        termsafe_field(e->detail, sizeof detail - 4, detail, sizeof detail);
+        if (e->step == SANDBOX_STEP_EXEC && strncmp(e->detail, "execute ", 8) != 0) {
+                /* Told in the app's terms (execdiag.c): which member's file. */
+                log_error("cannot start packed group %s: %s", g->name, detail);
+                for (size_t i = 0; i < g->n_members; i++) {
+                        const Instance *m = g->members[i];
+                        char at[MANIFEST_ID_MAX + 16];
+
+                        snprintf(at, sizeof at, " /apps/%s/", m->manifest->id);
+                        if (strstr(e->detail, at))
+                                log_error("(/apps/%s in the jail is the folder %s of %s)",
+                                          m->manifest->id, m->app_dir, m->manifest->id);
                 }
+        } else
+                log_error("cannot start packed group %s: %s step failed: %s: %s", g->name,
+                          sandbox_step_to_string(e->step), detail, strerror(e->error));
+        sandboxed_report_failed(&g->run, &g->error);
+        return r;
+}
+
+/* Spawns the host. Returns 0 or a negative errno with g->error, after its message
+ * and records. */
+static int group_spawn(Group *g, GroupStart *c)
+{
+        int r = sandboxed_spawn(&g->run, &c->launch.spec, &c->serr);
+
+        /* The host has its ends now (or never will): ours would hide EOF. */
+        c->out[1] = safe_close(c->out[1]);
+        c->err[1] = safe_close(c->err[1]);
+        for (size_t i = 0; i < g->n_members; i++) {
+                c->fds.chan[2 * i + 1] = safe_close(c->fds.chan[2 * i + 1]);
+                if (c->fds.log)
+                        c->fds.log[2 * i + 1] = safe_close(c->fds.log[2 * i + 1]);
         }
-        r = pump_start(s, NULL, g, &g->out, out[0], s->out_outlet, g->log);
+        c->fds.spec = safe_close(c->fds.spec);
+        if (r >= 0)
+                return 0;
+        if (c->prep.err.step != SUPERVISOR_STEP_NONE) {
+                g->error = c->prep.err;
+                log_error_errno(-g->error.error, "%s %s in %s: %m", g->error.detail, c->prep.id,
+                                g->sup->o.state_dir);
+                g->error.error = -r; /* the record's errno: the spawn's */
+                sandboxed_report_failed(&g->run, &g->error);
+                return r;
+        }
+        return group_report_spawn_error(g, &c->serr);
+}
+
+/* Member i of the running host: installed, its channel served under its own id,
+ * its log pumped, its records. Returns 0 or a negative errno with g->error after a
+ * message. */
+static int group_serve_member(Group *g, GroupStart *c, size_t i)
+{
+        Supervisor *s = g->sup;
+        Instance *inst = g->members[i];
+        const Sandbox *sb = g->run.sandbox;
+        BrokerAppInfo info;
+        int r;
+
+        r = instance_install(inst, &g->error);
+        if (r < 0)
+                return r;
+        inst->uid = g->run.uid;
+        inst->started_ns = g->run.started_ns;
+        inst->started_ms = g->run.started_ms;
+        inst->stop_requested = false;
+        info = (BrokerAppInfo){
+                .manifest = inst->manifest,
+                .app_dir = inst->app_dir,
+                .data_dir = inst->data_dir,
+                .signed_ok = inst->signed_ok,
+        };
+        sandboxed_broker_info(&g->run, &info);
+        r = broker_app_attach(s->broker, &info, TAKE_FD(c->fds.chan[2 * i]), &inst->broker_app);
+        if (r < 0) {
+                log_error_errno(r, "cannot serve the channel of %s: %m", inst->manifest->id);
+                return supervisor_error(&g->error, SUPERVISOR_STEP_INTERNAL, r, inst->manifest->id);
+        }
+        if (c->fds.log) {
+                r = pump_start(s, inst, g, &inst->out, c->fds.log[2 * i], s->out_outlet, inst->log);
+                if (r < 0) {
+                        log_error("cannot pump the log of %s: %s", inst->manifest->id,
+                                  uv_strerror(r));
+                        return supervisor_error(&g->error, SUPERVISOR_STEP_INTERNAL, r,
+                                                inst->manifest->id);
+                }
+                c->fds.log[2 * i] = -EBADF;
+        }
+        inst->state = INSTANCE_RUNNING;
+        supervisor_status(s, json_pack("{s:s, s:s, s:s, s:I, s:i, s:i}", "event", "started", "app",
+                                       inst->manifest->id, "group", g->name, "uid",
+                                       (json_int_t)g->run.uid, "pid", (int)sb->pid, "restarts",
+                                       (int)g->run.restarts));
+        supervisor_audit(s, inst->manifest->id, AUDIT_EVENT_LIFECYCLE,
+                         json_pack("{s:s, s:s, s:i, s:I, s:i}", "what", "started", "group", g->name,
+                                   "pid", (int)sb->pid, "uid", (json_int_t)g->run.uid, "restarts",
+                                   (int)g->run.restarts));
+        return 0;
+}
+
+/* The host runs: watch it and its output, make the kernel ready, serve every
+ * member, and look for members that end while it lives. Returns 0 or a negative
+ * errno with g->error after a message. */
+static int group_serve(Group *g, GroupStart *c)
+{
+        Supervisor *s = g->sup;
+        int r;
+
+        r = pump_start(s, NULL, g, &g->out, c->out[0], s->out_outlet, g->log);
         if (r >= 0) {
-                out[0] = -EBADF;
-                r = pump_start(s, NULL, g, &g->err, err[0], s->err_outlet, g->log);
+                c->out[0] = -EBADF;
+                r = pump_start(s, NULL, g, &g->err, c->err[0], s->err_outlet, g->log);
         }
         if (r >= 0) {
-                err[0] = -EBADF;
-                r = uv_poll_init(&s->loop, &g->sandbox_poll, g->sandbox->ctl_fd);
-        }
-        if (r >= 0) {
-                g->sandbox_poll_init = true;
-                g->sandbox_poll.data = g;
-                r = uv_poll_start(&g->sandbox_poll, UV_READABLE, on_sandbox);
+                c->err[0] = -EBADF;
+                r = sandboxed_watch(&g->run);
         }
         if (r < 0) {
                 log_error("cannot watch packed group %s: %s", g->name, uv_strerror(r));
-                goto fail_running;
+                return supervisor_error(&g->error, SUPERVISOR_STEP_INTERNAL, r, "watch");
         }
-        code = supervisor_ready(s);
-        if (code != 0)
-                goto fail_running_code;
-        code = CELLA_EXIT_INTERNAL;
-        for (size_t i = 0; i < n; i++) {
-                Instance *inst = g->members[i];
-                const Sandbox *sb = g->sandbox;
-                BrokerAppInfo info;
-
-                code = instance_install(inst);
-                if (code != 0)
-                        goto fail_running_code;
-                code = CELLA_EXIT_INTERNAL;
-                inst->uid = g->uid;
-                inst->started_ns = g->started_ns;
-                inst->started_ms = g->started_ms;
-                inst->stop_requested = false;
-                info = (BrokerAppInfo){
-                        .manifest = inst->manifest,
-                        .app_dir = inst->app_dir,
-                        .data_dir = inst->data_dir,
-                        .host_uid = g->uid,
-                        .pid = sb->pid,
-                        .pidfd = sb->pidfd,
-                        .memory_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "memory") : NULL,
-                        .pids_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "pids") : NULL,
-                        .cpu_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "cpu") : NULL,
-                        .cpuacct_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "cpuacct") : NULL,
-                        .unified_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "") : NULL,
-                        .signed_ok = inst->signed_ok,
-                        .started_ms = g->started_ms,
-                };
-                r = broker_app_attach(s->broker, &info, TAKE_FD(fds.chan[2 * i]),
-                                      &inst->broker_app);
-                if (r < 0) {
-                        log_error_errno(r, "cannot serve the channel of %s: %m",
-                                        inst->manifest->id);
-                        goto fail_running;
-                }
-                if (fds.log) {
-                        r = pump_start(s, inst, g, &inst->out, fds.log[2 * i], s->out_outlet,
-                                       inst->log);
-                        if (r < 0) {
-                                log_error("cannot pump the log of %s: %s", inst->manifest->id,
-                                          uv_strerror(r));
-                                goto fail_running;
-                        }
-                        fds.log[2 * i] = -EBADF;
-                }
-                inst->state = INSTANCE_RUNNING;
-                supervisor_status(s, json_pack("{s:s, s:s, s:s, s:I, s:i, s:i}", "event", "started",
-                                               "app", inst->manifest->id, "group", g->name, "uid",
-                                               (json_int_t)g->uid, "pid", (int)sb->pid, "restarts",
-                                               (int)g->restarts));
-                supervisor_audit(s, inst->manifest->id, AUDIT_EVENT_LIFECYCLE,
-                                 json_pack("{s:s, s:s, s:i, s:I, s:i}", "what", "started", "group",
-                                           g->name, "pid", (int)sb->pid, "uid", (json_int_t)g->uid,
-                                           "restarts", (int)g->restarts));
-        }
+        r = supervisor_ready(s, &g->error);
+        for (size_t i = 0; r >= 0 && i < g->n_members; i++)
+                r = group_serve_member(g, c, i);
+        if (r < 0)
+                return r;
         if (!g->watch_init && uv_timer_init(&s->loop, &g->watch) >= 0) {
                 g->watch_init = true;
                 g->watch.data = g;
         }
         if (g->watch_init)
                 (void)uv_timer_start(&g->watch, on_watch, GROUP_WATCH_MS, GROUP_WATCH_MS);
-        if (s->o.output == SUPERVISOR_OUTPUT_LOGS)
-                log_info("packed group %s: started %zu app(s) (pid %d)", g->name, n,
-                         (int)g->sandbox->pid);
-        group_launch_done(&launch);
-        group_fds_done(&fds);
         return 0;
+}
 
-fail_running:
-        code = CELLA_EXIT_INTERNAL;
-fail_running_code:
-        /* It runs, but we cannot serve it: take it down again. */
-        safe_close(out[0]);
-        safe_close(err[0]);
-        if (g->notify_poll_init) {
-                g->notify_poll_init = false;
-                group_poll_close(g, &g->notify_poll);
-        }
-        if (g->sandbox_poll_init) {
-                g->sandbox_poll_init = false;
-                group_poll_close(g, &g->sandbox_poll);
-        }
-        for (size_t i = 0; i < n; i++) {
+/* The host runs, but we cannot serve it: take it down again. */
+static void group_abort(Group *g)
+{
+        sandboxed_abort(&g->run);
+        for (size_t i = 0; i < g->n_members; i++) {
                 broker_app_detach(g->members[i]->broker_app);
                 g->members[i]->broker_app = NULL;
                 pump_close(&g->members[i]->out);
         }
-        g->sandbox = sandbox_free(g->sandbox);
         pump_close(&g->out);
         pump_close(&g->err);
-        group_launch_done(&launch);
-        group_fds_done(&fds);
-        group_failed(g, code);
-        return code;
+}
+
+int group_start(Group *g)
+{
+        GroupStart c = {
+                .fds = {.spec = -EBADF},
+                .out = {-EBADF, -EBADF},
+                .err = {-EBADF, -EBADF},
+        };
+        int r;
+
+        g->error = (SupervisorError){};
+        r = group_may_start(g);
+        if (r == 1)
+                return 0;
+        if (r < 0 && g->error.step == SUPERVISOR_STEP_INTERNAL) {
+                /* Busy: its members' states stand; their error says why. */
+                for (size_t i = 0; i < g->n_members; i++)
+                        g->members[i]->error = g->error;
+                return r;
+        }
+        if (r >= 0)
+                r = group_check_members(g);
+        if (r < 0)
+                goto fail;
+        g->stop_requested = false;
+        r = group_open_fds(g, &c);
+        if (r >= 0)
+                r = group_prepare_spec(g, &c);
+        if (r < 0) {
+                (void)supervisor_error(
+                        &g->error,
+                        c.state_failed ? SUPERVISOR_STEP_STATE : SUPERVISOR_STEP_INTERNAL, r, NULL);
+                sandboxed_report_failed(&g->run, &g->error);
+                goto fail;
+        }
+        r = group_spawn(g, &c);
+        if (r < 0)
+                goto fail;
+        g->run.uid = c.prep.uid;
+        g->state = INSTANCE_RUNNING;
+        r = group_serve(g, &c);
+        if (r < 0) {
+                group_abort(g);
+                goto fail;
+        }
+        if (g->sup->o.output == SUPERVISOR_OUTPUT_LOGS)
+                log_info("packed group %s: started %zu app(s) (pid %d)", g->name, g->n_members,
+                         (int)g->run.sandbox->pid);
+        group_start_done(&c);
+        return 0;
 fail:
-        safe_close(out[0]);
-        safe_close(out[1]);
-        safe_close(err[0]);
-        safe_close(err[1]);
-        group_launch_done(&launch);
-        group_fds_done(&fds);
-        g->stats = luastats_free(g->stats);
-        group_failed(g, code);
-        return code;
+        group_start_done(&c);
+        g->run.stats = luastats_free(g->run.stats);
+        group_failed(g);
+        return r;
 }
 
 /* The run ends when the host has exited and every pipe from it is drained. */
@@ -887,22 +880,16 @@ void group_maybe_finished(Group *g)
         const SandboxExit *x;
         double ms;
 
-        if (s->freeing || g->state != INSTANCE_RUNNING || !g->sandbox || !g->sandbox->exited ||
-            g->out.open || g->err.open)
+        if (s->freeing || g->state != INSTANCE_RUNNING || !g->run.sandbox ||
+            !g->run.sandbox->exited || g->out.open || g->err.open)
                 return;
         for (size_t i = 0; i < g->n_members; i++)
                 if (g->members[i]->out.open)
                         return;
-        x = &g->sandbox->exit;
-        ms = (double)(now_ns() - g->started_ns) / 1e6;
         if (g->watch_init)
                 uv_timer_stop(&g->watch);
-        if (g->notify_poll_init) {
-                if (g->sandbox->seccomp_notify_fd >= 0)
-                        (void)seccomp_notify_process(g->sandbox->seccomp_notify_fd, g->denials);
-                g->notify_poll_init = false;
-                group_poll_close(g, &g->notify_poll);
-        }
+        x = sandboxed_reap(&g->run);
+        ms = (double)(sandboxed_now_ns() - g->run.started_ns) / 1e6;
         /* Members still running end with the host: each with its own fault if its
          * record has one, else the host's status. */
         for (size_t i = 0; i < g->n_members; i++) {
@@ -913,8 +900,8 @@ void group_maybe_finished(Group *g)
                 if (inst->state != INSTANCE_RUNNING)
                         continue;
                 if (x->code != CLD_EXITED)
-                        code = CELLA_EXIT_SIGNAL_BASE + x->status;
-                else if (g->stats && luastats_app(g->stats, inst->group_index, &a) >= 0 &&
+                        code = SUPERVISOR_SIGNAL_STATUS_BASE + x->status;
+                else if (g->run.stats && luastats_app(g->run.stats, inst->group_index, &a) >= 0 &&
                          (a.state == CLUA_APP_EXITED || a.state == CLUA_APP_FAILED))
                         code = (int)a.fault;
                 else
@@ -927,54 +914,20 @@ void group_maybe_finished(Group *g)
                         log_error("packed group %s: host exited with status %d", g->name,
                                   x->status);
         } else {
-                g->exit_code = CELLA_EXIT_SIGNAL_BASE + x->status;
+                g->exit_code = SUPERVISOR_SIGNAL_STATUS_BASE + x->status;
                 if (x->oom_killed)
                         log_error("packed group %s was killed by the OOM killer", g->name);
                 else if (!g->stop_requested)
                         log_error("packed group %s was killed by signal %d (%s)", g->name,
                                   x->status, strsignal(x->status));
         }
-        if (g->denials && g->denials->total > 0)
-                for (size_t i = 0; i < g->n_members; i++)
-                        supervisor_audit(s, g->members[i]->manifest->id, AUDIT_EVENT_SECCOMP,
-                                         json_pack("{s:I, s:s}", "denied",
-                                                   (json_int_t)g->denials->total, "group",
-                                                   g->name));
         supervisor_status(s, json_pack("{s:s, s:s, s:i, s:i, s:f}", "event", "group-exited",
                                        "group", g->name, "exit_code", g->exit_code, "pid",
-                                       (int)g->sandbox->pid, "duration_ms", ms));
-        g->last_exit = *x;
-        if (g->sandbox_poll_init) {
-                g->sandbox_poll_init = false;
-                group_poll_close(g, &g->sandbox_poll);
-        }
-        g->sandbox = sandbox_free(g->sandbox);
-        g->stats = luastats_free(g->stats);
+                                       (int)g->run.sandbox->pid, "duration_ms", ms));
+        sandboxed_release(&g->run);
         g->state = INSTANCE_EXITED;
         group_maybe_restart(g);
         supervisor_changed(s);
-}
-
-static void on_restart_timer(uv_timer_t *t)
-{
-        Group *g = t->data;
-
-        if (g->state != INSTANCE_RESTARTING)
-                return;
-        g->restarts++;
-        log_info("packed group %s: restarting (restart %u)", g->name, g->restarts);
-        (void)group_start(g);
-}
-
-static void group_timer_start(Group *g, uint64_t ms, uv_timer_cb cb)
-{
-        if (!g->timer_init) {
-                if (uv_timer_init(&g->sup->loop, &g->timer) < 0)
-                        return;
-                g->timer_init = true;
-                g->timer.data = g;
-        }
-        (void)uv_timer_start(&g->timer, cb, ms, 0);
 }
 
 /* The group's restart policy (luahost_restart()) on the host's exit. */
@@ -982,43 +935,25 @@ static void group_maybe_restart(Group *g)
 {
         Supervisor *s = g->sup;
         _cleanup_free_ const Manifest **ms = calloc(g->n_members, sizeof *ms);
-        uint64_t delay_ns = 0;
-        RestartDecision d;
+        InstanceState state;
 
         if (!s->o.boot || g->stop_requested || s->stopping || !ms)
                 return;
         for (size_t i = 0; i < g->n_members; i++)
                 ms[i] = g->members[i]->manifest;
-        d = restart_decide(&g->restart, luahost_restart(ms, g->n_members), &g->last_exit,
-                           g->started_ns, now_ns(), &delay_ns);
-        if (d == RESTART_LATER) {
-                g->state = INSTANCE_RESTARTING;
-                for (size_t i = 0; i < g->n_members; i++) {
-                        g->members[i]->state = INSTANCE_RESTARTING;
-                        supervisor_audit(s, g->members[i]->manifest->id, AUDIT_EVENT_LIFECYCLE,
-                                         json_pack("{s:s, s:s, s:I}", "what", "restart", "group",
-                                                   g->name, "delay_ms",
-                                                   (json_int_t)(delay_ns / 1000000)));
-                }
-                group_timer_start(g, delay_ns / 1000000, on_restart_timer);
-        } else if (d == RESTART_GIVE_UP) {
-                log_error("packed group %s: restarted %d times within %llu s; giving up", g->name,
-                          RESTART_BURST, (unsigned long long)(RESTART_INTERVAL_NS / 1000000000ull));
-                g->state = INSTANCE_FAILED;
-                for (size_t i = 0; i < g->n_members; i++)
-                        g->members[i]->state = INSTANCE_FAILED;
+        switch (sandboxed_restart_decide(&g->run, luahost_restart(ms, g->n_members))) {
+        case RESTART_LATER:
+                state = INSTANCE_RESTARTING;
+                break;
+        case RESTART_GIVE_UP:
+                state = INSTANCE_FAILED;
+                break;
+        default:
+                return;
         }
-}
-
-static void on_stop_timer(uv_timer_t *t)
-{
-        Group *g = t->data;
-
-        if (g->state == INSTANCE_RUNNING && g->sandbox) {
-                log_warning("packed group %s did not stop within %d ms; killing it", g->name,
-                            SUPERVISOR_STOP_GRACE_MS);
-                group_stop(g, true);
-        }
+        g->state = state;
+        for (size_t i = 0; i < g->n_members; i++)
+                g->members[i]->state = state;
 }
 
 void group_stop(Group *g, bool kill)
@@ -1028,8 +963,7 @@ void group_stop(Group *g, bool kill)
                 g->members[i]->stop_requested = true;
         switch (g->state) {
         case INSTANCE_RESTARTING:
-                if (g->timer_init)
-                        uv_timer_stop(&g->timer);
+                sandboxed_cancel_restart(&g->run);
                 g->state = INSTANCE_EXITED;
                 for (size_t i = 0; i < g->n_members; i++)
                         if (g->members[i]->state == INSTANCE_RESTARTING)
@@ -1037,16 +971,7 @@ void group_stop(Group *g, bool kill)
                 supervisor_changed(g->sup);
                 return;
         case INSTANCE_RUNNING:
-                if (!g->sandbox || g->sandbox->exited)
-                        return;
-                if (kill) {
-                        if (g->sandbox->cgroup)
-                                (void)cgroup_kill(g->sandbox->cgroup);
-                        (void)sandbox_signal(g->sandbox, SIGKILL);
-                } else {
-                        (void)sandbox_signal(g->sandbox, SIGTERM);
-                        group_timer_start(g, SUPERVISOR_STOP_GRACE_MS, on_stop_timer);
-                }
+                sandboxed_stop(&g->run, kill);
                 return;
         default:
                 return;
@@ -1059,7 +984,7 @@ json_t *group_stats(Group *g, const char *only)
         json_t *o;
         bool member = !only;
 
-        if (g->state != INSTANCE_RUNNING || !g->stats || !g->sandbox)
+        if (g->state != INSTANCE_RUNNING || !g->run.stats || !g->run.sandbox)
                 return NULL;
         ids = calloc(g->n_members, sizeof *ids);
         if (!ids)
@@ -1070,24 +995,71 @@ json_t *group_stats(Group *g, const char *only)
         }
         if (!member)
                 return NULL;
-        o = luastats_json(g->stats, ids, only);
+        o = luastats_json(g->run.stats, ids, only);
         if (!o)
                 return NULL;
         json_object_set_new(o, "host", json_string(g->name));
         json_object_set_new(o, "group", json_string(g->name));
-        json_object_set_new(o, "pid", json_integer(g->sandbox->pid));
+        json_object_set_new(o, "pid", json_integer(g->run.sandbox->pid));
         return o;
 }
+
+static void run_exited(void *owner)
+{
+        group_maybe_finished(owner);
+}
+
+static int run_start(void *owner)
+{
+        return group_start(owner);
+}
+
+/* Each member's record, with the group's name. */
+static void run_audit(void *owner, const char *event, json_t *fields)
+{
+        Group *g = owner;
+
+        for (size_t i = 0; fields && i < g->n_members; i++) {
+                json_t *o = json_deep_copy(fields);
+
+                if (o)
+                        json_object_set_new(o, "group", json_string(g->name));
+                supervisor_audit(g->sup, g->members[i]->manifest->id, event, o);
+        }
+        json_decref(fields);
+}
+
+static void run_status(void *owner, json_t *fields)
+{
+        Group *g = owner;
+
+        for (size_t i = 0; fields && i < g->n_members; i++) {
+                json_t *o = json_deep_copy(fields);
+
+                if (o) {
+                        json_object_set_new(o, "app", json_string(g->members[i]->manifest->id));
+                        json_object_set_new(o, "group", json_string(g->name));
+                }
+                supervisor_status(g->sup, o);
+        }
+        json_decref(fields);
+}
+
+static const SandboxedRunOps group_run_ops = {
+        .exited = run_exited,
+        .start = run_start,
+        .audit = run_audit,
+        .status = run_status,
+};
 
 void group_free(Group *g)
 {
         if (!g)
                 return;
-        g->sandbox = sandbox_free(g->sandbox);
-        g->stats = luastats_free(g->stats);
+        sandboxed_done(&g->run);
         g->log = applog_close(g->log);
-        free(g->denials);
         free(g->members);
+        free(g->label);
         free(g->name);
         free(g);
 }

@@ -30,36 +30,12 @@
 #include "base/size.h"
 #include "base/strv.h"
 #include "base/termsafe.h"
-#include "supervisor/exit-codes.h"
+#include "supervisor/error.h"
 #include "supervisor/storage.h"
 #include "supervisor/supervisor-internal.h"
 #include "supervisor/terminal.h"
 
-static uint64_t now_ns(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void instance_maybe_finished(Instance *inst);
-
-static void poll_closed(uv_handle_t *h)
-{
-        Instance *inst = h->data;
-
-        inst->polls_closing--;
-}
-
-/* Closes one of inst's polls; the next run may reuse its memory only once the close
- * callback has run (instance_start() checks polls_closing). */
-static void poll_close(Instance *inst, uv_poll_t *p)
-{
-        inst->polls_closing++;
-        p->data = inst;
-        uv_close((uv_handle_t *)p, poll_closed);
-}
 
 static void pump_closed(uv_handle_t *h)
 {
@@ -196,6 +172,23 @@ int pump_start(Supervisor *s, Instance *inst, Group *g, Pump *p, int from, Outle
         return uv_poll_start(&p->poll, UV_READABLE, on_pump);
 }
 
+/* Our terminal's input (fd 0, a terminal), in a description of our own: O_NONBLOCK
+ * on fd 0 would reach the shell that shares it. A pty master reopened would be a
+ * new pty, and without /proc there is no reopening: then a blocking copy (O_CLOEXEC)
+ * is read, only when poll says there is input. Returns the fd or a negative
+ * errno. */
+static int terminal_input(void)
+{
+        unsigned ptn;
+        int fd = -EBADF;
+
+        if (ioctl(STDIN_FILENO, TIOCGPTN, &ptn) < 0)
+                fd = fd_reopen(STDIN_FILENO, O_RDONLY | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+                fd = fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 3);
+        return fd < 0 ? negative_errno() : fd;
+}
+
 /* Stdin for the app: our fd 0 itself unless it is a terminal, which is pumped
  * (through a description of our own: O_NONBLOCK on fd 0 would reach the shell
  * that shares it) into a pipe whose writes never block the loop (an outlet). Only
@@ -212,19 +205,9 @@ static int setup_stdin(Instance *inst, int *ret_app_fd)
                 *ret_app_fd = STDIN_FILENO;
                 return 0;
         }
-        {
-                unsigned ptn;
-
-                /* A pty master reopened would be a new pty, and without /proc
-                 * there is no reopening: then a blocking copy is read, only when
-                 * poll says there is input. */
-                if (ioctl(STDIN_FILENO, TIOCGPTN, &ptn) < 0)
-                        tty = fd_reopen(STDIN_FILENO, O_RDONLY | O_NOCTTY | O_NONBLOCK);
-                if (tty < 0)
-                        tty = fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 3);
-                if (tty < 0)
-                        return negative_errno();
-        }
+        tty = terminal_input();
+        if (tty < 0)
+                return tty;
         if (pipe2(p, O_CLOEXEC) < 0)
                 return negative_errno();
         r = outlet_new(&inst->sup->loop, p[1], true, SUPERVISOR_OUTLET_MAX, SUPERVISOR_OUTLET_MAX,
@@ -250,11 +233,10 @@ typedef struct Prepare {
         Instance *inst;
         State *state;
         const char *id;
-        uid_t uid;        /* out */
-        uid_t ids_base;   /* out: the app's block of host ids */
-        int error;        /* out: the registry's error, for the message */
-        const char *what; /* out: what failed */
-        int code;         /* out: instance_starting()'s CELLA_EXIT_* code, 0 if none */
+        uid_t uid;           /* out */
+        uid_t ids_base;      /* out: the app's block of host ids */
+        SupervisorError err; /* out: what failed, step STATE (detail: the message's verb) */
+        bool started_failed; /* out: instance_starting() failed (printed; in inst->error) */
 } Prepare;
 
 /* SandboxSpec.prepare: runs while the child builds its jail (sandbox.h). Kept
@@ -266,15 +248,13 @@ static int instance_prepare(SandboxSpec *spec, void *userdata)
         int r;
 
         r = state_app_uid(p->state, p->id, &p->uid, &p->ids_base);
-        if (r < 0) {
-                p->what = "cannot allocate a uid for";
-                return p->error = r;
-        }
+        if (r < 0)
+                return supervisor_error(&p->err, SUPERVISOR_STEP_STATE, r,
+                                        "cannot allocate a uid for");
         r = state_app_data_dir(p->state, p->id, p->uid, &data);
-        if (r < 0) {
-                p->what = "cannot give the data directory to";
-                return p->error = r;
-        }
+        if (r < 0)
+                return supervisor_error(&p->err, SUPERVISOR_STEP_STATE, r,
+                                        "cannot give the data directory to");
         spec->host_uid = p->uid;
         spec->host_gid = (gid_t)p->uid;
         spec->host_ids_base = p->ids_base;
@@ -293,20 +273,22 @@ static int instance_prepare(SandboxSpec *spec, void *userdata)
 static int instance_starting(SandboxSpec *spec, void *userdata)
 {
         Prepare *p = userdata;
+        int r;
 
-        p->code = supervisor_ready(p->inst->sup);
-        if (p->code == 0)
-                p->code = instance_install(p->inst);
-        if (p->code == 0)
+        r = supervisor_ready(p->inst->sup, &p->inst->error);
+        if (r >= 0)
+                r = instance_install(p->inst, &p->inst->error);
+        if (r >= 0)
                 supervisor_sweep(p->inst->sup);
-        return p->code == 0 ? 0 : -ECANCELED;
+        p->started_failed = r < 0;
+        return r < 0 ? -ECANCELED : 0;
 }
 
 /* {"event":"started", "app", "uid", "pid", "cgroup_mode", "cgroups": {ctrl: path}} */
 static json_t *started_record(const Instance *inst)
 {
         static const char *const ctrls[] = {"memory", "pids", "cpu", "freezer", ""};
-        const Sandbox *sb = inst->sandbox;
+        const Sandbox *sb = inst->run.sandbox;
         json_t *paths = json_object();
 
         for (size_t i = 0; paths && sb->cgroup && i < ELEMENTSOF(ctrls); i++) {
@@ -319,12 +301,13 @@ static json_t *started_record(const Instance *inst)
         return json_pack("{s:s, s:s, s:I, s:i, s:s, s:o, s:i}", "event", "started", "app",
                          inst->manifest->id, "uid", (json_int_t)inst->uid, "pid", (int)sb->pid,
                          "cgroup_mode", cgroup_manager_ops(inst->sup->cgm)->name, "cgroups",
-                         paths ?: json_object(), "restarts", (int)inst->restarts);
+                         paths ?: json_object(), "restarts", (int)inst->run.restarts);
 }
 
-static void instance_failed(Instance *inst, int code)
+/* inst's start failed: inst->error says why (printed and recorded). */
+static void instance_failed(Instance *inst)
 {
-        inst->exit_code = code;
+        inst->exit_code = supervisor_exit_code(inst->sup, &inst->error);
         inst->state = INSTANCE_FAILED;
         supervisor_changed(inst->sup);
 }
@@ -347,10 +330,12 @@ static bool folder_others_cannot_search(const char *dir, mode_t *ret_mode)
         return true;
 }
 
+/* Says why the spawn failed (e), with hints, and records it. Returns a negative
+ * errno, with inst->error. */
 static int report_spawn_error(Instance *inst, const SandboxError *e)
 {
         const Manifest *m = inst->manifest;
-        int code = cella_exit_for_step(e->step, e->error);
+        int r = supervisor_error_sandbox(&inst->error, e);
         char detail[SANDBOX_DETAIL_MAX];
 
         /* Names from the app's files (its entry, its #! line): one inert line on
@@ -382,117 +367,22 @@ static int report_spawn_error(Instance *inst, const SandboxError *e)
                         log_error("hint: the app runs as its own uid; its folder and entry must "
                                   "be readable and executable by others (chmod o+rX)");
         }
-        supervisor_status(inst->sup,
-                          json_pack("{s:s, s:s, s:s, s:s, s:i, s:i}", "event", "failed", "app",
-                                    m->id, "step", sandbox_step_to_string(e->step), "error",
-                                    e->detail, "errno", e->error, "exit_code", code));
-        supervisor_audit(inst->sup, m->id, AUDIT_EVENT_LIFECYCLE,
-                         json_pack("{s:s, s:s, s:s, s:i}", "what", "failed", "step",
-                                   sandbox_step_to_string(e->step), "error", e->detail, "errno",
-                                   e->error));
-        return code;
+        sandboxed_report_failed(&inst->run, &inst->error);
+        return r;
 }
 
 static int instance_attach(Instance *inst, int chan, char *const *env)
 {
-        const Sandbox *sb = inst->sandbox;
         BrokerAppInfo info = {
                 .manifest = inst->manifest,
                 .app_dir = inst->app_dir,
                 .data_dir = inst->data_dir,
-                .host_uid = inst->uid,
-                .pid = sb->pid,
-                .pidfd = sb->pidfd,
-                .memory_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "memory") : NULL,
-                .pids_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "pids") : NULL,
-                .cpu_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "cpu") : NULL,
-                .cpuacct_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "cpuacct") : NULL,
-                .unified_cgroup = sb->cgroup ? cgroup_path(sb->cgroup, "") : NULL,
                 .signed_ok = inst->signed_ok,
-                .started_ms = inst->started_ms,
                 .env = env,
         };
 
+        sandboxed_broker_info(&inst->run, &info);
         return broker_app_attach(inst->sup->broker, &info, chan, &inst->broker_app);
-}
-
-static void on_sandbox(uv_poll_t *h, int status, int events)
-{
-        Instance *inst = h->data;
-
-        int done = sandbox_process(inst->sandbox);
-
-        supervisor_check_init(inst->sup, inst->sandbox);
-        if (done > 0) {
-                uv_poll_stop(h);
-                supervisor_output_check(inst->sup);
-                instance_maybe_finished(inst);
-        }
-}
-
-/* A denied system call waits for our answer (EPERM); we count it. */
-static void on_seccomp_notify(uv_poll_t *h, int status, int events)
-{
-        Instance *inst = h->data;
-        int r;
-
-        if (status < 0 || (events & UV_DISCONNECT)) {
-                uv_poll_stop(h);
-                return;
-        }
-        r = seccomp_notify_process(inst->sandbox->seccomp_notify_fd, inst->denials);
-        if (r < 0) {
-                log_warning_errno(r, "%s: cannot answer its denied system calls: %m",
-                                  inst->manifest->id);
-                uv_poll_stop(h);
-        }
-}
-
-static int watch_seccomp(Instance *inst)
-{
-        int r;
-
-        if (inst->sandbox->seccomp_notify_fd < 0)
-                return 0;
-        if (!inst->denials) {
-                inst->denials = malloc(sizeof *inst->denials);
-                if (!inst->denials)
-                        return -ENOMEM;
-        }
-        *inst->denials = (SeccompDenials){};
-        r = uv_poll_init(&inst->sup->loop, &inst->notify_poll, inst->sandbox->seccomp_notify_fd);
-        if (r < 0)
-                return r;
-        inst->notify_poll_init = true;
-        inst->notify_poll.data = inst;
-        return uv_poll_start(&inst->notify_poll, UV_READABLE | UV_DISCONNECT, on_seccomp_notify);
-}
-
-/* The audit record of the run's denied calls: total, and the most denied by name. */
-static void audit_denials(Instance *inst)
-{
-        SeccompDenialCount top[8];
-        json_t *calls;
-        size_t n;
-
-        if (!inst->denials || inst->denials->total == 0)
-                return;
-        n = seccomp_denials_top(inst->denials, top, ELEMENTSOF(top));
-        calls = json_object();
-        for (size_t i = 0; calls && i < n; i++) {
-                const char *name = seccomp_syscall_name(top[i].nr);
-                char num[16];
-
-                if (!name) {
-                        snprintf(num, sizeof num, "%d", top[i].nr);
-                        name = num;
-                }
-                json_object_set_new(calls, name, json_integer((json_int_t)top[i].count));
-        }
-        supervisor_audit(inst->sup, inst->manifest->id, AUDIT_EVENT_SECCOMP,
-                         json_pack("{s:I, s:I, s:o}", "denied", (json_int_t)inst->denials->total,
-                                   "other", (json_int_t)inst->denials->other, "calls",
-                                   calls ?: json_object()));
 }
 
 int fd_above_stdio(int fd)
@@ -508,27 +398,11 @@ int fd_above_stdio(int fd)
         return n;
 }
 
-int instance_open_log(Instance *inst)
+int instance_open_log(Instance *inst, SupervisorError *err)
 {
-        Supervisor *s = inst->sup;
-        _cleanup_free_ char *dir = NULL;
-        int r;
+        int r = sandboxed_open_log(inst->sup, inst->manifest->id, &inst->log);
 
-        if (s->o.output != SUPERVISOR_OUTPUT_LOGS || inst->log)
-                return 0;
-        if (asprintf(&dir, "%s/logs", state_path(s->state)) < 0)
-                return CELLA_EXIT_INTERNAL;
-        if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-                log_error_errno(negative_errno(), "cannot create %s: %m", dir);
-                return CELLA_EXIT_STATE;
-        }
-        r = applog_open(dir, inst->manifest->id, APPLOG_SIZE_DEFAULT, APPLOG_KEEP_DEFAULT,
-                        &inst->log);
-        if (r < 0) {
-                log_error_errno(r, "cannot open the log of %s in %s: %m", inst->manifest->id, dir);
-                return CELLA_EXIT_STATE;
-        }
-        return 0;
+        return r < 0 ? supervisor_error(err, SUPERVISOR_STEP_STATE, r, "logs") : 0;
 }
 
 /* Receives the app's pty master from the console socket sock (pty.c sent it before
@@ -567,14 +441,11 @@ static int instance_attach_pty(Instance *inst, int sock)
                 /* VEOF: a read of the terminal's input returns 0, as at a file's end. */
                 (void)!write(master, "\x04", 1);
         } else {
-                unsigned ptn;
-
-                if (ioctl(STDIN_FILENO, TIOCGPTN, &ptn) < 0)
-                        tty = fd_reopen(STDIN_FILENO, O_RDONLY | O_NOCTTY | O_NONBLOCK);
+                tty = terminal_input();
                 if (tty < 0)
-                        tty = fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 3);
+                        return tty;
                 w = fcntl(master, F_DUPFD_CLOEXEC, 3);
-                if (tty < 0 || w < 0)
+                if (w < 0)
                         return negative_errno();
                 r = outlet_new(&s->loop, w, true, SUPERVISOR_OUTLET_MAX, SUPERVISOR_OUTLET_MAX,
                                &inst->in_outlet);
@@ -604,253 +475,334 @@ static int instance_attach_pty(Instance *inst, int sock)
         return 0;
 }
 
-int instance_start(Instance *inst)
+/* What one start of an app holds until its sandbox runs and is served. */
+typedef struct InstanceStart {
+        Launch launch;
+        Prepare prep;
+        SandboxError serr;
+        bool pty; /* cella run -t: a pty instead of the pipes (instance_attach_pty) */
+        int chan[2], console[2], out[2], err[2];
+        int in_fd; /* the app's stdin: ours (0), a pipe fed from our terminal, or -1 */
+        int data_fd, app_fd;
+        bool state_failed; /* what failed is the state directory's (SUPERVISOR_STEP_STATE) */
+} InstanceStart;
+
+static void instance_start_done(InstanceStart *c)
 {
-        Supervisor *s = inst->sup;
+        for (size_t i = 0; i < 2; i++) {
+                c->chan[i] = safe_close(c->chan[i]);
+                c->console[i] = safe_close(c->console[i]);
+                c->out[i] = safe_close(c->out[i]);
+                c->err[i] = safe_close(c->err[i]);
+        }
+        if (c->in_fd > STDIN_FILENO)
+                safe_close(c->in_fd);
+        c->in_fd = -1;
+        c->data_fd = safe_close(c->data_fd);
+        c->app_fd = safe_close(c->app_fd);
+        launch_done(&c->launch);
+}
+
+/* Whether inst may start now: 0 yes (a packed app: its group); 1 it runs already;
+ * else a negative errno with inst->error, after a message (its state stands). */
+static int instance_may_start(Instance *inst)
+{
         const Manifest *m = inst->manifest;
-        _cleanup_close_pair_ int chan[2] = {-EBADF, -EBADF}, console[2] = {-EBADF, -EBADF};
-        _cleanup_close_ int data_fd = -EBADF, app_fd = -EBADF;
-        /* cella run -t: a pty instead of the pipes (instance_attach_pty). */
-        bool pty = s->o.tty && s->o.output == SUPERVISOR_OUTPUT_TERMINAL;
-        int out[2] = {-EBADF, -EBADF}, err[2] = {-EBADF, -EBADF}, in_fd = -1;
-        SandboxError serr = {};
-        Launch launch = {};
-        Prepare prep = {};
-        struct timespec rt;
-        int r, code = CELLA_EXIT_INTERNAL;
 
         if (inst->state == INSTANCE_RUNNING)
-                return 0;
+                return 1;
         if (inst->group) {
                 if (inst->group->state != INSTANCE_RUNNING)
-                        return group_start(inst->group);
+                        return 0;
                 log_error("cannot start %s alone: its packed group %s runs; restart the group",
                           m->id, inst->group->name);
-                return CELLA_EXIT_PREPARE;
+                return supervisor_error_at(&inst->error, SANDBOX_STEP_PREPARE, EBUSY,
+                                           inst->group->name);
         }
-        if (inst->out.closing || inst->err.closing || inst->in.closing || inst->polls_closing > 0) {
+        if (inst->out.closing || inst->err.closing || inst->in.closing ||
+            sandboxed_busy(&inst->run)) {
                 log_error("cannot start %s: its last run is still being cleaned up", m->id);
-                return CELLA_EXIT_INTERNAL;
+                return supervisor_error(&inst->error, SUPERVISOR_STEP_INTERNAL, EBUSY, NULL);
         }
-        inst->stop_requested = false;
-        /* A signed app runs only what its key signed, at every start (a restart, an
-         * app.launch), not only at its install. */
-        code = instance_verify_again(inst);
-        if (code != 0)
-                goto fail_reported;
-        code = CELLA_EXIT_INTERNAL;
+        return 0;
+}
 
-        r = launch_prepare(&launch, m, inst->app_dir, inst->data_dir, 0, inst->extra_args);
-        if (r < 0) {
-                log_error_errno(r, "cannot prepare %s: %m", m->id);
-                goto fail;
-        }
-        /* A signed app's /app: the folder just verified (inst->app_fd), not whatever
-         * its path names by the time the jail binds it. An unsigned app is its path
-         * (docs/security.md, "App identity"): the path is bound, so a folder replaced
-         * there (an update by rename) is what its next start runs. */
+/*
+ * The app's /app and /data in c->launch. A signed app's /app is the folder just
+ * verified (inst->app_fd), not whatever its path names by the time the jail binds
+ * it; an unsigned app is its path (docs/security.md, "App identity"): the path is
+ * bound, so a folder replaced there (an update by rename) is what its next start
+ * runs. /data is the app's own file system, limits.storage in size (storage.h).
+ * Returns 0 or a negative errno, after a message.
+ */
+static int instance_prepare_mounts(Instance *inst, InstanceStart *c)
+{
+        const Manifest *m = inst->manifest;
+        int r;
+
+        r = launch_prepare(&c->launch, m, inst->app_dir, inst->data_dir, 0, inst->extra_args);
+        if (r < 0)
+                return log_error_errno(r, "cannot prepare %s: %m", m->id);
         if (inst->signed_ok) {
-                app_fd = open_tree(inst->app_fd, "",
-                                   OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE |
-                                           AT_EMPTY_PATH);
-                if (app_fd < 0) {
-                        r = negative_errno();
-                        log_error_errno(r, "cannot clone the folder of %s (%s): %m", m->id,
-                                        inst->app_dir);
-                        goto fail;
-                }
-                launch_set_app_mount(&launch, app_fd);
+                c->app_fd = open_tree(inst->app_fd, "",
+                                      OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE |
+                                              AT_EMPTY_PATH);
+                if (c->app_fd < 0)
+                        return log_error_errno(negative_errno(),
+                                               "cannot clone the folder of %s (%s): %m", m->id,
+                                               inst->app_dir);
+                launch_set_app_mount(&c->launch, c->app_fd);
         }
-        /* /data: the app's own file system, limits.storage in size (storage.h). */
-        r = storage_prepare(state_path(s->state), m->id, storage_limit(m), &data_fd);
-        if (r == -EOPNOTSUPP)
+        r = storage_prepare(state_path(inst->sup->state), m->id, storage_limit(m), &c->data_fd);
+        if (r == -EOPNOTSUPP) {
                 log_warning("%s: no loop devices here: /data is a plain directory, and "
                             "limits.storage bounds only each file (RLIMIT_FSIZE)",
                             m->id);
-        else if (r < 0) {
-                log_error_errno(r, "cannot prepare the /data of %s: %m", m->id);
-                code = CELLA_EXIT_STATE;
-                goto fail;
-        } else
-                launch_set_data_mount(&launch, data_fd);
-        if (pty)
-                r = socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, console);
+                return 0;
+        }
+        if (r < 0) {
+                c->state_failed = true;
+                return log_error_errno(r, "cannot prepare the /data of %s: %m", m->id);
+        }
+        launch_set_data_mount(&c->launch, c->data_fd);
+        return 0;
+}
+
+/* The app's stdio (pipes, or cella run -t's console socket), its channel, its
+ * stdin and its log. Returns 0 or a negative errno, after a message. */
+static int instance_open_stdio(Instance *inst, InstanceStart *c)
+{
+        const Manifest *m = inst->manifest;
+        int r;
+
+        if (c->pty)
+                r = socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, c->console);
         else
-                r = pipe2(out, O_CLOEXEC) < 0 ? -1 : pipe2(err, O_CLOEXEC);
-        if (r < 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, chan) < 0) {
-                r = negative_errno();
-                log_error_errno(r, "cannot create the pipes of %s: %m", m->id);
-                goto fail;
+                r = pipe2(c->out, O_CLOEXEC) < 0 ? -1 : pipe2(c->err, O_CLOEXEC);
+        if (r < 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, c->chan) < 0)
+                return log_error_errno(negative_errno(), "cannot create the pipes of %s: %m",
+                                       m->id);
+        if (c->pty) {
+                c->launch.spec.pty_socket = c->console[1];
+                terminal_size(&c->launch.spec.pty_rows, &c->launch.spec.pty_cols);
+        } else {
+                r = setup_stdin(inst, &c->in_fd);
+                if (r < 0)
+                        return log_error_errno(r, "cannot set up stdin: %m");
         }
-        if (pty) {
-                launch.spec.pty_socket = console[1];
-                terminal_size(&launch.spec.pty_rows, &launch.spec.pty_cols);
-        }
-        r = pty ? 0 : setup_stdin(inst, &in_fd);
+        r = instance_open_log(inst, NULL);
         if (r < 0) {
-                log_error_errno(r, "cannot set up stdin: %m");
-                goto fail;
+                c->state_failed = true;
+                return -EIO; /* the record's errno, as it was */
         }
-        code = instance_open_log(inst);
-        if (code != 0) {
-                r = -EIO;
-                goto fail;
-        }
-        code = CELLA_EXIT_INTERNAL;
-        if (m->runtime == MANIFEST_RUNTIME_LUA) {
-                /* Its scheduler counters (docs/lua-api.md "Statistics"), for cella stats. */
-                inst->stats = luastats_free(inst->stats);
-                r = luastats_new(1, &inst->stats);
-                if (r >= 0) {
-                        r = fd_above_stdio(inst->stats->fd);
-                        inst->stats->fd = r;
-                }
-                if (r >= 0)
-                        r = strv_extendf(&launch.envp, "CELLA_LUA_STATS_FD=%d", inst->stats->fd);
-                if (r < 0) {
-                        log_error_errno(r, "cannot create the stats file of %s: %m", m->id);
-                        goto fail;
-                }
-                launch.spec.envp = launch.envp; /* strv_extendf() may have moved it */
-                launch.spec.extra_fds = &inst->stats->fd;
-                launch.spec.n_extra_fds = 1;
-        }
+        return 0;
+}
 
-        launch.spec.stdio[0] = in_fd;
-        launch.spec.stdio[1] = out[1];
-        launch.spec.stdio[2] = err[1];
-        launch.spec.channel_fd = chan[1];
-        launch.spec.seccomp = s->filter;
-        launch.spec.cgroups = s->cgm;
-        prep = (Prepare){.inst = inst, .state = s->state, .id = m->id};
-        launch.spec.prepare = instance_prepare;
-        launch.spec.starting = instance_starting;
-        launch.spec.prepare_userdata = &prep;
-        inst->started_ns = now_ns();
-        clock_gettime(CLOCK_REALTIME, &rt);
-        inst->started_ms = (int64_t)rt.tv_sec * 1000 + rt.tv_nsec / 1000000;
-        r = sandbox_spawn(&launch.spec, &inst->sandbox, &serr);
+/* A Lua app's scheduler counters (docs/lua-api.md "Statistics"), for cella stats:
+ * a stats file passed as CELLA_LUA_STATS_FD. Returns 0 or a negative errno. */
+static int instance_prepare_stats(Instance *inst, InstanceStart *c)
+{
+        Launch *l = &c->launch;
+        int r;
+
+        if (inst->manifest->runtime != MANIFEST_RUNTIME_LUA)
+                return 0;
+        r = sandboxed_new_stats(&inst->run, 1);
+        if (r >= 0)
+                r = strv_extendf(&l->envp, "CELLA_LUA_STATS_FD=%d", inst->run.stats->fd);
+        if (r < 0)
+                return log_error_errno(r, "cannot create the stats file of %s: %m",
+                                       inst->manifest->id);
+        l->spec.envp = l->envp; /* strv_extendf() may have moved it */
+        l->spec.extra_fds = &inst->run.stats->fd;
+        l->spec.n_extra_fds = 1;
+        return 0;
+}
+
+/* Spawns the sandbox. Returns 0, or a negative errno with inst->error, after its
+ * message and records. */
+static int instance_spawn(Instance *inst, InstanceStart *c)
+{
+        Supervisor *s = inst->sup;
+        SandboxSpec *spec = &c->launch.spec;
+        int r;
+
+        spec->stdio[0] = c->in_fd;
+        spec->stdio[1] = c->out[1];
+        spec->stdio[2] = c->err[1];
+        spec->channel_fd = c->chan[1];
+        spec->seccomp = s->filter;
+        spec->cgroups = s->cgm;
+        c->prep = (Prepare){.inst = inst, .state = s->state, .id = inst->manifest->id};
+        spec->prepare = instance_prepare;
+        spec->starting = instance_starting;
+        spec->prepare_userdata = &c->prep;
+        r = sandboxed_spawn(&inst->run, spec, &c->serr);
+        inst->started_ns = inst->run.started_ns;
+        inst->started_ms = inst->run.started_ms;
         /* The app has its ends now (or never will): ours would hide EOF. */
-        out[1] = safe_close(out[1]);
-        err[1] = safe_close(err[1]);
-        chan[1] = safe_close(chan[1]);
-        console[1] = safe_close(console[1]);
-        if (in_fd > STDIN_FILENO)
-                safe_close(in_fd);
-        if (r < 0 && prep.code != 0) {
-                code = prep.code; /* printed by instance_starting() */
-                goto fail_reported;
+        c->out[1] = safe_close(c->out[1]);
+        c->err[1] = safe_close(c->err[1]);
+        c->chan[1] = safe_close(c->chan[1]);
+        c->console[1] = safe_close(c->console[1]);
+        if (c->in_fd > STDIN_FILENO)
+                safe_close(c->in_fd);
+        c->in_fd = -1;
+        if (r >= 0)
+                return 0;
+        if (c->prep.started_failed)
+                return -inst->error.error; /* printed by instance_starting() */
+        if (c->prep.err.step != SUPERVISOR_STEP_NONE) {
+                inst->error = c->prep.err;
+                log_error_errno(-inst->error.error, "%s %s in %s: %m", inst->error.detail,
+                                inst->manifest->id, s->o.state_dir);
+                inst->error.error = -r; /* the record's errno: the spawn's, as it was */
+                sandboxed_report_failed(&inst->run, &inst->error);
+                return r;
         }
-        if (r < 0 && prep.error < 0) {
-                log_error_errno(prep.error, "%s %s in %s: %m", prep.what, m->id, s->o.state_dir);
-                code = CELLA_EXIT_STATE;
-                goto fail;
-        }
-        if (r < 0) {
-                code = report_spawn_error(inst, &serr);
-                goto fail_reported;
-        }
-        inst->uid = prep.uid;
-        inst->state = INSTANCE_RUNNING;
+        return report_spawn_error(inst, &c->serr);
+}
 
-        r = watch_seccomp(inst);
-        if (r < 0) {
-                log_error_errno(r, "cannot watch the seccomp filter of %s: %m", m->id);
-                goto fail_running;
-        }
-        if (pty) {
-                r = instance_attach_pty(inst, console[0]);
+/*
+ * The sandbox runs: watch it, pump its output (or relay its terminal), make the
+ * kernel ready and the app installed (done by instance_starting() during the
+ * spawn: these return what it got), and serve its channel: the app's first calls
+ * wait in the channel until it is attached. Returns 0 or a negative errno with
+ * inst->error, after a message.
+ */
+static int instance_serve(Instance *inst, InstanceStart *c)
+{
+        Supervisor *s = inst->sup;
+        const Manifest *m = inst->manifest;
+        int r;
+
+        if (c->pty) {
+                r = instance_attach_pty(inst, c->console[0]);
                 if (r < 0) {
                         log_error_errno(r, "cannot relay the terminal of %s: %m", m->id);
-                        goto fail_running;
+                        return supervisor_error(&inst->error, SUPERVISOR_STEP_INTERNAL, r,
+                                                "the terminal");
                 }
         } else {
-                r = pump_start(s, inst, NULL, &inst->out, out[0], s->out_outlet, inst->log);
+                r = pump_start(s, inst, NULL, &inst->out, c->out[0], s->out_outlet, inst->log);
                 if (r >= 0) {
-                        out[0] = -EBADF;
-                        r = pump_start(s, inst, NULL, &inst->err, err[0], s->err_outlet, inst->log);
+                        c->out[0] = -EBADF;
+                        r = pump_start(s, inst, NULL, &inst->err, c->err[0], s->err_outlet,
+                                       inst->log);
                 }
                 if (r >= 0)
-                        err[0] = -EBADF;
+                        c->err[0] = -EBADF;
         }
         if (r >= 0)
-                r = uv_poll_init(&s->loop, &inst->sandbox_poll, inst->sandbox->ctl_fd);
-        if (r >= 0) {
-                inst->sandbox_poll_init = true;
-                inst->sandbox_poll.data = inst;
-                r = uv_poll_start(&inst->sandbox_poll, UV_READABLE, on_sandbox);
-        }
+                r = sandboxed_watch(&inst->run);
         if (r < 0) {
                 log_error("cannot watch %s: %s", m->id, uv_strerror(r));
-                goto fail_running;
+                return supervisor_error(&inst->error, SUPERVISOR_STEP_INTERNAL, r, "watch");
         }
-        /* Done by instance_starting() during the spawn: these return what it
-         * got. The app's first calls wait in the channel until it is attached. */
-        code = supervisor_ready(s);
-        if (code == 0)
-                code = instance_install(inst);
-        if (code != 0)
-                goto fail_running_code;
-        r = instance_attach(inst, TAKE_FD(chan[0]), launch.envp);
+        r = supervisor_ready(s, &inst->error);
+        if (r >= 0)
+                r = instance_install(inst, &inst->error);
+        if (r < 0)
+                return r;
+        r = instance_attach(inst, TAKE_FD(c->chan[0]), c->launch.envp);
         if (r < 0) {
                 log_error_errno(r, "cannot serve the channel of %s: %m", m->id);
-                goto fail_running;
+                return supervisor_error(&inst->error, SUPERVISOR_STEP_INTERNAL, r, "channel");
         }
-        /* Started: running, served, and (the control socket) visible to cella ps. */
+        return 0;
+}
+
+/* Started: running, served, and (the control socket) visible to cella ps. */
+static void instance_started(Instance *inst)
+{
+        Supervisor *s = inst->sup;
+        const Manifest *m = inst->manifest;
+
         supervisor_status(s, started_record(inst));
         supervisor_audit(s, m->id, AUDIT_EVENT_LIFECYCLE,
                          json_pack("{s:s, s:i, s:I, s:i}", "what", "started", "pid",
-                                   (int)inst->sandbox->pid, "uid", (json_int_t)inst->uid,
-                                   "restarts", (int)inst->restarts));
+                                   (int)inst->run.sandbox->pid, "uid", (json_int_t)inst->uid,
+                                   "restarts", (int)inst->run.restarts));
         if (s->o.output == SUPERVISOR_OUTPUT_LOGS)
-                log_info("%s: started (pid %d)", m->id, (int)inst->sandbox->pid);
-        launch_done(&launch);
-        return 0;
-
-fail_running:
-        code = CELLA_EXIT_INTERNAL;
-fail_running_code:
-        /* It runs, but we cannot serve it: take it down again. */
-        if (inst->notify_poll_init) {
-                inst->notify_poll_init = false;
-                poll_close(inst, &inst->notify_poll);
-        }
-        safe_close(out[0]);
-        safe_close(err[0]);
-        broker_app_detach(inst->broker_app);
-        inst->broker_app = NULL;
-        inst->sandbox = sandbox_free(inst->sandbox);
-        pump_close(&inst->out);
-        pump_close(&inst->err);
-        pump_close(&inst->in);
-        launch_done(&launch);
-        instance_failed(inst, code);
-        return code;
-fail:
-        supervisor_status(s, json_pack("{s:s, s:s, s:s, s:i}", "event", "failed", "app", m->id,
-                                       "error", strerror(r < 0 ? -r : EIO), "exit_code", code));
-        supervisor_audit(s, m->id, AUDIT_EVENT_LIFECYCLE,
-                         json_pack("{s:s, s:i}", "what", "failed", "errno", r < 0 ? -r : EIO));
-fail_reported:
-        safe_close(out[0]);
-        safe_close(out[1]);
-        safe_close(err[0]);
-        safe_close(err[1]);
-        pump_close(&inst->in);
-        launch_done(&launch);
-        instance_failed(inst, code);
-        return code;
+                log_info("%s: started (pid %d)", m->id, (int)inst->run.sandbox->pid);
 }
 
-/* Prints, records and returns the exit code of the run that just ended. */
-static int report_exit(Instance *inst)
+/* It runs, but we cannot serve it: take it down again. */
+static void instance_abort(Instance *inst)
 {
-        const SandboxExit *x = &inst->sandbox->exit;
+        sandboxed_abort(&inst->run);
+        broker_app_detach(inst->broker_app);
+        inst->broker_app = NULL;
+        pump_close(&inst->out);
+        pump_close(&inst->err);
+}
+
+int instance_start(Instance *inst)
+{
+        Supervisor *s = inst->sup;
+        InstanceStart c = {
+                .pty = s->o.tty && s->o.output == SUPERVISOR_OUTPUT_TERMINAL,
+                .chan = {-EBADF, -EBADF},
+                .console = {-EBADF, -EBADF},
+                .out = {-EBADF, -EBADF},
+                .err = {-EBADF, -EBADF},
+                .in_fd = -1,
+                .data_fd = -EBADF,
+                .app_fd = -EBADF,
+        };
+        int r;
+
+        r = instance_may_start(inst);
+        if (r != 0)
+                return r == 1 ? 0 : r;
+        if (inst->group)
+                return group_start(inst->group);
+        inst->error = (SupervisorError){};
+        inst->stop_requested = false;
+        /* A signed app runs only what its key signed, at every start (a restart, an
+         * app.launch), not only at its install. */
+        r = instance_verify_again(inst, &inst->error);
+        if (r < 0)
+                goto fail;
+        r = instance_prepare_mounts(inst, &c);
+        if (r >= 0)
+                r = instance_open_stdio(inst, &c);
+        if (r >= 0)
+                r = instance_prepare_stats(inst, &c);
+        if (r < 0) {
+                (void)supervisor_error(
+                        &inst->error,
+                        c.state_failed ? SUPERVISOR_STEP_STATE : SUPERVISOR_STEP_INTERNAL, r, NULL);
+                sandboxed_report_failed(&inst->run, &inst->error);
+                goto fail;
+        }
+        r = instance_spawn(inst, &c);
+        if (r < 0)
+                goto fail;
+        inst->uid = inst->run.uid = c.prep.uid;
+        inst->state = INSTANCE_RUNNING;
+        r = instance_serve(inst, &c);
+        if (r < 0) {
+                instance_abort(inst);
+                goto fail;
+        }
+        instance_started(inst);
+        instance_start_done(&c);
+        return 0;
+fail:
+        pump_close(&inst->in);
+        instance_start_done(&c);
+        instance_failed(inst);
+        return r;
+}
+
+/* Says how the run that just ended ended (x), and returns its status: its own, or
+ * 128+N for signal N. */
+static int say_exit(Instance *inst, const SandboxExit *x)
+{
         const Manifest *m = inst->manifest;
         Supervisor *s = inst->sup;
         char limit[24] = "none";
-        double ms = (double)(now_ns() - inst->started_ns) / 1e6;
-        json_t *rec;
         int code;
 
         if (m->limits.memory)
@@ -860,7 +812,7 @@ static int report_exit(Instance *inst)
                 instance_report_lua_exit(inst, code);
         } else if (x->code == CLD_EXITED) {
                 code = x->status;
-                if (code == CELLA_EXIT_NOT_FOUND)
+                if (code == 127)
                         /* The app's own 127, after its exec worked: the dynamic loader's
                          * (a shared library it cannot find in the jail), or a shell's or
                          * env's (a command it cannot find: "#!/usr/bin/env python9"),
@@ -879,7 +831,7 @@ static int report_exit(Instance *inst)
                 else if (s->o.output == SUPERVISOR_OUTPUT_LOGS)
                         log_info("%s: exited with status %d", m->id, code);
         } else {
-                code = CELLA_EXIT_SIGNAL_BASE + x->status;
+                code = SUPERVISOR_SIGNAL_STATUS_BASE + x->status;
                 if (x->oom_killed)
                         log_error("%s was killed by the OOM killer (memory limit %s)", m->id,
                                   limit);
@@ -893,15 +845,28 @@ static int report_exit(Instance *inst)
                 log_error("%s: the OOM killer killed %llu process(es) in its sandbox (memory limit "
                           "%s)",
                           m->id, (unsigned long long)x->oom_kills, limit);
-        supervisor_status(s,
-                          json_pack("{s:s, s:s, s:I, s:s, s:i, s:i, s:b, s:I, s:i, s:f, s:I}",
-                                    "event", "exited", "app", m->id, "uid", (json_int_t)inst->uid,
-                                    "how", x->code == CLD_EXITED ? "exited" : "killed",
-                                    x->code == CLD_EXITED ? "status" : "signal", x->status,
-                                    "exit_code", code, "oom_killed", x->oom_killed, "oom_kills",
-                                    (json_int_t)x->oom_kills, "pid", (int)inst->sandbox->pid,
-                                    "duration_ms", ms, "seccomp_denied",
-                                    (json_int_t)(inst->denials ? inst->denials->total : 0)));
+        return code;
+}
+
+/* Prints, records and returns the exit status of the run that just ended. */
+static int report_exit(Instance *inst)
+{
+        const SandboxExit *x = &inst->run.last_exit;
+        const Manifest *m = inst->manifest;
+        Supervisor *s = inst->sup;
+        double ms = (double)(sandboxed_now_ns() - inst->started_ns) / 1e6;
+        int code = say_exit(inst, x);
+        json_t *rec;
+
+        supervisor_status(
+                s,
+                json_pack("{s:s, s:s, s:I, s:s, s:i, s:i, s:b, s:I, s:i, s:f, s:I}", "event",
+                          "exited", "app", m->id, "uid", (json_int_t)inst->uid, "how",
+                          x->code == CLD_EXITED ? "exited" : "killed",
+                          x->code == CLD_EXITED ? "status" : "signal", x->status, "exit_code", code,
+                          "oom_killed", x->oom_killed, "oom_kills", (json_int_t)x->oom_kills, "pid",
+                          (int)inst->run.sandbox->pid, "duration_ms", ms, "seccomp_denied",
+                          (json_int_t)(inst->run.denials ? inst->run.denials->total : 0)));
         rec = json_pack("{s:s, s:s, s:i, s:b, s:I, s:f}", "what", "exited", "how",
                         x->code == CLD_EXITED ? "exited" : "killed", "status", x->status,
                         "oom_killed", x->oom_killed, "oom_kills", (json_int_t)x->oom_kills,
@@ -939,60 +904,22 @@ void instance_report_lua_exit(Instance *inst, int code)
         }
 }
 
-static void on_restart_timer(uv_timer_t *t)
-{
-        Instance *inst = t->data;
-
-        if (inst->state != INSTANCE_RESTARTING)
-                return;
-        inst->restarts++;
-        log_info("%s: restarting (restart %u)", inst->manifest->id, inst->restarts);
-        (void)instance_start(inst);
-}
-
-static void instance_timer_start(Instance *inst, uint64_t ms, uv_timer_cb cb)
-{
-        if (!inst->timer_init) {
-                if (uv_timer_init(&inst->sup->loop, &inst->timer) < 0)
-                        return;
-                inst->timer_init = true;
-                inst->timer.data = inst;
-        }
-        (void)uv_timer_start(&inst->timer, cb, ms, 0);
-}
-
 /* The run ends when init has exited and both output pipes are drained. */
 static void instance_maybe_finished(Instance *inst)
 {
         Supervisor *s = inst->sup;
-        uint64_t delay_ns = 0;
-        RestartDecision d;
 
-        if (s->freeing || inst->state != INSTANCE_RUNNING || !inst->sandbox ||
-            !inst->sandbox->exited || inst->out.open || inst->err.open)
+        if (s->freeing || inst->state != INSTANCE_RUNNING || !inst->run.sandbox ||
+            !inst->run.sandbox->exited || inst->out.open || inst->err.open)
                 return;
-        if (inst->notify_poll_init) {
-                if (inst->sandbox->seccomp_notify_fd >= 0)
-                        (void)seccomp_notify_process(inst->sandbox->seccomp_notify_fd,
-                                                     inst->denials);
-                inst->notify_poll_init = false;
-                poll_close(inst, &inst->notify_poll);
-        }
+        (void)sandboxed_reap(&inst->run);
         /* The app has exited: its terminal may go now. */
         inst->pty_hold = safe_close(inst->pty_hold);
+        inst->last_exit = inst->run.last_exit;
         inst->exit_code = report_exit(inst);
-        inst->last_exit = inst->sandbox->exit;
-        audit_denials(inst);
-        if (inst->timer_init)
-                uv_timer_stop(&inst->timer);
         broker_app_detach(inst->broker_app);
         inst->broker_app = NULL;
-        if (inst->sandbox_poll_init) {
-                inst->sandbox_poll_init = false;
-                poll_close(inst, &inst->sandbox_poll);
-        }
-        inst->sandbox = sandbox_free(inst->sandbox);
-        inst->stats = luastats_free(inst->stats);
+        sandboxed_release(&inst->run);
         pump_close(&inst->in);
 
         if (!s->o.boot || inst->stop_requested || s->stopping) {
@@ -1003,21 +930,11 @@ static void instance_maybe_finished(Instance *inst)
                 supervisor_changed(s);
                 return;
         }
-        d = restart_decide(&inst->restart, inst->manifest->restart, &inst->last_exit,
-                           inst->started_ns, now_ns(), &delay_ns);
-        switch (d) {
+        switch (sandboxed_restart_decide(&inst->run, inst->manifest->restart)) {
         case RESTART_LATER:
                 inst->state = INSTANCE_RESTARTING;
-                supervisor_audit(s, inst->manifest->id, AUDIT_EVENT_LIFECYCLE,
-                                 json_pack("{s:s, s:I}", "what", "restart", "delay_ms",
-                                           (json_int_t)(delay_ns / 1000000)));
-                instance_timer_start(inst, delay_ns / 1000000, on_restart_timer);
                 break;
         case RESTART_GIVE_UP:
-                log_error("%s: restarted %d times within %llu s; giving up", inst->manifest->id,
-                          RESTART_BURST, (unsigned long long)(RESTART_INTERVAL_NS / 1000000000ull));
-                supervisor_audit(s, inst->manifest->id, AUDIT_EVENT_LIFECYCLE,
-                                 json_pack("{s:s}", "what", "gave-up"));
                 inst->state = INSTANCE_FAILED;
                 break;
         case RESTART_NO:
@@ -1027,46 +944,66 @@ static void instance_maybe_finished(Instance *inst)
         supervisor_changed(s);
 }
 
-static void on_stop_timer(uv_timer_t *t)
-{
-        Instance *inst = t->data;
-
-        if (inst->state == INSTANCE_RUNNING && inst->sandbox) {
-                log_warning("%s did not stop within %d ms; killing it", inst->manifest->id,
-                            SUPERVISOR_STOP_GRACE_MS);
-                instance_stop(inst, true);
-        }
-}
-
 void instance_stop(Instance *inst, bool kill)
 {
         inst->stop_requested = true;
         switch (inst->state) {
         case INSTANCE_RESTARTING:
-                if (inst->timer_init)
-                        uv_timer_stop(&inst->timer);
-                inst->state = INSTANCE_STOPPED;
-                supervisor_changed(inst->sup);
-                return;
-        case INSTANCE_RUNNING:
                 if (inst->group) {
                         group_stop(inst->group, kill);
                         return;
                 }
-                if (!inst->sandbox || inst->sandbox->exited)
-                        return;
-                if (kill) {
-                        if (inst->sandbox->cgroup)
-                                (void)cgroup_kill(inst->sandbox->cgroup);
-                        (void)sandbox_signal(inst->sandbox, SIGKILL);
-                } else {
-                        (void)sandbox_signal(inst->sandbox, SIGTERM);
-                        instance_timer_start(inst, SUPERVISOR_STOP_GRACE_MS, on_stop_timer);
-                }
+                sandboxed_cancel_restart(&inst->run);
+                inst->state = INSTANCE_STOPPED;
+                supervisor_changed(inst->sup);
+                return;
+        case INSTANCE_RUNNING:
+                if (inst->group)
+                        group_stop(inst->group, kill);
+                else
+                        sandboxed_stop(&inst->run, kill);
                 return;
         default:
                 return;
         }
+}
+
+static void run_exited(void *owner)
+{
+        instance_maybe_finished(owner);
+}
+
+static int run_start(void *owner)
+{
+        return instance_start(owner);
+}
+
+static void run_audit(void *owner, const char *event, json_t *fields)
+{
+        Instance *inst = owner;
+
+        supervisor_audit(inst->sup, inst->manifest->id, event, fields);
+}
+
+static void run_status(void *owner, json_t *fields)
+{
+        Instance *inst = owner;
+
+        if (fields)
+                json_object_set_new(fields, "app", json_string(inst->manifest->id));
+        supervisor_status(inst->sup, fields);
+}
+
+static const SandboxedRunOps instance_run_ops = {
+        .exited = run_exited,
+        .start = run_start,
+        .audit = run_audit,
+        .status = run_status,
+};
+
+void instance_init_run(Instance *inst)
+{
+        sandboxed_init(&inst->run, inst->sup, inst->manifest->id, &instance_run_ops, inst);
 }
 
 bool instance_active(const Instance *inst)
@@ -1087,7 +1024,8 @@ json_t *instance_record(const Instance *inst)
 
         if (inst->broker_app)
                 broker_app_stats(inst->broker_app, &st);
-        const Sandbox *sb = inst->group ? inst->group->sandbox : inst->sandbox;
+        const SandboxedRun *run = inst->group ? &inst->group->run : &inst->run;
+        const Sandbox *sb = run->sandbox;
 
         o = json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:i, s:I, s:I, s:i}", "id",
                       inst->manifest->id, "kind", manifest_kind_to_string(inst->manifest->kind),
@@ -1095,22 +1033,22 @@ json_t *instance_record(const Instance *inst)
                       sb && inst->state == INSTANCE_RUNNING ? (int)sb->pid : 0, "uid",
                       (json_int_t)inst->uid, "started_ms",
                       (json_int_t)(inst->state == INSTANCE_RUNNING ? inst->started_ms : 0),
-                      "restarts", (int)inst->restarts, "calls", (json_int_t)st.calls, "refused",
+                      "restarts", (int)run->restarts, "calls", (json_int_t)st.calls, "refused",
                       (json_int_t)st.refused, "exit_code",
                       inst->state == INSTANCE_RUNNING ? 0 : inst->exit_code);
         if (o && inst->group)
                 json_object_set_new(o, "group", json_string(inst->group->name));
-        if (o && inst->group && inst->group->stats) {
+        if (o && inst->group && run->stats) {
                 CLuaStatsApp a;
 
                 /* A member's own heap: the host's cgroup holds the whole group. */
-                if (luastats_app(inst->group->stats, inst->group_index, &a) >= 0)
+                if (luastats_app(run->stats, inst->group_index, &a) >= 0)
                         json_object_set_new(o, "memory_bytes",
                                             json_integer((json_int_t)a.memory_bytes));
-        } else if (o && inst->sandbox && inst->sandbox->cgroup) {
+        } else if (o && sb && sb->cgroup) {
                 CgroupStats cs = {};
 
-                if (cgroup_stats(inst->sandbox->cgroup, &cs) >= 0)
+                if (cgroup_stats(sb->cgroup, &cs) >= 0)
                         json_object_set_new(o, "memory_bytes",
                                             json_integer((json_int_t)cs.memory_current));
         }
@@ -1120,6 +1058,11 @@ json_t *instance_record(const Instance *inst)
 int instance_exit_code(const Instance *inst)
 {
         return inst->exit_code;
+}
+
+const SupervisorError *instance_error(const Instance *inst)
+{
+        return &inst->error;
 }
 
 InstanceState instance_state(const Instance *inst)
@@ -1137,13 +1080,11 @@ void instance_free(Instance *inst)
         if (!inst)
                 return;
         broker_app_detach(inst->broker_app);
-        inst->sandbox = sandbox_free(inst->sandbox);
-        inst->stats = luastats_free(inst->stats);
+        sandboxed_done(&inst->run);
         inst->in_outlet = outlet_free(inst->in_outlet);
         safe_close(inst->pty_hold);
         inst->log = applog_close(inst->log);
         manifest_free(inst->manifest);
-        free(inst->denials);
         free(inst->app_dir);
         safe_close(inst->app_fd);
         free(inst->data_dir);

@@ -34,14 +34,20 @@ uint64_t launch_lua_memory_cap(uint64_t memory)
         return memory >= 2 * overhead ? memory - overhead : memory / 2;
 }
 
+int launch_base_env(char ***envp)
+{
+        if (strv_extend(envp, "PATH=" LAUNCH_PATH) < 0 || strv_extend(envp, "HOME=/data") < 0 ||
+            strv_extend(envp, "TMPDIR=/tmp") < 0 || strv_extend(envp, "LANG=C.UTF-8") < 0)
+                return -ENOMEM;
+        return 0;
+}
+
 static int build_env(Launch *l, const Manifest *m)
 {
         /* Rebuilt from nothing (docs/design.md section 5 step 6): nothing of cella's
          * own environment reaches the app. */
-        if (strv_extend(&l->envp, "PATH=" LAUNCH_PATH) < 0 ||
-            strv_extend(&l->envp, "HOME=/data") < 0 || strv_extend(&l->envp, "TMPDIR=/tmp") < 0 ||
-            strv_extend(&l->envp, "USER=app") < 0 || strv_extend(&l->envp, "LOGNAME=app") < 0 ||
-            strv_extend(&l->envp, "LANG=C.UTF-8") < 0 || strv_extend(&l->envp, "CELLA_FD=3") < 0 ||
+        if (launch_base_env(&l->envp) < 0 || strv_extend(&l->envp, "USER=app") < 0 ||
+            strv_extend(&l->envp, "LOGNAME=app") < 0 || strv_extend(&l->envp, "CELLA_FD=3") < 0 ||
             strv_extendf(&l->envp, "CELLA_APP_ID=%s", m->id) < 0)
                 return -ENOMEM;
         if (m->runtime == MANIFEST_RUNTIME_LUA && m->limits.memory &&

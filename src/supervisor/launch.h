@@ -33,6 +33,13 @@ typedef struct Launch {
 } Launch;
 
 /*
+ * Appends to *envp the environment every sandbox starts from, an app's or a packed
+ * group's host (rebuilt from nothing: none of cella's own reaches it): PATH
+ * (LAUNCH_PATH), HOME=/data, TMPDIR=/tmp, LANG=C.UTF-8. Returns 0 or -ENOMEM.
+ */
+int launch_base_env(char ***envp);
+
+/*
  * Fills l from the manifest m. app_dir: absolute host path of the app folder (bound
  * read-only at /app); data_dir: host path bound read-write at /data; uid: the app's
  * host uid (gid = uid), or 0 when a spec.prepare callback sets it during the spawn;

@@ -12,7 +12,6 @@
 #include "base/macro.h"
 #include "policy/capability.h"
 #include "policy/manifest.h"
-#include "supervisor/exit-codes.h"
 #include "supervisor/run.h"
 #include "supervisor/supervisor-internal.h"
 
@@ -26,7 +25,8 @@ void supervisor_print_manifest_error(const ManifestError *e)
                 log_error("%s: %s", e->file, e->message);
 }
 
-int supervisor_load_manifest(const char *app_dir, char **ret_real_dir, Manifest **ret)
+int supervisor_load_manifest(const char *app_dir, char **ret_real_dir, Manifest **ret,
+                             SupervisorError *err)
 {
         _cleanup_(manifest_freep) Manifest *m = NULL;
         _cleanup_free_ char *real = NULL;
@@ -37,72 +37,78 @@ int supervisor_load_manifest(const char *app_dir, char **ret_real_dir, Manifest 
 
         real = realpath(app_dir, NULL);
         if (!real) {
-                log_error_errno(negative_errno(), "%s: %m", app_dir);
-                return CELLA_EXIT_MANIFEST;
+                r = log_error_errno(negative_errno(), "%s: %m", app_dir);
+                return supervisor_error(err, SUPERVISOR_STEP_MANIFEST, r, app_dir);
         }
         dirfd = open(real, O_DIRECTORY | O_CLOEXEC | O_PATH);
         if (dirfd < 0) {
-                log_error_errno(negative_errno(), "%s: %m", app_dir);
-                return CELLA_EXIT_MANIFEST;
+                r = log_error_errno(negative_errno(), "%s: %m", app_dir);
+                return supervisor_error(err, SUPERVISOR_STEP_MANIFEST, r, app_dir);
         }
         r = manifest_load_at(dirfd, app_dir, &m, &merr);
         if (r < 0) {
                 supervisor_print_manifest_error(&merr);
-                return CELLA_EXIT_MANIFEST;
+                return supervisor_error(err, SUPERVISOR_STEP_MANIFEST, r, merr.message);
         }
         r = capability_check_manifest(m, &bad, &why);
         if (r < 0) {
                 log_error("%s/manifest.json: permissions: '%s': %s", app_dir, bad, why);
-                return CELLA_EXIT_MANIFEST;
+                return supervisor_error(err, SUPERVISOR_STEP_MANIFEST, r, bad);
         }
         if (m->runtime != MANIFEST_RUNTIME_NATIVE && m->runtime != MANIFEST_RUNTIME_LUA) {
                 log_error("%s/manifest.json: runtime: \"%s\" apps cannot run in this build",
                           app_dir, manifest_runtime_to_string(m->runtime));
-                return CELLA_EXIT_MANIFEST;
+                return supervisor_error(err, SUPERVISOR_STEP_MANIFEST, EOPNOTSUPP, "runtime");
         }
         *ret_real_dir = TAKE_PTR(real);
         *ret = TAKE_PTR(m);
         return 0;
 }
 
-int supervisor_run(const RunOptions *o)
+int supervisor_run(const RunOptions *o, SupervisorError *err)
 {
         _cleanup_free_ char *app_dir = NULL;
         Supervisor *s = NULL;
         Manifest *m = NULL;
         Instance *inst = NULL;
-        int code;
+        int r;
 
-        code = supervisor_load_manifest(o->app_dir, &app_dir, &m);
-        if (code != 0)
-                return code;
-        code = supervisor_new(&(SupervisorOptions){.state_dir = o->k.state_dir,
-                                                   .uid_base = o->k.uid_base,
-                                                   .uid_count = o->k.uid_count,
-                                                   .cgroup_mode = o->k.cgroup_mode,
-                                                   .output = SUPERVISOR_OUTPUT_TERMINAL,
-                                                   .json_status_fd = o->k.json_status_fd,
-                                                   .raw_output = o->k.raw_output,
-                                                   .tty = o->k.tty,
-                                                   .no_prompt = o->k.no_prompt,
-                                                   .roots = o->k.roots},
-                              &s);
-        if (code != 0) {
+        r = supervisor_load_manifest(o->app_dir, &app_dir, &m, err);
+        if (r < 0)
+                return r;
+        r = supervisor_new(&(SupervisorOptions){.state_dir = o->k.state_dir,
+                                                .uid_base = o->k.uid_base,
+                                                .uid_count = o->k.uid_count,
+                                                .cgroup_mode = o->k.cgroup_mode,
+                                                .output = SUPERVISOR_OUTPUT_TERMINAL,
+                                                .json_status_fd = o->k.json_status_fd,
+                                                .raw_output = o->k.raw_output,
+                                                .tty = o->k.tty,
+                                                .no_prompt = o->k.no_prompt,
+                                                .roots = o->k.roots,
+                                                .exit_code = o->k.exit_code},
+                           &s, err);
+        if (r < 0) {
                 manifest_free(m);
-                return code;
+                return r;
         }
-        code = supervisor_add(s, app_dir, m, o->extra_args, 0, &inst);
+        r = supervisor_add(s, app_dir, m, o->extra_args, 0, &inst, err);
         /* Leftovers of cella processes that died (SIGKILL, crash) are swept while
          * the sandbox takes its last steps (instance_starting()): it only touches
          * leaves whose owner is gone, never ours, so the app need not wait for it. */
         s->sweep_pending = true;
-        if (code == 0)
-                code = instance_start(inst);
-        if (code == 0) {
+        if (r >= 0) {
+                r = instance_start(inst);
+                if (r < 0)
+                        (void)supervisor_error(err, SUPERVISOR_STEP_INTERNAL, r, NULL);
+                if (r < 0 && err && instance_error(inst)->step != SUPERVISOR_STEP_NONE)
+                        *err = *instance_error(inst);
+        }
+        if (r >= 0) {
                 supervisor_sweep(s); /* if the spawn did not */
                 supervisor_loop(s);
-                code = instance_exit_code(inst);
+                r = instance_exit_code(inst);
         }
         supervisor_free(s);
-        return code;
+        return r;
 }

@@ -7,6 +7,7 @@
 
 #include "policy/manifest.h"
 #include "sandbox/cgroup.h"
+#include "supervisor/error.h"
 
 /* What cella run and cella boot share: the kernel's own options. */
 typedef struct KernelOptions {
@@ -19,6 +20,7 @@ typedef struct KernelOptions {
         char **roots;    /* "name=/host/path" user-file roots; may be NULL */
         bool raw_output; /* --raw-output: apps' output to a terminal unsanitized */
         bool tty;        /* -t, --tty (cella run only): the app gets a pty of its own */
+        SupervisorExitCode exit_code; /* the CLI's numbering of a failure (error.h) */
 } KernelOptions;
 
 typedef struct RunOptions {
@@ -29,10 +31,10 @@ typedef struct RunOptions {
 
 /*
  * Runs the app in o->app_dir in a sandbox, serves its channel, and waits for it to
- * exit. Returns the process exit code (docs/cli.md): the app's own status, 128+N if
- * it was killed by signal N, or one of CELLA_EXIT_* if cella failed first.
+ * exit. Returns the app's status (>= 0: its own, 128+N if it was killed by signal
+ * N), or a negative errno with *err when cella failed first (printed).
  */
-int supervisor_run(const RunOptions *o);
+int supervisor_run(const RunOptions *o, SupervisorError *err);
 
 typedef struct BootOptions {
         KernelOptions k;
@@ -43,27 +45,30 @@ typedef struct BootOptions {
  * Starts every app folder in o->dir (services before the apps that depend on them),
  * restarts them by their policies, and returns when every app of kind "app" has
  * exited (the services are stopped then) or after Ctrl-C. Returns 0 if every app
- * exited with status 0 (or was stopped), 1 if one did not, or a CELLA_EXIT_* code.
+ * exited with status 0 (or was stopped), 1 if one did not, or a negative errno
+ * with *err when cella failed before the apps ran (printed).
  */
-int supervisor_boot(const BootOptions *o);
+int supervisor_boot(const BootOptions *o, SupervisorError *err);
 
 /*
  * Loads and checks the manifest of app_dir: its syntax (manifest.c), its permissions
  * against the catalogue, and a runtime this build runs. Prints what is wrong.
- * Returns 0 with *ret_real_dir (the folder's real path) and *ret, or
- * CELLA_EXIT_MANIFEST.
+ * Returns 0 with *ret_real_dir (the folder's real path) and *ret, or a negative
+ * errno with *err (step SUPERVISOR_STEP_MANIFEST; err may be NULL).
  */
-int supervisor_load_manifest(const char *app_dir, char **ret_real_dir, Manifest **ret);
+int supervisor_load_manifest(const char *app_dir, char **ret_real_dir, Manifest **ret,
+                             SupervisorError *err);
 
 void supervisor_print_manifest_error(const ManifestError *e);
 
 /*
- * For cella run and cella boot at their end: when code is one of cella's own
- * failures (CELLA_EXIT_USAGE..CELLA_EXIT_INTERNAL) and no "failed" or "exited"
- * status record told the outcome yet (an app's own status may be 240-254) (it came before the
- * kernel had its --json-status outlet: a bad option, a manifest, the state directory), writes one
- * to fd (docs/cli.md "JSON status records"): {"event":"failed","step":<what failed, from the
- * code>,"error":<the last error message, log_last_error()>,"exit_code":code}. Waits at most
- * SUPERVISOR_OUTLET_LINGER_MS for fd to take it, else drops it. fd < 0: nothing.
+ * For cella run and cella boot at their end: when cella itself failed (e's step is
+ * set; not an app's exec, nor a dependency, which have their records) and no
+ * "failed" or "exited" status record told the outcome yet (it came before the
+ * kernel had its --json-status outlet: a bad option, a manifest, the state
+ * directory), writes one to fd (docs/cli.md "JSON status records"):
+ * {"event":"failed","step":supervisor_error_step(e),"error":<the last error message,
+ * log_last_error()>,"exit_code":exit_code}. Waits at most SUPERVISOR_OUTLET_LINGER_MS
+ * for fd to take it, else drops it. fd < 0: nothing.
  */
-void supervisor_report_failure(int fd, int code);
+void supervisor_report_failure(int fd, const SupervisorError *e, int exit_code);

@@ -17,11 +17,13 @@
 #include "sandbox/seccomp.h"
 #include "supervisor/applog.h"
 #include "supervisor/control.h"
+#include "supervisor/error.h"
 #include "supervisor/prompt.h"
 #include "supervisor/launch.h"
 #include "supervisor/luahost.h"
 #include "supervisor/outlet.h"
 #include "supervisor/restart.h"
+#include "supervisor/sandboxed.h"
 #include "supervisor/state.h"
 #include "supervisor/supervisor.h"
 
@@ -75,13 +77,7 @@ struct Instance {
                             app, verified again at each start and bound as its /app */
         InstanceState state;
 
-        Sandbox *sandbox;
-        uv_poll_t sandbox_poll;
-        bool sandbox_poll_init;
-        uv_poll_t notify_poll; /* the seccomp listener: denied calls wait on it */
-        bool notify_poll_init;
-        SeccompDenials *denials; /* of the current run */
-        unsigned polls_closing;  /* sandbox_poll/notify_poll closes not yet called back */
+        SandboxedRun run; /* its sandbox while it runs alone (unused when packed) */
         Pump out, err, in;
         Outlet *in_outlet; /* the pipe to the app's stdin, fed from our terminal (cella run),
                             * or (cella run -t) to its pty's master */
@@ -92,17 +88,13 @@ struct Instance {
                          * closed then would hang its terminal up: SIGHUP, exit 129 */
         AppLog *log;
         BrokerApp *broker_app;
-        uid_t uid;
+        uid_t uid;           /* the host uid it runs as (its group host's when packed) */
         int64_t started_ms;  /* wall clock of the last start */
         uint64_t started_ns; /* monotonic */
-        bool stop_requested; /* we asked it to stop: no restart */
-        uv_timer_t timer;    /* restart delay, stop grace */
-        bool timer_init;
-        RestartState restart;
-        unsigned restarts;
+        bool stop_requested; /* we asked it to stop */
         int exit_code;
+        SupervisorError error; /* why its last start failed (step NONE: it did not) */
         SandboxExit last_exit;
-        LuaStats *stats;      /* a Lua app's stats file while it runs (its own host) */
         Group *group;         /* packed: the group whose host runs it (group.c); else NULL */
         uint32_t group_index; /* its record in the host's spec and stats file */
 };
@@ -118,28 +110,15 @@ struct Group {
         Instance **members; /* in the order of the spec and the stats file */
         size_t n_members;
         InstanceState state;
-        Sandbox *sandbox;
-        uv_poll_t sandbox_poll;
-        bool sandbox_poll_init;
-        uv_poll_t notify_poll;
-        bool notify_poll_init;
-        SeccompDenials *denials;
-        unsigned polls_closing;
-        Pump out, err; /* the host's own stdout/stderr */
-        AppLog *log;   /* logs/group.<name>.log (cella boot) */
-        LuaStats *stats;
-        uv_timer_t timer; /* restart delay, stop grace */
-        bool timer_init;
+        SandboxedRun run; /* the host's sandbox */
+        Pump out, err;    /* the host's own stdout/stderr */
+        AppLog *log;      /* logs/group.<name>.log (cella boot) */
+        char *label;      /* "packed group <name>", for messages */
         uv_timer_t watch; /* looks for members that ended while the host lives */
         bool watch_init;
-        RestartState restart;
-        unsigned restarts;
-        bool stop_requested;
-        uid_t uid;
-        uint64_t started_ns;
-        int64_t started_ms;
-        int exit_code;
-        SandboxExit last_exit;
+        bool stop_requested;   /* we asked it to stop: no restart */
+        int exit_code;         /* of its host's last run, or of its failed start */
+        SupervisorError error; /* why its last start failed (step NONE: it did not) */
 };
 
 struct Supervisor {
@@ -169,12 +148,12 @@ struct Supervisor {
         bool flush_init;
         int interrupts;
         bool stopping;
-        bool freeing; /* supervisor_free() runs: no more reports or restarts */
-        bool running; /* in supervisor_loop()'s uv_run() */
-        bool ready;   /* supervisor_ready() ran; ready_code is its result */
-        int ready_code;
-        bool init_warned;   /* supervisor_check_init() said cella-init could not run */
-        bool sweep_pending; /* supervisor_sweep() is to run once (cella run) */
+        bool freeing;                /* supervisor_free() runs: no more reports or restarts */
+        bool running;                /* in supervisor_loop()'s uv_run() */
+        bool ready;                  /* supervisor_ready() ran; ready_error is its failure */
+        SupervisorError ready_error; /* step SUPERVISOR_STEP_NONE: it worked */
+        bool init_warned;            /* supervisor_check_init() said cella-init could not run */
+        bool sweep_pending;          /* supervisor_sweep() is to run once (cella run) */
         Instance **apps;
         size_t n_apps;
         Group **groups;
@@ -182,6 +161,8 @@ struct Supervisor {
 };
 
 /* instance.c */
+/* Sets up inst->run (sandboxed.h), once inst->sup and inst->manifest are set. */
+void instance_init_run(Instance *inst);
 void instance_free(Instance *inst);
 /* Starts copying from `from` (a pipe's read end, or a description of our own of a
  * terminal; made non-blocking) into log when not NULL, else to outlet, whose room
@@ -198,17 +179,18 @@ void pump_close(Pump *p);
  * it ended inside a packed host. */
 void instance_report_lua_exit(Instance *inst, int code);
 /* Opens inst's log under <state>/logs if output goes to logs. Returns 0 or a
- * CELLA_EXIT_* code (printed). */
-int instance_open_log(Instance *inst);
+ * negative errno with *err (printed). */
+int instance_open_log(Instance *inst, SupervisorError *err);
 /* Moves fd to a number >= 4 (SandboxSpec.extra_fds), closing the old one. Returns
  * the new fd or -errno (fd closed). */
 int fd_above_stdio(int fd);
 
 /* group.c */
 /* Adds inst (a packed manifest) to its group, creating the group. Returns 0 or a
- * CELLA_EXIT_* code (printed: two members that disagree on the scheduler). */
-int group_add(Supervisor *s, Instance *inst);
-/* Starts the group's host with all its members. Returns 0 or a CELLA_EXIT_* code. */
+ * negative errno with *err (printed: two members that disagree on the scheduler). */
+int group_add(Supervisor *s, Instance *inst, SupervisorError *err);
+/* Starts the group's host with all its members. Returns 0 or a negative errno;
+ * each member's error says what failed. */
 int group_start(Group *g);
 /* As instance_stop(), for the whole host. */
 void group_stop(Group *g, bool kill);
@@ -236,20 +218,24 @@ void supervisor_check_init(Supervisor *s, const Sandbox *sb);
  * that are gone (cgroup_sweep()), saying what failed. */
 void supervisor_sweep(Supervisor *s);
 /* Opens grants, audit log, bus, prompt, control socket and broker, once. Returns 0
- * or a CELLA_EXIT_* code (printed). Called once the first sandbox runs. */
-int supervisor_ready(Supervisor *s);
-/* Verifies inst's bundle signature and records its rights in grants.db (once per
- * kernel). Needs supervisor_ready(). Returns 0 or a CELLA_EXIT_* code (printed). */
-int instance_install(Instance *inst);
+ * or a negative errno with *err (may be NULL; printed, and the same on every later
+ * call). Called once the first sandbox runs. */
+int supervisor_ready(Supervisor *s, SupervisorError *err);
+/* Records inst's rights (its signature verified at its claim) in grants.db (once
+ * per kernel). Needs supervisor_ready(). Returns 0 or a negative errno with *err
+ * (printed). */
+int instance_install(Instance *inst, SupervisorError *err);
+/* The exit code s->o.exit_code gives e (for records and cella ps). */
+int supervisor_exit_code(const Supervisor *s, const SupervisorError *e);
 
 /*
  * Before each start of inst (instance_start, group_start): a signed app's folder
  * (inst->app_fd) is verified again, as it is now, and must still pass
  * signature_verify() with the key the id was claimed with; an unsigned app is not
- * looked at. Returns 0, or CELLA_EXIT_STATE after logging and auditing why the start
- * is refused.
+ * looked at. Returns 0, or a negative errno with *err (step SUPERVISOR_STEP_STATE)
+ * after logging, recording and auditing why the start is refused.
  */
-int instance_verify_again(Instance *inst);
+int instance_verify_again(Instance *inst, SupervisorError *err);
 /* Writes o (one JSON line) to the status fd, if any, and drops o either way. */
 void supervisor_status(Supervisor *s, json_t *o);
 /* Appends a lifecycle record to the audit log (fields: stolen). */

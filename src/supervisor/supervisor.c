@@ -23,7 +23,7 @@
 #include "base/termsafe.h"
 #include "policy/capability.h"
 #include "policy/signature.h"
-#include "supervisor/exit-codes.h"
+#include "supervisor/error.h"
 #include "supervisor/run.h"
 #include "supervisor/supervisor-internal.h"
 #include "supervisor/terminal.h"
@@ -32,54 +32,20 @@
  * supervisor_report_failure() adds nothing (an app's own exit code may be 240-254). */
 static bool outcome_reported;
 
-static const char *step_of_exit_code(int code)
-{
-        switch (code) {
-        case CELLA_EXIT_USAGE:
-                return "usage";
-        case CELLA_EXIT_MANIFEST:
-                return "manifest";
-        case CELLA_EXIT_STATE:
-                return "state";
-        case CELLA_EXIT_PREPARE:
-                return "prepare";
-        case CELLA_EXIT_CGROUP:
-                return "cgroup";
-        case CELLA_EXIT_CLONE:
-                return "clone";
-        case CELLA_EXIT_NAMESPACE:
-                return "namespace";
-        case CELLA_EXIT_MOUNT:
-                return "mount";
-        case CELLA_EXIT_PIVOT:
-                return "pivot";
-        case CELLA_EXIT_USERNS:
-                return "userns";
-        case CELLA_EXIT_CAPS:
-                return "caps";
-        case CELLA_EXIT_RLIMIT:
-                return "rlimit";
-        case CELLA_EXIT_SECCOMP:
-                return "seccomp";
-        case CELLA_EXIT_INIT:
-                return "init";
-        default:
-                return "internal";
-        }
-}
-
-void supervisor_report_failure(int fd, int code)
+void supervisor_report_failure(int fd, const SupervisorError *e, int exit_code)
 {
         struct pollfd pfd = {.fd = fd, .events = POLLOUT};
         char *text, *line;
         size_t n;
         json_t *o;
 
-        if (fd < 0 || code < CELLA_EXIT_USAGE || code > CELLA_EXIT_INTERNAL || outcome_reported)
+        if (fd < 0 || e->step == SUPERVISOR_STEP_NONE || e->step == SUPERVISOR_STEP_DEPENDS ||
+            (e->step == SUPERVISOR_STEP_SANDBOX && e->sandbox_step == SANDBOX_STEP_EXEC) ||
+            outcome_reported)
                 return;
-        o = json_pack("{s:s, s:s, s:s, s:i}", "event", "failed", "step", step_of_exit_code(code),
+        o = json_pack("{s:s, s:s, s:s, s:i}", "event", "failed", "step", supervisor_error_step(e),
                       "error", log_last_error()[0] ? log_last_error() : "failed", "exit_code",
-                      code);
+                      exit_code);
         text = o ? json_dumps(o, JSON_COMPACT) : NULL;
         json_decref(o);
         if (!text)
@@ -135,7 +101,7 @@ void supervisor_audit(Supervisor *s, const char *app, const char *event, json_t 
 
         if (!fields)
                 return;
-        if (supervisor_ready(s) != 0) {
+        if (supervisor_ready(s, NULL) < 0) {
                 json_decref(fields);
                 return;
         }
@@ -192,8 +158,8 @@ static int host_launch(void *userdata, const char *caller_id, const char *target
         }
         if (s->stopping)
                 return -EBUSY;
-        if (inst->state == INSTANCE_RESTARTING && inst->timer_init)
-                uv_timer_stop(&inst->timer);
+        if (inst->state == INSTANCE_RESTARTING) /* a start now replaces the restart */
+                sandboxed_cancel_restart(inst->group ? &inst->group->run : &inst->run);
         log_info("%s: launched by %s", target_id, caller_id);
         if (instance_start(inst) != 0)
                 return -EIO;
@@ -340,15 +306,15 @@ static json_t *control_stats(void *userdata, const char *app_id)
                 const char *id = inst->manifest->id;
                 json_t *o;
 
-                if (inst->group || !inst->stats || inst->state != INSTANCE_RUNNING ||
-                    !inst->sandbox || (app_id && strcmp(app_id, id) != 0))
+                if (inst->group || !inst->run.stats || inst->state != INSTANCE_RUNNING ||
+                    !inst->run.sandbox || (app_id && strcmp(app_id, id) != 0))
                         continue;
-                o = luastats_json(inst->stats, &id, NULL);
+                o = luastats_json(inst->run.stats, &id, NULL);
                 if (!o)
                         continue;
                 json_object_set_new(o, "host", json_string(id));
                 json_object_set_new(o, "group", json_null());
-                json_object_set_new(o, "pid", json_integer(inst->sandbox->pid));
+                json_object_set_new(o, "pid", json_integer(inst->run.sandbox->pid));
                 json_array_append_new(hosts, o);
         }
         for (size_t i = 0; hosts && i < s->n_groups; i++) {
@@ -457,24 +423,10 @@ static void on_signal(uv_signal_t *h, int signum)
         supervisor_output_check(s);
 
         if (!s->o.boot) {
-                for (size_t i = 0; i < s->n_groups; i++) {
-                        Group *g = s->groups[i];
-
-                        if (!g->sandbox)
-                                continue;
-                        if (kill && g->sandbox->cgroup)
-                                (void)cgroup_kill(g->sandbox->cgroup);
-                        (void)sandbox_signal(g->sandbox, kill ? SIGKILL : signum);
-                }
-                for (size_t i = 0; i < s->n_apps; i++) {
-                        Instance *inst = s->apps[i];
-
-                        if (!inst->sandbox)
-                                continue;
-                        if (kill && inst->sandbox->cgroup)
-                                (void)cgroup_kill(inst->sandbox->cgroup);
-                        (void)sandbox_signal(inst->sandbox, kill ? SIGKILL : signum);
-                }
+                for (size_t i = 0; i < s->n_groups; i++)
+                        sandboxed_signal(&s->groups[i]->run, kill ? SIGKILL : signum);
+                for (size_t i = 0; i < s->n_apps; i++)
+                        sandboxed_signal(&s->apps[i]->run, kill ? SIGKILL : signum);
                 return;
         }
         if (!s->stopping)
@@ -546,10 +498,10 @@ void supervisor_output_check(Supervisor *s)
         if (!s->signalled)
                 return;
         for (size_t i = 0; i < s->n_apps; i++)
-                if (s->apps[i]->sandbox && !s->apps[i]->sandbox->exited)
+                if (s->apps[i]->run.sandbox && !s->apps[i]->run.sandbox->exited)
                         return;
         for (size_t i = 0; i < s->n_groups; i++)
-                if (s->groups[i]->sandbox && !s->groups[i]->sandbox->exited)
+                if (s->groups[i]->run.sandbox && !s->groups[i]->run.sandbox->exited)
                         return;
         /* Stopped by a signal and no app runs: the person wants out. Output still in
          * the apps' pipes that nobody takes (a reader that stopped reading) must not
@@ -570,20 +522,24 @@ void supervisor_output_check(Supervisor *s)
  * prompt, control socket, broker. instance.c calls this once the first sandbox
  * runs, so it overlaps with the app starting on the other CPU, not with the spawn
  * (on 2 CPUs, work during the spawn slowed it: bench/start).
- * Prints what went wrong; returns 0 or a CELLA_EXIT_* code, remembered.
+ * Prints what went wrong; returns 0 or a negative errno with *err, remembered.
  */
-int supervisor_ready(Supervisor *s)
+int supervisor_ready(Supervisor *s, SupervisorError *err)
 {
         const SupervisorOptions *o = &s->o;
-        int r, code = CELLA_EXIT_INTERNAL;
+        SupervisorStep step = SUPERVISOR_STEP_INTERNAL;
+        int r;
 
-        if (s->ready)
-                return s->ready_code;
+        if (s->ready) {
+                if (err && s->ready_error.step != SUPERVISOR_STEP_NONE)
+                        *err = s->ready_error;
+                return s->ready_error.step != SUPERVISOR_STEP_NONE ? -s->ready_error.error : 0;
+        }
         s->ready = true;
         r = grants_open(o->state_dir, &s->grants);
         if (r < 0) {
                 log_error_errno(r, "cannot open %s/%s: %m", o->state_dir, GRANTS_DB_FILE);
-                code = CELLA_EXIT_STATE;
+                step = SUPERVISOR_STEP_STATE;
                 goto fail;
         }
         r = audit_open(o->state_dir, &(AuditOptions){.sync_lag_ms = SUPERVISOR_AUDIT_SYNC_LAG_MS},
@@ -593,7 +549,7 @@ int supervisor_ready(Supervisor *s)
                                 "cannot open the audit log in %s/audit: %m (see 'cella audit "
                                 "--verify')",
                                 o->state_dir);
-                code = CELLA_EXIT_STATE;
+                step = SUPERVISOR_STEP_STATE;
                 goto fail;
         }
         r = bus_new(&s->bus);
@@ -628,6 +584,7 @@ int supervisor_ready(Supervisor *s)
                 };
                 BrokerHost *host = malloc(sizeof *host);
 
+                r = -ENOMEM;
                 if (!host)
                         goto fail;
                 *host = host_ops;
@@ -651,7 +608,10 @@ int supervisor_ready(Supervisor *s)
         return 0;
 fail:
         /* What was opened is closed by supervisor_free(). */
-        return s->ready_code = code;
+        r = supervisor_error(&s->ready_error, step, r, "the kernel's setup");
+        if (err)
+                *err = s->ready_error;
+        return r;
 }
 
 /*
@@ -747,42 +707,43 @@ static void close_outlets(Supervisor *s)
                 *outlets[i] = outlet_free(*outlets[i]);
 }
 
-int supervisor_new(const SupervisorOptions *o, Supervisor **ret)
+int supervisor_new(const SupervisorOptions *o, Supervisor **ret, SupervisorError *err)
 {
         Supervisor *s;
-        int r, code = CELLA_EXIT_INTERNAL;
+        int r;
 
         if (geteuid() != 0) {
                 log_error("cella needs root: it gives each app its own host uid and cgroup "
                           "(rootless mode is not supported yet)");
-                return CELLA_EXIT_PREPARE;
+                return supervisor_error_at(err, SANDBOX_STEP_PREPARE, EPERM, "cella needs root");
         }
         s = calloc(1, sizeof *s);
         if (!s)
-                return CELLA_EXIT_INTERNAL;
+                return supervisor_error(err, SUPERVISOR_STEP_INTERNAL, ENOMEM, NULL);
         s->o = *o;
 
         r = cgroup_manager_new("/sys/fs/cgroup", o->cgroup_mode, NULL, &s->cgm);
         if (r < 0) {
                 log_error_errno(r, "no usable cgroup hierarchy under /sys/fs/cgroup: %m");
-                code = CELLA_EXIT_CGROUP;
+                r = supervisor_error_at(err, SANDBOX_STEP_CGROUP, r, "/sys/fs/cgroup");
                 goto fail;
         }
         r = state_open(o->state_dir, o->uid_base, o->uid_count, &s->state);
         if (r < 0) {
                 log_error_errno(r, "cannot open the state directory %s: %m", o->state_dir);
-                code = CELLA_EXIT_STATE;
+                r = supervisor_error(err, SUPERVISOR_STEP_STATE, r, o->state_dir);
                 goto fail;
         }
         r = seccomp_program_builtin(&(SeccompOptions){.notify = true}, &s->filter);
         if (r < 0) {
                 log_error_errno(r, "cannot build the seccomp filter: %m");
-                code = CELLA_EXIT_SECCOMP;
+                r = supervisor_error_at(err, SANDBOX_STEP_SECCOMP, r, "the seccomp filter");
                 goto fail;
         }
         r = uv_loop_init(&s->loop);
         if (r < 0) {
                 log_error("cannot start the event loop: %s", uv_strerror(r));
+                r = supervisor_error(err, SUPERVISOR_STEP_INTERNAL, r, "the event loop");
                 goto fail;
         }
         s->loop_ready = true;
@@ -790,7 +751,7 @@ int supervisor_new(const SupervisorOptions *o, Supervisor **ret)
         raise_nofile();
         r = open_outlets(s);
         if (r < 0) {
-                code = CELLA_EXIT_USAGE;
+                r = supervisor_error(err, SUPERVISOR_STEP_USAGE, r, "--json-status");
                 goto fail;
         }
 
@@ -813,6 +774,7 @@ int supervisor_new(const SupervisorOptions *o, Supervisor **ret)
                 }
                 if (r < 0) {
                         log_error("cannot set up the event loop: %s", uv_strerror(r));
+                        r = supervisor_error(err, SUPERVISOR_STEP_INTERNAL, r, "the event loop");
                         goto fail;
                 }
         }
@@ -820,7 +782,7 @@ int supervisor_new(const SupervisorOptions *o, Supervisor **ret)
         return 0;
 fail:
         supervisor_free(s);
-        return code;
+        return r;
 }
 
 /* "<where>: <why>" of a signature problem: an entry of app_dir, or a folder on the
@@ -841,9 +803,9 @@ static void signature_where(const char *app_dir, const SignatureError *e, char *
  * nobody but root or cella can change (signature_verify). The folder stays open
  * (inst->app_fd): each start of a signed app verifies it again and binds it, not
  * its path.
- * Returns 0 or a CELLA_EXIT_* code.
+ * Returns 0 or a negative errno with *err.
  */
-static int instance_claim(Supervisor *s, Instance *inst)
+static int instance_claim(Supervisor *s, Instance *inst, SupervisorError *err)
 {
         const Manifest *m = inst->manifest;
         _cleanup_close_ int dirfd = -EBADF;
@@ -855,8 +817,8 @@ static int instance_claim(Supervisor *s, Instance *inst)
         _Static_assert(sizeof inst->key_id == SIGNATURE_KEY_ID_CHARS + 1, "Instance.key_id");
         dirfd = open(inst->app_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (dirfd < 0) {
-                log_error_errno(negative_errno(), "%s: %m", inst->app_dir);
-                return CELLA_EXIT_MANIFEST;
+                r = log_error_errno(negative_errno(), "%s: %m", inst->app_dir);
+                return supervisor_error(err, SUPERVISOR_STEP_MANIFEST, r, inst->app_dir);
         }
         /* A signature is looked at only when the bundle has one: a missing SIGNATURE
          * is the common case and costs a failed open. */
@@ -897,7 +859,7 @@ static int instance_claim(Supervisor *s, Instance *inst)
         state_claim_clear(&claim);
         state_claim_clear(&rec);
         if (r < 0)
-                return CELLA_EXIT_STATE;
+                return supervisor_error(err, SUPERVISOR_STEP_STATE, r, "who installed the app");
         /* Kept only where a start uses it (instance_verify_again, instance_start). */
         inst->app_fd = safe_close(inst->app_fd);
         if (inst->signed_ok)
@@ -905,8 +867,9 @@ static int instance_claim(Supervisor *s, Instance *inst)
         return 0;
 }
 
-int instance_verify_again(Instance *inst)
+int instance_verify_again(Instance *inst, SupervisorError *err)
 {
+        SupervisorError e = {};
         Supervisor *s = inst->sup;
         char key_id[SIGNATURE_KEY_ID_CHARS + 1] = "", where[2 * SIGNATURE_PATH_MAX + 16];
         SignatureError serr = {};
@@ -938,20 +901,23 @@ int instance_verify_again(Instance *inst)
                   inst->manifest->id, where,
                   r == 0 ? "now signed by another key" : serr.message ?: strerror(-r),
                   inst->key_id);
+        (void)supervisor_error(&e, SUPERVISOR_STEP_STATE, r == 0 ? EKEYREJECTED : r, where);
         supervisor_status(s, json_pack("{s:s, s:s, s:s, s:s, s:i}", "event", "failed", "app",
                                        inst->manifest->id, "step", "verify", "error",
                                        r == 0 ? "signed by another key"
                                               : serr.message ?: strerror(-r),
-                                       "exit_code", CELLA_EXIT_STATE));
+                                       "exit_code", supervisor_exit_code(s, &e)));
         supervisor_audit(s, inst->manifest->id, AUDIT_EVENT_LIFECYCLE,
                          json_pack("{s:s, s:s, s:s, s:i}", "what", "failed", "step", "verify",
                                    "error", r == 0 ? "signed by another key"
                                                    : serr.message ?: strerror(-r),
                                    "errno", r == 0 ? EKEYREJECTED : -r));
-        return CELLA_EXIT_STATE;
+        if (err)
+                *err = e;
+        return -e.error;
 }
 
-int instance_install(Instance *inst)
+int instance_install(Instance *inst, SupervisorError *err)
 {
         Supervisor *s = inst->sup;
         const Manifest *m = inst->manifest;
@@ -972,11 +938,11 @@ int instance_install(Instance *inst)
                         if (*p == bad)
                                 field = "exports";
                 log_error("%s/manifest.json: %s: '%s': %s", app_dir, field, bad, why);
-                return CELLA_EXIT_MANIFEST;
+                return supervisor_error(err, SUPERVISOR_STEP_MANIFEST, r, bad);
         }
         if (r < 0) {
                 log_error_errno(r, "cannot record the permissions of %s: %m", m->id);
-                return CELLA_EXIT_STATE;
+                return supervisor_error(err, SUPERVISOR_STEP_STATE, r, GRANTS_DB_FILE);
         }
         /* What this app exports, or its key, may change what the apps already running
          * reach (docs/capabilities.md, "Reaching other apps"): they re-read their grants,
@@ -998,7 +964,7 @@ int instance_install(Instance *inst)
 }
 
 int supervisor_add(Supervisor *s, const char *app_dir, Manifest *m, char *const *extra_args,
-                   unsigned wave, Instance **ret)
+                   unsigned wave, Instance **ret, SupervisorError *err)
 {
         Instance *inst, **apps;
         int r;
@@ -1006,7 +972,7 @@ int supervisor_add(Supervisor *s, const char *app_dir, Manifest *m, char *const 
         inst = calloc(1, sizeof *inst);
         if (!inst) {
                 manifest_free(m);
-                return CELLA_EXIT_INTERNAL;
+                return supervisor_error(err, SUPERVISOR_STEP_INTERNAL, ENOMEM, NULL);
         }
         inst->manifest = m;
         inst->sup = s;
@@ -1014,6 +980,7 @@ int supervisor_add(Supervisor *s, const char *app_dir, Manifest *m, char *const 
         inst->out.from = inst->err.from = inst->in.from = -EBADF;
         inst->app_fd = -EBADF;
         inst->pty_master = inst->pty_hold = -1;
+        instance_init_run(inst);
         inst->app_dir = strdup(app_dir);
         if (!inst->app_dir || (extra_args && !(inst->extra_args = strv_copy(extra_args))))
                 goto oom;
@@ -1023,28 +990,33 @@ int supervisor_add(Supervisor *s, const char *app_dir, Manifest *m, char *const 
         s->apps = apps;
         s->apps[s->n_apps++] = inst;
         if (m->isolation == MANIFEST_ISOLATION_PACKED) {
-                r = group_add(s, inst);
-                if (r != 0)
+                r = group_add(s, inst, err);
+                if (r < 0)
                         return r;
         }
 
         /* The id is this app's, or nothing of the id's is given to it. */
-        r = instance_claim(s, inst);
-        if (r != 0)
+        r = instance_claim(s, inst, err);
+        if (r < 0)
                 return r;
         /* The directory must exist before the jail binds it; its owner, like the uid,
          * is settled while the child builds the jail (instance_prepare()). */
         r = state_app_data_path(s->state, m->id, &inst->data_dir);
         if (r < 0) {
                 log_error_errno(r, "cannot prepare the data directory of %s: %m", m->id);
-                return CELLA_EXIT_STATE;
+                return supervisor_error(err, SUPERVISOR_STEP_STATE, r, m->id);
         }
         if (ret)
                 *ret = inst;
         return 0;
 oom:
         instance_free(inst);
-        return CELLA_EXIT_INTERNAL;
+        return supervisor_error(err, SUPERVISOR_STEP_INTERNAL, ENOMEM, NULL);
+}
+
+int supervisor_exit_code(const Supervisor *s, const SupervisorError *e)
+{
+        return s->o.exit_code ? s->o.exit_code(e) : e->step != SUPERVISOR_STEP_NONE;
 }
 
 void supervisor_loop(Supervisor *s)
@@ -1072,10 +1044,10 @@ Supervisor *supervisor_free(Supervisor *s)
                 return NULL;
         s->freeing = true;
         for (size_t i = 0; i < s->n_apps; i++)
-                if (s->apps[i]->sandbox && !s->apps[i]->sandbox->exited)
+                if (s->apps[i]->run.sandbox && !s->apps[i]->run.sandbox->exited)
                         instance_stop(s->apps[i], true);
         for (size_t i = 0; i < s->n_groups; i++)
-                if (s->groups[i]->sandbox && !s->groups[i]->sandbox->exited)
+                if (s->groups[i]->run.sandbox && !s->groups[i]->run.sandbox->exited)
                         group_stop(s->groups[i], true);
         for (size_t i = 0; i < s->n_apps; i++) {
                 Instance *inst = s->apps[i];

@@ -20,6 +20,7 @@
 
 #include "policy/manifest.h"
 #include "sandbox/cgroup.h"
+#include "supervisor/error.h"
 
 typedef struct Supervisor Supervisor;
 typedef struct Instance Instance;
@@ -42,6 +43,9 @@ typedef struct SupervisorOptions {
         bool boot;          /* Ctrl-C stops every app (cella boot) instead of forwarding */
         bool raw_output;    /* apps' output to a terminal as it is, escapes included */
         bool tty;           /* cella run -t: the app gets a pty of its own (terminal.h) */
+        /* The CLI's numbering of a failure (cella_exit_code()), for the "exit_code" of
+         * records and cella ps; NULL: 1 for any failure. */
+        SupervisorExitCode exit_code;
 } SupervisorOptions;
 
 typedef enum InstanceState {
@@ -55,9 +59,9 @@ typedef enum InstanceState {
 /*
  * Opens the state dir, grants, audit log, bus, broker, cgroup manager and seccomp
  * filter, and starts listening on the control socket. Prints what went wrong.
- * Returns 0 and *ret, or a CELLA_EXIT_* code (> 0) for the caller to exit with.
+ * Returns 0 and *ret, or a negative errno with *err (may be NULL).
  */
-int supervisor_new(const SupervisorOptions *o, Supervisor **ret);
+int supervisor_new(const SupervisorOptions *o, Supervisor **ret, SupervisorError *err);
 
 /* Stops what still runs (SIGKILL), closes everything. Takes NULL; returns NULL. */
 Supervisor *supervisor_free(Supervisor *s);
@@ -66,23 +70,28 @@ Supervisor *supervisor_free(Supervisor *s);
  * Registers the app in app_dir (its manifest m, which the supervisor now owns, even
  * on failure) with extra_args appended to its manifest args (may be NULL; copied),
  * in boot wave `wave`. Installs its normal and signature rights in grants.db.
- * Returns 0 and *ret (owned by s), or a CELLA_EXIT_* code after printing why.
+ * Returns 0 and *ret (owned by s), or a negative errno with *err (may be NULL) after
+ * printing why.
  */
 int supervisor_add(Supervisor *s, const char *app_dir, Manifest *m, char *const *extra_args,
-                   unsigned wave, Instance **ret);
+                   unsigned wave, Instance **ret, SupervisorError *err);
 
 /*
- * Starts inst's sandbox and serves its channel. Returns 0, or a CELLA_EXIT_* code
- * (the spawn step that failed, docs/cli.md) after printing and recording why.
+ * Starts inst's sandbox and serves its channel. Returns 0, or a negative errno
+ * after printing and recording why; what failed is instance_error(inst).
  */
 int instance_start(Instance *inst);
 
 /* Runs the loop until every app this run waits for is done (supervisor.c). */
 void supervisor_loop(Supervisor *s);
 
-/* The exit code of inst's last run: its status, 128+N for signal N, or a
- * CELLA_EXIT_* code if it failed to start (docs/cli.md). */
+/* The status of inst's last run: its own, 128+N for signal N
+ * (SUPERVISOR_SIGNAL_STATUS_BASE), or if it failed to start the exit code
+ * SupervisorOptions.exit_code gave its failure (docs/cli.md). */
 int instance_exit_code(const Instance *inst);
+
+/* Why inst's last start failed; step SUPERVISOR_STEP_NONE if it did not. */
+const SupervisorError *instance_error(const Instance *inst);
 
 InstanceState instance_state(const Instance *inst);
 const Manifest *instance_manifest(const Instance *inst);

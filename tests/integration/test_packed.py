@@ -4,6 +4,7 @@ own channel, rights, data directory and log; `cella stats` shows the host's
 scheduler counters (docs/cli.md)."""
 import json
 import os
+import signal
 import subprocess
 import textwrap
 import time
@@ -258,3 +259,69 @@ def test_a_member_that_holds_the_thread_is_ended_alone_in_the_real_group(tmp_pat
     fields = dict(kv.split("=") for kv in a.split()[-2:])
     assert int(fields["ticks"]) >= 30 and float(fields["worst_ms"]) < 250, a
     print(f"boot: {a.strip()}")
+
+
+def test_a_group_launched_again_within_the_stop_grace_keeps_running(tmp_path, state):
+    # The stop grace (SIGTERM, then SIGKILL SUPERVISOR_STOP_GRACE_MS later) belongs
+    # to the run it was set for. A group's timer once outlived its run: a group
+    # stopped (it exits at once on SIGTERM) and launched again within the 5 s was
+    # killed by the old run's timer ("did not stop within 5000 ms"). A launcher app
+    # launches A whenever it is not running; A's new run must keep its pid past
+    # the old run's grace.
+    require_root()
+    grace_s = 5.0  # SUPERVISOR_STOP_GRACE_MS
+    root = tmp_path / "apps"
+    lua_member(root, A, """
+        local timer = require "cella.timer"
+        timer.every(1, function() end)
+    """, exports=["app.launch"])
+    launcher = root / "org.test.packlauncher"
+    launcher.mkdir()
+    (launcher / "manifest.json").write_text(json.dumps(
+        {"id": "org.test.packlauncher", "runtime": "lua", "entry": "main.lua",
+         "permissions": [f"app.launch:{A}"]}))
+    (launcher / "main.lua").write_text(textwrap.dedent(f"""
+        local app = require "cella.app"
+        local timer = require "cella.timer"
+        timer.every(0.5, function() print(pcall(app.launch, "{A}")) end)
+    """))
+    os.chmod(launcher, 0o755)
+    os.chmod(launcher / "main.lua", 0o644)
+
+    def running_pid():
+        ps = cella("ps", "--json", state=state)
+        if ps.returncode != 0:
+            return None
+        rows = {r["id"]: r for r in json.loads(ps.stdout)}
+        row = rows.get(A)
+        return row["pid"] if row and row["state"] == "running" else None
+
+    p = subprocess.Popen([CELLA, "boot", "--state-dir", str(state), str(root)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        first = None
+        while first is None and time.monotonic() < deadline:
+            first = running_pid()
+            time.sleep(0.05)
+        assert first, "A never ran"
+        stopped_at = time.monotonic()
+        # It stops at once (A exits on SIGTERM); the launcher may already have
+        # started it again by the time `cella stop` looks, so its status is not
+        # the point here: A's next run is.
+        cella("stop", A, state=state)
+        second = None
+        while second in (None, first) and time.monotonic() < deadline:
+            second = running_pid()
+            time.sleep(0.05)
+        assert second and second != first, ("A was not launched again",
+                                            log_of(state, "org.test.packlauncher"))
+        # Past the old run's grace (and a margin for the loop), the new run is
+        # still the one running.
+        while time.monotonic() < stopped_at + grace_s + 1.5:
+            assert running_pid() == second, "A's new run was killed"
+            time.sleep(0.1)
+    finally:
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    assert "did not stop within" not in err, err

@@ -8,10 +8,11 @@ import json
 import os
 import shutil
 import struct
+import subprocess
 
 import pytest
 
-from conftest import boot_cella, run_cella
+from conftest import CELLA, boot_cella, run_cella
 
 
 def _elf_interp_offset(data):
@@ -240,6 +241,19 @@ def test_packed_member_missing_entry_is_named(state, make_app, tmp_path):
     assert f"the folder {boot / 'bad'} of org.test.packbad" in p.stderr, p.stderr
     assert "cella-lua:" not in p.stderr
     assert "org.test.packbad: failed (exit status 127)" in p.stderr, p.stderr
+    # The host's failed start is each member's, told as a lone app's is
+    # (sandboxed.c: one path for both): a "failed" record per member, with the
+    # step, the exit code and its group, and the same in the audit log.
+    failed = {r["app"]: r for r in status if r["event"] == "failed"}
+    for app in ("org.test.packok", "org.test.packbad"):
+        assert failed[app]["step"] == "exec" and failed[app]["exit_code"] == 127, failed
+        assert failed[app]["group"] == "g" and failed[app]["errno"] == 2, failed
+        au = subprocess.run([CELLA, "audit", "--state-dir", str(state), "--json", "--app", app],
+                            capture_output=True, text=True, timeout=30)
+        recs = [json.loads(line) for line in au.stdout.splitlines() if line.strip()]
+        whats = [r.get("fields", r) for r in recs]
+        assert any(f.get("what") == "failed" and f.get("step") == "exec" and f.get("group") == "g"
+                   for f in whats), au.stdout
 
 
 def test_env_shebang_command_not_found_is_the_apps_own_127(state, make_app):
