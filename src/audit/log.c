@@ -16,6 +16,7 @@
 #include "audit/audit-internal.h"
 #include "base/fileio.h"
 #include "base/macro.h"
+#include "base/time-util.h"
 
 #define AUDIT_REASON_MAX 1024u /* bytes of audit_open_repair()'s reason */
 
@@ -249,14 +250,6 @@ static void unlock(AuditLog *a)
                 (void)lock_byte(a->lock_fd, F_UNLCK, AUDIT_LOCK_FLUSH, false);
 }
 
-static int64_t now_usec(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* pread() of exactly n bytes; -EBADMSG if the file is shorter. */
 static int pread_exact(int fd, char *buf, size_t n, uint64_t offset)
 {
@@ -352,7 +345,7 @@ static int sync_locked(AuditLog *a)
                 return r;
         a->dirty = false;
         a->head_seq = a->last.seq;
-        a->head_mtime_ms = now_usec() / 1000;
+        a->head_mtime_ms = now_realtime_us() / 1000;
         return 0;
 }
 
@@ -372,7 +365,7 @@ static bool sync_due(AuditLog *a, int64_t now_usec_hint)
 
         if (a->sync_lag_ms == 0 || a->seq - a->head_seq >= AUDIT_SYNC_LAG_RECORDS)
                 return true;
-        now_ms = (now_usec_hint > 0 ? now_usec_hint : now_usec()) / 1000;
+        now_ms = (now_usec_hint > 0 ? now_usec_hint : now_realtime_us()) / 1000;
         if (a->head_mtime_ms > 0 && now_ms >= a->head_mtime_ms &&
             (uint64_t)(now_ms - a->head_mtime_ms) < a->sync_lag_ms)
                 return false;
@@ -725,7 +718,7 @@ static size_t u64_format(uint64_t v, char *buf)
  * NUL): gmtime_r() once a second, not per record. */
 static int time_format(AuditLog *a, char buf[TIME_LEN])
 {
-        int64_t usec = a->clock ? a->clock(a->clock_userdata) : now_usec();
+        int64_t usec = a->clock ? a->clock(a->clock_userdata) : now_realtime_us();
         int64_t sec = usec / 1000000;
         unsigned frac;
 
@@ -1365,7 +1358,8 @@ int audit_open_repair(const char *state_dir, const char *reason, const AuditOpti
                 return r;
         if (report.max_seq > max_seq)
                 max_seq = report.max_seq;
-        usec = options && options->clock ? options->clock(options->clock_userdata) : now_usec();
+        usec = options && options->clock ? options->clock(options->clock_userdata)
+                                         : now_realtime_us();
         r = free_name(a->state_fd, AUDIT_DIR ".broken-", usec, moved, sizeof moved);
         if (r < 0)
                 return r;

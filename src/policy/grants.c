@@ -24,6 +24,7 @@
 #include "base/fileio.h"
 #include "base/macro.h"
 #include "base/strv.h"
+#include "base/time-util.h"
 #include "policy/grants.h"
 #include "policy/signature.h"
 
@@ -88,10 +89,7 @@ const char *grants_reason_to_string(GrantsReason r)
 
 int64_t grants_now_ms(void)
 {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        return now_realtime_ms();
 }
 
 /* ---- schema and transactions ------------------------------------------------------------ */

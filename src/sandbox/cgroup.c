@@ -23,6 +23,7 @@
 #include "base/fileio.h"
 #include "base/macro.h"
 #include "base/strv.h"
+#include "base/time-util.h"
 #include "sandbox/cgroup-internal.h"
 
 #define CGROUP_FS_ROOT_DEFAULT "/sys/fs/cgroup"
@@ -55,14 +56,6 @@ void cgroup_sleep_ms(unsigned ms)
 
         while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
                 ;
-}
-
-static uint64_t now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static bool streq(const char *a, const char *b)
@@ -223,7 +216,7 @@ int cgroup_read_keyed_u64(const char *dir, const char *knob, const char *key, ui
 int cgroup_wait_keyed(const char *dir, const char *knob, const char *key, uint64_t want,
                       unsigned timeout_ms)
 {
-        uint64_t deadline = now_ms() + timeout_ms;
+        uint64_t deadline = now_monotonic_ms() + timeout_ms;
 
         for (;;) {
                 uint64_t v;
@@ -234,7 +227,7 @@ int cgroup_wait_keyed(const char *dir, const char *knob, const char *key, uint64
                         return r;
                 if (v == want)
                         return 0;
-                if (now_ms() >= deadline)
+                if (now_monotonic_ms() >= deadline)
                         return -ETIMEDOUT;
                 cgroup_sleep_ms(1);
         }
@@ -280,7 +273,7 @@ int cgroup_kill_procs(const char *dir)
 int cgroup_wait_empty(Cgroup *cg, unsigned timeout_ms)
 {
         const CgroupManager *m = cg->manager;
-        uint64_t deadline = now_ms() + timeout_ms;
+        uint64_t deadline = now_monotonic_ms() + timeout_ms;
 
         for (;;) {
                 int busy = 0;
@@ -296,7 +289,7 @@ int cgroup_wait_empty(Cgroup *cg, unsigned timeout_ms)
                 }
                 if (busy == 0)
                         return 0;
-                if (now_ms() >= deadline)
+                if (now_monotonic_ms() >= deadline)
                         return -EBUSY;
                 cgroup_sleep_ms(1);
         }

@@ -36,6 +36,7 @@
 #include "base/macro.h"
 #include "base/strv.h"
 #include "base/termsafe.h"
+#include "base/time-util.h"
 #include "supervisor/exit-codes.h"
 #include "supervisor/storage.h"
 #include "supervisor/supervisor-internal.h"
@@ -51,22 +52,6 @@
  * (storage.c); and for everything else it has open. */
 #define GROUP_FDS_PER_APP 7u
 #define GROUP_FDS_SPARE   256u
-
-static uint64_t now_ns(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static int64_t now_ms_realtime(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static Group *group_find(Supervisor *s, const char *name)
 {
@@ -489,7 +474,7 @@ static void member_exited(Instance *inst, int code, const char *how)
 {
         Supervisor *s = inst->sup;
         const char *reason = luastats_fault_reason(code);
-        double ms = (double)(now_ns() - inst->started_ns) / 1e6;
+        double ms = (double)(now_monotonic_ns() - inst->started_ns) / 1e6;
         json_t *rec;
 
         inst->exit_code = code;
@@ -689,8 +674,8 @@ int group_start(Group *g)
         launch.spec.prepare = group_prepare;
         launch.spec.prepare_userdata = &prep;
 
-        g->started_ns = now_ns();
-        g->started_ms = now_ms_realtime();
+        g->started_ns = now_monotonic_ns();
+        g->started_ms = now_realtime_ms();
         r = sandbox_spawn(&launch.spec, &g->sandbox, &serr);
         out[1] = safe_close(out[1]);
         err[1] = safe_close(err[1]);
@@ -894,7 +879,7 @@ void group_maybe_finished(Group *g)
                 if (g->members[i]->out.open)
                         return;
         x = &g->sandbox->exit;
-        ms = (double)(now_ns() - g->started_ns) / 1e6;
+        ms = (double)(now_monotonic_ns() - g->started_ns) / 1e6;
         if (g->watch_init)
                 uv_timer_stop(&g->watch);
         if (g->notify_poll_init) {
@@ -990,7 +975,7 @@ static void group_maybe_restart(Group *g)
         for (size_t i = 0; i < g->n_members; i++)
                 ms[i] = g->members[i]->manifest;
         d = restart_decide(&g->restart, luahost_restart(ms, g->n_members), &g->last_exit,
-                           g->started_ns, now_ns(), &delay_ns);
+                           g->started_ns, now_monotonic_ns(), &delay_ns);
         if (d == RESTART_LATER) {
                 g->state = INSTANCE_RESTARTING;
                 for (size_t i = 0; i < g->n_members; i++) {

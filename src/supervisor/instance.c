@@ -30,18 +30,11 @@
 #include "base/size.h"
 #include "base/strv.h"
 #include "base/termsafe.h"
+#include "base/time-util.h"
 #include "supervisor/exit-codes.h"
 #include "supervisor/storage.h"
 #include "supervisor/supervisor-internal.h"
 #include "supervisor/terminal.h"
-
-static uint64_t now_ns(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void instance_maybe_finished(Instance *inst);
 
@@ -616,7 +609,6 @@ int instance_start(Instance *inst)
         SandboxError serr = {};
         Launch launch = {};
         Prepare prep = {};
-        struct timespec rt;
         int r, code = CELLA_EXIT_INTERNAL;
 
         if (inst->state == INSTANCE_RUNNING)
@@ -726,9 +718,8 @@ int instance_start(Instance *inst)
         launch.spec.prepare = instance_prepare;
         launch.spec.starting = instance_starting;
         launch.spec.prepare_userdata = &prep;
-        inst->started_ns = now_ns();
-        clock_gettime(CLOCK_REALTIME, &rt);
-        inst->started_ms = (int64_t)rt.tv_sec * 1000 + rt.tv_nsec / 1000000;
+        inst->started_ns = now_monotonic_ns();
+        inst->started_ms = now_realtime_ms();
         r = sandbox_spawn(&launch.spec, &inst->sandbox, &serr);
         /* The app has its ends now (or never will): ours would hide EOF. */
         out[1] = safe_close(out[1]);
@@ -849,7 +840,7 @@ static int report_exit(Instance *inst)
         const Manifest *m = inst->manifest;
         Supervisor *s = inst->sup;
         char limit[24] = "none";
-        double ms = (double)(now_ns() - inst->started_ns) / 1e6;
+        double ms = (double)(now_monotonic_ns() - inst->started_ns) / 1e6;
         json_t *rec;
         int code;
 
@@ -1004,7 +995,7 @@ static void instance_maybe_finished(Instance *inst)
                 return;
         }
         d = restart_decide(&inst->restart, inst->manifest->restart, &inst->last_exit,
-                           inst->started_ns, now_ns(), &delay_ns);
+                           inst->started_ns, now_monotonic_ns(), &delay_ns);
         switch (d) {
         case RESTART_LATER:
                 inst->state = INSTANCE_RESTARTING;

@@ -20,6 +20,7 @@
 
 #include "base/fileio.h"
 #include "base/macro.h"
+#include "base/time-util.h"
 #include "supervisor/outlet.h"
 
 typedef enum OutletMode {
@@ -426,17 +427,9 @@ uint64_t outlet_dropped_bytes(const Outlet *o)
         return o ? o->dropped_bytes : 0;
 }
 
-static uint64_t now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 int outlet_drain(Outlet *o, unsigned timeout_ms)
 {
-        uint64_t deadline = now_ms() + timeout_ms;
+        uint64_t deadline = now_monotonic_ms() + timeout_ms;
 
         if (!o)
                 return 0;
@@ -450,7 +443,7 @@ int outlet_drain(Outlet *o, unsigned timeout_ms)
                         return pending(o) > 0 ? -EPIPE : 0;
                 if (pending(o) == 0)
                         return 0;
-                now = now_ms();
+                now = now_monotonic_ms();
                 if (now >= deadline || o->mode == OUTLET_FILE)
                         break;
                 if (poll(&pfd, 1, (int)(deadline - now)) < 0 && errno != EINTR)

@@ -24,6 +24,7 @@
 
 #include "base/fileio.h"
 #include "base/macro.h"
+#include "base/time-util.h"
 #include "broker/broker-internal.h"
 #include "broker/calls/cgroup-read.h"
 
@@ -235,15 +236,6 @@ struct ProcState {
         ProcJob *head, *tail;
 };
 
-static uint64_t thread_cpu_ns(void)
-{
-        struct timespec ts;
-
-        if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)
-                return 0;
-        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static ProcJob *job_free(ProcJob *j)
 {
         if (!j)
@@ -289,13 +281,13 @@ static void signal_work(ProcJob *j);
 static void job_work(uv_work_t *req)
 {
         ProcJob *j = req->data;
-        uint64_t t0 = thread_cpu_ns();
+        uint64_t t0 = now_clock_ns(CLOCK_THREAD_CPUTIME_ID);
 
         if (j->is_signal)
                 signal_work(j);
         else
                 list_work(j);
-        j->cpu_ns = thread_cpu_ns() - t0;
+        j->cpu_ns = now_clock_ns(CLOCK_THREAD_CPUTIME_ID) - t0;
 }
 
 static void job_done(uv_work_t *req, int status);

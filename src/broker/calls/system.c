@@ -17,19 +17,12 @@
 #include "base/fileio.h"
 #include "base/macro.h"
 #include "base/strv.h"
+#include "base/time-util.h"
 #include "broker/broker-internal.h"
 #include "broker/calls/cgroup-read.h"
 #include "config.h"
 
 #define FILE_SMALL_MAX (64u * 1024u) /* bytes of a cgroup or /proc file we read */
-
-static uint64_t clock_ns(clockid_t id)
-{
-        struct timespec ts;
-
-        clock_gettime(id, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- cgroup files (shared with proc.c through cgroup-read.h) ---------------------- */
 
@@ -244,7 +237,7 @@ static void system_time(BrokerCall *c)
 
         clock_gettime(CLOCK_REALTIME, &rt);
         m.realtime_ns = (int64_t)rt.tv_sec * 1000000000 + rt.tv_nsec;
-        m.monotonic_ns = (int64_t)clock_ns(CLOCK_MONOTONIC);
+        m.monotonic_ns = (int64_t)now_clock_ns(CLOCK_MONOTONIC);
         if (localtime_r(&rt.tv_sec, &tm))
                 m.utc_offset_s = (int32_t)tm.tm_gmtoff;
         broker_reply(c, &m.base, NULL, 0);
@@ -255,7 +248,7 @@ static uint64_t kernel_start_ns;
 
 __attribute__((constructor)) static void note_start(void)
 {
-        kernel_start_ns = clock_ns(CLOCK_MONOTONIC);
+        kernel_start_ns = now_clock_ns(CLOCK_MONOTONIC);
 }
 
 static void system_uptime(BrokerCall *c)
@@ -264,8 +257,8 @@ static void system_uptime(BrokerCall *c)
         const BrokerAppInfo *info = broker_app_info(c->app);
         int64_t now = grants_now_ms();
 
-        m.system_ns = clock_ns(CLOCK_BOOTTIME);
-        m.kernel_ns = clock_ns(CLOCK_MONOTONIC) - kernel_start_ns;
+        m.system_ns = now_clock_ns(CLOCK_BOOTTIME);
+        m.kernel_ns = now_clock_ns(CLOCK_MONOTONIC) - kernel_start_ns;
         m.app_ns = info->started_ms > 0 && now > info->started_ms
                            ? (uint64_t)(now - info->started_ms) * 1000000ull
                            : 0;

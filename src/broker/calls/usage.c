@@ -57,6 +57,7 @@
 #include <unistd.h>
 
 #include "base/macro.h"
+#include "base/time-util.h"
 #include "broker/broker-internal.h"
 #include "policy/manifest.h"
 
@@ -144,19 +145,10 @@ static void walk_dir(UsageWalk *w, int fd, unsigned depth)
         closedir(d);
 }
 
-static uint64_t thread_cpu_ns(void)
-{
-        struct timespec ts;
-
-        if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)
-                return 0;
-        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void walk_work(uv_work_t *req)
 {
         UsageWalk *w = req->data;
-        uint64_t t0 = thread_cpu_ns();
+        uint64_t t0 = now_clock_ns(CLOCK_THREAD_CPUTIME_ID);
         struct stat st;
 
         if (fstat(w->dir_fd, &st) < 0) {
@@ -168,7 +160,7 @@ static void walk_work(uv_work_t *req)
                 walk_dir(w, w->dir_fd, 0); /* closes it */
                 w->dir_fd = -EBADF;
         }
-        w->cpu_ns = thread_cpu_ns() - t0;
+        w->cpu_ns = now_clock_ns(CLOCK_THREAD_CPUTIME_ID) - t0;
 }
 
 /* ---- answers (on the loop) ------------------------------------------------------------ */
