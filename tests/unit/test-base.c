@@ -18,6 +18,7 @@
 #include "base/strv.h"
 #include "base/suggest.h"
 #include "base/termsafe.h"
+#include "base/utf8.h"
 
 START_TEST(test_parse_size)
 {
@@ -231,7 +232,7 @@ START_TEST(test_termsafe_stream_random)
                 ck_assert(w <= TERMSAFE_STREAM_OUT(n));
                 for (size_t i = 0; i < w;) {
                         uint32_t cp;
-                        int k = termsafe_utf8_decode((const unsigned char *)whole + i, w - i, &cp);
+                        int k = utf8_decode((const unsigned char *)whole + i, w - i, &cp);
 
                         ck_assert_msg(k > 0, "round %d: invalid UTF-8 out", round);
                         if (cp == '\r')
@@ -245,17 +246,149 @@ START_TEST(test_termsafe_stream_random)
 }
 END_TEST
 
-START_TEST(test_termsafe_utf8_decode)
+START_TEST(test_utf8_decode)
 {
         uint32_t cp = 0;
 
-        ck_assert_int_eq(termsafe_utf8_decode((const unsigned char *)"\xe2\x82\xac", 3, &cp), 3);
+        ck_assert_int_eq(utf8_decode((const unsigned char *)"\xe2\x82\xac", 3, &cp), 3);
         ck_assert_uint_eq(cp, 0x20ac);
-        ck_assert_int_eq(termsafe_utf8_decode((const unsigned char *)"\xe2\x82", 2, &cp), -1);
-        ck_assert_int_eq(termsafe_utf8_decode((const unsigned char *)"\xe0\x80", 2, &cp), 0);
-        ck_assert_int_eq(termsafe_utf8_decode((const unsigned char *)"\xf0\x8f", 2, &cp), 0);
-        ck_assert_int_eq(termsafe_utf8_decode((const unsigned char *)"\xf0\x9f\x8e", 3, &cp), -1);
-        ck_assert_int_eq(termsafe_utf8_decode((const unsigned char *)"", 0, &cp), -1);
+        ck_assert_int_eq(utf8_decode((const unsigned char *)"\xe2\x82", 2, &cp), -1);
+        ck_assert_int_eq(utf8_decode((const unsigned char *)"\xe0\x80", 2, &cp), 0);
+        ck_assert_int_eq(utf8_decode((const unsigned char *)"\xf0\x8f", 2, &cp), 0);
+        ck_assert_int_eq(utf8_decode((const unsigned char *)"\xf0\x9f\x8e", 3, &cp), -1);
+        ck_assert_int_eq(utf8_decode((const unsigned char *)"", 0, &cp), -1);
+        /* A cut sequence whose available bytes are already wrong is invalid, not cut. */
+        ck_assert_int_eq(utf8_decode((const unsigned char *)"\xe2\x28", 2, &cp), 0);
+}
+END_TEST
+
+/* The classic bad sequences (Markus Kuhn's UTF-8 decoder stress test, RFC 3629
+ * section 10) and the boundaries on both sides of each rule. */
+START_TEST(test_utf8_is_valid_classic)
+{
+        static const struct {
+                const char *s;
+                size_t n;
+                bool valid;
+        } cases[] = {
+                {"", 0, true},
+                {"\0", 1, true}, /* U+0000 is well-formed; NUL refusal is the caller's */
+                {"a\x7f", 2, true},
+                {"\xc2\x80", 2, true},         /* U+0080, first 2-byte */
+                {"\xdf\xbf", 2, true},         /* U+07FF, last 2-byte */
+                {"\xe0\xa0\x80", 3, true},     /* U+0800, first 3-byte */
+                {"\xed\x9f\xbf", 3, true},     /* U+D7FF, last before the surrogates */
+                {"\xee\x80\x80", 3, true},     /* U+E000, first after them */
+                {"\xef\xbf\xbf", 3, true},     /* U+FFFF */
+                {"\xf0\x90\x80\x80", 4, true}, /* U+10000, first 4-byte */
+                {"\xf4\x8f\xbf\xbf", 4, true}, /* U+10FFFF, the last code point */
+                {"\x80", 1, false},            /* lone continuation bytes */
+                {"\xbf", 1, false},
+                {"a\x80"
+                 "b",
+                 3, false},
+                {"\xc0\xaf", 2, false}, /* overlong '/' in 2, 3 and 4 bytes */
+                {"\xe0\x80\xaf", 3, false},
+                {"\xf0\x80\x80\xaf", 4, false},
+                {"\xc0\x80", 2, false}, /* overlong NUL (Java's "modified UTF-8") */
+                {"\xc1\xbf", 2, false}, /* the largest overlongs */
+                {"\xe0\x9f\xbf", 3, false},
+                {"\xf0\x8f\xbf\xbf", 4, false},
+                {"\xed\xa0\x80", 3, false},             /* U+D800, a lone high surrogate */
+                {"\xed\xbf\xbf", 3, false},             /* U+DFFF */
+                {"\xed\xa0\x80\xed\xb0\x80", 6, false}, /* a surrogate pair (CESU-8) */
+                {"\xf4\x90\x80\x80", 4, false},         /* U+110000 */
+                {"\xf5\x80\x80\x80", 4, false},         /* leads F5..FF never occur */
+                {"\xf8\x88\x80\x80\x80", 5, false},     /* old 5- and 6-byte forms */
+                {"\xfc\x84\x80\x80\x80\x80", 6, false},
+                {"\xfe", 1, false},
+                {"\xff", 1, false},
+                {"\xe2\x82", 2, false}, /* cut at the end of the buffer */
+                {"\xf0\x9f\x8e", 3, false},
+                {"\xe2\x28\xa1", 3, false}, /* ASCII where a continuation belongs */
+                {"\xc2", 1, false},
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++)
+                ck_assert_msg(utf8_is_valid(cases[i].s, cases[i].n) == cases[i].valid,
+                              "case %zu: expected %s", i, cases[i].valid ? "valid" : "invalid");
+}
+END_TEST
+
+/* Encodes cp (any value up to U+10FFFF, surrogates too) the plain way; returns bytes. */
+static size_t encode_plain(uint32_t cp, unsigned char out[4])
+{
+        if (cp < 0x80) {
+                out[0] = (unsigned char)cp;
+                return 1;
+        }
+        if (cp < 0x800) {
+                out[0] = (unsigned char)(0xc0 | cp >> 6);
+                out[1] = (unsigned char)(0x80 | (cp & 0x3f));
+                return 2;
+        }
+        if (cp < 0x10000) {
+                out[0] = (unsigned char)(0xe0 | cp >> 12);
+                out[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
+                out[2] = (unsigned char)(0x80 | (cp & 0x3f));
+                return 3;
+        }
+        out[0] = (unsigned char)(0xf0 | cp >> 18);
+        out[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3f));
+        out[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
+        out[3] = (unsigned char)(0x80 | (cp & 0x3f));
+        return 4;
+}
+
+/*
+ * Against the definition, exhaustively for short strings: every code point from
+ * U+0000 to U+10FFFF decodes back from its plain encoding, surrogates excepted (no
+ * false refusal); and whatever any 3-byte string decodes to is the shortest encoding
+ * of a code point that is no surrogate (no false acceptance). Plain if + ck_abort:
+ * ck_assert marks a point per call, far too slow for 2^24 rounds.
+ */
+START_TEST(test_utf8_exhaustive)
+{
+        for (uint32_t cp = 0; cp <= 0x10ffff; cp++) {
+                unsigned char b[4];
+                size_t n = encode_plain(cp, b);
+                bool surrogate = cp >= 0xd800 && cp <= 0xdfff;
+                uint32_t got = UINT32_MAX;
+                int k = utf8_decode(b, n, &got);
+
+                if (surrogate ? k != 0 : k != (int)n || got != cp)
+                        ck_abort_msg("U+%04X: %d", cp, k);
+                if (utf8_is_valid(b, n) == surrogate)
+                        ck_abort_msg("U+%04X: utf8_is_valid", cp);
+        }
+        for (uint32_t v = 0; v < (1u << 24); v++) {
+                unsigned char b[3] = {(unsigned char)(v >> 16), (unsigned char)(v >> 8),
+                                      (unsigned char)v};
+                bool whole = true;
+
+                for (size_t i = 0; i < 3;) {
+                        uint32_t cp;
+                        unsigned char e[4];
+                        int k = utf8_decode(b + i, 3 - i, &cp);
+
+                        if (k <= 0) {
+                                whole = false;
+                                break;
+                        }
+                        if (encode_plain(cp, e) != (size_t)k || memcmp(e, b + i, (size_t)k) != 0 ||
+                            (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+                                ck_abort_msg("%02x %02x %02x: U+%04X from %d bytes", b[0], b[1],
+                                             b[2], cp, k);
+                        i += (size_t)k;
+                }
+                if (utf8_is_valid(b, 3) != whole)
+                        ck_abort_msg("%02x %02x %02x: utf8_is_valid", b[0], b[1], b[2]);
+                /* Two bytes, straight from table 3-7: two ASCII, or C2..DF 80..BF. */
+                if (v < (1u << 16) && utf8_is_valid(b + 1, 2) != ((b[1] < 0x80 && b[2] < 0x80) ||
+                                                                  (b[1] >= 0xc2 && b[1] <= 0xdf &&
+                                                                   b[2] >= 0x80 && b[2] <= 0xbf)))
+                        ck_abort_msg("%02x %02x: utf8_is_valid", b[1], b[2]);
+        }
 }
 END_TEST
 
@@ -392,11 +525,17 @@ int main(void)
         tcase_add_test(tc, test_mkdir_p);
         tcase_add_test(tc, test_termsafe_stream);
         tcase_add_test(tc, test_termsafe_stream_random);
-        tcase_add_test(tc, test_termsafe_utf8_decode);
+        tcase_add_test(tc, test_utf8_decode);
+        tcase_add_test(tc, test_utf8_is_valid_classic);
         tcase_add_test(tc, test_termsafe_token);
         tcase_add_test(tc, test_termsafe_field);
         tcase_add_test(tc, test_suggest);
         tcase_add_test(tc, test_log_renders_controls);
+        suite_add_tcase(s, tc);
+        /* 2^24 strings: about a second, more under sanitizers on a loaded machine. */
+        tc = tcase_create("utf8-exhaustive");
+        tcase_set_timeout(tc, 60);
+        tcase_add_test(tc, test_utf8_exhaustive);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
