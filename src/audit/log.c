@@ -234,13 +234,9 @@ static int lock_byte(int fd, short type, off_t byte, bool wait)
 {
         struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1};
 
-        for (;;) {
-                if (fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl) == 0)
-                        return 0;
-                if (errno == EINTR)
-                        continue;
-                return errno == EAGAIN || errno == EACCES ? -EBUSY : negative_errno();
-        }
+        if (RETRY_EINTR(fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl)) == 0)
+                return 0;
+        return errno == EAGAIN || errno == EACCES ? -EBUSY : negative_errno();
 }
 
 static void unlock(AuditLog *a)
@@ -254,13 +250,10 @@ static void unlock(AuditLog *a)
 static int pread_exact(int fd, char *buf, size_t n, uint64_t offset)
 {
         while (n > 0) {
-                ssize_t k = pread(fd, buf, n, (off_t)offset);
+                ssize_t k = RETRY_EINTR(pread(fd, buf, n, (off_t)offset));
 
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
+                if (k < 0)
                         return negative_errno();
-                }
                 if (k == 0)
                         return -EBADMSG;
                 buf += k;
@@ -1040,13 +1033,11 @@ static int write_all(AuditLog *a, const char *buf, size_t n)
         size_t done = 0;
 
         while (done < n) {
-                ssize_t k = write(a->fd, buf + done, n - done);
+                ssize_t k = RETRY_EINTR(write(a->fd, buf + done, n - done));
 
                 if (k < 0) {
                         int r = negative_errno();
 
-                        if (r == -EINTR)
-                                continue;
                         if (done > 0 && ftruncate(a->fd, (off_t)a->size) < 0)
                                 a->broken = true;
                         return r;

@@ -22,6 +22,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "base/macro.h"
 #include "lua/lua-modules.h"
 
 /* Longest path an app may name, in bytes (names beneath /data stay short). */
@@ -126,9 +127,7 @@ static int open_beneath(int dirfd, const char *path, int flags, mode_t mode)
         };
         long fd;
 
-        do
-                fd = syscall(SYS_openat2, dirfd, path, &how, sizeof how);
-        while (fd < 0 && errno == EINTR);
+        fd = RETRY_EINTR(syscall(SYS_openat2, dirfd, path, &how, sizeof how));
         return fd < 0 ? -errno : (int)fd;
 }
 
@@ -251,9 +250,7 @@ static int fs_read(lua_State *L)
         while (got <= (size_t)max) {
                 size_t want = (size_t)max + 1 - got;
                 char *p = luaL_prepbuffsize(&b, want < 65536 ? want : 65536);
-                ssize_t k = read(*fd, p, want < 65536 ? want : 65536);
-                if (k < 0 && errno == EINTR)
-                        continue;
+                ssize_t k = RETRY_EINTR(read(*fd, p, want < 65536 ? want : 65536));
                 if (k < 0) {
                         r = -errno;
                         close_fd_box(fd);
@@ -291,9 +288,7 @@ static int write_common(lua_State *L, const char *fn, int flags)
                 return fs_fail(L, fn, path, -EINVAL);
         }
         while (off < n) {
-                ssize_t k = write(fd, data + off, n - off);
-                if (k < 0 && errno == EINTR)
-                        continue;
+                ssize_t k = RETRY_EINTR(write(fd, data + off, n - off));
                 if (k < 0) {
                         r = -errno;
                         break;

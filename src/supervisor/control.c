@@ -454,11 +454,9 @@ static void conn_update(Conn *k);
 static void conn_flush(Conn *k)
 {
         while (k->out && k->out_off < k->out_len) {
-                ssize_t w = send(k->fd, k->out + k->out_off, k->out_len - k->out_off,
-                                 MSG_DONTWAIT | MSG_NOSIGNAL);
+                ssize_t w = RETRY_EINTR(send(k->fd, k->out + k->out_off, k->out_len - k->out_off,
+                                             MSG_DONTWAIT | MSG_NOSIGNAL));
                 if (w < 0) {
-                        if (errno == EINTR)
-                                continue;
                         if (errno != EAGAIN)
                                 conn_drop(k);
                         return;
@@ -485,11 +483,10 @@ static void on_conn(uv_poll_t *p, int status, int events)
                 conn_flush(k);
         if (!k->closing && (events & UV_READABLE) && !k->out && !k->eof && !k->drop) {
                 for (unsigned i = 0; i < CONTROL_READS_PER_WAKE; i++) {
-                        ssize_t n = read(k->fd, k->in + k->in_len, CONTROL_LINE_MAX - k->in_len);
+                        ssize_t n = RETRY_EINTR(
+                                read(k->fd, k->in + k->in_len, CONTROL_LINE_MAX - k->in_len));
 
                         if (n < 0) {
-                                if (errno == EINTR)
-                                        continue;
                                 if (errno != EAGAIN)
                                         conn_drop(k);
                                 break;
@@ -753,7 +750,8 @@ static int exchange(int fd, const char *req, size_t req_len, json_t **ret)
         int r;
 
         while (off < req_len) {
-                ssize_t w = send(fd, req + off, req_len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+                ssize_t w = RETRY_EINTR(
+                        send(fd, req + off, req_len - off, MSG_DONTWAIT | MSG_NOSIGNAL));
 
                 if (w < 0 && errno == EAGAIN) {
                         r = wait_fd(fd, POLLOUT, deadline);
@@ -761,7 +759,7 @@ static int exchange(int fd, const char *req, size_t req_len, json_t **ret)
                                 return r;
                         continue;
                 }
-                if (w < 0 && errno != EINTR)
+                if (w < 0)
                         return negative_errno();
                 if (w > 0)
                         off += (size_t)w;
@@ -783,15 +781,13 @@ static int exchange(int fd, const char *req, size_t req_len, json_t **ret)
                         buf = nbuf;
                         cap = ncap;
                 }
-                n = read(fd, buf + len, cap - len);
+                n = RETRY_EINTR(read(fd, buf + len, cap - len));
                 if (n < 0 && errno == EAGAIN) {
                         r = wait_fd(fd, POLLIN, deadline);
                         if (r < 0)
                                 return r;
                         continue;
                 }
-                if (n < 0 && errno == EINTR)
-                        continue;
                 if (n < 0)
                         return negative_errno();
                 if (n == 0)

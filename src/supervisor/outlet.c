@@ -169,30 +169,26 @@ static ssize_t write_some(Outlet *o, const char *p, size_t n)
 {
         ssize_t w;
 
-        for (;;) {
-                switch (o->mode) {
-                case OUTLET_SOCKET:
-                        w = send(o->fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
-                        break;
-                case OUTLET_FALLBACK: {
-                        struct pollfd pfd = {.fd = o->fd, .events = POLLOUT};
+        switch (o->mode) {
+        case OUTLET_SOCKET:
+                w = RETRY_EINTR(send(o->fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL));
+                break;
+        case OUTLET_FALLBACK: {
+                struct pollfd pfd = {.fd = o->fd, .events = POLLOUT};
 
-                        if (poll(&pfd, 1, 0) <= 0 || !(pfd.revents & (POLLOUT | POLLERR)))
-                                return -EAGAIN;
-                        w = write(o->fd, p, MIN(n, (size_t)PIPE_BUF));
-                        break;
-                }
-                case OUTLET_FILE:
-                        w = write(o->fd, p, n);
-                        if (w < 0 && errno == EAGAIN)
-                                errno = EIO; /* never polled: someone set O_NONBLOCK */
-                        break;
-                default:
-                        w = write(o->fd, p, n);
-                        break;
-                }
-                if (w >= 0 || errno != EINTR)
-                        break;
+                if (poll(&pfd, 1, 0) <= 0 || !(pfd.revents & (POLLOUT | POLLERR)))
+                        return -EAGAIN;
+                w = RETRY_EINTR(write(o->fd, p, MIN(n, (size_t)PIPE_BUF)));
+                break;
+        }
+        case OUTLET_FILE:
+                w = RETRY_EINTR(write(o->fd, p, n));
+                if (w < 0 && errno == EAGAIN)
+                        errno = EIO; /* never polled: someone set O_NONBLOCK */
+                break;
+        default:
+                w = RETRY_EINTR(write(o->fd, p, n));
+                break;
         }
         if (w < 0)
                 return errno == EWOULDBLOCK ? -EAGAIN : negative_errno();

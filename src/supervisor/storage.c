@@ -150,10 +150,8 @@ static int run_tool(char *const *argv, char *msg, size_t msg_size)
         }
         for (;;) {
                 char buf[512];
-                ssize_t k = read(p[0], buf, sizeof buf);
+                ssize_t k = RETRY_EINTR(read(p[0], buf, sizeof buf));
 
-                if (k < 0 && errno == EINTR)
-                        continue;
                 if (k <= 0)
                         break;
                 /* Keep the end: that is where the tools say what went wrong. */
@@ -167,9 +165,8 @@ static int run_tool(char *const *argv, char *msg, size_t msg_size)
         }
         msg[n] = 0;
         close(p[0]);
-        while (waitpid(pid, &status, 0) < 0)
-                if (errno != EINTR)
-                        return negative_errno();
+        if (RETRY_EINTR(waitpid(pid, &status, 0)) < 0)
+                return negative_errno();
         return WIFEXITED(status) ? WEXITSTATUS(status) : -EIO;
 }
 
@@ -876,10 +873,8 @@ int storage_prepare(const char *state_dir, const char *id, uint64_t limit, int *
         lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (lock < 0)
                 return log_error_errno(negative_errno(), "%s: cannot open %s: %m", id, lock_path);
-        while (flock(lock, LOCK_EX) < 0)
-                if (errno != EINTR)
-                        return log_error_errno(negative_errno(), "%s: cannot lock %s: %m", id,
-                                               lock_path);
+        if (RETRY_EINTR(flock(lock, LOCK_EX)) < 0)
+                return log_error_errno(negative_errno(), "%s: cannot lock %s: %m", id, lock_path);
         r = prepare_locked(&p, id, limit);
         if (r < 0)
                 return r;
@@ -907,9 +902,8 @@ int storage_release(const char *state_dir, const char *id)
         lock = open(lock_path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
         if (lock < 0)
                 return errno == ENOENT ? 0 : negative_errno();
-        while (flock(lock, LOCK_EX) < 0)
-                if (errno != EINTR)
-                        return negative_errno();
+        if (RETRY_EINTR(flock(lock, LOCK_EX)) < 0)
+                return negative_errno();
         if (stat(p.img, &img) < 0)
                 return errno == ENOENT ? 0 : negative_errno();
         /* Only the image's own mount is taken down: whatever else sits on data (a
