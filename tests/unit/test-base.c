@@ -15,6 +15,7 @@
 #include "base/log.h"
 #include "base/macro.h"
 #include "base/size.h"
+#include "base/sqlite-util.h"
 #include "base/strv.h"
 #include "base/suggest.h"
 #include "base/termsafe.h"
@@ -124,6 +125,97 @@ START_TEST(test_mkdir_p)
         ck_assert_int_eq(mkdir_p(path, 0755), 0); /* exists: fine */
         snprintf(path, sizeof path, "rm -rf %s", base);
         ck_assert_int_eq(system(path), 0);
+}
+END_TEST
+
+/* The test migration: from 0 makes table t, from 1 adds column b; from 9 fails. */
+static int test_migrate(sqlite3 *db, int from, void *userdata)
+{
+        int *calls = userdata;
+
+        (*calls)++;
+        if (from == 0)
+                return sqlite_exec(db, "CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER, b TEXT);"
+                                       "PRAGMA user_version = 2;");
+        if (from == 1)
+                return sqlite_exec(db, "ALTER TABLE t ADD COLUMN b TEXT; PRAGMA user_version = 2;");
+        return -ENOTRECOVERABLE;
+}
+
+START_TEST(test_sqlite_schema)
+{
+        char dir[] = "/tmp/cella-test-XXXXXX", path[128];
+        sqlite3 *db = NULL;
+        struct stat st;
+        int calls = 0;
+
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        snprintf(path, sizeof path, "%s/t.db", dir);
+        ck_assert_int_eq(sqlite_open(path, 100, &db), 0);
+        ck_assert_int_eq(stat(path, &st), 0);
+        ck_assert_uint_eq(st.st_mode & 07777, 0600);
+        ck_assert_int_eq(sqlite_user_version(db), 0);
+        ck_assert_int_eq(sqlite_schema_ensure(db, 2, test_migrate, &calls), 0);
+        ck_assert_int_eq(calls, 1);
+        ck_assert_int_eq(sqlite_user_version(db), 2);
+        ck_assert_int_eq(sqlite_schema_ensure(db, 2, test_migrate, &calls), 0);
+        ck_assert_int_eq(calls, 1); /* current: not called again */
+
+        /* An older file is upgraded; a failed upgrade leaves it as it was. */
+        ck_assert_int_eq(sqlite_exec(db, "DROP TABLE t; CREATE TABLE t (k TEXT PRIMARY KEY, "
+                                         "v INTEGER); PRAGMA user_version = 1;"),
+                         0);
+        ck_assert_int_eq(sqlite_tx_begin(db, false, 2, test_migrate, &calls), 0);
+        ck_assert_int_eq(sqlite_tx_end(db, 0), 0);
+        ck_assert_int_eq(calls, 2);
+        ck_assert_int_eq(sqlite_run(db, "INSERT INTO t (k, b) VALUES ('x', 'y')", NULL, 0), 1);
+        ck_assert_int_eq(sqlite_exec(db, "PRAGMA user_version = 9"), 0);
+        ck_assert_int_eq(sqlite_schema_ensure(db, 10, test_migrate, &calls), -ENOTRECOVERABLE);
+        ck_assert_int_eq(sqlite_user_version(db), 9);
+        /* A newer file is refused, by the reader as by the opener. */
+        ck_assert_int_eq(sqlite_schema_ensure(db, 2, test_migrate, &calls), -EPROTONOSUPPORT);
+        ck_assert_int_eq(sqlite_tx_begin(db, true, 2, test_migrate, &calls), -EPROTONOSUPPORT);
+        ck_assert_int_eq(sqlite_exec(db, "BEGIN"), 0); /* no transaction was left open */
+        ck_assert_int_eq(sqlite_exec(db, "ROLLBACK"), 0);
+        sqlite3_close(db);
+        ck_assert_int_eq(sqlite_open("/nonexistent/dir/t.db", 100, &db), -EIO);
+        snprintf(path, sizeof path, "rm -rf %s", dir);
+        ck_assert_int_eq(system(path), 0);
+}
+END_TEST
+
+START_TEST(test_sqlite_select_one)
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        sqlite3 *db = NULL;
+
+        ck_assert_int_eq(sqlite3_open(":memory:", &db), SQLITE_OK);
+        ck_assert_int_eq(sqlite_exec(db, "CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER, n TEXT)"),
+                         0);
+        ck_assert_int_eq(sqlite_run(db, "INSERT INTO t VALUES (?1, ?2, ?3)",
+                                    SQL_ARGS(SQL_TEXT("a"), SQL_INT(UINT32_MAX), SQL_TEXT(NULL))),
+                         1);
+        ck_assert_int_eq(sqlite_run(db, "INSERT INTO t VALUES (?1, ?2, ?3)",
+                                    SQL_ARGS(SQL_TEXT("b"), SQL_INT(-5), SQL_TEXT("x"))),
+                         1);
+        ck_assert_int_eq(sqlite_select_one(db, "SELECT v, n FROM t WHERE k = ?1",
+                                           SQL_ARGS(SQL_TEXT("a")), &st),
+                         1);
+        ck_assert_int_eq(sqlite3_column_int64(st, 0), (int64_t)UINT32_MAX);
+        ck_assert_int_eq(sqlite3_column_type(st, 1), SQLITE_NULL); /* NULL text binds NULL */
+        sqlite3_finalize(TAKE_PTR(st));
+        ck_assert_int_eq(sqlite_select_one(db, "SELECT v FROM t WHERE k = ?1",
+                                           SQL_ARGS(SQL_TEXT("zz")), &st),
+                         0);
+        ck_assert_ptr_null(st);
+        /* More parameters than the statement has, and bad SQL, are -EIO, nothing leaks. */
+        ck_assert_int_eq(sqlite_select_one(db, "SELECT v FROM t WHERE k = ?1",
+                                           SQL_ARGS(SQL_TEXT("a"), SQL_INT(1)), &st),
+                         -EIO);
+        ck_assert_int_eq(sqlite_run(db, "UPDATE nope SET v = 1", NULL, 0), -EIO);
+        ck_assert_int_eq(sqlite_run(db, "UPDATE t SET v = v + 1", NULL, 0), 2);
+        ck_assert_int_eq(sqlite_run(db, "DELETE FROM t WHERE k = ?1", SQL_ARGS(SQL_TEXT("q"))), 0);
+        sqlite3_close(db);
 }
 END_TEST
 
@@ -523,6 +615,8 @@ int main(void)
         tcase_add_test(tc, test_fdpass);
         tcase_add_test(tc, test_read_file_bounded);
         tcase_add_test(tc, test_mkdir_p);
+        tcase_add_test(tc, test_sqlite_schema);
+        tcase_add_test(tc, test_sqlite_select_one);
         tcase_add_test(tc, test_termsafe_stream);
         tcase_add_test(tc, test_termsafe_stream_random);
         tcase_add_test(tc, test_utf8_decode);
