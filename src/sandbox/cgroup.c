@@ -31,6 +31,9 @@
 /* Largest knob file read whole: cgroup.events, memory.events, cpu.stat are well under 1 KiB. */
 #define CGROUP_KNOB_MAX 65536
 
+/* Largest cgroup.procs cgroup_read_procs() reads: 7 bytes a pid, some 150,000 pids. */
+#define CGROUP_PROCS_MAX (1024u * 1024u)
+
 /* The v1 controllers the backends use, in slot order. */
 static const char *const slot_names[_CGROUP_SLOT_MAX] = {
         [CGROUP_SLOT_MEMORY] = "memory",   [CGROUP_SLOT_PIDS] = "pids",
@@ -148,6 +151,8 @@ int cgroup_read_knob(const char *dir, const char *knob, char **ret)
         char p[PATH_MAX];
         int r;
 
+        if (!dir)
+                return -ENOENT;
         r = knob_path(dir, knob, p, sizeof p);
         if (r < 0)
                 return r;
@@ -211,6 +216,60 @@ int cgroup_read_keyed_u64(const char *dir, const char *knob, const char *key, ui
                         line++;
         }
         return -ENODATA;
+}
+
+int cgroup_read_pressure(const char *dir, const char *knob, const char *which, uint32_t *ret)
+{
+        _cleanup_free_ char *s = NULL;
+        size_t n = strlen(which);
+        int r;
+
+        r = cgroup_read_knob(dir, knob, &s);
+        if (r < 0)
+                return r;
+        for (const char *line = s; *line;) {
+                size_t len = strcspn(line, "\n");
+                unsigned whole = 0, frac = 0;
+
+                if (len > n && strncmp(line, which, n) == 0 && line[n] == ' ') {
+                        if (sscanf(line + n, " avg10=%u.%2u", &whole, &frac) < 1)
+                                return -EINVAL;
+                        *ret = whole > 100 ? 10000 : whole * 100 + frac;
+                        return 0;
+                }
+                line += len;
+                if (*line == '\n')
+                        line++;
+        }
+        return -ENODATA;
+}
+
+int cgroup_read_procs(const char *dir, pid_t *pids, size_t max)
+{
+        _cleanup_free_ char *s = NULL;
+        char p[PATH_MAX];
+        size_t n = 0;
+        int r;
+
+        if (!dir)
+                return -ENOENT;
+        r = knob_path(dir, "cgroup.procs", p, sizeof p);
+        if (r < 0)
+                return r;
+        r = read_file_at(AT_FDCWD, p, CGROUP_PROCS_MAX, &s, NULL);
+        if (r < 0)
+                return r;
+        for (char *q = s, *end; *q && n < max; q = end) {
+                long v = strtol(q, &end, 10);
+
+                if (end == q)
+                        break;
+                if (v > 0 && v <= INT32_MAX)
+                        pids[n++] = (pid_t)v;
+                while (*end == '\n')
+                        end++;
+        }
+        return (int)n;
 }
 
 int cgroup_wait_keyed(const char *dir, const char *knob, const char *key, uint64_t want,

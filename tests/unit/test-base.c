@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/param.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@
 #include "base/strv.h"
 #include "base/suggest.h"
 #include "base/termsafe.h"
+#include "base/tree-usage.h"
 #include "base/utf8.h"
 
 START_TEST(test_parse_size)
@@ -124,6 +126,82 @@ START_TEST(test_mkdir_p)
         ck_assert_int_eq(access(path, F_OK), 0);
         ck_assert_int_eq(mkdir_p(path, 0755), 0); /* exists: fine */
         snprintf(path, sizeof path, "rm -rf %s", base);
+        ck_assert_int_eq(system(path), 0);
+}
+END_TEST
+
+/* Writes n bytes of 'x' to dir/name. */
+static void write_bytes(const char *dir, const char *name, size_t n)
+{
+        char path[256], buf[4096];
+        int fd;
+
+        memset(buf, 'x', sizeof buf);
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        ck_assert_int_ge(fd, 0);
+        for (size_t off = 0; off < n; off += sizeof buf)
+                ck_assert_int_eq(write(fd, buf, MIN(sizeof buf, n - off)),
+                                 (ssize_t)MIN(sizeof buf, n - off));
+        ck_assert_int_eq(fsync(fd), 0);
+        close(fd);
+}
+
+static TreeUsage usage_of(const char *dir, uint64_t entries_max, unsigned depth_max, uint64_t min)
+{
+        struct stat st;
+        int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        TreeUsage u;
+
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(fstat(fd, &st), 0);
+        u = (TreeUsage){.dev = st.st_dev,
+                        .entries_max = entries_max,
+                        .depth_max = depth_max,
+                        .entry_bytes_min = min};
+        tree_usage_walk(&u, fd);
+        return u;
+}
+
+/* du's measure: every entry's blocks, a subdirectory entered, a symlink to a big tree
+ * outside counted as itself, not followed; the bounds truncate. */
+START_TEST(test_tree_usage)
+{
+        char dir[] = "/tmp/cella-test-XXXXXX", outside[] = "/tmp/cella-test-XXXXXX", path[256];
+        struct stat a, b;
+        TreeUsage u;
+
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        ck_assert_ptr_nonnull(mkdtemp(outside));
+        write_bytes(outside, "big", 1 << 20);
+        write_bytes(dir, "a", 100000);
+        snprintf(path, sizeof path, "%s/sub", dir);
+        ck_assert_int_eq(mkdir(path, 0700), 0);
+        write_bytes(path, "b", 50000);
+        snprintf(path, sizeof path, "%s/link", dir);
+        ck_assert_int_eq(symlink(outside, path), 0);
+
+        snprintf(path, sizeof path, "%s/a", dir);
+        ck_assert_int_eq(stat(path, &a), 0);
+        snprintf(path, sizeof path, "%s/sub/b", dir);
+        ck_assert_int_eq(stat(path, &b), 0);
+
+        u = usage_of(dir, 0, 64, 0);
+        ck_assert_uint_eq(u.entries, 4); /* a, sub, sub/b, link */
+        ck_assert(!u.truncated);
+        ck_assert_uint_ge(u.bytes, (uint64_t)(a.st_blocks + b.st_blocks) * 512);
+        ck_assert_uint_lt(u.bytes, 1 << 20); /* the symlink's target is not in it */
+
+        u = usage_of(dir, 0, 1, 0); /* sub is not entered */
+        ck_assert_uint_eq(u.entries, 3);
+        ck_assert(u.truncated);
+        u = usage_of(dir, 2, 64, 0);
+        ck_assert_uint_eq(u.entries, 2);
+        ck_assert(u.truncated);
+        u = usage_of(dir, 0, 64, 1 << 20); /* each entry at least 1 MiB */
+        ck_assert_uint_eq(u.bytes, 4ull << 20);
+
+        snprintf(path, sizeof path, "rm -rf %s %s", dir, outside);
         ck_assert_int_eq(system(path), 0);
 }
 END_TEST
@@ -615,6 +693,7 @@ int main(void)
         tcase_add_test(tc, test_fdpass);
         tcase_add_test(tc, test_read_file_bounded);
         tcase_add_test(tc, test_mkdir_p);
+        tcase_add_test(tc, test_tree_usage);
         tcase_add_test(tc, test_sqlite_schema);
         tcase_add_test(tc, test_sqlite_select_one);
         tcase_add_test(tc, test_termsafe_stream);
