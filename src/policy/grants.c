@@ -263,14 +263,10 @@ static int load_requested(sqlite3 *db, const char *app, char ***ret, bool *ret_s
         bool is_signed;
         int r;
 
-        if (sqlite_prepare(db, "SELECT signed FROM apps WHERE id = ?1", &st) < 0)
-                return -EIO;
-        sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
-        r = sqlite3_step(st);
-        if (r == SQLITE_DONE)
-                return -ENOENT;
-        if (r != SQLITE_ROW)
-                return -EIO;
+        r = sqlite_select_one(db, "SELECT signed FROM apps WHERE id = ?1", SQL_ARGS(SQL_TEXT(app)),
+                              &st);
+        if (r <= 0)
+                return r < 0 ? r : -ENOENT;
         is_signed = sqlite3_column_int(st, 0) == 1;
 
         r = select_strings(db,
@@ -782,16 +778,15 @@ static int load_identity(sqlite3 *db, const char *app, char **ret_key, char ***r
         _cleanup_free_ char *key = NULL;
         int r;
 
-        if (sqlite_prepare(db, "SELECT key_id FROM apps WHERE id = ?1", &st) < 0)
-                return -EIO;
-        sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
-        r = sqlite3_step(st);
-        if (r == SQLITE_ROW && sqlite3_column_text(st, 0)) {
+        r = sqlite_select_one(db, "SELECT key_id FROM apps WHERE id = ?1", SQL_ARGS(SQL_TEXT(app)),
+                              &st);
+        if (r < 0)
+                return r;
+        if (r > 0 && sqlite3_column_text(st, 0)) {
                 key = strdup((const char *)sqlite3_column_text(st, 0));
                 if (!key)
                         return -ENOMEM;
-        } else if (r != SQLITE_ROW && r != SQLITE_DONE)
-                return -EIO;
+        }
         r = select_strings(db, "SELECT capability FROM exports WHERE app_id = ?1", app,
                            MANIFEST_LIST_MAX, ret_exports);
         if (r < 0)
@@ -1143,14 +1138,10 @@ static int gesture_last_locked(sqlite3 *db, const char *app, int64_t *ret)
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int r;
 
-        if (sqlite_prepare(db, "SELECT at FROM gestures WHERE app_id = ?1", &st) < 0)
-                return -EIO;
-        sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
-        r = sqlite3_step(st);
-        if (r == SQLITE_DONE)
-                return -ENOENT;
-        if (r != SQLITE_ROW)
-                return -EIO;
+        r = sqlite_select_one(db, "SELECT at FROM gestures WHERE app_id = ?1",
+                              SQL_ARGS(SQL_TEXT(app)), &st);
+        if (r <= 0)
+                return r < 0 ? r : -ENOENT;
         *ret = sqlite3_column_int64(st, 0);
         return 0;
 }

@@ -197,51 +197,58 @@ int cgroup_read_knob_u64(const char *dir, const char *knob, uint64_t *ret)
         return parse_u64(s, strcspn(s, "\n"), ret);
 }
 
-int cgroup_read_keyed_u64(const char *dir, const char *knob, const char *key, uint64_t *ret)
+/* The value of s's line "key value...": its start and, in *ret_len, its length up to
+ * the newline; NULL if no line has that key. */
+static const char *keyed_line(const char *s, const char *key, size_t *ret_len)
 {
-        _cleanup_free_ char *s = NULL;
         size_t n = strlen(key);
-        int r;
 
-        r = cgroup_read_knob(dir, knob, &s);
-        if (r < 0)
-                return r;
         for (const char *line = s; *line;) {
                 size_t len = strcspn(line, "\n");
 
-                if (len > n && strncmp(line, key, n) == 0 && line[n] == ' ')
-                        return parse_u64(line + n + 1, len - n - 1, ret);
-                line += len;
-                if (*line == '\n')
-                        line++;
-        }
-        return -ENODATA;
-}
-
-int cgroup_read_pressure(const char *dir, const char *knob, const char *which, uint32_t *ret)
-{
-        _cleanup_free_ char *s = NULL;
-        size_t n = strlen(which);
-        int r;
-
-        r = cgroup_read_knob(dir, knob, &s);
-        if (r < 0)
-                return r;
-        for (const char *line = s; *line;) {
-                size_t len = strcspn(line, "\n");
-                unsigned whole = 0, frac = 0;
-
-                if (len > n && strncmp(line, which, n) == 0 && line[n] == ' ') {
-                        if (sscanf(line + n, " avg10=%u.%2u", &whole, &frac) < 1)
-                                return -EINVAL;
-                        *ret = whole > 100 ? 10000 : whole * 100 + frac;
-                        return 0;
+                if (len > n && strncmp(line, key, n) == 0 && line[n] == ' ') {
+                        *ret_len = len - n - 1;
+                        return line + n + 1;
                 }
                 line += len;
                 if (*line == '\n')
                         line++;
         }
-        return -ENODATA;
+        return NULL;
+}
+
+int cgroup_read_keyed_u64(const char *dir, const char *knob, const char *key, uint64_t *ret)
+{
+        _cleanup_free_ char *s = NULL;
+        const char *v;
+        size_t len;
+        int r;
+
+        r = cgroup_read_knob(dir, knob, &s);
+        if (r < 0)
+                return r;
+        v = keyed_line(s, key, &len);
+        return v ? parse_u64(v, len, ret) : -ENODATA;
+}
+
+int cgroup_read_pressure(const char *dir, const char *knob, const char *which, uint32_t *ret)
+{
+        _cleanup_free_ char *s = NULL;
+        unsigned whole = 0, frac = 0;
+        const char *v;
+        size_t len;
+        int r;
+
+        r = cgroup_read_knob(dir, knob, &s);
+        if (r < 0)
+                return r;
+        v = keyed_line(s, which, &len);
+        if (!v)
+                return -ENODATA;
+        if (sscanf(v, "avg10=%u.%2u", &whole, &frac) < 1)
+                return -EINVAL;
+        *ret = whole > 100 ? 10000 : whole * 100 + frac;
+        return 0;
 }
 
 int cgroup_read_procs(const char *dir, pid_t *pids, size_t max)
