@@ -155,13 +155,7 @@ static void work_free_in(CLuaApp *app, CLuaWork *w)
                 clua_task_free(w->task);
         if (w->owns_ref && app->L)
                 luaL_unref(app->L, LUA_REGISTRYINDEX, w->fn_ref);
-        free(w->topic);
-        free(w->sender);
-        free(w->data);
-        free(w->content_type);
-        for (int i = 0; i < w->n_args; i++)
-                free(w->args[i].s);
-        free(w);
+        clua_work_free(w);
 }
 
 void clua_work_free(CLuaWork *w)
