@@ -57,8 +57,7 @@ void cgroup_sleep_ms(unsigned ms)
 {
         struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
 
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-                ;
+        (void)RETRY_EINTR(nanosleep(&ts, &ts)); /* ts: what is left after a signal */
 }
 
 static bool streq(const char *a, const char *b)
