@@ -3,8 +3,9 @@
  * fs.usage (proto/cella.proto "fs", docs/protocol.md "fs.usage"): the bytes an app
  * uses in its /data and /tmp. Moved out of fs.c, which holds fs.open.
  *
- * /data is measured by a walk that adds up st_blocks * 512 over the app's data dir
- * (du's measure), with fstatat on directory fds, never following a symlink and
+ * /data is measured by a walk (base/tree-usage.h, shared with the storage
+ * migration) that adds up st_blocks * 512 over the app's data dir (du's measure),
+ * with fstatat on directory fds, never following a symlink and
  * never leaving the data dir's filesystem, visiting at most USAGE_ENTRIES_MAX
  * entries USAGE_DEPTH_MAX levels deep. A tree larger than that is reported up to
  * the bound (a lower bound; the audit record says "truncated"). A file with several
