@@ -130,7 +130,8 @@ static int reconcile_all(sqlite3 *db, int64_t now_ms);
  * qualifies: reconcile_all()). "exports" are the rights an app lets others hold on its
  * namespace, each "name:scope" (a bare "bus.send" stored as "bus.send:<id>").
  * apps.key_id is the trusted key that verified the bundle (NULL: unsigned, or signed
- * with no key id known). "capability" because RIGHT is an SQL keyword.
+ * with no key id known). "capability" because RIGHT is an SQL keyword. Made (from
+ * version 0) or upgraded (from 1) by sqlite_schema_ensure(), under BEGIN IMMEDIATE.
  */
 static int schema_migrate(sqlite3 *db, int version, void *userdata)
 {

@@ -45,14 +45,14 @@ struct State {
 #define STATE_SCHEMA_VERSION 3
 
 /*
- * Creates the schema in a file that has none (from 0), or brings version 1 or 2 to 3
- * (sqlite_schema_ensure() holds the write lock and sets nothing itself). Version 2 binds each id to
- * what first claimed it (state_app_claim): path, dev, ino of the folder, the trusted key that
- * verified it (key_id, NULL: unsigned), the BLAKE2b-256 of its manifest.json (digest,
- * hex), and when (claimed_at, updated_at: wall-clock ms). Version 1 rows have none of
- * these: the first claim after the upgrade records them. Version 3 adds ids_base, the
- * first of the app's block of STATE_IDS_PER_APP host ids (state.h); rows of an older
- * version have NULL there and get a block the next time the app starts
+ * Creates the schema in a file that has none (from 0), or brings version 1 or 2 to 3;
+ * called by sqlite_schema_ensure() under BEGIN IMMEDIATE. Version 2 binds each id to
+ * what first claimed it (state_app_claim): path, dev, ino of the folder, the trusted
+ * key that verified it (key_id, NULL: unsigned), the BLAKE2b-256 of its manifest.json
+ * (digest, hex), and when (claimed_at, updated_at: wall-clock ms). Version 1 rows
+ * have none of these: the first claim after the upgrade records them. Version 3 adds
+ * ids_base, the first of the app's block of STATE_IDS_PER_APP host ids (state.h); rows
+ * of an older version have NULL there and get a block the next time the app starts
  * (state_app_uid), keeping their uid.
  */
 static int schema_migrate(sqlite3 *db, int from, void *userdata)
