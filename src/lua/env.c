@@ -1555,11 +1555,7 @@ static void load_module(lua_State *L, int fd, const char *name, const char *fnam
 
         box = lua_newuserdatauv(L, sizeof(int), 0);
         *box = fd;
-        if (cella_lua_newclass(L, MODULE_FD_MT)) {
-                lua_pushcfunction(L, module_fd_gc);
-                lua_setfield(L, -2, "__gc");
-        }
-        lua_setmetatable(L, -2);
+        cella_lua_setclass_gc(L, MODULE_FD_MT, module_fd_gc);
         if (fstat(fd, &st) < 0)
                 luaL_error(L, "error loading module '%s' from file '%s':\n\t%s", name, fname,
                            strerror(errno));

@@ -62,11 +62,7 @@ static DataDir *data_dir_push(lua_State *L, int fd, const char *path)
         d = lua_newuserdatauv(L, sizeof(DataDir) + n + 1, 0);
         d->fd = fd;
         memcpy(d->path, path, n + 1);
-        if (cella_lua_newclass(L, DATA_DIR_KEY)) {
-                lua_pushcfunction(L, data_dir_gc);
-                lua_setfield(L, -2, "__gc");
-        }
-        lua_setmetatable(L, -2);
+        cella_lua_setclass_gc(L, DATA_DIR_KEY, data_dir_gc);
         return d;
 }
 
@@ -208,11 +204,7 @@ static int *fd_box_push(lua_State *L)
 {
         int *fd = lua_newuserdatauv(L, sizeof(int), 0);
         *fd = -EBADF;
-        if (cella_lua_newclass(L, FD_BOX_MT)) {
-                lua_pushcfunction(L, fd_box_gc);
-                lua_setfield(L, -2, "__gc");
-        }
-        lua_setmetatable(L, -2);
+        cella_lua_setclass_gc(L, FD_BOX_MT, fd_box_gc);
         return fd;
 }
 
@@ -410,11 +402,7 @@ static int fs_list(lua_State *L)
         /* The DIR lives in a userdata so a memory error while pushing names closes it. */
         box = lua_newuserdatauv(L, sizeof(DIR *), 0);
         *box = NULL;
-        if (cella_lua_newclass(L, DIR_BOX_MT)) {
-                lua_pushcfunction(L, dir_box_gc);
-                lua_setfield(L, -2, "__gc");
-        }
-        lua_setmetatable(L, -2);
+        cella_lua_setclass_gc(L, DIR_BOX_MT, dir_box_gc);
         *box = fdopendir(fd);
         if (!*box) {
                 int r = -errno;
