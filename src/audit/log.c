@@ -16,6 +16,7 @@
 #include "audit/audit-internal.h"
 #include "base/fileio.h"
 #include "base/macro.h"
+#include "base/time-util.h"
 
 #define AUDIT_REASON_MAX 1024u /* bytes of audit_open_repair()'s reason */
 
@@ -233,13 +234,9 @@ static int lock_byte(int fd, short type, off_t byte, bool wait)
 {
         struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1};
 
-        for (;;) {
-                if (fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl) == 0)
-                        return 0;
-                if (errno == EINTR)
-                        continue;
-                return errno == EAGAIN || errno == EACCES ? -EBUSY : negative_errno();
-        }
+        if (RETRY_EINTR(fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl)) == 0)
+                return 0;
+        return errno == EAGAIN || errno == EACCES ? -EBUSY : negative_errno();
 }
 
 static void unlock(AuditLog *a)
@@ -249,25 +246,14 @@ static void unlock(AuditLog *a)
                 (void)lock_byte(a->lock_fd, F_UNLCK, AUDIT_LOCK_FLUSH, false);
 }
 
-static int64_t now_usec(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* pread() of exactly n bytes; -EBADMSG if the file is shorter. */
 static int pread_exact(int fd, char *buf, size_t n, uint64_t offset)
 {
         while (n > 0) {
-                ssize_t k = pread(fd, buf, n, (off_t)offset);
+                ssize_t k = RETRY_EINTR(pread(fd, buf, n, (off_t)offset));
 
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
+                if (k < 0)
                         return negative_errno();
-                }
                 if (k == 0)
                         return -EBADMSG;
                 buf += k;
@@ -352,7 +338,7 @@ static int sync_locked(AuditLog *a)
                 return r;
         a->dirty = false;
         a->head_seq = a->last.seq;
-        a->head_mtime_ms = now_usec() / 1000;
+        a->head_mtime_ms = now_realtime_us() / 1000;
         return 0;
 }
 
@@ -372,7 +358,7 @@ static bool sync_due(AuditLog *a, int64_t now_usec_hint)
 
         if (a->sync_lag_ms == 0 || a->seq - a->head_seq >= AUDIT_SYNC_LAG_RECORDS)
                 return true;
-        now_ms = (now_usec_hint > 0 ? now_usec_hint : now_usec()) / 1000;
+        now_ms = (now_usec_hint > 0 ? now_usec_hint : now_realtime_us()) / 1000;
         if (a->head_mtime_ms > 0 && now_ms >= a->head_mtime_ms &&
             (uint64_t)(now_ms - a->head_mtime_ms) < a->sync_lag_ms)
                 return false;
@@ -725,7 +711,7 @@ static size_t u64_format(uint64_t v, char *buf)
  * NUL): gmtime_r() once a second, not per record. */
 static int time_format(AuditLog *a, char buf[TIME_LEN])
 {
-        int64_t usec = a->clock ? a->clock(a->clock_userdata) : now_usec();
+        int64_t usec = a->clock ? a->clock(a->clock_userdata) : now_realtime_us();
         int64_t sec = usec / 1000000;
         unsigned frac;
 
@@ -1047,13 +1033,11 @@ static int write_all(AuditLog *a, const char *buf, size_t n)
         size_t done = 0;
 
         while (done < n) {
-                ssize_t k = write(a->fd, buf + done, n - done);
+                ssize_t k = RETRY_EINTR(write(a->fd, buf + done, n - done));
 
                 if (k < 0) {
                         int r = negative_errno();
 
-                        if (r == -EINTR)
-                                continue;
                         if (done > 0 && ftruncate(a->fd, (off_t)a->size) < 0)
                                 a->broken = true;
                         return r;
@@ -1365,7 +1349,8 @@ int audit_open_repair(const char *state_dir, const char *reason, const AuditOpti
                 return r;
         if (report.max_seq > max_seq)
                 max_seq = report.max_seq;
-        usec = options && options->clock ? options->clock(options->clock_userdata) : now_usec();
+        usec = options && options->clock ? options->clock(options->clock_userdata)
+                                         : now_realtime_us();
         r = free_name(a->state_fd, AUDIT_DIR ".broken-", usec, moved, sizeof moved);
         if (r < 0)
                 return r;

@@ -273,12 +273,9 @@ static int line_next(LineReader *r, const char **ret, size_t *ret_len)
                         r->end -= r->start;
                         r->start = 0;
                 }
-                k = read(r->fd, r->buf + r->end, READ_BUF_SIZE - r->end);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
+                k = RETRY_EINTR(read(r->fd, r->buf + r->end, READ_BUF_SIZE - r->end));
+                if (k < 0)
                         return negative_errno();
-                }
                 if (k == 0)
                         r->eof = true;
                 r->end += (size_t)k;

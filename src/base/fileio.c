@@ -46,12 +46,9 @@ int read_full_fd(int fd, size_t max_size, char **ret, size_t *ret_size)
                         buf = nb;
                         alloc = na;
                 }
-                k = read(fd, buf + size, alloc - size - 1);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
+                k = RETRY_EINTR(read(fd, buf + size, alloc - size - 1));
+                if (k < 0)
                         return negative_errno();
-                }
                 if (k == 0)
                         break;
                 size += (size_t)k;
@@ -103,13 +100,10 @@ int loop_write(int fd, const void *buf, size_t n)
         const char *p = buf;
 
         while (n > 0) {
-                ssize_t k = write(fd, p, n);
+                ssize_t k = RETRY_EINTR(write(fd, p, n));
 
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
+                if (k < 0)
                         return negative_errno();
-                }
                 p += k;
                 n -= (size_t)k;
         }

@@ -31,6 +31,22 @@
                 _fd_;                                                                              \
         })
 
+/*
+ * Evaluates expr, a libc call that fails with -1 (or any negative value) and errno,
+ * again for as long as it fails with EINTR, and yields its last value (of expr's
+ * type); errno is the call's. glibc's TEMP_FAILURE_RETRY() with the type kept.
+ * For a call that can wait (poll, epoll_wait, sigtimedwait with a timeout), retrying
+ * restarts the whole timeout: where a deadline matters, compute what is left instead.
+ */
+#define RETRY_EINTR(expr)                                                                          \
+        ({                                                                                         \
+                __typeof__(expr) _r_;                                                              \
+                do                                                                                 \
+                        _r_ = (expr);                                                              \
+                while (_r_ < 0 && errno == EINTR);                                                 \
+                _r_;                                                                               \
+        })
+
 /* Defines a cleanup helper `name##p` that calls func(*p) when *p is not NULL. */
 #define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)                                                    \
         static inline void func##p(type *p)                                                        \

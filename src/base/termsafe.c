@@ -3,49 +3,7 @@
 #include <string.h>
 
 #include "base/termsafe.h"
-
-int termsafe_utf8_decode(const unsigned char *s, size_t avail, uint32_t *cp)
-{
-        unsigned char lo = 0x80, hi = 0xbf; /* the second byte's range, table 3-7 */
-        uint32_t c;
-        size_t len;
-
-        if (avail == 0)
-                return -1;
-        c = s[0];
-        if (c < 0x80) {
-                *cp = c;
-                return 1;
-        }
-        if (c >= 0xc2 && c <= 0xdf) {
-                len = 2;
-                c &= 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-                len = 3;
-                c &= 0x0f;
-                if (s[0] == 0xe0)
-                        lo = 0xa0; /* no overlongs */
-                else if (s[0] == 0xed)
-                        hi = 0x9f; /* no surrogates */
-        } else if (c >= 0xf0 && c <= 0xf4) {
-                len = 4;
-                c &= 0x07;
-                if (s[0] == 0xf0)
-                        lo = 0x90;
-                else if (s[0] == 0xf4)
-                        hi = 0x8f; /* nothing above U+10FFFF */
-        } else
-                return 0; /* a continuation byte, C0/C1 (overlong), F5..FF */
-        for (size_t i = 1; i < len; i++) {
-                if (i >= avail)
-                        return -1;
-                if (s[i] < (i == 1 ? lo : 0x80) || s[i] > (i == 1 ? hi : 0xbf))
-                        return 0;
-                c = (c << 6) | (s[i] & 0x3f);
-        }
-        *cp = c;
-        return (int)len;
-}
+#include "base/utf8.h"
 
 bool termsafe_is_control(uint32_t cp)
 {
@@ -139,7 +97,7 @@ size_t termsafe_field(const char *in, size_t max, char *out, size_t out_size)
                 } else if (*s < 0x80) {
                         s++;
                 } else {
-                        k = termsafe_utf8_decode(s, strnlen((const char *)s, 4), &cp);
+                        k = utf8_decode(s, strnlen((const char *)s, 4), &cp);
                         if (k <= 0) {
                                 c = (const unsigned char *)"?";
                                 s++;
@@ -266,7 +224,7 @@ size_t termsafe_stream(TermSafe *t, const void *in, size_t n, char *out)
 
                 memcpy(tmp, t->pending, have);
                 memcpy(tmp + have, s, take);
-                k = termsafe_utf8_decode(tmp, have + take, &cp);
+                k = utf8_decode(tmp, have + take, &cp);
                 if (k < 0) {
                         /* Still cut, so in is used up (have + n < 4). */
                         memcpy(t->pending + have, s, take);
@@ -286,7 +244,7 @@ size_t termsafe_stream(TermSafe *t, const void *in, size_t n, char *out)
                 t->n_pending = 0;
         }
         while (i < n) {
-                k = termsafe_utf8_decode(s + i, n - i, &cp);
+                k = utf8_decode(s + i, n - i, &cp);
                 if (k < 0) {
                         memcpy(t->pending, s + i, n - i);
                         t->n_pending = (uint8_t)(n - i);

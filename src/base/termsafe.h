@@ -32,14 +32,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/*
- * Decodes one UTF-8 character strictly (Unicode 15, table 3-7: no overlongs, no
- * surrogates, nothing above U+10FFFF) from s, of which avail bytes are readable.
- * Returns its length (1-4) and *cp; 0 for an invalid sequence (then *cp is
- * unset); or -1 when the avail bytes are a valid but incomplete start of one.
- */
-int termsafe_utf8_decode(const unsigned char *s, size_t avail, uint32_t *cp);
-
 /* True for code points a terminal or a bidi algorithm acts on while showing
  * nothing: C0 and C1 controls, DEL, the bidi overrides, isolates and marks
  * (U+200E, U+200F, U+061C), U+FEFF, and the line and paragraph separators. */

@@ -26,6 +26,7 @@
 #include "base/fileio.h"
 #include "base/macro.h"
 #include "base/strv.h"
+#include "base/time-util.h"
 #include "broker/broker-internal.h"
 #include "policy/decide.h"
 
@@ -151,14 +152,6 @@ static void audit_flush_now(Broker *b)
                 b->audit_failures++;
 }
 
-static int64_t wall_usec(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static void coalesce_arm(Broker *b, int64_t due);
 
 /* Writes app's audit summaries that are due (all of them if all). */
@@ -175,7 +168,7 @@ static void coalesce_flush(BrokerApp *app, int64_t now, bool all)
 static void on_coalesce_timer(uv_timer_t *t)
 {
         Broker *b = t->data;
-        int64_t now = wall_usec(), due = INT64_MAX;
+        int64_t now = now_realtime_us(), due = INT64_MAX;
         uint64_t failures = b->audit_failures;
 
         b->coalesce_due = INT64_MAX;
@@ -202,7 +195,7 @@ static void coalesce_arm(Broker *b, int64_t due)
 
         if (!b->coalesce_timer || due == INT64_MAX || due >= b->coalesce_due)
                 return;
-        now = wall_usec();
+        now = now_realtime_us();
         b->coalesce_due = due;
         /* +1 ms: the window has ended when it fires, not a hair before. */
         (void)uv_timer_start(b->coalesce_timer, on_coalesce_timer,
@@ -233,7 +226,7 @@ static void audit_call(BrokerApp *app, const char *op, const char *right, const 
                 r = audit_append_fields(b->o.audit, app->id, AUDIT_EVENT_CALL, f, ELEMENTSOF(f), x);
         else {
                 r = audit_coalesce_append(app->coalesce, b->o.audit, app->id, AUDIT_EVENT_CALL, f,
-                                          ELEMENTSOF(f), x, wall_usec());
+                                          ELEMENTSOF(f), x, now_realtime_us());
                 if (r == 0)
                         coalesce_arm(b, audit_coalesce_due(app->coalesce));
         }
@@ -1393,7 +1386,7 @@ void broker_app_detach(BrokerApp *app)
         }
         app_hangup(app, 0);
 
-        coalesce_flush(app, wall_usec(), true);
+        coalesce_flush(app, now_realtime_us(), true);
         if (app->coalesce)
                 audit_coalesce_stats(app->coalesce, &cs);
         f = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:b, s:I, s:I, s:I, s:I}", "what", "broker",
@@ -1423,7 +1416,7 @@ void broker_app_detach(BrokerApp *app)
 
 void broker_audit_flush(Broker *b)
 {
-        int64_t now = wall_usec();
+        int64_t now = now_realtime_us();
 
         if (!b)
                 return;
@@ -1468,7 +1461,7 @@ static int app_grants_changed(BrokerApp *app)
 
         /* The repeats counted so far happened under the old grants: their summaries
          * go before the records of the change. */
-        coalesce_flush(app, wall_usec(), true);
+        coalesce_flush(app, now_realtime_us(), true);
         if (n_old > 0) {
                 old = malloc(n_old * sizeof(Grant));
                 if (!old)

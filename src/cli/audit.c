@@ -11,6 +11,7 @@
 #include "audit/audit.h"
 #include "base/log.h"
 #include "base/macro.h"
+#include "base/time-util.h"
 #include "cli/cli.h"
 #include "cli/exit-codes.h"
 
@@ -204,7 +205,6 @@ int cli_audit(int argc, char **argv)
         AuditVerifyReport rep;
         PrintContext ctx = {};
         bool verify = false;
-        struct timespec ts;
         int c, r, code;
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
@@ -221,10 +221,7 @@ int cli_audit(int argc, char **argv)
                         filter.app = optarg;
                         break;
                 case ARG_SINCE:
-                        clock_gettime(CLOCK_REALTIME, &ts);
-                        if (audit_parse_since(optarg,
-                                              (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000,
-                                              &filter.since_usec) < 0) {
+                        if (audit_parse_since(optarg, now_realtime_us(), &filter.since_usec) < 0) {
                                 log_error("--since: expected an RFC 3339 time "
                                           "(2024-05-01T12:00:00Z), a date (2024-05-01) or an "
                                           "age such as 10m, 2h or 1d; got '%s'",

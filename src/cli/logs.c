@@ -100,11 +100,9 @@ static int64_t copy_out(Out *o, int fd, uint64_t off)
         char buf[LOGS_CHUNK];
 
         for (;;) {
-                ssize_t n = pread(fd, buf, sizeof buf, (off_t)off);
+                ssize_t n = RETRY_EINTR(pread(fd, buf, sizeof buf, (off_t)off));
                 int r;
 
-                if (n < 0 && errno == EINTR)
-                        continue;
                 if (n < 0)
                         return negative_errno();
                 if (n == 0)
@@ -135,10 +133,8 @@ static int find_tail(const LogFile *files, size_t n, uint64_t lines, size_t *ret
                 while (end > 0) {
                         size_t len = end > sizeof buf ? sizeof buf : (size_t)end;
                         uint64_t start = end - len;
-                        ssize_t k = pread(files[i].fd, buf, len, (off_t)start);
+                        ssize_t k = RETRY_EINTR(pread(files[i].fd, buf, len, (off_t)start));
 
-                        if (k < 0 && errno == EINTR)
-                                continue;
                         if (k < 0)
                                 return negative_errno();
                         if ((size_t)k != len)

@@ -15,6 +15,7 @@
 
 #include "base/log.h"
 #include "base/macro.h"
+#include "base/time-util.h"
 #include "cli/cli.h"
 #include "policy/manifest.h"
 #include "cli/exit-codes.h"
@@ -90,20 +91,12 @@ static void format_int(json_t *v, char *buf, size_t size)
                 snprintf(buf, size, "-");
 }
 
-static int64_t now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void print_table(json_t *apps)
 {
         char id[MANIFEST_ID_MAX + 1], state[16], pid[24], uid[24], up[24], mem[24], restarts[24],
                 calls[24], kpid[24], group[MANIFEST_GROUP_MAX + 1];
         size_t i, w = 3, gw = 0;
-        int64_t now = now_ms();
+        int64_t now = now_realtime_ms();
         json_t *a;
 
         json_array_foreach(apps, i, a)

@@ -14,6 +14,7 @@
 
 #include "base/log.h"
 #include "base/termsafe.h"
+#include "base/time-util.h"
 #include "cli/cli.h"
 #include "supervisor/control.h"
 #include "cli/exit-codes.h"
@@ -109,14 +110,6 @@ static int on_stop_reply(pid_t pid, json_t *reply, void *ud)
         return 0;
 }
 
-static int64_t mono_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Stops app: returns 0 (stopped), 1 (not running, or still running after
  * STOP_WAIT_MS), or an exit code; prints what happened. */
 static int stop_one(const char *state_dir, const char *app)
@@ -164,7 +157,7 @@ static int stop_one(const char *state_dir, const char *app)
                 return 1;
         }
 
-        deadline = mono_ms() + STOP_WAIT_MS;
+        deadline = (int64_t)now_monotonic_ms() + STOP_WAIT_MS;
         for (;;) {
                 if ((code = list_apps(state_dir, &apps)) != 0)
                         return code;
@@ -175,7 +168,7 @@ static int stop_one(const char *state_dir, const char *app)
                         return 0;
                 }
                 json_decref(apps);
-                if (mono_ms() >= deadline) {
+                if ((int64_t)now_monotonic_ms() >= deadline) {
                         log_error("stop: %s is still running %d s after it was asked to stop", app,
                                   STOP_WAIT_MS / 1000);
                         return 1;

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "base/macro.h"
+#include "base/time-util.h"
 #include "wire/channel.h"
 #include "wire/wire.h"
 #include "lib/client.h"
@@ -246,14 +247,6 @@ static bool msg_is_stale(Cella *c, const Msg *m)
         return (m->flags & CHANNEL_FLAG_REPLY) && pending_find(c, m->reply.request_id) < 0;
 }
 
-static uint64_t now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Waits for events on the channel until deadline (CLOCK_MONOTONIC ms, 0 = none).
  * Returns the revents, or -ETIMEDOUT, or -errno of poll (never -EINTR). */
 static int wait_fd(Cella *c, short events, uint64_t deadline)
@@ -263,7 +256,7 @@ static int wait_fd(Cella *c, short events, uint64_t deadline)
 
         for (;;) {
                 if (deadline) {
-                        uint64_t now = now_ms();
+                        uint64_t now = now_monotonic_ms();
 
                         if (now >= deadline)
                                 return -ETIMEDOUT;
@@ -395,7 +388,7 @@ static int call_sync(Cella *c, uint16_t opcode, const void *body, size_t len, co
         if (!c || !ret)
                 return -EINVAL;
         if (c->timeout_ms)
-                deadline = now_ms() + c->timeout_ms;
+                deadline = now_monotonic_ms() + c->timeout_ms;
 
         r = request_send(c, opcode, body, len, fds, n_fds, NULL, NULL, deadline, true, &id);
         if (r < 0)

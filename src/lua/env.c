@@ -30,6 +30,7 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include "base/macro.h"
 #include "lua/env.h"
 #include "lua/host.h"
 #include "lua/lua-modules.h"
@@ -706,10 +707,8 @@ void clua_app_write(CLuaApp *app, int fd, const char *s, size_t len)
         size_t off = 0;
 
         while (off < len) {
-                ssize_t w = write(fd, s + off, len - off);
+                ssize_t w = RETRY_EINTR(write(fd, s + off, len - off));
 
-                if (w < 0 && errno == EINTR)
-                        continue;
                 if (w <= 0) {
                         /* a full log pipe of a packed app (non-blocking): dropped */
                         app->out_dropped += len - off;
@@ -724,9 +723,7 @@ int clua_open_beneath(int dirfd, const char *path, const struct open_how *how)
         struct stat st;
         long fd;
 
-        do
-                fd = syscall(SYS_openat2, dirfd, path, how, sizeof *how);
-        while (fd < 0 && errno == EINTR);
+        fd = RETRY_EINTR(syscall(SYS_openat2, dirfd, path, how, sizeof *how));
         if (fd < 0)
                 return -errno;
         if (fstat((int)fd, &st) < 0 || !S_ISREG(st.st_mode)) {
@@ -1558,11 +1555,7 @@ static void load_module(lua_State *L, int fd, const char *name, const char *fnam
 
         box = lua_newuserdatauv(L, sizeof(int), 0);
         *box = fd;
-        if (cella_lua_newclass(L, MODULE_FD_MT)) {
-                lua_pushcfunction(L, module_fd_gc);
-                lua_setfield(L, -2, "__gc");
-        }
-        lua_setmetatable(L, -2);
+        cella_lua_setclass_gc(L, MODULE_FD_MT, module_fd_gc);
         if (fstat(fd, &st) < 0)
                 luaL_error(L, "error loading module '%s' from file '%s':\n\t%s", name, fname,
                            strerror(errno));
@@ -1573,9 +1566,9 @@ static void load_module(lua_State *L, int fd, const char *name, const char *fnam
                            name, fname, (int)MODULE_FILE_MAX);
         buf = lua_newuserdatauv(L, (size_t)st.st_size + 1, 0);
         while (got < (size_t)st.st_size) {
-                ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+                ssize_t n = RETRY_EINTR(read(fd, buf + got, (size_t)st.st_size - got));
 
-                if (n < 0 && (errno == EINTR || errno == EAGAIN))
+                if (n < 0 && errno == EAGAIN)
                         continue;
                 if (n < 0)
                         luaL_error(L, "error loading module '%s' from file '%s':\n\t%s", name,

@@ -17,6 +17,7 @@
 
 #include <lauxlib.h>
 
+#include "base/time-util.h"
 #include "lua/host.h"
 #include "lua/lua-modules.h"
 
@@ -36,14 +37,6 @@ uint32_t clua_prio_weight(int priority)
         if (priority > 19)
                 priority = 19;
         return prio_to_weight[priority + 20];
-}
-
-uint64_t clua_now_ns(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 #define STAT_SET(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
@@ -162,13 +155,7 @@ static void work_free_in(CLuaApp *app, CLuaWork *w)
                 clua_task_free(w->task);
         if (w->owns_ref && app->L)
                 luaL_unref(app->L, LUA_REGISTRYINDEX, w->fn_ref);
-        free(w->topic);
-        free(w->sender);
-        free(w->data);
-        free(w->content_type);
-        for (int i = 0; i < w->n_args; i++)
-                free(w->args[i].s);
-        free(w);
+        clua_work_free(w);
 }
 
 void clua_work_free(CLuaWork *w)
@@ -1036,7 +1023,7 @@ CLuaTimer *clua_timer_add(CLuaApp *app, uint64_t delay_ns, uint64_t interval_ns,
         }
         t->app = app;
         t->id = ++app->next_timer_id;
-        t->deadline_ns = clua_now_ns() + delay_ns;
+        t->deadline_ns = now_monotonic_ns() + delay_ns;
         t->interval_ns = interval_ns;
         t->fn_ref = fn_ref;
         t->wait = wait;
@@ -1157,7 +1144,7 @@ static int poll_events(CLuaHost *h)
 {
         struct epoll_event ev[64];
         int timeout = 0, n;
-        uint64_t now = clua_now_ns();
+        uint64_t now = now_monotonic_ns();
 
         fire_timers(h, now);
         if (!any_ready(h)) {
@@ -1184,7 +1171,7 @@ static int poll_events(CLuaHost *h)
                         end_app(app, 0, NULL);
         }
         if (timeout != 0)
-                fire_timers(h, clua_now_ns());
+                fire_timers(h, now_monotonic_ns());
         return 0;
 }
 

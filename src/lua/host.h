@@ -237,9 +237,6 @@ void clua_bus_answer(CLuaApp *app, CLuaTask *t, int nres, bool failed);
  * (kernel/sched/core.c), 1024 at 0. */
 uint32_t clua_prio_weight(int priority);
 
-/* CLOCK_MONOTONIC in ns. */
-uint64_t clua_now_ns(void);
-
 /* Timers (libtimer.c uses them). clua_timer_add: a timer firing after delay_ns,
  * then every interval_ns (0: once), calling fn_ref (owned by the timer) or waking
  * wait. Returns the timer or NULL (-ENOMEM, or CLUA_TIMERS_MAX: errno set). */

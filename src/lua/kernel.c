@@ -13,6 +13,7 @@
 
 #include <lauxlib.h>
 
+#include "base/time-util.h"
 #include "wire/wire.h"
 #include "lib/client.h"
 #include "lua/host.h"
@@ -272,7 +273,7 @@ static int wait_for(lua_State *L, CLuaWait *w)
                 int r;
 
                 if (w->timer) {
-                        uint64_t now = clua_now_ns(), d = w->timer->deadline_ns;
+                        uint64_t now = now_monotonic_ns(), d = w->timer->deadline_ns;
 
                         if (d > now) {
                                 struct timespec ts = {.tv_sec = (time_t)((d - now) / 1000000000u),

@@ -41,6 +41,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "base/macro.h"
 #include "lua/alloc.h"
 #include "lua/lua-modules.h"
 
@@ -190,9 +191,7 @@ static int db_open(lua_State *L)
         luaL_argcheck(L, check_name(name, n), 1,
                       "database name must be 1..64 of [A-Za-z0-9._-], not starting with '.'");
         dirfd = cella_lua_data_dir(L, &root);
-        do
-                fd = syscall(SYS_openat2, dirfd, name, &how, sizeof how);
-        while (fd < 0 && errno == EINTR);
+        fd = RETRY_EINTR(syscall(SYS_openat2, dirfd, name, &how, sizeof how));
         if (fd < 0)
                 return luaL_error(L, "cella.db.open: %s: %s", name,
                                   errno == ELOOP ? "is a symlink" : strerror(errno));

@@ -22,6 +22,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "base/macro.h"
 #include "lua/lua-modules.h"
 
 /* Longest path an app may name, in bytes (names beneath /data stay short). */
@@ -61,11 +62,7 @@ static DataDir *data_dir_push(lua_State *L, int fd, const char *path)
         d = lua_newuserdatauv(L, sizeof(DataDir) + n + 1, 0);
         d->fd = fd;
         memcpy(d->path, path, n + 1);
-        if (cella_lua_newclass(L, DATA_DIR_KEY)) {
-                lua_pushcfunction(L, data_dir_gc);
-                lua_setfield(L, -2, "__gc");
-        }
-        lua_setmetatable(L, -2);
+        cella_lua_setclass_gc(L, DATA_DIR_KEY, data_dir_gc);
         return d;
 }
 
@@ -126,9 +123,7 @@ static int open_beneath(int dirfd, const char *path, int flags, mode_t mode)
         };
         long fd;
 
-        do
-                fd = syscall(SYS_openat2, dirfd, path, &how, sizeof how);
-        while (fd < 0 && errno == EINTR);
+        fd = RETRY_EINTR(syscall(SYS_openat2, dirfd, path, &how, sizeof how));
         return fd < 0 ? -errno : (int)fd;
 }
 
@@ -209,11 +204,7 @@ static int *fd_box_push(lua_State *L)
 {
         int *fd = lua_newuserdatauv(L, sizeof(int), 0);
         *fd = -EBADF;
-        if (cella_lua_newclass(L, FD_BOX_MT)) {
-                lua_pushcfunction(L, fd_box_gc);
-                lua_setfield(L, -2, "__gc");
-        }
-        lua_setmetatable(L, -2);
+        cella_lua_setclass_gc(L, FD_BOX_MT, fd_box_gc);
         return fd;
 }
 
@@ -251,9 +242,7 @@ static int fs_read(lua_State *L)
         while (got <= (size_t)max) {
                 size_t want = (size_t)max + 1 - got;
                 char *p = luaL_prepbuffsize(&b, want < 65536 ? want : 65536);
-                ssize_t k = read(*fd, p, want < 65536 ? want : 65536);
-                if (k < 0 && errno == EINTR)
-                        continue;
+                ssize_t k = RETRY_EINTR(read(*fd, p, want < 65536 ? want : 65536));
                 if (k < 0) {
                         r = -errno;
                         close_fd_box(fd);
@@ -291,9 +280,7 @@ static int write_common(lua_State *L, const char *fn, int flags)
                 return fs_fail(L, fn, path, -EINVAL);
         }
         while (off < n) {
-                ssize_t k = write(fd, data + off, n - off);
-                if (k < 0 && errno == EINTR)
-                        continue;
+                ssize_t k = RETRY_EINTR(write(fd, data + off, n - off));
                 if (k < 0) {
                         r = -errno;
                         break;
@@ -415,11 +402,7 @@ static int fs_list(lua_State *L)
         /* The DIR lives in a userdata so a memory error while pushing names closes it. */
         box = lua_newuserdatauv(L, sizeof(DIR *), 0);
         *box = NULL;
-        if (cella_lua_newclass(L, DIR_BOX_MT)) {
-                lua_pushcfunction(L, dir_box_gc);
-                lua_setfield(L, -2, "__gc");
-        }
-        lua_setmetatable(L, -2);
+        cella_lua_setclass_gc(L, DIR_BOX_MT, dir_box_gc);
         *box = fdopendir(fd);
         if (!*box) {
                 int r = -errno;

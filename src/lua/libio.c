@@ -105,11 +105,7 @@ static int tmp_dir(lua_State *L)
         lua_pop(L, 1);
         d = lua_newuserdatauv(L, sizeof(IoDir), 0);
         d->fd = -1;
-        if (cella_lua_newclass(L, IO_DIR_MT)) {
-                lua_pushcfunction(L, io_dir_gc);
-                lua_setfield(L, -2, "__gc");
-        }
-        lua_setmetatable(L, -2);
+        cella_lua_setclass_gc(L, IO_DIR_MT, io_dir_gc);
         if (app->host && app->host->cap_apps > 1) {
                 char dir[] = "/tmp/.cella-lua-XXXXXX";
 

@@ -16,6 +16,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "base/macro.h"
 #include "lua/lua-modules.h"
 
 /* Longest message logged, bytes of the formatted text before escaping. */
@@ -92,9 +93,7 @@ static int log_line(lua_State *L, const char *level)
         line[o++] = '\n';
         /* Logging never fails the app: a full or closed stderr drops the line. */
         for (size_t w = 0; w < o;) {
-                ssize_t k = write(log_fd(L), line + w, o - w);
-                if (k < 0 && errno == EINTR)
-                        continue;
+                ssize_t k = RETRY_EINTR(write(log_fd(L), line + w, o - w));
                 if (k <= 0)
                         break;
                 w += (size_t)k;

@@ -9,6 +9,7 @@
 
 #include <lauxlib.h>
 
+#include "base/time-util.h"
 #include "lua/host.h"
 #include "lua/lua-modules.h"
 
@@ -71,7 +72,7 @@ static int timer_sleep(lua_State *L)
 
 static int timer_now(lua_State *L)
 {
-        lua_pushnumber(L, (lua_Number)clua_now_ns() / 1e9);
+        lua_pushnumber(L, (lua_Number)now_monotonic_ns() / 1e9);
         return 1;
 }
 

@@ -83,3 +83,18 @@ static inline int cella_lua_newclass(lua_State *L, const char *name)
         lua_setfield(L, -2, "__metatable");
         return 1;
 }
+
+/*
+ * Gives the value on top of the stack (a userdata holding a resource) the protected
+ * class name, made by cella_lua_newclass() with __gc = gc the first time: the box
+ * pattern of every module that holds an fd, a DIR or a file across a Lua error. The
+ * value stays on top.
+ */
+static inline void cella_lua_setclass_gc(lua_State *L, const char *name, lua_CFunction gc)
+{
+        if (cella_lua_newclass(L, name)) {
+                lua_pushcfunction(L, gc);
+                lua_setfield(L, -2, "__gc");
+        }
+        lua_setmetatable(L, -2);
+}

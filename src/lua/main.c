@@ -27,6 +27,7 @@
 #include <jansson.h>
 #include <lauxlib.h>
 
+#include "base/macro.h"
 #include "lua/host.h"
 
 /* Largest entry file, bytes: source code, not data. */
@@ -72,10 +73,8 @@ static int read_fd(int fd, size_t max, char **ret, size_t *ret_len)
                 return -ENOMEM;
         }
         while (got < (size_t)st.st_size) {
-                ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+                ssize_t n = RETRY_EINTR(read(fd, buf + got, (size_t)st.st_size - got));
 
-                if (n < 0 && errno == EINTR)
-                        continue;
                 if (n <= 0)
                         break;
                 got += (size_t)n;

@@ -4,6 +4,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "base/time-util.h"
 #include "lua/watchdog.h"
 
 static void on_signal(int sig, siginfo_t *si, void *uc)
@@ -87,8 +88,5 @@ void clua_watchdog_done(CLuaWatchdog *w)
 
 uint64_t clua_thread_cpu_ns(void)
 {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+        return now_clock_ns(CLOCK_THREAD_CPUTIME_ID);
 }

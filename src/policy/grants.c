@@ -23,7 +23,9 @@
 
 #include "base/fileio.h"
 #include "base/macro.h"
+#include "base/sqlite-util.h"
 #include "base/strv.h"
+#include "base/time-util.h"
 #include "policy/grants.h"
 #include "policy/signature.h"
 
@@ -45,12 +47,6 @@ static const char *const source_names[] = {
         [GRANT_BY_USER] = "user",
         [GRANT_BY_SIGNATURE] = "signature",
 };
-
-static inline void finalizep(sqlite3_stmt **st)
-{
-        sqlite3_finalize(*st);
-}
-#define _cleanup_stmt_ _cleanup_(finalizep)
 
 const char *grant_source_to_string(GrantSource s)
 {
@@ -88,23 +84,10 @@ const char *grants_reason_to_string(GrantsReason r)
 
 int64_t grants_now_ms(void)
 {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        return now_realtime_ms();
 }
 
 /* ---- schema and transactions ------------------------------------------------------------ */
-
-static int db_exec(sqlite3 *db, const char *sql)
-{
-        return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO;
-}
-
-static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **ret)
-{
-        return sqlite3_prepare_v2(db, sql, -1, ret, NULL) == SQLITE_OK ? 0 : -EIO;
-}
 
 /*
  * The first column of sql's rows, with app bound to ?1, as a NULL-terminated list
@@ -118,7 +101,7 @@ static int select_strings(sqlite3 *db, const char *sql, const char *app, size_t 
         size_t n = 0;
         int r;
 
-        if (prepare(db, sql, &st) < 0)
+        if (sqlite_prepare(db, sql, &st) < 0)
                 return -EIO;
         sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
         l = calloc(1, sizeof(char *));
@@ -138,21 +121,6 @@ static int select_strings(sqlite3 *db, const char *sql, const char *app, size_t 
         return 0;
 }
 
-/* Runs a statement that returns no rows. 0 or -EIO. */
-static int step_done(sqlite3_stmt *st)
-{
-        return sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
-}
-
-static int schema_version(sqlite3 *db)
-{
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-
-        if (prepare(db, "PRAGMA user_version", &st) < 0 || sqlite3_step(st) != SQLITE_ROW)
-                return -EIO;
-        return sqlite3_column_int(st, 0);
-}
-
 static int reconcile_all(sqlite3 *db, int64_t now_ms);
 
 /*
@@ -162,23 +130,16 @@ static int reconcile_all(sqlite3 *db, int64_t now_ms);
  * qualifies: reconcile_all()). "exports" are the rights an app lets others hold on its
  * namespace, each "name:scope" (a bare "bus.send" stored as "bus.send:<id>").
  * apps.key_id is the trusted key that verified the bundle (NULL: unsigned, or signed
- * with no key id known). "capability" because RIGHT is an SQL keyword.
+ * with no key id known). "capability" because RIGHT is an SQL keyword. Made (from
+ * version 0) or upgraded (from 1) by sqlite_schema_ensure(), under BEGIN IMMEDIATE.
  */
-static int schema_ensure(sqlite3 *db)
+static int schema_migrate(sqlite3 *db, int version, void *userdata)
 {
-        int version = schema_version(db), r;
+        int r;
 
-        if (version < 0)
-                return version;
-        if (version == GRANTS_SCHEMA_VERSION)
-                return 0;
-        if (version > GRANTS_SCHEMA_VERSION)
-                return -EPROTONOSUPPORT;
-        if (db_exec(db, "BEGIN IMMEDIATE") < 0)
-                return -EIO;
-        version = schema_version(db); /* another process may have done it meanwhile */
         if (version == 0)
-                r = db_exec(db, "CREATE TABLE IF NOT EXISTS apps ("
+                r = sqlite_exec(db,
+                                "CREATE TABLE IF NOT EXISTS apps ("
                                 "  id TEXT PRIMARY KEY NOT NULL,"
                                 "  signed INTEGER NOT NULL CHECK (signed IN (0, 1)),"
                                 "  installed_at INTEGER NOT NULL,"
@@ -207,62 +168,29 @@ static int schema_ensure(sqlite3 *db)
         else if (version == 1) {
                 /* Version 1 granted every requested normal right at install, wildcards
                  * over other apps' topics included: take back what no longer qualifies. */
-                r = db_exec(db, "ALTER TABLE apps ADD COLUMN key_id TEXT;"
-                                "ALTER TABLE requested ADD COLUMN waiting INTEGER NOT NULL"
-                                "  DEFAULT 0 CHECK (waiting IN (0, 1));"
-                                "CREATE TABLE IF NOT EXISTS exports ("
-                                "  app_id TEXT NOT NULL,"
-                                "  capability TEXT NOT NULL,"
-                                "  PRIMARY KEY (app_id, capability));"
-                                "PRAGMA user_version = 2;");
+                r = sqlite_exec(db, "ALTER TABLE apps ADD COLUMN key_id TEXT;"
+                                    "ALTER TABLE requested ADD COLUMN waiting INTEGER NOT NULL"
+                                    "  DEFAULT 0 CHECK (waiting IN (0, 1));"
+                                    "CREATE TABLE IF NOT EXISTS exports ("
+                                    "  app_id TEXT NOT NULL,"
+                                    "  capability TEXT NOT NULL,"
+                                    "  PRIMARY KEY (app_id, capability));"
+                                    "PRAGMA user_version = 2;");
                 if (r >= 0)
                         r = reconcile_all(db, grants_now_ms());
         } else
-                r = version < 0 ? version : 0;
-        if (r < 0 || db_exec(db, "COMMIT") < 0) {
-                db_exec(db, "ROLLBACK");
-                return r < 0 ? r : -EIO;
-        }
-        return 0;
+                r = -EIO; /* no version between 1 and GRANTS_SCHEMA_VERSION */
+        return r;
 }
 
 /*
- * Starts a transaction on a current schema (creating it in a file that has none):
+ * Starts a transaction on a current schema (creating or upgrading it first):
  * BEGIN for a reader, BEGIN IMMEDIATE for a writer. 0 with the transaction open (end
- * it with tx_end), -EPROTONOSUPPORT for a newer schema, -EIO.
+ * it with sqlite_tx_end), -EPROTONOSUPPORT for a newer schema, -EIO.
  */
 static int tx_begin(sqlite3 *db, bool write)
 {
-        int version, r;
-
-        for (int attempt = 0; attempt < 2; attempt++) {
-                if (db_exec(db, write ? "BEGIN IMMEDIATE" : "BEGIN") < 0)
-                        return -EIO;
-                version = schema_version(db);
-                if (version == GRANTS_SCHEMA_VERSION)
-                        return 0;
-                db_exec(db, "ROLLBACK");
-                if (version < 0)
-                        return version;
-                r = schema_ensure(db);
-                if (r < 0)
-                        return r;
-        }
-        return -EIO;
-}
-
-/* Commits if r >= 0, else rolls back. Returns r, or -EIO if the commit failed. */
-static int tx_end(sqlite3 *db, int r)
-{
-        if (r < 0) {
-                db_exec(db, "ROLLBACK");
-                return r;
-        }
-        if (db_exec(db, "COMMIT") < 0) {
-                db_exec(db, "ROLLBACK");
-                return -EIO;
-        }
-        return r;
+        return sqlite_tx_begin(db, write, GRANTS_SCHEMA_VERSION, schema_migrate, NULL);
 }
 
 int grants_open(const char *state_dir, Grants **ret)
@@ -296,16 +224,11 @@ int grants_open(const char *state_dir, Grants **ret)
         g = calloc(1, sizeof *g);
         if (!g)
                 return -ENOMEM;
-        if (sqlite3_open_v2(path, &g->db,
-                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                            NULL) != SQLITE_OK) {
-                grants_free(g);
-                return -EIO;
-        }
-        sqlite3_busy_timeout(g->db, GRANTS_DB_BUSY_TIMEOUT_MS);
-        /* Who may grant is who may write this file: root's state dir, root's file. */
-        (void)chmod(path, 0600);
-        r = schema_ensure(g->db);
+        /* Who may grant is who may write this file: root's state dir, root's file
+         * (sqlite_open() makes it 0600). */
+        r = sqlite_open(path, GRANTS_DB_BUSY_TIMEOUT_MS, &g->db);
+        if (r == 0)
+                r = sqlite_schema_ensure(g->db, GRANTS_SCHEMA_VERSION, schema_migrate, NULL);
         if (r < 0) {
                 grants_free(g);
                 return r;
@@ -341,14 +264,10 @@ static int load_requested(sqlite3 *db, const char *app, char ***ret, bool *ret_s
         bool is_signed;
         int r;
 
-        if (prepare(db, "SELECT signed FROM apps WHERE id = ?1", &st) < 0)
-                return -EIO;
-        sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
-        r = sqlite3_step(st);
-        if (r == SQLITE_DONE)
-                return -ENOENT;
-        if (r != SQLITE_ROW)
-                return -EIO;
+        r = sqlite_select_one(db, "SELECT signed FROM apps WHERE id = ?1", SQL_ARGS(SQL_TEXT(app)),
+                              &st);
+        if (r <= 0)
+                return r < 0 ? r : -ENOENT;
         is_signed = sqlite3_column_int(st, 0) == 1;
 
         r = select_strings(db,
@@ -388,27 +307,27 @@ static int grant_insert_or_ignore(sqlite3 *db, const char *app, const char *righ
 {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
 
-        if (prepare(db,
-                    "INSERT OR IGNORE INTO grants (app_id, capability, granted_at, one_time,"
-                    " granted_by) VALUES (?1, ?2, ?3, 0, ?4)",
-                    &st) < 0)
+        if (sqlite_prepare(db,
+                           "INSERT OR IGNORE INTO grants (app_id, capability, granted_at, one_time,"
+                           " granted_by) VALUES (?1, ?2, ?3, 0, ?4)",
+                           &st) < 0)
                 return -EIO;
         sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, right, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 3, now_ms);
         sqlite3_bind_text(st, 4, grant_source_to_string(by), -1, SQLITE_STATIC);
-        return step_done(st);
+        return sqlite_step_done(st);
 }
 
 static int grant_delete(sqlite3 *db, const char *app, const char *right)
 {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
 
-        if (prepare(db, "DELETE FROM grants WHERE app_id = ?1 AND capability = ?2", &st) < 0)
+        if (sqlite_prepare(db, "DELETE FROM grants WHERE app_id = ?1 AND capability = ?2", &st) < 0)
                 return -EIO;
         sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, right, -1, SQLITE_STATIC);
-        return step_done(st);
+        return sqlite_step_done(st);
 }
 
 /* The rights of app's grant rows (NULL-terminated; caller frees). 0, -EIO, -ENOMEM, -E2BIG. */
@@ -453,7 +372,7 @@ static int registry_load(sqlite3 *db, Registry *ret)
         Registry reg = {};
         int r;
 
-        if (prepare(db, "SELECT id, key_id FROM apps ORDER BY id", &st) < 0)
+        if (sqlite_prepare(db, "SELECT id, key_id FROM apps ORDER BY id", &st) < 0)
                 return -EIO;
         while ((r = sqlite3_step(st)) == SQLITE_ROW) {
                 const char *id = (const char *)sqlite3_column_text(st, 0);
@@ -481,8 +400,8 @@ static int registry_load(sqlite3 *db, Registry *ret)
                 registry_clear(&reg);
                 return -EIO;
         }
-        if (prepare(db, "SELECT app_id, capability FROM exports ORDER BY app_id, capability", &ex) <
-            0) {
+        if (sqlite_prepare(db, "SELECT app_id, capability FROM exports ORDER BY app_id, capability",
+                           &ex) < 0) {
                 registry_clear(&reg);
                 return -EIO;
         }
@@ -600,13 +519,14 @@ static int requested_set_waiting(sqlite3 *db, const char *app, const char *right
 {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
 
-        if (prepare(db, "UPDATE requested SET waiting = ?3 WHERE app_id = ?1 AND capability = ?2",
+        if (sqlite_prepare(
+                    db, "UPDATE requested SET waiting = ?3 WHERE app_id = ?1 AND capability = ?2",
                     &st) < 0)
                 return -EIO;
         sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, right, -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 3, waiting ? 1 : 0);
-        return step_done(st);
+        return sqlite_step_done(st);
 }
 
 /* Deletes app's grant of exactly right if install made it. Returns 1 if it did, 0, -EIO. */
@@ -614,14 +534,14 @@ static int install_grant_delete(sqlite3 *db, const char *app, const char *right)
 {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
 
-        if (prepare(db,
-                    "DELETE FROM grants WHERE app_id = ?1 AND capability = ?2"
-                    " AND granted_by = 'install'",
-                    &st) < 0)
+        if (sqlite_prepare(db,
+                           "DELETE FROM grants WHERE app_id = ?1 AND capability = ?2"
+                           " AND granted_by = 'install'",
+                           &st) < 0)
                 return -EIO;
         sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, right, -1, SQLITE_STATIC);
-        if (step_done(st) < 0)
+        if (sqlite_step_done(st) < 0)
                 return -EIO;
         return sqlite3_changes(db) > 0 ? 1 : 0;
 }
@@ -646,7 +566,7 @@ static int reconcile_all(sqlite3 *db, int64_t now_ms)
         r = registry_load(db, &reg);
         if (r < 0)
                 return r;
-        if (prepare(db, "SELECT app_id, capability, waiting FROM requested", &st) < 0) {
+        if (sqlite_prepare(db, "SELECT app_id, capability, waiting FROM requested", &st) < 0) {
                 registry_clear(&reg);
                 return -EIO;
         }
@@ -711,19 +631,19 @@ static int exports_store(sqlite3 *db, const char *app, char *const *exports)
 {
         _cleanup_stmt_ sqlite3_stmt *del = NULL, *ins = NULL;
 
-        if (prepare(db, "DELETE FROM exports WHERE app_id = ?1", &del) < 0)
+        if (sqlite_prepare(db, "DELETE FROM exports WHERE app_id = ?1", &del) < 0)
                 return -EIO;
         sqlite3_bind_text(del, 1, app, -1, SQLITE_STATIC);
-        if (step_done(del) < 0)
+        if (sqlite_step_done(del) < 0)
                 return -EIO;
-        if (prepare(db, "INSERT OR IGNORE INTO exports (app_id, capability) VALUES (?1, ?2)",
-                    &ins) < 0)
+        if (sqlite_prepare(db, "INSERT OR IGNORE INTO exports (app_id, capability) VALUES (?1, ?2)",
+                           &ins) < 0)
                 return -EIO;
         for (char *const *p = exports; p && *p; p++) {
                 sqlite3_reset(ins);
                 sqlite3_bind_text(ins, 1, app, -1, SQLITE_STATIC);
                 sqlite3_bind_text(ins, 2, *p, -1, SQLITE_STATIC);
-                if (step_done(ins) < 0)
+                if (sqlite_step_done(ins) < 0)
                         return -EIO;
         }
         return 0;
@@ -746,25 +666,26 @@ static int install_locked(sqlite3 *db, const Manifest *m, bool signed_ok, const 
         if (r < 0)
                 return r;
 
-        if (prepare(db, "DELETE FROM requested WHERE app_id = ?1", &del) < 0)
+        if (sqlite_prepare(db, "DELETE FROM requested WHERE app_id = ?1", &del) < 0)
                 return -EIO;
         sqlite3_bind_text(del, 1, m->id, -1, SQLITE_STATIC);
-        if (step_done(del) < 0)
+        if (sqlite_step_done(del) < 0)
                 return -EIO;
-        if (prepare(db,
-                    "INSERT OR IGNORE INTO requested (app_id, capability, waiting)"
-                    " VALUES (?1, ?2, ?3)",
-                    &ins) < 0)
+        if (sqlite_prepare(db,
+                           "INSERT OR IGNORE INTO requested (app_id, capability, waiting)"
+                           " VALUES (?1, ?2, ?3)",
+                           &ins) < 0)
                 return -EIO;
         STRV_FOREACH (p, m->permissions) {
                 sqlite3_reset(ins);
                 sqlite3_bind_text(ins, 1, m->id, -1, SQLITE_STATIC);
                 sqlite3_bind_text(ins, 2, *p, -1, SQLITE_STATIC);
                 sqlite3_bind_int(ins, 3, strv_has(old_waiting, *p) ? 1 : 0);
-                if (step_done(ins) < 0)
+                if (sqlite_step_done(ins) < 0)
                         return -EIO;
         }
-        if (prepare(db,
+        if (sqlite_prepare(
+                    db,
                     "INSERT INTO apps (id, signed, installed_at, key_id) VALUES (?1, ?2, ?3, ?4)"
                     " ON CONFLICT (id) DO UPDATE SET signed = excluded.signed,"
                     " installed_at = excluded.installed_at, key_id = excluded.key_id",
@@ -777,7 +698,7 @@ static int install_locked(sqlite3 *db, const Manifest *m, bool signed_ok, const 
                 sqlite3_bind_text(app, 4, key_id, -1, SQLITE_STATIC);
         else
                 sqlite3_bind_null(app, 4);
-        if (step_done(app) < 0)
+        if (sqlite_step_done(app) < 0)
                 return -EIO;
         r = exports_store(db, m->id, exports);
         if (r < 0)
@@ -858,16 +779,15 @@ static int load_identity(sqlite3 *db, const char *app, char **ret_key, char ***r
         _cleanup_free_ char *key = NULL;
         int r;
 
-        if (prepare(db, "SELECT key_id FROM apps WHERE id = ?1", &st) < 0)
-                return -EIO;
-        sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
-        r = sqlite3_step(st);
-        if (r == SQLITE_ROW && sqlite3_column_text(st, 0)) {
+        r = sqlite_select_one(db, "SELECT key_id FROM apps WHERE id = ?1", SQL_ARGS(SQL_TEXT(app)),
+                              &st);
+        if (r < 0)
+                return r;
+        if (r > 0 && sqlite3_column_text(st, 0)) {
                 key = strdup((const char *)sqlite3_column_text(st, 0));
                 if (!key)
                         return -ENOMEM;
-        } else if (r != SQLITE_ROW && r != SQLITE_DONE)
-                return -EIO;
+        }
         r = select_strings(db, "SELECT capability FROM exports WHERE app_id = ?1", app,
                            MANIFEST_LIST_MAX, ret_exports);
         if (r < 0)
@@ -923,7 +843,7 @@ int grants_install_as(Grants *g, const Manifest *m, bool signed_ok, const char *
         r = load_requested(g->db, m->id, &old, &old_signed);
         if (r >= 0)
                 r = load_identity(g->db, m->id, &old_key, &old_exports);
-        r = tx_end(g->db, r == -ENOENT ? 1 : r);
+        r = sqlite_tx_end(g->db, r == -ENOENT ? 1 : r);
         if (r < 0)
                 return r;
         if (r == 0 && old_signed == signed_ok && set_equal(old, m->permissions) &&
@@ -932,7 +852,7 @@ int grants_install_as(Grants *g, const Manifest *m, bool signed_ok, const char *
         r = tx_begin(g->db, true);
         if (r < 0)
                 return r;
-        r = tx_end(g->db, install_locked(g->db, m, signed_ok, key_id, exports, now_ms));
+        r = sqlite_tx_end(g->db, install_locked(g->db, m, signed_ok, key_id, exports, now_ms));
         return r < 0 ? r : 1;
 }
 
@@ -947,7 +867,7 @@ int grants_requested(Grants *g, const char *app_id, char ***ret_requested, bool 
         r = tx_begin(g->db, false);
         if (r < 0)
                 return r;
-        r = tx_end(g->db, load_requested(g->db, app_id, &l, &is_signed));
+        r = sqlite_tx_end(g->db, load_requested(g->db, app_id, &l, &is_signed));
         if (r < 0)
                 return r;
         if (ret_requested)
@@ -973,7 +893,7 @@ int grants_level(Grants *g, const char *app_id, const char *right, CapabilityLev
         r = tx_begin(g->db, false);
         if (r < 0)
                 return r;
-        r = tx_end(g->db, registry_load(g->db, &reg));
+        r = sqlite_tx_end(g->db, registry_load(g->db, &reg));
         if (r < 0)
                 return r;
         *ret_level = effective_level(&reg, app_id, &parsed);
@@ -987,10 +907,10 @@ static int forget_locked(sqlite3 *db, const char *app, int64_t now_ms)
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int r, found;
 
-        if (prepare(db, "DELETE FROM apps WHERE id = ?1", &st) < 0)
+        if (sqlite_prepare(db, "DELETE FROM apps WHERE id = ?1", &st) < 0)
                 return -EIO;
         sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
-        if (step_done(st) < 0)
+        if (sqlite_step_done(st) < 0)
                 return -EIO;
         found = sqlite3_changes(db) > 0;
         for (size_t i = 0; i < ELEMENTSOF(tables); i++) {
@@ -998,10 +918,10 @@ static int forget_locked(sqlite3 *db, const char *app, int64_t now_ms)
                 char sql[64];
 
                 snprintf(sql, sizeof sql, "DELETE FROM %s WHERE app_id = ?1", tables[i]);
-                if (prepare(db, sql, &d) < 0)
+                if (sqlite_prepare(db, sql, &d) < 0)
                         return -EIO;
                 sqlite3_bind_text(d, 1, app, -1, SQLITE_STATIC);
-                if (step_done(d) < 0)
+                if (sqlite_step_done(d) < 0)
                         return -EIO;
         }
         r = reconcile_all(db, now_ms);
@@ -1017,7 +937,7 @@ int grants_forget(Grants *g, const char *app_id)
         r = tx_begin(g->db, true);
         if (r < 0)
                 return r;
-        return tx_end(g->db, forget_locked(g->db, app_id, grants_now_ms()));
+        return sqlite_tx_end(g->db, forget_locked(g->db, app_id, grants_now_ms()));
 }
 
 /* ---- grant and revoke ------------------------------------------------------------------- */
@@ -1042,7 +962,8 @@ static int grant_locked(sqlite3 *db, const char *app, const char *text,
                 return r;
         if (!strv_has(have, text) && strv_length(have) >= GRANTS_PER_APP_MAX)
                 return -ENOSPC;
-        if (prepare(db,
+        if (sqlite_prepare(
+                    db,
                     "INSERT INTO grants (app_id, capability, granted_at, one_time, granted_by)"
                     " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (app_id, capability) DO UPDATE SET"
                     " granted_at = CASE one_time WHEN 1 THEN excluded.granted_at"
@@ -1057,7 +978,7 @@ static int grant_locked(sqlite3 *db, const char *app, const char *text,
         sqlite3_bind_int64(st, 3, now_ms);
         sqlite3_bind_int(st, 4, one_time ? 1 : 0);
         sqlite3_bind_text(st, 5, grant_source_to_string(by), -1, SQLITE_STATIC);
-        return step_done(st);
+        return sqlite_step_done(st);
 }
 
 int grants_grant(Grants *g, const char *app_id, const char *right, bool one_time, GrantSource by,
@@ -1074,7 +995,8 @@ int grants_grant(Grants *g, const char *app_id, const char *right, bool one_time
         r = tx_begin(g->db, true);
         if (r < 0)
                 return r;
-        return tx_end(g->db, grant_locked(g->db, app_id, right, &parsed, one_time, by, now_ms));
+        return sqlite_tx_end(g->db,
+                             grant_locked(g->db, app_id, right, &parsed, one_time, by, now_ms));
 }
 
 /*
@@ -1143,7 +1065,7 @@ int grants_revoke(Grants *g, const char *app_id, const char *right, char ***ret_
         r = tx_begin(g->db, true);
         if (r < 0)
                 return r;
-        r = tx_end(g->db, revoke_locked(g->db, app_id, &given, ret_revoked ? &gone : NULL));
+        r = sqlite_tx_end(g->db, revoke_locked(g->db, app_id, &given, ret_revoked ? &gone : NULL));
         if (r >= 0 && ret_revoked)
                 *ret_revoked = TAKE_PTR(gone);
         return r;
@@ -1156,10 +1078,10 @@ static int list_locked(sqlite3 *db, const char *app, Grant **ret, size_t *ret_n)
         size_t n = 0;
         int r;
 
-        if (prepare(db,
-                    "SELECT capability, granted_at, one_time, granted_by FROM grants"
-                    " WHERE app_id = ?1 ORDER BY capability",
-                    &st) < 0)
+        if (sqlite_prepare(db,
+                           "SELECT capability, granted_at, one_time, granted_by FROM grants"
+                           " WHERE app_id = ?1 ORDER BY capability",
+                           &st) < 0)
                 return -EIO;
         sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
         while ((r = sqlite3_step(st)) == SQLITE_ROW) {
@@ -1202,7 +1124,7 @@ int grants_list(Grants *g, const char *app_id, Grant **ret, size_t *ret_n)
         r = tx_begin(g->db, false);
         if (r < 0)
                 return r;
-        r = tx_end(g->db, list_locked(g->db, app_id, &l, &n));
+        r = sqlite_tx_end(g->db, list_locked(g->db, app_id, &l, &n));
         if (r < 0)
                 return r;
         *ret = l;
@@ -1217,14 +1139,10 @@ static int gesture_last_locked(sqlite3 *db, const char *app, int64_t *ret)
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int r;
 
-        if (prepare(db, "SELECT at FROM gestures WHERE app_id = ?1", &st) < 0)
-                return -EIO;
-        sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
-        r = sqlite3_step(st);
-        if (r == SQLITE_DONE)
-                return -ENOENT;
-        if (r != SQLITE_ROW)
-                return -EIO;
+        r = sqlite_select_one(db, "SELECT at FROM gestures WHERE app_id = ?1",
+                              SQL_ARGS(SQL_TEXT(app)), &st);
+        if (r <= 0)
+                return r < 0 ? r : -ENOENT;
         *ret = sqlite3_column_int64(st, 0);
         return 0;
 }
@@ -1239,16 +1157,16 @@ int grants_gesture_record(Grants *g, const char *app_id, int64_t now_ms)
         r = tx_begin(g->db, true);
         if (r < 0)
                 return r;
-        if (prepare(g->db,
-                    "INSERT INTO gestures (app_id, at) VALUES (?1, ?2)"
-                    " ON CONFLICT (app_id) DO UPDATE SET at = excluded.at",
-                    &st) < 0)
-                return tx_end(g->db, -EIO);
+        if (sqlite_prepare(g->db,
+                           "INSERT INTO gestures (app_id, at) VALUES (?1, ?2)"
+                           " ON CONFLICT (app_id) DO UPDATE SET at = excluded.at",
+                           &st) < 0)
+                return sqlite_tx_end(g->db, -EIO);
         sqlite3_bind_text(st, 1, app_id, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, now_ms);
-        r = step_done(st);
+        r = sqlite_step_done(st);
         sqlite3_finalize(TAKE_PTR(st));
-        return tx_end(g->db, r);
+        return sqlite_tx_end(g->db, r);
 }
 
 int grants_gesture_last(Grants *g, const char *app_id, int64_t *ret_ms)
@@ -1261,7 +1179,7 @@ int grants_gesture_last(Grants *g, const char *app_id, int64_t *ret_ms)
         r = tx_begin(g->db, false);
         if (r < 0)
                 return r;
-        r = tx_end(g->db, gesture_last_locked(g->db, app_id, &at));
+        r = sqlite_tx_end(g->db, gesture_last_locked(g->db, app_id, &at));
         if (r < 0)
                 return r;
         *ret_ms = at;
@@ -1300,7 +1218,8 @@ static int check_locked(sqlite3 *db, const char *app, const CapabilityRight *ask
                 return 0;
         }
 
-        if (prepare(db, "SELECT capability, one_time FROM grants WHERE app_id = ?1", &st) < 0)
+        if (sqlite_prepare(db, "SELECT capability, one_time FROM grants WHERE app_id = ?1", &st) <
+            0)
                 return -EIO;
         sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
         while ((r = sqlite3_step(st)) == SQLITE_ROW) {
@@ -1392,7 +1311,7 @@ int grants_check_right(Grants *g, const char *app_id, const CapabilityRight *ask
                 d.reason = GRANTS_NOT_GRANTED;
                 d.grant[0] = 0;
                 d.one_time_consumed = false;
-                r = tx_end(g->db, check_locked(g->db, app_id, asked, now_ms, consume, &d));
+                r = sqlite_tx_end(g->db, check_locked(g->db, app_id, asked, now_ms, consume, &d));
                 if (r < 0)
                         return r;
                 if (r == 0)

@@ -29,6 +29,7 @@
 #include "base/size.h"
 #include "base/strv.h"
 #include "base/suggest.h"
+#include "base/utf8.h"
 #include "policy/manifest.h"
 
 /* Bounds on limit values that the header leaves to the parser (docs/manifest.md). */
@@ -88,45 +89,6 @@ static const char *const scheduler_names[] = {
 static const char *const env_reserved[] = {"LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT"};
 #define ENV_RESERVED_PREFIX "CELLA_"
 
-/*
- * Decodes one UTF-8 sequence of s (n > 0 bytes left). Returns its length in bytes and
- * *ret_cp, or 0 when it is not well-formed (bad lead or continuation byte, truncated,
- * overlong, a surrogate or above U+10FFFF).
- */
-static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *ret_cp)
-{
-        static const uint32_t min_cp[] = {0, 0, 0x80, 0x800, 0x10000};
-        uint32_t cp;
-        size_t len;
-
-        if (s[0] < 0x80) {
-                *ret_cp = s[0];
-                return 1;
-        }
-        if ((s[0] & 0xe0) == 0xc0) {
-                len = 2;
-                cp = s[0] & 0x1f;
-        } else if ((s[0] & 0xf0) == 0xe0) {
-                len = 3;
-                cp = s[0] & 0x0f;
-        } else if ((s[0] & 0xf8) == 0xf0) {
-                len = 4;
-                cp = s[0] & 0x07;
-        } else
-                return 0;
-        if (n < len)
-                return 0;
-        for (size_t i = 1; i < len; i++) {
-                if ((s[i] & 0xc0) != 0x80)
-                        return 0;
-                cp = (cp << 6) | (s[i] & 0x3f);
-        }
-        if (cp < min_cp[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-                return 0;
-        *ret_cp = cp;
-        return len;
-}
-
 /* C0 controls, DEL and the C1 controls (U+0080..U+009F: CSI and friends). */
 static bool cp_is_control(uint32_t cp)
 {
@@ -140,11 +102,11 @@ static bool has_control(const char *s, size_t len)
 
         for (size_t i = 0; i < len;) {
                 uint32_t cp;
-                size_t k = utf8_decode(u + i, len - i, &cp);
+                int k = utf8_decode(u + i, len - i, &cp);
 
-                if (k == 0 || cp_is_control(cp))
+                if (k <= 0 || cp_is_control(cp))
                         return true;
-                i += k;
+                i += (size_t)k;
         }
         return false;
 }
@@ -167,8 +129,10 @@ static const char *quote(char buf[static QUOTE_BUF], const char *s, size_t len, 
                 char piece[8];
                 size_t plen, step;
                 uint32_t cp;
+                int k;
 
-                step = utf8_decode(u + i, len - i, &cp);
+                k = utf8_decode(u + i, len - i, &cp);
+                step = k > 0 ? (size_t)k : 0;
                 if (step == 0) {
                         plen = (size_t)snprintf(piece, sizeof piece, "\\x%02x", u[i]);
                         step = 1;

@@ -146,12 +146,9 @@ static int hash_file(int dirfd, const char *name, const struct stat *listed, Ent
                 return -ENOMEM;
         crypto_generichash_init(&h, NULL, 0, FILE_HASH_BYTES);
         e->size = 0;
-        while ((k = read(fd, buf, READ_CHUNK)) != 0) {
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
+        while ((k = RETRY_EINTR(read(fd, buf, READ_CHUNK))) != 0) {
+                if (k < 0)
                         return fail(w->err, negative_errno(), e->path, "cannot read");
-                }
                 e->size += (uint64_t)k;
                 w->bytes += (uint64_t)k;
                 if (w->bytes > SIGNATURE_BYTES_MAX)

@@ -108,9 +108,6 @@ const char *cgroup_leaf(const Cgroup *cg, CgroupSlot slot);
  */
 bool cgroup_list_contains(const char *list, const char *seps, const char *word);
 
-/* Reads dir/knob whole (bounded, NUL-terminated). Returns 0 and *ret (caller frees), -errno. */
-int cgroup_read_knob(const char *dir, const char *knob, char **ret);
-
 /*
  * Maps the result of reading a counter that may legitimately be absent (a controller
  * not enabled in a v2 leaf, a line older kernels lack) to 0; other errors pass.
@@ -125,19 +122,6 @@ int cgroup_write_knob(const char *dir, const char *knob, const char *value);
 
 /* Writes v in decimal to dir/knob. Returns 0 or -errno. */
 int cgroup_write_knob_u64(const char *dir, const char *knob, uint64_t v);
-
-/*
- * Reads dir/knob as one unsigned decimal ("max" reads as UINT64_MAX). Returns 0 and
- * *ret, -EINVAL if it is not a number, or -errno of the read.
- */
-int cgroup_read_knob_u64(const char *dir, const char *knob, uint64_t *ret);
-
-/*
- * Reads the value of the "key value" line whose key is exactly key in dir/knob
- * (memory.events, cpu.stat, memory.oom_control, cgroup.events). Returns 0 and *ret,
- * -ENODATA if there is no such line, -EINVAL if the value is not a number, or -errno.
- */
-int cgroup_read_keyed_u64(const char *dir, const char *knob, const char *key, uint64_t *ret);
 
 /*
  * Polls dir/knob every millisecond until its "key value" line reads want, for at most

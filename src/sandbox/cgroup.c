@@ -23,12 +23,16 @@
 #include "base/fileio.h"
 #include "base/macro.h"
 #include "base/strv.h"
+#include "base/time-util.h"
 #include "sandbox/cgroup-internal.h"
 
 #define CGROUP_FS_ROOT_DEFAULT "/sys/fs/cgroup"
 
 /* Largest knob file read whole: cgroup.events, memory.events, cpu.stat are well under 1 KiB. */
 #define CGROUP_KNOB_MAX 65536
+
+/* Largest cgroup.procs cgroup_read_procs() reads: 7 bytes a pid, some 150,000 pids. */
+#define CGROUP_PROCS_MAX (1024u * 1024u)
 
 /* The v1 controllers the backends use, in slot order. */
 static const char *const slot_names[_CGROUP_SLOT_MAX] = {
@@ -53,16 +57,7 @@ void cgroup_sleep_ms(unsigned ms)
 {
         struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
 
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-                ;
-}
-
-static uint64_t now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+        (void)RETRY_EINTR(nanosleep(&ts, &ts)); /* ts: what is left after a signal */
 }
 
 static bool streq(const char *a, const char *b)
@@ -155,6 +150,8 @@ int cgroup_read_knob(const char *dir, const char *knob, char **ret)
         char p[PATH_MAX];
         int r;
 
+        if (!dir)
+                return -ENOENT;
         r = knob_path(dir, knob, p, sizeof p);
         if (r < 0)
                 return r;
@@ -199,31 +196,92 @@ int cgroup_read_knob_u64(const char *dir, const char *knob, uint64_t *ret)
         return parse_u64(s, strcspn(s, "\n"), ret);
 }
 
+/* The value of s's line "key value...": its start and, in *ret_len, its length up to
+ * the newline; NULL if no line has that key. */
+static const char *keyed_line(const char *s, const char *key, size_t *ret_len)
+{
+        size_t n = strlen(key);
+
+        for (const char *line = s; *line;) {
+                size_t len = strcspn(line, "\n");
+
+                if (len > n && strncmp(line, key, n) == 0 && line[n] == ' ') {
+                        *ret_len = len - n - 1;
+                        return line + n + 1;
+                }
+                line += len;
+                if (*line == '\n')
+                        line++;
+        }
+        return NULL;
+}
+
 int cgroup_read_keyed_u64(const char *dir, const char *knob, const char *key, uint64_t *ret)
 {
         _cleanup_free_ char *s = NULL;
-        size_t n = strlen(key);
+        const char *v;
+        size_t len;
         int r;
 
         r = cgroup_read_knob(dir, knob, &s);
         if (r < 0)
                 return r;
-        for (const char *line = s; *line;) {
-                size_t len = strcspn(line, "\n");
+        v = keyed_line(s, key, &len);
+        return v ? parse_u64(v, len, ret) : -ENODATA;
+}
 
-                if (len > n && strncmp(line, key, n) == 0 && line[n] == ' ')
-                        return parse_u64(line + n + 1, len - n - 1, ret);
-                line += len;
-                if (*line == '\n')
-                        line++;
+int cgroup_read_pressure(const char *dir, const char *knob, const char *which, uint32_t *ret)
+{
+        _cleanup_free_ char *s = NULL;
+        unsigned whole = 0, frac = 0;
+        const char *v;
+        size_t len;
+        int r;
+
+        r = cgroup_read_knob(dir, knob, &s);
+        if (r < 0)
+                return r;
+        v = keyed_line(s, which, &len);
+        if (!v)
+                return -ENODATA;
+        if (sscanf(v, "avg10=%u.%2u", &whole, &frac) < 1)
+                return -EINVAL;
+        *ret = whole > 100 ? 10000 : whole * 100 + frac;
+        return 0;
+}
+
+int cgroup_read_procs(const char *dir, pid_t *pids, size_t max)
+{
+        _cleanup_free_ char *s = NULL;
+        char p[PATH_MAX];
+        size_t n = 0;
+        int r;
+
+        if (!dir)
+                return -ENOENT;
+        r = knob_path(dir, "cgroup.procs", p, sizeof p);
+        if (r < 0)
+                return r;
+        r = read_file_at(AT_FDCWD, p, CGROUP_PROCS_MAX, &s, NULL);
+        if (r < 0)
+                return r;
+        for (char *q = s, *end; *q && n < max; q = end) {
+                long v = strtol(q, &end, 10);
+
+                if (end == q)
+                        break;
+                if (v > 0 && v <= INT32_MAX)
+                        pids[n++] = (pid_t)v;
+                while (*end == '\n')
+                        end++;
         }
-        return -ENODATA;
+        return (int)n;
 }
 
 int cgroup_wait_keyed(const char *dir, const char *knob, const char *key, uint64_t want,
                       unsigned timeout_ms)
 {
-        uint64_t deadline = now_ms() + timeout_ms;
+        uint64_t deadline = now_monotonic_ms() + timeout_ms;
 
         for (;;) {
                 uint64_t v;
@@ -234,7 +292,7 @@ int cgroup_wait_keyed(const char *dir, const char *knob, const char *key, uint64
                         return r;
                 if (v == want)
                         return 0;
-                if (now_ms() >= deadline)
+                if (now_monotonic_ms() >= deadline)
                         return -ETIMEDOUT;
                 cgroup_sleep_ms(1);
         }
@@ -280,7 +338,7 @@ int cgroup_kill_procs(const char *dir)
 int cgroup_wait_empty(Cgroup *cg, unsigned timeout_ms)
 {
         const CgroupManager *m = cg->manager;
-        uint64_t deadline = now_ms() + timeout_ms;
+        uint64_t deadline = now_monotonic_ms() + timeout_ms;
 
         for (;;) {
                 int busy = 0;
@@ -296,7 +354,7 @@ int cgroup_wait_empty(Cgroup *cg, unsigned timeout_ms)
                 }
                 if (busy == 0)
                         return 0;
-                if (now_ms() >= deadline)
+                if (now_monotonic_ms() >= deadline)
                         return -EBUSY;
                 cgroup_sleep_ms(1);
         }

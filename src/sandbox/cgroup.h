@@ -180,3 +180,46 @@ void cgroup_join_done(CgroupJoin *j);
  * not use that hierarchy. The string belongs to cg.
  */
 const char *cgroup_path(const Cgroup *cg, const char *ctrl);
+
+/*
+ * Reading a cgroup directory's files: what the backends read for cgroup_stats(), and
+ * what the broker reads of an app's cgroups by the directories cgroup_path() gave
+ * (memory.stats, proc.list). Each takes dir NULL (a hierarchy the backend does not
+ * use) as -ENOENT, so a caller can try the v1 directory, then the v2 one.
+ */
+
+/* Reads dir/knob whole (at most 64 KiB, NUL-terminated). Returns 0 and *ret (caller
+ * frees), or -errno of the read (-ENOENT: no such file or dir NULL). */
+int cgroup_read_knob(const char *dir, const char *knob, char **ret);
+
+/*
+ * Reads dir/knob as one unsigned decimal ("max" reads as UINT64_MAX). Returns 0 and
+ * *ret, -EINVAL if it is not a number (v1's "-1" for no CFS quota included), -ERANGE,
+ * or -errno of the read.
+ */
+int cgroup_read_knob_u64(const char *dir, const char *knob, uint64_t *ret);
+
+/*
+ * Reads the value of the "key value" line whose key is exactly key in dir/knob
+ * (memory.events, memory.stat, cpu.stat, memory.oom_control, cgroup.events). Returns 0
+ * and *ret, -ENODATA if there is no such line, -EINVAL if the value is not a number,
+ * or -errno of the read.
+ */
+int cgroup_read_keyed_u64(const char *dir, const char *knob, const char *key, uint64_t *ret);
+
+/*
+ * Reads the avg10 of the "some" or "full" line (which) of a pressure file (knob:
+ * "memory.pressure", "cpu.pressure", "io.pressure"; PSI, kernel
+ * Documentation/accounting/psi.rst: "some avg10=1.23 avg60=... total=..."), in
+ * hundredths of a percent (0..10000). PSI is in the cgroup2 hierarchy only, on hybrid
+ * hosts too. Returns 0 and *ret, -ENODATA without such a line, -EINVAL if it does not
+ * parse, or -errno of the read.
+ */
+int cgroup_read_pressure(const char *dir, const char *knob, const char *which, uint32_t *ret);
+
+/*
+ * Reads the pids listed in dir/cgroup.procs (at most 1 MiB of it), at most max of them,
+ * into pids; entries that are not a positive pid are skipped. Returns the count
+ * (>= 0), or -errno of the read.
+ */
+int cgroup_read_procs(const char *dir, pid_t *pids, size_t max);

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/time-util.h"
 #include "sandbox/init.h"
 
 /* Signals init passes on to the app; SIGKILL and SIGSTOP cannot be caught. */
@@ -65,7 +66,7 @@ static void reap_all(int ctl, pid_t app)
 
 int sandbox_init_wait(int ctl, pid_t app, int timeout_ms)
 {
-        struct timespec deadline, now, left;
+        uint64_t deadline_ns = 0;
         sigset_t mask;
 
         /* The caller blocked the set already (blocked signals are queued for
@@ -73,15 +74,8 @@ int sandbox_init_wait(int ctl, pid_t app, int timeout_ms)
          * handlers an exec reset. A failure here changes neither. */
         (void)sandbox_init_signals(&mask);
         reap_all(ctl, app);
-        if (timeout_ms >= 0) {
-                clock_gettime(CLOCK_MONOTONIC, &deadline);
-                deadline.tv_sec += timeout_ms / 1000;
-                deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-                if (deadline.tv_nsec >= 1000000000L) {
-                        deadline.tv_sec++;
-                        deadline.tv_nsec -= 1000000000L;
-                }
-        }
+        if (timeout_ms >= 0)
+                deadline_ns = now_monotonic_ns() + (uint64_t)timeout_ms * NSEC_PER_MSEC;
         for (;;) {
                 siginfo_t si;
                 int sig;
@@ -89,15 +83,14 @@ int sandbox_init_wait(int ctl, pid_t app, int timeout_ms)
                 if (timeout_ms < 0)
                         sig = sigwaitinfo(&mask, &si);
                 else {
-                        clock_gettime(CLOCK_MONOTONIC, &now);
-                        left.tv_sec = deadline.tv_sec - now.tv_sec;
-                        left.tv_nsec = deadline.tv_nsec - now.tv_nsec;
-                        if (left.tv_nsec < 0) {
-                                left.tv_sec--;
-                                left.tv_nsec += 1000000000L;
-                        }
-                        if (left.tv_sec < 0)
+                        uint64_t now = now_monotonic_ns(), left_ns;
+                        struct timespec left;
+
+                        if (now >= deadline_ns)
                                 return 0;
+                        left_ns = deadline_ns - now;
+                        left = (struct timespec){.tv_sec = (time_t)(left_ns / NSEC_PER_SEC),
+                                                 .tv_nsec = (long)(left_ns % NSEC_PER_SEC)};
                         sig = sigtimedwait(&mask, &si, &left);
                         if (sig < 0 && errno == EAGAIN)
                                 return 0;

@@ -66,9 +66,7 @@ static int notify_pending(int fd)
         struct pollfd p = {.fd = fd, .events = POLLIN};
         int r;
 
-        do
-                r = poll(&p, 1, 0);
-        while (r < 0 && errno == EINTR);
+        r = RETRY_EINTR(poll(&p, 1, 0));
         if (r < 0)
                 return negative_errno();
         if (p.revents & POLLNVAL)
@@ -125,13 +123,8 @@ int seccomp_notify_process(int fd, SeccompDenials *counts)
                 resp->error = -EPERM;
                 resp->val = 0;
                 resp->flags = 0; /* never SECCOMP_USER_NOTIF_FLAG_CONTINUE */
-                while (ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, resp) < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        if (errno == ENOENT)
-                                break; /* the target died or was interrupted: nothing to answer */
-                        return negative_errno();
-                }
+                if (RETRY_EINTR(ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, resp)) < 0 && errno != ENOENT)
+                        return negative_errno(); /* ENOENT: the target died or was interrupted */
         }
         return handled;
 }

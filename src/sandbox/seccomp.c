@@ -966,13 +966,10 @@ static int filter_export(scmp_filter_ctx ctx, struct sock_filter **ret, size_t *
         if (!insns)
                 return -ENOMEM;
         while (done < size) {
-                ssize_t n = pread(fd, (char *)insns + done, size - done, (off_t)done);
+                ssize_t n = RETRY_EINTR(pread(fd, (char *)insns + done, size - done, (off_t)done));
 
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
+                if (n < 0)
                         return negative_errno();
-                }
                 if (n == 0)
                         return -EIO;
                 done += (size_t)n;

@@ -729,9 +729,7 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
                 app_exec(spec, exec_pipe[1]);
         }
         exec_pipe[1] = safe_close(exec_pipe[1]);
-        do
-                k = read(exec_pipe[0], &ef, sizeof ef);
-        while (k < 0 && errno == EINTR);
+        k = RETRY_EINTR(read(exec_pipe[0], &ef, sizeof ef));
         if (k == sizeof ef) {
                 int status;
 
@@ -799,11 +797,9 @@ static void reap(pid_t pid, int pidfd, siginfo_t *ret)
         siginfo_t si = {};
 
         if (pidfd >= 0) {
-                while (waitid(P_PIDFD, pidfd, &si, WEXITED) < 0 && errno == EINTR)
-                        ;
+                (void)RETRY_EINTR(waitid(P_PIDFD, pidfd, &si, WEXITED));
         } else {
-                while (waitid(P_PID, pid, &si, WEXITED) < 0 && errno == EINTR)
-                        ;
+                (void)RETRY_EINTR(waitid(P_PID, pid, &si, WEXITED));
         }
         if (ret)
                 *ret = si;
@@ -814,8 +810,7 @@ static void reap_helper(pid_t helper)
 {
         if (helper <= 0)
                 return;
-        while (waitpid(helper, NULL, 0) < 0 && errno == EINTR)
-                ;
+        (void)RETRY_EINTR(waitpid(helper, NULL, 0));
 }
 
 /*
@@ -830,9 +825,7 @@ static int parent_recv(int ctl, Msg *m, int *ret_fd)
         struct pollfd p = {.fd = ctl, .events = POLLIN};
         int r;
 
-        do
-                r = poll(&p, 1, SANDBOX_SETUP_TIMEOUT_MS);
-        while (r < 0 && errno == EINTR);
+        r = RETRY_EINTR(poll(&p, 1, SANDBOX_SETUP_TIMEOUT_MS));
         if (r < 0)
                 return negative_errno();
         if (r == 0)
@@ -1186,7 +1179,7 @@ int sandbox_wait(Sandbox *s, SandboxExit *ret)
         while (!s->exited) {
                 struct pollfd p = {.fd = s->ctl_fd, .events = POLLIN};
 
-                if (poll(&p, 1, -1) < 0 && errno != EINTR)
+                if (RETRY_EINTR(poll(&p, 1, -1)) < 0)
                         return negative_errno();
                 (void)sandbox_process(s);
         }

@@ -21,6 +21,7 @@
 
 #include "base/fileio.h"
 #include "base/macro.h"
+#include "base/time-util.h"
 #include "policy/manifest.h"
 #include "supervisor/control.h"
 
@@ -59,14 +60,6 @@ struct Control {
         unsigned open_handles; /* handles whose close callback has not run */
         bool closing;
 };
-
-static uint64_t now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 /* --- the request parser (pure) --- */
 
@@ -461,17 +454,15 @@ static void conn_update(Conn *k);
 static void conn_flush(Conn *k)
 {
         while (k->out && k->out_off < k->out_len) {
-                ssize_t w = send(k->fd, k->out + k->out_off, k->out_len - k->out_off,
-                                 MSG_DONTWAIT | MSG_NOSIGNAL);
+                ssize_t w = RETRY_EINTR(send(k->fd, k->out + k->out_off, k->out_len - k->out_off,
+                                             MSG_DONTWAIT | MSG_NOSIGNAL));
                 if (w < 0) {
-                        if (errno == EINTR)
-                                continue;
                         if (errno != EAGAIN)
                                 conn_drop(k);
                         return;
                 }
                 k->out_off += (size_t)w;
-                k->last_ms = now_ms();
+                k->last_ms = now_monotonic_ms();
         }
         if (k->out) {
                 free(k->out);
@@ -492,11 +483,10 @@ static void on_conn(uv_poll_t *p, int status, int events)
                 conn_flush(k);
         if (!k->closing && (events & UV_READABLE) && !k->out && !k->eof && !k->drop) {
                 for (unsigned i = 0; i < CONTROL_READS_PER_WAKE; i++) {
-                        ssize_t n = read(k->fd, k->in + k->in_len, CONTROL_LINE_MAX - k->in_len);
+                        ssize_t n = RETRY_EINTR(
+                                read(k->fd, k->in + k->in_len, CONTROL_LINE_MAX - k->in_len));
 
                         if (n < 0) {
-                                if (errno == EINTR)
-                                        continue;
                                 if (errno != EAGAIN)
                                         conn_drop(k);
                                 break;
@@ -506,7 +496,7 @@ static void on_conn(uv_poll_t *p, int status, int events)
                                 break;
                         }
                         k->in_len += (size_t)n;
-                        k->last_ms = now_ms();
+                        k->last_ms = now_monotonic_ms();
                         conn_process(k);
                         if (k->closing || k->out || k->in_len >= CONTROL_LINE_MAX)
                                 break;
@@ -559,7 +549,7 @@ static void conn_new(Control *c, int fd)
         }
         k->control = c;
         k->fd = fd;
-        k->last_ms = now_ms();
+        k->last_ms = now_monotonic_ms();
         k->poll.data = k;
         uv_unref((uv_handle_t *)&k->poll);
         k->next = c->conns;
@@ -612,7 +602,7 @@ static void on_listen(uv_poll_t *p, int status, int events)
 static void on_timer(uv_timer_t *t)
 {
         Control *c = t->data;
-        uint64_t now = now_ms();
+        uint64_t now = now_monotonic_ms();
         Conn *next;
 
         for (Conn *k = c->conns; k; k = next) {
@@ -732,7 +722,7 @@ static int wait_fd(int fd, short events, uint64_t deadline)
         struct pollfd pfd = {.fd = fd, .events = events};
 
         for (;;) {
-                uint64_t now = now_ms();
+                uint64_t now = now_monotonic_ms();
                 int n;
 
                 if (now >= deadline)
@@ -752,7 +742,7 @@ static int wait_fd(int fd, short events, uint64_t deadline)
  * CONTROL_REPLY_MAX), -ECONNRESET (closed before a whole line) or -errno. */
 static int exchange(int fd, const char *req, size_t req_len, json_t **ret)
 {
-        uint64_t deadline = now_ms() + CONTROL_CLIENT_TIMEOUT_MS;
+        uint64_t deadline = now_monotonic_ms() + CONTROL_CLIENT_TIMEOUT_MS;
         _cleanup_free_ char *buf = NULL;
         size_t off = 0, len = 0, cap = 0;
         json_t *reply;
@@ -760,7 +750,8 @@ static int exchange(int fd, const char *req, size_t req_len, json_t **ret)
         int r;
 
         while (off < req_len) {
-                ssize_t w = send(fd, req + off, req_len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+                ssize_t w = RETRY_EINTR(
+                        send(fd, req + off, req_len - off, MSG_DONTWAIT | MSG_NOSIGNAL));
 
                 if (w < 0 && errno == EAGAIN) {
                         r = wait_fd(fd, POLLOUT, deadline);
@@ -768,7 +759,7 @@ static int exchange(int fd, const char *req, size_t req_len, json_t **ret)
                                 return r;
                         continue;
                 }
-                if (w < 0 && errno != EINTR)
+                if (w < 0)
                         return negative_errno();
                 if (w > 0)
                         off += (size_t)w;
@@ -790,15 +781,13 @@ static int exchange(int fd, const char *req, size_t req_len, json_t **ret)
                         buf = nbuf;
                         cap = ncap;
                 }
-                n = read(fd, buf + len, cap - len);
+                n = RETRY_EINTR(read(fd, buf + len, cap - len));
                 if (n < 0 && errno == EAGAIN) {
                         r = wait_fd(fd, POLLIN, deadline);
                         if (r < 0)
                                 return r;
                         continue;
                 }
-                if (n < 0 && errno == EINTR)
-                        continue;
                 if (n < 0)
                         return negative_errno();
                 if (n == 0)

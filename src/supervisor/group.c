@@ -36,6 +36,7 @@
 #include "base/macro.h"
 #include "base/strv.h"
 #include "base/termsafe.h"
+#include "base/time-util.h"
 #include "supervisor/error.h"
 #include "supervisor/storage.h"
 #include "supervisor/supervisor-internal.h"
@@ -428,7 +429,7 @@ static void member_exited(Instance *inst, int code, const char *how)
 {
         Supervisor *s = inst->sup;
         const char *reason = luastats_fault_reason(code);
-        double ms = (double)(sandboxed_now_ns() - inst->started_ns) / 1e6;
+        double ms = (double)(now_monotonic_ns() - inst->started_ns) / 1e6;
         json_t *rec;
 
         inst->exit_code = code;
@@ -889,7 +890,7 @@ void group_maybe_finished(Group *g)
         if (g->watch_init)
                 uv_timer_stop(&g->watch);
         x = sandboxed_reap(&g->run);
-        ms = (double)(sandboxed_now_ns() - g->run.started_ns) / 1e6;
+        ms = (double)(now_monotonic_ns() - g->run.started_ns) / 1e6;
         /* Members still running end with the host: each with its own fault if its
          * record has one, else the host's status. */
         for (size_t i = 0; i < g->n_members; i++) {

@@ -30,6 +30,7 @@
 #include "base/size.h"
 #include "base/strv.h"
 #include "base/termsafe.h"
+#include "base/time-util.h"
 #include "supervisor/error.h"
 #include "supervisor/storage.h"
 #include "supervisor/supervisor-internal.h"
@@ -854,7 +855,7 @@ static int report_exit(Instance *inst)
         const SandboxExit *x = &inst->run.last_exit;
         const Manifest *m = inst->manifest;
         Supervisor *s = inst->sup;
-        double ms = (double)(sandboxed_now_ns() - inst->started_ns) / 1e6;
+        double ms = (double)(now_monotonic_ns() - inst->started_ns) / 1e6;
         int code = say_exit(inst, x);
         json_t *rec;
 

@@ -20,6 +20,7 @@
 
 #include "base/fileio.h"
 #include "base/macro.h"
+#include "base/time-util.h"
 #include "supervisor/outlet.h"
 
 typedef enum OutletMode {
@@ -168,30 +169,26 @@ static ssize_t write_some(Outlet *o, const char *p, size_t n)
 {
         ssize_t w;
 
-        for (;;) {
-                switch (o->mode) {
-                case OUTLET_SOCKET:
-                        w = send(o->fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
-                        break;
-                case OUTLET_FALLBACK: {
-                        struct pollfd pfd = {.fd = o->fd, .events = POLLOUT};
+        switch (o->mode) {
+        case OUTLET_SOCKET:
+                w = RETRY_EINTR(send(o->fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL));
+                break;
+        case OUTLET_FALLBACK: {
+                struct pollfd pfd = {.fd = o->fd, .events = POLLOUT};
 
-                        if (poll(&pfd, 1, 0) <= 0 || !(pfd.revents & (POLLOUT | POLLERR)))
-                                return -EAGAIN;
-                        w = write(o->fd, p, MIN(n, (size_t)PIPE_BUF));
-                        break;
-                }
-                case OUTLET_FILE:
-                        w = write(o->fd, p, n);
-                        if (w < 0 && errno == EAGAIN)
-                                errno = EIO; /* never polled: someone set O_NONBLOCK */
-                        break;
-                default:
-                        w = write(o->fd, p, n);
-                        break;
-                }
-                if (w >= 0 || errno != EINTR)
-                        break;
+                if (poll(&pfd, 1, 0) <= 0 || !(pfd.revents & (POLLOUT | POLLERR)))
+                        return -EAGAIN;
+                w = RETRY_EINTR(write(o->fd, p, MIN(n, (size_t)PIPE_BUF)));
+                break;
+        }
+        case OUTLET_FILE:
+                w = RETRY_EINTR(write(o->fd, p, n));
+                if (w < 0 && errno == EAGAIN)
+                        errno = EIO; /* never polled: someone set O_NONBLOCK */
+                break;
+        default:
+                w = RETRY_EINTR(write(o->fd, p, n));
+                break;
         }
         if (w < 0)
                 return errno == EWOULDBLOCK ? -EAGAIN : negative_errno();
@@ -426,17 +423,9 @@ uint64_t outlet_dropped_bytes(const Outlet *o)
         return o ? o->dropped_bytes : 0;
 }
 
-static uint64_t now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 int outlet_drain(Outlet *o, unsigned timeout_ms)
 {
-        uint64_t deadline = now_ms() + timeout_ms;
+        uint64_t deadline = now_monotonic_ms() + timeout_ms;
 
         if (!o)
                 return 0;
@@ -450,7 +439,7 @@ int outlet_drain(Outlet *o, unsigned timeout_ms)
                         return pending(o) > 0 ? -EPIPE : 0;
                 if (pending(o) == 0)
                         return 0;
-                now = now_ms();
+                now = now_monotonic_ms();
                 if (now >= deadline || o->mode == OUTLET_FILE)
                         break;
                 if (poll(&pfd, 1, (int)(deadline - now)) < 0 && errno != EINTR)

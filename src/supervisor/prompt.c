@@ -110,10 +110,8 @@ static void tty_flush(Prompt *p)
         if (!p->tty)
                 return;
         while (off < p->out_len) {
-                ssize_t w = write(p->tty->fd, p->out + off, p->out_len - off);
+                ssize_t w = RETRY_EINTR(write(p->tty->fd, p->out + off, p->out_len - off));
 
-                if (w < 0 && errno == EINTR)
-                        continue;
                 if (w < 0 && errno == EAGAIN)
                         break; /* output stopped (Ctrl-S): keep it for later */
                 if (w <= 0) {

@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "base/log.h"
+#include "base/time-util.h"
 #include "base/macro.h"
 #include "supervisor/sandboxed.h"
 #include "supervisor/supervisor-internal.h"
@@ -25,22 +25,6 @@ void sandboxed_init(SandboxedRun *r, Supervisor *s, const char *name, const Sand
 bool sandboxed_busy(const SandboxedRun *r)
 {
         return r->polls_closing > 0;
-}
-
-uint64_t sandboxed_now_ns(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static int64_t now_ms_realtime(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 int sandboxed_new_stats(SandboxedRun *r, uint32_t n_apps)
@@ -76,8 +60,8 @@ int sandboxed_open_log(Supervisor *s, const char *name, AppLog **log)
 int sandboxed_spawn(SandboxedRun *r, const SandboxSpec *spec, SandboxError *err)
 {
         sandboxed_cancel_restart(r);
-        r->started_ns = sandboxed_now_ns();
-        r->started_ms = now_ms_realtime();
+        r->started_ns = now_monotonic_ns();
+        r->started_ms = now_realtime_ms();
         return sandbox_spawn(spec, &r->sandbox, err);
 }
 
@@ -259,7 +243,7 @@ RestartDecision sandboxed_restart_decide(SandboxedRun *r, ManifestRestart policy
 {
         uint64_t delay_ns = 0;
         RestartDecision d = restart_decide(&r->restart, policy, &r->last_exit, r->started_ns,
-                                           sandboxed_now_ns(), &delay_ns);
+                                           now_monotonic_ns(), &delay_ns);
 
         switch (d) {
         case RESTART_LATER:

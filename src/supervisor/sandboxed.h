@@ -79,9 +79,6 @@ void sandboxed_init(SandboxedRun *r, Supervisor *s, const char *name, const Sand
 /* True while a poll of the last run is still closing: a new run must wait. */
 bool sandboxed_busy(const SandboxedRun *r);
 
-/* The monotonic clock in ns (CLOCK_MONOTONIC). */
-uint64_t sandboxed_now_ns(void);
-
 /*
  * Makes r->stats a new stats file for n_apps apps (luastats_new()), its fd moved
  * above stdio (SandboxSpec.extra_fds). Returns 0 or a negative errno.

@@ -15,6 +15,7 @@
 #include "base/fileio.h"
 #include "base/log.h"
 #include "base/macro.h"
+#include "base/sqlite-util.h"
 #include "policy/manifest.h"
 #include "sandbox/sandbox.h"
 #include "supervisor/state.h"
@@ -32,11 +33,6 @@ struct State {
         uint32_t uid_count;
 };
 
-static int db_exec(sqlite3 *db, const char *sql)
-{
-        return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO;
-}
-
 /*
  * The schema, versioned with PRAGMA user_version. The default rollback journal, not
  * WAL: nearly every run only reads (the app's uid is known), and WAL would create
@@ -48,75 +44,42 @@ static int db_exec(sqlite3 *db, const char *sql)
  */
 #define STATE_SCHEMA_VERSION 3
 
-/* PRAGMA user_version of db (0 for a new file), or -EIO. */
-static int schema_version(sqlite3 *db)
-{
-        sqlite3_stmt *st = NULL;
-        int version = -EIO;
-
-        if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
-                return -EIO;
-        if (sqlite3_step(st) == SQLITE_ROW)
-                version = sqlite3_column_int(st, 0);
-        sqlite3_finalize(st);
-        return version;
-}
-
 /*
- * Creates the schema if the file has none, or brings version 1 or 2 to 3.
- * -EPROTONOSUPPORT if a newer cella wrote it. Version 2 binds each id to what first
- * claimed it (state_app_claim): path, dev, ino of the folder, the trusted key that
- * verified it (key_id, NULL: unsigned), the BLAKE2b-256 of its manifest.json (digest,
- * hex), and when (claimed_at, updated_at: wall-clock ms). Version 1 rows have none of
- * these: the first claim after the upgrade records them. Version 3 adds ids_base, the
- * first of the app's block of STATE_IDS_PER_APP host ids (state.h); rows of an older
- * version have NULL there and get a block the next time the app starts
+ * Creates the schema in a file that has none (from 0), or brings version 1 or 2 to 3;
+ * called by sqlite_schema_ensure() under BEGIN IMMEDIATE. Version 2 binds each id to
+ * what first claimed it (state_app_claim): path, dev, ino of the folder, the trusted
+ * key that verified it (key_id, NULL: unsigned), the BLAKE2b-256 of its manifest.json
+ * (digest, hex), and when (claimed_at, updated_at: wall-clock ms). Version 1 rows
+ * have none of these: the first claim after the upgrade records them. Version 3 adds
+ * ids_base, the first of the app's block of STATE_IDS_PER_APP host ids (state.h); rows
+ * of an older version have NULL there and get a block the next time the app starts
  * (state_app_uid), keeping their uid.
  */
-static int schema_ensure(sqlite3 *db)
+static int schema_migrate(sqlite3 *db, int from, void *userdata)
 {
-        int version = schema_version(db), r;
-
-        if (version < 0)
-                return version;
-        if (version == STATE_SCHEMA_VERSION)
-                return 0;
-        if (version > STATE_SCHEMA_VERSION)
-                return -EPROTONOSUPPORT; /* written by a newer cella */
-        if (db_exec(db, "BEGIN IMMEDIATE") < 0)
-                return -EIO;
-        version = schema_version(db); /* another process may have done it meanwhile */
-        if (version == 0)
-                r = db_exec(db, "CREATE TABLE IF NOT EXISTS apps ("
-                                "  id TEXT PRIMARY KEY NOT NULL,"
-                                "  uid INTEGER UNIQUE NOT NULL,"
-                                "  created INTEGER NOT NULL DEFAULT (strftime('%s','now')),"
-                                "  path TEXT, dev INTEGER, ino INTEGER, key_id TEXT,"
-                                "  digest TEXT, claimed_at INTEGER, updated_at INTEGER,"
-                                "  ids_base INTEGER UNIQUE);"
-                                "PRAGMA user_version = 3;");
-        else if (version == 1)
-                r = db_exec(db, "ALTER TABLE apps ADD COLUMN path TEXT;"
-                                "ALTER TABLE apps ADD COLUMN dev INTEGER;"
-                                "ALTER TABLE apps ADD COLUMN ino INTEGER;"
-                                "ALTER TABLE apps ADD COLUMN key_id TEXT;"
-                                "ALTER TABLE apps ADD COLUMN digest TEXT;"
-                                "ALTER TABLE apps ADD COLUMN claimed_at INTEGER;"
-                                "ALTER TABLE apps ADD COLUMN updated_at INTEGER;"
-                                "ALTER TABLE apps ADD COLUMN ids_base INTEGER;"
-                                "CREATE UNIQUE INDEX apps_ids_base ON apps (ids_base);"
-                                "PRAGMA user_version = 3;");
-        else if (version == 2)
-                r = db_exec(db, "ALTER TABLE apps ADD COLUMN ids_base INTEGER;"
-                                "CREATE UNIQUE INDEX apps_ids_base ON apps (ids_base);"
-                                "PRAGMA user_version = 3;");
-        else
-                r = version < 0 ? version : 0;
-        if (r < 0 || db_exec(db, "COMMIT") < 0) {
-                db_exec(db, "ROLLBACK");
-                return r < 0 ? r : -EIO;
-        }
-        return 0;
+        if (from == 0)
+                return sqlite_exec(db, "CREATE TABLE IF NOT EXISTS apps ("
+                                       "  id TEXT PRIMARY KEY NOT NULL,"
+                                       "  uid INTEGER UNIQUE NOT NULL,"
+                                       "  created INTEGER NOT NULL DEFAULT (strftime('%s','now')),"
+                                       "  path TEXT, dev INTEGER, ino INTEGER, key_id TEXT,"
+                                       "  digest TEXT, claimed_at INTEGER, updated_at INTEGER,"
+                                       "  ids_base INTEGER UNIQUE);"
+                                       "PRAGMA user_version = 3;");
+        if (from == 1)
+                return sqlite_exec(db, "ALTER TABLE apps ADD COLUMN path TEXT;"
+                                       "ALTER TABLE apps ADD COLUMN dev INTEGER;"
+                                       "ALTER TABLE apps ADD COLUMN ino INTEGER;"
+                                       "ALTER TABLE apps ADD COLUMN key_id TEXT;"
+                                       "ALTER TABLE apps ADD COLUMN digest TEXT;"
+                                       "ALTER TABLE apps ADD COLUMN claimed_at INTEGER;"
+                                       "ALTER TABLE apps ADD COLUMN updated_at INTEGER;"
+                                       "ALTER TABLE apps ADD COLUMN ids_base INTEGER;"
+                                       "CREATE UNIQUE INDEX apps_ids_base ON apps (ids_base);"
+                                       "PRAGMA user_version = 3;");
+        return sqlite_exec(db, "ALTER TABLE apps ADD COLUMN ids_base INTEGER;"
+                               "CREATE UNIQUE INDEX apps_ids_base ON apps (ids_base);"
+                               "PRAGMA user_version = 3;");
 }
 
 /*
@@ -126,22 +89,7 @@ static int schema_ensure(sqlite3 *db)
  */
 static int read_begin(sqlite3 *db)
 {
-        int version, r;
-
-        for (int attempt = 0; attempt < 2; attempt++) {
-                if (db_exec(db, "BEGIN") < 0)
-                        return -EIO;
-                version = schema_version(db);
-                if (version == STATE_SCHEMA_VERSION)
-                        return 0;
-                db_exec(db, "COMMIT");
-                if (version < 0)
-                        return version;
-                r = schema_ensure(db);
-                if (r < 0)
-                        return r;
-        }
-        return -EIO;
+        return sqlite_tx_begin(db, false, STATE_SCHEMA_VERSION, schema_migrate, NULL);
 }
 
 int state_open(const char *path, uid_t uid_base, uint32_t uid_count, State **ret)
@@ -177,17 +125,14 @@ int state_open(const char *path, uid_t uid_base, uint32_t uid_count, State **ret
                 state_free(s);
                 return -ENOMEM;
         }
-        if (sqlite3_open_v2(dbpath, &s->db,
-                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                            NULL) != SQLITE_OK) {
+        r = sqlite_open(dbpath, STATE_DB_BUSY_TIMEOUT_MS, &s->db);
+        if (r < 0) {
                 state_free(s);
-                return -EIO;
+                return r;
         }
-        sqlite3_busy_timeout(s->db, STATE_DB_BUSY_TIMEOUT_MS);
-        (void)chmod(dbpath, 0600);
         /* A new file gets its schema now; an existing one is checked by readers. */
         if (fresh) {
-                r = schema_ensure(s->db);
+                r = sqlite_schema_ensure(s->db, STATE_SCHEMA_VERSION, schema_migrate, NULL);
                 if (r < 0) {
                         state_free(s);
                         return r;
@@ -215,24 +160,17 @@ const char *state_path(const State *s)
 /* id's uid and block (*ret_base 0: none yet, a row of schema 1 or 2): 1, 0 if no row, -EIO. */
 static int lookup_uid(sqlite3 *db, const char *id, uid_t *ret, uid_t *ret_base)
 {
-        sqlite3_stmt *st = NULL;
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int r;
 
-        if (sqlite3_prepare_v2(db, "SELECT uid, ids_base FROM apps WHERE id = ?1", -1, &st, NULL) !=
-            SQLITE_OK)
-                return -EIO;
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        r = sqlite3_step(st);
-        if (r == SQLITE_ROW) {
-                *ret = (uid_t)sqlite3_column_int64(st, 0);
-                *ret_base = sqlite3_column_type(st, 1) == SQLITE_NULL
-                                    ? 0
-                                    : (uid_t)sqlite3_column_int64(st, 1);
-                r = 1;
-        } else
-                r = r == SQLITE_DONE ? 0 : -EIO;
-        sqlite3_finalize(st);
-        return r;
+        r = sqlite_select_one(db, "SELECT uid, ids_base FROM apps WHERE id = ?1",
+                              SQL_ARGS(SQL_TEXT(id)), &st);
+        if (r <= 0)
+                return r;
+        *ret = (uid_t)sqlite3_column_int64(st, 0);
+        *ret_base =
+                sqlite3_column_type(st, 1) == SQLITE_NULL ? 0 : (uid_t)sqlite3_column_int64(st, 1);
+        return 1;
 }
 
 /*
@@ -248,10 +186,9 @@ static int block_alloc(State *s, uid_t *ret)
         static const char sql[] =
                 "SELECT 1 FROM apps WHERE (ids_base > ?1 - ?2 AND ids_base < ?1 + ?2)"
                 " OR (uid >= ?1 AND uid < ?1 + ?2) LIMIT 1";
-        sqlite3_stmt *st = NULL;
-        int r = -ENOSPC;
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
 
-        if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+        if (sqlite_prepare(s->db, sql, &st) < 0)
                 return -EIO;
         for (uint32_t k = 0; k < s->uid_count / STATE_IDS_PER_APP; k++) {
                 int64_t b = (int64_t)s->uid_base + (int64_t)k * STATE_IDS_PER_APP;
@@ -263,37 +200,25 @@ static int block_alloc(State *s, uid_t *ret)
                 step = sqlite3_step(st);
                 if (step == SQLITE_DONE) {
                         *ret = (uid_t)b;
-                        r = 0;
-                        break;
+                        return 0;
                 }
-                if (step != SQLITE_ROW) {
-                        r = -EIO;
-                        break;
-                }
+                if (step != SQLITE_ROW)
+                        return -EIO;
         }
-        sqlite3_finalize(st);
-        return r;
+        return -ENOSPC;
 }
 
 /* Records base as id's block. 0 or -EIO. */
 static int block_store(sqlite3 *db, const char *id, uid_t base)
 {
-        sqlite3_stmt *st = NULL;
-        int r;
-
-        if (sqlite3_prepare_v2(db, "UPDATE apps SET ids_base = ?2 WHERE id = ?1", -1, &st, NULL) !=
-            SQLITE_OK)
-                return -EIO;
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, base);
-        r = sqlite3_step(st) == SQLITE_DONE && sqlite3_changes(db) == 1 ? 0 : -EIO;
-        sqlite3_finalize(st);
-        return r;
+        return sqlite_run(db, "UPDATE apps SET ids_base = ?2 WHERE id = ?1",
+                          SQL_ARGS(SQL_TEXT(id), SQL_INT(base))) == 1
+                       ? 0
+                       : -EIO;
 }
 
 int state_app_uid(State *s, const char *id, uid_t *ret_uid, uid_t *ret_ids_base)
 {
-        sqlite3_stmt *st = NULL;
         uid_t uid = 0, base = 0;
         int r;
 
@@ -304,7 +229,7 @@ int state_app_uid(State *s, const char *id, uid_t *ret_uid, uid_t *ret_ids_base)
         if (r < 0)
                 return r;
         r = lookup_uid(s->db, id, &uid, &base);
-        db_exec(s->db, "COMMIT");
+        sqlite_exec(s->db, "COMMIT");
         if (r < 0)
                 return r;
         if (r > 0 && base != 0) {
@@ -315,7 +240,7 @@ int state_app_uid(State *s, const char *id, uid_t *ret_uid, uid_t *ret_ids_base)
         }
         /* IMMEDIATE takes the write lock before reading, so two cella processes
          * allocating at once serialise here instead of both picking the same gap. */
-        if (db_exec(s->db, "BEGIN IMMEDIATE") < 0)
+        if (sqlite_exec(s->db, "BEGIN IMMEDIATE") < 0)
                 return -EIO;
         r = lookup_uid(s->db, id, &uid, &base);
         if (r >= 0 && base == 0) {
@@ -328,26 +253,15 @@ int state_app_uid(State *s, const char *id, uid_t *ret_uid, uid_t *ret_ids_base)
                         r = block_store(s->db, id, base);
                 else if (r == 0) {
                         uid = base + STATE_APP_UID_OFFSET;
-                        if (sqlite3_prepare_v2(s->db,
-                                               "INSERT INTO apps (id, uid, ids_base)"
-                                               " VALUES (?1, ?2, ?3)",
-                                               -1, &st, NULL) != SQLITE_OK)
-                                r = -EIO;
-                        else {
-                                sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-                                sqlite3_bind_int64(st, 2, uid);
-                                sqlite3_bind_int64(st, 3, base);
-                                r = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
-                                sqlite3_finalize(st);
-                        }
+                        r = sqlite_run(s->db,
+                                       "INSERT INTO apps (id, uid, ids_base) VALUES (?1, ?2, ?3)",
+                                       SQL_ARGS(SQL_TEXT(id), SQL_INT(uid), SQL_INT(base)));
+                        r = r < 0 ? r : 0;
                 }
         }
-        if (r < 0) {
-                db_exec(s->db, "ROLLBACK");
+        r = sqlite_tx_end(s->db, r);
+        if (r < 0)
                 return r;
-        }
-        if (db_exec(s->db, "COMMIT") < 0)
-                return -EIO;
         *ret_uid = uid;
         if (ret_ids_base)
                 *ret_ids_base = base;
@@ -511,41 +425,30 @@ static char *column_dup(sqlite3_stmt *st, int i, int *r)
 static int claim_lookup(sqlite3 *db, const char *id, StateClaim *ret, uid_t *ret_uid,
                         int64_t *ret_rowid)
 {
-        sqlite3_stmt *st = NULL;
-        int r = 0;
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
 
-        if (sqlite3_prepare_v2(
-                    db,
-                    "SELECT uid, path, dev, ino, key_id, digest, claimed_at, rowid FROM apps"
-                    " WHERE id = ?1",
-                    -1, &st, NULL) != SQLITE_OK)
-                return -EIO;
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        switch (sqlite3_step(st)) {
-        case SQLITE_ROW:
-                if (ret_uid)
-                        *ret_uid = (uid_t)sqlite3_column_int64(st, 0);
-                if (ret_rowid)
-                        *ret_rowid = sqlite3_column_int64(st, 7);
-                ret->path = column_dup(st, 1, &r);
-                ret->dev = (uint64_t)sqlite3_column_int64(st, 2);
-                ret->ino = (uint64_t)sqlite3_column_int64(st, 3);
-                ret->key_id = column_dup(st, 4, &r);
-                ret->digest = column_dup(st, 5, &r);
-                ret->claimed_at_ms = sqlite3_column_int64(st, 6);
-                if (r < 0)
-                        state_claim_clear(ret);
-                else
-                        r = 1;
-                break;
-        case SQLITE_DONE:
-                r = 0;
-                break;
-        default:
-                r = -EIO;
+        r = sqlite_select_one(db,
+                              "SELECT uid, path, dev, ino, key_id, digest, claimed_at, rowid"
+                              " FROM apps WHERE id = ?1",
+                              SQL_ARGS(SQL_TEXT(id)), &st);
+        if (r <= 0)
+                return r;
+        if (ret_uid)
+                *ret_uid = (uid_t)sqlite3_column_int64(st, 0);
+        if (ret_rowid)
+                *ret_rowid = sqlite3_column_int64(st, 7);
+        ret->path = column_dup(st, 1, &r);
+        ret->dev = (uint64_t)sqlite3_column_int64(st, 2);
+        ret->ino = (uint64_t)sqlite3_column_int64(st, 3);
+        ret->key_id = column_dup(st, 4, &r);
+        ret->digest = column_dup(st, 5, &r);
+        ret->claimed_at_ms = sqlite3_column_int64(st, 6);
+        if (r < 0) {
+                state_claim_clear(ret);
+                return r;
         }
-        sqlite3_finalize(st);
-        return r;
+        return 1;
 }
 
 static bool streq_ptr(const char *a, const char *b)
@@ -557,38 +460,24 @@ static bool streq_ptr(const char *a, const char *b)
 static int claim_store(sqlite3 *db, const char *id, uid_t uid, const StateClaim *c, bool insert,
                        bool first, int64_t now_ms)
 {
-        sqlite3_stmt *st = NULL;
-        int r;
+        const SqlArg args[] = {
+                SQL_TEXT(id),        SQL_INT(uid),    SQL_TEXT(c->path),
+                SQL_INT(c->dev),     SQL_INT(c->ino), SQL_TEXT(c->key_id),
+                SQL_TEXT(c->digest), SQL_INT(now_ms), SQL_INT(first ? 1 : 0),
+        };
 
-        if (sqlite3_prepare_v2(db,
-                               insert ? "INSERT INTO apps (id, uid, path, dev, ino, key_id, digest,"
-                                        " claimed_at, updated_at)"
-                                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)"
-                                      : "UPDATE apps SET path = ?3, dev = ?4, ino = ?5,"
-                                        " key_id = ?6, digest = ?7, updated_at = ?8,"
-                                        " claimed_at = CASE WHEN ?9 THEN ?8 ELSE claimed_at END"
-                                        " WHERE id = ?1",
-                               -1, &st, NULL) != SQLITE_OK)
-                return -EIO;
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, uid);
-        sqlite3_bind_text(st, 3, c->path, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 4, (int64_t)c->dev);
-        sqlite3_bind_int64(st, 5, (int64_t)c->ino);
-        if (c->key_id)
-                sqlite3_bind_text(st, 6, c->key_id, -1, SQLITE_STATIC);
-        else
-                sqlite3_bind_null(st, 6);
-        if (c->digest)
-                sqlite3_bind_text(st, 7, c->digest, -1, SQLITE_STATIC);
-        else
-                sqlite3_bind_null(st, 7);
-        sqlite3_bind_int64(st, 8, now_ms);
-        if (!insert)
-                sqlite3_bind_int(st, 9, first ? 1 : 0);
-        r = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
-        sqlite3_finalize(st);
-        return r;
+        /* ?9 is the UPDATE's only: an INSERT binds the first eight. */
+        return sqlite_run(db,
+                          insert ? "INSERT INTO apps (id, uid, path, dev, ino, key_id, digest,"
+                                   " claimed_at, updated_at)"
+                                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)"
+                                 : "UPDATE apps SET path = ?3, dev = ?4, ino = ?5,"
+                                   " key_id = ?6, digest = ?7, updated_at = ?8,"
+                                   " claimed_at = CASE WHEN ?9 THEN ?8 ELSE claimed_at END"
+                                   " WHERE id = ?1",
+                          args, insert ? 8 : 9) < 0
+                       ? -EIO
+                       : 0;
 }
 
 /*
@@ -711,18 +600,12 @@ int state_app_claim(State *s, const char *id, const StateClaim *claim, int64_t n
         if (r < 0)
                 return r;
         r = claim_locked(s, id, claim, now_ms, false, &rec);
-        db_exec(s->db, "COMMIT");
+        sqlite_exec(s->db, "COMMIT");
         if (r == CLAIM_NEEDS_WRITE) {
                 state_claim_clear(&rec);
-                if (db_exec(s->db, "BEGIN IMMEDIATE") < 0)
+                if (sqlite_exec(s->db, "BEGIN IMMEDIATE") < 0)
                         return -EIO;
-                r = claim_locked(s, id, claim, now_ms, true, &rec);
-                if (r < 0) {
-                        db_exec(s->db, "ROLLBACK");
-                } else if (db_exec(s->db, "COMMIT") < 0) {
-                        db_exec(s->db, "ROLLBACK");
-                        r = -EIO;
-                }
+                r = sqlite_tx_end(s->db, claim_locked(s, id, claim, now_ms, true, &rec));
         }
         if ((r == -EEXIST || r == -ENOTUNIQ) && ret_recorded)
                 *ret_recorded = rec;
@@ -786,7 +669,6 @@ int state_app_forget(State *s, const char *id)
 {
         _cleanup_free_ char *apps = NULL;
         _cleanup_close_ int fd = -EBADF;
-        sqlite3_stmt *st = NULL;
         bool there;
         int r;
 
@@ -803,25 +685,13 @@ int state_app_forget(State *s, const char *id)
                 if (r < 0)
                         return r;
         }
-        r = read_begin(s->db); /* brings the schema up to date first */
+        /* The schema is brought up to date first. */
+        r = sqlite_tx_begin(s->db, true, STATE_SCHEMA_VERSION, schema_migrate, NULL);
         if (r < 0)
                 return r;
-        db_exec(s->db, "COMMIT");
-        if (db_exec(s->db, "BEGIN IMMEDIATE") < 0)
-                return -EIO;
-        if (sqlite3_prepare_v2(s->db, "DELETE FROM apps WHERE id = ?1", -1, &st, NULL) !=
-            SQLITE_OK) {
-                db_exec(s->db, "ROLLBACK");
-                return -EIO;
-        }
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        r = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
-        sqlite3_finalize(st);
-        if (r == 0)
-                there |= sqlite3_changes(s->db) > 0;
-        if (r < 0 || db_exec(s->db, "COMMIT") < 0) {
-                db_exec(s->db, "ROLLBACK");
-                return r < 0 ? r : -EIO;
-        }
-        return there ? 1 : 0;
+        r = sqlite_tx_end(
+                s->db, sqlite_run(s->db, "DELETE FROM apps WHERE id = ?1", SQL_ARGS(SQL_TEXT(id))));
+        if (r < 0)
+                return r;
+        return there || r > 0 ? 1 : 0;
 }

@@ -44,6 +44,7 @@
 
 #include "base/log.h"
 #include "base/macro.h"
+#include "base/tree-usage.h"
 #include "supervisor/storage.h"
 
 #ifndef EXT4_SUPER_MAGIC
@@ -150,10 +151,8 @@ static int run_tool(char *const *argv, char *msg, size_t msg_size)
         }
         for (;;) {
                 char buf[512];
-                ssize_t k = read(p[0], buf, sizeof buf);
+                ssize_t k = RETRY_EINTR(read(p[0], buf, sizeof buf));
 
-                if (k < 0 && errno == EINTR)
-                        continue;
                 if (k <= 0)
                         break;
                 /* Keep the end: that is where the tools say what went wrong. */
@@ -167,9 +166,8 @@ static int run_tool(char *const *argv, char *msg, size_t msg_size)
         }
         msg[n] = 0;
         close(p[0]);
-        while (waitpid(pid, &status, 0) < 0)
-                if (errno != EINTR)
-                        return negative_errno();
+        if (RETRY_EINTR(waitpid(pid, &status, 0)) < 0)
+                return negative_errno();
         return WIFEXITED(status) ? WEXITSTATUS(status) : -EIO;
 }
 
@@ -185,44 +183,6 @@ static const char *tool_path(const char *name, char *buf, size_t size)
         }
         snprintf(buf, size, "/usr/sbin/%s", name);
         return buf;
-}
-
-/* What a directory tree holds: bytes of blocks and entries, not leaving its file
- * system, following no symlink. */
-typedef struct Usage {
-        uint64_t bytes;
-        uint64_t entries;
-        dev_t dev;
-} Usage;
-
-static void usage_walk(Usage *u, int fd, unsigned depth)
-{
-        DIR *d = fdopendir(fd);
-        struct dirent *de;
-
-        if (!d) {
-                close(fd);
-                return;
-        }
-        while ((de = readdir(d))) {
-                struct stat st;
-                int sub;
-
-                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                        continue;
-                if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-                        continue;
-                u->entries++;
-                /* At least a block each: ext4 gives every non-empty file one. */
-                u->bytes += MAX((uint64_t)st.st_blocks * 512, (uint64_t)STORAGE_BLOCK_SIZE);
-                if (!S_ISDIR(st.st_mode) || st.st_dev != u->dev || depth >= USAGE_DEPTH_MAX)
-                        continue;
-                sub = openat(dirfd(d), de->d_name,
-                             O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-                if (sub >= 0)
-                        usage_walk(u, sub, depth + 1);
-        }
-        closedir(d);
 }
 
 /* Removes dfd/name and everything below it, following no symlink and not leaving
@@ -300,7 +260,8 @@ static int image_create(const Paths *p, const char *id, const char *src, uint64_
         char tool[64], journal[32], inodes[32], blocks[32], msg[TOOL_OUTPUT_MAX];
         uint64_t size, n_inodes, want = limit;
         unsigned journal_mib;
-        Usage u = {};
+        /* At least a block each: ext4 gives every non-empty file one. */
+        TreeUsage u = {.depth_max = USAGE_DEPTH_MAX + 1, .entry_bytes_min = STORAGE_BLOCK_SIZE};
         int fd, r;
 
         if (src) {
@@ -319,7 +280,7 @@ static int image_create(const Paths *p, const char *id, const char *src, uint64_
                         return log_error_errno(r, "%s: cannot read %s: %m", id, src);
                 }
                 u.dev = st.st_dev;
-                usage_walk(&u, dfd, 0);
+                tree_usage_walk(&u, dfd);
                 /* Never smaller than what it holds, with room for ext4's own
                  * directory and extent blocks. */
                 if (u.bytes + u.bytes / 16 > want) {
@@ -876,10 +837,8 @@ int storage_prepare(const char *state_dir, const char *id, uint64_t limit, int *
         lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (lock < 0)
                 return log_error_errno(negative_errno(), "%s: cannot open %s: %m", id, lock_path);
-        while (flock(lock, LOCK_EX) < 0)
-                if (errno != EINTR)
-                        return log_error_errno(negative_errno(), "%s: cannot lock %s: %m", id,
-                                               lock_path);
+        if (RETRY_EINTR(flock(lock, LOCK_EX)) < 0)
+                return log_error_errno(negative_errno(), "%s: cannot lock %s: %m", id, lock_path);
         r = prepare_locked(&p, id, limit);
         if (r < 0)
                 return r;
@@ -907,9 +866,8 @@ int storage_release(const char *state_dir, const char *id)
         lock = open(lock_path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
         if (lock < 0)
                 return errno == ENOENT ? 0 : negative_errno();
-        while (flock(lock, LOCK_EX) < 0)
-                if (errno != EINTR)
-                        return negative_errno();
+        if (RETRY_EINTR(flock(lock, LOCK_EX)) < 0)
+                return negative_errno();
         if (stat(p.img, &img) < 0)
                 return errno == ENOENT ? 0 : negative_errno();
         /* Only the image's own mount is taken down: whatever else sits on data (a

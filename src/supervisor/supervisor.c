@@ -21,6 +21,7 @@
 #include "base/macro.h"
 #include "base/strv.h"
 #include "base/termsafe.h"
+#include "base/time-util.h"
 #include "policy/capability.h"
 #include "policy/signature.h"
 #include "supervisor/error.h"
@@ -685,16 +686,14 @@ static int open_outlets(Supervisor *s)
 static void close_outlets(Supervisor *s)
 {
         uint64_t dropped;
-        struct timespec t0, t1;
+        uint64_t t0;
         unsigned left = SUPERVISOR_OUTLET_LINGER_MS, spent;
         Outlet **const outlets[] = {&s->status_outlet, &s->out_outlet, &s->err_outlet};
 
         for (size_t i = 0; i < ELEMENTSOF(outlets); i++) {
-                clock_gettime(CLOCK_MONOTONIC, &t0);
+                t0 = now_monotonic_ms();
                 (void)outlet_drain(*outlets[i], left);
-                clock_gettime(CLOCK_MONOTONIC, &t1);
-                spent = (unsigned)((t1.tv_sec - t0.tv_sec) * 1000 +
-                                   (t1.tv_nsec - t0.tv_nsec) / 1000000);
+                spent = (unsigned)(now_monotonic_ms() - t0);
                 left = spent < left ? left - spent : 0;
         }
         dropped = outlet_dropped_bytes(s->out_outlet);

@@ -168,9 +168,7 @@ int channel_send(int fd, const ChannelFrame *frame, const int *fds, unsigned n_f
                 memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * n_fds);
         }
 
-        do
-                n = sendmsg(fd, &mh, send_flags | MSG_NOSIGNAL);
-        while (n < 0 && errno == EINTR);
+        n = RETRY_EINTR(sendmsg(fd, &mh, send_flags | MSG_NOSIGNAL));
         if (n < 0)
                 return negative_errno();
         /* SOCK_SEQPACKET sends all or nothing; anything else means fd is not one. */
@@ -210,9 +208,7 @@ int channel_recv(int fd, ChannelFrame *ret, void *buf, int *ret_fds, unsigned ma
         else
                 mh.msg_controllen = CMSG_LEN(sizeof(int) * max_fds);
 
-        do
-                n = recvmsg(fd, &mh, recv_flags | MSG_CMSG_CLOEXEC);
-        while (n < 0 && errno == EINTR);
+        n = RETRY_EINTR(recvmsg(fd, &mh, recv_flags | MSG_CMSG_CLOEXEC));
         if (n < 0)
                 return negative_errno();
 

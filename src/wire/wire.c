@@ -2,8 +2,10 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "base/macro.h"
+#include "base/utf8.h"
 #include "wire/wire.h"
 
 #define D(x)  &cella__v1__##x##__descriptor
@@ -105,40 +107,7 @@ static void budget_free(void *data, void *p)
 
 bool wire_utf8_valid(const uint8_t *p, size_t n)
 {
-        size_t i = 0;
-
-        while (i < n) {
-                uint8_t c = p[i];
-                uint32_t cp;
-                size_t k;
-
-                if (c == 0)
-                        return false;
-                if (c < 0x80) {
-                        i++;
-                        continue;
-                }
-                if (c >= 0xc2 && c <= 0xdf)
-                        k = 1, cp = c & 0x1f;
-                else if (c >= 0xe0 && c <= 0xef)
-                        k = 2, cp = c & 0x0f;
-                else if (c >= 0xf0 && c <= 0xf4)
-                        k = 3, cp = c & 0x07;
-                else
-                        return false;
-                if (n - i <= k)
-                        return false;
-                for (size_t j = 1; j <= k; j++) {
-                        if ((p[i + j] & 0xc0) != 0x80)
-                                return false;
-                        cp = (cp << 6) | (p[i + j] & 0x3f);
-                }
-                if ((k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) || cp > 0x10ffff ||
-                    (cp >= 0xd800 && cp <= 0xdfff))
-                        return false;
-                i += k + 1;
-        }
-        return true;
+        return !memchr(p, 0, n) && utf8_is_valid(p, n);
 }
 
 /*

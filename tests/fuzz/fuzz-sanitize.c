@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "base/termsafe.h"
+#include "base/utf8.h"
 
 #define REASON_MAX 200u
 
@@ -78,7 +79,7 @@ static void check_stream(const uint8_t *data, size_t size)
                 abort();
         for (size_t i = 0; i < w;) {
                 uint32_t cp;
-                int k = termsafe_utf8_decode((const unsigned char *)whole + i, w - i, &cp);
+                int k = utf8_decode((const unsigned char *)whole + i, w - i, &cp);
 
                 if (k <= 0)
                         abort();

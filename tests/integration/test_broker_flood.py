@@ -299,3 +299,28 @@ def test_proc_list_reports_the_cgroups_cpu_use(tmp_path, state, mode):
     # The cgroup's figure covers the burnt time (and its init's and the exec's).
     assert int(used) >= int(burnt), line
     assert int(used) < int(burnt) + 5_000_000_000, line
+
+
+@pytest.mark.parametrize("mode", ["auto", "v1"])
+def test_memory_stats_read_the_apps_cgroup(tmp_path, state, mode):
+    """memory.stats and proc.list read the app's own cgroup files on every host layout
+    (the broker reads them with the sandbox's cgroup readers): on v1 and hybrid the v1
+    memory cgroup (usage_in_bytes, limit_in_bytes, memory.stat total_rss), on v2
+    memory.current, memory.max and memory.stat anon. The app touches 16 MiB under a
+    64 MiB limit, so its cgroup holds at least that much, and the limit is the
+    manifest's. `--cgroup-mode v1` drives this hybrid host as pure v1."""
+    app = flood_app(tmp_path / "apps", "org.test.memstats", ["memory", "16"],
+                    limits={"memory": "64M"})
+    r = run_cella("--cgroup-mode", mode, app, state_dir=state, timeout=60)
+    assert r.code == 0, r.err
+    line = next(l for l in r.out.splitlines() if l.startswith("MEM "))
+    f = line.split()
+    current, limit, anon, peak = (int(x) for x in f[1:5])
+    cg_current, cg_limit, pids, n = (int(x) for x in f[6:10])
+    mib = 1024 * 1024
+    assert limit == 64 * mib and cg_limit == 64 * mib, line
+    assert 16 * mib <= current <= 64 * mib, line
+    assert anon >= 15 * mib and peak >= current, line
+    assert 16 * mib <= cg_current <= 64 * mib, line
+    assert pids >= 1 and n >= 1, line
+

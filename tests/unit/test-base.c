@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/param.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -15,9 +16,12 @@
 #include "base/log.h"
 #include "base/macro.h"
 #include "base/size.h"
+#include "base/sqlite-util.h"
 #include "base/strv.h"
 #include "base/suggest.h"
 #include "base/termsafe.h"
+#include "base/tree-usage.h"
+#include "base/utf8.h"
 
 START_TEST(test_parse_size)
 {
@@ -126,6 +130,173 @@ START_TEST(test_mkdir_p)
 }
 END_TEST
 
+/* Writes n bytes of 'x' to dir/name. */
+static void write_bytes(const char *dir, const char *name, size_t n)
+{
+        char path[256], buf[4096];
+        int fd;
+
+        memset(buf, 'x', sizeof buf);
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        ck_assert_int_ge(fd, 0);
+        for (size_t off = 0; off < n; off += sizeof buf)
+                ck_assert_int_eq(write(fd, buf, MIN(sizeof buf, n - off)),
+                                 (ssize_t)MIN(sizeof buf, n - off));
+        ck_assert_int_eq(fsync(fd), 0);
+        close(fd);
+}
+
+static TreeUsage usage_of(const char *dir, uint64_t entries_max, unsigned depth_max, uint64_t min)
+{
+        struct stat st;
+        int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        TreeUsage u;
+
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(fstat(fd, &st), 0);
+        u = (TreeUsage){.dev = st.st_dev,
+                        .entries_max = entries_max,
+                        .depth_max = depth_max,
+                        .entry_bytes_min = min};
+        tree_usage_walk(&u, fd);
+        return u;
+}
+
+/* du's measure: every entry's blocks, a subdirectory entered, a symlink to a big tree
+ * outside counted as itself, not followed; the bounds truncate. */
+START_TEST(test_tree_usage)
+{
+        char dir[] = "/tmp/cella-test-XXXXXX", outside[] = "/tmp/cella-test-XXXXXX", path[256];
+        struct stat a, b;
+        TreeUsage u;
+
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        ck_assert_ptr_nonnull(mkdtemp(outside));
+        write_bytes(outside, "big", 1 << 20);
+        write_bytes(dir, "a", 100000);
+        snprintf(path, sizeof path, "%s/sub", dir);
+        ck_assert_int_eq(mkdir(path, 0700), 0);
+        write_bytes(path, "b", 50000);
+        snprintf(path, sizeof path, "%s/link", dir);
+        ck_assert_int_eq(symlink(outside, path), 0);
+
+        snprintf(path, sizeof path, "%s/a", dir);
+        ck_assert_int_eq(stat(path, &a), 0);
+        snprintf(path, sizeof path, "%s/sub/b", dir);
+        ck_assert_int_eq(stat(path, &b), 0);
+
+        u = usage_of(dir, 0, 64, 0);
+        ck_assert_uint_eq(u.entries, 4); /* a, sub, sub/b, link */
+        ck_assert(!u.truncated);
+        ck_assert_uint_ge(u.bytes, (uint64_t)(a.st_blocks + b.st_blocks) * 512);
+        ck_assert_uint_lt(u.bytes, 1 << 20); /* the symlink's target is not in it */
+
+        u = usage_of(dir, 0, 1, 0); /* sub is not entered */
+        ck_assert_uint_eq(u.entries, 3);
+        ck_assert(u.truncated);
+        u = usage_of(dir, 2, 64, 0);
+        ck_assert_uint_eq(u.entries, 2);
+        ck_assert(u.truncated);
+        u = usage_of(dir, 0, 64, 1 << 20); /* each entry at least 1 MiB */
+        ck_assert_uint_eq(u.bytes, 4ull << 20);
+
+        snprintf(path, sizeof path, "rm -rf %s %s", dir, outside);
+        ck_assert_int_eq(system(path), 0);
+}
+END_TEST
+
+/* The test migration: from 0 makes table t, from 1 adds column b; from 9 fails. */
+static int test_migrate(sqlite3 *db, int from, void *userdata)
+{
+        int *calls = userdata;
+
+        (*calls)++;
+        if (from == 0)
+                return sqlite_exec(db, "CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER, b TEXT);"
+                                       "PRAGMA user_version = 2;");
+        if (from == 1)
+                return sqlite_exec(db, "ALTER TABLE t ADD COLUMN b TEXT; PRAGMA user_version = 2;");
+        return -ENOTRECOVERABLE;
+}
+
+START_TEST(test_sqlite_schema)
+{
+        char dir[] = "/tmp/cella-test-XXXXXX", path[128];
+        sqlite3 *db = NULL;
+        struct stat st;
+        int calls = 0;
+
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        snprintf(path, sizeof path, "%s/t.db", dir);
+        ck_assert_int_eq(sqlite_open(path, 100, &db), 0);
+        ck_assert_int_eq(stat(path, &st), 0);
+        ck_assert_uint_eq(st.st_mode & 07777, 0600);
+        ck_assert_int_eq(sqlite_user_version(db), 0);
+        ck_assert_int_eq(sqlite_schema_ensure(db, 2, test_migrate, &calls), 0);
+        ck_assert_int_eq(calls, 1);
+        ck_assert_int_eq(sqlite_user_version(db), 2);
+        ck_assert_int_eq(sqlite_schema_ensure(db, 2, test_migrate, &calls), 0);
+        ck_assert_int_eq(calls, 1); /* current: not called again */
+
+        /* An older file is upgraded; a failed upgrade leaves it as it was. */
+        ck_assert_int_eq(sqlite_exec(db, "DROP TABLE t; CREATE TABLE t (k TEXT PRIMARY KEY, "
+                                         "v INTEGER); PRAGMA user_version = 1;"),
+                         0);
+        ck_assert_int_eq(sqlite_tx_begin(db, false, 2, test_migrate, &calls), 0);
+        ck_assert_int_eq(sqlite_tx_end(db, 0), 0);
+        ck_assert_int_eq(calls, 2);
+        ck_assert_int_eq(sqlite_run(db, "INSERT INTO t (k, b) VALUES ('x', 'y')", NULL, 0), 1);
+        ck_assert_int_eq(sqlite_exec(db, "PRAGMA user_version = 9"), 0);
+        ck_assert_int_eq(sqlite_schema_ensure(db, 10, test_migrate, &calls), -ENOTRECOVERABLE);
+        ck_assert_int_eq(sqlite_user_version(db), 9);
+        /* A newer file is refused, by the reader as by the opener. */
+        ck_assert_int_eq(sqlite_schema_ensure(db, 2, test_migrate, &calls), -EPROTONOSUPPORT);
+        ck_assert_int_eq(sqlite_tx_begin(db, true, 2, test_migrate, &calls), -EPROTONOSUPPORT);
+        ck_assert_int_eq(sqlite_exec(db, "BEGIN"), 0); /* no transaction was left open */
+        ck_assert_int_eq(sqlite_exec(db, "ROLLBACK"), 0);
+        sqlite3_close(db);
+        ck_assert_int_eq(sqlite_open("/nonexistent/dir/t.db", 100, &db), -EIO);
+        snprintf(path, sizeof path, "rm -rf %s", dir);
+        ck_assert_int_eq(system(path), 0);
+}
+END_TEST
+
+START_TEST(test_sqlite_select_one)
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        sqlite3 *db = NULL;
+
+        ck_assert_int_eq(sqlite3_open(":memory:", &db), SQLITE_OK);
+        ck_assert_int_eq(sqlite_exec(db, "CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER, n TEXT)"),
+                         0);
+        ck_assert_int_eq(sqlite_run(db, "INSERT INTO t VALUES (?1, ?2, ?3)",
+                                    SQL_ARGS(SQL_TEXT("a"), SQL_INT(UINT32_MAX), SQL_TEXT(NULL))),
+                         1);
+        ck_assert_int_eq(sqlite_run(db, "INSERT INTO t VALUES (?1, ?2, ?3)",
+                                    SQL_ARGS(SQL_TEXT("b"), SQL_INT(-5), SQL_TEXT("x"))),
+                         1);
+        ck_assert_int_eq(sqlite_select_one(db, "SELECT v, n FROM t WHERE k = ?1",
+                                           SQL_ARGS(SQL_TEXT("a")), &st),
+                         1);
+        ck_assert_int_eq(sqlite3_column_int64(st, 0), (int64_t)UINT32_MAX);
+        ck_assert_int_eq(sqlite3_column_type(st, 1), SQLITE_NULL); /* NULL text binds NULL */
+        sqlite3_finalize(TAKE_PTR(st));
+        ck_assert_int_eq(sqlite_select_one(db, "SELECT v FROM t WHERE k = ?1",
+                                           SQL_ARGS(SQL_TEXT("zz")), &st),
+                         0);
+        ck_assert_ptr_null(st);
+        /* More parameters than the statement has, and bad SQL, are -EIO, nothing leaks. */
+        ck_assert_int_eq(sqlite_select_one(db, "SELECT v FROM t WHERE k = ?1",
+                                           SQL_ARGS(SQL_TEXT("a"), SQL_INT(1)), &st),
+                         -EIO);
+        ck_assert_int_eq(sqlite_run(db, "UPDATE nope SET v = 1", NULL, 0), -EIO);
+        ck_assert_int_eq(sqlite_run(db, "UPDATE t SET v = v + 1", NULL, 0), 2);
+        ck_assert_int_eq(sqlite_run(db, "DELETE FROM t WHERE k = ?1", SQL_ARGS(SQL_TEXT("q"))), 0);
+        sqlite3_close(db);
+}
+END_TEST
+
 /* Renders in whole through termsafe_stream() and _end() into a NUL-terminated
  * static buffer. */
 static const char *render(const char *in, size_t n)
@@ -231,7 +402,7 @@ START_TEST(test_termsafe_stream_random)
                 ck_assert(w <= TERMSAFE_STREAM_OUT(n));
                 for (size_t i = 0; i < w;) {
                         uint32_t cp;
-                        int k = termsafe_utf8_decode((const unsigned char *)whole + i, w - i, &cp);
+                        int k = utf8_decode((const unsigned char *)whole + i, w - i, &cp);
 
                         ck_assert_msg(k > 0, "round %d: invalid UTF-8 out", round);
                         if (cp == '\r')
@@ -245,17 +416,149 @@ START_TEST(test_termsafe_stream_random)
 }
 END_TEST
 
-START_TEST(test_termsafe_utf8_decode)
+START_TEST(test_utf8_decode)
 {
         uint32_t cp = 0;
 
-        ck_assert_int_eq(termsafe_utf8_decode((const unsigned char *)"\xe2\x82\xac", 3, &cp), 3);
+        ck_assert_int_eq(utf8_decode((const unsigned char *)"\xe2\x82\xac", 3, &cp), 3);
         ck_assert_uint_eq(cp, 0x20ac);
-        ck_assert_int_eq(termsafe_utf8_decode((const unsigned char *)"\xe2\x82", 2, &cp), -1);
-        ck_assert_int_eq(termsafe_utf8_decode((const unsigned char *)"\xe0\x80", 2, &cp), 0);
-        ck_assert_int_eq(termsafe_utf8_decode((const unsigned char *)"\xf0\x8f", 2, &cp), 0);
-        ck_assert_int_eq(termsafe_utf8_decode((const unsigned char *)"\xf0\x9f\x8e", 3, &cp), -1);
-        ck_assert_int_eq(termsafe_utf8_decode((const unsigned char *)"", 0, &cp), -1);
+        ck_assert_int_eq(utf8_decode((const unsigned char *)"\xe2\x82", 2, &cp), -1);
+        ck_assert_int_eq(utf8_decode((const unsigned char *)"\xe0\x80", 2, &cp), 0);
+        ck_assert_int_eq(utf8_decode((const unsigned char *)"\xf0\x8f", 2, &cp), 0);
+        ck_assert_int_eq(utf8_decode((const unsigned char *)"\xf0\x9f\x8e", 3, &cp), -1);
+        ck_assert_int_eq(utf8_decode((const unsigned char *)"", 0, &cp), -1);
+        /* A cut sequence whose available bytes are already wrong is invalid, not cut. */
+        ck_assert_int_eq(utf8_decode((const unsigned char *)"\xe2\x28", 2, &cp), 0);
+}
+END_TEST
+
+/* The classic bad sequences (Markus Kuhn's UTF-8 decoder stress test, RFC 3629
+ * section 10) and the boundaries on both sides of each rule. */
+START_TEST(test_utf8_is_valid_classic)
+{
+        static const struct {
+                const char *s;
+                size_t n;
+                bool valid;
+        } cases[] = {
+                {"", 0, true},
+                {"\0", 1, true}, /* U+0000 is well-formed; NUL refusal is the caller's */
+                {"a\x7f", 2, true},
+                {"\xc2\x80", 2, true},         /* U+0080, first 2-byte */
+                {"\xdf\xbf", 2, true},         /* U+07FF, last 2-byte */
+                {"\xe0\xa0\x80", 3, true},     /* U+0800, first 3-byte */
+                {"\xed\x9f\xbf", 3, true},     /* U+D7FF, last before the surrogates */
+                {"\xee\x80\x80", 3, true},     /* U+E000, first after them */
+                {"\xef\xbf\xbf", 3, true},     /* U+FFFF */
+                {"\xf0\x90\x80\x80", 4, true}, /* U+10000, first 4-byte */
+                {"\xf4\x8f\xbf\xbf", 4, true}, /* U+10FFFF, the last code point */
+                {"\x80", 1, false},            /* lone continuation bytes */
+                {"\xbf", 1, false},
+                {"a\x80"
+                 "b",
+                 3, false},
+                {"\xc0\xaf", 2, false}, /* overlong '/' in 2, 3 and 4 bytes */
+                {"\xe0\x80\xaf", 3, false},
+                {"\xf0\x80\x80\xaf", 4, false},
+                {"\xc0\x80", 2, false}, /* overlong NUL (Java's "modified UTF-8") */
+                {"\xc1\xbf", 2, false}, /* the largest overlongs */
+                {"\xe0\x9f\xbf", 3, false},
+                {"\xf0\x8f\xbf\xbf", 4, false},
+                {"\xed\xa0\x80", 3, false},             /* U+D800, a lone high surrogate */
+                {"\xed\xbf\xbf", 3, false},             /* U+DFFF */
+                {"\xed\xa0\x80\xed\xb0\x80", 6, false}, /* a surrogate pair (CESU-8) */
+                {"\xf4\x90\x80\x80", 4, false},         /* U+110000 */
+                {"\xf5\x80\x80\x80", 4, false},         /* leads F5..FF never occur */
+                {"\xf8\x88\x80\x80\x80", 5, false},     /* old 5- and 6-byte forms */
+                {"\xfc\x84\x80\x80\x80\x80", 6, false},
+                {"\xfe", 1, false},
+                {"\xff", 1, false},
+                {"\xe2\x82", 2, false}, /* cut at the end of the buffer */
+                {"\xf0\x9f\x8e", 3, false},
+                {"\xe2\x28\xa1", 3, false}, /* ASCII where a continuation belongs */
+                {"\xc2", 1, false},
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++)
+                ck_assert_msg(utf8_is_valid(cases[i].s, cases[i].n) == cases[i].valid,
+                              "case %zu: expected %s", i, cases[i].valid ? "valid" : "invalid");
+}
+END_TEST
+
+/* Encodes cp (any value up to U+10FFFF, surrogates too) the plain way; returns bytes. */
+static size_t encode_plain(uint32_t cp, unsigned char out[4])
+{
+        if (cp < 0x80) {
+                out[0] = (unsigned char)cp;
+                return 1;
+        }
+        if (cp < 0x800) {
+                out[0] = (unsigned char)(0xc0 | cp >> 6);
+                out[1] = (unsigned char)(0x80 | (cp & 0x3f));
+                return 2;
+        }
+        if (cp < 0x10000) {
+                out[0] = (unsigned char)(0xe0 | cp >> 12);
+                out[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
+                out[2] = (unsigned char)(0x80 | (cp & 0x3f));
+                return 3;
+        }
+        out[0] = (unsigned char)(0xf0 | cp >> 18);
+        out[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3f));
+        out[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
+        out[3] = (unsigned char)(0x80 | (cp & 0x3f));
+        return 4;
+}
+
+/*
+ * Against the definition, exhaustively for short strings: every code point from
+ * U+0000 to U+10FFFF decodes back from its plain encoding, surrogates excepted (no
+ * false refusal); and whatever any 3-byte string decodes to is the shortest encoding
+ * of a code point that is no surrogate (no false acceptance). Plain if + ck_abort:
+ * ck_assert marks a point per call, far too slow for 2^24 rounds.
+ */
+START_TEST(test_utf8_exhaustive)
+{
+        for (uint32_t cp = 0; cp <= 0x10ffff; cp++) {
+                unsigned char b[4];
+                size_t n = encode_plain(cp, b);
+                bool surrogate = cp >= 0xd800 && cp <= 0xdfff;
+                uint32_t got = UINT32_MAX;
+                int k = utf8_decode(b, n, &got);
+
+                if (surrogate ? k != 0 : k != (int)n || got != cp)
+                        ck_abort_msg("U+%04X: %d", cp, k);
+                if (utf8_is_valid(b, n) == surrogate)
+                        ck_abort_msg("U+%04X: utf8_is_valid", cp);
+        }
+        for (uint32_t v = 0; v < (1u << 24); v++) {
+                unsigned char b[3] = {(unsigned char)(v >> 16), (unsigned char)(v >> 8),
+                                      (unsigned char)v};
+                bool whole = true;
+
+                for (size_t i = 0; i < 3;) {
+                        uint32_t cp;
+                        unsigned char e[4];
+                        int k = utf8_decode(b + i, 3 - i, &cp);
+
+                        if (k <= 0) {
+                                whole = false;
+                                break;
+                        }
+                        if (encode_plain(cp, e) != (size_t)k || memcmp(e, b + i, (size_t)k) != 0 ||
+                            (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+                                ck_abort_msg("%02x %02x %02x: U+%04X from %d bytes", b[0], b[1],
+                                             b[2], cp, k);
+                        i += (size_t)k;
+                }
+                if (utf8_is_valid(b, 3) != whole)
+                        ck_abort_msg("%02x %02x %02x: utf8_is_valid", b[0], b[1], b[2]);
+                /* Two bytes, straight from table 3-7: two ASCII, or C2..DF 80..BF. */
+                if (v < (1u << 16) && utf8_is_valid(b + 1, 2) != ((b[1] < 0x80 && b[2] < 0x80) ||
+                                                                  (b[1] >= 0xc2 && b[1] <= 0xdf &&
+                                                                   b[2] >= 0x80 && b[2] <= 0xbf)))
+                        ck_abort_msg("%02x %02x: utf8_is_valid", b[1], b[2]);
+        }
 }
 END_TEST
 
@@ -390,13 +693,22 @@ int main(void)
         tcase_add_test(tc, test_fdpass);
         tcase_add_test(tc, test_read_file_bounded);
         tcase_add_test(tc, test_mkdir_p);
+        tcase_add_test(tc, test_tree_usage);
+        tcase_add_test(tc, test_sqlite_schema);
+        tcase_add_test(tc, test_sqlite_select_one);
         tcase_add_test(tc, test_termsafe_stream);
         tcase_add_test(tc, test_termsafe_stream_random);
-        tcase_add_test(tc, test_termsafe_utf8_decode);
+        tcase_add_test(tc, test_utf8_decode);
+        tcase_add_test(tc, test_utf8_is_valid_classic);
         tcase_add_test(tc, test_termsafe_token);
         tcase_add_test(tc, test_termsafe_field);
         tcase_add_test(tc, test_suggest);
         tcase_add_test(tc, test_log_renders_controls);
+        suite_add_tcase(s, tc);
+        /* 2^24 strings: about a second, more under sanitizers on a loaded machine. */
+        tc = tcase_create("utf8-exhaustive");
+        tcase_set_timeout(tc, 60);
+        tcase_add_test(tc, test_utf8_exhaustive);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);

@@ -267,6 +267,49 @@ static char *fake_hybrid(void)
 
 /* ---- fake-tree tests ---------------------------------------------------------------- */
 
+/* The readers the broker uses on an app's cgroup dirs (cgroup.h): v1 and v2 files as
+ * the kernel writes them, NULL dirs, missing keys and bad contents. */
+START_TEST(test_readers_fake)
+{
+        _cleanup_(rm_rfp) char *d = fake_dir();
+        pid_t pids[8];
+        uint64_t v = 0;
+        uint32_t p = 0;
+
+        writef("12\n0\n-3\n34\n", "%s/cgroup.procs", d);
+        writef("some avg10=7.25 avg60=1.00 avg300=0.00 total=123\n"
+               "full avg10=0.50 avg60=0.00 avg300=0.00 total=5\n",
+               "%s/memory.pressure", d);
+        writef("anon 100\nanon_thp 5\nfile_mapped 9\nfile 7\n", "%s/memory.stat", d);
+        writef("max\n", "%s/pids.max", d);
+        writef("-1\n", "%s/cpu.cfs_quota_us", d);
+
+        ck_assert_int_eq(cgroup_read_procs(d, pids, ELEMENTSOF(pids)), 2);
+        ck_assert_int_eq(pids[0], 12);
+        ck_assert_int_eq(pids[1], 34);
+        ck_assert_int_eq(cgroup_read_procs(d, pids, 1), 1);
+        ck_assert_int_eq(cgroup_read_pressure(d, "memory.pressure", "some", &p), 0);
+        ck_assert_uint_eq(p, 725);
+        ck_assert_int_eq(cgroup_read_pressure(d, "memory.pressure", "full", &p), 0);
+        ck_assert_uint_eq(p, 50);
+        ck_assert_int_eq(cgroup_read_pressure(d, "memory.pressure", "none", &p), -ENODATA);
+        ck_assert_int_eq(cgroup_read_keyed_u64(d, "memory.stat", "anon", &v), 0);
+        ck_assert_uint_eq(v, 100);
+        ck_assert_int_eq(cgroup_read_keyed_u64(d, "memory.stat", "file", &v), 0);
+        ck_assert_uint_eq(v, 7); /* not file_mapped's */
+        ck_assert_int_eq(cgroup_read_keyed_u64(d, "memory.stat", "swap", &v), -ENODATA);
+        ck_assert_int_eq(cgroup_read_knob_u64(d, "pids.max", &v), 0);
+        ck_assert_uint_eq(v, UINT64_MAX);
+        ck_assert_int_eq(cgroup_read_knob_u64(d, "cpu.cfs_quota_us", &v), -EINVAL);
+        ck_assert_int_eq(cgroup_read_knob_u64(d, "memory.max", &v), -ENOENT);
+        /* A hierarchy the backend does not use. */
+        ck_assert_int_eq(cgroup_read_knob_u64(NULL, "pids.max", &v), -ENOENT);
+        ck_assert_int_eq(cgroup_read_keyed_u64(NULL, "memory.stat", "anon", &v), -ENOENT);
+        ck_assert_int_eq(cgroup_read_pressure(NULL, "memory.pressure", "some", &p), -ENOENT);
+        ck_assert_int_eq(cgroup_read_procs(NULL, pids, ELEMENTSOF(pids)), -ENOENT);
+}
+END_TEST
+
 START_TEST(test_detect_fake)
 {
         _cleanup_(rm_rfp) char *v1 = fake_v1(false), *v2 = fake_v2(), *hy = fake_hybrid();
@@ -1183,6 +1226,18 @@ START_TEST(test_real_pids)
         ck_assert_int_eq(res[0], 7);
         ck_assert_int_eq(cgroup_stats(cg, &st), 0);
         ck_assert_uint_eq(st.pids_current, 8);
+        {
+                /* What the broker's proc.list reads: the pids cgroup, else the unified one. */
+                const char *dir = cgroup_path(cg, "pids") ?: cgroup_path(cg, "");
+                pid_t pids[16];
+
+                bool found = false;
+
+                ck_assert_int_eq(cgroup_read_procs(dir, pids, ELEMENTSOF(pids)), 8);
+                for (size_t i = 0; i < 8; i++)
+                        found |= pids[i] == c.pid;
+                ck_assert(found);
+        }
 
         ck_assert_int_eq(cgroup_kill(cg), 0);
         for (size_t i = 0; i < ELEMENTSOF(ctrls); i++)
@@ -1348,6 +1403,7 @@ int main(void)
         int failed;
 
         tcase_add_unchecked_fixture(fake, fake_setup, fake_teardown);
+        tcase_add_test(fake, test_readers_fake);
         tcase_add_test(fake, test_detect_fake);
         tcase_add_test(fake, test_v2_fake);
         tcase_add_test(fake, test_v2_fake_freeze_timeout);

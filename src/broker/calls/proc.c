@@ -24,11 +24,11 @@
 
 #include "base/fileio.h"
 #include "base/macro.h"
+#include "base/time-util.h"
 #include "broker/broker-internal.h"
 #include "broker/calls/cgroup-read.h"
 
-#define PROCS_FILE_MAX (1024u * 1024u) /* bytes of a cgroup.procs file we read */
-#define SIGNAL_MAX     64              /* _NSIG - 1 on Linux */
+#define SIGNAL_MAX 64 /* _NSIG - 1 on Linux */
 
 /* The cgroup directory whose cgroup.procs lists the app's processes. */
 static const char *procs_dir(const BrokerAppInfo *info)
@@ -42,29 +42,7 @@ static const char *procs_dir(const BrokerAppInfo *info)
 /* Host pids of the app's processes, at most max. Returns the count, or -errno. */
 static int app_pids(const BrokerAppInfo *info, pid_t *pids, size_t max)
 {
-        _cleanup_free_ char *path = NULL, *s = NULL;
-        const char *dir = procs_dir(info);
-        size_t n = 0;
-        int r;
-
-        if (!dir)
-                return -ENOENT;
-        if (asprintf(&path, "%s/cgroup.procs", dir) < 0)
-                return -ENOMEM;
-        r = read_file_at(AT_FDCWD, path, PROCS_FILE_MAX, &s, NULL);
-        if (r < 0)
-                return r;
-        for (char *p = s, *end; *p && n < max; p = end) {
-                long v = strtol(p, &end, 10);
-
-                if (end == p)
-                        break;
-                if (v > 0 && v <= INT32_MAX)
-                        pids[n++] = (pid_t)v;
-                while (*end == '\n')
-                        end++;
-        }
-        return (int)n;
+        return cgroup_read_procs(procs_dir(info), pids, max);
 }
 
 /* The last NSpid entry of a /proc status text (the pid in the innermost namespace)
@@ -148,7 +126,7 @@ static int proc_read(pid_t pid, ProcInfo *p)
         return 0;
 }
 
-static void cgroup_stats(const BrokerAppInfo *info, Cella__V1__CgroupStats *s)
+static void app_cgroup_stats(const BrokerAppInfo *info, Cella__V1__CgroupStats *s)
 {
         CgroupMemory mem;
         uint64_t v;
@@ -157,28 +135,28 @@ static void cgroup_stats(const BrokerAppInfo *info, Cella__V1__CgroupStats *s)
                 s->memory_current_bytes = mem.current;
                 s->memory_limit_bytes = mem.limit;
         }
-        if (cgroup_read_u64(info->pids_cgroup, "pids.current", &v) == 0 ||
-            cgroup_read_u64(info->unified_cgroup, "pids.current", &v) == 0)
+        if (cgroup_read_knob_u64(info->pids_cgroup, "pids.current", &v) == 0 ||
+            cgroup_read_knob_u64(info->unified_cgroup, "pids.current", &v) == 0)
                 s->pids_current = v;
-        if (cgroup_read_u64(info->pids_cgroup, "pids.max", &v) == 0 ||
-            cgroup_read_u64(info->unified_cgroup, "pids.max", &v) == 0)
+        if (cgroup_read_knob_u64(info->pids_cgroup, "pids.max", &v) == 0 ||
+            cgroup_read_knob_u64(info->unified_cgroup, "pids.max", &v) == 0)
                 s->pids_limit = v == UINT64_MAX ? 0 : v;
 
         /* cpuacct.usage lives in the cpuacct hierarchy: the cpu one when the two
          * are co-mounted (cpu,cpuacct), its own where they are mounted apart. */
         if ((info->cpuacct_cgroup &&
-             cgroup_read_u64(info->cpuacct_cgroup, "cpuacct.usage", &v) == 0) ||
-            (info->cpu_cgroup && cgroup_read_u64(info->cpu_cgroup, "cpuacct.usage", &v) == 0))
+             cgroup_read_knob_u64(info->cpuacct_cgroup, "cpuacct.usage", &v) == 0) ||
+            (info->cpu_cgroup && cgroup_read_knob_u64(info->cpu_cgroup, "cpuacct.usage", &v) == 0))
                 s->cpu_usage_ns = v;
-        else if (cgroup_read_key(info->unified_cgroup, "cpu.stat", "usage_usec", &v) == 0)
+        else if (cgroup_read_keyed_u64(info->unified_cgroup, "cpu.stat", "usage_usec", &v) == 0)
                 s->cpu_usage_ns = v * 1000;
 
         /* v1 cpu.shares 1024 is v2 cpu.weight 100 (the kernel's own mapping in
          * cgroup v1 <-> v2 conversions, Documentation/admin-guide/cgroup-v2.rst). */
-        if (cgroup_read_u64(info->cpu_cgroup, "cpu.shares", &v) == 0) {
+        if (cgroup_read_knob_u64(info->cpu_cgroup, "cpu.shares", &v) == 0) {
                 v = v * 100 / 1024;
                 s->cpu_weight = (uint32_t)(v < 1 ? 1 : v > 10000 ? 10000 : v);
-        } else if (cgroup_read_u64(info->unified_cgroup, "cpu.weight", &v) == 0)
+        } else if (cgroup_read_knob_u64(info->unified_cgroup, "cpu.weight", &v) == 0)
                 s->cpu_weight = (uint32_t)(v > 10000 ? 10000 : v);
         else
                 s->cpu_weight = 100;
@@ -186,8 +164,8 @@ static void cgroup_stats(const BrokerAppInfo *info, Cella__V1__CgroupStats *s)
         {
                 uint64_t quota = 0, period = 0;
 
-                if (cgroup_read_u64(info->cpu_cgroup, "cpu.cfs_quota_us", &quota) == 0 &&
-                    cgroup_read_u64(info->cpu_cgroup, "cpu.cfs_period_us", &period) == 0 &&
+                if (cgroup_read_knob_u64(info->cpu_cgroup, "cpu.cfs_quota_us", &quota) == 0 &&
+                    cgroup_read_knob_u64(info->cpu_cgroup, "cpu.cfs_period_us", &period) == 0 &&
                     quota != UINT64_MAX && (int64_t)quota > 0 && period > 0)
                         s->cpu_quota_millis = (uint32_t)(quota * 1000 / period);
         }
@@ -235,15 +213,6 @@ struct ProcState {
         ProcJob *head, *tail;
 };
 
-static uint64_t thread_cpu_ns(void)
-{
-        struct timespec ts;
-
-        if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)
-                return 0;
-        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static ProcJob *job_free(ProcJob *j)
 {
         if (!j)
@@ -281,7 +250,7 @@ static void list_work(ProcJob *j)
                 for (size_t k = 0; k < j->n; k++)
                         if (j->procs[k].host_pid == j->procs[i].host_ppid)
                                 j->ppids[i] = j->procs[k].ns_pid;
-        cgroup_stats(&j->info, &j->stats);
+        app_cgroup_stats(&j->info, &j->stats);
 }
 
 static void signal_work(ProcJob *j);
@@ -289,13 +258,13 @@ static void signal_work(ProcJob *j);
 static void job_work(uv_work_t *req)
 {
         ProcJob *j = req->data;
-        uint64_t t0 = thread_cpu_ns();
+        uint64_t t0 = now_clock_ns(CLOCK_THREAD_CPUTIME_ID);
 
         if (j->is_signal)
                 signal_work(j);
         else
                 list_work(j);
-        j->cpu_ns = thread_cpu_ns() - t0;
+        j->cpu_ns = now_clock_ns(CLOCK_THREAD_CPUTIME_ID) - t0;
 }
 
 static void job_done(uv_work_t *req, int status);

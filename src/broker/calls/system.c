@@ -17,100 +17,20 @@
 #include "base/fileio.h"
 #include "base/macro.h"
 #include "base/strv.h"
+#include "base/time-util.h"
 #include "broker/broker-internal.h"
 #include "broker/calls/cgroup-read.h"
 #include "config.h"
 
 #define FILE_SMALL_MAX (64u * 1024u) /* bytes of a cgroup or /proc file we read */
 
-static uint64_t clock_ns(clockid_t id)
-{
-        struct timespec ts;
-
-        clock_gettime(id, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* ---- cgroup files (shared with proc.c through cgroup-read.h) ---------------------- */
-
-int cgroup_read_u64(const char *dir, const char *file, uint64_t *ret)
-{
-        _cleanup_free_ char *path = NULL, *s = NULL;
-        unsigned long long v;
-        char *end;
-        int r;
-
-        if (!dir)
-                return -ENOENT;
-        if (asprintf(&path, "%s/%s", dir, file) < 0)
-                return -ENOMEM;
-        r = read_file_at(AT_FDCWD, path, 4096, &s, NULL);
-        if (r < 0)
-                return r;
-        if (strncmp(s, "max", 3) == 0) {
-                *ret = UINT64_MAX;
-                return 0;
-        }
-        errno = 0;
-        v = strtoull(s, &end, 10);
-        if (errno != 0 || end == s)
-                return -EINVAL;
-        *ret = v;
-        return 0;
-}
-
-int cgroup_read_key(const char *dir, const char *file, const char *key, uint64_t *ret)
-{
-        _cleanup_free_ char *path = NULL, *s = NULL;
-        size_t klen = strlen(key);
-        int r;
-
-        if (!dir)
-                return -ENOENT;
-        if (asprintf(&path, "%s/%s", dir, file) < 0)
-                return -ENOMEM;
-        r = read_file_at(AT_FDCWD, path, FILE_SMALL_MAX, &s, NULL);
-        if (r < 0)
-                return r;
-        for (char *l = s; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
-                if (strncmp(l, key, klen) == 0 && l[klen] == ' ') {
-                        *ret = strtoull(l + klen + 1, NULL, 10);
-                        return 0;
-                }
-        return -ENOENT;
-}
+/* ---- the app's memory (cgroup-read.h) ------------------------------------------------ */
 
 /* A v1 limit of "no limit" reads as PAGE_COUNTER_MAX pages (0x7ffffffffffff000 on
  * x86-64); anything from 2^62 up is treated as none. */
 static uint64_t limit_or_zero(uint64_t v)
 {
         return v >= (1ull << 62) ? 0 : v;
-}
-
-/* Hundredths of a percent from "some avg10=1.23 ..." (PSI, Documentation/accounting/psi.rst). */
-static int psi_avg10(const char *dir, const char *line_key, uint32_t *ret)
-{
-        _cleanup_free_ char *path = NULL, *s = NULL;
-        int r;
-
-        if (!dir)
-                return -ENOENT;
-        if (asprintf(&path, "%s/memory.pressure", dir) < 0)
-                return -ENOMEM;
-        r = read_file_at(AT_FDCWD, path, 4096, &s, NULL);
-        if (r < 0)
-                return r;
-        for (char *l = s; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
-                unsigned whole = 0, frac = 0;
-
-                if (strncmp(l, line_key, strlen(line_key)) != 0)
-                        continue;
-                if (sscanf(l + strlen(line_key), " avg10=%u.%2u", &whole, &frac) < 1)
-                        return -EINVAL;
-                *ret = whole > 100 ? 10000 : whole * 100 + frac;
-                return 0;
-        }
-        return -ENOENT;
 }
 
 int cgroup_memory(const BrokerAppInfo *info, CgroupMemory *ret)
@@ -121,42 +41,42 @@ int cgroup_memory(const BrokerAppInfo *info, CgroupMemory *ret)
         if (info->memory_cgroup) { /* v1 */
                 const char *d = info->memory_cgroup;
 
-                if (cgroup_read_u64(d, "memory.usage_in_bytes", &v) == 0)
+                if (cgroup_read_knob_u64(d, "memory.usage_in_bytes", &v) == 0)
                         m.current = v;
-                if (cgroup_read_u64(d, "memory.limit_in_bytes", &v) == 0)
+                if (cgroup_read_knob_u64(d, "memory.limit_in_bytes", &v) == 0)
                         m.limit = limit_or_zero(v);
-                if (cgroup_read_u64(d, "memory.max_usage_in_bytes", &v) == 0)
+                if (cgroup_read_knob_u64(d, "memory.max_usage_in_bytes", &v) == 0)
                         m.peak = v;
-                if (cgroup_read_key(d, "memory.stat", "total_rss", &v) == 0 ||
-                    cgroup_read_key(d, "memory.stat", "rss", &v) == 0)
+                if (cgroup_read_keyed_u64(d, "memory.stat", "total_rss", &v) == 0 ||
+                    cgroup_read_keyed_u64(d, "memory.stat", "rss", &v) == 0)
                         m.anon = v;
-                if (cgroup_read_key(d, "memory.stat", "total_cache", &v) == 0 ||
-                    cgroup_read_key(d, "memory.stat", "cache", &v) == 0)
+                if (cgroup_read_keyed_u64(d, "memory.stat", "total_cache", &v) == 0 ||
+                    cgroup_read_keyed_u64(d, "memory.stat", "cache", &v) == 0)
                         m.file = v;
-                if (cgroup_read_key(d, "memory.stat", "total_swap", &v) == 0 ||
-                    cgroup_read_key(d, "memory.stat", "swap", &v) == 0)
+                if (cgroup_read_keyed_u64(d, "memory.stat", "total_swap", &v) == 0 ||
+                    cgroup_read_keyed_u64(d, "memory.stat", "swap", &v) == 0)
                         m.swap = v;
         } else if (info->unified_cgroup &&
-                   cgroup_read_u64(info->unified_cgroup, "memory.current", &v) == 0) {
+                   cgroup_read_knob_u64(info->unified_cgroup, "memory.current", &v) == 0) {
                 const char *d = info->unified_cgroup;
 
                 m.current = v;
-                if (cgroup_read_u64(d, "memory.max", &v) == 0)
+                if (cgroup_read_knob_u64(d, "memory.max", &v) == 0)
                         m.limit = v == UINT64_MAX ? 0 : v;
-                if (cgroup_read_u64(d, "memory.peak", &v) == 0)
+                if (cgroup_read_knob_u64(d, "memory.peak", &v) == 0)
                         m.peak = v;
-                if (cgroup_read_u64(d, "memory.swap.current", &v) == 0)
+                if (cgroup_read_knob_u64(d, "memory.swap.current", &v) == 0)
                         m.swap = v;
-                if (cgroup_read_key(d, "memory.stat", "anon", &v) == 0)
+                if (cgroup_read_keyed_u64(d, "memory.stat", "anon", &v) == 0)
                         m.anon = v;
-                if (cgroup_read_key(d, "memory.stat", "file", &v) == 0)
+                if (cgroup_read_keyed_u64(d, "memory.stat", "file", &v) == 0)
                         m.file = v;
         } else
                 return -ENOENT;
 
         /* PSI lives in the v2 cgroup, also on hybrid hosts (docs/design.md section 5). */
-        (void)psi_avg10(info->unified_cgroup, "some", &m.some_avg10);
-        (void)psi_avg10(info->unified_cgroup, "full", &m.full_avg10);
+        (void)cgroup_read_pressure(info->unified_cgroup, "memory.pressure", "some", &m.some_avg10);
+        (void)cgroup_read_pressure(info->unified_cgroup, "memory.pressure", "full", &m.full_avg10);
         *ret = m;
         return 0;
 }
@@ -244,7 +164,7 @@ static void system_time(BrokerCall *c)
 
         clock_gettime(CLOCK_REALTIME, &rt);
         m.realtime_ns = (int64_t)rt.tv_sec * 1000000000 + rt.tv_nsec;
-        m.monotonic_ns = (int64_t)clock_ns(CLOCK_MONOTONIC);
+        m.monotonic_ns = (int64_t)now_clock_ns(CLOCK_MONOTONIC);
         if (localtime_r(&rt.tv_sec, &tm))
                 m.utc_offset_s = (int32_t)tm.tm_gmtoff;
         broker_reply(c, &m.base, NULL, 0);
@@ -255,7 +175,7 @@ static uint64_t kernel_start_ns;
 
 __attribute__((constructor)) static void note_start(void)
 {
-        kernel_start_ns = clock_ns(CLOCK_MONOTONIC);
+        kernel_start_ns = now_clock_ns(CLOCK_MONOTONIC);
 }
 
 static void system_uptime(BrokerCall *c)
@@ -264,8 +184,8 @@ static void system_uptime(BrokerCall *c)
         const BrokerAppInfo *info = broker_app_info(c->app);
         int64_t now = grants_now_ms();
 
-        m.system_ns = clock_ns(CLOCK_BOOTTIME);
-        m.kernel_ns = clock_ns(CLOCK_MONOTONIC) - kernel_start_ns;
+        m.system_ns = now_clock_ns(CLOCK_BOOTTIME);
+        m.kernel_ns = now_clock_ns(CLOCK_MONOTONIC) - kernel_start_ns;
         m.app_ns = info->started_ms > 0 && now > info->started_ms
                            ? (uint64_t)(now - info->started_ms) * 1000000ull
                            : 0;

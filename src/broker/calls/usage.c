@@ -3,8 +3,9 @@
  * fs.usage (proto/cella.proto "fs", docs/protocol.md "fs.usage"): the bytes an app
  * uses in its /data and /tmp. Moved out of fs.c, which holds fs.open.
  *
- * /data is measured by a walk that adds up st_blocks * 512 over the app's data dir
- * (du's measure), with fstatat on directory fds, never following a symlink and
+ * /data is measured by a walk (base/tree-usage.h, shared with the storage
+ * migration) that adds up st_blocks * 512 over the app's data dir (du's measure),
+ * with fstatat on directory fds, never following a symlink and
  * never leaving the data dir's filesystem, visiting at most USAGE_ENTRIES_MAX
  * entries USAGE_DEPTH_MAX levels deep. A tree larger than that is reported up to
  * the bound (a lower bound; the audit record says "truncated"). A file with several
@@ -57,6 +58,8 @@
 #include <unistd.h>
 
 #include "base/macro.h"
+#include "base/time-util.h"
+#include "base/tree-usage.h"
 #include "broker/broker-internal.h"
 #include "policy/manifest.h"
 
@@ -80,7 +83,6 @@ typedef struct UsageWalk {
         bool truncated;
         int error; /* -errno of the data dir's fstat */
         uint64_t cpu_ns;
-        dev_t dev;
 } UsageWalk;
 
 /* A call waiting for the walk in flight. */
@@ -105,70 +107,29 @@ struct UsageState {
 
 /* ---- the walk (on a threadpool thread: touches nothing but its UsageWalk) ---------- */
 
-/* Adds up the entries of directory fd (owned: closed here), depth levels deep. */
-static void walk_dir(UsageWalk *w, int fd, unsigned depth)
-{
-        DIR *d = fdopendir(fd);
-        struct dirent *de;
-
-        if (!d) {
-                safe_close(fd);
-                return;
-        }
-        while ((de = readdir(d))) {
-                struct stat st;
-                int sub;
-
-                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                        continue;
-                if (w->entries >= USAGE_ENTRIES_MAX) {
-                        w->truncated = true;
-                        break;
-                }
-                w->entries++;
-                if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-                        continue; /* gone meanwhile */
-                w->bytes += (uint64_t)st.st_blocks * 512;
-                if (!S_ISDIR(st.st_mode) || st.st_dev != w->dev)
-                        continue;
-                if (depth + 1 >= USAGE_DEPTH_MAX) {
-                        w->truncated = true;
-                        continue;
-                }
-                /* O_NOFOLLOW: a directory swapped for a symlink since fstatat is skipped. */
-                sub = openat(dirfd(d), de->d_name,
-                             O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-                if (sub >= 0)
-                        walk_dir(w, sub, depth + 1);
-        }
-        closedir(d);
-}
-
-static uint64_t thread_cpu_ns(void)
-{
-        struct timespec ts;
-
-        if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)
-                return 0;
-        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void walk_work(uv_work_t *req)
 {
         UsageWalk *w = req->data;
-        uint64_t t0 = thread_cpu_ns();
+        uint64_t t0 = now_clock_ns(CLOCK_THREAD_CPUTIME_ID);
         struct stat st;
 
         if (fstat(w->dir_fd, &st) < 0) {
                 w->error = negative_errno();
                 w->dir_fd = safe_close(w->dir_fd);
         } else {
-                w->dev = st.st_dev;
-                w->bytes = (uint64_t)st.st_blocks * 512;
-                walk_dir(w, w->dir_fd, 0); /* closes it */
-                w->dir_fd = -EBADF;
+                TreeUsage u = {
+                        .dev = st.st_dev,
+                        .entries_max = USAGE_ENTRIES_MAX,
+                        .depth_max = USAGE_DEPTH_MAX,
+                        .bytes = (uint64_t)st.st_blocks * 512, /* the data dir's own */
+                };
+
+                tree_usage_walk(&u, TAKE_FD(w->dir_fd));
+                w->bytes = u.bytes;
+                w->entries = (unsigned)u.entries;
+                w->truncated = u.truncated;
         }
-        w->cpu_ns = thread_cpu_ns() - t0;
+        w->cpu_ns = now_clock_ns(CLOCK_THREAD_CPUTIME_ID) - t0;
 }
 
 /* ---- answers (on the loop) ------------------------------------------------------------ */

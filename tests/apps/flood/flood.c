@@ -392,6 +392,38 @@ static int mode_cpu(unsigned ms)
         return 0;
 }
 
+/* Touches mib MiB of its own memory, then reads memory.stats and proc.list: prints
+ * "MEM <current> <limit> <anon> <peak> CG <memory_current> <memory_limit> <pids> <n>". */
+static int mode_memory(unsigned mib)
+{
+        Cella *c = open_channel();
+        CellaProcList *pl = NULL;
+        CellaMemoryStats ms;
+        size_t n = (size_t)mib << 20;
+        volatile char *p = malloc(n);
+        int r;
+
+        if (!p)
+                die("malloc", -ENOMEM);
+        for (size_t i = 0; i < n; i += 4096)
+                p[i] = 1;
+        r = cella_memory_stats(c, &ms);
+        if (r < 0)
+                die("memory.stats", r);
+        r = cella_proc_list(c, &pl);
+        if (r < 0)
+                die("proc.list", r);
+        printf("MEM %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " CG %" PRIu64 " %" PRIu64
+               " %" PRIu64 " %zu\n",
+               ms.current_bytes, ms.limit_bytes, ms.anon_bytes, ms.peak_bytes,
+               pl->cgroup.memory_current_bytes, pl->cgroup.memory_limit_bytes,
+               pl->cgroup.pids_current, pl->n_processes);
+        cella_free(pl);
+        free((void *)p);
+        cella_close(c);
+        return 0;
+}
+
 int main(int argc, char **argv)
 {
         if (argc >= 3 && strcmp(argv[1], "usage") == 0)
@@ -404,11 +436,14 @@ int main(int argc, char **argv)
                 return mode_procs((unsigned)strtoul(argv[2], NULL, 10));
         if (argc >= 3 && strcmp(argv[1], "cpu") == 0)
                 return mode_cpu((unsigned)strtoul(argv[2], NULL, 10));
+        if (argc >= 3 && strcmp(argv[1], "memory") == 0)
+                return mode_memory((unsigned)strtoul(argv[2], NULL, 10));
         if (argc >= 2 && strcmp(argv[1], "noread") == 0)
                 return mode_noread();
         if (argc >= 4 && strcmp(argv[1], "calls") == 0)
                 return mode_calls((unsigned)strtoul(argv[2], NULL, 10), argv[3]);
-        fprintf(stderr, "usage: flood usage FILES | procs N | cpu MS | latency SECS | latency-for "
+        fprintf(stderr, "usage: flood usage FILES | procs N | cpu MS | memory MIB | latency SECS | "
+                        "latency-for "
                         "SECS | noread | "
                         "calls SECS time|refused|distinct\n");
         return 2;
