@@ -435,7 +435,8 @@ CELLA_API int cella_app_launch(Cella *c, const char *app_id, const char *action,
  * root, never more. Errors they share: -EINVAL (bad argument), -EACCES (right not
  * granted, or the root's owner may not do it), -EPERM (no such root for apps),
  * -EXDEV (the path leaves the root or crosses a mount), -ELOOP (a procfs magic
- * link), -ENOENT, -ENOTDIR, -EAGAIN (rate-limited). docs/protocol.md "fs calls".
+ * link), -ENOENT, -ENOTDIR, -EAGAIN (rate-limited). docs/protocol.md "Files beneath a
+ * granted root".
  */
 
 /*

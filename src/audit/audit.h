@@ -77,7 +77,7 @@ typedef struct AuditOptions {
          * HEAD (the default). > 0: audit_open(), audit_flush() and audit_close() sync
          * only once HEAD is this many ms old (any writer's sync counts) or
          * AUDIT_SYNC_LAG_RECORDS records behind; audit_sync() still syncs at once. The
-         * supervisor's choice (docs/audit.md, "Durability"). */
+         * supervisor's choice (docs/audit.md, "When to sync"). */
         uint64_t sync_lag_ms;
 } AuditOptions;
 

@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * UTF-8, checked one way everywhere: the wire protocol's strings (broker/wire.c),
+ * UTF-8, checked one way everywhere: the wire protocol's strings (wire/wire.c),
  * the manifest's values (policy/manifest.c), text for a terminal (base/termsafe.c).
  *
  * The rule is RFC 3629 section 4 (the same as the Unicode Standard's table 3-7,

@@ -18,7 +18,7 @@
 #include "cli/cli.h"
 #include "supervisor/control.h"
 #include "cli/exit-codes.h"
-#include "supervisor/supervisor-internal.h"
+#include "supervisor/supervisor.h"
 
 /* How long `cella stop` waits for the app to be gone: the kernel's grace period, then
  * time for the SIGKILL and the kernel's bookkeeping. */

@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * The message bus (docs/design.md section 1 "bus/ipc"): topics with
+ * The message bus (docs/design.md section 1, "bus"): topics with
  * publish/subscribe, direct messages to an app, request/reply correlation. The bus
  * only routes: the broker checks the bus.* rights before calling it.
  *

@@ -2,8 +2,8 @@
 #pragma once
 
 /*
- * Grant decisions for a running app (docs/capabilities.md, "Decisions"; docs/design.md,
- * "Policy"): one app's grants and requested rights as grants.db holds them, parsed
+ * Grant decisions for a running app (docs/capabilities.md, "Decisions"; docs/design.md
+ * sections 4 and 10): one app's grants and requested rights as grants.db holds them, parsed
  * once into a GrantCache, and policy_decide(), which answers from it what
  * grants_check() would answer from the database. The broker keeps one cache per
  * attached app and reloads it when the grants change; the database is read only

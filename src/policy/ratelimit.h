@@ -2,11 +2,11 @@
 #pragma once
 
 /*
- * Per-app rate limits for broker calls (docs/design.md section 6: "check the right ->
- * check the rate limit -> do it"): one token bucket per app and call class. A call
- * takes one token; tokens come back at `rate` per second up to `burst`. An app over
- * its limit gets EAGAIN and nobody else notices (its neighbours have their own
- * buckets). Pure logic: the caller passes the time, so tests are exact.
+ * Per-app rate limits for broker calls (docs/design.md section 6: the right, then the
+ * rate limit of the call's class, then the handler): one token bucket per app and
+ * call class. A call takes one token; tokens come back at `rate` per second up to
+ * `burst`. An app over its limit gets EAGAIN and nobody else notices (its
+ * neighbours have their own buckets). Pure logic: the caller passes the time, so tests are exact.
  *
  * Token bucket as in RFC 2697 (single-rate marker) and Linux's net/sched tbf.
  */

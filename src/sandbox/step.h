@@ -33,5 +33,6 @@ typedef struct SandboxError {
         char detail[SANDBOX_DETAIL_MAX]; /* what was being done, e.g. "bind /usr" */
 } SandboxError;
 
-/* The step's name in messages and status records ("mount", "exec", ...). */
+/* The step's name in messages and status records ("mount", "exec", ...): a static
+ * string; "none" for SANDBOX_STEP_NONE, "unknown" for a value out of range. */
 const char *sandbox_step_to_string(SandboxStep step);

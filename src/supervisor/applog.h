@@ -2,8 +2,8 @@
 #pragma once
 
 /*
- * Per-app output logs (docs/design.md section 9: "logs/<id>.log (the app's stdout/stderr,
- * size-capped and rotated)"): what an app writes is appended to <dir>/<id>.log; past
+ * Per-app output logs (docs/design.md section 9: "logs/<id>.log (capped, rotated)"):
+ * what an app writes is appended to <dir>/<id>.log; past
  * the size cap the file becomes <id>.log.1 (and .1 becomes .2, up to a fixed count,
  * the oldest dropped), as logrotate's "rotate N" does. The cap bounds the disk an
  * app can take through its output.

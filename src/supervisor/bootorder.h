@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * The boot order of `cella boot DIR` (docs/design.md section 1, "registry: boot order"):
+ * The boot order of `cella boot DIR` (docs/design.md section 1, "supervisor"):
  * apps start in waves; an app is in the first wave after every app it depends on,
  * so the apps of one wave are independent of each other and may start in parallel.
  * Kahn's algorithm, with the waves as its levels.

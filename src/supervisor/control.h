@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * The control API (docs/design.md section 1: "control API: JSON over a Unix socket"):
+ * The control API (docs/design.md section 1: "the control API: JSON over a Unix socket"):
  * every kernel process (`cella run`, `cella boot`) listens on
  * <state>/run/<pid>.sock, and the CLI (`cella ps`, `cella grant`, ...) asks every
  * kernel that shares the state directory. The protocol is documented in

@@ -51,6 +51,7 @@ int supervisor_error_at(SupervisorError *e, SandboxStep sandbox_step, int error,
 int supervisor_error_sandbox(SupervisorError *e, const SandboxError *se);
 
 /* The step's name in the "failed" status records (docs/cli.md "JSON status
- * records"): "usage", "manifest", "state", a sandbox step ("mount", "exec", ...),
- * "depends", "internal". */
+ * records"): "usage", "manifest", "state", a sandbox step ("mount", "exec", ...:
+ * sandbox_step_to_string()), "depends", "internal" (also for SUPERVISOR_STEP_NONE).
+ * A static string. */
 const char *supervisor_error_step(const SupervisorError *e);

@@ -2,8 +2,8 @@
 #pragma once
 
 /*
- * The permission prompt (docs/design.md section 4: a dangerous right "needs a user
- * grant at run time"): when a running app asks for a dangerous right it does not
+ * The permission prompt (docs/design.md sections 4 and 10: a dangerous right is granted
+ * only by the user): when a running app asks for a dangerous right it does not
  * hold (perm.request), the kernel asks the person at the terminal that runs cella:
  *
  *   cella: org.example.notes asks for "fs.write:documents" (create and change user

@@ -14,7 +14,8 @@
  * Life of a run: sandboxed_spawn(), sandboxed_watch() (or sandboxed_abort() when
  * the owner cannot serve it), then, once ops->exited() found the run over,
  * sandboxed_reap(), the owner's report, sandboxed_release() and
- * sandboxed_restart_decide(). Every function returns 0 or a negative errno.
+ * sandboxed_restart_decide(). Every function that returns an int returns 0 or a
+ * negative errno (sandboxed_report_failed(): an exit code).
  */
 
 #include <jansson.h>
@@ -129,7 +130,8 @@ const SandboxExit *sandboxed_reap(SandboxedRun *r);
 void sandboxed_release(SandboxedRun *r);
 
 /*
- * The restart policy (restart.h) on the run's end, r->last_exit: schedules a
+ * The restart policy (restart.h; policy: the manifest's "restart") on the run's
+ * end, r->last_exit: schedules a
  * restart (audited "restart" with delay_ms; ops->start once the delay passes) or
  * gives up (said and audited "gave-up"). Returns the decision; the owner sets its
  * states.
@@ -146,7 +148,8 @@ bool sandboxed_cancel_restart(SandboxedRun *r);
  */
 void sandboxed_stop(SandboxedRun *r, bool kill);
 
-/* Forwards signum to the sandbox's init (cella run); SIGKILL kills its cgroup too. */
+/* Forwards signal number signum to the sandbox's init (cella run), which passes it to
+ * the app; SIGKILL kills the whole cgroup too. Nothing without a running sandbox. */
 void sandboxed_signal(SandboxedRun *r, int signum);
 
 /*

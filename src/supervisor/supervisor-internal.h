@@ -38,7 +38,6 @@
 #define SUPERVISOR_STATUS_MAX (1024u * 1024u)
 /* At exit, the time the observers get to read what is still buffered. */
 #define SUPERVISOR_OUTLET_LINGER_MS 1000u
-#define SUPERVISOR_STOP_GRACE_MS    5000 /* SIGTERM, then SIGKILL after this (systemd: 90 s) */
 /* RLIMIT_NOFILE the kernel raises itself to (if fs.nr_open allows): a packed group of
  * LUAHOST_APPS_MAX apps needs about 3 fds per app at its start. */
 #define SUPERVISOR_NOFILE_MAX (1u << 18)

@@ -22,6 +22,11 @@
 #include "sandbox/cgroup.h"
 #include "supervisor/error.h"
 
+/* A stop is SIGTERM, then SIGKILL once this many ms have passed (systemd's
+ * DefaultTimeoutStopSec: 90 s). Here rather than in supervisor-internal.h because
+ * `cella stop` waits for it. */
+#define SUPERVISOR_STOP_GRACE_MS 5000
+
 typedef struct Supervisor Supervisor;
 typedef struct Instance Instance;
 

@@ -93,6 +93,9 @@ int channel_send(int fd, const ChannelFrame *frame, const int *fds, unsigned n_f
  *   another -errno of recvmsg.
  * A failed frame is consumed: the next call reads the next datagram.
  */
+int channel_recv(int fd, ChannelFrame *ret, void *buf, int *ret_fds, unsigned max_fds,
+                 int recv_flags);
+
 struct msghdr;
 
 /*
@@ -104,9 +107,6 @@ struct msghdr;
  */
 int channel_judge(const struct msghdr *mh, size_t len, const void *buf, unsigned max_fds,
                   ChannelFrame *ret, int *ret_fds);
-
-int channel_recv(int fd, ChannelFrame *ret, void *buf, int *ret_fds, unsigned max_fds,
-                 int recv_flags);
 
 /*
  * Builds the body of an error reply: an ErrorReply{errnum, message} protobuf into

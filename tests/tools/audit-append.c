@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * audit-append: appends records to an audit log through the library, for the
- * integration tests of `cella audit` (the supervisor does not write the log yet).
+ * integration tests of `cella audit`: records of any event and time, which no
+ * kernel writes on demand.
  *
  *   audit-append [--file-max BYTES] [--flush-every N] STATE_DIR RECORD...
  *

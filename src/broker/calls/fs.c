@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The fs calls (proto/cella.proto "fs", docs/protocol.md "fs calls"): user files
- * beneath a granted root (fs.open, fs.list, fs.stat, fs.mkdir, fs.rename,
- * fs.unlink).
+ * The fs calls (proto/cella.proto "fs", docs/protocol.md "Files beneath a granted
+ * root"): user files beneath a granted root (fs.open, fs.list, fs.stat, fs.mkdir,
+ * fs.rename, fs.unlink).
  *
  * A granted root is a host directory an app holds fs.read:<root> / fs.write:<root>
  * for. The rules, each a boundary of its own:
