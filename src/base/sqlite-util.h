@@ -29,6 +29,7 @@
 
 #include "base/macro.h"
 
+/* For _cleanup_stmt_: finalizes *st (sqlite3_finalize() takes NULL). */
 static inline void sqlite_finalizep(sqlite3_stmt **st)
 {
         sqlite3_finalize(*st);

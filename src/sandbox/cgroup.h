@@ -86,8 +86,11 @@ int cgroup_detect(const char *fs_root, CgroupMode *ret);
  */
 int cgroup_manager_new(const char *fs_root, CgroupMode mode, const char *parent,
                        CgroupManager **ret);
+/* Frees m, which must outlive every Cgroup made from it; takes NULL; returns NULL. */
 CgroupManager *cgroup_manager_free(CgroupManager *m);
+/* The backend m drives: CGROUP_MODE_V1, _V2 or _HYBRID, never _AUTO. */
 CgroupMode cgroup_manager_mode(const CgroupManager *m);
+/* The ops table of that backend (cgroup_v1_ops, cgroup_v2_ops, cgroup_hybrid_ops). */
 const CgroupOps *cgroup_manager_ops(const CgroupManager *m);
 
 /*
@@ -116,6 +119,13 @@ int cgroup_new(CgroupManager *m, const char *label, Cgroup **ret);
 int cgroup_new_unified(CgroupManager *m, const char *label, Cgroup **ret);
 int cgroup_new_rest(Cgroup *cg);
 
+/*
+ * The backend's ops on cg (CgroupOps above; the knobs of each backend in the header
+ * comment): writes limits (a 0 field left alone; cpu_weight outside 1..10000 is
+ * -EINVAL); moves pid (a host pid) into every leaf; freezes or thaws every task;
+ * SIGKILLs every task; reads the counters into *ret. Each returns 0, -EINVAL for a
+ * NULL cg (or limits, ret), or the -errno of the cgroup file that failed.
+ */
 int cgroup_set_limits(Cgroup *cg, const CgroupLimits *limits);
 int cgroup_attach(Cgroup *cg, pid_t pid);
 int cgroup_freeze(Cgroup *cg, bool frozen);

@@ -108,6 +108,9 @@ struct msghdr;
 int channel_judge(const struct msghdr *mh, size_t len, const void *buf, unsigned max_fds,
                   ChannelFrame *ret, int *ret_fds);
 
+#define CHANNEL_ERROR_MESSAGE_MAX 255u
+#define CHANNEL_ERROR_BODY_MAX    (16u + CHANNEL_ERROR_MESSAGE_MAX)
+
 /*
  * Builds the body of an error reply: an ErrorReply{errnum, message} protobuf into
  * out (size bytes; CHANNEL_ERROR_BODY_MAX is always enough). error is a negative
@@ -116,8 +119,6 @@ int channel_judge(const struct msghdr *mh, size_t len, const void *buf, unsigned
  * Hand-encoded so the framing needs no protobuf library; the result decodes as
  * cella.v1.ErrorReply.
  */
-#define CHANNEL_ERROR_MESSAGE_MAX 255u
-#define CHANNEL_ERROR_BODY_MAX    (16u + CHANNEL_ERROR_MESSAGE_MAX)
 int channel_error_body(int error, const char *message, void *out, size_t size);
 
 /*
