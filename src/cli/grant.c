@@ -179,7 +179,7 @@ static void cli_audit_done(CliAudit *ca, const char *app)
                                   app, ca->state_dir);
 
         /* A running kernel re-reads the app's grants now: a revoke closes the app's
-         * broker handles that depended on the right at once (docs/design.md section 4). */
+         * broker handles that depended on the right at once (docs/design.md section 10). */
         r = control_notify_grants_changed(ca->state_dir, app);
         if (r < 0 && r != -EACCES)
                 log_warning_errno(r,
