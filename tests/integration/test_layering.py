@@ -133,8 +133,8 @@ def design_text():
 
 
 def test_design_references_in_code_exist():
-    """Every `docs/design.md section N` in a comment names a section the page has,
-    and a quoted phrase after it is on the page."""
+    """Every `docs/design.md section N` in a comment or another doc names a section
+    the page has, and a quoted phrase after it is on the page."""
     sections = set(re.findall(r"^## (\d+)\. ", DESIGN.read_text(), re.M))
     page = design_text()
     ref = re.compile(r'docs/design\.md,?\s+sections?\s+(\d+)(?:\s+and\s+(\d+))?'
@@ -143,6 +143,7 @@ def test_design_references_in_code_exist():
     wrong = []
     files = [f for d in ("src", "include", "tests", "bench", "examples", "scripts")
              for f in (ROOT / d).rglob("*") if f.is_file() and f.suffix in (".c", ".h", ".py", ".lua", "")]
+    files += [ROOT / "README.md"] + [f for f in (ROOT / "docs").glob("*.md") if f != DESIGN]
     for f in files:
         try:
             text = f.read_text()
