@@ -8,7 +8,9 @@
 #include <string.h>
 #include <sys/param.h>
 #include <sys/socket.h>
+#include <grp.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "base/fdpass.h"
@@ -202,6 +204,69 @@ START_TEST(test_tree_usage)
         ck_assert_uint_eq(u.bytes, 4ull << 20);
 
         snprintf(path, sizeof path, "rm -rf %s %s", dir, outside);
+        ck_assert_int_eq(system(path), 0);
+}
+END_TEST
+
+/*
+ * entries_max bounds what readdir gives, not what fstatat sees: a directory whose
+ * entries the walker can list but not stat (mode 0444, searched by an unprivileged
+ * uid; in an app's /data, entries removed between readdir and fstatat) is cut at
+ * the bound too, so an app churning its files cannot keep a bounded walk going.
+ */
+START_TEST(test_tree_usage_bound_unstattable)
+{
+        char dir[] = "/tmp/cella-test-XXXXXX", path[256];
+        siginfo_t si = {};
+        pid_t pid;
+
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        for (int i = 0; i < 64; i++) {
+                snprintf(path, sizeof path, "f%02d", i);
+                write_bytes(dir, path, 1);
+        }
+        ck_assert_int_eq(chmod(dir, 0755), 0); /* mkdtemp's 0700: others may not list */
+        snprintf(path, sizeof path, "%s/locked", dir);
+        ck_assert_int_eq(mkdir(path, 0700), 0);
+        for (int i = 0; i < 64; i++) {
+                char name[8];
+
+                snprintf(name, sizeof name, "g%02d", i);
+                write_bytes(path, name, 1);
+        }
+        ck_assert_int_eq(chmod(path, 0444), 0); /* listable, not searchable */
+
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                struct stat st;
+                TreeUsage u;
+                int fd;
+
+                if (geteuid() == 0 &&
+                    (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
+                     setresuid(65534, 65534, 65534) < 0))
+                        _exit(10);
+                fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (fd < 0 || fstat(fd, &st) < 0)
+                        _exit(11);
+                if (fstatat(fd, "g00", &st, AT_SYMLINK_NOFOLLOW) == 0)
+                        _exit(12); /* the setup failed: the entries can be stat'ed */
+                u = (TreeUsage){.dev = st.st_dev, .entries_max = 8, .depth_max = 64};
+                tree_usage_walk(&u, fd);
+                if (u.entries != 0)
+                        _exit(13);
+                if (!u.truncated)
+                        _exit(14); /* read every entry: the bound did not hold */
+                if (u.visited != 8)
+                        _exit(15);
+                _exit(0);
+        }
+        ck_assert_int_eq(waitid(P_PID, (id_t)pid, &si, WEXITED), 0);
+        ck_assert_int_eq(si.si_code, CLD_EXITED);
+        ck_assert_msg(si.si_status == 0, "walker child failed with %d", si.si_status);
+
+        snprintf(path, sizeof path, "rm -rf %s", dir);
         ck_assert_int_eq(system(path), 0);
 }
 END_TEST
@@ -694,6 +759,7 @@ int main(void)
         tcase_add_test(tc, test_read_file_bounded);
         tcase_add_test(tc, test_mkdir_p);
         tcase_add_test(tc, test_tree_usage);
+        tcase_add_test(tc, test_tree_usage_bound_unstattable);
         tcase_add_test(tc, test_sqlite_schema);
         tcase_add_test(tc, test_sqlite_select_one);
         tcase_add_test(tc, test_termsafe_stream);
