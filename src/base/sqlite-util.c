@@ -1,22 +1,43 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Our glue around SQLite (sqlite-util.h). */
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/sqlite-util.h"
 
 int sqlite_open(const char *path, unsigned busy_timeout_ms, sqlite3 **ret)
 {
+        _cleanup_close_ int fd = -EBADF;
         sqlite3 *db = NULL;
+        struct stat st;
 
+        /*
+         * The file is made (or checked) here, not by SQLite, as the audit log's files
+         * are (audit/log.c): 0600 from its first byte, where SQLite would create it
+         * 0644 & ~umask and a chmod after the open would leave a window; never
+         * through a symlink, whose target would get root's chmod and SQLite's writes
+         * (SQLITE_OPEN_NOFOLLOW keeps SQLite's own open to that too); only a regular
+         * file.
+         */
+        fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return negative_errno();
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if (!S_ISREG(st.st_mode))
+                return -EINVAL;
+        if ((st.st_mode & 07777) != 0600 && fchmod(fd, 0600) < 0)
+                return negative_errno();
         if (sqlite3_open_v2(path, &db,
-                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+                                    SQLITE_OPEN_NOFOLLOW,
                             NULL) != SQLITE_OK) {
                 sqlite3_close(db); /* a handle comes back even on failure, unless out of memory */
                 return -EIO;
         }
         sqlite3_busy_timeout(db, (int)busy_timeout_ms);
-        (void)chmod(path, 0600);
         *ret = db;
         return 0;
 }

@@ -19,7 +19,8 @@
  * upgrades it under BEGIN IMMEDIATE, so two processes never migrate at once.
  *
  * Errors: every SQLite failure is -EIO (the caller names the file); a file written by
- * a newer cella (a higher user_version) is -EPROTONOSUPPORT.
+ * a newer cella (a higher user_version) is -EPROTONOSUPPORT; sqlite_open() passes on
+ * the errno of its own open(2) of the file.
  */
 
 #include <sqlite3.h>
@@ -38,7 +39,10 @@ static inline void sqlite_finalizep(sqlite3_stmt **st)
 
 /*
  * Opens path as described above, waiting up to busy_timeout_ms milliseconds for
- * another connection's lock. Returns 0 and *ret (sqlite3_close() it), -EIO.
+ * another connection's lock. The file is created 0600 (an existing one is made
+ * 0600), never through a symlink. Returns 0 and *ret (sqlite3_close() it); the
+ * -errno of open(2) (-ELOOP: path is a symlink; -ENOENT, -EACCES, -EROFS ...);
+ * -EINVAL if path is not a regular file; -EIO if SQLite cannot open it.
  */
 int sqlite_open(const char *path, unsigned busy_timeout_ms, sqlite3 **ret);
 

@@ -24,10 +24,14 @@ static void walk(TreeUsage *u, int fd, unsigned depth)
 
                 if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
                         continue;
-                if (u->entries_max > 0 && u->entries >= u->entries_max) {
+                /* The bound is on what readdir gives, not on what fstatat sees: an
+                 * app that removes its files as fast as it makes them would otherwise
+                 * keep a bounded walk going. */
+                if (u->entries_max > 0 && u->visited >= u->entries_max) {
                         u->truncated = true;
                         break;
                 }
+                u->visited++;
                 if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
                         continue; /* gone meanwhile */
                 u->entries++;

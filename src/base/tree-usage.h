@@ -17,12 +17,14 @@
 typedef struct TreeUsage {
         /* Set by the caller. */
         dev_t dev;                /* the file system walked (st_dev of the top directory) */
-        uint64_t entries_max;     /* entries visited at most, then truncated; 0: no bound */
+        uint64_t entries_max;     /* entries visited at most (readdir's, whether fstatat
+                                   * could see them or not), then truncated; 0: no bound */
         unsigned depth_max;       /* a directory depth_max levels below the top is not entered */
         uint64_t entry_bytes_min; /* each entry counts at least this many bytes; 0: its blocks */
         /* Added to by tree_usage_walk(). */
         uint64_t bytes;
         uint64_t entries; /* entries counted (those fstatat could see) */
+        uint64_t visited; /* entries readdir gave: what entries_max bounds */
         bool truncated;   /* entries_max or depth_max cut the walk: bytes is a lower bound */
 } TreeUsage;
 

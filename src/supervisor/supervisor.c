@@ -150,19 +150,29 @@ static int host_launch(void *userdata, const char *caller_id, const char *target
 {
         Supervisor *s = userdata;
         Instance *inst = supervisor_find(s, target_id);
+        SandboxedRun *run;
+        bool restarting;
+        int r;
 
         if (!inst)
                 return -ENOENT;
+        run = inst->group ? &inst->group->run : &inst->run;
+        restarting = inst->state == INSTANCE_RESTARTING;
         if (inst->state == INSTANCE_RUNNING) {
                 *ret_already_running = true;
                 return 0;
         }
         if (s->stopping)
                 return -EBUSY;
-        if (inst->state == INSTANCE_RESTARTING) /* a start now replaces the restart */
-                sandboxed_cancel_restart(inst->group ? &inst->group->run : &inst->run);
         log_info("%s: launched by %s", target_id, caller_id);
-        if (instance_start(inst) != 0)
+        r = instance_start(inst);
+        /* A start replaces a pending restart (the spawn cancels it), and so does a
+         * start that failed for good (FAILED). One that could not begin (its last
+         * run still being cleaned up: the states stand) leaves the restart pending,
+         * or the app would stay "restarting" with nothing to restart it. */
+        if (restarting && inst->state != INSTANCE_RESTARTING)
+                sandboxed_cancel_restart(run);
+        if (r != 0)
                 return -EIO;
         *ret_already_running = false;
         return 0;

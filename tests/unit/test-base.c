@@ -8,7 +8,9 @@
 #include <string.h>
 #include <sys/param.h>
 #include <sys/socket.h>
+#include <grp.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "base/fdpass.h"
@@ -206,6 +208,69 @@ START_TEST(test_tree_usage)
 }
 END_TEST
 
+/*
+ * entries_max bounds what readdir gives, not what fstatat sees: a directory whose
+ * entries the walker can list but not stat (mode 0444, searched by an unprivileged
+ * uid; in an app's /data, entries removed between readdir and fstatat) is cut at
+ * the bound too, so an app churning its files cannot keep a bounded walk going.
+ */
+START_TEST(test_tree_usage_bound_unstattable)
+{
+        char dir[] = "/tmp/cella-test-XXXXXX", path[256];
+        siginfo_t si = {};
+        pid_t pid;
+
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        for (int i = 0; i < 64; i++) {
+                snprintf(path, sizeof path, "f%02d", i);
+                write_bytes(dir, path, 1);
+        }
+        ck_assert_int_eq(chmod(dir, 0755), 0); /* mkdtemp's 0700: others may not list */
+        snprintf(path, sizeof path, "%s/locked", dir);
+        ck_assert_int_eq(mkdir(path, 0700), 0);
+        for (int i = 0; i < 64; i++) {
+                char name[8];
+
+                snprintf(name, sizeof name, "g%02d", i);
+                write_bytes(path, name, 1);
+        }
+        ck_assert_int_eq(chmod(path, 0444), 0); /* listable, not searchable */
+
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                struct stat st;
+                TreeUsage u;
+                int fd;
+
+                if (geteuid() == 0 &&
+                    (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
+                     setresuid(65534, 65534, 65534) < 0))
+                        _exit(10);
+                fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (fd < 0 || fstat(fd, &st) < 0)
+                        _exit(11);
+                if (fstatat(fd, "g00", &st, AT_SYMLINK_NOFOLLOW) == 0)
+                        _exit(12); /* the setup failed: the entries can be stat'ed */
+                u = (TreeUsage){.dev = st.st_dev, .entries_max = 8, .depth_max = 64};
+                tree_usage_walk(&u, fd);
+                if (u.entries != 0)
+                        _exit(13);
+                if (!u.truncated)
+                        _exit(14); /* read every entry: the bound did not hold */
+                if (u.visited != 8)
+                        _exit(15);
+                _exit(0);
+        }
+        ck_assert_int_eq(waitid(P_PID, (id_t)pid, &si, WEXITED), 0);
+        ck_assert_int_eq(si.si_code, CLD_EXITED);
+        ck_assert_msg(si.si_status == 0, "walker child failed with %d", si.si_status);
+
+        snprintf(path, sizeof path, "rm -rf %s", dir);
+        ck_assert_int_eq(system(path), 0);
+}
+END_TEST
+
 /* The test migration: from 0 makes table t, from 1 adds column b; from 9 fails. */
 static int test_migrate(sqlite3 *db, int from, void *userdata)
 {
@@ -256,7 +321,74 @@ START_TEST(test_sqlite_schema)
         ck_assert_int_eq(sqlite_exec(db, "BEGIN"), 0); /* no transaction was left open */
         ck_assert_int_eq(sqlite_exec(db, "ROLLBACK"), 0);
         sqlite3_close(db);
-        ck_assert_int_eq(sqlite_open("/nonexistent/dir/t.db", 100, &db), -EIO);
+        ck_assert_int_eq(sqlite_open("/nonexistent/dir/t.db", 100, &db), -ENOENT);
+        snprintf(path, sizeof path, "rm -rf %s", dir);
+        ck_assert_int_eq(system(path), 0);
+}
+END_TEST
+
+/*
+ * A database path that is a symlink (planted in a state directory) is refused: root
+ * neither chmods its target nor lets SQLite write there, and a dangling one creates
+ * nothing. A file SQLite would have made 0644 is 0600 at once (umask 0), an existing
+ * 0644 one becomes 0600, and a directory or FIFO is refused.
+ */
+START_TEST(test_sqlite_open_refuses_symlinks)
+{
+        char dir[] = "/tmp/cella-test-XXXXXX", path[128], target[128], buf[32] = "";
+        sqlite3 *db = NULL;
+        struct stat st;
+        mode_t old_umask;
+        int fd;
+
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        snprintf(target, sizeof target, "%s/victim", dir);
+        fd = open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(write(fd, "not a database\n", 15), 15);
+        close(fd);
+        ck_assert_int_eq(chmod(target, 0644), 0);
+
+        snprintf(path, sizeof path, "%s/grants.db", dir);
+        ck_assert_int_eq(symlink(target, path), 0);
+        ck_assert_int_eq(sqlite_open(path, 100, &db), -ELOOP);
+        ck_assert_ptr_null(db);
+        ck_assert_int_eq(stat(target, &st), 0);
+        ck_assert_uint_eq(st.st_mode & 07777, 0644); /* not chmodded through the link */
+        ck_assert_int_eq(st.st_size, 15);
+        fd = open(target, O_RDONLY | O_CLOEXEC);
+        ck_assert_int_eq(read(fd, buf, sizeof buf - 1), 15);
+        close(fd);
+        ck_assert_str_eq(buf, "not a database\n");
+
+        /* A dangling link: its target is not created. */
+        ck_assert_int_eq(unlink(path), 0);
+        snprintf(target, sizeof target, "%s/made", dir);
+        ck_assert_int_eq(symlink(target, path), 0);
+        ck_assert_int_eq(sqlite_open(path, 100, &db), -ELOOP);
+        ck_assert_int_eq(access(target, F_OK), -1);
+        ck_assert_int_eq(unlink(path), 0);
+
+        /* Created 0600 even under umask 0; an existing 0644 file is made 0600. */
+        old_umask = umask(0);
+        ck_assert_int_eq(sqlite_open(path, 100, &db), 0);
+        umask(old_umask);
+        ck_assert_int_eq(stat(path, &st), 0);
+        ck_assert_uint_eq(st.st_mode & 07777, 0600);
+        ck_assert_int_eq(sqlite_exec(db, "CREATE TABLE t (k TEXT)"), 0);
+        sqlite3_close(db);
+        ck_assert_int_eq(chmod(path, 0644), 0);
+        ck_assert_int_eq(sqlite_open(path, 100, &db), 0);
+        ck_assert_int_eq(stat(path, &st), 0);
+        ck_assert_uint_eq(st.st_mode & 07777, 0600);
+        sqlite3_close(db);
+
+        /* Not a regular file. */
+        snprintf(path, sizeof path, "%s/fifo.db", dir);
+        ck_assert_int_eq(mkfifo(path, 0600), 0);
+        ck_assert_int_eq(sqlite_open(path, 100, &db), -EINVAL);
+        ck_assert_int_eq(sqlite_open(dir, 100, &db), -EISDIR);
+
         snprintf(path, sizeof path, "rm -rf %s", dir);
         ck_assert_int_eq(system(path), 0);
 }
@@ -694,6 +826,8 @@ int main(void)
         tcase_add_test(tc, test_read_file_bounded);
         tcase_add_test(tc, test_mkdir_p);
         tcase_add_test(tc, test_tree_usage);
+        tcase_add_test(tc, test_tree_usage_bound_unstattable);
+        tcase_add_test(tc, test_sqlite_open_refuses_symlinks);
         tcase_add_test(tc, test_sqlite_schema);
         tcase_add_test(tc, test_sqlite_select_one);
         tcase_add_test(tc, test_termsafe_stream);

@@ -2361,6 +2361,163 @@ START_TEST(test_opcode_table)
 }
 END_TEST
 
+/* A value for a request's string field that its handler's checks accept, by the
+ * field's name (proto/cella.proto). */
+static const char *filler_string(const char *field)
+{
+        static const struct {
+                const char *field, *value;
+        } values[] = {
+                {"root", "documents"},
+                {"path", "a"},
+                {"old_path", "a"},
+                {"new_path", "b"},
+                {"app_id", "org.test.peer"},
+                {"topic", "org.test.peer.news"},
+                {"pattern", "org.test.**"},
+                {"permission", "notify"},
+                {"title", "t"},
+                {"content_type", "text/plain"},
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(values); i++)
+                if (strcmp(values[i].field, field) == 0)
+                        return values[i].value;
+        return "x";
+}
+
+/* Fills m's fields (and one element of a repeated message field, allocated into
+ * *subs, at most max_subs) with values its handler accepts: strings by
+ * filler_string(), numbers by name, fs flags as given. */
+static void fill_request(ProtobufCMessage *m, uint32_t fs_flags, void **subs, size_t max_subs,
+                         size_t *n_subs)
+{
+        const ProtobufCMessageDescriptor *d = m->descriptor;
+
+        for (unsigned i = 0; i < d->n_fields; i++) {
+                const ProtobufCFieldDescriptor *fd = &d->fields[i];
+                char *at = (char *)m + fd->offset;
+
+                if (fd->label == PROTOBUF_C_LABEL_REPEATED) {
+                        ProtobufCMessage **one;
+
+                        if (fd->type != PROTOBUF_C_TYPE_MESSAGE)
+                                continue;
+                        ck_assert_uint_lt(*n_subs + 1, max_subs);
+                        one = calloc(1, sizeof *one);
+                        ck_assert_ptr_nonnull(one);
+                        one[0] = calloc(1, ((const ProtobufCMessageDescriptor *)fd->descriptor)
+                                                   ->sizeof_message);
+                        ck_assert_ptr_nonnull(one[0]);
+                        protobuf_c_message_init(fd->descriptor, one[0]);
+                        subs[(*n_subs)++] = one;
+                        subs[(*n_subs)++] = one[0];
+                        fill_request(one[0], fs_flags, subs, max_subs, n_subs);
+                        *(size_t *)((char *)m + fd->quantifier_offset) = 1;
+                        *(ProtobufCMessage ***)at = one;
+                        continue;
+                }
+                switch (fd->type) {
+                case PROTOBUF_C_TYPE_STRING:
+                        *(const char **)at = filler_string(fd->name);
+                        break;
+                case PROTOBUF_C_TYPE_UINT32:
+                case PROTOBUF_C_TYPE_INT32:
+                        *(uint32_t *)at = d == &cella__v1__fs_open_request__descriptor &&
+                                                          strcmp(fd->name, "flags") == 0
+                                                  ? fs_flags
+                                          : strcmp(fd->name, "signal") == 0 ? 15
+                                          : strcmp(fd->name, "pid") == 0    ? 1
+                                                                            : 0;
+                        break;
+                case PROTOBUF_C_TYPE_UINT64:
+                        *(uint64_t *)at = strcmp(fd->name, "initial_ms") == 0    ? 1000
+                                          : strcmp(fd->name, "interval_ms") == 0 ? 0
+                                                                                 : 1;
+                        break;
+                default:
+                        break;
+                }
+        }
+}
+
+/*
+ * The rights the opcode table lists for a request are the rights its handler checks
+ * for a valid request, both ways: a request with every field filled in as its
+ * handler accepts (fs.open for reading and for writing) asks for a right the table
+ * lists, every listed right is asked for by one of them, and a request the table
+ * lists no right for asks for none. test_opcode_table sees only default fields,
+ * which most handlers refuse before naming a right.
+ */
+START_TEST(test_opcode_rights_match_handlers)
+{
+        static const uint32_t flag_sets[] = {
+                CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_READ,
+                CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_READ |
+                        CELLA__V1__FS_OPEN_FLAG__FS_OPEN_FLAG_WRITE,
+        };
+        const WireOp *ops;
+        size_t n, named = 0;
+
+        ops = wire_ops(&n);
+        for (size_t i = 0; i < n; i++) {
+                const WireOp *op = &ops[i];
+                const BrokerCallDef *def = broker_call_def(op->opcode);
+                char seen[128] = " ";
+
+                if (!op->request)
+                        continue;
+                ck_assert_ptr_nonnull(def);
+                for (size_t f = 0; f < ELEMENTSOF(flag_sets); f++) {
+                        void *subs[8];
+                        size_t n_subs = 0;
+                        _cleanup_free_ void *req = calloc(1, op->request->sizeof_message);
+                        char buf[CAPABILITY_RIGHT_MAX];
+                        const char *right = NULL;
+                        int err = 0;
+
+                        ck_assert_ptr_nonnull(req);
+                        protobuf_c_message_init(op->request, req);
+                        fill_request(req, flag_sets[f], subs, ELEMENTSOF(subs), &n_subs);
+                        if (def->right_of)
+                                right = def->right_of(req, buf, sizeof buf, &err);
+                        ck_assert_msg(err == 0, "%s: a valid request is refused: %s", op->name,
+                                      strerror(-err));
+                        if (!op->rights[0])
+                                ck_assert_msg(!right, "%s checks '%s', but the table lists none",
+                                              op->name, right);
+                        else if (!right && strcmp(op->name, "bus.publish_batch") == 0) {
+                                /* Its handler checks bus.publish per topic
+                                 * (test_bus_publish_batch_rights). */
+                                snprintf(seen, sizeof seen, " %s ", op->rights);
+                        } else {
+                                ck_assert_msg(right, "%s checks no right, the table lists \"%s\"",
+                                              op->name, op->rights);
+                                ck_assert_msg(right_listed(right, op->rights),
+                                              "%s checks '%s', not in its rights \"%s\"", op->name,
+                                              right, op->rights);
+                                strncat(seen, right, strcspn(right, ":"));
+                                strcat(seen, " ");
+                                named++;
+                        }
+                        for (size_t k = 0; k < n_subs; k++)
+                                free(subs[k]);
+                }
+                for (const char *p = op->rights; *p;) {
+                        size_t len = strcspn(p, " ");
+                        char word[40];
+
+                        snprintf(word, sizeof word, " %.*s ", (int)len, p);
+                        ck_assert_msg(strstr(seen, word), "%s lists '%.*s', which it never checks",
+                                      op->name, (int)len, p);
+                        p += len;
+                        p += strspn(p, " ");
+                }
+        }
+        ck_assert_uint_ge(named, 10);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("broker-calls");
@@ -2370,6 +2527,7 @@ int main(void)
         int failed;
 
         tcase_add_test(table, test_opcode_table);
+        tcase_add_test(table, test_opcode_rights_match_handlers);
         suite_add_tcase(s, table);
 
         tcase_add_checked_fixture(fs, setup, teardown);
