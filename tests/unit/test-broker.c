@@ -566,6 +566,27 @@ START_TEST(test_memory_and_proc)
         ck_assert_int_eq(call(&one, OP(PROC_SIGNAL), &sig.base, NULL), 0);
         ck_assert_int_eq(waitpid(child, &status, 0), child);
         ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM);
+
+        /* A packed member shares its group's processes with the other members: it may
+         * list them but signal none, not even its own pid 1. */
+        child = fork();
+        ck_assert_int_ge(child, 0);
+        if (child == 0) {
+                signal(SIGTERM, SIG_DFL);
+                pause();
+                _exit(0);
+        }
+        snprintf(procs, sizeof procs, "%d\n%d\n", (int)getpid(), (int)child);
+        write_file(cg_dir, "cgroup.procs", procs);
+        attach(&two, TWO, "", &info);
+        two.m->isolation = MANIFEST_ISOLATION_PACKED; /* as a packed group's member */
+        sig.pid = child;
+        sig.signal = SIGTERM;
+        ck_assert_int_eq(call(&two, OP(PROC_SIGNAL), &sig.base, NULL), -EPERM);
+        ck_assert_int_eq(waitpid(child, &status, WNOHANG), 0); /* still running */
+        ck_assert_int_eq(call(&one, OP(PROC_SIGNAL), &sig.base, NULL), 0);
+        ck_assert_int_eq(waitpid(child, &status, 0), child);
+        ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM);
 }
 END_TEST
 

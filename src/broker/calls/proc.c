@@ -543,7 +543,16 @@ static void proc_signal(BrokerCall *c)
 {
         const Cella__V1__ProcSignalRequest *m = (const void *)c->request;
 
+        const BrokerAppInfo *info = broker_app_info(c->app);
+
         c->audit_fields = json_pack("{s:i, s:i}", "pid", m->pid, "signal", m->signal);
+        /* A packed group's processes are its host, shared by every member: none is a
+         * member's own to signal (a SIGKILL would end its neighbours too). */
+        if (info->manifest && info->manifest->isolation == MANIFEST_ISOLATION_PACKED) {
+                broker_reply_error(c, EPERM,
+                                   "a packed group's processes are shared by its members");
+                return;
+        }
         job_submit(c, true, m->pid, m->signal);
 }
 
