@@ -677,8 +677,6 @@ START_TEST(test_foreign_run_dir_refused)
         uv_loop_t loop;
         ControlHandlers h = {};
 
-        if (geteuid() != 0)
-                return; /* chown needs root */
         snprintf(dir, sizeof dir, "%s/run", state);
         ck_assert_int_eq(mkdir(dir, 0777), 0);
         ck_assert_int_eq(chown(dir, 65534, 65534), 0);
@@ -696,8 +694,6 @@ START_TEST(test_other_uid_is_refused)
         pid_t pid;
         int status;
 
-        if (geteuid() != 0)
-                return;
         kernel_start(&k);
         snprintf(dir, sizeof dir, "%s/run", state);
         ck_assert_int_eq(chmod(state, 0755), 0);
@@ -734,6 +730,7 @@ int main(void)
 {
         Suite *s = suite_create("control");
         TCase *tp = tcase_create("parse"), *tk = tcase_create("kernel");
+        const char *only = getenv("CK_RUN_CASE");
         SRunner *sr;
         int failed;
 
@@ -754,10 +751,25 @@ int main(void)
         tcase_add_test(tk, test_idle_client_dropped);
         tcase_add_test(tk, test_stale_sockets_removed);
         tcase_add_test(tk, test_no_run_dir_means_no_kernels);
-        tcase_add_test(tk, test_foreign_run_dir_refused);
-        tcase_add_test(tk, test_other_uid_is_refused);
         suite_add_tcase(s, tp);
         suite_add_tcase(s, tk);
+        /* chown and setresuid need root: a test case of its own, which meson runs as a
+         * test of its own (tests/unit/meson.build) that exits 77, skipped, as another
+         * user. */
+        if (geteuid() != 0) {
+                printf("SKIP: root: a foreign run dir and another uid's peer need root\n");
+                if (only && strcmp(only, "root") == 0)
+                        return 77;
+        } else {
+                TCase *root = tcase_create("root");
+
+                tcase_set_tags(root, "alone");
+                tcase_add_checked_fixture(root, setup, teardown);
+                tcase_set_timeout(root, 30);
+                tcase_add_test(root, test_foreign_run_dir_refused);
+                tcase_add_test(root, test_other_uid_is_refused);
+                suite_add_tcase(s, root);
+        }
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
         failed = srunner_ntests_failed(sr);
