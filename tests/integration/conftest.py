@@ -33,6 +33,18 @@ class Result:
         raise AssertionError(f"no {name!r} status record in {self.status!r}; stderr: {self.err}")
 
 
+# The Lua CPU budget per callback the tests of that budget run under, in ms: cella
+# passes CELLA_TEST_LUA_CPU_MS from its own environment to a Lua app's host, where it
+# can only shorten the default 5000 ms (src/supervisor/launch.c). One test keeps the
+# default (test_lua_apps.py's lua-cpuhog example).
+LUA_CPU_MS = 300
+
+
+def lua_budget_env(ms=LUA_CPU_MS):
+    """This process's environment with the tests' Lua CPU budget knob set to MS."""
+    return dict(os.environ, CELLA_TEST_LUA_CPU_MS=str(ms))
+
+
 def run_cella(*args, state_dir=None, stdin=subprocess.DEVNULL, env=None, timeout=60, json_status=True):
     """Runs `cella run [--state-dir S] [--json-status FD] ARGS...` and collects everything."""
     cmd = [CELLA, "run"]
