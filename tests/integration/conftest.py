@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import textwrap
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,13 +85,15 @@ def boot_cella(folder, state, *args, timeout=60):
     return p, status
 
 
-def start_cella(app, state_dir, *args):
+def start_cella(app, state_dir, *args, stdin=None):
     """Starts `cella run --json-status` on app in the background and waits for its
     "started" record. Returns (Popen with text pipes, started record, status file);
-    the caller closes the status file."""
+    the caller closes the status file. stdin=subprocess.PIPE gives the app a pipe
+    the test writes to (an app that waits for a line lives until the test answers)."""
     rfd, wfd = os.pipe()
     p = subprocess.Popen([CELLA, "run", "--state-dir", str(state_dir), "--json-status", str(wfd), *map(str, args),
-                          str(app)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, pass_fds=(wfd,))
+                          str(app)], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         pass_fds=(wfd,))
     os.close(wfd)
     status = os.fdopen(rfd)
     line = status.readline()
@@ -197,6 +200,26 @@ def cgroup_mode_host():
     if os.path.exists("/sys/fs/cgroup/unified/cgroup.controllers"):
         return "hybrid"
     return "v1"
+
+
+def wait_pids_exit(pids, timeout):
+    """Waits on each pid's pidfd (pidfd_open(2): readable once the process has
+    exited, a zombie included) until all have, or TIMEOUT seconds pass in all.
+    Returns the pids still running then."""
+    import select
+    deadline = time.monotonic() + timeout
+    left = []
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                left.append(pid)
+        finally:
+            os.close(fd)
+    return left
 
 
 def pid_alive(pid):

@@ -3,6 +3,7 @@ kernels (docs/cli.md): against a stand-in kernel written here (the protocol as
 documented), and against a real `cella boot`."""
 import json
 import os
+import select
 import signal
 import socket
 import stat
@@ -246,16 +247,18 @@ def read_until(proc, want, timeout=10):
     fd = proc.stdout.fileno()
     os.set_blocking(fd, False)
     while time.monotonic() < end:
+        # Waits for the next output (or the deadline), not a fixed time.
+        if not select.select([fd], [], [], max(0.0, end - time.monotonic()))[0]:
+            break
         try:
             chunk = os.read(fd, 65536)
         except BlockingIOError:
-            chunk = None
-        if chunk:
-            out += chunk
-            if want.encode() in out:
-                return out.decode()
-        else:
-            time.sleep(0.02)
+            continue
+        if not chunk:
+            break
+        out += chunk
+        if want.encode() in out:
+            return out.decode()
     raise AssertionError(f"never saw {want!r}; got {out!r}")
 
 
