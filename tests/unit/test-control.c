@@ -19,6 +19,7 @@
 
 #include "base/macro.h"
 #include "supervisor/control.h"
+#include "uv-wait.h"
 
 static char state[] = "/tmp/cella-control-XXXXXX";
 
@@ -494,10 +495,12 @@ START_TEST(test_connection_bound)
         }
         ck_assert_uint_eq(control_connections(k.control), CONTROL_CONNECTIONS_MAX);
         /* the one past the bound is told so and closed */
-        for (int t = 0; t < 100 && n < 0; t++) {
+        for (int64_t end = test_now_ms() + 5000; n < 0 && test_now_ms() < end;) {
                 n = read(fds[CONTROL_CONNECTIONS_MAX], buf, sizeof buf - 1);
+                if (n >= 0)
+                        break;
                 uv_run(&k.loop, UV_RUN_NOWAIT);
-                usleep(1000);
+                uv_wait_event(&k.loop, fds[CONTROL_CONNECTIONS_MAX], 100);
         }
         ck_assert_int_gt(n, 0);
         buf[n] = 0;
@@ -531,11 +534,11 @@ START_TEST(test_client_gone_before_its_reply)
                 ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
                 ck_assert_int_eq(send(fd, "{\"op\":\"ps\"}\n", 12, MSG_NOSIGNAL), 12);
                 close(fd);
-                for (int t = 0;
-                     t < 200 && (k.list_calls <= round || control_connections(k.control) > 0);
-                     t++) {
+                for (int64_t end = test_now_ms() + 5000;
+                     (k.list_calls <= round || control_connections(k.control) > 0) &&
+                     test_now_ms() < end;) {
                         uv_run(&k.loop, UV_RUN_NOWAIT);
-                        usleep(1000);
+                        uv_wait_event(&k.loop, -1, 100);
                 }
                 ck_assert_int_eq(k.list_calls, round + 1);
                 ck_assert_uint_eq(control_connections(k.control), 0);
@@ -577,7 +580,7 @@ START_TEST(test_idle_client_dropped)
         clock_gettime(CLOCK_MONOTONIC, &start);
         do {
                 uv_run(&k.loop, UV_RUN_NOWAIT);
-                usleep(5000);
+                uv_wait_event(&k.loop, -1, 1000); /* the idle timer's next turn */
                 clock_gettime(CLOCK_MONOTONIC, &now);
                 if (now.tv_sec - start.tv_sec < CONTROL_IDLE_MS / 1000 - 1)
                         ck_assert_uint_eq(control_connections(k.control), 1);
