@@ -202,6 +202,58 @@ def cgroup_mode_host():
     return "v1"
 
 
+_IN_MODIFY, _IN_CLOSE_WRITE, _IN_MOVED_TO, _IN_CREATE = 0x2, 0x8, 0x80, 0x100
+
+
+def wait_written(cond, directory, timeout, what, pid=None):
+    """Returns cond()'s first true value, checking it again each time a file in
+    DIRECTORY is created, written or moved in (inotify(7)), and when process PID
+    (if given) exits (its pidfd), not every few ms; fails after TIMEOUT seconds.
+    For a condition on files another process writes (an app's log, the audit
+    log), where no pipe or status record says it is done. The watch is in place
+    before the first check, so no write is missed."""
+    import ctypes
+    import select
+    libc = ctypes.CDLL(None, use_errno=True)
+    directory = Path(directory)
+    deadline = time.monotonic() + timeout
+    # The directory may not exist yet (the first write makes it): its parent then.
+    while not directory.exists() and directory != directory.parent:
+        directory = directory.parent
+    fd = libc.inotify_init1(os.O_CLOEXEC | os.O_NONBLOCK)
+    assert fd >= 0, os.strerror(ctypes.get_errno())
+    pidfd = None
+    try:
+        if pid is not None:
+            try:
+                pidfd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                pass
+        wd = libc.inotify_add_watch(fd, str(directory).encode(),
+                                    _IN_MODIFY | _IN_CLOSE_WRITE | _IN_MOVED_TO | _IN_CREATE)
+        assert wd >= 0, os.strerror(ctypes.get_errno())
+        while True:
+            v = cond()
+            if v:
+                return v
+            left = deadline - time.monotonic()
+            assert left > 0, f"timed out after {timeout} s waiting for {what}"
+            ready = select.select([fd] + ([pidfd] if pidfd is not None else []), [], [], left)[0]
+            if pidfd is not None and pidfd in ready:
+                os.close(pidfd)  # it exited: cond() sees that, once
+                pidfd = None
+            if fd in ready:
+                try:
+                    while os.read(fd, 65536):
+                        pass
+                except BlockingIOError:
+                    pass
+    finally:
+        os.close(fd)
+        if pidfd is not None:
+            os.close(pidfd)
+
+
 def wait_pids_exit(pids, timeout):
     """Waits on each pid's pidfd (pidfd_open(2): readable once the process has
     exited, a zombie included) until all have, or TIMEOUT seconds pass in all.

@@ -11,12 +11,11 @@ import select
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import CELLA, LUA_CPU_MS, boot_cella, example, lua_budget_env, run_cella
+from conftest import CELLA, LUA_CPU_MS, boot_cella, example, lua_budget_env, run_cella, wait_written
 
 LUA_TESTS = Path(__file__).resolve().parents[1] / "lua"
 
@@ -284,10 +283,9 @@ def test_lua_clock_stops_when_its_publish_right_is_revoked(tmp_path, state):
     status = os.fdopen(rfd)
     try:
         assert json.loads(status.readline())["event"] == "started"
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not [
-                r for r in audit(state, CLOCK) if r.get("op") == "bus.publish"]:
-            time.sleep(0.2)
+        # A publish is in the audit log: looked for again at each write there.
+        wait_written(lambda: [r for r in audit(state, CLOCK) if r.get("op") == "bus.publish"],
+                     state / "audit", 20, "lua-clock's first publish in the audit log", p.pid)
         r = subprocess.run([CELLA, "revoke", "--state-dir", str(state), CLOCK,
                             "bus.publish:org.cella.example.lua_clock.*"], capture_output=True,
                            text=True, timeout=30)
