@@ -138,9 +138,13 @@ def test_two_apps_never_share_net_or_ipc(state, make_app):
 def test_init_reaps_orphans(state, make_app):
     # Each subshell leaves an orphan that exits: reparented to the sandbox's init
     # (pid 1), which must reap it rather than leave a zombie behind.
+    # The app waits until only the shell is left in its /proc (the glob is the
+    # shell's own, no child counted; an orphan init has not reaped would stay as a
+    # zombie), at most 5 s, rather than sleeping a guessed time.
     app = make_app("org.test.reap", """
     for i in 1 2 3 4 5; do ( sleep 0.1 & ) ; done
-    sleep 0.6
+    n=0
+    while set -- /proc/[0-9]*; [ $# -gt 1 ] && [ $n -lt 500 ]; do sleep 0.01; n=$((n + 1)); done
     echo "pid1: $(cat /proc/1/comm 2>/dev/null || echo hidden)"
     echo "zombies: $(grep -l '^State:.*Z' /proc/[0-9]*/status 2>/dev/null | wc -l)"
     ls -d /proc/[0-9]* > /tmp/procs

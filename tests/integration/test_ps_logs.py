@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import CELLA
+from conftest import CELLA, wait_written
 
 APP = "org.test.pslogs"
 
@@ -326,11 +326,12 @@ def test_boot_ps_logs_revoke(state, make_app, tmp_path):
         p = cella("ps", state=state)
         assert APP in p.stdout and "running" in p.stdout
 
-        for _ in range(100):
+        def two_ticks():
             p = cella("logs", "-n", "2", APP, state=state)
-            if p.returncode == 0 and p.stdout.count("tick") == 2:
-                break
-            time.sleep(0.1)
+            return p if p.returncode == 0 and p.stdout.count("tick") == 2 else None
+
+        # Looked at again at each write into the logs folder.
+        p = wait_written(two_ticks, state / "logs", 10, "two ticks in the app's log", boot.pid)
         assert p.stdout.count("tick") == 2, p.stderr
 
         assert cella("grant", "--app-dir", apps / "pslogs", APP, "camera",
