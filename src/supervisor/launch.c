@@ -54,6 +54,19 @@ static int build_env(Launch *l, const Manifest *m)
             strv_extendf(&l->envp, "CELLA_LUA_MEMORY=%llu",
                          (unsigned long long)launch_lua_memory_cap(m->limits.memory)) < 0)
                 return -ENOMEM;
+        /* The tests' knob: CELLA_TEST_LUA_CPU_MS in cella's own environment (never the
+         * app's: the parser refuses CELLA_* in a manifest) shortens a Lua app's CPU
+         * budget per callback, so a test of the budget need not burn the default 5000 ms
+         * (CLUA_DEFAULT_CALLBACK_NS); it can never lengthen it. */
+        if (m->runtime == MANIFEST_RUNTIME_LUA) {
+                const char *knob = getenv("CELLA_TEST_LUA_CPU_MS");
+                char *end = NULL;
+                unsigned long ms = knob ? strtoul(knob, &end, 10) : 0;
+
+                if (knob && *knob >= '1' && *knob <= '9' && end && !*end && ms < 5000 &&
+                    strv_extendf(&l->envp, "CELLA_LUA_CPU_MS=%lu", ms) < 0)
+                        return -ENOMEM;
+        }
         /* The manifest's own variables may override PATH, LANG and the like
          * (CELLA_* and loader variables are refused by the parser). */
         STRV_FOREACH (e, m->env) {

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import textwrap
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,18 @@ class Result:
             if rec.get("event") == name:
                 return rec
         raise AssertionError(f"no {name!r} status record in {self.status!r}; stderr: {self.err}")
+
+
+# The Lua CPU budget per callback the tests of that budget run under, in ms: cella
+# passes CELLA_TEST_LUA_CPU_MS from its own environment to a Lua app's host, where it
+# can only shorten the default 5000 ms (src/supervisor/launch.c). One test keeps the
+# default (test_lua_apps.py's lua-cpuhog example).
+LUA_CPU_MS = 300
+
+
+def lua_budget_env(ms=LUA_CPU_MS):
+    """This process's environment with the tests' Lua CPU budget knob set to MS."""
+    return dict(os.environ, CELLA_TEST_LUA_CPU_MS=str(ms))
 
 
 def run_cella(*args, state_dir=None, stdin=subprocess.DEVNULL, env=None, timeout=60, json_status=True):
@@ -72,13 +85,15 @@ def boot_cella(folder, state, *args, timeout=60):
     return p, status
 
 
-def start_cella(app, state_dir, *args):
+def start_cella(app, state_dir, *args, stdin=None):
     """Starts `cella run --json-status` on app in the background and waits for its
     "started" record. Returns (Popen with text pipes, started record, status file);
-    the caller closes the status file."""
+    the caller closes the status file. stdin=subprocess.PIPE gives the app a pipe
+    the test writes to (an app that waits for a line lives until the test answers)."""
     rfd, wfd = os.pipe()
     p = subprocess.Popen([CELLA, "run", "--state-dir", str(state_dir), "--json-status", str(wfd), *map(str, args),
-                          str(app)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, pass_fds=(wfd,))
+                          str(app)], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         pass_fds=(wfd,))
     os.close(wfd)
     status = os.fdopen(rfd)
     line = status.readline()
@@ -185,6 +200,78 @@ def cgroup_mode_host():
     if os.path.exists("/sys/fs/cgroup/unified/cgroup.controllers"):
         return "hybrid"
     return "v1"
+
+
+_IN_MODIFY, _IN_CLOSE_WRITE, _IN_MOVED_TO, _IN_CREATE = 0x2, 0x8, 0x80, 0x100
+
+
+def wait_written(cond, directory, timeout, what, pid=None):
+    """Returns cond()'s first true value, checking it again each time a file in
+    DIRECTORY is created, written or moved in (inotify(7)), and when process PID
+    (if given) exits (its pidfd), not every few ms; fails after TIMEOUT seconds.
+    For a condition on files another process writes (an app's log, the audit
+    log), where no pipe or status record says it is done. The watch is in place
+    before the first check, so no write is missed."""
+    import ctypes
+    import select
+    libc = ctypes.CDLL(None, use_errno=True)
+    directory = Path(directory)
+    deadline = time.monotonic() + timeout
+    # The directory may not exist yet (the first write makes it): its parent then.
+    while not directory.exists() and directory != directory.parent:
+        directory = directory.parent
+    fd = libc.inotify_init1(os.O_CLOEXEC | os.O_NONBLOCK)
+    assert fd >= 0, os.strerror(ctypes.get_errno())
+    pidfd = None
+    try:
+        if pid is not None:
+            try:
+                pidfd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                pass
+        wd = libc.inotify_add_watch(fd, str(directory).encode(),
+                                    _IN_MODIFY | _IN_CLOSE_WRITE | _IN_MOVED_TO | _IN_CREATE)
+        assert wd >= 0, os.strerror(ctypes.get_errno())
+        while True:
+            v = cond()
+            if v:
+                return v
+            left = deadline - time.monotonic()
+            assert left > 0, f"timed out after {timeout} s waiting for {what}"
+            ready = select.select([fd] + ([pidfd] if pidfd is not None else []), [], [], left)[0]
+            if pidfd is not None and pidfd in ready:
+                os.close(pidfd)  # it exited: cond() sees that, once
+                pidfd = None
+            if fd in ready:
+                try:
+                    while os.read(fd, 65536):
+                        pass
+                except BlockingIOError:
+                    pass
+    finally:
+        os.close(fd)
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def wait_pids_exit(pids, timeout):
+    """Waits on each pid's pidfd (pidfd_open(2): readable once the process has
+    exited, a zombie included) until all have, or TIMEOUT seconds pass in all.
+    Returns the pids still running then."""
+    import select
+    deadline = time.monotonic() + timeout
+    left = []
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                left.append(pid)
+        finally:
+            os.close(fd)
+    return left
 
 
 def pid_alive(pid):

@@ -123,11 +123,27 @@ def test_ctrl_c_stops_every_app_cleanly(make_app, tmp_path, state):
 
 def test_a_boot_of_services_alone_runs_until_stopped(make_app, tmp_path, state):
     make_app("org.test.svc", SERVICE, kind="service")
-    p = subprocess.Popen([CELLA, "boot", "--state-dir", str(state), str(tmp_path)],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
-    time.sleep(1)
-    assert p.poll() is None, p.communicate()
-    p.send_signal(signal.SIGTERM)
-    p.communicate(timeout=30)
+    rfd, wfd = os.pipe()
+    p = subprocess.Popen([CELLA, "boot", "--state-dir", str(state), "--json-status", str(wfd),
+                          str(tmp_path)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, pass_fds=(wfd,))
+    os.close(wfd)
+    with os.fdopen(rfd) as status_file:
+        # The event, not a sleep: the service has started ...
+        first = json.loads(status_file.readline())
+        assert first["event"] == "started" and first["app"] == "org.test.svc", first
+        # ... and with nothing but a service left to run, the kernel still answers
+        # `cella ps` (a round trip through its event loop, after the start) and
+        # still runs it: a boot of services alone does not end by itself.
+        ps = subprocess.run([CELLA, "ps", "--state-dir", str(state), "--json"],
+                            capture_output=True, text=True, timeout=30)
+        assert ps.returncode == 0, ps.stderr
+        assert [(a["id"], a["state"]) for a in json.loads(ps.stdout)] == \
+            [("org.test.svc", "running")], ps.stdout
+        assert p.poll() is None, p.communicate()
+        p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=30)
+        rest = [json.loads(line) for line in status_file.read().splitlines() if line.strip()]
     assert p.returncode == 0
+    (rec,) = events(rest, "exited", "org.test.svc")
+    assert rec["how"] == "killed" and rec["signal"] == signal.SIGTERM, rec

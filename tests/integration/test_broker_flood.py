@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CELLA, run_cella
+from conftest import CELLA, run_cella, wait_written
 
 BUILD = Path(CELLA).resolve().parents[2]
 FLOOD = BUILD / "tests" / "apps" / "flood" / "flood"
@@ -57,15 +57,17 @@ def log_lines(state, app_id, prefix):
 
 
 def wait_for_line(state, app_id, prefix, proc, timeout):
-    """Waits until app_id's log has a line starting with prefix (or the kernel ends)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        got = log_lines(state, app_id, prefix)
-        if got:
-            return got
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
+    """Waits until app_id's log has a line starting with prefix (or the kernel ends):
+    looks again at each write into the logs folder and when the kernel exits."""
+    def cond():
+        return log_lines(state, app_id, prefix) or (proc.poll() is not None and "ended")
+
+    try:
+        got = wait_written(cond, state / "logs", timeout, f"{app_id}'s {prefix!r} line", proc.pid)
+    except AssertionError:
+        got = None
+    if got and got != "ended":
+        return got
     raise AssertionError(f"{app_id} printed no {prefix!r} line within {timeout}s: "
                          f"{(state / 'logs' / (app_id + '.log')).read_text(errors='replace') if (state / 'logs' / (app_id + '.log')).exists() else 'no log'}")
 

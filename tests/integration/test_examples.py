@@ -8,9 +8,8 @@ import select
 import shutil
 import signal
 import subprocess
-import time
 
-from conftest import CELLA, boot_cella, example, run_cella
+from conftest import CELLA, boot_cella, example, run_cella, wait_written
 import test_isolation  # its helpers only: importing names would collect its tests here too
 
 CLOCK = "org.cella.example.clock"
@@ -187,9 +186,9 @@ def test_revoke_while_running_closes_the_apps_handles_at_once(tmp_path, state):
     status = os.fdopen(rfd)
     try:
         assert json.loads(status.readline())["event"] == "started"
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not audit_records(state, op="bus.publish"):
-            time.sleep(0.1)
+        # A publish is in the audit log: looked for again at each write there.
+        wait_written(lambda: audit_records(state, op="bus.publish"), state / "audit", 20,
+                     "the clock's first publish in the audit log", p.pid)
         r = subprocess.run([CELLA, "revoke", "--state-dir", str(state), CLOCK, "timer"],
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 0, r.stderr

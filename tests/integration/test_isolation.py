@@ -122,20 +122,29 @@ def test_every_namespace_is_new(state, make_app):
 def test_two_apps_never_share_net_or_ipc(state, make_app):
     # Both alive at once: a freed namespace's inode number can be reused, so
     # comparing apps that ran one after the other would prove nothing.
-    script = "readlink /proc/self/ns/net /proc/self/ns/ipc\nsleep 1\n"
+    # Each app prints its namespaces and then waits for a line on stdin: both are
+    # alive until the test has read both and answers (an event, not a sleep).
+    script = "readlink /proc/self/ns/net /proc/self/ns/ipc\nread line\necho \"got $line\"\n"
     procs = [subprocess.Popen([CELLA, "run", "--state-dir", str(state), str(make_app(f"org.test.share_{n}", script))],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in "ab"]
-    outs = [p.communicate(timeout=30)[0].split() for p in procs]
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for n in "ab"]
+    outs = [[p.stdout.readline().strip(), p.stdout.readline().strip()] for p in procs]
+    rest = [p.communicate("go\n", timeout=30)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs)
-    assert len(outs[0]) == len(outs[1]) == 2 and not set(outs[0]) & set(outs[1]), outs
+    assert rest == ["got go\n", "got go\n"], rest
+    assert all(outs[0] + outs[1]) and not set(outs[0]) & set(outs[1]), outs
 
 
 def test_init_reaps_orphans(state, make_app):
     # Each subshell leaves an orphan that exits: reparented to the sandbox's init
     # (pid 1), which must reap it rather than leave a zombie behind.
+    # The app waits until only the shell is left in its /proc (the glob is the
+    # shell's own, no child counted; an orphan init has not reaped would stay as a
+    # zombie), at most 5 s, rather than sleeping a guessed time.
     app = make_app("org.test.reap", """
     for i in 1 2 3 4 5; do ( sleep 0.1 & ) ; done
-    sleep 0.6
+    n=0
+    while set -- /proc/[0-9]*; [ $# -gt 1 ] && [ $n -lt 500 ]; do sleep 0.01; n=$((n + 1)); done
     echo "pid1: $(cat /proc/1/comm 2>/dev/null || echo hidden)"
     echo "zombies: $(grep -l '^State:.*Z' /proc/[0-9]*/status 2>/dev/null | wc -l)"
     ls -d /proc/[0-9]* > /tmp/procs
@@ -263,19 +272,18 @@ def test_dev_is_minimal(state, make_app):
 
 
 PTY_PROBE = """\
-import os, time
+import os
 m, s = os.openpty()
 print(os.ttyname(s))
 os.write(m, b"hi\\n")
 print(os.read(s, 10))
 print(" ".join(sorted(os.listdir("/dev/pts"))), flush=True)
-time.sleep(1)
 """
 
 
 def test_ptys_are_private(state, make_app):
     # python's pty module works, on a devpts instance the host does not see.
-    app = make_app("org.test.pty", "python3 /app/probe.py & sleep 0.5; ls /dev/pts > /tmp/seen; wait\n",
+    app = make_app("org.test.pty", "exec python3 /app/probe.py\n",
                    files={"probe.py": (PTY_PROBE, 0o644)})
     host_before = set(os.listdir("/dev/pts"))
     r = run_cella(app, state_dir=state)

@@ -5,7 +5,7 @@ import signal
 import subprocess
 import time
 
-from conftest import CELLA, example, pid_alive, run_cella, start_cella
+from conftest import CELLA, example, pid_alive, run_cella, start_cella, wait_pids_exit
 
 
 def children_of(pid):
@@ -27,9 +27,7 @@ def test_sigkill_of_cella_kills_the_app_and_next_start_sweeps(state, make_app):
 
     p.send_signal(signal.SIGKILL)
     p.wait(timeout=10)
-    deadline = time.time() + 5
-    while time.time() < deadline and (pid_alive(init) or pid_alive(apps[0])):
-        time.sleep(0.05)
+    assert not wait_pids_exit([init, apps[0]], 5), "the sandbox outlived cella"
     assert not pid_alive(init) and not pid_alive(apps[0]), "the sandbox outlived cella"
     # Its mount namespace is gone with it: no process on the host is in it.
     for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -48,16 +46,18 @@ def test_sigkill_of_cella_kills_the_app_and_next_start_sweeps(state, make_app):
 
 
 def test_sweep_leaves_live_owners_alone(state, make_app):
-    app = make_app("org.test.live", "echo up; sleep 3\n")
-    p, started, status = start_cella(app, state)
+    # The app lives until the test answers its read, not for a guessed time.
+    app = make_app("org.test.live", "echo up; read line; echo \"$line\"\n")
+    p, started, status = start_cella(app, state, stdin=subprocess.PIPE)
     with status:
         assert p.stdout.readline() == "up\n"
         # Another cella starting now must not touch the running app's cgroups.
         assert run_cella(example("hello"), state_dir=state).code == 0
         for path in started["cgroups"].values():
             assert os.path.exists(path)
-        p.communicate(timeout=20)
+        out, _ = p.communicate("bye\n", timeout=20)
     assert p.returncode == 0
+    assert out == "bye\n"
 
 
 def test_many_apps_at_once(state, make_app):

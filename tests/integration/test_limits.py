@@ -1,5 +1,6 @@
 """cgroup limits and rlimits from the manifest, enforced for real."""
 import os
+import subprocess
 
 import pytest
 
@@ -60,8 +61,10 @@ print("started", len(kids))
 
 
 def test_limits_are_written_to_the_cgroup(state, make_app):
-    app = make_app("org.test.knobs", "echo up; sleep 2\n", limits={"memory": "48M", "pids": 20, "cpu": 0.25})
-    p, started, status = start_cella(app, state)
+    # The app lives until the test answers its read, not for a guessed time.
+    app = make_app("org.test.knobs", "echo up; read line; echo \"$line\"\n",
+                   limits={"memory": "48M", "pids": 20, "cpu": 0.25})
+    p, started, status = start_cella(app, state, stdin=subprocess.PIPE)
     with status:
         cg = started["cgroups"]
         mode = started["cgroup_mode"]
@@ -76,8 +79,9 @@ def test_limits_are_written_to_the_cgroup(state, make_app):
             assert open(f"{cg['cpu']}/cpu.cfs_period_us").read().strip() == "100000"
         assert open(f"{cg['pids']}/pids.max").read().strip() == "20"
         assert started["pid"] in [int(x) for x in open(f"{cg['pids']}/cgroup.procs").read().split()]
-        p.communicate(timeout=20)
-    assert p.returncode == 0
+        out, err = p.communicate("bye\n", timeout=20)
+    assert p.returncode == 0, err
+    assert out == "up\nbye\n"
     for path in cg.values():
         assert not os.path.exists(path), f"{path} left behind after a clean exit"
 

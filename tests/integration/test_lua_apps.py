@@ -11,12 +11,11 @@ import select
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import CELLA, boot_cella, example, run_cella
+from conftest import CELLA, LUA_CPU_MS, boot_cella, example, lua_budget_env, run_cella, wait_written
 
 LUA_TESTS = Path(__file__).resolve().parents[1] / "lua"
 
@@ -200,9 +199,9 @@ def test_memory_limit_cannot_be_caught(tmp_path, state, how):
 @pytest.mark.parametrize("how", ["pcall", "xpcall", "coroutine"])
 def test_cpu_budget_cannot_be_caught(tmp_path, state, how):
     app = lua_app(tmp_path, "limits", f"org.test.lua.cpu{how}")
-    r = run_cella(app, "cpu", how, state_dir=state, timeout=60)
+    r = run_cella(app, "cpu", how, state_dir=state, timeout=60, env=lua_budget_env())
     assert r.code == 4, (r.code, r.out, r.err)
-    assert "CPU budget of 5000 ms exceeded" in r.err, r.err
+    assert f"CPU budget of {LUA_CPU_MS} ms exceeded" in r.err, r.err
     assert "ESCAPED" not in r.out, r.out
 
 
@@ -284,10 +283,9 @@ def test_lua_clock_stops_when_its_publish_right_is_revoked(tmp_path, state):
     status = os.fdopen(rfd)
     try:
         assert json.loads(status.readline())["event"] == "started"
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not [
-                r for r in audit(state, CLOCK) if r.get("op") == "bus.publish"]:
-            time.sleep(0.2)
+        # A publish is in the audit log: looked for again at each write there.
+        wait_written(lambda: [r for r in audit(state, CLOCK) if r.get("op") == "bus.publish"],
+                     state / "audit", 20, "lua-clock's first publish in the audit log", p.pid)
         r = subprocess.run([CELLA, "revoke", "--state-dir", str(state), CLOCK,
                             "bus.publish:org.cella.example.lua_clock.*"], capture_output=True,
                            text=True, timeout=30)
@@ -314,7 +312,9 @@ def test_lua_clock_stops_when_its_publish_right_is_revoked(tmp_path, state):
 
 
 def test_lua_cpuhog_is_stopped_by_its_cpu_budget(state):
-    r = run_cella(example("limits/lua-cpuhog"), state_dir=state, timeout=60)
+    # The default budget, 5000 ms: the tests' knob may shorten it, never lengthen it.
+    r = run_cella(example("limits/lua-cpuhog"), state_dir=state, timeout=60,
+                  env=lua_budget_env(60000))
     assert r.code == 4, (r.code, r.out, r.err)
     assert r.event("exited")["exit_code"] == 4
     assert "lua-cpuhog: spinning until the CPU budget stops me" in r.err

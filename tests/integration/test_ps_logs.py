@@ -3,6 +3,7 @@ kernels (docs/cli.md): against a stand-in kernel written here (the protocol as
 documented), and against a real `cella boot`."""
 import json
 import os
+import select
 import signal
 import socket
 import stat
@@ -12,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import CELLA
+from conftest import CELLA, wait_written
 
 APP = "org.test.pslogs"
 
@@ -246,16 +247,18 @@ def read_until(proc, want, timeout=10):
     fd = proc.stdout.fileno()
     os.set_blocking(fd, False)
     while time.monotonic() < end:
+        # Waits for the next output (or the deadline), not a fixed time.
+        if not select.select([fd], [], [], max(0.0, end - time.monotonic()))[0]:
+            break
         try:
             chunk = os.read(fd, 65536)
         except BlockingIOError:
-            chunk = None
-        if chunk:
-            out += chunk
-            if want.encode() in out:
-                return out.decode()
-        else:
-            time.sleep(0.02)
+            continue
+        if not chunk:
+            break
+        out += chunk
+        if want.encode() in out:
+            return out.decode()
     raise AssertionError(f"never saw {want!r}; got {out!r}")
 
 
@@ -323,11 +326,12 @@ def test_boot_ps_logs_revoke(state, make_app, tmp_path):
         p = cella("ps", state=state)
         assert APP in p.stdout and "running" in p.stdout
 
-        for _ in range(100):
+        def two_ticks():
             p = cella("logs", "-n", "2", APP, state=state)
-            if p.returncode == 0 and p.stdout.count("tick") == 2:
-                break
-            time.sleep(0.1)
+            return p if p.returncode == 0 and p.stdout.count("tick") == 2 else None
+
+        # Looked at again at each write into the logs folder.
+        p = wait_written(two_ticks, state / "logs", 10, "two ticks in the app's log", boot.pid)
         assert p.stdout.count("tick") == 2, p.stderr
 
         assert cella("grant", "--app-dir", apps / "pslogs", APP, "camera",

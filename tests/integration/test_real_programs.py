@@ -26,6 +26,18 @@ CPYTHON_MODULES = ["test_os", "test_subprocess", "test_signal", "test_shutil", "
                    "test_asyncore", "test_ssl", "test_zipfile", "test_tarfile", "test_stat",
                    "test_pwd", "test_grp", "test_resource", "test_sys", "test_time", "test_epoll",
                    "test_poll"]
+# tests/run-all runs this subset (about a tenth of the time): modules that make many
+# kinds of system call, quickly: files, directories, stat, fcntl locks, mmap, ptys,
+# fork and posix_spawn (test_posix, test_pty), select/poll/epoll, rlimits, the
+# passwd and group files, and loopback sockets with HTTP servers and clients.
+# tests/run-long sets CELLA_TEST_CPYTHON=full for every module above.
+CPYTHON_MODULES_CI = ["test_os", "test_posix", "test_shutil", "test_tempfile", "test_fileio",
+                      "test_stat", "test_glob", "test_fcntl", "test_mmap", "test_pty", "test_select",
+                      "test_epoll", "test_resource", "test_pwd", "test_grp", "test_httpservers",
+                      "test_urllib2_localnet"]
+if os.environ.get("CELLA_TEST_CPYTHON") != "full":
+    CPYTHON_MODULES = CPYTHON_MODULES_CI
+
 # The test cases whose outcome may differ, each for a stated reason; nothing is ignored.
 CPYTHON_EXPLAINED = {
     # Skipped when RLIMIT_NOFILE is above the 1,026 fds it opens: inside it is 1,024

@@ -179,13 +179,17 @@ def test_sigterm_is_forwarded_to_the_app(state, make_app):
 
 
 def test_second_interrupt_kills(state, make_app):
-    app = make_app("org.test.int", "trap '' INT TERM\necho ready\nwhile :; do sleep 0.1; done\n")
+    # The app does not exit on SIGINT: its handler says it got one, and the loop then
+    # says it lives on. The test waits on those lines, not on a sleep.
+    app = make_app("org.test.int", "trap 'echo got-int; seen=1' INT\ntrap '' TERM\necho ready\n"
+                   "while :; do sleep 0.1; if [ -n \"$seen\" ]; then echo alive; seen=; fi; done\n")
     p = subprocess.Popen([CELLA, "run", "--state-dir", str(state), str(app)], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     assert p.stdout.readline() == "ready\n"
     p.send_signal(signal.SIGINT)
-    time.sleep(0.3)
-    assert p.poll() is None, "the app ignores SIGINT, so it is still running"
+    assert p.stdout.readline() == "got-int\n", "the first SIGINT is forwarded to the app"
+    assert p.stdout.readline() == "alive\n", "the app ignores SIGINT, so it is still running"
+    assert p.poll() is None
     p.send_signal(signal.SIGINT)
     p.communicate(timeout=10)
     assert p.returncode == 128 + signal.SIGKILL

@@ -36,6 +36,7 @@
 #include "ipc/bus.h"
 #include "policy/grants.h"
 #include "policy/manifest.h"
+#include "uv-wait.h"
 
 #define ONE "org.example.one"
 #define TWO "org.example.two"
@@ -258,14 +259,14 @@ static void send_frame(App *a, uint16_t opcode, uint32_t flags, uint64_t id,
  */
 static int next_frame(App *a, ChannelFrame *f, uint8_t *buf, bool keep_events)
 {
-        for (int i = 0; i < 5000; i++) {
+        for (int64_t end = test_now_ms() + 2000; test_now_ms() < end;) {
                 int fds[CHANNEL_FDS_MAX];
                 int r;
 
                 pump();
                 r = channel_recv(a->fd, f, buf, fds, CHANNEL_FDS_MAX, MSG_DONTWAIT);
                 if (r == -EAGAIN) {
-                        usleep(200);
+                        uv_wait_event(&loop, a->fd, 50);
                         continue;
                 }
                 if (r < 0)

@@ -19,6 +19,7 @@
 
 #include "base/macro.h"
 #include "supervisor/outlet.h"
+#include "uv-wait.h"
 
 #define CAP   (16u * 1024u)
 #define SMALL 4096 /* the pipe's capacity (F_SETPIPE_SZ) */
@@ -59,19 +60,19 @@ static void teardown(void)
 }
 
 /* Reads what the pipe holds now (running the loop between reads) into buf, for
- * about ms milliseconds or until want bytes came. Returns the bytes read. */
+ * at most ms milliseconds or until want bytes came. Returns the bytes read. */
 static size_t drain(char *buf, size_t size, size_t want, int ms)
 {
         size_t n = 0;
 
-        for (int t = 0; t < ms && n < want; t++) {
+        for (int64_t end = test_now_ms() + ms; n < want && test_now_ms() < end;) {
                 ssize_t k;
 
                 uv_run(&loop, UV_RUN_NOWAIT);
                 while (n < size && (k = read(rfd, buf + n, size - n)) > 0)
                         n += (size_t)k;
                 if (n < want)
-                        usleep(1000);
+                        uv_wait_event(&loop, rfd, 50);
         }
         return n;
 }

@@ -16,6 +16,7 @@
 
 #include "base/macro.h"
 #include "supervisor/prompt.h"
+#include "uv-wait.h"
 
 static int master = -EBADF, slave = -EBADF;
 static char slave_path[128];
@@ -101,7 +102,7 @@ static bool run_until(bool (*pred)(const void *), const void *arg)
                 if ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 >
                     3000)
                         return false;
-                usleep(1000);
+                uv_wait_event(&loop, master, 100);
         }
 }
 
@@ -378,9 +379,10 @@ START_TEST(test_hangup_denies_all)
         ck_assert_int_eq(prompt_ask(prompt, "org.x.b", "camera", NULL, NULL, on_done, &b), 0);
         ck_assert(run_until(screen_has, "[N]o: "));
         master = safe_close(master); /* the terminal window closed */
-        for (int i = 0; i < 3000 && (a.calls == 0 || b.calls == 0); i++) {
+        for (int64_t end = test_now_ms() + 3000;
+             (a.calls == 0 || b.calls == 0) && test_now_ms() < end;) {
                 uv_run(&loop, UV_RUN_NOWAIT);
-                usleep(1000);
+                uv_wait_event(&loop, -1, 100);
         }
         ck_assert_int_eq(a.calls, 1);
         ck_assert_int_eq(b.calls, 1);

@@ -3,7 +3,8 @@
  * The sandbox library on its own, with no supervisor, the way another front end (an
  * OCI runtime) would drive it: a SandboxSpec built by hand, sandbox_spawn(), then
  * sandbox_signal/sandbox_wait/sandbox_free. Needs root (it writes uid maps, mounts
- * and creates cgroups); every test prints "SKIP: <reason>" and passes otherwise.
+ * and creates cgroups); otherwise every test prints "SKIP: <reason>" and the run
+ * exits 77 (skipped).
  *
  * The apps are small /bin/sh scripts in a temporary directory bound read-only as
  * /app; their stdout and stderr go to a pipe the test reads.
@@ -77,6 +78,8 @@ static void setup(void)
 {
         if (geteuid() != 0)
                 return;
+        /* Each test case runs this once: a fresh template each time. */
+        strcpy(app_dir + strlen(app_dir) - 6, "XXXXXX");
         if (!mkdtemp(app_dir) || chmod(app_dir, 0755) < 0) {
                 fprintf(stderr, "mkdtemp %s: %m\n", app_dir);
                 abort();
@@ -96,20 +99,28 @@ static void teardown(void)
 }
 
 /*
- * Tests that cannot run here (not root) count in a page shared with Check's forked
- * test processes; main() exits 77, meson's "skipped", when all of them skipped,
- * rather than reporting them as passed.
+ * Tests that cannot run here (not root, or a host feature missing) count in a page
+ * shared with Check's forked test processes; main() exits 77, meson's "skipped",
+ * when all of them skipped, rather than reporting them as passed. So each test that
+ * may skip on a root host sits in a test case of its own, which meson runs as a test
+ * of its own (CK_RUN_CASE, tests/unit/meson.build).
  */
 static unsigned *tests_skipped;
 
+#define SKIP_TEST(...)                                                                             \
+        do {                                                                                       \
+                printf("SKIP: %s: ", TEST_NAME);                                                   \
+                printf(__VA_ARGS__);                                                               \
+                putchar('\n');                                                                     \
+                fflush(stdout);                                                                    \
+                __atomic_add_fetch(tests_skipped, 1, __ATOMIC_SEQ_CST);                            \
+                return;                                                                            \
+        } while (0)
+
 #define REQUIRE_ROOT()                                                                             \
         do {                                                                                       \
-                if (geteuid() != 0) {                                                              \
-                        printf("SKIP: %s: sandbox_spawn needs root\n", TEST_NAME);                 \
-                        fflush(stdout);                                                            \
-                        __atomic_add_fetch(tests_skipped, 1, __ATOMIC_SEQ_CST);                    \
-                        return;                                                                    \
-                }                                                                                  \
+                if (geteuid() != 0)                                                                \
+                        SKIP_TEST("sandbox_spawn needs root");                                     \
         } while (0)
 
 /* Writes app_dir/name ("#!/bin/sh\n" + body) with the given mode. */
@@ -1112,7 +1123,6 @@ END_TEST
 
 START_TEST(test_fail_prepare)
 {
-        struct rlimit rl;
         Run r;
 
         REQUIRE_ROOT();
@@ -1140,12 +1150,19 @@ START_TEST(test_fail_prepare)
         r.spec.hostname = "";
         expect_spawn_fail(&r, -EINVAL, SANDBOX_STEP_PREPARE, "hostname");
         run_done(&r);
+}
+END_TEST
 
+/* A case of its own (see SKIP_TEST): the host may have no hard limit to exceed. */
+START_TEST(test_fail_rlimit_over_hard)
+{
+        struct rlimit rl;
+        Run r;
+
+        REQUIRE_ROOT();
         ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
-        if (rl.rlim_max == RLIM_INFINITY) {
-                printf("SKIP: %s: RLIMIT_NOFILE has no hard limit to exceed\n", TEST_NAME);
-                return;
-        }
+        if (rl.rlim_max == RLIM_INFINITY)
+                SKIP_TEST("RLIMIT_NOFILE has no hard limit to exceed");
         run_init(&r, 9, "/bin/true", NULL);
         r.spec.rlimit_nofile = (uint64_t)rl.rlim_max + 1;
         expect_spawn_fail(&r, -EPERM, SANDBOX_STEP_PREPARE, "limit");
@@ -1167,11 +1184,8 @@ START_TEST(test_oom_cgroup)
 
         REQUIRE_ROOT();
         k = cgroup_manager_new("/sys/fs/cgroup", CGROUP_MODE_AUTO, NULL, &m);
-        if (k < 0) {
-                printf("SKIP: %s: no cgroup hierarchy: %s\n", TEST_NAME, strerror(-k));
-                __atomic_add_fetch(tests_skipped, 1, __ATOMIC_SEQ_CST);
-                return;
-        }
+        if (k < 0)
+                SKIP_TEST("no cgroup hierarchy: %s", strerror(-k));
 
         /* First a python that fits: the limit leaves room to start the interpreter, so
          * the kill below is the allocation's doing. */
@@ -1360,10 +1374,8 @@ START_TEST(test_oom_kill_before_spawn_returns)
                 run_done(&r2);
                 run_done(&r1);
         }
-        if (tried == 0) {
-                printf("SKIP: %s: no cgroup hierarchy\n", TEST_NAME);
-                __atomic_add_fetch(tests_skipped, 1, __ATOMIC_SEQ_CST);
-        }
+        if (tried == 0)
+                SKIP_TEST("no cgroup hierarchy");
 }
 END_TEST
 
@@ -1665,13 +1677,33 @@ int main(void)
         tcase_add_test(tc, test_fail_exec_interpreter_missing);
         tcase_add_test(tc, test_pty);
         tcase_add_test(tc, test_fail_prepare);
-        tcase_add_test(tc, test_oom_cgroup);
-        tcase_add_test(tc, test_oom_kill_before_spawn_returns);
         tcase_add_test(tc, test_fds);
         tcase_add_test(tc, test_rlimits);
         tcase_add_test(tc, test_seccomp_notify);
         tcase_add_test(tc, test_seccomp_no_notify);
         suite_add_tcase(suite, tc);
+
+        /* A case of its own for each test that may skip on a root host (see SKIP_TEST). */
+        {
+                const struct {
+                        const char *name;
+                        const TTest *test;
+                } alone[] = {
+                        {"rlimit-hard", test_fail_rlimit_over_hard},
+                        {"oom", test_oom_cgroup},
+                        {"oom-spawn", test_oom_kill_before_spawn_returns},
+                };
+
+                for (size_t i = 0; i < ELEMENTSOF(alone); i++) {
+                        TCase *c = tcase_create(alone[i].name);
+
+                        tcase_set_tags(c, "alone");
+                        tcase_add_unchecked_fixture(c, setup, teardown);
+                        tcase_set_timeout(c, 60);
+                        tcase_add_test(c, alone[i].test);
+                        suite_add_tcase(suite, c);
+                }
+        }
 
         sr = srunner_create(suite);
         srunner_run_all(sr, CK_NORMAL);

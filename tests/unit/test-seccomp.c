@@ -1046,12 +1046,14 @@ END_TEST
  */
 START_TEST(test_python_regrtest)
 {
-        /* The suite talks to itself over loopback AF_INET sockets. */
+        /* The suite talks to itself over loopback AF_INET sockets. Files, processes
+         * (fork, exec, posix_spawn, wait, pipes) and polling; test_threading and
+         * test_signal, slow and timed, run inside a whole sandbox in tests/run-long
+         * (tests/integration/test_real_programs.py). */
         _cleanup_seccomp_ SeccompProgram *p = program_new();
         _cleanup_free_ char *out = NULL;
-        char *argv[] = {
-                PYTHON,           "-m",          "test",        "test_os", "test_subprocess",
-                "test_threading", "test_select", "test_signal", "-j0",     NULL};
+        char *argv[] = {PYTHON,        "-m",         "test", "test_os", "test_subprocess",
+                        "test_select", "test_posix", "-j0",  NULL};
         const char *summary, *tail;
         int status;
 
