@@ -18,7 +18,6 @@ than NOPREEMPT_CPU_MAX_MS of CPU. The figures are printed (pytest -s) and writte
 $CELLA_WALL_REPORT when set."""
 import json
 import os
-import select
 import struct
 import subprocess
 import textwrap
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CELLA
+from conftest import CELLA, wait_run_delay_ms
 
 CELLA_LUA = Path(os.environ.get("CELLA_LUA_BIN",
                                  str(Path(CELLA).resolve().parents[1] / "lua" / "cella-lua")))
@@ -165,26 +164,6 @@ CASES = {
 }
 
 
-def host_run_delay_ms(h, timeout):
-    """Waits for the host h (a Popen) to exit, at most timeout seconds, and returns
-    the time its thread spent runnable but waiting for a CPU (run_delay, the
-    second field of /proc/<pid>/schedstat, read before the exit is reaped), in
-    ms: the wall time the machine withheld from it."""
-    # A pidfd turns readable when the process exits, before anyone reaps it.
-    pidfd = os.pidfd_open(h.pid)
-    try:
-        if not select.select([pidfd], [], [], timeout)[0]:
-            h.kill()
-            h.wait()
-            raise subprocess.TimeoutExpired(h.args, timeout)
-    finally:
-        os.close(pidfd)
-    with open(f"/proc/{h.pid}/schedstat") as f:
-        run_delay_ns = int(f.read().split()[1])
-    h.wait()
-    return run_delay_ns / 1e6
-
-
 def run_group(tmp_path, attack, attacker_log_pipe=False):
     if not CELLA_LUA.exists():
         pytest.skip(f"{CELLA_LUA} not built")
@@ -224,7 +203,7 @@ def run_group(tmp_path, attack, attacker_log_pipe=False):
         h = subprocess.Popen([str(CELLA_LUA), "--spec", str(tmp_path / "spec.json")],
                              pass_fds=[stats.fileno()] + [f.fileno() for f in logs.values()],
                              stdout=hout, stderr=herr, text=True)
-        run_delay_ms = host_run_delay_ms(h, 60)
+        run_delay_ms = wait_run_delay_ms(h, 60)
         wall = time.monotonic() - t0
         hout.seek(0)
         herr.seek(0)
