@@ -158,10 +158,12 @@ typedef struct Tree {
  * that replaces the file again and again (more often than a start can clone and
  * attach it) fails the start with EBUSY, "replaced N times while being bound",
  * after JAIL_ATTACH_TRIES cheap tries (an open_tree, a mount_setattr, a
- * move_mount), never a hang. bwrap binds by path at mount time and meets the
- * same limit inside the kernel's lookup; a start must not fail for a file
- * replaced now and then. JAIL_ATTACH_TRIES is in sandbox-internal.h, for
- * test-sandbox.
+ * move_mount), never a hang. bwrap binds by path with one mount(2), its lookup
+ * and graft in the one call, so its window is inside the kernel; ours spans
+ * three calls, and a start must not fail for a file replaced now and then.
+ * Binding the parent folder instead would show the app the file's neighbours,
+ * and a copy would not be the host's file. JAIL_ATTACH_TRIES is in
+ * sandbox-internal.h, for test-sandbox.
  */
 
 typedef struct Jail {
