@@ -151,13 +151,20 @@ typedef struct Tree {
  * file replaced by rename(2) between its clone and its attach (ldconfig rewrites
  * /etc/ld.so.cache so, package upgrades every file they install) leaves the
  * clone's root an unlinked dentry, which move_mount() refuses with ENOENT; the
- * path then names the new file, which a new clone takes. A file replaced again
- * and again can be replaced between the new clone and its attach too (about one
- * try in two when test-sandbox replaces it every 100 us under ASan): the tries are
- * cheap (an open_tree, a mount_setattr, a move_mount). bwrap binds by path at
- * mount time and does not meet this; a start must not fail for it either.
+ * path then names the new file, which a new clone takes. Each failed try means the
+ * file was replaced once more since the last clone, so the bound is a count of
+ * replacements, not of time: a start survives JAIL_ATTACH_TRIES - 1 replacements
+ * of one file during its attach however slow the machine is, and a host process
+ * that replaces the file again and again (more often than a start can clone and
+ * attach it) fails the start with EBUSY, "replaced N times while being bound",
+ * after JAIL_ATTACH_TRIES cheap tries (an open_tree, a mount_setattr, a
+ * move_mount), never a hang. bwrap binds by path with one mount(2), its lookup
+ * and graft in the one call, so its window is inside the kernel; ours spans
+ * three calls, and a start must not fail for a file replaced now and then.
+ * Binding the parent folder instead would show the app the file's neighbours,
+ * and a copy would not be the host's file. JAIL_ATTACH_TRIES is in
+ * sandbox-internal.h, for test-sandbox.
  */
-#define JAIL_ATTACH_TRIES 32
 
 typedef struct Jail {
         Tree trees[JAIL_MAX_TREES];
@@ -325,25 +332,42 @@ static int attach_tree(int rootfd, int fd, const char *rel, bool is_dir)
         return 0;
 }
 
+void (*sandbox_test_before_file_attach)(const char *target) = NULL;
+
 /*
  * Attaches t below rootfd; a file replaced since its clone (ENOENT) is cloned
  * again from dfd/source, its path in the host's view, and attached, up to
- * JAIL_ATTACH_TRIES times. Returns 0 or -errno.
+ * JAIL_ATTACH_TRIES times. Returns 0, -EBUSY when every try met a file replaced
+ * since its clone, or another -errno (-ENOENT: the source is gone).
  */
 static int attach_tree_fresh(int rootfd, Tree *t, int dfd, const char *source)
 {
         for (unsigned i = 1;; i++) {
-                int r = attach_tree(rootfd, t->fd, t->target, t->is_dir);
-                int fd;
+                int r, fd;
 
-                if (r != -ENOENT || t->is_dir || i >= JAIL_ATTACH_TRIES)
+                if (!t->is_dir && sandbox_test_before_file_attach)
+                        sandbox_test_before_file_attach(t->target);
+                r = attach_tree(rootfd, t->fd, t->target, t->is_dir);
+                if (r != -ENOENT || t->is_dir)
                         return r;
+                if (i >= JAIL_ATTACH_TRIES)
+                        return -EBUSY;
                 fd = clone_tree(dfd, source, t->attr, true);
                 if (fd < 0)
                         return fd;
                 safe_close(t->fd);
                 t->fd = fd;
         }
+}
+
+/* The error of a failed attach_tree_fresh() of t, from source (host path). */
+static int attach_fail(SandboxError *err, int r, const Tree *t, const char *source)
+{
+        if (r == -EBUSY)
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, r,
+                                    "mount /%s: %s was replaced %d times while being bound",
+                                    t->target, source, JAIL_ATTACH_TRIES);
+        return sandbox_fail(err, SANDBOX_STEP_MOUNT, r, "mount /%s", t->target);
 }
 
 /* A new detached tmpfs with the given options and mount attributes. */
@@ -727,8 +751,7 @@ int jail_build(const SandboxSpec *spec, SandboxError *err)
                 snprintf(source, sizeof source, "/%s", j.trees[i].target);
                 r = attach_tree_fresh(rootfd, &j.trees[i], AT_FDCWD, source);
                 if (r < 0) {
-                        r = sandbox_fail(err, SANDBOX_STEP_MOUNT, r, "mount /%s",
-                                         j.trees[i].target);
+                        r = attach_fail(err, r, &j.trees[i], source);
                         goto out;
                 }
         }
@@ -759,7 +782,7 @@ int jail_build(const SandboxSpec *spec, SandboxError *err)
                 t = &j.trees[0];
                 r = attach_tree_fresh(rootfd, t, under ? basefd : AT_FDCWD, rel);
                 if (r < 0) {
-                        r = sandbox_fail(err, SANDBOX_STEP_MOUNT, r, "mount /%s", t->target);
+                        r = attach_fail(err, r, t, src);
                         goto out;
                 }
         }

@@ -27,6 +27,19 @@ static inline int sandbox_fail(SandboxError *err, SandboxStep step, int r, const
         return r < 0 ? r : -r;
 }
 
+/*
+ * mount.c's test hook, NULL in the product: when set, called in the sandbox's setup
+ * process (before pivot_root) right before each try to attach a bound file (not a
+ * directory), with the file's path inside the jail (relative, no leading '/').
+ * test-sandbox sets it to replace the file's source at that exact point, once or
+ * on every try, to check what a replaced file does to a start.
+ */
+extern void (*sandbox_test_before_file_attach)(const char *target);
+
+/* How many times mount.c tries to attach a bound file that is replaced meanwhile
+ * (its comment above attach_tree_fresh says why and what it bounds). */
+#define JAIL_ATTACH_TRIES 32
+
 /* mount.c: builds the jail and pivots into it (child, root of the caller's userns). */
 int jail_build(const SandboxSpec *spec, SandboxError *err);
 

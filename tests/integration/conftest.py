@@ -6,8 +6,10 @@ CELLA_BIN (the binary) and CELLA_EXAMPLES (the built examples folder).
 """
 import json
 import os
+import select
 import shutil
 import subprocess
+import tempfile
 import textwrap
 import time
 from dataclasses import dataclass, field
@@ -83,6 +85,42 @@ def boot_cella(folder, state, *args, timeout=60):
     with os.fdopen(rfd) as f:
         status = [json.loads(line) for line in f.read().splitlines() if line.strip()]
     return p, status
+
+
+def wait_run_delay_ms(proc, timeout):
+    """Waits for proc (a Popen) to exit, at most timeout seconds (then kills it and
+    raises TimeoutExpired), and returns the time its main thread spent runnable
+    but waiting for a CPU, in ms: run_delay, the second field of
+    /proc/<pid>/schedstat, read through a pidfd once it exited and before it is
+    reaped. That is the wall time a loaded machine withheld from it, for tests
+    that bound a wall-clock figure by what the machine delivered."""
+    pidfd = os.pidfd_open(proc.pid)
+    try:
+        if not select.select([pidfd], [], [], timeout)[0]:
+            proc.kill()
+            proc.wait()
+            raise subprocess.TimeoutExpired(proc.args, timeout)
+    finally:
+        os.close(pidfd)
+    with open(f"/proc/{proc.pid}/schedstat") as f:
+        run_delay_ns = int(f.read().split()[1])
+    proc.wait()
+    return run_delay_ns / 1e6
+
+
+def run_timed(cmd, timeout=60, **kw):
+    """subprocess.run(cmd, capture_output=True, text=True, stdin=DEVNULL, **kw) that
+    also returns the seconds it took on the wall clock less the time the machine
+    kept it waiting for a CPU (wait_run_delay_ms): (CompletedProcess, seconds)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t0 = time.monotonic()
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, text=True,
+                             **kw)
+        delay_ms = wait_run_delay_ms(p, timeout)
+        took = time.monotonic() - t0 - delay_ms / 1000
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(cmd, p.returncode, out.read(), err.read()), took
 
 
 def start_cella(app, state_dir, *args, stdin=None):

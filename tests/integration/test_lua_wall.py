@@ -11,7 +11,9 @@ through metamethods, a finalizer, a wait where it cannot be suspended, blocking
 I/O (SQLite commits). The
 attacker must end with its own fault (its log and its `fault` in the stats
 file), the neighbour must keep running and finish, its worst lateness must stay
-under LATE_MAX_MS, and an attacker that cannot be preempted must get no more
+under LATE_MAX_MS (in the host's CPU clock, and on the wall clock past the
+time the machine kept the host waiting for a CPU), and an attacker that cannot
+be preempted must get no more
 than NOPREEMPT_CPU_MAX_MS of CPU. The figures are printed (pytest -s) and written to
 $CELLA_WALL_REPORT when set."""
 import json
@@ -24,18 +26,22 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CELLA
+from conftest import CELLA, wait_run_delay_ms
 
 CELLA_LUA = Path(os.environ.get("CELLA_LUA_BIN",
                                  str(Path(CELLA).resolve().parents[1] / "lua" / "cella-lua")))
 
-# The neighbour's bound, wall clock: the host preempts Lua code at the end of a
-# 10 ms slice; code that cannot be preempted (C, or Lua called from C) is ended
-# 50 ms of CPU past it (CLUA_NOPREEMPT_NS): about 60 ms of the attacker's CPU,
-# which is what an idle machine shows (60-75 ms). On a loaded one (2 CPUs shared
-# by many builds) those 60 ms of CPU take longer to come (up to 180 ms seen at a
-# load average of 4), so the wall-clock bound has room and the CPU bound below,
-# which no load changes, is the tight one.
+# The neighbour's bound: the host preempts Lua code at the end of a 10 ms slice;
+# code that cannot be preempted (C, or Lua called from C) is ended 50 ms of CPU
+# past it (CLUA_NOPREEMPT_NS): about 60 ms of the attacker's CPU, which is what an
+# idle machine shows as the neighbour's worst lateness (60-75 ms). On a loaded
+# machine (2 CPUs shared by parallel tests) those 60 ms of CPU take longer to
+# come, so the neighbour measures its lateness twice: on the wall clock, checked
+# against LATE_MAX_MS plus the time the kernel kept the host waiting for a CPU
+# (its run_delay in /proc/<pid>/schedstat, what the machine withheld), and in
+# the host's own CPU clock (os.clock: CPU the host spent since the tick was
+# armed, an upper bound of what it spent past the due time, whatever the load),
+# checked against LATE_MAX_MS alone.
 LATE_MAX_MS = 250
 # CPU an attacker that cannot be preempted gets before it is ended: its slice,
 # the 50 ms allowance, and the polling granularity of the C loops.
@@ -49,25 +55,31 @@ NEIGHBOUR_RUN_S = 1.5
 
 NEIGHBOUR = f"""
 local timer = require "cella.timer"
-local period, worst, n, late_sum = {PERIOD}, 0, 0, 0
+local period, worst, worst_cpu, n, late_sum = {PERIOD}, 0, 0, 0, 0
 local stop = timer.now() + {NEIGHBOUR_RUN_S}
-local due
+local due, armed_cpu
 local function tick()
-  local now = timer.now()
+  local now, cpu = timer.now(), os.clock()
   local late = now - due
+  -- No one ran past the due time longer than the host's CPU since the tick
+  -- was armed, nor longer than the wall clock says.
+  local late_cpu = math.min(late, cpu - armed_cpu)
   if late > worst then worst = late end
+  if late_cpu > worst_cpu then worst_cpu = late_cpu end
   late_sum = late_sum + late
   n = n + 1
   if now < stop then
     due = now + period
     timer.after(period, tick)
+    armed_cpu = os.clock()
   else
-    print(string.format("neighbour ticks=%d worst_ms=%.1f mean_ms=%.2f", n, worst * 1000,
-                        late_sum / n * 1000))
+    print(string.format("neighbour ticks=%d worst_ms=%.1f mean_ms=%.2f worst_cpu_ms=%.1f", n,
+                        worst * 1000, late_sum / n * 1000, worst_cpu * 1000))
   end
 end
 due = timer.now() + period
 timer.after(period, tick)
+armed_cpu = os.clock()
 """
 
 LOOP = "function() while true do end end"
@@ -193,10 +205,16 @@ def run_group(tmp_path, attack, attacker_log_pipe=False):
     }
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     t0 = time.monotonic()
-    p = subprocess.run([str(CELLA_LUA), "--spec", str(tmp_path / "spec.json")],
-                       pass_fds=[stats.fileno()] + [f.fileno() for f in logs.values()],
-                       capture_output=True, text=True, timeout=60)
-    wall = time.monotonic() - t0
+    with open(tmp_path / "host.out", "w+") as hout, open(tmp_path / "host.err", "w+") as herr:
+        h = subprocess.Popen([str(CELLA_LUA), "--spec", str(tmp_path / "spec.json")],
+                             pass_fds=[stats.fileno()] + [f.fileno() for f in logs.values()],
+                             stdout=hout, stderr=herr, text=True)
+        run_delay_ms = wait_run_delay_ms(h, 60)
+        wall = time.monotonic() - t0
+        hout.seek(0)
+        herr.seek(0)
+        p = subprocess.CompletedProcess(h.args, h.returncode, hout.read(), herr.read())
+    p.run_delay_ms = run_delay_ms
     out = {}
     for k, f in logs.items():
         if pipe and k == "a":
@@ -222,7 +240,8 @@ def test_a_greedy_member_is_ended_alone_and_its_neighbour_keeps_time(tmp_path, c
     words = words if isinstance(words, tuple) else (words,)
     p, log, faults, cpu, wall = run_group(tmp_path, attack)
     report = (f"{case}: attacker fault {faults[1]} after {cpu[1] / 1e6:.0f} ms CPU; "
-              f"{log['n'].strip()}; host exit {p.returncode} in {wall:.2f} s")
+              f"{log['n'].strip()}; host exit {p.returncode} in {wall:.2f} s, "
+              f"{p.run_delay_ms:.0f} ms of it waiting for a CPU")
     print(report)
     if os.environ.get("CELLA_WALL_REPORT"):
         with open(os.environ["CELLA_WALL_REPORT"], "a") as f:
@@ -236,13 +255,24 @@ def test_a_greedy_member_is_ended_alone_and_its_neighbour_keeps_time(tmp_path, c
     assert any(w in log["a"] for w in words), log["a"]
     if "could not be preempted" in log["a"]:
         assert cpu[1] < NOPREEMPT_CPU_MAX_MS * 1e6, cpu
-    # The neighbour ran to its end on time.
+    assert_neighbour_kept_time(case, log, p)
+
+
+def assert_neighbour_kept_time(case, log, p):
+    """The neighbour ran to its end on time: measured against what the machine
+    gave the host (LATE_MAX_MS's comment), so a loaded machine does not fail it
+    and an idle one checks the wall clock as tightly as before."""
     line = [x for x in log["n"].splitlines() if x.startswith("neighbour ")]
     assert line, (log["n"], p.stderr)
     fields = dict(kv.split("=") for kv in line[0].split()[1:])
-    # one tick per period and its lateness: about 40 of 50 when it shares the CPU
-    assert int(fields["ticks"]) >= int(NEIGHBOUR_RUN_S / PERIOD * 0.6), line
-    assert float(fields["worst_ms"]) < LATE_MAX_MS, (case, line)
+    withheld_s = p.run_delay_ms / 1000
+    # one tick per period and its lateness: about 40 of 50 when it shares the
+    # CPU, fewer by the periods the machine kept the host off every CPU
+    assert int(fields["ticks"]) >= int((NEIGHBOUR_RUN_S - withheld_s) / PERIOD * 0.6), \
+        (case, line, p.run_delay_ms)
+    assert float(fields["worst_cpu_ms"]) < LATE_MAX_MS, (case, line)
+    assert float(fields["worst_ms"]) < LATE_MAX_MS + p.run_delay_ms, \
+        (case, line, p.run_delay_ms)
 
 
 def test_finalizer_routes_are_refused(tmp_path):
@@ -264,6 +294,4 @@ def test_a_full_log_pipe_drops_output_instead_of_stopping_the_group(tmp_path):
     print(f"log-pipe: attacker fault {faults[1]}; {log['n'].strip()}; {wall:.2f} s")
     assert faults == [0, 1], (faults, p.stderr)
     assert 0 < len(log["a"]) <= 1 << 17, len(log["a"])
-    line = [x for x in log["n"].splitlines() if x.startswith("neighbour ")]
-    assert line, log["n"]
-    assert float(dict(kv.split("=") for kv in line[0].split()[1:])["worst_ms"]) < LATE_MAX_MS
+    assert_neighbour_kept_time("log-pipe", log, p)

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -956,10 +957,161 @@ static int write_new_file(const char *path, const char *text)
         return fd < 0 ? -errno : loop_write(fd, text, strlen(text));
 }
 
+/*
+ * A bound file replaced at a point the test drives: a replacer process renames a new
+ * file ("v<k>\n", k counting every replacement) over app_dir/replaced.txt each time
+ * it reads a byte on its socket, and answers when done. The sandbox's setup process
+ * asks it from sandbox_test_before_file_attach, right before a try to attach
+ * /replaced.txt, at most replace_limit times per start (the count lives in the
+ * setup process, a fresh copy of this one for every start).
+ */
+static int replacer_sock = -EBADF;
+static unsigned replace_limit, replace_count;
+
+static void replace_before_attach(const char *target)
+{
+        char c = 'r';
+
+        if (strcmp(target, "replaced.txt") != 0 || replace_count >= replace_limit)
+                return;
+        replace_count++;
+        if (write(replacer_sock, &c, 1) != 1 || read(replacer_sock, &c, 1) != 1)
+                _exit(120); /* the start fails; the test names it */
+}
+
+/* The replacer's side; exits when the test closes its end. */
+static _Noreturn void replacer_serve(int sock, const char *file, const char *tmp)
+{
+        char c, text[32];
+
+        for (unsigned k = 1; read(sock, &c, 1) == 1; k++) {
+                snprintf(text, sizeof text, "v%u\n", k);
+                if (write_new_file(tmp, text) < 0 || rename(tmp, file) < 0 ||
+                    write(sock, &c, 1) != 1)
+                        _exit(1);
+        }
+        _exit(0);
+}
+
+/* The host file's content now: what a start that bound it must have read. */
+static char *host_file(const char *path)
+{
+        char *text = NULL;
+
+        ck_assert_int_eq(read_file_at(AT_FDCWD, path, 4096, &text, NULL), 0);
+        return text;
+}
+
+/* Starts `cat /replaced.txt` with app_dir/replaced.txt bound; returns what spawn
+ * returned, and the app's output (caller frees) when it ran. */
+static int start_cat_replaced(const char *file, char **out, SandboxError *err)
+{
+        SandboxBind binds[2];
+        Sandbox *s = NULL;
+        SandboxExit e;
+        Run r;
+        int k;
+
+        run_init(&r, 16, "/bin/cat", "/replaced.txt", NULL);
+        binds[0] = r.bind;
+        binds[1] = (SandboxBind){.source = file, .target = "/replaced.txt"};
+        r.spec.binds = binds;
+        r.spec.n_binds = 2;
+        *err = (SandboxError){};
+        k = sandbox_spawn(&r.spec, &s, err);
+        r.out[1] = safe_close(r.out[1]);
+        *out = NULL;
+        if (k == 0) {
+                *out = read_output(&r);
+                e = run_wait(s);
+                ck_assert_msg(e.code == CLD_EXITED && e.status == 0, "exit %d/%d: %s", e.code,
+                              e.status, *out);
+                sandbox_free(s);
+        }
+        run_done(&r);
+        return k;
+}
+
+/*
+ * A file replaced while a start binds it (ldconfig's ld.so.cache, a package
+ * upgrade) never fails the start: replaced once, or JAIL_ATTACH_TRIES - 1 times
+ * during one start's attach, the start binds the file the path names at the end,
+ * whole. Replaced before every try, the start fails with EBUSY naming the file
+ * after exactly JAIL_ATTACH_TRIES replacements: a clear error, not a hang. The
+ * replacements happen at the one point that matters, so the outcome does not
+ * depend on how fast the machine is.
+ */
 START_TEST(test_bind_file_replaced_meanwhile)
 {
+        static const unsigned limits[] = {1, 1, 1, 2, 5, JAIL_ATTACH_TRIES - 1};
         _cleanup_free_ char *file = NULL, *tmp = NULL;
-        SandboxBind binds[2];
+        int sv[2], status;
+        pid_t replacer;
+
+        REQUIRE_ROOT();
+        ck_assert_int_ge(asprintf(&file, "%s/replaced.txt", app_dir), 0);
+        ck_assert_int_ge(asprintf(&tmp, "%s/replaced.tmp", app_dir), 0);
+        ck_assert_int_eq(write_new_file(file, "v0\n"), 0);
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        replacer = fork();
+        ck_assert_int_ge(replacer, 0);
+        if (replacer == 0) {
+                close(sv[0]);
+                replacer_serve(sv[1], file, tmp);
+        }
+        close(sv[1]);
+        replacer_sock = sv[0];
+        sandbox_test_before_file_attach = replace_before_attach;
+
+        for (size_t i = 0; i < ELEMENTSOF(limits); i++) {
+                _cleanup_free_ char *before = host_file(file), *out = NULL, *now = NULL;
+                SandboxError err;
+                int k;
+
+                replace_limit = limits[i];
+                k = start_cat_replaced(file, &out, &err);
+                ck_assert_msg(k == 0, "replaced %u times: %s at step %s: %s", limits[i],
+                              strerror(-k), sandbox_step_to_string(err.step), err.detail);
+                now = host_file(file);
+                ck_assert_int_eq(atoi(now + 1) - atoi(before + 1), (int)limits[i]);
+                ck_assert_str_eq(out, now);
+        }
+
+        /* A replacer faster than every try: a clear error after JAIL_ATTACH_TRIES. */
+        {
+                _cleanup_free_ char *before = host_file(file), *out = NULL, *now = NULL;
+                SandboxError err;
+                int k;
+
+                replace_limit = UINT_MAX;
+                k = start_cat_replaced(file, &out, &err);
+                ck_assert_msg(k == -EBUSY, "gave %d (%s at %s: %s)", k, strerror(-k),
+                              sandbox_step_to_string(err.step), err.detail);
+                ck_assert_int_eq(err.step, SANDBOX_STEP_MOUNT);
+                ck_assert_msg(strstr(err.detail, file) && strstr(err.detail, "replaced 32 times"),
+                              "detail: %s", err.detail);
+                now = host_file(file);
+                ck_assert_int_eq(atoi(now + 1) - atoi(before + 1), JAIL_ATTACH_TRIES);
+        }
+
+        sandbox_test_before_file_attach = NULL;
+        replacer_sock = safe_close(replacer_sock);
+        ck_assert_int_eq(waitpid(replacer, &status, 0), replacer);
+        ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        assert_no_children();
+}
+END_TEST
+
+/*
+ * The same against a real replacer that never stops (a new file every 100 us, no
+ * hook): however the machine's load interleaves it with the starts, each start
+ * either binds a whole file or fails with the EBUSY of the test above, never
+ * another error, a torn file or a hang.
+ */
+START_TEST(test_bind_file_replaced_endlessly)
+{
+        _cleanup_free_ char *file = NULL, *tmp = NULL;
+        unsigned ok = 0, busy = 0;
         pid_t renamer;
         int status;
 
@@ -971,37 +1123,29 @@ START_TEST(test_bind_file_replaced_meanwhile)
         ck_assert_int_ge(renamer, 0);
         if (renamer == 0) {
                 (void)prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed assertion ends the test */
-                /* A new file every 100 us: about one start in thirty meets a
-                 * replaced clone here (so without the fresh clone this test fails
-                 * in nearly every run), and a fresh clone is seldom replaced again
-                 * before it is attached. */
                 for (;;) {
                         if (write_new_file(tmp, "whole\n") < 0 || rename(tmp, file) < 0)
                                 _exit(1);
                         nanosleep(&(struct timespec){.tv_nsec = 100 * 1000}, NULL);
                 }
         }
-        for (int i = 0; i < 300; i++) {
+        for (int i = 0; i < 100; i++) {
                 _cleanup_free_ char *out = NULL;
-                SandboxExit e;
-                Run r;
+                SandboxError err;
+                int k = start_cat_replaced(file, &out, &err);
 
-                run_init(&r, 16, "/bin/cat", "/replaced.txt", NULL);
-                binds[0] = r.bind;
-                binds[1] = (SandboxBind){.source = file, .target = "/replaced.txt"};
-                r.spec.binds = binds;
-                r.spec.n_binds = 2;
-                {
-                        _cleanup_(sandbox_freep) Sandbox *s = run_spawn(&r);
-
-                        out = read_output(&r);
-                        e = run_wait(s);
+                if (k == -EBUSY && err.step == SANDBOX_STEP_MOUNT &&
+                    strstr(err.detail, "replaced 32 times")) {
+                        busy++;
+                        continue;
                 }
-                ck_assert_msg(e.code == CLD_EXITED && e.status == 0, "start %d: exit %d/%d: %s", i,
-                              e.code, e.status, out);
+                ck_assert_msg(k == 0, "start %d: %s at step %s: %s", i, strerror(-k),
+                              sandbox_step_to_string(err.step), err.detail);
                 ck_assert_str_eq(out, "whole\n");
-                run_done(&r);
+                ok++;
         }
+        printf("%s: %u starts bound the file, %u met a file replaced on every try\n", TEST_NAME, ok,
+               busy);
         ck_assert_int_eq(kill(renamer, SIGKILL), 0);
         ck_assert_int_eq(waitpid(renamer, &status, 0), renamer);
         ck_assert(WIFSIGNALED(status));
@@ -1672,6 +1816,7 @@ int main(void)
         tcase_add_test(tc, test_fail_bind_source);
         tcase_add_test(tc, test_bind_fd);
         tcase_add_test(tc, test_bind_file_replaced_meanwhile);
+        tcase_add_test(tc, test_bind_file_replaced_endlessly);
         tcase_add_test(tc, test_fail_exec_missing);
         tcase_add_test(tc, test_fail_exec_not_executable);
         tcase_add_test(tc, test_fail_exec_interpreter_missing);
