@@ -174,9 +174,11 @@ def test_hostile_broker_attempts_are_all_refused(tmp_path, state):
 
 
 def test_revoke_while_running_closes_the_apps_handles_at_once(tmp_path, state):
-    """`cella revoke` in another process reaches the running kernel: the clock's
-    kernel timer (a handle on the right "timer") is closed, the clock is told
-    (EVENT_PERM_REVOKED), says so and stops; no tick is published after."""
+    """`cella revoke` in another process reaches the running kernel: the clock is
+    told (EVENT_PERM_REVOKED), says so and stops by itself. (That the broker
+    closes the timer handle at once, so no event of it follows the revoke, is
+    test-broker-calls' test_timer_revoke_closes: here a tick fired before the
+    revoke may still be in the clock's queue, and its publish is legitimate.)"""
     folder = apps_folder(tmp_path, "clock")
     rfd, wfd = os.pipe()
     p = subprocess.Popen([CELLA, "boot", "--state-dir", str(state), "--json-status", str(wfd),
@@ -203,10 +205,7 @@ def test_revoke_while_running_closes_the_apps_handles_at_once(tmp_path, state):
         status.close()
     assert 'clock: the right "timer" was revoked; stopping' in app_log(state, CLOCK), err
     records = audit_records(state)
-    revoked = [i for i, r in enumerate(records) if r.get("what") == "revoked-in-broker"]
-    assert revoked, records
-    # Nothing was published after the revoke reached the broker.
-    assert not [r for r in records[revoked[0]:] if r.get("op") == "bus.publish"]
+    assert [r for r in records if r.get("what") == "revoked-in-broker"], records
 
 
 def audit_records(state, op=None):
