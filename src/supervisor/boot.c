@@ -245,6 +245,7 @@ int supervisor_boot(const BootOptions *o, SupervisorError *err)
         size_t n = 0;
         BootOrder order = {};
         Supervisor *s = NULL;
+        SupervisorOptions so;
         int r;
 
         r = boot_scan(o->dir, &apps, &n, err);
@@ -255,18 +256,8 @@ int supervisor_boot(const BootOptions *o, SupervisorError *err)
                 r = boot_order(apps, n, &order, err);
         if (r < 0)
                 goto out;
-        r = supervisor_new(&(SupervisorOptions){.state_dir = o->k.state_dir,
-                                                .uid_base = o->k.uid_base,
-                                                .uid_count = o->k.uid_count,
-                                                .cgroup_mode = o->k.cgroup_mode,
-                                                .output = SUPERVISOR_OUTPUT_LOGS,
-                                                .json_status_fd = o->k.json_status_fd,
-                                                .raw_output = o->k.raw_output,
-                                                .no_prompt = o->k.no_prompt,
-                                                .roots = o->k.roots,
-                                                .boot = true,
-                                                .exit_code = o->k.exit_code},
-                           &s, err);
+        so = kernel_supervisor_options(&o->k, SUPERVISOR_OUTPUT_LOGS, true);
+        r = supervisor_new(&so, &s, err);
         if (r < 0)
                 goto out;
         /* Register all first (an app.launch may name any of them), in boot order. */

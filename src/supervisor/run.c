@@ -65,29 +65,38 @@ int supervisor_load_manifest(const char *app_dir, char **ret_real_dir, Manifest 
         return 0;
 }
 
+/* Declared in run.h. */
+SupervisorOptions kernel_supervisor_options(const KernelOptions *k, SupervisorOutput output,
+                                            bool boot)
+{
+        return (SupervisorOptions){.state_dir = k->state_dir,
+                                   .uid_base = k->uid_base,
+                                   .uid_count = k->uid_count,
+                                   .cgroup_mode = k->cgroup_mode,
+                                   .output = output,
+                                   .json_status_fd = k->json_status_fd,
+                                   .raw_output = k->raw_output,
+                                   .tty = k->tty,
+                                   .no_prompt = k->no_prompt,
+                                   .roots = k->roots,
+                                   .boot = boot,
+                                   .exit_code = k->exit_code};
+}
+
 int supervisor_run(const RunOptions *o, SupervisorError *err)
 {
         _cleanup_free_ char *app_dir = NULL;
         Supervisor *s = NULL;
         Manifest *m = NULL;
         Instance *inst = NULL;
+        SupervisorOptions so;
         int r;
 
         r = supervisor_load_manifest(o->app_dir, &app_dir, &m, err);
         if (r < 0)
                 return r;
-        r = supervisor_new(&(SupervisorOptions){.state_dir = o->k.state_dir,
-                                                .uid_base = o->k.uid_base,
-                                                .uid_count = o->k.uid_count,
-                                                .cgroup_mode = o->k.cgroup_mode,
-                                                .output = SUPERVISOR_OUTPUT_TERMINAL,
-                                                .json_status_fd = o->k.json_status_fd,
-                                                .raw_output = o->k.raw_output,
-                                                .tty = o->k.tty,
-                                                .no_prompt = o->k.no_prompt,
-                                                .roots = o->k.roots,
-                                                .exit_code = o->k.exit_code},
-                           &s, err);
+        so = kernel_supervisor_options(&o->k, SUPERVISOR_OUTPUT_TERMINAL, false);
+        r = supervisor_new(&so, &s, err);
         if (r < 0) {
                 manifest_free(m);
                 return r;

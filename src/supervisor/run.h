@@ -8,6 +8,7 @@
 #include "policy/manifest.h"
 #include "sandbox/cgroup.h"
 #include "supervisor/error.h"
+#include "supervisor/supervisor.h"
 
 /* What cella run and cella boot share: the kernel's own options. */
 typedef struct KernelOptions {
@@ -22,6 +23,14 @@ typedef struct KernelOptions {
         bool tty;        /* -t, --tty (cella run only): the app gets a pty of its own */
         SupervisorExitCode exit_code; /* the CLI's numbering of a failure (error.h) */
 } KernelOptions;
+
+/*
+ * The supervisor's options for a kernel with options k whose apps' output goes to
+ * output (SUPERVISOR_OUTPUT_TERMINAL for cella run, _LOGS for cella boot); boot
+ * true for cella boot. Returns the options by value; k's pointers are borrowed.
+ */
+SupervisorOptions kernel_supervisor_options(const KernelOptions *k, SupervisorOutput output,
+                                            bool boot);
 
 typedef struct RunOptions {
         KernelOptions k;

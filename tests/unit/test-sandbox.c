@@ -34,6 +34,7 @@
 
 #include "base/fileio.h"
 #include "base/macro.h"
+#include "skip.h"
 #include "sandbox/cgroup.h"
 #include "sandbox/sandbox-internal.h" /* userns_format_map */
 #include "sandbox/sandbox.h"
@@ -98,25 +99,6 @@ static void teardown(void)
         (void)nftw(app_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
         seccomp_prog = seccomp_program_free(seccomp_prog);
 }
-
-/*
- * Tests that cannot run here (not root, or a host feature missing) count in a page
- * shared with Check's forked test processes; main() exits 77, meson's "skipped",
- * when all of them skipped, rather than reporting them as passed. So each test that
- * may skip on a root host sits in a test case of its own, which meson runs as a test
- * of its own (CK_RUN_CASE, tests/unit/meson.build).
- */
-static unsigned *tests_skipped;
-
-#define SKIP_TEST(...)                                                                             \
-        do {                                                                                       \
-                printf("SKIP: %s: ", TEST_NAME);                                                   \
-                printf(__VA_ARGS__);                                                               \
-                putchar('\n');                                                                     \
-                fflush(stdout);                                                                    \
-                __atomic_add_fetch(tests_skipped, 1, __ATOMIC_SEQ_CST);                            \
-                return;                                                                            \
-        } while (0)
 
 #define REQUIRE_ROOT()                                                                             \
         do {                                                                                       \
@@ -1792,11 +1774,8 @@ int main(void)
         Suite *suite = suite_create("sandbox");
         TCase *tc = tcase_create("spawn");
         SRunner *sr;
-        int failed, run;
 
-        tests_skipped = mmap(NULL, sizeof *tests_skipped, PROT_READ | PROT_WRITE,
-                             MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-        if (tests_skipped == MAP_FAILED)
+        if (skip_init() < 0)
                 return EXIT_FAILURE;
         tcase_add_unchecked_fixture(tc, setup, teardown);
         tcase_set_timeout(tc, 60);
@@ -1851,13 +1830,5 @@ int main(void)
         }
 
         sr = srunner_create(suite);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        run = srunner_ntests_run(sr);
-        srunner_free(sr);
-        if (failed)
-                return EXIT_FAILURE;
-        if (*tests_skipped > 0)
-                printf("%u of %d tests skipped\n", *tests_skipped, run);
-        return run > 0 && *tests_skipped == (unsigned)run ? 77 : EXIT_SUCCESS;
+        return skip_run(sr);
 }

@@ -44,6 +44,7 @@
 #include <linux/openat2.h>
 
 #include "base/macro.h"
+#include "skip.h"
 #include "sandbox/seccomp.h"
 #include "probe.h" /* examples/hostile: the probe runner and its verdicts */
 
@@ -70,26 +71,6 @@ typedef int (*ChildFunc)(void *userdata);
                                 #expr, errno, strerror(errno));                                    \
                         return 1;                                                                  \
                 }                                                                                  \
-        } while (0)
-
-/*
- * Tests that cannot run on this machine (a kernel feature or a program it lacks)
- * say so here instead of passing: SKIP_TEST prints why and counts the test in a
- * page shared with Check's forked test processes. main() exits 77, meson's
- * "skipped", when every test it ran was skipped; so each test that may skip sits
- * in a test case of its own, which meson runs as a test of its own
- * (CK_RUN_CASE, tests/unit/meson.build).
- */
-static unsigned *tests_skipped;
-
-#define SKIP_TEST(...)                                                                             \
-        do {                                                                                       \
-                printf("SKIP %s: ", __func__);                                                     \
-                printf(__VA_ARGS__);                                                               \
-                putchar('\n');                                                                     \
-                fflush(stdout);                                                                    \
-                __atomic_add_fetch(tests_skipped, 1, __ATOMIC_SEQ_CST);                            \
-                return;                                                                            \
         } while (0)
 
 static SeccompProgram *program_new(void)
@@ -1590,11 +1571,8 @@ int main(void)
         TCase *tc = tcase_create("filter");
         TCase *notify = tcase_create("notify");
         SRunner *sr;
-        int failed, run;
 
-        tests_skipped = mmap(NULL, sizeof *tests_skipped, PROT_READ | PROT_WRITE,
-                             MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-        if (tests_skipped == MAP_FAILED)
+        if (skip_init() < 0)
                 return EXIT_FAILURE;
 
         tcase_set_timeout(tc, 30);
@@ -1660,15 +1638,5 @@ int main(void)
         }
 
         sr = srunner_create(s);
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        run = srunner_ntests_run(sr);
-        srunner_free(sr);
-        if (failed)
-                return EXIT_FAILURE;
-        if (*tests_skipped > 0)
-                printf("%u of %d tests skipped\n", *tests_skipped, run);
-        /* 77: meson's "skipped", only when nothing else ran (each skippable test
-         * runs alone under meson). */
-        return run > 0 && *tests_skipped == (unsigned)run ? 77 : EXIT_SUCCESS;
+        return skip_run(sr);
 }
