@@ -7,12 +7,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/param.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -716,94 +718,138 @@ unsigned control_connections(const Control *c)
 
 /* --- the client side --- */
 
-/* Waits for events on fd until deadline (CLOCK_MONOTONIC ms). 0, -ETIMEDOUT or -errno. */
-static int wait_fd(int fd, short events, uint64_t deadline)
+/* One kernel being asked: its socket, how much of the request went out, and the
+ * reply read so far. */
+typedef struct Ask {
+        pid_t pid;
+        int fd;
+        size_t sent;
+        char *buf;
+        size_t len, cap;
+        int error;     /* 0: still asking; 1: answered (reply set); < 0: failed */
+        json_t *reply; /* the parsed reply, once answered */
+} Ask;
+
+/* Sends what is left of req to a, without blocking. 0 (sent, or more to send
+ * later) or -errno. */
+static int ask_send(Ask *a, const char *req, size_t req_len)
 {
-        struct pollfd pfd = {.fd = fd, .events = events};
-
-        for (;;) {
-                uint64_t now = now_monotonic_ms();
-                int n;
-
-                if (now >= deadline)
-                        return -ETIMEDOUT;
-                n = poll(&pfd, 1, (int)(deadline - now));
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return negative_errno();
-                if (n > 0)
-                        return 0;
-        }
-}
-
-/* One request/reply exchange with the kernel listening on fd. Returns 0 and *ret
- * (the parsed reply), -ETIMEDOUT, -EBADMSG (not a JSON object, or over
- * CONTROL_REPLY_MAX), -ECONNRESET (closed before a whole line) or -errno. */
-static int exchange(int fd, const char *req, size_t req_len, json_t **ret)
-{
-        uint64_t deadline = now_monotonic_ms() + CONTROL_CLIENT_TIMEOUT_MS;
-        _cleanup_free_ char *buf = NULL;
-        size_t off = 0, len = 0, cap = 0;
-        json_t *reply;
-        char *nl;
-        int r;
-
-        while (off < req_len) {
+        while (a->sent < req_len) {
                 ssize_t w = RETRY_EINTR(
-                        send(fd, req + off, req_len - off, MSG_DONTWAIT | MSG_NOSIGNAL));
+                        send(a->fd, req + a->sent, req_len - a->sent, MSG_DONTWAIT | MSG_NOSIGNAL));
 
-                if (w < 0 && errno == EAGAIN) {
-                        r = wait_fd(fd, POLLOUT, deadline);
-                        if (r < 0)
-                                return r;
-                        continue;
-                }
+                if (w < 0 && errno == EAGAIN)
+                        return 0;
                 if (w < 0)
                         return negative_errno();
-                if (w > 0)
-                        off += (size_t)w;
+                a->sent += (size_t)w;
         }
+        return 0;
+}
+
+/* Reads what a's kernel sent, without blocking. 0 (more to come), 1 (a->reply is
+ * the whole reply), -EBADMSG (not a JSON object, or over CONTROL_REPLY_MAX),
+ * -ECONNRESET (closed before a whole line), -ENOMEM or -errno. */
+static int ask_recv(Ask *a)
+{
         for (;;) {
+                char *nl;
                 ssize_t n;
 
-                if (len == cap) {
-                        size_t ncap = cap ? cap * 2 : 4096;
+                if (a->len == a->cap) {
+                        size_t ncap = a->cap ? a->cap * 2 : 4096;
                         char *nbuf;
 
                         if (ncap > CONTROL_REPLY_MAX + 1)
                                 ncap = CONTROL_REPLY_MAX + 1;
-                        if (ncap <= len)
+                        if (ncap <= a->len)
                                 return -EBADMSG;
-                        nbuf = realloc(buf, ncap);
+                        nbuf = realloc(a->buf, ncap);
                         if (!nbuf)
                                 return -ENOMEM;
-                        buf = nbuf;
-                        cap = ncap;
+                        a->buf = nbuf;
+                        a->cap = ncap;
                 }
-                n = RETRY_EINTR(read(fd, buf + len, cap - len));
-                if (n < 0 && errno == EAGAIN) {
-                        r = wait_fd(fd, POLLIN, deadline);
-                        if (r < 0)
-                                return r;
-                        continue;
-                }
+                n = RETRY_EINTR(read(a->fd, a->buf + a->len, a->cap - a->len));
+                if (n < 0 && errno == EAGAIN)
+                        return 0;
                 if (n < 0)
                         return negative_errno();
                 if (n == 0)
                         return -ECONNRESET;
-                nl = memchr(buf + len, '\n', (size_t)n);
-                len += (size_t)n;
-                if (nl)
+                nl = memchr(a->buf + a->len, '\n', (size_t)n);
+                a->len += (size_t)n;
+                if (nl) {
+                        a->reply = json_loadb(a->buf, (size_t)(nl - a->buf), 0, NULL);
+                        if (!json_is_object(a->reply)) {
+                                json_decref(a->reply);
+                                a->reply = NULL;
+                                return -EBADMSG;
+                        }
+                        return 1;
+                }
+        }
+}
+
+/* Asks every kernel in asks[0..n) at once: sends req to each and reads the replies
+ * as they come, polling all sockets together until each has answered or failed or
+ * deadline (CLOCK_MONOTONIC ms) passes; a kernel still asking then fails with
+ * -ETIMEDOUT. Sets each a->error. Returns 0, or -errno of poll() (each kernel
+ * still asking then fails with it). */
+static int ask_all(Ask *asks, size_t n, const char *req, size_t req_len, uint64_t deadline)
+{
+        _cleanup_free_ struct pollfd *pfds = calloc(n ? n : 1, sizeof *pfds);
+        _cleanup_free_ size_t *idx = calloc(n ? n : 1, sizeof *idx);
+        int r = 0;
+
+        if (!pfds || !idx)
+                r = -ENOMEM;
+        for (size_t i = 0; r == 0 && i < n; i++)
+                if (asks[i].error == 0)
+                        asks[i].error = ask_send(&asks[i], req, req_len);
+        while (r == 0) {
+                uint64_t now = now_monotonic_ms();
+                size_t m = 0;
+                int k;
+
+                for (size_t i = 0; i < n; i++) {
+                        if (asks[i].error != 0)
+                                continue;
+                        pfds[m] = (struct pollfd){
+                                .fd = asks[i].fd,
+                                .events = asks[i].sent < req_len ? POLLOUT : POLLIN,
+                        };
+                        idx[m++] = i;
+                }
+                if (m == 0)
                         break;
+                if (now >= deadline) {
+                        r = -ETIMEDOUT;
+                        break;
+                }
+                k = poll(pfds, m, (int)MIN(deadline - now, (uint64_t)INT_MAX));
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0) {
+                        r = negative_errno();
+                        break;
+                }
+                for (size_t j = 0; j < m && k > 0; j++) {
+                        Ask *a = &asks[idx[j]];
+
+                        if (!pfds[j].revents)
+                                continue;
+                        k--;
+                        if (a->sent < req_len)
+                                a->error = ask_send(a, req, req_len);
+                        if (a->error == 0 && a->sent == req_len)
+                                a->error = ask_recv(a);
+                }
         }
-        reply = json_loadb(buf, (size_t)(nl - buf), 0, NULL);
-        if (!json_is_object(reply)) {
-                json_decref(reply);
-                return -EBADMSG;
-        }
-        *ret = reply;
-        return 0;
+        for (size_t i = 0; i < n; i++)
+                if (asks[i].error == 0)
+                        asks[i].error = r;
+        return r == -ETIMEDOUT ? 0 : r;
 }
 
 static int pid_cmp(const void *a, const void *b)
@@ -813,19 +859,72 @@ static int pid_cmp(const void *a, const void *b)
         return (x > y) - (x < y);
 }
 
-/* control_each_kernel() skipping the kernel whose pid is except (0: none); fn NULL:
+/* The sockets' pids in run/ (at most CONTROL_KERNELS_MAX, but except), in pid order,
+ * into *ret (free() it) and *ret_n. 0 or -errno. */
+static int list_kernels(int dirfd, pid_t except, pid_t **ret, size_t *ret_n)
+{
+        _cleanup_free_ pid_t *pids = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        struct dirent *de;
+        size_t n = 0;
+        DIR *d;
+
+        pids = calloc(CONTROL_KERNELS_MAX, sizeof *pids);
+        if (!pids)
+                return -ENOMEM;
+        fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        d = fdopendir(fd);
+        if (!d)
+                return negative_errno();
+        fd = -EBADF;
+        while ((de = readdir(d)) && n < CONTROL_KERNELS_MAX) {
+                pid_t pid = pid_from_name(de->d_name, ".sock");
+
+                if (pid > 0 && pid != except)
+                        pids[n++] = pid;
+        }
+        closedir(d);
+        qsort(pids, n, sizeof *pids, pid_cmp);
+        *ret = TAKE_PTR(pids);
+        *ret_n = n;
+        return 0;
+}
+
+/* Connects to the kernel pid's socket in run/ for a: a->fd, or a->error < 0 with
+ * a->fd -EBADF. A socket nobody listens on is removed when its pid is dead and
+ * skipped either way (a->error -ECONNREFUSED), as is one gone meanwhile
+ * (-ENOENT): no kernel there. Any other error (-EAGAIN: its backlog is full) is a
+ * live kernel that cannot be asked. */
+static void ask_connect(Ask *a, int dirfd, const char *dir, pid_t pid)
+{
+        char name[32];
+
+        snprintf(name, sizeof name, "%d.sock", (int)pid);
+        *a = (Ask){.pid = pid, .fd = -EBADF};
+        a->fd = connect_at(dirfd, dir, name);
+        if (a->fd == -ECONNREFUSED)
+                remove_if_stale(dirfd, dir, name, pid);
+        if (a->fd < 0) {
+                a->error = a->fd;
+                a->fd = -EBADF;
+        }
+}
+
+/* control_ask_kernels() skipping the kernel whose pid is except (0: none); fn NULL:
  * the request is only sent (without waiting, a kernel's loop must not), no reply read,
  * and each kernel whose socket took all of it counts. */
 static int each_kernel(const char *state_dir, const json_t *request, pid_t except,
-                       int (*fn)(pid_t pid, json_t *reply, void *ud), void *ud)
+                       unsigned timeout_ms, int (*fn)(pid_t pid, json_t *reply, void *ud),
+                       void (*mute)(pid_t pid, int error, void *ud), void *ud)
 {
-        _cleanup_close_ int dirfd = -EBADF, fd = -EBADF;
+        _cleanup_close_ int dirfd = -EBADF;
         _cleanup_free_ char *dir = NULL, *req = NULL;
         _cleanup_free_ pid_t *pids = NULL;
+        _cleanup_free_ Ask *asks = NULL;
         size_t n_pids = 0, req_len;
-        struct dirent *de;
         int replied = 0, r;
-        DIR *d;
 
         if (!state_dir || !*state_dir || !json_is_object(request))
                 return -EINVAL;
@@ -843,67 +942,72 @@ static int each_kernel(const char *state_dir, const json_t *request, pid_t excep
         if (req_len + 1 > CONTROL_LINE_MAX)
                 return -E2BIG;
         req[req_len++] = '\n'; /* over the NUL */
+        r = list_kernels(dirfd, except, &pids, &n_pids);
+        if (r < 0)
+                return r;
 
-        pids = calloc(CONTROL_KERNELS_MAX, sizeof *pids);
-        if (!pids)
-                return -ENOMEM;
-        fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
-                return negative_errno();
-        d = fdopendir(fd);
-        if (!d)
-                return negative_errno();
-        fd = -EBADF;
-        while ((de = readdir(d)) && n_pids < CONTROL_KERNELS_MAX) {
-                pid_t pid = pid_from_name(de->d_name, ".sock");
+        if (!fn) {
+                for (size_t i = 0; i < n_pids; i++) {
+                        Ask a;
+                        ssize_t w;
 
-                if (pid > 0 && pid != except)
-                        pids[n_pids++] = pid;
-        }
-        closedir(d);
-        qsort(pids, n_pids, sizeof *pids, pid_cmp);
-
-        for (size_t i = 0; i < n_pids; i++) {
-                char name[32];
-                json_t *reply = NULL;
-
-                snprintf(name, sizeof name, "%d.sock", (int)pids[i]);
-                fd = connect_at(dirfd, dir, name);
-                if (fd == -ECONNREFUSED) {
-                        remove_if_stale(dirfd, dir, name, pids[i]);
-                        continue;
-                }
-                if (fd < 0)
-                        continue; /* gone meanwhile (ENOENT), or too busy (EAGAIN) */
-                if (!fn) {
+                        ask_connect(&a, dirfd, dir, pids[i]);
+                        if (a.fd < 0)
+                                continue;
                         /* A request line fits in an empty socket's buffer; the kernel
                          * reads it before it sees the hang-up. */
-                        ssize_t w = send(fd, req, req_len, MSG_DONTWAIT | MSG_NOSIGNAL);
-
-                        fd = safe_close(fd);
+                        w = send(a.fd, req, req_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+                        safe_close(a.fd);
                         if (w == (ssize_t)req_len)
                                 replied++;
-                        continue;
                 }
-                r = exchange(fd, req, req_len, &reply);
-                fd = safe_close(fd);
-                if (r < 0)
-                        continue;
-                r = fn(pids[i], reply, ud);
-                json_decref(reply);
+                return replied;
+        }
+
+        /* CONTROL_ASK_BATCH kernels at a time, so that a thousand kernels do not need
+         * a thousand file descriptors; each batch has its own deadline. */
+        asks = calloc(MIN(n_pids, (size_t)CONTROL_ASK_BATCH) + 1, sizeof *asks);
+        if (!asks)
+                return -ENOMEM;
+        for (size_t base = 0; base < n_pids; base += CONTROL_ASK_BATCH) {
+                size_t n = MIN(n_pids - base, (size_t)CONTROL_ASK_BATCH);
+
+                for (size_t i = 0; i < n; i++)
+                        ask_connect(&asks[i], dirfd, dir, pids[base + i]);
+                r = ask_all(asks, n, req, req_len, now_monotonic_ms() + timeout_ms);
+                for (size_t i = 0; i < n; i++) {
+                        Ask *a = &asks[i];
+
+                        if (r >= 0 && a->error == 1) {
+                                r = fn(a->pid, a->reply, ud);
+                                if (r >= 0)
+                                        replied++;
+                        } else if (r >= 0 && a->error != -ECONNREFUSED && a->error != -ENOENT &&
+                                   mute)
+                                mute(a->pid, a->error, ud);
+                        json_decref(a->reply);
+                        free(a->buf);
+                        safe_close(a->fd);
+                }
                 if (r < 0)
                         return r;
-                replied++;
         }
         return replied;
+}
+
+int control_ask_kernels(const char *state_dir, const json_t *request, unsigned timeout_ms,
+                        int (*fn)(pid_t pid, json_t *reply, void *ud),
+                        void (*mute)(pid_t pid, int error, void *ud), void *ud)
+{
+        if (!fn || timeout_ms == 0)
+                return -EINVAL;
+        return each_kernel(state_dir, request, 0, timeout_ms, fn, mute, ud);
 }
 
 int control_each_kernel(const char *state_dir, const json_t *request,
                         int (*fn)(pid_t pid, json_t *reply, void *ud), void *ud)
 {
-        if (!fn)
-                return -EINVAL;
-        return each_kernel(state_dir, request, 0, fn, ud);
+        return control_ask_kernels(state_dir, request, CONTROL_CLIENT_TIMEOUT_MS, fn, NULL, ud);
 }
 
 static int count_reply(pid_t pid, json_t *reply, void *ud)
@@ -921,7 +1025,8 @@ static int notify_grants_changed(const char *state_dir, const char *app_id, pid_
         req = json_pack("{s:s,s:s?}", "op", "grants-changed", "app", app_id);
         if (!req)
                 return -ENOMEM;
-        r = each_kernel(state_dir, req, except, wait ? count_reply : NULL, NULL);
+        r = each_kernel(state_dir, req, except, CONTROL_CLIENT_TIMEOUT_MS,
+                        wait ? count_reply : NULL, NULL, NULL);
         json_decref(req);
         return r;
 }

@@ -32,14 +32,21 @@
 
 #include "policy/manifest.h"
 
-#define CONTROL_DIR               "run"                /* under the state dir */
-#define CONTROL_LINE_MAX          (64u * 1024u)        /* bytes of one request, newline included */
-#define CONTROL_CONNECTIONS_MAX   32u                  /* clients connected to one kernel at once */
-#define CONTROL_OUTPUT_MAX        (4u * 1024u * 1024u) /* bytes of replies queued per client */
-#define CONTROL_REPLY_MAX         (16u * 1024u * 1024u) /* bytes of one reply a client accepts */
-#define CONTROL_IDLE_MS           10000u                /* a silent client is dropped after this */
-#define CONTROL_CLIENT_TIMEOUT_MS 1000u                 /* a client waits this long per kernel */
-#define CONTROL_KERNELS_MAX       1024u                 /* sockets control_each_kernel() visits */
+#define CONTROL_DIR             "run"                 /* under the state dir */
+#define CONTROL_LINE_MAX        (64u * 1024u)         /* bytes of one request, newline included */
+#define CONTROL_CONNECTIONS_MAX 32u                   /* clients connected to one kernel at once */
+#define CONTROL_OUTPUT_MAX      (4u * 1024u * 1024u)  /* bytes of replies queued per client */
+#define CONTROL_REPLY_MAX       (16u * 1024u * 1024u) /* bytes of one reply a client accepts */
+#define CONTROL_IDLE_MS         10000u                /* a silent client is dropped after this */
+#define CONTROL_KERNELS_MAX     1024u                 /* sockets a client visits */
+#define CONTROL_ASK_BATCH       256u                  /* kernels asked at once (descriptors) */
+
+/* A client asks every kernel at once and waits this long for all of them together:
+ * a kernel's loop answers in milliseconds when it gets the CPU, but under a load of
+ * several runnable tasks per CPU a process can wait seconds for it (1 s left kernels
+ * out at a load of 14 on 2 CPUs); 5 s is as long as a person waits for `cella ps`
+ * without thinking it hung, and half CONTROL_IDLE_MS. */
+#define CONTROL_CLIENT_TIMEOUT_MS 5000u
 
 /* What the kernel does for each request; every slot may be NULL ("not supported"). */
 typedef struct ControlHandlers {
@@ -118,14 +125,29 @@ unsigned control_connections(const Control *c);
 
 /*
  * The client side, for the CLI: sends request (one JSON object) to every kernel
- * with a socket in <state_dir>/run, one after the other, waiting at most
- * CONTROL_CLIENT_TIMEOUT_MS for each, and calls fn(pid, reply, ud) with each
- * kernel's pid (from the socket's name) and its reply (borrowed: valid during the
- * call). A kernel that does not answer in time is skipped; a socket nobody listens
- * on whose pid is dead is removed. fn returning a negative errno stops the walk
- * with that error. At most CONTROL_KERNELS_MAX sockets are visited, in pid order.
+ * with a socket in <state_dir>/run, to all at once (CONTROL_ASK_BATCH at a time),
+ * and waits at most timeout_ms (> 0) for all of them together: a batch polls every
+ * socket at once, so N kernels take one timeout_ms, not N. Then, in pid order,
+ * calls fn(pid, reply, ud) with each kernel's pid (from the socket's name) and its
+ * reply (borrowed: valid during the call), and mute(pid, error, ud) (mute may be
+ * NULL) for each live kernel that did not answer: its socket accepted (or its
+ * backlog was full, -EAGAIN) but no whole reply came in time (-ETIMEDOUT), or it
+ * closed early (-ECONNRESET), or sent a bad reply (-EBADMSG), or another -errno.
+ * A socket nobody listens on is no kernel: removed when its pid is dead, skipped
+ * either way, and so is a socket gone meanwhile. fn returning a negative errno
+ * stops the walk with that error. At most CONTROL_KERNELS_MAX sockets are visited.
  * Returns the number of kernels that replied (0 when run/ does not exist), or
- * -EACCES (run/ is not readable: not root), -EINVAL, -ENOMEM, or fn's error.
+ * -EACCES (run/ is not readable: not root), -EINVAL, -ENOMEM, -errno of poll(), or
+ * fn's error.
+ */
+int control_ask_kernels(const char *state_dir, const json_t *request, unsigned timeout_ms,
+                        int (*fn)(pid_t pid, json_t *reply, void *ud),
+                        void (*mute)(pid_t pid, int error, void *ud), void *ud);
+
+/*
+ * control_ask_kernels() with timeout_ms CONTROL_CLIENT_TIMEOUT_MS and no mute
+ * callback: a kernel that does not answer in time is left out silently, so a
+ * command that shows what the kernels say uses control_ask_kernels().
  */
 int control_each_kernel(const char *state_dir, const json_t *request,
                         int (*fn)(pid_t pid, json_t *reply, void *ud), void *ud);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "base/macro.h"
+#include "base/time-util.h"
 #include "supervisor/control.h"
 #include "uv-wait.h"
 
@@ -215,6 +216,8 @@ typedef struct Job {
         void *(*fn)(struct Job *);
         json_t *request;
         json_t *replies; /* [[pid, reply], ...] */
+        json_t *mutes;   /* [[pid, error], ...]: control_ask_kernels()'s mute calls */
+        unsigned timeout_ms;
         int result;
         char text[CONTROL_LINE_MAX * 2]; /* raw client: what came back */
         const char *send;
@@ -659,6 +662,87 @@ START_TEST(test_stale_sockets_removed)
 }
 END_TEST
 
+static void on_mute(pid_t pid, int error, void *ud)
+{
+        Job *j = ud;
+
+        json_array_append_new(j->mutes, json_pack("[ii]", (int)pid, error));
+}
+
+static void *ask_job(Job *j)
+{
+        j->replies = json_array();
+        j->mutes = json_array();
+        j->result = control_ask_kernels(state, j->request, j->timeout_ms, collect, on_mute, j);
+        return NULL;
+}
+
+/* Kernels that are alive but do not answer (their socket accepts, nothing reads
+ * it) are asked at the same time as the others: three mute kernels cost one
+ * deadline, not three, each is reported to the mute callback with -ETIMEDOUT, and
+ * the kernel that answers is still listed. */
+START_TEST(test_mute_kernels_asked_at_once)
+{
+        json_t *req = json_pack("{s:s}", "op", "ps");
+        Kernel k;
+        Job j = {.k = &k, .fn = ask_job, .request = req, .timeout_ms = 1000};
+        pid_t kids[3];
+        int listeners[3], hold[2];
+        uint64_t t0, elapsed;
+
+        kernel_start(&k);
+        ck_assert_int_eq(pipe2(hold, O_CLOEXEC), 0);
+        for (size_t i = 0; i < ELEMENTSOF(kids); i++) {
+                struct sockaddr_un sa = {.sun_family = AF_UNIX};
+                char c;
+
+                /* a live pid that owns a socket nobody reads: a stopped kernel */
+                kids[i] = fork();
+                ck_assert_int_ge(kids[i], 0);
+                if (kids[i] == 0) {
+                        close(hold[1]);
+                        _exit(read(hold[0], &c, 1) < 0);
+                }
+                snprintf(sa.sun_path, sizeof sa.sun_path, "%s/run/%d.sock", state, (int)kids[i]);
+                listeners[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                ck_assert_int_eq(bind(listeners[i], (struct sockaddr *)&sa, sizeof sa), 0);
+                ck_assert_int_eq(listen(listeners[i], 8), 0);
+        }
+        close(hold[0]);
+
+        t0 = now_monotonic_ms();
+        run_job(&j);
+        elapsed = now_monotonic_ms() - t0;
+        ck_assert_int_eq(j.result, 1);
+        ck_assert_int_eq(json_array_size(j.replies), 1);
+        ck_assert_int_eq(json_integer_value(json_array_get(json_array_get(j.replies, 0), 0)),
+                         getpid());
+        ck_assert_int_eq(json_array_size(j.mutes), 3);
+        for (size_t i = 0; i < 3; i++) {
+                json_t *m = json_array_get(j.mutes, i);
+                bool known = false;
+
+                for (size_t n = 0; n < 3; n++)
+                        known |= json_integer_value(json_array_get(m, 0)) == kids[n];
+                ck_assert(known);
+                ck_assert_int_eq(json_integer_value(json_array_get(m, 1)), -ETIMEDOUT);
+        }
+        /* one deadline: asked one after the other they would take 3 s */
+        ck_assert_uint_ge(elapsed, 1000);
+        ck_assert_uint_lt(elapsed, 2500);
+
+        close(hold[1]);
+        for (size_t i = 0; i < 3; i++) {
+                close(listeners[i]);
+                ck_assert_int_eq(waitpid(kids[i], NULL, 0), kids[i]);
+        }
+        json_decref(j.replies);
+        json_decref(j.mutes);
+        kernel_stop(&k);
+        json_decref(req);
+}
+END_TEST
+
 START_TEST(test_no_run_dir_means_no_kernels)
 {
         json_t *req = json_pack("{s:s}", "op", "ps");
@@ -754,6 +838,7 @@ int main(void)
         tcase_add_test(tk, test_idle_client_dropped);
         tcase_add_test(tk, test_stale_sockets_removed);
         tcase_add_test(tk, test_no_run_dir_means_no_kernels);
+        tcase_add_test(tk, test_mute_kernels_asked_at_once);
         suite_add_tcase(s, tp);
         suite_add_tcase(s, tk);
         /* chown and setresuid need root: a test case of its own, which meson runs as a
