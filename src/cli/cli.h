@@ -67,12 +67,21 @@ const char *cli_safe_str(json_t *v, char *buf, size_t size);
 
 /*
  * Sends req (a control request; may be NULL: out of memory) to every kernel on
- * state_dir and collects the objects of each reply's array key into *ret (a new
+ * state_dir, all at once (control_ask_kernels(), CONTROL_CLIENT_TIMEOUT_MS for all
+ * together), and collects the objects of each reply's array key into *ret (a new
  * JSON array), each with "kernel_pid" added; a kernel whose reply lacks the array
- * is a warning naming what ("apps", "stats"). cmd names the command in messages.
- * Returns 0, or an exit code after a message: CELLA_EXIT_STATE (run/ unreadable,
- * not root), CELLA_EXIT_INTERNAL (out of memory).
+ * is a warning naming what ("apps", "stats"). A live kernel that did not answer is
+ * never left out silently: a warning names its pid and state_dir ("kernel 1234 on
+ * /var/lib/cella did not answer within 5 s; its apps are not listed"), and *ret_mute
+ * (if not NULL) is a new JSON array of one record per such kernel:
+ * {"kernel_pid": N, "state": "not-answering", "state_dir": S, "error": "..."}.
+ * cmd names the command in messages. Returns 0, or an exit code after a message:
+ * CELLA_EXIT_STATE (run/ unreadable, not root), CELLA_EXIT_INTERNAL (out of memory).
  */
+int cli_ask_kernels_all(const char *cmd, const char *state_dir, json_t *req, const char *key,
+                        const char *what, json_t **ret, json_t **ret_mute);
+
+/* cli_ask_kernels_all() without ret_mute (the warnings are still printed). */
 int cli_ask_kernels(const char *cmd, const char *state_dir, json_t *req, const char *key,
                     const char *what, json_t **ret);
 

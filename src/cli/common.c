@@ -2,7 +2,9 @@
 /* Checks and openers every subcommand shares, each printing its own error. */
 #include <errno.h>
 #include <getopt.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "base/log.h"
@@ -135,8 +137,10 @@ bool cli_parse_state_dir_only(int argc, char **argv, void (*usage)(FILE *f), con
 }
 
 typedef struct Collect {
-        const char *key, *what;
+        const char *cmd, *key, *what, *state_dir;
         json_t *all;
+        json_t *mute; /* a record per live kernel that did not answer */
+        int error;    /* -ENOMEM while recording one */
 } Collect;
 
 /* control_each_kernel()'s callback: appends a copy of each object in the array
@@ -168,18 +172,52 @@ static int collect_records(pid_t pid, json_t *reply, void *ud)
         return 0;
 }
 
-int cli_ask_kernels(const char *cmd, const char *state_dir, json_t *req, const char *key,
-                    const char *what, json_t **ret)
+/* control_ask_kernels()'s mute callback: a warning naming the kernel and a record
+ * of it in c->mute. */
+static void collect_mute(pid_t pid, int error, void *ud)
 {
-        Collect c = {.key = key, .what = what, .all = json_array()};
+        Collect *c = ud;
+        char why[96];
+        json_t *rec;
+
+        if (error == -ETIMEDOUT)
+                snprintf(why, sizeof why, "did not answer within %u s",
+                         CONTROL_CLIENT_TIMEOUT_MS / 1000);
+        else if (error == -EAGAIN)
+                snprintf(why, sizeof why, "did not accept the connection (too busy)");
+        else
+                snprintf(why, sizeof why, "gave no answer (%s)", strerror(-error));
+        log_warning("%s: kernel %d on %s %s; its %s are not listed", c->cmd, (int)pid, c->state_dir,
+                    why, c->what);
+        rec = json_pack("{s:i, s:s, s:s, s:s}", "kernel_pid", (int)pid, "state", "not-answering",
+                        "state_dir", c->state_dir, "error", why);
+        if (!rec || json_array_append_new(c->mute, rec) < 0)
+                c->error = -ENOMEM;
+}
+
+int cli_ask_kernels_all(const char *cmd, const char *state_dir, json_t *req, const char *key,
+                        const char *what, json_t **ret, json_t **ret_mute)
+{
+        Collect c = {.cmd = cmd,
+                     .key = key,
+                     .what = what,
+                     .state_dir = state_dir,
+                     .all = json_array(),
+                     .mute = json_array()};
         int r;
 
-        if (!req || !c.all) {
+        if (!req || !c.all || !c.mute) {
                 json_decref(c.all);
+                json_decref(c.mute);
                 log_error_errno(-ENOMEM, "%s: %m", cmd);
                 return CELLA_EXIT_INTERNAL;
         }
-        r = control_each_kernel(state_dir, req, collect_records, &c);
+        r = control_ask_kernels(state_dir, req, CONTROL_CLIENT_TIMEOUT_MS, collect_records,
+                                collect_mute, &c);
+        if (r >= 0 && c.error < 0)
+                r = c.error;
+        if (r < 0)
+                json_decref(c.mute);
         if (r == -EACCES || r == -EPERM) {
                 log_error("cannot read %s/" CONTROL_DIR ": permission denied (cella %s needs "
                           "the user the kernels run as: root)",
@@ -190,10 +228,20 @@ int cli_ask_kernels(const char *cmd, const char *state_dir, json_t *req, const c
         if (r < 0) {
                 log_error_errno(r, "cannot ask the kernels in %s/" CONTROL_DIR ": %m", state_dir);
                 json_decref(c.all);
-                return CELLA_EXIT_STATE;
+                return r == -ENOMEM ? CELLA_EXIT_INTERNAL : CELLA_EXIT_STATE;
         }
         *ret = c.all;
+        if (ret_mute)
+                *ret_mute = c.mute;
+        else
+                json_decref(c.mute);
         return 0;
+}
+
+int cli_ask_kernels(const char *cmd, const char *state_dir, json_t *req, const char *key,
+                    const char *what, json_t **ret)
+{
+        return cli_ask_kernels_all(cmd, state_dir, req, key, what, ret, NULL);
 }
 
 const char *cli_safe_str(json_t *v, char *buf, size_t size)

@@ -15,6 +15,9 @@
 #include "supervisor/error.h"
 
 enum {
+        /* cella ps, stats: listed, but a live kernel did not answer in time, so its
+         * part is missing (named on stderr and in --json) */
+        CELLA_EXIT_INCOMPLETE = 2,
         CELLA_EXIT_CANNOT_EXECUTE = 126, /* the entry exists but cannot be executed */
         CELLA_EXIT_NOT_FOUND = 127,      /* the entry does not exist */
         CELLA_EXIT_SIGNAL_BASE = SUPERVISOR_SIGNAL_STATUS_BASE, /* + signal number */

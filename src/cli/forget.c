@@ -37,7 +37,8 @@ static void forget_usage(FILE *f)
                 "      --state-dir DIR   state directory (default %s)\n"
                 "  -h, --help            this text\n"
                 "\n"
-                "Exit status: 0 forgotten; 1 APP is not installed, or it is running;\n"
+                "Exit status: 0 forgotten; 1 APP is not installed, or it is running (or a\n"
+                "running kernel did not answer, so it may be);\n"
                 "240 bad command line; 242 state directory problem.\n",
                 cli_default_state_dir());
 }
@@ -45,19 +46,27 @@ static void forget_usage(FILE *f)
 /* 1 if some kernel on state_dir has app, 0 if none, or an exit code (> 1). */
 static int app_is_running(const char *state_dir, const char *app)
 {
-        json_t *req = json_pack("{s:s}", "op", "ps"), *apps = NULL, *e;
+        json_t *req = json_pack("{s:s}", "op", "ps"), *apps = NULL, *mute = NULL, *e;
         size_t i;
         int code;
 
-        code = cli_ask_kernels("forget", state_dir, req, "apps", "apps", &apps);
+        code = cli_ask_kernels_all("forget", state_dir, req, "apps", "apps", &apps, &mute);
         json_decref(req);
         if (code != 0)
                 return code;
+        if (json_array_size(mute) > 0) {
+                /* it may run there: deleting a running app's data is what we refuse */
+                log_error("%s: a kernel on %s did not answer (see above), so %s may be one "
+                          "of its apps: nothing was forgotten; try again",
+                          app, state_dir, app);
+                code = 1;
+        }
+        json_decref(mute);
         json_array_foreach(apps, i, e)
         {
                 const char *id = json_string_value(json_object_get(e, "id"));
 
-                if (id && strcmp(id, app) == 0) {
+                if (code == 0 && id && strcmp(id, app) == 0) {
                         log_error("%s is an app of the running cella kernel %" JSON_INTEGER_FORMAT
                                   ": stop it first (nothing was forgotten)",
                                   app, json_integer_value(json_object_get(e, "kernel_pid")));

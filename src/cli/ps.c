@@ -19,6 +19,7 @@
 #include "cli/cli.h"
 #include "policy/manifest.h"
 #include "cli/exit-codes.h"
+#include "supervisor/control.h"
 
 enum {
         ARG_STATE_DIR = 0x100,
@@ -38,9 +39,14 @@ static void ps_usage(FILE *f)
                 "      --state-dir DIR   state directory (default %s)\n"
                 "  -h, --help            this text\n"
                 "\n"
-                "Exit status: 0 listed (also when no kernel runs); 240 bad command line;\n"
-                "242 the state directory's run/ cannot be read (cella ps needs root).\n",
-                cli_default_state_dir());
+                "Every kernel is asked at once; one that is alive but does not answer within\n"
+                "%u s is named on stderr (and in --json as a record with \"state\":\n"
+                "\"not-answering\"), never left out silently.\n"
+                "\n"
+                "Exit status: 0 listed (also when no kernel runs); 2 listed, but a kernel\n"
+                "did not answer, so its apps are missing; 240 bad command line; 242 the state\n"
+                "directory's run/ cannot be read (cella ps needs root).\n",
+                cli_default_state_dir(), CONTROL_CLIENT_TIMEOUT_MS / 1000);
 }
 
 /* "3d4h", "2h05m", "4m07s", "12s"; "-" when unknown. */
@@ -150,7 +156,7 @@ int cli_ps(int argc, char **argv)
                 {},
         };
         const char *state_dir = cli_default_state_dir();
-        json_t *req = NULL, *apps = NULL;
+        json_t *req = NULL, *apps = NULL, *mute = NULL;
         bool json = false;
         int c, code;
 
@@ -177,10 +183,15 @@ int cli_ps(int argc, char **argv)
         }
 
         req = json_pack("{s:s}", "op", "ps");
-        code = cli_ask_kernels("ps", state_dir, req, "apps", "apps", &apps);
+        code = cli_ask_kernels_all("ps", state_dir, req, "apps", "apps", &apps, &mute);
         if (code != 0)
                 goto out;
         if (json) {
+                /* a kernel that did not answer is a record too, with no "id" */
+                if (json_array_extend(apps, mute) < 0) {
+                        code = CELLA_EXIT_INTERNAL;
+                        goto out;
+                }
                 char *s = json_dumps(apps, JSON_COMPACT);
 
                 if (!s) {
@@ -191,9 +202,12 @@ int cli_ps(int argc, char **argv)
                 free(s);
         } else
                 print_table(apps);
-        code = fflush(stdout) == 0 ? 0 : CELLA_EXIT_INTERNAL;
+        code = fflush(stdout) != 0         ? CELLA_EXIT_INTERNAL
+               : json_array_size(mute) > 0 ? CELLA_EXIT_INCOMPLETE
+                                           : 0;
 out:
         json_decref(req);
         json_decref(apps);
+        json_decref(mute);
         return code;
 }

@@ -18,6 +18,7 @@
 #include "cli/cli.h"
 #include "policy/manifest.h"
 #include "cli/exit-codes.h"
+#include "supervisor/control.h"
 
 enum {
         ARG_STATE_DIR = 0x100,
@@ -40,10 +41,14 @@ static void stats_usage(FILE *f)
                 "      --state-dir DIR   state directory (default %s)\n"
                 "  -h, --help            this text\n"
                 "\n"
+                "Every kernel is asked at once; one that is alive but does not answer within\n"
+                "%u s is named on stderr (and in --json under \"not_answering\").\n"
+                "\n"
                 "Exit status: 0 shown (also when no Lua host runs); 1 APP is not a running\n"
-                "Lua app; 240 bad command line; 242 the state directory's run/ cannot be\n"
-                "read (cella stats needs root).\n",
-                cli_default_state_dir());
+                "Lua app; 2 a kernel did not answer, so its hosts are missing; 240 bad\n"
+                "command line; 242 the state directory's run/ cannot be read (cella stats\n"
+                "needs root).\n",
+                cli_default_state_dir(), CONTROL_CLIENT_TIMEOUT_MS / 1000);
 }
 
 static const char *fmt_int(json_t *v, char *buf, size_t size)
@@ -121,7 +126,7 @@ int cli_stats(int argc, char **argv)
                 {},
         };
         const char *state_dir = cli_default_state_dir(), *app = NULL;
-        json_t *req = NULL, *hosts = NULL, *h;
+        json_t *req = NULL, *hosts = NULL, *mute = NULL, *h;
         bool json = false;
         size_t i;
         int c, code;
@@ -155,11 +160,11 @@ int cli_stats(int argc, char **argv)
 
         req = app ? json_pack("{s:s, s:s}", "op", "stats", "app", app)
                   : json_pack("{s:s}", "op", "stats");
-        code = cli_ask_kernels("stats", state_dir, req, "hosts", "stats", &hosts);
+        code = cli_ask_kernels_all("stats", state_dir, req, "hosts", "stats", &hosts, &mute);
         if (code != 0)
                 goto out;
         if (json) {
-                json_t *o = json_pack("{s:O}", "hosts", hosts);
+                json_t *o = json_pack("{s:O, s:O}", "hosts", hosts, "not_answering", mute);
                 char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
 
                 json_decref(o);
@@ -178,12 +183,15 @@ int cli_stats(int argc, char **argv)
                 }
         }
         code = fflush(stdout) == 0 ? 0 : CELLA_EXIT_INTERNAL;
-        if (code == 0 && app && json_array_size(hosts) == 0) {
+        if (code == 0 && json_array_size(mute) > 0)
+                code = CELLA_EXIT_INCOMPLETE; /* APP may run on the kernel that was mute */
+        else if (code == 0 && app && json_array_size(hosts) == 0) {
                 log_error("%s is not a running Lua app (or its host has not started yet)", app);
                 code = 1;
         }
 out:
         json_decref(req);
         json_decref(hosts);
+        json_decref(mute);
         return code;
 }

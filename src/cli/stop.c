@@ -39,10 +39,12 @@ static void stop_usage(FILE *f)
                 "      --state-dir DIR   state directory (default %s)\n"
                 "  -h, --help            this text\n"
                 "\n"
-                "Exit status: 0 every APP stopped; 1 an APP is not running (or did not stop);\n"
+                "Exit status: 0 every APP stopped; 1 an APP is not running (or did not stop,\n"
+                "or a kernel did not answer within %u s, named on stderr);\n"
                 "240 bad command line; 242 the state directory's run/ cannot be read (cella\n"
                 "stop needs root).\n",
-                SUPERVISOR_STOP_GRACE_MS / 1000, cli_default_state_dir());
+                SUPERVISOR_STOP_GRACE_MS / 1000, cli_default_state_dir(),
+                CONTROL_CLIENT_TIMEOUT_MS / 1000);
 }
 
 /* The state ("running", "exited", ...) of app in the kernels' records apps, or NULL
@@ -74,18 +76,23 @@ static bool is_active(const char *state)
         return state && (strcmp(state, "running") == 0 || strcmp(state, "restarting") == 0);
 }
 
-/* Asks every kernel for its apps: 0 and *ret, or an exit code after a message. */
-static int list_apps(const char *state_dir, json_t **ret)
+/* Asks every kernel for its apps: 0 and *ret, with *ret_incomplete true when a live
+ * kernel did not answer (warned about: it may have the app), or an exit code after a
+ * message. */
+static int list_apps(const char *state_dir, json_t **ret, bool *ret_incomplete)
 {
-        json_t *req = json_pack("{s:s}", "op", "ps");
-        int code = cli_ask_kernels("stop", state_dir, req, "apps", "apps", ret);
+        json_t *req = json_pack("{s:s}", "op", "ps"), *mute = NULL;
+        int code = cli_ask_kernels_all("stop", state_dir, req, "apps", "apps", ret, &mute);
 
         json_decref(req);
+        *ret_incomplete = json_array_size(mute) > 0;
+        json_decref(mute);
         return code;
 }
 
 typedef struct StopAsk {
         unsigned ok;    /* kernels that took the request */
+        unsigned mute;  /* live kernels that did not answer it */
         int error;      /* the first error other than "no such app" (positive errno) */
         char what[128]; /* its message */
 } StopAsk;
@@ -110,6 +117,14 @@ static int on_stop_reply(pid_t pid, json_t *reply, void *ud)
         return 0;
 }
 
+static void on_stop_mute(pid_t pid, int error, void *ud)
+{
+        StopAsk *a = ud;
+
+        a->mute++;
+        log_warning_errno(error, "stop: kernel %d did not answer the stop request: %m", (int)pid);
+}
+
 /* Stops app: returns 0 (stopped), 1 (not running, or still running after
  * STOP_WAIT_MS), or an exit code; prints what happened. */
 static int stop_one(const char *state_dir, const char *app)
@@ -118,11 +133,19 @@ static int stop_one(const char *state_dir, const char *app)
         const char *st;
         StopAsk ask = {};
         int64_t deadline;
+        bool incomplete;
         int code, r;
 
-        if ((code = list_apps(state_dir, &apps)) != 0)
+        if ((code = list_apps(state_dir, &apps, &incomplete)) != 0)
                 return code;
         st = app_state(apps, app);
+        if (!st && incomplete) {
+                log_error("stop: %s is not on the kernels that answered, and a kernel on %s "
+                          "did not answer (see above): try again",
+                          app, state_dir);
+                json_decref(apps);
+                return 1;
+        }
         if (!st) {
                 log_error("stop: %s is not running: no cella kernel on %s has it (see 'cella ps')",
                           app, state_dir);
@@ -142,7 +165,8 @@ static int stop_one(const char *state_dir, const char *app)
         req = json_pack("{s:s, s:s}", "op", "stop", "app", app);
         if (!req)
                 return CELLA_EXIT_INTERNAL;
-        r = control_each_kernel(state_dir, req, on_stop_reply, &ask);
+        r = control_ask_kernels(state_dir, req, CONTROL_CLIENT_TIMEOUT_MS, on_stop_reply,
+                                on_stop_mute, &ask);
         json_decref(req);
         if (r < 0) {
                 log_error_errno(r, "stop: cannot ask the kernels in %s/" CONTROL_DIR ": %m",
@@ -152,6 +176,10 @@ static int stop_one(const char *state_dir, const char *app)
         if (ask.ok == 0) {
                 if (ask.error)
                         log_error("stop: %s: %s", app, ask.what);
+                else if (ask.mute)
+                        log_error("stop: %s: its kernel did not answer; it may still stop it "
+                                  "(see 'cella ps')",
+                                  app);
                 else
                         log_error("stop: %s is not running any more", app);
                 return 1;
@@ -159,10 +187,11 @@ static int stop_one(const char *state_dir, const char *app)
 
         deadline = (int64_t)now_monotonic_ms() + STOP_WAIT_MS;
         for (;;) {
-                if ((code = list_apps(state_dir, &apps)) != 0)
+                if ((code = list_apps(state_dir, &apps, &incomplete)) != 0)
                         return code;
                 st = app_state(apps, app);
-                if (!is_active(st)) {
+                /* not listed because its kernel did not answer is not stopped */
+                if (!is_active(st) && (st || !incomplete)) {
                         json_decref(apps);
                         printf("stopped %s\n", app);
                         return 0;

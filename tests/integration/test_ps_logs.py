@@ -143,24 +143,68 @@ def test_ps_removes_stale_sockets(state):
     assert not (run / f"{child.pid}.sock").exists()
 
 
-def test_ps_skips_a_kernel_that_does_not_answer(state, kernel):
-    # Listens but never accepts: ps waits its timeout (about 1 s) and goes on.
+def mute_socket(state, pid):
+    """A socket that accepts (the kernel's backlog takes the connection) but nobody
+    reads: a live kernel that cannot answer."""
     run = state / "run"
-    run.mkdir(parents=True, mode=0o700)
-    mute = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    mute.bind(str(run / "1.sock"))  # pid 1 is alive
-    mute.listen(1)
+    run.mkdir(parents=True, exist_ok=True, mode=0o700)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(str(run / f"{pid}.sock"))
+    s.listen(4)
+    return s
+
+
+def test_ps_names_the_kernels_that_do_not_answer(state, kernel):
+    # Two live pids whose sockets accept but never answer, and one kernel that does.
+    mutes = [mute_socket(state, 1), mute_socket(state, os.getppid())]
     kernel([{"id": "org.test.one", "state": "running"}])
     try:
-        # ps gives up on the mute kernel after its own timeout, not a hang: at
-        # most 5 s on the wall clock, less what the machine kept it off a CPU.
+        # Every kernel is asked at once with one 5 s deadline: two mute kernels cost
+        # one deadline, not two (wall clock less what the machine kept ps off a CPU).
         p, took = run_timed([CELLA, "ps", "--state-dir", str(state), "--json"])
-        assert p.returncode == 0, p.stderr
-        assert [a["id"] for a in json.loads(p.stdout)] == ["org.test.one"]
-        assert took < 5, took
-        assert (run / "1.sock").exists()  # alive: not removed
+        assert p.returncode == 2, p.stderr  # listed, but incomplete
+        assert took < 9, took
+        doc = json.loads(p.stdout)
+        assert [a["id"] for a in doc if "id" in a] == ["org.test.one"]
+        missing = sorted((a for a in doc if "id" not in a), key=lambda a: a["kernel_pid"])
+        assert [(a["kernel_pid"], a["state"], a["state_dir"]) for a in missing] == \
+            sorted([(1, "not-answering", str(state)), (os.getppid(), "not-answering", str(state))])
+        assert all("did not answer within 5 s" in a["error"] for a in missing)
+        for pid in (1, os.getppid()):
+            assert f"kernel {pid} on {state} did not answer within 5 s; its apps are not " \
+                "listed" in p.stderr, p.stderr
+            assert (state / "run" / f"{pid}.sock").exists()  # alive: not removed
+
+        # The table lists what it has and says on stderr what it lacks.
+        p = cella("ps", state=state)
+        assert p.returncode == 2, p.stderr
+        assert "org.test.one" in p.stdout and "kernel 1 on" in p.stderr
+
+        # stats names them too, beside the hosts it got.
+        p = cella("stats", "--json", state=state)
+        assert p.returncode == 2, p.stderr
+        doc = json.loads(p.stdout)
+        assert sorted(a["kernel_pid"] for a in doc["not_answering"]) == \
+            sorted([1, os.getppid()])
     finally:
-        mute.close()
+        for m in mutes:
+            m.close()
+
+
+def test_forget_refuses_while_a_kernel_does_not_answer(state, kernel, make_app):
+    # The app may run on the kernel that is mute: its data must stay.
+    d = make_app(APP, script="exit 0\n", permissions=["camera"])
+    assert cella("grant", "--app-dir", d, APP, "camera", state=state).returncode == 0
+    m = mute_socket(state, 1)
+    try:
+        p = cella("forget", APP, state=state)
+        assert p.returncode == 1, p.stderr
+        assert "did not answer" in p.stderr and "nothing was forgotten" in p.stderr, p.stderr
+    finally:
+        m.close()
+    p = cella("permissions", "--json", APP, state=state)
+    assert p.returncode == 0, p.stderr  # still installed
+    assert [g["right"] for g in json.loads(p.stdout)["grants"]] == ["camera"]
 
 
 @pytest.fixture
