@@ -399,6 +399,53 @@ def test_boot_ps_logs_revoke(state, make_app, tmp_path):
     assert not (state / "run" / f"{boot.pid}.sock").exists()
 
 
+def test_ps_names_a_stopped_kernel(state, make_app, tmp_path, kernel):
+    """A real kernel that is alive but cannot answer (SIGSTOP): ps lists the other
+    kernel's apps, names the stopped one, exits 2, and does not hang; once it runs
+    again (SIGCONT) its apps are back."""
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    os.chmod(apps, 0o755)
+    d = make_app(APP, script="while true; do sleep 1; done\n")
+    os.rename(d, apps / "pslogs")
+    rfd, wfd = os.pipe()
+    boot = subprocess.Popen([CELLA, "boot", "--state-dir", str(state), "--no-prompt",
+                             "--json-status", str(wfd), str(apps)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            pass_fds=(wfd,))
+    os.close(wfd)
+    status = os.fdopen(rfd)
+    try:
+        started = json.loads(status.readline() or "{}")
+        assert started.get("event") == "started", boot.stderr.read() if boot.poll() else started
+        kernel([{"id": "org.test.other", "state": "running"}])
+        os.kill(boot.pid, signal.SIGSTOP)
+        p, took = run_timed([CELLA, "ps", "--state-dir", str(state), "--json"])
+        assert p.returncode == 2, p.stderr
+        assert took < 9, took
+        doc = json.loads(p.stdout)
+        assert [(a["id"], a["kernel_pid"]) for a in doc if "id" in a] == \
+            [("org.test.other", os.getpid())]
+        assert [(a["kernel_pid"], a["state"], a["state_dir"]) for a in doc if "id" not in a] \
+            == [(boot.pid, "not-answering", str(state))]
+        assert f"kernel {boot.pid} on {state} did not answer within 5 s" in p.stderr, p.stderr
+
+        os.kill(boot.pid, signal.SIGCONT)
+        p = cella("ps", "--json", state=state)
+        assert p.returncode == 0, p.stderr
+        assert sorted((a["id"], a["kernel_pid"]) for a in json.loads(p.stdout)) == \
+            sorted([(APP, boot.pid), ("org.test.other", os.getpid())])
+    finally:
+        os.kill(boot.pid, signal.SIGCONT)
+        boot.send_signal(signal.SIGINT)
+        try:
+            boot.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            boot.kill()
+            boot.wait()
+        status.close()
+
+
 LOG_EVIL = (b"ok \x1b]52;c;UFdORUQ=\x07\x1b]0;pwned\x07\x1b[2J\x1b[6n\xc2\x9b31m"
             b"\xe2\x80\xae caf\xc3\xa9 \xe6\x97\xa5\r\n\tend\n")
 LOG_SAFE = (b"ok ^[]52;c;UFdORUQ=^G^[]0;pwned^G^[[2J^[[6n\\u009b31m"
