@@ -406,8 +406,10 @@ def test_ps_names_a_stopped_kernel(state, make_app, tmp_path, kernel):
     apps = tmp_path / "apps"
     apps.mkdir()
     os.chmod(apps, 0o755)
-    d = make_app(APP, script="while true; do sleep 1; done\n")
+    d = make_app(APP, script="while true; do sleep 1; done\n", permissions=["camera"])
     os.rename(d, apps / "pslogs")
+    assert cella("grant", "--app-dir", apps / "pslogs", APP, "camera",
+                 state=state).returncode == 0
     rfd, wfd = os.pipe()
     boot = subprocess.Popen([CELLA, "boot", "--state-dir", str(state), "--no-prompt",
                              "--json-status", str(wfd), str(apps)],
@@ -429,6 +431,8 @@ def test_ps_names_a_stopped_kernel(state, make_app, tmp_path, kernel):
         assert [(a["kernel_pid"], a["state"], a["state_dir"]) for a in doc if "id" not in a] \
             == [(boot.pid, "not-answering", str(state))]
         assert f"kernel {boot.pid} on {state} did not answer within 5 s" in p.stderr, p.stderr
+        # A revoke meanwhile: the request waits in the stopped kernel's socket.
+        assert cella("revoke", APP, "camera", state=state).returncode == 0
 
         os.kill(boot.pid, signal.SIGCONT)
         p = cella("ps", "--json", state=state)
@@ -444,6 +448,11 @@ def test_ps_names_a_stopped_kernel(state, make_app, tmp_path, kernel):
             boot.kill()
             boot.wait()
         status.close()
+    # It read the revoke once it ran again: its broker recorded the loss.
+    p = cella("audit", "--json", "--app", APP, state=state)
+    assert p.returncode == 0, p.stderr
+    what = [json.loads(line).get("what") for line in p.stdout.splitlines()]
+    assert "revoked-in-broker" in what, what
 
 
 LOG_EVIL = (b"ok \x1b]52;c;UFdORUQ=\x07\x1b]0;pwned\x07\x1b[2J\x1b[6n\xc2\x9b31m"
