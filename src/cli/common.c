@@ -143,7 +143,7 @@ typedef struct Collect {
         int error;    /* -ENOMEM while recording one */
 } Collect;
 
-/* control_each_kernel()'s callback: appends a copy of each object in the array
+/* control_ask_kernels()'s reply callback: appends a copy of each object in the array
  * reply[key], with "kernel_pid" added. A reply without it is a warning. */
 static int collect_records(pid_t pid, json_t *reply, void *ud)
 {
