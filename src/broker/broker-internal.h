@@ -108,7 +108,9 @@ const BrokerOptions *broker_options(const Broker *b);
 
 /* True if app holds right (parsed, capability_right_parse(); NULL: false) now
  * (policy_decide() from the cache; for one-time or gesture rights this asks
- * grants.db, and consumes a one-time grant only if consume is true). */
+ * grants.db, and consumes a one-time grant only if consume is true). A call that
+ * needs more than one right decides them with broker_app_take() instead, so that a
+ * refusal uses up no one-time grant. */
 bool broker_app_holds(BrokerApp *app, const CapabilityRight *right, bool consume);
 
 /*
