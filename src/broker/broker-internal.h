@@ -31,7 +31,10 @@ struct BrokerCall {
         uint64_t request_id;
         ProtobufCMessage *request; /* decoded body, freed by the core */
         const char *right;         /* the right checked ("fs.read:documents"), or NULL */
-        bool cancelled;            /* the app cancelled it: answer nothing */
+        /* right as parsed where it entered (handle_request()), or NULL when the call
+         * needs none or it did not parse: what a handle made by the call depends on. */
+        const CapabilityRight *checked;
+        bool cancelled; /* the app cancelled it: answer nothing */
         /* A handler that returns without answering MUST set this: the core calls it
          * (instead of answering) when the app cancels or detaches, after which the
          * handler must forget c, which the core then frees. */
@@ -50,12 +53,17 @@ struct BrokerCall {
  * returns it, or NULL when the call needs no right (system.*, perm.*, app.info,
  * memory.stats, proc.list); it may return -errno through *ret_error for a request
  * whose fields are invalid (-EINVAL), which is answered without reaching the handler.
+ * also_right_of (optional; called only when right_of gave a right) fills buf with a
+ * second right the same request needs (fs.open for reading and writing: fs.read as
+ * well as fs.write), or returns NULL. The core decides both before the handler runs
+ * and uses up a one-time grant only when both are held (broker_app_take()).
  */
 typedef struct BrokerCallDef {
         uint16_t opcode;
         const char *(*right_of)(const ProtobufCMessage *req, char *buf, size_t size,
                                 int *ret_error);
         void (*handle)(BrokerCall *c);
+        const char *(*also_right_of)(const ProtobufCMessage *req, char *buf, size_t size);
 } BrokerCallDef;
 
 /* The tables of the call files; each ends with an entry whose handle is NULL. */
@@ -100,8 +108,24 @@ const BrokerOptions *broker_options(const Broker *b);
 
 /* True if app holds right (parsed, capability_right_parse(); NULL: false) now
  * (policy_decide() from the cache; for one-time or gesture rights this asks
- * grants.db, and consumes a one-time grant only if consume is true). */
+ * grants.db, and consumes a one-time grant only if consume is true). A call that
+ * needs more than one right decides them with broker_app_take() instead, so that a
+ * refusal uses up no one-time grant. */
 bool broker_app_holds(BrokerApp *app, const CapabilityRight *right, bool consume);
+
+/*
+ * Decides every one of the n rights a single call needs (rights[i].cap NULL: not a
+ * right, refused as GRANTS_INVALID) and only then uses up the one-time grants that
+ * cover them (docs/capabilities.md, "Decisions"): a call refused for any right uses
+ * up no grant. One call uses a one-time grant once, whatever number of its rights the
+ * grant covers. Returns 0 (all held; the one-time grants are gone), or -EACCES /
+ * -EPERM with *ret_refused the index of the first right refused and *ret_why the
+ * reason (static English), or another -errno (grants.db failed; *ret_refused set).
+ * A refusal leaves every grant as it was, barring a grant that another process
+ * deletes between the decision and its use.
+ */
+int broker_app_take(BrokerApp *app, const CapabilityRight *rights, size_t n, size_t *ret_refused,
+                    const char **ret_why);
 
 /* Adds ns of CPU time spent for app off the loop (a threadpool worker's
  * CLOCK_THREAD_CPUTIME_ID) to its counters: BrokerAppStats.worker_cpu_ns, and
@@ -143,16 +167,18 @@ int broker_app_audit(BrokerApp *app, const char *event, json_t *fields);
  * Handles: broker-side objects an app holds (a timer, a bus subscription, a pending
  * request) that depend on a right. When the right is revoked the core calls
  * close(h) and unlinks it; a handler that ends a handle itself calls
- * broker_handle_remove(). The right text is copied.
+ * broker_handle_remove(). right is the parsed right the handle depends on (the
+ * call's c->checked), copied, or NULL for none; the revoke walk decides the copy
+ * without parsing it again.
  */
 typedef struct BrokerHandle {
         BrokerApp *app;
-        char right[CAPABILITY_RIGHT_MAX]; /* "" if it depends on no right */
+        CapabilityRight right; /* parsed; .cap NULL if it depends on no right */
         void (*close)(struct BrokerHandle *h);
         struct BrokerHandle *next, *prev;
 } BrokerHandle;
 
-void broker_handle_add(BrokerApp *app, BrokerHandle *h, const char *right,
+void broker_handle_add(BrokerApp *app, BrokerHandle *h, const CapabilityRight *right,
                        void (*close)(BrokerHandle *h));
 void broker_handle_remove(BrokerHandle *h);
 

@@ -41,6 +41,8 @@ typedef struct CallImpl {
         BrokerCall pub;
         const BrokerCallDef *def;
         char right[CAPABILITY_RIGHT_MAX];
+        char also_right[CAPABILITY_RIGHT_MAX];
+        CapabilityRight asked[2]; /* right, also_right parsed (.cap NULL: did not parse) */
         struct CallImpl *free_next;
 } CallImpl;
 
@@ -594,6 +596,7 @@ static CallImpl *call_new(BrokerApp *app)
         c->pub = (BrokerCall){.app = app};
         c->def = NULL;
         c->right[0] = 0;
+        c->also_right[0] = 0;
         c->free_next = NULL;
         return c;
 }
@@ -763,6 +766,37 @@ bool broker_app_holds(BrokerApp *app, const CapabilityRight *right, bool consume
         return app && right && app_check(app, right, consume, &why) == 0;
 }
 
+int broker_app_take(BrokerApp *app, const CapabilityRight *rights, size_t n, size_t *ret_refused,
+                    const char **ret_why)
+{
+        bool used_once = false;
+        int r;
+
+        /* Every right decided first, nothing used up... */
+        for (size_t i = 0; i < n; i++) {
+                r = app_check(app, &rights[i], false, ret_why);
+                if (r < 0) {
+                        *ret_refused = i;
+                        return r;
+                }
+        }
+        /* ...then the one-time grants taken. A right held a moment ago that the cache
+         * no longer grants was covered by a one-time grant this call has just used. */
+        for (size_t i = 0; i < n; i++) {
+                bool once = false;
+
+                if (policy_right_state(&app->cache, &rights[i], &once, NULL) < 0 && used_once)
+                        continue;
+                r = app_check(app, &rights[i], true, ret_why);
+                if (r < 0) {
+                        *ret_refused = i;
+                        return r;
+                }
+                used_once = used_once || once;
+        }
+        return 0;
+}
+
 const Grant *broker_app_grants(const BrokerApp *app, size_t *ret_n)
 {
         *ret_n = app->cache.n_grants;
@@ -868,7 +902,6 @@ static void handle_request(BrokerApp *app, const ChannelFrame *f)
         const BrokerCallDef *def;
         ProtobufCMessage *req = NULL;
         const char *right = NULL, *why;
-        CapabilityRight asked;
         CallImpl *c;
         int r, err = 0;
 
@@ -918,11 +951,22 @@ static void handle_request(BrokerApp *app, const ChannelFrame *f)
                 c->pub.right = right;
         }
         if (right) {
-                /* Parsed once, here where it enters; an unparsable right is refused
-                 * (GRANTS_INVALID) like any right not granted. */
-                bool parsed = capability_right_parse(right, &asked, NULL) == 0;
+                const char *also = def->also_right_of ? def->also_right_of(req, c->also_right,
+                                                                           sizeof c->also_right)
+                                                      : NULL;
+                size_t n = also ? 2 : 1, refused = 0;
 
-                r = app_check(app, parsed ? &asked : NULL, true, &why);
+                /* Parsed once, here where they enter; an unparsable right is refused
+                 * (GRANTS_INVALID) like any right not granted. */
+                if (capability_right_parse(right, &c->asked[0], NULL) < 0)
+                        c->asked[0].cap = NULL;
+                if (also && capability_right_parse(also, &c->asked[1], NULL) < 0)
+                        c->asked[1].cap = NULL;
+                c->pub.checked = c->asked[0].cap ? &c->asked[0] : NULL;
+                r = broker_app_take(app, c->asked, n, &refused, &why);
+                /* The record names the right refused. */
+                if (refused == 1)
+                        c->pub.right = also;
                 /* A refusal pays its token too: a flood of forbidden calls is limited
                  * like any other, and so are the audit records it writes. */
                 if ((r == -EACCES || r == -EPERM) &&
@@ -1444,13 +1488,11 @@ void broker_app_stats(const BrokerApp *app, BrokerAppStats *ret)
 /* ---- revokes ---------------------------------------------------------------------- */
 
 /* True if the cache still grants right (one-time grants count, gestures do not: a
- * handle is not closed because a gesture grew old). */
-static bool still_held(BrokerApp *app, const char *right)
+ * handle is not closed because a gesture grew old). right was parsed where it
+ * entered. */
+static bool still_held(BrokerApp *app, const CapabilityRight *right)
 {
-        CapabilityRight parsed;
-
-        return capability_right_parse(right, &parsed, NULL) == 0 &&
-               broker_app_right_state(app, &parsed, NULL, NULL) == 0;
+        return broker_app_right_state(app, right, NULL, NULL) == 0;
 }
 
 static int app_grants_changed(BrokerApp *app)
@@ -1475,7 +1517,7 @@ static int app_grants_changed(BrokerApp *app)
         /* Handles first, so that the event finds them closed already. */
         for (BrokerHandle *h = app->handles, *next; h; h = next) {
                 next = h->next;
-                if (h->right[0] && !still_held(app, h->right)) {
+                if (h->right.cap && !still_held(app, &h->right)) {
                         broker_handle_remove(h);
                         h->close(h);
                         next = app->handles; /* close() may have ended others */
@@ -1483,7 +1525,7 @@ static int app_grants_changed(BrokerApp *app)
         }
         for (BrokerCall *c = app->calls, *next; c; c = next) {
                 next = c->next;
-                if (c->right && c->cancel && !still_held(app, c->right)) {
+                if (c->checked && c->cancel && !still_held(app, c->checked)) {
                         CallImpl *ci = impl(c);
 
                         c->cancel(c);
@@ -1536,11 +1578,14 @@ int broker_grants_changed(Broker *b, const char *app_id)
 
 /* ---- handles, slots, accessors ------------------------------------------------------- */
 
-void broker_handle_add(BrokerApp *app, BrokerHandle *h, const char *right,
+void broker_handle_add(BrokerApp *app, BrokerHandle *h, const CapabilityRight *right,
                        void (*close)(BrokerHandle *h))
 {
         h->app = app;
-        snprintf(h->right, sizeof h->right, "%s", right ?: "");
+        if (right)
+                h->right = *right;
+        else
+                h->right.cap = NULL;
         h->close = close;
         h->prev = NULL;
         h->next = app->handles;

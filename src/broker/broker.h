@@ -13,9 +13,11 @@
  *      src/wire); a bad frame gets an error reply, and past BROKER_BAD_FRAMES_MAX
  *      bad frames the channel is closed (the app alone pays)
  *   3. per-app quota of outstanding requests (BROKER_OUTSTANDING_MAX): -EBUSY
- *   4. the right, parsed once, decided by policy_decide() (policy/decide.h) from a
- *      cached copy of the app's grants; one-time and gesture rights go to
- *      grants.db: -EACCES not granted, -EPERM never allowed
+ *   4. the rights (one, or two: BrokerCallDef.also_right_of), parsed once, decided
+ *      by policy_decide() (policy/decide.h) from a cached copy of the app's grants,
+ *      all of them before any one-time grant is used up (broker_app_take());
+ *      one-time and gesture rights go to grants.db: -EACCES not granted, -EPERM
+ *      never allowed
  *   5. the rate limit of the call's class (the opcode table's, wire/wire.h;
  *      policy/ratelimit.h): -EAGAIN
  *   6. the operation (calls/<area>.c)

@@ -424,12 +424,18 @@ static int group_open_log(Group *g)
 static void group_maybe_restart(Group *g);
 
 /* Records that member inst ended with code (a cella-lua fault: 0, 1, 3, 4; or
- * 128+N when the host was killed by signal N); how: "exited" or "killed". */
-static void member_exited(Instance *inst, int code, const char *how)
+ * 128+N when the host was killed by signal N); how: "exited" or "killed". host is
+ * the host's exit when the member ended with it, else NULL: its oom_killed (the host,
+ * and so every member, was killed by the group's memory cgroup's OOM killer) and
+ * oom_kills go into the member's records as report_exit() (instance.c) writes an
+ * app's; NULL gives false and 0. */
+static void member_exited(Instance *inst, int code, const char *how, const SandboxExit *host)
 {
         Supervisor *s = inst->sup;
         const char *reason = luastats_fault_reason(code);
         double ms = (double)(now_monotonic_ns() - inst->started_ns) / 1e6;
+        bool oom_killed = host && host->oom_killed;
+        uint64_t oom_kills = host ? host->oom_kills : 0;
         json_t *rec;
 
         inst->exit_code = code;
@@ -437,18 +443,22 @@ static void member_exited(Instance *inst, int code, const char *how)
                                                                                       : CLD_EXITED,
                                         .status = code >= SUPERVISOR_SIGNAL_STATUS_BASE
                                                           ? code - SUPERVISOR_SIGNAL_STATUS_BASE
-                                                          : code};
+                                                          : code,
+                                        .oom_killed = oom_killed,
+                                        .oom_kills = oom_kills};
         instance_report_lua_exit(inst, code);
         broker_app_detach(inst->broker_app);
         inst->broker_app = NULL;
         supervisor_status(
-                s, json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:f}", "event", "exited", "app",
-                             inst->manifest->id, "group", inst->group->name, "how", how,
-                             "exit_code", code, "pid",
-                             inst->group->run.sandbox ? (int)inst->group->run.sandbox->pid : 0,
-                             "duration_ms", ms));
-        rec = json_pack("{s:s, s:s, s:s, s:i, s:f}", "what", "exited", "how", how, "group",
-                        inst->group->name, "status", code, "duration_ms", ms);
+                s,
+                json_pack("{s:s, s:s, s:s, s:s, s:i, s:b, s:I, s:i, s:f}", "event", "exited", "app",
+                          inst->manifest->id, "group", inst->group->name, "how", how, "exit_code",
+                          code, "oom_killed", oom_killed, "oom_kills", (json_int_t)oom_kills, "pid",
+                          inst->group->run.sandbox ? (int)inst->group->run.sandbox->pid : 0,
+                          "duration_ms", ms));
+        rec = json_pack("{s:s, s:s, s:s, s:i, s:b, s:I, s:f}", "what", "exited", "how", how,
+                        "group", inst->group->name, "status", code, "oom_killed", oom_killed,
+                        "oom_kills", (json_int_t)oom_kills, "duration_ms", ms);
         if (rec && reason)
                 json_object_set_new(rec, "reason", json_string(reason));
         supervisor_audit(s, inst->manifest->id, AUDIT_EVENT_LIFECYCLE, rec);
@@ -481,7 +491,7 @@ static void on_watch(uv_timer_t *t)
                         a.fault = 0;
                 if (!ended)
                         continue;
-                member_exited(inst, (int)a.fault, "exited");
+                member_exited(inst, (int)a.fault, "exited", NULL);
                 changed = true;
         }
         if (changed)
@@ -907,7 +917,7 @@ void group_maybe_finished(Group *g)
                         code = (int)a.fault;
                 else
                         code = x->status;
-                member_exited(inst, code, x->code == CLD_EXITED ? "exited" : "killed");
+                member_exited(inst, code, x->code == CLD_EXITED ? "exited" : "killed", x);
         }
         if (x->code == CLD_EXITED) {
                 g->exit_code = x->status;
@@ -922,9 +932,11 @@ void group_maybe_finished(Group *g)
                         log_error("packed group %s was killed by signal %d (%s)", g->name,
                                   x->status, strsignal(x->status));
         }
-        supervisor_status(s, json_pack("{s:s, s:s, s:i, s:i, s:f}", "event", "group-exited",
-                                       "group", g->name, "exit_code", g->exit_code, "pid",
-                                       (int)g->run.sandbox->pid, "duration_ms", ms));
+        supervisor_status(s,
+                          json_pack("{s:s, s:s, s:i, s:b, s:I, s:i, s:f}", "event", "group-exited",
+                                    "group", g->name, "exit_code", g->exit_code, "oom_killed",
+                                    x->oom_killed, "oom_kills", (json_int_t)x->oom_kills, "pid",
+                                    (int)g->run.sandbox->pid, "duration_ms", ms));
         sandboxed_release(&g->run);
         g->state = INSTANCE_EXITED;
         group_maybe_restart(g);

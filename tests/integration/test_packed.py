@@ -335,3 +335,43 @@ def test_a_group_launched_again_within_the_stop_grace_keeps_running(tmp_path, st
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=60)
     assert "did not stop within" not in err, err
+
+
+def test_an_oom_kill_of_the_host_is_in_every_members_exit_record(tmp_path, state):
+    # A fills its /tmp: tmpfs pages are charged to the group's memory cgroup and
+    # cannot be reclaimed (no swap in a sandbox), and they are outside the Lua
+    # heap's cap, so the cgroup's OOM killer ends the host, and with it B, which
+    # was only waiting. Each member's exit says so, as a lone app's does.
+    require_root()
+    root = tmp_path / "apps"
+    lua_member(root, A, """
+        local f = assert(io.open("/tmp/fill", "w"))
+        local chunk = ("x"):rep(1 << 20)
+        for i = 1, 240 do assert(f:write(chunk)) end
+        f:close()
+        print("not killed")
+    """, limits={"memory": "16M", "tmp": "256M"})
+    lua_member(root, B, """
+        local timer = require "cella.timer"
+        timer.after(40, function() print("not killed") end)
+    """, limits={"memory": "16M"})
+    p, status = boot_cella(root, state)
+    group_exit = [r for r in status if r.get("event") == "group-exited"]
+    assert len(group_exit) == 1 and group_exit[0]["oom_killed"] is True, (status, p.stderr)
+    assert f"packed group {GROUP} was killed by the OOM killer" in p.stderr, p.stderr
+    exits = {r["app"]: r for r in status if r.get("event") == "exited"}
+    assert set(exits) == {A, B}, status
+    for app in (A, B):
+        ex = exits[app]
+        assert ex["oom_killed"] is True and ex["oom_kills"] >= 1, ex
+        assert ex["how"] == "killed" and ex["exit_code"] == 137, ex
+        assert "not killed" not in log_of(state, app)
+    # The audit log's exit records say it too.
+    for app in (A, B):
+        audit = subprocess.run([CELLA, "audit", "--state-dir", str(state), "--json", "--app", app],
+                               capture_output=True, text=True, timeout=30)
+        assert audit.returncode == 0, audit.stderr
+        recs = [json.loads(line) for line in audit.stdout.splitlines() if line.strip()]
+        exited = [r for r in recs if r.get("what") == "exited"]
+        assert len(exited) == 1 and exited[0]["oom_killed"] is True, recs
+        assert exited[0]["oom_kills"] >= 1, exited

@@ -1174,6 +1174,23 @@ START_TEST(test_bus_request_peer_gone)
 }
 END_TEST
 
+/* A request waiting for its answer when the requester's bus.send is revoked: the call
+ * is refused and its pending handle closed, so the late answer finds nothing. */
+START_TEST(test_bus_revoke_closes_request)
+{
+        TestApp *a = app_new("org.t.a", "\"bus.send:org.t.b\"", NULL),
+                *b = app_new("org.t.b", "\"timer\"", NULL);
+        uint64_t id, token;
+
+        id = request_send(a, "org.t.b", "m", "", 5000);
+        token = expect_request(b, "m", "org.t.a", "");
+        ck_assert_int_ge(grants_revoke(grants, a->id, "bus.send:org.t.b", NULL), 1);
+        ck_assert_int_ge(broker_grants_changed(broker, a->id), 1);
+        ck_assert_int_eq(wait_reply(a, id, NULL), -EACCES);
+        ck_assert_int_eq(bus_reply(b, token, 0, "late"), -ENOENT);
+}
+END_TEST
+
 /* ---- bus.publish_batch, batched delivery ---- */
 
 static int subscribe_batch(TestApp *a, const char *pattern, bool batch, uint64_t *ret_id)
@@ -1599,6 +1616,74 @@ START_TEST(test_bus_revoke_closes_subscription)
         ck_assert_int_eq(publish(pub, "t", "2"), 0);
         ck_assert_ptr_null(take(s, 0, CELLA__V1__OPCODE__OPCODE_EVENT_BUS_MESSAGE, 50));
         ck_assert_int_eq(subscribe(s, "t", NULL), -EACCES);
+}
+END_TEST
+
+/* ---- one-time grants and calls that need more than one right ---------------------- */
+
+/* Grants right to a once (a one-time grant) and has the broker load it. */
+static void grant_once(TestApp *a, const char *right)
+{
+        ck_assert_int_eq(grants_grant(grants, a->id, right, true, GRANT_BY_USER, grants_now_ms()),
+                         0);
+        ck_assert_int_ge(broker_grants_changed(broker, a->id), 0);
+}
+
+/* A call refused for one of its rights uses up no one-time grant that covers another
+ * (fs.open for reading and writing; bus.publish_batch's topics); one allowed uses
+ * each up, once for the whole call. */
+START_TEST(test_one_time_not_spent_on_refusal)
+{
+        static const char *const none[] = {NULL};
+        static const char *const ab[] = {"news.a", "news.b"};
+        static const char *const a_only[] = {"news.a"};
+        TestApp *f = app_new("org.t.once", "\"fs.read:documents\",\"fs.write:documents\"", NULL),
+                *p = app_new("org.t.oncepub", "\"bus.publish:news.a\", \"bus.publish:news.b\"",
+                             none),
+                *w = app_new("org.t.wide", "\"bus.publish:news.*\"", none);
+        char err[256] = "";
+        json_t *rec = NULL;
+        int fd;
+
+        /* fs.open rw with a one-time fs.write and no fs.read: refused, for fs.read,
+         * and the record says so... */
+        grant_once(f, "fs.write:documents");
+        ck_assert_int_eq(fs_open(f, "documents", "once.txt", R | W | CR, 0600, NULL, NULL),
+                         -EACCES);
+        audit_last("fs.open", &rec);
+        ck_assert_str_eq(json_string_value(json_object_get(rec, "decision")), "refused");
+        ck_assert_str_eq(json_string_value(json_object_get(rec, "right")), "fs.read:documents");
+        ck_assert_int_eq(json_integer_value(json_object_get(rec, "errno")), EACCES);
+        rec = (json_decref(rec), NULL);
+        /* ...and the one-time fs.write is still there for a write-only open, which
+         * uses it up. */
+        ck_assert_int_eq(fs_open(f, "documents", "once.txt", W | CR, 0600, &fd, NULL), 0);
+        close(fd);
+        ck_assert_int_eq(fs_open(f, "documents", "once.txt", W, 0, NULL, NULL), -EACCES);
+        /* Both one-time: the rw open is allowed and uses both up. */
+        grant_once(f, "fs.write:documents");
+        grant_once(f, "fs.read:documents");
+        ck_assert_int_eq(fs_open(f, "documents", "once.txt", R | W, 0, &fd, NULL), 0);
+        close(fd);
+        ck_assert_int_eq(fs_open(f, "documents", "once.txt", R, 0, NULL, NULL), -EACCES);
+        ck_assert_int_eq(fs_open(f, "documents", "once.txt", W, 0, NULL, NULL), -EACCES);
+
+        /* bus.publish_batch: news.a once, news.b not granted: refused naming news.b,
+         * and news.a's one-time grant is left for the next call. */
+        ck_assert_int_ge(grants_revoke(grants, p->id, "bus.publish:news.a", NULL), 1);
+        ck_assert_int_ge(grants_revoke(grants, p->id, "bus.publish:news.b", NULL), 1);
+        ck_assert_int_ge(broker_grants_changed(broker, p->id), 0);
+        grant_once(p, "bus.publish:news.a");
+        ck_assert_int_eq(publish_batch(p, ab, 2, 2, 0, NULL, err), -EACCES);
+        ck_assert_ptr_nonnull(strstr(err, "bus.publish:news.b"));
+        ck_assert_int_eq(publish_batch(p, a_only, 1, 1, 0, NULL, NULL), 0);
+        ck_assert_int_eq(publish_batch(p, a_only, 1, 1, 0, NULL, err), -EACCES);
+        /* One one-time grant that covers two topics of a batch: one call, one use. */
+        ck_assert_int_ge(grants_revoke(grants, w->id, "bus.publish:news.*", NULL), 1);
+        ck_assert_int_ge(broker_grants_changed(broker, w->id), 0);
+        grant_once(w, "bus.publish:news.*");
+        ck_assert_int_eq(publish_batch(w, ab, 2, 2, 0, NULL, NULL), 0);
+        ck_assert_int_eq(publish_batch(w, a_only, 1, 1, 0, NULL, err), -EACCES);
 }
 END_TEST
 
@@ -2580,7 +2665,9 @@ int main(void)
         tcase_add_test(bs, test_bus_direct_send);
         tcase_add_test(bs, test_bus_request_reply);
         tcase_add_test(bs, test_bus_request_peer_gone);
+        tcase_add_test(bs, test_bus_revoke_closes_request);
         tcase_add_test(bs, test_bus_revoke_closes_subscription);
+        tcase_add_test(bs, test_one_time_not_spent_on_refusal);
         tcase_add_test(bs, test_bus_publish_batch_rights);
         tcase_add_test(bs, test_bus_publish_batch_bounds);
         tcase_add_test(bs, test_bus_batched_delivery);

@@ -1172,12 +1172,15 @@ START_TEST(test_revoke_while_running)
         Cella__V1__TimerCancelRequest tx = CELLA__V1__TIMER_CANCEL_REQUEST__INIT;
         ProtobufCMessage *m = NULL;
         BrokerHandle h = {}, h2 = {};
+        CapabilityRight timer, notify;
         bool seen = false;
 
         start(NULL, NULL);
         attach(&one, ONE, PERMS_ONE, NULL);
-        broker_handle_add(one.ba, &h, "timer", test_handle_close);
-        broker_handle_add(one.ba, &h2, "notify", test_handle_close);
+        ck_assert_int_eq(capability_right_parse("timer", &timer, NULL), 0);
+        ck_assert_int_eq(capability_right_parse("notify", &notify, NULL), 0);
+        broker_handle_add(one.ba, &h, &timer, test_handle_close);
+        broker_handle_add(one.ba, &h2, &notify, test_handle_close);
         tc.initial_ms = 3600 * 1000;
         ck_assert_int_eq(call(&one, OP(TIMER_CREATE), &tc.base, &m), 0);
         tx.timer_id = ((Cella__V1__TimerCreateReply *)m)->timer_id;

@@ -574,6 +574,7 @@ static void publish_batch_handle(BrokerCall *c)
         const char *topics[BUS_BATCH_TOPICS_MAX], *why;
         BusState *st = bus_state(c->app);
         uint64_t delivered = 0;
+        size_t refused = 0;
         json_t *names;
         int n, r;
 
@@ -585,28 +586,23 @@ static void publish_batch_handle(BrokerCall *c)
                 json_array_append_new(names, json_string(topics[i]));
         broker_audit_set(c, "topics", names);
 
-        /* All decided before anything is published or any one-time grant consumed,
-         * then taken (as the core's check does for other calls). */
+        /* All decided before anything is published or any one-time grant used up
+         * (broker_app_take()), as the core's check does for other calls. */
         for (int i = 0; i < n; i++) {
                 snprintf(rights[i], sizeof rights[i], "bus.publish:%s", topics[i]);
                 /* Parsed once, here; an unparsable one is refused as not a right. */
-                r = broker_app_right_state(c->app,
-                                           capability_right_parse(rights[i], &parsed[i], NULL) == 0
-                                                   ? &parsed[i]
-                                                   : NULL,
-                                           NULL, &why);
-                if (r < 0) {
-                        publish_batch_refuse(c, rights[i], r, why);
-                        return;
-                }
+                if (capability_right_parse(rights[i], &parsed[i], NULL) < 0)
+                        parsed[i].cap = NULL;
         }
-        for (int i = 0; i < n; i++)
-                if (!broker_app_holds(c->app, &parsed[i], true)) {
-                        /* Held a moment ago: a one-time grant an earlier topic of this
-                         * batch used up. */
-                        publish_batch_refuse(c, rights[i], -EACCES, "not granted (one-time)");
-                        return;
-                }
+        r = broker_app_take(c->app, parsed, (size_t)n, &refused, &why);
+        if (r == -EACCES || r == -EPERM) {
+                publish_batch_refuse(c, rights[refused], r, why);
+                return;
+        }
+        if (r < 0) {
+                broker_reply_error(c, EIO, "the grants database failed");
+                return;
+        }
 
         for (size_t i = 0; i < m->n_messages; i++) {
                 const Cella__V1__BusPublishRequest *p = m->messages[i];
@@ -685,7 +681,7 @@ static void subscribe_handle(BrokerCall *c)
         if (st->subs)
                 st->subs->prev = s;
         st->subs = s;
-        broker_handle_add(c->app, &s->handle, c->right, sub_handle_close);
+        broker_handle_add(c->app, &s->handle, c->checked, sub_handle_close);
         audit_u64(c, "subscription_id", s->id);
         reply.subscription_id = s->id;
         broker_reply(c, &reply.base, NULL, 0);
@@ -813,7 +809,7 @@ static void request_handle(BrokerCall *c)
         if (to->incoming)
                 to->incoming->in_prev = p;
         to->incoming = p;
-        broker_handle_add(c->app, &p->handle, c->right, pending_handle_close);
+        broker_handle_add(c->app, &p->handle, c->checked, pending_handle_close);
         uv_timer_start(&p->timeout, pending_timeout, m->timeout_ms ?: BUS_TIMEOUT_DEFAULT_MS, 0);
         c->handler_data = p;
         c->cancel = pending_cancel;

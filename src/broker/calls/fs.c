@@ -537,7 +537,7 @@ static int root_get(BrokerApp *app, const char *name, FsRoot *scratch, FsRoot **
                 s = calloc(1, sizeof *s);
                 if (s) {
                         broker_app_set_slot(app, BROKER_SLOT_FS, s);
-                        broker_handle_add(app, &s->handle, "", fs_state_close);
+                        broker_handle_add(app, &s->handle, NULL, fs_state_close);
                 }
         }
         if (!s || s->n >= FS_ROOTS_CACHED) {
@@ -855,6 +855,18 @@ static const char *fs_open_right(const ProtobufCMessage *req, char *buf, size_t 
         return root_right(m->root, f & FS_NEEDS_WRITE, buf, size, ret_error);
 }
 
+/* An open for reading and writing needs fs.read:<root> as well as the fs.write the
+ * core's first check names (right_of); decided together (broker_app_take()). */
+static const char *fs_open_also_right(const ProtobufCMessage *req, char *buf, size_t size)
+{
+        const Cella__V1__FsOpenRequest *m = (const void *)req;
+        int error;
+
+        if (!(m->flags & FS_READ) || !(m->flags & FS_NEEDS_WRITE))
+                return NULL;
+        return root_right(m->root, false, buf, size, &error);
+}
+
 /* The message of an fs call's error, or NULL for the errno's own. */
 static const char *fs_error_text(int r)
 {
@@ -915,22 +927,14 @@ static void fs_open_handle(BrokerCall *c)
 {
         const Cella__V1__FsOpenRequest *m = (const void *)c->request;
         Cella__V1__FsOpenReply reply = CELLA__V1__FS_OPEN_REPLY__INIT;
-        char read_right[sizeof "fs.read:" + CAPABILITY_ROOT_MAX];
-        CapabilityRight read_parsed;
         OpenJob j = {.path = m->path, .flags = m->flags, .mode = m->mode, .fd = -EBADF};
         int r;
 
         broker_audit_set(c, "root", json_string(m->root));
         broker_audit_set(c, "path", json_string(m->path));
         broker_audit_set(c, "flags", json_integer(m->flags));
-        /* The core checked fs.write; read+write needs fs.read as well. */
-        snprintf(read_right, sizeof read_right, "fs.read:%s", m->root);
-        if ((m->flags & FS_READ) && (m->flags & FS_NEEDS_WRITE) &&
-            (capability_right_parse(read_right, &read_parsed, NULL) < 0 ||
-             !broker_app_holds(c->app, &read_parsed, true))) {
-                broker_reply_error(c, EACCES, "fs.read is not granted for this root");
-                return;
-        }
+        /* The core decided fs.write, and for read+write fs.read as well
+         * (fs_open_also_right()), before any one-time grant was used. */
         /* Beneath the read-only clone unless the open writes: the fd passed lives
          * on it (root_mount()). */
         r = run_on_root(c, m->root, m->flags & FS_NEEDS_WRITE, open_job, &j, &j.root);
@@ -1358,6 +1362,7 @@ const BrokerCallDef broker_calls_fs[] = {
         {
                 .opcode = CELLA__V1__OPCODE__OPCODE_FS_OPEN,
                 .right_of = fs_open_right,
+                .also_right_of = fs_open_also_right,
                 .handle = fs_open_handle,
         },
         {

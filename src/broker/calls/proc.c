@@ -423,7 +423,7 @@ static void job_submit(BrokerCall *c, bool is_signal, int32_t pid, int32_t signa
                 }
                 st->app = c->app;
                 broker_app_set_slot(c->app, BROKER_SLOT_PROC, st);
-                broker_handle_add(c->app, &st->handle, "", proc_state_close);
+                broker_handle_add(c->app, &st->handle, NULL, proc_state_close);
         }
         cella__v1__cgroup_stats__init(&j->stats);
         j->req.data = j;

@@ -212,7 +212,7 @@ static void timer_create_handle(BrokerCall *c)
                 s->timers->prev = t;
         s->timers = t;
         s->n++;
-        broker_handle_add(c->app, &t->handle, "timer", timer_handle_close);
+        broker_handle_add(c->app, &t->handle, c->checked, timer_handle_close);
         timer_start(t, now);
 
         audit_u64(c, "timer_id", t->id);

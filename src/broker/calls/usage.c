@@ -267,7 +267,7 @@ static UsageState *state_get(BrokerApp *app)
         if (!st)
                 return NULL;
         broker_app_set_slot(app, BROKER_SLOT_USAGE, st);
-        broker_handle_add(app, &st->handle, "", usage_state_close);
+        broker_handle_add(app, &st->handle, NULL, usage_state_close);
         return st;
 }
 
