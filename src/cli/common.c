@@ -55,7 +55,7 @@ int cli_grants_open(const char *state_dir, Grants **ret)
 {
         int r = grants_open(state_dir, ret);
 
-        if (r == -EROFS || r == -EACCES || r == -EPERM) {
+        if (r == -EROFS || r == -EACCES) {
                 cli_state_dir_unwritable(state_dir, r);
                 return CELLA_EXIT_STATE;
         }
