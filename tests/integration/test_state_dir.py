@@ -50,8 +50,10 @@ def test_someone_elses_state_dir_is_refused(tmp_path, make_app):
     p = subprocess.run([CELLA, "permissions", APP], capture_output=True, text=True,
                        timeout=60, env=env)
     assert p.returncode != 0 and f"owned by uid {NOBODY}" in p.stderr, p.stderr
-    p = cella("ps", state=state)
-    assert p.returncode != 0 and f"owned by uid {NOBODY}" in p.stderr, p.stderr
+    for cmd in (["ps"], ["stats"], ["audit"], ["audit", "--verify"], ["logs", APP]):
+        p = cella(*cmd, state=state)
+        assert p.returncode == EXIT_STATE, (cmd, p.stderr)
+        assert f"owned by uid {NOBODY}" in p.stderr, (cmd, p.stderr)
 
 
 def test_a_file_planted_in_our_state_dir_is_refused(tmp_path, make_app):
