@@ -85,6 +85,16 @@ static int check_chain(int fd, const char *path, const char *state_dir)
 
 int state_dir_open(const char *path, bool create)
 {
+        bool created = false;
+        int fd = state_dir_open_quiet(path, create, &created);
+
+        if (fd >= 0 && created)
+                log_info("created the state directory %s", path);
+        return fd;
+}
+
+int state_dir_open_quiet(const char *path, bool create, bool *ret_created)
+{
         _cleanup_close_ int pfd = -EBADF, fd = -EBADF;
         _cleanup_free_ char *copy = NULL, *copy2 = NULL;
         const char *parent, *base;
@@ -155,8 +165,7 @@ int state_dir_open(const char *path, bool create)
         r = owned_check_fd(fd, path);
         if (r < 0)
                 return r;
-        if (created)
-                log_info("created the state directory %s", path);
+        *ret_created = created;
         return TAKE_FD(fd);
 }
 

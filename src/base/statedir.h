@@ -47,6 +47,11 @@ int owned_check_fd(int fd, const char *path);
  */
 int state_dir_open(const char *path, bool create);
 
+/* state_dir_open() that says nothing of a directory it made, but sets *ret_created
+ * (false when it was there): for a kernel, whose stderr is not yet non-blocking when
+ * it opens its state, and says it later. */
+int state_dir_open_quiet(const char *path, bool create, bool *ret_created);
+
 /*
  * Makes dirfd/name if missing (mode, & ~umask) and opens it, not through a symlink,
  * checked with owned_check() (path names it in the message). Returns the fd or

@@ -32,6 +32,7 @@ struct State {
         sqlite3 *db;
         uid_t uid_base;
         uint32_t uid_count;
+        bool created; /* state_open() made the directory */
 };
 
 /*
@@ -97,6 +98,7 @@ int state_open(const char *path, uid_t uid_base, uint32_t uid_count, State **ret
 {
         _cleanup_free_ char *apps = NULL, *dbpath = NULL;
         _cleanup_close_ int dirfd = -EBADF, appsfd = -EBADF;
+        bool created = false;
         bool fresh;
         State *s;
         int r;
@@ -105,7 +107,7 @@ int state_open(const char *path, uid_t uid_base, uint32_t uid_count, State **ret
             (uint64_t)uid_base + uid_count > 0xFFFFFFFEull)
                 return -EINVAL;
         /* Ours alone, as every file cella trusts in it (base/statedir.h). */
-        dirfd = state_dir_open(path, true);
+        dirfd = state_dir_open_quiet(path, true, &created);
         if (dirfd < 0)
                 return dirfd;
         if (asprintf(&apps, "%s/apps", path) < 0 || asprintf(&dbpath, "%s/state.db", path) < 0)
@@ -123,6 +125,7 @@ int state_open(const char *path, uid_t uid_base, uint32_t uid_count, State **ret
         if (!s)
                 return -ENOMEM;
         s->path = strdup(path);
+        s->created = created;
         s->uid_base = uid_base;
         s->uid_count = uid_count;
         if (!s->path) {
@@ -159,6 +162,11 @@ State *state_free(State *s)
 const char *state_path(const State *s)
 {
         return s->path;
+}
+
+bool state_created(const State *s)
+{
+        return s->created;
 }
 
 /* id's uid and block (*ret_base 0: none yet, a row of schema 1 or 2): 1, 0 if no row, -EIO. */

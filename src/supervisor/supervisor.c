@@ -779,6 +779,9 @@ int supervisor_new(const SupervisorOptions *o, Supervisor **ret, SupervisorError
                 r = supervisor_error(err, SUPERVISOR_STEP_USAGE, r, "--json-status");
                 goto fail;
         }
+        /* Said now that stderr is an outlet: a stderr nobody reads cannot stop us. */
+        if (state_created(s->state))
+                log_info("created the state directory %s", o->state_dir);
 
         {
                 static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGWINCH};
