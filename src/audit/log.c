@@ -16,6 +16,7 @@
 #include "audit/audit-internal.h"
 #include "base/fileio.h"
 #include "base/macro.h"
+#include "base/statedir.h"
 #include "base/time-util.h"
 
 #define AUDIT_REASON_MAX 1024u /* bytes of audit_open_repair()'s reason */
@@ -316,9 +317,12 @@ static int open_dir(int state_fd, const char *name, bool create, int *ret)
         fd = openat(state_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0)
                 return negative_errno();
-        /* Records name apps and what they did: for root's eyes only. */
+        /* Records name apps and what they did: for root's eyes only, and written
+         * by root only (a chain someone else could have put there proves nothing). */
         if (fstat(fd, &st) < 0)
                 return negative_errno();
+        if (st.st_uid != geteuid())
+                return owned_check(name, &st);
         if ((st.st_mode & 07777) != 0700 && fchmod(fd, 0700) < 0)
                 return negative_errno();
         *ret = TAKE_FD(fd);
@@ -610,11 +614,11 @@ static int lock_refresh(AuditLog *a)
         return r;
 }
 
-/* Allocates a log handle on state_dir (created 0711 if missing), not attached. */
+/* Allocates a log handle on state_dir (created 0711 if missing, checked as
+ * state_dir_open() does), not attached. */
 static int log_new(const char *state_dir, const AuditOptions *o, AuditLog **ret)
 {
         _cleanup_(audit_closep) AuditLog *a = NULL;
-        int r;
 
         if (o && (o->file_max > AUDIT_FILE_MAX || o->files_max > AUDIT_FILES_MAX))
                 return -EINVAL;
@@ -634,12 +638,10 @@ static int log_new(const char *state_dir, const AuditOptions *o, AuditLog **ret)
         a->out = malloc(AUDIT_BATCH_MAX);
         if (!a->batch || !a->out)
                 return -ENOMEM;
-        r = mkdir_p(state_dir, 0711);
-        if (r < 0)
-                return r;
-        a->state_fd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        /* Ours alone, as every file cella trusts in it (base/statedir.h). */
+        a->state_fd = state_dir_open(state_dir, true);
         if (a->state_fd < 0)
-                return negative_errno();
+                return a->state_fd;
         *ret = TAKE_PTR(a);
         return 0;
 }

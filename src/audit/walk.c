@@ -16,6 +16,7 @@
 #include "audit/audit-internal.h"
 #include "base/fileio.h"
 #include "base/macro.h"
+#include "base/statedir.h"
 
 #define READ_BUF_SIZE AUDIT_READ_BUF_SIZE
 
@@ -903,7 +904,8 @@ int audit_read(const char *state_dir, const AuditFilter *filter, AuditRecordFn f
                AuditVerifyReport *report)
 {
         _cleanup_free_ char *path = NULL;
-        _cleanup_close_ int dir_fd = -EBADF;
+        _cleanup_close_ int state_fd = -EBADF, dir_fd = -EBADF;
+        struct stat st;
         int r;
 
         memset(report, 0, sizeof *report);
@@ -911,7 +913,24 @@ int audit_read(const char *state_dir, const AuditFilter *filter, AuditRecordFn f
                 return -EIO;
         if (asprintf(&path, "%s/" AUDIT_DIR, state_dir) < 0)
                 return -ENOMEM;
-        dir_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        /* A chain that someone else could have written proves nothing: the state
+         * directory and audit/ must be ours (base/statedir.h; logged). */
+        state_fd = state_dir_open(state_dir, false);
+        if (state_fd == -ENOENT) {
+                snprintf(report->message, sizeof report->message, "no audit log in %s", path);
+                return -ENOENT;
+        }
+        if (state_fd < 0) {
+                audit_report(report, AUDIT_PROBLEM_IO, "the state directory %s is not trusted",
+                             state_dir);
+                return state_fd;
+        }
+        dir_fd = openat(state_fd, AUDIT_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (dir_fd >= 0 && fstat(dir_fd, &st) == 0 && st.st_uid != geteuid()) {
+                r = owned_check(path, &st);
+                audit_report(report, AUDIT_PROBLEM_IO, "%s is not trusted", path);
+                return r;
+        }
         if (dir_fd < 0) {
                 r = negative_errno();
                 if (r == -ENOENT) {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "base/sqlite-util.h"
+#include "base/statedir.h"
 
 int sqlite_open(const char *path, unsigned busy_timeout_ms, sqlite3 **ret)
 {
@@ -28,6 +29,11 @@ int sqlite_open(const char *path, unsigned busy_timeout_ms, sqlite3 **ret)
                 return negative_errno();
         if (!S_ISREG(st.st_mode))
                 return -EINVAL;
+        /* A database someone else made (hard-linked into a directory of ours before
+         * it was, say) is not ours to believe; a group or other write bit is fixed
+         * below. */
+        if (st.st_uid != geteuid())
+                return owned_check(path, &st);
         if ((st.st_mode & 07777) != 0600 && fchmod(fd, 0600) < 0)
                 return negative_errno();
         if (sqlite3_open_v2(path, &db,

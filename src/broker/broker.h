@@ -148,6 +148,10 @@ typedef struct BrokerHost {
                       BrokerPromptDone done, void *done_userdata);
         /* Cancels a pending prompt: done will not be called. */
         void (*prompt_cancel)(void *userdata, void *done_userdata);
+        /* app_id's grants changed in the state directory's grants.db from this kernel
+         * (a prompt answered yes or once): tell the other kernels sharing the state
+         * directory, without blocking the loop on them. NULL: nobody to tell. */
+        void (*grants_changed)(void *userdata, const char *app_id);
         void *userdata;
 } BrokerHost;
 

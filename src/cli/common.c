@@ -57,10 +57,12 @@ int cli_grants_open(const char *state_dir, Grants **ret)
 {
         int r = grants_open(state_dir, ret);
 
-        if (r == -EROFS || r == -EACCES || r == -EPERM) {
+        if (r == -EROFS || r == -EACCES || (r == -ENOENT && geteuid() != 0)) {
                 cli_state_dir_unwritable(state_dir, r);
                 return CELLA_EXIT_STATE;
         }
+        if (r == -ENOENT) /* its parent: state_dir_open() named it */
+                return CELLA_EXIT_STATE;
         if (r < 0) {
                 log_error_errno(r, "cannot open %s/" GRANTS_DB_FILE ": %m", state_dir);
                 return CELLA_EXIT_STATE;

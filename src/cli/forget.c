@@ -98,7 +98,9 @@ int cli_forget(int argc, char **argv)
         if (code != 0)
                 return code;
         r = state_open(state_dir, STATE_UID_BASE_DEFAULT, STATE_UID_COUNT_DEFAULT, &st);
-        if (r == -EROFS || r == -EACCES || r == -EPERM) {
+        if (r >= 0 && state_created(st))
+                log_info("created the state directory %s", state_dir);
+        if (r == -EROFS || r == -EACCES) {
                 cli_state_dir_unwritable(state_dir, r);
                 return CELLA_EXIT_STATE;
         }

@@ -19,6 +19,7 @@
 
 #include "base/fileio.h"
 #include "base/log.h"
+#include "base/statedir.h"
 #include "base/macro.h"
 #include "base/termsafe.h"
 #include "cli/cli.h"
@@ -303,7 +304,12 @@ int cli_logs(int argc, char **argv)
         if ((code = cli_app_id_arg(app)) != 0)
                 return code;
 
-        sfd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        /* Only logs that nobody but us could have written (base/statedir.h). */
+        sfd = state_dir_open(state_dir, false);
+        if (sfd < 0 && sfd != -ENOENT)
+                return CELLA_EXIT_STATE; /* said */
+        if (sfd == -ENOENT)
+                errno = ENOENT;
         if (sfd >= 0)
                 dirfd = openat(sfd, LOGS_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if ((sfd < 0 || dirfd < 0) && errno == ENOENT && do_follow) {
@@ -325,6 +331,16 @@ int cli_logs(int argc, char **argv)
                 }
                 log_error_errno(r, "cannot open %s/" LOGS_DIR ": %m", state_dir);
                 return CELLA_EXIT_STATE;
+        }
+        {
+                _cleanup_free_ char *path = NULL;
+
+                if (asprintf(&path, "%s/" LOGS_DIR, state_dir) < 0) {
+                        log_error("out of memory");
+                        return CELLA_EXIT_INTERNAL;
+                }
+                if (owned_check_fd(dirfd, path) < 0)
+                        return CELLA_EXIT_STATE;
         }
 
         /* Oldest first: <id>.log.KEEP_MAX .. <id>.log.1, then <id>.log. */

@@ -23,6 +23,7 @@
 
 #include "base/fileio.h"
 #include "base/macro.h"
+#include "base/statedir.h"
 #include "base/sqlite-util.h"
 #include "base/strv.h"
 #include "base/time-util.h"
@@ -196,14 +197,16 @@ static int tx_begin(sqlite3 *db, bool write)
 int grants_open(const char *state_dir, Grants **ret)
 {
         _cleanup_free_ char *path = NULL;
+        _cleanup_close_ int dirfd = -EBADF, keysfd = -EBADF;
         Grants *g;
         int r;
 
         if (!state_dir || !*state_dir)
                 return -EINVAL;
-        r = mkdir_p(state_dir, 0711);
-        if (r < 0)
-                return r;
+        /* Ours alone, as every file cella trusts in it (base/statedir.h). */
+        dirfd = state_dir_open(state_dir, true);
+        if (dirfd < 0)
+                return dirfd;
         /* SQLite would open a database on a read-only file system read-only and fail
          * the first write as "disk I/O error": say what is wrong instead. */
         if (access(state_dir, W_OK) < 0)
@@ -218,8 +221,9 @@ int grants_open(const char *state_dir, Grants **ret)
 
                 if (asprintf(&keys, "%s/" SIGNATURE_TRUSTED_DIR, state_dir) < 0)
                         return -ENOMEM;
-                if (mkdir(keys, 0755) < 0 && errno != EEXIST)
-                        return negative_errno();
+                keysfd = owned_subdir_open(dirfd, SIGNATURE_TRUSTED_DIR, 0755, keys);
+                if (keysfd < 0)
+                        return keysfd;
         }
         g = calloc(1, sizeof *g);
         if (!g)

@@ -22,6 +22,7 @@
 
 #include "base/fileio.h"
 #include "base/macro.h"
+#include "base/statedir.h"
 #include "policy/signature.h"
 
 #define DIGEST_DOMAIN      "cella-bundle-v1" /* hashed with its NUL */
@@ -486,9 +487,10 @@ int signature_trust(const char *state_dir, const char *pub_path,
         if (r < 0)
                 return r;
         key_id_of(pk, id);
-        r = mkdir_p(state_dir, 0711);
+        r = state_dir_open(state_dir, true);
         if (r < 0)
                 return r;
+        safe_close(r);
         if (asprintf(&dir, "%s/" SIGNATURE_TRUSTED_DIR, state_dir) < 0 ||
             asprintf(&dest, "%s/%s.pub", dir, id) < 0)
                 return -ENOMEM;

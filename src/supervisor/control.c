@@ -23,6 +23,7 @@
 
 #include "base/fileio.h"
 #include "base/macro.h"
+#include "base/statedir.h"
 #include "base/time-util.h"
 #include "policy/manifest.h"
 #include "supervisor/control.h"
@@ -244,36 +245,30 @@ static void sweep_stale(int dirfd, const char *dir)
 }
 
 /*
- * Opens (creating) <state_dir>/run: a directory owned by our euid, mode 0700.
+ * Opens (creating) <state_dir>/run: a directory owned by our euid, mode 0700, in a
+ * state directory that state_dir_open() trusts (with or without create).
  * Returns the fd or -errno; -EPERM for someone else's directory or a non-directory.
  */
 static int open_run_dir(const char *state_dir, bool create)
 {
         _cleanup_close_ int sfd = -EBADF, fd = -EBADF;
         struct stat st;
-        int r;
 
-        if (create) {
-                r = mkdir_p(state_dir, 0711);
-                if (r < 0)
-                        return r;
-        }
-        sfd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        /* Ours alone, as every file cella trusts in it (base/statedir.h). */
+        sfd = state_dir_open(state_dir, create);
         if (sfd < 0)
-                return negative_errno();
+                return sfd;
         if (create && mkdirat(sfd, CONTROL_DIR, 0700) < 0 && errno != EEXIST)
                 return negative_errno();
         fd = openat(sfd, CONTROL_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)
                 return errno == ENOTDIR || errno == ELOOP ? -EPERM : negative_errno();
-        if (create) {
-                if (fstat(fd, &st) < 0)
-                        return negative_errno();
-                if (st.st_uid != geteuid())
-                        return -EPERM;
-                if ((st.st_mode & 07777) != 0700 && fchmod(fd, 0700) < 0)
-                        return negative_errno();
-        }
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if (st.st_uid != geteuid())
+                return -EPERM;
+        if (create && (st.st_mode & 07777) != 0700 && fchmod(fd, 0700) < 0)
+                return negative_errno();
         return TAKE_FD(fd);
 }
 

@@ -4,6 +4,7 @@
  * (instance.c) and for a packed group's host (group.c).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include "base/log.h"
 #include "base/time-util.h"
 #include "base/macro.h"
+#include "base/statedir.h"
 #include "supervisor/sandboxed.h"
 #include "supervisor/supervisor-internal.h"
 
@@ -43,14 +45,22 @@ int sandboxed_new_stats(SandboxedRun *r, uint32_t n_apps)
 int sandboxed_open_log(Supervisor *s, const char *name, AppLog **log)
 {
         _cleanup_free_ char *dir = NULL;
+        _cleanup_close_ int fd = -EBADF;
         int r;
 
         if (s->o.output != SUPERVISOR_OUTPUT_LOGS || *log)
                 return 0;
         if (asprintf(&dir, "%s/logs", state_path(s->state)) < 0)
                 return log_error_errno(-ENOMEM, "cannot open the log of %s: %m", name);
+        /* Ours alone, as every file cella trusts in it (base/statedir.h). */
         if (mkdir(dir, 0700) < 0 && errno != EEXIST)
                 return log_error_errno(negative_errno(), "cannot create %s: %m", dir);
+        fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return log_error_errno(negative_errno(), "cannot open %s: %m", dir);
+        r = owned_check_fd(fd, dir);
+        if (r < 0)
+                return r;
         r = applog_open(dir, name, APPLOG_SIZE_DEFAULT, APPLOG_KEEP_DEFAULT, log);
         if (r < 0)
                 return log_error_errno(r, "cannot open the log of %s in %s: %m", name, dir);

@@ -15,6 +15,7 @@
 #include "base/fileio.h"
 #include "base/log.h"
 #include "base/macro.h"
+#include "base/statedir.h"
 #include "base/sqlite-util.h"
 #include "policy/manifest.h"
 #include "sandbox/sandbox.h"
@@ -31,6 +32,7 @@ struct State {
         sqlite3 *db;
         uid_t uid_base;
         uint32_t uid_count;
+        bool created; /* state_open() made the directory */
 };
 
 /*
@@ -95,6 +97,8 @@ static int read_begin(sqlite3 *db)
 int state_open(const char *path, uid_t uid_base, uint32_t uid_count, State **ret)
 {
         _cleanup_free_ char *apps = NULL, *dbpath = NULL;
+        _cleanup_close_ int dirfd = -EBADF, appsfd = -EBADF;
+        bool created = false;
         bool fresh;
         State *s;
         int r;
@@ -102,13 +106,15 @@ int state_open(const char *path, uid_t uid_base, uint32_t uid_count, State **ret
         if (uid_count < STATE_IDS_PER_APP || uid_count % STATE_IDS_PER_APP != 0 || uid_base == 0 ||
             (uint64_t)uid_base + uid_count > 0xFFFFFFFEull)
                 return -EINVAL;
-        r = mkdir_p(path, 0711);
-        if (r < 0)
-                return r;
+        /* Ours alone, as every file cella trusts in it (base/statedir.h). */
+        dirfd = state_dir_open_quiet(path, true, &created);
+        if (dirfd < 0)
+                return dirfd;
         if (asprintf(&apps, "%s/apps", path) < 0 || asprintf(&dbpath, "%s/state.db", path) < 0)
                 return -ENOMEM;
-        if (mkdir(apps, 0711) < 0 && errno != EEXIST)
-                return negative_errno();
+        appsfd = owned_subdir_open(dirfd, "apps", 0711, apps);
+        if (appsfd < 0)
+                return appsfd;
         /* SQLite would open state.db on a read-only file system read-only and fail
          * the first write as "disk I/O error": say what is wrong instead. */
         if (access(path, W_OK) < 0)
@@ -119,6 +125,7 @@ int state_open(const char *path, uid_t uid_base, uint32_t uid_count, State **ret
         if (!s)
                 return -ENOMEM;
         s->path = strdup(path);
+        s->created = created;
         s->uid_base = uid_base;
         s->uid_count = uid_count;
         if (!s->path) {
@@ -155,6 +162,11 @@ State *state_free(State *s)
 const char *state_path(const State *s)
 {
         return s->path;
+}
+
+bool state_created(const State *s)
+{
+        return s->created;
 }
 
 /* id's uid and block (*ret_base 0: none yet, a row of schema 1 or 2): 1, 0 if no row, -EIO. */

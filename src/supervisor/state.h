@@ -50,6 +50,10 @@ int state_open(const char *path, uid_t uid_base, uint32_t uid_count, State **ret
 State *state_free(State *s);
 const char *state_path(const State *s);
 
+/* Whether state_open() made the directory (it says nothing of it: its caller does,
+ * where its stderr cannot block it). */
+bool state_created(const State *s);
+
 /*
  * Returns in *ret_uid the host uid of app id (mapped to SANDBOX_UID inside) and in
  * *ret_ids_base (if not NULL) the first of its STATE_IDS_PER_APP host ids (inside id

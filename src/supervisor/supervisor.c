@@ -237,6 +237,21 @@ static int host_prompt(void *userdata, const char *app_id, const char *right, co
         return 0;
 }
 
+/* BrokerHost.grants_changed: a grant recorded by this kernel's broker (a prompt's
+ * answer) reaches the other kernels of the state directory as `cella grant`'s does.
+ * control_notify_other_kernels() never waits: a non-blocking connect and one
+ * MSG_DONTWAIT line per socket, at most CONTROL_KERNELS_MAX sockets, no reply read. */
+static void host_grants_changed(void *userdata, const char *app_id)
+{
+        Supervisor *s = userdata;
+        int r;
+
+        r = control_notify_other_kernels(s->o.state_dir, app_id);
+        if (r < 0 && r != -EACCES)
+                log_warning_errno(r, "cannot tell the other kernels that %s's grants changed: %m",
+                                  app_id);
+}
+
 static void host_prompt_cancel(void *userdata, void *done_userdata)
 {
         Supervisor *s = userdata;
@@ -592,6 +607,7 @@ int supervisor_ready(Supervisor *s, SupervisorError *err)
                         .notify = host_notify,
                         .prompt = host_prompt,
                         .prompt_cancel = host_prompt_cancel,
+                        .grants_changed = host_grants_changed,
                 };
                 BrokerHost *host = malloc(sizeof *host);
 
@@ -763,6 +779,9 @@ int supervisor_new(const SupervisorOptions *o, Supervisor **ret, SupervisorError
                 r = supervisor_error(err, SUPERVISOR_STEP_USAGE, r, "--json-status");
                 goto fail;
         }
+        /* Said now that stderr is an outlet: a stderr nobody reads cannot stop us. */
+        if (state_created(s->state))
+                log_info("created the state directory %s", o->state_dir);
 
         {
                 static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGWINCH};

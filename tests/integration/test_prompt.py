@@ -8,6 +8,7 @@ import os
 import pty
 import select
 import signal
+import socket
 import subprocess
 import time
 
@@ -87,6 +88,71 @@ def test_no_refuses_and_the_app_says_so(tmp_path, state):
     assert not (state / "roots" / "documents" / "notes.txt").exists()
     assert "fs.write:documents" not in grants(state)
 
+
+
+class OtherKernel:
+    """Another kernel's control socket on the same state directory (docs/cli.md,
+    "Control socket": <state>/run/<pid>.sock, one JSON request per line): records
+    every request line it is sent, answers nothing (a kernel telling another one
+    does not wait for the answer)."""
+
+    def __init__(self, state):
+        run = state / "run"
+        run.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(state, 0o711)
+        self.path = run / f"{os.getpid()}.sock"
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(self.path))
+        self.sock.listen(16)
+        self.requests = []
+
+    def read_requests(self):
+        """Every request line sent so far (non-blocking accepts)."""
+        self.sock.setblocking(False)
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except BlockingIOError:
+                return self.requests
+            with conn:
+                conn.settimeout(5)
+                buf = b""
+                while b"\n" not in buf:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    buf += chunk
+                if b"\n" in buf:
+                    self.requests.append(json.loads(buf.split(b"\n")[0]))
+
+    def close(self):
+        self.sock.close()
+        self.path.unlink(missing_ok=True)
+
+
+def test_a_prompt_grant_reaches_the_other_kernels(tmp_path, state):
+    """A grant given at the prompt is told to every other kernel sharing the state
+    directory, as `cella grant`'s is, so their caches of the app's grants follow."""
+    other = OtherKernel(state)
+    try:
+        folder = apps_folder(tmp_path, "clock", "notes-c")
+        code, out = boot_on_pty(folder, state, b"y\n")
+        assert code == 0, out
+        assert "fs.write:documents" in grants(state)
+        assert {"op": "grants-changed", "app": NOTES} in other.read_requests()
+    finally:
+        other.close()
+
+
+def test_a_refused_prompt_tells_nobody(tmp_path, state):
+    other = OtherKernel(state)
+    try:
+        folder = apps_folder(tmp_path, "clock", "notes-c")
+        code, out = boot_on_pty(folder, state, b"n\n")
+        assert code == 1, out
+        assert [r for r in other.read_requests() if r.get("app") == NOTES] == []
+    finally:
+        other.close()
 
 
 # --- the prompt owns the terminal (cella run on a pty) ---------------------------

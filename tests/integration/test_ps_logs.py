@@ -237,6 +237,7 @@ def test_grant_revoke_gesture_tell_the_kernels(state, kernel, app):
 
 
 def test_grant_without_kernels_is_fine(state, app):
+    state.mkdir(mode=0o711)  # made already: its making is said on stderr
     p = cella("grant", "--app-dir", app, APP, "location", state=state)
     assert p.returncode == 0, p.stderr
     assert p.stderr == ""

@@ -102,6 +102,7 @@ def test_stdout_stderr_and_stdin_stream(state, make_app, tmp_path):
     app = make_app("org.test.cat", "echo to-err >&2\ncat\n")
     data = tmp_path / "in.txt"
     data.write_text("line one\nline two\n")
+    state.mkdir(mode=0o711)  # made already: its making is said on stderr
     with open(data) as f:
         r = run_cella(app, state_dir=state, stdin=f)
     assert r.code == 0

@@ -19,6 +19,7 @@
 #include "base/macro.h"
 #include "base/size.h"
 #include "base/sqlite-util.h"
+#include "base/statedir.h"
 #include "base/strv.h"
 #include "base/suggest.h"
 #include "base/termsafe.h"
@@ -333,6 +334,112 @@ END_TEST
  * nothing. A file SQLite would have made 0644 is 0600 at once (umask 0), an existing
  * 0644 one becomes 0600, and a directory or FIFO is refused.
  */
+/* A state directory is trusted only when nobody but us (or root, above it) could
+ * have written it or the path to it (base/statedir.h). */
+START_TEST(test_state_dir_open)
+{
+        char dir[] = "/tmp/cella-test-XXXXXX", path[192], file[224];
+        struct stat st = {};
+        mode_t old_umask;
+        int fd;
+
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        ck_assert_int_eq(chmod(dir, 0755), 0);
+
+        /* Missing: made (last component only), 0711, and opened. */
+        snprintf(path, sizeof path, "%s/state", dir);
+        old_umask = umask(022);
+        fd = state_dir_open(path, true);
+        umask(old_umask);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(fstat(fd, &st), 0);
+        ck_assert_uint_eq(st.st_mode & 07777, 0711);
+        close(fd);
+        fd = state_dir_open(path, false); /* and again, as it is now */
+        ck_assert_int_ge(fd, 0);
+        close(fd);
+
+        /* A missing parent is not made (a typo makes no tree). */
+        snprintf(path, sizeof path, "%s/typo/state", dir);
+        ck_assert_int_eq(state_dir_open(path, true), -ENOENT);
+        snprintf(path, sizeof path, "%s/typo", dir);
+        ck_assert_int_eq(access(path, F_OK), -1);
+        /* Missing without create: -ENOENT, nothing made. */
+        snprintf(path, sizeof path, "%s/absent", dir);
+        ck_assert_int_eq(state_dir_open(path, false), -ENOENT);
+        ck_assert_int_eq(access(path, F_OK), -1);
+
+        /* Group- or world-writable: refused, with create or without. */
+        snprintf(path, sizeof path, "%s/gw", dir);
+        ck_assert_int_eq(mkdir(path, 0700), 0);
+        ck_assert_int_eq(chmod(path, 0770), 0);
+        ck_assert_int_eq(state_dir_open(path, true), -EPERM);
+        ck_assert_int_eq(state_dir_open(path, false), -EPERM);
+        ck_assert_int_eq(chmod(path, 0703), 0);
+        ck_assert_int_eq(state_dir_open(path, true), -EPERM);
+        /* ... and nothing was written in it. */
+        snprintf(file, sizeof file, "%s/gw/run", dir);
+        ck_assert_int_eq(access(file, F_OK), -1);
+
+        /* A symlink, even to a good state dir, is not followed; nor a dangling one
+         * (mkdir would have made its target). */
+        snprintf(path, sizeof path, "%s/link", dir);
+        snprintf(file, sizeof file, "%s/state", dir);
+        ck_assert_int_eq(symlink(file, path), 0);
+        ck_assert_int_eq(state_dir_open(path, true), -ELOOP);
+        snprintf(path, sizeof path, "%s/dangling", dir);
+        snprintf(file, sizeof file, "%s/made-through-link", dir);
+        ck_assert_int_eq(symlink(file, path), 0);
+        ck_assert_int_eq(state_dir_open(path, true), -ELOOP);
+        ck_assert_int_eq(access(file, F_OK), -1);
+
+        /* Not a directory. */
+        snprintf(path, sizeof path, "%s/file", dir);
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        ck_assert_int_ge(fd, 0);
+        close(fd);
+        ck_assert_int_eq(state_dir_open(path, true), -ENOTDIR);
+
+        /* A parent others may write (not sticky): refused before anything is made in
+         * it; sticky (as /tmp) is fine. */
+        snprintf(path, sizeof path, "%s/open", dir);
+        ck_assert_int_eq(mkdir(path, 0700), 0);
+        ck_assert_int_eq(chmod(path, 0777), 0);
+        snprintf(path, sizeof path, "%s/open/state", dir);
+        ck_assert_int_eq(state_dir_open(path, true), -EPERM);
+        ck_assert_int_eq(access(path, F_OK), -1);
+        snprintf(path, sizeof path, "%s/open", dir);
+        ck_assert_int_eq(chmod(path, 01777), 0);
+        snprintf(path, sizeof path, "%s/open/state", dir);
+        fd = state_dir_open(path, true);
+        ck_assert_int_ge(fd, 0);
+        close(fd);
+        /* Deeper: a world-writable grandparent is refused as well. */
+        snprintf(path, sizeof path, "%s/open", dir);
+        ck_assert_int_eq(chmod(path, 0777), 0);
+        snprintf(path, sizeof path, "%s/open/state", dir);
+        ck_assert_int_eq(state_dir_open(path, false), -EPERM);
+
+        /* Someone else's: refused (the check itself, on any uid but ours). */
+        st = (struct stat){.st_uid = geteuid() + 1, .st_mode = S_IFDIR | 0711};
+        ck_assert_int_eq(owned_check("/elsewhere", &st), -EPERM);
+        st.st_uid = geteuid();
+        ck_assert_int_eq(owned_check("/elsewhere", &st), 0);
+        st.st_mode = S_IFDIR | 0731;
+        ck_assert_int_eq(owned_check("/elsewhere", &st), -EPERM);
+
+        ck_assert_int_eq(state_dir_open("", true), -EINVAL);
+        ck_assert_int_eq(state_dir_open(NULL, true), -EINVAL);
+
+        {
+                char cmd[256];
+
+                snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+                ck_assert_int_eq(system(cmd), 0);
+        }
+}
+END_TEST
+
 START_TEST(test_sqlite_open_refuses_symlinks)
 {
         char dir[] = "/tmp/cella-test-XXXXXX", path[128], target[128], buf[32] = "";
@@ -828,6 +935,7 @@ int main(void)
         tcase_add_test(tc, test_tree_usage);
         tcase_add_test(tc, test_tree_usage_bound_unstattable);
         tcase_add_test(tc, test_sqlite_open_refuses_symlinks);
+        tcase_add_test(tc, test_state_dir_open);
         tcase_add_test(tc, test_sqlite_schema);
         tcase_add_test(tc, test_sqlite_select_one);
         tcase_add_test(tc, test_termsafe_stream);

@@ -221,6 +221,14 @@ static void prompt_done(BrokerPromptAnswer answer, void *userdata)
                 return;
         }
         (void)broker_app_reload_grants(app);
+        /* As `cella grant` does (cli_grants_changed()): every kernel of the state
+         * directory re-reads the app's grants, not only this one. */
+        {
+                const BrokerHost *host = broker_options(broker_app_broker(app))->host;
+
+                if (host && host->grants_changed)
+                        host->grants_changed(host->userdata, broker_app_id(app));
+        }
         reply_state(c, CELLA__V1__PERM_STATE__PERM_STATE_GRANTED, once,
                     once ? "allow-once" : "allow");
         free(p);
