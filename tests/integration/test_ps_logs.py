@@ -89,6 +89,26 @@ def kernel(state):
         k.close()
 
 
+
+def stop_boot(boot, status):
+    """Ends a `cella boot` (a Popen) with SIGINT, killing it after 20 s, and closes
+    its status stream."""
+    boot.send_signal(signal.SIGINT)
+    try:
+        boot.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        boot.kill()
+        boot.wait()
+    status.close()
+
+
+def assert_revoked_in_broker(state, boot):
+    """APP's audit records in state hold a revoke its kernel's broker applied."""
+    p = cella("audit", "--json", "--app", APP, state=state)
+    assert p.returncode == 0, p.stderr
+    what = [json.loads(line).get("what") for line in p.stdout.splitlines()]
+    assert "revoked-in-broker" in what, (what, boot.stderr.read())
+
 def test_ps_without_kernels(state):
     p = cella("ps", state=state)
     assert p.returncode == 0, p.stderr
@@ -384,18 +404,9 @@ def test_boot_ps_logs_revoke(state, make_app, tmp_path):
                      state=state).returncode == 0
         assert cella("revoke", APP, "camera", state=state).returncode == 0
     finally:
-        boot.send_signal(signal.SIGINT)
-        try:
-            boot.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            boot.kill()
-            boot.wait()
-        status.close()
+        stop_boot(boot, status)
     # The kernel re-read the grants at once: its broker recorded the loss.
-    p = cella("audit", "--json", "--app", APP, state=state)
-    assert p.returncode == 0, p.stderr
-    what = [json.loads(line).get("what") for line in p.stdout.splitlines()]
-    assert "revoked-in-broker" in what, (what, boot.stderr.read())
+    assert_revoked_in_broker(state, boot)
     # The kernel took its socket with it.
     assert not (state / "run" / f"{boot.pid}.sock").exists()
 
@@ -442,18 +453,9 @@ def test_ps_names_a_stopped_kernel(state, make_app, tmp_path, kernel):
             sorted([(APP, boot.pid), ("org.test.other", os.getpid())])
     finally:
         os.kill(boot.pid, signal.SIGCONT)
-        boot.send_signal(signal.SIGINT)
-        try:
-            boot.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            boot.kill()
-            boot.wait()
-        status.close()
+        stop_boot(boot, status)
     # It read the revoke once it ran again: its broker recorded the loss.
-    p = cella("audit", "--json", "--app", APP, state=state)
-    assert p.returncode == 0, p.stderr
-    what = [json.loads(line).get("what") for line in p.stdout.splitlines()]
-    assert "revoked-in-broker" in what, what
+    assert_revoked_in_broker(state, boot)
 
 
 LOG_EVIL = (b"ok \x1b]52;c;UFdORUQ=\x07\x1b]0;pwned\x07\x1b[2J\x1b[6n\xc2\x9b31m"
