@@ -90,6 +90,18 @@ def kernel(state):
 
 
 
+def start_boot(state, apps):
+    """Starts `cella boot --no-prompt` of apps on state with a status stream:
+    returns (the Popen, its status records as a text file)."""
+    rfd, wfd = os.pipe()
+    boot = subprocess.Popen([CELLA, "boot", "--state-dir", str(state), "--no-prompt",
+                             "--json-status", str(wfd), str(apps)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            pass_fds=(wfd,))
+    os.close(wfd)
+    return boot, os.fdopen(rfd)
+
+
 def stop_boot(boot, status):
     """Ends a `cella boot` (a Popen) with SIGINT, killing it after 20 s, and closes
     its status stream."""
@@ -369,13 +381,7 @@ def test_boot_ps_logs_revoke(state, make_app, tmp_path):
                  permissions=["camera"])
     os.rename(d, apps / "pslogs")
     (state / "logs").mkdir(parents=True)
-    rfd, wfd = os.pipe()
-    boot = subprocess.Popen([CELLA, "boot", "--state-dir", str(state), "--no-prompt",
-                             "--json-status", str(wfd), str(apps)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            pass_fds=(wfd,))
-    os.close(wfd)
-    status = os.fdopen(rfd)
+    boot, status = start_boot(state, apps)
     try:
         started = json.loads(status.readline() or "{}")
         assert started.get("event") == "started", boot.stderr.read() if boot.poll() else started
@@ -422,13 +428,7 @@ def test_ps_names_a_stopped_kernel(state, make_app, tmp_path, kernel):
     os.rename(d, apps / "pslogs")
     assert cella("grant", "--app-dir", apps / "pslogs", APP, "camera",
                  state=state).returncode == 0
-    rfd, wfd = os.pipe()
-    boot = subprocess.Popen([CELLA, "boot", "--state-dir", str(state), "--no-prompt",
-                             "--json-status", str(wfd), str(apps)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            pass_fds=(wfd,))
-    os.close(wfd)
-    status = os.fdopen(rfd)
+    boot, status = start_boot(state, apps)
     try:
         started = json.loads(status.readline() or "{}")
         assert started.get("event") == "started", boot.stderr.read() if boot.poll() else started
