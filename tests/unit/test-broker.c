@@ -1447,9 +1447,14 @@ static void *rt_thread(void *arg)
         }
         rt_async_s = (double)(mono_ns() - t0) / 1e9;
         *(int *)arg = -1;
-        c = cella_close(c);
 done:
+        /* Done before the channel closes: the broker's loop, waiting for an event,
+         * wakes on the hangup and must then see it. */
         atomic_store(&rt_done, true);
+        if (c)
+                c = cella_close(c);
+        else
+                *(int *)arg = safe_close(*(int *)arg);
         return NULL;
 }
 
