@@ -1564,6 +1564,7 @@ typedef struct Many {
         int served;      /* clients that got their reply */
         int64_t took_ms; /* from the first connect to the last reply */
         int error;
+        int hold[2]; /* the clients stay connected until the test has counted them */
 } Many;
 
 /* MANY clients connect at once, each sends one request, and all wait together. */
@@ -1610,9 +1611,14 @@ static void *many_main(void *arg)
                 }
         }
         m->took_ms = test_now_ms() - t0;
+        uv_async_send(&m->a->async);
+        {
+                char c;
+
+                (void)!read(m->hold[0], &c, 1);
+        }
         for (int i = 0; i < MANY; i++)
                 close(p[i].fd < 0 ? -p[i].fd - 1 : p[i].fd);
-        uv_async_send(&m->a->async);
         return NULL;
 }
 
@@ -1628,9 +1634,14 @@ START_TEST(test_api_thousand_clients)
         api_start(&a);
         m.a = &a;
         ck_assert_uint_ge(control_connections_max(a.control), MANY);
+        ck_assert_int_eq(pipe2(m.hold, O_CLOEXEC), 0);
         ck_assert_int_eq(pthread_create(&t, NULL, many_main, &m), 0);
         uv_run(&a.loop, UV_RUN_DEFAULT);
+        /* every one is still connected: served at once, not one after the other */
+        ck_assert_uint_eq(control_connections(a.control), MANY);
+        close(m.hold[1]);
         ck_assert_int_eq(pthread_join(t, NULL), 0);
+        close(m.hold[0]);
         ck_assert_int_eq(m.error, 0);
         ck_assert_int_eq(m.served, MANY);
         printf("control: %d clients at once served in %" PRId64 " ms\n", MANY, m.took_ms);
