@@ -1106,12 +1106,24 @@ static int peer_groups(int fd, gid_t **ret, size_t *ret_n)
  * made (or a user added to it) while the daemon runs counts from then on. */
 static gid_t manage_gid(void)
 {
-        char buf[16384];
         struct group gr, *res = NULL;
+        size_t size = 16384;
 
-        if (getgrnam_r(CONTROL_GROUP, &gr, buf, sizeof buf, &res) != 0 || !res)
-                return (gid_t)-1;
-        return res->gr_gid;
+        /* A group's line holds its members: grow the buffer as glibc asks (ERANGE),
+         * up to 4 MiB, rather than take a long line for no group. */
+        for (;;) {
+                _cleanup_free_ char *buf = malloc(size);
+                int r;
+
+                if (!buf)
+                        return (gid_t)-1;
+                r = getgrnam_r(CONTROL_GROUP, &gr, buf, size, &res);
+                if (r == ERANGE && size < 4u * 1024u * 1024u) {
+                        size *= 2;
+                        continue;
+                }
+                return r == 0 && res ? res->gr_gid : (gid_t)-1;
+        }
 }
 
 /* What the peer on fd may call on listener l: *ret_level, or -EPERM (a kernel

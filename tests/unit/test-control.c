@@ -1541,6 +1541,56 @@ START_TEST(test_api_output_bound_stalled_reader)
 }
 END_TEST
 
+static void listen_fd_job(ApiJob *j)
+{
+        _cleanup_control_client_ ControlClient *cl = NULL;
+        char path[128];
+
+        j->replies = json_array();
+        snprintf(path, sizeof path, "%s/passed.sock", state);
+        j->result = control_client_connect(path, &cl);
+        if (j->result == 0)
+                j->result = control_client_call(cl, "org.test.Echo", json_pack("{s:i}", "fd", 1),
+                                                NULL, 0, false, api_collect, j);
+}
+
+/* A socket systemd passed (control_listen_fd): served like the public one; what is
+ * not a listening Unix stream socket is refused (and closed). */
+START_TEST(test_api_listen_fd)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        ApiJob j;
+        int fd, pair[2];
+        Api a;
+
+        api_start(&a);
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s/passed.sock", state);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+        ck_assert_int_eq(control_listen_fd(a.control, fd), -EINVAL); /* not listening yet */
+        ck_assert_int_eq(fcntl(fd, F_GETFD), -1);                    /* taken and closed */
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_eq(unlink(sa.sun_path), 0);
+        ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+        ck_assert_int_eq(listen(fd, 8), 0);
+        ck_assert_int_eq(control_listen_fd(a.control, fd), 0);
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, pair), 0);
+        ck_assert_int_eq(control_listen_fd(a.control, pair[0]), -EINVAL);
+        close(pair[1]);
+        /* one kernel socket per Control */
+        ck_assert_int_eq(control_listen_kernel(a.control, state), 0);
+        ck_assert_int_eq(control_listen_kernel(a.control, state), -EEXIST);
+
+        j = (ApiJob){.a = &a, .fn = listen_fd_job};
+        api_run(&j);
+        ck_assert_int_eq(j.result, 0);
+        ck_assert_int_eq(reply_param_int(j.replies, "fd"), 1);
+        json_decref(j.replies);
+        api_stop(&a);
+        ck_assert_int_eq(unlink(sa.sun_path), 0); /* a passed socket's file is its owner's */
+}
+END_TEST
+
 /* Raises RLIMIT_NOFILE's soft limit to at least want (up to the hard limit).
  * Returns whether it is at least want now. */
 static bool raise_nofile(rlim_t want)
@@ -1859,6 +1909,7 @@ int main(void)
         tcase_add_test(ta, test_api_stream_and_abort);
         tcase_add_test(ta, test_api_fd_passing);
         tcase_add_test(ta, test_api_output_bound_stalled_reader);
+        tcase_add_test(ta, test_api_listen_fd);
         suite_add_tcase(s, tp);
         suite_add_tcase(s, tk);
         suite_add_tcase(s, ta);
