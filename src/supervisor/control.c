@@ -943,7 +943,6 @@ static int conn_read(Conn *k)
         };
         int fds[CONTROL_FDS_MAX];
         unsigned n_fds = 0;
-        bool at_start;
         ssize_t n;
 
         if (k->in_len == k->in_cap) {
@@ -976,16 +975,25 @@ static int conn_read(Conn *k)
                                 close(fd);
                 }
         }
-        /* Descriptors belong to the request whose first byte they came with: this read
-         * must begin a request (nothing buffered, or a whole line before it), and no
-         * other descriptors may be waiting for one. Others are closed. */
-        at_start = k->in_len == 0 || k->in[k->in_len - 1] == '\n';
-        if (n_fds > 0 && (!at_start || k->n_in_fds > 0 || n == 0))
-                close_fds(fds, &n_fds);
+        /* Descriptors belong to the request whose first byte came with them. A
+         * read ends with the sendmsg() that carried them (the socket's kernel
+         * stops a read right after a message with descriptors), and that
+         * sendmsg() carries one request or its beginning, so they belong to the
+         * last request that starts in this read: after its last newline but the
+         * one that ends it, or at its first byte if a line ended before it. A read
+         * in which no request starts (the middle of a line), or while other
+         * descriptors still wait for their request, has its descriptors closed. */
         if (n_fds > 0) {
-                memcpy(k->in_fds, fds, sizeof(int) * n_fds);
-                k->n_in_fds = n_fds;
-                k->in_fds_at = k->in_len;
+                const char *nl = n > 1 ? memrchr(k->in + k->in_len, '\n', (size_t)n - 1) : NULL;
+                bool starts = nl || k->in_len == 0 || k->in[k->in_len - 1] == '\n';
+
+                if (!starts || k->n_in_fds > 0 || n == 0)
+                        close_fds(fds, &n_fds);
+                else {
+                        memcpy(k->in_fds, fds, sizeof(int) * n_fds);
+                        k->n_in_fds = n_fds;
+                        k->in_fds_at = nl ? (size_t)(nl + 1 - k->in) : k->in_len;
+                }
         }
         if (n == 0) {
                 k->eof = true;

@@ -1501,6 +1501,57 @@ START_TEST(test_api_fd_passing)
 }
 END_TEST
 
+/* Two requests read together, the second with a descriptor: it is the second's
+ * (the socket's kernel ends a read with the message that carried descriptors),
+ * whatever came before it in the same read. */
+START_TEST(test_api_fds_of_a_pipelined_request)
+{
+        static const char a_line[] = "{\"method\":\"org.test.Echo\",\"parameters\":{\"a\":1}}\n";
+        static const char b_line[] = "{\"method\":\"org.test.Fds\"}\n";
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        char text[1024] = "";
+        size_t got = 0;
+        int sock, p[2];
+        json_t *r;
+        Api a;
+
+        api_start(&a);
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", a.path);
+        ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+        ck_assert_int_eq(write(p[1], "piped", 5), 5);
+        sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_eq(connect(sock, (struct sockaddr *)&sa, sizeof sa), 0);
+        /* both are in the socket before the server runs: one read takes both */
+        ck_assert_int_eq(send(sock, a_line, sizeof a_line - 1, MSG_NOSIGNAL),
+                         (ssize_t)sizeof a_line - 1);
+        ck_assert_int_eq(send_with_fds(sock, b_line, sizeof b_line - 1, &p[0], 1),
+                         (ssize_t)sizeof b_line - 1);
+        p[0] = safe_close(p[0]);
+        for (int64_t end = test_now_ms() + 5000; test_now_ms() < end;) {
+                const char *nl = strchr(text, '\n');
+                ssize_t k;
+
+                if (nl && strchr(nl + 1, '\n'))
+                        break; /* both replies */
+                uv_run(&a.loop, UV_RUN_NOWAIT);
+                uv_wait_event(&a.loop, sock, 100);
+                k = recv(sock, text + got, sizeof text - 1 - got, MSG_DONTWAIT);
+                if (k > 0)
+                        got += (size_t)k;
+                text[got] = 0;
+        }
+        r = line_at(text, 1);
+        ck_assert_msg(r, "no second reply: %s", text);
+        ck_assert_int_eq(json_integer_value(json_object_get(control_reply_parameters(r), "n")), 1);
+        ck_assert_str_eq(json_string_value(json_object_get(control_reply_parameters(r), "data")),
+                         "piped");
+        json_decref(r);
+        close(sock);
+        close(p[1]);
+        api_stop(&a);
+}
+END_TEST
+
 /* A stream to a client that never reads: the server queues at most
  * CONTROL_OUTPUT_MAX bytes for it, then the method is told (-ENOBUFS), the client
  * is sent org.cella.Overrun and dropped, and the call is aborted. */
@@ -1908,6 +1959,7 @@ int main(void)
         tcase_add_test(ta, test_api_pipelining_in_order);
         tcase_add_test(ta, test_api_stream_and_abort);
         tcase_add_test(ta, test_api_fd_passing);
+        tcase_add_test(ta, test_api_fds_of_a_pipelined_request);
         tcase_add_test(ta, test_api_output_bound_stalled_reader);
         tcase_add_test(ta, test_api_listen_fd);
         suite_add_tcase(s, tp);
