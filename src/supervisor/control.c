@@ -1530,7 +1530,7 @@ int control_listen_fd(Control *c, int fd)
                 return -EINVAL;
         }
         r = fcntl(fd, F_GETFL);
-        if (r < 0 || fcntl(fd, F_SETFL, r | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+        if (r < 0 || fcntl(fd, F_SETFL, r | O_NONBLOCK) < 0) {
                 r = negative_errno();
                 safe_close(fd);
                 return r;

@@ -162,8 +162,10 @@ int control_listen_path(Control *c, const char *path);
 /*
  * Listens on fd, a listening AF_UNIX stream socket (systemd's socket unit:
  * sd_listen_fds()), public as control_listen_path(). Takes fd (closed by
- * control_close(), or on error). Returns 0, -EINVAL (not a listening stream
- * socket), -ENOMEM, or -errno.
+ * control_close(), or on error). Makes it non-blocking; its close-on-exec flag is
+ * left as the caller set it (a daemon that re-executes itself in place keeps
+ * systemd's socket across the exec; a sandbox closes every fd it is not given).
+ * Returns 0, -EINVAL (not a listening stream socket), -ENOMEM, or -errno.
  */
 int control_listen_fd(Control *c, int fd);
 
