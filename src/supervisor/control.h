@@ -55,9 +55,9 @@
  * min(CONTROL_CONNECTIONS_MAX, (RLIMIT_NOFILE soft limit - CONTROL_FDS_RESERVED) / 2)
  * when the Control is made, and never under CONTROL_CONNECTIONS_MIN. Half the
  * descriptors left: each client holds one, and the calls it makes may open others
- * (a bundle, a log file). A kernel under the usual soft limit of 1024 serves 448;
- * cellad raises its soft limit to the hard one and serves 4096. A client past the
- * bound gets {"error":"org.cella.Busy"} and is closed.
+ * (a bundle, a log file). A process under the usual soft limit of 1024 serves 448;
+ * a cella kernel raises its limit first (SUPERVISOR_NOFILE_MAX) and serves 4096. A
+ * client past the bound gets {"error":"org.cella.Busy"} and is closed.
  */
 #define CONTROL_CONNECTIONS_MAX 4096u
 #define CONTROL_CONNECTIONS_MIN 16u
