@@ -372,6 +372,7 @@ struct Control {
         bool timer_started;
         Conn *conns;
         unsigned n_conns, max_conns;
+        unsigned fds_held;     /* descriptors received and waiting for their request */
         unsigned open_handles; /* handles whose close callback has not run */
         bool closing;
 };
@@ -429,6 +430,7 @@ static void conn_closed(uv_handle_t *h)
                 }
         }
         safe_close(k->fd);
+        c->fds_held -= k->n_in_fds;
         close_fds(k->in_fds, &k->n_in_fds);
         free(k->in);
         free(k->out);
@@ -824,6 +826,9 @@ static void conn_dispatch(Conn *k, const char *line, size_t len, int *fds, unsig
         call->in_method = true;
         r = m->m.call(call, req.parameters, m->userdata);
         call->in_method = false;
+        /* Descriptors are taken while the method runs; the others close now, not
+         * when a long call (a stream) ends. */
+        close_fds(call->fds, &call->n_fds);
         if (!call->done && r < 0)
                 (void)control_reply_errno(call, r, NULL);
         else if (call->done) {
@@ -852,6 +857,7 @@ static void conn_process(Conn *k)
                 nl = memchr(k->in, '\n', k->in_len);
                 if (!nl) {
                         if (k->in_len >= CONTROL_LINE_MAX) {
+                                k->control->fds_held -= k->n_in_fds;
                                 close_fds(k->in_fds, &k->n_in_fds);
                                 (void)conn_error(k, CONTROL_ERROR_INVALID_REQUEST, NULL,
                                                  "request longer than the line limit (65536 "
@@ -865,6 +871,7 @@ static void conn_process(Conn *k)
                 if (k->n_in_fds > 0 && k->in_fds_at == 0) {
                         memcpy(fds, k->in_fds, sizeof(int) * k->n_in_fds);
                         n_fds = k->n_in_fds;
+                        k->control->fds_held -= n_fds;
                         k->n_in_fds = 0;
                 }
                 /* An empty line (a keep-alive, or a "\r\n" client's) is no request. */
@@ -987,11 +994,16 @@ static int conn_read(Conn *k)
                 const char *nl = n > 1 ? memrchr(k->in + k->in_len, '\n', (size_t)n - 1) : NULL;
                 bool starts = nl || k->in_len == 0 || k->in[k->in_len - 1] == '\n';
 
-                if (!starts || k->n_in_fds > 0 || n == 0)
+                /* At most as many waiting in all as clients may connect: a client
+                 * cannot hold 4 descriptors of the kernel's by never ending its line
+                 * (the connection bound leaves each client 2 on average). */
+                if (!starts || k->n_in_fds > 0 || n == 0 ||
+                    k->control->fds_held + n_fds > k->control->max_conns)
                         close_fds(fds, &n_fds);
                 else {
                         memcpy(k->in_fds, fds, sizeof(int) * n_fds);
                         k->n_in_fds = n_fds;
+                        k->control->fds_held += n_fds;
                         k->in_fds_at = nl ? (size_t)(nl + 1 - k->in) : k->in_len;
                 }
         }
@@ -1206,6 +1218,16 @@ static void conn_new(Control *c, int fd, const struct ucred *cred, ControlAccess
                 conn_drop(k);
 }
 
+/* The connections of uid now. */
+static unsigned user_connections(const Control *c, uid_t uid)
+{
+        unsigned n = 0;
+
+        for (const Conn *k = c->conns; k; k = k->next)
+                n += k->peer.uid == uid;
+        return n;
+}
+
 static void on_listen(uv_poll_t *p, int status, int events)
 {
         static const char busy[] = "{\"error\":\"" CONTROL_ERROR_BUSY "\",\"parameters\":{"
@@ -1226,7 +1248,9 @@ static void on_listen(uv_poll_t *p, int status, int events)
                         close(fd);
                         continue;
                 }
-                if (c->n_conns >= c->max_conns) {
+                if (c->n_conns >= c->max_conns ||
+                    (level > CONTROL_ACCESS_MANAGE &&
+                     user_connections(c, cred.uid) >= CONTROL_CONNECTIONS_PER_USER)) {
                         (void)send(fd, busy, sizeof busy - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
                         close(fd);
                         continue;

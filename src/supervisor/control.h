@@ -63,6 +63,12 @@
 #define CONTROL_CONNECTIONS_MIN 16u
 #define CONTROL_FDS_RESERVED    128u
 
+/* Connections at once of one user who may neither manage nor is root, on a public
+ * socket: a local user cannot take every slot from root and the managers (the
+ * client past it gets org.cella.Busy). 64: more than any one person's tools
+ * need, a sixty-fourth of the usual bound. */
+#define CONTROL_CONNECTIONS_PER_USER 64u
+
 /* A client asks every kernel at once and waits this long for all of them together:
  * a kernel's loop answers in milliseconds when it gets the CPU, but under a load of
  * several runnable tasks per CPU a process can wait seconds for it (1 s left kernels
@@ -238,13 +244,15 @@ const char *control_call_method(const ControlCall *call);
 const struct ucred *control_call_peer(const ControlCall *call);
 
 /*
- * Takes the i-th descriptor the request carried (the caller owns it then; the ones
- * not taken are closed when the call ends). Returns the fd, or -EBADF if the
- * request carried fewer, or it was taken already.
+ * Takes the i-th descriptor the request carried (the caller owns it then). Only
+ * while the method's call function runs: the ones not taken are closed when it
+ * returns (not when a long call ends). Returns the fd, or -EBADF if the request
+ * carried fewer, or it was taken already, or the call function has returned.
  */
 int control_call_take_fd(ControlCall *call, unsigned i);
 
-/* The number of descriptors the request carried (taken or not). */
+/* The number of descriptors the request carried (taken or not), while the method's
+ * call function runs; 0 after. */
 unsigned control_call_n_fds(const ControlCall *call);
 
 /*

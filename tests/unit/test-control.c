@@ -1855,6 +1855,61 @@ static void as_user(Api *a, gid_t primary, const gid_t *groups, size_t n, char *
         close(pfd[0]);
 }
 
+/* In a child that is the test user: CONTROL_CONNECTIONS_PER_USER connections
+ * held open, then one more, which must be told org.cella.Busy; exit 0 if so. */
+static void as_user_many(Api *a)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int status;
+        pid_t pid;
+
+        /* the connections of the calls before have gone (else one going while the
+         * child connects frees a slot before its last connection) */
+        for (int64_t end = test_now_ms() + 5000;
+             control_connections(a->control) > 0 && test_now_ms() < end;) {
+                uv_run(&a->loop, UV_RUN_NOWAIT);
+                uv_wait_event(&a->loop, -1, 100);
+        }
+        ck_assert_uint_eq(control_connections(a->control), 0);
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", a->path);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                struct timeval tv = {.tv_sec = 10};
+                char buf[256];
+                ssize_t n;
+                int fd = -1;
+
+                if (setgroups(0, NULL) < 0 || setresgid(test_gid, test_gid, test_gid) < 0 ||
+                    setresuid(test_uid, test_uid, test_uid) < 0)
+                        _exit(10);
+                for (unsigned i = 0; i <= CONTROL_CONNECTIONS_PER_USER; i++) {
+                        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+                                _exit(11);
+                }
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+                n = read(fd, buf, sizeof buf - 1);
+                if (n <= 0)
+                        _exit(12);
+                buf[n] = 0;
+                _exit(strstr(buf, CONTROL_ERROR_BUSY) ? 0 : 13);
+        }
+        while (waitpid(pid, &status, WNOHANG) == 0) {
+                uv_run(&a->loop, UV_RUN_NOWAIT);
+                uv_wait_event(&a->loop, -1, 20);
+        }
+        ck_assert(WIFEXITED(status));
+        ck_assert_int_eq(WEXITSTATUS(status), 0);
+        /* the child's connections went with it */
+        for (int64_t end = test_now_ms() + 5000;
+             control_connections(a->control) > 0 && test_now_ms() < end;) {
+                uv_run(&a->loop, UV_RUN_NOWAIT);
+                uv_wait_event(&a->loop, -1, 100);
+        }
+        ck_assert_uint_eq(control_connections(a->control), 0);
+}
+
 START_TEST(test_api_access_real_user)
 {
         char got[4];
@@ -1872,6 +1927,8 @@ START_TEST(test_api_access_real_user)
         /* A stranger: only what anyone may call. */
         as_user(&a, test_gid, NULL, 0, got, sizeof got);
         ck_assert_msg(memcmp(got, "nnny", 4) == 0, "stranger: %.4s", got);
+        /* and it cannot take every connection */
+        as_user_many(&a);
 
         /* Opened read-only methods by uid, then by a group it is in. */
         ck_assert_int_eq(control_set_readers(a.control, &test_uid, 1, NULL, 0), 0);
