@@ -2047,11 +2047,14 @@ static int each_kernel(const char *state_dir, const char *method, const json_t *
         _cleanup_free_ Ask *asks = NULL;
         size_t n_pids = 0, req_len;
         int replied = 0, r;
+        json_t *copy;
 
         if (!state_dir || !*state_dir || !method || (params && !json_is_object(params)))
                 return -EINVAL;
-        r = request_line(method, params ? json_deep_copy(params) : NULL, false, !fn, &req,
-                         &req_len);
+        copy = params ? json_deep_copy(params) : json_object();
+        if (!copy)
+                return -ENOMEM;
+        r = request_line(method, copy, false, !fn, &req, &req_len);
         if (r < 0)
                 return r;
         dirfd = open_run_dir(state_dir, false);
