@@ -697,6 +697,13 @@ const char *control_call_method(const ControlCall *call)
         return call ? call->method : NULL;
 }
 
+size_t control_call_queued(const ControlCall *call)
+{
+        if (!call || !call->conn || call->conn->closing)
+                return 0;
+        return call->conn->out_len - call->conn->out_off;
+}
+
 const struct ucred *control_call_peer(const ControlCall *call)
 {
         return call ? &call->peer : NULL;

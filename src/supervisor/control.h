@@ -240,6 +240,14 @@ bool control_call_more(const ControlCall *call);
 /* The request's method name (borrowed: valid during the call). */
 const char *control_call_method(const ControlCall *call);
 
+/*
+ * Bytes of replies queued for call's client and not yet taken by its socket (0
+ * once the client is gone). A stream that can coalesce what it sends (a snapshot
+ * of `ps --watch`) may skip a reply while this is high, rather than have its
+ * client dropped at CONTROL_OUTPUT_MAX (control_reply_continues()).
+ */
+size_t control_call_queued(const ControlCall *call);
+
 /* The peer's credentials (SO_PEERCRED, read at connect). */
 const struct ucred *control_call_peer(const ControlCall *call);
 

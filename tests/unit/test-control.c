@@ -982,10 +982,16 @@ static int api_flood(ControlCall *call, json_t *params, void *ud)
         control_call_on_abort(call, on_held_abort, a);
         a->held = call;
         while (r == 0 && a->flood_sent < 1000) {
+                size_t before = control_call_queued(call);
+
                 r = control_reply_continues(call, json_pack("{s:s}", "blob", blob));
                 if (r == 0)
                         a->flood_sent++;
+                if (r == 0) /* queued, or taken by the socket at once */
+                        ck_assert_uint_le(control_call_queued(call), before + 64 * 1024 + 64);
+                ck_assert_uint_le(control_call_queued(call), CONTROL_OUTPUT_MAX);
         }
+        ck_assert_uint_eq(control_call_queued(call), 0); /* dropped */
         free(blob);
         a->flood_error = r;
         return 0; /* the abort callback ends it */
