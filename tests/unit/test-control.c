@@ -1611,6 +1611,17 @@ static void listen_fd_job(ApiJob *j)
                                                 NULL, 0, false, api_collect, j);
 }
 
+static void serve_fd_job(ApiJob *j)
+{
+        _cleanup_control_client_ ControlClient *cl = NULL;
+
+        j->replies = json_array();
+        j->result = control_client_new_fd(j->extra, &cl);
+        if (j->result == 0)
+                j->result = control_client_call(cl, "org.test.Root", NULL, NULL, 0, false,
+                                                api_collect, j);
+}
+
 /* A socket systemd passed (control_listen_fd): served like the public one; what is
  * not a listening Unix stream socket is refused (and closed). */
 START_TEST(test_api_listen_fd)
@@ -1642,6 +1653,21 @@ START_TEST(test_api_listen_fd)
         api_run(&j);
         ck_assert_int_eq(j.result, 0);
         ck_assert_int_eq(reply_param_int(j.replies, "fd"), 1);
+        json_decref(j.replies);
+
+        /* A connected socket served as a client (control_serve_fd): its peer is us,
+         * root, so it may call a root method; a datagram socket is refused. */
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, pair), 0);
+        ck_assert_int_eq(control_serve_fd(a.control, pair[0], false), -EINVAL);
+        close(pair[1]);
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+        ck_assert_int_eq(control_serve_fd(a.control, pair[0], false), 0);
+        j = (ApiJob){.a = &a, .fn = serve_fd_job, .extra = pair[1]};
+        api_run(&j);
+        ck_assert_int_eq(j.result, 0);
+        ck_assert_str_eq(json_string_value(json_object_get(
+                                 control_reply_parameters(json_array_get(j.replies, 0)), "method")),
+                         "org.test.Root");
         json_decref(j.replies);
         api_stop(&a);
         ck_assert_int_eq(unlink(sa.sun_path), 0); /* a passed socket's file is its owner's */
