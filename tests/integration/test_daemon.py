@@ -2,6 +2,8 @@
 its cgroup layout. Each test starts a real cellad on a fresh state directory and
 waits for its READY line (daemon_util.py); nothing waits on a sleep."""
 import os
+import re
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -117,3 +119,41 @@ def test_cgroup_layout(tmp_path, mode):
         if base.endswith("/cellad"):
             assert not Path(f"/sys/fs/cgroup/{mount}{base}").exists()
     assert _cgroups(os.getpid()) == before
+
+
+# ---- the systemd units ----
+
+UNITS = Path(CELLAD).resolve().parents[2] / "systemd"  # the build's systemd/
+
+
+def _verify(folder, *units):
+    return subprocess.run(["systemd-analyze", "verify", "--man=no", *units], cwd=folder,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_units_pass_systemd_analyze_verify(tmp_path):
+    """cellad.service and cellad.socket as ninja builds them, ExecStart pointed at the
+    built cellad (the installed path does not exist here): no error, no warning (an
+    unknown key is only a warning, so the output must be empty too)."""
+    require_cellad()
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("systemd-analyze is not installed (Debian package systemd)")
+    service = (UNITS / "cellad.service").read_text()
+    assert "ExecStart=" in service and "@bindir@" not in service
+    (tmp_path / "cellad.service").write_text(
+        re.sub(r"^ExecStart=.*$", f"ExecStart={CELLAD}", service, flags=re.M))
+    shutil.copy(UNITS / "cellad.socket", tmp_path / "cellad.socket")
+    for needed in ("Type=notify", "Delegate=yes", "KillMode=mixed", "NotifyAccess=main",
+                   "ExecReload=/bin/kill -HUP $MAINPID", "WatchdogSec="):
+        assert needed in service, needed
+    socket_unit = (tmp_path / "cellad.socket").read_text()
+    assert "ListenStream=/var/lib/cella/cellad.sock" in socket_unit
+    assert "SocketMode=0666" in socket_unit
+    p = _verify(tmp_path, "./cellad.service", "./cellad.socket")
+    assert p.returncode == 0 and not p.stdout.strip() and not p.stderr.strip(), p.stdout + p.stderr
+
+    # The check can fail: a misspelt key is reported.
+    (tmp_path / "cellad.service").write_text(
+        (tmp_path / "cellad.service").read_text().replace("KillMode=", "KilMode="))
+    p = _verify(tmp_path, "./cellad.service")
+    assert "KilMode" in p.stdout + p.stderr
