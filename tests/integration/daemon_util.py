@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -212,6 +213,45 @@ def running_cellad(state_dir, *args, **kw):
         yield d
     finally:
         d.close()
+
+
+def install_app(state_dir, folder, version=None):
+    """Puts the app folder into state_dir's store as the store lays it out (docs/daemon.md,
+    "Autostart"): apps/<id>/<version>/ (a copy, world-readable) and apps/<id>/current, a
+    symlink to it. For tests of the daemon before `cella install` (the store) exists;
+    returns the version folder."""
+    state_dir = Path(state_dir)
+    manifest = json.loads((Path(folder) / "manifest.json").read_text())
+    version = version or manifest.get("version", "1.0.0")
+    state_dir.mkdir(mode=0o711, exist_ok=True)
+    os.chmod(state_dir, 0o711)
+    app = state_dir / "apps" / manifest["id"]
+    app.mkdir(parents=True, exist_ok=True)
+    for d in (state_dir / "apps", app):
+        os.chmod(d, 0o711)
+    dest = app / version
+    shutil.copytree(folder, dest, symlinks=True)
+    subprocess.run(["chmod", "-R", "go-w,o+rX", str(dest)], check=True)
+    cur = app / "current"
+    if cur.is_symlink():
+        cur.unlink()
+    cur.symlink_to(version)
+    return dest
+
+
+def cella(*args, state_dir, timeout=60):
+    """`cella ARGS... --state-dir S` -> CompletedProcess (text)."""
+    return subprocess.run([CELLA, *map(str, args), "--state-dir", str(state_dir)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def ps(state_dir):
+    """{app id: record} of `cella ps --json` on state_dir."""
+    p = cella("ps", "--json", state_dir=state_dir)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    apps = out["apps"] if isinstance(out, dict) else out
+    return {a["id"]: a for a in apps}
 
 
 def require_cellad():

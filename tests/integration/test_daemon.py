@@ -1,6 +1,7 @@
 """cellad run bare (docs/daemon.md): its start, its lock, its signals, its socket,
 its cgroup layout. Each test starts a real cellad on a fresh state directory and
 waits for its READY line (daemon_util.py); nothing waits on a sleep."""
+import json
 import os
 import re
 import shutil
@@ -10,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon_util import CELLAD, Cellad, cellad, require_cellad, running_cellad  # noqa: F401
+from conftest import pid_alive
+from daemon_util import (CELLAD, Cellad, cellad, install_app, ps, require_cellad,  # noqa: F401
+                         running_cellad)
 
 
 def test_help_and_version():
@@ -157,3 +160,102 @@ def test_units_pass_systemd_analyze_verify(tmp_path):
         (tmp_path / "cellad.service").read_text().replace("KillMode=", "KilMode="))
     p = _verify(tmp_path, "./cellad.service")
     assert "KilMode" in p.stdout + p.stderr
+
+
+# ---- apps: autostart, the orderly stop, the apps' cgroups ----
+
+SERVICE = """\
+trap 'echo "svc: stopping"; exit 0' TERM
+echo "svc: up"
+sleep 600 & wait
+"""
+APP = """\
+trap 'echo "app: stopping"; exit 0' TERM
+echo "app: up"
+sleep 600 & wait
+"""
+
+
+def _app(folder, app_id, script, **manifest):
+    folder.mkdir(parents=True)
+    os.chmod(folder, 0o755)
+    m = {"id": app_id, "runtime": "native", "entry": "main.sh", **manifest}
+    (folder / "manifest.json").write_text(json.dumps(m))
+    (folder / "main.sh").write_text("#!/bin/sh\n" + script)
+    os.chmod(folder / "main.sh", 0o755)
+    return folder
+
+
+def _installed(tmp_path):
+    """state with: org.test.svc (a service, restart on-failure), org.test.app (an app
+    depending on it, restart always), org.test.idle (no restart policy: not started)."""
+    state = tmp_path / "state"
+    src = tmp_path / "src"
+    src.mkdir()
+    os.chmod(tmp_path, 0o755)
+    os.chmod(src, 0o755)
+    install_app(state, _app(src / "svc", "org.test.svc", SERVICE, kind="service",
+                            restart="on-failure"))
+    install_app(state, _app(src / "app", "org.test.app", APP, depends=["org.test.svc"],
+                            restart="always"))
+    install_app(state, _app(src / "idle", "org.test.idle", APP))
+    return state
+
+
+def test_autostart_then_sigterm_stops_apps_first_services_last(tmp_path):
+    require_cellad()
+    state = _installed(tmp_path)
+    with running_cellad(state) as d:
+        apps = ps(state)
+        assert set(apps) == {"org.test.svc", "org.test.app"}, apps
+        assert all(a["state"] == "running" for a in apps.values()), apps
+        pids = [a["pid"] for a in apps.values()]
+        assert all(pid_alive(p) for p in pids)
+        assert d.stop(signal.SIGTERM) == 0
+        log = d.log()
+    assert not any(pid_alive(p) for p in pids)
+    assert log.index("org.test.app: exited") < log.index("org.test.svc: exited"), log
+    # Each app's own log says it was asked to stop (SIGTERM, not a kill).
+    assert "app: stopping" in (state / "logs" / "org.test.app.log").read_text()
+    assert "svc: stopping" in (state / "logs" / "org.test.svc.log").read_text()
+
+
+def test_no_autostart(tmp_path):
+    require_cellad()
+    state = _installed(tmp_path)
+    with running_cellad(state, "--no-autostart") as d:
+        assert ps(state) == {}
+        assert d.stop() == 0
+
+
+def test_an_app_whose_dependency_is_not_installed_is_not_started(tmp_path):
+    require_cellad()
+    state = tmp_path / "state"
+    src = tmp_path / "src"
+    src.mkdir()
+    os.chmod(tmp_path, 0o755)
+    os.chmod(src, 0o755)
+    install_app(state, _app(src / "app", "org.test.app", APP, depends=["org.test.gone"],
+                            restart="always"))
+    with running_cellad(state) as d:
+        assert ps(state) == {}
+        assert "org.test.app: not started: it depends on org.test.gone, which is not " \
+               "installed" in d.log()
+        assert d.stop() == 0
+
+
+def test_apps_cgroups_are_beside_the_daemons_leaf(tmp_path):
+    """Each app's leaf is in <B>/cella/, <B>/supervisor holds the daemon alone."""
+    require_cellad()
+    state = _installed(tmp_path)
+    with running_cellad(state) as d:
+        own = _cgroups(d.pid)
+        for app in ps(state).values():
+            cg = _cgroups(app["pid"])
+            for ctrl in ("memory", "pids"):
+                base = own[ctrl][: -len("/supervisor")]
+                assert cg[ctrl].startswith(f"{base}/cella/{app['id']}@{d.pid}"), (ctrl, cg, own)
+        for ctrl in ("memory", "pids"):
+            procs = Path(f"/sys/fs/cgroup/{ctrl}{own[ctrl]}/cgroup.procs").read_text().split()
+            assert procs == [str(d.pid)], procs
+        assert d.stop() == 0
