@@ -7,6 +7,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -259,3 +260,52 @@ def test_apps_cgroups_are_beside_the_daemons_leaf(tmp_path):
             procs = Path(f"/sys/fs/cgroup/{ctrl}{own[ctrl]}/cgroup.procs").read_text().split()
             assert procs == [str(d.pid)], procs
         assert d.stop() == 0
+
+
+# ---- journald ----
+
+def test_journald_entries_carry_the_records_fields(tmp_path):
+    """With stderr the journal ($JOURNAL_STREAM names it), the kernel's messages and
+    each lifecycle record go to journald as entries with CELLA_* fields. No journald
+    here: fake_journald.py binds the journal's socket in a mount namespace of its own
+    and collects what cellad sends."""
+    require_cellad()
+    if not shutil.which("unshare"):
+        pytest.skip("unshare (util-linux) is not installed")
+    state = tmp_path / "state"
+    src = tmp_path / "src"
+    src.mkdir()
+    os.chmod(tmp_path, 0o755)
+    os.chmod(src, 0o755)
+    install_app(state, _app(src / "svc", "org.test.svc", SERVICE, kind="service",
+                            restart="on-failure"))
+    install_app(state, _app(src / "once", "org.test.once", "echo once\nexit 0\n",
+                            restart="on-failure"))
+    p = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable,
+                        str(Path(__file__).parent / "fake_journald.py"), CELLAD, str(state),
+                        "org.test.once exited", "org.test.svc started"],
+                       capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0, p.stderr
+    out, code, err = p.stdout.splitlines()[-3:]
+    entries = json.loads(out)
+    assert int(code) == 0, json.loads(err)
+    assert json.loads(err) == "", "nothing on stderr when it is the journal"
+
+    def find(**kw):
+        return [e for e in entries if all(e.get(k) == v for k, v in kw.items())]
+
+    assert all(e.get("SYSLOG_IDENTIFIER") == "cellad" for e in entries), entries
+    started = find(CELLA_APP="org.test.once", CELLA_EVENT="started")
+    assert len(started) == 1, entries
+    assert int(started[0]["CELLA_PID"]) > 1 and started[0]["PRIORITY"] == "6"
+    assert started[0]["MESSAGE"].startswith("org.test.once: started")
+    exited = find(CELLA_APP="org.test.once", CELLA_EVENT="exited")
+    assert len(exited) == 1 and exited[0]["CELLA_EXIT_STATUS"] == "0", entries
+    assert exited[0]["CELLA_PID"] == started[0]["CELLA_PID"]
+    assert exited[0]["CELLA_HOW"] == "exited" and exited[0]["CELLA_OOM_KILLED"] == "false"
+    # The service stopped by the SIGTERM: its exit is there too, after the start.
+    assert find(CELLA_APP="org.test.svc", CELLA_EVENT="exited"), entries
+    # The kernel's own messages, with their priority and no "cella: " prefix.
+    ready = [e for e in entries if e["MESSAGE"].startswith("ready: ")]
+    assert len(ready) == 1 and ready[0]["PRIORITY"] == "6" and "CELLA_EVENT" not in ready[0]
+    assert any(e["MESSAGE"] == "every app has stopped; exiting" for e in entries)
