@@ -439,6 +439,9 @@ int daemon_run(const DaemonOptions *o)
         daemon_ready(&d);
         supervisor_loop(d.sup);
         code = 0;
+        /* The counts as the apps ended (a throttled update may not have gone out). */
+        if (d.notify)
+                daemon_send_status(&d);
         log_info("every app has stopped; exiting");
 out:
         if (d.sup) {

@@ -4,10 +4,13 @@ waits for its READY line (daemon_util.py); nothing waits on a sleep."""
 import json
 import os
 import re
+import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -309,3 +312,61 @@ def test_journald_entries_carry_the_records_fields(tmp_path):
     ready = [e for e in entries if e["MESSAGE"].startswith("ready: ")]
     assert len(ready) == 1 and ready[0]["PRIORITY"] == "6" and "CELLA_EVENT" not in ready[0]
     assert any(e["MESSAGE"] == "every app has stopped; exiting" for e in entries)
+
+
+# ---- sd_notify ----
+
+class NotifySocket:
+    """$NOTIFY_SOCKET as systemd makes it for a Type=notify service: a datagram socket
+    whose messages are "KEY=VALUE" lines (sd_notify(3))."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.messages = []
+
+    def wait_for(self, pred, timeout=60):
+        """Reads messages until pred(message) holds for one; returns it."""
+        deadline = time.monotonic() + timeout
+        for m in self.messages:
+            if pred(m):
+                return m
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no such notify message in {self.messages}")
+            r, _, _ = select.select([self.sock], [], [], left)
+            if r:
+                m = self.sock.recv(65536).decode()
+                self.messages.append(m)
+                if pred(m):
+                    return m
+
+    def close(self):
+        self.sock.close()
+
+
+def test_sd_notify_ready_status_watchdog_stopping(tmp_path):
+    require_cellad()
+    state = _installed(tmp_path)
+    n = NotifySocket(tmp_path / "notify")
+    env = dict(os.environ, NOTIFY_SOCKET=n.path, WATCHDOG_USEC="100000")
+    d = Cellad(state, env=env)
+    try:
+        d.start()
+        ready = n.wait_for(lambda m: "READY=1" in m)
+        # The STATUS= before READY=1 counts the apps started by then.
+        status = [m for m in n.messages if m.startswith("STATUS=")]
+        assert status and status[-1] == "STATUS=2 app(s): 2 running", n.messages
+        assert n.messages.index(status[-1]) < n.messages.index(ready)
+        # WATCHDOG=1 at half of WATCHDOG_USEC: two in a row come.
+        n.wait_for(lambda m: m == "WATCHDOG=1")
+        n.wait_for(lambda m: m == "WATCHDOG=1" and n.messages.count("WATCHDOG=1") >= 2)
+        assert d.stop() == 0
+        n.wait_for(lambda m: m.startswith("STOPPING=1"))
+        # Each app's exit changed the counts.
+        n.wait_for(lambda m: m == "STATUS=2 app(s): 2 exited")
+    finally:
+        d.close()
+        n.close()
