@@ -366,7 +366,8 @@ def test_sd_notify_ready_status_watchdog_stopping(tmp_path):
         assert d.stop() == 0
         n.wait_for(lambda m: m.startswith("STOPPING=1"))
         # Each app's exit changed the counts.
-        n.wait_for(lambda m: m == "STATUS=2 app(s): 2 exited")
+        last = n.wait_for(lambda m: m.startswith("STATUS=2 app(s): 2 ") and "running" not in m)
+        assert last == n.messages[-1], n.messages
     finally:
         d.close()
         n.close()
