@@ -27,6 +27,7 @@
 #include <uv.h>
 
 #include "sandbox/cgroup.h"
+#include "supervisor/control.h"
 #include "supervisor/supervisor.h"
 
 typedef struct Daemon Daemon;

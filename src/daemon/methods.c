@@ -71,7 +71,7 @@ static int method_shutdown(ControlCall *call, json_t *params, void *userdata)
 }
 
 static const ControlMethod daemon_methods[] = {
-        {"org.cella.Ping", CONTROL_ACCESS_READ, method_ping},
+        {"org.cella.Ping", CONTROL_ACCESS_ANYONE, method_ping},
         {"org.cella.Version", CONTROL_ACCESS_READ, method_version},
         {"org.cella.Shutdown", CONTROL_ACCESS_ROOT, method_shutdown},
 };

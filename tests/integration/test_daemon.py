@@ -1,13 +1,16 @@
 """cellad run bare (docs/daemon.md): its start, its lock, its signals, its socket,
 its cgroup layout. Each test starts a real cellad on a fresh state directory and
 waits for its READY line (daemon_util.py); nothing waits on a sleep."""
+import contextlib
 import json
 import os
+import tempfile
 import re
 import select
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -16,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from conftest import pid_alive
-from daemon_util import (CELLAD, Cellad, cellad, install_app, ps, require_cellad,  # noqa: F401
-                         running_cellad)
+from daemon_util import (CELLAD, Cellad, ControlError, DaemonError, call, cellad,  # noqa: F401
+                         install_app, ps, require_cellad, running_cellad)
 
 
 def test_help_and_version():
@@ -104,7 +107,8 @@ def _cgroups(pid):
 @pytest.mark.parametrize("mode", ["auto", "v1"])
 def test_cgroup_layout(tmp_path, mode):
     """The daemon in a supervisor/ leaf in every hierarchy cella uses; nothing of it
-    left after an orderly stop."""
+    left after an orderly stop. (Bare daemons share the base "cellad" made beside the
+    shell's cgroup: another test's daemon may be there too.)"""
     require_cellad()
     before = _cgroups(os.getpid())
     with running_cellad(tmp_path / "state", "--cgroup-mode", mode) as d:
@@ -113,18 +117,19 @@ def test_cgroup_layout(tmp_path, mode):
         if mode == "auto" and "" in cg and Path("/sys/fs/cgroup/unified").is_dir():
             used.append("")
         assert used, cg
+        dirs = {}
         for c in used:
             assert cg[c].endswith("/supervisor"), (c, cg)
-            base = cg[c][: -len("/supervisor")]
             mount = "unified" if c == "" else c
-            assert Path(f"/sys/fs/cgroup/{mount}{base}").is_dir()
+            dirs[c] = Path(f"/sys/fs/cgroup/{mount}{cg[c]}")
+            assert str(d.pid) in (dirs[c] / "cgroup.procs").read_text().split()
+        if mode == "v1":
+            assert cg[""] == before[""], "v1 mode leaves the cgroup2 hierarchy alone"
         assert d.stop() == 0
-    for c in used:
-        mount = "unified" if c == "" else c
-        base = cg[c][: -len("/supervisor")]
-        assert not Path(f"/sys/fs/cgroup/{mount}{base}/supervisor").exists()
-        if base.endswith("/cellad"):
-            assert not Path(f"/sys/fs/cgroup/{mount}{base}").exists()
+    for c, leaf in dirs.items():
+        # Gone, or kept by another daemon that shares the base.
+        assert not leaf.exists() or (leaf / "cgroup.procs").read_text().split(), leaf
+        assert not list((leaf.parent / "cella").glob(f"*@{d.pid}")), leaf
     assert _cgroups(os.getpid()) == before
 
 
@@ -261,7 +266,8 @@ def test_apps_cgroups_are_beside_the_daemons_leaf(tmp_path):
                 assert cg[ctrl].startswith(f"{base}/cella/{app['id']}@{d.pid}"), (ctrl, cg, own)
         for ctrl in ("memory", "pids"):
             procs = Path(f"/sys/fs/cgroup/{ctrl}{own[ctrl]}/cgroup.procs").read_text().split()
-            assert procs == [str(d.pid)], procs
+            assert str(d.pid) in procs, procs
+            assert not {str(a["pid"]) for a in ps(state).values()} & set(procs), procs
         assert d.stop() == 0
 
 
@@ -371,3 +377,147 @@ def test_sd_notify_ready_status_watchdog_stopping(tmp_path):
     finally:
         d.close()
         n.close()
+
+
+# ---- the control socket ----
+
+def test_ping_and_version(cellad):
+    assert (cellad.state_dir / "cellad.sock").is_socket()
+    assert stat.S_IMODE(os.stat(cellad.state_dir / "cellad.sock").st_mode) == 0o666
+    assert cellad.call("org.cella.Ping") == {"pid": cellad.pid}
+    v = cellad.call("org.cella.Version")
+    assert v["api"] == 2 and v["pid"] == cellad.pid and v["state_dir"] == str(cellad.state_dir)
+    assert re.fullmatch(r"\d+\.\d+\.\d+", v["version"]), v
+    with pytest.raises(ControlError) as e:
+        cellad.call("org.cella.NoSuchMethod")
+    assert e.value.error == "org.cella.MethodNotFound"
+    # The kernel's own socket too: cellad is a kernel `cella ps` sees.
+    assert (cellad.state_dir / "run" / f"{cellad.pid}.sock").is_socket()
+
+
+def test_ready_comes_after_the_socket_answers(tmp_path):
+    """At READY the socket exists and answers at the first try, every time."""
+    require_cellad()
+    for i in range(5):
+        with running_cellad(tmp_path / f"state{i}") as d:
+            assert call(d.socket, "org.cella.Ping")["pid"] == d.pid
+            assert d.stop() == 0
+        assert not (tmp_path / f"state{i}" / "cellad.sock").exists()
+
+
+def test_socket_option(tmp_path):
+    require_cellad()
+    sock = tmp_path / "elsewhere.sock"
+    with running_cellad(tmp_path / "state", "--socket", sock) as d:
+        assert call(sock, "org.cella.Ping")["pid"] == d.pid
+        assert not (tmp_path / "state" / "cellad.sock").exists()
+        assert d.stop() == 0
+
+
+def test_shutdown_stops_the_apps_and_exits_0(tmp_path):
+    require_cellad()
+    state = _installed(tmp_path)
+    with running_cellad(state) as d:
+        pids = [a["pid"] for a in ps(state).values()]
+        assert len(pids) == 2
+        assert d.call("org.cella.Shutdown") == {}
+        assert d.proc.wait(timeout=60) == 0
+        log = d.log()
+    assert not any(pid_alive(p) for p in pids)
+    assert "org.cella.Shutdown: stopping every app" in log
+    assert log.index("org.test.app: exited") < log.index("org.test.svc: exited"), log
+
+
+def test_socket_activation(tmp_path):
+    """A listening socket passed as systemd does (fd 3, LISTEN_FDS, LISTEN_PID):
+    cellad serves on it and makes no socket of its own."""
+    require_cellad()
+    path = tmp_path / "activated.sock"
+    lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    lsock.bind(str(path))
+    lsock.listen(16)
+    # A client already waiting in the backlog before cellad runs is served.
+    early = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    early.connect(str(path))
+    early.sendall(b'{"method":"org.cella.Ping","parameters":{}}\n')
+    d = Cellad(tmp_path / "state", listen_fd=lsock.fileno())
+    try:
+        d.start()
+        lsock.close()
+        early.settimeout(30)
+        assert json.loads(early.makefile().readline()) == {"parameters": {"pid": d.pid}}
+        assert call(path, "org.cella.Ping")["pid"] == d.pid
+        assert not (tmp_path / "state" / "cellad.sock").exists()
+        assert d.stop() == 0
+        # systemd's socket: not cellad's to remove.
+        assert path.is_socket()
+    finally:
+        early.close()
+        d.close()
+
+
+def test_socket_activation_refuses_a_fd_that_is_not_a_listening_socket(tmp_path):
+    require_cellad()
+    with open(tmp_path / "file", "w") as f:
+        d = Cellad(tmp_path / "state", listen_fd=f.fileno())
+        try:
+            with pytest.raises(DaemonError) as e:
+                d.start()
+            assert e.value.code == 1
+            assert "is not a listening Unix stream socket" in e.value.log
+        finally:
+            d.close()
+
+
+@pytest.fixture
+def unprivileged_user():
+    """A system user of its own (useradd), removed at the end: (uid, gid)."""
+    if not shutil.which("useradd"):
+        pytest.skip("useradd is not installed (Debian package passwd)")
+    name = "cella-test-daemon"
+    subprocess.run(["userdel", name], capture_output=True)
+    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                    name], check=True, capture_output=True)
+    try:
+        import pwd
+        pw = pwd.getpwnam(name)
+        yield pw.pw_uid, pw.pw_gid
+    finally:
+        subprocess.run(["userdel", name], capture_output=True)
+
+
+def _call_as(uid, gid, sock, method):
+    """Calls method on sock as uid:gid (a process of that user): the reply line."""
+    code = ("import socket,sys,json\n"
+            "s=socket.socket(socket.AF_UNIX,socket.SOCK_STREAM);s.settimeout(30)\n"
+            f"s.connect({str(sock)!r})\n"
+            f"s.sendall(json.dumps({{'method':{method!r},'parameters':{{}}}}).encode()+b'\\n')\n"
+            "print(s.makefile().readline(),end='')\n")
+
+    def drop():
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+
+    p = subprocess.run([sys.executable, "-c", code], preexec_fn=drop, capture_output=True,
+                       text=True, timeout=60, cwd="/")
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def test_shutdown_is_roots_only(unprivileged_user):
+    require_cellad()
+    uid, gid = unprivileged_user
+    # A folder others may traverse (pytest's tmp_path is in root's 0700 folder).
+    top = Path(tempfile.mkdtemp(prefix="cellad-access-"))
+    os.chmod(top, 0o711)
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, top, ignore_errors=True)
+        d = stack.enter_context(running_cellad(top / "state"))
+        # The state directory is 0711: a user can reach the socket, not list the dir.
+        assert _call_as(uid, gid, d.socket, "org.cella.Ping") == {"parameters": {"pid": d.pid}}
+        r = _call_as(uid, gid, d.socket, "org.cella.Shutdown")
+        assert r["error"] == "org.cella.PermissionDenied", r
+        assert d.proc.poll() is None
+        assert d.call("org.cella.Ping")["pid"] == d.pid
+        assert d.stop() == 0
