@@ -433,6 +433,13 @@ int daemon_run(const DaemonOptions *o)
                 log_error_errno(r, "cannot start: %m");
                 goto out;
         }
+        /* After the adoption, which takes over the leaves a previous cellad left: what
+         * is left of processes that are gone is removed (cgroup.h, cgroup_sweep()). */
+        r = cgroup_sweep(d.cgm);
+        if (r > 0)
+                log_info("removed %d cgroup(s) left by cella processes that are gone", r);
+        else if (r < 0)
+                log_warning_errno(r, "cannot sweep leftover cgroups: %m");
         if (!o->no_autostart)
                 (void)daemon_autostart(&d);
 

@@ -521,3 +521,37 @@ def test_shutdown_is_roots_only(unprivileged_user):
         assert d.proc.poll() is None
         assert d.call("org.cella.Ping")["pid"] == d.pid
         assert d.stop() == 0
+
+
+def test_sighup_reexecutes_in_place(tmp_path):
+    """SIGHUP: the cellad binary again, same pid (what systemd's MAINPID and the lock
+    need), RELOADING=1 then READY=1 again; the lock never let go."""
+    require_cellad()
+    n = NotifySocket(tmp_path / "notify")
+    d = Cellad(tmp_path / "state", env=dict(os.environ, NOTIFY_SOCKET=n.path))
+    try:
+        d.start()
+        n.wait_for(lambda m: m == "READY=1")
+        first = len(n.messages)
+        exe = os.readlink(f"/proc/{d.pid}/exe")
+        with open(f"/proc/{d.pid}/stat") as f:
+            start_time = f.read().rsplit(")", 1)[1].split()[19]
+        d.send(signal.SIGHUP)
+        n.wait_for(lambda m: m.startswith("RELOADING=1\nMONOTONIC_USEC="))
+        n.wait_for(lambda m: m == "READY=1" and n.messages[first:].count("READY=1") >= 1)
+        # The same process (pid and start time), a new image: it answers.
+        with open(f"/proc/{d.pid}/stat") as f:
+            assert f.read().rsplit(")", 1)[1].split()[19] == start_time
+        assert os.readlink(f"/proc/{d.pid}/exe") == exe
+        assert d.call("org.cella.Ping")["pid"] == d.pid
+        assert (d.state_dir / "cellad.lock").read_text() == f"{d.pid}\n"
+        p = subprocess.run([CELLAD, "--state-dir", str(d.state_dir)], capture_output=True,
+                           text=True, timeout=60)
+        assert p.returncode == 3 and f"another cellad (pid {d.pid})" in p.stderr
+        # The new image runs from the same cgroup leaf, not one below it.
+        assert _cgroups(d.pid)["pids"].endswith("/cellad/supervisor")
+        assert "SIGHUP: re-executing" in d.log()
+        assert d.stop() == 0
+    finally:
+        d.close()
+        n.close()
