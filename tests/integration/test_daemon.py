@@ -4,6 +4,7 @@ waits for its READY line (daemon_util.py); nothing waits on a sleep."""
 import contextlib
 import json
 import os
+import pwd
 import tempfile
 import re
 import select
@@ -479,7 +480,6 @@ def unprivileged_user():
     subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
                     name], check=True, capture_output=True)
     try:
-        import pwd
         pw = pwd.getpwnam(name)
         yield pw.pw_uid, pw.pw_gid
     finally:
@@ -555,3 +555,42 @@ def test_sighup_reexecutes_in_place(tmp_path):
     finally:
         d.close()
         n.close()
+
+
+def test_read_users_open_the_read_methods(unprivileged_user):
+    """Version is a read method: refused to a user, allowed once --read-users names
+    them (or a group of theirs); Shutdown stays root's."""
+    require_cellad()
+    uid, gid = unprivileged_user
+    top = Path(tempfile.mkdtemp(prefix="cellad-access-"))
+    os.chmod(top, 0o711)
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, top, ignore_errors=True)
+        d = stack.enter_context(running_cellad(top / "state"))
+        r = _call_as(uid, gid, d.socket, "org.cella.Version")
+        assert r["error"] == "org.cella.PermissionDenied", r
+        assert d.stop() == 0
+        d = stack.enter_context(running_cellad(top / "state", "--read-users",
+                                               f"root,{pwd.getpwuid(uid).pw_name}"))
+        assert _call_as(uid, gid, d.socket, "org.cella.Version")["parameters"]["pid"] == d.pid
+        assert _call_as(uid, gid, d.socket, "org.cella.Shutdown")["error"] == \
+            "org.cella.PermissionDenied"
+        assert d.stop() == 0
+        d = stack.enter_context(running_cellad(top / "state", "--read-groups", str(gid)))
+        assert _call_as(uid, gid, d.socket, "org.cella.Version")["parameters"]["pid"] == d.pid
+        assert d.stop() == 0
+
+
+def test_read_users_names_must_exist(tmp_path):
+    require_cellad()
+    d = Cellad(tmp_path / "state", "--read-users", "no-such-user-cella")
+    try:
+        with pytest.raises(DaemonError) as e:
+            d.start()
+        assert e.value.code == 1
+        assert "--read-users: no such user: 'no-such-user-cella'" in e.value.log
+    finally:
+        d.close()
+    p = subprocess.run([CELLAD, "--read-groups", "a,,b"], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 2 and "--read-groups" in p.stderr
