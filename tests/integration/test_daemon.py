@@ -254,15 +254,18 @@ def test_an_app_whose_dependency_is_not_installed_is_not_started(tmp_path):
         assert d.stop() == 0
 
 
-def test_apps_cgroups_are_beside_the_daemons_leaf(tmp_path):
-    """Each app's leaf is in <B>/cella/, <B>/supervisor holds the daemon alone."""
+@pytest.mark.parametrize("mode", ["auto", "v1"])
+def test_apps_cgroups_are_beside_the_daemons_leaf(tmp_path, mode):
+    """Each app's leaf is in <B>/cella/, <B>/supervisor holds the daemon and no app;
+    on a hybrid host the cgroup2 hierarchy too (auto), not with --cgroup-mode v1."""
     require_cellad()
     state = _installed(tmp_path)
-    with running_cellad(state) as d:
+    hybrid = mode == "auto" and Path("/sys/fs/cgroup/unified/cgroup.controllers").exists()
+    with running_cellad(state, "--cgroup-mode", mode) as d:
         own = _cgroups(d.pid)
         for app in ps(state).values():
             cg = _cgroups(app["pid"])
-            for ctrl in ("memory", "pids"):
+            for ctrl in ("memory", "pids") + (("",) if hybrid else ()):
                 base = own[ctrl][: -len("/supervisor")]
                 assert cg[ctrl].startswith(f"{base}/cella/{app['id']}@{d.pid}"), (ctrl, cg, own)
         for ctrl in ("memory", "pids"):
