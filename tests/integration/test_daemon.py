@@ -597,3 +597,32 @@ def test_read_users_names_must_exist(tmp_path):
     p = subprocess.run([CELLAD, "--read-groups", "a,,b"], capture_output=True, text=True,
                        timeout=30)
     assert p.returncode == 2 and "--read-groups" in p.stderr
+
+
+@pytest.mark.parametrize("plant", ["symlink", "other-owner", "group-writable"])
+def test_a_planted_lock_is_refused(tmp_path, plant):
+    """cellad.lock is opened O_NOFOLLOW and must be root's, not writable by others: a
+    lock someone else holds or swaps could keep the daemon from starting or let two
+    run on one state directory."""
+    require_cellad()
+    state = tmp_path / "state"
+    state.mkdir(mode=0o711)
+    target = tmp_path / "elsewhere"
+    lock = state / "cellad.lock"
+    if plant == "symlink":
+        lock.symlink_to(target)
+    else:
+        lock.write_text("")
+        if plant == "other-owner":
+            os.chown(lock, 65534, 65534)
+        else:
+            os.chmod(lock, 0o664)
+    d = Cellad(state)
+    try:
+        with pytest.raises(DaemonError) as e:
+            d.start()
+        assert e.value.code == 1, e.value.log
+        assert str(state) in e.value.log
+    finally:
+        d.close()
+    assert not target.exists()
