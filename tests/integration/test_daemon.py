@@ -626,3 +626,28 @@ def test_a_planted_lock_is_refused(tmp_path, plant):
     finally:
         d.close()
     assert not target.exists()
+
+
+def test_sighup_keeps_the_socket_systemd_passed(tmp_path):
+    """Over the in-place re-exec, systemd's socket stays open at fd 3 (LISTEN_FDS and
+    LISTEN_PID still hold: same pid) and the new image serves on it."""
+    require_cellad()
+    path = tmp_path / "activated.sock"
+    lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    lsock.bind(str(path))
+    lsock.listen(16)
+    n = NotifySocket(tmp_path / "notify")
+    d = Cellad(tmp_path / "state", listen_fd=lsock.fileno(),
+               env=dict(os.environ, NOTIFY_SOCKET=n.path))
+    try:
+        d.start()
+        lsock.close()
+        n.wait_for(lambda m: m == "READY=1")
+        d.send(signal.SIGHUP)
+        n.wait_for(lambda m: m == "READY=1" and n.messages.count("READY=1") >= 2)
+        assert call(path, "org.cella.Ping")["pid"] == d.pid
+        assert not (tmp_path / "state" / "cellad.sock").exists()
+        assert d.stop() == 0
+    finally:
+        d.close()
+        n.close()
