@@ -651,3 +651,23 @@ def test_sighup_keeps_the_socket_systemd_passed(tmp_path):
     finally:
         d.close()
         n.close()
+
+
+def test_lock_fd_must_be_the_lock(tmp_path):
+    """--lock-fd (what a re-exec hands over) is taken only if it is this state
+    directory's cellad.lock: another open file is refused."""
+    require_cellad()
+    other = open(tmp_path / "other", "w")
+    try:
+        d = Cellad(tmp_path / "state", "--lock-fd", str(other.fileno()),
+                   pass_fds=(other.fileno(),))
+        try:
+            with pytest.raises(DaemonError) as e:
+                d.start()
+            assert e.value.code == 1
+            assert f"--lock-fd {other.fileno()} is not {tmp_path / 'state'}/cellad.lock" \
+                in e.value.log
+        finally:
+            d.close()
+    finally:
+        other.close()
