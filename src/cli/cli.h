@@ -27,6 +27,21 @@ int cli_ps(int argc, char **argv);
 int cli_logs(int argc, char **argv);
 int cli_stats(int argc, char **argv);
 int cli_stop(int argc, char **argv);
+int cli_bundle(int argc, char **argv);
+
+/*
+ * For install and update (bundle.c): an fd (O_CLOEXEC, at offset 0) of a bundle of
+ * path, an app folder (written as a bundle into a sealed memfd: store_bundle_write)
+ * or a bundle file (opened read-only); *ret_is_dir (may be NULL) says which. The
+ * daemon reads the fd: it never opens a path a client names. Prints what went wrong;
+ * returns 0 or an exit code (1, CELLA_EXIT_INTERNAL).
+ */
+int cli_bundle_fd(const char *path, int *ret_fd, bool *ret_is_dir);
+
+/* Prints "<what> <source>: [<entry>: ][<key>: ]<message>" for a store error r with
+ * err (bundle.c). */
+struct StoreError;
+void cli_store_error(const char *what, const char *source, int r, const struct StoreError *err);
 
 /*
  * After a grant, revoke or gesture is committed to grants.db: appends one "grant"

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -28,7 +29,8 @@
 #include "base/macro.h"
 #include "store/store-internal.h"
 
-#define CHUNK (64u * 1024u)
+#define CHUNK        (64u * 1024u)
+#define RM_DEPTH_MAX (SIGNATURE_DEPTH_MAX + 4u)
 
 /* Copies s into buf (size bytes) with every byte outside printable ASCII as '?':
  * names from a bundle are untrusted text that ends up on a terminal and in JSON. */
@@ -55,6 +57,42 @@ int store_fail(StoreError *err, int r, const char *path, const char *key, const 
                 copy_safe(err->message, sizeof err->message, msg);
         }
         return r;
+}
+
+/* Removes dirfd/name and everything beneath it, never following a symlink; folders are
+ * made writable first (the store's are 0555). 0 (also when missing) or -errno. */
+int store_rm_rf_at(int dirfd, const char *name, unsigned depth)
+{
+        _cleanup_(closedirp) DIR *d = NULL;
+        struct dirent *de;
+        struct stat st;
+        int fd;
+
+        if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return errno == ENOENT ? 0 : negative_errno();
+        if (!S_ISDIR(st.st_mode))
+                return unlinkat(dirfd, name, 0) < 0 && errno != ENOENT ? negative_errno() : 0;
+        if (depth > RM_DEPTH_MAX)
+                return -E2BIG;
+        fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        (void)fchmod(fd, 0700);
+        d = fdopendir(fd);
+        if (!d) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
+        while ((de = readdir(d))) {
+                int r;
+
+                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                        continue;
+                r = store_rm_rf_at(fd, de->d_name, depth + 1);
+                if (r < 0)
+                        return r;
+        }
+        return unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT ? negative_errno() : 0;
 }
 
 /* ---- writing ---------------------------------------------------------------------------- */
@@ -666,5 +704,120 @@ int store_bundle_extract(int bundle_fd, int destfd, uint64_t *ret_files, uint64_
                 *ret_bytes = bytes;
 out:
         archive_read_free(a);
+        return r;
+}
+
+/* ---- signing and verifying a bundle file ------------------------------------------------- */
+
+/* Makes a private folder in $TMPDIR (else /tmp): *ret_parent its parent's fd, name its
+ * name. Returns the folder's fd or -errno. */
+static int tmp_folder(int *ret_parent, char name[32])
+{
+        const char *tmp = getenv("TMPDIR");
+        _cleanup_close_ int parent = -EBADF;
+        int fd;
+
+        parent = open(tmp && tmp[0] == '/' ? tmp : "/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (parent < 0)
+                return negative_errno();
+        for (int tries = 0; tries < 16; tries++) {
+                uint32_t x;
+
+                if (getrandom(&x, sizeof x, 0) != sizeof x)
+                        return negative_errno();
+                snprintf(name, 32, "cella-bundle-%08x", x);
+                if (mkdirat(parent, name, 0700) < 0) {
+                        if (errno == EEXIST)
+                                continue;
+                        return negative_errno();
+                }
+                fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (fd < 0)
+                        return negative_errno();
+                *ret_parent = TAKE_FD(parent);
+                return fd;
+        }
+        return -EEXIST;
+}
+
+static int signature_fail(int r, const SignatureError *se, StoreError *err)
+{
+        return store_fail(err, r, se->path[0] == '/' ? "" : se->path, "", "%s",
+                          se->message ?: strerror(-r));
+}
+
+int store_bundle_sign(int in_fd, int out_fd, const char *key_path,
+                      char ret_key_id[SIGNATURE_KEY_ID_CHARS + 1], StoreError *err)
+{
+        _cleanup_close_ int parent = -EBADF, dir = -EBADF;
+        SignatureError se = {};
+        char name[32];
+        int r;
+
+        if (err)
+                *err = (StoreError){};
+        dir = tmp_folder(&parent, name);
+        if (dir < 0)
+                return store_fail(err, dir, "", "", "cannot make a temporary folder: %s",
+                                  strerror(-dir));
+        r = store_bundle_extract(in_fd, dir, NULL, NULL, err);
+        if (r < 0)
+                goto out;
+        /* SIGNATURE goes at the top: writable for that (the bundle's modes are normalised
+         * again when it is written). */
+        if (fchmod(dir, 0700) < 0) {
+                r = store_fail(err, negative_errno(), "", "",
+                               "cannot chmod the temporary folder: %m");
+                goto out;
+        }
+        r = signature_sign(dir, key_path, &se);
+        if (r < 0) {
+                r = signature_fail(r, &se, err);
+                goto out;
+        }
+        r = signature_verify_signer(dir, ret_key_id, NULL, &se);
+        if (r < 0) {
+                r = signature_fail(r, &se, err);
+                goto out;
+        }
+        r = store_bundle_write(dir, out_fd, err);
+out:
+        (void)store_rm_rf_at(parent, name, 0);
+        return r;
+}
+
+int store_bundle_verify(int in_fd, const char *state_dir,
+                        char ret_key_id[SIGNATURE_KEY_ID_CHARS + 1], bool *ret_trusted,
+                        StoreError *err)
+{
+        _cleanup_close_ int parent = -EBADF, dir = -EBADF;
+        SignatureError se = {};
+        char name[32];
+        int r;
+
+        if (err)
+                *err = (StoreError){};
+        *ret_trusted = false;
+        dir = tmp_folder(&parent, name);
+        if (dir < 0)
+                return store_fail(err, dir, "", "", "cannot make a temporary folder: %s",
+                                  strerror(-dir));
+        r = store_bundle_extract(in_fd, dir, NULL, NULL, err);
+        if (r < 0)
+                goto out;
+        r = signature_verify_signer(dir, ret_key_id, NULL, &se);
+        if (r < 0) {
+                r = signature_fail(r, &se, err);
+                goto out;
+        }
+        r = signature_verify(dir, state_dir, NULL, &se);
+        if (r == 0)
+                *ret_trusted = true;
+        else if (r == -ENOKEY)
+                r = store_fail(err, 0, se.path, "", "%s", se.message ?: "not trusted");
+        else
+                r = signature_fail(r, &se, err);
+out:
+        (void)store_rm_rf_at(parent, name, 0);
         return r;
 }

@@ -22,3 +22,8 @@ int store_fail(StoreError *err, int r, const char *path, const char *key, const 
 /* Gives the folder dirfd and every folder beneath it mode 0555, children first.
  * Returns 0 or -errno. */
 int store_seal(int dirfd);
+
+/* Removes dirfd/name and everything beneath it (depth: 0), never following a symlink;
+ * folders are made writable first (the store's are 0555). 0 (also when missing) or
+ * -errno. */
+int store_rm_rf_at(int dirfd, const char *name, unsigned depth);

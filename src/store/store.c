@@ -52,42 +52,6 @@ static int hook(const char *step, StoreError *err)
 
 /* ---- files ------------------------------------------------------------------------------ */
 
-/* Removes dirfd/name and everything beneath it, never following a symlink; folders are
- * made writable first (the store's are 0555). 0 (also when missing) or -errno. */
-static int rm_rf_at(int dirfd, const char *name, unsigned depth)
-{
-        _cleanup_(closedirp) DIR *d = NULL;
-        struct dirent *de;
-        struct stat st;
-        int fd;
-
-        if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-                return errno == ENOENT ? 0 : negative_errno();
-        if (!S_ISDIR(st.st_mode))
-                return unlinkat(dirfd, name, 0) < 0 && errno != ENOENT ? negative_errno() : 0;
-        if (depth > RM_DEPTH_MAX)
-                return -E2BIG;
-        fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0)
-                return negative_errno();
-        (void)fchmod(fd, 0700);
-        d = fdopendir(fd);
-        if (!d) {
-                safe_close(fd);
-                return -ENOMEM;
-        }
-        while ((de = readdir(d))) {
-                int r;
-
-                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                        continue;
-                r = rm_rf_at(fd, de->d_name, depth + 1);
-                if (r < 0)
-                        return r;
-        }
-        return unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT ? negative_errno() : 0;
-}
-
 /* Opens <state_dir>/apps (made if create), checked as the state directory's own. */
 static int apps_open(const char *state_dir, bool create, StoreError *err)
 {
@@ -226,7 +190,7 @@ static int remove_version(int idfd, const char *version)
 
         if (asprintf(&rec, ".%s.json", version) < 0)
                 return -ENOMEM;
-        r = rm_rf_at(idfd, version, 0);
+        r = store_rm_rf_at(idfd, version, 0);
         if (r == 0 && unlinkat(idfd, rec, 0) < 0 && errno != ENOENT)
                 r = negative_errno();
         return r;
@@ -572,7 +536,7 @@ int store_install(const char *state_dir, int bundle_fd, StoreMode mode, const ch
         }
 out:
         if (staging[0]) {
-                int k = rm_rf_at(appsfd, staging, 0);
+                int k = store_rm_rf_at(appsfd, staging, 0);
 
                 if (k < 0)
                         log_warning_errno(k, "cannot remove %s/apps/%s: %m", state_dir, staging);
@@ -633,7 +597,7 @@ static int remove_versions_but(int idfd, const char *keep, const char *keep2)
                 kept = (keep && strcmp(v, keep) == 0) || (keep2 && strcmp(v, keep2) == 0);
                 if (kept && !tmp)
                         continue;
-                r = rm_rf_at(idfd, name, 0);
+                r = store_rm_rf_at(idfd, name, 0);
                 if (r < 0)
                         return r;
                 n++;
@@ -831,7 +795,7 @@ int store_sweep(const char *state_dir)
                 int r;
 
                 if (strncmp(de->d_name, STORE_STAGING_PREFIX, strlen(STORE_STAGING_PREFIX)) == 0) {
-                        r = rm_rf_at(appsfd, de->d_name, 0);
+                        r = store_rm_rf_at(appsfd, de->d_name, 0);
                         if (r < 0)
                                 return r;
                         n++;

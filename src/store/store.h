@@ -120,6 +120,29 @@ int store_bundle_extract(int bundle_fd, int destfd, uint64_t *ret_files, uint64_
                          StoreError *err);
 
 /*
+ * Signs the bundle read from in_fd with the secret key file key_path (`cella sign
+ * --key K FILE`): extracts it as install does (store_bundle_extract) into a private
+ * folder in $TMPDIR (else /tmp), signs that (signature_sign: SIGNATURE with the public
+ * key), and writes the signed bundle to out_fd (store_bundle_write), which the caller
+ * renames over the file. Returns 0 and ret_key_id (may be NULL); errors of the calls
+ * named, err saying what and where.
+ */
+int store_bundle_sign(int in_fd, int out_fd, const char *key_path,
+                      char ret_key_id[SIGNATURE_KEY_ID_CHARS + 1], StoreError *err);
+
+/*
+ * Verifies the bundle read from in_fd (`cella sign --verify FILE`): extracted as
+ * above, its SIGNATURE checked against the key it carries (who signed), then against
+ * state_dir's trusted keys (signature_verify). Returns 0 with ret_key_id and
+ * *ret_trusted (false, with err's message saying why: signed, but by a key not
+ * trusted here); or a negative errno (unsigned -ENOENT, broken -EBADMSG/-EINVAL, a
+ * refused entry ...) with err.
+ */
+int store_bundle_verify(int in_fd, const char *state_dir,
+                        char ret_key_id[SIGNATURE_KEY_ID_CHARS + 1], bool *ret_trusted,
+                        StoreError *err);
+
+/*
  * Installs (mode STORE_MODE_INSTALL) or updates (STORE_MODE_UPDATE) the app in the
  * bundle bundle_fd (read from its current offset; the caller opened it: the store
  * never opens a path a client names) into state_dir's store. In order, before
