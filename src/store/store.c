@@ -253,6 +253,18 @@ static int staging_make(int appsfd, char name[32])
         return -EEXIST;
 }
 
+static void set_fault(StoreError *err, StoreFault f)
+{
+        if (err)
+                err->fault = f;
+}
+
+/* The errors of a bundle's content (store_bundle_extract, signature_verify_signer), as
+ * opposed to the machine's. */
+#define IN_SET_BUNDLE(r)                                                                           \
+        ((r) == -EPERM || (r) == -E2BIG || (r) == -EEXIST || (r) == -EBADMSG || (r) == -ENOENT ||  \
+         (r) == -ELOOP || (r) == -EINVAL || (r) == -EAGAIN)
+
 /* Checks the manifest's version, permissions and exports; err names the key. */
 static int check_manifest(const Manifest *m, StoreError *err)
 {
@@ -352,8 +364,11 @@ int store_install(const char *state_dir, int bundle_fd, StoreMode mode, const ch
 
         /* 1. The files, checked entry by entry, into the staging folder. */
         r = store_bundle_extract(bundle_fd, stfd, &files, &bytes, err);
-        if (r < 0)
+        if (r < 0) {
+                if (err && IN_SET_BUNDLE(r))
+                        err->fault = STORE_FAULT_BUNDLE;
                 goto out;
+        }
         if ((r = hook("extracted", err)) < 0)
                 goto out;
 
@@ -361,14 +376,18 @@ int store_install(const char *state_dir, int bundle_fd, StoreMode mode, const ch
         r = manifest_load_at(stfd, "manifest.json", &m, &merr);
         if (r < 0) {
                 r = store_fail(err, r, "manifest.json", merr.key, "%s", merr.message);
+                set_fault(err, r == -ENOMEM ? STORE_FAULT_SYSTEM : STORE_FAULT_BUNDLE);
                 goto out;
         }
         r = check_manifest(m, err);
-        if (r < 0)
+        if (r < 0) {
+                set_fault(err, STORE_FAULT_BUNDLE);
                 goto out;
+        }
         if (expect_id && strcmp(expect_id, m->id) != 0) {
                 r = store_fail(err, -EXDEV, "manifest.json", "id",
                                "the bundle is the app '%s', not '%s'", m->id, expect_id);
+                set_fault(err, STORE_FAULT_ID);
                 goto out;
         }
 
@@ -377,6 +396,7 @@ int store_install(const char *state_dir, int bundle_fd, StoreMode mode, const ch
                 r = signature_verify_signer(stfd, key_id, public_key, &serr);
                 if (r < 0) {
                         r = signature_to_store(r, &serr, err);
+                        set_fault(err, IN_SET_BUNDLE(r) ? STORE_FAULT_BUNDLE : STORE_FAULT_SYSTEM);
                         goto out;
                 }
                 is_signed = true;
@@ -424,14 +444,16 @@ int store_install(const char *state_dir, int bundle_fd, StoreMode mode, const ch
                                "%s is installed already (version %s); 'cella update' replaces "
                                "it with a newer version",
                                m->id, cur_version);
+                set_fault(err, STORE_FAULT_INSTALLED);
                 goto out;
         }
         if (mode == STORE_MODE_UPDATE) {
                 int c;
 
                 if (!has_cur) {
-                        r = store_fail(err, -ENOENT, "", "id",
+                        r = store_fail(err, -ENOPKG, "", "id",
                                        "%s is not installed; 'cella install' installs it", m->id);
+                        set_fault(err, STORE_FAULT_NOT_INSTALLED);
                         goto out;
                 }
                 c = store_version_compare(m->version, cur_version);
@@ -441,12 +463,15 @@ int store_install(const char *state_dir, int bundle_fd, StoreMode mode, const ch
                                        "newer (Debian's version ordering)",
                                        m->version, c == 0 ? "the same as" : "older than", m->id,
                                        cur_version);
+                        set_fault(err, STORE_FAULT_NOT_NEWER);
                         goto out;
                 }
                 r = check_signer(&cur, is_signed ? key_id : NULL, is_signed ? public_key : NULL,
                                  err);
-                if (r < 0)
+                if (r < 0) {
+                        set_fault(err, STORE_FAULT_SIGNER);
                         goto out;
+                }
         }
 
         /* 5. Into place: the folder, its record, then current (the commit point). */
@@ -616,8 +641,10 @@ int store_remove(const char *state_dir, const char *id, StoreError *err)
         if (!state_dir || !id || !manifest_id_is_valid(id))
                 return store_fail(err, -EINVAL, "", "id", "'%s' is not an app id", id ?: "");
         appsfd = apps_open(state_dir, false, err);
-        if (appsfd == -ENOENT)
-                return store_fail(err, -ENOENT, "", "", "%s is not installed in %s", id, state_dir);
+        if (appsfd == -ENOENT) {
+                set_fault(err, STORE_FAULT_NOT_INSTALLED);
+                return store_fail(err, -ENOPKG, "", "", "%s is not installed in %s", id, state_dir);
+        }
         if (appsfd < 0)
                 return appsfd;
         lockfd = lock_store(appsfd);
@@ -625,8 +652,10 @@ int store_remove(const char *state_dir, const char *id, StoreError *err)
                 return store_fail(err, lockfd, "", "", "cannot lock %s/apps/" STORE_LOCK ": %s",
                                   state_dir, strerror(-lockfd));
         idfd = id_open(appsfd, id, false);
-        if (idfd == -ENOENT || (idfd >= 0 && (r = read_current(idfd, cur)) == -ENOENT))
-                return store_fail(err, -ENOENT, "", "", "%s is not installed in %s", id, state_dir);
+        if (idfd == -ENOENT || (idfd >= 0 && (r = read_current(idfd, cur)) == -ENOENT)) {
+                set_fault(err, STORE_FAULT_NOT_INSTALLED);
+                return store_fail(err, -ENOPKG, "", "", "%s is not installed in %s", id, state_dir);
+        }
         if (idfd < 0)
                 return store_fail(err, idfd, "", "", "cannot open %s/apps/%s: %s", state_dir, id,
                                   strerror(-idfd));

@@ -50,8 +50,20 @@ typedef struct StoreApp {
         uint64_t bytes;          /* bytes of its regular files */
 } StoreApp;
 
+/* Whose fault a failure is: what the daemon's reply names (docs/api.md). */
+typedef enum StoreFault {
+        STORE_FAULT_SYSTEM,        /* the machine: I/O, space, memory (org.cella.Failed) */
+        STORE_FAULT_BUNDLE,        /* the bundle: an entry, the manifest, the signature */
+        STORE_FAULT_INSTALLED,     /* install: the id is installed already */
+        STORE_FAULT_NOT_INSTALLED, /* update, remove: the id is not installed */
+        STORE_FAULT_NOT_NEWER,     /* update: the version is not newer */
+        STORE_FAULT_SIGNER,        /* update: another signer, or signed/unsigned */
+        STORE_FAULT_ID,            /* update: the bundle is another app than the one named */
+} StoreFault;
+
 /* Filled on failure: what was wrong and where. */
 typedef struct StoreError {
+        StoreFault fault;
         char path[SIGNATURE_PATH_MAX]; /* the entry of the bundle ("bin/app"), "" if none */
         char key[128];                 /* the manifest's key ("permissions[2]"), "" if none */
         char message[512];             /* English, complete: says what and why */
@@ -60,7 +72,7 @@ typedef struct StoreError {
 /* What store_install() does when the id is installed already. */
 typedef enum StoreMode {
         STORE_MODE_INSTALL, /* refused (-EEXIST) if the id is installed */
-        STORE_MODE_UPDATE,  /* refused (-ENOENT) if it is not; else newer and same signer only */
+        STORE_MODE_UPDATE,  /* refused (-ENOPKG) if it is not; else newer and same signer only */
 } StoreMode;
 
 /* What an install or update did. */
@@ -160,7 +172,7 @@ int store_bundle_verify(int in_fd, const char *state_dir,
  * Killed at any point, the previous version stays the installed one.
  * expect_id: NULL, or the id the bundle's manifest must have (-EXDEV if not: an update
  * of app X with a bundle of app Y). now_ms: wall-clock ms for the record.
- * Returns 0 and *ret (may be NULL); -EEXIST (install: already installed), -ENOENT
+ * Returns 0 and *ret (may be NULL); -EEXIST (install: already installed), -ENOPKG
  * (update: not installed), -ESTALE (update: not newer), -EPERM (another signer, or
  * signed/unsigned mismatch), -EXDEV (not expect_id), -ECANCELED (a test hook), -EINVAL (bad
  * manifest or right: err->key names it), errors of store_bundle_extract() and
@@ -175,7 +187,7 @@ int store_install(const char *state_dir, int bundle_fd, StoreMode mode, const ch
  * point: from then on it is not installed), then every version and record. The app's
  * /data, grants and uid are not the store's: the caller forgets them
  * (supervisor/forget.h) unless asked to keep them. The app must not be running.
- * Returns 0; -ENOENT (not installed), -EINVAL (bad id), or -errno; err says what.
+ * Returns 0; -ENOPKG (not installed), -EINVAL (bad id), or -errno; err says what.
  */
 int store_remove(const char *state_dir, const char *id, StoreError *err);
 

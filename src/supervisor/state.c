@@ -468,6 +468,34 @@ static bool streq_ptr(const char *a, const char *b)
         return a == b || (a && b && strcmp(a, b) == 0);
 }
 
+/*
+ * True if path (canonical) is a version folder of id in the store (docs/store.md):
+ * <state>/apps/<id>/<version>, the version starting with a digit. The store puts
+ * there only what passed its same-signer rule for id (an unsigned app updated by an
+ * unsigned one, a signed one by the same key), so moving from one such folder to
+ * another is an update of the same app, not another app taking the id.
+ */
+static bool in_store(const State *s, const char *id, const char *path)
+{
+        _cleanup_free_ char *canon = NULL;
+        size_t n;
+
+        if (!path)
+                return false;
+        canon = realpath(s->path, NULL);
+        if (!canon)
+                return false;
+        n = strlen(canon);
+        if (strncmp(path, canon, n) != 0 || strncmp(path + n, "/apps/", 6) != 0)
+                return false;
+        path += n + 6;
+        n = strlen(id);
+        if (strncmp(path, id, n) != 0 || path[n] != '/')
+                return false;
+        path += n + 1;
+        return path[0] >= '0' && path[0] <= '9' && !strchr(path, '/');
+}
+
 /* Writes claim into id's row (inserting it with uid when insert). 0 or -EIO. */
 static int claim_store(sqlite3 *db, const char *id, uid_t uid, const StateClaim *c, bool insert,
                        bool first, int64_t now_ms)
@@ -582,6 +610,8 @@ static int claim_locked(State *s, const char *id, const StateClaim *c, int64_t n
                 return r < 0 ? r : STATE_CLAIM_UPDATED;
         }
         same = rec->key_id ? streq_ptr(rec->key_id, c->key_id) : streq_ptr(rec->path, c->path);
+        if (!same)
+                same = in_store(s, id, rec->path) && in_store(s, id, c->path);
         if (!same)
                 return -EEXIST;
         merged = *c;

@@ -96,7 +96,9 @@ typedef enum StateClaimResult {
  * the id is new (allocating its uid, as state_app_uid) or was allocated by a cella
  * that recorded no claim; accepts the recorded app itself: same key_id if it was
  * recorded signed, else the same path (then a signed claim binds the id to its key
- * from now on), updating path, dev, ino and digest. One IMMEDIATE transaction
+ * from now on), updating path, dev, ino and digest. Two version folders of id in the
+ * store (<state>/apps/<id>/<version>, docs/store.md) are the same app: the store
+ * checked that the second has the first's signer. One IMMEDIATE transaction
  * (nothing is written when nothing changed).
  * An id nested in a recorded app's namespace ("org.v.inbox" under "org.v") is refused
  * unless both are signed by the same trusted key or the nested id was recorded first

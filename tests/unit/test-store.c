@@ -490,6 +490,7 @@ START_TEST(test_install_update_remove)
 
         /* Installed already. */
         ck_assert_int_eq(install(STORE_MODE_INSTALL, NULL, &err), -EEXIST);
+        ck_assert_int_eq(err.fault, STORE_FAULT_INSTALLED);
         ck_assert_msg(strstr(err.message, "cella update"), "%s", err.message);
         /* The same, and an older version. */
         ck_assert_int_eq(install(STORE_MODE_UPDATE, NULL, &err), -ESTALE);
@@ -498,11 +499,14 @@ START_TEST(test_install_update_remove)
         ck_assert_int_eq(install(STORE_MODE_UPDATE, NULL, &err), -ESTALE);
         ck_assert_msg(strstr(err.message, "older"), "%s", err.message);
         ck_assert_str_eq(err.key, "version");
+        ck_assert_int_eq(err.fault, STORE_FAULT_NOT_NEWER);
         /* Another id than the one named. */
         put_manifest(app, "org.a.other", "2.0", NULL);
         ck_assert_int_eq(install(STORE_MODE_UPDATE, "org.a.b", &err), -EXDEV);
         ck_assert_str_eq(err.key, "id");
-        ck_assert_int_eq(install(STORE_MODE_UPDATE, NULL, &err), -ENOENT);
+        ck_assert_int_eq(err.fault, STORE_FAULT_ID);
+        ck_assert_int_eq(install(STORE_MODE_UPDATE, NULL, &err), -ENOPKG);
+        ck_assert_int_eq(err.fault, STORE_FAULT_NOT_INSTALLED);
         assert_current("org.a.b", "1.0");
 
         /* Newer: 2.0 replaces 1.0, kept as previous; 3.0 removes 1.0. */
@@ -531,7 +535,8 @@ START_TEST(test_install_update_remove)
         ck_assert_int_eq(store_remove(state, "org.a.b", &err), 0);
         ck_assert_int_eq(access(path, F_OK), 0);
         ck_assert_int_eq(store_get(state, "org.a.b", &(StoreApp){}), -ENOENT);
-        ck_assert_int_eq(store_remove(state, "org.a.b", &err), -ENOENT);
+        ck_assert_int_eq(store_remove(state, "org.a.b", &err), -ENOPKG);
+        ck_assert_int_eq(err.fault, STORE_FAULT_NOT_INSTALLED);
         snprintf(path, sizeof path, "%s/apps/org.a.b", state);
         ck_assert_int_eq(count_prefixed(path, "2.0") + count_prefixed(path, "3.0") +
                                  count_prefixed(path, ".3") + count_prefixed(path, "current"),
@@ -549,6 +554,7 @@ START_TEST(test_manifest_refused)
 
         put_manifest(app, "org.a.b", "1.0", ", \"permissions\": [\"notify\", \"fs.teleport\"]");
         ck_assert_int_eq(install(STORE_MODE_INSTALL, NULL, &err), -EINVAL);
+        ck_assert_int_eq(err.fault, STORE_FAULT_BUNDLE);
         ck_assert_str_eq(err.key, "permissions[1]");
         ck_assert_msg(strstr(err.message, "fs.teleport"), "%s", err.message);
         put_manifest(app, "org.a.b", "beta", NULL);
@@ -608,6 +614,7 @@ START_TEST(test_same_signer)
         put_manifest(app, "org.a.b", "2.0", NULL);
         sign_with("other");
         ck_assert_int_eq(install(STORE_MODE_UPDATE, NULL, &err), -EPERM);
+        ck_assert_int_eq(err.fault, STORE_FAULT_SIGNER);
         ck_assert_msg(strstr(err.message, "same key"), "%s", err.message);
         /* Unsigned. */
         unsign();
@@ -618,6 +625,7 @@ START_TEST(test_same_signer)
         sign_with("vendor");
         put(app, "run", "#!/bin/sh\necho changed\n", 0755);
         ck_assert_int_eq(install(STORE_MODE_UPDATE, NULL, &err), -EBADMSG);
+        ck_assert_int_eq(err.fault, STORE_FAULT_BUNDLE);
         ck_assert_msg(strstr(err.message, "signature"), "%s", err.message);
         assert_current("org.a.b", "1.0");
         /* The same key. */
