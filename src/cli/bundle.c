@@ -70,12 +70,42 @@ static int cli_oom(void)
         return CELLA_EXIT_INTERNAL;
 }
 
+/* The most bytes a bundle file can hold: SIGNATURE_BYTES_MAX of files, and for each
+ * of SIGNATURE_FILES_MAX entries a header, a pax header for a long path and the
+ * padding of its data (512-byte blocks each), and the end blocks. */
+#define BUNDLE_FILE_MAX (SIGNATURE_BYTES_MAX + (uint64_t)SIGNATURE_FILES_MAX * 4096u + 65536u)
+
+/* Copies the bundle file fd into mfd (a memfd). 0, -EFBIG past BUNDLE_FILE_MAX, -errno. */
+static int copy_into(int fd, int mfd)
+{
+        _cleanup_free_ char *buf = malloc(1u << 20);
+        uint64_t total = 0;
+
+        if (!buf)
+                return -ENOMEM;
+        for (;;) {
+                ssize_t k = RETRY_EINTR(read(fd, buf, 1u << 20));
+                int r;
+
+                if (k < 0)
+                        return -errno;
+                if (k == 0)
+                        return 0;
+                total += (uint64_t)k;
+                if (total > BUNDLE_FILE_MAX)
+                        return -EFBIG;
+                r = loop_write(mfd, buf, (size_t)k);
+                if (r < 0)
+                        return r;
+        }
+}
+
 int cli_bundle_fd(const char *path, int *ret_fd, bool *ret_is_dir)
 {
         _cleanup_close_ int fd = -EBADF, mfd = -EBADF;
         StoreError err = {};
         struct stat st;
-        int r;
+        int r = 0;
 
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0) {
@@ -88,32 +118,37 @@ int cli_bundle_fd(const char *path, int *ret_fd, bool *ret_is_dir)
         }
         if (ret_is_dir)
                 *ret_is_dir = S_ISDIR(st.st_mode);
-        if (S_ISREG(st.st_mode)) {
-                if (fd_nonblock(fd, 0) < 0) {
-                        log_error_errno(-errno, "cannot read %s: %m", path);
-                        return 1;
-                }
-                *ret_fd = TAKE_FD(fd);
-                return 0;
-        }
-        if (!S_ISDIR(st.st_mode)) {
+        if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) {
                 log_error("%s is neither an app folder nor a bundle file", path);
                 return 1;
         }
+        /* A sealed memfd either way: cellad reads only bytes nobody can change or
+         * stall (docs/store.md, "What install checks"). */
         mfd = memfd_create("cella-bundle", MFD_CLOEXEC | MFD_ALLOW_SEALING);
         if (mfd < 0) {
                 log_error_errno(-errno, "cannot make a memfd for the bundle of %s: %m", path);
                 return CELLA_EXIT_INTERNAL;
         }
-        r = store_bundle_write(fd, mfd, &err);
-        if (r < 0) {
-                cli_store_error("cannot bundle", path, r, &err);
-                return 1;
+        if (S_ISREG(st.st_mode)) {
+                if (fd_nonblock(fd, 0) < 0 || (r = copy_into(fd, mfd)) < 0) {
+                        r = r < 0 ? r : -errno;
+                        if (r == -EFBIG)
+                                log_error("%s is larger than any bundle can be (%llu bytes)", path,
+                                          (unsigned long long)BUNDLE_FILE_MAX);
+                        else
+                                log_error_errno(r, "cannot read %s: %m", path);
+                        return 1;
+                }
+        } else {
+                r = store_bundle_write(fd, mfd, &err);
+                if (r < 0) {
+                        cli_store_error("cannot bundle", path, r, &err);
+                        return 1;
+                }
         }
-        /* Sealed: what the daemon reads is what was written here. */
-        (void)fcntl(mfd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL);
-        if (lseek(mfd, 0, SEEK_SET) < 0) {
-                log_error_errno(-errno, "cannot rewind the bundle of %s: %m", path);
+        if (fcntl(mfd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0 ||
+            lseek(mfd, 0, SEEK_SET) < 0) {
+                log_error_errno(-errno, "cannot seal the bundle of %s: %m", path);
                 return CELLA_EXIT_INTERNAL;
         }
         *ret_fd = TAKE_FD(mfd);

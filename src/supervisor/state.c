@@ -707,6 +707,33 @@ static int rm_rf_at(int parent, const char *name, unsigned depth)
         return r;
 }
 
+int state_app_clear_data(State *s, const char *id)
+{
+        static const char *const names[] = {"data", "data.img"};
+        _cleanup_free_ char *app = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        int n = 0;
+
+        if (!s || !id || !manifest_id_is_valid(id))
+                return -EINVAL;
+        if (asprintf(&app, "%s/apps/%s", s->path, id) < 0)
+                return -ENOMEM;
+        fd = open(app, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return errno == ENOENT ? 0 : negative_errno();
+        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                int r;
+
+                if (faccessat(fd, names[i], F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+                        continue;
+                r = rm_rf_at(fd, names[i], 0);
+                if (r < 0)
+                        return r;
+                n++;
+        }
+        return n > 0;
+}
+
 int state_app_forget(State *s, const char *id)
 {
         _cleanup_free_ char *apps = NULL;

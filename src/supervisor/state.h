@@ -146,6 +146,16 @@ void state_claim_clear(StateClaim *c);
 int state_app_forget(State *s, const char *id);
 
 /*
+ * Clears app id's /data (`cella clear-data`, as Android's "clear storage"): removes
+ * apps/<id>/data and its image data.img, not following symlinks nor entering another
+ * file system (take the /data file system down first: storage_release()). The app
+ * keeps its uid, claim, grants and installed files; its next start makes a new, empty
+ * /data. The app must not be running. Returns 1 if anything was there, 0 if not,
+ * -EINVAL (bad id), or -errno of the removal.
+ */
+int state_app_clear_data(State *s, const char *id);
+
+/*
  * Creates apps/<id>/data (mode 0700, owned by uid:uid) and returns its path in
  * *ret (caller frees). An existing directory gets its owner corrected. Returns 0
  * or -errno.
