@@ -440,3 +440,97 @@ def test_failed_install_leaves_the_previous_version(tmp_path):
         assert p.returncode == 1 and "stopped at step 'recorded'" in p.stderr
         assert listed(state) == {}
         assert not [n for n in os.listdir(state / "apps") if n.startswith(".staging-")]
+
+
+# --- identity and access --------------------------------------------------------------------
+
+
+def test_an_id_held_by_another_folder_is_refused(cellad, tmp_path):
+    """An id belongs to its first claimant (docs/security.md, "App identity"): an app
+    run from a folder before holds it, so an install of the id is refused at once,
+    naming the holder and the way out, not at the app's first start."""
+    state = cellad.state_dir
+    app = write_app(tmp_path / "app", "1.0")
+    os.chmod(app / "run", 0o755)
+    os.chmod(app / "lib" / "data.txt", 0o644)
+    r = run_cella(app, state_dir=state)
+    assert r.code == 0, r.err
+    p = install(state, app)
+    assert p.returncode == 1
+    assert f"the id {APP_ID} belongs to another app: the folder {app}" in p.stderr, p.stderr
+    assert f"'cella forget {APP_ID}' frees it" in p.stderr
+    assert listed(state) == {}
+    assert not (store_dir(state) / "1.0").exists()
+    cella("forget", "--state-dir", state, APP_ID, check=0)
+    install(state, app).check_returncode()
+
+
+def test_an_update_is_the_same_app(cellad, tmp_path):
+    """Each version folder of the store is the same app to the kernel (its uid and
+    data), as the store checked its signer: the updated version runs."""
+    state = cellad.state_dir
+    app = write_app(tmp_path / "app", "1.0")
+    install(state, app).check_returncode()
+    r = run_cella(store_dir(state) / "1.0", state_dir=state)
+    assert r.code == 0 and r.out == "hello\ndata of 1.0\n", r.err
+    write_app(app, "2.0", text="updated")
+    install(state, app, update=True).check_returncode()
+    r = run_cella(store_dir(state) / "2.0", state_dir=state)
+    assert r.code == 0, r.err
+    assert r.out == "updated\ndata of 2.0\n"
+
+
+@pytest.fixture
+def stranger():
+    """A system user of its own (not in group cella), removed afterwards."""
+    name = "cella-test-store"
+    if subprocess.run(["which", "useradd"], capture_output=True).returncode != 0:
+        pytest.skip("no useradd on this machine")
+    subprocess.run(["userdel", name], capture_output=True)
+    subprocess.run(["useradd", "--system", "--no-create-home", name], check=True)
+    try:
+        import pwd
+        yield pwd.getpwnam(name)
+    finally:
+        subprocess.run(["userdel", name], capture_output=True)
+
+
+def test_a_stranger_may_not_install_or_list(tmp_path, stranger):
+    """Install, Update, Remove and ClearData need MANAGE (root, cellad's uid, group
+    cella), List READ (MANAGE unless configured): a user who is none is refused by
+    the daemon itself, with org.cella.PermissionDenied."""
+    require_cellad()
+    import tempfile
+    top = tempfile.mkdtemp(prefix="cella-store-access-")
+    try:
+        os.chmod(top, 0o711)
+        state = f"{top}/state"
+        app = write_app(tmp_path / "app", "1.0")
+        bundle = f"{top}/app.cella"
+        cella("bundle", app, "-o", bundle, check=0)
+        os.chmod(bundle, 0o644)
+
+        def as_stranger():
+            os.setgroups([])
+            os.setgid(stranger.pw_gid)
+            os.setuid(stranger.pw_uid)
+
+        with running_cellad(state):
+            for args in (["install", bundle], ["update", bundle], ["list"],
+                         ["remove", APP_ID], ["clear-data", APP_ID]):
+                p = subprocess.run([CELLA, args[0], "--state-dir", state, *args[1:]],
+                                   capture_output=True, text=True, timeout=60,
+                                   preexec_fn=as_stranger,
+                                   env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+                assert p.returncode == 1, (args, p.stderr)
+                method = {"install": "Install", "update": "Update", "list": "List",
+                          "remove": "Remove", "clear-data": "ClearData"}[args[0]]
+                who = ("managers and the users the daemon opens read-only methods to"
+                       if method == "List" else
+                       "root, the daemon's user or the group \"cella\"")
+                assert f"org.cella.{method} may be called by {who} only" in p.stderr, \
+                    (args, p.stderr)
+            assert listed(state) == {}
+            install(state, bundle).check_returncode()  # root may
+    finally:
+        subprocess.run(["rm", "-rf", top])
