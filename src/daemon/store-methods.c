@@ -195,6 +195,8 @@ static void after_install(uv_work_t *w, int status)
 
         if (status < 0 && j->r == 0)
                 j->r = status; /* cancelled: never started */
+        if (j->err.warning[0])
+                log_warning("%s: %s", what, j->err.warning);
         if (j->r < 0) {
                 log_info("%s refused: %s%s%s%s%s", what, j->err.path, j->err.path[0] ? ": " : "",
                          j->err.key, j->err.key[0] ? ": " : "", j->err.message);

@@ -572,9 +572,9 @@ int store_bundle_extract(int bundle_fd, int destfd, uint64_t *ret_files, uint64_
         }
         while ((ar = archive_read_next_header(a, &ae)) != ARCHIVE_EOF) {
                 char buf[SIGNATURE_PATH_MAX];
-                const char *raw, *rel, *name;
+                const char *raw, *rel = "", *name = NULL;
                 _cleanup_close_ int pfd = -EBADF;
-                unsigned depth;
+                unsigned depth = 0;
                 mode_t type;
 
                 if (ar != ARCHIVE_OK) {

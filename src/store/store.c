@@ -535,9 +535,10 @@ int store_install(const char *state_dir, int bundle_fd, StoreMode mode, const ch
          * files until it restarts; docs/store.md "Atomicity"). */
         if (cur.previous && strcmp(cur.previous, m->version) != 0) {
                 r = remove_version(idfd, cur.previous);
-                if (r < 0)
-                        log_warning_errno(r, "cannot remove %s/apps/%s/%s: %m", state_dir, m->id,
-                                          cur.previous);
+                if (r < 0 && err)
+                        snprintf(err->warning, sizeof err->warning,
+                                 "cannot remove %s/apps/%s/%s: %s (the next sweep will)", state_dir,
+                                 m->id, cur.previous, strerror(-r));
         }
         r = 0;
         if (ret) {
@@ -563,8 +564,10 @@ out:
         if (staging[0]) {
                 int k = store_rm_rf_at(appsfd, staging, 0);
 
-                if (k < 0)
-                        log_warning_errno(k, "cannot remove %s/apps/%s: %m", state_dir, staging);
+                if (k < 0 && err)
+                        snprintf(err->warning, sizeof err->warning,
+                                 "cannot remove %s/apps/%s: %s (the next sweep will)", state_dir,
+                                 staging, strerror(-k));
         }
         store_app_clear(&cur);
         return r;

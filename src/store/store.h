@@ -67,6 +67,9 @@ typedef struct StoreError {
         char path[SIGNATURE_PATH_MAX]; /* the entry of the bundle ("bin/app"), "" if none */
         char key[128];                 /* the manifest's key ("permissions[2]"), "" if none */
         char message[512];             /* English, complete: says what and why */
+        char warning[512]; /* store_install: what went wrong after the outcome was decided
+                              (a leftover not removed), set on success too; "" if none.
+                              The store logs nothing itself: it may run on a thread pool */
 } StoreError;
 
 /* What store_install() does when the id is installed already. */
