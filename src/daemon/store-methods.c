@@ -294,45 +294,102 @@ static bool app_in_use(Daemon *d, const char *id)
         return supervisor_has_app(daemon_supervisor(d), id);
 }
 
-static int reply_in_use(ControlCall *call, const char *id, const char *what)
+static int reply_in_use(ControlCall *call, const char *id, const char *what, pid_t kernel)
 {
         char msg[512];
 
-        snprintf(msg, sizeof msg,
-                 "%s is an app of this cellad: stop it first ('cella stop %s'); "
-                 "nothing was %s",
-                 id, id, what);
+        if (kernel > 0)
+                snprintf(msg, sizeof msg,
+                         "%s is an app of the running cella kernel %d: stop it first; nothing "
+                         "was %s",
+                         id, (int)kernel, what);
+        else
+                snprintf(msg, sizeof msg,
+                         "%s is an app of this cellad: stop it first ('cella stop %s'); "
+                         "nothing was %s",
+                         id, id, what);
         return control_reply_error(call, CONTROL_ERROR_APP_STATE,
                                    json_pack("{s:s, s:s}", "message", msg, "app", id));
 }
 
-/* {"id": ID, "keep_data": false}: the store's files, then (unless keep_data) its data,
- * grants and uid as `cella forget` (app_forget()). */
-static int method_remove(ControlCall *call, json_t *params, void *userdata)
+/* Remove and ClearData: first, on the thread pool, whether another kernel on the
+ * state directory (a `cella run` or `cella boot`) has the app, as `cella forget`
+ * asks; then, on the loop, the change. */
+typedef struct Change {
+        uv_work_t work;
+        Daemon *d;
+        ControlCall *call; /* NULL once the client went away */
+        char *id;
+        bool remove, keep_data;
+        pid_t holder; /* a kernel that has the app */
+        pid_t mute;   /* a kernel that did not answer (it may have it) */
+        int r;        /* of control_ask_kernels() */
+} Change;
+
+static void change_free(Change *c)
 {
-        Daemon *d = userdata;
+        free(c->id);
+        free(c);
+}
+
+static int on_kernel(pid_t pid, json_t *reply, void *ud)
+{
+        Change *c = ud;
+        json_t *apps = json_object_get(control_reply_parameters(reply), "apps"), *e;
+        size_t i;
+
+        if (pid == getpid())
+                return 0; /* this cellad: its supervisor answers (app_in_use) */
+        json_array_foreach(apps, i, e)
+        {
+                const char *id = json_string_value(json_object_get(e, "id"));
+
+                if (id && strcmp(id, c->id) == 0 && c->holder == 0)
+                        c->holder = pid;
+        }
+        return 0;
+}
+
+static void on_mute(pid_t pid, int error, void *ud)
+{
+        Change *c = ud;
+
+        (void)error;
+        if (pid != getpid() && c->mute == 0)
+                c->mute = pid;
+}
+
+static void work_ask(uv_work_t *w)
+{
+        Change *c = w->data;
+
+        c->r = control_ask_kernels(c->d->state_dir, "org.cella.Ps", NULL, CONTROL_CLIENT_TIMEOUT_MS,
+                                   on_kernel, on_mute, c);
+}
+
+static void change_abort(ControlCall *call, void *ud)
+{
+        Change *c = ud;
+
+        (void)call;
+        c->call = NULL; /* nothing is done for a client that went away */
+}
+
+/* The store's files, then (unless keep_data) its data, grants and uid as `cella
+ * forget` (app_forget()). */
+static int do_remove(ControlCall *call, Daemon *d, const char *id, bool keep_data)
+{
         _cleanup_(grants_freep) Grants *g = NULL;
         _cleanup_(state_freep) State *st = NULL;
-        json_t *kd = json_object_get(params, "keep_data");
-        const char *id;
         StoreError err = {};
         AppForgetStep step;
-        bool missing = false;
         int r;
 
-        id = control_param_app(call, params, "id", &missing);
-        if (!id)
-                return missing ? control_reply_invalid_parameter(call, "id", "expected an app id")
-                               : 0;
-        if (kd && !json_is_boolean(kd))
-                return control_reply_invalid_parameter(call, "keep_data", "expected true or false");
-        if (app_in_use(d, id))
-                return reply_in_use(call, id, "removed");
         r = store_remove(d->state_dir, id, &err);
         if (r < 0)
                 return reply_store_error(call, id, r, &err);
-        log_info("removed %s%s", id, json_is_true(kd) ? " (its data kept)" : "");
-        if (!json_is_true(kd)) {
+        log_info("removed %s%s", id, keep_data ? " (its data kept)" : "");
+        if (!keep_data) {
                 r = state_open(d->state_dir, d->o.uid_base, d->o.uid_count, &st);
                 if (r >= 0)
                         r = grants_open(d->state_dir, &g);
@@ -343,34 +400,15 @@ static int method_remove(ControlCall *call, json_t *params, void *userdata)
                                                    "removed the app, but not its data and grants: "
                                                    "'cella forget' them");
         }
-        return control_reply(call,
-                             json_pack("{s:s, s:b}", "id", id, "data_kept", json_is_true(kd)));
+        return control_reply(call, json_pack("{s:s, s:b}", "id", id, "data_kept", keep_data));
 }
 
-/* {"id": ID}: the app's /data emptied (a new one at its next start). */
-static int method_clear_data(ControlCall *call, json_t *params, void *userdata)
+/* The app's /data emptied (a new one at its next start). */
+static int do_clear_data(ControlCall *call, Daemon *d, const char *id)
 {
-        Daemon *d = userdata;
         _cleanup_(state_freep) State *st = NULL;
-        const char *id;
-        StoreApp a;
-        bool missing = false;
         int r;
 
-        id = control_param_app(call, params, "id", &missing);
-        if (!id)
-                return missing ? control_reply_invalid_parameter(call, "id", "expected an app id")
-                               : 0;
-        r = store_get(d->state_dir, id, &a);
-        if (r == -ENOENT)
-                return control_reply_error(
-                        call, CONTROL_ERROR_NO_SUCH_APP,
-                        json_pack("{s:s, s:s}", "message", "not installed", "app", id));
-        if (r < 0)
-                return control_reply_errno(call, r, "cannot read the store");
-        store_app_clear(&a);
-        if (app_in_use(d, id))
-                return reply_in_use(call, id, "cleared");
         r = storage_release(d->state_dir, id);
         if (r >= 0)
                 r = state_open(d->state_dir, d->o.uid_base, d->o.uid_count, &st);
@@ -380,6 +418,101 @@ static int method_clear_data(ControlCall *call, json_t *params, void *userdata)
                 return control_reply_errno(call, r, "cannot clear the app's data");
         log_info("cleared the data of %s", id);
         return control_reply(call, json_pack("{s:s, s:b}", "id", id, "cleared", r > 0));
+}
+
+static void after_ask(uv_work_t *w, int status)
+{
+        Change *c = w->data;
+        const char *what = c->remove ? "removed" : "cleared";
+
+        if (!c->call) {
+                change_free(c);
+                return;
+        }
+        if (status < 0 || (c->r < 0 && c->r != -EACCES)) {
+                (void)control_reply_errno(c->call, status < 0 ? status : c->r,
+                                          "cannot ask the running kernels whether they have "
+                                          "the app");
+        } else if (c->holder > 0)
+                (void)reply_in_use(c->call, c->id, what, c->holder);
+        else if (c->mute > 0) {
+                char msg[512];
+
+                snprintf(msg, sizeof msg,
+                         "the cella kernel %d on %s did not answer within %u s, so %s may be "
+                         "one of its apps: nothing was %s; try again",
+                         (int)c->mute, c->d->state_dir, CONTROL_CLIENT_TIMEOUT_MS / 1000, c->id,
+                         what);
+                (void)control_reply_error(c->call, CONTROL_ERROR_APP_STATE,
+                                          json_pack("{s:s, s:s}", "message", msg, "app", c->id));
+        } else if (app_in_use(c->d, c->id)) /* again: it may have started meanwhile */
+                (void)reply_in_use(c->call, c->id, what, 0);
+        else if (c->remove)
+                (void)do_remove(c->call, c->d, c->id, c->keep_data);
+        else
+                (void)do_clear_data(c->call, c->d, c->id);
+        change_free(c);
+}
+
+/* Remove {"id": ID, "keep_data": false} and ClearData {"id": ID}. */
+static int method_change(ControlCall *call, json_t *params, Daemon *d, bool remove)
+{
+        json_t *kd = json_object_get(params, "keep_data");
+        const char *id;
+        bool missing = false;
+        Change *c;
+        int r;
+
+        id = control_param_app(call, params, "id", &missing);
+        if (!id)
+                return missing ? control_reply_invalid_parameter(call, "id", "expected an app id")
+                               : 0;
+        if (remove && kd && !json_is_null(kd) && !json_is_boolean(kd))
+                return control_reply_invalid_parameter(call, "keep_data", "expected true or false");
+        if (!remove && kd)
+                return control_reply_invalid_parameter(call, "keep_data",
+                                                       "ClearData takes no keep_data");
+        if (!remove) {
+                StoreApp a;
+
+                r = store_get(d->state_dir, id, &a);
+                if (r == -ENOENT)
+                        return control_reply_error(
+                                call, CONTROL_ERROR_NO_SUCH_APP,
+                                json_pack("{s:s, s:s}", "message", "not installed", "app", id));
+                if (r < 0)
+                        return control_reply_errno(call, r, "cannot read the store");
+                store_app_clear(&a);
+        }
+        if (app_in_use(d, id))
+                return reply_in_use(call, id, remove ? "removed" : "cleared", 0);
+        c = calloc(1, sizeof *c);
+        if (!c)
+                return -ENOMEM;
+        *c = (Change){.d = d, .call = call, .remove = remove, .keep_data = json_is_true(kd)};
+        c->id = strdup(id);
+        if (!c->id) {
+                change_free(c);
+                return -ENOMEM;
+        }
+        c->work.data = c;
+        r = uv_queue_work(daemon_loop(d), &c->work, work_ask, after_ask);
+        if (r < 0) {
+                change_free(c);
+                return control_reply_errno(call, r, "cannot queue the check");
+        }
+        control_call_on_abort(call, change_abort, c);
+        return 0;
+}
+
+static int method_remove(ControlCall *call, json_t *params, void *userdata)
+{
+        return method_change(call, params, userdata, true);
+}
+
+static int method_clear_data(ControlCall *call, json_t *params, void *userdata)
+{
+        return method_change(call, params, userdata, false);
 }
 
 /* {}: {"apps": [...]} sorted by id. */

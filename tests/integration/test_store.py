@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import CELLA, run_cella
+from conftest import CELLA, run_cella, start_cella
 from daemon_util import ControlError, cellad, require_cellad, running_cellad  # noqa: F401
 
 APP_ID = "org.test.store"
@@ -236,6 +236,30 @@ def test_remove_with_and_without_keep_data(cellad, tmp_path):
     assert not store_dir(state).exists()
     p = cella("remove", "--state-dir", state, APP_ID)
     assert p.returncode == 1 and f"{APP_ID} is not installed" in p.stderr
+
+
+def test_remove_refused_while_another_kernel_runs_the_app(cellad, tmp_path):
+    """As `cella forget`: a `cella run` of the installed version on the same state
+    directory has the app, so its files and data stay until it ends."""
+    state = cellad.state_dir
+    app = write_app(tmp_path / "app", "1.0")
+    (app / "run").write_text("#!/bin/sh\necho ready\nread line\n")
+    install(state, app).check_returncode()
+    p, started, status = start_cella(store_dir(state) / "1.0", state, stdin=subprocess.PIPE)
+    try:
+        for args in (["remove", APP_ID], ["remove", "--keep-data", APP_ID],
+                     ["clear-data", APP_ID]):
+            r = cella(args[0], "--state-dir", state, *args[1:])
+            assert r.returncode == 1
+            assert f"{APP_ID} is an app of the running cella kernel {p.pid}: stop it first" \
+                in r.stderr, r.stderr
+        assert_installed(state, "1.0")
+    finally:
+        p.communicate("done\n", timeout=60)
+        status.close()
+    assert p.returncode == 0
+    cella("remove", "--state-dir", state, APP_ID, check=0)
+    assert APP_ID not in listed(state)
 
 
 def test_no_cellad(tmp_path):
