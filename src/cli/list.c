@@ -33,7 +33,7 @@ static void list_usage(FILE *f)
                 "      --state-dir DIR   state directory of the cellad (default %s)\n"
                 "      --json            one JSON array of records: id, version, dir, signed,\n"
                 "                        key_id, public_key, previous, installed_at_ms,\n"
-                "                        autostart, files, bytes (docs/store.md)\n"
+                "                        autostart, files, bytes (docs/api.md)\n"
                 "  -h, --help            this text\n"
                 "\n"
                 "Exit status: 0 listed; 1 no cellad runs; 240 bad command line.\n",

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The store's methods on cellad's control socket (docs/store.md, "The store's methods"):
+ * The store's methods on cellad's control socket (docs/api.md, "org.cella.Install" and after):
  * org.cella.Install, org.cella.Update, org.cella.Remove, org.cella.ClearData (access
  * MANAGE) and org.cella.List (READ).
  *
@@ -30,7 +30,7 @@
 #include "supervisor/state.h"
 #include "supervisor/storage.h"
 
-/* Error names of the store's methods (docs/store.md, "The store's methods"). */
+/* Error names of the store's methods (docs/api.md, "org.cella.Install" and after). */
 #define STORE_ERROR_INVALID_BUNDLE  "org.cella.InvalidBundle"
 #define STORE_ERROR_APP_EXISTS      "org.cella.AppExists"
 #define STORE_ERROR_NOT_NEWER       "org.cella.NotNewer"
@@ -69,7 +69,7 @@ static json_t *app_json(const StoreApp *a)
                          (json_int_t)a->bytes);
 }
 
-/* The error reply for a store failure r with err (docs/store.md). */
+/* The error reply for a store failure r with err (docs/api.md). */
 static int reply_store_error(ControlCall *call, const char *id, int r, const StoreError *err)
 {
         static const char *const names[] = {
@@ -309,7 +309,9 @@ static int reply_in_use(ControlCall *call, const char *id, const char *what, pid
                          "nothing was %s",
                          id, id, what);
         return control_reply_error(call, CONTROL_ERROR_APP_STATE,
-                                   json_pack("{s:s, s:s}", "message", msg, "app", id));
+                                   kernel > 0 ? json_pack("{s:s, s:s, s:i}", "message", msg, "app",
+                                                          id, "kernel_pid", (int)kernel)
+                                              : json_pack("{s:s, s:s}", "message", msg, "app", id));
 }
 
 /* Remove and ClearData: first, on the thread pool, whether another kernel on the

@@ -50,7 +50,7 @@ typedef struct StoreApp {
         uint64_t bytes;          /* bytes of its regular files */
 } StoreApp;
 
-/* Whose fault a failure is: what the daemon's reply names (docs/store.md). */
+/* Whose fault a failure is: what the daemon's reply names (docs/api.md). */
 typedef enum StoreFault {
         STORE_FAULT_SYSTEM,        /* the machine: I/O, space, memory (org.cella.Failed) */
         STORE_FAULT_BUNDLE,        /* the bundle: an entry, the manifest, the signature */
