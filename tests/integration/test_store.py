@@ -120,6 +120,39 @@ def test_install_from_a_folder_and_from_a_bundle(cellad, tmp_path):
     assert r.out == "hello\ndata of 1.0\n"
 
 
+def test_bundle_is_deterministic_and_signed_in_place(cellad, tmp_path):
+    state = cellad.state_dir
+    app = write_app(tmp_path / "app", "1.0")
+    a, b = tmp_path / "a.cella", tmp_path / "b.cella"
+    cella("bundle", app, "-o", a, check=0)
+    os.utime(app / "run", (1, 1))
+    os.chmod(app / "lib" / "data.txt", 0o640)  # not the executable bit: same bundle
+    cella("bundle", app, "-o", b, check=0)
+    assert a.read_bytes() == b.read_bytes()
+    with tarfile.open(a) as t:
+        assert [(m.name, m.mode, m.uid, m.mtime) for m in t.getmembers()] == [
+            ("lib", 0o755, 0, 0), ("lib/data.txt", 0o644, 0, 0), ("link", 0o777, 0, 0),
+            ("manifest.json", 0o644, 0, 0), ("run", 0o755, 0, 0)]
+
+    key = keygen(tmp_path, "vendor")
+    p = cella("sign", "--key", key, a, check=0)
+    assert p.stdout.startswith(f"signed {a} with key ")
+    key_id = p.stdout.split()[-1]
+    p = cella("sign", "--verify", "--state-dir", state, a)
+    assert p.returncode == 1 and f"signed by key {key_id}, which is not trusted" in p.stderr
+    cella("sign", "--trust", "--state-dir", state, tmp_path / "vendor.pub", check=0)
+    p = cella("sign", "--verify", "--state-dir", state, a, check=0)
+    assert p.stdout == f"{a}: signed by trusted key {key_id}\n"
+    install(state, a).check_returncode()
+    assert listed(state)[APP_ID]["key_id"] == key_id
+
+    # What a bundle cannot hold is refused when it is made, named.
+    os.mkfifo(app / "pipe")
+    p = cella("bundle", app, "-o", b)
+    assert p.returncode == 1
+    assert f"cannot bundle {app}: pipe: a special file" in p.stderr, p.stderr
+
+
 def test_installed_already(cellad, tmp_path):
     app = write_app(tmp_path / "app", "1.0")
     install(cellad.state_dir, app).check_returncode()
