@@ -196,6 +196,12 @@ int cli_install_or_update(int argc, char **argv, bool update)
                 return CELLA_EXIT_USAGE;
         }
         source = argv[optind];
+        /* Is anyone there, before bundling what may be a large folder for nobody? */
+        code = cli_cellad_call(state_dir, "org.cella.Ping", NULL, NULL, 0, 10000, &reply);
+        json_decref(reply);
+        reply = NULL;
+        if (code != 0)
+                return code;
         code = cli_bundle_fd(source, &fd, NULL);
         if (code != 0)
                 return code;
