@@ -27,6 +27,51 @@ int cli_ps(int argc, char **argv);
 int cli_logs(int argc, char **argv);
 int cli_stats(int argc, char **argv);
 int cli_stop(int argc, char **argv);
+int cli_bundle(int argc, char **argv);
+int cli_install(int argc, char **argv);
+int cli_update(int argc, char **argv);
+int cli_remove(int argc, char **argv);
+int cli_clear_data(int argc, char **argv);
+int cli_list(int argc, char **argv);
+
+/* install.c: `cella install` (update false) and `cella update` (true). */
+int cli_install_or_update(int argc, char **argv, bool update);
+
+/*
+ * One call of method with params (stolen) and fds[0..n_fds) on cellad's socket
+ * <state_dir>/cellad.sock (install.c), waiting timeout_ms for the reply (0: as long as
+ * it takes). Returns 0 and *ret_reply (the whole reply, an error reply too: the caller
+ * frees), or prints why not and returns an exit code: 1 ("no cellad is running for
+ * DIR (start it with 'cellad' or 'systemctl start cellad')", a broken connection),
+ * CELLA_EXIT_STATE (the socket refuses us), CELLA_EXIT_INTERNAL.
+ */
+int cli_cellad_call(const char *state_dir, const char *method, json_t *params, const int *fds,
+                    size_t n_fds, unsigned timeout_ms, json_t **ret_reply);
+
+/* Prints an error reply of cellad: "<what> <source>: [<entry>: ][<key>: ]<message>",
+ * each made safe for the terminal (install.c). source may be NULL. */
+void cli_print_reply_error(const char *what, const char *source, const json_t *reply);
+
+/* Prints obj as one line of JSON on stdout. Returns 0 or CELLA_EXIT_INTERNAL. */
+int cli_print_json(json_t *obj);
+
+/* The string v (of a daemon's reply: another process's text) fit for one line of a
+ * terminal (termsafe_field), in buf (size > 8); "" if v is not a string. */
+const char *cli_safe_field(json_t *v, char *buf, size_t size);
+
+/*
+ * For install and update (bundle.c): an fd (O_CLOEXEC, at offset 0) of a bundle of
+ * path, an app folder (written as a bundle into a sealed memfd: store_bundle_write)
+ * or a bundle file (copied into a sealed memfd); *ret_is_dir (may be NULL) says which. The
+ * daemon reads the fd: it never opens a path a client names. Prints what went wrong;
+ * returns 0 or an exit code (1, CELLA_EXIT_INTERNAL).
+ */
+int cli_bundle_fd(const char *path, int *ret_fd, bool *ret_is_dir);
+
+/* Prints "<what> <source>: [<entry>: ][<key>: ]<message>" for a store error r with
+ * err (bundle.c). */
+struct StoreError;
+void cli_store_error(const char *what, const char *source, int r, const struct StoreError *err);
 
 /*
  * After a grant, revoke or gesture is committed to grants.db: appends one "grant"
@@ -78,9 +123,8 @@ const char *cli_safe_str(json_t *v, char *buf, size_t size);
  * cmd names the command in messages. Returns 0, or an exit code after a message:
  * CELLA_EXIT_STATE (run/ unreadable, not root), CELLA_EXIT_INTERNAL (out of memory).
  */
-int cli_ask_kernels_all(const char *cmd, const char *state_dir, const char *method,
-                        json_t *params, const char *key, const char *what, json_t **ret,
-                        json_t **ret_mute);
+int cli_ask_kernels_all(const char *cmd, const char *state_dir, const char *method, json_t *params,
+                        const char *key, const char *what, json_t **ret, json_t **ret_mute);
 
 /* cli_ask_kernels_all() without ret_mute (the warnings are still printed). */
 int cli_ask_kernels(const char *cmd, const char *state_dir, const char *method, json_t *params,

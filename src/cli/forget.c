@@ -19,8 +19,8 @@
 #include "policy/manifest.h"
 #include "supervisor/control.h"
 #include "cli/exit-codes.h"
+#include "supervisor/forget.h"
 #include "supervisor/state.h"
-#include "supervisor/storage.h"
 
 static void forget_usage(FILE *f)
 {
@@ -83,7 +83,8 @@ int cli_forget(int argc, char **argv)
         _cleanup_(grants_freep) Grants *g = NULL;
         _cleanup_(state_freep) State *st = NULL;
         const char *state_dir, *app;
-        int r, r2, code;
+        AppForgetStep step = APP_FORGET_GRANTS;
+        int r, code;
 
         if (!cli_parse_state_dir_only(argc, argv, forget_usage, &state_dir, &code))
                 return code;
@@ -110,27 +111,18 @@ int cli_forget(int argc, char **argv)
         }
         if ((code = cli_grants_open(state_dir, &g)) != 0)
                 return code;
-        /* Grants first: an app whose data is gone but whose rights stay would be
-         * worse than the reverse if the second step fails. */
-        r2 = grants_forget(g, app);
-        if (r2 < 0) {
-                log_error_errno(r2, "cannot forget the grants of %s: %m", app);
-                return CELLA_EXIT_STATE;
-        }
-        /* /data is a file system of its own, mounted between runs: take it down, or
-         * the removal below would empty it and then fail on its mount point. */
-        r = storage_release(state_dir, app);
+        r = app_forget(state_dir, g, st, app, &step);
         if (r < 0) {
-                log_error_errno(r, "cannot unmount the /data of %s (%s/apps/%s/data): %m", app,
-                                state_dir, app);
+                if (step == APP_FORGET_GRANTS)
+                        log_error_errno(r, "cannot forget the grants of %s: %m", app);
+                else if (step == APP_FORGET_DATA)
+                        log_error_errno(r, "cannot unmount the /data of %s (%s/apps/%s/data): %m",
+                                        app, state_dir, app);
+                else
+                        log_error_errno(r, "cannot remove %s/apps/%s: %m", state_dir, app);
                 return CELLA_EXIT_STATE;
         }
-        r = state_app_forget(st, app);
-        if (r < 0) {
-                log_error_errno(r, "cannot remove %s/apps/%s: %m", state_dir, app);
-                return CELLA_EXIT_STATE;
-        }
-        if (r == 0 && r2 == 0) {
+        if (r == 0) {
                 log_error("%s is not installed in %s; nothing to forget", app, state_dir);
                 return 1;
         }

@@ -1,21 +1,25 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * cella sign: ed25519 bundle signatures (docs/capabilities.md "Signing"). Four
- * modes: --keygen NAME makes a key pair, --key FILE APP_DIR signs a folder, --trust
- * NAME.pub adds a key to <state>/trusted-keys/, --verify APP_DIR checks a folder
- * against the keys there.
+ * modes: --keygen NAME makes a key pair, --key FILE APP_DIR|BUNDLE signs a folder or
+ * a bundle file (docs/store.md), --trust NAME.pub adds a key to
+ * <state>/trusted-keys/, --verify APP_DIR|BUNDLE checks one against the keys there.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/log.h"
 #include "base/macro.h"
 #include "cli/cli.h"
 #include "policy/signature.h"
 #include "cli/exit-codes.h"
+#include "store/store.h"
 
 enum {
         ARG_STATE_DIR = 0x100,
@@ -29,17 +33,19 @@ static void sign_usage(FILE *f)
 {
         fprintf(f,
                 "Usage: cella sign --keygen NAME\n"
-                "       cella sign --key FILE APP_DIR\n"
+                "       cella sign --key FILE APP_DIR|BUNDLE\n"
                 "       cella sign --trust [--state-dir DIR] NAME.pub\n"
-                "       cella sign --verify [--state-dir DIR] APP_DIR\n"
+                "       cella sign --verify [--state-dir DIR] APP_DIR|BUNDLE\n"
                 "\n"
                 "--keygen writes a new ed25519 key pair: NAME.key (secret, mode 0600) and\n"
                 "NAME.pub.\n"
                 "--trust adds the public key NAME.pub to the state's trusted keys\n"
                 "(<state-dir>/trusted-keys/<key id>.pub).\n"
                 "--key signs the app folder APP_DIR with the secret key FILE: it writes\n"
-                "APP_DIR/SIGNATURE over every file of the folder.\n"
-                "--verify checks APP_DIR/SIGNATURE against the trusted keys.\n"
+                "APP_DIR/SIGNATURE over every file of the folder. Given a bundle file\n"
+                "('cella bundle'), it signs the bundle and writes it again in place.\n"
+                "--verify checks the SIGNATURE of APP_DIR or of a bundle against the\n"
+                "trusted keys.\n"
                 "\n"
                 "Options:\n"
                 "      --state-dir DIR   state directory (default %s)\n"
@@ -59,6 +65,72 @@ static int report(const char *app_dir, int r, const SignatureError *e, const cha
         else
                 log_error("%s: %s: %s", what, app_dir, e->message ?: strerror(-r));
         return 1;
+}
+
+/* cella sign --key KEY FILE, FILE a bundle: signed into FILE.tmp-PID, renamed over FILE. */
+static int sign_bundle(const char *file, const char *key)
+{
+        _cleanup_close_ int in = -EBADF, out = -EBADF;
+        _cleanup_free_ char *tmp = NULL;
+        char key_id[SIGNATURE_KEY_ID_CHARS + 1];
+        StoreError err = {};
+        int r;
+
+        in = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (in < 0) {
+                log_error_errno(-errno, "cannot open %s: %m", file);
+                return 1;
+        }
+        if (asprintf(&tmp, "%s.tmp-%d", file, (int)getpid()) < 0) {
+                log_error("out of memory");
+                return CELLA_EXIT_INTERNAL;
+        }
+        out = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (out < 0) {
+                log_error_errno(-errno, "cannot create %s: %m", tmp);
+                return 1;
+        }
+        r = store_bundle_sign(in, out, key, key_id, &err);
+        if (r == 0 && fsync(out) < 0)
+                r = -errno;
+        if (r == 0 && rename(tmp, file) < 0)
+                r = -errno;
+        if (r < 0) {
+                (void)unlink(tmp);
+                cli_store_error("cannot sign", file, r, &err);
+                return 1;
+        }
+        printf("signed %s with key %s\n", file, key_id);
+        return 0;
+}
+
+/* cella sign --verify FILE, FILE a bundle. */
+static int verify_bundle(const char *file, const char *state_dir)
+{
+        _cleanup_close_ int in = -EBADF;
+        char key_id[SIGNATURE_KEY_ID_CHARS + 1];
+        StoreError err = {};
+        bool trusted = false;
+        int r;
+
+        in = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (in < 0) {
+                log_error_errno(-errno, "cannot open %s: %m", file);
+                return 1;
+        }
+        r = store_bundle_verify(in, state_dir, key_id, &trusted, &err);
+        if (r < 0) {
+                cli_store_error("signature does not verify:", file, r, &err);
+                return 1;
+        }
+        if (!trusted) {
+                log_error("signature does not verify: %s: signed by key %s, which is not "
+                          "trusted: %s%s%s",
+                          file, key_id, err.path, err.path[0] ? ": " : "", err.message);
+                return 1;
+        }
+        printf("%s: signed by trusted key %s\n", file, key_id);
+        return 0;
 }
 
 int cli_sign(int argc, char **argv)
@@ -158,6 +230,12 @@ int cli_sign(int argc, char **argv)
                 return CELLA_EXIT_USAGE;
         }
         app_dir = argv[optind];
+        {
+                struct stat st;
+
+                if (stat(app_dir, &st) == 0 && S_ISREG(st.st_mode))
+                        return key ? sign_bundle(app_dir, key) : verify_bundle(app_dir, state_dir);
+        }
         dirfd = open(app_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dirfd < 0) {
                 log_error_errno(-errno, "cannot open app folder %s: %m", app_dir);

@@ -109,7 +109,7 @@ static int installed_apps(const char *state_dir, InstalledApp **ret, size_t *ret
 /* Whether the daemon starts m by itself: a restart policy says it should run. */
 static bool wants_start(const Manifest *m)
 {
-        return m->restart != MANIFEST_RESTART_NO;
+        return m->restart != MANIFEST_RESTART_NO || m->autostart;
 }
 
 static InstalledApp *find_app(InstalledApp *apps, size_t n, const char *id)

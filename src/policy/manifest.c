@@ -410,6 +410,16 @@ static int parse_version(Manifest *m, json_t *v, const char *key, ManifestError 
         return parse_text(&m->version, v, key, err);
 }
 
+/* "autostart": true or false (docs/manifest.md): whether cellad starts the installed
+ * app when it starts. */
+static int parse_autostart(Manifest *m, json_t *v, const char *key, ManifestError *err)
+{
+        if (!json_is_boolean(v))
+                return fail_type(err, key, "true or false", v);
+        m->autostart = json_is_true(v);
+        return 0;
+}
+
 /* A field of Manifest, for sizeof() in the rows below. */
 #define MANIFEST_FIELD(f) (((Manifest *)NULL)->f)
 
@@ -1146,6 +1156,7 @@ static const struct Field {
         {"env", parse_env, NULL},
         {"limits", parse_limits, NULL},
         {"group", parse_group, NULL},
+        {"autostart", parse_autostart, NULL},
 };
 
 /* Room for every key of one level: check_keys() lists them from an array this long. */

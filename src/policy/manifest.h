@@ -88,6 +88,7 @@ typedef struct Manifest {
         ManifestScheduler scheduler; /* packed only; fair unless has_scheduler */
         bool has_scheduler;          /* "scheduler" was set (boot checks a group agrees) */
         int priority;                /* Lua only: MANIFEST_PRIORITY_MIN..MAX, default 0 */
+        bool autostart; /* "autostart": cellad starts the installed app when it starts */
 } Manifest;
 
 /* Filled by the parser on failure; owned by the caller. */

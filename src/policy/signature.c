@@ -72,7 +72,7 @@ static void walk_done(Walk *w)
         w->n = 0;
 }
 
-static bool path_is_clean(const char *s)
+bool signature_path_is_clean(const char *s)
 {
         for (; *s; s++)
                 if ((unsigned char)*s < 0x20 || *s == 0x7f)
@@ -108,7 +108,7 @@ static const char *untrusted_reason(const struct stat *st, bool allow_sticky)
 
 /* A symlink target that stays inside the folder whatever the links along it: relative,
  * non-empty, no ".." component (each hop can only go down from the link's folder). */
-static bool link_target_ok(const char *t)
+bool signature_link_target_ok(const char *t)
 {
         if (!*t || *t == '/')
                 return false;
@@ -200,7 +200,7 @@ static int walk_dir(int dirfd, const char *rel, unsigned depth, Walk *w)
                         r = fail(w->err, -E2BIG, path, "path longer than 1023 bytes");
                         break;
                 }
-                if (!path_is_clean(path)) {
+                if (!signature_path_is_clean(path)) {
                         r = fail(w->err, -EPERM, path, "control character in a file name");
                         break;
                 }
@@ -253,7 +253,7 @@ static int walk_dir(int dirfd, const char *rel, unsigned depth, Walk *w)
                                 break;
                         }
                         target[k] = 0;
-                        if (!link_target_ok(target) || !path_is_clean(target)) {
+                        if (!signature_link_target_ok(target) || !signature_path_is_clean(target)) {
                                 r = fail(w->err, -ELOOP, path,
                                          "a symlink that may point out of the folder "
                                          "(absolute, or with '..')");
@@ -546,7 +546,8 @@ int signature_sign(int dirfd, const char *key_path, SignatureError *err)
         uint8_t sk[crypto_sign_SECRETKEYBYTES], pk[crypto_sign_PUBLICKEYBYTES];
         uint8_t digest[SIGNATURE_DIGEST_BYTES], sig[crypto_sign_BYTES];
         char key_id[SIGNATURE_KEY_ID_CHARS + 1],
-                b64[sodium_base64_ENCODED_LEN(crypto_sign_BYTES, sodium_base64_VARIANT_ORIGINAL)];
+                b64[sodium_base64_ENCODED_LEN(crypto_sign_BYTES, sodium_base64_VARIANT_ORIGINAL)],
+                pk_b64[SIGNATURE_PUBLIC_KEY_CHARS + 1];
         _cleanup_free_ char *text = NULL;
         _cleanup_close_ int fd = -EBADF;
         json_t *j;
@@ -574,8 +575,9 @@ int signature_sign(int dirfd, const char *key_path, SignatureError *err)
         key_id_of(pk, key_id);
         sodium_bin2base64(b64, sizeof b64, sig, sizeof sig, sodium_base64_VARIANT_ORIGINAL);
 
-        j = json_pack("{s:i, s:s, s:s, s:s}", "version", 1, "algorithm", "ed25519", "key_id",
-                      key_id, "signature", b64);
+        sodium_bin2base64(pk_b64, sizeof pk_b64, pk, sizeof pk, sodium_base64_VARIANT_ORIGINAL);
+        j = json_pack("{s:i, s:s, s:s, s:s, s:s}", "version", 1, "algorithm", "ed25519", "key_id",
+                      key_id, "public_key", pk_b64, "signature", b64);
         if (!j)
                 return -ENOMEM;
         text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -601,13 +603,16 @@ int signature_sign(int dirfd, const char *key_path, SignatureError *err)
         return 0;
 }
 
-/* Reads and checks SIGNATURE: key id and signature bytes. 0, -ENOENT, -EINVAL, -errno. */
+/* Reads and checks SIGNATURE: key id and signature bytes, and the public key it carries
+ * into pk (if not NULL; *has_pk says whether there was one, whose id must be key_id).
+ * 0, -ENOENT, -EINVAL, -errno. */
 static int read_signature(int dirfd, char key_id[SIGNATURE_KEY_ID_CHARS + 1],
-                          uint8_t sig[crypto_sign_BYTES], SignatureError *err)
+                          uint8_t sig[crypto_sign_BYTES], uint8_t pk[crypto_sign_PUBLICKEYBYTES],
+                          bool *has_pk, SignatureError *err)
 {
         _cleanup_close_ int fd = -EBADF;
         _cleanup_free_ char *text = NULL;
-        const char *id = NULL, *algorithm = NULL, *b64 = NULL;
+        const char *id = NULL, *algorithm = NULL, *b64 = NULL, *pk_b64 = NULL;
         json_t *j;
         size_t size = 0, len = 0;
         struct stat st;
@@ -627,8 +632,8 @@ static int read_signature(int dirfd, char key_id[SIGNATURE_KEY_ID_CHARS + 1],
                 return fail(err, r == -EFBIG ? -EINVAL : r, SIGNATURE_FILE, "cannot read");
         j = json_loadb(text, size, JSON_REJECT_DUPLICATES, NULL);
         if (!j ||
-            json_unpack(j, "{s:i, s:s, s:s, s:s !}", "version", &version, "algorithm", &algorithm,
-                        "key_id", &id, "signature", &b64) < 0 ||
+            json_unpack(j, "{s:i, s:s, s:s, s?:s, s:s !}", "version", &version, "algorithm",
+                        &algorithm, "key_id", &id, "public_key", &pk_b64, "signature", &b64) < 0 ||
             version != 1 || strcmp(algorithm, "ed25519") != 0 ||
             strlen(id) != SIGNATURE_KEY_ID_CHARS ||
             strspn(id, "0123456789abcdef") != SIGNATURE_KEY_ID_CHARS ||
@@ -638,7 +643,31 @@ static int read_signature(int dirfd, char key_id[SIGNATURE_KEY_ID_CHARS + 1],
                 json_decref(j);
                 return fail(err, -EINVAL, SIGNATURE_FILE,
                             "malformed: expected {\"version\": 1, \"algorithm\": \"ed25519\", "
-                            "\"key_id\": \"<16 hex>\", \"signature\": \"<base64>\"}");
+                            "\"key_id\": \"<16 hex>\", \"public_key\": \"<base64>\" (optional), "
+                            "\"signature\": \"<base64>\"}");
+        }
+        if (has_pk)
+                *has_pk = false;
+        if (pk_b64 && pk) {
+                uint8_t pkv[crypto_sign_PUBLICKEYBYTES];
+                char pk_id[SIGNATURE_KEY_ID_CHARS + 1];
+
+                if (sodium_base642bin(pkv, sizeof pkv, pk_b64, strlen(pk_b64), NULL, &len, NULL,
+                                      sodium_base64_VARIANT_ORIGINAL) != 0 ||
+                    len != sizeof pkv) {
+                        json_decref(j);
+                        return fail(err, -EINVAL, SIGNATURE_FILE,
+                                    "malformed: \"public_key\" is not base64 of 32 bytes");
+                }
+                key_id_of(pkv, pk_id);
+                if (strcmp(pk_id, id) != 0) {
+                        json_decref(j);
+                        return fail(err, -EINVAL, SIGNATURE_FILE,
+                                    "malformed: \"public_key\" is not the key \"key_id\" names");
+                }
+                memcpy(pk, pkv, sizeof pkv);
+                if (has_pk)
+                        *has_pk = true;
         }
         memcpy(key_id, id, SIGNATURE_KEY_ID_CHARS + 1);
         json_decref(j);
@@ -665,7 +694,7 @@ int signature_verify(int dirfd, const char *state_dir, char ret_key_id[SIGNATURE
                 return -EIO;
         if (err)
                 *err = (SignatureError){};
-        r = read_signature(dirfd, want, sig, err);
+        r = read_signature(dirfd, want, sig, NULL, NULL, err);
         if (r < 0)
                 return r;
 
@@ -739,4 +768,40 @@ int signature_verify(int dirfd, const char *state_dir, char ret_key_id[SIGNATURE
                 }
         return fail(err, -EBADMSG, "",
                     "the signature does not match the folder (changed since it was signed)");
+}
+
+int signature_verify_signer(int dirfd, char ret_key_id[SIGNATURE_KEY_ID_CHARS + 1],
+                            char ret_public_key[SIGNATURE_PUBLIC_KEY_CHARS + 1],
+                            SignatureError *err)
+{
+        uint8_t sig[crypto_sign_BYTES], digest[SIGNATURE_DIGEST_BYTES],
+                pk[crypto_sign_PUBLICKEYBYTES];
+        char id[SIGNATURE_KEY_ID_CHARS + 1];
+        bool has_pk = false;
+        int r;
+
+        if (sodium_init() < 0)
+                return -EIO;
+        if (err)
+                *err = (SignatureError){};
+        r = read_signature(dirfd, id, sig, pk, &has_pk, err);
+        if (r < 0)
+                return r;
+        if (!has_pk)
+                return fail(err, -EINVAL, SIGNATURE_FILE,
+                            "carries no \"public_key\" (signed by an older cella: sign it "
+                            "again with 'cella sign --key')");
+        r = digest_of(dirfd, false, digest, err);
+        if (r < 0)
+                return r;
+        if (crypto_sign_verify_detached(sig, digest, sizeof digest, pk) != 0)
+                return fail(err, -EBADMSG, "",
+                            "the signature does not match the files (changed since signed, or "
+                            "signed by another key than the one it names)");
+        if (ret_key_id)
+                memcpy(ret_key_id, id, sizeof id);
+        if (ret_public_key)
+                sodium_bin2base64(ret_public_key, SIGNATURE_PUBLIC_KEY_CHARS + 1, pk, sizeof pk,
+                                  sodium_base64_VARIANT_ORIGINAL);
+        return 0;
 }

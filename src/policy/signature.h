@@ -24,15 +24,21 @@
  * public key, NAME.key the 64-byte libsodium secret key (seed then public key), mode
  * 0600. A key's id is the first 8 bytes of BLAKE2b-256(public key), as 16 hex digits.
  * SIGNATURE is JSON: {"version": 1, "algorithm": "ed25519", "key_id": "<hex>",
- * "signature": "<base64 of the 64-byte signature of the digest>"}.
+ * "public_key": "<base64 of the 32-byte public key>", "signature": "<base64 of the
+ * 64-byte signature of the digest>"}. "public_key" (written since the store, optional
+ * when read) tells who signed without trusting them: the store's same-signer rule
+ * (docs/store.md); its id must be "key_id".
  */
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #define SIGNATURE_FILE         "SIGNATURE"
 #define SIGNATURE_TRUSTED_DIR  "trusted-keys"
 #define SIGNATURE_DIGEST_BYTES 64u
 #define SIGNATURE_KEY_ID_CHARS 16u
+/* Characters of a public key in base64 (32 bytes, padded), without the NUL. */
+#define SIGNATURE_PUBLIC_KEY_CHARS 44u
 
 /* Bounds on a bundle: entries, total bytes of regular files, directory depth, bytes of
  * one relative path. A real app folder is far below each (the examples: < 20 files). */
@@ -111,3 +117,27 @@ int signature_check_trust(int dirfd, SignatureError *err);
  */
 int signature_verify(int dirfd, const char *state_dir, char ret_key_id[SIGNATURE_KEY_ID_CHARS + 1],
                      SignatureError *err);
+
+/*
+ * Verifies the folder dirfd against the public key its SIGNATURE carries, not against
+ * the trusted keys: it answers "who signed these bytes", which the store's same-signer
+ * rule needs for keys nobody trusts (docs/store.md, "Signing"). Whether the signer is
+ * trusted with signature-level rights stays signature_verify()'s question. The folder's
+ * owners and modes are not checked (the store's staging folder is its own).
+ * Returns 0 and, if not NULL, ret_key_id and ret_public_key (base64, NUL-terminated);
+ * -ENOENT (no SIGNATURE: unsigned), -EINVAL (malformed SIGNATURE, no "public_key", or
+ * one whose id is not "key_id"), -EBADMSG (the signature does not match the files),
+ * errors of signature_digest, or -errno; err names the entry and the reason.
+ */
+int signature_verify_signer(int dirfd, char ret_key_id[SIGNATURE_KEY_ID_CHARS + 1],
+                            char ret_public_key[SIGNATURE_PUBLIC_KEY_CHARS + 1],
+                            SignatureError *err);
+
+/* True if the relative path s holds no control character (below 0x20, or 0x7f): what
+ * the digest's walk and the store's extraction accept in a name. */
+bool signature_path_is_clean(const char *s);
+
+/* True if the symlink target t cannot lead out of its folder whatever the links along
+ * it: relative, not empty, no ".." component (each hop can only go down). The digest's
+ * walk and the store's extraction accept only such symlinks. */
+bool signature_link_target_ok(const char *t);

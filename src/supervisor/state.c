@@ -468,6 +468,34 @@ static bool streq_ptr(const char *a, const char *b)
         return a == b || (a && b && strcmp(a, b) == 0);
 }
 
+/*
+ * True if path (canonical) is a version folder of id in the store (docs/store.md):
+ * <state>/apps/<id>/<version>, the version starting with a digit. The store puts
+ * there only what passed its same-signer rule for id (an unsigned app updated by an
+ * unsigned one, a signed one by the same key), so moving from one such folder to
+ * another is an update of the same app, not another app taking the id.
+ */
+static bool in_store(const State *s, const char *id, const char *path)
+{
+        _cleanup_free_ char *canon = NULL;
+        size_t n;
+
+        if (!path)
+                return false;
+        canon = realpath(s->path, NULL);
+        if (!canon)
+                return false;
+        n = strlen(canon);
+        if (strncmp(path, canon, n) != 0 || strncmp(path + n, "/apps/", 6) != 0)
+                return false;
+        path += n + 6;
+        n = strlen(id);
+        if (strncmp(path, id, n) != 0 || path[n] != '/')
+                return false;
+        path += n + 1;
+        return path[0] >= '0' && path[0] <= '9' && !strchr(path, '/');
+}
+
 /* Writes claim into id's row (inserting it with uid when insert). 0 or -EIO. */
 static int claim_store(sqlite3 *db, const char *id, uid_t uid, const StateClaim *c, bool insert,
                        bool first, int64_t now_ms)
@@ -583,6 +611,8 @@ static int claim_locked(State *s, const char *id, const StateClaim *c, int64_t n
         }
         same = rec->key_id ? streq_ptr(rec->key_id, c->key_id) : streq_ptr(rec->path, c->path);
         if (!same)
+                same = in_store(s, id, rec->path) && in_store(s, id, c->path);
+        if (!same)
                 return -EEXIST;
         merged = *c;
         if (!merged.key_id)
@@ -675,6 +705,33 @@ static int rm_rf_at(int parent, const char *name, unsigned depth)
         if (r == 0 && unlinkat(parent, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
                 r = negative_errno();
         return r;
+}
+
+int state_app_clear_data(State *s, const char *id)
+{
+        static const char *const names[] = {"data", "data.img"};
+        _cleanup_free_ char *app = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        int n = 0;
+
+        if (!s || !id || !manifest_id_is_valid(id))
+                return -EINVAL;
+        if (asprintf(&app, "%s/apps/%s", s->path, id) < 0)
+                return -ENOMEM;
+        fd = open(app, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return errno == ENOENT ? 0 : negative_errno();
+        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                int r;
+
+                if (faccessat(fd, names[i], F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+                        continue;
+                r = rm_rf_at(fd, names[i], 0);
+                if (r < 0)
+                        return r;
+                n++;
+        }
+        return n > 0;
 }
 
 int state_app_forget(State *s, const char *id)

@@ -96,7 +96,9 @@ typedef enum StateClaimResult {
  * the id is new (allocating its uid, as state_app_uid) or was allocated by a cella
  * that recorded no claim; accepts the recorded app itself: same key_id if it was
  * recorded signed, else the same path (then a signed claim binds the id to its key
- * from now on), updating path, dev, ino and digest. One IMMEDIATE transaction
+ * from now on), updating path, dev, ino and digest. Two version folders of id in the
+ * store (<state>/apps/<id>/<version>, docs/store.md) are the same app: the store
+ * checked that the second has the first's signer. One IMMEDIATE transaction
  * (nothing is written when nothing changed).
  * An id nested in a recorded app's namespace ("org.v.inbox" under "org.v") is refused
  * unless both are signed by the same trusted key or the nested id was recorded first
@@ -142,6 +144,16 @@ void state_claim_clear(StateClaim *c);
  * (the row is kept then, so it can be tried again).
  */
 int state_app_forget(State *s, const char *id);
+
+/*
+ * Clears app id's /data (`cella clear-data`, as Android's "clear storage"): removes
+ * apps/<id>/data and its image data.img, not following symlinks nor entering another
+ * file system (take the /data file system down first: storage_release()). The app
+ * keeps its uid, claim, grants and installed files; its next start makes a new, empty
+ * /data. The app must not be running. Returns 1 if anything was there, 0 if not,
+ * -EINVAL (bad id), or -errno of the removal.
+ */
+int state_app_clear_data(State *s, const char *id);
 
 /*
  * Creates apps/<id>/data (mode 0700, owned by uid:uid) and returns its path in

@@ -332,7 +332,7 @@ def test_synopses_name_real_options():
     that exists and options its --help knows: a documented command or option that
     is not there (`cella stop` was) fails here."""
     top = help_text([])
-    commands = set(re.findall(r"^  (\w+) ", top, re.M))
+    commands = set(re.findall(r"^  ([\w-]+) ", top, re.M))
     assert commands, top
     bad = []
     for b in ALL:

@@ -173,6 +173,19 @@ START_TEST(test_full)
 }
 END_TEST
 
+/* "autostart" (docs/manifest.md): a JSON boolean, false when absent. */
+START_TEST(test_autostart)
+{
+        Manifest *m = parse_ok(M(",\"autostart\":true"));
+
+        ck_assert(m->autostart);
+        manifest_free(m);
+        m = parse_ok(M(",\"autostart\":false"));
+        ck_assert(!m->autostart);
+        manifest_free(m);
+}
+END_TEST
+
 START_TEST(test_minimal_defaults)
 {
         Manifest *m =
@@ -186,6 +199,7 @@ START_TEST(test_minimal_defaults)
         ck_assert_str_eq(m->entry, "main.lua");
         ck_assert_int_eq(m->kind, MANIFEST_KIND_APP);
         ck_assert_int_eq(m->restart, MANIFEST_RESTART_NO);
+        ck_assert(!m->autostart);
         ck_assert_ptr_nonnull(m->args);
         ck_assert_ptr_null(m->args[0]);
         ck_assert_ptr_nonnull(m->depends);
@@ -291,6 +305,9 @@ START_TEST(test_wrong_types)
                 {M(",\"limits\":{\"files\":null}"), "limits.files", "got null"},
                 {M(",\"restart\":false"), "restart",
                  "expected \"no\", \"on-failure\" or \"always\", got false"},
+                {M(",\"autostart\":\"yes\""), "autostart", "expected true or false, got \"yes\""},
+                {M(",\"autostart\":1"), "autostart", "expected true or false, got 1"},
+                {M(",\"autostart\":null"), "autostart", "expected true or false, got null"},
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++)
@@ -1607,6 +1624,7 @@ int main(void)
 
         tcase_add_test(tc, test_full);
         tcase_add_test(tc, test_minimal_defaults);
+        tcase_add_test(tc, test_autostart);
         tcase_add_test(tc, test_syntax_error);
         tcase_add_test(tc, test_not_object);
         tcase_add_test(tc, test_missing_required);

@@ -544,6 +544,63 @@ START_TEST(test_verify_only_unchangeable)
 }
 END_TEST
 
+/* signature_verify_signer: who signed, from the key SIGNATURE carries, trusted or not;
+ * a changed file, an old SIGNATURE without the key, or a key that is not key_id's is
+ * refused. */
+START_TEST(test_verify_signer)
+{
+        _cleanup_close_ int dfd = open_dir(app);
+        char prefix[200], key[256], id[SIGNATURE_KEY_ID_CHARS + 1], kid[SIGNATURE_KEY_ID_CHARS + 1],
+                pk[SIGNATURE_PUBLIC_KEY_CHARS + 1], pub[256];
+        _cleanup_free_ char *sig = NULL, *pubtext = NULL;
+        SignatureError err;
+        size_t n;
+
+        snprintf(prefix, sizeof prefix, "%s/untrusted", top);
+        ck_assert_int_eq(signature_keygen(prefix, kid), 0);
+        snprintf(key, sizeof key, "%s.key", prefix);
+        ck_assert_int_eq(signature_sign(dfd, key, &err), 0);
+        /* not trusted: signature_verify refuses, the signer is still known */
+        ck_assert_int_eq(signature_verify(dfd, state, NULL, &err), -ENOKEY);
+        ck_assert_int_eq(signature_verify_signer(dfd, id, pk, &err), 0);
+        ck_assert_str_eq(id, kid);
+        snprintf(pub, sizeof pub, "%s.pub", prefix);
+        ck_assert_int_eq(read_file_at(AT_FDCWD, pub, 4096, &pubtext, &n), 0);
+        ck_assert(strncmp(pubtext, pk, SIGNATURE_PUBLIC_KEY_CHARS) == 0);
+
+        put(app, "lib/data.txt", "changed\n", 0644);
+        ck_assert_int_eq(signature_verify_signer(dfd, id, pk, &err), -EBADMSG);
+
+        /* an older SIGNATURE, without the key */
+        ck_assert_int_eq(signature_sign(dfd, key, &err), 0);
+        ck_assert_int_eq(read_file_at(dfd, SIGNATURE_FILE, 4096, &sig, &n), 0);
+        {
+                char *a = strstr(sig, "\"public_key\""), *b = a ? strchr(a, ',') : NULL;
+
+                ck_assert_ptr_nonnull(b);
+                memmove(a, b + 1, strlen(b + 1) + 1);
+                put(app, SIGNATURE_FILE, sig, 0644);
+        }
+        ck_assert_int_eq(signature_verify_signer(dfd, id, pk, &err), -EINVAL);
+        ck_assert(strstr(err.message, "no \"public_key\""));
+        /* a key that is not key_id's */
+        ck_assert_int_eq(signature_sign(dfd, key, &err), 0);
+        free(sig);
+        sig = NULL;
+        ck_assert_int_eq(read_file_at(dfd, SIGNATURE_FILE, 4096, &sig, &n), 0);
+        {
+                char *a = strstr(sig, "\"public_key\": \"");
+
+                ck_assert_ptr_nonnull(a);
+                a += strlen("\"public_key\": \"");
+                a[0] = a[0] == 'A' ? 'B' : 'A';
+                put(app, SIGNATURE_FILE, sig, 0644);
+        }
+        ck_assert_int_eq(signature_verify_signer(dfd, id, pk, &err), -EINVAL);
+        ck_assert(strstr(err.message, "not the key"));
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("signature");
@@ -566,6 +623,7 @@ int main(void)
         tcase_add_test(tc, test_bytes_bound);
         tcase_add_test(tc, test_sign_errors);
         tcase_add_test(tc, test_verify_only_unchangeable);
+        tcase_add_test(tc, test_verify_signer);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);

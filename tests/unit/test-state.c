@@ -636,6 +636,45 @@ START_TEST(test_claim_unsigned)
 }
 END_TEST
 
+/* The store's version folders of one id (<state>/apps/<id>/<version>, docs/store.md)
+ * are one app: the store checked the signer of each; a folder outside, a folder of
+ * another id, or a deeper one is not. */
+START_TEST(test_claim_store_versions)
+{
+        _cleanup_free_ char *path = new_state_path("claim-store"), *canon = NULL, *v1 = NULL,
+                            *v2 = NULL, *other = NULL, *deep = NULL, *notver = NULL, *into = NULL;
+        _cleanup_(state_freep) State *s = NULL;
+        StateClaim c;
+
+        ck_assert_int_eq(state_open(path, BASE, 16 * BLOCK, &s), 0);
+        canon = realpath(path, NULL);
+        ck_assert_ptr_nonnull(canon);
+        ck_assert_int_ge(asprintf(&v1, "%s/apps/org.example.s/1.0", canon), 0);
+        ck_assert_int_ge(asprintf(&v2, "%s/apps/org.example.s/2.0", canon), 0);
+        ck_assert_int_ge(asprintf(&other, "%s/apps/org.example.t/3.0", canon), 0);
+        ck_assert_int_ge(asprintf(&deep, "%s/apps/org.example.s/2.0/sub", canon), 0);
+        ck_assert_int_ge(asprintf(&notver, "%s/apps/org.example.s/data", canon), 0);
+        c = claim_of(v1, NULL, "d1");
+        ck_assert_int_eq(state_app_claim(s, "org.example.s", &c, 1000, NULL), STATE_CLAIM_NEW);
+        c = claim_of(v2, NULL, "d2");
+        ck_assert_int_eq(state_app_claim(s, "org.example.s", &c, 2000, NULL), STATE_CLAIM_UPDATED);
+        c = claim_of(other, NULL, "d3");
+        ck_assert_int_eq(state_app_claim(s, "org.example.s", &c, 3000, NULL), -EEXIST);
+        c = claim_of(deep, NULL, "d3");
+        ck_assert_int_eq(state_app_claim(s, "org.example.s", &c, 3000, NULL), -EEXIST);
+        c = claim_of(notver, NULL, "d3");
+        ck_assert_int_eq(state_app_claim(s, "org.example.s", &c, 3000, NULL), -EEXIST);
+        c = claim_of("/elsewhere/app", NULL, "d3");
+        ck_assert_int_eq(state_app_claim(s, "org.example.s", &c, 3000, NULL), -EEXIST);
+        /* and from outside into the store is no update either */
+        c = claim_of("/elsewhere/app", NULL, "d1");
+        ck_assert_int_eq(state_app_claim(s, "org.example.u", &c, 4000, NULL), STATE_CLAIM_NEW);
+        ck_assert_int_ge(asprintf(&into, "%s/apps/org.example.u/1.0", canon), 0);
+        c = claim_of(into, NULL, "d1");
+        ck_assert_int_eq(state_app_claim(s, "org.example.u", &c, 5000, NULL), -EEXIST);
+}
+END_TEST
+
 /* A signed app is its key: from any folder with the same key it is the app (moved or
  * updated); another key, or the same folder unsigned, is refused. An unsigned app's
  * folder signed later binds the id to that key. */
@@ -848,6 +887,7 @@ int main(void)
         tcase_add_test(tc, test_bad_range);
         tcase_add_test(tc, test_newer_schema);
         tcase_add_test(tc, test_claim_unsigned);
+        tcase_add_test(tc, test_claim_store_versions);
         tcase_add_test(tc, test_claim_signed);
         tcase_add_test(tc, test_claim_nested);
         tcase_add_test(tc, test_claim_schema_1);

@@ -1,0 +1,249 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * cella install: puts an app into cellad's store (docs/store.md). The CLI opens DIR
+ * or BUNDLE itself and passes cellad a sealed memfd of the bundle with the request
+ * (SCM_RIGHTS): cellad never opens a path a client names. Also what update.c,
+ * remove.c and list.c share: one call on <state>/cellad.sock and its error printed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "base/macro.h"
+#include "base/termsafe.h"
+#include "cli/cli.h"
+#include "cli/exit-codes.h"
+#include "supervisor/control.h"
+
+enum {
+        ARG_STATE_DIR = 0x100,
+        ARG_JSON,
+        ARG_ID,
+};
+
+/* The reply of one call, kept by on_reply. */
+typedef struct Reply {
+        json_t *reply;
+} Reply;
+
+static int on_reply(json_t *reply, bool continues, void *ud)
+{
+        Reply *r = ud;
+
+        (void)continues;
+        json_decref(r->reply);
+        r->reply = json_incref(reply);
+        return 0;
+}
+
+const char *cli_safe_field(json_t *v, char *buf, size_t size)
+{
+        buf[0] = 0;
+        if (json_is_string(v))
+                termsafe_field(json_string_value(v), size - 4, buf, size);
+        return buf;
+}
+
+#define safe cli_safe_field
+
+void cli_print_reply_error(const char *what, const char *source, const json_t *reply)
+{
+        json_t *p = control_reply_parameters(reply);
+        char entry[512], key[160], msg[1024], name[128];
+
+        safe(json_object_get(p, "entry"), entry, sizeof entry);
+        safe(json_object_get(p, "key"), key, sizeof key);
+        safe(json_object_get(p, "message"), msg, sizeof msg);
+        if (!msg[0])
+                snprintf(msg, sizeof msg, "%s",
+                         safe(json_object_get(reply, "error"), name, sizeof name));
+        log_error("%s%s%s: %s%s%s%s%s", what, source ? " " : "", source ?: "", entry,
+                  entry[0] ? ": " : "", key, key[0] ? ": " : "", msg);
+}
+
+int cli_cellad_call(const char *state_dir, const char *method, json_t *params, const int *fds,
+                    size_t n_fds, unsigned timeout_ms, json_t **ret_reply)
+{
+        _cleanup_control_client_ ControlClient *cl = NULL;
+        _cleanup_free_ char *path = NULL;
+        Reply rep = {};
+        int r;
+
+        *ret_reply = NULL;
+        if (asprintf(&path, "%s/cellad.sock", state_dir) < 0) {
+                json_decref(params);
+                log_error("out of memory");
+                return CELLA_EXIT_INTERNAL;
+        }
+        r = control_client_connect(path, &cl);
+        if (r == -ENOENT || r == -ECONNREFUSED) {
+                json_decref(params);
+                log_error("no cellad is running for %s (start it with 'cellad' or 'systemctl "
+                          "start cellad')",
+                          state_dir);
+                return 1;
+        }
+        if (r < 0) {
+                json_decref(params);
+                log_error_errno(r, "cannot connect to %s: %m", path);
+                return r == -EACCES ? CELLA_EXIT_STATE : 1;
+        }
+        control_client_set_timeout(cl, timeout_ms);
+        r = control_client_call(cl, method, params, fds, n_fds, false, on_reply, &rep);
+        if (r < 0) {
+                json_decref(rep.reply);
+                log_error_errno(r, "%s on %s: %m", method, path);
+                return 1;
+        }
+        *ret_reply = rep.reply;
+        return 0;
+}
+
+/* Prints obj as one line of JSON on stdout. */
+int cli_print_json(json_t *obj)
+{
+        if (!obj || json_dumpf(obj, stdout, JSON_COMPACT) < 0) {
+                log_error("out of memory");
+                return CELLA_EXIT_INTERNAL;
+        }
+        putchar('\n');
+        return 0;
+}
+
+static void install_usage(FILE *f, bool update)
+{
+        if (update)
+                fprintf(f,
+                        "Usage: cella update [--state-dir DIR] [--json] [--id ID] APP_DIR|BUNDLE\n"
+                        "\n"
+                        "Replaces the installed app with the one in APP_DIR or the bundle file\n"
+                        "BUNDLE, only if its version is newer (Debian's ordering: 1.10 > 1.9,\n"
+                        "1.0~rc1 < 1.0) and it is signed by the same key as the installed one.\n"
+                        "An unsigned app can be updated only by an unsigned one, a signed one\n"
+                        "only by the same key. The running app keeps its files until it starts\n"
+                        "again. --id ID: the bundle must be the app ID (docs/store.md).\n");
+        else
+                fprintf(f, "Usage: cella install [--state-dir DIR] [--json] APP_DIR|BUNDLE\n"
+                           "\n"
+                           "Installs the app in APP_DIR or the bundle file BUNDLE ('cella "
+                           "bundle')\n"
+                           "into cellad's store (<state-dir>/apps/<id>/<version>, read-only), "
+                           "after\n"
+                           "checking every file, the manifest, the rights it requests and its\n"
+                           "signature (docs/store.md). 'cella update' replaces it later.\n");
+        fprintf(f,
+                "\n"
+                "Options:\n"
+                "      --state-dir DIR   state directory of the cellad (default %s)\n"
+                "      --json            print the installed app as one JSON object (an error\n"
+                "                        as {\"error\": NAME, \"parameters\": {...}})\n"
+                "  -h, --help            this text\n"
+                "\n"
+                "Exit status: 0 %s; 1 refused (the error names the file or the manifest key\n"
+                "at fault), or no cellad runs; 240 bad command line.\n",
+                cli_default_state_dir(), update ? "updated" : "installed");
+}
+
+int cli_install_or_update(int argc, char **argv, bool update)
+{
+        static const struct option options[] = {
+                {"state-dir", required_argument, NULL, ARG_STATE_DIR},
+                {"json", no_argument, NULL, ARG_JSON},
+                {"id", required_argument, NULL, ARG_ID},
+                {"help", no_argument, NULL, 'h'},
+                {},
+        };
+        const char *state_dir = cli_default_state_dir(), *source, *id = NULL;
+        const char *what = update ? "cannot update to" : "cannot install";
+        _cleanup_close_ int fd = -EBADF;
+        json_t *reply = NULL, *params, *p;
+        bool json = false;
+        int c, code;
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+                switch (c) {
+                case ARG_STATE_DIR:
+                        if ((code = cli_state_dir_arg(optarg, &state_dir)) != 0)
+                                return code;
+                        break;
+                case ARG_JSON:
+                        json = true;
+                        break;
+                case ARG_ID:
+                        if (!update) {
+                                install_usage(stderr, update);
+                                return CELLA_EXIT_USAGE;
+                        }
+                        if ((code = cli_app_id_arg(optarg)) != 0)
+                                return code;
+                        id = optarg;
+                        break;
+                case 'h':
+                        install_usage(stdout, update);
+                        return 0;
+                default:
+                        install_usage(stderr, update);
+                        return CELLA_EXIT_USAGE;
+                }
+        }
+        if (argc - optind != 1) {
+                log_error("%s: expected APP_DIR or BUNDLE; see 'cella %s --help'",
+                          update ? "update" : "install", update ? "update" : "install");
+                return CELLA_EXIT_USAGE;
+        }
+        source = argv[optind];
+        /* Is anyone there, before bundling what may be a large folder for nobody? */
+        code = cli_cellad_call(state_dir, "org.cella.Ping", NULL, NULL, 0, 10000, &reply);
+        json_decref(reply);
+        reply = NULL;
+        if (code != 0)
+                return code;
+        code = cli_bundle_fd(source, &fd, NULL);
+        if (code != 0)
+                return code;
+        params = id ? json_pack("{s:s}", "id", id) : json_object();
+        code = cli_cellad_call(state_dir, update ? "org.cella.Update" : "org.cella.Install", params,
+                               &fd, 1, 0, &reply);
+        if (code != 0)
+                return code;
+        if (control_reply_error_name(reply)) {
+                cli_print_reply_error(what, source, reply);
+                if (json)
+                        (void)cli_print_json(reply);
+                json_decref(reply);
+                return 1;
+        }
+        p = control_reply_parameters(reply);
+        if (json)
+                code = cli_print_json(p);
+        else {
+                char sid[256], ver[256], prev[256], key[64];
+                const char *k = json_string_value(json_object_get(p, "key_id"));
+
+                safe(json_object_get(p, "id"), sid, sizeof sid);
+                safe(json_object_get(p, "version"), ver, sizeof ver);
+                safe(json_object_get(p, "previous"), prev, sizeof prev);
+                safe(json_object_get(p, "key_id"), key, sizeof key);
+                if (update)
+                        printf("updated %s from %s to %s (%s%s)\n", sid, prev, ver,
+                               k ? "signed by key " : "unsigned", key);
+                else
+                        printf("installed %s %s (%s%s)\n", sid, ver,
+                               k ? "signed by key " : "unsigned", key);
+                if (!k)
+                        log_info("note: %s is unsigned: only an unsigned version can update it "
+                                 "(sign it with 'cella sign --key' to bind its updates to a key)",
+                                 sid);
+        }
+        json_decref(reply);
+        return code;
+}
+
+int cli_install(int argc, char **argv)
+{
+        return cli_install_or_update(argc, argv, false);
+}

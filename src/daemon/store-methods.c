@@ -1,0 +1,568 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The store's methods on cellad's control socket (docs/api.md, "org.cella.Install" and after):
+ * org.cella.Install, org.cella.Update, org.cella.Remove, org.cella.ClearData (access
+ * MANAGE) and org.cella.List (READ).
+ *
+ * Install and Update take the bundle as the request's first fd (SCM_RIGHTS), never
+ * a path: the daemon opens nothing a client names. The fd must be a sealed memfd
+ * (F_SEAL_WRITE, F_SEAL_SHRINK, F_SEAL_GROW), which the CLI makes: its bytes cannot
+ * change while the store reads them, and reading it cannot block (a pipe, a socket
+ * or a file on a FUSE mount the client serves could stall the daemon). The install
+ * itself (extraction, checks, fsync) runs on libuv's thread pool, so the loop keeps
+ * serving apps and clients meanwhile; the store's flock serialises installs.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "base/macro.h"
+#include "base/time-util.h"
+#include "daemon/daemon-internal.h"
+#include "policy/grants.h"
+#include "policy/signature.h"
+#include "store/store.h"
+#include "supervisor/forget.h"
+#include "supervisor/state.h"
+#include "supervisor/storage.h"
+
+/* Error names of the store's methods (docs/api.md, "org.cella.Install" and after). */
+#define STORE_ERROR_INVALID_BUNDLE  "org.cella.InvalidBundle"
+#define STORE_ERROR_APP_EXISTS      "org.cella.AppExists"
+#define STORE_ERROR_NOT_NEWER       "org.cella.NotNewer"
+#define STORE_ERROR_SIGNER_MISMATCH "org.cella.SignerMismatch"
+#define STORE_ERROR_ID_TAKEN        "org.cella.IdTaken"
+
+#define REQUIRED_SEALS (F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW)
+
+typedef struct Job {
+        uv_work_t work;
+        Daemon *d;
+        ControlCall *call; /* NULL once the client went away */
+        int fd;
+        StoreMode mode;
+        char *expect_id;
+        int r;
+        StoreResult res;
+        StoreError err;
+} Job;
+
+static void job_free(Job *j)
+{
+        safe_close(j->fd);
+        free(j->expect_id);
+        store_app_clear(&j->res.app);
+        free(j);
+}
+
+static json_t *app_json(const StoreApp *a)
+{
+        return json_pack("{s:s, s:s, s:s?, s:b, s:s?, s:s?, s:s?, s:I, s:b, s:I, s:I}", "id", a->id,
+                         "version", a->version, "dir", a->dir, "signed", a->public_key != NULL,
+                         "key_id", a->key_id, "public_key", a->public_key, "previous", a->previous,
+                         "installed_at_ms", (json_int_t)a->installed_at_ms, "autostart",
+                         a->autostart, "files", (json_int_t)a->files, "bytes",
+                         (json_int_t)a->bytes);
+}
+
+/* The error reply for a store failure r with err (docs/api.md). */
+static int reply_store_error(ControlCall *call, const char *id, int r, const StoreError *err)
+{
+        static const char *const names[] = {
+                [STORE_FAULT_BUNDLE] = STORE_ERROR_INVALID_BUNDLE,
+                [STORE_FAULT_INSTALLED] = STORE_ERROR_APP_EXISTS,
+                [STORE_FAULT_NOT_INSTALLED] = CONTROL_ERROR_NO_SUCH_APP,
+                [STORE_FAULT_NOT_NEWER] = STORE_ERROR_NOT_NEWER,
+                [STORE_FAULT_SIGNER] = STORE_ERROR_SIGNER_MISMATCH,
+                [STORE_FAULT_ID] = CONTROL_ERROR_INVALID_PARAMETER,
+        };
+        const char *name = (unsigned)err->fault < ELEMENTSOF(names) && names[err->fault]
+                                   ? names[err->fault]
+                                   : CONTROL_ERROR_FAILED;
+        json_t *p = json_pack("{s:s, s:i}", "message",
+                              err->message[0] ? err->message : strerror(-r), "errno", -r);
+
+        if (!p)
+                return control_reply_errno(call, -ENOMEM, NULL);
+        if (err->path[0])
+                json_object_set_new(p, "entry", json_string(err->path));
+        if (err->key[0])
+                json_object_set_new(p, "key", json_string(err->key));
+        if (id)
+                json_object_set_new(p, "app", json_string(id));
+        if (err->fault == STORE_FAULT_ID)
+                json_object_set_new(p, "parameter", json_string("id"));
+        return control_reply_error(call, name, p);
+}
+
+/* The key id signature_verify() gives the folder at launch (a trusted key), or ""
+ * (unsigned, or not trusted): what the claim must carry to match the launch's. */
+static void trusted_key_of(int dirfd, const char *state_dir, char id[SIGNATURE_KEY_ID_CHARS + 1])
+{
+        SignatureError se = {};
+
+        if (signature_verify(dirfd, state_dir, id, &se) < 0)
+                id[0] = 0;
+}
+
+/*
+ * A new install claims its id now (state.db: its uid, and whose it is), so that an
+ * id already held by another folder or key is refused here, with the way out, and
+ * not at the first start. Returns 0, or replies and returns 1 after undoing the
+ * install.
+ */
+static int claim_new(Job *j)
+{
+        Daemon *d = j->d;
+        _cleanup_(state_freep) State *st = NULL;
+        _cleanup_close_ int dirfd = -EBADF;
+        char key_id[SIGNATURE_KEY_ID_CHARS + 1];
+        StateClaim claim = {}, rec = {};
+        StoreError e = {};
+        int r;
+
+        r = state_open(d->state_dir, d->o.uid_base, d->o.uid_count, &st);
+        if (r >= 0) {
+                dirfd = open(j->res.app.dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                r = dirfd < 0 ? -errno : 0;
+        }
+        if (r >= 0) {
+                trusted_key_of(dirfd, d->state_dir, key_id);
+                r = state_claim_of_folder(dirfd, key_id, &claim);
+        }
+        if (r >= 0)
+                r = state_app_claim(st, j->res.app.id, &claim, now_realtime_ms(), &rec);
+        if (r >= 0) {
+                state_claim_clear(&claim);
+                return 0;
+        }
+        (void)store_remove(d->state_dir, j->res.app.id, &e);
+        if (r == -EEXIST || r == -ENOTUNIQ) {
+                char msg[1024];
+
+                if (r == -EEXIST)
+                        snprintf(msg, sizeof msg,
+                                 "the id %s belongs to another app: %s%s (docs/security.md, "
+                                 "\"App identity\"); 'cella forget %s' frees it, with that "
+                                 "app's data and grants",
+                                 j->res.app.id, rec.key_id ? "the bundles signed by key " : "the folder ",
+                                 rec.key_id ?: rec.path ?: "?", j->res.app.id);
+                else
+                        snprintf(msg, sizeof msg,
+                                 "the id %s lies in the namespace of the installed app %s "
+                                 "(%s%s), which another signer holds (docs/security.md, \"App "
+                                 "identity\")",
+                                 j->res.app.id, rec.id ?: "?", rec.key_id ? "key " : "the folder ",
+                                 rec.key_id ?: rec.path ?: "?");
+                state_claim_clear(&claim);
+                state_claim_clear(&rec);
+                if (j->call)
+                        (void)control_reply_error(
+                                j->call, STORE_ERROR_ID_TAKEN,
+                                json_pack("{s:s, s:s}", "message", msg, "app", j->res.app.id));
+                return 1;
+        }
+        state_claim_clear(&claim);
+        if (j->call)
+                (void)control_reply_errno(j->call, r, "cannot record the app's id in state.db");
+        return 1;
+}
+
+static void on_abort(ControlCall *call, void *ud)
+{
+        Job *j = ud;
+
+        (void)call;
+        j->call = NULL; /* the install goes on; nobody hears how it ended */
+}
+
+static void work_install(uv_work_t *w)
+{
+        Job *j = w->data;
+
+        j->r = store_install(j->d->state_dir, j->fd, j->mode, j->expect_id, now_realtime_ms(),
+                             &j->res, &j->err);
+}
+
+static void after_install(uv_work_t *w, int status)
+{
+        Job *j = w->data;
+        const char *what = j->mode == STORE_MODE_UPDATE ? "update" : "install";
+
+        if (status < 0 && j->r == 0)
+                j->r = status; /* cancelled: never started */
+        if (j->err.warning[0])
+                log_warning("%s: %s", what, j->err.warning);
+        if (j->r < 0) {
+                log_info("%s refused: %s%s%s%s%s", what, j->err.path, j->err.path[0] ? ": " : "",
+                         j->err.key, j->err.key[0] ? ": " : "", j->err.message);
+                if (j->call)
+                        (void)reply_store_error(j->call, j->expect_id, j->r, &j->err);
+                job_free(j);
+                return;
+        }
+        if (j->mode == STORE_MODE_INSTALL && claim_new(j) != 0) {
+                job_free(j);
+                return;
+        }
+        log_info("%s: %s %s%s%s (%s%s)", j->res.replaced ? "updated" : "installed", j->res.app.id,
+                 j->res.app.version, j->res.replaced ? ", was " : "",
+                 j->res.replaced ? j->res.app.previous : "",
+                 j->res.app.key_id ? "signed by key " : "unsigned", j->res.app.key_id ?: "");
+        if (j->call) {
+                json_t *p = app_json(&j->res.app);
+
+                if (p)
+                        json_object_set_new(p, "replaced", json_boolean(j->res.replaced));
+                (void)(p ? control_reply(j->call, p) : control_reply_errno(j->call, -ENOMEM, NULL));
+        }
+        job_free(j);
+}
+
+/* Install and Update: {"id": ID (Update, optional: the bundle must be that app)} and
+ * the bundle as fd 0. */
+static int method_install_or_update(ControlCall *call, json_t *params, Daemon *d, StoreMode mode)
+{
+        _cleanup_close_ int fd = -EBADF;
+        const char *id = NULL;
+        bool missing = false;
+        struct stat st;
+        Job *j;
+        int seals, r;
+
+        if (mode == STORE_MODE_UPDATE) {
+                id = control_param_app(call, params, "id", &missing);
+                if (!id && !missing)
+                        return 0; /* replied */
+        }
+        fd = control_call_take_fd(call, 0);
+        if (fd < 0)
+                return control_reply_invalid_parameter(
+                        call, "bundle",
+                        "no bundle: pass the bundle as a sealed memfd with the request "
+                        "(SCM_RIGHTS), as 'cella install' does");
+        seals = fcntl(fd, F_GET_SEALS);
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || seals < 0 ||
+            (seals & REQUIRED_SEALS) != REQUIRED_SEALS)
+                return control_reply_invalid_parameter(
+                        call, "bundle",
+                        "the bundle must be a memfd sealed against writing, shrinking and "
+                        "growing (F_SEAL_WRITE, F_SEAL_SHRINK, F_SEAL_GROW): the daemon reads "
+                        "nothing a client could change or stall");
+        if (lseek(fd, 0, SEEK_SET) < 0)
+                return control_reply_errno(call, -errno, "cannot rewind the bundle");
+        j = calloc(1, sizeof *j);
+        if (!j)
+                return -ENOMEM;
+        *j = (Job){.d = d, .call = call, .fd = TAKE_FD(fd), .mode = mode};
+        if (id && !(j->expect_id = strdup(id))) {
+                job_free(j);
+                return -ENOMEM;
+        }
+        j->work.data = j;
+        r = uv_queue_work(daemon_loop(d), &j->work, work_install, after_install);
+        if (r < 0) {
+                job_free(j);
+                return control_reply_errno(call, r, "cannot queue the install");
+        }
+        control_call_on_abort(call, on_abort, j);
+        return 0;
+}
+
+static int method_install(ControlCall *call, json_t *params, void *userdata)
+{
+        return method_install_or_update(call, params, userdata, STORE_MODE_INSTALL);
+}
+
+static int method_update(ControlCall *call, json_t *params, void *userdata)
+{
+        return method_install_or_update(call, params, userdata, STORE_MODE_UPDATE);
+}
+
+/*
+ * Whether the daemon has app id (registered with its supervisor): Remove and ClearData
+ * refuse then (org.cella.AppState), as `cella forget` refuses a running app; the app
+ * is stopped with `cella stop` first. MERGE (life's lifecycle): refuse only while it
+ * runs (instance_state_is_running) and drop its stopped instance.
+ */
+static bool app_in_use(Daemon *d, const char *id)
+{
+        return supervisor_has_app(daemon_supervisor(d), id);
+}
+
+static int reply_in_use(ControlCall *call, const char *id, const char *what, pid_t kernel)
+{
+        char msg[512];
+
+        if (kernel > 0)
+                snprintf(msg, sizeof msg,
+                         "%s is an app of the running cella kernel %d: stop it first; nothing "
+                         "was %s",
+                         id, (int)kernel, what);
+        else
+                snprintf(msg, sizeof msg,
+                         "%s is an app of this cellad: stop it first ('cella stop %s'); "
+                         "nothing was %s",
+                         id, id, what);
+        return control_reply_error(call, CONTROL_ERROR_APP_STATE,
+                                   kernel > 0 ? json_pack("{s:s, s:s, s:i}", "message", msg, "app",
+                                                          id, "kernel_pid", (int)kernel)
+                                              : json_pack("{s:s, s:s}", "message", msg, "app", id));
+}
+
+/* Remove and ClearData: first, on the thread pool, whether another kernel on the
+ * state directory (a `cella run` or `cella boot`) has the app, as `cella forget`
+ * asks; then, on the loop, the change. */
+typedef struct Change {
+        uv_work_t work;
+        Daemon *d;
+        ControlCall *call; /* NULL once the client went away */
+        char *id;
+        bool remove, keep_data;
+        pid_t holder; /* a kernel that has the app */
+        pid_t mute;   /* a kernel that did not answer (it may have it) */
+        int r;        /* of control_ask_kernels() */
+} Change;
+
+static void change_free(Change *c)
+{
+        free(c->id);
+        free(c);
+}
+
+static int on_kernel(pid_t pid, json_t *reply, void *ud)
+{
+        Change *c = ud;
+        json_t *apps = json_object_get(control_reply_parameters(reply), "apps"), *e;
+        size_t i;
+
+        if (pid == getpid())
+                return 0; /* this cellad: its supervisor answers (app_in_use) */
+        json_array_foreach(apps, i, e)
+        {
+                const char *id = json_string_value(json_object_get(e, "id"));
+
+                if (id && strcmp(id, c->id) == 0 && c->holder == 0)
+                        c->holder = pid;
+        }
+        return 0;
+}
+
+static void on_mute(pid_t pid, int error, void *ud)
+{
+        Change *c = ud;
+
+        (void)error;
+        if (pid != getpid() && c->mute == 0)
+                c->mute = pid;
+}
+
+static void work_ask(uv_work_t *w)
+{
+        Change *c = w->data;
+
+        c->r = control_ask_kernels(c->d->state_dir, "org.cella.Ps", NULL, CONTROL_CLIENT_TIMEOUT_MS,
+                                   on_kernel, on_mute, c);
+}
+
+static void change_abort(ControlCall *call, void *ud)
+{
+        Change *c = ud;
+
+        (void)call;
+        c->call = NULL; /* nothing is done for a client that went away */
+}
+
+/* The store's files, then (unless keep_data) its data, grants and uid as `cella
+ * forget` (app_forget()). */
+static int do_remove(ControlCall *call, Daemon *d, const char *id, bool keep_data)
+{
+        _cleanup_(grants_freep) Grants *g = NULL;
+        _cleanup_(state_freep) State *st = NULL;
+        StoreError err = {};
+        AppForgetStep step;
+        int r;
+
+        r = store_remove(d->state_dir, id, &err);
+        if (r < 0)
+                return reply_store_error(call, id, r, &err);
+        log_info("removed %s%s", id, keep_data ? " (its data kept)" : "");
+        if (!keep_data) {
+                r = state_open(d->state_dir, d->o.uid_base, d->o.uid_count, &st);
+                if (r >= 0)
+                        r = grants_open(d->state_dir, &g);
+                if (r >= 0)
+                        r = app_forget(d->state_dir, g, st, id, &step);
+                if (r < 0)
+                        return control_reply_errno(call, r,
+                                                   "removed the app, but not its data and grants: "
+                                                   "'cella forget' them");
+        }
+        return control_reply(call, json_pack("{s:s, s:b}", "id", id, "data_kept", keep_data));
+}
+
+/* The app's /data emptied (a new one at its next start). */
+static int do_clear_data(ControlCall *call, Daemon *d, const char *id)
+{
+        _cleanup_(state_freep) State *st = NULL;
+        int r;
+
+        r = storage_release(d->state_dir, id);
+        if (r >= 0)
+                r = state_open(d->state_dir, d->o.uid_base, d->o.uid_count, &st);
+        if (r >= 0)
+                r = state_app_clear_data(st, id);
+        if (r < 0)
+                return control_reply_errno(call, r, "cannot clear the app's data");
+        log_info("cleared the data of %s", id);
+        return control_reply(call, json_pack("{s:s, s:b}", "id", id, "cleared", r > 0));
+}
+
+static void after_ask(uv_work_t *w, int status)
+{
+        Change *c = w->data;
+        const char *what = c->remove ? "removed" : "cleared";
+
+        if (!c->call) {
+                change_free(c);
+                return;
+        }
+        if (status < 0 || (c->r < 0 && c->r != -EACCES)) {
+                (void)control_reply_errno(c->call, status < 0 ? status : c->r,
+                                          "cannot ask the running kernels whether they have "
+                                          "the app");
+        } else if (c->holder > 0)
+                (void)reply_in_use(c->call, c->id, what, c->holder);
+        else if (c->mute > 0) {
+                char msg[512];
+
+                snprintf(msg, sizeof msg,
+                         "the cella kernel %d on %s did not answer within %u s, so %s may be "
+                         "one of its apps: nothing was %s; try again",
+                         (int)c->mute, c->d->state_dir, CONTROL_CLIENT_TIMEOUT_MS / 1000, c->id,
+                         what);
+                (void)control_reply_error(c->call, CONTROL_ERROR_APP_STATE,
+                                          json_pack("{s:s, s:s}", "message", msg, "app", c->id));
+        } else if (app_in_use(c->d, c->id)) /* again: it may have started meanwhile */
+                (void)reply_in_use(c->call, c->id, what, 0);
+        else if (c->remove)
+                (void)do_remove(c->call, c->d, c->id, c->keep_data);
+        else
+                (void)do_clear_data(c->call, c->d, c->id);
+        change_free(c);
+}
+
+/* Remove {"id": ID, "keep_data": false} and ClearData {"id": ID}. */
+static int method_change(ControlCall *call, json_t *params, Daemon *d, bool remove)
+{
+        json_t *kd = json_object_get(params, "keep_data");
+        const char *id;
+        bool missing = false;
+        Change *c;
+        int r;
+
+        id = control_param_app(call, params, "id", &missing);
+        if (!id)
+                return missing ? control_reply_invalid_parameter(call, "id", "expected an app id")
+                               : 0;
+        if (remove && kd && !json_is_null(kd) && !json_is_boolean(kd))
+                return control_reply_invalid_parameter(call, "keep_data", "expected true or false");
+        if (!remove && kd)
+                return control_reply_invalid_parameter(call, "keep_data",
+                                                       "ClearData takes no keep_data");
+        if (!remove) {
+                StoreApp a;
+
+                r = store_get(d->state_dir, id, &a);
+                if (r == -ENOENT)
+                        return control_reply_error(
+                                call, CONTROL_ERROR_NO_SUCH_APP,
+                                json_pack("{s:s, s:s}", "message", "not installed", "app", id));
+                if (r < 0)
+                        return control_reply_errno(call, r, "cannot read the store");
+                store_app_clear(&a);
+        }
+        if (app_in_use(d, id))
+                return reply_in_use(call, id, remove ? "removed" : "cleared", 0);
+        c = calloc(1, sizeof *c);
+        if (!c)
+                return -ENOMEM;
+        *c = (Change){.d = d, .call = call, .remove = remove, .keep_data = json_is_true(kd)};
+        c->id = strdup(id);
+        if (!c->id) {
+                change_free(c);
+                return -ENOMEM;
+        }
+        c->work.data = c;
+        r = uv_queue_work(daemon_loop(d), &c->work, work_ask, after_ask);
+        if (r < 0) {
+                change_free(c);
+                return control_reply_errno(call, r, "cannot queue the check");
+        }
+        control_call_on_abort(call, change_abort, c);
+        return 0;
+}
+
+static int method_remove(ControlCall *call, json_t *params, void *userdata)
+{
+        return method_change(call, params, userdata, true);
+}
+
+static int method_clear_data(ControlCall *call, json_t *params, void *userdata)
+{
+        return method_change(call, params, userdata, false);
+}
+
+/* {}: {"apps": [...]} sorted by id. */
+static int method_list(ControlCall *call, json_t *params, void *userdata)
+{
+        Daemon *d = userdata;
+        StoreApp *apps = NULL;
+        json_t *arr;
+        size_t n = 0;
+        int r;
+
+        (void)params;
+        r = store_list(d->state_dir, &apps, &n);
+        if (r < 0)
+                return control_reply_errno(call, r, "cannot list the store");
+        arr = json_array();
+        for (size_t i = 0; arr && i < n; i++)
+                if (json_array_append_new(arr, app_json(&apps[i])) < 0) {
+                        json_decref(arr);
+                        arr = NULL;
+                }
+        store_app_free_many(apps, n);
+        if (!arr)
+                return -ENOMEM;
+        return control_reply(call, json_pack("{s:o}", "apps", arr));
+}
+
+static const ControlMethod store_methods[] = {
+        {"org.cella.Install", CONTROL_ACCESS_MANAGE, method_install},
+        {"org.cella.Update", CONTROL_ACCESS_MANAGE, method_update},
+        {"org.cella.Remove", CONTROL_ACCESS_MANAGE, method_remove},
+        {"org.cella.ClearData", CONTROL_ACCESS_MANAGE, method_clear_data},
+        {"org.cella.List", CONTROL_ACCESS_READ, method_list},
+};
+
+int daemon_store_methods(Daemon *d)
+{
+        int r;
+
+        /* What installs killed with a previous daemon left (docs/store.md "Atomicity"). */
+        r = store_sweep(daemon_state_dir(d));
+        if (r > 0)
+                log_info("store: removed %d leftover(s) of interrupted installs", r);
+        else if (r < 0)
+                log_warning_errno(r, "cannot sweep %s/apps of interrupted installs: %m",
+                                  daemon_state_dir(d));
+        r = control_add_methods(daemon_control(d), store_methods, ELEMENTSOF(store_methods), d);
+        if (r < 0)
+                return log_error_errno(r, "cannot add the store's methods: %m");
+        return 0;
+}
