@@ -91,6 +91,7 @@ struct CgroupManager {
         CgroupHierarchy hier[_CGROUP_SLOT_MAX]; /* distinct hierarchies, n_hier of them */
         size_t n_hier;
         int slot[_CGROUP_SLOT_MAX]; /* index into hier, -1 when the backend does not use it */
+        pid_t owner;                /* the "@<pid>" of new leaves; 0: the caller's getpid() */
 };
 
 struct Cgroup {

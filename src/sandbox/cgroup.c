@@ -1143,7 +1143,7 @@ int cgroup_new_unified(CgroupManager *m, const char *label, Cgroup **ret)
         if (!cg)
                 return -ENOMEM;
         cg->manager = m;
-        if (asprintf(&cg->name, "%s@%d", label, (int)getpid()) < 0) {
+        if (asprintf(&cg->name, "%s@%d", label, (int)(m->owner > 0 ? m->owner : getpid())) < 0) {
                 cg->name = NULL;
                 return -ENOMEM;
         }
@@ -1161,6 +1161,109 @@ int cgroup_new_unified(CgroupManager *m, const char *label, Cgroup **ret)
                 return r;
         *ret = TAKE_PTR(cg);
         return 0;
+}
+
+void cgroup_manager_set_owner(CgroupManager *m, pid_t owner)
+{
+        if (m)
+                m->owner = owner > 0 ? owner : 0;
+}
+
+/* "<label>@<pid>": a valid label, an '@', a pid in 1..INT_MAX. Into *ret_owner the pid. */
+static bool leaf_name_valid(const char *name, pid_t *ret_owner)
+{
+        const char *at = name ? strrchr(name, '@') : NULL;
+        _cleanup_free_ char *label = NULL;
+        uint64_t pid;
+
+        if (!at || strlen(at + 1) > 10 || parse_u64(at + 1, strlen(at + 1), &pid) < 0 || pid == 0 ||
+            pid > INT_MAX || at[1] == '0')
+                return false;
+        label = strndup(name, (size_t)(at - name));
+        if (!label || !label_valid(label))
+                return false;
+        if (ret_owner)
+                *ret_owner = (pid_t)pid;
+        return true;
+}
+
+int cgroup_open(CgroupManager *m, const char *name, Cgroup **ret)
+{
+        _cleanup_(cgroup_freep) Cgroup *cg = NULL;
+        struct stat st;
+
+        if (!m || !ret || !leaf_name_valid(name, NULL))
+                return -EINVAL;
+        cg = calloc(1, sizeof *cg);
+        if (!cg)
+                return -ENOMEM;
+        cg->manager = m;
+        cg->name = strdup(name);
+        if (!cg->name)
+                return -ENOMEM;
+        for (size_t i = 0; i < m->n_hier; i++) {
+                if (asprintf(&cg->leaf[i], "%s/%s", m->hier[i].root, cg->name) < 0) {
+                        cg->leaf[i] = NULL;
+                        return -ENOMEM;
+                }
+                /* Every hierarchy the backend uses has the leaf (cgroup_new()). */
+                if (stat(cg->leaf[i], &st) < 0)
+                        return negative_errno();
+                if (!S_ISDIR(st.st_mode))
+                        return -ENOTDIR;
+        }
+        *ret = TAKE_PTR(cg);
+        return 0;
+}
+
+Cgroup *cgroup_close(Cgroup *cg)
+{
+        return cgroup_free(cg);
+}
+
+const char *cgroup_name(const Cgroup *cg)
+{
+        return cg ? cg->name : NULL;
+}
+
+int cgroup_sweep_owned(CgroupManager *m, pid_t owner, char *const *keep)
+{
+        _cleanup_strv_free_ char **removed = NULL;
+        int r;
+
+        if (!m || owner <= 0)
+                return -EINVAL;
+        for (int pass = 1; pass >= 0; pass--)
+                for (size_t i = 0; i < m->n_hier; i++) {
+                        const CgroupHierarchy *h = &m->hier[i];
+                        _cleanup_strv_free_ char **names = NULL;
+
+                        if (h->unified != (pass == 1))
+                                continue;
+                        r = list_subdirs(h->root, &names);
+                        if (r == -ENOENT)
+                                continue;
+                        if (r < 0)
+                                return r;
+                        STRV_FOREACH (name, names) {
+                                _cleanup_free_ char *p = NULL;
+                                pid_t o;
+
+                                if (!leaf_name_valid(*name, &o) || o != owner ||
+                                    strv_has((char **)keep, *name))
+                                        continue;
+                                if (asprintf(&p, "%s/%s", h->root, *name) < 0)
+                                        return -ENOMEM;
+                                if (sweep_leaf(h, p) < 0)
+                                        continue;
+                                if (!strv_has(removed, *name)) {
+                                        r = strv_extend(&removed, *name);
+                                        if (r < 0)
+                                                return r;
+                                }
+                        }
+                }
+        return (int)strv_length(removed);
 }
 
 int cgroup_new_rest(Cgroup *cg)

@@ -109,6 +109,40 @@ int cgroup_sweep(CgroupManager *m);
 int cgroup_new(CgroupManager *m, const char *label, Cgroup **ret);
 
 /*
+ * Leaves made by m from now on are named "<label>@<owner>" instead of the caller's
+ * pid (0: the caller's again). cellad names its apps' leaves after its keeper
+ * (src/keeper), which outlives a crash of cellad: cgroup_sweep() by the next
+ * cellad then leaves them to be adopted instead of removing them as leftovers.
+ */
+void cgroup_manager_set_owner(CgroupManager *m, pid_t owner);
+
+/*
+ * A handle for the existing leaf name ("<label>@<owner pid>", as cgroup_name() of
+ * the Cgroup that made it), in every hierarchy m uses; nothing is created. For a
+ * kernel adopting a sandbox an earlier one made (sandbox_adopt()). Returns 0 and
+ * *ret, -EINVAL (a malformed name: not a valid label, '@' and a pid), -ENOENT (the
+ * leaf is missing from a hierarchy), -ENOTDIR, -ENOMEM.
+ */
+int cgroup_open(CgroupManager *m, const char *name, Cgroup **ret);
+
+/* Frees the handle and leaves the leaf as it is (its tasks run on). Takes NULL;
+ * returns NULL. */
+Cgroup *cgroup_close(Cgroup *cg);
+
+/* The leaf's name, "<label>@<owner pid>"; belongs to cg. NULL for NULL. */
+const char *cgroup_name(const Cgroup *cg);
+
+/*
+ * Kills the tasks of, and removes, every leaf under cella's root whose owner pid is
+ * owner and whose name is not in keep (NULL-terminated; may be NULL): the leaves of
+ * apps a keeper's daemon started that the next daemon could not adopt (their fds
+ * were never handed over, or are gone). Leaves of other owners are left alone.
+ * Returns the number removed (>= 0), -EINVAL (owner <= 0), or -errno if a root
+ * cannot be read.
+ */
+int cgroup_sweep_owned(CgroupManager *m, pid_t owner, char *const *keep);
+
+/*
  * cgroup_new() in two steps, so the slower one can overlap a child's setup:
  * cgroup_new_unified() makes the handle and only the cgroup2 leaf, which
  * clone3(CLONE_INTO_CGROUP) needs to exist before the clone (on pure v2 that leaf is
