@@ -54,12 +54,15 @@ int sandbox_init_signals(sigset_t *ret_mask)
 
 /* Whether every copy of the parent's end of ctl is closed: a read finds the end
  * of the stream (nobody sends init anything once the app runs, so nothing is
- * queued to be read instead). */
+ * queued to be read instead), or ECONNRESET, which Linux reports once instead
+ * when the last copy closed with our reports (INIT_EXEC) still unread in it
+ * (unix_release_sock()). */
 static bool ctl_hung_up(int ctl)
 {
         char c;
+        ssize_t k = recv(ctl, &c, 1, MSG_PEEK | MSG_DONTWAIT);
 
-        return recv(ctl, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+        return k == 0 || (k < 0 && errno == ECONNRESET);
 }
 
 /* Reaps every child that has ended; on the app's end, reports it and exits. */
