@@ -59,7 +59,20 @@ int keeper_msg_send(int sock, const KeeperMsg *m, const int *fds)
                 c->cmsg_len = CMSG_LEN(sizeof(int) * n);
                 memcpy(CMSG_DATA(c), list, sizeof(int) * n);
         }
-        k = RETRY_EINTR(sendmsg(sock, &mh, MSG_NOSIGNAL));
+        for (;;) {
+                struct pollfd p = {.fd = sock, .events = POLLOUT};
+
+                k = RETRY_EINTR(sendmsg(sock, &mh, MSG_NOSIGNAL));
+                if (k >= 0 || errno != EAGAIN)
+                        break;
+                /* A non-blocking socket (a client's libuv watches it) with a full
+                 * buffer: wait for room, as long as a reply may take. */
+                k = RETRY_EINTR(poll(&p, 1, KEEPER_REPLY_TIMEOUT_MS));
+                if (k == 0)
+                        return -ETIMEDOUT;
+                if (k < 0)
+                        return negative_errno();
+        }
         if (k < 0)
                 return negative_errno();
         return k == (ssize_t)sizeof *m ? 0 : -EIO;

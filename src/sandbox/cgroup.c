@@ -1001,7 +1001,32 @@ const CgroupOps *cgroup_manager_ops(const CgroupManager *m)
         return m->ops;
 }
 
-/* True if name ends in "@<pid>" and that pid does not exist. */
+/*
+ * True if pid has exited and waits to be reaped (state Z in /proc/<pid>/stat, the
+ * field after the last ')', proc(5)): an owner that is gone, whose parent has not
+ * reaped it yet (or never will: an init that does not reap, as some containers'
+ * pid 1). False if it runs or cannot be read.
+ */
+static bool pid_is_zombie(pid_t pid)
+{
+        char path[32], buf[512];
+        _cleanup_close_ int fd = -EBADF;
+        const char *p;
+        ssize_t k;
+
+        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return false;
+        k = read(fd, buf, sizeof buf - 1);
+        if (k <= 0)
+                return false;
+        buf[k] = 0;
+        p = strrchr(buf, ')');
+        return p && p[1] == ' ' && p[2] == 'Z';
+}
+
+/* True if name ends in "@<pid>" and that pid does not exist, or is a zombie. */
 static bool leaf_owner_dead(const char *name)
 {
         const char *at = strrchr(name, '@');
@@ -1011,7 +1036,9 @@ static bool leaf_owner_dead(const char *name)
                 return false;
         if (pid == 0 || pid == UINT64_MAX || pid > INT_MAX)
                 return false;
-        return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+        if (kill((pid_t)pid, 0) < 0)
+                return errno == ESRCH;
+        return pid_is_zombie((pid_t)pid);
 }
 
 /*
@@ -1251,7 +1278,8 @@ int cgroup_sweep_owned(CgroupManager *m, pid_t owner, char *const *keep)
                                 _cleanup_free_ char *p = NULL;
                                 pid_t o;
 
-                                if (!leaf_name_valid(*name, &o) || o != owner ||
+                                if (!leaf_name_valid(*name, &o) ||
+                                    (o != owner && !leaf_owner_dead(*name)) ||
                                     strv_has((char **)keep, *name))
                                         continue;
                                 if (asprintf(&p, "%s/%s", h->root, *name) < 0)

@@ -122,7 +122,9 @@ void cgroup_manager_leave(CgroupManager *m);
 
 /*
  * Removes leftover leaves under cella's root in every hierarchy: a leaf whose owner
- * pid (after the '@' in its name) is not alive has its tasks killed and is removed.
+ * pid (after the '@' in its name) is not alive (no such process, or a zombie: it
+ * exited and waits for a parent that may never reap it) has its tasks killed and
+ * is removed.
  * Leaves of live owners, and names without "@<pid>", are left alone.
  * Returns the number of leaves removed (>= 0), or -errno if the roots cannot be read.
  */
@@ -160,10 +162,12 @@ Cgroup *cgroup_close(Cgroup *cg);
 const char *cgroup_name(const Cgroup *cg);
 
 /*
- * Kills the tasks of, and removes, every leaf under cella's root whose owner pid is
- * owner and whose name is not in keep (NULL-terminated; may be NULL): the leaves of
- * apps a keeper's daemon started that the next daemon could not adopt (their fds
- * were never handed over, or are gone). Leaves of other owners are left alone.
+ * cgroup_sweep() for a daemon that has just adopted the apps in keep: kills the
+ * tasks of, and removes, every leaf under cella's root whose name is not in keep
+ * (NULL-terminated; may be NULL) and whose owner pid is owner (the daemon's keeper:
+ * apps it started that could not be adopted, their fds never handed over or gone)
+ * or is not alive (an earlier keeper or kernel that is gone: an adopted leaf may be
+ * named after one, hence keep). Leaves of other live owners are left alone.
  * Returns the number removed (>= 0), -EINVAL (owner <= 0), or -errno if a root
  * cannot be read.
  */
