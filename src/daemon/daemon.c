@@ -218,6 +218,29 @@ static void on_stop_signal(uv_signal_t *h, int signum)
         }
 }
 
+/* Appends opt and "a,b,c" of l to *argv (nothing for an empty l). 0 or -ENOMEM. */
+static int extend_list(char ***argv, const char *opt, char **l)
+{
+        _cleanup_free_ char *joined = NULL;
+        size_t n = 0;
+
+        if (strv_length(l) == 0)
+                return 0;
+        STRV_FOREACH (e, l)
+                n += strlen(*e) + 1;
+        joined = calloc(1, n);
+        if (!joined)
+                return -ENOMEM;
+        STRV_FOREACH (e, l) {
+                if (*joined)
+                        strcat(joined, ",");
+                strcat(joined, *e);
+        }
+        if (strv_extend(argv, opt) < 0 || strv_extend(argv, joined) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
 /*
  * SIGHUP: the cellad binary again, in place (same pid: systemd's MAINPID holds), the
  * apps left running: the new image adopts them (daemon_adopt()). What crosses the
@@ -256,7 +279,10 @@ static void daemon_reexec(Daemon *d)
              (strv_extend(&argv, "--socket") < 0 || strv_extend(&argv, d->o.socket_path) < 0)) ||
             strv_extend(&argv, "--cgroup-mode") < 0 || strv_extend(&argv, mode) < 0 ||
             (d->o.no_autostart && strv_extend(&argv, "--no-autostart") < 0) ||
-            strv_extend(&argv, "--lock-fd") < 0 || strv_extend(&argv, fdbuf) < 0) {
+            (log_verbose > 0 && strv_extend(&argv, "--verbose") < 0) ||
+            strv_extend(&argv, "--lock-fd") < 0 || strv_extend(&argv, fdbuf) < 0 ||
+            extend_list(&argv, "--read-users", d->o.read_users) < 0 ||
+            extend_list(&argv, "--read-groups", d->o.read_groups) < 0) {
                 log_error("SIGHUP: cannot re-execute: out of memory");
                 return;
         }
@@ -433,12 +459,22 @@ int daemon_run(const DaemonOptions *o)
                 log_error_errno(r, "cannot start: %m");
                 goto out;
         }
+        /* After the adoption, which takes over the leaves a previous cellad left: what
+         * is left of processes that are gone is removed (cgroup.h, cgroup_sweep()). */
+        r = cgroup_sweep(d.cgm);
+        if (r > 0)
+                log_info("removed %d cgroup(s) left by cella processes that are gone", r);
+        else if (r < 0)
+                log_warning_errno(r, "cannot sweep leftover cgroups: %m");
         if (!o->no_autostart)
                 (void)daemon_autostart(&d);
 
         daemon_ready(&d);
         supervisor_loop(d.sup);
         code = 0;
+        /* The counts as the apps ended (a throttled update may not have gone out). */
+        if (d.notify)
+                daemon_send_status(&d);
         log_info("every app has stopped; exiting");
 out:
         if (d.sup) {

@@ -83,6 +83,12 @@ int supervisor_new(const SupervisorOptions *o, Supervisor **ret, SupervisorError
 /* Stops what still runs (SIGKILL), closes everything. Takes NULL; returns NULL. */
 Supervisor *supervisor_free(Supervisor *s);
 
+/* The kernel's control API (supervisor/control.h), listening on <state>/run/<pid>.sock
+ * with the methods org.cella.{Ps, Stats, GrantsChanged, Stop}; the daemon adds its
+ * methods and its public socket to it. NULL if it could not listen (a warning said
+ * so at start). */
+struct Control *supervisor_control(Supervisor *s);
+
 /*
  * Registers the app in app_dir (its manifest m, which the supervisor now owns, even
  * on failure) with extra_args appended to its manifest args (may be NULL; copied),
@@ -115,8 +121,6 @@ const Manifest *instance_manifest(const Instance *inst);
 
 /* The daemon's view of the kernel (daemon-mode.c): what src/daemon needs without the
  * supervisor's internals. */
-typedef struct Control Control;
-
 /* The supervisor's libuv loop (runs in supervisor_loop()). */
 uv_loop_t *supervisor_uv_loop(Supervisor *s);
 
@@ -127,9 +131,6 @@ uv_loop_t *supervisor_uv_loop(Supervisor *s);
  */
 int supervisor_open(Supervisor *s, SupervisorError *err);
 
-/* The kernel's control server (run/<pid>.sock), or NULL before supervisor_open() or
- * if it could not listen. */
-Control *supervisor_control(Supervisor *s);
 
 /*
  * An orderly stop of every app, as `cella boot` on Ctrl-C: apps first, then services,
