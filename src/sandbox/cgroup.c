@@ -899,6 +899,7 @@ CgroupManager *cgroup_manager_free(CgroupManager *m)
                 free(m->hier[i].self);
                 free(m->hier[i].leaf_dir);
         }
+        strv_free(m->adopted);
         free(m);
         return NULL;
 }
@@ -1131,7 +1132,7 @@ int cgroup_sweep(CgroupManager *m)
                         STRV_FOREACH (name, names) {
                                 _cleanup_free_ char *p = NULL;
 
-                                if (!leaf_owner_dead(*name))
+                                if (!leaf_owner_dead(*name) || strv_has(m->adopted, *name))
                                         continue;
                                 if (asprintf(&p, "%s/%s", h->root, *name) < 0)
                                         return -ENOMEM;
@@ -1148,10 +1149,26 @@ int cgroup_sweep(CgroupManager *m)
         return (int)strv_length(removed);
 }
 
+/* Forgets name in m->adopted (a handle of cgroup_open() going). */
+static void adopted_forget(CgroupManager *m, const char *name)
+{
+        size_t n = strv_length(m->adopted);
+
+        for (size_t i = 0; i < n; i++)
+                if (streq(m->adopted[i], name)) {
+                        free(m->adopted[i]);
+                        m->adopted[i] = m->adopted[n - 1];
+                        m->adopted[n - 1] = NULL;
+                        return;
+                }
+}
+
 static Cgroup *cgroup_free(Cgroup *cg)
 {
         if (!cg)
                 return NULL;
+        if (cg->adopted && cg->name)
+                adopted_forget(cg->manager, cg->name);
         for (size_t i = 0; i < _CGROUP_SLOT_MAX; i++)
                 free(cg->leaf[i]);
         free(cg->name);
@@ -1241,6 +1258,11 @@ int cgroup_open(CgroupManager *m, const char *name, Cgroup **ret)
                 if (!S_ISDIR(st.st_mode))
                         return -ENOTDIR;
         }
+        /* In use from now on, whatever its owner: a sweep must not take it (its
+         * owner may be a keeper that is gone, its apps adopted since). */
+        if (strv_extend(&m->adopted, name) < 0)
+                return -ENOMEM;
+        cg->adopted = true;
         *ret = TAKE_PTR(cg);
         return 0;
 }
@@ -1280,7 +1302,7 @@ int cgroup_sweep_owned(CgroupManager *m, pid_t owner, char *const *keep)
 
                                 if (!leaf_name_valid(*name, &o) ||
                                     (o != owner && !leaf_owner_dead(*name)) ||
-                                    strv_has((char **)keep, *name))
+                                    strv_has((char **)keep, *name) || strv_has(m->adopted, *name))
                                         continue;
                                 if (asprintf(&p, "%s/%s", h->root, *name) < 0)
                                         return -ENOMEM;

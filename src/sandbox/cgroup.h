@@ -150,7 +150,8 @@ void cgroup_manager_set_owner(CgroupManager *m, pid_t owner);
  * the Cgroup that made it), in every hierarchy m uses; nothing is created. For a
  * kernel adopting a sandbox an earlier one made (sandbox_adopt()). Returns 0 and
  * *ret, -EINVAL (a malformed name: not a valid label, '@' and a pid), -ENOENT (the
- * leaf is missing from a hierarchy), -ENOTDIR, -ENOMEM.
+ * leaf is missing from a hierarchy), -ENOTDIR, -ENOMEM. While the handle lives, no
+ * cgroup_sweep() or cgroup_sweep_owned() of m removes the leaf, whatever its owner.
  */
 int cgroup_open(CgroupManager *m, const char *name, Cgroup **ret);
 

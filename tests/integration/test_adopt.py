@@ -359,3 +359,37 @@ def test_keeper_kills_the_apps_when_no_cellad_comes_back(tmp_path):
         assert mounts_of(tmp_path) == data_mounts(state, pids)
     finally:
         d.close()
+
+
+def test_keeper_replaced_then_sigkill(tmp_path):
+    """The keeper dies while cellad runs: cellad starts another at once and hands it
+    every app; then cellad is SIGKILLed: the next one adopts them from the new keeper,
+    their leaves (named after the dead keeper) kept by every sweep."""
+    state, d = start_apps(tmp_path, n=2)
+    d2 = None
+    try:
+        pids = {i: r["pid"] for i, r in ps(state).items()}
+        (old,) = keeper_pids(state)
+        os.kill(old, signal.SIGKILL)
+        wait_for("cellad to start another keeper", lambda: "starting another" in d.log())
+        new = wait_for("the new keeper", lambda: [k for k in keeper_pids(state) if k != old])
+        assert all(alive(p) for p in pids.values())
+        d.send(signal.SIGKILL)
+        d.proc.wait(timeout=DEADLINE)
+        d2 = Cellad(state).start()
+        assert "adopted 2 app(s) left running by an earlier cellad" in d2.log(), d2.log()
+        after = ps(state)
+        assert {i: r["pid"] for i, r in after.items()} == pids, after
+        assert all(r["state"] == "running" for r in after.values())
+        assert all(p.endswith(f"@{old}") for p in leaves(prefix())), leaves(prefix())
+        last = {i: max(ok_calls(state, i)) for i in pids}
+        wait_for("calls answered", lambda: all(max(ok_calls(state, i)) >= last[i] + 20
+                                               for i in pids))
+        assert keeper_pids(state) == new
+        assert d2.stop(signal.SIGTERM) == 0
+        assert not leaves(prefix())
+        assert mounts_of(tmp_path) == data_mounts(state, pids)
+    finally:
+        d.close()
+        if d2:
+            d2.close()

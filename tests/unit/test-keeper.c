@@ -679,6 +679,39 @@ START_TEST(test_peer_refused)
 }
 END_TEST
 
+/* A leaf open by cgroup_open() (adopted) is no sweep's, whatever its owner: an app
+ * adopted after its keeper died and another took over keeps the dead one's name. */
+START_TEST(test_sweep_spares_adopted_leaf)
+{
+        _cleanup_(manager_freep) CgroupManager *m = NULL;
+        Cgroup *cg = NULL, *open = NULL;
+        _cleanup_free_ char *name = NULL;
+        pid_t dead;
+        int status;
+
+        REQUIRE_ROOT();
+        ck_assert_int_ge(cgroup_manager_new("/sys/fs/cgroup", CGROUP_MODE_AUTO, NULL, &m), 0);
+        dead = fork();
+        ck_assert_int_ge(dead, 0);
+        if (dead == 0)
+                _exit(0);
+        ck_assert_int_eq(waitpid(dead, &status, 0), dead);
+        cgroup_manager_set_owner(m, dead);
+        ck_assert_int_eq(cgroup_new(m, TEST_LABEL "-sweep", &cg), 0);
+        name = strdup(cgroup_name(cg));
+        ck_assert_ptr_nonnull(name);
+        cg = cgroup_close(cg); /* the leaf stays, its owner dead */
+        ck_assert_int_eq(cgroup_open(m, name, &open), 0);
+        ck_assert_int_ge(cgroup_sweep(m), 0);
+        ck_assert(leaf_exists(m, name));
+        ck_assert_int_ge(cgroup_sweep_owned(m, getpid(), NULL), 0);
+        ck_assert(leaf_exists(m, name));
+        open = cgroup_close(open);
+        ck_assert_int_ge(cgroup_sweep(m), 1);
+        ck_assert(!leaf_exists(m, name));
+}
+END_TEST
+
 int main(void)
 {
         Suite *suite = suite_create("keeper");
@@ -696,6 +729,7 @@ int main(void)
         tcase_add_test(tc, test_unheld_sandbox_dies);
         tcase_add_test(tc, test_incomplete_refused);
         tcase_add_test(tc, test_peer_refused);
+        tcase_add_test(tc, test_sweep_spares_adopted_leaf);
         suite_add_tcase(suite, tc);
         sr = srunner_create(suite);
         return skip_run(sr);
