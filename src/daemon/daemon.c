@@ -147,21 +147,24 @@ static void raise_nofile_soft(void)
 
 /* ---- sd_notify, STATUS= and the watchdog ---- */
 
+/* STATUS=, for systemctl status: "STATUS=3 app(s): 2 running, 1 exited" (the states
+ * with no app left out), and when it went out (for the throttle). */
 static void daemon_send_status(Daemon *d)
 {
         size_t counts[16], n;
         char buf[512];
         size_t k = 0;
+        bool first = true;
 
         n = supervisor_count_states(d->sup, counts, ELEMENTSOF(counts));
         k += (size_t)snprintf(buf, sizeof buf, "STATUS=%zu app(s)", n);
-        for (size_t i = 0; i < ELEMENTSOF(counts) && k < sizeof buf; i++)
-                if (counts[i] > 0)
-                        k += (size_t)snprintf(buf + k, sizeof buf - k, "%s%zu %s",
-                                              k > 7 + 12 && buf[k - 1] != ')' ? ", " : ": ",
-                                              counts[i], supervisor_state_name((InstanceState)i));
-        if (k >= sizeof buf)
-                buf[sizeof buf - 1] = 0;
+        for (size_t i = 0; i < ELEMENTSOF(counts) && k < sizeof buf; i++) {
+                if (counts[i] == 0)
+                        continue;
+                k += (size_t)snprintf(buf + k, sizeof buf - k, "%s%zu %s", first ? ": " : ", ",
+                                      counts[i], supervisor_state_name((InstanceState)i));
+                first = false;
+        }
         d->status_last_ms = now_monotonic_ms();
         (void)sd_notify(0, buf);
 }
@@ -178,7 +181,9 @@ void daemon_status_changed(Daemon *d)
 {
         uint64_t now, next;
 
-        if (!d->notify || !d->sup || d->status_pending)
+        /* Not before the timer exists, nor once it is closed (supervisor_free()'s
+         * last records). */
+        if (!d->notify || !d->sup || d->status_pending || !(d->handles & DAEMON_HANDLE_STATUS))
                 return;
         now = now_monotonic_ms();
         next = d->status_last_ms + DAEMON_STATUS_INTERVAL_MS;

@@ -263,15 +263,18 @@ def _keeper_pid(state):
         return struct.unpack("3i", cred)[0]
 
 
-def test_apps_cgroups_are_beside_the_daemons_leaf(tmp_path):
-    """Each app's leaf is in <B>/cella/, <B>/supervisor holds the daemon alone."""
+@pytest.mark.parametrize("mode", ["auto", "v1"])
+def test_apps_cgroups_are_beside_the_daemons_leaf(tmp_path, mode):
+    """Each app's leaf is in <B>/cella/, <B>/supervisor holds the daemon and no app;
+    on a hybrid host the cgroup2 hierarchy too (auto), not with --cgroup-mode v1."""
     require_cellad()
     state = _installed(tmp_path)
-    with running_cellad(state) as d:
+    hybrid = mode == "auto" and Path("/sys/fs/cgroup/unified/cgroup.controllers").exists()
+    with running_cellad(state, "--cgroup-mode", mode) as d:
         own = _cgroups(d.pid)
         for app in ps(state).values():
             cg = _cgroups(app["pid"])
-            for ctrl in ("memory", "pids"):
+            for ctrl in ("memory", "pids") + (("",) if hybrid else ()):
                 base = own[ctrl][: -len("/supervisor")]
                 # Named after its owner, cellad's keeper (docs/daemon.md, "Restart and
                 # adoption"), which outlives a crash of cellad.
