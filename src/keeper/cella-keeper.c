@@ -39,8 +39,14 @@
 
 #define CLIENTS_MAX 8 /* cellad, a re-exec'd cellad, a test: a few at once */
 
+/* A held set: its record kept compact (a KeeperRecord is 8.7 KB, mostly room for
+ * paths; a thousand sets would be 8.7 MB), rebuilt for a TAKE. */
 typedef struct Held {
-        KeeperRecord rec;
+        char *id, *cgroup_name, *cgroup_kill, *app_dir;
+        uint64_t generation, oom_kills_before;
+        int64_t started_ms;
+        int32_t pid, app_pid, init_exec;
+        uint32_t uid, restarts, mask;
         int fds[_KEEPER_FD_MAX];
 } Held;
 
@@ -68,6 +74,59 @@ static void held_close(Held *h)
 {
         for (unsigned i = 0; i < _KEEPER_FD_MAX; i++)
                 h->fds[i] = safe_close(h->fds[i]);
+        free(h->id);
+        free(h->cgroup_name);
+        free(h->cgroup_kill);
+        free(h->app_dir);
+        h->id = h->cgroup_name = h->cgroup_kill = h->app_dir = NULL;
+}
+
+/* Fills h from rec (checked: its strings terminated). Returns 0 or -ENOMEM. */
+static int held_set(Held *h, const KeeperRecord *rec)
+{
+        *h = (Held){
+                .id = strdup(rec->id),
+                .cgroup_name = strdup(rec->cgroup_name),
+                .cgroup_kill = strdup(rec->cgroup_kill),
+                .app_dir = strdup(rec->app_dir),
+                .generation = rec->generation,
+                .oom_kills_before = rec->oom_kills_before,
+                .started_ms = rec->started_ms,
+                .pid = rec->pid,
+                .app_pid = rec->app_pid,
+                .init_exec = rec->init_exec,
+                .uid = rec->uid,
+                .restarts = rec->restarts,
+                .mask = rec->fds,
+        };
+        for (unsigned i = 0; i < _KEEPER_FD_MAX; i++)
+                h->fds[i] = -EBADF;
+        if (!h->id || !h->cgroup_name || !h->cgroup_kill || !h->app_dir) {
+                held_close(h);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+/* The record of h, as it came. */
+static void held_record(const Held *h, KeeperRecord *rec)
+{
+        *rec = (KeeperRecord){
+                .generation = h->generation,
+                .pid = h->pid,
+                .app_pid = h->app_pid,
+                .started_ms = h->started_ms,
+                .uid = h->uid,
+                .init_exec = h->init_exec,
+                .oom_kills_before = h->oom_kills_before,
+                .restarts = h->restarts,
+                .fds = h->mask,
+        };
+        /* Each fits: they came in arrays of these sizes, terminated. */
+        snprintf(rec->id, sizeof rec->id, "%s", h->id);
+        snprintf(rec->cgroup_name, sizeof rec->cgroup_name, "%s", h->cgroup_name);
+        snprintf(rec->cgroup_kill, sizeof rec->cgroup_kill, "%s", h->cgroup_kill);
+        snprintf(rec->app_dir, sizeof rec->app_dir, "%s", h->app_dir);
 }
 
 static void held_remove(size_t i)
@@ -79,7 +138,7 @@ static void held_remove(size_t i)
 static ssize_t held_find(const char *id)
 {
         for (size_t i = 0; i < n_held; i++)
-                if (strcmp(held[i].rec.id, id) == 0)
+                if (strcmp(held[i].id, id) == 0)
                         return (ssize_t)i;
         return -1;
 }
@@ -91,11 +150,11 @@ static void held_kill(const Held *h)
 {
         if (h->fds[KEEPER_FD_PIDFD] >= 0)
                 (void)syscall(SYS_pidfd_send_signal, h->fds[KEEPER_FD_PIDFD], SIGKILL, NULL, 0);
-        if (h->rec.cgroup_kill[0]) {
+        if (h->cgroup_kill[0]) {
                 char path[KEEPER_PATH_MAX + 16];
                 int fd;
 
-                snprintf(path, sizeof path, "%s/cgroup.kill", h->rec.cgroup_kill);
+                snprintf(path, sizeof path, "%s/cgroup.kill", h->cgroup_kill);
                 fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
                 if (fd >= 0) {
                         (void)!write(fd, "1", 1);
@@ -146,7 +205,11 @@ static int do_hold(const KeeperMsg *m, int *fds)
                 }
                 i = (ssize_t)n_held++;
         }
-        held[i].rec = m->rec;
+        r = held_set(&held[i], &m->rec);
+        if (r < 0) {
+                held[i] = held[--n_held];
+                return r;
+        }
         for (unsigned k = 0; k < _KEEPER_FD_MAX; k++) {
                 held[i].fds[k] = fds[k];
                 fds[k] = -EBADF;
@@ -178,7 +241,7 @@ static bool serve(int c, bool *bye)
 
                 m->rec.id[sizeof m->rec.id - 1] = 0;
                 i = held_find(m->rec.id);
-                if (i >= 0 && held[i].rec.generation == m->rec.generation)
+                if (i >= 0 && held[i].generation == m->rec.generation)
                         held_remove((size_t)i);
                 reply(c, KEEPER_OP_OK, 0, 0);
                 break;
@@ -190,7 +253,7 @@ static bool serve(int c, bool *bye)
                         m->magic = KEEPER_MAGIC;
                         m->op = KEEPER_OP_SET;
                         m->error = 0;
-                        m->rec = held[i].rec;
+                        held_record(&held[i], &m->rec);
                         if (keeper_msg_send(c, m, held[i].fds) < 0)
                                 break;
                         sent++;
