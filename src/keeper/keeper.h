@@ -146,8 +146,9 @@ int keeper_connect(const char *path, pid_t *ret_pid);
  * Starts a keeper for state_dir (its socket <state_dir>/run/keeper.sock, which must
  * be ours and 0700), from the executable keeper_path, with grace_s seconds of grace,
  * as a grandchild in a session of its own (fork, setsid, fork, exec: not our
- * child, so it outlives us and no signal to our process group reaches it), and
- * waits until it listens. Returns its pid or -errno (-EEXIST: another keeper holds
+ * child, so it outlives us and no signal to our process group reaches it), with
+ * /dev/null as its stdin and stdout and our stderr as its own, and waits until it
+ * listens (at most KEEPER_REPLY_TIMEOUT_MS). Returns its pid or -errno (-EEXIST: another keeper holds
  * the state dir; it may be connected to).
  */
 int keeper_spawn(const char *keeper_path, const char *state_dir, unsigned grace_s);

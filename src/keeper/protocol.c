@@ -241,11 +241,16 @@ int keeper_spawn(const char *keeper_path_, const char *state_dir, unsigned grace
                                         fdarg,
                                         NULL};
                         sigset_t none;
-                        int fd = fcntl(ready[1], F_DUPFD, 3); /* not close-on-exec */
+                        int fd = fcntl(ready[1], F_DUPFD, 3), /* not close-on-exec */
+                                null = open("/dev/null", O_RDWR | O_CLOEXEC);
 
                         sigemptyset(&none);
                         sigprocmask(SIG_SETMASK, &none, NULL);
-                        if (fd < 0)
+                        /* Not our stdin and stdout: a pipe someone reads to its end
+                         * must end with us. stderr stays: what the keeper says (a
+                         * grace kill) goes where cellad's messages go. */
+                        if (fd < 0 || null < 0 || dup2(null, STDIN_FILENO) < 0 ||
+                            dup2(null, STDOUT_FILENO) < 0)
                                 _exit(1);
                         snprintf(fdarg, sizeof fdarg, "%d", fd);
                         execv(keeper_path_, argv);
