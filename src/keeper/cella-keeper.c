@@ -496,8 +496,21 @@ int main(int argc, char **argv)
                 if (p[0].revents & POLLIN)
                         accept_client(listener);
         }
-        if (got_term && n_clients == 0)
-                kill_all("stopped (SIGTERM) with no cellad connected");
+        if (got_term) {
+                /* A client that hung up just before the signal (a cellad that gave
+                 * up on us, then told us to go) is gone, not connected. */
+                for (size_t i = n_clients; i > 0; i--) {
+                        char b;
+                        ssize_t k = recv(clients[i - 1], &b, 1, MSG_PEEK | MSG_DONTWAIT);
+
+                        if (k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR)) {
+                                close(clients[i - 1]);
+                                clients[i - 1] = clients[--n_clients];
+                        }
+                }
+                if (n_clients == 0)
+                        kill_all("stopped (SIGTERM) with no cellad connected");
+        }
         /* BYE, or SIGTERM with a cellad connected: it holds its own copies. The
          * lock is still ours: no other keeper listens on the path yet. */
         while (n_held > 0)

@@ -30,7 +30,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define KEEPER_MAGIC    0x6b656570u /* "keep" */
+/* The first word of every message. It names the protocol's version too: a change
+ * to KeeperMsg or KeeperRecord changes it, so that a cellad and a keeper of two
+ * versions of cella refuse each other's messages (-EBADMSG) instead of misreading
+ * them; cellad then stops that keeper, its apps with it (adopt.c). */
+#define KEEPER_MAGIC    0x6b656570u /* "keep", version 1 */
 #define KEEPER_ID_MAX   256         /* bytes of an app id with its NUL (manifest ids: 255) */
 #define KEEPER_NAME_MAX 256         /* a cgroup leaf name with its NUL (NAME_MAX + 1) */
 #define KEEPER_PATH_MAX 4096        /* PATH_MAX */
@@ -148,8 +152,8 @@ int keeper_connect(const char *path, pid_t *ret_pid);
  * as a grandchild in a session of its own (fork, setsid, fork, exec: not our
  * child, so it outlives us and no signal to our process group reaches it), with
  * /dev/null as its stdin and stdout and our stderr as its own, and waits until it
- * listens (at most KEEPER_REPLY_TIMEOUT_MS). Returns its pid or -errno (-EEXIST: another keeper holds
- * the state dir; it may be connected to).
+ * listens (at most KEEPER_REPLY_TIMEOUT_MS). Returns its pid or -errno (-EEXIST: another keeper
+ * holds the state dir; it may be connected to).
  */
 int keeper_spawn(const char *keeper_path, const char *state_dir, unsigned grace_s);
 

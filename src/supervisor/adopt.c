@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -514,6 +515,30 @@ static int adopt_one(Supervisor *s, KeeperSet *set, char ***adopted)
         return 1;
 }
 
+/*
+ * Makes sure the keeper pid is gone: a keeper we cannot speak with (one of
+ * another version of cella, or a broken one) must not hold apps nobody serves, nor
+ * keep the next keeper from its socket. SIGTERM, with no client connected, makes
+ * it kill what it holds and exit (cella-keeper.c); waits for that at most
+ * KEEPER_REPLY_TIMEOUT_MS, then SIGKILLs it (its sandboxes then end by the ctl
+ * hangup).
+ */
+static void keeper_stop(pid_t pid)
+{
+        _cleanup_close_ int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+        struct pollfd p;
+
+        if (fd < 0)
+                return;
+        (void)syscall(SYS_pidfd_send_signal, fd, SIGTERM, NULL, 0);
+        p = (struct pollfd){.fd = fd, .events = POLLIN};
+        if (RETRY_EINTR(poll(&p, 1, KEEPER_REPLY_TIMEOUT_MS)) == 1)
+                return;
+        log_warning("the keeper (pid %d) did not stop within %d ms; killing it", (int)pid,
+                    KEEPER_REPLY_TIMEOUT_MS);
+        (void)syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0);
+}
+
 int supervisor_adopt_all(Supervisor *s, size_t *ret_refused)
 {
         _cleanup_strv_free_ char **adopted = NULL;
@@ -529,15 +554,14 @@ int supervisor_adopt_all(Supervisor *s, size_t *ret_refused)
                 return r;
         r = keeper_take(s->keeper->fd, &sets, &n);
         if (r < 0) {
-                /* Never left running unserved: the keeper lets its copies go (each
-                 * sandbox whose ctl nobody else holds then ends: sandbox.h,
-                 * survive_parent), and a new keeper serves the apps from now on. */
+                /* Never left running unserved: that keeper goes, killing what it
+                 * holds (keeper_stop()), and a new one serves the apps from now on. */
                 log_error_errno(r,
                                 "cannot take the apps back from the keeper (pid %d): %m; "
                                 "they are stopped",
                                 (int)s->keeper->pid);
-                (void)keeper_bye(s->keeper->fd);
                 keeper_disconnect(s->keeper);
+                keeper_stop(s->keeper->pid);
                 if (keeper_connect_for(s, s->keeper) < 0)
                         log_error("cannot start another keeper: the apps will not outlive this "
                                   "cellad");

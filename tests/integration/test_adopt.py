@@ -19,6 +19,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -393,3 +394,39 @@ def test_keeper_replaced_then_sigkill(tmp_path):
         d.close()
         if d2:
             d2.close()
+
+
+def test_a_keeper_it_cannot_speak_with_is_stopped(tmp_path):
+    """A keeper cellad cannot speak with (another version of cella's: its messages
+    are not this one's) is stopped (SIGTERM: it kills what it holds) and replaced;
+    cellad starts as usual."""
+    require_cellad()
+    import socket as so
+    state = new_state(tmp_path)
+    (state / "run").mkdir(mode=0o700)
+    path = state / "run" / "keeper.sock"
+    fake = subprocess.Popen([sys.executable, "-c", f"""
+import signal, socket, sys
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.bind({str(path)!r})
+s.listen(4)
+print("listening", flush=True)
+while True:
+    c, _ = s.accept()
+    c.recv(65536)
+    c.send(b"not a keeper's message")
+"""], stdout=subprocess.PIPE, text=True)
+    d = None
+    try:
+        assert fake.stdout.readline() == "listening\n"
+        d = Cellad(state).start()
+        assert "cannot take the apps back from the keeper" in d.log(), d.log()
+        assert fake.wait(timeout=DEADLINE) == 0  # it had SIGTERM
+        (k,) = wait_for("a real keeper", lambda: keeper_pids(state))
+        assert k != fake.pid
+        assert d.stop(signal.SIGTERM) == 0
+    finally:
+        fake.kill()
+        if d:
+            d.close()

@@ -332,6 +332,20 @@ static void adopt_after_sigkill(bool subreaper)
         ck_assert_str_eq(sets[0].rec.cgroup_name, rp.cgroup_name);
         ck_assert_int_ge(sets[0].fds[KEEPER_FD_NOTIFY], 0);
         ck_assert_int_lt(sets[0].fds[KEEPER_FD_CHANNEL], 0);
+        /* The keeper keeps its own copies: an adopter that dies mid-way loses nothing,
+         * the next one takes the set again. */
+        {
+                _cleanup_close_ int k2 = keeper_connect(sock, NULL);
+                KeeperSet *again = NULL;
+                size_t n2 = 0;
+
+                ck_assert_int_ge(k2, 0);
+                ck_assert_int_eq(keeper_take(k2, &again, &n2), 0);
+                ck_assert_uint_eq(n2, 1);
+                ck_assert_int_eq(again[0].rec.pid, rp.init_pid);
+                keeper_set_done(&again[0]);
+                free(again);
+        }
 
         a = (SandboxAdoption){
                 .pid = sets[0].rec.pid,
@@ -712,6 +726,34 @@ START_TEST(test_sweep_spares_adopted_leaf)
 }
 END_TEST
 
+/* SIGTERM to a keeper whose last client has just hung up (a cellad that gave up on
+ * it, adopt.c keeper_stop()): the apps it holds end and it exits. (It kills them
+ * itself, as its stderr says; its exit alone would end them too, by the ctl
+ * hangup.) */
+START_TEST(test_sigterm_after_hangup)
+{
+        _cleanup_free_ char *sock = keeper_socket();
+        _cleanup_close_ int init_fd = -EBADF, keeper_fd = -EBADF;
+        Report rp;
+        pid_t d;
+        int k;
+
+        REQUIRE_ROOT();
+        d = start_daemon(true, 60, &rp);
+        init_fd = pidfd_open_(rp.init_pid);
+        keeper_fd = pidfd_open_(rp.keeper_pid);
+        ck_assert_int_ge(init_fd, 0);
+        ck_assert_int_ge(keeper_fd, 0);
+        kill_daemon(d);
+        k = keeper_connect(sock, NULL);
+        ck_assert_int_ge(k, 0);
+        close(k);
+        ck_assert_int_eq(syscall(SYS_pidfd_send_signal, keeper_fd, SIGTERM, NULL, 0), 0);
+        ck_assert_msg(wait_readable(init_fd, 10000), "the keeper did not kill the sandbox");
+        ck_assert_msg(wait_readable(keeper_fd, 10000), "the keeper did not exit");
+}
+END_TEST
+
 int main(void)
 {
         Suite *suite = suite_create("keeper");
@@ -730,6 +772,7 @@ int main(void)
         tcase_add_test(tc, test_incomplete_refused);
         tcase_add_test(tc, test_peer_refused);
         tcase_add_test(tc, test_sweep_spares_adopted_leaf);
+        tcase_add_test(tc, test_sigterm_after_hangup);
         suite_add_tcase(suite, tc);
         sr = srunner_create(suite);
         return skip_run(sr);
