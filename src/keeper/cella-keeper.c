@@ -222,6 +222,7 @@ static bool serve(int c, bool *bye)
 {
         _cleanup_free_ KeeperMsg *m = malloc(sizeof *m);
         int fds[_KEEPER_FD_MAX];
+        bool keep = true;
         int r;
 
         if (!m)
@@ -254,11 +255,14 @@ static bool serve(int c, bool *bye)
                         m->op = KEEPER_OP_SET;
                         m->error = 0;
                         held_record(&held[i], &m->rec);
-                        if (keeper_msg_send(c, m, held[i].fds) < 0)
+                        if (keeper_msg_send(c, m, held[i].fds) < 0) {
+                                keep = false; /* it stopped reading, or went */
                                 break;
+                        }
                         sent++;
                 }
-                reply(c, KEEPER_OP_END, 0, sent);
+                if (keep)
+                        reply(c, KEEPER_OP_END, 0, sent);
                 break;
         }
         case KEEPER_OP_BYE:
@@ -271,7 +275,7 @@ static bool serve(int c, bool *bye)
         }
         for (unsigned i = 0; i < _KEEPER_FD_MAX; i++)
                 safe_close(fds[i]);
-        return true;
+        return keep;
 }
 
 static void accept_client(int listener)
@@ -288,9 +292,17 @@ static void accept_client(int listener)
                 close(fd);
                 return;
         }
-        /* Replies are small and the client waits for each: blocking sends are fine
-         * and keep a TAKE of many sets whole. */
-        (void)fcntl(fd, F_SETFL, 0);
+        /* Replies are small and the client waits for each: blocking sends keep a
+         * TAKE of many sets whole. Bounded, so that a client that stops reading
+         * (a cellad stopped mid-TAKE) cannot hold the keeper, and its grace, for
+         * ever: it is dropped instead. */
+        {
+                struct timeval tv = {.tv_sec = KEEPER_REPLY_TIMEOUT_MS / 1000,
+                                     .tv_usec = (KEEPER_REPLY_TIMEOUT_MS % 1000) * 1000};
+
+                (void)fcntl(fd, F_SETFL, 0);
+                (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        }
         clients[n_clients++] = fd;
 }
 
