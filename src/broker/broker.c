@@ -1412,6 +1412,11 @@ int broker_app_attach(Broker *b, const BrokerAppInfo *info, int channel_fd, Brok
         return 0;
 }
 
+int broker_app_channel_fd(const BrokerApp *app)
+{
+        return app ? app->fd : -EBADF;
+}
+
 void broker_app_detach(BrokerApp *app)
 {
         AuditCoalesceStats cs = {};

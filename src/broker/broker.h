@@ -191,6 +191,10 @@ Broker *broker_free(Broker *b);
  */
 int broker_app_attach(Broker *b, const BrokerAppInfo *info, int channel_fd, BrokerApp **ret);
 
+/* The channel the broker serves app on (the supervisor's end; the broker's own, do
+ * not close), for cellad's keeper to hold a copy of (src/keeper); -EBADF for NULL. */
+int broker_app_channel_fd(const BrokerApp *app);
+
 /*
  * Stops serving the app: closes the channel, cancels its timers, prompts and bus
  * endpoint, fails its outstanding bus requests of others, and writes its counters

@@ -899,6 +899,7 @@ CgroupManager *cgroup_manager_free(CgroupManager *m)
                 free(m->hier[i].self);
                 free(m->hier[i].leaf_dir);
         }
+        strv_free(m->adopted);
         free(m);
         return NULL;
 }
@@ -1001,7 +1002,32 @@ const CgroupOps *cgroup_manager_ops(const CgroupManager *m)
         return m->ops;
 }
 
-/* True if name ends in "@<pid>" and that pid does not exist. */
+/*
+ * True if pid has exited and waits to be reaped (state Z in /proc/<pid>/stat, the
+ * field after the last ')', proc(5)): an owner that is gone, whose parent has not
+ * reaped it yet (or never will: an init that does not reap, as some containers'
+ * pid 1). False if it runs or cannot be read.
+ */
+static bool pid_is_zombie(pid_t pid)
+{
+        char path[32], buf[512];
+        _cleanup_close_ int fd = -EBADF;
+        const char *p;
+        ssize_t k;
+
+        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return false;
+        k = read(fd, buf, sizeof buf - 1);
+        if (k <= 0)
+                return false;
+        buf[k] = 0;
+        p = strrchr(buf, ')');
+        return p && p[1] == ' ' && p[2] == 'Z';
+}
+
+/* True if name ends in "@<pid>" and that pid does not exist, or is a zombie. */
 static bool leaf_owner_dead(const char *name)
 {
         const char *at = strrchr(name, '@');
@@ -1011,7 +1037,9 @@ static bool leaf_owner_dead(const char *name)
                 return false;
         if (pid == 0 || pid == UINT64_MAX || pid > INT_MAX)
                 return false;
-        return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+        if (kill((pid_t)pid, 0) < 0)
+                return errno == ESRCH;
+        return pid_is_zombie((pid_t)pid);
 }
 
 /*
@@ -1104,7 +1132,7 @@ int cgroup_sweep(CgroupManager *m)
                         STRV_FOREACH (name, names) {
                                 _cleanup_free_ char *p = NULL;
 
-                                if (!leaf_owner_dead(*name))
+                                if (!leaf_owner_dead(*name) || strv_has(m->adopted, *name))
                                         continue;
                                 if (asprintf(&p, "%s/%s", h->root, *name) < 0)
                                         return -ENOMEM;
@@ -1121,10 +1149,26 @@ int cgroup_sweep(CgroupManager *m)
         return (int)strv_length(removed);
 }
 
+/* Forgets name in m->adopted (a handle of cgroup_open() going). */
+static void adopted_forget(CgroupManager *m, const char *name)
+{
+        size_t n = strv_length(m->adopted);
+
+        for (size_t i = 0; i < n; i++)
+                if (streq(m->adopted[i], name)) {
+                        free(m->adopted[i]);
+                        m->adopted[i] = m->adopted[n - 1];
+                        m->adopted[n - 1] = NULL;
+                        return;
+                }
+}
+
 static Cgroup *cgroup_free(Cgroup *cg)
 {
         if (!cg)
                 return NULL;
+        if (cg->adopted && cg->name)
+                adopted_forget(cg->manager, cg->name);
         for (size_t i = 0; i < _CGROUP_SLOT_MAX; i++)
                 free(cg->leaf[i]);
         free(cg->name);
@@ -1145,7 +1189,7 @@ int cgroup_new_unified(CgroupManager *m, const char *label, Cgroup **ret)
         if (!cg)
                 return -ENOMEM;
         cg->manager = m;
-        if (asprintf(&cg->name, "%s@%d", label, (int)getpid()) < 0) {
+        if (asprintf(&cg->name, "%s@%d", label, (int)(m->owner > 0 ? m->owner : getpid())) < 0) {
                 cg->name = NULL;
                 return -ENOMEM;
         }
@@ -1163,6 +1207,115 @@ int cgroup_new_unified(CgroupManager *m, const char *label, Cgroup **ret)
                 return r;
         *ret = TAKE_PTR(cg);
         return 0;
+}
+
+void cgroup_manager_set_owner(CgroupManager *m, pid_t owner)
+{
+        if (m)
+                m->owner = owner > 0 ? owner : 0;
+}
+
+/* "<label>@<pid>": a valid label, an '@', a pid in 1..INT_MAX. Into *ret_owner the pid. */
+static bool leaf_name_valid(const char *name, pid_t *ret_owner)
+{
+        const char *at = name ? strrchr(name, '@') : NULL;
+        _cleanup_free_ char *label = NULL;
+        uint64_t pid;
+
+        if (!at || strlen(at + 1) > 10 || parse_u64(at + 1, strlen(at + 1), &pid) < 0 || pid == 0 ||
+            pid > INT_MAX || at[1] == '0')
+                return false;
+        label = strndup(name, (size_t)(at - name));
+        if (!label || !label_valid(label))
+                return false;
+        if (ret_owner)
+                *ret_owner = (pid_t)pid;
+        return true;
+}
+
+int cgroup_open(CgroupManager *m, const char *name, Cgroup **ret)
+{
+        _cleanup_(cgroup_freep) Cgroup *cg = NULL;
+        struct stat st;
+
+        if (!m || !ret || !leaf_name_valid(name, NULL))
+                return -EINVAL;
+        cg = calloc(1, sizeof *cg);
+        if (!cg)
+                return -ENOMEM;
+        cg->manager = m;
+        cg->name = strdup(name);
+        if (!cg->name)
+                return -ENOMEM;
+        for (size_t i = 0; i < m->n_hier; i++) {
+                if (asprintf(&cg->leaf[i], "%s/%s", m->hier[i].root, cg->name) < 0) {
+                        cg->leaf[i] = NULL;
+                        return -ENOMEM;
+                }
+                /* Every hierarchy the backend uses has the leaf (cgroup_new()). */
+                if (stat(cg->leaf[i], &st) < 0)
+                        return negative_errno();
+                if (!S_ISDIR(st.st_mode))
+                        return -ENOTDIR;
+        }
+        /* In use from now on, whatever its owner: a sweep must not take it (its
+         * owner may be a keeper that is gone, its apps adopted since). */
+        if (strv_extend(&m->adopted, name) < 0)
+                return -ENOMEM;
+        cg->adopted = true;
+        *ret = TAKE_PTR(cg);
+        return 0;
+}
+
+Cgroup *cgroup_close(Cgroup *cg)
+{
+        return cgroup_free(cg);
+}
+
+const char *cgroup_name(const Cgroup *cg)
+{
+        return cg ? cg->name : NULL;
+}
+
+int cgroup_sweep_owned(CgroupManager *m, pid_t owner, char *const *keep)
+{
+        _cleanup_strv_free_ char **removed = NULL;
+        int r;
+
+        if (!m || owner <= 0)
+                return -EINVAL;
+        for (int pass = 1; pass >= 0; pass--)
+                for (size_t i = 0; i < m->n_hier; i++) {
+                        const CgroupHierarchy *h = &m->hier[i];
+                        _cleanup_strv_free_ char **names = NULL;
+
+                        if (h->unified != (pass == 1))
+                                continue;
+                        r = list_subdirs(h->root, &names);
+                        if (r == -ENOENT)
+                                continue;
+                        if (r < 0)
+                                return r;
+                        STRV_FOREACH (name, names) {
+                                _cleanup_free_ char *p = NULL;
+                                pid_t o;
+
+                                if (!leaf_name_valid(*name, &o) ||
+                                    (o != owner && !leaf_owner_dead(*name)) ||
+                                    strv_has((char **)keep, *name) || strv_has(m->adopted, *name))
+                                        continue;
+                                if (asprintf(&p, "%s/%s", h->root, *name) < 0)
+                                        return -ENOMEM;
+                                if (sweep_leaf(h, p) < 0)
+                                        continue;
+                                if (!strv_has(removed, *name)) {
+                                        r = strv_extend(&removed, *name);
+                                        if (r < 0)
+                                                return r;
+                                }
+                        }
+                }
+        return (int)strv_length(removed);
 }
 
 int cgroup_new_rest(Cgroup *cg)

@@ -122,7 +122,9 @@ void cgroup_manager_leave(CgroupManager *m);
 
 /*
  * Removes leftover leaves under cella's root in every hierarchy: a leaf whose owner
- * pid (after the '@' in its name) is not alive has its tasks killed and is removed.
+ * pid (after the '@' in its name) is not alive (no such process, or a zombie: it
+ * exited and waits for a parent that may never reap it) has its tasks killed and
+ * is removed.
  * Leaves of live owners, and names without "@<pid>", are left alone.
  * Returns the number of leaves removed (>= 0), or -errno if the roots cannot be read.
  */
@@ -134,6 +136,43 @@ int cgroup_sweep(CgroupManager *m);
  * label: [A-Za-z0-9._-], at most 200 bytes. Returns 0 and *ret, -EINVAL, -errno.
  */
 int cgroup_new(CgroupManager *m, const char *label, Cgroup **ret);
+
+/*
+ * Leaves made by m from now on are named "<label>@<owner>" instead of the caller's
+ * pid (0: the caller's again). cellad names its apps' leaves after its keeper
+ * (src/keeper), which outlives a crash of cellad: cgroup_sweep() by the next
+ * cellad then leaves them to be adopted instead of removing them as leftovers.
+ */
+void cgroup_manager_set_owner(CgroupManager *m, pid_t owner);
+
+/*
+ * A handle for the existing leaf name ("<label>@<owner pid>", as cgroup_name() of
+ * the Cgroup that made it), in every hierarchy m uses; nothing is created. For a
+ * kernel adopting a sandbox an earlier one made (sandbox_adopt()). Returns 0 and
+ * *ret, -EINVAL (a malformed name: not a valid label, '@' and a pid), -ENOENT (the
+ * leaf is missing from a hierarchy), -ENOTDIR, -ENOMEM. While the handle lives, no
+ * cgroup_sweep() or cgroup_sweep_owned() of m removes the leaf, whatever its owner.
+ */
+int cgroup_open(CgroupManager *m, const char *name, Cgroup **ret);
+
+/* Frees the handle and leaves the leaf as it is (its tasks run on). Takes NULL;
+ * returns NULL. */
+Cgroup *cgroup_close(Cgroup *cg);
+
+/* The leaf's name, "<label>@<owner pid>"; belongs to cg. NULL for NULL. */
+const char *cgroup_name(const Cgroup *cg);
+
+/*
+ * cgroup_sweep() for a daemon that has just adopted the apps in keep: kills the
+ * tasks of, and removes, every leaf under cella's root whose name is not in keep
+ * (NULL-terminated; may be NULL) and whose owner pid is owner (the daemon's keeper:
+ * apps it started that could not be adopted, their fds never handed over or gone)
+ * or is not alive (an earlier keeper or kernel that is gone: an adopted leaf may be
+ * named after one, hence keep). Leaves of other live owners are left alone.
+ * Returns the number removed (>= 0), -EINVAL (owner <= 0), or -errno if a root
+ * cannot be read.
+ */
+int cgroup_sweep_owned(CgroupManager *m, pid_t owner, char *const *keep);
 
 /*
  * cgroup_new() in two steps, so the slower one can overlap a child's setup:

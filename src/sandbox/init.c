@@ -4,6 +4,7 @@
  * and into cella-init, the small static executable the sandbox's pid 1 becomes.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -32,20 +33,36 @@ static void noop_handler(int sig)
 int sandbox_init_signals(sigset_t *ret_mask)
 {
         const size_t n = sizeof forwarded_signals / sizeof forwarded_signals[0];
+        struct sigaction h = {.sa_handler = noop_handler, .sa_flags = SA_RESTART};
 
         sigemptyset(ret_mask);
         sigaddset(ret_mask, SIGCHLD);
+        sigaddset(ret_mask, SIGIO);
         for (size_t i = 0; i < n; i++)
                 sigaddset(ret_mask, forwarded_signals[i]);
         if (sigprocmask(SIG_BLOCK, ret_mask, NULL) < 0)
                 return -errno;
-        for (size_t i = 0; i < n; i++) {
-                struct sigaction h = {.sa_handler = noop_handler, .sa_flags = SA_RESTART};
-
+        for (size_t i = 0; i < n; i++)
                 if (sigaction(forwarded_signals[i], &h, NULL) < 0)
                         return -errno;
-        }
+        /* SIGIO is ours, not the app's: the ctl hangup (spawn.c watch_ctl_hangup()).
+         * From the kernel, it too reaches a namespace's init only with a handler. */
+        if (sigaction(SIGIO, &h, NULL) < 0)
+                return -errno;
         return 0;
+}
+
+/* Whether every copy of the parent's end of ctl is closed: a read finds the end
+ * of the stream (nobody sends init anything once the app runs, so nothing is
+ * queued to be read instead), or ECONNRESET, which Linux reports once instead
+ * when the last copy closed with our reports (INIT_EXEC) still unread in it
+ * (unix_release_sock()). */
+static bool ctl_hung_up(int ctl)
+{
+        char c;
+        ssize_t k = recv(ctl, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+
+        return k == 0 || (k < 0 && errno == ECONNRESET);
 }
 
 /* Reaps every child that has ended; on the app's end, reports it and exits. */
@@ -74,6 +91,8 @@ int sandbox_init_wait(int ctl, pid_t app, int timeout_ms)
          * handlers an exec reset. A failure here changes neither. */
         (void)sandbox_init_signals(&mask);
         reap_all(ctl, app);
+        if (ctl_hung_up(ctl))
+                _exit(0);
         if (timeout_ms >= 0)
                 deadline_ns = now_monotonic_ns() + (uint64_t)timeout_ms * NSEC_PER_MSEC;
         for (;;) {
@@ -97,6 +116,13 @@ int sandbox_init_wait(int ctl, pid_t app, int timeout_ms)
                 }
                 if (sig < 0)
                         continue;
+                if (sig == SIGIO) {
+                        /* Nobody holds the sandbox any more (no kernel, no keeper):
+                         * our exit takes the whole pid namespace with it. */
+                        if (ctl_hung_up(ctl))
+                                _exit(0);
+                        continue;
+                }
                 if (sig != SIGCHLD) {
                         kill(app, sig);
                         continue;

@@ -49,8 +49,9 @@ typedef struct Msg {
 int sandbox_msg_send(int ctl, MsgType type, int32_t value);
 
 /*
- * Blocks SIGCHLD and the signals init forwards to the app into *ret_mask's set,
- * and gives each forwarded signal a handler that never runs: a pid namespace's
+ * Blocks SIGCHLD, SIGIO (the ctl hangup) and the signals init forwards to the
+ * app into *ret_mask's set, and gives SIGIO and each forwarded signal a handler
+ * that never runs: a pid namespace's
  * init only receives signals it has a handler for, even from the parent
  * namespace (pid_namespaces(7)). Handlers are reset by execve(), the mask is
  * not: an exec'd init calls this again. Returns 0 or a negative errno.
@@ -63,8 +64,10 @@ int sandbox_init_signals(sigset_t *ret_mask);
  * and once the app itself is reaped sends MSG_EXITED with its wait status on ctl
  * and exits 0, which makes Linux kill whatever is left in the namespace. Reaps
  * once before it waits, so an app that ended before this was called (across an
- * exec of init) is reported too. The signals of sandbox_init_signals() must be
- * blocked.
+ * exec of init) is reported too. When every copy of the parent's end of ctl is
+ * closed (SIGIO, spawn.c watch_ctl_hangup(); also looked at once on entry), it
+ * exits 0 at once: nobody is left to serve or report to, and the namespace dies
+ * with it. The signals of sandbox_init_signals() must be blocked.
  * sandbox_init_wait() does this for timeout_ms milliseconds (CLOCK_MONOTONIC;
  * -1: for ever) and returns 0 if the app still runs then; sandbox_init_loop()
  * never returns.

@@ -150,6 +150,17 @@ struct SandboxSpec {
          * Sandbox.init_exec says why.
          */
         const char *init_path;
+
+        /*
+         * false (cella run, cella boot): the sandbox's init carries
+         * PR_SET_PDEATHSIG(SIGKILL), so the sandbox dies with the thread that
+         * spawned it. true (cellad): it does not; it lives as long as some
+         * process holds the caller's end of its ctl socket (Sandbox.ctl_fd, or a
+         * dup of it a keeper holds: src/keeper), and dies when the last copy is
+         * closed (init sees the hangup, exits, and its pid namespace dies with
+         * it). Either way a sandbox nobody holds does not run on.
+         */
+        bool survive_parent;
 };
 
 /* How the app ended. */
@@ -184,6 +195,9 @@ typedef struct Sandbox {
          * runs the built-in init loop; -SANDBOX_INIT_DUMPABLE_HOST: not tried, the
          * host's fs.suid_dumpable is 1). */
         int init_exec;
+        /* Made by sandbox_adopt(), not sandbox_spawn(): init may not be our child
+         * (its spawner died), so it is reaped only if it is (never waited for). */
+        bool adopted;
 } Sandbox;
 
 /* Sandbox.init_exec's reason (as -errno) when pid 1 did not exec spec->init_path
@@ -220,6 +234,38 @@ int sandbox_wait(Sandbox *s, SandboxExit *ret);
 /* Kills everything left in the sandbox, reaps init, removes the cgroup, frees s.
  * Takes NULL; returns NULL. */
 Sandbox *sandbox_free(Sandbox *s);
+
+/*
+ * What sandbox_adopt() rebuilds a Sandbox from: the fds and figures of a running
+ * sandbox that another process (an earlier kernel) spawned with
+ * SandboxSpec.survive_parent, handed over by a keeper (src/keeper/keeper.h).
+ */
+typedef struct SandboxAdoption {
+        pid_t pid;                 /* host pid of init (as the spawner's Sandbox.pid) */
+        pid_t app_pid;             /* Sandbox.app_pid */
+        int pidfd;                 /* of init; taken (closed on failure too) */
+        int ctl_fd;                /* the parent's end of ctl; taken */
+        int seccomp_notify_fd;     /* the seccomp listener, or -1; taken */
+        CgroupManager *cgroups;    /* NULL: no cgroup */
+        const char *cgroup_name;   /* the leaf's name, "<label>@<owner pid>" (cgroup_open()) */
+        uint64_t oom_kills_before; /* Sandbox.oom_kills_before */
+        int init_exec;             /* Sandbox.init_exec */
+} SandboxAdoption;
+
+/*
+ * Rebuilds a Sandbox for a sandbox that runs (or ran, and whose report waits in
+ * ctl) from a: checks that a->pidfd is a pidfd of a->pid (or of a process gone
+ * since), a->ctl_fd a Unix SOCK_SEQPACKET socket, a->seccomp_notify_fd (when >= 0)
+ * a seccomp listener, and opens the cgroup leaf by name (it must exist). The exit
+ * then comes as for a spawned one (sandbox_process() on ctl_fd). init is reaped
+ * only when it is our child (a kernel that re-exec'd itself); otherwise whoever
+ * is its parent reaps it, and an init that died without a report is taken as
+ * killed by SIGKILL (the one signal that ends a namespace's init from outside).
+ * Never blocks. Returns 0 and *ret (s->adopted set), or -EBADF (an fd missing or
+ * not what it should be), -ESRCH (the pidfd is another process's), -ENOENT (no
+ * such cgroup leaf), -EINVAL, -ENOMEM; every fd of a is closed on failure.
+ */
+int sandbox_adopt(SandboxAdoption *a, Sandbox **ret);
 
 static inline void sandbox_freep(Sandbox **s)
 {

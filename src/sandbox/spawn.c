@@ -604,6 +604,26 @@ static void init_become_small(const SandboxSpec *spec, int ctl, pid_t app, int i
         (void)sandbox_msg_send(ctl, MSG_INIT_EXEC, init_errno);
 }
 
+/*
+ * Makes Linux send init SIGIO when the last copy of the parent's end of ctl is
+ * closed (unix_release_sock() wakes the peer with POLL_HUP; O_ASYNC and F_SETOWN
+ * turn that into a signal to us): init then exits and the pid namespace dies
+ * with it (sandbox_init_wait()). So a sandbox lives exactly as long as someone
+ * holds its ctl socket: the kernel that spawned it, or a keeper it handed a copy
+ * to (SandboxSpec.survive_parent, src/keeper). Set after IDMAP_DONE, the last
+ * message the parent sends, with SIGIO already blocked (sandbox_init_signals()):
+ * its default action would end us. The parent is alive here (it waits for
+ * STARTED), so no hangup can have been missed. Returns 0 or -errno.
+ */
+static int watch_ctl_hangup(int ctl)
+{
+        int fl = fcntl(ctl, F_GETFL);
+
+        if (fl < 0 || fcntl(ctl, F_SETOWN, getpid()) < 0 || fcntl(ctl, F_SETFL, fl | O_ASYNC) < 0)
+                return negative_errno();
+        return 0;
+}
+
 _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
 {
         SandboxError err = {};
@@ -618,7 +638,7 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
         ssize_t k;
         int r;
 
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+        if (!spec->survive_parent && prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                 _exit(1);
         /* cella-init, opened while the host's paths are still ours (the jail
          * hides them); exec'd once the app runs. */
@@ -680,12 +700,14 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
         r = caps_drop_all(&err);
         if (r < 0)
                 goto fail;
-        /* Every credential change cleared the parent-death signal: arm it again,
-         * then make sure the parent did not die before it was armed. Each one also
-         * set dumpable to fs.suid_dumpable, which a host may have at 1: init, a
-         * copy of the caller's memory, must not be open to the app (our uid) by
-         * /proc/1/mem. */
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        /* Every credential change cleared the parent-death signal: arm it again
+         * (not with survive_parent: then the ctl hangup alone ends the sandbox,
+         * see watch_ctl_hangup()), then make sure the parent did not die before it
+         * was armed. Each one also set dumpable to fs.suid_dumpable, which a host
+         * may have at 1: init, a copy of the caller's memory, must not be open to
+         * the app (our uid) by /proc/1/mem. */
+        if ((!spec->survive_parent && prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) ||
+            prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
                 _exit(1);
         {
                 struct pollfd p = {.fd = ctl, .events = POLLOUT};
@@ -703,6 +725,8 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
                 goto fail;
 
         r = sandbox_init_signals(&mask);
+        if (r >= 0)
+                r = watch_ctl_hangup(ctl);
         if (r < 0) {
                 sandbox_fail(&err, SANDBOX_STEP_EXEC, r, "set up signal forwarding");
                 goto fail;
@@ -1115,7 +1139,14 @@ static void sandbox_finish(Sandbox *s, int code, int status)
         uint64_t oom_kills;
 
         reap(s->pid, s->pidfd, &si);
-        if (code < 0) {
+        if (code < 0 && si.si_pid == 0) {
+                /* Not our child (adopted after its spawner died: its parent now
+                 * reaps it), so no status to read. init exits by itself only
+                 * after its report; without one, something killed it, and from
+                 * outside a namespace's init dies of SIGKILL alone. */
+                code = CLD_KILLED;
+                status = SIGKILL;
+        } else if (code < 0) {
                 /* init died without a report (SIGKILL from outside, or the OOM
                  * killer picked it): its fate is the app's. */
                 code = si.si_code == CLD_EXITED ? CLD_EXITED : CLD_KILLED;
@@ -1185,6 +1216,96 @@ int sandbox_wait(Sandbox *s, SandboxExit *ret)
         }
         if (ret)
                 *ret = s->exit;
+        return 0;
+}
+
+/* The pid /proc/self/fdinfo says pidfd refers to (-1: the process is gone), or
+ * -errno (-EBADF: not a pidfd). */
+static int pidfd_pid(int pidfd, pid_t *ret)
+{
+        char path[64], buf[1024];
+        _cleanup_close_ int fd = -EBADF;
+        const char *p;
+        ssize_t k;
+        long v;
+
+        snprintf(path, sizeof path, "/proc/self/fdinfo/%d", pidfd);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        k = read(fd, buf, sizeof buf - 1);
+        if (k < 0)
+                return negative_errno();
+        buf[k] = 0;
+        p = strstr(buf, "\nPid:\t");
+        if (!p)
+                return -EBADF; /* not a pidfd: it has no "Pid:" line */
+        v = strtol(p + 6, NULL, 10);
+        *ret = v > 0 && v <= INT_MAX ? (pid_t)v : -1;
+        return 0;
+}
+
+/* Whether fd is what readlink /proc/self/fd/fd names want ("anon_inode:[pidfd]"). */
+static bool fd_is_anon(int fd, const char *want)
+{
+        char path[64], target[64];
+        ssize_t k;
+
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        k = readlink(path, target, sizeof target - 1);
+        if (k < 0)
+                return false;
+        target[k] = 0;
+        return strcmp(target, want) == 0;
+}
+
+int sandbox_adopt(SandboxAdoption *a, Sandbox **ret)
+{
+        _cleanup_close_ int pidfd = a->pidfd, ctl = a->ctl_fd, notify = a->seccomp_notify_fd;
+        _cleanup_free_ Sandbox *s = NULL;
+        int type = 0, domain = 0, r;
+        socklen_t len = sizeof type;
+        pid_t pid;
+
+        a->pidfd = a->ctl_fd = a->seccomp_notify_fd = -EBADF;
+        if (a->pid <= 0 || a->app_pid <= 0 || (a->cgroups && !a->cgroup_name))
+                return -EINVAL;
+        if (pidfd < 0 || ctl < 0)
+                return -EBADF;
+        r = pidfd_pid(pidfd, &pid);
+        if (r < 0)
+                return r == -ENOENT ? -EBADF : r;
+        /* -1: init is gone (and reaped) already; its report waits in ctl. */
+        if (pid > 0 && pid != a->pid)
+                return -ESRCH;
+        if (getsockopt(ctl, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_SEQPACKET)
+                return -EBADF;
+        len = sizeof domain;
+        if (getsockopt(ctl, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0 || domain != AF_UNIX)
+                return -EBADF;
+        if (notify >= 0 && !fd_is_anon(notify, "anon_inode:seccomp notify"))
+                return -EBADF;
+        s = calloc(1, sizeof *s);
+        if (!s)
+                return -ENOMEM;
+        if (a->cgroups) {
+                r = cgroup_open(a->cgroups, a->cgroup_name, &s->cgroup);
+                if (r < 0)
+                        return r;
+        }
+        if (fcntl(ctl, F_SETFL, O_NONBLOCK) < 0) {
+                s->cgroup = cgroup_close(s->cgroup);
+                return negative_errno();
+        }
+        s->pid = a->pid;
+        s->app_pid = a->app_pid;
+        s->pidfd = TAKE_FD(pidfd);
+        s->ctl_fd = TAKE_FD(ctl);
+        s->seccomp_notify_fd = notify >= 0 ? TAKE_FD(notify) : -1;
+        s->oom_kills_before = a->oom_kills_before;
+        s->init_exec = a->init_exec;
+        s->adopted = true;
+        *ret = TAKE_PTR(s);
         return 0;
 }
 

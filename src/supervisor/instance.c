@@ -31,6 +31,7 @@
 #include "base/strv.h"
 #include "base/termsafe.h"
 #include "base/time-util.h"
+#include "supervisor/adopt.h"
 #include "supervisor/error.h"
 #include "supervisor/storage.h"
 #include "supervisor/supervisor-internal.h"
@@ -634,6 +635,8 @@ static int instance_spawn(Instance *inst, InstanceStart *c)
         spec->channel_fd = c->chan[1];
         spec->seccomp = s->filter;
         spec->cgroups = s->cgm;
+        /* cellad's apps outlive it, held by its keeper (adopt.h). */
+        spec->survive_parent = supervisor_keeper_attached(s);
         c->prep = (Prepare){.inst = inst, .state = s->state, .id = inst->manifest->id};
         spec->prepare = instance_prepare;
         spec->starting = instance_starting;
@@ -788,6 +791,7 @@ int instance_start(Instance *inst)
                 goto fail;
         }
         instance_started(inst);
+        supervisor_keeper_hold(inst);
         instance_start_done(&c);
         return 0;
 fail:
@@ -918,6 +922,7 @@ static void instance_maybe_finished(Instance *inst)
         inst->pty_hold = safe_close(inst->pty_hold);
         inst->last_exit = inst->run.last_exit;
         inst->exit_code = report_exit(inst);
+        supervisor_keeper_drop(inst);
         broker_app_detach(inst->broker_app);
         inst->broker_app = NULL;
         sandboxed_release(&inst->run);

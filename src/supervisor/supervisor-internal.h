@@ -46,6 +46,7 @@
 #define SUPERVISOR_AUDIT_SYNC_LAG_MS 5000
 
 typedef struct Group Group;
+typedef struct SupervisorKeeper SupervisorKeeper;
 
 typedef struct Pump {
         Instance *inst;    /* its app; NULL for a group host's own output */
@@ -157,6 +158,7 @@ struct Supervisor {
         size_t n_apps;
         Group **groups;
         size_t n_groups;
+        SupervisorKeeper *keeper; /* cellad: its apps' keeper (adopt.c); NULL: none */
 };
 
 /* instance.c */
@@ -183,6 +185,14 @@ int instance_open_log(Instance *inst, SupervisorError *err);
 /* Moves fd to a number >= 4 (SandboxSpec.extra_fds), closing the old one. Returns
  * the new fd or -errno (fd closed). */
 int fd_above_stdio(int fd);
+
+/* adopt.c (adopt.h): the keeper. After an app's start: hand its fds to the keeper;
+ * at its run's end (its sandbox still there): drop them; in supervisor_free(): tell
+ * the keeper to go (every app is stopped by then). Each does nothing without a
+ * keeper; a keeper that went is replaced (its apps handed over again). */
+void supervisor_keeper_hold(Instance *inst);
+void supervisor_keeper_drop(Instance *inst);
+void supervisor_keeper_close(Supervisor *s);
 
 /* group.c */
 /* Adds inst (a packed manifest) to its group, creating the group. Returns 0 or a

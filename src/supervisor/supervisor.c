@@ -1183,6 +1183,8 @@ Supervisor *supervisor_free(Supervisor *s)
                 group_free(g);
         }
         free(s->groups);
+        /* Every sandbox is gone (instance_free() killed what was left): the keeper too. */
+        supervisor_keeper_close(s);
         s->bus = bus_free(s->bus);
         if (s->audit) {
                 int r = audit_flush(s->audit);

@@ -1,0 +1,185 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The keeper (docs/daemon.md, "Restart and adoption"): one small process per
+ * cellad, cella-keeper, that holds a copy of every fd a running app's sandbox
+ * needs from its kernel, so that the apps outlive a crash (SIGKILL) or a re-exec
+ * (SIGHUP) of cellad and the next cellad takes them back, as containerd's shims
+ * and podman's conmon let those daemons restart.
+ *
+ * A sandbox spawned with SandboxSpec.survive_parent lives as long as someone holds
+ * its ctl socket (sandbox.h); the keeper is that someone while no cellad runs. It
+ * listens on <state>/run/keeper.sock (0600, in the 0700 run/ folder), speaks to
+ * root (or its own uid) only (SO_PEERCRED), and knows nothing of apps beyond the
+ * record each fd set comes with: it never reads or writes the fds it holds.
+ *
+ * Wire: SOCK_SEQPACKET, one KeeperMsg per message, its fds (SCM_RIGHTS) in the
+ * order of KeeperFd for each bit set in KeeperRecord.fds. Requests get one
+ * reply each (KEEPER_OP_OK or KEEPER_OP_ERROR with a positive errno), except
+ * KEEPER_OP_TAKE, answered by one KEEPER_OP_SET per held set and KEEPER_OP_END.
+ *
+ * While no client is connected the keeper counts a grace (KEEPER_GRACE_DEFAULT_S,
+ * cella-keeper --grace); when it ends, it kills every sandbox it holds (a SIGKILL
+ * through the pidfd of its init, which takes the pid namespace; and cgroup.kill
+ * of its cgroup2 leaf where there is one) and exits: apps are never left running
+ * with no kernel to serve them.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* The first word of every message. It names the protocol's version too: a change
+ * to KeeperMsg or KeeperRecord changes it, so that a cellad and a keeper of two
+ * versions of cella refuse each other's messages (-EBADMSG) instead of misreading
+ * them; cellad then stops that keeper, its apps with it (adopt.c). */
+#define KEEPER_MAGIC    0x6b656570u /* "keep", version 1 */
+#define KEEPER_ID_MAX   256         /* bytes of an app id with its NUL (manifest ids: 255) */
+#define KEEPER_NAME_MAX 256         /* a cgroup leaf name with its NUL (NAME_MAX + 1) */
+#define KEEPER_PATH_MAX 4096        /* PATH_MAX */
+#define KEEPER_SOCKET   "run/keeper.sock"
+#define KEEPER_LOCK     "run/keeper.lock"
+/* How long the keeper waits for a cellad to come back before it kills what it
+ * holds, in seconds (containerd leaves shims for ever; a keeper that outlives its
+ * daemon for good would leave apps unsupervised, so it has a bound). */
+#define KEEPER_GRACE_DEFAULT_S 60
+/* The most sets one keeper holds: RLIMIT_NOFILE's default hard limit (1 M) over
+ * the 8 fds of a full set, rounded down. */
+#define KEEPER_SETS_MAX 100000
+/* How long a client waits for the keeper's reply, ms. The keeper answers at once;
+ * this bounds a keeper that is stopped (SIGSTOP) or hung. */
+#define KEEPER_REPLY_TIMEOUT_MS 5000
+
+typedef enum KeeperOp {
+        KEEPER_OP_HOLD = 1, /* client → keeper: hold this set (record + fds) */
+        KEEPER_OP_DROP,     /* client → keeper: close the set of record.id, if its generation */
+        KEEPER_OP_TAKE,     /* client → keeper: send me every set (the keeper keeps them) */
+        KEEPER_OP_BYE,      /* client → keeper: close every set and exit (an orderly stop) */
+        KEEPER_OP_SET,      /* keeper → client: one held set (record + fds) */
+        KEEPER_OP_END,      /* keeper → client: no more sets (value: how many were sent) */
+        KEEPER_OP_OK,       /* keeper → client: done */
+        KEEPER_OP_ERROR,    /* keeper → client: refused; error is a positive errno */
+} KeeperOp;
+
+/* The fds of a set, in the order they travel. */
+typedef enum KeeperFd {
+        KEEPER_FD_PIDFD,   /* pidfd of the sandbox's init (required) */
+        KEEPER_FD_CTL,     /* the kernel's end of its ctl socket (required) */
+        KEEPER_FD_NOTIFY,  /* its seccomp listener */
+        KEEPER_FD_CHANNEL, /* the kernel's end of the app's broker channel */
+        KEEPER_FD_STDOUT,  /* read end of the app's stdout pipe */
+        KEEPER_FD_STDERR,  /* read end of its stderr pipe */
+        KEEPER_FD_PTY,     /* its pty master (cella run -t) */
+        KEEPER_FD_STATS,   /* a Lua app's stats file (src/lua/stats.h) */
+        _KEEPER_FD_MAX,
+} KeeperFd;
+
+/* What a set is; strings NUL-terminated within their arrays. */
+typedef struct KeeperRecord {
+        char id[KEEPER_ID_MAX];            /* the app's id: one set per id */
+        uint64_t generation;               /* the kernel's count of this app's starts */
+        int32_t pid;                       /* host pid of the sandbox's init */
+        int32_t app_pid;                   /* the app's pid in the sandbox's pid namespace */
+        int64_t started_ms;                /* wall clock of the start, ms since the epoch */
+        uint32_t uid;                      /* the host uid the app runs as */
+        int32_t init_exec;                 /* Sandbox.init_exec */
+        uint64_t oom_kills_before;         /* Sandbox.oom_kills_before */
+        uint32_t restarts;                 /* restarts so far by its policy */
+        uint32_t fds;                      /* bit (1 << KeeperFd) for each fd present */
+        char cgroup_name[KEEPER_NAME_MAX]; /* "<label>@<owner pid>", "" for none */
+        /* The cgroup2 leaf's directory, for cgroup.kill at the grace's end; "" for
+         * none. Must be under /sys/fs/cgroup/ with no ".." (the keeper checks). */
+        char cgroup_kill[KEEPER_PATH_MAX];
+        char app_dir[KEEPER_PATH_MAX]; /* the app's folder it was started from */
+} KeeperRecord;
+
+typedef struct KeeperMsg {
+        uint32_t magic; /* KEEPER_MAGIC */
+        uint32_t op;    /* KeeperOp */
+        int32_t error;  /* KEEPER_OP_ERROR: a positive errno */
+        uint32_t value; /* KEEPER_OP_END: the number of sets sent */
+        KeeperRecord rec;
+} KeeperMsg;
+
+/* One set as a client has it: the record, and the fds (-EBADF where absent). */
+typedef struct KeeperSet {
+        KeeperRecord rec;
+        int fds[_KEEPER_FD_MAX];
+} KeeperSet;
+
+/* The fds a set must have to be held at all. */
+#define KEEPER_FDS_REQUIRED ((1u << KEEPER_FD_PIDFD) | (1u << KEEPER_FD_CTL))
+
+/* ---- messages (both sides) ---------------------------------------------------------- */
+
+/*
+ * Sends m on sock with the fds of m->rec.fds taken from fds (indexed by KeeperFd;
+ * borrowed, the kernel dups them into the message). Returns 0 or -errno (-EINVAL:
+ * a bit set for an fd < 0).
+ */
+int keeper_msg_send(int sock, const KeeperMsg *m, const int *fds);
+
+/*
+ * Receives one message into *m and its fds into fds (indexed by KeeperFd, -EBADF
+ * where absent; close-on-exec), waiting at most timeout_ms (-1: for ever; 0: not
+ * at all, -EAGAIN). A message of the wrong size or magic, fds that do not match
+ * m->rec.fds, or a truncated fd list is -EBADMSG with every fd that came closed;
+ * EOF is -ECONNRESET. Returns 0 or -errno.
+ */
+int keeper_msg_recv(int sock, KeeperMsg *m, int *fds, int timeout_ms);
+
+/* Closes every fd of set and marks them -EBADF. Takes NULL. */
+void keeper_set_done(KeeperSet *set);
+
+/* Checks a record as it arrives: ids and names terminated, the required fds present,
+ * cgroup_kill empty or under /sys/fs/cgroup/ with no "..". Returns 0 or -EINVAL. */
+int keeper_record_check(const KeeperRecord *rec);
+
+/* ---- client (cellad) ---------------------------------------------------------------- */
+
+/*
+ * Connects to the keeper on path and checks its peer: a process of uid 0 or ours
+ * (SO_PEERCRED), whose pid goes to *ret_pid (may be NULL). Returns the socket
+ * (blocking, close-on-exec) or -errno (-ENOENT / -ECONNREFUSED: none listens;
+ * -EPERM: the peer is someone else's).
+ */
+int keeper_connect(const char *path, pid_t *ret_pid);
+
+/*
+ * Starts a keeper for state_dir (its socket <state_dir>/run/keeper.sock, which must
+ * be ours and 0700), from the executable keeper_path, with grace_s seconds of grace,
+ * as a grandchild in a session of its own (fork, setsid, fork, exec: not our
+ * child, so it outlives us and no signal to our process group reaches it), with
+ * /dev/null as its stdin and stdout and our stderr as its own, and waits until it
+ * listens (at most KEEPER_REPLY_TIMEOUT_MS). Returns its pid or -errno (-EEXIST: another keeper
+ * holds the state dir; it may be connected to).
+ */
+int keeper_spawn(const char *keeper_path, const char *state_dir, unsigned grace_s);
+
+/*
+ * keeper_connect() to <state_dir>/run/keeper.sock, or if none listens
+ * keeper_spawn() one and connect. Returns the socket and *ret_pid, or -errno.
+ */
+int keeper_ensure(const char *keeper_path, const char *state_dir, unsigned grace_s, pid_t *ret_pid);
+
+/* The path of the cella-keeper executable: the build tree's while it exists (as
+ * launch_init_path()), else the installed one. */
+const char *keeper_path(void);
+
+/* Asks the keeper to hold set (its fds borrowed). Returns 0 or -errno (the keeper's
+ * refusal: -EINVAL a bad record, -ENOSPC KEEPER_SETS_MAX reached). */
+int keeper_hold(int sock, const KeeperSet *set);
+
+/* Asks the keeper to close the set of id if it is of generation (a set of another
+ * generation stays: it is a newer run's). Returns 0 (also when there was none) or
+ * -errno. */
+int keeper_drop(int sock, const char *id, uint64_t generation);
+
+/* Receives a copy of every set the keeper holds into *ret (n of them; free each with
+ * keeper_set_done(), then the array). The keeper keeps its own. Returns 0 or -errno. */
+int keeper_take(int sock, KeeperSet **ret, size_t *n);
+
+/* Tells the keeper to close every set and exit (an orderly stop of cellad, its apps
+ * stopped). Returns 0 or -errno. */
+int keeper_bye(int sock);
