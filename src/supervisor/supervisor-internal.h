@@ -46,6 +46,7 @@
 #define SUPERVISOR_AUDIT_SYNC_LAG_MS 5000
 
 typedef struct Group Group;
+typedef struct Lifecycle Lifecycle;
 
 typedef struct Pump {
         Instance *inst;    /* its app; NULL for a group host's own output */
@@ -74,7 +75,8 @@ struct Instance {
         bool installed;  /* its rights are recorded in grants.db (instance_install) */
         int app_fd;      /* O_PATH of the folder claimed (instance_claim): for a signed
                             app, verified again at each start and bound as its /app */
-        InstanceState state;
+        InstancePhase state;
+        InstanceLife life; /* its role, freeze and recorded state (lifecycle.c) */
 
         SandboxedRun run; /* its sandbox while it runs alone (unused when packed) */
         Pump out, err, in;
@@ -108,7 +110,7 @@ struct Group {
         char *name;
         Instance **members; /* in the order of the spec and the stats file */
         size_t n_members;
-        InstanceState state;
+        InstancePhase state;
         SandboxedRun run; /* the host's sandbox */
         Pump out, err;    /* the host's own stdout/stderr */
         AppLog *log;      /* logs/group.<name>.log (cella boot) */
@@ -157,6 +159,7 @@ struct Supervisor {
         size_t n_apps;
         Group **groups;
         size_t n_groups;
+        Lifecycle *lifecycle; /* listeners and pending restarts (lifecycle.c) */
 };
 
 /* instance.c */

@@ -75,6 +75,7 @@ void supervisor_status(Supervisor *s, json_t *o)
             (strcmp(json_string_value(json_object_get(o, "event")), "failed") == 0 ||
              strcmp(json_string_value(json_object_get(o, "event")), "exited") == 0))
                 outcome_reported = true;
+        lifecycle_status_record(s, o);
         if (!s->status_outlet || !o) {
                 json_decref(o);
                 return;
@@ -165,6 +166,8 @@ static int host_launch(void *userdata, const char *caller_id, const char *target
         if (s->stopping)
                 return -EBUSY;
         log_info("%s: launched by %s", target_id, caller_id);
+        /* As Android's startActivity(): the app launched comes to the front. */
+        inst->life.start_role = INSTANCE_ROLE_FOREGROUND;
         r = instance_start(inst);
         /* A start replaces a pending restart (the spawn cancels it), and so does a
          * start that failed for good (FAILED). One that could not begin (its last
@@ -383,6 +386,9 @@ void supervisor_changed(Supervisor *s)
 {
         bool apps_active = false, any_active = false, any_app = false;
 
+        /* Each app's state, recorded if it changed (lifecycle.h). */
+        for (size_t i = 0; i < s->n_apps; i++)
+                lifecycle_note(s->apps[i]);
         for (size_t i = 0; i < s->n_apps; i++) {
                 bool active = instance_active(s->apps[i]);
 
@@ -1106,6 +1112,7 @@ Supervisor *supervisor_free(Supervisor *s)
                 uv_run(&s->loop, UV_RUN_DEFAULT);
                 uv_loop_close(&s->loop);
         }
+        lifecycle_free(s);
         for (size_t i = 0; i < s->n_apps; i++) {
                 Instance *inst = s->apps[i];
 
