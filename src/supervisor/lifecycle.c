@@ -290,6 +290,7 @@ void lifecycle_note(Instance *inst)
         Supervisor *s = inst->sup;
         InstanceState from = inst->life.reported, to;
         Lifecycle *l;
+        json_t *rec;
 
         if (s->freeing)
                 return;
@@ -308,9 +309,17 @@ void lifecycle_note(Instance *inst)
                 return;
         inst->life.reported = to;
         inst->life.transitions++;
-        supervisor_status(s, json_pack("{s:s, s:s, s:s, s:s}", "event", "state", "app",
-                                       inst->manifest->id, "state", instance_state_to_string(to),
-                                       "from", instance_state_to_string(from)));
+        rec = json_pack("{s:s, s:s, s:s, s:s}", "event", "state", "app", inst->manifest->id,
+                        "state", instance_state_to_string(to), "from",
+                        instance_state_to_string(from));
+        if (s->o.status_states)
+                supervisor_status(s, rec);
+        else {
+                /* The status fd of cella run and boot keeps its records as they were
+                 * (docs/cli.md "--json-status"); the taps see every change. */
+                lifecycle_status_record(s, rec);
+                json_decref(rec);
+        }
         supervisor_audit(s, inst->manifest->id, AUDIT_EVENT_LIFECYCLE,
                          json_pack("{s:s, s:s, s:s}", "what", "state", "state",
                                    instance_state_to_string(to), "from",

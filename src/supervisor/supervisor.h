@@ -53,6 +53,9 @@ typedef struct SupervisorOptions {
         /* The CLI's numbering of a failure (cella_exit_code()), for the "exit_code" of
          * records and cella ps; NULL: 1 for any failure. */
         SupervisorExitCode exit_code;
+        /* Write each state change as a {"event":"state"} record to the status fd too
+         * (the daemon); cella run and boot leave them out (lifecycle.h). */
+        bool status_states;
 } SupervisorOptions;
 
 /* The phase of an app's run, as instance.c and group.c drive it; the state `cella ps`
