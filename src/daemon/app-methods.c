@@ -14,6 +14,7 @@
  * Stop and Restart reply once the app has stopped (or runs again); Ps, Logs and
  * Events with "more" stream until the client goes away.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -29,7 +30,10 @@
 #include "base/strv.h"
 #include "base/time-util.h"
 #include "daemon/daemon.h"
+#if __has_include("store/store.h")
 #include "store/store.h"
+#define HAVE_STORE 1
+#endif
 #include "supervisor/control.h"
 #include "supervisor/lifecycle.h"
 #include "supervisor/run.h"
@@ -100,10 +104,10 @@ static int reply_invalid(ControlCall *call, const char *param, const char *why)
 static int reply_lifecycle_error(ControlCall *call, Instance *inst, const LifecycleError *e)
 {
         if (e->wrong_state)
-                return control_reply_error(
-                        call, "org.cella.AppState",
-                        json_pack("{s:s, s:s, s:s}", "message", e->message, "app",
-                                  inst->manifest->id, "state", instance_state_to_string(e->state)));
+                return control_reply_error(call, "org.cella.AppState",
+                                           json_pack("{s:s, s:s, s:s}", "message", e->message,
+                                                     "app", inst->manifest->id, "state",
+                                                     instance_state_to_string(e->state)));
         return control_reply_error(call, "org.cella.Failed",
                                    json_pack("{s:s, s:i, s:s}", "message", e->message, "errno",
                                              e->error, "app", inst->manifest->id));
@@ -126,20 +130,81 @@ static const char *app_param(ControlCall *call, json_t *params)
         const char *id = json_string_value(json_object_get(params, "app"));
 
         if (!id || !manifest_id_is_valid(id)) {
-                reply_invalid(call, "app", "expected an app id (a string such as org.example.notes)");
+                reply_invalid(call, "app",
+                              "expected an app id (a string such as org.example.notes)");
                 return NULL;
         }
         return id;
 }
 
-/* The installed app id's folder, or NULL (not installed). */
+/* The installed app id's folder, or NULL (not installed): the store's
+ * <state>/apps/<id>/current (daemon.h, Contract 2). */
 static char *installed_dir(AppMethods *am, const char *id)
 {
         char *dir = NULL;
-
+#ifdef HAVE_STORE
         if (store_app_dir(daemon_state_dir(am->d), id, &dir) < 0)
                 return NULL;
+#else
+        _cleanup_free_ char *link = NULL;
+
+        if (asprintf(&link, "%s/apps/%s/current", daemon_state_dir(am->d), id) < 0)
+                return NULL;
+        dir = realpath(link, NULL);
+#endif
         return dir;
+}
+
+/* The ids of the installed apps (and their versions), into *ret_ids/*ret_versions
+ * (strv, caller frees). Returns 0 or -errno. */
+static int installed_list(AppMethods *am, char ***ret_ids, char ***ret_versions)
+{
+        _cleanup_strv_free_ char **ids = NULL, **versions = NULL;
+#ifdef HAVE_STORE
+        StoreApp *list = NULL;
+        size_t n = 0;
+        int r = store_list(daemon_state_dir(am->d), &list, &n);
+
+        if (r < 0)
+                return r;
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                r = strv_extend(&ids, list[i].id);
+                if (r >= 0)
+                        r = strv_extend(&versions, list[i].version ?: "");
+        }
+        store_app_free_many(list, n);
+        if (r < 0)
+                return r;
+#else
+        _cleanup_free_ char *apps = NULL;
+        struct dirent *de;
+        DIR *dir;
+
+        if (asprintf(&apps, "%s/apps", daemon_state_dir(am->d)) < 0)
+                return -ENOMEM;
+        dir = opendir(apps);
+        if (!dir)
+                return errno == ENOENT ? 0 : -errno;
+        while ((de = readdir(dir))) {
+                _cleanup_free_ char *cur = NULL, *real = NULL;
+
+                if (!manifest_id_is_valid(de->d_name) ||
+                    asprintf(&cur, "%s/%s/current", apps, de->d_name) < 0)
+                        continue;
+                real = realpath(cur, NULL);
+                if (!real)
+                        continue;
+                if (strv_extend(&ids, de->d_name) < 0 ||
+                    strv_extend(&versions, strrchr(real, '/') + 1) < 0) {
+                        closedir(dir);
+                        return -ENOMEM;
+                }
+        }
+        closedir(dir);
+#endif
+        *ret_ids = TAKE_PTR(ids);
+        *ret_versions = TAKE_PTR(versions);
+        return 0;
 }
 
 /*
@@ -175,9 +240,9 @@ static Instance *find_app(AppMethods *am, ControlCall *call, const char *id, boo
 
                 snprintf(msg, sizeof msg, "%s: cannot load the installed app from %s: %s", id, dir,
                          log_last_error()[0] ? log_last_error() : strerror(-r));
-                control_reply_error(call, "org.cella.Failed",
-                                    json_pack("{s:s, s:i, s:s}", "message", msg, "errno", -r, "app",
-                                              id));
+                control_reply_error(
+                        call, "org.cella.Failed",
+                        json_pack("{s:s, s:i, s:s}", "message", msg, "errno", -r, "app", id));
                 return NULL;
         }
         return inst;
@@ -243,21 +308,17 @@ static json_t *ps_snapshot(AppMethods *am, bool all)
         for (size_t i = 0; apps && i < s->n_apps; i++)
                 json_array_append_new(apps, instance_record(s->apps[i]));
         if (all) {
-                _cleanup_free_ StoreApp *list = NULL;
-                size_t n = 0;
+                _cleanup_strv_free_ char **ids = NULL, **versions = NULL;
 
-                if (store_list(daemon_state_dir(am->d), &list, &n) >= 0)
-                        for (size_t i = 0; apps && i < n; i++) {
-                                if (supervisor_find(s, list[i].id))
+                if (installed_list(am, &ids, &versions) >= 0)
+                        for (size_t i = 0; apps && ids && ids[i]; i++) {
+                                if (supervisor_find(s, ids[i]))
                                         continue;
                                 json_array_append_new(
-                                        apps, json_pack("{s:s, s:s, s:b, s:i, s:s}", "id",
-                                                        list[i].id, "state", "installed",
-                                                        "running", false, "pid", 0, "version",
-                                                        list[i].version ?: ""));
+                                        apps, json_pack("{s:s, s:s, s:b, s:i, s:s}", "id", ids[i],
+                                                        "state", "installed", "running", false,
+                                                        "pid", 0, "version", versions[i]));
                         }
-                store_list_free(list, n);
-                list = NULL;
         }
         return json_pack("{s:o}", "apps", apps ?: json_array());
 }
@@ -297,9 +358,9 @@ static int method_inspect(ControlCall *call, json_t *params, void *ud)
         dir = installed_dir(am, id);
         if (!dir)
                 return reply_no_app(call, id);
-        return control_reply(call, json_pack("{s:s, s:s, s:b, s:s, s:n}", "id", id, "state",
-                                             "installed", "running", false, "app_dir", dir,
-                                             "last_exit"));
+        return control_reply(call,
+                             json_pack("{s:s, s:s, s:b, s:s, s:n}", "id", id, "state", "installed",
+                                       "running", false, "app_dir", dir, "last_exit"));
 }
 
 static int method_start(ControlCall *call, json_t *params, void *ud)
@@ -331,9 +392,8 @@ static int method_start(ControlCall *call, json_t *params, void *ud)
                 return 0;
         if (lifecycle_start(inst,
                             &(LifecycleStart){.args = args ? (argv ?: (char *[]){NULL}) : NULL,
-                                              .background =
-                                                      json_is_true(json_object_get(params,
-                                                                                   "background"))},
+                                              .background = json_is_true(
+                                                      json_object_get(params, "background"))},
                             &e) < 0)
                 return reply_lifecycle_error(call, inst, &e);
         return control_reply(call, state_reply(inst));
@@ -441,8 +501,8 @@ static int method_kill(ControlCall *call, json_t *params, void *ud)
 
         if (!id)
                 return 0;
-        if (sig && (!json_is_integer(sig) || json_integer_value(sig) < 1 ||
-                    json_integer_value(sig) > 64))
+        if (sig &&
+            (!json_is_integer(sig) || json_integer_value(sig) < 1 || json_integer_value(sig) > 64))
                 return reply_invalid(call, "signal", "expected a signal number 1..64");
         if (sig)
                 signum = (int)json_integer_value(sig);
@@ -653,8 +713,8 @@ static int method_events(ControlCall *call, json_t *params, void *ud)
         if (!st)
                 return -ENOMEM;
         /* A first reply says the stream is live: what follows happens now. */
-        return control_reply_continues(call, json_pack("{s:b, s:I}", "live", true, "replayed",
-                                                      (json_int_t)replay.sent));
+        return control_reply_continues(
+                call, json_pack("{s:b, s:I}", "live", true, "replayed", (json_int_t)replay.sent));
 }
 
 /* ---- state changes and the tick -------------------------------------------------- */

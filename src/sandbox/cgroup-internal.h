@@ -77,12 +77,15 @@ typedef enum CgroupSlot {
 } CgroupSlot;
 
 typedef struct CgroupHierarchy {
-        dev_t dev;    /* identity of mount, to spot one hierarchy reached by two names */
-        ino_t ino;    /* ("cpu" and "cpuacct" symlinked to "cpu,cpuacct") */
-        char *mount;  /* the hierarchy's directory: "/sys/fs/cgroup/memory", "/sys/fs/cgroup" */
-        char *parent; /* mount + parent path: where "cella" lives */
-        char *root;   /* parent + "/cella": cella's root, holds the leaves */
-        bool unified; /* cgroup2: cgroup.kill, cgroup.freeze, cgroup.subtree_control */
+        dev_t dev;      /* identity of mount, to spot one hierarchy reached by two names */
+        ino_t ino;      /* ("cpu" and "cpuacct" symlinked to "cpu,cpuacct") */
+        char *mount;    /* the hierarchy's directory: "/sys/fs/cgroup/memory", "/sys/fs/cgroup" */
+        char *parent;   /* mount + parent path: where "cella" lives */
+        char *root;     /* parent + "/cella": cella's root, holds the leaves */
+        bool unified;   /* cgroup2: cgroup.kill, cgroup.freeze, cgroup.subtree_control */
+        char *self;     /* cgroup_manager_enter(): the process's cgroup before it moved */
+        char *leaf_dir; /* cgroup_manager_enter(): parent + "/" + leaf, where it moved */
+        bool made_base; /* cgroup_manager_enter() made parent (a "<base>" of its own) */
 } CgroupHierarchy;
 
 struct CgroupManager {

@@ -896,6 +896,8 @@ CgroupManager *cgroup_manager_free(CgroupManager *m)
                 free(m->hier[i].mount);
                 free(m->hier[i].parent);
                 free(m->hier[i].root);
+                free(m->hier[i].self);
+                free(m->hier[i].leaf_dir);
         }
         free(m);
         return NULL;
@@ -1383,4 +1385,121 @@ const char *cgroup_path(const Cgroup *cg, const char *ctrl)
                 if (streq(ctrl, slot_names[s]))
                         return cgroup_leaf(cg, s);
         return NULL;
+}
+
+/* The name of a controller slot that uses hierarchy i (NULL for the cgroup2 one), as
+ * /proc/self/cgroup lists it. */
+static const char *hierarchy_ctrl(const CgroupManager *m, size_t i)
+{
+        if (m->hier[i].unified)
+                return NULL;
+        for (CgroupSlot s = 0; s < CGROUP_SLOT_UNIFIED; s++)
+                if (m->slot[s] == (int)i)
+                        return slot_names[s];
+        return NULL;
+}
+
+/* True if dir's cgroup.procs lists this process and no other. */
+static bool cgroup_holds_only_self(const char *dir)
+{
+        pid_t pids[2];
+        int n = cgroup_read_procs(dir, pids, ELEMENTSOF(pids));
+
+        return n == 1 && pids[0] == getpid();
+}
+
+/* "<dir>/<name>", or NULL on -ENOMEM. */
+static char *path_join2(const char *dir, const char *name)
+{
+        char *p;
+
+        return asprintf(&p, "%s/%s", dir, name) < 0 ? NULL : p;
+}
+
+int cgroup_manager_enter(CgroupManager *m, const char *leaf, const char *base)
+{
+        _cleanup_(proc_cache_done) ProcCache pc = {};
+        char pid[16];
+        int r;
+
+        if (!m || !leaf || !base || !*leaf || !*base || strchr(leaf, '/') || strchr(base, '/') ||
+            streq(leaf, "cella") || streq(base, "cella"))
+                return -EINVAL;
+        snprintf(pid, sizeof pid, "%d", (int)getpid());
+        for (size_t i = 0; i < m->n_hier; i++) {
+                CgroupHierarchy *h = &m->hier[i];
+                _cleanup_free_ char *rel = NULL, *self = NULL, *b = NULL, *l = NULL;
+                const char *last;
+                bool made = false;
+
+                r = default_parent(&pc, h->mount, hierarchy_ctrl(m, i), &rel);
+                if (r < 0)
+                        return r;
+                self = rel[0] ? path_join2(h->mount, rel) : strdup(h->mount);
+                if (!self)
+                        return -ENOMEM;
+                last = strrchr(rel, '/') ? strrchr(rel, '/') + 1 : rel;
+                if (rel[0] && streq(last, leaf)) {
+                        /* Already in a "<base>/<leaf>" (a re-exec): that base. */
+                        b = strndup(self, strlen(self) - strlen(leaf) - 1);
+                } else if (rel[0] && cgroup_holds_only_self(self)) {
+                        /* A cgroup of its own (systemd's service with Delegate=yes). */
+                        b = strdup(self);
+                } else {
+                        /* Shared (a shell's): a base made below it, or on pure v2 below
+                         * the root (no internal processes: the shell's cgroup could not
+                         * have children with controllers). */
+                        b = path_join2(h->unified && m->mode == CGROUP_MODE_V2 ? h->mount : self,
+                                       base);
+                        made = true;
+                }
+                if (!b)
+                        return -ENOMEM;
+                l = path_join2(b, leaf);
+                if (!l)
+                        return -ENOMEM;
+                r = cgroup_mkdir(b);
+                if (r >= 0)
+                        r = cgroup_mkdir(l);
+                if (r >= 0)
+                        r = cgroup_write_knob(l, "cgroup.procs", pid);
+                if (r < 0)
+                        return r;
+                free(h->parent);
+                free(h->root);
+                h->root = path_join2(b, "cella");
+                h->parent = TAKE_PTR(b);
+                free(h->self);
+                h->self = TAKE_PTR(self);
+                free(h->leaf_dir);
+                h->leaf_dir = TAKE_PTR(l);
+                h->made_base = made;
+                if (!h->root)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+void cgroup_manager_leave(CgroupManager *m)
+{
+        char pid[16];
+
+        if (!m)
+                return;
+        snprintf(pid, sizeof pid, "%d", (int)getpid());
+        for (size_t i = 0; i < m->n_hier; i++) {
+                CgroupHierarchy *h = &m->hier[i];
+
+                if (!h->leaf_dir || !h->self)
+                        continue;
+                /* Back where it came from; its own base (systemd's service) stays. */
+                if (streq(h->self, h->leaf_dir) ||
+                    cgroup_write_knob(h->self, "cgroup.procs", pid) < 0)
+                        continue;
+                /* Each only if empty: another daemon or live apps keep it. */
+                (void)rmdir(h->leaf_dir);
+                (void)rmdir(h->root);
+                if (h->made_base)
+                        (void)rmdir(h->parent);
+        }
 }

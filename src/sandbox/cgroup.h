@@ -94,6 +94,33 @@ CgroupMode cgroup_manager_mode(const CgroupManager *m);
 const CgroupOps *cgroup_manager_ops(const CgroupManager *m);
 
 /*
+ * For a long-running kernel (cellad, docs/daemon.md "Cgroups"): moves the calling
+ * process into "<B>/<leaf>" in every hierarchy m uses and makes B the parent of
+ * cella's root there, so that the apps' leaves (B/cella/...) sit beside the kernel's
+ * own leaf and B holds no process (cgroup v2's "no internal processes" rule, kernel
+ * Documentation/admin-guide/cgroup-v2.rst; systemd.resource-control(5), Delegate=:
+ * a delegated service moves its own processes into a leaf of its subtree). B, per
+ * hierarchy, is:
+ *   - the process's cgroup when it is in "<B>/<leaf>" already (a re-exec);
+ *   - else its cgroup when it is that cgroup's only process (a service of its own);
+ *   - else "<its cgroup>/<base>", made (a cgroup shared with a shell, on v1 and the
+ *     controller-less cgroup2 of a hybrid host), or "<hierarchy root>/<base>" on
+ *     pure v2 (the shell's cgroup could have no child with controllers).
+ * leaf and base: one path component each, not "cella". Call before any thread or
+ * child exists (cgroup.procs moves the whole process). Returns 0, -EINVAL, or the
+ * -errno of the mkdir or cgroup.procs write that failed (the process may then be
+ * moved in some hierarchies and not others).
+ */
+int cgroup_manager_enter(CgroupManager *m, const char *leaf, const char *base);
+
+/*
+ * Undoes cgroup_manager_enter() as far as it can at the process's end: moves it back
+ * to the cgroup it came from and removes "<B>/<leaf>", B/cella and a B it made, each
+ * only if empty (another daemon's leaf or live apps keep them). Takes NULL.
+ */
+void cgroup_manager_leave(CgroupManager *m);
+
+/*
  * Removes leftover leaves under cella's root in every hierarchy: a leaf whose owner
  * pid (after the '@' in its name) is not alive has its tasks killed and is removed.
  * Leaves of live owners, and names without "@<pid>", are left alone.

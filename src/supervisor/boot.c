@@ -239,6 +239,29 @@ static bool boot_report(Supervisor *s)
         return bad;
 }
 
+size_t supervisor_start_added(Supervisor *s)
+{
+        size_t started = 0;
+
+        for (size_t k = 0; k < s->n_apps; k++) {
+                Instance *inst = s->apps[k];
+                const Instance *dep;
+                const char *dep_id = NULL;
+
+                if (!group_last(inst) || inst->state != INSTANCE_STOPPED)
+                        continue;
+                dep = dep_not_running(s, inst, &dep_id);
+                if (dep) {
+                        report_dep_not_running(inst, dep, dep_id);
+                        boot_dep_failed(s, inst, dep_id);
+                        continue;
+                }
+                if (instance_start(inst) == 0)
+                        started++;
+        }
+        return started;
+}
+
 int supervisor_boot(const BootOptions *o, SupervisorError *err)
 {
         BootApp *apps = NULL;
@@ -271,21 +294,7 @@ int supervisor_boot(const BootOptions *o, SupervisorError *err)
                 goto out;
         log_info("booting %zu app(s) from %s in %zu wave(s); logs in %s/logs", n, o->dir,
                  order.n_waves, o->k.state_dir);
-        for (size_t k = 0; k < s->n_apps; k++) {
-                Instance *inst = s->apps[k];
-                const Instance *dep;
-                const char *dep_id = NULL;
-
-                if (!group_last(inst))
-                        continue;
-                dep = dep_not_running(s, inst, &dep_id);
-                if (dep) {
-                        report_dep_not_running(inst, dep, dep_id);
-                        boot_dep_failed(s, inst, dep_id);
-                        continue;
-                }
-                (void)instance_start(inst);
-        }
+        (void)supervisor_start_added(s);
         r = cgroup_sweep(s->cgm);
         if (r < 0)
                 log_warning_errno(r, "cannot sweep leftover cgroups: %m");

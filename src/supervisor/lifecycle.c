@@ -312,7 +312,7 @@ void lifecycle_note(Instance *inst)
         rec = json_pack("{s:s, s:s, s:s, s:s}", "event", "state", "app", inst->manifest->id,
                         "state", instance_state_to_string(to), "from",
                         instance_state_to_string(from));
-        if (s->o.status_states)
+        if (s->o.daemon)
                 supervisor_status(s, rec);
         else {
                 /* The status fd of cella run and boot keeps its records as they were

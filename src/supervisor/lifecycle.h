@@ -41,8 +41,8 @@
  *            status; a restart policy or a restart makes it starting)
  *
  * Each change is written as a status record {"event":"state","app","state","from"}
- * (to the status taps, and to the status fd when SupervisorOptions.status_states is
- * set: the daemon's; cella run and boot keep their --json-status records as they
+ * (to the status taps, and to the status fd of a kernel in daemon mode,
+ * SupervisorOptions.daemon, and its status callback; cella run and boot keep their --json-status records as they
  * were) and a lifecycle audit record {"what":"state","state","from"}
  * (lifecycle_note()).
  * An operation refused in a state says so with the state's name (LifecycleError:

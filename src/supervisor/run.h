@@ -60,6 +60,15 @@ typedef struct BootOptions {
 int supervisor_boot(const BootOptions *o, SupervisorError *err);
 
 /*
+ * Starts, in the order they were added (supervisor_add(): boot order), the apps of s
+ * that never ran (state stopped), as `cella boot` does: an app whose dependencies
+ * do not all run is not started and is marked failed (step depends) with a message;
+ * a packed group starts with its last member. Returns the number of apps (or
+ * groups) started.
+ */
+size_t supervisor_start_added(Supervisor *s);
+
+/*
  * Loads and checks the manifest of app_dir: its syntax (manifest.c), its permissions
  * against the catalogue, and a runtime this build runs. Prints what is wrong.
  * Returns 0 with *ret_real_dir (the folder's real path) and *ret, or a negative

@@ -76,6 +76,8 @@ void supervisor_status(Supervisor *s, json_t *o)
              strcmp(json_string_value(json_object_get(o, "event")), "exited") == 0))
                 outcome_reported = true;
         lifecycle_status_record(s, o);
+        if (o && s->o.status_cb)
+                s->o.status_cb(o, s->o.status_userdata);
         if (!s->status_outlet || !o) {
                 json_decref(o);
                 return;
@@ -398,7 +400,8 @@ void supervisor_changed(Supervisor *s)
                         apps_active |= active;
                 }
         }
-        if (!any_active) {
+        /* A daemon runs on with no app until it is told to stop. */
+        if (!any_active && (!s->o.daemon || s->stopping)) {
                 /* Only a running loop: a stop flag left set would make the next
                  * uv_run() (supervisor_free()'s, for the close callbacks) do nothing. */
                 if (s->running)
@@ -409,7 +412,7 @@ void supervisor_changed(Supervisor *s)
                 return;
         /* A boot ends when its apps have: the services they used stop then. A boot of
          * services alone runs until stopped. */
-        if (!s->stopping && any_app && !apps_active) {
+        if (!s->stopping && any_app && !apps_active && !s->o.daemon) {
                 log_info("every app has exited; stopping the services");
                 s->stopping = true;
         }
@@ -462,7 +465,13 @@ static void on_signal(uv_signal_t *h, int signum)
                 return;
         }
         if (!s->stopping)
-                log_info("stopping every app (Ctrl-C again to kill them now)");
+                log_info("stopping every app%s",
+                         s->o.daemon ? "" : " (Ctrl-C again to kill them now)");
+        supervisor_stop_all(s, kill);
+}
+
+void supervisor_stop_all(Supervisor *s, bool kill)
+{
         s->stopping = true;
         for (size_t i = 0; i < s->n_apps; i++) {
                 Instance *inst = s->apps[i];
@@ -746,14 +755,19 @@ int supervisor_new(const SupervisorOptions *o, Supervisor **ret, SupervisorError
         if (geteuid() != 0) {
                 log_error("cella needs root: it gives each app its own host uid and cgroup "
                           "(rootless mode is not supported yet)");
+                cgroup_manager_free(o->cgm);
                 return supervisor_error_at(err, SANDBOX_STEP_PREPARE, EPERM, "cella needs root");
         }
         s = calloc(1, sizeof *s);
-        if (!s)
+        if (!s) {
+                cgroup_manager_free(o->cgm);
                 return supervisor_error(err, SUPERVISOR_STEP_INTERNAL, ENOMEM, NULL);
+        }
         s->o = *o;
 
-        r = cgroup_manager_new("/sys/fs/cgroup", o->cgroup_mode, NULL, &s->cgm);
+        s->o.cgm = NULL;
+        r = o->cgm ? (s->cgm = o->cgm, 0)
+                   : cgroup_manager_new("/sys/fs/cgroup", o->cgroup_mode, NULL, &s->cgm);
         if (r < 0) {
                 log_error_errno(r, "no usable cgroup hierarchy under /sys/fs/cgroup: %m");
                 r = supervisor_error_at(err, SANDBOX_STEP_CGROUP, r, "/sys/fs/cgroup");
@@ -797,6 +811,8 @@ int supervisor_new(const SupervisorOptions *o, Supervisor **ret, SupervisorError
 
                         if (sigs[i] == SIGWINCH && !o->tty)
                                 break;
+                        if (sigs[i] == SIGHUP && o->daemon)
+                                continue; /* the daemon's: re-exec (src/daemon) */
                         r = uv_signal_init(&s->loop, h);
                         if (r < 0)
                                 break;
@@ -1059,7 +1075,7 @@ void supervisor_loop(Supervisor *s)
 
         for (size_t i = 0; i < s->n_apps; i++)
                 any |= instance_active(s->apps[i]);
-        if (!any)
+        if (!any && (!s->o.daemon || s->stopping))
                 return;
         s->running = true;
         uv_run(&s->loop, UV_RUN_DEFAULT);

@@ -15,9 +15,11 @@
  * --json-status, as JSON lines to the status fd.
  */
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <uv.h>
 
 #include "policy/manifest.h"
 #include "sandbox/cgroup.h"
@@ -53,9 +55,16 @@ typedef struct SupervisorOptions {
         /* The CLI's numbering of a failure (cella_exit_code()), for the "exit_code" of
          * records and cella ps; NULL: 1 for any failure. */
         SupervisorExitCode exit_code;
-        /* Write each state change as a {"event":"state"} record to the status fd too
-         * (the daemon); cella run and boot leave them out (lifecycle.h). */
-        bool status_states;
+        /* cellad (src/daemon): the loop runs until supervisor_stop_all() or SIGTERM/SIGINT
+         * stopped every app, not until the apps exit; SIGHUP is left to the daemon. */
+        bool daemon;
+        /* Not NULL: the cgroup manager to use, taken (freed with the supervisor, also on
+         * failure); NULL: one made for /sys/fs/cgroup in cgroup_mode. */
+        CgroupManager *cgm;
+        /* Not NULL: called with each status record (the --json-status records, borrowed)
+         * as it is made, whether or not a status fd is open (cellad: journald). */
+        void (*status_cb)(const json_t *record, void *userdata);
+        void *status_userdata;
 } SupervisorOptions;
 
 /* The phase of an app's run, as instance.c and group.c drive it; the state `cella ps`
@@ -107,3 +116,52 @@ int instance_exit_code(const Instance *inst);
 const SupervisorError *instance_error(const Instance *inst);
 
 const Manifest *instance_manifest(const Instance *inst);
+
+/* The daemon's view of the kernel (daemon-mode.c): what src/daemon needs without the
+ * supervisor's internals. */
+typedef struct Control Control;
+
+/* The supervisor's libuv loop (runs in supervisor_loop()). */
+uv_loop_t *supervisor_uv_loop(Supervisor *s);
+
+/*
+ * Opens at once what a kernel otherwise opens with its first app (grants, audit log,
+ * bus, broker, and the control socket <state>/run/<pid>.sock). Returns 0 or a negative
+ * errno with *err (may be NULL), printed.
+ */
+int supervisor_open(Supervisor *s, SupervisorError *err);
+
+/* The kernel's control server (run/<pid>.sock), or NULL before supervisor_open() or
+ * if it could not listen. */
+Control *supervisor_control(Supervisor *s);
+
+/*
+ * An orderly stop of every app, as `cella boot` on Ctrl-C: apps first, then services,
+ * the ones others depend on last (wave by wave in reverse); kill: SIGKILL at once.
+ * supervisor_loop() returns once nothing runs any more (in daemon mode too).
+ */
+void supervisor_stop_all(Supervisor *s, bool kill);
+
+/* True once supervisor_stop_all() or a stopping signal came. */
+bool supervisor_stopping(const Supervisor *s);
+
+/*
+ * Counts the apps by state into counts[0..n-1], indexed by InstanceState (a state
+ * >= n is not counted). Returns the number of apps.
+ */
+size_t supervisor_count_states(const Supervisor *s, size_t *counts, size_t n);
+
+/* True if an app with this id is registered with s. */
+bool supervisor_has_app(Supervisor *s, const char *id);
+
+/*
+ * supervisor_add() with no extra args for a kernel that goes on after a refusal (the
+ * daemon's autostart): an app registered and then refused (its id claimed by another
+ * folder or key, its packed group) is marked failed with the error, so that
+ * supervisor_start_added() never starts it. Returns as supervisor_add().
+ */
+int supervisor_add_or_fail(Supervisor *s, const char *app_dir, Manifest *m, unsigned wave,
+                           SupervisorError *err);
+
+/* The lower-case name of a state, as `cella ps` shows it. */
+const char *supervisor_state_name(InstanceState st);

@@ -115,6 +115,19 @@ def test_install_puts_header_libraries_pc_files_and_proto(installed):
     assert all(n.startswith("cella_") for n in names), [n for n in names if not n.startswith("cella_")]
 
 
+def test_install_puts_cellad_and_its_units(installed):
+    """cellad in the bindir, its units in systemd's unit directory (systemd.pc's, else
+    /lib/systemd/system), ExecStart naming the installed cellad (docs/daemon.md)."""
+    prefix, _, bindir = _prefix()
+    cellad = os.path.join(installed["root"], bindir, "cellad")
+    assert os.access(cellad, os.X_OK)
+    units = [os.path.join(d, f) for d, _, fs in os.walk(installed["dest"]) for f in fs
+             if f in ("cellad.service", "cellad.socket")]
+    assert sorted(os.path.basename(u) for u in units) == ["cellad.service", "cellad.socket"], units
+    service = open(next(u for u in units if u.endswith(".service"))).read()
+    assert f"ExecStart={os.path.join(prefix, bindir, 'cellad')}\n" in service
+
+
 def test_static_app_from_installed_tree_runs_in_cella(installed, tmp_path):
     """Installed under a prefix the jail does not show (the destdir): static libcella."""
     flags = _pkg(installed["pcdir"], "--cflags", "--libs", "cella-static", define_prefix=installed["root"])

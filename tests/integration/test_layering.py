@@ -71,6 +71,7 @@ SIDEWAYS = {
     ("supervisor", "lua"): {"stats.h"},
     ("lua", "lib"): {"client.h"},
     ("policy", "audit"): {"audit.h"},
+    ("daemon", "cli"): {"exit-codes.h"},
 }
 
 

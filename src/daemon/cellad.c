@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* cellad: the long-running kernel (docs/daemon.md); its options, then daemon_run(). */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "config.h"
+#include "daemon/daemon.h"
+#include "supervisor/state.h"
+
+enum {
+        ARG_STATE_DIR = 0x100,
+        ARG_SOCKET,
+        ARG_READY_FD,
+        ARG_LOCK_FD,
+        ARG_CGROUP_MODE,
+        ARG_UID_RANGE,
+        ARG_NO_AUTOSTART,
+        ARG_VERSION,
+};
+
+/* The state directory when neither --state-dir nor $CELLA_STATE_DIR names one: as
+ * `cella`'s (docs/cli.md), /var/lib/cella for root. */
+static const char *default_state_dir(void)
+{
+        static char buf[4096];
+        const char *x = getenv("CELLA_STATE_DIR");
+
+        if (x && *x)
+                return x;
+        if (geteuid() == 0)
+                return "/var/lib/cella";
+        x = getenv("XDG_STATE_HOME");
+        if (x && x[0] == '/')
+                snprintf(buf, sizeof buf, "%s/cella", x);
+        else
+                snprintf(buf, sizeof buf, "%s/.local/state/cella", getenv("HOME") ?: "/");
+        return buf;
+}
+
+static void usage(FILE *f)
+{
+        fprintf(f,
+                "Usage: cellad [OPTIONS]\n"
+                "\n"
+                "The cella kernel as a daemon: it owns the apps installed in one state\n"
+                "directory, starts the ones marked to start, and serves the control API on\n"
+                "<state-dir>/cellad.sock until SIGTERM (docs/daemon.md).\n"
+                "\n"
+                "  -s, --state-dir DIR      state directory (default %s;\n"
+                "                           $CELLA_STATE_DIR names another)\n"
+                "      --socket PATH        the control socket (default <state-dir>/cellad.sock;\n"
+                "                           not used when systemd passes one)\n"
+                "      --ready-fd N         write \"READY\\n\" to file descriptor N once the\n"
+                "                           daemon answers on its socket, then close it\n"
+                "      --no-autostart       start no installed app at start\n"
+                "      --uid-range BASE:N   host ids for new apps, %u per app (default %u:%u)\n"
+                "      --cgroup-mode MODE   auto, v1, v2 or hybrid (default auto)\n"
+                "  -v, --verbose            more messages\n"
+                "  -h, --help               this text\n"
+                "      --version            the version\n"
+                "\n"
+                "Signals: SIGTERM or SIGINT stop every app (services last) and exit 0; SIGHUP\n"
+                "re-executes cellad in place, the apps left running.\n"
+                "Exit codes: 0 stopped, 1 failed, 2 usage, 3 another cellad holds the state\n"
+                "directory.\n",
+                default_state_dir(), STATE_IDS_PER_APP, STATE_UID_BASE_DEFAULT,
+                STATE_UID_COUNT_DEFAULT);
+}
+
+/* A non-negative int from s (a whole decimal). Returns 0 and *ret, or -EINVAL. */
+static int parse_fd(const char *s, int *ret)
+{
+        char *end;
+        long v;
+
+        errno = 0;
+        v = strtol(s, &end, 10);
+        if (errno || end == s || *end || v < 0 || v > 1 << 20)
+                return -EINVAL;
+        *ret = (int)v;
+        return 0;
+}
+
+/* --uid-range BASE:COUNT, as cella run's. Returns 0 or -EINVAL (printed). */
+static int parse_uid_range(const char *arg, DaemonOptions *o)
+{
+        unsigned long long v, n;
+        char *end;
+
+        errno = 0;
+        v = strtoull(arg, &end, 10);
+        if (errno || end == arg || *end != ':')
+                goto bad;
+        arg = end + 1;
+        n = strtoull(arg, &end, 10);
+        if (errno || end == arg || *end || v == 0 || n == 0 || n % STATE_IDS_PER_APP != 0 ||
+            v + n > 0xFFFFFFFEull)
+                goto bad;
+        o->uid_base = (uid_t)v;
+        o->uid_count = (uint32_t)n;
+        return 0;
+bad:
+        log_error("--uid-range: expected BASE:COUNT with BASE > 0, COUNT a multiple of %u "
+                  "(host ids per app) and BASE+COUNT at most 4294967294",
+                  STATE_IDS_PER_APP);
+        return -EINVAL;
+}
+
+int main(int argc, char **argv)
+{
+        static const struct option options[] = {
+                {"state-dir", required_argument, NULL, 's'},
+                {"socket", required_argument, NULL, ARG_SOCKET},
+                {"ready-fd", required_argument, NULL, ARG_READY_FD},
+                /* Internal: the lock a re-exec hands over (docs/daemon.md, "Signals"). */
+                {"lock-fd", required_argument, NULL, ARG_LOCK_FD},
+                {"cgroup-mode", required_argument, NULL, ARG_CGROUP_MODE},
+                {"uid-range", required_argument, NULL, ARG_UID_RANGE},
+                {"no-autostart", no_argument, NULL, ARG_NO_AUTOSTART},
+                {"verbose", no_argument, NULL, 'v'},
+                {"help", no_argument, NULL, 'h'},
+                {"version", no_argument, NULL, ARG_VERSION},
+                {},
+        };
+        DaemonOptions o = {
+                .ready_fd = -1,
+                .lock_fd = -1,
+                .uid_base = STATE_UID_BASE_DEFAULT,
+                .uid_count = STATE_UID_COUNT_DEFAULT,
+                .argv = argv,
+        };
+        int c;
+
+        o.state_dir = default_state_dir();
+        while ((c = getopt_long(argc, argv, "s:vh", options, NULL)) >= 0) {
+                switch (c) {
+                case 's':
+                        if (!optarg[0]) {
+                                log_error("--state-dir: expected a directory");
+                                return DAEMON_EXIT_USAGE;
+                        }
+                        o.state_dir = optarg;
+                        break;
+                case ARG_SOCKET:
+                        if (optarg[0] != '/') {
+                                log_error("--socket: expected an absolute path, got '%s'", optarg);
+                                return DAEMON_EXIT_USAGE;
+                        }
+                        o.socket_path = optarg;
+                        break;
+                case ARG_READY_FD:
+                case ARG_LOCK_FD: {
+                        int fd;
+
+                        if (parse_fd(optarg, &fd) < 0 || fd <= STDERR_FILENO ||
+                            fcntl(fd, F_GETFD) < 0) {
+                                log_error("--%s: expected an open file descriptor above 2, "
+                                          "got '%s'",
+                                          c == ARG_READY_FD ? "ready-fd" : "lock-fd", optarg);
+                                return DAEMON_EXIT_USAGE;
+                        }
+                        /* Ours alone from here: not passed on to the apps. */
+                        (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+                        if (c == ARG_READY_FD)
+                                o.ready_fd = fd;
+                        else
+                                o.lock_fd = fd;
+                        break;
+                }
+                case ARG_CGROUP_MODE:
+                        if (strcmp(optarg, "auto") == 0)
+                                o.cgroup_mode = CGROUP_MODE_AUTO;
+                        else if (strcmp(optarg, "v1") == 0)
+                                o.cgroup_mode = CGROUP_MODE_V1;
+                        else if (strcmp(optarg, "v2") == 0)
+                                o.cgroup_mode = CGROUP_MODE_V2;
+                        else if (strcmp(optarg, "hybrid") == 0)
+                                o.cgroup_mode = CGROUP_MODE_HYBRID;
+                        else {
+                                log_error("--cgroup-mode: expected auto, v1, v2 or hybrid, got "
+                                          "'%s'",
+                                          optarg);
+                                return DAEMON_EXIT_USAGE;
+                        }
+                        break;
+                case ARG_UID_RANGE:
+                        if (parse_uid_range(optarg, &o) < 0)
+                                return DAEMON_EXIT_USAGE;
+                        break;
+                case ARG_NO_AUTOSTART:
+                        o.no_autostart = true;
+                        break;
+                case 'v':
+                        log_verbose++;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                case ARG_VERSION:
+                        printf("cellad %s\n", CELLA_VERSION);
+                        return 0;
+                default:
+                        usage(stderr);
+                        return DAEMON_EXIT_USAGE;
+                }
+        }
+        if (optind < argc) {
+                log_error("unexpected argument '%s' (cellad takes options only; see --help)",
+                          argv[optind]);
+                return DAEMON_EXIT_USAGE;
+        }
+        if (geteuid() != 0) {
+                log_error("cellad needs root: it gives each app its own host uid and cgroup "
+                          "(rootless mode is not supported yet)");
+                return DAEMON_EXIT_FAILURE;
+        }
+        return daemon_run(&o);
+}

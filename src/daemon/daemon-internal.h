@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Shared by the files of src/daemon: the Daemon itself. */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "daemon/daemon.h"
+#include "supervisor/control.h"
+#include "supervisor/error.h"
+
+enum {
+        DAEMON_HANDLE_STATUS = 1 << 0,
+        DAEMON_HANDLE_HUP = 1 << 1,
+        DAEMON_HANDLE_STOP = 1 << 2,
+        DAEMON_HANDLE_WATCHDOG = 1 << 3,
+        DAEMON_HANDLE_SHUTDOWN = 1 << 4,
+};
+
+struct Daemon {
+        DaemonOptions o;
+        const char *state_dir;
+        const char *socket_path; /* o.socket_path, or socket_path_buf */
+        char *socket_path_buf;   /* <state>/cellad.sock */
+        int state_fd;
+        int lock_fd;
+        Supervisor *sup;
+        CgroupManager *cgm; /* the supervisor's (owned by it) */
+        Control *control;   /* the supervisor's, also on socket_path (daemon_control_setup) */
+        int n_listen_fds;   /* sockets systemd passed (sd_listen_fds) */
+        bool notify;        /* $NOTIFY_SOCKET is set: sd_notify() is heard */
+        bool journal;       /* stderr is the journal: log with sd_journal_send() */
+        bool stop_told;     /* STOPPING=1 sent */
+        bool status_pending;
+        uint64_t status_last_ms;
+        unsigned handles; /* DAEMON_HANDLE_* initialized on the loop */
+        uv_timer_t status_timer;
+        uv_timer_t watchdog;
+        uv_timer_t shutdown; /* org.cella.Shutdown: the stop starts after the reply */
+        uv_signal_t hup;
+        uv_signal_t stop[2]; /* SIGTERM, SIGINT: STOPPING=1 (the supervisor stops the apps) */
+};
+
+/* STATUS= (throttled to DAEMON_STATUS_INTERVAL_MS) after a state change. */
+void daemon_status_changed(Daemon *d);
+
+/* control.c: listens on d->socket_path, or on the socket systemd passed, and adds the
+ * daemon's own methods (Ping, Version, Shutdown). Returns 0 or a negative errno
+ * (printed). */
+int daemon_control_setup(Daemon *d);
+void daemon_control_done(Daemon *d);
+
+/* journal.c: the kernel's messages to the journal with their priority (a LogWriter
+ * in place of the supervisor's stderr outlet), and one status record as one journal
+ * entry with its CELLA_* fields. */
+void daemon_journal_install(Daemon *d);
+void daemon_journal_record(const json_t *record);
+
+/* autostart.c: starts the installed apps with "autostart": true or a restart policy,
+ * in dependency waves. Returns the number started, or a negative errno (printed). */
+int daemon_autostart(Daemon *d);
+
+/* The exit code a failure gets in status records and `cella ps` (cella's numbering,
+ * cli/exit-codes.h). */
+int daemon_exit_code(const SupervisorError *e);

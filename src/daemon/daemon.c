@@ -1,0 +1,469 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * cellad's life (daemon.h, docs/daemon.md): the state directory and its lock, the
+ * cgroup leaf, the supervisor in daemon mode, the control socket, the hooks of the
+ * other parts, the autostart, sd_notify, and the signals.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/fileio.h"
+#include "base/log.h"
+#include "base/macro.h"
+#include "base/statedir.h"
+#include "base/strv.h"
+#include "base/time-util.h"
+#include "cli/exit-codes.h"
+#include "config.h"
+#include "daemon/daemon-internal.h"
+#include "supervisor/control.h"
+#include "supervisor/run.h"
+
+Supervisor *daemon_supervisor(Daemon *d)
+{
+        return d->sup;
+}
+
+Control *daemon_control(Daemon *d)
+{
+        return d->control;
+}
+
+const char *daemon_state_dir(const Daemon *d)
+{
+        return d->state_dir;
+}
+
+uv_loop_t *daemon_loop(Daemon *d)
+{
+        return supervisor_uv_loop(d->sup);
+}
+
+/* The pid written in the lock file by the cellad holding it, or 0 if none can be
+ * read. */
+static pid_t lock_holder(int fd)
+{
+        char buf[32] = "";
+        ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+        long v;
+        char *end;
+
+        if (n <= 0)
+                return 0;
+        buf[n] = 0;
+        errno = 0;
+        v = strtol(buf, &end, 10);
+        if (errno || end == buf || v <= 0 || v > INT32_MAX)
+                return 0;
+        return (pid_t)v;
+}
+
+/*
+ * Takes <state>/cellad.lock (state_fd: the state directory): flock(LOCK_EX|LOCK_NB)
+ * on it, then writes our pid into it ("<pid>\n"), which a refused cellad names. An
+ * inherited lock (lock_fd >= 0, a re-exec) must be that same file, and is kept.
+ * Returns the lock's fd, or -EWOULDBLOCK (another cellad holds it; said) or another
+ * negative errno (said).
+ */
+static int daemon_lock(int state_fd, const char *state_dir, int lock_fd)
+{
+        _cleanup_close_ int fd = -EBADF;
+        char buf[32];
+        int n;
+
+        fd = openat(state_fd, DAEMON_LOCK_FILE,
+                    O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0644);
+        if (fd < 0)
+                return log_error_errno(negative_errno(), "cannot open %s/%s: %m", state_dir,
+                                       DAEMON_LOCK_FILE);
+        if (owned_check_fd(fd, state_dir) < 0)
+                return -EPERM;
+        if (lock_fd >= 0) {
+                struct stat a, b;
+
+                /* The same open file (a re-exec handed it over): its lock is ours. */
+                if (fstat(fd, &a) < 0 || fstat(lock_fd, &b) < 0 || a.st_dev != b.st_dev ||
+                    a.st_ino != b.st_ino) {
+                        log_error("--lock-fd %d is not %s/%s", lock_fd, state_dir,
+                                  DAEMON_LOCK_FILE);
+                        return -EBADF;
+                }
+                safe_close(fd);
+                fd = fcntl(lock_fd, F_DUPFD_CLOEXEC, 3);
+                if (fd < 0)
+                        return log_error_errno(negative_errno(), "--lock-fd %d: %m", lock_fd);
+                safe_close(lock_fd);
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                int r = negative_errno();
+                pid_t pid;
+
+                if (r != -EWOULDBLOCK)
+                        return log_error_errno(r, "cannot lock %s/%s: %m", state_dir,
+                                               DAEMON_LOCK_FILE);
+                pid = lock_holder(fd);
+                if (pid > 0)
+                        log_error("another cellad (pid %d) holds %s", (int)pid, state_dir);
+                else
+                        log_error("another cellad holds %s (its lock %s/%s)", state_dir, state_dir,
+                                  DAEMON_LOCK_FILE);
+                return -EWOULDBLOCK;
+        }
+        n = snprintf(buf, sizeof buf, "%d\n", (int)getpid());
+        if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)n, 0) != n)
+                log_warning_errno(negative_errno(), "cannot write our pid into %s/%s: %m",
+                                  state_dir, DAEMON_LOCK_FILE);
+        return TAKE_FD(fd);
+}
+
+/*
+ * The soft RLIMIT_NOFILE up to the hard limit (a thousand control clients and
+ * hundreds of apps, each a few fds; systemd raises its services' hard limit to
+ * 512Ki, the soft one stays 1024 for select(2)'s sake, which cellad does not use).
+ * The supervisor raises both further as root (supervisor.c raise_nofile()).
+ */
+static void raise_nofile_soft(void)
+{
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+                return;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                log_warning_errno(negative_errno(), "cannot raise RLIMIT_NOFILE to %llu: %m",
+                                  (unsigned long long)rl.rlim_max);
+}
+
+/* ---- sd_notify, STATUS= and the watchdog ---- */
+
+static void daemon_send_status(Daemon *d)
+{
+        size_t counts[16], n;
+        char buf[512];
+        size_t k = 0;
+
+        n = supervisor_count_states(d->sup, counts, ELEMENTSOF(counts));
+        k += (size_t)snprintf(buf, sizeof buf, "STATUS=%zu app(s)", n);
+        for (size_t i = 0; i < ELEMENTSOF(counts) && k < sizeof buf; i++)
+                if (counts[i] > 0)
+                        k += (size_t)snprintf(buf + k, sizeof buf - k, "%s%zu %s",
+                                              k > 7 + 12 && buf[k - 1] != ')' ? ", " : ": ",
+                                              counts[i], supervisor_state_name((InstanceState)i));
+        if (k >= sizeof buf)
+                buf[sizeof buf - 1] = 0;
+        d->status_last_ms = now_monotonic_ms();
+        (void)sd_notify(0, buf);
+}
+
+static void on_status_timer(uv_timer_t *t)
+{
+        Daemon *d = t->data;
+
+        d->status_pending = false;
+        daemon_send_status(d);
+}
+
+void daemon_status_changed(Daemon *d)
+{
+        uint64_t now, next;
+
+        if (!d->notify || !d->sup || d->status_pending)
+                return;
+        now = now_monotonic_ms();
+        next = d->status_last_ms + DAEMON_STATUS_INTERVAL_MS;
+        if (now >= next) {
+                daemon_send_status(d);
+                return;
+        }
+        d->status_pending = true;
+        (void)uv_timer_start(&d->status_timer, on_status_timer, next - now, 0);
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+        (void)sd_notify(0, "WATCHDOG=1");
+}
+
+/* The supervisor's status records: journald, and STATUS=. */
+static void on_status_record(const json_t *record, void *userdata)
+{
+        Daemon *d = userdata;
+
+        if (d->journal)
+                daemon_journal_record(record);
+        daemon_status_changed(d);
+}
+
+/* ---- signals ---- */
+
+static void on_stop_signal(uv_signal_t *h, int signum)
+{
+        Daemon *d = h->data;
+
+        /* The supervisor's own handler stops the apps (supervisor_stop_all()). */
+        if (!d->stop_told) {
+                d->stop_told = true;
+                (void)sd_notify(0, "STOPPING=1\nSTATUS=stopping every app");
+        }
+}
+
+/*
+ * SIGHUP: the cellad binary again, in place (same pid: systemd's MAINPID holds), the
+ * apps left running: the new image adopts them (daemon_adopt()). What crosses the
+ * exec: the lock (--lock-fd, its flock kept), a socket systemd passed (LISTEN_FDS,
+ * LISTEN_PID: still our pid). The rest is CLOEXEC and is closed by the exec.
+ */
+static void daemon_reexec(Daemon *d)
+{
+        _cleanup_strv_free_ char **argv = NULL;
+        char fdbuf[16], mode[16];
+        const char *exe = d->o.exe ?: "/proc/self/exe";
+        int fl;
+
+        if (supervisor_stopping(d->sup)) {
+                log_info("SIGHUP while stopping: ignored");
+                return;
+        }
+        log_info("SIGHUP: re-executing %s in place (pid %d), the apps left running", exe,
+                 (int)getpid());
+        {
+                char buf[64];
+
+                snprintf(buf, sizeof buf, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64,
+                         now_monotonic_ms() * 1000);
+                (void)sd_notify(0, buf);
+        }
+        snprintf(fdbuf, sizeof fdbuf, "%d", d->lock_fd);
+        snprintf(mode, sizeof mode, "%s",
+                 d->o.cgroup_mode == CGROUP_MODE_V1       ? "v1"
+                 : d->o.cgroup_mode == CGROUP_MODE_V2     ? "v2"
+                 : d->o.cgroup_mode == CGROUP_MODE_HYBRID ? "hybrid"
+                                                          : "auto");
+        if (strv_extend(&argv, d->o.argv && d->o.argv[0] ? d->o.argv[0] : "cellad") < 0 ||
+            strv_extend(&argv, "--state-dir") < 0 || strv_extend(&argv, d->state_dir) < 0 ||
+            (d->o.socket_path &&
+             (strv_extend(&argv, "--socket") < 0 || strv_extend(&argv, d->o.socket_path) < 0)) ||
+            strv_extend(&argv, "--cgroup-mode") < 0 || strv_extend(&argv, mode) < 0 ||
+            (d->o.no_autostart && strv_extend(&argv, "--no-autostart") < 0) ||
+            strv_extend(&argv, "--lock-fd") < 0 || strv_extend(&argv, fdbuf) < 0) {
+                log_error("SIGHUP: cannot re-execute: out of memory");
+                return;
+        }
+        fl = fcntl(d->lock_fd, F_GETFD);
+        if (fl < 0 || fcntl(d->lock_fd, F_SETFD, fl & ~FD_CLOEXEC) < 0) {
+                log_error_errno(negative_errno(), "SIGHUP: cannot hand the lock over: %m");
+                return;
+        }
+        for (int i = 0; i < d->n_listen_fds; i++) {
+                fl = fcntl(SD_LISTEN_FDS_START + i, F_GETFD);
+                if (fl >= 0)
+                        (void)fcntl(SD_LISTEN_FDS_START + i, F_SETFD, fl & ~FD_CLOEXEC);
+        }
+        execv(exe, argv);
+        log_error_errno(negative_errno(), "SIGHUP: cannot re-execute %s: %m; running on", exe);
+        (void)fcntl(d->lock_fd, F_SETFD, FD_CLOEXEC);
+        (void)sd_notify(0, "READY=1");
+}
+
+static void on_hup(uv_signal_t *h, int signum)
+{
+        daemon_reexec(h->data);
+}
+
+/* ---- start and stop ---- */
+
+/* Writes "READY\n" to the --ready-fd and closes it; sd_notify READY=1 with the
+ * first STATUS=. */
+static void daemon_ready(Daemon *d)
+{
+        if (d->o.ready_fd >= 0) {
+                static const char line[] = "READY\n";
+
+                if (write(d->o.ready_fd, line, sizeof line - 1) != (ssize_t)(sizeof line - 1))
+                        log_warning_errno(negative_errno(), "--ready-fd %d: %m", d->o.ready_fd);
+                (void)close(d->o.ready_fd);
+        }
+        if (d->notify) {
+                daemon_send_status(d);
+                (void)sd_notify(0, "READY=1");
+        }
+        log_info("ready: %s on %s (pid %d)", d->state_dir, d->socket_path, (int)getpid());
+}
+
+/* The handles the daemon adds to the supervisor's loop. Returns 0 or a libuv error. */
+static int daemon_handles(Daemon *d)
+{
+        uv_loop_t *loop = supervisor_uv_loop(d->sup);
+        uint64_t usec = 0;
+        int r;
+
+        r = uv_timer_init(loop, &d->status_timer);
+        if (r < 0)
+                return r;
+        d->status_timer.data = d;
+        d->handles |= DAEMON_HANDLE_STATUS;
+        r = uv_signal_init(loop, &d->hup);
+        if (r < 0)
+                return r;
+        d->hup.data = d;
+        d->handles |= DAEMON_HANDLE_HUP;
+        r = uv_signal_start(&d->hup, on_hup, SIGHUP);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < ELEMENTSOF(d->stop); i++) {
+                r = uv_signal_init(loop, &d->stop[i]);
+                if (r < 0)
+                        return r;
+                d->stop[i].data = d;
+                d->handles |= DAEMON_HANDLE_STOP;
+                r = uv_signal_start(&d->stop[i], on_stop_signal, i == 0 ? SIGTERM : SIGINT);
+                if (r < 0)
+                        return r;
+        }
+        /* WatchdogSec= of the unit: WATCHDOG=1 twice per interval (sd_watchdog_enabled(3)
+         * advises sending at half the interval). */
+        if (sd_watchdog_enabled(0, &usec) > 0 && usec >= 2000) {
+                r = uv_timer_init(loop, &d->watchdog);
+                if (r < 0)
+                        return r;
+                d->handles |= DAEMON_HANDLE_WATCHDOG;
+                r = uv_timer_start(&d->watchdog, on_watchdog, usec / 2000, usec / 2000);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static void daemon_close_handles(Daemon *d)
+{
+        if (d->handles & DAEMON_HANDLE_STATUS)
+                uv_close((uv_handle_t *)&d->status_timer, NULL);
+        if (d->handles & DAEMON_HANDLE_HUP)
+                uv_close((uv_handle_t *)&d->hup, NULL);
+        if (d->handles & DAEMON_HANDLE_STOP)
+                for (size_t i = 0; i < ELEMENTSOF(d->stop); i++)
+                        if (d->stop[i].data)
+                                uv_close((uv_handle_t *)&d->stop[i], NULL);
+        if (d->handles & DAEMON_HANDLE_WATCHDOG)
+                uv_close((uv_handle_t *)&d->watchdog, NULL);
+        d->handles = 0;
+}
+
+int daemon_run(const DaemonOptions *o)
+{
+        Daemon d = {.o = *o, .lock_fd = -EBADF, .state_fd = -EBADF};
+        SupervisorError err = {};
+        SupervisorOptions so;
+        CgroupManager *cgm = NULL;
+        int r, code = DAEMON_EXIT_FAILURE;
+
+        raise_nofile_soft();
+        d.state_dir = o->state_dir;
+        d.notify = getenv("NOTIFY_SOCKET") != NULL;
+        d.journal = daemon_stderr_is_journal();
+        d.state_fd = state_dir_open(o->state_dir, true);
+        if (d.state_fd < 0)
+                goto out;
+        d.lock_fd = daemon_lock(d.state_fd, o->state_dir, o->lock_fd);
+        if (d.lock_fd < 0) {
+                if (d.lock_fd == -EWOULDBLOCK)
+                        code = DAEMON_EXIT_LOCKED;
+                goto out;
+        }
+        if (asprintf(&d.socket_path_buf, "%s/%s", o->state_dir, DAEMON_SOCKET_FILE) < 0) {
+                log_error("out of memory");
+                goto out;
+        }
+        d.socket_path = o->socket_path ?: d.socket_path_buf;
+
+        r = daemon_cgroup_setup("/sys/fs/cgroup", o->cgroup_mode, &cgm);
+        if (r < 0)
+                goto out;
+
+        so = (SupervisorOptions){
+                .state_dir = o->state_dir,
+                .uid_base = o->uid_base,
+                .uid_count = o->uid_count,
+                .cgroup_mode = o->cgroup_mode,
+                .output = SUPERVISOR_OUTPUT_LOGS,
+                .json_status_fd = -1,
+                .no_prompt = true, /* no terminal to ask on */
+                .boot = true,
+                .daemon = true,
+                .cgm = d.cgm = TAKE_PTR(cgm),
+                .status_cb = on_status_record,
+                .status_userdata = &d,
+                .exit_code = daemon_exit_code,
+        };
+        r = supervisor_new(&so, &d.sup, &err);
+        if (r < 0)
+                goto out;
+        if (d.journal)
+                daemon_journal_install(&d);
+        r = supervisor_open(d.sup, &err);
+        if (r < 0)
+                goto out;
+        r = daemon_handles(&d);
+        if (r < 0) {
+                log_error("cannot set up the event loop: %s", uv_strerror(r));
+                goto out;
+        }
+        r = daemon_control_setup(&d);
+        if (r < 0)
+                goto out;
+
+        /* The other parts, in the order daemon.h gives. */
+        r = daemon_adopt(&d);
+        if (r >= 0)
+                r = daemon_store_methods(&d);
+        if (r >= 0)
+                r = daemon_app_methods(&d);
+        if (r < 0) {
+                log_error_errno(r, "cannot start: %m");
+                goto out;
+        }
+        if (!o->no_autostart)
+                (void)daemon_autostart(&d);
+
+        daemon_ready(&d);
+        supervisor_loop(d.sup);
+        code = 0;
+        log_info("every app has stopped; exiting");
+out:
+        if (d.sup) {
+                daemon_close_handles(&d);
+                daemon_control_done(&d);
+                /* Out of the cgroup leaf while the manager lives (freed with the
+                 * supervisor): the leaves it made go if empty. */
+                if (code == 0)
+                        cgroup_manager_leave(d.cgm);
+                d.sup = supervisor_free(d.sup);
+        }
+        cgroup_manager_free(cgm);
+        if (code != 0 && d.notify)
+                (void)sd_notifyf(0, "STATUS=failed to start: %s\nERRNO=%d",
+                                 log_last_error()[0] ? log_last_error() : "see the log",
+                                 err.error > 0 ? err.error : EIO);
+        if (d.o.ready_fd >= 0 && code != 0)
+                (void)close(d.o.ready_fd);
+        safe_close(d.lock_fd);
+        safe_close(d.state_fd);
+        free(d.socket_path_buf);
+        return code;
+}
+
+int daemon_exit_code(const SupervisorError *e)
+{
+        return cella_exit_code(e);
+}

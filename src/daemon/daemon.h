@@ -1,0 +1,130 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * cellad, the long-running kernel (docs/daemon.md): one Supervisor in daemon mode
+ * (SupervisorOptions.daemon) that owns the apps installed in one state directory,
+ * behind the control API v2 on <state>/cellad.sock (docs/api.md). One cellad per
+ * state directory: <state>/cellad.lock, flock(2)ed for the daemon's life.
+ *
+ * The other parts hook in through three functions, which daemon.c calls in this
+ * order at start, after the supervisor and the control socket exist and before
+ * READY=1 (sd_notify) and the --ready-fd line:
+ *
+ *   daemon_adopt(d)          adopt the apps a previous cellad left running (keeper)
+ *   daemon_store_methods(d)  the store's control methods (store)
+ *   daemon_app_methods(d)    the apps' lifecycle methods (life)
+ *
+ * then the installed apps with "autostart": true or a restart policy are started,
+ * in the dependency waves of `cella boot` (bootorder.h).
+ */
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "sandbox/cgroup.h"
+#include "supervisor/supervisor.h"
+
+typedef struct Daemon Daemon;
+
+/* The daemon's own files in the state directory. */
+#define DAEMON_SOCKET_FILE "cellad.sock"
+#define DAEMON_LOCK_FILE   "cellad.lock"
+
+/* Exit codes of cellad (docs/daemon.md, "Exit codes"); 0 after an orderly stop.
+ * 1, 2 as most daemons (a failure, a usage error); 3 when another cellad holds the
+ * state directory, so that a script or a unit (RestartPreventExitStatus=3) can tell
+ * it from a failure worth a restart. */
+#define DAEMON_EXIT_FAILURE 1
+#define DAEMON_EXIT_USAGE   2
+#define DAEMON_EXIT_LOCKED  3
+
+/* The cgroup leaf the daemon's own process moves into (docs/daemon.md, "Cgroups"). */
+#define DAEMON_CGROUP_LEAF "supervisor"
+/* The cgroup made for the daemon under a hierarchy's root when it does not have a
+ * cgroup of its own there (run bare from a shell: its cgroup holds the shell too). */
+#define DAEMON_CGROUP_BASE "cellad"
+
+/* STATUS= is sent at most once per this many ms (sd_notify(3): a status line is
+ * for people; the apps' states can change thousands of times a second at a boot). */
+#define DAEMON_STATUS_INTERVAL_MS 250
+
+typedef struct DaemonOptions {
+        const char *state_dir;   /* docs/design.md section 9 */
+        const char *socket_path; /* NULL: <state_dir>/cellad.sock */
+        int ready_fd;            /* >= 0: "READY\n" is written here once ready, then closed */
+        int lock_fd;             /* >= 0: the lock, inherited over a re-exec (--lock-fd) */
+        CgroupMode cgroup_mode;  /* CGROUP_MODE_AUTO unless forced */
+        uid_t uid_base;          /* host uid range for new apps */
+        uint32_t uid_count;
+        const char *exe;   /* what SIGHUP re-executes: NULL: /proc/self/exe */
+        char **argv;       /* the command line to re-execute with (borrowed) */
+        bool no_autostart; /* --no-autostart: start no installed app at start */
+} DaemonOptions;
+
+/*
+ * Runs the daemon: opens and locks the state directory, moves into its cgroup leaf,
+ * makes the supervisor and the control socket, runs the hooks and the autostart,
+ * says READY, and serves until SIGTERM/SIGINT or org.cella.Shutdown (every app
+ * stopped, services last) or SIGHUP (re-exec in place, the apps left running).
+ * Returns the process's exit code: 0 after an orderly stop, DAEMON_EXIT_LOCKED when
+ * another cellad holds the state directory, DAEMON_EXIT_FAILURE on a failure
+ * (printed). A re-exec does not return.
+ */
+int daemon_run(const DaemonOptions *o);
+
+Supervisor *daemon_supervisor(Daemon *d);
+/* The control server: the kernel's run/<pid>.sock, also listening on cellad.sock
+ * (or on the socket systemd passed). */
+Control *daemon_control(Daemon *d);
+const char *daemon_state_dir(const Daemon *d);
+uv_loop_t *daemon_loop(Daemon *d);
+
+/* The hooks (see the top of this file); each returns 0 or a negative errno, which
+ * stops the daemon's start (printed by the hook). */
+int daemon_adopt(Daemon *d);
+int daemon_store_methods(Daemon *d);
+int daemon_app_methods(Daemon *d);
+
+/*
+ * The cgroup layout of the daemon (docs/daemon.md, "Cgroups"), per hierarchy: its
+ * base B is the cgroup it was started in when it is that cgroup's only process
+ * (systemd's cellad.service, Delegate=yes), else B = <that cgroup>/cellad on v1 and
+ * the unified hierarchy of a hybrid host, and <root>/cellad on pure v2 (whose "no
+ * internal processes" rule forbids children with controllers under a cgroup that
+ * holds the shell). A daemon started in B/supervisor (a re-exec) takes B. The daemon
+ * moves into B/supervisor; the apps live in B/cella/<label>@<pid>, a sibling.
+ *
+ * Returns 0 and *ret, a manager whose parent is B in every hierarchy (cgroup.h), once
+ * this process is in B/supervisor everywhere; or a negative errno after printing.
+ */
+int daemon_cgroup_setup(const char *fs_root, CgroupMode mode, CgroupManager **ret);
+
+/*
+ * The journal fields of one status record (the supervisor's --json-status records,
+ * docs/cli.md "JSON status records"; docs/daemon.md "Logging" lists them):
+ * "MESSAGE=<app>: <event> key=value ...", "PRIORITY=<3, 4 or 6>", then for each key
+ * the record has: CELLA_EVENT (event), CELLA_APP (app), CELLA_GROUP (group), CELLA_PID
+ * (pid), CELLA_UID (uid), CELLA_HOW (how), CELLA_EXIT_STATUS (exit_code: the status
+ * `cella ps` shows), CELLA_STATUS (status: the app's own), CELLA_SIGNAL (signal),
+ * CELLA_OOM_KILLED (oom_killed), CELLA_RESTARTS (restarts), CELLA_STEP (step),
+ * CELLA_ERROR (error), CELLA_ERRNO (errno), CELLA_TITLE (title); strings as they
+ * are, integers in decimal, booleans as true/false (sd_journal_send(3),
+ * systemd.journal-fields(7)). Values are cut at DAEMON_JOURNAL_FIELD_MAX bytes and
+ * their newlines become spaces. Fills fields[0..max-1] (max >= 3) with "KEY=value"
+ * strings the caller frees; returns their number, or -EINVAL (record not an object
+ * with a string "event", or max < 3) or -ENOMEM (none left to free).
+ */
+#define DAEMON_JOURNAL_FIELD_MAX 2048
+int daemon_journal_fields(const json_t *record, char **fields, size_t max);
+
+/*
+ * Whether stderr is connected to the journal: $JOURNAL_STREAM is "<dev>:<ino>" of
+ * stderr (systemd.exec(5), "$JOURNAL_STREAM": compare the device and inode numbers
+ * of stderr with it). Returns true or false.
+ */
+bool daemon_stderr_is_journal(void);

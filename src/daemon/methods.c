@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The daemon's control socket and its own methods (docs/api.md): org.cella.Ping,
+ * org.cella.Version, org.cella.Shutdown. The socket is <state>/cellad.sock (or
+ * --socket), or the one systemd passed (cellad.socket, sd_listen_fds(3)).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "base/macro.h"
+#include "config.h"
+#include "daemon/daemon-internal.h"
+
+/* The control API's version this daemon speaks (docs/api.md). */
+#define DAEMON_API_VERSION 2
+
+static int method_ping(ControlCall *call, json_t *params, void *userdata)
+{
+        (void)params;
+        (void)userdata;
+        return control_reply(call, json_pack("{s:i}", "pid", (int)getpid()));
+}
+
+static int method_version(ControlCall *call, json_t *params, void *userdata)
+{
+        Daemon *d = userdata;
+
+        (void)params;
+        return control_reply(call, json_pack("{s:s, s:i, s:s, s:i}", "version", CELLA_VERSION,
+                                             "api", DAEMON_API_VERSION, "state_dir", d->state_dir,
+                                             "pid", (int)getpid()));
+}
+
+static void on_shutdown_timer(uv_timer_t *t)
+{
+        Daemon *d = t->data;
+
+        log_info("org.cella.Shutdown: stopping every app");
+        if (d->notify && !d->stop_told) {
+                d->stop_told = true;
+                (void)sd_notify(0, "STOPPING=1\nSTATUS=stopping every app");
+        }
+        supervisor_stop_all(d->sup, false);
+}
+
+/* The stop begins on the loop's next turn, after the reply is on its way: with no
+ * app running, the loop ends as soon as the stop does. */
+static int method_shutdown(ControlCall *call, json_t *params, void *userdata)
+{
+        Daemon *d = userdata;
+        int r;
+
+        (void)params;
+        r = control_reply(call, NULL);
+        if (r < 0)
+                return r;
+        if (!(d->handles & DAEMON_HANDLE_SHUTDOWN)) {
+                r = uv_timer_init(supervisor_uv_loop(d->sup), &d->shutdown);
+                if (r < 0)
+                        return 0;
+                d->shutdown.data = d;
+                d->handles |= DAEMON_HANDLE_SHUTDOWN;
+                (void)uv_timer_start(&d->shutdown, on_shutdown_timer, 0, 0);
+        }
+        return 0;
+}
+
+static const ControlMethod daemon_methods[] = {
+        {"org.cella.Ping", CONTROL_ACCESS_READ, method_ping},
+        {"org.cella.Version", CONTROL_ACCESS_READ, method_version},
+        {"org.cella.Shutdown", CONTROL_ACCESS_ROOT, method_shutdown},
+};
+
+/* The sockets systemd passed (cellad.socket): each must be a listening stream socket
+ * of family AF_UNIX (sd_is_socket(3)). Returns their number (>= 0), or a negative
+ * errno after printing. */
+static int daemon_listen_fds(Daemon *d)
+{
+        int n = sd_listen_fds(0);
+
+        if (n < 0)
+                return log_error_errno(n, "cannot read the sockets systemd passed: %m");
+        for (int i = 0; i < n; i++) {
+                int fd = SD_LISTEN_FDS_START + i;
+
+                if (sd_is_socket(fd, AF_UNIX, SOCK_STREAM, 1) <= 0) {
+                        log_error("fd %d passed by systemd (LISTEN_FDS) is not a listening "
+                                  "Unix stream socket: cellad.socket must say ListenStream=",
+                                  fd);
+                        return -EINVAL;
+                }
+        }
+        return n;
+}
+
+int daemon_control_setup(Daemon *d)
+{
+        int n, r;
+
+        d->control = supervisor_control(d->sup);
+        if (!d->control) {
+                log_error("cannot serve the control API: the kernel's control socket did not "
+                          "open (the reason is above)");
+                return -EIO;
+        }
+        n = daemon_listen_fds(d);
+        if (n < 0)
+                return n;
+        d->n_listen_fds = n;
+        for (int i = 0; i < n; i++) {
+                r = control_listen_fd(d->control, SD_LISTEN_FDS_START + i);
+                if (r < 0)
+                        return log_error_errno(r,
+                                               "cannot serve on the socket systemd passed "
+                                               "(fd %d): %m",
+                                               SD_LISTEN_FDS_START + i);
+        }
+        if (n > 0) {
+                d->socket_path = "the socket systemd passed";
+                /* The environment stays for a re-exec (same pid, same fds). */
+        } else {
+                r = control_listen_path(d->control, d->socket_path);
+                if (r < 0)
+                        return log_error_errno(r, "cannot listen on %s: %m", d->socket_path);
+        }
+        r = control_add_methods(d->control, daemon_methods, ELEMENTSOF(daemon_methods), d);
+        if (r < 0)
+                return log_error_errno(r, "cannot add the daemon's methods: %m");
+        return 0;
+}
+
+void daemon_control_done(Daemon *d)
+{
+        if (d->handles & DAEMON_HANDLE_SHUTDOWN) {
+                uv_close((uv_handle_t *)&d->shutdown, NULL);
+                d->handles &= ~(unsigned)DAEMON_HANDLE_SHUTDOWN;
+        }
+        /* The Control is the supervisor's: closed (and its sockets unlinked) with it. */
+        d->control = NULL;
+}

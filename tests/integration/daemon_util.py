@@ -1,0 +1,269 @@
+"""Shared helpers for the tests that run cellad (docs/daemon.md), bare: this machine
+has no systemd as pid 1, so a test starts `cellad --state-dir TMP --ready-fd N` as a
+subprocess, waits for its "READY" line (written once its control socket answers:
+an event, not a sleep), talks to it over <state>/cellad.sock (the control API v2,
+docs/api.md: one JSON object per line each way), and always stops it in a
+`finally` (the fixtures below do).
+
+Other parts may add helpers at the end of this file (say so in their report).
+"""
+import contextlib
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CELLA = os.environ.get("CELLA_BIN", str(ROOT / "build" / "src" / "cli" / "cella"))
+# cellad next to cella in the build (build/src/daemon/cellad), unless CELLAD_BIN says.
+CELLAD = os.environ.get("CELLAD_BIN", str(Path(CELLA).resolve().parents[1] / "daemon" / "cellad"))
+
+# How long a test waits for cellad to say READY, and to exit after SIGTERM. Both are
+# deadlines for events, far above what they take (tens of ms idle), for a loaded CI
+# box running the ASan build.
+READY_TIMEOUT = 30.0
+STOP_TIMEOUT = 60.0
+
+
+class DaemonError(Exception):
+    """cellad exited, or did not get ready in time: .code, .log say how."""
+
+    def __init__(self, message, code=None, log=""):
+        super().__init__(f"{message}\n--- cellad's stderr ---\n{log}")
+        self.code = code
+        self.log = log
+
+
+class ControlError(Exception):
+    """An error reply: .error is its name (org.cella.*), .parameters its parameters."""
+
+    def __init__(self, reply):
+        self.error = reply.get("error")
+        self.parameters = reply.get("parameters", {})
+        super().__init__(f"{self.error}: {self.parameters}")
+
+
+class Cellad:
+    """One cellad process run bare on a state directory.
+
+    start() returns once it wrote READY on its --ready-fd; its stderr goes to a file
+    (self.log()), so a chatty daemon never blocks on a pipe nobody reads."""
+
+    def __init__(self, state_dir, *args, env=None, pass_fds=(), preexec_fn=None):
+        self.state_dir = Path(state_dir)
+        self.args = [str(a) for a in args]
+        self.env = dict(os.environ) if env is None else env
+        self.pass_fds = tuple(pass_fds)
+        self.preexec_fn = preexec_fn
+        self.proc = None
+        self._log = tempfile.NamedTemporaryFile(prefix="cellad-", suffix=".log", delete=False)
+        self.socket = self.state_dir / "cellad.sock"
+
+    def start(self, ready=True, timeout=READY_TIMEOUT):
+        """Starts cellad; with ready, waits for READY (DaemonError if it exits first
+        or the deadline passes). Returns self."""
+        rfd, wfd = os.pipe()
+        cmd = [CELLAD, "--state-dir", str(self.state_dir), "--ready-fd", str(wfd), *self.args]
+        try:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
+                                         stderr=subprocess.STDOUT, env=self.env,
+                                         pass_fds=(wfd, *self.pass_fds),
+                                         preexec_fn=self.preexec_fn)
+        finally:
+            os.close(wfd)
+        self._ready_fd = rfd
+        if ready:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout=READY_TIMEOUT):
+        """Waits for the READY line: returns the time it took (s) from now."""
+        t0 = time.monotonic()
+        deadline = t0 + timeout
+        got = b""
+        try:
+            while b"\n" not in got:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise DaemonError(f"cellad did not say READY within {timeout} s", None,
+                                      self.log())
+                r, _, _ = select.select([self._ready_fd], [], [], left)
+                if not r:
+                    continue
+                chunk = os.read(self._ready_fd, 64)
+                if not chunk:  # closed without READY: it is exiting
+                    code = self.proc.wait(timeout=STOP_TIMEOUT)
+                    raise DaemonError(f"cellad exited with {code} before READY", code, self.log())
+                got += chunk
+        finally:
+            os.close(self._ready_fd)
+            self._ready_fd = None
+        assert got == b"READY\n", got
+        return time.monotonic() - t0
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def log(self):
+        """What cellad wrote on stderr so far."""
+        with open(self._log.name, errors="replace") as f:
+            return f.read()
+
+    def send(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout=STOP_TIMEOUT):
+        """Sends sig and waits for the exit; returns the exit code (-N: killed by N)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise DaemonError(f"cellad did not exit within {timeout} s of signal {sig}", None,
+                              self.log())
+
+    def kill(self):
+        """SIGKILL if it still runs, and reap it. Safe to call twice."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def close(self):
+        self.kill()
+        if getattr(self, "_ready_fd", None) is not None:
+            os.close(self._ready_fd)
+            self._ready_fd = None
+        with contextlib.suppress(OSError):
+            os.unlink(self._log.name)
+
+    def call(self, method, parameters=None, **kw):
+        """One call on cellad.sock: returns the reply's parameters, or raises
+        ControlError for an error reply."""
+        return call(self.socket, method, parameters, **kw)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _read_line(sock, buf, deadline):
+    while b"\n" not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("no reply line in time")
+        sock.settimeout(left)
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the daemon closed the connection")
+        buf += chunk
+    line, _, rest = buf.partition(b"\n")
+    return line, rest
+
+
+def call(socket_path, method, parameters=None, more=False, timeout=10.0, fds=()):
+    """A client of the control API v2 (docs/api.md): sends one request and returns
+    the final reply's "parameters" (with more: the list of every reply's). Raises
+    ControlError on an error reply."""
+    req = {"method": method, "parameters": parameters or {}}
+    if more:
+        req["more"] = True
+    data = (json.dumps(req) + "\n").encode()
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(socket_path))
+        if fds:
+            s.sendmsg([data[:1]], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                    __import__("array").array("i", fds))])
+            s.sendall(data[1:])
+        else:
+            s.sendall(data)
+        buf = b""
+        replies = []
+        while True:
+            line, buf = _read_line(s, buf, deadline)
+            reply = json.loads(line)
+            if "error" in reply:
+                raise ControlError(reply)
+            replies.append(reply.get("parameters", {}))
+            if not reply.get("continues"):
+                break
+    return replies if more else replies[0]
+
+
+@contextlib.contextmanager
+def running_cellad(state_dir, *args, **kw):
+    """A started cellad (READY) on state_dir; SIGKILLed at the end if still running."""
+    d = Cellad(state_dir, *args, **kw)
+    try:
+        d.start()
+        yield d
+    finally:
+        d.close()
+
+
+def install_app(state_dir, folder, version=None):
+    """Puts the app folder into state_dir's store as the store lays it out (docs/daemon.md,
+    "Autostart"): apps/<id>/<version>/ (a copy, world-readable) and apps/<id>/current, a
+    symlink to it. For tests of the daemon before `cella install` (the store) exists;
+    returns the version folder."""
+    state_dir = Path(state_dir)
+    manifest = json.loads((Path(folder) / "manifest.json").read_text())
+    version = version or manifest.get("version", "1.0.0")
+    state_dir.mkdir(mode=0o711, exist_ok=True)
+    os.chmod(state_dir, 0o711)
+    app = state_dir / "apps" / manifest["id"]
+    app.mkdir(parents=True, exist_ok=True)
+    for d in (state_dir / "apps", app):
+        os.chmod(d, 0o711)
+    dest = app / version
+    shutil.copytree(folder, dest, symlinks=True)
+    subprocess.run(["chmod", "-R", "go-w,o+rX", str(dest)], check=True)
+    cur = app / "current"
+    if cur.is_symlink():
+        cur.unlink()
+    cur.symlink_to(version)
+    return dest
+
+
+def cella(*args, state_dir, timeout=60):
+    """`cella ARGS... --state-dir S` -> CompletedProcess (text)."""
+    return subprocess.run([CELLA, *map(str, args), "--state-dir", str(state_dir)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def ps(state_dir):
+    """{app id: record} of `cella ps --json` on state_dir."""
+    p = cella("ps", "--json", state_dir=state_dir)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    apps = out["apps"] if isinstance(out, dict) else out
+    return {a["id"]: a for a in apps}
+
+
+def require_cellad():
+    """Skips the test when the build has no cellad (a tree built before it)."""
+    if not os.access(CELLAD, os.X_OK):
+        pytest.skip(f"no cellad at {CELLAD} (set CELLAD_BIN)")
+
+
+@pytest.fixture
+def cellad(tmp_path):
+    """A bare cellad on a fresh state directory (tmp_path/state), READY; stopped
+    (SIGKILL if it still runs) when the test ends, whatever happened."""
+    require_cellad()
+    with running_cellad(tmp_path / "state") as d:
+        yield d
