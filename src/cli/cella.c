@@ -26,6 +26,7 @@ static const CliCommand commands[] = {
          cli_stop},
         {"logs", "print an app's output log (cella boot), or follow it", cli_logs},
         {"stats", "show the scheduler statistics of the running Lua hosts", cli_stats},
+        {"top", "a live table of the apps by CPU and memory, refreshed like top(1)", cli_top},
 };
 
 static void usage(FILE *f)

@@ -27,6 +27,7 @@ int cli_ps(int argc, char **argv);
 int cli_logs(int argc, char **argv);
 int cli_stats(int argc, char **argv);
 int cli_stop(int argc, char **argv);
+int cli_top(int argc, char **argv);
 
 /*
  * After a grant, revoke or gesture is committed to grants.db: appends one "grant"

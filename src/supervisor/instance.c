@@ -1047,9 +1047,13 @@ json_t *instance_record(const Instance *inst)
         } else if (o && sb && sb->cgroup) {
                 CgroupStats cs = {};
 
-                if (cgroup_stats(sb->cgroup, &cs) >= 0)
+                if (cgroup_stats(sb->cgroup, &cs) >= 0) {
                         json_object_set_new(o, "memory_bytes",
                                             json_integer((json_int_t)cs.memory_current));
+                        /* cella top's CPU column: the difference between two samples. */
+                        json_object_set_new(o, "cpu_usage_usec",
+                                            json_integer((json_int_t)cs.cpu_usage_usec));
+                }
         }
         return o;
 }
