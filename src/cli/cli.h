@@ -33,7 +33,7 @@ int cli_top(int argc, char **argv);
  * After a grant, revoke or gesture is committed to grants.db: appends one "grant"
  * audit record per right (fields what = "granted"/"revoked"/"gesture", right,
  * one_time, by = "cli"; rights NULL: one record without a right), then sends
- * {"op":"grants-changed","app":app} to every kernel running on state_dir (none is
+ * org.cella.GrantsChanged {"app": app} to every kernel running on state_dir (none is
  * fine). A failure of either is a warning: the change itself stands. In grant.c.
  */
 void cli_grants_changed(const char *state_dir, const char *app, const char *what,
@@ -67,11 +67,11 @@ int cli_parse_uint(const char *s, unsigned long long max, unsigned long long *re
 const char *cli_safe_str(json_t *v, char *buf, size_t size);
 
 /*
- * Sends req (a control request; may be NULL: out of memory) to every kernel on
- * state_dir, all at once (control_ask_kernels(), CONTROL_CLIENT_TIMEOUT_MS for all
- * together), and collects the objects of each reply's array key into *ret (a new
- * JSON array), each with "kernel_pid" added; a kernel whose reply lacks the array
- * is a warning naming what ("apps", "stats"). A live kernel that did not answer is
+ * Calls method with params (borrowed; NULL: {}) on every kernel on state_dir, all
+ * at once (control_ask_kernels(), CONTROL_CLIENT_TIMEOUT_MS for all together), and
+ * collects the objects of each reply's array parameters[key] into *ret (a new
+ * JSON array), each with "kernel_pid" added; a kernel whose reply is an error or
+ * lacks the array is a warning naming what ("apps", "stats"). A live kernel that did not answer is
  * never left out silently: a warning names its pid and state_dir ("kernel 1234 on
  * /var/lib/cella did not answer within 5 s; its apps are not listed"), and *ret_mute
  * (if not NULL) is a new JSON array of one record per such kernel:
@@ -79,12 +79,13 @@ const char *cli_safe_str(json_t *v, char *buf, size_t size);
  * cmd names the command in messages. Returns 0, or an exit code after a message:
  * CELLA_EXIT_STATE (run/ unreadable, not root), CELLA_EXIT_INTERNAL (out of memory).
  */
-int cli_ask_kernels_all(const char *cmd, const char *state_dir, json_t *req, const char *key,
-                        const char *what, json_t **ret, json_t **ret_mute);
+int cli_ask_kernels_all(const char *cmd, const char *state_dir, const char *method,
+                        json_t *params, const char *key, const char *what, json_t **ret,
+                        json_t **ret_mute);
 
 /* cli_ask_kernels_all() without ret_mute (the warnings are still printed). */
-int cli_ask_kernels(const char *cmd, const char *state_dir, json_t *req, const char *key,
-                    const char *what, json_t **ret);
+int cli_ask_kernels(const char *cmd, const char *state_dir, const char *method, json_t *params,
+                    const char *key, const char *what, json_t **ret);
 
 /* The options of a command that takes only --state-dir and --help: parses them.
  * Returns true when the command goes on (optind at its first operand); false when

@@ -146,18 +146,21 @@ typedef struct Collect {
 } Collect;
 
 /* control_ask_kernels()'s reply callback: appends a copy of each object in the array
- * reply[key], with "kernel_pid" added. A reply without it is a warning. */
+ * parameters[key] of the reply, with "kernel_pid" added. An error reply, or a reply
+ * without it, is a warning. */
 static int collect_records(pid_t pid, json_t *reply, void *ud)
 {
         Collect *c = ud;
-        json_t *records = json_object_get(reply, c->key), *rec;
+        json_t *records = json_object_get(control_reply_parameters(reply), c->key), *rec;
         size_t i;
 
-        if (!json_is_array(records)) {
-                json_t *e = json_object_get(reply, "error");
+        if (control_reply_error_name(reply) || !json_is_array(records)) {
+                char safe[256];
 
+                if (control_reply_error_name(reply))
+                        termsafe_field(control_reply_message(reply), 200, safe, sizeof safe);
                 log_warning("kernel %d did not give its %s: %s", (int)pid, c->what,
-                            json_is_string(e) ? json_string_value(e) : "bad reply");
+                            control_reply_error_name(reply) ? safe : "bad reply");
                 return 0;
         }
         json_array_foreach(records, i, rec)
@@ -197,8 +200,8 @@ static void collect_mute(pid_t pid, int error, void *ud)
                 c->error = -ENOMEM;
 }
 
-int cli_ask_kernels_all(const char *cmd, const char *state_dir, json_t *req, const char *key,
-                        const char *what, json_t **ret, json_t **ret_mute)
+int cli_ask_kernels_all(const char *cmd, const char *state_dir, const char *method, json_t *params,
+                        const char *key, const char *what, json_t **ret, json_t **ret_mute)
 {
         Collect c = {.cmd = cmd,
                      .key = key,
@@ -208,14 +211,14 @@ int cli_ask_kernels_all(const char *cmd, const char *state_dir, json_t *req, con
                      .mute = json_array()};
         int r;
 
-        if (!req || !c.all || !c.mute) {
+        if (!c.all || !c.mute) {
                 json_decref(c.all);
                 json_decref(c.mute);
                 log_error_errno(-ENOMEM, "%s: %m", cmd);
                 return CELLA_EXIT_INTERNAL;
         }
-        r = control_ask_kernels(state_dir, req, CONTROL_CLIENT_TIMEOUT_MS, collect_records,
-                                collect_mute, &c);
+        r = control_ask_kernels(state_dir, method, params, CONTROL_CLIENT_TIMEOUT_MS,
+                                collect_records, collect_mute, &c);
         if (r >= 0 && c.error < 0)
                 r = c.error;
         if (r < 0)
@@ -240,10 +243,10 @@ int cli_ask_kernels_all(const char *cmd, const char *state_dir, json_t *req, con
         return 0;
 }
 
-int cli_ask_kernels(const char *cmd, const char *state_dir, json_t *req, const char *key,
-                    const char *what, json_t **ret)
+int cli_ask_kernels(const char *cmd, const char *state_dir, const char *method, json_t *params,
+                    const char *key, const char *what, json_t **ret)
 {
-        return cli_ask_kernels_all(cmd, state_dir, req, key, what, ret, NULL);
+        return cli_ask_kernels_all(cmd, state_dir, method, params, key, what, ret, NULL);
 }
 
 const char *cli_safe_str(json_t *v, char *buf, size_t size)

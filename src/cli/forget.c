@@ -46,12 +46,12 @@ static void forget_usage(FILE *f)
 /* 1 if some kernel on state_dir has app, 0 if none, or an exit code (> 1). */
 static int app_is_running(const char *state_dir, const char *app)
 {
-        json_t *req = json_pack("{s:s}", "op", "ps"), *apps = NULL, *mute = NULL, *e;
+        json_t *apps = NULL, *mute = NULL, *e;
         size_t i;
         int code;
 
-        code = cli_ask_kernels_all("forget", state_dir, req, "apps", "apps", &apps, &mute);
-        json_decref(req);
+        code = cli_ask_kernels_all("forget", state_dir, "org.cella.Ps", NULL, "apps", "apps", &apps,
+                                   &mute);
         if (code != 0)
                 return code;
         if (json_array_size(mute) > 0) {

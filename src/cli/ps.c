@@ -182,8 +182,8 @@ int cli_ps(int argc, char **argv)
                 return CELLA_EXIT_USAGE;
         }
 
-        req = json_pack("{s:s}", "op", "ps");
-        code = cli_ask_kernels_all("ps", state_dir, req, "apps", "apps", &apps, &mute);
+        code = cli_ask_kernels_all("ps", state_dir, "org.cella.Ps", NULL, "apps", "apps", &apps,
+                                   &mute);
         if (code != 0)
                 goto out;
         if (json) {

@@ -2,7 +2,7 @@
 /*
  * cella stats: the scheduler counters of every running Lua host (a Lua app alone,
  * or a packed group's host), from the stats file each host keeps
- * (src/lua/stats.h), asked over each kernel's control socket ({"op":"stats"},
+ * (src/lua/stats.h), asked over each kernel's control socket (org.cella.Stats,
  * docs/cli.md "cella stats").
  */
 #include <errno.h>
@@ -158,9 +158,13 @@ int cli_stats(int argc, char **argv)
                         return code;
         }
 
-        req = app ? json_pack("{s:s, s:s}", "op", "stats", "app", app)
-                  : json_pack("{s:s}", "op", "stats");
-        code = cli_ask_kernels_all("stats", state_dir, req, "hosts", "stats", &hosts, &mute);
+        req = app ? json_pack("{s:s}", "app", app) : json_object();
+        if (!req) {
+                code = CELLA_EXIT_INTERNAL;
+                goto out;
+        }
+        code = cli_ask_kernels_all("stats", state_dir, "org.cella.Stats", req, "hosts", "stats",
+                                   &hosts, &mute);
         if (code != 0)
                 goto out;
         if (json) {

@@ -91,10 +91,10 @@ static const char *app_state(json_t *apps, const char *app)
  * message. */
 static int list_apps(const char *state_dir, json_t **ret, bool *ret_incomplete)
 {
-        json_t *req = json_pack("{s:s}", "op", "ps"), *mute = NULL;
-        int code = cli_ask_kernels_all("stop", state_dir, req, "apps", "apps", ret, &mute);
+        json_t *mute = NULL;
+        int code = cli_ask_kernels_all("stop", state_dir, "org.cella.Ps", NULL, "apps", "apps", ret,
+                                       &mute);
 
-        json_decref(req);
         *ret_incomplete = json_array_size(mute) > 0;
         json_decref(mute);
         return code;
@@ -110,19 +110,19 @@ typedef struct StopAsk {
 static int on_stop_reply(pid_t pid, json_t *reply, void *ud)
 {
         StopAsk *a = ud;
-        json_t *e = json_object_get(reply, "error");
-        json_int_t no = json_integer_value(json_object_get(reply, "errno"));
+        const char *e = control_reply_error_name(reply);
+        char safe[96];
 
-        if (json_is_true(json_object_get(reply, "ok"))) {
+        if (!e) {
                 a->ok++;
                 return 0;
         }
-        if (no == ENOENT) /* another kernel's app */
+        if (strcmp(e, CONTROL_ERROR_NO_SUCH_APP) == 0) /* another kernel's app */
                 return 0;
         if (!a->error) {
-                a->error = no > 0 ? (int)no : EIO;
-                snprintf(a->what, sizeof a->what, "kernel %d: %s", (int)pid,
-                         json_is_string(e) ? json_string_value(e) : "bad reply");
+                a->error = EIO;
+                termsafe_field(control_reply_message(reply), 80, safe, sizeof safe);
+                snprintf(a->what, sizeof a->what, "kernel %d: %s", (int)pid, safe);
         }
         return 0;
 }
@@ -172,11 +172,11 @@ static int stop_one(const char *state_dir, const char *app)
         }
         json_decref(apps);
 
-        req = json_pack("{s:s, s:s}", "op", "stop", "app", app);
+        req = json_pack("{s:s}", "app", app);
         if (!req)
                 return CELLA_EXIT_INTERNAL;
-        r = control_ask_kernels(state_dir, req, CONTROL_CLIENT_TIMEOUT_MS, on_stop_reply,
-                                on_stop_mute, &ask);
+        r = control_ask_kernels(state_dir, "org.cella.Stop", req, CONTROL_CLIENT_TIMEOUT_MS,
+                                on_stop_reply, on_stop_mute, &ask);
         json_decref(req);
         if (r < 0) {
                 log_error_errno(r, "stop: cannot ask the kernels in %s/" CONTROL_DIR ": %m",

@@ -317,21 +317,32 @@ static void prompt_end(void *ud)
                                             s->apps[i]->in.poll.poll_cb);
 }
 
-static json_t *control_list(void *userdata)
+/* org.cella.Ps (docs/api.md): {"apps": [<app record>, ...]}. */
+static int method_ps(ControlCall *call, json_t *params, void *userdata)
 {
         Supervisor *s = userdata;
         json_t *a = json_array();
 
         for (size_t i = 0; a && i < s->n_apps; i++)
                 json_array_append_new(a, instance_record(s->apps[i]));
-        return a;
+        if (!a)
+                return -ENOMEM;
+        return control_reply(call, json_pack("{s:o}", "apps", a));
 }
 
-static json_t *control_stats(void *userdata, const char *app_id)
+/* org.cella.Stats (docs/api.md): {"hosts": [<Lua host stats>, ...]}, only the host
+ * running parameters.app when given. */
+static int method_stats(ControlCall *call, json_t *params, void *userdata)
 {
         Supervisor *s = userdata;
-        json_t *hosts = json_array();
+        const char *app_id;
+        json_t *hosts;
+        bool missing;
 
+        app_id = control_param_app(call, params, "app", &missing);
+        if (!app_id && !missing)
+                return 0; /* refused */
+        hosts = json_array();
         for (size_t i = 0; hosts && i < s->n_apps; i++) {
                 Instance *inst = s->apps[i];
                 const char *id = inst->manifest->id;
@@ -354,30 +365,59 @@ static json_t *control_stats(void *userdata, const char *app_id)
                 if (o)
                         json_array_append_new(hosts, o);
         }
-        return hosts;
+        if (!hosts)
+                return -ENOMEM;
+        return control_reply(call, json_pack("{s:o}", "hosts", hosts));
 }
 
-static void control_grants_changed(void *userdata, const char *app_id)
+/* org.cella.GrantsChanged (docs/api.md): grants.db changed for parameters.app (any
+ * app when absent); the broker re-reads them. */
+static int method_grants_changed(ControlCall *call, json_t *params, void *userdata)
 {
         Supervisor *s = userdata;
-        int r = broker_grants_changed(s->broker, app_id);
+        const char *app_id;
+        bool missing;
+        int r;
 
+        app_id = control_param_app(call, params, "app", &missing);
+        if (!app_id && !missing)
+                return 0;
+        r = broker_grants_changed(s->broker, app_id);
         if (r < 0)
                 log_warning_errno(r, "cannot re-read the grants of %s: %m", app_id ?: "the apps");
         else if (r > 0)
                 log_info("%s lost %d right(s): their handles are closed", app_id ?: "an app", r);
+        return control_reply(call, NULL);
 }
 
-static int control_stop(void *userdata, const char *app_id)
+/* org.cella.Stop (docs/api.md): stops parameters.app. */
+static int method_stop(ControlCall *call, json_t *params, void *userdata)
 {
         Supervisor *s = userdata;
-        Instance *inst = supervisor_find(s, app_id);
+        const char *app_id;
+        Instance *inst;
+        bool missing;
 
+        app_id = control_param_app(call, params, "app", &missing);
+        if (missing)
+                return control_reply_invalid_parameter(call, "app", "missing: the app to stop");
+        if (!app_id)
+                return 0;
+        inst = supervisor_find(s, app_id);
         if (!inst)
-                return -ENOENT;
+                return control_reply_error(call, CONTROL_ERROR_NO_SUCH_APP,
+                                           json_pack("{s:s,s:s}", "app", app_id, "message",
+                                                     "no such app in this kernel"));
         instance_stop(inst, false);
-        return 0;
+        return control_reply(call, NULL);
 }
+
+static const ControlMethod supervisor_methods[] = {
+        {"org.cella.Ps", CONTROL_ACCESS_READ, method_ps},
+        {"org.cella.Stats", CONTROL_ACCESS_READ, method_stats},
+        {"org.cella.GrantsChanged", CONTROL_ACCESS_MANAGE, method_grants_changed},
+        {"org.cella.Stop", CONTROL_ACCESS_MANAGE, method_stop},
+};
 
 static bool is_app(const Instance *inst)
 {
@@ -600,20 +640,19 @@ int supervisor_ready(Supervisor *s, SupervisorError *err)
         if (r < 0)
                 goto fail;
         prompt_set_hooks(s->prompt, prompt_begin, prompt_end, s);
-        r = control_listen(&s->loop, o->state_dir,
-                           &(ControlHandlers){.list = control_list,
-                                              .grants_changed = control_grants_changed,
-                                              .stop = control_stop,
-                                              .stats = control_stats,
-                                              .userdata = s},
-                           &s->control);
+        r = control_new(&s->loop, &s->control);
+        if (r >= 0)
+                r = control_add_methods(s->control, supervisor_methods,
+                                        ELEMENTSOF(supervisor_methods), s);
+        if (r >= 0)
+                r = control_listen_kernel(s->control, o->state_dir);
         if (r < 0) {
                 /* cella ps and live revokes need it, the apps do not. */
                 log_warning_errno(r,
                                   "cannot listen on %s/%s: %m; 'cella ps' will not see this "
                                   "kernel",
                                   o->state_dir, CONTROL_DIR);
-                s->control = NULL;
+                s->control = control_close(s->control);
         }
 
         {

@@ -111,7 +111,7 @@ def test_boot_with_status_and_stderr_nobody_reads(tmp_path, state):
         sent = 0
         try:
             for _ in range(200):
-                stuck.send(b'{"op":"ps"}\n')
+                stuck.send(b'{"method":"org.cella.Ps"}\n')
                 sent += 1
         except BlockingIOError:
             pass
@@ -217,8 +217,9 @@ def test_kernel_timers_run_while_stdout_is_stuck(make_app, state):
             c.settimeout(5)
             c.connect(str(state / "run" / f"{run.pid}.sock"))
             t0 = time.monotonic()
-            c.sendall(json.dumps({"op": "stop", "app": rec["id"]}).encode() + b"\n")
-            assert json.loads(c.makefile().readline()) == {"ok": True}
+            c.sendall(json.dumps({"method": "org.cella.Stop",
+                                  "parameters": {"app": rec["id"]}}).encode() + b"\n")
+            assert json.loads(c.makefile().readline()) == {"parameters": {}}
         # The sandbox's init (its host pid) goes once the timer's SIGKILL lands.
         assert not wait_pids_exit([rec["pid"]], 30), "the stop grace timer never fired"
         took = time.monotonic() - t0

@@ -139,7 +139,8 @@ def test_a_prompt_grant_reaches_the_other_kernels(tmp_path, state):
         code, out = boot_on_pty(folder, state, b"y\n")
         assert code == 0, out
         assert "fs.write:documents" in grants(state)
-        assert {"op": "grants-changed", "app": NOTES} in other.read_requests()
+        assert {"method": "org.cella.GrantsChanged", "parameters": {"app": NOTES},
+                "oneway": True} in other.read_requests()
     finally:
         other.close()
 

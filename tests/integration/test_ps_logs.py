@@ -62,10 +62,10 @@ class FakeKernel:
                     continue
                 req = json.loads(buf.split(b"\n")[0])
                 self.requests.append(req)
-                if req.get("op") == "ps":
-                    reply = {"apps": self.apps}
+                if req.get("method") == "org.cella.Ps":
+                    reply = {"parameters": {"apps": self.apps}}
                 else:
-                    reply = {"ok": True}
+                    reply = {"parameters": {}}
                 conn.sendall(json.dumps(reply).encode() + b"\n")
 
     def close(self):
@@ -141,7 +141,7 @@ def test_ps_lists_every_kernel(state, kernel):
                  "uid": 1879048193, "started_ms": 0, "restarts": 5, "calls": 0, "refused": 0}])
     p = cella("ps", "--json", state=state)
     assert p.returncode == 0, p.stderr
-    assert k.requests == [{"op": "ps"}]
+    assert k.requests == [{"method": "org.cella.Ps", "parameters": {}}]
     doc = json.loads(p.stdout)
     assert [a["id"] for a in doc] == ["org.test.one", "org.test.\x1b[31mevil"]
     assert all(a["kernel_pid"] == os.getpid() for a in doc)
@@ -248,12 +248,13 @@ def test_grant_revoke_gesture_tell_the_kernels(state, kernel, app):
     k = kernel()
     p = cella("grant", "--app-dir", app, APP, "camera", state=state)
     assert p.returncode == 0, p.stderr
-    assert k.requests == [{"op": "grants-changed", "app": APP}]
+    told = {"method": "org.cella.GrantsChanged", "parameters": {"app": APP}}
+    assert k.requests == [told]
     p = cella("revoke", APP, "camera", state=state)
     assert p.returncode == 0, p.stderr
     p = cella("gesture", APP, state=state)
     assert p.returncode == 0, p.stderr
-    assert k.requests == [{"op": "grants-changed", "app": APP}] * 3
+    assert k.requests == [told] * 3
     # A refused grant changes nothing and tells nobody.
     p = cella("grant", APP, "microphone", state=state)
     assert p.returncode == 1

@@ -22,6 +22,8 @@
 #include "supervisor/control.h"
 #include "uv-wait.h"
 
+#define PS_LINE "{\"method\":\"org.cella.Ps\"}\n"
+
 static char state[] = "/tmp/cella-control-XXXXXX";
 
 static void setup(void)
@@ -51,26 +53,30 @@ START_TEST(test_parse_valid)
         ControlRequest req;
         const char *error;
 
-        ck_assert_int_eq(parse("{\"op\":\"ps\"}", &req, &error), 0);
-        ck_assert_int_eq(req.op, CONTROL_OP_PS);
-        ck_assert(!req.has_app);
-        /* "app" means nothing to ps, whatever it holds */
-        ck_assert_int_eq(parse("{\"op\":\"ps\",\"app\":7}", &req, &error), 0);
+        ck_assert_int_eq(parse("{\"method\":\"org.cella.Ps\"}", &req, &error), 0);
+        ck_assert_str_eq(req.method, "org.cella.Ps");
+        ck_assert(json_is_object(req.parameters));
+        ck_assert_uint_eq(json_object_size(req.parameters), 0);
+        ck_assert(!req.more && !req.oneway);
+        control_request_done(&req);
+        ck_assert_ptr_null(req.root);
 
-        ck_assert_int_eq(parse(" {\"op\":\"grants-changed\",\"app\":\"org.x.a\"}\r", &req, &error),
+        ck_assert_int_eq(parse(" {\"parameters\":{\"app\":\"org.x.a\"},\"method\":\"a.B9\","
+                               "\"more\":true}\r",
+                               &req, &error),
                          0);
-        ck_assert_int_eq(req.op, CONTROL_OP_GRANTS_CHANGED);
-        ck_assert(req.has_app);
-        ck_assert_str_eq(req.app, "org.x.a");
-        ck_assert_int_eq(parse("{\"op\":\"grants-changed\",\"app\":null}", &req, &error), 0);
-        ck_assert(!req.has_app);
-        ck_assert_int_eq(parse("{\"op\":\"grants-changed\"}", &req, &error), 0);
-        ck_assert(!req.has_app);
+        ck_assert_str_eq(req.method, "a.B9");
+        ck_assert_str_eq(json_string_value(json_object_get(req.parameters, "app")), "org.x.a");
+        ck_assert(req.more && !req.oneway);
+        control_request_done(&req);
 
-        ck_assert_int_eq(parse("{\"app\":\"org.x.b\",\"op\":\"stop\",\"later\":[1]}", &req, &error),
+        ck_assert_int_eq(parse("{\"method\":\"org.cella.GrantsChanged\",\"parameters\":null,"
+                               "\"oneway\":true,\"more\":false}",
+                               &req, &error),
                          0);
-        ck_assert_int_eq(req.op, CONTROL_OP_STOP);
-        ck_assert_str_eq(req.app, "org.x.b");
+        ck_assert(json_is_object(req.parameters));
+        ck_assert(req.oneway && !req.more);
+        control_request_done(&req);
 }
 END_TEST
 
@@ -79,30 +85,35 @@ START_TEST(test_parse_refused)
         static const char *const bad[] = {
                 "",
                 "garbage",
-                "{\"op\":\"ps\"",
-                "[\"ps\"]",
-                "\"ps\"",
+                "{\"method\":\"org.cella.Ps\"",
+                "[\"org.cella.Ps\"]",
+                "\"org.cella.Ps\"",
                 "{}",
-                "{\"op\":1}",
-                "{\"op\":\"PS\"}",
-                "{\"op\":\"reboot\"}",
-                "{\"op\":\"ps\"} {\"op\":\"ps\"}",
-                "{\"op\":\"ps\",\"op\":\"stop\"}",
-                "{\"op\":\"stop\"}",
-                "{\"op\":\"stop\",\"app\":null}",
-                "{\"op\":\"stop\",\"app\":\"../../etc\"}",
-                "{\"op\":\"stop\",\"app\":\"noapp\"}",
-                "{\"op\":\"stop\",\"app\":42}",
-                "{\"op\":\"grants-changed\",\"app\":\"org.x.a\\u0000.b\"}",
-                "{\"op\":\"grants-changed\",\"app\":\"org.x/a\"}",
+                "{\"method\":1}",
+                "{\"method\":\"Ps\"}",
+                "{\"method\":\"org.cella.\"}",
+                "{\"method\":\".org.cella\"}",
+                "{\"method\":\"org..cella\"}",
+                "{\"method\":\"org.cella.9s\"}",
+                "{\"method\":\"org.cella.P-s\"}",
+                "{\"method\":\"org.cella.P\\u0000s\"}",
+                "{\"method\":\"org.cella.Ps\"} {\"method\":\"org.cella.Ps\"}",
+                "{\"method\":\"org.cella.Ps\",\"method\":\"org.cella.Stop\"}",
+                "{\"method\":\"org.cella.Ps\",\"op\":\"ps\"}",
+                "{\"op\":\"ps\"}",
+                "{\"method\":\"org.cella.Ps\",\"parameters\":[]}",
+                "{\"method\":\"org.cella.Ps\",\"parameters\":\"x\"}",
+                "{\"method\":\"org.cella.Ps\",\"more\":1}",
+                "{\"method\":\"org.cella.Ps\",\"oneway\":\"yes\"}",
+                "{\"method\":\"org.cella.Ps\",\"more\":true,\"oneway\":true}",
         };
-        ControlRequest req = {.op = CONTROL_OP_STOP, .app = "untouched"};
+        ControlRequest req = {.method = "untouched"};
         const char *error;
 
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
                 ck_assert_msg(parse(bad[i], &req, &error) == -EINVAL, "accepted: %s", bad[i]);
                 ck_assert_ptr_nonnull(error);
-                ck_assert_str_eq(req.app, "untouched"); /* *ret only on success */
+                ck_assert_str_eq(req.method, "untouched"); /* *ret only on success */
         }
 }
 END_TEST
@@ -111,28 +122,29 @@ START_TEST(test_parse_bounds)
 {
         ControlRequest req;
         const char *error;
-        char id[MANIFEST_ID_MAX + 64];
+        char name[CONTROL_METHOD_MAX + 8];
         char line[CONTROL_LINE_MAX + 16];
         size_t n;
 
-        /* An id of MANIFEST_ID_MAX bytes is fine, one more is not (labels of 50). */
-        memset(id, 'a', sizeof id);
-        for (size_t i = 50; i < sizeof id; i += 51)
-                id[i] = '.';
-        id[MANIFEST_ID_MAX] = 0;
-        snprintf(line, sizeof line, "{\"op\":\"stop\",\"app\":\"%s\"}", id);
+        /* A method name of CONTROL_METHOD_MAX bytes is fine, one more is not. */
+        memset(name, 'a', sizeof name);
+        name[1] = '.';
+        name[CONTROL_METHOD_MAX] = 0;
+        snprintf(line, sizeof line, "{\"method\":\"%s\"}", name);
         ck_assert_int_eq(parse(line, &req, &error), 0);
-        ck_assert_uint_eq(strlen(req.app), MANIFEST_ID_MAX);
-        id[MANIFEST_ID_MAX] = 'a';
-        id[MANIFEST_ID_MAX + 1] = 0;
-        snprintf(line, sizeof line, "{\"op\":\"stop\",\"app\":\"%s\"}", id);
+        ck_assert_uint_eq(strlen(req.method), CONTROL_METHOD_MAX);
+        control_request_done(&req);
+        name[CONTROL_METHOD_MAX] = 'a';
+        name[CONTROL_METHOD_MAX + 1] = 0;
+        snprintf(line, sizeof line, "{\"method\":\"%s\"}", name);
         ck_assert_int_eq(parse(line, &req, &error), -EINVAL);
 
         /* A line just under the limit parses (padded with spaces), at it is E2BIG. */
         n = CONTROL_LINE_MAX - 1;
         memset(line, ' ', n);
-        memcpy(line, "{\"op\":\"ps\"}", 11);
+        memcpy(line, "{\"method\":\"org.cella.Ps\"}", 25);
         ck_assert_int_eq(control_request_parse(line, n, &req, &error), 0);
+        control_request_done(&req);
         ck_assert_int_eq(control_request_parse(line, n + 1, &req, &error), -E2BIG);
 }
 END_TEST
@@ -150,7 +162,7 @@ typedef struct Kernel {
         bool changed_null;
 } Kernel;
 
-static json_t *k_list(void *ud)
+static int k_ps(ControlCall *call, json_t *params, void *ud)
 {
         Kernel *k = ud;
 
@@ -161,27 +173,51 @@ static json_t *k_list(void *ud)
 
                 memset(s, 'x', CONTROL_OUTPUT_MAX - 1);
                 s[CONTROL_OUTPUT_MAX - 1] = 0;
-                a = json_pack("[{s:s}]", "id", s);
+                a = json_pack("{s:[{s:s}]}", "apps", "id", s);
                 free(s);
-                return a;
+                return control_reply(call, a);
         }
-        return json_pack("[{s:s,s:i,s:s},{s:s,s:i,s:s}]", "id", "org.x.one", "pid", 100, "state",
-                         "running", "id", "org.x.two", "pid", 200, "state", "stopped");
+        return control_reply(call, json_pack("{s:[{s:s,s:i,s:s},{s:s,s:i,s:s}]}", "apps", "id",
+                                             "org.x.one", "pid", 100, "state", "running", "id",
+                                             "org.x.two", "pid", 200, "state", "stopped"));
 }
 
-static void k_changed(void *ud, const char *app)
+static int k_changed(ControlCall *call, json_t *params, void *ud)
 {
         Kernel *k = ud;
+        const char *app;
+        bool missing;
 
+        app = control_param_app(call, params, "app", &missing);
+        if (!app && !missing)
+                return 0;
         k->changed_calls++;
         k->changed_null = !app;
         snprintf(k->changed_app, sizeof k->changed_app, "%s", app ?: "");
+        return control_reply(call, NULL);
 }
 
-static int k_stop(void *ud, const char *app)
+static int k_stop(ControlCall *call, json_t *params, void *ud)
 {
-        return strcmp(app, "org.x.one") == 0 ? 0 : -ENOENT;
+        const char *app;
+        bool missing;
+
+        app = control_param_app(call, params, "app", &missing);
+        if (missing)
+                return control_reply_invalid_parameter(call, "app", "missing");
+        if (!app)
+                return 0;
+        if (strcmp(app, "org.x.one") != 0)
+                return control_reply_error(call, CONTROL_ERROR_NO_SUCH_APP,
+                                           json_pack("{s:s}", "app", app));
+        return control_reply(call, NULL);
 }
+
+static const ControlMethod k_methods[] = {
+        {"org.cella.Ps", CONTROL_ACCESS_READ, k_ps},
+        {"org.cella.GrantsChanged", CONTROL_ACCESS_MANAGE, k_changed},
+        {"org.cella.Stop", CONTROL_ACCESS_MANAGE, k_stop},
+};
 
 static void on_async(uv_async_t *a)
 {
@@ -190,17 +226,12 @@ static void on_async(uv_async_t *a)
 
 static void kernel_start(Kernel *k)
 {
-        ControlHandlers h = {
-                .list = k_list,
-                .grants_changed = k_changed,
-                .stop = k_stop,
-                .userdata = k,
-        };
-
         memset(k, 0, sizeof *k);
         ck_assert_int_eq(uv_loop_init(&k->loop), 0);
         ck_assert_int_eq(uv_async_init(&k->loop, &k->async, on_async), 0);
-        ck_assert_int_eq(control_listen(&k->loop, state, &h, &k->control), 0);
+        ck_assert_int_eq(control_new(&k->loop, &k->control), 0);
+        ck_assert_int_eq(control_add_methods(k->control, k_methods, ELEMENTSOF(k_methods), k), 0);
+        ck_assert_int_eq(control_listen_kernel(k->control, state), 0);
 }
 
 static void kernel_stop(Kernel *k)
@@ -214,7 +245,8 @@ static void kernel_stop(Kernel *k)
 typedef struct Job {
         Kernel *k;
         void *(*fn)(struct Job *);
-        json_t *request;
+        const char *method;
+        json_t *request; /* the parameters */
         json_t *replies; /* [[pid, reply], ...] */
         json_t *mutes;   /* [[pid, error], ...]: control_ask_kernels()'s mute calls */
         unsigned timeout_ms;
@@ -255,7 +287,7 @@ static int collect(pid_t pid, json_t *reply, void *ud)
 static void *client_job(Job *j)
 {
         j->replies = json_array();
-        j->result = control_each_kernel(state, j->request, collect, j);
+        j->result = control_each_kernel(state, j->method, j->request, collect, j);
         return NULL;
 }
 
@@ -328,12 +360,12 @@ START_TEST(test_ps_and_grants_changed)
         json_t *r;
 
         kernel_start(&k);
-        j.request = json_pack("{s:s}", "op", "ps");
+        j.method = "org.cella.Ps";
         run_job(&j);
         ck_assert_int_eq(j.result, 1);
         ck_assert_int_eq(json_integer_value(json_array_get(json_array_get(j.replies, 0), 0)),
                          getpid());
-        r = json_object_get(reply_of(&j, 0), "apps");
+        r = json_object_get(control_reply_parameters(reply_of(&j, 0)), "apps");
         ck_assert_uint_eq(json_array_size(r), 2);
         ck_assert_str_eq(json_string_value(json_object_get(json_array_get(r, 1), "id")),
                          "org.x.two");
@@ -342,26 +374,30 @@ START_TEST(test_ps_and_grants_changed)
         json_decref(j.replies);
 
         ck_assert_int_eq(control_notify_grants_changed(state, "bad id"), -EINVAL);
-        j.request = json_pack("{s:s,s:s}", "op", "grants-changed", "app", "org.x.one");
+        j.method = "org.cella.GrantsChanged";
+        j.request = json_pack("{s:s}", "app", "org.x.one");
         run_job(&j);
         ck_assert_int_eq(j.result, 1);
-        ck_assert(json_is_true(json_object_get(reply_of(&j, 0), "ok")));
+        ck_assert_ptr_null(control_reply_error_name(reply_of(&j, 0)));
         ck_assert_int_eq(k.changed_calls, 1);
         ck_assert_str_eq(k.changed_app, "org.x.one");
         json_decref(j.request);
         json_decref(j.replies);
 
-        j.request = json_pack("{s:s,s:n}", "op", "grants-changed", "app");
+        j.request = json_pack("{s:n}", "app");
         run_job(&j);
         ck_assert_int_eq(k.changed_calls, 2);
         ck_assert(k.changed_null);
         json_decref(j.request);
         json_decref(j.replies);
 
-        j.request = json_pack("{s:s,s:s}", "op", "stop", "app", "org.x.zzz");
+        j.method = "org.cella.Stop";
+        j.request = json_pack("{s:s}", "app", "org.x.zzz");
         run_job(&j);
-        ck_assert_int_eq(json_integer_value(json_object_get(reply_of(&j, 0), "errno")), ENOENT);
-        ck_assert_ptr_nonnull(json_string_value(json_object_get(reply_of(&j, 0), "error")));
+        ck_assert_str_eq(control_reply_error_name(reply_of(&j, 0)), CONTROL_ERROR_NO_SUCH_APP);
+        ck_assert_str_eq(json_string_value(
+                                 json_object_get(control_reply_parameters(reply_of(&j, 0)), "app")),
+                         "org.x.zzz");
         json_decref(j.request);
         json_decref(j.replies);
         kernel_stop(&k);
@@ -400,7 +436,8 @@ START_TEST(test_notify_other_kernels)
         n = read(cfd, line, sizeof line - 1);
         ck_assert_int_gt(n, 0);
         line[n] = 0;
-        ck_assert_str_eq(line, "{\"op\":\"grants-changed\",\"app\":\"org.x.one\"}\n");
+        ck_assert_str_eq(line, "{\"method\":\"org.cella.GrantsChanged\",\"parameters\":{\"app\":"
+                               "\"org.x.one\"},\"oneway\":true}\n");
         ck_assert_int_eq(read(cfd, line, sizeof line), 0); /* and hung up */
         cfd = safe_close(cfd);
         cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
@@ -408,7 +445,8 @@ START_TEST(test_notify_other_kernels)
         n = read(cfd, line, sizeof line - 1);
         ck_assert_int_gt(n, 0);
         line[n] = 0;
-        ck_assert_str_eq(line, "{\"op\":\"grants-changed\",\"app\":null}\n");
+        ck_assert_str_eq(line, "{\"method\":\"org.cella.GrantsChanged\",\"parameters\":{},"
+                               "\"oneway\":true}\n");
         ck_assert_int_eq(unlink(sa.sun_path), 0);
         kernel_stop(&k);
 }
@@ -416,8 +454,14 @@ END_TEST
 
 START_TEST(test_garbage_then_valid_on_one_connection)
 {
-        static const char in[] = "hello there\n{\"op\":\"nope\"}\n\n{\"op\":\"ps\"}\n"
-                                 "{\"op\":\"stop\",\"app\":\"org.x.one\"}\n";
+        static const char in[] = "hello there\n{\"method\":\"org.cella.Nope\"}\n"
+                                 "{\"method\":\"org.cella.Stop\",\"parameters\":{\"app\":3}}\n"
+                                 "\n{\"method\":\"org.cella.Ps\"}\n"
+                                 "{\"method\":\"org.cella.Stop\",\"parameters\":{\"app\":"
+                                 "\"org.x.one\"}}\n";
+        static const char *const errors[] = {CONTROL_ERROR_INVALID_REQUEST,
+                                             CONTROL_ERROR_METHOD_NOT_FOUND,
+                                             CONTROL_ERROR_INVALID_PARAMETER};
         Kernel k;
         Job j = {.k = &k, .fn = raw_job, .send = in, .send_len = sizeof in - 1};
         json_error_t jerr;
@@ -427,16 +471,23 @@ START_TEST(test_garbage_then_valid_on_one_connection)
 
         kernel_start(&k);
         run_job(&j);
-        /* five requests, five replies, in order; the connection stayed open */
+        /* five requests (the empty line is none), five replies, in order; the
+         * connection stayed open */
         for (line = strtok_r(j.text, "\n", &save); line; line = strtok_r(NULL, "\n", &save), n++) {
                 r = json_loads(line, 0, &jerr);
                 ck_assert_msg(r != NULL, "not JSON: %s", line);
-                if (n < 3)
-                        ck_assert_msg(json_object_get(r, "error"), "no error: %s", line);
-                else if (n == 3)
-                        ck_assert_uint_eq(json_array_size(json_object_get(r, "apps")), 2);
+                if (n < 3) {
+                        ck_assert_msg(control_reply_error_name(r) &&
+                                              strcmp(control_reply_error_name(r), errors[n]) == 0,
+                                      "not %s: %s", errors[n], line);
+                        ck_assert(json_is_string(
+                                json_object_get(control_reply_parameters(r), "message")));
+                } else if (n == 3)
+                        ck_assert_uint_eq(json_array_size(json_object_get(
+                                                  control_reply_parameters(r), "apps")),
+                                          2);
                 else
-                        ck_assert(json_is_true(json_object_get(r, "ok")));
+                        ck_assert_msg(!control_reply_error_name(r), "error: %s", line);
                 json_decref(r);
         }
         ck_assert_int_eq(n, 5);
@@ -447,7 +498,7 @@ END_TEST
 
 START_TEST(test_half_closed_client_gets_its_reply)
 {
-        static const char in[] = "{\"op\":\"ps\"}\n";
+        static const char in[] = PS_LINE;
         Kernel k;
         Job j = {.k = &k, .fn = raw_job, .send = in, .send_len = sizeof in - 1, .shut_wr = true};
 
@@ -472,7 +523,7 @@ START_TEST(test_oversize_line_is_refused_and_dropped)
         ck_assert_ptr_nonnull(strstr(j.text, "longer"));
         ck_assert_int_eq(j.result, 1);
         /* and the kernel carries on */
-        j = (Job){.k = &k, .fn = raw_job, .send = "{\"op\":\"ps\"}\n", .send_len = 12};
+        j = (Job){.k = &k, .fn = raw_job, .send = PS_LINE, .send_len = sizeof PS_LINE - 1};
         run_job(&j);
         ck_assert_ptr_nonnull(strstr(j.text, "org.x.one"));
         kernel_stop(&k);
@@ -482,38 +533,42 @@ END_TEST
 START_TEST(test_connection_bound)
 {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        int fds[CONTROL_CONNECTIONS_MAX + 1];
+        _cleanup_free_ int *fds = NULL;
         char buf[256] = "";
         ssize_t n = -1;
+        unsigned max;
         Kernel k;
 
         kernel_start(&k);
+        max = control_connections_max(k.control);
+        ck_assert_uint_ge(max, CONTROL_CONNECTIONS_MIN);
+        fds = calloc(max + 1, sizeof *fds);
         snprintf(sa.sun_path, sizeof sa.sun_path, "%s", control_path(k.control));
-        for (unsigned i = 0; i <= CONTROL_CONNECTIONS_MAX; i++) {
+        for (unsigned i = 0; i <= max; i++) {
                 fds[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
                 ck_assert_int_ge(fds[i], 0);
                 ck_assert_int_eq(connect(fds[i], (struct sockaddr *)&sa, sizeof sa), 0);
                 for (int t = 0; t < 5; t++)
                         uv_run(&k.loop, UV_RUN_NOWAIT);
         }
-        ck_assert_uint_eq(control_connections(k.control), CONTROL_CONNECTIONS_MAX);
+        ck_assert_uint_eq(control_connections(k.control), max);
         /* the one past the bound is told so and closed */
         for (int64_t end = test_now_ms() + 5000; n < 0 && test_now_ms() < end;) {
-                n = read(fds[CONTROL_CONNECTIONS_MAX], buf, sizeof buf - 1);
+                n = read(fds[max], buf, sizeof buf - 1);
                 if (n >= 0)
                         break;
                 uv_run(&k.loop, UV_RUN_NOWAIT);
-                uv_wait_event(&k.loop, fds[CONTROL_CONNECTIONS_MAX], 100);
+                uv_wait_event(&k.loop, fds[max], 100);
         }
         ck_assert_int_gt(n, 0);
         buf[n] = 0;
-        ck_assert_ptr_nonnull(strstr(buf, "too many"));
+        ck_assert_ptr_nonnull(strstr(buf, CONTROL_ERROR_BUSY));
         /* a slot frees when a client leaves */
         close(fds[0]);
         for (int t = 0; t < 10; t++)
                 uv_run(&k.loop, UV_RUN_NOWAIT);
-        ck_assert_uint_eq(control_connections(k.control), CONTROL_CONNECTIONS_MAX - 1);
-        for (unsigned i = 1; i <= CONTROL_CONNECTIONS_MAX; i++)
+        ck_assert_uint_eq(control_connections(k.control), max - 1);
+        for (unsigned i = 1; i <= max; i++)
                 close(fds[i]);
         kernel_stop(&k);
 }
@@ -535,7 +590,8 @@ START_TEST(test_client_gone_before_its_reply)
 
                 ck_assert_int_ge(fd, 0);
                 ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-                ck_assert_int_eq(send(fd, "{\"op\":\"ps\"}\n", 12, MSG_NOSIGNAL), 12);
+                ck_assert_int_eq(send(fd, PS_LINE, sizeof PS_LINE - 1, MSG_NOSIGNAL),
+                                 (ssize_t)sizeof PS_LINE - 1);
                 close(fd);
                 for (int64_t end = test_now_ms() + 5000;
                      (k.list_calls <= round || control_connections(k.control) > 0) &&
@@ -546,7 +602,7 @@ START_TEST(test_client_gone_before_its_reply)
                 ck_assert_int_eq(k.list_calls, round + 1);
                 ck_assert_uint_eq(control_connections(k.control), 0);
         }
-        j = (Job){.k = &k, .fn = raw_job, .send = "{\"op\":\"ps\"}\n", .send_len = 12};
+        j = (Job){.k = &k, .fn = raw_job, .send = PS_LINE, .send_len = sizeof PS_LINE - 1};
         run_job(&j);
         ck_assert_ptr_nonnull(strstr(j.text, "org.x.one"));
         kernel_stop(&k);
@@ -556,12 +612,13 @@ END_TEST
 START_TEST(test_reply_too_large)
 {
         Kernel k;
-        Job j = {.k = &k, .fn = raw_job, .send = "{\"op\":\"ps\"}\n", .send_len = 12};
+        Job j = {.k = &k, .fn = raw_job, .send = PS_LINE, .send_len = sizeof PS_LINE - 1};
 
         kernel_start(&k);
         k.big = true;
         run_job(&j);
-        ck_assert_msg(strstr(j.text, "reply too large"), "got %.100s", j.text);
+        ck_assert_msg(strstr(j.text, "larger than the output bound"), "got %.100s", j.text);
+        ck_assert_ptr_nonnull(strstr(j.text, CONTROL_ERROR_FAILED));
         ck_assert_uint_lt(strlen(j.text), 200);
         kernel_stop(&k);
 }
@@ -571,7 +628,7 @@ START_TEST(test_idle_client_dropped)
 {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         struct timespec start, now;
-        char buf[16];
+        char buf[512];
         Kernel k;
         int fd;
 
@@ -579,7 +636,7 @@ START_TEST(test_idle_client_dropped)
         snprintf(sa.sun_path, sizeof sa.sun_path, "%s", control_path(k.control));
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-        (void)!write(fd, "{\"op\":", 6); /* half a request, then silence */
+        (void)!write(fd, "{\"method\":", 10); /* half a request, then silence */
         clock_gettime(CLOCK_MONOTONIC, &start);
         do {
                 uv_run(&k.loop, UV_RUN_NOWAIT);
@@ -590,6 +647,10 @@ START_TEST(test_idle_client_dropped)
         } while (control_connections(k.control) > 0 && now.tv_sec - start.tv_sec < 20);
         ck_assert_uint_eq(control_connections(k.control), 0);
         ck_assert_int_ge(now.tv_sec - start.tv_sec, CONTROL_IDLE_MS / 1000 - 1);
+        ck_assert_int_gt(read(fd, buf, sizeof buf), 0); /* told */
+        ck_assert_ptr_nonnull(memmem(buf, sizeof buf, CONTROL_ERROR_TIMEOUT, 15));
+        while (read(fd, buf, sizeof buf) > 0)
+                ;
         ck_assert_int_eq(read(fd, buf, sizeof buf), 0); /* closed */
         close(fd);
         kernel_stop(&k);
@@ -629,14 +690,14 @@ static bool socket_exists(pid_t pid)
 
 START_TEST(test_stale_sockets_removed)
 {
-        json_t *req = json_pack("{s:s}", "op", "ps");
+        json_t *req = NULL;
         Kernel k;
-        Job j = {.k = &k, .fn = client_job, .request = req};
+        Job j = {.k = &k, .fn = client_job, .method = "org.cella.Ps"};
         pid_t dead;
 
         /* by the client, which finds no kernel */
         dead = make_stale_socket();
-        ck_assert_int_eq(control_each_kernel(state, req, collect, &j), 0);
+        ck_assert_int_eq(control_each_kernel(state, "org.cella.Ps", req, collect, &j), 0);
         ck_assert(!socket_exists(dead));
 
         /* by a kernel starting */
@@ -673,7 +734,8 @@ static void *ask_job(Job *j)
 {
         j->replies = json_array();
         j->mutes = json_array();
-        j->result = control_ask_kernels(state, j->request, j->timeout_ms, collect, on_mute, j);
+        j->result = control_ask_kernels(state, j->method, j->request, j->timeout_ms, collect,
+                                        on_mute, j);
         return NULL;
 }
 
@@ -683,9 +745,13 @@ static void *ask_job(Job *j)
  * the kernel that answers is still listed. */
 START_TEST(test_mute_kernels_asked_at_once)
 {
-        json_t *req = json_pack("{s:s}", "op", "ps");
+        json_t *req = json_object();
         Kernel k;
-        Job j = {.k = &k, .fn = ask_job, .request = req, .timeout_ms = 1000};
+        Job j = {.k = &k,
+                 .fn = ask_job,
+                 .method = "org.cella.Ps",
+                 .request = req,
+                 .timeout_ms = 1000};
         pid_t kids[3];
         int listeners[3], hold[2];
         uint64_t t0, elapsed;
@@ -745,13 +811,15 @@ END_TEST
 
 START_TEST(test_no_run_dir_means_no_kernels)
 {
-        json_t *req = json_pack("{s:s}", "op", "ps");
+        json_t *req = json_object();
         Job j = {.replies = json_array()};
 
-        ck_assert_int_eq(control_each_kernel(state, req, collect, &j), 0);
+        ck_assert_int_eq(control_each_kernel(state, "org.cella.Ps", req, collect, &j), 0);
         ck_assert_int_eq(control_notify_grants_changed(state, "org.x.one"), 0);
-        ck_assert_int_eq(control_each_kernel("/nonexistent/cella", req, collect, &j), 0);
-        ck_assert_int_eq(control_each_kernel(state, NULL, collect, &j), -EINVAL);
+        ck_assert_int_eq(
+                control_each_kernel("/nonexistent/cella", "org.cella.Ps", req, collect, &j), 0);
+        ck_assert_int_eq(control_each_kernel(state, NULL, req, collect, &j), -EINVAL);
+        ck_assert_int_eq(control_each_kernel(state, "ps", req, collect, &j), -EINVAL);
         json_decref(req);
         json_decref(j.replies);
 }
@@ -762,13 +830,15 @@ START_TEST(test_foreign_run_dir_refused)
         char dir[256];
         Control *c = NULL;
         uv_loop_t loop;
-        ControlHandlers h = {};
 
         snprintf(dir, sizeof dir, "%s/run", state);
         ck_assert_int_eq(mkdir(dir, 0777), 0);
         ck_assert_int_eq(chown(dir, 65534, 65534), 0);
         ck_assert_int_eq(uv_loop_init(&loop), 0);
-        ck_assert_int_eq(control_listen(&loop, state, &h, &c), -EPERM);
+        ck_assert_int_eq(control_new(&loop, &c), 0);
+        ck_assert_int_eq(control_listen_kernel(c, state), -EPERM);
+        c = control_close(c);
+        uv_run(&loop, UV_RUN_DEFAULT);
         ck_assert_int_eq(uv_loop_close(&loop), 0);
 }
 END_TEST
@@ -800,7 +870,7 @@ START_TEST(test_other_uid_is_refused)
                 fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
                 if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
                         _exit(11);
-                (void)!write(fd, "{\"op\":\"ps\"}\n", 12);
+                (void)!write(fd, PS_LINE, sizeof PS_LINE - 1);
                 n = read(fd, buf, sizeof buf);
                 _exit(n == 0 || (n < 0 && errno == ECONNRESET) ? 0 : 12); /* closed, no reply */
         }
