@@ -67,11 +67,11 @@ typedef struct Sample {
 
 static int sample(const char *state_dir, Sample *ret)
 {
-        json_t *req = json_pack("{s:s}", "op", "ps"), *apps = NULL, *mute = NULL;
+        json_t *apps = NULL, *mute = NULL;
         int code;
 
-        code = cli_ask_kernels_all("top", state_dir, req, "apps", "apps", &apps, &mute);
-        json_decref(req);
+        code = cli_ask_kernels_all("top", state_dir, "org.cella.Ps", NULL, "apps", "apps", &apps,
+                                   &mute);
         if (code != 0) {
                 json_decref(mute);
                 return code;

@@ -11,8 +11,10 @@
  *   org.cella.InvalidParameter a parameter is missing or of the wrong shape
  *   org.cella.Failed           the op failed (parameters.errno, parameters.message)
  *
- * Stop and Restart reply once the app has stopped (or runs again); Ps, Logs and
- * Events with "more" stream until the client goes away.
+ * Stop and Restart with "wait": true reply once the app has stopped (or runs again),
+ * else at once; Ps, Logs and Events with "more" stream until the client goes away.
+ * In daemon mode these Ps and Stop replace the kernel's own (supervisor.c), on
+ * run/<pid>.sock as on cellad.sock.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -155,7 +157,7 @@ static char *installed_dir(AppMethods *am, const char *id)
         return dir;
 }
 
-/* The ids of the installed apps (and their versions), into *ret_ids/*ret_versions
+/* The ids of the installed apps (and their versions), into *ret_ids and *ret_versions
  * (strv, caller frees). Returns 0 or -errno. */
 static int installed_list(AppMethods *am, char ***ret_ids, char ***ret_versions)
 {
@@ -415,7 +417,7 @@ static int method_stop(ControlCall *call, json_t *params, void *ud)
         if (lifecycle_stop(inst, json_is_true(json_object_get(params, "kill")), &e) < 0)
                 return reply_lifecycle_error(call, inst, &e);
         if (!instance_state_is_running(instance_state(inst)) ||
-            json_is_false(json_object_get(params, "wait")))
+            !json_is_true(json_object_get(params, "wait")))
                 return control_reply(call, state_reply(inst));
         st = stream_new(am, call, STREAM_WAIT_STOPPED, inst);
         return st ? 0 : -ENOMEM;
@@ -439,7 +441,7 @@ static int method_restart(ControlCall *call, json_t *params, void *ud)
                 return reply_lifecycle_error(call, inst, &e);
         s = instance_state(inst);
         if ((instance_state_is_running(s) && s != INSTANCE_STATE_STOPPING) ||
-            json_is_false(json_object_get(params, "wait")))
+            !json_is_true(json_object_get(params, "wait")))
                 return control_reply(call, state_reply(inst));
         st = stream_new(am, call, STREAM_WAIT_RUNNING, inst);
         return st ? 0 : -ENOMEM;
@@ -539,9 +541,10 @@ static int logs_send_new(Stream *st)
                 return -ENOMEM;
         while ((k = pread(fd, buf, APP_LOGS_CHUNK, (off_t)st->log_pos)) > 0) {
                 st->log_pos += (uint64_t)k;
-                control_reply_continues(st->call,
-                                        json_pack("{s:s, s:s%}", "app", st->inst->manifest->id,
-                                                  "data", buf, (size_t)k));
+                if (control_reply_continues(st->call,
+                                            json_pack("{s:s, s:s%}", "app", st->inst->manifest->id,
+                                                      "data", buf, (size_t)k)) < 0)
+                        break; /* the client is gone or too slow: its abort ends the stream */
         }
         free(buf);
         return k < 0 ? -errno : 0;

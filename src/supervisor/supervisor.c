@@ -412,10 +412,14 @@ static int method_stop(ControlCall *call, json_t *params, void *userdata)
         return control_reply(call, NULL);
 }
 
+/* The last SUPERVISOR_METHODS_APPS of them are served by cellad's app methods instead
+ * (src/daemon/app-methods.c: Ps with "all" and "more", Stop with "wait") in daemon
+ * mode. */
+#define SUPERVISOR_METHODS_APPS 2
 static const ControlMethod supervisor_methods[] = {
-        {"org.cella.Ps", CONTROL_ACCESS_READ, method_ps},
         {"org.cella.Stats", CONTROL_ACCESS_READ, method_stats},
         {"org.cella.GrantsChanged", CONTROL_ACCESS_MANAGE, method_grants_changed},
+        {"org.cella.Ps", CONTROL_ACCESS_READ, method_ps},
         {"org.cella.Stop", CONTROL_ACCESS_MANAGE, method_stop},
 };
 
@@ -643,7 +647,9 @@ int supervisor_ready(Supervisor *s, SupervisorError *err)
         r = control_new(&s->loop, &s->control);
         if (r >= 0)
                 r = control_add_methods(s->control, supervisor_methods,
-                                        ELEMENTSOF(supervisor_methods), s);
+                                        ELEMENTSOF(supervisor_methods) -
+                                                (o->daemon ? SUPERVISOR_METHODS_APPS : 0),
+                                        s);
         if (r >= 0)
                 r = control_listen_kernel(s->control, o->state_dir);
         if (r < 0) {
