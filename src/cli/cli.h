@@ -28,6 +28,25 @@ int cli_logs(int argc, char **argv);
 int cli_stats(int argc, char **argv);
 int cli_stop(int argc, char **argv);
 int cli_top(int argc, char **argv);
+/* app-op.c: one app through cellad */
+int cli_start(int argc, char **argv);
+int cli_restart(int argc, char **argv);
+int cli_freeze(int argc, char **argv);
+int cli_thaw(int argc, char **argv);
+int cli_kill(int argc, char **argv);
+int cli_foreground(int argc, char **argv);
+int cli_background(int argc, char **argv);
+int cli_inspect(int argc, char **argv);
+int cli_events(int argc, char **argv);
+
+/* ps-watch.c: appends to apps a record {"id", "state": "installed", "running":
+ * false, "pid": 0, "version"} for each app installed in state_dir's store
+ * (apps/<id>/current) that apps does not list. Returns 0 or -errno. */
+int cli_ps_add_installed(const char *state_dir, json_t *apps);
+/* cella ps --watch: a new snapshot (print(apps), or a JSON array a line) on every
+ * change: cellad's stream when it runs, else every kernel asked each second. Runs
+ * until interrupted; returns an exit code on failure. */
+int cli_ps_watch(const char *state_dir, bool all, bool json, void (*print)(json_t *apps));
 
 /*
  * After a grant, revoke or gesture is committed to grants.db: appends one "grant"
@@ -79,9 +98,8 @@ const char *cli_safe_str(json_t *v, char *buf, size_t size);
  * cmd names the command in messages. Returns 0, or an exit code after a message:
  * CELLA_EXIT_STATE (run/ unreadable, not root), CELLA_EXIT_INTERNAL (out of memory).
  */
-int cli_ask_kernels_all(const char *cmd, const char *state_dir, const char *method,
-                        json_t *params, const char *key, const char *what, json_t **ret,
-                        json_t **ret_mute);
+int cli_ask_kernels_all(const char *cmd, const char *state_dir, const char *method, json_t *params,
+                        const char *key, const char *what, json_t **ret, json_t **ret_mute);
 
 /* cli_ask_kernels_all() without ret_mute (the warnings are still printed). */
 int cli_ask_kernels(const char *cmd, const char *state_dir, const char *method, json_t *params,

@@ -225,8 +225,24 @@ static Instance *find_app(AppMethods *am, ControlCall *call, const char *id, boo
         if (inst)
                 return inst;
         dir = installed_dir(am, id);
-        if (!dir || !add) {
+        if (!dir) {
                 reply_no_app(call, id);
+                return NULL;
+        }
+        if (!add) {
+                /* Installed, never started by this cellad: the table's "installed" row. */
+                const char *method = control_call_method(call), *why = NULL;
+                char op[32], msg[384];
+                size_t i = 0;
+
+                for (const char *p = strrchr(method, '.') + 1; *p && i < sizeof op - 1; p++)
+                        op[i++] = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+                op[i] = 0;
+                (void)lifecycle_check(INSTANCE_STATE_INSTALLED, LIFECYCLE_STOP, false, NULL, &why);
+                snprintf(msg, sizeof msg, "%s: cannot %s it: it is installed: %s", id, op, why);
+                control_reply_error(call, CONTROL_ERROR_APP_STATE,
+                                    json_pack("{s:s, s:s, s:s}", "message", msg, "app", id, "state",
+                                              "installed"));
                 return NULL;
         }
         r = supervisor_load_manifest(dir, &real, &m, &err);

@@ -792,6 +792,20 @@ json_t *lifecycle_inspect(Instance *inst)
                 json_object_set_new(o, "group", json_string(inst->group->name));
         if (o)
                 json_object_set_new(o, "args", strv_json(inst->extra_args));
+        if (o && running && sb->cgroup) {
+                /* Where the figures come from: each hierarchy's leaf directory. */
+                static const char *const ctrls[] = {"memory", "pids", "cpu", "freezer", ""};
+                json_t *paths = json_object();
+
+                for (size_t i = 0; paths && i < ELEMENTSOF(ctrls); i++) {
+                        const char *p = cgroup_path(sb->cgroup, ctrls[i]);
+
+                        if (p)
+                                json_object_set_new(paths, ctrls[i][0] ? ctrls[i] : "unified",
+                                                    json_string(p));
+                }
+                json_object_set_new(o, "cgroup_paths", paths ?: json_object());
+        }
         return o;
 }
 
