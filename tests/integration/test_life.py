@@ -41,6 +41,13 @@ def daemon(tmp_path):
         install_app(state, make_app(src, app_id, kind))
     with running_cellad(state, "--no-autostart") as d:
         yield d
+        # An orderly stop: every app stopped, its cgroup removed (SIGKILL at the end
+        # of running_cellad() would leave them to the next cellad's sweep).
+        assert d.stop() == 0, d.log()
+        leaf = f"@{d.pid}"
+        left = [p for p in Path("/sys/fs/cgroup").glob("*/**/cella/org.test.life.*")
+                if p.name.endswith(leaf)]
+        assert not left, left
 
 
 def state_of(d, app):
