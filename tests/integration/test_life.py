@@ -349,3 +349,61 @@ def test_no_color_and_no_daemon(tmp_path):
             out += chunk
         os.waitpid(pid, 0)
         assert (b"\033[1m" in out) == want, (no_color, out[:200])
+
+
+BUILD = Path(CELLA).resolve().parents[2]  # build/src/cli/cella -> build
+
+
+def bash_complete(line, env=None):
+    """The words bash completion offers for the command line `line` (the cursor at
+    its end), from the generated completion/cella."""
+    words = line.split(" ")
+    script = f"""
+source {BUILD / 'completion' / 'cella'}
+COMP_WORDS=({' '.join(repr(w) for w in words)})
+COMP_CWORD={len(words) - 1}
+_{words[0]}
+printf '%s\\n' "${{COMPREPLY[@]}}"
+"""
+    p = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                       env=dict(os.environ, **(env or {})), timeout=30)
+    assert p.returncode == 0, p.stderr
+    return set(p.stdout.split())
+
+
+def test_completion_from_the_command_table(tmp_path):
+    """Generated from `cella --help` and each command's: every command and its options."""
+    if not (BUILD / "completion" / "cella").exists():
+        pytest.skip(f"no generated completion in {BUILD}/completion")
+    cmds = bash_complete("cella ")
+    helptext = subprocess.run([CELLA, "--help"], capture_output=True, text=True).stdout
+    listed = {line.split()[0] for line in helptext.split("Commands:")[1].splitlines()
+              if line.startswith("  ") and line.split()}
+    assert listed <= cmds and {"start", "freeze", "thaw", "top", "events"} <= cmds
+    assert bash_complete("cella st") == {"start", "stop", "stats"}
+    assert {"--signal", "-s", "--json", "--state-dir"} <= bash_complete("cella kill -")
+    assert {"--all", "--watch"} <= bash_complete("cella ps --")
+    assert bash_complete("cellad --cgroup-mode ") == {"auto", "v1", "v2", "hybrid"}
+    # An app argument: the installed apps of the state directory named.
+    state = tmp_path / "state"
+    (state / "apps" / "org.test.life.one").mkdir(parents=True)
+    assert bash_complete(f"cella freeze --state-dir {state} org.test.li") == {"org.test.life.one"}
+    zsh = subprocess.run(["which", "zsh"], capture_output=True, text=True).stdout.strip()
+    if not zsh:
+        pytest.skip("no zsh here to check the zsh completion's syntax")
+    p = subprocess.run([zsh, "-n", str(BUILD / "completion" / "_cella")], capture_output=True,
+                       text=True)
+    assert p.returncode == 0, p.stderr
+
+
+def test_man_pages_from_help():
+    for page, says in (("cella.1", ["cella start", "cella freeze", "--background", "NO_COLOR"]),
+                       ("cellad.1", ["--state-dir", "--ready-fd"])):
+        path = BUILD / "completion" / page
+        if not path.exists():
+            pytest.skip(f"no {path}")
+        p = subprocess.run(["man", "-l", str(path)], capture_output=True, text=True,
+                           env=dict(os.environ, MANWIDTH="100"))
+        assert p.returncode == 0, p.stderr
+        for s in says:
+            assert s in p.stdout, (page, s)
