@@ -36,6 +36,7 @@
 #include "store/store.h"
 #define HAVE_STORE 1
 #endif
+#include "supervisor/applog.h"
 #include "supervisor/control.h"
 #include "supervisor/lifecycle.h"
 #include "supervisor/run.h"
@@ -566,16 +567,20 @@ static int logs_send_new(Stream *st)
         return k < 0 ? -errno : 0;
 }
 
-/* The last n lines (n 0: all) of path as one string, at most APP_LOGS_MAX bytes; and
- * where the file ended (*ret_pos) and its inode. */
-static json_t *logs_tail(const char *path, uint64_t n, uint64_t *ret_pos, uint64_t *ret_ino)
+/* The last n lines (n 0: all) of path as one string, at most APP_LOGS_MAX bytes,
+ * only the lines that came from since_us on (0: all; their times from the file's
+ * time index, supervisor/applog.h); and where the file ended (*ret_pos) and its
+ * inode. */
+static json_t *logs_tail(int dirfd, const char *name, uint64_t n, int64_t since_us,
+                         uint64_t *ret_pos, uint64_t *ret_ino)
 {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         _cleanup_free_ char *buf = NULL;
+        _cleanup_free_ AppLogTime *times = NULL;
+        size_t n_times = 0, start = 0, lines = 0, len;
         struct stat sb;
         uint64_t from, size;
         ssize_t k;
-        size_t start = 0, lines = 0;
 
         *ret_pos = 0;
         *ret_ino = 0;
@@ -591,21 +596,43 @@ static json_t *logs_tail(const char *path, uint64_t n, uint64_t *ret_pos, uint64
                 k = 0;
         *ret_pos = from + (uint64_t)k;
         *ret_ino = (uint64_t)sb.st_ino;
+        len = (size_t)k;
         if (n > 0)
-                for (size_t i = (size_t)k; i > 0; i--)
-                        if (buf[i - 1] == '\n' && i != (size_t)k && ++lines == n) {
+                for (size_t i = len; i > 0; i--)
+                        if (buf[i - 1] == '\n' && i != len && ++lines == n) {
                                 start = i;
                                 break;
                         }
-        return json_stringn(buf + start, (size_t)k - start);
+        if (since_us <= 0)
+                return json_stringn(buf + start, len - start);
+        /* The lines before since_us left out, as cella logs --since does. */
+        (void)applog_times_load(dirfd, name, &times, &n_times);
+        {
+                size_t w = start;
+
+                for (size_t i = start; i < len;) {
+                        const char *nl = memchr(buf + i, '\n', len - i);
+                        size_t end = nl ? (size_t)(nl - buf) + 1 : len;
+
+                        if (applog_time_at(times, n_times, from + i) >= since_us) {
+                                memmove(buf + w, buf + i, end - i);
+                                w += end - i;
+                        }
+                        i = end;
+                }
+                return json_stringn(buf + start, w - start);
+        }
 }
 
 static int method_logs(ControlCall *call, json_t *params, void *ud)
 {
         AppMethods *am = ud;
         const char *id = app_param(call, params);
-        json_t *lines = json_object_get(params, "lines");
-        _cleanup_free_ char *path = NULL;
+        json_t *lines = json_object_get(params, "lines"), *since = json_object_get(params, "since");
+        _cleanup_free_ char *path = NULL, *dir = NULL;
+        _cleanup_close_ int dirfd = -EBADF;
+        char name[MANIFEST_ID_MAX + 8];
+        int64_t since_us = 0;
         uint64_t pos, ino;
         Instance *inst;
         json_t *text;
@@ -615,12 +642,23 @@ static int method_logs(ControlCall *call, json_t *params, void *ud)
                 return 0;
         if (lines && (!json_is_integer(lines) || json_integer_value(lines) < 0))
                 return reply_invalid(call, "lines", "expected a number of lines >= 0");
+        if (since &&
+            (!json_is_string(since) ||
+             audit_parse_since(json_string_value(since), now_realtime_us(), &since_us) < 0))
+                return reply_invalid(call, "since",
+                                     "expected an RFC 3339 time or date, or an age such as "
+                                     "10m, 2h, 1d");
         inst = find_app(am, call, id, false);
         if (!inst)
                 return 0;
-        if (asprintf(&path, "%s/logs/%s.log", daemon_state_dir(am->d), id) < 0)
+        if (asprintf(&dir, "%s/logs", daemon_state_dir(am->d)) < 0 ||
+            asprintf(&path, "%s/%s.log", dir, id) < 0)
                 return -ENOMEM;
-        text = logs_tail(path, lines ? (uint64_t)json_integer_value(lines) : 0, &pos, &ino);
+        snprintf(name, sizeof name, "%s.log", id);
+        dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        text = dirfd >= 0 ? logs_tail(dirfd, name, lines ? (uint64_t)json_integer_value(lines) : 0,
+                                      since_us, &pos, &ino)
+                          : (pos = ino = 0, json_string(""));
         if (!text)
                 return -ENOMEM;
         if (!control_call_more(call))
