@@ -117,6 +117,11 @@ void supervisor_audit(Supervisor *s, const char *app, const char *event, json_t 
         json_decref(fields);
 }
 
+Control *supervisor_control(Supervisor *s)
+{
+        return s->control;
+}
+
 Instance *supervisor_find(Supervisor *s, const char *id)
 {
         for (size_t i = 0; i < s->n_apps; i++)

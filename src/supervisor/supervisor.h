@@ -88,6 +88,12 @@ int supervisor_new(const SupervisorOptions *o, Supervisor **ret, SupervisorError
 /* Stops what still runs (SIGKILL), closes everything. Takes NULL; returns NULL. */
 Supervisor *supervisor_free(Supervisor *s);
 
+/* The kernel's control API (supervisor/control.h), listening on <state>/run/<pid>.sock
+ * with the methods org.cella.{Ps, Stats, GrantsChanged, Stop}; the daemon adds its
+ * methods and its public socket to it. NULL if it could not listen (a warning said
+ * so at start). */
+struct Control *supervisor_control(Supervisor *s);
+
 /*
  * Registers the app in app_dir (its manifest m, which the supervisor now owns, even
  * on failure) with extra_args appended to its manifest args (may be NULL; copied),
