@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/strv.h"
 #include "config.h"
 #include "daemon/daemon.h"
 #include "supervisor/state.h"
@@ -21,6 +22,8 @@ enum {
         ARG_CGROUP_MODE,
         ARG_UID_RANGE,
         ARG_NO_AUTOSTART,
+        ARG_READ_USERS,
+        ARG_READ_GROUPS,
         ARG_VERSION,
 };
 
@@ -59,6 +62,9 @@ static void usage(FILE *f)
                 "      --ready-fd N         write \"READY\\n\" to file descriptor N once the\n"
                 "                           daemon answers on its socket, then close it\n"
                 "      --no-autostart       start no installed app at start\n"
+                "      --read-users LIST    open the read-only methods (ps, logs, ...) to these\n"
+                "                           users (names or uids, comma-separated)\n"
+                "      --read-groups LIST   ... and to the members of these groups\n"
                 "      --uid-range BASE:N   host ids for new apps, %u per app (default %u:%u)\n"
                 "      --cgroup-mode MODE   auto, v1, v2 or hybrid (default auto)\n"
                 "  -v, --verbose            more messages\n"
@@ -112,6 +118,32 @@ bad:
         return -EINVAL;
 }
 
+/* Appends the entries of "a,b,c" to *l. Returns 0, -EINVAL for an empty entry, or
+ * -ENOMEM. */
+static int split_list(const char *arg, char ***l)
+{
+        const char *p = arg;
+
+        for (;;) {
+                size_t n = strcspn(p, ",");
+                char *e;
+                int r;
+
+                if (n == 0)
+                        return -EINVAL;
+                e = strndup(p, n);
+                if (!e)
+                        return -ENOMEM;
+                r = strv_extend(l, e);
+                free(e);
+                if (r < 0)
+                        return r;
+                if (!p[n])
+                        return 0;
+                p += n + 1;
+        }
+}
+
 int main(int argc, char **argv)
 {
         static const struct option options[] = {
@@ -123,6 +155,8 @@ int main(int argc, char **argv)
                 {"cgroup-mode", required_argument, NULL, ARG_CGROUP_MODE},
                 {"uid-range", required_argument, NULL, ARG_UID_RANGE},
                 {"no-autostart", no_argument, NULL, ARG_NO_AUTOSTART},
+                {"read-users", required_argument, NULL, ARG_READ_USERS},
+                {"read-groups", required_argument, NULL, ARG_READ_GROUPS},
                 {"verbose", no_argument, NULL, 'v'},
                 {"help", no_argument, NULL, 'h'},
                 {"version", no_argument, NULL, ARG_VERSION},
@@ -135,6 +169,7 @@ int main(int argc, char **argv)
                 .uid_count = STATE_UID_COUNT_DEFAULT,
                 .argv = argv,
         };
+        _cleanup_strv_free_ char **read_users = NULL, **read_groups = NULL;
         int c;
 
         o.state_dir = default_state_dir();
@@ -196,6 +231,17 @@ int main(int argc, char **argv)
                 case ARG_NO_AUTOSTART:
                         o.no_autostart = true;
                         break;
+                case ARG_READ_USERS:
+                case ARG_READ_GROUPS:
+                        if (split_list(optarg, c == ARG_READ_USERS ? &read_users : &read_groups) <
+                            0) {
+                                log_error("--%s: expected a comma-separated list of names or "
+                                          "ids, got '%s'",
+                                          c == ARG_READ_USERS ? "read-users" : "read-groups",
+                                          optarg);
+                                return DAEMON_EXIT_USAGE;
+                        }
+                        break;
                 case 'v':
                         log_verbose++;
                         break;
@@ -215,6 +261,8 @@ int main(int argc, char **argv)
                           argv[optind]);
                 return DAEMON_EXIT_USAGE;
         }
+        o.read_users = read_users;
+        o.read_groups = read_groups;
         if (geteuid() != 0) {
                 log_error("cellad needs root: it gives each app its own host uid and cgroup "
                           "(rootless mode is not supported yet)");

@@ -147,21 +147,24 @@ static void raise_nofile_soft(void)
 
 /* ---- sd_notify, STATUS= and the watchdog ---- */
 
+/* STATUS=, for systemctl status: "STATUS=3 app(s): 2 running, 1 exited" (the states
+ * with no app left out), and when it went out (for the throttle). */
 static void daemon_send_status(Daemon *d)
 {
         size_t counts[16], n;
         char buf[512];
         size_t k = 0;
+        bool first = true;
 
         n = supervisor_count_states(d->sup, counts, ELEMENTSOF(counts));
         k += (size_t)snprintf(buf, sizeof buf, "STATUS=%zu app(s)", n);
-        for (size_t i = 0; i < ELEMENTSOF(counts) && k < sizeof buf; i++)
-                if (counts[i] > 0)
-                        k += (size_t)snprintf(buf + k, sizeof buf - k, "%s%zu %s",
-                                              k > 7 + 12 && buf[k - 1] != ')' ? ", " : ": ",
-                                              counts[i], supervisor_state_name((InstanceState)i));
-        if (k >= sizeof buf)
-                buf[sizeof buf - 1] = 0;
+        for (size_t i = 0; i < ELEMENTSOF(counts) && k < sizeof buf; i++) {
+                if (counts[i] == 0)
+                        continue;
+                k += (size_t)snprintf(buf + k, sizeof buf - k, "%s%zu %s", first ? ": " : ", ",
+                                      counts[i], supervisor_state_name((InstanceState)i));
+                first = false;
+        }
         d->status_last_ms = now_monotonic_ms();
         (void)sd_notify(0, buf);
 }
@@ -178,7 +181,9 @@ void daemon_status_changed(Daemon *d)
 {
         uint64_t now, next;
 
-        if (!d->notify || !d->sup || d->status_pending)
+        /* Not before the timer exists, nor once it is closed (supervisor_free()'s
+         * last records). */
+        if (!d->notify || !d->sup || d->status_pending || !(d->handles & DAEMON_HANDLE_STATUS))
                 return;
         now = now_monotonic_ms();
         next = d->status_last_ms + DAEMON_STATUS_INTERVAL_MS;
@@ -216,6 +221,29 @@ static void on_stop_signal(uv_signal_t *h, int signum)
                 d->stop_told = true;
                 (void)sd_notify(0, "STOPPING=1\nSTATUS=stopping every app");
         }
+}
+
+/* Appends opt and "a,b,c" of l to *argv (nothing for an empty l). 0 or -ENOMEM. */
+static int extend_list(char ***argv, const char *opt, char **l)
+{
+        _cleanup_free_ char *joined = NULL;
+        size_t n = 0;
+
+        if (strv_length(l) == 0)
+                return 0;
+        STRV_FOREACH (e, l)
+                n += strlen(*e) + 1;
+        joined = calloc(1, n);
+        if (!joined)
+                return -ENOMEM;
+        STRV_FOREACH (e, l) {
+                if (*joined)
+                        strcat(joined, ",");
+                strcat(joined, *e);
+        }
+        if (strv_extend(argv, opt) < 0 || strv_extend(argv, joined) < 0)
+                return -ENOMEM;
+        return 0;
 }
 
 /*
@@ -256,7 +284,10 @@ static void daemon_reexec(Daemon *d)
              (strv_extend(&argv, "--socket") < 0 || strv_extend(&argv, d->o.socket_path) < 0)) ||
             strv_extend(&argv, "--cgroup-mode") < 0 || strv_extend(&argv, mode) < 0 ||
             (d->o.no_autostart && strv_extend(&argv, "--no-autostart") < 0) ||
-            strv_extend(&argv, "--lock-fd") < 0 || strv_extend(&argv, fdbuf) < 0) {
+            (log_verbose > 0 && strv_extend(&argv, "--verbose") < 0) ||
+            strv_extend(&argv, "--lock-fd") < 0 || strv_extend(&argv, fdbuf) < 0 ||
+            extend_list(&argv, "--read-users", d->o.read_users) < 0 ||
+            extend_list(&argv, "--read-groups", d->o.read_groups) < 0) {
                 log_error("SIGHUP: cannot re-execute: out of memory");
                 return;
         }
@@ -433,12 +464,22 @@ int daemon_run(const DaemonOptions *o)
                 log_error_errno(r, "cannot start: %m");
                 goto out;
         }
+        /* After the adoption, which takes over the leaves a previous cellad left: what
+         * is left of processes that are gone is removed (cgroup.h, cgroup_sweep()). */
+        r = cgroup_sweep(d.cgm);
+        if (r > 0)
+                log_info("removed %d cgroup(s) left by cella processes that are gone", r);
+        else if (r < 0)
+                log_warning_errno(r, "cannot sweep leftover cgroups: %m");
         if (!o->no_autostart)
                 (void)daemon_autostart(&d);
 
         daemon_ready(&d);
         supervisor_loop(d.sup);
         code = 0;
+        /* The counts as the apps ended (a throttled update may not have gone out). */
+        if (d.notify)
+                daemon_send_status(&d);
         log_info("every app has stopped; exiting");
 out:
         if (d.sup) {

@@ -27,6 +27,7 @@
 #include <uv.h>
 
 #include "sandbox/cgroup.h"
+#include "supervisor/control.h"
 #include "supervisor/supervisor.h"
 
 typedef struct Daemon Daemon;
@@ -64,6 +65,10 @@ typedef struct DaemonOptions {
         const char *exe;   /* what SIGHUP re-executes: NULL: /proc/self/exe */
         char **argv;       /* the command line to re-execute with (borrowed) */
         bool no_autostart; /* --no-autostart: start no installed app at start */
+        /* --read-users, --read-groups: names or numeric ids the read-only methods are
+         * opened to (docs/api.md, "Who may call"); NULL for none. Borrowed. */
+        char **read_users;
+        char **read_groups;
 } DaemonOptions;
 
 /*

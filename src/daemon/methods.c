@@ -5,6 +5,8 @@
  * --socket), or the one systemd passed (cellad.socket, sd_listen_fds(3)).
  */
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -13,6 +15,7 @@
 
 #include "base/log.h"
 #include "base/macro.h"
+#include "base/strv.h"
 #include "config.h"
 #include "daemon/daemon-internal.h"
 
@@ -71,7 +74,7 @@ static int method_shutdown(ControlCall *call, json_t *params, void *userdata)
 }
 
 static const ControlMethod daemon_methods[] = {
-        {"org.cella.Ping", CONTROL_ACCESS_READ, method_ping},
+        {"org.cella.Ping", CONTROL_ACCESS_ANYONE, method_ping},
         {"org.cella.Version", CONTROL_ACCESS_READ, method_version},
         {"org.cella.Shutdown", CONTROL_ACCESS_ROOT, method_shutdown},
 };
@@ -98,6 +101,68 @@ static int daemon_listen_fds(Daemon *d)
         return n;
 }
 
+/* A user (group: want_group) named by name or number: its id in *ret. Returns 0, or
+ * -ENOENT after saying which (opt: the option that named it). */
+static int resolve_id(const char *opt, const char *name, bool want_group, unsigned *ret)
+{
+        char *end;
+        unsigned long v;
+
+        errno = 0;
+        v = strtoul(name, &end, 10);
+        if (!errno && end != name && !*end && v < UINT32_MAX) {
+                *ret = (unsigned)v;
+                return 0;
+        }
+        if (want_group) {
+                struct group *g = getgrnam(name);
+
+                if (g) {
+                        *ret = g->gr_gid;
+                        return 0;
+                }
+        } else {
+                struct passwd *p = getpwnam(name);
+
+                if (p) {
+                        *ret = p->pw_uid;
+                        return 0;
+                }
+        }
+        log_error("%s: no such %s: '%s'", opt, want_group ? "group" : "user", name);
+        return -ENOENT;
+}
+
+/* --read-users, --read-groups: control_set_readers(). Returns 0 or a negative errno
+ * (printed). */
+static int daemon_readers(Daemon *d)
+{
+        size_t nu = strv_length(d->o.read_users), ng = strv_length(d->o.read_groups);
+        _cleanup_free_ uid_t *uids = calloc(nu ?: 1, sizeof *uids);
+        _cleanup_free_ gid_t *gids = calloc(ng ?: 1, sizeof *gids);
+        unsigned id;
+        int r;
+
+        if (!uids || !gids)
+                return log_error_errno(-ENOMEM, "cannot set the readers: %m");
+        for (size_t i = 0; i < nu; i++) {
+                r = resolve_id("--read-users", d->o.read_users[i], false, &id);
+                if (r < 0)
+                        return r;
+                uids[i] = (uid_t)id;
+        }
+        for (size_t i = 0; i < ng; i++) {
+                r = resolve_id("--read-groups", d->o.read_groups[i], true, &id);
+                if (r < 0)
+                        return r;
+                gids[i] = (gid_t)id;
+        }
+        r = control_set_readers(d->control, uids, nu, gids, ng);
+        if (r < 0)
+                return log_error_errno(r, "cannot set the readers: %m");
+        return 0;
+}
+
 int daemon_control_setup(Daemon *d)
 {
         int n, r;
@@ -108,6 +173,9 @@ int daemon_control_setup(Daemon *d)
                           "open (the reason is above)");
                 return -EIO;
         }
+        r = daemon_readers(d);
+        if (r < 0)
+                return r;
         n = daemon_listen_fds(d);
         if (n < 0)
                 return n;

@@ -15,11 +15,6 @@ int supervisor_open(Supervisor *s, SupervisorError *err)
         return supervisor_ready(s, err);
 }
 
-Control *supervisor_control(Supervisor *s)
-{
-        return s->control;
-}
-
 bool supervisor_stopping(const Supervisor *s)
 {
         return s->stopping;

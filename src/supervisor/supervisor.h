@@ -125,8 +125,6 @@ const Manifest *instance_manifest(const Instance *inst);
 
 /* The daemon's view of the kernel (daemon-mode.c): what src/daemon needs without the
  * supervisor's internals. */
-typedef struct Control Control;
-
 /* The supervisor's libuv loop (runs in supervisor_loop()). */
 uv_loop_t *supervisor_uv_loop(Supervisor *s);
 
@@ -137,9 +135,6 @@ uv_loop_t *supervisor_uv_loop(Supervisor *s);
  */
 int supervisor_open(Supervisor *s, SupervisorError *err);
 
-/* The kernel's control server (run/<pid>.sock), or NULL before supervisor_open() or
- * if it could not listen. */
-Control *supervisor_control(Supervisor *s);
 
 /*
  * An orderly stop of every app, as `cella boot` on Ctrl-C: apps first, then services,

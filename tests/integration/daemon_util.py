@@ -8,6 +8,7 @@ docs/api.md: one JSON object per line each way), and always stops it in a
 Other parts may add helpers at the end of this file (say so in their report).
 """
 import contextlib
+import fcntl
 import json
 import os
 import select
@@ -15,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +33,16 @@ CELLAD = os.environ.get("CELLAD_BIN", str(Path(CELLA).resolve().parents[1] / "da
 # box running the ASan build.
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 60.0
+
+
+# What systemd does for a socket unit's service: the socket at fd 3 (SD_LISTEN_FDS_START),
+# LISTEN_PID the pid of the exec'd service (this one: exec keeps it).
+SOCKET_ACTIVATE = """
+import os, sys
+os.dup2(int(sys.argv[1]), 3)
+os.environ["LISTEN_PID"] = str(os.getpid())
+os.execv(sys.argv[2], sys.argv[2:])
+"""
 
 
 class DaemonError(Exception):
@@ -57,12 +69,15 @@ class Cellad:
     start() returns once it wrote READY on its --ready-fd; its stderr goes to a file
     (self.log()), so a chatty daemon never blocks on a pipe nobody reads."""
 
-    def __init__(self, state_dir, *args, env=None, pass_fds=(), preexec_fn=None):
+    def __init__(self, state_dir, *args, env=None, pass_fds=(), preexec_fn=None, listen_fd=None):
+        """listen_fd: a listening socket handed to cellad as systemd's socket
+        activation does (fd 3, LISTEN_FDS=1, LISTEN_PID=its pid)."""
         self.state_dir = Path(state_dir)
         self.args = [str(a) for a in args]
         self.env = dict(os.environ) if env is None else env
         self.pass_fds = tuple(pass_fds)
         self.preexec_fn = preexec_fn
+        self.listen_fd = listen_fd
         self.proc = None
         self._log = tempfile.NamedTemporaryFile(prefix="cellad-", suffix=".log", delete=False)
         self.socket = self.state_dir / "cellad.sock"
@@ -70,13 +85,21 @@ class Cellad:
     def start(self, ready=True, timeout=READY_TIMEOUT):
         """Starts cellad; with ready, waits for READY (DaemonError if it exits first
         or the deadline passes). Returns self."""
-        rfd, wfd = os.pipe()
+        rfd, w = os.pipe()
+        # Above 3, which socket activation takes.
+        wfd = fcntl.fcntl(w, fcntl.F_DUPFD_CLOEXEC, 10)
+        os.close(w)
         cmd = [CELLAD, "--state-dir", str(self.state_dir), "--ready-fd", str(wfd), *self.args]
+        env, pass_fds, preexec = self.env, (wfd, *self.pass_fds), self.preexec_fn
+        if self.listen_fd is not None:
+            # As systemd: fd 3, and LISTEN_PID the pid that execs cellad.
+            cmd = [sys.executable, "-c", SOCKET_ACTIVATE, str(self.listen_fd), *cmd]
+            env = dict(env, LISTEN_FDS="1")
+            pass_fds += (self.listen_fd,)
         try:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
-                                         stderr=subprocess.STDOUT, env=self.env,
-                                         pass_fds=(wfd, *self.pass_fds),
-                                         preexec_fn=self.preexec_fn)
+                                         stderr=subprocess.STDOUT, env=env, pass_fds=pass_fds,
+                                         preexec_fn=preexec)
         finally:
             os.close(wfd)
         self._ready_fd = rfd

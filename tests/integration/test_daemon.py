@@ -1,19 +1,27 @@
 """cellad run bare (docs/daemon.md): its start, its lock, its signals, its socket,
 its cgroup layout. Each test starts a real cellad on a fresh state directory and
 waits for its READY line (daemon_util.py); nothing waits on a sleep."""
+import contextlib
 import json
 import os
+import pwd
+import tempfile
 import re
+import select
 import shutil
 import signal
+import socket
+import stat
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from conftest import pid_alive
-from daemon_util import (CELLAD, Cellad, cellad, install_app, ps, require_cellad,  # noqa: F401
-                         running_cellad)
+from daemon_util import (CELLAD, Cellad, ControlError, DaemonError, call, cellad,  # noqa: F401
+                         install_app, ps, require_cellad, running_cellad)
 
 
 def test_help_and_version():
@@ -100,7 +108,8 @@ def _cgroups(pid):
 @pytest.mark.parametrize("mode", ["auto", "v1"])
 def test_cgroup_layout(tmp_path, mode):
     """The daemon in a supervisor/ leaf in every hierarchy cella uses; nothing of it
-    left after an orderly stop."""
+    left after an orderly stop. (Bare daemons share the base "cellad" made beside the
+    shell's cgroup: another test's daemon may be there too.)"""
     require_cellad()
     before = _cgroups(os.getpid())
     with running_cellad(tmp_path / "state", "--cgroup-mode", mode) as d:
@@ -109,18 +118,19 @@ def test_cgroup_layout(tmp_path, mode):
         if mode == "auto" and "" in cg and Path("/sys/fs/cgroup/unified").is_dir():
             used.append("")
         assert used, cg
+        dirs = {}
         for c in used:
             assert cg[c].endswith("/supervisor"), (c, cg)
-            base = cg[c][: -len("/supervisor")]
             mount = "unified" if c == "" else c
-            assert Path(f"/sys/fs/cgroup/{mount}{base}").is_dir()
+            dirs[c] = Path(f"/sys/fs/cgroup/{mount}{cg[c]}")
+            assert str(d.pid) in (dirs[c] / "cgroup.procs").read_text().split()
+        if mode == "v1":
+            assert cg[""] == before[""], "v1 mode leaves the cgroup2 hierarchy alone"
         assert d.stop() == 0
-    for c in used:
-        mount = "unified" if c == "" else c
-        base = cg[c][: -len("/supervisor")]
-        assert not Path(f"/sys/fs/cgroup/{mount}{base}/supervisor").exists()
-        if base.endswith("/cellad"):
-            assert not Path(f"/sys/fs/cgroup/{mount}{base}").exists()
+    for c, leaf in dirs.items():
+        # Gone, or kept by another daemon that shares the base.
+        assert not leaf.exists() or (leaf / "cgroup.procs").read_text().split(), leaf
+        assert not list((leaf.parent / "cella").glob(f"*@{d.pid}")), leaf
     assert _cgroups(os.getpid()) == before
 
 
@@ -244,18 +254,346 @@ def test_an_app_whose_dependency_is_not_installed_is_not_started(tmp_path):
         assert d.stop() == 0
 
 
-def test_apps_cgroups_are_beside_the_daemons_leaf(tmp_path):
-    """Each app's leaf is in <B>/cella/, <B>/supervisor holds the daemon alone."""
+@pytest.mark.parametrize("mode", ["auto", "v1"])
+def test_apps_cgroups_are_beside_the_daemons_leaf(tmp_path, mode):
+    """Each app's leaf is in <B>/cella/, <B>/supervisor holds the daemon and no app;
+    on a hybrid host the cgroup2 hierarchy too (auto), not with --cgroup-mode v1."""
     require_cellad()
     state = _installed(tmp_path)
-    with running_cellad(state) as d:
+    hybrid = mode == "auto" and Path("/sys/fs/cgroup/unified/cgroup.controllers").exists()
+    with running_cellad(state, "--cgroup-mode", mode) as d:
         own = _cgroups(d.pid)
         for app in ps(state).values():
             cg = _cgroups(app["pid"])
-            for ctrl in ("memory", "pids"):
+            for ctrl in ("memory", "pids") + (("",) if hybrid else ()):
                 base = own[ctrl][: -len("/supervisor")]
                 assert cg[ctrl].startswith(f"{base}/cella/{app['id']}@{d.pid}"), (ctrl, cg, own)
         for ctrl in ("memory", "pids"):
             procs = Path(f"/sys/fs/cgroup/{ctrl}{own[ctrl]}/cgroup.procs").read_text().split()
-            assert procs == [str(d.pid)], procs
+            assert str(d.pid) in procs, procs
+            assert not {str(a["pid"]) for a in ps(state).values()} & set(procs), procs
         assert d.stop() == 0
+
+
+# ---- journald ----
+
+def test_journald_entries_carry_the_records_fields(tmp_path):
+    """With stderr the journal ($JOURNAL_STREAM names it), the kernel's messages and
+    each lifecycle record go to journald as entries with CELLA_* fields. No journald
+    here: fake_journald.py binds the journal's socket in a mount namespace of its own
+    and collects what cellad sends."""
+    require_cellad()
+    if not shutil.which("unshare"):
+        pytest.skip("unshare (util-linux) is not installed")
+    state = tmp_path / "state"
+    src = tmp_path / "src"
+    src.mkdir()
+    os.chmod(tmp_path, 0o755)
+    os.chmod(src, 0o755)
+    install_app(state, _app(src / "svc", "org.test.svc", SERVICE, kind="service",
+                            restart="on-failure"))
+    install_app(state, _app(src / "once", "org.test.once", "echo once\nexit 0\n",
+                            restart="on-failure"))
+    p = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable,
+                        str(Path(__file__).parent / "fake_journald.py"), CELLAD, str(state),
+                        "org.test.once exited", "org.test.svc started"],
+                       capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0, p.stderr
+    out, code, err = p.stdout.splitlines()[-3:]
+    entries = json.loads(out)
+    assert int(code) == 0, json.loads(err)
+    assert json.loads(err) == "", "nothing on stderr when it is the journal"
+
+    def find(**kw):
+        return [e for e in entries if all(e.get(k) == v for k, v in kw.items())]
+
+    assert all(e.get("SYSLOG_IDENTIFIER") == "cellad" for e in entries), entries
+    started = find(CELLA_APP="org.test.once", CELLA_EVENT="started")
+    assert len(started) == 1, entries
+    assert int(started[0]["CELLA_PID"]) > 1 and started[0]["PRIORITY"] == "6"
+    assert started[0]["MESSAGE"].startswith("org.test.once: started")
+    exited = find(CELLA_APP="org.test.once", CELLA_EVENT="exited")
+    assert len(exited) == 1 and exited[0]["CELLA_EXIT_STATUS"] == "0", entries
+    assert exited[0]["CELLA_PID"] == started[0]["CELLA_PID"]
+    assert exited[0]["CELLA_HOW"] == "exited" and exited[0]["CELLA_OOM_KILLED"] == "false"
+    # The service stopped by the SIGTERM: its exit is there too, after the start.
+    assert find(CELLA_APP="org.test.svc", CELLA_EVENT="exited"), entries
+    # The kernel's own messages, with their priority and no "cella: " prefix.
+    ready = [e for e in entries if e["MESSAGE"].startswith("ready: ")]
+    assert len(ready) == 1 and ready[0]["PRIORITY"] == "6" and "CELLA_EVENT" not in ready[0]
+    assert any(e["MESSAGE"] == "every app has stopped; exiting" for e in entries)
+
+
+# ---- sd_notify ----
+
+class NotifySocket:
+    """$NOTIFY_SOCKET as systemd makes it for a Type=notify service: a datagram socket
+    whose messages are "KEY=VALUE" lines (sd_notify(3))."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.messages = []
+
+    def wait_for(self, pred, timeout=60):
+        """Reads messages until pred(message) holds for one; returns it."""
+        deadline = time.monotonic() + timeout
+        for m in self.messages:
+            if pred(m):
+                return m
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no such notify message in {self.messages}")
+            r, _, _ = select.select([self.sock], [], [], left)
+            if r:
+                m = self.sock.recv(65536).decode()
+                self.messages.append(m)
+                if pred(m):
+                    return m
+
+    def close(self):
+        self.sock.close()
+
+
+def test_sd_notify_ready_status_watchdog_stopping(tmp_path):
+    require_cellad()
+    state = _installed(tmp_path)
+    n = NotifySocket(tmp_path / "notify")
+    env = dict(os.environ, NOTIFY_SOCKET=n.path, WATCHDOG_USEC="100000")
+    d = Cellad(state, env=env)
+    try:
+        d.start()
+        ready = n.wait_for(lambda m: "READY=1" in m)
+        # The STATUS= before READY=1 counts the apps started by then.
+        status = [m for m in n.messages if m.startswith("STATUS=")]
+        assert status and status[-1] == "STATUS=2 app(s): 2 running", n.messages
+        assert n.messages.index(status[-1]) < n.messages.index(ready)
+        # WATCHDOG=1 at half of WATCHDOG_USEC: two in a row come.
+        n.wait_for(lambda m: m == "WATCHDOG=1")
+        n.wait_for(lambda m: m == "WATCHDOG=1" and n.messages.count("WATCHDOG=1") >= 2)
+        assert d.stop() == 0
+        n.wait_for(lambda m: m.startswith("STOPPING=1"))
+        # Each app's exit changed the counts.
+        last = n.wait_for(lambda m: m.startswith("STATUS=2 app(s): 2 ") and "running" not in m)
+        assert last == n.messages[-1], n.messages
+    finally:
+        d.close()
+        n.close()
+
+
+# ---- the control socket ----
+
+def test_ping_and_version(cellad):
+    assert (cellad.state_dir / "cellad.sock").is_socket()
+    assert stat.S_IMODE(os.stat(cellad.state_dir / "cellad.sock").st_mode) == 0o666
+    assert cellad.call("org.cella.Ping") == {"pid": cellad.pid}
+    v = cellad.call("org.cella.Version")
+    assert v["api"] == 2 and v["pid"] == cellad.pid and v["state_dir"] == str(cellad.state_dir)
+    assert re.fullmatch(r"\d+\.\d+\.\d+", v["version"]), v
+    with pytest.raises(ControlError) as e:
+        cellad.call("org.cella.NoSuchMethod")
+    assert e.value.error == "org.cella.MethodNotFound"
+    # The kernel's own socket too: cellad is a kernel `cella ps` sees.
+    assert (cellad.state_dir / "run" / f"{cellad.pid}.sock").is_socket()
+
+
+def test_ready_comes_after_the_socket_answers(tmp_path):
+    """At READY the socket exists and answers at the first try, every time."""
+    require_cellad()
+    for i in range(5):
+        with running_cellad(tmp_path / f"state{i}") as d:
+            assert call(d.socket, "org.cella.Ping")["pid"] == d.pid
+            assert d.stop() == 0
+        assert not (tmp_path / f"state{i}" / "cellad.sock").exists()
+
+
+def test_socket_option(tmp_path):
+    require_cellad()
+    sock = tmp_path / "elsewhere.sock"
+    with running_cellad(tmp_path / "state", "--socket", sock) as d:
+        assert call(sock, "org.cella.Ping")["pid"] == d.pid
+        assert not (tmp_path / "state" / "cellad.sock").exists()
+        assert d.stop() == 0
+
+
+def test_shutdown_stops_the_apps_and_exits_0(tmp_path):
+    require_cellad()
+    state = _installed(tmp_path)
+    with running_cellad(state) as d:
+        pids = [a["pid"] for a in ps(state).values()]
+        assert len(pids) == 2
+        assert d.call("org.cella.Shutdown") == {}
+        assert d.proc.wait(timeout=60) == 0
+        log = d.log()
+    assert not any(pid_alive(p) for p in pids)
+    assert "org.cella.Shutdown: stopping every app" in log
+    assert log.index("org.test.app: exited") < log.index("org.test.svc: exited"), log
+
+
+def test_socket_activation(tmp_path):
+    """A listening socket passed as systemd does (fd 3, LISTEN_FDS, LISTEN_PID):
+    cellad serves on it and makes no socket of its own."""
+    require_cellad()
+    path = tmp_path / "activated.sock"
+    lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    lsock.bind(str(path))
+    lsock.listen(16)
+    # A client already waiting in the backlog before cellad runs is served.
+    early = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    early.connect(str(path))
+    early.sendall(b'{"method":"org.cella.Ping","parameters":{}}\n')
+    d = Cellad(tmp_path / "state", listen_fd=lsock.fileno())
+    try:
+        d.start()
+        lsock.close()
+        early.settimeout(30)
+        assert json.loads(early.makefile().readline()) == {"parameters": {"pid": d.pid}}
+        assert call(path, "org.cella.Ping")["pid"] == d.pid
+        assert not (tmp_path / "state" / "cellad.sock").exists()
+        assert d.stop() == 0
+        # systemd's socket: not cellad's to remove.
+        assert path.is_socket()
+    finally:
+        early.close()
+        d.close()
+
+
+def test_socket_activation_refuses_a_fd_that_is_not_a_listening_socket(tmp_path):
+    require_cellad()
+    with open(tmp_path / "file", "w") as f:
+        d = Cellad(tmp_path / "state", listen_fd=f.fileno())
+        try:
+            with pytest.raises(DaemonError) as e:
+                d.start()
+            assert e.value.code == 1
+            assert "is not a listening Unix stream socket" in e.value.log
+        finally:
+            d.close()
+
+
+@pytest.fixture
+def unprivileged_user():
+    """A system user of its own (useradd), removed at the end: (uid, gid)."""
+    if not shutil.which("useradd"):
+        pytest.skip("useradd is not installed (Debian package passwd)")
+    name = "cella-test-daemon"
+    subprocess.run(["userdel", name], capture_output=True)
+    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                    name], check=True, capture_output=True)
+    try:
+        pw = pwd.getpwnam(name)
+        yield pw.pw_uid, pw.pw_gid
+    finally:
+        subprocess.run(["userdel", name], capture_output=True)
+
+
+def _call_as(uid, gid, sock, method):
+    """Calls method on sock as uid:gid (a process of that user): the reply line."""
+    code = ("import socket,sys,json\n"
+            "s=socket.socket(socket.AF_UNIX,socket.SOCK_STREAM);s.settimeout(30)\n"
+            f"s.connect({str(sock)!r})\n"
+            f"s.sendall(json.dumps({{'method':{method!r},'parameters':{{}}}}).encode()+b'\\n')\n"
+            "print(s.makefile().readline(),end='')\n")
+
+    def drop():
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+
+    p = subprocess.run([sys.executable, "-c", code], preexec_fn=drop, capture_output=True,
+                       text=True, timeout=60, cwd="/")
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def test_shutdown_is_roots_only(unprivileged_user):
+    require_cellad()
+    uid, gid = unprivileged_user
+    # A folder others may traverse (pytest's tmp_path is in root's 0700 folder).
+    top = Path(tempfile.mkdtemp(prefix="cellad-access-"))
+    os.chmod(top, 0o711)
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, top, ignore_errors=True)
+        d = stack.enter_context(running_cellad(top / "state"))
+        # The state directory is 0711: a user can reach the socket, not list the dir.
+        assert _call_as(uid, gid, d.socket, "org.cella.Ping") == {"parameters": {"pid": d.pid}}
+        r = _call_as(uid, gid, d.socket, "org.cella.Shutdown")
+        assert r["error"] == "org.cella.PermissionDenied", r
+        assert d.proc.poll() is None
+        assert d.call("org.cella.Ping")["pid"] == d.pid
+        assert d.stop() == 0
+
+
+def test_sighup_reexecutes_in_place(tmp_path):
+    """SIGHUP: the cellad binary again, same pid (what systemd's MAINPID and the lock
+    need), RELOADING=1 then READY=1 again; the lock never let go."""
+    require_cellad()
+    n = NotifySocket(tmp_path / "notify")
+    d = Cellad(tmp_path / "state", env=dict(os.environ, NOTIFY_SOCKET=n.path))
+    try:
+        d.start()
+        n.wait_for(lambda m: m == "READY=1")
+        first = len(n.messages)
+        exe = os.readlink(f"/proc/{d.pid}/exe")
+        with open(f"/proc/{d.pid}/stat") as f:
+            start_time = f.read().rsplit(")", 1)[1].split()[19]
+        d.send(signal.SIGHUP)
+        n.wait_for(lambda m: m.startswith("RELOADING=1\nMONOTONIC_USEC="))
+        n.wait_for(lambda m: m == "READY=1" and n.messages[first:].count("READY=1") >= 1)
+        # The same process (pid and start time), a new image: it answers.
+        with open(f"/proc/{d.pid}/stat") as f:
+            assert f.read().rsplit(")", 1)[1].split()[19] == start_time
+        assert os.readlink(f"/proc/{d.pid}/exe") == exe
+        assert d.call("org.cella.Ping")["pid"] == d.pid
+        assert (d.state_dir / "cellad.lock").read_text() == f"{d.pid}\n"
+        p = subprocess.run([CELLAD, "--state-dir", str(d.state_dir)], capture_output=True,
+                           text=True, timeout=60)
+        assert p.returncode == 3 and f"another cellad (pid {d.pid})" in p.stderr
+        # The new image runs from the same cgroup leaf, not one below it.
+        assert _cgroups(d.pid)["pids"].endswith("/cellad/supervisor")
+        assert "SIGHUP: re-executing" in d.log()
+        assert d.stop() == 0
+    finally:
+        d.close()
+        n.close()
+
+
+def test_read_users_open_the_read_methods(unprivileged_user):
+    """Version is a read method: refused to a user, allowed once --read-users names
+    them (or a group of theirs); Shutdown stays root's."""
+    require_cellad()
+    uid, gid = unprivileged_user
+    top = Path(tempfile.mkdtemp(prefix="cellad-access-"))
+    os.chmod(top, 0o711)
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, top, ignore_errors=True)
+        d = stack.enter_context(running_cellad(top / "state"))
+        r = _call_as(uid, gid, d.socket, "org.cella.Version")
+        assert r["error"] == "org.cella.PermissionDenied", r
+        assert d.stop() == 0
+        d = stack.enter_context(running_cellad(top / "state", "--read-users",
+                                               f"root,{pwd.getpwuid(uid).pw_name}"))
+        assert _call_as(uid, gid, d.socket, "org.cella.Version")["parameters"]["pid"] == d.pid
+        assert _call_as(uid, gid, d.socket, "org.cella.Shutdown")["error"] == \
+            "org.cella.PermissionDenied"
+        assert d.stop() == 0
+        d = stack.enter_context(running_cellad(top / "state", "--read-groups", str(gid)))
+        assert _call_as(uid, gid, d.socket, "org.cella.Version")["parameters"]["pid"] == d.pid
+        assert d.stop() == 0
+
+
+def test_read_users_names_must_exist(tmp_path):
+    require_cellad()
+    d = Cellad(tmp_path / "state", "--read-users", "no-such-user-cella")
+    try:
+        with pytest.raises(DaemonError) as e:
+            d.start()
+        assert e.value.code == 1
+        assert "--read-users: no such user: 'no-such-user-cella'" in e.value.log
+    finally:
+        d.close()
+    p = subprocess.run([CELLAD, "--read-groups", "a,,b"], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 2 and "--read-groups" in p.stderr

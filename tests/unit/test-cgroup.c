@@ -453,6 +453,57 @@ START_TEST(test_v2_fake)
 }
 END_TEST
 
+/* cgroup_manager_enter() (cellad, docs/daemon.md "Cgroups") on fake trees: a process
+ * whose cgroup is shared (a fake tree reads as the hierarchy root) gets a base
+ * "<root>/cellad" with itself in cellad/supervisor, the apps in cellad/cella beside
+ * it, the controllers enabled in the base (which holds no process), and
+ * cgroup_manager_leave() moves it back and removes what it made. */
+START_TEST(test_enter_fake)
+{
+        for (int v = 1; v <= 2; v++) {
+                _cleanup_(rm_rfp) char *fs = v == 2 ? fake_v2() : fake_v1(true);
+                _cleanup_(manager_freep) CgroupManager *m = NULL;
+                _cleanup_(cgroup_destroyp) Cgroup *cg = NULL;
+                _cleanup_free_ char *pid = fmt("%d", (int)getpid()), *want = NULL;
+                const char *hier = v == 2 ? "" : "/memory";
+
+                /* What a cgroup file system has and mkdir here does not make. */
+                mkdirf("%s%s/cellad", fs, hier);
+                mkdirf("%s%s/cellad/supervisor", fs, hier);
+                writef("", "%s%s/cellad/supervisor/cgroup.procs", fs, hier);
+                if (v == 2) {
+                        writef("cpu io memory pids\n", "%s/cellad/cgroup.controllers", fs);
+                        writef("", "%s/cellad/cgroup.subtree_control", fs);
+                        mkdirf("%s/cellad/cella", fs);
+                        writef("cpu io memory pids\n", "%s/cellad/cella/cgroup.controllers", fs);
+                        writef("", "%s/cellad/cella/cgroup.subtree_control", fs);
+                } else
+                        for (size_t i = 0; i < 3; i++) {
+                                const char *d[] = {"pids", "freezer", "cpu,cpuacct"};
+
+                                mkdirf("%s/%s/cellad", fs, d[i]);
+                                mkdirf("%s/%s/cellad/supervisor", fs, d[i]);
+                                writef("", "%s/%s/cellad/supervisor/cgroup.procs", fs, d[i]);
+                        }
+
+                ck_assert_int_eq(cgroup_manager_new(fs, CGROUP_MODE_AUTO, NULL, &m), 0);
+                ck_assert_int_eq(cgroup_manager_enter(m, "cella", "cellad"), -EINVAL);
+                ck_assert_int_eq(cgroup_manager_enter(m, "supervisor", "a/b"), -EINVAL);
+                ck_assert_int_eq(cgroup_manager_enter(m, "supervisor", "cellad"), 0);
+                assert_file(pid, "%s%s/cellad/supervisor/cgroup.procs", fs, hier);
+                ck_assert_int_eq(cgroup_new(m, "app", &cg), 0);
+                want = fmt("%s%s/cellad/cella/app@%s", fs, hier, pid);
+                ck_assert_str_eq(cgroup_path(cg, "memory"), want);
+                if (v == 2)
+                        assert_file("+memory +pids +cpu", "%s/cellad/cgroup.subtree_control", fs);
+                cg = cgroup_destroy(cg);
+                /* Back in the hierarchy root, the fake's cgroup.procs. */
+                cgroup_manager_leave(m);
+                assert_file(pid, "%s%s/cgroup.procs", fs, hier);
+        }
+}
+END_TEST
+
 START_TEST(test_v2_fake_freeze_timeout)
 {
         _cleanup_(rm_rfp) char *fs = fake_v2();
@@ -1416,6 +1467,7 @@ int main(void)
         tcase_add_test(fake, test_detect_fake);
         tcase_add_test(fake, test_v2_fake);
         tcase_add_test(fake, test_v2_fake_freeze_timeout);
+        tcase_add_test(fake, test_enter_fake);
         tcase_add_test(fake, test_v1_fake);
         tcase_add_test(fake, test_v1_fake_layouts);
         tcase_add_test(fake, test_hybrid_fake);
