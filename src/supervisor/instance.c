@@ -949,6 +949,8 @@ static void instance_maybe_finished(Instance *inst)
 void instance_stop(Instance *inst, bool kill)
 {
         inst->stop_requested = true;
+        /* A frozen app cannot take SIGTERM (nor, on v1, SIGKILL): thawed first. */
+        lifecycle_unfreeze(inst);
         switch (inst->state) {
         case INSTANCE_RESTARTING:
                 if (inst->group) {

@@ -433,6 +433,16 @@ static int thaw_if_frozen(Instance *inst, LifecycleError *err)
         return 0;
 }
 
+void lifecycle_unfreeze(Instance *inst)
+{
+        LifecycleError e;
+
+        if (thaw_if_frozen(inst, &e) < 0) {
+                log_warning("%s", e.message);
+                inst->life.frozen = INSTANCE_FREEZE_NONE;
+        }
+}
+
 int lifecycle_stop(Instance *inst, bool kill, LifecycleError *err)
 {
         bool noop = false;

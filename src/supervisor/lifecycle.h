@@ -42,8 +42,8 @@
  *
  * Each change is written as a status record {"event":"state","app","state","from"}
  * (to the status taps, and to the status fd of a kernel in daemon mode,
- * SupervisorOptions.daemon, and its status callback; cella run and boot keep their --json-status records as they
- * were) and a lifecycle audit record {"what":"state","state","from"}
+ * SupervisorOptions.daemon, and its status callback; cella run and boot keep their --json-status
+ * records as they were) and a lifecycle audit record {"what":"state","state","from"}
  * (lifecycle_note()).
  * An operation refused in a state says so with the state's name (LifecycleError:
  * wrong_state), which the control API returns as org.cella.AppState.
@@ -222,6 +222,11 @@ void lifecycle_untap_status(Supervisor *s, LifecycleStatusTap fn, void *userdata
 
 /* Called by supervisor_status() with each record (borrowed) before it is written. */
 void lifecycle_status_record(Supervisor *s, const json_t *record);
+
+/* Thaws inst's sandbox if the user or the kernel froze it (instance_stop() calls it:
+ * every stop, the kernel's own at its end too, thaws first). A failure is logged;
+ * the freeze is forgotten either way (the stop's SIGKILL ends it). */
+void lifecycle_unfreeze(Instance *inst);
 
 /* Frees s's lifecycle bookkeeping (listeners, the restart timer), once the loop's
  * handles are closed (supervisor_free()). */

@@ -462,3 +462,90 @@ def test_logs_timestamps_since_and_follow(daemon):
     stream_until(d, "org.cella.Logs", {"app": app, "lines": 1},
                  lambda r: seen.append(r) or len(seen) >= 2)
     assert seen[0]["data"].count("\n") == 1 and seen[1]["data"].startswith("tick ")
+
+
+def test_sigterm_of_cellad_thaws_a_frozen_app_first(daemon):
+    """cellad's orderly stop (SIGTERM) of a frozen app: thawed, so its SIGTERM works
+    at once, not after the 5 s grace's SIGKILL."""
+    d = daemon
+    d.call("org.cella.Start", {"app": "org.test.life.a"})
+    d.call("org.cella.Freeze", {"app": "org.test.life.a"})
+    t0 = time.monotonic()
+    assert d.stop() == 0, d.log()
+    assert time.monotonic() - t0 < 4.5, "the frozen app waited for the stop's SIGKILL"
+    assert "org.test.life.a: stopped" in d.log() or "org.test.life.a: exited" in d.log(), d.log()
+
+
+@pytest.fixture
+def life_user():
+    """A system user of its own (useradd), removed at the end: (name, uid, gid)."""
+    import pwd
+    import shutil
+    if not shutil.which("useradd"):
+        pytest.skip("useradd is not installed (Debian package passwd)")
+    name = "cella-test-life"
+    subprocess.run(["userdel", name], capture_output=True)
+    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                    name], check=True, capture_output=True)
+    try:
+        pw = pwd.getpwnam(name)
+        yield name, pw.pw_uid, pw.pw_gid
+    finally:
+        subprocess.run(["userdel", name], capture_output=True)
+
+
+def call_as(uid, gid, sock, method, params):
+    """One call on sock from a process of uid:gid: the reply object."""
+    import sys
+    code = ("import socket,sys,json\n"
+            "s=socket.socket(socket.AF_UNIX,socket.SOCK_STREAM);s.settimeout(30)\n"
+            f"s.connect({str(sock)!r})\n"
+            f"s.sendall(json.dumps({{'method':{method!r},'parameters':{params!r}}}).encode()"
+            "+b'\\n')\n"
+            "print(s.makefile().readline(),end='')\n")
+
+    def drop():
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+
+    p = subprocess.run([sys.executable, "-c", code], preexec_fn=drop, capture_output=True,
+                       text=True, timeout=60, cwd="/")
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def test_read_and_manage_methods_for_a_real_user(tmp_path, life_user):
+    """Ps, Inspect, Logs, Events are read methods: a user the daemon opens them to
+    reads, and is still refused Start, Stop, Freeze, Kill, ... (manage)."""
+    import shutil
+    import tempfile
+    require_cellad()
+    name, uid, gid = life_user
+    top = Path(tempfile.mkdtemp(prefix="cellad-life-"))
+    os.chmod(top, 0o711)
+    try:
+        state = top / "state"
+        install_app(state, make_app(tmp_path / "src", "org.test.life.a"))
+        with running_cellad(state, "--no-autostart", "--read-users", f"root,{name}") as d:
+            d.call("org.cella.Start", {"app": "org.test.life.a"})
+            app = {"app": "org.test.life.a"}
+            for method, params in (("org.cella.Ps", {}), ("org.cella.Inspect", app),
+                                   ("org.cella.Logs", app), ("org.cella.Events", {})):
+                r = call_as(uid, gid, d.socket, method, params)
+                assert "error" not in r, (method, r)
+            for method in ("org.cella.Start", "org.cella.Stop", "org.cella.Restart",
+                           "org.cella.Freeze", "org.cella.Thaw", "org.cella.Kill",
+                           "org.cella.Foreground", "org.cella.Background"):
+                r = call_as(uid, gid, d.socket, method, app)
+                assert r.get("error") == "org.cella.PermissionDenied", (method, r)
+            # Refused means nothing happened: it still runs in the foreground.
+            assert state_of(d, "org.test.life.a") == "foreground"
+            assert d.stop() == 0
+        with running_cellad(state, "--no-autostart") as d:
+            # Not opened to it: not even Ps.
+            r = call_as(uid, gid, d.socket, "org.cella.Ps", {})
+            assert r.get("error") == "org.cella.PermissionDenied", r
+            assert d.stop() == 0
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
