@@ -32,6 +32,18 @@ static const CliCommand commands[] = {
          cli_stop},
         {"logs", "print an app's output log (cella boot), or follow it", cli_logs},
         {"stats", "show the scheduler statistics of the running Lua hosts", cli_stats},
+        {"start", "start an installed app (cellad), in the foreground or --background", cli_start},
+        {"restart", "stop an app and start it again (cellad)", cli_restart},
+        {"freeze", "freeze an app: its processes stop, its memory is kept (cellad)", cli_freeze},
+        {"thaw", "thaw a frozen app (cellad)", cli_thaw},
+        {"kill", "send a signal to an app, SIGKILL by default (cellad)", cli_kill},
+        {"foreground", "make an app the foreground app (cellad)", cli_foreground},
+        {"background", "move an app to the background (cellad)", cli_background},
+        {"inspect", "show an app's state, pids, cgroup figures, grants, last exit (cellad)",
+         cli_inspect},
+        {"events", "lifecycle, permission, memory and kill events, as they happen (cellad)",
+         cli_events},
+        {"top", "a live table of the apps by CPU and memory, refreshed like top(1)", cli_top},
 };
 
 static void usage(FILE *f)

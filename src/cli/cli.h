@@ -72,6 +72,26 @@ int cli_bundle_fd(const char *path, int *ret_fd, bool *ret_is_dir);
  * err (bundle.c). */
 struct StoreError;
 void cli_store_error(const char *what, const char *source, int r, const struct StoreError *err);
+int cli_top(int argc, char **argv);
+/* app-op.c: one app through cellad */
+int cli_start(int argc, char **argv);
+int cli_restart(int argc, char **argv);
+int cli_freeze(int argc, char **argv);
+int cli_thaw(int argc, char **argv);
+int cli_kill(int argc, char **argv);
+int cli_foreground(int argc, char **argv);
+int cli_background(int argc, char **argv);
+int cli_inspect(int argc, char **argv);
+int cli_events(int argc, char **argv);
+
+/* ps-watch.c: appends to apps a record {"id", "state": "installed", "running":
+ * false, "pid": 0, "version"} for each app installed in state_dir's store
+ * (apps/<id>/current) that apps does not list. Returns 0 or -errno. */
+int cli_ps_add_installed(const char *state_dir, json_t *apps);
+/* cella ps --watch: a new snapshot (print(apps), or a JSON array a line) on every
+ * change: cellad's stream when it runs, else every kernel asked each second. Runs
+ * until interrupted; returns an exit code on failure. */
+int cli_ps_watch(const char *state_dir, bool all, bool json, void (*print)(json_t *apps));
 
 /*
  * After a grant, revoke or gesture is committed to grants.db: appends one "grant"

@@ -17,7 +17,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "audit/audit.h"
 #include "base/fileio.h"
+#include "base/time-util.h"
 #include "base/log.h"
 #include "base/statedir.h"
 #include "base/macro.h"
@@ -35,6 +37,7 @@
 enum {
         ARG_STATE_DIR = 0x100,
         ARG_RAW_OUTPUT,
+        ARG_SINCE,
 };
 
 static void logs_usage(FILE *f)
@@ -48,6 +51,9 @@ static void logs_usage(FILE *f)
                 "Options:\n"
                 "  -n, --lines N         only the last N lines\n"
                 "  -f, --follow          keep printing what the app writes (Ctrl-C to stop)\n"
+                "  -t, --timestamps      each line after the time it came (RFC 3339, UTC)\n"
+                "      --since T         only the lines that came from T on: an RFC 3339 time\n"
+                "                        or date, or an age (10m, 2h, 1d)\n"
                 "      --raw-output      to a terminal too, print the log as it is, escape\n"
                 "                        sequences included (default: shown inert, as cat -v)\n"
                 "      --state-dir DIR   state directory (default %s)\n"
@@ -62,7 +68,34 @@ static void logs_usage(FILE *f)
 typedef struct LogFile {
         int fd;
         uint64_t size; /* at open */
+        char name[MANIFEST_ID_MAX + 16];
 } LogFile;
+
+/*
+ * --timestamps and --since: the log read line by line, each line's time from its
+ * file's time index (supervisor/applog.h), kept across reads of one file.
+ */
+typedef struct Lines {
+        bool active; /* --timestamps or --since given */
+        bool timestamps;
+        bool has_since;
+        int64_t since_us;
+        bool at_start; /* the next byte starts a line */
+        bool skipping; /* the line being read is before --since */
+        AppLogTime *times;
+        size_t n_times;
+} Lines;
+
+/* Loads name's time index into lines (a new file: its lines start afresh). */
+static void lines_load(Lines *lines, int dirfd, const char *name)
+{
+        if (!lines->active)
+                return;
+        free(lines->times);
+        lines->times = NULL;
+        lines->n_times = 0;
+        (void)applog_times_load(dirfd, name, &lines->times, &lines->n_times);
+}
 
 /*
  * Where the log goes: stdout, as it is when stdout is a pipe or a file (so the
@@ -94,9 +127,48 @@ static int out_end(Out *o)
         return loop_write(STDOUT_FILENO, tail, termsafe_stream_end(&o->safe, tail));
 }
 
+/* Writes buf (n bytes, at offset off of its file) a line at a time: a line before
+ * --since is left out, and with --timestamps each starts with its time. */
+static int lines_write(Out *o, Lines *lines, const char *buf, size_t n, uint64_t off)
+{
+        size_t i = 0;
+        int r;
+
+        while (i < n) {
+                const char *nl = memchr(buf + i, '\n', n - i);
+                size_t end = nl ? (size_t)(nl - buf) + 1 : n;
+
+                if (lines->at_start) {
+                        int64_t t = applog_time_at(lines->times, lines->n_times, off + i);
+
+                        /* A line with no time (written before the index) counts as older. */
+                        lines->skipping = lines->has_since && t < lines->since_us;
+                        if (!lines->skipping && lines->timestamps) {
+                                char when[40], pre[48];
+                                int k;
+
+                                if (t <= 0 || !audit_format_time(t, when, sizeof when))
+                                        snprintf(when, sizeof when, "%-27s", "-");
+                                k = snprintf(pre, sizeof pre, "%s ", when);
+                                r = loop_write(STDOUT_FILENO, pre, (size_t)k);
+                                if (r < 0)
+                                        return r;
+                        }
+                }
+                if (!lines->skipping) {
+                        r = out_write(o, buf + i, end - i);
+                        if (r < 0)
+                                return r;
+                }
+                lines->at_start = nl != NULL;
+                i = end;
+        }
+        return 0;
+}
+
 /* Copies fd from offset off to its end (as it is now) to stdout. Returns the
  * offset reached, or -errno. */
-static int64_t copy_out(Out *o, int fd, uint64_t off)
+static int64_t copy_out(Out *o, Lines *lines, int fd, uint64_t off)
 {
         char buf[LOGS_CHUNK];
 
@@ -108,7 +180,8 @@ static int64_t copy_out(Out *o, int fd, uint64_t off)
                         return negative_errno();
                 if (n == 0)
                         return (int64_t)off;
-                r = out_write(o, buf, (size_t)n);
+                r = lines->active ? lines_write(o, lines, buf, (size_t)n, off)
+                                  : out_write(o, buf, (size_t)n);
                 if (r < 0)
                         return r;
                 off += (uint64_t)n;
@@ -157,7 +230,7 @@ static int find_tail(const LogFile *files, size_t n, uint64_t lines, size_t *ret
 }
 
 /* Follows dir/name from *fd at offset pos until killed or stdout fails. */
-static int follow(Out *o, int dirfd, const char *name, int fd, uint64_t pos)
+static int follow(Out *o, Lines *lines, int dirfd, const char *name, int fd, uint64_t pos)
 {
         _cleanup_close_ int ino = -EBADF, cur = fd;
         struct stat st, now;
@@ -182,7 +255,10 @@ static int follow(Out *o, int dirfd, const char *name, int fd, uint64_t pos)
                                 return negative_errno();
                         if ((uint64_t)st.st_size < pos)
                                 pos = 0; /* truncated in place (applog with keep 0) */
-                        r = copy_out(o, cur, pos);
+                        /* The index has grown with the file. */
+                        if ((uint64_t)st.st_size > pos)
+                                lines_load(lines, dirfd, name);
+                        r = copy_out(o, lines, cur, pos);
                         if (r < 0)
                                 return (int)r;
                         pos = (uint64_t)r;
@@ -196,6 +272,7 @@ static int follow(Out *o, int dirfd, const char *name, int fd, uint64_t pos)
                         cur = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
                         if (cur >= 0) {
                                 pos = 0;
+                                lines->at_start = true;
                                 continue;
                         }
                         if (errno != ENOENT)
@@ -251,9 +328,12 @@ int cli_logs(int argc, char **argv)
                 {"lines", required_argument, NULL, 'n'},
                 {"follow", no_argument, NULL, 'f'},
                 {"raw-output", no_argument, NULL, ARG_RAW_OUTPUT},
+                {"timestamps", no_argument, NULL, 't'},
+                {"since", required_argument, NULL, ARG_SINCE},
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
+        Lines ln = {.at_start = true};
         const char *state_dir = cli_default_state_dir(), *app;
         LogFile files[APPLOG_KEEP_MAX + 1];
         _cleanup_close_ int sfd = -EBADF, dirfd = -EBADF;
@@ -266,7 +346,7 @@ int cli_logs(int argc, char **argv)
         int c, r, code = 0, cur_fd = -EBADF;
         int64_t w;
 
-        while ((c = getopt_long(argc, argv, "hn:f", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "hn:ft", options, NULL)) >= 0) {
                 switch (c) {
                 case ARG_STATE_DIR:
                         if ((code = cli_state_dir_arg(optarg, &state_dir)) != 0)
@@ -286,6 +366,18 @@ int cli_logs(int argc, char **argv)
                         break;
                 case ARG_RAW_OUTPUT:
                         raw = true;
+                        break;
+                case 't':
+                        ln.timestamps = ln.active = true;
+                        break;
+                case ARG_SINCE:
+                        if (audit_parse_since(optarg, now_realtime_us(), &ln.since_us) < 0) {
+                                log_error("--since: expected an RFC 3339 time or date, or an age "
+                                          "such as 10m, 2h, 1d, not '%s'",
+                                          optarg);
+                                return CELLA_EXIT_USAGE;
+                        }
+                        ln.has_since = ln.active = true;
                         break;
                 case 'h':
                         logs_usage(stdout);
@@ -368,7 +460,9 @@ int cli_logs(int argc, char **argv)
                         code = CELLA_EXIT_STATE;
                         goto out;
                 }
-                files[n++] = (LogFile){.fd = fd, .size = (uint64_t)st.st_size};
+                files[n] = (LogFile){.fd = fd, .size = (uint64_t)st.st_size};
+                snprintf(files[n].name, sizeof files[n].name, "%s", name);
+                n++;
                 if (k == 0)
                         cur_fd = fd;
         }
@@ -393,7 +487,9 @@ int cli_logs(int argc, char **argv)
                 }
         }
         for (size_t i = first; i < n; i++) {
-                w = copy_out(&out, files[i].fd, i == first ? off : 0);
+                lines_load(&ln, dirfd, files[i].name);
+                ln.at_start = true;
+                w = copy_out(&out, &ln, files[i].fd, i == first ? off : 0);
                 if (w < 0) {
                         if (w != -EPIPE)
                                 log_error_errno((int)w, "cannot print the log of %s: %m", app);
@@ -414,7 +510,7 @@ int cli_logs(int argc, char **argv)
                         }
                 if (fd < 0)
                         off = 0;
-                r = follow(&out, dirfd, cur_name, fd, off);
+                r = follow(&out, &ln, dirfd, cur_name, fd, off);
                 if (r < 0 && r != -EPIPE) {
                         log_error_errno(r, "cannot follow the log of %s: %m", app);
                         code = CELLA_EXIT_STATE;
@@ -424,5 +520,6 @@ int cli_logs(int argc, char **argv)
 out:
         for (size_t i = 0; i < n; i++)
                 safe_close(files[i].fd);
+        free(ln.times);
         return code;
 }

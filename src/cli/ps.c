@@ -24,6 +24,8 @@
 enum {
         ARG_STATE_DIR = 0x100,
         ARG_JSON,
+        ARG_ALL,
+        ARG_WATCH,
 };
 
 static void ps_usage(FILE *f)
@@ -35,7 +37,13 @@ static void ps_usage(FILE *f)
                 "state directory, one line per app.\n"
                 "\n"
                 "Options:\n"
-                "      --json            one JSON array of app records (docs/cli.md)\n"
+                "  -a, --all             also the apps installed (cellad's store) that no\n"
+                "                        kernel knows, in state installed\n"
+                "  -w, --watch           a new list on every state change (cellad's stream,\n"
+                "                        at most 10 a second; without cellad, every kernel\n"
+                "                        is asked each second), until Ctrl-C\n"
+                "      --json            one JSON array of app records (docs/cli.md); with\n"
+                "                        --watch one array a line\n"
                 "      --state-dir DIR   state directory (default %s)\n"
                 "  -h, --help            this text\n"
                 "\n"
@@ -152,16 +160,24 @@ int cli_ps(int argc, char **argv)
         static const struct option options[] = {
                 {"state-dir", required_argument, NULL, ARG_STATE_DIR},
                 {"json", no_argument, NULL, ARG_JSON},
+                {"all", no_argument, NULL, 'a'},
+                {"watch", no_argument, NULL, 'w'},
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
         const char *state_dir = cli_default_state_dir();
         json_t *req = NULL, *apps = NULL, *mute = NULL;
-        bool json = false;
+        bool json = false, all = false, watch = false;
         int c, code;
 
-        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "awh", options, NULL)) >= 0) {
                 switch (c) {
+                case 'a':
+                        all = true;
+                        break;
+                case 'w':
+                        watch = true;
+                        break;
                 case ARG_STATE_DIR:
                         if ((code = cli_state_dir_arg(optarg, &state_dir)) != 0)
                                 return code;
@@ -182,10 +198,14 @@ int cli_ps(int argc, char **argv)
                 return CELLA_EXIT_USAGE;
         }
 
+        if (watch)
+                return cli_ps_watch(state_dir, all, json, print_table);
         code = cli_ask_kernels_all("ps", state_dir, "org.cella.Ps", NULL, "apps", "apps", &apps,
                                    &mute);
         if (code != 0)
                 goto out;
+        if (all && cli_ps_add_installed(state_dir, apps) < 0)
+                log_warning("ps: cannot list the installed apps of %s", state_dir);
         if (json) {
                 /* a kernel that did not answer is a record too, with no "id" */
                 if (json_array_extend(apps, mute) < 0) {

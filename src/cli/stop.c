@@ -47,7 +47,22 @@ static void stop_usage(FILE *f)
                 CONTROL_CLIENT_TIMEOUT_MS / 1000);
 }
 
-/* The state ("running", "exited", ...) of app in the kernels' records apps, or NULL
+/* Whether an app in state (docs/design.md "App states") runs or will run again by
+ * itself: starting, one of the running states, or stopping ("running" and
+ * "restarting": the words of a kernel from before the states). */
+static bool is_active(const char *state)
+{
+        static const char *const active[] = {"starting",   "foreground", "visible", "service",
+                                             "background", "cached",     "frozen",  "stopping",
+                                             "running",    "restarting"};
+
+        for (size_t i = 0; state && i < sizeof active / sizeof *active; i++)
+                if (strcmp(state, active[i]) == 0)
+                        return true;
+        return false;
+}
+
+/* The state ("foreground", "stopped", ...) of app in the kernels' records apps, or NULL
  * when no kernel lists it. A running instance wins over a stopped one (two kernels
  * may both know an id). */
 static const char *app_state(json_t *apps, const char *app)
@@ -65,15 +80,10 @@ static const char *app_state(json_t *apps, const char *app)
                         continue;
                 if (!st)
                         st = "unknown";
-                if (!found || strcmp(st, "running") == 0 || strcmp(st, "restarting") == 0)
+                if (!found || is_active(st))
                         found = st;
         }
         return found;
-}
-
-static bool is_active(const char *state)
-{
-        return state && (strcmp(state, "running") == 0 || strcmp(state, "restarting") == 0);
 }
 
 /* Asks every kernel for its apps: 0 and *ret, with *ret_incomplete true when a live

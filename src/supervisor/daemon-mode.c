@@ -25,7 +25,7 @@ size_t supervisor_count_states(const Supervisor *s, size_t *counts, size_t n)
         for (size_t i = 0; i < n; i++)
                 counts[i] = 0;
         for (size_t i = 0; i < s->n_apps; i++) {
-                size_t st = (size_t)s->apps[i]->state;
+                size_t st = (size_t)instance_state(s->apps[i]);
 
                 if (st < n)
                         counts[st]++;
@@ -35,19 +35,7 @@ size_t supervisor_count_states(const Supervisor *s, size_t *counts, size_t n)
 
 const char *supervisor_state_name(InstanceState st)
 {
-        switch (st) {
-        case INSTANCE_STOPPED:
-                return "stopped";
-        case INSTANCE_RUNNING:
-                return "running";
-        case INSTANCE_RESTARTING:
-                return "restarting";
-        case INSTANCE_EXITED:
-                return "exited";
-        case INSTANCE_FAILED:
-                return "failed";
-        }
-        return "unknown";
+        return instance_state_to_string(st) ?: "unknown";
 }
 
 bool supervisor_has_app(Supervisor *s, const char *id)

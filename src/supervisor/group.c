@@ -777,6 +777,7 @@ static int group_serve_member(Group *g, GroupStart *c, size_t i)
                          json_pack("{s:s, s:s, s:i, s:I, s:i}", "what", "started", "group", g->name,
                                    "pid", (int)sb->pid, "uid", (json_int_t)g->run.uid, "restarts",
                                    (int)g->run.restarts));
+        lifecycle_started(inst);
         return 0;
 }
 
@@ -948,7 +949,7 @@ static void group_maybe_restart(Group *g)
 {
         Supervisor *s = g->sup;
         _cleanup_free_ const Manifest **ms = calloc(g->n_members, sizeof *ms);
-        InstanceState state;
+        InstancePhase state;
 
         if (!s->o.boot || g->stop_requested || s->stopping || !ms)
                 return;

@@ -729,6 +729,7 @@ static void instance_started(Instance *inst)
                                    "restarts", (int)inst->run.restarts));
         if (s->o.output == SUPERVISOR_OUTPUT_LOGS)
                 log_info("%s: started (pid %d)", m->id, (int)inst->run.sandbox->pid);
+        lifecycle_started(inst);
 }
 
 /* It runs, but we cannot serve it: take it down again. */
@@ -953,6 +954,8 @@ static void instance_maybe_finished(Instance *inst)
 void instance_stop(Instance *inst, bool kill)
 {
         inst->stop_requested = true;
+        /* A frozen app cannot take SIGTERM (nor, on v1, SIGKILL): thawed first. */
+        lifecycle_unfreeze(inst);
         switch (inst->state) {
         case INSTANCE_RESTARTING:
                 if (inst->group) {
@@ -1014,14 +1017,9 @@ void instance_init_run(Instance *inst)
 
 bool instance_active(const Instance *inst)
 {
-        return inst->state == INSTANCE_RUNNING || inst->state == INSTANCE_RESTARTING;
+        return inst->state == INSTANCE_RUNNING || inst->state == INSTANCE_RESTARTING ||
+               inst->life.restart_asked;
 }
-
-static const char *const state_names[] = {
-        [INSTANCE_STOPPED] = "stopped",       [INSTANCE_RUNNING] = "running",
-        [INSTANCE_RESTARTING] = "restarting", [INSTANCE_EXITED] = "exited",
-        [INSTANCE_FAILED] = "failed",
-};
 
 json_t *instance_record(const Instance *inst)
 {
@@ -1035,13 +1033,15 @@ json_t *instance_record(const Instance *inst)
 
         o = json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:i, s:I, s:I, s:i}", "id",
                       inst->manifest->id, "kind", manifest_kind_to_string(inst->manifest->kind),
-                      "state", state_names[inst->state], "pid",
+                      "state", instance_state_to_string(instance_state(inst)), "pid",
                       sb && inst->state == INSTANCE_RUNNING ? (int)sb->pid : 0, "uid",
                       (json_int_t)inst->uid, "started_ms",
                       (json_int_t)(inst->state == INSTANCE_RUNNING ? inst->started_ms : 0),
                       "restarts", (int)run->restarts, "calls", (json_int_t)st.calls, "refused",
                       (json_int_t)st.refused, "exit_code",
                       inst->state == INSTANCE_RUNNING ? 0 : inst->exit_code);
+        if (o) /* the state's words changed (lifecycle.h): "running" as it was */
+                json_object_set_new(o, "running", json_boolean(inst->state == INSTANCE_RUNNING));
         if (o && inst->group)
                 json_object_set_new(o, "group", json_string(inst->group->name));
         if (o && inst->group && run->stats) {
@@ -1054,9 +1054,13 @@ json_t *instance_record(const Instance *inst)
         } else if (o && sb && sb->cgroup) {
                 CgroupStats cs = {};
 
-                if (cgroup_stats(sb->cgroup, &cs) >= 0)
+                if (cgroup_stats(sb->cgroup, &cs) >= 0) {
                         json_object_set_new(o, "memory_bytes",
                                             json_integer((json_int_t)cs.memory_current));
+                        /* cella top's CPU column: the difference between two samples. */
+                        json_object_set_new(o, "cpu_usage_usec",
+                                            json_integer((json_int_t)cs.cpu_usage_usec));
+                }
         }
         return o;
 }
@@ -1069,11 +1073,6 @@ int instance_exit_code(const Instance *inst)
 const SupervisorError *instance_error(const Instance *inst)
 {
         return &inst->error;
-}
-
-InstanceState instance_state(const Instance *inst)
-{
-        return inst->state;
 }
 
 const Manifest *instance_manifest(const Instance *inst)

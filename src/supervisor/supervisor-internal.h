@@ -47,6 +47,7 @@
 
 typedef struct Group Group;
 typedef struct SupervisorKeeper SupervisorKeeper;
+typedef struct Lifecycle Lifecycle;
 
 typedef struct Pump {
         Instance *inst;    /* its app; NULL for a group host's own output */
@@ -75,7 +76,8 @@ struct Instance {
         bool installed;  /* its rights are recorded in grants.db (instance_install) */
         int app_fd;      /* O_PATH of the folder claimed (instance_claim): for a signed
                             app, verified again at each start and bound as its /app */
-        InstanceState state;
+        InstancePhase state;
+        InstanceLife life; /* its role, freeze and recorded state (lifecycle.c) */
 
         SandboxedRun run; /* its sandbox while it runs alone (unused when packed) */
         Pump out, err, in;
@@ -109,7 +111,7 @@ struct Group {
         char *name;
         Instance **members; /* in the order of the spec and the stats file */
         size_t n_members;
-        InstanceState state;
+        InstancePhase state;
         SandboxedRun run; /* the host's sandbox */
         Pump out, err;    /* the host's own stdout/stderr */
         AppLog *log;      /* logs/group.<name>.log (cella boot) */
@@ -159,6 +161,7 @@ struct Supervisor {
         Group **groups;
         size_t n_groups;
         SupervisorKeeper *keeper; /* cellad: its apps' keeper (adopt.c); NULL: none */
+        Lifecycle *lifecycle; /* listeners and pending restarts (lifecycle.c) */
 };
 
 /* instance.c */

@@ -75,6 +75,7 @@ void supervisor_status(Supervisor *s, json_t *o)
             (strcmp(json_string_value(json_object_get(o, "event")), "failed") == 0 ||
              strcmp(json_string_value(json_object_get(o, "event")), "exited") == 0))
                 outcome_reported = true;
+        lifecycle_status_record(s, o);
         if (o && s->o.status_cb)
                 s->o.status_cb(o, s->o.status_userdata);
         if (!s->status_outlet || !o) {
@@ -172,6 +173,8 @@ static int host_launch(void *userdata, const char *caller_id, const char *target
         if (s->stopping)
                 return -EBUSY;
         log_info("%s: launched by %s", target_id, caller_id);
+        /* As Android's startActivity(): the app launched comes to the front. */
+        inst->life.start_role = INSTANCE_ROLE_FOREGROUND;
         r = instance_start(inst);
         /* A start replaces a pending restart (the spawn cancels it), and so does a
          * start that failed for good (FAILED). One that could not begin (its last
@@ -414,10 +417,14 @@ static int method_stop(ControlCall *call, json_t *params, void *userdata)
         return control_reply(call, NULL);
 }
 
+/* The last SUPERVISOR_METHODS_APPS of them are served by cellad's app methods instead
+ * (src/daemon/app-methods.c: Ps with "all" and "more", Stop with "wait") in daemon
+ * mode. */
+#define SUPERVISOR_METHODS_APPS 2
 static const ControlMethod supervisor_methods[] = {
-        {"org.cella.Ps", CONTROL_ACCESS_READ, method_ps},
         {"org.cella.Stats", CONTROL_ACCESS_READ, method_stats},
         {"org.cella.GrantsChanged", CONTROL_ACCESS_MANAGE, method_grants_changed},
+        {"org.cella.Ps", CONTROL_ACCESS_READ, method_ps},
         {"org.cella.Stop", CONTROL_ACCESS_MANAGE, method_stop},
 };
 
@@ -430,6 +437,9 @@ void supervisor_changed(Supervisor *s)
 {
         bool apps_active = false, any_active = false, any_app = false;
 
+        /* Each app's state, recorded if it changed (lifecycle.h). */
+        for (size_t i = 0; i < s->n_apps; i++)
+                lifecycle_note(s->apps[i]);
         for (size_t i = 0; i < s->n_apps; i++) {
                 bool active = instance_active(s->apps[i]);
 
@@ -642,7 +652,9 @@ int supervisor_ready(Supervisor *s, SupervisorError *err)
         r = control_new(&s->loop, &s->control);
         if (r >= 0)
                 r = control_add_methods(s->control, supervisor_methods,
-                                        ELEMENTSOF(supervisor_methods), s);
+                                        ELEMENTSOF(supervisor_methods) -
+                                                (o->daemon ? SUPERVISOR_METHODS_APPS : 0),
+                                        s);
         if (r >= 0)
                 r = control_listen_kernel(s->control, o->state_dir);
         if (r < 0) {
@@ -1166,6 +1178,7 @@ Supervisor *supervisor_free(Supervisor *s)
                 uv_run(&s->loop, UV_RUN_DEFAULT);
                 uv_loop_close(&s->loop);
         }
+        lifecycle_free(s);
         for (size_t i = 0; i < s->n_apps; i++) {
                 Instance *inst = s->apps[i];
 

@@ -8,10 +8,11 @@
  * the permission prompt.
  *
  * An Instance is one app folder known to this kernel; it may run several times
- * (restarts, app.launch). Its life: stopped -> running -> (exited | failed), and
- * with a restart policy running -> restarting -> running. Lifecycle changes are
- * written to the audit log ("lifecycle" records) and, with --json-status, as JSON
- * lines to the status fd.
+ * (restarts, app.launch). Its run's phase: stopped -> running -> (exited | failed),
+ * and with a restart policy running -> restarting -> running; the state `cella ps`
+ * shows is one of Android's process states computed from it (lifecycle.h).
+ * Lifecycle changes are written to the audit log ("lifecycle" records) and, with
+ * --json-status, as JSON lines to the status fd.
  */
 
 #include <jansson.h>
@@ -23,6 +24,7 @@
 #include "policy/manifest.h"
 #include "sandbox/cgroup.h"
 #include "supervisor/error.h"
+#include "supervisor/lifecycle.h"
 
 /* A stop is SIGTERM, then SIGKILL once this many ms have passed (systemd's
  * DefaultTimeoutStopSec: 90 s). Here rather than in supervisor-internal.h because
@@ -65,13 +67,16 @@ typedef struct SupervisorOptions {
         void *status_userdata;
 } SupervisorOptions;
 
-typedef enum InstanceState {
-        INSTANCE_STOPPED,    /* never started */
+/* The phase of an app's run, as instance.c and group.c drive it; the state `cella ps`
+ * shows (InstanceState, lifecycle.h) is computed from it with the app's role and
+ * freeze: instance_state(). */
+typedef enum InstancePhase {
+        INSTANCE_STOPPED,    /* not running: never started (installed), or stopped */
         INSTANCE_RUNNING,    /* its sandbox is up */
         INSTANCE_RESTARTING, /* exited; a restart is due after a delay */
         INSTANCE_EXITED,     /* exited and stays so (its restart policy, or stopped) */
         INSTANCE_FAILED,     /* could not start, or gave up restarting */
-} InstanceState;
+} InstancePhase;
 
 /*
  * Opens the state dir, grants, audit log, bus, broker, cgroup manager and seccomp
@@ -116,7 +121,6 @@ int instance_exit_code(const Instance *inst);
 /* Why inst's last start failed; step SUPERVISOR_STEP_NONE if it did not. */
 const SupervisorError *instance_error(const Instance *inst);
 
-InstanceState instance_state(const Instance *inst);
 const Manifest *instance_manifest(const Instance *inst);
 
 /* The daemon's view of the kernel (daemon-mode.c): what src/daemon needs without the

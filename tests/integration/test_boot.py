@@ -139,7 +139,7 @@ def test_a_boot_of_services_alone_runs_until_stopped(make_app, tmp_path, state):
                             capture_output=True, text=True, timeout=30)
         assert ps.returncode == 0, ps.stderr
         assert [(a["id"], a["state"]) for a in json.loads(ps.stdout)] == \
-            [("org.test.svc", "running")], ps.stdout
+            [("org.test.svc", "service")], ps.stdout
         assert p.poll() is None, p.communicate()
         p.send_signal(signal.SIGTERM)
         p.communicate(timeout=30)

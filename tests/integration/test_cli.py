@@ -87,7 +87,7 @@ def test_stop_stops_a_service_and_ps_says_stopped(make_app, tmp_path, state):
         apps = ps(state)
         assert apps["org.test.stop.svc"]["state"] == "stopped"
         assert apps["org.test.stop.svc"]["pid"] == 0
-        assert apps["org.test.stop.other"]["state"] == "running"
+        assert apps["org.test.stop.other"]["state"] == "service"
         # Stopped is not restarted, and a second stop says why it does nothing.
         again = cella("stop", "org.test.stop.svc", state=state)
         assert again.returncode == 1
@@ -416,7 +416,7 @@ def test_stop_of_a_packed_app_stops_its_group(tmp_path, state):
         apps = ps(state)
         assert {a: apps[a]["state"] for a in apps} == {"org.test.pk.a": "stopped",
                                                        "org.test.pk.b": "stopped",
-                                                       "org.test.pk.keep": "running"}
+                                                       "org.test.pk.keep": "service"}
         assert cella("stop", "org.test.pk.keep", state=state).returncode == 0
     finally:
         code, out, err = b.finish()

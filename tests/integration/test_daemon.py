@@ -218,7 +218,7 @@ def test_autostart_then_sigterm_stops_apps_first_services_last(tmp_path):
     with running_cellad(state) as d:
         apps = ps(state)
         assert set(apps) == {"org.test.svc", "org.test.app"}, apps
-        assert all(a["state"] == "running" for a in apps.values()), apps
+        assert all(a["running"] for a in apps.values()), apps
         pids = [a["pid"] for a in apps.values()]
         assert all(pid_alive(p) for p in pids)
         assert d.stop(signal.SIGTERM) == 0
@@ -380,7 +380,7 @@ def test_sd_notify_ready_status_watchdog_stopping(tmp_path):
         ready = n.wait_for(lambda m: "READY=1" in m)
         # The STATUS= before READY=1 counts the apps started by then.
         status = [m for m in n.messages if m.startswith("STATUS=")]
-        assert status and status[-1] == "STATUS=2 app(s): 2 running", n.messages
+        assert status and status[-1] == "STATUS=2 app(s): 1 service, 1 background", n.messages
         assert n.messages.index(status[-1]) < n.messages.index(ready)
         # WATCHDOG=1 at half of WATCHDOG_USEC: two in a row come.
         n.wait_for(lambda m: m == "WATCHDOG=1")

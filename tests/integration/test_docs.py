@@ -221,7 +221,7 @@ class Scene:
             st = subprocess.run([CELLA, "stats", "--json"], env=self.env, capture_output=True,
                                 text=True)
             hosts = json.loads(st.stdout or '{"hosts":[]}')["hosts"]
-            if apps and all(a.get("state") == "running" for a in apps) and \
+            if apps and all(a.get("running") for a in apps) and \
                     len(hosts) >= self.lua_hosts_expected(apps):
                 return
             assert time.monotonic() < deadline, f"not all running after {WAIT_S} s: {apps}"

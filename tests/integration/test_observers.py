@@ -65,7 +65,7 @@ def wait_running(state, n, proc, timeout=120):
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"the kernel ended: {proc.returncode}"
         recs, _ = ps(state)
-        running = [r for r in recs if r["state"] == "running" and r["kernel_pid"] == proc.pid]
+        running = [r for r in recs if r.get("running") and r["kernel_pid"] == proc.pid]
         if len(running) >= n:
             return running
         time.sleep(0.1)

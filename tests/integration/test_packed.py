@@ -304,7 +304,7 @@ def test_a_group_launched_again_within_the_stop_grace_keeps_running(tmp_path, st
             return None
         rows = {r["id"]: r for r in json.loads(ps.stdout)}
         row = rows.get(A)
-        return row["pid"] if row and row["state"] == "running" else None
+        return row["pid"] if row and row["running"] and row["state"] != "stopping" else None
 
     p = subprocess.Popen([CELLA, "boot", "--state-dir", str(state), str(root)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

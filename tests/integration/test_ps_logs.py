@@ -394,10 +394,11 @@ def test_boot_ps_logs_revoke(state, make_app, tmp_path):
         p = cella("ps", "--json", state=state)
         assert p.returncode == 0, p.stderr
         (rec,) = json.loads(p.stdout)
-        assert rec["id"] == APP and rec["state"] == "running"
+        # An app cella boot started runs in background (docs/design.md "App states").
+        assert rec["id"] == APP and rec["state"] == "background" and rec["running"] is True
         assert rec["kernel_pid"] == boot.pid and rec["pid"] == started["pid"]
         p = cella("ps", state=state)
-        assert APP in p.stdout and "running" in p.stdout
+        assert APP in p.stdout and "background" in p.stdout
 
         def two_ticks():
             p = cella("logs", "-n", "2", APP, state=state)

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/fileio.h"
@@ -133,6 +134,52 @@ END_TEST
 #define MS  (1000ull * 1000)
 #define SEC (1000ull * MS)
 
+/* Each file's time index: records at most every APPLOG_TIME_GRAIN_US, rotated with
+ * its file, times rising with the offsets. */
+START_TEST(test_times_beside_each_file)
+{
+        AppLog *l = NULL;
+        _cleanup_free_ AppLogTime *t = NULL, *t1 = NULL;
+        _cleanup_close_ int dfd = -EBADF;
+        size_t n = 0, n1 = 0;
+        char line[128];
+
+        ck_assert_int_eq(applog_open(dir, "org.x.times", 4096, 2, &l), 0);
+        for (int i = 0; i < 60; i++) {
+                struct timespec ts = {.tv_nsec = 1000000}; /* 1 ms: a few grains in all */
+
+                snprintf(line, sizeof line, "%-99d\n", i);
+                ck_assert_int_eq(applog_write(l, line, 100), 0);
+                nanosleep(&ts, NULL);
+        }
+        applog_close(l);
+        dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        ck_assert_int_ge(dfd, 0);
+        ck_assert_int_eq(applog_times_load(dfd, "org.x.times.log", &t, &n), 0);
+        ck_assert_int_eq(applog_times_load(dfd, "org.x.times.log.1", &t1, &n1), 0);
+        /* The first write of each file is stamped (a new file starts a new index). */
+        ck_assert_uint_ge(n, 1);
+        ck_assert_uint_ge(n1, 1);
+        ck_assert_uint_eq(t[0].offset, 0);
+        ck_assert_uint_eq(t1[0].offset, 0);
+        for (size_t i = 1; i < n; i++) {
+                ck_assert_uint_gt(t[i].offset, t[i - 1].offset);
+                ck_assert_int_ge(t[i].time_us - t[i - 1].time_us, APPLOG_TIME_GRAIN_US);
+        }
+        /* The rotated file's bytes came before the current file's. */
+        ck_assert_int_le(t1[n1 - 1].time_us, t[0].time_us);
+        ck_assert_int_eq(applog_time_at(t, n, 0), t[0].time_us);
+        ck_assert_int_eq(applog_time_at(t, n, UINT64_MAX), t[n - 1].time_us);
+        ck_assert_int_eq(applog_time_at(NULL, 0, 5), 0);
+        /* No index: no times, no error. */
+        free(t);
+        t = NULL;
+        ck_assert_int_eq(applog_times_load(dfd, "org.x.none.log", &t, &n), 0);
+        ck_assert_ptr_null(t);
+        ck_assert_uint_eq(n, 0);
+}
+END_TEST
+
 START_TEST(test_restart_wanted)
 {
         SandboxExit ok = {.code = CLD_EXITED, .status = 0}, bad = {.code = CLD_EXITED, .status = 3},
@@ -203,6 +250,7 @@ int main(void)
         tcase_add_test(tc, test_append_and_rotate);
         tcase_add_test(tc, test_reopen_continues);
         tcase_add_test(tc, test_oversize_write_is_cut_and_counted);
+        tcase_add_test(tc, test_times_beside_each_file);
         tcase_add_test(tc, test_bad_arguments);
         tcase_add_test(rs, test_restart_wanted);
         tcase_add_test(rs, test_backoff_doubles_and_gives_up);

@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The CLI's calls to cellad (docs/api.md): one connection to <state>/cellad.sock,
+ * one method, its replies. When no cellad runs for the state directory, a command
+ * that needs one says so: "no cellad is running for DIR; start it with 'cellad' or
+ * 'systemctl start cellad'", exit CELLA_EXIT_NO_DAEMON (docs/cli.md "Exit status").
+ */
+
+#include <jansson.h>
+#include <stdbool.h>
+
+/*
+ * Calls method with params (stolen; NULL = {}) on the cellad of state_dir; with
+ * more, on_reply(parameters, continues, ud) is called with each reply's parameters
+ * (borrowed) until the last; without, once. An error reply is printed ("cella CMD:
+ * <message>") unless json, when it is printed to stdout as {"error", "parameters"}
+ * for scripts, and on_reply is not called for it.
+ * Returns 0 (on_reply's negative return stops the call: then 0 too if it was
+ * -ECANCELED, the caller's own end), or an exit code after a message:
+ * CELLA_EXIT_NO_DAEMON (no cellad), 1 (an error reply: NoSuchApp, AppState,
+ * Failed...), CELLA_EXIT_USAGE (InvalidParameter), CELLA_EXIT_STATE
+ * (PermissionDenied), CELLA_EXIT_INTERNAL (the connection failed or a bad reply).
+ */
+int cli_daemon_call(const char *cmd, const char *state_dir, const char *method, json_t *params,
+                    bool more, bool json, int (*on_reply)(json_t *params, bool continues, void *ud),
+                    void *ud);
+
+/* Whether a cellad answers on state_dir's socket now (a connect that works). */
+bool cli_daemon_running(const char *state_dir);

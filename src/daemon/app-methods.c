@@ -1,0 +1,893 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The daemon's app methods (docs/api.md, "Apps"): org.cella.{Ps, Inspect, Start,
+ * Stop, Restart, Freeze, Thaw, Kill, Foreground, Background, Logs, Events} on the
+ * control API v2 (supervisor/control.h), over the daemon's Supervisor and the
+ * store's installed apps. The work is lifecycle.c's; this file turns parameters
+ * into calls and states into replies and errors:
+ *
+ *   org.cella.NoSuchApp        the app is neither known to the kernel nor installed
+ *   org.cella.AppState         the op is refused in the app's state (parameters.state)
+ *   org.cella.InvalidParameter a parameter is missing or of the wrong shape
+ *   org.cella.Failed           the op failed (parameters.errno, parameters.message)
+ *
+ * Stop and Restart with "wait": true reply once the app has stopped (or runs again),
+ * else at once; Ps, Logs and Events with "more" stream until the client goes away.
+ * In daemon mode these Ps and Stop replace the kernel's own (supervisor.c), on
+ * run/<pid>.sock as on cellad.sock.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "audit/audit.h"
+#include "base/log.h"
+#include "base/macro.h"
+#include "base/strv.h"
+#include "base/time-util.h"
+#include "daemon/daemon.h"
+#if __has_include("store/store.h")
+#include "store/store.h"
+#define HAVE_STORE 1
+#endif
+#include "supervisor/applog.h"
+#include "supervisor/control.h"
+#include "supervisor/lifecycle.h"
+#include "supervisor/run.h"
+#include "supervisor/supervisor-internal.h"
+
+/* ps --watch: at most one snapshot per client this often (ms), whatever the rate of
+ * state changes (a boot of 1,000 apps makes thousands). */
+#define APP_WATCH_MIN_MS 100
+/* Logs: bytes read from the log per reply, and how often a followed log is looked
+ * at (ms) besides the kernel's own writes to it. */
+#define APP_LOGS_CHUNK   (64u * 1024u)
+#define APP_LOGS_POLL_MS 250
+#define APP_LOGS_MAX     (4u * 1024u * 1024u) /* bytes of a log sent without "more" */
+
+typedef enum StreamKind {
+        STREAM_WAIT_STOPPED, /* Stop: replies once the app has stopped */
+        STREAM_WAIT_RUNNING, /* Restart: replies once it runs again */
+        STREAM_PS,           /* Ps with more */
+        STREAM_EVENTS,       /* Events with more */
+        STREAM_LOGS,         /* Logs with more */
+} StreamKind;
+
+typedef struct AppMethods AppMethods;
+
+typedef struct Stream {
+        AppMethods *am;
+        StreamKind kind;
+        ControlCall *call;
+        Instance *inst; /* WAIT_*, LOGS */
+        bool dirty;     /* PS: a change not yet sent */
+        bool all;       /* PS */
+        bool seen_stop; /* WAIT_RUNNING: it left the running states once */
+        char *log_path; /* LOGS: <state>/logs/<id>.log */
+        uint64_t log_pos;
+        uint64_t log_ino;
+        struct Stream *next;
+} Stream;
+
+struct AppMethods {
+        Daemon *d;
+        Supervisor *s;
+        Stream *streams;
+        uv_timer_t tick; /* ps --watch's rate bound and logs -f's look */
+        bool tick_init;
+        uint64_t last_ps_ms;
+};
+
+static AppMethods app_methods;
+
+static int reply_no_app(ControlCall *call, const char *id)
+{
+        char msg[256];
+
+        snprintf(msg, sizeof msg, "no app %s is installed or known to cellad", id);
+        return control_reply_error(call, "org.cella.NoSuchApp",
+                                   json_pack("{s:s, s:s}", "message", msg, "app", id));
+}
+
+static int reply_invalid(ControlCall *call, const char *param, const char *why)
+{
+        char msg[256];
+
+        snprintf(msg, sizeof msg, "parameter %s: %s", param, why);
+        return control_reply_error(call, "org.cella.InvalidParameter",
+                                   json_pack("{s:s, s:s}", "message", msg, "parameter", param));
+}
+
+static int reply_lifecycle_error(ControlCall *call, Instance *inst, const LifecycleError *e)
+{
+        if (e->wrong_state)
+                return control_reply_error(call, "org.cella.AppState",
+                                           json_pack("{s:s, s:s, s:s}", "message", e->message,
+                                                     "app", inst->manifest->id, "state",
+                                                     instance_state_to_string(e->state)));
+        return control_reply_error(call, "org.cella.Failed",
+                                   json_pack("{s:s, s:i, s:s}", "message", e->message, "errno",
+                                             e->error, "app", inst->manifest->id));
+}
+
+/* {"app", "state", "pid"} of inst now. */
+static json_t *state_reply(Instance *inst)
+{
+        const SandboxedRun *run = inst->group ? &inst->group->run : &inst->run;
+
+        return json_pack("{s:s, s:s, s:i}", "app", inst->manifest->id, "state",
+                         instance_state_to_string(instance_state(inst)), "pid",
+                         inst->state == INSTANCE_RUNNING && run->sandbox ? (int)run->sandbox->pid
+                                                                         : 0);
+}
+
+/* The "app" parameter: a valid app id, or an InvalidParameter reply (*ret NULL). */
+static const char *app_param(ControlCall *call, json_t *params)
+{
+        const char *id = json_string_value(json_object_get(params, "app"));
+
+        if (!id || !manifest_id_is_valid(id)) {
+                reply_invalid(call, "app",
+                              "expected an app id (a string such as org.example.notes)");
+                return NULL;
+        }
+        return id;
+}
+
+/* The installed app id's folder, or NULL (not installed): the store's
+ * <state>/apps/<id>/current (daemon.h, Contract 2). */
+static char *installed_dir(AppMethods *am, const char *id)
+{
+        char *dir = NULL;
+#ifdef HAVE_STORE
+        if (store_app_dir(daemon_state_dir(am->d), id, &dir) < 0)
+                return NULL;
+#else
+        _cleanup_free_ char *link = NULL;
+
+        if (asprintf(&link, "%s/apps/%s/current", daemon_state_dir(am->d), id) < 0)
+                return NULL;
+        dir = realpath(link, NULL);
+#endif
+        return dir;
+}
+
+/* The ids of the installed apps (and their versions), into *ret_ids and *ret_versions
+ * (strv, caller frees). Returns 0 or -errno. */
+static int installed_list(AppMethods *am, char ***ret_ids, char ***ret_versions)
+{
+        _cleanup_strv_free_ char **ids = NULL, **versions = NULL;
+#ifdef HAVE_STORE
+        StoreApp *list = NULL;
+        size_t n = 0;
+        int r = store_list(daemon_state_dir(am->d), &list, &n);
+
+        if (r < 0)
+                return r;
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                r = strv_extend(&ids, list[i].id);
+                if (r >= 0)
+                        r = strv_extend(&versions, list[i].version ?: "");
+        }
+        store_app_free_many(list, n);
+        if (r < 0)
+                return r;
+#else
+        _cleanup_free_ char *apps = NULL;
+        struct dirent *de;
+        DIR *dir;
+
+        if (asprintf(&apps, "%s/apps", daemon_state_dir(am->d)) < 0)
+                return -ENOMEM;
+        dir = opendir(apps);
+        if (!dir)
+                return errno == ENOENT ? 0 : -errno;
+        while ((de = readdir(dir))) {
+                _cleanup_free_ char *cur = NULL, *real = NULL;
+
+                if (!manifest_id_is_valid(de->d_name) ||
+                    asprintf(&cur, "%s/%s/current", apps, de->d_name) < 0)
+                        continue;
+                real = realpath(cur, NULL);
+                if (!real)
+                        continue;
+                if (strv_extend(&ids, de->d_name) < 0 ||
+                    strv_extend(&versions, strrchr(real, '/') + 1) < 0) {
+                        closedir(dir);
+                        return -ENOMEM;
+                }
+        }
+        closedir(dir);
+#endif
+        *ret_ids = TAKE_PTR(ids);
+        *ret_versions = TAKE_PTR(versions);
+        return 0;
+}
+
+/*
+ * The Instance of id: the kernel's, or (add) the installed app's, added to the
+ * kernel now (supervisor_add). NULL after a reply (NoSuchApp, or the failure to
+ * add it).
+ */
+static Instance *find_app(AppMethods *am, ControlCall *call, const char *id, bool add)
+{
+        _cleanup_free_ char *dir = NULL, *real = NULL;
+        SupervisorError err = {};
+        Instance *inst = supervisor_find(am->s, id);
+        Manifest *m = NULL;
+        int r;
+
+        if (inst)
+                return inst;
+        dir = installed_dir(am, id);
+        if (!dir) {
+                reply_no_app(call, id);
+                return NULL;
+        }
+        if (!add) {
+                /* Installed, never started by this cellad: the table's "installed" row. */
+                const char *method = control_call_method(call), *why = NULL;
+                char op[32], msg[384];
+                size_t i = 0;
+
+                for (const char *p = strrchr(method, '.') + 1; *p && i < sizeof op - 1; p++)
+                        op[i++] = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+                op[i] = 0;
+                (void)lifecycle_check(INSTANCE_STATE_INSTALLED, LIFECYCLE_STOP, false, NULL, &why);
+                snprintf(msg, sizeof msg, "%s: cannot %s it: it is installed: %s", id, op, why);
+                control_reply_error(call, CONTROL_ERROR_APP_STATE,
+                                    json_pack("{s:s, s:s, s:s}", "message", msg, "app", id, "state",
+                                              "installed"));
+                return NULL;
+        }
+        r = supervisor_load_manifest(dir, &real, &m, &err);
+        if (r >= 0 && strcmp(m->id, id) != 0) {
+                manifest_free(m);
+                r = -EINVAL;
+                log_error("%s: its manifest's id is not %s", dir, id);
+        }
+        if (r >= 0)
+                r = supervisor_add(am->s, real, m, NULL, 0, &inst, &err);
+        if (r < 0) {
+                char msg[512];
+
+                snprintf(msg, sizeof msg, "%s: cannot load the installed app from %s: %s", id, dir,
+                         log_last_error()[0] ? log_last_error() : strerror(-r));
+                control_reply_error(
+                        call, "org.cella.Failed",
+                        json_pack("{s:s, s:i, s:s}", "message", msg, "errno", -r, "app", id));
+                return NULL;
+        }
+        return inst;
+}
+
+static void stream_free(Stream *st)
+{
+        free(st->log_path);
+        free(st);
+}
+
+static void stream_unlink(Stream *st)
+{
+        for (Stream **p = &st->am->streams; *p; p = &(*p)->next)
+                if (*p == st) {
+                        *p = st->next;
+                        return;
+                }
+}
+
+static void on_stream_abort(ControlCall *call, void *ud)
+{
+        Stream *st = ud;
+
+        stream_unlink(st);
+        stream_free(st);
+}
+
+static Stream *stream_new(AppMethods *am, ControlCall *call, StreamKind kind, Instance *inst)
+{
+        Stream *st = calloc(1, sizeof *st);
+
+        if (!st)
+                return NULL;
+        st->am = am;
+        st->kind = kind;
+        st->call = call;
+        st->inst = inst;
+        st->next = am->streams;
+        am->streams = st;
+        control_call_on_abort(call, on_stream_abort, st);
+        return st;
+}
+
+/* The final reply of st's call: st goes. */
+static void stream_end(Stream *st, json_t *reply)
+{
+        ControlCall *call = st->call;
+
+        stream_unlink(st);
+        control_call_on_abort(call, NULL, NULL);
+        stream_free(st);
+        control_reply(call, reply);
+}
+
+/* ---- Ps ---------------------------------------------------------------------- */
+
+static json_t *ps_snapshot(AppMethods *am, bool all)
+{
+        Supervisor *s = am->s;
+        json_t *apps = json_array();
+
+        for (size_t i = 0; apps && i < s->n_apps; i++)
+                json_array_append_new(apps, instance_record(s->apps[i]));
+        if (all) {
+                _cleanup_strv_free_ char **ids = NULL, **versions = NULL;
+
+                if (installed_list(am, &ids, &versions) >= 0)
+                        for (size_t i = 0; apps && ids && ids[i]; i++) {
+                                if (supervisor_find(s, ids[i]))
+                                        continue;
+                                json_array_append_new(
+                                        apps, json_pack("{s:s, s:s, s:b, s:i, s:s}", "id", ids[i],
+                                                        "state", "installed", "running", false,
+                                                        "pid", 0, "version", versions[i]));
+                        }
+        }
+        return json_pack("{s:o}", "apps", apps ?: json_array());
+}
+
+static void tick_arm(AppMethods *am, uint64_t ms);
+
+static int method_ps(ControlCall *call, json_t *params, void *ud)
+{
+        AppMethods *am = ud;
+        bool all = json_is_true(json_object_get(params, "all"));
+        Stream *st;
+
+        if (!control_call_more(call))
+                return control_reply(call, ps_snapshot(am, all));
+        st = stream_new(am, call, STREAM_PS, NULL);
+        if (!st)
+                return -ENOMEM;
+        st->all = all;
+        am->last_ps_ms = now_monotonic_ms();
+        return control_reply_continues(call, ps_snapshot(am, all));
+}
+
+/* ---- Inspect, and the ops -------------------------------------------------------- */
+
+static int method_inspect(ControlCall *call, json_t *params, void *ud)
+{
+        AppMethods *am = ud;
+        const char *id = app_param(call, params);
+        _cleanup_free_ char *dir = NULL;
+        Instance *inst;
+
+        if (!id)
+                return 0;
+        inst = supervisor_find(am->s, id);
+        if (inst)
+                return control_reply(call, lifecycle_inspect(inst));
+        dir = installed_dir(am, id);
+        if (!dir)
+                return reply_no_app(call, id);
+        return control_reply(call,
+                             json_pack("{s:s, s:s, s:b, s:s, s:n}", "id", id, "state", "installed",
+                                       "running", false, "app_dir", dir, "last_exit"));
+}
+
+static int method_start(ControlCall *call, json_t *params, void *ud)
+{
+        AppMethods *am = ud;
+        const char *id = app_param(call, params);
+        json_t *args = json_object_get(params, "args");
+        _cleanup_strv_free_ char **argv = NULL;
+        LifecycleError e = {};
+        Instance *inst;
+        size_t i;
+        json_t *a;
+
+        if (!id)
+                return 0;
+        if (args && !json_is_array(args))
+                return reply_invalid(call, "args", "expected an array of strings");
+        json_array_foreach(args, i, a)
+        {
+                if (!json_is_string(a) || strlen(json_string_value(a)) > MANIFEST_STRING_MAX)
+                        return reply_invalid(call, "args", "expected strings of at most 256 bytes");
+                if (strv_extend(&argv, json_string_value(a)) < 0)
+                        return -ENOMEM;
+        }
+        if (json_array_size(args) > MANIFEST_LIST_MAX)
+                return reply_invalid(call, "args", "at most 64 arguments");
+        inst = find_app(am, call, id, true);
+        if (!inst)
+                return 0;
+        if (lifecycle_start(inst,
+                            &(LifecycleStart){.args = args ? (argv ?: (char *[]){NULL}) : NULL,
+                                              .background = json_is_true(
+                                                      json_object_get(params, "background"))},
+                            &e) < 0)
+                return reply_lifecycle_error(call, inst, &e);
+        return control_reply(call, state_reply(inst));
+}
+
+static int method_stop(ControlCall *call, json_t *params, void *ud)
+{
+        AppMethods *am = ud;
+        const char *id = app_param(call, params);
+        LifecycleError e = {};
+        Instance *inst;
+        Stream *st;
+
+        if (!id)
+                return 0;
+        inst = find_app(am, call, id, false);
+        if (!inst)
+                return 0;
+        if (lifecycle_stop(inst, json_is_true(json_object_get(params, "kill")), &e) < 0)
+                return reply_lifecycle_error(call, inst, &e);
+        if (!instance_state_is_running(instance_state(inst)) ||
+            !json_is_true(json_object_get(params, "wait")))
+                return control_reply(call, state_reply(inst));
+        st = stream_new(am, call, STREAM_WAIT_STOPPED, inst);
+        return st ? 0 : -ENOMEM;
+}
+
+static int method_restart(ControlCall *call, json_t *params, void *ud)
+{
+        AppMethods *am = ud;
+        const char *id = app_param(call, params);
+        LifecycleError e = {};
+        Instance *inst;
+        Stream *st;
+        InstanceState s;
+
+        if (!id)
+                return 0;
+        inst = find_app(am, call, id, true);
+        if (!inst)
+                return 0;
+        if (lifecycle_restart(inst, &e) < 0)
+                return reply_lifecycle_error(call, inst, &e);
+        s = instance_state(inst);
+        if ((instance_state_is_running(s) && s != INSTANCE_STATE_STOPPING) ||
+            !json_is_true(json_object_get(params, "wait")))
+                return control_reply(call, state_reply(inst));
+        st = stream_new(am, call, STREAM_WAIT_RUNNING, inst);
+        return st ? 0 : -ENOMEM;
+}
+
+/* Freeze, Thaw, Foreground, Background: one call, the state after it. */
+static int simple_op(ControlCall *call, json_t *params, AppMethods *am,
+                     int (*op)(Instance *, LifecycleError *))
+{
+        const char *id = app_param(call, params);
+        LifecycleError e = {};
+        Instance *inst;
+        uint64_t t0;
+        json_t *reply;
+
+        if (!id)
+                return 0;
+        inst = find_app(am, call, id, false);
+        if (!inst)
+                return 0;
+        t0 = now_monotonic_ns();
+        if (op(inst, &e) < 0)
+                return reply_lifecycle_error(call, inst, &e);
+        reply = state_reply(inst);
+        if (reply)
+                json_object_set_new(reply, "duration_us",
+                                    json_integer((json_int_t)((now_monotonic_ns() - t0) / 1000)));
+        return control_reply(call, reply);
+}
+
+static int method_freeze(ControlCall *call, json_t *params, void *ud)
+{
+        return simple_op(call, params, ud, lifecycle_freeze);
+}
+
+static int method_thaw(ControlCall *call, json_t *params, void *ud)
+{
+        return simple_op(call, params, ud, lifecycle_thaw);
+}
+
+static int method_foreground(ControlCall *call, json_t *params, void *ud)
+{
+        return simple_op(call, params, ud, lifecycle_foreground);
+}
+
+static int method_background(ControlCall *call, json_t *params, void *ud)
+{
+        return simple_op(call, params, ud, lifecycle_background);
+}
+
+static int method_kill(ControlCall *call, json_t *params, void *ud)
+{
+        AppMethods *am = ud;
+        const char *id = app_param(call, params);
+        json_t *sig = json_object_get(params, "signal");
+        LifecycleError e = {};
+        Instance *inst;
+        int signum = SIGKILL;
+
+        if (!id)
+                return 0;
+        if (sig &&
+            (!json_is_integer(sig) || json_integer_value(sig) < 1 || json_integer_value(sig) > 64))
+                return reply_invalid(call, "signal", "expected a signal number 1..64");
+        if (sig)
+                signum = (int)json_integer_value(sig);
+        inst = find_app(am, call, id, false);
+        if (!inst)
+                return 0;
+        if (lifecycle_kill(inst, signum, &e) < 0)
+                return reply_lifecycle_error(call, inst, &e);
+        return control_reply(call, state_reply(inst));
+}
+
+/* ---- Logs -------------------------------------------------------------------------- */
+
+/* Sends what st's log holds past st->log_pos (a rotation starts it over), as
+ * {"app", "data"} replies that continue. Returns 0 or -errno. */
+static int logs_send_new(Stream *st)
+{
+        _cleanup_close_ int fd = open(st->log_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        struct stat sb;
+        char *buf;
+        ssize_t k;
+
+        if (fd < 0)
+                return errno == ENOENT ? 0 : -errno;
+        if (fstat(fd, &sb) < 0)
+                return -errno;
+        if ((uint64_t)sb.st_ino != st->log_ino || (uint64_t)sb.st_size < st->log_pos) {
+                /* Rotated (applog.h): the new file from its start. */
+                st->log_ino = (uint64_t)sb.st_ino;
+                st->log_pos = 0;
+        }
+        buf = malloc(APP_LOGS_CHUNK);
+        if (!buf)
+                return -ENOMEM;
+        while ((k = pread(fd, buf, APP_LOGS_CHUNK, (off_t)st->log_pos)) > 0) {
+                st->log_pos += (uint64_t)k;
+                if (control_reply_continues(st->call,
+                                            json_pack("{s:s, s:s%}", "app", st->inst->manifest->id,
+                                                      "data", buf, (size_t)k)) < 0)
+                        break; /* the client is gone or too slow: its abort ends the stream */
+        }
+        free(buf);
+        return k < 0 ? -errno : 0;
+}
+
+/* The last n lines (n 0: all) of path as one string, at most APP_LOGS_MAX bytes,
+ * only the lines that came from since_us on (0: all; their times from the file's
+ * time index, supervisor/applog.h); and where the file ended (*ret_pos) and its
+ * inode. */
+static json_t *logs_tail(int dirfd, const char *name, uint64_t n, int64_t since_us,
+                         uint64_t *ret_pos, uint64_t *ret_ino)
+{
+        _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        _cleanup_free_ char *buf = NULL;
+        _cleanup_free_ AppLogTime *times = NULL;
+        size_t n_times = 0, start = 0, lines = 0, len;
+        struct stat sb;
+        uint64_t from, size;
+        ssize_t k;
+
+        *ret_pos = 0;
+        *ret_ino = 0;
+        if (fd < 0 || fstat(fd, &sb) < 0)
+                return json_string("");
+        size = (uint64_t)sb.st_size;
+        from = size > APP_LOGS_MAX ? size - APP_LOGS_MAX : 0;
+        buf = malloc(size - from + 1);
+        if (!buf)
+                return NULL;
+        k = pread(fd, buf, size - from, (off_t)from);
+        if (k < 0)
+                k = 0;
+        *ret_pos = from + (uint64_t)k;
+        *ret_ino = (uint64_t)sb.st_ino;
+        len = (size_t)k;
+        if (n > 0)
+                for (size_t i = len; i > 0; i--)
+                        if (buf[i - 1] == '\n' && i != len && ++lines == n) {
+                                start = i;
+                                break;
+                        }
+        if (since_us <= 0)
+                return json_stringn(buf + start, len - start);
+        /* The lines before since_us left out, as cella logs --since does. */
+        (void)applog_times_load(dirfd, name, &times, &n_times);
+        {
+                size_t w = start;
+
+                for (size_t i = start; i < len;) {
+                        const char *nl = memchr(buf + i, '\n', len - i);
+                        size_t end = nl ? (size_t)(nl - buf) + 1 : len;
+
+                        if (applog_time_at(times, n_times, from + i) >= since_us) {
+                                memmove(buf + w, buf + i, end - i);
+                                w += end - i;
+                        }
+                        i = end;
+                }
+                return json_stringn(buf + start, w - start);
+        }
+}
+
+static int method_logs(ControlCall *call, json_t *params, void *ud)
+{
+        AppMethods *am = ud;
+        const char *id = app_param(call, params);
+        json_t *lines = json_object_get(params, "lines"), *since = json_object_get(params, "since");
+        _cleanup_free_ char *path = NULL, *dir = NULL;
+        _cleanup_close_ int dirfd = -EBADF;
+        char name[MANIFEST_ID_MAX + 8];
+        int64_t since_us = 0;
+        uint64_t pos, ino;
+        Instance *inst;
+        json_t *text;
+        Stream *st;
+
+        if (!id)
+                return 0;
+        if (lines && (!json_is_integer(lines) || json_integer_value(lines) < 0))
+                return reply_invalid(call, "lines", "expected a number of lines >= 0");
+        if (since &&
+            (!json_is_string(since) ||
+             audit_parse_since(json_string_value(since), now_realtime_us(), &since_us) < 0))
+                return reply_invalid(call, "since",
+                                     "expected an RFC 3339 time or date, or an age such as "
+                                     "10m, 2h, 1d");
+        inst = find_app(am, call, id, false);
+        if (!inst)
+                return 0;
+        if (asprintf(&dir, "%s/logs", daemon_state_dir(am->d)) < 0 ||
+            asprintf(&path, "%s/%s.log", dir, id) < 0)
+                return -ENOMEM;
+        snprintf(name, sizeof name, "%s.log", id);
+        dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        text = dirfd >= 0 ? logs_tail(dirfd, name, lines ? (uint64_t)json_integer_value(lines) : 0,
+                                      since_us, &pos, &ino)
+                          : (pos = ino = 0, json_string(""));
+        if (!text)
+                return -ENOMEM;
+        if (!control_call_more(call))
+                return control_reply(call, json_pack("{s:s, s:o}", "app", id, "data", text));
+        st = stream_new(am, call, STREAM_LOGS, inst);
+        if (!st) {
+                json_decref(text);
+                return -ENOMEM;
+        }
+        st->log_path = TAKE_PTR(path);
+        st->log_pos = pos;
+        st->log_ino = ino;
+        tick_arm(am, APP_LOGS_POLL_MS);
+        return control_reply_continues(call, json_pack("{s:s, s:o}", "app", id, "data", text));
+}
+
+/* ---- Events ------------------------------------------------------------------------- */
+
+/* What an event is about, for filters and the CLI's column. */
+static const char *event_kind(const json_t *rec)
+{
+        const char *ev = json_string_value(json_object_get(rec, "event"));
+        const char *how = json_string_value(json_object_get(rec, "how"));
+
+        if (json_is_true(json_object_get(rec, "oom_killed")) ||
+            json_integer_value(json_object_get(rec, "oom_kills")) > 0)
+                return "memory";
+        if (how && strcmp(how, "killed") == 0)
+                return "kill";
+        if (ev && (strcmp(ev, "grant") == 0 || strcmp(ev, "call") == 0 ||
+                   strcmp(ev, "notification") == 0))
+                return "permission";
+        return "lifecycle";
+}
+
+typedef struct Replay {
+        ControlCall *call;
+        unsigned sent;
+} Replay;
+
+/* audit_read()'s callback: lifecycle, grant and seccomp records, and the calls that
+ * were refused, as events. */
+static int replay_record(const json_t *rec, const char *line, size_t len, void *ud)
+{
+        Replay *r = ud;
+        const char *ev = json_string_value(json_object_get(rec, "event"));
+        const char *decision = json_string_value(json_object_get(rec, "decision"));
+        json_t *o;
+
+        if (!ev || (strcmp(ev, "call") == 0 && (!decision || strcmp(decision, "allowed") == 0)))
+                return 0;
+        o = json_deep_copy(rec);
+        if (!o)
+                return -ENOMEM;
+        json_object_set_new(o, "source", json_string("audit"));
+        json_object_set_new(o, "kind", json_string(event_kind(rec)));
+        r->sent++;
+        return control_reply_continues(r->call, json_pack("{s:o}", "event", o)) < 0 ? -EPIPE : 0;
+}
+
+static void events_tap(const json_t *rec, void *ud)
+{
+        AppMethods *am = ud;
+        char when[40];
+
+        if (!audit_format_time(now_realtime_us(), when, sizeof when))
+                when[0] = 0;
+        for (Stream *st = am->streams; st; st = st->next) {
+                json_t *o;
+
+                if (st->kind != STREAM_EVENTS)
+                        continue;
+                o = json_deep_copy(rec);
+                if (!o)
+                        continue;
+                json_object_set_new(o, "time", json_string(when));
+                json_object_set_new(o, "source", json_string("status"));
+                json_object_set_new(o, "kind", json_string(event_kind(rec)));
+                control_reply_continues(st->call, json_pack("{s:o}", "event", o));
+        }
+}
+
+static int method_events(ControlCall *call, json_t *params, void *ud)
+{
+        AppMethods *am = ud;
+        json_t *since = json_object_get(params, "since");
+        AuditFilter filter = {};
+        AuditVerifyReport report;
+        Replay replay = {.call = call};
+        Stream *st;
+        int r;
+
+        if (since) {
+                if (!json_is_string(since) ||
+                    audit_parse_since(json_string_value(since), now_realtime_us(),
+                                      &filter.since_usec) < 0)
+                        return reply_invalid(call, "since",
+                                             "expected an RFC 3339 time or date, or an age "
+                                             "such as 10m, 2h, 1d");
+                filter.has_since = true;
+                r = audit_read(daemon_state_dir(am->d), &filter, replay_record, &replay, &report);
+                if (r < 0 && r != -ENOENT && r != -EPIPE)
+                        log_warning("events: the audit log's replay stopped: %s",
+                                    report.message[0] ? report.message : strerror(-r));
+        }
+        if (!control_call_more(call))
+                return control_reply(call, json_pack("{s:I}", "replayed", (json_int_t)replay.sent));
+        st = stream_new(am, call, STREAM_EVENTS, NULL);
+        if (!st)
+                return -ENOMEM;
+        /* A first reply says the stream is live: what follows happens now. */
+        return control_reply_continues(
+                call, json_pack("{s:b, s:I}", "live", true, "replayed", (json_int_t)replay.sent));
+}
+
+/* ---- state changes and the tick -------------------------------------------------- */
+
+static void on_state(Instance *inst, InstanceState from, InstanceState to, void *ud)
+{
+        AppMethods *am = ud;
+        Stream *next;
+        bool ps = false;
+
+        for (Stream *st = am->streams; st; st = next) {
+                next = st->next;
+                switch (st->kind) {
+                case STREAM_PS:
+                        st->dirty = ps = true;
+                        break;
+                case STREAM_WAIT_STOPPED:
+                        if (st->inst == inst && !instance_state_is_running(to) &&
+                            to != INSTANCE_STATE_STARTING)
+                                stream_end(st, state_reply(inst));
+                        break;
+                case STREAM_WAIT_RUNNING:
+                        if (st->inst != inst)
+                                break;
+                        if (to == INSTANCE_STATE_FAILED) {
+                                ControlCall *call = st->call;
+                                char msg[256];
+
+                                stream_unlink(st);
+                                control_call_on_abort(call, NULL, NULL);
+                                stream_free(st);
+                                snprintf(msg, sizeof msg, "%s: it did not start again: %s",
+                                         inst->manifest->id,
+                                         log_last_error()[0] ? log_last_error() : "failed");
+                                control_reply_error(call, "org.cella.Failed",
+                                                    json_pack("{s:s, s:i, s:s}", "message", msg,
+                                                              "errno", EIO, "app",
+                                                              inst->manifest->id));
+                        } else if (instance_state_is_running(to) && to != INSTANCE_STATE_STOPPING)
+                                stream_end(st, state_reply(inst));
+                        break;
+                default:
+                        break;
+                }
+        }
+        if (ps)
+                tick_arm(am, 0);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+        AppMethods *am = t->data;
+        uint64_t now = now_monotonic_ms();
+        bool logs = false, ps_wait = false;
+
+        for (Stream *st = am->streams; st; st = st->next) {
+                if (st->kind == STREAM_LOGS) {
+                        logs = true;
+                        (void)logs_send_new(st);
+                } else if (st->kind == STREAM_PS && st->dirty) {
+                        if (now - am->last_ps_ms < APP_WATCH_MIN_MS) {
+                                ps_wait = true;
+                                continue;
+                        }
+                        st->dirty = false;
+                        control_reply_continues(st->call, ps_snapshot(am, st->all));
+                }
+        }
+        if (!ps_wait)
+                am->last_ps_ms = now;
+        if (ps_wait)
+                tick_arm(am, APP_WATCH_MIN_MS - (now - am->last_ps_ms));
+        else if (logs)
+                tick_arm(am, APP_LOGS_POLL_MS);
+}
+
+static void tick_arm(AppMethods *am, uint64_t ms)
+{
+        if (!am->tick_init) {
+                if (uv_timer_init(daemon_loop(am->d), &am->tick) < 0)
+                        return;
+                am->tick.data = am;
+                am->tick_init = true;
+        }
+        if (ms == 0 && uv_is_active((uv_handle_t *)&am->tick))
+                return;
+        (void)uv_timer_start(&am->tick, on_tick, ms ?: 1, 0);
+}
+
+static const ControlMethod methods[] = {
+        {"org.cella.Ps", CONTROL_ACCESS_READ, method_ps},
+        {"org.cella.Inspect", CONTROL_ACCESS_READ, method_inspect},
+        {"org.cella.Logs", CONTROL_ACCESS_READ, method_logs},
+        {"org.cella.Events", CONTROL_ACCESS_READ, method_events},
+        {"org.cella.Start", CONTROL_ACCESS_MANAGE, method_start},
+        {"org.cella.Stop", CONTROL_ACCESS_MANAGE, method_stop},
+        {"org.cella.Restart", CONTROL_ACCESS_MANAGE, method_restart},
+        {"org.cella.Freeze", CONTROL_ACCESS_MANAGE, method_freeze},
+        {"org.cella.Thaw", CONTROL_ACCESS_MANAGE, method_thaw},
+        {"org.cella.Kill", CONTROL_ACCESS_MANAGE, method_kill},
+        {"org.cella.Foreground", CONTROL_ACCESS_MANAGE, method_foreground},
+        {"org.cella.Background", CONTROL_ACCESS_MANAGE, method_background},
+};
+
+int daemon_app_methods(Daemon *d)
+{
+        AppMethods *am = &app_methods;
+        int r;
+
+        *am = (AppMethods){.d = d, .s = daemon_supervisor(d)};
+        r = lifecycle_listen(am->s, on_state, am);
+        if (r >= 0)
+                r = lifecycle_tap_status(am->s, events_tap, am);
+        if (r >= 0)
+                r = control_add_methods(daemon_control(d), methods, ELEMENTSOF(methods), am);
+        if (r < 0)
+                return log_error_errno(r, "cannot register the app methods: %m");
+        return 0;
+}
