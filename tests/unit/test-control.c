@@ -1788,7 +1788,14 @@ END_TEST
 
 static uid_t test_uid;
 static gid_t test_gid, cella_gid, other_gid;
-static bool made_group;
+static bool made_group, had_group;
+
+/* Before the case, in the runner's own process (an unchecked fixture): whether the
+ * group "cella" is the host's, to be kept. */
+static void access_before(void)
+{
+        had_group = getgrnam(CONTROL_GROUP) != NULL;
+}
 
 /* Creates the user (and the group "cella" when missing); 0, or 77 to skip. */
 static int access_setup(void)
@@ -1825,6 +1832,18 @@ static void access_teardown(void)
         if (made_group)
                 (void)!system("/usr/sbin/groupdel " CONTROL_GROUP " >/dev/null 2>&1");
         made_group = false;
+}
+
+/* After the case, in the runner's own process, even when the test failed (its
+ * forked process then ended without its own teardown): the user, and the group if
+ * the test made it, are removed. */
+static void access_after(void)
+{
+        if (geteuid() != 0)
+                return;
+        (void)!system("/usr/sbin/userdel " TEST_USER " >/dev/null 2>&1");
+        if (!had_group && getgrnam(CONTROL_GROUP))
+                (void)!system("/usr/sbin/groupdel " CONTROL_GROUP " >/dev/null 2>&1");
 }
 
 static int denied_name(json_t *reply, bool continues, void *ud)
@@ -2063,6 +2082,7 @@ int main(void)
         suite_add_tcase(s, many);
         tcase_set_tags(acc, "alone");
         tcase_add_checked_fixture(acc, setup, teardown);
+        tcase_add_unchecked_fixture(acc, access_before, access_after);
         tcase_set_timeout(acc, 60);
         tcase_add_test(acc, test_api_access_real_user);
         suite_add_tcase(s, acc);
