@@ -671,3 +671,40 @@ def test_lock_fd_must_be_the_lock(tmp_path):
             d.close()
     finally:
         other.close()
+
+
+def test_a_thousand_clients_at_once(tmp_path):
+    """cellad raises its soft RLIMIT_NOFILE to the hard one before its control server
+    sizes its bound on clients: a thousand clients connected at once (started from a
+    shell whose soft limit is 1024, as a login's) are all answered."""
+    require_cellad()
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 4096:
+        pytest.skip(f"the hard RLIMIT_NOFILE here is {hard}: too low for 1,000 clients")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2200), hard))
+
+    def login_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+
+    clients = []
+    try:
+        with running_cellad(tmp_path / "state", preexec_fn=login_limit) as d:
+            limits = Path(f"/proc/{d.pid}/limits").read_text()
+            line = next(x for x in limits.splitlines() if x.startswith("Max open files"))
+            assert int(line.split()[3]) > 1024, line
+            req = b'{"method":"org.cella.Ping","parameters":{}}\n'
+            for _ in range(1000):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(str(d.socket))
+                clients.append(s)
+            for s in clients:
+                s.sendall(req)
+            for s in clients:
+                s.settimeout(60)
+                assert json.loads(s.makefile().readline()) == {"parameters": {"pid": d.pid}}
+            assert d.stop() == 0
+    finally:
+        for s in clients:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
