@@ -708,3 +708,27 @@ def test_a_thousand_clients_at_once(tmp_path):
         for s in clients:
             s.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_after_a_sigkill_the_next_cellad_leaves_no_app_unsupervised(tmp_path):
+    """cellad SIGKILLed with apps running; the next one on the state directory: every
+    installed app that should run runs under it, and no cgroup of the old one holds a
+    process no kernel lists (swept, or adopted where a keeper held the app)."""
+    require_cellad()
+    state = _installed(tmp_path)
+    with running_cellad(state) as d:
+        old = d.pid
+        base = Path("/sys/fs/cgroup/pids" + _cgroups(d.pid)["pids"]).parent
+        assert set(ps(state)) == {"org.test.svc", "org.test.app"}
+        d.stop(signal.SIGKILL)
+    with running_cellad(state) as d2:
+        apps = ps(state)
+        assert set(apps) == {"org.test.svc", "org.test.app"}
+        assert all(a["state"] == "running" for a in apps.values()), apps
+        listed = {a["pid"] for a in apps.values()}
+        for leaf in (base / "cella").glob("org.test.*@*"):
+            if not leaf.name.endswith((f"@{old}", f"@{d2.pid}")):
+                continue
+            procs = {int(p) for p in (leaf / "cgroup.procs").read_text().split()}
+            assert not procs or procs & listed, (leaf, procs, apps)
+        assert d2.stop() == 0
