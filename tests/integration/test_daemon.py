@@ -537,6 +537,7 @@ def test_sighup_reexecutes_in_place(tmp_path):
         n.wait_for(lambda m: m == "READY=1")
         first = len(n.messages)
         exe = os.readlink(f"/proc/{d.pid}/exe")
+        sock_ino = os.stat(d.socket).st_ino
         with open(f"/proc/{d.pid}/stat") as f:
             start_time = f.read().rsplit(")", 1)[1].split()[19]
         d.send(signal.SIGHUP)
@@ -554,7 +555,10 @@ def test_sighup_reexecutes_in_place(tmp_path):
         # The new image runs from the same cgroup leaf, not one below it.
         assert _cgroups(d.pid)["pids"].endswith("/cellad/supervisor")
         assert "SIGHUP: re-executing" in d.log()
+        # The socket was handed over, not bound again: the same file, never gone.
+        assert os.stat(d.socket).st_ino == sock_ino
         assert d.stop() == 0
+        assert not d.socket.exists()
     finally:
         d.close()
         n.close()
@@ -732,3 +736,25 @@ def test_after_a_sigkill_the_next_cellad_leaves_no_app_unsupervised(tmp_path):
             procs = {int(p) for p in (leaf / "cgroup.procs").read_text().split()}
             assert procs & listed, (leaf, procs, apps)  # the old one's: swept if empty
         assert d2.stop() == 0
+
+
+def test_listen_fd_must_be_a_socket_bound_for_the_daemons_path(tmp_path):
+    """--listen-fd (the socket a re-exec hands over) is taken only if it listens at
+    this daemon's socket path."""
+    require_cellad()
+    other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    other.bind(str(tmp_path / "other.sock"))
+    other.listen(1)
+    try:
+        d = Cellad(tmp_path / "state", "--listen-fd", str(other.fileno()),
+                   pass_fds=(other.fileno(),))
+        try:
+            with pytest.raises(DaemonError) as e:
+                d.start()
+            assert e.value.code == 1
+            assert (f"--listen-fd {other.fileno()} is not a listening socket bound for "
+                    f"{tmp_path / 'state'}/cellad.sock") in e.value.log
+        finally:
+            d.close()
+    finally:
+        other.close()
