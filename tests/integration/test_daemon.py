@@ -64,9 +64,10 @@ def test_a_second_cellad_on_the_same_state_dir_is_refused(cellad):
                        text=True, timeout=60)
     assert p.returncode == 3, p.stderr
     assert f"another cellad (pid {cellad.pid}) holds {cellad.state_dir}" in p.stderr
-    # The first one is untouched: still the lock's holder, still running.
+    # The first one is untouched: still the lock's holder, running, answering.
     assert cellad.proc.poll() is None
     assert (cellad.state_dir / "cellad.lock").read_text() == f"{cellad.pid}\n"
+    assert cellad.call("org.cella.Ping") == {"pid": cellad.pid}
 
 
 def test_the_lock_goes_with_the_process(tmp_path):
