@@ -139,7 +139,8 @@ def test_cgroup_layout(tmp_path, mode):
     for c, leaf in dirs.items():
         # Gone, or kept by another daemon that shares the base (which may be going
         # at this very moment).
-        assert _procs(leaf) is None or _procs(leaf), leaf
+        procs = _procs(leaf)
+        assert procs is None or procs, leaf
         assert not list((leaf.parent / "cella").glob(f"*@{d.pid}")), leaf
     assert _cgroups(os.getpid()) == before
 
