@@ -13,8 +13,9 @@
  * pool, so the loop keeps serving apps and clients meanwhile; the store's flock
  * serialises installs. So does the question Remove and ClearData ask every other
  * kernel (control_ask_kernels(), which this daemon's own socket answers meanwhile).
- * What runs there logs nothing (the loop's log writer is not for threads): it
- * leaves its outcome in the job, logged and replied on the loop.
+ * What runs there leaves its outcome in the job, logged and replied on the loop (the
+ * loop's log writer is not for threads); the one message it may print itself is
+ * state_dir_open()'s about a state directory that went bad under the daemon.
  */
 #include <errno.h>
 #include <fcntl.h>
