@@ -394,6 +394,29 @@ def test_bad_bundle_refused(cellad, tmp_path, name, entries, says):
     assert sorted(os.listdir(store_dir(state))) == [".1.0.json", "1.0", "current"]
 
 
+def test_errors_as_json(cellad, tmp_path):
+    """--json prints an error too, shaped as the daemon's replies, whether the daemon
+    refused the bundle or the CLI could not make one."""
+    state = cellad.state_dir
+    bundle = tmp_path / "bad.cella"
+    bundle.write_bytes(tar_of([("../../escaped", "file", "x")]))
+    p = install(state, bundle, "--json")
+    assert p.returncode == 1
+    err = json.loads(p.stdout)
+    assert err["error"] == "org.cella.InvalidBundle"
+    assert err["parameters"]["entry"] == "../../escaped"
+    assert "'..'" in err["parameters"]["message"]
+
+    app = write_app(tmp_path / "app", "1.0")
+    os.mkfifo(app / "pipe")
+    p = install(state, app, "--json")
+    assert p.returncode == 1
+    err = json.loads(p.stdout)
+    assert err["error"] == "org.cella.InvalidBundle"
+    assert err["parameters"]["entry"] == "pipe"
+    assert f"cannot bundle {app}: pipe: a special file" in p.stderr
+
+
 def test_truncated_bundle_refused(cellad, tmp_path):
     state = cellad.state_dir
     install(state, write_app(tmp_path / "app", "1.0")).check_returncode()
