@@ -107,11 +107,12 @@ bool store_version_is_valid(const char *v);
  * Writes the app folder dirfd as a bundle to out_fd (at its position), deterministic:
  * entries sorted by path (bytewise), folders before their contents, mtime 0, uid and
  * gid 0 with no names, modes 0755 for folders and executable files, 0644 for other
- * files. Refuses what install refuses (special files, hardlinked files are written as
- * copies, symlinks that may leave the folder, control characters, past the bounds of
- * signature.h), and a folder without manifest.json. SIGNATURE, when there, is
- * written as a file like the others. Returns 0; -EPERM, -ELOOP, -E2BIG, -ENOENT with
- * err naming the entry, or -errno (-EIO from libarchive with err's message).
+ * files. Refuses what install would (special files, symlinks that may leave the
+ * folder, control characters, past the bounds of signature.h), and a folder without
+ * manifest.json; files hardlinked in the folder are written as copies (a bundle has
+ * no hardlinks). SIGNATURE, when there, is written as a file like the others. Returns 0; -EPERM,
+ * -ELOOP, -E2BIG, -ENOENT with err naming the entry, or -errno (-EIO from libarchive with err's
+ * message).
  */
 int store_bundle_write(int dirfd, int out_fd, StoreError *err);
 
@@ -179,8 +180,9 @@ int store_bundle_verify(int in_fd, const char *state_dir,
  * (update: not installed), -ESTALE (update: not newer), -EPERM (another signer, or
  * signed/unsigned mismatch), -EXDEV (not expect_id), -ECANCELED (a test hook), -EINVAL (bad
  * manifest or right: err->key names it), errors of store_bundle_extract() and
- * signature_verify_signer(), or -errno. err always says what, and names the entry or manifest key
- * when one is to blame.
+ * signature_verify_signer(), or -errno. err always says what, names the entry or
+ * manifest key when one is to blame, and its fault says whose fault it is; err->warning
+ * says what was left behind, on success too.
  */
 int store_install(const char *state_dir, int bundle_fd, StoreMode mode, const char *expect_id,
                   int64_t now_ms, StoreResult *ret, StoreError *err);
@@ -224,5 +226,8 @@ int store_app_dir(const char *state_dir, const char *id, char **ret);
  */
 int store_sweep(const char *state_dir);
 
+/* Frees the strings of a (NULL is fine) and zeroes it. */
 void store_app_clear(StoreApp *a);
+
+/* store_app_clear() on a[0..n-1], then frees the array a (NULL is fine). */
 void store_app_free_many(StoreApp *a, size_t n);
