@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import CELLA, run_cella, start_cella
+from conftest import CELLA, run_cella, start_cella, wait_written
 from daemon_util import ControlError, cellad, require_cellad, running_cellad  # noqa: F401
 
 APP_ID = "org.test.store"
@@ -508,6 +508,46 @@ def test_killed_install_leaves_the_previous_version(tmp_path, step):
             assert sorted(os.listdir(store_dir(state))) == [".1.0.json", "1.0", "current"]
             install(state, app, update=True).check_returncode()
             assert_installed(state, "2.0")
+
+
+def test_daemon_killed_during_extraction(tmp_path):
+    """A real SIGKILL of cellad while it writes a big file of the bundle into its
+    staging folder (seen with inotify, not guessed with a sleep): the next cellad has
+    the previous version, no staging folder, and installs the update."""
+    require_cellad()
+    state = tmp_path / "state"
+    app = write_app(tmp_path / "app", "1.0")
+    big = 256 << 20
+    with running_cellad(state):
+        install(state, app).check_returncode()
+    write_app(app, "2.0")
+    with open(app / "zz-big", "wb") as f:
+        f.truncate(big)  # sparse here; the bundle and the store hold every byte
+    bundle = tmp_path / "big.cella"
+    cella("bundle", app, "-o", bundle, check=0)
+    with running_cellad(state) as d:
+        cli = subprocess.Popen([CELLA, "update", "--state-dir", state, bundle],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            apps = state / "apps"
+            staging = wait_written(
+                lambda: next((apps / n for n in os.listdir(apps) if n.startswith(".staging-")),
+                             None), apps, 120, "the staging folder", pid=d.pid)
+            wait_written(lambda: (staging / "zz-big").exists(), staging, 120,
+                         "the big file being extracted", pid=d.pid)
+            d.proc.kill()
+            d.proc.wait()
+            written = (staging / "zz-big").stat().st_size
+            assert written < big, "extraction was over before the kill: make the file bigger"
+        finally:
+            out, err = cli.communicate(timeout=120)
+        assert cli.returncode == 1, err
+    with running_cellad(state):
+        assert_installed(state, "1.0")
+        assert not [n for n in os.listdir(state / "apps") if n.startswith(".staging-")]
+        install(state, bundle, update=True).check_returncode()
+        assert_installed(state, "2.0")
+        assert (store_dir(state) / "2.0" / "zz-big").stat().st_size == big
 
 
 def test_failed_install_leaves_the_previous_version(tmp_path):
