@@ -147,7 +147,7 @@ static int claim_new(Job *j)
         state_claim_clear(&claim);
         if (r >= 0)
                 return 0;
-        (void)store_remove(d->state_dir, j->res.app.id, &e);
+        (void)store_remove(d->state_dir, j->res.app.id, false, &e);
         if (r == -EEXIST)
                 snprintf(j->claim_message, sizeof j->claim_message,
                          "the id %s belongs to another app: %s%s (docs/security.md, \"App "
@@ -395,7 +395,7 @@ static int do_remove(ControlCall *call, Daemon *d, const char *id, bool keep_dat
         AppForgetStep step;
         int r;
 
-        r = store_remove(d->state_dir, id, &err);
+        r = store_remove(d->state_dir, id, keep_data, &err);
         if (r < 0)
                 return reply_store_error(call, id, r, &err);
         log_info("removed %s%s", id, keep_data ? " (its data kept)" : "");

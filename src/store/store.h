@@ -168,7 +168,8 @@ int store_bundle_verify(int in_fd, const char *state_dir,
  * permissions and exports against the capability catalogue; verifies SIGNATURE, if
  * there, against the public key it carries (signature_verify_signer: a broken one
  * is refused, never taken as unsigned); then, under apps/.store.lock, checks the
- * installed version: install wants none; update wants one, a newer version
+ * installed version: install wants none (and the signer kept by a remove that kept
+ * the app's data, if any); update wants one, a newer version
  * (store_version_compare) and the same signer (the same public key, or unsigned for
  * unsigned). Then renames the staging folder to apps/<id>/<version>, writes its
  * record, syncs the file system, and switches apps/<id>/current to it (rename of a
@@ -191,10 +192,13 @@ int store_install(const char *state_dir, int bundle_fd, StoreMode mode, const ch
  * Removes the installed app id from the store: apps/<id>/current first (the commit
  * point: from then on it is not installed), then every version and record. The app's
  * /data, grants and uid are not the store's: the caller forgets them
- * (supervisor/forget.h) unless asked to keep them. The app must not be running.
+ * (supervisor/forget.h) unless asked to keep them, and then passes keep_signer: the
+ * removed version's signer is kept (apps/<id>/.kept-signer.json), and a later install
+ * of the id must have the same signer, as an update would (the kept data is that
+ * app's); forgetting the app removes it with apps/<id>/. The app must not be running.
  * Returns 0; -ENOPKG (not installed), -EINVAL (bad id), or -errno; err says what.
  */
-int store_remove(const char *state_dir, const char *id, StoreError *err);
+int store_remove(const char *state_dir, const char *id, bool keep_signer, StoreError *err);
 
 /*
  * The installed apps of state_dir, sorted by id, in *ret (n in *n; free with

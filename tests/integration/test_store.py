@@ -271,6 +271,25 @@ def test_remove_with_and_without_keep_data(cellad, tmp_path):
     assert p.returncode == 1 and f"{APP_ID} is not installed" in p.stderr
 
 
+def test_data_kept_goes_only_to_the_same_signer(cellad, tmp_path):
+    """After `remove --keep-data`, the data is still the removed app's: an install of
+    its id by another signer (or unsigned) is refused, as an update would be."""
+    state = cellad.state_dir
+    vendor, other = keygen(tmp_path, "vendor"), keygen(tmp_path, "other")
+    app = write_app(tmp_path / "app", "1.0")
+    sign(app, vendor)
+    install(state, app).check_returncode()
+    cella("remove", "--state-dir", state, "--keep-data", APP_ID, check=0)
+    sign(app, other)
+    p = install(state, app)
+    assert p.returncode == 1
+    assert f"{APP_ID}'s data was kept when it was removed, for the same app" in p.stderr
+    assert f"'cella forget {APP_ID}' deletes the data" in p.stderr
+    sign(app, vendor)
+    install(state, app).check_returncode()
+    assert_installed(state, "1.0")
+
+
 def test_remove_refused_while_another_kernel_runs_the_app(cellad, tmp_path):
     """As `cella forget`: a `cella run` of the installed version on the same state
     directory has the app, so its files and data stay until it ends."""
