@@ -202,9 +202,13 @@ int cli_install_or_update(int argc, char **argv, bool update)
         reply = NULL;
         if (code != 0)
                 return code;
-        code = cli_bundle_fd(source, &fd, NULL);
-        if (code != 0)
+        code = cli_bundle_fd(source, &fd, NULL, json ? &reply : NULL);
+        if (code != 0) {
+                if (reply)
+                        (void)cli_print_json(reply);
+                json_decref(reply);
                 return code;
+        }
         params = id ? json_pack("{s:s}", "id", id) : json_object();
         code = cli_cellad_call(state_dir, update ? "org.cella.Update" : "org.cella.Install", params,
                                &fd, 1, 0, &reply);
