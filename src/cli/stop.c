@@ -2,9 +2,9 @@
 /*
  * cella stop: stops a running app, whichever kernel (cella run, cella boot) runs it,
  * and waits until it has stopped, as `podman stop` does. The kernel does the work
- * ({"op":"stop"} on its control socket, docs/cli.md "The control socket"): SIGTERM
+ * (org.cella.Stop on its control socket, docs/api.md): SIGTERM
  * to the app's sandbox, SIGKILL once SUPERVISOR_STOP_GRACE_MS have passed. This
- * command asks every kernel for its apps ({"op":"ps"}) until the app no longer runs.
+ * command asks every kernel for its apps (org.cella.Ps) until the app no longer runs.
  */
 #include <errno.h>
 #include <getopt.h>

@@ -72,7 +72,7 @@ static void usage(FILE *f)
                 "      --version            the version\n"
                 "\n"
                 "Signals: SIGTERM or SIGINT stop every app (services last) and exit 0; SIGHUP\n"
-                "re-executes cellad in place, the apps left running.\n"
+                "re-executes cellad in place without stopping the apps.\n"
                 "Exit codes: 0 stopped, 1 failed, 2 usage, 3 another cellad holds the state\n"
                 "directory.\n",
                 default_state_dir(), STATE_IDS_PER_APP, STATE_UID_BASE_DEFAULT,

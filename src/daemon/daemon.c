@@ -263,7 +263,7 @@ static void daemon_reexec(Daemon *d)
                 log_info("SIGHUP while stopping: ignored");
                 return;
         }
-        log_info("SIGHUP: re-executing %s in place (pid %d), the apps left running", exe,
+        log_info("SIGHUP: re-executing %s in place (pid %d); the apps are not stopped", exe,
                  (int)getpid());
         {
                 char buf[64];

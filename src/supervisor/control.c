@@ -372,6 +372,7 @@ struct Control {
         bool timer_started;
         Conn *conns;
         unsigned n_conns, max_conns;
+        unsigned fds_held;     /* descriptors received and waiting for their request */
         unsigned open_handles; /* handles whose close callback has not run */
         bool closing;
 };
@@ -429,6 +430,7 @@ static void conn_closed(uv_handle_t *h)
                 }
         }
         safe_close(k->fd);
+        c->fds_held -= k->n_in_fds;
         close_fds(k->in_fds, &k->n_in_fds);
         free(k->in);
         free(k->out);
@@ -695,6 +697,13 @@ const char *control_call_method(const ControlCall *call)
         return call ? call->method : NULL;
 }
 
+size_t control_call_queued(const ControlCall *call)
+{
+        if (!call || !call->conn || call->conn->closing)
+                return 0;
+        return call->conn->out_len - call->conn->out_off;
+}
+
 const struct ucred *control_call_peer(const ControlCall *call)
 {
         return call ? &call->peer : NULL;
@@ -824,6 +833,9 @@ static void conn_dispatch(Conn *k, const char *line, size_t len, int *fds, unsig
         call->in_method = true;
         r = m->m.call(call, req.parameters, m->userdata);
         call->in_method = false;
+        /* Descriptors are taken while the method runs; the others close now, not
+         * when a long call (a stream) ends. */
+        close_fds(call->fds, &call->n_fds);
         if (!call->done && r < 0)
                 (void)control_reply_errno(call, r, NULL);
         else if (call->done) {
@@ -852,6 +864,7 @@ static void conn_process(Conn *k)
                 nl = memchr(k->in, '\n', k->in_len);
                 if (!nl) {
                         if (k->in_len >= CONTROL_LINE_MAX) {
+                                k->control->fds_held -= k->n_in_fds;
                                 close_fds(k->in_fds, &k->n_in_fds);
                                 (void)conn_error(k, CONTROL_ERROR_INVALID_REQUEST, NULL,
                                                  "request longer than the line limit (65536 "
@@ -865,6 +878,7 @@ static void conn_process(Conn *k)
                 if (k->n_in_fds > 0 && k->in_fds_at == 0) {
                         memcpy(fds, k->in_fds, sizeof(int) * k->n_in_fds);
                         n_fds = k->n_in_fds;
+                        k->control->fds_held -= n_fds;
                         k->n_in_fds = 0;
                 }
                 /* An empty line (a keep-alive, or a "\r\n" client's) is no request. */
@@ -943,7 +957,6 @@ static int conn_read(Conn *k)
         };
         int fds[CONTROL_FDS_MAX];
         unsigned n_fds = 0;
-        bool at_start;
         ssize_t n;
 
         if (k->in_len == k->in_cap) {
@@ -976,16 +989,30 @@ static int conn_read(Conn *k)
                                 close(fd);
                 }
         }
-        /* Descriptors belong to the request whose first byte they came with: this read
-         * must begin a request (nothing buffered, or a whole line before it), and no
-         * other descriptors may be waiting for one. Others are closed. */
-        at_start = k->in_len == 0 || k->in[k->in_len - 1] == '\n';
-        if (n_fds > 0 && (!at_start || k->n_in_fds > 0 || n == 0))
-                close_fds(fds, &n_fds);
+        /* Descriptors belong to the request whose first byte came with them. A
+         * read ends with the sendmsg() that carried them (the socket's kernel
+         * stops a read right after a message with descriptors), and that
+         * sendmsg() carries one request or its beginning, so they belong to the
+         * last request that starts in this read: after its last newline but the
+         * one that ends it, or at its first byte if a line ended before it. A read
+         * in which no request starts (the middle of a line), or while other
+         * descriptors still wait for their request, has its descriptors closed. */
         if (n_fds > 0) {
-                memcpy(k->in_fds, fds, sizeof(int) * n_fds);
-                k->n_in_fds = n_fds;
-                k->in_fds_at = k->in_len;
+                const char *nl = n > 1 ? memrchr(k->in + k->in_len, '\n', (size_t)n - 1) : NULL;
+                bool starts = nl || k->in_len == 0 || k->in[k->in_len - 1] == '\n';
+
+                /* At most as many waiting in all as clients may connect: a client
+                 * cannot hold 4 descriptors of the kernel's by never ending its line
+                 * (the connection bound leaves each client 2 on average). */
+                if (!starts || k->n_in_fds > 0 || n == 0 ||
+                    k->control->fds_held + n_fds > k->control->max_conns)
+                        close_fds(fds, &n_fds);
+                else {
+                        memcpy(k->in_fds, fds, sizeof(int) * n_fds);
+                        k->n_in_fds = n_fds;
+                        k->control->fds_held += n_fds;
+                        k->in_fds_at = nl ? (size_t)(nl + 1 - k->in) : k->in_len;
+                }
         }
         if (n == 0) {
                 k->eof = true;
@@ -1106,12 +1133,24 @@ static int peer_groups(int fd, gid_t **ret, size_t *ret_n)
  * made (or a user added to it) while the daemon runs counts from then on. */
 static gid_t manage_gid(void)
 {
-        char buf[16384];
         struct group gr, *res = NULL;
+        size_t size = 16384;
 
-        if (getgrnam_r(CONTROL_GROUP, &gr, buf, sizeof buf, &res) != 0 || !res)
-                return (gid_t)-1;
-        return res->gr_gid;
+        /* A group's line holds its members: grow the buffer as glibc asks (ERANGE),
+         * up to 4 MiB, rather than take a long line for no group. */
+        for (;;) {
+                _cleanup_free_ char *buf = malloc(size);
+                int r;
+
+                if (!buf)
+                        return (gid_t)-1;
+                r = getgrnam_r(CONTROL_GROUP, &gr, buf, size, &res);
+                if (r == ERANGE && size < 4u * 1024u * 1024u) {
+                        size *= 2;
+                        continue;
+                }
+                return r == 0 && res ? res->gr_gid : (gid_t)-1;
+        }
 }
 
 /* What the peer on fd may call on listener l: *ret_level, or -EPERM (a kernel
@@ -1186,6 +1225,16 @@ static void conn_new(Control *c, int fd, const struct ucred *cred, ControlAccess
                 conn_drop(k);
 }
 
+/* The connections of uid now. */
+static unsigned user_connections(const Control *c, uid_t uid)
+{
+        unsigned n = 0;
+
+        for (const Conn *k = c->conns; k; k = k->next)
+                n += k->peer.uid == uid;
+        return n;
+}
+
 static void on_listen(uv_poll_t *p, int status, int events)
 {
         static const char busy[] = "{\"error\":\"" CONTROL_ERROR_BUSY "\",\"parameters\":{"
@@ -1206,7 +1255,9 @@ static void on_listen(uv_poll_t *p, int status, int events)
                         close(fd);
                         continue;
                 }
-                if (c->n_conns >= c->max_conns) {
+                if (c->n_conns >= c->max_conns ||
+                    (level > CONTROL_ACCESS_MANAGE &&
+                     user_connections(c, cred.uid) >= CONTROL_CONNECTIONS_PER_USER)) {
                         (void)send(fd, busy, sizeof busy - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
                         close(fd);
                         continue;
@@ -1510,7 +1561,7 @@ int control_listen_fd(Control *c, int fd)
                 return -EINVAL;
         }
         r = fcntl(fd, F_GETFL);
-        if (r < 0 || fcntl(fd, F_SETFL, r | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+        if (r < 0 || fcntl(fd, F_SETFL, r | O_NONBLOCK) < 0) {
                 r = negative_errno();
                 safe_close(fd);
                 return r;
@@ -2003,11 +2054,14 @@ static int each_kernel(const char *state_dir, const char *method, const json_t *
         _cleanup_free_ Ask *asks = NULL;
         size_t n_pids = 0, req_len;
         int replied = 0, r;
+        json_t *copy;
 
         if (!state_dir || !*state_dir || !method || (params && !json_is_object(params)))
                 return -EINVAL;
-        r = request_line(method, params ? json_deep_copy(params) : NULL, false, !fn, &req,
-                         &req_len);
+        copy = params ? json_deep_copy(params) : json_object();
+        if (!copy)
+                return -ENOMEM;
+        r = request_line(method, copy, false, !fn, &req, &req_len);
         if (r < 0)
                 return r;
         dirfd = open_run_dir(state_dir, false);

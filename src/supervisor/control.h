@@ -55,13 +55,19 @@
  * min(CONTROL_CONNECTIONS_MAX, (RLIMIT_NOFILE soft limit - CONTROL_FDS_RESERVED) / 2)
  * when the Control is made, and never under CONTROL_CONNECTIONS_MIN. Half the
  * descriptors left: each client holds one, and the calls it makes may open others
- * (a bundle, a log file). A kernel under the usual soft limit of 1024 serves 448;
- * cellad raises its soft limit to the hard one and serves 4096. A client past the
- * bound gets {"error":"org.cella.Busy"} and is closed.
+ * (a bundle, a log file). A process under the usual soft limit of 1024 serves 448;
+ * a cella kernel raises its limit first (SUPERVISOR_NOFILE_MAX) and serves 4096. A
+ * client past the bound gets {"error":"org.cella.Busy"} and is closed.
  */
 #define CONTROL_CONNECTIONS_MAX 4096u
 #define CONTROL_CONNECTIONS_MIN 16u
 #define CONTROL_FDS_RESERVED    128u
+
+/* Connections at once of one user who may neither manage nor is root, on a public
+ * socket: a local user cannot take every slot from root and the managers (the
+ * client past it gets org.cella.Busy). 64: more than any one person's tools
+ * need, a sixty-fourth of the usual bound. */
+#define CONTROL_CONNECTIONS_PER_USER 64u
 
 /* A client asks every kernel at once and waits this long for all of them together:
  * a kernel's loop answers in milliseconds when it gets the CPU, but under a load of
@@ -162,8 +168,10 @@ int control_listen_path(Control *c, const char *path);
 /*
  * Listens on fd, a listening AF_UNIX stream socket (systemd's socket unit:
  * sd_listen_fds()), public as control_listen_path(). Takes fd (closed by
- * control_close(), or on error). Returns 0, -EINVAL (not a listening stream
- * socket), -ENOMEM, or -errno.
+ * control_close(), or on error). Makes it non-blocking; its close-on-exec flag is
+ * left as the caller set it (a daemon that re-executes itself in place keeps
+ * systemd's socket across the exec; a sandbox closes every fd it is not given).
+ * Returns 0, -EINVAL (not a listening stream socket), -ENOMEM, or -errno.
  */
 int control_listen_fd(Control *c, int fd);
 
@@ -232,17 +240,27 @@ bool control_call_more(const ControlCall *call);
 /* The request's method name (borrowed: valid during the call). */
 const char *control_call_method(const ControlCall *call);
 
+/*
+ * Bytes of replies queued for call's client and not yet taken by its socket (0
+ * once the client is gone). A stream that can coalesce what it sends (a snapshot
+ * of `ps --watch`) may skip a reply while this is high, rather than have its
+ * client dropped at CONTROL_OUTPUT_MAX (control_reply_continues()).
+ */
+size_t control_call_queued(const ControlCall *call);
+
 /* The peer's credentials (SO_PEERCRED, read at connect). */
 const struct ucred *control_call_peer(const ControlCall *call);
 
 /*
- * Takes the i-th descriptor the request carried (the caller owns it then; the ones
- * not taken are closed when the call ends). Returns the fd, or -EBADF if the
- * request carried fewer, or it was taken already.
+ * Takes the i-th descriptor the request carried (the caller owns it then). Only
+ * while the method's call function runs: the ones not taken are closed when it
+ * returns (not when a long call ends). Returns the fd, or -EBADF if the request
+ * carried fewer, or it was taken already, or the call function has returned.
  */
 int control_call_take_fd(ControlCall *call, unsigned i);
 
-/* The number of descriptors the request carried (taken or not). */
+/* The number of descriptors the request carried (taken or not), while the method's
+ * call function runs; 0 after. */
 unsigned control_call_n_fds(const ControlCall *call);
 
 /*

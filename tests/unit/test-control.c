@@ -982,10 +982,16 @@ static int api_flood(ControlCall *call, json_t *params, void *ud)
         control_call_on_abort(call, on_held_abort, a);
         a->held = call;
         while (r == 0 && a->flood_sent < 1000) {
+                size_t before = control_call_queued(call);
+
                 r = control_reply_continues(call, json_pack("{s:s}", "blob", blob));
                 if (r == 0)
                         a->flood_sent++;
+                if (r == 0) /* queued, or taken by the socket at once */
+                        ck_assert_uint_le(control_call_queued(call), before + 64 * 1024 + 64);
+                ck_assert_uint_le(control_call_queued(call), CONTROL_OUTPUT_MAX);
         }
+        ck_assert_uint_eq(control_call_queued(call), 0); /* dropped */
         free(blob);
         a->flood_error = r;
         return 0; /* the abort callback ends it */
@@ -1501,6 +1507,57 @@ START_TEST(test_api_fd_passing)
 }
 END_TEST
 
+/* Two requests read together, the second with a descriptor: it is the second's
+ * (the socket's kernel ends a read with the message that carried descriptors),
+ * whatever came before it in the same read. */
+START_TEST(test_api_fds_of_a_pipelined_request)
+{
+        static const char a_line[] = "{\"method\":\"org.test.Echo\",\"parameters\":{\"a\":1}}\n";
+        static const char b_line[] = "{\"method\":\"org.test.Fds\"}\n";
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        char text[1024] = "";
+        size_t got = 0;
+        int sock, p[2];
+        json_t *r;
+        Api a;
+
+        api_start(&a);
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", a.path);
+        ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+        ck_assert_int_eq(write(p[1], "piped", 5), 5);
+        sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_eq(connect(sock, (struct sockaddr *)&sa, sizeof sa), 0);
+        /* both are in the socket before the server runs: one read takes both */
+        ck_assert_int_eq(send(sock, a_line, sizeof a_line - 1, MSG_NOSIGNAL),
+                         (ssize_t)sizeof a_line - 1);
+        ck_assert_int_eq(send_with_fds(sock, b_line, sizeof b_line - 1, &p[0], 1),
+                         (ssize_t)sizeof b_line - 1);
+        p[0] = safe_close(p[0]);
+        for (int64_t end = test_now_ms() + 5000; test_now_ms() < end;) {
+                const char *nl = strchr(text, '\n');
+                ssize_t k;
+
+                if (nl && strchr(nl + 1, '\n'))
+                        break; /* both replies */
+                uv_run(&a.loop, UV_RUN_NOWAIT);
+                uv_wait_event(&a.loop, sock, 100);
+                k = recv(sock, text + got, sizeof text - 1 - got, MSG_DONTWAIT);
+                if (k > 0)
+                        got += (size_t)k;
+                text[got] = 0;
+        }
+        r = line_at(text, 1);
+        ck_assert_msg(r, "no second reply: %s", text);
+        ck_assert_int_eq(json_integer_value(json_object_get(control_reply_parameters(r), "n")), 1);
+        ck_assert_str_eq(json_string_value(json_object_get(control_reply_parameters(r), "data")),
+                         "piped");
+        json_decref(r);
+        close(sock);
+        close(p[1]);
+        api_stop(&a);
+}
+END_TEST
+
 /* A stream to a client that never reads: the server queues at most
  * CONTROL_OUTPUT_MAX bytes for it, then the method is told (-ENOBUFS), the client
  * is sent org.cella.Overrun and dropped, and the call is aborted. */
@@ -1538,6 +1595,56 @@ START_TEST(test_api_output_bound_stalled_reader)
         close(sock);
         free(buf);
         api_stop(&a);
+}
+END_TEST
+
+static void listen_fd_job(ApiJob *j)
+{
+        _cleanup_control_client_ ControlClient *cl = NULL;
+        char path[128];
+
+        j->replies = json_array();
+        snprintf(path, sizeof path, "%s/passed.sock", state);
+        j->result = control_client_connect(path, &cl);
+        if (j->result == 0)
+                j->result = control_client_call(cl, "org.test.Echo", json_pack("{s:i}", "fd", 1),
+                                                NULL, 0, false, api_collect, j);
+}
+
+/* A socket systemd passed (control_listen_fd): served like the public one; what is
+ * not a listening Unix stream socket is refused (and closed). */
+START_TEST(test_api_listen_fd)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        ApiJob j;
+        int fd, pair[2];
+        Api a;
+
+        api_start(&a);
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s/passed.sock", state);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+        ck_assert_int_eq(control_listen_fd(a.control, fd), -EINVAL); /* not listening yet */
+        ck_assert_int_eq(fcntl(fd, F_GETFD), -1);                    /* taken and closed */
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_eq(unlink(sa.sun_path), 0);
+        ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+        ck_assert_int_eq(listen(fd, 8), 0);
+        ck_assert_int_eq(control_listen_fd(a.control, fd), 0);
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, pair), 0);
+        ck_assert_int_eq(control_listen_fd(a.control, pair[0]), -EINVAL);
+        close(pair[1]);
+        /* one kernel socket per Control */
+        ck_assert_int_eq(control_listen_kernel(a.control, state), 0);
+        ck_assert_int_eq(control_listen_kernel(a.control, state), -EEXIST);
+
+        j = (ApiJob){.a = &a, .fn = listen_fd_job};
+        api_run(&j);
+        ck_assert_int_eq(j.result, 0);
+        ck_assert_int_eq(reply_param_int(j.replies, "fd"), 1);
+        json_decref(j.replies);
+        api_stop(&a);
+        ck_assert_int_eq(unlink(sa.sun_path), 0); /* a passed socket's file is its owner's */
 }
 END_TEST
 
@@ -1754,6 +1861,61 @@ static void as_user(Api *a, gid_t primary, const gid_t *groups, size_t n, char *
         close(pfd[0]);
 }
 
+/* In a child that is the test user: CONTROL_CONNECTIONS_PER_USER connections
+ * held open, then one more, which must be told org.cella.Busy; exit 0 if so. */
+static void as_user_many(Api *a)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int status;
+        pid_t pid;
+
+        /* the connections of the calls before have gone (else one going while the
+         * child connects frees a slot before its last connection) */
+        for (int64_t end = test_now_ms() + 5000;
+             control_connections(a->control) > 0 && test_now_ms() < end;) {
+                uv_run(&a->loop, UV_RUN_NOWAIT);
+                uv_wait_event(&a->loop, -1, 100);
+        }
+        ck_assert_uint_eq(control_connections(a->control), 0);
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", a->path);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                struct timeval tv = {.tv_sec = 10};
+                char buf[256];
+                ssize_t n;
+                int fd = -1;
+
+                if (setgroups(0, NULL) < 0 || setresgid(test_gid, test_gid, test_gid) < 0 ||
+                    setresuid(test_uid, test_uid, test_uid) < 0)
+                        _exit(10);
+                for (unsigned i = 0; i <= CONTROL_CONNECTIONS_PER_USER; i++) {
+                        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+                                _exit(11);
+                }
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+                n = read(fd, buf, sizeof buf - 1);
+                if (n <= 0)
+                        _exit(12);
+                buf[n] = 0;
+                _exit(strstr(buf, CONTROL_ERROR_BUSY) ? 0 : 13);
+        }
+        while (waitpid(pid, &status, WNOHANG) == 0) {
+                uv_run(&a->loop, UV_RUN_NOWAIT);
+                uv_wait_event(&a->loop, -1, 20);
+        }
+        ck_assert(WIFEXITED(status));
+        ck_assert_int_eq(WEXITSTATUS(status), 0);
+        /* the child's connections went with it */
+        for (int64_t end = test_now_ms() + 5000;
+             control_connections(a->control) > 0 && test_now_ms() < end;) {
+                uv_run(&a->loop, UV_RUN_NOWAIT);
+                uv_wait_event(&a->loop, -1, 100);
+        }
+        ck_assert_uint_eq(control_connections(a->control), 0);
+}
+
 START_TEST(test_api_access_real_user)
 {
         char got[4];
@@ -1771,6 +1933,8 @@ START_TEST(test_api_access_real_user)
         /* A stranger: only what anyone may call. */
         as_user(&a, test_gid, NULL, 0, got, sizeof got);
         ck_assert_msg(memcmp(got, "nnny", 4) == 0, "stranger: %.4s", got);
+        /* and it cannot take every connection */
+        as_user_many(&a);
 
         /* Opened read-only methods by uid, then by a group it is in. */
         ck_assert_int_eq(control_set_readers(a.control, &test_uid, 1, NULL, 0), 0);
@@ -1858,7 +2022,9 @@ int main(void)
         tcase_add_test(ta, test_api_pipelining_in_order);
         tcase_add_test(ta, test_api_stream_and_abort);
         tcase_add_test(ta, test_api_fd_passing);
+        tcase_add_test(ta, test_api_fds_of_a_pipelined_request);
         tcase_add_test(ta, test_api_output_bound_stalled_reader);
+        tcase_add_test(ta, test_api_listen_fd);
         suite_add_tcase(s, tp);
         suite_add_tcase(s, tk);
         suite_add_tcase(s, ta);
