@@ -78,9 +78,8 @@ const char *cli_safe_str(json_t *v, char *buf, size_t size);
  * cmd names the command in messages. Returns 0, or an exit code after a message:
  * CELLA_EXIT_STATE (run/ unreadable, not root), CELLA_EXIT_INTERNAL (out of memory).
  */
-int cli_ask_kernels_all(const char *cmd, const char *state_dir, const char *method,
-                        json_t *params, const char *key, const char *what, json_t **ret,
-                        json_t **ret_mute);
+int cli_ask_kernels_all(const char *cmd, const char *state_dir, const char *method, json_t *params,
+                        const char *key, const char *what, json_t **ret, json_t **ret_mute);
 
 /* cli_ask_kernels_all() without ret_mute (the warnings are still printed). */
 int cli_ask_kernels(const char *cmd, const char *state_dir, const char *method, json_t *params,
