@@ -202,6 +202,7 @@ static int hold(Instance *inst)
 static void keeper_lost(Supervisor *s, int r)
 {
         SupervisorKeeper *k = s->keeper;
+        size_t n = 0;
 
         if (k->reholding)
                 return;
@@ -214,13 +215,20 @@ static void keeper_lost(Supervisor *s, int r)
                 return;
         }
         k->reholding = true;
-        for (size_t i = 0; i < s->n_apps; i++)
-                if (holdable(s->apps[i]) && (r = hold(s->apps[i])) < 0) {
+        for (size_t i = 0; i < s->n_apps; i++) {
+                if (!holdable(s->apps[i]))
+                        continue;
+                r = hold(s->apps[i]);
+                if (r < 0) {
                         log_error_errno(r, "%s: cannot hand it to the new keeper: %m",
                                         s->apps[i]->manifest->id);
                         break;
                 }
+                n++;
+        }
         k->reholding = false;
+        if (r >= 0)
+                log_info("handed %zu running app(s) to the new keeper (pid %d)", n, (int)k->pid);
 }
 
 void supervisor_keeper_hold(Instance *inst)

@@ -372,7 +372,8 @@ def test_keeper_replaced_then_sigkill(tmp_path):
         pids = {i: r["pid"] for i, r in ps(state).items()}
         (old,) = keeper_pids(state)
         os.kill(old, signal.SIGKILL)
-        wait_for("cellad to start another keeper", lambda: "starting another" in d.log())
+        wait_for("cellad to hand its apps to another keeper",
+                 lambda: "handed 2 running app(s) to the new keeper" in d.log())
         new = wait_for("the new keeper", lambda: [k for k in keeper_pids(state) if k != old])
         assert all(alive(p) for p in pids.values())
         d.send(signal.SIGKILL)
