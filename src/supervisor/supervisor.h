@@ -135,7 +135,6 @@ uv_loop_t *supervisor_uv_loop(Supervisor *s);
  */
 int supervisor_open(Supervisor *s, SupervisorError *err);
 
-
 /*
  * An orderly stop of every app, as `cella boot` on Ctrl-C: apps first, then services,
  * the ones others depend on last (wave by wave in reverse); kill: SIGKILL at once.
