@@ -750,7 +750,7 @@ static int method_events(ControlCall *call, json_t *params, void *ud)
         AuditVerifyReport report;
         Replay replay = {.call = call};
         Stream *st;
-        int r;
+        int r = 0;
 
         if (since) {
                 if (!json_is_string(since) ||
@@ -765,7 +765,9 @@ static int method_events(ControlCall *call, json_t *params, void *ud)
                         log_warning("events: the audit log's replay stopped: %s",
                                     report.message[0] ? report.message : strerror(-r));
         }
-        if (!control_call_more(call))
+        /* A client gone (or too slow) during the replay gets no stream: the call ends
+         * here, so that it does not live on, detached, waiting for a final reply. */
+        if (!control_call_more(call) || r == -EPIPE)
                 return control_reply(call, json_pack("{s:I}", "replayed", (json_int_t)replay.sent));
         st = stream_new(am, call, STREAM_EVENTS, NULL);
         if (!st)

@@ -541,6 +541,23 @@ def test_read_and_manage_methods_for_a_real_user(tmp_path, life_user):
                 assert r.get("error") == "org.cella.PermissionDenied", (method, r)
             # Refused means nothing happened: it still runs in the foreground.
             assert state_of(d, "org.test.life.a") == "foreground"
+            # cella logs as that user: the files are root's, cellad's Logs is not.
+            wait_log_grows(d, "org.test.life.a", 0)
+
+            def drop():
+                os.setgroups([])
+                os.setgid(gid)
+                os.setuid(uid)
+
+            p = subprocess.run([CELLA, "logs", "-n", "1", "org.test.life.a", "--state-dir",
+                                str(state)], preexec_fn=drop, capture_output=True, text=True,
+                               timeout=60, cwd="/")
+            assert p.returncode == 0, p.stderr
+            assert p.stdout.startswith("tick "), p.stdout
+            p = subprocess.run([CELLA, "freeze", "org.test.life.a", "--state-dir", str(state)],
+                               preexec_fn=drop, capture_output=True, text=True, timeout=60,
+                               cwd="/")
+            assert p.returncode == 242 and "PermissionDenied" not in p.stderr, p.stderr
             assert d.stop() == 0
         with running_cellad(state, "--no-autostart") as d:
             # Not opened to it: not even Ps.
