@@ -1153,11 +1153,11 @@ static gid_t manage_gid(void)
         }
 }
 
-/* What the peer on fd may call on listener l: *ret_level, or -EPERM (a kernel
- * socket's stranger, to be closed) or -errno. */
-static int peer_access(const Listener *l, int fd, struct ucred *cred, ControlAccess *ret_level)
+/* What the peer on fd may call, on a kernel socket (kernel) or a public one:
+ * *ret_level, or -EPERM (a kernel socket's stranger, to be closed) or -errno. */
+static int peer_access(const Control *c, bool kernel, int fd, struct ucred *cred,
+                       ControlAccess *ret_level)
 {
-        const Control *c = l->control;
         _cleanup_free_ gid_t *groups = NULL;
         socklen_t len = sizeof *cred;
         size_t n_groups = 0;
@@ -1165,7 +1165,7 @@ static int peer_access(const Listener *l, int fd, struct ucred *cred, ControlAcc
 
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, &len) < 0)
                 return negative_errno();
-        if (l->kernel) {
+        if (kernel) {
                 /* Only the kernel's own user (and root) may talk to it: the 0700
                  * directory already says so, this holds even if someone loosened it. */
                 if (cred->uid != 0 && cred->uid != geteuid())
@@ -1197,15 +1197,21 @@ static int peer_access(const Listener *l, int fd, struct ucred *cred, ControlAcc
         return 0;
 }
 
-static void conn_new(Control *c, int fd, const struct ucred *cred, ControlAccess level)
+static int conn_new(Control *c, int fd, const struct ucred *cred, ControlAccess level)
 {
         Conn *k;
+        int r;
 
         k = calloc(1, sizeof *k);
-        if (!k || uv_poll_init(c->loop, &k->poll, fd) < 0) {
+        if (!k) {
+                close(fd);
+                return -ENOMEM;
+        }
+        r = uv_poll_init(c->loop, &k->poll, fd);
+        if (r < 0) {
                 free(k);
                 close(fd);
-                return;
+                return r;
         }
         k->control = c;
         k->fd = fd;
@@ -1221,8 +1227,10 @@ static void conn_new(Control *c, int fd, const struct ucred *cred, ControlAccess
         c->conns = k;
         c->n_conns++;
         c->open_handles++;
-        if (uv_poll_start(&k->poll, UV_READABLE, on_conn) < 0)
+        r = uv_poll_start(&k->poll, UV_READABLE, on_conn);
+        if (r < 0)
                 conn_drop(k);
+        return r;
 }
 
 /* The connections of uid now. */
@@ -1251,7 +1259,7 @@ static void on_listen(uv_poll_t *p, int status, int events)
 
                 if (fd < 0)
                         return; /* EAGAIN, or a client that gave up (ECONNABORTED) */
-                if (peer_access(l, fd, &cred, &level) < 0) {
+                if (peer_access(c, l->kernel, fd, &cred, &level) < 0) {
                         close(fd);
                         continue;
                 }
@@ -1262,7 +1270,7 @@ static void on_listen(uv_poll_t *p, int status, int events)
                         close(fd);
                         continue;
                 }
-                conn_new(c, fd, &cred, level);
+                (void)conn_new(c, fd, &cred, level);
         }
 }
 
@@ -1319,6 +1327,33 @@ int control_new(uv_loop_t *loop, Control **ret)
         uv_unref((uv_handle_t *)&c->timer);
         *ret = c;
         return 0;
+}
+
+int control_serve_fd(Control *c, int fd, bool owner)
+{
+        struct ucred cred;
+        ControlAccess level;
+        int r, type = 0;
+
+        if (!c || fd < 0 || c->closing ||
+            getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &(socklen_t){sizeof type}) < 0 ||
+            type != SOCK_STREAM) {
+                safe_close(fd);
+                return -EINVAL;
+        }
+        r = peer_access(c, owner, fd, &cred, &level);
+        if (r >= 0) {
+                r = fcntl(fd, F_GETFL);
+                r = r < 0 || fcntl(fd, F_SETFL, r | O_NONBLOCK) < 0 ? negative_errno() : 0;
+        }
+        if (r < 0) {
+                safe_close(fd);
+                return r;
+        }
+        if (!c->timer_started &&
+            uv_timer_start(&c->timer, on_timer, CONTROL_IDLE_MS / 4, CONTROL_IDLE_MS / 4) == 0)
+                c->timer_started = true;
+        return conn_new(c, fd, &cred, level);
 }
 
 int control_add_methods(Control *c, const ControlMethod *m, size_t n, void *userdata)

@@ -176,6 +176,18 @@ int control_listen_path(Control *c, const char *path);
 int control_listen_fd(Control *c, int fd);
 
 /*
+ * Serves fd, a connected AF_UNIX stream socket (one end of a socketpair() given to
+ * a helper process, say), as a client of c. owner: the peer must be this
+ * process's user or root (else -EPERM) and may call every method, as on
+ * control_listen_kernel()'s socket; otherwise each method's rule is checked
+ * against the peer's credentials (for a socketpair(), those of the process that
+ * made it). Not counted against the connection bound. Takes fd (closed on error
+ * or when the client goes). Returns 0, -EINVAL (not a stream socket), -EPERM,
+ * -ENOMEM, or -errno.
+ */
+int control_serve_fd(Control *c, int fd, bool owner);
+
+/*
  * Stops listening, unlinks the sockets it made, drops every client (the calls in
  * flight get their abort callback), and frees c once the loop has run the handles'
  * close callbacks: run the loop again before uv_loop_close() (which needs that
