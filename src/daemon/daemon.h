@@ -59,8 +59,9 @@ typedef struct DaemonOptions {
         const char *socket_path; /* NULL: <state_dir>/cellad.sock */
         int ready_fd;            /* >= 0: "READY\n" is written here once ready, then closed */
         int lock_fd;             /* >= 0: the lock, inherited over a re-exec (--lock-fd) */
-        CgroupMode cgroup_mode;  /* CGROUP_MODE_AUTO unless forced */
-        uid_t uid_base;          /* host uid range for new apps */
+        int listen_fd; /* >= 0: the public socket, inherited over a re-exec (--listen-fd) */
+        CgroupMode cgroup_mode; /* CGROUP_MODE_AUTO unless forced */
+        uid_t uid_base;         /* host uid range for new apps */
         uint32_t uid_count;
         const char *exe;   /* what SIGHUP re-executes: NULL: /proc/self/exe */
         char **argv;       /* the command line to re-execute with (borrowed) */
@@ -82,11 +83,15 @@ typedef struct DaemonOptions {
  */
 int daemon_run(const DaemonOptions *o);
 
+/* The daemon's kernel (SupervisorOptions.daemon), owned by d; valid from the hooks on. */
 Supervisor *daemon_supervisor(Daemon *d);
-/* The control server: the kernel's run/<pid>.sock, also listening on cellad.sock
- * (or on the socket systemd passed). */
+/* The control server, owned by the supervisor: the kernel's run/<pid>.sock, also
+ * listening on cellad.sock (or on the socket systemd passed); add methods with
+ * control_add_methods(). Valid from the hooks on. */
 Control *daemon_control(Daemon *d);
+/* The state directory's path, as given (--state-dir, $CELLA_STATE_DIR or the default). */
 const char *daemon_state_dir(const Daemon *d);
+/* The supervisor's libuv loop, on which every handle of the daemon and its parts runs. */
 uv_loop_t *daemon_loop(Daemon *d);
 
 /* The hooks (see the top of this file); each returns 0 or a negative errno, which

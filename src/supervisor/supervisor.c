@@ -815,9 +815,12 @@ int supervisor_new(const SupervisorOptions *o, Supervisor **ret, SupervisorError
         }
         s->o = *o;
 
-        s->o.cgm = NULL;
-        r = o->cgm ? (s->cgm = o->cgm, 0)
-                   : cgroup_manager_new("/sys/fs/cgroup", o->cgroup_mode, NULL, &s->cgm);
+        s->o.cgm = NULL; /* s->cgm owns it now */
+        if (o->cgm) {
+                s->cgm = o->cgm;
+                r = 0;
+        } else
+                r = cgroup_manager_new("/sys/fs/cgroup", o->cgroup_mode, NULL, &s->cgm);
         if (r < 0) {
                 log_error_errno(r, "no usable cgroup hierarchy under /sys/fs/cgroup: %m");
                 r = supervisor_error_at(err, SANDBOX_STEP_CGROUP, r, "/sys/fs/cgroup");

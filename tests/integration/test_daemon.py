@@ -64,9 +64,10 @@ def test_a_second_cellad_on_the_same_state_dir_is_refused(cellad):
                        text=True, timeout=60)
     assert p.returncode == 3, p.stderr
     assert f"another cellad (pid {cellad.pid}) holds {cellad.state_dir}" in p.stderr
-    # The first one is untouched: still the lock's holder, still running.
+    # The first one is untouched: still the lock's holder, running, answering.
     assert cellad.proc.poll() is None
     assert (cellad.state_dir / "cellad.lock").read_text() == f"{cellad.pid}\n"
+    assert cellad.call("org.cella.Ping") == {"pid": cellad.pid}
 
 
 def test_the_lock_goes_with_the_process(tmp_path):
@@ -537,6 +538,7 @@ def test_sighup_reexecutes_in_place(tmp_path):
         n.wait_for(lambda m: m == "READY=1")
         first = len(n.messages)
         exe = os.readlink(f"/proc/{d.pid}/exe")
+        sock_ino = os.stat(d.socket).st_ino
         with open(f"/proc/{d.pid}/stat") as f:
             start_time = f.read().rsplit(")", 1)[1].split()[19]
         d.send(signal.SIGHUP)
@@ -554,7 +556,10 @@ def test_sighup_reexecutes_in_place(tmp_path):
         # The new image runs from the same cgroup leaf, not one below it.
         assert _cgroups(d.pid)["pids"].endswith("/cellad/supervisor")
         assert "SIGHUP: re-executing" in d.log()
+        # The socket was handed over, not bound again: the same file, never gone.
+        assert os.stat(d.socket).st_ino == sock_ino
         assert d.stop() == 0
+        assert not d.socket.exists()
     finally:
         d.close()
         n.close()
@@ -597,3 +602,160 @@ def test_read_users_names_must_exist(tmp_path):
     p = subprocess.run([CELLAD, "--read-groups", "a,,b"], capture_output=True, text=True,
                        timeout=30)
     assert p.returncode == 2 and "--read-groups" in p.stderr
+
+
+@pytest.mark.parametrize("plant", ["symlink", "other-owner", "group-writable"])
+def test_a_planted_lock_is_refused(tmp_path, plant):
+    """cellad.lock is opened O_NOFOLLOW and must be root's, not writable by others: a
+    lock someone else holds or swaps could keep the daemon from starting or let two
+    run on one state directory."""
+    require_cellad()
+    state = tmp_path / "state"
+    state.mkdir(mode=0o711)
+    target = tmp_path / "elsewhere"
+    lock = state / "cellad.lock"
+    if plant == "symlink":
+        lock.symlink_to(target)
+    else:
+        lock.write_text("")
+        if plant == "other-owner":
+            os.chown(lock, 65534, 65534)
+        else:
+            os.chmod(lock, 0o664)
+    d = Cellad(state)
+    try:
+        with pytest.raises(DaemonError) as e:
+            d.start()
+        assert e.value.code == 1, e.value.log
+        assert str(state) in e.value.log
+    finally:
+        d.close()
+    assert not target.exists()
+
+
+def test_sighup_keeps_the_socket_systemd_passed(tmp_path):
+    """Over the in-place re-exec, systemd's socket stays open at fd 3 (LISTEN_FDS and
+    LISTEN_PID still hold: same pid) and the new image serves on it."""
+    require_cellad()
+    path = tmp_path / "activated.sock"
+    lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    lsock.bind(str(path))
+    lsock.listen(16)
+    n = NotifySocket(tmp_path / "notify")
+    d = Cellad(tmp_path / "state", listen_fd=lsock.fileno(),
+               env=dict(os.environ, NOTIFY_SOCKET=n.path))
+    try:
+        d.start()
+        lsock.close()
+        n.wait_for(lambda m: m == "READY=1")
+        d.send(signal.SIGHUP)
+        n.wait_for(lambda m: m == "READY=1" and n.messages.count("READY=1") >= 2)
+        assert call(path, "org.cella.Ping")["pid"] == d.pid
+        assert not (tmp_path / "state" / "cellad.sock").exists()
+        assert d.stop() == 0
+    finally:
+        d.close()
+        n.close()
+
+
+def test_lock_fd_must_be_the_lock(tmp_path):
+    """--lock-fd (what a re-exec hands over) is taken only if it is this state
+    directory's cellad.lock: another open file is refused."""
+    require_cellad()
+    other = open(tmp_path / "other", "w")
+    try:
+        d = Cellad(tmp_path / "state", "--lock-fd", str(other.fileno()),
+                   pass_fds=(other.fileno(),))
+        try:
+            with pytest.raises(DaemonError) as e:
+                d.start()
+            assert e.value.code == 1
+            assert f"--lock-fd {other.fileno()} is not {tmp_path / 'state'}/cellad.lock" \
+                in e.value.log
+        finally:
+            d.close()
+    finally:
+        other.close()
+
+
+def test_a_thousand_clients_at_once(tmp_path):
+    """cellad raises its soft RLIMIT_NOFILE to the hard one before its control server
+    sizes its bound on clients: a thousand clients connected at once (started from a
+    shell whose soft limit is 1024, as a login's) are all answered."""
+    require_cellad()
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 4096:
+        pytest.skip(f"the hard RLIMIT_NOFILE here is {hard}: too low for 1,000 clients")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2200), hard))
+
+    def login_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+
+    clients = []
+    try:
+        with running_cellad(tmp_path / "state", preexec_fn=login_limit) as d:
+            limits = Path(f"/proc/{d.pid}/limits").read_text()
+            line = next(x for x in limits.splitlines() if x.startswith("Max open files"))
+            assert int(line.split()[3]) > 1024, line
+            req = b'{"method":"org.cella.Ping","parameters":{}}\n'
+            for _ in range(1000):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(str(d.socket))
+                clients.append(s)
+            for s in clients:
+                s.sendall(req)
+            for s in clients:
+                s.settimeout(60)
+                assert json.loads(s.makefile().readline()) == {"parameters": {"pid": d.pid}}
+            assert d.stop() == 0
+    finally:
+        for s in clients:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_after_a_sigkill_the_next_cellad_leaves_no_app_unsupervised(tmp_path):
+    """cellad SIGKILLed with apps running; the next one on the state directory: every
+    installed app that should run runs under it, and no cgroup of the old one holds a
+    process no kernel lists (swept, or adopted where a keeper held the app)."""
+    require_cellad()
+    state = _installed(tmp_path)
+    with running_cellad(state) as d:
+        old = d.pid
+        base = Path("/sys/fs/cgroup/pids" + _cgroups(d.pid)["pids"]).parent
+        assert set(ps(state)) == {"org.test.svc", "org.test.app"}
+        d.stop(signal.SIGKILL)
+    with running_cellad(state) as d2:
+        apps = ps(state)
+        assert set(apps) == {"org.test.svc", "org.test.app"}
+        assert all(a["state"] == "running" for a in apps.values()), apps
+        listed = {a["pid"] for a in apps.values()}
+        for leaf in (base / "cella").glob("org.test.*@*"):
+            if not leaf.name.endswith((f"@{old}", f"@{d2.pid}")):
+                continue
+            procs = {int(p) for p in (leaf / "cgroup.procs").read_text().split()}
+            assert procs & listed, (leaf, procs, apps)  # the old one's: swept if empty
+        assert d2.stop() == 0
+
+
+def test_listen_fd_must_be_a_socket_bound_for_the_daemons_path(tmp_path):
+    """--listen-fd (the socket a re-exec hands over) is taken only if it listens at
+    this daemon's socket path."""
+    require_cellad()
+    other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    other.bind(str(tmp_path / "other.sock"))
+    other.listen(1)
+    try:
+        d = Cellad(tmp_path / "state", "--listen-fd", str(other.fileno()),
+                   pass_fds=(other.fileno(),))
+        try:
+            with pytest.raises(DaemonError) as e:
+                d.start()
+            assert e.value.code == 1
+            assert (f"--listen-fd {other.fileno()} is not a listening socket bound for "
+                    f"{tmp_path / 'state'}/cellad.sock") in e.value.log
+        finally:
+            d.close()
+    finally:
+        other.close()
