@@ -115,7 +115,17 @@ enum {
          * sees each message as its own CELLA_EVENT_BUS_MESSAGE, in order; only a
          * frame that does not decode reaches it as this opcode, decoded = false. */
         CELLA_EVENT_BUS_MESSAGES = 0x8005,
+        /* The kernel restarted under the app (docs/daemon.md, "What an app sees").
+         * Before the event callback sees it, every call the app was waiting for
+         * has failed with -ECONNRESET (CELLA_E_KERNEL_RESTARTED is its message):
+         * it may or may not have been done. Timers, bus subscriptions, handles and
+         * one-time grants the old kernel kept are gone: make them again. */
+        CELLA_EVENT_KERNEL_RESTARTED = 0x8006,
 };
+
+/* The error message of a call failed by CELLA_EVENT_KERNEL_RESTARTED (its error:
+ * -ECONNRESET). */
+#define CELLA_E_KERNEL_RESTARTED "the kernel restarted; the call may or may not have been done"
 
 typedef enum CellaPermState {
         CELLA_PERM_NOT_REQUESTED = 1, /* not in the manifest: can never be granted */
@@ -200,6 +210,9 @@ typedef struct CellaEvent {
                         uint64_t current_bytes; /* the app's memory in use */
                         uint64_t limit_bytes;   /* its limit; 0 = none */
                 } memory;                       /* CELLA_EVENT_MEMORY_PRESSURE */
+                struct {
+                        int64_t adopted_ms; /* wall clock of the adoption, ms */
+                } kernel_restarted;         /* CELLA_EVENT_KERNEL_RESTARTED */
         };
 } CellaEvent;
 

@@ -579,6 +579,14 @@ int broker_app_event(BrokerApp *app, uint16_t opcode, const ProtobufCMessage *ev
         return app_emit(app, opcode, CHANNEL_FLAG_EVENT, 0, ev, NULL, 0, NULL, 0);
 }
 
+int broker_app_kernel_restarted(BrokerApp *app, int64_t adopted_ms)
+{
+        Cella__V1__KernelRestartedEvent ev = CELLA__V1__KERNEL_RESTARTED_EVENT__INIT;
+
+        ev.adopted_ms = adopted_ms;
+        return broker_app_event(app, CELLA__V1__OPCODE__OPCODE_EVENT_KERNEL_RESTARTED, &ev.base);
+}
+
 /* ---- calls -------------------------------------------------------------------- */
 
 static CallImpl *call_new(BrokerApp *app)

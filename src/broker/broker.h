@@ -191,6 +191,15 @@ Broker *broker_free(Broker *b);
  */
 int broker_app_attach(Broker *b, const BrokerAppInfo *info, int channel_fd, BrokerApp **ret);
 
+/*
+ * Tells app a new kernel adopted it (event.kernel_restarted, docs/protocol.md "When
+ * the kernel restarts"), adopted_ms the wall clock in ms since the epoch. Called
+ * right after broker_app_attach() of an adopted channel, before the loop reads it,
+ * so that it is this kernel's first frame there. Returns 0 (sent or queued) or
+ * -errno as broker_app_event().
+ */
+int broker_app_kernel_restarted(BrokerApp *app, int64_t adopted_ms);
+
 /* The channel the broker serves app on (the supervisor's end; the broker's own, do
  * not close), for cellad's keeper to hold a copy of (src/keeper); -EBADF for NULL. */
 int broker_app_channel_fd(const BrokerApp *app);

@@ -46,7 +46,7 @@ typedef struct Held {
         uint64_t generation, oom_kills_before;
         int64_t started_ms;
         int32_t pid, app_pid, init_exec;
-        uint32_t uid, restarts, mask;
+        uint32_t uid, restarts, role, frozen, mask;
         int fds[_KEEPER_FD_MAX];
 } Held;
 
@@ -97,6 +97,8 @@ static int held_set(Held *h, const KeeperRecord *rec)
                 .init_exec = rec->init_exec,
                 .uid = rec->uid,
                 .restarts = rec->restarts,
+                .role = rec->role,
+                .frozen = rec->frozen,
                 .mask = rec->fds,
         };
         for (unsigned i = 0; i < _KEEPER_FD_MAX; i++)
@@ -120,6 +122,8 @@ static void held_record(const Held *h, KeeperRecord *rec)
                 .init_exec = h->init_exec,
                 .oom_kills_before = h->oom_kills_before,
                 .restarts = h->restarts,
+                .role = h->role,
+                .frozen = h->frozen,
                 .fds = h->mask,
         };
         /* Each fits: they came in arrays of these sizes, terminated. */
@@ -244,6 +248,18 @@ static bool serve(int c, bool *bye)
                 i = held_find(m->rec.id);
                 if (i >= 0 && held[i].generation == m->rec.generation)
                         held_remove((size_t)i);
+                reply(c, KEEPER_OP_OK, 0, 0);
+                break;
+        }
+        case KEEPER_OP_NOTE: {
+                ssize_t i;
+
+                m->rec.id[sizeof m->rec.id - 1] = 0;
+                i = held_find(m->rec.id);
+                if (i >= 0 && held[i].generation == m->rec.generation) {
+                        held[i].role = m->rec.role;
+                        held[i].frozen = m->rec.frozen;
+                }
                 reply(c, KEEPER_OP_OK, 0, 0);
                 break;
         }

@@ -35,10 +35,12 @@
  * to KeeperMsg or KeeperRecord changes it, so that a cellad and a keeper of two
  * versions of cella refuse each other's messages (-EBADMSG) instead of misreading
  * them; cellad then stops that keeper, its apps with it (adopt.c). */
-#define KEEPER_MAGIC    0x6b656570u /* "keep", version 1 */
-#define KEEPER_ID_MAX   256         /* bytes of an app id with its NUL (manifest ids: 255) */
-#define KEEPER_NAME_MAX 256         /* a cgroup leaf name with its NUL (NAME_MAX + 1) */
-#define KEEPER_PATH_MAX 4096        /* PATH_MAX */
+/* Version 2 ("keer"): KeeperRecord.role and .frozen, KEEPER_OP_NOTE; version 1 was
+ * 0x6b656570, "keep". */
+#define KEEPER_MAGIC    0x6b656572u
+#define KEEPER_ID_MAX   256  /* bytes of an app id with its NUL (manifest ids: 255) */
+#define KEEPER_NAME_MAX 256  /* a cgroup leaf name with its NUL (NAME_MAX + 1) */
+#define KEEPER_PATH_MAX 4096 /* PATH_MAX */
 #define KEEPER_SOCKET   "run/keeper.sock"
 #define KEEPER_LOCK     "run/keeper.lock"
 /* How long the keeper waits for a cellad to come back before it kills what it
@@ -61,6 +63,9 @@ typedef enum KeeperOp {
         KEEPER_OP_END,      /* keeper → client: no more sets (value: how many were sent) */
         KEEPER_OP_OK,       /* keeper → client: done */
         KEEPER_OP_ERROR,    /* keeper → client: refused; error is a positive errno */
+        /* client → keeper: the held set of record.id, if of record.generation, takes
+         * record.role and record.frozen (the app's state changed); no fds. */
+        KEEPER_OP_NOTE,
 } KeeperOp;
 
 /* The fds of a set, in the order they travel. */
@@ -78,15 +83,20 @@ typedef enum KeeperFd {
 
 /* What a set is; strings NUL-terminated within their arrays. */
 typedef struct KeeperRecord {
-        char id[KEEPER_ID_MAX];            /* the app's id: one set per id */
-        uint64_t generation;               /* the kernel's count of this app's starts */
-        int32_t pid;                       /* host pid of the sandbox's init */
-        int32_t app_pid;                   /* the app's pid in the sandbox's pid namespace */
-        int64_t started_ms;                /* wall clock of the start, ms since the epoch */
-        uint32_t uid;                      /* the host uid the app runs as */
-        int32_t init_exec;                 /* Sandbox.init_exec */
-        uint64_t oom_kills_before;         /* Sandbox.oom_kills_before */
-        uint32_t restarts;                 /* restarts so far by its policy */
+        char id[KEEPER_ID_MAX];    /* the app's id: one set per id */
+        uint64_t generation;       /* the kernel's count of this app's starts */
+        int32_t pid;               /* host pid of the sandbox's init */
+        int32_t app_pid;           /* the app's pid in the sandbox's pid namespace */
+        int64_t started_ms;        /* wall clock of the start, ms since the epoch */
+        uint32_t uid;              /* the host uid the app runs as */
+        int32_t init_exec;         /* Sandbox.init_exec */
+        uint64_t oom_kills_before; /* Sandbox.oom_kills_before */
+        uint32_t restarts;         /* restarts so far by its policy */
+        /* What the app is to the user, so that it is adopted in the state it had
+         * (lifecycle.h): its InstanceRole and its InstanceFreeze. The keeper keeps
+         * them as numbers; cellad checks them when it adopts. */
+        uint32_t role;
+        uint32_t frozen;
         uint32_t fds;                      /* bit (1 << KeeperFd) for each fd present */
         char cgroup_name[KEEPER_NAME_MAX]; /* "<label>@<owner>", "" for none */
         /* The cgroup2 leaf's directory, for cgroup.kill at the grace's end; "" for
@@ -176,6 +186,10 @@ int keeper_hold(int sock, const KeeperSet *set);
  * generation stays: it is a newer run's). Returns 0 (also when there was none) or
  * -errno. */
 int keeper_drop(int sock, const char *id, uint64_t generation);
+
+/* Tells the keeper that the app id's run of generation is now in role and frozen
+ * (KeeperRecord.role, .frozen). Returns 0 (also when it holds no such set) or -errno. */
+int keeper_note(int sock, const char *id, uint64_t generation, uint32_t role, uint32_t frozen);
 
 /* Receives a copy of every set the keeper holds into *ret (n of them; free each with
  * keeper_set_done(), then the array). The keeper keeps its own. Returns 0 or -errno. */

@@ -358,6 +358,22 @@ int keeper_drop(int sock, const char *id, uint64_t generation)
         return request(sock, m, NULL);
 }
 
+int keeper_note(int sock, const char *id, uint64_t generation, uint32_t role, uint32_t frozen)
+{
+        _cleanup_free_ KeeperMsg *m = calloc(1, sizeof *m);
+
+        if (!m)
+                return -ENOMEM;
+        if (strlen(id) >= sizeof m->rec.id)
+                return -EINVAL;
+        *m = (KeeperMsg){.magic = KEEPER_MAGIC, .op = KEEPER_OP_NOTE};
+        strcpy(m->rec.id, id);
+        m->rec.generation = generation;
+        m->rec.role = role;
+        m->rec.frozen = frozen;
+        return request(sock, m, NULL);
+}
+
 int keeper_bye(int sock)
 {
         KeeperMsg m = {.magic = KEEPER_MAGIC, .op = KEEPER_OP_BYE};

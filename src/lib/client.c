@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -63,6 +64,7 @@ SAME(CELLA_EVENT_PERM_REVOKED, CELLA__V1__OPCODE__OPCODE_EVENT_PERM_REVOKED);
 SAME(CELLA_EVENT_MEMORY_PRESSURE, CELLA__V1__OPCODE__OPCODE_EVENT_MEMORY_PRESSURE);
 SAME(CELLA_OP_BUS_PUBLISH_BATCH, CELLA__V1__OPCODE__OPCODE_BUS_PUBLISH_BATCH);
 SAME(CELLA_EVENT_BUS_MESSAGES, CELLA__V1__OPCODE__OPCODE_EVENT_BUS_MESSAGES);
+SAME(CELLA_EVENT_KERNEL_RESTARTED, CELLA__V1__OPCODE__OPCODE_EVENT_KERNEL_RESTARTED);
 SAME(CELLA_PERM_NOT_REQUESTED, CELLA__V1__PERM_STATE__PERM_STATE_NOT_REQUESTED);
 SAME(CELLA_PERM_GRANTED, CELLA__V1__PERM_STATE__PERM_STATE_GRANTED);
 SAME(CELLA_PERM_DENIED, CELLA__V1__PERM_STATE__PERM_STATE_DENIED);
@@ -107,6 +109,9 @@ struct Cella {
 
         Msg *queue_head, *queue_tail; /* kept by synchronous calls for cella_dispatch() */
         unsigned n_queued;
+        /* Frames read_msg() made up or read ahead, handed out before the socket is
+         * read again: the failures a kernel restart causes, then its event. */
+        Msg *inbox_head, *inbox_tail;
 
         CellaEventFn event_cb;
         void *event_userdata;
@@ -193,6 +198,28 @@ static Msg *queue_pop(Cella *c)
         return m;
 }
 
+static void inbox_push(Cella *c, Msg *m)
+{
+        m->next = NULL;
+        if (c->inbox_tail)
+                c->inbox_tail->next = m;
+        else
+                c->inbox_head = m;
+        c->inbox_tail = m;
+}
+
+static Msg *inbox_pop(Cella *c)
+{
+        Msg *m = c->inbox_head;
+
+        if (!m)
+                return NULL;
+        c->inbox_head = m->next;
+        if (!c->inbox_head)
+                c->inbox_tail = NULL;
+        return m;
+}
+
 static int pending_find(Cella *c, uint64_t request_id)
 {
         for (unsigned i = 0; i < c->n_pending; i++)
@@ -216,6 +243,63 @@ static int channel_broken(Cella *c, int error)
         return c->broken;
 }
 
+/* An error reply to the pending request p, as the kernel would send it, with
+ * -ECONNRESET and CELLA_E_KERNEL_RESTARTED. NULL when out of memory. */
+static Msg *restart_failure(const Pending *p)
+{
+        Msg *m = calloc(1, sizeof(Msg));
+
+        if (!m)
+                return NULL;
+        m->flags = CHANNEL_FLAG_REPLY | CHANNEL_FLAG_ERROR;
+        m->reply = (CellaReply){
+                .request_id = p->request_id,
+                .opcode = p->opcode,
+                .error = -ECONNRESET,
+                .error_message = m->message,
+        };
+        for (unsigned i = 0; i < CELLA_FDS_MAX; i++)
+                m->reply.fds[i] = -EBADF;
+        snprintf(m->message, sizeof m->message, "%s", CELLA_E_KERNEL_RESTARTED);
+        return m;
+}
+
+/*
+ * ev, just read, is CELLA_EVENT_KERNEL_RESTARTED: the kernel that had every request
+ * still pending is gone, and what it read but did not answer will never be answered
+ * (docs/protocol.md, "When the kernel restarts"). Every pending request gets its
+ * failure (ECONNRESET) first, in the order the requests were sent, then the event:
+ * all into the inbox, which read_msg() hands out before it reads the socket again, so
+ * that a reply the new kernel sends for one of them comes after its failure and is
+ * dropped as stale. The requests stay pending until their failure is delivered.
+ */
+static int kernel_restarted(Cella *c, Msg *ev)
+{
+        Pending order[CELLA_MAX_PENDING];
+        unsigned n = c->n_pending;
+
+        memcpy(order, c->pending, n * sizeof *order);
+        /* pending_take() reorders the table: sent order is request id order. */
+        for (unsigned i = 1; i < n; i++)
+                for (unsigned j = i; j > 0 && order[j - 1].request_id > order[j].request_id; j--) {
+                        Pending t = order[j];
+
+                        order[j] = order[j - 1];
+                        order[j - 1] = t;
+                }
+        for (unsigned i = 0; i < n; i++) {
+                Msg *m = restart_failure(&order[i]);
+
+                if (!m) {
+                        msg_free(ev);
+                        return -ENOMEM; /* a lost failure would leave its caller waiting */
+                }
+                inbox_push(c, m);
+        }
+        inbox_push(c, ev);
+        return 0;
+}
+
 /* Reads one frame; wait: blocks until one comes, unless the app made the fd
  * non-blocking. -EAGAIN if none; any other error breaks the channel (a malformed
  * frame from the kernel leaves nothing to trust after it). */
@@ -225,6 +309,9 @@ static int read_msg(Cella *c, Msg **ret, bool wait)
         ChannelFrame f;
         int r;
 
+        *ret = inbox_pop(c);
+        if (*ret)
+                return 0;
         if (c->broken)
                 return c->broken;
 
@@ -237,6 +324,12 @@ static int read_msg(Cella *c, Msg **ret, bool wait)
         r = msg_new(&f, fds, ret);
         if (r < 0) /* a lost reply would leave its caller waiting forever */
                 return channel_broken(c, r);
+        if ((f.flags & CHANNEL_FLAG_EVENT) && f.opcode == CELLA_EVENT_KERNEL_RESTARTED) {
+                r = kernel_restarted(c, *ret);
+                if (r < 0)
+                        return channel_broken(c, r);
+                *ret = inbox_pop(c);
+        }
         return 0;
 }
 
@@ -474,6 +567,12 @@ static void event_fill(CellaEvent *ev, const ProtobufCMessage *pm)
                 ev->memory.limit_bytes = m->limit_bytes;
                 break;
         }
+        case CELLA_EVENT_KERNEL_RESTARTED: {
+                const Cella__V1__KernelRestartedEvent *m = (const void *)pm;
+
+                ev->kernel_restarted.adopted_ms = m->adopted_ms;
+                break;
+        }
         }
 }
 
@@ -607,6 +706,8 @@ Cella *cella_close(Cella *c)
                 return NULL;
         while ((m = queue_pop(c)))
                 msg_free(m);
+        while ((m = inbox_pop(c)))
+                msg_free(m);
         safe_close(c->fd);
         free(c);
         return NULL;
@@ -655,7 +756,7 @@ int cella_dispatch(Cella *c)
         }
 
         /* Frames that came before the break are delivered first, as they were sent. */
-        if (c->broken && !c->queue_head) {
+        if (c->broken && !c->queue_head && !c->inbox_head) {
                 fail_pending(c);
                 return c->broken;
         }
@@ -669,7 +770,7 @@ int cella_wait(Cella *c, int timeout_ms)
 
         if (!c)
                 return -EINVAL;
-        if (c->queue_head || c->broken)
+        if (c->queue_head || c->inbox_head || c->broken)
                 return 1;
 
         p = (struct pollfd){.fd = c->fd, .events = POLLIN};

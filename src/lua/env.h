@@ -111,8 +111,9 @@ struct CLuaApp {
         unsigned n_subs;    /* bus subscriptions */
         int on_message_ref; /* registry refs, LUA_NOREF if none */
         int on_revoke_ref;
-        int gc_ref;     /* collectgarbage, for memory pressure (a task) */
-        bool gc_queued; /* that task is queued */
+        int on_restart_ref; /* app.on_kernel_restart */
+        int gc_ref;         /* collectgarbage, for memory pressure (a task) */
+        bool gc_queued;     /* that task is queued */
         uint64_t next_timer_id;
         CLuaTimer *timers;     /* its pending timers (list) */
         CLuaWait *waits;       /* its outstanding kernel calls (list) */

@@ -428,6 +428,22 @@ static void on_event(Cella *c, const CellaEvent *ev, void *userdata)
                 }
                 (void)clua_host_queue(app, w);
                 break;
+        case CELLA_EVENT_KERNEL_RESTARTED:
+                /* A new kernel adopted the app: its calls pending then have failed
+                 * already (libcella, ECONNRESET), and the subscriptions the old
+                 * kernel kept are gone: their handlers go (messages queued before
+                 * still run). Then app.on_kernel_restart's handler, to make them
+                 * again. */
+                app->n_subs = 0;
+                if (app->on_restart_ref == LUA_NOREF)
+                        break;
+                w = calloc(1, sizeof(*w));
+                if (!w)
+                        break;
+                w->kind = CLUA_WORK_CALL;
+                w->fn_ref = app->on_restart_ref;
+                (void)clua_host_queue(app, w);
+                break;
         case CELLA_EVENT_MEMORY_PRESSURE:
                 /* The kernel asks apps to trim: a full collection, run as a task
                  * of the app (in steps the host preempts, under its budget and

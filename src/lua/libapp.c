@@ -276,11 +276,25 @@ static int app_stats(lua_State *L)
         return 1;
 }
 
+/* app.on_kernel_restart(fn): fn() once a new kernel adopted the app (docs/lua-api.md). */
+static int app_on_kernel_restart(lua_State *L)
+{
+        CLuaApp *app = clua_app_of(L);
+
+        if (!lua_isnil(L, 1))
+                luaL_checktype(L, 1, LUA_TFUNCTION);
+        lua_settop(L, 1);
+        clua_set_handler(L, &app->on_restart_ref);
+        return 0;
+}
+
 int luaopen_cella_app(lua_State *L)
 {
         static const luaL_Reg fns[] = {
-                {"id", app_id},     {"info", app_info},   {"launch", app_launch},
-                {"exit", app_exit}, {"stats", app_stats}, {NULL, NULL},
+                {"id", app_id},         {"info", app_info},
+                {"launch", app_launch}, {"exit", app_exit},
+                {"stats", app_stats},   {"on_kernel_restart", app_on_kernel_restart},
+                {NULL, NULL},
         };
 
         luaL_newlib(L, fns);

@@ -23,6 +23,7 @@
 #include "base/time-util.h"
 #include "keeper/keeper.h"
 #include "supervisor/adopt.h"
+#include "supervisor/lifecycle.h"
 #include "supervisor/run.h"
 #include "supervisor/supervisor-internal.h"
 
@@ -39,6 +40,7 @@ struct SupervisorKeeper {
         char tag[CGROUP_OWNER_TAG_MAX + 1];
         bool reholding; /* keeper_lost() hands every running app to a new keeper */
         bool bye;       /* told to go (an orderly stop): never replaced again */
+        bool adopting;  /* supervisor_adopt_all() runs: the keeper has the states already */
 };
 
 bool supervisor_keeper_attached(const Supervisor *s)
@@ -97,6 +99,26 @@ static int keeper_connect_for(Supervisor *s, SupervisorKeeper *k)
         return 0;
 }
 
+static bool holdable(const Instance *inst);
+static uint64_t run_generation(const Instance *inst);
+
+/* A lifecycle listener: a held app's state changed (its role or its freeze), which
+ * the keeper's record of it must follow, so that a next cellad adopts it in that
+ * state. */
+static void on_state_changed(Instance *inst, InstanceState from, InstanceState to, void *userdata)
+{
+        SupervisorKeeper *k = userdata;
+        int r;
+
+        (void)from;
+        if (k->adopting || k->bye || k->fd < 0 || !instance_state_is_running(to) || !holdable(inst))
+                return;
+        r = keeper_note(k->fd, inst->manifest->id, run_generation(inst), inst->life.role,
+                        inst->life.frozen);
+        if (r < 0)
+                keeper_lost(inst->sup, r); /* hands every app again, in its state now */
+}
+
 int supervisor_keeper_start(Supervisor *s, const char *keeper_path, unsigned grace_s)
 {
         SupervisorKeeper *k;
@@ -116,6 +138,9 @@ int supervisor_keeper_start(Supervisor *s, const char *keeper_path, unsigned gra
                 return log_error_errno(-ENOMEM, "cannot start the keeper: %m");
         }
         s->keeper = k;
+        r = lifecycle_listen(s, on_state_changed, k);
+        if (r < 0)
+                return log_error_errno(r, "cannot start the keeper: %m");
         {
                 struct stat st;
 
@@ -176,6 +201,8 @@ static int set_of(const Instance *inst, KeeperSet *set)
         rec->init_exec = sb->init_exec;
         rec->oom_kills_before = sb->oom_kills_before;
         rec->restarts = inst->run.restarts;
+        rec->role = inst->life.role;
+        rec->frozen = inst->life.frozen;
         set->fds[KEEPER_FD_PIDFD] = sb->pidfd;
         set->fds[KEEPER_FD_CTL] = sb->ctl_fd;
         set->fds[KEEPER_FD_NOTIFY] = sb->seccomp_notify_fd;
@@ -309,6 +336,7 @@ void supervisor_keeper_close(Supervisor *s)
 
         if (!k)
                 return;
+        lifecycle_unlisten(s, on_state_changed, k);
         /* Every app has been stopped (or killed) by now: the keeper has nothing
          * left to keep and goes. */
         supervisor_keeper_bye(s);
@@ -395,6 +423,47 @@ static int take_fd(KeeperSet *set, KeeperFd i)
 }
 
 /*
+ * Gives inst, being adopted into sb, the role and freeze its record says it had
+ * (keeper.h), so that it comes back in the state it was in: foreground, visible,
+ * service or background, frozen by the user (frozen) or by the kernel (cached). A
+ * value out of range is a record of another cella: the default role, not frozen.
+ * The cgroup is made to match the record (frozen, or thawed: a freeze whose note
+ * never reached the keeper is undone), so the state said is the state it is in.
+ */
+static void adopt_state(Instance *inst, Sandbox *sb, const KeeperRecord *rec)
+{
+        bool service = inst->manifest->kind == MANIFEST_KIND_SERVICE;
+        InstanceRole role = rec->role <= INSTANCE_ROLE_BACKGROUND ? (InstanceRole)rec->role
+                                                                  : INSTANCE_ROLE_NONE;
+        InstanceFreeze frozen = rec->frozen <= INSTANCE_FREEZE_KERNEL ? (InstanceFreeze)rec->frozen
+                                                                      : INSTANCE_FREEZE_NONE;
+        int r;
+
+        /* A service is one whatever the record says; an app is not one. */
+        if (service)
+                role = INSTANCE_ROLE_SERVICE;
+        else if (role == INSTANCE_ROLE_SERVICE)
+                role = INSTANCE_ROLE_NONE;
+        if (role == INSTANCE_ROLE_FOREGROUND)
+                for (size_t i = 0; i < inst->sup->n_apps; i++)
+                        if (inst->sup->apps[i] != inst &&
+                            inst->sup->apps[i]->life.role == INSTANCE_ROLE_FOREGROUND &&
+                            instance_state_is_running(instance_state(inst->sup->apps[i])))
+                                role = INSTANCE_ROLE_VISIBLE; /* at most one foreground */
+        inst->life.role = role;
+        inst->life.frozen = INSTANCE_FREEZE_NONE;
+        if (!sb->cgroup)
+                return;
+        r = cgroup_freeze(sb->cgroup, frozen != INSTANCE_FREEZE_NONE);
+        if (r < 0) {
+                log_warning_errno(r, "%s: cannot %s its cgroup as its record says: %m",
+                                  inst->manifest->id, frozen ? "freeze" : "thaw");
+                return;
+        }
+        inst->life.frozen = frozen;
+}
+
+/*
  * Serves inst, just registered, with the sandbox sb rebuilt from set: output,
  * watch, grants, channel. Returns 0 or a negative errno with inst->error (printed).
  */
@@ -420,6 +489,7 @@ static int serve_adopted(Instance *inst, Sandbox *sb, KeeperSet *set)
                                                  NSEC_PER_MSEC);
         inst->run.restarts = rec->restarts;
         inst->state = INSTANCE_RUNNING;
+        adopt_state(inst, sb, rec);
         if (inst->manifest->runtime == MANIFEST_RUNTIME_LUA) {
                 inst->run.stats = stats_adopt(set->fds[KEEPER_FD_STATS]);
                 if (inst->run.stats)
@@ -452,6 +522,15 @@ static int serve_adopted(Instance *inst, Sandbox *sb, KeeperSet *set)
                 log_error_errno(r, "cannot serve the channel of %s: %m", inst->manifest->id);
                 return supervisor_error(&inst->error, SUPERVISOR_STEP_INTERNAL, r, "channel");
         }
+        /* The first frame of this kernel on the channel, written before the loop
+         * reads it (docs/protocol.md, "When the kernel restarts"): the app's pending
+         * calls fail, and it makes its timers and subscriptions again. The queue is
+         * empty, so it is not dropped; a channel the app no longer reads holds it in
+         * the broker's queue. */
+        r = broker_app_kernel_restarted(inst->broker_app, (int64_t)now_real);
+        if (r < 0)
+                log_warning_errno(r, "%s: cannot tell it the kernel restarted: %m",
+                                  inst->manifest->id);
         return 0;
 }
 
@@ -605,6 +684,7 @@ int supervisor_adopt_all(Supervisor *s, size_t *ret_refused)
         r = supervisor_ready(s, NULL);
         if (r < 0)
                 return r;
+        s->keeper->adopting = true;
         r = keeper_take(s->keeper->fd, &sets, &n);
         if ((r == -ECONNRESET || r == -EPIPE) && keeper_exited(s->keeper->pid)) {
                 /* It was exiting as we connected (its last cellad went and left
@@ -626,6 +706,7 @@ int supervisor_adopt_all(Supervisor *s, size_t *ret_refused)
                 if (keeper_connect_for(s, s->keeper) < 0)
                         log_error("cannot start another keeper: the apps will not outlive this "
                                   "cellad");
+                s->keeper->adopting = false;
                 return r;
         }
         for (size_t i = 0; i < n; i++) {
@@ -639,6 +720,7 @@ int supervisor_adopt_all(Supervisor *s, size_t *ret_refused)
                 keeper_set_done(&sets[i]);
         }
         free(sets);
+        s->keeper->adopting = false;
         if (r < 0)
                 return log_error_errno(r, "cannot adopt the apps: %m");
         /* What is left under cella's root that nobody serves: the leaves of apps

@@ -63,11 +63,12 @@ static const WireOp ops[] = {
         EVENT(EVENT_PERM_REVOKED, "event.perm_revoked", perm_revoked_event),
         EVENT(EVENT_MEMORY_PRESSURE, "event.memory_pressure", memory_pressure_event),
         EVENT(EVENT_BUS_MESSAGES, "event.bus_messages", bus_messages_event),
+        EVENT(EVENT_KERNEL_RESTARTED, "event.kernel_restarted", kernel_restarted_event),
 };
 
 const WireOp *wire_op_lookup(uint16_t opcode)
 {
-        /* 34 entries: a scan beats anything cleverer. */
+        /* 35 entries: a scan beats anything cleverer. */
         for (size_t i = 0; i < ELEMENTSOF(ops); i++)
                 if (ops[i].opcode == opcode)
                         return &ops[i];

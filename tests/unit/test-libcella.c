@@ -7,6 +7,7 @@
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -1168,6 +1169,101 @@ START_TEST(test_events_during_sync)
 }
 END_TEST
 
+/* Kernel: reads async A, async B and a synchronous C, then dies without answering
+ * (the old cellad); the new one writes event.kernel_restarted first, then answers
+ * B and C, which it found unread in the channel (replies the app must drop: it
+ * failed both already), then serves as usual. */
+static void run_restart(Kernel *k)
+{
+        Cella__V1__KernelRestartedEvent ev = CELLA__V1__KERNEL_RESTARTED_EVENT__INIT;
+        Cella__V1__SystemTimeReply t = CELLA__V1__SYSTEM_TIME_REPLY__INIT;
+        ChannelFrame a, b, c;
+        int fds[CHANNEL_FDS_MAX];
+
+        K_ASSERT(k_recv(k, &a, fds) == 0);
+        K_ASSERT(k_recv(k, &b, fds) == 0);
+        K_ASSERT(k_recv(k, &c, fds) == 0);
+        ev.adopted_ms = 1700000000123;
+        k_event(k, CELLA__V1__OPCODE__OPCODE_EVENT_KERNEL_RESTARTED, &ev.base);
+        t.monotonic_ns = 99;
+        k_reply(k, &b, &t.base);
+        serve_one(k, &c, NULL);
+        run_serve(k);
+}
+
+/* What the app saw, in the order it saw it: "reply <id> <error>", "event <opcode>". */
+typedef struct Trace {
+        char lines[8][160];
+        unsigned n;
+        int64_t adopted_ms;
+} Trace;
+
+static void trace_reply(Cella *c, CellaReply *reply, void *userdata)
+{
+        Trace *t = userdata;
+
+        ck_assert_uint_lt(t->n, ELEMENTSOF(t->lines));
+        snprintf(t->lines[t->n++], sizeof t->lines[0], "reply %" PRIu64 " %d %s", reply->request_id,
+                 reply->error, reply->error_message);
+}
+
+static void trace_event(Cella *c, const CellaEvent *ev, void *userdata)
+{
+        Trace *t = userdata;
+
+        ck_assert_uint_lt(t->n, ELEMENTSOF(t->lines));
+        snprintf(t->lines[t->n++], sizeof t->lines[0], "event %#x", ev->opcode);
+        ck_assert(ev->decoded);
+        if (ev->opcode == CELLA_EVENT_KERNEL_RESTARTED)
+                t->adopted_ms = ev->kernel_restarted.adopted_ms;
+}
+
+START_TEST(test_kernel_restarted)
+{
+        Trace t = {};
+        CellaSystemInfo *info = NULL;
+        char want[160];
+        uint64_t a, b;
+
+        start(run_restart);
+        ck_assert_int_eq(cella_on_event(cella, trace_event, &t), 0);
+        ck_assert_int_eq(cella_call_async(cella, CELLA_OP_SYSTEM_TIME, NULL, 0, NULL, 0,
+                                          trace_reply, &t, &a),
+                         0);
+        ck_assert_int_eq(cella_call_async(cella, CELLA_OP_SYSTEM_TIME, NULL, 0, NULL, 0,
+                                          trace_reply, &t, &b),
+                         0);
+        /* No timeout: without the event this would wait for ever. */
+        ck_assert_int_eq(cella_system_info(cella, &info), -ECONNRESET);
+        ck_assert_ptr_null(info);
+        ck_assert_uint_eq(t.n, 0); /* a synchronous call runs no callback */
+
+        /* The failures of A and B, in the order they were sent, then the event; the
+         * new kernel's replies for B and C are dropped. */
+        while (t.n < 3) {
+                ck_assert_int_eq(cella_wait(cella, 5000), 1);
+                ck_assert_int_ge(cella_dispatch(cella), 0);
+        }
+        snprintf(want, sizeof want, "reply %" PRIu64 " %d %s", a, -ECONNRESET,
+                 CELLA_E_KERNEL_RESTARTED);
+        ck_assert_str_eq(t.lines[0], want);
+        snprintf(want, sizeof want, "reply %" PRIu64 " %d %s", b, -ECONNRESET,
+                 CELLA_E_KERNEL_RESTARTED);
+        ck_assert_str_eq(t.lines[1], want);
+        ck_assert_str_eq(t.lines[2], "event 0x8006");
+        ck_assert_int_eq(t.adopted_ms, 1700000000123);
+
+        /* Calls after the event are the new kernel's, answered; the stale replies
+         * before theirs were dropped, never delivered. */
+        ck_assert_int_eq(cella_system_info(cella, &info), 0);
+        ck_assert_str_eq(info->os_name, "Linux");
+        cella_free(info);
+        ck_assert_int_eq(cella_dispatch(cella), 0);
+        ck_assert_uint_eq(t.n, 3);
+        stop();
+}
+END_TEST
+
 /* Kernel: reads CELLA_MAX_PENDING requests, then answers them all. */
 static void run_pending(Kernel *k)
 {
@@ -1743,6 +1839,7 @@ static Suite *libcella_suite(void)
         tcase_add_test(tc, test_out_of_order);
         tcase_add_test(tc, test_cancel);
         tcase_add_test(tc, test_events_during_sync);
+        tcase_add_test(tc, test_kernel_restarted);
         tcase_add_test(tc, test_pending_limit);
         tcase_add_test(tc, test_hangup);
         tcase_add_test(tc, test_hangup_send);
