@@ -658,6 +658,57 @@ START_TEST(test_incomplete_refused)
 }
 END_TEST
 
+/* The record follows the app's state (KEEPER_OP_NOTE: role and freeze, of its
+ * generation only), and a client of protocol version 1 is hung up on. */
+START_TEST(test_note_and_version)
+{
+        _cleanup_free_ char *sock = keeper_socket();
+        _cleanup_close_ int k = -EBADF, k2 = -EBADF, self = -EBADF;
+        _cleanup_close_pair_ int sp[2] = {-EBADF, -EBADF};
+        KeeperSet set = {.fds = {-EBADF, -EBADF, -EBADF, -EBADF, -EBADF, -EBADF, -EBADF, -EBADF}};
+        KeeperSet *sets = NULL;
+        KeeperMsg *old = calloc(1, sizeof *old);
+        int fds[_KEEPER_FD_MAX];
+        size_t n = 0;
+
+        REQUIRE_ROOT();
+        ck_assert_ptr_nonnull(old);
+        ck_assert_int_gt(keeper_spawn(CELLA_KEEPER_PATH, state_dir, 30), 0);
+        k = keeper_connect(sock, NULL);
+        ck_assert_int_ge(k, 0);
+        k2 = keeper_connect(sock, NULL);
+        ck_assert_int_ge(k2, 0);
+        self = pidfd_open_(getpid());
+        ck_assert_int_ge(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
+        snprintf(set.rec.id, sizeof set.rec.id, "org.cella.test.note");
+        set.rec.pid = getpid();
+        set.rec.generation = 7;
+        set.rec.role = 1;
+        set.fds[KEEPER_FD_PIDFD] = self;
+        set.fds[KEEPER_FD_CTL] = sp[0];
+        set.rec.fds = KEEPER_FDS_REQUIRED;
+        ck_assert_int_eq(keeper_hold(k, &set), 0);
+
+        ck_assert_int_eq(keeper_note(k, "org.cella.test.note", 7, 4, 1), 0);
+        ck_assert_int_eq(keeper_note(k, "org.cella.test.note", 8, 2, 2), 0);  /* not its run */
+        ck_assert_int_eq(keeper_note(k, "org.cella.test.other", 7, 2, 2), 0); /* no such set */
+        ck_assert_int_eq(keeper_take(k, &sets, &n), 0);
+        ck_assert_uint_eq(n, 1);
+        ck_assert_uint_eq(sets[0].rec.role, 4);
+        ck_assert_uint_eq(sets[0].rec.frozen, 1);
+        ck_assert_uint_eq(sets[0].rec.generation, 7);
+        keeper_set_done(&sets[0]);
+        free(sets);
+
+        /* A cellad of version 1 ("keep") is not answered: the keeper hangs up. */
+        *old = (KeeperMsg){.magic = 0x6b656570u, .op = KEEPER_OP_TAKE};
+        ck_assert_int_ge(send(k, old, sizeof *old, MSG_NOSIGNAL), 0);
+        ck_assert_int_eq(keeper_msg_recv(k, old, fds, 5000), -ECONNRESET);
+        ck_assert_int_eq(keeper_bye(k2), 0);
+        free(old);
+}
+END_TEST
+
 /* Only root (or the keeper's own uid) may talk to the keeper. */
 START_TEST(test_peer_refused)
 {
@@ -802,6 +853,7 @@ int main(void)
         tcase_add_test(tc, test_grace_kill);
         tcase_add_test(tc, test_unheld_sandbox_dies);
         tcase_add_test(tc, test_incomplete_refused);
+        tcase_add_test(tc, test_note_and_version);
         tcase_add_test(tc, test_peer_refused);
         tcase_add_test(tc, test_sweep_spares_adopted_leaf);
         tcase_add_test(tc, test_sigterm_after_hangup);
