@@ -167,8 +167,50 @@ int supervisor_keeper_start(Supervisor *s, const char *keeper_path, unsigned gra
  * run of an id (the keeper drops a set only of the generation it is told). */
 static uint64_t run_generation(const Instance *inst)
 {
-        return ((uint64_t)inst->run.started_ms << 22) |
-               ((uint64_t)inst->run.sandbox->pid & 0x3fffffu);
+        const SandboxedRun *run = inst->group ? &inst->group->run : &inst->run;
+
+        return ((uint64_t)run->started_ms << 22) | ((uint64_t)run->sandbox->pid & 0x3fffffu);
+}
+
+/*
+ * The set of a member of a packed Lua group: its host's pidfd and ctl only, so that
+ * the next cellad knows the app ran and can say why it does not adopt it (a
+ * group's host keeps the parent-death signal and ends with the cellad that started
+ * it; after a re-exec it is killed then), instead of losing it without a word.
+ * Returns 0 or -EINVAL (a string too long for the record).
+ */
+static int member_set_of(const Instance *inst, KeeperSet *set)
+{
+        const Group *g = inst->group;
+        const Sandbox *sb = g->run.sandbox;
+        const char *unified = sb->cgroup ? cgroup_path(sb->cgroup, "") : NULL;
+        const char *name = sb->cgroup ? cgroup_name(sb->cgroup) : "";
+        KeeperRecord *rec = &set->rec;
+
+        *set = (KeeperSet){};
+        for (unsigned i = 0; i < _KEEPER_FD_MAX; i++)
+                set->fds[i] = -EBADF;
+        if (strlen(inst->manifest->id) >= sizeof rec->id ||
+            strlen(name) >= sizeof rec->cgroup_name ||
+            (unified && strlen(unified) >= sizeof rec->cgroup_kill) ||
+            strlen(inst->app_dir) >= sizeof rec->app_dir)
+                return -EINVAL;
+        strcpy(rec->id, inst->manifest->id);
+        strcpy(rec->cgroup_name, name);
+        if (unified)
+                strcpy(rec->cgroup_kill, unified);
+        strcpy(rec->app_dir, inst->app_dir);
+        rec->generation = run_generation(inst);
+        rec->pid = sb->pid;
+        rec->app_pid = sb->app_pid;
+        rec->started_ms = g->run.started_ms;
+        rec->uid = g->run.uid;
+        rec->restarts = g->run.restarts;
+        rec->role = inst->life.role;
+        set->fds[KEEPER_FD_PIDFD] = sb->pidfd;
+        set->fds[KEEPER_FD_CTL] = sb->ctl_fd;
+        rec->fds = KEEPER_FDS_REQUIRED;
+        return 0;
 }
 
 /* What inst's running sandbox is, as a set (fds borrowed). Returns 0 or -EINVAL
@@ -227,7 +269,7 @@ static bool holdable(const Instance *inst)
 static int hold(Instance *inst)
 {
         KeeperSet set;
-        int r = set_of(inst, &set);
+        int r = inst->group ? member_set_of(inst, &set) : set_of(inst, &set);
 
         if (r < 0)
                 return r;
@@ -277,7 +319,18 @@ void supervisor_keeper_hold(Instance *inst)
         Supervisor *s = inst->sup;
         int r;
 
-        if (!s->keeper || s->keeper->bye || !holdable(inst))
+        if (!s->keeper || s->keeper->bye)
+                return;
+        if (inst->group) {
+                /* A packed member: a record of it, for the next cellad to refuse
+                 * it with its reason (member_set_of()). Not handed again to a
+                 * keeper that replaces a lost one. */
+                if (s->keeper->fd >= 0 && inst->group->run.sandbox &&
+                    inst->group->run.sandbox->pidfd >= 0 && inst->group->run.sandbox->ctl_fd >= 0)
+                        (void)hold(inst);
+                return;
+        }
+        if (!holdable(inst))
                 return;
         if (s->keeper->fd < 0) {
                 keeper_lost(s, -ENOTCONN); /* hands this one too */
@@ -298,7 +351,8 @@ void supervisor_keeper_drop(Instance *inst)
         Supervisor *s = inst->sup;
         int r;
 
-        if (!supervisor_keeper_attached(s) || inst->group || !inst->run.sandbox)
+        if (!supervisor_keeper_attached(s) ||
+            !(inst->group ? inst->group->run.sandbox : inst->run.sandbox))
                 return;
         r = keeper_drop(s->keeper->fd, inst->manifest->id, run_generation(inst));
         if (r < 0)
@@ -553,10 +607,6 @@ static int adopt_one(Supervisor *s, KeeperSet *set, char ***adopted)
         size_t before;
         int r;
 
-        if ((rec->fds & ADOPT_FDS_REQUIRED) != ADOPT_FDS_REQUIRED) {
-                refuse(s, set, 0, "its fd set is incomplete");
-                return 0;
-        }
         if (supervisor_find(s, rec->id)) {
                 refuse(s, set, 0, "an app of that id is registered already");
                 return 0;
@@ -566,9 +616,23 @@ static int adopt_one(Supervisor *s, KeeperSet *set, char ***adopted)
                 refuse(s, set, r, "its folder or manifest is gone or does not load");
                 return 0;
         }
-        if (strcmp(m->id, rec->id) != 0 || m->isolation == MANIFEST_ISOLATION_PACKED) {
+        if (strcmp(m->id, rec->id) != 0) {
                 manifest_free(m);
                 refuse(s, set, 0, "its folder now holds another app");
+                return 0;
+        }
+        if (m->isolation == MANIFEST_ISOLATION_PACKED) {
+                manifest_free(m);
+                refuse(s, set, 0,
+                       "it ran in a packed Lua group, whose host ends with the cellad that "
+                       "started it (packed groups are not adopted); its restart policy applies");
+                return 0;
+        }
+        /* After the packed check: a packed member's record has its host's pidfd and
+         * ctl only (member_set_of()). */
+        if ((rec->fds & ADOPT_FDS_REQUIRED) != ADOPT_FDS_REQUIRED) {
+                manifest_free(m);
+                refuse(s, set, 0, "its fd set is incomplete");
                 return 0;
         }
         a = (SandboxAdoption){

@@ -438,6 +438,7 @@ static void member_exited(Instance *inst, int code, const char *how, const Sandb
         uint64_t oom_kills = host ? host->oom_kills : 0;
         json_t *rec;
 
+        supervisor_keeper_drop(inst); /* its record (adopt.c): the host still runs */
         inst->exit_code = code;
         inst->last_exit = (SandboxExit){.code = code >= SUPERVISOR_SIGNAL_STATUS_BASE ? CLD_KILLED
                                                                                       : CLD_EXITED,
@@ -778,6 +779,7 @@ static int group_serve_member(Group *g, GroupStart *c, size_t i)
                                    "pid", (int)sb->pid, "uid", (json_int_t)g->run.uid, "restarts",
                                    (int)g->run.restarts));
         lifecycle_started(inst);
+        supervisor_keeper_hold(inst); /* a record, for the next cellad (adopt.c) */
         return 0;
 }
 

@@ -641,3 +641,63 @@ def test_kernel_restarted_event_lua(tmp_path):
         d.close()
         if d2:
             d2.close()
+
+
+def audit_json(state, app_id):
+    """The audit records of app_id, as stored."""
+    p = subprocess.run([CELLA, "audit", "--json", "--app", app_id, "--state-dir", str(state)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return [json.loads(l) for l in p.stdout.splitlines() if l.strip()]
+
+
+def test_packed_group_is_refused_with_its_reason(tmp_path):
+    """Packed Lua groups are not adopted (their host ends with cellad): the next
+    cellad says so for each member, in its log and as an `adopt-refused` audit record
+    with the reason, and the restart policy starts the group again: `cella ps` shows
+    them running under a new host, never the dead one."""
+    require_cellad()
+    state = new_state(tmp_path)
+    members = [f"{prefix()}pk{i}" for i in range(2)]
+    for app_id in members:
+        top = state / "apps" / app_id
+        d = top / "1"
+        d.mkdir(parents=True)
+        (d / "manifest.json").write_text(json.dumps({
+            "id": app_id, "version": "1", "runtime": "lua", "entry": "main.lua",
+            "kind": "service", "isolation": "packed", "group": f"adopt{_TAG[0]}",
+            "restart": "on-failure"}))
+        (d / "main.lua").write_text('require("cella.timer").every(1, function() end)\n')
+        for p in (state / "apps", top, d):
+            p.chmod(0o755)
+        (d / "main.lua").chmod(0o644)
+        (d / "manifest.json").chmod(0o644)
+        (top / "current").symlink_to("1")
+    d = Cellad(state).start()
+    d2 = None
+    try:
+        before = wait_for("the group running", lambda: (
+            lambda r: r if all(m in r and runs(r[m]) for m in members) else None)(ps(state)))
+        host = before[members[0]]["pid"]
+        assert before[members[1]]["pid"] == host
+        d.send(signal.SIGKILL)
+        d.proc.wait(timeout=DEADLINE)
+        wait_for("the group's host to end with cellad", lambda: not alive(host))
+        d2 = Cellad(state).start()
+        log = d2.log()
+        for m in members:
+            assert f"{m}: cannot adopt it (pid {host}, left by an earlier cellad): it ran in " \
+                   "a packed Lua group" in log, log
+            refused = [r for r in audit_json(state, m)
+                       if r.get("what") == "adopt-refused" or
+                       (r.get("detail") or {}).get("what") == "adopt-refused"]
+            assert len(refused) == 1, audit_json(state, m)
+        assert "adopted 0 app(s)" in log, log
+        after = wait_for("the group started again by its policy", lambda: (
+            lambda r: r if all(m in r and runs(r[m]) for m in members) else None)(ps(state)))
+        assert after[members[0]]["pid"] != host and after[members[0]]["pid"] > 0
+        assert d2.stop(signal.SIGTERM) == 0
+    finally:
+        d.close()
+        if d2:
+            d2.close()
