@@ -98,6 +98,8 @@ uv_loop_t *daemon_loop(Daemon *d);
 int daemon_adopt(Daemon *d);
 int daemon_store_methods(Daemon *d);
 int daemon_app_methods(Daemon *d);
+/* org.cella.Run and org.cella.RunSignal: `cella run` through the daemon (run-methods.c). */
+int daemon_run_methods(Daemon *d);
 
 /*
  * The cgroup layout of the daemon (docs/daemon.md, "Cgroups"), per hierarchy: its
