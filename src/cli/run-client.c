@@ -54,6 +54,7 @@ typedef struct Relay {
         atomic_bool done;
         int exit_code;  /* from the last reply; -1 until then */
         bool got_error; /* an error reply */
+        bool denied;    /* it was org.cella.PermissionDenied */
         const char *cmd;
 } Relay;
 
@@ -215,8 +216,12 @@ static int on_any(json_t *reply, bool continues, void *ud)
                 char safe[1024];
 
                 r->got_error = true;
+                r->denied = strcmp(err, CONTROL_ERROR_PERMISSION_DENIED) == 0;
                 termsafe_field(control_reply_message(reply), sizeof safe - 4, safe, sizeof safe);
-                log_error("%s: cellad: %s: %s", r->cmd, err, safe);
+                log_error("%s: cellad: %s: %s%s", r->cmd, err, safe,
+                          r->denied ? " (run it as root or as a member of group cella, or "
+                                      "with --embedded as root)"
+                                    : "");
                 return 0;
         }
         return on_run_reply(control_reply_parameters(reply) ?: json_object(), continues, ud);
@@ -314,7 +319,7 @@ int cli_run_through_daemon(const char *cmd, const KernelOptions *k, const char *
         in = safe_close(in);
         dirfd = safe_close(dirfd);
         if (relay.got_error)
-                code = 1;
+                code = relay.denied ? CELLA_EXIT_STATE : 1;
         else if (r < 0 || relay.exit_code < 0)
                 log_error("%s: cellad went away during the run%s%s", cmd, r < 0 ? ": " : "",
                           r < 0 ? strerror(-r) : "");

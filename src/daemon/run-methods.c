@@ -239,6 +239,65 @@ static int check_folder(ControlCall *call, int fd)
         return 0;
 }
 
+/*
+ * For a caller who is not root: the child kernel names the folder by its canonical
+ * path (it is the app's identity, docs/security.md "App identity") and opens it by
+ * that path, as root. So that the caller cannot swap what the path names between
+ * this check and the kernel's open (a rename in a folder of theirs, a symlink put in
+ * its place) and have root's kernel run a folder of someone else's under that
+ * folder's identity, every directory above the app folder must be out of the
+ * caller's reach: owned by root (or the daemon's uid) and writable by nobody else.
+ * The folder itself may be the caller's (it is their app). Returns 0 or replies
+ * and returns 1.
+ */
+static int check_path_stable(ControlCall *call, int fd, uid_t caller)
+{
+        char link[64], path[PATH_MAX];
+        struct stat fst, st;
+        ssize_t k;
+        char *slash;
+
+        if (caller == 0)
+                return 0;
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        k = readlink(link, path, sizeof path - 1);
+        if (k <= 0 || path[0] != '/' || fstat(fd, &fst) < 0)
+                return control_reply_errno(call, k < 0 ? negative_errno() : -EINVAL,
+                                           "cannot name the app folder"),
+                       1;
+        path[k] = 0;
+        if (stat(path, &st) < 0 || st.st_dev != fst.st_dev || st.st_ino != fst.st_ino)
+                return reply_invalid(call, "folder",
+                                     "the app folder was moved or is not reachable by its "
+                                     "path"),
+                       1;
+        if (st.st_uid != 0 && st.st_uid != caller && st.st_uid != geteuid())
+                return reply_invalid(call, "folder", "the app folder must be owned by you or root"),
+                       1;
+        while ((slash = strrchr(path, '/'))) {
+                if (slash == path)
+                        slash[1] = 0;
+                else
+                        *slash = 0;
+                if (lstat(path, &st) < 0 || !S_ISDIR(st.st_mode) ||
+                    (st.st_uid != 0 && st.st_uid != geteuid()) || (st.st_mode & 0022)) {
+                        char msg[PATH_MAX + 256];
+
+                        snprintf(msg, sizeof msg,
+                                 "%s, above the app folder, is not owned by root or is "
+                                 "writable by others, so what the folder's path names could "
+                                 "change under cellad: move the folder below folders only "
+                                 "root can change, install it ('cella install'), or run it "
+                                 "as root",
+                                 path);
+                        return reply_invalid(call, "folder", msg), 1;
+                }
+                if (slash == path)
+                        break;
+        }
+        return 0;
+}
+
 static int method_run(ControlCall *call, json_t *params, void *userdata)
 {
         Daemon *d = userdata;
@@ -284,7 +343,7 @@ static int method_run(ControlCall *call, json_t *params, void *userdata)
         if (f0 < 0 || f1 < 0 || f2 < 0 || f3 < 0)
                 return reply_invalid(call, "fds",
                                      "expected 4 fds: the app folder, stdin, stdout, stderr");
-        if (check_folder(call, f0))
+        if (check_folder(call, f0) || check_path_stable(call, f0, peer ? peer->uid : (uid_t)-1))
                 return 0;
         if (find_cella(cella) < 0)
                 return control_reply_errno(call, -ENOENT,
