@@ -55,6 +55,7 @@ typedef struct Relay {
         int exit_code;  /* from the last reply; -1 until then */
         bool got_error; /* an error reply */
         bool denied;    /* it was org.cella.PermissionDenied */
+        int error_exit; /* the error's parameters.exit_code, or -1 */
         const char *cmd;
 } Relay;
 
@@ -217,6 +218,12 @@ static int on_any(json_t *reply, bool continues, void *ud)
 
                 r->got_error = true;
                 r->denied = strcmp(err, CONTROL_ERROR_PERMISSION_DENIED) == 0;
+                {
+                        json_t *x = json_object_get(control_reply_parameters(reply), "exit_code");
+
+                        if (json_is_integer(x))
+                                r->error_exit = (int)json_integer_value(x);
+                }
                 termsafe_field(control_reply_message(reply), sizeof safe - 4, safe, sizeof safe);
                 log_error("%s: cellad: %s: %s%s", r->cmd, err, safe,
                           r->denied ? " (run it as root or as a member of group cella, or "
@@ -229,59 +236,59 @@ static int on_any(json_t *reply, bool continues, void *ud)
 
 /* Our stdin for the run: fd 0 itself (a file or a pipe), a pipe fed from our terminal
  * (*ret_tty the terminal, *ret_feed the pipe's write end), or /dev/null. */
-static int run_stdin(bool boot, int *ret_tty, int *ret_feed)
+static int run_stdin(int mode, int *ret_tty, int *ret_feed)
 {
         int p[2];
+        bool open0 = fcntl(STDIN_FILENO, F_GETFD) >= 0;
 
         *ret_tty = *ret_feed = -EBADF;
-        if (boot || fcntl(STDIN_FILENO, F_GETFD) < 0)
+        if (mode == 1 || (mode == 0 && !open0))
                 return open("/dev/null", O_RDONLY | O_CLOEXEC);
-        if (!isatty(STDIN_FILENO))
+        if (mode == 0 && !isatty(STDIN_FILENO))
                 return fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 3);
         if (pipe2(p, O_CLOEXEC) < 0)
                 return -1;
+        if (!open0) {
+                /* Nothing to feed: the command reads its end of file at once. */
+                safe_close(p[1]);
+                return p[0];
+        }
         *ret_tty = STDIN_FILENO;
         *ret_feed = p[1];
         return p[0];
 }
 
-int cli_run_through_daemon(const char *cmd, const KernelOptions *k, const char *folder,
-                           char *const *extra_args, bool boot)
+/* The stream call both commands make: method with params (stolen) and the fds
+ * [folder_fd if >= 0], stdin, stdout, stderr; relays, takes the last reply's
+ * exit_code. stdin_mode: 0 ours (a file or pipe; a terminal through a pipe), 1
+ * /dev/null, 2 always a pipe we feed (the daemon wants a pipe: cella exec).
+ * forward: pass SIGINT, SIGTERM, SIGHUP on with org.cella.RunSignal. */
+static int stream_call(const char *cmd, const char *state_dir, const char *method, json_t *params,
+                       int folder_fd, int stdin_mode, bool raw_output, bool forward)
 {
         _cleanup_free_ char *socket_path = NULL;
-        _cleanup_close_ int dirfd = -EBADF, in = -EBADF;
+        _cleanup_close_ int in = -EBADF;
         int out[2] = {-EBADF, -EBADF}, err[2] = {-EBADF, -EBADF};
+        int fds[4], n_fds = 0;
         ControlClient *cl = NULL;
-        Relay relay = {.exit_code = -1, .cmd = cmd, .raw_output = k->raw_output};
+        Relay relay = {.exit_code = -1, .error_exit = -1, .cmd = cmd, .raw_output = raw_output};
         pthread_t tout, tsig;
         bool have_out = false, have_sig = false;
         sigset_t mask, old;
-        json_t *params, *args;
         int r, code = CELLA_EXIT_INTERNAL;
 
-        if (asprintf(&socket_path, "%s/cellad.sock", k->state_dir) < 0)
-                return CELLA_EXIT_INTERNAL;
-        relay.socket_path = socket_path;
         relay.tty_in = relay.to_app = relay.sigfd = relay.wake = -EBADF;
-        dirfd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dirfd < 0) {
-                /* As the embedded kernel says it (supervisor_load_manifest). */
-                log_error_errno(negative_errno(), "%s: %m", folder);
-                return CELLA_EXIT_MANIFEST;
-        }
-        in = run_stdin(boot, &relay.tty_in, &relay.to_app);
-        if (in < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
-                log_error_errno(negative_errno(), "%s: cannot make the run's pipes: %m", cmd);
-                goto out;
-        }
-        params = json_object();
-        args = json_array();
-        for (size_t i = 0; extra_args && extra_args[i]; i++)
-                json_array_append_new(args, json_string(extra_args[i]));
-        if (!params || !args || json_object_set_new(params, "args", args) < 0 ||
-            json_object_set_new(params, "verbose", json_boolean(log_verbose > 0)) < 0 ||
-            (boot && json_object_set_new(params, "boot", json_true()) < 0)) {
+        sigemptyset(&mask);
+        pthread_sigmask(SIG_BLOCK, &mask, &old);
+        if (asprintf(&socket_path, "%s/cellad.sock", state_dir) < 0) {
                 json_decref(params);
+                return CELLA_EXIT_INTERNAL;
+        }
+        relay.socket_path = socket_path;
+        in = run_stdin(stdin_mode, &relay.tty_in, &relay.to_app);
+        if (in < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
+                json_decref(params);
+                log_error_errno(negative_errno(), "%s: cannot make the pipes: %m", cmd);
                 goto out;
         }
         r = control_client_connect(socket_path, &cl);
@@ -290,38 +297,45 @@ int cli_run_through_daemon(const char *cmd, const KernelOptions *k, const char *
                 log_error_errno(r, "%s: cannot connect to %s: %m", cmd, socket_path);
                 goto out;
         }
-        /* Signals are taken by the signal thread alone: blocked here first, so that the
-         * threads inherit the mask. */
-        sigemptyset(&mask);
-        sigaddset(&mask, SIGINT);
-        sigaddset(&mask, SIGTERM);
-        sigaddset(&mask, SIGHUP);
         (void)signal(SIGPIPE, SIG_IGN);
-        pthread_sigmask(SIG_BLOCK, &mask, &old);
-        relay.sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
-        relay.wake = eventfd(0, EFD_CLOEXEC);
         relay.out = out[0];
         relay.err = err[0];
-        if (relay.sigfd < 0 || relay.wake < 0) {
+        relay.wake = eventfd(0, EFD_CLOEXEC);
+        if (forward) {
+                /* Signals are taken by the signal thread alone: blocked here first, so
+                 * that the threads inherit the mask. */
+                sigaddset(&mask, SIGINT);
+                sigaddset(&mask, SIGTERM);
+                sigaddset(&mask, SIGHUP);
+                pthread_sigmask(SIG_BLOCK, &mask, NULL);
+                relay.sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
+        }
+        if ((forward && relay.sigfd < 0) || relay.wake < 0) {
                 json_decref(params);
                 log_error_errno(negative_errno(), "%s: cannot take signals: %m", cmd);
                 goto out_mask;
         }
-        have_sig = pthread_create(&tsig, NULL, signal_thread, &relay) == 0;
+        if (forward)
+                have_sig = pthread_create(&tsig, NULL, signal_thread, &relay) == 0;
         /* Our write ends stay open until the call is over, so the output thread sees
-         * the end only once the run's kernel has gone and we closed them. */
+         * the end only once the daemon's child has gone and we closed them. */
         have_out = pthread_create(&tout, NULL, output_thread, &relay) == 0;
-        r = control_client_call(cl, "org.cella.Run", params,
-                                (const int[]){dirfd, in, out[1], err[1]}, 4, true, on_any, &relay);
-        /* The run is over (or never began): our write ends would hide the EOF. */
+        if (folder_fd >= 0)
+                fds[n_fds++] = folder_fd;
+        fds[n_fds++] = in;
+        fds[n_fds++] = out[1];
+        fds[n_fds++] = err[1];
+        r = control_client_call(cl, method, params, fds, (size_t)n_fds, true, on_any, &relay);
+        /* Over (or never began): our write ends would hide the EOF. */
         out[1] = safe_close(out[1]);
         err[1] = safe_close(err[1]);
         in = safe_close(in);
-        dirfd = safe_close(dirfd);
         if (relay.got_error)
-                code = relay.denied ? CELLA_EXIT_STATE : 1;
+                code = relay.denied            ? CELLA_EXIT_STATE
+                       : relay.error_exit >= 0 ? relay.error_exit
+                                               : 1;
         else if (r < 0 || relay.exit_code < 0)
-                log_error("%s: cellad went away during the run%s%s", cmd, r < 0 ? ": " : "",
+                log_error("%s: cellad went away before the end%s%s", cmd, r < 0 ? ": " : "",
                           r < 0 ? strerror(-r) : "");
         else
                 code = relay.exit_code;
@@ -332,8 +346,8 @@ out_mask:
         if (have_sig)
                 pthread_join(tsig, NULL);
         if (have_out) {
-                /* The kernel is gone, so are the pipes' writers: the rest is read out.
-                 * A reader of ours that stopped reading gets 5 s (the run is over). */
+                /* The daemon's child is gone, so are the pipes' writers: the rest is read
+                 * out. A reader of ours that stopped reading gets 5 s (it is over). */
                 struct timespec deadline;
 
                 clock_gettime(CLOCK_REALTIME, &deadline);
@@ -342,8 +356,8 @@ out_mask:
                         log_debug("output not taken by our reader in 5 s: dropped");
         }
         control_client_free(cl);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
 out:
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
         safe_close(relay.sigfd);
         safe_close(relay.wake);
         safe_close(relay.to_app);
@@ -352,4 +366,46 @@ out:
                 safe_close(err[i]);
         }
         return code;
+}
+
+int cli_run_through_daemon(const char *cmd, const KernelOptions *k, const char *folder,
+                           char *const *extra_args, bool boot)
+{
+        _cleanup_close_ int dirfd = -EBADF;
+        json_t *params, *args;
+
+        dirfd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dirfd < 0) {
+                /* As the embedded kernel says it (supervisor_load_manifest). */
+                log_error_errno(negative_errno(), "%s: %m", folder);
+                return CELLA_EXIT_MANIFEST;
+        }
+        params = json_object();
+        args = json_array();
+        for (size_t i = 0; extra_args && extra_args[i]; i++)
+                json_array_append_new(args, json_string(extra_args[i]));
+        if (!params || !args || json_object_set_new(params, "args", args) < 0 ||
+            json_object_set_new(params, "verbose", json_boolean(log_verbose > 0)) < 0 ||
+            (boot && json_object_set_new(params, "boot", json_true()) < 0)) {
+                json_decref(params);
+                return CELLA_EXIT_INTERNAL;
+        }
+        return stream_call(cmd, k->state_dir, "org.cella.Run", params, dirfd, boot ? 1 : 0,
+                           k->raw_output, true);
+}
+
+int cli_exec_through_daemon(const char *state_dir, const char *app, char *const *argv,
+                            bool raw_output)
+{
+        json_t *params = json_object(), *a = json_array();
+
+        for (size_t i = 0; argv && argv[i]; i++)
+                json_array_append_new(a, json_string(argv[i]));
+        if (!params || !a || json_object_set_new(params, "app", json_string(app)) < 0 ||
+            json_object_set_new(params, "argv", a) < 0) {
+                json_decref(params);
+                json_decref(a);
+                return CELLA_EXIT_INTERNAL;
+        }
+        return stream_call("exec", state_dir, "org.cella.Exec", params, -1, 2, raw_output, false);
 }

@@ -17,3 +17,14 @@
  */
 int cli_run_through_daemon(const char *cmd, const KernelOptions *k, const char *folder,
                            char *const *extra_args, bool boot);
+
+/*
+ * `cella exec`: runs argv in the running app's sandbox through cellad
+ * (org.cella.Exec, docs/api.md; root only): stdin, stdout and stderr are pipes
+ * this process feeds and relays (rendered inert on a terminal unless raw_output).
+ * Returns the command's exit status; the error's exit_code (126, 127) or 1 after
+ * an error reply (printed), CELLA_EXIT_STATE when refused (not root),
+ * CELLA_EXIT_INTERNAL when cellad goes away.
+ */
+int cli_exec_through_daemon(const char *state_dir, const char *app, char *const *argv,
+                            bool raw_output);
