@@ -462,6 +462,8 @@ int daemon_run(const DaemonOptions *o)
                 r = daemon_app_methods(&d);
         if (r >= 0)
                 r = daemon_run_methods(&d); /* client: run-methods.c */
+        if (r >= 0)
+                r = daemon_exec_methods(&d); /* client: exec-methods.c */
         if (r < 0) {
                 log_error_errno(r, "cannot start: %m");
                 goto out;

@@ -37,6 +37,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -212,6 +213,62 @@ _noreturn_ static void helper_child(const SandboxEnter *e, const struct rlimit *
         _exit(si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status);
 }
 
+/* One value of /proc/PID/limits: "unlimited" or a number. */
+static int parse_limit(const char *s, rlim_t *ret)
+{
+        char *end;
+        unsigned long long v;
+
+        if (strncmp(s, "unlimited", 9) == 0) {
+                *ret = RLIM_INFINITY;
+                return 0;
+        }
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno || end == s)
+                return -EBADMSG;
+        *ret = (rlim_t)v;
+        return 0;
+}
+
+/*
+ * The rlimits of process pid from /proc/PID/limits, which anyone may read: prlimit(2)
+ * on another uid's process needs CAP_SYS_RESOURCE, which a daemon confined by its
+ * service manager may lack. The kernel prints one line per resource in RLIMIT_*
+ * order after a header (fs/proc/base.c, proc_pid_limits(): lnames[]), the name in
+ * "%-25s %-20s %-20s": the soft limit at column 26, the hard one at 47. Returns 0 or -errno
+ * (-EBADMSG for a file not so shaped).
+ */
+static int read_limits(pid_t pid, struct rlimit lim[RLIM_NLIMITS])
+{
+        char path[64], buf[4096];
+        _cleanup_close_ int fd = -EBADF;
+        ssize_t k;
+        char *line, *next;
+        int i = -1;
+
+        snprintf(path, sizeof path, "/proc/%d/limits", (int)pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        k = read(fd, buf, sizeof buf - 1);
+        if (k <= 0)
+                return k < 0 ? negative_errno() : -EBADMSG;
+        buf[k] = 0;
+        for (line = buf; line && *line && i < RLIM_NLIMITS; line = next) {
+                next = strchr(line, '\n');
+                if (next)
+                        *next++ = 0;
+                if (i >= 0) {
+                        if (strlen(line) < 48 || parse_limit(line + 26, &lim[i].rlim_cur) < 0 ||
+                            parse_limit(line + 47, &lim[i].rlim_max) < 0)
+                                return -EBADMSG;
+                }
+                i++;
+        }
+        return i == RLIM_NLIMITS ? 0 : -EBADMSG;
+}
+
 int sandbox_enter(const SandboxEnter *e, pid_t *ret_pid, int *ret_pidfd, SandboxError *err)
 {
         struct rlimit lim[RLIM_NLIMITS];
@@ -224,10 +281,9 @@ int sandbox_enter(const SandboxEnter *e, pid_t *ret_pid, int *ret_pidfd, Sandbox
         if (!e || e->pidfd < 0 || e->pid <= 0 || !e->argv || !e->argv[0] || !e->envp || !e->seccomp)
                 return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL, "bad arguments");
         /* The app's rlimits: its init's, which it was forked with (rlimit.c). */
-        for (int i = 0; i < RLIM_NLIMITS; i++)
-                if (prlimit(e->pid, i, NULL, &lim[i]) < 0)
-                        return sandbox_fail(err, SANDBOX_STEP_RLIMIT, negative_errno(),
-                                            "read the app's rlimit %d", i);
+        r = read_limits(e->pid, lim);
+        if (r < 0)
+                return sandbox_fail(err, SANDBOX_STEP_RLIMIT, r, "read the app's rlimits");
         if (e->cgroup) {
                 r = cgroup_join_prepare(e->cgroup, &j);
                 if (r < 0)
