@@ -296,6 +296,19 @@ static void daemon_reexec(Daemon *d)
                 log_error_errno(negative_errno(), "SIGHUP: cannot hand the lock over: %m");
                 return;
         }
+        if (d->listen_fd >= 0) {
+                char lbuf[16];
+
+                snprintf(lbuf, sizeof lbuf, "%d", d->listen_fd);
+                fl = fcntl(d->listen_fd, F_GETFD);
+                if (fl < 0 || fcntl(d->listen_fd, F_SETFD, fl & ~FD_CLOEXEC) < 0 ||
+                    strv_extend(&argv, "--listen-fd") < 0 || strv_extend(&argv, lbuf) < 0) {
+                        log_error_errno(negative_errno() ?: -ENOMEM,
+                                        "SIGHUP: cannot hand the socket over: %m");
+                        (void)fcntl(d->lock_fd, F_SETFD, FD_CLOEXEC);
+                        return;
+                }
+        }
         for (int i = 0; i < d->n_listen_fds; i++) {
                 fl = fcntl(SD_LISTEN_FDS_START + i, F_GETFD);
                 if (fl >= 0)
@@ -304,6 +317,8 @@ static void daemon_reexec(Daemon *d)
         execv(exe, argv);
         log_error_errno(negative_errno(), "SIGHUP: cannot re-execute %s: %m; running on", exe);
         (void)fcntl(d->lock_fd, F_SETFD, FD_CLOEXEC);
+        if (d->listen_fd >= 0)
+                (void)fcntl(d->listen_fd, F_SETFD, FD_CLOEXEC);
         (void)sd_notify(0, "READY=1");
 }
 
@@ -393,7 +408,7 @@ static void daemon_close_handles(Daemon *d)
 
 int daemon_run(const DaemonOptions *o)
 {
-        Daemon d = {.o = *o, .lock_fd = -EBADF, .state_fd = -EBADF};
+        Daemon d = {.o = *o, .lock_fd = -EBADF, .state_fd = -EBADF, .listen_fd = -EBADF};
         SupervisorError err = {};
         SupervisorOptions so;
         CgroupManager *cgm = NULL;
