@@ -39,7 +39,9 @@
 #define EXEC_ARGV_MAX    256
 #define EXEC_ARG_LEN_MAX 4096
 
-typedef struct Exec {
+typedef struct Exec Exec;
+struct Exec {
+        Exec *next;
         Daemon *d;
         ControlCall *call; /* NULL once the client went away */
         char *app;
@@ -47,7 +49,11 @@ typedef struct Exec {
         int pidfd;
         uint64_t started_ns;
         uv_poll_t poll;
-} Exec;
+};
+
+/* The commands running: each reachable from here until its end (a daemon that stops
+ * meanwhile closes their handles, supervisor_free(), and they end with it). */
+static Exec *execs;
 
 /* The app filter without its listener (sandbox.h, SandboxEnter.seccomp): made once. */
 static SeccompProgram *exec_filter;
@@ -56,6 +62,11 @@ static void exec_closed(uv_handle_t *h)
 {
         Exec *x = h->data;
 
+        for (Exec **p = &execs; *p; p = &(*p)->next)
+                if (*p == x) {
+                        *p = x->next;
+                        break;
+                }
         safe_close(x->pidfd);
         free(x->app);
         free(x);
@@ -269,6 +280,8 @@ static int method_exec(ControlCall *call, json_t *params, void *userdata)
         x->pidfd = pidfd;
         x->started_ns = now_monotonic_ns();
         x->poll.data = x;
+        x->next = execs;
+        execs = x;
         supervisor_audit(s, id, AUDIT_EVENT_LIFECYCLE,
                          json_pack("{s:s, s:o, s:i, s:i, s:i}", "what", "exec", "argv",
                                    argv_json(argv), "by_uid", peer ? (int)peer->uid : -1, "by_pid",

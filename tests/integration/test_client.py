@@ -241,3 +241,35 @@ def test_run_needs_manage_access(tmp_path, make_app):
         if made_group:
             subprocess.run(["groupdel", "cella"], capture_output=True)
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_a_daemon_stopped_mid_run_ends_its_runs_and_execs(make_app, tmp_path):
+    """SIGTERM to cellad while a run and an exec are in flight: cellad exits 0 (no
+    leak under ASan), the run's kernel and the command end with it, and both clients
+    say that cellad went away (254) instead of hanging."""
+    import json
+    require_cellad()
+    loop = make_app("org.test.client.loop", "echo ready\nwhile :; do sleep 0.1; done\n")
+    svc = make_app("org.test.client.svc", "while :; do sleep 1; done\n", kind="service")
+    with running_cellad(tmp_path / "state") as d:
+        state = d.state_dir
+        for args in (["install", svc], ["start", "org.test.client.svc"]):
+            p = subprocess.run([CELLA, args[0], "--state-dir", str(state), *map(str, args[1:])],
+                               capture_output=True, text=True, timeout=60)
+            assert p.returncode == 0, p.stderr
+        run = subprocess.Popen([CELLA, "run", "--state-dir", str(state), str(loop)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        ex = subprocess.Popen([CELLA, "exec", "--state-dir", str(state), "org.test.client.svc",
+                               "--", "sh", "-c", "echo ready; exec sleep 1000"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert run.stdout.readline() == "ready\n"
+            assert ex.stdout.readline() == "ready\n"
+            assert d.stop() == 0, d.log()
+            for p in (run, ex):
+                out, err = p.communicate(timeout=60)
+                assert p.returncode == 254 and "cellad went away" in err, (p.returncode, err)
+        finally:
+            for p in (run, ex):
+                if p.poll() is None:
+                    p.kill()
