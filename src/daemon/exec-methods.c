@@ -292,6 +292,16 @@ static int method_exec(ControlCall *call, json_t *params, void *userdata)
         return control_reply_continues(call, json_pack("{s:i}", "pid", (int)pid));
 }
 
+void daemon_execs_end(void)
+{
+        for (Exec *x = execs; x; x = x->next) {
+                siginfo_t si;
+
+                (void)syscall(SYS_pidfd_send_signal, x->pidfd, SIGKILL, NULL, 0);
+                (void)waitid(P_PIDFD, x->pidfd, &si, WEXITED);
+        }
+}
+
 int daemon_exec_methods(Daemon *d)
 {
         static const ControlMethod methods[] = {

@@ -447,6 +447,18 @@ static int method_run_signal(ControlCall *call, json_t *params, void *userdata)
                 json_pack("{s:s}", "message", "no run of yours with this pid in this cellad"));
 }
 
+void daemon_runs_end(void)
+{
+        for (Run *run = runs; run; run = run->next)
+                if (run->pidfd >= 0) {
+                        siginfo_t si;
+
+                        (void)syscall(SYS_pidfd_send_signal, run->pidfd, SIGKILL, NULL, 0);
+                        (void)waitid(P_PIDFD, run->pidfd, &si, WEXITED);
+                }
+        daemon_execs_end();
+}
+
 int daemon_run_methods(Daemon *d)
 {
         static const ControlMethod methods[] = {

@@ -273,3 +273,33 @@ def test_a_daemon_stopped_mid_run_ends_its_runs_and_execs(make_app, tmp_path):
             for p in (run, ex):
                 if p.poll() is None:
                     p.kill()
+
+
+def test_a_reexec_ends_the_runs_in_flight(daemon, make_app):
+    """SIGHUP re-executes cellad in place; the new image knows neither the runs in
+    flight nor their clients, so they end first (the client says so, 254), and the
+    next run goes through the new image."""
+    import signal as sig
+    import time
+    loop = make_app("org.test.client.hup", "echo ready\nwhile :; do sleep 0.1; done\n")
+    run = subprocess.Popen([CELLA, "run", "--state-dir", str(daemon.state_dir), str(loop)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert run.stdout.readline() == "ready\n"
+        daemon.send(sig.SIGHUP)
+        out, err = run.communicate(timeout=60)
+        assert run.returncode == 254 and "cellad went away" in err, (run.returncode, err)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    # The new image serves (its socket is bound again after the exec: wait for it).
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            call(daemon.state_dir / "cellad.sock", "org.cella.Ping")
+            break
+        except (OSError, ControlError):
+            assert time.monotonic() < deadline, daemon.log()
+            time.sleep(0.05)
+    p = cella_run(daemon.state_dir, make_app("org.test.client.after", "exit 5\n"))
+    assert p.returncode == 5, p.stderr
