@@ -174,8 +174,35 @@ _noreturn_ static void command_child(const SandboxEnter *e, const struct rlimit 
         child_fail(errfd, &err, r == -ENOENT ? 127 : 126);
 }
 
+/* Closes every fd above 2 but the n in keep (async-signal-safe: no allocation).
+ * Returns 0 or -errno of close_range. */
+static int keep_only_fds(int *keep, size_t n)
+{
+        unsigned next = 3;
+
+        /* Insertion sort: n is at most 6 + CGROUP_JOIN_MAX_V1. */
+        for (size_t i = 1; i < n; i++)
+                for (size_t k = i; k > 0 && keep[k - 1] > keep[k]; k--) {
+                        int t = keep[k];
+
+                        keep[k] = keep[k - 1];
+                        keep[k - 1] = t;
+                }
+        for (size_t i = 0; i < n; i++) {
+                if (keep[i] < (int)next)
+                        continue;
+                if ((unsigned)keep[i] > next &&
+                    syscall(SYS_close_range, next, (unsigned)keep[i] - 1, 0u) < 0)
+                        return negative_errno();
+                next = (unsigned)keep[i] + 1;
+        }
+        return syscall(SYS_close_range, next, ~0u, 0u) < 0 ? negative_errno() : 0;
+}
+
 /* The helper: into the app's pid namespace for its children, fork the command,
- * wait for it, exit with its status. */
+ * wait for it, exit with its status. It lives as long as the command, so it keeps
+ * no fd of the caller's but what the command needs (the caller's lock, sockets and
+ * pipes would otherwise live on in it). */
 _noreturn_ static void helper_child(const SandboxEnter *e, const struct rlimit *lim, CgroupJoin *j,
                                     int errfd)
 {
@@ -186,6 +213,25 @@ _noreturn_ static void helper_child(const SandboxEnter *e, const struct rlimit *
 
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || prctl(PR_SET_DUMPABLE, 0) < 0)
                 _exit(SANDBOX_ENTER_FAILED);
+        {
+                int keep[6 + CGROUP_JOIN_MAX_V1];
+                size_t n = 0;
+
+                keep[n++] = e->pidfd;
+                keep[n++] = errfd;
+                for (int i = 0; i < 3; i++)
+                        keep[n++] = e->stdio[i];
+                if (j->unified_fd >= 0)
+                        keep[n++] = j->unified_fd;
+                for (unsigned i = 0; i < j->n_v1 && n < ELEMENTSOF(keep); i++)
+                        keep[n++] = j->v1_fds[i];
+                int r = keep_only_fds(keep, n);
+
+                if (r < 0) {
+                        (void)sandbox_fail(&err, SANDBOX_STEP_PREPARE, r, "close the caller's fds");
+                        child_fail(errfd, &err, SANDBOX_ENTER_FAILED);
+                }
+        }
         if (setns(e->pidfd, CLONE_NEWPID) < 0) {
                 (void)sandbox_fail(&err, SANDBOX_STEP_NAMESPACE, negative_errno(),
                                    "enter the app's pid namespace");
@@ -203,7 +249,14 @@ _noreturn_ static void helper_child(const SandboxEnter *e, const struct rlimit *
         }
         if (pid == 0)
                 command_child(e, lim, j, errfd);
+        /* The command has its copies: the helper holds only init's pidfd from here. */
         (void)close(errfd);
+        for (int i = 0; i < 3; i++)
+                if (e->stdio[i] > 2)
+                        (void)close(e->stdio[i]);
+        (void)close(j->unified_fd);
+        for (unsigned i = 0; i < j->n_v1; i++)
+                (void)close(j->v1_fds[i]);
         for (;;) {
                 if (waitid(P_PID, pid, &si, WEXITED) == 0)
                         break;
