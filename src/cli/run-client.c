@@ -105,14 +105,24 @@ static void *output_thread(void *ud)
         TermSafe safe_out = {}, safe_err = {};
         bool san_out = !r->raw_output && isatty(STDOUT_FILENO);
         bool san_err = !r->raw_output && isatty(STDERR_FILENO);
-        struct pollfd p[3] = {
+        /* What was read from our stdin and not yet taken by the app's pipe: while it
+         * waits, our stdin is not read (the app reads at its pace), and the output is
+         * relayed on: a blocking write into a full pipe would stop both, and an app
+         * that writes without reading its stdin would then wait on us forever. */
+        char in_buf[4096];
+        size_t in_len = 0, in_off = 0;
+        int in_fd = r->tty_in >= 0 ? r->tty_in : -1; /* -1 once at its end */
+        struct pollfd p[4] = {
                 {.fd = r->out, .events = POLLIN},
                 {.fd = r->err, .events = POLLIN},
                 {.fd = r->tty_in >= 0 ? r->tty_in : -1, .events = POLLIN},
+                {.fd = -1, .events = POLLOUT},
         };
 
+        if (r->to_app >= 0)
+                (void)fcntl(r->to_app, F_SETFL, fcntl(r->to_app, F_GETFL) | O_NONBLOCK);
         while (p[0].fd >= 0 || p[1].fd >= 0) {
-                if (poll(p, 3, -1) < 0) {
+                if (poll(p, 4, -1) < 0) {
                         if (errno == EINTR)
                                 continue;
                         break;
@@ -121,17 +131,37 @@ static void *output_thread(void *ud)
                         p[0].fd = -1;
                 if (p[1].revents && !relay_one(p[1].fd, STDERR_FILENO, &safe_err, san_err))
                         p[1].fd = -1;
-                if (p[2].revents) {
-                        char buf[4096];
-                        ssize_t k = read(p[2].fd, buf, sizeof buf);
+                if (p[2].fd >= 0 && p[2].revents) {
+                        ssize_t k = read(p[2].fd, in_buf, sizeof in_buf);
 
-                        if (k > 0)
-                                write_all(r->to_app, buf, (size_t)k);
-                        else if (k == 0 || (errno != EINTR && errno != EAGAIN)) {
+                        if (k > 0) {
+                                in_len = (size_t)k;
+                                in_off = 0;
+                        } else if (k == 0 || (errno != EINTR && errno != EAGAIN)) {
                                 /* Ctrl-D: the app reads its end of file. */
-                                p[2].fd = -1;
+                                in_fd = -1;
                                 r->to_app = safe_close(r->to_app);
                         }
+                }
+                if (in_len > in_off && r->to_app >= 0) {
+                        ssize_t k = write(r->to_app, in_buf + in_off, in_len - in_off);
+
+                        if (k > 0)
+                                in_off += (size_t)k;
+                        else if (k < 0 && errno != EAGAIN && errno != EINTR) {
+                                /* The app closed its stdin: nothing more goes in. */
+                                in_len = in_off = 0;
+                                in_fd = -1;
+                                r->to_app = safe_close(r->to_app);
+                        }
+                }
+                /* While the pipe has no room, wait for room, not for more input. */
+                if (in_len > in_off && r->to_app >= 0) {
+                        p[3].fd = r->to_app;
+                        p[2].fd = -1;
+                } else {
+                        p[3].fd = -1;
+                        p[2].fd = in_fd;
                 }
         }
         return NULL;

@@ -231,3 +231,22 @@ def test_exec_is_root_only(app_running):
         subprocess.run(["userdel", user], capture_output=True)
         if made_group:
             subprocess.run(["groupdel", "cella"], capture_output=True)
+
+
+def test_output_flows_while_the_command_leaves_its_stdin_unread(app_running, tmp_path):
+    """Our stdin is fed to the command only as it reads it: a command that writes a lot
+    and never reads its stdin gets all its output through (no deadlock on a full
+    stdin pipe), and its exit ends the command."""
+    d, _ = app_running
+    big = tmp_path / "big"
+    big.write_bytes(b"y" * (4 << 20))
+    with open(big, "rb") as f:
+        p = subprocess.run([CELLA, "exec", "--state-dir", str(d.state_dir), APP, "--", "sh", "-c",
+                            "head -c 3000000 /dev/zero | tr '\\0' x"],
+                           stdin=f, capture_output=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == b"x" * 3000000
+    with open(big, "rb") as f:
+        p = subprocess.run([CELLA, "exec", "--state-dir", str(d.state_dir), APP, "--", "wc", "-c"],
+                           stdin=f, capture_output=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.split() == [str(4 << 20).encode()], p
