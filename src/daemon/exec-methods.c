@@ -26,15 +26,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "audit/audit.h"
 #include "base/log.h"
 #include "base/macro.h"
 #include "base/strv.h"
 #include "base/time-util.h"
 #include "daemon/daemon-internal.h"
 #include "sandbox/sandbox.h"
-#include "supervisor/lifecycle.h"
-#include "supervisor/supervisor-internal.h"
+#include "supervisor/exec.h"
 
 #define EXEC_ARGV_MAX    256
 #define EXEC_ARG_LEN_MAX 4096
@@ -95,10 +93,10 @@ static void exec_on_exit(uv_poll_t *h, int status, int events)
                 return;
         uv_poll_stop(h);
         code = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
-        supervisor_audit(s, x->app, AUDIT_EVENT_LIFECYCLE,
-                         json_pack("{s:s, s:i, s:i, s:f}", "what", "exec-exited", "exec_pid",
-                                   (int)x->pid, "exit_code", code, "duration_ms",
-                                   (double)(now_monotonic_ns() - x->started_ns) / 1e6));
+        supervisor_exec_audit(s, x->app,
+                              json_pack("{s:s, s:i, s:i, s:f}", "what", "exec-exited", "exec_pid",
+                                        (int)x->pid, "exit_code", code, "duration_ms",
+                                        (double)(now_monotonic_ns() - x->started_ns) / 1e6));
         log_info("%s: exec %d exited with %d", x->app, (int)x->pid, code);
         if (x->call)
                 (void)control_reply(x->call,
@@ -134,9 +132,8 @@ static int method_exec(ControlCall *call, json_t *params, void *userdata)
         const char *id, *key;
         bool missing = false;
         SandboxError serr = {};
-        InstanceState st;
-        Instance *inst;
-        Sandbox *sb;
+        InstanceState st = INSTANCE_STATE_INSTALLED;
+        Sandbox *sb = NULL;
         Exec *x;
         size_t i;
         pid_t pid = 0;
@@ -186,28 +183,26 @@ static int method_exec(ControlCall *call, json_t *params, void *userdata)
                                         "reach the command)");
                 }
         }
-        inst = supervisor_find(s, id);
-        if (!inst)
+        r = supervisor_exec_target(s, id, &sb, &st);
+        if (r == -ENOENT)
                 return control_reply_error(call, CONTROL_ERROR_NO_SUCH_APP,
                                            json_pack("{s:s, s:s}", "message",
                                                      "no such app in this cellad (cella exec "
                                                      "reaches the apps cellad runs)",
                                                      "app", id));
-        if (inst->group)
+        if (r == -EOPNOTSUPP)
                 return control_reply_errno(call, -EOPNOTSUPP,
                                            "a packed Lua app shares its host's sandbox with its "
                                            "group: there is no sandbox of its own to enter");
-        st = instance_state(inst);
-        sb = inst->run.sandbox;
-        if (inst->state != INSTANCE_RUNNING || !sb || st == INSTANCE_STATE_STOPPING ||
-            st == INSTANCE_STATE_FROZEN || st == INSTANCE_STATE_CACHED ||
-            st == INSTANCE_STATE_STARTING) {
+        if (r < 0) {
                 char msg[256];
 
                 snprintf(msg, sizeof msg, "cannot exec in %s: it is %s%s", id,
                          supervisor_state_name(st),
                          st == INSTANCE_STATE_FROZEN || st == INSTANCE_STATE_CACHED
                                  ? "; thaw it first"
+                         : st == INSTANCE_STATE_STARTING || st == INSTANCE_STATE_STOPPING
+                                 ? "; try again once it runs"
                                  : "; start it first");
                 return control_reply_error(call, CONTROL_ERROR_APP_STATE,
                                            json_pack("{s:s, s:s, s:s}", "message", msg, "app", id,
@@ -247,13 +242,13 @@ static int method_exec(ControlCall *call, json_t *params, void *userdata)
                 int code = serr.step == SANDBOX_STEP_EXEC ? (r == -ENOENT ? 127 : 126)
                                                           : SANDBOX_ENTER_FAILED;
 
-                supervisor_audit(s, id, AUDIT_EVENT_LIFECYCLE,
-                                 json_pack("{s:s, s:o, s:i, s:i, s:s, s:s, s:i}", "what", "exec",
-                                           "argv", argv_json(argv), "by_uid",
-                                           peer ? (int)peer->uid : -1, "by_pid",
-                                           peer ? (int)peer->pid : -1, "step",
-                                           sandbox_step_to_string(serr.step), "error", serr.detail,
-                                           "errno", -r));
+                supervisor_exec_audit(s, id,
+                                      json_pack("{s:s, s:o, s:i, s:i, s:s, s:s, s:i}", "what",
+                                                "exec", "argv", argv_json(argv), "by_uid",
+                                                peer ? (int)peer->uid : -1, "by_pid",
+                                                peer ? (int)peer->pid : -1, "step",
+                                                sandbox_step_to_string(serr.step), "error",
+                                                serr.detail, "errno", -r));
                 snprintf(msg, sizeof msg, "%s: %s (step %s): %s%s", id, serr.detail,
                          sandbox_step_to_string(serr.step), strerror(-r),
                          r == -ENOENT && serr.step == SANDBOX_STEP_EXEC
@@ -282,10 +277,11 @@ static int method_exec(ControlCall *call, json_t *params, void *userdata)
         x->poll.data = x;
         x->next = execs;
         execs = x;
-        supervisor_audit(s, id, AUDIT_EVENT_LIFECYCLE,
-                         json_pack("{s:s, s:o, s:i, s:i, s:i}", "what", "exec", "argv",
-                                   argv_json(argv), "by_uid", peer ? (int)peer->uid : -1, "by_pid",
-                                   peer ? (int)peer->pid : -1, "exec_pid", (int)pid));
+        supervisor_exec_audit(s, id,
+                              json_pack("{s:s, s:o, s:i, s:i, s:i}", "what", "exec", "argv",
+                                        argv_json(argv), "by_uid", peer ? (int)peer->uid : -1,
+                                        "by_pid", peer ? (int)peer->pid : -1, "exec_pid",
+                                        (int)pid));
         log_info("%s: exec %d for uid %d: %s", id, (int)pid, peer ? (int)peer->uid : -1, argv[0]);
         control_call_on_abort(call, exec_on_abort, x);
         (void)uv_poll_start(&x->poll, UV_READABLE, exec_on_exit);
