@@ -240,9 +240,11 @@ static int check_folder(ControlCall *call, int fd)
 }
 
 /*
- * For a caller who is not root: the child kernel names the folder by its canonical
- * path (it is the app's identity, docs/security.md "App identity") and opens it by
- * that path, as root. So that the caller cannot swap what the path names between
+ * The child kernel names the folder by its canonical path (it is the app's
+ * identity, docs/security.md "App identity") and opens it by that path, as root, in
+ * cellad's mount namespace. So that path must name the very folder the client
+ * passed there (for any caller). And for a caller who is not root, so that the
+ * caller cannot swap what the path names between
  * this check and the kernel's open (a rename in a folder of theirs, a symlink put in
  * its place) and have root's kernel run a folder of someone else's under that
  * folder's identity, every directory above the app folder must be out of the
@@ -257,8 +259,6 @@ static int check_path_stable(ControlCall *call, int fd, uid_t caller)
         ssize_t k;
         char *slash;
 
-        if (caller == 0)
-                return 0;
         snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
         k = readlink(link, path, sizeof path - 1);
         if (k <= 0 || path[0] != '/' || fstat(fd, &fst) < 0)
@@ -266,11 +266,22 @@ static int check_path_stable(ControlCall *call, int fd, uid_t caller)
                                            "cannot name the app folder"),
                        1;
         path[k] = 0;
-        if (stat(path, &st) < 0 || st.st_dev != fst.st_dev || st.st_ino != fst.st_ino)
-                return reply_invalid(call, "folder",
-                                     "the app folder was moved or is not reachable by its "
-                                     "path"),
-                       1;
+        /* For every caller: the kernel opens the path in cellad's mount namespace,
+         * which may not be the client's (systemd's PrivateTmp= gives cellad a /tmp
+         * of its own): the path must name this very folder there. */
+        if (stat(path, &st) < 0 || st.st_dev != fst.st_dev || st.st_ino != fst.st_ino) {
+                char msg[PATH_MAX + 256];
+
+                snprintf(msg, sizeof msg,
+                         "the app folder is not %s in cellad's view of the file system (a "
+                         "/tmp of its own under systemd's PrivateTmp=, another mount "
+                         "namespace, or it was moved): install it ('cella install') or run it "
+                         "with --embedded",
+                         path);
+                return reply_invalid(call, "folder", msg), 1;
+        }
+        if (caller == 0)
+                return 0;
         if (st.st_uid != 0 && st.st_uid != caller && st.st_uid != geteuid())
                 return reply_invalid(call, "folder", "the app folder must be owned by you or root"),
                        1;

@@ -303,3 +303,26 @@ def test_a_reexec_ends_the_runs_in_flight(daemon, make_app):
             time.sleep(0.05)
     p = cella_run(daemon.state_dir, make_app("org.test.client.after", "exit 5\n"))
     assert p.returncode == 5, p.stderr
+
+
+def test_a_folder_cellad_sees_elsewhere_is_refused(daemon, make_app, tmp_path):
+    """The run's kernel opens the folder by its path in cellad's mount namespace: a
+    client in another one (here: a tmpfs over a folder that only the client sees, as
+    systemd's PrivateTmp= gives cellad a /tmp of its own) is refused, not run with
+    whatever that path names for cellad."""
+    import shutil
+    if not shutil.which("unshare"):
+        pytest.skip("no unshare(1)")
+    hidden = tmp_path / "hidden"
+    hidden.mkdir(mode=0o755)
+    # What cellad sees at that path: an app of its own that must not run.
+    decoy = make_app("org.test.client.decoy", "echo DECOY-RAN\n")
+    shutil.copytree(decoy, hidden / "app")
+    app = make_app("org.test.client.private", "echo private\n")
+    script = (f"mount -t tmpfs -o mode=0755 none {hidden} && cp -a {app} {hidden}/app && "
+              f"exec {CELLA} run --state-dir {daemon.state_dir} {hidden}/app")
+    p = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
+    assert "in cellad's view of the file system" in p.stderr, p.stderr
+    assert "DECOY-RAN" not in p.stdout and runs_in(daemon) == 0
