@@ -326,3 +326,28 @@ def test_a_folder_cellad_sees_elsewhere_is_refused(daemon, make_app, tmp_path):
     assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
     assert "in cellad's view of the file system" in p.stderr, p.stderr
     assert "DECOY-RAN" not in p.stdout and runs_in(daemon) == 0
+
+
+def test_boot_through_cellad_stops_on_ctrl_c(daemon, make_app, tmp_path):
+    """A boot of services alone runs until stopped: Ctrl-C reaches the boot's kernel
+    under cellad, which stops them, and the boot exits 0, as an embedded one does."""
+    apps = tmp_path / "svcs"
+    apps.mkdir(mode=0o755)
+    svc = make_app("org.test.client.boot.svc", "echo up\nwhile :; do sleep 0.1; done\n",
+                   kind="service")
+    os.rename(svc, apps / "svc")
+    p = subprocess.Popen([CELLA, "boot", "--state-dir", str(daemon.state_dir), str(apps)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in p.stderr:
+            if "org.test.client.boot.svc: started" in line:
+                break
+        else:
+            raise AssertionError("the service never started")
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+        assert "org.test.client.boot.svc" in err and runs_in(daemon) == 1
+    finally:
+        if p.poll() is None:
+            p.kill()
