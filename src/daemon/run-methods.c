@@ -208,6 +208,29 @@ _noreturn_ static void run_child(pid_t parent, const int fds[4], const char *pat
         _exit(CELLA_EXIT_INTERNAL);
 }
 
+/*
+ * The run's kernel's environment: a fixed PATH and LANG, and of cellad's own
+ * environment (its administrator's, never the client's) only the sanitizers'
+ * options and the tests' Lua CPU budget knob (CELLA_TEST_LUA_CPU_MS: it can only
+ * shorten the budget, launch.c), so that a run behaves as `cella run` would with cellad's settings.
+ * Returns 0 or -ENOMEM.
+ */
+static int run_environment(char ***ret)
+{
+        static const char *const passed[] = {
+                "ASAN_OPTIONS=", "UBSAN_OPTIONS=", "LSAN_OPTIONS=", "CELLA_TEST_LUA_CPU_MS="};
+
+        if (strv_extend(ret, "PATH=/usr/sbin:/usr/bin:/sbin:/bin") < 0 ||
+            strv_extend(ret, "LANG=C.UTF-8") < 0)
+                return -ENOMEM;
+        for (char **e = environ; e && *e; e++)
+                for (size_t i = 0; i < ELEMENTSOF(passed); i++)
+                        if (strncmp(*e, passed[i], strlen(passed[i])) == 0 &&
+                            strv_extend(ret, *e) < 0)
+                                return -ENOMEM;
+        return 0;
+}
+
 static int reply_invalid(ControlCall *call, const char *parameter, const char *message)
 {
         return control_reply_error(
@@ -319,7 +342,7 @@ static int method_run(ControlCall *call, json_t *params, void *userdata)
         json_t *args = json_object_get(params, "args"), *v;
         bool verbose = json_is_true(json_object_get(params, "verbose"));
         bool boot = json_is_true(json_object_get(params, "boot"));
-        static char *envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", NULL};
+        _cleanup_strv_free_ char **envp = NULL;
         const char *key;
         size_t i;
         Run *run;
@@ -392,6 +415,9 @@ static int method_run(ControlCall *call, json_t *params, void *userdata)
         if (r >= 0 && !boot)
                 r = strv_extend(&argv, "--");
         json_array_foreach(args, i, v) if (r >= 0) r = strv_extend(&argv, json_string_value(v));
+        if (r < 0)
+                return r;
+        r = run_environment(&envp);
         if (r < 0)
                 return r;
         run = calloc(1, sizeof *run);
