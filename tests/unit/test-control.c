@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/param.h>
 #include <sys/resource.h>
@@ -2089,6 +2090,133 @@ START_TEST(test_api_access_real_user)
 }
 END_TEST
 
+/* --- hostile peers and hostile servers (docs/security.md, "The control socket") --- */
+
+/* A socket some other user bound (uid 65534 here) where the client looks for a
+ * daemon: control_client_connect() refuses it before sending a byte, so a root CLI
+ * never hands it a bundle's fd nor shows its replies. The same socket served by root
+ * is taken (the other tests). */
+START_TEST(test_client_refuses_foreign_server)
+{
+        char path[100], got = 0;
+        ControlClient *cl = NULL;
+        int ready[2], said[2], status;
+        pid_t pid;
+
+        snprintf(path, sizeof path, "%s/cellad.sock", state);
+        ck_assert_int_eq(chmod(state, 0777), 0);
+        ck_assert_int_eq(pipe2(ready, O_CLOEXEC), 0);
+        ck_assert_int_eq(pipe2(said, O_CLOEXEC), 0);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                struct sockaddr_un sa = {.sun_family = AF_UNIX};
+                char buf[256], c;
+                ssize_t n;
+                int fd, k;
+
+                if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
+                    setresuid(65534, 65534, 65534) < 0)
+                        _exit(10);
+                snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+                fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+                    chmod(path, 0666) < 0 || listen(fd, 4) < 0)
+                        _exit(11);
+                if (write(ready[1], "r", 1) != 1)
+                        _exit(12);
+                k = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+                if (k < 0)
+                        _exit(13);
+                /* What the client sent before it went: nothing, or the request. */
+                n = read(k, buf, sizeof buf);
+                c = n > 0 ? 'y' : 'n';
+                _exit(write(said[1], &c, 1) == 1 ? 0 : 14);
+        }
+        close(ready[1]);
+        close(said[1]);
+        ck_assert_int_eq(read(ready[0], &got, 1), 1);
+        ck_assert_int_eq(control_client_connect(path, &cl), -EPERM);
+        ck_assert_ptr_null(cl);
+        ck_assert_int_eq(read(said[0], &got, 1), 1);
+        ck_assert_int_eq(got, 'n'); /* not one byte of a request reached it */
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert(WIFEXITED(status));
+        ck_assert_int_eq(WEXITSTATUS(status), 0);
+        close(ready[0]);
+        close(said[0]);
+        ck_assert_int_eq(chmod(state, 0700), 0);
+}
+END_TEST
+
+/* A peer who is neither root nor the daemon's user makes the server look the group
+ * "cella" up (NSS: /etc/group here, LDAP elsewhere), on the kernel's loop. 400
+ * connections of such a peer, one after the other, must not cost 400 lookups (a
+ * local user could stall the loop with them): the opens of /etc/group are counted
+ * with inotify while they run. */
+#define LOOKUP_CONNECTIONS 400
+START_TEST(test_group_lookup_not_per_connection)
+{
+        unsigned opens = 0;
+        int in, status;
+        Api a;
+        pid_t pid;
+
+        ck_assert_int_eq(chmod(state, 0711), 0);
+        api_start(&a);
+        in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        ck_assert_int_ge(in, 0);
+        /* IN_CLOSE_NOWRITE too: inotify merges an event with the one before it when
+         * they are the same, so opens alone would count as one. */
+        if (inotify_add_watch(in, "/etc/group", IN_OPEN | IN_CLOSE_NOWRITE) < 0) {
+                close(in);
+                api_stop(&a);
+                SKIP_TEST("no /etc/group to watch");
+        }
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
+                    setresuid(65534, 65534, 65534) < 0)
+                        _exit(10);
+                for (int i = 0; i < LOOKUP_CONNECTIONS; i++) {
+                        ControlClient *cl = NULL;
+
+                        if (control_client_connect(a.path, &cl) < 0 ||
+                            control_client_call(cl, "org.test.Echo", NULL, NULL, 0, false, NULL,
+                                                NULL) != 0)
+                                _exit(11);
+                        control_client_free(cl);
+                }
+                _exit(0);
+        }
+        while (waitpid(pid, &status, WNOHANG) == 0) {
+                uv_run(&a.loop, UV_RUN_NOWAIT);
+                uv_wait_event(&a.loop, -1, 20);
+        }
+        ck_assert(WIFEXITED(status));
+        ck_assert_int_eq(WEXITSTATUS(status), 0);
+        for (;;) {
+                char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+                ssize_t n = read(in, buf, sizeof buf);
+
+                if (n <= 0)
+                        break;
+                for (char *p = buf; p < buf + n;
+                     p += sizeof(struct inotify_event) + ((struct inotify_event *)p)->len)
+                        opens += (((struct inotify_event *)p)->mask & IN_OPEN) != 0;
+        }
+        close(in);
+        api_stop(&a);
+        /* One lookup, or a few if another process on the host opened the file
+         * meanwhile: never one per connection. */
+        ck_assert_msg(opens < LOOKUP_CONNECTIONS / 8,
+                      "/etc/group opened %u times for %d "
+                      "connections",
+                      opens, LOOKUP_CONNECTIONS);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("control");
@@ -2158,6 +2286,8 @@ int main(void)
                 tcase_set_timeout(root, 30);
                 tcase_add_test(root, test_foreign_run_dir_refused);
                 tcase_add_test(root, test_other_uid_is_refused);
+                tcase_add_test(root, test_client_refuses_foreign_server);
+                tcase_add_test(root, test_group_lookup_not_per_connection);
                 suite_add_tcase(s, root);
         }
         sr = srunner_create(s);
