@@ -1600,8 +1600,10 @@ int control_listen_path(Control *c, const char *path)
         (void)unlink(tmp);
         if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
                 return negative_errno();
-        /* 0666: anyone may connect; what each may call is checked per method. */
-        if (chmod(tmp, 0666) < 0 || listen(fd, CONTROL_BACKLOG) < 0 || rename(tmp, path) < 0) {
+        /* 0666: anyone may connect; what each may call is checked per method. Never
+         * through a symlink: a file swapped in meanwhile is not made 0666. */
+        if (fchmodat(AT_FDCWD, tmp, 0666, AT_SYMLINK_NOFOLLOW) < 0 ||
+            listen(fd, CONTROL_BACKLOG) < 0 || rename(tmp, path) < 0) {
                 r = negative_errno();
                 (void)unlink(tmp);
                 return r;
