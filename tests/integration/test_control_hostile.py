@@ -335,3 +335,60 @@ def test_no_descriptor_crosses_the_reexec(tmp_path):
         leaky = {fd: t for fd, (cloexec, t) in after.items() if fd > 2 and not cloexec}
         assert leaky == {}, leaky
         assert d.stop() == 0
+
+
+def _cgroup2_mount():
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            dev, path, fstype = line.split()[:3]
+            if fstype == "cgroup2":
+                return Path(path)
+    return None
+
+
+def test_started_in_a_users_cgroup(attacker):
+    """cellad started in a cgroup a user owns (systemd delegates user@UID.service's
+    subtree to UID; `sudo cellad` from there keeps it): its tree must not go below
+    it, where that user could rename, remove or make the apps' cgroups. It goes
+    below the hierarchy's root, as root's."""
+    require_cellad()
+    uid, gid = attacker
+    mount = _cgroup2_mount()
+    if mount is None:
+        pytest.skip("no cgroup2 hierarchy mounted")
+    theirs = mount / f"cella-test-review-{os.getpid()}"
+    theirs.mkdir()
+    try:
+        # As systemd delegates: the directory and its cgroup.procs are the user's.
+        for p in (theirs, theirs / "cgroup.procs"):
+            os.chown(p, uid, gid)
+
+        def enter():
+            with open(theirs / "cgroup.procs", "w") as f:
+                f.write("0")
+
+        tmp = Path(tempfile.mkdtemp(prefix="cellad-cg-"))
+        try:
+            with running_cellad(tmp / "state", preexec_fn=enter) as d:
+                with open(f"/proc/{d.pid}/cgroup") as f:
+                    v2 = [l.split(":", 2)[2].strip() for l in f if l.startswith("0::")][0]
+                assert not v2.startswith(f"/{theirs.name}"), (v2, d.log())
+                assert v2.endswith("/supervisor"), v2
+                assert sorted(p.name for p in theirs.iterdir() if p.is_dir()) == []
+                assert d.stop() == 0
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    finally:
+        # What a failed run left there (its keeper): killed, then the cgroups go.
+        with contextlib.suppress(OSError):
+            (theirs / "cgroup.kill").write_text("1")
+        for _ in range(100):
+            if "populated 0" in (theirs / "cgroup.events").read_text():
+                break
+            select.select([], [], [], 0.05)
+        for sub in sorted(theirs.rglob("*"), key=lambda p: -len(p.parts)):
+            if sub.is_dir():
+                with contextlib.suppress(OSError):
+                    sub.rmdir()
+        with contextlib.suppress(OSError):
+            theirs.rmdir()
