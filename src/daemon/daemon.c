@@ -302,7 +302,8 @@ static void daemon_reexec(Daemon *d)
         _cleanup_strv_free_ char **argv = NULL;
         char fdbuf[16], mode[16];
         const char *exe = d->o.exe ?: d->exe_path ?: "/proc/self/exe";
-        int fl;
+        sigset_t block, saved;
+        int fl, r;
 
         if (supervisor_stopping(d->sup)) {
                 log_info("SIGHUP while stopping: ignored");
@@ -359,8 +360,19 @@ static void daemon_reexec(Daemon *d)
                 if (fl >= 0)
                         (void)fcntl(SD_LISTEN_FDS_START + i, F_SETFD, fl & ~FD_CLOEXEC);
         }
+        /* A SIGHUP, SIGTERM or SIGINT that comes while the new image starts, before
+         * it handles them again, must wait for it, not take the default action
+         * (the end of cellad, and under systemd of its apps): the mask crosses the
+         * exec, and daemon_run() unblocks them once its handlers are in place. */
+        sigemptyset(&block);
+        sigaddset(&block, SIGHUP);
+        sigaddset(&block, SIGTERM);
+        sigaddset(&block, SIGINT);
+        (void)sigprocmask(SIG_BLOCK, &block, &saved);
         execv(exe, argv);
-        log_error_errno(negative_errno(), "SIGHUP: cannot re-execute %s: %m; running on", exe);
+        r = negative_errno();
+        (void)sigprocmask(SIG_SETMASK, &saved, NULL);
+        log_error_errno(r, "SIGHUP: cannot re-execute %s: %m; running on", exe);
         (void)fcntl(d->lock_fd, F_SETFD, FD_CLOEXEC);
         if (d->listen_fd >= 0)
                 (void)fcntl(d->listen_fd, F_SETFD, FD_CLOEXEC);
@@ -518,6 +530,17 @@ int daemon_run(const DaemonOptions *o)
         if (r < 0) {
                 log_error("cannot set up the event loop: %s", uv_strerror(r));
                 goto out;
+        }
+        {
+                /* Handled from here on: what a re-exec blocked (daemon_reexec()) comes
+                 * now, and is handled on the loop. */
+                sigset_t ss;
+
+                sigemptyset(&ss);
+                sigaddset(&ss, SIGHUP);
+                sigaddset(&ss, SIGTERM);
+                sigaddset(&ss, SIGINT);
+                (void)sigprocmask(SIG_UNBLOCK, &ss, NULL);
         }
         r = daemon_control_setup(&d);
         if (r < 0)
