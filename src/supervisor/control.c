@@ -1299,9 +1299,13 @@ static void on_listen(uv_poll_t *p, int status, int events)
                         close(fd);
                         continue;
                 }
+                /* The last CONTROL_CONNECTIONS_RESERVED(max) slots are root's and the
+                 * managers': local users together (each under its own cap) cannot
+                 * take every one. */
                 if (c->n_conns >= c->max_conns ||
                     (level > CONTROL_ACCESS_MANAGE &&
-                     user_connections(c, cred.uid) >= CONTROL_CONNECTIONS_PER_USER)) {
+                     (c->n_conns >= c->max_conns - CONTROL_CONNECTIONS_RESERVED(c->max_conns) ||
+                      user_connections(c, cred.uid) >= CONTROL_CONNECTIONS_PER_USER))) {
                         (void)send(fd, busy, sizeof busy - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
                         close(fd);
                         continue;

@@ -68,6 +68,9 @@
  * client past it gets org.cella.Busy). 64: more than any one person's tools
  * need, a sixty-fourth of the usual bound. */
 #define CONTROL_CONNECTIONS_PER_USER 64u
+/* Of max connections, the ones only root and the managers may take, whatever the
+ * other users hold: an eighth, at least 4 (512 of 4096; 4 of the minimum 16). */
+#define CONTROL_CONNECTIONS_RESERVED(max) ((max) / 8u > 4u ? (max) / 8u : 4u)
 
 /* A client asks every kernel at once and waits this long for all of them together:
  * a kernel's loop answers in milliseconds when it gets the CPU, but under a load of

@@ -2217,6 +2217,100 @@ START_TEST(test_group_lookup_not_per_connection)
 }
 END_TEST
 
+/* A kernel whose open-file limit leaves it 16 connections (CONTROL_CONNECTIONS_MIN)
+ * and a local user (uid 65534) who holds as many as it may, under its own cap of
+ * 64: the last slots are root's, who is still served. */
+START_TEST(test_last_connections_are_the_managers)
+{
+        struct rlimit rl = {.rlim_cur = CONTROL_FDS_RESERVED + 2 * CONTROL_CONNECTIONS_MIN};
+        int held[2], release[2], status, root_status, served = 0;
+        pid_t pid, root;
+        Api a;
+
+        {
+                struct rlimit cur;
+
+                ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &cur), 0);
+                rl.rlim_max = cur.rlim_max;
+        }
+        ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0); /* this forked test only */
+        ck_assert_int_eq(chmod(state, 0711), 0);
+        api_start(&a);
+        ck_assert_uint_eq(control_connections_max(a.control), CONTROL_CONNECTIONS_MIN);
+        ck_assert_int_eq(pipe2(held, O_CLOEXEC), 0);
+        ck_assert_int_eq(pipe2(release, O_CLOEXEC), 0);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                ControlClient *cl[CONTROL_CONNECTIONS_MIN];
+                char n = 0, c;
+
+                close(held[0]);
+                close(release[1]);
+                if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
+                    setresuid(65534, 65534, 65534) < 0)
+                        _exit(10);
+                /* As many as it is served: each call answered, or Busy. */
+                for (unsigned i = 0; i < CONTROL_CONNECTIONS_MIN; i++) {
+                        cl[i] = NULL;
+                        if (control_client_connect(a.path, &cl[i]) < 0)
+                                _exit(11);
+                        if (control_client_call(cl[i], "org.test.Echo", NULL, NULL, 0, false, NULL,
+                                                NULL) == 0)
+                                n++;
+                }
+                if (write(held[1], &n, 1) != 1)
+                        _exit(12);
+                (void)!read(release[0], &c, 1); /* holds them until then */
+                _exit(0);
+        }
+        close(held[1]);
+        close(release[0]);
+        for (;;) {
+                char n;
+                struct pollfd p = {.fd = held[0], .events = POLLIN};
+
+                uv_run(&a.loop, UV_RUN_NOWAIT);
+                if (poll(&p, 1, 0) == 1) {
+                        ck_assert_int_eq(read(held[0], &n, 1), 1);
+                        served = n;
+                        break;
+                }
+                uv_wait_event(&a.loop, held[0], 20);
+        }
+        /* It got every slot but the reserved ones. */
+        ck_assert_int_eq(served, (int)(CONTROL_CONNECTIONS_MIN -
+                                       CONTROL_CONNECTIONS_RESERVED(CONTROL_CONNECTIONS_MIN)));
+        root = fork();
+        ck_assert_int_ge(root, 0);
+        if (root == 0) {
+                ControlClient *cl = NULL;
+
+                _exit(control_client_connect(a.path, &cl) == 0 &&
+                                      control_client_call(cl, "org.test.Root", NULL, NULL, 0, false,
+                                                          NULL, NULL) == 0
+                              ? 0
+                              : 20);
+        }
+        while (waitpid(root, &root_status, WNOHANG) == 0) {
+                uv_run(&a.loop, UV_RUN_NOWAIT);
+                uv_wait_event(&a.loop, -1, 20);
+        }
+        ck_assert(WIFEXITED(root_status));
+        ck_assert_int_eq(WEXITSTATUS(root_status), 0); /* root was served */
+        ck_assert_int_eq(write(release[1], "x", 1), 1);
+        while (waitpid(pid, &status, WNOHANG) == 0) {
+                uv_run(&a.loop, UV_RUN_NOWAIT);
+                uv_wait_event(&a.loop, -1, 20);
+        }
+        ck_assert(WIFEXITED(status));
+        ck_assert_int_eq(WEXITSTATUS(status), 0);
+        close(held[0]);
+        close(release[1]);
+        api_stop(&a);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("control");
@@ -2288,6 +2382,7 @@ int main(void)
                 tcase_add_test(root, test_other_uid_is_refused);
                 tcase_add_test(root, test_client_refuses_foreign_server);
                 tcase_add_test(root, test_group_lookup_not_per_connection);
+                tcase_add_test(root, test_last_connections_are_the_managers);
                 suite_add_tcase(s, root);
         }
         sr = srunner_create(s);
