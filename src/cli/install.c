@@ -139,13 +139,16 @@ static void install_usage(FILE *f, bool update)
                 "\n"
                 "Options:\n"
                 "      --state-dir DIR   state directory of the cellad (default %s)\n"
+                "%s"
                 "      --json            print the installed app as one JSON object (an error\n"
                 "                        as {\"error\": NAME, \"parameters\": {...}})\n"
                 "  -h, --help            this text\n"
                 "\n"
                 "Exit status: 0 %s; 1 refused (the error names the file or the manifest key\n"
                 "at fault), or no cellad runs; 240 bad command line.\n",
-                cli_default_state_dir(), update ? "updated" : "installed");
+                cli_default_state_dir(),
+                update ? "      --id ID           the bundle must be the installed app ID\n" : "",
+                update ? "updated" : "installed");
 }
 
 int cli_install_or_update(int argc, char **argv, bool update)

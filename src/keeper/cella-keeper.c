@@ -481,6 +481,10 @@ int main(int argc, char **argv)
                 p[0] = (struct pollfd){.fd = listener, .events = POLLIN};
                 for (size_t i = 0; i < n_clients; i++)
                         p[1 + i] = (struct pollfd){.fd = clients[i], .events = POLLIN};
+                /* Its cellad went and left nothing to keep: nothing to wait for
+                 * (the next cellad starts a keeper of its own). */
+                if (n_clients == 0 && n_held == 0 && ever_connected)
+                        break;
                 if (n_clients == 0) {
                         /* Before its first client, at least the time a starter is
                          * given to connect (a grace of 0 must not end us before the

@@ -247,7 +247,7 @@ typedef struct SandboxAdoption {
         int ctl_fd;                /* the parent's end of ctl; taken */
         int seccomp_notify_fd;     /* the seccomp listener, or -1; taken */
         CgroupManager *cgroups;    /* NULL: no cgroup */
-        const char *cgroup_name;   /* the leaf's name, "<label>@<owner pid>" (cgroup_open()) */
+        const char *cgroup_name;   /* the leaf's name, "<label>@<owner>" (cgroup_open()) */
         uint64_t oom_kills_before; /* Sandbox.oom_kills_before */
         int init_exec;             /* Sandbox.init_exec */
 } SandboxAdoption;

@@ -489,10 +489,15 @@ int store_install(const char *state_dir, int bundle_fd, StoreMode mode, const ch
                 }
         }
         if (has_cur) {
+                /* Written before current named the version: without it, who signed the
+                 * installed app is unknown, and so is whether an update may replace it. */
                 r = read_record(idfd, m->id, cur_version, &cur);
-                if (r < 0 && r != -ENOENT) {
-                        r = store_fail(err, r, "", "", "cannot read the record of %s %s: %s", m->id,
-                                       cur_version, strerror(-r));
+                if (r < 0) {
+                        r = store_fail(err, r, "", "",
+                                       "cannot read the record of %s %s (%s/apps/%s/.%s.json: "
+                                       "%s), so not who signed it; 'cella remove %s' first",
+                                       m->id, cur_version, state_dir, m->id, cur_version,
+                                       strerror(-r), m->id);
                         goto out;
                 }
         }

@@ -1128,11 +1128,14 @@ void supervisor_loop(Supervisor *s)
 
         for (size_t i = 0; i < s->n_apps; i++)
                 any |= instance_active(s->apps[i]);
-        if (!any && (!s->o.daemon || s->stopping))
-                return;
-        s->running = true;
-        uv_run(&s->loop, UV_RUN_DEFAULT);
-        s->running = false;
+        if (any || (s->o.daemon && !s->stopping)) {
+                s->running = true;
+                uv_run(&s->loop, UV_RUN_DEFAULT);
+                s->running = false;
+        }
+        /* Stopped in order, every app ended: cellad's keeper goes now (adopt.c). */
+        if (s->stopping)
+                supervisor_keeper_bye(s);
 }
 
 static void walk_close(uv_handle_t *h, void *arg)

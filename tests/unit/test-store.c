@@ -647,6 +647,28 @@ START_TEST(test_same_signer)
 }
 END_TEST
 
+/* Without the installed version's record, its signer is unknown: no update. */
+START_TEST(test_update_without_record_refused)
+{
+        StoreError err;
+        char path[256];
+
+        ck_assert_int_eq(install(STORE_MODE_INSTALL, NULL, &err), 0);
+        snprintf(path, sizeof path, "%s/apps/org.a.b/.1.0.json", state);
+        ck_assert_int_eq(unlink(path), 0);
+        put_manifest(app, "org.a.b", "2.0", NULL);
+        ck_assert_int_eq(install(STORE_MODE_UPDATE, NULL, &err), -ENOENT);
+        ck_assert_msg(strstr(err.message, "not who signed it"), "%s", err.message);
+        {
+                StoreApp a;
+
+                ck_assert_int_eq(store_get(state, "org.a.b", &a), 0);
+                ck_assert_str_eq(a.version, "1.0");
+                store_app_clear(&a);
+        }
+}
+END_TEST
+
 /* The data kept by a remove is the app's: a later install must have its signer. */
 START_TEST(test_kept_data_keeps_the_signer)
 {
@@ -810,6 +832,7 @@ int main(void)
         tcase_add_test(tc, test_manifest_refused);
         tcase_add_test(tc, test_same_signer);
         tcase_add_test(tc, test_kept_data_keeps_the_signer);
+        tcase_add_test(tc, test_update_without_record_refused);
         tcase_add_test(tc, test_interrupted_fail);
         tcase_add_test(tc, test_interrupted_kill);
         tcase_add_test(tc, test_sweep_first_install_killed);
