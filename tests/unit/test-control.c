@@ -4,6 +4,7 @@
  * side on a real loop driven by clients in a thread (the client side blocks).
  */
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -2311,6 +2312,88 @@ START_TEST(test_last_connections_are_the_managers)
 }
 END_TEST
 
+/* The number of descriptors this process holds. */
+static unsigned open_fds(void)
+{
+        unsigned n = 0;
+        DIR *d = opendir("/proc/self/fd");
+        struct dirent *de;
+
+        ck_assert_ptr_nonnull(d);
+        while ((de = readdir(d)))
+                n += de->d_name[0] != '.';
+        closedir(d);
+        return n - 1; /* the directory's own */
+}
+
+/* A hostile server on the other end of control_client_call(): descriptors sent with
+ * its replies are never installed in the client, a "continues" to a call that did
+ * not ask for more ends the call (EBADMSG) instead of reading on for ever, and a
+ * reply line that never ends is refused at CONTROL_REPLY_MAX (EBADMSG), its memory
+ * bounded. */
+START_TEST(test_client_survives_a_hostile_server)
+{
+        for (int round = 0; round < 2; round++) {
+                ControlClient *cl = NULL;
+                unsigned before;
+                int sv[2], status, r;
+                pid_t pid;
+
+                ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+                pid = fork();
+                ck_assert_int_ge(pid, 0);
+                if (pid == 0) {
+                        static const char cont[] = "{\"parameters\":{},\"continues\":true}\n";
+                        union {
+                                struct cmsghdr align;
+                                char buf[CMSG_SPACE(sizeof(int))];
+                        } cm = {};
+                        struct iovec iov = {.iov_base = (char *)cont, .iov_len = sizeof cont - 1};
+                        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+                        char buf[256];
+                        int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+                        close(sv[0]);
+                        if (read(sv[1], buf, sizeof buf) <= 0)
+                                _exit(10);
+                        if (round == 0) {
+                                struct cmsghdr *c;
+
+                                mh.msg_control = &cm;
+                                mh.msg_controllen = sizeof cm.buf;
+                                c = CMSG_FIRSTHDR(&mh);
+                                c->cmsg_level = SOL_SOCKET;
+                                c->cmsg_type = SCM_RIGHTS;
+                                c->cmsg_len = CMSG_LEN(sizeof(int));
+                                memcpy(CMSG_DATA(c), &fd, sizeof fd);
+                                for (int i = 0; i < 100; i++)
+                                        if (sendmsg(sv[1], &mh, MSG_NOSIGNAL) < 0)
+                                                _exit(0); /* the client went */
+                        } else {
+                                static char blob[1 << 16];
+
+                                memset(blob, 'x', sizeof blob);
+                                (void)!write(sv[1], "{\"parameters\":\"", 15);
+                                for (;;)
+                                        if (send(sv[1], blob, sizeof blob, MSG_NOSIGNAL) < 0)
+                                                _exit(0); /* the client went */
+                        }
+                        _exit(0);
+                }
+                close(sv[1]);
+                before = open_fds();
+                ck_assert_int_eq(control_client_new_fd(sv[0], &cl), 0);
+                r = control_client_call(cl, "org.test.Echo", NULL, NULL, 0, false, NULL, NULL);
+                ck_assert_int_eq(r, -EBADMSG);
+                ck_assert_uint_eq(open_fds(), before); /* none of its descriptors */
+                control_client_free(cl);
+                ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+                ck_assert(WIFEXITED(status));
+                ck_assert_int_eq(WEXITSTATUS(status), 0);
+        }
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("control");
@@ -2349,6 +2432,7 @@ int main(void)
         tcase_add_test(ta, test_api_output_bound_stalled_reader);
         tcase_add_test(ta, test_api_listen_fd);
         tcase_add_test(ta, test_api_round_trip);
+        tcase_add_test(ta, test_client_survives_a_hostile_server);
         suite_add_tcase(s, tp);
         suite_add_tcase(s, tk);
         suite_add_tcase(s, ta);
