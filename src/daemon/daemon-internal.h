@@ -31,6 +31,7 @@ struct Daemon {
         Control *control;   /* the supervisor's, also on socket_path (daemon_control_setup) */
         int n_listen_fds;   /* sockets systemd passed (sd_listen_fds) */
         int listen_fd;      /* our own public socket (bound here or handed over), or -EBADF */
+        char *exe_path;     /* the binary SIGHUP executes (daemon_exe_path()), or NULL */
         bool notify;        /* $NOTIFY_SOCKET is set: sd_notify() is heard */
         bool journal;       /* stderr is the journal: log with sd_journal_send() */
         bool stop_told;     /* STOPPING=1 sent */
