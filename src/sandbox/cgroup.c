@@ -1594,6 +1594,38 @@ static char *path_join2(const char *dir, const char *name)
         return asprintf(&p, "%s/%s", dir, name) < 0 ? NULL : p;
 }
 
+/*
+ * True if dir (a cgroup directory under mount) and each cgroup above it up to mount
+ * could only have been changed by us or root: owned by geteuid() or root, not
+ * writable by group or others. A cgroup delegated to a user (systemd chowns
+ * user@UID.service's subtree to UID) is not: that user could rename, remove or make
+ * cgroups in it, and own what they make, so apps' leaves there would hold limits,
+ * freezing and kills only as long as the user lets them.
+ */
+static bool cgroup_chain_trusted(const char *mount, const char *dir)
+{
+        _cleanup_free_ char *p = strdup(dir);
+        size_t n = strlen(mount);
+        uid_t me = geteuid();
+
+        if (!p || strncmp(p, mount, n) != 0)
+                return false;
+        for (;;) {
+                struct stat st;
+                char *slash;
+
+                if (stat(p, &st) < 0 || (st.st_uid != me && st.st_uid != 0) ||
+                    (st.st_mode & (S_IWGRP | S_IWOTH)))
+                        return false;
+                if (strlen(p) <= n)
+                        return true;
+                slash = strrchr(p, '/');
+                if (!slash || (size_t)(slash - p) < n)
+                        return true;
+                *slash = 0;
+        }
+}
+
 int cgroup_manager_enter(CgroupManager *m, const char *leaf, const char *base)
 {
         _cleanup_(proc_cache_done) ProcCache pc = {};
@@ -1608,7 +1640,7 @@ int cgroup_manager_enter(CgroupManager *m, const char *leaf, const char *base)
                 CgroupHierarchy *h = &m->hier[i];
                 _cleanup_free_ char *rel = NULL, *self = NULL, *b = NULL, *l = NULL;
                 const char *last;
-                bool made = false;
+                bool made = false, trusted;
 
                 r = default_parent(&pc, h->mount, hierarchy_ctrl(m, i), &rel);
                 if (r < 0)
@@ -1617,17 +1649,22 @@ int cgroup_manager_enter(CgroupManager *m, const char *leaf, const char *base)
                 if (!self)
                         return -ENOMEM;
                 last = strrchr(rel, '/') ? strrchr(rel, '/') + 1 : rel;
-                if (rel[0] && streq(last, leaf)) {
+                trusted = !rel[0] || cgroup_chain_trusted(h->mount, self);
+                /* Started in a cgroup another user may change: cella's tree goes
+                 * below the hierarchy's root, which is root's. */
+                if (rel[0] && trusted && streq(last, leaf)) {
                         /* Already in a "<base>/<leaf>" (a re-exec): that base. */
                         b = strndup(self, strlen(self) - strlen(leaf) - 1);
-                } else if (rel[0] && cgroup_holds_only_self(self)) {
+                } else if (rel[0] && trusted && cgroup_holds_only_self(self)) {
                         /* A cgroup of its own (systemd's service with Delegate=yes). */
                         b = strdup(self);
                 } else {
                         /* Shared (a shell's): a base made below it, or on pure v2 below
                          * the root (no internal processes: the shell's cgroup could not
                          * have children with controllers). */
-                        b = path_join2(h->unified && m->mode == CGROUP_MODE_V2 ? h->mount : self,
+                        b = path_join2((h->unified && m->mode == CGROUP_MODE_V2) || !trusted
+                                               ? h->mount
+                                               : self,
                                        base);
                         made = true;
                 }
