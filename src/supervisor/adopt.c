@@ -602,6 +602,7 @@ static int adopt_one(Supervisor *s, KeeperSet *set, char ***adopted)
         _cleanup_(sandbox_freep) Sandbox *sb = NULL;
         SupervisorError err = {};
         SandboxAdoption a;
+        const char *state;
         Instance *inst = NULL;
         Manifest *m = NULL;
         size_t before;
@@ -687,14 +688,15 @@ static int adopt_one(Supervisor *s, KeeperSet *set, char ***adopted)
         if (inst->run.sandbox->cgroup &&
             strv_extend(adopted, cgroup_name(inst->run.sandbox->cgroup)) < 0)
                 return -ENOMEM;
+        state = instance_state_to_string(instance_state(inst));
         supervisor_audit(s, rec->id, AUDIT_EVENT_LIFECYCLE,
-                         json_pack("{s:s, s:i, s:I, s:I}", "what", "adopted", "pid", (int)rec->pid,
-                                   "uid", (json_int_t)rec->uid, "started_ms",
-                                   (json_int_t)rec->started_ms));
-        supervisor_status(s, json_pack("{s:s, s:s, s:i, s:I, s:i}", "event", "adopted", "app",
+                         json_pack("{s:s, s:i, s:I, s:I, s:s}", "what", "adopted", "pid",
+                                   (int)rec->pid, "uid", (json_int_t)rec->uid, "started_ms",
+                                   (json_int_t)rec->started_ms, "state", state));
+        supervisor_status(s, json_pack("{s:s, s:s, s:i, s:I, s:i, s:s}", "event", "adopted", "app",
                                        rec->id, "pid", (int)rec->pid, "uid", (json_int_t)rec->uid,
-                                       "restarts", (int)rec->restarts));
-        log_info("%s: adopted (pid %d)", rec->id, (int)rec->pid);
+                                       "restarts", (int)rec->restarts, "state", state));
+        log_info("%s: adopted (pid %d, %s)", rec->id, (int)rec->pid, state);
         keeper_set_done(set);
         supervisor_changed(s);
         return 1;

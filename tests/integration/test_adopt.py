@@ -292,6 +292,10 @@ def test_sighup_reexec_keeps_the_apps(tmp_path):
         last = {i: max(ok_calls(state, i)) for i in pids}
         wait_for("calls answered after the re-exec",
                  lambda: all(max(ok_calls(state, i)) >= last[i] + 20 for i in pids))
+        for i in pids:
+            # A call in flight at the re-exec failed at the event (ECONNRESET), once.
+            errors = [l for l in log_lines(state, i) if " error " in l]
+            assert all(l.endswith(" error 104") for l in errors) and len(errors) <= 1, errors
         assert d.stop(signal.SIGTERM) == 0
         # Reaped by cellad (their parent all along): not even zombies are left.
         for p in pids.values():
@@ -510,6 +514,10 @@ def test_adopted_in_the_state_it_had(tmp_path):
             assert after[i]["pid"] == before[i]["pid"] and after[i]["running"] is True
             assert after[i]["restarts"] == before[i]["restarts"]
         assert freezer_state(fr + "@") == "frozen"
+        # The audit log says in which state each came back.
+        adopted = [r for r in audit_json(state, fr) if "adopted" in (r.get("what"),
+                   (r.get("detail") or {}).get("what"))]
+        assert len(adopted) == 1 and '"state": "frozen"' in json.dumps(adopted[0]), adopted
         # Thawed by the new cellad, it takes the role it had and makes calls again.
         last = max(ok_calls(state, fr))
         cella(state, "thaw", fr)
