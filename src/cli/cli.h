@@ -37,17 +37,6 @@ int cli_list(int argc, char **argv);
 /* install.c: `cella install` (update false) and `cella update` (true). */
 int cli_install_or_update(int argc, char **argv, bool update);
 
-/*
- * One call of method with params (stolen) and fds[0..n_fds) on cellad's socket
- * <state_dir>/cellad.sock (install.c), waiting timeout_ms for the reply (0: as long as
- * it takes). Returns 0 and *ret_reply (the whole reply, an error reply too: the caller
- * frees), or prints why not and returns an exit code: 1 ("no cellad is running for
- * DIR (start it with 'cellad' or 'systemctl start cellad')", a broken connection),
- * CELLA_EXIT_STATE (the socket refuses us), CELLA_EXIT_INTERNAL.
- */
-int cli_cellad_call(const char *state_dir, const char *method, json_t *params, const int *fds,
-                    size_t n_fds, unsigned timeout_ms, json_t **ret_reply);
-
 /* Prints an error reply of cellad: "<what> <source>: [<entry>: ][<key>: ]<message>",
  * each made safe for the terminal (install.c). source may be NULL. */
 void cli_print_reply_error(const char *what, const char *source, const json_t *reply);

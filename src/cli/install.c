@@ -3,7 +3,7 @@
  * cella install: puts an app into cellad's store (docs/store.md). The CLI opens DIR
  * or BUNDLE itself and passes cellad a sealed memfd of the bundle with the request
  * (SCM_RIGHTS): cellad never opens a path a client names. Also what update.c,
- * remove.c and list.c share: one call on <state>/cellad.sock and its error printed.
+ * remove.c and list.c share: the printing of cellad's replies.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +16,7 @@
 #include "base/macro.h"
 #include "base/termsafe.h"
 #include "cli/cli.h"
+#include "cli/daemon-client.h"
 #include "cli/exit-codes.h"
 #include "supervisor/control.h"
 
@@ -24,21 +25,6 @@ enum {
         ARG_JSON,
         ARG_ID,
 };
-
-/* The reply of one call, kept by on_reply. */
-typedef struct Reply {
-        json_t *reply;
-} Reply;
-
-static int on_reply(json_t *reply, bool continues, void *ud)
-{
-        Reply *r = ud;
-
-        (void)continues;
-        json_decref(r->reply);
-        r->reply = json_incref(reply);
-        return 0;
-}
 
 const char *cli_safe_field(json_t *v, char *buf, size_t size)
 {
@@ -63,44 +49,6 @@ void cli_print_reply_error(const char *what, const char *source, const json_t *r
                          safe(json_object_get(reply, "error"), name, sizeof name));
         log_error("%s%s%s: %s%s%s%s%s", what, source ? " " : "", source ?: "", entry,
                   entry[0] ? ": " : "", key, key[0] ? ": " : "", msg);
-}
-
-int cli_cellad_call(const char *state_dir, const char *method, json_t *params, const int *fds,
-                    size_t n_fds, unsigned timeout_ms, json_t **ret_reply)
-{
-        _cleanup_control_client_ ControlClient *cl = NULL;
-        _cleanup_free_ char *path = NULL;
-        Reply rep = {};
-        int r;
-
-        *ret_reply = NULL;
-        if (asprintf(&path, "%s/cellad.sock", state_dir) < 0) {
-                json_decref(params);
-                log_error("out of memory");
-                return CELLA_EXIT_INTERNAL;
-        }
-        r = control_client_connect(path, &cl);
-        if (r == -ENOENT || r == -ECONNREFUSED) {
-                json_decref(params);
-                log_error("no cellad is running for %s (start it with 'cellad' or 'systemctl "
-                          "start cellad')",
-                          state_dir);
-                return 1;
-        }
-        if (r < 0) {
-                json_decref(params);
-                log_error_errno(r, "cannot connect to %s: %m", path);
-                return r == -EACCES ? CELLA_EXIT_STATE : 1;
-        }
-        control_client_set_timeout(cl, timeout_ms);
-        r = control_client_call(cl, method, params, fds, n_fds, false, on_reply, &rep);
-        if (r < 0) {
-                json_decref(rep.reply);
-                log_error_errno(r, "%s on %s: %m", method, path);
-                return 1;
-        }
-        *ret_reply = rep.reply;
-        return 0;
 }
 
 /* Prints obj as one line of JSON on stdout. */
@@ -145,7 +93,7 @@ static void install_usage(FILE *f, bool update)
                 "  -h, --help            this text\n"
                 "\n"
                 "Exit status: 0 %s; 1 refused (the error names the file or the manifest key\n"
-                "at fault), or no cellad runs; 240 bad command line.\n",
+                "at fault); 3 no cellad runs; 240 bad command line.\n",
                 cli_default_state_dir(),
                 update ? "      --id ID           the bundle must be the installed app ID\n" : "",
                 update ? "updated" : "installed");
@@ -162,6 +110,7 @@ int cli_install_or_update(int argc, char **argv, bool update)
         };
         const char *state_dir = cli_default_state_dir(), *source, *id = NULL;
         const char *what = update ? "cannot update to" : "cannot install";
+        const char *cmd = update ? "update" : "install";
         _cleanup_close_ int fd = -EBADF;
         json_t *reply = NULL, *params, *p;
         bool json = false;
@@ -194,13 +143,12 @@ int cli_install_or_update(int argc, char **argv, bool update)
                 }
         }
         if (argc - optind != 1) {
-                log_error("%s: expected APP_DIR or BUNDLE; see 'cella %s --help'",
-                          update ? "update" : "install", update ? "update" : "install");
+                log_error("%s: expected APP_DIR or BUNDLE; see 'cella %s --help'", cmd, cmd);
                 return CELLA_EXIT_USAGE;
         }
         source = argv[optind];
         /* Is anyone there, before bundling what may be a large folder for nobody? */
-        code = cli_cellad_call(state_dir, "org.cella.Ping", NULL, NULL, 0, 10000, &reply);
+        code = cli_cellad_call(cmd, state_dir, "org.cella.Ping", NULL, NULL, 0, 10000, &reply);
         json_decref(reply);
         reply = NULL;
         if (code != 0)
@@ -213,8 +161,8 @@ int cli_install_or_update(int argc, char **argv, bool update)
                 return code;
         }
         params = id ? json_pack("{s:s}", "id", id) : json_object();
-        code = cli_cellad_call(state_dir, update ? "org.cella.Update" : "org.cella.Install", params,
-                               &fd, 1, 0, &reply);
+        code = cli_cellad_call(cmd, state_dir, update ? "org.cella.Update" : "org.cella.Install",
+                               params, &fd, 1, 0, &reply);
         if (code != 0)
                 return code;
         if (control_reply_error_name(reply)) {

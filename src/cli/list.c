@@ -9,6 +9,7 @@
 
 #include "base/log.h"
 #include "cli/cli.h"
+#include "cli/daemon-client.h"
 #include "cli/exit-codes.h"
 #include "supervisor/control.h"
 
@@ -36,7 +37,7 @@ static void list_usage(FILE *f)
                 "                        autostart, files, bytes (docs/api.md)\n"
                 "  -h, --help            this text\n"
                 "\n"
-                "Exit status: 0 listed; 1 no cellad runs; 240 bad command line.\n",
+                "Exit status: 0 listed; 1 refused; 3 no cellad runs; 240 bad command line.\n",
                 cli_default_state_dir());
 }
 
@@ -75,7 +76,8 @@ int cli_list(int argc, char **argv)
                 log_error("list: expected no operand; see 'cella list --help'");
                 return CELLA_EXIT_USAGE;
         }
-        code = cli_cellad_call(state_dir, "org.cella.List", NULL, NULL, 0, LIST_TIMEOUT_MS, &reply);
+        code = cli_cellad_call("list", state_dir, "org.cella.List", NULL, NULL, 0, LIST_TIMEOUT_MS,
+                               &reply);
         if (code != 0)
                 return code;
         if (control_reply_error_name(reply)) {

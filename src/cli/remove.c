@@ -11,6 +11,7 @@
 
 #include "base/log.h"
 #include "cli/cli.h"
+#include "cli/daemon-client.h"
 #include "cli/exit-codes.h"
 #include "supervisor/control.h"
 
@@ -37,7 +38,7 @@ static void remove_usage(FILE *f)
                 "      --json            print the result as one JSON object\n"
                 "  -h, --help            this text\n"
                 "\n"
-                "Exit status: 0 removed; 1 not installed, running, or no cellad runs;\n"
+                "Exit status: 0 removed; 1 not installed or running; 3 no cellad runs;\n"
                 "240 bad command line.\n",
                 cli_default_state_dir());
 }
@@ -56,7 +57,7 @@ static void clear_data_usage(FILE *f)
                 "      --json            print the result as one JSON object\n"
                 "  -h, --help            this text\n"
                 "\n"
-                "Exit status: 0 cleared; 1 not installed, running, or no cellad runs;\n"
+                "Exit status: 0 cleared; 1 not installed or running; 3 no cellad runs;\n"
                 "240 bad command line.\n",
                 cli_default_state_dir());
 }
@@ -107,7 +108,8 @@ static int run(int argc, char **argv, bool remove)
         id = argv[optind];
         if ((code = cli_app_id_arg(id)) != 0)
                 return code;
-        code = cli_cellad_call(state_dir, remove ? "org.cella.Remove" : "org.cella.ClearData",
+        code = cli_cellad_call(argv[0], state_dir,
+                               remove ? "org.cella.Remove" : "org.cella.ClearData",
                                remove ? json_pack("{s:s, s:b}", "id", id, "keep_data", keep)
                                       : json_pack("{s:s}", "id", id),
                                NULL, 0, 0, &reply);

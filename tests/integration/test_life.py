@@ -334,7 +334,7 @@ def test_no_color_and_no_daemon(tmp_path):
     p = cella("start", "org.test.none", state_dir=state)
     assert p.returncode == 3, p.stderr
     assert f"no cellad is running for {state}" in p.stderr
-    assert "start it with 'cellad' or 'systemctl start cellad'" in p.stderr
+    assert "(start it with 'cellad' or 'systemctl start cellad')" in p.stderr
     import pty
     for no_color, want in (("1", False), ("", True)):
         env = dict(os.environ, NO_COLOR=no_color, TERM="xterm")

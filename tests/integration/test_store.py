@@ -319,7 +319,7 @@ def test_no_cellad(tmp_path):
     app = write_app(tmp_path / "app", "1.0")
     for args in (["list"], ["remove", APP_ID], ["install", app], ["clear-data", APP_ID]):
         p = cella(args[0], "--state-dir", tmp_path / "state", *args[1:])
-        assert p.returncode == 1
+        assert p.returncode == 3, p.stderr
         assert f"no cellad is running for {tmp_path / 'state'} (start it with 'cellad'" \
             in p.stderr
 
