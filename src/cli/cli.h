@@ -37,15 +37,21 @@ int cli_list(int argc, char **argv);
 /* install.c: `cella install` (update false) and `cella update` (true). */
 int cli_install_or_update(int argc, char **argv, bool update);
 
-/* Prints an error reply of cellad: "<what> <source>: [<entry>: ][<key>: ]<message>",
- * each made safe for the terminal (install.c). source may be NULL. */
-void cli_print_reply_error(const char *what, const char *source, const json_t *reply);
+/*
+ * An error reply of cellad (a store command's): when reply is one, prints
+ * "<what> <source>: [<entry>: ][<key>: ]<message>" on stderr, each part made safe
+ * for the terminal, and with json the whole reply as one line on stdout (what
+ * --json promises: {"error": NAME, "parameters": {...}}); returns true. Returns
+ * false (nothing printed) for a reply that is not an error. source may be NULL.
+ * In common.c.
+ */
+bool cli_reply_error(const char *what, const char *source, json_t *reply, bool json);
 
 /* Prints obj as one line of JSON on stdout. Returns 0 or CELLA_EXIT_INTERNAL. */
 int cli_print_json(json_t *obj);
 
 /* The string v (of a daemon's reply: another process's text) fit for one line of a
- * terminal (termsafe_field), in buf (size > 8); "" if v is not a string. */
+ * terminal (termsafe_field), in buf (size > 8); "" if v is not a string. In common.c. */
 const char *cli_safe_field(json_t *v, char *buf, size_t size);
 
 /*
@@ -141,6 +147,29 @@ int cli_ask_kernels_all(const char *cmd, const char *state_dir, const char *meth
 /* cli_ask_kernels_all() without ret_mute (the warnings are still printed). */
 int cli_ask_kernels(const char *cmd, const char *state_dir, const char *method, json_t *params,
                     const char *key, const char *what, json_t **ret);
+
+/* The getopt_long() values of the options cli_common_option() handles; a command's
+ * own long-only options start at CLI_ARG_OWN. */
+enum {
+        CLI_ARG_STATE_DIR = 0x100,
+        CLI_ARG_JSON,
+        CLI_ARG_OWN,
+};
+
+/* cli_common_option()'s "go on parsing". */
+#define CLI_OPTION_NEXT (-1)
+
+/*
+ * The options the commands share, as the default of their getopt_long() switch:
+ * c is getopt_long()'s answer that the command's own cases did not take, arg
+ * optarg. --state-dir (CLI_ARG_STATE_DIR) sets *state_dir (cli_state_dir_arg()),
+ * --json (CLI_ARG_JSON) sets *json (json NULL: a command without --json), -h/--help
+ * prints usage(stdout); anything else (an unknown option, a missing argument, an
+ * option the command refuses) prints usage(stderr). Returns CLI_OPTION_NEXT to go
+ * on, or the exit code to return now: 0 after --help, CELLA_EXIT_USAGE.
+ */
+int cli_common_option(int c, const char *arg, const char **state_dir, bool *json,
+                      void (*usage)(FILE *f));
 
 /* The options of a command that takes only --state-dir and --help: parses them.
  * Returns true when the command goes on (optind at its first operand); false when

@@ -25,6 +25,63 @@ int cli_state_dir_arg(const char *arg, const char **state_dir)
         return 0;
 }
 
+int cli_common_option(int c, const char *arg, const char **state_dir, bool *json,
+                      void (*usage)(FILE *f))
+{
+        switch (c) {
+        case CLI_ARG_STATE_DIR:
+                return cli_state_dir_arg(arg, state_dir) ?: CLI_OPTION_NEXT;
+        case CLI_ARG_JSON:
+                if (!json)
+                        break;
+                *json = true;
+                return CLI_OPTION_NEXT;
+        case 'h':
+                usage(stdout);
+                return 0;
+        }
+        usage(stderr);
+        return CELLA_EXIT_USAGE;
+}
+
+const char *cli_safe_field(json_t *v, char *buf, size_t size)
+{
+        buf[0] = 0;
+        if (json_is_string(v))
+                termsafe_field(json_string_value(v), size - 4, buf, size);
+        return buf;
+}
+
+bool cli_reply_error(const char *what, const char *source, json_t *reply, bool json)
+{
+        json_t *p = control_reply_parameters(reply);
+        char entry[512], key[160], msg[1024], name[128];
+
+        if (!control_reply_error_name(reply))
+                return false;
+        cli_safe_field(json_object_get(p, "entry"), entry, sizeof entry);
+        cli_safe_field(json_object_get(p, "key"), key, sizeof key);
+        cli_safe_field(json_object_get(p, "message"), msg, sizeof msg);
+        if (!msg[0])
+                snprintf(msg, sizeof msg, "%s",
+                         cli_safe_field(json_object_get(reply, "error"), name, sizeof name));
+        log_error("%s%s%s: %s%s%s%s%s", what, source ? " " : "", source ?: "", entry,
+                  entry[0] ? ": " : "", key, key[0] ? ": " : "", msg);
+        if (json)
+                (void)cli_print_json(reply);
+        return true;
+}
+
+int cli_print_json(json_t *obj)
+{
+        if (!obj || json_dumpf(obj, stdout, JSON_COMPACT) < 0) {
+                log_error("out of memory");
+                return CELLA_EXIT_INTERNAL;
+        }
+        putchar('\n');
+        return 0;
+}
+
 int cli_app_id_arg(const char *app)
 {
         if (!manifest_id_is_valid(app)) {

@@ -21,46 +21,8 @@
 #include "supervisor/control.h"
 
 enum {
-        ARG_STATE_DIR = 0x100,
-        ARG_JSON,
-        ARG_ID,
+        ARG_ID = CLI_ARG_OWN,
 };
-
-const char *cli_safe_field(json_t *v, char *buf, size_t size)
-{
-        buf[0] = 0;
-        if (json_is_string(v))
-                termsafe_field(json_string_value(v), size - 4, buf, size);
-        return buf;
-}
-
-#define safe cli_safe_field
-
-void cli_print_reply_error(const char *what, const char *source, const json_t *reply)
-{
-        json_t *p = control_reply_parameters(reply);
-        char entry[512], key[160], msg[1024], name[128];
-
-        safe(json_object_get(p, "entry"), entry, sizeof entry);
-        safe(json_object_get(p, "key"), key, sizeof key);
-        safe(json_object_get(p, "message"), msg, sizeof msg);
-        if (!msg[0])
-                snprintf(msg, sizeof msg, "%s",
-                         safe(json_object_get(reply, "error"), name, sizeof name));
-        log_error("%s%s%s: %s%s%s%s%s", what, source ? " " : "", source ?: "", entry,
-                  entry[0] ? ": " : "", key, key[0] ? ": " : "", msg);
-}
-
-/* Prints obj as one line of JSON on stdout. */
-int cli_print_json(json_t *obj)
-{
-        if (!obj || json_dumpf(obj, stdout, JSON_COMPACT) < 0) {
-                log_error("out of memory");
-                return CELLA_EXIT_INTERNAL;
-        }
-        putchar('\n');
-        return 0;
-}
 
 static void install_usage(FILE *f, bool update)
 {
@@ -99,11 +61,21 @@ static void install_usage(FILE *f, bool update)
                 update ? "updated" : "installed");
 }
 
+static void install_only_usage(FILE *f)
+{
+        install_usage(f, false);
+}
+
+static void update_usage(FILE *f)
+{
+        install_usage(f, true);
+}
+
 int cli_install_or_update(int argc, char **argv, bool update)
 {
         static const struct option options[] = {
-                {"state-dir", required_argument, NULL, ARG_STATE_DIR},
-                {"json", no_argument, NULL, ARG_JSON},
+                {"state-dir", required_argument, NULL, CLI_ARG_STATE_DIR},
+                {"json", no_argument, NULL, CLI_ARG_JSON},
                 {"id", required_argument, NULL, ARG_ID},
                 {"help", no_argument, NULL, 'h'},
                 {},
@@ -118,13 +90,6 @@ int cli_install_or_update(int argc, char **argv, bool update)
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
-                case ARG_STATE_DIR:
-                        if ((code = cli_state_dir_arg(optarg, &state_dir)) != 0)
-                                return code;
-                        break;
-                case ARG_JSON:
-                        json = true;
-                        break;
                 case ARG_ID:
                         if (!update) {
                                 install_usage(stderr, update);
@@ -134,12 +99,12 @@ int cli_install_or_update(int argc, char **argv, bool update)
                                 return code;
                         id = optarg;
                         break;
-                case 'h':
-                        install_usage(stdout, update);
-                        return 0;
                 default:
-                        install_usage(stderr, update);
-                        return CELLA_EXIT_USAGE;
+                        if ((code = cli_common_option(
+                                     c, optarg, &state_dir, &json,
+                                     (update ? update_usage : install_only_usage))) >= 0)
+                                return code;
+                        break;
                 }
         }
         if (argc - optind != 1) {
@@ -165,10 +130,7 @@ int cli_install_or_update(int argc, char **argv, bool update)
                                params, &fd, 1, 0, &reply);
         if (code != 0)
                 return code;
-        if (control_reply_error_name(reply)) {
-                cli_print_reply_error(what, source, reply);
-                if (json)
-                        (void)cli_print_json(reply);
+        if (cli_reply_error(what, source, reply, json)) {
                 json_decref(reply);
                 return 1;
         }
@@ -179,10 +141,10 @@ int cli_install_or_update(int argc, char **argv, bool update)
                 char sid[256], ver[256], prev[256], key[64];
                 const char *k = json_string_value(json_object_get(p, "key_id"));
 
-                safe(json_object_get(p, "id"), sid, sizeof sid);
-                safe(json_object_get(p, "version"), ver, sizeof ver);
-                safe(json_object_get(p, "previous"), prev, sizeof prev);
-                safe(json_object_get(p, "key_id"), key, sizeof key);
+                cli_safe_field(json_object_get(p, "id"), sid, sizeof sid);
+                cli_safe_field(json_object_get(p, "version"), ver, sizeof ver);
+                cli_safe_field(json_object_get(p, "previous"), prev, sizeof prev);
+                cli_safe_field(json_object_get(p, "key_id"), key, sizeof key);
                 if (update)
                         printf("updated %s from %s to %s (%s%s)\n", sid, prev, ver,
                                k ? "signed by key " : "unsigned", key);

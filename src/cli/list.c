@@ -13,11 +13,6 @@
 #include "cli/exit-codes.h"
 #include "supervisor/control.h"
 
-enum {
-        ARG_STATE_DIR = 0x100,
-        ARG_JSON,
-};
-
 /* The list's reply timeout: a read of the store's records, far below it. */
 #define LIST_TIMEOUT_MS 10000u
 
@@ -44,8 +39,8 @@ static void list_usage(FILE *f)
 int cli_list(int argc, char **argv)
 {
         static const struct option options[] = {
-                {"state-dir", required_argument, NULL, ARG_STATE_DIR},
-                {"json", no_argument, NULL, ARG_JSON},
+                {"state-dir", required_argument, NULL, CLI_ARG_STATE_DIR},
+                {"json", no_argument, NULL, CLI_ARG_JSON},
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
@@ -57,19 +52,11 @@ int cli_list(int argc, char **argv)
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
-                case ARG_STATE_DIR:
-                        if ((code = cli_state_dir_arg(optarg, &state_dir)) != 0)
+                default:
+                        if ((code = cli_common_option(c, optarg, &state_dir, &json, list_usage)) >=
+                            0)
                                 return code;
                         break;
-                case ARG_JSON:
-                        json = true;
-                        break;
-                case 'h':
-                        list_usage(stdout);
-                        return 0;
-                default:
-                        list_usage(stderr);
-                        return CELLA_EXIT_USAGE;
                 }
         }
         if (optind != argc) {
@@ -80,8 +67,7 @@ int cli_list(int argc, char **argv)
                                &reply);
         if (code != 0)
                 return code;
-        if (control_reply_error_name(reply)) {
-                cli_print_reply_error("cannot list the apps of", state_dir, reply);
+        if (cli_reply_error("cannot list the apps of", state_dir, reply, json)) {
                 json_decref(reply);
                 return 1;
         }

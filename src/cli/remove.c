@@ -16,9 +16,7 @@
 #include "supervisor/control.h"
 
 enum {
-        ARG_STATE_DIR = 0x100,
-        ARG_JSON,
-        ARG_KEEP_DATA,
+        ARG_KEEP_DATA = CLI_ARG_OWN,
 };
 
 static void remove_usage(FILE *f)
@@ -65,8 +63,8 @@ static void clear_data_usage(FILE *f)
 static int run(int argc, char **argv, bool remove)
 {
         static const struct option options[] = {
-                {"state-dir", required_argument, NULL, ARG_STATE_DIR},
-                {"json", no_argument, NULL, ARG_JSON},
+                {"state-dir", required_argument, NULL, CLI_ARG_STATE_DIR},
+                {"json", no_argument, NULL, CLI_ARG_JSON},
                 {"keep-data", no_argument, NULL, ARG_KEEP_DATA},
                 {"help", no_argument, NULL, 'h'},
                 {},
@@ -79,13 +77,6 @@ static int run(int argc, char **argv, bool remove)
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
-                case ARG_STATE_DIR:
-                        if ((code = cli_state_dir_arg(optarg, &state_dir)) != 0)
-                                return code;
-                        break;
-                case ARG_JSON:
-                        json = true;
-                        break;
                 case ARG_KEEP_DATA:
                         if (!remove) {
                                 usage(stderr);
@@ -93,12 +84,10 @@ static int run(int argc, char **argv, bool remove)
                         }
                         keep = true;
                         break;
-                case 'h':
-                        usage(stdout);
-                        return 0;
                 default:
-                        usage(stderr);
-                        return CELLA_EXIT_USAGE;
+                        if ((code = cli_common_option(c, optarg, &state_dir, &json, usage)) >= 0)
+                                return code;
+                        break;
                 }
         }
         if (argc - optind != 1) {
@@ -115,11 +104,8 @@ static int run(int argc, char **argv, bool remove)
                                NULL, 0, 0, &reply);
         if (code != 0)
                 return code;
-        if (control_reply_error_name(reply)) {
-                cli_print_reply_error(remove ? "cannot remove" : "cannot clear the data of", id,
-                                      reply);
-                if (json)
-                        (void)cli_print_json(reply);
+        if (cli_reply_error(remove ? "cannot remove" : "cannot clear the data of", id, reply,
+                            json)) {
                 json_decref(reply);
                 return 1;
         }

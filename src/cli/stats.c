@@ -20,11 +20,6 @@
 #include "cli/exit-codes.h"
 #include "supervisor/control.h"
 
-enum {
-        ARG_STATE_DIR = 0x100,
-        ARG_JSON,
-};
-
 static void stats_usage(FILE *f)
 {
         fprintf(f,
@@ -120,8 +115,8 @@ static void print_host(json_t *h)
 int cli_stats(int argc, char **argv)
 {
         static const struct option options[] = {
-                {"state-dir", required_argument, NULL, ARG_STATE_DIR},
-                {"json", no_argument, NULL, ARG_JSON},
+                {"state-dir", required_argument, NULL, CLI_ARG_STATE_DIR},
+                {"json", no_argument, NULL, CLI_ARG_JSON},
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
@@ -133,19 +128,11 @@ int cli_stats(int argc, char **argv)
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
-                case ARG_STATE_DIR:
-                        if ((code = cli_state_dir_arg(optarg, &state_dir)) != 0)
+                default:
+                        if ((code = cli_common_option(c, optarg, &state_dir, &json, stats_usage)) >=
+                            0)
                                 return code;
                         break;
-                case ARG_JSON:
-                        json = true;
-                        break;
-                case 'h':
-                        stats_usage(stdout);
-                        return 0;
-                default:
-                        stats_usage(stderr);
-                        return CELLA_EXIT_USAGE;
                 }
         }
         if (argc - optind > 1) {
