@@ -7,6 +7,8 @@
 
 #include <jansson.h>
 
+#include "base/statedir.h"
+
 /* One subcommand: argv[0] is its name; returns the process exit code. */
 typedef struct CliCommand {
         const char *name;
@@ -191,8 +193,9 @@ int cli_grants_open(const char *state_dir, struct Grants **ret);
 int cli_grants_load(const char *state_dir, const char *app_dir, const char *app,
                     struct Grants **ret, char ***ret_requested, bool *ret_signed);
 
-/* The default state directory (what --state-dir overrides): $CELLA_STATE_DIR when
- * set and not empty, else /var/lib/cella as root, else $XDG_STATE_HOME/cella (or
- * ~/.local/state/cella). Returns a static string or the environment's, which live
- * until exit. */
-const char *cli_default_state_dir(void);
+/* The default state directory (what --state-dir overrides): state_dir_default(),
+ * the same as cellad's. */
+static inline const char *cli_default_state_dir(void)
+{
+        return state_dir_default();
+}

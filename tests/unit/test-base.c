@@ -919,6 +919,31 @@ START_TEST(test_log_renders_controls)
 }
 END_TEST
 
+/* The state directory with no --state-dir, cella's and cellad's (base/statedir.h):
+ * $CELLA_STATE_DIR, else root's, else the XDG one, else under $HOME. */
+START_TEST(test_state_dir_default)
+{
+        setenv("CELLA_STATE_DIR", "/srv/cella-test", 1);
+        ck_assert_str_eq(state_dir_default(), "/srv/cella-test");
+        setenv("CELLA_STATE_DIR", "", 1); /* empty: as if unset */
+        setenv("XDG_STATE_HOME", "/xdg", 1);
+        setenv("HOME", "/home/t", 1);
+        if (geteuid() == 0) {
+                ck_assert_str_eq(state_dir_default(), "/var/lib/cella");
+                /* The user's branches, as a user (check forks each test). */
+                ck_assert_int_eq(seteuid(65534), 0);
+        }
+        ck_assert_str_eq(state_dir_default(), "/xdg/cella");
+        setenv("XDG_STATE_HOME", "relative", 1); /* not absolute: ignored (XDG spec) */
+        ck_assert_str_eq(state_dir_default(), "/home/t/.local/state/cella");
+        unsetenv("XDG_STATE_HOME");
+        ck_assert_str_eq(state_dir_default(), "/home/t/.local/state/cella");
+        /* Back to root: LeakSanitizer's check at exit needs it. */
+        if (getuid() == 0)
+                ck_assert_int_eq(seteuid(0), 0);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("base");
@@ -936,6 +961,7 @@ int main(void)
         tcase_add_test(tc, test_tree_usage_bound_unstattable);
         tcase_add_test(tc, test_sqlite_open_refuses_symlinks);
         tcase_add_test(tc, test_state_dir_open);
+        tcase_add_test(tc, test_state_dir_default);
         tcase_add_test(tc, test_sqlite_schema);
         tcase_add_test(tc, test_sqlite_select_one);
         tcase_add_test(tc, test_termsafe_stream);
