@@ -672,22 +672,16 @@ static int remove_versions_but(int idfd, const char *keep, const char *keep2)
 {
         _cleanup_(closedirp) DIR *d = NULL;
         struct dirent *de;
-        int fd, n = 0;
+        int r, n = 0;
 
-        fd = openat(idfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
-                return negative_errno();
-        d = fdopendir(fd);
-        if (!d) {
-                safe_close(fd);
-                return -ENOMEM;
-        }
+        r = store_opendir_at(idfd, ".", 0, &d);
+        if (r < 0)
+                return r;
         while ((de = readdir(d))) {
                 char v[STORE_VERSION_MAX + 16];
                 const char *name = de->d_name;
                 size_t len = strlen(name);
                 bool tmp = false, kept;
-                int r;
 
                 if (strcmp(name, CURRENT_NEW) == 0) {
                         (void)unlinkat(idfd, name, 0);
@@ -845,7 +839,7 @@ int store_list(const char *state_dir, StoreApp **ret, size_t *n)
         StoreApp *v = NULL;
         size_t k = 0, cap = 0;
         struct dirent *de;
-        int fd;
+        int r;
 
         *ret = NULL;
         *n = 0;
@@ -854,17 +848,11 @@ int store_list(const char *state_dir, StoreApp **ret, size_t *n)
                 return 0;
         if (appsfd < 0)
                 return appsfd;
-        fd = fcntl(appsfd, F_DUPFD_CLOEXEC, 3);
-        if (fd < 0)
-                return negative_errno();
-        d = fdopendir(fd);
-        if (!d) {
-                safe_close(fd);
-                return -ENOMEM;
-        }
+        r = store_opendir_at(appsfd, ".", 0, &d);
+        if (r < 0)
+                return r;
         while ((de = readdir(d))) {
                 StoreApp a;
-                int r;
 
                 if (!manifest_id_is_valid(de->d_name))
                         continue;
@@ -905,7 +893,7 @@ int store_sweep(const char *state_dir)
         _cleanup_close_ int appsfd = -EBADF, lockfd = -EBADF;
         _cleanup_(closedirp) DIR *d = NULL;
         struct dirent *de;
-        int fd, n = 0;
+        int r, n = 0;
 
         appsfd = apps_open(state_dir, false, NULL);
         if (appsfd == -ENOENT)
@@ -915,19 +903,13 @@ int store_sweep(const char *state_dir)
         lockfd = lock_store(appsfd);
         if (lockfd < 0)
                 return lockfd;
-        fd = fcntl(appsfd, F_DUPFD_CLOEXEC, 3);
-        if (fd < 0)
-                return negative_errno();
-        d = fdopendir(fd);
-        if (!d) {
-                safe_close(fd);
-                return -ENOMEM;
-        }
+        r = store_opendir_at(appsfd, ".", 0, &d);
+        if (r < 0)
+                return r;
         while ((de = readdir(d))) {
                 _cleanup_close_ int idfd = -EBADF;
                 char cur[STORE_VERSION_MAX];
                 StoreApp rec = {};
-                int r;
 
                 if (strncmp(de->d_name, STORE_STAGING_PREFIX, strlen(STORE_STAGING_PREFIX)) == 0) {
                         r = store_rm_rf_at(appsfd, de->d_name, 0);
