@@ -55,14 +55,6 @@ static void teardown(void)
         rm_tree(top);
 }
 
-static int open_dir(const char *path)
-{
-        int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-        ck_assert_int_ge(fd, 0);
-        return fd;
-}
-
 /* Makes key pair <top>/<name>.{key,pub}; trusts it (copies .pub into trusted-keys) if asked. */
 static void make_key(const char *name, bool trust, char id[SIGNATURE_KEY_ID_CHARS + 1])
 {

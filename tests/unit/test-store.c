@@ -77,14 +77,6 @@ static void teardown(void)
         rm_tree(top);
 }
 
-static int open_dir(const char *path)
-{
-        int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-        ck_assert_msg(fd >= 0, "open %s: %s", path, strerror(errno));
-        return fd;
-}
-
 /* The app folder as a bundle in a new memfd, at offset 0. */
 static int bundle_of(const char *dir)
 {

@@ -3,7 +3,7 @@
 
 /*
  * Helpers several unit suites share, header-only (each suite is an executable of
- * its own): removing a test's folder, writing a test's file.
+ * its own): removing a test's folder, writing a test's file, opening a folder.
  */
 
 #include <check.h>
@@ -49,4 +49,14 @@ static inline void put_file(const char *dir, const char *name, const char *text,
         ck_assert_int_ge(fd, 0);
         ck_assert_int_eq(loop_write(fd, text, strlen(text)), 0);
         ck_assert_int_eq(fchmod(fd, mode), 0);
+}
+
+/* Opens the folder path (O_RDONLY | O_DIRECTORY | O_CLOEXEC); fails the running test
+ * if it cannot. Returns the fd. */
+static inline int open_dir(const char *path)
+{
+        int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+        ck_assert_msg(fd >= 0, "open %s: %s", path, strerror(errno));
+        return fd;
 }
