@@ -173,10 +173,15 @@ enum {
 int cli_common_option(int c, const char *arg, const char **state_dir, bool *json,
                       void (*usage)(FILE *f));
 
-/* The options of a command that takes only --state-dir and --help: parses them.
- * Returns true when the command goes on (optind at its first operand); false when
- * it is done, with *ret_exit its exit code: 0 after printing the help on request,
- * else CELLA_EXIT_USAGE after printing what was wrong. */
+/* The options of a command that takes only --state-dir, --json (json not NULL: sets
+ * *json) and --help (cli_common_option()): parses them. Returns true when the command
+ * goes on (optind at its first operand); false when it is done, with *ret_exit its
+ * exit code: 0 after printing the help on request, else CELLA_EXIT_USAGE after
+ * printing what was wrong. */
+bool cli_parse_common_options(int argc, char **argv, void (*usage)(FILE *f), const char **state_dir,
+                              bool *json, int *ret_exit);
+
+/* cli_parse_common_options() without --json (json NULL). */
 bool cli_parse_state_dir_only(int argc, char **argv, void (*usage)(FILE *f), const char **state_dir,
                               int *ret_exit);
 int cli_app_id_arg(const char *app);

@@ -163,12 +163,17 @@ int cli_parse_uint(const char *s, unsigned long long max, unsigned long long *re
         return 0;
 }
 
-bool cli_parse_state_dir_only(int argc, char **argv, void (*usage)(FILE *f), const char **state_dir,
-                              int *ret_exit)
+bool cli_parse_common_options(int argc, char **argv, void (*usage)(FILE *f), const char **state_dir,
+                              bool *json, int *ret_exit)
 {
-        enum { ARG_STATE_DIR = 0x100 };
-        static const struct option options[] = {
-                {"state-dir", required_argument, NULL, ARG_STATE_DIR},
+        static const struct option with_json[] = {
+                {"state-dir", required_argument, NULL, CLI_ARG_STATE_DIR},
+                {"json", no_argument, NULL, CLI_ARG_JSON},
+                {"help", no_argument, NULL, 'h'},
+                {},
+        };
+        static const struct option without_json[] = {
+                {"state-dir", required_argument, NULL, CLI_ARG_STATE_DIR},
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
@@ -176,23 +181,21 @@ bool cli_parse_state_dir_only(int argc, char **argv, void (*usage)(FILE *f), con
 
         *ret_exit = 0;
         *state_dir = cli_default_state_dir();
-        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
-                switch (c) {
-                case ARG_STATE_DIR:
-                        *ret_exit = cli_state_dir_arg(optarg, state_dir);
-                        if (*ret_exit != 0)
-                                return false;
-                        break;
-                case 'h':
-                        usage(stdout);
-                        return false;
-                default:
-                        usage(stderr);
-                        *ret_exit = CELLA_EXIT_USAGE;
+        while ((c = getopt_long(argc, argv, "h", json ? with_json : without_json, NULL)) >= 0) {
+                int code = cli_common_option(c, optarg, state_dir, json, usage);
+
+                if (code >= 0) {
+                        *ret_exit = code;
                         return false;
                 }
         }
         return true;
+}
+
+bool cli_parse_state_dir_only(int argc, char **argv, void (*usage)(FILE *f), const char **state_dir,
+                              int *ret_exit)
+{
+        return cli_parse_common_options(argc, argv, usage, state_dir, NULL, ret_exit);
 }
 
 typedef struct Collect {

@@ -38,27 +38,14 @@ static void list_usage(FILE *f)
 
 int cli_list(int argc, char **argv)
 {
-        static const struct option options[] = {
-                {"state-dir", required_argument, NULL, CLI_ARG_STATE_DIR},
-                {"json", no_argument, NULL, CLI_ARG_JSON},
-                {"help", no_argument, NULL, 'h'},
-                {},
-        };
-        const char *state_dir = cli_default_state_dir();
+        const char *state_dir;
         json_t *reply = NULL, *apps, *a;
         bool json = false;
         size_t i;
-        int c, code;
+        int code;
 
-        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
-                switch (c) {
-                default:
-                        if ((code = cli_common_option(c, optarg, &state_dir, &json, list_usage)) >=
-                            0)
-                                return code;
-                        break;
-                }
-        }
+        if (!cli_parse_common_options(argc, argv, list_usage, &state_dir, &json, &code))
+                return code;
         if (optind != argc) {
                 log_error("list: expected no operand; see 'cella list --help'");
                 return CELLA_EXIT_USAGE;

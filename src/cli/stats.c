@@ -114,27 +114,14 @@ static void print_host(json_t *h)
 
 int cli_stats(int argc, char **argv)
 {
-        static const struct option options[] = {
-                {"state-dir", required_argument, NULL, CLI_ARG_STATE_DIR},
-                {"json", no_argument, NULL, CLI_ARG_JSON},
-                {"help", no_argument, NULL, 'h'},
-                {},
-        };
-        const char *state_dir = cli_default_state_dir(), *app = NULL;
+        const char *state_dir, *app = NULL;
         json_t *req = NULL, *hosts = NULL, *mute = NULL, *h;
         bool json = false;
         size_t i;
-        int c, code;
+        int code;
 
-        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
-                switch (c) {
-                default:
-                        if ((code = cli_common_option(c, optarg, &state_dir, &json, stats_usage)) >=
-                            0)
-                                return code;
-                        break;
-                }
-        }
+        if (!cli_parse_common_options(argc, argv, stats_usage, &state_dir, &json, &code))
+                return code;
         if (argc - optind > 1) {
                 log_error("stats: takes at most one APP; see 'cella stats --help'");
                 return CELLA_EXIT_USAGE;
