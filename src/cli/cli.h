@@ -73,6 +73,7 @@ int cli_bundle_fd(const char *path, int *ret_fd, bool *ret_is_dir, json_t **ret_
 struct StoreError;
 void cli_store_error(const char *what, const char *source, int r, const struct StoreError *err);
 int cli_top(int argc, char **argv);
+int cli_exec(int argc, char **argv);
 /* app-op.c: one app through cellad */
 int cli_start(int argc, char **argv);
 int cli_restart(int argc, char **argv);

@@ -66,3 +66,9 @@ int daemon_autostart(Daemon *d);
 /* The exit code a failure gets in status records and `cella ps` (cella's numbering,
  * cli/exit-codes.h). */
 int daemon_exit_code(const SupervisorError *e);
+
+/* run-methods.c, exec-methods.c: before a re-exec, the runs (org.cella.Run) and the
+ * commands (org.cella.Exec) in flight are killed and reaped: the new image would
+ * know neither them nor their clients, whose connections the exec closes. */
+void daemon_runs_end(void);
+void daemon_execs_end(void);

@@ -314,6 +314,7 @@ static void daemon_reexec(Daemon *d)
                 if (fl >= 0)
                         (void)fcntl(SD_LISTEN_FDS_START + i, F_SETFD, fl & ~FD_CLOEXEC);
         }
+        daemon_runs_end(); /* client: run-methods.c, exec-methods.c */
         execv(exe, argv);
         log_error_errno(negative_errno(), "SIGHUP: cannot re-execute %s: %m; running on", exe);
         (void)fcntl(d->lock_fd, F_SETFD, FD_CLOEXEC);
@@ -475,6 +476,10 @@ int daemon_run(const DaemonOptions *o)
                 r = daemon_store_methods(&d);
         if (r >= 0)
                 r = daemon_app_methods(&d);
+        if (r >= 0)
+                r = daemon_run_methods(&d); /* client: run-methods.c */
+        if (r >= 0)
+                r = daemon_exec_methods(&d); /* client: exec-methods.c */
         if (r < 0) {
                 log_error_errno(r, "cannot start: %m");
                 goto out;

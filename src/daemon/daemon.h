@@ -99,6 +99,10 @@ uv_loop_t *daemon_loop(Daemon *d);
 int daemon_adopt(Daemon *d);
 int daemon_store_methods(Daemon *d);
 int daemon_app_methods(Daemon *d);
+/* org.cella.Run and org.cella.RunSignal: `cella run` through the daemon (run-methods.c). */
+int daemon_run_methods(Daemon *d);
+/* org.cella.Exec: `cella exec`, a command in a running app's sandbox (exec-methods.c). */
+int daemon_exec_methods(Daemon *d);
 
 /*
  * The cgroup layout of the daemon (docs/daemon.md, "Cgroups"), per hierarchy: its
