@@ -207,14 +207,21 @@ def _app(folder, app_id, script, **manifest):
     return folder
 
 
-def _installed(tmp_path):
-    """state with: org.test.svc (a service, restart on-failure), org.test.app (an app
-    depending on it, restart always), org.test.idle (no restart policy: not started)."""
-    state = tmp_path / "state"
+def _src_dir(tmp_path):
+    """tmp_path/src, made, for the app folders a test installs; tmp_path and src
+    mode 0755 (pytest makes tmp_path 0700)."""
     src = tmp_path / "src"
     src.mkdir()
     os.chmod(tmp_path, 0o755)
     os.chmod(src, 0o755)
+    return src
+
+
+def _installed(tmp_path):
+    """state with: org.test.svc (a service, restart on-failure), org.test.app (an app
+    depending on it, restart always), org.test.idle (no restart policy: not started)."""
+    state = tmp_path / "state"
+    src = _src_dir(tmp_path)
     install_app(state, _app(src / "svc", "org.test.svc", SERVICE, kind="service",
                             restart="on-failure"))
     install_app(state, _app(src / "app", "org.test.app", APP, depends=["org.test.svc"],
@@ -252,10 +259,7 @@ def test_no_autostart(tmp_path):
 def test_an_app_whose_dependency_is_not_installed_is_not_started(tmp_path):
     require_cellad()
     state = tmp_path / "state"
-    src = tmp_path / "src"
-    src.mkdir()
-    os.chmod(tmp_path, 0o755)
-    os.chmod(src, 0o755)
+    src = _src_dir(tmp_path)
     install_app(state, _app(src / "app", "org.test.app", APP, depends=["org.test.gone"],
                             restart="always"))
     with running_cellad(state) as d:
@@ -307,10 +311,7 @@ def test_journald_entries_carry_the_records_fields(tmp_path):
     if not shutil.which("unshare"):
         pytest.skip("unshare (util-linux) is not installed")
     state = tmp_path / "state"
-    src = tmp_path / "src"
-    src.mkdir()
-    os.chmod(tmp_path, 0o755)
-    os.chmod(src, 0o755)
+    src = _src_dir(tmp_path)
     install_app(state, _app(src / "svc", "org.test.svc", SERVICE, kind="service",
                             restart="on-failure"))
     install_app(state, _app(src / "once", "org.test.once", "echo once\nexit 0\n",
