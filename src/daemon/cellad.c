@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/statedir.h"
 #include "base/strv.h"
 #include "config.h"
 #include "daemon/daemon.h"
@@ -27,25 +28,6 @@ enum {
         ARG_READ_GROUPS,
         ARG_VERSION,
 };
-
-/* The state directory when neither --state-dir nor $CELLA_STATE_DIR names one: as
- * `cella`'s (docs/cli.md), /var/lib/cella for root. */
-static const char *default_state_dir(void)
-{
-        static char buf[4096];
-        const char *x = getenv("CELLA_STATE_DIR");
-
-        if (x && *x)
-                return x;
-        if (geteuid() == 0)
-                return "/var/lib/cella";
-        x = getenv("XDG_STATE_HOME");
-        if (x && x[0] == '/')
-                snprintf(buf, sizeof buf, "%s/cella", x);
-        else
-                snprintf(buf, sizeof buf, "%s/.local/state/cella", getenv("HOME") ?: "/");
-        return buf;
-}
 
 static void usage(FILE *f)
 {
@@ -76,7 +58,7 @@ static void usage(FILE *f)
                 "re-executes cellad in place without stopping the apps.\n"
                 "Exit codes: 0 stopped, 1 failed, 2 usage, 3 another cellad holds the state\n"
                 "directory.\n",
-                default_state_dir(), STATE_IDS_PER_APP, STATE_UID_BASE_DEFAULT,
+                state_dir_default(), STATE_IDS_PER_APP, STATE_UID_BASE_DEFAULT,
                 STATE_UID_COUNT_DEFAULT);
 }
 
@@ -176,7 +158,7 @@ int main(int argc, char **argv)
         _cleanup_strv_free_ char **read_users = NULL, **read_groups = NULL;
         int c;
 
-        o.state_dir = default_state_dir();
+        o.state_dir = state_dir_default();
         while ((c = getopt_long(argc, argv, "s:vh", options, NULL)) >= 0) {
                 switch (c) {
                 case 's':

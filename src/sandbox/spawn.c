@@ -60,6 +60,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/fdpass.h"
 #include "base/macro.h"
 #include "sandbox/init.h"
 #include "sandbox/sandbox-internal.h"
@@ -131,61 +132,33 @@ static int loopback_up(void)
 /* Most fds one message carries: CGROUP_JOIN_MAX_V1 tasks files, or one netns. */
 #define MSG_MAX_FDS CGROUP_JOIN_MAX_V1
 
+_Static_assert(MSG_MAX_FDS <= FD_MSG_MAX_FDS, "a setup message's fds fit fd_msg_send()");
+
 /* Sends m with n fds attached (SCM_RIGHTS). Returns 0 or -errno. */
 static int msg_send_fds(int fd, const Msg *m, const int *fds, unsigned n)
 {
-        char control[CMSG_SPACE(sizeof(int) * MSG_MAX_FDS)] = {};
-        struct iovec iov = {.iov_base = (void *)m, .iov_len = sizeof *m};
-        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+        ssize_t k = fd_msg_send(fd, m, sizeof *m, fds, n, 0);
 
-        if (n > MSG_MAX_FDS)
-                return -E2BIG;
-        if (n > 0) {
-                struct cmsghdr *c;
-
-                mh.msg_control = control;
-                mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
-                c = CMSG_FIRSTHDR(&mh);
-                c->cmsg_level = SOL_SOCKET;
-                c->cmsg_type = SCM_RIGHTS;
-                c->cmsg_len = CMSG_LEN(sizeof(int) * n);
-                memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
-        }
-        return sendmsg(fd, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof *m ? 0 : negative_errno();
+        if (k < 0)
+                return (int)k;
+        return k == (ssize_t)sizeof *m ? 0 : -EIO;
 }
 
 /*
  * Receives one message and the fds it carries (at most MSG_MAX_FDS, into fds; *ret_n
- * of them). A truncated message or fd list is -EBADMSG, with every fd closed.
+ * of them). A truncated message or fd list is -EBADMSG, with every fd closed; the
+ * peer gone is -EPIPE.
  */
 static int msg_recv_fds(int fd, Msg *ret, int *fds, unsigned *ret_n)
 {
-        char control[CMSG_SPACE(sizeof(int) * MSG_MAX_FDS)] = {};
-        struct iovec iov = {.iov_base = ret, .iov_len = sizeof *ret};
-        struct msghdr mh = {.msg_iov = &iov,
-                            .msg_iovlen = 1,
-                            .msg_control = control,
-                            .msg_controllen = sizeof control};
-        struct cmsghdr *c;
-        ssize_t k;
+        size_t n;
+        ssize_t k = fd_msg_recv(fd, ret, sizeof *ret, fds, MSG_MAX_FDS, &n, 0);
 
-        *ret_n = 0;
-        k = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+        *ret_n = (unsigned)n;
         if (k < 0)
-                return negative_errno();
-        c = CMSG_FIRSTHDR(&mh);
-        if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-                unsigned n = (unsigned)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-
-                memcpy(fds, CMSG_DATA(c), sizeof(int) * n);
-                *ret_n = n;
-        }
-        if (k == 0 || k != (ssize_t)sizeof *ret || (mh.msg_flags & MSG_CTRUNC)) {
-                for (unsigned i = 0; i < *ret_n; i++)
-                        safe_close(fds[i]);
-                *ret_n = 0;
-                return k == 0 ? -EPIPE : -EBADMSG;
-        }
+                return (int)k;
+        if (k == 0)
+                return -EPIPE;
         ret->detail[sizeof ret->detail - 1] = 0;
         return 0;
 }
