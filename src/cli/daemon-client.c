@@ -22,6 +22,27 @@ typedef struct Call {
         int code;
 } Call;
 
+int cli_reply_exit_code(const json_t *reply)
+{
+        const char *err = control_reply_error_name(reply);
+
+        if (!err)
+                return 0;
+        if (strcmp(err, CONTROL_ERROR_INVALID_PARAMETER) == 0)
+                return CELLA_EXIT_USAGE;
+        if (strcmp(err, CONTROL_ERROR_PERMISSION_DENIED) == 0)
+                return CELLA_EXIT_STATE;
+        return 1;
+}
+
+int cli_no_daemon(const char *cmd, const char *state_dir)
+{
+        log_error("%s: no cellad is running for %s (start it with 'cellad' or "
+                  "'systemctl start cellad')",
+                  cmd, state_dir);
+        return CELLA_EXIT_NO_DAEMON;
+}
+
 static int on_any_reply(json_t *reply, bool continues, void *ud)
 {
         Call *c = ud;
@@ -31,9 +52,7 @@ static int on_any_reply(json_t *reply, bool continues, void *ud)
         if (!err)
                 return c->on_reply ? c->on_reply(params ?: json_object(), continues, c->ud) : 0;
         c->error = err;
-        c->code = strcmp(err, CONTROL_ERROR_INVALID_PARAMETER) == 0   ? CELLA_EXIT_USAGE
-                  : strcmp(err, CONTROL_ERROR_PERMISSION_DENIED) == 0 ? CELLA_EXIT_STATE
-                                                                      : 1;
+        c->code = cli_reply_exit_code(reply);
         if (c->json) {
                 char *s = json_dumps(reply, JSON_COMPACT);
 
@@ -90,10 +109,7 @@ static int daemon_call(const char *cmd, const char *state_dir, const char *metho
         r = control_client_connect(path, &cl);
         if (r == -ENOENT || r == -ECONNREFUSED) {
                 json_decref(params);
-                log_error("%s: no cellad is running for %s (start it with 'cellad' or "
-                          "'systemctl start cellad')",
-                          cmd, state_dir);
-                return CELLA_EXIT_NO_DAEMON;
+                return cli_no_daemon(cmd, state_dir);
         }
         if (r < 0) {
                 json_decref(params);

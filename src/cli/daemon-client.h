@@ -44,3 +44,14 @@ int cli_cellad_call(const char *cmd, const char *state_dir, const char *method, 
 
 /* Whether a cellad answers on state_dir's socket now (a connect that works). */
 bool cli_daemon_running(const char *state_dir);
+
+/*
+ * The exit code for cellad's reply (docs/cli.md's table): 0 for a reply that is not an
+ * error, CELLA_EXIT_USAGE for org.cella.InvalidParameter, CELLA_EXIT_STATE (242) for
+ * org.cella.PermissionDenied, 1 for any other error (a refusal).
+ */
+int cli_reply_exit_code(const json_t *reply);
+
+/* Prints "CMD: no cellad is running for STATE_DIR (start it with 'cellad' or
+ * 'systemctl start cellad')" and returns CELLA_EXIT_NO_DAEMON (3). */
+int cli_no_daemon(const char *cmd, const char *state_dir);

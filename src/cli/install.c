@@ -131,8 +131,9 @@ int cli_install_or_update(int argc, char **argv, bool update)
         if (code != 0)
                 return code;
         if (cli_reply_error(what, source, reply, json)) {
+                code = cli_reply_exit_code(reply);
                 json_decref(reply);
-                return 1;
+                return code;
         }
         p = control_reply_parameters(reply);
         if (json)

@@ -55,12 +55,16 @@ int cli_list(int argc, char **argv)
         if (code != 0)
                 return code;
         if (cli_reply_error("cannot list the apps of", state_dir, reply, json)) {
+                code = cli_reply_exit_code(reply);
                 json_decref(reply);
-                return 1;
+                return code;
         }
         apps = json_object_get(control_reply_parameters(reply), "apps");
         if (json) {
-                code = cli_print_json(json_is_array(apps) ? apps : json_array());
+                json_t *none = json_is_array(apps) ? NULL : json_array();
+
+                code = cli_print_json(none ?: apps);
+                json_decref(none);
                 json_decref(reply);
                 return code;
         }

@@ -106,8 +106,9 @@ static int run(int argc, char **argv, bool remove)
                 return code;
         if (cli_reply_error(remove ? "cannot remove" : "cannot clear the data of", id, reply,
                             json)) {
+                code = cli_reply_exit_code(reply);
                 json_decref(reply);
-                return 1;
+                return code;
         }
         p = control_reply_parameters(reply);
         if (json)
