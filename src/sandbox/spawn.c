@@ -1389,8 +1389,9 @@ _noreturn_ static void warm_main(int ctl, const char *init_path, void *arena)
         SandboxSpec *spec;
         int init_fd, init_errno, r;
         int fds[MSG_MAX_FDS];
-        unsigned n;
-        Msg m;
+        unsigned n = 0;
+        bool have_net = false, have_go = false;
+        Msg m = {}, go = {};
 
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                 _exit(1);
@@ -1409,41 +1410,64 @@ _noreturn_ static void warm_main(int ctl, const char *init_path, void *arena)
                 r = sandbox_fail(&err, SANDBOX_STEP_NAMESPACE, negative_errno(), "setsid");
                 goto fail;
         }
-        /* The net helper's namespace first: it is sent at once. */
-        r = msg_recv_fds(ctl, &m, fds, &n);
-        if (r < 0 || m.type != MSG_NETNS || m.error || n != 1) {
-                for (unsigned i = 0; i < n; i++)
-                        safe_close(fds[i]);
-                r = sandbox_fail(&err, SANDBOX_STEP_NAMESPACE,
-                                 r < 0     ? r
-                                 : m.error ? -m.error
-                                           : -EBADMSG,
-                                 "%s", m.detail[0] ? m.detail : "no network namespace fd");
-                goto fail;
+        /* The net helper's namespace, unless the app comes first (a take right
+         * after the clone: the parent's MSG_WARM_GO, and its MSG_CGROUP after it,
+         * may overtake the helper's message); child_join() then takes the two in
+         * whichever order, as a cold child does. */
+        while (!have_net && !have_go) {
+                int got[MSG_MAX_FDS];
+                unsigned k = 0;
+
+                r = msg_recv_fds(ctl, &m, got, &k);
+                if (r == -EPIPE)
+                        _exit(0);
+                if (r >= 0 && m.type == MSG_NETNS && !m.error && k == 1) {
+                        if (setns(got[0], CLONE_NEWNET) < 0) {
+                                r = sandbox_fail(&err, SANDBOX_STEP_NAMESPACE, negative_errno(),
+                                                 "join the network namespace");
+                                goto fail;
+                        }
+                        safe_close(got[0]);
+                        have_net = true;
+                } else if (r >= 0 && m.type == MSG_WARM_GO && !have_go) {
+                        go = m;
+                        memcpy(fds, got, sizeof(int) * k);
+                        n = k;
+                        have_go = true;
+                } else {
+                        for (unsigned i = 0; i < k; i++)
+                                safe_close(got[i]);
+                        r = sandbox_fail(&err, SANDBOX_STEP_NAMESPACE,
+                                         r < 0                 ? r
+                                         : m.type != MSG_NETNS ? -EPROTO
+                                         : m.error             ? -m.error
+                                                               : -EBADMSG,
+                                         "%s",
+                                         m.type == MSG_NETNS && m.detail[0]
+                                                 ? m.detail
+                                                 : "no network namespace fd");
+                        goto fail;
+                }
         }
-        if (setns(fds[0], CLONE_NEWNET) < 0) {
-                r = sandbox_fail(&err, SANDBOX_STEP_NAMESPACE, negative_errno(),
-                                 "join the network namespace");
-                goto fail;
-        }
-        safe_close(fds[0]);
         r = jail_skeleton(SANDBOX_WARM_MAX_BINDS, &sk, &err);
         if (r < 0)
                 goto fail;
 
         /* Warm: wait for an app, or for ctl's end (then simply go). */
-        r = msg_recv_fds(ctl, &m, fds, &n);
-        if (r == -EPIPE)
-                _exit(0);
-        if (r < 0 || m.type != MSG_WARM_GO) {
-                r = sandbox_fail(&err, SANDBOX_STEP_PREPARE, r < 0 ? r : -EPROTO,
-                                 "warm sandbox: expected an app");
-                goto fail;
+        if (!have_go) {
+                r = msg_recv_fds(ctl, &go, fds, &n);
+                if (r == -EPIPE)
+                        _exit(0);
+                if (r < 0 || go.type != MSG_WARM_GO) {
+                        r = sandbox_fail(&err, SANDBOX_STEP_PREPARE, r < 0 ? r : -EPROTO,
+                                         "warm sandbox: expected an app");
+                        goto fail;
+                }
         }
         spec = arena;
-        if ((size_t)m.value != warm_n_fds(spec) || n != (unsigned)m.value) {
+        if ((size_t)go.value != warm_n_fds(spec) || n != (unsigned)go.value) {
                 r = sandbox_fail(&err, SANDBOX_STEP_PREPARE, -EBADMSG,
-                                 "warm sandbox: %u fds for %d", n, m.value);
+                                 "warm sandbox: %u fds for %d", n, go.value);
                 goto fail;
         }
         warm_place_fds(spec, fds);
@@ -1458,7 +1482,7 @@ _noreturn_ static void warm_main(int ctl, const char *init_path, void *arena)
         r = jail_finish(spec, &sk, &err);
         if (r < 0)
                 goto fail;
-        child_run(spec, ctl, init_fd, init_errno, true);
+        child_run(spec, ctl, init_fd, init_errno, have_net);
 fail:
         msg_send_error(ctl, &err);
         _exit(1);
