@@ -10,7 +10,8 @@
  *   sleep    blocks in pause() until a signal ends it (an idle app);
  *   probe    also prints what a test compares between starts: its uid and
  *            gid, hostname, /tmp's entries, its mounts count, then leaves a file
- *            in /tmp, and exits 0.
+ *            in /tmp, and exits 0;
+ *   probe-sleep  probe, then blocks as sleep does.
  * Static, uninstrumented: no dynamic loader in the figure, no ASan runtime in the
  * jail.
  */
@@ -58,10 +59,10 @@ int main(int argc, char **argv)
 
         clock_gettime(CLOCK_MONOTONIC, &ts);
         printf("tick %lld\n", (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
-        if (argc > 1 && strcmp(argv[1], "probe") == 0)
+        if (argc > 1 && strncmp(argv[1], "probe", 5) == 0)
                 probe();
         fflush(stdout);
-        if (argc > 1 && strcmp(argv[1], "sleep") == 0)
+        if (argc > 1 && strstr(argv[1], "sleep"))
                 for (;;)
                         pause();
         return 0;
