@@ -71,7 +71,7 @@ static SandboxWarm *pool_take(const SandboxSpec *spec, void *userdata)
 
                 memmove(p->warm, p->warm + 1, (p->n - 1) * sizeof *p->warm);
                 p->warm[--p->n] = NULL;
-                if (!sandbox_warm_alive(c)) {
+                if (sandbox_warm_check(c) < 0) {
                         p->dropped++;
                         sandbox_warm_free(c);
                         continue;
@@ -185,21 +185,24 @@ static void add_memory(pid_t pid, uint64_t *rss, uint64_t *pss)
         fclose(f);
 }
 
-json_t *daemon_pool_json(const DaemonPool *p)
+json_t *daemon_pool_json(DaemonPool *p)
 {
         uint64_t self_rss = 0, self_pss = 0, rss = 0, pss = 0;
         json_t *pids = json_array();
+        int prepared = 0;
 
         add_memory(getpid(), &self_rss, &self_pss);
         for (unsigned i = 0; p && i < p->n; i++) {
                 pid_t pid = sandbox_warm_pid(p->warm[i]);
 
+                prepared += sandbox_warm_check(p->warm[i]) > 0;
+
                 json_array_append_new(pids, json_integer(pid));
                 add_memory(pid, &rss, &pss);
         }
-        return json_pack("{s:i, s:i, s:o, s:I, s:I, s:I, s:I, s:{s:I, s:I}, s:{s:I, s:I}}",
-                         "target", p ? (int)p->target : 0, "ready", p ? (int)p->n : 0, "pids", pids,
-                         "taken", (json_int_t)(p ? p->taken : 0), "made",
+        return json_pack("{s:i, s:i, s:i, s:o, s:I, s:I, s:I, s:I, s:{s:I, s:I}, s:{s:I, s:I}}",
+                         "target", p ? (int)p->target : 0, "ready", p ? (int)p->n : 0, "prepared",
+                         prepared, "pids", pids, "taken", (json_int_t)(p ? p->taken : 0), "made",
                          (json_int_t)(p ? p->made : 0), "dropped", (json_int_t)(p ? p->dropped : 0),
                          "failed", (json_int_t)(p ? p->failed : 0), "pool_kib", "rss",
                          (json_int_t)rss, "pss", (json_int_t)pss, "daemon_kib", "rss",

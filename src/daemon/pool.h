@@ -30,9 +30,10 @@ void daemon_pool_empty(DaemonPool *p);
 void daemon_pool_free(DaemonPool *p);
 
 /*
- * The pool's figures for org.cella.Pool (docs/api.md): target, ready, the warm
+ * The pool's figures for org.cella.Pool (docs/api.md): target, ready (held),
+ * prepared (of those, done preparing), the warm
  * children's pids, counts (taken, made, dropped, failed), and the memory of the
  * warm children and of cellad itself in KiB (Rss, Pss: /proc/PID/smaps_rollup).
  * p may be NULL (no pool). Returns a new object.
  */
-json_t *daemon_pool_json(const DaemonPool *p);
+json_t *daemon_pool_json(DaemonPool *p);

@@ -32,6 +32,7 @@ typedef enum MsgType {
                          * the errno of its failed exec (the built-in loop runs) */
         MSG_WARM_GO,    /* parent → warm child: the spec is in the shared arena; the
                          * fds it names ride along (SCM_RIGHTS, spawn.c "Warm sandboxes") */
+        MSG_WARM_READY, /* warm child → parent: prepared, waiting for an app */
 } MsgType;
 
 /* One message on the ctl socket (SOCK_SEQPACKET: one datagram each). */

@@ -242,9 +242,10 @@ int sandbox_warm_new(const char *init_path, SandboxWarm **ret);
 /* Whether spec can start in w (binds, fds, init_path: see above). */
 bool sandbox_warm_fits(const SandboxWarm *w, const SandboxSpec *spec);
 
-/* Whether w is still waiting (not failed while preparing, not killed). Does not
- * block. */
-bool sandbox_warm_alive(const SandboxWarm *w);
+/* Where w is, without blocking: 1 prepared and waiting, 0 still preparing (it can
+ * be used: the start then waits for the rest), -ECHILD failed while preparing or
+ * killed (free it). */
+int sandbox_warm_check(SandboxWarm *w);
 
 /* The host pid of w's child (the sandbox's init to be), or -1 for NULL. */
 pid_t sandbox_warm_pid(const SandboxWarm *w);

@@ -1050,6 +1050,8 @@ static int spawn_finish(SandboxSpec *spec, Sandbox *s_in, Cgroup *cg, pid_t pid,
                                         goto fail_child;
                                 }
                         }
+                } else if (m.type == MSG_WARM_READY) {
+                        continue; /* a warm child's, sent before it saw the app */
                 } else if (m.type == MSG_ERROR) {
                         err->step = m.step > 0 && m.step < _SANDBOX_STEP_MAX ? (SandboxStep)m.step
                                                                              : SANDBOX_STEP_INIT;
@@ -1227,6 +1229,7 @@ struct SandboxWarm {
         int ctl; /* the parent's end */
         pid_t helper;
         void *arena; /* SANDBOX_WARM_ARENA bytes, MAP_SHARED with the child */
+        bool ready;  /* MSG_WARM_READY came */
         char *init_path;
 };
 
@@ -1453,8 +1456,10 @@ _noreturn_ static void warm_main(int ctl, const char *init_path, void *arena)
         if (r < 0)
                 goto fail;
 
-        /* Warm: wait for an app, or for ctl's end (then simply go). */
+        /* Warm: say so, then wait for an app, or for ctl's end (then simply go). */
         if (!have_go) {
+                if (sandbox_msg_send(ctl, MSG_WARM_READY, 0) < 0)
+                        _exit(0);
                 r = msg_recv_fds(ctl, &go, fds, &n);
                 if (r == -EPIPE)
                         _exit(0);
@@ -1569,13 +1574,26 @@ bool sandbox_warm_fits(const SandboxWarm *w, const SandboxSpec *spec)
         return true;
 }
 
-bool sandbox_warm_alive(const SandboxWarm *w)
+int sandbox_warm_check(SandboxWarm *w)
 {
-        struct pollfd p[2] = {{.fd = w->ctl, .events = POLLIN}, {.fd = w->pidfd, .events = POLLIN}};
+        struct pollfd p = {.fd = w->pidfd, .events = POLLIN};
+        Msg m;
 
-        /* A warm child says nothing until it has an app: anything to read on ctl
-         * is its failure report (or EOF), and a readable pidfd its exit. */
-        return poll(p, 2, 0) == 0;
+        /* A warm child says one thing before it has an app, MSG_WARM_READY; any
+         * other message is its failure report, EOF its end, and a readable pidfd
+         * its exit. */
+        while (!w->ready) {
+                ssize_t k = recv(w->ctl, &m, sizeof m, MSG_DONTWAIT);
+
+                if (k < 0 && (errno == EAGAIN || errno == EINTR))
+                        break;
+                if (k != (ssize_t)sizeof m || m.type != MSG_WARM_READY)
+                        return -ECHILD;
+                w->ready = true;
+        }
+        if (poll(&p, 1, 0) != 0)
+                return -ECHILD;
+        return w->ready ? 1 : 0;
 }
 
 SandboxWarm *sandbox_warm_free(SandboxWarm *w)
