@@ -53,6 +53,16 @@ int state_dir_open(const char *path, bool create);
 int state_dir_open_quiet(const char *path, bool create, bool *ret_created);
 
 /*
+ * Opens the directory path (O_DIRECTORY, through symlinks) and checks it and every
+ * directory above it as state_dir_open() checks the parent of a state directory:
+ * each owned by geteuid() or root, and not writable by group or others unless
+ * sticky. For a file cella makes in a directory it was given (cellad's --socket):
+ * nobody else can swap or replace it there. Returns the fd (O_CLOEXEC), or -errno:
+ * -EPERM (logged, naming the directory and what was found), -ENOENT, -ENOTDIR.
+ */
+int dir_open_trusted(const char *path);
+
+/*
  * Makes dirfd/name if missing (mode, & ~umask) and opens it, not through a symlink,
  * checked with owned_check() (path names it in the message). Returns the fd or
  * -errno (-ENOTDIR, -ELOOP for a symlink, -EPERM logged).

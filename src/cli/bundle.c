@@ -100,26 +100,47 @@ static int copy_into(int fd, int mfd)
         }
 }
 
-int cli_bundle_fd(const char *path, int *ret_fd, bool *ret_is_dir)
+/* *ret (if ret is not NULL) = an error object shaped as cellad's replies:
+ * {"error": name, "parameters": {"message", "errno", "entry"?, "key"?}}. */
+static void json_error(json_t **ret, const char *name, int r, const char *message,
+                       const StoreError *err)
+{
+        json_t *p;
+
+        if (!ret)
+                return;
+        p = json_pack("{s:s, s:i}", "message", message, "errno", -r);
+        if (p && err && err->path[0])
+                json_object_set_new(p, "entry", json_string(err->path));
+        if (p && err && err->key[0])
+                json_object_set_new(p, "key", json_string(err->key));
+        *ret = p ? json_pack("{s:s, s:o}", "error", name, "parameters", p) : NULL;
+}
+
+int cli_bundle_fd(const char *path, int *ret_fd, bool *ret_is_dir, json_t **ret_error)
 {
         _cleanup_close_ int fd = -EBADF, mfd = -EBADF;
         StoreError err = {};
         struct stat st;
+        char msg[1024];
         int r = 0;
 
+        if (ret_error)
+                *ret_error = NULL;
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-        if (fd < 0) {
-                log_error_errno(-errno, "cannot open %s: %m", path);
-                return 1;
-        }
-        if (fstat(fd, &st) < 0) {
-                log_error_errno(-errno, "cannot stat %s: %m", path);
+        if (fd < 0 || fstat(fd, &st) < 0) {
+                r = -errno;
+                snprintf(msg, sizeof msg, "cannot open %s: %s", path, strerror(-r));
+                log_error("%s", msg);
+                json_error(ret_error, "org.cella.Failed", r, msg, NULL);
                 return 1;
         }
         if (ret_is_dir)
                 *ret_is_dir = S_ISDIR(st.st_mode);
         if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) {
-                log_error("%s is neither an app folder nor a bundle file", path);
+                snprintf(msg, sizeof msg, "%s is neither an app folder nor a bundle file", path);
+                log_error("%s", msg);
+                json_error(ret_error, "org.cella.InvalidBundle", -EINVAL, msg, NULL);
                 return 1;
         }
         /* A sealed memfd either way: cellad reads only bytes nobody can change or
@@ -133,16 +154,25 @@ int cli_bundle_fd(const char *path, int *ret_fd, bool *ret_is_dir)
                 if (fd_nonblock(fd, 0) < 0 || (r = copy_into(fd, mfd)) < 0) {
                         r = r < 0 ? r : -errno;
                         if (r == -EFBIG)
-                                log_error("%s is larger than any bundle can be (%llu bytes)", path,
-                                          (unsigned long long)BUNDLE_FILE_MAX);
+                                snprintf(msg, sizeof msg,
+                                         "%s is larger than any bundle can be (%llu bytes)", path,
+                                         (unsigned long long)BUNDLE_FILE_MAX);
                         else
-                                log_error_errno(r, "cannot read %s: %m", path);
+                                snprintf(msg, sizeof msg, "cannot read %s: %s", path, strerror(-r));
+                        log_error("%s", msg);
+                        json_error(ret_error,
+                                   r == -EFBIG ? "org.cella.InvalidBundle" : "org.cella.Failed", r,
+                                   msg, NULL);
                         return 1;
                 }
         } else {
                 r = store_bundle_write(fd, mfd, &err);
                 if (r < 0) {
                         cli_store_error("cannot bundle", path, r, &err);
+                        json_error(ret_error,
+                                   r == -ENOMEM || r == -EIO ? "org.cella.Failed"
+                                                             : "org.cella.InvalidBundle",
+                                   r, err.message[0] ? err.message : strerror(-r), &err);
                         return 1;
                 }
         }

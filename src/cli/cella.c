@@ -43,6 +43,8 @@ static const CliCommand commands[] = {
          cli_inspect},
         {"events", "lifecycle, permission, memory and kill events, as they happen (cellad)",
          cli_events},
+        {"exec", "run a command inside a running app's sandbox, as confined as it (cellad, root)",
+         cli_exec},
         {"top", "a live table of the apps by CPU and memory, refreshed like top(1)", cli_top},
 };
 

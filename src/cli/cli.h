@@ -63,16 +63,20 @@ const char *cli_safe_field(json_t *v, char *buf, size_t size);
  * For install and update (bundle.c): an fd (O_CLOEXEC, at offset 0) of a bundle of
  * path, an app folder (written as a bundle into a sealed memfd: store_bundle_write)
  * or a bundle file (copied into a sealed memfd); *ret_is_dir (may be NULL) says which. The
- * daemon reads the fd: it never opens a path a client names. Prints what went wrong;
- * returns 0 or an exit code (1, CELLA_EXIT_INTERNAL).
+ * daemon reads the fd: it never opens a path a client names. Prints what went wrong
+ * and, if ret_error is not NULL, makes it *ret_error, an object shaped as cellad's
+ * error replies ({"error": "org.cella.InvalidBundle" or "org.cella.Failed",
+ * "parameters": {"message", "errno", "entry"?, "key"?}}) for --json; returns 0 or an
+ * exit code (1, CELLA_EXIT_INTERNAL).
  */
-int cli_bundle_fd(const char *path, int *ret_fd, bool *ret_is_dir);
+int cli_bundle_fd(const char *path, int *ret_fd, bool *ret_is_dir, json_t **ret_error);
 
 /* Prints "<what> <source>: [<entry>: ][<key>: ]<message>" for a store error r with
  * err (bundle.c). */
 struct StoreError;
 void cli_store_error(const char *what, const char *source, int r, const struct StoreError *err);
 int cli_top(int argc, char **argv);
+int cli_exec(int argc, char **argv);
 /* app-op.c: one app through cellad */
 int cli_start(int argc, char **argv);
 int cli_restart(int argc, char **argv);

@@ -89,7 +89,10 @@ int cli_daemon_call(const char *cmd, const char *state_dir, const char *method, 
                 json_decref(params);
                 log_error_errno(r, "%s: cannot connect to %s: %m%s", cmd, path,
                                 r == -EACCES ? " (run it as root or as a member of group cella)"
-                                             : "");
+                                : r == -EPERM
+                                        ? " (another user serves that socket, neither root nor "
+                                          "you: cella does not talk to it)"
+                                        : "");
                 return r == -EACCES ? CELLA_EXIT_STATE : CELLA_EXIT_INTERNAL;
         }
         r = control_client_call(cl, method, params, NULL, 0, more, on_any_reply, &c);

@@ -139,13 +139,16 @@ static void install_usage(FILE *f, bool update)
                 "\n"
                 "Options:\n"
                 "      --state-dir DIR   state directory of the cellad (default %s)\n"
+                "%s"
                 "      --json            print the installed app as one JSON object (an error\n"
                 "                        as {\"error\": NAME, \"parameters\": {...}})\n"
                 "  -h, --help            this text\n"
                 "\n"
                 "Exit status: 0 %s; 1 refused (the error names the file or the manifest key\n"
                 "at fault), or no cellad runs; 240 bad command line.\n",
-                cli_default_state_dir(), update ? "updated" : "installed");
+                cli_default_state_dir(),
+                update ? "      --id ID           the bundle must be the installed app ID\n" : "",
+                update ? "updated" : "installed");
 }
 
 int cli_install_or_update(int argc, char **argv, bool update)
@@ -202,9 +205,13 @@ int cli_install_or_update(int argc, char **argv, bool update)
         reply = NULL;
         if (code != 0)
                 return code;
-        code = cli_bundle_fd(source, &fd, NULL);
-        if (code != 0)
+        code = cli_bundle_fd(source, &fd, NULL, json ? &reply : NULL);
+        if (code != 0) {
+                if (reply)
+                        (void)cli_print_json(reply);
+                json_decref(reply);
                 return code;
+        }
         params = id ? json_pack("{s:s}", "id", id) : json_object();
         code = cli_cellad_call(state_dir, update ? "org.cella.Update" : "org.cella.Install", params,
                                &fd, 1, 0, &reply);

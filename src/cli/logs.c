@@ -25,6 +25,7 @@
 #include "base/macro.h"
 #include "base/termsafe.h"
 #include "cli/cli.h"
+#include "cli/daemon-client.h"
 #include "policy/manifest.h"
 #include "supervisor/applog.h"
 #include "cli/exit-codes.h"
@@ -321,6 +322,39 @@ static int wait_logs_dir(const char *state_dir, int *ret_dirfd)
         }
 }
 
+static int on_log_data(json_t *params, bool continues, void *ud)
+{
+        Out *o = ud;
+        const char *data = json_string_value(json_object_get(params, "data"));
+        int r;
+
+        if (!data)
+                return 0;
+        r = out_write(o, data, json_string_length(json_object_get(params, "data")));
+        return r < 0 ? r : 0;
+}
+
+/* The log through cellad's org.cella.Logs: the last lines (0: all), since since (an
+ * argument of --since, or NULL), then with follow what comes. Returns the exit
+ * code. */
+static int logs_via_daemon(Out *o, const char *state_dir, const char *app, uint64_t lines,
+                           const char *since, bool follow)
+{
+        json_t *params = json_pack("{s:s}", "app", app);
+        int code;
+
+        if (!params)
+                return CELLA_EXIT_INTERNAL;
+        if (lines > 0)
+                json_object_set_new(params, "lines", json_integer((json_int_t)lines));
+        if (since)
+                json_object_set_new(params, "since", json_string(since));
+        code = cli_daemon_call("logs", state_dir, "org.cella.Logs", params, follow, false,
+                               on_log_data, o);
+        (void)out_end(o);
+        return code;
+}
+
 int cli_logs(int argc, char **argv)
 {
         static const struct option options[] = {
@@ -334,6 +368,7 @@ int cli_logs(int argc, char **argv)
                 {},
         };
         Lines ln = {.at_start = true};
+        const char *since_arg = NULL;
         const char *state_dir = cli_default_state_dir(), *app;
         LogFile files[APPLOG_KEEP_MAX + 1];
         _cleanup_close_ int sfd = -EBADF, dirfd = -EBADF;
@@ -378,6 +413,7 @@ int cli_logs(int argc, char **argv)
                                 return CELLA_EXIT_USAGE;
                         }
                         ln.has_since = ln.active = true;
+                        since_arg = optarg;
                         break;
                 case 'h':
                         logs_usage(stdout);
@@ -395,6 +431,18 @@ int cli_logs(int argc, char **argv)
         /* The id becomes a file name: only a valid one gets that far. */
         if ((code = cli_app_id_arg(app)) != 0)
                 return code;
+        /* A user who may not read the log files (root's) reads them through cellad,
+         * when one runs: org.cella.Logs is a read method (docs/api.md). */
+        if (geteuid() != 0 && cli_daemon_running(state_dir)) {
+                if (ln.timestamps) {
+                        log_error("logs: --timestamps reads the log files themselves, which "
+                                  "are root's; without it cellad sends the log");
+                        return CELLA_EXIT_USAGE;
+                }
+                out.sanitize = !raw && isatty(STDOUT_FILENO);
+                return logs_via_daemon(&out, state_dir, app, tail ? lines : 0, since_arg,
+                                       do_follow);
+        }
 
         /* Only logs that nobody but us could have written (base/statedir.h). */
         sfd = state_dir_open(state_dir, false);

@@ -82,6 +82,7 @@ struct AppMethods {
         uv_timer_t tick; /* ps --watch's rate bound and logs -f's look */
         bool tick_init;
         uint64_t last_ps_ms;
+        uint64_t ps_cost_ms; /* what the last snapshots took to make and send */
 };
 
 static AppMethods app_methods;
@@ -749,7 +750,7 @@ static int method_events(ControlCall *call, json_t *params, void *ud)
         AuditVerifyReport report;
         Replay replay = {.call = call};
         Stream *st;
-        int r;
+        int r = 0;
 
         if (since) {
                 if (!json_is_string(since) ||
@@ -764,7 +765,9 @@ static int method_events(ControlCall *call, json_t *params, void *ud)
                         log_warning("events: the audit log's replay stopped: %s",
                                     report.message[0] ? report.message : strerror(-r));
         }
-        if (!control_call_more(call))
+        /* A client gone (or too slow) during the replay gets no stream: the call ends
+         * here, so that it does not live on, detached, waiting for a final reply. */
+        if (!control_call_more(call) || r == -EPIPE)
                 return control_reply(call, json_pack("{s:I}", "replayed", (json_int_t)replay.sent));
         st = stream_new(am, call, STREAM_EVENTS, NULL);
         if (!st)
@@ -824,26 +827,38 @@ static void on_state(Instance *inst, InstanceState from, InstanceState to, void 
 static void on_tick(uv_timer_t *t)
 {
         AppMethods *am = t->data;
-        uint64_t now = now_monotonic_ms();
-        bool logs = false, ps_wait = false;
+        uint64_t now = now_monotonic_ms(), t0 = now_monotonic_ns();
+        /* ps --watch's bound: at most one snapshot per APP_WATCH_MIN_MS, and no more
+         * than a tenth of the loop's time on them (a snapshot of 1,000 apps reads
+         * their cgroups: tens of ms). */
+        uint64_t gap = MAX((uint64_t)APP_WATCH_MIN_MS, 10 * am->ps_cost_ms);
+        json_t *snap[2] = {NULL, NULL}; /* without and with "all", made once a tick */
+        bool logs = false, ps_wait = false, sent = false;
 
         for (Stream *st = am->streams; st; st = st->next) {
                 if (st->kind == STREAM_LOGS) {
                         logs = true;
                         (void)logs_send_new(st);
                 } else if (st->kind == STREAM_PS && st->dirty) {
-                        if (now - am->last_ps_ms < APP_WATCH_MIN_MS) {
+                        if (now - am->last_ps_ms < gap) {
                                 ps_wait = true;
                                 continue;
                         }
+                        if (!snap[st->all])
+                                snap[st->all] = ps_snapshot(am, st->all);
                         st->dirty = false;
-                        control_reply_continues(st->call, ps_snapshot(am, st->all));
+                        sent = true;
+                        control_reply_continues(st->call, json_incref(snap[st->all]));
                 }
         }
-        if (!ps_wait)
+        json_decref(snap[0]);
+        json_decref(snap[1]);
+        if (sent) {
                 am->last_ps_ms = now;
+                am->ps_cost_ms = (now_monotonic_ns() - t0) / 1000000;
+        }
         if (ps_wait)
-                tick_arm(am, APP_WATCH_MIN_MS - (now - am->last_ps_ms));
+                tick_arm(am, gap - (now - am->last_ps_ms));
         else if (logs)
                 tick_arm(am, APP_LOGS_POLL_MS);
 }

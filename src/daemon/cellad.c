@@ -20,6 +20,7 @@ enum {
         ARG_SOCKET,
         ARG_READY_FD,
         ARG_LOCK_FD,
+        ARG_LISTEN_FD,
         ARG_CGROUP_MODE,
         ARG_UID_RANGE,
         ARG_NO_AUTOSTART,
@@ -154,8 +155,10 @@ int main(int argc, char **argv)
                 {"state-dir", required_argument, NULL, 's'},
                 {"socket", required_argument, NULL, ARG_SOCKET},
                 {"ready-fd", required_argument, NULL, ARG_READY_FD},
-                /* Internal: the lock a re-exec hands over (docs/daemon.md, "Signals"). */
+                /* Internal: the lock and socket a re-exec hands over (docs/daemon.md,
+                 * "Signals"). */
                 {"lock-fd", required_argument, NULL, ARG_LOCK_FD},
+                {"listen-fd", required_argument, NULL, ARG_LISTEN_FD},
                 {"cgroup-mode", required_argument, NULL, ARG_CGROUP_MODE},
                 {"uid-range", required_argument, NULL, ARG_UID_RANGE},
                 {"no-autostart", no_argument, NULL, ARG_NO_AUTOSTART},
@@ -170,6 +173,7 @@ int main(int argc, char **argv)
         DaemonOptions o = {
                 .ready_fd = -1,
                 .lock_fd = -1,
+                .listen_fd = -1,
                 .uid_base = STATE_UID_BASE_DEFAULT,
                 .uid_count = STATE_UID_COUNT_DEFAULT,
                 .argv = argv,
@@ -196,22 +200,28 @@ int main(int argc, char **argv)
                         o.socket_path = optarg;
                         break;
                 case ARG_READY_FD:
-                case ARG_LOCK_FD: {
+                case ARG_LOCK_FD:
+                case ARG_LISTEN_FD: {
                         int fd;
 
                         if (parse_fd(optarg, &fd) < 0 || fd <= STDERR_FILENO ||
                             fcntl(fd, F_GETFD) < 0) {
                                 log_error("--%s: expected an open file descriptor above 2, "
                                           "got '%s'",
-                                          c == ARG_READY_FD ? "ready-fd" : "lock-fd", optarg);
+                                          c == ARG_READY_FD  ? "ready-fd"
+                                          : c == ARG_LOCK_FD ? "lock-fd"
+                                                             : "listen-fd",
+                                          optarg);
                                 return DAEMON_EXIT_USAGE;
                         }
                         /* Ours alone from here: not passed on to the apps. */
                         (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
                         if (c == ARG_READY_FD)
                                 o.ready_fd = fd;
-                        else
+                        else if (c == ARG_LOCK_FD)
                                 o.lock_fd = fd;
+                        else
+                                o.listen_fd = fd;
                         break;
                 }
                 case ARG_CGROUP_MODE:

@@ -30,6 +30,8 @@ struct Daemon {
         CgroupManager *cgm; /* the supervisor's (owned by it) */
         Control *control;   /* the supervisor's, also on socket_path (daemon_control_setup) */
         int n_listen_fds;   /* sockets systemd passed (sd_listen_fds) */
+        int listen_fd;      /* our own public socket (bound here or handed over), or -EBADF */
+        char *exe_path;     /* the binary SIGHUP executes (daemon_exe_path()), or NULL */
         bool notify;        /* $NOTIFY_SOCKET is set: sd_notify() is heard */
         bool journal;       /* stderr is the journal: log with sd_journal_send() */
         bool stop_told;     /* STOPPING=1 sent */
@@ -66,3 +68,9 @@ int daemon_autostart(Daemon *d);
 /* The exit code a failure gets in status records and `cella ps` (cella's numbering,
  * cli/exit-codes.h). */
 int daemon_exit_code(const SupervisorError *e);
+
+/* run-methods.c, exec-methods.c: before a re-exec, the runs (org.cella.Run) and the
+ * commands (org.cella.Exec) in flight are killed and reaped: the new image would
+ * know neither them nor their clients, whose connections the exec closes. */
+void daemon_runs_end(void);
+void daemon_execs_end(void);

@@ -59,8 +59,9 @@ typedef struct DaemonOptions {
         const char *socket_path; /* NULL: <state_dir>/cellad.sock */
         int ready_fd;            /* >= 0: "READY\n" is written here once ready, then closed */
         int lock_fd;             /* >= 0: the lock, inherited over a re-exec (--lock-fd) */
-        CgroupMode cgroup_mode;  /* CGROUP_MODE_AUTO unless forced */
-        uid_t uid_base;          /* host uid range for new apps */
+        int listen_fd; /* >= 0: the public socket, inherited over a re-exec (--listen-fd) */
+        CgroupMode cgroup_mode; /* CGROUP_MODE_AUTO unless forced */
+        uid_t uid_base;         /* host uid range for new apps */
         uint32_t uid_count;
         const char *exe;   /* what SIGHUP re-executes: NULL: /proc/self/exe */
         char **argv;       /* the command line to re-execute with (borrowed) */
@@ -99,6 +100,10 @@ uv_loop_t *daemon_loop(Daemon *d);
 int daemon_adopt(Daemon *d);
 int daemon_store_methods(Daemon *d);
 int daemon_app_methods(Daemon *d);
+/* org.cella.Run and org.cella.RunSignal: `cella run` through the daemon (run-methods.c). */
+int daemon_run_methods(Daemon *d);
+/* org.cella.Exec: `cella exec`, a command in a running app's sandbox (exec-methods.c). */
+int daemon_exec_methods(Daemon *d);
 
 /*
  * The cgroup layout of the daemon (docs/daemon.md, "Cgroups"), per hierarchy: its

@@ -5,15 +5,21 @@
  * --socket), or the one systemd passed (cellad.socket, sd_listen_fds(3)).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/statedir.h"
 #include "base/macro.h"
 #include "base/strv.h"
 #include "config.h"
@@ -163,6 +169,83 @@ static int daemon_readers(Daemon *d)
         return 0;
 }
 
+/*
+ * The public socket at path, bound by the daemon itself so that it can hand it over a
+ * re-exec (--listen-fd): bound under "<path>.<pid>.tmp", made 0666, listening, then
+ * renamed over path (a stale socket of a dead daemon goes: we hold the lock).
+ *
+ * path's directory must be one only root can change (dir_open_trusted(): it and
+ * every directory above it writable by root alone, or sticky as /tmp), and the
+ * chmod and rename go through its fd, the chmod never through a symlink (a file
+ * swapped in between bind() and chmod() could otherwise be any file of the host
+ * made 0666). Returns the
+ * listening fd (O_CLOEXEC) or a negative errno (printed).
+ */
+static int daemon_bind(const char *path)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        _cleanup_free_ char *tmp = NULL, *dir = NULL;
+        _cleanup_close_ int fd = -EBADF, dfd = -EBADF;
+        const char *base = strrchr(path, '/');
+        int n, r;
+
+        if (!base || !base[1])
+                return log_error_errno(-EINVAL, "cannot listen on %s: not a file's path", path);
+        dir = base == path ? strdup("/") : strndup(path, (size_t)(base - path));
+        base++;
+        if (!dir || asprintf(&tmp, "%s.%d.tmp", base, (int)getpid()) < 0)
+                return log_error_errno(-ENOMEM, "cannot listen on %s: %m", path);
+        if (strlen(path) + strlen(tmp) - strlen(base) >= sizeof sa.sun_path)
+                return log_error_errno(-ENAMETOOLONG,
+                                       "cannot listen on %s: %m (a socket's path has at most "
+                                       "%zu bytes; pass a shorter --socket)",
+                                       path, sizeof sa.sun_path - 1 - (strlen(tmp) - strlen(base)));
+        dfd = dir_open_trusted(dir);
+        if (dfd < 0)
+                return log_error_errno(dfd,
+                                       "cannot listen on %s: %m (its directory %s must be "
+                                       "writable by root alone, or sticky as /tmp)",
+                                       path, dir);
+        /* By its path, which only root can change (checked above): the socket's
+         * name (getsockname(), ss -x) is the path, which a re-exec checks. */
+        n = snprintf(sa.sun_path, sizeof sa.sun_path, "%s.%d.tmp", path, (int)getpid());
+        if (n < 0 || (size_t)n >= sizeof sa.sun_path)
+                return log_error_errno(-ENAMETOOLONG, "cannot listen on %s: %m", path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return log_error_errno(negative_errno(), "cannot listen on %s: %m", path);
+        (void)unlinkat(dfd, tmp, 0);
+        if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+                return log_error_errno(negative_errno(), "cannot listen on %s: %m", path);
+        /* 0666: anyone may connect; what each may call is checked per method. */
+        if (fchmodat(dfd, tmp, 0666, AT_SYMLINK_NOFOLLOW) < 0 || listen(fd, SOMAXCONN) < 0 ||
+            renameat(dfd, tmp, dfd, base) < 0) {
+                r = negative_errno();
+                (void)unlinkat(dfd, tmp, 0);
+                return log_error_errno(r, "cannot listen on %s: %m", path);
+        }
+        return TAKE_FD(fd);
+}
+
+/* --listen-fd (a re-exec's hand-over): fd must be a listening Unix stream socket that
+ * daemon_bind() bound for path (its name is the temporary one it was bound under,
+ * "<path>.<pid>.tmp", or path). Returns 0 or -EINVAL (printed). */
+static int daemon_check_inherited(int fd, const char *path)
+{
+        struct sockaddr_un sa = {};
+        socklen_t len = sizeof sa;
+        size_t n = strlen(path);
+
+        if (sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) <= 0 ||
+            getsockname(fd, (struct sockaddr *)&sa, &len) < 0 ||
+            len <= offsetof(struct sockaddr_un, sun_path) + n ||
+            strncmp(sa.sun_path, path, n) != 0 || (sa.sun_path[n] != 0 && sa.sun_path[n] != '.')) {
+                log_error("--listen-fd %d is not a listening socket bound for %s", fd, path);
+                return -EINVAL;
+        }
+        return 0;
+}
+
 int daemon_control_setup(Daemon *d)
 {
         int n, r;
@@ -192,9 +275,23 @@ int daemon_control_setup(Daemon *d)
                 d->socket_path = "the socket systemd passed";
                 /* The environment stays for a re-exec (same pid, same fds). */
         } else {
-                r = control_listen_path(d->control, d->socket_path);
-                if (r < 0)
+                int fd = d->o.listen_fd;
+
+                /* Our own socket, kept over a re-exec (--listen-fd): a client that
+                 * connects meanwhile waits in its backlog instead of being refused. */
+                if (fd >= 0 && daemon_check_inherited(fd, d->socket_path) < 0)
+                        return -EINVAL;
+                if (fd < 0)
+                        fd = daemon_bind(d->socket_path);
+                if (fd < 0)
+                        return fd;
+                d->listen_fd = fd;
+                r = control_listen_fd(d->control, fd);
+                if (r < 0) {
+                        d->listen_fd = -EBADF; /* closed by control_listen_fd() */
+                        (void)unlink(d->socket_path);
                         return log_error_errno(r, "cannot listen on %s: %m", d->socket_path);
+                }
         }
         r = control_add_methods(d->control, daemon_methods, ELEMENTSOF(daemon_methods), d);
         if (r < 0)
@@ -208,6 +305,10 @@ void daemon_control_done(Daemon *d)
                 uv_close((uv_handle_t *)&d->shutdown, NULL);
                 d->handles &= ~(unsigned)DAEMON_HANDLE_SHUTDOWN;
         }
-        /* The Control is the supervisor's: closed (and its sockets unlinked) with it. */
+        /* Our socket's file goes when cellad ends (a re-exec does not come here: the
+         * socket lives on in the new image); the fd is the Control's, closed with it. */
+        if (d->listen_fd >= 0)
+                (void)unlink(d->socket_path);
+        d->listen_fd = -EBADF;
         d->control = NULL;
 }

@@ -1,16 +1,21 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The store's methods on cellad's control socket (docs/api.md, "org.cella.Install" and after):
- * org.cella.Install, org.cella.Update, org.cella.Remove, org.cella.ClearData (access
- * MANAGE) and org.cella.List (READ).
+ * The store's methods on cellad's control socket (docs/api.md, "org.cella.Install"
+ * and after): org.cella.Install, org.cella.Update, org.cella.Remove,
+ * org.cella.ClearData (access MANAGE) and org.cella.List (READ).
  *
  * Install and Update take the bundle as the request's first fd (SCM_RIGHTS), never
  * a path: the daemon opens nothing a client names. The fd must be a sealed memfd
  * (F_SEAL_WRITE, F_SEAL_SHRINK, F_SEAL_GROW), which the CLI makes: its bytes cannot
  * change while the store reads them, and reading it cannot block (a pipe, a socket
  * or a file on a FUSE mount the client serves could stall the daemon). The install
- * itself (extraction, checks, fsync) runs on libuv's thread pool, so the loop keeps
- * serving apps and clients meanwhile; the store's flock serialises installs.
+ * itself (extraction, checks, fsync, the claim of a new id) runs on libuv's thread
+ * pool, so the loop keeps serving apps and clients meanwhile; the store's flock
+ * serialises installs. So does the question Remove and ClearData ask every other
+ * kernel (control_ask_kernels(), which this daemon's own socket answers meanwhile).
+ * What runs there leaves its outcome in the job, logged and replied on the loop (the
+ * loop's log writer is not for threads); the one message it may print itself is
+ * state_dir_open()'s about a state directory that went bad under the daemon.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -49,6 +54,8 @@ typedef struct Job {
         int r;
         StoreResult res;
         StoreError err;
+        int claim_error; /* claim_new() failed: the install was undone */
+        char claim_message[1024];
 } Job;
 
 static void job_free(Job *j)
@@ -112,8 +119,9 @@ static void trusted_key_of(int dirfd, const char *state_dir, char id[SIGNATURE_K
 /*
  * A new install claims its id now (state.db: its uid, and whose it is), so that an
  * id already held by another folder or key is refused here, with the way out, and
- * not at the first start. Returns 0, or replies and returns 1 after undoing the
- * install.
+ * not at the first start. On the thread pool, after store_install() (a signed app's
+ * check hashes every file). Returns 0; or undoes the install and returns the error,
+ * with j->claim_error and j->claim_message set for the reply.
  */
 static int claim_new(Job *j)
 {
@@ -136,40 +144,29 @@ static int claim_new(Job *j)
         }
         if (r >= 0)
                 r = state_app_claim(st, j->res.app.id, &claim, now_realtime_ms(), &rec);
-        if (r >= 0) {
-                state_claim_clear(&claim);
-                return 0;
-        }
-        (void)store_remove(d->state_dir, j->res.app.id, &e);
-        if (r == -EEXIST || r == -ENOTUNIQ) {
-                char msg[1024];
-
-                if (r == -EEXIST)
-                        snprintf(msg, sizeof msg,
-                                 "the id %s belongs to another app: %s%s (docs/security.md, "
-                                 "\"App identity\"); 'cella forget %s' frees it, with that "
-                                 "app's data and grants",
-                                 j->res.app.id, rec.key_id ? "the bundles signed by key " : "the folder ",
-                                 rec.key_id ?: rec.path ?: "?", j->res.app.id);
-                else
-                        snprintf(msg, sizeof msg,
-                                 "the id %s lies in the namespace of the installed app %s "
-                                 "(%s%s), which another signer holds (docs/security.md, \"App "
-                                 "identity\")",
-                                 j->res.app.id, rec.id ?: "?", rec.key_id ? "key " : "the folder ",
-                                 rec.key_id ?: rec.path ?: "?");
-                state_claim_clear(&claim);
-                state_claim_clear(&rec);
-                if (j->call)
-                        (void)control_reply_error(
-                                j->call, STORE_ERROR_ID_TAKEN,
-                                json_pack("{s:s, s:s}", "message", msg, "app", j->res.app.id));
-                return 1;
-        }
         state_claim_clear(&claim);
-        if (j->call)
-                (void)control_reply_errno(j->call, r, "cannot record the app's id in state.db");
-        return 1;
+        if (r >= 0)
+                return 0;
+        (void)store_remove(d->state_dir, j->res.app.id, false, &e);
+        if (r == -EEXIST)
+                snprintf(j->claim_message, sizeof j->claim_message,
+                         "the id %s belongs to another app: %s%s (docs/security.md, \"App "
+                         "identity\"); 'cella forget %s' frees it, with that app's data and grants",
+                         j->res.app.id, rec.key_id ? "the bundles signed by key " : "the folder ",
+                         rec.key_id ?: rec.path ?: "?", j->res.app.id);
+        else if (r == -ENOTUNIQ)
+                snprintf(j->claim_message, sizeof j->claim_message,
+                         "the id %s lies in the namespace of the installed app %s (%s%s), which "
+                         "another signer holds (docs/security.md, \"App identity\")",
+                         j->res.app.id, rec.id ?: "?", rec.key_id ? "key " : "the folder ",
+                         rec.key_id ?: rec.path ?: "?");
+        else
+                snprintf(j->claim_message, sizeof j->claim_message,
+                         "cannot record the app's id in state.db: %s; nothing was installed",
+                         strerror(-r));
+        state_claim_clear(&rec);
+        j->claim_error = r;
+        return r;
 }
 
 static void on_abort(ControlCall *call, void *ud)
@@ -186,6 +183,8 @@ static void work_install(uv_work_t *w)
 
         j->r = store_install(j->d->state_dir, j->fd, j->mode, j->expect_id, now_realtime_ms(),
                              &j->res, &j->err);
+        if (j->r == 0 && j->mode == STORE_MODE_INSTALL)
+                (void)claim_new(j);
 }
 
 static void after_install(uv_work_t *w, int status)
@@ -205,7 +204,16 @@ static void after_install(uv_work_t *w, int status)
                 job_free(j);
                 return;
         }
-        if (j->mode == STORE_MODE_INSTALL && claim_new(j) != 0) {
+        if (j->claim_error < 0) {
+                log_info("%s refused: %s", what, j->claim_message);
+                if (j->call)
+                        (void)control_reply_error(
+                                j->call,
+                                j->claim_error == -EEXIST || j->claim_error == -ENOTUNIQ
+                                        ? STORE_ERROR_ID_TAKEN
+                                        : CONTROL_ERROR_FAILED,
+                                json_pack("{s:s, s:s, s:i}", "message", j->claim_message, "app",
+                                          j->res.app.id, "errno", -j->claim_error));
                 job_free(j);
                 return;
         }
@@ -387,7 +395,7 @@ static int do_remove(ControlCall *call, Daemon *d, const char *id, bool keep_dat
         AppForgetStep step;
         int r;
 
-        r = store_remove(d->state_dir, id, &err);
+        r = store_remove(d->state_dir, id, keep_data, &err);
         if (r < 0)
                 return reply_store_error(call, id, r, &err);
         log_info("removed %s%s", id, keep_data ? " (its data kept)" : "");

@@ -395,6 +395,7 @@ int main(int argc, char **argv)
         unsigned grace_s = KEEPER_GRACE_DEFAULT_S, ready = 0;
         int ready_fd = -1, listener, c;
         uint64_t alone_since;
+        bool ever_connected = false;
         bool bye = false;
         struct rlimit rl;
 
@@ -480,8 +481,19 @@ int main(int argc, char **argv)
                 p[0] = (struct pollfd){.fd = listener, .events = POLLIN};
                 for (size_t i = 0; i < n_clients; i++)
                         p[1 + i] = (struct pollfd){.fd = clients[i], .events = POLLIN};
+                /* Its cellad went and left nothing to keep: nothing to wait for
+                 * (the next cellad starts a keeper of its own). */
+                if (n_clients == 0 && n_held == 0 && ever_connected)
+                        break;
                 if (n_clients == 0) {
-                        uint64_t now = now_ms(), end = alone_since + (uint64_t)grace_s * 1000u;
+                        /* Before its first client, at least the time a starter is
+                         * given to connect (a grace of 0 must not end us before the
+                         * cellad that started us is connected). */
+                        uint64_t grace_ms = (uint64_t)grace_s * 1000u, now = now_ms(), end;
+
+                        if (!ever_connected && grace_ms < 2 * KEEPER_REPLY_TIMEOUT_MS)
+                                grace_ms = 2 * KEEPER_REPLY_TIMEOUT_MS;
+                        end = alone_since + grace_ms;
 
                         if (now >= end) {
                                 kill_all("no cellad came back within the grace");
@@ -505,8 +517,10 @@ int main(int argc, char **argv)
                                         alone_since = now_ms();
                         }
                 }
-                if (p[0].revents & POLLIN)
+                if (p[0].revents & POLLIN) {
                         accept_client(listener);
+                        ever_connected |= n_clients > 0;
+                }
         }
         if (got_term) {
                 /* A client that hung up just before the signal (a cellad that gave

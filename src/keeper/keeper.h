@@ -19,7 +19,8 @@
  * reply each (KEEPER_OP_OK or KEEPER_OP_ERROR with a positive errno), except
  * KEEPER_OP_TAKE, answered by one KEEPER_OP_SET per held set and KEEPER_OP_END.
  *
- * While no client is connected the keeper counts a grace (KEEPER_GRACE_DEFAULT_S,
+ * A keeper whose last client went while it held nothing exits at once. While no
+ * client is connected and it holds sets, the keeper counts a grace (KEEPER_GRACE_DEFAULT_S,
  * cella-keeper --grace); when it ends, it kills every sandbox it holds (a SIGKILL
  * through the pidfd of its init, which takes the pid namespace; and cgroup.kill
  * of its cgroup2 leaf where there is one) and exits: apps are never left running
@@ -87,7 +88,7 @@ typedef struct KeeperRecord {
         uint64_t oom_kills_before;         /* Sandbox.oom_kills_before */
         uint32_t restarts;                 /* restarts so far by its policy */
         uint32_t fds;                      /* bit (1 << KeeperFd) for each fd present */
-        char cgroup_name[KEEPER_NAME_MAX]; /* "<label>@<owner pid>", "" for none */
+        char cgroup_name[KEEPER_NAME_MAX]; /* "<label>@<owner>", "" for none */
         /* The cgroup2 leaf's directory, for cgroup.kill at the grace's end; "" for
          * none. Must be under /sys/fs/cgroup/ with no ".." (the keeper checks). */
         char cgroup_kill[KEEPER_PATH_MAX];

@@ -94,13 +94,14 @@ struct CgroupManager {
         CgroupHierarchy hier[_CGROUP_SLOT_MAX]; /* distinct hierarchies, n_hier of them */
         size_t n_hier;
         int slot[_CGROUP_SLOT_MAX]; /* index into hier, -1 when the backend does not use it */
-        pid_t owner;                /* the "@<pid>" of new leaves; 0: the caller's getpid() */
-        char **adopted; /* names of leaves open by cgroup_open(): no sweep removes them */
+        char *owner_tag; /* the "@<owner>" of new leaves (cgroup_manager_set_owner()); NULL:
+                            "@<pid>" */
+        char **adopted;  /* names of leaves open by cgroup_open(): no sweep removes them */
 };
 
 struct Cgroup {
         CgroupManager *manager;       /* not owned; must outlive the Cgroup */
-        char *name;                   /* "<label>@<owner pid>" */
+        char *name;                   /* "<label>@<owner pid or tag>" */
         bool adopted;                 /* made by cgroup_open(): its name is in manager->adopted */
         char *leaf[_CGROUP_SLOT_MAX]; /* per hierarchy index: hier[i].root + "/" + name */
 };

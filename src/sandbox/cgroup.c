@@ -900,6 +900,7 @@ CgroupManager *cgroup_manager_free(CgroupManager *m)
                 free(m->hier[i].leaf_dir);
         }
         strv_free(m->adopted);
+        free(m->owner_tag);
         free(m);
         return NULL;
 }
@@ -1189,7 +1190,8 @@ int cgroup_new_unified(CgroupManager *m, const char *label, Cgroup **ret)
         if (!cg)
                 return -ENOMEM;
         cg->manager = m;
-        if (asprintf(&cg->name, "%s@%d", label, (int)(m->owner > 0 ? m->owner : getpid())) < 0) {
+        if ((m->owner_tag ? asprintf(&cg->name, "%s@%s", label, m->owner_tag)
+                          : asprintf(&cg->name, "%s@%d", label, (int)getpid())) < 0) {
                 cg->name = NULL;
                 return -ENOMEM;
         }
@@ -1209,27 +1211,50 @@ int cgroup_new_unified(CgroupManager *m, const char *label, Cgroup **ret)
         return 0;
 }
 
-void cgroup_manager_set_owner(CgroupManager *m, pid_t owner)
+/* An owner tag of cgroup_manager_set_owner(): 1 to CGROUP_OWNER_TAG_MAX letters and
+ * digits, starting with a letter (so never a pid). */
+static bool owner_tag_valid(const char *tag, size_t n)
 {
-        if (m)
-                m->owner = owner > 0 ? owner : 0;
+        if (n == 0 || n > CGROUP_OWNER_TAG_MAX || !isalpha((unsigned char)tag[0]))
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!isascii((unsigned char)tag[i]) || !isalnum((unsigned char)tag[i]))
+                        return false;
+        return true;
 }
 
-/* "<label>@<pid>": a valid label, an '@', a pid in 1..INT_MAX. Into *ret_owner the pid. */
-static bool leaf_name_valid(const char *name, pid_t *ret_owner)
+int cgroup_manager_set_owner(CgroupManager *m, const char *tag)
+{
+        char *t = NULL;
+
+        if (!m || (tag && !owner_tag_valid(tag, strlen(tag))))
+                return -EINVAL;
+        if (tag && !(t = strdup(tag)))
+                return -ENOMEM;
+        free(m->owner_tag);
+        m->owner_tag = t;
+        return 0;
+}
+
+/* "<label>@<owner>": a valid label, an '@', and a pid in 1..INT_MAX or an owner
+ * tag. *ret_owner (may be NULL) points at the owner in name. */
+static bool leaf_name_valid(const char *name, const char **ret_owner)
 {
         const char *at = name ? strrchr(name, '@') : NULL;
         _cleanup_free_ char *label = NULL;
         uint64_t pid;
 
-        if (!at || strlen(at + 1) > 10 || parse_u64(at + 1, strlen(at + 1), &pid) < 0 || pid == 0 ||
-            pid > INT_MAX || at[1] == '0')
+        if (!at)
+                return false;
+        if (!owner_tag_valid(at + 1, strlen(at + 1)) &&
+            (strlen(at + 1) > 10 || parse_u64(at + 1, strlen(at + 1), &pid) < 0 || pid == 0 ||
+             pid > INT_MAX || at[1] == '0'))
                 return false;
         label = strndup(name, (size_t)(at - name));
         if (!label || !label_valid(label))
                 return false;
         if (ret_owner)
-                *ret_owner = (pid_t)pid;
+                *ret_owner = at + 1;
         return true;
 }
 
@@ -1277,12 +1302,12 @@ const char *cgroup_name(const Cgroup *cg)
         return cg ? cg->name : NULL;
 }
 
-int cgroup_sweep_owned(CgroupManager *m, pid_t owner, char *const *keep)
+int cgroup_sweep_owned(CgroupManager *m, const char *owner, char *const *keep)
 {
         _cleanup_strv_free_ char **removed = NULL;
         int r;
 
-        if (!m || owner <= 0)
+        if (!m || !owner || !owner_tag_valid(owner, strlen(owner)))
                 return -EINVAL;
         for (int pass = 1; pass >= 0; pass--)
                 for (size_t i = 0; i < m->n_hier; i++) {
@@ -1298,10 +1323,10 @@ int cgroup_sweep_owned(CgroupManager *m, pid_t owner, char *const *keep)
                                 return r;
                         STRV_FOREACH (name, names) {
                                 _cleanup_free_ char *p = NULL;
-                                pid_t o;
+                                const char *o;
 
                                 if (!leaf_name_valid(*name, &o) ||
-                                    (o != owner && !leaf_owner_dead(*name)) ||
+                                    (strcmp(o, owner) != 0 && !leaf_owner_dead(*name)) ||
                                     strv_has((char **)keep, *name) || strv_has(m->adopted, *name))
                                         continue;
                                 if (asprintf(&p, "%s/%s", h->root, *name) < 0)
@@ -1569,6 +1594,38 @@ static char *path_join2(const char *dir, const char *name)
         return asprintf(&p, "%s/%s", dir, name) < 0 ? NULL : p;
 }
 
+/*
+ * True if dir (a cgroup directory under mount) and each cgroup above it up to mount
+ * could only have been changed by us or root: owned by geteuid() or root, not
+ * writable by group or others. A cgroup delegated to a user (systemd chowns
+ * user@UID.service's subtree to UID) is not: that user could rename, remove or make
+ * cgroups in it, and own what they make, so apps' leaves there would hold limits,
+ * freezing and kills only as long as the user lets them.
+ */
+static bool cgroup_chain_trusted(const char *mount, const char *dir)
+{
+        _cleanup_free_ char *p = strdup(dir);
+        size_t n = strlen(mount);
+        uid_t me = geteuid();
+
+        if (!p || strncmp(p, mount, n) != 0)
+                return false;
+        for (;;) {
+                struct stat st;
+                char *slash;
+
+                if (stat(p, &st) < 0 || (st.st_uid != me && st.st_uid != 0) ||
+                    (st.st_mode & (S_IWGRP | S_IWOTH)))
+                        return false;
+                if (strlen(p) <= n)
+                        return true;
+                slash = strrchr(p, '/');
+                if (!slash || (size_t)(slash - p) < n)
+                        return true;
+                *slash = 0;
+        }
+}
+
 int cgroup_manager_enter(CgroupManager *m, const char *leaf, const char *base)
 {
         _cleanup_(proc_cache_done) ProcCache pc = {};
@@ -1583,7 +1640,7 @@ int cgroup_manager_enter(CgroupManager *m, const char *leaf, const char *base)
                 CgroupHierarchy *h = &m->hier[i];
                 _cleanup_free_ char *rel = NULL, *self = NULL, *b = NULL, *l = NULL;
                 const char *last;
-                bool made = false;
+                bool made = false, trusted;
 
                 r = default_parent(&pc, h->mount, hierarchy_ctrl(m, i), &rel);
                 if (r < 0)
@@ -1592,17 +1649,22 @@ int cgroup_manager_enter(CgroupManager *m, const char *leaf, const char *base)
                 if (!self)
                         return -ENOMEM;
                 last = strrchr(rel, '/') ? strrchr(rel, '/') + 1 : rel;
-                if (rel[0] && streq(last, leaf)) {
+                trusted = !rel[0] || cgroup_chain_trusted(h->mount, self);
+                /* Started in a cgroup another user may change: cella's tree goes
+                 * below the hierarchy's root, which is root's. */
+                if (rel[0] && trusted && streq(last, leaf)) {
                         /* Already in a "<base>/<leaf>" (a re-exec): that base. */
                         b = strndup(self, strlen(self) - strlen(leaf) - 1);
-                } else if (rel[0] && cgroup_holds_only_self(self)) {
+                } else if (rel[0] && trusted && cgroup_holds_only_self(self)) {
                         /* A cgroup of its own (systemd's service with Delegate=yes). */
                         b = strdup(self);
                 } else {
                         /* Shared (a shell's): a base made below it, or on pure v2 below
                          * the root (no internal processes: the shell's cgroup could not
                          * have children with controllers). */
-                        b = path_join2(h->unified && m->mode == CGROUP_MODE_V2 ? h->mount : self,
+                        b = path_join2((h->unified && m->mode == CGROUP_MODE_V2) || !trusted
+                                               ? h->mount
+                                               : self,
                                        base);
                         made = true;
                 }

@@ -20,7 +20,9 @@
  * controllers below a cgroup that holds processes).
  *
  * The owner pid in the leaf name lets cgroup_sweep() tell a leftover (its owner is
- * gone, e.g. cella was SIGKILLed) from a leaf another live cella instance owns.
+ * gone, e.g. cella was SIGKILLed) from a leaf another live cella instance owns. A
+ * leaf may be named after an owner tag instead (cgroup_manager_set_owner()): then
+ * only its owner sweeps it.
  */
 
 #include <stdbool.h>
@@ -105,7 +107,11 @@ const CgroupOps *cgroup_manager_ops(const CgroupManager *m);
  *   - else its cgroup when it is that cgroup's only process (a service of its own);
  *   - else "<its cgroup>/<base>", made (a cgroup shared with a shell, on v1 and the
  *     controller-less cgroup2 of a hybrid host), or "<hierarchy root>/<base>" on
- *     pure v2 (the shell's cgroup could have no child with controllers).
+ *     pure v2 (the shell's cgroup could have no child with controllers);
+ *   - "<hierarchy root>/<base>" when its cgroup, or one above it, could be changed
+ *     by another user (owned by neither root nor geteuid(), or writable by group or
+ *     others: a cgroup systemd delegated to a user): that user could otherwise
+ *     rename, remove or make the apps' cgroups and undo their limits.
  * leaf and base: one path component each, not "cella". Call before any thread or
  * child exists (cgroup.procs moves the whole process). Returns 0, -EINVAL, or the
  * -errno of the mkdir or cgroup.procs write that failed (the process may then be
@@ -138,18 +144,24 @@ int cgroup_sweep(CgroupManager *m);
 int cgroup_new(CgroupManager *m, const char *label, Cgroup **ret);
 
 /*
- * Leaves made by m from now on are named "<label>@<owner>" instead of the caller's
- * pid (0: the caller's again). cellad names its apps' leaves after its keeper
- * (src/keeper), which outlives a crash of cellad: cgroup_sweep() by the next
- * cellad then leaves them to be adopted instead of removing them as leftovers.
+ * Leaves made by m from now on are named "<label>@<tag>" instead of after the
+ * caller's pid (NULL: its pid again). tag: 1 to CGROUP_OWNER_TAG_MAX ASCII letters
+ * and digits, starting with a letter, so that it is never taken for a pid. A leaf
+ * named after a tag is no cgroup_sweep()'s, whoever runs it: only
+ * cgroup_sweep_owned() with that tag removes it. cellad tags its apps' leaves after
+ * its state directory (src/supervisor/adopt.c): the apps outlive cellad, held by
+ * its keeper, and are the next cellad's to adopt or remove, not the leftovers of a
+ * process that is gone. Returns 0, -EINVAL (a bad tag), -ENOMEM.
  */
-void cgroup_manager_set_owner(CgroupManager *m, pid_t owner);
+#define CGROUP_OWNER_TAG_MAX 40
+int cgroup_manager_set_owner(CgroupManager *m, const char *tag);
 
 /*
- * A handle for the existing leaf name ("<label>@<owner pid>", as cgroup_name() of
- * the Cgroup that made it), in every hierarchy m uses; nothing is created. For a
- * kernel adopting a sandbox an earlier one made (sandbox_adopt()). Returns 0 and
- * *ret, -EINVAL (a malformed name: not a valid label, '@' and a pid), -ENOENT (the
+ * A handle for the existing leaf name ("<label>@<owner pid or tag>", as
+ * cgroup_name() of the Cgroup that made it), in every hierarchy m uses; nothing is
+ * created. For a kernel adopting a sandbox an earlier one made (sandbox_adopt()).
+ * Returns 0 and *ret, -EINVAL (a malformed name: not a valid label, '@' and a pid
+ * or tag), -ENOENT (the
  * leaf is missing from a hierarchy), -ENOTDIR, -ENOMEM. While the handle lives, no
  * cgroup_sweep() or cgroup_sweep_owned() of m removes the leaf, whatever its owner.
  */
@@ -165,14 +177,14 @@ const char *cgroup_name(const Cgroup *cg);
 /*
  * cgroup_sweep() for a daemon that has just adopted the apps in keep: kills the
  * tasks of, and removes, every leaf under cella's root whose name is not in keep
- * (NULL-terminated; may be NULL) and whose owner pid is owner (the daemon's keeper:
- * apps it started that could not be adopted, their fds never handed over or gone)
- * or is not alive (an earlier keeper or kernel that is gone: an adopted leaf may be
- * named after one, hence keep). Leaves of other live owners are left alone.
- * Returns the number removed (>= 0), -EINVAL (owner <= 0), or -errno if a root
- * cannot be read.
+ * (NULL-terminated; may be NULL) and whose owner is the tag owner (the daemon's
+ * own: apps it started that could not be adopted, their fds never handed over or
+ * gone) or a pid that is not alive (cgroup_sweep()'s leftovers). Leaves of other
+ * tags or of live pids, and leaves open by cgroup_open(), are left alone. Returns
+ * the number removed (>= 0), -EINVAL (not a tag), or -errno if a root cannot be
+ * read.
  */
-int cgroup_sweep_owned(CgroupManager *m, pid_t owner, char *const *keep);
+int cgroup_sweep_owned(CgroupManager *m, const char *owner, char *const *keep);
 
 /*
  * cgroup_new() in two steps, so the slower one can overlap a child's setup:

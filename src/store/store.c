@@ -25,7 +25,10 @@
 #include "policy/manifest.h"
 #include "store/store-internal.h"
 
-#define CURRENT_NEW  ".current.new"
+#define CURRENT_NEW ".current.new"
+/* The signer of an app removed with its data kept (store_remove's keep_signer): a
+ * later install of the id must have that signer, as an update would. */
+#define KEPT_SIGNER  ".kept-signer.json"
 #define RECORD_MAX   (16u * 1024u)
 #define RM_DEPTH_MAX (SIGNATURE_DEPTH_MAX + 4u)
 
@@ -179,6 +182,60 @@ static int write_record(int idfd, const StoreApp *a)
                 r = negative_errno();
         if (r < 0)
                 (void)unlinkat(idfd, tmp, 0);
+        return r;
+}
+
+/* The signer kept by store_remove(keep_signer) in apps/<id>/, into *a (key_id and
+ * public_key NULL: it was unsigned). 0, -ENOENT (none), -EBADMSG, -errno. */
+static int read_kept_signer(int idfd, const char *id, StoreApp *a)
+{
+        _cleanup_free_ char *text = NULL;
+        json_t *j;
+        size_t size;
+        int r;
+
+        *a = (StoreApp){};
+        r = read_file_at(idfd, KEPT_SIGNER, RECORD_MAX, &text, &size);
+        if (r < 0)
+                return r;
+        j = json_loadb(text, size, 0, NULL);
+        if (!json_is_object(j)) {
+                json_decref(j);
+                return -EBADMSG;
+        }
+        a->id = strdup(id);
+        a->version = dup_or_null(json_object_get(j, "version"));
+        a->key_id = dup_or_null(json_object_get(j, "key_id"));
+        a->public_key = dup_or_null(json_object_get(j, "public_key"));
+        json_decref(j);
+        return a->id && a->version ? 0 : -ENOMEM;
+}
+
+/* Writes what read_kept_signer() reads, from the record rec (atomically). 0, -errno. */
+static int write_kept_signer(int idfd, const StoreApp *rec)
+{
+        _cleanup_free_ char *text = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        json_t *j;
+        int r;
+
+        j = json_pack("{s:s, s:s, s:s?, s:s?}", "id", rec->id, "version", rec->version, "key_id",
+                      rec->key_id, "public_key", rec->public_key);
+        text = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+        json_decref(j);
+        if (!text)
+                return -ENOMEM;
+        fd = openat(idfd, KEPT_SIGNER ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+                    0644);
+        if (fd < 0)
+                return negative_errno();
+        r = loop_write(fd, text, strlen(text));
+        if (r == 0 && fsync(fd) < 0)
+                r = negative_errno();
+        if (r == 0 && renameat(idfd, KEPT_SIGNER ".tmp", idfd, KEPT_SIGNER) < 0)
+                r = negative_errno();
+        if (r < 0)
+                (void)unlinkat(idfd, KEPT_SIGNER ".tmp", 0);
         return r;
 }
 
@@ -432,12 +489,44 @@ int store_install(const char *state_dir, int bundle_fd, StoreMode mode, const ch
                 }
         }
         if (has_cur) {
+                /* Written before current named the version: without it, who signed the
+                 * installed app is unknown, and so is whether an update may replace it. */
                 r = read_record(idfd, m->id, cur_version, &cur);
-                if (r < 0 && r != -ENOENT) {
-                        r = store_fail(err, r, "", "", "cannot read the record of %s %s: %s", m->id,
-                                       cur_version, strerror(-r));
+                if (r < 0) {
+                        r = store_fail(err, r, "", "",
+                                       "cannot read the record of %s %s (%s/apps/%s/.%s.json: "
+                                       "%s), so not who signed it; 'cella remove %s' first",
+                                       m->id, cur_version, state_dir, m->id, cur_version,
+                                       strerror(-r), m->id);
                         goto out;
                 }
+        }
+        if (mode == STORE_MODE_INSTALL && !has_cur && idfd >= 0) {
+                StoreApp kept = {};
+
+                r = read_kept_signer(idfd, m->id, &kept);
+                if (r == 0) {
+                        r = check_signer(&kept, is_signed ? key_id : NULL,
+                                         is_signed ? public_key : NULL, err);
+                        if (r < 0 && err) {
+                                char why[sizeof err->message];
+
+                                memcpy(why, err->message, sizeof why);
+                                store_fail(err, r, SIGNATURE_FILE, "",
+                                           "%.128s's data was kept when it was removed, for the "
+                                           "same app: %.240s ('cella forget %.128s' deletes the "
+                                           "data, then any signer may install the id)",
+                                           m->id, why, m->id);
+                                set_fault(err, STORE_FAULT_SIGNER);
+                        }
+                } else if (r != -ENOENT)
+                        r = store_fail(err, r, "", "", "cannot read %s/apps/%s/" KEPT_SIGNER ": %s",
+                                       state_dir, m->id, strerror(-r));
+                else
+                        r = 0;
+                store_app_clear(&kept);
+                if (r < 0)
+                        goto out;
         }
         if (mode == STORE_MODE_INSTALL && has_cur) {
                 r = store_fail(err, -EEXIST, "", "id",
@@ -528,6 +617,7 @@ int store_install(const char *state_dir, int bundle_fd, StoreMode mode, const ch
                 (void)unlinkat(idfd, CURRENT_NEW, 0);
                 goto out;
         }
+        (void)unlinkat(idfd, KEPT_SIGNER, 0); /* the kept data is this app's now */
         (void)fsync(idfd);
         if ((r = hook("switched", err)) < 0)
                 goto out;
@@ -633,7 +723,7 @@ static int remove_versions_but(int idfd, const char *keep, const char *keep2)
         return n;
 }
 
-int store_remove(const char *state_dir, const char *id, StoreError *err)
+int store_remove(const char *state_dir, const char *id, bool keep_signer, StoreError *err)
 {
         _cleanup_close_ int appsfd = -EBADF, lockfd = -EBADF, idfd = -EBADF;
         char cur[STORE_VERSION_MAX];
@@ -662,6 +752,19 @@ int store_remove(const char *state_dir, const char *id, StoreError *err)
         if (idfd < 0)
                 return store_fail(err, idfd, "", "", "cannot open %s/apps/%s: %s", state_dir, id,
                                   strerror(-idfd));
+        if (keep_signer) {
+                StoreApp rec;
+
+                r = read_record(idfd, id, cur, &rec);
+                if (r == 0)
+                        r = write_kept_signer(idfd, &rec);
+                store_app_clear(&rec);
+                if (r < 0)
+                        return store_fail(err, r, "", "",
+                                          "cannot keep the signer of %s (%s/apps/%s/" KEPT_SIGNER
+                                          "): %s; nothing was removed",
+                                          id, state_dir, id, strerror(-r));
+        }
         /* The commit point: from here on the app is not installed. */
         if (unlinkat(idfd, STORE_CURRENT, 0) < 0)
                 return store_fail(err, negative_errno(), "", "",

@@ -107,11 +107,12 @@ bool store_version_is_valid(const char *v);
  * Writes the app folder dirfd as a bundle to out_fd (at its position), deterministic:
  * entries sorted by path (bytewise), folders before their contents, mtime 0, uid and
  * gid 0 with no names, modes 0755 for folders and executable files, 0644 for other
- * files. Refuses what install refuses (special files, hardlinked files are written as
- * copies, symlinks that may leave the folder, control characters, past the bounds of
- * signature.h), and a folder without manifest.json. SIGNATURE, when there, is
- * written as a file like the others. Returns 0; -EPERM, -ELOOP, -E2BIG, -ENOENT with
- * err naming the entry, or -errno (-EIO from libarchive with err's message).
+ * files. Refuses what install would (special files, symlinks that may leave the
+ * folder, control characters, past the bounds of signature.h), and a folder without
+ * manifest.json; files hardlinked in the folder are written as copies (a bundle has
+ * no hardlinks). SIGNATURE, when there, is written as a file like the others. Returns 0; -EPERM,
+ * -ELOOP, -E2BIG, -ENOENT with err naming the entry, or -errno (-EIO from libarchive with err's
+ * message).
  */
 int store_bundle_write(int dirfd, int out_fd, StoreError *err);
 
@@ -167,7 +168,8 @@ int store_bundle_verify(int in_fd, const char *state_dir,
  * permissions and exports against the capability catalogue; verifies SIGNATURE, if
  * there, against the public key it carries (signature_verify_signer: a broken one
  * is refused, never taken as unsigned); then, under apps/.store.lock, checks the
- * installed version: install wants none; update wants one, a newer version
+ * installed version: install wants none (and the signer kept by a remove that kept
+ * the app's data, if any); update wants one, a newer version
  * (store_version_compare) and the same signer (the same public key, or unsigned for
  * unsigned). Then renames the staging folder to apps/<id>/<version>, writes its
  * record, syncs the file system, and switches apps/<id>/current to it (rename of a
@@ -179,8 +181,9 @@ int store_bundle_verify(int in_fd, const char *state_dir,
  * (update: not installed), -ESTALE (update: not newer), -EPERM (another signer, or
  * signed/unsigned mismatch), -EXDEV (not expect_id), -ECANCELED (a test hook), -EINVAL (bad
  * manifest or right: err->key names it), errors of store_bundle_extract() and
- * signature_verify_signer(), or -errno. err always says what, and names the entry or manifest key
- * when one is to blame.
+ * signature_verify_signer(), or -errno. err always says what, names the entry or
+ * manifest key when one is to blame, and its fault says whose fault it is; err->warning
+ * says what was left behind, on success too.
  */
 int store_install(const char *state_dir, int bundle_fd, StoreMode mode, const char *expect_id,
                   int64_t now_ms, StoreResult *ret, StoreError *err);
@@ -189,10 +192,13 @@ int store_install(const char *state_dir, int bundle_fd, StoreMode mode, const ch
  * Removes the installed app id from the store: apps/<id>/current first (the commit
  * point: from then on it is not installed), then every version and record. The app's
  * /data, grants and uid are not the store's: the caller forgets them
- * (supervisor/forget.h) unless asked to keep them. The app must not be running.
+ * (supervisor/forget.h) unless asked to keep them, and then passes keep_signer: the
+ * removed version's signer is kept (apps/<id>/.kept-signer.json), and a later install
+ * of the id must have the same signer, as an update would (the kept data is that
+ * app's); forgetting the app removes it with apps/<id>/. The app must not be running.
  * Returns 0; -ENOPKG (not installed), -EINVAL (bad id), or -errno; err says what.
  */
-int store_remove(const char *state_dir, const char *id, StoreError *err);
+int store_remove(const char *state_dir, const char *id, bool keep_signer, StoreError *err);
 
 /*
  * The installed apps of state_dir, sorted by id, in *ret (n in *n; free with
@@ -224,5 +230,8 @@ int store_app_dir(const char *state_dir, const char *id, char **ret);
  */
 int store_sweep(const char *state_dir);
 
+/* Frees the strings of a (NULL is fine) and zeroes it. */
 void store_app_clear(StoreApp *a);
+
+/* store_app_clear() on a[0..n-1], then frees the array a (NULL is fine). */
 void store_app_free_many(StoreApp *a, size_t n);

@@ -33,7 +33,12 @@ struct SupervisorKeeper {
         pid_t pid;       /* its pid: the owner in the apps' cgroup leaf names */
         char *path;      /* the executable, to start another if it goes */
         unsigned grace_s;
+        /* The owner tag of the apps' cgroup leaves: the state directory's device and
+         * inode ("d<dev>i<ino>", hexadecimal), the same for every cellad and keeper
+         * of it (cgroup_manager_set_owner()). */
+        char tag[CGROUP_OWNER_TAG_MAX + 1];
         bool reholding; /* keeper_lost() hands every running app to a new keeper */
+        bool bye;       /* told to go (an orderly stop): never replaced again */
 };
 
 bool supervisor_keeper_attached(const Supervisor *s)
@@ -67,9 +72,8 @@ static void on_keeper(uv_poll_t *h, int status, int events)
         keeper_lost(k->sup, status < 0 ? status : -ECONNRESET);
 }
 
-/* Connects (or starts and connects) k for s; names new leaves after it; watches the
- * connection, so that a keeper that dies is replaced at once, not at the next
- * start or exit of an app. */
+/* Connects (or starts and connects) k for s; watches the connection, so that a keeper that dies is
+ * replaced at once, not at the next start or exit of an app. */
 static int keeper_connect_for(Supervisor *s, SupervisorKeeper *k)
 {
         pid_t pid = 0;
@@ -79,7 +83,6 @@ static int keeper_connect_for(Supervisor *s, SupervisorKeeper *k)
                 return fd;
         k->fd = fd;
         k->pid = pid;
-        cgroup_manager_set_owner(s->cgm, pid);
         k->poll = calloc(1, sizeof *k->poll);
         if (!k->poll)
                 return 0; /* unwatched: a loss is seen at the next hold or drop */
@@ -113,6 +116,18 @@ int supervisor_keeper_start(Supervisor *s, const char *keeper_path, unsigned gra
                 return log_error_errno(-ENOMEM, "cannot start the keeper: %m");
         }
         s->keeper = k;
+        {
+                struct stat st;
+
+                if (stat(s->o.state_dir, &st) < 0)
+                        return log_error_errno(negative_errno(), "cannot start the keeper: %s: %m",
+                                               s->o.state_dir);
+                snprintf(k->tag, sizeof k->tag, "d%llxi%llx", (unsigned long long)st.st_dev,
+                         (unsigned long long)st.st_ino);
+                r = cgroup_manager_set_owner(s->cgm, k->tag);
+                if (r < 0)
+                        return log_error_errno(r, "cannot start the keeper: %m");
+        }
         r = keeper_connect_for(s, k);
         if (r < 0)
                 return log_error_errno(r,
@@ -195,15 +210,15 @@ static int hold(Instance *inst)
 /*
  * The keeper went (its socket failed with r): its copies closed, so the apps now
  * live by ours alone. Starts another and hands it every running app again (their
- * leaves keep the old keeper's name: supervisor_adopt_all() keeps adopted leaves
- * whatever their owner). Failing that, the apps run on as a kernel's without a
- * keeper: they die with it.
+ * leaves are named after the state directory, not the keeper). Failing that, the apps run on as a
+ * kernel's without a keeper: they die with it.
  */
 static void keeper_lost(Supervisor *s, int r)
 {
         SupervisorKeeper *k = s->keeper;
+        size_t n = 0;
 
-        if (k->reholding)
+        if (k->reholding || k->bye)
                 return;
         log_warning_errno(r, "the keeper (pid %d) is gone (%m); starting another", (int)k->pid);
         keeper_disconnect(k);
@@ -214,13 +229,20 @@ static void keeper_lost(Supervisor *s, int r)
                 return;
         }
         k->reholding = true;
-        for (size_t i = 0; i < s->n_apps; i++)
-                if (holdable(s->apps[i]) && (r = hold(s->apps[i])) < 0) {
+        for (size_t i = 0; i < s->n_apps; i++) {
+                if (!holdable(s->apps[i]))
+                        continue;
+                r = hold(s->apps[i]);
+                if (r < 0) {
                         log_error_errno(r, "%s: cannot hand it to the new keeper: %m",
                                         s->apps[i]->manifest->id);
                         break;
                 }
+                n++;
+        }
         k->reholding = false;
+        if (r >= 0)
+                log_info("handed %zu running app(s) to the new keeper (pid %d)", n, (int)k->pid);
 }
 
 void supervisor_keeper_hold(Instance *inst)
@@ -228,7 +250,7 @@ void supervisor_keeper_hold(Instance *inst)
         Supervisor *s = inst->sup;
         int r;
 
-        if (!s->keeper || !holdable(inst))
+        if (!s->keeper || s->keeper->bye || !holdable(inst))
                 return;
         if (s->keeper->fd < 0) {
                 keeper_lost(s, -ENOTCONN); /* hands this one too */
@@ -256,22 +278,42 @@ void supervisor_keeper_drop(Instance *inst)
                 keeper_lost(s, r);
 }
 
+void supervisor_keeper_bye(Supervisor *s)
+{
+        SupervisorKeeper *k = s->keeper;
+        _cleanup_close_ int pidfd = -EBADF;
+        int r;
+
+        if (!k || k->fd < 0)
+                return;
+        k->bye = true;
+        pidfd = (int)syscall(SYS_pidfd_open, k->pid, 0);
+        r = keeper_bye(k->fd);
+        if (r < 0)
+                log_debug("keeper: bye: %s", strerror(-r));
+        keeper_disconnect(k);
+        /* Gone before the daemon leaves its cgroup leaf, which the keeper shares
+         * (an rmdir of a leaf a process is still in fails). */
+        if (r >= 0 && pidfd >= 0) {
+                struct pollfd p = {.fd = pidfd, .events = POLLIN};
+
+                if (RETRY_EINTR(poll(&p, 1, KEEPER_REPLY_TIMEOUT_MS)) != 1)
+                        log_warning("the keeper (pid %d) did not exit after it was told to",
+                                    (int)k->pid);
+        }
+}
+
 void supervisor_keeper_close(Supervisor *s)
 {
         SupervisorKeeper *k = s->keeper;
 
         if (!k)
                 return;
-        if (k->fd >= 0) {
-                /* Freed: every app has been stopped (or killed) by now, so the keeper
-                 * has nothing left to keep and goes. */
-                int r = keeper_bye(k->fd);
-
-                if (r < 0)
-                        log_debug("keeper: bye: %s", strerror(-r));
-        }
+        /* Every app has been stopped (or killed) by now: the keeper has nothing
+         * left to keep and goes. */
+        supervisor_keeper_bye(s);
         /* The loop and its handles are closed by now (supervisor_free()'s walk closed
-         * the poll, with no callback): its memory goes here. */
+         * a poll still open, with no callback): its memory goes here. */
         free(k->poll);
         safe_close(k->fd);
         free(k->path);
@@ -346,7 +388,7 @@ static LuaStats *stats_adopt(int fd)
         return ls;
 }
 
-/* The stats fd must sit above stdio, as a spawn's (SandboxSpec.extra_fds). */
+/* Takes set's fd i out of the set (-EBADF when it has none). */
 static int take_fd(KeeperSet *set, KeeperFd i)
 {
         return TAKE_FD(set->fds[i]);
@@ -515,6 +557,17 @@ static int adopt_one(Supervisor *s, KeeperSet *set, char ***adopted)
         return 1;
 }
 
+/* Whether the process pid has exited (gone, or a zombie: its pidfd is readable). */
+static bool keeper_exited(pid_t pid)
+{
+        _cleanup_close_ int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+
+        if (fd < 0)
+                return errno == ESRCH;
+        return RETRY_EINTR(poll(&p, 1, 0)) == 1;
+}
+
 /*
  * Makes sure the keeper pid is gone: a keeper we cannot speak with (one of
  * another version of cella, or a broken one) must not hold apps nobody serves, nor
@@ -553,6 +606,14 @@ int supervisor_adopt_all(Supervisor *s, size_t *ret_refused)
         if (r < 0)
                 return r;
         r = keeper_take(s->keeper->fd, &sets, &n);
+        if ((r == -ECONNRESET || r == -EPIPE) && keeper_exited(s->keeper->pid)) {
+                /* It was exiting as we connected (its last cellad went and left
+                 * nothing to keep: a re-exec with no app running): a new one. */
+                keeper_disconnect(s->keeper);
+                r = keeper_connect_for(s, s->keeper);
+                if (r >= 0)
+                        r = keeper_take(s->keeper->fd, &sets, &n);
+        }
         if (r < 0) {
                 /* Never left running unserved: that keeper goes, killing what it
                  * holds (keeper_stop()), and a new one serves the apps from now on. */
@@ -583,7 +644,7 @@ int supervisor_adopt_all(Supervisor *s, size_t *ret_refused)
         /* What is left under cella's root that nobody serves: the leaves of apps
          * whose fds never reached the keeper (cellad died in between) or whose
          * keeper died, and of kernels that are gone. */
-        r = cgroup_sweep_owned(s->cgm, s->keeper->pid, adopted);
+        r = cgroup_sweep_owned(s->cgm, s->keeper->tag, adopted);
         if (r > 0)
                 log_info("removed %d cgroup(s) of apps no cellad serves any more", r);
         else if (r < 0)

@@ -7,7 +7,8 @@
  *
  * Once supervisor_keeper_start() connected it to a keeper, every app it starts
  * alone (not in a packed group) is spawned with SandboxSpec.survive_parent, its
- * cgroup leaf named after the keeper's pid, and right after its start a copy of
+ * cgroup leaf named after the state directory (an owner tag, cgroup.h), and right
+ * after its start a copy of
  * every fd its sandbox needs from the kernel is handed to the keeper (its init's
  * pidfd and ctl socket, its seccomp listener, the kernel's end of its broker
  * channel, the read ends of its stdout and stderr, a Lua app's stats file); at the
@@ -27,7 +28,8 @@
 /*
  * Connects s to the keeper of its state directory, starting one (keeper_path, with
  * grace_s seconds of grace) if none listens, and names the cgroup leaves of apps
- * started from now on after the keeper's pid. Returns 0 or a negative errno
+ * started from now on after the state directory ("d<dev>i<ino>", hexadecimal: an
+ * owner tag, cgroup_manager_set_owner()). Returns 0 or a negative errno
  * (printed; s then runs its apps as a kernel without a keeper: they die with it).
  */
 int supervisor_keeper_start(Supervisor *s, const char *keeper_path, unsigned grace_s);
@@ -45,7 +47,8 @@ bool supervisor_keeper_attached(const Supervisor *s);
  * not what they should be) is killed (its init and its cgroup), dropped from the
  * keeper, and left for the restart policy (cellad's autostart starts an installed
  * app with one). Then every leaf under cella's root that is neither adopted nor
- * another live kernel's is killed and removed (cgroup_sweep_owned()). Audits
+ * another live kernel's or another state directory's is killed and removed
+ * (cgroup_sweep_owned()). Audits
  * "adopted" or "adopt-refused" lifecycle records and writes "adopted" status
  * records. Returns the number adopted (>= 0) with *ret_refused, or a negative errno
  * (printed) when the keeper could not be asked.

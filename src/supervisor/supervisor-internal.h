@@ -199,6 +199,9 @@ int fd_above_stdio(int fd);
 void supervisor_keeper_hold(Instance *inst);
 void supervisor_keeper_drop(Instance *inst);
 void supervisor_keeper_close(Supervisor *s);
+/* At the end of an orderly stop (supervisor_loop(), every app ended): tells the
+ * keeper to go and waits (at most KEEPER_REPLY_TIMEOUT_MS) until it has. */
+void supervisor_keeper_bye(Supervisor *s);
 
 /* group.c */
 /* Adds inst (a packed manifest) to its group, creating the group. Returns 0 or a

@@ -815,9 +815,12 @@ int supervisor_new(const SupervisorOptions *o, Supervisor **ret, SupervisorError
         }
         s->o = *o;
 
-        s->o.cgm = NULL;
-        r = o->cgm ? (s->cgm = o->cgm, 0)
-                   : cgroup_manager_new("/sys/fs/cgroup", o->cgroup_mode, NULL, &s->cgm);
+        s->o.cgm = NULL; /* s->cgm owns it now */
+        if (o->cgm) {
+                s->cgm = o->cgm;
+                r = 0;
+        } else
+                r = cgroup_manager_new("/sys/fs/cgroup", o->cgroup_mode, NULL, &s->cgm);
         if (r < 0) {
                 log_error_errno(r, "no usable cgroup hierarchy under /sys/fs/cgroup: %m");
                 r = supervisor_error_at(err, SANDBOX_STEP_CGROUP, r, "/sys/fs/cgroup");
@@ -1125,11 +1128,14 @@ void supervisor_loop(Supervisor *s)
 
         for (size_t i = 0; i < s->n_apps; i++)
                 any |= instance_active(s->apps[i]);
-        if (!any && (!s->o.daemon || s->stopping))
-                return;
-        s->running = true;
-        uv_run(&s->loop, UV_RUN_DEFAULT);
-        s->running = false;
+        if (any || (s->o.daemon && !s->stopping)) {
+                s->running = true;
+                uv_run(&s->loop, UV_RUN_DEFAULT);
+                s->running = false;
+        }
+        /* Stopped in order, every app ended: cellad's keeper goes now (adopt.c). */
+        if (s->stopping)
+                supervisor_keeper_bye(s);
 }
 
 static void walk_close(uv_handle_t *h, void *arg)

@@ -64,9 +64,10 @@ def test_a_second_cellad_on_the_same_state_dir_is_refused(cellad):
                        text=True, timeout=60)
     assert p.returncode == 3, p.stderr
     assert f"another cellad (pid {cellad.pid}) holds {cellad.state_dir}" in p.stderr
-    # The first one is untouched: still the lock's holder, still running.
+    # The first one is untouched: still the lock's holder, running, answering.
     assert cellad.proc.poll() is None
     assert (cellad.state_dir / "cellad.lock").read_text() == f"{cellad.pid}\n"
+    assert cellad.call("org.cella.Ping") == {"pid": cellad.pid}
 
 
 def test_the_lock_goes_with_the_process(tmp_path):
@@ -94,6 +95,14 @@ def test_a_state_dir_others_can_write_is_refused(tmp_path):
         assert not (state / "cellad.lock").exists()
     finally:
         d.close()
+
+
+def _procs(cgroup):
+    """The pids in cgroup's cgroup.procs, or None if the cgroup is gone."""
+    try:
+        return {int(p) for p in (cgroup / "cgroup.procs").read_text().split()}
+    except FileNotFoundError:
+        return None
 
 
 def _cgroups(pid):
@@ -128,8 +137,10 @@ def test_cgroup_layout(tmp_path, mode):
             assert cg[""] == before[""], "v1 mode leaves the cgroup2 hierarchy alone"
         assert d.stop() == 0
     for c, leaf in dirs.items():
-        # Gone, or kept by another daemon that shares the base.
-        assert not leaf.exists() or (leaf / "cgroup.procs").read_text().split(), leaf
+        # Gone, or kept by another daemon that shares the base (which may be going
+        # at this very moment).
+        procs = _procs(leaf)
+        assert procs is None or procs, leaf
         assert not list((leaf.parent / "cella").glob(f"*@{d.pid}")), leaf
     assert _cgroups(os.getpid()) == before
 
@@ -254,13 +265,11 @@ def test_an_app_whose_dependency_is_not_installed_is_not_started(tmp_path):
         assert d.stop() == 0
 
 
-def _keeper_pid(state):
-    """The pid of the cella-keeper serving state (its socket's peer)."""
-    import struct
-    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
-        s.connect(str(state / "run" / "keeper.sock"))
-        cred = s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        return struct.unpack("3i", cred)[0]
+def _owner_tag(state):
+    """The owner tag of cellad's app leaves: its state directory's device and inode
+    (src/supervisor/adopt.c, docs/daemon.md "Restart and adoption")."""
+    st = os.stat(state)
+    return f"d{st.st_dev:x}i{st.st_ino:x}"
 
 
 @pytest.mark.parametrize("mode", ["auto", "v1"])
@@ -276,10 +285,10 @@ def test_apps_cgroups_are_beside_the_daemons_leaf(tmp_path, mode):
             cg = _cgroups(app["pid"])
             for ctrl in ("memory", "pids") + (("",) if hybrid else ()):
                 base = own[ctrl][: -len("/supervisor")]
-                # Named after its owner, cellad's keeper (docs/daemon.md, "Restart and
-                # adoption"), which outlives a crash of cellad.
-                keeper = _keeper_pid(state)
-                assert cg[ctrl].startswith(f"{base}/cella/{app['id']}@{keeper}"), (ctrl, cg, own)
+                # Named after the state directory, not cellad's pid: its apps outlive a
+                # crash of cellad (docs/daemon.md, "Restart and adoption").
+                tag = _owner_tag(state)
+                assert cg[ctrl].startswith(f"{base}/cella/{app['id']}@{tag}"), (ctrl, cg, own)
         for ctrl in ("memory", "pids"):
             procs = Path(f"/sys/fs/cgroup/{ctrl}{own[ctrl]}/cgroup.procs").read_text().split()
             assert str(d.pid) in procs, procs
@@ -549,6 +558,7 @@ def test_sighup_reexecutes_in_place(tmp_path):
         n.wait_for(lambda m: m == "READY=1")
         first = len(n.messages)
         exe = os.readlink(f"/proc/{d.pid}/exe")
+        sock_ino = os.stat(d.socket).st_ino
         with open(f"/proc/{d.pid}/stat") as f:
             start_time = f.read().rsplit(")", 1)[1].split()[19]
         d.send(signal.SIGHUP)
@@ -566,7 +576,10 @@ def test_sighup_reexecutes_in_place(tmp_path):
         # The new image runs from the same cgroup leaf, not one below it.
         assert _cgroups(d.pid)["pids"].endswith("/cellad/supervisor")
         assert "SIGHUP: re-executing" in d.log()
+        # The socket was handed over, not bound again: the same file, never gone.
+        assert os.stat(d.socket).st_ino == sock_ino
         assert d.stop() == 0
+        assert not d.socket.exists()
     finally:
         d.close()
         n.close()
@@ -679,6 +692,90 @@ def test_lock_fd_must_be_the_lock(tmp_path):
             assert e.value.code == 1
             assert f"--lock-fd {other.fileno()} is not {tmp_path / 'state'}/cellad.lock" \
                 in e.value.log
+        finally:
+            d.close()
+    finally:
+        other.close()
+
+
+def test_a_thousand_clients_at_once(tmp_path):
+    """cellad raises its soft RLIMIT_NOFILE to the hard one before its control server
+    sizes its bound on clients: a thousand clients connected at once (started from a
+    shell whose soft limit is 1024, as a login's) are all answered."""
+    require_cellad()
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 4096:
+        pytest.skip(f"the hard RLIMIT_NOFILE here is {hard}: too low for 1,000 clients")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2200), hard))
+
+    def login_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+
+    clients = []
+    try:
+        with running_cellad(tmp_path / "state", preexec_fn=login_limit) as d:
+            limits = Path(f"/proc/{d.pid}/limits").read_text()
+            line = next(x for x in limits.splitlines() if x.startswith("Max open files"))
+            assert int(line.split()[3]) > 1024, line
+            req = b'{"method":"org.cella.Ping","parameters":{}}\n'
+            for _ in range(1000):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(str(d.socket))
+                clients.append(s)
+            for s in clients:
+                s.sendall(req)
+            for s in clients:
+                s.settimeout(60)
+                assert json.loads(s.makefile().readline()) == {"parameters": {"pid": d.pid}}
+            assert d.stop() == 0
+    finally:
+        for s in clients:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_after_a_sigkill_the_next_cellad_leaves_no_app_unsupervised(tmp_path):
+    """cellad SIGKILLed with apps running; the next one on the state directory: every
+    installed app that should run runs under it, and no cgroup of the old one holds a
+    process no kernel lists (swept, or adopted where a keeper held the app)."""
+    require_cellad()
+    state = _installed(tmp_path)
+    with running_cellad(state) as d:
+        old = d.pid
+        base = Path("/sys/fs/cgroup/pids" + _cgroups(d.pid)["pids"]).parent
+        assert set(ps(state)) == {"org.test.svc", "org.test.app"}
+        d.stop(signal.SIGKILL)
+    with running_cellad(state) as d2:
+        apps = ps(state)
+        assert set(apps) == {"org.test.svc", "org.test.app"}
+        assert all(a["running"] for a in apps.values()), apps
+        listed = {a["pid"] for a in apps.values()}
+        for leaf in (base / "cella").glob("org.test.*@*"):
+            if not leaf.name.endswith((f"@{old}", f"@{d2.pid}")):
+                continue
+            # Gone by now is fine: another test's cellad sharing the base sweeps too.
+            procs = _procs(leaf)
+            assert procs is None or procs & listed, (leaf, procs, apps)  # swept if empty
+        assert d2.stop() == 0
+
+
+def test_listen_fd_must_be_a_socket_bound_for_the_daemons_path(tmp_path):
+    """--listen-fd (the socket a re-exec hands over) is taken only if it listens at
+    this daemon's socket path."""
+    require_cellad()
+    other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    other.bind(str(tmp_path / "other.sock"))
+    other.listen(1)
+    try:
+        d = Cellad(tmp_path / "state", "--listen-fd", str(other.fileno()),
+                   pass_fds=(other.fileno(),))
+        try:
+            with pytest.raises(DaemonError) as e:
+                d.start()
+            assert e.value.code == 1
+            assert (f"--listen-fd {other.fileno()} is not a listening socket bound for "
+                    f"{tmp_path / 'state'}/cellad.sock") in e.value.log
         finally:
             d.close()
     finally:

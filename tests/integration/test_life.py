@@ -45,8 +45,11 @@ def daemon(tmp_path):
         # of running_cellad() would leave them to the next cellad's sweep).
         assert d.stop() == 0, d.log()
         leaf = f"@{d.pid}"
-        left = [p for p in Path("/sys/fs/cgroup").glob("*/**/cella/org.test.life.*")
-                if p.name.endswith(leaf)]
+        left = []
+        # Other kernels' cgroups come and go meanwhile: a folder gone is no error.
+        for root, dirs, _ in os.walk("/sys/fs/cgroup", onerror=lambda e: None):
+            left += [os.path.join(root, x) for x in dirs
+                     if x.startswith("org.test.life.") and x.endswith(leaf)]
         assert not left, left
 
 
@@ -541,6 +544,23 @@ def test_read_and_manage_methods_for_a_real_user(tmp_path, life_user):
                 assert r.get("error") == "org.cella.PermissionDenied", (method, r)
             # Refused means nothing happened: it still runs in the foreground.
             assert state_of(d, "org.test.life.a") == "foreground"
+            # cella logs as that user: the files are root's, cellad's Logs is not.
+            wait_log_grows(d, "org.test.life.a", 0)
+
+            def drop():
+                os.setgroups([])
+                os.setgid(gid)
+                os.setuid(uid)
+
+            p = subprocess.run([CELLA, "logs", "-n", "1", "org.test.life.a", "--state-dir",
+                                str(state)], preexec_fn=drop, capture_output=True, text=True,
+                               timeout=60, cwd="/")
+            assert p.returncode == 0, p.stderr
+            assert p.stdout.startswith("tick "), p.stdout
+            p = subprocess.run([CELLA, "freeze", "org.test.life.a", "--state-dir", str(state)],
+                               preexec_fn=drop, capture_output=True, text=True, timeout=60,
+                               cwd="/")
+            assert p.returncode == 242 and "PermissionDenied" not in p.stderr, p.stderr
             assert d.stop() == 0
         with running_cellad(state, "--no-autostart") as d:
             # Not opened to it: not even Ps.
@@ -549,3 +569,62 @@ def test_read_and_manage_methods_for_a_real_user(tmp_path, life_user):
             assert d.stop() == 0
     finally:
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_packed_apps_share_a_host_so_freeze_and_kill_are_refused(tmp_path):
+    """A packed Lua app runs in its group's host: freezing or killing it alone would
+    reach the group's other apps, so both are refused with the reason; a start
+    starts the group, a stop stops it."""
+    require_cellad()
+    state = tmp_path / "state"
+    src = tmp_path / "src"
+    for app_id in ("org.test.life.pk.a", "org.test.life.pk.b"):
+        d = src / app_id
+        d.mkdir(parents=True)
+        (d / "manifest.json").write_text(json.dumps({
+            "id": app_id, "runtime": "lua", "entry": "main.lua", "kind": "service",
+            "isolation": "packed", "group": "lifegroup", "version": "1"}))
+        (d / "main.lua").write_text('require("cella.timer").every(1, function() end)\n')
+        os.chmod(d / "main.lua", 0o644)
+        os.chmod(d, 0o755)
+        install_app(state, d)
+    with running_cellad(state, "--no-autostart") as d:
+        # The group's first member known starts the group with the members it knows.
+        r = d.call("org.cella.Start", {"app": "org.test.life.pk.a"})
+        assert r["state"] == "service" and r["pid"] > 0
+        for method in ("org.cella.Freeze", "org.cella.Kill"):
+            with pytest.raises(ControlError) as e:
+                d.call(method, {"app": "org.test.life.pk.a"})
+            assert e.value.error == "org.cella.Failed", method
+            assert "group lifegroup" in e.value.parameters["message"], e.value.parameters
+            assert e.value.parameters["errno"] == 95  # EOPNOTSUPP
+        assert state_of(d, "org.test.life.pk.a") == "service"
+        r = d.call("org.cella.Stop", {"app": "org.test.life.pk.a", "wait": True})
+        assert r["state"] == "stopped", r
+        assert d.stop() == 0
+
+
+def test_cli_ps_watch_and_json_errors(daemon):
+    """cella ps --watch --json: one array a line, a new one when a state changes;
+    --json errors are the error reply on stdout."""
+    d = daemon
+    st = d.state_dir
+    w = subprocess.Popen([CELLA, "ps", "--watch", "--json", "--all", "--state-dir", str(st)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = {a["id"]: a["state"] for a in json.loads(w.stdout.readline())}
+        assert first["org.test.life.b"] == "installed"
+        d.call("org.cella.Start", {"app": "org.test.life.b", "background": True})
+        while True:
+            snap = {a["id"]: a["state"] for a in json.loads(w.stdout.readline())}
+            if snap.get("org.test.life.b") == "background":
+                break
+    finally:
+        w.kill()
+        w.wait()
+    p = cella("thaw", "--json", "org.test.life.b", state_dir=st)
+    assert p.returncode == 1
+    err = json.loads(p.stdout)
+    assert err["error"] == "org.cella.AppState" and err["parameters"]["state"] == "background"
+    p = cella("inspect", "--json", "org.test.nobody", state_dir=st)
+    assert p.returncode == 1 and json.loads(p.stdout)["error"] == "org.cella.NoSuchApp"

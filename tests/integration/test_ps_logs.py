@@ -535,3 +535,70 @@ def test_logs_follow_on_a_terminal_is_rendered_safe(state):
 
     out = logs_on_pty(state, "-f", APP, until=b"first\n", then=append)
     assert out == b"first\n^[]0;later^G \xe6\x97\xa5 first\n", out
+
+
+def test_control_api_of_a_real_kernel(state, make_app, tmp_path):
+    """docs/api.md against a kernel of `cella boot`, by hand over its socket: its four
+    methods, requests pipelined in one write answered in order, each error by name,
+    and a line over the bound refused and the client closed."""
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    os.chmod(apps, 0o755)
+    d = make_app(APP, script="while true; do sleep 1; done\n")
+    os.rename(d, apps / "api")
+    boot, status = start_boot(state, apps)
+    try:
+        started = json.loads(status.readline() or "{}")
+        assert started.get("event") == "started", boot.stderr.read() if boot.poll() else started
+        requests = [
+            {"method": "org.cella.Ps"},
+            {"method": "org.cella.Stats", "parameters": {"app": APP}},
+            {"method": "org.cella.GrantsChanged", "parameters": {"app": APP}},
+            {"method": "org.cella.GrantsChanged", "oneway": True},
+            {"method": "org.cella.Stop", "parameters": {"app": "org.test.nobody"}},
+            {"method": "org.cella.Stop", "parameters": {"app": "../etc"}},
+            {"method": "org.cella.Stop"},
+            {"method": "org.cella.Reboot"},
+            {"op": "ps"},
+            {"method": "org.cella.Ps"},
+        ]
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+            c.settimeout(30)
+            c.connect(str(state / "run" / f"{boot.pid}.sock"))
+            c.sendall(b"".join(json.dumps(r).encode() + b"\n" for r in requests))
+            f = c.makefile("rb")
+            replies = [json.loads(f.readline()) for _ in range(len(requests) - 1)]
+            (app,) = replies[0]["parameters"]["apps"]
+            assert app["id"] == APP and app["pid"] == started["pid"]
+            assert replies[1] == {"parameters": {"hosts": []}}  # not a Lua host
+            assert replies[2] == {"parameters": {}}
+            # the oneway request got no reply: the next one is the Stop's
+            assert replies[3]["error"] == "org.cella.NoSuchApp"
+            assert replies[3]["parameters"]["app"] == "org.test.nobody"
+            assert replies[4]["error"] == "org.cella.InvalidParameter"
+            assert replies[4]["parameters"]["parameter"] == "app"
+            assert replies[5]["error"] == "org.cella.InvalidParameter"
+            assert replies[6]["error"] == "org.cella.MethodNotFound"
+            assert replies[6]["parameters"]["method"] == "org.cella.Reboot"
+            assert replies[7]["error"] == "org.cella.InvalidRequest"
+            assert all(r["parameters"]["message"] for r in replies[3:8])
+            assert replies[8]["parameters"]["apps"][0]["id"] == APP
+            # a line over 64 KiB: told, then closed
+            c.sendall(b"{" + b" " * 70000 + b"\n")
+            err = json.loads(f.readline())
+            assert err["error"] == "org.cella.InvalidRequest"
+            assert "65536" in err["parameters"]["message"]
+            try:  # closed: a reset when the kernel left the rest of the line unread
+                assert f.readline() == b""
+            except ConnectionResetError:
+                pass
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+            c.settimeout(30)
+            c.connect(str(state / "run" / f"{boot.pid}.sock"))
+            c.sendall(json.dumps({"method": "org.cella.Stop",
+                                  "parameters": {"app": APP}}).encode() + b"\n")
+            assert json.loads(c.makefile("rb").readline()) == {"parameters": {}}
+        # The stop took: the app ends, the boot with it.
+        boot.wait(timeout=30)
+    finally:
+        stop_boot(boot, status)

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import CELLA, run_cella, start_cella
+from conftest import CELLA, run_cella, start_cella, wait_written
 from daemon_util import ControlError, cellad, require_cellad, running_cellad  # noqa: F401
 
 APP_ID = "org.test.store"
@@ -271,6 +271,25 @@ def test_remove_with_and_without_keep_data(cellad, tmp_path):
     assert p.returncode == 1 and f"{APP_ID} is not installed" in p.stderr
 
 
+def test_data_kept_goes_only_to_the_same_signer(cellad, tmp_path):
+    """After `remove --keep-data`, the data is still the removed app's: an install of
+    its id by another signer (or unsigned) is refused, as an update would be."""
+    state = cellad.state_dir
+    vendor, other = keygen(tmp_path, "vendor"), keygen(tmp_path, "other")
+    app = write_app(tmp_path / "app", "1.0")
+    sign(app, vendor)
+    install(state, app).check_returncode()
+    cella("remove", "--state-dir", state, "--keep-data", APP_ID, check=0)
+    sign(app, other)
+    p = install(state, app)
+    assert p.returncode == 1
+    assert f"{APP_ID}'s data was kept when it was removed, for the same app" in p.stderr
+    assert f"'cella forget {APP_ID}' deletes the data" in p.stderr
+    sign(app, vendor)
+    install(state, app).check_returncode()
+    assert_installed(state, "1.0")
+
+
 def test_remove_refused_while_another_kernel_runs_the_app(cellad, tmp_path):
     """As `cella forget`: a `cella run` of the installed version on the same state
     directory has the app, so its files and data stay until it ends."""
@@ -394,6 +413,29 @@ def test_bad_bundle_refused(cellad, tmp_path, name, entries, says):
     assert sorted(os.listdir(store_dir(state))) == [".1.0.json", "1.0", "current"]
 
 
+def test_errors_as_json(cellad, tmp_path):
+    """--json prints an error too, shaped as the daemon's replies, whether the daemon
+    refused the bundle or the CLI could not make one."""
+    state = cellad.state_dir
+    bundle = tmp_path / "bad.cella"
+    bundle.write_bytes(tar_of([("../../escaped", "file", "x")]))
+    p = install(state, bundle, "--json")
+    assert p.returncode == 1
+    err = json.loads(p.stdout)
+    assert err["error"] == "org.cella.InvalidBundle"
+    assert err["parameters"]["entry"] == "../../escaped"
+    assert "'..'" in err["parameters"]["message"]
+
+    app = write_app(tmp_path / "app", "1.0")
+    os.mkfifo(app / "pipe")
+    p = install(state, app, "--json")
+    assert p.returncode == 1
+    err = json.loads(p.stdout)
+    assert err["error"] == "org.cella.InvalidBundle"
+    assert err["parameters"]["entry"] == "pipe"
+    assert f"cannot bundle {app}: pipe: a special file" in p.stderr
+
+
 def test_truncated_bundle_refused(cellad, tmp_path):
     state = cellad.state_dir
     install(state, write_app(tmp_path / "app", "1.0")).check_returncode()
@@ -485,6 +527,46 @@ def test_killed_install_leaves_the_previous_version(tmp_path, step):
             assert sorted(os.listdir(store_dir(state))) == [".1.0.json", "1.0", "current"]
             install(state, app, update=True).check_returncode()
             assert_installed(state, "2.0")
+
+
+def test_daemon_killed_during_extraction(tmp_path):
+    """A real SIGKILL of cellad while it writes a big file of the bundle into its
+    staging folder (seen with inotify, not guessed with a sleep): the next cellad has
+    the previous version, no staging folder, and installs the update."""
+    require_cellad()
+    state = tmp_path / "state"
+    app = write_app(tmp_path / "app", "1.0")
+    big = 256 << 20
+    with running_cellad(state):
+        install(state, app).check_returncode()
+    write_app(app, "2.0")
+    with open(app / "zz-big", "wb") as f:
+        f.truncate(big)  # sparse here; the bundle and the store hold every byte
+    bundle = tmp_path / "big.cella"
+    cella("bundle", app, "-o", bundle, check=0)
+    with running_cellad(state) as d:
+        cli = subprocess.Popen([CELLA, "update", "--state-dir", state, bundle],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            apps = state / "apps"
+            staging = wait_written(
+                lambda: next((apps / n for n in os.listdir(apps) if n.startswith(".staging-")),
+                             None), apps, 120, "the staging folder", pid=d.pid)
+            wait_written(lambda: (staging / "zz-big").exists(), staging, 120,
+                         "the big file being extracted", pid=d.pid)
+            d.proc.kill()
+            d.proc.wait()
+            written = (staging / "zz-big").stat().st_size
+            assert written < big, "extraction was over before the kill: make the file bigger"
+        finally:
+            out, err = cli.communicate(timeout=120)
+        assert cli.returncode == 1, err
+    with running_cellad(state):
+        assert_installed(state, "1.0")
+        assert not [n for n in os.listdir(state / "apps") if n.startswith(".staging-")]
+        install(state, bundle, update=True).check_returncode()
+        assert_installed(state, "2.0")
+        assert (store_dir(state) / "2.0" / "zz-big").stat().st_size == big
 
 
 def test_failed_install_leaves_the_previous_version(tmp_path):

@@ -39,6 +39,9 @@
 static char app_dir[] = "/tmp/test-keeper-app-XXXXXX";
 static char state_dir[] = "/tmp/test-keeper-state-XXXXXX";
 static char *const test_envp[] = {"PATH=/usr/bin:/bin", "HOME=/", NULL};
+/* The owner tag of the daemon's leaves (cgroup_manager_set_owner()), as cellad's
+ * names its state directory: this test run's own. */
+static char owner_tag[32];
 
 #define REQUIRE_ROOT()                                                                             \
         do {                                                                                       \
@@ -74,6 +77,7 @@ static void setup(void)
 
         if (geteuid() != 0)
                 return;
+        snprintf(owner_tag, sizeof owner_tag, "tkeeper%d", (int)getpid());
         strcpy(app_dir + strlen(app_dir) - 6, "XXXXXX");
         strcpy(state_dir + strlen(state_dir) - 6, "XXXXXX");
         ck_assert_ptr_nonnull(mkdtemp(app_dir));
@@ -99,9 +103,9 @@ static void teardown(void)
                 return;
         (void)nftw(app_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
         (void)nftw(state_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-        /* A failed test's leftovers: leaves whose owner (a keeper) is gone. */
+        /* A failed test's leftovers: leaves of its daemon's, or of owners gone. */
         if (cgroup_manager_new("/sys/fs/cgroup", CGROUP_MODE_AUTO, NULL, &m) >= 0)
-                (void)cgroup_sweep(m);
+                (void)cgroup_sweep_owned(m, owner_tag, NULL);
 }
 
 static int pidfd_open_(pid_t pid)
@@ -172,7 +176,8 @@ _Noreturn static void daemon_main(int rep, bool with_keeper, unsigned grace_s)
                 keeper = keeper_ensure(CELLA_KEEPER_PATH, state_dir, grace_s, &rp.keeper_pid);
                 if (keeper < 0)
                         FAIL(keeper, "keeper_ensure");
-                cgroup_manager_set_owner(m, rp.keeper_pid);
+                if ((r = cgroup_manager_set_owner(m, owner_tag)) < 0)
+                        FAIL(r, "cgroup_manager_set_owner");
         }
         if (pipe2(out, O_CLOEXEC) < 0)
                 FAIL(-errno, "pipe");
@@ -308,11 +313,12 @@ static void adopt_after_sigkill(bool subreaper)
         keeper_fd = pidfd_open_(rp.keeper_pid);
         ck_assert_int_ge(init_fd, 0);
         ck_assert_int_ge(keeper_fd, 0);
-        /* The leaf is named after the keeper, which outlives the daemon. */
+        /* The leaf is named after its owner's tag, not the daemon's pid: no sweep
+         * takes it for a leftover once the daemon is gone. */
         {
                 char want[64];
 
-                snprintf(want, sizeof want, "@%d", (int)rp.keeper_pid);
+                snprintf(want, sizeof want, "@%s", owner_tag);
                 ck_assert_ptr_nonnull(strstr(rp.cgroup_name, want));
         }
         kill_daemon(d);
@@ -485,7 +491,9 @@ START_TEST(test_grace_kill)
                 ck_assert_int_eq(si.si_status, 0);
         }
         ck_assert(leaf_exists(m, rp.cgroup_name));
-        ck_assert_int_ge(cgroup_sweep(m), 1);
+        ck_assert_int_ge(cgroup_sweep(m), 0);
+        ck_assert(leaf_exists(m, rp.cgroup_name)); /* tagged: no plain sweep's */
+        ck_assert_int_ge(cgroup_sweep_owned(m, owner_tag, NULL), 1);
         ck_assert(!leaf_exists(m, rp.cgroup_name));
 }
 END_TEST
@@ -565,6 +573,10 @@ START_TEST(test_incomplete_refused)
         ck_assert_int_eq(keeper_spawn(CELLA_KEEPER_PATH, state_dir, 30), -EEXIST);
         k = keeper_connect(sock, NULL);
         ck_assert_int_ge(k, 0);
+        /* A second client, so that the keeper stays when the first is hung up on
+         * (with nothing held and no client, it would exit). */
+        k2 = keeper_connect(sock, NULL);
+        ck_assert_int_ge(k2, 0);
         self = pidfd_open_(getpid());
         ck_assert_int_ge(pipe2(pp, O_CLOEXEC), 0);
         ck_assert_int_ge(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
@@ -590,8 +602,6 @@ START_TEST(test_incomplete_refused)
         ck_assert_int_eq(send_forged(k, KEEPER_FDS_REQUIRED, &self, 1), 0);
         ck_assert_int_eq(keeper_msg_recv(k, reply, fds, 5000), -ECONNRESET);
         /* Nothing of those is held. */
-        k2 = keeper_connect(sock, NULL);
-        ck_assert_int_ge(k2, 0);
         ck_assert_int_eq(keeper_take(k2, &sets, &n), 0);
         ck_assert_uint_eq(n, 0);
         free(sets);
@@ -693,35 +703,34 @@ START_TEST(test_peer_refused)
 }
 END_TEST
 
-/* A leaf open by cgroup_open() (adopted) is no sweep's, whatever its owner: an app
- * adopted after its keeper died and another took over keeps the dead one's name. */
+/* A leaf open by cgroup_open() (adopted) is no sweep's: not its owner's
+ * (cgroup_sweep_owned() with its tag), not a plain one's. */
 START_TEST(test_sweep_spares_adopted_leaf)
 {
         _cleanup_(manager_freep) CgroupManager *m = NULL;
         Cgroup *cg = NULL, *open = NULL;
         _cleanup_free_ char *name = NULL;
-        pid_t dead;
-        int status;
 
         REQUIRE_ROOT();
         ck_assert_int_ge(cgroup_manager_new("/sys/fs/cgroup", CGROUP_MODE_AUTO, NULL, &m), 0);
-        dead = fork();
-        ck_assert_int_ge(dead, 0);
-        if (dead == 0)
-                _exit(0);
-        ck_assert_int_eq(waitpid(dead, &status, 0), dead);
-        cgroup_manager_set_owner(m, dead);
+        /* Tags are checked: letters and digits, a letter first (never a pid). */
+        ck_assert_int_eq(cgroup_manager_set_owner(m, "123"), -EINVAL);
+        ck_assert_int_eq(cgroup_manager_set_owner(m, "a/b"), -EINVAL);
+        ck_assert_int_eq(cgroup_manager_set_owner(m, ""), -EINVAL);
+        ck_assert_int_eq(cgroup_manager_set_owner(m, owner_tag), 0);
         ck_assert_int_eq(cgroup_new(m, TEST_LABEL "-sweep", &cg), 0);
         name = strdup(cgroup_name(cg));
         ck_assert_ptr_nonnull(name);
-        cg = cgroup_close(cg); /* the leaf stays, its owner dead */
+        cg = cgroup_close(cg); /* the leaf stays */
         ck_assert_int_eq(cgroup_open(m, name, &open), 0);
         ck_assert_int_ge(cgroup_sweep(m), 0);
         ck_assert(leaf_exists(m, name));
-        ck_assert_int_ge(cgroup_sweep_owned(m, getpid(), NULL), 0);
+        ck_assert_int_ge(cgroup_sweep_owned(m, owner_tag, NULL), 0);
         ck_assert(leaf_exists(m, name));
         open = cgroup_close(open);
-        ck_assert_int_ge(cgroup_sweep(m), 1);
+        ck_assert_int_ge(cgroup_sweep(m), 0);
+        ck_assert(leaf_exists(m, name)); /* a tag's leaf is no plain sweep's */
+        ck_assert_int_ge(cgroup_sweep_owned(m, owner_tag, NULL), 1);
         ck_assert(!leaf_exists(m, name));
 }
 END_TEST
@@ -754,6 +763,29 @@ START_TEST(test_sigterm_after_hangup)
 }
 END_TEST
 
+/* A keeper whose last client goes while it holds nothing has nothing to wait for:
+ * it exits at once, not at the end of its grace. */
+START_TEST(test_nothing_held_exits)
+{
+        _cleanup_free_ char *sock = keeper_socket();
+        _cleanup_close_ int keeper_fd = -EBADF;
+        pid_t kp;
+        int k;
+
+        REQUIRE_ROOT();
+        kp = keeper_spawn(CELLA_KEEPER_PATH, state_dir, 600);
+        ck_assert_int_gt(kp, 0);
+        keeper_fd = pidfd_open_(kp);
+        ck_assert_int_ge(keeper_fd, 0);
+        k = keeper_connect(sock, NULL);
+        ck_assert_int_ge(k, 0);
+        ck_assert(!wait_readable(keeper_fd, 100)); /* connected: it stays */
+        close(k);
+        ck_assert_msg(wait_readable(keeper_fd, 10000), "the keeper waited for its grace");
+        ck_assert_int_eq(access(sock, F_OK), -1); /* and took its socket with it */
+}
+END_TEST
+
 int main(void)
 {
         Suite *suite = suite_create("keeper");
@@ -773,6 +805,7 @@ int main(void)
         tcase_add_test(tc, test_peer_refused);
         tcase_add_test(tc, test_sweep_spares_adopted_leaf);
         tcase_add_test(tc, test_sigterm_after_hangup);
+        tcase_add_test(tc, test_nothing_held_exits);
         suite_add_tcase(suite, tc);
         sr = srunner_create(suite);
         return skip_run(sr);

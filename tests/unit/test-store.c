@@ -532,10 +532,10 @@ START_TEST(test_install_update_remove)
         /* Remove keeps what is not the store's (its /data). */
         snprintf(path, sizeof path, "%s/apps/org.a.b/data", state);
         ck_assert_int_eq(mkdir(path, 0700), 0);
-        ck_assert_int_eq(store_remove(state, "org.a.b", &err), 0);
+        ck_assert_int_eq(store_remove(state, "org.a.b", true, &err), 0);
         ck_assert_int_eq(access(path, F_OK), 0);
         ck_assert_int_eq(store_get(state, "org.a.b", &(StoreApp){}), -ENOENT);
-        ck_assert_int_eq(store_remove(state, "org.a.b", &err), -ENOPKG);
+        ck_assert_int_eq(store_remove(state, "org.a.b", false, &err), -ENOPKG);
         ck_assert_int_eq(err.fault, STORE_FAULT_NOT_INSTALLED);
         snprintf(path, sizeof path, "%s/apps/org.a.b", state);
         ck_assert_int_eq(count_prefixed(path, "2.0") + count_prefixed(path, "3.0") +
@@ -543,7 +543,7 @@ START_TEST(test_install_update_remove)
                          0);
         ck_assert_int_eq(store_list(state, &apps, &n), 0);
         ck_assert_uint_eq(n, 0);
-        ck_assert_int_eq(store_remove(state, "not an id", &err), -EINVAL);
+        ck_assert_int_eq(store_remove(state, "not an id", false, &err), -EINVAL);
 }
 END_TEST
 
@@ -644,6 +644,65 @@ START_TEST(test_same_signer)
         unsign();
         ck_assert_int_eq(install(STORE_MODE_UPDATE, NULL, &err), 0);
         assert_current("org.a.c", "1.1");
+}
+END_TEST
+
+/* Without the installed version's record, its signer is unknown: no update. */
+START_TEST(test_update_without_record_refused)
+{
+        StoreError err;
+        char path[256];
+
+        ck_assert_int_eq(install(STORE_MODE_INSTALL, NULL, &err), 0);
+        snprintf(path, sizeof path, "%s/apps/org.a.b/.1.0.json", state);
+        ck_assert_int_eq(unlink(path), 0);
+        put_manifest(app, "org.a.b", "2.0", NULL);
+        ck_assert_int_eq(install(STORE_MODE_UPDATE, NULL, &err), -ENOENT);
+        ck_assert_msg(strstr(err.message, "not who signed it"), "%s", err.message);
+        {
+                StoreApp a;
+
+                ck_assert_int_eq(store_get(state, "org.a.b", &a), 0);
+                ck_assert_str_eq(a.version, "1.0");
+                store_app_clear(&a);
+        }
+}
+END_TEST
+
+/* The data kept by a remove is the app's: a later install must have its signer. */
+START_TEST(test_kept_data_keeps_the_signer)
+{
+        StoreError err;
+        char path[256];
+
+        keygen("vendor");
+        keygen("other");
+        sign_with("vendor");
+        ck_assert_int_eq(install(STORE_MODE_INSTALL, NULL, &err), 0);
+        ck_assert_int_eq(store_remove(state, "org.a.b", true, &err), 0);
+        snprintf(path, sizeof path, "%s/apps/org.a.b/.kept-signer.json", state);
+        ck_assert_int_eq(access(path, F_OK), 0);
+
+        put_manifest(app, "org.a.b", "0.5", NULL); /* any version: it is an install */
+        sign_with("other");
+        ck_assert_int_eq(install(STORE_MODE_INSTALL, NULL, &err), -EPERM);
+        ck_assert_int_eq(err.fault, STORE_FAULT_SIGNER);
+        ck_assert_msg(strstr(err.message, "data was kept") && strstr(err.message, "cella forget"),
+                      "%s", err.message);
+        unsign();
+        ck_assert_int_eq(install(STORE_MODE_INSTALL, NULL, &err), -EPERM);
+        ck_assert_int_eq(store_get(state, "org.a.b", &(StoreApp){}), -ENOENT);
+
+        sign_with("vendor");
+        ck_assert_int_eq(install(STORE_MODE_INSTALL, NULL, &err), 0);
+        assert_current("org.a.b", "0.5");
+        ck_assert_int_eq(access(path, F_OK), -1); /* the data is this install's now */
+
+        /* Without keep_signer, any signer may install the id again. */
+        ck_assert_int_eq(store_remove(state, "org.a.b", false, &err), 0);
+        ck_assert_int_eq(access(path, F_OK), -1);
+        unsign();
+        ck_assert_int_eq(install(STORE_MODE_INSTALL, NULL, &err), 0);
 }
 END_TEST
 
@@ -772,6 +831,8 @@ int main(void)
         tcase_add_test(tc, test_install_update_remove);
         tcase_add_test(tc, test_manifest_refused);
         tcase_add_test(tc, test_same_signer);
+        tcase_add_test(tc, test_kept_data_keeps_the_signer);
+        tcase_add_test(tc, test_update_without_record_refused);
         tcase_add_test(tc, test_interrupted_fail);
         tcase_add_test(tc, test_interrupted_kill);
         tcase_add_test(tc, test_sweep_first_install_killed);
