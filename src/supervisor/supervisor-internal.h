@@ -161,7 +161,10 @@ struct Supervisor {
         Group **groups;
         size_t n_groups;
         SupervisorKeeper *keeper; /* cellad: its apps' keeper (adopt.c); NULL: none */
-        Lifecycle *lifecycle; /* listeners and pending restarts (lifecycle.c) */
+        Lifecycle *lifecycle;     /* listeners and pending restarts (lifecycle.c) */
+        /* cellad's warm pool (supervisor_set_warm_source()); NULL: every spawn cold. */
+        SupervisorWarmTake warm_take;
+        void *warm_userdata;
 };
 
 /* instance.c */

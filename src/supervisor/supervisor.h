@@ -165,3 +165,15 @@ int supervisor_add_or_fail(Supervisor *s, const char *app_dir, Manifest *m, unsi
 
 /* The lower-case name of a state, as `cella ps` shows it. */
 const char *supervisor_state_name(InstanceState st);
+
+/*
+ * Where the supervisor takes a warm sandbox for a spawn (cellad's pool,
+ * src/daemon/pool.c): take(spec, userdata) returns one that fits spec
+ * (sandbox_warm_fits()), which the spawn then owns, or NULL for a cold spawn. Its
+ * refill must not run in take (it runs after the start is answered). NULL take:
+ * every spawn is cold (cella run, cella boot).
+ */
+struct SandboxSpec;
+struct SandboxWarm;
+typedef struct SandboxWarm *(*SupervisorWarmTake)(const struct SandboxSpec *spec, void *userdata);
+void supervisor_set_warm_source(Supervisor *s, SupervisorWarmTake take, void *userdata);

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* cellad's warm pool (pool.c; docs/daemon.md, "The warm pool"). */
+
+#include <jansson.h>
+
+#include "daemon/daemon.h"
+
+/* --warm's default: two sandboxes, one per CPU of a small host; each costs a
+ * process of about 1 MiB Pss while it waits (docs/benchmarks.md). */
+#define DAEMON_WARM_DEFAULT 2
+/* --warm's bound. */
+#define DAEMON_WARM_MAX 64
+
+typedef struct DaemonPool DaemonPool;
+
+/*
+ * Starts a pool of target warm sandboxes for d's supervisor (after its hooks,
+ * before READY): the first is cloned on the loop's first turn. target 0: no pool
+ * (*ret NULL, every start cold). Returns 0 or a negative errno (printed).
+ */
+int daemon_pool_start(Daemon *d, unsigned target, DaemonPool **ret);
+
+/* Kills and reaps every warm sandbox and refills no more (a stop, a re-exec). */
+void daemon_pool_empty(DaemonPool *p);
+
+/* daemon_pool_empty(), then frees p once its timer is closed (the loop must run
+ * again, or be closed). Takes NULL. */
+void daemon_pool_free(DaemonPool *p);
+
+/*
+ * The pool's figures for org.cella.Pool (docs/api.md): target, ready (held),
+ * prepared (of those, done preparing), the warm
+ * children's pids, counts (taken, made, dropped, failed), and the memory of the
+ * warm children and of cellad itself in KiB (Rss, Pss: /proc/PID/smaps_rollup).
+ * p may be NULL (no pool). Returns a new object.
+ */
+json_t *daemon_pool_json(DaemonPool *p);
