@@ -7,9 +7,14 @@
 
 #include "daemon/daemon.h"
 
-/* --warm's default: two sandboxes, one per CPU of a small host; each costs a
- * process of about 1 MiB Pss while it waits (docs/benchmarks.md). */
-#define DAEMON_WARM_DEFAULT 2
+/* --warm's default: none. Measured on a hybrid-cgroup host (docs/benchmarks.md,
+ * "cella start through cellad"), a pooled start was 1.1-1.2 times slower than a cold
+ * one: moving the warm child into the app's cgroup2 leaf waits for an RCU grace
+ * period (about 7 ms), more than the namespaces and skeleton mounts save; and each
+ * warm sandbox costs a process (1 MiB Pss beside an idle cellad, 13 MiB beside one
+ * of 1,000 apps). A host where it pays (cgroup2 mounted with favordynmods) opts in
+ * with --warm N. */
+#define DAEMON_WARM_DEFAULT 0
 /* --warm's bound. */
 #define DAEMON_WARM_MAX 64
 
