@@ -16,7 +16,6 @@
  * In daemon mode these Ps and Stop replace the kernel's own (supervisor.c), on
  * run/<pid>.sock as on cellad.sock.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -32,15 +31,12 @@
 #include "base/strv.h"
 #include "base/time-util.h"
 #include "daemon/daemon.h"
-#if __has_include("store/store.h")
 #include "store/store.h"
-#define HAVE_STORE 1
-#endif
 #include "supervisor/applog.h"
 #include "supervisor/control.h"
 #include "supervisor/lifecycle.h"
 #include "supervisor/run.h"
-#include "supervisor/supervisor-internal.h"
+#include "supervisor/supervisor.h"
 
 /* ps --watch: at most one snapshot per client this often (ms), whatever the rate of
  * state changes (a boot of 1,000 apps makes thousands). */
@@ -110,22 +106,19 @@ static int reply_lifecycle_error(ControlCall *call, Instance *inst, const Lifecy
         if (e->wrong_state)
                 return control_reply_error(call, "org.cella.AppState",
                                            json_pack("{s:s, s:s, s:s}", "message", e->message,
-                                                     "app", inst->manifest->id, "state",
+                                                     "app", instance_manifest(inst)->id, "state",
                                                      instance_state_to_string(e->state)));
         return control_reply_error(call, "org.cella.Failed",
                                    json_pack("{s:s, s:i, s:s}", "message", e->message, "errno",
-                                             e->error, "app", inst->manifest->id));
+                                             e->error, "app", instance_manifest(inst)->id));
 }
 
 /* {"app", "state", "pid"} of inst now. */
 static json_t *state_reply(Instance *inst)
 {
-        const SandboxedRun *run = inst->group ? &inst->group->run : &inst->run;
-
-        return json_pack("{s:s, s:s, s:i}", "app", inst->manifest->id, "state",
+        return json_pack("{s:s, s:s, s:i}", "app", instance_manifest(inst)->id, "state",
                          instance_state_to_string(instance_state(inst)), "pid",
-                         inst->state == INSTANCE_RUNNING && run->sandbox ? (int)run->sandbox->pid
-                                                                         : 0);
+                         (int)instance_pid(inst));
 }
 
 /* The "app" parameter: a valid app id, or an InvalidParameter reply (*ret NULL). */
@@ -141,30 +134,22 @@ static const char *app_param(ControlCall *call, json_t *params)
         return id;
 }
 
-/* The installed app id's folder, or NULL (not installed): the store's
- * <state>/apps/<id>/current (daemon.h, Contract 2). */
+/* The installed app id's folder, or NULL (not installed): the version the store's
+ * current names now (store_app_dir(); daemon.h, Contract 2). */
 static char *installed_dir(AppMethods *am, const char *id)
 {
         char *dir = NULL;
-#ifdef HAVE_STORE
+
         if (store_app_dir(daemon_state_dir(am->d), id, &dir) < 0)
                 return NULL;
-#else
-        _cleanup_free_ char *link = NULL;
-
-        if (asprintf(&link, "%s/apps/%s/current", daemon_state_dir(am->d), id) < 0)
-                return NULL;
-        dir = realpath(link, NULL);
-#endif
         return dir;
 }
 
 /* The ids of the installed apps (and their versions), into *ret_ids and *ret_versions
- * (strv, caller frees). Returns 0 or -errno. */
+ * (strv, caller frees), from store_list(). Returns 0 or -errno. */
 static int installed_list(AppMethods *am, char ***ret_ids, char ***ret_versions)
 {
         _cleanup_strv_free_ char **ids = NULL, **versions = NULL;
-#ifdef HAVE_STORE
         StoreApp *list = NULL;
         size_t n = 0;
         int r = store_list(daemon_state_dir(am->d), &list, &n);
@@ -179,33 +164,6 @@ static int installed_list(AppMethods *am, char ***ret_ids, char ***ret_versions)
         store_app_free_many(list, n);
         if (r < 0)
                 return r;
-#else
-        _cleanup_free_ char *apps = NULL;
-        struct dirent *de;
-        DIR *dir;
-
-        if (asprintf(&apps, "%s/apps", daemon_state_dir(am->d)) < 0)
-                return -ENOMEM;
-        dir = opendir(apps);
-        if (!dir)
-                return errno == ENOENT ? 0 : -errno;
-        while ((de = readdir(dir))) {
-                _cleanup_free_ char *cur = NULL, *real = NULL;
-
-                if (!manifest_id_is_valid(de->d_name) ||
-                    asprintf(&cur, "%s/%s/current", apps, de->d_name) < 0)
-                        continue;
-                real = realpath(cur, NULL);
-                if (!real)
-                        continue;
-                if (strv_extend(&ids, de->d_name) < 0 ||
-                    strv_extend(&versions, strrchr(real, '/') + 1) < 0) {
-                        closedir(dir);
-                        return -ENOMEM;
-                }
-        }
-        closedir(dir);
-#endif
         *ret_ids = TAKE_PTR(ids);
         *ret_versions = TAKE_PTR(versions);
         return 0;
@@ -323,10 +281,7 @@ static void stream_end(Stream *st, json_t *reply)
 static json_t *ps_snapshot(AppMethods *am, bool all)
 {
         Supervisor *s = am->s;
-        json_t *apps = json_array();
-
-        for (size_t i = 0; apps && i < s->n_apps; i++)
-                json_array_append_new(apps, instance_record(s->apps[i]));
+        json_t *apps = supervisor_ps_records(s);
         if (all) {
                 _cleanup_strv_free_ char **ids = NULL, **versions = NULL;
 
@@ -559,9 +514,9 @@ static int logs_send_new(Stream *st)
                 return -ENOMEM;
         while ((k = pread(fd, buf, APP_LOGS_CHUNK, (off_t)st->log_pos)) > 0) {
                 st->log_pos += (uint64_t)k;
-                if (control_reply_continues(st->call,
-                                            json_pack("{s:s, s:s%}", "app", st->inst->manifest->id,
-                                                      "data", buf, (size_t)k)) < 0)
+                if (control_reply_continues(st->call, json_pack("{s:s, s:s%}", "app",
+                                                                instance_manifest(st->inst)->id,
+                                                                "data", buf, (size_t)k)) < 0)
                         break; /* the client is gone or too slow: its abort ends the stream */
         }
         free(buf);
@@ -807,12 +762,12 @@ static void on_state(Instance *inst, InstanceState from, InstanceState to, void 
                                 control_call_on_abort(call, NULL, NULL);
                                 stream_free(st);
                                 snprintf(msg, sizeof msg, "%s: it did not start again: %s",
-                                         inst->manifest->id,
+                                         instance_manifest(inst)->id,
                                          log_last_error()[0] ? log_last_error() : "failed");
                                 control_reply_error(call, "org.cella.Failed",
                                                     json_pack("{s:s, s:i, s:s}", "message", msg,
                                                               "errno", EIO, "app",
-                                                              inst->manifest->id));
+                                                              instance_manifest(inst)->id));
                         } else if (instance_state_is_running(to) && to != INSTANCE_STATE_STOPPING)
                                 stream_end(st, state_reply(inst));
                         break;

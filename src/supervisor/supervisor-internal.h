@@ -161,7 +161,7 @@ struct Supervisor {
         Group **groups;
         size_t n_groups;
         SupervisorKeeper *keeper; /* cellad: its apps' keeper (adopt.c); NULL: none */
-        Lifecycle *lifecycle; /* listeners and pending restarts (lifecycle.c) */
+        Lifecycle *lifecycle;     /* listeners and pending restarts (lifecycle.c) */
 };
 
 /* instance.c */
@@ -257,4 +257,3 @@ void supervisor_status(Supervisor *s, json_t *o);
 void supervisor_audit(Supervisor *s, const char *app, const char *event, json_t *fields);
 /* Called by instance.c whenever an instance's state changed: may end the loop. */
 void supervisor_changed(Supervisor *s);
-Instance *supervisor_find(Supervisor *s, const char *id);

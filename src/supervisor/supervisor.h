@@ -151,6 +151,9 @@ bool supervisor_stopping(const Supervisor *s);
  */
 size_t supervisor_count_states(const Supervisor *s, size_t *counts, size_t n);
 
+/* The app registered with s under id, or NULL. */
+Instance *supervisor_find(Supervisor *s, const char *id);
+
 /* True if an app with this id is registered with s. */
 bool supervisor_has_app(Supervisor *s, const char *id);
 
@@ -165,3 +168,11 @@ int supervisor_add_or_fail(Supervisor *s, const char *app_dir, Manifest *m, unsi
 
 /* The lower-case name of a state, as `cella ps` shows it. */
 const char *supervisor_state_name(InstanceState st);
+
+/* The records of `cella ps` (docs/api.md, org.cella.Ps) of every app registered with s,
+ * in the order they were added: a new JSON array, or NULL (no memory). */
+json_t *supervisor_ps_records(Supervisor *s);
+
+/* The host pid of inst's running sandbox (its packed group's host when packed), or 0
+ * when it does not run. */
+pid_t instance_pid(const Instance *inst);
