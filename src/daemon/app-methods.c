@@ -30,7 +30,7 @@
 #include "base/macro.h"
 #include "base/strv.h"
 #include "base/time-util.h"
-#include "daemon/daemon.h"
+#include "daemon/daemon-internal.h"
 #include "store/store.h"
 #include "supervisor/applog.h"
 #include "supervisor/control.h"
@@ -845,6 +845,36 @@ static const ControlMethod methods[] = {
         {"org.cella.Foreground", CONTROL_ACCESS_MANAGE, method_foreground},
         {"org.cella.Background", CONTROL_ACCESS_MANAGE, method_background},
 };
+
+void daemon_app_forget(Daemon *d, const char *id)
+{
+        AppMethods *am = &app_methods;
+        Instance *inst = supervisor_find(daemon_supervisor(d), id);
+        Stream *next;
+        int r;
+
+        if (!inst)
+                return;
+        for (Stream *st = am->streams; st; st = next) {
+                next = st->next;
+                if (st->inst != inst)
+                        continue;
+                if (st->kind == STREAM_LOGS) {
+                        stream_end(st, json_pack("{s:s, s:b}", "app", id, "removed", true));
+                } else {
+                        ControlCall *call = st->call;
+
+                        stream_unlink(st);
+                        control_call_on_abort(call, NULL, NULL);
+                        stream_free(st);
+                        (void)reply_no_app(call, id);
+                }
+        }
+        r = supervisor_drop_app(daemon_supervisor(d), inst);
+        if (r < 0)
+                log_warning_errno(r, "%s: removed, but its instance stays listed (stopped): %m",
+                                  id);
+}
 
 int daemon_app_methods(Daemon *d)
 {

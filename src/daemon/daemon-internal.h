@@ -63,6 +63,15 @@ void daemon_journal_record(const json_t *record);
  * in dependency waves. Returns the number started, or a negative errno (printed). */
 int daemon_autostart(Daemon *d);
 
+/*
+ * After app id was removed from the store (store-methods.c): ends the app methods'
+ * streams on it (logs -f: the final reply; a wait: org.cella.NoSuchApp) and drops
+ * its instance from the supervisor (supervisor_drop_app()). It does not run (the
+ * Remove refused otherwise); a drop that cannot be done now is logged and the
+ * instance stays, stopped (its next start finds it not installed: reload.c).
+ */
+void daemon_app_forget(Daemon *d, const char *id);
+
 /* The exit code a failure gets in status records and `cella ps` (cella's numbering,
  * cli/exit-codes.h). */
 int daemon_exit_code(const SupervisorError *e);

@@ -1,0 +1,152 @@
+"""The seams between cellad's parts (docs/store.md "Updates and running apps",
+docs/daemon.md): an installed app's start runs the version installed at that moment
+with that version's rights, whatever the kernel registered before; an update restarts
+a running app into its new version; Remove and ClearData take a stopped app and drop
+its instance, so that a later install of the id starts afresh. Real sandboxes under a
+bare cellad, through the CLI and the control socket."""
+import json
+import os
+import subprocess
+
+import pytest
+
+from daemon_util import CELLA, ControlError, require_cellad, running_cellad
+
+APP = "org.test.integ"
+# Says its version (from its own folder, /app), then runs until stopped.
+MAIN = '#!/bin/sh\necho "version $(cat /app/version.txt)"\nwhile :; do sleep 0.05; done\n'
+
+
+def write_app(d, version, permissions=()):
+    d.mkdir(exist_ok=True)
+    os.chmod(d, 0o755)
+    (d / "manifest.json").write_text(json.dumps({
+        "id": APP, "version": version, "runtime": "native", "entry": "main.sh",
+        "kind": "service", "permissions": list(permissions)}))
+    (d / "main.sh").write_text(MAIN)
+    os.chmod(d / "main.sh", 0o755)
+    (d / "version.txt").write_text(version + "\n")
+    return d
+
+
+def cella(state, *args, check=0):
+    p = subprocess.run([CELLA, *map(str, args), "--state-dir", str(state)],
+                       capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    if check is not None:
+        assert p.returncode == check, f"cella {args}: {p.returncode}\n{p.stdout}\n{p.stderr}"
+    return p
+
+
+def wait_version(d, version, timeout=30):
+    """Follows the app's log (org.cella.Logs, more: each reply is an event) until its
+    start says `version`."""
+    want = f"version {version}"
+    import socket
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(str(d.socket))
+        s.settimeout(timeout)
+        s.sendall((json.dumps({"method": "org.cella.Logs",
+                               "parameters": {"app": APP, "lines": 1000},
+                               "more": True}) + "\n").encode())
+        f = s.makefile("rb")
+        while True:
+            line = f.readline()
+            assert line, f"cellad ended the log stream before '{want}'"
+            reply = json.loads(line)
+            assert "error" not in reply, reply
+            text = json.dumps(reply["parameters"])
+            if want in text:
+                return
+
+
+def inspect(d):
+    return d.call("org.cella.Inspect", {"app": APP})
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    require_cellad()
+    with running_cellad(tmp_path / "state", "--no-autostart") as d:
+        yield d
+
+
+def test_a_stopped_app_starts_its_newest_version_after_two_updates(daemon, tmp_path):
+    """Registered at 1.0, stopped, updated twice (the store deletes 1.0 at the second
+    update): its next start runs 3.0, not the folder that is gone."""
+    state, src = daemon.state_dir, tmp_path / "src"
+    cella(state, "install", write_app(src, "1.0"))
+    cella(state, "start", APP)
+    wait_version(daemon, "1.0")
+    cella(state, "stop", APP)
+    for v in ("2.0", "3.0"):
+        cella(state, "update", write_app(src, v))
+    assert not (state / "apps" / APP / "1.0").exists()
+    cella(state, "start", APP)
+    wait_version(daemon, "3.0")
+    assert inspect(daemon)["app_dir"].endswith(f"/apps/{APP}/3.0")
+    cella(state, "stop", APP)
+
+
+def test_an_update_restarts_a_running_app_into_the_new_version(daemon, tmp_path):
+    state, src = daemon.state_dir, tmp_path / "src"
+    cella(state, "install", write_app(src, "1.0"))
+    cella(state, "start", APP)
+    wait_version(daemon, "1.0")
+    p = cella(state, "update", "--json", write_app(src, "2.0"))
+    assert json.loads(p.stdout).get("restarted") is True, p.stdout
+    wait_version(daemon, "2.0")
+    # Twice more: a running app never runs a version the store has deleted.
+    cella(state, "update", write_app(src, "3.0"))
+    wait_version(daemon, "3.0")
+    assert inspect(daemon)["app_dir"].endswith("/3.0")
+    cella(state, "stop", APP)
+
+
+def test_rights_follow_the_version_that_starts(daemon, tmp_path):
+    """1.0 requests timer and notify (normal: granted at install); 2.0 only timer:
+    once 2.0 starts, notify is no longer granted; 3.0 asks for it again."""
+    state, src = daemon.state_dir, tmp_path / "src"
+
+    def granted():
+        return {g["right"] for g in inspect(daemon)["grants"] or []}
+
+    cella(state, "install", write_app(src, "1.0", ["timer", "notify"]))
+    cella(state, "start", APP)
+    wait_version(daemon, "1.0")
+    assert {"timer", "notify"} <= granted()
+    cella(state, "update", write_app(src, "2.0", ["timer"]))
+    wait_version(daemon, "2.0")
+    assert "timer" in granted() and "notify" not in granted(), granted()
+    cella(state, "stop", APP)
+    cella(state, "update", write_app(src, "3.0", ["timer", "notify"]))
+    cella(state, "start", APP)
+    wait_version(daemon, "3.0")
+    assert {"timer", "notify"} <= granted()
+    cella(state, "stop", APP)
+
+
+def test_remove_and_clear_data_take_a_stopped_app(daemon, tmp_path):
+    """A stopped app is not in use: ClearData and Remove go through, the instance is
+    dropped (ps no longer lists it), and the id installed again starts afresh."""
+    state, src = daemon.state_dir, tmp_path / "src"
+    cella(state, "install", write_app(src, "1.0"))
+    cella(state, "start", APP)
+    wait_version(daemon, "1.0")
+    # Running: refused, with the state.
+    with pytest.raises(ControlError) as e:
+        daemon.call("org.cella.Remove", {"id": APP})
+    assert e.value.error == "org.cella.AppState"
+    cella(state, "stop", APP)
+    daemon.call("org.cella.ClearData", {"id": APP})
+    daemon.call("org.cella.Remove", {"id": APP})
+    apps = daemon.call("org.cella.Ps", {"all": True})["apps"]
+    assert APP not in {a["id"] for a in apps}, apps
+    with pytest.raises(ControlError) as e:
+        daemon.call("org.cella.Start", {"app": APP})
+    assert e.value.error == "org.cella.NoSuchApp"
+    cella(state, "install", write_app(src, "5.0"))
+    assert inspect(daemon)["state"] == "installed"
+    cella(state, "start", APP)
+    wait_version(daemon, "5.0")
+    assert inspect(daemon)["last_exit"] is None
+    cella(state, "stop", APP)
