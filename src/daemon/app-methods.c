@@ -45,7 +45,9 @@
  * at (ms) besides the kernel's own writes to it. */
 #define APP_LOGS_CHUNK   (64u * 1024u)
 #define APP_LOGS_POLL_MS 250
-#define APP_LOGS_MAX     (4u * 1024u * 1024u) /* bytes of a log sent without "more" */
+/* Bytes of JSON the log's first reply may take: one reply's bound (CONTROL_OUTPUT_MAX),
+ * less room for the envelope. */
+#define APP_LOGS_MAX (CONTROL_OUTPUT_MAX - 4096u)
 
 typedef enum StreamKind {
         STREAM_WAIT_STOPPED, /* Stop: replies once the app has stopped */
@@ -513,71 +515,27 @@ static int logs_send_new(Stream *st)
         if (!buf)
                 return -ENOMEM;
         while ((k = pread(fd, buf, APP_LOGS_CHUNK, (off_t)st->log_pos)) > 0) {
-                st->log_pos += (uint64_t)k;
-                if (control_reply_continues(st->call, json_pack("{s:s, s:s%}", "app",
+                size_t used = 0;
+                /* Valid UTF-8 (a JSON string): a character cut by the chunk waits for
+                 * the next read, an ill-formed byte is sent as U+FFFD. */
+                json_t *data = daemon_log_json_string(buf, (size_t)k, &used);
+
+                if (!data) {
+                        free(buf);
+                        return -ENOMEM;
+                }
+                if (used == 0) {
+                        json_decref(data);
+                        break; /* only the start of a character yet */
+                }
+                st->log_pos += used;
+                if (control_reply_continues(st->call, json_pack("{s:s, s:o}", "app",
                                                                 instance_manifest(st->inst)->id,
-                                                                "data", buf, (size_t)k)) < 0)
+                                                                "data", data)) < 0)
                         break; /* the client is gone or too slow: its abort ends the stream */
         }
         free(buf);
         return k < 0 ? -errno : 0;
-}
-
-/* The last n lines (n 0: all) of path as one string, at most APP_LOGS_MAX bytes,
- * only the lines that came from since_us on (0: all; their times from the file's
- * time index, supervisor/applog.h); and where the file ended (*ret_pos) and its
- * inode. */
-static json_t *logs_tail(int dirfd, const char *name, uint64_t n, int64_t since_us,
-                         uint64_t *ret_pos, uint64_t *ret_ino)
-{
-        _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        _cleanup_free_ char *buf = NULL;
-        _cleanup_free_ AppLogTime *times = NULL;
-        size_t n_times = 0, start = 0, lines = 0, len;
-        struct stat sb;
-        uint64_t from, size;
-        ssize_t k;
-
-        *ret_pos = 0;
-        *ret_ino = 0;
-        if (fd < 0 || fstat(fd, &sb) < 0)
-                return json_string("");
-        size = (uint64_t)sb.st_size;
-        from = size > APP_LOGS_MAX ? size - APP_LOGS_MAX : 0;
-        buf = malloc(size - from + 1);
-        if (!buf)
-                return NULL;
-        k = pread(fd, buf, size - from, (off_t)from);
-        if (k < 0)
-                k = 0;
-        *ret_pos = from + (uint64_t)k;
-        *ret_ino = (uint64_t)sb.st_ino;
-        len = (size_t)k;
-        if (n > 0)
-                for (size_t i = len; i > 0; i--)
-                        if (buf[i - 1] == '\n' && i != len && ++lines == n) {
-                                start = i;
-                                break;
-                        }
-        if (since_us <= 0)
-                return json_stringn(buf + start, len - start);
-        /* The lines before since_us left out, as cella logs --since does. */
-        (void)applog_times_load(dirfd, name, &times, &n_times);
-        {
-                size_t w = start;
-
-                for (size_t i = start; i < len;) {
-                        const char *nl = memchr(buf + i, '\n', len - i);
-                        size_t end = nl ? (size_t)(nl - buf) + 1 : len;
-
-                        if (applog_time_at(times, n_times, from + i) >= since_us) {
-                                memmove(buf + w, buf + i, end - i);
-                                w += end - i;
-                        }
-                        i = end;
-                }
-                return json_stringn(buf + start, w - start);
-        }
 }
 
 static int method_logs(ControlCall *call, json_t *params, void *ud)
@@ -587,7 +545,7 @@ static int method_logs(ControlCall *call, json_t *params, void *ud)
         json_t *lines = json_object_get(params, "lines"), *since = json_object_get(params, "since");
         _cleanup_free_ char *path = NULL, *dir = NULL;
         _cleanup_close_ int dirfd = -EBADF;
-        char name[MANIFEST_ID_MAX + 8];
+        bool truncated = false;
         int64_t since_us = 0;
         uint64_t pos, ino;
         Instance *inst;
@@ -610,15 +568,17 @@ static int method_logs(ControlCall *call, json_t *params, void *ud)
         if (asprintf(&dir, "%s/logs", daemon_state_dir(am->d)) < 0 ||
             asprintf(&path, "%s/%s.log", dir, id) < 0)
                 return -ENOMEM;
-        snprintf(name, sizeof name, "%s.log", id);
         dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-        text = dirfd >= 0 ? logs_tail(dirfd, name, lines ? (uint64_t)json_integer_value(lines) : 0,
-                                      since_us, &pos, &ino)
-                          : (pos = ino = 0, json_string(""));
+        /* The rotated files too, as cella logs reads them (logread.c). */
+        text = dirfd >= 0
+                       ? daemon_log_tail(dirfd, id, lines ? (uint64_t)json_integer_value(lines) : 0,
+                                         since_us, APP_LOGS_MAX, &pos, &ino, &truncated)
+                       : (pos = ino = 0, json_string(""));
         if (!text)
                 return -ENOMEM;
         if (!control_call_more(call))
-                return control_reply(call, json_pack("{s:s, s:o}", "app", id, "data", text));
+                return control_reply(call, json_pack("{s:s, s:o, s:b}", "app", id, "data", text,
+                                                     "truncated", truncated));
         st = stream_new(am, call, STREAM_LOGS, inst);
         if (!st) {
                 json_decref(text);
@@ -628,7 +588,8 @@ static int method_logs(ControlCall *call, json_t *params, void *ud)
         st->log_pos = pos;
         st->log_ino = ino;
         tick_arm(am, APP_LOGS_POLL_MS);
-        return control_reply_continues(call, json_pack("{s:s, s:o}", "app", id, "data", text));
+        return control_reply_continues(call, json_pack("{s:s, s:o, s:b}", "app", id, "data", text,
+                                                       "truncated", truncated));
 }
 
 /* ---- Events ------------------------------------------------------------------------- */

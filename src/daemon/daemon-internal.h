@@ -72,6 +72,30 @@ int daemon_autostart(Daemon *d);
  */
 void daemon_app_forget(Daemon *d, const char *id);
 
+/* logread.c */
+/*
+ * buf (n bytes of an app's output) as a JSON string: valid UTF-8 as it is, each
+ * byte of an ill-formed sequence (base/utf8.h's rule) as U+FFFD. With ret_used (a
+ * stream read in chunks), a character cut at the end is left out and *ret_used says
+ * how many bytes were taken (the caller reads from there next). Returns a new string
+ * or NULL (no memory).
+ */
+json_t *daemon_log_json_string(const char *buf, size_t n, size_t *ret_used);
+
+/*
+ * App id's output log in the folder dirfd, as `cella logs` prints it from the files:
+ * <id>.log.N .. <id>.log.1, then <id>.log (supervisor/applog.h), of which the last
+ * `lines` lines (0: all; a newline that is not the last byte ends a line), only
+ * the lines written at since_us or later (0: all; each file's time index), and of
+ * those the newest whole lines whose JSON string takes at most max_bytes (one
+ * reply's bound; *ret_truncated set when older lines were left out). *ret_pos and *ret_ino: where
+ * <id>.log ended and its inode (0 when it is missing), for a follow. Returns a new JSON string
+ * (daemon_log_json_string()), "" when there is no log, or NULL (no memory).
+ */
+json_t *daemon_log_tail(int dirfd, const char *id, uint64_t lines, int64_t since_us,
+                        size_t max_bytes, uint64_t *ret_pos, uint64_t *ret_ino,
+                        bool *ret_truncated);
+
 /* The exit code a failure gets in status records and `cella ps` (cella's numbering,
  * cli/exit-codes.h). */
 int daemon_exit_code(const SupervisorError *e);

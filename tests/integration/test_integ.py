@@ -6,6 +6,7 @@ its instance, so that a later install of the id starts afresh. Real sandboxes un
 bare cellad, through the CLI and the control socket."""
 import json
 import os
+import socket
 import subprocess
 
 import pytest
@@ -38,15 +39,18 @@ def cella(state, *args, check=0):
 
 
 def wait_version(d, version, timeout=30):
-    """Follows the app's log (org.cella.Logs, more: each reply is an event) until its
-    start says `version`."""
-    want = f"version {version}"
-    import socket
+    """Follows the app's log until its start says `version`."""
+    wait_text(d, APP, f"version {version}", timeout)
+
+
+def wait_text(d, app, want, timeout=30):
+    """Follows app's log (org.cella.Logs, more: each reply is an event) until it
+    holds want."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.connect(str(d.socket))
         s.settimeout(timeout)
         s.sendall((json.dumps({"method": "org.cella.Logs",
-                               "parameters": {"app": APP, "lines": 1000},
+                               "parameters": {"app": app, "lines": 1000},
                                "more": True}) + "\n").encode())
         f = s.makefile("rb")
         while True:
@@ -150,3 +154,42 @@ def test_remove_and_clear_data_take_a_stopped_app(daemon, tmp_path):
     wait_version(daemon, "5.0")
     assert inspect(daemon)["last_exit"] is None
     cella(state, "stop", APP)
+
+
+LOGGER = "org.test.integ.logger"
+# 30,000 numbered lines (1.6 MB: the log rotates at 1 MiB, supervisor/applog.h),
+# then an ill-formed byte, a character cut by nothing, and a marker.
+LOGGER_MAIN = ('#!/bin/sh\nseq -f "line %g of the app that writes a lot" 0 29999\n'
+               "printf 'bad \\377 byte, \\342\\202\\254 euro\\n'\n"
+               "echo all-written\nwhile :; do sleep 1; done\n")
+
+
+def test_logs_through_the_daemon_are_the_files_lines(daemon, tmp_path):
+    """org.cella.Logs gives what `cella logs` prints from the files, the rotated one
+    included, for -n N across the rotation and for the whole log; an ill-formed
+    byte does not fail it (U+FFFD in JSON)."""
+    state = daemon.state_dir
+    d = tmp_path / "logger"
+    d.mkdir()
+    os.chmod(d, 0o755)
+    (d / "manifest.json").write_text(json.dumps({
+        "id": LOGGER, "version": "1.0", "runtime": "native", "entry": "main.sh",
+        "kind": "service"}))
+    (d / "main.sh").write_text(LOGGER_MAIN)
+    os.chmod(d / "main.sh", 0o755)
+    cella(state, "install", d)
+    cella(state, "start", LOGGER)
+    wait_text(daemon, LOGGER, "all-written")
+    assert (state / "logs" / f"{LOGGER}.log.1").exists(), "the log did not rotate"
+    for n in (5, 12000, 29000, 0):
+        files = subprocess.run([CELLA, "logs", "--state-dir", str(state), LOGGER,
+                                *(["-n", str(n)] if n else [])],
+                               capture_output=True, timeout=60).stdout
+        params = {"app": LOGGER, **({"lines": n} if n else {})}
+        got = daemon.call("org.cella.Logs", params)
+        want = files.decode("utf-8", errors="replace")
+        assert got["data"] == want, (n, len(got["data"]), len(want))
+        assert got["truncated"] is False
+    assert "bad \ufffd byte, \u20ac euro\n" in got["data"]
+    assert got["data"].startswith("line 0 of")
+    cella(state, "stop", LOGGER)
