@@ -193,3 +193,65 @@ def test_logs_through_the_daemon_are_the_files_lines(daemon, tmp_path):
     assert "bad \ufffd byte, \u20ac euro\n" in got["data"]
     assert got["data"].startswith("line 0 of")
     cella(state, "stop", LOGGER)
+
+
+def _cgroups(pid):
+    out = {}
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f.read().splitlines():
+            _, ctrl, path = line.split(":", 2)
+            out[ctrl] = path
+    return out
+
+
+def test_two_bare_daemons_do_not_share_a_cgroup_base(tmp_path):
+    """Two cellads of different state directories started from one cgroup each have
+    a base of their own (cellad-d<dev>i<ino>), so that one's orderly stop (which
+    removes its cella/ when empty) never races the other's start of an app (seen:
+    ENOENT "create cgroup"). Then the race itself: one daemon started and stopped
+    again and again while the other starts and stops an app."""
+    require_cellad()
+    import threading
+    from daemon_util import Cellad
+
+    src = tmp_path / "src"
+    src.mkdir()
+    app = write_app(src / "app", "1.0")
+    with running_cellad(tmp_path / "a", "--no-autostart") as a, \
+            running_cellad(tmp_path / "b", "--no-autostart") as b:
+        ca, cb = _cgroups(a.pid), _cgroups(b.pid)
+        for ctrl in ca:
+            if ca[ctrl].endswith("/supervisor"):
+                assert cb[ctrl].endswith("/supervisor"), (ctrl, cb)
+                base_a, base_b = ca[ctrl].rsplit("/", 1)[0], cb[ctrl].rsplit("/", 1)[0]
+                assert base_a != base_b, f"both daemons under {base_a} ({ctrl or 'cgroup2'})"
+                assert base_a.rsplit("/", 1)[1].startswith("cellad-d"), base_a
+        assert b.stop() == 0
+        cella(a.state_dir, "install", app)
+        errors, done = [], threading.Event()
+
+        def churn():
+            try:
+                for i in range(6):
+                    if done.is_set():
+                        return
+                    c = Cellad(tmp_path / "c", "--no-autostart")
+                    try:
+                        c.start()
+                        assert c.stop() == 0, c.log()
+                    finally:
+                        c.close()
+            except Exception as e:  # reported by the main thread
+                errors.append(e)
+
+        t = threading.Thread(target=churn)
+        t.start()
+        try:
+            for i in range(6):
+                cella(a.state_dir, "start", APP)
+                wait_version(a, "1.0")
+                cella(a.state_dir, "stop", APP)
+        finally:
+            done.set()
+            t.join()
+        assert not errors, errors
