@@ -43,8 +43,12 @@
 #define APP_WATCH_MIN_MS 100
 /* Logs: bytes read from the log per reply, and how often a followed log is looked
  * at (ms) besides the kernel's own writes to it. */
-#define APP_LOGS_CHUNK   (64u * 1024u)
-#define APP_LOGS_POLL_MS 250
+/* Events: bytes queued for a client past which its replay waits (a quarter of the
+ * control server's bound), and the taps kept for a client while its replay runs. */
+#define APP_EVENTS_QUEUED   (CONTROL_OUTPUT_MAX / 4u)
+#define APP_EVENTS_LIVE_MAX 4096u
+#define APP_LOGS_CHUNK      (64u * 1024u)
+#define APP_LOGS_POLL_MS    250
 /* Bytes of JSON the log's first reply may take: one reply's bound (CONTROL_OUTPUT_MAX),
  * less room for the envelope. */
 #define APP_LOGS_MAX (CONTROL_OUTPUT_MAX - 4096u)
@@ -77,7 +81,8 @@ struct AppMethods {
         Daemon *d;
         Supervisor *s;
         Stream *streams;
-        uv_timer_t tick; /* ps --watch's rate bound and logs -f's look */
+        struct Replaying *replays; /* Events calls replaying the audit log */
+        uv_timer_t tick;           /* ps --watch's rate bound and logs -f's look */
         bool tick_init;
         uint64_t last_ps_ms;
         uint64_t ps_cost_ms; /* what the last snapshots took to make and send */
@@ -611,30 +616,133 @@ static const char *event_kind(const json_t *rec)
         return "lifecycle";
 }
 
-typedef struct Replay {
-        ControlCall *call;
-        unsigned sent;
-} Replay;
-
-/* audit_read()'s callback: lifecycle, grant and seccomp records, and the calls that
- * were refused, as events. */
-static int replay_record(const json_t *rec, const char *line, size_t len, void *ud)
+/* audit records replayed, as events: lifecycle, grant and seccomp records, and the
+ * calls that were refused. On the replay's thread (replay.c): touches only rec. */
+static json_t *replay_select(const json_t *rec)
 {
-        Replay *r = ud;
         const char *ev = json_string_value(json_object_get(rec, "event"));
         const char *decision = json_string_value(json_object_get(rec, "decision"));
         json_t *o;
 
         if (!ev || (strcmp(ev, "call") == 0 && (!decision || strcmp(decision, "allowed") == 0)))
-                return 0;
+                return NULL;
         o = json_deep_copy(rec);
         if (!o)
-                return -ENOMEM;
+                return NULL;
         json_object_set_new(o, "source", json_string("audit"));
         json_object_set_new(o, "kind", json_string(event_kind(rec)));
-        r->sent++;
-        return control_reply_continues(r->call, json_pack("{s:o}", "event", o)) < 0 ? -EPIPE : 0;
+        return o;
 }
+
+/* The status record rec (a tap) as an event, at time when. */
+static json_t *tap_event(const json_t *rec, const char *when)
+{
+        json_t *o = json_deep_copy(rec);
+
+        if (!o)
+                return NULL;
+        json_object_set_new(o, "time", json_string(when));
+        json_object_set_new(o, "source", json_string("status"));
+        json_object_set_new(o, "kind", json_string(event_kind(rec)));
+        return o;
+}
+
+/* An Events call whose replay of the audit log runs (replay.c). */
+typedef struct Replaying {
+        AppMethods *am;
+        ControlCall *call;
+        DaemonReplay *replay;
+        unsigned sent;
+        json_t *live;     /* with more: the taps during the replay, sent after it */
+        unsigned dropped; /* taps past APP_EVENTS_LIVE_MAX */
+        struct Replaying *next;
+} Replaying;
+
+static void replaying_free(Replaying *rp)
+{
+        for (Replaying **p = &rp->am->replays; *p; p = &(*p)->next)
+                if (*p == rp) {
+                        *p = rp->next;
+                        break;
+                }
+        json_decref(rp->live);
+        free(rp);
+}
+
+static void replay_batch(json_t *events, void *ud)
+{
+        Replaying *rp = ud;
+        size_t i;
+        json_t *ev;
+
+        if (!control_call_more(rp->call)) {
+                rp->sent += (unsigned)json_array_size(events); /* counted only */
+                return;
+        }
+        json_array_foreach(events, i, ev)
+        {
+                if (control_reply_continues(rp->call, json_pack("{s:O}", "event", ev)) < 0)
+                        return; /* gone or too slow: its abort cancels the replay */
+                rp->sent++;
+        }
+}
+
+static bool replay_busy(void *ud)
+{
+        Replaying *rp = ud;
+
+        return control_call_queued(rp->call) > APP_EVENTS_QUEUED;
+}
+
+static void replay_done(int r, const AuditVerifyReport *report, void *ud)
+{
+        Replaying *rp = ud;
+        AppMethods *am = rp->am;
+        ControlCall *call = rp->call;
+        json_t *live = TAKE_PTR(rp->live);
+        unsigned sent = rp->sent, dropped = rp->dropped;
+        size_t i;
+        json_t *ev;
+
+        if (r < 0 && r != -ENOENT)
+                log_warning("events: the audit log's replay stopped: %s",
+                            report->message[0] ? report->message : strerror(-r));
+        control_call_on_abort(call, NULL, NULL);
+        replaying_free(rp);
+        if (!control_call_more(call)) {
+                json_decref(live);
+                (void)control_reply(call, json_pack("{s:I}", "replayed", (json_int_t)sent));
+                return;
+        }
+        if (!stream_new(am, call, STREAM_EVENTS, NULL)) {
+                json_decref(live);
+                (void)control_reply_errno(call, -ENOMEM, NULL);
+                return;
+        }
+        /* A first reply says the stream is live: what follows happens now (the taps
+         * that came during the replay first). */
+        (void)control_reply_continues(call,
+                                      json_pack("{s:b, s:I, s:I}", "live", true, "replayed",
+                                                (json_int_t)sent, "dropped", (json_int_t)dropped));
+        json_array_foreach(live, i, ev)(void)
+                control_reply_continues(call, json_pack("{s:O}", "event", ev));
+        json_decref(live);
+}
+
+static void replay_abort(ControlCall *call, void *ud)
+{
+        Replaying *rp = ud;
+
+        daemon_replay_cancel(rp->replay);
+        replaying_free(rp);
+}
+
+static const DaemonReplayOps replay_ops = {
+        .select = replay_select,
+        .batch = replay_batch,
+        .busy = replay_busy,
+        .done = replay_done,
+};
 
 static void events_tap(const json_t *rec, void *ud)
 {
@@ -648,13 +756,18 @@ static void events_tap(const json_t *rec, void *ud)
 
                 if (st->kind != STREAM_EVENTS)
                         continue;
-                o = json_deep_copy(rec);
-                if (!o)
+                o = tap_event(rec, when);
+                if (o)
+                        control_reply_continues(st->call, json_pack("{s:o}", "event", o));
+        }
+        for (Replaying *rp = am->replays; rp; rp = rp->next) {
+                json_t *o;
+
+                if (!control_call_more(rp->call))
                         continue;
-                json_object_set_new(o, "time", json_string(when));
-                json_object_set_new(o, "source", json_string("status"));
-                json_object_set_new(o, "kind", json_string(event_kind(rec)));
-                control_reply_continues(st->call, json_pack("{s:o}", "event", o));
+                if (json_array_size(rp->live) >= APP_EVENTS_LIVE_MAX || !rp->live ||
+                    !(o = tap_event(rec, when)) || json_array_append_new(rp->live, o) < 0)
+                        rp->dropped++;
         }
 }
 
@@ -663,34 +776,41 @@ static int method_events(ControlCall *call, json_t *params, void *ud)
         AppMethods *am = ud;
         json_t *since = json_object_get(params, "since");
         AuditFilter filter = {};
-        AuditVerifyReport report;
-        Replay replay = {.call = call};
+        Replaying *rp;
         Stream *st;
-        int r = 0;
+        int r;
 
-        if (since) {
-                if (!json_is_string(since) ||
-                    audit_parse_since(json_string_value(since), now_realtime_us(),
-                                      &filter.since_usec) < 0)
-                        return reply_invalid(call, "since",
-                                             "expected an RFC 3339 time or date, or an age "
-                                             "such as 10m, 2h, 1d");
-                filter.has_since = true;
-                r = audit_read(daemon_state_dir(am->d), &filter, replay_record, &replay, &report);
-                if (r < 0 && r != -ENOENT && r != -EPIPE)
-                        log_warning("events: the audit log's replay stopped: %s",
-                                    report.message[0] ? report.message : strerror(-r));
+        if (!since) {
+                if (!control_call_more(call))
+                        return control_reply(call, json_pack("{s:I}", "replayed", (json_int_t)0));
+                st = stream_new(am, call, STREAM_EVENTS, NULL);
+                if (!st)
+                        return -ENOMEM;
+                return control_reply_continues(
+                        call, json_pack("{s:b, s:I}", "live", true, "replayed", (json_int_t)0));
         }
-        /* A client gone (or too slow) during the replay gets no stream: the call ends
-         * here, so that it does not live on, detached, waiting for a final reply. */
-        if (!control_call_more(call) || r == -EPIPE)
-                return control_reply(call, json_pack("{s:I}", "replayed", (json_int_t)replay.sent));
-        st = stream_new(am, call, STREAM_EVENTS, NULL);
-        if (!st)
+        if (!json_is_string(since) ||
+            audit_parse_since(json_string_value(since), now_realtime_us(), &filter.since_usec) < 0)
+                return reply_invalid(call, "since",
+                                     "expected an RFC 3339 time or date, or an age such as 10m, "
+                                     "2h, 1d");
+        filter.has_since = true;
+        /* The replay reads the whole chain: off the loop (replay.c). */
+        rp = calloc(1, sizeof *rp);
+        if (!rp)
                 return -ENOMEM;
-        /* A first reply says the stream is live: what follows happens now. */
-        return control_reply_continues(
-                call, json_pack("{s:b, s:I}", "live", true, "replayed", (json_int_t)replay.sent));
+        *rp = (Replaying){.am = am, .call = call, .live = json_array()};
+        r = daemon_replay_start(daemon_loop(am->d), daemon_state_dir(am->d), &filter, &replay_ops,
+                                rp, &rp->replay);
+        if (r < 0) {
+                json_decref(rp->live);
+                free(rp);
+                return control_reply_errno(call, r, "cannot start the audit log's replay");
+        }
+        rp->next = am->replays;
+        am->replays = rp;
+        control_call_on_abort(call, replay_abort, rp);
+        return 0;
 }
 
 /* ---- state changes and the tick -------------------------------------------------- */

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "audit/audit.h"
 #include "daemon/daemon.h"
 #include "supervisor/control.h"
 #include "supervisor/error.h"
@@ -71,6 +72,36 @@ int daemon_autostart(Daemon *d);
  * instance stays, stopped (its next start finds it not installed: reload.c).
  */
 void daemon_app_forget(Daemon *d, const char *id);
+
+/* replay.c */
+typedef struct DaemonReplay DaemonReplay;
+typedef struct DaemonReplayOps {
+        /* On the replay's thread: the event for audit record rec (a new object), or
+         * NULL to leave it out. Must touch nothing but rec. */
+        json_t *(*select)(const json_t *rec);
+        /* On the loop: a batch of events (a JSON array, borrowed), in the log's order. */
+        void (*batch)(json_t *events, void *userdata);
+        /* On the loop: true while the consumer wants no next batch yet (its client's
+         * queue is long: control_call_queued()); looked at again every 5 ms. */
+        bool (*busy)(void *userdata);
+        /* On the loop, once, at the end (not after daemon_replay_cancel()):
+         * audit_read()'s return and report. */
+        void (*done)(int r, const AuditVerifyReport *report, void *userdata);
+} DaemonReplayOps;
+
+/*
+ * Reads state_dir's audit log (audit_read(), the records filter selects) on a
+ * thread of its own, off the loop, handing ops->select()'s events to ops->batch()
+ * on loop in batches of 256, the next one read only once the loop has taken the
+ * last and ops->busy() says no (backpressure), then ops->done(). Returns 0 and *ret
+ * (it frees itself after done or a cancel), or a negative errno (nothing called).
+ */
+int daemon_replay_start(uv_loop_t *loop, const char *state_dir, const AuditFilter *filter,
+                        const DaemonReplayOps *ops, void *userdata, DaemonReplay **ret);
+
+/* No more callbacks for r (its client went away): the thread stops at its next
+ * record, and r is freed once it has. */
+void daemon_replay_cancel(DaemonReplay *r);
 
 /* logread.c */
 /*

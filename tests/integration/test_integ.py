@@ -8,6 +8,8 @@ import json
 import os
 import socket
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
@@ -255,3 +257,73 @@ def test_two_bare_daemons_do_not_share_a_cgroup_base(tmp_path):
             done.set()
             t.join()
         assert not errors, errors
+
+
+AUDIT_APPEND = os.environ.get(
+    "CELLA_AUDIT_APPEND", str(Path(CELLA).resolve().parents[2] / "tests" / "unit" / "audit-append"))
+
+
+def test_an_events_replay_does_not_stall_the_daemon(tmp_path):
+    """org.cella.Events "since" reads the whole audit log (its hash chain from the
+    first record): 100,000 records two days old, none of them after "since", so the
+    replay sends nothing and only reads. A Ping sent while it reads (the daemon has
+    the log's first file open) is answered before the replay ends: the replay runs
+    off the loop (src/daemon/replay.c). Then a replay of all of them reaches a client
+    that reads slowly in full (backpressure, not the output bound's drop)."""
+    require_cellad()
+    if not os.access(AUDIT_APPEND, os.X_OK):
+        pytest.skip(f"no audit-append at {AUDIT_APPEND} (set CELLA_AUDIT_APPEND)")
+    state = tmp_path / "state"
+    state.mkdir(mode=0o711)
+    rec = json.dumps({"event": "lifecycle", "app": "org.test.integ.old", "what": "state",
+                      "state": "stopped", "from": "background", "time": "2000-01-01T00:00:00Z"})
+    for _ in range(10):
+        subprocess.run([AUDIT_APPEND, "--file-max", "1M", str(state)] + [rec] * 10000, check=True)
+    first = (state / "audit" / "log.000001.jsonl").resolve()
+    with running_cellad(state, "--no-autostart") as d:
+        def reading():
+            for fd in os.listdir(f"/proc/{d.pid}/fd"):
+                try:
+                    if os.readlink(f"/proc/{d.pid}/fd/{fd}") == str(first):
+                        return True
+                except OSError:
+                    pass
+            return False
+
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as ev, \
+                socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as ping:
+            ev.connect(str(d.socket))
+            ping.connect(str(d.socket))
+            ev.settimeout(300)
+            ping.settimeout(300)
+            ev.sendall(b'{"method":"org.cella.Events","parameters":{"since":"1d"},"more":true}\n')
+            deadline = time.monotonic() + 30
+            while not reading():
+                assert time.monotonic() < deadline, "the daemon never opened the audit log"
+            ping.sendall(b'{"method":"org.cella.Ping","parameters":{}}\n')
+            pong = json.loads(ping.makefile("rb").readline())
+            assert pong["parameters"]["pid"] == d.pid
+            # The replay was still reading when the Ping was answered.
+            still = reading()
+            live = json.loads(ev.makefile("rb").readline())
+            assert live["parameters"] == {"live": True, "replayed": 0, "dropped": 0}, live
+            assert still, "the replay ended before the Ping was answered: it ran on the loop"
+
+        # All 100,000 to a client that reads them slowly (a 64 KiB buffer at a time).
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as ev:
+            ev.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            ev.connect(str(d.socket))
+            ev.settimeout(300)
+            ev.sendall(b'{"method":"org.cella.Events","parameters":{"since":"2000-01-01"},'
+                       b'"more":true}\n')
+            f = ev.makefile("rb")
+            n = 0
+            while True:
+                line = f.readline()
+                assert line, f"the daemon dropped the client after {n} events"
+                r = json.loads(line)
+                assert "error" not in r, (n, r)
+                if "live" in r["parameters"]:
+                    break
+                n += 1
+            assert n == 100000 and r["parameters"]["replayed"] == 100000, (n, r)
