@@ -38,7 +38,7 @@ int owned_check_fd(int fd, const char *path)
 
 /* fd (the directory path names) and each directory above it, up to "/": owned by
  * us or root, not writable by group or others unless sticky. */
-static int check_chain(int fd, const char *path, const char *state_dir)
+static int check_chain(int fd, const char *path, const char *what, const char *state_dir)
 {
         _cleanup_close_ int cur = -EBADF;
         _cleanup_free_ char *name = realpath(path, NULL);
@@ -57,11 +57,11 @@ static int check_chain(int fd, const char *path, const char *state_dir)
                         return 0; /* "/" is its own parent */
                 if ((st.st_uid != me && st.st_uid != 0) ||
                     ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX))) {
-                        log_error("%s, on the way to the state directory %s, is owned by uid %u "
+                        log_error("%s, on the way to %s %s, is owned by uid %u "
                                   "with mode %04o: whoever may write it can swap the state "
                                   "directory; expected owner root or uid %u, not writable by "
                                   "group or others (unless sticky, as /tmp)",
-                                  name ?: "a directory", state_dir, (unsigned)st.st_uid,
+                                  name ?: "a directory", what, state_dir, (unsigned)st.st_uid,
                                   (unsigned)(st.st_mode & 07777), (unsigned)me);
                         return -EPERM;
                 }
@@ -81,6 +81,22 @@ static int check_chain(int fd, const char *path, const char *state_dir)
                 }
         }
         return -ELOOP;
+}
+
+int dir_open_trusted(const char *path)
+{
+        _cleanup_close_ int fd = -EBADF;
+        int r;
+
+        if (!path || !*path)
+                return -EINVAL;
+        fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        r = check_chain(fd, path, "the folder", path);
+        if (r < 0)
+                return r;
+        return TAKE_FD(fd);
 }
 
 int state_dir_open(const char *path, bool create)
@@ -128,7 +144,7 @@ int state_dir_open_quiet(const char *path, bool create, bool *ret_created)
                                         parent, path);
                 return r;
         }
-        r = check_chain(pfd, parent, path);
+        r = check_chain(pfd, parent, "the state directory", path);
         if (r < 0)
                 return r;
 
@@ -183,4 +199,21 @@ int owned_subdir_open(int dirfd, const char *name, mode_t mode, const char *path
         if (r < 0)
                 return r;
         return TAKE_FD(fd);
+}
+
+const char *state_dir_default(void)
+{
+        static char buf[4096];
+        const char *x = getenv("CELLA_STATE_DIR");
+
+        if (x && *x)
+                return x;
+        if (geteuid() == 0)
+                return "/var/lib/cella";
+        x = getenv("XDG_STATE_HOME");
+        if (x && x[0] == '/')
+                snprintf(buf, sizeof buf, "%s/cella", x);
+        else
+                snprintf(buf, sizeof buf, "%s/.local/state/cella", getenv("HOME") ?: "/");
+        return buf;
 }

@@ -12,6 +12,15 @@
 #include <stdbool.h>
 #include <sys/stat.h>
 
+/*
+ * The state directory when no --state-dir names one, the same for `cella` and
+ * `cellad` (docs/cli.md, docs/daemon.md): $CELLA_STATE_DIR when set and not empty,
+ * else /var/lib/cella as root, else $XDG_STATE_HOME/cella when that is an absolute
+ * path (XDG Base Directory Specification), else $HOME/.local/state/cella. Returns
+ * a static string or the environment's, which live until exit (not thread-safe).
+ */
+const char *state_dir_default(void);
+
 /* The mode a state directory is created with. */
 #define STATE_DIR_MODE 0711
 
@@ -51,6 +60,16 @@ int state_dir_open(const char *path, bool create);
  * (false when it was there): for a kernel, whose stderr is not yet non-blocking when
  * it opens its state, and says it later. */
 int state_dir_open_quiet(const char *path, bool create, bool *ret_created);
+
+/*
+ * Opens the directory path (O_DIRECTORY, through symlinks) and checks it and every
+ * directory above it as state_dir_open() checks the parent of a state directory:
+ * each owned by geteuid() or root, and not writable by group or others unless
+ * sticky. For a file cella makes in a directory it was given (cellad's --socket):
+ * nobody else can swap or replace it there. Returns the fd (O_CLOEXEC), or -errno:
+ * -EPERM (logged, naming the directory and what was found), -ENOENT, -ENOTDIR.
+ */
+int dir_open_trusted(const char *path);
 
 /*
  * Makes dirfd/name if missing (mode, & ~umask) and opens it, not through a symlink,

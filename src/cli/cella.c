@@ -43,6 +43,8 @@ static const CliCommand commands[] = {
          cli_inspect},
         {"events", "lifecycle, permission, memory and kill events, as they happen (cellad)",
          cli_events},
+        {"exec", "run a command inside a running app's sandbox, as confined as it (cellad, root)",
+         cli_exec},
         {"top", "a live table of the apps by CPU and memory, refreshed like top(1)", cli_top},
 };
 
@@ -57,23 +59,6 @@ static void usage(FILE *f)
                 fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
         fprintf(f, "\nRun 'cella COMMAND --help' for a command's options. "
                    "Exit codes are listed in docs/cli.md.\n");
-}
-
-const char *cli_default_state_dir(void)
-{
-        static char buf[4096];
-        const char *x = getenv("CELLA_STATE_DIR");
-
-        if (x && *x)
-                return x;
-        if (geteuid() == 0)
-                return "/var/lib/cella";
-        x = getenv("XDG_STATE_HOME");
-        if (x && x[0] == '/')
-                snprintf(buf, sizeof buf, "%s/cella", x);
-        else
-                snprintf(buf, sizeof buf, "%s/.local/state/cella", getenv("HOME") ?: "/");
-        return buf;
 }
 
 int main(int argc, char **argv)

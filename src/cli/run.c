@@ -17,7 +17,9 @@
 #include "base/strv.h"
 #include "cli/cli.h"
 #include "policy/capability.h"
+#include "cli/daemon-client.h"
 #include "cli/exit-codes.h"
+#include "cli/run-client.h"
 #include "supervisor/run.h"
 #include "supervisor/state.h"
 
@@ -29,7 +31,14 @@ enum {
         ARG_NO_PROMPT,
         ARG_ROOT,
         ARG_RAW_OUTPUT,
+        ARG_EMBEDDED,
 };
+
+/* --embedded: the kernel in this process even when a cellad runs. kernel_only: an
+ * option only an embedded kernel honours was given (-t, --json-status, --root,
+ * --uid-range, --cgroup-mode), so this run embeds too (docs/cli.md "Through
+ * cellad"). */
+static bool embedded, kernel_only;
 
 /* cella run's own: -t. In KERNEL_OPTIONS so one getopt table serves both; cella
  * boot's optstring has no 't', and it refuses --tty itself. */
@@ -42,8 +51,8 @@ enum {
                 {"no-prompt", no_argument, NULL, ARG_NO_PROMPT},                                   \
                 {"root", required_argument, NULL, ARG_ROOT},                                       \
                 {"raw-output", no_argument, NULL, ARG_RAW_OUTPUT},                                 \
-                {"tty", no_argument, NULL, 't'}, {"verbose", no_argument, NULL, 'v'},              \
-                {"help", no_argument, NULL, 'h'},                                                  \
+                {"embedded", no_argument, NULL, ARG_EMBEDDED}, {"tty", no_argument, NULL, 't'},    \
+                {"verbose", no_argument, NULL, 'v'}, {"help", no_argument, NULL, 'h'},             \
         {                                                                                          \
         }
 
@@ -61,6 +70,10 @@ static void kernel_options_usage(FILE *f)
                 "                           sequences included (default: shown inert, as cat -v)\n"
                 "      --uid-range BASE:N   host ids for new apps, %u per app (default %u:%u)\n"
                 "      --cgroup-mode MODE   auto, v1, v2 or hybrid (default auto)\n"
+                "      --embedded           the kernel in this command even when a cellad runs\n"
+                "                           for the state directory (else it runs there;\n"
+                "                           -t, --json-status, --root, --uid-range and\n"
+                "                           --cgroup-mode imply it)\n"
                 "  -v, --verbose            more messages\n"
                 "  -h, --help               this text\n",
                 cli_default_state_dir(), STATE_IDS_PER_APP, STATE_UID_BASE_DEFAULT,
@@ -108,7 +121,13 @@ static int kernel_option(int c, const char *arg, KernelOptions *k)
         unsigned long long v, n;
         int code;
 
+        if (c == ARG_JSON_STATUS || c == ARG_UID_RANGE || c == ARG_CGROUP_MODE || c == ARG_ROOT ||
+            c == 't')
+                kernel_only = true;
         switch (c) {
+        case ARG_EMBEDDED:
+                embedded = true;
+                return 0;
         case ARG_STATE_DIR:
                 return cli_state_dir_arg(arg, &k->state_dir);
         case ARG_JSON_STATUS:
@@ -249,8 +268,26 @@ static void run_usage(FILE *f)
                    "128+N app killed by signal N; 240-255 cella's own failures (docs/cli.md).\n");
 }
 
+/* Whether this run goes through the state directory's cellad: it answers, and
+ * nothing asks for an embedded kernel. */
+static bool through_daemon(const KernelOptions *k)
+{
+        return !embedded && !kernel_only && cli_daemon_running(k->state_dir);
+}
+
+/* The folder cellad passes as /proc/self/fd/N (run-methods.c), by its canonical
+ * path, so that the messages name the folder, not the fd (*keep holds it). */
+static const char *folder_of_fd(const char *dir, char **keep)
+{
+        if (strncmp(dir, "/proc/self/fd/", 14) != 0)
+                return dir;
+        *keep = realpath(dir, NULL);
+        return *keep ?: dir;
+}
+
 int cli_run(int argc, char **argv)
 {
+        _cleanup_free_ char *real = NULL;
         RunOptions o = {};
         SupervisorError err = {};
         int code, r = 0;
@@ -268,6 +305,12 @@ int cli_run(int argc, char **argv)
                 if (optind < argc && strcmp(argv[optind], "--") == 0)
                         optind++;
                 o.extra_args = argv + optind;
+                if (through_daemon(&o.k)) {
+                        code = cli_run_through_daemon("run", &o.k, o.app_dir, o.extra_args, false);
+                        strv_free(o.k.roots);
+                        return code;
+                }
+                o.app_dir = folder_of_fd(o.app_dir, &real);
                 r = supervisor_run(&o, &err);
         }
         code = kernel_exit(&o.k, r, &err);
@@ -294,6 +337,7 @@ static void boot_usage(FILE *f)
 
 int cli_boot(int argc, char **argv)
 {
+        _cleanup_free_ char *real = NULL;
         BootOptions o = {};
         SupervisorError err = {};
         int code, r = 0;
@@ -311,6 +355,12 @@ int cli_boot(int argc, char **argv)
                 r = -err.error;
         } else {
                 o.dir = argv[optind];
+                if (through_daemon(&o.k)) {
+                        code = cli_run_through_daemon("boot", &o.k, o.dir, NULL, true);
+                        strv_free(o.k.roots);
+                        return code;
+                }
+                o.dir = folder_of_fd(o.dir, &real);
                 r = supervisor_boot(&o, &err);
         }
         code = kernel_exit(&o.k, r, &err);

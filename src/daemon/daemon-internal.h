@@ -32,6 +32,7 @@ struct Daemon {
         Control *control;   /* the supervisor's, also on socket_path (daemon_control_setup) */
         int n_listen_fds;   /* sockets systemd passed (sd_listen_fds) */
         int listen_fd;      /* our own public socket (bound here or handed over), or -EBADF */
+        char *exe_path;     /* the binary SIGHUP executes (daemon_exe_path()), or NULL */
         bool notify;        /* $NOTIFY_SOCKET is set: sd_notify() is heard */
         bool journal;       /* stderr is the journal: log with sd_journal_send() */
         bool stop_told;     /* STOPPING=1 sent */
@@ -43,6 +44,7 @@ struct Daemon {
         uv_timer_t shutdown; /* org.cella.Shutdown: the stop starts after the reply */
         uv_signal_t hup;
         uv_signal_t stop[2]; /* SIGTERM, SIGINT: STOPPING=1 (the supervisor stops the apps) */
+        struct DaemonPool *pool; /* --warm's sandboxes (pool.h); NULL: none */
 };
 
 /* STATUS= (throttled to DAEMON_STATUS_INTERVAL_MS) after a state change. */
@@ -130,3 +132,9 @@ json_t *daemon_log_tail(int dirfd, const char *id, uint64_t lines, int64_t since
 /* The exit code a failure gets in status records and `cella ps` (cella's numbering,
  * cli/exit-codes.h). */
 int daemon_exit_code(const SupervisorError *e);
+
+/* run-methods.c, exec-methods.c: before a re-exec, the runs (org.cella.Run) and the
+ * commands (org.cella.Exec) in flight are killed and reaped: the new image would
+ * know neither them nor their clients, whose connections the exec closes. */
+void daemon_runs_end(void);
+void daemon_execs_end(void);

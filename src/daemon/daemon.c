@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@
 #include "cli/exit-codes.h"
 #include "config.h"
 #include "daemon/daemon-internal.h"
+#include "daemon/pool.h"
 #include "supervisor/control.h"
 #include "supervisor/run.h"
 
@@ -221,6 +223,51 @@ static void on_stop_signal(uv_signal_t *h, int signum)
                 d->stop_told = true;
                 (void)sd_notify(0, "STOPPING=1\nSTATUS=stopping every app");
         }
+        daemon_pool_empty(d->pool);
+}
+
+/*
+ * The file SIGHUP executes: the path this image was executed from, as
+ * /proc/self/exe names it, so that a binary upgraded in place (a package manager
+ * renames the new file over the old one) is the one that runs, not the old inode
+ * that /proc/self/exe still opens. Only a file root alone could have put there
+ * (owned by root or us, not writable by group or others, in a folder chain
+ * dir_open_trusted() accepts): else NULL, and the re-exec runs /proc/self/exe, the
+ * image already running. *ret_why says why not (a static string).
+ */
+static char *daemon_exe_path(const char **ret_why)
+{
+        _cleanup_free_ char *p = NULL;
+        _cleanup_close_ int dfd = -EBADF;
+        char buf[PATH_MAX], *slash;
+        struct stat st;
+        ssize_t n;
+
+        *ret_why = NULL;
+        n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+        if (n <= 0) {
+                *ret_why = "/proc/self/exe cannot be read";
+                return NULL;
+        }
+        buf[n] = 0;
+        /* The old file was removed or renamed over: the path is the new one. */
+        if (n > 10 && strcmp(buf + n - 10, " (deleted)") == 0)
+                buf[n - 10] = 0;
+        slash = strrchr(buf, '/');
+        if (buf[0] != '/' || !slash) {
+                *ret_why = "its path is not absolute";
+                return NULL;
+        }
+        p = strndup(buf, slash == buf ? 1 : (size_t)(slash - buf));
+        if (!p)
+                return NULL;
+        dfd = dir_open_trusted(p);
+        if (dfd < 0 || fstatat(dfd, slash + 1, &st, 0) < 0 || !S_ISREG(st.st_mode) ||
+            (st.st_uid != 0 && st.st_uid != geteuid()) || (st.st_mode & (S_IWGRP | S_IWOTH))) {
+                *ret_why = "it, or a folder above it, may be written by another user";
+                return NULL;
+        }
+        return strdup(buf);
 }
 
 /* Appends opt and "a,b,c" of l to *argv (nothing for an empty l). 0 or -ENOMEM. */
@@ -255,9 +302,10 @@ static int extend_list(char ***argv, const char *opt, char **l)
 static void daemon_reexec(Daemon *d)
 {
         _cleanup_strv_free_ char **argv = NULL;
-        char fdbuf[16], mode[16];
-        const char *exe = d->o.exe ?: "/proc/self/exe";
-        int fl;
+        char fdbuf[16], mode[16], warm[16];
+        const char *exe = d->o.exe ?: d->exe_path ?: "/proc/self/exe";
+        sigset_t block, saved;
+        int fl, r;
 
         if (supervisor_stopping(d->sup)) {
                 log_info("SIGHUP while stopping: ignored");
@@ -273,6 +321,10 @@ static void daemon_reexec(Daemon *d)
                 (void)sd_notify(0, buf);
         }
         snprintf(fdbuf, sizeof fdbuf, "%d", d->lock_fd);
+        snprintf(warm, sizeof warm, "%u", d->o.warm);
+        /* The warm sandboxes are this image's children: killed and reaped now,
+         * the new image makes its own. */
+        daemon_pool_empty(d->pool);
         snprintf(mode, sizeof mode, "%s",
                  d->o.cgroup_mode == CGROUP_MODE_V1       ? "v1"
                  : d->o.cgroup_mode == CGROUP_MODE_V2     ? "v2"
@@ -286,6 +338,7 @@ static void daemon_reexec(Daemon *d)
             (d->o.no_autostart && strv_extend(&argv, "--no-autostart") < 0) ||
             (log_verbose > 0 && strv_extend(&argv, "--verbose") < 0) ||
             strv_extend(&argv, "--lock-fd") < 0 || strv_extend(&argv, fdbuf) < 0 ||
+            strv_extend(&argv, "--warm") < 0 || strv_extend(&argv, warm) < 0 ||
             extend_list(&argv, "--read-users", d->o.read_users) < 0 ||
             extend_list(&argv, "--read-groups", d->o.read_groups) < 0) {
                 log_error("SIGHUP: cannot re-execute: out of memory");
@@ -314,8 +367,20 @@ static void daemon_reexec(Daemon *d)
                 if (fl >= 0)
                         (void)fcntl(SD_LISTEN_FDS_START + i, F_SETFD, fl & ~FD_CLOEXEC);
         }
+        daemon_runs_end(); /* client: run-methods.c, exec-methods.c */
+        /* A SIGHUP, SIGTERM or SIGINT that comes while the new image starts, before
+         * it handles them again, must wait for it, not take the default action
+         * (the end of cellad, and under systemd of its apps): the mask crosses the
+         * exec, and daemon_run() unblocks them once its handlers are in place. */
+        sigemptyset(&block);
+        sigaddset(&block, SIGHUP);
+        sigaddset(&block, SIGTERM);
+        sigaddset(&block, SIGINT);
+        (void)sigprocmask(SIG_BLOCK, &block, &saved);
         execv(exe, argv);
-        log_error_errno(negative_errno(), "SIGHUP: cannot re-execute %s: %m; running on", exe);
+        r = negative_errno();
+        (void)sigprocmask(SIG_SETMASK, &saved, NULL);
+        log_error_errno(r, "SIGHUP: cannot re-execute %s: %m; running on", exe);
         (void)fcntl(d->lock_fd, F_SETFD, FD_CLOEXEC);
         if (d->listen_fd >= 0)
                 (void)fcntl(d->listen_fd, F_SETFD, FD_CLOEXEC);
@@ -418,6 +483,15 @@ int daemon_run(const DaemonOptions *o)
         d.state_dir = o->state_dir;
         d.notify = getenv("NOTIFY_SOCKET") != NULL;
         d.journal = daemon_stderr_is_journal();
+        if (!o->exe) {
+                const char *why = NULL;
+
+                d.exe_path = daemon_exe_path(&why);
+                if (!d.exe_path && why)
+                        log_warning("SIGHUP will run this image again, not an upgraded one: "
+                                    "its binary's path is refused (%s)",
+                                    why);
+        }
         d.state_fd = state_dir_open(o->state_dir, true);
         if (d.state_fd < 0)
                 goto out;
@@ -465,6 +539,17 @@ int daemon_run(const DaemonOptions *o)
                 log_error("cannot set up the event loop: %s", uv_strerror(r));
                 goto out;
         }
+        {
+                /* Handled from here on: what a re-exec blocked (daemon_reexec()) comes
+                 * now, and is handled on the loop. */
+                sigset_t ss;
+
+                sigemptyset(&ss);
+                sigaddset(&ss, SIGHUP);
+                sigaddset(&ss, SIGTERM);
+                sigaddset(&ss, SIGINT);
+                (void)sigprocmask(SIG_UNBLOCK, &ss, NULL);
+        }
         r = daemon_control_setup(&d);
         if (r < 0)
                 goto out;
@@ -475,6 +560,10 @@ int daemon_run(const DaemonOptions *o)
                 r = daemon_store_methods(&d);
         if (r >= 0)
                 r = daemon_app_methods(&d);
+        if (r >= 0)
+                r = daemon_run_methods(&d); /* client: run-methods.c */
+        if (r >= 0)
+                r = daemon_exec_methods(&d); /* client: exec-methods.c */
         if (r < 0) {
                 log_error_errno(r, "cannot start: %m");
                 goto out;
@@ -488,6 +577,9 @@ int daemon_run(const DaemonOptions *o)
                 log_warning_errno(r, "cannot sweep leftover cgroups: %m");
         if (!o->no_autostart)
                 (void)daemon_autostart(&d);
+        r = daemon_pool_start(&d, o->warm, &d.pool);
+        if (r < 0)
+                goto out;
 
         daemon_ready(&d);
         supervisor_loop(d.sup);
@@ -498,6 +590,7 @@ int daemon_run(const DaemonOptions *o)
         log_info("every app has stopped; exiting");
 out:
         if (d.sup) {
+                daemon_pool_free(TAKE_PTR(d.pool));
                 daemon_close_handles(&d);
                 daemon_control_done(&d);
                 /* Out of the cgroup leaf while the manager lives (freed with the
@@ -516,6 +609,7 @@ out:
         safe_close(d.lock_fd);
         safe_close(d.state_fd);
         free(d.socket_path_buf);
+        free(d.exe_path);
         return code;
 }
 

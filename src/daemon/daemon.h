@@ -67,6 +67,7 @@ typedef struct DaemonOptions {
         const char *exe;   /* what SIGHUP re-executes: NULL: /proc/self/exe */
         char **argv;       /* the command line to re-execute with (borrowed) */
         bool no_autostart; /* --no-autostart: start no installed app at start */
+        unsigned warm;     /* --warm N: warm sandboxes kept ready (pool.c); 0 none */
         /* --read-users, --read-groups: names or numeric ids the read-only methods are
          * opened to (docs/api.md, "Who may call"); NULL for none. Borrowed. */
         char **read_users;
@@ -100,6 +101,10 @@ uv_loop_t *daemon_loop(Daemon *d);
 int daemon_adopt(Daemon *d);
 int daemon_store_methods(Daemon *d);
 int daemon_app_methods(Daemon *d);
+/* org.cella.Run and org.cella.RunSignal: `cella run` through the daemon (run-methods.c). */
+int daemon_run_methods(Daemon *d);
+/* org.cella.Exec: `cella exec`, a command in a running app's sandbox (exec-methods.c). */
+int daemon_exec_methods(Daemon *d);
 
 /*
  * The cgroup layout of the daemon (docs/daemon.md, "Cgroups"), per hierarchy: its

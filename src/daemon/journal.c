@@ -36,8 +36,11 @@ bool daemon_stderr_is_journal(void)
         return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
 }
 
-/* "KEY=value" with value cut at DAEMON_JOURNAL_FIELD_MAX bytes and its newlines
- * made spaces (one entry, one line when shown). NULL on -ENOMEM. */
+/* "KEY=value" with value cut at DAEMON_JOURNAL_FIELD_MAX bytes and every control
+ * character a terminal acts on made a space: C0 (newlines included: one entry, one
+ * line when shown), DEL, and C1 (UTF-8 C2 80..C2 9F, CSI among them), so a value
+ * that came from an app cannot move the cursor or fake a line in whatever shows
+ * the journal (journalctl --all prints the bytes as they are). NULL on -ENOMEM. */
 static char *field(const char *key, const char *value)
 {
         size_t k = strlen(key), n = strnlen(value, DAEMON_JOURNAL_FIELD_MAX);
@@ -47,8 +50,15 @@ static char *field(const char *key, const char *value)
                 return NULL;
         memcpy(s, key, k);
         s[k] = '=';
-        for (size_t i = 0; i < n; i++)
-                s[k + 1 + i] = value[i] == '\n' || value[i] == '\r' ? ' ' : value[i];
+        for (size_t i = 0; i < n; i++) {
+                unsigned char ch = (unsigned char)value[i];
+                bool c1 = ch == 0xc2 && i + 1 < n && (unsigned char)value[i + 1] >= 0x80 &&
+                          (unsigned char)value[i + 1] <= 0x9f;
+
+                s[k + 1 + i] = ch < 0x20 || ch == 0x7f || c1 ? ' ' : (char)ch;
+                if (c1)
+                        s[k + 1 + ++i] = ' ';
+        }
         s[k + 1 + n] = 0;
         return s;
 }

@@ -5,6 +5,7 @@
  * --socket), or the one systemd passed (cellad.socket, sd_listen_fds(3)).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/statedir.h"
 #include "base/macro.h"
 #include "base/strv.h"
 #include "config.h"
@@ -170,33 +172,56 @@ static int daemon_readers(Daemon *d)
 /*
  * The public socket at path, bound by the daemon itself so that it can hand it over a
  * re-exec (--listen-fd): bound under "<path>.<pid>.tmp", made 0666, listening, then
- * renamed over path (a stale socket of a dead daemon goes: we hold the lock). Returns
- * the listening fd (O_CLOEXEC) or a negative errno (printed).
+ * renamed over path (a stale socket of a dead daemon goes: we hold the lock).
+ *
+ * path's directory must be one only root can change (dir_open_trusted(): it and
+ * every directory above it writable by root alone, or sticky as /tmp), and the
+ * chmod and rename go through its fd, the chmod never through a symlink (a file
+ * swapped in between bind() and chmod() could otherwise be any file of the host
+ * made 0666). Returns the
+ * listening fd (O_CLOEXEC) or a negative errno (printed).
  */
 static int daemon_bind(const char *path)
 {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        _cleanup_free_ char *tmp = NULL;
-        _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ char *tmp = NULL, *dir = NULL;
+        _cleanup_close_ int fd = -EBADF, dfd = -EBADF;
+        const char *base = strrchr(path, '/');
+        int n, r;
 
-        if (asprintf(&tmp, "%s.%d.tmp", path, (int)getpid()) < 0)
+        if (!base || !base[1])
+                return log_error_errno(-EINVAL, "cannot listen on %s: not a file's path", path);
+        dir = base == path ? strdup("/") : strndup(path, (size_t)(base - path));
+        base++;
+        if (!dir || asprintf(&tmp, "%s.%d.tmp", base, (int)getpid()) < 0)
                 return log_error_errno(-ENOMEM, "cannot listen on %s: %m", path);
-        if (strlen(tmp) >= sizeof sa.sun_path)
+        if (strlen(path) + strlen(tmp) - strlen(base) >= sizeof sa.sun_path)
                 return log_error_errno(-ENAMETOOLONG,
                                        "cannot listen on %s: %m (a socket's path has at most "
                                        "%zu bytes; pass a shorter --socket)",
-                                       path, sizeof sa.sun_path - 1 - (strlen(tmp) - strlen(path)));
-        memcpy(sa.sun_path, tmp, strlen(tmp) + 1);
+                                       path, sizeof sa.sun_path - 1 - (strlen(tmp) - strlen(base)));
+        dfd = dir_open_trusted(dir);
+        if (dfd < 0)
+                return log_error_errno(dfd,
+                                       "cannot listen on %s: %m (its directory %s must be "
+                                       "writable by root alone, or sticky as /tmp)",
+                                       path, dir);
+        /* By its path, which only root can change (checked above): the socket's
+         * name (getsockname(), ss -x) is the path, which a re-exec checks. */
+        n = snprintf(sa.sun_path, sizeof sa.sun_path, "%s.%d.tmp", path, (int)getpid());
+        if (n < 0 || (size_t)n >= sizeof sa.sun_path)
+                return log_error_errno(-ENAMETOOLONG, "cannot listen on %s: %m", path);
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return log_error_errno(negative_errno(), "cannot listen on %s: %m", path);
-        (void)unlink(tmp);
+        (void)unlinkat(dfd, tmp, 0);
         if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
                 return log_error_errno(negative_errno(), "cannot listen on %s: %m", path);
-        if (chmod(tmp, 0666) < 0 || listen(fd, SOMAXCONN) < 0 || rename(tmp, path) < 0) {
-                int r = negative_errno();
-
-                (void)unlink(tmp);
+        /* 0666: anyone may connect; what each may call is checked per method. */
+        if (fchmodat(dfd, tmp, 0666, AT_SYMLINK_NOFOLLOW) < 0 || listen(fd, SOMAXCONN) < 0 ||
+            renameat(dfd, tmp, dfd, base) < 0) {
+                r = negative_errno();
+                (void)unlinkat(dfd, tmp, 0);
                 return log_error_errno(r, "cannot listen on %s: %m", path);
         }
         return TAKE_FD(fd);

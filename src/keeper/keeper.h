@@ -88,7 +88,7 @@ typedef struct KeeperRecord {
         uint64_t oom_kills_before;         /* Sandbox.oom_kills_before */
         uint32_t restarts;                 /* restarts so far by its policy */
         uint32_t fds;                      /* bit (1 << KeeperFd) for each fd present */
-        char cgroup_name[KEEPER_NAME_MAX]; /* "<label>@<owner pid>", "" for none */
+        char cgroup_name[KEEPER_NAME_MAX]; /* "<label>@<owner>", "" for none */
         /* The cgroup2 leaf's directory, for cgroup.kill at the grace's end; "" for
          * none. Must be under /sys/fs/cgroup/ with no ".." (the keeper checks). */
         char cgroup_kill[KEEPER_PATH_MAX];

@@ -107,7 +107,11 @@ const CgroupOps *cgroup_manager_ops(const CgroupManager *m);
  *   - else its cgroup when it is that cgroup's only process (a service of its own);
  *   - else "<its cgroup>/<base>", made (a cgroup shared with a shell, on v1 and the
  *     controller-less cgroup2 of a hybrid host), or "<hierarchy root>/<base>" on
- *     pure v2 (the shell's cgroup could have no child with controllers).
+ *     pure v2 (the shell's cgroup could have no child with controllers);
+ *   - "<hierarchy root>/<base>" when its cgroup, or one above it, could be changed
+ *     by another user (owned by neither root nor geteuid(), or writable by group or
+ *     others: a cgroup systemd delegated to a user): that user could otherwise
+ *     rename, remove or make the apps' cgroups and undo their limits.
  * leaf and base: one path component each, not "cella". Call before any thread or
  * child exists (cgroup.procs moves the whole process). Returns 0, -EINVAL, or the
  * -errno of the mkdir or cgroup.procs write that failed (the process may then be

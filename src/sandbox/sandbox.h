@@ -216,6 +216,53 @@ typedef struct Sandbox {
 int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, SandboxError *err);
 
 /*
+ * Warm sandboxes (spawn.c, "warm sandboxes"; docs/daemon.md, "The warm pool"):
+ * children cloned ahead with every step of a spawn that belongs to no app done
+ * (namespaces, network namespace, the jail's skeleton), each finished for one app
+ * by sandbox_spawn_warm(), or killed unused. Used by cellad's pool.
+ */
+typedef struct SandboxWarm SandboxWarm;
+
+/* A warm sandbox has room for this many spec binds (its root tmpfs's inodes) and
+ * passes this many fds (stdio, channel, pty socket, bind fds); a spec with more,
+ * or with extra_fds, takes a cold sandbox_spawn(). */
+#define SANDBOX_WARM_MAX_BINDS 64
+#define SANDBOX_WARM_MAX_FDS   16
+
+/*
+ * Clones a warm sandbox whose init will be init_path (a host path, or NULL: the
+ * built-in loop; a spec with another init_path does not fit it). Returns at once,
+ * the child preparing on its own (about 1 ms of its CPU): 0 and *ret, or -errno
+ * (clone3, fork, mmap). Call from the thread that will spawn with it: the child
+ * dies with that thread (PR_SET_PDEATHSIG) until it has an app. Single-threaded
+ * callers only, as sandbox_spawn().
+ */
+int sandbox_warm_new(const char *init_path, SandboxWarm **ret);
+
+/* Whether spec can start in w (binds, fds, init_path: see above). */
+bool sandbox_warm_fits(const SandboxWarm *w, const SandboxSpec *spec);
+
+/* Where w is, without blocking: 1 prepared and waiting, 0 still preparing (it can
+ * be used: the start then waits for the rest), -ECHILD failed while preparing or
+ * killed (free it). */
+int sandbox_warm_check(SandboxWarm *w);
+
+/* The host pid of w's child (the sandbox's init to be), or -1 for NULL. */
+pid_t sandbox_warm_pid(const SandboxWarm *w);
+
+/* Kills w's child (unused) and frees w. Takes NULL; returns NULL. */
+SandboxWarm *sandbox_warm_free(SandboxWarm *w);
+
+/*
+ * sandbox_spawn(spec) in the warm sandbox w, which it always takes (freed, or
+ * become the returned Sandbox): the same sandbox, the same checks and the same
+ * errors as a cold spawn; -EINVAL at SANDBOX_STEP_PREPARE if spec does not fit w
+ * (check sandbox_warm_fits() first), and the cold spawn's errors otherwise (a warm
+ * child that failed while preparing reports its step).
+ */
+int sandbox_spawn_warm(SandboxWarm *w, const SandboxSpec *spec, Sandbox **ret, SandboxError *err);
+
+/*
  * Sends sig to the app through init (which forwards it). Returns 0, -ESRCH if the
  * sandbox is gone, or -errno of pidfd_send_signal.
  */
@@ -247,7 +294,7 @@ typedef struct SandboxAdoption {
         int ctl_fd;                /* the parent's end of ctl; taken */
         int seccomp_notify_fd;     /* the seccomp listener, or -1; taken */
         CgroupManager *cgroups;    /* NULL: no cgroup */
-        const char *cgroup_name;   /* the leaf's name, "<label>@<owner pid>" (cgroup_open()) */
+        const char *cgroup_name;   /* the leaf's name, "<label>@<owner>" (cgroup_open()) */
         uint64_t oom_kills_before; /* Sandbox.oom_kills_before */
         int init_exec;             /* Sandbox.init_exec */
 } SandboxAdoption;
@@ -271,3 +318,42 @@ static inline void sandbox_freep(Sandbox **s)
 {
         sandbox_free(*s);
 }
+
+/*
+ * What sandbox_enter() runs a command in: a running sandbox (its init, by pidfd and
+ * host pid, and its cgroup), with the app's seccomp filter built without a
+ * notifying listener (the same allow and deny decisions; a denied call fails with
+ * EPERM in the command itself, as the app's listener answers it).
+ */
+typedef struct SandboxEnter {
+        int pidfd;                     /* Sandbox.pidfd of its init */
+        pid_t pid;                     /* Sandbox.pid: init's host pid */
+        Cgroup *cgroup;                /* Sandbox.cgroup; NULL: none to join */
+        const SeccompProgram *seccomp; /* not notifying (SeccompOptions.notify false) */
+        char *const *argv;             /* the command: argv[0] a path in the jail, or a
+                                          name looked up in /usr/bin and /bin */
+        char *const *envp;
+        int stdio[3];    /* become 0, 1, 2 in the command: pipes (the caller checks) */
+        const char *cwd; /* in the jail; NULL: "/" */
+} SandboxEnter;
+
+/* The helper's exit status when the command could not be set up (also said on the
+ * error pipe, so sandbox_enter() has failed with it already). */
+#define SANDBOX_ENTER_FAILED 255
+
+/*
+ * Runs e->argv inside the running sandbox of e, exactly as confined as its app
+ * (docs/security.md "cella exec"): in all of its init's namespaces (user, mount,
+ * pid, net, ipc, uts, cgroup, entered with setns() on the pidfd), its cgroup leaves,
+ * its rlimits (read from init with prlimit), as SANDBOX_UID/SANDBOX_GID with no
+ * supplementary group, securebits locked, every capability set and the bounding set
+ * empty, no_new_privs, e->seccomp loaded, fds 0-2 = e->stdio and nothing else
+ * (close_range), cwd e->cwd. Call it as root from a thread that lives as long as the
+ * command (PR_SET_PDEATHSIG, as sandbox_spawn()); it blocks until the command's
+ * execve (at most 10 s).
+ * Returns 0 with *ret_pid and *ret_pidfd: a helper outside the sandbox whose exit
+ * status is the command's (128+N for a signal N); or a negative errno with err
+ * (step, errno, detail): -ENOENT / -EACCES from the execve, -ETIMEDOUT, or what a
+ * step got.
+ */
+int sandbox_enter(const SandboxEnter *e, pid_t *ret_pid, int *ret_pidfd, SandboxError *err);

@@ -388,7 +388,7 @@ static LuaStats *stats_adopt(int fd)
         return ls;
 }
 
-/* The stats fd must sit above stdio, as a spawn's (SandboxSpec.extra_fds). */
+/* Takes set's fd i out of the set (-EBADF when it has none). */
 static int take_fd(KeeperSet *set, KeeperFd i)
 {
         return TAKE_FD(set->fds[i]);

@@ -372,7 +372,11 @@ struct Control {
         bool timer_started;
         Conn *conns;
         unsigned n_conns, max_conns;
-        unsigned fds_held;     /* descriptors received and waiting for their request */
+        unsigned fds_held;      /* descriptors received and waiting for their request */
+        gid_t group_gid;        /* manage_gid()'s last answer */
+        struct stat group_file; /* /etc/group when it was given */
+        uint64_t group_looked_ms;
+        bool group_cached;
         unsigned open_handles; /* handles whose close callback has not run */
         bool closing;
 };
@@ -1128,10 +1132,13 @@ static int peer_groups(int fd, gid_t **ret, size_t *ret_n)
         }
 }
 
-/* The group "cella"'s gid, or (gid_t)-1 when there is none. Looked up at each
- * connection of a peer that is neither root nor the daemon's user, so a group
- * made (or a user added to it) while the daemon runs counts from then on. */
-static gid_t manage_gid(void)
+/* How long a lookup of the group "cella" is trusted when /etc/group did not change
+ * (a group that comes from NSS, LDAP or sssd): one lookup per this, whatever the
+ * connection rate. */
+#define CONTROL_GROUP_CACHE_MS 10000u
+
+/* The group "cella"'s gid, or (gid_t)-1 when there is none, by getgrnam_r(). */
+static gid_t manage_gid_lookup(void)
 {
         struct group gr, *res = NULL;
         size_t size = 16384;
@@ -1153,9 +1160,38 @@ static gid_t manage_gid(void)
         }
 }
 
+/*
+ * The group "cella"'s gid, or (gid_t)-1 when there is none, for a peer that is
+ * neither root nor the daemon's user. The lookup (NSS: a file read, or a round trip
+ * to LDAP) runs on the kernel's loop, so it is not made for every connection, which
+ * would let any local user who can connect stall the loop: it is made again when
+ * /etc/group changed (its inode, size or mtime: groupadd, usermod -aG rename a new
+ * file into place) or CONTROL_GROUP_CACHE_MS after the last one. So a group made
+ * in /etc/group counts from the next connection; one made elsewhere (LDAP) within
+ * 10 s.
+ */
+static gid_t manage_gid(Control *c)
+{
+        struct stat st = {};
+        uint64_t now = now_monotonic_ms();
+
+        (void)stat("/etc/group", &st); /* none: 0s, compared as such */
+        if (c->group_cached && now - c->group_looked_ms < CONTROL_GROUP_CACHE_MS &&
+            st.st_dev == c->group_file.st_dev && st.st_ino == c->group_file.st_ino &&
+            st.st_size == c->group_file.st_size &&
+            st.st_mtim.tv_sec == c->group_file.st_mtim.tv_sec &&
+            st.st_mtim.tv_nsec == c->group_file.st_mtim.tv_nsec)
+                return c->group_gid;
+        c->group_gid = manage_gid_lookup();
+        c->group_file = st;
+        c->group_looked_ms = now;
+        c->group_cached = true;
+        return c->group_gid;
+}
+
 /* What the peer on fd may call, on a kernel socket (kernel) or a public one:
  * *ret_level, or -EPERM (a kernel socket's stranger, to be closed) or -errno. */
-static int peer_access(const Control *c, bool kernel, int fd, struct ucred *cred,
+static int peer_access(Control *c, bool kernel, int fd, struct ucred *cred,
                        ControlAccess *ret_level)
 {
         _cleanup_free_ gid_t *groups = NULL;
@@ -1182,7 +1218,7 @@ static int peer_access(const Control *c, bool kernel, int fd, struct ucred *cred
                 return 0;
         }
         (void)peer_groups(fd, &groups, &n_groups); /* none known: the primary group only */
-        g = manage_gid();
+        g = manage_gid(c);
         if (g != (gid_t)-1 && (cred->gid == g || gid_in(g, groups, n_groups))) {
                 *ret_level = CONTROL_ACCESS_MANAGE;
                 return 0;
@@ -1263,9 +1299,13 @@ static void on_listen(uv_poll_t *p, int status, int events)
                         close(fd);
                         continue;
                 }
+                /* The last CONTROL_CONNECTIONS_RESERVED(max) slots are root's and the
+                 * managers': local users together (each under its own cap) cannot
+                 * take every one. */
                 if (c->n_conns >= c->max_conns ||
                     (level > CONTROL_ACCESS_MANAGE &&
-                     user_connections(c, cred.uid) >= CONTROL_CONNECTIONS_PER_USER)) {
+                     (c->n_conns >= c->max_conns - CONTROL_CONNECTIONS_RESERVED(c->max_conns) ||
+                      user_connections(c, cred.uid) >= CONTROL_CONNECTIONS_PER_USER))) {
                         (void)send(fd, busy, sizeof busy - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
                         close(fd);
                         continue;
@@ -1564,8 +1604,10 @@ int control_listen_path(Control *c, const char *path)
         (void)unlink(tmp);
         if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
                 return negative_errno();
-        /* 0666: anyone may connect; what each may call is checked per method. */
-        if (chmod(tmp, 0666) < 0 || listen(fd, CONTROL_BACKLOG) < 0 || rename(tmp, path) < 0) {
+        /* 0666: anyone may connect; what each may call is checked per method. Never
+         * through a symlink: a file swapped in meanwhile is not made 0666. */
+        if (fchmodat(AT_FDCWD, tmp, 0666, AT_SYMLINK_NOFOLLOW) < 0 ||
+            listen(fd, CONTROL_BACKLOG) < 0 || rename(tmp, path) < 0) {
                 r = negative_errno();
                 (void)unlink(tmp);
                 return r;
@@ -1665,10 +1707,25 @@ int control_client_new_fd(int fd, ControlClient **ret)
         return 0;
 }
 
+int control_server_trusted(int fd)
+{
+        struct ucred cred;
+        socklen_t len = sizeof cred;
+
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+                return negative_errno();
+        /* The server's uid as the socket's kernel recorded it at its listen(): who
+         * bound it cannot lie about it, whatever the file's owner or path. */
+        if (cred.uid != 0 && cred.uid != geteuid())
+                return -EPERM;
+        return 0;
+}
+
 int control_client_connect(const char *path, ControlClient **ret)
 {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         _cleanup_close_ int fd = -EBADF;
+        int r;
 
         if (!path || !*path || !ret)
                 return -EINVAL;
@@ -1680,6 +1737,9 @@ int control_client_connect(const char *path, ControlClient **ret)
                 return negative_errno();
         if (RETRY_EINTR(connect(fd, (struct sockaddr *)&sa, sizeof sa)) < 0)
                 return negative_errno();
+        r = control_server_trusted(fd);
+        if (r < 0)
+                return r;
         return control_client_new_fd(TAKE_FD(fd), ret);
 }
 

@@ -68,6 +68,9 @@
  * client past it gets org.cella.Busy). 64: more than any one person's tools
  * need, a sixty-fourth of the usual bound. */
 #define CONTROL_CONNECTIONS_PER_USER 64u
+/* Of max connections, the ones only root and the managers may take, whatever the
+ * other users hold: an eighth, at least 4 (512 of 4096; 4 of the minimum 16). */
+#define CONTROL_CONNECTIONS_RESERVED(max) ((max) / 8u > 4u ? (max) / 8u : 4u)
 
 /* A client asks every kernel at once and waits this long for all of them together:
  * a kernel's loop answers in milliseconds when it gets the CPU, but under a load of
@@ -324,11 +327,23 @@ void control_request_done(ControlRequest *req);
 typedef struct ControlClient ControlClient;
 
 /*
- * Connects (blocking) to the control socket at path. Returns 0 and *ret (free with
- * control_client_free()), -ENOENT / -ECONNREFUSED (nobody listens there),
- * -ENAMETOOLONG, -ENOMEM, or -errno of socket/connect.
+ * Connects (blocking) to the control socket at path, served by root or by our own
+ * euid (control_server_trusted()). Returns 0 and *ret (free with
+ * control_client_free()), -ENOENT / -ECONNREFUSED (nobody listens there), -EPERM
+ * (another user serves it: a socket planted for us, refused before a byte is
+ * sent), -ENAMETOOLONG, -ENOMEM, or -errno of socket/connect.
  */
 int control_client_connect(const char *path, ControlClient **ret);
+
+/*
+ * Whether the server on fd (a connected Unix stream socket) may be trusted with a
+ * request: its process, as SO_PEERCRED recorded it when it called listen(), runs as
+ * root or as our euid (docs/security.md, "The control socket"). A client that sends
+ * a bundle's fd, or shows a reply on a terminal, must not talk to a socket another
+ * user bound, whoever owns the file or the folder it is in. Returns 0, -EPERM, or
+ * -errno of getsockopt().
+ */
+int control_server_trusted(int fd);
 
 /* Adopts fd, a connected stream socket (tests, socketpair()). Takes fd. */
 int control_client_new_fd(int fd, ControlClient **ret);

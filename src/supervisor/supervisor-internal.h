@@ -164,6 +164,9 @@ struct Supervisor {
         Lifecycle *lifecycle;          /* listeners and pending restarts (lifecycle.c) */
         SupervisorAppDirFn app_dir_fn; /* cellad: an installed app's folder now (reload.c) */
         void *app_dir_userdata;
+        /* cellad's warm pool (supervisor_set_warm_source()); NULL: every spawn cold. */
+        SupervisorWarmTake warm_take;
+        void *warm_userdata;
 };
 
 /* instance.c */

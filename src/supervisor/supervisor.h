@@ -201,3 +201,15 @@ json_t *supervisor_ps_records(Supervisor *s);
 /* The host pid of inst's running sandbox (its packed group's host when packed), or 0
  * when it does not run. */
 pid_t instance_pid(const Instance *inst);
+
+/*
+ * Where the supervisor takes a warm sandbox for a spawn (cellad's pool,
+ * src/daemon/pool.c): take(spec, userdata) returns one that fits spec
+ * (sandbox_warm_fits()), which the spawn then owns, or NULL for a cold spawn. Its
+ * refill must not run in take (it runs after the start is answered). NULL take:
+ * every spawn is cold (cella run, cella boot).
+ */
+struct SandboxSpec;
+struct SandboxWarm;
+typedef struct SandboxWarm *(*SupervisorWarmTake)(const struct SandboxSpec *spec, void *userdata);
+void supervisor_set_warm_source(Supervisor *s, SupervisorWarmTake take, void *userdata);

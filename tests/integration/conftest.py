@@ -49,7 +49,11 @@ def lua_budget_env(ms=LUA_CPU_MS):
 
 
 def run_cella(*args, state_dir=None, stdin=subprocess.DEVNULL, env=None, timeout=60, json_status=True):
-    """Runs `cella run [--state-dir S] [--json-status FD] ARGS...` and collects everything."""
+    """Runs `cella run [--state-dir S] [--json-status FD] ARGS...` and collects everything.
+    In a test's daemon-mode twin (@pytest.mark.twin) the run goes through cellad, which
+    --json-status would prevent (it is an embedded-only option): no status records then."""
+    if TWIN["daemon"] is not None:
+        json_status = False
     cmd = [CELLA, "run"]
     if state_dir is not None:
         cmd += ["--state-dir", str(state_dir)]
@@ -139,6 +143,48 @@ def start_cella(app, state_dir, *args, stdin=None):
         out, err = p.communicate(timeout=30)
         raise AssertionError(f"cella did not start the app: {err}")
     return p, json.loads(line), status
+
+
+# Daemon-mode twins (docs/cli.md "Through cellad"): a test marked @pytest.mark.twin
+# runs twice, as it is (kernel "embedded": no cellad on its state directory, so
+# `cella run`/`boot` embed their kernel) and with a bare cellad started on its
+# state directory (tmp_path/state, the `state` fixture's) first (kernel "daemon"),
+# so that the same `cella run`/`boot` commands go through cellad's org.cella.Run.
+# The daemon twin fails if no run went through cellad. Only tests whose behaviour is
+# shared qualify: no --json-status records (embedded only), no -t, no prompt.
+TWIN = {"daemon": None}
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "twin: run the test a second time with a cellad on its state directory "
+        "(cella run/boot through the daemon)")
+
+
+def pytest_generate_tests(metafunc):
+    if metafunc.definition.get_closest_marker("twin"):
+        if "kernel" not in metafunc.fixturenames:
+            metafunc.fixturenames.append("kernel")
+        metafunc.parametrize("kernel", ["embedded", "daemon"], indirect=True)
+
+
+@pytest.fixture
+def kernel(request, tmp_path):
+    """"embedded" or "daemon" (a cellad running on tmp_path/state); see TWIN."""
+    mode = getattr(request, "param", "embedded")
+    if mode == "embedded":
+        yield mode
+        return
+    from daemon_util import require_cellad, running_cellad
+    require_cellad()
+    with running_cellad(tmp_path / "state") as d:
+        TWIN["daemon"] = d
+        try:
+            yield mode
+        finally:
+            TWIN["daemon"] = None
+        runs = d.log().count("org.cella.Run: kernel ")
+        assert runs > 0, "the daemon twin ran nothing through cellad:\n" + d.log()
 
 
 @pytest.fixture

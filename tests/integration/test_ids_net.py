@@ -72,6 +72,7 @@ def _host_addresses():
     return [l.split()[3].split("/")[0] for l in out.splitlines() if len(l.split()) > 3]
 
 
+@pytest.mark.twin
 def test_host_loopback_and_network_are_out_of_reach(state, make_app):
     """A listener on the host's own 127.0.0.1 and ::1 is not reachable from the app's
     loopback (a separate namespace), nor one on every address of the host, nothing

@@ -51,6 +51,7 @@ def hostile_summary(lines):
     return f"hostile: {len(lines)} attempts, {refused} refused, 0 escaped, {na} not applicable"
 
 
+@pytest.mark.twin
 def test_hostile_example_is_refused_everything(state, bait):
     r = run_cella(example("hostile"), state_dir=state, env=bait)
     lines = hostile_lines(r.out)
@@ -110,6 +111,7 @@ def test_hostile_example_is_refused_everything(state, bait):
     assert hostile_summary(lines) in r.out, r.out
 
 
+@pytest.mark.twin
 def test_every_namespace_is_new(state, make_app):
     app = make_app("org.test.ns", "for n in " + " ".join(NS_KINDS) + "; do echo $n $(readlink /proc/self/ns/$n); done\n")
     r = run_cella(app, state_dir=state)
@@ -204,6 +206,7 @@ def test_uid_map_is_the_apps_block_to_non_root(state, make_app):
     assert lines[5] == "deny"
 
 
+@pytest.mark.twin
 def test_credentials_capabilities_seccomp(state, make_app):
     app = make_app("org.test.creds", "grep -E '^(Cap|NoNewPrivs|Seccomp)' /proc/self/status\n")
     r = run_cella(app, state_dir=state)
@@ -233,6 +236,7 @@ def test_only_loopback_and_it_is_up(state, make_app):
     assert r2.out.strip() == "b'x'", r2.err
 
 
+@pytest.mark.twin
 def test_mounts_are_nosuid_nodev_and_root_readonly(state, make_app):
     app = make_app("org.test.mounts", "cat /proc/self/mountinfo\n")
     r = run_cella(app, state_dir=state)
@@ -313,6 +317,7 @@ PROC_MASKED_FILES = ["cmdline", "config.gz", "bootconfig", "interrupts", "softir
 PROC_MASKED_DIRS = ["irq", "fs", "bus", "driver", "pressure", "acpi"]
 
 
+@pytest.mark.twin
 def test_proc_host_files_are_masked(state, make_app):
     # A lock the host holds, so the host's /proc/locks is not empty.
     import fcntl
@@ -448,6 +453,7 @@ def test_environment_is_rebuilt_from_nothing(state, make_app):
                                    "CELLA_APP_ID", "GREETING", "PWD"]), keys  # PWD: dash exports it
 
 
+@pytest.mark.twin
 def test_only_stdio_and_channel_fds(state, make_app):
     app = make_app("org.test.fds", "ls /proc/self/fd | sort -n | tr '\\n' ' '\n")
     # An fd cella itself holds open must not leak: pass one in.

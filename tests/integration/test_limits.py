@@ -155,6 +155,7 @@ def test_cpu_quota_is_enforced(state, make_app):
     assert used < 0.45, f"used {used:.2f}s of CPU in 1s wall at a 0.2 quota"
 
 
+@pytest.mark.twin
 def test_rlimits(state, make_app):
     app = make_app("org.test.rl", "ulimit -n; ulimit -c; ulimit -Hn\n", limits={"files": 100})
     r = run_cella(app, state_dir=state)

@@ -78,6 +78,7 @@ SIMPLE = {
 
 
 @pytest.mark.parametrize("name", sorted(SIMPLE))
+@pytest.mark.twin
 def test_lua_api(tmp_path, state, name):
     manifest, opts, args, ok = SIMPLE[name]
     app = lua_app(tmp_path, name, f"org.test.lua.{name}", **manifest)
@@ -85,6 +86,7 @@ def test_lua_api(tmp_path, state, name):
     assert_ok(r, ok)
 
 
+@pytest.mark.twin
 def test_notify_without_the_right_raises(tmp_path, state):
     app = lua_app(tmp_path, "notify", "org.test.lua.nonotify")
     r = run_cella(app, "refused", state_dir=state)

@@ -5,6 +5,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from conftest import CELLA, example, run_cella
 
 
@@ -37,6 +39,7 @@ def test_hello(state):
     assert exited["how"] == "exited" and exited["status"] == 0 and exited["oom_killed"] is False
 
 
+@pytest.mark.twin
 def test_exit_status_passes_through(state, make_app):
     app = make_app("org.test.exit", "exit 42\n")
     assert run_cella(app, state_dir=state).code == 42
@@ -58,6 +61,7 @@ def test_entry_not_found_is_127(state, make_app):
     assert r.event("failed")["step"] == "exec"
 
 
+@pytest.mark.twin
 def test_entry_not_executable_is_126(state, make_app):
     app = make_app("org.test.noexec", files={"main.sh": ("#!/bin/sh\necho hi\n", 0o644)})
     r = run_cella(app, state_dir=state)
@@ -65,6 +69,7 @@ def test_entry_not_executable_is_126(state, make_app):
     assert "/app/main.sh is not executable by the app's uid" in r.err, r.err
 
 
+@pytest.mark.twin
 def test_manifest_errors_exit_241_and_name_file_and_key(state, make_app, tmp_path):
     app = make_app("org.test.badkey", "true\n", limits={"memory": "64Q"})
     r = run_cella(app, state_dir=state)
@@ -86,6 +91,7 @@ def test_manifest_errors_exit_241_and_name_file_and_key(state, make_app, tmp_pat
     assert r.code == 241 and "No such file" in r.err
 
 
+@pytest.mark.twin
 def test_files_limit_above_host_hard_limit_is_refused(state, make_app):
     import resource
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -98,11 +104,12 @@ def test_files_limit_above_host_hard_limit_is_refused(state, make_app):
     assert "exceeds this host's hard limit" in r.err
 
 
+@pytest.mark.twin
 def test_stdout_stderr_and_stdin_stream(state, make_app, tmp_path):
     app = make_app("org.test.cat", "echo to-err >&2\ncat\n")
     data = tmp_path / "in.txt"
     data.write_text("line one\nline two\n")
-    state.mkdir(mode=0o711)  # made already: its making is said on stderr
+    state.mkdir(mode=0o711, exist_ok=True)  # made already: its making is said on stderr
     with open(data) as f:
         r = run_cella(app, state_dir=state, stdin=f)
     assert r.code == 0
@@ -110,6 +117,7 @@ def test_stdout_stderr_and_stdin_stream(state, make_app, tmp_path):
     assert r.err == "to-err\n"
 
 
+@pytest.mark.twin
 def test_large_output_is_not_lost(state, make_app):
     app = make_app("org.test.big", "head -c 3000000 /dev/zero | tr '\\0' x\n")
     r = run_cella(app, state_dir=state)
@@ -168,6 +176,7 @@ def test_uid_range_is_configurable_and_bounded(state, make_app):
     assert p.returncode == 240 and "multiple of 65536" in p.stderr, p.stderr
 
 
+@pytest.mark.twin
 def test_sigterm_is_forwarded_to_the_app(state, make_app):
     app = make_app("org.test.term", "trap 'echo got-term; exit 7' TERM\necho ready\nwhile :; do sleep 0.1; done\n")
     p = subprocess.Popen([CELLA, "run", "--state-dir", str(state), str(app)], stdout=subprocess.PIPE,
@@ -179,6 +188,7 @@ def test_sigterm_is_forwarded_to_the_app(state, make_app):
     assert "got-term" in out
 
 
+@pytest.mark.twin
 def test_second_interrupt_kills(state, make_app):
     # The app does not exit on SIGINT: its handler says it got one, and the loop then
     # says it lives on. The test waits on those lines, not on a sleep.
@@ -219,6 +229,7 @@ def test_kernel_holding_thousands_of_fds(state):
     assert "hello from org.cella.example.hello" in p.stdout
 
 
+@pytest.mark.twin
 def test_messages_show_untrusted_text_inert(make_app, state):
     """cella's own messages can quote an app's bundle (a manifest's permission, a
     key): its control characters reach stderr as text, on the message's line

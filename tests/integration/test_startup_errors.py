@@ -43,6 +43,7 @@ def test_missing_shebang_interpreter_is_named(state, make_app):
     assert r.event("failed")["exit_code"] == 127
 
 
+@pytest.mark.twin
 def test_shebang_with_dos_line_ends_is_named(state, make_app):
     app = make_app("org.test.crlf", files={"main.sh": ("#!/bin/sh\r\necho hi\r\n", 0o755)})
     r = run_cella(app, state_dir=state)
@@ -57,6 +58,7 @@ def test_script_without_shebang_is_named(state, make_app):
     assert "neither an ELF program nor a script starting with #!" in r.err, r.err
 
 
+@pytest.mark.twin
 def test_missing_elf_interpreter_is_named(state, make_app):
     app = make_app("org.test.elfinterp", entry="prog")
     prog = _copy_true(app, "prog")
@@ -130,6 +132,7 @@ def test_symlink_loop_entry_is_named(state, make_app):
     assert "the entry /app/main is a symlink loop" in r.err, r.err
 
 
+@pytest.mark.twin
 def test_elf_for_another_machine_is_named(state, make_app):
     app = make_app("org.test.machine", entry="prog")
     prog = _copy_true(app, "prog")
@@ -150,6 +153,7 @@ def test_entry_that_is_a_directory_is_named(state, make_app):
     assert "/app/sub is a directory" in r.err, r.err
 
 
+@pytest.mark.twin
 def test_lua_missing_entry_is_127_and_named(state, make_app):
     app = make_app("org.test.luamissing", runtime="lua", entry="main.lua")
     r = run_cella(app, state_dir=state)

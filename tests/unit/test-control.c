@@ -4,6 +4,7 @@
  * side on a real loop driven by clients in a thread (the client side blocks).
  */
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/param.h>
 #include <sys/resource.h>
@@ -2089,6 +2091,309 @@ START_TEST(test_api_access_real_user)
 }
 END_TEST
 
+/* --- hostile peers and hostile servers (docs/security.md, "The control socket") --- */
+
+/* A socket some other user bound (uid 65534 here) where the client looks for a
+ * daemon: control_client_connect() refuses it before sending a byte, so a root CLI
+ * never hands it a bundle's fd nor shows its replies. The same socket served by root
+ * is taken (the other tests). */
+START_TEST(test_client_refuses_foreign_server)
+{
+        char path[100], got = 0;
+        ControlClient *cl = NULL;
+        int ready[2], said[2], status;
+        pid_t pid;
+
+        snprintf(path, sizeof path, "%s/cellad.sock", state);
+        ck_assert_int_eq(chmod(state, 0777), 0);
+        ck_assert_int_eq(pipe2(ready, O_CLOEXEC), 0);
+        ck_assert_int_eq(pipe2(said, O_CLOEXEC), 0);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                struct sockaddr_un sa = {.sun_family = AF_UNIX};
+                char buf[256], c;
+                ssize_t n;
+                int fd, k;
+
+                if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
+                    setresuid(65534, 65534, 65534) < 0)
+                        _exit(10);
+                snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+                fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+                    chmod(path, 0666) < 0 || listen(fd, 4) < 0)
+                        _exit(11);
+                if (write(ready[1], "r", 1) != 1)
+                        _exit(12);
+                k = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+                if (k < 0)
+                        _exit(13);
+                /* What the client sent before it went: nothing, or the request. */
+                n = read(k, buf, sizeof buf);
+                c = n > 0 ? 'y' : 'n';
+                _exit(write(said[1], &c, 1) == 1 ? 0 : 14);
+        }
+        close(ready[1]);
+        close(said[1]);
+        ck_assert_int_eq(read(ready[0], &got, 1), 1);
+        ck_assert_int_eq(control_client_connect(path, &cl), -EPERM);
+        ck_assert_ptr_null(cl);
+        ck_assert_int_eq(read(said[0], &got, 1), 1);
+        ck_assert_int_eq(got, 'n'); /* not one byte of a request reached it */
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert(WIFEXITED(status));
+        ck_assert_int_eq(WEXITSTATUS(status), 0);
+        close(ready[0]);
+        close(said[0]);
+        ck_assert_int_eq(chmod(state, 0700), 0);
+}
+END_TEST
+
+/* A peer who is neither root nor the daemon's user makes the server look the group
+ * "cella" up (NSS: /etc/group here, LDAP elsewhere), on the kernel's loop. 400
+ * connections of such a peer, one after the other, must not cost 400 lookups (a
+ * local user could stall the loop with them): the opens of /etc/group are counted
+ * with inotify while they run. */
+#define LOOKUP_CONNECTIONS 400
+START_TEST(test_group_lookup_not_per_connection)
+{
+        unsigned opens = 0;
+        int in, status;
+        Api a;
+        pid_t pid;
+
+        ck_assert_int_eq(chmod(state, 0711), 0);
+        api_start(&a);
+        in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        ck_assert_int_ge(in, 0);
+        /* IN_CLOSE_NOWRITE too: inotify merges an event with the one before it when
+         * they are the same, so opens alone would count as one. */
+        if (inotify_add_watch(in, "/etc/group", IN_OPEN | IN_CLOSE_NOWRITE) < 0) {
+                close(in);
+                api_stop(&a);
+                SKIP_TEST("no /etc/group to watch");
+        }
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
+                    setresuid(65534, 65534, 65534) < 0)
+                        _exit(10);
+                for (int i = 0; i < LOOKUP_CONNECTIONS; i++) {
+                        ControlClient *cl = NULL;
+
+                        if (control_client_connect(a.path, &cl) < 0 ||
+                            control_client_call(cl, "org.test.Echo", NULL, NULL, 0, false, NULL,
+                                                NULL) != 0)
+                                _exit(11);
+                        control_client_free(cl);
+                }
+                _exit(0);
+        }
+        while (waitpid(pid, &status, WNOHANG) == 0) {
+                uv_run(&a.loop, UV_RUN_NOWAIT);
+                uv_wait_event(&a.loop, -1, 20);
+        }
+        ck_assert(WIFEXITED(status));
+        ck_assert_int_eq(WEXITSTATUS(status), 0);
+        for (;;) {
+                char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+                ssize_t n = read(in, buf, sizeof buf);
+
+                if (n <= 0)
+                        break;
+                for (char *p = buf; p < buf + n;
+                     p += sizeof(struct inotify_event) + ((struct inotify_event *)p)->len)
+                        opens += (((struct inotify_event *)p)->mask & IN_OPEN) != 0;
+        }
+        close(in);
+        api_stop(&a);
+        /* One lookup, or a few if another process on the host opened the file
+         * meanwhile: never one per connection. */
+        ck_assert_msg(opens < LOOKUP_CONNECTIONS / 8,
+                      "/etc/group opened %u times for %d "
+                      "connections",
+                      opens, LOOKUP_CONNECTIONS);
+}
+END_TEST
+
+/* A kernel whose open-file limit leaves it 16 connections (CONTROL_CONNECTIONS_MIN)
+ * and a local user (uid 65534) who holds as many as it may, under its own cap of
+ * 64: the last slots are root's, who is still served. */
+START_TEST(test_last_connections_are_the_managers)
+{
+        struct rlimit rl = {.rlim_cur = CONTROL_FDS_RESERVED + 2 * CONTROL_CONNECTIONS_MIN};
+        int held[2], release[2], status, root_status, served = 0;
+        pid_t pid, root;
+        Api a;
+
+        {
+                struct rlimit cur;
+
+                ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &cur), 0);
+                rl.rlim_max = cur.rlim_max;
+        }
+        ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0); /* this forked test only */
+        ck_assert_int_eq(chmod(state, 0711), 0);
+        api_start(&a);
+        ck_assert_uint_eq(control_connections_max(a.control), CONTROL_CONNECTIONS_MIN);
+        ck_assert_int_eq(pipe2(held, O_CLOEXEC), 0);
+        ck_assert_int_eq(pipe2(release, O_CLOEXEC), 0);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                ControlClient *cl[CONTROL_CONNECTIONS_MIN];
+                char n = 0, c;
+
+                close(held[0]);
+                close(release[1]);
+                if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
+                    setresuid(65534, 65534, 65534) < 0)
+                        _exit(10);
+                /* As many as it is served: each call answered, or Busy. */
+                for (unsigned i = 0; i < CONTROL_CONNECTIONS_MIN; i++) {
+                        cl[i] = NULL;
+                        if (control_client_connect(a.path, &cl[i]) < 0)
+                                _exit(11);
+                        if (control_client_call(cl[i], "org.test.Echo", NULL, NULL, 0, false, NULL,
+                                                NULL) == 0)
+                                n++;
+                }
+                if (write(held[1], &n, 1) != 1)
+                        _exit(12);
+                (void)!read(release[0], &c, 1); /* holds them until then */
+                _exit(0);
+        }
+        close(held[1]);
+        close(release[0]);
+        for (;;) {
+                char n;
+                struct pollfd p = {.fd = held[0], .events = POLLIN};
+
+                uv_run(&a.loop, UV_RUN_NOWAIT);
+                if (poll(&p, 1, 0) == 1) {
+                        ck_assert_int_eq(read(held[0], &n, 1), 1);
+                        served = n;
+                        break;
+                }
+                uv_wait_event(&a.loop, held[0], 20);
+        }
+        /* It got every slot but the reserved ones. */
+        ck_assert_int_eq(served, (int)(CONTROL_CONNECTIONS_MIN -
+                                       CONTROL_CONNECTIONS_RESERVED(CONTROL_CONNECTIONS_MIN)));
+        root = fork();
+        ck_assert_int_ge(root, 0);
+        if (root == 0) {
+                ControlClient *cl = NULL;
+
+                _exit(control_client_connect(a.path, &cl) == 0 &&
+                                      control_client_call(cl, "org.test.Root", NULL, NULL, 0, false,
+                                                          NULL, NULL) == 0
+                              ? 0
+                              : 20);
+        }
+        while (waitpid(root, &root_status, WNOHANG) == 0) {
+                uv_run(&a.loop, UV_RUN_NOWAIT);
+                uv_wait_event(&a.loop, -1, 20);
+        }
+        ck_assert(WIFEXITED(root_status));
+        ck_assert_int_eq(WEXITSTATUS(root_status), 0); /* root was served */
+        ck_assert_int_eq(write(release[1], "x", 1), 1);
+        while (waitpid(pid, &status, WNOHANG) == 0) {
+                uv_run(&a.loop, UV_RUN_NOWAIT);
+                uv_wait_event(&a.loop, -1, 20);
+        }
+        ck_assert(WIFEXITED(status));
+        ck_assert_int_eq(WEXITSTATUS(status), 0);
+        close(held[0]);
+        close(release[1]);
+        api_stop(&a);
+}
+END_TEST
+
+/* The number of descriptors this process holds. */
+static unsigned open_fds(void)
+{
+        unsigned n = 0;
+        DIR *d = opendir("/proc/self/fd");
+        struct dirent *de;
+
+        ck_assert_ptr_nonnull(d);
+        while ((de = readdir(d)))
+                n += de->d_name[0] != '.';
+        closedir(d);
+        return n - 1; /* the directory's own */
+}
+
+/* A hostile server on the other end of control_client_call(): descriptors sent with
+ * its replies are never installed in the client, a "continues" to a call that did
+ * not ask for more ends the call (EBADMSG) instead of reading on for ever, and a
+ * reply line that never ends is refused at CONTROL_REPLY_MAX (EBADMSG), its memory
+ * bounded. */
+START_TEST(test_client_survives_a_hostile_server)
+{
+        for (int round = 0; round < 2; round++) {
+                ControlClient *cl = NULL;
+                unsigned before;
+                int sv[2], status, r;
+                pid_t pid;
+
+                ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+                pid = fork();
+                ck_assert_int_ge(pid, 0);
+                if (pid == 0) {
+                        static const char cont[] = "{\"parameters\":{},\"continues\":true}\n";
+                        union {
+                                struct cmsghdr align;
+                                char buf[CMSG_SPACE(sizeof(int))];
+                        } cm = {};
+                        struct iovec iov = {.iov_base = (char *)cont, .iov_len = sizeof cont - 1};
+                        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+                        char buf[256];
+                        int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+                        close(sv[0]);
+                        if (read(sv[1], buf, sizeof buf) <= 0)
+                                _exit(10);
+                        if (round == 0) {
+                                struct cmsghdr *c;
+
+                                mh.msg_control = &cm;
+                                mh.msg_controllen = sizeof cm.buf;
+                                c = CMSG_FIRSTHDR(&mh);
+                                c->cmsg_level = SOL_SOCKET;
+                                c->cmsg_type = SCM_RIGHTS;
+                                c->cmsg_len = CMSG_LEN(sizeof(int));
+                                memcpy(CMSG_DATA(c), &fd, sizeof fd);
+                                for (int i = 0; i < 100; i++)
+                                        if (sendmsg(sv[1], &mh, MSG_NOSIGNAL) < 0)
+                                                _exit(0); /* the client went */
+                        } else {
+                                static char blob[1 << 16];
+
+                                memset(blob, 'x', sizeof blob);
+                                (void)!write(sv[1], "{\"parameters\":\"", 15);
+                                for (;;)
+                                        if (send(sv[1], blob, sizeof blob, MSG_NOSIGNAL) < 0)
+                                                _exit(0); /* the client went */
+                        }
+                        _exit(0);
+                }
+                close(sv[1]);
+                before = open_fds();
+                ck_assert_int_eq(control_client_new_fd(sv[0], &cl), 0);
+                r = control_client_call(cl, "org.test.Echo", NULL, NULL, 0, false, NULL, NULL);
+                ck_assert_int_eq(r, -EBADMSG);
+                ck_assert_uint_eq(open_fds(), before); /* none of its descriptors */
+                control_client_free(cl);
+                ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+                ck_assert(WIFEXITED(status));
+                ck_assert_int_eq(WEXITSTATUS(status), 0);
+        }
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("control");
@@ -2127,6 +2432,7 @@ int main(void)
         tcase_add_test(ta, test_api_output_bound_stalled_reader);
         tcase_add_test(ta, test_api_listen_fd);
         tcase_add_test(ta, test_api_round_trip);
+        tcase_add_test(ta, test_client_survives_a_hostile_server);
         suite_add_tcase(s, tp);
         suite_add_tcase(s, tk);
         suite_add_tcase(s, ta);
@@ -2158,6 +2464,9 @@ int main(void)
                 tcase_set_timeout(root, 30);
                 tcase_add_test(root, test_foreign_run_dir_refused);
                 tcase_add_test(root, test_other_uid_is_refused);
+                tcase_add_test(root, test_client_refuses_foreign_server);
+                tcase_add_test(root, test_group_lookup_not_per_connection);
+                tcase_add_test(root, test_last_connections_are_the_managers);
                 suite_add_tcase(s, root);
         }
         sr = srunner_create(s);

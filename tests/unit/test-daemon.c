@@ -111,6 +111,17 @@ START_TEST(test_odd_records)
         ck_assert_ptr_nonnull(strstr(noapp, "MESSAGE=failed exit_code=243 step=state error=x\n"));
         ck_assert_ptr_null(strstr(noapp, "CELLA_APP="));
         ck_assert_ptr_nonnull(strstr(nl, "\nCELLA_TITLE=one two three\n"));
+        {
+                /* ESC, BEL, DEL, a C1 CSI (U+009B): spaces; other UTF-8 kept. */
+                _cleanup_free_ char *esc =
+                        fields_of("{\"event\":\"failed\",\"app\":\"a.b\",\"error\":"
+                                  "\"a\\u001b[2Jb\\u0007c\\u007fd\\u009be\\t\u00e9\"}",
+                                  MAX_FIELDS, &n);
+
+                ck_assert_ptr_nonnull(strstr(esc, "\nCELLA_ERROR=a [2Jb c d  e \u00e9\n"));
+                ck_assert_ptr_nonnull(
+                        strstr(esc, "MESSAGE=a.b: failed error=a [2Jb c d  e \u00e9\n"));
+        }
 
         memset(big, 0, sizeof big);
         strcpy(big, "{\"event\":\"failed\",\"app\":\"a.b\",\"error\":\"");

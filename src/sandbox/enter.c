@@ -1,0 +1,399 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * sandbox_enter(): a new process inside a running sandbox, as confined as its app
+ * (`cella exec`, docs/security.md "cella exec"). Like spawn.c's child, but joining
+ * what exists instead of making it:
+ *
+ * Caller (root)                 helper (host pid ns)          command (the app's pid ns)
+ *   rlimits of init (prlimit)
+ *   cgroup_join_prepare()
+ *   fork ───────────────────────> setns(init's pidfd, NEWPID)
+ *                                 fork ─────────────────────> setgroups(0): none
+ *                                 waits; its exit status       join the v1 leaves (and the
+ *                                 is the command's             cgroup2 leaf: clone3 INTO)
+ *                                                              the app's rlimits
+ *                                                              setns(init's pidfd, USER|MNT|
+ *                                                                NET|IPC|UTS|CGROUP)
+ *                                                              securebits, SANDBOX_UID/GID,
+ *                                                              PDEATHSIG, no capabilities,
+ *                                                              no_new_privs, chdir /app,
+ *                                                              fds 0-2 only, seccomp, execve
+ *
+ * setns() with a pidfd enters every namespace of that process at once (setns(2),
+ * Linux 5.8), with no /proc path that could name another process by then. The
+ * command's namespaces, ids, cgroups, rlimits, capabilities and seccomp filter are
+ * the app's; it has no kernel channel and no fd but 0, 1 and 2 (close_range).
+ * The helper stays outside (the app cannot see it: another pid namespace; nor
+ * ptrace it: another uid), waits for the command and exits with its status, or
+ * 128+N if a signal N killed it; the command dies with it (PR_SET_PDEATHSIG).
+ * A failure before the execve is written to the error pipe (a SandboxError), which
+ * the execve's O_CLOEXEC closes empty on success.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/sched.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "base/macro.h"
+#include "sandbox/cgroup.h"
+#include "sandbox/sandbox-internal.h"
+#include "sandbox/seccomp.h"
+
+/* How long the caller waits for the command to be set up (as spawn's bound). */
+#define SANDBOX_ENTER_TIMEOUT_MS 10000
+
+static const int entered_ns =
+        CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;
+
+_noreturn_ static void child_fail(int errfd, const SandboxError *e, int code)
+{
+        (void)!write(errfd, e, sizeof *e);
+        _exit(code);
+}
+
+/* Looks up name in the jail's /usr/bin and /bin (the app's PATH) when it has no
+ * '/', and executes it. Returns only on failure, with -errno. No allocation. */
+static int exec_in_path(char *const *argv, char *const *envp)
+{
+        static const char *const dirs[] = {"/usr/bin/", "/bin/"};
+        const char *name = argv[0];
+        char path[4096];
+        int r = -ENOENT;
+
+        if (strchr(name, '/')) {
+                execve(name, argv, envp);
+                return negative_errno();
+        }
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+                size_t a = strlen(dirs[i]), b = strlen(name);
+
+                if (a + b + 1 > sizeof path)
+                        return -ENAMETOOLONG;
+                memcpy(path, dirs[i], a);
+                memcpy(path + a, name, b + 1);
+                execve(path, argv, envp);
+                /* EACCES counts over a later ENOENT, as execvp(3) says. */
+                if (errno != ENOENT)
+                        r = negative_errno();
+        }
+        return r;
+}
+
+/* The command: runs in the app's pid namespace, as the helper's child. */
+_noreturn_ static void command_child(const SandboxEnter *e, const struct rlimit *lim, CgroupJoin *j,
+                                     int errfd)
+{
+        SandboxError err = {};
+        int r;
+
+        /* Nothing of the caller's groups goes in (the sandbox's setgroups is "deny"). */
+        if (setgroups(0, NULL) < 0)
+                child_fail(errfd,
+                           &(SandboxError){.step = SANDBOX_STEP_USERNS,
+                                           .error = errno,
+                                           .detail = "setgroups"},
+                           SANDBOX_ENTER_FAILED);
+        r = cgroup_join_self(j);
+        if (r < 0)
+                child_fail(errfd,
+                           &(SandboxError){.step = SANDBOX_STEP_CGROUP,
+                                           .error = -r,
+                                           .detail = "join the app's cgroup"},
+                           SANDBOX_ENTER_FAILED);
+        /* As host root still: a limit above ours needs CAP_SYS_RESOURCE here. */
+        for (int i = 0; i < RLIM_NLIMITS; i++)
+                if (setrlimit(i, &lim[i]) < 0) {
+                        (void)sandbox_fail(&err, SANDBOX_STEP_RLIMIT, negative_errno(),
+                                           "setrlimit %d", i);
+                        child_fail(errfd, &err, SANDBOX_ENTER_FAILED);
+                }
+        if (setns(e->pidfd, entered_ns) < 0) {
+                (void)sandbox_fail(&err, SANDBOX_STEP_NAMESPACE, negative_errno(),
+                                   "enter the app's namespaces");
+                child_fail(errfd, &err, SANDBOX_ENTER_FAILED);
+        }
+        /* The app's steps, in its order (spawn.c): securebits, ids, no capabilities,
+         * no_new_privs. */
+        if (caps_lock_securebits(&err) < 0 || userns_become(SANDBOX_UID, SANDBOX_GID, &err) < 0)
+                child_fail(errfd, &err, SANDBOX_ENTER_FAILED);
+        /* Re-armed: the id change cleared it. The helper's end is the command's. (Its
+         * parent is outside its pid namespace: getppid() says 0, so no check here.) */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || caps_drop_all(&err) < 0)
+                child_fail(errfd, &err, SANDBOX_ENTER_FAILED);
+        if (chdir(e->cwd ?: "/") < 0 && chdir("/") < 0) {
+                (void)sandbox_fail(&err, SANDBOX_STEP_MOUNT, negative_errno(), "chdir");
+                child_fail(errfd, &err, SANDBOX_ENTER_FAILED);
+        }
+        /* fds: 0-2 the caller's pipes, 3 the error pipe (O_CLOEXEC), nothing else. */
+        {
+                int high[4];
+                const int want[4] = {e->stdio[0], e->stdio[1], e->stdio[2], errfd};
+
+                for (int i = 0; i < 4; i++)
+                        if ((high[i] = fcntl(want[i], F_DUPFD_CLOEXEC, 16)) < 0)
+                                child_fail(errfd,
+                                           &(SandboxError){.step = SANDBOX_STEP_EXEC,
+                                                           .error = errno,
+                                                           .detail = "move the fds"},
+                                           SANDBOX_ENTER_FAILED);
+                for (int i = 0; i < 3; i++)
+                        if (dup2(high[i], i) < 0)
+                                child_fail(errfd,
+                                           &(SandboxError){.step = SANDBOX_STEP_EXEC,
+                                                           .error = errno,
+                                                           .detail = "dup2"},
+                                           SANDBOX_ENTER_FAILED);
+                if (dup3(high[3], 3, O_CLOEXEC) < 0)
+                        _exit(SANDBOX_ENTER_FAILED);
+                errfd = 3;
+                if (syscall(SYS_close_range, 4u, ~0u, 0u) < 0)
+                        child_fail(errfd,
+                                   &(SandboxError){.step = SANDBOX_STEP_EXEC,
+                                                   .error = errno,
+                                                   .detail = "close_range"},
+                                   SANDBOX_ENTER_FAILED);
+        }
+        r = seccomp_program_load(e->seccomp);
+        if (r < 0) {
+                (void)sandbox_fail(&err, SANDBOX_STEP_SECCOMP, r, "load the app's seccomp filter");
+                child_fail(errfd, &err, SANDBOX_ENTER_FAILED);
+        }
+        r = exec_in_path(e->argv, e->envp);
+        (void)sandbox_fail(&err, SANDBOX_STEP_EXEC, r, "execute %s", e->argv[0]);
+        child_fail(errfd, &err, r == -ENOENT ? 127 : 126);
+}
+
+/* Closes every fd above 2 but the n in keep (async-signal-safe: no allocation).
+ * Returns 0 or -errno of close_range. */
+static int keep_only_fds(int *keep, size_t n)
+{
+        unsigned next = 3;
+
+        /* Insertion sort: n is at most 6 + CGROUP_JOIN_MAX_V1. */
+        for (size_t i = 1; i < n; i++)
+                for (size_t k = i; k > 0 && keep[k - 1] > keep[k]; k--) {
+                        int t = keep[k];
+
+                        keep[k] = keep[k - 1];
+                        keep[k - 1] = t;
+                }
+        for (size_t i = 0; i < n; i++) {
+                if (keep[i] < (int)next)
+                        continue;
+                if ((unsigned)keep[i] > next &&
+                    syscall(SYS_close_range, next, (unsigned)keep[i] - 1, 0u) < 0)
+                        return negative_errno();
+                next = (unsigned)keep[i] + 1;
+        }
+        return syscall(SYS_close_range, next, ~0u, 0u) < 0 ? negative_errno() : 0;
+}
+
+/* The helper: into the app's pid namespace for its children, fork the command,
+ * wait for it, exit with its status. It lives as long as the command, so it keeps
+ * no fd of the caller's but what the command needs (the caller's lock, sockets and
+ * pipes would otherwise live on in it). */
+_noreturn_ static void helper_child(const SandboxEnter *e, const struct rlimit *lim, CgroupJoin *j,
+                                    int errfd)
+{
+        struct clone_args args = {.exit_signal = SIGCHLD};
+        SandboxError err = {};
+        siginfo_t si = {};
+        pid_t pid;
+
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || prctl(PR_SET_DUMPABLE, 0) < 0)
+                _exit(SANDBOX_ENTER_FAILED);
+        {
+                int keep[6 + CGROUP_JOIN_MAX_V1];
+                size_t n = 0;
+
+                keep[n++] = e->pidfd;
+                keep[n++] = errfd;
+                for (int i = 0; i < 3; i++)
+                        keep[n++] = e->stdio[i];
+                if (j->unified_fd >= 0)
+                        keep[n++] = j->unified_fd;
+                for (unsigned i = 0; i < j->n_v1 && n < ELEMENTSOF(keep); i++)
+                        keep[n++] = j->v1_fds[i];
+                int r = keep_only_fds(keep, n);
+
+                if (r < 0) {
+                        (void)sandbox_fail(&err, SANDBOX_STEP_PREPARE, r, "close the caller's fds");
+                        child_fail(errfd, &err, SANDBOX_ENTER_FAILED);
+                }
+        }
+        if (setns(e->pidfd, CLONE_NEWPID) < 0) {
+                (void)sandbox_fail(&err, SANDBOX_STEP_NAMESPACE, negative_errno(),
+                                   "enter the app's pid namespace");
+                child_fail(errfd, &err, SANDBOX_ENTER_FAILED);
+        }
+        if (j->unified_fd >= 0) {
+                args.flags = CLONE_INTO_CGROUP;
+                args.cgroup = (uint64_t)j->unified_fd;
+        }
+        pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
+        if (pid < 0) {
+                (void)sandbox_fail(&err, SANDBOX_STEP_CLONE, negative_errno(),
+                                   "clone into the app's pid namespace");
+                child_fail(errfd, &err, SANDBOX_ENTER_FAILED);
+        }
+        if (pid == 0)
+                command_child(e, lim, j, errfd);
+        /* The command has its copies: the helper holds only init's pidfd from here. */
+        (void)close(errfd);
+        for (int i = 0; i < 3; i++)
+                if (e->stdio[i] > 2)
+                        (void)close(e->stdio[i]);
+        (void)close(j->unified_fd);
+        for (unsigned i = 0; i < j->n_v1; i++)
+                (void)close(j->v1_fds[i]);
+        for (;;) {
+                if (waitid(P_PID, pid, &si, WEXITED) == 0)
+                        break;
+                if (errno != EINTR)
+                        _exit(SANDBOX_ENTER_FAILED);
+        }
+        _exit(si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status);
+}
+
+/* One value of /proc/PID/limits: "unlimited" or a number. */
+static int parse_limit(const char *s, rlim_t *ret)
+{
+        char *end;
+        unsigned long long v;
+
+        if (strncmp(s, "unlimited", 9) == 0) {
+                *ret = RLIM_INFINITY;
+                return 0;
+        }
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno || end == s)
+                return -EBADMSG;
+        *ret = (rlim_t)v;
+        return 0;
+}
+
+/*
+ * The rlimits of process pid from /proc/PID/limits, which anyone may read: prlimit(2)
+ * on another uid's process needs CAP_SYS_RESOURCE, which a daemon confined by its
+ * service manager may lack. The kernel prints one line per resource in RLIMIT_*
+ * order after a header (fs/proc/base.c, proc_pid_limits(): lnames[]), the name in
+ * "%-25s %-20s %-20s": the soft limit at column 26, the hard one at 47. Returns 0 or -errno
+ * (-EBADMSG for a file not so shaped).
+ */
+static int read_limits(pid_t pid, struct rlimit lim[RLIM_NLIMITS])
+{
+        char path[64], buf[4096];
+        _cleanup_close_ int fd = -EBADF;
+        ssize_t k;
+        char *line, *next;
+        int i = -1;
+
+        snprintf(path, sizeof path, "/proc/%d/limits", (int)pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        k = read(fd, buf, sizeof buf - 1);
+        if (k <= 0)
+                return k < 0 ? negative_errno() : -EBADMSG;
+        buf[k] = 0;
+        for (line = buf; line && *line && i < RLIM_NLIMITS; line = next) {
+                next = strchr(line, '\n');
+                if (next)
+                        *next++ = 0;
+                if (i >= 0) {
+                        if (strlen(line) < 48 || parse_limit(line + 26, &lim[i].rlim_cur) < 0 ||
+                            parse_limit(line + 47, &lim[i].rlim_max) < 0)
+                                return -EBADMSG;
+                }
+                i++;
+        }
+        return i == RLIM_NLIMITS ? 0 : -EBADMSG;
+}
+
+int sandbox_enter(const SandboxEnter *e, pid_t *ret_pid, int *ret_pidfd, SandboxError *err)
+{
+        struct rlimit lim[RLIM_NLIMITS];
+        CgroupJoin j = {.unified_fd = -EBADF};
+        _cleanup_close_ int pidfd = -EBADF;
+        int ep[2] = {-EBADF, -EBADF};
+        pid_t pid;
+        int r;
+
+        if (!e || e->pidfd < 0 || e->pid <= 0 || !e->argv || !e->argv[0] || !e->envp || !e->seccomp)
+                return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL, "bad arguments");
+        /* The app's rlimits: its init's, which it was forked with (rlimit.c). */
+        r = read_limits(e->pid, lim);
+        if (r < 0)
+                return sandbox_fail(err, SANDBOX_STEP_RLIMIT, r, "read the app's rlimits");
+        if (e->cgroup) {
+                r = cgroup_join_prepare(e->cgroup, &j);
+                if (r < 0)
+                        return sandbox_fail(err, SANDBOX_STEP_CGROUP, r, "open the app's cgroup");
+        }
+        if (pipe2(ep, O_CLOEXEC) < 0) {
+                r = sandbox_fail(err, SANDBOX_STEP_PREPARE, negative_errno(), "pipe");
+                cgroup_join_done(&j);
+                return r;
+        }
+        pid = fork();
+        if (pid < 0) {
+                r = sandbox_fail(err, SANDBOX_STEP_CLONE, negative_errno(), "fork");
+                goto out;
+        }
+        if (pid == 0) {
+                (void)close(ep[0]);
+                helper_child(e, lim, &j, ep[1]);
+        }
+        ep[1] = safe_close(ep[1]);
+        pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+        if (pidfd < 0) {
+                r = sandbox_fail(err, SANDBOX_STEP_PREPARE, negative_errno(), "pidfd_open");
+                (void)kill(pid, SIGKILL);
+                (void)waitpid(pid, NULL, 0);
+                goto out;
+        }
+        /* The command's execve (or the helper's end) closes the pipe's last writer. */
+        {
+                struct pollfd p = {.fd = ep[0], .events = POLLIN};
+                SandboxError got = {};
+                ssize_t k;
+
+                r = poll(&p, 1, SANDBOX_ENTER_TIMEOUT_MS);
+                k = r > 0 ? read(ep[0], &got, sizeof got) : -1;
+                if (r == 0) {
+                        (void)kill(pid, SIGKILL);
+                        (void)waitpid(pid, NULL, 0);
+                        r = sandbox_fail(err, SANDBOX_STEP_INIT, -ETIMEDOUT,
+                                         "the command was not set up within %d ms",
+                                         SANDBOX_ENTER_TIMEOUT_MS);
+                        goto out;
+                }
+                if (k == (ssize_t)sizeof got) {
+                        got.detail[sizeof got.detail - 1] = 0;
+                        *err = got;
+                        (void)waitpid(pid, NULL, 0);
+                        r = -(got.error ?: EIO);
+                        goto out;
+                }
+        }
+        *ret_pid = pid;
+        *ret_pidfd = TAKE_FD(pidfd);
+        r = 0;
+out:
+        safe_close(ep[0]);
+        safe_close(ep[1]);
+        cgroup_join_done(&j);
+        return r;
+}

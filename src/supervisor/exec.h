@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * What `cella exec` (src/daemon/exec-methods.c) needs of the kernel, without its
+ * internals: the running sandbox of an app to enter (sandbox_enter(), sandbox.h),
+ * and the audit records of the command (docs/security.md "cella exec").
+ */
+
+#include <jansson.h>
+
+#include "sandbox/sandbox.h"
+#include "supervisor/lifecycle.h"
+#include "supervisor/supervisor.h"
+
+/*
+ * The sandbox of app id, if a command may enter it now: the app runs alone in it
+ * (not packed), and is in a settled, thawed state (not installed, starting,
+ * stopping, stopped, failed, frozen or cached: a command joining a frozen cgroup
+ * would freeze at once). Returns 0 with *ret (borrowed: valid until the app's run
+ * ends, on the kernel's loop) and *ret_state; -ENOENT (no such app in s),
+ * -EOPNOTSUPP (a packed Lua app: its sandbox is its group's host's), -EAGAIN (not
+ * in such a state: *ret_state says which).
+ */
+int supervisor_exec_target(Supervisor *s, const char *id, Sandbox **ret, InstanceState *ret_state);
+
+/* Appends a "lifecycle" audit record of app id with fields (stolen; NULL: none)
+ * to the kernel's audit log (docs/audit.md): the exec's and its exit's. */
+void supervisor_exec_audit(Supervisor *s, const char *id, json_t *fields);

@@ -1,0 +1,252 @@
+"""cella exec (docs/cli.md "cella exec", docs/security.md "cella exec"): a command in a
+running app's sandbox through cellad, root only, audited, and exactly as confined as
+the app: its namespaces, cgroup, uids, rlimits, seccomp filter, no capabilities, and
+no fd but the three pipes."""
+import json
+import os
+import pty
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from conftest import CELLA
+from daemon_util import call, ControlError, require_cellad, running_cellad
+
+APP = "org.test.exec.app"
+NAMESPACES = ("user", "mnt", "pid", "net", "ipc", "uts", "cgroup")
+
+
+def cella(state, *args, **kw):
+    kw.setdefault("capture_output", True)
+    kw.setdefault("text", True)
+    kw.setdefault("timeout", 60)
+    return subprocess.run([CELLA, args[0], "--state-dir", str(state), *map(str, args[1:])], **kw)
+
+
+@pytest.fixture
+def app_running():
+    """A cellad with APP (a service that sleeps) installed and started: (daemon, inspect).
+    In a folder of /run (root's, 0755), so that a non-root user can reach its socket."""
+    require_cellad()
+    top = Path(tempfile.mkdtemp(prefix="cella-exec-", dir="/run"))
+    try:
+        yield from _app_running(top)
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def _app_running(tmp_path):
+    src = tmp_path / "app"
+    src.mkdir()
+    (src / "manifest.json").write_text(json.dumps({
+        "id": APP, "version": "1.0.0", "runtime": "native", "entry": "main.sh",
+        "kind": "service", "limits": {"files": 77}}))
+    (src / "main.sh").write_text("#!/bin/sh\necho started\nwhile :; do sleep 1; done\n")
+    os.chmod(tmp_path, 0o755)
+    subprocess.run(["chmod", "-R", "a+rX", str(src)], check=True)
+    os.chmod(src / "main.sh", 0o755)
+    with running_cellad(tmp_path / "state") as d:
+        p = cella(d.state_dir, "install", src)
+        assert p.returncode == 0, p.stderr
+        p = cella(d.state_dir, "start", APP)
+        assert p.returncode == 0, p.stderr
+        yield d, inspect(d)
+
+
+def inspect(d):
+    p = cella(d.state_dir, "inspect", "--json", APP)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def ns_inode(link):
+    return os.readlink(link)  # "user:[4026...]"
+
+
+def test_exec_is_exactly_as_confined_as_the_app(app_running):
+    d, info = app_running
+    init = info["pid"]
+    # The command waits on its stdin, so that the test can look at it from the host.
+    p = subprocess.Popen([CELLA, "exec", "--state-dir", str(d.state_dir), APP, "--", "sh", "-c",
+                          "for n in " + " ".join(NAMESPACES) + "; do "
+                          "echo $n $(readlink /proc/self/ns/$n); done; id -u; id -G; "
+                          "ls /proc/self/fd | tr '\\n' ' '; echo; echo ready; read x; echo bye $x"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        inside = {}
+        for _ in NAMESPACES:
+            name, link = p.stdout.readline().split()
+            inside[name] = link
+        assert p.stdout.readline() == "1000\n", "the app's uid inside"
+        assert p.stdout.readline() == "1000\n", "no supplementary group but the app's"
+        # 0, 1, 2, and ls's own fd of /proc/self/fd: no fd of the daemon or the caller.
+        fds = sorted(int(x) for x in p.stdout.readline().split())
+        assert fds == [0, 1, 2, 3], fds
+        assert p.stdout.readline() == "ready\n"
+        for n in NAMESPACES:
+            assert inside[n] == ns_inode(f"/proc/{init}/ns/{n}"), (n, inside[n])
+
+        # From the host: the command is in the app's cgroup leaves, as the app's host
+        # uid, with no capability, no_new_privs, and a seccomp filter.
+        paths = info["cgroup_paths"]
+        now = inspect(d)
+        new = set(now["pids"]) - set(info["pids"])
+        cmd = [pid for pid in new
+               if Path(f"/proc/{pid}/comm").read_text().strip() == "sh"]
+        assert len(cmd) == 1, (new, info["pids"])
+        pid = cmd[0]
+        for ctrl, path in paths.items():
+            procs = Path(path, "cgroup.procs").read_text().split()
+            assert str(pid) in procs, (ctrl, path)
+        status = dict(line.split(":\t", 1) for line in
+                      Path(f"/proc/{pid}/status").read_text().splitlines() if ":\t" in line)
+        assert status["Uid"].split() == [str(info["uid"])] * 4, status["Uid"]
+        assert int(status["CapEff"], 16) == 0 and int(status["CapPrm"], 16) == 0
+        assert int(status["CapBnd"], 16) == 0 and int(status["CapAmb"], 16) == 0
+        assert status["NoNewPrivs"].strip() == "1"
+        assert status["Seccomp"].strip() == "2"
+        # The app's rlimits ("limits": {"files": 77}), not the daemon's.
+        limits = Path(f"/proc/{pid}/limits").read_text()
+        app_limits = Path(f"/proc/{init}/limits").read_text()
+        assert limits == app_limits
+        assert "Max open files            77" in limits
+        # Its helper (its parent, outside the sandbox) keeps none of the daemon's fds:
+        # no socket (the control sockets, the keeper's, the apps' channels), not the
+        # lock, not the command's pipes: only the pidfd of the app's init.
+        helper = int(status["PPid"]) if int(status["PPid"]) > 0 else None
+        if helper is None:
+            # In the app's pid namespace the parent reads 0: find it from the host.
+            helper = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        links = [os.readlink(f"/proc/{helper}/fd/{fd}") for fd in os.listdir(f"/proc/{helper}/fd")
+                 if int(fd) > 2]
+        assert links == ["anon_inode:[pidfd]"], links
+        # The command's stdio are pipes the CLI relays, never its terminal.
+        for fd in (0, 1, 2):
+            assert os.readlink(f"/proc/{pid}/fd/{fd}").startswith("pipe:")
+        out, err = p.communicate("x\n", timeout=30)
+        assert out == "bye x\n", (out, err)
+        assert p.returncode == 0, err
+    finally:
+        if p.poll() is None:
+            p.kill()
+
+
+def test_exec_exit_status_seccomp_and_audit(app_running):
+    d, _ = app_running
+    p = cella(d.state_dir, "exec", APP, "--", "sh", "-c", "exit 7")
+    assert p.returncode == 7, p.stderr
+    # unshare(2) is one of the calls the app's filter refuses (docs/security.md): the
+    # command gets EPERM as the app would.
+    p = cella(d.state_dir, "exec", APP, "--", "unshare", "--user", "true")
+    assert p.returncode != 0 and "Operation not permitted" in p.stderr, p.stderr
+    p = cella(d.state_dir, "exec", APP, "--", "/no/such/program")
+    assert p.returncode == 127 and "No such file or directory" in p.stderr, p.stderr
+    p = cella(d.state_dir, "exec", APP, "--", "/app/manifest.json")
+    assert p.returncode == 126, p.stderr
+    p = cella(d.state_dir, "exec", APP, "--", "sh", "-c", "kill -9 $$")
+    assert p.returncode == 128 + 9, p.stderr
+
+    audit = [json.loads(line) for line in
+             cella(d.state_dir, "audit", "--app", APP, "--json").stdout.splitlines()]
+    execs = [r for r in audit if r.get("what") == "exec"]
+    ends = {r["exec_pid"]: r for r in audit if r.get("what") == "exec-exited"}
+    assert [r["argv"] for r in execs][:2] == [["sh", "-c", "exit 7"],
+                                              ["unshare", "--user", "true"]], execs
+    assert all(r["by_uid"] == 0 and r["by_pid"] > 0 for r in execs)
+    assert ends[execs[0]["exec_pid"]]["exit_code"] == 7
+    missing = [r for r in execs if r["argv"] == ["/no/such/program"]]
+    assert missing and missing[0]["errno"] == 2 and missing[0]["step"] == "exec"
+    p = cella(d.state_dir, "audit", "--verify")
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_exec_refused_for_a_stopped_app_and_unknown_ones(app_running):
+    d, _ = app_running
+    p = cella(d.state_dir, "exec", "org.test.nope", "--", "true")
+    assert p.returncode == 1 and "NoSuchApp" in p.stderr, p.stderr
+    p = cella(d.state_dir, "stop", APP)
+    assert p.returncode == 0, p.stderr
+    p = cella(d.state_dir, "exec", APP, "--", "true")
+    assert p.returncode == 1 and "org.cella.AppState" in p.stderr, p.stderr
+    assert "it is stopped" in p.stderr
+
+
+def test_exec_takes_only_pipes(app_running):
+    """The daemon never hands the command anything but pipes: a terminal (the caller's,
+    which the app could then drive with TIOCSTI) or a file is refused."""
+    d, _ = app_running
+    master, slave = pty.openpty()
+    null = os.open("/dev/null", os.O_RDWR)
+    r, w = os.pipe()
+    try:
+        for fds in ((slave, w, w), (r, slave, w), (r, w, null), (r, w)):
+            with pytest.raises(ControlError) as e:
+                call(d.socket, "org.cella.Exec", {"app": APP, "argv": ["true"]}, more=True,
+                     fds=fds)
+            assert e.value.error == "org.cella.InvalidParameter", e.value
+            assert e.value.parameters["parameter"] == "fds"
+    finally:
+        for fd in (master, slave, null, r, w):
+            os.close(fd)
+
+
+def test_exec_is_root_only(app_running):
+    """A real non-root user is refused, in group cella too (manage is not enough)."""
+    import grp
+    import pwd
+    d, _ = app_running
+    if not shutil.which("useradd") or not shutil.which("groupadd"):
+        pytest.skip("useradd/groupadd are not installed (Debian package passwd)")
+    user = "cella-test-exec"
+    made_group = False
+    try:
+        grp.getgrnam("cella")
+    except KeyError:
+        subprocess.run(["groupadd", "--system", "cella"], check=True)
+        made_group = True
+    subprocess.run(["userdel", user], capture_output=True)
+    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                    user], check=True, capture_output=True)
+    try:
+        pw = pwd.getpwnam(user)
+        gid = grp.getgrnam("cella").gr_gid
+        for groups in ([], [gid]):
+            def drop():
+                os.setgroups(groups)
+                os.setgid(pw.pw_gid)
+                os.setuid(pw.pw_uid)
+            p = subprocess.run([CELLA, "exec", "--state-dir", str(d.state_dir), APP, "--", "id"],
+                               capture_output=True, text=True, preexec_fn=drop, cwd="/",
+                               timeout=60)
+            assert p.returncode == 242, (groups, p.returncode, p.stderr)
+            assert "PermissionDenied" in p.stderr, p.stderr
+        audit = cella(d.state_dir, "audit", "--app", APP, "--json").stdout
+        assert '"what":"exec"' not in audit, "a refused exec ran nothing"
+    finally:
+        subprocess.run(["userdel", user], capture_output=True)
+        if made_group:
+            subprocess.run(["groupdel", "cella"], capture_output=True)
+
+
+def test_output_flows_while_the_command_leaves_its_stdin_unread(app_running, tmp_path):
+    """Our stdin is fed to the command only as it reads it: a command that writes a lot
+    and never reads its stdin gets all its output through (no deadlock on a full
+    stdin pipe), and its exit ends the command."""
+    d, _ = app_running
+    big = tmp_path / "big"
+    big.write_bytes(b"y" * (4 << 20))
+    with open(big, "rb") as f:
+        p = subprocess.run([CELLA, "exec", "--state-dir", str(d.state_dir), APP, "--", "sh", "-c",
+                            "head -c 3000000 /dev/zero | tr '\\0' x"],
+                           stdin=f, capture_output=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == b"x" * 3000000
+    with open(big, "rb") as f:
+        p = subprocess.run([CELLA, "exec", "--state-dir", str(d.state_dir), APP, "--", "wc", "-c"],
+                           stdin=f, capture_output=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.split() == [str(4 << 20).encode()], p
