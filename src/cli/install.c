@@ -147,8 +147,11 @@ int cli_install_or_update(int argc, char **argv, bool update)
                 cli_safe_field(json_object_get(p, "previous"), prev, sizeof prev);
                 cli_safe_field(json_object_get(p, "key_id"), key, sizeof key);
                 if (update)
-                        printf("updated %s from %s to %s (%s%s)\n", sid, prev, ver,
-                               k ? "signed by key " : "unsigned", key);
+                        printf("updated %s from %s to %s (%s%s)%s\n", sid, prev, ver,
+                               k ? "signed by key " : "unsigned", key,
+                               json_is_true(json_object_get(p, "restarted"))
+                                       ? "; it was running: restarted into the new version"
+                                       : "");
                 else
                         printf("installed %s %s (%s%s)\n", sid, ver,
                                k ? "signed by key " : "unsigned", key);

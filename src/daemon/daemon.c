@@ -507,7 +507,7 @@ int daemon_run(const DaemonOptions *o)
         }
         d.socket_path = o->socket_path ?: d.socket_path_buf;
 
-        r = daemon_cgroup_setup("/sys/fs/cgroup", o->cgroup_mode, &cgm);
+        r = daemon_cgroup_setup("/sys/fs/cgroup", o->cgroup_mode, o->state_dir, &cgm);
         if (r < 0)
                 goto out;
 
