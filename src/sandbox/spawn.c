@@ -1168,7 +1168,7 @@ fail:
 /* ---- warm sandboxes ------------------------------------------------------ */
 
 /*
- * A warm sandbox (docs/design.md section 10, "The start path"; docs/daemon.md,
+ * A warm sandbox (docs/design.md section 10, "A start through cellad"; docs/daemon.md,
  * "The warm pool"): a child cloned ahead, as Android's zygote keeps a warm
  * process, with everything of a spawn that belongs to no app done: the mount,
  * pid, ipc and uts namespaces (clone3), its own network namespace with loopback
