@@ -200,3 +200,20 @@ int owned_subdir_open(int dirfd, const char *name, mode_t mode, const char *path
                 return r;
         return TAKE_FD(fd);
 }
+
+const char *state_dir_default(void)
+{
+        static char buf[4096];
+        const char *x = getenv("CELLA_STATE_DIR");
+
+        if (x && *x)
+                return x;
+        if (geteuid() == 0)
+                return "/var/lib/cella";
+        x = getenv("XDG_STATE_HOME");
+        if (x && x[0] == '/')
+                snprintf(buf, sizeof buf, "%s/cella", x);
+        else
+                snprintf(buf, sizeof buf, "%s/.local/state/cella", getenv("HOME") ?: "/");
+        return buf;
+}

@@ -12,6 +12,15 @@
 #include <stdbool.h>
 #include <sys/stat.h>
 
+/*
+ * The state directory when no --state-dir names one, the same for `cella` and
+ * `cellad` (docs/cli.md, docs/daemon.md): $CELLA_STATE_DIR when set and not empty,
+ * else /var/lib/cella as root, else $XDG_STATE_HOME/cella when that is an absolute
+ * path (XDG Base Directory Specification), else $HOME/.local/state/cella. Returns
+ * a static string or the environment's, which live until exit (not thread-safe).
+ */
+const char *state_dir_default(void);
+
 /* The mode a state directory is created with. */
 #define STATE_DIR_MODE 0711
 

@@ -1177,6 +1177,15 @@ static void app_hangup(BrokerApp *app, int reason)
                 uv_close((uv_handle_t *)app->poll, poll_close_cb);
                 app->poll = NULL;
         }
+        /* Shut the socket down, not only our fd: under cellad the keeper holds a
+         * copy of the kernel's end (docs/daemon.md, "The keeper"), and a close
+         * alone would leave the channel open to the app, which would never see
+         * the hang-up it earned (hostile's "garbage frames until the kernel hangs
+         * up"). Not for reason 0 (broker_app_detach()): a kernel that lets go of
+         * an app it does not stop (a cellad failing after an adoption) must leave
+         * the keeper's copy working for the next one. */
+        if (app->fd >= 0 && reason != 0)
+                (void)shutdown(app->fd, SHUT_RDWR);
         app->fd = safe_close(app->fd);
         while (app->outq_head) {
                 OutFrame *o = app->outq_head;

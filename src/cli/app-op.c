@@ -30,9 +30,7 @@
 #include "supervisor/control.h"
 
 enum {
-        ARG_STATE_DIR = 0x100,
-        ARG_JSON,
-        ARG_BACKGROUND,
+        ARG_BACKGROUND = CLI_ARG_OWN,
         ARG_NO_WAIT,
 };
 
@@ -192,8 +190,8 @@ static void print_kv(const char *key, json_t *v, int indent)
 static int run_op(const AppOp *o, int argc, char **argv)
 {
         static const struct option options[] = {
-                {"state-dir", required_argument, NULL, ARG_STATE_DIR},
-                {"json", no_argument, NULL, ARG_JSON},
+                {"state-dir", required_argument, NULL, CLI_ARG_STATE_DIR},
+                {"json", no_argument, NULL, CLI_ARG_JSON},
                 {"background", no_argument, NULL, ARG_BACKGROUND},
                 {"no-wait", no_argument, NULL, ARG_NO_WAIT},
                 {"signal", required_argument, NULL, 's'},
@@ -209,13 +207,6 @@ static int run_op(const AppOp *o, int argc, char **argv)
         current = o;
         while ((c = getopt_long(argc, argv, o->signal ? "s:h" : "h", options, NULL)) >= 0) {
                 switch (c) {
-                case ARG_STATE_DIR:
-                        if ((code = cli_state_dir_arg(optarg, &state_dir)) != 0)
-                                return code;
-                        break;
-                case ARG_JSON:
-                        json = true;
-                        break;
                 case ARG_BACKGROUND:
                         if (!o->background)
                                 goto bad;
@@ -235,13 +226,11 @@ static int run_op(const AppOp *o, int argc, char **argv)
                                 return CELLA_EXIT_USAGE;
                         }
                         break;
-                case 'h':
-                        op_usage(stdout);
-                        return 0;
                 default:
                 bad:
-                        op_usage(stderr);
-                        return CELLA_EXIT_USAGE;
+                        if ((code = cli_common_option(c, optarg, &state_dir, &json, op_usage)) >= 0)
+                                return code;
+                        break;
                 }
         }
         if (optind >= argc) {

@@ -61,23 +61,6 @@ static void usage(FILE *f)
                    "Exit codes are listed in docs/cli.md.\n");
 }
 
-const char *cli_default_state_dir(void)
-{
-        static char buf[4096];
-        const char *x = getenv("CELLA_STATE_DIR");
-
-        if (x && *x)
-                return x;
-        if (geteuid() == 0)
-                return "/var/lib/cella";
-        x = getenv("XDG_STATE_HOME");
-        if (x && x[0] == '/')
-                snprintf(buf, sizeof buf, "%s/cella", x);
-        else
-                snprintf(buf, sizeof buf, "%s/.local/state/cella", getenv("HOME") ?: "/");
-        return buf;
-}
-
 int main(int argc, char **argv)
 {
         if (argc < 2) {

@@ -7,6 +7,8 @@
 
 #include <jansson.h>
 
+#include "base/statedir.h"
+
 /* One subcommand: argv[0] is its name; returns the process exit code. */
 typedef struct CliCommand {
         const char *name;
@@ -38,25 +40,20 @@ int cli_list(int argc, char **argv);
 int cli_install_or_update(int argc, char **argv, bool update);
 
 /*
- * One call of method with params (stolen) and fds[0..n_fds) on cellad's socket
- * <state_dir>/cellad.sock (install.c), waiting timeout_ms for the reply (0: as long as
- * it takes). Returns 0 and *ret_reply (the whole reply, an error reply too: the caller
- * frees), or prints why not and returns an exit code: 1 ("no cellad is running for
- * DIR (start it with 'cellad' or 'systemctl start cellad')", a broken connection),
- * CELLA_EXIT_STATE (the socket refuses us), CELLA_EXIT_INTERNAL.
+ * An error reply of cellad (a store command's): when reply is one, prints
+ * "<what> <source>: [<entry>: ][<key>: ]<message>" on stderr, each part made safe
+ * for the terminal, and with json the whole reply as one line on stdout (what
+ * --json promises: {"error": NAME, "parameters": {...}}); returns true. Returns
+ * false (nothing printed) for a reply that is not an error. source may be NULL.
+ * In common.c.
  */
-int cli_cellad_call(const char *state_dir, const char *method, json_t *params, const int *fds,
-                    size_t n_fds, unsigned timeout_ms, json_t **ret_reply);
-
-/* Prints an error reply of cellad: "<what> <source>: [<entry>: ][<key>: ]<message>",
- * each made safe for the terminal (install.c). source may be NULL. */
-void cli_print_reply_error(const char *what, const char *source, const json_t *reply);
+bool cli_reply_error(const char *what, const char *source, json_t *reply, bool json);
 
 /* Prints obj as one line of JSON on stdout. Returns 0 or CELLA_EXIT_INTERNAL. */
 int cli_print_json(json_t *obj);
 
 /* The string v (of a daemon's reply: another process's text) fit for one line of a
- * terminal (termsafe_field), in buf (size > 8); "" if v is not a string. */
+ * terminal (termsafe_field), in buf (size > 8); "" if v is not a string. In common.c. */
 const char *cli_safe_field(json_t *v, char *buf, size_t size);
 
 /*
@@ -154,10 +151,38 @@ int cli_ask_kernels_all(const char *cmd, const char *state_dir, const char *meth
 int cli_ask_kernels(const char *cmd, const char *state_dir, const char *method, json_t *params,
                     const char *key, const char *what, json_t **ret);
 
-/* The options of a command that takes only --state-dir and --help: parses them.
- * Returns true when the command goes on (optind at its first operand); false when
- * it is done, with *ret_exit its exit code: 0 after printing the help on request,
- * else CELLA_EXIT_USAGE after printing what was wrong. */
+/* The getopt_long() values of the options cli_common_option() handles; a command's
+ * own long-only options start at CLI_ARG_OWN. */
+enum {
+        CLI_ARG_STATE_DIR = 0x100,
+        CLI_ARG_JSON,
+        CLI_ARG_OWN,
+};
+
+/* cli_common_option()'s "go on parsing". */
+#define CLI_OPTION_NEXT (-1)
+
+/*
+ * The options the commands share, as the default of their getopt_long() switch:
+ * c is getopt_long()'s answer that the command's own cases did not take, arg
+ * optarg. --state-dir (CLI_ARG_STATE_DIR) sets *state_dir (cli_state_dir_arg()),
+ * --json (CLI_ARG_JSON) sets *json (json NULL: a command without --json), -h/--help
+ * prints usage(stdout); anything else (an unknown option, a missing argument, an
+ * option the command refuses) prints usage(stderr). Returns CLI_OPTION_NEXT to go
+ * on, or the exit code to return now: 0 after --help, CELLA_EXIT_USAGE.
+ */
+int cli_common_option(int c, const char *arg, const char **state_dir, bool *json,
+                      void (*usage)(FILE *f));
+
+/* The options of a command that takes only --state-dir, --json (json not NULL: sets
+ * *json) and --help (cli_common_option()): parses them. Returns true when the command
+ * goes on (optind at its first operand); false when it is done, with *ret_exit its
+ * exit code: 0 after printing the help on request, else CELLA_EXIT_USAGE after
+ * printing what was wrong. */
+bool cli_parse_common_options(int argc, char **argv, void (*usage)(FILE *f), const char **state_dir,
+                              bool *json, int *ret_exit);
+
+/* cli_parse_common_options() without --json (json NULL). */
 bool cli_parse_state_dir_only(int argc, char **argv, void (*usage)(FILE *f), const char **state_dir,
                               int *ret_exit);
 int cli_app_id_arg(const char *app);
@@ -174,8 +199,9 @@ int cli_grants_open(const char *state_dir, struct Grants **ret);
 int cli_grants_load(const char *state_dir, const char *app_dir, const char *app,
                     struct Grants **ret, char ***ret_requested, bool *ret_signed);
 
-/* The default state directory (what --state-dir overrides): $CELLA_STATE_DIR when
- * set and not empty, else /var/lib/cella as root, else $XDG_STATE_HOME/cella (or
- * ~/.local/state/cella). Returns a static string or the environment's, which live
- * until exit. */
-const char *cli_default_state_dir(void);
+/* The default state directory (what --state-dir overrides): state_dir_default(),
+ * the same as cellad's. */
+static inline const char *cli_default_state_dir(void)
+{
+        return state_dir_default();
+}

@@ -25,6 +25,63 @@ int cli_state_dir_arg(const char *arg, const char **state_dir)
         return 0;
 }
 
+int cli_common_option(int c, const char *arg, const char **state_dir, bool *json,
+                      void (*usage)(FILE *f))
+{
+        switch (c) {
+        case CLI_ARG_STATE_DIR:
+                return cli_state_dir_arg(arg, state_dir) ?: CLI_OPTION_NEXT;
+        case CLI_ARG_JSON:
+                if (!json)
+                        break;
+                *json = true;
+                return CLI_OPTION_NEXT;
+        case 'h':
+                usage(stdout);
+                return 0;
+        }
+        usage(stderr);
+        return CELLA_EXIT_USAGE;
+}
+
+const char *cli_safe_field(json_t *v, char *buf, size_t size)
+{
+        buf[0] = 0;
+        if (json_is_string(v))
+                termsafe_field(json_string_value(v), size - 4, buf, size);
+        return buf;
+}
+
+bool cli_reply_error(const char *what, const char *source, json_t *reply, bool json)
+{
+        json_t *p = control_reply_parameters(reply);
+        char entry[512], key[160], msg[1024], name[128];
+
+        if (!control_reply_error_name(reply))
+                return false;
+        cli_safe_field(json_object_get(p, "entry"), entry, sizeof entry);
+        cli_safe_field(json_object_get(p, "key"), key, sizeof key);
+        cli_safe_field(json_object_get(p, "message"), msg, sizeof msg);
+        if (!msg[0])
+                snprintf(msg, sizeof msg, "%s",
+                         cli_safe_field(json_object_get(reply, "error"), name, sizeof name));
+        log_error("%s%s%s: %s%s%s%s%s", what, source ? " " : "", source ?: "", entry,
+                  entry[0] ? ": " : "", key, key[0] ? ": " : "", msg);
+        if (json)
+                (void)cli_print_json(reply);
+        return true;
+}
+
+int cli_print_json(json_t *obj)
+{
+        if (!obj || json_dumpf(obj, stdout, JSON_COMPACT) < 0) {
+                log_error("out of memory");
+                return CELLA_EXIT_INTERNAL;
+        }
+        putchar('\n');
+        return 0;
+}
+
 int cli_app_id_arg(const char *app)
 {
         if (!manifest_id_is_valid(app)) {
@@ -106,12 +163,17 @@ int cli_parse_uint(const char *s, unsigned long long max, unsigned long long *re
         return 0;
 }
 
-bool cli_parse_state_dir_only(int argc, char **argv, void (*usage)(FILE *f), const char **state_dir,
-                              int *ret_exit)
+bool cli_parse_common_options(int argc, char **argv, void (*usage)(FILE *f), const char **state_dir,
+                              bool *json, int *ret_exit)
 {
-        enum { ARG_STATE_DIR = 0x100 };
-        static const struct option options[] = {
-                {"state-dir", required_argument, NULL, ARG_STATE_DIR},
+        static const struct option with_json[] = {
+                {"state-dir", required_argument, NULL, CLI_ARG_STATE_DIR},
+                {"json", no_argument, NULL, CLI_ARG_JSON},
+                {"help", no_argument, NULL, 'h'},
+                {},
+        };
+        static const struct option without_json[] = {
+                {"state-dir", required_argument, NULL, CLI_ARG_STATE_DIR},
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
@@ -119,23 +181,21 @@ bool cli_parse_state_dir_only(int argc, char **argv, void (*usage)(FILE *f), con
 
         *ret_exit = 0;
         *state_dir = cli_default_state_dir();
-        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
-                switch (c) {
-                case ARG_STATE_DIR:
-                        *ret_exit = cli_state_dir_arg(optarg, state_dir);
-                        if (*ret_exit != 0)
-                                return false;
-                        break;
-                case 'h':
-                        usage(stdout);
-                        return false;
-                default:
-                        usage(stderr);
-                        *ret_exit = CELLA_EXIT_USAGE;
+        while ((c = getopt_long(argc, argv, "h", json ? with_json : without_json, NULL)) >= 0) {
+                int code = cli_common_option(c, optarg, state_dir, json, usage);
+
+                if (code >= 0) {
+                        *ret_exit = code;
                         return false;
                 }
         }
         return true;
+}
+
+bool cli_parse_state_dir_only(int argc, char **argv, void (*usage)(FILE *f), const char **state_dir,
+                              int *ret_exit)
+{
+        return cli_parse_common_options(argc, argv, usage, state_dir, NULL, ret_exit);
 }
 
 typedef struct Collect {

@@ -24,9 +24,7 @@
 #include "policy/manifest.h"
 
 enum {
-        ARG_STATE_DIR = 0x100,
-        ARG_JSON,
-        ARG_SINCE,
+        ARG_SINCE = CLI_ARG_OWN,
         ARG_NO_FOLLOW,
 };
 
@@ -117,8 +115,8 @@ static int on_event(json_t *params, bool continues, void *ud)
 int cli_events(int argc, char **argv)
 {
         static const struct option options[] = {
-                {"state-dir", required_argument, NULL, ARG_STATE_DIR},
-                {"json", no_argument, NULL, ARG_JSON},
+                {"state-dir", required_argument, NULL, CLI_ARG_STATE_DIR},
+                {"json", no_argument, NULL, CLI_ARG_JSON},
                 {"since", required_argument, NULL, ARG_SINCE},
                 {"no-follow", no_argument, NULL, ARG_NO_FOLLOW},
                 {"help", no_argument, NULL, 'h'},
@@ -133,13 +131,6 @@ int cli_events(int argc, char **argv)
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
-                case ARG_STATE_DIR:
-                        if ((code = cli_state_dir_arg(optarg, &state_dir)) != 0)
-                                return code;
-                        break;
-                case ARG_JSON:
-                        p.json = true;
-                        break;
                 case ARG_SINCE:
                         if (audit_parse_since(optarg, now_realtime_us(), &usec) < 0) {
                                 log_error("events: --since: expected an RFC 3339 time or date, "
@@ -152,12 +143,11 @@ int cli_events(int argc, char **argv)
                 case ARG_NO_FOLLOW:
                         follow = false;
                         break;
-                case 'h':
-                        events_usage(stdout);
-                        return 0;
                 default:
-                        events_usage(stderr);
-                        return CELLA_EXIT_USAGE;
+                        if ((code = cli_common_option(c, optarg, &state_dir, &p.json,
+                                                      events_usage)) >= 0)
+                                return code;
+                        break;
                 }
         }
         if (optind != argc) {

@@ -83,11 +83,7 @@ int cli_exec(int argc, char **argv)
                 log_error("exec: missing CMD after the app; see 'cella exec --help'");
                 return CELLA_EXIT_USAGE;
         }
-        if (!cli_daemon_running(state_dir)) {
-                log_error("exec: no cellad is running for %s; start it with 'cellad' or "
-                          "'systemctl start cellad'",
-                          state_dir);
-                return CELLA_EXIT_NO_DAEMON;
-        }
+        if (!cli_daemon_running(state_dir))
+                return cli_no_daemon("exec", state_dir);
         return cli_exec_through_daemon(state_dir, app, argv + optind, raw);
 }

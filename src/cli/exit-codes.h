@@ -18,8 +18,9 @@ enum {
         /* cella ps, stats: listed, but a live kernel did not answer in time, so its
          * part is missing (named on stderr and in --json) */
         CELLA_EXIT_INCOMPLETE = 2,
-        /* a command that needs cellad (start, freeze, inspect, events, ...): no cellad
-         * runs for the state directory (said with how to start one) */
+        /* a command that needs cellad (start, freeze, inspect, events, install, list,
+         * ...): no cellad runs for the state directory (said with how to start one;
+         * cli/daemon-client.c) */
         CELLA_EXIT_NO_DAEMON = 3,
         CELLA_EXIT_CANNOT_EXECUTE = 126, /* the entry exists but cannot be executed */
         CELLA_EXIT_NOT_FOUND = 127,      /* the entry does not exist */

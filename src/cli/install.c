@@ -3,7 +3,7 @@
  * cella install: puts an app into cellad's store (docs/store.md). The CLI opens DIR
  * or BUNDLE itself and passes cellad a sealed memfd of the bundle with the request
  * (SCM_RIGHTS): cellad never opens a path a client names. Also what update.c,
- * remove.c and list.c share: one call on <state>/cellad.sock and its error printed.
+ * remove.c and list.c share: the printing of cellad's replies.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,103 +16,13 @@
 #include "base/macro.h"
 #include "base/termsafe.h"
 #include "cli/cli.h"
+#include "cli/daemon-client.h"
 #include "cli/exit-codes.h"
 #include "supervisor/control.h"
 
 enum {
-        ARG_STATE_DIR = 0x100,
-        ARG_JSON,
-        ARG_ID,
+        ARG_ID = CLI_ARG_OWN,
 };
-
-/* The reply of one call, kept by on_reply. */
-typedef struct Reply {
-        json_t *reply;
-} Reply;
-
-static int on_reply(json_t *reply, bool continues, void *ud)
-{
-        Reply *r = ud;
-
-        (void)continues;
-        json_decref(r->reply);
-        r->reply = json_incref(reply);
-        return 0;
-}
-
-const char *cli_safe_field(json_t *v, char *buf, size_t size)
-{
-        buf[0] = 0;
-        if (json_is_string(v))
-                termsafe_field(json_string_value(v), size - 4, buf, size);
-        return buf;
-}
-
-#define safe cli_safe_field
-
-void cli_print_reply_error(const char *what, const char *source, const json_t *reply)
-{
-        json_t *p = control_reply_parameters(reply);
-        char entry[512], key[160], msg[1024], name[128];
-
-        safe(json_object_get(p, "entry"), entry, sizeof entry);
-        safe(json_object_get(p, "key"), key, sizeof key);
-        safe(json_object_get(p, "message"), msg, sizeof msg);
-        if (!msg[0])
-                snprintf(msg, sizeof msg, "%s",
-                         safe(json_object_get(reply, "error"), name, sizeof name));
-        log_error("%s%s%s: %s%s%s%s%s", what, source ? " " : "", source ?: "", entry,
-                  entry[0] ? ": " : "", key, key[0] ? ": " : "", msg);
-}
-
-int cli_cellad_call(const char *state_dir, const char *method, json_t *params, const int *fds,
-                    size_t n_fds, unsigned timeout_ms, json_t **ret_reply)
-{
-        _cleanup_control_client_ ControlClient *cl = NULL;
-        _cleanup_free_ char *path = NULL;
-        Reply rep = {};
-        int r;
-
-        *ret_reply = NULL;
-        if (asprintf(&path, "%s/cellad.sock", state_dir) < 0) {
-                json_decref(params);
-                log_error("out of memory");
-                return CELLA_EXIT_INTERNAL;
-        }
-        r = control_client_connect(path, &cl);
-        if (r == -ENOENT || r == -ECONNREFUSED) {
-                json_decref(params);
-                log_error("no cellad is running for %s (start it with 'cellad' or 'systemctl "
-                          "start cellad')",
-                          state_dir);
-                return 1;
-        }
-        if (r < 0) {
-                json_decref(params);
-                log_error_errno(r, "cannot connect to %s: %m", path);
-                return r == -EACCES ? CELLA_EXIT_STATE : 1;
-        }
-        control_client_set_timeout(cl, timeout_ms);
-        r = control_client_call(cl, method, params, fds, n_fds, false, on_reply, &rep);
-        if (r < 0) {
-                json_decref(rep.reply);
-                log_error_errno(r, "%s on %s: %m", method, path);
-                return 1;
-        }
-        *ret_reply = rep.reply;
-        return 0;
-}
-
-/* Prints obj as one line of JSON on stdout. */
-int cli_print_json(json_t *obj)
-{
-        if (!obj || json_dumpf(obj, stdout, JSON_COMPACT) < 0) {
-                log_error("out of memory");
-                return CELLA_EXIT_INTERNAL;
-        }
-        putchar('\n');
-        return 0;
-}
 
 static void install_usage(FILE *f, bool update)
 {
@@ -145,23 +55,34 @@ static void install_usage(FILE *f, bool update)
                 "  -h, --help            this text\n"
                 "\n"
                 "Exit status: 0 %s; 1 refused (the error names the file or the manifest key\n"
-                "at fault), or no cellad runs; 240 bad command line.\n",
+                "at fault); 3 no cellad runs; 240 bad command line.\n",
                 cli_default_state_dir(),
                 update ? "      --id ID           the bundle must be the installed app ID\n" : "",
                 update ? "updated" : "installed");
 }
 
+static void install_only_usage(FILE *f)
+{
+        install_usage(f, false);
+}
+
+static void update_usage(FILE *f)
+{
+        install_usage(f, true);
+}
+
 int cli_install_or_update(int argc, char **argv, bool update)
 {
         static const struct option options[] = {
-                {"state-dir", required_argument, NULL, ARG_STATE_DIR},
-                {"json", no_argument, NULL, ARG_JSON},
+                {"state-dir", required_argument, NULL, CLI_ARG_STATE_DIR},
+                {"json", no_argument, NULL, CLI_ARG_JSON},
                 {"id", required_argument, NULL, ARG_ID},
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
         const char *state_dir = cli_default_state_dir(), *source, *id = NULL;
         const char *what = update ? "cannot update to" : "cannot install";
+        const char *cmd = update ? "update" : "install";
         _cleanup_close_ int fd = -EBADF;
         json_t *reply = NULL, *params, *p;
         bool json = false;
@@ -169,13 +90,6 @@ int cli_install_or_update(int argc, char **argv, bool update)
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
-                case ARG_STATE_DIR:
-                        if ((code = cli_state_dir_arg(optarg, &state_dir)) != 0)
-                                return code;
-                        break;
-                case ARG_JSON:
-                        json = true;
-                        break;
                 case ARG_ID:
                         if (!update) {
                                 install_usage(stderr, update);
@@ -185,22 +99,21 @@ int cli_install_or_update(int argc, char **argv, bool update)
                                 return code;
                         id = optarg;
                         break;
-                case 'h':
-                        install_usage(stdout, update);
-                        return 0;
                 default:
-                        install_usage(stderr, update);
-                        return CELLA_EXIT_USAGE;
+                        if ((code = cli_common_option(
+                                     c, optarg, &state_dir, &json,
+                                     (update ? update_usage : install_only_usage))) >= 0)
+                                return code;
+                        break;
                 }
         }
         if (argc - optind != 1) {
-                log_error("%s: expected APP_DIR or BUNDLE; see 'cella %s --help'",
-                          update ? "update" : "install", update ? "update" : "install");
+                log_error("%s: expected APP_DIR or BUNDLE; see 'cella %s --help'", cmd, cmd);
                 return CELLA_EXIT_USAGE;
         }
         source = argv[optind];
         /* Is anyone there, before bundling what may be a large folder for nobody? */
-        code = cli_cellad_call(state_dir, "org.cella.Ping", NULL, NULL, 0, 10000, &reply);
+        code = cli_cellad_call(cmd, state_dir, "org.cella.Ping", NULL, NULL, 0, 10000, &reply);
         json_decref(reply);
         reply = NULL;
         if (code != 0)
@@ -213,16 +126,14 @@ int cli_install_or_update(int argc, char **argv, bool update)
                 return code;
         }
         params = id ? json_pack("{s:s}", "id", id) : json_object();
-        code = cli_cellad_call(state_dir, update ? "org.cella.Update" : "org.cella.Install", params,
-                               &fd, 1, 0, &reply);
+        code = cli_cellad_call(cmd, state_dir, update ? "org.cella.Update" : "org.cella.Install",
+                               params, &fd, 1, 0, &reply);
         if (code != 0)
                 return code;
-        if (control_reply_error_name(reply)) {
-                cli_print_reply_error(what, source, reply);
-                if (json)
-                        (void)cli_print_json(reply);
+        if (cli_reply_error(what, source, reply, json)) {
+                code = cli_reply_exit_code(reply);
                 json_decref(reply);
-                return 1;
+                return code;
         }
         p = control_reply_parameters(reply);
         if (json)
@@ -231,13 +142,16 @@ int cli_install_or_update(int argc, char **argv, bool update)
                 char sid[256], ver[256], prev[256], key[64];
                 const char *k = json_string_value(json_object_get(p, "key_id"));
 
-                safe(json_object_get(p, "id"), sid, sizeof sid);
-                safe(json_object_get(p, "version"), ver, sizeof ver);
-                safe(json_object_get(p, "previous"), prev, sizeof prev);
-                safe(json_object_get(p, "key_id"), key, sizeof key);
+                cli_safe_field(json_object_get(p, "id"), sid, sizeof sid);
+                cli_safe_field(json_object_get(p, "version"), ver, sizeof ver);
+                cli_safe_field(json_object_get(p, "previous"), prev, sizeof prev);
+                cli_safe_field(json_object_get(p, "key_id"), key, sizeof key);
                 if (update)
-                        printf("updated %s from %s to %s (%s%s)\n", sid, prev, ver,
-                               k ? "signed by key " : "unsigned", key);
+                        printf("updated %s from %s to %s (%s%s)%s\n", sid, prev, ver,
+                               k ? "signed by key " : "unsigned", key,
+                               json_is_true(json_object_get(p, "restarted"))
+                                       ? "; it was running: restarted into the new version"
+                                       : "");
                 else
                         printf("installed %s %s (%s%s)\n", sid, ver,
                                k ? "signed by key " : "unsigned", key);

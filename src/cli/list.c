@@ -9,13 +9,9 @@
 
 #include "base/log.h"
 #include "cli/cli.h"
+#include "cli/daemon-client.h"
 #include "cli/exit-codes.h"
 #include "supervisor/control.h"
-
-enum {
-        ARG_STATE_DIR = 0x100,
-        ARG_JSON,
-};
 
 /* The list's reply timeout: a read of the store's records, far below it. */
 #define LIST_TIMEOUT_MS 10000u
@@ -36,56 +32,39 @@ static void list_usage(FILE *f)
                 "                        autostart, files, bytes (docs/api.md)\n"
                 "  -h, --help            this text\n"
                 "\n"
-                "Exit status: 0 listed; 1 no cellad runs; 240 bad command line.\n",
+                "Exit status: 0 listed; 1 refused; 3 no cellad runs; 240 bad command line.\n",
                 cli_default_state_dir());
 }
 
 int cli_list(int argc, char **argv)
 {
-        static const struct option options[] = {
-                {"state-dir", required_argument, NULL, ARG_STATE_DIR},
-                {"json", no_argument, NULL, ARG_JSON},
-                {"help", no_argument, NULL, 'h'},
-                {},
-        };
-        const char *state_dir = cli_default_state_dir();
+        const char *state_dir;
         json_t *reply = NULL, *apps, *a;
         bool json = false;
         size_t i;
-        int c, code;
+        int code;
 
-        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
-                switch (c) {
-                case ARG_STATE_DIR:
-                        if ((code = cli_state_dir_arg(optarg, &state_dir)) != 0)
-                                return code;
-                        break;
-                case ARG_JSON:
-                        json = true;
-                        break;
-                case 'h':
-                        list_usage(stdout);
-                        return 0;
-                default:
-                        list_usage(stderr);
-                        return CELLA_EXIT_USAGE;
-                }
-        }
+        if (!cli_parse_common_options(argc, argv, list_usage, &state_dir, &json, &code))
+                return code;
         if (optind != argc) {
                 log_error("list: expected no operand; see 'cella list --help'");
                 return CELLA_EXIT_USAGE;
         }
-        code = cli_cellad_call(state_dir, "org.cella.List", NULL, NULL, 0, LIST_TIMEOUT_MS, &reply);
+        code = cli_cellad_call("list", state_dir, "org.cella.List", NULL, NULL, 0, LIST_TIMEOUT_MS,
+                               &reply);
         if (code != 0)
                 return code;
-        if (control_reply_error_name(reply)) {
-                cli_print_reply_error("cannot list the apps of", state_dir, reply);
+        if (cli_reply_error("cannot list the apps of", state_dir, reply, json)) {
+                code = cli_reply_exit_code(reply);
                 json_decref(reply);
-                return 1;
+                return code;
         }
         apps = json_object_get(control_reply_parameters(reply), "apps");
         if (json) {
-                code = cli_print_json(json_is_array(apps) ? apps : json_array());
+                json_t *none = json_is_array(apps) ? NULL : json_array();
+
+                code = cli_print_json(none ?: apps);
+                json_decref(none);
                 json_decref(reply);
                 return code;
         }

@@ -3,7 +3,6 @@
  * cella ps --all and --watch (ps.c has the table): the installed apps no kernel
  * knows, and a new snapshot on every state change.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -18,6 +17,7 @@
 #include "cli/daemon-client.h"
 #include "cli/exit-codes.h"
 #include "policy/manifest.h"
+#include "store/store.h"
 #include "supervisor/control.h"
 
 /* Without cellad, --watch asks every kernel this often (ms) and prints on a change. */
@@ -40,32 +40,23 @@ static bool listed(json_t *apps, const char *id)
 
 int cli_ps_add_installed(const char *state_dir, json_t *apps)
 {
-        _cleanup_free_ char *dir = NULL;
-        struct dirent *de;
-        DIR *d;
+        StoreApp *list = NULL;
+        size_t n = 0;
+        int r;
 
-        if (asprintf(&dir, "%s/apps", state_dir) < 0)
-                return -ENOMEM;
-        d = opendir(dir);
-        if (!d)
-                return errno == ENOENT ? 0 : -errno;
-        while ((de = readdir(d))) {
-                char cur[PATH_MAX], target[PATH_MAX];
-                ssize_t k;
-
-                /* The store's apps/<id>/current -> <version> (docs/daemon.md). */
-                if (!manifest_id_is_valid(de->d_name) || listed(apps, de->d_name))
+        /* The store's installed apps (store_list(), docs/store.md): the CLI does not
+         * read the store's layout itself. */
+        r = store_list(state_dir, &list, &n);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                if (listed(apps, list[i].id))
                         continue;
-                snprintf(cur, sizeof cur, "%s/%s/current", dir, de->d_name);
-                k = readlink(cur, target, sizeof target - 1);
-                if (k <= 0)
-                        continue;
-                target[k] = 0;
-                json_array_append_new(apps, json_pack("{s:s, s:s, s:b, s:i, s:s}", "id", de->d_name,
+                json_array_append_new(apps, json_pack("{s:s, s:s, s:b, s:i, s:s}", "id", list[i].id,
                                                       "state", "installed", "running", false, "pid",
-                                                      0, "version", target));
+                                                      0, "version", list[i].version ?: ""));
         }
-        closedir(d);
+        store_app_free_many(list, n);
         return 0;
 }
 

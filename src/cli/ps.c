@@ -22,9 +22,7 @@
 #include "supervisor/control.h"
 
 enum {
-        ARG_STATE_DIR = 0x100,
-        ARG_JSON,
-        ARG_ALL,
+        ARG_ALL = CLI_ARG_OWN,
         ARG_WATCH,
 };
 
@@ -158,8 +156,8 @@ static void print_table(json_t *apps)
 int cli_ps(int argc, char **argv)
 {
         static const struct option options[] = {
-                {"state-dir", required_argument, NULL, ARG_STATE_DIR},
-                {"json", no_argument, NULL, ARG_JSON},
+                {"state-dir", required_argument, NULL, CLI_ARG_STATE_DIR},
+                {"json", no_argument, NULL, CLI_ARG_JSON},
                 {"all", no_argument, NULL, 'a'},
                 {"watch", no_argument, NULL, 'w'},
                 {"help", no_argument, NULL, 'h'},
@@ -178,19 +176,10 @@ int cli_ps(int argc, char **argv)
                 case 'w':
                         watch = true;
                         break;
-                case ARG_STATE_DIR:
-                        if ((code = cli_state_dir_arg(optarg, &state_dir)) != 0)
+                default:
+                        if ((code = cli_common_option(c, optarg, &state_dir, &json, ps_usage)) >= 0)
                                 return code;
                         break;
-                case ARG_JSON:
-                        json = true;
-                        break;
-                case 'h':
-                        ps_usage(stdout);
-                        return 0;
-                default:
-                        ps_usage(stderr);
-                        return CELLA_EXIT_USAGE;
                 }
         }
         if (optind != argc) {

@@ -11,13 +11,12 @@
 
 #include "base/log.h"
 #include "cli/cli.h"
+#include "cli/daemon-client.h"
 #include "cli/exit-codes.h"
 #include "supervisor/control.h"
 
 enum {
-        ARG_STATE_DIR = 0x100,
-        ARG_JSON,
-        ARG_KEEP_DATA,
+        ARG_KEEP_DATA = CLI_ARG_OWN,
 };
 
 static void remove_usage(FILE *f)
@@ -37,7 +36,7 @@ static void remove_usage(FILE *f)
                 "      --json            print the result as one JSON object\n"
                 "  -h, --help            this text\n"
                 "\n"
-                "Exit status: 0 removed; 1 not installed, running, or no cellad runs;\n"
+                "Exit status: 0 removed; 1 not installed or running; 3 no cellad runs;\n"
                 "240 bad command line.\n",
                 cli_default_state_dir());
 }
@@ -56,7 +55,7 @@ static void clear_data_usage(FILE *f)
                 "      --json            print the result as one JSON object\n"
                 "  -h, --help            this text\n"
                 "\n"
-                "Exit status: 0 cleared; 1 not installed, running, or no cellad runs;\n"
+                "Exit status: 0 cleared; 1 not installed or running; 3 no cellad runs;\n"
                 "240 bad command line.\n",
                 cli_default_state_dir());
 }
@@ -64,8 +63,8 @@ static void clear_data_usage(FILE *f)
 static int run(int argc, char **argv, bool remove)
 {
         static const struct option options[] = {
-                {"state-dir", required_argument, NULL, ARG_STATE_DIR},
-                {"json", no_argument, NULL, ARG_JSON},
+                {"state-dir", required_argument, NULL, CLI_ARG_STATE_DIR},
+                {"json", no_argument, NULL, CLI_ARG_JSON},
                 {"keep-data", no_argument, NULL, ARG_KEEP_DATA},
                 {"help", no_argument, NULL, 'h'},
                 {},
@@ -78,13 +77,6 @@ static int run(int argc, char **argv, bool remove)
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
-                case ARG_STATE_DIR:
-                        if ((code = cli_state_dir_arg(optarg, &state_dir)) != 0)
-                                return code;
-                        break;
-                case ARG_JSON:
-                        json = true;
-                        break;
                 case ARG_KEEP_DATA:
                         if (!remove) {
                                 usage(stderr);
@@ -92,12 +84,10 @@ static int run(int argc, char **argv, bool remove)
                         }
                         keep = true;
                         break;
-                case 'h':
-                        usage(stdout);
-                        return 0;
                 default:
-                        usage(stderr);
-                        return CELLA_EXIT_USAGE;
+                        if ((code = cli_common_option(c, optarg, &state_dir, &json, usage)) >= 0)
+                                return code;
+                        break;
                 }
         }
         if (argc - optind != 1) {
@@ -107,19 +97,18 @@ static int run(int argc, char **argv, bool remove)
         id = argv[optind];
         if ((code = cli_app_id_arg(id)) != 0)
                 return code;
-        code = cli_cellad_call(state_dir, remove ? "org.cella.Remove" : "org.cella.ClearData",
+        code = cli_cellad_call(argv[0], state_dir,
+                               remove ? "org.cella.Remove" : "org.cella.ClearData",
                                remove ? json_pack("{s:s, s:b}", "id", id, "keep_data", keep)
                                       : json_pack("{s:s}", "id", id),
                                NULL, 0, 0, &reply);
         if (code != 0)
                 return code;
-        if (control_reply_error_name(reply)) {
-                cli_print_reply_error(remove ? "cannot remove" : "cannot clear the data of", id,
-                                      reply);
-                if (json)
-                        (void)cli_print_json(reply);
+        if (cli_reply_error(remove ? "cannot remove" : "cannot clear the data of", id, reply,
+                            json)) {
+                code = cli_reply_exit_code(reply);
                 json_decref(reply);
-                return 1;
+                return code;
         }
         p = control_reply_parameters(reply);
         if (json)

@@ -20,11 +20,6 @@
 #include "cli/exit-codes.h"
 #include "supervisor/control.h"
 
-enum {
-        ARG_STATE_DIR = 0x100,
-        ARG_JSON,
-};
-
 static void stats_usage(FILE *f)
 {
         fprintf(f,
@@ -119,35 +114,14 @@ static void print_host(json_t *h)
 
 int cli_stats(int argc, char **argv)
 {
-        static const struct option options[] = {
-                {"state-dir", required_argument, NULL, ARG_STATE_DIR},
-                {"json", no_argument, NULL, ARG_JSON},
-                {"help", no_argument, NULL, 'h'},
-                {},
-        };
-        const char *state_dir = cli_default_state_dir(), *app = NULL;
+        const char *state_dir, *app = NULL;
         json_t *req = NULL, *hosts = NULL, *mute = NULL, *h;
         bool json = false;
         size_t i;
-        int c, code;
+        int code;
 
-        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
-                switch (c) {
-                case ARG_STATE_DIR:
-                        if ((code = cli_state_dir_arg(optarg, &state_dir)) != 0)
-                                return code;
-                        break;
-                case ARG_JSON:
-                        json = true;
-                        break;
-                case 'h':
-                        stats_usage(stdout);
-                        return 0;
-                default:
-                        stats_usage(stderr);
-                        return CELLA_EXIT_USAGE;
-                }
-        }
+        if (!cli_parse_common_options(argc, argv, stats_usage, &state_dir, &json, &code))
+                return code;
         if (argc - optind > 1) {
                 log_error("stats: takes at most one APP; see 'cella stats --help'");
                 return CELLA_EXIT_USAGE;

@@ -16,7 +16,6 @@
  * In daemon mode these Ps and Stop replace the kernel's own (supervisor.c), on
  * run/<pid>.sock as on cellad.sock.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -31,25 +30,28 @@
 #include "base/macro.h"
 #include "base/strv.h"
 #include "base/time-util.h"
-#include "daemon/daemon.h"
-#if __has_include("store/store.h")
+#include "daemon/daemon-internal.h"
 #include "store/store.h"
-#define HAVE_STORE 1
-#endif
 #include "supervisor/applog.h"
 #include "supervisor/control.h"
 #include "supervisor/lifecycle.h"
 #include "supervisor/run.h"
-#include "supervisor/supervisor-internal.h"
+#include "supervisor/supervisor.h"
 
 /* ps --watch: at most one snapshot per client this often (ms), whatever the rate of
  * state changes (a boot of 1,000 apps makes thousands). */
 #define APP_WATCH_MIN_MS 100
 /* Logs: bytes read from the log per reply, and how often a followed log is looked
  * at (ms) besides the kernel's own writes to it. */
-#define APP_LOGS_CHUNK   (64u * 1024u)
-#define APP_LOGS_POLL_MS 250
-#define APP_LOGS_MAX     (4u * 1024u * 1024u) /* bytes of a log sent without "more" */
+/* Events: bytes queued for a client past which its replay waits (a quarter of the
+ * control server's bound), and the taps kept for a client while its replay runs. */
+#define APP_EVENTS_QUEUED   (CONTROL_OUTPUT_MAX / 4u)
+#define APP_EVENTS_LIVE_MAX 4096u
+#define APP_LOGS_CHUNK      (64u * 1024u)
+#define APP_LOGS_POLL_MS    250
+/* Bytes of JSON the log's first reply may take: one reply's bound (CONTROL_OUTPUT_MAX),
+ * less room for the envelope. */
+#define APP_LOGS_MAX (CONTROL_OUTPUT_MAX - 4096u)
 
 typedef enum StreamKind {
         STREAM_WAIT_STOPPED, /* Stop: replies once the app has stopped */
@@ -79,7 +81,8 @@ struct AppMethods {
         Daemon *d;
         Supervisor *s;
         Stream *streams;
-        uv_timer_t tick; /* ps --watch's rate bound and logs -f's look */
+        struct Replaying *replays; /* Events calls replaying the audit log */
+        uv_timer_t tick;           /* ps --watch's rate bound and logs -f's look */
         bool tick_init;
         uint64_t last_ps_ms;
         uint64_t ps_cost_ms; /* what the last snapshots took to make and send */
@@ -110,22 +113,19 @@ static int reply_lifecycle_error(ControlCall *call, Instance *inst, const Lifecy
         if (e->wrong_state)
                 return control_reply_error(call, "org.cella.AppState",
                                            json_pack("{s:s, s:s, s:s}", "message", e->message,
-                                                     "app", inst->manifest->id, "state",
+                                                     "app", instance_manifest(inst)->id, "state",
                                                      instance_state_to_string(e->state)));
         return control_reply_error(call, "org.cella.Failed",
                                    json_pack("{s:s, s:i, s:s}", "message", e->message, "errno",
-                                             e->error, "app", inst->manifest->id));
+                                             e->error, "app", instance_manifest(inst)->id));
 }
 
 /* {"app", "state", "pid"} of inst now. */
 static json_t *state_reply(Instance *inst)
 {
-        const SandboxedRun *run = inst->group ? &inst->group->run : &inst->run;
-
-        return json_pack("{s:s, s:s, s:i}", "app", inst->manifest->id, "state",
+        return json_pack("{s:s, s:s, s:i}", "app", instance_manifest(inst)->id, "state",
                          instance_state_to_string(instance_state(inst)), "pid",
-                         inst->state == INSTANCE_RUNNING && run->sandbox ? (int)run->sandbox->pid
-                                                                         : 0);
+                         (int)instance_pid(inst));
 }
 
 /* The "app" parameter: a valid app id, or an InvalidParameter reply (*ret NULL). */
@@ -141,30 +141,22 @@ static const char *app_param(ControlCall *call, json_t *params)
         return id;
 }
 
-/* The installed app id's folder, or NULL (not installed): the store's
- * <state>/apps/<id>/current (daemon.h, Contract 2). */
+/* The installed app id's folder, or NULL (not installed): the version the store's
+ * current names now (store_app_dir(); daemon.h, Contract 2). */
 static char *installed_dir(AppMethods *am, const char *id)
 {
         char *dir = NULL;
-#ifdef HAVE_STORE
+
         if (store_app_dir(daemon_state_dir(am->d), id, &dir) < 0)
                 return NULL;
-#else
-        _cleanup_free_ char *link = NULL;
-
-        if (asprintf(&link, "%s/apps/%s/current", daemon_state_dir(am->d), id) < 0)
-                return NULL;
-        dir = realpath(link, NULL);
-#endif
         return dir;
 }
 
 /* The ids of the installed apps (and their versions), into *ret_ids and *ret_versions
- * (strv, caller frees). Returns 0 or -errno. */
+ * (strv, caller frees), from store_list(). Returns 0 or -errno. */
 static int installed_list(AppMethods *am, char ***ret_ids, char ***ret_versions)
 {
         _cleanup_strv_free_ char **ids = NULL, **versions = NULL;
-#ifdef HAVE_STORE
         StoreApp *list = NULL;
         size_t n = 0;
         int r = store_list(daemon_state_dir(am->d), &list, &n);
@@ -179,33 +171,6 @@ static int installed_list(AppMethods *am, char ***ret_ids, char ***ret_versions)
         store_app_free_many(list, n);
         if (r < 0)
                 return r;
-#else
-        _cleanup_free_ char *apps = NULL;
-        struct dirent *de;
-        DIR *dir;
-
-        if (asprintf(&apps, "%s/apps", daemon_state_dir(am->d)) < 0)
-                return -ENOMEM;
-        dir = opendir(apps);
-        if (!dir)
-                return errno == ENOENT ? 0 : -errno;
-        while ((de = readdir(dir))) {
-                _cleanup_free_ char *cur = NULL, *real = NULL;
-
-                if (!manifest_id_is_valid(de->d_name) ||
-                    asprintf(&cur, "%s/%s/current", apps, de->d_name) < 0)
-                        continue;
-                real = realpath(cur, NULL);
-                if (!real)
-                        continue;
-                if (strv_extend(&ids, de->d_name) < 0 ||
-                    strv_extend(&versions, strrchr(real, '/') + 1) < 0) {
-                        closedir(dir);
-                        return -ENOMEM;
-                }
-        }
-        closedir(dir);
-#endif
         *ret_ids = TAKE_PTR(ids);
         *ret_versions = TAKE_PTR(versions);
         return 0;
@@ -323,10 +288,7 @@ static void stream_end(Stream *st, json_t *reply)
 static json_t *ps_snapshot(AppMethods *am, bool all)
 {
         Supervisor *s = am->s;
-        json_t *apps = json_array();
-
-        for (size_t i = 0; apps && i < s->n_apps; i++)
-                json_array_append_new(apps, instance_record(s->apps[i]));
+        json_t *apps = supervisor_ps_records(s);
         if (all) {
                 _cleanup_strv_free_ char **ids = NULL, **versions = NULL;
 
@@ -558,71 +520,27 @@ static int logs_send_new(Stream *st)
         if (!buf)
                 return -ENOMEM;
         while ((k = pread(fd, buf, APP_LOGS_CHUNK, (off_t)st->log_pos)) > 0) {
-                st->log_pos += (uint64_t)k;
-                if (control_reply_continues(st->call,
-                                            json_pack("{s:s, s:s%}", "app", st->inst->manifest->id,
-                                                      "data", buf, (size_t)k)) < 0)
+                size_t used = 0;
+                /* Valid UTF-8 (a JSON string): a character cut by the chunk waits for
+                 * the next read, an ill-formed byte is sent as U+FFFD. */
+                json_t *data = daemon_log_json_string(buf, (size_t)k, &used);
+
+                if (!data) {
+                        free(buf);
+                        return -ENOMEM;
+                }
+                if (used == 0) {
+                        json_decref(data);
+                        break; /* only the start of a character yet */
+                }
+                st->log_pos += used;
+                if (control_reply_continues(st->call, json_pack("{s:s, s:o}", "app",
+                                                                instance_manifest(st->inst)->id,
+                                                                "data", data)) < 0)
                         break; /* the client is gone or too slow: its abort ends the stream */
         }
         free(buf);
         return k < 0 ? -errno : 0;
-}
-
-/* The last n lines (n 0: all) of path as one string, at most APP_LOGS_MAX bytes,
- * only the lines that came from since_us on (0: all; their times from the file's
- * time index, supervisor/applog.h); and where the file ended (*ret_pos) and its
- * inode. */
-static json_t *logs_tail(int dirfd, const char *name, uint64_t n, int64_t since_us,
-                         uint64_t *ret_pos, uint64_t *ret_ino)
-{
-        _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        _cleanup_free_ char *buf = NULL;
-        _cleanup_free_ AppLogTime *times = NULL;
-        size_t n_times = 0, start = 0, lines = 0, len;
-        struct stat sb;
-        uint64_t from, size;
-        ssize_t k;
-
-        *ret_pos = 0;
-        *ret_ino = 0;
-        if (fd < 0 || fstat(fd, &sb) < 0)
-                return json_string("");
-        size = (uint64_t)sb.st_size;
-        from = size > APP_LOGS_MAX ? size - APP_LOGS_MAX : 0;
-        buf = malloc(size - from + 1);
-        if (!buf)
-                return NULL;
-        k = pread(fd, buf, size - from, (off_t)from);
-        if (k < 0)
-                k = 0;
-        *ret_pos = from + (uint64_t)k;
-        *ret_ino = (uint64_t)sb.st_ino;
-        len = (size_t)k;
-        if (n > 0)
-                for (size_t i = len; i > 0; i--)
-                        if (buf[i - 1] == '\n' && i != len && ++lines == n) {
-                                start = i;
-                                break;
-                        }
-        if (since_us <= 0)
-                return json_stringn(buf + start, len - start);
-        /* The lines before since_us left out, as cella logs --since does. */
-        (void)applog_times_load(dirfd, name, &times, &n_times);
-        {
-                size_t w = start;
-
-                for (size_t i = start; i < len;) {
-                        const char *nl = memchr(buf + i, '\n', len - i);
-                        size_t end = nl ? (size_t)(nl - buf) + 1 : len;
-
-                        if (applog_time_at(times, n_times, from + i) >= since_us) {
-                                memmove(buf + w, buf + i, end - i);
-                                w += end - i;
-                        }
-                        i = end;
-                }
-                return json_stringn(buf + start, w - start);
-        }
 }
 
 static int method_logs(ControlCall *call, json_t *params, void *ud)
@@ -632,7 +550,7 @@ static int method_logs(ControlCall *call, json_t *params, void *ud)
         json_t *lines = json_object_get(params, "lines"), *since = json_object_get(params, "since");
         _cleanup_free_ char *path = NULL, *dir = NULL;
         _cleanup_close_ int dirfd = -EBADF;
-        char name[MANIFEST_ID_MAX + 8];
+        bool truncated = false;
         int64_t since_us = 0;
         uint64_t pos, ino;
         Instance *inst;
@@ -655,15 +573,17 @@ static int method_logs(ControlCall *call, json_t *params, void *ud)
         if (asprintf(&dir, "%s/logs", daemon_state_dir(am->d)) < 0 ||
             asprintf(&path, "%s/%s.log", dir, id) < 0)
                 return -ENOMEM;
-        snprintf(name, sizeof name, "%s.log", id);
         dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-        text = dirfd >= 0 ? logs_tail(dirfd, name, lines ? (uint64_t)json_integer_value(lines) : 0,
-                                      since_us, &pos, &ino)
-                          : (pos = ino = 0, json_string(""));
+        /* The rotated files too, as cella logs reads them (logread.c). */
+        text = dirfd >= 0
+                       ? daemon_log_tail(dirfd, id, lines ? (uint64_t)json_integer_value(lines) : 0,
+                                         since_us, APP_LOGS_MAX, &pos, &ino, &truncated)
+                       : (pos = ino = 0, json_string(""));
         if (!text)
                 return -ENOMEM;
         if (!control_call_more(call))
-                return control_reply(call, json_pack("{s:s, s:o}", "app", id, "data", text));
+                return control_reply(call, json_pack("{s:s, s:o, s:b}", "app", id, "data", text,
+                                                     "truncated", truncated));
         st = stream_new(am, call, STREAM_LOGS, inst);
         if (!st) {
                 json_decref(text);
@@ -673,7 +593,8 @@ static int method_logs(ControlCall *call, json_t *params, void *ud)
         st->log_pos = pos;
         st->log_ino = ino;
         tick_arm(am, APP_LOGS_POLL_MS);
-        return control_reply_continues(call, json_pack("{s:s, s:o}", "app", id, "data", text));
+        return control_reply_continues(call, json_pack("{s:s, s:o, s:b}", "app", id, "data", text,
+                                                       "truncated", truncated));
 }
 
 /* ---- Events ------------------------------------------------------------------------- */
@@ -695,30 +616,133 @@ static const char *event_kind(const json_t *rec)
         return "lifecycle";
 }
 
-typedef struct Replay {
-        ControlCall *call;
-        unsigned sent;
-} Replay;
-
-/* audit_read()'s callback: lifecycle, grant and seccomp records, and the calls that
- * were refused, as events. */
-static int replay_record(const json_t *rec, const char *line, size_t len, void *ud)
+/* audit records replayed, as events: lifecycle, grant and seccomp records, and the
+ * calls that were refused. On the replay's thread (replay.c): touches only rec. */
+static json_t *replay_select(const json_t *rec)
 {
-        Replay *r = ud;
         const char *ev = json_string_value(json_object_get(rec, "event"));
         const char *decision = json_string_value(json_object_get(rec, "decision"));
         json_t *o;
 
         if (!ev || (strcmp(ev, "call") == 0 && (!decision || strcmp(decision, "allowed") == 0)))
-                return 0;
+                return NULL;
         o = json_deep_copy(rec);
         if (!o)
-                return -ENOMEM;
+                return NULL;
         json_object_set_new(o, "source", json_string("audit"));
         json_object_set_new(o, "kind", json_string(event_kind(rec)));
-        r->sent++;
-        return control_reply_continues(r->call, json_pack("{s:o}", "event", o)) < 0 ? -EPIPE : 0;
+        return o;
 }
+
+/* The status record rec (a tap) as an event, at time when. */
+static json_t *tap_event(const json_t *rec, const char *when)
+{
+        json_t *o = json_deep_copy(rec);
+
+        if (!o)
+                return NULL;
+        json_object_set_new(o, "time", json_string(when));
+        json_object_set_new(o, "source", json_string("status"));
+        json_object_set_new(o, "kind", json_string(event_kind(rec)));
+        return o;
+}
+
+/* An Events call whose replay of the audit log runs (replay.c). */
+typedef struct Replaying {
+        AppMethods *am;
+        ControlCall *call;
+        DaemonReplay *replay;
+        unsigned sent;
+        json_t *live;     /* with more: the taps during the replay, sent after it */
+        unsigned dropped; /* taps past APP_EVENTS_LIVE_MAX */
+        struct Replaying *next;
+} Replaying;
+
+static void replaying_free(Replaying *rp)
+{
+        for (Replaying **p = &rp->am->replays; *p; p = &(*p)->next)
+                if (*p == rp) {
+                        *p = rp->next;
+                        break;
+                }
+        json_decref(rp->live);
+        free(rp);
+}
+
+static void replay_batch(json_t *events, void *ud)
+{
+        Replaying *rp = ud;
+        size_t i;
+        json_t *ev;
+
+        if (!control_call_more(rp->call)) {
+                rp->sent += (unsigned)json_array_size(events); /* counted only */
+                return;
+        }
+        json_array_foreach(events, i, ev)
+        {
+                if (control_reply_continues(rp->call, json_pack("{s:O}", "event", ev)) < 0)
+                        return; /* gone or too slow: its abort cancels the replay */
+                rp->sent++;
+        }
+}
+
+static bool replay_busy(void *ud)
+{
+        Replaying *rp = ud;
+
+        return control_call_queued(rp->call) > APP_EVENTS_QUEUED;
+}
+
+static void replay_done(int r, const AuditVerifyReport *report, void *ud)
+{
+        Replaying *rp = ud;
+        AppMethods *am = rp->am;
+        ControlCall *call = rp->call;
+        json_t *live = TAKE_PTR(rp->live);
+        unsigned sent = rp->sent, dropped = rp->dropped;
+        size_t i;
+        json_t *ev;
+
+        if (r < 0 && r != -ENOENT)
+                log_warning("events: the audit log's replay stopped: %s",
+                            report->message[0] ? report->message : strerror(-r));
+        control_call_on_abort(call, NULL, NULL);
+        replaying_free(rp);
+        if (!control_call_more(call)) {
+                json_decref(live);
+                (void)control_reply(call, json_pack("{s:I}", "replayed", (json_int_t)sent));
+                return;
+        }
+        if (!stream_new(am, call, STREAM_EVENTS, NULL)) {
+                json_decref(live);
+                (void)control_reply_errno(call, -ENOMEM, NULL);
+                return;
+        }
+        /* A first reply says the stream is live: what follows happens now (the taps
+         * that came during the replay first). */
+        (void)control_reply_continues(call,
+                                      json_pack("{s:b, s:I, s:I}", "live", true, "replayed",
+                                                (json_int_t)sent, "dropped", (json_int_t)dropped));
+        json_array_foreach(live, i, ev)(void)
+                control_reply_continues(call, json_pack("{s:O}", "event", ev));
+        json_decref(live);
+}
+
+static void replay_abort(ControlCall *call, void *ud)
+{
+        Replaying *rp = ud;
+
+        daemon_replay_cancel(rp->replay);
+        replaying_free(rp);
+}
+
+static const DaemonReplayOps replay_ops = {
+        .select = replay_select,
+        .batch = replay_batch,
+        .busy = replay_busy,
+        .done = replay_done,
+};
 
 static void events_tap(const json_t *rec, void *ud)
 {
@@ -732,13 +756,18 @@ static void events_tap(const json_t *rec, void *ud)
 
                 if (st->kind != STREAM_EVENTS)
                         continue;
-                o = json_deep_copy(rec);
-                if (!o)
+                o = tap_event(rec, when);
+                if (o)
+                        control_reply_continues(st->call, json_pack("{s:o}", "event", o));
+        }
+        for (Replaying *rp = am->replays; rp; rp = rp->next) {
+                json_t *o;
+
+                if (!control_call_more(rp->call))
                         continue;
-                json_object_set_new(o, "time", json_string(when));
-                json_object_set_new(o, "source", json_string("status"));
-                json_object_set_new(o, "kind", json_string(event_kind(rec)));
-                control_reply_continues(st->call, json_pack("{s:o}", "event", o));
+                if (json_array_size(rp->live) >= APP_EVENTS_LIVE_MAX || !rp->live ||
+                    !(o = tap_event(rec, when)) || json_array_append_new(rp->live, o) < 0)
+                        rp->dropped++;
         }
 }
 
@@ -747,34 +776,41 @@ static int method_events(ControlCall *call, json_t *params, void *ud)
         AppMethods *am = ud;
         json_t *since = json_object_get(params, "since");
         AuditFilter filter = {};
-        AuditVerifyReport report;
-        Replay replay = {.call = call};
+        Replaying *rp;
         Stream *st;
-        int r = 0;
+        int r;
 
-        if (since) {
-                if (!json_is_string(since) ||
-                    audit_parse_since(json_string_value(since), now_realtime_us(),
-                                      &filter.since_usec) < 0)
-                        return reply_invalid(call, "since",
-                                             "expected an RFC 3339 time or date, or an age "
-                                             "such as 10m, 2h, 1d");
-                filter.has_since = true;
-                r = audit_read(daemon_state_dir(am->d), &filter, replay_record, &replay, &report);
-                if (r < 0 && r != -ENOENT && r != -EPIPE)
-                        log_warning("events: the audit log's replay stopped: %s",
-                                    report.message[0] ? report.message : strerror(-r));
+        if (!since) {
+                if (!control_call_more(call))
+                        return control_reply(call, json_pack("{s:I}", "replayed", (json_int_t)0));
+                st = stream_new(am, call, STREAM_EVENTS, NULL);
+                if (!st)
+                        return -ENOMEM;
+                return control_reply_continues(
+                        call, json_pack("{s:b, s:I}", "live", true, "replayed", (json_int_t)0));
         }
-        /* A client gone (or too slow) during the replay gets no stream: the call ends
-         * here, so that it does not live on, detached, waiting for a final reply. */
-        if (!control_call_more(call) || r == -EPIPE)
-                return control_reply(call, json_pack("{s:I}", "replayed", (json_int_t)replay.sent));
-        st = stream_new(am, call, STREAM_EVENTS, NULL);
-        if (!st)
+        if (!json_is_string(since) ||
+            audit_parse_since(json_string_value(since), now_realtime_us(), &filter.since_usec) < 0)
+                return reply_invalid(call, "since",
+                                     "expected an RFC 3339 time or date, or an age such as 10m, "
+                                     "2h, 1d");
+        filter.has_since = true;
+        /* The replay reads the whole chain: off the loop (replay.c). */
+        rp = calloc(1, sizeof *rp);
+        if (!rp)
                 return -ENOMEM;
-        /* A first reply says the stream is live: what follows happens now. */
-        return control_reply_continues(
-                call, json_pack("{s:b, s:I}", "live", true, "replayed", (json_int_t)replay.sent));
+        *rp = (Replaying){.am = am, .call = call, .live = json_array()};
+        r = daemon_replay_start(daemon_loop(am->d), daemon_state_dir(am->d), &filter, &replay_ops,
+                                rp, &rp->replay);
+        if (r < 0) {
+                json_decref(rp->live);
+                free(rp);
+                return control_reply_errno(call, r, "cannot start the audit log's replay");
+        }
+        rp->next = am->replays;
+        am->replays = rp;
+        control_call_on_abort(call, replay_abort, rp);
+        return 0;
 }
 
 /* ---- state changes and the tick -------------------------------------------------- */
@@ -807,12 +843,12 @@ static void on_state(Instance *inst, InstanceState from, InstanceState to, void 
                                 control_call_on_abort(call, NULL, NULL);
                                 stream_free(st);
                                 snprintf(msg, sizeof msg, "%s: it did not start again: %s",
-                                         inst->manifest->id,
+                                         instance_manifest(inst)->id,
                                          log_last_error()[0] ? log_last_error() : "failed");
                                 control_reply_error(call, "org.cella.Failed",
                                                     json_pack("{s:s, s:i, s:s}", "message", msg,
                                                               "errno", EIO, "app",
-                                                              inst->manifest->id));
+                                                              instance_manifest(inst)->id));
                         } else if (instance_state_is_running(to) && to != INSTANCE_STATE_STOPPING)
                                 stream_end(st, state_reply(inst));
                         break;
@@ -890,6 +926,36 @@ static const ControlMethod methods[] = {
         {"org.cella.Foreground", CONTROL_ACCESS_MANAGE, method_foreground},
         {"org.cella.Background", CONTROL_ACCESS_MANAGE, method_background},
 };
+
+void daemon_app_forget(Daemon *d, const char *id)
+{
+        AppMethods *am = &app_methods;
+        Instance *inst = supervisor_find(daemon_supervisor(d), id);
+        Stream *next;
+        int r;
+
+        if (!inst)
+                return;
+        for (Stream *st = am->streams; st; st = next) {
+                next = st->next;
+                if (st->inst != inst)
+                        continue;
+                if (st->kind == STREAM_LOGS) {
+                        stream_end(st, json_pack("{s:s, s:b}", "app", id, "removed", true));
+                } else {
+                        ControlCall *call = st->call;
+
+                        stream_unlink(st);
+                        control_call_on_abort(call, NULL, NULL);
+                        stream_free(st);
+                        (void)reply_no_app(call, id);
+                }
+        }
+        r = supervisor_drop_app(daemon_supervisor(d), inst);
+        if (r < 0)
+                log_warning_errno(r, "%s: removed, but its instance stays listed (stopped): %m",
+                                  id);
+}
 
 int daemon_app_methods(Daemon *d)
 {

@@ -5,12 +5,9 @@
  * with the installed apps they depend on, in the dependency waves of `cella boot`
  * (bootorder.h): services before the apps that use them.
  *
- * The installed apps are the store's (Contract 2): <state>/apps/<id>/current, a
- * symlink to the installed version's folder <state>/apps/<id>/<version>/. MERGE:
- * the store's store_list() (src/store/store.h) replaces installed_apps() below, and
- * its "autostart" key joins wants_start().
+ * The installed apps are the store's, as store_list() (src/store/store.h) reports
+ * them: the daemon never reads the store's layout itself.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -23,6 +20,7 @@
 #include "base/macro.h"
 #include "base/strv.h"
 #include "daemon/daemon-internal.h"
+#include "store/store.h"
 #include "supervisor/bootorder.h"
 #include "supervisor/run.h"
 
@@ -41,66 +39,42 @@ static void installed_free(InstalledApp *apps, size_t n)
         free(apps);
 }
 
-/* The installed apps of state_dir: each <state>/apps/<id>/current holding a
- * manifest.json whose id is <id>. A folder that does not load is said and skipped
- * (the other apps still start). Returns 0 and *ret, *ret_n, or -ENOMEM. */
+/* The installed apps of state_dir (store_list()), each with its version folder's
+ * manifest. A folder that does not load, or whose manifest names another id, is said
+ * and skipped (the other apps still start). Returns 0 and *ret, *ret_n, or -errno. */
 static int installed_apps(const char *state_dir, InstalledApp **ret, size_t *ret_n)
 {
-        _cleanup_free_ char *apps_dir = NULL;
-        struct dirent **names = NULL;
-        InstalledApp *apps = NULL;
-        size_t n = 0;
-        int k, r = 0;
+        StoreApp *list = NULL;
+        InstalledApp *apps;
+        size_t n_list = 0, n = 0;
+        int r;
 
-        if (asprintf(&apps_dir, "%s/apps", state_dir) < 0)
+        r = store_list(state_dir, &list, &n_list);
+        if (r < 0)
+                return r;
+        apps = calloc(n_list ?: 1, sizeof *apps);
+        if (!apps) {
+                store_app_free_many(list, n_list);
                 return -ENOMEM;
-        k = scandir(apps_dir, &names, NULL, alphasort);
-        if (k < 0) {
-                *ret = NULL;
-                *ret_n = 0;
-                return 0; /* no apps/ yet: nothing installed */
         }
-        for (int i = 0; i < k; i++) {
-                _cleanup_free_ char *cur = NULL, *mf = NULL;
-                struct stat st;
-                InstalledApp *a;
+        for (size_t i = 0; i < n_list; i++) {
+                InstalledApp *a = &apps[n];
 
-                if (r < 0 || names[i]->d_name[0] == '.')
-                        continue;
-                if (asprintf(&cur, "%s/%s/current", apps_dir, names[i]->d_name) < 0 ||
-                    asprintf(&mf, "%s/manifest.json", cur) < 0) {
-                        r = -ENOMEM;
+                if (supervisor_load_manifest(list[i].dir, &a->dir, &a->manifest, NULL) < 0) {
+                        log_error("%s: not started (its manifest is above)", list[i].dir);
                         continue;
                 }
-                if (stat(mf, &st) < 0)
-                        continue; /* only data: an app run by `cella run`, not installed */
-                a = reallocarray(apps, n + 1, sizeof *apps);
-                if (!a) {
-                        r = -ENOMEM;
-                        continue;
-                }
-                apps = a;
-                apps[n] = (InstalledApp){};
-                if (supervisor_load_manifest(cur, &apps[n].dir, &apps[n].manifest, NULL) < 0) {
-                        log_error("%s: not started (its manifest is above)", cur);
-                        continue;
-                }
-                if (strcmp(apps[n].manifest->id, names[i]->d_name) != 0) {
-                        log_error("%s: its manifest's id is %s, not %s: not started", cur,
-                                  apps[n].manifest->id, names[i]->d_name);
-                        free(apps[n].dir);
-                        manifest_free(apps[n].manifest);
+                if (strcmp(a->manifest->id, list[i].id) != 0) {
+                        log_error("%s: its manifest's id is %s, not %s: not started", list[i].dir,
+                                  a->manifest->id, list[i].id);
+                        free(a->dir);
+                        manifest_free(a->manifest);
+                        *a = (InstalledApp){};
                         continue;
                 }
                 n++;
         }
-        for (int i = 0; i < k; i++)
-                free(names[i]);
-        free(names);
-        if (r < 0) {
-                installed_free(apps, n);
-                return r;
-        }
+        store_app_free_many(list, n_list);
         *ret = apps;
         *ret_n = n;
         return 0;

@@ -9,9 +9,11 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/statedir.h"
 #include "base/strv.h"
 #include "config.h"
 #include "daemon/daemon.h"
+#include "daemon/pool.h"
 #include "supervisor/state.h"
 
 enum {
@@ -23,29 +25,11 @@ enum {
         ARG_CGROUP_MODE,
         ARG_UID_RANGE,
         ARG_NO_AUTOSTART,
+        ARG_WARM,
         ARG_READ_USERS,
         ARG_READ_GROUPS,
         ARG_VERSION,
 };
-
-/* The state directory when neither --state-dir nor $CELLA_STATE_DIR names one: as
- * `cella`'s (docs/cli.md), /var/lib/cella for root. */
-static const char *default_state_dir(void)
-{
-        static char buf[4096];
-        const char *x = getenv("CELLA_STATE_DIR");
-
-        if (x && *x)
-                return x;
-        if (geteuid() == 0)
-                return "/var/lib/cella";
-        x = getenv("XDG_STATE_HOME");
-        if (x && x[0] == '/')
-                snprintf(buf, sizeof buf, "%s/cella", x);
-        else
-                snprintf(buf, sizeof buf, "%s/.local/state/cella", getenv("HOME") ?: "/");
-        return buf;
-}
 
 static void usage(FILE *f)
 {
@@ -63,6 +47,8 @@ static void usage(FILE *f)
                 "      --ready-fd N         write \"READY\\n\" to file descriptor N once the\n"
                 "                           daemon answers on its socket, then close it\n"
                 "      --no-autostart       start no installed app at start\n"
+                "      --warm N             keep N sandboxes prepared for fast starts\n"
+                "                           (default %u, at most %u; 0: none)\n"
                 "      --read-users LIST    open the read-only methods (ps, logs, ...) to these\n"
                 "                           users (names or uids, comma-separated)\n"
                 "      --read-groups LIST   ... and to the members of these groups\n"
@@ -76,8 +62,8 @@ static void usage(FILE *f)
                 "re-executes cellad in place without stopping the apps.\n"
                 "Exit codes: 0 stopped, 1 failed, 2 usage, 3 another cellad holds the state\n"
                 "directory.\n",
-                default_state_dir(), STATE_IDS_PER_APP, STATE_UID_BASE_DEFAULT,
-                STATE_UID_COUNT_DEFAULT);
+                state_dir_default(), DAEMON_WARM_DEFAULT, DAEMON_WARM_MAX, STATE_IDS_PER_APP,
+                STATE_UID_BASE_DEFAULT, STATE_UID_COUNT_DEFAULT);
 }
 
 /* A non-negative int from s (a whole decimal). Returns 0 and *ret, or -EINVAL. */
@@ -158,6 +144,7 @@ int main(int argc, char **argv)
                 {"cgroup-mode", required_argument, NULL, ARG_CGROUP_MODE},
                 {"uid-range", required_argument, NULL, ARG_UID_RANGE},
                 {"no-autostart", no_argument, NULL, ARG_NO_AUTOSTART},
+                {"warm", required_argument, NULL, ARG_WARM},
                 {"read-users", required_argument, NULL, ARG_READ_USERS},
                 {"read-groups", required_argument, NULL, ARG_READ_GROUPS},
                 {"verbose", no_argument, NULL, 'v'},
@@ -176,7 +163,8 @@ int main(int argc, char **argv)
         _cleanup_strv_free_ char **read_users = NULL, **read_groups = NULL;
         int c;
 
-        o.state_dir = default_state_dir();
+        o.state_dir = state_dir_default();
+        o.warm = DAEMON_WARM_DEFAULT;
         while ((c = getopt_long(argc, argv, "s:vh", options, NULL)) >= 0) {
                 switch (c) {
                 case 's':
@@ -241,6 +229,21 @@ int main(int argc, char **argv)
                 case ARG_NO_AUTOSTART:
                         o.no_autostart = true;
                         break;
+                case ARG_WARM: {
+                        char *end;
+                        unsigned long v;
+
+                        errno = 0;
+                        v = strtoul(optarg, &end, 10);
+                        if (!optarg[0] || *end || errno || optarg[0] == '-' ||
+                            v > DAEMON_WARM_MAX) {
+                                log_error("--warm: expected a number from 0 to %u, not '%s'",
+                                          DAEMON_WARM_MAX, optarg);
+                                return DAEMON_EXIT_USAGE;
+                        }
+                        o.warm = (unsigned)v;
+                        break;
+                }
                 case ARG_READ_USERS:
                 case ARG_READ_GROUPS:
                         if (split_list(optarg, c == ARG_READ_USERS ? &read_users : &read_groups) <

@@ -28,6 +28,7 @@
 #include "cli/exit-codes.h"
 #include "config.h"
 #include "daemon/daemon-internal.h"
+#include "daemon/pool.h"
 #include "supervisor/control.h"
 #include "supervisor/run.h"
 
@@ -222,6 +223,7 @@ static void on_stop_signal(uv_signal_t *h, int signum)
                 d->stop_told = true;
                 (void)sd_notify(0, "STOPPING=1\nSTATUS=stopping every app");
         }
+        daemon_pool_empty(d->pool);
 }
 
 /*
@@ -300,7 +302,7 @@ static int extend_list(char ***argv, const char *opt, char **l)
 static void daemon_reexec(Daemon *d)
 {
         _cleanup_strv_free_ char **argv = NULL;
-        char fdbuf[16], mode[16];
+        char fdbuf[16], mode[16], warm[16];
         const char *exe = d->o.exe ?: d->exe_path ?: "/proc/self/exe";
         sigset_t block, saved;
         int fl, r;
@@ -319,6 +321,10 @@ static void daemon_reexec(Daemon *d)
                 (void)sd_notify(0, buf);
         }
         snprintf(fdbuf, sizeof fdbuf, "%d", d->lock_fd);
+        snprintf(warm, sizeof warm, "%u", d->o.warm);
+        /* The warm sandboxes are this image's children: killed and reaped now,
+         * the new image makes its own. */
+        daemon_pool_empty(d->pool);
         snprintf(mode, sizeof mode, "%s",
                  d->o.cgroup_mode == CGROUP_MODE_V1       ? "v1"
                  : d->o.cgroup_mode == CGROUP_MODE_V2     ? "v2"
@@ -332,6 +338,7 @@ static void daemon_reexec(Daemon *d)
             (d->o.no_autostart && strv_extend(&argv, "--no-autostart") < 0) ||
             (log_verbose > 0 && strv_extend(&argv, "--verbose") < 0) ||
             strv_extend(&argv, "--lock-fd") < 0 || strv_extend(&argv, fdbuf) < 0 ||
+            strv_extend(&argv, "--warm") < 0 || strv_extend(&argv, warm) < 0 ||
             extend_list(&argv, "--read-users", d->o.read_users) < 0 ||
             extend_list(&argv, "--read-groups", d->o.read_groups) < 0) {
                 log_error("SIGHUP: cannot re-execute: out of memory");
@@ -500,7 +507,7 @@ int daemon_run(const DaemonOptions *o)
         }
         d.socket_path = o->socket_path ?: d.socket_path_buf;
 
-        r = daemon_cgroup_setup("/sys/fs/cgroup", o->cgroup_mode, &cgm);
+        r = daemon_cgroup_setup("/sys/fs/cgroup", o->cgroup_mode, o->state_dir, &cgm);
         if (r < 0)
                 goto out;
 
@@ -570,6 +577,9 @@ int daemon_run(const DaemonOptions *o)
                 log_warning_errno(r, "cannot sweep leftover cgroups: %m");
         if (!o->no_autostart)
                 (void)daemon_autostart(&d);
+        r = daemon_pool_start(&d, o->warm, &d.pool);
+        if (r < 0)
+                goto out;
 
         daemon_ready(&d);
         supervisor_loop(d.sup);
@@ -580,6 +590,7 @@ int daemon_run(const DaemonOptions *o)
         log_info("every app has stopped; exiting");
 out:
         if (d.sup) {
+                daemon_pool_free(TAKE_PTR(d.pool));
                 daemon_close_handles(&d);
                 daemon_control_done(&d);
                 /* Out of the cgroup leaf while the manager lives (freed with the

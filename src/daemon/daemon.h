@@ -46,8 +46,9 @@ typedef struct Daemon Daemon;
 
 /* The cgroup leaf the daemon's own process moves into (docs/daemon.md, "Cgroups"). */
 #define DAEMON_CGROUP_LEAF "supervisor"
-/* The cgroup made for the daemon under a hierarchy's root when it does not have a
- * cgroup of its own there (run bare from a shell: its cgroup holds the shell too). */
+/* The cgroup made for the daemon when it does not have a cgroup of its own (run bare
+ * from a shell: its cgroup holds the shell too): "cellad-d<dev>i<inode>" of its state
+ * directory (daemon_cgroup_setup()). */
 #define DAEMON_CGROUP_BASE "cellad"
 
 /* STATUS= is sent at most once per this many ms (sd_notify(3): a status line is
@@ -66,6 +67,7 @@ typedef struct DaemonOptions {
         const char *exe;   /* what SIGHUP re-executes: NULL: /proc/self/exe */
         char **argv;       /* the command line to re-execute with (borrowed) */
         bool no_autostart; /* --no-autostart: start no installed app at start */
+        unsigned warm;     /* --warm N: warm sandboxes kept ready (pool.c); 0 none */
         /* --read-users, --read-groups: names or numeric ids the read-only methods are
          * opened to (docs/api.md, "Who may call"); NULL for none. Borrowed. */
         char **read_users;
@@ -107,16 +109,22 @@ int daemon_exec_methods(Daemon *d);
 /*
  * The cgroup layout of the daemon (docs/daemon.md, "Cgroups"), per hierarchy: its
  * base B is the cgroup it was started in when it is that cgroup's only process
- * (systemd's cellad.service, Delegate=yes), else B = <that cgroup>/cellad on v1 and
- * the unified hierarchy of a hybrid host, and <root>/cellad on pure v2 (whose "no
- * internal processes" rule forbids children with controllers under a cgroup that
- * holds the shell). A daemon started in B/supervisor (a re-exec) takes B. The daemon
- * moves into B/supervisor; the apps live in B/cella/<label>@<pid>, a sibling.
+ * (systemd's cellad.service, Delegate=yes), else B = <that cgroup>/cellad-<tag> on v1
+ * and the unified hierarchy of a hybrid host, and <root>/cellad-<tag> on pure v2
+ * (whose "no internal processes" rule forbids children with controllers under a
+ * cgroup that holds the shell); <tag> is "d<dev>i<inode>" of state_dir (hex), so that
+ * two daemons of different state directories started bare from one shell never
+ * share B (one's orderly stop removes B/cella when empty, while the other may be
+ * making an app's leaf in it), and a daemon started again on the same state
+ * directory finds its apps' B. A daemon started in B/supervisor (a re-exec) takes B.
+ * The daemon moves into B/supervisor; the apps live in B/cella/<label>@<owner>, a
+ * sibling.
  *
  * Returns 0 and *ret, a manager whose parent is B in every hierarchy (cgroup.h), once
  * this process is in B/supervisor everywhere; or a negative errno after printing.
  */
-int daemon_cgroup_setup(const char *fs_root, CgroupMode mode, CgroupManager **ret);
+int daemon_cgroup_setup(const char *fs_root, CgroupMode mode, const char *state_dir,
+                        CgroupManager **ret);
 
 /*
  * The journal fields of one status record (the supervisor's --json-status records,

@@ -187,6 +187,33 @@ static void work_install(uv_work_t *w)
                 (void)claim_new(j);
 }
 
+/*
+ * After an update of app id: if it runs in this cellad, it is restarted (stopped,
+ * then started in the role it had), and the start runs the new version (reload.c),
+ * with the new version's rights (docs/store.md, "Updates and running apps": as
+ * Android stops an app when its package is replaced). An app that does not run is
+ * left as it is: its next start runs the new version. Returns whether it restarts.
+ */
+static bool restart_updated(Daemon *d, const char *id)
+{
+        Instance *inst = supervisor_find(daemon_supervisor(d), id);
+        LifecycleError e = {};
+        InstanceState st;
+
+        if (!inst)
+                return false;
+        st = instance_state(inst);
+        if (!instance_state_is_running(st) || st == INSTANCE_STATE_STOPPING)
+                return false; /* its next start (or the one due) runs the new version */
+        if (lifecycle_restart(inst, &e) < 0) {
+                log_warning("update: %s runs its previous version until it is restarted: %s", id,
+                            e.message);
+                return false;
+        }
+        log_info("update: restarting %s into its new version", id);
+        return true;
+}
+
 static void after_install(uv_work_t *w, int status)
 {
         Job *j = w->data;
@@ -223,9 +250,12 @@ static void after_install(uv_work_t *w, int status)
                  j->res.app.key_id ? "signed by key " : "unsigned", j->res.app.key_id ?: "");
         if (j->call) {
                 json_t *p = app_json(&j->res.app);
+                bool restarted = j->res.replaced && restart_updated(j->d, j->res.app.id);
 
-                if (p)
+                if (p) {
                         json_object_set_new(p, "replaced", json_boolean(j->res.replaced));
+                        json_object_set_new(p, "restarted", json_boolean(restarted));
+                }
                 (void)(p ? control_reply(j->call, p) : control_reply_errno(j->call, -ENOMEM, NULL));
         }
         job_free(j);
@@ -292,14 +322,22 @@ static int method_update(ControlCall *call, json_t *params, void *userdata)
 }
 
 /*
- * Whether the daemon has app id (registered with its supervisor): Remove and ClearData
- * refuse then (org.cella.AppState), as `cella forget` refuses a running app; the app
- * is stopped with `cella stop` first. MERGE (life's lifecycle): refuse only while it
- * runs (instance_state_is_running) and drop its stopped instance.
+ * Whether app id runs in this cellad, or is about to (lifecycle.h: any state but
+ * installed, stopped and failed; starting includes a restart due after its delay):
+ * Remove and ClearData refuse then (org.cella.AppState), as `cella forget` refuses a
+ * running app; the app is stopped with `cella stop` first. A stopped app is not in
+ * use: Remove drops it from the supervisor (daemon_app_forget()).
  */
 static bool app_in_use(Daemon *d, const char *id)
 {
-        return supervisor_has_app(daemon_supervisor(d), id);
+        Instance *inst = supervisor_find(daemon_supervisor(d), id);
+        InstanceState st;
+
+        if (!inst)
+                return false;
+        st = instance_state(inst);
+        return st != INSTANCE_STATE_INSTALLED && st != INSTANCE_STATE_STOPPED &&
+               st != INSTANCE_STATE_FAILED;
 }
 
 static int reply_in_use(ControlCall *call, const char *id, const char *what, pid_t kernel)
@@ -399,6 +437,8 @@ static int do_remove(ControlCall *call, Daemon *d, const char *id, bool keep_dat
         if (r < 0)
                 return reply_store_error(call, id, r, &err);
         log_info("removed %s%s", id, keep_data ? " (its data kept)" : "");
+        /* Its stopped instance goes too: a later install of the id starts afresh. */
+        daemon_app_forget(d, id);
         if (!keep_data) {
                 r = state_open(d->state_dir, d->o.uid_base, d->o.uid_count, &st);
                 if (r >= 0)
@@ -558,6 +598,14 @@ static const ControlMethod store_methods[] = {
         {"org.cella.List", CONTROL_ACCESS_READ, method_list},
 };
 
+/* supervisor_set_app_dir_fn()'s resolver: the store's installed version of id. */
+static int store_app_dir_of(const char *id, char **ret_dir, void *userdata)
+{
+        Daemon *d = userdata;
+
+        return store_app_dir(daemon_state_dir(d), id, ret_dir);
+}
+
 int daemon_store_methods(Daemon *d)
 {
         int r;
@@ -569,6 +617,8 @@ int daemon_store_methods(Daemon *d)
         else if (r < 0)
                 log_warning_errno(r, "cannot sweep %s/apps of interrupted installs: %m",
                                   daemon_state_dir(d));
+        /* Every start and restart runs the version installed then (reload.c). */
+        supervisor_set_app_dir_fn(daemon_supervisor(d), store_app_dir_of, d);
         r = control_add_methods(daemon_control(d), store_methods, ELEMENTSOF(store_methods), d);
         if (r < 0)
                 return log_error_errno(r, "cannot add the store's methods: %m");

@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/fdpass.h"
 #include "base/macro.h"
 #include "keeper/keeper.h"
 
@@ -26,6 +27,8 @@
 #define CELLA_KEEPER_INSTALL_PATH "/usr/local/libexec/cella/cella-keeper"
 #endif
 
+_Static_assert(_KEEPER_FD_MAX <= FD_MSG_MAX_FDS, "a keeper message's fds fit fd_msg_send()");
+
 static unsigned n_fds_of(uint32_t mask)
 {
         return (unsigned)__builtin_popcount(mask & ((1u << _KEEPER_FD_MAX) - 1));
@@ -33,11 +36,8 @@ static unsigned n_fds_of(uint32_t mask)
 
 int keeper_msg_send(int sock, const KeeperMsg *m, const int *fds)
 {
-        char control[CMSG_SPACE(sizeof(int) * _KEEPER_FD_MAX)] = {};
-        struct iovec iov = {.iov_base = (void *)m, .iov_len = sizeof *m};
-        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
         int list[_KEEPER_FD_MAX];
-        unsigned n = 0;
+        size_t n = 0;
         ssize_t k;
 
         if (m->rec.fds >> _KEEPER_FD_MAX)
@@ -48,48 +48,31 @@ int keeper_msg_send(int sock, const KeeperMsg *m, const int *fds)
                                 return -EINVAL;
                         list[n++] = fds[i];
                 }
-        if (n > 0) {
-                struct cmsghdr *c;
-
-                mh.msg_control = control;
-                mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
-                c = CMSG_FIRSTHDR(&mh);
-                c->cmsg_level = SOL_SOCKET;
-                c->cmsg_type = SCM_RIGHTS;
-                c->cmsg_len = CMSG_LEN(sizeof(int) * n);
-                memcpy(CMSG_DATA(c), list, sizeof(int) * n);
-        }
         for (;;) {
                 struct pollfd p = {.fd = sock, .events = POLLOUT};
+                int r;
 
-                k = RETRY_EINTR(sendmsg(sock, &mh, MSG_NOSIGNAL));
-                if (k >= 0 || errno != EAGAIN)
+                k = fd_msg_send(sock, m, sizeof *m, list, n, 0);
+                if (k != -EAGAIN)
                         break;
                 /* A non-blocking socket (a client's libuv watches it) with a full
                  * buffer: wait for room, as long as a reply may take. */
-                k = RETRY_EINTR(poll(&p, 1, KEEPER_REPLY_TIMEOUT_MS));
-                if (k == 0)
+                r = RETRY_EINTR(poll(&p, 1, KEEPER_REPLY_TIMEOUT_MS));
+                if (r == 0)
                         return -ETIMEDOUT;
-                if (k < 0)
+                if (r < 0)
                         return negative_errno();
         }
         if (k < 0)
-                return negative_errno();
+                return (int)k;
         return k == (ssize_t)sizeof *m ? 0 : -EIO;
 }
 
 int keeper_msg_recv(int sock, KeeperMsg *m, int *fds, int timeout_ms)
 {
-        char control[CMSG_SPACE(sizeof(int) * _KEEPER_FD_MAX)] = {};
-        struct iovec iov = {.iov_base = m, .iov_len = sizeof *m};
-        struct msghdr mh = {.msg_iov = &iov,
-                            .msg_iovlen = 1,
-                            .msg_control = control,
-                            .msg_controllen = sizeof control};
         struct pollfd p = {.fd = sock, .events = POLLIN};
         int got[_KEEPER_FD_MAX];
-        unsigned n = 0;
-        struct cmsghdr *c;
+        size_t n;
         ssize_t k;
         int r;
 
@@ -100,42 +83,21 @@ int keeper_msg_recv(int sock, KeeperMsg *m, int *fds, int timeout_ms)
                 return negative_errno();
         if (r == 0)
                 return timeout_ms == 0 ? -EAGAIN : -ETIMEDOUT;
-        k = RETRY_EINTR(recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT));
+        k = fd_msg_recv(sock, m, sizeof *m, got, _KEEPER_FD_MAX, &n, MSG_DONTWAIT);
+        if (k == 0)
+                return -ECONNRESET;
         if (k < 0)
-                return negative_errno();
-        for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-                unsigned cn;
-
-                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-                        continue;
-                cn = (unsigned)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-                for (unsigned i = 0; i < cn; i++) {
-                        int fd;
-
-                        memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-                        if (n < _KEEPER_FD_MAX)
-                                got[n++] = fd;
-                        else
-                                safe_close(fd);
-                }
-        }
-        if (k == 0) {
-                r = -ECONNRESET;
-                goto fail;
-        }
-        if (k != (ssize_t)sizeof *m || m->magic != KEEPER_MAGIC || (mh.msg_flags & MSG_CTRUNC) ||
-            (m->rec.fds >> _KEEPER_FD_MAX) || n != n_fds_of(m->rec.fds)) {
-                r = -EBADMSG;
-                goto fail;
+                return (int)k;
+        if (m->magic != KEEPER_MAGIC || (m->rec.fds >> _KEEPER_FD_MAX) ||
+            n != n_fds_of(m->rec.fds)) {
+                for (size_t i = 0; i < n; i++)
+                        safe_close(got[i]);
+                return -EBADMSG;
         }
         for (unsigned i = 0, j = 0; i < _KEEPER_FD_MAX; i++)
                 if (m->rec.fds & (1u << i))
                         fds[i] = got[j++];
         return 0;
-fail:
-        for (unsigned i = 0; i < n; i++)
-                safe_close(got[i]);
-        return r;
 }
 
 void keeper_set_done(KeeperSet *set)

@@ -1110,14 +1110,19 @@ static int sweep_leaf(const CgroupHierarchy *h, const char *path)
         return remove_tree(path, 0);
 }
 
-int cgroup_sweep(CgroupManager *m)
+/*
+ * Kills and removes every leaf of m's hierarchies whose name pick(name, ud) takes
+ * and that m has not adopted (cgroup_open()), cgroup2 hierarchies first
+ * (cgroup.kill clears a leaf in one write). Best effort per leaf: what stays is
+ * retried by the next sweep. Returns the number of leaf names removed in at least
+ * one hierarchy, or -errno (-ENOMEM; listing a hierarchy's root failed).
+ */
+static int sweep_leaves(CgroupManager *m, bool (*pick)(const char *name, const void *ud),
+                        const void *ud)
 {
         _cleanup_strv_free_ char **removed = NULL;
         int r;
 
-        if (!m)
-                return -EINVAL;
-        /* cgroup2 hierarchies first: cgroup.kill clears a leaf in one write. */
         for (int pass = 1; pass >= 0; pass--)
                 for (size_t i = 0; i < m->n_hier; i++) {
                         const CgroupHierarchy *h = &m->hier[i];
@@ -1133,11 +1138,10 @@ int cgroup_sweep(CgroupManager *m)
                         STRV_FOREACH (name, names) {
                                 _cleanup_free_ char *p = NULL;
 
-                                if (!leaf_owner_dead(*name) || strv_has(m->adopted, *name))
+                                if (!pick(*name, ud) || strv_has(m->adopted, *name))
                                         continue;
                                 if (asprintf(&p, "%s/%s", h->root, *name) < 0)
                                         return -ENOMEM;
-                                /* Best effort: what stays is retried by the next sweep. */
                                 if (sweep_leaf(h, p) < 0)
                                         continue;
                                 if (!strv_has(removed, *name)) {
@@ -1148,6 +1152,20 @@ int cgroup_sweep(CgroupManager *m)
                         }
                 }
         return (int)strv_length(removed);
+}
+
+/* cgroup_sweep()'s pick: a leaf whose owner pid is dead. */
+static bool pick_dead_owner(const char *name, const void *ud)
+{
+        (void)ud;
+        return leaf_owner_dead(name);
+}
+
+int cgroup_sweep(CgroupManager *m)
+{
+        if (!m)
+                return -EINVAL;
+        return sweep_leaves(m, pick_dead_owner, NULL);
 }
 
 /* Forgets name in m->adopted (a handle of cgroup_open() going). */
@@ -1302,45 +1320,28 @@ const char *cgroup_name(const Cgroup *cg)
         return cg ? cg->name : NULL;
 }
 
+typedef struct SweepOwned {
+        const char *owner;
+        char *const *keep;
+} SweepOwned;
+
+/* cgroup_sweep_owned()'s pick: a valid leaf of owner, or of a dead owner, not kept. */
+static bool pick_owned(const char *name, const void *ud)
+{
+        const SweepOwned *w = ud;
+        const char *o;
+
+        return leaf_name_valid(name, &o) && (strcmp(o, w->owner) == 0 || leaf_owner_dead(name)) &&
+               !strv_has((char **)w->keep, name);
+}
+
 int cgroup_sweep_owned(CgroupManager *m, const char *owner, char *const *keep)
 {
-        _cleanup_strv_free_ char **removed = NULL;
-        int r;
+        SweepOwned w = {.owner = owner, .keep = keep};
 
         if (!m || !owner || !owner_tag_valid(owner, strlen(owner)))
                 return -EINVAL;
-        for (int pass = 1; pass >= 0; pass--)
-                for (size_t i = 0; i < m->n_hier; i++) {
-                        const CgroupHierarchy *h = &m->hier[i];
-                        _cleanup_strv_free_ char **names = NULL;
-
-                        if (h->unified != (pass == 1))
-                                continue;
-                        r = list_subdirs(h->root, &names);
-                        if (r == -ENOENT)
-                                continue;
-                        if (r < 0)
-                                return r;
-                        STRV_FOREACH (name, names) {
-                                _cleanup_free_ char *p = NULL;
-                                const char *o;
-
-                                if (!leaf_name_valid(*name, &o) ||
-                                    (strcmp(o, owner) != 0 && !leaf_owner_dead(*name)) ||
-                                    strv_has((char **)keep, *name) || strv_has(m->adopted, *name))
-                                        continue;
-                                if (asprintf(&p, "%s/%s", h->root, *name) < 0)
-                                        return -ENOMEM;
-                                if (sweep_leaf(h, p) < 0)
-                                        continue;
-                                if (!strv_has(removed, *name)) {
-                                        r = strv_extend(&removed, *name);
-                                        if (r < 0)
-                                                return r;
-                                }
-                        }
-                }
-        return (int)strv_length(removed);
+        return sweep_leaves(m, pick_owned, &w);
 }
 
 int cgroup_new_rest(Cgroup *cg)

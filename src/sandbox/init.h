@@ -30,6 +30,9 @@ typedef enum MsgType {
         MSG_SECCOMP_FD, /* child → parent: the seccomp listener fd (SCM_RIGHTS) */
         MSG_INIT_EXEC,  /* init → parent: value = 0 from cella-init once it runs, or
                          * the errno of its failed exec (the built-in loop runs) */
+        MSG_WARM_GO,    /* parent → warm child: the spec is in the shared arena; the
+                         * fds it names ride along (SCM_RIGHTS, spawn.c "Warm sandboxes") */
+        MSG_WARM_READY, /* warm child → parent: prepared, waiting for an app */
 } MsgType;
 
 /* One message on the ctl socket (SOCK_SEQPACKET: one datagram each). */

@@ -697,14 +697,14 @@ static int write_identity(int rootfd, const SandboxSpec *spec, SandboxError *err
         return 0;
 }
 
-int jail_build(const SandboxSpec *spec, SandboxError *err)
+int jail_skeleton(size_t n_binds, JailSkeleton *ret, SandboxError *err)
 {
-        static const char base[] = "/tmp"; /* where the new root is attached until pivot */
-        struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
+        static const char base[] = JAIL_BASE;
         _cleanup_close_ int rootfd = -EBADF, basefd = -EBADF;
         Jail j = {.null_fd = -EBADF};
         int r;
 
+        *ret = (JailSkeleton){.rootfd = -EBADF, .basefd = -EBADF};
         /* Nothing we mount may propagate back to the host; host unmounts still
          * propagate in (bubblewrap does the same). */
         if (mount(NULL, "/", NULL, MS_SLAVE | MS_REC, NULL) < 0)
@@ -714,7 +714,7 @@ int jail_build(const SandboxSpec *spec, SandboxError *err)
         /* One inode per mount point (and its parents) of the spec's binds on top of
          * the runtime's: a packed Lua host binds two folders per app. */
         rootfd = new_tmpfs_inodes(1024 * 1024, "0755", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-                                  4096 + 2 * (uint64_t)spec->n_binds);
+                                  4096 + 2 * (uint64_t)n_binds);
         if (rootfd < 0)
                 return sandbox_fail(err, SANDBOX_STEP_MOUNT, rootfd, "tmpfs for the root");
 
@@ -755,6 +755,30 @@ int jail_build(const SandboxSpec *spec, SandboxError *err)
                         goto out;
                 }
         }
+        /* /dev and /proc hold nothing of any app: part of the skeleton a warm
+         * sandbox has ready (pool.c). No spec bind targets either. */
+        r = build_dev(rootfd, err);
+        if (r < 0)
+                goto out;
+        r = build_proc(rootfd, j.null_fd, err);
+        if (r < 0)
+                goto out;
+        ret->rootfd = TAKE_FD(rootfd);
+        ret->basefd = TAKE_FD(basefd);
+        r = 0;
+out:
+        jail_done(&j);
+        return r;
+}
+
+int jail_finish(const SandboxSpec *spec, JailSkeleton *sk, SandboxError *err)
+{
+        static const char base[] = JAIL_BASE;
+        struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
+        _cleanup_close_ int rootfd = TAKE_FD(sk->rootfd), basefd = TAKE_FD(sk->basefd);
+        Jail j = {.null_fd = -EBADF};
+        int r;
+
         /* The spec's binds one at a time (resolved in the host's view all the same:
          * nothing is pivoted yet), so a spec may hold thousands of them (a packed
          * Lua host: two per app) without as many fds open at once. */
@@ -789,13 +813,7 @@ int jail_build(const SandboxSpec *spec, SandboxError *err)
         r = write_identity(rootfd, spec, err);
         if (r < 0)
                 goto out;
-        r = build_dev(rootfd, err);
-        if (r < 0)
-                goto out;
         r = build_tmp(rootfd, base, spec, err);
-        if (r < 0)
-                goto out;
-        r = build_proc(rootfd, j.null_fd, err);
         if (r < 0)
                 goto out;
 
@@ -817,4 +835,14 @@ int jail_build(const SandboxSpec *spec, SandboxError *err)
 out:
         jail_done(&j);
         return r;
+}
+
+int jail_build(const SandboxSpec *spec, SandboxError *err)
+{
+        JailSkeleton sk;
+        int r = jail_skeleton(spec->n_binds, &sk, err);
+
+        if (r < 0)
+                return r;
+        return jail_finish(spec, &sk, err);
 }

@@ -40,8 +40,35 @@ extern void (*sandbox_test_before_file_attach)(const char *target);
  * (its comment above attach_tree_fresh says why and what it bounds). */
 #define JAIL_ATTACH_TRIES 32
 
-/* mount.c: builds the jail and pivots into it (child, root of the caller's userns). */
+/* mount.c: builds the jail and pivots into it (child, root of the caller's userns):
+ * jail_skeleton() then jail_finish(). Returns 0 or -errno with err filled. */
 int jail_build(const SandboxSpec *spec, SandboxError *err);
+
+/* Where the new root is attached until the pivot (in the child's mount namespace). */
+#define JAIL_BASE "/tmp"
+
+/* A jail built up to what no app owns: the root tmpfs attached at JAIL_BASE with
+ * the runtime's binds (/usr, /lib*, the /etc subset), /dev and /proc in it. */
+typedef struct JailSkeleton {
+        int rootfd; /* the root tmpfs */
+        int basefd; /* O_PATH of the host's JAIL_BASE, hidden by the root */
+} JailSkeleton;
+
+/*
+ * The app-independent half of jail_build() (child, root of the caller's user
+ * namespace, in its new mount and pid namespaces): makes / a slave, the root
+ * tmpfs with inodes for n_binds spec binds to come, the runtime's binds, /dev
+ * and /proc. What a warm sandbox does ahead (spawn.c, "Warm sandboxes"). Returns
+ * 0 and *ret, or -errno with err filled.
+ */
+int jail_skeleton(size_t n_binds, JailSkeleton *ret, SandboxError *err);
+
+/*
+ * The app's half: spec's binds, /etc's identity files (hostname), /tmp and
+ * /dev/shm of spec->tmp_size, then pivot_root into the root and make it
+ * read-only. Takes sk's fds (closed on return). Returns 0 or -errno with err.
+ */
+int jail_finish(const SandboxSpec *spec, JailSkeleton *sk, SandboxError *err);
 
 /* userns.c */
 /*

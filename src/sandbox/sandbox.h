@@ -216,6 +216,53 @@ typedef struct Sandbox {
 int sandbox_spawn(const SandboxSpec *spec, Sandbox **ret, SandboxError *err);
 
 /*
+ * Warm sandboxes (spawn.c, "warm sandboxes"; docs/daemon.md, "The warm pool"):
+ * children cloned ahead with every step of a spawn that belongs to no app done
+ * (namespaces, network namespace, the jail's skeleton), each finished for one app
+ * by sandbox_spawn_warm(), or killed unused. Used by cellad's pool.
+ */
+typedef struct SandboxWarm SandboxWarm;
+
+/* A warm sandbox has room for this many spec binds (its root tmpfs's inodes) and
+ * passes this many fds (stdio, channel, pty socket, bind fds); a spec with more,
+ * or with extra_fds, takes a cold sandbox_spawn(). */
+#define SANDBOX_WARM_MAX_BINDS 64
+#define SANDBOX_WARM_MAX_FDS   16
+
+/*
+ * Clones a warm sandbox whose init will be init_path (a host path, or NULL: the
+ * built-in loop; a spec with another init_path does not fit it). Returns at once,
+ * the child preparing on its own (about 1 ms of its CPU): 0 and *ret, or -errno
+ * (clone3, fork, mmap). Call from the thread that will spawn with it: the child
+ * dies with that thread (PR_SET_PDEATHSIG) until it has an app. Single-threaded
+ * callers only, as sandbox_spawn().
+ */
+int sandbox_warm_new(const char *init_path, SandboxWarm **ret);
+
+/* Whether spec can start in w (binds, fds, init_path: see above). */
+bool sandbox_warm_fits(const SandboxWarm *w, const SandboxSpec *spec);
+
+/* Where w is, without blocking: 1 prepared and waiting, 0 still preparing (it can
+ * be used: the start then waits for the rest), -ECHILD failed while preparing or
+ * killed (free it). */
+int sandbox_warm_check(SandboxWarm *w);
+
+/* The host pid of w's child (the sandbox's init to be), or -1 for NULL. */
+pid_t sandbox_warm_pid(const SandboxWarm *w);
+
+/* Kills w's child (unused) and frees w. Takes NULL; returns NULL. */
+SandboxWarm *sandbox_warm_free(SandboxWarm *w);
+
+/*
+ * sandbox_spawn(spec) in the warm sandbox w, which it always takes (freed, or
+ * become the returned Sandbox): the same sandbox, the same checks and the same
+ * errors as a cold spawn; -EINVAL at SANDBOX_STEP_PREPARE if spec does not fit w
+ * (check sandbox_warm_fits() first), and the cold spawn's errors otherwise (a warm
+ * child that failed while preparing reports its step).
+ */
+int sandbox_spawn_warm(SandboxWarm *w, const SandboxSpec *spec, Sandbox **ret, SandboxError *err);
+
+/*
  * Sends sig to the app through init (which forwards it). Returns 0, -ESRCH if the
  * sandbox is gone, or -errno of pidfd_send_signal.
  */

@@ -52,6 +52,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -60,6 +61,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/fdpass.h"
 #include "base/macro.h"
 #include "sandbox/init.h"
 #include "sandbox/sandbox-internal.h"
@@ -128,64 +130,38 @@ static int loopback_up(void)
         return 0;
 }
 
-/* Most fds one message carries: CGROUP_JOIN_MAX_V1 tasks files, or one netns. */
-#define MSG_MAX_FDS CGROUP_JOIN_MAX_V1
+/* Most fds one message carries: CGROUP_JOIN_MAX_V1 tasks files, one netns, or a
+ * warm start's stdio, channel, pty socket and bind fds (SANDBOX_WARM_MAX_FDS). */
+#define MSG_MAX_FDS 16
+_Static_assert(MSG_MAX_FDS >= CGROUP_JOIN_MAX_V1, "MSG_MAX_FDS");
+
+_Static_assert(MSG_MAX_FDS <= FD_MSG_MAX_FDS, "a setup message's fds fit fd_msg_send()");
 
 /* Sends m with n fds attached (SCM_RIGHTS). Returns 0 or -errno. */
 static int msg_send_fds(int fd, const Msg *m, const int *fds, unsigned n)
 {
-        char control[CMSG_SPACE(sizeof(int) * MSG_MAX_FDS)] = {};
-        struct iovec iov = {.iov_base = (void *)m, .iov_len = sizeof *m};
-        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+        ssize_t k = fd_msg_send(fd, m, sizeof *m, fds, n, 0);
 
-        if (n > MSG_MAX_FDS)
-                return -E2BIG;
-        if (n > 0) {
-                struct cmsghdr *c;
-
-                mh.msg_control = control;
-                mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
-                c = CMSG_FIRSTHDR(&mh);
-                c->cmsg_level = SOL_SOCKET;
-                c->cmsg_type = SCM_RIGHTS;
-                c->cmsg_len = CMSG_LEN(sizeof(int) * n);
-                memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
-        }
-        return sendmsg(fd, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof *m ? 0 : negative_errno();
+        if (k < 0)
+                return (int)k;
+        return k == (ssize_t)sizeof *m ? 0 : -EIO;
 }
 
 /*
  * Receives one message and the fds it carries (at most MSG_MAX_FDS, into fds; *ret_n
- * of them). A truncated message or fd list is -EBADMSG, with every fd closed.
+ * of them). A truncated message or fd list is -EBADMSG, with every fd closed; the
+ * peer gone is -EPIPE.
  */
 static int msg_recv_fds(int fd, Msg *ret, int *fds, unsigned *ret_n)
 {
-        char control[CMSG_SPACE(sizeof(int) * MSG_MAX_FDS)] = {};
-        struct iovec iov = {.iov_base = ret, .iov_len = sizeof *ret};
-        struct msghdr mh = {.msg_iov = &iov,
-                            .msg_iovlen = 1,
-                            .msg_control = control,
-                            .msg_controllen = sizeof control};
-        struct cmsghdr *c;
-        ssize_t k;
+        size_t n;
+        ssize_t k = fd_msg_recv(fd, ret, sizeof *ret, fds, MSG_MAX_FDS, &n, 0);
 
-        *ret_n = 0;
-        k = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+        *ret_n = (unsigned)n;
         if (k < 0)
-                return negative_errno();
-        c = CMSG_FIRSTHDR(&mh);
-        if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-                unsigned n = (unsigned)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-
-                memcpy(fds, CMSG_DATA(c), sizeof(int) * n);
-                *ret_n = n;
-        }
-        if (k == 0 || k != (ssize_t)sizeof *ret || (mh.msg_flags & MSG_CTRUNC)) {
-                for (unsigned i = 0; i < *ret_n; i++)
-                        safe_close(fds[i]);
-                *ret_n = 0;
-                return k == 0 ? -EPIPE : -EBADMSG;
-        }
+                return (int)k;
+        if (k == 0)
+                return -EPIPE;
         ret->detail[sizeof ret->detail - 1] = 0;
         return 0;
 }
@@ -214,14 +190,15 @@ _noreturn_ static void net_helper(int ctl)
 
 /*
  * In the child, after the jail is built: takes the two messages that arrive while
- * it builds, in whichever order (the helper's netns, the parent's cgroup fds and
+ * it builds (one, the cgroup's, when have_net: a warm child joined its network
+ * namespace while it waited), in whichever order (the helper's netns, the parent's cgroup fds and
  * the app's host uid and gid in *ret_uid, *ret_gid), joins the network namespace
  * and the cgroup, then makes the cgroup namespace (so the app's own cgroup is the
  * root it sees). No app code has run yet.
  */
-static int child_join(int ctl, uid_t *ret_uid, gid_t *ret_gid, SandboxError *err)
+static int child_join(int ctl, bool have_net, uid_t *ret_uid, gid_t *ret_gid, SandboxError *err)
 {
-        bool have_net = false, have_cg = false;
+        bool have_cg = false;
 
         while (!have_net || !have_cg) {
                 int fds[MSG_MAX_FDS];
@@ -624,36 +601,41 @@ static int watch_ctl_hangup(int ctl)
         return 0;
 }
 
+/* Opens spec's cella-init (init_path) while the host's paths are still ours (the
+ * jail hides them); exec'd once the app runs. *ret_fd -EBADF with *ret_errno why
+ * when it cannot be used. */
+static void open_init(const char *init_path, int *ret_fd, int *ret_errno)
+{
+        int fd;
+
+        *ret_fd = -EBADF;
+        *ret_errno = 0;
+        if (!init_path)
+                return;
+        fd = open(init_path, O_PATH | O_CLOEXEC);
+        if (fd < 0)
+                *ret_errno = errno;
+        else if (!init_file_ok(fd)) {
+                *ret_errno = EPERM;
+                safe_close(fd);
+        } else if (host_suid_dumpable_debug()) {
+                *ret_errno = SANDBOX_INIT_DUMPABLE_HOST;
+                safe_close(fd);
+        } else
+                *ret_fd = fd;
+}
+
+_noreturn_ static void child_run(const SandboxSpec *spec, int ctl, int init_fd_in,
+                                 int init_errno_in, bool have_net);
+
 _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
 {
         SandboxError err = {};
-        uid_t host_uid = 0;
-        gid_t host_gid = 0;
-        _cleanup_close_pair_ int exec_pipe[2] = {-EBADF, -EBADF};
-        ExecFailure ef;
-        /* volatile: live across the vfork() below */
-        volatile int init_fd = -EBADF, init_errno = 0;
-        sigset_t mask;
-        pid_t app;
-        ssize_t k;
-        int r;
+        int init_fd, init_errno, r;
 
         if (!spec->survive_parent && prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                 _exit(1);
-        /* cella-init, opened while the host's paths are still ours (the jail
-         * hides them); exec'd once the app runs. */
-        if (spec->init_path) {
-                init_fd = open(spec->init_path, O_PATH | O_CLOEXEC);
-                if (init_fd < 0)
-                        init_errno = errno;
-                else if (!init_file_ok(init_fd)) {
-                        init_errno = EPERM;
-                        init_fd = safe_close(init_fd);
-                } else if (host_suid_dumpable_debug()) {
-                        init_errno = SANDBOX_INIT_DUMPABLE_HOST;
-                        init_fd = safe_close(init_fd);
-                }
-        }
+        open_init(spec->init_path, &init_fd, &init_errno);
         if (setsid() < 0) {
                 r = sandbox_fail(&err, SANDBOX_STEP_NAMESPACE, negative_errno(), "setsid");
                 goto fail;
@@ -665,7 +647,34 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
         r = jail_build(spec, &err);
         if (r < 0)
                 goto fail;
-        r = child_join(ctl, &host_uid, &host_gid, &err);
+        child_run(spec, ctl, init_fd, init_errno, false);
+fail:
+        msg_send_error(ctl, &err);
+        _exit(1);
+}
+
+/*
+ * The child's steps from the cgroup and network joins to the app's exec, the same
+ * for a cold spawn and a warm one: with its jail built (pivoted), root of the
+ * caller's user namespace, holding ctl and init_fd_in (cella-init, or -EBADF and
+ * init_errno_in). Never returns.
+ */
+_noreturn_ static void child_run(const SandboxSpec *spec, int ctl, int init_fd_in,
+                                 int init_errno_in, bool have_net)
+{
+        SandboxError err = {};
+        uid_t host_uid = 0;
+        gid_t host_gid = 0;
+        _cleanup_close_pair_ int exec_pipe[2] = {-EBADF, -EBADF};
+        ExecFailure ef;
+        /* volatile: live across the vfork() below */
+        volatile int init_fd = init_fd_in, init_errno = init_errno_in;
+        sigset_t mask;
+        pid_t app;
+        ssize_t k;
+        int r;
+
+        r = child_join(ctl, have_net, &host_uid, &host_gid, &err);
         if (r < 0)
                 goto fail;
 
@@ -928,6 +937,137 @@ static int send_cgroup(Cgroup *cg, pid_t pid, bool attach_in_parent, int ctl,
         return 0;
 }
 
+/*
+ * The parent's half once the child exists, the same for a cold spawn and a warm
+ * one: the caller's prepare, the cgroup (attach_in_parent: the parent writes the
+ * child into every leaf, else it joined the cgroup2 leaf at clone and joins the v1
+ * ones itself), the uid map, the caller's starting, the seccomp listener, until
+ * STARTED. Takes s, cg, *pidfd, *ctl0 and helper (a net helper to reap, or -1):
+ * on success they are in *ret, on failure the child is killed and everything is
+ * gone. Returns 0 or -errno with err filled.
+ */
+static int spawn_finish(SandboxSpec *spec, Sandbox *s_in, Cgroup *cg, pid_t pid, int *pidfd,
+                        int *ctl0, pid_t helper, bool attach_in_parent, Sandbox **ret,
+                        SandboxError *err)
+{
+        _cleanup_free_ Sandbox *s = s_in;
+        _cleanup_close_ int notify_fd = -EBADF;
+        Msg m;
+        int r;
+
+        s->pid = pid;
+        /* While the child builds its jail: the caller's late work, then the rest
+         * of the cgroup, whose v1 leaves the child joins itself (cgroup.h). */
+        if (spec->prepare) {
+                r = spec->prepare(spec, spec->prepare_userdata);
+                if (r < 0) {
+                        sandbox_fail(err, SANDBOX_STEP_PREPARE, r, "prepare %s", spec->hostname);
+                        goto fail_child;
+                }
+                if (spec->host_uid == 0 || spec->host_gid == 0) {
+                        r = sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
+                                         "the app may not run as host root");
+                        goto fail_child;
+                }
+        }
+        r = send_cgroup(cg, pid, attach_in_parent, *ctl0, spec, &s->oom_kills_before, err);
+        if (r == -EPIPE || r == -ECONNRESET)
+                /* The child failed (and exited) before it read this: the report it
+                 * queued first, or EOF and its exit status, says why. Read that
+                 * rather than report the send. */
+                *err = (SandboxError){};
+        else if (r < 0)
+                goto fail_child;
+        for (;;) {
+                int fd = -EBADF;
+
+                r = parent_recv(*ctl0, &m, &fd);
+                if (r == -EPROTO) {
+                        sandbox_fail(err, SANDBOX_STEP_INIT, r, "wrong fds with message %u",
+                                     m.type);
+                        goto fail_child;
+                }
+                if (r < 0) {
+                        siginfo_t si;
+
+                        if (r == -ETIMEDOUT) {
+                                sandbox_fail(err, SANDBOX_STEP_INIT, r,
+                                             "no answer from the sandbox");
+                                goto fail_child;
+                        }
+                        kill(pid, SIGKILL);
+                        reap(pid, *pidfd, &si);
+                        sandbox_fail(err, SANDBOX_STEP_INIT, r,
+                                     "sandbox init died during setup (%s %d)",
+                                     si.si_code == CLD_EXITED ? "status" : "signal", si.si_status);
+                        goto fail_reaped;
+                }
+                if (m.type == MSG_NEED_IDMAP) {
+                        r = userns_write_maps(pid, spec->host_uid, spec->host_gid,
+                                              spec->host_ids_base);
+                        if (r < 0) {
+                                sandbox_fail(err, SANDBOX_STEP_USERNS, r, "write uid/gid maps");
+                                goto fail_child;
+                        }
+                        r = sandbox_msg_send(*ctl0, MSG_IDMAP_DONE, 0);
+                        if (r < 0)
+                                continue; /* the child died: the next recv says how */
+                        /* The child needs nothing more from us until STARTED, and the
+                         * net helper is done: the caller's work overlaps its last
+                         * steps (its reports wait in the socket meanwhile). */
+                        if (spec->starting) {
+                                r = spec->starting(spec, spec->prepare_userdata);
+                                if (r < 0) {
+                                        sandbox_fail(err, SANDBOX_STEP_PREPARE, r,
+                                                     "prepare %s while it starts", spec->hostname);
+                                        goto fail_child;
+                                }
+                        }
+                } else if (m.type == MSG_WARM_READY) {
+                        continue; /* a warm child's, sent before it saw the app */
+                } else if (m.type == MSG_ERROR) {
+                        err->step = m.step > 0 && m.step < _SANDBOX_STEP_MAX ? (SandboxStep)m.step
+                                                                             : SANDBOX_STEP_INIT;
+                        err->error = m.error > 0 ? m.error : EIO;
+                        memcpy(err->detail, m.detail, sizeof err->detail);
+                        r = -err->error;
+                        goto fail_child;
+                } else if (m.type == MSG_SECCOMP_FD && spec->seccomp->notify && notify_fd < 0) {
+                        notify_fd = fd;
+                } else if (m.type == MSG_STARTED && spec->seccomp->notify == (notify_fd >= 0)) {
+                        s->app_pid = m.value;
+                        break;
+                } else {
+                        safe_close(fd);
+                        r = sandbox_fail(err, SANDBOX_STEP_INIT, -EPROTO, "unexpected message %u",
+                                         m.type);
+                        goto fail_child;
+                }
+        }
+        reap_helper(helper);
+        /* sandbox_process() reads without blocking (the child's end stays blocking). */
+        (void)fcntl(*ctl0, F_SETFL, O_NONBLOCK);
+        s->pidfd = TAKE_FD(*pidfd);
+        s->ctl_fd = TAKE_FD(*ctl0);
+        s->seccomp_notify_fd = notify_fd >= 0 ? TAKE_FD(notify_fd) : -1;
+        s->cgroup = cg;
+        *ret = TAKE_PTR(s);
+        return 0;
+
+fail_child:
+        kill(pid, SIGKILL);
+        reap(pid, *pidfd, NULL);
+fail_reaped:
+        if (helper > 0)
+                kill(helper, SIGKILL);
+        reap_helper(helper);
+        if (cg) {
+                cgroup_kill(cg);
+                cgroup_destroy(cg);
+        }
+        return r < 0 ? r : -EIO;
+}
+
 int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
 {
         _cleanup_close_pair_ int ctl[2] = {-EBADF, -EBADF};
@@ -935,11 +1075,10 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
         _cleanup_free_ Sandbox *s = NULL;
         SandboxSpec spec = *spec_in;
         Cgroup *cg = NULL;
-        _cleanup_close_ int unified_fd = -EBADF, notify_fd = -EBADF;
+        _cleanup_close_ int unified_fd = -EBADF;
         bool attach_in_parent = false;
         struct clone_args args = {};
         pid_t pid, helper = -1;
-        Msg m;
         int r;
 
         *err = (SandboxError){};
@@ -1002,126 +1141,524 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
         }
         unified_fd = safe_close(unified_fd);
         ctl[1] = safe_close(ctl[1]);
-        s->pid = pid;
 
         helper = fork();
         if (helper < 0) {
-                sandbox_fail(err, SANDBOX_STEP_NAMESPACE, negative_errno(),
-                             "fork the network helper");
-                goto fail_child;
+                siginfo_t si;
+
+                r = sandbox_fail(err, SANDBOX_STEP_NAMESPACE, negative_errno(),
+                                 "fork the network helper");
+                kill(pid, SIGKILL);
+                reap(pid, pidfd, &si);
+                goto fail;
         }
         if (helper == 0)
                 net_helper(ctl[0]);
+        return spawn_finish(&spec, TAKE_PTR(s), cg, pid, &pidfd, &ctl[0], helper, attach_in_parent,
+                            ret, err);
 
-        /* While the child builds its jail: the caller's late work, then the rest
-         * of the cgroup, whose v1 leaves the child joins itself (cgroup.h). */
-        if (spec.prepare) {
-                r = spec.prepare(&spec, spec.prepare_userdata);
-                if (r < 0) {
-                        sandbox_fail(err, SANDBOX_STEP_PREPARE, r, "prepare %s", spec.hostname);
-                        goto fail_child;
-                }
-                if (spec.host_uid == 0 || spec.host_gid == 0) {
-                        r = sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
-                                         "the app may not run as host root");
-                        goto fail_child;
-                }
-        }
-        r = send_cgroup(cg, pid, attach_in_parent, ctl[0], &spec, &s->oom_kills_before, err);
-        if (r == -EPIPE || r == -ECONNRESET)
-                /* The child failed (and exited) before it read this: the report it
-                 * queued first, or EOF and its exit status, says why. Read that
-                 * rather than report the send. */
-                *err = (SandboxError){};
-        else if (r < 0)
-                goto fail_child;
-        for (;;) {
-                int fd = -EBADF;
-
-                r = parent_recv(ctl[0], &m, &fd);
-                if (r == -EPROTO) {
-                        sandbox_fail(err, SANDBOX_STEP_INIT, r, "wrong fds with message %u",
-                                     m.type);
-                        goto fail_child;
-                }
-                if (r < 0) {
-                        siginfo_t si;
-
-                        if (r == -ETIMEDOUT) {
-                                sandbox_fail(err, SANDBOX_STEP_INIT, r,
-                                             "no answer from the sandbox");
-                                goto fail_child;
-                        }
-                        kill(pid, SIGKILL);
-                        reap(pid, pidfd, &si);
-                        sandbox_fail(err, SANDBOX_STEP_INIT, r,
-                                     "sandbox init died during setup (%s %d)",
-                                     si.si_code == CLD_EXITED ? "status" : "signal", si.si_status);
-                        goto fail_reaped;
-                }
-                if (m.type == MSG_NEED_IDMAP) {
-                        r = userns_write_maps(pid, spec.host_uid, spec.host_gid,
-                                              spec.host_ids_base);
-                        if (r < 0) {
-                                sandbox_fail(err, SANDBOX_STEP_USERNS, r, "write uid/gid maps");
-                                goto fail_child;
-                        }
-                        r = sandbox_msg_send(ctl[0], MSG_IDMAP_DONE, 0);
-                        if (r < 0)
-                                continue; /* the child died: the next recv says how */
-                        /* The child needs nothing more from us until STARTED, and the
-                         * net helper is done: the caller's work overlaps its last
-                         * steps (its reports wait in the socket meanwhile). */
-                        if (spec.starting) {
-                                r = spec.starting(&spec, spec.prepare_userdata);
-                                if (r < 0) {
-                                        sandbox_fail(err, SANDBOX_STEP_PREPARE, r,
-                                                     "prepare %s while it starts", spec.hostname);
-                                        goto fail_child;
-                                }
-                        }
-                } else if (m.type == MSG_ERROR) {
-                        err->step = m.step > 0 && m.step < _SANDBOX_STEP_MAX ? (SandboxStep)m.step
-                                                                             : SANDBOX_STEP_INIT;
-                        err->error = m.error > 0 ? m.error : EIO;
-                        memcpy(err->detail, m.detail, sizeof err->detail);
-                        r = -err->error;
-                        goto fail_child;
-                } else if (m.type == MSG_SECCOMP_FD && spec.seccomp->notify && notify_fd < 0) {
-                        notify_fd = fd;
-                } else if (m.type == MSG_STARTED && spec.seccomp->notify == (notify_fd >= 0)) {
-                        s->app_pid = m.value;
-                        break;
-                } else {
-                        safe_close(fd);
-                        r = sandbox_fail(err, SANDBOX_STEP_INIT, -EPROTO, "unexpected message %u",
-                                         m.type);
-                        goto fail_child;
-                }
-        }
-        reap_helper(helper);
-        /* sandbox_process() reads without blocking (the child's end stays blocking). */
-        (void)fcntl(ctl[0], F_SETFL, O_NONBLOCK);
-        s->pidfd = TAKE_FD(pidfd);
-        s->ctl_fd = TAKE_FD(ctl[0]);
-        s->seccomp_notify_fd = notify_fd >= 0 ? TAKE_FD(notify_fd) : -1;
-        s->cgroup = cg;
-        *ret = TAKE_PTR(s);
-        return 0;
-
-fail_child:
-        kill(pid, SIGKILL);
-        reap(pid, pidfd, NULL);
-fail_reaped:
-        if (helper > 0)
-                kill(helper, SIGKILL);
-        reap_helper(helper);
 fail:
         if (cg) {
                 cgroup_kill(cg);
                 cgroup_destroy(cg);
         }
         return r < 0 ? r : -EIO;
+}
+
+/* ---- warm sandboxes ------------------------------------------------------ */
+
+/*
+ * A warm sandbox (docs/design.md section 10, "A start through cellad"; docs/daemon.md,
+ * "The warm pool"): a child cloned ahead, as Android's zygote keeps a warm
+ * process, with everything of a spawn that belongs to no app done: the mount,
+ * pid, ipc and uts namespaces (clone3), its own network namespace with loopback
+ * up (the net helper), a session of its own, and the jail's skeleton
+ * (jail_skeleton(): the root tmpfs, the runtime's read-only binds, /dev, /proc).
+ * It then waits on ctl, root of the caller's user namespace, in the caller's
+ * cgroup (charged to the daemon), holding no fd but ctl and cella-init's, no
+ * uid of any app, and no app's data: it is a copy of the caller's memory from
+ * when it was cloned, as every cold spawn's child is.
+ *
+ * sandbox_spawn_warm() gives it one app: the spec, deep-copied into a shared
+ * arena mapped before the clone (so its pointers mean the same in both
+ * processes), and MSG_WARM_GO with the spec's fds; the child then does what a
+ * cold child does from the hostname on (the app's binds, /etc identity, /tmp,
+ * pivot_root, the cgroup the parent attached it to, the user namespace and the
+ * app's uid map, capabilities, rlimits, seccomp, exec), through the same
+ * child_run(). What is never done ahead, and why: the user namespace and the uid
+ * (each app has its own host uid; a namespace made ahead would be charged to
+ * the wrong uid, become_host_user()), the cgroup (named after the app, its
+ * limits the app's), the hostname, /tmp (its size is the app's), every bind of
+ * the app's own.
+ *
+ * One warm sandbox serves one app, once: used or not, it is never handed to
+ * another. While it waits it carries PR_SET_PDEATHSIG(SIGKILL) (a SIGKILL of the
+ * caller ends it) and exits on ctl's EOF (sandbox_warm_free(), or the caller's
+ * death).
+ */
+struct SandboxWarm {
+        pid_t pid;
+        int pidfd;
+        int ctl; /* the parent's end */
+        pid_t helper;
+        void *arena; /* SANDBOX_WARM_ARENA bytes, MAP_SHARED with the child */
+        bool ready;  /* MSG_WARM_READY came */
+        char *init_path;
+};
+
+#define SANDBOX_WARM_ARENA (256u * 1024u)
+
+/* The bump allocator that flattens a spec into the arena. */
+typedef struct Arena {
+        char *base;
+        size_t used, size;
+} Arena;
+
+static void *arena_alloc(Arena *a, size_t n)
+{
+        size_t at = (a->used + 15) & ~(size_t)15;
+
+        if (at > a->size || n > a->size - at)
+                return NULL;
+        a->used = at + n;
+        return a->base + at;
+}
+
+static char *arena_str(Arena *a, const char *str, bool *ok)
+{
+        char *p;
+        size_t n;
+
+        if (!str)
+                return NULL;
+        n = strlen(str) + 1;
+        p = arena_alloc(a, n);
+        if (!p) {
+                *ok = false;
+                return NULL;
+        }
+        memcpy(p, str, n);
+        return p;
+}
+
+static char **arena_strv(Arena *a, char *const *v, bool *ok)
+{
+        size_t n = 0;
+        char **p;
+
+        if (!v)
+                return NULL;
+        while (v[n])
+                n++;
+        p = arena_alloc(a, (n + 1) * sizeof *p);
+        if (!p) {
+                *ok = false;
+                return NULL;
+        }
+        for (size_t i = 0; i < n; i++)
+                p[i] = arena_str(a, v[i], ok);
+        p[n] = NULL;
+        return p;
+}
+
+/* How many fds a warm start passes for spec: stdio, channel, pty socket, binds. */
+static size_t warm_n_fds(const SandboxSpec *spec)
+{
+        size_t n = 0;
+
+        for (int i = 0; i < 3; i++)
+                n += spec->stdio[i] >= 0;
+        n += spec->channel_fd >= 0;
+        n += spec->pty_socket > 0;
+        for (size_t i = 0; i < spec->n_binds; i++)
+                n += !!(spec->binds[i].flags & SANDBOX_BIND_FD);
+        return n;
+}
+
+/*
+ * Copies spec into a (its strings, vectors, binds and seccomp program), with the
+ * fds it names collected into fds (*n_fds of them, in warm_n_fds()'s order) and
+ * every function pointer and the cgroup manager left out (the parent's alone).
+ * Returns the copy, or NULL if it does not fit.
+ */
+static SandboxSpec *warm_flatten(Arena *a, const SandboxSpec *spec, int *fds, unsigned *n_fds)
+{
+        SandboxSpec *c = arena_alloc(a, sizeof *c);
+        SeccompProgram *sp;
+        SandboxBind *b = NULL;
+        bool ok = true;
+        unsigned n = 0;
+
+        if (!c)
+                return NULL;
+        *c = *spec;
+        c->prepare = NULL;
+        c->starting = NULL;
+        c->prepare_userdata = NULL;
+        c->cgroups = NULL;
+        c->cgroup_label = NULL;
+        c->extra_fds = NULL;
+        c->hostname = arena_str(a, spec->hostname, &ok);
+        c->workdir = arena_str(a, spec->workdir, &ok);
+        c->exec_path = arena_str(a, spec->exec_path, &ok);
+        c->init_path = arena_str(a, spec->init_path, &ok);
+        c->entry_scripts = arena_strv(a, spec->entry_scripts, &ok);
+        c->argv = arena_strv(a, spec->argv, &ok);
+        c->envp = arena_strv(a, spec->envp, &ok);
+        for (int i = 0; i < 3; i++)
+                if (spec->stdio[i] >= 0)
+                        fds[n++] = spec->stdio[i];
+        if (spec->channel_fd >= 0)
+                fds[n++] = spec->channel_fd;
+        if (spec->pty_socket > 0)
+                fds[n++] = spec->pty_socket;
+        if (spec->n_binds > 0) {
+                b = arena_alloc(a, spec->n_binds * sizeof *b);
+                if (!b)
+                        return NULL;
+                for (size_t i = 0; i < spec->n_binds; i++) {
+                        b[i] = spec->binds[i];
+                        b[i].source = arena_str(a, spec->binds[i].source, &ok);
+                        b[i].target = arena_str(a, spec->binds[i].target, &ok);
+                        if (b[i].flags & SANDBOX_BIND_FD)
+                                fds[n++] = spec->binds[i].fd;
+                }
+        }
+        c->binds = b;
+        sp = arena_alloc(a, sizeof *sp);
+        if (!sp)
+                return NULL;
+        *sp = *spec->seccomp;
+        sp->prog.filter = arena_alloc(a, sizeof(struct sock_filter) * spec->seccomp->prog.len);
+        if (!sp->prog.filter)
+                return NULL;
+        memcpy(sp->prog.filter, spec->seccomp->prog.filter,
+               sizeof(struct sock_filter) * spec->seccomp->prog.len);
+        c->seccomp = sp;
+        *n_fds = n;
+        return ok ? c : NULL;
+}
+
+/* In the warm child: the fds that came with MSG_WARM_GO take the places of the
+ * ones the copied spec names, in warm_n_fds()'s order. */
+static void warm_place_fds(SandboxSpec *c, const int *fds)
+{
+        unsigned n = 0;
+
+        for (int i = 0; i < 3; i++)
+                if (c->stdio[i] >= 0)
+                        c->stdio[i] = fds[n++];
+        if (c->channel_fd >= 0)
+                c->channel_fd = fds[n++];
+        if (c->pty_socket > 0)
+                c->pty_socket = fds[n++];
+        for (size_t i = 0; i < c->n_binds; i++)
+                if (c->binds[i].flags & SANDBOX_BIND_FD)
+                        ((SandboxBind *)c->binds)[i].fd = fds[n++];
+}
+
+/* The warm child: see struct SandboxWarm. Never returns. */
+_noreturn_ static void warm_main(int ctl, const char *init_path, void *arena)
+{
+        SandboxError err = {};
+        JailSkeleton sk;
+        SandboxSpec *spec;
+        int init_fd, init_errno, r;
+        int fds[MSG_MAX_FDS];
+        unsigned n = 0;
+        bool have_net = false, have_go = false;
+        Msg m = {}, go = {};
+
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+                _exit(1);
+        /* Nothing of the caller's crosses into a warm sandbox: not another app's
+         * pipes or channel, not the control socket. */
+        close_all_but(ctl, -1);
+        {
+                /* The parent may have died before the signal was armed. */
+                struct pollfd p = {.fd = ctl, .events = POLLOUT};
+
+                if (poll(&p, 1, 0) < 0 || (p.revents & (POLLHUP | POLLERR)))
+                        _exit(1);
+        }
+        open_init(init_path, &init_fd, &init_errno);
+        if (setsid() < 0) {
+                r = sandbox_fail(&err, SANDBOX_STEP_NAMESPACE, negative_errno(), "setsid");
+                goto fail;
+        }
+        /* The net helper's namespace, unless the app comes first (a take right
+         * after the clone: the parent's MSG_WARM_GO, and its MSG_CGROUP after it,
+         * may overtake the helper's message); child_join() then takes the two in
+         * whichever order, as a cold child does. */
+        while (!have_net && !have_go) {
+                int got[MSG_MAX_FDS];
+                unsigned k = 0;
+
+                r = msg_recv_fds(ctl, &m, got, &k);
+                if (r == -EPIPE)
+                        _exit(0);
+                if (r >= 0 && m.type == MSG_NETNS && !m.error && k == 1) {
+                        if (setns(got[0], CLONE_NEWNET) < 0) {
+                                r = sandbox_fail(&err, SANDBOX_STEP_NAMESPACE, negative_errno(),
+                                                 "join the network namespace");
+                                goto fail;
+                        }
+                        safe_close(got[0]);
+                        have_net = true;
+                } else if (r >= 0 && m.type == MSG_WARM_GO && !have_go) {
+                        go = m;
+                        memcpy(fds, got, sizeof(int) * k);
+                        n = k;
+                        have_go = true;
+                } else {
+                        for (unsigned i = 0; i < k; i++)
+                                safe_close(got[i]);
+                        r = sandbox_fail(&err, SANDBOX_STEP_NAMESPACE,
+                                         r < 0                 ? r
+                                         : m.type != MSG_NETNS ? -EPROTO
+                                         : m.error             ? -m.error
+                                                               : -EBADMSG,
+                                         "%s",
+                                         m.type == MSG_NETNS && m.detail[0]
+                                                 ? m.detail
+                                                 : "no network namespace fd");
+                        goto fail;
+                }
+        }
+        r = jail_skeleton(SANDBOX_WARM_MAX_BINDS, &sk, &err);
+        if (r < 0)
+                goto fail;
+
+        /* Warm: say so, then wait for an app, or for ctl's end (then simply go). */
+        if (!have_go) {
+                if (sandbox_msg_send(ctl, MSG_WARM_READY, 0) < 0)
+                        _exit(0);
+                r = msg_recv_fds(ctl, &go, fds, &n);
+                if (r == -EPIPE)
+                        _exit(0);
+                if (r < 0 || go.type != MSG_WARM_GO) {
+                        r = sandbox_fail(&err, SANDBOX_STEP_PREPARE, r < 0 ? r : -EPROTO,
+                                         "warm sandbox: expected an app");
+                        goto fail;
+                }
+        }
+        spec = arena;
+        if ((size_t)go.value != warm_n_fds(spec) || n != (unsigned)go.value) {
+                r = sandbox_fail(&err, SANDBOX_STEP_PREPARE, -EBADMSG,
+                                 "warm sandbox: %u fds for %d", n, go.value);
+                goto fail;
+        }
+        warm_place_fds(spec, fds);
+        /* An app that outlives its kernel (survive_parent) ends with ctl's hangup
+         * alone; the credential changes below clear the signal anyway. */
+        if (spec->survive_parent && prctl(PR_SET_PDEATHSIG, 0) < 0)
+                _exit(1);
+        if (sethostname(spec->hostname, strnlen(spec->hostname, SANDBOX_HOSTNAME_MAX)) < 0) {
+                r = sandbox_fail(&err, SANDBOX_STEP_NAMESPACE, negative_errno(), "sethostname");
+                goto fail;
+        }
+        r = jail_finish(spec, &sk, &err);
+        if (r < 0)
+                goto fail;
+        child_run(spec, ctl, init_fd, init_errno, have_net);
+fail:
+        msg_send_error(ctl, &err);
+        _exit(1);
+}
+
+int sandbox_warm_new(const char *init_path, SandboxWarm **ret)
+{
+        _cleanup_close_pair_ int ctl[2] = {-EBADF, -EBADF};
+        _cleanup_close_ int pidfd = -EBADF;
+        _cleanup_free_ SandboxWarm *w = NULL;
+        struct clone_args args = {};
+        void *arena;
+        pid_t pid;
+
+        w = calloc(1, sizeof *w);
+        if (!w)
+                return -ENOMEM;
+        if (init_path) {
+                w->init_path = strdup(init_path);
+                if (!w->init_path)
+                        return -ENOMEM;
+        }
+        arena = mmap(NULL, SANDBOX_WARM_ARENA, PROT_READ | PROT_WRITE,
+                     MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (arena == MAP_FAILED) {
+                free(w->init_path);
+                return negative_errno();
+        }
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0)
+                goto fail_errno;
+        args.flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_PIDFD;
+        args.pidfd = (uint64_t)(uintptr_t)&pidfd;
+        args.exit_signal = SIGCHLD;
+        pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
+        if (pid < 0)
+                goto fail_errno;
+        if (pid == 0) {
+                safe_close(ctl[0]);
+                warm_main(ctl[1], w->init_path, arena);
+        }
+        /* Only this child shares the arena: neither the next warm child nor any
+         * cold one inherits it (each would see the spec of another app). */
+        (void)madvise(arena, SANDBOX_WARM_ARENA, MADV_DONTFORK);
+        ctl[1] = safe_close(ctl[1]);
+        w->pid = pid;
+        w->pidfd = TAKE_FD(pidfd);
+        w->ctl = TAKE_FD(ctl[0]);
+        w->arena = arena;
+        w->helper = fork();
+        if (w->helper < 0) {
+                int r = negative_errno();
+
+                w->helper = -1;
+                sandbox_warm_free(TAKE_PTR(w));
+                return r;
+        }
+        if (w->helper == 0)
+                net_helper(w->ctl);
+        *ret = TAKE_PTR(w);
+        return 0;
+
+fail_errno : {
+        int r = negative_errno();
+
+        munmap(arena, SANDBOX_WARM_ARENA);
+        free(w->init_path);
+        return r;
+}
+}
+
+pid_t sandbox_warm_pid(const SandboxWarm *w)
+{
+        return w ? w->pid : -1;
+}
+
+bool sandbox_warm_fits(const SandboxWarm *w, const SandboxSpec *spec)
+{
+        if (!w || !spec || spec->n_extra_fds > 0 || spec->n_binds > SANDBOX_WARM_MAX_BINDS ||
+            warm_n_fds(spec) > SANDBOX_WARM_MAX_FDS)
+                return false;
+        if (!w->init_path != !spec->init_path ||
+            (w->init_path && strcmp(w->init_path, spec->init_path) != 0))
+                return false;
+        return true;
+}
+
+int sandbox_warm_check(SandboxWarm *w)
+{
+        struct pollfd p = {.fd = w->pidfd, .events = POLLIN};
+        Msg m;
+
+        /* A warm child says one thing before it has an app, MSG_WARM_READY; any
+         * other message is its failure report, EOF its end, and a readable pidfd
+         * its exit. */
+        while (!w->ready) {
+                ssize_t k = recv(w->ctl, &m, sizeof m, MSG_DONTWAIT);
+
+                if (k < 0 && (errno == EAGAIN || errno == EINTR))
+                        break;
+                if (k != (ssize_t)sizeof m || m.type != MSG_WARM_READY)
+                        return -ECHILD;
+                w->ready = true;
+        }
+        if (poll(&p, 1, 0) != 0)
+                return -ECHILD;
+        return w->ready ? 1 : 0;
+}
+
+SandboxWarm *sandbox_warm_free(SandboxWarm *w)
+{
+        if (!w)
+                return NULL;
+        if (w->pidfd >= 0) {
+                syscall(SYS_pidfd_send_signal, w->pidfd, SIGKILL, NULL, 0);
+                reap(w->pid, w->pidfd, NULL);
+        }
+        if (w->helper > 0) {
+                kill(w->helper, SIGKILL);
+                reap_helper(w->helper);
+        }
+        safe_close(w->pidfd);
+        safe_close(w->ctl);
+        if (w->arena)
+                munmap(w->arena, SANDBOX_WARM_ARENA);
+        free(w->init_path);
+        free(w);
+        return NULL;
+}
+
+int sandbox_spawn_warm(SandboxWarm *w, const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
+{
+        _cleanup_free_ Sandbox *s = NULL;
+        SandboxSpec spec = *spec_in, *copy;
+        Arena a = {.base = w->arena, .size = SANDBOX_WARM_ARENA};
+        int fds[MSG_MAX_FDS];
+        unsigned n_fds = 0;
+        Msg m = {.type = MSG_WARM_GO};
+        Cgroup *cg = NULL;
+        pid_t pid = w->pid, helper = w->helper;
+        int pidfd, ctl, r;
+
+        *err = (SandboxError){};
+        if (spec.tmp_size == 0)
+                spec.tmp_size = SANDBOX_DEFAULT_TMP_SIZE;
+        r = check_spec(&spec, err);
+        if (r < 0)
+                goto fail_warm;
+        if (!sandbox_warm_fits(w, &spec)) {
+                r = sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
+                                 "this spec does not fit a warm sandbox");
+                goto fail_warm;
+        }
+        copy = warm_flatten(&a, &spec, fds, &n_fds);
+        if (!copy) {
+                r = sandbox_fail(err, SANDBOX_STEP_PREPARE, -E2BIG,
+                                 "the spec does not fit a warm sandbox's %u bytes",
+                                 SANDBOX_WARM_ARENA);
+                goto fail_warm;
+        }
+        s = calloc(1, sizeof *s);
+        if (!s) {
+                r = sandbox_fail(err, SANDBOX_STEP_PREPARE, -ENOMEM, "allocate");
+                goto fail_warm;
+        }
+        /* The child is not in any of the app's leaves yet: all of them are made
+         * now, and the parent writes it into each (send_cgroup()) before it may
+         * run anything of the app. */
+        if (spec.cgroups) {
+                r = cgroup_new_unified(spec.cgroups, spec.cgroup_label, &cg);
+                if (r < 0) {
+                        sandbox_fail(err, SANDBOX_STEP_CGROUP, r, "create cgroup %s",
+                                     spec.cgroup_label);
+                        goto fail_warm;
+                }
+        }
+        m.value = (int32_t)n_fds;
+        r = msg_send_fds(w->ctl, &m, fds, n_fds);
+        if (r < 0) {
+                sandbox_fail(err, SANDBOX_STEP_PREPARE, r, "hand the app to a warm sandbox");
+                if (cg) {
+                        cgroup_kill(cg);
+                        cgroup_destroy(cg);
+                }
+                goto fail_warm;
+        }
+        /* From here spawn_finish() owns the child, its fds and the helper. */
+        pidfd = TAKE_FD(w->pidfd);
+        ctl = TAKE_FD(w->ctl);
+        w->helper = -1;
+        sandbox_warm_free(w);
+        r = spawn_finish(&spec, TAKE_PTR(s), cg, pid, &pidfd, &ctl, helper, true, ret, err);
+        safe_close(pidfd);
+        safe_close(ctl);
+        return r;
+
+fail_warm:
+        sandbox_warm_free(w);
+        return r;
 }
 
 int sandbox_signal(Sandbox *s, int sig)

@@ -59,40 +59,50 @@ int store_fail(StoreError *err, int r, const char *path, const char *key, const 
         return r;
 }
 
+int store_opendir_at(int dirfd, const char *name, int flags, DIR **ret)
+{
+        int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | flags);
+
+        *ret = NULL;
+        if (fd < 0)
+                return negative_errno();
+        *ret = fdopendir(fd);
+        if (!*ret) {
+                int r = negative_errno();
+
+                safe_close(fd); /* keeps errno */
+                return r;
+        }
+        return 0;
+}
+
 /* Removes dirfd/name and everything beneath it, never following a symlink; folders are
  * made writable first (the store's are 0555). 0 (also when missing) or -errno. */
-int store_rm_rf_at(int dirfd, const char *name, unsigned depth)
+int store_rm_rf_at(int parentfd, const char *name, unsigned depth)
 {
         _cleanup_(closedirp) DIR *d = NULL;
         struct dirent *de;
         struct stat st;
-        int fd;
+        int r;
 
-        if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        if (fstatat(parentfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
                 return errno == ENOENT ? 0 : negative_errno();
         if (!S_ISDIR(st.st_mode))
-                return unlinkat(dirfd, name, 0) < 0 && errno != ENOENT ? negative_errno() : 0;
+                return unlinkat(parentfd, name, 0) < 0 && errno != ENOENT ? negative_errno() : 0;
         if (depth > RM_DEPTH_MAX)
                 return -E2BIG;
-        fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0)
-                return negative_errno();
-        (void)fchmod(fd, 0700);
-        d = fdopendir(fd);
-        if (!d) {
-                safe_close(fd);
-                return -ENOMEM;
-        }
+        r = store_opendir_at(parentfd, name, O_NOFOLLOW, &d);
+        if (r < 0)
+                return r;
+        (void)fchmod(dirfd(d), 0700);
         while ((de = readdir(d))) {
-                int r;
-
                 if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
                         continue;
-                r = store_rm_rf_at(fd, de->d_name, depth + 1);
+                r = store_rm_rf_at(dirfd(d), de->d_name, depth + 1);
                 if (r < 0)
                         return r;
         }
-        return unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT ? negative_errno() : 0;
+        return unlinkat(parentfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT ? negative_errno() : 0;
 }
 
 /* ---- writing ---------------------------------------------------------------------------- */
@@ -123,17 +133,11 @@ static void wwalk_done(WWalk *w)
 static int wwalk_dir(int dirfd, const char *rel, unsigned depth, WWalk *w)
 {
         _cleanup_(closedirp) DIR *d = NULL;
-        int fd, r;
+        int r;
 
-        fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
-                return store_fail(w->err, negative_errno(), rel, "", "cannot open the folder: %m");
-        d = fdopendir(fd);
-        if (!d) {
-                r = negative_errno();
-                safe_close(fd);
-                return store_fail(w->err, r, rel, "", "cannot open the folder");
-        }
+        r = store_opendir_at(dirfd, ".", 0, &d);
+        if (r < 0)
+                return store_fail(w->err, r, rel, "", "cannot open the folder: %m");
         for (;;) {
                 _cleanup_free_ char *path = NULL;
                 struct dirent *de;
@@ -498,21 +502,15 @@ static int seal(int dirfd, unsigned depth)
 {
         _cleanup_(closedirp) DIR *d = NULL;
         struct dirent *de;
-        int fd;
+        int r;
 
         if (depth > SIGNATURE_DEPTH_MAX + 2)
                 return -E2BIG;
-        fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
-                return negative_errno();
-        d = fdopendir(fd);
-        if (!d) {
-                safe_close(fd);
-                return -ENOMEM;
-        }
+        r = store_opendir_at(dirfd, ".", 0, &d);
+        if (r < 0)
+                return r;
         while ((de = readdir(d))) {
                 _cleanup_close_ int sub = -EBADF;
-                int r;
 
                 if (de->d_type != DT_DIR || strcmp(de->d_name, ".") == 0 ||
                     strcmp(de->d_name, "..") == 0)
@@ -740,6 +738,31 @@ static int tmp_folder(int *ret_parent, char name[32])
         return -EEXIST;
 }
 
+/*
+ * Extracts the bundle in_fd into a new temporary folder (tmp_folder()): returns its
+ * fd, *ret_parent and name for store_rm_rf_at() when done, or -errno with err
+ * filled (cleared first) and nothing left behind.
+ */
+static int extract_to_tmp(int in_fd, int *ret_parent, char name[32], StoreError *err)
+{
+        _cleanup_close_ int parent = -EBADF, dir = -EBADF;
+        int r;
+
+        if (err)
+                *err = (StoreError){};
+        dir = tmp_folder(&parent, name);
+        if (dir < 0)
+                return store_fail(err, dir, "", "", "cannot make a temporary folder: %s",
+                                  strerror(-dir));
+        r = store_bundle_extract(in_fd, dir, NULL, NULL, err);
+        if (r < 0) {
+                (void)store_rm_rf_at(parent, name, 0);
+                return r;
+        }
+        *ret_parent = TAKE_FD(parent);
+        return TAKE_FD(dir);
+}
+
 static int signature_fail(int r, const SignatureError *se, StoreError *err)
 {
         return store_fail(err, r, se->path[0] == '/' ? "" : se->path, "", "%s",
@@ -754,15 +777,9 @@ int store_bundle_sign(int in_fd, int out_fd, const char *key_path,
         char name[32];
         int r;
 
-        if (err)
-                *err = (StoreError){};
-        dir = tmp_folder(&parent, name);
+        dir = extract_to_tmp(in_fd, &parent, name, err);
         if (dir < 0)
-                return store_fail(err, dir, "", "", "cannot make a temporary folder: %s",
-                                  strerror(-dir));
-        r = store_bundle_extract(in_fd, dir, NULL, NULL, err);
-        if (r < 0)
-                goto out;
+                return dir;
         /* SIGNATURE goes at the top: writable for that (the bundle's modes are normalised
          * again when it is written). */
         if (fchmod(dir, 0700) < 0) {
@@ -795,16 +812,10 @@ int store_bundle_verify(int in_fd, const char *state_dir,
         char name[32];
         int r;
 
-        if (err)
-                *err = (StoreError){};
         *ret_trusted = false;
-        dir = tmp_folder(&parent, name);
+        dir = extract_to_tmp(in_fd, &parent, name, err);
         if (dir < 0)
-                return store_fail(err, dir, "", "", "cannot make a temporary folder: %s",
-                                  strerror(-dir));
-        r = store_bundle_extract(in_fd, dir, NULL, NULL, err);
-        if (r < 0)
-                goto out;
+                return dir;
         r = signature_verify_signer(dir, ret_key_id, NULL, &se);
         if (r < 0) {
                 r = signature_fail(r, &se, err);

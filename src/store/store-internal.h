@@ -19,6 +19,11 @@ static inline void closedirp(DIR **d)
 int store_fail(StoreError *err, int r, const char *path, const char *key, const char *fmt, ...)
         __attribute__((format(printf, 5, 6)));
 
+/* Opens the folder dirfd/name ("." for dirfd itself: a file description of its own,
+ * at offset 0) with O_RDONLY | O_DIRECTORY | O_CLOEXEC | flags (O_NOFOLLOW) for
+ * readdir() into *ret. Returns 0, or -errno with errno set (for a message's %m). */
+int store_opendir_at(int dirfd, const char *name, int flags, DIR **ret);
+
 /* Gives the folder dirfd and every folder beneath it mode 0555, children first.
  * Returns 0 or -errno. */
 int store_seal(int dirfd);

@@ -112,13 +112,60 @@ static char *dup_or_null(json_t *v)
         return json_is_string(v) ? strdup(json_string_value(v)) : NULL;
 }
 
+/* Reads idfd/name (at most RECORD_MAX bytes), a JSON object, into *ret (the caller
+ * decrefs). 0, or -errno (-EBADMSG for a file that is not a JSON object). */
+static int read_json_at(int idfd, const char *name, json_t **ret)
+{
+        _cleanup_free_ char *text = NULL;
+        size_t size;
+        json_t *j;
+        int r;
+
+        *ret = NULL;
+        r = read_file_at(idfd, name, RECORD_MAX, &text, &size);
+        if (r < 0)
+                return r;
+        j = json_loadb(text, size, 0, NULL);
+        if (!json_is_object(j)) {
+                json_decref(j);
+                return -EBADMSG;
+        }
+        *ret = j;
+        return 0;
+}
+
+/* Writes j (borrowed; NULL: out of memory) to idfd/name, indented and ending in a
+ * newline, atomically: name.tmp (mode 0644), fsync, rename over name. 0 or -errno. */
+static int write_json_at(int idfd, const char *name, const json_t *j)
+{
+        _cleanup_free_ char *tmp = NULL, *text = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        int r;
+
+        text = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+        if (!text || asprintf(&tmp, "%s.tmp", name) < 0)
+                return -ENOMEM;
+        fd = openat(idfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd < 0)
+                return negative_errno();
+        r = loop_write(fd, text, strlen(text));
+        if (r == 0)
+                r = loop_write(fd, "\n", 1);
+        if (r == 0 && fsync(fd) < 0)
+                r = negative_errno();
+        if (r == 0 && renameat(idfd, tmp, idfd, name) < 0)
+                r = negative_errno();
+        if (r < 0)
+                (void)unlinkat(idfd, tmp, 0);
+        return r;
+}
+
 /* Reads the record of version into *a (id and version set by the caller's arguments).
  * 0, or -errno (-EBADMSG for a record that does not parse). */
 static int read_record(int idfd, const char *id, const char *version, StoreApp *a)
 {
-        _cleanup_free_ char *name = NULL, *text = NULL;
+        _cleanup_free_ char *name = NULL;
         json_t *j;
-        size_t size;
         int r;
 
         *a = (StoreApp){};
@@ -128,14 +175,9 @@ static int read_record(int idfd, const char *id, const char *version, StoreApp *
                 return -ENOMEM;
         if (asprintf(&name, ".%s.json", version) < 0)
                 return -ENOMEM;
-        r = read_file_at(idfd, name, RECORD_MAX, &text, &size);
+        r = read_json_at(idfd, name, &j);
         if (r < 0)
                 return r;
-        j = json_loadb(text, size, 0, NULL);
-        if (!json_is_object(j)) {
-                json_decref(j);
-                return -EBADMSG;
-        }
         a->key_id = dup_or_null(json_object_get(j, "key_id"));
         a->public_key = dup_or_null(json_object_get(j, "public_key"));
         a->previous = dup_or_null(json_object_get(j, "previous"));
@@ -154,34 +196,18 @@ static int read_record(int idfd, const char *id, const char *version, StoreApp *
 /* Writes the record of a (atomically: a temporary file, fsync, rename). 0 or -errno. */
 static int write_record(int idfd, const StoreApp *a)
 {
-        _cleanup_free_ char *name = NULL, *tmp = NULL, *text = NULL;
-        _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ char *name = NULL;
         json_t *j;
         int r;
 
+        if (asprintf(&name, ".%s.json", a->version) < 0)
+                return -ENOMEM;
         j = json_pack("{s:s, s:s, s:s?, s:s?, s:s?, s:I, s:b, s:I, s:I}", "id", a->id, "version",
                       a->version, "key_id", a->key_id, "public_key", a->public_key, "previous",
                       a->previous, "installed_at_ms", (json_int_t)a->installed_at_ms, "autostart",
                       a->autostart, "files", (json_int_t)a->files, "bytes", (json_int_t)a->bytes);
-        if (!j)
-                return -ENOMEM;
-        text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        r = write_json_at(idfd, name, j);
         json_decref(j);
-        if (!text || asprintf(&name, ".%s.json", a->version) < 0 ||
-            asprintf(&tmp, ".%s.json.tmp", a->version) < 0)
-                return -ENOMEM;
-        fd = openat(idfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
-        if (fd < 0)
-                return negative_errno();
-        r = loop_write(fd, text, strlen(text));
-        if (r == 0)
-                r = loop_write(fd, "\n", 1);
-        if (r == 0 && fsync(fd) < 0)
-                r = negative_errno();
-        if (r == 0 && renameat(idfd, tmp, idfd, name) < 0)
-                r = negative_errno();
-        if (r < 0)
-                (void)unlinkat(idfd, tmp, 0);
         return r;
 }
 
@@ -189,20 +215,13 @@ static int write_record(int idfd, const StoreApp *a)
  * public_key NULL: it was unsigned). 0, -ENOENT (none), -EBADMSG, -errno. */
 static int read_kept_signer(int idfd, const char *id, StoreApp *a)
 {
-        _cleanup_free_ char *text = NULL;
         json_t *j;
-        size_t size;
         int r;
 
         *a = (StoreApp){};
-        r = read_file_at(idfd, KEPT_SIGNER, RECORD_MAX, &text, &size);
+        r = read_json_at(idfd, KEPT_SIGNER, &j);
         if (r < 0)
                 return r;
-        j = json_loadb(text, size, 0, NULL);
-        if (!json_is_object(j)) {
-                json_decref(j);
-                return -EBADMSG;
-        }
         a->id = strdup(id);
         a->version = dup_or_null(json_object_get(j, "version"));
         a->key_id = dup_or_null(json_object_get(j, "key_id"));
@@ -214,28 +233,13 @@ static int read_kept_signer(int idfd, const char *id, StoreApp *a)
 /* Writes what read_kept_signer() reads, from the record rec (atomically). 0, -errno. */
 static int write_kept_signer(int idfd, const StoreApp *rec)
 {
-        _cleanup_free_ char *text = NULL;
-        _cleanup_close_ int fd = -EBADF;
         json_t *j;
         int r;
 
         j = json_pack("{s:s, s:s, s:s?, s:s?}", "id", rec->id, "version", rec->version, "key_id",
                       rec->key_id, "public_key", rec->public_key);
-        text = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+        r = write_json_at(idfd, KEPT_SIGNER, j);
         json_decref(j);
-        if (!text)
-                return -ENOMEM;
-        fd = openat(idfd, KEPT_SIGNER ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
-                    0644);
-        if (fd < 0)
-                return negative_errno();
-        r = loop_write(fd, text, strlen(text));
-        if (r == 0 && fsync(fd) < 0)
-                r = negative_errno();
-        if (r == 0 && renameat(idfd, KEPT_SIGNER ".tmp", idfd, KEPT_SIGNER) < 0)
-                r = negative_errno();
-        if (r < 0)
-                (void)unlinkat(idfd, KEPT_SIGNER ".tmp", 0);
         return r;
 }
 
@@ -672,22 +676,16 @@ static int remove_versions_but(int idfd, const char *keep, const char *keep2)
 {
         _cleanup_(closedirp) DIR *d = NULL;
         struct dirent *de;
-        int fd, n = 0;
+        int r, n = 0;
 
-        fd = openat(idfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
-                return negative_errno();
-        d = fdopendir(fd);
-        if (!d) {
-                safe_close(fd);
-                return -ENOMEM;
-        }
+        r = store_opendir_at(idfd, ".", 0, &d);
+        if (r < 0)
+                return r;
         while ((de = readdir(d))) {
                 char v[STORE_VERSION_MAX + 16];
                 const char *name = de->d_name;
                 size_t len = strlen(name);
                 bool tmp = false, kept;
-                int r;
 
                 if (strcmp(name, CURRENT_NEW) == 0) {
                         (void)unlinkat(idfd, name, 0);
@@ -845,7 +843,7 @@ int store_list(const char *state_dir, StoreApp **ret, size_t *n)
         StoreApp *v = NULL;
         size_t k = 0, cap = 0;
         struct dirent *de;
-        int fd;
+        int r;
 
         *ret = NULL;
         *n = 0;
@@ -854,17 +852,11 @@ int store_list(const char *state_dir, StoreApp **ret, size_t *n)
                 return 0;
         if (appsfd < 0)
                 return appsfd;
-        fd = fcntl(appsfd, F_DUPFD_CLOEXEC, 3);
-        if (fd < 0)
-                return negative_errno();
-        d = fdopendir(fd);
-        if (!d) {
-                safe_close(fd);
-                return -ENOMEM;
-        }
+        r = store_opendir_at(appsfd, ".", 0, &d);
+        if (r < 0)
+                return r;
         while ((de = readdir(d))) {
                 StoreApp a;
-                int r;
 
                 if (!manifest_id_is_valid(de->d_name))
                         continue;
@@ -905,7 +897,7 @@ int store_sweep(const char *state_dir)
         _cleanup_close_ int appsfd = -EBADF, lockfd = -EBADF;
         _cleanup_(closedirp) DIR *d = NULL;
         struct dirent *de;
-        int fd, n = 0;
+        int r, n = 0;
 
         appsfd = apps_open(state_dir, false, NULL);
         if (appsfd == -ENOENT)
@@ -915,19 +907,13 @@ int store_sweep(const char *state_dir)
         lockfd = lock_store(appsfd);
         if (lockfd < 0)
                 return lockfd;
-        fd = fcntl(appsfd, F_DUPFD_CLOEXEC, 3);
-        if (fd < 0)
-                return negative_errno();
-        d = fdopendir(fd);
-        if (!d) {
-                safe_close(fd);
-                return -ENOMEM;
-        }
+        r = store_opendir_at(appsfd, ".", 0, &d);
+        if (r < 0)
+                return r;
         while ((de = readdir(d))) {
                 _cleanup_close_ int idfd = -EBADF;
                 char cur[STORE_VERSION_MAX];
                 StoreApp rec = {};
-                int r;
 
                 if (strncmp(de->d_name, STORE_STAGING_PREFIX, strlen(STORE_STAGING_PREFIX)) == 0) {
                         r = store_rm_rf_at(appsfd, de->d_name, 0);

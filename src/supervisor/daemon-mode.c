@@ -63,3 +63,20 @@ int supervisor_add_or_fail(Supervisor *s, const char *app_dir, Manifest *m, unsi
                 *err = e;
         return r;
 }
+
+json_t *supervisor_ps_records(Supervisor *s)
+{
+        json_t *a = json_array();
+
+        for (size_t i = 0; a && i < s->n_apps; i++)
+                if (json_array_append_new(a, instance_record(s->apps[i])) < 0)
+                        return json_decref(a), NULL;
+        return a;
+}
+
+pid_t instance_pid(const Instance *inst)
+{
+        const SandboxedRun *run = inst->group ? &inst->group->run : &inst->run;
+
+        return inst->state == INSTANCE_RUNNING && run->sandbox ? run->sandbox->pid : 0;
+}

@@ -577,7 +577,10 @@ static int group_check_members(Group *g)
         int r;
 
         for (size_t i = 0; i < g->n_members; i++) {
-                r = instance_open_log(g->members[i], &g->error);
+                /* cellad: each member's version installed now (reload.c). */
+                r = instance_reload(g->members[i], &g->error);
+                if (r >= 0)
+                        r = instance_open_log(g->members[i], &g->error);
                 if (r >= 0)
                         r = instance_verify_again(g->members[i], &g->error);
                 if (r < 0)

@@ -764,6 +764,12 @@ int instance_start(Instance *inst)
                 return group_start(inst->group);
         inst->error = (SupervisorError){};
         inst->stop_requested = false;
+        /* cellad: the version installed now (reload.c). */
+        r = instance_reload(inst, &inst->error);
+        if (r < 0) {
+                sandboxed_report_failed(&inst->run, &inst->error);
+                goto fail;
+        }
         /* A signed app runs only what its key signed, at every start (a restart, an
          * app.launch), not only at its install. */
         r = instance_verify_again(inst, &inst->error);

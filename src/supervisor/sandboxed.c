@@ -72,7 +72,19 @@ int sandboxed_spawn(SandboxedRun *r, const SandboxSpec *spec, SandboxError *err)
         sandboxed_cancel_restart(r);
         r->started_ns = now_monotonic_ns();
         r->started_ms = now_realtime_ms();
+        if (r->sup->warm_take) {
+                SandboxWarm *w = r->sup->warm_take(spec, r->sup->warm_userdata);
+
+                if (w)
+                        return sandbox_spawn_warm(w, spec, &r->sandbox, err);
+        }
         return sandbox_spawn(spec, &r->sandbox, err);
+}
+
+void supervisor_set_warm_source(Supervisor *s, SupervisorWarmTake take, void *userdata)
+{
+        s->warm_take = take;
+        s->warm_userdata = userdata;
 }
 
 void sandboxed_broker_info(const SandboxedRun *r, BrokerAppInfo *info)

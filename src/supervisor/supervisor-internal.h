@@ -160,8 +160,13 @@ struct Supervisor {
         size_t n_apps;
         Group **groups;
         size_t n_groups;
-        SupervisorKeeper *keeper; /* cellad: its apps' keeper (adopt.c); NULL: none */
-        Lifecycle *lifecycle; /* listeners and pending restarts (lifecycle.c) */
+        SupervisorKeeper *keeper;      /* cellad: its apps' keeper (adopt.c); NULL: none */
+        Lifecycle *lifecycle;          /* listeners and pending restarts (lifecycle.c) */
+        SupervisorAppDirFn app_dir_fn; /* cellad: an installed app's folder now (reload.c) */
+        void *app_dir_userdata;
+        /* cellad's warm pool (supervisor_set_warm_source()); NULL: every spawn cold. */
+        SupervisorWarmTake warm_take;
+        void *warm_userdata;
 };
 
 /* instance.c */
@@ -257,4 +262,20 @@ void supervisor_status(Supervisor *s, json_t *o);
 void supervisor_audit(Supervisor *s, const char *app, const char *event, json_t *fields);
 /* Called by instance.c whenever an instance's state changed: may end the loop. */
 void supervisor_changed(Supervisor *s);
-Instance *supervisor_find(Supervisor *s, const char *id);
+/* Binds inst's id to its folder (signature, identity: docs/security.md, "App
+ * identity"), at its registration and when reload.c loads a new version. Returns 0
+ * or a negative errno with *err. */
+int instance_claim(Supervisor *s, Instance *inst, SupervisorError *err);
+
+/* reload.c */
+/*
+ * Before each start of inst (instance_start, group_start, a restart by policy or
+ * asked for): with a resolver set (supervisor_set_app_dir_fn), the folder of the
+ * version installed now; if it is not inst's, loads its manifest, claims it
+ * (instance_claim) and marks the rights to be installed again at the spawn
+ * (instance_install), all in place. A version that changes the app's packed group
+ * or isolation is refused (-EBUSY), as is an app no longer installed (-ENOENT).
+ * Returns 0, or a negative errno with *err (may be NULL) after printing why; inst is
+ * unchanged then.
+ */
+int instance_reload(Instance *inst, SupervisorError *err);

@@ -908,7 +908,7 @@ static void signature_where(const char *app_dir, const SignatureError *e, char *
  * its path.
  * Returns 0 or a negative errno with *err.
  */
-static int instance_claim(Supervisor *s, Instance *inst, SupervisorError *err)
+int instance_claim(Supervisor *s, Instance *inst, SupervisorError *err)
 {
         const Manifest *m = inst->manifest;
         _cleanup_close_ int dirfd = -EBADF;

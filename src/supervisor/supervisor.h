@@ -151,6 +151,9 @@ bool supervisor_stopping(const Supervisor *s);
  */
 size_t supervisor_count_states(const Supervisor *s, size_t *counts, size_t n);
 
+/* The app registered with s under id, or NULL. */
+Instance *supervisor_find(Supervisor *s, const char *id);
+
 /* True if an app with this id is registered with s. */
 bool supervisor_has_app(Supervisor *s, const char *id);
 
@@ -165,3 +168,48 @@ int supervisor_add_or_fail(Supervisor *s, const char *app_dir, Manifest *m, unsi
 
 /* The lower-case name of a state, as `cella ps` shows it. */
 const char *supervisor_state_name(InstanceState st);
+
+/*
+ * Where the installed app id's files are now: 0 and *ret_dir (the folder; the caller
+ * frees it), -ENOENT when id is not installed, or another negative errno.
+ */
+typedef int (*SupervisorAppDirFn)(const char *id, char **ret_dir, void *userdata);
+
+/*
+ * Makes every start and restart of an app of s (asked for, or by its restart policy)
+ * run the version fn names at that moment (cellad: the store's store_app_dir()):
+ * a new version's manifest is loaded, its folder claimed and its rights installed
+ * again (reload.c, docs/store.md "Updates and running apps"); an app fn says is not
+ * installed is not started. A running app keeps its version until it ends.
+ */
+void supervisor_set_app_dir_fn(Supervisor *s, SupervisorAppDirFn fn, void *userdata);
+
+/*
+ * Forgets inst, an app of s that does not run (installed, stopped or failed, nothing
+ * of its last run pending), as when its app was removed from the store: it is no
+ * longer listed nor found, and a later registration of its id starts afresh. inst
+ * is freed (at once, or once libuv has closed its timer). Returns 0; -EBUSY (it runs,
+ * a restart or the clean-up of its run is pending), -EOPNOTSUPP (a packed app: its
+ * group holds it), -ENOENT (not an app of s).
+ */
+int supervisor_drop_app(Supervisor *s, Instance *inst);
+
+/* The records of `cella ps` (docs/api.md, org.cella.Ps) of every app registered with s,
+ * in the order they were added: a new JSON array, or NULL (no memory). */
+json_t *supervisor_ps_records(Supervisor *s);
+
+/* The host pid of inst's running sandbox (its packed group's host when packed), or 0
+ * when it does not run. */
+pid_t instance_pid(const Instance *inst);
+
+/*
+ * Where the supervisor takes a warm sandbox for a spawn (cellad's pool,
+ * src/daemon/pool.c): take(spec, userdata) returns one that fits spec
+ * (sandbox_warm_fits()), which the spawn then owns, or NULL for a cold spawn. Its
+ * refill must not run in take (it runs after the start is answered). NULL take:
+ * every spawn is cold (cella run, cella boot).
+ */
+struct SandboxSpec;
+struct SandboxWarm;
+typedef struct SandboxWarm *(*SupervisorWarmTake)(const struct SandboxSpec *spec, void *userdata);
+void supervisor_set_warm_source(Supervisor *s, SupervisorWarmTake take, void *userdata);

@@ -290,3 +290,56 @@ def cellad(tmp_path):
     require_cellad()
     with running_cellad(tmp_path / "state") as d:
         yield d
+
+
+# --- access tests (added by the dedupe helper): a real user, a folder it may reach ---
+
+
+@contextlib.contextmanager
+def system_user(name):
+    """A system user `name` of its own (useradd --system), removed at the end (also a
+    leftover of an earlier run, first): yields its pwd entry. Skips the test when
+    useradd is missing (Debian package passwd)."""
+    import pwd
+    if not shutil.which("useradd"):
+        pytest.skip("useradd is not installed (Debian package passwd)")
+    subprocess.run(["userdel", name], capture_output=True)
+    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                    name], check=True, capture_output=True)
+    try:
+        yield pwd.getpwnam(name)
+    finally:
+        subprocess.run(["userdel", name], capture_output=True)
+
+
+def call_as(uid, gid, sock, method, params=None):
+    """One call of method with params ({} if None) on the control socket sock from a
+    process of uid:gid (no supplementary groups): the reply object."""
+    code = ("import socket,sys,json\n"
+            "s=socket.socket(socket.AF_UNIX,socket.SOCK_STREAM);s.settimeout(30)\n"
+            f"s.connect({str(sock)!r})\n"
+            f"s.sendall(json.dumps({{'method':{method!r},'parameters':{params or {}!r}}})"
+            ".encode()+b'\\n')\n"
+            "print(s.makefile().readline(),end='')\n")
+
+    def drop():
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+
+    p = subprocess.run([sys.executable, "-c", code], preexec_fn=drop, capture_output=True,
+                       text=True, timeout=60, cwd="/")
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+@contextlib.contextmanager
+def traversable_tmpdir(prefix):
+    """A new folder (mode 0711: another user may reach what is in it, as pytest's
+    tmp_path, in root's 0700 folder, does not allow), removed at the end: its Path."""
+    top = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        os.chmod(top, 0o711)
+        yield top
+    finally:
+        shutil.rmtree(top, ignore_errors=True)

@@ -5,7 +5,6 @@ import contextlib
 import json
 import os
 import pwd
-import tempfile
 import re
 import select
 import shutil
@@ -20,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from conftest import pid_alive
-from daemon_util import (CELLAD, Cellad, ControlError, DaemonError, call, cellad,  # noqa: F401
-                         install_app, ps, require_cellad, running_cellad)
+from daemon_util import (CELLAD, Cellad, ControlError, DaemonError, call, call_as,  # noqa: F401
+                         cellad, install_app, ps, require_cellad, running_cellad, system_user,
+                         traversable_tmpdir)
 
 
 def test_help_and_version():
@@ -117,8 +117,8 @@ def _cgroups(pid):
 @pytest.mark.parametrize("mode", ["auto", "v1"])
 def test_cgroup_layout(tmp_path, mode):
     """The daemon in a supervisor/ leaf in every hierarchy cella uses; nothing of it
-    left after an orderly stop. (Bare daemons share the base "cellad" made beside the
-    shell's cgroup: another test's daemon may be there too.)"""
+    left after an orderly stop. (Each bare daemon has a base "cellad-d<dev>i<ino>" of
+    its state directory made beside the shell's cgroup.)"""
     require_cellad()
     before = _cgroups(os.getpid())
     with running_cellad(tmp_path / "state", "--cgroup-mode", mode) as d:
@@ -207,14 +207,21 @@ def _app(folder, app_id, script, **manifest):
     return folder
 
 
-def _installed(tmp_path):
-    """state with: org.test.svc (a service, restart on-failure), org.test.app (an app
-    depending on it, restart always), org.test.idle (no restart policy: not started)."""
-    state = tmp_path / "state"
+def _src_dir(tmp_path):
+    """tmp_path/src, made, for the app folders a test installs; tmp_path and src
+    mode 0755 (pytest makes tmp_path 0700)."""
     src = tmp_path / "src"
     src.mkdir()
     os.chmod(tmp_path, 0o755)
     os.chmod(src, 0o755)
+    return src
+
+
+def _installed(tmp_path):
+    """state with: org.test.svc (a service, restart on-failure), org.test.app (an app
+    depending on it, restart always), org.test.idle (no restart policy: not started)."""
+    state = tmp_path / "state"
+    src = _src_dir(tmp_path)
     install_app(state, _app(src / "svc", "org.test.svc", SERVICE, kind="service",
                             restart="on-failure"))
     install_app(state, _app(src / "app", "org.test.app", APP, depends=["org.test.svc"],
@@ -252,10 +259,7 @@ def test_no_autostart(tmp_path):
 def test_an_app_whose_dependency_is_not_installed_is_not_started(tmp_path):
     require_cellad()
     state = tmp_path / "state"
-    src = tmp_path / "src"
-    src.mkdir()
-    os.chmod(tmp_path, 0o755)
-    os.chmod(src, 0o755)
+    src = _src_dir(tmp_path)
     install_app(state, _app(src / "app", "org.test.app", APP, depends=["org.test.gone"],
                             restart="always"))
     with running_cellad(state) as d:
@@ -307,10 +311,7 @@ def test_journald_entries_carry_the_records_fields(tmp_path):
     if not shutil.which("unshare"):
         pytest.skip("unshare (util-linux) is not installed")
     state = tmp_path / "state"
-    src = tmp_path / "src"
-    src.mkdir()
-    os.chmod(tmp_path, 0o755)
-    os.chmod(src, 0o755)
+    src = _src_dir(tmp_path)
     install_app(state, _app(src / "svc", "org.test.svc", SERVICE, kind="service",
                             restart="on-failure"))
     install_app(state, _app(src / "once", "org.test.once", "echo once\nexit 0\n",
@@ -496,51 +497,21 @@ def test_socket_activation_refuses_a_fd_that_is_not_a_listening_socket(tmp_path)
 
 @pytest.fixture
 def unprivileged_user():
-    """A system user of its own (useradd), removed at the end: (uid, gid)."""
-    if not shutil.which("useradd"):
-        pytest.skip("useradd is not installed (Debian package passwd)")
-    name = "cella-test-daemon"
-    subprocess.run(["userdel", name], capture_output=True)
-    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                    name], check=True, capture_output=True)
-    try:
-        pw = pwd.getpwnam(name)
+    """A system user of its own, removed at the end: (uid, gid)."""
+    with system_user("cella-test-daemon") as pw:
         yield pw.pw_uid, pw.pw_gid
-    finally:
-        subprocess.run(["userdel", name], capture_output=True)
-
-
-def _call_as(uid, gid, sock, method):
-    """Calls method on sock as uid:gid (a process of that user): the reply line."""
-    code = ("import socket,sys,json\n"
-            "s=socket.socket(socket.AF_UNIX,socket.SOCK_STREAM);s.settimeout(30)\n"
-            f"s.connect({str(sock)!r})\n"
-            f"s.sendall(json.dumps({{'method':{method!r},'parameters':{{}}}}).encode()+b'\\n')\n"
-            "print(s.makefile().readline(),end='')\n")
-
-    def drop():
-        os.setgroups([])
-        os.setgid(gid)
-        os.setuid(uid)
-
-    p = subprocess.run([sys.executable, "-c", code], preexec_fn=drop, capture_output=True,
-                       text=True, timeout=60, cwd="/")
-    assert p.returncode == 0, p.stderr
-    return json.loads(p.stdout)
 
 
 def test_shutdown_is_roots_only(unprivileged_user):
     require_cellad()
     uid, gid = unprivileged_user
     # A folder others may traverse (pytest's tmp_path is in root's 0700 folder).
-    top = Path(tempfile.mkdtemp(prefix="cellad-access-"))
-    os.chmod(top, 0o711)
     with contextlib.ExitStack() as stack:
-        stack.callback(shutil.rmtree, top, ignore_errors=True)
+        top = stack.enter_context(traversable_tmpdir("cellad-access-"))
         d = stack.enter_context(running_cellad(top / "state"))
         # The state directory is 0711: a user can reach the socket, not list the dir.
-        assert _call_as(uid, gid, d.socket, "org.cella.Ping") == {"parameters": {"pid": d.pid}}
-        r = _call_as(uid, gid, d.socket, "org.cella.Shutdown")
+        assert call_as(uid, gid, d.socket, "org.cella.Ping") == {"parameters": {"pid": d.pid}}
+        r = call_as(uid, gid, d.socket, "org.cella.Shutdown")
         assert r["error"] == "org.cella.PermissionDenied", r
         assert d.proc.poll() is None
         assert d.call("org.cella.Ping")["pid"] == d.pid
@@ -574,7 +545,7 @@ def test_sighup_reexecutes_in_place(tmp_path):
                            text=True, timeout=60)
         assert p.returncode == 3 and f"another cellad (pid {d.pid})" in p.stderr
         # The new image runs from the same cgroup leaf, not one below it.
-        assert _cgroups(d.pid)["pids"].endswith("/cellad/supervisor")
+        assert re.search(r"/cellad-d[0-9a-f]+i[0-9a-f]+/supervisor$", _cgroups(d.pid)["pids"])
         assert "SIGHUP: re-executing" in d.log()
         # The socket was handed over, not bound again: the same file, never gone.
         assert os.stat(d.socket).st_ino == sock_ino
@@ -590,22 +561,20 @@ def test_read_users_open_the_read_methods(unprivileged_user):
     them (or a group of theirs); Shutdown stays root's."""
     require_cellad()
     uid, gid = unprivileged_user
-    top = Path(tempfile.mkdtemp(prefix="cellad-access-"))
-    os.chmod(top, 0o711)
     with contextlib.ExitStack() as stack:
-        stack.callback(shutil.rmtree, top, ignore_errors=True)
+        top = stack.enter_context(traversable_tmpdir("cellad-access-"))
         d = stack.enter_context(running_cellad(top / "state"))
-        r = _call_as(uid, gid, d.socket, "org.cella.Version")
+        r = call_as(uid, gid, d.socket, "org.cella.Version")
         assert r["error"] == "org.cella.PermissionDenied", r
         assert d.stop() == 0
         d = stack.enter_context(running_cellad(top / "state", "--read-users",
                                                f"root,{pwd.getpwuid(uid).pw_name}"))
-        assert _call_as(uid, gid, d.socket, "org.cella.Version")["parameters"]["pid"] == d.pid
-        assert _call_as(uid, gid, d.socket, "org.cella.Shutdown")["error"] == \
+        assert call_as(uid, gid, d.socket, "org.cella.Version")["parameters"]["pid"] == d.pid
+        assert call_as(uid, gid, d.socket, "org.cella.Shutdown")["error"] == \
             "org.cella.PermissionDenied"
         assert d.stop() == 0
         d = stack.enter_context(running_cellad(top / "state", "--read-groups", str(gid)))
-        assert _call_as(uid, gid, d.socket, "org.cella.Version")["parameters"]["pid"] == d.pid
+        assert call_as(uid, gid, d.socket, "org.cella.Version")["parameters"]["pid"] == d.pid
         assert d.stop() == 0
 
 

@@ -160,3 +160,28 @@ def test_design_references_in_code_exist():
             if m.group(3) and " ".join(m.group(3).split()) not in page:
                 wrong.append(f'{f.relative_to(ROOT)}: section {m.group(1)} "{m.group(3)}"')
     assert not wrong, "docs/design.md references that do not resolve:\n" + "\n".join(wrong)
+
+
+WEAK = re.compile(r"__attribute__\s*\(\(\s*weak\b|#\s*pragma\s+weak\b")
+
+
+def test_no_weak_stubs():
+    """A weak do-nothing default of a hook (the daemon's hooks-default.c, kept until
+    every part had its real hook) silently wins when the real one is not linked: once
+    the parts are merged, every hook has one definition and no weak stand-in."""
+    wrong = [str(f.relative_to(ROOT)) for f in sorted(SRC.rglob("*.[ch]"))
+             if WEAK.search(f.read_text())]
+    assert not wrong, "weak definitions (stubs) in src/:\n" + "\n".join(wrong)
+
+
+STORE_LAYOUT = re.compile(r'/current"|"current"|STORE_CURRENT\b')
+
+
+def test_only_the_store_reads_its_layout():
+    """apps/<id>/current is the store's (src/store/store.h): the daemon's autostart,
+    its app methods and `cella ps --all` go through store_list(), store_get() and
+    store_app_dir(), so that one reader knows the layout (and validates it)."""
+    wrong = [f"{f.relative_to(ROOT)}: {m.group(0)}"
+             for f in sorted(SRC.rglob("*.[ch]")) if f.parts[-2] != "store"
+             for m in STORE_LAYOUT.finditer(f.read_text())]
+    assert not wrong, "the store's layout read outside src/store:\n" + "\n".join(wrong)

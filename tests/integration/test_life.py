@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon_util import (CELLA, ControlError, call, cella, install_app, ps, require_cellad,
-                         running_cellad)
+from daemon_util import (CELLA, ControlError, call, call_as, cella, install_app, ps,
+                         require_cellad, running_cellad, system_user, traversable_tmpdir)
 
 TICKER = 'i=0\nwhile :; do echo "tick $i"; i=$((i+1)); sleep 0.02; done\n'
 
@@ -334,7 +334,7 @@ def test_no_color_and_no_daemon(tmp_path):
     p = cella("start", "org.test.none", state_dir=state)
     assert p.returncode == 3, p.stderr
     assert f"no cellad is running for {state}" in p.stderr
-    assert "start it with 'cellad' or 'systemctl start cellad'" in p.stderr
+    assert "(start it with 'cellad' or 'systemctl start cellad')" in p.stderr
     import pty
     for no_color, want in (("1", False), ("", True)):
         env = dict(os.environ, NO_COLOR=no_color, TERM="xterm")
@@ -481,53 +481,17 @@ def test_sigterm_of_cellad_thaws_a_frozen_app_first(daemon):
 
 @pytest.fixture
 def life_user():
-    """A system user of its own (useradd), removed at the end: (name, uid, gid)."""
-    import pwd
-    import shutil
-    if not shutil.which("useradd"):
-        pytest.skip("useradd is not installed (Debian package passwd)")
-    name = "cella-test-life"
-    subprocess.run(["userdel", name], capture_output=True)
-    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                    name], check=True, capture_output=True)
-    try:
-        pw = pwd.getpwnam(name)
-        yield name, pw.pw_uid, pw.pw_gid
-    finally:
-        subprocess.run(["userdel", name], capture_output=True)
-
-
-def call_as(uid, gid, sock, method, params):
-    """One call on sock from a process of uid:gid: the reply object."""
-    import sys
-    code = ("import socket,sys,json\n"
-            "s=socket.socket(socket.AF_UNIX,socket.SOCK_STREAM);s.settimeout(30)\n"
-            f"s.connect({str(sock)!r})\n"
-            f"s.sendall(json.dumps({{'method':{method!r},'parameters':{params!r}}}).encode()"
-            "+b'\\n')\n"
-            "print(s.makefile().readline(),end='')\n")
-
-    def drop():
-        os.setgroups([])
-        os.setgid(gid)
-        os.setuid(uid)
-
-    p = subprocess.run([sys.executable, "-c", code], preexec_fn=drop, capture_output=True,
-                       text=True, timeout=60, cwd="/")
-    assert p.returncode == 0, p.stderr
-    return json.loads(p.stdout)
+    """A system user of its own, removed at the end: (name, uid, gid)."""
+    with system_user("cella-test-life") as pw:
+        yield pw.pw_name, pw.pw_uid, pw.pw_gid
 
 
 def test_read_and_manage_methods_for_a_real_user(tmp_path, life_user):
     """Ps, Inspect, Logs, Events are read methods: a user the daemon opens them to
     reads, and is still refused Start, Stop, Freeze, Kill, ... (manage)."""
-    import shutil
-    import tempfile
     require_cellad()
     name, uid, gid = life_user
-    top = Path(tempfile.mkdtemp(prefix="cellad-life-"))
-    os.chmod(top, 0o711)
-    try:
+    with traversable_tmpdir("cellad-life-") as top:
         state = top / "state"
         install_app(state, make_app(tmp_path / "src", "org.test.life.a"))
         with running_cellad(state, "--no-autostart", "--read-users", f"root,{name}") as d:
@@ -567,8 +531,6 @@ def test_read_and_manage_methods_for_a_real_user(tmp_path, life_user):
             r = call_as(uid, gid, d.socket, "org.cella.Ps", {})
             assert r.get("error") == "org.cella.PermissionDenied", r
             assert d.stop() == 0
-    finally:
-        shutil.rmtree(top, ignore_errors=True)
 
 
 def test_packed_apps_share_a_host_so_freeze_and_kill_are_refused(tmp_path):

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -900,6 +901,68 @@ START_TEST(test_fdpass)
 }
 END_TEST
 
+/* The number of open fds of this process (/proc/self/fd, less the one reading it). */
+static int open_fds(void)
+{
+        DIR *d = opendir("/proc/self/fd");
+        int n = 0;
+
+        ck_assert_ptr_nonnull(d);
+        while (readdir(d))
+                n++;
+        closedir(d);
+        return n - 3; /* ".", ".." and d's own fd */
+}
+
+/* A fixed-size message with its fds (fd_msg_send/fd_msg_recv: the keeper's and the
+ * sandbox's setup messages): whole, too many fds, the wrong size, the peer gone. */
+START_TEST(test_fd_msg)
+{
+        struct {
+                uint32_t magic;
+                char text[12];
+        } m = {.magic = 0xce11a, .text = "hello"}, r;
+        int sp[2], fds[FD_MSG_MAX_FDS + 1], got[4], before;
+        size_t n;
+
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
+        for (int i = 0; i < FD_MSG_MAX_FDS + 1; i++)
+                ck_assert_int_ge(fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC), 0);
+        before = open_fds();
+
+        ck_assert_int_eq(fd_msg_send(sp[0], &m, sizeof m, fds, 3, 0), (ssize_t)sizeof m);
+        ck_assert_int_eq(fd_msg_recv(sp[1], &r, sizeof r, got, 4, &n, MSG_DONTWAIT),
+                         (ssize_t)sizeof r);
+        ck_assert_uint_eq(n, 3);
+        ck_assert(r.magic == m.magic && strcmp(r.text, "hello") == 0);
+        for (size_t i = 0; i < n; i++) {
+                ck_assert_int_eq(fcntl(got[i], F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+                close(got[i]);
+        }
+
+        /* More fds than the receiver takes: refused, and none is left open. */
+        ck_assert_int_eq(fd_msg_send(sp[0], &m, sizeof m, fds, 4, 0), (ssize_t)sizeof m);
+        ck_assert_int_eq(fd_msg_recv(sp[1], &r, sizeof r, got, 2, &n, 0), -EBADMSG);
+        ck_assert_uint_eq(n, 0);
+        ck_assert_int_eq(open_fds(), before);
+        ck_assert_int_eq(fd_msg_send(sp[0], &m, sizeof m, fds, FD_MSG_MAX_FDS + 1, 0), -E2BIG);
+
+        /* A message of another size, with an fd: refused, the fd closed. */
+        ck_assert_int_eq(fd_msg_send(sp[0], &m, sizeof m - 1, fds, 1, 0), (ssize_t)sizeof m - 1);
+        ck_assert_int_eq(fd_msg_recv(sp[1], &r, sizeof r, got, 4, &n, 0), -EBADMSG);
+        ck_assert_int_eq(open_fds(), before);
+
+        /* Nothing yet; then the peer gone: 0, no fds. */
+        ck_assert_int_eq(fd_msg_recv(sp[1], &r, sizeof r, got, 4, &n, MSG_DONTWAIT), -EAGAIN);
+        close(sp[0]);
+        ck_assert_int_eq(fd_msg_recv(sp[1], &r, sizeof r, got, 4, &n, 0), 0);
+        ck_assert_uint_eq(n, 0);
+        close(sp[1]);
+        for (int i = 0; i < FD_MSG_MAX_FDS + 1; i++)
+                close(fds[i]);
+}
+END_TEST
+
 START_TEST(test_log_renders_controls)
 {
         char big[LOG_LINE_MAX * 2];
@@ -919,6 +982,31 @@ START_TEST(test_log_renders_controls)
 }
 END_TEST
 
+/* The state directory with no --state-dir, cella's and cellad's (base/statedir.h):
+ * $CELLA_STATE_DIR, else root's, else the XDG one, else under $HOME. */
+START_TEST(test_state_dir_default)
+{
+        setenv("CELLA_STATE_DIR", "/srv/cella-test", 1);
+        ck_assert_str_eq(state_dir_default(), "/srv/cella-test");
+        setenv("CELLA_STATE_DIR", "", 1); /* empty: as if unset */
+        setenv("XDG_STATE_HOME", "/xdg", 1);
+        setenv("HOME", "/home/t", 1);
+        if (geteuid() == 0) {
+                ck_assert_str_eq(state_dir_default(), "/var/lib/cella");
+                /* The user's branches, as a user (check forks each test). */
+                ck_assert_int_eq(seteuid(65534), 0);
+        }
+        ck_assert_str_eq(state_dir_default(), "/xdg/cella");
+        setenv("XDG_STATE_HOME", "relative", 1); /* not absolute: ignored (XDG spec) */
+        ck_assert_str_eq(state_dir_default(), "/home/t/.local/state/cella");
+        unsetenv("XDG_STATE_HOME");
+        ck_assert_str_eq(state_dir_default(), "/home/t/.local/state/cella");
+        /* Back to root: LeakSanitizer's check at exit needs it. */
+        if (getuid() == 0)
+                ck_assert_int_eq(seteuid(0), 0);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("base");
@@ -930,12 +1018,14 @@ int main(void)
         tcase_add_test(tc, test_format_size);
         tcase_add_test(tc, test_strv);
         tcase_add_test(tc, test_fdpass);
+        tcase_add_test(tc, test_fd_msg);
         tcase_add_test(tc, test_read_file_bounded);
         tcase_add_test(tc, test_mkdir_p);
         tcase_add_test(tc, test_tree_usage);
         tcase_add_test(tc, test_tree_usage_bound_unstattable);
         tcase_add_test(tc, test_sqlite_open_refuses_symlinks);
         tcase_add_test(tc, test_state_dir_open);
+        tcase_add_test(tc, test_state_dir_default);
         tcase_add_test(tc, test_sqlite_schema);
         tcase_add_test(tc, test_sqlite_select_one);
         tcase_add_test(tc, test_termsafe_stream);

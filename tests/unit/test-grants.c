@@ -23,21 +23,13 @@
 #include "policy/decide.h"
 #include "policy/grant-record.h"
 #include "policy/grants.h"
+#include "test-util.h"
 
 #define APP "org.example.notes"
 #define T0  ((int64_t)1700000000000) /* ms: any fixed wall-clock time */
 
 static char top_dir[] = "/tmp/test-grants-XXXXXX";
 static char state_dir[64];
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-        (void)st;
-        (void)flag;
-        (void)ftw;
-        (void)remove(path);
-        return 0;
-}
 
 static void setup(void)
 {
@@ -49,7 +41,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-        (void)nftw(top_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+        rm_tree(top_dir);
 }
 
 static Grants *open_grants(void)

@@ -32,6 +32,7 @@
 #include "sandbox/sandbox.h"
 #include "sandbox/seccomp.h"
 #include "skip.h"
+#include "test-util.h"
 
 #define TEST_HOST_UID ((uid_t)0x7ffe0100u) /* past cella's ranges, as test-sandbox's */
 #define TEST_LABEL    "t-keeper"
@@ -52,15 +53,6 @@ static char owner_tag[32];
 static void manager_freep(CgroupManager **m)
 {
         cgroup_manager_free(*m);
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-        (void)st;
-        (void)flag;
-        (void)ftw;
-        (void)remove(path);
-        return 0;
 }
 
 /* Per test (a checked fixture: each test is a fork of its own): a fresh app folder
@@ -101,8 +93,8 @@ static void teardown(void)
 
         if (geteuid() != 0)
                 return;
-        (void)nftw(app_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-        (void)nftw(state_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+        rm_tree(app_dir);
+        rm_tree(state_dir);
         /* A failed test's leftovers: leaves of its daemon's, or of owners gone. */
         if (cgroup_manager_new("/sys/fs/cgroup", CGROUP_MODE_AUTO, NULL, &m) >= 0)
                 (void)cgroup_sweep_owned(m, owner_tag, NULL);

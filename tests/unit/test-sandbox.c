@@ -39,6 +39,7 @@
 #include "sandbox/sandbox-internal.h" /* userns_format_map */
 #include "sandbox/sandbox.h"
 #include "sandbox/seccomp.h"
+#include "test-util.h"
 
 #define MiB (UINT64_C(1) << 20)
 
@@ -66,15 +67,6 @@ static void manager_freep(CgroupManager **m)
         cgroup_manager_free(*m);
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-        (void)st;
-        (void)flag;
-        (void)ftw;
-        (void)remove(path);
-        return 0;
-}
-
 /* Runs in the runner process, once: the /app directory and the seccomp filter. */
 static void setup(void)
 {
@@ -96,7 +88,7 @@ static void teardown(void)
 {
         if (geteuid() != 0)
                 return;
-        (void)nftw(app_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+        rm_tree(app_dir);
         seccomp_prog = seccomp_program_free(seccomp_prog);
 }
 

@@ -21,30 +21,10 @@
 #include "base/fileio.h"
 #include "base/macro.h"
 #include "policy/signature.h"
+#include "test-util.h"
 
 static char top[] = "/tmp/test-signature-XXXXXX";
 static char app[128], state[128], keys[128];
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-        (void)st;
-        (void)flag;
-        (void)ftw;
-        (void)remove(path);
-        return 0;
-}
-
-static void put(const char *dir, const char *name, const char *text, mode_t mode)
-{
-        char path[512];
-        _cleanup_close_ int fd = -EBADF;
-
-        snprintf(path, sizeof path, "%s/%s", dir, name);
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-        ck_assert_int_ge(fd, 0);
-        ck_assert_int_eq(loop_write(fd, text, strlen(text)), 0);
-        ck_assert_int_eq(fchmod(fd, mode), 0);
-}
 
 static void setup(void)
 {
@@ -58,13 +38,13 @@ static void setup(void)
         snprintf(keys, sizeof keys, "%s/state/trusted-keys", top);
         if (mkdir(app, 0755) < 0 || mkdir(state, 0711) < 0 || mkdir(keys, 0755) < 0)
                 abort();
-        put(app, "manifest.json", "{\"id\":\"org.a.b\",\"runtime\":\"native\",\"entry\":\"run\"}",
-            0644);
-        put(app, "run", "#!/bin/sh\necho hi\n", 0755);
+        put_file(app, "manifest.json",
+                 "{\"id\":\"org.a.b\",\"runtime\":\"native\",\"entry\":\"run\"}", 0644);
+        put_file(app, "run", "#!/bin/sh\necho hi\n", 0755);
         snprintf(path, sizeof path, "%s/lib", app);
         if (mkdir(path, 0755) < 0)
                 abort();
-        put(app, "lib/data.txt", "some data\n", 0644);
+        put_file(app, "lib/data.txt", "some data\n", 0644);
         snprintf(path, sizeof path, "%s/link", app);
         if (symlink("lib/data.txt", path) < 0)
                 abort();
@@ -72,15 +52,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-        (void)nftw(top, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static int open_dir(const char *path)
-{
-        int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-        ck_assert_int_ge(fd, 0);
-        return fd;
+        rm_tree(top);
 }
 
 /* Makes key pair <top>/<name>.{key,pub}; trusts it (copies .pub into trusted-keys) if asked. */
@@ -96,7 +68,7 @@ static void make_key(const char *name, bool trust, char id[SIGNATURE_KEY_ID_CHAR
         snprintf(src, sizeof src, "%s.pub", prefix);
         snprintf(dst, sizeof dst, "%s/%s.pub", keys, name);
         ck_assert_int_eq(read_file_at(AT_FDCWD, src, 4096, &text, NULL), 0);
-        put(keys, strrchr(dst, '/') + 1, text, 0644);
+        put_file(keys, strrchr(dst, '/') + 1, text, 0644);
 }
 
 static void sign(const char *dir, const char *name)
@@ -183,7 +155,7 @@ START_TEST(test_untrusted)
         ck_assert_int_eq(verify(app, NULL, &err), -ENOKEY);
         ck_assert_ptr_nonnull(err.message);
         /* No trusted-keys folder. */
-        (void)nftw(keys, rm_one, 4, FTW_DEPTH | FTW_PHYS);
+        rm_tree(keys);
         ck_assert_int_eq(access(keys, F_OK), -1);
         ck_assert_int_eq(verify(app, NULL, &err), -ENOKEY);
         /* Unsigned. */
@@ -229,11 +201,11 @@ START_TEST(test_tamper)
                 sign(app, "k");
                 ck_assert_int_eq(verify(app, NULL, NULL), 0);
                 if (strcmp(c, "content") == 0)
-                        put(app, "lib/data.txt", "some dat4\n", 0644);
+                        put_file(app, "lib/data.txt", "some dat4\n", 0644);
                 else if (strcmp(c, "append") == 0)
-                        put(app, "lib/data.txt", "some data\n\n", 0644);
+                        put_file(app, "lib/data.txt", "some data\n\n", 0644);
                 else if (strcmp(c, "add") == 0)
-                        put(app, "extra", "", 0644);
+                        put_file(app, "extra", "", 0644);
                 else if (strcmp(c, "remove") == 0)
                         ck_assert_int_eq(unlink(path_in(app, "lib/data.txt")), 0);
                 else if (strcmp(c, "rename") == 0) {
@@ -246,10 +218,11 @@ START_TEST(test_tamper)
                         ck_assert_int_eq(symlink("run", path_in(app, "link")), 0);
                 } else if (strcmp(c, "adddir-file") == 0) {
                         ck_assert_int_eq(mkdir(path_in(app, "sub"), 0755), 0);
-                        put(app, "sub/x", "x", 0644);
+                        put_file(app, "sub/x", "x", 0644);
                 } else
-                        put(app, "manifest.json",
-                            "{\"id\":\"org.a.b\",\"runtime\":\"native\",\"entry\":\"run\" }", 0644);
+                        put_file(app, "manifest.json",
+                                 "{\"id\":\"org.a.b\",\"runtime\":\"native\",\"entry\":\"run\" }",
+                                 0644);
                 ck_assert_msg(verify(app, NULL, NULL) == -EBADMSG, "%s not detected", c);
         }
 }
@@ -277,7 +250,7 @@ START_TEST(test_bad_signature_file)
 
         make_key("k", true, id);
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
-                put(app, SIGNATURE_FILE, bad[i], 0644);
+                put_file(app, SIGNATURE_FILE, bad[i], 0644);
                 ck_assert_msg(verify(app, NULL, &err) == -EINVAL, "accepted: %s", bad[i]);
         }
         /* A SIGNATURE that is a symlink is not followed. */
@@ -314,7 +287,7 @@ START_TEST(test_refused_entries)
         ck_assert_str_eq(err.path, "fifo");
         ck_assert_int_eq(unlink(path_in(app, "fifo")), 0);
         /* Control characters in names. */
-        put(app, "bad\nname", "", 0644);
+        put_file(app, "bad\nname", "", 0644);
         ck_assert_int_eq(digest(app, d, &err), -EPERM);
         ck_assert_int_eq(unlink(path_in(app, "bad\nname")), 0);
         /* No manifest (or one that is a symlink). */
@@ -342,11 +315,11 @@ START_TEST(test_digest_canonical)
         ck_assert_int_eq(mkdir(a, 0755), 0);
         ck_assert_int_eq(mkdir(b, 0755), 0);
         for (size_t i = 0; i < ELEMENTSOF(names); i++)
-                put(a, names[i], names[i], 0644);
+                put_file(a, names[i], names[i], 0644);
         for (size_t i = ELEMENTSOF(names); i-- > 0;)
-                put(b, names[i], names[i], 0644);
-        put(a, "manifest.json", "{}", 0644);
-        put(b, "manifest.json", "{}", 0644);
+                put_file(b, names[i], names[i], 0644);
+        put_file(a, "manifest.json", "{}", 0644);
+        put_file(b, "manifest.json", "{}", 0644);
         {
                 /* Different mtimes, set rather than waited for: a 1970 one on a's. */
                 char path[512];
@@ -360,8 +333,8 @@ START_TEST(test_digest_canonical)
         ck_assert_int_eq(digest(b, db, NULL), 0);
         ck_assert_mem_eq(da, db, sizeof da);
         /* Moving content between two files changes it (sizes and names are hashed). */
-        put(b, "a", "ab", 0644);
-        put(b, "a.b", "", 0644);
+        put_file(b, "a", "ab", 0644);
+        put_file(b, "a.b", "", 0644);
         ck_assert_int_eq(digest(b, db, NULL), 0);
         ck_assert(memcmp(da, db, sizeof da) != 0);
 }
@@ -377,10 +350,10 @@ START_TEST(test_files_bound)
         /* setup() made manifest.json, run, lib/data.txt and link: 4 entries. */
         for (unsigned i = 4; i < SIGNATURE_FILES_MAX; i++) {
                 snprintf(name, sizeof name, "f%u", i);
-                put(app, name, "", 0644);
+                put_file(app, name, "", 0644);
         }
         ck_assert_int_eq(digest(app, d, &err), 0);
-        put(app, "one-more", "", 0644);
+        put_file(app, "one-more", "", 0644);
         ck_assert_int_eq(digest(app, d, &err), -E2BIG);
 }
 END_TEST
@@ -397,7 +370,7 @@ START_TEST(test_depth_bound)
                 strcat(path, "/d");
                 ck_assert_int_eq(mkdir(path, 0755), 0);
         }
-        put(path, "leaf", "x", 0644);
+        put_file(path, "leaf", "x", 0644);
         ck_assert_int_eq(digest(app, d, &err), 0);
         strcat(path, "/d");
         ck_assert_int_eq(mkdir(path, 0755), 0);
@@ -436,7 +409,7 @@ START_TEST(test_sign_errors)
         char key[256];
 
         ck_assert_int_eq(signature_sign(fd, path_in(top, "missing.key"), &err), -ENOENT);
-        put(top, "junk.key", "not base64 at all\n", 0600);
+        put_file(top, "junk.key", "not base64 at all\n", 0600);
         snprintf(key, sizeof key, "%s/junk.key", top);
         ck_assert_int_eq(signature_sign(fd, key, &err), -EINVAL);
         /* A public key is not a secret key. */
@@ -568,7 +541,7 @@ START_TEST(test_verify_signer)
         ck_assert_int_eq(read_file_at(AT_FDCWD, pub, 4096, &pubtext, &n), 0);
         ck_assert(strncmp(pubtext, pk, SIGNATURE_PUBLIC_KEY_CHARS) == 0);
 
-        put(app, "lib/data.txt", "changed\n", 0644);
+        put_file(app, "lib/data.txt", "changed\n", 0644);
         ck_assert_int_eq(signature_verify_signer(dfd, id, pk, &err), -EBADMSG);
 
         /* an older SIGNATURE, without the key */
@@ -579,7 +552,7 @@ START_TEST(test_verify_signer)
 
                 ck_assert_ptr_nonnull(b);
                 memmove(a, b + 1, strlen(b + 1) + 1);
-                put(app, SIGNATURE_FILE, sig, 0644);
+                put_file(app, SIGNATURE_FILE, sig, 0644);
         }
         ck_assert_int_eq(signature_verify_signer(dfd, id, pk, &err), -EINVAL);
         ck_assert(strstr(err.message, "no \"public_key\""));
@@ -594,7 +567,7 @@ START_TEST(test_verify_signer)
                 ck_assert_ptr_nonnull(a);
                 a += strlen("\"public_key\": \"");
                 a[0] = a[0] == 'A' ? 'B' : 'A';
-                put(app, SIGNATURE_FILE, sig, 0644);
+                put_file(app, SIGNATURE_FILE, sig, 0644);
         }
         ck_assert_int_eq(signature_verify_signer(dfd, id, pk, &err), -EINVAL);
         ck_assert(strstr(err.message, "not the key"));

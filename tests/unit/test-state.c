@@ -23,6 +23,7 @@
 
 #include "base/macro.h"
 #include "supervisor/state.h"
+#include "test-util.h"
 
 /* Any range will do: the registry only records numbers (no chown but the data dir). */
 #define BASE  ((uid_t)0x70000000u)
@@ -37,15 +38,6 @@ static char top_dir[] = "/tmp/test-state-XXXXXX";
 /* The running test's name for messages (its function is <name>_fn). */
 #define TEST_NAME tcase_name()
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-        (void)st;
-        (void)flag;
-        (void)ftw;
-        (void)remove(path);
-        return 0;
-}
-
 static void setup(void)
 {
         /* Each test case runs this once: a fresh template each time. */
@@ -58,7 +50,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-        (void)nftw(top_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+        rm_tree(top_dir);
 }
 
 /* A fresh path under the suite's directory that does not exist yet. Caller frees. */

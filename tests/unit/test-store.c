@@ -31,31 +31,10 @@
 #include "base/macro.h"
 #include "policy/signature.h"
 #include "store/store.h"
+#include "test-util.h"
 
 static char top[] = "/tmp/test-store-XXXXXX";
 static char app[128], state[128], out[128];
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-        (void)flag;
-        (void)ftw;
-        if (S_ISDIR(st->st_mode))
-                (void)chmod(path, 0700);
-        (void)remove(path);
-        return 0;
-}
-
-static void put(const char *dir, const char *name, const char *text, mode_t mode)
-{
-        char path[512];
-        _cleanup_close_ int fd = -EBADF;
-
-        snprintf(path, sizeof path, "%s/%s", dir, name);
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-        ck_assert_int_ge(fd, 0);
-        ck_assert_int_eq(loop_write(fd, text, strlen(text)), 0);
-        ck_assert_int_eq(fchmod(fd, mode), 0);
-}
 
 static void put_manifest(const char *dir, const char *id, const char *version, const char *extra)
 {
@@ -65,7 +44,7 @@ static void put_manifest(const char *dir, const char *id, const char *version, c
                  "{\"id\": \"%s\", \"version\": \"%s\", \"runtime\": \"native\", "
                  "\"entry\": \"run\"%s}",
                  id, version, extra ? extra : "");
-        put(dir, "manifest.json", text, 0644);
+        put_file(dir, "manifest.json", text, 0644);
 }
 
 static void setup(void)
@@ -81,11 +60,11 @@ static void setup(void)
         if (mkdir(app, 0755) < 0 || mkdir(state, 0711) < 0 || mkdir(out, 0700) < 0)
                 abort();
         put_manifest(app, "org.a.b", "1.0", NULL);
-        put(app, "run", "#!/bin/sh\necho hi\n", 0755);
+        put_file(app, "run", "#!/bin/sh\necho hi\n", 0755);
         snprintf(path, sizeof path, "%s/lib", app);
         if (mkdir(path, 0755) < 0)
                 abort();
-        put(app, "lib/data.txt", "some data\n", 0600);
+        put_file(app, "lib/data.txt", "some data\n", 0600);
         snprintf(path, sizeof path, "%s/link", app);
         if (symlink("lib/data.txt", path) < 0)
                 abort();
@@ -95,15 +74,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-        (void)nftw(top, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static int open_dir(const char *path)
-{
-        int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-        ck_assert_msg(fd >= 0, "open %s: %s", path, strerror(errno));
-        return fd;
+        rm_tree(top);
 }
 
 /* The app folder as a bundle in a new memfd, at offset 0. */
@@ -560,7 +531,7 @@ START_TEST(test_manifest_refused)
         put_manifest(app, "org.a.b", "beta", NULL);
         ck_assert_int_eq(install(STORE_MODE_INSTALL, NULL, &err), -EINVAL);
         ck_assert_str_eq(err.key, "version");
-        put(app, "manifest.json", "{\"id\": \"org.a.b\", \"runtime\": \"native\"}", 0644);
+        put_file(app, "manifest.json", "{\"id\": \"org.a.b\", \"runtime\": \"native\"}", 0644);
         ck_assert_int_eq(install(STORE_MODE_INSTALL, NULL, &err), -EINVAL);
         ck_assert_str_eq(err.key, "entry");
         /* Nothing in the store, no staging folder left. */
@@ -623,7 +594,7 @@ START_TEST(test_same_signer)
                       err.message);
         /* A file changed after signing: refused, not taken as unsigned. */
         sign_with("vendor");
-        put(app, "run", "#!/bin/sh\necho changed\n", 0755);
+        put_file(app, "run", "#!/bin/sh\necho changed\n", 0755);
         ck_assert_int_eq(install(STORE_MODE_UPDATE, NULL, &err), -EBADMSG);
         ck_assert_int_eq(err.fault, STORE_FAULT_BUNDLE);
         ck_assert_msg(strstr(err.message, "signature"), "%s", err.message);

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* cellad's warm pool (pool.c; docs/daemon.md, "The warm pool"). */
+
+#include <jansson.h>
+
+#include "daemon/daemon.h"
+
+/* --warm's default: none. Measured on a hybrid-cgroup host (docs/benchmarks.md,
+ * "cella start through cellad"), a pooled start was 1.1-1.2 times slower than a cold
+ * one: moving the warm child into the app's cgroup2 leaf waits for an RCU grace
+ * period (about 7 ms), more than the namespaces and skeleton mounts save; and each
+ * warm sandbox costs a process (1 MiB Pss beside an idle cellad, 13 MiB beside one
+ * of 1,000 apps). A host where it pays (cgroup2 mounted with favordynmods) opts in
+ * with --warm N. */
+#define DAEMON_WARM_DEFAULT 0
+/* --warm's bound. */
+#define DAEMON_WARM_MAX 64
+
+typedef struct DaemonPool DaemonPool;
+
+/*
+ * Starts a pool of target warm sandboxes for d's supervisor (after its hooks,
+ * before READY): the first is cloned on the loop's first turn. target 0: no pool
+ * (*ret NULL, every start cold). Returns 0 or a negative errno (printed).
+ */
+int daemon_pool_start(Daemon *d, unsigned target, DaemonPool **ret);
+
+/* Kills and reaps every warm sandbox and refills no more (a stop, a re-exec). */
+void daemon_pool_empty(DaemonPool *p);
+
+/* daemon_pool_empty(), then frees p once its timer is closed (the loop must run
+ * again, or be closed). Takes NULL. */
+void daemon_pool_free(DaemonPool *p);
+
+/*
+ * The pool's figures for org.cella.Pool (docs/api.md): target, ready (held),
+ * prepared (of those, done preparing), the warm
+ * children's pids, counts (taken, made, dropped, failed), and the memory of the
+ * warm children and of cellad itself in KiB (Rss, Pss: /proc/PID/smaps_rollup).
+ * p may be NULL (no pool). Returns a new object.
+ */
+json_t *daemon_pool_json(DaemonPool *p);

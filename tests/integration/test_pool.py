@@ -1,0 +1,277 @@
+"""cellad's warm pool (docs/daemon.md, "The warm pool"): a start through a warm
+sandbox is a cold start's sandbox, and a warm sandbox serves one app once.
+
+The apps are tests/apps/tick (`probe`: it prints its uid, gid, hostname, /tmp's
+entries and its mount count, then leaves a file in /tmp) and the hostile example,
+each started through a real cellad; org.cella.Pool says which starts took a warm
+sandbox (`taken`) and which children wait (`pids`)."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import example
+from daemon_util import CELLA, CELLAD, Cellad, call, require_cellad, running_cellad
+from test_isolation import bait, hostile_lines, hostile_summary  # noqa: F401 (fixture)
+
+TICK = Path(CELLA).resolve().parents[2] / "tests" / "apps" / "tick" / "tick"
+
+
+def need_tick():
+    require_cellad()
+    if not TICK.exists():
+        pytest.skip(f"no {TICK} (built with -Dtests=true)")
+
+
+def install(state, app_id, args, folder=None):
+    """Lays out an app in the store's layout (apps/<id>/1.0/, current): tick with
+    args, or a copy of folder."""
+    top = state / "apps" / app_id
+    d = top / "1.0"
+    d.parent.mkdir(parents=True, exist_ok=True)
+    for p in (state, state / "apps", top):
+        p.chmod(0o711)
+    if folder:
+        shutil.copytree(folder, d, symlinks=True)
+    else:
+        d.mkdir()
+        shutil.copy(TICK, d / "tick")
+        (d / "manifest.json").write_text(json.dumps({
+            "id": app_id, "name": app_id, "version": "1.0", "runtime": "native",
+            "entry": "tick", "args": args, "limits": {"memory": "16M", "pids": 8}}))
+    subprocess.run(["chmod", "-R", "go-w,o+rX", str(d)], check=True)
+    (top / "current").symlink_to("1.0")
+
+
+def new_state(tmp_path):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    state = tmp_path / "state"
+    state.mkdir(mode=0o711)
+    return state
+
+
+@pytest.fixture(autouse=True)
+def unmount_after(tmp_path):
+    """Each app's /data stays mounted between runs (docs/security.md "Storage"):
+    unmounted when the test ends, deepest first."""
+    yield
+    with open("/proc/self/mountinfo") as f:
+        mps = [l.split()[4] for l in f if l.split()[4].startswith(str(tmp_path) + "/")]
+    for mp in sorted(mps, key=len, reverse=True):
+        subprocess.run(["umount", mp], check=False)
+
+
+def wait_for(what, cond, timeout=30):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def log(state, app_id):
+    p = state / "logs" / f"{app_id}.log"
+    return p.read_text(errors="replace") if p.exists() else ""
+
+
+def probe(state, app_id, nth):
+    """The nth (1-based) probe's report in app_id's log: {key: value}."""
+    def ready():
+        runs = log(state, app_id).split("tick ")[1:]
+        return runs[nth - 1] if len(runs) >= nth and "mounts " in runs[nth - 1] else None
+    text = wait_for(f"{app_id}'s probe {nth}", ready)
+    out = {}
+    for line in text.splitlines()[1:]:
+        k, _, v = line.partition(" ")
+        if k in ("uid", "hostname", "tmp", "mounts"):
+            out[k] = v
+    return out
+
+
+def not_running(d, app_id):
+    return lambda: not d.call("org.cella.Inspect", {"app": app_id}).get("running")
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def pool(d):
+    return d.call("org.cella.Pool")
+
+
+def full_pool(d, n):
+    return wait_for("the pool full", lambda: (p := pool(d))["ready"] == n and p)
+
+
+def test_a_warm_sandbox_keeps_nothing_for_the_next_app(tmp_path):
+    """Apps A and B start through the pool one after the other (--warm 1: the one
+    warm sandbox B gets was cloned after A's start): B sees its own hostname, an
+    empty /tmp (A left a file in its own), the same mounts, its own host uid and a
+    fresh cgroup; the warm sandbox A took is gone."""
+    need_tick()
+    state = new_state(tmp_path)
+    install(state, "org.cella.test.pool-a", ["probe-sleep"])
+    install(state, "org.cella.test.pool-b", ["probe-sleep"])
+    with running_cellad(state, "--warm", "1", "--no-autostart") as d:
+        first = full_pool(d, 1)["pids"][0]
+        a = d.call("org.cella.Start", {"app": "org.cella.test.pool-a"})
+        assert a["pid"] == first, "A did not start in the warm sandbox"
+        pa = probe(state, "org.cella.test.pool-a", 1)
+        second = full_pool(d, 1)["pids"][0]
+        assert second != first
+        b = d.call("org.cella.Start", {"app": "org.cella.test.pool-b"})
+        assert b["pid"] == second
+        pb = probe(state, "org.cella.test.pool-b", 1)
+        assert pool(d)["taken"] == 2
+        assert pa["hostname"] == "org.cella.test.pool-a"
+        assert pb["hostname"] == "org.cella.test.pool-b"
+        assert pa["tmp"] == "" and pb["tmp"] == "", (pa, pb)
+        assert pa["uid"] == pb["uid"] == "1000 gid 1000 euid 1000"
+        assert pa["mounts"] == pb["mounts"]
+        ia = d.call("org.cella.Inspect", {"app": "org.cella.test.pool-a"})
+        ib = d.call("org.cella.Inspect", {"app": "org.cella.test.pool-b"})
+        # Each its own host uid, the one its sandbox's init runs as on the host.
+        assert ia["uid"] != ib["uid"]
+        for rec in (ia, ib):
+            with open(f"/proc/{rec['pid']}/status") as f:
+                uids = next(l for l in f if l.startswith("Uid:")).split()[1:]
+            assert uids == [str(rec["uid"])] * 4, (rec["uid"], uids)
+            with open(f"/proc/{rec['pid']}/cgroup") as f:
+                cg = f.read()
+            assert rec["id"] in cg, cg
+        # B's cgroup holds B alone: init and the app.
+        assert ib["cgroup"]["pids_current"] <= 2, ib["cgroup"]
+        assert ib["cgroup"]["oom_kills"] == 0
+        for app in ("org.cella.test.pool-a", "org.cella.test.pool-b"):
+            d.call("org.cella.Stop", {"app": app})
+            wait_for(f"{app} stopped", not_running(d, app))
+        # Both sandboxes ended with their apps.
+        assert not alive(first) and not alive(second)
+        # A's second start (a new warm sandbox) finds no file of its first run.
+        d.call("org.cella.Start", {"app": "org.cella.test.pool-a"})
+        assert probe(state, "org.cella.test.pool-a", 2)["tmp"] == ""
+
+
+def test_a_warm_start_is_a_cold_start(tmp_path):
+    """The same app through --warm 2 and --warm 0: the same view (uid, hostname,
+    /tmp, mounts) and the same exit."""
+    need_tick()
+    views = {}
+    for warm in ("2", "0"):
+        state = new_state(tmp_path / f"w{warm}")
+        install(state, "org.cella.test.pool-same", ["probe"])
+        with running_cellad(state, "--warm", warm, "--no-autostart") as d:
+            if warm != "0":
+                full_pool(d, int(warm))
+            d.call("org.cella.Start", {"app": "org.cella.test.pool-same"})
+            views[warm] = probe(state, "org.cella.test.pool-same", 1)
+            wait_for("its exit", not_running(d, "org.cella.test.pool-same"))
+            rec = d.call("org.cella.Inspect", {"app": "org.cella.test.pool-same"})
+            views[warm]["exit"] = (rec["state"], rec.get("last_exit", {}).get("status"))
+            assert pool(d)["taken"] == (1 if warm != "0" else 0)
+    assert views["2"] == views["0"], views
+
+
+def test_hostile_through_the_pool_is_refused_everything(tmp_path, bait):  # noqa: F811
+    """The hostile example started through a warm sandbox: every probe REFUSED (or
+    N/A for a feature this kernel lacks), none ESCAPED, as test_isolation's cold
+    run; "inherit a stray fd" included (a warm sandbox closes every fd of
+    cellad's before it waits)."""
+    require_cellad()
+    state = new_state(tmp_path)
+    install(state, "org.cella.example.hostile", None, folder=example("hostile"))
+    with running_cellad(state, "--warm", "2", "--no-autostart", env=bait) as d:
+        full_pool(d, 2)
+        d.call("org.cella.Start", {"app": "org.cella.example.hostile"})
+        wait_for("hostile's end", not_running(d, "org.cella.example.hostile"), 120)
+        assert pool(d)["taken"] == 1
+        out = log(state, "org.cella.example.hostile")
+    lines = hostile_lines(out)
+    escaped = [l for l in lines if l.startswith("ESCAPED")]
+    assert not escaped, "\n".join(escaped)
+    verdicts = {l.split(" ", 1)[1].split(":", 1)[0]: l.split(" ", 1)[0] for l in lines}
+    for must in ["reach /etc/shadow", "write /usr/bin/owned", "mount tmpfs",
+                 "unshare user namespace", "setns", "open init's namespace",
+                 "ptrace attach to init", "hold a capability", "run as root",
+                 "reach a listener on the host's IPv4 loopback",
+                 "see a network interface other than lo", "connect to the host's abstract socket",
+                 "attach the host's SysV shared memory", "read the host's environment",
+                 "see other processes", "inherit a stray fd", "see /sys",
+                 "rewrite its uid_map", "setresuid to another uid of its block"]:
+        assert verdicts.get(must) == "REFUSED", (must, verdicts.get(must), out)
+    assert hostile_summary(lines) in out, out
+
+
+def test_pool_refills_and_warm_0_has_none(tmp_path):
+    """Each start takes one warm sandbox and the pool is refilled with new ones;
+    --warm 0 keeps none and starts cold."""
+    need_tick()
+    state = new_state(tmp_path)
+    install(state, "org.cella.test.pool-r", [])
+    with running_cellad(state, "--warm", "3", "--no-autostart") as d:
+        before = set(full_pool(d, 3)["pids"])
+        for i in range(5):
+            d.call("org.cella.Start", {"app": "org.cella.test.pool-r"})
+            wait_for("its exit", not_running(d, "org.cella.test.pool-r"))
+        p = full_pool(d, 3)
+        assert p["taken"] == 5 and p["made"] == 8, p
+        assert not before & set(p["pids"]), "a taken warm sandbox came back"
+        assert all(alive(x) for x in p["pids"])
+        assert not any(alive(x) for x in before)
+    state0 = new_state(tmp_path / "zero")
+    install(state0, "org.cella.test.pool-r", [])
+    with running_cellad(state0, "--warm", "0", "--no-autostart") as d:
+        d.call("org.cella.Start", {"app": "org.cella.test.pool-r"})
+        wait_for("its exit", not_running(d, "org.cella.test.pool-r"))
+        p = pool(d)
+        assert (p["target"], p["ready"], p["pids"], p["taken"]) == (0, 0, [], 0), p
+        assert "tick " in log(state0, "org.cella.test.pool-r")
+
+
+def test_stop_and_sigkill_leave_no_warm_sandbox(tmp_path):
+    """SIGTERM: cellad kills and reaps its warm sandboxes before it exits. SIGKILL:
+    they die with it (parent-death signal), and the next cellad adopts none of them
+    as an app."""
+    need_tick()
+    state = new_state(tmp_path)
+    install(state, "org.cella.test.pool-k", ["sleep"])
+    with running_cellad(state, "--warm", "2", "--no-autostart") as d:
+        pids = full_pool(d, 2)["pids"]
+        d.stop()
+    assert not any(alive(x) for x in pids), pids
+    with running_cellad(state, "--warm", "2", "--no-autostart") as d:
+        pids = full_pool(d, 2)["pids"]
+        app = d.call("org.cella.Start", {"app": "org.cella.test.pool-k"})["pid"]
+        pids = full_pool(d, 2)["pids"]
+        d.kill()
+        wait_for("the warm sandboxes gone", lambda: not any(alive(x) for x in pids))
+        assert alive(app), "the app itself must survive (held by the keeper)"
+    with running_cellad(state, "--warm", "0", "--no-autostart") as d:
+        p = subprocess.run([CELLA, "ps", "--json", "--state-dir", str(state)],
+                           capture_output=True, text=True, timeout=60)
+        recs = json.loads(p.stdout)
+        recs = recs["apps"] if isinstance(recs, dict) else recs
+        assert [r["id"] for r in recs if r.get("running")] == ["org.cella.test.pool-k"], recs
+        assert [r["pid"] for r in recs if r.get("running")] == [app]
+
+
+@pytest.mark.parametrize("value", ["-1", "65", "x", ""])
+def test_bad_warm_is_a_usage_error(tmp_path, value):
+    require_cellad()
+    p = subprocess.run([CELLAD, "--state-dir", str(tmp_path / "s"), "--warm", value],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2, p
+    assert f"--warm: expected a number from 0 to 64, not '{value}'" in p.stderr
