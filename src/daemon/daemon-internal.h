@@ -43,7 +43,7 @@ struct Daemon {
         uv_timer_t watchdog;
         uv_timer_t shutdown; /* org.cella.Shutdown: the stop starts after the reply */
         uv_signal_t hup;
-        uv_signal_t stop[2]; /* SIGTERM, SIGINT: STOPPING=1 (the supervisor stops the apps) */
+        uv_signal_t stop[2];     /* SIGTERM, SIGINT: STOPPING=1 (the supervisor stops the apps) */
         struct DaemonPool *pool; /* --warm's sandboxes (pool.h); NULL: none */
 };
 
