@@ -173,6 +173,43 @@ static uint64_t run_generation(const Instance *inst)
 }
 
 /*
+ * The record and the two fds every set has, for inst running in run (its own, or
+ * its packed group's host's) as uid: fds not named here are -EBADF. Returns 0 or
+ * -EINVAL (a string too long for the record).
+ */
+static int set_base(const Instance *inst, const SandboxedRun *run, uid_t uid, KeeperSet *set)
+{
+        const Sandbox *sb = run->sandbox;
+        const char *unified = sb->cgroup ? cgroup_path(sb->cgroup, "") : NULL;
+        const char *name = sb->cgroup ? cgroup_name(sb->cgroup) : "";
+        KeeperRecord *rec = &set->rec;
+
+        *set = (KeeperSet){};
+        for (unsigned i = 0; i < _KEEPER_FD_MAX; i++)
+                set->fds[i] = -EBADF;
+        if (strlen(inst->manifest->id) >= sizeof rec->id ||
+            strlen(name) >= sizeof rec->cgroup_name ||
+            (unified && strlen(unified) >= sizeof rec->cgroup_kill) ||
+            strlen(inst->app_dir) >= sizeof rec->app_dir)
+                return -EINVAL;
+        strcpy(rec->id, inst->manifest->id);
+        strcpy(rec->cgroup_name, name);
+        if (unified)
+                strcpy(rec->cgroup_kill, unified);
+        strcpy(rec->app_dir, inst->app_dir);
+        rec->generation = run_generation(inst);
+        rec->pid = sb->pid;
+        rec->app_pid = sb->app_pid;
+        rec->started_ms = run->started_ms;
+        rec->uid = uid;
+        rec->restarts = run->restarts;
+        rec->role = inst->life.role;
+        set->fds[KEEPER_FD_PIDFD] = sb->pidfd;
+        set->fds[KEEPER_FD_CTL] = sb->ctl_fd;
+        return 0;
+}
+
+/*
  * The set of a member of a packed Lua group: its host's pidfd and ctl only, so that
  * the next cellad knows the app ran and can say why it does not adopt it (a
  * group's host keeps the parent-death signal and ends with the cellad that started
@@ -182,34 +219,11 @@ static uint64_t run_generation(const Instance *inst)
 static int member_set_of(const Instance *inst, KeeperSet *set)
 {
         const Group *g = inst->group;
-        const Sandbox *sb = g->run.sandbox;
-        const char *unified = sb->cgroup ? cgroup_path(sb->cgroup, "") : NULL;
-        const char *name = sb->cgroup ? cgroup_name(sb->cgroup) : "";
-        KeeperRecord *rec = &set->rec;
+        int r = set_base(inst, &g->run, g->run.uid, set);
 
-        *set = (KeeperSet){};
-        for (unsigned i = 0; i < _KEEPER_FD_MAX; i++)
-                set->fds[i] = -EBADF;
-        if (strlen(inst->manifest->id) >= sizeof rec->id ||
-            strlen(name) >= sizeof rec->cgroup_name ||
-            (unified && strlen(unified) >= sizeof rec->cgroup_kill) ||
-            strlen(inst->app_dir) >= sizeof rec->app_dir)
-                return -EINVAL;
-        strcpy(rec->id, inst->manifest->id);
-        strcpy(rec->cgroup_name, name);
-        if (unified)
-                strcpy(rec->cgroup_kill, unified);
-        strcpy(rec->app_dir, inst->app_dir);
-        rec->generation = run_generation(inst);
-        rec->pid = sb->pid;
-        rec->app_pid = sb->app_pid;
-        rec->started_ms = g->run.started_ms;
-        rec->uid = g->run.uid;
-        rec->restarts = g->run.restarts;
-        rec->role = inst->life.role;
-        set->fds[KEEPER_FD_PIDFD] = sb->pidfd;
-        set->fds[KEEPER_FD_CTL] = sb->ctl_fd;
-        rec->fds = KEEPER_FDS_REQUIRED;
+        if (r < 0)
+                return r;
+        set->rec.fds = KEEPER_FDS_REQUIRED;
         return 0;
 }
 
@@ -218,35 +232,14 @@ static int member_set_of(const Instance *inst, KeeperSet *set)
 static int set_of(const Instance *inst, KeeperSet *set)
 {
         const Sandbox *sb = inst->run.sandbox;
-        const char *unified = sb->cgroup ? cgroup_path(sb->cgroup, "") : NULL;
-        const char *name = sb->cgroup ? cgroup_name(sb->cgroup) : "";
         KeeperRecord *rec = &set->rec;
+        int r = set_base(inst, &inst->run, inst->uid, set);
 
-        *set = (KeeperSet){};
-        for (unsigned i = 0; i < _KEEPER_FD_MAX; i++)
-                set->fds[i] = -EBADF;
-        if (strlen(inst->manifest->id) >= sizeof rec->id ||
-            strlen(name) >= sizeof rec->cgroup_name ||
-            (unified && strlen(unified) >= sizeof rec->cgroup_kill) ||
-            strlen(inst->app_dir) >= sizeof rec->app_dir)
-                return -EINVAL;
-        strcpy(rec->id, inst->manifest->id);
-        strcpy(rec->cgroup_name, name);
-        if (unified)
-                strcpy(rec->cgroup_kill, unified);
-        strcpy(rec->app_dir, inst->app_dir);
-        rec->generation = run_generation(inst);
-        rec->pid = sb->pid;
-        rec->app_pid = sb->app_pid;
-        rec->started_ms = inst->run.started_ms;
-        rec->uid = inst->uid;
+        if (r < 0)
+                return r;
         rec->init_exec = sb->init_exec;
         rec->oom_kills_before = sb->oom_kills_before;
-        rec->restarts = inst->run.restarts;
-        rec->role = inst->life.role;
         rec->frozen = inst->life.frozen;
-        set->fds[KEEPER_FD_PIDFD] = sb->pidfd;
-        set->fds[KEEPER_FD_CTL] = sb->ctl_fd;
         set->fds[KEEPER_FD_NOTIFY] = sb->seccomp_notify_fd;
         set->fds[KEEPER_FD_CHANNEL] = broker_app_channel_fd(inst->broker_app);
         set->fds[KEEPER_FD_STDOUT] = inst->out.open ? inst->out.from : -EBADF;
