@@ -270,9 +270,14 @@ def _unmount_data(tmp_path):
     (docs/security.md "Storage"): unmount what a test left below its tmp_path, which
     also frees the loop devices (autoclear)."""
     yield
-    for mp in mounts_below(tmp_path):
-        # Lazily if a test still holds a file open there (an unclosed sqlite3
-        # connection): the file system goes when that is closed.
+    unmount_below(tmp_path)
+
+
+def unmount_below(path):
+    """Unmounts every mount at or below path, deepest first (an app's /data, which
+    stays mounted between runs): lazily if a test still holds a file open there (an
+    unclosed sqlite3 connection), so the file system goes when that is closed."""
+    for mp in mounts_below(path):
         if subprocess.run(["umount", mp], capture_output=True).returncode != 0:
             subprocess.run(["umount", "-l", mp], capture_output=True)
 

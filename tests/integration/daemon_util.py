@@ -337,9 +337,14 @@ def call_as(uid, gid, sock, method, params=None):
 def traversable_tmpdir(prefix):
     """A new folder (mode 0711: another user may reach what is in it, as pytest's
     tmp_path, in root's 0700 folder, does not allow), removed at the end: its Path."""
+    from conftest import unmount_below
+
     top = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         os.chmod(top, 0o711)
         yield top
     finally:
+        # The apps' /data file systems stay mounted between runs: take them down
+        # first, or the folder (and a loop device) outlives the test.
+        unmount_below(top)
         shutil.rmtree(top, ignore_errors=True)

@@ -10,7 +10,7 @@ import sys
 import pytest
 from pathlib import Path
 
-from conftest import CELLA, example
+from conftest import CELLA, example, unmount_below
 from daemon_util import call, ControlError, require_cellad, running_cellad
 
 
@@ -240,6 +240,7 @@ def test_run_needs_manage_access(tmp_path, make_app):
         subprocess.run(["userdel", user], capture_output=True)
         if made_group:
             subprocess.run(["groupdel", "cella"], capture_output=True)
+        unmount_below(top)  # the app's /data stays mounted between runs
         shutil.rmtree(top, ignore_errors=True)
 
 

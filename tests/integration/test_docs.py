@@ -46,7 +46,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CELLA, EXAMPLES, ROOT, mounts_below
+from conftest import CELLA, EXAMPLES, ROOT, unmount_below
 
 DOCS = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
 FENCE = re.compile(r"^```(\S*)\s*$")
@@ -255,9 +255,7 @@ class Scene:
 
     def close(self):
         self.stop_background()
-        for mp in mounts_below(self.dir):
-            if subprocess.run(["umount", mp], capture_output=True).returncode != 0:
-                subprocess.run(["umount", "-l", mp], capture_output=True)
+        unmount_below(self.dir)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

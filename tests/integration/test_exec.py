@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CELLA
+from conftest import CELLA, unmount_below
 from daemon_util import call, ControlError, require_cellad, running_cellad
 
 APP = "org.test.exec.app"
@@ -36,6 +36,7 @@ def app_running():
     try:
         yield from _app_running(top)
     finally:
+        unmount_below(top)  # the app's /data stays mounted between runs
         shutil.rmtree(top, ignore_errors=True)
 
 
