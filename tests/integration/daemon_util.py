@@ -163,6 +163,12 @@ class Cellad:
             self.proc.wait()
 
     def close(self):
+        # An orderly stop first: a SIGKILLed cellad leaves its apps to the keeper,
+        # which kills them only after its grace (60 s), so every test's apps would
+        # outlive it. SIGKILL only if cellad does not exit in time.
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(DaemonError):
+                self.stop(signal.SIGTERM)
         self.kill()
         if getattr(self, "_ready_fd", None) is not None:
             os.close(self._ready_fd)
@@ -229,7 +235,8 @@ def call(socket_path, method, parameters=None, more=False, timeout=10.0, fds=())
 
 @contextlib.contextmanager
 def running_cellad(state_dir, *args, **kw):
-    """A started cellad (READY) on state_dir; SIGKILLed at the end if still running."""
+    """A started cellad (READY) on state_dir; stopped at the end if still running
+    (SIGTERM, which stops its apps; SIGKILL if it does not exit in time)."""
     d = Cellad(state_dir, *args, **kw)
     try:
         d.start()
@@ -286,7 +293,7 @@ def require_cellad():
 @pytest.fixture
 def cellad(tmp_path):
     """A bare cellad on a fresh state directory (tmp_path/state), READY; stopped
-    (SIGKILL if it still runs) when the test ends, whatever happened."""
+    (SIGTERM, then SIGKILL if it does not exit) when the test ends, whatever happened."""
     require_cellad()
     with running_cellad(tmp_path / "state") as d:
         yield d
