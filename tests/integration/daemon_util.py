@@ -319,6 +319,27 @@ def system_user(name):
         subprocess.run(["userdel", name], capture_output=True)
 
 
+@contextlib.contextmanager
+def cella_group():
+    """The group "cella" (the managers, docs/api.md), made with groupadd --system if
+    missing and then removed at the end: yields its gid. Skips the test when groupadd
+    is missing (Debian package passwd)."""
+    import grp
+    if not shutil.which("groupadd"):
+        pytest.skip("groupadd is not installed (Debian package passwd)")
+    made = False
+    try:
+        grp.getgrnam("cella")
+    except KeyError:
+        subprocess.run(["groupadd", "--system", "cella"], check=True, capture_output=True)
+        made = True
+    try:
+        yield grp.getgrnam("cella").gr_gid
+    finally:
+        if made:
+            subprocess.run(["groupdel", "cella"], capture_output=True)
+
+
 def call_as(uid, gid, sock, method, params=None):
     """One call of method with params ({} if None) on the control socket sock from a
     process of uid:gid (no supplementary groups): the reply object."""

@@ -3,15 +3,18 @@
 output, the messages and the exit codes of an embedded run; --embedded, the
 kernel-only options and no cellad at all keep the kernel in the command."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 
 import pytest
 from pathlib import Path
 
 from conftest import CELLA, example, unmount_below
-from daemon_util import call, ControlError, require_cellad, running_cellad
+from daemon_util import (call, cella_group, ControlError, require_cellad, running_cellad,
+                         system_user)
 
 
 def runs_in(d):
@@ -173,75 +176,61 @@ def test_run_refuses_bad_requests(daemon, tmp_path):
 def test_run_needs_manage_access(tmp_path, make_app):
     """org.cella.Run is a manage method: a real non-root user in group cella runs an
     app through cellad (no root of its own needed), one outside it is refused (242)."""
-    import grp
-    import pwd
-    import shutil
-    import tempfile
     require_cellad()
-    if not shutil.which("useradd") or not shutil.which("groupadd"):
-        pytest.skip("useradd/groupadd are not installed (Debian package passwd)")
-    user = "cella-test-client"
-    made_group = False
-    try:
-        grp.getgrnam("cella")
-    except KeyError:
-        subprocess.run(["groupadd", "--system", "cella"], check=True)
-        made_group = True
-    subprocess.run(["userdel", user], capture_output=True)
-    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                    user], check=True, capture_output=True)
     # Below folders only root may change (/run: root's, 0755): a non-root caller's
     # folder must be (run-methods.c, check_path_stable()).
     top = Path(tempfile.mkdtemp(prefix="cella-client-", dir="/run"))
     os.chmod(top, 0o755)
-    try:
-        pw = pwd.getpwnam(user)
-        cella_gid = grp.getgrnam("cella").gr_gid
-        app = top / "app"
-        shutil.copytree(make_app("org.test.client.user", "echo as-a-manager; exit 9\n"), app)
-        subprocess.run(["chmod", "-R", "go-w,o+rX", str(top)], check=True)
-        with running_cellad(top / "state") as d:
-            def as_user(groups):
-                def drop():
-                    os.setgroups(groups)
-                    os.setgid(pw.pw_gid)
-                    os.setuid(pw.pw_uid)
-                return subprocess.run([CELLA, "run", "--state-dir", str(d.state_dir), str(app)],
-                                      capture_output=True, text=True, preexec_fn=drop, cwd="/",
-                                      timeout=60)
-            p = as_user([cella_gid])
-            assert p.returncode == 9 and p.stdout == "as-a-manager\n", p.stderr
-            assert runs_in(d) == 1
-            # In /tmp (sticky, writable by all) what the path names could be swapped
-            # under the daemon by its caller: refused, nothing run.
-            loose = Path(tempfile.mkdtemp(prefix="cella-client-loose-"))
-            try:
-                os.chmod(loose, 0o755)
-                shutil.copytree(app, loose / "app")
-                subprocess.run(["chmod", "-R", "go-w,o+rX", str(loose)], check=True)
-                os.chown(loose / "app", pw.pw_uid, pw.pw_gid)
+    with cella_group() as cella_gid, system_user("cella-test-client") as pw:
+        try:
+            _run_as_manager_and_stranger(top, make_app, pw, cella_gid)
+        finally:
+            unmount_below(top)  # the app's /data stays mounted between runs
+            shutil.rmtree(top, ignore_errors=True)
 
-                def drop():
-                    os.setgroups([cella_gid])
-                    os.setgid(pw.pw_gid)
-                    os.setuid(pw.pw_uid)
-                p = subprocess.run([CELLA, "run", "--state-dir", str(d.state_dir),
-                                    str(loose / "app")], capture_output=True, text=True,
-                                   preexec_fn=drop, cwd="/", timeout=60)
-                assert p.returncode == 1 and "/tmp, above the app folder" in p.stderr, p.stderr
-                assert runs_in(d) == 1
-            finally:
-                shutil.rmtree(loose, ignore_errors=True)
-            p = as_user([])
-            assert p.returncode == 242, p.stderr
-            assert "org.cella.PermissionDenied" in p.stderr and "group cella" in p.stderr
+
+def _run_as_manager_and_stranger(top, make_app, pw, cella_gid):
+    """As a member of group cella the run works; from /tmp, or outside the group, it
+    is refused and nothing runs."""
+    app = top / "app"
+    shutil.copytree(make_app("org.test.client.user", "echo as-a-manager; exit 9\n"), app)
+    subprocess.run(["chmod", "-R", "go-w,o+rX", str(top)], check=True)
+    with running_cellad(top / "state") as d:
+        def as_user(groups):
+            def drop():
+                os.setgroups(groups)
+                os.setgid(pw.pw_gid)
+                os.setuid(pw.pw_uid)
+            return subprocess.run([CELLA, "run", "--state-dir", str(d.state_dir), str(app)],
+                                  capture_output=True, text=True, preexec_fn=drop, cwd="/",
+                                  timeout=60)
+        p = as_user([cella_gid])
+        assert p.returncode == 9 and p.stdout == "as-a-manager\n", p.stderr
+        assert runs_in(d) == 1
+        # In /tmp (sticky, writable by all) what the path names could be swapped
+        # under the daemon by its caller: refused, nothing run.
+        loose = Path(tempfile.mkdtemp(prefix="cella-client-loose-"))
+        try:
+            os.chmod(loose, 0o755)
+            shutil.copytree(app, loose / "app")
+            subprocess.run(["chmod", "-R", "go-w,o+rX", str(loose)], check=True)
+            os.chown(loose / "app", pw.pw_uid, pw.pw_gid)
+
+            def drop():
+                os.setgroups([cella_gid])
+                os.setgid(pw.pw_gid)
+                os.setuid(pw.pw_uid)
+            p = subprocess.run([CELLA, "run", "--state-dir", str(d.state_dir),
+                                str(loose / "app")], capture_output=True, text=True,
+                               preexec_fn=drop, cwd="/", timeout=60)
+            assert p.returncode == 1 and "/tmp, above the app folder" in p.stderr, p.stderr
             assert runs_in(d) == 1
-    finally:
-        subprocess.run(["userdel", user], capture_output=True)
-        if made_group:
-            subprocess.run(["groupdel", "cella"], capture_output=True)
-        unmount_below(top)  # the app's /data stays mounted between runs
-        shutil.rmtree(top, ignore_errors=True)
+        finally:
+            shutil.rmtree(loose, ignore_errors=True)
+        p = as_user([])
+        assert p.returncode == 242, p.stderr
+        assert "org.cella.PermissionDenied" in p.stderr and "group cella" in p.stderr
+        assert runs_in(d) == 1
 
 
 def test_a_daemon_stopped_mid_run_ends_its_runs_and_execs(make_app, tmp_path):

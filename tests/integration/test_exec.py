@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from conftest import CELLA, unmount_below
-from daemon_util import call, ControlError, require_cellad, running_cellad
+from daemon_util import (call, cella_group, ControlError, require_cellad, running_cellad,
+                         system_user)
 
 APP = "org.test.exec.app"
 NAMESPACES = ("user", "mnt", "pid", "net", "ipc", "uts", "cgroup")
@@ -198,24 +199,8 @@ def test_exec_takes_only_pipes(app_running):
 
 def test_exec_is_root_only(app_running):
     """A real non-root user is refused, in group cella too (manage is not enough)."""
-    import grp
-    import pwd
     d, _ = app_running
-    if not shutil.which("useradd") or not shutil.which("groupadd"):
-        pytest.skip("useradd/groupadd are not installed (Debian package passwd)")
-    user = "cella-test-exec"
-    made_group = False
-    try:
-        grp.getgrnam("cella")
-    except KeyError:
-        subprocess.run(["groupadd", "--system", "cella"], check=True)
-        made_group = True
-    subprocess.run(["userdel", user], capture_output=True)
-    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                    user], check=True, capture_output=True)
-    try:
-        pw = pwd.getpwnam(user)
-        gid = grp.getgrnam("cella").gr_gid
+    with cella_group() as gid, system_user("cella-test-exec") as pw:
         for groups in ([], [gid]):
             def drop():
                 os.setgroups(groups)
@@ -228,11 +213,6 @@ def test_exec_is_root_only(app_running):
             assert "PermissionDenied" in p.stderr, p.stderr
         audit = cella(d.state_dir, "audit", "--app", APP, "--json").stdout
         assert '"what":"exec"' not in audit, "a refused exec ran nothing"
-    finally:
-        subprocess.run(["userdel", user], capture_output=True)
-        if made_group:
-            subprocess.run(["groupdel", "cella"], capture_output=True)
-
 
 def test_output_flows_while_the_command_leaves_its_stdin_unread(app_running, tmp_path):
     """Our stdin is fed to the command only as it reads it: a command that writes a lot
