@@ -47,6 +47,8 @@ typedef struct Held {
         int64_t started_ms;
         int32_t pid, app_pid, init_exec;
         uint32_t uid, restarts, role, frozen, mask;
+        uint32_t kind, member_index, n_members; /* KeeperRecord's: a packed group's sets */
+        char group[KEEPER_GROUP_MAX];
         int fds[_KEEPER_FD_MAX];
 } Held;
 
@@ -100,7 +102,12 @@ static int held_set(Held *h, const KeeperRecord *rec)
                 .role = rec->role,
                 .frozen = rec->frozen,
                 .mask = rec->fds,
+                .kind = rec->kind,
+                .member_index = rec->member_index,
+                .n_members = rec->n_members,
         };
+        /* Terminated within its array (keeper_record_check()). */
+        memcpy(h->group, rec->group, sizeof h->group);
         for (unsigned i = 0; i < _KEEPER_FD_MAX; i++)
                 h->fds[i] = -EBADF;
         if (!h->id || !h->cgroup_name || !h->cgroup_kill || !h->app_dir) {
@@ -125,7 +132,11 @@ static void held_record(const Held *h, KeeperRecord *rec)
                 .role = h->role,
                 .frozen = h->frozen,
                 .fds = h->mask,
+                .kind = h->kind,
+                .member_index = h->member_index,
+                .n_members = h->n_members,
         };
+        memcpy(rec->group, h->group, sizeof rec->group);
         /* Each fits: they came in arrays of these sizes, terminated. */
         snprintf(rec->id, sizeof rec->id, "%s", h->id);
         snprintf(rec->cgroup_name, sizeof rec->cgroup_name, "%s", h->cgroup_name);

@@ -35,14 +35,19 @@
  * to KeeperMsg or KeeperRecord changes it, so that a cellad and a keeper of two
  * versions of cella refuse each other's messages (-EBADMSG) instead of misreading
  * them; cellad then stops that keeper, its apps with it (adopt.c). */
-/* Version 2 ("keer"): KeeperRecord.role and .frozen, KEEPER_OP_NOTE; version 1 was
- * 0x6b656570, "keep". */
-#define KEEPER_MAGIC    0x6b656572u
-#define KEEPER_ID_MAX   256  /* bytes of an app id with its NUL (manifest ids: 255) */
-#define KEEPER_NAME_MAX 256  /* a cgroup leaf name with its NUL (NAME_MAX + 1) */
-#define KEEPER_PATH_MAX 4096 /* PATH_MAX */
-#define KEEPER_SOCKET   "run/keeper.sock"
-#define KEEPER_LOCK     "run/keeper.lock"
+/* Version 3 ("kees"): KeeperRecord.kind, .group, .member_index, .n_members (packed
+ * groups' hosts and members); version 2 ("keer", 0x6b656572) added .role, .frozen and
+ * KEEPER_OP_NOTE; version 1 was 0x6b656570, "keep". */
+#define KEEPER_MAGIC     0x6b656573u
+#define KEEPER_ID_MAX    256 /* bytes of an app id with its NUL (manifest ids: 255) */
+#define KEEPER_NAME_MAX  256 /* a cgroup leaf name with its NUL (NAME_MAX + 1) */
+#define KEEPER_GROUP_MAX 65  /* a packed group's name with its NUL (MANIFEST_GROUP_MAX + 1) */
+/* The id of a packed group's host set: this prefix and the group's name. An app id
+ * has no ':' (manifest_id_is_valid()), so no app's set takes a host's key. */
+#define KEEPER_HOST_PREFIX "group:"
+#define KEEPER_PATH_MAX    4096 /* PATH_MAX */
+#define KEEPER_SOCKET      "run/keeper.sock"
+#define KEEPER_LOCK        "run/keeper.lock"
 /* How long the keeper waits for a cellad to come back before it kills what it
  * holds, in seconds (containerd leaves shims for ever; a keeper that outlives its
  * daemon for good would leave apps unsupervised, so it has a bound). */
@@ -68,16 +73,31 @@ typedef enum KeeperOp {
         KEEPER_OP_NOTE,
 } KeeperOp;
 
+/*
+ * What a set is (KeeperRecord.kind). An app that runs alone is one APP set. A packed
+ * Lua group (one cella-lua host running several apps, docs/manifest.md "isolation")
+ * is one HOST set (id KEEPER_HOST_PREFIX + the group's name: the host's sandbox, its
+ * own output, its stats file) and one MEMBER set per app it runs (id: the app's; its
+ * broker channel and its log pipe, with the host's pidfd and ctl, which every set
+ * has), so that one app joining or leaving a running host is one HOLD or DROP.
+ */
+typedef enum KeeperKind {
+        KEEPER_KIND_APP = 0,
+        KEEPER_KIND_HOST,
+        KEEPER_KIND_MEMBER,
+        _KEEPER_KIND_MAX,
+} KeeperKind;
+
 /* The fds of a set, in the order they travel. */
 typedef enum KeeperFd {
         KEEPER_FD_PIDFD,   /* pidfd of the sandbox's init (required) */
         KEEPER_FD_CTL,     /* the kernel's end of its ctl socket (required) */
-        KEEPER_FD_NOTIFY,  /* its seccomp listener */
-        KEEPER_FD_CHANNEL, /* the kernel's end of the app's broker channel */
-        KEEPER_FD_STDOUT,  /* read end of the app's stdout pipe */
-        KEEPER_FD_STDERR,  /* read end of its stderr pipe */
-        KEEPER_FD_PTY,     /* its pty master (cella run -t) */
-        KEEPER_FD_STATS,   /* a Lua app's stats file (src/lua/stats.h) */
+        KEEPER_FD_NOTIFY,  /* its seccomp listener (not in a MEMBER set) */
+        KEEPER_FD_CHANNEL, /* the kernel's end of the app's broker channel (not a HOST's) */
+        KEEPER_FD_STDOUT,  /* read end of the app's stdout pipe (a MEMBER's: its log pipe) */
+        KEEPER_FD_STDERR,  /* read end of its stderr pipe (not a MEMBER's) */
+        KEEPER_FD_PTY,     /* its pty master (cella run -t; APP only) */
+        KEEPER_FD_STATS,   /* a Lua app's or a host's stats file (src/lua/stats.h) */
         _KEEPER_FD_MAX,
 } KeeperFd;
 
@@ -97,7 +117,14 @@ typedef struct KeeperRecord {
          * them as numbers; cellad checks them when it adopts. */
         uint32_t role;
         uint32_t frozen;
-        uint32_t fds;                      /* bit (1 << KeeperFd) for each fd present */
+        uint32_t fds;  /* bit (1 << KeeperFd) for each fd present */
+        uint32_t kind; /* KeeperKind */
+        /* HOST and MEMBER: the group's name ([a-z0-9_-], 1..64 bytes); APP: "". A
+         * MEMBER's generation, pid, app_pid, uid, started_ms, restarts and
+         * cgroup_name are its host's. */
+        char group[KEEPER_GROUP_MAX];
+        uint32_t member_index; /* MEMBER: its record in the host's spec and stats file */
+        uint32_t n_members;    /* HOST: the records its stats file has room for (>= 1) */
         char cgroup_name[KEEPER_NAME_MAX]; /* "<label>@<owner>", "" for none */
         /* The cgroup2 leaf's directory, for cgroup.kill at the grace's end; "" for
          * none. Must be under /sys/fs/cgroup/ with no ".." (the keeper checks). */
@@ -144,8 +171,21 @@ int keeper_msg_recv(int sock, KeeperMsg *m, int *fds, int timeout_ms);
 void keeper_set_done(KeeperSet *set);
 
 /* Checks a record as it arrives: ids and names terminated, the required fds present,
- * cgroup_kill empty or under /sys/fs/cgroup/ with no "..". Returns 0 or -EINVAL. */
+ * cgroup_kill empty or under /sys/fs/cgroup/ with no ".."; its kind known and its
+ * fields as that kind's (keeper_record_check_kind()). Returns 0 or -EINVAL. */
 int keeper_record_check(const KeeperRecord *rec);
+
+/*
+ * The part of keeper_record_check() that is about rec->kind: an APP record has no
+ * group, member_index or n_members, and an id with no ':'; a HOST record's group is
+ * a group name ([a-z0-9_-], 1..64 bytes), its id KEEPER_HOST_PREFIX + that name,
+ * n_members >= 1, and no channel; a MEMBER record's group is a group name, its id
+ * has no ':', member_index < KEEPER_SETS_MAX, no n_members, and it has its channel and
+ * its log pipe (KEEPER_FD_STDOUT) and no seccomp listener, stderr or pty. Whether a
+ * MEMBER's host and its fields agree is the adopting cellad's to check
+ * (supervisor_adopt_all()). Returns 0 or -EINVAL.
+ */
+int keeper_record_check_kind(const KeeperRecord *rec);
 
 /* ---- client (cellad) ---------------------------------------------------------------- */
 
@@ -183,7 +223,8 @@ const char *keeper_path(void);
 int keeper_hold(int sock, const KeeperSet *set);
 
 /* Asks the keeper to close the set of id if it is of generation (a set of another
- * generation stays: it is a newer run's). Returns 0 (also when there was none) or
+ * generation stays: it is a newer run's). id is an app's id, or a host's
+ * (KEEPER_HOST_PREFIX + its group). Returns 0 (also when there was none) or
  * -errno. */
 int keeper_drop(int sock, const char *id, uint64_t generation);
 

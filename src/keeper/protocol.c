@@ -113,6 +113,49 @@ static bool terminated(const char *s, size_t size)
         return memchr(s, 0, size) != NULL;
 }
 
+/* Whether s (terminated) is a packed group's name: 1..64 bytes of [a-z0-9_-]
+ * (docs/manifest.md, "group"). */
+static bool group_name_ok(const char *s)
+{
+        size_t n = strlen(s);
+
+        return n > 0 && n < KEEPER_GROUP_MAX &&
+               strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_-") == n;
+}
+
+int keeper_record_check_kind(const KeeperRecord *rec)
+{
+        const uint32_t member_fds =
+                KEEPER_FDS_REQUIRED | (1u << KEEPER_FD_CHANNEL) | (1u << KEEPER_FD_STDOUT);
+        const uint32_t member_not = (1u << KEEPER_FD_NOTIFY) | (1u << KEEPER_FD_STDERR) |
+                                    (1u << KEEPER_FD_PTY) | (1u << KEEPER_FD_STATS);
+        size_t p = strlen(KEEPER_HOST_PREFIX);
+
+        if (!terminated(rec->id, sizeof rec->id) || !terminated(rec->group, sizeof rec->group))
+                return -EINVAL;
+        switch (rec->kind) {
+        case KEEPER_KIND_APP:
+                if (rec->group[0] || rec->member_index || rec->n_members || strchr(rec->id, ':'))
+                        return -EINVAL;
+                return 0;
+        case KEEPER_KIND_HOST:
+                if (!group_name_ok(rec->group) || strncmp(rec->id, KEEPER_HOST_PREFIX, p) != 0 ||
+                    strcmp(rec->id + p, rec->group) != 0 || rec->n_members == 0 ||
+                    rec->n_members > KEEPER_SETS_MAX || rec->member_index ||
+                    (rec->fds & ((1u << KEEPER_FD_CHANNEL) | (1u << KEEPER_FD_PTY))))
+                        return -EINVAL;
+                return 0;
+        case KEEPER_KIND_MEMBER:
+                if (!group_name_ok(rec->group) || strchr(rec->id, ':') || rec->n_members ||
+                    rec->member_index >= KEEPER_SETS_MAX || (rec->fds & member_fds) != member_fds ||
+                    (rec->fds & member_not))
+                        return -EINVAL;
+                return 0;
+        default:
+                return -EINVAL;
+        }
+}
+
 int keeper_record_check(const KeeperRecord *rec)
 {
         const char *k = rec->cgroup_kill;
@@ -120,7 +163,7 @@ int keeper_record_check(const KeeperRecord *rec)
         if (!terminated(rec->id, sizeof rec->id) || !rec->id[0] ||
             !terminated(rec->cgroup_name, sizeof rec->cgroup_name) ||
             !terminated(rec->cgroup_kill, sizeof rec->cgroup_kill) ||
-            !terminated(rec->app_dir, sizeof rec->app_dir))
+            !terminated(rec->app_dir, sizeof rec->app_dir) || keeper_record_check_kind(rec) < 0)
                 return -EINVAL;
         if ((rec->fds & KEEPER_FDS_REQUIRED) != KEEPER_FDS_REQUIRED || rec->pid <= 0)
                 return -EINVAL;

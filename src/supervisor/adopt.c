@@ -8,10 +8,12 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -101,6 +103,7 @@ static int keeper_connect_for(Supervisor *s, SupervisorKeeper *k)
 
 static bool holdable(const Instance *inst);
 static uint64_t run_generation(const Instance *inst);
+static int hold_group(Group *g);
 
 /* A lifecycle listener: a held app's state changed (its role or its freeze), which
  * the keeper's record of it must follow, so that a next cellad adopts it in that
@@ -163,21 +166,27 @@ int supervisor_keeper_start(Supervisor *s, const char *keeper_path, unsigned gra
         return 0;
 }
 
-/* The set's generation: its run's start (ms) and its init's pid, distinct for every
- * run of an id (the keeper drops a set only of the generation it is told). */
-static uint64_t run_generation(const Instance *inst)
+/* A run's generation: its start (ms) and its init's pid, distinct for every run of
+ * an id (the keeper drops a set only of the generation it is told). */
+static uint64_t generation_of(const SandboxedRun *run)
 {
-        const SandboxedRun *run = inst->group ? &inst->group->run : &inst->run;
-
         return ((uint64_t)run->started_ms << 22) | ((uint64_t)run->sandbox->pid & 0x3fffffu);
 }
 
+/* The generation of inst's run: its own, or its packed group's host's. */
+static uint64_t run_generation(const Instance *inst)
+{
+        return generation_of(inst->group ? &inst->group->run : &inst->run);
+}
+
 /*
- * The record and the two fds every set has, for inst running in run (its own, or
- * its packed group's host's) as uid: fds not named here are -EBADF. Returns 0 or
- * -EINVAL (a string too long for the record).
+ * The record and the two fds every set has, for the set id of kind running in run
+ * (an app's own, or a packed group's host's) as uid, started from app_dir ("" for a
+ * host): fds not named here are -EBADF. Returns 0 or -EINVAL (a string too long for
+ * the record).
  */
-static int set_base(const Instance *inst, const SandboxedRun *run, uid_t uid, KeeperSet *set)
+static int set_base(const char *id, KeeperKind kind, const char *app_dir, const SandboxedRun *run,
+                    uid_t uid, KeeperSet *set)
 {
         const Sandbox *sb = run->sandbox;
         const char *unified = sb->cgroup ? cgroup_path(sb->cgroup, "") : NULL;
@@ -187,43 +196,91 @@ static int set_base(const Instance *inst, const SandboxedRun *run, uid_t uid, Ke
         *set = (KeeperSet){};
         for (unsigned i = 0; i < _KEEPER_FD_MAX; i++)
                 set->fds[i] = -EBADF;
-        if (strlen(inst->manifest->id) >= sizeof rec->id ||
-            strlen(name) >= sizeof rec->cgroup_name ||
+        if (strlen(id) >= sizeof rec->id || strlen(name) >= sizeof rec->cgroup_name ||
             (unified && strlen(unified) >= sizeof rec->cgroup_kill) ||
-            strlen(inst->app_dir) >= sizeof rec->app_dir)
+            strlen(app_dir) >= sizeof rec->app_dir)
                 return -EINVAL;
-        strcpy(rec->id, inst->manifest->id);
+        strcpy(rec->id, id);
         strcpy(rec->cgroup_name, name);
         if (unified)
                 strcpy(rec->cgroup_kill, unified);
-        strcpy(rec->app_dir, inst->app_dir);
-        rec->generation = run_generation(inst);
+        strcpy(rec->app_dir, app_dir);
+        rec->kind = kind;
+        rec->generation = generation_of(run);
         rec->pid = sb->pid;
         rec->app_pid = sb->app_pid;
         rec->started_ms = run->started_ms;
         rec->uid = uid;
         rec->restarts = run->restarts;
-        rec->role = inst->life.role;
         set->fds[KEEPER_FD_PIDFD] = sb->pidfd;
         set->fds[KEEPER_FD_CTL] = sb->ctl_fd;
         return 0;
 }
 
+/* Sets rec->fds from the fds present in set. */
+static void set_mask(KeeperSet *set)
+{
+        set->rec.fds = 0;
+        for (unsigned i = 0; i < _KEEPER_FD_MAX; i++)
+                if (set->fds[i] >= 0)
+                        set->rec.fds |= 1u << i;
+}
+
 /*
- * The set of a member of a packed Lua group: its host's pidfd and ctl only, so that
- * the next cellad knows the app ran and can say why it does not adopt it (a
- * group's host keeps the parent-death signal and ends with the cellad that started
- * it; after a re-exec it is killed then), instead of losing it without a word.
- * Returns 0 or -EINVAL (a string too long for the record).
+ * The MEMBER set of inst, an app of a packed Lua group (keeper.h): its host's pidfd
+ * and ctl (so that the keeper can kill the host whichever of its sets it holds),
+ * the kernel's end of the app's broker channel and the read end of its log pipe,
+ * with its index in the host's stats file and its role. Returns 0 or -EINVAL (a
+ * string too long for the record).
  */
 static int member_set_of(const Instance *inst, KeeperSet *set)
 {
         const Group *g = inst->group;
-        int r = set_base(inst, &g->run, g->run.uid, set);
+        int r = set_base(inst->manifest->id, KEEPER_KIND_MEMBER, inst->app_dir, &g->run, g->run.uid,
+                         set);
 
         if (r < 0)
                 return r;
-        set->rec.fds = KEEPER_FDS_REQUIRED;
+        if (strlen(g->name) >= sizeof set->rec.group)
+                return -EINVAL;
+        strcpy(set->rec.group, g->name);
+        set->rec.member_index = inst->group_index;
+        set->rec.role = inst->life.role;
+        set->fds[KEEPER_FD_CHANNEL] = broker_app_channel_fd(inst->broker_app);
+        set->fds[KEEPER_FD_STDOUT] = inst->out.open ? inst->out.from : -EBADF;
+        set_mask(set);
+        return 0;
+}
+
+/*
+ * The HOST set of g's running host (keeper.h): id KEEPER_HOST_PREFIX + its name, its
+ * sandbox's fds (init's pidfd and ctl, the seccomp listener), the read ends of the
+ * host's own stdout and stderr, and its stats file, whose number of records goes in
+ * n_members. Returns 0 or -EINVAL (a name too long, or no stats file).
+ */
+static int host_set_of(const Group *g, KeeperSet *set)
+{
+        char id[KEEPER_ID_MAX];
+        const Sandbox *sb = g->run.sandbox;
+        int r;
+
+        if (!g->run.stats ||
+            (size_t)snprintf(id, sizeof id, KEEPER_HOST_PREFIX "%s", g->name) >= sizeof id)
+                return -EINVAL;
+        r = set_base(id, KEEPER_KIND_HOST, "", &g->run, g->run.uid, set);
+        if (r < 0)
+                return r;
+        if (strlen(g->name) >= sizeof set->rec.group)
+                return -EINVAL;
+        strcpy(set->rec.group, g->name);
+        set->rec.n_members = g->run.stats->n_apps;
+        set->rec.init_exec = sb->init_exec;
+        set->rec.oom_kills_before = sb->oom_kills_before;
+        set->fds[KEEPER_FD_NOTIFY] = sb->seccomp_notify_fd;
+        set->fds[KEEPER_FD_STDOUT] = g->out.open ? g->out.from : -EBADF;
+        set->fds[KEEPER_FD_STDERR] = g->err.open ? g->err.from : -EBADF;
+        set->fds[KEEPER_FD_STATS] = g->run.stats->fd;
+        set_mask(set);
         return 0;
 }
 
@@ -233,10 +290,12 @@ static int set_of(const Instance *inst, KeeperSet *set)
 {
         const Sandbox *sb = inst->run.sandbox;
         KeeperRecord *rec = &set->rec;
-        int r = set_base(inst, &inst->run, inst->uid, set);
+        int r = set_base(inst->manifest->id, KEEPER_KIND_APP, inst->app_dir, &inst->run, inst->uid,
+                         set);
 
         if (r < 0)
                 return r;
+        rec->role = inst->life.role;
         rec->init_exec = sb->init_exec;
         rec->oom_kills_before = sb->oom_kills_before;
         rec->frozen = inst->life.frozen;
@@ -246,17 +305,25 @@ static int set_of(const Instance *inst, KeeperSet *set)
         set->fds[KEEPER_FD_STDERR] = inst->err.open ? inst->err.from : -EBADF;
         set->fds[KEEPER_FD_PTY] = inst->pty_hold;
         set->fds[KEEPER_FD_STATS] = inst->run.stats ? inst->run.stats->fd : -EBADF;
-        for (unsigned i = 0; i < _KEEPER_FD_MAX; i++)
-                if (set->fds[i] >= 0)
-                        rec->fds |= 1u << i;
+        set_mask(set);
         return 0;
 }
 
-/* Whether inst runs alone in a sandbox that runs and is served: one to hold. */
+/* Whether g's host runs and is served, with its output and stats file: one to hold. */
+static bool group_holdable(const Group *g)
+{
+        return g->state == INSTANCE_RUNNING && g->run.sandbox && !g->run.sandbox->exited &&
+               g->run.stats && g->out.open && g->err.open;
+}
+
+/* Whether inst runs (alone, or in a packed host that runs) and is served: one to hold. */
 static bool holdable(const Instance *inst)
 {
-        return !inst->group && inst->state == INSTANCE_RUNNING && inst->run.sandbox &&
-               !inst->run.sandbox->exited && inst->broker_app;
+        if (inst->group)
+                return inst->state == INSTANCE_RUNNING && inst->broker_app && inst->out.open &&
+                       group_holdable(inst->group);
+        return inst->state == INSTANCE_RUNNING && inst->run.sandbox && !inst->run.sandbox->exited &&
+               inst->broker_app;
 }
 
 static int hold(Instance *inst)
@@ -267,6 +334,16 @@ static int hold(Instance *inst)
         if (r < 0)
                 return r;
         return keeper_hold(inst->sup->keeper->fd, &set);
+}
+
+static int hold_group(Group *g)
+{
+        KeeperSet set;
+        int r = host_set_of(g, &set);
+
+        if (r < 0)
+                return r;
+        return keeper_hold(g->sup->keeper->fd, &set);
 }
 
 /*
@@ -302,6 +379,16 @@ static void keeper_lost(Supervisor *s, int r)
                 }
                 n++;
         }
+        /* Each packed host after its members (a host's set without theirs would
+         * say they ended). */
+        for (size_t i = 0; r >= 0 && i < s->n_groups; i++) {
+                if (!group_holdable(s->groups[i]))
+                        continue;
+                r = hold_group(s->groups[i]);
+                if (r < 0)
+                        log_error_errno(r, "packed group %s: cannot hand it to the new keeper: %m",
+                                        s->groups[i]->name);
+        }
         k->reholding = false;
         if (r >= 0)
                 log_info("handed %zu running app(s) to the new keeper (pid %d)", n, (int)k->pid);
@@ -314,15 +401,6 @@ void supervisor_keeper_hold(Instance *inst)
 
         if (!s->keeper || s->keeper->bye)
                 return;
-        if (inst->group) {
-                /* A packed member: a record of it, for the next cellad to refuse
-                 * it with its reason (member_set_of()). Not handed again to a
-                 * keeper that replaces a lost one. */
-                if (s->keeper->fd >= 0 && inst->group->run.sandbox &&
-                    inst->group->run.sandbox->pidfd >= 0 && inst->group->run.sandbox->ctl_fd >= 0)
-                        (void)hold(inst);
-                return;
-        }
         if (!holdable(inst))
                 return;
         if (s->keeper->fd < 0) {
@@ -336,6 +414,42 @@ void supervisor_keeper_hold(Instance *inst)
                                 "cellad",
                                 inst->manifest->id);
         else if (r < 0)
+                keeper_lost(s, r);
+}
+
+void supervisor_keeper_hold_group(Group *g)
+{
+        Supervisor *s = g->sup;
+        int r;
+
+        if (!s->keeper || s->keeper->bye || !group_holdable(g))
+                return;
+        if (s->keeper->fd < 0) {
+                keeper_lost(s, -ENOTCONN); /* hands this one too */
+                return;
+        }
+        r = hold_group(g);
+        if (r == -EINVAL || r == -ENOSPC)
+                log_error_errno(r,
+                                "packed group %s: the keeper refused its host (%m): its apps "
+                                "will not be adopted by the next cellad",
+                                g->name);
+        else if (r < 0)
+                keeper_lost(s, r);
+}
+
+void supervisor_keeper_drop_group(Group *g)
+{
+        Supervisor *s = g->sup;
+        char id[KEEPER_ID_MAX];
+        int r;
+
+        if (!supervisor_keeper_attached(s) || !g->run.sandbox)
+                return;
+        if ((size_t)snprintf(id, sizeof id, KEEPER_HOST_PREFIX "%s", g->name) >= sizeof id)
+                return;
+        r = keeper_drop(s->keeper->fd, id, generation_of(&g->run));
+        if (r < 0)
                 keeper_lost(s, r);
 }
 
@@ -427,29 +541,45 @@ static void kill_set(Supervisor *s, KeeperSet *set)
         keeper_set_done(set);
 }
 
+/* Says why set cannot be adopted (the log; for an app, its audit record, which
+ * `cella events` shows, and a status record for the journal), then kill_set(). */
 static void refuse(Supervisor *s, KeeperSet *set, int r, const char *why)
 {
-        log_error("%s: cannot adopt it (pid %d, left by an earlier cellad): %s%s%s; stopping it",
-                  set->rec.id, (int)set->rec.pid, why, r < 0 ? ": " : "",
-                  r < 0 ? strerror(-r) : "");
-        supervisor_audit(s, set->rec.id, AUDIT_EVENT_LIFECYCLE,
-                         json_pack("{s:s, s:i, s:s}", "what", "adopt-refused", "pid",
-                                   (int)set->rec.pid, "reason", why));
+        const KeeperRecord *rec = &set->rec;
+
+        if (rec->kind == KEEPER_KIND_HOST)
+                log_error("packed group %s: cannot adopt its host (pid %d, left by an earlier "
+                          "cellad): %s%s%s; stopping it",
+                          rec->group, (int)rec->pid, why, r < 0 ? ": " : "",
+                          r < 0 ? strerror(-r) : "");
+        else {
+                log_error("%s: cannot adopt it (pid %d, left by an earlier cellad): %s%s%s; "
+                          "stopping it",
+                          rec->id, (int)rec->pid, why, r < 0 ? ": " : "",
+                          r < 0 ? strerror(-r) : "");
+                supervisor_audit(s, rec->id, AUDIT_EVENT_LIFECYCLE,
+                                 json_pack("{s:s, s:i, s:s}", "what", "adopt-refused", "pid",
+                                           (int)rec->pid, "reason", why));
+                supervisor_status(s,
+                                  json_pack("{s:s, s:s, s:i, s:s}", "event", "adopt-refused", "app",
+                                            rec->id, "pid", (int)rec->pid, "reason", why));
+        }
         kill_set(s, set);
 }
 
-/* A Lua app's stats file as the earlier kernel made it (luastats_new()): a sealed
- * memfd of the size for one app, mapped read-only again. NULL if it is not that. */
-static LuaStats *stats_adopt(int fd)
+/* A Lua app's or a host's stats file as the earlier kernel made it (luastats_new()):
+ * a sealed memfd of the size for n_apps apps (1..LUAHOST_APPS_MAX), mapped
+ * read-only again. NULL if it is not that. */
+static LuaStats *stats_adopt(int fd, uint32_t n_apps)
 {
-        size_t size = clua_stats_size(1);
+        size_t size = n_apps >= 1 && n_apps <= LUAHOST_APPS_MAX ? clua_stats_size(n_apps) : 0;
         const int seals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
         struct stat st;
         LuaStats *ls;
         void *map;
 
-        if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size != size ||
-            (fcntl(fd, F_GET_SEALS) & seals) != seals)
+        if (size == 0 || fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+            (size_t)st.st_size != size || (fcntl(fd, F_GET_SEALS) & seals) != seals)
                 return NULL;
         map = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
         if (map == MAP_FAILED)
@@ -459,7 +589,7 @@ static LuaStats *stats_adopt(int fd)
                 munmap(map, size);
                 return NULL;
         }
-        *ls = (LuaStats){.fd = fd, .map = map, .size = size, .n_apps = 1};
+        *ls = (LuaStats){.fd = fd, .map = map, .size = size, .n_apps = n_apps};
         return ls;
 }
 
@@ -497,14 +627,13 @@ static int cgroup_is_frozen(const Cgroup *cg)
  * The cgroup is made to match the record (frozen, or thawed: a freeze whose note
  * never reached the keeper is undone), so the state said is the state it is in.
  */
-static void adopt_state(Instance *inst, Sandbox *sb, const KeeperRecord *rec)
+/* The role part of adopt_state(), which is all of it for a packed member (its
+ * host's cgroup is not frozen for one app: lifecycle.c). */
+static void adopt_role(Instance *inst, const KeeperRecord *rec)
 {
         bool service = inst->manifest->kind == MANIFEST_KIND_SERVICE;
         InstanceRole role = rec->role <= INSTANCE_ROLE_BACKGROUND ? (InstanceRole)rec->role
                                                                   : INSTANCE_ROLE_NONE;
-        InstanceFreeze frozen = rec->frozen <= INSTANCE_FREEZE_KERNEL ? (InstanceFreeze)rec->frozen
-                                                                      : INSTANCE_FREEZE_NONE;
-        int r;
 
         /* A service is one whatever the record says; an app is not one. */
         if (service)
@@ -519,6 +648,15 @@ static void adopt_state(Instance *inst, Sandbox *sb, const KeeperRecord *rec)
                                 role = INSTANCE_ROLE_VISIBLE; /* at most one foreground */
         inst->life.role = role;
         inst->life.frozen = INSTANCE_FREEZE_NONE;
+}
+
+static void adopt_state(Instance *inst, Sandbox *sb, const KeeperRecord *rec)
+{
+        InstanceFreeze frozen = rec->frozen <= INSTANCE_FREEZE_KERNEL ? (InstanceFreeze)rec->frozen
+                                                                      : INSTANCE_FREEZE_NONE;
+        int r;
+
+        adopt_role(inst, rec);
         if (!sb->cgroup)
                 return;
         /* A read of the freezer costs a few µs, a write and the wait for it ~0.7 ms
@@ -562,7 +700,7 @@ static int serve_adopted(Instance *inst, Sandbox *sb, KeeperSet *set)
         inst->state = INSTANCE_RUNNING;
         adopt_state(inst, sb, rec);
         if (inst->manifest->runtime == MANIFEST_RUNTIME_LUA) {
-                inst->run.stats = stats_adopt(set->fds[KEEPER_FD_STATS]);
+                inst->run.stats = stats_adopt(set->fds[KEEPER_FD_STATS], 1);
                 if (inst->run.stats)
                         set->fds[KEEPER_FD_STATS] = -EBADF;
         }
@@ -641,13 +779,9 @@ static int adopt_one(Supervisor *s, KeeperSet *set, char ***adopted)
         }
         if (m->isolation == MANIFEST_ISOLATION_PACKED) {
                 manifest_free(m);
-                refuse(s, set, 0,
-                       "it ran in a packed Lua group, whose host ends with the cellad that "
-                       "started it (packed groups are not adopted); its restart policy applies");
+                refuse(s, set, 0, "its folder now holds a packed app, and it ran alone");
                 return 0;
         }
-        /* After the packed check: a packed member's record has its host's pidfd and
-         * ctl only (member_set_of()). */
         if ((rec->fds & ADOPT_FDS_REQUIRED) != ADOPT_FDS_REQUIRED) {
                 manifest_free(m);
                 refuse(s, set, 0, "its fd set is incomplete");
@@ -719,6 +853,398 @@ static int adopt_one(Supervisor *s, KeeperSet *set, char ***adopted)
         return 1;
 }
 
+/* ---- adoption of packed groups -------------------------------------------------------- */
+
+/* The fds a HOST set must have to be adopted: its init, its ctl, its own stdout and
+ * stderr, and its stats file (which tells how many records the host has). */
+#define ADOPT_HOST_FDS                                                                             \
+        (KEEPER_FDS_REQUIRED | (1u << KEEPER_FD_STDOUT) | (1u << KEEPER_FD_STDERR) |               \
+         (1u << KEEPER_FD_STATS))
+
+/* Whether fd is a Unix SOCK_SEQPACKET socket (the kernel's end of a broker channel). */
+static bool fd_is_channel(int fd)
+{
+        int type = 0, domain = 0;
+        socklen_t lt = sizeof type, ld = sizeof domain;
+
+        return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &lt) == 0 && type == SOCK_SEQPACKET &&
+               getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &ld) == 0 && domain == AF_UNIX;
+}
+
+/* Whether fd is the read end of a pipe (a log pipe's, ours). */
+static bool fd_is_pipe_reader(int fd)
+{
+        struct stat st;
+        int fl = fcntl(fd, F_GETFL);
+
+        return fl >= 0 && (fl & O_ACCMODE) == O_RDONLY && fstat(fd, &st) == 0 &&
+               S_ISFIFO(st.st_mode);
+}
+
+/* Sets *ret_why to the message of fmt (NULL when there is no memory for it). Returns
+ * -1, group_check()'s "refused". */
+_printf_(2, 3) static int refusal(char **ret_why, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        if (vasprintf(ret_why, fmt, ap) < 0)
+                *ret_why = NULL;
+        va_end(ap);
+        return -1;
+}
+
+/* One app of a packed host being adopted. */
+typedef struct MemberAdoption {
+        KeeperSet *set;
+        Manifest *m;    /* its manifest as its folder has it now; owned until registered */
+        char *real;     /* its folder's real path */
+        Instance *inst; /* once registered */
+} MemberAdoption;
+
+static int member_cmp(const void *a, const void *b)
+{
+        const Instance *x = *(Instance *const *)a, *y = *(Instance *const *)b;
+
+        return (x->group_index > y->group_index) - (x->group_index < y->group_index);
+}
+
+/*
+ * Whether the HOST set h and the MEMBER sets of mem (n, n >= 0) describe one host
+ * that this kernel may adopt as they say, each member's manifest re-read into
+ * mem[i].m: the host's fds; every member's record is its host's (generation, pids,
+ * uid, start, restarts, cgroup), its index a distinct record of the host's stats
+ * file, its channel a SOCK_SEQPACKET socket and its log pipe a pipe's read end; its
+ * folder still holds that app, packed in this very group (so that no record makes
+ * an app of another group, or one running alone, a member: its identity and grants
+ * are its manifest's); no app or group of those names is registered; and the stats
+ * file (into *ret_stats) says every record with no member set is of an app that
+ * ended. Returns 0 (adoptable) or -1 with why not in *ret_why (to free; NULL when
+ * there was no memory for it) and an errno or 0 in *ret_r.
+ */
+static int group_check(Supervisor *s, KeeperSet *h, MemberAdoption *mem, size_t n,
+                       LuaStats **ret_stats, char **ret_why, int *ret_r)
+{
+        const KeeperRecord *hr = &h->rec;
+        _cleanup_free_ bool *seen = NULL;
+        LuaStats *stats = NULL;
+        int r;
+
+        *ret_r = 0;
+        *ret_stats = NULL;
+        if ((hr->fds & ADOPT_HOST_FDS) != ADOPT_HOST_FDS)
+                return refusal(ret_why, "its host's fd set is incomplete");
+        if (hr->n_members == 0 || hr->n_members > LUAHOST_APPS_MAX)
+                return refusal(ret_why, "its host's record count is out of range");
+        for (size_t i = 0; i < s->n_groups; i++)
+                if (strcmp(s->groups[i]->name, hr->group) == 0)
+                        return refusal(ret_why,
+                                       "a packed group of that name is registered already");
+        if (n == 0)
+                return refusal(ret_why, "none of its apps has a record");
+        seen = calloc(hr->n_members, sizeof *seen);
+        if (!seen) {
+                *ret_r = -ENOMEM;
+                return refusal(ret_why, "out of memory");
+        }
+        for (size_t i = 0; i < n; i++) {
+                const KeeperRecord *mr = &mem[i].set->rec;
+                const int *fds = mem[i].set->fds;
+
+                if (mr->generation != hr->generation || mr->pid != hr->pid ||
+                    mr->app_pid != hr->app_pid || mr->uid != hr->uid ||
+                    mr->started_ms != hr->started_ms || mr->restarts != hr->restarts ||
+                    strcmp(mr->cgroup_name, hr->cgroup_name) != 0 ||
+                    strcmp(mr->cgroup_kill, hr->cgroup_kill) != 0 || mr->frozen != 0) {
+                        return refusal(ret_why, "the records of its host and of %s disagree",
+                                       mr->id);
+                }
+                if (mr->member_index >= hr->n_members || seen[mr->member_index]) {
+                        return refusal(ret_why, "%s claims record %u of its host, which is %s",
+                                       mr->id, mr->member_index,
+                                       mr->member_index >= hr->n_members ? "out of range"
+                                                                         : "another app's");
+                }
+                seen[mr->member_index] = true;
+                if (!fd_is_channel(fds[KEEPER_FD_CHANNEL]) ||
+                    !fd_is_pipe_reader(fds[KEEPER_FD_STDOUT])) {
+                        return refusal(ret_why,
+                                       "the channel or the log pipe of %s is not what it "
+                                       "should be",
+                                       mr->id);
+                }
+                if (supervisor_find(s, mr->id)) {
+                        return refusal(ret_why, "an app of the id %s is registered already",
+                                       mr->id);
+                }
+                r = supervisor_load_manifest(mr->app_dir, &mem[i].real, &mem[i].m, NULL);
+                if (r < 0) {
+                        *ret_r = r;
+                        return refusal(ret_why,
+                                       "the folder or manifest of %s is gone or does not load",
+                                       mr->id);
+                }
+                if (strcmp(mem[i].m->id, mr->id) != 0) {
+                        return refusal(ret_why, "the folder of %s now holds another app", mr->id);
+                }
+                if (mem[i].m->isolation != MANIFEST_ISOLATION_PACKED ||
+                    mem[i].m->runtime != MANIFEST_RUNTIME_LUA || !mem[i].m->group ||
+                    strcmp(mem[i].m->group, hr->group) != 0) {
+                        return refusal(ret_why, "%s is no longer an app of packed group %s", mr->id,
+                                       hr->group);
+                }
+                for (size_t j = 0; j < i; j++)
+                        if (strcmp(mem[j].m->id, mr->id) == 0) {
+                                return refusal(ret_why, "%s has two records", mr->id);
+                        }
+        }
+        stats = stats_adopt(h->fds[KEEPER_FD_STATS], hr->n_members);
+        if (!stats)
+                return refusal(ret_why, "its host's stats file is not what it should be");
+        h->fds[KEEPER_FD_STATS] = -EBADF; /* stats's now */
+        *ret_stats = stats;
+        /* A record of the host's stats file with no member set: the app in it ended
+         * (its set was dropped then) and the host says so; else its set is lost, and
+         * an app whose channel nobody serves is not left in the host. The host writes
+         * the file: a host that lies only stops itself here. */
+        for (uint32_t i = 0; i < hr->n_members; i++) {
+                CLuaStatsApp a;
+
+                if (seen[i])
+                        continue;
+                r = luastats_app(stats, i, &a);
+                if (r < 0 || (a.state != CLUA_APP_EXITED && a.state != CLUA_APP_FAILED)) {
+                        *ret_r = r < 0 ? r : 0;
+                        return refusal(ret_why,
+                                       "the app in record %u of its host has no record of "
+                                       "its own (it ran when the host was handed over)",
+                                       i);
+                }
+        }
+        return 0;
+}
+
+/* Refuses (refuse()) every member set of mem and the host set h, each once, with why. */
+static void refuse_group(Supervisor *s, KeeperSet *h, MemberAdoption *mem, size_t n, int r,
+                         const char *why)
+{
+        for (size_t i = 0; i < n; i++)
+                refuse(s, mem[i].set, r, why);
+        refuse(s, h, r, why);
+}
+
+/*
+ * Serves inst, an app of g's adopted host, from its MEMBER set: its state as its
+ * record says, its log, its rights, its channel attached (the kernel's first frame
+ * on it event.kernel_restarted), its log pipe pumped. Returns 0 or a negative errno
+ * with inst->error (printed).
+ */
+static int serve_member(Group *g, Instance *inst, KeeperSet *set)
+{
+        Supervisor *s = g->sup;
+        BrokerAppInfo info = {
+                .manifest = inst->manifest,
+                .app_dir = inst->app_dir,
+                .data_dir = inst->data_dir,
+                .signed_ok = inst->signed_ok,
+        };
+        int r;
+
+        inst->uid = g->run.uid;
+        inst->started_ms = g->run.started_ms;
+        inst->started_ns = g->run.started_ns;
+        inst->stop_requested = false;
+        inst->state = INSTANCE_RUNNING;
+        adopt_role(inst, &set->rec);
+        r = instance_open_log(inst, &inst->error);
+        if (r >= 0)
+                r = instance_install(inst, &inst->error);
+        if (r < 0)
+                return r;
+        sandboxed_broker_info(&g->run, &info);
+        r = broker_app_attach(s->broker, &info, take_fd(set, KEEPER_FD_CHANNEL), &inst->broker_app);
+        if (r < 0) {
+                log_error_errno(r, "cannot serve the channel of %s: %m", inst->manifest->id);
+                return supervisor_error(&inst->error, SUPERVISOR_STEP_INTERNAL, r, "channel");
+        }
+        r = pump_start(s, inst, g, &inst->out, set->fds[KEEPER_FD_STDOUT], s->out_outlet,
+                       inst->log);
+        if (r < 0) {
+                log_error("cannot pump the log of %s: %s", inst->manifest->id, uv_strerror(r));
+                return supervisor_error(&inst->error, SUPERVISOR_STEP_INTERNAL, r, "log");
+        }
+        set->fds[KEEPER_FD_STDOUT] = -EBADF;
+        /* As an app's (serve_adopted()): the first frame of this kernel. */
+        r = broker_app_kernel_restarted(inst->broker_app, now_realtime_ms());
+        if (r < 0)
+                log_warning_errno(r, "%s: cannot tell it the kernel restarted: %m",
+                                  inst->manifest->id);
+        return 0;
+}
+
+/*
+ * Adopts the packed host of the HOST set sets[hi] with its MEMBER sets (those of its
+ * group among sets, marked in done[]), as adopt_one() an app: the host's sandbox
+ * rebuilt, its apps registered (their claims checked) and served, its stats file and
+ * output taken back. A group that cannot be adopted whole is stopped whole (its
+ * host killed, every set of it dropped), each app's refusal logged and audited with
+ * the reason; the restart policy then applies (cellad's autostart). Returns the
+ * number of apps adopted (> 0), 0 refused (*n_refused counts its apps), or -ENOMEM.
+ */
+static int adopt_group(Supervisor *s, KeeperSet *sets, size_t n_sets, size_t hi, bool *done,
+                       size_t *n_refused, char ***adopted)
+{
+        KeeperSet *h = &sets[hi];
+        const KeeperRecord *hr = &h->rec;
+        _cleanup_free_ MemberAdoption *mem = NULL;
+        _cleanup_(sandbox_freep) Sandbox *sb = NULL;
+        _cleanup_free_ char *why = NULL;
+        uint64_t now_real = (uint64_t)now_realtime_ms(), now_mono = now_monotonic_ns();
+        LuaStats *stats = NULL;
+        SupervisorError err = {};
+        SandboxAdoption a;
+        Group *g = NULL;
+        size_t n = 0, served = 0;
+        int r = 0;
+
+        done[hi] = true;
+        mem = calloc(n_sets, sizeof *mem);
+        if (!mem)
+                return -ENOMEM;
+        for (size_t i = 0; i < n_sets; i++)
+                if (!done[i] && sets[i].rec.kind == KEEPER_KIND_MEMBER &&
+                    strcmp(sets[i].rec.group, hr->group) == 0) {
+                        done[i] = true;
+                        mem[n++].set = &sets[i];
+                }
+        if (group_check(s, h, mem, n, &stats, &why, &r) < 0) {
+                refuse_group(s, h, mem, n, r, why ?: "out of memory");
+                goto refused;
+        }
+        a = (SandboxAdoption){
+                .pid = hr->pid,
+                .app_pid = hr->app_pid,
+                .pidfd = take_fd(h, KEEPER_FD_PIDFD),
+                .ctl_fd = take_fd(h, KEEPER_FD_CTL),
+                .seccomp_notify_fd = take_fd(h, KEEPER_FD_NOTIFY),
+                .cgroups = hr->cgroup_name[0] ? s->cgm : NULL,
+                .cgroup_name = hr->cgroup_name,
+                .oom_kills_before = hr->oom_kills_before,
+                .init_exec = hr->init_exec,
+        };
+        /* Kept to kill it by if the sandbox cannot be rebuilt. */
+        h->fds[KEEPER_FD_PIDFD] = fcntl(a.pidfd, F_DUPFD_CLOEXEC, 3);
+        r = sandbox_adopt(&a, &sb);
+        if (r < 0) {
+                refuse_group(s, h, mem, n, r,
+                             "its host's sandbox's fds are not what they should be");
+                goto refused;
+        }
+        for (size_t i = 0; i < n; i++) {
+                r = supervisor_add(s, mem[i].real, TAKE_PTR(mem[i].m), NULL, 0, &mem[i].inst, &err);
+                if (r < 0) {
+                        /* Its claim (or the state, or its group) refused it: the ones
+                         * registered are failed, and nothing of the group runs unserved. */
+                        for (size_t j = 0; j < s->n_apps; j++)
+                                for (size_t k = 0; k <= i; k++)
+                                        if (strcmp(s->apps[j]->manifest->id, mem[k].set->rec.id) ==
+                                            0) {
+                                                s->apps[j]->state = INSTANCE_FAILED;
+                                                s->apps[j]->error = err;
+                                                s->apps[j]->exit_code =
+                                                        supervisor_exit_code(s, &err);
+                                        }
+                        sb = sandbox_free(sb);
+                        refuse_group(s, h, mem, n, r,
+                                     "an app of it cannot be registered (the "
+                                     "reason is above)");
+                        goto refused;
+                }
+                mem[i].inst->group_index = mem[i].set->rec.member_index;
+        }
+        for (size_t i = 0; i < n; i++) {
+                free(mem[i].real); /* the instance has its copy */
+                mem[i].real = NULL;
+        }
+        g = mem[0].inst->group;
+        /* Its members in the order of their records (group.c reads them so). */
+        qsort(g->members, g->n_members, sizeof *g->members, member_cmp);
+        g->run.sandbox = TAKE_PTR(sb);
+        g->run.uid = hr->uid;
+        g->run.started_ms = hr->started_ms;
+        g->run.started_ns =
+                now_mono -
+                MIN(now_mono, (now_real - MIN(now_real, (uint64_t)hr->started_ms)) * NSEC_PER_MSEC);
+        g->run.restarts = hr->restarts;
+        g->run.stats = TAKE_PTR(stats);
+        r = group_adopted(g, take_fd(h, KEEPER_FD_STDOUT), take_fd(h, KEEPER_FD_STDERR));
+        if (r < 0) {
+                /* Its host is killed (group_adopted()); its apps failed. */
+                for (size_t i = 0; i < n; i++) {
+                        mem[i].inst->state = INSTANCE_FAILED;
+                        (void)supervisor_error(&mem[i].inst->error, SUPERVISOR_STEP_INTERNAL, r,
+                                               "watch");
+                        mem[i].inst->exit_code = supervisor_exit_code(s, &mem[i].inst->error);
+                }
+                refuse_group(s, h, mem, n, r, "its host cannot be watched");
+                goto refused;
+        }
+        for (size_t i = 0; i < n; i++) {
+                Instance *inst = mem[i].inst;
+                const char *state;
+
+                r = serve_member(g, inst, mem[i].set);
+                if (r < 0) {
+                        /* The host runs and is watched: it is killed, its exit ends every
+                         * app of it (group.c), and its restart policy applies. */
+                        free(why);
+                        (void)refusal(&why, "%s cannot be served (the reason is above)",
+                                      inst->manifest->id);
+                        for (size_t j = 0; j < n; j++) {
+                                log_error("%s: cannot adopt it (pid %d, left by an earlier "
+                                          "cellad): %s; stopping its packed group %s",
+                                          mem[j].set->rec.id, (int)hr->pid, why ?: "", g->name);
+                                supervisor_audit(s, mem[j].set->rec.id, AUDIT_EVENT_LIFECYCLE,
+                                                 json_pack("{s:s, s:i, s:s, s:s}", "what",
+                                                           "adopt-refused", "pid", (int)hr->pid,
+                                                           "group", g->name, "reason", why ?: ""));
+                        }
+                        sandboxed_stop(&g->run, true);
+                        *n_refused += n;
+                        supervisor_changed(s);
+                        return 0;
+                }
+                served++;
+                state = instance_state_to_string(instance_state(inst));
+                supervisor_audit(s, inst->manifest->id, AUDIT_EVENT_LIFECYCLE,
+                                 json_pack("{s:s, s:s, s:i, s:I, s:I, s:s}", "what", "adopted",
+                                           "group", g->name, "pid", (int)hr->pid, "uid",
+                                           (json_int_t)hr->uid, "started_ms",
+                                           (json_int_t)hr->started_ms, "state", state));
+                supervisor_status(s,
+                                  json_pack("{s:s, s:s, s:s, s:i, s:I, s:i, s:s}", "event",
+                                            "adopted", "app", inst->manifest->id, "group", g->name,
+                                            "pid", (int)hr->pid, "uid", (json_int_t)hr->uid,
+                                            "restarts", (int)hr->restarts, "state", state));
+                log_info("%s: adopted (pid %d, %s, packed group %s)", inst->manifest->id,
+                         (int)hr->pid, state, g->name);
+        }
+        if (g->run.sandbox->cgroup && strv_extend(adopted, cgroup_name(g->run.sandbox->cgroup)) < 0)
+                return -ENOMEM;
+        log_info("packed group %s: adopted its host (pid %d) with %zu app(s)", g->name,
+                 (int)hr->pid, served);
+        supervisor_changed(s);
+        return (int)served;
+refused:
+        for (size_t i = 0; i < n; i++) {
+                manifest_free(mem[i].m);
+                free(mem[i].real);
+        }
+        stats = luastats_free(stats);
+        *n_refused += n;
+        return 0;
+}
+
 /* Whether the process pid has exited (gone, or a zombie: its pidfd is readable). */
 static bool keeper_exited(pid_t pid)
 {
@@ -758,6 +1284,7 @@ int supervisor_adopt_all(Supervisor *s, size_t *ret_refused)
 {
         _cleanup_strv_free_ char **adopted = NULL;
         KeeperSet *sets = NULL;
+        bool *done = NULL;
         size_t n = 0, n_adopted = 0, n_refused = 0;
         int r;
 
@@ -792,8 +1319,28 @@ int supervisor_adopt_all(Supervisor *s, size_t *ret_refused)
                 s->keeper->adopting = false;
                 return r;
         }
+        done = calloc(n ?: 1, sizeof *done);
+        if (!done)
+                r = -ENOMEM;
+        /* Packed hosts first, each with the MEMBER sets of its group. */
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                if (sets[i].rec.kind != KEEPER_KIND_HOST)
+                        continue;
+                r = adopt_group(s, sets, n, i, done, &n_refused, &adopted);
+                if (r > 0)
+                        n_adopted += (size_t)r;
+        }
         for (size_t i = 0; i < n; i++) {
-                if (r >= 0) {
+                if (r >= 0 && !done[i] && sets[i].rec.kind == KEEPER_KIND_MEMBER) {
+                        /* Its host's set never reached the keeper (a cellad that
+                         * died while it started the group) or is lost: the host
+                         * (whose pidfd every set has) is stopped. */
+                        refuse(s, &sets[i], 0,
+                               "no record of its packed group's host was handed over (the "
+                               "cellad that started the group ended first, or the record is "
+                               "lost)");
+                        n_refused++;
+                } else if (r >= 0 && !done[i]) {
                         r = adopt_one(s, &sets[i], &adopted);
                         if (r > 0)
                                 n_adopted++;
@@ -802,6 +1349,7 @@ int supervisor_adopt_all(Supervisor *s, size_t *ret_refused)
                 }
                 keeper_set_done(&sets[i]);
         }
+        free(done);
         free(sets);
         s->keeper->adopting = false;
         if (r < 0)

@@ -37,6 +37,7 @@
 #include "base/strv.h"
 #include "base/termsafe.h"
 #include "base/time-util.h"
+#include "supervisor/adopt.h"
 #include "supervisor/error.h"
 #include "supervisor/storage.h"
 #include "supervisor/supervisor-internal.h"
@@ -407,6 +408,8 @@ static int group_launch_prepare(Group *g, GroupLaunch *l, int spec_fd, const int
         s->stdio[0] = s->stdio[1] = s->stdio[2] = -1;
         s->channel_fd = -1;
         s->init_path = launch_init_path();
+        /* cellad's hosts outlive it, held by its keeper, as its apps do (adopt.h). */
+        s->survive_parent = supervisor_keeper_attached(g->sup);
         return 0;
 }
 
@@ -625,6 +628,10 @@ static int group_open_fds(Group *g, GroupStart *c)
         GroupFds *fds = &c->fds;
         int r;
 
+        /* Each member's record in this run's spec and stats file is its place now
+         * (an adopted host's members keep the records they had there). */
+        for (size_t i = 0; i < g->n_members; i++)
+                g->members[i]->group_index = (uint32_t)i;
         r = sandboxed_new_stats(&g->run, (uint32_t)g->n_members);
         if (r >= 0)
                 r = group_fds_open(g, fds);
@@ -812,6 +819,7 @@ static int group_serve(Group *g, GroupStart *c)
                 r = group_serve_member(g, c, i);
         if (r < 0)
                 return r;
+        supervisor_keeper_hold_group(g); /* after its members' (adopt.c) */
         if (!g->watch_init && uv_timer_init(&s->loop, &g->watch) >= 0) {
                 g->watch_init = true;
                 g->watch.data = g;
@@ -938,6 +946,7 @@ void group_maybe_finished(Group *g)
                         log_error("packed group %s was killed by signal %d (%s)", g->name,
                                   x->status, strsignal(x->status));
         }
+        supervisor_keeper_drop_group(g);
         supervisor_status(s,
                           json_pack("{s:s, s:s, s:i, s:b, s:I, s:i, s:f}", "event", "group-exited",
                                     "group", g->name, "exit_code", g->exit_code, "oom_killed",
@@ -1005,12 +1014,17 @@ json_t *group_stats(Group *g, const char *only)
 
         if (g->state != INSTANCE_RUNNING || !g->run.stats || !g->run.sandbox)
                 return NULL;
-        ids = calloc(g->n_members, sizeof *ids);
+        /* By their records in the stats file (an adopted host's members may not
+         * fill every record: NULL for one that ended before the adoption). */
+        ids = calloc(g->run.stats->n_apps, sizeof *ids);
         if (!ids)
                 return NULL;
         for (size_t i = 0; i < g->n_members; i++) {
-                ids[i] = g->members[i]->manifest->id;
-                member |= only && strcmp(only, ids[i]) == 0;
+                const char *id = g->members[i]->manifest->id;
+
+                if (g->members[i]->group_index < g->run.stats->n_apps)
+                        ids[g->members[i]->group_index] = id;
+                member |= only && strcmp(only, id) == 0;
         }
         if (!member)
                 return NULL;
@@ -1021,6 +1035,43 @@ json_t *group_stats(Group *g, const char *only)
         json_object_set_new(o, "group", json_string(g->name));
         json_object_set_new(o, "pid", json_integer(g->run.sandbox->pid));
         return o;
+}
+
+int group_adopted(Group *g, int out_fd, int err_fd)
+{
+        Supervisor *s = g->sup;
+        int r;
+
+        r = group_open_log(g);
+        if (r >= 0) {
+                r = pump_start(s, NULL, g, &g->out, out_fd, s->out_outlet, g->log);
+                if (r >= 0)
+                        out_fd = -EBADF;
+        }
+        if (r >= 0) {
+                r = pump_start(s, NULL, g, &g->err, err_fd, s->err_outlet, g->log);
+                if (r >= 0)
+                        err_fd = -EBADF;
+        }
+        if (r >= 0)
+                r = sandboxed_watch(&g->run);
+        safe_close(out_fd);
+        safe_close(err_fd);
+        if (r < 0) {
+                log_error("cannot watch packed group %s: %s", g->name, uv_strerror(r));
+                group_abort(g);
+                g->state = INSTANCE_FAILED;
+                return r;
+        }
+        g->state = INSTANCE_RUNNING;
+        g->stop_requested = false;
+        if (!g->watch_init && uv_timer_init(&s->loop, &g->watch) >= 0) {
+                g->watch_init = true;
+                g->watch.data = g;
+        }
+        if (g->watch_init)
+                (void)uv_timer_start(&g->watch, on_watch, GROUP_WATCH_MS, GROUP_WATCH_MS);
+        return 0;
 }
 
 static void run_exited(void *owner)

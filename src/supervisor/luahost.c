@@ -269,8 +269,8 @@ json_t *luastats_json(const LuaStats *s, const char *const *ids, const char *onl
                 CLuaStatsApp a;
                 json_t *r;
 
-                if (only && strcmp(only, ids[i]) != 0)
-                        continue;
+                if (!ids[i] || (only && strcmp(only, ids[i]) != 0))
+                        continue; /* no app in record i (an adopted host's, ended) */
                 if (luastats_app(s, i, &a) < 0)
                         break;
                 r = json_pack("{s:s, s:s, s:i, s:i, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:I, s:i}",

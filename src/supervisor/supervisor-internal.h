@@ -200,6 +200,16 @@ int fd_above_stdio(int fd);
  * keeper; a keeper that went is replaced (its apps handed over again). */
 void supervisor_keeper_hold(Instance *inst);
 void supervisor_keeper_drop(Instance *inst);
+/*
+ * A packed group's host (adopt.c, keeper.h "KeeperKind"): its HOST set, handed to
+ * the keeper once the host runs and every member it started is held
+ * (supervisor_keeper_hold() of each, which holds a member's own MEMBER set: call
+ * it for an app that joins a running host too), and again when the host's stats
+ * file is replaced; dropped when the host's run ends. A member that ends alone
+ * is dropped with supervisor_keeper_drop(). Each does nothing without a keeper.
+ */
+void supervisor_keeper_hold_group(Group *g);
+void supervisor_keeper_drop_group(Group *g);
 void supervisor_keeper_close(Supervisor *s);
 /* At the end of an orderly stop (supervisor_loop(), every app ended): tells the
  * keeper to go and waits (at most KEEPER_REPLY_TIMEOUT_MS) until it has. */
@@ -217,6 +227,16 @@ void group_stop(Group *g, bool kill);
 /* Called by pump_closed() for a group's pumps. */
 void group_maybe_finished(Group *g);
 void group_free(Group *g);
+/*
+ * The host of g, whose members (registered, each with its group_index from its
+ * keeper record) an earlier cellad started, now runs under this kernel
+ * (supervisor_adopt_all(); g->run.sandbox, uid, started_ms/ns, restarts and stats
+ * set): opens the group's log, pumps the host's own stdout (out_fd) and stderr
+ * (err_fd) into it, watches the sandbox and the members, and marks g running.
+ * The members are served by the caller. Returns 0 or a negative errno (printed);
+ * the fds are taken either way.
+ */
+int group_adopted(Group *g, int out_fd, int err_fd);
 /* {"host", "group", "pid", and luastats_json()'s fields} of g's running host, or NULL. */
 json_t *group_stats(Group *g, const char *only);
 /* Asks inst to stop: SIGTERM, SIGKILL after the grace period (kill: at once). */

@@ -659,52 +659,230 @@ def audit_json(state, app_id):
     return [json.loads(l) for l in p.stdout.splitlines() if l.strip()]
 
 
-def test_packed_group_is_refused_with_its_reason(tmp_path):
-    """Packed Lua groups are not adopted (their host ends with cellad): the next
-    cellad says so for each member, in its log and as an `adopt-refused` audit record
-    with the reason, and the restart policy starts the group again: `cella ps` shows
-    them running under a new host, never the dead one."""
-    require_cellad()
-    state = new_state(tmp_path)
-    members = [f"{prefix()}pk{i}" for i in range(2)]
+# A packed member under load: a kernel call (app.info) every 10 ms, one after the
+# other, each answer a line ("call N ok" / "call N error ..."); "restarted N" when a
+# new kernel adopted it (app.on_kernel_restart).
+LUA_PACKED_PROBE = r"""
+local app = require "cella.app"
+local timer = require "cella.timer"
+local n = 0
+
+app.on_kernel_restart(function() print("restarted " .. n) end)
+
+local function step()
+        n = n + 1
+        local ok, err = pcall(app.info)
+        print("call " .. n .. (ok and " ok" or (" error " .. tostring(err))))
+        timer.after(0.01, step)
+end
+timer.after(0.01, step)
+"""
+
+
+def install_packed(state, members, group, restart="on-failure"):
+    """Installs members (ids) as the packed Lua group group, each LUA_PACKED_PROBE."""
     for app_id in members:
         top = state / "apps" / app_id
         d = top / "1"
         d.mkdir(parents=True)
         (d / "manifest.json").write_text(json.dumps({
             "id": app_id, "version": "1", "runtime": "lua", "entry": "main.lua",
-            "kind": "service", "isolation": "packed", "group": f"adopt{_TAG[0]}",
-            "restart": "on-failure"}))
-        (d / "main.lua").write_text('require("cella.timer").every(1, function() end)\n')
+            "kind": "service", "isolation": "packed", "group": group,
+            "restart": restart}))
+        (d / "main.lua").write_text(LUA_PACKED_PROBE)
         for p in (state / "apps", top, d):
             p.chmod(0o755)
         (d / "main.lua").chmod(0o644)
         (d / "manifest.json").chmod(0o644)
         (top / "current").symlink_to("1")
+
+
+def group_name():
+    return f"adopt{_TAG[0]}"
+
+
+def group_running(state, members):
+    """ps records of members if each runs, else None."""
+    r = ps(state)
+    return r if all(m in r and runs(r[m]) for m in members) else None
+
+
+def start_packed(tmp_path, n):
+    require_cellad()
+    state = new_state(tmp_path)
+    members = [f"{prefix()}pk{i}" for i in range(n)]
+    install_packed(state, members, group_name())
     d = Cellad(state).start()
+    before = wait_for("the group running", lambda: group_running(state, members))
+    wait_for("every member making calls",
+             lambda: all(len(ok_calls(state, m)) >= 20 for m in members))
+    return state, d, members, before
+
+
+def audit_what(state, app_id, what):
+    return [r for r in audit_json(state, app_id)
+            if r.get("what") == what or (r.get("detail") or {}).get("what") == what]
+
+
+def check_calls_after(state, members, last):
+    """Each member's calls answered again (20 more after last), numbered on without a
+    gap or a repeat, a call in flight failed once at the event (ECONNRESET), and
+    app.on_kernel_restart's handler ran once per restart."""
+    wait_for("calls answered by the new cellad",
+             lambda: all(max(ok_calls(state, m)) >= last[m] + 20 for m in members))
+    for m in members:
+        seen = ok_calls(state, m)
+        assert seen == sorted(set(seen)), m
+        errors = [l for l in log_lines(state, m) if " error " in l]
+        assert len(errors) <= 1 and all("the kernel restarted" in l for l in errors), errors
+
+
+def test_packed_group_sigkill_mid_load_adopted(tmp_path):
+    """A packed Lua group of 3 apps calling the kernel when cellad is SIGKILLed: its
+    host runs on, held by the keeper, and the next cellad adopts the host and every
+    member (same pid, state, restart count), serves their calls again after telling
+    each of them the kernel restarted, and after an orderly stop nothing is left."""
+    state, d, members, before = start_packed(tmp_path, 3)
     d2 = None
     try:
-        before = wait_for("the group running", lambda: (
-            lambda r: r if all(m in r and runs(r[m]) for m in members) else None)(ps(state)))
         host = before[members[0]]["pid"]
-        assert before[members[1]]["pid"] == host
+        assert all(before[m]["pid"] == host for m in members), before
         d.send(signal.SIGKILL)
         d.proc.wait(timeout=DEADLINE)
-        wait_for("the group's host to end with cellad", lambda: not alive(host))
+        last = {m: max(ok_calls(state, m)) for m in members}
+        assert alive(host)  # no parent-death signal: held by the keeper
         d2 = Cellad(state).start()
         log = d2.log()
+        assert "adopted 3 app(s) left running by an earlier cellad" in log, log
+        assert f"packed group {group_name()}: adopted its host (pid {host}) with 3 app(s)" in log
+        assert "cannot adopt" not in log, log
+        after = ps(state)
         for m in members:
-            assert f"{m}: cannot adopt it (pid {host}, left by an earlier cellad): it ran in " \
-                   "a packed Lua group" in log, log
-            refused = [r for r in audit_json(state, m)
-                       if r.get("what") == "adopt-refused" or
-                       (r.get("detail") or {}).get("what") == "adopt-refused"]
-            assert len(refused) == 1, audit_json(state, m)
-        assert "adopted 0 app(s)" in log, log
-        after = wait_for("the group started again by its policy", lambda: (
-            lambda r: r if all(m in r and runs(r[m]) for m in members) else None)(ps(state)))
-        assert after[members[0]]["pid"] != host and after[members[0]]["pid"] > 0
+            assert runs(after[m]) and after[m]["pid"] == host, (before[m], after[m])
+            assert after[m]["state"] == before[m]["state"], (before[m], after[m])
+            assert after[m]["restarts"] == before[m]["restarts"], (before[m], after[m])
+            assert len(audit_what(state, m, "adopted")) == 1, audit_json(state, m)
+        check_calls_after(state, members, last)
+        for m in members:
+            assert sum(l.startswith("restarted ") for l in log_lines(state, m)) == 1, m
+        # inspect agrees with ps: the same host, running.
+        for m in members:
+            rec = json.loads(cella(state, "inspect", "--json", m))
+            assert rec.get("pid") == host and rec.get("running") is True, rec
+
         assert d2.stop(signal.SIGTERM) == 0
+        wait_for("the host gone", lambda: not alive(host))
+        wait_for("the keeper gone", lambda: not keeper_pids(state))
+        assert not leaves(prefix()) and not leaves(f"group-{group_name()}"), \
+            leaves(f"group-{group_name()}")
+        assert mounts_of(tmp_path) == data_mounts(state, members)
+    finally:
+        d.close()
+        if d2:
+            d2.close()
+
+
+def test_packed_group_sighup_reexec_adopted(tmp_path):
+    """SIGHUP: the re-executed cellad adopts its own packed host (init still its
+    child, reaped by it at the stop)."""
+    state, d, members, before = start_packed(tmp_path, 2)
+    try:
+        host = before[members[0]]["pid"]
+        last = {m: max(ok_calls(state, m)) for m in members}
+        d.send(signal.SIGHUP)
+        wait_for("the re-executed cellad's adoption",
+                 lambda: "adopted 2 app(s) left running by an earlier cellad" in d.log())
+        after = wait_for("the group in ps", lambda: group_running(state, members))
+        assert all(after[m]["pid"] == host for m in members), after
+        check_calls_after(state, members, last)
+        assert d.stop(signal.SIGTERM) == 0
+        assert not Path(f"/proc/{host}").exists()  # reaped: not even a zombie
+        assert not leaves(f"group-{group_name()}")
+        assert mounts_of(tmp_path) == data_mounts(state, members)
+    finally:
+        d.close()
+
+
+KEEPER_OP_DROP, KEEPER_OP_TAKE, KEEPER_OP_SET, KEEPER_OP_END, KEEPER_OP_OK = 2, 3, 5, 6, 7
+KEEPER_MAGIC = 0x6b656573  # version 3 (keeper.h)
+# sizeof(KeeperMsg) on x86-64 and aarch64 (keeper.h): the keeper takes only messages
+# of exactly that size; the record's id at 16 and its generation at 16 + 256.
+KEEPER_MSG_SIZE = 8856
+
+
+def keeper_drop_record(state, app_id):
+    """Drops app_id's set from the keeper (as a corrupted or lost record would leave
+    it), through the keeper's own protocol (src/keeper/keeper.h): TAKE for its
+    generation, then DROP. The fds TAKE hands over are closed at once."""
+    import socket
+    import struct
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.connect(str(state / "run" / "keeper.sock"))
+    gen = None
+    with s:
+        req = bytearray(KEEPER_MSG_SIZE)
+        struct.pack_into("<IIiI", req, 0, KEEPER_MAGIC, KEEPER_OP_TAKE, 0, 0)
+        s.send(bytes(req))
+        while True:
+            msg, fds, _, _ = socket.recv_fds(s, 65536, 16)
+            for fd in fds:
+                os.close(fd)
+            assert len(msg) == KEEPER_MSG_SIZE, len(msg)
+            magic, op = struct.unpack_from("<II", msg)
+            if op == KEEPER_OP_END:
+                break
+            assert op == KEEPER_OP_SET, op
+            rid = msg[16:16 + 256].split(b"\0")[0].decode()
+            if rid == app_id:
+                gen = struct.unpack_from("<Q", msg, 16 + 256)[0]
+        assert gen is not None, f"no set of {app_id}"
+        req = bytearray(KEEPER_MSG_SIZE)
+        struct.pack_into("<IIiI", req, 0, KEEPER_MAGIC, KEEPER_OP_DROP, 0, 0)
+        req[16:16 + len(app_id)] = app_id.encode()
+        struct.pack_into("<Q", req, 16 + 256, gen)
+        s.send(bytes(req))
+        reply = s.recv(65536)
+        assert struct.unpack_from("<II", reply) == (KEEPER_MAGIC, KEEPER_OP_OK), reply[:8]
+
+
+def test_packed_group_with_a_lost_record_is_stopped(tmp_path):
+    """A member's keeper record lost while no cellad runs (dropped by the test): the
+    group cannot be adopted whole, so its host is stopped (never left serving an app
+    nobody supervises), every member's refusal is in the log and the audit log (which
+    `cella events` shows) with the reason, and the restart policy starts the group
+    again under a new host."""
+    state, d, members, before = start_packed(tmp_path, 2)
+    d2 = None
+    try:
+        host = before[members[0]]["pid"]
+        d.send(signal.SIGKILL)
+        d.proc.wait(timeout=DEADLINE)
+        keeper_drop_record(state, members[1])
+        d2 = Cellad(state).start()
+        log = d2.log()
+        # The member that still has its record is refused with the reason (the other
+        # one's record, and so its id, is what was lost).
+        keep = members[0]
+        assert f"{keep}: cannot adopt it (pid {host}, left by an earlier cellad): the app in " \
+               "record 1 of its host has no record of its own" in log, log
+        refused = audit_what(state, keep, "adopt-refused")
+        assert len(refused) == 1 and "record 1 of its host" in json.dumps(refused), \
+            audit_json(state, keep)
+        assert "adopted 0 app(s)" in log, log
+        assert f"packed group {group_name()}: cannot adopt its host (pid {host}" in log, log
+        wait_for("the old host stopped", lambda: not alive(host))
+        after = wait_for("the group started again by its policy",
+                         lambda: group_running(state, members))
+        assert after[members[0]]["pid"] != host and after[members[0]]["pid"] > 0
+        assert after[members[0]]["pid"] == after[members[1]]["pid"]
+        ev = subprocess.run([CELLA, "events", "--json", "--since", "1d", "--no-follow",
+                             "--state-dir", str(state)], capture_output=True, text=True,
+                            timeout=60)
+        assert ev.returncode == 0, ev.stderr
+        assert any("adopt-refused" in l and keep in l and "record 1 of its host" in l
+                   for l in ev.stdout.splitlines()), ev.stdout[-3000:]
+        assert d2.stop(signal.SIGTERM) == 0
+        assert not leaves(f"group-{group_name()}")
     finally:
         d.close()
         if d2:
