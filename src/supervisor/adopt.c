@@ -18,6 +18,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/kcmp.h>
 
 #include "base/log.h"
 #include "base/macro.h"
@@ -871,6 +872,20 @@ static bool fd_is_channel(int fd)
                getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &ld) == 0 && domain == AF_UNIX;
 }
 
+/* Whether a and b are the same open file: kcmp(2) KCMP_FILE where the kernel has it,
+ * else the same inode (a socket's is its own; a pidfd's is its process's on pidfs,
+ * Linux 6.9+). */
+static bool same_file(int a, int b)
+{
+        struct stat sa, sb;
+        long r = syscall(SYS_kcmp, getpid(), getpid(), KCMP_FILE, a, b);
+
+        if (r >= 0)
+                return r == 0;
+        return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+               sa.st_ino == sb.st_ino;
+}
+
 /* Whether fd is the read end of a pipe (a log pipe's, ours). */
 static bool fd_is_pipe_reader(int fd)
 {
@@ -966,6 +981,11 @@ static int group_check(Supervisor *s, KeeperSet *h, MemberAdoption *mem, size_t 
                                                                          : "another app's");
                 }
                 seen[mr->member_index] = true;
+                /* Its host's very pidfd and ctl (copies of one open file each): a
+                 * refusal kills what its pidfd names. */
+                if (!same_file(fds[KEEPER_FD_PIDFD], h->fds[KEEPER_FD_PIDFD]) ||
+                    !same_file(fds[KEEPER_FD_CTL], h->fds[KEEPER_FD_CTL]))
+                        return refusal(ret_why, "the sandbox of %s is not its host's", mr->id);
                 if (!fd_is_channel(fds[KEEPER_FD_CHANNEL]) ||
                     !fd_is_pipe_reader(fds[KEEPER_FD_STDOUT])) {
                         return refusal(ret_why,
@@ -990,8 +1010,10 @@ static int group_check(Supervisor *s, KeeperSet *h, MemberAdoption *mem, size_t 
                 if (mem[i].m->isolation != MANIFEST_ISOLATION_PACKED ||
                     mem[i].m->runtime != MANIFEST_RUNTIME_LUA || !mem[i].m->group ||
                     strcmp(mem[i].m->group, hr->group) != 0) {
-                        return refusal(ret_why, "%s is no longer an app of packed group %s", mr->id,
-                                       hr->group);
+                        return refusal(
+                                ret_why,
+                                "%s is not an app of packed group %s (its manifest says otherwise)",
+                                mr->id, hr->group);
                 }
                 for (size_t j = 0; j < i; j++)
                         if (strcmp(mem[j].m->id, mr->id) == 0) {
@@ -1024,12 +1046,24 @@ static int group_check(Supervisor *s, KeeperSet *h, MemberAdoption *mem, size_t 
         return 0;
 }
 
-/* Refuses (refuse()) every member set of mem and the host set h, each once, with why. */
+/* Refuses (refuse()) every member set of mem and the host set h, each once, with why.
+ * A member set that does not name its host's sandbox (its pid, cgroup, pidfd) has
+ * nothing killed by its record: it is dropped (its copies closed), and the host is
+ * killed by its own set. */
 static void refuse_group(Supervisor *s, KeeperSet *h, MemberAdoption *mem, size_t n, int r,
                          const char *why)
 {
-        for (size_t i = 0; i < n; i++)
-                refuse(s, mem[i].set, r, why);
+        for (size_t i = 0; i < n; i++) {
+                KeeperSet *m = mem[i].set;
+
+                if (m->rec.pid != h->rec.pid || strcmp(m->rec.cgroup_name, h->rec.cgroup_name) ||
+                    h->fds[KEEPER_FD_PIDFD] < 0 ||
+                    !same_file(m->fds[KEEPER_FD_PIDFD], h->fds[KEEPER_FD_PIDFD])) {
+                        m->fds[KEEPER_FD_PIDFD] = safe_close(m->fds[KEEPER_FD_PIDFD]);
+                        m->rec.cgroup_name[0] = 0;
+                }
+                refuse(s, m, r, why);
+        }
         refuse(s, h, r, why);
 }
 

@@ -832,6 +832,10 @@ static int group_serve(Group *g, GroupStart *c)
 /* The host runs, but we cannot serve it: take it down again. */
 static void group_abort(Group *g)
 {
+        /* The records of the members handed over already (adopt.c): not the next
+         * cellad's to refuse. */
+        for (size_t i = 0; i < g->n_members; i++)
+                supervisor_keeper_drop(g->members[i]);
         sandboxed_abort(&g->run);
         for (size_t i = 0; i < g->n_members; i++) {
                 broker_app_detach(g->members[i]->broker_app);

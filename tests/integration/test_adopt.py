@@ -810,6 +810,54 @@ KEEPER_MAGIC = 0x6b656573  # version 3 (keeper.h)
 KEEPER_MSG_SIZE = 8856
 
 
+class KeeperClient:
+    """A client of the keeper (src/keeper/keeper.h) on state's socket, as a test needs
+    one: to lose or to forge a record while no cellad runs."""
+    REC = 16          # the record's offset in a message
+    GEN = REC + 256   # its generation
+    APP_DIR = REC + 4744
+
+    def __init__(self, state):
+        import socket
+        self.socket = socket
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.s.connect(str(state / "run" / "keeper.sock"))
+
+    def close(self):
+        self.s.close()
+
+    def take(self):
+        """{id: (message bytes, [fds in KeeperFd order])} of every held set."""
+        import struct
+        req = bytearray(KEEPER_MSG_SIZE)
+        struct.pack_into("<IIiI", req, 0, KEEPER_MAGIC, KEEPER_OP_TAKE, 0, 0)
+        self.s.send(bytes(req))
+        out = {}
+        while True:
+            msg, fds, _, _ = self.socket.recv_fds(self.s, 65536, 16)
+            assert len(msg) == KEEPER_MSG_SIZE, len(msg)
+            op = struct.unpack_from("<I", msg, 4)[0]
+            if op == KEEPER_OP_END:
+                return out
+            assert op == KEEPER_OP_SET, op
+            out[msg[self.REC:self.REC + 256].split(b"\0")[0].decode()] = (msg, fds)
+
+    def request(self, msg, fds=()):
+        import struct
+        self.socket.send_fds(self.s, [bytes(msg)], list(fds))
+        reply = self.s.recv(65536)
+        magic, op, err = struct.unpack_from("<IIi", reply)
+        assert (magic, op) == (KEEPER_MAGIC, KEEPER_OP_OK), (op, err)
+
+    def drop(self, app_id, gen):
+        import struct
+        req = bytearray(KEEPER_MSG_SIZE)
+        struct.pack_into("<IIiI", req, 0, KEEPER_MAGIC, KEEPER_OP_DROP, 0, 0)
+        req[self.REC:self.REC + len(app_id)] = app_id.encode()
+        struct.pack_into("<Q", req, self.GEN, gen)
+        self.request(req)
+
+
 def keeper_drop_record(state, app_id):
     """Drops app_id's set from the keeper (as a corrupted or lost record would leave
     it), through the keeper's own protocol (src/keeper/keeper.h): TAKE for its
@@ -884,6 +932,72 @@ def test_packed_group_with_a_lost_record_is_stopped(tmp_path):
         assert d2.stop(signal.SIGTERM) == 0
         assert not leaves(f"group-{group_name()}")
     finally:
+        d.close()
+        if d2:
+            d2.close()
+
+
+def test_packed_member_record_cannot_claim_another_app(tmp_path):
+    """A member's record rewritten (in the keeper, while no cellad runs) to claim the
+    identity of another installed app, one that is no member of the group, with the
+    member's own channel and its host's sandbox: the next cellad does not serve that
+    channel under the other app's id (nor give it its grants): the other app's
+    manifest says it is not of this group, so the whole group is stopped with the
+    reason, the other app is not started, and the group comes back by its policy."""
+    import struct
+    state, d, members, before = start_packed(tmp_path, 2)
+    victim = f"{prefix()}victim"
+    top = state / "apps" / victim
+    (top / "1").mkdir(parents=True)
+    (top / "1" / "manifest.json").write_text(json.dumps({
+        "id": victim, "version": "1", "runtime": "lua", "entry": "main.lua",
+        "permissions": [f"bus.publish:{victim}.*"], "restart": "no"}))
+    (top / "1" / "main.lua").write_text(LUA_PACKED_PROBE)
+    for p in (top, top / "1"):
+        p.chmod(0o755)
+    (top / "current").symlink_to("1")
+    d2 = None
+    k = None
+    try:
+        host = before[members[0]]["pid"]
+        d.send(signal.SIGKILL)
+        d.proc.wait(timeout=DEADLINE)
+        k = KeeperClient(state)
+        held = k.take()
+        msg, fds = held[members[1]]
+        gen = struct.unpack_from("<Q", msg, KeeperClient.GEN)[0]
+        k.drop(members[1], gen)
+        forged = bytearray(msg)
+        struct.pack_into("<I", forged, 4, 1)  # KEEPER_OP_HOLD
+        forged[KeeperClient.REC:KeeperClient.REC + 256] = victim.encode().ljust(256, b"\0")
+        forged[KeeperClient.APP_DIR:KeeperClient.APP_DIR + 4096] = \
+            str(top / "current").encode().ljust(4096, b"\0")
+        k.request(forged, fds)  # the keeper holds it: its fields are well formed
+        for _, (_, f) in held.items():
+            for fd in f:
+                os.close(fd)
+        k.close()
+        k = None
+
+        d2 = Cellad(state).start()
+        log = d2.log()
+        assert f"{victim}: cannot adopt it (pid {host}, left by an earlier cellad): {victim} " \
+               f"is not an app of packed group {group_name()}" in log, log
+        assert f"{members[0]}: cannot adopt it (pid {host}" in log, log
+        assert "adopted 0 app(s)" in log, log
+        wait_for("the old host stopped", lambda: not alive(host))
+        after = wait_for("the group started again by its policy",
+                         lambda: group_running(state, members))
+        assert after[members[0]]["pid"] != host
+        # The other app was never served: not running, no call of it in the audit.
+        assert victim not in after or not after[victim]["running"], after.get(victim)
+        assert not [r for r in audit_json(state, victim) if r.get("what") == "adopted"]
+        assert len(audit_what(state, victim, "adopt-refused")) == 1
+        assert d2.stop(signal.SIGTERM) == 0
+        assert not leaves(f"group-{group_name()}")
+    finally:
+        if k:
+            k.close()
         d.close()
         if d2:
             d2.close()

@@ -701,6 +701,259 @@ START_TEST(test_note_and_version)
 }
 END_TEST
 
+/* A record of kind for the tests below: id, group, the two fds every set has. */
+static KeeperRecord record_of(KeeperKind kind, const char *id, const char *group, uint32_t fds)
+{
+        KeeperRecord rec = {.kind = kind, .pid = 1, .fds = fds};
+
+        snprintf(rec.id, sizeof rec.id, "%s", id);
+        snprintf(rec.group, sizeof rec.group, "%s", group);
+        return rec;
+}
+
+#define MEMBER_FDS (KEEPER_FDS_REQUIRED | (1u << KEEPER_FD_CHANNEL) | (1u << KEEPER_FD_STDOUT))
+#define HOST_FDS                                                                                   \
+        (KEEPER_FDS_REQUIRED | (1u << KEEPER_FD_STDOUT) | (1u << KEEPER_FD_STDERR) |               \
+         (1u << KEEPER_FD_STATS))
+
+/* Every field of a packed group's records is checked as it arrives (keeper.h,
+ * keeper_record_check()): no record takes a key that is not its own (an app's id
+ * with no ':', a host's "group:<its group>"), names a group that is not a group
+ * name, or carries fds its kind has no use for. */
+START_TEST(test_record_kinds)
+{
+        KeeperRecord rec;
+
+        /* Good ones of each kind. */
+        rec = record_of(KEEPER_KIND_APP, "org.cella.a", "", KEEPER_FDS_REQUIRED);
+        ck_assert_int_eq(keeper_record_check(&rec), 0);
+        rec = record_of(KEEPER_KIND_HOST, "group:g-1_x", "g-1_x", HOST_FDS);
+        rec.n_members = 3;
+        ck_assert_int_eq(keeper_record_check(&rec), 0);
+        rec = record_of(KEEPER_KIND_MEMBER, "org.cella.m", "g-1_x", MEMBER_FDS);
+        rec.member_index = 2;
+        ck_assert_int_eq(keeper_record_check(&rec), 0);
+
+        /* An app with a group, an index, a count, or a host's key. */
+        rec = record_of(KEEPER_KIND_APP, "org.cella.a", "g", KEEPER_FDS_REQUIRED);
+        ck_assert_int_eq(keeper_record_check(&rec), -EINVAL);
+        rec = record_of(KEEPER_KIND_APP, "org.cella.a", "", KEEPER_FDS_REQUIRED);
+        rec.member_index = 1;
+        ck_assert_int_eq(keeper_record_check(&rec), -EINVAL);
+        rec = record_of(KEEPER_KIND_APP, "org.cella.a", "", KEEPER_FDS_REQUIRED);
+        rec.n_members = 1;
+        ck_assert_int_eq(keeper_record_check(&rec), -EINVAL);
+        rec = record_of(KEEPER_KIND_APP, "group:g", "", KEEPER_FDS_REQUIRED);
+        ck_assert_int_eq(keeper_record_check(&rec), -EINVAL);
+
+        /* A host whose key is another group's, or not a host's; a group that is not a
+         * group name (upper case, a path, empty, too long); no room for an app; a
+         * channel or a pty (a host has neither). */
+        rec = record_of(KEEPER_KIND_HOST, "group:other", "g", HOST_FDS);
+        rec.n_members = 1;
+        ck_assert_int_eq(keeper_record_check(&rec), -EINVAL);
+        rec = record_of(KEEPER_KIND_HOST, "org.cella.a", "g", HOST_FDS);
+        rec.n_members = 1;
+        ck_assert_int_eq(keeper_record_check(&rec), -EINVAL);
+        rec = record_of(KEEPER_KIND_HOST, "group:G", "G", HOST_FDS);
+        rec.n_members = 1;
+        ck_assert_int_eq(keeper_record_check(&rec), -EINVAL);
+        rec = record_of(KEEPER_KIND_HOST, "group:../x", "../x", HOST_FDS);
+        rec.n_members = 1;
+        ck_assert_int_eq(keeper_record_check(&rec), -EINVAL);
+        rec = record_of(KEEPER_KIND_HOST, "group:", "", HOST_FDS);
+        rec.n_members = 1;
+        ck_assert_int_eq(keeper_record_check(&rec), -EINVAL);
+        rec = record_of(KEEPER_KIND_HOST, "group:g", "g", HOST_FDS);
+        ck_assert_int_eq(keeper_record_check(&rec), -EINVAL); /* n_members 0 */
+        rec.n_members = KEEPER_SETS_MAX + 1;
+        ck_assert_int_eq(keeper_record_check(&rec), -EINVAL);
+        rec = record_of(KEEPER_KIND_HOST, "group:g", "g", HOST_FDS | (1u << KEEPER_FD_CHANNEL));
+        rec.n_members = 1;
+        ck_assert_int_eq(keeper_record_check(&rec), -EINVAL);
+        rec = record_of(KEEPER_KIND_HOST, "group:g", "g", HOST_FDS | (1u << KEEPER_FD_PTY));
+        rec.n_members = 1;
+        ck_assert_int_eq(keeper_record_check(&rec), -EINVAL);
+        /* A group name that fills its array with no NUL. */
+        rec = record_of(KEEPER_KIND_HOST, "group:g", "g", HOST_FDS);
+        rec.n_members = 1;
+        memset(rec.group, 'a', sizeof rec.group);
+        ck_assert_int_eq(keeper_record_check(&rec), -EINVAL);
+
+        /* A member that takes a host's key, has no group, has no channel or no log
+         * pipe, or carries what only a host or an app has; an index out of range; a
+         * count. */
+        rec = record_of(KEEPER_KIND_MEMBER, "group:g", "g", MEMBER_FDS);
+        ck_assert_int_eq(keeper_record_check(&rec), -EINVAL);
+        rec = record_of(KEEPER_KIND_MEMBER, "org.cella.m", "", MEMBER_FDS);
+        ck_assert_int_eq(keeper_record_check(&rec), -EINVAL);
+        rec = record_of(KEEPER_KIND_MEMBER, "org.cella.m", "g",
+                        MEMBER_FDS & ~(1u << KEEPER_FD_CHANNEL));
+        ck_assert_int_eq(keeper_record_check(&rec), -EINVAL);
+        rec = record_of(KEEPER_KIND_MEMBER, "org.cella.m", "g",
+                        MEMBER_FDS & ~(1u << KEEPER_FD_STDOUT));
+        ck_assert_int_eq(keeper_record_check(&rec), -EINVAL);
+        for (KeeperFd f = KEEPER_FD_NOTIFY; f < _KEEPER_FD_MAX; f++) {
+                if (f == KEEPER_FD_CHANNEL || f == KEEPER_FD_STDOUT)
+                        continue;
+                rec = record_of(KEEPER_KIND_MEMBER, "org.cella.m", "g", MEMBER_FDS | (1u << f));
+                ck_assert_msg(keeper_record_check(&rec) == -EINVAL, "a member with fd %d", f);
+        }
+        rec = record_of(KEEPER_KIND_MEMBER, "org.cella.m", "g", MEMBER_FDS);
+        rec.member_index = KEEPER_SETS_MAX;
+        ck_assert_int_eq(keeper_record_check(&rec), -EINVAL);
+        rec = record_of(KEEPER_KIND_MEMBER, "org.cella.m", "g", MEMBER_FDS);
+        rec.n_members = 2;
+        ck_assert_int_eq(keeper_record_check(&rec), -EINVAL);
+
+        /* A kind this version does not know. */
+        rec = record_of(_KEEPER_KIND_MAX, "org.cella.a", "", KEEPER_FDS_REQUIRED);
+        ck_assert_int_eq(keeper_record_check(&rec), -EINVAL);
+        rec = record_of((KeeperKind)0x7fffffff, "org.cella.a", "", KEEPER_FDS_REQUIRED);
+        ck_assert_int_eq(keeper_record_check(&rec), -EINVAL);
+}
+END_TEST
+
+/* A packed group's sets in the keeper: a HOST set and a MEMBER set per app, kept
+ * apart by their keys, each returned by TAKE with its kind, group, index and count
+ * as they came; one member leaving is one DROP, the rest stays; a member record
+ * forged on the wire (not through keeper_hold()) is refused by the keeper itself. */
+START_TEST(test_packed_sets)
+{
+        _cleanup_free_ char *sock = keeper_socket();
+        _cleanup_close_ int k = -EBADF, k2 = -EBADF, self = -EBADF;
+        _cleanup_close_pair_ int sp[2] = {-EBADF, -EBADF}, ch[2] = {-EBADF, -EBADF},
+                                 pp[2] = {-EBADF, -EBADF};
+        KeeperSet set = {.fds = {-EBADF, -EBADF, -EBADF, -EBADF, -EBADF, -EBADF, -EBADF, -EBADF}};
+        KeeperSet *sets = NULL;
+        KeeperMsg *reply = calloc(1, sizeof *reply);
+        int fds[_KEEPER_FD_MAX], raw[4];
+        size_t n = 0;
+        unsigned hosts = 0, members = 0;
+
+        REQUIRE_ROOT();
+        ck_assert_ptr_nonnull(reply);
+        ck_assert_int_gt(keeper_spawn(CELLA_KEEPER_PATH, state_dir, 30), 0);
+        k = keeper_connect(sock, NULL);
+        ck_assert_int_ge(k, 0);
+        k2 = keeper_connect(sock, NULL);
+        ck_assert_int_ge(k2, 0);
+        self = pidfd_open_(getpid());
+        ck_assert_int_ge(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
+        ck_assert_int_ge(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ch), 0);
+        ck_assert_int_ge(pipe2(pp, O_CLOEXEC), 0);
+
+        /* The host: pidfd, ctl, its own stdout and stderr (one pipe will do here), a
+         * stats file (any fd: the keeper never reads what it holds). */
+        set.rec = record_of(KEEPER_KIND_HOST, "group:pk", "pk", HOST_FDS);
+        set.rec.pid = getpid();
+        set.rec.generation = 9;
+        set.rec.n_members = 2;
+        set.fds[KEEPER_FD_PIDFD] = self;
+        set.fds[KEEPER_FD_CTL] = sp[0];
+        set.fds[KEEPER_FD_STDOUT] = pp[0];
+        set.fds[KEEPER_FD_STDERR] = pp[0];
+        set.fds[KEEPER_FD_STATS] = pp[0];
+        ck_assert_int_eq(keeper_hold(k, &set), 0);
+        /* Two members, whose ids are their own keys. */
+        for (unsigned i = 0; i < 2; i++) {
+                set = (KeeperSet){
+                        .fds = {-EBADF, -EBADF, -EBADF, -EBADF, -EBADF, -EBADF, -EBADF, -EBADF}};
+                set.rec = record_of(KEEPER_KIND_MEMBER, i ? "org.cella.m1" : "org.cella.m0", "pk",
+                                    MEMBER_FDS);
+                set.rec.pid = getpid();
+                set.rec.generation = 9;
+                set.rec.member_index = i;
+                set.rec.role = 3;
+                set.fds[KEEPER_FD_PIDFD] = self;
+                set.fds[KEEPER_FD_CTL] = sp[0];
+                set.fds[KEEPER_FD_CHANNEL] = ch[0];
+                set.fds[KEEPER_FD_STDOUT] = pp[0];
+                ck_assert_int_eq(keeper_hold(k, &set), 0);
+        }
+        /* A member's role follows it (KEEPER_OP_NOTE, by its id). */
+        ck_assert_int_eq(keeper_note(k, "org.cella.m1", 9, 4, 0), 0);
+        ck_assert_int_eq(keeper_take(k, &sets, &n), 0);
+        ck_assert_uint_eq(n, 3);
+        for (size_t i = 0; i < n; i++) {
+                const KeeperRecord *r = &sets[i].rec;
+
+                ck_assert_int_eq(keeper_record_check(r), 0);
+                if (r->kind == KEEPER_KIND_HOST) {
+                        hosts++;
+                        ck_assert_str_eq(r->id, "group:pk");
+                        ck_assert_uint_eq(r->n_members, 2);
+                        ck_assert_uint_eq(r->fds, HOST_FDS);
+                        ck_assert_int_ge(sets[i].fds[KEEPER_FD_STATS], 0);
+                } else {
+                        ck_assert_uint_eq(r->kind, KEEPER_KIND_MEMBER);
+                        members++;
+                        ck_assert_str_eq(r->group, "pk");
+                        ck_assert_uint_eq(r->member_index, strcmp(r->id, "org.cella.m1") == 0);
+                        ck_assert_uint_eq(r->role, r->member_index ? 4 : 3);
+                        ck_assert_uint_eq(r->fds, MEMBER_FDS);
+                        ck_assert_int_ge(sets[i].fds[KEEPER_FD_CHANNEL], 0);
+                }
+                keeper_set_done(&sets[i]);
+        }
+        free(sets);
+        sets = NULL;
+        ck_assert_uint_eq(hosts, 1);
+        ck_assert_uint_eq(members, 2);
+
+        /* One member leaves: one DROP; its host and the other member stay. A DROP of
+         * the host's key with another generation leaves it too. */
+        ck_assert_int_eq(keeper_drop(k, "org.cella.m0", 9), 0);
+        ck_assert_int_eq(keeper_drop(k, "group:pk", 10), 0);
+        ck_assert_int_eq(keeper_take(k, &sets, &n), 0);
+        ck_assert_uint_eq(n, 2);
+        for (size_t i = 0; i < n; i++) {
+                ck_assert_str_ne(sets[i].rec.id, "org.cella.m0");
+                keeper_set_done(&sets[i]);
+        }
+        free(sets);
+        sets = NULL;
+
+        /* Forged on the wire: a member record that takes its host's key, whose fds
+         * are all there; the keeper refuses it (EINVAL) and holds nothing new. */
+        memset(reply, 0, sizeof *reply);
+        reply->magic = KEEPER_MAGIC;
+        reply->op = KEEPER_OP_HOLD;
+        reply->rec = record_of(KEEPER_KIND_MEMBER, "group:pk", "pk", MEMBER_FDS);
+        reply->rec.pid = getpid();
+        raw[0] = self;
+        raw[1] = sp[0];
+        raw[2] = ch[0];
+        raw[3] = pp[0];
+        {
+                int all[_KEEPER_FD_MAX] = {raw[0], raw[1], -EBADF, raw[2],
+                                           raw[3], -EBADF, -EBADF, -EBADF};
+
+                ck_assert_int_eq(keeper_msg_send(k, reply, all), 0);
+        }
+        ck_assert_int_eq(keeper_msg_recv(k, reply, fds, 5000), 0);
+        ck_assert_int_eq(reply->op, KEEPER_OP_ERROR);
+        ck_assert_int_eq(reply->error, EINVAL);
+        ck_assert_int_eq(keeper_take(k, &sets, &n), 0);
+        ck_assert_uint_eq(n, 2);
+        for (size_t i = 0; i < n; i++) {
+                /* The host's set is still the host's. */
+                if (strcmp(sets[i].rec.id, "group:pk") == 0)
+                        ck_assert_uint_eq(sets[i].rec.kind, KEEPER_KIND_HOST);
+                keeper_set_done(&sets[i]);
+        }
+        free(sets);
+        /* A client that still speaks version 2 ("keer") is hung up on. */
+        memset(reply, 0, sizeof *reply);
+        reply->magic = 0x6b656572u;
+        reply->op = KEEPER_OP_TAKE;
+        ck_assert_int_ge(send(k2, reply, sizeof *reply, MSG_NOSIGNAL), 0);
+        ck_assert_int_eq(keeper_msg_recv(k2, reply, fds, 5000), -ECONNRESET);
+        ck_assert_int_eq(keeper_bye(k), 0);
+        free(reply);
+}
+END_TEST
+
 /* Only root (or the keeper's own uid) may talk to the keeper. */
 START_TEST(test_peer_refused)
 {
@@ -846,6 +1099,8 @@ int main(void)
         tcase_add_test(tc, test_unheld_sandbox_dies);
         tcase_add_test(tc, test_incomplete_refused);
         tcase_add_test(tc, test_note_and_version);
+        tcase_add_test(tc, test_record_kinds);
+        tcase_add_test(tc, test_packed_sets);
         tcase_add_test(tc, test_peer_refused);
         tcase_add_test(tc, test_sweep_spares_adopted_leaf);
         tcase_add_test(tc, test_sigterm_after_hangup);
