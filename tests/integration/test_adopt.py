@@ -769,6 +769,13 @@ def test_packed_group_sigkill_mid_load_adopted(tmp_path):
         for m in members:
             rec = json.loads(cella(state, "inspect", "--json", m))
             assert rec.get("pid") == host and rec.get("running") is True, rec
+        # The host's stats file taken back: its scheduler's counters, each member's
+        # record under its own id, going on from before the kill.
+        hosts = [h for h in json.loads(cella(state, "stats", "--json"))["hosts"]
+                 if h.get("group") == group_name()]
+        assert len(hosts) == 1 and hosts[0]["pid"] == host, hosts
+        assert sorted(a["id"] for a in hosts[0]["apps"]) == sorted(members), hosts
+        assert all(a["callbacks"] >= last[a["id"]] for a in hosts[0]["apps"]), hosts
 
         assert d2.stop(signal.SIGTERM) == 0
         wait_for("the host gone", lambda: not alive(host))
@@ -998,6 +1005,82 @@ def test_packed_member_record_cannot_claim_another_app(tmp_path):
     finally:
         if k:
             k.close()
+        d.close()
+        if d2:
+            d2.close()
+
+
+def test_packed_group_with_an_ended_member_adopted(tmp_path):
+    """A member that ended while its host ran (its set dropped then, its record in the
+    host's stats file saying so) is not a lost record: the host is adopted with the
+    others, and the ended one is not made to run."""
+    require_cellad()
+    state = new_state(tmp_path)
+    members = [f"{prefix()}pk{i}" for i in range(3)]
+    install_packed(state, members, group_name())
+    quitter = members[2]
+    (state / "apps" / quitter / "1" / "main.lua").write_text(
+        'require("cella.timer").after(0.05, function() require("cella.app").exit(0) end)\n')
+    d = Cellad(state).start()
+    d2 = None
+    try:
+        live = members[:2]
+        before = wait_for("two members running, one ended", lambda: (
+            lambda r: r if all(runs(r[m]) for m in live) and quitter in r
+            and not r[quitter]["running"] else None)(ps(state)))
+        host = before[live[0]]["pid"]
+        wait_for("calls", lambda: all(len(ok_calls(state, m)) >= 20 for m in live))
+        d.send(signal.SIGKILL)
+        d.proc.wait(timeout=DEADLINE)
+        last = {m: max(ok_calls(state, m)) for m in live}
+        d2 = Cellad(state).start()
+        log = d2.log()
+        assert "adopted 2 app(s) left running by an earlier cellad" in log, log
+        assert "cannot adopt" not in log, log
+        after = ps(state)
+        assert all(runs(after[m]) and after[m]["pid"] == host for m in live), after
+        # Not made to run again by the adoption (cellad's autostart may not add an
+        # app to a host that runs yet: docs/daemon.md, "What an app sees").
+        assert quitter not in after or not after[quitter]["running"], after.get(quitter)
+        assert not audit_what(state, quitter, "adopted")
+        check_calls_after(state, live, last)
+        stats = [h for h in json.loads(cella(state, "stats", "--json"))["hosts"]
+                 if h.get("group") == group_name()]
+        assert len(stats) == 1 and sorted(a["id"] for a in stats[0]["apps"]) == sorted(live)
+        assert d2.stop(signal.SIGTERM) == 0
+        wait_for("the host gone", lambda: not alive(host))
+        assert not leaves(f"group-{group_name()}")
+    finally:
+        d.close()
+        if d2:
+            d2.close()
+
+
+def test_packed_group_keeper_replaced_then_sigkill(tmp_path):
+    """The keeper dies while cellad runs a packed group: cellad hands every member's
+    set and the host's to a new keeper; after a SIGKILL of cellad the next one adopts
+    the group from that keeper."""
+    state, d, members, before = start_packed(tmp_path, 2)
+    d2 = None
+    try:
+        host = before[members[0]]["pid"]
+        (old,) = keeper_pids(state)
+        os.kill(old, signal.SIGKILL)
+        wait_for("cellad to hand its apps to another keeper",
+                 lambda: "handed 2 running app(s) to the new keeper" in d.log())
+        assert alive(host)
+        d.send(signal.SIGKILL)
+        d.proc.wait(timeout=DEADLINE)
+        last = {m: max(ok_calls(state, m)) for m in members}
+        d2 = Cellad(state).start()
+        log = d2.log()
+        assert "adopted 2 app(s) left running by an earlier cellad" in log, log
+        assert all(r["pid"] == host for m, r in ps(state).items() if m in members)
+        check_calls_after(state, members, last)
+        assert d2.stop(signal.SIGTERM) == 0
+        wait_for("the host gone", lambda: not alive(host))
+        assert not leaves(f"group-{group_name()}")
+    finally:
         d.close()
         if d2:
             d2.close()
