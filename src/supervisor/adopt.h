@@ -6,14 +6,15 @@
  * "Restart and adoption"): the supervisor's side of the keeper (src/keeper).
  *
  * Once supervisor_keeper_start() connected it to a keeper, every app it starts
- * alone (not in a packed group) is spawned with SandboxSpec.survive_parent, its
+ * (alone, or a packed group's host) is spawned with SandboxSpec.survive_parent, its
  * cgroup leaf named after the state directory (an owner tag, cgroup.h), and right
  * after its start a copy of
  * every fd its sandbox needs from the kernel is handed to the keeper (its init's
  * pidfd and ctl socket, its seccomp listener, the kernel's end of its broker
  * channel, the read ends of its stdout and stderr, a Lua app's stats file); at the
- * end of its run the keeper drops them. The next kernel on the same state
- * directory takes them back with supervisor_adopt_all().
+ * end of its run the keeper drops them. A packed group is handed over as one host
+ * set and one member set per app (keeper.h, KeeperKind). The next kernel on the
+ * same state directory takes them back with supervisor_adopt_all().
  */
 
 #include <stddef.h>
@@ -42,7 +43,10 @@ bool supervisor_keeper_attached(const Supervisor *s);
  * directory) and serves it as if s had started it: its manifest re-read from the
  * folder it was started from (which must still hold an app of that id), its
  * sandbox rebuilt from the fds (sandbox_adopt()), its output pumped into its log
- * again, its broker channel attached, its grants read. An app that cannot be
+ * again, its broker channel attached, its grants read. A packed group's host is
+ * taken back with every app of it whose member set is held (its stats file and
+ * output too), only if every record of the group agrees (docs/daemon.md,
+ * "Adoption"), else the whole host is stopped. An app that cannot be
  * adopted (its fd set incomplete, its folder or manifest gone, its sandbox's fds
  * not what they should be) is killed (its init and its cgroup), dropped from the
  * keeper, and left for the restart policy (cellad's autostart starts an installed

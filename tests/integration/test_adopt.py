@@ -1084,3 +1084,33 @@ def test_packed_group_keeper_replaced_then_sigkill(tmp_path):
         d.close()
         if d2:
             d2.close()
+
+
+def test_packed_host_that_ends_while_no_cellad_runs(tmp_path):
+    """A packed host killed while no cellad runs is not lost: the next cellad adopts
+    it, reads its end from its init (killed by SIGKILL), ends each member with it
+    (`cella ps`, the audit log), and its restart policy starts the group again."""
+    state, d, members, before = start_packed(tmp_path, 2)
+    d2 = None
+    try:
+        host = before[members[0]]["pid"]
+        d.send(signal.SIGKILL)
+        d.proc.wait(timeout=DEADLINE)
+        os.kill(host, signal.SIGKILL)
+        wait_for("the host to end", lambda: not alive(host))
+        d2 = Cellad(state).start()
+        assert "adopted 2 app(s) left running by an earlier cellad" in d2.log(), d2.log()
+        after = wait_for("the group started again by its policy", lambda: (
+            lambda r: r if r and r[members[0]]["pid"] != host else None)(
+                group_running(state, members)))
+        assert after[members[0]]["pid"] == after[members[1]]["pid"]
+        assert all(after[m]["restarts"] == before[m]["restarts"] + 1 for m in members), after
+        for m in members:
+            ends = [r for r in audit_json(state, m) if r.get("what") == "exited"]
+            assert ends and ends[-1].get("how") == "killed", audit_json(state, m)
+        assert d2.stop(signal.SIGTERM) == 0
+        assert not leaves(f"group-{group_name()}")
+    finally:
+        d.close()
+        if d2:
+            d2.close()
