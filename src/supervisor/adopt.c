@@ -1026,15 +1026,20 @@ static int group_check(Supervisor *s, KeeperSet *h, MemberAdoption *mem, size_t 
         h->fds[KEEPER_FD_STATS] = -EBADF; /* stats's now */
         *ret_stats = stats;
         /* A record of the host's stats file with no member set: the app in it ended
-         * (its set was dropped then) and the host says so; else its set is lost, and
-         * an app whose channel nobody serves is not left in the host. The host writes
-         * the file: a host that lies only stops itself here. */
+         * (its set was dropped then) and the host says so, or no app ever used it;
+         * else its set is lost, and an app whose channel nobody serves is not left in
+         * the host. The host writes the file: a host that lies only stops itself
+         * here, or leaves out an app of its own group, whose channel no kernel then
+         * holds. */
         for (uint32_t i = 0; i < hr->n_members; i++) {
                 CLuaStatsApp a;
 
                 if (seen[i])
                         continue;
                 r = luastats_app(stats, i, &a);
+                if (r >= 0 && a.state == CLUA_APP_STARTING && a.slices == 0 &&
+                    a.callbacks == 0 && a.cpu_ns == 0)
+                        continue; /* a record no app has used (room for one to join) */
                 if (r < 0 || (a.state != CLUA_APP_EXITED && a.state != CLUA_APP_FAILED)) {
                         *ret_r = r < 0 ? r : 0;
                         return refusal(ret_why,
