@@ -917,6 +917,53 @@ typedef struct MemberAdoption {
         Instance *inst; /* once registered */
 } MemberAdoption;
 
+/* A file's identity: its file system and inode. */
+typedef struct FileId {
+        dev_t dev;
+        ino_t ino;
+} FileId;
+
+static int file_id_cmp(const void *a, const void *b)
+{
+        const FileId *x = a, *y = b;
+
+        if (x->dev != y->dev)
+                return (x->dev > y->dev) - (x->dev < y->dev);
+        return (x->ino > y->ino) - (x->ino < y->ino);
+}
+
+/* Whether two of the channels and log pipes of mem (n), and the host's ctl and own
+ * stdout and stderr (two pipes, group.c) in h, are one file: the same device and
+ * inode twice (each is a socket or a pipe, whose inode is its own). True too when
+ * one cannot be looked at, or there is no memory. O(n log n). */
+static bool fds_shared(const KeeperSet *h, const MemberAdoption *mem, size_t n)
+{
+        static const KeeperFd host[] = {KEEPER_FD_CTL, KEEPER_FD_STDOUT, KEEPER_FD_STDERR};
+        _cleanup_free_ FileId *ids = calloc(2 * n + ELEMENTSOF(host), sizeof *ids);
+        _cleanup_free_ int *fds = calloc(2 * n + ELEMENTSOF(host), sizeof *fds);
+        size_t k = 0;
+        struct stat st;
+
+        if (!ids || !fds)
+                return true;
+        for (size_t i = 0; i < ELEMENTSOF(host); i++)
+                fds[k++] = h->fds[host[i]];
+        for (size_t i = 0; i < n; i++) {
+                fds[k++] = mem[i].set->fds[KEEPER_FD_CHANNEL];
+                fds[k++] = mem[i].set->fds[KEEPER_FD_STDOUT];
+        }
+        for (size_t i = 0; i < k; i++) {
+                if (fstat(fds[i], &st) < 0)
+                        return true;
+                ids[i] = (FileId){.dev = st.st_dev, .ino = st.st_ino};
+        }
+        qsort(ids, k, sizeof *ids, file_id_cmp);
+        for (size_t i = 1; i < k; i++)
+                if (file_id_cmp(&ids[i], &ids[i - 1]) == 0)
+                        return true;
+        return false;
+}
+
 static int member_cmp(const void *a, const void *b)
 {
         const Instance *x = *(Instance *const *)a, *y = *(Instance *const *)b;
@@ -1020,6 +1067,11 @@ static int group_check(Supervisor *s, KeeperSet *h, MemberAdoption *mem, size_t 
                                 return refusal(ret_why, "%s has two records", mr->id);
                         }
         }
+        /* One channel and one log pipe per app, none of them another's or the host's
+         * ctl (a socket's or a pipe's inode is its own). */
+        if (fds_shared(h, mem, n))
+                return refusal(ret_why, "two of its apps, or an app and its host, share a "
+                                        "channel or a log pipe");
         stats = stats_adopt(h->fds[KEEPER_FD_STATS], hr->n_members);
         if (!stats)
                 return refusal(ret_why, "its host's stats file is not what it should be");
@@ -1037,8 +1089,8 @@ static int group_check(Supervisor *s, KeeperSet *h, MemberAdoption *mem, size_t 
                 if (seen[i])
                         continue;
                 r = luastats_app(stats, i, &a);
-                if (r >= 0 && a.state == CLUA_APP_STARTING && a.slices == 0 &&
-                    a.callbacks == 0 && a.cpu_ns == 0)
+                if (r >= 0 && a.state == CLUA_APP_STARTING && a.slices == 0 && a.callbacks == 0 &&
+                    a.cpu_ns == 0)
                         continue; /* a record no app has used (room for one to join) */
                 if (r < 0 || (a.state != CLUA_APP_EXITED && a.state != CLUA_APP_FAILED)) {
                         *ret_r = r < 0 ? r : 0;

@@ -1117,3 +1117,47 @@ def test_packed_host_that_ends_while_no_cellad_runs(tmp_path):
         d.close()
         if d2:
             d2.close()
+
+
+def test_packed_member_record_with_another_members_channel(tmp_path):
+    """A member's record rewritten to carry another member's channel (so that one
+    app's channel would be served under two ids): the group is stopped whole with
+    the reason, and started again by its policy."""
+    state, d, members, before = start_packed(tmp_path, 2)
+    d2 = None
+    try:
+        host = before[members[0]]["pid"]
+        d.send(signal.SIGKILL)
+        d.proc.wait(timeout=DEADLINE)
+        k = KeeperClient(state)
+        held = {}
+        try:
+            held = k.take()
+            msg, fds = held[members[1]]
+            other = held[members[0]][1]
+            # fds in KeeperFd order: pidfd, ctl, channel, stdout.
+            forged = bytearray(msg)
+            forged[4:8] = (1).to_bytes(4, "little")  # KEEPER_OP_HOLD
+            k.request(forged, [fds[0], fds[1], other[2], fds[3]])
+        finally:
+            for _, (_, f) in held.items():
+                for fd in f:
+                    os.close(fd)
+            k.close()
+        d2 = Cellad(state).start()
+        log = d2.log()
+        for m in members:
+            assert f"{m}: cannot adopt it (pid {host}, left by an earlier cellad): two of its " \
+                   "apps, or an app and its host, share a channel or a log pipe" in log, log
+        assert "adopted 0 app(s)" in log, log
+        after = wait_for("the group started again by its policy", lambda: (
+            lambda r: r if r and r[members[0]]["pid"] != host else None)(
+                group_running(state, members)))
+        assert not alive(host)
+        assert after[members[0]]["pid"] == after[members[1]]["pid"]
+        assert d2.stop(signal.SIGTERM) == 0
+        assert not leaves(f"group-{group_name()}")
+    finally:
+        d.close()
+        if d2:
+            d2.close()
