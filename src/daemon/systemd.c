@@ -451,6 +451,19 @@ DaemonFdKind daemon_fdname_kind(const char *name)
         return DAEMON_FD_UNKNOWN;
 }
 
+/* What may follow the path in a listening socket's name: nothing, or ".<digits>.tmp". */
+static bool bound_name_ok(const char *rest)
+{
+        size_t k;
+
+        if (!rest[0])
+                return true;
+        if (rest[0] != '.')
+                return false;
+        k = strspn(rest + 1, "0123456789");
+        return k > 0 && streq(rest + 1 + k, ".tmp");
+}
+
 int daemon_fdstore_check_listen(int fd, const char *path, const char **ret_why)
 {
         struct sockaddr_un sa = {};
@@ -463,11 +476,12 @@ int daemon_fdstore_check_listen(int fd, const char *path, const char **ret_why)
                 *ret_why = "not a listening Unix stream socket";
                 return -EINVAL;
         }
-        /* Bound for path (or the temporary "<path>.<pid>.tmp" daemon_bind() renames
-         * into place). */
+        /* Bound for path, or under the temporary "<path>.<pid>.tmp" daemon_bind()
+         * renames into place. */
         if (getsockname(fd, (struct sockaddr *)&sa, &len) < 0 ||
             len <= offsetof(struct sockaddr_un, sun_path) + n ||
-            strncmp(sa.sun_path, path, n) != 0 || (sa.sun_path[n] != 0 && sa.sun_path[n] != '.')) {
+            strnlen(sa.sun_path, sizeof sa.sun_path) == sizeof sa.sun_path ||
+            strncmp(sa.sun_path, path, n) != 0 || !bound_name_ok(sa.sun_path + n)) {
                 *ret_why = "bound for another path";
                 return -EINVAL;
         }
