@@ -19,9 +19,11 @@ What it checks, each the issue's words (issue 12, docs/daemon.md):
   and takes its listening socket back from the fd store (the same socket: its file
   was not bound again);
 - `systemctl stop cellad` stops the apps in order and the scope goes;
-- a stop while cellad is dead (killed, then stopped before systemd restarted it):
-  the fd store is emptied, the keeper sees its last cellad connection close, and its
-  grace (5 s here) ends the apps: none is left running unsupervised.
+- a restart slower than the keeper's grace: the fd store's connection to the
+  keeper keeps it from counting the gap, the apps outlive it and are adopted;
+- a stop while cellad is dead (killed, no restart): the fd store is emptied, the
+  keeper sees its last cellad connection close, and its grace (5 s here) ends the
+  apps: none is left running unsupervised.
 
 Skipped, with the reason, where that systemd cannot run: not root, no
 /lib/systemd/systemd, no unshare/nsenter, or the namespaces or the cgroup set-up
@@ -430,10 +432,9 @@ def test_crash_keeps_the_apps_in_their_scope(systemd):
     scope = sd.cgroup(host[APPS[0]]).split("/")[2]
     assert sd.show(scope, "ActiveState") == "active"
     assert sd.show(scope, "Delegate") == "yes"
-    keeper = [int(p) for p in sd.path(f"/sys/fs/cgroup/unified/cella.slice/{scope}/keeper/cgroup.procs")
-              .read_text().split()] if sd.mode != "v2" else \
-        [int(p) for p in sd.path(f"/sys/fs/cgroup/cella.slice/{scope}/keeper/cgroup.procs")
-         .read_text().split()]
+    keeper_procs = sd.path(("/sys/fs/cgroup/unified" if sd.mode != "v2" else "/sys/fs/cgroup")
+                           + f"/cella.slice/{scope}/keeper/cgroup.procs")
+    keeper = [int(p) for p in keeper_procs.read_text().split()]
     assert len(keeper) == 1, keeper
     # The fd store holds our listening socket and a connection to the keeper.
     assert sd.show("cellad.service", "NFileDescriptorStore") == "2", cellad_log(sd)
@@ -458,6 +459,17 @@ def test_crash_keeps_the_apps_in_their_scope(systemd):
     # Both stored fds passed their checks, and are in the store again.
     assert "systemd's fd store" not in out, out[-4000:]
     assert sd.show("cellad.service", "NFileDescriptorStore") == "2", out[-4000:]
+
+    # A reload (SIGHUP: cellad re-executes in place, same pid) keeps them too, and
+    # the store's entries: the new image takes the same keeper (in the scope).
+    main = int(sd.show("cellad.service", "MainPID"))
+    sd.systemctl("reload", "cellad.service")
+    wait_for("the re-executed cellad to adopt the apps",
+             lambda: sd.path(CELLAD_LOG).read_text(errors="replace").count("adopted 2 app(s)") == 2)
+    assert int(sd.show("cellad.service", "MainPID")) == main
+    assert running_apps(sd) == pids
+    assert sd.show("cellad.service", "NFileDescriptorStore") == "2", cellad_log(sd)
+    assert len([int(p) for p in keeper_procs.read_text().split()]) == 1
 
     # An orderly stop stops the apps, and the scope goes with the keeper.
     sd.systemctl("stop", "cellad.service")
@@ -488,3 +500,29 @@ def test_stop_while_cellad_is_dead_ends_the_apps(systemd):
     for a in APPS:
         wait_for(f"{a} to end after the keeper's grace", lambda: not alive(host[a]),
                  timeout=DEADLINE)
+    assert "no cellad came back within the grace" in cellad_log(sd), cellad_log(sd)
+
+
+def test_fd_store_holds_the_keeper_across_a_slow_restart(systemd):
+    """RestartSec= longer than the keeper's grace (5 s): without the store's
+    connection the keeper would count the gap as no cellad and kill the apps; with
+    it, the apps outlive the gap and the restarted cellad adopts them."""
+    sd = systemd
+    drop = sd.path("/run/cella-units/cellad.service.d")
+    drop.mkdir()
+    (drop / "slow.conf").write_text("[Service]\nRestartSec=8\n")
+    sd.systemctl("daemon-reload")
+    start_cellad(sd)
+    pids = running_apps(sd)
+    host = {a: sd.host_pid(p) for a, p in pids.items()}
+    main = int(sd.show("cellad.service", "MainPID"))
+    sd.systemctl("kill", "-s", "KILL", "cellad.service")
+    # systemd's restart timer is the wait (8 s), not the test's.
+    wait_for("systemd to restart cellad",
+             lambda: sd.show("cellad.service", "NRestarts") == "1" and
+             sd.show("cellad.service", "ActiveState") == "active" and
+             int(sd.show("cellad.service", "MainPID")) not in (0, main))
+    for a in APPS:
+        assert alive(host[a]), (a, cellad_log(sd))
+    assert running_apps(sd) == pids
+    assert "no cellad came back" not in cellad_log(sd)
