@@ -219,12 +219,14 @@ static int scope_start(sd_bus *bus, const char *scope, const char *state_dir, pi
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
         _cleanup_free_ char *desc = NULL;
         JobWait w = {};
+        /* Declared after w, so freed before it: no callback sees w once it is gone. */
+        _cleanup_(sd_bus_slot_unrefp) sd_bus_slot *slot = NULL;
         const char *job = NULL;
         int r;
 
         if (asprintf(&desc, "cella apps of %s (cellad)", state_dir) < 0)
                 return -ENOMEM;
-        r = sd_bus_match_signal(bus, NULL, "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
+        r = sd_bus_match_signal(bus, &slot, "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
                                 "org.freedesktop.systemd1.Manager", "JobRemoved", on_job_removed,
                                 &w);
         if (r < 0)
