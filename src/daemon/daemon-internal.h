@@ -115,7 +115,8 @@ int daemon_scope_v1_dirs(const char *scope_cg, char ***ret_made);
 void daemon_scope_v1_dirs_remove(char **made);
 
 /* The names cellad gives the fds it stores (FDNAME=, sd_pid_notify_with_fds(3)).
- * A name systemd passes that does not start with the prefix is a socket unit's. */
+ * A name systemd passes that does not start with the prefix is a socket unit's,
+ * except "stored" (systemd's for a stored fd with no FDNAME=). */
 #define DAEMON_FDNAME_PREFIX "cellad-"
 #define DAEMON_FDNAME_LISTEN "cellad-listen" /* our listening control socket */
 #define DAEMON_FDNAME_KEEPER "cellad-keeper" /* a connection to the keeper */
@@ -123,7 +124,7 @@ typedef enum DaemonFdKind {
         DAEMON_FD_SOCKET,  /* a socket unit's (cellad.socket) */
         DAEMON_FD_LISTEN,  /* DAEMON_FDNAME_LISTEN */
         DAEMON_FD_KEEPER,  /* DAEMON_FDNAME_KEEPER */
-        DAEMON_FD_UNKNOWN, /* another "cellad-" name: not ours (another version's) */
+        DAEMON_FD_UNKNOWN, /* another "cellad-" name, or "stored": not ours */
 } DaemonFdKind;
 /* Which kind of fd name (LISTEN_FDNAMES, sd_listen_fds_with_names(3)) is. NULL: a
  * socket's. */

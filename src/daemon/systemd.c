@@ -444,6 +444,10 @@ void daemon_scope_v1_dirs_remove(char **made)
 
 DaemonFdKind daemon_fdname_kind(const char *name)
 {
+        /* "stored": systemd's name for a stored fd sent without FDNAME= (never by
+         * cellad); a store entry all the same, not a socket unit's. */
+        if (name && streq(name, "stored"))
+                return DAEMON_FD_UNKNOWN;
         if (!name || strncmp(name, DAEMON_FDNAME_PREFIX, sizeof DAEMON_FDNAME_PREFIX - 1) != 0)
                 return DAEMON_FD_SOCKET;
         if (streq(name, DAEMON_FDNAME_LISTEN))

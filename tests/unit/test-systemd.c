@@ -109,6 +109,7 @@ START_TEST(test_fdname_kind)
         ck_assert_int_eq(daemon_fdname_kind("cellad-listen"), DAEMON_FD_LISTEN);
         ck_assert_int_eq(daemon_fdname_kind("cellad-keeper"), DAEMON_FD_KEEPER);
         ck_assert_int_eq(daemon_fdname_kind("cellad-keeper2"), DAEMON_FD_UNKNOWN);
+        ck_assert_int_eq(daemon_fdname_kind("stored"), DAEMON_FD_UNKNOWN);
         ck_assert_int_eq(daemon_fdname_kind("cellad-"), DAEMON_FD_UNKNOWN);
         ck_assert_int_eq(daemon_fdname_kind("cellad-listen\n"), DAEMON_FD_UNKNOWN);
 }
