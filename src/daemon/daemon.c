@@ -736,12 +736,12 @@ out:
                 daemon_control_done(&d);
                 /* Out of the cgroup leaf while the manager lives (freed with the
                  * supervisor): the leaves it made go if empty. */
-                if (code == 0) {
+                if (code == 0)
                         cgroup_manager_leave(d.cgm_self ?: d.cgm);
-                        daemon_scope_v1_dirs_remove(d.scope_v1_made);
-                }
                 d.sup = supervisor_free(d.sup);
         }
+        /* Where empty: apps that run on keep theirs. */
+        daemon_scope_v1_dirs_remove(d.scope_v1_made);
         cgroup_manager_free(cgm);
         cgroup_manager_free(d.cgm_self);
         strv_free(d.scope_v1_made);
