@@ -500,6 +500,7 @@ static int daemon_scope_setup(Daemon *d, CgroupManager **cgm)
         DaemonSystemdEnv e;
         const char *why = NULL;
         struct stat st;
+        uint64_t t0;
         pid_t pid = 0;
         int r;
 
@@ -550,6 +551,7 @@ static int daemon_scope_setup(Daemon *d, CgroupManager **cgm)
                 }
                 d->fdstore_keeper = r;
         }
+        t0 = now_monotonic_ns();
         r = daemon_scope_place(d->scope, d->state_dir, pid, &scope_cg);
         if (r >= 0)
                 r = daemon_scope_v1_dirs(scope_cg, &d->scope_v1_made);
@@ -565,8 +567,9 @@ static int daemon_scope_setup(Daemon *d, CgroupManager **cgm)
                 d->scope[0] = 0;
                 return r == -ENOMEM ? r : 0;
         }
-        log_info("the apps and their keeper (pid %d) run in %s (%s), outside cellad's cgroup %s",
-                 (int)pid, d->scope, scope_cg, self_cg);
+        log_info("the apps and their keeper (pid %d) run in %s (%s), outside cellad's cgroup "
+                 "%s (placed in %.1f ms)",
+                 (int)pid, d->scope, scope_cg, self_cg, (double)(now_monotonic_ns() - t0) / 1e6);
         d->cgm_self = *cgm;
         *cgm = apps;
         return 0;
