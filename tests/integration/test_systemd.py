@@ -21,6 +21,8 @@ What it checks, each the issue's words (issue 12, docs/daemon.md):
 - `systemctl stop cellad` stops the apps in order and the scope goes;
 - a restart slower than the keeper's grace: the fd store's connection to the
   keeper keeps it from counting the gap, the apps outlive it and are adopted;
+- a keeper killed while cellad runs: its replacement goes into the scope too, and
+  a crash after that still keeps the apps;
 - a stop while cellad is dead (killed, no restart): the fd store is emptied, the
   keeper sees its last cellad connection close, and its grace (5 s here) ends the
   apps: none is left running unsupervised.
@@ -526,3 +528,34 @@ def test_fd_store_holds_the_keeper_across_a_slow_restart(systemd):
         assert alive(host[a]), (a, cellad_log(sd))
     assert running_apps(sd) == pids
     assert "no cellad came back" not in cellad_log(sd)
+
+
+def test_a_replaced_keeper_goes_into_the_scope(systemd):
+    """The keeper killed while cellad runs: cellad starts another, which goes into the
+    scope's keeper/ leaf too (not cellad's cgroup) and replaces the store's
+    connection; a crash of cellad after that still keeps the apps."""
+    sd = systemd
+    start_cellad(sd)
+    pids = running_apps(sd)
+    host = {a: sd.host_pid(p) for a, p in pids.items()}
+    scope = sd.cgroup(host[APPS[0]]).split("/")[2]
+    procs = sd.path(("/sys/fs/cgroup/unified" if sd.mode != "v2" else "/sys/fs/cgroup")
+                    + f"/cella.slice/{scope}/keeper/cgroup.procs")
+    # cgroup.procs names the pids as the reader's namespace does: here, the host's.
+    old = [int(p) for p in procs.read_text().split()]
+    assert len(old) == 1, old
+    os.kill(old[0], signal.SIGKILL)
+    wait_for("another keeper in the scope",
+             lambda: [p for p in procs.read_text().split() if int(p) != old[0]])
+    wait_for("the store's keeper connection replaced",
+             lambda: sd.show("cellad.service", "NFileDescriptorStore") == "2")
+    assert "handed 2 running app(s) to the new keeper" in cellad_log(sd), cellad_log(sd)
+    main = int(sd.show("cellad.service", "MainPID"))
+    sd.systemctl("kill", "-s", "KILL", "cellad.service")
+    wait_for("systemd to restart cellad",
+             lambda: sd.show("cellad.service", "NRestarts") == "1" and
+             sd.show("cellad.service", "ActiveState") == "active" and
+             int(sd.show("cellad.service", "MainPID")) not in (0, main))
+    for a in APPS:
+        assert alive(host[a]), (a, cellad_log(sd))
+    assert running_apps(sd) == pids
