@@ -23,6 +23,8 @@ What it checks, each the issue's words (issue 12, docs/daemon.md):
   keeper keeps it from counting the gap, the apps outlive it and are adopted;
 - a keeper killed while cellad runs: its replacement goes into the scope too, and
   a crash after that still keeps the apps;
+- with cellad.socket, its socket and the store's keeper connection in one
+  LISTEN_FDS, told apart by name after a crash;
 - a stop while cellad is dead (killed, no restart): the fd store is emptied, the
   keeper sees its last cellad connection close, and its grace (5 s here) ends the
   apps: none is left running unsupervised.
@@ -559,3 +561,33 @@ def test_a_replaced_keeper_goes_into_the_scope(systemd):
     for a in APPS:
         assert alive(host[a]), (a, cellad_log(sd))
     assert running_apps(sd) == pids
+
+
+def test_socket_activation_and_the_store_together(systemd):
+    """cellad.socket passes the control socket (its name "cellad.socket") and the
+    store the keeper's connection ("cellad-keeper") in the same LISTEN_FDS: after a
+    crash cellad tells them apart by name, serves the socket unit's socket, and
+    stores no listening socket of its own."""
+    sd = systemd
+    socket_unit = (UNITS / "cellad.socket").read_text().replace(
+        "ListenStream=/var/lib/cella/cellad.sock", f"ListenStream={STATE}/cellad.sock")
+    assert f"ListenStream={STATE}/cellad.sock" in socket_unit
+    sd.path("/run/cella-units/cellad.socket").write_text(socket_unit)
+    sd.systemctl("daemon-reload")
+    sd.path(STATE).mkdir(mode=0o711, parents=True, exist_ok=True)
+    sd.systemctl("start", "cellad.socket")
+    start_cellad(sd)
+    pids = running_apps(sd)
+    assert sd.show("cellad.service", "NFileDescriptorStore") == "1", cellad_log(sd)
+    main = int(sd.show("cellad.service", "MainPID"))
+    sd.systemctl("kill", "-s", "KILL", "cellad.service")
+    wait_for("systemd to restart cellad",
+             lambda: sd.show("cellad.service", "NRestarts") == "1" and
+             sd.show("cellad.service", "ActiveState") == "active" and
+             int(sd.show("cellad.service", "MainPID")) not in (0, main))
+    assert running_apps(sd) == pids
+    out = cellad_log(sd)
+    assert "systemd's fd store" not in out and "not a listening" not in out, out
+    assert out.count("on the socket systemd passed") == 2, out
+    assert sd.show("cellad.service", "NFileDescriptorStore") == "1", out
+    sd.systemctl("stop", "cellad.service", "cellad.socket")
