@@ -15,8 +15,7 @@
 #include "keeper/keeper.h"
 #include "supervisor/adopt.h"
 
-/* The keeper's grace from $CELLA_KEEPER_GRACE (seconds, 0..86400), or the default. */
-static unsigned keeper_grace(void)
+unsigned daemon_keeper_grace(void)
 {
         const char *e = getenv(SUPERVISOR_KEEPER_GRACE_ENV);
         char *end;
@@ -41,7 +40,7 @@ int daemon_adopt(Daemon *d)
         size_t refused = 0;
         int r;
 
-        r = supervisor_keeper_start(s, keeper_path(), keeper_grace());
+        r = supervisor_keeper_start(s, keeper_path(), daemon_keeper_grace());
         if (r < 0)
                 return 0; /* said: the daemon runs on, its apps without a keeper */
         t0 = now_monotonic_ns();

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <uv.h>
 
 #include "audit/audit.h"
@@ -36,6 +37,7 @@ struct Daemon {
         bool notify;        /* $NOTIFY_SOCKET is set: sd_notify() is heard */
         bool journal;       /* stderr is the journal: log with sd_journal_send() */
         bool stop_told;     /* STOPPING=1 sent */
+        bool ready;         /* READY=1 sent (daemon_ready()) */
         bool status_pending;
         uint64_t status_last_ms;
         unsigned handles; /* DAEMON_HANDLE_* initialized on the loop */
@@ -45,7 +47,118 @@ struct Daemon {
         uv_signal_t hup;
         uv_signal_t stop[2];     /* SIGTERM, SIGINT: STOPPING=1 (the supervisor stops the apps) */
         struct DaemonPool *pool; /* --warm's sandboxes (pool.h); NULL: none */
+        /* Under systemd (systemd.c): */
+        CgroupManager *cgm_self; /* cellad's own leaf, when the apps' manager (cgm) is
+                                  * another: the apps in their scope; else NULL */
+        char scope[96];          /* the apps' scope unit, or "" (none: the apps in B/cella) */
+        char **scope_v1_made;    /* folders made for it in unmanaged v1 hierarchies */
+        int fdstore_listen;      /* our listening socket, from systemd's fd store, or -EBADF */
+        int fdstore_keeper;      /* a connection to the keeper (fd store, or made to place
+                                  * it), handed to the store once ready, or -EBADF */
 };
+
+/* ---- systemd.c: cellad under systemd (docs/daemon.md, "Under systemd") ---- */
+
+/* The apps' scope: "<prefix>-d<dev>i<ino>.scope" in DAEMON_SLICE, Delegate=yes; the
+ * keeper in its DAEMON_SCOPE_KEEPER_LEAF leaf, the apps in cella/ beside it. */
+#define DAEMON_SCOPE_PREFIX      "cella-apps"
+#define DAEMON_SLICE             "cella.slice"
+#define DAEMON_SCOPE_KEEPER_LEAF "keeper"
+/* How long a call to systemd (and a scope's start job) may take. */
+#define DAEMON_BUS_TIMEOUT_MS 10000
+
+/* What daemon_scope_decide() looks at (daemon_systemd_env() fills it in). */
+typedef struct DaemonSystemdEnv {
+        int booted;                /* sd_booted(): > 0 when systemd is pid 1 of the host */
+        const char *invocation_id; /* $INVOCATION_ID: set by systemd for a unit's process */
+        const char *self_cgroup;   /* this process's cgroup2 path ("0::" of /proc/self/cgroup) */
+        CgroupMode mode;           /* the backend cellad's cgroup manager drives */
+} DaemonSystemdEnv;
+
+/*
+ * Whether cellad puts its apps in a scope of their own: only when systemd is the
+ * host's init (sd_booted(3)), cellad is a unit's process ($INVOCATION_ID,
+ * systemd.exec(5)), in a service's cgroup ("/....service", or its "/supervisor"
+ * leaf), and the apps get cgroup2 leaves (mode v2 or hybrid: systemd tracks a
+ * unit's processes in cgroup2 there). Returns 1, or 0 with *ret_why (a static
+ * string saying which condition failed).
+ */
+int daemon_scope_decide(const DaemonSystemdEnv *e, const char **ret_why);
+
+/* The environment of this process for daemon_scope_decide(), m's mode; *ret_cgroup
+ * is the cgroup2 path e->self_cgroup points into (the caller frees it; NULL when
+ * there is none). */
+void daemon_systemd_env(CgroupManager *m, DaemonSystemdEnv *e, char **ret_cgroup);
+
+/* The apps' scope of the state directory st: "cella-apps-d<dev>i<ino>.scope" (hex, the
+ * tag of its apps' leaves) into buf. Returns 0, or -ENAMETOOLONG (size too small). */
+int daemon_scope_name(const struct stat *st, char *buf, size_t size);
+
+/*
+ * Puts the keeper (pid) into scope's keeper leaf, starting scope (StartTransientUnit,
+ * Delegate=yes, Slice=cella.slice, the keeper its first process) when it does not
+ * run, over systemd's private socket (root) or the system bus; nothing when the
+ * keeper is there already. Returns 0 and *ret_cgroup, the scope's cgroup2 path
+ * ("/cella.slice/<scope>"), or a negative errno (printed).
+ */
+int daemon_scope_place(const char *scope, const char *state_dir, pid_t pid, char **ret_cgroup);
+
+/*
+ * In the v1 hierarchies cella uses (memory, pids, cpu, cpuacct) that systemd does
+ * not manage (it realizes a unit's cgroup only in the controllers it knows, as they
+ * are mounted), the scope's path scope_cg may be missing: made, each folder made
+ * listed in *ret_made (top first) for daemon_scope_v1_dirs_remove(), which removes
+ * them deepest first where empty. Returns 0 or a negative errno (said; what was
+ * made is in *ret_made).
+ */
+int daemon_scope_v1_dirs(const char *scope_cg, char ***ret_made);
+void daemon_scope_v1_dirs_remove(char **made);
+
+/* The names cellad gives the fds it stores (FDNAME=, sd_pid_notify_with_fds(3)).
+ * A name systemd passes that does not start with the prefix is a socket unit's,
+ * except "stored" (systemd's for a stored fd with no FDNAME=). */
+#define DAEMON_FDNAME_PREFIX "cellad-"
+#define DAEMON_FDNAME_LISTEN "cellad-listen" /* our listening control socket */
+#define DAEMON_FDNAME_KEEPER "cellad-keeper" /* a connection to the keeper */
+typedef enum DaemonFdKind {
+        DAEMON_FD_SOCKET,  /* a socket unit's (cellad.socket) */
+        DAEMON_FD_LISTEN,  /* DAEMON_FDNAME_LISTEN */
+        DAEMON_FD_KEEPER,  /* DAEMON_FDNAME_KEEPER */
+        DAEMON_FD_UNKNOWN, /* another "cellad-" name, or "stored": not ours */
+} DaemonFdKind;
+/* Which kind of fd name (LISTEN_FDNAMES, sd_listen_fds_with_names(3)) is. NULL: a
+ * socket's. */
+DaemonFdKind daemon_fdname_kind(const char *name);
+
+/*
+ * Checks an fd the store passed before it is used: _listen() that fd is a listening
+ * Unix stream socket bound for path (or daemon_bind()'s "<path>.<...>") whose file
+ * is still a socket of root's; _keeper() that it is a connected Unix seqpacket
+ * socket whose peer is the listener at path (the keeper's socket), a process of
+ * root's (or ours), with nothing to read and no hang-up. Return 0, or -EINVAL,
+ * -EPERM or -ESTALE with *ret_why (a static string).
+ */
+int daemon_fdstore_check_listen(int fd, const char *path, const char **ret_why);
+int daemon_fdstore_check_keeper(int fd, const char *path, const char **ret_why);
+
+/*
+ * Takes what systemd passed (sd_listen_fds_with_names(3)): a socket unit's fds stay
+ * sockets, made fds 3.. again and the only ones LISTEN_FDS names from here (what a
+ * re-exec hands on); the store's, after their checks, go to d->fdstore_listen and
+ * d->fdstore_keeper; one that fails a check, or has a name not ours, is closed,
+ * said, and dropped from the store (FDSTOREREMOVE=1). Sets d->n_listen_fds. Returns
+ * their number, or a negative errno (printed).
+ */
+int daemon_fds_take(Daemon *d);
+
+/* Hands fd (a copy: the caller keeps its own) to systemd's fd store as name;
+ * _replace() first drops what the store held under that name. Said when refused. */
+void daemon_fdstore_put(const char *name, int fd);
+void daemon_fdstore_replace(const char *name, int fd);
+
+/* adopt.c: the keeper's grace from $CELLA_KEEPER_GRACE (seconds, 0..86400), or
+ * KEEPER_GRACE_DEFAULT_S (a bad value is said). */
+unsigned daemon_keeper_grace(void);
 
 /* STATUS= (throttled to DAEMON_STATUS_INTERVAL_MS) after a state change. */
 void daemon_status_changed(Daemon *d);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
@@ -29,6 +30,7 @@
 #include "config.h"
 #include "daemon/daemon-internal.h"
 #include "daemon/pool.h"
+#include "keeper/keeper.h"
 #include "supervisor/control.h"
 #include "supervisor/run.h"
 
@@ -405,10 +407,21 @@ static void daemon_ready(Daemon *d)
                         log_warning_errno(negative_errno(), "--ready-fd %d: %m", d->o.ready_fd);
                 (void)close(d->o.ready_fd);
         }
+        d->ready = true;
         if (d->notify) {
+                /* systemd's fd store (systemd.c): our listening socket (a new cellad
+                 * after a crash serves the clients waiting in its backlog), and a
+                 * connection to the keeper of the apps' scope (it counts as a cellad
+                 * connected while systemd holds it: the keeper's grace starts only
+                 * when the unit stops for good and the store is emptied). */
+                if (d->listen_fd >= 0)
+                        daemon_fdstore_put(DAEMON_FDNAME_LISTEN, d->listen_fd);
+                if (d->scope[0] && d->fdstore_keeper >= 0)
+                        daemon_fdstore_replace(DAEMON_FDNAME_KEEPER, d->fdstore_keeper);
                 daemon_send_status(d);
                 (void)sd_notify(0, "READY=1");
         }
+        d->fdstore_keeper = safe_close(d->fdstore_keeper);
         log_info("ready: %s on %s (pid %d)", d->state_dir, d->socket_path, (int)getpid());
 }
 
@@ -471,9 +484,131 @@ static void daemon_close_handles(Daemon *d)
         d->handles = 0;
 }
 
+/*
+ * Under systemd, the apps' scope (systemd.c, docs/daemon.md "Under systemd"): the
+ * keeper (the one an earlier cellad left, reached through the fd store or its
+ * socket, or a new one) placed in the state directory's scope, and a cgroup manager
+ * for the apps whose parent is that scope, into *cgm; cellad's own (self: its
+ * supervisor/ leaf of cellad.service) goes to d->cgm_self. Elsewhere, or when any of
+ * it fails (said), *cgm stays self: the apps in cellad's B/cella. Returns 0 or
+ * -ENOMEM.
+ */
+static int daemon_scope_setup(Daemon *d, CgroupManager **cgm)
+{
+        _cleanup_free_ char *self_cg = NULL, *scope_cg = NULL;
+        CgroupManager *apps = NULL;
+        DaemonSystemdEnv e;
+        const char *why = NULL;
+        struct stat st;
+        uint64_t t0;
+        pid_t pid = 0;
+        int r;
+
+        daemon_systemd_env(*cgm, &e, &self_cg);
+        if (daemon_scope_decide(&e, &why) <= 0) {
+                if (e.booted > 0 && e.invocation_id)
+                        log_warning("the apps stay in cellad's own cgroup: %s; a crash of "
+                                    "cellad under KillMode=mixed ends them",
+                                    why);
+                else
+                        log_debug("no scope for the apps: %s", why);
+                return 0;
+        }
+        if (stat(d->state_dir, &st) < 0 || daemon_scope_name(&st, d->scope, sizeof d->scope) < 0) {
+                log_warning_errno(negative_errno(), "%s: %m; the apps stay in cellad's cgroup",
+                                  d->state_dir);
+                d->scope[0] = 0;
+                return 0;
+        }
+        if (d->fdstore_keeper >= 0) {
+                struct ucred cred;
+                socklen_t len = sizeof cred;
+
+                if (getsockopt(d->fdstore_keeper, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+                        pid = cred.pid;
+        }
+        if (pid <= 0) {
+                /* The keeper listens in run/, which the supervisor makes later, the
+                 * same way (control.c: root's, 0700). */
+                if (mkdirat(d->state_fd, CONTROL_DIR, 0700) < 0 && errno != EEXIST) {
+                        log_warning_errno(negative_errno(),
+                                          "cannot make %s/%s: %m; the apps "
+                                          "stay in cellad's cgroup",
+                                          d->state_dir, CONTROL_DIR);
+                        d->scope[0] = 0;
+                        return 0;
+                }
+                /* Started (or found) now, before the supervisor connects, and held
+                 * until it has: a new keeper with no client exits at once, which
+                 * would leave the scope empty (systemd then removes it). */
+                d->fdstore_keeper = safe_close(d->fdstore_keeper);
+                r = keeper_ensure(keeper_path(), d->state_dir, daemon_keeper_grace(), &pid);
+                if (r < 0) {
+                        log_warning_errno(r, "cannot start the keeper: %m; the apps stay in "
+                                             "cellad's cgroup");
+                        d->scope[0] = 0;
+                        return 0;
+                }
+                d->fdstore_keeper = r;
+        }
+        t0 = now_monotonic_ns();
+        r = daemon_scope_place(d->scope, d->state_dir, pid, &scope_cg);
+        if (r >= 0)
+                r = daemon_scope_v1_dirs(scope_cg, &d->scope_v1_made);
+        if (r >= 0) {
+                r = cgroup_manager_new("/sys/fs/cgroup", cgroup_manager_mode(*cgm), scope_cg,
+                                       &apps);
+                if (r < 0)
+                        log_error_errno(r, "cannot use the cgroups of %s: %m", d->scope);
+        }
+        if (r < 0) {
+                log_warning("the apps stay in cellad's own cgroup (the reason is above); a crash "
+                            "of cellad under KillMode=mixed ends them");
+                d->scope[0] = 0;
+                return r == -ENOMEM ? r : 0;
+        }
+        log_info("the apps and their keeper (pid %d) run in %s (%s), outside cellad's cgroup "
+                 "%s (placed in %.1f ms)",
+                 (int)pid, d->scope, scope_cg, self_cg, (double)(now_monotonic_ns() - t0) / 1e6);
+        d->cgm_self = *cgm;
+        *cgm = apps;
+        return 0;
+}
+
+/* SupervisorOptions.keeper_cb: a keeper the supervisor connected to (the first, or one
+ * that replaces a lost one) goes into the apps' scope, and systemd's fd store holds
+ * a connection to it. */
+static void on_keeper_connected(pid_t pid, void *userdata)
+{
+        Daemon *d = userdata;
+        _cleanup_free_ char *cg = NULL, *path = NULL;
+        _cleanup_close_ int fd = -EBADF;
+
+        if (!d->scope[0])
+                return;
+        if (daemon_scope_place(d->scope, d->state_dir, pid, &cg) < 0) {
+                log_warning("the keeper (pid %d) stays in cellad's cgroup: a crash of cellad "
+                            "ends it and its apps",
+                            (int)pid);
+                return;
+        }
+        /* At start the connection daemon_scope_setup() made goes to the store once
+         * ready (daemon_ready()); a later keeper's here. */
+        if (!d->ready || !d->notify || asprintf(&path, "%s/%s", d->state_dir, KEEPER_SOCKET) < 0)
+                return;
+        fd = keeper_connect(path, NULL);
+        if (fd >= 0)
+                daemon_fdstore_replace(DAEMON_FDNAME_KEEPER, fd);
+}
+
 int daemon_run(const DaemonOptions *o)
 {
-        Daemon d = {.o = *o, .lock_fd = -EBADF, .state_fd = -EBADF, .listen_fd = -EBADF};
+        Daemon d = {.o = *o,
+                    .lock_fd = -EBADF,
+                    .state_fd = -EBADF,
+                    .listen_fd = -EBADF,
+                    .fdstore_listen = -EBADF,
+                    .fdstore_keeper = -EBADF};
         SupervisorError err = {};
         SupervisorOptions so;
         CgroupManager *cgm = NULL;
@@ -506,8 +641,15 @@ int daemon_run(const DaemonOptions *o)
                 goto out;
         }
         d.socket_path = o->socket_path ?: d.socket_path_buf;
+        /* What systemd passed: cellad.socket's sockets, the fd store's (systemd.c). */
+        r = daemon_fds_take(&d);
+        if (r < 0)
+                goto out;
 
         r = daemon_cgroup_setup("/sys/fs/cgroup", o->cgroup_mode, o->state_dir, &cgm);
+        if (r < 0)
+                goto out;
+        r = daemon_scope_setup(&d, &cgm);
         if (r < 0)
                 goto out;
 
@@ -524,6 +666,8 @@ int daemon_run(const DaemonOptions *o)
                 .cgm = d.cgm = TAKE_PTR(cgm),
                 .status_cb = on_status_record,
                 .status_userdata = &d,
+                .keeper_cb = on_keeper_connected,
+                .keeper_userdata = &d,
                 .exit_code = daemon_exit_code,
         };
         r = supervisor_new(&so, &d.sup, &err);
@@ -596,10 +740,16 @@ out:
                 /* Out of the cgroup leaf while the manager lives (freed with the
                  * supervisor): the leaves it made go if empty. */
                 if (code == 0)
-                        cgroup_manager_leave(d.cgm);
+                        cgroup_manager_leave(d.cgm_self ?: d.cgm);
                 d.sup = supervisor_free(d.sup);
         }
+        /* Where empty: apps that run on keep theirs. */
+        daemon_scope_v1_dirs_remove(d.scope_v1_made);
         cgroup_manager_free(cgm);
+        cgroup_manager_free(d.cgm_self);
+        strv_free(d.scope_v1_made);
+        safe_close(d.fdstore_listen);
+        safe_close(d.fdstore_keeper);
         if (code != 0 && d.notify)
                 (void)sd_notifyf(0, "STATUS=failed to start: %s\nERRNO=%d",
                                  log_last_error()[0] ? log_last_error() : "see the log",

@@ -275,7 +275,8 @@ int daemon_control_setup(Daemon *d)
                 d->socket_path = "the socket systemd passed";
                 /* The environment stays for a re-exec (same pid, same fds). */
         } else {
-                int fd = d->o.listen_fd;
+                /* Or the one systemd's fd store kept (systemd.c, checked). */
+                int fd = d->o.listen_fd >= 0 ? d->o.listen_fd : TAKE_FD(d->fdstore_listen);
 
                 /* Our own socket, kept over a re-exec (--listen-fd): a client that
                  * connects meanwhile waits in its backlog instead of being refused. */

@@ -88,6 +88,8 @@ static int keeper_connect_for(Supervisor *s, SupervisorKeeper *k)
                 return fd;
         k->fd = fd;
         k->pid = pid;
+        if (s->o.keeper_cb)
+                s->o.keeper_cb(pid, s->o.keeper_userdata);
         k->poll = calloc(1, sizeof *k->poll);
         if (!k->poll)
                 return 0; /* unwatched: a loss is seen at the next hold or drop */

@@ -65,6 +65,11 @@ typedef struct SupervisorOptions {
          * as it is made, whether or not a status fd is open (cellad: journald). */
         void (*status_cb)(const json_t *record, void *userdata);
         void *status_userdata;
+        /* Not NULL: called with the keeper's pid each time the kernel connects to a
+         * keeper (adopt.h: the first, and one that replaces a lost one), before any
+         * app is handed to it (cellad under systemd: into the apps' scope). */
+        void (*keeper_cb)(pid_t pid, void *userdata);
+        void *keeper_userdata;
 } SupervisorOptions;
 
 /* The phase of an app's run, as instance.c and group.c drive it; the state `cella ps`
