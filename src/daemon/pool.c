@@ -47,7 +47,7 @@ static void on_refill(uv_timer_t *t)
 
         if (p->stopped || p->n >= p->target || supervisor_stopping(p->d->sup))
                 return;
-        r = sandbox_warm_new(launch_init_path(), &w);
+        r = sandbox_warm_new(launch_init_path(), p->d->cgm, &w);
         if (r < 0) {
                 /* Not fatal: starts are cold meanwhile. Tried again at the next take. */
                 p->failed++;

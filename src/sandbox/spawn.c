@@ -881,16 +881,32 @@ static int parent_recv(int ctl, Msg *m, int *ret_fd)
         return m->type == MSG_SECCOMP_FD || n > 0 ? -EPROTO : 0;
 }
 
+/* How a child comes to be in its cgroup's leaves. */
+typedef enum CgroupEntry {
+        /* Born in the cgroup2 leaf (CLONE_INTO_CGROUP), it joins the v1 ones itself
+         * at MSG_CGROUP (a cold spawn). */
+        CGROUP_ENTRY_CHILD,
+        /* The parent writes its pid to every leaf (Linux < 5.7: no
+         * CLONE_INTO_CGROUP). */
+        CGROUP_ENTRY_PARENT,
+        /* In every leaf already, which exists (a warm sandbox's, sandbox_warm_new()):
+         * only the limits are left. */
+        CGROUP_ENTRY_DONE,
+} CgroupEntry;
+
 /*
- * Makes the rest of the cgroup (v1 leaves, limits) and tells the child how to join
- * it: MSG_CGROUP with the v1 tasks fds (or none when there is no cgroup or the
- * parent joined the child itself: no CLONE_INTO_CGROUP) and the app's host ids from
- * spec. Into *ret_oom_kills, the memory leaf's OOM kill count before any of the
+ * Makes the rest of the cgroup (v1 leaves, unless entry is CGROUP_ENTRY_DONE),
+ * limits it, and tells the child how to join it: MSG_CGROUP with the v1 tasks fds
+ * (none when there is no cgroup or entry is not CGROUP_ENTRY_CHILD: then the
+ * parent wrote the child's pid into every leaf, or it is in them) and the app's
+ * host ids from spec. The child waits for this message before it runs anything of
+ * the app: the limits are in force from the app's first instruction. Into
+ * *ret_oom_kills, the memory leaf's OOM kill count before any of the
  * sandbox's tasks can run the app (0 without a memory controller): the baseline
  * sandbox_finish() subtracts (see there). Returns 0 or -errno with err filled.
  */
-static int send_cgroup(Cgroup *cg, pid_t pid, bool attach_in_parent, int ctl,
-                       const SandboxSpec *spec, uint64_t *ret_oom_kills, SandboxError *err)
+static int send_cgroup(Cgroup *cg, pid_t pid, CgroupEntry entry, int ctl, const SandboxSpec *spec,
+                       uint64_t *ret_oom_kills, SandboxError *err)
 {
         CgroupJoin join = {.unified_fd = -EBADF};
         Msg m = {.type = MSG_CGROUP, .host_uid = spec->host_uid, .host_gid = spec->host_gid};
@@ -898,7 +914,7 @@ static int send_cgroup(Cgroup *cg, pid_t pid, bool attach_in_parent, int ctl,
         int r;
 
         if (cg) {
-                r = cgroup_new_rest(cg);
+                r = entry == CGROUP_ENTRY_DONE ? 0 : cgroup_new_rest(cg);
                 if (r < 0)
                         return sandbox_fail(err, SANDBOX_STEP_CGROUP, r, "create the v1 cgroups");
                 r = cgroup_set_limits(cg, limits);
@@ -923,9 +939,9 @@ static int send_cgroup(Cgroup *cg, pid_t pid, bool attach_in_parent, int ctl,
                 if (r < 0)
                         return sandbox_fail(err, SANDBOX_STEP_CGROUP, r,
                                             "read the memory cgroup's OOM kill count");
-                if (attach_in_parent)
+                if (entry == CGROUP_ENTRY_PARENT)
                         r = cgroup_attach(cg, pid);
-                else
+                else if (entry == CGROUP_ENTRY_CHILD)
                         r = cgroup_join_prepare(cg, &join);
                 if (r < 0)
                         return sandbox_fail(err, SANDBOX_STEP_CGROUP, r, "join the cgroup");
@@ -939,15 +955,14 @@ static int send_cgroup(Cgroup *cg, pid_t pid, bool attach_in_parent, int ctl,
 
 /*
  * The parent's half once the child exists, the same for a cold spawn and a warm
- * one: the caller's prepare, the cgroup (attach_in_parent: the parent writes the
- * child into every leaf, else it joined the cgroup2 leaf at clone and joins the v1
- * ones itself), the uid map, the caller's starting, the seccomp listener, until
+ * one: the caller's prepare, the cgroup (entry: how the child comes into its
+ * leaves, send_cgroup()), the uid map, the caller's starting, the seccomp listener, until
  * STARTED. Takes s, cg, *pidfd, *ctl0 and helper (a net helper to reap, or -1):
  * on success they are in *ret, on failure the child is killed and everything is
  * gone. Returns 0 or -errno with err filled.
  */
 static int spawn_finish(SandboxSpec *spec, Sandbox *s_in, Cgroup *cg, pid_t pid, int *pidfd,
-                        int *ctl0, pid_t helper, bool attach_in_parent, Sandbox **ret,
+                        int *ctl0, pid_t helper, CgroupEntry entry, Sandbox **ret,
                         SandboxError *err)
 {
         _cleanup_free_ Sandbox *s = s_in;
@@ -970,7 +985,7 @@ static int spawn_finish(SandboxSpec *spec, Sandbox *s_in, Cgroup *cg, pid_t pid,
                         goto fail_child;
                 }
         }
-        r = send_cgroup(cg, pid, attach_in_parent, *ctl0, spec, &s->oom_kills_before, err);
+        r = send_cgroup(cg, pid, entry, *ctl0, spec, &s->oom_kills_before, err);
         if (r == -EPIPE || r == -ECONNRESET)
                 /* The child failed (and exited) before it read this: the report it
                  * queued first, or EOF and its exit status, says why. Read that
@@ -1076,7 +1091,7 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
         SandboxSpec spec = *spec_in;
         Cgroup *cg = NULL;
         _cleanup_close_ int unified_fd = -EBADF;
-        bool attach_in_parent = false;
+        CgroupEntry entry = CGROUP_ENTRY_CHILD;
         struct clone_args args = {};
         pid_t pid, helper = -1;
         int r;
@@ -1128,7 +1143,7 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
                 /* Linux < 5.7 has no CLONE_INTO_CGROUP: join the old way. */
                 args.flags &= ~(uint64_t)CLONE_INTO_CGROUP;
                 args.cgroup = 0;
-                attach_in_parent = true;
+                entry = CGROUP_ENTRY_PARENT;
                 pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
         }
         if (pid < 0) {
@@ -1154,8 +1169,7 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
         }
         if (helper == 0)
                 net_helper(ctl[0]);
-        return spawn_finish(&spec, TAKE_PTR(s), cg, pid, &pidfd, &ctl[0], helper, attach_in_parent,
-                            ret, err);
+        return spawn_finish(&spec, TAKE_PTR(s), cg, pid, &pidfd, &ctl[0], helper, entry, ret, err);
 
 fail:
         if (cg) {
@@ -1174,22 +1188,35 @@ fail:
  * pid, ipc and uts namespaces (clone3), its own network namespace with loopback
  * up (the net helper), a session of its own, and the jail's skeleton
  * (jail_skeleton(): the root tmpfs, the runtime's read-only binds, /dev, /proc).
- * It then waits on ctl, root of the caller's user namespace, in the caller's
- * cgroup (charged to the daemon), holding no fd but ctl and cella-init's, no
- * uid of any app, and no app's data: it is a copy of the caller's memory from
- * when it was cloned, as every cold spawn's child is.
+ * It then waits on ctl, root of the caller's user namespace, in a cgroup leaf of
+ * its own ("warm-<caller pid>-<n>@<owner>", unlimited until it has an app), holding
+ * no fd but ctl and cella-init's, no uid of any app, and no app's data: it is a
+ * copy of the caller's memory from when it was cloned, as every cold spawn's child
+ * is.
+ *
+ * Its leaf is made and joined ahead, as its namespaces are, because a start must
+ * not move it into one: writing a pid to cgroup.procs takes Linux's global
+ * cgroup_threadgroup_rwsem for writing, whose percpu_down_write() waits for an
+ * RCU grace period (7-15 ms measured on this project's hosts, docs/benchmarks.md)
+ * unless another writer holds it already. So the child is born in the cgroup2 leaf
+ * (clone3(CLONE_INTO_CGROUP)) and writes "0" to each v1 leaf's "tasks" itself (a
+ * single thread moving itself skips that lock: cgroup_procs_write_start()), as a
+ * cold child does; at the start the parent only writes the app's limits into the
+ * leaf, before the child may go on, and renames it after the app where every
+ * hierarchy allows (v1: cgroup_rename(); cgroup2 refuses a rename, so on v2 and
+ * hybrid hosts the leaf keeps its warm name, recorded in the Sandbox's Cgroup and,
+ * through it, in the keeper's record).
  *
  * sandbox_spawn_warm() gives it one app: the spec, deep-copied into a shared
  * arena mapped before the clone (so its pointers mean the same in both
  * processes), and MSG_WARM_GO with the spec's fds; the child then does what a
  * cold child does from the hostname on (the app's binds, /etc identity, /tmp,
- * pivot_root, the cgroup the parent attached it to, the user namespace and the
- * app's uid map, capabilities, rlimits, seccomp, exec), through the same
- * child_run(). What is never done ahead, and why: the user namespace and the uid
- * (each app has its own host uid; a namespace made ahead would be charged to
- * the wrong uid, become_host_user()), the cgroup (named after the app, its
- * limits the app's), the hostname, /tmp (its size is the app's), every bind of
- * the app's own.
+ * pivot_root, the cgroup's limits, the user namespace and the app's uid map,
+ * capabilities, rlimits, seccomp, exec), through the same child_run(). What is
+ * never done ahead, and why: the user namespace and the uid (each app has its own
+ * host uid; a namespace made ahead would be charged to the wrong uid,
+ * become_host_user()), the cgroup's limits (the app's), the hostname, /tmp (its
+ * size is the app's), every bind of the app's own.
  *
  * One warm sandbox serves one app, once: used or not, it is never handed to
  * another. While it waits it carries PR_SET_PDEATHSIG(SIGKILL) (a SIGKILL of the
@@ -1204,7 +1231,13 @@ struct SandboxWarm {
         void *arena; /* SANDBOX_WARM_ARENA bytes, MAP_SHARED with the child */
         bool ready;  /* MSG_WARM_READY came */
         char *init_path;
+        CgroupManager *cgm; /* not owned; NULL: no cgroup */
+        Cgroup *cg;         /* the child's leaf (made by sandbox_warm_new()) */
 };
+
+/* Tries at naming a warm leaf before giving up (a name taken is -EEXIST: the next
+ * number is tried). */
+#define SANDBOX_WARM_LEAF_TRIES 16
 
 #define SANDBOX_WARM_ARENA (256u * 1024u)
 
@@ -1358,7 +1391,7 @@ static void warm_place_fds(SandboxSpec *c, const int *fds)
 }
 
 /* The warm child: see struct SandboxWarm. Never returns. */
-_noreturn_ static void warm_main(int ctl, const char *init_path, void *arena)
+_noreturn_ static void warm_main(int ctl, const char *init_path, void *arena, CgroupJoin *join)
 {
         SandboxError err = {};
         JailSkeleton sk;
@@ -1371,9 +1404,16 @@ _noreturn_ static void warm_main(int ctl, const char *init_path, void *arena)
 
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                 _exit(1);
+        /* Into the v1 leaves, as a single thread moving itself (it was born in the
+         * cgroup2 one); cgroup_join_self() closes their fds. */
+        r = cgroup_join_self(join);
         /* Nothing of the caller's crosses into a warm sandbox: not another app's
          * pipes or channel, not the control socket. */
         close_all_but(ctl, -1);
+        if (r < 0) {
+                sandbox_fail(&err, SANDBOX_STEP_CGROUP, r, "join the warm v1 cgroups");
+                goto fail;
+        }
         {
                 /* The parent may have died before the signal was armed. */
                 struct pollfd p = {.fd = ctl, .events = POLLOUT};
@@ -1466,18 +1506,41 @@ fail:
         _exit(1);
 }
 
-int sandbox_warm_new(const char *init_path, SandboxWarm **ret)
+/* Makes w's leaf (see struct SandboxWarm) and opens what the child needs to be
+ * born in it into *join. Returns 0 or -errno. */
+static int warm_cgroup(SandboxWarm *w, CgroupJoin *join)
+{
+        static unsigned seq;
+        int r = -EEXIST;
+
+        for (unsigned i = 0; i < SANDBOX_WARM_LEAF_TRIES && r == -EEXIST; i++) {
+                char label[48];
+
+                snprintf(label, sizeof label, "warm-%d-%u", (int)getpid(), ++seq);
+                r = cgroup_new_exclusive(w->cgm, label, &w->cg);
+        }
+        if (r < 0)
+                return r;
+        return cgroup_join_prepare(w->cg, join);
+}
+
+int sandbox_warm_new(const char *init_path, CgroupManager *cgroups, SandboxWarm **ret)
 {
         _cleanup_close_pair_ int ctl[2] = {-EBADF, -EBADF};
         _cleanup_close_ int pidfd = -EBADF;
         _cleanup_free_ SandboxWarm *w = NULL;
+        CgroupJoin join = {.unified_fd = -EBADF};
         struct clone_args args = {};
+        bool attach = false;
         void *arena;
         pid_t pid;
+        int r;
 
         w = calloc(1, sizeof *w);
         if (!w)
                 return -ENOMEM;
+        w->pidfd = w->ctl = -EBADF;
+        w->cgm = cgroups;
         if (init_path) {
                 w->init_path = strdup(init_path);
                 if (!w->init_path)
@@ -1489,18 +1552,38 @@ int sandbox_warm_new(const char *init_path, SandboxWarm **ret)
                 free(w->init_path);
                 return negative_errno();
         }
+        if (cgroups) {
+                r = warm_cgroup(w, &join);
+                if (r < 0)
+                        goto fail;
+        }
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0)
                 goto fail_errno;
         args.flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_PIDFD;
         args.pidfd = (uint64_t)(uintptr_t)&pidfd;
         args.exit_signal = SIGCHLD;
+        if (join.unified_fd >= 0) {
+                args.flags |= CLONE_INTO_CGROUP;
+                args.cgroup = (uint64_t)join.unified_fd;
+        }
         pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
+        if (pid < 0 && join.unified_fd >= 0 &&
+            (errno == EINVAL || errno == E2BIG || errno == EOPNOTSUPP)) {
+                /* Linux < 5.7: the parent writes it in, here, ahead of any start. */
+                args.flags &= ~(uint64_t)CLONE_INTO_CGROUP;
+                args.cgroup = 0;
+                attach = true;
+                pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
+        }
         if (pid < 0)
                 goto fail_errno;
         if (pid == 0) {
                 safe_close(ctl[0]);
-                warm_main(ctl[1], w->init_path, arena);
+                warm_main(ctl[1], w->init_path, arena, &join);
         }
+        cgroup_join_done(&join);
+        if (attach)
+                (void)cgroup_attach(w->cg, pid); /* if it fails, so does the child's join */
         /* Only this child shares the arena: neither the next warm child nor any
          * cold one inherits it (each would see the spec of another app). */
         (void)madvise(arena, SANDBOX_WARM_ARENA, MADV_DONTFORK);
@@ -1511,8 +1594,7 @@ int sandbox_warm_new(const char *init_path, SandboxWarm **ret)
         w->arena = arena;
         w->helper = fork();
         if (w->helper < 0) {
-                int r = negative_errno();
-
+                r = negative_errno();
                 w->helper = -1;
                 sandbox_warm_free(TAKE_PTR(w));
                 return r;
@@ -1522,13 +1604,15 @@ int sandbox_warm_new(const char *init_path, SandboxWarm **ret)
         *ret = TAKE_PTR(w);
         return 0;
 
-fail_errno : {
-        int r = negative_errno();
-
+fail_errno:
+        r = negative_errno();
+fail:
+        cgroup_join_done(&join);
+        if (w->cg)
+                cgroup_destroy(w->cg);
         munmap(arena, SANDBOX_WARM_ARENA);
         free(w->init_path);
         return r;
-}
 }
 
 pid_t sandbox_warm_pid(const SandboxWarm *w)
@@ -1543,6 +1627,10 @@ bool sandbox_warm_fits(const SandboxWarm *w, const SandboxSpec *spec)
                 return false;
         if (!w->init_path != !spec->init_path ||
             (w->init_path && strcmp(w->init_path, spec->init_path) != 0))
+                return false;
+        /* Its leaf is the manager's, and there is one (made, or not) for a spec
+         * that wants one. */
+        if (w->cgm != spec->cgroups || !w->cg != !spec->cgroups)
                 return false;
         return true;
 }
@@ -1583,6 +1671,8 @@ SandboxWarm *sandbox_warm_free(SandboxWarm *w)
         }
         safe_close(w->pidfd);
         safe_close(w->ctl);
+        /* Reaped: its leaf is empty, and goes. */
+        cgroup_destroy(w->cg);
         if (w->arena)
                 munmap(w->arena, SANDBOX_WARM_ARENA);
         free(w->init_path);
@@ -1625,33 +1715,27 @@ int sandbox_spawn_warm(SandboxWarm *w, const SandboxSpec *spec_in, Sandbox **ret
                 r = sandbox_fail(err, SANDBOX_STEP_PREPARE, -ENOMEM, "allocate");
                 goto fail_warm;
         }
-        /* The child is not in any of the app's leaves yet: all of them are made
-         * now, and the parent writes it into each (send_cgroup()) before it may
-         * run anything of the app. */
-        if (spec.cgroups) {
-                r = cgroup_new_unified(spec.cgroups, spec.cgroup_label, &cg);
-                if (r < 0) {
-                        sandbox_fail(err, SANDBOX_STEP_CGROUP, r, "create cgroup %s",
-                                     spec.cgroup_label);
-                        goto fail_warm;
-                }
-        }
         m.value = (int32_t)n_fds;
         r = msg_send_fds(w->ctl, &m, fds, n_fds);
         if (r < 0) {
                 sandbox_fail(err, SANDBOX_STEP_PREPARE, r, "hand the app to a warm sandbox");
-                if (cg) {
-                        cgroup_kill(cg);
-                        cgroup_destroy(cg);
-                }
                 goto fail_warm;
         }
-        /* From here spawn_finish() owns the child, its fds and the helper. */
+        /* From here spawn_finish() owns the child, its fds, its leaf and the
+         * helper. The child is in every leaf already (sandbox_warm_new()), with no
+         * limit: send_cgroup() writes the app's before the child may go on. While
+         * it builds the app's part of the jail, the leaf takes the app's name
+         * where the hierarchies allow (v1); elsewhere, or if a leaf of that name is
+         * left over, it keeps its own, which the Sandbox's cgroup handle carries. */
         pidfd = TAKE_FD(w->pidfd);
         ctl = TAKE_FD(w->ctl);
+        cg = TAKE_PTR(w->cg);
         w->helper = -1;
         sandbox_warm_free(w);
-        r = spawn_finish(&spec, TAKE_PTR(s), cg, pid, &pidfd, &ctl, helper, true, ret, err);
+        if (cg && spec.cgroup_label)
+                (void)cgroup_rename(cg, spec.cgroup_label);
+        r = spawn_finish(&spec, TAKE_PTR(s), cg, pid, &pidfd, &ctl, helper, CGROUP_ENTRY_DONE, ret,
+                         err);
         safe_close(pidfd);
         safe_close(ctl);
         return r;
