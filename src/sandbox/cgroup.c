@@ -1395,14 +1395,28 @@ int cgroup_new_exclusive(CgroupManager *m, const char *label, Cgroup **ret)
                 r = create_some(cg, true, true);
                 if (r >= 0) {
                         r = create_some(cg, false, true);
-                        if (r < 0)
-                                (void)cgroup_generic_destroy(cg);
+                        /* The cgroup2 leaf is this call's (made new): it goes; the
+                         * v1 leaf that exists is another's, and stays. */
+                        for (size_t i = 0; r < 0 && i < m->n_hier; i++)
+                                if (m->hier[i].unified)
+                                        (void)rmdir(cg->leaf[i]);
                 }
         }
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(cg);
         return 0;
+}
+
+/* rename(2) that never replaces to: RENAME_NOREPLACE where the file system takes
+ * it, else plain rename (kernfs: it refuses an existing target itself). */
+static int rename_noreplace(const char *from, const char *to)
+{
+        if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) >= 0)
+                return 0;
+        if (errno != EINVAL)
+                return -1;
+        return rename(from, to);
 }
 
 int cgroup_rename(Cgroup *cg, const char *label)
@@ -1435,15 +1449,16 @@ int cgroup_rename(Cgroup *cg, const char *label)
                         r = -ENOMEM;
                         goto out;
                 }
-        /* kernfs refuses a target that exists (EEXIST): never over another leaf. */
+        /* Never over another leaf: RENAME_NOREPLACE, which kernfs does not take
+         * (EINVAL), and kernfs refuses a target that exists anyway (EEXIST). */
         for (; done < m->n_hier; done++)
-                if (rename(cg->leaf[done], leaf[done]) < 0) {
+                if (rename_noreplace(cg->leaf[done], leaf[done]) < 0) {
                         r = negative_errno();
                         break;
                 }
         if (r < 0) {
                 while (done-- > 0)
-                        (void)rename(leaf[done], cg->leaf[done]);
+                        (void)rename_noreplace(leaf[done], cg->leaf[done]);
                 goto out;
         }
         for (size_t i = 0; i < m->n_hier; i++) {

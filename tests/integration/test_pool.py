@@ -297,3 +297,142 @@ def test_bad_warm_is_a_usage_error(tmp_path, value):
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 2, p
     assert f"--warm: expected a number from 0 to 64, not '{value}'" in p.stderr
+
+
+# ---- the warm sandbox's cgroup leaf (docs/daemon.md, "The warm pool") ----------
+
+
+def host_layout():
+    """This host's cgroups: "v2", "hybrid", "v1", or None."""
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        return "v2"
+    if os.path.exists("/sys/fs/cgroup/unified/cgroup.controllers"):
+        return "hybrid"
+    if os.path.isdir("/sys/fs/cgroup/memory"):
+        return "v1"
+    return None
+
+
+def prepared_pool(d, n):
+    """The pool once its n sandboxes are prepared (each in its leaf everywhere: on
+    v1 it joins its leaves itself, after the clone)."""
+    return wait_for("the pool prepared", lambda: (p := pool(d))["prepared"] == n and p)
+
+
+def leaf_of(pid):
+    """The one leaf name a process is in, in every hierarchy cella uses."""
+    names = {os.path.basename(p) for p in proc_cgroups(pid).values()}
+    assert len(names) == 1, proc_cgroups(pid)
+    return names.pop()
+
+
+def leaf_dirs(rec, name):
+    """The directories of leaf name beside the leaves of rec (an Inspect reply)."""
+    return sorted({os.path.join(os.path.dirname(p), name) for p in rec["cgroup_paths"].values()})
+
+
+def read(d, f):
+    with open(os.path.join(d, f)) as fh:
+        return fh.read().strip()
+
+
+@pytest.mark.parametrize("mode", ["v1", "auto"])
+def test_a_warm_sandbox_is_born_in_its_own_leaf(tmp_path, mode):
+    """Before any start, a warm sandbox waits in a leaf of its own in every
+    hierarchy, warm-<cellad pid>-<n>@<owner>. At the start that leaf becomes the
+    app's, with the manifest's limits: renamed "<id>@<owner>" when every hierarchy
+    is v1 (--cgroup-mode v1), kept under its warm name where a cgroup2 hierarchy is
+    used (hybrid and v2: cgroup2 refuses a rename), one name everywhere, the one
+    inspect reports."""
+    layout = host_layout()
+    if layout is None:
+        pytest.skip("no cgroup hierarchy on this host")
+    if mode == "v1" and layout == "v2":
+        pytest.skip("a pure cgroup2 host has no v1 controllers to drive")
+    need_tick()
+    state = new_state(tmp_path)
+    app_id = "org.cella.test.pool-leaf"
+    install(state, app_id, ["sleep"])
+    with running_cellad(state, "--warm", "1", "--no-autostart", "--cgroup-mode", mode) as d:
+        wpid = prepared_pool(d, 1)["pids"][0]
+        warm = leaf_of(wpid)
+        label, _, owner = warm.partition("@")
+        assert label.startswith(f"warm-{d.pid}-"), warm
+        assert d.call("org.cella.Start", {"app": app_id})["pid"] == wpid
+        rec = d.call("org.cella.Inspect", {"app": app_id})
+        name = assert_in_its_leaf(rec)
+        if mode == "v1" or layout == "v1":
+            assert name == f"{app_id}@{owner}", (name, warm)
+            assert not any(os.path.exists(x) for x in leaf_dirs(rec, warm))
+        else:
+            assert name == warm
+        paths = rec["cgroup_paths"]
+        if "memory" in paths:
+            assert read(paths["memory"], "memory.limit_in_bytes") == str(16 << 20)
+        else:
+            assert read(paths["unified"], "memory.max") == str(16 << 20)
+        assert read(paths.get("pids") or paths["unified"], "pids.max") == "8"
+        # The next warm sandbox has a leaf of its own again.
+        nxt = leaf_of(prepared_pool(d, 1)["pids"][0])
+        assert nxt not in (warm, name) and nxt.startswith(f"warm-{d.pid}-"), nxt
+
+
+def test_leftover_warm_leaves_are_removed_at_the_next_start(tmp_path):
+    """A SIGKILLed cellad leaves its warm sandboxes' leaves behind (the sandboxes
+    die with it, by their parent-death signal): the next cellad removes them before
+    it is ready, and keeps the leaf of the app that took a warm sandbox, which it
+    adopts."""
+    need_tick()
+    if host_layout() is None:
+        pytest.skip("no cgroup hierarchy on this host")
+    state = new_state(tmp_path)
+    app_id = "org.cella.test.pool-left"
+    install(state, app_id, ["sleep"])
+    with running_cellad(state, "--warm", "2", "--no-autostart") as d:
+        prepared_pool(d, 2)
+        app = d.call("org.cella.Start", {"app": app_id})["pid"]
+        pids = prepared_pool(d, 2)["pids"]
+        rec = d.call("org.cella.Inspect", {"app": app_id})
+        app_leaf = assert_in_its_leaf(rec)
+        left = [x for p in pids for x in leaf_dirs(rec, leaf_of(p))]
+        d.kill()
+        wait_for("the warm sandboxes gone", lambda: not any(alive(x) for x in pids))
+        assert left and all(os.path.isdir(x) for x in left), left
+    with running_cellad(state, "--warm", "0", "--no-autostart") as d:
+        assert not [x for x in left if os.path.exists(x)]
+        rec = d.call("org.cella.Inspect", {"app": app_id})
+        assert rec["running"] and rec["pid"] == app, rec
+        assert assert_in_its_leaf(rec) == app_leaf
+
+
+def test_limits_hold_from_a_warm_apps_first_instruction(tmp_path):
+    """An app started in a warm sandbox is in its own leaf, limited, from its first
+    instruction: tick's first act after its clock read prints /proc/self/cgroup,
+    where every hierarchy reads "/" (its cgroup namespace was made in the leaf, so
+    it was in the leaf before it ran); and tick eat, whose first act is to allocate,
+    is OOM-killed at its 16 MiB limit, which therefore was there."""
+    need_tick()
+    if host_layout() is None:
+        pytest.skip("no cgroup hierarchy on this host")
+    state = new_state(tmp_path)
+    install(state, "org.cella.test.pool-cg", ["cgroup"])
+    install(state, "org.cella.test.pool-eat", ["eat"])
+    with running_cellad(state, "--warm", "1", "--no-autostart") as d:
+        wpid = prepared_pool(d, 1)["pids"][0]
+        assert d.call("org.cella.Start", {"app": "org.cella.test.pool-cg"})["pid"] == wpid
+        text = wait_for("the cgroup lines", lambda: "cgroup 0::" in (t := log(
+            state, "org.cella.test.pool-cg")) and t)
+        lines = [l.split(" ", 1)[1] for l in text.splitlines() if l.startswith("cgroup ")]
+        assert lines, text
+        for l in lines:
+            assert l.split(":", 2)[2] == "/", lines
+        assert_in_its_leaf(d.call("org.cella.Inspect", {"app": "org.cella.test.pool-cg"}))
+
+        wpid = prepared_pool(d, 1)["pids"][0]
+        assert d.call("org.cella.Start", {"app": "org.cella.test.pool-eat"})["pid"] == wpid
+        wait_for("eat ended", not_running(d, "org.cella.test.pool-eat"))
+        rec = d.call("org.cella.Inspect", {"app": "org.cella.test.pool-eat"})
+        assert rec["last_exit"]["oom_killed"], rec["last_exit"]
+        ate = [int(l.split()[1]) for l in log(state, "org.cella.test.pool-eat").splitlines()
+               if l.startswith("ate ")]
+        assert not ate or max(ate) < 16, ate
