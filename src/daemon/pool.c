@@ -2,7 +2,8 @@
 /*
  * cellad's warm pool (docs/daemon.md, "The warm pool"): `--warm N` sandboxes
  * prepared ahead (sandbox_warm_new(): namespaces, network namespace, the jail's
- * skeleton), each finished for one app at its start (sandbox_spawn_warm()), as
+ * skeleton, a cgroup leaf of its own), each finished for one app at its start
+ * (sandbox_spawn_warm()), as
  * Android's zygote keeps a warm process for the next app.
  *
  * The supervisor takes one per spawn that fits (supervisor_set_warm_source());

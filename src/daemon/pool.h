@@ -7,13 +7,12 @@
 
 #include "daemon/daemon.h"
 
-/* --warm's default: none. Measured on a hybrid-cgroup host (docs/benchmarks.md,
- * "cella start through cellad"), a pooled start was 1.1-1.2 times slower than a cold
- * one: moving the warm child into the app's cgroup2 leaf waits for an RCU grace
- * period (about 7 ms), more than the namespaces and skeleton mounts save; and each
- * warm sandbox costs a process (1 MiB Pss beside an idle cellad, 13 MiB beside one
- * of 1,000 apps). A host where it pays (cgroup2 mounted with favordynmods) opts in
- * with --warm N. */
+/* --warm's default: none. Each warm sandbox is a process that is a copy of cellad
+ * (docs/daemon.md, "The warm pool": 1 MiB Pss beside an idle cellad, 13 MiB beside
+ * one of 1,000 apps, docs/benchmarks.md "Density"), so a host that starts apps
+ * often asks for it (--warm 2): since a warm sandbox is born in a cgroup leaf of
+ * its own, a start through the pool migrates no process and is the fastest start
+ * (docs/benchmarks.md, "Start through cellad"). */
 #define DAEMON_WARM_DEFAULT 0
 /* --warm's bound. */
 #define DAEMON_WARM_MAX 64
