@@ -510,6 +510,8 @@ int daemon_run(const DaemonOptions *o)
         r = daemon_cgroup_setup("/sys/fs/cgroup", o->cgroup_mode, o->state_dir, &cgm);
         if (r < 0)
                 goto out;
+        /* While cellad is small: the warm sandboxes are copies of it (pool.h). */
+        daemon_pool_prefork(o->warm);
 
         so = (SupervisorOptions){
                 .state_dir = o->state_dir,

@@ -20,6 +20,14 @@
 typedef struct DaemonPool DaemonPool;
 
 /*
+ * Forks the pool's zygote now (sandbox_zygote_new(): the small process that clones
+ * the warm sandboxes), if target > 0: call it early in cellad's start, before it
+ * loads any app, from the loop's thread; daemon_pool_start() takes it. Not fatal:
+ * without a zygote cellad clones its warm sandboxes itself (a warning says so).
+ */
+void daemon_pool_prefork(unsigned target);
+
+/*
  * Starts a pool of target warm sandboxes for d's supervisor (after its hooks,
  * before READY): the first is cloned on the loop's first turn. target 0: no pool
  * (*ret NULL, every start cold). Returns 0 or a negative errno (printed).
@@ -37,7 +45,8 @@ void daemon_pool_free(DaemonPool *p);
  * The pool's figures for org.cella.Pool (docs/api.md): target, ready (held),
  * prepared (of those, done preparing), the warm
  * children's pids, counts (taken, made, dropped, failed), and the memory of the
- * warm children and of cellad itself in KiB (Rss, Pss: /proc/PID/smaps_rollup).
+ * warm children and of cellad itself in KiB (Rss, Pss: /proc/PID/smaps_rollup), and
+ * the zygote's pid (-1: none) and memory.
  * p may be NULL (no pool). Returns a new object.
  */
 json_t *daemon_pool_json(DaemonPool *p);

@@ -230,6 +230,22 @@ typedef struct SandboxWarm SandboxWarm;
 #define SANDBOX_WARM_MAX_FDS   16
 
 /*
+ * A zygote (spawn.c, "the zygote"): a small process forked from the caller while
+ * it is small, which clones warm sandboxes for it (CLONE_PARENT: they are the
+ * caller's children) so that they share their pages with the zygote, not with the
+ * caller as it grows. sandbox_zygote_new() forks it now: call it early, from the
+ * thread that will call sandbox_warm_new() (the warm sandboxes' parent-death
+ * signal is that thread's); it dies with that thread and on the EOF of its socket.
+ * Returns 0 and *ret, or -errno (socketpair, clone3).
+ */
+typedef struct SandboxZygote SandboxZygote;
+int sandbox_zygote_new(SandboxZygote **ret);
+/* Ends the zygote (its warm sandboxes live on) and frees z. Takes NULL; returns NULL. */
+SandboxZygote *sandbox_zygote_free(SandboxZygote *z);
+/* The zygote's pid, or -1 (NULL, or it is gone and no longer used). */
+pid_t sandbox_zygote_pid(const SandboxZygote *z);
+
+/*
  * Clones a warm sandbox whose init will be init_path (a host path, or NULL: the
  * built-in loop; a spec with another init_path does not fit it). With cgroups (a
  * manager, or NULL: none; a spec with other cgroups does not fit it), the sandbox's
@@ -238,12 +254,15 @@ typedef struct SandboxWarm SandboxWarm;
  * clone3(CLONE_INTO_CGROUP) into the cgroup2 one, then it writes itself into each
  * v1 one's "tasks" (cgroup.h, CgroupJoin), so that no start ever writes a pid to
  * cgroup.procs. Returns at once, the child preparing on its own (about 1 ms of its
- * CPU): 0 and *ret, or -errno (the leaf's mkdir, clone3, fork, mmap). Call from the
+ * CPU): 0 and *ret, or -errno (the leaf's mkdir, clone3, fork, mmap). With a zygote
+ * (or NULL), the zygote clones it, from a copy of the caller as it was when the
+ * zygote was made; if it cannot, the caller does. Call from the
  * thread that will spawn with it: the child dies with that thread
  * (PR_SET_PDEATHSIG) until it has an app. Single-threaded callers only, as
  * sandbox_spawn().
  */
-int sandbox_warm_new(const char *init_path, CgroupManager *cgroups, SandboxWarm **ret);
+int sandbox_warm_new(const char *init_path, CgroupManager *cgroups, SandboxZygote *zygote,
+                     SandboxWarm **ret);
 
 /* Whether spec can start in w (binds, fds, init_path, cgroups: see above). */
 bool sandbox_warm_fits(const SandboxWarm *w, const SandboxSpec *spec);

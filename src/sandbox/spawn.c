@@ -1524,16 +1524,258 @@ static int warm_cgroup(SandboxWarm *w, CgroupJoin *join)
         return cgroup_join_prepare(w->cg, join);
 }
 
-int sandbox_warm_new(const char *init_path, CgroupManager *cgroups, SandboxWarm **ret)
+/*
+ * clone3() of a warm child (flags_extra: CLONE_PARENT from the zygote), into
+ * join's cgroup2 leaf where there is one; the child runs warm_main() and never
+ * returns. *ret_attach: the kernel has no CLONE_INTO_CGROUP (Linux < 5.7) and the
+ * caller must write the child into its leaf. Returns the child's pid with
+ * *ret_pidfd, or -errno.
+ */
+static pid_t warm_clone(uint64_t flags_extra, int ctl, const char *init_path, void *arena,
+                        CgroupJoin *join, int *ret_pidfd, bool *ret_attach)
+{
+        struct clone_args args = {};
+        pid_t pid;
+
+        *ret_attach = false;
+        args.flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_PIDFD |
+                     flags_extra;
+        args.pidfd = (uint64_t)(uintptr_t)ret_pidfd;
+        /* With CLONE_PARENT the kernel takes the caller's own exit signal instead. */
+        args.exit_signal = (flags_extra & CLONE_PARENT) ? 0 : SIGCHLD;
+        if (join->unified_fd >= 0) {
+                args.flags |= CLONE_INTO_CGROUP;
+                args.cgroup = (uint64_t)join->unified_fd;
+        }
+        pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
+        if (pid < 0 && join->unified_fd >= 0 &&
+            (errno == EINVAL || errno == E2BIG || errno == EOPNOTSUPP)) {
+                /* Linux < 5.7: the caller writes it in, ahead of any start. */
+                args.flags &= ~(uint64_t)CLONE_INTO_CGROUP;
+                args.cgroup = 0;
+                *ret_attach = true;
+                pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
+        }
+        if (pid < 0)
+                return negative_errno();
+        if (pid == 0)
+                warm_main(ctl, init_path, arena, join);
+        return pid;
+}
+
+/* ---- the zygote ----------------------------------------------------------- */
+
+/*
+ * A small process that clones warm sandboxes for its parent (docs/daemon.md, "The
+ * warm pool", "What it costs"): a fork of the caller made early, while the caller
+ * is small (cellad: before it has loaded any app), which then only waits for
+ * requests. A warm sandbox cloned by the caller itself is a copy of the caller as
+ * it is then, and each page the caller writes afterwards becomes the sandbox's own:
+ * beside a cellad of 1,000 apps two warm sandboxes held 26 MiB Pss. Cloned from
+ * the zygote, which writes almost nothing, a warm sandbox shares its pages with
+ * the zygote, whatever the caller grows to.
+ *
+ * The zygote clones with CLONE_PARENT, so each warm sandbox is the caller's child
+ * as before (its pidfd waited on, its parent-death signal the caller's thread's),
+ * into the caller's leaves (the fds of cgroup_join_prepare()), sharing the
+ * caller's arena: a memfd the zygote maps at the caller's address
+ * (MAP_FIXED_NOREPLACE), so the spec's pointers mean the same in the child. A
+ * request that cannot be served that way (the address taken in the zygote, the
+ * zygote gone) is cloned by the caller itself, as without a zygote.
+ */
+struct SandboxZygote {
+        pid_t pid;
+        int pidfd;
+        int fd; /* SOCK_SEQPACKET to the zygote; -EBADF once it is gone */
+};
+
+typedef struct ZygoteRequest {
+        uint64_t arena; /* the caller's address of the arena */
+        uint32_t n_v1;  /* v1 tasks fds that follow */
+        uint32_t unified;
+        char init_path[PATH_MAX]; /* "" for none */
+} ZygoteRequest;
+
+typedef struct ZygoteReply {
+        int32_t pid;   /* > 0, with its pidfd attached */
+        int32_t error; /* errno, when pid <= 0 */
+        uint32_t attach;
+} ZygoteReply;
+
+/* The zygote: serves ZygoteRequests on fd (fds: ctl, arena memfd, cgroup2 leaf,
+ * v1 tasks) until EOF. Never returns. */
+_noreturn_ static void zygote_main(int fd, pid_t parent)
+{
+        sigset_t none;
+
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+                _exit(0);
+        close_all_but(fd, -1);
+        sigemptyset(&none);
+        (void)sigprocmask(SIG_SETMASK, &none, NULL);
+        (void)signal(SIGTERM, SIG_DFL);
+        (void)signal(SIGINT, SIG_DFL);
+        (void)signal(SIGHUP, SIG_DFL);
+        (void)prctl(PR_SET_NAME, "cella-zygote", 0, 0, 0);
+        for (;;) {
+                ZygoteRequest q;
+                ZygoteReply rp = {.pid = -1};
+                int fds[FD_MSG_MAX_FDS], pidfd = -EBADF;
+                size_t n = 0;
+                ssize_t k = fd_msg_recv(fd, &q, sizeof q, fds, ELEMENTSOF(fds), &n, 0);
+
+                if (k == -EINTR)
+                        continue;
+                if (k <= 0)
+                        _exit(0);
+                if (k != sizeof q || q.n_v1 > CGROUP_JOIN_MAX_V1 || q.unified > 1 ||
+                    n != 2 + q.unified + q.n_v1)
+                        rp.error = EBADMSG;
+                else {
+                        void *a = mmap((void *)(uintptr_t)q.arena, SANDBOX_WARM_ARENA,
+                                       PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED_NOREPLACE,
+                                       fds[1], 0);
+
+                        if (a == MAP_FAILED)
+                                rp.error = errno;
+                        else if (a != (void *)(uintptr_t)q.arena) {
+                                /* A kernel before 4.17 takes the flag as a hint. */
+                                munmap(a, SANDBOX_WARM_ARENA);
+                                rp.error = EEXIST;
+                        } else {
+                                CgroupJoin j = {.unified_fd = q.unified ? fds[2] : -EBADF,
+                                                .n_v1 = q.n_v1};
+                                bool attach;
+                                pid_t pid;
+
+                                memcpy(j.v1_fds, fds + 2 + q.unified, sizeof(int) * q.n_v1);
+                                q.init_path[sizeof q.init_path - 1] = 0;
+                                pid = warm_clone(CLONE_PARENT, fds[0],
+                                                 q.init_path[0] ? q.init_path : NULL, a, &j, &pidfd,
+                                                 &attach);
+                                if (pid < 0)
+                                        rp.error = -pid;
+                                else {
+                                        rp.pid = pid;
+                                        rp.attach = attach;
+                                }
+                                munmap(a, SANDBOX_WARM_ARENA);
+                        }
+                }
+                for (size_t i = 0; i < n; i++)
+                        safe_close(fds[i]);
+                if (fd_msg_send(fd, &rp, sizeof rp, &pidfd, pidfd >= 0 ? 1 : 0, 0) < 0)
+                        _exit(0);
+                safe_close(pidfd);
+        }
+}
+
+int sandbox_zygote_new(SandboxZygote **ret)
+{
+        _cleanup_close_pair_ int sk[2] = {-EBADF, -EBADF};
+        struct clone_args args = {.flags = CLONE_PIDFD, .exit_signal = SIGCHLD};
+        SandboxZygote *z;
+        int pidfd = -EBADF;
+        pid_t parent = getpid(), pid;
+
+        z = calloc(1, sizeof *z);
+        if (!z)
+                return -ENOMEM;
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sk) < 0) {
+                free(z);
+                return negative_errno();
+        }
+        args.pidfd = (uint64_t)(uintptr_t)&pidfd;
+        pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
+        if (pid < 0) {
+                free(z);
+                return negative_errno();
+        }
+        if (pid == 0)
+                zygote_main(sk[1], parent);
+        z->pid = pid;
+        z->pidfd = pidfd;
+        z->fd = TAKE_FD(sk[0]);
+        *ret = z;
+        return 0;
+}
+
+SandboxZygote *sandbox_zygote_free(SandboxZygote *z)
+{
+        if (!z)
+                return NULL;
+        z->fd = safe_close(z->fd); /* its EOF: the zygote exits */
+        if (z->pidfd >= 0) {
+                syscall(SYS_pidfd_send_signal, z->pidfd, SIGKILL, NULL, 0);
+                reap(z->pid, z->pidfd, NULL);
+        }
+        safe_close(z->pidfd);
+        free(z);
+        return NULL;
+}
+
+pid_t sandbox_zygote_pid(const SandboxZygote *z)
+{
+        return z && z->fd >= 0 ? z->pid : -1;
+}
+
+/* Has z clone a warm child (see struct SandboxZygote). Returns its pid with
+ * *ret_pidfd and *ret_attach, or -errno: then the caller clones it itself. */
+static pid_t zygote_clone(SandboxZygote *z, int ctl, const char *init_path, void *arena,
+                          int arena_fd, CgroupJoin *join, int *ret_pidfd, bool *ret_attach)
+{
+        ZygoteRequest q = {.arena = (uint64_t)(uintptr_t)arena,
+                           .n_v1 = join->n_v1,
+                           .unified = join->unified_fd >= 0};
+        ZygoteReply rp;
+        int fds[FD_MSG_MAX_FDS], got[FD_MSG_MAX_FDS];
+        unsigned n = 0;
+        size_t k_fds = 0;
+        struct pollfd p = {.fd = z->fd, .events = POLLIN};
+        ssize_t k;
+
+        if (z->fd < 0)
+                return -ECHILD;
+        if (init_path && strlen(init_path) >= sizeof q.init_path)
+                return -ENAMETOOLONG;
+        if (init_path)
+                strcpy(q.init_path, init_path);
+        fds[n++] = ctl;
+        fds[n++] = arena_fd;
+        if (join->unified_fd >= 0)
+                fds[n++] = join->unified_fd;
+        for (unsigned i = 0; i < join->n_v1; i++)
+                fds[n++] = join->v1_fds[i];
+        k = fd_msg_send(z->fd, &q, sizeof q, fds, n, MSG_NOSIGNAL);
+        if (k >= 0 && RETRY_EINTR(poll(&p, 1, SANDBOX_SETUP_TIMEOUT_MS)) == 1)
+                k = fd_msg_recv(z->fd, &rp, sizeof rp, got, ELEMENTSOF(got), &k_fds, 0);
+        else if (k >= 0)
+                k = -ETIMEDOUT;
+        if (k != (ssize_t)sizeof rp || (rp.pid > 0) != (k_fds == 1)) {
+                /* Gone, hung or broken: no more requests to it. */
+                for (size_t i = 0; k > 0 && i < k_fds; i++)
+                        safe_close(got[i]);
+                z->fd = safe_close(z->fd);
+                return k < 0 ? (int)k : -EBADMSG;
+        }
+        if (rp.pid <= 0)
+                return rp.error > 0 ? -rp.error : -EIO;
+        *ret_pidfd = got[0];
+        *ret_attach = rp.attach;
+        return rp.pid;
+}
+
+int sandbox_warm_new(const char *init_path, CgroupManager *cgroups, SandboxZygote *zygote,
+                     SandboxWarm **ret)
 {
         _cleanup_close_pair_ int ctl[2] = {-EBADF, -EBADF};
         _cleanup_close_ int pidfd = -EBADF;
         _cleanup_free_ SandboxWarm *w = NULL;
+        _cleanup_close_ int arena_fd = -EBADF;
         CgroupJoin join = {.unified_fd = -EBADF};
-        struct clone_args args = {};
         bool attach = false;
         void *arena;
-        pid_t pid;
+        pid_t pid = -1;
         int r;
 
         w = calloc(1, sizeof *w);
@@ -1546,8 +1788,15 @@ int sandbox_warm_new(const char *init_path, CgroupManager *cgroups, SandboxWarm 
                 if (!w->init_path)
                         return -ENOMEM;
         }
+        /* A memfd, which the zygote maps too; shared anonymous memory otherwise. */
+        if (zygote && zygote->fd >= 0) {
+                arena_fd = memfd_create("cella-warm-arena", MFD_CLOEXEC);
+                if (arena_fd >= 0 && ftruncate(arena_fd, SANDBOX_WARM_ARENA) < 0)
+                        arena_fd = safe_close(arena_fd);
+        }
         arena = mmap(NULL, SANDBOX_WARM_ARENA, PROT_READ | PROT_WRITE,
-                     MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+                     arena_fd >= 0 ? MAP_SHARED : MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE,
+                     arena_fd, 0);
         if (arena == MAP_FAILED) {
                 free(w->init_path);
                 return negative_errno();
@@ -1559,27 +1808,16 @@ int sandbox_warm_new(const char *init_path, CgroupManager *cgroups, SandboxWarm 
         }
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0)
                 goto fail_errno;
-        args.flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_PIDFD;
-        args.pidfd = (uint64_t)(uintptr_t)&pidfd;
-        args.exit_signal = SIGCHLD;
-        if (join.unified_fd >= 0) {
-                args.flags |= CLONE_INTO_CGROUP;
-                args.cgroup = (uint64_t)join.unified_fd;
-        }
-        pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
-        if (pid < 0 && join.unified_fd >= 0 &&
-            (errno == EINVAL || errno == E2BIG || errno == EOPNOTSUPP)) {
-                /* Linux < 5.7: the parent writes it in, here, ahead of any start. */
-                args.flags &= ~(uint64_t)CLONE_INTO_CGROUP;
-                args.cgroup = 0;
-                attach = true;
-                pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
-        }
-        if (pid < 0)
-                goto fail_errno;
-        if (pid == 0) {
-                safe_close(ctl[0]);
-                warm_main(ctl[1], w->init_path, arena, &join);
+        if (arena_fd >= 0)
+                pid = zygote_clone(zygote, ctl[1], w->init_path, arena, arena_fd, &join, &pidfd,
+                                   &attach);
+        if (pid < 0) {
+                /* No zygote, or it could not: cloned from here (a copy of the caller). */
+                pid = warm_clone(0, ctl[1], w->init_path, arena, &join, &pidfd, &attach);
+                if (pid < 0) {
+                        r = (int)pid;
+                        goto fail;
+                }
         }
         cgroup_join_done(&join);
         if (attach)

@@ -436,3 +436,46 @@ def test_limits_hold_from_a_warm_apps_first_instruction(tmp_path):
         ate = [int(l.split()[1]) for l in log(state, "org.cella.test.pool-eat").splitlines()
                if l.startswith("ate ")]
         assert not ate or max(ate) < 16, ate
+
+
+def comm(pid):
+    with open(f"/proc/{pid}/comm") as f:
+        return f.read().strip()
+
+
+def ppid(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rpartition(")")[2].split()[1])
+
+
+def test_warm_sandboxes_are_cloned_by_the_zygote(tmp_path):
+    """cellad forks a zygote early, while it is small, and the zygote clones the
+    warm sandboxes (each named after it, "cella-zygote", until it execs), each
+    cellad's child all the same (CLONE_PARENT: reaped and watched by cellad). A
+    killed zygote is not fatal: cellad then clones them itself, and starts go on."""
+    need_tick()
+    state = new_state(tmp_path)
+    app_id = "org.cella.test.pool-z"
+    install(state, app_id, ["sleep"])
+    with running_cellad(state, "--warm", "2", "--no-autostart") as d:
+        p = prepared_pool(d, 2)
+        z = p["zygote"]["pid"]
+        assert z > 0 and ppid(z) == d.pid and comm(z) == "cella-zygote", p
+        for w in p["pids"]:
+            assert ppid(w) == d.pid, w
+            assert comm(w) == "cella-zygote", (w, comm(w))
+        assert d.call("org.cella.Start", {"app": app_id})["pid"] == p["pids"][0]
+        d.call("org.cella.Stop", {"app": app_id})
+        wait_for("stopped", not_running(d, app_id))
+        os.kill(z, signal.SIGKILL)
+        wait_for("the zygote gone", lambda: not alive(z))
+        # Its two sandboxes are cellad's children, and live on; the next refill
+        # finds the zygote gone and clones from cellad.
+        w = d.call("org.cella.Start", {"app": app_id})["pid"]
+        assert alive(w) and ppid(w) == d.pid
+        d.call("org.cella.Stop", {"app": app_id})
+        wait_for("stopped", not_running(d, app_id))
+        d.call("org.cella.Start", {"app": app_id})
+        p = prepared_pool(d, 2)
+        assert p["zygote"]["pid"] == -1, p
+        assert any(comm(x) == "cellad" for x in p["pids"]), [comm(x) for x in p["pids"]]
