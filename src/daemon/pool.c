@@ -3,8 +3,10 @@
  * cellad's warm pool (docs/daemon.md, "The warm pool"): `--warm N` sandboxes
  * prepared ahead (sandbox_warm_new(): namespaces, network namespace, the jail's
  * skeleton, a cgroup leaf of its own), each finished for one app at its start
- * (sandbox_spawn_warm()), as
- * Android's zygote keeps a warm process for the next app.
+ * (sandbox_spawn_warm()), as Android's zygote keeps a warm process for the next
+ * app. They are cloned by a zygote of cellad's (daemon_pool_prefork(),
+ * sandbox_zygote_new()), forked early while cellad is small, so that they do not
+ * hold copies of the pages cellad writes as it grows.
  *
  * The supervisor takes one per spawn that fits (supervisor_set_warm_source());
  * a taken one is never given back. Refills run from a timer of 0 ms armed by the

@@ -1191,8 +1191,8 @@ fail:
  * It then waits on ctl, root of the caller's user namespace, in a cgroup leaf of
  * its own ("warm-<caller pid>-<n>@<owner>", unlimited until it has an app), holding
  * no fd but ctl and cella-init's, no uid of any app, and no app's data: it is a
- * copy of the caller's memory from when it was cloned, as every cold spawn's child
- * is.
+ * copy of the memory of the process that cloned it (the caller, or the caller's
+ * zygote, below), as every cold spawn's child is of the caller.
  *
  * Its leaf is made and joined ahead, as its namespaces are, because a start must
  * not move it into one: writing a pid to cgroup.procs takes Linux's global
