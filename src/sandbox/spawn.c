@@ -473,7 +473,7 @@ static int become_host_user(uid_t uid, gid_t gid, SandboxError *err)
         if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
                 return sandbox_fail(err, SANDBOX_STEP_USERNS, negative_errno(),
                                     "keep capabilities");
-        if (setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
+        if (sandbox_setresgid(gid, gid, gid) < 0 || sandbox_setresuid(uid, uid, uid) < 0)
                 return sandbox_fail(err, SANDBOX_STEP_USERNS, negative_errno(),
                                     "switch to host uid %u gid %u", (unsigned)uid, (unsigned)gid);
         if (getresuid(&ru, &eu, &su) < 0 || ru != uid || eu != uid || su != uid)
@@ -680,7 +680,7 @@ _noreturn_ static void child_run(const SandboxSpec *spec, int ctl, int init_fd_i
 
         /* We are still root of the caller's user namespace with its supplementary
          * groups: drop them now, as setgroups() is denied inside. */
-        if (setgroups(0, NULL) < 0) {
+        if (sandbox_setgroups_none() < 0) {
                 r = sandbox_fail(&err, SANDBOX_STEP_USERNS, negative_errno(), "setgroups");
                 goto fail;
         }
