@@ -1600,10 +1600,13 @@ typedef struct ZygoteReply {
         int32_t pid;   /* > 0, with its pidfd attached */
         int32_t error; /* errno, when pid <= 0 */
         uint32_t attach;
+        int32_t helper; /* the net helper's pid (the caller's child too), or -1 */
 } ZygoteReply;
 
-/* The zygote: serves ZygoteRequests on fd (fds: ctl, arena memfd, cgroup2 leaf,
- * v1 tasks) until EOF. Never returns. */
+/* The zygote: serves ZygoteRequests on fd (fds: the child's ctl end, the arena
+ * memfd, the parent's ctl end for the net helper, the cgroup2 leaf, the v1 tasks)
+ * until EOF: clones the warm child, then forks its net helper, both with
+ * CLONE_PARENT. Never returns. */
 _noreturn_ static void zygote_main(int fd, pid_t parent)
 {
         sigset_t none;
@@ -1619,7 +1622,7 @@ _noreturn_ static void zygote_main(int fd, pid_t parent)
         (void)prctl(PR_SET_NAME, "cella-zygote", 0, 0, 0);
         for (;;) {
                 ZygoteRequest q;
-                ZygoteReply rp = {.pid = -1};
+                ZygoteReply rp = {.pid = -1, .helper = -1};
                 int fds[FD_MSG_MAX_FDS], pidfd = -EBADF;
                 size_t n = 0;
                 ssize_t k = fd_msg_recv(fd, &q, sizeof q, fds, ELEMENTSOF(fds), &n, 0);
@@ -1629,7 +1632,7 @@ _noreturn_ static void zygote_main(int fd, pid_t parent)
                 if (k <= 0)
                         _exit(0);
                 if (k != sizeof q || q.n_v1 > CGROUP_JOIN_MAX_V1 || q.unified > 1 ||
-                    n != 2 + q.unified + q.n_v1)
+                    n != 3 + q.unified + q.n_v1)
                         rp.error = EBADMSG;
                 else {
                         void *a = mmap((void *)(uintptr_t)q.arena, SANDBOX_WARM_ARENA,
@@ -1643,12 +1646,12 @@ _noreturn_ static void zygote_main(int fd, pid_t parent)
                                 munmap(a, SANDBOX_WARM_ARENA);
                                 rp.error = EEXIST;
                         } else {
-                                CgroupJoin j = {.unified_fd = q.unified ? fds[2] : -EBADF,
+                                CgroupJoin j = {.unified_fd = q.unified ? fds[3] : -EBADF,
                                                 .n_v1 = q.n_v1};
                                 bool attach;
                                 pid_t pid;
 
-                                memcpy(j.v1_fds, fds + 2 + q.unified, sizeof(int) * q.n_v1);
+                                memcpy(j.v1_fds, fds + 3 + q.unified, sizeof(int) * q.n_v1);
                                 q.init_path[sizeof q.init_path - 1] = 0;
                                 pid = warm_clone(CLONE_PARENT, fds[0],
                                                  q.init_path[0] ? q.init_path : NULL, a, &j, &pidfd,
@@ -1656,8 +1659,17 @@ _noreturn_ static void zygote_main(int fd, pid_t parent)
                                 if (pid < 0)
                                         rp.error = -pid;
                                 else {
+                                        struct clone_args h = {.flags = CLONE_PARENT};
+                                        pid_t helper;
+
                                         rp.pid = pid;
                                         rp.attach = attach;
+                                        /* The net helper, also a copy of this small
+                                         * process rather than of the caller. */
+                                        helper = (pid_t)syscall(SYS_clone3, &h, sizeof h);
+                                        if (helper == 0)
+                                                net_helper(fds[2]);
+                                        rp.helper = helper > 0 ? helper : -1;
                                 }
                                 munmap(a, SANDBOX_WARM_ARENA);
                         }
@@ -1719,10 +1731,12 @@ pid_t sandbox_zygote_pid(const SandboxZygote *z)
         return z && z->fd >= 0 ? z->pid : -1;
 }
 
-/* Has z clone a warm child (see struct SandboxZygote). Returns its pid with
- * *ret_pidfd and *ret_attach, or -errno: then the caller clones it itself. */
-static pid_t zygote_clone(SandboxZygote *z, int ctl, const char *init_path, void *arena,
-                          int arena_fd, CgroupJoin *join, int *ret_pidfd, bool *ret_attach)
+/* Has z clone a warm child (see struct SandboxZygote) and fork its net helper on
+ * ctl_parent. Returns its pid with *ret_pidfd, *ret_attach and *ret_helper (-1:
+ * none, the caller forks one), or -errno: then the caller clones it itself. */
+static pid_t zygote_clone(SandboxZygote *z, int ctl, int ctl_parent, const char *init_path,
+                          void *arena, int arena_fd, CgroupJoin *join, int *ret_pidfd,
+                          bool *ret_attach, pid_t *ret_helper)
 {
         ZygoteRequest q = {.arena = (uint64_t)(uintptr_t)arena,
                            .n_v1 = join->n_v1,
@@ -1742,6 +1756,7 @@ static pid_t zygote_clone(SandboxZygote *z, int ctl, const char *init_path, void
                 strcpy(q.init_path, init_path);
         fds[n++] = ctl;
         fds[n++] = arena_fd;
+        fds[n++] = ctl_parent;
         if (join->unified_fd >= 0)
                 fds[n++] = join->unified_fd;
         for (unsigned i = 0; i < join->n_v1; i++)
@@ -1762,6 +1777,7 @@ static pid_t zygote_clone(SandboxZygote *z, int ctl, const char *init_path, void
                 return rp.error > 0 ? -rp.error : -EIO;
         *ret_pidfd = got[0];
         *ret_attach = rp.attach;
+        *ret_helper = rp.helper;
         return rp.pid;
 }
 
@@ -1775,7 +1791,7 @@ int sandbox_warm_new(const char *init_path, CgroupManager *cgroups, SandboxZygot
         CgroupJoin join = {.unified_fd = -EBADF};
         bool attach = false;
         void *arena;
-        pid_t pid = -1;
+        pid_t pid = -1, helper = -1;
         int r;
 
         w = calloc(1, sizeof *w);
@@ -1809,8 +1825,8 @@ int sandbox_warm_new(const char *init_path, CgroupManager *cgroups, SandboxZygot
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0)
                 goto fail_errno;
         if (arena_fd >= 0)
-                pid = zygote_clone(zygote, ctl[1], w->init_path, arena, arena_fd, &join, &pidfd,
-                                   &attach);
+                pid = zygote_clone(zygote, ctl[1], ctl[0], w->init_path, arena, arena_fd, &join,
+                                   &pidfd, &attach, &helper);
         if (pid < 0) {
                 /* No zygote, or it could not: cloned from here (a copy of the caller). */
                 pid = warm_clone(0, ctl[1], w->init_path, arena, &join, &pidfd, &attach);
@@ -1830,7 +1846,7 @@ int sandbox_warm_new(const char *init_path, CgroupManager *cgroups, SandboxZygot
         w->pidfd = TAKE_FD(pidfd);
         w->ctl = TAKE_FD(ctl[0]);
         w->arena = arena;
-        w->helper = fork();
+        w->helper = helper > 0 ? helper : fork();
         if (w->helper < 0) {
                 r = negative_errno();
                 w->helper = -1;
