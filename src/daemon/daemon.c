@@ -652,6 +652,8 @@ int daemon_run(const DaemonOptions *o)
         r = daemon_scope_setup(&d, &cgm);
         if (r < 0)
                 goto out;
+        /* While cellad is small: the warm sandboxes are copies of it (pool.h). */
+        daemon_pool_prefork(o->warm);
 
         so = (SupervisorOptions){
                 .state_dir = o->state_dir,

@@ -2,8 +2,11 @@
 /*
  * cellad's warm pool (docs/daemon.md, "The warm pool"): `--warm N` sandboxes
  * prepared ahead (sandbox_warm_new(): namespaces, network namespace, the jail's
- * skeleton), each finished for one app at its start (sandbox_spawn_warm()), as
- * Android's zygote keeps a warm process for the next app.
+ * skeleton, a cgroup leaf of its own), each finished for one app at its start
+ * (sandbox_spawn_warm()), as Android's zygote keeps a warm process for the next
+ * app. They are cloned by a zygote of cellad's (daemon_pool_prefork(),
+ * sandbox_zygote_new()), forked early while cellad is small, so that they do not
+ * hold copies of the pages cellad writes as it grows.
  *
  * The supervisor takes one per spawn that fits (supervisor_set_warm_source());
  * a taken one is never given back. Refills run from a timer of 0 ms armed by the
@@ -28,8 +31,12 @@
 #include "sandbox/sandbox.h"
 #include "supervisor/launch.h"
 
+/* The zygote daemon_pool_prefork() made, until daemon_pool_start() takes it. */
+static SandboxZygote *early_zygote;
+
 struct DaemonPool {
         Daemon *d;
+        SandboxZygote *zygote; /* NULL: warm sandboxes are cloned by cellad itself */
         unsigned target;
         SandboxWarm **warm; /* target slots; NULL: empty */
         unsigned n;         /* filled slots, warm[0..n) */
@@ -47,7 +54,7 @@ static void on_refill(uv_timer_t *t)
 
         if (p->stopped || p->n >= p->target || supervisor_stopping(p->d->sup))
                 return;
-        r = sandbox_warm_new(launch_init_path(), &w);
+        r = sandbox_warm_new(launch_init_path(), p->d->cgm, p->zygote, &w);
         if (r < 0) {
                 /* Not fatal: starts are cold meanwhile. Tried again at the next take. */
                 p->failed++;
@@ -102,6 +109,18 @@ static const ControlMethod pool_methods[] = {
         {"org.cella.Pool", CONTROL_ACCESS_READ, method_pool},
 };
 
+void daemon_pool_prefork(unsigned target)
+{
+        int r;
+
+        if (target == 0 || early_zygote)
+                return;
+        r = sandbox_zygote_new(&early_zygote);
+        if (r < 0)
+                log_warning_errno(r, "warm pool: no zygote, cellad clones its warm sandboxes "
+                                     "itself: %m");
+}
+
 int daemon_pool_start(Daemon *d, unsigned target, DaemonPool **ret)
 {
         _cleanup_free_ DaemonPool *p = NULL;
@@ -111,8 +130,10 @@ int daemon_pool_start(Daemon *d, unsigned target, DaemonPool **ret)
         r = control_add_methods(daemon_control(d), pool_methods, ELEMENTSOF(pool_methods), d);
         if (r < 0)
                 return log_error_errno(r, "cannot add org.cella.Pool: %m");
-        if (target == 0)
+        if (target == 0) {
+                early_zygote = sandbox_zygote_free(early_zygote);
                 return 0;
+        }
         p = calloc(1, sizeof *p);
         if (!p)
                 return log_error_errno(-ENOMEM, "warm pool: out of memory");
@@ -121,6 +142,7 @@ int daemon_pool_start(Daemon *d, unsigned target, DaemonPool **ret)
                 return log_error_errno(-ENOMEM, "warm pool: out of memory");
         p->d = d;
         p->target = target;
+        p->zygote = TAKE_PTR(early_zygote);
         r = uv_timer_init(daemon_loop(d), &p->refill);
         if (r < 0) {
                 free(p->warm);
@@ -153,6 +175,7 @@ void daemon_pool_empty(DaemonPool *p)
         for (unsigned i = 0; i < p->n; i++)
                 p->warm[i] = sandbox_warm_free(p->warm[i]);
         p->n = 0;
+        p->zygote = sandbox_zygote_free(p->zygote);
 }
 
 void daemon_pool_free(DaemonPool *p)
@@ -188,10 +211,13 @@ static void add_memory(pid_t pid, uint64_t *rss, uint64_t *pss)
 json_t *daemon_pool_json(DaemonPool *p)
 {
         uint64_t self_rss = 0, self_pss = 0, rss = 0, pss = 0;
+        uint64_t z_rss = 0, z_pss = 0;
         json_t *pids = json_array();
         int prepared = 0;
 
         add_memory(getpid(), &self_rss, &self_pss);
+        if (p && sandbox_zygote_pid(p->zygote) > 0)
+                add_memory(sandbox_zygote_pid(p->zygote), &z_rss, &z_pss);
         for (unsigned i = 0; p && i < p->n; i++) {
                 pid_t pid = sandbox_warm_pid(p->warm[i]);
 
@@ -200,11 +226,14 @@ json_t *daemon_pool_json(DaemonPool *p)
                 json_array_append_new(pids, json_integer(pid));
                 add_memory(pid, &rss, &pss);
         }
-        return json_pack("{s:i, s:i, s:i, s:o, s:I, s:I, s:I, s:I, s:{s:I, s:I}, s:{s:I, s:I}}",
+        return json_pack("{s:i, s:i, s:i, s:o, s:I, s:I, s:I, s:I, s:{s:I, s:I}, s:{s:I, s:I}, "
+                         "s:{s:I, s:I, s:I}}",
                          "target", p ? (int)p->target : 0, "ready", p ? (int)p->n : 0, "prepared",
                          prepared, "pids", pids, "taken", (json_int_t)(p ? p->taken : 0), "made",
                          (json_int_t)(p ? p->made : 0), "dropped", (json_int_t)(p ? p->dropped : 0),
                          "failed", (json_int_t)(p ? p->failed : 0), "pool_kib", "rss",
                          (json_int_t)rss, "pss", (json_int_t)pss, "daemon_kib", "rss",
-                         (json_int_t)self_rss, "pss", (json_int_t)self_pss);
+                         (json_int_t)self_rss, "pss", (json_int_t)self_pss, "zygote", "pid",
+                         (json_int_t)(p ? sandbox_zygote_pid(p->zygote) : -1), "rss",
+                         (json_int_t)z_rss, "pss", (json_int_t)z_pss);
 }

@@ -7,18 +7,25 @@
 
 #include "daemon/daemon.h"
 
-/* --warm's default: none. Measured on a hybrid-cgroup host (docs/benchmarks.md,
- * "cella start through cellad"), a pooled start was 1.1-1.2 times slower than a cold
- * one: moving the warm child into the app's cgroup2 leaf waits for an RCU grace
- * period (about 7 ms), more than the namespaces and skeleton mounts save; and each
- * warm sandbox costs a process (1 MiB Pss beside an idle cellad, 13 MiB beside one
- * of 1,000 apps). A host where it pays (cgroup2 mounted with favordynmods) opts in
- * with --warm N. */
+/* --warm's default: none, so that test suites and small hosts run no extra
+ * processes. A host that starts apps often asks for it (--warm 2): since a warm
+ * sandbox is born in a cgroup leaf of its own, a start through the pool migrates
+ * no process and is the fastest start, and cloned by the zygote a warm sandbox
+ * costs about 0.45 MiB Pss whatever cellad's size (docs/benchmarks.md, "Start
+ * through cellad"). */
 #define DAEMON_WARM_DEFAULT 0
 /* --warm's bound. */
 #define DAEMON_WARM_MAX 64
 
 typedef struct DaemonPool DaemonPool;
+
+/*
+ * Forks the pool's zygote now (sandbox_zygote_new(): the small process that clones
+ * the warm sandboxes), if target > 0: call it early in cellad's start, before it
+ * loads any app, from the loop's thread; daemon_pool_start() takes it. Not fatal:
+ * without a zygote cellad clones its warm sandboxes itself (a warning says so).
+ */
+void daemon_pool_prefork(unsigned target);
 
 /*
  * Starts a pool of target warm sandboxes for d's supervisor (after its hooks,
@@ -38,7 +45,8 @@ void daemon_pool_free(DaemonPool *p);
  * The pool's figures for org.cella.Pool (docs/api.md): target, ready (held),
  * prepared (of those, done preparing), the warm
  * children's pids, counts (taken, made, dropped, failed), and the memory of the
- * warm children and of cellad itself in KiB (Rss, Pss: /proc/PID/smaps_rollup).
+ * warm children and of cellad itself in KiB (Rss, Pss: /proc/PID/smaps_rollup), and
+ * the zygote's pid (-1: none) and memory.
  * p may be NULL (no pool). Returns a new object.
  */
 json_t *daemon_pool_json(DaemonPool *p);

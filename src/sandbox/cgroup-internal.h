@@ -185,6 +185,13 @@ void cgroup_sleep_ms(unsigned ms);
  */
 uint64_t cgroup_weight_to_shares(uint64_t weight);
 
+/*
+ * Enables in dir's cgroup.subtree_control the controllers cella uses that dir has
+ * and has not enabled (cgroup-v2.c). Returns 0 or -errno (-EBUSY: dir holds
+ * processes and is not the root).
+ */
+int cgroup_v2_enable_controllers(const char *dir);
+
 /* The v1 limit and stats code, shared by the v1 and hybrid backends (cgroup-v1.c). */
 int cgroup_v1_set_limits(Cgroup *cg, const CgroupLimits *limits);
 int cgroup_v1_stats(Cgroup *cg, CgroupStats *ret);

@@ -24,7 +24,7 @@ static const char *const v2_controllers[] = {"memory", "pids", "cpu"};
  * and only controllers dir has (cgroup.controllers) and has not enabled yet are
  * asked for. Returns 0 or -errno (-EBUSY: dir holds processes and is not the root).
  */
-static int v2_enable_controllers(const char *dir)
+int cgroup_v2_enable_controllers(const char *dir)
 {
         _cleanup_free_ char *avail = NULL, *enabled = NULL;
         char buf[64] = "";
@@ -59,10 +59,10 @@ static int v2_create(Cgroup *cg)
         r = cgroup_mkdir(h->root);
         if (r < 0)
                 return r;
-        r = v2_enable_controllers(h->parent);
+        r = cgroup_v2_enable_controllers(h->parent);
         if (r < 0)
                 return r;
-        r = v2_enable_controllers(h->root);
+        r = cgroup_v2_enable_controllers(h->root);
         if (r < 0)
                 return r;
         return cgroup_generic_create(cg);

@@ -435,8 +435,9 @@ uint64_t cgroup_weight_to_shares(uint64_t weight)
         return s;
 }
 
-/* Creates the leaves in the cgroup2 hierarchies (unified) or in the v1 ones. */
-static int generic_create_some(Cgroup *cg, bool unified)
+/* Creates the leaves in the cgroup2 hierarchies (unified) or in the v1 ones; with
+ * exclusive, a leaf that exists already is -EEXIST (none of this call's left made). */
+static int create_some(Cgroup *cg, bool unified, bool exclusive)
 {
         const CgroupManager *m = cg->manager;
         bool made[_CGROUP_SLOT_MAX] = {};
@@ -450,7 +451,7 @@ static int generic_create_some(Cgroup *cg, bool unified)
                         break;
                 if (mkdir(cg->leaf[i], 0755) >= 0)
                         made[i] = true;
-                else if (errno != EEXIST) {
+                else if (errno != EEXIST || exclusive) {
                         r = negative_errno();
                         break;
                 }
@@ -460,6 +461,11 @@ static int generic_create_some(Cgroup *cg, bool unified)
                         if (made[i])
                                 (void)rmdir(cg->leaf[i]);
         return r;
+}
+
+static int generic_create_some(Cgroup *cg, bool unified)
+{
+        return create_some(cg, unified, false);
 }
 
 int cgroup_generic_create(Cgroup *cg)
@@ -1197,10 +1203,11 @@ static Cgroup *cgroup_free(Cgroup *cg)
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(Cgroup *, cgroup_free)
 
-int cgroup_new_unified(CgroupManager *m, const char *label, Cgroup **ret)
+/* A handle for leaf "<label>@<owner>" in every hierarchy of m; nothing is made.
+ * Returns 0 and *ret, -EINVAL, -ENOMEM. */
+static int handle_new(CgroupManager *m, const char *label, Cgroup **ret)
 {
         _cleanup_(cgroup_freep) Cgroup *cg = NULL;
-        int r;
 
         if (!m || !ret || !label_valid(label))
                 return -EINVAL;
@@ -1220,6 +1227,18 @@ int cgroup_new_unified(CgroupManager *m, const char *label, Cgroup **ret)
                         cg->leaf[i] = NULL;
                         return -ENOMEM;
                 }
+        *ret = TAKE_PTR(cg);
+        return 0;
+}
+
+int cgroup_new_unified(CgroupManager *m, const char *label, Cgroup **ret)
+{
+        _cleanup_(cgroup_freep) Cgroup *cg = NULL;
+        int r;
+
+        r = handle_new(m, label, &cg);
+        if (r < 0)
+                return r;
         /* Pure v2 has nothing but the cgroup2 leaf: its own create (which also
          * enables the controllers) is the whole job. */
         r = m->mode == CGROUP_MODE_V2 ? m->ops->create(cg) : generic_create_some(cg, true);
@@ -1351,6 +1370,107 @@ int cgroup_new_rest(Cgroup *cg)
         if (cg->manager->mode == CGROUP_MODE_V2)
                 return 0;
         return generic_create_some(cg, false);
+}
+
+int cgroup_new_exclusive(CgroupManager *m, const char *label, Cgroup **ret)
+{
+        _cleanup_(cgroup_freep) Cgroup *cg = NULL;
+        int r;
+
+        r = handle_new(m, label, &cg);
+        if (r < 0)
+                return r;
+        if (m->mode == CGROUP_MODE_V2) {
+                /* v2_create()'s work, with an exclusive mkdir of the leaf. */
+                const CgroupHierarchy *h = &m->hier[m->slot[CGROUP_SLOT_UNIFIED]];
+
+                r = cgroup_mkdir(h->root);
+                if (r >= 0)
+                        r = cgroup_v2_enable_controllers(h->parent);
+                if (r >= 0)
+                        r = cgroup_v2_enable_controllers(h->root);
+                if (r >= 0)
+                        r = create_some(cg, true, true);
+        } else {
+                r = create_some(cg, true, true);
+                if (r >= 0) {
+                        r = create_some(cg, false, true);
+                        /* The cgroup2 leaf is this call's (made new): it goes; the
+                         * v1 leaf that exists is another's, and stays. */
+                        for (size_t i = 0; r < 0 && i < m->n_hier; i++)
+                                if (m->hier[i].unified)
+                                        (void)rmdir(cg->leaf[i]);
+                }
+        }
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(cg);
+        return 0;
+}
+
+/* rename(2) that never replaces to: RENAME_NOREPLACE where the file system takes
+ * it, else plain rename (kernfs: it refuses an existing target itself). */
+static int rename_noreplace(const char *from, const char *to)
+{
+        if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) >= 0)
+                return 0;
+        if (errno != EINVAL)
+                return -1;
+        return rename(from, to);
+}
+
+int cgroup_rename(Cgroup *cg, const char *label)
+{
+        const CgroupManager *m;
+        char *leaf[_CGROUP_SLOT_MAX] = {};
+        _cleanup_free_ char *name = NULL;
+        const char *owner;
+        size_t done = 0;
+        int r = 0;
+
+        if (!cg || !label_valid(label) || cg->adopted)
+                return -EINVAL;
+        m = cg->manager;
+        /* cgroup2 has no rename (its kernfs ops lack one: EPERM): one name for the
+         * leaf in every hierarchy, or none renamed. */
+        for (size_t i = 0; i < m->n_hier; i++)
+                if (m->hier[i].unified)
+                        return -EOPNOTSUPP;
+        owner = strrchr(cg->name, '@');
+        if (!owner || asprintf(&name, "%s%s", label, owner) < 0) {
+                name = NULL;
+                return owner ? -ENOMEM : -EINVAL;
+        }
+        if (!component_valid(name))
+                return -EINVAL;
+        for (size_t i = 0; i < m->n_hier; i++)
+                if (asprintf(&leaf[i], "%s/%s", m->hier[i].root, name) < 0) {
+                        leaf[i] = NULL;
+                        r = -ENOMEM;
+                        goto out;
+                }
+        /* Never over another leaf: RENAME_NOREPLACE, which kernfs does not take
+         * (EINVAL), and kernfs refuses a target that exists anyway (EEXIST). */
+        for (; done < m->n_hier; done++)
+                if (rename_noreplace(cg->leaf[done], leaf[done]) < 0) {
+                        r = negative_errno();
+                        break;
+                }
+        if (r < 0) {
+                while (done-- > 0)
+                        (void)rename_noreplace(leaf[done], cg->leaf[done]);
+                goto out;
+        }
+        for (size_t i = 0; i < m->n_hier; i++) {
+                free(cg->leaf[i]);
+                cg->leaf[i] = TAKE_PTR(leaf[i]);
+        }
+        free(cg->name);
+        cg->name = TAKE_PTR(name);
+out:
+        for (size_t i = 0; i < m->n_hier; i++)
+                free(leaf[i]);
+        return r;
 }
 
 int cgroup_new(CgroupManager *m, const char *label, Cgroup **ret)

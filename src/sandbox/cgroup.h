@@ -198,6 +198,28 @@ int cgroup_new_unified(CgroupManager *m, const char *label, Cgroup **ret);
 int cgroup_new_rest(Cgroup *cg);
 
 /*
+ * cgroup_new() that makes only new leaves: a leaf "<label>@<owner>" that exists in
+ * any hierarchy is -EEXIST, and nothing is left made. For the warm pool's leaves
+ * (spawn.c, sandbox_warm_new()), made ahead and joined by a waiting sandbox, which
+ * must never join a leaf another sandbox holds (an adopted app's, a leftover's).
+ * Returns 0 and *ret, -EINVAL, -EEXIST, -errno of a mkdir.
+ */
+int cgroup_new_exclusive(CgroupManager *m, const char *label, Cgroup **ret);
+
+/*
+ * Renames cg's leaf to "<label>@<its owner>" in every hierarchy, or in none: on a
+ * backend with no cgroup2 hierarchy (v1) only, as cgroup2 refuses rename(2) of a
+ * cgroup (EPERM) and a leaf keeps one name everywhere (the name the keeper records
+ * and cgroup_open() takes). Processes stay in it; a rename within the parent is one
+ * kernfs operation, no migration. For a warm sandbox's leaf given to an app
+ * (sandbox_spawn_warm()). Returns 0, -EOPNOTSUPP (a cgroup2 hierarchy: the name
+ * stays), -EEXIST (a leaf of that name exists: the name stays), -EINVAL (a bad
+ * label, an adopted handle), -ENOMEM, or the -errno of rename(2); on failure every
+ * leaf keeps its old name.
+ */
+int cgroup_rename(Cgroup *cg, const char *label);
+
+/*
  * The backend's ops on cg (CgroupOps above; the knobs of each backend in the header
  * comment): writes limits (a 0 field left alone; cpu_weight outside 1..10000 is
  * -EINVAL); moves pid (a host pid) into every leaf; freezes or thaws every task;

@@ -9,6 +9,8 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "sandbox/sandbox.h"
 
@@ -25,6 +27,31 @@ static inline int sandbox_fail(SandboxError *err, SandboxStep step, int r, const
         vsnprintf(err->detail, sizeof(err->detail), fmt, ap);
         va_end(ap);
         return r < 0 ? r : -r;
+}
+
+/*
+ * Credential changes in the spawned child, one thread of its own, by the raw
+ * system calls: glibc's setresuid(), setresgid() and setgroups() change every
+ * thread of the process (nptl's __nptl_setxid), and in a child cloned by a raw
+ * clone3() from a process that had threads glibc still lists those threads, so
+ * each call signals every one of them (tgkill() answers ESRCH for each: a dozen
+ * calls per change, seen under strace in cellad's children; docs/benchmarks.md,
+ * "Start through cellad"). The kernel's calls change the calling thread, which is
+ * the whole child. Each returns 0 or -1 with errno, as the glibc calls.
+ */
+static inline int sandbox_setresuid(uid_t r, uid_t e, uid_t s)
+{
+        return (int)syscall(SYS_setresuid, r, e, s);
+}
+
+static inline int sandbox_setresgid(gid_t r, gid_t e, gid_t s)
+{
+        return (int)syscall(SYS_setresgid, r, e, s);
+}
+
+static inline int sandbox_setgroups_none(void)
+{
+        return (int)syscall(SYS_setgroups, 0, NULL);
 }
 
 /*

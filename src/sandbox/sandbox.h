@@ -230,16 +230,41 @@ typedef struct SandboxWarm SandboxWarm;
 #define SANDBOX_WARM_MAX_FDS   16
 
 /*
- * Clones a warm sandbox whose init will be init_path (a host path, or NULL: the
- * built-in loop; a spec with another init_path does not fit it). Returns at once,
- * the child preparing on its own (about 1 ms of its CPU): 0 and *ret, or -errno
- * (clone3, fork, mmap). Call from the thread that will spawn with it: the child
- * dies with that thread (PR_SET_PDEATHSIG) until it has an app. Single-threaded
- * callers only, as sandbox_spawn().
+ * A zygote (spawn.c, "the zygote"): a small process forked from the caller while
+ * it is small, which clones warm sandboxes for it (CLONE_PARENT: they are the
+ * caller's children) so that they share their pages with the zygote, not with the
+ * caller as it grows. sandbox_zygote_new() forks it now: call it early, from the
+ * thread that will call sandbox_warm_new() (the warm sandboxes' parent-death
+ * signal is that thread's); it dies with that thread and on the EOF of its socket.
+ * Returns 0 and *ret, or -errno (socketpair, clone3).
  */
-int sandbox_warm_new(const char *init_path, SandboxWarm **ret);
+typedef struct SandboxZygote SandboxZygote;
+int sandbox_zygote_new(SandboxZygote **ret);
+/* Ends the zygote (its warm sandboxes live on) and frees z. Takes NULL; returns NULL. */
+SandboxZygote *sandbox_zygote_free(SandboxZygote *z);
+/* The zygote's pid, or -1 (NULL, or it is gone and no longer used). */
+pid_t sandbox_zygote_pid(const SandboxZygote *z);
 
-/* Whether spec can start in w (binds, fds, init_path: see above). */
+/*
+ * Clones a warm sandbox whose init will be init_path (a host path, or NULL: the
+ * built-in loop; a spec with another init_path does not fit it). With cgroups (a
+ * manager, or NULL: none; a spec with other cgroups does not fit it), the sandbox's
+ * own leaf is made first, "warm-<caller pid>-<n>@<owner>" in every hierarchy
+ * (cgroup_new_exclusive(): never an existing leaf), and the child is born in it:
+ * clone3(CLONE_INTO_CGROUP) into the cgroup2 one, then it writes itself into each
+ * v1 one's "tasks" (cgroup.h, CgroupJoin), so that no start ever writes a pid to
+ * cgroup.procs. Returns at once, the child preparing on its own (about 1 ms of its
+ * CPU): 0 and *ret, or -errno (the leaf's mkdir, clone3, fork, mmap). With a zygote
+ * (or NULL), the zygote clones it, from a copy of the caller as it was when the
+ * zygote was made; if it cannot, the caller does. Call from the
+ * thread that will spawn with it: the child dies with that thread
+ * (PR_SET_PDEATHSIG) until it has an app. Single-threaded callers only, as
+ * sandbox_spawn().
+ */
+int sandbox_warm_new(const char *init_path, CgroupManager *cgroups, SandboxZygote *zygote,
+                     SandboxWarm **ret);
+
+/* Whether spec can start in w (binds, fds, init_path, cgroups: see above). */
 bool sandbox_warm_fits(const SandboxWarm *w, const SandboxSpec *spec);
 
 /* Where w is, without blocking: 1 prepared and waiting, 0 still preparing (it can
@@ -256,9 +281,13 @@ SandboxWarm *sandbox_warm_free(SandboxWarm *w);
 /*
  * sandbox_spawn(spec) in the warm sandbox w, which it always takes (freed, or
  * become the returned Sandbox): the same sandbox, the same checks and the same
- * errors as a cold spawn; -EINVAL at SANDBOX_STEP_PREPARE if spec does not fit w
- * (check sandbox_warm_fits() first), and the cold spawn's errors otherwise (a warm
- * child that failed while preparing reports its step).
+ * errors as a cold spawn. Its cgroup is w's leaf, limited by spec before the child
+ * may go on, and renamed "<spec's cgroup_label>@<owner>" where every hierarchy
+ * allows (v1, cgroup_rename()); else it keeps its "warm-..." name, which
+ * cgroup_name() of the Sandbox's cgroup gives (every later user takes the leaf
+ * from that handle or that recorded name). Errors: -EINVAL at SANDBOX_STEP_PREPARE if spec does not
+ * fit w (check sandbox_warm_fits() first), and the cold spawn's errors otherwise (a warm child that
+ * failed while preparing reports its step).
  */
 int sandbox_spawn_warm(SandboxWarm *w, const SandboxSpec *spec, Sandbox **ret, SandboxError *err);
 

@@ -473,7 +473,7 @@ static int become_host_user(uid_t uid, gid_t gid, SandboxError *err)
         if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
                 return sandbox_fail(err, SANDBOX_STEP_USERNS, negative_errno(),
                                     "keep capabilities");
-        if (setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
+        if (sandbox_setresgid(gid, gid, gid) < 0 || sandbox_setresuid(uid, uid, uid) < 0)
                 return sandbox_fail(err, SANDBOX_STEP_USERNS, negative_errno(),
                                     "switch to host uid %u gid %u", (unsigned)uid, (unsigned)gid);
         if (getresuid(&ru, &eu, &su) < 0 || ru != uid || eu != uid || su != uid)
@@ -680,7 +680,7 @@ _noreturn_ static void child_run(const SandboxSpec *spec, int ctl, int init_fd_i
 
         /* We are still root of the caller's user namespace with its supplementary
          * groups: drop them now, as setgroups() is denied inside. */
-        if (setgroups(0, NULL) < 0) {
+        if (sandbox_setgroups_none() < 0) {
                 r = sandbox_fail(&err, SANDBOX_STEP_USERNS, negative_errno(), "setgroups");
                 goto fail;
         }
@@ -881,16 +881,32 @@ static int parent_recv(int ctl, Msg *m, int *ret_fd)
         return m->type == MSG_SECCOMP_FD || n > 0 ? -EPROTO : 0;
 }
 
+/* How a child comes to be in its cgroup's leaves. */
+typedef enum CgroupEntry {
+        /* Born in the cgroup2 leaf (CLONE_INTO_CGROUP), it joins the v1 ones itself
+         * at MSG_CGROUP (a cold spawn). */
+        CGROUP_ENTRY_CHILD,
+        /* The parent writes its pid to every leaf (Linux < 5.7: no
+         * CLONE_INTO_CGROUP). */
+        CGROUP_ENTRY_PARENT,
+        /* In every leaf already, which exists (a warm sandbox's, sandbox_warm_new()):
+         * only the limits are left. */
+        CGROUP_ENTRY_DONE,
+} CgroupEntry;
+
 /*
- * Makes the rest of the cgroup (v1 leaves, limits) and tells the child how to join
- * it: MSG_CGROUP with the v1 tasks fds (or none when there is no cgroup or the
- * parent joined the child itself: no CLONE_INTO_CGROUP) and the app's host ids from
- * spec. Into *ret_oom_kills, the memory leaf's OOM kill count before any of the
+ * Makes the rest of the cgroup (v1 leaves, unless entry is CGROUP_ENTRY_DONE),
+ * limits it, and tells the child how to join it: MSG_CGROUP with the v1 tasks fds
+ * (none when there is no cgroup or entry is not CGROUP_ENTRY_CHILD: then the
+ * parent wrote the child's pid into every leaf, or it is in them) and the app's
+ * host ids from spec. The child waits for this message before it runs anything of
+ * the app: the limits are in force from the app's first instruction. Into
+ * *ret_oom_kills, the memory leaf's OOM kill count before any of the
  * sandbox's tasks can run the app (0 without a memory controller): the baseline
  * sandbox_finish() subtracts (see there). Returns 0 or -errno with err filled.
  */
-static int send_cgroup(Cgroup *cg, pid_t pid, bool attach_in_parent, int ctl,
-                       const SandboxSpec *spec, uint64_t *ret_oom_kills, SandboxError *err)
+static int send_cgroup(Cgroup *cg, pid_t pid, CgroupEntry entry, int ctl, const SandboxSpec *spec,
+                       uint64_t *ret_oom_kills, SandboxError *err)
 {
         CgroupJoin join = {.unified_fd = -EBADF};
         Msg m = {.type = MSG_CGROUP, .host_uid = spec->host_uid, .host_gid = spec->host_gid};
@@ -898,7 +914,7 @@ static int send_cgroup(Cgroup *cg, pid_t pid, bool attach_in_parent, int ctl,
         int r;
 
         if (cg) {
-                r = cgroup_new_rest(cg);
+                r = entry == CGROUP_ENTRY_DONE ? 0 : cgroup_new_rest(cg);
                 if (r < 0)
                         return sandbox_fail(err, SANDBOX_STEP_CGROUP, r, "create the v1 cgroups");
                 r = cgroup_set_limits(cg, limits);
@@ -923,9 +939,9 @@ static int send_cgroup(Cgroup *cg, pid_t pid, bool attach_in_parent, int ctl,
                 if (r < 0)
                         return sandbox_fail(err, SANDBOX_STEP_CGROUP, r,
                                             "read the memory cgroup's OOM kill count");
-                if (attach_in_parent)
+                if (entry == CGROUP_ENTRY_PARENT)
                         r = cgroup_attach(cg, pid);
-                else
+                else if (entry == CGROUP_ENTRY_CHILD)
                         r = cgroup_join_prepare(cg, &join);
                 if (r < 0)
                         return sandbox_fail(err, SANDBOX_STEP_CGROUP, r, "join the cgroup");
@@ -939,15 +955,14 @@ static int send_cgroup(Cgroup *cg, pid_t pid, bool attach_in_parent, int ctl,
 
 /*
  * The parent's half once the child exists, the same for a cold spawn and a warm
- * one: the caller's prepare, the cgroup (attach_in_parent: the parent writes the
- * child into every leaf, else it joined the cgroup2 leaf at clone and joins the v1
- * ones itself), the uid map, the caller's starting, the seccomp listener, until
+ * one: the caller's prepare, the cgroup (entry: how the child comes into its
+ * leaves, send_cgroup()), the uid map, the caller's starting, the seccomp listener, until
  * STARTED. Takes s, cg, *pidfd, *ctl0 and helper (a net helper to reap, or -1):
  * on success they are in *ret, on failure the child is killed and everything is
  * gone. Returns 0 or -errno with err filled.
  */
 static int spawn_finish(SandboxSpec *spec, Sandbox *s_in, Cgroup *cg, pid_t pid, int *pidfd,
-                        int *ctl0, pid_t helper, bool attach_in_parent, Sandbox **ret,
+                        int *ctl0, pid_t helper, CgroupEntry entry, Sandbox **ret,
                         SandboxError *err)
 {
         _cleanup_free_ Sandbox *s = s_in;
@@ -970,7 +985,7 @@ static int spawn_finish(SandboxSpec *spec, Sandbox *s_in, Cgroup *cg, pid_t pid,
                         goto fail_child;
                 }
         }
-        r = send_cgroup(cg, pid, attach_in_parent, *ctl0, spec, &s->oom_kills_before, err);
+        r = send_cgroup(cg, pid, entry, *ctl0, spec, &s->oom_kills_before, err);
         if (r == -EPIPE || r == -ECONNRESET)
                 /* The child failed (and exited) before it read this: the report it
                  * queued first, or EOF and its exit status, says why. Read that
@@ -1076,7 +1091,7 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
         SandboxSpec spec = *spec_in;
         Cgroup *cg = NULL;
         _cleanup_close_ int unified_fd = -EBADF;
-        bool attach_in_parent = false;
+        CgroupEntry entry = CGROUP_ENTRY_CHILD;
         struct clone_args args = {};
         pid_t pid, helper = -1;
         int r;
@@ -1128,7 +1143,7 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
                 /* Linux < 5.7 has no CLONE_INTO_CGROUP: join the old way. */
                 args.flags &= ~(uint64_t)CLONE_INTO_CGROUP;
                 args.cgroup = 0;
-                attach_in_parent = true;
+                entry = CGROUP_ENTRY_PARENT;
                 pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
         }
         if (pid < 0) {
@@ -1154,8 +1169,7 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
         }
         if (helper == 0)
                 net_helper(ctl[0]);
-        return spawn_finish(&spec, TAKE_PTR(s), cg, pid, &pidfd, &ctl[0], helper, attach_in_parent,
-                            ret, err);
+        return spawn_finish(&spec, TAKE_PTR(s), cg, pid, &pidfd, &ctl[0], helper, entry, ret, err);
 
 fail:
         if (cg) {
@@ -1174,22 +1188,35 @@ fail:
  * pid, ipc and uts namespaces (clone3), its own network namespace with loopback
  * up (the net helper), a session of its own, and the jail's skeleton
  * (jail_skeleton(): the root tmpfs, the runtime's read-only binds, /dev, /proc).
- * It then waits on ctl, root of the caller's user namespace, in the caller's
- * cgroup (charged to the daemon), holding no fd but ctl and cella-init's, no
- * uid of any app, and no app's data: it is a copy of the caller's memory from
- * when it was cloned, as every cold spawn's child is.
+ * It then waits on ctl, root of the caller's user namespace, in a cgroup leaf of
+ * its own ("warm-<caller pid>-<n>@<owner>", unlimited until it has an app), holding
+ * no fd but ctl and cella-init's, no uid of any app, and no app's data: it is a
+ * copy of the memory of the process that cloned it (the caller, or the caller's
+ * zygote, below), as every cold spawn's child is of the caller.
+ *
+ * Its leaf is made and joined ahead, as its namespaces are, because a start must
+ * not move it into one: writing a pid to cgroup.procs takes Linux's global
+ * cgroup_threadgroup_rwsem for writing, whose percpu_down_write() waits for an
+ * RCU grace period (7-15 ms measured on this project's hosts, docs/benchmarks.md)
+ * unless another writer holds it already. So the child is born in the cgroup2 leaf
+ * (clone3(CLONE_INTO_CGROUP)) and writes "0" to each v1 leaf's "tasks" itself (a
+ * single thread moving itself skips that lock: cgroup_procs_write_start()), as a
+ * cold child does; at the start the parent only writes the app's limits into the
+ * leaf, before the child may go on, and renames it after the app where every
+ * hierarchy allows (v1: cgroup_rename(); cgroup2 refuses a rename, so on v2 and
+ * hybrid hosts the leaf keeps its warm name, recorded in the Sandbox's Cgroup and,
+ * through it, in the keeper's record).
  *
  * sandbox_spawn_warm() gives it one app: the spec, deep-copied into a shared
  * arena mapped before the clone (so its pointers mean the same in both
  * processes), and MSG_WARM_GO with the spec's fds; the child then does what a
  * cold child does from the hostname on (the app's binds, /etc identity, /tmp,
- * pivot_root, the cgroup the parent attached it to, the user namespace and the
- * app's uid map, capabilities, rlimits, seccomp, exec), through the same
- * child_run(). What is never done ahead, and why: the user namespace and the uid
- * (each app has its own host uid; a namespace made ahead would be charged to
- * the wrong uid, become_host_user()), the cgroup (named after the app, its
- * limits the app's), the hostname, /tmp (its size is the app's), every bind of
- * the app's own.
+ * pivot_root, the cgroup's limits, the user namespace and the app's uid map,
+ * capabilities, rlimits, seccomp, exec), through the same child_run(). What is
+ * never done ahead, and why: the user namespace and the uid (each app has its own
+ * host uid; a namespace made ahead would be charged to the wrong uid,
+ * become_host_user()), the cgroup's limits (the app's), the hostname, /tmp (its
+ * size is the app's), every bind of the app's own.
  *
  * One warm sandbox serves one app, once: used or not, it is never handed to
  * another. While it waits it carries PR_SET_PDEATHSIG(SIGKILL) (a SIGKILL of the
@@ -1204,7 +1231,13 @@ struct SandboxWarm {
         void *arena; /* SANDBOX_WARM_ARENA bytes, MAP_SHARED with the child */
         bool ready;  /* MSG_WARM_READY came */
         char *init_path;
+        CgroupManager *cgm; /* not owned; NULL: no cgroup */
+        Cgroup *cg;         /* the child's leaf (made by sandbox_warm_new()) */
 };
+
+/* Tries at naming a warm leaf before giving up (a name taken is -EEXIST: the next
+ * number is tried). */
+#define SANDBOX_WARM_LEAF_TRIES 16
 
 #define SANDBOX_WARM_ARENA (256u * 1024u)
 
@@ -1358,7 +1391,7 @@ static void warm_place_fds(SandboxSpec *c, const int *fds)
 }
 
 /* The warm child: see struct SandboxWarm. Never returns. */
-_noreturn_ static void warm_main(int ctl, const char *init_path, void *arena)
+_noreturn_ static void warm_main(int ctl, const char *init_path, void *arena, CgroupJoin *join)
 {
         SandboxError err = {};
         JailSkeleton sk;
@@ -1371,9 +1404,16 @@ _noreturn_ static void warm_main(int ctl, const char *init_path, void *arena)
 
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                 _exit(1);
+        /* Into the v1 leaves, as a single thread moving itself (it was born in the
+         * cgroup2 one); cgroup_join_self() closes their fds. */
+        r = cgroup_join_self(join);
         /* Nothing of the caller's crosses into a warm sandbox: not another app's
          * pipes or channel, not the control socket. */
         close_all_but(ctl, -1);
+        if (r < 0) {
+                sandbox_fail(&err, SANDBOX_STEP_CGROUP, r, "join the warm v1 cgroups");
+                goto fail;
+        }
         {
                 /* The parent may have died before the signal was armed. */
                 struct pollfd p = {.fd = ctl, .events = POLLOUT};
@@ -1466,41 +1506,338 @@ fail:
         _exit(1);
 }
 
-int sandbox_warm_new(const char *init_path, SandboxWarm **ret)
+/* Makes w's leaf (see struct SandboxWarm) and opens what the child needs to be
+ * born in it into *join. Returns 0 or -errno. */
+static int warm_cgroup(SandboxWarm *w, CgroupJoin *join)
+{
+        static unsigned seq;
+        int r = -EEXIST;
+
+        for (unsigned i = 0; i < SANDBOX_WARM_LEAF_TRIES && r == -EEXIST; i++) {
+                char label[48];
+
+                snprintf(label, sizeof label, "warm-%d-%u", (int)getpid(), ++seq);
+                r = cgroup_new_exclusive(w->cgm, label, &w->cg);
+        }
+        if (r < 0)
+                return r;
+        return cgroup_join_prepare(w->cg, join);
+}
+
+/*
+ * clone3() of a warm child (flags_extra: CLONE_PARENT from the zygote), into
+ * join's cgroup2 leaf where there is one; the child runs warm_main() and never
+ * returns. *ret_attach: the kernel has no CLONE_INTO_CGROUP (Linux < 5.7) and the
+ * caller must write the child into its leaf. Returns the child's pid with
+ * *ret_pidfd, or -errno.
+ */
+static pid_t warm_clone(uint64_t flags_extra, int ctl, const char *init_path, void *arena,
+                        CgroupJoin *join, int *ret_pidfd, bool *ret_attach)
+{
+        struct clone_args args = {};
+        pid_t pid;
+
+        *ret_attach = false;
+        args.flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_PIDFD |
+                     flags_extra;
+        args.pidfd = (uint64_t)(uintptr_t)ret_pidfd;
+        /* With CLONE_PARENT the kernel takes the caller's own exit signal instead. */
+        args.exit_signal = (flags_extra & CLONE_PARENT) ? 0 : SIGCHLD;
+        if (join->unified_fd >= 0) {
+                args.flags |= CLONE_INTO_CGROUP;
+                args.cgroup = (uint64_t)join->unified_fd;
+        }
+        pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
+        if (pid < 0 && join->unified_fd >= 0 &&
+            (errno == EINVAL || errno == E2BIG || errno == EOPNOTSUPP)) {
+                /* Linux < 5.7: the caller writes it in, ahead of any start. */
+                args.flags &= ~(uint64_t)CLONE_INTO_CGROUP;
+                args.cgroup = 0;
+                *ret_attach = true;
+                pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
+        }
+        if (pid < 0)
+                return negative_errno();
+        if (pid == 0)
+                warm_main(ctl, init_path, arena, join);
+        return pid;
+}
+
+/* ---- the zygote ----------------------------------------------------------- */
+
+/*
+ * A small process that clones warm sandboxes for its parent (docs/daemon.md, "The
+ * warm pool", "What it costs"): a fork of the caller made early, while the caller
+ * is small (cellad: before it has loaded any app), which then only waits for
+ * requests. A warm sandbox cloned by the caller itself is a copy of the caller as
+ * it is then, and each page the caller writes afterwards becomes the sandbox's own:
+ * beside a cellad of 1,000 apps two warm sandboxes held 26 MiB Pss. Cloned from
+ * the zygote, which writes almost nothing, a warm sandbox shares its pages with
+ * the zygote, whatever the caller grows to.
+ *
+ * The zygote clones with CLONE_PARENT, so each warm sandbox is the caller's child
+ * as before (its pidfd waited on, its parent-death signal the caller's thread's),
+ * into the caller's leaves (the fds of cgroup_join_prepare()), sharing the
+ * caller's arena: a memfd the zygote maps at the caller's address
+ * (MAP_FIXED_NOREPLACE), so the spec's pointers mean the same in the child. A
+ * request that cannot be served that way (the address taken in the zygote, the
+ * zygote gone) is cloned by the caller itself, as without a zygote.
+ */
+struct SandboxZygote {
+        pid_t pid;
+        int pidfd;
+        int fd; /* SOCK_SEQPACKET to the zygote; -EBADF once it is gone */
+};
+
+typedef struct ZygoteRequest {
+        uint64_t arena; /* the caller's address of the arena */
+        uint32_t n_v1;  /* v1 tasks fds that follow */
+        uint32_t unified;
+        char init_path[PATH_MAX]; /* "" for none */
+} ZygoteRequest;
+
+typedef struct ZygoteReply {
+        int32_t pid;   /* > 0, with its pidfd attached */
+        int32_t error; /* errno, when pid <= 0 */
+        uint32_t attach;
+        int32_t helper; /* the net helper's pid (the caller's child too), or -1 */
+} ZygoteReply;
+
+/* The zygote: serves ZygoteRequests on fd (fds: the child's ctl end, the arena
+ * memfd, the parent's ctl end for the net helper, the cgroup2 leaf, the v1 tasks)
+ * until EOF: clones the warm child, then forks its net helper, both with
+ * CLONE_PARENT. Never returns. */
+_noreturn_ static void zygote_main(int fd, pid_t parent)
+{
+        sigset_t none;
+
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+                _exit(0);
+        close_all_but(fd, -1);
+        sigemptyset(&none);
+        (void)sigprocmask(SIG_SETMASK, &none, NULL);
+        (void)signal(SIGTERM, SIG_DFL);
+        (void)signal(SIGINT, SIG_DFL);
+        (void)signal(SIGHUP, SIG_DFL);
+        (void)prctl(PR_SET_NAME, "cella-zygote", 0, 0, 0);
+        for (;;) {
+                ZygoteRequest q;
+                ZygoteReply rp = {.pid = -1, .helper = -1};
+                int fds[FD_MSG_MAX_FDS], pidfd = -EBADF;
+                size_t n = 0;
+                ssize_t k = fd_msg_recv(fd, &q, sizeof q, fds, ELEMENTSOF(fds), &n, 0);
+
+                if (k == -EINTR)
+                        continue;
+                if (k <= 0)
+                        _exit(0);
+                if (k != sizeof q || q.n_v1 > CGROUP_JOIN_MAX_V1 || q.unified > 1 ||
+                    n != 3 + q.unified + q.n_v1)
+                        rp.error = EBADMSG;
+                else {
+                        void *a = mmap((void *)(uintptr_t)q.arena, SANDBOX_WARM_ARENA,
+                                       PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED_NOREPLACE,
+                                       fds[1], 0);
+
+                        if (a == MAP_FAILED)
+                                rp.error = errno;
+                        else if (a != (void *)(uintptr_t)q.arena) {
+                                /* A kernel before 4.17 takes the flag as a hint. */
+                                munmap(a, SANDBOX_WARM_ARENA);
+                                rp.error = EEXIST;
+                        } else {
+                                CgroupJoin j = {.unified_fd = q.unified ? fds[3] : -EBADF,
+                                                .n_v1 = q.n_v1};
+                                bool attach;
+                                pid_t pid;
+
+                                memcpy(j.v1_fds, fds + 3 + q.unified, sizeof(int) * q.n_v1);
+                                q.init_path[sizeof q.init_path - 1] = 0;
+                                pid = warm_clone(CLONE_PARENT, fds[0],
+                                                 q.init_path[0] ? q.init_path : NULL, a, &j, &pidfd,
+                                                 &attach);
+                                if (pid < 0)
+                                        rp.error = -pid;
+                                else {
+                                        struct clone_args h = {.flags = CLONE_PARENT};
+                                        pid_t helper;
+
+                                        rp.pid = pid;
+                                        rp.attach = attach;
+                                        /* The net helper, also a copy of this small
+                                         * process rather than of the caller. */
+                                        helper = (pid_t)syscall(SYS_clone3, &h, sizeof h);
+                                        if (helper == 0)
+                                                net_helper(fds[2]);
+                                        rp.helper = helper > 0 ? helper : -1;
+                                }
+                                munmap(a, SANDBOX_WARM_ARENA);
+                        }
+                }
+                for (size_t i = 0; i < n; i++)
+                        safe_close(fds[i]);
+                if (fd_msg_send(fd, &rp, sizeof rp, &pidfd, pidfd >= 0 ? 1 : 0, 0) < 0)
+                        _exit(0);
+                safe_close(pidfd);
+        }
+}
+
+int sandbox_zygote_new(SandboxZygote **ret)
+{
+        _cleanup_close_pair_ int sk[2] = {-EBADF, -EBADF};
+        struct clone_args args = {.flags = CLONE_PIDFD, .exit_signal = SIGCHLD};
+        SandboxZygote *z;
+        int pidfd = -EBADF;
+        pid_t parent = getpid(), pid;
+
+        z = calloc(1, sizeof *z);
+        if (!z)
+                return -ENOMEM;
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sk) < 0) {
+                free(z);
+                return negative_errno();
+        }
+        args.pidfd = (uint64_t)(uintptr_t)&pidfd;
+        pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
+        if (pid < 0) {
+                free(z);
+                return negative_errno();
+        }
+        if (pid == 0)
+                zygote_main(sk[1], parent);
+        z->pid = pid;
+        z->pidfd = pidfd;
+        z->fd = TAKE_FD(sk[0]);
+        *ret = z;
+        return 0;
+}
+
+SandboxZygote *sandbox_zygote_free(SandboxZygote *z)
+{
+        if (!z)
+                return NULL;
+        z->fd = safe_close(z->fd); /* its EOF: the zygote exits */
+        if (z->pidfd >= 0) {
+                syscall(SYS_pidfd_send_signal, z->pidfd, SIGKILL, NULL, 0);
+                reap(z->pid, z->pidfd, NULL);
+        }
+        safe_close(z->pidfd);
+        free(z);
+        return NULL;
+}
+
+pid_t sandbox_zygote_pid(const SandboxZygote *z)
+{
+        return z && z->fd >= 0 ? z->pid : -1;
+}
+
+/* Has z clone a warm child (see struct SandboxZygote) and fork its net helper on
+ * ctl_parent. Returns its pid with *ret_pidfd, *ret_attach and *ret_helper (-1:
+ * none, the caller forks one), or -errno: then the caller clones it itself. */
+static pid_t zygote_clone(SandboxZygote *z, int ctl, int ctl_parent, const char *init_path,
+                          void *arena, int arena_fd, CgroupJoin *join, int *ret_pidfd,
+                          bool *ret_attach, pid_t *ret_helper)
+{
+        ZygoteRequest q = {.arena = (uint64_t)(uintptr_t)arena,
+                           .n_v1 = join->n_v1,
+                           .unified = join->unified_fd >= 0};
+        ZygoteReply rp;
+        int fds[FD_MSG_MAX_FDS], got[FD_MSG_MAX_FDS];
+        unsigned n = 0;
+        size_t k_fds = 0;
+        struct pollfd p = {.fd = z->fd, .events = POLLIN};
+        ssize_t k;
+
+        if (z->fd < 0)
+                return -ECHILD;
+        if (init_path && strlen(init_path) >= sizeof q.init_path)
+                return -ENAMETOOLONG;
+        if (init_path)
+                strcpy(q.init_path, init_path);
+        fds[n++] = ctl;
+        fds[n++] = arena_fd;
+        fds[n++] = ctl_parent;
+        if (join->unified_fd >= 0)
+                fds[n++] = join->unified_fd;
+        for (unsigned i = 0; i < join->n_v1; i++)
+                fds[n++] = join->v1_fds[i];
+        k = fd_msg_send(z->fd, &q, sizeof q, fds, n, MSG_NOSIGNAL);
+        if (k >= 0 && RETRY_EINTR(poll(&p, 1, SANDBOX_SETUP_TIMEOUT_MS)) == 1)
+                k = fd_msg_recv(z->fd, &rp, sizeof rp, got, ELEMENTSOF(got), &k_fds, 0);
+        else if (k >= 0)
+                k = -ETIMEDOUT;
+        if (k != (ssize_t)sizeof rp || (rp.pid > 0) != (k_fds == 1)) {
+                /* Gone, hung or broken: no more requests to it. */
+                for (size_t i = 0; k > 0 && i < k_fds; i++)
+                        safe_close(got[i]);
+                z->fd = safe_close(z->fd);
+                return k < 0 ? (int)k : -EBADMSG;
+        }
+        if (rp.pid <= 0)
+                return rp.error > 0 ? -rp.error : -EIO;
+        *ret_pidfd = got[0];
+        *ret_attach = rp.attach;
+        *ret_helper = rp.helper;
+        return rp.pid;
+}
+
+int sandbox_warm_new(const char *init_path, CgroupManager *cgroups, SandboxZygote *zygote,
+                     SandboxWarm **ret)
 {
         _cleanup_close_pair_ int ctl[2] = {-EBADF, -EBADF};
         _cleanup_close_ int pidfd = -EBADF;
         _cleanup_free_ SandboxWarm *w = NULL;
-        struct clone_args args = {};
+        _cleanup_close_ int arena_fd = -EBADF;
+        CgroupJoin join = {.unified_fd = -EBADF};
+        bool attach = false;
         void *arena;
-        pid_t pid;
+        pid_t pid = -1, helper = -1;
+        int r;
 
         w = calloc(1, sizeof *w);
         if (!w)
                 return -ENOMEM;
+        w->pidfd = w->ctl = -EBADF;
+        w->cgm = cgroups;
         if (init_path) {
                 w->init_path = strdup(init_path);
                 if (!w->init_path)
                         return -ENOMEM;
         }
+        /* A memfd, which the zygote maps too; shared anonymous memory otherwise. */
+        if (zygote && zygote->fd >= 0) {
+                arena_fd = memfd_create("cella-warm-arena", MFD_CLOEXEC);
+                if (arena_fd >= 0 && ftruncate(arena_fd, SANDBOX_WARM_ARENA) < 0)
+                        arena_fd = safe_close(arena_fd);
+        }
         arena = mmap(NULL, SANDBOX_WARM_ARENA, PROT_READ | PROT_WRITE,
-                     MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+                     arena_fd >= 0 ? MAP_SHARED : MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE,
+                     arena_fd, 0);
         if (arena == MAP_FAILED) {
                 free(w->init_path);
                 return negative_errno();
         }
+        if (cgroups) {
+                r = warm_cgroup(w, &join);
+                if (r < 0)
+                        goto fail;
+        }
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0)
                 goto fail_errno;
-        args.flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_PIDFD;
-        args.pidfd = (uint64_t)(uintptr_t)&pidfd;
-        args.exit_signal = SIGCHLD;
-        pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
-        if (pid < 0)
-                goto fail_errno;
-        if (pid == 0) {
-                safe_close(ctl[0]);
-                warm_main(ctl[1], w->init_path, arena);
+        if (arena_fd >= 0)
+                pid = zygote_clone(zygote, ctl[1], ctl[0], w->init_path, arena, arena_fd, &join,
+                                   &pidfd, &attach, &helper);
+        if (pid < 0) {
+                /* No zygote, or it could not: cloned from here (a copy of the caller). */
+                pid = warm_clone(0, ctl[1], w->init_path, arena, &join, &pidfd, &attach);
+                if (pid < 0) {
+                        r = (int)pid;
+                        goto fail;
+                }
         }
+        cgroup_join_done(&join);
+        if (attach)
+                (void)cgroup_attach(w->cg, pid); /* if it fails, so does the child's join */
         /* Only this child shares the arena: neither the next warm child nor any
          * cold one inherits it (each would see the spec of another app). */
         (void)madvise(arena, SANDBOX_WARM_ARENA, MADV_DONTFORK);
@@ -1509,10 +1846,9 @@ int sandbox_warm_new(const char *init_path, SandboxWarm **ret)
         w->pidfd = TAKE_FD(pidfd);
         w->ctl = TAKE_FD(ctl[0]);
         w->arena = arena;
-        w->helper = fork();
+        w->helper = helper > 0 ? helper : fork();
         if (w->helper < 0) {
-                int r = negative_errno();
-
+                r = negative_errno();
                 w->helper = -1;
                 sandbox_warm_free(TAKE_PTR(w));
                 return r;
@@ -1522,13 +1858,15 @@ int sandbox_warm_new(const char *init_path, SandboxWarm **ret)
         *ret = TAKE_PTR(w);
         return 0;
 
-fail_errno : {
-        int r = negative_errno();
-
+fail_errno:
+        r = negative_errno();
+fail:
+        cgroup_join_done(&join);
+        if (w->cg)
+                cgroup_destroy(w->cg);
         munmap(arena, SANDBOX_WARM_ARENA);
         free(w->init_path);
         return r;
-}
 }
 
 pid_t sandbox_warm_pid(const SandboxWarm *w)
@@ -1543,6 +1881,10 @@ bool sandbox_warm_fits(const SandboxWarm *w, const SandboxSpec *spec)
                 return false;
         if (!w->init_path != !spec->init_path ||
             (w->init_path && strcmp(w->init_path, spec->init_path) != 0))
+                return false;
+        /* Its leaf is the manager's, and there is one (made, or not) for a spec
+         * that wants one. */
+        if (w->cgm != spec->cgroups || !w->cg != !spec->cgroups)
                 return false;
         return true;
 }
@@ -1583,6 +1925,8 @@ SandboxWarm *sandbox_warm_free(SandboxWarm *w)
         }
         safe_close(w->pidfd);
         safe_close(w->ctl);
+        /* Reaped: its leaf is empty, and goes. */
+        cgroup_destroy(w->cg);
         if (w->arena)
                 munmap(w->arena, SANDBOX_WARM_ARENA);
         free(w->init_path);
@@ -1625,33 +1969,27 @@ int sandbox_spawn_warm(SandboxWarm *w, const SandboxSpec *spec_in, Sandbox **ret
                 r = sandbox_fail(err, SANDBOX_STEP_PREPARE, -ENOMEM, "allocate");
                 goto fail_warm;
         }
-        /* The child is not in any of the app's leaves yet: all of them are made
-         * now, and the parent writes it into each (send_cgroup()) before it may
-         * run anything of the app. */
-        if (spec.cgroups) {
-                r = cgroup_new_unified(spec.cgroups, spec.cgroup_label, &cg);
-                if (r < 0) {
-                        sandbox_fail(err, SANDBOX_STEP_CGROUP, r, "create cgroup %s",
-                                     spec.cgroup_label);
-                        goto fail_warm;
-                }
-        }
         m.value = (int32_t)n_fds;
         r = msg_send_fds(w->ctl, &m, fds, n_fds);
         if (r < 0) {
                 sandbox_fail(err, SANDBOX_STEP_PREPARE, r, "hand the app to a warm sandbox");
-                if (cg) {
-                        cgroup_kill(cg);
-                        cgroup_destroy(cg);
-                }
                 goto fail_warm;
         }
-        /* From here spawn_finish() owns the child, its fds and the helper. */
+        /* From here spawn_finish() owns the child, its fds, its leaf and the
+         * helper. The child is in every leaf already (sandbox_warm_new()), with no
+         * limit: send_cgroup() writes the app's before the child may go on. While
+         * it builds the app's part of the jail, the leaf takes the app's name
+         * where the hierarchies allow (v1); elsewhere, or if a leaf of that name is
+         * left over, it keeps its own, which the Sandbox's cgroup handle carries. */
         pidfd = TAKE_FD(w->pidfd);
         ctl = TAKE_FD(w->ctl);
+        cg = TAKE_PTR(w->cg);
         w->helper = -1;
         sandbox_warm_free(w);
-        r = spawn_finish(&spec, TAKE_PTR(s), cg, pid, &pidfd, &ctl, helper, true, ret, err);
+        if (cg && spec.cgroup_label)
+                (void)cgroup_rename(cg, spec.cgroup_label);
+        r = spawn_finish(&spec, TAKE_PTR(s), cg, pid, &pidfd, &ctl, helper, CGROUP_ENTRY_DONE, ret,
+                         err);
         safe_close(pidfd);
         safe_close(ctl);
         return r;

@@ -81,10 +81,10 @@ int userns_become(uid_t uid, gid_t gid, SandboxError *err)
         uid_t ru, eu, su;
         gid_t rg, eg, sg;
 
-        if (setresgid(gid, gid, gid) < 0)
+        if (sandbox_setresgid(gid, gid, gid) < 0)
                 return sandbox_fail(err, SANDBOX_STEP_USERNS, negative_errno(), "setresgid(%u)",
                                     (unsigned)gid);
-        if (setresuid(uid, uid, uid) < 0)
+        if (sandbox_setresuid(uid, uid, uid) < 0)
                 return sandbox_fail(err, SANDBOX_STEP_USERNS, negative_errno(), "setresuid(%u)",
                                     (unsigned)uid);
         /* Check, don't trust: every id must now be the app's. */

@@ -116,6 +116,28 @@ def full_pool(d, n):
     return wait_for("the pool full", lambda: (p := pool(d))["ready"] == n and p)
 
 
+def proc_cgroups(pid):
+    """{hierarchy id: path} of /proc/PID/cgroup, for the hierarchies cella uses
+    (those whose path runs through a "cella" root)."""
+    with open(f"/proc/{pid}/cgroup") as f:
+        lines = [l.rstrip("\n").split(":", 2) for l in f]
+    return {h: path for h, _, path in lines if "/cella/" in path}
+
+
+def assert_in_its_leaf(rec):
+    """The sandbox's init (rec: an org.cella.Inspect reply) is in the leaf inspect
+    reports, in every hierarchy, under one name; returns that name."""
+    paths = rec["cgroup_paths"]
+    names = {os.path.basename(p) for p in paths.values()}
+    assert len(names) == 1, paths
+    mine = proc_cgroups(rec["pid"])
+    assert mine and all(os.path.basename(p) in names for p in mine.values()), (mine, paths)
+    # (inspect lists memory, pids, cpu, freezer and the cgroup2 leaf; cpuacct,
+    # when it is a hierarchy of its own, is not among them)
+    assert len(mine) >= len(set(paths.values())), (mine, paths)
+    return names.pop()
+
+
 def test_a_warm_sandbox_keeps_nothing_for_the_next_app(tmp_path):
     """Apps A and B start through the pool one after the other (--warm 1: the one
     warm sandbox B gets was cloned after A's start): B sees its own hostname, an
@@ -149,9 +171,9 @@ def test_a_warm_sandbox_keeps_nothing_for_the_next_app(tmp_path):
             with open(f"/proc/{rec['pid']}/status") as f:
                 uids = next(l for l in f if l.startswith("Uid:")).split()[1:]
             assert uids == [str(rec["uid"])] * 4, (rec["uid"], uids)
-            with open(f"/proc/{rec['pid']}/cgroup") as f:
-                cg = f.read()
-            assert rec["id"] in cg, cg
+            # In its leaf in every hierarchy: the one inspect names (on a hybrid or
+            # v2 host the warm sandbox's own, "warm-...": cgroup2 has no rename).
+            assert_in_its_leaf(rec)
         # B's cgroup holds B alone: init and the app.
         assert ib["cgroup"]["pids_current"] <= 2, ib["cgroup"]
         assert ib["cgroup"]["oom_kills"] == 0
@@ -275,3 +297,189 @@ def test_bad_warm_is_a_usage_error(tmp_path, value):
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 2, p
     assert f"--warm: expected a number from 0 to 64, not '{value}'" in p.stderr
+
+
+# ---- the warm sandbox's cgroup leaf (docs/daemon.md, "The warm pool") ----------
+
+
+def host_layout():
+    """This host's cgroups: "v2", "hybrid", "v1", or None."""
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        return "v2"
+    if os.path.exists("/sys/fs/cgroup/unified/cgroup.controllers"):
+        return "hybrid"
+    if os.path.isdir("/sys/fs/cgroup/memory"):
+        return "v1"
+    return None
+
+
+def prepared_pool(d, n):
+    """The pool once its n sandboxes are prepared (each in its leaf everywhere: on
+    v1 it joins its leaves itself, after the clone)."""
+    return wait_for("the pool prepared", lambda: (p := pool(d))["prepared"] == n and p)
+
+
+def leaf_of(pid):
+    """The one leaf name a process is in, in every hierarchy cella uses."""
+    names = {os.path.basename(p) for p in proc_cgroups(pid).values()}
+    assert len(names) == 1, proc_cgroups(pid)
+    return names.pop()
+
+
+def leaf_dirs(rec, name):
+    """The directories of leaf name beside the leaves of rec (an Inspect reply)."""
+    return sorted({os.path.join(os.path.dirname(p), name) for p in rec["cgroup_paths"].values()})
+
+
+def read(d, f):
+    with open(os.path.join(d, f)) as fh:
+        return fh.read().strip()
+
+
+@pytest.mark.parametrize("mode", ["v1", "auto", "v2"])
+def test_a_warm_sandbox_is_born_in_its_own_leaf(tmp_path, mode):
+    """Before any start, a warm sandbox waits in a leaf of its own in every
+    hierarchy, warm-<cellad pid>-<n>@<owner>. At the start that leaf becomes the
+    app's, with the manifest's limits: renamed "<id>@<owner>" when every hierarchy
+    is v1 (--cgroup-mode v1), kept under its warm name where a cgroup2 hierarchy is
+    used (hybrid and v2: cgroup2 refuses a rename), one name everywhere, the one
+    inspect reports."""
+    layout = host_layout()
+    if layout is None:
+        pytest.skip("no cgroup hierarchy on this host")
+    if mode == "v1" and layout == "v2":
+        pytest.skip("a pure cgroup2 host has no v1 controllers to drive")
+    if mode == "v2" and layout != "v2":
+        pytest.skip(f"this host's cgroups are {layout}, not pure v2 (cgroup2 mounted at "
+                    "/sys/fs/cgroup): the v2 case runs on a v2 host; the fake v2 tree of "
+                    "tests/unit/test-cgroup.c covers cgroup_new_exclusive() and cgroup_rename()")
+    need_tick()
+    state = new_state(tmp_path)
+    app_id = "org.cella.test.pool-leaf"
+    install(state, app_id, ["sleep"])
+    with running_cellad(state, "--warm", "1", "--no-autostart", "--cgroup-mode", mode) as d:
+        wpid = prepared_pool(d, 1)["pids"][0]
+        warm = leaf_of(wpid)
+        label, _, owner = warm.partition("@")
+        assert label.startswith(f"warm-{d.pid}-"), warm
+        assert d.call("org.cella.Start", {"app": app_id})["pid"] == wpid
+        rec = d.call("org.cella.Inspect", {"app": app_id})
+        name = assert_in_its_leaf(rec)
+        if mode == "v1" or layout == "v1":
+            assert name == f"{app_id}@{owner}", (name, warm)
+            assert not any(os.path.exists(x) for x in leaf_dirs(rec, warm))
+        else:
+            assert name == warm
+        paths = rec["cgroup_paths"]
+        if "memory" in paths:
+            assert read(paths["memory"], "memory.limit_in_bytes") == str(16 << 20)
+        else:
+            assert read(paths["unified"], "memory.max") == str(16 << 20)
+        assert read(paths.get("pids") or paths["unified"], "pids.max") == "8"
+        # The next warm sandbox has a leaf of its own again.
+        nxt = leaf_of(prepared_pool(d, 1)["pids"][0])
+        assert nxt not in (warm, name) and nxt.startswith(f"warm-{d.pid}-"), nxt
+
+
+def test_leftover_warm_leaves_are_removed_at_the_next_start(tmp_path):
+    """A SIGKILLed cellad leaves its warm sandboxes' leaves behind (the sandboxes
+    die with it, by their parent-death signal): the next cellad removes them before
+    it is ready, and keeps the leaf of the app that took a warm sandbox, which it
+    adopts."""
+    need_tick()
+    if host_layout() is None:
+        pytest.skip("no cgroup hierarchy on this host")
+    state = new_state(tmp_path)
+    app_id = "org.cella.test.pool-left"
+    install(state, app_id, ["sleep"])
+    with running_cellad(state, "--warm", "2", "--no-autostart") as d:
+        prepared_pool(d, 2)
+        app = d.call("org.cella.Start", {"app": app_id})["pid"]
+        pids = prepared_pool(d, 2)["pids"]
+        rec = d.call("org.cella.Inspect", {"app": app_id})
+        app_leaf = assert_in_its_leaf(rec)
+        left = [x for p in pids for x in leaf_dirs(rec, leaf_of(p))]
+        d.kill()
+        wait_for("the warm sandboxes gone", lambda: not any(alive(x) for x in pids))
+        assert left and all(os.path.isdir(x) for x in left), left
+    with running_cellad(state, "--warm", "0", "--no-autostart") as d:
+        assert not [x for x in left if os.path.exists(x)]
+        rec = d.call("org.cella.Inspect", {"app": app_id})
+        assert rec["running"] and rec["pid"] == app, rec
+        assert assert_in_its_leaf(rec) == app_leaf
+
+
+def test_limits_hold_from_a_warm_apps_first_instruction(tmp_path):
+    """An app started in a warm sandbox is in its own leaf, limited, from its first
+    instruction: tick's first act after its clock read prints /proc/self/cgroup,
+    where every hierarchy reads "/" (its cgroup namespace was made in the leaf, so
+    it was in the leaf before it ran); and tick eat, whose first act is to allocate,
+    is OOM-killed at its 16 MiB limit, which therefore was there."""
+    need_tick()
+    if host_layout() is None:
+        pytest.skip("no cgroup hierarchy on this host")
+    state = new_state(tmp_path)
+    install(state, "org.cella.test.pool-cg", ["cgroup"])
+    install(state, "org.cella.test.pool-eat", ["eat"])
+    with running_cellad(state, "--warm", "1", "--no-autostart") as d:
+        wpid = prepared_pool(d, 1)["pids"][0]
+        assert d.call("org.cella.Start", {"app": "org.cella.test.pool-cg"})["pid"] == wpid
+        text = wait_for("the cgroup lines", lambda: "cgroup 0::" in (t := log(
+            state, "org.cella.test.pool-cg")) and t)
+        lines = [l.split(" ", 1)[1] for l in text.splitlines() if l.startswith("cgroup ")]
+        assert lines, text
+        for l in lines:
+            assert l.split(":", 2)[2] == "/", lines
+        assert_in_its_leaf(d.call("org.cella.Inspect", {"app": "org.cella.test.pool-cg"}))
+
+        wpid = prepared_pool(d, 1)["pids"][0]
+        assert d.call("org.cella.Start", {"app": "org.cella.test.pool-eat"})["pid"] == wpid
+        wait_for("eat ended", not_running(d, "org.cella.test.pool-eat"))
+        rec = d.call("org.cella.Inspect", {"app": "org.cella.test.pool-eat"})
+        assert rec["last_exit"]["oom_killed"], rec["last_exit"]
+        ate = [int(l.split()[1]) for l in log(state, "org.cella.test.pool-eat").splitlines()
+               if l.startswith("ate ")]
+        assert not ate or max(ate) < 16, ate
+
+
+def comm(pid):
+    with open(f"/proc/{pid}/comm") as f:
+        return f.read().strip()
+
+
+def ppid(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rpartition(")")[2].split()[1])
+
+
+def test_warm_sandboxes_are_cloned_by_the_zygote(tmp_path):
+    """cellad forks a zygote early, while it is small, and the zygote clones the
+    warm sandboxes (each named after it, "cella-zygote", until it execs), each
+    cellad's child all the same (CLONE_PARENT: reaped and watched by cellad). A
+    killed zygote is not fatal: cellad then clones them itself, and starts go on."""
+    need_tick()
+    state = new_state(tmp_path)
+    app_id = "org.cella.test.pool-z"
+    install(state, app_id, ["sleep"])
+    with running_cellad(state, "--warm", "2", "--no-autostart") as d:
+        p = prepared_pool(d, 2)
+        z = p["zygote"]["pid"]
+        assert z > 0 and ppid(z) == d.pid and comm(z) == "cella-zygote", p
+        for w in p["pids"]:
+            assert ppid(w) == d.pid, w
+            assert comm(w) == "cella-zygote", (w, comm(w))
+        assert d.call("org.cella.Start", {"app": app_id})["pid"] == p["pids"][0]
+        d.call("org.cella.Stop", {"app": app_id})
+        wait_for("stopped", not_running(d, app_id))
+        os.kill(z, signal.SIGKILL)
+        wait_for("the zygote gone", lambda: not alive(z))
+        # Its two sandboxes are cellad's children, and live on; the next refill
+        # finds the zygote gone and clones from cellad.
+        w = d.call("org.cella.Start", {"app": app_id})["pid"]
+        assert alive(w) and ppid(w) == d.pid
+        d.call("org.cella.Stop", {"app": app_id})
+        wait_for("stopped", not_running(d, app_id))
+        d.call("org.cella.Start", {"app": app_id})
+        p = prepared_pool(d, 2)
+        assert p["zygote"]["pid"] == -1, p
+        assert any(comm(x) == "cellad" for x in p["pids"]), [comm(x) for x in p["pids"]]

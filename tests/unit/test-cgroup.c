@@ -740,6 +740,80 @@ START_TEST(test_hybrid_fake)
 }
 END_TEST
 
+/* The warm pool's leaves (spawn.c, sandbox_warm_new()): cgroup_new_exclusive() makes
+ * only new leaves, and leaves nothing when one exists in any hierarchy; cgroup_rename()
+ * renames every leaf or none, never over another leaf, and not at all where a
+ * cgroup2 hierarchy is used (cgroup2 refuses a rename: the leaf keeps one name). */
+START_TEST(test_exclusive_and_rename_fake)
+{
+        _cleanup_(rm_rfp) char *v1fs = fake_v1(false), *hyfs = fake_hybrid(), *v2fs = fake_v2();
+        _cleanup_(manager_freep) CgroupManager *m1 = NULL, *mh = NULL, *m2 = NULL;
+        _cleanup_(cgroup_destroyp) Cgroup *a = NULL, *h = NULL, *v = NULL;
+        Cgroup *again = NULL;
+        _cleanup_free_ char *old_mem = NULL, *want = NULL;
+        int me = (int)getpid();
+
+        /* v1: made new everywhere, then renamed everywhere. */
+        ck_assert_int_eq(cgroup_manager_new(v1fs, CGROUP_MODE_V1, NULL, &m1), 0);
+        ck_assert_int_eq(cgroup_new_exclusive(m1, "warm-1-1", &a), 0);
+        ck_assert(existsf("%s/memory/cella/warm-1-1@%d", v1fs, me));
+        ck_assert(existsf("%s/pids/cella/warm-1-1@%d", v1fs, me));
+        ck_assert_int_eq(cgroup_new_exclusive(m1, "warm-1-1", &again), -EEXIST);
+        ck_assert_ptr_null(again);
+        ck_assert(existsf("%s/memory/cella/warm-1-1@%d", v1fs, me)); /* left as it was */
+        /* A name taken in one hierarchy only: nothing made in the others. */
+        mkdirf("%s/pids/cella/warm-1-2@%d", v1fs, me);
+        ck_assert_int_eq(cgroup_new_exclusive(m1, "warm-1-2", &again), -EEXIST);
+        ck_assert(!existsf("%s/memory/cella/warm-1-2@%d", v1fs, me));
+        ck_assert(!existsf("%s/freezer/cella/warm-1-2@%d", v1fs, me));
+        ck_assert(existsf("%s/pids/cella/warm-1-2@%d", v1fs, me));
+
+        old_mem = strdup(cgroup_path(a, "memory"));
+        ck_assert_int_eq(cgroup_rename(a, "org.example.app"), 0);
+        want = fmt("org.example.app@%d", me);
+        ck_assert_str_eq(cgroup_name(a), want);
+        free(want);
+        want = fmt("%s/memory/cella/org.example.app@%d", v1fs, me);
+        ck_assert_str_eq(cgroup_path(a, "memory"), want);
+        ck_assert(exists(want));
+        ck_assert(!exists(old_mem));
+        ck_assert(existsf("%s/freezer/cella/org.example.app@%d", v1fs, me));
+        /* Not over a leaf that exists (in one hierarchy: then in none). */
+        mkdirf("%s/freezer/cella/taken@%d", v1fs, me);
+        ck_assert_int_eq(cgroup_rename(a, "taken"), -EEXIST);
+        free(want);
+        want = fmt("org.example.app@%d", me);
+        ck_assert_str_eq(cgroup_name(a), want);
+        free(want);
+        want = NULL;
+        ck_assert(existsf("%s/memory/cella/org.example.app@%d", v1fs, me));
+        ck_assert(existsf("%s/pids/cella/org.example.app@%d", v1fs, me));
+        ck_assert(!existsf("%s/memory/cella/taken@%d", v1fs, me));
+        ck_assert_int_eq(cgroup_rename(a, "bad/label"), -EINVAL);
+        ck_assert_int_eq(cgroup_rename(a, ".."), -EINVAL);
+
+        /* Hybrid: made in the unified and the v1 hierarchies; never renamed. */
+        ck_assert_int_eq(cgroup_manager_new(hyfs, CGROUP_MODE_HYBRID, NULL, &mh), 0);
+        ck_assert_int_eq(cgroup_new_exclusive(mh, "warm-2-1", &h), 0);
+        ck_assert(existsf("%s/unified/cella/warm-2-1@%d", hyfs, me));
+        ck_assert(existsf("%s/memory/cella/warm-2-1@%d", hyfs, me));
+        ck_assert_int_eq(cgroup_rename(h, "org.example.app"), -EOPNOTSUPP);
+        want = fmt("warm-2-1@%d", me);
+        ck_assert_str_eq(cgroup_name(h), want);
+        ck_assert(existsf("%s/memory/cella/warm-2-1@%d", hyfs, me));
+        ck_assert(!existsf("%s/memory/cella/org.example.app@%d", hyfs, me));
+
+        /* v2: the leaf with the controllers enabled above it; never renamed. */
+        ck_assert_int_eq(cgroup_manager_new(v2fs, CGROUP_MODE_V2, NULL, &m2), 0);
+        ck_assert_int_eq(cgroup_new_exclusive(m2, "warm-3-1", &v), 0);
+        ck_assert(existsf("%s/cella/warm-3-1@%d", v2fs, me));
+        assert_file("+memory +pids +cpu", "%s/cella/cgroup.subtree_control", v2fs);
+        ck_assert_int_eq(cgroup_new_exclusive(m2, "warm-3-1", &again), -EEXIST);
+        ck_assert_int_eq(cgroup_rename(v, "org.example.app"), -EOPNOTSUPP);
+        ck_assert(existsf("%s/cella/warm-3-1@%d", v2fs, me));
+}
+END_TEST
+
 START_TEST(test_labels_and_parent)
 {
         _cleanup_(rm_rfp) char *fs = fake_v1(false);
@@ -1473,6 +1547,7 @@ int main(void)
         tcase_add_test(fake, test_hybrid_fake);
         tcase_add_test(fake, test_labels_and_parent);
         tcase_add_test(fake, test_sweep_fake);
+        tcase_add_test(fake, test_exclusive_and_rename_fake);
         suite_add_tcase(s, fake);
 
         for (int i = 0; i < (int)ELEMENTSOF(real_modes); i++) {

@@ -12,11 +12,18 @@
  *            gid, hostname, /tmp's entries, its mounts count, then leaves a file
  *            in /tmp, and exits 0;
  *   probe-sleep  probe, then blocks as sleep does.
+ *   cgroup   also prints each line of /proc/self/cgroup as "cgroup LINE" (in
+ *            its cgroup namespace: "/" where the app is at its root), then
+ *            blocks as sleep does;
+ *   eat      then touches 1 MiB after another, up to 256 MiB, printing "ate N"
+ *            (MiB) after each: a memory limit below that must kill it, and
+ *            does so from its first instruction only if the limit was there.
  * Static, uninstrumented: no dynamic loader in the figure, no ASan runtime in the
  * jail.
  */
 #include <dirent.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,6 +60,30 @@ static void probe(void)
                 fclose(f);
 }
 
+static void print_cgroup(void)
+{
+        char line[4096];
+        FILE *f = fopen("/proc/self/cgroup", "re");
+
+        while (f && fgets(line, sizeof line, f))
+                printf("cgroup %s", line);
+        if (f)
+                fclose(f);
+}
+
+static void eat(void)
+{
+        for (unsigned mib = 1; mib <= 256; mib++) {
+                char *p = malloc(1u << 20);
+
+                if (!p)
+                        break;
+                memset(p, 1, 1u << 20);
+                printf("ate %u\n", mib);
+                fflush(stdout);
+        }
+}
+
 int main(int argc, char **argv)
 {
         struct timespec ts;
@@ -61,8 +92,12 @@ int main(int argc, char **argv)
         printf("tick %lld\n", (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
         if (argc > 1 && strncmp(argv[1], "probe", 5) == 0)
                 probe();
+        if (argc > 1 && strcmp(argv[1], "cgroup") == 0)
+                print_cgroup();
         fflush(stdout);
-        if (argc > 1 && strstr(argv[1], "sleep"))
+        if (argc > 1 && strcmp(argv[1], "eat") == 0)
+                eat();
+        if (argc > 1 && (strstr(argv[1], "sleep") || strcmp(argv[1], "cgroup") == 0))
                 for (;;)
                         pause();
         return 0;
