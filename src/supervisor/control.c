@@ -379,6 +379,8 @@ struct Control {
         bool group_cached;
         unsigned open_handles; /* handles whose close callback has not run */
         bool closing;
+        ControlCallAudit call_audit; /* control_set_call_audit() */
+        void *call_audit_ud;
 };
 
 static void control_maybe_free(Control *c)
@@ -763,6 +765,15 @@ static const Method *find_method(const Control *c, const char *name)
         return NULL;
 }
 
+int control_set_call_audit(Control *c, ControlCallAudit fn, void *userdata)
+{
+        if (!c)
+                return -EINVAL;
+        c->call_audit = fn;
+        c->call_audit_ud = userdata;
+        return 0;
+}
+
 static const char *access_name(ControlAccess a)
 {
         switch (a) {
@@ -816,6 +827,8 @@ static void conn_dispatch(Conn *k, const char *line, size_t len, int *fds, unsig
                 control_request_done(&req);
                 return;
         }
+        if (c->call_audit && m->m.access <= CONTROL_ACCESS_MANAGE)
+                c->call_audit(m->m.name, m->m.access, &k->peer, req.parameters, c->call_audit_ud);
         call = calloc(1, sizeof *call);
         if (call)
                 call->method = strdup(req.method);

@@ -146,6 +146,19 @@ int control_set_readers(Control *c, const uid_t *uids, size_t n_uids, const gid_
                         size_t n_gids);
 
 /*
+ * Called for every request to a method of access CONTROL_ACCESS_MANAGE or
+ * CONTROL_ACCESS_ROOT that the peer may call, before the method runs: method (its
+ * name), peer (the connection's SO_PEERCRED), params (borrowed, {} when absent),
+ * userdata. So that whoever changes something through the control API is on the
+ * record (cellad writes it to the audit log). Not called for refused requests.
+ */
+typedef void (*ControlCallAudit)(const char *method, ControlAccess access, const struct ucred *peer,
+                                 json_t *params, void *userdata);
+
+/* Sets (or with NULL clears) c's ControlCallAudit. Returns 0 or -EINVAL. */
+int control_set_call_audit(Control *c, ControlCallAudit fn, void *userdata);
+
+/*
  * Listens on <state_dir>/run/<pid>.sock, the kernel's own socket: only its user and
  * root may connect (others are closed at accept), and they may call every method.
  * Creates state_dir (0711) and run/ (0700) if missing; refuses a run/ that is not a

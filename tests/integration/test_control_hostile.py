@@ -476,3 +476,84 @@ def test_signal_during_the_reexec_is_not_fatal(tmp_path, second):
             assert d.stop() == 0
         else:
             assert d.proc.wait(timeout=60) == 0, d.log()
+
+
+# --- work off cellad's loop (store-methods.c): a Remove's deletion ---
+
+
+def _send(sock_path, method, params=None, ident=None):
+    """A connected socket with one request sent (its reply not read)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(60)
+    s.connect(str(sock_path))
+    s.sendall(json.dumps({"method": method, "parameters": params or {}}).encode() + b"\n")
+    return s
+
+
+def _reply(s):
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = s.recv(65536)
+        assert chunk, "cellad closed the connection without a reply"
+        buf += chunk
+    return json.loads(buf)
+
+
+def _wait_log(d, needle, timeout=60):
+    deadline = time.monotonic() + timeout
+    while needle not in d.log():
+        assert time.monotonic() < deadline, f"no {needle!r} in cellad's log"
+        time.sleep(0.01)
+
+
+def test_remove_deletes_off_the_loop(tmp_path):
+    """The files of a Remove are deleted on libuv's thread pool, not on cellad's loop:
+    while an app of 10,000 files is being removed, a Ping is answered before the
+    Remove ends (ordering, not timing); a Start of that app meanwhile is refused and
+    a second Remove of it too; after it the app is gone and its start says so."""
+    from daemon_util import install_app
+    require_cellad()
+    app_id = "org.test.hostile.big"
+    src = tmp_path / "big"
+    src.mkdir()
+    (src / "manifest.json").write_text(json.dumps({
+        "id": app_id, "version": "1.0.0", "runtime": "native", "entry": "main.sh",
+        "kind": "service"}))
+    (src / "main.sh").write_text("#!/bin/sh\nexec sleep 1000\n")
+    os.chmod(src / "main.sh", 0o755)
+    dest = install_app(tmp_path / "state", src)
+    # Many files, made in place (file creation is slow here: 10,000 take seconds).
+    for i in range(50):
+        sub = dest / "files" / str(i)
+        sub.mkdir(parents=True)
+        for k in range(200):
+            os.close(os.open(sub / str(k), os.O_CREAT | os.O_WRONLY, 0o644))
+    with running_cellad(tmp_path / "state") as d:
+        rm = _send(d.socket, "org.cella.Remove", {"id": app_id})
+        try:
+            _wait_log(d, f"removing {app_id}")
+            ping = _send(d.socket, "org.cella.Ping")
+            start = _send(d.socket, "org.cella.Start", {"app": app_id})
+            again = _send(d.socket, "org.cella.Remove", {"id": app_id})
+            try:
+                r = _reply(ping)
+                assert "error" not in r, r
+                # The Remove has not ended when the Ping was answered.
+                ready, _, _ = select.select([rm], [], [], 0)
+                assert not ready, "the Ping waited for the Remove's deletion"
+                r = _reply(again)
+                assert r.get("error") == "org.cella.AppState", r
+                r = _reply(start)
+                assert "error" in r, ("a start while its files go", r)
+            finally:
+                for s in (ping, start, again):
+                    s.close()
+            r = _reply(rm)
+            assert "error" not in r and r["parameters"]["id"] == app_id, r
+        finally:
+            rm.close()
+        assert not (tmp_path / "state" / "apps" / app_id / "1.0.0").exists()
+        with pytest.raises(Exception) as e:
+            call(d.socket, "org.cella.Start", {"app": app_id})
+        assert "NoSuchApp" in str(e.value), e.value
+        assert "pid" not in json.dumps(call(d.socket, "org.cella.Ps").get("apps", []))
