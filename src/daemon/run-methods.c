@@ -359,9 +359,9 @@ static int run_limit_reached(ControlCall *call, Daemon *d, uid_t uid)
         }
         if (uid != 0 && mine >= max_mine) {
                 snprintf(msg, sizeof msg,
-                         "you have %u runs through cellad already, its limit for one user "
-                         "(cellad --max-runs-per-user): end one first",
-                         mine);
+                         "you have %u runs through cellad already, the most one user may have "
+                         "(cellad --max-runs-per-user %u): end one first",
+                         mine, max_mine);
                 return control_reply_error(call, DAEMON_ERROR_LIMIT_REACHED,
                                            json_pack("{s:s, s:s, s:i}", "message", msg, "limit",
                                                      "runs_per_user", "value", (int)max_mine)),
@@ -369,9 +369,9 @@ static int run_limit_reached(ControlCall *call, Daemon *d, uid_t uid)
         }
         if (all >= max_all) {
                 snprintf(msg, sizeof msg,
-                         "cellad runs %u runs already, its limit (cellad --max-runs): try "
-                         "again later, or use 'cella run --embedded' as root",
-                         all);
+                         "cellad has %u runs already, the most it takes (cellad --max-runs "
+                         "%u): try again later, or use 'cella run --embedded' as root",
+                         all, max_all);
                 return control_reply_error(call, DAEMON_ERROR_LIMIT_REACHED,
                                            json_pack("{s:s, s:s, s:i}", "message", msg, "limit",
                                                      "runs", "value", (int)max_all)),
