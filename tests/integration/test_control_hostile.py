@@ -506,13 +506,51 @@ def _wait_log(d, needle, timeout=60):
         time.sleep(0.01)
 
 
-def test_remove_deletes_off_the_loop(tmp_path):
+# As a manager (group cella): 9 connections made, then on a line of stdin one Remove
+# of an id not installed on each; prints the replies as a JSON list.
+_NINE_REMOVES = """
+import json, socket, sys
+socks = []
+for i in range(9):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(60)
+    s.connect(sys.argv[1])
+    socks.append(s)
+print("connected", flush=True)
+sys.stdin.readline()
+for i, s in enumerate(socks):
+    s.sendall(json.dumps({"method": "org.cella.Remove",
+                          "parameters": {"id": f"org.test.none.n{i}"}}).encode() + b"\\n")
+out = []
+for s in socks:
+    buf = b""
+    while not buf.endswith(b"\\n"):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    out.append(json.loads(buf) if buf else None)
+print(json.dumps(out), flush=True)
+"""
+
+
+def test_remove_deletes_off_the_loop(public_top):
     """The files of a Remove are deleted on libuv's thread pool, not on cellad's loop:
     while an app of 10,000 files is being removed, a Ping is answered before the
     Remove ends (ordering, not timing); a Start of that app meanwhile is refused and
-    a second Remove of it too; after it the app is gone and its start says so."""
-    from daemon_util import install_app
+    a second Remove of it too; after it the app is gone and its start says so. And
+    the store requests of one manager in flight are bounded: of 9 Removes a real
+    member of group cella sends while they all wait behind that deletion, one is
+    refused (org.cella.LimitReached, 8), the others run after it."""
+    from daemon_util import cella_group, install_app, system_user
     require_cellad()
+    with cella_group() as gid, system_user("cella-test-store") as pw:
+        _remove_off_the_loop(public_top, gid, pw)
+
+
+def _remove_off_the_loop(tmp_path, cella_gid, pw):
+    """tmp_path: a folder the manager may traverse to the socket."""
+    from daemon_util import install_app
     app_id = "org.test.hostile.big"
     src = tmp_path / "big"
     src.mkdir()
@@ -529,9 +567,19 @@ def test_remove_deletes_off_the_loop(tmp_path):
         for k in range(200):
             os.close(os.open(sub / str(k), os.O_CREAT | os.O_WRONLY, 0o644))
     with running_cellad(tmp_path / "state") as d:
+        def drop():
+            os.setgroups([cella_gid])
+            os.setgid(pw.pw_gid)
+            os.setuid(pw.pw_uid)
+        manager = subprocess.Popen([sys.executable, "-c", _NINE_REMOVES, str(d.socket)],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                   preexec_fn=drop, cwd="/")
+        assert manager.stdout.readline() == "connected\n"
         rm = _send(d.socket, "org.cella.Remove", {"id": app_id})
         try:
             _wait_log(d, f"removing {app_id}")
+            manager.stdin.write("go\n")
+            manager.stdin.flush()
             ping = _send(d.socket, "org.cella.Ping")
             start = _send(d.socket, "org.cella.Start", {"app": app_id})
             again = _send(d.socket, "org.cella.Remove", {"id": app_id})
@@ -550,8 +598,17 @@ def test_remove_deletes_off_the_loop(tmp_path):
                     s.close()
             r = _reply(rm)
             assert "error" not in r and r["parameters"]["id"] == app_id, r
+            out, _ = manager.communicate(timeout=60)
+            got = [x.get("error") for x in json.loads(out)]
+            assert sorted(got, key=str) == ["org.cella.LimitReached"] + \
+                ["org.cella.NoSuchApp"] * 8, got
+            limited = [x for x in json.loads(out) if x.get("error") == "org.cella.LimitReached"]
+            assert limited[0]["parameters"]["value"] == 8, limited
+            assert limited[0]["parameters"]["limit"] == "store_requests_per_user", limited
         finally:
             rm.close()
+            if manager.poll() is None:
+                manager.kill()
         assert not (tmp_path / "state" / "apps" / app_id / "1.0.0").exists()
         with pytest.raises(Exception) as e:
             call(d.socket, "org.cella.Start", {"app": app_id})
