@@ -1407,7 +1407,9 @@ static void on_listen(uv_poll_t *p, int status, int events)
                 if (c->n_conns >= c->max_conns ||
                     (level > CONTROL_ACCESS_MANAGE &&
                      (c->n_conns >= c->max_conns - CONTROL_CONNECTIONS_RESERVED(c->max_conns) ||
-                      user_connections(c, cred.uid) >= CONTROL_CONNECTIONS_PER_USER))) {
+                      user_connections(c, cred.uid) >= CONTROL_CONNECTIONS_PER_USER)) ||
+                    (level == CONTROL_ACCESS_MANAGE && !l->kernel && cred.uid != geteuid() &&
+                     user_connections(c, cred.uid) >= CONTROL_CONNECTIONS_PER_MANAGER)) {
                         (void)send(fd, busy, sizeof busy - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
                         close(fd);
                         continue;

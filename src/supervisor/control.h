@@ -68,6 +68,11 @@
  * client past it gets org.cella.Busy). 64: more than any one person's tools
  * need, a sixty-fourth of the usual bound. */
 #define CONTROL_CONNECTIONS_PER_USER 64u
+/* Connections at once of one manager (group "cella") who is neither root nor the
+ * daemon's user: each may hold a stream (logs -f, events, ps --watch), its buffers
+ * and the work behind it, charged to the daemon, so a manager's are bounded too, at
+ * four times a user's. */
+#define CONTROL_CONNECTIONS_PER_MANAGER 256u
 /* Of max connections, the ones only root and the managers may take, whatever the
  * other users hold: an eighth, at least 4 (512 of 4096; 4 of the minimum 16). */
 #define CONTROL_CONNECTIONS_RESERVED(max) ((max) / 8u > 4u ? (max) / 8u : 4u)

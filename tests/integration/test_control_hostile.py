@@ -614,3 +614,58 @@ def _remove_off_the_loop(tmp_path, cella_gid, pw):
             call(d.socket, "org.cella.Start", {"app": app_id})
         assert "NoSuchApp" in str(e.value), e.value
         assert "pid" not in json.dumps(call(d.socket, "org.cella.Ps").get("apps", []))
+
+
+PER_MANAGER = 256  # CONTROL_CONNECTIONS_PER_MANAGER (src/supervisor/control.h)
+
+# As a manager: PER_MANAGER + 3 connections, each with a Ping; prints how many were
+# served and how many told Busy, holds the served ones until a line on stdin.
+_MANY_CONNECTIONS = """
+import json, socket, sys
+held, busy = [], 0
+for i in range(PER_MANAGER + 3):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(30)
+    s.connect(sys.argv[1])
+    try:
+        s.sendall(b'{"method":"org.cella.Ping"}\\n')
+        r = s.makefile().readline()
+    except OSError:
+        r = ""
+    if '"pid"' in r:
+        held.append(s)
+    else:
+        busy += "org.cella.Busy" in r or r == ""
+        s.close()
+print(json.dumps({"served": len(held), "busy": busy}), flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_managers_connections_are_bounded(public_top):
+    """A real member of group cella may hold CONTROL_CONNECTIONS_PER_MANAGER connections
+    (each could follow a log or watch events, charged to cellad), not more: the next
+    are told Busy; root is still served meanwhile."""
+    from daemon_util import cella_group, system_user
+    require_cellad()
+    with cella_group() as gid, system_user("cella-test-conns") as pw, \
+            running_cellad(public_top / "state") as d:
+        def drop():
+            os.setgroups([gid])
+            os.setgid(pw.pw_gid)
+            os.setuid(pw.pw_uid)
+        p = subprocess.Popen([sys.executable, "-c",
+                              _MANY_CONNECTIONS.replace("PER_MANAGER", str(PER_MANAGER)),
+                              str(d.socket)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, preexec_fn=drop, cwd="/")
+        try:
+            line = p.stdout.readline()
+            assert line, p.stderr.read()
+            res = json.loads(line)
+            assert res == {"served": PER_MANAGER, "busy": 3}, res
+            assert call(d.socket, "org.cella.Ping")["pid"] == d.pid
+            p.communicate("go\n", timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
