@@ -528,7 +528,10 @@ static int stream_call(const char *cmd, const char *state_dir, const char *metho
         if (!tty) {
                 fds[n_fds++] = out[1];
                 fds[n_fds++] = err[1];
-        } else if (isatty(STDIN_FILENO) && terminal_raw() < 0)
+        }
+        /* Raw only when our keys go to the command (-t -i): with -t alone, Ctrl-C
+         * stays ours, and is passed on as SIGINT. */
+        if (tty && relay.interactive && isatty(STDIN_FILENO) && terminal_raw() < 0)
                 log_warning("%s: cannot put the terminal in raw mode: %m", cmd);
         r = control_client_call(cl, method, params, fds, (size_t)n_fds, true, on_any, &relay);
         /* Over (or never began): our write ends would hide the EOF. */

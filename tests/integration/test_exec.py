@@ -418,17 +418,19 @@ def test_exec_tty_through_a_real_pty(app_running):
 
 
 def test_exec_tty_restores_the_terminal_on_errors_and_signals(app_running):
-    """The terminal comes back as it was on every way out: an error reply, a command
-    that cannot be executed, and SIGTERM (forwarded: the command dies of it, 143)."""
+    """The terminal comes back as it was on every way out of -it: an error reply, a
+    command that cannot be executed, and SIGTERM (forwarded: the command dies of it,
+    143)."""
     d, _ = app_running
     for argv, code, sig in ((["/no/such"], 127, None), (["sh", "-c", "exit 3"], 3, None),
                             (["sh", "-c", "echo ready; exec sleep 1000"], 143, signal.SIGTERM)):
         p, master, slave = _spawn_on_pty(
-            [CELLA, "exec", "-t", "--state-dir", str(d.state_dir), APP, "--", *argv], 24, 80)
+            [CELLA, "exec", "-it", "--state-dir", str(d.state_dir), APP, "--", *argv], 24, 80)
         saved = termios.tcgetattr(slave)
         try:
             if sig:
                 PtyReader(master).until(b"ready")
+                assert not termios.tcgetattr(slave)[3] & termios.ICANON, "raw meanwhile"
                 p.send_signal(sig)
             assert p.wait(timeout=60) == code, argv
             assert termios.tcgetattr(slave) == saved, argv
@@ -437,6 +439,27 @@ def test_exec_tty_restores_the_terminal_on_errors_and_signals(app_running):
                 p.kill()
             os.close(master)
             os.close(slave)
+
+
+def test_exec_t_alone_keeps_ctrl_c(app_running):
+    """-t without -i: the command has its pty, our terminal stays as it is, so a
+    Ctrl-C typed there is our SIGINT, passed on to the command (130)."""
+    d, _ = app_running
+    p, master, slave = _spawn_on_pty(
+        [CELLA, "exec", "-t", "--state-dir", str(d.state_dir), APP, "--", "sh", "-c",
+         "tty; echo ready; exec sleep 1000"], 24, 80)
+    saved = termios.tcgetattr(slave)
+    try:
+        head = PtyReader(master).until(b"ready")
+        assert b"/dev/pts/" in head, head
+        assert termios.tcgetattr(slave) == saved, "not raw without -i"
+        os.write(master, b"\x03")
+        assert p.wait(timeout=60) == 128 + signal.SIGINT
+    finally:
+        if p.poll() is None:
+            p.kill()
+        os.close(master)
+        os.close(slave)
 
 
 def test_exec_tty_wants_a_unix_socket(app_running):
