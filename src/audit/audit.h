@@ -59,6 +59,7 @@
 #define AUDIT_EVENT_LIFECYCLE "lifecycle"   /* started, exited, killed, frozen, ... */
 #define AUDIT_EVENT_SECCOMP   "seccomp"     /* seccomp-denied system call counts */
 #define AUDIT_EVENT_GRANT     "grant"       /* a permission granted or revoked */
+#define AUDIT_EVENT_CONTROL   "control"     /* who asked cellad's control API for a change */
 #define AUDIT_EVENT_BREAK     "audit.break" /* first record after audit_open_repair() */
 /* Records not written, counted: why "repeated" (audit_coalesce_append()) or "budget". */
 #define AUDIT_EVENT_SUPPRESSED "suppressed"

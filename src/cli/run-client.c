@@ -29,7 +29,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,15 +45,22 @@
 #include "cli/daemon-client.h"
 #include "cli/exit-codes.h"
 #include "cli/run-client.h"
+#include "base/fdpass.h"
 #include "supervisor/control.h"
+#include "supervisor/terminal.h"
 
 #define RELAY_BUFFER 16384
 
 typedef struct Relay {
         const char *socket_path;
+        const char *signal_method; /* org.cella.RunSignal or org.cella.ExecSignal */
         bool raw_output;
         int out, err, tty_in, to_app; /* read ends; our terminal and the app's stdin pipe */
         int sigfd, wake;              /* signalfd; eventfd: the pid is known, or the end */
+        int tty_sock;                 /* cella exec -t: the pty's master comes over it */
+        int tty_wake;                 /* eventfd: the call is over (the tty thread's own) */
+        atomic_int master;            /* ... and is this once it came; else -1 */
+        bool interactive;             /* cella exec -t -i: our stdin goes to the pty */
         atomic_int pid;               /* the run's kernel, once the first reply came */
         atomic_bool done;
         int exit_code;  /* from the last reply; -1 until then */
@@ -179,8 +190,141 @@ static void pass_signal(Relay *r, int sig)
                             sig);
                 return;
         }
-        (void)control_client_call(cl, "org.cella.RunSignal", p, NULL, 0, false, NULL, NULL);
+        (void)control_client_call(cl, r->signal_method, p, NULL, 0, false, NULL, NULL);
         control_client_free(cl);
+}
+
+/* cella exec -t: our terminal's window size to the command's pty (the kernel then
+ * sends SIGWINCH to the pty's foreground process group, tty_ioctl(4)). */
+static void tty_resize(Relay *r)
+{
+        struct winsize ws = {};
+        int master = atomic_load(&r->master);
+
+        if (master < 0)
+                return;
+        terminal_size(&ws.ws_row, &ws.ws_col);
+        (void)ioctl(master, TIOCSWINSZ, &ws);
+}
+
+/* cella exec -t: the pty's master from tty_sock, if it is one (the command sent it
+ * before its execve, so it is the one sandbox_enter() made; still checked: a
+ * character device on which TIOCGPTN answers). Returns the fd or -errno. */
+static int tty_take_master(int sock)
+{
+        struct stat st;
+        unsigned n;
+        int fd = fd_receive(sock);
+
+        if (fd < 0)
+                return fd;
+        if (fstat(fd, &st) < 0 || !S_ISCHR(st.st_mode) || ioctl(fd, TIOCGPTN, &n) < 0) {
+                safe_close(fd);
+                return -EBADMSG;
+        }
+        return fd;
+}
+
+/*
+ * cella exec -t: the command's pty relayed to our terminal, as it is (the user asked
+ * for a terminal: docs/security.md "cella exec"); our stdin (-i) to the pty, at the
+ * pace the command reads it. Ends at the pty's hang-up (every holder of the slave
+ * gone: EIO), or, once the call is over (done), when the master has been read out
+ * (nothing more within 100 ms: a process the command left behind may hold the
+ * slave).
+ */
+static void *tty_thread(void *ud)
+{
+        Relay *r = ud;
+        char in_buf[4096], buf[RELAY_BUFFER];
+        size_t in_len = 0, in_off = 0;
+        int master = -EBADF;
+        bool in_open = r->interactive && r->tty_in >= 0;
+        struct pollfd p[3];
+
+        /* The master first, or the end of the call. */
+        for (;;) {
+                struct pollfd w[2] = {{.fd = r->tty_sock, .events = POLLIN},
+                                      {.fd = r->tty_wake, .events = POLLIN}};
+
+                /* The command sent the master before its execve, so before the call's
+                 * first reply: once the call is over, it is here or never comes. */
+                if (poll(w, 2, atomic_load(&r->done) ? 0 : -1) < 0 && errno != EINTR)
+                        return NULL;
+                if (w[0].revents) {
+                        master = tty_take_master(r->tty_sock);
+                        if (master >= 0)
+                                break;
+                        if (master != -EAGAIN) {
+                                log_debug("no pty master from the command: %s", strerror(-master));
+                                return NULL;
+                        }
+                }
+                if (w[1].revents) {
+                        uint64_t v;
+
+                        (void)!read(r->tty_wake, &v, sizeof v);
+                }
+                if (atomic_load(&r->done))
+                        return NULL;
+        }
+        (void)fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK);
+        atomic_store(&r->master, master);
+        tty_resize(r); /* a SIGWINCH may have come before the master */
+        for (;;) {
+                bool done = atomic_load(&r->done);
+                int k;
+
+                p[0] = (struct pollfd){.fd = master, .events = POLLIN};
+                if (in_len > in_off)
+                        p[0].events |= POLLOUT;
+                p[1] = (struct pollfd){.fd = in_open && in_len == in_off ? r->tty_in : -1,
+                                       .events = POLLIN};
+                p[2] = (struct pollfd){.fd = done ? -1 : r->tty_wake, .events = POLLIN};
+                k = poll(p, 3, done ? 100 : -1);
+                if (k < 0 && errno != EINTR)
+                        break;
+                if (k == 0)
+                        break; /* done, and nothing more came */
+                if (p[2].revents) {
+                        uint64_t v;
+
+                        (void)!read(r->tty_wake, &v, sizeof v);
+                }
+                if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+                        ssize_t n = read(master, buf, sizeof buf);
+
+                        if (n > 0)
+                                write_all(STDOUT_FILENO, buf, (size_t)n);
+                        else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+                                break; /* EIO: the slave is closed everywhere */
+                }
+                if (p[1].fd >= 0 && p[1].revents) {
+                        ssize_t n = read(r->tty_in, in_buf, sizeof in_buf);
+
+                        if (n > 0) {
+                                in_len = (size_t)n;
+                                in_off = 0;
+                        } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+                                /* Our end of file: the terminal's end-of-file character
+                                 * is the command's (as typing Ctrl-D there would be). */
+                                struct termios t;
+
+                                in_open = false;
+                                if (tcgetattr(master, &t) == 0 && t.c_cc[VEOF])
+                                        (void)!write(master, &t.c_cc[VEOF], 1);
+                        }
+                }
+                if (in_len > in_off) {
+                        ssize_t n = write(master, in_buf + in_off, in_len - in_off);
+
+                        if (n > 0)
+                                in_off += (size_t)n;
+                        else if (n < 0 && errno != EAGAIN && errno != EINTR)
+                                in_len = in_off = 0;
+                }
+        }
+        return NULL;
 }
 
 static void *signal_thread(void *ud)
@@ -205,8 +349,11 @@ static void *signal_thread(void *ud)
                 if (p[0].revents) {
                         struct signalfd_siginfo si;
 
-                        if (read(r->sigfd, &si, sizeof si) == (ssize_t)sizeof si &&
-                            n_pending < ELEMENTSOF(pending))
+                        if (read(r->sigfd, &si, sizeof si) != (ssize_t)sizeof si)
+                                continue;
+                        if (si.ssi_signo == SIGWINCH)
+                                tty_resize(r);
+                        else if (n_pending < ELEMENTSOF(pending))
                                 pending[n_pending++] = (int)si.ssi_signo;
                 }
                 if (atomic_load(&r->done))
@@ -274,6 +421,8 @@ static int run_stdin(int mode, int *ret_tty, int *ret_feed)
         *ret_tty = *ret_feed = -EBADF;
         if (mode == 1 || (mode == 0 && !open0))
                 return open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (mode == 3)
+                open0 = false; /* an empty pipe */
         if (mode == 0 && !isatty(STDIN_FILENO))
                 return fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 3);
         if (pipe2(p, O_CLOEXEC) < 0)
@@ -291,11 +440,15 @@ static int run_stdin(int mode, int *ret_tty, int *ret_feed)
 /* The stream call both commands make: method with params (stolen) and the fds
  * [folder_fd if >= 0], stdin, stdout, stderr; relays, takes the last reply's
  * exit_code. stdin_mode: 0 ours (a file or pipe; a terminal through a pipe), 1
- * /dev/null, 2 always a pipe we feed (the daemon wants a pipe: cella exec).
- * forward: pass SIGINT, SIGTERM, SIGHUP on with org.cella.RunSignal. */
+ * /dev/null, 2 always a pipe we feed (the daemon wants a pipe: cella exec), 3 an
+ * empty pipe (cella exec without -i). signal_method: pass SIGINT, SIGTERM, SIGHUP
+ * (and SIGQUIT to org.cella.ExecSignal) on with it; NULL: none. */
 static int stream_call(const char *cmd, const char *state_dir, const char *method, json_t *params,
-                       int folder_fd, int stdin_mode, bool raw_output, bool forward)
+                       int folder_fd, int stdin_mode, bool raw_output, const char *signal_method,
+                       bool tty)
 {
+        bool forward = signal_method != NULL;
+        int tty_pair[2] = {-EBADF, -EBADF};
         _cleanup_free_ char *socket_path = NULL;
         _cleanup_close_ int in = -EBADF;
         int out[2] = {-EBADF, -EBADF}, err[2] = {-EBADF, -EBADF};
@@ -307,7 +460,9 @@ static int stream_call(const char *cmd, const char *state_dir, const char *metho
         sigset_t mask, old;
         int r, code = CELLA_EXIT_INTERNAL;
 
-        relay.tty_in = relay.to_app = relay.sigfd = relay.wake = -EBADF;
+        relay.tty_in = relay.to_app = relay.sigfd = relay.wake = relay.tty_sock = relay.tty_wake =
+                -EBADF;
+        atomic_store(&relay.master, -EBADF);
         sigemptyset(&mask);
         pthread_sigmask(SIG_BLOCK, &mask, &old);
         if (asprintf(&socket_path, "%s/cellad.sock", state_dir) < 0) {
@@ -315,8 +470,21 @@ static int stream_call(const char *cmd, const char *state_dir, const char *metho
                 return CELLA_EXIT_INTERNAL;
         }
         relay.socket_path = socket_path;
-        in = run_stdin(stdin_mode, &relay.tty_in, &relay.to_app);
-        if (in < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
+        relay.signal_method = signal_method;
+        if (tty) {
+                /* The command's pty takes the place of its three pipes (cella exec -t). */
+                relay.interactive = stdin_mode == 2;
+                relay.tty_in = relay.interactive && fcntl(STDIN_FILENO, F_GETFD) >= 0 ? STDIN_FILENO
+                                                                                      : -EBADF;
+                in = socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, tty_pair) < 0
+                             ? -1
+                             : TAKE_FD(tty_pair[1]);
+                relay.tty_sock = tty_pair[0];
+                relay.tty_wake = eventfd(0, EFD_CLOEXEC);
+        } else
+                in = run_stdin(stdin_mode, &relay.tty_in, &relay.to_app);
+        if (in < 0 || (tty && relay.tty_wake < 0) || pipe2(out, O_CLOEXEC) < 0 ||
+            pipe2(err, O_CLOEXEC) < 0) {
                 json_decref(params);
                 log_error_errno(negative_errno(), "%s: cannot make the pipes: %m", cmd);
                 goto out;
@@ -337,6 +505,10 @@ static int stream_call(const char *cmd, const char *state_dir, const char *metho
                 sigaddset(&mask, SIGINT);
                 sigaddset(&mask, SIGTERM);
                 sigaddset(&mask, SIGHUP);
+                if (strcmp(signal_method, "org.cella.ExecSignal") == 0)
+                        sigaddset(&mask, SIGQUIT);
+                if (tty)
+                        sigaddset(&mask, SIGWINCH);
                 pthread_sigmask(SIG_BLOCK, &mask, NULL);
                 relay.sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
         }
@@ -349,12 +521,18 @@ static int stream_call(const char *cmd, const char *state_dir, const char *metho
                 have_sig = pthread_create(&tsig, NULL, signal_thread, &relay) == 0;
         /* Our write ends stay open until the call is over, so the output thread sees
          * the end only once the daemon's child has gone and we closed them. */
-        have_out = pthread_create(&tout, NULL, output_thread, &relay) == 0;
+        have_out = pthread_create(&tout, NULL, tty ? tty_thread : output_thread, &relay) == 0;
         if (folder_fd >= 0)
                 fds[n_fds++] = folder_fd;
         fds[n_fds++] = in;
-        fds[n_fds++] = out[1];
-        fds[n_fds++] = err[1];
+        if (!tty) {
+                fds[n_fds++] = out[1];
+                fds[n_fds++] = err[1];
+        }
+        /* Raw only when our keys go to the command (-t -i): with -t alone, Ctrl-C
+         * stays ours, and is passed on as SIGINT. */
+        if (tty && relay.interactive && isatty(STDIN_FILENO) && terminal_raw() < 0)
+                log_warning("%s: cannot put the terminal in raw mode: %m", cmd);
         r = control_client_call(cl, method, params, fds, (size_t)n_fds, true, on_any, &relay);
         /* Over (or never began): our write ends would hide the EOF. */
         out[1] = safe_close(out[1]);
@@ -378,6 +556,8 @@ out_mask:
         if (have_out) {
                 /* The daemon's child is gone, so are the pipes' writers: the rest is read
                  * out. A reader of ours that stopped reading gets 5 s (it is over). */
+                if (tty)
+                        (void)!write(relay.tty_wake, &(uint64_t){1}, sizeof(uint64_t));
                 struct timespec deadline;
 
                 clock_gettime(CLOCK_REALTIME, &deadline);
@@ -387,7 +567,14 @@ out_mask:
         }
         control_client_free(cl);
 out:
+        /* Every way out of a -t session gives the terminal back as it was (and
+         * atexit does, terminal.c). */
+        terminal_restore();
         pthread_sigmask(SIG_SETMASK, &old, NULL);
+        safe_close(atomic_load(&relay.master));
+        safe_close(relay.tty_sock);
+        safe_close(relay.tty_wake);
+        safe_close(tty_pair[1]);
         safe_close(relay.sigfd);
         safe_close(relay.wake);
         safe_close(relay.to_app);
@@ -421,11 +608,11 @@ int cli_run_through_daemon(const char *cmd, const KernelOptions *k, const char *
                 return CELLA_EXIT_INTERNAL;
         }
         return stream_call(cmd, k->state_dir, "org.cella.Run", params, dirfd, boot ? 1 : 0,
-                           k->raw_output, true);
+                           k->raw_output, "org.cella.RunSignal", false);
 }
 
 int cli_exec_through_daemon(const char *state_dir, const char *app, char *const *argv,
-                            bool raw_output)
+                            bool raw_output, bool interactive, bool tty)
 {
         json_t *params = json_object(), *a = json_array();
 
@@ -437,5 +624,17 @@ int cli_exec_through_daemon(const char *state_dir, const char *app, char *const 
                 json_decref(a);
                 return CELLA_EXIT_INTERNAL;
         }
-        return stream_call("exec", state_dir, "org.cella.Exec", params, -1, 2, raw_output, false);
+        if (tty) {
+                unsigned short rows, cols;
+
+                terminal_size(&rows, &cols);
+                if (json_object_set_new(params, "tty", json_true()) < 0 ||
+                    json_object_set_new(params, "rows", json_integer(rows)) < 0 ||
+                    json_object_set_new(params, "cols", json_integer(cols)) < 0) {
+                        json_decref(params);
+                        return CELLA_EXIT_INTERNAL;
+                }
+        }
+        return stream_call("exec", state_dir, "org.cella.Exec", params, -1, interactive ? 2 : 3,
+                           raw_output, "org.cella.ExecSignal", tty);
 }

@@ -21,10 +21,14 @@ int cli_run_through_daemon(const char *cmd, const KernelOptions *k, const char *
 /*
  * `cella exec`: runs argv in the running app's sandbox through cellad
  * (org.cella.Exec, docs/api.md; root only): stdin, stdout and stderr are pipes
- * this process feeds and relays (rendered inert on a terminal unless raw_output).
+ * this process feeds (our stdin with interactive, else an empty one) and relays
+ * (rendered inert on a terminal unless raw_output); with tty a pty in the sandbox,
+ * relayed as it is, our terminal raw meanwhile (restored on the way out), its window
+ * size passed at the start and on SIGWINCH. SIGINT, SIGTERM, SIGHUP and SIGQUIT are
+ * passed on to the command (org.cella.ExecSignal).
  * Returns the command's exit status; the error's exit_code (126, 127) or 1 after
  * an error reply (printed), CELLA_EXIT_STATE when refused (not root),
  * CELLA_EXIT_INTERNAL when cellad goes away.
  */
 int cli_exec_through_daemon(const char *state_dir, const char *app, char *const *argv,
-                            bool raw_output);
+                            bool raw_output, bool interactive, bool tty);

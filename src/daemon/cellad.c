@@ -28,6 +28,8 @@ enum {
         ARG_WARM,
         ARG_READ_USERS,
         ARG_READ_GROUPS,
+        ARG_MAX_RUNS,
+        ARG_MAX_RUNS_PER_USER,
         ARG_VERSION,
 };
 
@@ -52,6 +54,8 @@ static void usage(FILE *f)
                 "      --read-users LIST    open the read-only methods (ps, logs, ...) to these\n"
                 "                           users (names or uids, comma-separated)\n"
                 "      --read-groups LIST   ... and to the members of these groups\n"
+                "      --max-runs N         org.cella.Run's runs at once (default %u)\n"
+                "      --max-runs-per-user N  ... of one caller who is not root (default %u)\n"
                 "      --uid-range BASE:N   host ids for new apps, %u per app (default %u:%u)\n"
                 "      --cgroup-mode MODE   auto, v1, v2 or hybrid (default auto)\n"
                 "  -v, --verbose            more messages\n"
@@ -62,8 +66,9 @@ static void usage(FILE *f)
                 "re-executes cellad in place without stopping the apps.\n"
                 "Exit codes: 0 stopped, 1 failed, 2 usage, 3 another cellad holds the state\n"
                 "directory.\n",
-                state_dir_default(), DAEMON_WARM_DEFAULT, DAEMON_WARM_MAX, STATE_IDS_PER_APP,
-                STATE_UID_BASE_DEFAULT, STATE_UID_COUNT_DEFAULT);
+                state_dir_default(), DAEMON_WARM_DEFAULT, DAEMON_WARM_MAX, DAEMON_RUNS_DEFAULT,
+                DAEMON_RUNS_PER_USER_DEFAULT, STATE_IDS_PER_APP, STATE_UID_BASE_DEFAULT,
+                STATE_UID_COUNT_DEFAULT);
 }
 
 /* A non-negative int from s (a whole decimal). Returns 0 and *ret, or -EINVAL. */
@@ -147,6 +152,8 @@ int main(int argc, char **argv)
                 {"warm", required_argument, NULL, ARG_WARM},
                 {"read-users", required_argument, NULL, ARG_READ_USERS},
                 {"read-groups", required_argument, NULL, ARG_READ_GROUPS},
+                {"max-runs", required_argument, NULL, ARG_MAX_RUNS},
+                {"max-runs-per-user", required_argument, NULL, ARG_MAX_RUNS_PER_USER},
                 {"verbose", no_argument, NULL, 'v'},
                 {"help", no_argument, NULL, 'h'},
                 {"version", no_argument, NULL, ARG_VERSION},
@@ -242,6 +249,26 @@ int main(int argc, char **argv)
                                 return DAEMON_EXIT_USAGE;
                         }
                         o.warm = (unsigned)v;
+                        break;
+                }
+                case ARG_MAX_RUNS:
+                case ARG_MAX_RUNS_PER_USER: {
+                        char *end;
+                        unsigned long v;
+
+                        errno = 0;
+                        v = strtoul(optarg, &end, 10);
+                        if (!optarg[0] || *end || errno || optarg[0] == '-' || v < 1 ||
+                            v > DAEMON_RUNS_MAX) {
+                                log_error("--%s: expected a number from 1 to %u, not '%s'",
+                                          c == ARG_MAX_RUNS ? "max-runs" : "max-runs-per-user",
+                                          DAEMON_RUNS_MAX, optarg);
+                                return DAEMON_EXIT_USAGE;
+                        }
+                        if (c == ARG_MAX_RUNS)
+                                o.max_runs = (unsigned)v;
+                        else
+                                o.max_runs_per_user = (unsigned)v;
                         break;
                 }
                 case ARG_READ_USERS:

@@ -13,6 +13,10 @@
 #include "supervisor/control.h"
 #include "supervisor/error.h"
 
+/* A bound on what one caller, or all, may have in flight (runs, store requests):
+ * parameters "limit" (its name) and "value" (docs/api.md "Errors"). */
+#define DAEMON_ERROR_LIMIT_REACHED "org.cella.LimitReached"
+
 enum {
         DAEMON_HANDLE_STATUS = 1 << 0,
         DAEMON_HANDLE_HUP = 1 << 1,

@@ -72,7 +72,17 @@ typedef struct DaemonOptions {
          * opened to (docs/api.md, "Who may call"); NULL for none. Borrowed. */
         char **read_users;
         char **read_groups;
+        /* --max-runs, --max-runs-per-user: org.cella.Run's kernels at once, in all and
+         * for one caller who is not root (run-methods.c); 0: the defaults. */
+        unsigned max_runs, max_runs_per_user;
 } DaemonOptions;
+
+/* The defaults of --max-runs and --max-runs-per-user, and their ceiling: each run is
+ * a kernel of its own (a process of some 10 MiB with its app's sandbox), charged to
+ * cellad's cgroup. */
+#define DAEMON_RUNS_DEFAULT          64u
+#define DAEMON_RUNS_PER_USER_DEFAULT 8u
+#define DAEMON_RUNS_MAX              4096u
 
 /*
  * Runs the daemon: opens and locks the state directory, moves into its cgroup leaf,

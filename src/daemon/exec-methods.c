@@ -8,19 +8,29 @@
  * The request carries three fds, the command's stdin, stdout and stderr, which must
  * be pipes: `cella exec` makes them and relays them, so the command, which the app
  * can reach (same uid, same namespaces), never holds the caller's terminal (no
- * TIOCSTI into root's shell, no ioctls on it). The command gets no fd of the
- * daemon's and no kernel channel.
+ * TIOCSTI into root's shell, no ioctls on it). With "tty": true (`cella exec -t`) it
+ * carries one AF_UNIX socket instead: the command gets a pty of the jail's own devpts
+ * (made as the app's uid, as the app's own terminal is) and its master goes back over
+ * the socket to `cella exec`, which relays it to the caller's terminal. Still never
+ * the caller's terminal itself. The command gets no fd of the daemon's and no kernel
+ * channel.
  *
- * Audit: a lifecycle record {"what": "exec", "argv", "by_uid", "by_pid",
+ * Signals: org.cella.ExecSignal passes SIGINT, SIGTERM, SIGHUP, SIGQUIT to the
+ * command (through its helper, sandbox_enter()), as `cella exec` forwards its own;
+ * SIGKILL, and the client's going away, kill the command's process group.
+ *
+ * Audit: a lifecycle record {"what": "exec", "argv", "tty", "by_uid", "by_pid",
  * "exec_pid"} when it starts (or {"what": "exec", ..., "error", "errno"} when it
- * cannot), and {"what": "exec-exited", "exec_pid", "exit_code", "duration_ms"} when
- * it ends.
+ * cannot), {"what": "exec-signal", "exec_pid", "signal", "by_uid", "by_pid"} for a
+ * signal passed on, and {"what": "exec-exited", "exec_pid", "exit_code",
+ * "duration_ms", "detached"} when it ends ("detached": its client went away first).
  */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -46,6 +56,7 @@ struct Exec {
         pid_t pid; /* the helper (sandbox_enter()) */
         int pidfd;
         uint64_t started_ns;
+        bool detached; /* the client went away first */
         uv_poll_t poll;
 };
 
@@ -76,8 +87,10 @@ static void exec_on_abort(ControlCall *call, void *ud)
 
         (void)call;
         x->call = NULL;
-        /* The command dies with its helper (PR_SET_PDEATHSIG). */
-        (void)syscall(SYS_pidfd_send_signal, x->pidfd, SIGKILL, NULL, 0);
+        x->detached = true;
+        /* Never left running without its client: SIGUSR1 makes the helper kill the
+         * command's process group, then it exits (sandbox_enter()). */
+        (void)syscall(SYS_pidfd_send_signal, x->pidfd, SIGUSR1, NULL, 0);
 }
 
 static void exec_on_exit(uv_poll_t *h, int status, int events)
@@ -94,9 +107,10 @@ static void exec_on_exit(uv_poll_t *h, int status, int events)
         uv_poll_stop(h);
         code = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
         supervisor_exec_audit(s, x->app,
-                              json_pack("{s:s, s:i, s:i, s:f}", "what", "exec-exited", "exec_pid",
-                                        (int)x->pid, "exit_code", code, "duration_ms",
-                                        (double)(now_monotonic_ns() - x->started_ns) / 1e6));
+                              json_pack("{s:s, s:i, s:i, s:f, s:b}", "what", "exec-exited",
+                                        "exec_pid", (int)x->pid, "exit_code", code, "duration_ms",
+                                        (double)(now_monotonic_ns() - x->started_ns) / 1e6,
+                                        "detached", x->detached));
         log_info("%s: exec %d exited with %d", x->app, (int)x->pid, code);
         if (x->call)
                 (void)control_reply(x->call,
@@ -129,8 +143,10 @@ static int method_exec(ControlCall *call, json_t *params, void *userdata)
         _cleanup_close_ int f0 = -EBADF, f1 = -EBADF, f2 = -EBADF;
         _cleanup_strv_free_ char **argv = NULL, **envp = NULL;
         json_t *jargv = json_object_get(params, "argv"), *v;
+        json_t *jtty = json_object_get(params, "tty");
         const char *id, *key;
-        bool missing = false;
+        bool missing = false, tty;
+        unsigned short size[2] = {0, 0}; /* rows, cols */
         SandboxError serr = {};
         InstanceState st = INSTANCE_STATE_INSTALLED;
         Sandbox *sb = NULL;
@@ -139,10 +155,28 @@ static int method_exec(ControlCall *call, json_t *params, void *userdata)
         pid_t pid = 0;
         int pidfd = -EBADF, r;
 
-        json_object_foreach(params, key,
-                            v) if (strcmp(key, "app") != 0 &&
-                                   strcmp(key, "argv") !=
-                                           0) return reply_invalid(call, key, "unknown parameter");
+        json_object_foreach(params, key, v)
+        {
+                if (strcmp(key, "app") != 0 && strcmp(key, "argv") != 0 &&
+                    strcmp(key, "tty") != 0 && strcmp(key, "rows") != 0 && strcmp(key, "cols") != 0)
+                        return reply_invalid(call, key, "unknown parameter");
+        }
+        if (jtty && !json_is_boolean(jtty))
+                return reply_invalid(call, "tty", "expected true or false");
+        tty = json_is_true(jtty);
+        for (i = 0; i < 2; i++) {
+                const char *name = i == 0 ? "rows" : "cols";
+                json_t *n = json_object_get(params, name);
+
+                if (!n)
+                        continue;
+                if (!tty || !json_is_integer(n) || json_integer_value(n) < 1 ||
+                    json_integer_value(n) > 65535)
+                        return reply_invalid(call, name,
+                                             "expected a window size of 1 to 65535, with "
+                                             "\"tty\": true");
+                size[i] = (unsigned short)json_integer_value(n);
+        }
         id = control_param_app(call, params, "app", &missing);
         if (!id) {
                 if (missing)
@@ -169,7 +203,17 @@ static int method_exec(ControlCall *call, json_t *params, void *userdata)
         f0 = control_call_take_fd(call, 0);
         f1 = control_call_take_fd(call, 1);
         f2 = control_call_take_fd(call, 2);
-        {
+        if (tty) {
+                struct stat sst;
+                int domain = 0;
+                socklen_t len = sizeof domain;
+
+                if (f0 < 0 || f1 >= 0 || fstat(f0, &sst) < 0 || !S_ISSOCK(sst.st_mode) ||
+                    getsockopt(f0, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0 || domain != AF_UNIX)
+                        return reply_invalid(call, "fds",
+                                             "with \"tty\": true, expected 1 fd: an AF_UNIX "
+                                             "socket, over which the pty's master comes back");
+        } else {
                 const int fds[3] = {f0, f1, f2};
 
                 for (i = 0; i < 3; i++) {
@@ -228,6 +272,10 @@ static int method_exec(ControlCall *call, json_t *params, void *userdata)
                 r = strv_extendf(&envp, "CELLA_APP_ID=%s", id);
         if (r < 0)
                 return r;
+        if (tty)
+                r = strv_extend(&envp, "TERM=xterm-256color");
+        if (r < 0)
+                return r;
         r = sandbox_enter(&(SandboxEnter){.pidfd = sb->pidfd,
                                           .pid = sb->pid,
                                           .cgroup = sb->cgroup,
@@ -235,7 +283,10 @@ static int method_exec(ControlCall *call, json_t *params, void *userdata)
                                           .argv = argv,
                                           .envp = envp,
                                           .stdio = {f0, f1, f2},
-                                          .cwd = "/app"},
+                                          .cwd = "/app",
+                                          .tty_socket = tty ? f0 : -1,
+                                          .tty_rows = size[0],
+                                          .tty_cols = size[1]},
                           &pid, &pidfd, &serr);
         if (r < 0) {
                 char msg[512];
@@ -278,14 +329,55 @@ static int method_exec(ControlCall *call, json_t *params, void *userdata)
         x->next = execs;
         execs = x;
         supervisor_exec_audit(s, id,
-                              json_pack("{s:s, s:o, s:i, s:i, s:i}", "what", "exec", "argv",
-                                        argv_json(argv), "by_uid", peer ? (int)peer->uid : -1,
-                                        "by_pid", peer ? (int)peer->pid : -1, "exec_pid",
-                                        (int)pid));
+                              json_pack("{s:s, s:o, s:b, s:i, s:i, s:i}", "what", "exec", "argv",
+                                        argv_json(argv), "tty", tty, "by_uid",
+                                        peer ? (int)peer->uid : -1, "by_pid",
+                                        peer ? (int)peer->pid : -1, "exec_pid", (int)pid));
         log_info("%s: exec %d for uid %d: %s", id, (int)pid, peer ? (int)peer->uid : -1, argv[0]);
         control_call_on_abort(call, exec_on_abort, x);
         (void)uv_poll_start(&x->poll, UV_READABLE, exec_on_exit);
         return control_reply_continues(call, json_pack("{s:i}", "pid", (int)pid));
+}
+
+static int method_exec_signal(ControlCall *call, json_t *params, void *userdata)
+{
+        Daemon *d = userdata;
+        const struct ucred *peer = control_call_peer(call);
+        json_t *jp = json_object_get(params, "pid"), *js = json_object_get(params, "signal"), *v;
+        const char *key;
+        json_int_t sig;
+
+        json_object_foreach(params, key, v)
+        {
+                if (strcmp(key, "pid") != 0 && strcmp(key, "signal") != 0)
+                        return reply_invalid(call, key, "unknown parameter");
+        }
+        if (!json_is_integer(jp))
+                return reply_invalid(call, "pid", "expected the pid org.cella.Exec replied");
+        sig = json_is_integer(js) ? json_integer_value(js) : -1;
+        /* What `cella exec` forwards (docs/cli.md "cella exec"), and SIGKILL. */
+        if (sig != SIGINT && sig != SIGTERM && sig != SIGHUP && sig != SIGQUIT && sig != SIGKILL)
+                return reply_invalid(call, "signal",
+                                     "expected 1 (HUP), 2 (INT), 3 (QUIT), 9 (KILL) or 15 (TERM)");
+        for (Exec *x = execs; x; x = x->next) {
+                if (x->pid != (pid_t)json_integer_value(jp))
+                        continue;
+                /* The helper passes the signal on; SIGKILL is its SIGUSR1: the command's
+                 * process group (a SIGKILLed helper would leave the group running). */
+                if (syscall(SYS_pidfd_send_signal, x->pidfd, sig == SIGKILL ? SIGUSR1 : (int)sig,
+                            NULL, 0) < 0)
+                        return control_reply_errno(call, negative_errno(),
+                                                   "cannot signal the command");
+                supervisor_exec_audit(daemon_supervisor(d), x->app,
+                                      json_pack("{s:s, s:i, s:i, s:i, s:i}", "what", "exec-signal",
+                                                "exec_pid", (int)x->pid, "signal", (int)sig,
+                                                "by_uid", peer ? (int)peer->uid : -1, "by_pid",
+                                                peer ? (int)peer->pid : -1));
+                return control_reply(call, NULL);
+        }
+        return control_reply_error(
+                call, CONTROL_ERROR_NO_SUCH_APP,
+                json_pack("{s:s}", "message", "no command with this pid runs through cella exec"));
 }
 
 void daemon_execs_end(void)
@@ -293,7 +385,8 @@ void daemon_execs_end(void)
         for (Exec *x = execs; x; x = x->next) {
                 siginfo_t si;
 
-                (void)syscall(SYS_pidfd_send_signal, x->pidfd, SIGKILL, NULL, 0);
+                /* The command's process group, then the helper ends (sandbox_enter()). */
+                (void)syscall(SYS_pidfd_send_signal, x->pidfd, SIGUSR1, NULL, 0);
                 (void)waitid(P_PIDFD, x->pidfd, &si, WEXITED);
         }
 }
@@ -302,6 +395,7 @@ int daemon_exec_methods(Daemon *d)
 {
         static const ControlMethod methods[] = {
                 {"org.cella.Exec", CONTROL_ACCESS_ROOT, method_exec},
+                {"org.cella.ExecSignal", CONTROL_ACCESS_ROOT, method_exec_signal},
         };
 
         return control_add_methods(daemon_control(d), methods, ELEMENTSOF(methods), d);

@@ -40,12 +40,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "audit/audit.h"
 #include "base/log.h"
 #include "base/macro.h"
 #include "base/strv.h"
 #include "cli/exit-codes.h"
 #include "config.h"
 #include "daemon/daemon-internal.h"
+#include "policy/manifest.h"
+#include "supervisor/exec.h"
 
 #ifndef FUSE_SUPER_MAGIC
 #define FUSE_SUPER_MAGIC 0x65735546
@@ -61,6 +64,7 @@ struct Run {
         Daemon *d;
         ControlCall *call; /* NULL once the client went away */
         uid_t owner;       /* the caller's uid: who may signal it */
+        pid_t by_pid;      /* the caller's pid (SO_PEERCRED), for the audit log */
         pid_t pid;
         int pidfd;
         uv_poll_t poll;
@@ -122,6 +126,10 @@ static void run_on_exit(uv_poll_t *h, int status, int events)
          * killed by a signal reads as 128+N, as a shell would say. */
         code = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
         log_debug("run %d ended with %d", (int)run->pid, code);
+        supervisor_control_audit(daemon_supervisor(run->d), NULL,
+                                 json_pack("{s:s, s:i, s:i, s:i, s:b}", "what", "run-exited",
+                                           "run_pid", (int)run->pid, "by_uid", (int)run->owner,
+                                           "exit_code", code, "detached", run->call == NULL));
         if (run->call)
                 (void)control_reply(run->call,
                                     json_pack("{s:i, s:i, s:b}", "pid", (int)run->pid, "exit_code",
@@ -332,6 +340,46 @@ static int check_path_stable(ControlCall *call, int fd, uid_t caller)
         return 0;
 }
 
+/*
+ * The bounds of org.cella.Run (docs/api.md): a run is a kernel of its own, charged
+ * to cellad, so a manager who is not root may have --max-runs-per-user of them at
+ * once, and all callers together --max-runs. Returns 0, or replies
+ * org.cella.LimitReached (with the limit's name and value) and returns 1.
+ */
+static int run_limit_reached(ControlCall *call, Daemon *d, uid_t uid)
+{
+        unsigned all = 0, mine = 0;
+        unsigned max_all = d->o.max_runs ?: DAEMON_RUNS_DEFAULT;
+        unsigned max_mine = d->o.max_runs_per_user ?: DAEMON_RUNS_PER_USER_DEFAULT;
+        char msg[256];
+
+        for (Run *run = runs; run; run = run->next) {
+                all++;
+                mine += run->owner == uid;
+        }
+        if (uid != 0 && mine >= max_mine) {
+                snprintf(msg, sizeof msg,
+                         "you have %u runs through cellad already, the most one user may have "
+                         "(cellad --max-runs-per-user %u): end one first",
+                         mine, max_mine);
+                return control_reply_error(call, DAEMON_ERROR_LIMIT_REACHED,
+                                           json_pack("{s:s, s:s, s:i}", "message", msg, "limit",
+                                                     "runs_per_user", "value", (int)max_mine)),
+                       1;
+        }
+        if (all >= max_all) {
+                snprintf(msg, sizeof msg,
+                         "cellad has %u runs already, the most it takes (cellad --max-runs "
+                         "%u): try again later, or use 'cella run --embedded' as root",
+                         all, max_all);
+                return control_reply_error(call, DAEMON_ERROR_LIMIT_REACHED,
+                                           json_pack("{s:s, s:s, s:i}", "message", msg, "limit",
+                                                     "runs", "value", (int)max_all)),
+                       1;
+        }
+        return 0;
+}
+
 static int method_run(ControlCall *call, json_t *params, void *userdata)
 {
         Daemon *d = userdata;
@@ -378,6 +426,8 @@ static int method_run(ControlCall *call, json_t *params, void *userdata)
                 return reply_invalid(call, "fds",
                                      "expected 4 fds: the app folder, stdin, stdout, stderr");
         if (check_folder(call, f0) || check_path_stable(call, f0, peer ? peer->uid : (uid_t)-1))
+                return 0;
+        if (run_limit_reached(call, d, peer ? peer->uid : (uid_t)-1))
                 return 0;
         if (find_cella(cella) < 0)
                 return control_reply_errno(call, -ENOENT,
@@ -451,6 +501,21 @@ static int method_run(ControlCall *call, json_t *params, void *userdata)
         control_call_on_abort(call, run_on_abort, run);
         (void)uv_poll_start(&run->poll, UV_READABLE, run_on_exit);
         log_info("org.cella.Run: kernel %d for uid %u", (int)pid, (unsigned)run->owner);
+        {
+                char link[64], folder[PATH_MAX];
+                ssize_t k;
+
+                snprintf(link, sizeof link, "/proc/self/fd/%d", f0);
+                k = readlink(link, folder, sizeof folder - 1);
+                folder[k > 0 ? k : 0] = 0;
+                run->by_pid = peer ? peer->pid : 0;
+                supervisor_control_audit(daemon_supervisor(d), NULL,
+                                         json_pack("{s:s, s:i, s:s, s:b, s:i, s:i, s:i}", "what",
+                                                   "run", "run_pid", (int)pid, "folder", folder,
+                                                   "boot", boot, "by_uid", (int)run->owner,
+                                                   "by_gid", peer ? (int)peer->gid : -1, "by_pid",
+                                                   (int)run->by_pid));
+        }
         return control_reply_continues(call, json_pack("{s:i}", "pid", (int)pid));
 }
 
@@ -484,6 +549,30 @@ static int method_run_signal(ControlCall *call, json_t *params, void *userdata)
                 json_pack("{s:s}", "message", "no run of yours with this pid in this cellad"));
 }
 
+/*
+ * The record of every call that may change something (access manage or root) that
+ * its caller was allowed to make (control_set_call_audit()): {"what": "call",
+ * "method", "by_uid", "by_gid", "by_pid"} under the app the call names ("app" or
+ * "id"), or none. The audit log, not only cellad's log, says who asked for each
+ * start, stop, install, remove, run and exec (docs/security.md "The control
+ * socket"); the outcome follows in the records of what was done.
+ */
+static void on_call_audit(const char *method, ControlAccess access, const struct ucred *peer,
+                          json_t *params, void *userdata)
+{
+        Daemon *d = userdata;
+        json_t *a = json_object_get(params, "app") ?: json_object_get(params, "id");
+        const char *app = json_string_value(a);
+
+        (void)access;
+        if (app && !manifest_id_is_valid(app))
+                app = NULL; /* refused by the method; the audit log takes only ids */
+        supervisor_control_audit(daemon_supervisor(d), app,
+                                 json_pack("{s:s, s:s, s:i, s:i, s:i}", "what", "call", "method",
+                                           method, "by_uid", (int)peer->uid, "by_gid",
+                                           (int)peer->gid, "by_pid", (int)peer->pid));
+}
+
 void daemon_runs_end(void)
 {
         for (Run *run = runs; run; run = run->next)
@@ -503,5 +592,9 @@ int daemon_run_methods(Daemon *d)
                 {"org.cella.RunSignal", CONTROL_ACCESS_MANAGE, method_run_signal},
         };
 
+        int r = control_set_call_audit(daemon_control(d), on_call_audit, d);
+
+        if (r < 0)
+                return r;
         return control_add_methods(daemon_control(d), methods, ELEMENTSOF(methods), d);
 }

@@ -12,11 +12,23 @@
  * itself (extraction, checks, fsync, the claim of a new id) runs on libuv's thread
  * pool, so the loop keeps serving apps and clients meanwhile; the store's flock
  * serialises installs. So does the question Remove and ClearData ask every other
- * kernel (control_ask_kernels(), which this daemon's own socket answers meanwhile).
+ * kernel (control_ask_kernels(), which this daemon's own socket answers meanwhile),
+ * and their change itself: the files, the /data image, the grants and state.db
+ * records removed, which may take seconds (an app of many files, a large /data).
  * What runs there leaves its outcome in the job, logged and replied on the loop (the
  * loop's log writer is not for threads); the one message it may print itself is
  * state_dir_open()'s about a state directory that went bad under the daemon.
+ *
+ * The store's changes of this daemon run one at a time, in the order they were
+ * asked for (StoreTask): an install of an id never runs between the removal of
+ * that id's files and the forgetting of its claim in state.db. While a Remove or
+ * ClearData of an app is under way, its starts are refused (store_app_dir_of(): a
+ * start re-reads the installed version, reload.c). The store's work in flight is
+ * bounded: STORE_TASKS_MAX in all, STORE_TASKS_PER_USER for each caller who is not
+ * root (org.cella.LimitReached past either), so that a manager's requests cannot
+ * take every thread of libuv's pool or the daemon's memory.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -24,13 +36,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "audit/audit.h"
 #include "base/log.h"
 #include "base/macro.h"
 #include "base/time-util.h"
 #include "daemon/daemon-internal.h"
 #include "policy/grants.h"
+#include "policy/manifest.h"
 #include "policy/signature.h"
 #include "store/store.h"
+#include "supervisor/exec.h"
 #include "supervisor/forget.h"
 #include "supervisor/state.h"
 #include "supervisor/storage.h"
@@ -44,8 +59,167 @@
 
 #define REQUIRED_SEALS (F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW)
 
+/* Store requests (Install, Update, Remove, ClearData) in flight at once: in all, and
+ * for one caller who is not root. An install holds its bundle's memfd; each waits
+ * for the one before it. */
+#define STORE_TASKS_MAX      64u
+#define STORE_TASKS_PER_USER 8u
+
+/*
+ * A store request from its acceptance to its reply: counted for the bounds (all
+ * tasks in `tasks`), and its change run on the thread pool after the one before
+ * (the queue). A task whose change has not begun when its client goes away is
+ * dropped (drop()).
+ */
+typedef struct StoreTask StoreTask;
+struct StoreTask {
+        StoreTask *next; /* in tasks */
+        StoreTask *next_queued;
+        uv_work_t work; /* .data: the Job or Change */
+        uv_work_cb run;
+        uv_after_work_cb after;
+        void (*drop)(StoreTask *t); /* frees a task whose change never ran */
+        uid_t uid;
+        const char *changing; /* the app a Remove or ClearData changes: no start meanwhile */
+        bool queued, running;
+};
+
+static StoreTask *tasks; /* every task accepted and not ended */
+static StoreTask *queue_head, *queue_tail;
+static bool queue_busy; /* a task's change runs on the pool */
+static uv_loop_t *queue_loop;
+
+/* Accepts t for a caller of uid: 0, or -EUSERS (the caller's bound) / -EBUSY (the
+ * daemon's), replied by the caller of this. */
+static int task_accept(StoreTask *t, uid_t uid)
+{
+        unsigned all = 0, mine = 0;
+
+        for (StoreTask *x = tasks; x; x = x->next) {
+                all++;
+                mine += x->uid == uid;
+        }
+        if (all >= STORE_TASKS_MAX)
+                return -EBUSY;
+        if (uid != 0 && mine >= STORE_TASKS_PER_USER)
+                return -EUSERS;
+        t->uid = uid;
+        t->next = tasks;
+        tasks = t;
+        return 0;
+}
+
+/* t ends (its reply is made, or nobody waits for it). */
+static void task_end(StoreTask *t)
+{
+        for (StoreTask **p = &tasks; *p; p = &(*p)->next)
+                if (*p == t) {
+                        *p = t->next;
+                        return;
+                }
+}
+
+/* The limit reply for task_accept()'s r. */
+static int reply_limit(ControlCall *call, int r)
+{
+        char msg[256];
+        unsigned limit = r == -EUSERS ? STORE_TASKS_PER_USER : STORE_TASKS_MAX;
+
+        snprintf(msg, sizeof msg,
+                 r == -EUSERS ? "you have %u store requests (install, update, remove, "
+                                "clear-data) in flight already: wait for one to end"
+                              : "cellad has %u store requests (install, update, remove, "
+                                "clear-data) in flight: try again later",
+                 limit);
+        return control_reply_error(
+                call, DAEMON_ERROR_LIMIT_REACHED,
+                json_pack("{s:s, s:s, s:i}", "message", msg, "limit",
+                          r == -EUSERS ? "store_requests_per_user" : "store_requests", "value",
+                          (int)limit));
+}
+
+static void queue_after(uv_work_t *w, int status);
+
+/* Starts the next queued change, if none runs. */
+static void queue_next(void)
+{
+        while (!queue_busy && queue_head) {
+                StoreTask *t = queue_head;
+                int r;
+
+                queue_busy = true;
+                t->running = true;
+                r = uv_queue_work(queue_loop, &t->work, t->run, queue_after);
+                if (r >= 0)
+                        return;
+                /* Never began: its after hears why, as a cancelled work would. */
+                queue_after(&t->work, r);
+        }
+}
+
+static void queue_after(uv_work_t *w, int status)
+{
+        StoreTask *t = queue_head;
+
+        assert(t && &t->work == w);
+        queue_head = t->next_queued;
+        if (!queue_head)
+                queue_tail = NULL;
+        queue_busy = false;
+        t->queued = false;
+        t->after(w, status); /* may free t */
+        queue_next();
+}
+
+/* Queues t's change (t->run on the pool, then t->after on the loop) after the others. */
+static void queue_add(Daemon *d, StoreTask *t)
+{
+        queue_loop = daemon_loop(d);
+        t->queued = true;
+        t->next_queued = NULL;
+        if (queue_tail)
+                queue_tail->next_queued = t;
+        else
+                queue_head = t;
+        queue_tail = t;
+        queue_next();
+}
+
+/* The client of a queued task went away before its change began: it is dropped.
+ * Returns whether it was. */
+static bool queue_drop(StoreTask *t)
+{
+        StoreTask *prev = NULL;
+
+        if (!t->queued || t->running)
+                return false;
+        for (StoreTask *x = queue_head; x; prev = x, x = x->next_queued)
+                if (x == t) {
+                        if (prev)
+                                prev->next_queued = t->next_queued;
+                        else
+                                queue_head = t->next_queued;
+                        if (queue_tail == t)
+                                queue_tail = prev;
+                        t->queued = false;
+                        task_end(t);
+                        t->drop(t);
+                        return true;
+                }
+        return false;
+}
+
+/* Whether a Remove or ClearData of id is under way (its change queued or running). */
+static bool app_changing(const char *id)
+{
+        for (StoreTask *x = tasks; x; x = x->next)
+                if (x->changing && strcmp(x->changing, id) == 0)
+                        return true;
+        return false;
+}
+
 typedef struct Job {
-        uv_work_t work;
+        StoreTask task;
         Daemon *d;
         ControlCall *call; /* NULL once the client went away */
         int fd;
@@ -56,10 +230,24 @@ typedef struct Job {
         StoreError err;
         int claim_error; /* claim_new() failed: the install was undone */
         char claim_message[1024];
+        struct ucred by; /* the caller (SO_PEERCRED), for the audit log */
 } Job;
+
+/* The audit record of a store change for app id (may be NULL) by the caller by:
+ * fields (stolen) with "what" and the caller's "by_uid", "by_pid" added. */
+static void store_audit(Daemon *d, const char *id, const struct ucred *by, json_t *fields)
+{
+        if (!fields)
+                return;
+        json_object_set_new(fields, "by_uid", json_integer(by->uid));
+        json_object_set_new(fields, "by_pid", json_integer(by->pid));
+        supervisor_control_audit(daemon_supervisor(d), id && manifest_id_is_valid(id) ? id : NULL,
+                                 fields);
+}
 
 static void job_free(Job *j)
 {
+        task_end(&j->task);
         safe_close(j->fd);
         free(j->expect_id);
         store_app_clear(&j->res.app);
@@ -174,7 +362,14 @@ static void on_abort(ControlCall *call, void *ud)
         Job *j = ud;
 
         (void)call;
-        j->call = NULL; /* the install goes on; nobody hears how it ended */
+        j->call = NULL;
+        /* Not begun: dropped. Begun: it goes on; nobody hears how it ended. */
+        (void)queue_drop(&j->task);
+}
+
+static void job_drop(StoreTask *t)
+{
+        job_free(t->work.data);
 }
 
 static void work_install(uv_work_t *w)
@@ -226,6 +421,11 @@ static void after_install(uv_work_t *w, int status)
         if (j->r < 0) {
                 log_info("%s refused: %s%s%s%s%s", what, j->err.path, j->err.path[0] ? ": " : "",
                          j->err.key, j->err.key[0] ? ": " : "", j->err.message);
+                store_audit(j->d, j->expect_id, &j->by,
+                            json_pack("{s:s, s:s, s:i}", "what",
+                                      j->mode == STORE_MODE_UPDATE ? "update-refused"
+                                                                   : "install-refused",
+                                      "error", j->err.message, "errno", -j->r));
                 if (j->call)
                         (void)reply_store_error(j->call, j->expect_id, j->r, &j->err);
                 job_free(j);
@@ -233,6 +433,9 @@ static void after_install(uv_work_t *w, int status)
         }
         if (j->claim_error < 0) {
                 log_info("%s refused: %s", what, j->claim_message);
+                store_audit(j->d, j->res.app.id, &j->by,
+                            json_pack("{s:s, s:s, s:i}", "what", "install-refused", "error",
+                                      j->claim_message, "errno", -j->claim_error));
                 if (j->call)
                         (void)control_reply_error(
                                 j->call,
@@ -248,6 +451,12 @@ static void after_install(uv_work_t *w, int status)
                  j->res.app.version, j->res.replaced ? ", was " : "",
                  j->res.replaced ? j->res.app.previous : "",
                  j->res.app.key_id ? "signed by key " : "unsigned", j->res.app.key_id ?: "");
+        store_audit(j->d, j->res.app.id, &j->by,
+                    json_pack("{s:s, s:s, s:s?, s:s?}", "what",
+                              j->res.replaced ? "updated" : "installed", "version",
+                              j->res.app.version, "previous",
+                              j->res.replaced ? j->res.app.previous : NULL, "key_id",
+                              j->res.app.key_id));
         if (j->call) {
                 json_t *p = app_json(&j->res.app);
                 bool restarted = j->res.replaced && restart_updated(j->d, j->res.app.id);
@@ -297,17 +506,26 @@ static int method_install_or_update(ControlCall *call, json_t *params, Daemon *d
         if (!j)
                 return -ENOMEM;
         *j = (Job){.d = d, .call = call, .fd = TAKE_FD(fd), .mode = mode};
+        if (control_call_peer(call))
+                j->by = *control_call_peer(call);
         if (id && !(j->expect_id = strdup(id))) {
-                job_free(j);
+                safe_close(j->fd);
+                free(j);
                 return -ENOMEM;
         }
-        j->work.data = j;
-        r = uv_queue_work(daemon_loop(d), &j->work, work_install, after_install);
+        j->task.work.data = j;
+        j->task.run = work_install;
+        j->task.after = after_install;
+        j->task.drop = job_drop;
+        r = task_accept(&j->task, j->by.uid);
         if (r < 0) {
-                job_free(j);
-                return control_reply_errno(call, r, "cannot queue the install");
+                free(j->expect_id);
+                safe_close(j->fd);
+                free(j);
+                return reply_limit(call, r);
         }
         control_call_on_abort(call, on_abort, j);
+        queue_add(d, &j->task);
         return 0;
 }
 
@@ -362,22 +580,37 @@ static int reply_in_use(ControlCall *call, const char *id, const char *what, pid
 
 /* Remove and ClearData: first, on the thread pool, whether another kernel on the
  * state directory (a `cella run` or `cella boot`) has the app, as `cella forget`
- * asks; then, on the loop, the change. */
+ * asks; then, on the loop, whether this daemon runs it; then the change itself, on
+ * the pool again, in the store's queue (StoreTask), no start of the app meanwhile;
+ * then, on the loop, the reply. */
 typedef struct Change {
-        uv_work_t work;
+        StoreTask task;
+        uv_work_t ask;
         Daemon *d;
         ControlCall *call; /* NULL once the client went away */
         char *id;
         bool remove, keep_data;
-        pid_t holder; /* a kernel that has the app */
-        pid_t mute;   /* a kernel that did not answer (it may have it) */
-        int r;        /* of control_ask_kernels() */
+        pid_t holder;    /* a kernel that has the app */
+        pid_t mute;      /* a kernel that did not answer (it may have it) */
+        int r;           /* of control_ask_kernels(), then of the change */
+        struct ucred by; /* the caller (SO_PEERCRED), for the audit log */
+        /* The change's outcome (on the pool): */
+        StoreError err;
+        bool store_failed; /* store_remove() failed: err says why */
+        bool forget_failed;
+        bool cleared; /* ClearData: there was data */
 } Change;
 
 static void change_free(Change *c)
 {
+        task_end(&c->task);
         free(c->id);
         free(c);
+}
+
+static void change_drop(StoreTask *t)
+{
+        change_free(t->work.data);
 }
 
 static int on_kernel(pid_t pid, json_t *reply, void *ud)
@@ -420,54 +653,100 @@ static void change_abort(ControlCall *call, void *ud)
         Change *c = ud;
 
         (void)call;
-        c->call = NULL; /* nothing is done for a client that went away */
+        c->call = NULL;
+        /* Nothing is done for a client that went away, unless the change began. */
+        (void)queue_drop(&c->task);
 }
 
-/* The store's files, then (unless keep_data) its data, grants and uid as `cella
- * forget` (app_forget()). */
-static int do_remove(ControlCall *call, Daemon *d, const char *id, bool keep_data)
+/* On the pool, the store's queue: the change. Remove: the store's files, then
+ * (unless keep_data) its data, grants and uid as `cella forget` (app_forget()).
+ * ClearData: the app's /data (a new one at its next start). */
+static void work_change(uv_work_t *w)
 {
+        Change *c = w->data;
+        Daemon *d = c->d;
         _cleanup_(grants_freep) Grants *g = NULL;
         _cleanup_(state_freep) State *st = NULL;
-        StoreError err = {};
         AppForgetStep step;
         int r;
 
-        r = store_remove(d->state_dir, id, keep_data, &err);
-        if (r < 0)
-                return reply_store_error(call, id, r, &err);
-        log_info("removed %s%s", id, keep_data ? " (its data kept)" : "");
-        /* Its stopped instance goes too: a later install of the id starts afresh. */
-        daemon_app_forget(d, id);
-        if (!keep_data) {
+        if (c->remove) {
+                r = store_remove(d->state_dir, c->id, c->keep_data, &c->err);
+                if (r < 0) {
+                        c->store_failed = true;
+                        c->r = r;
+                        return;
+                }
+                if (c->keep_data) {
+                        c->r = 0;
+                        return;
+                }
                 r = state_open(d->state_dir, d->o.uid_base, d->o.uid_count, &st);
                 if (r >= 0)
                         r = grants_open(d->state_dir, &g);
                 if (r >= 0)
-                        r = app_forget(d->state_dir, g, st, id, &step);
-                if (r < 0)
-                        return control_reply_errno(call, r,
-                                                   "removed the app, but not its data and grants: "
-                                                   "'cella forget' them");
+                        r = app_forget(d->state_dir, g, st, c->id, &step);
+                c->forget_failed = r < 0;
+                c->r = r;
+                return;
         }
-        return control_reply(call, json_pack("{s:s, s:b}", "id", id, "data_kept", keep_data));
-}
-
-/* The app's /data emptied (a new one at its next start). */
-static int do_clear_data(ControlCall *call, Daemon *d, const char *id)
-{
-        _cleanup_(state_freep) State *st = NULL;
-        int r;
-
-        r = storage_release(d->state_dir, id);
+        r = storage_release(d->state_dir, c->id);
         if (r >= 0)
                 r = state_open(d->state_dir, d->o.uid_base, d->o.uid_count, &st);
         if (r >= 0)
-                r = state_app_clear_data(st, id);
-        if (r < 0)
-                return control_reply_errno(call, r, "cannot clear the app's data");
-        log_info("cleared the data of %s", id);
-        return control_reply(call, json_pack("{s:s, s:b}", "id", id, "cleared", r > 0));
+                r = state_app_clear_data(st, c->id);
+        c->cleared = r > 0;
+        c->r = r;
+}
+
+/* On the loop, after the change: the stopped instance of a removed app dropped, the
+ * audit record, the reply. */
+static void after_change(uv_work_t *w, int status)
+{
+        Change *c = w->data;
+        const char *what = c->remove ? "removed" : "cleared";
+
+        if (status < 0) {
+                if (c->call)
+                        (void)control_reply_errno(c->call, status, "cannot queue the change");
+                change_free(c);
+                return;
+        }
+        if (c->remove && c->store_failed) {
+                store_audit(c->d, c->id, &c->by,
+                            json_pack("{s:s, s:s, s:i}", "what", "remove-refused", "error",
+                                      c->err.message, "errno", -c->r));
+                if (c->call)
+                        (void)reply_store_error(c->call, c->id, c->r, &c->err);
+                change_free(c);
+                return;
+        }
+        if (c->remove) {
+                log_info("removed %s%s", c->id, c->keep_data ? " (its data kept)" : "");
+                /* Its stopped instance goes too: a later install of the id starts afresh. */
+                daemon_app_forget(c->d, c->id);
+        } else if (c->r >= 0)
+                log_info("cleared the data of %s", c->id);
+        store_audit(c->d, c->id, &c->by,
+                    c->remove ? json_pack("{s:s, s:b, s:b}", "what", what, "data_kept",
+                                          c->keep_data, "data_forgotten", !c->forget_failed)
+                              : json_pack("{s:s, s:b, s:i}", "what", what, "cleared", c->cleared,
+                                          "errno", c->r < 0 ? -c->r : 0));
+        if (c->call) {
+                if (c->forget_failed)
+                        (void)control_reply_errno(c->call, c->r,
+                                                  "removed the app, but not its data and grants: "
+                                                  "'cella forget' them");
+                else if (!c->remove && c->r < 0)
+                        (void)control_reply_errno(c->call, c->r, "cannot clear the app's data");
+                else if (c->remove)
+                        (void)control_reply(c->call, json_pack("{s:s, s:b}", "id", c->id,
+                                                               "data_kept", c->keep_data));
+                else
+                        (void)control_reply(c->call, json_pack("{s:s, s:b}", "id", c->id, "cleared",
+                                                               c->cleared));
+        }
+        change_free(c);
 }
 
 static void after_ask(uv_work_t *w, int status)
@@ -497,10 +776,13 @@ static void after_ask(uv_work_t *w, int status)
                                           json_pack("{s:s, s:s}", "message", msg, "app", c->id));
         } else if (app_in_use(c->d, c->id)) /* again: it may have started meanwhile */
                 (void)reply_in_use(c->call, c->id, what, 0);
-        else if (c->remove)
-                (void)do_remove(c->call, c->d, c->id, c->keep_data);
-        else
-                (void)do_clear_data(c->call, c->d, c->id);
+        else {
+                /* From here until after_change(), no start of the app (app_changing()). */
+                c->task.changing = c->id;
+                log_info("%s %s", c->remove ? "removing" : "clearing the data of", c->id);
+                queue_add(c->d, &c->task);
+                return;
+        }
         change_free(c);
 }
 
@@ -536,17 +818,34 @@ static int method_change(ControlCall *call, json_t *params, Daemon *d, bool remo
         }
         if (app_in_use(d, id))
                 return reply_in_use(call, id, remove ? "removed" : "cleared", 0);
+        if (app_changing(id))
+                return control_reply_error(
+                        call, CONTROL_ERROR_APP_STATE,
+                        json_pack("{s:s, s:s}", "message",
+                                  "a remove or clear-data of the app is under way", "app", id));
         c = calloc(1, sizeof *c);
         if (!c)
                 return -ENOMEM;
         *c = (Change){.d = d, .call = call, .remove = remove, .keep_data = json_is_true(kd)};
+        if (control_call_peer(call))
+                c->by = *control_call_peer(call);
         c->id = strdup(id);
         if (!c->id) {
-                change_free(c);
+                free(c);
                 return -ENOMEM;
         }
-        c->work.data = c;
-        r = uv_queue_work(daemon_loop(d), &c->work, work_ask, after_ask);
+        c->ask.data = c;
+        c->task.work.data = c;
+        c->task.run = work_change;
+        c->task.after = after_change;
+        c->task.drop = change_drop;
+        r = task_accept(&c->task, c->by.uid);
+        if (r < 0) {
+                free(c->id);
+                free(c);
+                return reply_limit(call, r);
+        }
+        r = uv_queue_work(daemon_loop(d), &c->ask, work_ask, after_ask);
         if (r < 0) {
                 change_free(c);
                 return control_reply_errno(call, r, "cannot queue the check");
@@ -603,6 +902,9 @@ static int store_app_dir_of(const char *id, char **ret_dir, void *userdata)
 {
         Daemon *d = userdata;
 
+        /* A start while its files or data are being removed would run what goes. */
+        if (app_changing(id))
+                return -EBUSY;
         return store_app_dir(daemon_state_dir(d), id, ret_dir);
 }
 

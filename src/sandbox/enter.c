@@ -25,7 +25,14 @@
  * the app's; it has no kernel channel and no fd but 0, 1 and 2 (close_range).
  * The helper stays outside (the app cannot see it: another pid namespace; nor
  * ptrace it: another uid), waits for the command and exits with its status, or
- * 128+N if a signal N killed it; the command dies with it (PR_SET_PDEATHSIG).
+ * 128+N if a signal N killed it; the command dies with it (PR_SET_PDEATHSIG). The
+ * helper passes SIGINT, SIGTERM, SIGHUP and SIGQUIT on to the command (`cella exec`
+ * forwards its own through cellad), and SIGUSR1 makes it kill the command's process
+ * group: the command leads a session of its own (setsid; with a tty, the pty's), so
+ * what it started ends with it unless it left that group itself.
+ * With a tty_socket the command gets a pty of the jail's own devpts instead of the
+ * pipes (pty.c, made as the app's uid as the app's terminal is) and the master goes
+ * over the socket to whoever holds its other end (`cella exec -t`).
  * A failure before the execve is written to the error pipe (a SandboxError), which
  * the execve's O_CLOEXEC closes empty on success.
  */
@@ -52,6 +59,9 @@
 
 /* How long the caller waits for the command to be set up (as spawn's bound). */
 #define SANDBOX_ENTER_TIMEOUT_MS 10000
+
+/* What the helper passes on to the command (SIGUSR1: kill its process group). */
+static const int helper_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1};
 
 static const int entered_ns =
         CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;
@@ -95,8 +105,17 @@ _noreturn_ static void command_child(const SandboxEnter *e, const struct rlimit 
                                      int errfd)
 {
         SandboxError err = {};
-        int r;
+        struct sigaction dfl = {.sa_handler = SIG_DFL};
+        sigset_t none;
+        int tty = -EBADF, r;
 
+        /* The signal state of a fresh process (as spawn.c gives the app): the daemon
+         * ignores SIGPIPE, and an ignored signal survives execve; the helper blocked
+         * the ones it passes on. */
+        for (int sig = 1; sig < _NSIG; sig++)
+                (void)sigaction(sig, &dfl, NULL);
+        sigemptyset(&none);
+        (void)sigprocmask(SIG_SETMASK, &none, NULL);
         /* Nothing of the caller's groups goes in (the sandbox's setgroups is "deny"). */
         if (setgroups(0, NULL) < 0)
                 child_fail(errfd,
@@ -135,10 +154,27 @@ _noreturn_ static void command_child(const SandboxEnter *e, const struct rlimit 
                 (void)sandbox_fail(&err, SANDBOX_STEP_MOUNT, negative_errno(), "chdir");
                 child_fail(errfd, &err, SANDBOX_ENTER_FAILED);
         }
-        /* fds: 0-2 the caller's pipes, 3 the error pipe (O_CLOEXEC), nothing else. */
+        /* A session of its own, so that the helper can end what it started (its
+         * process group); with a tty, pty_make() makes it and the pty's slave its
+         * controlling terminal: as the app's uid, in the jail's devpts (pty.c). */
+        if (e->tty_socket > 0) {
+                tty = pty_make(e->tty_socket, e->tty_rows, e->tty_cols);
+                if (tty < 0) {
+                        (void)sandbox_fail(&err, SANDBOX_STEP_MOUNT, tty == -ENOENT ? -ENODEV : tty,
+                                           "make the command's terminal (a pty of the jail's "
+                                           "/dev/pts)");
+                        child_fail(errfd, &err, SANDBOX_ENTER_FAILED);
+                }
+        } else if (setsid() < 0) {
+                (void)sandbox_fail(&err, SANDBOX_STEP_NAMESPACE, negative_errno(), "setsid");
+                child_fail(errfd, &err, SANDBOX_ENTER_FAILED);
+        }
+        /* fds: 0-2 the caller's pipes (or the pty), 3 the error pipe (O_CLOEXEC),
+         * nothing else. */
         {
                 int high[4];
-                const int want[4] = {e->stdio[0], e->stdio[1], e->stdio[2], errfd};
+                const int want[4] = {tty >= 0 ? tty : e->stdio[0], tty >= 0 ? tty : e->stdio[1],
+                                     tty >= 0 ? tty : e->stdio[2], errfd};
 
                 for (int i = 0; i < 4; i++)
                         if ((high[i] = fcntl(want[i], F_DUPFD_CLOEXEC, 16)) < 0)
@@ -199,6 +235,24 @@ static int keep_only_fds(int *keep, size_t n)
         return syscall(SYS_close_range, next, ~0u, 0u) < 0 ? negative_errno() : 0;
 }
 
+/* The command's pid, for the helper's signal handler. */
+static volatile pid_t command_pid;
+
+/* In the helper: passes the signal on to the command; SIGUSR1 (its caller's "end
+ * it") kills the command's process group, which the command leads (setsid). */
+static void helper_on_signal(int sig)
+{
+        pid_t pid = command_pid;
+
+        if (pid <= 0)
+                return;
+        if (sig == SIGUSR1) {
+                (void)kill(-pid, SIGKILL);
+                (void)kill(pid, SIGKILL);
+        } else
+                (void)kill(pid, sig);
+}
+
 /* The helper: into the app's pid namespace for its children, fork the command,
  * wait for it, exit with its status. It lives as long as the command, so it keeps
  * no fd of the caller's but what the command needs (the caller's lock, sockets and
@@ -209,18 +263,27 @@ _noreturn_ static void helper_child(const SandboxEnter *e, const struct rlimit *
         struct clone_args args = {.exit_signal = SIGCHLD};
         SandboxError err = {};
         siginfo_t si = {};
+        sigset_t passed;
         pid_t pid;
 
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || prctl(PR_SET_DUMPABLE, 0) < 0)
+        /* The signals passed on wait, blocked, until the command's pid is known. */
+        sigemptyset(&passed);
+        for (size_t i = 0; i < ELEMENTSOF(helper_signals); i++)
+                sigaddset(&passed, helper_signals[i]);
+        if (sigprocmask(SIG_BLOCK, &passed, NULL) < 0 || prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 ||
+            prctl(PR_SET_DUMPABLE, 0) < 0)
                 _exit(SANDBOX_ENTER_FAILED);
         {
-                int keep[6 + CGROUP_JOIN_MAX_V1];
+                int keep[7 + CGROUP_JOIN_MAX_V1];
                 size_t n = 0;
 
                 keep[n++] = e->pidfd;
                 keep[n++] = errfd;
+                if (e->tty_socket > 0)
+                        keep[n++] = e->tty_socket;
                 for (int i = 0; i < 3; i++)
-                        keep[n++] = e->stdio[i];
+                        if (e->tty_socket <= 0)
+                                keep[n++] = e->stdio[i];
                 if (j->unified_fd >= 0)
                         keep[n++] = j->unified_fd;
                 for (unsigned i = 0; i < j->n_v1 && n < ELEMENTSOF(keep); i++)
@@ -249,10 +312,20 @@ _noreturn_ static void helper_child(const SandboxEnter *e, const struct rlimit *
         }
         if (pid == 0)
                 command_child(e, lim, j, errfd);
+        command_pid = pid;
+        {
+                struct sigaction sa = {.sa_handler = helper_on_signal, .sa_flags = SA_RESTART};
+
+                for (size_t i = 0; i < ELEMENTSOF(helper_signals); i++)
+                        (void)sigaction(helper_signals[i], &sa, NULL);
+                (void)sigprocmask(SIG_UNBLOCK, &passed, NULL);
+        }
         /* The command has its copies: the helper holds only init's pidfd from here. */
         (void)close(errfd);
+        if (e->tty_socket > 2)
+                (void)close(e->tty_socket);
         for (int i = 0; i < 3; i++)
-                if (e->stdio[i] > 2)
+                if (e->tty_socket <= 0 && e->stdio[i] > 2)
                         (void)close(e->stdio[i]);
         (void)close(j->unified_fd);
         for (unsigned i = 0; i < j->n_v1; i++)

@@ -362,8 +362,13 @@ typedef struct SandboxEnter {
         char *const *argv;             /* the command: argv[0] a path in the jail, or a
                                           name looked up in /usr/bin and /bin */
         char *const *envp;
-        int stdio[3];    /* become 0, 1, 2 in the command: pipes (the caller checks) */
+        int stdio[3];    /* become 0, 1, 2 in the command: pipes (the caller checks);
+                            unused with a tty_socket */
         const char *cwd; /* in the jail; NULL: "/" */
+        int tty_socket;  /* > 0: the command gets a pty of the jail's devpts as its
+                            controlling terminal and stdio, and the master goes over
+                            this AF_UNIX socket (pty_make(), `cella exec -t`); else -1 */
+        unsigned short tty_rows, tty_cols; /* its first window size; 0: 24x80 */
 } SandboxEnter;
 
 /* The helper's exit status when the command could not be set up (also said on the
@@ -376,12 +381,15 @@ typedef struct SandboxEnter {
  * pid, net, ipc, uts, cgroup, entered with setns() on the pidfd), its cgroup leaves,
  * its rlimits (read from init with prlimit), as SANDBOX_UID/SANDBOX_GID with no
  * supplementary group, securebits locked, every capability set and the bounding set
- * empty, no_new_privs, e->seccomp loaded, fds 0-2 = e->stdio and nothing else
- * (close_range), cwd e->cwd. Call it as root from a thread that lives as long as the
- * command (PR_SET_PDEATHSIG, as sandbox_spawn()); it blocks until the command's
- * execve (at most 10 s).
- * Returns 0 with *ret_pid and *ret_pidfd: a helper outside the sandbox whose exit
- * status is the command's (128+N for a signal N); or a negative errno with err
+ * empty, no_new_privs, e->seccomp loaded, fds 0-2 = e->stdio (or, with a tty_socket,
+ * the slave of a pty made in the jail whose master went over the socket) and nothing
+ * else (close_range), cwd e->cwd, in a session of its own (setsid), every signal at
+ * its default and none blocked. The helper passes SIGINT, SIGTERM, SIGHUP and SIGQUIT
+ * it gets on to the command, and on SIGUSR1 kills the command's process group
+ * (SIGKILL): the caller's way to end the command with what it started. Call it as root from a
+ * thread that lives as long as the command (PR_SET_PDEATHSIG, as sandbox_spawn()); it blocks until
+ * the command's execve (at most 10 s). Returns 0 with *ret_pid and *ret_pidfd: a helper outside the
+ * sandbox whose exit status is the command's (128+N for a signal N); or a negative errno with err
  * (step, errno, detail): -ENOENT / -EACCES from the execve, -ETIMEDOUT, or what a
  * step got.
  */

@@ -357,6 +357,7 @@ struct Conn {
         bool mid_line;          /* the last byte sent ended no line */
         bool drop_when_flushed; /* close once the queued output is out */
         bool closing;
+        bool awaiting_group; /* its level waits for the group's lookup: no request yet */
 };
 
 struct Control {
@@ -377,8 +378,15 @@ struct Control {
         struct stat group_file; /* /etc/group when it was given */
         uint64_t group_looked_ms;
         bool group_cached;
-        unsigned open_handles; /* handles whose close callback has not run */
+        /* A lookup of the group on libuv's thread pool (group_lookup_start()): */
+        uv_work_t group_work;
+        bool group_looking;
+        gid_t group_found;           /* its answer */
+        struct stat group_file_then; /* /etc/group when it began */
+        unsigned open_handles;       /* handles whose close callback has not run */
         bool closing;
+        ControlCallAudit call_audit; /* control_set_call_audit() */
+        void *call_audit_ud;
 };
 
 static void control_maybe_free(Control *c)
@@ -763,6 +771,15 @@ static const Method *find_method(const Control *c, const char *name)
         return NULL;
 }
 
+int control_set_call_audit(Control *c, ControlCallAudit fn, void *userdata)
+{
+        if (!c)
+                return -EINVAL;
+        c->call_audit = fn;
+        c->call_audit_ud = userdata;
+        return 0;
+}
+
 static const char *access_name(ControlAccess a)
 {
         switch (a) {
@@ -816,6 +833,8 @@ static void conn_dispatch(Conn *k, const char *line, size_t len, int *fds, unsig
                 control_request_done(&req);
                 return;
         }
+        if (c->call_audit && m->m.access <= CONTROL_ACCESS_MANAGE)
+                c->call_audit(m->m.name, m->m.access, &k->peer, req.parameters, c->call_audit_ud);
         call = calloc(1, sizeof *call);
         if (call)
                 call->method = strdup(req.method);
@@ -858,8 +877,8 @@ static void conn_dispatch(Conn *k, const char *line, size_t len, int *fds, unsig
  * read them: a client that pipelines and does not read is slowed down, not fed. */
 static void conn_process(Conn *k)
 {
-        while (!k->closing && !k->call && !k->drop_when_flushed && k->in_len > 0 &&
-               k->out_len - k->out_off < CONTROL_PIPELINE_QUEUED) {
+        while (!k->awaiting_group && !k->closing && !k->call && !k->drop_when_flushed &&
+               k->in_len > 0 && k->out_len - k->out_off < CONTROL_PIPELINE_QUEUED) {
                 int fds[CONTROL_FDS_MAX];
                 unsigned n_fds = 0;
                 char *nl;
@@ -1162,43 +1181,122 @@ static gid_t manage_gid_lookup(void)
 
 /*
  * The group "cella"'s gid, or (gid_t)-1 when there is none, for a peer that is
- * neither root nor the daemon's user. The lookup (NSS: a file read, or a round trip
- * to LDAP) runs on the kernel's loop, so it is not made for every connection, which
- * would let any local user who can connect stall the loop: it is made again when
- * /etc/group changed (its inode, size or mtime: groupadd, usermod -aG rename a new
- * file into place) or CONTROL_GROUP_CACHE_MS after the last one. So a group made
- * in /etc/group counts from the next connection; one made elsewhere (LDAP) within
- * 10 s.
+ * neither root nor the daemon's user, as last looked up; *ret_stale when that answer
+ * may be old: /etc/group changed (its inode, size or mtime: groupadd, usermod -aG
+ * rename a new file into place) or CONTROL_GROUP_CACHE_MS passed since the lookup
+ * (a group from NSS, LDAP or sssd), or there was none. The lookup itself (a file
+ * read, or a round trip to LDAP that may take seconds) never runs on the loop:
+ * group_lookup_start() runs it on libuv's thread pool, and the connections that
+ * need its answer wait for it (Conn.awaiting_group). So a group made in
+ * /etc/group counts from the next connection; one made elsewhere within 10 s.
  */
-static gid_t manage_gid(Control *c)
+static gid_t manage_gid(Control *c, bool *ret_stale)
 {
         struct stat st = {};
         uint64_t now = now_monotonic_ms();
 
         (void)stat("/etc/group", &st); /* none: 0s, compared as such */
-        if (c->group_cached && now - c->group_looked_ms < CONTROL_GROUP_CACHE_MS &&
-            st.st_dev == c->group_file.st_dev && st.st_ino == c->group_file.st_ino &&
-            st.st_size == c->group_file.st_size &&
-            st.st_mtim.tv_sec == c->group_file.st_mtim.tv_sec &&
-            st.st_mtim.tv_nsec == c->group_file.st_mtim.tv_nsec)
-                return c->group_gid;
-        c->group_gid = manage_gid_lookup();
-        c->group_file = st;
-        c->group_looked_ms = now;
-        c->group_cached = true;
-        return c->group_gid;
+        *ret_stale = !(c->group_cached && now - c->group_looked_ms < CONTROL_GROUP_CACHE_MS &&
+                       st.st_dev == c->group_file.st_dev && st.st_ino == c->group_file.st_ino &&
+                       st.st_size == c->group_file.st_size &&
+                       st.st_mtim.tv_sec == c->group_file.st_mtim.tv_sec &&
+                       st.st_mtim.tv_nsec == c->group_file.st_mtim.tv_nsec);
+        if (*ret_stale)
+                c->group_file_then = st;
+        return c->group_cached ? c->group_gid : (gid_t)-1;
+}
+
+static int peer_groups(int fd, gid_t **ret, size_t *ret_n);
+static ControlAccess peer_level(const Control *c, const struct ucred *cred, const gid_t *groups,
+                                size_t n_groups, gid_t g);
+
+static void group_lookup_work(uv_work_t *w)
+{
+        Control *c = w->data;
+
+        c->group_found = manage_gid_lookup();
+}
+
+/* The lookup's answer: cached, and every connection that waited for it gets its
+ * level and is served. */
+static void group_lookup_done(uv_work_t *w, int status)
+{
+        Control *c = w->data;
+        Conn *next;
+
+        c->group_looking = false;
+        c->open_handles--;
+        if (status >= 0) {
+                c->group_gid = c->group_found;
+                c->group_file = c->group_file_then;
+                c->group_looked_ms = now_monotonic_ms();
+                c->group_cached = true;
+        }
+        for (Conn *k = c->conns; k; k = next) {
+                _cleanup_free_ gid_t *groups = NULL;
+                size_t n = 0;
+
+                next = k->next;
+                if (!k->awaiting_group)
+                        continue;
+                (void)peer_groups(k->fd, &groups, &n);
+                k->level = peer_level(c, &k->peer, groups, n, c->group_gid);
+                k->awaiting_group = false;
+                conn_update(k);
+        }
+        control_maybe_free(c);
+}
+
+/* Starts a lookup of the group on the thread pool, unless one runs. Returns 0, or
+ * -errno of uv_queue_work() (then the caller looks it up itself). */
+static int group_lookup_start(Control *c)
+{
+        int r;
+
+        if (c->group_looking)
+                return 0;
+        c->group_work.data = c;
+        r = uv_queue_work(c->loop, &c->group_work, group_lookup_work, group_lookup_done);
+        if (r < 0)
+                return r;
+        c->group_looking = true;
+        c->open_handles++; /* the Control outlives the work */
+        return 0;
+}
+
+/* What a peer of a public socket who is neither root nor the daemon's user may call,
+ * by its uid and groups (primary: cred->gid; supplementary: groups[0..n_groups)),
+ * with g the group "cella"'s gid ((gid_t)-1: none). */
+static ControlAccess peer_level(const Control *c, const struct ucred *cred, const gid_t *groups,
+                                size_t n_groups, gid_t g)
+{
+        ControlAccess level = CONTROL_ACCESS_ANYONE;
+
+        if (g != (gid_t)-1 && (cred->gid == g || gid_in(g, groups, n_groups)))
+                return CONTROL_ACCESS_MANAGE;
+        for (size_t i = 0; i < c->n_reader_uids; i++)
+                if (c->reader_uids[i] == cred->uid)
+                        level = CONTROL_ACCESS_READ;
+        for (size_t i = 0; i < c->n_reader_gids; i++)
+                if (cred->gid == c->reader_gids[i] || gid_in(c->reader_gids[i], groups, n_groups))
+                        level = CONTROL_ACCESS_READ;
+        return level;
 }
 
 /* What the peer on fd may call, on a kernel socket (kernel) or a public one:
- * *ret_level, or -EPERM (a kernel socket's stranger, to be closed) or -errno. */
+ * *ret_level, or -EPERM (a kernel socket's stranger, to be closed) or -errno.
+ * *ret_pending: the level is the last lookup's of the group "cella", which may be
+ * old: the connection waits for the one now on the thread pool (manage_gid()). */
 static int peer_access(Control *c, bool kernel, int fd, struct ucred *cred,
-                       ControlAccess *ret_level)
+                       ControlAccess *ret_level, bool *ret_pending)
 {
         _cleanup_free_ gid_t *groups = NULL;
         socklen_t len = sizeof *cred;
         size_t n_groups = 0;
+        bool stale = false;
         gid_t g;
 
+        *ret_pending = false;
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, &len) < 0)
                 return negative_errno();
         if (kernel) {
@@ -1218,22 +1316,24 @@ static int peer_access(Control *c, bool kernel, int fd, struct ucred *cred,
                 return 0;
         }
         (void)peer_groups(fd, &groups, &n_groups); /* none known: the primary group only */
-        g = manage_gid(c);
-        if (g != (gid_t)-1 && (cred->gid == g || gid_in(g, groups, n_groups))) {
-                *ret_level = CONTROL_ACCESS_MANAGE;
-                return 0;
+        g = manage_gid(c, &stale);
+        if (stale) {
+                if (group_lookup_start(c) >= 0)
+                        *ret_pending = true;
+                else {
+                        /* No thread for it: looked up here, once. */
+                        c->group_gid = g = manage_gid_lookup();
+                        c->group_file = c->group_file_then;
+                        c->group_looked_ms = now_monotonic_ms();
+                        c->group_cached = true;
+                }
         }
-        *ret_level = CONTROL_ACCESS_ANYONE;
-        for (size_t i = 0; i < c->n_reader_uids; i++)
-                if (c->reader_uids[i] == cred->uid)
-                        *ret_level = CONTROL_ACCESS_READ;
-        for (size_t i = 0; i < c->n_reader_gids; i++)
-                if (cred->gid == c->reader_gids[i] || gid_in(c->reader_gids[i], groups, n_groups))
-                        *ret_level = CONTROL_ACCESS_READ;
+        *ret_level = peer_level(c, cred, groups, n_groups, g);
         return 0;
 }
 
-static int conn_new(Control *c, int fd, const struct ucred *cred, ControlAccess level)
+static int conn_new(Control *c, int fd, const struct ucred *cred, ControlAccess level,
+                    bool awaiting_group)
 {
         Conn *k;
         int r;
@@ -1253,6 +1353,7 @@ static int conn_new(Control *c, int fd, const struct ucred *cred, ControlAccess 
         k->fd = fd;
         k->peer = *cred;
         k->level = level;
+        k->awaiting_group = awaiting_group;
         k->last_ms = now_monotonic_ms();
         k->poll.data = k;
         k->poll.poll_cb = on_conn;
@@ -1291,26 +1392,29 @@ static void on_listen(uv_poll_t *p, int status, int events)
         for (unsigned i = 0; i < CONTROL_ACCEPTS_PER_WAKE && !c->closing; i++) {
                 struct ucred cred;
                 ControlAccess level;
+                bool pending;
                 int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
                 if (fd < 0)
                         return; /* EAGAIN, or a client that gave up (ECONNABORTED) */
-                if (peer_access(c, l->kernel, fd, &cred, &level) < 0) {
+                if (peer_access(c, l->kernel, fd, &cred, &level, &pending) < 0) {
                         close(fd);
                         continue;
                 }
                 /* The last CONTROL_CONNECTIONS_RESERVED(max) slots are root's and the
                  * managers': local users together (each under its own cap) cannot
-                 * take every one. */
+                 * take every one. (A level pending is judged by the last lookup's.) */
                 if (c->n_conns >= c->max_conns ||
                     (level > CONTROL_ACCESS_MANAGE &&
                      (c->n_conns >= c->max_conns - CONTROL_CONNECTIONS_RESERVED(c->max_conns) ||
-                      user_connections(c, cred.uid) >= CONTROL_CONNECTIONS_PER_USER))) {
+                      user_connections(c, cred.uid) >= CONTROL_CONNECTIONS_PER_USER)) ||
+                    (level == CONTROL_ACCESS_MANAGE && !l->kernel && cred.uid != geteuid() &&
+                     user_connections(c, cred.uid) >= CONTROL_CONNECTIONS_PER_MANAGER)) {
                         (void)send(fd, busy, sizeof busy - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
                         close(fd);
                         continue;
                 }
-                (void)conn_new(c, fd, &cred, level);
+                (void)conn_new(c, fd, &cred, level, pending);
         }
 }
 
@@ -1373,6 +1477,7 @@ int control_serve_fd(Control *c, int fd, bool owner)
 {
         struct ucred cred;
         ControlAccess level;
+        bool pending;
         int r, type = 0;
 
         if (!c || fd < 0 || c->closing ||
@@ -1381,7 +1486,7 @@ int control_serve_fd(Control *c, int fd, bool owner)
                 safe_close(fd);
                 return -EINVAL;
         }
-        r = peer_access(c, owner, fd, &cred, &level);
+        r = peer_access(c, owner, fd, &cred, &level, &pending);
         if (r >= 0) {
                 r = fcntl(fd, F_GETFL);
                 r = r < 0 || fcntl(fd, F_SETFL, r | O_NONBLOCK) < 0 ? negative_errno() : 0;
@@ -1393,7 +1498,7 @@ int control_serve_fd(Control *c, int fd, bool owner)
         if (!c->timer_started &&
             uv_timer_start(&c->timer, on_timer, CONTROL_IDLE_MS / 4, CONTROL_IDLE_MS / 4) == 0)
                 c->timer_started = true;
-        return conn_new(c, fd, &cred, level);
+        return conn_new(c, fd, &cred, level, pending);
 }
 
 int control_add_methods(Control *c, const ControlMethod *m, size_t n, void *userdata)

@@ -68,6 +68,11 @@
  * client past it gets org.cella.Busy). 64: more than any one person's tools
  * need, a sixty-fourth of the usual bound. */
 #define CONTROL_CONNECTIONS_PER_USER 64u
+/* Connections at once of one manager (group "cella") who is neither root nor the
+ * daemon's user: each may hold a stream (logs -f, events, ps --watch), its buffers
+ * and the work behind it, charged to the daemon, so a manager's are bounded too, at
+ * four times a user's. */
+#define CONTROL_CONNECTIONS_PER_MANAGER 256u
 /* Of max connections, the ones only root and the managers may take, whatever the
  * other users hold: an eighth, at least 4 (512 of 4096; 4 of the minimum 16). */
 #define CONTROL_CONNECTIONS_RESERVED(max) ((max) / 8u > 4u ? (max) / 8u : 4u)
@@ -144,6 +149,19 @@ int control_add_methods(Control *c, const ControlMethod *m, size_t n, void *user
  */
 int control_set_readers(Control *c, const uid_t *uids, size_t n_uids, const gid_t *gids,
                         size_t n_gids);
+
+/*
+ * Called for every request to a method of access CONTROL_ACCESS_MANAGE or
+ * CONTROL_ACCESS_ROOT that the peer may call, before the method runs: method (its
+ * name), peer (the connection's SO_PEERCRED), params (borrowed, {} when absent),
+ * userdata. So that whoever changes something through the control API is on the
+ * record (cellad writes it to the audit log). Not called for refused requests.
+ */
+typedef void (*ControlCallAudit)(const char *method, ControlAccess access, const struct ucred *peer,
+                                 json_t *params, void *userdata);
+
+/* Sets (or with NULL clears) c's ControlCallAudit. Returns 0 or -EINVAL. */
+int control_set_call_audit(Control *c, ControlCallAudit fn, void *userdata);
 
 /*
  * Listens on <state_dir>/run/<pid>.sock, the kernel's own socket: only its user and

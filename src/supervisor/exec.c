@@ -35,3 +35,8 @@ void supervisor_exec_audit(Supervisor *s, const char *id, json_t *fields)
 {
         supervisor_audit(s, id, AUDIT_EVENT_LIFECYCLE, fields);
 }
+
+void supervisor_control_audit(Supervisor *s, const char *id, json_t *fields)
+{
+        supervisor_audit(s, id, AUDIT_EVENT_CONTROL, fields);
+}

@@ -27,3 +27,9 @@ int supervisor_exec_target(Supervisor *s, const char *id, Sandbox **ret, Instanc
 /* Appends a "lifecycle" audit record of app id with fields (stolen; NULL: none)
  * to the kernel's audit log (docs/audit.md): the exec's and its exit's. */
 void supervisor_exec_audit(Supervisor *s, const char *id, json_t *fields);
+
+/* Appends a "control" audit record (AUDIT_EVENT_CONTROL) of app id (NULL: of no
+ * app) with fields (stolen; NULL: none) to the kernel's audit log: who asked
+ * cellad's control API for a change, and what came of it (docs/security.md "The
+ * control socket"). */
+void supervisor_control_audit(Supervisor *s, const char *id, json_t *fields);

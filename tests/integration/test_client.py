@@ -341,3 +341,104 @@ def test_boot_through_cellad_stops_on_ctrl_c(daemon, make_app, tmp_path):
     finally:
         if p.poll() is None:
             p.kill()
+
+
+def _audit(state):
+    p = subprocess.run([CELLA, "audit", "--state-dir", str(state), "--json"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    import json
+    return [json.loads(line) for line in p.stdout.splitlines()]
+
+
+def test_runs_are_bounded_per_user_and_in_all_and_audited(make_app):
+    """cellad --max-runs-per-user 1 --max-runs 2: a real non-root member of group cella
+    gets one run at a time (org.cella.LimitReached, naming the limit, for a second),
+    root fills the rest, then everyone is refused; a run's end frees its place. The
+    audit log names who started each run (uid, pid) and who asked for each call."""
+    require_cellad()
+    from daemon_util import call_as
+    top = Path(tempfile.mkdtemp(prefix="cella-client-", dir="/run"))
+    os.chmod(top, 0o755)
+    app = top / "app"
+    shutil.copytree(make_app("org.test.client.cap", "echo ready\nwhile :; do sleep 0.1; done\n"),
+                    app)
+    subprocess.run(["chmod", "-R", "go-w,o+rX", str(top)], check=True)
+    procs = []
+    try:
+        with cella_group() as cella_gid, system_user("cella-test-cap") as pw, \
+                running_cellad(top / "state", "--max-runs-per-user", "1", "--max-runs", "2") as d:
+            def run(user, wait=True):
+                def drop():
+                    os.setgroups([cella_gid])
+                    os.setgid(pw.pw_gid)
+                    os.setuid(pw.pw_uid)
+                p = subprocess.Popen([CELLA, "run", "--state-dir", str(d.state_dir), str(app)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     preexec_fn=drop if user else None, cwd="/")
+                procs.append(p)
+                if wait:
+                    assert p.stdout.readline() == "ready\n", p.stderr.read()
+                return p
+
+            mine = run(True)
+            p = run(True, wait=False)
+            out, err = p.communicate(timeout=60)
+            assert p.returncode == 1, (p.returncode, err)
+            assert "org.cella.LimitReached" in err and "--max-runs-per-user 1" in err, err
+            run(False)  # root: not bounded per user; two runs now
+            p = run(False, wait=False)
+            out, err = p.communicate(timeout=60)
+            assert p.returncode == 1 and "--max-runs 2" in err, (p.returncode, err)
+            # A run's end frees its place.
+            mine.send_signal(signal.SIGTERM)
+            mine.communicate(timeout=60)
+            again = run(True)
+            again.send_signal(signal.SIGTERM)
+            again.communicate(timeout=60)
+
+            # A start and a stop by the same manager, through the API.
+            for method in ("org.cella.Stop", "org.cella.Start"):
+                call_as(pw.pw_uid, cella_gid, d.socket, method, {"app": "org.test.nope"})
+            records = _audit(d.state_dir)
+            runs = [r for r in records if r.get("event") == "control" and r.get("what") == "run"]
+            assert [r["by_uid"] for r in runs] == [pw.pw_uid, 0, pw.pw_uid], runs
+            assert runs[0]["by_pid"] == mine.pid and runs[0]["folder"] == str(app), runs
+            ended = {r["run_pid"] for r in records if r.get("what") == "run-exited"}
+            assert runs[0]["run_pid"] in ended
+            calls = [(r["method"], r["by_uid"], r["by_gid"], r.get("app")) for r in records
+                     if r.get("event") == "control" and r.get("what") == "call"]
+            assert calls.count(("org.cella.Run", pw.pw_uid, pw.pw_gid, None)) == 3, calls
+            assert ("org.cella.Stop", pw.pw_uid, cella_gid, "org.test.nope") in calls, calls
+            assert ("org.cella.Start", pw.pw_uid, cella_gid, "org.test.nope") in calls, calls
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        unmount_below(top)
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def test_store_changes_name_their_caller_in_the_audit_log(daemon, make_app):
+    """install, start, stop and remove by the CLI: the audit log says who asked (the
+    "call" record, and the outcome's "installed" and "removed" with the caller)."""
+    import os as _os
+    app = make_app("org.test.client.audited", "while :; do sleep 1; done\n", kind="service")
+    state = daemon.state_dir
+    for args in (["install", app], ["start", "org.test.client.audited"],
+                 ["stop", "org.test.client.audited"], ["remove", "org.test.client.audited"]):
+        p = subprocess.run([CELLA, args[0], "--state-dir", str(state), *map(str, args[1:])],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, (args, p.stderr)
+    records = [r for r in _audit(state) if r.get("app") == "org.test.client.audited"
+               and r.get("event") == "control"]
+    calls = [r["method"] for r in records if r["what"] == "call"]
+    assert calls == ["org.cella.Start", "org.cella.Stop", "org.cella.Remove"], records
+    outcomes = [r for r in records if r["what"] in ("installed", "removed")]
+    assert [r["what"] for r in outcomes] == ["installed", "removed"], records
+    assert all(r["by_uid"] == _os.getuid() and r["by_pid"] > 0 for r in records), records
+    # Install's call names no app (the bundle does): a record of no app says who.
+    installs = [r for r in _audit(state) if r.get("event") == "control"
+                and r.get("method") == "org.cella.Install"]
+    assert installs and installs[-1]["by_uid"] == 0, installs

@@ -476,3 +476,196 @@ def test_signal_during_the_reexec_is_not_fatal(tmp_path, second):
             assert d.stop() == 0
         else:
             assert d.proc.wait(timeout=60) == 0, d.log()
+
+
+# --- work off cellad's loop (store-methods.c): a Remove's deletion ---
+
+
+def _send(sock_path, method, params=None, ident=None):
+    """A connected socket with one request sent (its reply not read)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(60)
+    s.connect(str(sock_path))
+    s.sendall(json.dumps({"method": method, "parameters": params or {}}).encode() + b"\n")
+    return s
+
+
+def _reply(s):
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = s.recv(65536)
+        assert chunk, "cellad closed the connection without a reply"
+        buf += chunk
+    return json.loads(buf)
+
+
+def _wait_log(d, needle, timeout=60):
+    deadline = time.monotonic() + timeout
+    while needle not in d.log():
+        assert time.monotonic() < deadline, f"no {needle!r} in cellad's log"
+        time.sleep(0.01)
+
+
+# As a manager (group cella): 9 connections made, then on a line of stdin one Remove
+# of an id not installed on each; prints the replies as a JSON list.
+_NINE_REMOVES = """
+import json, socket, sys
+socks = []
+for i in range(9):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(60)
+    s.connect(sys.argv[1])
+    socks.append(s)
+print("connected", flush=True)
+sys.stdin.readline()
+for i, s in enumerate(socks):
+    s.sendall(json.dumps({"method": "org.cella.Remove",
+                          "parameters": {"id": f"org.test.none.n{i}"}}).encode() + b"\\n")
+out = []
+for s in socks:
+    buf = b""
+    while not buf.endswith(b"\\n"):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    out.append(json.loads(buf) if buf else None)
+print(json.dumps(out), flush=True)
+"""
+
+
+def test_remove_deletes_off_the_loop(public_top):
+    """The files of a Remove are deleted on libuv's thread pool, not on cellad's loop:
+    while an app of 10,000 files is being removed, a Ping is answered before the
+    Remove ends (ordering, not timing); a Start of that app meanwhile is refused and
+    a second Remove of it too; after it the app is gone and its start says so. And
+    the store requests of one manager in flight are bounded: of 9 Removes a real
+    member of group cella sends while they all wait behind that deletion, one is
+    refused (org.cella.LimitReached, 8), the others run after it."""
+    from daemon_util import cella_group, install_app, system_user
+    require_cellad()
+    with cella_group() as gid, system_user("cella-test-store") as pw:
+        _remove_off_the_loop(public_top, gid, pw)
+
+
+def _remove_off_the_loop(tmp_path, cella_gid, pw):
+    """tmp_path: a folder the manager may traverse to the socket."""
+    from daemon_util import install_app
+    app_id = "org.test.hostile.big"
+    src = tmp_path / "big"
+    src.mkdir()
+    (src / "manifest.json").write_text(json.dumps({
+        "id": app_id, "version": "1.0.0", "runtime": "native", "entry": "main.sh",
+        "kind": "service"}))
+    (src / "main.sh").write_text("#!/bin/sh\nexec sleep 1000\n")
+    os.chmod(src / "main.sh", 0o755)
+    dest = install_app(tmp_path / "state", src)
+    # Many files, made in place (file creation is slow here: 10,000 take seconds).
+    for i in range(50):
+        sub = dest / "files" / str(i)
+        sub.mkdir(parents=True)
+        for k in range(200):
+            os.close(os.open(sub / str(k), os.O_CREAT | os.O_WRONLY, 0o644))
+    with running_cellad(tmp_path / "state") as d:
+        def drop():
+            os.setgroups([cella_gid])
+            os.setgid(pw.pw_gid)
+            os.setuid(pw.pw_uid)
+        manager = subprocess.Popen([sys.executable, "-c", _NINE_REMOVES, str(d.socket)],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                   preexec_fn=drop, cwd="/")
+        assert manager.stdout.readline() == "connected\n"
+        rm = _send(d.socket, "org.cella.Remove", {"id": app_id})
+        try:
+            _wait_log(d, f"removing {app_id}")
+            manager.stdin.write("go\n")
+            manager.stdin.flush()
+            ping = _send(d.socket, "org.cella.Ping")
+            start = _send(d.socket, "org.cella.Start", {"app": app_id})
+            again = _send(d.socket, "org.cella.Remove", {"id": app_id})
+            try:
+                r = _reply(ping)
+                assert "error" not in r, r
+                # The Remove has not ended when the Ping was answered.
+                ready, _, _ = select.select([rm], [], [], 0)
+                assert not ready, "the Ping waited for the Remove's deletion"
+                r = _reply(again)
+                assert r.get("error") == "org.cella.AppState", r
+                r = _reply(start)
+                assert "error" in r, ("a start while its files go", r)
+            finally:
+                for s in (ping, start, again):
+                    s.close()
+            r = _reply(rm)
+            assert "error" not in r and r["parameters"]["id"] == app_id, r
+            out, _ = manager.communicate(timeout=60)
+            got = [x.get("error") for x in json.loads(out)]
+            assert sorted(got, key=str) == ["org.cella.LimitReached"] + \
+                ["org.cella.NoSuchApp"] * 8, got
+            limited = [x for x in json.loads(out) if x.get("error") == "org.cella.LimitReached"]
+            assert limited[0]["parameters"]["value"] == 8, limited
+            assert limited[0]["parameters"]["limit"] == "store_requests_per_user", limited
+        finally:
+            rm.close()
+            if manager.poll() is None:
+                manager.kill()
+        assert not (tmp_path / "state" / "apps" / app_id / "1.0.0").exists()
+        with pytest.raises(Exception) as e:
+            call(d.socket, "org.cella.Start", {"app": app_id})
+        assert "NoSuchApp" in str(e.value), e.value
+        assert "pid" not in json.dumps(call(d.socket, "org.cella.Ps").get("apps", []))
+
+
+PER_MANAGER = 256  # CONTROL_CONNECTIONS_PER_MANAGER (src/supervisor/control.h)
+
+# As a manager: PER_MANAGER + 3 connections, each with a Ping; prints how many were
+# served and how many told Busy, holds the served ones until a line on stdin.
+_MANY_CONNECTIONS = """
+import json, socket, sys
+held, busy = [], 0
+for i in range(PER_MANAGER + 3):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(30)
+    s.connect(sys.argv[1])
+    try:
+        s.sendall(b'{"method":"org.cella.Ping"}\\n')
+        r = s.makefile().readline()
+    except OSError:
+        r = ""
+    if '"pid"' in r:
+        held.append(s)
+    else:
+        busy += "org.cella.Busy" in r or r == ""
+        s.close()
+print(json.dumps({"served": len(held), "busy": busy}), flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_managers_connections_are_bounded(public_top):
+    """A real member of group cella may hold CONTROL_CONNECTIONS_PER_MANAGER connections
+    (each could follow a log or watch events, charged to cellad), not more: the next
+    are told Busy; root is still served meanwhile."""
+    from daemon_util import cella_group, system_user
+    require_cellad()
+    with cella_group() as gid, system_user("cella-test-conns") as pw, \
+            running_cellad(public_top / "state") as d:
+        def drop():
+            os.setgroups([gid])
+            os.setgid(pw.pw_gid)
+            os.setuid(pw.pw_uid)
+        p = subprocess.Popen([sys.executable, "-c",
+                              _MANY_CONNECTIONS.replace("PER_MANAGER", str(PER_MANAGER)),
+                              str(d.socket)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, preexec_fn=drop, cwd="/")
+        try:
+            line = p.stdout.readline()
+            assert line, p.stderr.read()
+            res = json.loads(line)
+            assert res == {"served": PER_MANAGER, "busy": 3}, res
+            assert call(d.socket, "org.cella.Ping")["pid"] == d.pid
+            p.communicate("go\n", timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()

@@ -2,11 +2,16 @@
 running app's sandbox through cellad, root only, audited, and exactly as confined as
 the app: its namespaces, cgroup, uids, rlimits, seccomp filter, no capabilities, and
 no fd but the three pipes."""
+import fcntl
 import json
 import os
 import pty
 import shutil
+import signal
+import socket
+import struct
 import subprocess
+import termios
 import sys
 import tempfile
 from pathlib import Path
@@ -73,8 +78,8 @@ def test_exec_is_exactly_as_confined_as_the_app(app_running):
     d, info = app_running
     init = info["pid"]
     # The command waits on its stdin, so that the test can look at it from the host.
-    p = subprocess.Popen([CELLA, "exec", "--state-dir", str(d.state_dir), APP, "--", "sh", "-c",
-                          "for n in " + " ".join(NAMESPACES) + "; do "
+    p = subprocess.Popen([CELLA, "exec", "-i", "--state-dir", str(d.state_dir), APP, "--", "sh",
+                          "-c", "for n in " + " ".join(NAMESPACES) + "; do "
                           "echo $n $(readlink /proc/self/ns/$n); done; id -u; id -G; "
                           "ls /proc/self/fd | tr '\\n' ' '; echo; echo ready; read x; echo bye $x"],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -228,6 +233,254 @@ def test_output_flows_while_the_command_leaves_its_stdin_unread(app_running, tmp
     assert p.returncode == 0, p.stderr
     assert p.stdout == b"x" * 3000000
     with open(big, "rb") as f:
-        p = subprocess.run([CELLA, "exec", "--state-dir", str(d.state_dir), APP, "--", "wc", "-c"],
-                           stdin=f, capture_output=True, timeout=120)
+        p = subprocess.run([CELLA, "exec", "-i", "--state-dir", str(d.state_dir), APP, "--", "wc",
+                            "-c"], stdin=f, capture_output=True, timeout=120)
     assert p.returncode == 0 and p.stdout.split() == [str(4 << 20).encode()], p
+
+
+def test_stdin_only_with_i(app_running):
+    """Without -i the command reads an empty stdin (podman exec, docker exec); with -i
+    it reads ours."""
+    d, _ = app_running
+    for flags, want in (([], ""), (["-i"], "to the command\n")):
+        p = subprocess.run([CELLA, "exec", *flags, "--state-dir", str(d.state_dir), APP, "--",
+                            "cat"], input="to the command\n", capture_output=True, text=True,
+                           timeout=60)
+        assert p.returncode == 0 and p.stdout == want, (flags, p)
+
+
+def _new_pids(d, before):
+    return set(inspect(d)["pids"]) - set(before)
+
+
+def _wait_gone(pids, timeout=30):
+    """Waits until every pid has exited (pidfds: an event, no polling of /proc)."""
+    import select
+    fds = []
+    for pid in pids:
+        try:
+            fds.append(os.pidfd_open(pid))
+        except ProcessLookupError:
+            pass
+    try:
+        for fd in fds:
+            r, _, _ = select.select([fd], [], [], timeout)
+            assert r, "a process of the exec'd command outlived its client"
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT])
+def test_signals_are_forwarded_to_the_command(app_running, sig):
+    """SIGINT, SIGTERM, SIGHUP, SIGQUIT sent to `cella exec` reach the command, which
+    reports the one it got; its exit status is ours."""
+    d, _ = app_running
+    name = sig.name[3:]
+    p = subprocess.Popen([CELLA, "exec", "--state-dir", str(d.state_dir), APP, "--", "sh", "-c",
+                          f"trap 'echo got {name}; exit 42' {name}; echo ready; "
+                          "while :; do sleep 0.1; done"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline() == "ready\n"
+        p.send_signal(sig)
+        out, err = p.communicate(timeout=60)
+        assert out == f"got {name}\n", (out, err)
+        assert p.returncode == 42, (p.returncode, err)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    audit = [json.loads(line) for line in
+             cella(d.state_dir, "audit", "--app", APP, "--json").stdout.splitlines()]
+    sent = [r for r in audit if r.get("what") == "exec-signal"]
+    assert sent and sent[-1]["signal"] == sig.value and sent[-1]["by_uid"] == 0, sent
+
+
+def test_a_forwarded_signal_that_kills_the_command_is_128_plus_n(app_running):
+    d, _ = app_running
+    p = subprocess.Popen([CELLA, "exec", "--state-dir", str(d.state_dir), APP, "--", "sh", "-c",
+                          "echo ready; exec sleep 1000"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline() == "ready\n"
+        p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=60)
+        assert p.returncode == 128 + signal.SIGTERM
+    finally:
+        if p.poll() is None:
+            p.kill()
+
+
+def test_a_client_that_goes_away_takes_the_command_and_its_children(app_running):
+    """SIGKILL to `cella exec` (nothing forwarded: its connection just closes): the
+    command and the processes it started end, none is left running in the app."""
+    d, info = app_running
+    p = subprocess.Popen([CELLA, "exec", "--state-dir", str(d.state_dir), APP, "--", "sh", "-c",
+                          "sleep 1000 & sleep 1000 & echo ready; wait"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline() == "ready\n"
+        mine = _new_pids(d, info["pids"])
+        assert len(mine) == 3, mine  # sh and its two sleeps
+        p.kill()
+        p.wait(timeout=30)
+        _wait_gone(mine)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert set(inspect(d)["pids"]) == set(info["pids"]), "the app itself goes on"
+    audit = [json.loads(line) for line in
+             cella(d.state_dir, "audit", "--app", APP, "--json").stdout.splitlines()]
+    ends = [r for r in audit if r.get("what") == "exec-exited"]
+    assert ends and ends[-1]["detached"] is True and ends[-1]["exit_code"] == 128 + 9, ends
+
+
+def _spawn_on_pty(args, rows, cols):
+    """Runs args with a new pty as its controlling terminal and stdio: (proc, master)."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def ctty():
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    p = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, preexec_fn=ctty,
+                         close_fds=True)
+    return p, master, slave
+
+
+class PtyReader:
+    def __init__(self, fd):
+        self.fd, self.buf = fd, b""
+
+    def until(self, needle, timeout=30):
+        import select
+        while needle not in self.buf:
+            r, _, _ = select.select([self.fd], [], [], timeout)
+            assert r, f"no {needle!r} in {self.buf!r}"
+            try:
+                chunk = os.read(self.fd, 4096)
+            except OSError:
+                chunk = b""
+            assert chunk, f"the terminal closed before {needle!r}: {self.buf!r}"
+            self.buf += chunk
+        head, _, self.buf = self.buf.partition(needle)
+        return head
+
+
+def test_exec_tty_through_a_real_pty(app_running):
+    """cella exec -it from a terminal (a pty the test drives): the command has a pty of
+    the jail's own /dev/pts as its controlling terminal with our window size; our
+    terminal is raw meanwhile (keys go through: Ctrl-C is the command's SIGINT) and
+    restored after; a resize reaches the command; its exit status is ours."""
+    d, _ = app_running
+    p, master, slave = _spawn_on_pty(
+        [CELLA, "exec", "-it", "--state-dir", str(d.state_dir), APP, "--", "sh", "-c",
+         "tty; stty size; echo TERM=$TERM; echo ready; "
+         "while read x; do [ \"$x\" = size ] && stty size; [ \"$x\" = int ] && break; "
+         "echo got $x; done; trap 'echo got INT; exit 5' INT; echo waiting; "
+         "while :; do sleep 0.1; done"], 33, 101)
+    saved = termios.tcgetattr(slave)
+    r = PtyReader(master)
+    try:
+        head = r.until(b"ready")
+        lines = head.decode().split()
+        assert lines[0].startswith("/dev/pts/"), head  # the jail's devpts
+        assert lines[1:3] == ["33", "101"], head
+        assert "TERM=xterm-256color" in lines, head
+        # Our terminal is raw while the session lasts.
+        now = termios.tcgetattr(slave)
+        assert not now[3] & (termios.ICANON | termios.ECHO | termios.ISIG), now[3]
+        os.write(master, b"hello\r")
+        r.until(b"got hello")
+        # A resize: the command's pty follows (wait for it, no sleep).
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        # (cella exec leads the test pty's foreground group: the kernel sends it SIGWINCH.)
+        for _ in range(200):
+            os.write(master, b"size\r")
+            got = r.until(b"\n").strip()
+            while got in (b"", b"size"):
+                got = r.until(b"\n").strip()
+            if got == b"40 120":
+                break
+        else:
+            pytest.fail("the window size never reached the command")
+        os.write(master, b"int\r")
+        r.until(b"waiting")
+        os.write(master, b"\x03")  # Ctrl-C, typed: the command's pty makes it SIGINT
+        r.until(b"got INT")
+        assert p.wait(timeout=60) == 5
+        assert termios.tcgetattr(slave) == saved, "the terminal is restored"
+    finally:
+        if p.poll() is None:
+            p.kill()
+        os.close(master)
+        os.close(slave)
+
+
+def test_exec_tty_restores_the_terminal_on_errors_and_signals(app_running):
+    """The terminal comes back as it was on every way out of -it: an error reply, a
+    command that cannot be executed, and SIGTERM (forwarded: the command dies of it,
+    143)."""
+    d, _ = app_running
+    for argv, code, sig in ((["/no/such"], 127, None), (["sh", "-c", "exit 3"], 3, None),
+                            (["sh", "-c", "echo ready; exec sleep 1000"], 143, signal.SIGTERM)):
+        p, master, slave = _spawn_on_pty(
+            [CELLA, "exec", "-it", "--state-dir", str(d.state_dir), APP, "--", *argv], 24, 80)
+        saved = termios.tcgetattr(slave)
+        try:
+            if sig:
+                PtyReader(master).until(b"ready")
+                assert not termios.tcgetattr(slave)[3] & termios.ICANON, "raw meanwhile"
+                p.send_signal(sig)
+            assert p.wait(timeout=60) == code, argv
+            assert termios.tcgetattr(slave) == saved, argv
+        finally:
+            if p.poll() is None:
+                p.kill()
+            os.close(master)
+            os.close(slave)
+
+
+def test_exec_t_alone_keeps_ctrl_c(app_running):
+    """-t without -i: the command has its pty, our terminal stays as it is, so a
+    Ctrl-C typed there is our SIGINT, passed on to the command (130)."""
+    d, _ = app_running
+    p, master, slave = _spawn_on_pty(
+        [CELLA, "exec", "-t", "--state-dir", str(d.state_dir), APP, "--", "sh", "-c",
+         "tty; echo ready; exec sleep 1000"], 24, 80)
+    saved = termios.tcgetattr(slave)
+    try:
+        head = PtyReader(master).until(b"ready")
+        assert b"/dev/pts/" in head, head
+        assert termios.tcgetattr(slave) == saved, "not raw without -i"
+        os.write(master, b"\x03")
+        assert p.wait(timeout=60) == 128 + signal.SIGINT
+    finally:
+        if p.poll() is None:
+            p.kill()
+        os.close(master)
+        os.close(slave)
+
+
+def test_exec_tty_wants_a_unix_socket(app_running):
+    """With "tty": true the request carries one AF_UNIX socket (the master comes back
+    over it); a pipe, a terminal or more fds are refused."""
+    d, _ = app_running
+    master, slave = pty.openpty()
+    r, w = os.pipe()
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        for fds in ((r,), (slave,), (a.fileno(), w, w)):
+            with pytest.raises(ControlError) as e:
+                call(d.socket, "org.cella.Exec", {"app": APP, "argv": ["true"], "tty": True},
+                     more=True, fds=fds)
+            assert e.value.parameters["parameter"] == "fds", e.value
+        with pytest.raises(ControlError) as e:
+            call(d.socket, "org.cella.Exec", {"app": APP, "argv": ["true"], "tty": True,
+                                              "rows": 0}, more=True, fds=(a.fileno(),))
+        assert e.value.parameters["parameter"] == "rows", e.value
+    finally:
+        for fd in (master, slave, r, w):
+            os.close(fd)
+        a.close()
+        b.close()

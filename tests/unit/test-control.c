@@ -5,6 +5,7 @@
  */
 #include <check.h>
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -2091,6 +2092,105 @@ START_TEST(test_api_access_real_user)
 }
 END_TEST
 
+/* While >= 0, a lookup of the group "cella" waits for a byte on it (or its EOF): an
+ * NSS source as slow as the test wants. getgrnam_r() of this executable comes before
+ * libc's (and the sanitizer's), so the Control's own lookup calls it. */
+static int group_gate = -1;
+
+int getgrnam_r(const char *name, struct group *grp, char *buf, size_t size, struct group **ret)
+{
+        static int (*real)(const char *, struct group *, char *, size_t, struct group **);
+
+        if (!real)
+                real = (int (*)(const char *, struct group *, char *, size_t,
+                                struct group **))dlsym(RTLD_NEXT, "getgrnam_r");
+        if (group_gate >= 0 && name && strcmp(name, CONTROL_GROUP) == 0) {
+                char c;
+
+                (void)!read(group_gate, &c, 1);
+        }
+        return real(name, grp, buf, size, ret);
+}
+
+/* The lookup of the group "cella" runs off the loop: while it is stuck (LDAP down),
+ * root is served, and the stranger whose level needs it waits, then is served once
+ * it is done (ordering, not timing: the stuck lookup ends only when the test says). */
+START_TEST(test_group_lookup_off_the_loop)
+{
+        int gate[2], res[2], status;
+        pid_t user, root;
+        char c = 0;
+        Api a;
+        int r;
+
+        r = access_setup();
+        if (r == 77) {
+                access_teardown();
+                SKIP_TEST("needs root, useradd and groupadd");
+        }
+        ck_assert_int_eq(chmod(state, 0711), 0);
+        api_start(&a);
+        ck_assert_int_eq(pipe2(gate, O_CLOEXEC), 0);
+        ck_assert_int_eq(pipe2(res, O_CLOEXEC), 0);
+        group_gate = gate[0];
+        user = fork();
+        ck_assert_int_ge(user, 0);
+        if (user == 0) {
+                ControlClient *cl = NULL;
+
+                if (setgroups(0, NULL) < 0 || setresgid(test_gid, test_gid, test_gid) < 0 ||
+                    setresuid(test_uid, test_uid, test_uid) < 0 ||
+                    control_client_connect(a.path, &cl) < 0 ||
+                    control_client_call(cl, "org.test.Echo", NULL, NULL, 0, false, NULL, NULL) != 0)
+                        _exit(10);
+                _exit(write(res[1], "u", 1) == 1 ? 0 : 11);
+        }
+        /* Its connection, whose lookup is now stuck. */
+        for (int64_t end = test_now_ms() + 10000;
+             control_connections(a.control) < 1 && test_now_ms() < end;) {
+                uv_run(&a.loop, UV_RUN_NOWAIT);
+                uv_wait_event(&a.loop, -1, 20);
+        }
+        ck_assert_uint_eq(control_connections(a.control), 1);
+        root = fork();
+        ck_assert_int_ge(root, 0);
+        if (root == 0) {
+                ControlClient *cl = NULL;
+
+                if (control_client_connect(a.path, &cl) < 0 ||
+                    control_client_call(cl, "org.test.Root", NULL, NULL, 0, false, NULL, NULL) != 0)
+                        _exit(10);
+                _exit(0);
+        }
+        while (waitpid(root, &status, WNOHANG) == 0) {
+                uv_run(&a.loop, UV_RUN_NOWAIT);
+                uv_wait_event(&a.loop, -1, 20);
+        }
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "root was not served");
+        /* Root was answered while the user's lookup was stuck: the user was not. */
+        {
+                struct pollfd p = {.fd = res[0], .events = POLLIN};
+
+                ck_assert_int_eq(poll(&p, 1, 0), 0);
+        }
+        ck_assert_int_eq(write(gate[1], "g", 1), 1);
+        while (waitpid(user, &status, WNOHANG) == 0) {
+                uv_run(&a.loop, UV_RUN_NOWAIT);
+                uv_wait_event(&a.loop, -1, 20);
+        }
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "user: %d", status);
+        ck_assert_int_eq(read(res[0], &c, 1), 1);
+        ck_assert_int_eq(c, 'u');
+        group_gate = -1;
+        close(gate[1]); /* a lookup still to come passes */
+        close(gate[0]);
+        close(res[0]);
+        close(res[1]);
+        api_stop(&a);
+        access_teardown();
+}
+END_TEST
+
 /* --- hostile peers and hostile servers (docs/security.md, "The control socket") --- */
 
 /* A socket some other user bound (uid 65534 here) where the client looks for a
@@ -2448,6 +2548,7 @@ int main(void)
         tcase_add_unchecked_fixture(acc, access_before, access_after);
         tcase_set_timeout(acc, 60);
         tcase_add_test(acc, test_api_access_real_user);
+        tcase_add_test(acc, test_group_lookup_off_the_loop);
         suite_add_tcase(s, acc);
         /* chown and setresuid need root: a test case of its own, which meson runs as a
          * test of its own (tests/unit/meson.build) that exits 77, skipped, as another

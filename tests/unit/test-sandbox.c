@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/fdpass.h"
 #include "base/fileio.h"
 #include "base/macro.h"
 #include "skip.h"
@@ -612,6 +613,147 @@ START_TEST(test_signal_forwarded)
         read_line(&r, line, sizeof line);
         ck_assert_str_eq(line, "got TERM");
         ck_assert_int_eq(sandbox_signal(s, SIGTERM), -ESRCH);
+        run_done(&r);
+}
+END_TEST
+
+/* Reads fd into buf (size bytes, NUL-terminated) until needle has come; fails the
+ * test at EOF or after 10 s of silence. */
+static void read_until(int fd, char *buf, size_t size, size_t *n, const char *needle)
+{
+        while (!strstr(buf, needle)) {
+                struct pollfd p = {.fd = fd, .events = POLLIN};
+                ssize_t k;
+
+                ck_assert_msg(poll(&p, 1, 10000) == 1, "no \"%s\" in \"%s\"", needle, buf);
+                k = read(fd, buf + *n, size - 1 - *n);
+                ck_assert_msg(k > 0, "EOF before \"%s\" in \"%s\"", needle, buf);
+                *n += (size_t)k;
+                buf[*n] = 0;
+        }
+}
+
+/* sandbox_enter() with a tty (cella exec -t): the command's pty comes over the socket,
+ * made in the jail's devpts with the window size asked; the command starts with no
+ * signal ignored; a SIGINT to the helper is the command's, whose exit status is the
+ * helper's. */
+START_TEST(test_enter_tty_and_signals)
+{
+        _cleanup_(sandbox_freep) Sandbox *s = NULL;
+        _cleanup_close_ int master = -EBADF, pidfd = -EBADF;
+        char *argv[] = {"/bin/sh", "-c",
+                        "stty size; tty; grep SigIgn /proc/self/status; "
+                        "trap 'echo got INT; exit 7' INT; echo ready; sleep 100 & wait",
+                        NULL};
+        char *envp[] = {"PATH=/usr/bin:/bin", NULL};
+        char line[64], buf[4096] = "";
+        SandboxError err = {};
+        siginfo_t si = {};
+        size_t n = 0;
+        pid_t pid = 0;
+        int sp[2];
+        Run r;
+
+        REQUIRE_ROOT();
+        write_script("idle.sh", "echo up\nexec sleep 1000", 0755);
+        run_init(&r, 5, "idle.sh", NULL);
+        s = run_spawn(&r);
+        read_line(&r, line, sizeof line);
+        ck_assert_str_eq(line, "up");
+        /* The daemon ignores SIGPIPE: the command must not inherit that. */
+        ck_assert(signal(SIGPIPE, SIG_IGN) != SIG_ERR);
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
+        ck_assert_msg(sandbox_enter(&(SandboxEnter){.pidfd = s->pidfd,
+                                                    .pid = s->pid,
+                                                    .seccomp = seccomp_prog,
+                                                    .argv = argv,
+                                                    .envp = envp,
+                                                    .stdio = {-1, -1, -1},
+                                                    .cwd = "/",
+                                                    .tty_socket = sp[1],
+                                                    .tty_rows = 30,
+                                                    .tty_cols = 90},
+                                    &pid, &pidfd, &err) == 0,
+                      "sandbox_enter: %s at %s", err.detail, sandbox_step_to_string(err.step));
+        (void)signal(SIGPIPE, SIG_DFL);
+        close(sp[1]);
+        {
+                struct pollfd p = {.fd = sp[0], .events = POLLIN};
+
+                ck_assert_int_eq(poll(&p, 1, 10000), 1);
+        }
+        master = fd_receive(sp[0]);
+        close(sp[0]);
+        ck_assert_int_ge(master, 0);
+        read_until(master, buf, sizeof buf, &n, "ready");
+        ck_assert_msg(strstr(buf, "30 90"), "window size: %s", buf);
+        ck_assert_msg(strstr(buf, "/dev/pts/"), "no pty of the jail: %s", buf);
+        ck_assert_msg(strstr(buf, "SigIgn:\t0000000000000000"), "signals ignored: %s", buf);
+        ck_assert_int_eq(kill(pid, SIGINT), 0); /* cella exec's Ctrl-C, passed on */
+        read_until(master, buf, sizeof buf, &n, "got INT");
+        ck_assert_int_eq(waitid(P_PIDFD, pidfd, &si, WEXITED), 0);
+        ck_assert_int_eq(si.si_code, CLD_EXITED);
+        ck_assert_int_eq(si.si_status, 7);
+        ck_assert_int_eq(sandbox_signal(s, SIGKILL), 0);
+        (void)run_wait(s);
+        run_done(&r);
+}
+END_TEST
+
+/* SIGUSR1 to the helper (the client of cella exec went away) kills the command's
+ * process group: what it started in the background ends too, so the output pipe,
+ * which they all hold, reaches its end. */
+START_TEST(test_enter_end_kills_the_group)
+{
+        _cleanup_(sandbox_freep) Sandbox *s = NULL;
+        _cleanup_close_ int pidfd = -EBADF;
+        char *argv[] = {"/bin/sh", "-c", "sleep 100 & sleep 100 & echo ready; wait", NULL};
+        char *envp[] = {"PATH=/usr/bin:/bin", NULL};
+        char line[64], buf[256] = "";
+        int in[2], out[2];
+        SandboxError err = {};
+        siginfo_t si = {};
+        size_t n = 0;
+        pid_t pid = 0;
+        Run r;
+
+        REQUIRE_ROOT();
+        write_script("idle.sh", "echo up\nexec sleep 1000", 0755);
+        run_init(&r, 6, "idle.sh", NULL);
+        s = run_spawn(&r);
+        read_line(&r, line, sizeof line);
+        ck_assert_str_eq(line, "up");
+        ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
+        ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+        close(in[1]);
+        ck_assert_msg(sandbox_enter(&(SandboxEnter){.pidfd = s->pidfd,
+                                                    .pid = s->pid,
+                                                    .seccomp = seccomp_prog,
+                                                    .argv = argv,
+                                                    .envp = envp,
+                                                    .stdio = {in[0], out[1], out[1]},
+                                                    .cwd = "/",
+                                                    .tty_socket = -1},
+                                    &pid, &pidfd, &err) == 0,
+                      "sandbox_enter: %s at %s", err.detail, sandbox_step_to_string(err.step));
+        close(in[0]);
+        close(out[1]);
+        read_until(out[0], buf, sizeof buf, &n, "ready");
+        ck_assert_int_eq(kill(pid, SIGUSR1), 0);
+        {
+                char *rest = NULL;
+                size_t k = 0;
+
+                /* EOF: no process of the command's is left holding the pipe. */
+                ck_assert_int_eq(read_full_fd(out[0], OUTPUT_MAX, &rest, &k), 0);
+                free(rest);
+        }
+        close(out[0]);
+        ck_assert_int_eq(waitid(P_PIDFD, pidfd, &si, WEXITED), 0);
+        ck_assert_int_eq(si.si_code, CLD_EXITED);
+        ck_assert_int_eq(si.si_status, 128 + SIGKILL);
+        ck_assert_int_eq(sandbox_signal(s, SIGKILL), 0);
+        (void)run_wait(s);
         run_done(&r);
 }
 END_TEST
@@ -1800,6 +1942,8 @@ int main(void)
         tcase_add_test(tc, test_prepare_callback);
         tcase_add_test(tc, test_killed_by_signal);
         tcase_add_test(tc, test_signal_forwarded);
+        tcase_add_test(tc, test_enter_tty_and_signals);
+        tcase_add_test(tc, test_enter_end_kills_the_group);
         tcase_add_test(tc, test_free_kills_running_app);
         tcase_add_test(tc, test_init_small);
         tcase_add_test(tc, test_init_small_reaps_orphans);
