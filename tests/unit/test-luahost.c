@@ -41,7 +41,8 @@ START_TEST(test_spec_build)
         json_error_t jerr;
         char *text = NULL;
 
-        ck_assert_int_eq(luahost_spec_build(MANIFEST_SCHEDULER_PRIORITY, apps, 2, 5, &text), 0);
+        ck_assert_int_eq(luahost_spec_build(MANIFEST_SCHEDULER_PRIORITY, apps, 2, 0, 5, -1, &text),
+                         0);
         root = json_loads(text, 0, &jerr);
         ck_assert_ptr_nonnull(root);
         ck_assert_str_eq(json_string_value(json_object_get(root, "scheduler")), "priority");
@@ -73,7 +74,7 @@ START_TEST(test_spec_build)
         free(text);
 
         /* No stats file: no stats_fd. */
-        ck_assert_int_eq(luahost_spec_build(MANIFEST_SCHEDULER_FAIR, apps, 1, -1, &text), 0);
+        ck_assert_int_eq(luahost_spec_build(MANIFEST_SCHEDULER_FAIR, apps, 1, 0, -1, -1, &text), 0);
         root = json_loads(text, 0, &jerr);
         ck_assert_ptr_null(json_object_get(root, "stats_fd"));
         ck_assert_str_eq(json_string_value(json_object_get(root, "scheduler")), "fair");
@@ -82,13 +83,16 @@ START_TEST(test_spec_build)
 
         /* Bounds: no app, too many apps, an unknown scheduler, a missing manifest. */
         text = (char *)0x1;
-        ck_assert_int_eq(luahost_spec_build(MANIFEST_SCHEDULER_FAIR, apps, 0, -1, &text), -EINVAL);
-        ck_assert_int_eq(
-                luahost_spec_build(MANIFEST_SCHEDULER_FAIR, apps, LUAHOST_APPS_MAX + 1, -1, &text),
-                -EINVAL);
-        ck_assert_int_eq(luahost_spec_build((ManifestScheduler)7, apps, 1, -1, &text), -EINVAL);
+        ck_assert_int_eq(luahost_spec_build(MANIFEST_SCHEDULER_FAIR, apps, 0, 0, -1, -1, &text),
+                         -EINVAL);
+        ck_assert_int_eq(luahost_spec_build(MANIFEST_SCHEDULER_FAIR, apps, LUAHOST_APPS_MAX + 1, 0,
+                                            -1, -1, &text),
+                         -EINVAL);
+        ck_assert_int_eq(luahost_spec_build((ManifestScheduler)7, apps, 1, 0, -1, -1, &text),
+                         -EINVAL);
         apps[1].manifest = NULL;
-        ck_assert_int_eq(luahost_spec_build(MANIFEST_SCHEDULER_FAIR, apps, 2, -1, &text), -EINVAL);
+        ck_assert_int_eq(luahost_spec_build(MANIFEST_SCHEDULER_FAIR, apps, 2, 0, -1, -1, &text),
+                         -EINVAL);
         ck_assert_ptr_eq(text, (char *)0x1);
         manifest_free(a);
         manifest_free(b);
@@ -107,8 +111,9 @@ START_TEST(test_spec_many_apps)
         ck_assert_ptr_nonnull(apps);
         for (size_t i = 0; i < LUAHOST_APPS_MAX; i++)
                 apps[i] = (LuaHostApp){.manifest = m, .channel_fd = (int)(10 + i), .log_fd = -1};
-        ck_assert_int_eq(
-                luahost_spec_build(MANIFEST_SCHEDULER_FAIR, apps, LUAHOST_APPS_MAX, 4, &text), 0);
+        ck_assert_int_eq(luahost_spec_build(MANIFEST_SCHEDULER_FAIR, apps, LUAHOST_APPS_MAX, 0, 4,
+                                            -1, &text),
+                         0);
         root = json_loads(text, 0, &jerr);
         ck_assert_uint_eq(json_array_size(json_object_get(root, "apps")), LUAHOST_APPS_MAX);
         json_decref(root);
