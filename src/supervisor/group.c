@@ -566,11 +566,17 @@ static void member_exited(Instance *inst, int code, const char *how, const Sandb
 }
 
 /* A member ended while the host lives: its channel hung up, or its stats record
- * says so. The reason is the record's fault. */
-static void on_watch(uv_timer_t *t)
+ * says so. The reason is the record's fault. Every GROUP_WATCH_MS, and at once
+ * when a member's log pipe ends (the host closes it as the app ends, after its
+ * record says so); from_log: then, not the last member running, whose end the
+ * host's exit that follows records (with the host's figures). */
+static void group_watch_members(Group *g, bool from_log)
 {
-        Group *g = t->data;
         bool changed = false;
+        size_t running = 0;
+
+        for (size_t i = 0; from_log && i < g->n_members; i++)
+                running += g->members[i]->state == INSTANCE_RUNNING;
 
         if (g->state != INSTANCE_RUNNING || !g->run.sandbox || g->run.sandbox->exited)
                 return;
@@ -592,13 +598,19 @@ static void on_watch(uv_timer_t *t)
                         ended |= a.state == CLUA_APP_EXITED || a.state == CLUA_APP_FAILED;
                 else
                         a.fault = 0;
-                if (!ended)
+                if (!ended || (from_log && running <= 1))
                         continue;
+                running--;
                 member_exited(inst, (int)a.fault, "exited", NULL);
                 changed = true;
         }
         if (changed)
                 supervisor_changed(g->sup);
+}
+
+static void on_watch(uv_timer_t *t)
+{
+        group_watch_members(t->data, false);
 }
 
 /* g's start failed: g->error says why (printed and recorded); so for each member. */
@@ -1233,6 +1245,7 @@ int group_start_member(Instance *inst)
                                                       g->members[i]->state == INSTANCE_RESTARTING;
                 group_add_installed(g);
         }
+        inst->group_wanted = true;
         return group_start(g);
 }
 
@@ -1272,6 +1285,9 @@ void group_maybe_finished(Group *g)
         const SandboxExit *x;
         double ms;
 
+        if (!s->freeing && g->state == INSTANCE_RUNNING && g->run.sandbox &&
+            !g->run.sandbox->exited)
+                group_watch_members(g, true); /* a member's log ended: the member may have */
         if (s->freeing || g->state != INSTANCE_RUNNING || !g->run.sandbox ||
             !g->run.sandbox->exited || g->out.open || g->err.open)
                 return;
