@@ -308,8 +308,12 @@ static int group_data_open(Group *g, GroupFds *f)
                 f->data[i] = -EBADF;
         for (size_t i = 0; i < g->n_members; i++) {
                 const Manifest *m = g->members[i]->manifest;
-                int r = storage_prepare(state_path(g->sup->state), m->id, storage_limit(m),
-                                        &f->data[i]);
+                int r;
+
+                if (!g->members[i]->group_slot)
+                        continue;
+                r = storage_prepare(state_path(g->sup->state), m->id, storage_limit(m),
+                                    &f->data[i]);
 
                 if (r == -EOPNOTSUPP) {
                         log_warning("%s: no loop devices here: /data is a plain directory, "
@@ -372,6 +376,8 @@ static int group_prepare(SandboxSpec *spec, void *userdata)
         for (size_t i = 0; i < g->n_members; i++) {
                 _cleanup_free_ char *data = NULL;
 
+                if (!g->members[i]->group_slot)
+                        continue;
                 p->id = g->members[i]->manifest->id;
                 r = state_app_data_dir(st, p->id, p->uid, &data);
                 if (r < 0)
@@ -417,11 +423,15 @@ static void group_limits(Group *g, SandboxSpec *s, size_t n_fds)
         struct rlimit rl;
         _cleanup_free_ const Manifest **ms = calloc(g->n_members, sizeof *ms);
 
+        size_t n = 0;
+
         for (size_t i = 0; i < g->n_members; i++) {
                 const ManifestLimits *l = &g->members[i]->manifest->limits;
 
+                if (!g->members[i]->group_slot)
+                        continue;
                 if (ms)
-                        ms[i] = g->members[i]->manifest;
+                        ms[n++] = g->members[i]->manifest;
                 pids = MAX(pids, l->pids);
                 tmp = MAX(tmp, l->tmp);
                 cpu_all &= l->cpu_milli > 0;
@@ -429,7 +439,7 @@ static void group_limits(Group *g, SandboxSpec *s, size_t n_fds)
                 fsize_all &= l->storage > 0;
                 fsize = MAX(fsize, l->storage);
         }
-        s->limits.memory_max = ms ? luahost_memory(ms, g->n_members) : 0;
+        s->limits.memory_max = ms ? luahost_memory(ms, n) : 0;
         s->limits.pids_max = pids ?: LAUNCH_DEFAULT_PIDS;
         if (cpu_all && cpu) {
                 s->limits.cpu_period_us = LAUNCH_CPU_PERIOD_US;
@@ -471,6 +481,8 @@ static int group_launch_prepare(Group *g, GroupLaunch *l, int spec_fd, const int
         for (size_t i = 0; i < n; i++) {
                 const Instance *m = g->members[i];
 
+                if (!m->group_slot)
+                        continue;
                 l->binds[k++] = (SandboxBind){.source = m->app_dir, .target = l->targets[2 * i]};
                 l->binds[k++] = (SandboxBind){.source = m->data_dir,
                                               .target = l->targets[2 * i + 1],
@@ -693,12 +705,23 @@ static int group_check_members(Group *g)
         int r;
 
         for (size_t i = 0; i < g->n_members; i++) {
+                Instance *m = g->members[i];
+
                 /* cellad: each member's version installed now (reload.c). */
-                r = instance_reload(g->members[i], &g->error);
-                if (r >= 0 && g->members[i]->group_wanted)
-                        r = instance_open_log(g->members[i], &g->error);
+                r = instance_reload(m, &g->error);
+                if (r >= 0 && m->group_wanted)
+                        r = instance_open_log(m, &g->error);
                 if (r >= 0)
-                        r = instance_verify_again(g->members[i], &g->error);
+                        r = instance_verify_again(m, &g->error);
+                m->group_slot = r >= 0;
+                if (r < 0 && !m->group_wanted) {
+                        /* Not started now (removed since, say): no slot, the
+                         * others start. */
+                        log_warning("packed group %s: %s gets no slot in the host (above)", g->name,
+                                    m->manifest->id);
+                        g->error = (SupervisorError){};
+                        continue;
+                }
                 if (r < 0)
                         return r;
         }
@@ -780,7 +803,7 @@ static int group_prepare_spec(Group *g, GroupStart *c)
         /* No RLIMIT_FSIZE when every /data has its own size (launch.h,
          * launch_set_data_mount()). */
         for (size_t i = 0; i < g->n_members; i++)
-                all_sized &= c->fds.data[i] >= 0;
+                all_sized &= c->fds.data[i] >= 0 || !g->members[i]->group_slot;
         if (all_sized)
                 spec->rlimit_fsize = 0;
         spec->stdio[1] = c->out[1];
@@ -960,6 +983,8 @@ static int group_serve(Group *g, GroupStart *c)
         return 0;
 }
 
+static void group_release_slots(Group *g);
+
 /* The host runs: keeps our end of its control channel (its reading side shut:
  * nothing the host writes reaches us) and what its slots hold, for group_join().
  * Returns 0 or a negative errno with g->error after a message. */
@@ -971,8 +996,9 @@ static int group_hold_slots(Group *g, GroupFds *f)
         g->n_slots = g->n_members;
         g->slot_dirs = calloc(g->n_slots + 1, sizeof *g->slot_dirs);
         for (size_t i = 0; g->slot_dirs && i < g->n_slots; i++)
-                if (!(g->slot_dirs[i] = strdup(g->members[i]->app_dir))) {
-                        g->slot_dirs = strv_free(g->slot_dirs);
+                if (g->members[i]->group_slot &&
+                    !(g->slot_dirs[i] = strdup(g->members[i]->app_dir))) {
+                        group_release_slots(g);
                         break;
                 }
         if (!g->slot_dirs) {
@@ -982,11 +1008,15 @@ static int group_hold_slots(Group *g, GroupFds *f)
         return 0;
 }
 
-/* The host is gone (or going): no more joins. */
+/* The host is gone (or going): no more joins. slot_dirs has a NULL for each
+ * member with no slot, so it is freed by its count, not as a strv. */
 static void group_release_slots(Group *g)
 {
         g->ctl_fd = safe_close(g->ctl_fd);
-        g->slot_dirs = strv_free(g->slot_dirs);
+        for (size_t i = 0; g->slot_dirs && i < g->n_slots; i++)
+                free(g->slot_dirs[i]);
+        free(g->slot_dirs);
+        g->slot_dirs = NULL;
         g->n_slots = 0;
 }
 
@@ -1107,7 +1137,7 @@ static int group_may_join(Group *g, Instance *inst)
 {
         const char *id = inst->manifest->id;
 
-        if (inst->group_index >= g->n_slots) {
+        if (inst->group_index >= g->n_slots || !g->slot_dirs[inst->group_index]) {
                 /* Its folder and /data are not in the host's jail, nor its share in
                  * the host's cgroup limits, spec or stats file. */
                 log_error("cannot start %s: the host of packed group %s was started with %zu "

@@ -102,6 +102,7 @@ struct Instance {
         uint32_t group_run;   /* the run of that slot it runs as: 0 started with the host,
                                  else its JOIN's (group.c, group_join()) */
         bool group_wanted;    /* a start of the host starts it (else it only has a slot) */
+        bool group_slot;      /* the host's last start made it a slot (group.c) */
 };
 
 /*

@@ -193,6 +193,29 @@ def test_a_member_installed_after_its_host_started_is_refused_clearly(setup):
         wait_for("the late member's run", lambda: "run" in log(state, late))
 
 
+def test_a_removed_member_gets_no_slot_and_the_group_still_starts(setup):
+    """A member that had a slot and was removed from the store since: the next
+    start of the host leaves it out (no slot, said in cellad's log) and starts
+    the others; it cannot be started (not installed)."""
+    root, state = setup
+    keeper, gone = f"org.test.{GROUP}.keep", f"org.test.{GROUP}.gone"
+    with running_cellad(state) as d:
+        install(state, member(root, keeper, KEEPER))
+        install(state, member(root, gone, QUICK))
+        host = start(d, keeper)["pid"]
+        assert ps(state)[gone]["state"] == "installed"
+        stop(d, keeper)
+        wait_for("the host to end", lambda: not os.path.exists(f"/proc/{host}"))
+        p = cella("remove", gone, state_dir=state)
+        assert p.returncode == 0, p.stdout + p.stderr
+        rep = start(d, keeper)
+        assert rep["state"] in RUNNING and rep["pid"] != host, rep
+        assert f"{gone} gets no slot in the host" in d.log(), d.log()
+        with pytest.raises(ControlError):
+            start(d, gone)
+        assert runs(ps(state)[keeper])
+
+
 RETRY = ("is ending", "still being read", "runs already", "is stopping", "being cleaned up")
 
 
