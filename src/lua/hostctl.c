@@ -150,8 +150,6 @@ int clua_ctl_parse(const void *buf, size_t len, unsigned n_fds, uint32_t n_slots
                 return bad(err, errlen, "fd count does not match the fds that came");
         if (h.index >= n_slots)
                 return bad(err, errlen, "slot out of range");
-        if (h.run == 0)
-                return bad(err, errlen, "run 0");
         m = (CLuaCtlMsg){
                 .type = (CLuaCtlType)h.type, .index = h.index, .run = h.run, .n_fds = n_fds};
         switch (h.type) {
@@ -163,6 +161,9 @@ int clua_ctl_parse(const void *buf, size_t len, unsigned n_fds, uint32_t n_slots
         case CLUA_CTL_JOIN:
                 if (n_fds < 1 || n_fds > CLUA_CTL_FDS_MAX)
                         return bad(err, errlen, "JOIN carries 1 or 2 fds");
+                /* Run 0 is the spec's apps': a JOIN's is its own. */
+                if (h.run == 0)
+                        return bad(err, errlen, "JOIN with run 0");
                 m.json = json_loadb((const char *)buf + sizeof h, h.len, JSON_REJECT_DUPLICATES,
                                     &jerr);
                 if (!m.json) {

@@ -43,7 +43,8 @@ typedef struct CLuaCtlHeader {
         uint16_t type;     /* CLuaCtlType */
         uint16_t n_fds;    /* fds the packet carries: JOIN 1 or 2, STOP 0 */
         uint32_t index;    /* the app's slot: its record in the spec and the stats file */
-        uint32_t run;      /* the supervisor's number of this run of the slot (>= 1) */
+        uint32_t run;      /* the run of the slot: a JOIN's new one (>= 1); a STOP's, the
+                              run it is for (0: an app of the spec) */
         uint32_t len;      /* bytes of JSON after the header: JOIN 2..MSG_MAX-24, STOP 0 */
         uint32_t reserved; /* 0 */
 } CLuaCtlHeader;
@@ -89,8 +90,8 @@ typedef struct CLuaCtlMsg {
  * Parses the packet buf (len bytes) that came with n_fds fds. n_slots: the host's
  * slots (an index must be below it). Returns 0 and *ret (clua_ctl_msg_done() it),
  * or -EBADMSG with err saying what is wrong (short, bad magic, unknown type, fds
- * or length not as the type says, an index out of range, run 0, JSON that is not
- * one app object). Never reads past len.
+ * or length not as the type says, an index out of range, a JOIN with run 0, JSON
+ * that is not one app object). Never reads past len.
  */
 int clua_ctl_parse(const void *buf, size_t len, unsigned n_fds, uint32_t n_slots, CLuaCtlMsg *ret,
                    char *err, size_t errlen);

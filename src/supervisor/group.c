@@ -550,6 +550,10 @@ static void member_exited(Instance *inst, int code, const char *how, const Sandb
         json_t *rec;
 
         supervisor_keeper_drop(inst); /* its record (adopt.c): the host still runs */
+        /* cellad: ended alone, or with a host that ended by itself, it is done; the
+         * members of a host that was killed stay wanted for its restart. */
+        if (inst->sup->installed_fn && (!host || host->code == CLD_EXITED))
+                inst->group_wanted = false;
         inst->exit_code = code;
         inst->last_exit = (SandboxExit){.code = code >= SUPERVISOR_SIGNAL_STATUS_BASE ? CLD_KILLED
                                                                                       : CLD_EXITED,
@@ -1054,6 +1058,8 @@ int group_start(Group *g)
                                 g->members[i]->error = g->error;
                 return r;
         }
+        if (r == 0 && group_wanted(g) == 0)
+                return 0; /* no member to start (each was stopped): nothing runs */
         if (r >= 0)
                 r = group_check_members(g);
         if (r < 0)
@@ -1258,7 +1264,6 @@ fail:
 int group_start_member(Instance *inst)
 {
         Group *g = inst->group;
-
         int r;
 
         if (g->state == INSTANCE_RUNNING && g->run.sandbox) {
@@ -1267,14 +1272,10 @@ int group_start_member(Instance *inst)
                         inst->group_wanted = true;
                 return r;
         }
-        if (g->sup->installed_fn) {
-                /* cellad: the host starts with this member (and those its restart
-                 * was pending for); every other installed member gets a slot. */
-                for (size_t i = 0; i < g->n_members; i++)
-                        g->members[i]->group_wanted = g->members[i] == inst ||
-                                                      g->members[i]->state == INSTANCE_RESTARTING;
+        /* cellad: the host starts with this member and those still wanted (the
+         * autostart's, a restart's); every other installed member gets a slot. */
+        if (g->sup->installed_fn)
                 group_add_installed(g);
-        }
         inst->group_wanted = true;
         return group_start(g);
 }

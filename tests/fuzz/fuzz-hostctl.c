@@ -4,8 +4,8 @@
  * what a packed group's cella-lua host reads from the supervisor, any bytes in.
  * Byte 0 says how many fds came with the packet (0..3) and the host's slots
  * (1..64); the rest is the packet. A message that parses names a slot below the
- * host's, a run other than 0, and for a JOIN an app with an id, an absolute entry
- * and no fds of its own.
+ * host's, and for a JOIN a run other than 0 and an app with an id, an absolute
+ * entry and no fds of its own.
  * Build: CC=clang meson setup build-fuzz -Dfuzzing=true -Dtests=false
  * Run:   build-fuzz/tests/fuzz/fuzz-hostctl tests/fuzz/corpus/hostctl
  */
@@ -30,7 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         slots = 1u + (data[0] >> 2);
         if (clua_ctl_parse(data + 1, size - 1, n_fds, slots, &m, err, sizeof err) < 0)
                 return 0;
-        if (m.index >= slots || m.run == 0 || m.n_fds != n_fds)
+        if (m.index >= slots || m.n_fds != n_fds || (m.type == CLUA_CTL_JOIN && m.run == 0))
                 abort();
         if (m.type == CLUA_CTL_JOIN &&
             (!m.app.id || !m.app.entry || m.app.entry[0] != '/' || m.app.channel_fd != -1 ||

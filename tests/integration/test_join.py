@@ -155,8 +155,12 @@ def test_a_member_joins_the_running_host_with_its_own_grants(setup):
         sj = started_records(state, j)
         assert [x.get("joined") for x in sj] == [True, True], sj
         assert [x.get("joined") for x in started_records(state, keeper)] == [False]
+        # A member started with the host (run 0 of its slot) stops alone too.
+        assert stop(d, keeper)["state"] == "stopped"
+        p = ps(state)
+        assert runs(p[j]) and runs(p[k]) and p[j]["pid"] == host, p
         # The last member's stop ends the host.
-        for a in (j, k, keeper):
+        for a in (j, k):
             stop(d, a)
         wait_for("the host to end", lambda: not os.path.exists(f"/proc/{host}"))
         p = ps(state)
@@ -166,6 +170,9 @@ def test_a_member_joins_the_running_host_with_its_own_grants(setup):
         assert rep["pid"] != host and rep["state"] in RUNNING, rep
         p = ps(state)
         assert not runs(p[keeper]) and not runs(p[k]), p
+        # cellad's SIGTERM stops every member and the host (a STOP each).
+        assert start(d, keeper)["pid"] == rep["pid"]
+        assert d.stop() == 0, d.log()
 
 
 def test_a_member_installed_after_its_host_started_is_refused_clearly(setup):

@@ -67,6 +67,10 @@ START_TEST(test_valid)
         ck_assert_int_eq(clua_ctl_parse(buf, n, 1, 1, &m, err, sizeof err), 0);
         clua_ctl_msg_done(&m);
 
+        n = msg(buf, CLUA_CTL_MAGIC, CLUA_CTL_STOP, 0, 0, 0, NULL);
+        ck_assert_int_eq(clua_ctl_parse(buf, n, 0, 1, &m, err, sizeof err), 0);
+        ck_assert_uint_eq(m.run, 0);
+
         n = msg(buf, CLUA_CTL_MAGIC, CLUA_CTL_STOP, 0, 3, 9, NULL);
         ck_assert_int_eq(clua_ctl_parse(buf, n, 0, 4, &m, err, sizeof err), 0);
         ck_assert_int_eq(m.type, CLUA_CTL_STOP);
@@ -110,9 +114,9 @@ START_TEST(test_bad)
         refused(n, 0, "slot out of range");
         n = msg(buf, CLUA_CTL_MAGIC, CLUA_CTL_STOP, 0, UINT32_MAX, 1, NULL);
         refused(n, 0, "slot out of range");
-        /* Run 0 is the spec's: a message cannot name it. */
-        n = msg(buf, CLUA_CTL_MAGIC, CLUA_CTL_STOP, 0, 0, 0, NULL);
-        refused(n, 0, "run 0");
+        /* Run 0 is the spec's apps': a STOP may name it, a JOIN may not. */
+        n = msg(buf, CLUA_CTL_MAGIC, CLUA_CTL_JOIN, 1, 0, 0, APP);
+        refused(n, 1, "JOIN with run 0");
         /* Lengths and fds as the packet has them, not as the header claims. */
         n = msg(buf, CLUA_CTL_MAGIC, CLUA_CTL_JOIN, 2, 0, 1, APP);
         refused(n - 1, 2, "length field");
@@ -207,7 +211,7 @@ START_TEST(test_truncated_and_flipped)
                         exact[rand() % n] = (char)rand();
                 if (clua_ctl_parse(exact, n, 2, 4, &m, NULL, 0) == 0) {
                         ck_assert_uint_lt(m.index, 4);
-                        ck_assert_uint_ne(m.run, 0);
+                        ck_assert(m.type != CLUA_CTL_JOIN || m.run != 0);
                         clua_ctl_msg_done(&m);
                 }
                 free(exact);
