@@ -640,6 +640,9 @@ static void group_failed(Group *g)
                 g->members[i]->error = g->error;
                 g->members[i]->exit_code = g->exit_code;
                 g->members[i]->state = INSTANCE_FAILED;
+                /* cellad: failed, not wanted by the next start of another member. */
+                if (g->sup->installed_fn)
+                        g->members[i]->group_wanted = false;
         }
         supervisor_changed(g->sup);
 }
@@ -1268,8 +1271,8 @@ int group_start_member(Instance *inst)
 
         if (g->state == INSTANCE_RUNNING && g->run.sandbox) {
                 r = group_join(g, inst);
-                if (r >= 0)
-                        inst->group_wanted = true;
+                /* Refused: not started, so not one a host start starts either. */
+                inst->group_wanted = r >= 0;
                 return r;
         }
         /* cellad: the host starts with this member and those still wanted (the

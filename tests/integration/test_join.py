@@ -140,6 +140,9 @@ def test_a_member_joins_the_running_host_with_its_own_grants(setup):
                  log(state, k).count("run") == 1)
         p = ps(state)
         assert all(runs(p[a]) and p[a]["pid"] == host for a in (keeper, j, k)), p
+        # inspect tells the same: running in the host, its group, its own stats.
+        ins = d.call("org.cella.Inspect", {"app": j})
+        assert ins["running"] is True and ins["pid"] == host and ins["group"] == GROUP, ins
         # Each by its own grants: j holds bus.publish on its topic, k does not.
         assert "publish\ttrue" in log(state, j), log(state, j)
         assert "publish\tfalse" in log(state, k), log(state, k)
