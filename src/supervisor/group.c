@@ -17,6 +17,17 @@
  * --spec-fd N. An app that ends while the host lives (its channel hangs up, or its
  * stats record says it ended) is recorded as that app's exit, with the reason from
  * its stats record's fault; the host's own exit ends every member still running.
+ *
+ * Slots and joins (docs/design.md section 10, "A Lua app joining its group's
+ * running host"): each member registered when the host starts gets a slot (its
+ * folder and /data in the jail, its share of the limits, its stats record, index
+ * group_index); the spec lists the members that start (group_wanted: every one
+ * under cella boot; under cellad the one asked for and those still wanted). While
+ * the host runs, group_join() hands it a member with a JOIN on the host control
+ * channel (src/lua/hostctl.h) and group_stop_member() ends one with a STOP. Each
+ * run of a slot has a number (Instance.group_run: 0 with the host, then each
+ * JOIN's), written into the slot's stats record by the host, so a record of a
+ * slot's earlier run is never read as the current one's.
  */
 #include <errno.h>
 #include <fcntl.h>
