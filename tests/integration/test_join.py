@@ -226,6 +226,50 @@ def test_a_removed_member_gets_no_slot_and_the_group_still_starts(setup):
         assert runs(ps(state)[keeper])
 
 
+def test_under_cella_boot_a_launched_member_joins_the_running_host(setup, tmp_path):
+    """Embedded mode: `cella boot` of a set with a group starts the group's host
+    with all its members, as before; a member that ended by itself and is
+    launched again (app.launch by another app) joins the running host: its log
+    shows each run, all in the host's pid, with the group's other member running
+    on. Then the boot's Ctrl-C ends it all cleanly."""
+    import signal
+    from daemon_util import CELLA as cella_bin
+    root = tmp_path / "set"
+    keeper, quick = f"org.test.{GROUP}.keep", f"org.test.{GROUP}.quick"
+    member(root, keeper, KEEPER)  # an app, not a service: the boot lasts while it runs
+    member(root, quick, 'print("run", require("cella.app").id())\n', exports=["app.launch"])
+    launcher = root / "org.test.launcher"
+    launcher.mkdir()
+    (launcher / "manifest.json").write_text(json.dumps(
+        {"id": "org.test.launcher", "runtime": "lua", "entry": "main.lua", "kind": "service",
+         "permissions": [f"app.launch:{quick}"]}))
+    (launcher / "main.lua").write_text(textwrap.dedent(f"""
+        local app = require "cella.app"
+        local timer = require "cella.timer"
+        timer.every(0.2, function() print(pcall(app.launch, "{quick}")) end)
+    """))
+    os.chmod(launcher, 0o755)
+    os.chmod(launcher / "main.lua", 0o644)
+    state = tmp_path / "bstate"
+    p = subprocess.Popen([cella_bin, "boot", "--state-dir", str(state), str(root)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def logq():
+            f = state / "logs" / f"{quick}.log"
+            return f.read_text() if f.exists() else ""
+        wait_for("three runs of the launched member", lambda: logq().count("run") >= 3)
+        p_ = ps(state)
+        assert runs(p_[keeper]), p_
+        recs = started_records(state, quick)
+        host = {r.get("pid") for r in recs}
+        assert len(host) == 1 and p_[keeper]["pid"] in host, (recs, p_)
+        assert recs[0].get("joined") is False and all(r.get("joined") for r in recs[1:]), recs
+    finally:
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    assert "did not stop within" not in err, err
+
+
 RETRY = ("is ending", "still being read", "runs already", "is stopping", "being cleaned up")
 
 
