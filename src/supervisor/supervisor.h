@@ -194,8 +194,7 @@ typedef int (*SupervisorInstalledFn)(char ***ret_dirs, void *userdata);
  * starting it: the host's jail, spec, stats file and cgroup limits then have a slot
  * for it, and `cella start` of it joins the running host (docs/design.md section
  * 10, "A Lua app joining its group's running host"). Without fn (cella boot), a
- * group is the apps
- * registered with it.
+ * group is the apps registered with it.
  */
 void supervisor_set_installed_fn(Supervisor *s, SupervisorInstalledFn fn, void *userdata);
 
