@@ -158,6 +158,11 @@ def test_a_member_joins_the_running_host_with_its_own_grants(setup):
         sj = started_records(state, j)
         assert [x.get("joined") for x in sj] == [True, True], sj
         assert [x.get("joined") for x in started_records(state, keeper)] == [False]
+        # A restart of a member is a stop alone and a join: the same host.
+        d.call("org.cella.Restart", {"app": k}, timeout=DEADLINE)
+        wait_for("k's second run", lambda: log(state, k).count("run") == 2)
+        p = ps(state)
+        assert runs(p[k]) and p[k]["pid"] == host and runs(p[j]), p
         # A member started with the host (run 0 of its slot) stops alone too.
         assert stop(d, keeper)["state"] == "stopped"
         p = ps(state)
