@@ -945,6 +945,7 @@ static int group_serve_member(Group *g, Instance *inst, int chan_fd, int log_fd,
                 }
         }
         inst->state = INSTANCE_RUNNING;
+        inst->group_served = true;
         supervisor_status(s, json_pack("{s:s, s:s, s:s, s:I, s:i, s:i, s:b}", "event", "started",
                                        "app", inst->manifest->id, "group", g->name, "uid",
                                        (json_int_t)g->run.uid, "pid", (int)sb->pid, "restarts",
@@ -1012,6 +1013,8 @@ static int group_hold_slots(Group *g, GroupFds *f)
         (void)shutdown(g->ctl_fd, SHUT_RD);
         g->runs = 0;
         g->n_slots = g->n_members;
+        for (size_t i = 0; i < g->n_members; i++)
+                g->members[i]->group_served = false;
         g->slot_dirs = calloc(g->n_slots + 1, sizeof *g->slot_dirs);
         for (size_t i = 0; g->slot_dirs && i < g->n_slots; i++)
                 if (g->members[i]->group_slot &&
@@ -1454,6 +1457,10 @@ json_t *group_stats(Group *g, const char *only)
         if (!ids)
                 return NULL;
         for (size_t i = 0; i < g->n_members; i++) {
+                /* Only the members that ran in this host: the record of a slot
+                 * nothing ran in is no app's. */
+                if (!g->members[i]->group_served)
+                        continue;
                 ids[i] = g->members[i]->manifest->id;
                 member |= only && strcmp(only, ids[i]) == 0;
         }

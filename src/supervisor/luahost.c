@@ -339,8 +339,8 @@ json_t *luastats_json(const LuaStats *s, const char *const *ids, const char *onl
                 CLuaStatsApp a;
                 json_t *r;
 
-                if (only && strcmp(only, ids[i]) != 0)
-                        continue;
+                if (!ids[i] || (only && strcmp(only, ids[i]) != 0))
+                        continue; /* a slot with no app running */
                 if (luastats_app(s, i, &a) < 0)
                         break;
                 r = json_pack("{s:s, s:s, s:i, s:i, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:I, s:i}",

@@ -125,7 +125,8 @@ int luastats_app(const LuaStats *s, uint32_t i, CLuaStatsApp *ret);
  * {"scheduler", "slice_ms", "slices", "preemptions", "yields", "switches",
  *  "cpu_ms", "started", "apps": [{"id", "state", "priority", "weight", "slices",
  *  "preemptions", "yields", "callbacks", "cpu_ms", "vruntime_ms", "memory_kib",
- *  "memory_peak_kib", "fault"}]}; ids: s->n_apps app ids, in record order.
+ *  "memory_peak_kib", "fault"}]}; ids: s->n_apps app ids, in record order, NULL for
+ * a record to leave out (a slot with no app running).
  * only: an app id to keep alone in "apps", or NULL for all. Returns a new
  * reference, or NULL (the host has not started, a bad file, or no memory).
  */

@@ -103,6 +103,7 @@ struct Instance {
                                  else its JOIN's (group.c, group_join()) */
         bool group_wanted;    /* a start of the host starts it (else it only has a slot) */
         bool group_slot;      /* the host's last start made it a slot (group.c) */
+        bool group_served;    /* it ran in the running host (its stats record is its) */
 };
 
 /*

@@ -106,6 +106,15 @@ def setup(tmp_path):
     return tmp_path / "apps", tmp_path / "state"
 
 
+def stats_ids(state):
+    """The app ids of `cella stats --json`'s one host, once it has started."""
+    def get():
+        p = cella("stats", "--json", state_dir=state)
+        hosts = json.loads(p.stdout)["hosts"] if p.returncode == 0 else []
+        return hosts[0]["apps"] if hosts else None
+    return [a["id"] for a in wait_for("the host's stats", get)]
+
+
 def group_of(state, ids):
     """ps records of ids once each is listed."""
     return wait_for("the members listed", lambda: (
@@ -131,8 +140,10 @@ def test_a_member_joins_the_running_host_with_its_own_grants(setup):
         p = group_of(state, (keeper, j, k))
         host = p[keeper]["pid"]
         assert host > 0 and runs(p[keeper]), p
-        # j and k have slots in the host, and are not started by the keeper's start.
+        # j and k have slots in the host, and are not started by the keeper's start;
+        # `cella stats` shows the apps that ran in the host, not its empty slots.
         assert p[j]["state"] == "installed" and p[k]["state"] == "installed", p
+        assert stats_ids(state) == [keeper]
         for a in (j, k):
             rep = start(d, a)
             assert rep["state"] in RUNNING and rep["pid"] == host, rep
@@ -140,6 +151,7 @@ def test_a_member_joins_the_running_host_with_its_own_grants(setup):
                  log(state, k).count("run") == 1)
         p = ps(state)
         assert all(runs(p[a]) and p[a]["pid"] == host for a in (keeper, j, k)), p
+        assert sorted(stats_ids(state)) == sorted([keeper, j, k])
         # inspect tells the same: running in the host, its group, its own stats.
         ins = d.call("org.cella.Inspect", {"app": j})
         assert ins["running"] is True and ins["pid"] == host and ins["group"] == GROUP, ins
