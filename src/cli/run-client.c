@@ -289,17 +289,18 @@ static int run_stdin(int mode, int *ret_tty, int *ret_feed)
 }
 
 /* The stream call both commands make: method with params (stolen) and the fds
- * [folder_fd if >= 0], stdin, stdout, stderr; relays, takes the last reply's
+ * [folder_fd if >= 0], stdin, stdout, stderr[, status_fd if >= 0: the run's kernel
+ * writes its --json-status records there]; relays, takes the last reply's
  * exit_code. stdin_mode: 0 ours (a file or pipe; a terminal through a pipe), 1
  * /dev/null, 2 always a pipe we feed (the daemon wants a pipe: cella exec).
  * forward: pass SIGINT, SIGTERM, SIGHUP on with org.cella.RunSignal. */
 static int stream_call(const char *cmd, const char *state_dir, const char *method, json_t *params,
-                       int folder_fd, int stdin_mode, bool raw_output, bool forward)
+                       int folder_fd, int status_fd, int stdin_mode, bool raw_output, bool forward)
 {
         _cleanup_free_ char *socket_path = NULL;
         _cleanup_close_ int in = -EBADF;
         int out[2] = {-EBADF, -EBADF}, err[2] = {-EBADF, -EBADF};
-        int fds[4], n_fds = 0;
+        int fds[5], n_fds = 0;
         ControlClient *cl = NULL;
         Relay relay = {.exit_code = -1, .error_exit = -1, .cmd = cmd, .raw_output = raw_output};
         pthread_t tout, tsig;
@@ -355,6 +356,8 @@ static int stream_call(const char *cmd, const char *state_dir, const char *metho
         fds[n_fds++] = in;
         fds[n_fds++] = out[1];
         fds[n_fds++] = err[1];
+        if (status_fd >= 0)
+                fds[n_fds++] = status_fd;
         r = control_client_call(cl, method, params, fds, (size_t)n_fds, true, on_any, &relay);
         /* Over (or never began): our write ends would hide the EOF. */
         out[1] = safe_close(out[1]);
@@ -416,12 +419,14 @@ int cli_run_through_daemon(const char *cmd, const KernelOptions *k, const char *
                 json_array_append_new(args, json_string(extra_args[i]));
         if (!params || !args || json_object_set_new(params, "args", args) < 0 ||
             json_object_set_new(params, "verbose", json_boolean(log_verbose > 0)) < 0 ||
-            (boot && json_object_set_new(params, "boot", json_true()) < 0)) {
+            (boot && json_object_set_new(params, "boot", json_true()) < 0) ||
+            (k->json_status_fd >= 0 &&
+             json_object_set_new(params, "json_status", json_true()) < 0)) {
                 json_decref(params);
                 return CELLA_EXIT_INTERNAL;
         }
-        return stream_call(cmd, k->state_dir, "org.cella.Run", params, dirfd, boot ? 1 : 0,
-                           k->raw_output, true);
+        return stream_call(cmd, k->state_dir, "org.cella.Run", params, dirfd, k->json_status_fd,
+                           boot ? 1 : 0, k->raw_output, true);
 }
 
 int cli_exec_through_daemon(const char *state_dir, const char *app, char *const *argv,
@@ -437,5 +442,6 @@ int cli_exec_through_daemon(const char *state_dir, const char *app, char *const 
                 json_decref(a);
                 return CELLA_EXIT_INTERNAL;
         }
-        return stream_call("exec", state_dir, "org.cella.Exec", params, -1, 2, raw_output, false);
+        return stream_call("exec", state_dir, "org.cella.Exec", params, -1, -1, 2, raw_output,
+                           false);
 }
