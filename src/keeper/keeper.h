@@ -77,9 +77,11 @@ typedef enum KeeperOp {
  * What a set is (KeeperRecord.kind). An app that runs alone is one APP set. A packed
  * Lua group (one cella-lua host running several apps, docs/manifest.md "isolation")
  * is one HOST set (id KEEPER_HOST_PREFIX + the group's name: the host's sandbox, its
- * own output, its stats file) and one MEMBER set per app it runs (id: the app's; its
- * broker channel and its log pipe, with the host's pidfd and ctl, which every set
- * has), so that one app joining or leaving a running host is one HOLD or DROP.
+ * own output, its stats file, cellad's end of its host control channel, so that the
+ * next cellad can still stop one member or add one) and one MEMBER set per app it
+ * runs (id: the app's; its broker channel and its log pipe, with the host's pidfd
+ * and ctl, which every set has), so that one app joining or leaving a running host
+ * is one HOLD or DROP.
  */
 typedef enum KeeperKind {
         KEEPER_KIND_APP = 0,
@@ -93,7 +95,8 @@ typedef enum KeeperFd {
         KEEPER_FD_PIDFD,   /* pidfd of the sandbox's init (required) */
         KEEPER_FD_CTL,     /* the kernel's end of its ctl socket (required) */
         KEEPER_FD_NOTIFY,  /* its seccomp listener (not in a MEMBER set) */
-        KEEPER_FD_CHANNEL, /* the kernel's end of the app's broker channel (not a HOST's) */
+        KEEPER_FD_CHANNEL, /* the kernel's end of the app's broker channel; a HOST's (if
+                              any): cellad's end of its host control channel */
         KEEPER_FD_STDOUT,  /* read end of the app's stdout pipe (a MEMBER's: its log pipe) */
         KEEPER_FD_STDERR,  /* read end of its stderr pipe (not a MEMBER's) */
         KEEPER_FD_PTY,     /* its pty master (cella run -t; APP only) */

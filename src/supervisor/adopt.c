@@ -258,8 +258,10 @@ static int member_set_of(const Instance *inst, KeeperSet *set)
 /*
  * The HOST set of g's running host (keeper.h): id KEEPER_HOST_PREFIX + its name, its
  * sandbox's fds (init's pidfd and ctl, the seccomp listener), the read ends of the
- * host's own stdout and stderr, and its stats file, whose number of records goes in
- * n_members. Returns 0 or -EINVAL (a name too long, or no stats file).
+ * host's own stdout and stderr, its stats file, whose number of records goes in
+ * n_members, and our end of its host control channel (CHANNEL: so that the next
+ * cellad stops one member alone, or adds one, as we do). Returns 0 or -EINVAL (a name too long, or
+ * no stats file).
  */
 static int host_set_of(const Group *g, KeeperSet *set)
 {
@@ -283,6 +285,7 @@ static int host_set_of(const Group *g, KeeperSet *set)
         set->fds[KEEPER_FD_STDOUT] = g->out.open ? g->out.from : -EBADF;
         set->fds[KEEPER_FD_STDERR] = g->err.open ? g->err.from : -EBADF;
         set->fds[KEEPER_FD_STATS] = g->run.stats->fd;
+        set->fds[KEEPER_FD_CHANNEL] = g->ctl_fd; /* its host control channel, if open */
         set_mask(set);
         return 0;
 }
@@ -940,7 +943,8 @@ static int file_id_cmp(const void *a, const void *b)
  * one cannot be looked at, or there is no memory. O(n log n). */
 static bool fds_shared(const KeeperSet *h, const MemberAdoption *mem, size_t n)
 {
-        static const KeeperFd host[] = {KEEPER_FD_CTL, KEEPER_FD_STDOUT, KEEPER_FD_STDERR};
+        static const KeeperFd host[] = {KEEPER_FD_CTL, KEEPER_FD_STDOUT, KEEPER_FD_STDERR,
+                                        KEEPER_FD_CHANNEL};
         _cleanup_free_ FileId *ids = calloc(2 * n + ELEMENTSOF(host), sizeof *ids);
         _cleanup_free_ int *fds = calloc(2 * n + ELEMENTSOF(host), sizeof *fds);
         size_t k = 0;
@@ -949,7 +953,8 @@ static bool fds_shared(const KeeperSet *h, const MemberAdoption *mem, size_t n)
         if (!ids || !fds)
                 return true;
         for (size_t i = 0; i < ELEMENTSOF(host); i++)
-                fds[k++] = h->fds[host[i]];
+                if (host[i] != KEEPER_FD_CHANNEL || h->fds[host[i]] >= 0)
+                        fds[k++] = h->fds[host[i]]; /* its control channel: if it has one */
         for (size_t i = 0; i < n; i++) {
                 fds[k++] = mem[i].set->fds[KEEPER_FD_CHANNEL];
                 fds[k++] = mem[i].set->fds[KEEPER_FD_STDOUT];
@@ -998,6 +1003,8 @@ static int group_check(Supervisor *s, KeeperSet *h, MemberAdoption *mem, size_t 
         *ret_stats = NULL;
         if ((hr->fds & ADOPT_HOST_FDS) != ADOPT_HOST_FDS)
                 return refusal(ret_why, "its host's fd set is incomplete");
+        if (h->fds[KEEPER_FD_CHANNEL] >= 0 && !fd_is_channel(h->fds[KEEPER_FD_CHANNEL]))
+                return refusal(ret_why, "its host's control channel is not what it should be");
         if (hr->n_members == 0 || hr->n_members > LUAHOST_APPS_MAX)
                 return refusal(ret_why, "its host's record count is out of range");
         for (size_t i = 0; i < s->n_groups; i++)
@@ -1184,6 +1191,46 @@ static int serve_member(Group *g, Instance *inst, KeeperSet *set)
  * the reason; the restart policy then applies (cellad's autostart). Returns the
  * number of apps adopted (> 0), 0 refused (*n_refused counts its apps), or -ENOMEM.
  */
+/*
+ * The slots and runs of g's adopted host, so that a member is stopped alone and one
+ * joins as under the cellad that started it (group.c, group_join() and
+ * group_stop_member()): our end of its host control channel (ctl_fd, from its HOST
+ * set; -EBADF from a cellad that did not hand it over: then, as before, no joins,
+ * and a stop of one member ends the host), each adopted member's slot with the folder
+ * its record names (the one the host's jail holds at /apps/<id>), and its run the one
+ * its stats record says the host runs it as (a STOP for another run is ignored by the
+ * host: a joined member was never stopped). A slot of an app not adopted (it ended
+ * before, or never ran) is unknown here: a join into it is refused (no slot).
+ */
+static void adopt_slots(Group *g, int ctl_fd)
+{
+        g->ctl_fd = ctl_fd;
+        if (g->ctl_fd < 0)
+                return;
+        (void)shutdown(g->ctl_fd, SHUT_RD); /* shut already: nothing the host writes */
+        g->n_slots = g->run.stats->n_apps;
+        g->slot_dirs = calloc(g->n_slots + 1, sizeof *g->slot_dirs);
+        if (!g->slot_dirs) {
+                g->ctl_fd = safe_close(g->ctl_fd);
+                g->n_slots = 0;
+                return;
+        }
+        g->runs = 0;
+        for (size_t i = 0; i < g->n_members; i++) {
+                Instance *inst = g->members[i];
+                CLuaStatsApp a;
+
+                if (inst->group_index >= g->n_slots)
+                        continue;
+                if (luastats_app(g->run.stats, inst->group_index, &a) >= 0) {
+                        inst->group_run = a.run;
+                        g->runs = MAX(g->runs, a.run); /* a new join's run is a new one */
+                }
+                /* No memory: no join into it (no slot), said then. */
+                g->slot_dirs[inst->group_index] = strdup(inst->app_dir);
+        }
+}
+
 static int adopt_group(Supervisor *s, KeeperSet *sets, size_t n_sets, size_t hi, bool *done,
                        size_t *n_refused, char ***adopted)
 {
@@ -1271,6 +1318,7 @@ static int adopt_group(Supervisor *s, KeeperSet *sets, size_t n_sets, size_t hi,
                 MIN(now_mono, (now_real - MIN(now_real, (uint64_t)hr->started_ms)) * NSEC_PER_MSEC);
         g->run.restarts = hr->restarts;
         g->run.stats = TAKE_PTR(stats);
+        adopt_slots(g, take_fd(h, KEEPER_FD_CHANNEL));
         r = group_adopted(g, take_fd(h, KEEPER_FD_STDOUT), take_fd(h, KEEPER_FD_STDERR));
         if (r < 0) {
                 /* Its host is killed (group_adopted()); its apps failed. */

@@ -1161,3 +1161,56 @@ def test_packed_member_record_with_another_members_channel(tmp_path):
         d.close()
         if d2:
             d2.close()
+
+
+def test_packed_joined_member_stops_alone_after_adoption(tmp_path):
+    """A member that joined its running host (a run of its slot other than the
+    host's start's) and was then adopted by a restarted cellad stops alone, as before
+    the restart: the new cellad addresses its STOP to the run the host runs it as
+    (the slot's stats record), not to run 0, which the host ignores as a stop meant
+    for an older run (the member went on running, and `cella stop` timed out). A
+    member started again after that joins with a run no earlier one of the slot had."""
+    state, d, members, before = start_packed(tmp_path, 2)
+    stay, joined = members
+    d2 = None
+    try:
+        host = before[stay]["pid"]
+        # Stopped alone, then started again: it joins the same host (run 1 of its slot).
+        assert d.call("org.cella.Stop", {"app": joined, "wait": True},
+                      timeout=DEADLINE)["state"] == "stopped"
+        assert d.call("org.cella.Start", {"app": joined})["pid"] == host
+        n = len(ok_calls(state, joined))
+        wait_for("the joined member's calls", lambda: len(ok_calls(state, joined)) >= n + 20)
+        d.send(signal.SIGKILL)
+        d.proc.wait(timeout=DEADLINE)
+        d2 = Cellad(state).start()
+        log = d2.log()
+        assert "adopted 2 app(s) left running by an earlier cellad" in log, log
+        assert "cannot adopt" not in log, log
+        assert all(runs(ps(state)[m]) for m in members)
+        rep = d2.call("org.cella.Stop", {"app": joined, "wait": True}, timeout=DEADLINE)
+        assert rep["state"] == "stopped", rep
+        # It really ended in the host: its calls stop, the other's go on.
+        last = len(ok_calls(state, joined))
+        last_stay = max(ok_calls(state, stay))
+        wait_for("the other member's calls", lambda: max(ok_calls(state, stay)) >= last_stay + 20)
+        assert len(ok_calls(state, joined)) == last, log_lines(state, joined)[-5:]
+        after = ps(state)
+        assert runs(after[stay]) and after[stay]["pid"] == host, after
+        assert not runs(after[joined]), after
+        # Started again, it joins the same host and is stopped alone once more.
+        assert d2.call("org.cella.Start", {"app": joined})["pid"] == host
+        n = len(ok_calls(state, joined))
+        wait_for("its calls again", lambda: len(ok_calls(state, joined)) >= n + 20)
+        assert d2.call("org.cella.Stop", {"app": joined, "wait": True},
+                       timeout=DEADLINE)["state"] == "stopped"
+        last = len(ok_calls(state, joined))
+        last_stay = max(ok_calls(state, stay))
+        wait_for("the other member's calls", lambda: max(ok_calls(state, stay)) >= last_stay + 20)
+        assert len(ok_calls(state, joined)) == last
+        assert d2.stop(signal.SIGTERM) == 0
+        wait_for("the host gone", lambda: not alive(host))
+    finally:
+        d.close()
+        if d2:
+            d2.close()
