@@ -1461,6 +1461,7 @@ void group_stop(Group *g, bool kill)
 json_t *group_stats(Group *g, const char *only)
 {
         _cleanup_free_ const char **ids = NULL;
+        CLuaStatsApp a;
         json_t *o;
         bool member = !only;
 
@@ -1478,6 +1479,12 @@ json_t *group_stats(Group *g, const char *only)
                  * (its slot; an adopted host's too): the record of a slot nothing
                  * ran in is no app's. */
                 if (!g->members[i]->group_served)
+                        continue;
+                /* A member running again whose JOIN the host has not taken yet: its
+                 * record is still its last run's, not this one's. */
+                if (g->members[i]->state == INSTANCE_RUNNING &&
+                    luastats_app(g->run.stats, g->members[i]->group_index, &a) >= 0 &&
+                    a.run != g->members[i]->group_run)
                         continue;
                 if (g->members[i]->group_index < g->run.stats->n_apps)
                         ids[g->members[i]->group_index] = id;

@@ -1053,8 +1053,12 @@ json_t *instance_record(const Instance *inst)
         if (o && inst->group && run->stats) {
                 CLuaStatsApp a;
 
-                /* A member's own heap: the host's cgroup holds the whole group. */
-                if (luastats_app(run->stats, inst->group_index, &a) >= 0)
+                /* A member's own heap: the host's cgroup holds the whole group. Only
+                 * while it runs, from the record of the run it runs as (its slot
+                 * holds its last run's until the host takes its next JOIN). */
+                if (inst->state == INSTANCE_RUNNING &&
+                    luastats_app(run->stats, inst->group_index, &a) >= 0 &&
+                    a.run == inst->group_run)
                         json_object_set_new(o, "memory_bytes",
                                             json_integer((json_int_t)a.memory_bytes));
         } else if (o && sb && sb->cgroup) {

@@ -327,3 +327,33 @@ def test_a_join_racing_the_hosts_exit_is_taken_or_refused_never_lost(setup):
                  lambda: log(state, quick).count("run") == n_started)
         print("race: taken", taken, "refused", refused, why)
         assert taken >= 1, (taken, refused)
+
+
+def test_a_stopped_members_record_is_not_shown_as_its_memory(setup):
+    """A member's slot in the host's stats file holds its last run's record after it
+    ended (and until the host takes its next JOIN): `cella ps` and inspect show a
+    member's heap only while it runs, from the record of the run it runs as, as for
+    an app alone (no memory_bytes once stopped), not the ended run's last heap."""
+    root, state = setup
+    keeper, j = f"org.test.{GROUP}.keep", f"org.test.{GROUP}.mem"
+    big = """
+        local t = {}
+        for i = 1, 20000 do t[i] = string.rep("x", 64) .. i end
+        require("cella.timer").every(1, function() return #t end)
+    """
+    folders = [member(root, keeper, KEEPER), member(root, j, big)]
+    with running_cellad(state) as d:
+        for f in folders:
+            install(state, f)
+        assert start(d, keeper)["state"] in RUNNING
+        assert start(d, j)["state"] in RUNNING
+        rec = wait_for("j's heap in ps", lambda: (
+            lambda p: p[j] if p[j].get("memory_bytes", 0) > 1024 * 1024 else None)(ps(state)))
+        assert runs(rec), rec
+        assert stop(d, j)["state"] == "stopped"
+        p = ps(state)
+        assert runs(p[keeper]) and not runs(p[j]), p
+        assert "memory_bytes" not in p[j], p[j]
+        ins = d.call("org.cella.Inspect", {"app": j})
+        assert ins["running"] is False and "memory_bytes" not in ins, ins
+        assert d.stop() == 0, d.log()
