@@ -1204,6 +1204,16 @@ static int serve_member(Group *g, Instance *inst, KeeperSet *set)
  */
 static void adopt_slots(Group *g, int ctl_fd)
 {
+        g->runs = 0;
+        for (size_t i = 0; i < g->n_members; i++) {
+                Instance *inst = g->members[i];
+                CLuaStatsApp a;
+
+                if (luastats_app(g->run.stats, inst->group_index, &a) >= 0) {
+                        inst->group_run = a.run;
+                        g->runs = MAX(g->runs, a.run); /* a new join's run is a new one */
+                }
+        }
         g->ctl_fd = ctl_fd;
         if (g->ctl_fd < 0)
                 return;
@@ -1215,20 +1225,10 @@ static void adopt_slots(Group *g, int ctl_fd)
                 g->n_slots = 0;
                 return;
         }
-        g->runs = 0;
-        for (size_t i = 0; i < g->n_members; i++) {
-                Instance *inst = g->members[i];
-                CLuaStatsApp a;
-
-                if (inst->group_index >= g->n_slots)
-                        continue;
-                if (luastats_app(g->run.stats, inst->group_index, &a) >= 0) {
-                        inst->group_run = a.run;
-                        g->runs = MAX(g->runs, a.run); /* a new join's run is a new one */
-                }
-                /* No memory: no join into it (no slot), said then. */
-                g->slot_dirs[inst->group_index] = strdup(inst->app_dir);
-        }
+        /* No memory for one: no join into it (no slot), said then. */
+        for (size_t i = 0; i < g->n_members; i++)
+                if (g->members[i]->group_index < g->n_slots)
+                        g->slot_dirs[g->members[i]->group_index] = strdup(g->members[i]->app_dir);
 }
 
 static int adopt_group(Supervisor *s, KeeperSet *sets, size_t n_sets, size_t hi, bool *done,

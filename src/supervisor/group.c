@@ -620,7 +620,12 @@ static void group_watch_members(Group *g, bool from_log)
                         continue;
                 if (inst->broker_app)
                         broker_app_stats(inst->broker_app, &bs);
-                ended = bs.closed;
+                /* From a log's end, only a member whose record says it ended (the
+                 * host writes it before it closes the app's log and channel): a
+                 * channel that hung up with no such record is, then, the host going
+                 * (an OOM kill, a crash), whose exit records every member's end
+                 * with the host's status; the watch takes a bare hang-up later. */
+                ended = bs.closed && !from_log;
                 /* The record of its own run only: a joined member's slot holds the
                  * end of the run before it until the host has taken the join. */
                 if (g->run.stats && luastats_app(g->run.stats, inst->group_index, &a) >= 0 &&
