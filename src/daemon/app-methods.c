@@ -310,9 +310,11 @@ static void tick_arm(AppMethods *am, uint64_t ms);
 static int method_ps(ControlCall *call, json_t *params, void *ud)
 {
         AppMethods *am = ud;
-        bool all = json_is_true(json_object_get(params, "all"));
+        bool all;
         Stream *st;
 
+        if (!control_param_flag(call, params, "all", &all))
+                return 0;
         if (!control_call_more(call))
                 return control_reply(call, ps_snapshot(am, all));
         st = stream_new(am, call, STREAM_PS, NULL);
@@ -353,6 +355,7 @@ static int method_start(ControlCall *call, json_t *params, void *ud)
         _cleanup_strv_free_ char **argv = NULL;
         LifecycleError e = {};
         Instance *inst;
+        bool background;
         size_t i;
         json_t *a;
 
@@ -369,13 +372,14 @@ static int method_start(ControlCall *call, json_t *params, void *ud)
         }
         if (json_array_size(args) > MANIFEST_LIST_MAX)
                 return reply_invalid(call, "args", "at most 64 arguments");
+        if (!control_param_flag(call, params, "background", &background))
+                return 0;
         inst = find_app(am, call, id, true);
         if (!inst)
                 return 0;
         if (lifecycle_start(inst,
                             &(LifecycleStart){.args = args ? (argv ?: (char *[]){NULL}) : NULL,
-                                              .background = json_is_true(
-                                                      json_object_get(params, "background"))},
+                                              .background = background},
                             &e) < 0)
                 return reply_lifecycle_error(call, inst, &e);
         return control_reply(call, state_reply(inst));
@@ -388,16 +392,19 @@ static int method_stop(ControlCall *call, json_t *params, void *ud)
         LifecycleError e = {};
         Instance *inst;
         Stream *st;
+        bool kill, wait;
 
         if (!id)
+                return 0;
+        if (!control_param_flag(call, params, "kill", &kill) ||
+            !control_param_flag(call, params, "wait", &wait))
                 return 0;
         inst = find_app(am, call, id, false);
         if (!inst)
                 return 0;
-        if (lifecycle_stop(inst, json_is_true(json_object_get(params, "kill")), &e) < 0)
+        if (lifecycle_stop(inst, kill, &e) < 0)
                 return reply_lifecycle_error(call, inst, &e);
-        if (!instance_state_is_running(instance_state(inst)) ||
-            !json_is_true(json_object_get(params, "wait")))
+        if (!instance_state_is_running(instance_state(inst)) || !wait)
                 return control_reply(call, state_reply(inst));
         st = stream_new(am, call, STREAM_WAIT_STOPPED, inst);
         return st ? 0 : -ENOMEM;
@@ -411,8 +418,9 @@ static int method_restart(ControlCall *call, json_t *params, void *ud)
         Instance *inst;
         Stream *st;
         InstanceState s;
+        bool wait;
 
-        if (!id)
+        if (!id || !control_param_flag(call, params, "wait", &wait))
                 return 0;
         inst = find_app(am, call, id, true);
         if (!inst)
@@ -420,8 +428,7 @@ static int method_restart(ControlCall *call, json_t *params, void *ud)
         if (lifecycle_restart(inst, &e) < 0)
                 return reply_lifecycle_error(call, inst, &e);
         s = instance_state(inst);
-        if ((instance_state_is_running(s) && s != INSTANCE_STATE_STOPPING) ||
-            !json_is_true(json_object_get(params, "wait")))
+        if ((instance_state_is_running(s) && s != INSTANCE_STATE_STOPPING) || !wait)
                 return control_reply(call, state_reply(inst));
         st = stream_new(am, call, STREAM_WAIT_RUNNING, inst);
         return st ? 0 : -ENOMEM;

@@ -389,9 +389,7 @@ static int method_run(ControlCall *call, json_t *params, void *userdata)
         _cleanup_strv_free_ char **argv = NULL;
         char cella[PATH_MAX], range[64];
         json_t *args = json_object_get(params, "args"), *v;
-        bool verbose = json_is_true(json_object_get(params, "verbose"));
-        bool boot = json_is_true(json_object_get(params, "boot"));
-        bool status = json_is_true(json_object_get(params, "json_status"));
+        bool verbose, boot, status;
         _cleanup_strv_free_ char **envp = NULL;
         const char *key;
         size_t i;
@@ -404,6 +402,10 @@ static int method_run(ControlCall *call, json_t *params, void *userdata)
                                    strcmp(key, "boot") != 0 &&
                                    strcmp(key, "json_status") !=
                                            0) return reply_invalid(call, key, "unknown parameter");
+        if (!control_param_flag(call, params, "verbose", &verbose) ||
+            !control_param_flag(call, params, "boot", &boot) ||
+            !control_param_flag(call, params, "json_status", &status))
+                return 0;
         if (!control_call_more(call))
                 return reply_invalid(call, "more",
                                      "org.cella.Run streams: call it with \"more\": true");

@@ -741,6 +741,18 @@ void control_call_on_abort(ControlCall *call, void (*fn)(ControlCall *call, void
         call->abort_ud = ud;
 }
 
+int control_param_flag(ControlCall *call, json_t *params, const char *name, bool *ret)
+{
+        json_t *v = json_object_get(params, name);
+
+        *ret = json_is_true(v);
+        if (v && !json_is_null(v) && !json_is_boolean(v)) {
+                control_reply_invalid_parameter(call, name, "expected true or false");
+                return 0;
+        }
+        return 1;
+}
+
 const char *control_param_app(ControlCall *call, json_t *params, const char *name,
                               bool *ret_missing)
 {

@@ -310,6 +310,13 @@ void control_call_on_abort(ControlCall *call, void (*fn)(ControlCall *call, void
  * caller decides if that is fine), or NULL after replying InvalidParameter (the call
  * has ended).
  */
+/*
+ * Reads a flag parameter: params[name] must be true, false, null or absent (the last
+ * two: false). Returns 1 with *ret, or 0 after replying InvalidParameter naming it
+ * (the call has ended): a 1 or a "yes" is not taken for false.
+ */
+int control_param_flag(ControlCall *call, json_t *params, const char *name, bool *ret);
+
 const char *control_param_app(ControlCall *call, json_t *params, const char *name,
                               bool *ret_missing);
 

@@ -48,3 +48,49 @@ def test_a_status_fd_that_cannot_be_written_is_refused(make_app, state, how):
     finally:
         for fd in (folder, stdin, out_r, out_w, err_r, err_w, st_r, st_w, path_fd):
             os.close(fd)
+
+
+@pytest.mark.parametrize("param", ["json_status", "verbose", "boot"])
+def test_a_flag_that_is_not_a_boolean_is_refused(make_app, state, param):
+    """Run's flags are booleans: a 1 or a "yes" is refused naming the parameter (it
+    was taken for false: with json_status, the fifth fd dropped and the run made
+    with no status records, which the client waits for), and no run is made."""
+    require_cellad()
+    app = make_app("org.test.status3", "echo never\n")
+    folder = os.open(app, os.O_RDONLY | os.O_DIRECTORY)
+    stdin = os.open("/dev/null", os.O_RDONLY)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    st_r, st_w = os.pipe()
+    try:
+        with running_cellad(state) as d:
+            for value in (1, "yes"):
+                with pytest.raises(ControlError) as e:
+                    call(d.socket, "org.cella.Run", {param: value}, more=True,
+                         fds=(folder, stdin, out_w, err_w, st_w))
+                assert e.value.error == "org.cella.InvalidParameter", e.value
+                assert e.value.parameters.get("parameter") == param, e.value.parameters
+            assert "org.cella.Run: kernel " not in d.log(), d.log()
+    finally:
+        for fd in (folder, stdin, out_r, out_w, err_r, err_w, st_r, st_w):
+            os.close(fd)
+
+
+@pytest.mark.parametrize("method,params", [
+    ("org.cella.Ps", {"all": "yes"}),
+    ("org.cella.Stop", {"app": "org.test.flag", "kill": 1}),
+    ("org.cella.Stop", {"app": "org.test.flag", "wait": "true"}),
+    ("org.cella.Restart", {"app": "org.test.flag", "wait": 1}),
+    ("org.cella.Start", {"app": "org.test.flag", "background": 1}),
+])
+def test_every_flag_of_the_control_api_is_a_boolean(state, method, params):
+    """The same class in the app methods: a flag that is not true or false is refused
+    naming it, before the app is looked up (a "kill": 1 was a stop without kill, a
+    "wait": 1 no wait)."""
+    require_cellad()
+    flag = [k for k in params if k != "app"][0]
+    with running_cellad(state) as d:
+        with pytest.raises(ControlError) as e:
+            call(d.socket, method, params)
+        assert e.value.error == "org.cella.InvalidParameter", e.value
+        assert e.value.parameters.get("parameter") == flag, e.value.parameters
