@@ -40,6 +40,8 @@
  * supervisor's single loop thread).
  */
 #include <errno.h>
+#include <inttypes.h>
+#include <time.h>
 #include <limits.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -1510,13 +1512,26 @@ fail:
  * born in it into *join. Returns 0 or -errno. */
 static int warm_cgroup(SandboxWarm *w, CgroupJoin *join)
 {
-        static unsigned seq;
+        static uint64_t seq;
         int r = -EEXIST;
 
+        /* Numbered on from the boot's monotonic clock in microseconds at this
+         * image's first leaf, not from 1: on hybrid and v2 hosts a started app
+         * keeps its warm leaf's name, and a SIGHUP re-exec (or a later cellad given
+         * the same pid) would otherwise take every name an earlier image gave its
+         * apps, each refused (EEXIST) and its pool left empty. An earlier image
+         * numbered from an earlier microsecond, once per leaf (each takes far
+         * longer than 1 us), so it never reached this one's first number. */
+        if (seq == 0) {
+                struct timespec ts;
+
+                (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+                seq = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+        }
         for (unsigned i = 0; i < SANDBOX_WARM_LEAF_TRIES && r == -EEXIST; i++) {
                 char label[48];
 
-                snprintf(label, sizeof label, "warm-%d-%u", (int)getpid(), ++seq);
+                snprintf(label, sizeof label, "warm-%d-%" PRIu64, (int)getpid(), ++seq);
                 r = cgroup_new_exclusive(w->cgm, label, &w->cg);
         }
         if (r < 0)

@@ -483,3 +483,38 @@ def test_warm_sandboxes_are_cloned_by_the_zygote(tmp_path):
         p = prepared_pool(d, 2)
         assert p["zygote"]["pid"] == -1, p
         assert any(comm(x) == "cellad" for x in p["pids"]), [comm(x) for x in p["pids"]]
+
+
+def test_warm_leaf_names_after_a_reexec_do_not_collide_with_the_apps(tmp_path):
+    """On hybrid and v2 hosts an app keeps its warm leaf's name, warm-<cellad
+    pid>-<n>@<owner>. A SIGHUP re-exec keeps cellad's pid, so the new image must
+    not number its leaves from 1 again: with 17 apps in warm-<pid>-1..17, each of
+    its first 16 names was taken (cgroup_new_exclusive(): EEXIST), its first
+    refill failed and the pool stayed empty until a start came (cold)."""
+    need_tick()
+    layout = host_layout()
+    if layout not in ("hybrid", "v2"):
+        pytest.skip(f"the leaf keeps its warm name only on hybrid and v2 hosts, not {layout}")
+    state = new_state(tmp_path)
+    ids = [f"org.cella.test.pool-rx{i}" for i in range(17)]
+    for app_id in ids:
+        install(state, app_id, ["sleep"])
+    with running_cellad(state, "--warm", "1", "--no-autostart") as d:
+        names = []
+        for app_id in ids:
+            wpid = prepared_pool(d, 1)["pids"][0]
+            names.append(leaf_of(wpid))
+            assert d.call("org.cella.Start", {"app": app_id})["pid"] == wpid
+        assert all(n.startswith(f"warm-{d.pid}-") for n in names), names
+        pid = d.pid
+        d.send(signal.SIGHUP)
+        wait_for("the re-executed cellad's adoption",
+                 lambda: "adopted 17 app(s) left running by an earlier cellad" in d.log())
+        assert d.pid == pid
+        p = prepared_pool(d, 1)
+        assert p["failed"] == 0, p
+        fresh = leaf_of(p["pids"][0])
+        assert fresh.startswith(f"warm-{pid}-") and fresh not in names, (fresh, names)
+        for app_id, name in zip(ids, names):
+            rec = d.call("org.cella.Inspect", {"app": app_id})
+            assert rec["running"] and assert_in_its_leaf(rec) == name, rec
