@@ -211,7 +211,12 @@ int group_add(Supervisor *s, Instance *inst, SupervisorError *err)
                 return supervisor_error(err, SUPERVISOR_STEP_INTERNAL, ENOMEM, NULL);
         g->members = members;
         inst->group = g;
-        inst->group_index = (uint32_t)g->n_members;
+        /* After every member's index (an adopted host's members keep theirs, which
+         * may run past the count: a member added then must not take the slot of
+         * one of them). A cold start of the host numbers them 0.. again. */
+        inst->group_index = 0;
+        for (size_t i = 0; i < g->n_members; i++)
+                inst->group_index = MAX(inst->group_index, g->members[i]->group_index + 1);
         inst->group_wanted = true;
         g->members[g->n_members++] = inst;
         return 0;

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon_util import CELLA, Cellad, require_cellad
+from daemon_util import CELLA, Cellad, ControlError, require_cellad
 
 PROBE = Path(os.environ.get("CELLA_ADOPT_PROBE",
                             str(Path(CELLA).resolve().parents[2] / "tests" / "unit" / "adopt-probe")))
@@ -1210,6 +1210,47 @@ def test_packed_joined_member_stops_alone_after_adoption(tmp_path):
         assert len(ok_calls(state, joined)) == last
         assert d2.stop(signal.SIGTERM) == 0
         wait_for("the host gone", lambda: not alive(host))
+    finally:
+        d.close()
+        if d2:
+            d2.close()
+
+
+def test_packed_member_with_no_known_slot_after_adoption_is_refused_as_such(tmp_path):
+    """A member that ended before the adoption has a slot in the host the new cellad
+    does not know: registered again after the adoption, it must not take the index
+    of an adopted member's slot (it took the next count of members, which is one),
+    and its start is refused as one with no slot, not as an update of another
+    member's folder."""
+    require_cellad()
+    state = new_state(tmp_path)
+    members = [f"{prefix()}pk{i}" for i in range(3)]
+    install_packed(state, members, group_name())
+    quitter = members[0]
+    (state / "apps" / quitter / "1" / "main.lua").write_text(
+        'require("cella.timer").after(0.05, function() require("cella.app").exit(0) end)\n')
+    d = Cellad(state).start()
+    d2 = None
+    try:
+        live = members[1:]
+        before = wait_for("two members running, one ended", lambda: (
+            lambda r: r if all(runs(r[m]) for m in live) and quitter in r
+            and not r[quitter]["running"] else None)(ps(state)))
+        host = before[live[0]]["pid"]
+        d.send(signal.SIGKILL)
+        d.proc.wait(timeout=DEADLINE)
+        d2 = Cellad(state).start()
+        assert "adopted 2 app(s) left running by an earlier cellad" in d2.log(), d2.log()
+        wait_for("the quitter registered again", lambda: quitter in ps(state))
+        with pytest.raises(ControlError) as e:
+            d2.call("org.cella.Start", {"app": quitter})
+        assert "no slot" in str(e.value) or "no slot" in json.dumps(e.value.parameters), e.value
+        log = d2.log()
+        assert "has no slot for it" in log, log
+        assert "is not the folder the host" not in log, log
+        after = ps(state)
+        assert all(runs(after[m]) and after[m]["pid"] == host for m in live), after
+        assert d2.stop(signal.SIGTERM) == 0
     finally:
         d.close()
         if d2:
