@@ -39,6 +39,7 @@
 #include "audit/audit.h"
 #include "base/log.h"
 #include "base/macro.h"
+#include "base/strv.h"
 #include "base/time-util.h"
 #include "daemon/daemon-internal.h"
 #include "policy/grants.h"
@@ -908,6 +909,24 @@ static int store_app_dir_of(const char *id, char **ret_dir, void *userdata)
         return store_app_dir(daemon_state_dir(d), id, ret_dir);
 }
 
+/* supervisor_set_installed_fn()'s lister: every installed app's version folder. */
+static int store_installed_dirs(char ***ret_dirs, void *userdata)
+{
+        Daemon *d = userdata;
+        _cleanup_strv_free_ char **dirs = NULL;
+        StoreApp *list = NULL;
+        size_t n = 0;
+        int r = store_list(daemon_state_dir(d), &list, &n);
+
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = strv_extend(&dirs, list[i].dir);
+        store_app_free_many(list, n);
+        if (r < 0)
+                return r;
+        *ret_dirs = TAKE_PTR(dirs);
+        return 0;
+}
+
 int daemon_store_methods(Daemon *d)
 {
         int r;
@@ -921,6 +940,8 @@ int daemon_store_methods(Daemon *d)
                                   daemon_state_dir(d));
         /* Every start and restart runs the version installed then (reload.c). */
         supervisor_set_app_dir_fn(daemon_supervisor(d), store_app_dir_of, d);
+        /* A packed group's host has a slot for each installed member (group.c). */
+        supervisor_set_installed_fn(daemon_supervisor(d), store_installed_dirs, d);
         r = control_add_methods(daemon_control(d), store_methods, ELEMENTSOF(store_methods), d);
         if (r < 0)
                 return log_error_errno(r, "cannot add the store's methods: %m");

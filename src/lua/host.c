@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -75,6 +76,11 @@ int clua_host_new(const CLuaHostOptions *o, CLuaHost **ret)
                 goto fail;
         }
         h->cap_apps = o->n_apps;
+        h->runs = calloc(o->n_apps, sizeof(*h->runs));
+        if (!h->runs) {
+                r = -ENOMEM;
+                goto fail;
+        }
         h->stats_size = clua_stats_size(o->n_apps);
         if (o->stats_fd >= 0) {
                 struct stat st;
@@ -108,6 +114,17 @@ int clua_host_new(const CLuaHostOptions *o, CLuaHost **ret)
                 r = -errno;
                 goto fail;
         }
+        if (o->control) {
+                /* The channel's events carry the host itself: an app's carry the app. */
+                struct epoll_event ev = {.events = EPOLLIN, .data.ptr = h};
+
+                if (o->control_fd < 0 ||
+                    epoll_ctl(h->epfd, EPOLL_CTL_ADD, o->control_fd, &ev) < 0) {
+                        r = o->control_fd < 0 ? -EINVAL : -errno;
+                        goto fail;
+                }
+                h->ctl_open = true;
+        }
         r = clua_watchdog_init(&h->watchdog, clua_env_watchdog_handler, h);
         if (r < 0)
                 goto fail;
@@ -120,7 +137,8 @@ int clua_host_new(const CLuaHostOptions *o, CLuaHost **ret)
         h->timer_heap = (CLuaHeap){.less = timer_less, .pos = timer_pos};
         h->cpu0 = clua_thread_cpu_ns();
         STAT_SET(h->stats->version, CLUA_STATS_VERSION);
-        STAT_SET(h->stats->n_apps, 0);
+        /* Every slot's record is there from the start (a join fills a free one). */
+        STAT_SET(h->stats->n_apps, h->opt.n_apps);
         STAT_SET(h->stats->policy, (uint32_t)h->opt.policy);
         STAT_SET(h->stats->slice_ns, h->opt.slice_ns);
         STAT_SET(h->stats->magic, CLUA_STATS_MAGIC);
@@ -212,6 +230,8 @@ static void app_release(CLuaApp *app)
         app->out_fd = app->err_fd = -1;
 }
 
+static void app_free(CLuaApp *app);
+
 void clua_host_free(CLuaHost *h)
 {
         if (!h)
@@ -224,16 +244,11 @@ void clua_host_free(CLuaHost *h)
         for (uint32_t i = 0; i < h->n_apps; i++) {
                 CLuaApp *app = h->apps[i];
 
-                if (!app)
-                        continue;
-                if (app->data_fd >= 0)
-                        close(app->data_fd);
-                if (app->root_fd >= 0)
-                        close(app->root_fd);
-                free(app->id);
-                free(app);
+                if (app)
+                        app_free(app);
         }
         free(h->apps);
+        free(h->runs);
         clua_heap_done(&h->run_heap);
         clua_heap_done(&h->timer_heap);
         clua_watchdog_done(&h->watchdog);
@@ -268,21 +283,20 @@ static int add_settings_p(lua_State *L)
         return 0;
 }
 
-int clua_host_add(CLuaHost *h, const CLuaAppSpec *spec, CLuaApp **ret)
+/* Adds an app in slot index (h->n_apps: a new one; else a free slot). */
+static int add_at(CLuaHost *h, uint32_t index, const CLuaAppSpec *spec, CLuaApp **ret)
 {
         CLuaApp *app;
         AddCtx c;
         int r;
 
-        if (h->n_apps >= h->cap_apps)
-                return -E2BIG;
         if (spec->priority < -20 || spec->priority > 19)
                 return -EINVAL;
         app = calloc(1, sizeof(*app));
         if (!app)
                 return -ENOMEM;
         app->host = h;
-        app->index = h->n_apps;
+        app->index = index;
         app->opt = spec->opt;
         app->priority = spec->priority;
         app->weight = clua_prio_weight(spec->priority);
@@ -305,8 +319,9 @@ int clua_host_add(CLuaHost *h, const CLuaAppSpec *spec, CLuaApp **ret)
         app->root_fd = -1;
         app->id = strdup(spec->id ?: "");
         app->stats = &h->app_stats[app->index];
-        h->apps[h->n_apps++] = app; /* owned by the host from here */
-        STAT_SET(h->stats->n_apps, h->n_apps);
+        h->apps[index] = app; /* owned by the host from here */
+        if (index >= h->n_apps)
+                h->n_apps = index + 1;
         if (!app->id)
                 return -ENOMEM;
         r = clua_env_new(app);
@@ -333,6 +348,104 @@ int clua_host_add(CLuaHost *h, const CLuaAppSpec *spec, CLuaApp **ret)
         STAT_SET(app->stats->memory_peak_bytes, app->alloc.peak);
         h->n_alive++;
         *ret = app;
+        return 0;
+}
+
+int clua_host_add(CLuaHost *h, const CLuaAppSpec *spec, CLuaApp **ret)
+{
+        if (h->n_apps >= h->cap_apps)
+                return -E2BIG;
+        return add_at(h, h->n_apps, spec, ret);
+}
+
+/* Frees what is left of an app that ended (app_release() freed its state). */
+static void app_free(CLuaApp *app)
+{
+        if (app->data_fd >= 0)
+                close(app->data_fd);
+        if (app->root_fd >= 0)
+                close(app->root_fd);
+        free(app->id);
+        free(app);
+}
+
+/* Sets slot index's stats record to a new run: counters zero, run last (release). */
+static void stats_reset(CLuaHost *h, uint32_t index, uint32_t run)
+{
+        CLuaStatsApp *st = &h->app_stats[index];
+
+        STAT_SET(st->state, CLUA_APP_STARTING);
+        STAT_SET(st->fault, 0);
+        STAT_SET(st->slices, 0);
+        STAT_SET(st->preemptions, 0);
+        STAT_SET(st->yields, 0);
+        STAT_SET(st->callbacks, 0);
+        STAT_SET(st->cpu_ns, 0);
+        STAT_SET(st->vruntime_ns, 0);
+        STAT_SET(st->memory_bytes, 0);
+        STAT_SET(st->memory_peak_bytes, 0);
+        __atomic_store_n(&st->run, (uint64_t)run, __ATOMIC_RELEASE);
+}
+
+int clua_host_join(CLuaHost *h, uint32_t index, uint32_t run, const CLuaAppSpec *spec,
+                   CLuaApp **ret)
+{
+        CLuaApp *app = NULL;
+        int r;
+
+        r = index >= h->cap_apps                                            ? -ERANGE
+            : index < h->n_apps && h->apps[index] && !h->apps[index]->ended ? -EBUSY
+                                                                            : 0;
+        if (r < 0) {
+                if (spec->channel_fd >= 0)
+                        close(spec->channel_fd);
+                if (spec->log_fd >= 0)
+                        close(spec->log_fd);
+                return r;
+        }
+        if (index < h->n_apps && h->apps[index]) {
+                /* Not the running app, nor in a run queue or the timer heap: it ended
+                 * (end_app()); h->last may still name it, for a count only. */
+                if (h->last == h->apps[index])
+                        h->last = NULL;
+                app_free(h->apps[index]);
+                h->apps[index] = NULL;
+        }
+        h->runs[index] = run;
+        stats_reset(h, index, run);
+        r = add_at(h, index, spec, &app);
+        if (r < 0) {
+                /* Like clua_host_add()'s failures: what was made is the host's; the
+                 * app ends, its record FAILED. A failure before the app existed
+                 * leaves its fds to us. */
+                app = index < h->n_apps ? h->apps[index] : NULL;
+                if (app) {
+                        /* Never counted alive: released here, not by end_app(). */
+                        app->ended = true;
+                        app_release(app);
+                        STAT_SET(h->app_stats[index].fault, CLUA_EXIT_INTERNAL);
+                        STAT_SET(h->app_stats[index].state, CLUA_APP_FAILED);
+                } else {
+                        if (spec->channel_fd >= 0)
+                                close(spec->channel_fd);
+                        if (spec->log_fd >= 0)
+                                close(spec->log_fd);
+                        STAT_SET(h->app_stats[index].fault, CLUA_EXIT_INTERNAL);
+                        STAT_SET(h->app_stats[index].state, CLUA_APP_FAILED);
+                }
+                return r;
+        }
+        *ret = app;
+        return 0;
+}
+
+int clua_host_stop_app(CLuaHost *h, uint32_t index, uint32_t run)
+{
+        CLuaApp *app = index < h->n_apps ? h->apps[index] : NULL;
+
+        if (!app || app->ended || h->runs[index] != run || h->running == app)
+                return -ESRCH;
+        end_app(app, 0, NULL);
         return 0;
 }
 
@@ -1138,11 +1251,29 @@ static bool any_ready(CLuaHost *h)
         return h->rr_head || h->prio_mask || h->run_heap.n;
 }
 
+/* Stops watching the control channel (its reading side shut: a send fails). */
+static void control_close(CLuaHost *h)
+{
+        if (!h->ctl_open)
+                return;
+        (void)epoll_ctl(h->epfd, EPOLL_CTL_DEL, h->opt.control_fd, NULL);
+        (void)shutdown(h->opt.control_fd, SHUT_RD);
+        h->ctl_open = false;
+}
+
+/* Takes what the control channel holds; closes it on its EOF or error. */
+static void host_control(CLuaHost *h)
+{
+        if (h->ctl_open && h->opt.control(h, h->opt.control_userdata) < 0)
+                control_close(h);
+}
+
 /* Waits for events (at most until the next timer, not at all if apps are ready)
  * and turns them into work. */
 static int poll_events(CLuaHost *h)
 {
         struct epoll_event ev[64];
+        bool control = false;
         int timeout = 0, n;
         uint64_t now = now_monotonic_ns();
 
@@ -1164,12 +1295,20 @@ static int poll_events(CLuaHost *h)
         for (int i = 0; i < n; i++) {
                 CLuaApp *app = ev[i].data.ptr;
 
+                if (ev[i].data.ptr == h) {
+                        control = true;
+                        continue;
+                }
                 if (app->ended)
                         continue;
                 if (clua_kernel_dispatch(app) < 0 && !app->ended && !app_has_sources(app) &&
                     !app->queued && h->running != app)
                         end_app(app, 0, NULL);
         }
+        /* After the apps' events: a join frees an ended app's struct, which an
+         * event of this batch may still name. */
+        if (control)
+                host_control(h);
         if (timeout != 0)
                 fire_timers(h, now_monotonic_ns());
         return 0;
@@ -1179,9 +1318,21 @@ int clua_host_run(CLuaHost *h)
 {
         int r;
 
-        while (h->n_alive > 0) {
+        while (h->n_alive > 0 || h->ctl_open) {
                 CLuaApp *app;
 
+                if (h->n_alive == 0) {
+                        /* No app left: what was sent before the channel closes is
+                         * taken, then it closes (a later join fails with EPIPE);
+                         * what came between is taken too. */
+                        host_control(h);
+                        if (h->n_alive == 0 && h->ctl_open) {
+                                (void)shutdown(h->opt.control_fd, SHUT_RD);
+                                host_control(h);
+                                control_close(h);
+                        }
+                        continue;
+                }
                 r = poll_events(h);
                 if (r < 0)
                         return r;

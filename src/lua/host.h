@@ -39,7 +39,17 @@ typedef struct CLuaHostOptions {
         CLuaSchedPolicy policy;
         uint64_t slice_ns; /* 0 = CLUA_SLICE_DEFAULT_NS */
         int stats_fd;      /* a file of clua_stats_size(n_apps) bytes, or -1 */
-        uint32_t n_apps;   /* how many apps will be added (sizes the stats file) */
+        uint32_t n_apps;   /* the host's slots: how many apps it holds at once (sizes the
+                              stats file, whose n_apps it is from the start); an app that
+                              ended leaves its slot to a join */
+        /* The host control channel (hostctl.h), used only when control is set: the
+         * loop watches control_fd, calls control(h, control_userdata) when it is
+         * readable (between slices, never with an app on the CPU), and keeps running
+         * without apps while the channel is open (clua_host_run()). control returns
+         * 0, or a negative errno to close the channel (its EOF, a broken channel). */
+        int control_fd;
+        int (*control)(CLuaHost *h, void *userdata);
+        void *control_userdata;
 } CLuaHostOptions;
 
 typedef struct CLuaAppSpec {
@@ -165,6 +175,8 @@ struct CLuaHost {
         volatile uint64_t grace_end_ns;
         /* CLUA_NOPREEMPT_NS in a host of several apps, else 0 (no limit) */
         uint64_t nopreempt_ns;
+        uint32_t *runs; /* cap_apps: the run each slot's app started with */
+        bool ctl_open;  /* opt.control_fd is watched: the host waits for joins */
 };
 
 /*
@@ -188,6 +200,29 @@ void clua_host_free(CLuaHost *h);
 int clua_host_add(CLuaHost *h, const CLuaAppSpec *spec, CLuaApp **ret);
 
 /*
+ * The host-side entry point of a join (docs/lua-api.md "Joining a running host"),
+ * and of each app of a spec: adds an app as clua_host_add() does, but into slot
+ * index (< o->n_apps) that no app holds or whose app ended (its remains are freed
+ * here). The slot's stats record is reset and run (the supervisor's number of this
+ * run: 0 for the spec's apps, >= 1 for a JOIN's) stored in it first. Then the
+ * caller loads and starts it (clua_host_start()). Do not mix with clua_host_add(),
+ * which fills slots in order. Returns 0 and *ret; -ERANGE (index out of range);
+ * -EBUSY (its app still runs); else
+ * clua_host_add()'s errors (the app then ended, FAILED with CLUA_EXIT_INTERNAL).
+ * On every error spec's fds are closed.
+ */
+int clua_host_join(CLuaHost *h, uint32_t index, uint32_t run, const CLuaAppSpec *spec,
+                   CLuaApp **ret);
+
+/*
+ * Ends the app in slot index now, as if it returned (fault 0), if its run is run
+ * (0 for an app of the spec): a stop meant for an earlier run of the slot does
+ * nothing. Never with the app on the CPU (from the control callback). Returns 0,
+ * -ESRCH (no such app running, or another run).
+ */
+int clua_host_stop_app(CLuaHost *h, uint32_t index, uint32_t run);
+
+/*
  * Queues the function on top of app's stack (popped) with the nargs strings
  * argv[0..nargs) as its main chunk. Returns 0 or -ENOMEM.
  */
@@ -201,7 +236,10 @@ void clua_app_message(CLuaApp *app, const char *fmt, ...) __attribute__((format(
 void clua_host_app_failed(CLuaApp *app, int code);
 
 /*
- * Runs the event loop until every app has ended. Faults are reported on the
+ * Runs the event loop until every app has ended and, with a control channel, until
+ * no join can come: once no app is left it takes what the channel holds, then
+ * shuts its reading side (a later send fails with EPIPE: the supervisor's "host
+ * ending") and takes what came before that; only then it returns. Faults are reported on the
  * app's stderr ("cella-lua: [ID: ]message"). Returns 0 if every app ended
  * without a fault, else the exit code of the first fault (CLUA_EXIT_*), or a
  * negative errno if the loop itself failed.

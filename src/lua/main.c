@@ -2,7 +2,8 @@
 /*
  * cella-lua ENTRY.lua [ARGS...]: runs one Lua app (docs/lua-api.md "Runtime").
  * cella-lua --spec FILE | --spec-fd N: runs a packed host of many apps
- * (docs/lua-api.md "The host spec").
+ * (docs/lua-api.md "The host spec"), which takes more while it runs through its
+ * control channel (hostctl.h, "Joining a running host").
  *
  * For one app, the limits come from the environment the supervisor sets
  * (src/supervisor/launch.c; a manifest cannot set CELLA_* variables):
@@ -29,11 +30,12 @@
 
 #include "base/macro.h"
 #include "lua/host.h"
+#include "lua/hostctl.h"
 
 /* Largest entry file, bytes: source code, not data. */
 #define ENTRY_MAX (16u * 1024 * 1024)
 /* Largest CPU budget accepted from the environment: one day, in ms. */
-#define BUDGET_MS_MAX (24ull * 3600 * 1000)
+#define BUDGET_MS_MAX CLUA_SPEC_BUDGET_MS
 
 static int parse_env_u64(const char *name, uint64_t max, uint64_t *ret)
 {
@@ -239,6 +241,83 @@ static int spec_int(json_t *o, const char *key, json_int_t lo, json_int_t hi, js
         return 0;
 }
 
+/*
+ * Adds app sa with its channel and log fds (owned from here) into slot index as
+ * run (0: a spec's app; a JOIN's run) with clua_host_join() and starts it. An app
+ * whose entry cannot start fails alone.
+ * Returns 0, or a negative errno when it could not even be made (said on stderr).
+ */
+static int add_app(CLuaHost *h, uint32_t index, uint32_t run, const CLuaSpecApp *sa, int channel_fd,
+                   int log_fd)
+{
+        CLuaAppSpec spec = {
+                .id = sa->id,
+                .data = sa->data,
+                .channel_fd = channel_fd,
+                .log_fd = log_fd,
+                .priority = sa->priority,
+                .opt = {.memory_cap = (size_t)sa->memory_cap,
+                        .callback_ns = sa->callback_ns,
+                        .total_ns = sa->total_ns},
+        };
+        CLuaApp *app;
+        int r;
+
+        r = clua_host_join(h, index, run, &spec, &app);
+        if (r < 0) {
+                fprintf(stderr, "cella-lua: %s: cannot create its state: %s\n", sa->id,
+                        strerror(-r));
+                return r;
+        }
+        r = start_app(app, sa->entry, (int)sa->n_args, (char **)sa->args);
+        if (r)
+                clua_host_app_failed(app, r);
+        return 0;
+}
+
+/*
+ * The host control channel (hostctl.h) is readable: takes every message queued.
+ * A bad message is said on the host's stderr and dropped with its fds; the
+ * channel stays. Returns 0, or -EPIPE at its EOF (or a broken channel).
+ */
+static int on_control(CLuaHost *h, void *userdata)
+{
+        static char buf[CLUA_CTL_MSG_MAX];
+
+        (void)userdata;
+        for (;;) {
+                int fds[CLUA_CTL_FDS_MAX];
+                unsigned n_fds = 0;
+                char err[256];
+                CLuaCtlMsg m;
+                size_t len = 0;
+                int r;
+
+                r = clua_ctl_recv(h->opt.control_fd, buf, sizeof buf, &len, fds, &n_fds);
+                if (r == -EAGAIN)
+                        return 0;
+                if (r == -EBADMSG) {
+                        fprintf(stderr, "cella-lua: control: a message too long or with too "
+                                        "many fds: dropped\n");
+                        continue;
+                }
+                if (r <= 0)
+                        return -EPIPE;
+                r = clua_ctl_parse(buf, len, n_fds, h->cap_apps, &m, err, sizeof err);
+                if (r < 0) {
+                        fprintf(stderr, "cella-lua: control: %s: dropped\n", err);
+                        for (unsigned i = 0; i < n_fds; i++)
+                                close(fds[i]);
+                        continue;
+                }
+                if (m.type == CLUA_CTL_STOP)
+                        (void)clua_host_stop_app(h, m.index, m.run);
+                else
+                        (void)add_app(h, m.index, m.run, &m.app, fds[0], n_fds > 1 ? fds[1] : -1);
+                clua_ctl_msg_done(&m);
+        }
+}
+
 static int run_spec(const char *path, int fd)
 {
         CLuaHostOptions ho = {.stats_fd = -1};
@@ -275,7 +354,8 @@ static int run_spec(const char *path, int fd)
 
                 json_object_foreach(root, key,
                                     v) if (strcmp(key, "scheduler") && strcmp(key, "slice_ms") &&
-                                           strcmp(key, "stats_fd") && strcmp(key, "apps"))
+                                           strcmp(key, "stats_fd") && strcmp(key, "apps") &&
+                                           strcmp(key, "control_fd") && strcmp(key, "slots"))
                 {
                         char buf[160];
 
@@ -302,13 +382,22 @@ static int run_spec(const char *path, int fd)
         if (spec_int(root, "stats_fd", 0, 65535, -1, &x, "top level"))
                 goto out;
         ho.stats_fd = (int)x;
+        if (spec_int(root, "control_fd", 3, 65535, -1, &x, "top level"))
+                goto out;
+        if (x >= 0) {
+                ho.control_fd = (int)x;
+                ho.control = on_control;
+        }
         apps = json_object_get(root, "apps");
         if (!json_is_array(apps) || json_array_size(apps) == 0 ||
             json_array_size(apps) > CLUA_HOST_APPS_MAX) {
                 r = spec_fail("\"apps\"", "expected an array of 1 to 65536 apps");
                 goto out;
         }
-        ho.n_apps = (uint32_t)json_array_size(apps);
+        if (spec_int(root, "slots", (json_int_t)json_array_size(apps), CLUA_HOST_APPS_MAX,
+                     (json_int_t)json_array_size(apps), &x, "top level"))
+                goto out;
+        ho.n_apps = (uint32_t)x;
         r = clua_host_new(&ho, &h);
         if (r < 0) {
                 fprintf(stderr, "cella-lua: cannot create the host: %s\n", strerror(-r));
@@ -317,99 +406,24 @@ static int run_spec(const char *path, int fd)
         }
         json_array_foreach(apps, n, v)
         {
-                static const char *const keys[] = {
-                        "id",       "entry",  "args",   "data",         "channel_fd", "log_fd",
-                        "priority", "memory", "cpu_ms", "cpu_total_ms", NULL};
-                CLuaAppSpec spec = {.channel_fd = -1, .log_fd = -1};
-                char where[96], *args[200];
-                const char *key, *entry;
-                json_t *f, *a;
-                size_t i, nargs = 0;
-                CLuaApp *app;
+                char where[96], why[256];
+                CLuaSpecApp sa;
 
                 snprintf(where, sizeof(where), "apps[%zu]", n);
-                r = CLUA_EXIT_USAGE;
-                if (!json_is_object(v)) {
-                        r = spec_fail(where, "expected an object");
+                if (clua_spec_app_parse(v, true, &sa, why, sizeof why) < 0) {
+                        r = spec_fail(where, why);
                         goto out;
                 }
-                json_object_foreach(v, key, f)
-                {
-                        bool known = false;
-
-                        for (i = 0; keys[i]; i++)
-                                known |= strcmp(keys[i], key) == 0;
-                        if (!known) {
-                                char buf[160];
-
-                                snprintf(buf, sizeof(buf), "unknown key \"%.64s\"", key);
-                                r = spec_fail(where, buf);
-                                goto out;
-                        }
-                }
-                f = json_object_get(v, "id");
-                if (!json_is_string(f) || json_string_length(f) == 0 ||
-                    json_string_length(f) > 255) {
-                        r = spec_fail(where, "\"id\": expected a string of 1 to 255 bytes");
+                if (sa.slot >= 0 && (uint32_t)sa.slot >= ho.n_apps) {
+                        r = spec_fail(where, "\"slot\": expected an integer below \"slots\"");
                         goto out;
                 }
-                spec.id = json_string_value(f);
-                f = json_object_get(v, "entry");
-                if (!json_is_string(f) || json_string_value(f)[0] != '/') {
-                        r = spec_fail(where, "\"entry\": expected an absolute path");
-                        goto out;
-                }
-                entry = json_string_value(f);
-                f = json_object_get(v, "data");
-                if (f && (!json_is_string(f) || json_string_value(f)[0] != '/' ||
-                          json_string_length(f) > 1024)) {
-                        r = spec_fail(where, "\"data\": expected an absolute path");
-                        goto out;
-                }
-                spec.data = f ? json_string_value(f) : NULL;
-                a = json_object_get(v, "args");
-                if (a && (!json_is_array(a) || json_array_size(a) > 200)) {
-                        r = spec_fail(where, "\"args\": expected an array of at most 200 strings");
-                        goto out;
-                }
-                json_array_foreach(a, i, f)
-                {
-                        if (!json_is_string(f)) {
-                                r = spec_fail(where, "\"args\": expected strings");
-                                goto out;
-                        }
-                        args[nargs++] = (char *)json_string_value(f);
-                }
-                if (spec_int(v, "channel_fd", 3, 1 << 20, -1, &x, where))
-                        goto out;
-                spec.channel_fd = (int)x;
-                if (spec_int(v, "log_fd", 1, 1 << 20, -1, &x, where))
-                        goto out;
-                spec.log_fd = (int)x;
-                if (spec_int(v, "priority", -20, 19, 0, &x, where))
-                        goto out;
-                spec.priority = (int)x;
-                if (spec_int(v, "memory", (json_int_t)CLUA_ALLOC_MIN_CAP, (json_int_t)1 << 40, 0,
-                             &x, where))
-                        goto out;
-                spec.opt.memory_cap = (size_t)x;
-                if (spec_int(v, "cpu_ms", 1, (json_int_t)BUDGET_MS_MAX, 0, &x, where))
-                        goto out;
-                spec.opt.callback_ns = (uint64_t)x * 1000000u;
-                if (spec_int(v, "cpu_total_ms", 0, (json_int_t)BUDGET_MS_MAX, 0, &x, where))
-                        goto out;
-                spec.opt.total_ns = (uint64_t)x * 1000000u;
-                r = clua_host_add(h, &spec, &app);
+                r = add_app(h, sa.slot >= 0 ? (uint32_t)sa.slot : (uint32_t)n, 0, &sa,
+                            sa.channel_fd, sa.log_fd);
                 if (r < 0) {
-                        fprintf(stderr, "cella-lua: %s: cannot create its state: %s\n", spec.id,
-                                strerror(-r));
                         r = CLUA_EXIT_INTERNAL;
                         goto out;
                 }
-                /* One app that cannot start fails alone. */
-                r = start_app(app, entry, (int)nargs, args);
-                if (r)
-                        clua_host_app_failed(app, r);
         }
         json_decref(root);
         root = NULL;

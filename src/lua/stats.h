@@ -63,7 +63,11 @@ typedef struct CLuaStatsApp {
         uint64_t vruntime_ns;       /* weighted virtual runtime, ns (fair scheduler; else 0) */
         uint64_t memory_bytes;      /* its Lua heap now */
         uint64_t memory_peak_bytes; /* its Lua heap's peak */
-        uint64_t reserved[6];
+        /* The supervisor's number of the slot's run (hostctl.h, a JOIN's run): 0 for
+         * the apps of the spec, then each JOIN's, stored (release) after the
+         * record was reset for it; a reader loads it (acquire) before the rest. */
+        uint64_t run;
+        uint64_t reserved[5];
 } CLuaStatsApp;
 
 _Static_assert(sizeof(CLuaStatsHost) == 128, "the stats file's layout");

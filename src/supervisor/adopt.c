@@ -1254,6 +1254,7 @@ static int adopt_group(Supervisor *s, KeeperSet *sets, size_t n_sets, size_t hi,
                         goto refused;
                 }
                 mem[i].inst->group_index = mem[i].set->rec.member_index;
+                mem[i].inst->group_served = true; /* its record is its own (group_stats()) */
         }
         for (size_t i = 0; i < n; i++) {
                 free(mem[i].real); /* the instance has its copy */

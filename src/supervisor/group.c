@@ -17,6 +17,17 @@
  * --spec-fd N. An app that ends while the host lives (its channel hangs up, or its
  * stats record says it ended) is recorded as that app's exit, with the reason from
  * its stats record's fault; the host's own exit ends every member still running.
+ *
+ * Slots and joins (docs/design.md section 10, "A Lua app joining its group's
+ * running host"): each member registered when the host starts gets a slot (its
+ * folder and /data in the jail, its share of the limits, its stats record, index
+ * group_index); the spec lists the members that start (group_wanted: every one
+ * under cella boot; under cellad the one asked for and those still wanted). While
+ * the host runs, group_join() hands it a member with a JOIN on the host control
+ * channel (src/lua/hostctl.h) and group_stop_member() ends one with a STOP. Each
+ * run of a slot has a number (Instance.group_run: 0 with the host, then each
+ * JOIN's), written into the slot's stats record by the host, so a record of a
+ * slot's earlier run is never read as the current one's.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,6 +50,7 @@
 #include "base/time-util.h"
 #include "supervisor/adopt.h"
 #include "supervisor/error.h"
+#include "supervisor/run.h"
 #include "supervisor/storage.h"
 #include "supervisor/supervisor-internal.h"
 
@@ -64,6 +76,88 @@ static Group *group_find(Supervisor *s, const char *name)
         return NULL;
 }
 
+/* How many members a start of g's host starts. */
+static size_t group_wanted(const Group *g)
+{
+        size_t n = 0;
+
+        for (size_t i = 0; i < g->n_members; i++)
+                n += g->members[i]->group_wanted;
+        return n;
+}
+
+void supervisor_set_installed_fn(Supervisor *s, SupervisorInstalledFn fn, void *userdata)
+{
+        s->installed_fn = fn;
+        s->installed_userdata = userdata;
+}
+
+/* Whether the manifest in dir puts its app in packed group name: a look at its two
+ * keys only (the full load, with its messages, is for the apps that are). */
+static bool manifest_in_group(const char *dir, const char *name)
+{
+        _cleanup_free_ char *path = NULL;
+        json_t *m, *iso, *grp;
+        bool in;
+
+        if (asprintf(&path, "%s/manifest.json", dir) < 0)
+                return false;
+        m = json_load_file(path, JSON_REJECT_DUPLICATES, NULL);
+        iso = json_object_get(m, "isolation");
+        grp = json_object_get(m, "group");
+        in = json_is_string(iso) && strcmp(json_string_value(iso), "packed") == 0 &&
+             json_is_string(grp) && strcmp(json_string_value(grp), name) == 0;
+        json_decref(m);
+        return in;
+}
+
+/* cellad: registers each installed app of g that s does not hold yet, as a slot
+ * of the host about to start (supervisor_set_installed_fn()). One that does not
+ * load is said and left out: it gets no slot. */
+static void group_add_installed(Group *g)
+{
+        Supervisor *s = g->sup;
+        _cleanup_strv_free_ char **dirs = NULL;
+        int r;
+
+        r = s->installed_fn(&dirs, s->installed_userdata);
+        if (r < 0) {
+                log_warning_errno(r,
+                                  "packed group %s: cannot list the installed apps: %m; "
+                                  "its host has slots for the apps started before only",
+                                  g->name);
+                return;
+        }
+        for (size_t i = 0; dirs && dirs[i]; i++) {
+                _cleanup_free_ char *real = NULL;
+                Manifest *m = NULL;
+                Instance *inst = NULL;
+                SupervisorError err = {};
+
+                if (!manifest_in_group(dirs[i], g->name))
+                        continue;
+                if (supervisor_load_manifest(dirs[i], &real, &m, NULL) < 0)
+                        continue;
+                if (supervisor_find(s, m->id)) {
+                        manifest_free(m);
+                        continue;
+                }
+                /* Registered then refused (its claim, its scheduler): failed, never
+                 * started (supervisor_add_or_fail()). */
+                if (supervisor_add(s, real, m, NULL, 0, &inst, &err) < 0) {
+                        if (s->n_apps > 0 && s->apps[s->n_apps - 1]->manifest == m) {
+                                inst = s->apps[s->n_apps - 1];
+                                inst->state = INSTANCE_FAILED;
+                                inst->error = err;
+                                inst->exit_code = supervisor_exit_code(s, &err);
+                                inst->group_wanted = false;
+                        }
+                        continue;
+                }
+                inst->group_wanted = false;
+        }
+}
+
 int group_add(Supervisor *s, Instance *inst, SupervisorError *err)
 {
         const Manifest *m = inst->manifest;
@@ -71,11 +165,9 @@ int group_add(Supervisor *s, Instance *inst, SupervisorError *err)
         Instance **members;
 
         if (g) {
-                if (g->state == INSTANCE_RUNNING) {
-                        log_error("%s: cannot join packed group %s: its host runs", m->id, g->name);
-                        return supervisor_error_at(err, SANDBOX_STEP_PREPARE, EBUSY, g->name);
-                }
-                /* All apps of a group that name a scheduler must agree. */
+                /* A member added while the host runs (cellad: installed after it
+                 * started) has no slot in it: group_join() refuses it until the
+                 * host starts again. All apps of a group that name a scheduler must agree. */
                 for (size_t i = 0; i < g->n_members && m->has_scheduler; i++) {
                         const Manifest *o = g->members[i]->manifest;
 
@@ -111,6 +203,7 @@ int group_add(Supervisor *s, Instance *inst, SupervisorError *err)
                 g->sup = s;
                 sandboxed_init(&g->run, s, g->label, &group_run_ops, g);
                 g->out.from = g->err.from = -EBADF;
+                g->ctl_fd = -EBADF;
                 s->groups[s->n_groups++] = g;
         }
         members = reallocarray(g->members, g->n_members + 1, sizeof *members);
@@ -119,6 +212,7 @@ int group_add(Supervisor *s, Instance *inst, SupervisorError *err)
         g->members = members;
         inst->group = g;
         inst->group_index = (uint32_t)g->n_members;
+        inst->group_wanted = true;
         g->members[g->n_members++] = inst;
         return 0;
 }
@@ -130,6 +224,7 @@ typedef struct GroupFds {
         int *log;   /* n or NULL: [2*i] ours (pumped), [2*i+1] the host's */
         int *extra; /* what the host gets, ascending */
         int *data;  /* n or NULL: each app's /data mount (storage_prepare), or -EBADF */
+        int ctl[2]; /* the host control channel: [0] ours, [1] the host's */
         size_t n_extra;
         size_t n;
 } GroupFds;
@@ -147,7 +242,9 @@ static void group_fds_done(GroupFds *f)
         free(f->log);
         free(f->data);
         free(f->extra);
-        *f = (GroupFds){.spec = -EBADF};
+        safe_close(f->ctl[0]);
+        safe_close(f->ctl[1]);
+        *f = (GroupFds){.spec = -EBADF, .ctl = {-EBADF, -EBADF}};
 }
 
 static int int_cmp(const void *a, const void *b)
@@ -165,18 +262,29 @@ static int group_fds_open(Group *g, GroupFds *f)
         /* A log pipe per app: 2 fds (one here, one in the host) and a pipe's few
          * hundred bytes of kernel memory until written to, for the app's own log;
          * cella raises its own fd limit for it (raise_nofile()). */
-        *f = (GroupFds){.spec = -EBADF, .n = n};
+        *f = (GroupFds){.spec = -EBADF, .ctl = {-EBADF, -EBADF}, .n = n};
         f->chan = malloc(2 * n * sizeof(int));
         f->log = malloc(2 * n * sizeof(int));
-        f->extra = malloc((2 + 2 * n) * sizeof(int));
+        f->extra = malloc((3 + 2 * n) * sizeof(int));
         if (!f->chan || !f->log || !f->extra)
                 return -ENOMEM;
+        /* The host control channel (src/lua/hostctl.h): joins and stops of members
+         * while the host runs. */
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, f->ctl) < 0)
+                return negative_errno();
+        r = fd_above_stdio(f->ctl[1]);
+        f->ctl[1] = r;
+        if (r < 0)
+                return r;
+        f->extra[f->n_extra++] = r;
         for (size_t i = 0; i < 2 * n; i++) {
                 f->chan[i] = -EBADF;
                 if (f->log)
                         f->log[i] = -EBADF;
         }
         for (size_t i = 0; i < n; i++) {
+                if (!g->members[i]->group_wanted)
+                        continue; /* a slot only */
                 if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, &f->chan[2 * i]) < 0)
                         return negative_errno();
                 r = fd_above_stdio(f->chan[2 * i + 1]);
@@ -212,8 +320,12 @@ static int group_data_open(Group *g, GroupFds *f)
                 f->data[i] = -EBADF;
         for (size_t i = 0; i < g->n_members; i++) {
                 const Manifest *m = g->members[i]->manifest;
-                int r = storage_prepare(state_path(g->sup->state), m->id, storage_limit(m),
-                                        &f->data[i]);
+                int r;
+
+                if (!g->members[i]->group_slot)
+                        continue;
+                r = storage_prepare(state_path(g->sup->state), m->id, storage_limit(m),
+                                    &f->data[i]);
 
                 if (r == -EOPNOTSUPP) {
                         log_warning("%s: no loop devices here: /data is a plain directory, "
@@ -276,6 +388,8 @@ static int group_prepare(SandboxSpec *spec, void *userdata)
         for (size_t i = 0; i < g->n_members; i++) {
                 _cleanup_free_ char *data = NULL;
 
+                if (!g->members[i]->group_slot)
+                        continue;
                 p->id = g->members[i]->manifest->id;
                 r = state_app_data_dir(st, p->id, p->uid, &data);
                 if (r < 0)
@@ -321,11 +435,15 @@ static void group_limits(Group *g, SandboxSpec *s, size_t n_fds)
         struct rlimit rl;
         _cleanup_free_ const Manifest **ms = calloc(g->n_members, sizeof *ms);
 
+        size_t n = 0;
+
         for (size_t i = 0; i < g->n_members; i++) {
                 const ManifestLimits *l = &g->members[i]->manifest->limits;
 
+                if (!g->members[i]->group_slot)
+                        continue;
                 if (ms)
-                        ms[i] = g->members[i]->manifest;
+                        ms[n++] = g->members[i]->manifest;
                 pids = MAX(pids, l->pids);
                 tmp = MAX(tmp, l->tmp);
                 cpu_all &= l->cpu_milli > 0;
@@ -333,7 +451,7 @@ static void group_limits(Group *g, SandboxSpec *s, size_t n_fds)
                 fsize_all &= l->storage > 0;
                 fsize = MAX(fsize, l->storage);
         }
-        s->limits.memory_max = ms ? luahost_memory(ms, g->n_members) : 0;
+        s->limits.memory_max = ms ? luahost_memory(ms, n) : 0;
         s->limits.pids_max = pids ?: LAUNCH_DEFAULT_PIDS;
         if (cpu_all && cpu) {
                 s->limits.cpu_period_us = LAUNCH_CPU_PERIOD_US;
@@ -365,14 +483,18 @@ static int group_launch_prepare(Group *g, GroupLaunch *l, int spec_fd, const int
                 const Instance *m = g->members[i];
 
                 if (strv_extendf(&l->targets, "/apps/%s", m->manifest->id) < 0 ||
-                    strv_extendf(&l->targets, "/data/%s", m->manifest->id) < 0 ||
-                    strv_extendf(&l->entries, "/apps/%s/%s", m->manifest->id, m->manifest->entry) <
-                            0)
+                    strv_extendf(&l->targets, "/data/%s", m->manifest->id) < 0)
+                        return -ENOMEM;
+                /* A slot's app is only bound: its entry is looked at when it joins. */
+                if (m->group_wanted && strv_extendf(&l->entries, "/apps/%s/%s", m->manifest->id,
+                                                    m->manifest->entry) < 0)
                         return -ENOMEM;
         }
         for (size_t i = 0; i < n; i++) {
                 const Instance *m = g->members[i];
 
+                if (!m->group_slot)
+                        continue;
                 l->binds[k++] = (SandboxBind){.source = m->app_dir, .target = l->targets[2 * i]};
                 l->binds[k++] = (SandboxBind){.source = m->data_dir,
                                               .target = l->targets[2 * i + 1],
@@ -442,6 +564,10 @@ static void member_exited(Instance *inst, int code, const char *how, const Sandb
         json_t *rec;
 
         supervisor_keeper_drop(inst); /* its record (adopt.c): the host still runs */
+        /* cellad: ended alone, or with a host that ended by itself, it is done; the
+         * members of a host that was killed stay wanted for its restart. */
+        if (inst->sup->installed_fn && (!host || host->code == CLD_EXITED))
+                inst->group_wanted = false;
         inst->exit_code = code;
         inst->last_exit = (SandboxExit){.code = code >= SUPERVISOR_SIGNAL_STATUS_BASE ? CLD_KILLED
                                                                                       : CLD_EXITED,
@@ -470,11 +596,17 @@ static void member_exited(Instance *inst, int code, const char *how, const Sandb
 }
 
 /* A member ended while the host lives: its channel hung up, or its stats record
- * says so. The reason is the record's fault. */
-static void on_watch(uv_timer_t *t)
+ * says so. The reason is the record's fault. Every GROUP_WATCH_MS, and at once
+ * when a member's log pipe ends (the host closes it as the app ends, after its
+ * record says so); from_log: then, not the last member running, whose end the
+ * host's exit that follows records (with the host's figures). */
+static void group_watch_members(Group *g, bool from_log)
 {
-        Group *g = t->data;
         bool changed = false;
+        size_t running = 0;
+
+        for (size_t i = 0; from_log && i < g->n_members; i++)
+                running += g->members[i]->state == INSTANCE_RUNNING;
 
         if (g->state != INSTANCE_RUNNING || !g->run.sandbox || g->run.sandbox->exited)
                 return;
@@ -489,17 +621,26 @@ static void on_watch(uv_timer_t *t)
                 if (inst->broker_app)
                         broker_app_stats(inst->broker_app, &bs);
                 ended = bs.closed;
-                if (g->run.stats && luastats_app(g->run.stats, inst->group_index, &a) >= 0)
+                /* The record of its own run only: a joined member's slot holds the
+                 * end of the run before it until the host has taken the join. */
+                if (g->run.stats && luastats_app(g->run.stats, inst->group_index, &a) >= 0 &&
+                    a.run == inst->group_run)
                         ended |= a.state == CLUA_APP_EXITED || a.state == CLUA_APP_FAILED;
                 else
                         a.fault = 0;
-                if (!ended)
+                if (!ended || (from_log && running <= 1))
                         continue;
+                running--;
                 member_exited(inst, (int)a.fault, "exited", NULL);
                 changed = true;
         }
         if (changed)
                 supervisor_changed(g->sup);
+}
+
+static void on_watch(uv_timer_t *t)
+{
+        group_watch_members(t->data, false);
 }
 
 /* g's start failed: g->error says why (printed and recorded); so for each member. */
@@ -508,9 +649,14 @@ static void group_failed(Group *g)
         g->exit_code = supervisor_exit_code(g->sup, &g->error);
         g->state = INSTANCE_FAILED;
         for (size_t i = 0; i < g->n_members; i++) {
+                if (!g->members[i]->group_wanted)
+                        continue; /* a slot only: not started, not failed */
                 g->members[i]->error = g->error;
                 g->members[i]->exit_code = g->exit_code;
                 g->members[i]->state = INSTANCE_FAILED;
+                /* cellad: failed, not wanted by the next start of another member. */
+                if (g->sup->installed_fn)
+                        g->members[i]->group_wanted = false;
         }
         supervisor_changed(g->sup);
 }
@@ -580,12 +726,23 @@ static int group_check_members(Group *g)
         int r;
 
         for (size_t i = 0; i < g->n_members; i++) {
+                Instance *m = g->members[i];
+
                 /* cellad: each member's version installed now (reload.c). */
-                r = instance_reload(g->members[i], &g->error);
+                r = instance_reload(m, &g->error);
+                if (r >= 0 && m->group_wanted)
+                        r = instance_open_log(m, &g->error);
                 if (r >= 0)
-                        r = instance_open_log(g->members[i], &g->error);
-                if (r >= 0)
-                        r = instance_verify_again(g->members[i], &g->error);
+                        r = instance_verify_again(m, &g->error);
+                m->group_slot = r >= 0;
+                if (r < 0 && !m->group_wanted) {
+                        /* Not started now (removed since, say): no slot, the
+                         * others start. */
+                        log_warning("packed group %s: %s gets no slot in the host (above)", g->name,
+                                    m->manifest->id);
+                        g->error = (SupervisorError){};
+                        continue;
+                }
                 if (r < 0)
                         return r;
         }
@@ -597,7 +754,7 @@ static int group_check_members(Group *g)
  * channel and log fd, the scheduler, the stats file; into a sealed memfd. */
 static int group_write_spec(Group *g, GroupFds *fds)
 {
-        size_t n = g->n_members;
+        size_t n = g->n_members, k = 0;
         _cleanup_free_ LuaHostApp *apps = calloc(n, sizeof *apps);
         _cleanup_free_ const Manifest **ms = calloc(n, sizeof *ms);
         _cleanup_free_ char *spec = NULL;
@@ -609,13 +766,16 @@ static int group_write_spec(Group *g, GroupFds *fds)
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
                 ms[i] = g->members[i]->manifest;
-                apps[i] = (LuaHostApp){.manifest = ms[i],
-                                       .extra_args = g->members[i]->extra_args,
-                                       .channel_fd = fds->chan[2 * i + 1],
-                                       .log_fd = fds->log ? fds->log[2 * i + 1] : -1};
+                if (!g->members[i]->group_wanted)
+                        continue; /* a slot for a join */
+                apps[k++] = (LuaHostApp){.manifest = ms[i],
+                                         .extra_args = g->members[i]->extra_args,
+                                         .channel_fd = fds->chan[2 * i + 1],
+                                         .log_fd = fds->log ? fds->log[2 * i + 1] : -1,
+                                         .slot = (int)i};
         }
         (void)luahost_scheduler(ms, n, &sched, &a, &b); /* checked by group_add() */
-        r = luahost_spec_build(sched, apps, n, g->run.stats->fd, &spec);
+        r = luahost_spec_build(sched, apps, k, n, g->run.stats->fd, fds->ctl[1], &spec);
         if (r < 0)
                 return r;
         return spec_memfd(spec, &fds->spec);
@@ -668,7 +828,7 @@ static int group_prepare_spec(Group *g, GroupStart *c)
         /* No RLIMIT_FSIZE when every /data has its own size (launch.h,
          * launch_set_data_mount()). */
         for (size_t i = 0; i < g->n_members; i++)
-                all_sized &= c->fds.data[i] >= 0;
+                all_sized &= c->fds.data[i] >= 0 || !g->members[i]->group_slot;
         if (all_sized)
                 spec->rlimit_fsize = 0;
         spec->stdio[1] = c->out[1];
@@ -726,6 +886,7 @@ static int group_spawn(Group *g, GroupStart *c)
                         c->fds.log[2 * i + 1] = safe_close(c->fds.log[2 * i + 1]);
         }
         c->fds.spec = safe_close(c->fds.spec);
+        c->fds.ctl[1] = safe_close(c->fds.ctl[1]);
         if (r >= 0)
                 return 0;
         if (c->prep.err.step != SUPERVISOR_STEP_NONE) {
@@ -739,23 +900,32 @@ static int group_spawn(Group *g, GroupStart *c)
         return group_report_spawn_error(g, &c->serr);
 }
 
-/* Member i of the running host: installed, its channel served under its own id,
- * its log pumped, its records. Returns 0 or a negative errno with g->error after a
- * message. */
-static int group_serve_member(Group *g, GroupStart *c, size_t i)
+/* Member inst of the running host: installed, its channel chan_fd (ours, taken)
+ * served under its own id, its log log_fd (ours, taken; or -EBADF) pumped, its
+ * records; joined: it came by group_join() (its start time is now, not the
+ * host's). Returns 0 or a negative errno with *err after a message. */
+static int group_serve_member(Group *g, Instance *inst, int chan_fd, int log_fd, bool joined,
+                              SupervisorError *err)
 {
         Supervisor *s = g->sup;
-        Instance *inst = g->members[i];
         const Sandbox *sb = g->run.sandbox;
         BrokerAppInfo info;
         int r;
 
-        r = instance_install(inst, &g->error);
-        if (r < 0)
+        r = instance_install(inst, err);
+        if (r < 0) {
+                safe_close(chan_fd);
+                safe_close(log_fd);
                 return r;
+        }
         inst->uid = g->run.uid;
-        inst->started_ns = g->run.started_ns;
-        inst->started_ms = g->run.started_ms;
+        if (joined) {
+                inst->started_ns = now_monotonic_ns();
+                inst->started_ms = now_realtime_ms();
+        } else {
+                inst->started_ns = g->run.started_ns;
+                inst->started_ms = g->run.started_ms;
+        }
         inst->stop_requested = false;
         info = (BrokerAppInfo){
                 .manifest = inst->manifest,
@@ -764,30 +934,33 @@ static int group_serve_member(Group *g, GroupStart *c, size_t i)
                 .signed_ok = inst->signed_ok,
         };
         sandboxed_broker_info(&g->run, &info);
-        r = broker_app_attach(s->broker, &info, TAKE_FD(c->fds.chan[2 * i]), &inst->broker_app);
+        r = broker_app_attach(s->broker, &info, chan_fd, &inst->broker_app);
         if (r < 0) {
+                safe_close(log_fd);
                 log_error_errno(r, "cannot serve the channel of %s: %m", inst->manifest->id);
-                return supervisor_error(&g->error, SUPERVISOR_STEP_INTERNAL, r, inst->manifest->id);
+                return supervisor_error(err, SUPERVISOR_STEP_INTERNAL, r, inst->manifest->id);
         }
-        if (c->fds.log) {
-                r = pump_start(s, inst, g, &inst->out, c->fds.log[2 * i], s->out_outlet, inst->log);
+        if (log_fd >= 0) {
+                r = pump_start(s, inst, g, &inst->out, log_fd, s->out_outlet, inst->log);
                 if (r < 0) {
+                        if (!inst->out.open)
+                                safe_close(log_fd);
                         log_error("cannot pump the log of %s: %s", inst->manifest->id,
                                   uv_strerror(r));
-                        return supervisor_error(&g->error, SUPERVISOR_STEP_INTERNAL, r,
+                        return supervisor_error(err, SUPERVISOR_STEP_INTERNAL, r,
                                                 inst->manifest->id);
                 }
-                c->fds.log[2 * i] = -EBADF;
         }
         inst->state = INSTANCE_RUNNING;
-        supervisor_status(s, json_pack("{s:s, s:s, s:s, s:I, s:i, s:i}", "event", "started", "app",
-                                       inst->manifest->id, "group", g->name, "uid",
+        inst->group_served = true;
+        supervisor_status(s, json_pack("{s:s, s:s, s:s, s:I, s:i, s:i, s:b}", "event", "started",
+                                       "app", inst->manifest->id, "group", g->name, "uid",
                                        (json_int_t)g->run.uid, "pid", (int)sb->pid, "restarts",
-                                       (int)g->run.restarts));
+                                       (int)g->run.restarts, "joined", joined));
         supervisor_audit(s, inst->manifest->id, AUDIT_EVENT_LIFECYCLE,
-                         json_pack("{s:s, s:s, s:i, s:I, s:i}", "what", "started", "group", g->name,
-                                   "pid", (int)sb->pid, "uid", (json_int_t)g->run.uid, "restarts",
-                                   (int)g->run.restarts));
+                         json_pack("{s:s, s:s, s:i, s:I, s:i, s:b}", "what", "started", "group",
+                                   g->name, "pid", (int)sb->pid, "uid", (json_int_t)g->run.uid,
+                                   "restarts", (int)g->run.restarts, "joined", joined));
         lifecycle_started(inst);
         supervisor_keeper_hold(inst); /* a record, for the next cellad (adopt.c) */
         return 0;
@@ -815,8 +988,16 @@ static int group_serve(Group *g, GroupStart *c)
                 return supervisor_error(&g->error, SUPERVISOR_STEP_INTERNAL, r, "watch");
         }
         r = supervisor_ready(s, &g->error);
-        for (size_t i = 0; r >= 0 && i < g->n_members; i++)
-                r = group_serve_member(g, c, i);
+        for (size_t i = 0; r >= 0 && i < g->n_members; i++) {
+                int log_fd;
+
+                if (!g->members[i]->group_wanted)
+                        continue;
+                log_fd = c->fds.log ? TAKE_FD(c->fds.log[2 * i]) : -EBADF;
+                g->members[i]->group_run = 0;
+                r = group_serve_member(g, g->members[i], TAKE_FD(c->fds.chan[2 * i]), log_fd, false,
+                                       &g->error);
+        }
         if (r < 0)
                 return r;
         supervisor_keeper_hold_group(g); /* after its members' (adopt.c) */
@@ -827,6 +1008,45 @@ static int group_serve(Group *g, GroupStart *c)
         if (g->watch_init)
                 (void)uv_timer_start(&g->watch, on_watch, GROUP_WATCH_MS, GROUP_WATCH_MS);
         return 0;
+}
+
+static void group_release_slots(Group *g);
+
+/* The host runs: keeps our end of its control channel (its reading side shut:
+ * nothing the host writes reaches us) and what its slots hold, for group_join().
+ * Returns 0 or a negative errno with g->error after a message. */
+static int group_hold_slots(Group *g, GroupFds *f)
+{
+        g->ctl_fd = TAKE_FD(f->ctl[0]);
+        (void)shutdown(g->ctl_fd, SHUT_RD);
+        g->runs = 0;
+        g->n_slots = g->n_members;
+        for (size_t i = 0; i < g->n_members; i++)
+                g->members[i]->group_served = false;
+        g->slot_dirs = calloc(g->n_slots + 1, sizeof *g->slot_dirs);
+        for (size_t i = 0; g->slot_dirs && i < g->n_slots; i++)
+                if (g->members[i]->group_slot &&
+                    !(g->slot_dirs[i] = strdup(g->members[i]->app_dir))) {
+                        group_release_slots(g);
+                        break;
+                }
+        if (!g->slot_dirs) {
+                log_error("cannot serve packed group %s: out of memory", g->name);
+                return supervisor_error(&g->error, SUPERVISOR_STEP_INTERNAL, ENOMEM, NULL);
+        }
+        return 0;
+}
+
+/* The host is gone (or going): no more joins. slot_dirs has a NULL for each
+ * member with no slot, so it is freed by its count, not as a strv. */
+static void group_release_slots(Group *g)
+{
+        g->ctl_fd = safe_close(g->ctl_fd);
+        for (size_t i = 0; g->slot_dirs && i < g->n_slots; i++)
+                free(g->slot_dirs[i]);
+        free(g->slot_dirs);
+        g->slot_dirs = NULL;
+        g->n_slots = 0;
 }
 
 /* The host runs, but we cannot serve it: take it down again. */
@@ -844,12 +1064,13 @@ static void group_abort(Group *g)
         }
         pump_close(&g->out);
         pump_close(&g->err);
+        group_release_slots(g);
 }
 
 int group_start(Group *g)
 {
         GroupStart c = {
-                .fds = {.spec = -EBADF},
+                .fds = {.spec = -EBADF, .ctl = {-EBADF, -EBADF}},
                 .out = {-EBADF, -EBADF},
                 .err = {-EBADF, -EBADF},
         };
@@ -862,9 +1083,12 @@ int group_start(Group *g)
         if (r < 0 && g->error.step == SUPERVISOR_STEP_INTERNAL) {
                 /* Busy: its members' states stand; their error says why. */
                 for (size_t i = 0; i < g->n_members; i++)
-                        g->members[i]->error = g->error;
+                        if (g->members[i]->group_wanted)
+                                g->members[i]->error = g->error;
                 return r;
         }
+        if (r == 0 && group_wanted(g) == 0)
+                return 0; /* no member to start (each was stopped): nothing runs */
         if (r >= 0)
                 r = group_check_members(g);
         if (r < 0)
@@ -885,13 +1109,15 @@ int group_start(Group *g)
                 goto fail;
         g->run.uid = c.prep.uid;
         g->state = INSTANCE_RUNNING;
-        r = group_serve(g, &c);
+        r = group_hold_slots(g, &c.fds);
+        if (r >= 0)
+                r = group_serve(g, &c);
         if (r < 0) {
                 group_abort(g);
                 goto fail;
         }
         if (g->sup->o.output == SUPERVISOR_OUTPUT_LOGS)
-                log_info("packed group %s: started %zu app(s) (pid %d)", g->name, g->n_members,
+                log_info("packed group %s: started %zu app(s) (pid %d)", g->name, group_wanted(g),
                          (int)g->run.sandbox->pid);
         group_start_done(&c);
         return 0;
@@ -902,6 +1128,216 @@ fail:
         return r;
 }
 
+/* Sends one message of src/lua/hostctl.h (len bytes) with n_fds fds on g's control
+ * channel, never blocking. Returns 0, -EAGAIN (the host has not read what came
+ * before: its queue is full), or -EPIPE (the host is ending: it shut its reading
+ * side, or is gone; the channel is closed then). */
+static int group_ctl_send(Group *g, const void *msg, size_t len, const int *fds, unsigned n_fds)
+{
+        union {
+                struct cmsghdr h;
+                char b[CMSG_SPACE(CLUA_CTL_FDS_MAX * sizeof(int))];
+        } cbuf = {};
+        struct iovec iov = {.iov_base = (void *)msg, .iov_len = len};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+        ssize_t n;
+
+        if (g->ctl_fd < 0)
+                return -EPIPE;
+        if (n_fds) {
+                struct cmsghdr *c;
+
+                mh.msg_control = cbuf.b;
+                mh.msg_controllen = CMSG_SPACE(n_fds * sizeof(int));
+                c = CMSG_FIRSTHDR(&mh);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(n_fds * sizeof(int));
+                memcpy(CMSG_DATA(c), fds, n_fds * sizeof(int));
+        }
+        do
+                n = sendmsg(g->ctl_fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        if (n >= 0)
+                return 0;
+        if (errno == EAGAIN || errno == ENOBUFS)
+                return -EAGAIN;
+        g->ctl_fd = safe_close(g->ctl_fd);
+        return -EPIPE;
+}
+
+/* Whether inst may join g's running host now: 0, or a negative errno with
+ * inst->error after a message. */
+static int group_may_join(Group *g, Instance *inst)
+{
+        const char *id = inst->manifest->id;
+
+        if (inst->group_index >= g->n_slots || !g->slot_dirs[inst->group_index]) {
+                /* Its folder and /data are not in the host's jail, nor its share in
+                 * the host's cgroup limits, spec or stats file. */
+                log_error("cannot start %s: the host of packed group %s was started with %zu "
+                          "app(s) before %s was registered in the group, and has no slot for it "
+                          "(its jail, cgroup limits and stats file hold only those); stop the "
+                          "group's apps (its host ends with the last), then start them again",
+                          id, g->name, g->n_slots, id);
+                return supervisor_error_at(&inst->error, SANDBOX_STEP_PREPARE, EXFULL, g->name);
+        }
+        if (g->ctl_fd < 0 || g->run.sandbox->exited) {
+                log_error("cannot start %s: the host of packed group %s is ending (its last app "
+                          "ended); start %s again once the host has exited",
+                          id, g->name, id);
+                return supervisor_error_at(&inst->error, SANDBOX_STEP_PREPARE, EAGAIN, g->name);
+        }
+        if (inst->out.open || inst->out.closing) {
+                log_error("cannot start %s: the log of its last run in packed group %s is still "
+                          "being read",
+                          id, g->name);
+                return supervisor_error(&inst->error, SUPERVISOR_STEP_INTERNAL, EBUSY, NULL);
+        }
+        return 0;
+}
+
+/*
+ * Member inst joins g's running host: its installed version checked as at a host
+ * start (it must be the folder the host's jail holds at /apps/<id>), a new broker
+ * channel and log pipe, and a JOIN (src/lua/hostctl.h) with the host's ends of
+ * both; then it is served as a member started with the host. Returns 0 or a
+ * negative errno with inst->error after a message.
+ */
+static int group_join(Group *g, Instance *inst)
+{
+        const char *id = inst->manifest->id;
+        int chan[2] = {-EBADF, -EBADF}, logp[2] = {-EBADF, -EBADF};
+        _cleanup_free_ void *msg = NULL;
+        CLuaCtlHeader stop;
+        LuaHostApp a;
+        size_t len = 0;
+        uint32_t run;
+        int r;
+
+        inst->error = (SupervisorError){};
+        r = group_may_join(g, inst);
+        /* cellad: the version installed now (reload.c), its log, its signature. */
+        if (r >= 0)
+                r = instance_reload(inst, &inst->error);
+        if (r >= 0)
+                r = instance_open_log(inst, &inst->error);
+        if (r >= 0)
+                r = instance_verify_again(inst, &inst->error);
+        if (r < 0)
+                return r;
+        id = inst->manifest->id;
+        if (strcmp(inst->app_dir, g->slot_dirs[inst->group_index]) != 0) {
+                log_error("cannot start %s: its installed version %s is not the folder the "
+                          "host of packed group %s holds at /apps/%s (%s, installed when the "
+                          "host started); stop the group's apps, then start them again",
+                          id, inst->app_dir, g->name, id, g->slot_dirs[inst->group_index]);
+                return supervisor_error_at(&inst->error, SANDBOX_STEP_PREPARE, EBUSY, g->name);
+        }
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, chan) < 0 ||
+            pipe2(logp, O_CLOEXEC) < 0) {
+                r = log_error_errno(negative_errno(), "cannot start %s: %m", id);
+                goto fail;
+        }
+        run = ++g->runs ?: ++g->runs; /* never 0: the runs of the host's start */
+        a = (LuaHostApp){.manifest = inst->manifest,
+                         .extra_args = inst->extra_args,
+                         .channel_fd = chan[1],
+                         .log_fd = logp[1]};
+        r = luahost_join_build(&a, inst->group_index, run, &msg, &len);
+        if (r < 0) {
+                log_error_errno(r, "cannot start %s: its join message: %m", id);
+                goto fail;
+        }
+        r = group_ctl_send(g, msg, len, (const int[]){chan[1], logp[1]}, 2);
+        chan[1] = safe_close(chan[1]);
+        logp[1] = safe_close(logp[1]);
+        if (r == -EAGAIN) {
+                log_error("cannot start %s: the host of packed group %s has not read its "
+                          "control channel (an app holds its thread); try again",
+                          id, g->name);
+                goto fail;
+        }
+        if (r < 0) {
+                log_error("cannot start %s: the host of packed group %s is ending (its last app "
+                          "ended); start %s again once the host has exited",
+                          id, g->name, id);
+                r = -EAGAIN;
+                goto fail;
+        }
+        /* The host has it (or ends with it queued: then it runs it first). */
+        inst->group_run = run;
+        r = group_serve_member(g, inst, TAKE_FD(chan[0]), TAKE_FD(logp[0]), true, &inst->error);
+        if (r < 0) {
+                /* Not served: it must not run unseen. */
+                luahost_stop_build(inst->group_index, run, &stop);
+                (void)group_ctl_send(g, &stop, sizeof stop, NULL, 0);
+                broker_app_detach(inst->broker_app);
+                inst->broker_app = NULL;
+                pump_close(&inst->out);
+                return r;
+        }
+        if (g->sup->o.output == SUPERVISOR_OUTPUT_LOGS)
+                log_info("%s joined packed group %s (pid %d)", id, g->name,
+                         (int)g->run.sandbox->pid);
+        supervisor_changed(g->sup);
+        return 0;
+fail:
+        for (size_t i = 0; i < 2; i++) {
+                safe_close(chan[i]);
+                safe_close(logp[i]);
+        }
+        return supervisor_error_at(&inst->error, SANDBOX_STEP_PREPARE, -r, g->name);
+}
+
+int group_start_member(Instance *inst)
+{
+        Group *g = inst->group;
+        int r;
+
+        if (g->state == INSTANCE_RUNNING && g->run.sandbox) {
+                r = group_join(g, inst);
+                /* Refused: not started, so not one a host start starts either. */
+                inst->group_wanted = r >= 0;
+                return r;
+        }
+        /* cellad: the host starts with this member and those still wanted (the
+         * autostart's, a restart's); every other installed member gets a slot. */
+        if (g->sup->installed_fn)
+                group_add_installed(g);
+        inst->group_wanted = true;
+        return group_start(g);
+}
+
+void group_stop_member(Instance *inst, bool kill)
+{
+        Group *g = inst->group;
+        CLuaCtlHeader stop;
+        bool others = false;
+        int r;
+
+        /* Stopped: a restart of the host (its policy) does not start it again. */
+        inst->group_wanted = false;
+        for (size_t i = 0; i < g->n_members; i++)
+                others |= g->members[i] != inst && g->members[i]->state == INSTANCE_RUNNING;
+        if (!others || g->state != INSTANCE_RUNNING || g->ctl_fd < 0) {
+                /* The last one: its host ends with it. */
+                group_stop(g, kill);
+                return;
+        }
+        /* The host ends it at once (kill or not: a Lua app has no SIGTERM handler);
+         * on_watch() records its end, from its channel's hang-up. */
+        inst->stop_requested = true;
+        luahost_stop_build(inst->group_index, inst->group_run, &stop);
+        r = group_ctl_send(g, &stop, sizeof stop, NULL, 0);
+        if (r == -EPIPE)
+                return; /* ending: the member ends with the host */
+        if (r < 0)
+                log_error("cannot stop %s: the host of packed group %s has not read its control "
+                          "channel (an app holds its thread); try again",
+                          inst->manifest->id, g->name);
+}
+
 /* The run ends when the host has exited and every pipe from it is drained. */
 void group_maybe_finished(Group *g)
 {
@@ -909,6 +1345,9 @@ void group_maybe_finished(Group *g)
         const SandboxExit *x;
         double ms;
 
+        if (!s->freeing && g->state == INSTANCE_RUNNING && g->run.sandbox &&
+            !g->run.sandbox->exited)
+                group_watch_members(g, true); /* a member's log ended: the member may have */
         if (s->freeing || g->state != INSTANCE_RUNNING || !g->run.sandbox ||
             !g->run.sandbox->exited || g->out.open || g->err.open)
                 return;
@@ -918,6 +1357,7 @@ void group_maybe_finished(Group *g)
         if (g->watch_init)
                 uv_timer_stop(&g->watch);
         x = sandboxed_reap(&g->run);
+        group_release_slots(g);
         ms = (double)(now_monotonic_ns() - g->run.started_ns) / 1e6;
         /* Members still running end with the host: each with its own fault if its
          * record has one, else the host's status. */
@@ -931,6 +1371,7 @@ void group_maybe_finished(Group *g)
                 if (x->code != CLD_EXITED)
                         code = SUPERVISOR_SIGNAL_STATUS_BASE + x->status;
                 else if (g->run.stats && luastats_app(g->run.stats, inst->group_index, &a) >= 0 &&
+                         a.run == inst->group_run &&
                          (a.state == CLUA_APP_EXITED || a.state == CLUA_APP_FAILED))
                         code = (int)a.fault;
                 else
@@ -969,11 +1410,17 @@ static void group_maybe_restart(Group *g)
         _cleanup_free_ const Manifest **ms = calloc(g->n_members, sizeof *ms);
         InstancePhase state;
 
+        size_t n = 0;
+
         if (!s->o.boot || g->stop_requested || s->stopping || !ms)
                 return;
+        /* The members a start of the host starts (not the slots of others). */
         for (size_t i = 0; i < g->n_members; i++)
-                ms[i] = g->members[i]->manifest;
-        switch (sandboxed_restart_decide(&g->run, luahost_restart(ms, g->n_members))) {
+                if (g->members[i]->group_wanted)
+                        ms[n++] = g->members[i]->manifest;
+        if (n == 0)
+                return;
+        switch (sandboxed_restart_decide(&g->run, luahost_restart(ms, n))) {
         case RESTART_LATER:
                 state = INSTANCE_RESTARTING;
                 break;
@@ -985,7 +1432,8 @@ static void group_maybe_restart(Group *g)
         }
         g->state = state;
         for (size_t i = 0; i < g->n_members; i++)
-                g->members[i]->state = state;
+                if (g->members[i]->group_wanted)
+                        g->members[i]->state = state;
 }
 
 void group_stop(Group *g, bool kill)
@@ -1026,6 +1474,11 @@ json_t *group_stats(Group *g, const char *only)
         for (size_t i = 0; i < g->n_members; i++) {
                 const char *id = g->members[i]->manifest->id;
 
+                /* Only the members that ran in this host, each at its own record
+                 * (its slot; an adopted host's too): the record of a slot nothing
+                 * ran in is no app's. */
+                if (!g->members[i]->group_served)
+                        continue;
                 if (g->members[i]->group_index < g->run.stats->n_apps)
                         ids[g->members[i]->group_index] = id;
                 member |= only && strcmp(only, id) == 0;
@@ -1094,8 +1547,11 @@ static void run_audit(void *owner, const char *event, json_t *fields)
         Group *g = owner;
 
         for (size_t i = 0; fields && i < g->n_members; i++) {
-                json_t *o = json_deep_copy(fields);
+                json_t *o;
 
+                if (!g->members[i]->group_wanted)
+                        continue; /* a slot only: the host's run is not its */
+                o = json_deep_copy(fields);
                 if (o)
                         json_object_set_new(o, "group", json_string(g->name));
                 supervisor_audit(g->sup, g->members[i]->manifest->id, event, o);
@@ -1108,8 +1564,11 @@ static void run_status(void *owner, json_t *fields)
         Group *g = owner;
 
         for (size_t i = 0; fields && i < g->n_members; i++) {
-                json_t *o = json_deep_copy(fields);
+                json_t *o;
 
+                if (!g->members[i]->group_wanted)
+                        continue;
+                o = json_deep_copy(fields);
                 if (o) {
                         json_object_set_new(o, "app", json_string(g->members[i]->manifest->id));
                         json_object_set_new(o, "group", json_string(g->name));
@@ -1130,6 +1589,7 @@ void group_free(Group *g)
 {
         if (!g)
                 return;
+        group_release_slots(g);
         sandboxed_done(&g->run);
         g->log = applog_close(g->log);
         free(g->members);

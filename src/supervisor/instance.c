@@ -505,22 +505,17 @@ static void instance_start_done(InstanceStart *c)
         launch_done(&c->launch);
 }
 
-/* Whether inst may start now: 0 yes (a packed app: its group); 1 it runs already;
- * else a negative errno with inst->error, after a message (its state stands). */
+/* Whether inst may start now: 0 yes (a packed app: its group's host, or a join into
+ * it, group_start_member()); 1 it runs already; else a negative errno with
+ * inst->error, after a message (its state stands). */
 static int instance_may_start(Instance *inst)
 {
         const Manifest *m = inst->manifest;
 
         if (inst->state == INSTANCE_RUNNING)
                 return 1;
-        if (inst->group) {
-                if (inst->group->state != INSTANCE_RUNNING)
-                        return 0;
-                log_error("cannot start %s alone: its packed group %s runs; restart the group",
-                          m->id, inst->group->name);
-                return supervisor_error_at(&inst->error, SANDBOX_STEP_PREPARE, EBUSY,
-                                           inst->group->name);
-        }
+        if (inst->group)
+                return 0;
         if (inst->out.closing || inst->err.closing || inst->in.closing ||
             sandboxed_busy(&inst->run)) {
                 log_error("cannot start %s: its last run is still being cleaned up", m->id);
@@ -761,7 +756,7 @@ int instance_start(Instance *inst)
         if (r != 0)
                 return r == 1 ? 0 : r;
         if (inst->group)
-                return group_start(inst->group);
+                return group_start_member(inst);
         inst->error = (SupervisorError){};
         inst->stop_requested = false;
         /* cellad: the version installed now (reload.c). */
@@ -974,7 +969,7 @@ void instance_stop(Instance *inst, bool kill)
                 return;
         case INSTANCE_RUNNING:
                 if (inst->group)
-                        group_stop(inst->group, kill);
+                        group_stop_member(inst, kill);
                 else
                         sandboxed_stop(&inst->run, kill);
                 return;

@@ -58,7 +58,7 @@ uint64_t luahost_memory(const Manifest *const *ms, size_t n)
         return sum;
 }
 
-static json_t *app_spec(const LuaHostApp *a)
+static json_t *app_spec(const LuaHostApp *a, bool fds)
 {
         const Manifest *m = a->manifest;
         json_t *o, *args = json_array();
@@ -82,24 +82,39 @@ static json_t *app_spec(const LuaHostApp *a)
                       (json_int_t)launch_lua_memory_cap(m->limits.memory ?: LUAHOST_MEMBER_MEMORY));
         free(entry);
         free(data);
-        if (o && a->channel_fd >= 0)
+        if (o && fds && a->channel_fd >= 0)
                 json_object_set_new(o, "channel_fd", json_integer(a->channel_fd));
-        if (o && a->log_fd >= 0)
+        if (o && fds && a->log_fd >= 0)
                 json_object_set_new(o, "log_fd", json_integer(a->log_fd));
         return o;
 }
 
-int luahost_spec_build(ManifestScheduler scheduler, const LuaHostApp *apps, size_t n, int stats_fd,
-                       char **ret)
+int luahost_spec_build(ManifestScheduler scheduler, const LuaHostApp *apps, size_t n,
+                       size_t n_slots, int stats_fd, int control_fd, char **ret)
 {
         json_t *spec, *list;
         char *text;
 
         if (n == 0 || n > LUAHOST_APPS_MAX || !apps || !manifest_scheduler_to_string(scheduler))
                 return -EINVAL;
+        if (n_slots && (n_slots < n || n_slots > LUAHOST_APPS_MAX))
+                return -EINVAL;
         for (size_t i = 0; i < n; i++)
                 if (!apps[i].manifest)
                         return -EINVAL;
+        if (n_slots) {
+                /* Each app in a slot of its own. */
+                _cleanup_free_ bool *used = calloc(n_slots, sizeof *used);
+
+                if (!used)
+                        return -ENOMEM;
+                for (size_t i = 0; i < n; i++) {
+                        if (apps[i].slot < 0 || (size_t)apps[i].slot >= n_slots ||
+                            used[apps[i].slot])
+                                return -EINVAL;
+                        used[apps[i].slot] = true;
+                }
+        }
         list = json_array();
         spec = json_pack("{s:s, s:i, s:o}", "scheduler", manifest_scheduler_to_string(scheduler),
                          "slice_ms", (int)LUAHOST_SLICE_MS, "apps", list);
@@ -107,9 +122,15 @@ int luahost_spec_build(ManifestScheduler scheduler, const LuaHostApp *apps, size
                 return -ENOMEM;
         if (stats_fd >= 0)
                 json_object_set_new(spec, "stats_fd", json_integer(stats_fd));
+        if (control_fd >= 0)
+                json_object_set_new(spec, "control_fd", json_integer(control_fd));
+        if (n_slots)
+                json_object_set_new(spec, "slots", json_integer((json_int_t)n_slots));
         for (size_t i = 0; i < n; i++) {
-                json_t *a = app_spec(&apps[i]);
+                json_t *a = app_spec(&apps[i], true);
 
+                if (a && n_slots)
+                        json_object_set_new(a, "slot", json_integer(apps[i].slot));
                 if (!a || json_array_append_new(list, a) < 0) {
                         json_decref(spec);
                         return -ENOMEM;
@@ -121,6 +142,53 @@ int luahost_spec_build(ManifestScheduler scheduler, const LuaHostApp *apps, size
                 return -ENOMEM;
         *ret = text;
         return 0;
+}
+
+int luahost_join_build(const LuaHostApp *a, uint32_t index, uint32_t run, void **ret,
+                       size_t *ret_len)
+{
+        CLuaCtlHeader h;
+        json_t *o;
+        char *text, *msg;
+        size_t len;
+
+        if (!a || !a->manifest || run == 0)
+                return -EINVAL;
+        o = app_spec(a, false);
+        if (!o)
+                return -ENOMEM;
+        text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref(o);
+        if (!text)
+                return -ENOMEM;
+        len = strlen(text);
+        if (len > CLUA_CTL_MSG_MAX - sizeof h) {
+                free(text);
+                return -EMSGSIZE;
+        }
+        msg = malloc(sizeof h + len);
+        if (!msg) {
+                free(text);
+                return -ENOMEM;
+        }
+        h = (CLuaCtlHeader){.magic = CLUA_CTL_MAGIC,
+                            .type = CLUA_CTL_JOIN,
+                            .n_fds = a->log_fd >= 0 ? 2 : 1,
+                            .index = index,
+                            .run = run,
+                            .len = (uint32_t)len};
+        memcpy(msg, &h, sizeof h);
+        memcpy(msg + sizeof h, text, len);
+        free(text);
+        *ret = msg;
+        *ret_len = sizeof h + len;
+        return 0;
+}
+
+void luahost_stop_build(uint32_t index, uint32_t run, CLuaCtlHeader *ret)
+{
+        *ret = (CLuaCtlHeader){
+                .magic = CLUA_CTL_MAGIC, .type = CLUA_CTL_STOP, .index = index, .run = run};
 }
 
 int luastats_new(uint32_t n_apps, LuaStats **ret)
@@ -204,7 +272,9 @@ int luastats_app(const LuaStats *s, uint32_t i, CLuaStatsApp *ret)
         if (r < 0)
                 return r;
         a = (const CLuaStatsApp *)((const char *)s->map + sizeof(CLuaStatsHost)) + i;
+        *ret = (CLuaStatsApp){.run = __atomic_load_n(&a->run, __ATOMIC_ACQUIRE)};
         *ret = (CLuaStatsApp){
+                .run = ret->run,
                 .state = LOAD(a->state),
                 .priority = LOAD(a->priority),
                 .weight = LOAD(a->weight),
@@ -270,7 +340,7 @@ json_t *luastats_json(const LuaStats *s, const char *const *ids, const char *onl
                 json_t *r;
 
                 if (!ids[i] || (only && strcmp(only, ids[i]) != 0))
-                        continue; /* no app in record i (an adopted host's, ended) */
+                        continue; /* a slot with no app running */
                 if (luastats_app(s, i, &a) < 0)
                         break;
                 r = json_pack("{s:s, s:s, s:i, s:i, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:I, s:i}",

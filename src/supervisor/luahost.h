@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lua/hostctl.h"
 #include "lua/stats.h"
 #include "policy/manifest.h"
 
@@ -32,6 +33,7 @@ typedef struct LuaHostApp {
         char *const *extra_args; /* appended to manifest->args; may be NULL */
         int channel_fd;          /* its broker channel in the host, or -1 */
         int log_fd;              /* where its print/cella.log go in the host, or -1 */
+        int slot;                /* its slot in a host of n_slots (luahost_spec_build()) */
 } LuaHostApp;
 
 /*
@@ -58,15 +60,32 @@ uint64_t luahost_memory(const Manifest *const *ms, size_t n);
 
 /*
  * Builds the host spec of docs/lua-api.md "The host spec" as compact JSON.
- * apps: n members (1..LUAHOST_APPS_MAX), in the order of the stats file's records.
+ * apps: n members (1..LUAHOST_APPS_MAX), in the order of the stats file's records
+ * when n_slots is 0; else the host has n_slots slots (n..LUAHOST_APPS_MAX: "slots")
+ * and each app's slot (< n_slots, each its own) says its record ("slot").
  * Each app gets entry "/apps/<id>/<entry>", data "/data/<id>", its args, priority,
  * and memory = launch_lua_memory_cap() of its limits.memory (or of
- * LUAHOST_MEMBER_MEMORY). stats_fd: the stats file's fd in the host, or -1.
+ * LUAHOST_MEMBER_MEMORY). stats_fd: the stats file's fd in the host, or -1;
+ * control_fd: the host end of its control channel (src/lua/hostctl.h), or -1.
  * Returns 0 and *ret (a NUL-terminated string; free()), -EINVAL (n out of range,
  * a NULL manifest), or -ENOMEM.
  */
-int luahost_spec_build(ManifestScheduler scheduler, const LuaHostApp *apps, size_t n, int stats_fd,
-                       char **ret);
+int luahost_spec_build(ManifestScheduler scheduler, const LuaHostApp *apps, size_t n,
+                       size_t n_slots, int stats_fd, int control_fd, char **ret);
+
+/*
+ * Builds the JOIN message of src/lua/hostctl.h for app a (its channel_fd and log_fd
+ * say only whether it has a log: >= 0; the fds themselves go in SCM_RIGHTS, the
+ * channel first): header then the same JSON object as its entry of the spec
+ * without fds. index: its slot; run: this run's number (>= 1). Returns 0 and *ret
+ * (free()) of *ret_len bytes (<= CLUA_CTL_MSG_MAX), -EINVAL (a NULL manifest, run
+ * 0), -EMSGSIZE (its arguments make it longer than a message may be), or -ENOMEM.
+ */
+int luahost_join_build(const LuaHostApp *a, uint32_t index, uint32_t run, void **ret,
+                       size_t *ret_len);
+
+/* The STOP message of src/lua/hostctl.h for slot index's run run: *ret. */
+void luahost_stop_build(uint32_t index, uint32_t run, CLuaCtlHeader *ret);
 
 /* A stats file: the memfd the host writes and our read-only mapping of it. */
 typedef struct LuaStats {
@@ -95,8 +114,9 @@ LuaStats *luastats_free(LuaStats *s);
 int luastats_host(const LuaStats *s, CLuaStatsHost *ret);
 
 /*
- * Copies app record i (< s->n_apps: our count, never the file's). Returns 0,
- * -ERANGE, or luastats_host()'s errors.
+ * Copies app record i (< s->n_apps: our count, never the file's), its run first
+ * (an acquire load: what follows is of that run or later). Returns 0, -ERANGE, or
+ * luastats_host()'s errors.
  */
 int luastats_app(const LuaStats *s, uint32_t i, CLuaStatsApp *ret);
 
@@ -105,8 +125,8 @@ int luastats_app(const LuaStats *s, uint32_t i, CLuaStatsApp *ret);
  * {"scheduler", "slice_ms", "slices", "preemptions", "yields", "switches",
  *  "cpu_ms", "started", "apps": [{"id", "state", "priority", "weight", "slices",
  *  "preemptions", "yields", "callbacks", "cpu_ms", "vruntime_ms", "memory_kib",
- *  "memory_peak_kib", "fault"}]}; ids: s->n_apps app ids, in record order (NULL
- * for a record with no app: it is left out).
+ *  "memory_peak_kib", "fault"}]}; ids: s->n_apps app ids, in record order, NULL for
+ * a record to leave out (a slot with no app running).
  * only: an app id to keep alone in "apps", or NULL for all. Returns a new
  * reference, or NULL (the host has not started, a bad file, or no memory).
  */

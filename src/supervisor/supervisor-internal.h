@@ -99,6 +99,11 @@ struct Instance {
         SandboxExit last_exit;
         Group *group;         /* packed: the group whose host runs it (group.c); else NULL */
         uint32_t group_index; /* its record in the host's spec and stats file */
+        uint32_t group_run;   /* the run of that slot it runs as: 0 started with the host,
+                                 else its JOIN's (group.c, group_join()) */
+        bool group_wanted;    /* a start of the host starts it (else it only has a slot) */
+        bool group_slot;      /* the host's last start made it a slot (group.c) */
+        bool group_served;    /* it ran in the running host (its stats record is its) */
 };
 
 /*
@@ -121,6 +126,14 @@ struct Group {
         bool stop_requested;   /* we asked it to stop: no restart */
         int exit_code;         /* of its host's last run, or of its failed start */
         SupervisorError error; /* why its last start failed (step NONE: it did not) */
+        /* While the host runs: our end of its control channel (src/lua/hostctl.h),
+         * or -EBADF once it is closed; the members it was started with (its slots,
+         * members[0..n_slots)) and the folder bound at /apps/<id> for each; the
+         * JOIN runs numbered so far. */
+        int ctl_fd;
+        size_t n_slots;
+        char **slot_dirs;
+        uint32_t runs;
 };
 
 struct Supervisor {
@@ -164,6 +177,8 @@ struct Supervisor {
         Lifecycle *lifecycle;          /* listeners and pending restarts (lifecycle.c) */
         SupervisorAppDirFn app_dir_fn; /* cellad: an installed app's folder now (reload.c) */
         void *app_dir_userdata;
+        SupervisorInstalledFn installed_fn; /* cellad: the installed apps (group.c) */
+        void *installed_userdata;
         /* cellad's warm pool (supervisor_set_warm_source()); NULL: every spawn cold. */
         SupervisorWarmTake warm_take;
         void *warm_userdata;
@@ -219,11 +234,24 @@ void supervisor_keeper_bye(Supervisor *s);
 /* Adds inst (a packed manifest) to its group, creating the group. Returns 0 or a
  * negative errno with *err (printed: two members that disagree on the scheduler). */
 int group_add(Supervisor *s, Instance *inst, SupervisorError *err);
-/* Starts the group's host with all its members. Returns 0 or a negative errno;
- * each member's error says what failed. */
+/* Starts the group's host with its wanted members (Instance.group_wanted; every
+ * member under cella boot), with a slot for each member. Returns 0 or a negative
+ * errno; each wanted member's error says what failed. */
 int group_start(Group *g);
+/*
+ * Starts member inst: when the host does not run, the host (group_start()) with
+ * all its members (cella boot) or, in cellad, with inst alone and a slot for each
+ * installed member (supervisor_set_installed_fn()); when it runs, inst alone into
+ * it (group_join(): a JOIN on the host control channel, docs/lua-api.md "Joining a
+ * running host"). Returns 0 or a negative errno with inst->error after a message
+ * (the host and its other members untouched).
+ */
+int group_start_member(Instance *inst);
 /* As instance_stop(), for the whole host. */
 void group_stop(Group *g, bool kill);
+/* Stops member inst alone (a STOP on the control channel) while other members run
+ * in its host; the whole host (group_stop()) when it is the last one running. */
+void group_stop_member(Instance *inst, bool kill);
 /* Called by pump_closed() for a group's pumps. */
 void group_maybe_finished(Group *g);
 void group_free(Group *g);

@@ -189,6 +189,20 @@ typedef int (*SupervisorAppDirFn)(const char *id, char **ret_dir, void *userdata
  */
 void supervisor_set_app_dir_fn(Supervisor *s, SupervisorAppDirFn fn, void *userdata);
 
+/* Every installed app's folder now (cellad: the store's installed versions), as a
+ * strv in *ret_dirs (caller frees). Returns 0 or a negative errno. */
+typedef int (*SupervisorInstalledFn)(char ***ret_dirs, void *userdata);
+
+/*
+ * Makes each start of a packed group's host (group.c) register first every app fn
+ * names whose manifest puts it in that group and that s does not hold yet, without
+ * starting it: the host's jail, spec, stats file and cgroup limits then have a slot
+ * for it, and `cella start` of it joins the running host (docs/design.md section
+ * 10, "A Lua app joining its group's running host"). Without fn (cella boot), a
+ * group is the apps registered with it.
+ */
+void supervisor_set_installed_fn(Supervisor *s, SupervisorInstalledFn fn, void *userdata);
+
 /*
  * Forgets inst, an app of s that does not run (installed, stopped or failed, nothing
  * of its last run pending), as when its app was removed from the store: it is no

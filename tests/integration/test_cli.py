@@ -385,9 +385,10 @@ def test_demo_interrupted_leaves_no_state_folder_in_tmp():
     assert demo_folders() == before
 
 
-def test_stop_of_a_packed_app_stops_its_group(tmp_path, state):
-    """docs/cli.md "cella stop": a packed Lua app stops its whole group's host; every
-    member is then "stopped"."""
+def test_stop_of_a_packed_app_stops_it_alone_and_the_host_with_the_last(tmp_path, state):
+    """docs/cli.md "cella stop": a packed Lua app stops alone while another member
+    runs in its group's host (same pid); the last one's stop ends the host, and
+    every member is then "stopped"."""
     root = tmp_path / "packed"
     for app in ("org.test.pk.a", "org.test.pk.b"):
         d = root / app
@@ -411,12 +412,22 @@ def test_stop_of_a_packed_app_stops_its_group(tmp_path, state):
     try:
         b.wait_event("started", "org.test.pk.a")
         b.wait_event("started", "org.test.pk.b")
+        host = ps(state)["org.test.pk.b"]["pid"]
         p = cella("stop", "org.test.pk.a", state=state)
+        assert p.returncode == 0, p.stderr
+        apps = ps(state)
+        assert {a: apps[a]["state"] for a in apps} == {"org.test.pk.a": "stopped",
+                                                       "org.test.pk.b": "service",
+                                                       "org.test.pk.keep": "service"}
+        assert apps["org.test.pk.b"]["pid"] == host
+        p = cella("stop", "org.test.pk.b", state=state)
         assert p.returncode == 0, p.stderr
         apps = ps(state)
         assert {a: apps[a]["state"] for a in apps} == {"org.test.pk.a": "stopped",
                                                        "org.test.pk.b": "stopped",
                                                        "org.test.pk.keep": "service"}
+        assert not os.path.exists(f"/proc/{host}/stat") or \
+            open(f"/proc/{host}/stat").read().rpartition(")")[2].split()[0] == "Z"
         assert cella("stop", "org.test.pk.keep", state=state).returncode == 0
     finally:
         code, out, err = b.finish()

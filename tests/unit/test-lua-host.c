@@ -2,6 +2,9 @@
 /* The cella-lua host: the event loop, timers, tasks, and the three schedulers
  * (docs/lua-api.md "Schedulers"), with real CPU-bound apps on one thread. */
 #include <check.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -391,6 +394,105 @@ START_TEST(test_traceback_at_the_memory_cap)
 }
 END_TEST
 
+/* Joins src into slot of h as run. */
+static CLuaApp *join(CLuaHost *h, uint32_t slot, uint32_t run, const char *src)
+{
+        CLuaAppSpec s = {.channel_fd = -1, .log_fd = -1};
+        CLuaApp *app = NULL;
+        char *msg = NULL;
+
+        ck_assert_int_eq(clua_host_join(h, slot, run, &s, &app), 0);
+        ck_assert_msg(clua_load(app, src, strlen(src), "=test", &msg) == CLUA_OK, "%s", msg ?: "");
+        ck_assert_int_eq(clua_host_start(app, 0, NULL), 0);
+        return app;
+}
+
+/* Slots (docs/lua-api.md "Joining a running host"): an app into any free slot, a
+ * slot whose app ended taken again with its record reset to the new run; a live
+ * slot, or one out of range, refused; a stop names the run it is for. */
+START_TEST(test_join_slots)
+{
+        CLuaHost *h = new_host(CLUA_SCHED_FAIR, 3);
+        CLuaAppSpec spec = {.channel_fd = -1, .log_fd = -1};
+        CLuaApp *a, *b, *x = NULL;
+
+        a = join(h, 2, 0, "return 1");
+        ck_assert_uint_eq(h->stats->n_apps, 3); /* every slot's record from the start */
+        ck_assert_int_eq(clua_host_join(h, 2, 1, &spec, &x), -EBUSY);
+        ck_assert_int_eq(clua_host_join(h, 3, 1, &spec, &x), -ERANGE);
+        ck_assert_ptr_null(x);
+        ck_assert_int_eq(clua_host_run(h), 0);
+        ck_assert_uint_eq(a->stats->state, CLUA_APP_EXITED);
+        ck_assert_uint_eq(a->stats->callbacks, 1);
+        /* Slot 2 again, as run 5: a new app, its record reset; slot 0 too. */
+        b = join(h, 2, 5, "x = 0 for i = 1, 10 do x = x + i end");
+        ck_assert_ptr_nonnull(b);
+        ck_assert_uint_eq(h->app_stats[2].run, 5);
+        ck_assert_uint_eq(h->app_stats[2].callbacks, 0);
+        ck_assert_uint_eq(h->app_stats[2].state, CLUA_APP_READY); /* its main chunk queued */
+        (void)join(h, 0, 1, "return 2");
+        ck_assert_int_eq(clua_host_run(h), 0);
+        ck_assert_uint_eq(h->app_stats[2].state, CLUA_APP_EXITED);
+        ck_assert_uint_eq(h->app_stats[2].callbacks, 1);
+        /* A stop for another run, or of a slot with no live app, does nothing. */
+        b = join(h, 1, 7, "require_never_returns = true");
+        ck_assert_int_eq(clua_host_stop_app(h, 1, 6), -ESRCH);
+        ck_assert_int_eq(clua_host_stop_app(h, 0, 1), -ESRCH);
+        ck_assert_int_eq(clua_host_stop_app(h, 1, 7), 0);
+        ck_assert_uint_eq(h->app_stats[1].state, CLUA_APP_EXITED);
+        ck_assert_uint_eq(h->n_alive, 0);
+        clua_host_free(h);
+}
+END_TEST
+
+typedef struct Ctl {
+        int calls;
+        bool sent_after_close; /* a send after the host shut its channel failed */
+        int peer;
+} Ctl;
+
+/* A control callback: the first time, joins an app into slot 1; the channel's
+ * bytes are read and dropped. */
+static int on_ctl(CLuaHost *h, void *userdata)
+{
+        Ctl *c = userdata;
+        char b[64];
+
+        while (recv(h->opt.control_fd, b, sizeof b, MSG_DONTWAIT) > 0)
+                ;
+        if (c->calls++ == 0)
+                (void)join(h, 1, 1, "local t = 0 for i = 1, 100 do t = t + i end");
+        return 0;
+}
+
+/* With a control channel the host stays up while it is open, takes what comes,
+ * and once its last app has ended shuts the channel (a send fails) and returns. */
+START_TEST(test_control_channel)
+{
+        int sp[2];
+        Ctl c = {};
+        CLuaHostOptions o = {.policy = CLUA_SCHED_FAIR, .stats_fd = -1, .n_apps = 2};
+        CLuaHost *h = NULL;
+
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
+        o.control_fd = sp[1];
+        o.control = on_ctl;
+        o.control_userdata = &c;
+        ck_assert_int_eq(clua_host_new(&o, &h), 0);
+        (void)join(h, 0, 0, "return 0");
+        ck_assert_int_eq(send(sp[0], "x", 1, 0), 1); /* something to read */
+        ck_assert_int_eq(clua_host_run(h), 0);
+        ck_assert_int_ge(c.calls, 1);
+        ck_assert_uint_eq(h->app_stats[1].state, CLUA_APP_EXITED);
+        ck_assert_uint_eq(h->app_stats[1].run, 1);
+        ck_assert_int_eq(send(sp[0], "y", 1, MSG_NOSIGNAL | MSG_DONTWAIT), -1);
+        ck_assert_int_eq(errno, EPIPE);
+        clua_host_free(h);
+        close(sp[0]);
+        close(sp[1]);
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("lua-host");
@@ -410,6 +512,8 @@ static Suite *suite(void)
         tcase_add_test(tc, test_queued_events_are_charged);
         tcase_add_test(tc, test_collectgarbage_is_preemptible);
         tcase_add_test(tc, test_traceback_at_the_memory_cap);
+        tcase_add_test(tc, test_join_slots);
+        tcase_add_test(tc, test_control_channel);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -41,7 +41,8 @@ START_TEST(test_spec_build)
         json_error_t jerr;
         char *text = NULL;
 
-        ck_assert_int_eq(luahost_spec_build(MANIFEST_SCHEDULER_PRIORITY, apps, 2, 5, &text), 0);
+        ck_assert_int_eq(luahost_spec_build(MANIFEST_SCHEDULER_PRIORITY, apps, 2, 0, 5, -1, &text),
+                         0);
         root = json_loads(text, 0, &jerr);
         ck_assert_ptr_nonnull(root);
         ck_assert_str_eq(json_string_value(json_object_get(root, "scheduler")), "priority");
@@ -73,7 +74,7 @@ START_TEST(test_spec_build)
         free(text);
 
         /* No stats file: no stats_fd. */
-        ck_assert_int_eq(luahost_spec_build(MANIFEST_SCHEDULER_FAIR, apps, 1, -1, &text), 0);
+        ck_assert_int_eq(luahost_spec_build(MANIFEST_SCHEDULER_FAIR, apps, 1, 0, -1, -1, &text), 0);
         root = json_loads(text, 0, &jerr);
         ck_assert_ptr_null(json_object_get(root, "stats_fd"));
         ck_assert_str_eq(json_string_value(json_object_get(root, "scheduler")), "fair");
@@ -82,14 +83,91 @@ START_TEST(test_spec_build)
 
         /* Bounds: no app, too many apps, an unknown scheduler, a missing manifest. */
         text = (char *)0x1;
-        ck_assert_int_eq(luahost_spec_build(MANIFEST_SCHEDULER_FAIR, apps, 0, -1, &text), -EINVAL);
-        ck_assert_int_eq(
-                luahost_spec_build(MANIFEST_SCHEDULER_FAIR, apps, LUAHOST_APPS_MAX + 1, -1, &text),
-                -EINVAL);
-        ck_assert_int_eq(luahost_spec_build((ManifestScheduler)7, apps, 1, -1, &text), -EINVAL);
+        ck_assert_int_eq(luahost_spec_build(MANIFEST_SCHEDULER_FAIR, apps, 0, 0, -1, -1, &text),
+                         -EINVAL);
+        ck_assert_int_eq(luahost_spec_build(MANIFEST_SCHEDULER_FAIR, apps, LUAHOST_APPS_MAX + 1, 0,
+                                            -1, -1, &text),
+                         -EINVAL);
+        ck_assert_int_eq(luahost_spec_build((ManifestScheduler)7, apps, 1, 0, -1, -1, &text),
+                         -EINVAL);
         apps[1].manifest = NULL;
-        ck_assert_int_eq(luahost_spec_build(MANIFEST_SCHEDULER_FAIR, apps, 2, -1, &text), -EINVAL);
+        ck_assert_int_eq(luahost_spec_build(MANIFEST_SCHEDULER_FAIR, apps, 2, 0, -1, -1, &text),
+                         -EINVAL);
         ck_assert_ptr_eq(text, (char *)0x1);
+        manifest_free(a);
+        manifest_free(b);
+}
+END_TEST
+
+/* A spec with slots: "slots" and each app's "slot"; a slot twice, or out of range,
+ * is refused. And the JOIN and STOP messages, as cella-lua parses them. */
+START_TEST(test_slots_and_join)
+{
+        Manifest *a = parse(PACKED("org.t.a", ",\"args\":[\"x\"],\"priority\":-5"));
+        Manifest *b = parse(PACKED("org.t.b", ""));
+        char *extra[] = {"z", NULL};
+        LuaHostApp apps[] = {
+                {.manifest = a, .channel_fd = 6, .log_fd = 7, .slot = 2},
+                {.manifest = b, .channel_fd = 8, .log_fd = 9, .slot = 0},
+        };
+        LuaHostApp j = {.manifest = a, .extra_args = extra, .channel_fd = 5, .log_fd = 6};
+        CLuaCtlHeader stop;
+        CLuaCtlMsg m;
+        json_error_t jerr;
+        json_t *root;
+        char *text = NULL, err[256];
+        void *msg = NULL;
+        size_t len = 0;
+
+        ck_assert_int_eq(luahost_spec_build(MANIFEST_SCHEDULER_FAIR, apps, 2, 3, 5, 11, &text), 0);
+        root = json_loads(text, 0, &jerr);
+        ck_assert_ptr_nonnull(root);
+        ck_assert_int_eq(json_integer_value(json_object_get(root, "slots")), 3);
+        ck_assert_int_eq(json_integer_value(json_object_get(root, "control_fd")), 11);
+        ck_assert_int_eq(json_integer_value(json_object_get(
+                                 json_array_get(json_object_get(root, "apps"), 0), "slot")),
+                         2);
+        json_decref(root);
+        free(text);
+        apps[1].slot = 2;
+        ck_assert_int_eq(luahost_spec_build(MANIFEST_SCHEDULER_FAIR, apps, 2, 3, 5, 11, &text),
+                         -EINVAL);
+        apps[1].slot = 3;
+        ck_assert_int_eq(luahost_spec_build(MANIFEST_SCHEDULER_FAIR, apps, 2, 3, 5, 11, &text),
+                         -EINVAL);
+        ck_assert_int_eq(luahost_spec_build(MANIFEST_SCHEDULER_FAIR, apps, 2, 1, 5, 11, &text),
+                         -EINVAL);
+
+        /* JOIN: the app's entry of a spec, without fds or slot; two fds. */
+        ck_assert_int_eq(luahost_join_build(&j, 1, 4, &msg, &len), 0);
+        ck_assert_int_eq(clua_ctl_parse(msg, len, 2, 3, &m, err, sizeof err), 0);
+        ck_assert_int_eq(m.type, CLUA_CTL_JOIN);
+        ck_assert_uint_eq(m.index, 1);
+        ck_assert_uint_eq(m.run, 4);
+        ck_assert_str_eq(m.app.id, "org.t.a");
+        ck_assert_str_eq(m.app.entry, "/apps/org.t.a/main.lua");
+        ck_assert_str_eq(m.app.data, "/data/org.t.a");
+        ck_assert_uint_eq(m.app.n_args, 2);
+        ck_assert_str_eq(m.app.args[1], "z");
+        ck_assert_int_eq(m.app.priority, -5);
+        ck_assert_int_eq(m.app.channel_fd, -1);
+        clua_ctl_msg_done(&m);
+        /* A slot the host does not have, and the fds the header does not say. */
+        ck_assert_int_eq(clua_ctl_parse(msg, len, 2, 1, &m, err, sizeof err), -EBADMSG);
+        ck_assert_int_eq(clua_ctl_parse(msg, len, 1, 3, &m, err, sizeof err), -EBADMSG);
+        free(msg);
+        ck_assert_int_eq(luahost_join_build(&j, 1, 0, &msg, &len), -EINVAL);
+        j.log_fd = -1;
+        ck_assert_int_eq(luahost_join_build(&j, 0, 1, &msg, &len), 0);
+        ck_assert_int_eq(clua_ctl_parse(msg, len, 1, 3, &m, err, sizeof err), 0);
+        clua_ctl_msg_done(&m);
+        free(msg);
+
+        luahost_stop_build(2, 9, &stop);
+        ck_assert_int_eq(clua_ctl_parse(&stop, sizeof stop, 0, 3, &m, err, sizeof err), 0);
+        ck_assert_int_eq(m.type, CLUA_CTL_STOP);
+        ck_assert_uint_eq(m.index, 2);
+        ck_assert_uint_eq(m.run, 9);
         manifest_free(a);
         manifest_free(b);
 }
@@ -107,8 +185,9 @@ START_TEST(test_spec_many_apps)
         ck_assert_ptr_nonnull(apps);
         for (size_t i = 0; i < LUAHOST_APPS_MAX; i++)
                 apps[i] = (LuaHostApp){.manifest = m, .channel_fd = (int)(10 + i), .log_fd = -1};
-        ck_assert_int_eq(
-                luahost_spec_build(MANIFEST_SCHEDULER_FAIR, apps, LUAHOST_APPS_MAX, 4, &text), 0);
+        ck_assert_int_eq(luahost_spec_build(MANIFEST_SCHEDULER_FAIR, apps, LUAHOST_APPS_MAX, 0, 4,
+                                            -1, &text),
+                         0);
         root = json_loads(text, 0, &jerr);
         ck_assert_uint_eq(json_array_size(json_object_get(root, "apps")), LUAHOST_APPS_MAX);
         json_decref(root);
@@ -267,6 +346,7 @@ int main(void)
         int failed;
 
         tcase_add_test(tc, test_spec_build);
+        tcase_add_test(tc, test_slots_and_join);
         tcase_add_test(tc, test_spec_many_apps);
         tcase_add_test(tc, test_group_rules);
         tcase_add_test(tc, test_stats_file);
