@@ -248,6 +248,7 @@ static int member_set_of(const Instance *inst, KeeperSet *set)
                 return -EINVAL;
         strcpy(set->rec.group, g->name);
         set->rec.member_index = inst->group_index;
+        set->rec.member_run = inst->group_run;
         set->rec.role = inst->life.role;
         set->fds[KEEPER_FD_CHANNEL] = broker_app_channel_fd(inst->broker_app);
         set->fds[KEEPER_FD_STDOUT] = inst->out.open ? inst->out.from : -EBADF;
@@ -283,6 +284,9 @@ static int host_set_of(const Group *g, KeeperSet *set)
         set->fds[KEEPER_FD_STDOUT] = g->out.open ? g->out.from : -EBADF;
         set->fds[KEEPER_FD_STDERR] = g->err.open ? g->err.from : -EBADF;
         set->fds[KEEPER_FD_STATS] = g->run.stats->fd;
+        /* Our end of its control channel: a cellad that adopts the host joins and
+         * stops members through it (the host ends its side at that end's EOF). */
+        set->fds[KEEPER_FD_CHANNEL] = g->ctl_fd;
         set_mask(set);
         return 0;
 }
@@ -941,8 +945,8 @@ static int file_id_cmp(const void *a, const void *b)
 static bool fds_shared(const KeeperSet *h, const MemberAdoption *mem, size_t n)
 {
         static const KeeperFd host[] = {KEEPER_FD_CTL, KEEPER_FD_STDOUT, KEEPER_FD_STDERR};
-        _cleanup_free_ FileId *ids = calloc(2 * n + ELEMENTSOF(host), sizeof *ids);
-        _cleanup_free_ int *fds = calloc(2 * n + ELEMENTSOF(host), sizeof *fds);
+        _cleanup_free_ FileId *ids = calloc(2 * n + ELEMENTSOF(host) + 1, sizeof *ids);
+        _cleanup_free_ int *fds = calloc(2 * n + ELEMENTSOF(host) + 1, sizeof *fds);
         size_t k = 0;
         struct stat st;
 
@@ -950,6 +954,8 @@ static bool fds_shared(const KeeperSet *h, const MemberAdoption *mem, size_t n)
                 return true;
         for (size_t i = 0; i < ELEMENTSOF(host); i++)
                 fds[k++] = h->fds[host[i]];
+        if (h->fds[KEEPER_FD_CHANNEL] >= 0)
+                fds[k++] = h->fds[KEEPER_FD_CHANNEL]; /* its control channel */
         for (size_t i = 0; i < n; i++) {
                 fds[k++] = mem[i].set->fds[KEEPER_FD_CHANNEL];
                 fds[k++] = mem[i].set->fds[KEEPER_FD_STDOUT];
@@ -1000,6 +1006,9 @@ static int group_check(Supervisor *s, KeeperSet *h, MemberAdoption *mem, size_t 
                 return refusal(ret_why, "its host's fd set is incomplete");
         if (hr->n_members == 0 || hr->n_members > LUAHOST_APPS_MAX)
                 return refusal(ret_why, "its host's record count is out of range");
+        /* Its control channel, when held: a socket of the kind group.c makes. */
+        if (h->fds[KEEPER_FD_CHANNEL] >= 0 && !fd_is_channel(h->fds[KEEPER_FD_CHANNEL]))
+                return refusal(ret_why, "its host's control channel is not what it should be");
         for (size_t i = 0; i < s->n_groups; i++)
                 if (strcmp(s->groups[i]->name, hr->group) == 0)
                         return refusal(ret_why,
@@ -1254,6 +1263,7 @@ static int adopt_group(Supervisor *s, KeeperSet *sets, size_t n_sets, size_t hi,
                         goto refused;
                 }
                 mem[i].inst->group_index = mem[i].set->rec.member_index;
+                mem[i].inst->group_run = mem[i].set->rec.member_run;
                 mem[i].inst->group_served = true; /* its record is its own (group_stats()) */
         }
         for (size_t i = 0; i < n; i++) {
@@ -1271,7 +1281,8 @@ static int adopt_group(Supervisor *s, KeeperSet *sets, size_t n_sets, size_t hi,
                 MIN(now_mono, (now_real - MIN(now_real, (uint64_t)hr->started_ms)) * NSEC_PER_MSEC);
         g->run.restarts = hr->restarts;
         g->run.stats = TAKE_PTR(stats);
-        r = group_adopted(g, take_fd(h, KEEPER_FD_STDOUT), take_fd(h, KEEPER_FD_STDERR));
+        r = group_adopted(g, take_fd(h, KEEPER_FD_STDOUT), take_fd(h, KEEPER_FD_STDERR),
+                          take_fd(h, KEEPER_FD_CHANNEL), hr->n_members);
         if (r < 0) {
                 /* Its host is killed (group_adopted()); its apps failed. */
                 for (size_t i = 0; i < n; i++) {
