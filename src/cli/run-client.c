@@ -438,21 +438,22 @@ static int run_stdin(int mode, int *ret_tty, int *ret_feed)
 }
 
 /* The stream call both commands make: method with params (stolen) and the fds
- * [folder_fd if >= 0], stdin, stdout, stderr; relays, takes the last reply's
+ * [folder_fd if >= 0], stdin, stdout, stderr[, status_fd if >= 0: the run's kernel
+ * writes its --json-status records there]; relays, takes the last reply's
  * exit_code. stdin_mode: 0 ours (a file or pipe; a terminal through a pipe), 1
  * /dev/null, 2 always a pipe we feed (the daemon wants a pipe: cella exec), 3 an
  * empty pipe (cella exec without -i). signal_method: pass SIGINT, SIGTERM, SIGHUP
  * (and SIGQUIT to org.cella.ExecSignal) on with it; NULL: none. */
 static int stream_call(const char *cmd, const char *state_dir, const char *method, json_t *params,
-                       int folder_fd, int stdin_mode, bool raw_output, const char *signal_method,
-                       bool tty)
+                       int folder_fd, int status_fd, int stdin_mode, bool raw_output,
+                       const char *signal_method, bool tty)
 {
         bool forward = signal_method != NULL;
         int tty_pair[2] = {-EBADF, -EBADF};
         _cleanup_free_ char *socket_path = NULL;
         _cleanup_close_ int in = -EBADF;
         int out[2] = {-EBADF, -EBADF}, err[2] = {-EBADF, -EBADF};
-        int fds[4], n_fds = 0;
+        int fds[5], n_fds = 0;
         ControlClient *cl = NULL;
         Relay relay = {.exit_code = -1, .error_exit = -1, .cmd = cmd, .raw_output = raw_output};
         pthread_t tout, tsig;
@@ -529,6 +530,8 @@ static int stream_call(const char *cmd, const char *state_dir, const char *metho
                 fds[n_fds++] = out[1];
                 fds[n_fds++] = err[1];
         }
+        if (status_fd >= 0)
+                fds[n_fds++] = status_fd;
         /* Raw only when our keys go to the command (-t -i): with -t alone, Ctrl-C
          * stays ours, and is passed on as SIGINT. */
         if (tty && relay.interactive && isatty(STDIN_FILENO) && terminal_raw() < 0)
@@ -603,12 +606,14 @@ int cli_run_through_daemon(const char *cmd, const KernelOptions *k, const char *
                 json_array_append_new(args, json_string(extra_args[i]));
         if (!params || !args || json_object_set_new(params, "args", args) < 0 ||
             json_object_set_new(params, "verbose", json_boolean(log_verbose > 0)) < 0 ||
-            (boot && json_object_set_new(params, "boot", json_true()) < 0)) {
+            (boot && json_object_set_new(params, "boot", json_true()) < 0) ||
+            (k->json_status_fd >= 0 &&
+             json_object_set_new(params, "json_status", json_true()) < 0)) {
                 json_decref(params);
                 return CELLA_EXIT_INTERNAL;
         }
-        return stream_call(cmd, k->state_dir, "org.cella.Run", params, dirfd, boot ? 1 : 0,
-                           k->raw_output, "org.cella.RunSignal", false);
+        return stream_call(cmd, k->state_dir, "org.cella.Run", params, dirfd, k->json_status_fd,
+                           boot ? 1 : 0, k->raw_output, "org.cella.RunSignal", false);
 }
 
 int cli_exec_through_daemon(const char *state_dir, const char *app, char *const *argv,
@@ -635,6 +640,6 @@ int cli_exec_through_daemon(const char *state_dir, const char *app, char *const 
                         return CELLA_EXIT_INTERNAL;
                 }
         }
-        return stream_call("exec", state_dir, "org.cella.Exec", params, -1, interactive ? 2 : 3,
-                           raw_output, "org.cella.ExecSignal", tty);
+        return stream_call("exec", state_dir, "org.cella.Exec", params, -1, -1,
+                           interactive ? 2 : 3, raw_output, "org.cella.ExecSignal", tty);
 }

@@ -35,7 +35,7 @@ enum {
 };
 
 /* --embedded: the kernel in this process even when a cellad runs. kernel_only: an
- * option only an embedded kernel honours was given (-t, --json-status, --root,
+ * option only an embedded kernel honours was given (-t, --root,
  * --uid-range, --cgroup-mode), so this run embeds too (docs/cli.md "Through
  * cellad"). */
 static bool embedded, kernel_only;
@@ -72,8 +72,8 @@ static void kernel_options_usage(FILE *f)
                 "      --cgroup-mode MODE   auto, v1, v2 or hybrid (default auto)\n"
                 "      --embedded           the kernel in this command even when a cellad runs\n"
                 "                           for the state directory (else it runs there;\n"
-                "                           -t, --json-status, --root, --uid-range and\n"
-                "                           --cgroup-mode imply it)\n"
+                "                           -t, --root, --uid-range and --cgroup-mode\n"
+                "                           imply it)\n"
                 "  -v, --verbose            more messages\n"
                 "  -h, --help               this text\n",
                 cli_default_state_dir(), STATE_IDS_PER_APP, STATE_UID_BASE_DEFAULT,
@@ -121,8 +121,7 @@ static int kernel_option(int c, const char *arg, KernelOptions *k)
         unsigned long long v, n;
         int code;
 
-        if (c == ARG_JSON_STATUS || c == ARG_UID_RANGE || c == ARG_CGROUP_MODE || c == ARG_ROOT ||
-            c == 't')
+        if (c == ARG_UID_RANGE || c == ARG_CGROUP_MODE || c == ARG_ROOT || c == 't')
                 kernel_only = true;
         switch (c) {
         case ARG_EMBEDDED:

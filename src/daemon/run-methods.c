@@ -181,12 +181,13 @@ static int find_cella(char *ret)
         return -ENOENT;
 }
 
-/* The child: fds 0-2 the run's stdio, 3 the app folder; nothing else of the daemon's
- * (close_range). Only async-signal-safe calls between fork and exec. */
-_noreturn_ static void run_child(pid_t parent, const int fds[4], const char *path, char **argv,
-                                 char **envp)
+/* The child: fds 0-2 the run's stdio, 3 the app folder, 4 the status records'
+ * (when n is 5); nothing else of the daemon's (close_range). Only
+ * async-signal-safe calls between fork and exec. */
+_noreturn_ static void run_child(pid_t parent, const int fds[5], unsigned n, const char *path,
+                                 char **argv, char **envp)
 {
-        int high[4];
+        int high[5];
         sigset_t all;
 
         sigemptyset(&all);
@@ -201,16 +202,16 @@ _noreturn_ static void run_child(pid_t parent, const int fds[4], const char *pat
         if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
                 _exit(CELLA_EXIT_INTERNAL);
         /* Above 3 first, so that no dup2() below overwrites one still to be moved. */
-        for (int i = 0; i < 4; i++) {
+        for (unsigned i = 0; i < n; i++) {
                 high[i] = fcntl(fds[i], F_DUPFD, 10);
                 if (high[i] < 0)
                         _exit(CELLA_EXIT_INTERNAL);
         }
-        for (int i = 0; i < 4; i++)
-                if (dup2(high[i], i) < 0)
+        for (unsigned i = 0; i < n; i++)
+                if (dup2(high[i], (int)i) < 0)
                         _exit(CELLA_EXIT_INTERNAL);
-        if (syscall(SYS_close_range, 4u, ~0u, 0u) < 0)
-                for (int fd = 4; fd < 65536; fd++)
+        if (syscall(SYS_close_range, n, ~0u, 0u) < 0)
+                for (int fd = (int)n; fd < 65536; fd++)
                         (void)close(fd);
         execve(path, argv, envp);
         _exit(CELLA_EXIT_INTERNAL);
@@ -384,12 +385,13 @@ static int method_run(ControlCall *call, json_t *params, void *userdata)
 {
         Daemon *d = userdata;
         const struct ucred *peer = control_call_peer(call);
-        _cleanup_close_ int f0 = -EBADF, f1 = -EBADF, f2 = -EBADF, f3 = -EBADF;
+        _cleanup_close_ int f0 = -EBADF, f1 = -EBADF, f2 = -EBADF, f3 = -EBADF, f4 = -EBADF;
         _cleanup_strv_free_ char **argv = NULL;
         char cella[PATH_MAX], range[64];
         json_t *args = json_object_get(params, "args"), *v;
         bool verbose = json_is_true(json_object_get(params, "verbose"));
         bool boot = json_is_true(json_object_get(params, "boot"));
+        bool status = json_is_true(json_object_get(params, "json_status"));
         _cleanup_strv_free_ char **envp = NULL;
         const char *key;
         size_t i;
@@ -399,7 +401,8 @@ static int method_run(ControlCall *call, json_t *params, void *userdata)
 
         json_object_foreach(params, key,
                             v) if (strcmp(key, "args") != 0 && strcmp(key, "verbose") != 0 &&
-                                   strcmp(key, "boot") !=
+                                   strcmp(key, "boot") != 0 &&
+                                   strcmp(key, "json_status") !=
                                            0) return reply_invalid(call, key, "unknown parameter");
         if (!control_call_more(call))
                 return reply_invalid(call, "more",
@@ -425,6 +428,17 @@ static int method_run(ControlCall *call, json_t *params, void *userdata)
         if (f0 < 0 || f1 < 0 || f2 < 0 || f3 < 0)
                 return reply_invalid(call, "fds",
                                      "expected 4 fds: the app folder, stdin, stdout, stderr");
+        if (status) {
+                /* The client's own --json-status fd: written to, as its embedded
+                 * kernel would (an fd it opened for writing, not an O_PATH one). */
+                int fl;
+
+                f4 = control_call_take_fd(call, 4);
+                fl = f4 < 0 ? -1 : fcntl(f4, F_GETFL);
+                if (fl < 0 || (fl & O_PATH) || (fl & O_ACCMODE) == O_RDONLY)
+                        return reply_invalid(call, "fds",
+                                             "json_status: fd 4 must be open for writing");
+        }
         if (check_folder(call, f0) || check_path_stable(call, f0, peer ? peer->uid : (uid_t)-1))
                 return 0;
         if (run_limit_reached(call, d, peer ? peer->uid : (uid_t)-1))
@@ -460,6 +474,8 @@ static int method_run(ControlCall *call, json_t *params, void *userdata)
         }
         if (r >= 0 && verbose)
                 r = strv_extend(&argv, "-v");
+        if (r >= 0 && status)
+                r = strv_extend(&argv, "--json-status=4");
         if (r >= 0)
                 r = strv_extend(&argv, "/proc/self/fd/3");
         if (r >= 0 && !boot)
@@ -482,7 +498,8 @@ static int method_run(ControlCall *call, json_t *params, void *userdata)
                 return control_reply_errno(call, negative_errno(), "cannot fork the run");
         }
         if (pid == 0)
-                run_child(self, (const int[]){f1, f2, f3, f0}, cella, argv, envp);
+                run_child(self, (const int[]){f1, f2, f3, f0, f4}, status ? 5 : 4, cella, argv,
+                          envp);
         run->pid = pid;
         run->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
         if (run->pidfd < 0 || uv_poll_init(daemon_loop(d), &run->poll, run->pidfd) < 0) {

@@ -395,6 +395,35 @@ static void on_bus_message(CLuaApp *app, const CellaEvent *ev)
         (void)clua_host_queue(app, w);
 }
 
+/* Lets go of a handler's registry ref that nothing will call again (a dropped
+ * subscription, a handler of a broken channel). Calls already queued for it
+ * still run: the last of them (the queue runs calls in order) takes the ref
+ * over and releases it once it ran (owns_ref); with none queued it goes now.
+ * luaL_unref does not allocate (Lua 5.4.3+ keeps the free list in the
+ * registry's array part), so this may run outside a protected call. */
+static void release_handler(CLuaApp *app, int ref)
+{
+        CLuaWork *last = NULL;
+
+        if (ref == LUA_NOREF || !app->L)
+                return;
+        for (CLuaWork *w = app->work_head; w; w = w->next)
+                if (w->kind == CLUA_WORK_CALL && !w->owns_ref && w->fn_ref == ref)
+                        last = w;
+        if (last)
+                last->owns_ref = true;
+        else
+                luaL_unref(app->L, LUA_REGISTRYINDEX, ref);
+}
+
+/* Drops every bus subscription of app: the kernel that kept them is gone. */
+static void drop_subscriptions(CLuaApp *app)
+{
+        for (unsigned i = 0; i < app->n_subs; i++)
+                release_handler(app, app->subs[i].fn_ref);
+        app->n_subs = 0;
+}
+
 static void on_event(Cella *c, const CellaEvent *ev, void *userdata)
 {
         CLuaApp *app = userdata;
@@ -434,7 +463,7 @@ static void on_event(Cella *c, const CellaEvent *ev, void *userdata)
                  * kernel kept are gone: their handlers go (messages queued before
                  * still run). Then app.on_kernel_restart's handler, to make them
                  * again. */
-                app->n_subs = 0;
+                drop_subscriptions(app);
                 if (app->on_restart_ref == LUA_NOREF)
                         break;
                 w = calloc(1, sizeof(*w));
@@ -472,12 +501,10 @@ static void channel_broke(CLuaApp *app)
                 return;
         app->channel_broken = true;
         (void)epoll_ctl(app->host->epfd, EPOLL_CTL_DEL, cella_fd(app->cella), NULL);
-        /* Messages already queued are still delivered; the refs go with the
-         * app's state. */
-        app->n_subs = 0;
-        if (app->on_message_ref != LUA_NOREF) {
-                app->on_message_ref = LUA_NOREF;
-        }
+        /* Messages already queued are still delivered (release_handler). */
+        drop_subscriptions(app);
+        release_handler(app, app->on_message_ref);
+        app->on_message_ref = LUA_NOREF;
         for (CLuaWait *w = app->waits; w; w = w->next)
                 if (!w->timer && !w->done)
                         (void)clua_host_wake(w);

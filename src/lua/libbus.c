@@ -83,12 +83,12 @@ static int decode_unsubscribe(lua_State *L, CellaReply *reply)
 {
         CLuaApp *app = clua_app_of(L);
         lua_Integer id = lua_tointeger(L, 1);
+        bool gone = reply->error == -ENOENT;
 
-        if (reply->error == -ENOENT) {
-                lua_pushboolean(L, 0);
-                return 1;
-        }
-        protobuf_c_message_free_unpacked(clua_kernel_unpack(L, reply), NULL);
+        /* ENOENT: the kernel ended it already (its right was revoked); the
+         * handler goes here too, or its ref and its slot would stay for good. */
+        if (!gone)
+                protobuf_c_message_free_unpacked(clua_kernel_unpack(L, reply), NULL);
         for (unsigned i = 0; i < app->n_subs; i++) {
                 if (app->subs[i].id != (uint64_t)id)
                         continue;
@@ -97,7 +97,7 @@ static int decode_unsubscribe(lua_State *L, CellaReply *reply)
                 app->subs[i] = app->subs[--app->n_subs];
                 break;
         }
-        lua_pushboolean(L, 1);
+        lua_pushboolean(L, !gone);
         return 1;
 }
 

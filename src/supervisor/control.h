@@ -45,7 +45,7 @@
 #define CONTROL_OUTPUT_MAX  (4u * 1024u * 1024u)  /* bytes of replies queued per client */
 #define CONTROL_REPLY_MAX   (16u * 1024u * 1024u) /* bytes of one reply a client accepts */
 #define CONTROL_IDLE_MS     10000u                /* a silent client is dropped after this */
-#define CONTROL_FDS_MAX     4u                    /* descriptors one request may carry */
+#define CONTROL_FDS_MAX     5u                    /* descriptors one request may carry */
 #define CONTROL_METHOD_MAX  255u                  /* bytes of a method name */
 #define CONTROL_KERNELS_MAX 1024u                 /* sockets a client visits */
 #define CONTROL_ASK_BATCH   256u                  /* kernels asked at once (descriptors) */

@@ -924,6 +924,11 @@ static void instance_maybe_finished(Instance *inst)
         inst->pty_hold = safe_close(inst->pty_hold);
         inst->last_exit = inst->run.last_exit;
         inst->exit_code = report_exit(inst);
+        /* Its last lines are written: the log's three fds (the logs folder, the
+         * file, its time index) go until the next start opens them again
+         * (instance_open_log), so that an installed app that does not run holds
+         * no fd in cellad. `cella logs` reads the files by name. */
+        inst->log = applog_close(inst->log);
         supervisor_keeper_drop(inst);
         broker_app_detach(inst->broker_app);
         inst->broker_app = NULL;

@@ -51,9 +51,7 @@ def lua_budget_env(ms=LUA_CPU_MS):
 def run_cella(*args, state_dir=None, stdin=subprocess.DEVNULL, env=None, timeout=60, json_status=True):
     """Runs `cella run [--state-dir S] [--json-status FD] ARGS...` and collects everything.
     In a test's daemon-mode twin (@pytest.mark.twin) the run goes through cellad, which
-    --json-status would prevent (it is an embedded-only option): no status records then."""
-    if TWIN["daemon"] is not None:
-        json_status = False
+    hands FD to the run's kernel: the same records (docs/cli.md "Through cellad")."""
     cmd = [CELLA, "run"]
     if state_dir is not None:
         cmd += ["--state-dir", str(state_dir)]
@@ -151,8 +149,55 @@ def start_cella(app, state_dir, *args, stdin=None):
 # state directory (tmp_path/state, the `state` fixture's) first (kernel "daemon"),
 # so that the same `cella run`/`boot` commands go through cellad's org.cella.Run.
 # The daemon twin fails if no run went through cellad. Only tests whose behaviour is
-# shared qualify: no --json-status records (embedded only), no -t, no prompt.
+# shared qualify: no -t, no --root/--uid-range/--cgroup-mode, no prompt (the
+# --json-status records go through cellad as they are). A test that is not a twin
+# says why in one line above it ("# Not a twin: ..."); docs/design.md section 13
+# lists the modules that have none.
 TWIN = {"daemon": None}
+
+
+def kernel_pids_of(procs):
+    """kernel_pid_of for several runs at once (Popens): their kernels' pids, in no
+    order (in a daemon twin, cellad's children that run `cella run|boot`)."""
+    d = TWIN["daemon"]
+    if d is None:
+        return [p.pid for p in procs]
+    with open(f"/proc/{d.pid}/task/{d.pid}/children") as f:
+        children = [int(x) for x in f.read().split()]
+    out = []
+    for pid in children:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"--embedded" in f.read().split(b"\0"):
+                    out.append(pid)
+        except FileNotFoundError:
+            pass
+    return out
+
+
+def kernel_pid_of(proc):
+    """The pid of the kernel that runs proc's `cella run`/`boot` (a Popen): proc's
+    own when it embeds its kernel; in a daemon twin, the child of cellad that runs
+    it (`cella run|boot --embedded`: one at a time in a twin), or None while cellad
+    has not forked it yet. The kernel's control socket is <state>/run/<pid>.sock and
+    `cella ps` gives it as kernel_pid."""
+    d = TWIN["daemon"]
+    if d is None:
+        return proc.pid
+    try:
+        with open(f"/proc/{d.pid}/task/{d.pid}/children") as f:
+            children = [int(x) for x in f.read().split()]
+    except FileNotFoundError:
+        return None
+    for pid in children:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except FileNotFoundError:
+            continue
+        if b"--embedded" in argv and (b"run" in argv or b"boot" in argv):
+            return pid
+    return None
 
 
 def pytest_configure(config):
@@ -163,21 +208,29 @@ def pytest_configure(config):
 
 def pytest_generate_tests(metafunc):
     if metafunc.definition.get_closest_marker("twin"):
-        if "kernel" not in metafunc.fixturenames:
-            metafunc.fixturenames.append("kernel")
-        metafunc.parametrize("kernel", ["embedded", "daemon"], indirect=True)
+        metafunc.parametrize("twin_kernel", ["embedded", "daemon"], indirect=True)
 
 
-@pytest.fixture
-def kernel(request, tmp_path):
-    """"embedded" or "daemon" (a cellad running on tmp_path/state); see TWIN."""
+# Autouse, so that it is in every test's fixture closure: pytest computes that
+# closure before pytest_generate_tests, and a name appended to
+# metafunc.fixturenames there is parametrized but its fixture never runs (the
+# daemon twins then ran embedded, vacuously). Not named "kernel": test_ps_logs.py
+# has a fixture of that name, which an autouse one would start for every test.
+@pytest.fixture(autouse=True)
+def twin_kernel(request):
+    """"embedded" (every test not marked twin, and a twin's first run) or "daemon"
+    (a cellad running on tmp_path/state for the test's run); see TWIN."""
     mode = getattr(request, "param", "embedded")
     if mode == "embedded":
         yield mode
         return
     from daemon_util import require_cellad, running_cellad
     require_cellad()
-    with running_cellad(tmp_path / "state") as d:
+    # @pytest.mark.twin(cellad_env=ENV): the environment cellad runs in, for what a
+    # run's kernel takes from cellad's environment and not from the client's (the
+    # Lua CPU budget knob: docs/api.md "org.cella.Run").
+    env = request.node.get_closest_marker("twin").kwargs.get("cellad_env")
+    with running_cellad(request.getfixturevalue("tmp_path") / "state", env=env) as d:
         TWIN["daemon"] = d
         try:
             yield mode

@@ -79,6 +79,7 @@ def test_no_audit_log(state):
     assert "no audit log in" in p.stderr
 
 
+# Not a twin: no app runs: it writes and checks an audit log, which a cellad would append to.
 def test_verify_ok(state):
     three(state)
     p = audit(state, "--verify")
@@ -92,6 +93,7 @@ def test_verify_ok(state):
     assert v["head_hash"] == hashlib.blake2b(last, digest_size=32).hexdigest()
 
 
+# Not a twin: no app runs: it writes and checks an audit log, which a cellad would append to.
 def test_listing(state):
     three(state)
     p = audit(state)
@@ -105,6 +107,7 @@ def test_listing(state):
     ]
 
 
+# Not a twin: no app runs: it writes and checks an audit log, which a cellad would append to.
 def test_json_output_is_the_chain(state):
     """--json prints the stored lines; the chain checks out with Python's own BLAKE2b."""
     three(state)
@@ -124,6 +127,7 @@ def test_json_output_is_the_chain(state):
     assert json.loads(lines[0])["app"] is None
 
 
+# Not a twin: no app runs: it writes and checks an audit log, which a cellad would append to.
 def test_tampered_record(state):
     three(state)
     f = log_file(state)
@@ -141,6 +145,7 @@ def test_tampered_record(state):
     assert "audit log BROKEN" in ls.stderr
 
 
+# Not a twin: no app runs: it writes and checks an audit log, which a cellad would append to.
 def test_deleted_record(state):
     three(state)
     f = log_file(state)
@@ -151,6 +156,7 @@ def test_deleted_record(state):
     assert "record 3 in log.000001.jsonl (line 2) follows record 1: record 2 is missing" in p.stdout
 
 
+# Not a twin: no app runs: it writes and checks an audit log, which a cellad would append to.
 def test_truncated_log(state):
     three(state)
     f = log_file(state)
@@ -219,6 +225,7 @@ def test_output_cannot_forge_lines(state):
     assert '\\n#9' in p.stdout
 
 
+# Not a twin: no app runs: its writers are the test's, and a cellad would be one more.
 def test_concurrent_writers_one_chain(state):
     """Several writer processes (cella run, cella boot and cella grant share a state
     dir) append interleaved batches to one chain while `cella audit --verify` reads."""

@@ -6,6 +6,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from conftest import CELLA, boot_cella, pid_alive
 
 
@@ -19,6 +21,7 @@ def events(status, name, app=None):
 SERVICE = "exec sleep 1000\n"
 
 
+@pytest.mark.twin
 def test_services_start_before_the_apps_that_depend_on_them(make_app, tmp_path, state):
     make_app("org.test.svc", SERVICE, kind="service")
     make_app("org.test.mid", SERVICE, kind="service", depends=["org.test.svc"])
@@ -41,6 +44,7 @@ def test_services_start_before_the_apps_that_depend_on_them(make_app, tmp_path, 
     assert (state / "logs" / "org.test.other.log").read_text() == "other ran\n"
 
 
+@pytest.mark.twin
 def test_a_dependency_cycle_is_a_clear_error(make_app, tmp_path, state):
     make_app("org.test.a", SERVICE, kind="service", depends=["org.test.b"])
     make_app("org.test.b", SERVICE, kind="service", depends=["org.test.a"])
@@ -50,6 +54,7 @@ def test_a_dependency_cycle_is_a_clear_error(make_app, tmp_path, state):
     assert events(status, "started") == []
 
 
+@pytest.mark.twin
 def test_a_missing_dependency_is_a_clear_error(make_app, tmp_path, state):
     make_app("org.test.a", "true\n", depends=["org.test.nowhere"])
     p, _ = boot(tmp_path, state)
@@ -57,6 +62,7 @@ def test_a_missing_dependency_is_a_clear_error(make_app, tmp_path, state):
     assert "org.test.a depends on org.test.nowhere" in p.stderr
 
 
+@pytest.mark.twin
 def test_a_bad_manifest_names_its_file(make_app, tmp_path, state):
     make_app("org.test.good", "true\n")
     bad = make_app("org.test.bad", "true\n")
@@ -66,6 +72,7 @@ def test_a_bad_manifest_names_its_file(make_app, tmp_path, state):
     assert f"{bad}/manifest.json" in p.stderr and "entry" in p.stderr
 
 
+@pytest.mark.twin
 def test_on_failure_restarts_until_the_app_succeeds(make_app, tmp_path, state):
     # /data survives restarts: the app fails twice, then succeeds.
     make_app("org.test.flaky", """\
@@ -82,6 +89,7 @@ def test_on_failure_restarts_until_the_app_succeeds(make_app, tmp_path, state):
     assert (state / "logs" / "org.test.flaky.log").read_text() == "run 0\nrun 1\nrun 2\n"
 
 
+@pytest.mark.twin
 def test_restart_no_leaves_a_failed_app_down_and_boot_says_so(make_app, tmp_path, state):
     make_app("org.test.fails", "exit 3\n", restart="no")
     p, status = boot(tmp_path, state)
@@ -90,6 +98,7 @@ def test_restart_no_leaves_a_failed_app_down_and_boot_says_so(make_app, tmp_path
     assert "org.test.fails" in p.stderr and "3" in p.stderr
 
 
+@pytest.mark.twin
 def test_a_crash_loop_is_given_up(make_app, tmp_path, state):
     make_app("org.test.crash", "exit 1\n", restart="always")
     t0 = time.monotonic()
@@ -100,6 +109,7 @@ def test_a_crash_loop_is_given_up(make_app, tmp_path, state):
     assert time.monotonic() - t0 < 20
 
 
+@pytest.mark.twin
 def test_ctrl_c_stops_every_app_cleanly(make_app, tmp_path, state):
     make_app("org.test.svc", SERVICE, kind="service")
     make_app("org.test.app", SERVICE, kind="app", depends=["org.test.svc"])
@@ -121,6 +131,7 @@ def test_ctrl_c_stops_every_app_cleanly(make_app, tmp_path, state):
     assert [r["app"] for r in events(rest, "exited")] == ["org.test.app", "org.test.svc"]
 
 
+@pytest.mark.twin
 def test_a_boot_of_services_alone_runs_until_stopped(make_app, tmp_path, state):
     make_app("org.test.svc", SERVICE, kind="service")
     rfd, wfd = os.pipe()

@@ -119,6 +119,7 @@ def boot(folder, state, env=None, loop_devices=True):
     return p, os.fdopen(rfd)
 
 
+@pytest.mark.twin
 def test_a_proc_list_flood_leaves_other_apps_calls_fast(tmp_path, state):
     """App A runs 500 processes and keeps 60 proc.list calls in flight (each reads
     two /proc files a process, on the kernel's loop); app B's system.time p99 stays
@@ -152,6 +153,7 @@ def test_a_proc_list_flood_leaves_other_apps_calls_fast(tmp_path, state):
     verify_audit(state)
 
 
+# Not a twin: its "directory" case it hides the loop devices in the client's mount namespace (unshare); the run's kernel runs in cellad's, which has them.
 @pytest.mark.parametrize("data", ["directory", "filesystem"])
 def test_a_fs_usage_flood_leaves_other_apps_calls_fast(tmp_path, state, data):
     """App A keeps 60 fs.usage calls in flight over a /data of 30,000 files; app B,
@@ -199,6 +201,7 @@ def test_a_fs_usage_flood_leaves_other_apps_calls_fast(tmp_path, state, data):
     verify_audit(state)
 
 
+@pytest.mark.twin
 def test_apps_that_never_read_hold_bounded_kernel_memory(tmp_path, state):
     """Three apps send system.env calls (~60 KiB replies each) and never read:
     the kernel stops reading each once its out queue holds 256 KiB, its memory
@@ -238,6 +241,7 @@ def test_apps_that_never_read_hold_bounded_kernel_memory(tmp_path, state):
     assert lat["p99_us"] < P99_BOUND_US, lat
 
 
+# Not a twin: --root is embedded-only (cellad's roots are its own).
 @pytest.mark.parametrize("kind", ["time", "refused", "distinct"])
 def test_a_call_flood_writes_a_bounded_audit_log(tmp_path, state, kind):
     """An app calls as fast as its rate limit allows for 3 s: repeated decisions are
@@ -285,6 +289,7 @@ def test_a_call_flood_writes_a_bounded_audit_log(tmp_path, state, kind):
         assert grew < 16 * 1024
 
 
+# Not a twin: its --cgroup-mode parameter is embedded-only (a run through cellad uses cellad's mode).
 @pytest.mark.parametrize("mode", ["auto", "v1"])
 def test_proc_list_reports_the_cgroups_cpu_use(tmp_path, state, mode):
     """proc.list's cgroup.cpu_usage_ns is the app's cgroup's CPU time on every host
@@ -303,6 +308,7 @@ def test_proc_list_reports_the_cgroups_cpu_use(tmp_path, state, mode):
     assert int(used) < int(burnt) + 5_000_000_000, line
 
 
+# Not a twin: its --cgroup-mode parameter is embedded-only (a run through cellad uses cellad's mode).
 @pytest.mark.parametrize("mode", ["auto", "v1"])
 def test_memory_stats_read_the_apps_cgroup(tmp_path, state, mode):
     """memory.stats and proc.list read the app's own cgroup files on every host layout

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CELLA, EXAMPLES, ROOT, lua_budget_env, mounts_below, run_cella, start_cella
+from conftest import (CELLA, EXAMPLES, ROOT, kernel_pids_of, lua_budget_env, mounts_below, run_cella,
+                      start_cella)
 
 GRACE_S = 5  # SUPERVISOR_STOP_GRACE_MS
 
@@ -73,6 +74,7 @@ SERVICE = "exec sleep 1000\n"
 STUBBORN = "trap '' TERM\nwhile :; do sleep 1; done\n"
 
 
+@pytest.mark.twin
 def test_stop_stops_a_service_and_ps_says_stopped(make_app, tmp_path, state):
     make_app("org.test.stop.svc", script=SERVICE, kind="service")
     make_app("org.test.stop.other", script=SERVICE, kind="service")
@@ -103,6 +105,7 @@ def test_stop_stops_a_service_and_ps_says_stopped(make_app, tmp_path, state):
     assert code == 0, err
 
 
+@pytest.mark.twin
 def test_stop_kills_an_app_that_ignores_sigterm_after_the_grace(make_app, tmp_path, state):
     make_app("org.test.stop.stubborn", script=STUBBORN, kind="service")
     b = Boot(tmp_path, state)
@@ -120,6 +123,7 @@ def test_stop_kills_an_app_that_ignores_sigterm_after_the_grace(make_app, tmp_pa
     assert "did not stop within 5000 ms; killing it" in err
 
 
+@pytest.mark.twin
 def test_stop_ends_cella_run_with_the_apps_status(make_app, state):
     app = make_app("org.test.stop.run", script=SERVICE)
     rfd, wfd = os.pipe()
@@ -141,6 +145,7 @@ def test_stop_usage(state):
     assert p.returncode == 240 and "is not an app id" in p.stderr
 
 
+@pytest.mark.twin
 def test_gesture_for_an_app_not_installed_is_refused(make_app, state):
     p = cella("gesture", "org.test.never.installed", state=state)
     assert p.returncode == 1
@@ -153,6 +158,7 @@ def test_gesture_for_an_app_not_installed_is_refused(make_app, state):
     assert perms["last_gesture"], perms
 
 
+# Not a twin: --root is embedded-only.
 @pytest.mark.parametrize("path,why", [("/nonexistent/folder", "No such file or directory"),
                                       ("/etc/hostname", "is not a directory")])
 def test_root_must_be_an_existing_folder(make_app, state, path, why):
@@ -178,6 +184,7 @@ def readonly_state(tmp_path, make_app):
     subprocess.run(["umount", str(d)], check=False)
 
 
+# Not a twin: a read-only state dir, on which no cellad could run.
 @pytest.mark.parametrize("args", [["grant", "org.test.ro", "notify"],
                                   ["revoke", "org.test.ro", "notify"],
                                   ["gesture", "org.test.ro"],
@@ -191,6 +198,7 @@ def test_readonly_state_dir_is_named(readonly_state, args):
     assert "Input/output error" not in p.stderr
 
 
+# Not a twin: a read-only state dir, on which no cellad could run.
 def test_readonly_state_dir_under_run_reaches_json_status(readonly_state):
     d, app = readonly_state
     r = run_cella(app, state_dir=d)
@@ -217,6 +225,7 @@ def test_readonly_state_dir_under_run_reaches_json_status(readonly_state):
                       "1000000.0 (a number with a fraction or an exponent); write it as an "
                       "integer: 1000000"),
 ])
+@pytest.mark.twin
 def test_manifest_numbers_named_as_written(make_app, state, limits, message):
     app = make_app("org.test.num", script="exit 0\n", limits=limits)
     r = run_cella(app, state_dir=state)
@@ -228,12 +237,14 @@ def test_manifest_numbers_named_as_written(make_app, state, limits, message):
     assert message in rec["error"]
 
 
+@pytest.mark.twin
 def test_priority_float_named_as_written(make_app, state):
     app = make_app("org.test.prio", script="exit 0\n", priority=5.0)
     r = run_cella(app, state_dir=state)
     assert r.code == 241 and "priority: expected an integer from -20 to 19 (a nice value), got 5.0" in r.err
 
 
+@pytest.mark.twin
 def test_huge_integer_is_a_json_error_naming_the_place(tmp_path, state):
     d = tmp_path / "huge"
     d.mkdir()
@@ -244,6 +255,7 @@ def test_huge_integer_is_a_json_error_naming_the_place(tmp_path, state):
     assert r.event("failed")["step"] == "manifest"
 
 
+@pytest.mark.twin
 def test_boot_manifest_error_reaches_json_status(tmp_path, make_app, state):
     make_app("org.test.bootbad", script="exit 0\n", limits={"pids": 32.0})
     rfd, wfd = os.pipe()
@@ -256,6 +268,7 @@ def test_boot_manifest_error_reaches_json_status(tmp_path, make_app, state):
     assert len(recs) == 1 and recs[0]["step"] == "manifest" and "got 32.0" in recs[0]["error"]
 
 
+# Not a twin: a usage error, which the command tells before any kernel.
 def test_usage_error_reaches_json_status(make_app, state):
     app = make_app("org.test.usage", script="exit 0\n")
     r = run_cella("--uid-range", "nonsense", app, state_dir=state)
@@ -266,6 +279,7 @@ def test_usage_error_reaches_json_status(make_app, state):
 
 
 @pytest.mark.parametrize("status", [3, 250])
+@pytest.mark.twin
 def test_an_apps_own_status_gets_no_failed_record(make_app, state, status):
     """An app's own exit status, even one of cella's codes (250 is "caps"), is its
     "exited" record's, not a failure of cella's."""
@@ -385,6 +399,7 @@ def test_demo_interrupted_leaves_no_state_folder_in_tmp():
     assert demo_folders() == before
 
 
+@pytest.mark.twin
 def test_stop_of_a_packed_app_stops_it_alone_and_the_host_with_the_last(tmp_path, state):
     """docs/cli.md "cella stop": a packed Lua app stops alone while another member
     runs in its group's host (same pid); the last one's stop ends the host, and
@@ -482,6 +497,7 @@ def test_a_state_dir_a_user_cannot_write_points_at_root(tmp_path):
     assert "run this as root" in p.stderr and "it is root's" not in p.stderr, p.stderr
 
 
+@pytest.mark.twin
 def test_two_runs_of_one_app_share_its_data_and_stop_together(make_app, state):
     """docs/cli.md "cella run": a second run of an app while the first runs is a
     sandbox of its own with the app's one /data; ps lists both, stop stops both."""
@@ -495,7 +511,7 @@ def test_two_runs_of_one_app_share_its_data_and_stop_together(make_app, state):
     assert p2.stdout.readline() == "second saw one\n"
     assert rec1["uid"] == rec2["uid"] and rec1["pid"] != rec2["pid"]
     rows = [a for a in json.loads(cella("ps", "--json", state=state).stdout) if a["id"] == "org.test.twice"]
-    assert sorted(a["kernel_pid"] for a in rows) == sorted([p1.pid, p2.pid]), rows
+    assert sorted(a["kernel_pid"] for a in rows) == sorted(kernel_pids_of([p1, p2])), rows
     s = cella("stop", "org.test.twice", state=state)
     assert s.returncode == 0, s.stderr
     for p, st in ((p1, st1), (p2, st2)):

@@ -125,10 +125,14 @@ def test_a_client_killed_takes_its_run_with_it(daemon, make_app, tmp_path):
 def test_embedded_options_and_no_daemon_embed(daemon, make_app, tmp_path):
     app = make_app("org.test.client.emb", "exit 3\n")
     state = daemon.state_dir
-    for extra in (["--embedded"], ["--json-status", "2"], ["--cgroup-mode", "auto"]):
+    for extra in (["--embedded"], ["--cgroup-mode", "auto"]):
         p = cella_run(state, *extra, app)
         assert p.returncode == 3, (extra, p.stderr)
     assert runs_in(daemon) == 0, daemon.log()
+    # --json-status goes through: the run's kernel writes the records on the fd.
+    p = cella_run(state, "--json-status", "2", app)
+    assert p.returncode == 3 and '"event":"exited"' in p.stderr, p.stderr
+    assert runs_in(daemon) == 1, daemon.log()
     # No cellad for this state directory: embedded, as before cellad existed.
     p = cella_run(tmp_path / "other-state", app)
     assert p.returncode == 3, p.stderr

@@ -9,6 +9,8 @@ import shutil
 import signal
 import subprocess
 
+import pytest
+
 from conftest import CELLA, boot_cella, example, run_cella, wait_written
 import test_isolation  # its helpers only: importing names would collect its tests here too
 
@@ -51,6 +53,7 @@ def apps_folder(tmp_path, *names):
 LINE = re.compile(r"^tick \d+ at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
+@pytest.mark.twin
 def test_clock_and_notes_c_save_a_note_and_notify(tmp_path, state):
     apps = apps_folder(tmp_path, "clock", "notes-c")
     # fs.write:documents is dangerous: the user grants it before the boot (as scripts/demo).
@@ -81,6 +84,7 @@ def test_clock_and_notes_c_save_a_note_and_notify(tmp_path, state):
     assert len(lines) == 2 and all(LINE.match(l) for l in lines), lines
 
 
+@pytest.mark.twin
 def test_notes_c_without_the_grant_is_refused_and_says_how_to_grant(tmp_path, state):
     apps = apps_folder(tmp_path, "clock", "notes-c")
     p, status = boot(apps, state, "--no-prompt")
@@ -121,6 +125,7 @@ BROKER_ATTEMPTS = [
 ]
 
 
+# Not a twin: --root is embedded-only (cellad's roots are its own). The hostile example runs through cellad in test_isolation.py.
 def test_hostile_broker_attempts_are_all_refused(tmp_path, state):
     app = example("hostile")
     # Give it what its manifest asks (fs.read:downloads) and a root with symlinks out
@@ -173,6 +178,7 @@ def test_hostile_broker_attempts_are_all_refused(tmp_path, state):
         assert not re.search(rf"^REFUSED {re.escape(attempt)}: no fd to start from", r.out, re.M), r.out
 
 
+@pytest.mark.twin
 def test_revoke_while_running_closes_the_apps_handles_at_once(tmp_path, state):
     """`cella revoke` in another process reaches the running kernel: the clock is
     told (EVENT_PERM_REVOKED), says so and stops by itself. (That the broker

@@ -9,6 +9,8 @@ import signal
 import stat
 import subprocess
 
+import pytest
+
 from conftest import CELLA, run_cella, start_cella
 
 APP = "org.test.ident"
@@ -64,6 +66,7 @@ def sign(app, key):
     assert p.returncode == 0, p.stderr
 
 
+@pytest.mark.twin
 def test_another_folder_with_the_same_id_gets_nothing(tmp_path, state):
     first = folder(tmp_path, "first", mark="the first app's secret")
     r = run_cella(first, state_dir=state)
@@ -110,6 +113,7 @@ def test_another_folder_with_the_same_id_gets_nothing(tmp_path, state):
     assert cella("forget", "org.test.never", state=state).returncode == 1
 
 
+@pytest.mark.twin
 def test_forget_refuses_a_running_app(tmp_path, state):
     app = folder(tmp_path, "sleeper")
     (app / "main.sh").write_text("#!/bin/sh\necho up\nexec sleep 60\n")
@@ -124,6 +128,7 @@ def test_forget_refuses_a_running_app(tmp_path, state):
         status.close()
 
 
+@pytest.mark.twin
 def test_a_signed_app_is_its_key(tmp_path, state):
     k1, pub1 = keygen(tmp_path, "vendor")
     k2, pub2 = keygen(tmp_path, "other")
@@ -167,6 +172,7 @@ def app_folder(parent, name, app_id, script, **extra):
     return d
 
 
+@pytest.mark.twin
 def test_a_signed_bundle_others_can_change_is_not_trusted(tmp_path, state):
     """A signature counts only on files nobody but root can change afterwards (folder,
     entries, every parent; docs/security.md "App identity"): else the bundle is
@@ -225,6 +231,7 @@ def test_a_signed_bundle_others_can_change_is_not_trusted(tmp_path, state):
     assert "found mark-v1: the vendor's data" in r.out, r.out
 
 
+@pytest.mark.twin
 def test_a_signed_app_changed_while_it_runs_is_refused_at_its_restart(tmp_path, state):
     """The signature is verified at every start, not only the first: a signed app whose
     folder changed since is not restarted (`cella boot`, restart policy on-failure)."""
@@ -279,6 +286,7 @@ def test_a_signed_app_changed_while_it_runs_is_refused_at_its_restart(tmp_path, 
     assert log.count("up v1") == 2 and "v2" not in log and "tampered" not in log, log
 
 
+@pytest.mark.twin
 def test_an_id_under_an_installed_apps_is_refused(tmp_path, state):
     """org.test.v.inbox under an installed org.test.v would take org.test.v's rights
     reaching into it (grants.c, reconcile): refused unless signed by the same key."""

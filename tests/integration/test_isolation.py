@@ -121,6 +121,7 @@ def test_every_namespace_is_new(state, make_app):
         assert inside[kind] != os.readlink(f"/proc/self/ns/{kind}"), f"{kind} namespace is the host's"
 
 
+@pytest.mark.twin
 def test_two_apps_never_share_net_or_ipc(state, make_app):
     # Both alive at once: a freed namespace's inode number can be reused, so
     # comparing apps that ran one after the other would prove nothing.
@@ -137,6 +138,7 @@ def test_two_apps_never_share_net_or_ipc(state, make_app):
     assert all(outs[0] + outs[1]) and not set(outs[0]) & set(outs[1]), outs
 
 
+@pytest.mark.twin
 def test_init_reaps_orphans(state, make_app):
     # Each subshell leaves an orphan that exits: reparented to the sandbox's init
     # (pid 1), which must reap it rather than leave a zombie behind.
@@ -160,6 +162,7 @@ def test_init_reaps_orphans(state, make_app):
     assert int(r.out.split("procs:")[1].split()[0]) == 1, r.out
 
 
+@pytest.mark.twin
 def test_init_memory_is_closed_even_on_a_dumpable_host(state, make_app):
     """The app runs as init's uid, so a dumpable init's /proc/1/mem is open to it.
     On a host whose fs.suid_dumpable is 1 every credential change leaves a process
@@ -193,6 +196,7 @@ def test_init_memory_is_closed_even_on_a_dumpable_host(state, make_app):
     assert "fs.suid_dumpable is 1 on this host" in r.err, r.err
 
 
+@pytest.mark.twin
 def test_uid_map_is_the_apps_block_to_non_root(state, make_app):
     # The app's block of host ids (test_ids_net.py has the rest): it runs as 1000.
     app = make_app("org.test.uidmap", "cat /proc/self/uid_map /proc/self/gid_map; id -u; id -g; id -G; cat /proc/self/setgroups\n")
@@ -218,12 +222,14 @@ def test_credentials_capabilities_seccomp(state, make_app):
     assert fields["Seccomp"] == "2"
 
 
+@pytest.mark.twin
 def test_hostname_and_identity_files(state, make_app):
     app = make_app("org.test.ident", "hostname; cat /etc/hostname; id -un; getent passwd app | cut -d: -f6\n")
     r = run_cella(app, state_dir=state)
     assert r.out.split("\n")[:4] == ["org.test.ident", "org.test.ident", "app", "/data"], r.out + r.err
 
 
+@pytest.mark.twin
 def test_only_loopback_and_it_is_up(state, make_app):
     app = make_app("org.test.net", "cat /proc/net/dev | tail -n +3 | cut -d: -f1; cat /sys/class/net/lo/operstate 2>/dev/null || echo no-sys\n")
     r = run_cella(app, state_dir=state)
@@ -266,6 +272,7 @@ def test_mounts_are_nosuid_nodev_and_root_readonly(state, make_app):
     assert set(os.listdir("/")) - {"sys"} >= {"usr"}  # sanity: the host's view is untouched
 
 
+@pytest.mark.twin
 def test_dev_is_minimal(state, make_app):
     app = make_app("org.test.dev", "ls -A /dev | sort | tr '\\n' ' '; echo; head -c 4 /dev/urandom | wc -c; echo x > /dev/null && echo null-ok\n")
     r = run_cella(app, state_dir=state)
@@ -285,6 +292,7 @@ print(" ".join(sorted(os.listdir("/dev/pts"))), flush=True)
 """
 
 
+@pytest.mark.twin
 def test_ptys_are_private(state, make_app):
     # python's pty module works, on a devpts instance the host does not see.
     app = make_app("org.test.pty", "exec python3 /app/probe.py\n",
@@ -296,6 +304,7 @@ def test_ptys_are_private(state, make_app):
     assert set(os.listdir("/dev/pts")) == host_before
 
 
+@pytest.mark.twin
 def test_proc_is_fresh_and_masked(state, make_app):
     app = make_app("org.test.proc", "ls /proc | grep -c '^[0-9]'; cat /proc/kcore 2>/dev/null | wc -c; cat /proc/keys | wc -c; echo 1 > /proc/sys/kernel/ns_last_pid 2>/dev/null && echo wrote || echo refused\n")
     r = run_cella(app, state_dir=state)
@@ -346,6 +355,7 @@ def test_proc_host_files_are_masked(state, make_app):
     assert lines[-1] == "0.00 0.00 0.00 1/1 1", lines[-1]
 
 
+@pytest.mark.twin
 def test_proc_tools_still_work(state, make_app):
     """ps, uptime, free, df and top read /proc: the masks must leave them working."""
     tools = {"ps": "ps -e", "uptime": "uptime", "free": "free", "df": "df /tmp", "top": "top -b -n 1"}
@@ -362,6 +372,7 @@ def test_proc_tools_still_work(state, make_app):
     assert "loadavg 3 True" in r.out, r.out + r.err
 
 
+@pytest.mark.twin
 def test_mountinfo_shows_no_host_path_but_the_app_folders(state, make_app):
     """What mountinfo still tells an app about the host: the 4th field of a bind mount
     is the source's path within its file system, which no bind can rewrite. Only
@@ -380,6 +391,7 @@ def test_mountinfo_shows_no_host_path_but_the_app_folders(state, make_app):
         assert target in ("/app", "/data"), f"{target} shows host path {root}"
 
 
+@pytest.mark.twin
 def test_tmp_and_dev_shm_share_one_budget(state, make_app):
     """/tmp and /dev/shm are two folders of one tmpfs of limits.tmp: what an app puts
     in /dev/shm takes room from /tmp, so limits.tmp bounds both together."""
@@ -418,6 +430,7 @@ time.sleep(120)
 """
 
 
+@pytest.mark.twin
 def test_per_user_limits_are_each_apps_own(state, make_app):
     """fs.inotify.max_user_instances counts per user namespace and uid, up to the
     host's level, where each app has a host uid of its own: an app that takes all
@@ -445,6 +458,7 @@ def test_per_user_limits_are_each_apps_own(state, make_app):
         status.close()
 
 
+@pytest.mark.twin
 def test_environment_is_rebuilt_from_nothing(state, make_app):
     app = make_app("org.test.env", "env | cut -d= -f1 | sort\n", env={"GREETING": "hi"})
     r = run_cella(app, state_dir=state, env=dict(os.environ, SECRET_TOKEN="x", LD_PRELOAD="/evil.so"))
@@ -472,6 +486,7 @@ def test_only_stdio_and_channel_fds(state, make_app):
     assert r.out.split() == [str(int(socket.SOCK_SEQPACKET)), str(int(socket.AF_UNIX))], r.out + r.err
 
 
+@pytest.mark.twin
 def test_app_folder_is_read_only_and_data_is_private(state, make_app):
     app = make_app("org.test.ro", "touch /app/x 2>&1 || true; touch /data/mine && ls -ln /data/mine | awk '{print $3}'; stat -c %a /data\n")
     r = run_cella(app, state_dir=state)
@@ -482,6 +497,7 @@ def test_app_folder_is_read_only_and_data_is_private(state, make_app):
     assert oct(os.stat(data).st_mode & 0o777) == "0o700"
 
 
+@pytest.mark.twin
 def test_tmp_is_size_limited(state, make_app):
     app = make_app("org.test.tmp", "dd if=/dev/zero of=/tmp/fill bs=1M count=8 2>&1; ls -l /tmp/fill | awk '{print $5}'\n", limits={"tmp": "4M"})
     r = run_cella(app, state_dir=state)

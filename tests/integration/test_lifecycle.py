@@ -5,6 +5,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from conftest import CELLA, example, pid_alive, run_cella, start_cella, wait_pids_exit
 
 
@@ -16,6 +18,7 @@ def children_of(pid):
         return []
 
 
+@pytest.mark.twin
 def test_sigkill_of_cella_kills_the_app_and_next_start_sweeps(state, make_app):
     app = make_app("org.test.orphan", "echo up; exec sleep 60\n")
     p, started, status = start_cella(app, state)
@@ -45,6 +48,7 @@ def test_sigkill_of_cella_kills_the_app_and_next_start_sweeps(state, make_app):
     status.close()
 
 
+@pytest.mark.twin
 def test_sweep_leaves_live_owners_alone(state, make_app):
     # The app lives until the test answers its read, not for a guessed time.
     app = make_app("org.test.live", "echo up; read line; echo \"$line\"\n")
@@ -60,6 +64,7 @@ def test_sweep_leaves_live_owners_alone(state, make_app):
     assert out == "bye\n"
 
 
+@pytest.mark.twin
 def test_many_apps_at_once(state, make_app):
     apps = [make_app(f"org.test.many{i}", "sleep 0.5; echo done\n") for i in range(8)]
     procs = [subprocess.Popen([CELLA, "run", "--state-dir", str(state), str(a)], stdout=subprocess.PIPE,
@@ -69,6 +74,7 @@ def test_many_apps_at_once(state, make_app):
         assert p.returncode == 0 and out == "done\n", err
 
 
+@pytest.mark.twin
 def test_kernel_setup_failure_ends_the_run(state, make_app):
     """The kernel's own setup (grants, audit log, control socket, broker, the app's
     install) runs while the sandbox takes its last steps (SandboxSpec.starting):

@@ -12,6 +12,7 @@ HOG = "python3 -c 'x = bytearray(b\"x\") * (512 << 20); print(len(x))'\n"
 EXEC_HOG = "exec " + HOG
 
 
+# Not a twin: its --cgroup-mode parameter is embedded-only (a run through cellad uses cellad's mode).
 @pytest.mark.parametrize("mode", MODES)
 def test_memory_hog_is_oom_killed_and_reported(state, make_app, mode):
     app = make_app("org.test.hog", EXEC_HOG, limits={"memory": "32M"})
@@ -22,6 +23,7 @@ def test_memory_hog_is_oom_killed_and_reported(state, make_app, mode):
     assert ex["oom_killed"] is True and ex["signal"] == 9 and ex["oom_kills"] >= 1
 
 
+@pytest.mark.twin
 def test_oom_kill_of_a_child_is_reported(state, make_app):
     # The shell survives; the python3 it started does not. cella says so.
     app = make_app("org.test.hogchild", HOG + "echo shell-survived\n", limits={"memory": "32M"})
@@ -39,6 +41,7 @@ def test_oom_kill_of_a_child_is_reported(state, make_app):
     assert ex["oom_killed"] is False and ex["oom_kills"] == 1
 
 
+# Not a twin: its --cgroup-mode parameter is embedded-only (a run through cellad uses cellad's mode).
 @pytest.mark.parametrize("mode", MODES)
 def test_fork_bomb_stops_at_pids_limit(state, make_app, mode):
     # Start sleepers until fork fails; the count must stop below the limit, and
@@ -67,6 +70,7 @@ print("started", len(kids))
     assert 0 < started < 12, r.out
 
 
+@pytest.mark.twin
 def test_limits_are_written_to_the_cgroup(state, make_app):
     # The app lives until the test answers its read, not for a guessed time.
     app = make_app("org.test.knobs", "echo up; read line; echo \"$line\"\n",
@@ -121,6 +125,7 @@ print("sockets", len(socks), "queued", queued)
 """
 
 
+# Not a twin: its --cgroup-mode parameter is embedded-only (a run through cellad uses cellad's mode).
 @pytest.mark.parametrize("mode", MODES)
 def test_socket_buffers_are_charged_to_the_memory_limit(state, make_app, mode):
     """An app's TCP buffers on its own loopback count against its memory limit,
@@ -146,6 +151,7 @@ def test_socket_buffers_are_charged_to_the_memory_limit(state, make_app, mode):
         f"{queued} bytes queued in {sockets} loopback sockets of an app limited to {limit}")
 
 
+@pytest.mark.twin
 def test_cpu_quota_is_enforced(state, make_app):
     # One busy second of wall time at 0.2 CPU gets about 0.2 s of CPU.
     app = make_app("org.test.cpu", "python3 -c '\nimport time,os\nt=time.time()\nwhile time.time()-t < 1.0: pass\nprint(os.times().user + os.times().system)'\n", limits={"cpu": 0.2})

@@ -1,6 +1,8 @@
 """Lua apps ("runtime": "lua") under cella-lua in the app's normal sandbox."""
 import textwrap
 
+import pytest
+
 from conftest import LUA_CPU_MS, lua_budget_env, run_cella
 
 
@@ -9,6 +11,7 @@ def lua_app(make_app, app_id, source, **manifest):
     return make_app(app_id, files=files, entry="main.lua", runtime="lua", **manifest)
 
 
+@pytest.mark.twin
 def test_hello_prints_with_args(state, make_app):
     app = lua_app(make_app, "org.test.luahello", """
         print("hello from lua", ...)
@@ -20,6 +23,7 @@ def test_hello_prints_with_args(state, make_app):
     assert "nil\tnil\tnil\tnil\tnil" in r.out
 
 
+@pytest.mark.twin
 def test_uncaught_error_prints_traceback_and_exits_1(state, make_app):
     app = lua_app(make_app, "org.test.luaerr", """
         local function f() error("it broke") end
@@ -30,6 +34,7 @@ def test_uncaught_error_prints_traceback_and_exits_1(state, make_app):
     assert "/app/main.lua:2: it broke" in r.err and "stack traceback:" in r.err
 
 
+@pytest.mark.twin
 def test_memory_hog_stops_at_the_manifest_limit(state, make_app):
     # limits.memory 32M: the Lua cap is 24 MiB (32M less 8 MiB for the process),
     # reached before the cgroup's OOM killer; pcall cannot catch it.
@@ -46,6 +51,7 @@ def test_memory_hog_stops_at_the_manifest_limit(state, make_app):
     assert "caught it" not in r.out
 
 
+@pytest.mark.twin(cellad_env=lua_budget_env())
 def test_cpu_hog_stops_at_the_callback_budget(state, make_app):
     # The budget per callback (the tests' short one, not the default 5 s: the
     # default is test_lua_apps.py's lua-cpuhog) stops the loop, in its coroutine,

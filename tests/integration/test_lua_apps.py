@@ -94,6 +94,7 @@ def test_notify_without_the_right_raises(tmp_path, state):
     assert "notification from" not in r.err
 
 
+@pytest.mark.twin
 def test_notify_with_the_right_reaches_the_user(tmp_path, state):
     app = lua_app(tmp_path, "notify", "org.test.lua.notify", permissions=["notify"])
     r = run_cella(app, "granted", state_dir=state)
@@ -101,6 +102,7 @@ def test_notify_with_the_right_reaches_the_user(tmp_path, state):
     assert "notification from org.test.lua.notify: lua notify test: the body" in r.err, r.err
 
 
+@pytest.mark.twin
 def test_app_exit_code_drops_what_was_pending(tmp_path, state):
     app = lua_app(tmp_path, "app", "org.test.lua.exit")
     r = run_cella(app, "org.test.lua.exit", "exit", "42", state_dir=state)
@@ -110,6 +112,7 @@ def test_app_exit_code_drops_what_was_pending(tmp_path, state):
     assert r.out.splitlines() == ["exiting"], r.out
 
 
+@pytest.mark.twin
 def test_log_formats_and_escapes(tmp_path, state):
     d = tmp_path / "log"
     d.mkdir()
@@ -132,6 +135,7 @@ def test_log_formats_and_escapes(tmp_path, state):
 
 
 @pytest.mark.parametrize("name", ["fs", "db"])
+@pytest.mark.twin
 def test_data_dir_escapes_are_refused(tmp_path, state, name):
     app_id = f"org.test.lua.{name}"
     app = lua_app(tmp_path, name, app_id)
@@ -161,6 +165,7 @@ def test_data_dir_escapes_are_refused(tmp_path, state, name):
         assert not os.path.lexists(data / "link-out") and os.path.exists("/etc/passwd")
 
 
+@pytest.mark.twin
 def test_request_reply_between_two_apps(tmp_path, state):
     responder, requester = "org.test.lua.responder", "org.test.lua.requester"
     apps = tmp_path / "apps"
@@ -186,6 +191,7 @@ def test_request_reply_between_two_apps(tmp_path, state):
 # Limits: the script catches with pcall, xpcall, coroutine.resume or a wrapped
 # coroutine under pcall; none of them may save it.
 @pytest.mark.parametrize("how", ["pcall", "xpcall", "coroutine", "wrap"])
+@pytest.mark.twin
 def test_memory_limit_cannot_be_caught(tmp_path, state, how):
     app_id = f"org.test.lua.mem{how}"
     # limits.memory 16M: the Lua cap is half of it below 16 MiB... and at 16M
@@ -199,6 +205,7 @@ def test_memory_limit_cannot_be_caught(tmp_path, state, how):
 
 
 @pytest.mark.parametrize("how", ["pcall", "xpcall", "coroutine"])
+@pytest.mark.twin(cellad_env=lua_budget_env())
 def test_cpu_budget_cannot_be_caught(tmp_path, state, how):
     app = lua_app(tmp_path, "limits", f"org.test.lua.cpu{how}")
     r = run_cella(app, "cpu", how, state_dir=state, timeout=60, env=lua_budget_env())
@@ -215,6 +222,7 @@ CPUHOG = "org.cella.example.lua_cpuhog"
 MEMHOG = "org.cella.example.lua_memhog"
 
 
+@pytest.mark.twin
 def test_lua_notes_keeps_notes_across_runs(state):
     app = example("lua-notes")
     r1 = run_cella(app, "first", "note", state_dir=state)
@@ -251,6 +259,7 @@ end)
 """
 
 
+@pytest.mark.twin
 def test_lua_clock_publishes_ticks(tmp_path, state):
     apps = tmp_path / "apps"
     apps.mkdir()
@@ -271,6 +280,7 @@ def test_lua_clock_publishes_ticks(tmp_path, state):
     assert "lua-clock: publishing org.cella.example.lua_clock.tick every 1 s" in app_log(state, CLOCK)
 
 
+@pytest.mark.twin
 def test_lua_clock_stops_when_its_publish_right_is_revoked(tmp_path, state):
     folder = tmp_path / "apps"
     folder.mkdir()
@@ -313,6 +323,7 @@ def test_lua_clock_stops_when_its_publish_right_is_revoked(tmp_path, state):
     assert not [r for r in published if r.get("decision") == "allowed"], published
 
 
+@pytest.mark.twin
 def test_lua_cpuhog_is_stopped_by_its_cpu_budget(state):
     # The default budget, 5000 ms: the tests' knob may shorten it, never lengthen it.
     r = run_cella(example("limits/lua-cpuhog"), state_dir=state, timeout=60,
@@ -326,6 +337,7 @@ def test_lua_cpuhog_is_stopped_by_its_cpu_budget(state):
     assert rec["status"] == 4 and rec.get("reason") == "CPU budget exceeded", rec
 
 
+@pytest.mark.twin
 def test_lua_memhog_is_stopped_by_its_memory_cap(state):
     r = run_cella(example("limits/lua-memhog"), state_dir=state, timeout=60)
     assert r.code == 3, (r.code, r.out, r.err)
@@ -342,6 +354,7 @@ PACKED_COUNTER = "org.cella.example.lua_packed_counter"
 LISTENERS = [f"org.cella.example.lua_packed_listener{i}" for i in range(1, 10)]
 
 
+@pytest.mark.twin
 def test_lua_packed_group_boots_and_ends(tmp_path, state):
     folder = tmp_path / "lua-packed"
     # A folder of app folders: example() checks one of them.

@@ -75,6 +75,7 @@ def plain_lua(folder):
     return p.stdout
 
 
+@pytest.mark.twin
 def test_popular_libraries_give_plain_lua_output_alone_and_packed(tmp_path, state):
     require_root()
     app = tmp_path / "apps" / "libs"
@@ -215,6 +216,7 @@ os.exit(0)
 """
 
 
+@pytest.mark.twin
 def test_require_io_and_debug_stay_inside_the_app(tmp_path, state):
     require_root()
     if not LUAC:
@@ -242,6 +244,7 @@ def test_require_io_and_debug_stay_inside_the_app(tmp_path, state):
         "one\n2\n3.5\nfour\n"
 
 
+@pytest.mark.twin
 def test_a_module_may_wait_and_another_task_may_require_it_meanwhile(tmp_path, state):
     # The loader runs under lua_pcallk: a module's main chunk may wait for the
     # kernel (timer.sleep suspends the task); a callback that requires the same
@@ -271,6 +274,7 @@ def test_a_module_may_wait_and_another_task_may_require_it_meanwhile(tmp_path, s
     assert "loop requiring module 'selfish'" in lines[1], r.out
 
 
+@pytest.mark.twin
 def test_os_exit_ends_the_app_with_its_code(tmp_path, state):
     require_root()
     app = make_app(tmp_path / "apps" / "exit", "org.test.luaexit",
@@ -312,6 +316,7 @@ end)
 """
 
 
+@pytest.mark.twin
 def test_packed_members_cannot_touch_each_others_strings(tmp_path, state):
     require_root()
     group = tmp_path / "group"
@@ -327,6 +332,7 @@ def test_packed_members_cannot_touch_each_others_strings(tmp_path, state):
         assert log == f"OK org.test.luatamper.{n}\n", log
 
 
+@pytest.mark.twin
 def test_a_shebang_line_and_a_bom_are_skipped_as_plain_lua_does(tmp_path, state):
     """lua5.4 skips a UTF-8 BOM and a first line starting with '#' (a "#!" line) in
     the script it runs and in every module it requires (luaL_loadfilex); so does

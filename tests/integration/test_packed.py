@@ -76,6 +76,7 @@ def log_of(state, app):
     return (state / "logs" / f"{app}.log").read_text()
 
 
+@pytest.mark.twin
 def test_a_packed_group_runs_in_one_host_with_per_app_rights_data_and_logs(group, state):
     rfd, wfd = os.pipe()
     p = subprocess.Popen([CELLA, "boot", "--state-dir", str(state), "--json-status", str(wfd),
@@ -155,6 +156,7 @@ def test_a_packed_group_runs_in_one_host_with_per_app_rights_data_and_logs(group
     assert f["reason"] == "uncaught Lua error" and f["group"] == GROUP
 
 
+@pytest.mark.twin
 def test_schedulers_of_one_group_must_agree(tmp_path, state):
     require_root()
     root = tmp_path / "apps"
@@ -165,6 +167,7 @@ def test_schedulers_of_one_group_must_agree(tmp_path, state):
     assert A in p.stderr and B in p.stderr and "scheduler" in p.stderr
 
 
+@pytest.mark.twin
 def test_cella_run_of_a_packed_app_is_a_group_of_one(tmp_path, state):
     require_root()
     root = tmp_path / "apps"
@@ -180,6 +183,7 @@ def test_cella_run_of_a_packed_app_is_a_group_of_one(tmp_path, state):
     assert r.event("exited")["exit_code"] == 1
 
 
+@pytest.mark.twin
 def test_a_single_lua_app_has_stats_and_its_exit_names_the_reason(tmp_path, state):
     require_root()
     root = tmp_path / "single"
@@ -218,6 +222,7 @@ def test_a_single_lua_app_has_stats_and_its_exit_names_the_reason(tmp_path, stat
     assert any(r.get("fields", r).get("reason") == "uncaught Lua error" for r in recs), au.stdout
 
 
+@pytest.mark.twin
 def test_a_member_that_holds_the_thread_is_ended_alone_in_the_real_group(tmp_path, state):
     # The whole product: `cella boot` of a packed group in its sandbox, with the
     # supervisor's log pipes. B runs a backtracking pattern (one C call that
@@ -271,6 +276,7 @@ def test_a_member_that_holds_the_thread_is_ended_alone_in_the_real_group(tmp_pat
     print(f"boot: {a.strip()}")
 
 
+@pytest.mark.twin
 def test_a_group_launched_again_within_the_stop_grace_keeps_running(tmp_path, state):
     # The stop grace (SIGTERM, then SIGKILL SUPERVISOR_STOP_GRACE_MS later) belongs
     # to the run it was set for. A group's timer once outlived its run: a group
@@ -337,6 +343,7 @@ def test_a_group_launched_again_within_the_stop_grace_keeps_running(tmp_path, st
     assert "did not stop within" not in err, err
 
 
+@pytest.mark.twin
 def test_an_oom_kill_of_the_host_is_in_every_members_exit_record(tmp_path, state):
     # A fills its /tmp: tmpfs pages are charged to the group's memory cgroup and
     # cannot be reclaimed (no swap in a sandbox), and they are outside the Lua

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import CELLA, run_timed, wait_written
+from conftest import CELLA, kernel_pid_of, run_timed, wait_written
 
 APP = "org.test.pslogs"
 
@@ -372,6 +372,7 @@ def test_logs_follow_across_rotation(state):
     assert lines == ["two", "three", "four", "five", "six", "seven"]
 
 
+@pytest.mark.twin
 def test_boot_ps_logs_revoke(state, make_app, tmp_path):
     """The real thing: a kernel from `cella boot`, listed by ps, its app's output
     read by logs, told of a revoke."""
@@ -386,7 +387,8 @@ def test_boot_ps_logs_revoke(state, make_app, tmp_path):
     try:
         started = json.loads(status.readline() or "{}")
         assert started.get("event") == "started", boot.stderr.read() if boot.poll() else started
-        sock = state / "run" / f"{boot.pid}.sock"
+        kpid = kernel_pid_of(boot)  # the boot's kernel: cellad's child in a daemon twin
+        sock = state / "run" / f"{kpid}.sock"
         assert stat.S_ISSOCK(os.stat(sock).st_mode)
         assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
         assert stat.S_IMODE(os.stat(state / "run").st_mode) == 0o700
@@ -396,7 +398,7 @@ def test_boot_ps_logs_revoke(state, make_app, tmp_path):
         (rec,) = json.loads(p.stdout)
         # An app cella boot started runs in background (docs/design.md "App states").
         assert rec["id"] == APP and rec["state"] == "background" and rec["running"] is True
-        assert rec["kernel_pid"] == boot.pid and rec["pid"] == started["pid"]
+        assert rec["kernel_pid"] == kpid and rec["pid"] == started["pid"]
         p = cella("ps", state=state)
         assert APP in p.stdout and "background" in p.stdout
 
@@ -405,7 +407,7 @@ def test_boot_ps_logs_revoke(state, make_app, tmp_path):
             return p if p.returncode == 0 and p.stdout.count("tick") == 2 else None
 
         # Looked at again at each write into the logs folder.
-        p = wait_written(two_ticks, state / "logs", 10, "two ticks in the app's log", boot.pid)
+        p = wait_written(two_ticks, state / "logs", 10, "two ticks in the app's log", kpid)
         assert p.stdout.count("tick") == 2, p.stderr
 
         assert cella("grant", "--app-dir", apps / "pslogs", APP, "camera",
@@ -416,9 +418,10 @@ def test_boot_ps_logs_revoke(state, make_app, tmp_path):
     # The kernel re-read the grants at once: its broker recorded the loss.
     assert_revoked_in_broker(state, boot)
     # The kernel took its socket with it.
-    assert not (state / "run" / f"{boot.pid}.sock").exists()
+    assert not (state / "run" / f"{kpid}.sock").exists()
 
 
+@pytest.mark.twin
 def test_ps_names_a_stopped_kernel(state, make_app, tmp_path, kernel):
     """A real kernel that is alive but cannot answer (SIGSTOP): ps lists the other
     kernel's apps, names the stopped one, exits 2, and does not hang; once it runs
@@ -434,8 +437,16 @@ def test_ps_names_a_stopped_kernel(state, make_app, tmp_path, kernel):
     try:
         started = json.loads(status.readline() or "{}")
         assert started.get("event") == "started", boot.stderr.read() if boot.poll() else started
+        kpid = kernel_pid_of(boot)  # the boot's kernel: cellad's child in a daemon twin
         kernel([{"id": "org.test.other", "state": "running"}])
-        os.kill(boot.pid, signal.SIGSTOP)
+        # Stopped once its loop has served a request after the start: not inside the
+        # start's writes to the state's databases, whose lock the revoke below needs
+        # (once, in a whole run, the revoke waited past 60 s; a start still writing
+        # when stopped is the suspect).
+        p = cella("ps", "--json", state=state)
+        assert p.returncode == 0 and (APP, kpid) in [(a.get("id"), a["kernel_pid"])
+                                                     for a in json.loads(p.stdout)], p
+        os.kill(kpid, signal.SIGSTOP)
         p, took = run_timed([CELLA, "ps", "--state-dir", str(state), "--json"])
         assert p.returncode == 2, p.stderr
         assert took < 9, took
@@ -443,18 +454,18 @@ def test_ps_names_a_stopped_kernel(state, make_app, tmp_path, kernel):
         assert [(a["id"], a["kernel_pid"]) for a in doc if "id" in a] == \
             [("org.test.other", os.getpid())]
         assert [(a["kernel_pid"], a["state"], a["state_dir"]) for a in doc if "id" not in a] \
-            == [(boot.pid, "not-answering", str(state))]
-        assert f"kernel {boot.pid} on {state} did not answer within 5 s" in p.stderr, p.stderr
+            == [(kpid, "not-answering", str(state))]
+        assert f"kernel {kpid} on {state} did not answer within 5 s" in p.stderr, p.stderr
         # A revoke meanwhile: the request waits in the stopped kernel's socket.
         assert cella("revoke", APP, "camera", state=state).returncode == 0
 
-        os.kill(boot.pid, signal.SIGCONT)
+        os.kill(kpid, signal.SIGCONT)
         p = cella("ps", "--json", state=state)
         assert p.returncode == 0, p.stderr
         assert sorted((a["id"], a["kernel_pid"]) for a in json.loads(p.stdout)) == \
-            sorted([(APP, boot.pid), ("org.test.other", os.getpid())])
+            sorted([(APP, kpid), ("org.test.other", os.getpid())])
     finally:
-        os.kill(boot.pid, signal.SIGCONT)
+        os.kill(kpid, signal.SIGCONT)
         stop_boot(boot, status)
     # It read the revoke once it ran again: its broker recorded the loss.
     assert_revoked_in_broker(state, boot)
@@ -537,6 +548,7 @@ def test_logs_follow_on_a_terminal_is_rendered_safe(state):
     assert out == b"first\n^[]0;later^G \xe6\x97\xa5 first\n", out
 
 
+@pytest.mark.twin
 def test_control_api_of_a_real_kernel(state, make_app, tmp_path):
     """docs/api.md against a kernel of `cella boot`, by hand over its socket: its four
     methods, requests pipelined in one write answered in order, each error by name,
@@ -550,6 +562,7 @@ def test_control_api_of_a_real_kernel(state, make_app, tmp_path):
     try:
         started = json.loads(status.readline() or "{}")
         assert started.get("event") == "started", boot.stderr.read() if boot.poll() else started
+        kpid = kernel_pid_of(boot)  # the boot's kernel: cellad's child in a daemon twin
         requests = [
             {"method": "org.cella.Ps"},
             {"method": "org.cella.Stats", "parameters": {"app": APP}},
@@ -564,7 +577,7 @@ def test_control_api_of_a_real_kernel(state, make_app, tmp_path):
         ]
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
             c.settimeout(30)
-            c.connect(str(state / "run" / f"{boot.pid}.sock"))
+            c.connect(str(state / "run" / f"{kpid}.sock"))
             c.sendall(b"".join(json.dumps(r).encode() + b"\n" for r in requests))
             f = c.makefile("rb")
             replies = [json.loads(f.readline()) for _ in range(len(requests) - 1)]
@@ -594,7 +607,7 @@ def test_control_api_of_a_real_kernel(state, make_app, tmp_path):
                 pass
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
             c.settimeout(30)
-            c.connect(str(state / "run" / f"{boot.pid}.sock"))
+            c.connect(str(state / "run" / f"{kpid}.sock"))
             c.sendall(json.dumps({"method": "org.cella.Stop",
                                   "parameters": {"app": APP}}).encode() + b"\n")
             assert json.loads(c.makefile("rb").readline()) == {"parameters": {}}

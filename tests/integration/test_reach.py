@@ -9,6 +9,8 @@ import os
 import subprocess
 import textwrap
 
+import pytest
+
 from conftest import CELLA, boot_cella
 
 OWNER, SPY, VICTIM = "org.test.owner", "org.test.spy", "org.test.victim"
@@ -116,6 +118,7 @@ def refused(log, what):
                for l in log.splitlines())
 
 
+@pytest.mark.twin
 def test_spy_gets_only_what_the_owner_exports(tmp_path, state):
     root = apps(tmp_path)
     # The victim runs by itself first and ends: installed, so a launch could find it.
@@ -146,6 +149,7 @@ def test_spy_gets_only_what_the_owner_exports(tmp_path, state):
     assert list(held) == ["bus.subscribe:org.test.owner.public"], doc
 
 
+@pytest.mark.twin
 def test_the_user_can_grant_a_reaching_right(tmp_path, state):
     root = apps(tmp_path, spy_args=["expect-secret"])
     # --app-dir installs the spy from its folder first (a boot would too, and its
@@ -176,6 +180,7 @@ timer.after(20, function() print("waiter timed out"); app.exit(3) end)
 """
 
 
+@pytest.mark.twin
 def test_an_install_in_another_kernel_reaches_running_apps(tmp_path, state):
     """An install that changes grants.db (here: an owner exporting a topic that a
     running app's waiting right then qualifies for) is told to the other kernels

@@ -83,6 +83,7 @@ def _outcomes(text):
     return {l for l in lines[:-1] if l}, lines[-1] if lines else ""
 
 
+# Not a twin: CPython's suite takes minutes in a sandbox (tests/run-long); a twin would double it.
 @pytest.mark.skipif(not _testsuite_present(),
                     reason="CPython's test suite is not installed (apt-get install libpython3.11-testsuite)")
 def test_cpython_regression_suite_inside(state, make_app):
@@ -164,6 +165,7 @@ def _host_and_sandbox(state, make_app, app_id, script, files=None):
     return inside, outside
 
 
+@pytest.mark.twin
 def test_shell_tools_behave_as_outside(state, make_app):
     inside, outside = _host_and_sandbox(state, make_app, "org.test.shell", SHELL_SCRIPT)
     assert outside.returncode == 0, outside.stderr
@@ -187,6 +189,7 @@ LUA_SCRIPT = textwrap.dedent("""\
 
 
 @pytest.mark.skipif(not which("lua5.4"), reason="lua5.4 is not installed (apt-get install lua5.4)")
+@pytest.mark.twin
 def test_lua_behaves_as_outside(state, make_app):
     script = 'export WORK\nexec lua5.4 "$APP/t.lua"\n'
     inside, outside = _host_and_sandbox(state, make_app, "org.test.lua54", script,
@@ -209,6 +212,7 @@ SQL = textwrap.dedent("""\
     """)
 
 
+@pytest.mark.twin
 def test_sqlite3_behaves_as_outside(state, make_app):
     script = 'sqlite3 "$WORK/db.sqlite" < "$APP/t.sql" && sqlite3 "$WORK/db.sqlite" "SELECT count(*) FROM t"\n'
     inside, outside = _host_and_sandbox(state, make_app, "org.test.sqlite", script,

@@ -10,6 +10,7 @@ import pytest
 from conftest import CELLA, example, run_cella
 
 
+# Not a twin: no run reaches a kernel (the command answers alone).
 def test_version_and_help():
     v = subprocess.run([CELLA, "--version"], capture_output=True, text=True)
     assert v.returncode == 0 and v.stdout.startswith("cella ")
@@ -19,6 +20,7 @@ def test_version_and_help():
     assert rh.returncode == 0 and "--state-dir" in rh.stdout and "--json-status" in rh.stdout
 
 
+# Not a twin: no run reaches a kernel (the command refuses it alone).
 def test_usage_errors_exit_240():
     for args in (["frobnicate"], ["run"], ["run", "--cgroup-mode", "v9", "x"],
                  ["run", "--uid-range", "0:10", "x"], ["run", "--json-status", "999", "x"],
@@ -28,6 +30,7 @@ def test_usage_errors_exit_240():
         assert p.stderr.startswith("cella: ") or "Usage" in p.stderr, p.stderr
 
 
+@pytest.mark.twin
 def test_hello(state):
     r = run_cella(example("hello"), "--", "extra", state_dir=state)
     assert r.code == 0, r.err
@@ -45,6 +48,7 @@ def test_exit_status_passes_through(state, make_app):
     assert run_cella(app, state_dir=state).code == 42
 
 
+@pytest.mark.twin
 def test_killed_by_signal_is_128_plus_n(state, make_app):
     app = make_app("org.test.signal", "kill -TERM $$\nsleep 5\n")
     r = run_cella(app, state_dir=state)
@@ -53,6 +57,7 @@ def test_killed_by_signal_is_128_plus_n(state, make_app):
     assert r.event("exited")["signal"] == signal.SIGTERM
 
 
+@pytest.mark.twin
 def test_entry_not_found_is_127(state, make_app):
     app = make_app("org.test.missing", entry="nope")
     r = run_cella(app, state_dir=state)
@@ -124,6 +129,7 @@ def test_large_output_is_not_lost(state, make_app):
     assert r.code == 0 and len(r.out) == 3000000
 
 
+@pytest.mark.twin
 def test_notes_py_persists_data_between_runs(state):
     app = example("notes-py")
     r1 = run_cella(app, "first", state_dir=state)
@@ -138,6 +144,7 @@ def test_notes_py_persists_data_between_runs(state):
     assert "run 2: second" in notes.read_text()
 
 
+@pytest.mark.twin
 def test_sqlite_notes_persists_rows(state):
     app = example("sqlite-notes")
     assert run_cella(app, "one", state_dir=state).code == 0
@@ -149,6 +156,7 @@ def test_sqlite_notes_persists_rows(state):
     assert rows == [("one",), ("two",)]
 
 
+@pytest.mark.twin
 def test_uids_are_per_app_stable_and_recorded(state, make_app):
     a = make_app("org.test.uid_a", "true\n")
     b = make_app("org.test.uid_b", "true\n")
@@ -160,6 +168,7 @@ def test_uids_are_per_app_stable_and_recorded(state, make_app):
     assert rows == {"org.test.uid_a": ua1, "org.test.uid_b": ub}
 
 
+# Not a twin: --uid-range is embedded-only (cellad's range is its own).
 def test_uid_range_is_configurable_and_bounded(state, make_app):
     a = make_app("org.test.range_a", "true\n")
     b = make_app("org.test.range_b", "true\n")
@@ -206,6 +215,7 @@ def test_second_interrupt_kills(state, make_app):
     assert p.returncode == 128 + signal.SIGKILL
 
 
+@pytest.mark.twin
 def test_kernel_holding_thousands_of_fds(state):
     """A kernel running hundreds of apps holds thousands of fds; the sandbox must
     not make the app's fds (its seccomp listener first) above the app's
@@ -244,6 +254,7 @@ def test_messages_show_untrusted_text_inert(make_app, state):
     assert len(r.err.splitlines()) == 1, r.err
 
 
+@pytest.mark.twin
 def test_terminal_stdin_and_the_shared_description(make_app, state):
     """A terminal on stdin is copied to the app through a pipe; cella reads and
     writes the terminal through descriptions of its own, so the one it shares with

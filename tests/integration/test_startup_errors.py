@@ -34,6 +34,7 @@ def _copy_true(app, name):
     return dst
 
 
+@pytest.mark.twin
 def test_missing_shebang_interpreter_is_named(state, make_app):
     app = make_app("org.test.shebang", files={"main.sh": ("#!/usr/bin/no-such-shell -e\necho hi\n", 0o755)})
     r = run_cella(app, state_dir=state)
@@ -51,6 +52,7 @@ def test_shebang_with_dos_line_ends_is_named(state, make_app):
     assert "carriage return" in r.err and "dos2unix" in r.err, r.err
 
 
+@pytest.mark.twin
 def test_script_without_shebang_is_named(state, make_app):
     app = make_app("org.test.noshebang", files={"main.sh": ("echo hi\n", 0o755)})
     r = run_cella(app, state_dir=state)
@@ -86,6 +88,7 @@ def _assert_inert(r, text):
     assert "\\x1b[2J" in r.err, repr(r.err)
 
 
+@pytest.mark.twin
 def test_shebang_line_with_escape_sequences_stays_text(state, make_app):
     app = make_app("org.test.shebangesc",
                    files={"main.sh": ("#!/usr/bin/" + TERMINAL_BAIT + "sh\necho hi\n", 0o755)})
@@ -96,6 +99,7 @@ def test_shebang_line_with_escape_sequences_stays_text(state, make_app):
     _assert_inert(r, err)
 
 
+@pytest.mark.twin
 def test_elf_interpreter_with_escape_sequences_stays_text(state, make_app):
     app = make_app("org.test.elfesc", entry="prog")
     prog = _copy_true(app, "prog")
@@ -112,6 +116,7 @@ def test_elf_interpreter_with_escape_sequences_stays_text(state, make_app):
     _assert_inert(r, err)
 
 
+@pytest.mark.twin
 def test_fifo_entry_fails_at_once(state, make_app):
     """A FIFO as the entry: execve says EACCES, and the diagnosis must not open it
     (an open for reading waits for a writer: the start hung 10 s, then failed as
@@ -124,6 +129,7 @@ def test_fifo_entry_fails_at_once(state, make_app):
     assert "the entry /app/main is not a regular file" in r.err, r.err
 
 
+@pytest.mark.twin
 def test_symlink_loop_entry_is_named(state, make_app):
     app = make_app("org.test.loop", entry="main")
     os.symlink("main", app / "main")
@@ -144,6 +150,7 @@ def test_elf_for_another_machine_is_named(state, make_app):
     assert "ELF program for machine" in r.err and "rebuild it for this host" in r.err, r.err
 
 
+@pytest.mark.twin
 def test_entry_that_is_a_directory_is_named(state, make_app):
     app = make_app("org.test.dir", entry="sub")
     (app / "sub").mkdir()
@@ -163,6 +170,7 @@ def test_lua_missing_entry_is_127_and_named(state, make_app):
     assert "cella-lua:" not in r.err
 
 
+@pytest.mark.twin
 def test_lua_unreadable_entry_is_126_and_named(state, make_app):
     app = make_app("org.test.luaunreadable", runtime="lua", entry="main.lua",
                    files={"main.lua": ("print('hi')\n", 0o600)})
@@ -171,6 +179,7 @@ def test_lua_unreadable_entry_is_126_and_named(state, make_app):
     assert "/app/main.lua is not readable by the app's uid" in r.err and "chmod o+r" in r.err, r.err
 
 
+@pytest.mark.twin
 def test_missing_shared_library_reaches_the_user(state, make_app, tmp_path):
     """The loader's own message (a library outside the jail) reaches the user, and
     cella says that this 127 is the app's, not a missing entry."""
@@ -193,6 +202,7 @@ def test_missing_shared_library_reaches_the_user(state, make_app, tmp_path):
     assert r.event("exited")["status"] == 127
 
 
+@pytest.mark.twin
 def test_dependency_that_failed_is_named_with_its_own_code(state, make_app, tmp_path):
     boot = tmp_path / "boot"
     boot.mkdir()
@@ -211,6 +221,7 @@ def test_dependency_that_failed_is_named_with_its_own_code(state, make_app, tmp_
     assert "(exit status 243)" not in p.stderr
 
 
+@pytest.mark.twin
 def test_two_folders_with_one_id_are_both_named(state, make_app, tmp_path):
     boot = tmp_path / "boot"
     boot.mkdir()
@@ -228,6 +239,7 @@ def test_two_folders_with_one_id_are_both_named(state, make_app, tmp_path):
     assert "org.test.dupid" in p.stderr
 
 
+@pytest.mark.twin
 def test_packed_member_missing_entry_is_named(state, make_app, tmp_path):
     """A packed Lua app's missing entry: named with its folder, 127, not a
     cella-lua error with the group's internal path."""
@@ -260,6 +272,7 @@ def test_packed_member_missing_entry_is_named(state, make_app, tmp_path):
                    for f in whats), au.stdout
 
 
+@pytest.mark.twin
 def test_env_shebang_command_not_found_is_the_apps_own_127(state, make_app):
     """#!/usr/bin/env NAME starts (env exists); env's 127 for NAME is the app's own,
     and cella says that a command not found is one cause, not only a library."""
@@ -277,6 +290,7 @@ def test_env_shebang_command_not_found_is_the_apps_own_127(state, make_app):
 
 @pytest.mark.parametrize("runtime,entry,text", [("native", "main.sh", "#!/bin/sh\necho hi\n"),
                                                 ("lua", "main.lua", "print('hi')\n")])
+@pytest.mark.twin
 def test_app_folder_others_cannot_search_is_named(state, make_app, runtime, entry, text):
     """A folder made under umask 077: the exec fails on whatever file it was of
     (cella-lua for a Lua app); cella names the folder, its mode and the chmod."""
@@ -292,6 +306,7 @@ def test_app_folder_others_cannot_search_is_named(state, make_app, runtime, entr
     assert r.code == 0 and r.out == "hi\n", r.err
 
 
+@pytest.mark.twin
 def test_lua_module_others_cannot_read_is_named(state, make_app):
     """A module file made under umask 077: require names it and the chmod, where
     plain Lua says only "no file"."""
@@ -307,6 +322,7 @@ def test_lua_module_others_cannot_read_is_named(state, make_app):
     assert r.code == 0 and r.out == "loaded\n", r.err
 
 
+@pytest.mark.twin
 def test_lua_script_as_a_native_entry_points_at_the_runtime(state, make_app):
     app = make_app("org.test.luaasnative", entry="main.lua", files={"main.lua": ("print('hi')\n", 0o755)})
     r = run_cella(app, state_dir=state)

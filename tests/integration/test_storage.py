@@ -78,6 +78,7 @@ def umount_and_wait_for_loops_to_go(mountpoint, image, timeout=30):
     return loops_backing(image)
 
 
+@pytest.mark.twin
 def test_a_write_past_the_limit_fails_with_enospc_and_what_was_written_stays(make_app, state):
     app = make_app("org.test.fill", FILL + "\n", limits={"storage": "16M"})
     r = run_cella(app, state_dir=state)
@@ -113,6 +114,7 @@ def test_a_write_past_the_limit_fails_with_enospc_and_what_was_written_stays(mak
     assert field(r.out, "again") == "ok"
 
 
+@pytest.mark.twin
 def test_each_app_has_its_own_quota_under_boot(make_app, tmp_path, state):
     make_app("org.test.small", FILL + "\n", limits={"storage": "8M"})
     make_app("org.test.large", textwrap.dedent(r"""
@@ -143,6 +145,7 @@ def lua_member(root, app_id, source, **manifest):
     return d
 
 
+@pytest.mark.twin
 def test_a_packed_group_member_hits_its_own_quota_alone(tmp_path, state):
     root = tmp_path / "apps"
     chunk = "local chunk = string.rep('x', 256 * 1024)\n"
@@ -178,6 +181,7 @@ def test_a_packed_group_member_hits_its_own_quota_alone(tmp_path, state):
         assert limit * MiB <= img.stat().st_size <= limit * MiB + 8 * MiB
 
 
+@pytest.mark.twin
 def test_sqlite3_sees_a_full_disk_not_a_signal(make_app, state):
     if not which("sqlite3"):
         pytest.skip("sqlite3 is not installed")
@@ -264,6 +268,7 @@ def first_run(make_app, state, app_id):
     return app, uid
 
 
+@pytest.mark.twin
 def test_an_old_data_directory_is_migrated_with_every_file(make_app, state):
     app, uid = first_run(make_app, state, "org.test.migrate")
     d = app_dir(state, "org.test.migrate")
@@ -284,6 +289,7 @@ def test_an_old_data_directory_is_migrated_with_every_file(make_app, state):
     assert img.st_blocks * 512 < 16 * MiB
 
 
+@pytest.mark.twin
 def test_a_migration_cut_short_resumes_without_losing_a_file(make_app, state):
     app, uid = first_run(make_app, state, "org.test.resume")
     d = app_dir(state, "org.test.resume")
@@ -312,6 +318,7 @@ def set_storage(app, app_id, limit):
         {"id": app_id, "runtime": "native", "entry": "main.sh", "limits": {"storage": limit}}))
 
 
+@pytest.mark.twin
 def test_a_new_limit_resizes_data_and_keeps_what_it_holds(make_app, state):
     app = make_app("org.test.grow", textwrap.dedent("""
         [ -e /data/k ] || { echo keep > /data/k; head -c 20000000 /dev/urandom > /data/r; }
@@ -337,6 +344,7 @@ def test_a_new_limit_resizes_data_and_keeps_what_it_holds(make_app, state):
     assert sorted(os.listdir(app_dir(state, "org.test.grow") / "data")) == ["k", "r"]
 
 
+@pytest.mark.twin
 def test_no_loop_device_or_mount_is_left_behind(make_app, state):
     app = make_app("org.test.leak", "echo up; exec sleep 1000\n", limits={"storage": "16M"})
     img = app_dir(state, "org.test.leak") / "data.img"
@@ -372,6 +380,7 @@ def run_without_loop_devices(app, state):
                           capture_output=True, text=True, timeout=60)
 
 
+# Not a twin: it hides the loop devices in the client's mount namespace (unshare); the run's kernel runs in cellad's, which has them.
 def test_without_loop_devices_data_stays_a_directory_and_an_image_is_never_bypassed(make_app, state):
     if not which("unshare"):
         pytest.skip("unshare (util-linux) is not installed")
@@ -397,6 +406,7 @@ def test_without_loop_devices_data_stays_a_directory_and_an_image_is_never_bypas
     assert list((d / "data").iterdir()) == []
 
 
+@pytest.mark.twin
 def test_two_kernels_share_one_file_system_even_across_mount_namespaces(make_app, state):
     if not which("unshare"):
         pytest.skip("unshare (util-linux) is not installed")

@@ -300,7 +300,9 @@ def test_remove_refused_while_another_kernel_runs_the_app(cellad, tmp_path):
     app = write_app(tmp_path / "app", "1.0")
     (app / "run").write_text("#!/bin/sh\necho ready\nread line\n")
     install(state, app).check_returncode()
-    p, started, status = start_cella(store_dir(state) / "1.0", state, stdin=subprocess.PIPE)
+    # Embedded: its kernel is that command (through cellad it would be cellad's child).
+    p, started, status = start_cella(store_dir(state) / "1.0", state, "--embedded",
+                                     stdin=subprocess.PIPE)
     try:
         for args in (["remove", APP_ID], ["remove", "--keep-data", APP_ID],
                      ["clear-data", APP_ID]):

@@ -1443,8 +1443,9 @@ static void fds_job(ApiJob *j)
         for (int i = 1; i <= 4; i++)
                 ck_assert_msg(eof_within(p[i][0]), "fd %d still open in the server", i);
 
-        /* more than CONTROL_FDS_MAX: the client refuses; raw, the server keeps 4 */
-        ck_assert_int_eq(control_client_call(cl, "org.test.Fds", NULL, fds, 5, false, NULL, NULL),
+        /* more than CONTROL_FDS_MAX (5): the client refuses; raw, the server keeps 5 */
+        ck_assert_int_eq(control_client_call(cl, "org.test.Fds", NULL, fds, CONTROL_FDS_MAX + 1,
+                                             false, NULL, NULL),
                          -EINVAL);
         snprintf(sa.sun_path, sizeof sa.sun_path, "%s", j->a->path);
         sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -1462,7 +1463,7 @@ static void fds_job(ApiJob *j)
                 k = read(sock, buf, sizeof buf - 1);
                 ck_assert_int_gt(k, 0);
                 buf[k] = 0;
-                ck_assert_msg(strstr(buf, "\"n\":4"), "%s", buf);
+                ck_assert_msg(strstr(buf, "\"n\":5"), "%s", buf);
 
                 /* fds on a byte that is not a request's first: closed, the request
                  * gets none */
