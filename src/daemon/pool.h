@@ -7,13 +7,14 @@
 
 #include "daemon/daemon.h"
 
-/* --warm's default: none, so that test suites and small hosts run no extra
- * processes. A host that starts apps often asks for it (--warm 2): since a warm
- * sandbox is born in a cgroup leaf of its own, a start through the pool migrates
- * no process and is the fastest start, and cloned by the zygote a warm sandbox
- * costs about 0.45 MiB Pss whatever cellad's size (docs/benchmarks.md, "Start
- * through cellad"). */
-#define DAEMON_WARM_DEFAULT 0
+/* --warm's default: two warm sandboxes, so that the first starts after
+ * cellad is ready, and a start right behind another, go through the pool (the
+ * fastest start: no process migrated, docs/benchmarks.md "Start through
+ * cellad"), while the refill of one runs. Cloned by the zygote, the two cost
+ * about 5.4 MiB RSS and 0.9 MiB Pss together, whatever cellad's size, and the
+ * zygote 2 MiB RSS, 0.3 MiB Pss (docs/benchmarks.md, org.cella.Pool's pool_kib);
+ * --warm 0 keeps none (docs/daemon.md, "The warm pool"). */
+#define DAEMON_WARM_DEFAULT 2
 /* --warm's bound. */
 #define DAEMON_WARM_MAX 64
 

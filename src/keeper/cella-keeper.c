@@ -47,7 +47,7 @@ typedef struct Held {
         int64_t started_ms;
         int32_t pid, app_pid, init_exec;
         uint32_t uid, restarts, role, frozen, mask;
-        uint32_t kind, member_index, n_members; /* KeeperRecord's: a packed group's sets */
+        uint32_t kind, member_index, n_members, member_run; /* KeeperRecord's: packed groups */
         char group[KEEPER_GROUP_MAX];
         int fds[_KEEPER_FD_MAX];
 } Held;
@@ -105,6 +105,7 @@ static int held_set(Held *h, const KeeperRecord *rec)
                 .kind = rec->kind,
                 .member_index = rec->member_index,
                 .n_members = rec->n_members,
+                .member_run = rec->member_run,
         };
         /* Terminated within its array (keeper_record_check()). */
         memcpy(h->group, rec->group, sizeof h->group);
@@ -135,6 +136,7 @@ static void held_record(const Held *h, KeeperRecord *rec)
                 .kind = h->kind,
                 .member_index = h->member_index,
                 .n_members = h->n_members,
+                .member_run = h->member_run,
         };
         memcpy(rec->group, h->group, sizeof rec->group);
         /* Each fits: they came in arrays of these sizes, terminated. */

@@ -35,10 +35,13 @@
  * to KeeperMsg or KeeperRecord changes it, so that a cellad and a keeper of two
  * versions of cella refuse each other's messages (-EBADMSG) instead of misreading
  * them; cellad then stops that keeper, its apps with it (adopt.c). */
-/* Version 3 ("kees"): KeeperRecord.kind, .group, .member_index, .n_members (packed
- * groups' hosts and members); version 2 ("keer", 0x6b656572) added .role, .frozen and
- * KEEPER_OP_NOTE; version 1 was 0x6b656570, "keep". */
-#define KEEPER_MAGIC     0x6b656573u
+/* Version 4 ("keet"): KeeperRecord.member_run, and a HOST set's KEEPER_FD_CHANNEL
+ * (a joined member's run, the host control channel: a packed member that joined a
+ * running host is adopted and stopped alone, and others join the adopted host);
+ * version 3 ("kees", 0x6b656573): KeeperRecord.kind, .group, .member_index,
+ * .n_members (packed groups' hosts and members); version 2 ("keer", 0x6b656572) added .role,
+ * .frozen and KEEPER_OP_NOTE; version 1 was 0x6b656570, "keep". */
+#define KEEPER_MAGIC     0x6b656574u
 #define KEEPER_ID_MAX    256 /* bytes of an app id with its NUL (manifest ids: 255) */
 #define KEEPER_NAME_MAX  256 /* a cgroup leaf name with its NUL (NAME_MAX + 1) */
 #define KEEPER_GROUP_MAX 65  /* a packed group's name with its NUL (MANIFEST_GROUP_MAX + 1) */
@@ -95,8 +98,9 @@ typedef enum KeeperFd {
         KEEPER_FD_PIDFD,   /* pidfd of the sandbox's init (required) */
         KEEPER_FD_CTL,     /* the kernel's end of its ctl socket (required) */
         KEEPER_FD_NOTIFY,  /* its seccomp listener (not in a MEMBER set) */
-        KEEPER_FD_CHANNEL, /* the kernel's end of the app's broker channel; a HOST's (if
-                              any): cellad's end of its host control channel */
+        KEEPER_FD_CHANNEL, /* the kernel's end of the app's broker channel; a HOST's: the
+                            * kernel's end of its host control channel (src/lua/hostctl.h:
+                            * joins and stops of members), if it has one */
         KEEPER_FD_STDOUT,  /* read end of the app's stdout pipe (a MEMBER's: its log pipe) */
         KEEPER_FD_STDERR,  /* read end of its stderr pipe (not a MEMBER's) */
         KEEPER_FD_PTY,     /* its pty master (cella run -t; APP only) */
@@ -133,6 +137,10 @@ typedef struct KeeperRecord {
          * none. Must be under /sys/fs/cgroup/ with no ".." (the keeper checks). */
         char cgroup_kill[KEEPER_PATH_MAX];
         char app_dir[KEEPER_PATH_MAX]; /* the app's folder it was started from */
+        /* MEMBER: the run its host gave its start (hostctl.h: 0 for a member started
+         * with the host, a join's own otherwise), which a STOP of it must name; 0 for
+         * an APP or a HOST. */
+        uint32_t member_run;
 } KeeperRecord;
 
 typedef struct KeeperMsg {
@@ -180,9 +188,10 @@ int keeper_record_check(const KeeperRecord *rec);
 
 /*
  * The part of keeper_record_check() that is about rec->kind: an APP record has no
- * group, member_index or n_members, and an id with no ':'; a HOST record's group is
- * a group name ([a-z0-9_-], 1..64 bytes), its id KEEPER_HOST_PREFIX + that name,
- * n_members >= 1, and no channel; a MEMBER record's group is a group name, its id
+ * group, member_index, n_members or member_run, and an id with no ':'; a HOST
+ * record's group is a group name ([a-z0-9_-], 1..64 bytes), its id
+ * KEEPER_HOST_PREFIX + that name, n_members >= 1, no member_run and no pty (its
+ * channel, if any, is its host control channel); a MEMBER record's group is a group name, its id
  * has no ':', member_index < KEEPER_SETS_MAX, no n_members, and it has its channel and
  * its log pipe (KEEPER_FD_STDOUT) and no seccomp listener, stderr or pty. Whether a
  * MEMBER's host and its fields agree is the adopting cellad's to check

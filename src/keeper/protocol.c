@@ -135,13 +135,14 @@ int keeper_record_check_kind(const KeeperRecord *rec)
                 return -EINVAL;
         switch (rec->kind) {
         case KEEPER_KIND_APP:
-                if (rec->group[0] || rec->member_index || rec->n_members || strchr(rec->id, ':'))
+                if (rec->group[0] || rec->member_index || rec->n_members || rec->member_run ||
+                    strchr(rec->id, ':'))
                         return -EINVAL;
                 return 0;
         case KEEPER_KIND_HOST:
                 if (!group_name_ok(rec->group) || strncmp(rec->id, KEEPER_HOST_PREFIX, p) != 0 ||
                     strcmp(rec->id + p, rec->group) != 0 || rec->n_members == 0 ||
-                    rec->n_members > KEEPER_SETS_MAX || rec->member_index ||
+                    rec->n_members > KEEPER_SETS_MAX || rec->member_index || rec->member_run ||
                     (rec->fds & (1u << KEEPER_FD_PTY)))
                         return -EINVAL;
                 return 0;

@@ -1816,6 +1816,27 @@ int cgroup_manager_enter(CgroupManager *m, const char *leaf, const char *base)
         return 0;
 }
 
+/*
+ * rmdir(2) of dir, the leaf the caller has just left, retried while it is busy but
+ * lists no process: a task that is exiting (a child of ours between its exit and
+ * its reap, or a process of another daemon sharing the base as it ends) keeps a
+ * cgroup busy for a moment after it has left cgroup.procs. At most 100 tries 2 ms
+ * apart; a leaf that lists a process is another daemon's or live apps', and is left
+ * at once.
+ */
+static void leaf_rmdir(const char *dir)
+{
+        for (int i = 0; i < 100; i++) {
+                _cleanup_free_ char *procs = NULL;
+
+                if (rmdir(dir) == 0 || errno != EBUSY)
+                        return;
+                if (cgroup_read_knob(dir, "cgroup.procs", &procs) < 0 || procs[0] != '\0')
+                        return;
+                (void)nanosleep(&(struct timespec){.tv_nsec = 2 * 1000 * 1000}, NULL);
+        }
+}
+
 void cgroup_manager_leave(CgroupManager *m)
 {
         char pid[16];
@@ -1833,7 +1854,7 @@ void cgroup_manager_leave(CgroupManager *m)
                     cgroup_write_knob(h->self, "cgroup.procs", pid) < 0)
                         continue;
                 /* Each only if empty: another daemon or live apps keep it. */
-                (void)rmdir(h->leaf_dir);
+                leaf_rmdir(h->leaf_dir);
                 (void)rmdir(h->root);
                 if (h->made_base)
                         (void)rmdir(h->parent);

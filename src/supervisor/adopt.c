@@ -248,6 +248,7 @@ static int member_set_of(const Instance *inst, KeeperSet *set)
                 return -EINVAL;
         strcpy(set->rec.group, g->name);
         set->rec.member_index = inst->group_index;
+        set->rec.member_run = inst->group_run;
         set->rec.role = inst->life.role;
         set->fds[KEEPER_FD_CHANNEL] = broker_app_channel_fd(inst->broker_app);
         set->fds[KEEPER_FD_STDOUT] = inst->out.open ? inst->out.from : -EBADF;
@@ -285,7 +286,9 @@ static int host_set_of(const Group *g, KeeperSet *set)
         set->fds[KEEPER_FD_STDOUT] = g->out.open ? g->out.from : -EBADF;
         set->fds[KEEPER_FD_STDERR] = g->err.open ? g->err.from : -EBADF;
         set->fds[KEEPER_FD_STATS] = g->run.stats->fd;
-        set->fds[KEEPER_FD_CHANNEL] = g->ctl_fd; /* its host control channel, if open */
+        /* Our end of its control channel: a cellad that adopts the host joins and
+         * stops members through it (the host ends its side at that end's EOF). */
+        set->fds[KEEPER_FD_CHANNEL] = g->ctl_fd;
         set_mask(set);
         return 0;
 }
@@ -943,18 +946,18 @@ static int file_id_cmp(const void *a, const void *b)
  * one cannot be looked at, or there is no memory. O(n log n). */
 static bool fds_shared(const KeeperSet *h, const MemberAdoption *mem, size_t n)
 {
-        static const KeeperFd host[] = {KEEPER_FD_CTL, KEEPER_FD_STDOUT, KEEPER_FD_STDERR,
-                                        KEEPER_FD_CHANNEL};
-        _cleanup_free_ FileId *ids = calloc(2 * n + ELEMENTSOF(host), sizeof *ids);
-        _cleanup_free_ int *fds = calloc(2 * n + ELEMENTSOF(host), sizeof *fds);
+        static const KeeperFd host[] = {KEEPER_FD_CTL, KEEPER_FD_STDOUT, KEEPER_FD_STDERR};
+        _cleanup_free_ FileId *ids = calloc(2 * n + ELEMENTSOF(host) + 1, sizeof *ids);
+        _cleanup_free_ int *fds = calloc(2 * n + ELEMENTSOF(host) + 1, sizeof *fds);
         size_t k = 0;
         struct stat st;
 
         if (!ids || !fds)
                 return true;
         for (size_t i = 0; i < ELEMENTSOF(host); i++)
-                if (host[i] != KEEPER_FD_CHANNEL || h->fds[host[i]] >= 0)
-                        fds[k++] = h->fds[host[i]]; /* its control channel: if it has one */
+                fds[k++] = h->fds[host[i]];
+        if (h->fds[KEEPER_FD_CHANNEL] >= 0)
+                fds[k++] = h->fds[KEEPER_FD_CHANNEL]; /* its control channel */
         for (size_t i = 0; i < n; i++) {
                 fds[k++] = mem[i].set->fds[KEEPER_FD_CHANNEL];
                 fds[k++] = mem[i].set->fds[KEEPER_FD_STDOUT];
@@ -1003,10 +1006,11 @@ static int group_check(Supervisor *s, KeeperSet *h, MemberAdoption *mem, size_t 
         *ret_stats = NULL;
         if ((hr->fds & ADOPT_HOST_FDS) != ADOPT_HOST_FDS)
                 return refusal(ret_why, "its host's fd set is incomplete");
-        if (h->fds[KEEPER_FD_CHANNEL] >= 0 && !fd_is_channel(h->fds[KEEPER_FD_CHANNEL]))
-                return refusal(ret_why, "its host's control channel is not what it should be");
         if (hr->n_members == 0 || hr->n_members > LUAHOST_APPS_MAX)
                 return refusal(ret_why, "its host's record count is out of range");
+        /* Its control channel, when held: a socket of the kind group.c makes. */
+        if (h->fds[KEEPER_FD_CHANNEL] >= 0 && !fd_is_channel(h->fds[KEEPER_FD_CHANNEL]))
+                return refusal(ret_why, "its host's control channel is not what it should be");
         for (size_t i = 0; i < s->n_groups; i++)
                 if (strcmp(s->groups[i]->name, hr->group) == 0)
                         return refusal(ret_why,
@@ -1191,46 +1195,6 @@ static int serve_member(Group *g, Instance *inst, KeeperSet *set)
  * the reason; the restart policy then applies (cellad's autostart). Returns the
  * number of apps adopted (> 0), 0 refused (*n_refused counts its apps), or -ENOMEM.
  */
-/*
- * The slots and runs of g's adopted host, so that a member is stopped alone and one
- * joins as under the cellad that started it (group.c, group_join() and
- * group_stop_member()): our end of its host control channel (ctl_fd, from its HOST
- * set; -EBADF from a cellad that did not hand it over: then, as before, no joins,
- * and a stop of one member ends the host), each adopted member's slot with the folder
- * its record names (the one the host's jail holds at /apps/<id>), and its run the one
- * its stats record says the host runs it as (a STOP for another run is ignored by the
- * host: a joined member was never stopped). A slot of an app not adopted (it ended
- * before, or never ran) is unknown here: a join into it is refused (no slot).
- */
-static void adopt_slots(Group *g, int ctl_fd)
-{
-        g->runs = 0;
-        for (size_t i = 0; i < g->n_members; i++) {
-                Instance *inst = g->members[i];
-                CLuaStatsApp a;
-
-                if (luastats_app(g->run.stats, inst->group_index, &a) >= 0) {
-                        inst->group_run = a.run;
-                        g->runs = MAX(g->runs, a.run); /* a new join's run is a new one */
-                }
-        }
-        g->ctl_fd = ctl_fd;
-        if (g->ctl_fd < 0)
-                return;
-        (void)shutdown(g->ctl_fd, SHUT_RD); /* shut already: nothing the host writes */
-        g->n_slots = g->run.stats->n_apps;
-        g->slot_dirs = calloc(g->n_slots + 1, sizeof *g->slot_dirs);
-        if (!g->slot_dirs) {
-                g->ctl_fd = safe_close(g->ctl_fd);
-                g->n_slots = 0;
-                return;
-        }
-        /* No memory for one: no join into it (no slot), said then. */
-        for (size_t i = 0; i < g->n_members; i++)
-                if (g->members[i]->group_index < g->n_slots)
-                        g->slot_dirs[g->members[i]->group_index] = strdup(g->members[i]->app_dir);
-}
-
 static int adopt_group(Supervisor *s, KeeperSet *sets, size_t n_sets, size_t hi, bool *done,
                        size_t *n_refused, char ***adopted)
 {
@@ -1301,6 +1265,7 @@ static int adopt_group(Supervisor *s, KeeperSet *sets, size_t n_sets, size_t hi,
                         goto refused;
                 }
                 mem[i].inst->group_index = mem[i].set->rec.member_index;
+                mem[i].inst->group_run = mem[i].set->rec.member_run;
                 mem[i].inst->group_served = true; /* its record is its own (group_stats()) */
         }
         for (size_t i = 0; i < n; i++) {
@@ -1318,8 +1283,8 @@ static int adopt_group(Supervisor *s, KeeperSet *sets, size_t n_sets, size_t hi,
                 MIN(now_mono, (now_real - MIN(now_real, (uint64_t)hr->started_ms)) * NSEC_PER_MSEC);
         g->run.restarts = hr->restarts;
         g->run.stats = TAKE_PTR(stats);
-        adopt_slots(g, take_fd(h, KEEPER_FD_CHANNEL));
-        r = group_adopted(g, take_fd(h, KEEPER_FD_STDOUT), take_fd(h, KEEPER_FD_STDERR));
+        r = group_adopted(g, take_fd(h, KEEPER_FD_STDOUT), take_fd(h, KEEPER_FD_STDERR),
+                          take_fd(h, KEEPER_FD_CHANNEL), hr->n_members);
         if (r < 0) {
                 /* Its host is killed (group_adopted()); its apps failed. */
                 for (size_t i = 0; i < n; i++) {

@@ -1185,11 +1185,13 @@ static int group_may_join(Group *g, Instance *inst)
         if (inst->group_index >= g->n_slots || !g->slot_dirs[inst->group_index]) {
                 /* Its folder and /data are not in the host's jail, nor its share in
                  * the host's cgroup limits, spec or stats file. */
-                log_error("cannot start %s: the host of packed group %s was started with %zu "
-                          "app(s) before %s was registered in the group, and has no slot for it "
-                          "(its jail, cgroup limits and stats file hold only those); stop the "
-                          "group's apps (its host ends with the last), then start them again",
-                          id, g->name, g->n_slots, id);
+                log_error("cannot start %s: the running host of packed group %s has no slot "
+                          "known for it; stop the group's apps (its host ends with the last), "
+                          "then start them again (the host was started with %zu app(s) before "
+                          "it was registered in the group, or was adopted from an earlier cellad "
+                          "with no record of it: it was not running then; a host's jail, cgroup "
+                          "limits and stats file hold only its slots)",
+                          id, g->name, g->n_slots);
                 return supervisor_error_at(&inst->error, SANDBOX_STEP_PREPARE, EXFULL, g->name);
         }
         if (g->ctl_fd < 0 || g->run.sandbox->exited) {
@@ -1511,11 +1513,31 @@ json_t *group_stats(Group *g, const char *only)
         return o;
 }
 
-int group_adopted(Group *g, int out_fd, int err_fd)
+int group_adopted(Group *g, int out_fd, int err_fd, int ctl_fd, uint32_t n_slots)
 {
         Supervisor *s = g->sup;
         int r;
 
+        group_release_slots(g);
+        if (ctl_fd >= 0 && n_slots > 0) {
+                g->slot_dirs = calloc((size_t)n_slots + 1, sizeof *g->slot_dirs);
+                if (g->slot_dirs) {
+                        g->n_slots = n_slots;
+                        g->ctl_fd = TAKE_FD(ctl_fd);
+                        /* Shut already by the cellad that made it; again, as a taken fd
+                         * is input: nothing the host writes is ever read. */
+                        (void)shutdown(g->ctl_fd, SHUT_RD);
+                        g->runs = 0;
+                        for (size_t i = 0; i < g->n_members; i++) {
+                                Instance *m = g->members[i];
+
+                                if (m->group_index < n_slots && !g->slot_dirs[m->group_index])
+                                        g->slot_dirs[m->group_index] = strdup(m->app_dir);
+                                g->runs = MAX(g->runs, m->group_run);
+                        }
+                }
+        }
+        safe_close(ctl_fd);
         r = group_open_log(g);
         if (r >= 0) {
                 r = pump_start(s, NULL, g, &g->out, out_fd, s->out_outlet, g->log);

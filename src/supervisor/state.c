@@ -27,12 +27,42 @@ _Static_assert(STATE_APP_UID_OFFSET == SANDBOX_UID && STATE_IDS_PER_APP == SANDB
 /* How long a cella process waits for another one holding the registry. */
 #define STATE_DB_BUSY_TIMEOUT_MS 5000
 
+/* One app's ids as state.db recorded them (StateUidCache). */
+typedef struct UidEntry {
+        uint64_t hash; /* of id (FNV-1a), looked at before the string */
+        char *id;
+        uid_t uid, ids_base;
+} UidEntry;
+
+/*
+ * What state_app_uid() read from state.db, kept while the database is unchanged, so
+ * that a start of a known app (a start through cellad's warm pool: every step counts)
+ * does not query SQLite. "Unchanged" is SQLite's own test: the file change counter
+ * of the database header (offset 24, big-endian; https://sqlite.org/fileformat.html
+ * section 1.3.5), which every transaction that changes the file increments, in the
+ * rollback journal mode state.db uses. It is read with pread() from an fd of the
+ * file, whoever wrote it: another State of this process (cellad's store requests on
+ * its thread pool: install's claim, remove's forget), `cella forget`, an embedded
+ * `cella run`. A different counter, or a file no longer linked (replaced), empties
+ * the cache. An entry is added only when the counter was the same before and after
+ * the read that found it (no commit in between, so what was read is what the file
+ * holds at that counter).
+ */
+typedef struct StateUidCache {
+        int fd;           /* state.db read-only; -EBADF: not open (no cache) */
+        uint32_t counter; /* the file change counter the entries hold for */
+        UidEntry *e;
+        size_t n, cap;
+} StateUidCache;
+
 struct State {
         char *path;
+        char *db_path;
         sqlite3 *db;
         uid_t uid_base;
         uint32_t uid_count;
         bool created; /* state_open() made the directory */
+        StateUidCache cache;
 };
 
 /*
@@ -125,6 +155,8 @@ int state_open(const char *path, uid_t uid_base, uint32_t uid_count, State **ret
         if (!s)
                 return -ENOMEM;
         s->path = strdup(path);
+        s->db_path = TAKE_PTR(dbpath);
+        s->cache.fd = -EBADF;
         s->created = created;
         s->uid_base = uid_base;
         s->uid_count = uid_count;
@@ -132,7 +164,7 @@ int state_open(const char *path, uid_t uid_base, uint32_t uid_count, State **ret
                 state_free(s);
                 return -ENOMEM;
         }
-        r = sqlite_open(dbpath, STATE_DB_BUSY_TIMEOUT_MS, &s->db);
+        r = sqlite_open(s->db_path, STATE_DB_BUSY_TIMEOUT_MS, &s->db);
         if (r < 0) {
                 state_free(s);
                 return r;
@@ -149,11 +181,22 @@ int state_open(const char *path, uid_t uid_base, uint32_t uid_count, State **ret
         return 0;
 }
 
+static void uid_cache_clear(StateUidCache *c)
+{
+        for (size_t i = 0; i < c->n; i++)
+                free(c->e[i].id);
+        c->n = 0;
+}
+
 State *state_free(State *s)
 {
         if (!s)
                 return NULL;
         sqlite3_close(s->db);
+        uid_cache_clear(&s->cache);
+        free(s->cache.e);
+        safe_close(s->cache.fd);
+        free(s->db_path);
         free(s->path);
         free(s);
         return NULL;
@@ -229,14 +272,100 @@ static int block_store(sqlite3 *db, const char *id, uid_t base)
                        : -EIO;
 }
 
+static uint64_t id_hash(const char *id)
+{
+        uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a, 64 bits */
+
+        for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+                h = (h ^ *p) * 0x100000001b3ull;
+        return h;
+}
+
+/*
+ * state.db's file change counter into *ret: 0; -errno when it cannot be read (no
+ * file yet, a short one: no header), which callers take as "no cache". Reopens the
+ * file when the one held is no longer linked (state.db replaced).
+ */
+static int db_counter(State *s, uint32_t *ret)
+{
+        uint8_t b[4];
+        struct stat st;
+
+        if (s->cache.fd >= 0 && (fstat(s->cache.fd, &st) < 0 || st.st_nlink == 0)) {
+                s->cache.fd = safe_close(s->cache.fd);
+                uid_cache_clear(&s->cache);
+        }
+        if (s->cache.fd < 0) {
+                s->cache.fd = open(s->db_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+                if (s->cache.fd < 0) {
+                        s->cache.fd = -EBADF;
+                        return negative_errno();
+                }
+                uid_cache_clear(&s->cache);
+        }
+        if (pread(s->cache.fd, b, sizeof b, 24) != (ssize_t)sizeof b)
+                return -EIO;
+        *ret = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+        return 0;
+}
+
+static const UidEntry *uid_cache_find(const StateUidCache *c, const char *id)
+{
+        uint64_t h = id_hash(id);
+
+        for (size_t i = 0; i < c->n; i++)
+                if (c->e[i].hash == h && strcmp(c->e[i].id, id) == 0)
+                        return &c->e[i];
+        return NULL;
+}
+
+/* Adds id's ids (a failure to allocate only leaves it out). */
+static void uid_cache_add(StateUidCache *c, const char *id, uid_t uid, uid_t base)
+{
+        char *copy;
+
+        if (c->n == c->cap) {
+                size_t cap = c->cap ? 2 * c->cap : 16;
+                UidEntry *e = reallocarray(c->e, cap, sizeof *e);
+
+                if (!e)
+                        return;
+                c->e = e;
+                c->cap = cap;
+        }
+        copy = strdup(id);
+        if (!copy)
+                return;
+        c->e[c->n++] = (UidEntry){.hash = id_hash(id), .id = copy, .uid = uid, .ids_base = base};
+}
+
 int state_app_uid(State *s, const char *id, uid_t *ret_uid, uid_t *ret_ids_base)
 {
         uid_t uid = 0, base = 0;
+        uint32_t before = 0, after = 0;
+        bool cacheable;
         int r;
 
         /* The id becomes a path and a cgroup name later: never record a bad one. */
         if (!id || !manifest_id_is_valid(id))
                 return -EINVAL;
+        /* The cache first: valid while state.db's change counter is the one it
+         * holds for (StateUidCache). */
+        cacheable = db_counter(s, &before) >= 0;
+        if (cacheable && before != s->cache.counter) {
+                uid_cache_clear(&s->cache);
+                s->cache.counter = before;
+        }
+        if (cacheable) {
+                const UidEntry *e = uid_cache_find(&s->cache, id);
+
+                if (e) {
+                        *ret_uid = e->uid;
+                        if (ret_ids_base)
+                                *ret_ids_base = e->ids_base;
+                        return 0;
+                }
+        }
         r = read_begin(s->db);
         if (r < 0)
                 return r;
@@ -245,6 +374,11 @@ int state_app_uid(State *s, const char *id, uid_t *ret_uid, uid_t *ret_ids_base)
         if (r < 0)
                 return r;
         if (r > 0 && base != 0) {
+                /* Cached only if no commit came between the two reads of the counter
+                 * (read_begin() may have written a schema: then the counter moved). */
+                if (cacheable && db_counter(s, &after) >= 0 && after == before &&
+                    s->cache.counter == before)
+                        uid_cache_add(&s->cache, id, uid, base);
                 *ret_uid = uid;
                 if (ret_ids_base)
                         *ret_ids_base = base;

@@ -63,9 +63,13 @@ bool state_created(const State *s);
  * before blocks keeps its uid and gets a block now. Recorded in state.db in one
  * IMMEDIATE transaction, so concurrent cella processes never hand out the same ids.
  * The gid equals the uid, the gids the ids. id must be a valid app id
- * (manifest_id_is_valid), as it becomes a path and a cgroup name. Returns 0, -EINVAL
- * for a bad id, -ENOSPC when the range is full, -EPROTONOSUPPORT if state.db was
- * written by a newer cella, -EIO on a database error.
+ * (manifest_id_is_valid), as it becomes a path and a cgroup name. A known app's ids
+ * are kept in memory in s while state.db's file change counter is unchanged (any
+ * commit, by any process or State, empties that cache: state.c, StateUidCache), so a
+ * repeated call costs a pread() and an fstat() of state.db, not a query: the answer
+ * is the database's at every call. Returns 0, -EINVAL for a bad id, -ENOSPC when the
+ * range is full, -EPROTONOSUPPORT if state.db was written by a newer cella, -EIO on
+ * a database error.
  */
 int state_app_uid(State *s, const char *id, uid_t *ret_uid, uid_t *ret_ids_base);
 

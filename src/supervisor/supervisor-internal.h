@@ -261,10 +261,16 @@ void group_free(Group *g);
  * (supervisor_adopt_all(); g->run.sandbox, uid, started_ms/ns, restarts and stats
  * set): opens the group's log, pumps the host's own stdout (out_fd) and stderr
  * (err_fd) into it, watches the sandbox and the members, and marks g running.
- * The members are served by the caller. Returns 0 or a negative errno (printed);
- * the fds are taken either way.
+ * ctl_fd (-EBADF: none) is our end of the host's control channel (src/lua/hostctl.h)
+ * as the keeper held it, n_slots the host's stats records: with it, the slot of each
+ * member registered now (g->members' group_index, group_run set from their records)
+ * is held as its folder again, so that a member stopped later joins the host again
+ * (group_join()), and g->runs continues past the members' runs. Without it no member
+ * can join or stop alone (a stop of one stops the host with the last). The members
+ * are served by the caller. Returns 0 or a negative errno (printed); the fds are
+ * taken either way.
  */
-int group_adopted(Group *g, int out_fd, int err_fd);
+int group_adopted(Group *g, int out_fd, int err_fd, int ctl_fd, uint32_t n_slots);
 /* {"host", "group", "pid", and luastats_json()'s fields} of g's running host, or NULL. */
 json_t *group_stats(Group *g, const char *only);
 /* Asks inst to stop: SIGTERM, SIGKILL after the grace period (kill: at once). */

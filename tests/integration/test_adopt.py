@@ -814,10 +814,10 @@ def test_packed_group_sighup_reexec_adopted(tmp_path):
 
 
 KEEPER_OP_DROP, KEEPER_OP_TAKE, KEEPER_OP_SET, KEEPER_OP_END, KEEPER_OP_OK = 2, 3, 5, 6, 7
-KEEPER_MAGIC = 0x6b656573  # version 3 (keeper.h)
+KEEPER_MAGIC = 0x6b656574  # version 4 (keeper.h)
 # sizeof(KeeperMsg) on x86-64 and aarch64 (keeper.h): the keeper takes only messages
 # of exactly that size; the record's id at 16 and its generation at 16 + 256.
-KEEPER_MSG_SIZE = 8856
+KEEPER_MSG_SIZE = 8864
 
 
 class KeeperClient:

@@ -285,14 +285,27 @@ def test_apps_cgroups_are_beside_the_daemons_leaf(tmp_path, mode):
     hybrid = mode == "auto" and Path("/sys/fs/cgroup/unified/cgroup.controllers").exists()
     with running_cellad(state, "--cgroup-mode", mode) as d:
         own = _cgroups(d.pid)
+        # Named after the state directory, not cellad's pid: its apps outlive a
+        # crash of cellad (docs/daemon.md, "Restart and adoption").
+        tag = _owner_tag(state)
         for app in ps(state).values():
             cg = _cgroups(app["pid"])
+            # The leaf inspect reports: <id>@<tag> for a cold start, or for a start
+            # through the warm pool (--warm's default) on pure v1 (the leaf renamed);
+            # warm-<cellad pid>-<n>@<tag> through the pool where cgroup2 is used
+            # (no rename there: docs/daemon.md, "The warm pool").
+            paths = d.call("org.cella.Inspect", {"app": app["id"]})["cgroup_paths"]
+            names = {os.path.basename(p) for p in paths.values()}
+            assert len(names) == 1, paths
+            leaf = names.pop()
+            assert re.fullmatch(rf"({re.escape(app['id'])}|warm-{d.pid}-[0-9]+)@{tag}",
+                                leaf), leaf
+            if mode == "v1":
+                # No cgroup2 used: every leaf, warm or not, has the app's name.
+                assert leaf == f"{app['id']}@{tag}", leaf
             for ctrl in ("memory", "pids") + (("",) if hybrid else ()):
                 base = own[ctrl][: -len("/supervisor")]
-                # Named after the state directory, not cellad's pid: its apps outlive a
-                # crash of cellad (docs/daemon.md, "Restart and adoption").
-                tag = _owner_tag(state)
-                assert cg[ctrl].startswith(f"{base}/cella/{app['id']}@{tag}"), (ctrl, cg, own)
+                assert cg[ctrl].startswith(f"{base}/cella/{leaf}"), (ctrl, cg, own, leaf)
         for ctrl in ("memory", "pids"):
             procs = Path(f"/sys/fs/cgroup/{ctrl}{own[ctrl]}/cgroup.procs").read_text().split()
             assert str(d.pid) in procs, procs

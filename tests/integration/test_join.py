@@ -5,6 +5,7 @@ broker channel, log and stats slot) over the host control channel; `cella stop
 MEMBER` stops that member alone while others run. Real sandboxes, a real cellad."""
 import json
 import os
+import signal
 import subprocess
 import textwrap
 import time
@@ -13,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from conftest import require_root
-from daemon_util import CELLA, ControlError, cella, ps, require_cellad, running_cellad
+from test_adopt import alive
+from daemon_util import CELLA, Cellad, ControlError, cella, ps, require_cellad, running_cellad
 
 _TAG = f"{os.getpid() % 100000}"
 GROUP = f"join{_TAG}"
@@ -59,8 +61,8 @@ def start(d, app_id):
     return d.call("org.cella.Start", {"app": app_id})
 
 
-def stop(d, app_id):
-    return d.call("org.cella.Stop", {"app": app_id, "wait": True}, timeout=DEADLINE)
+def stop(d, app_id, timeout=DEADLINE):
+    return d.call("org.cella.Stop", {"app": app_id, "wait": True}, timeout=timeout)
 
 
 def log(state, app_id):
@@ -195,6 +197,73 @@ def test_a_member_joins_the_running_host_with_its_own_grants(setup):
         assert d.stop() == 0, d.log()
 
 
+def test_a_joined_member_is_adopted_after_a_sigkill_and_stops_alone(setup):
+    """A member that joined the running host is held by the keeper (its record names
+    its run), and the keeper holds the host control channel: after a SIGKILL of
+    cellad the next cellad adopts the host with both members (the same host pid),
+    serves the joined one (its calls answered: it publishes again after it is
+    stopped and joins once more), stops it alone (its run named: the host and the
+    other member go on), and a start of it joins the adopted host again; a member
+    with a slot but no record (never started) gets a clear refusal, not EBUSY."""
+    root, state = setup
+    keeper, j, k = f"org.test.{GROUP}.keep", f"org.test.{GROUP}.j", f"org.test.{GROUP}.k"
+    topic = f"{j}.x"
+    folders = [member(root, keeper, KEEPER),
+               member(root, j, WAITER.format(topic=topic), permissions=[f"bus.publish:{topic}"]),
+               member(root, k, WAITER.format(topic=topic))]
+    d = Cellad(state).start()
+    d2 = None
+    try:
+        for f in folders:
+            install(state, f)
+        assert start(d, keeper)["state"] in RUNNING
+        host = group_of(state, (keeper, j, k))[keeper]["pid"]
+        # j joins, is stopped alone and joins again: its run is not the host's 0.
+        assert start(d, j)["pid"] == host
+        wait_for("j's first run", lambda: log(state, j).count("run") == 1)
+        assert stop(d, j)["state"] == "stopped"
+        assert start(d, j)["pid"] == host
+        wait_for("j's second run", lambda: log(state, j).count("run") == 2)
+        d.send(signal.SIGKILL)
+        d.proc.wait(timeout=DEADLINE)
+        assert os.path.exists(f"/proc/{host}"), "the host died with cellad"
+
+        d2 = Cellad(state).start()
+        assert "adopted 2 app(s)" in d2.log(), d2.log()
+        p = ps(state)
+        assert runs(p[keeper]) and runs(p[j]), p
+        assert p[keeper]["pid"] == host and p[j]["pid"] == host, p
+        # Stopped alone through the adopted host's control channel, naming its run:
+        # the host and the keeper member go on.
+        try:
+            rep = stop(d2, j, timeout=15)
+        except TimeoutError:
+            pytest.fail("the adopted joined member did not stop: " + d2.log()[-3000:])
+        assert rep["state"] == "stopped", rep
+        p = ps(state)
+        assert runs(p[keeper]) and p[keeper]["pid"] == host, p
+        assert not runs(p[j]), p
+        # Started again: it joins the adopted host (its slot known from its record),
+        # runs its entry a third time, under its own grants.
+        assert start(d2, j)["pid"] == host
+        wait_for("j's third run", lambda: log(state, j).count("run") == 3)
+        assert log(state, j).count("publish\ttrue") == 3, log(state, j)
+        # k had a slot but no record (never started): its folder in the host is not
+        # known to this cellad, so its start is refused with the way out.
+        with pytest.raises(ControlError) as e:
+            start(d2, k)
+        msg = json.dumps(e.value.args)
+        assert "has no slot known for it" in msg and "stop the group's apps" in msg, msg
+        assert runs(ps(state)[j])
+        assert d2.stop() == 0, d2.log()
+        # Ended (its parent was the killed cellad: a zombie until init reaps it).
+        wait_for("the adopted host to end", lambda: not alive(host))
+    finally:
+        if d2:
+            d2.close()
+        d.close()
+
+
 def test_a_member_installed_after_its_host_started_is_refused_clearly(setup):
     """The host's jail, cgroup limits and stats file were made for the members
     installed when it started: one installed later has no slot (the group is full
@@ -209,7 +278,7 @@ def test_a_member_installed_after_its_host_started_is_refused_clearly(setup):
         with pytest.raises(ControlError) as e:
             start(d, late)
         msg = json.dumps(e.value.args)
-        assert "has no slot for it" in msg and "stop the group's apps" in msg, msg
+        assert "has no slot known for it" in msg and "stop the group's apps" in msg, msg
         p = ps(state)
         assert runs(p[keeper]) and p[keeper]["pid"] == host, p
         assert not runs(p[late]), p

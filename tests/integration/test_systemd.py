@@ -42,7 +42,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon_util import CELLA, CELLAD, require_cellad
+from daemon_util import CELLA, CELLAD, call, require_cellad
 from test_adopt import PROBE, alive, wait_for
 
 SYSTEMD = "/lib/systemd/systemd"
@@ -419,6 +419,32 @@ def running_apps(sd):
     return out
 
 
+def warm_pool_placed(sd, scope, service_cg):
+    """Checks where --warm's default pool (2) lives under systemd: each warm sandbox
+    in a leaf of its own in the apps' scope's cella/ folder (warm-...), never in the
+    scope's keeper/ leaf nor in cellad.service's cgroup; the zygote that clones them
+    in cellad's own leaf of cellad.service, so a stop or crash of the unit ends it
+    (docs/daemon.md, "The warm pool under systemd"). Returns (the warm sandboxes'
+    pids here, the zygote's pid here)."""
+    sock = str(sd.path(STATE + "/cellad.sock"))
+    wait_for("the warm pool to fill", lambda: call(sock, "org.cella.Pool")["ready"] == 2)
+    pool = call(sock, "org.cella.Pool")
+    assert pool["target"] == 2, pool
+    warm = [sd.host_pid(p) for p in pool["pids"]]
+    assert len(warm) == 2 and None not in warm, pool
+    keeper = sd.path(("/sys/fs/cgroup/unified" if sd.mode != "v2" else "/sys/fs/cgroup")
+                     + f"/cella.slice/{scope}/keeper/cgroup.procs").read_text().split()
+    for w in warm:
+        cg = sd.cgroup(w)
+        assert cg.startswith(f"/cella.slice/{scope}/cella/warm-"), (w, cg)
+        assert str(w) not in keeper
+    assert pool["zygote"]["pid"] > 0, pool
+    zygote = sd.host_pid(pool["zygote"]["pid"])
+    assert zygote is not None, pool
+    assert sd.cgroup(zygote) == service_cg, (zygote, sd.cgroup(zygote), service_cg)
+    return warm, zygote
+
+
 def test_crash_keeps_the_apps_in_their_scope(systemd):
     sd = systemd
     start_cellad(sd)
@@ -440,6 +466,7 @@ def test_crash_keeps_the_apps_in_their_scope(systemd):
                            + f"/cella.slice/{scope}/keeper/cgroup.procs")
     keeper = [int(p) for p in keeper_procs.read_text().split()]
     assert len(keeper) == 1, keeper
+    warm, zygote = warm_pool_placed(sd, scope, service_cg)
     # The fd store holds our listening socket and a connection to the keeper.
     assert sd.show("cellad.service", "NFileDescriptorStore") == "2", cellad_log(sd)
     sock = sd.path(STATE + "/cellad.sock")
@@ -453,9 +480,23 @@ def test_crash_keeps_the_apps_in_their_scope(systemd):
              int(sd.show("cellad.service", "MainPID")) not in (0, main))
     for a in APPS:
         assert alive(host[a]), f"{a} died with cellad"
+    # The warm sandboxes and the zygote died with the cellad they served (in the
+    # scope, a warm sandbox outlives the unit's SIGKILL only until its parent-death
+    # signal): none is left running in the scope, none was adopted.
+    for w in warm + [zygote]:
+        wait_for(f"warm pool process {w} to die with cellad", lambda: not alive(w))
     # Adopted: the same sandboxes, running.
     after = running_apps(sd)
     assert after == pids, (pids, after)
+    # The new cellad's pool is in the scope again; the dead sandboxes' leaves were
+    # swept: the scope's cella/ holds the apps' leaves and the new pool's, no other.
+    warm2, _ = warm_pool_placed(sd, scope, service_cg)
+    leaves = {p.name for p in sd.path(
+        ("/sys/fs/cgroup/unified" if sd.mode != "v2" else "/sys/fs/cgroup")
+        + f"/cella.slice/{scope}/cella").iterdir() if p.is_dir()}
+    expect = {sd.cgroup(sd.host_pid(pid)).split("/")[4] for pid in after.values()}
+    expect |= {sd.cgroup(w).split("/")[4] for w in warm2}
+    assert leaves == expect, (leaves, expect)
     # The socket came back from the fd store: the same file, not bound again.
     assert sock.stat().st_ino == sock_ino
     out = sd.path(CELLAD_LOG).read_text(errors="replace")

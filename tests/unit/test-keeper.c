@@ -745,6 +745,9 @@ START_TEST(test_record_kinds)
         ck_assert_int_eq(keeper_record_check(&rec), -EINVAL);
         rec = record_of(KEEPER_KIND_APP, "group:g", "", KEEPER_FDS_REQUIRED);
         ck_assert_int_eq(keeper_record_check(&rec), -EINVAL);
+        rec = record_of(KEEPER_KIND_APP, "org.cella.a", "", KEEPER_FDS_REQUIRED);
+        rec.member_run = 1;
+        ck_assert_int_eq(keeper_record_check(&rec), -EINVAL);
 
         /* A host whose key is another group's, or not a host's; a group that is not a
          * group name (upper case, a path, empty, too long); no room for an app; a
@@ -768,9 +771,15 @@ START_TEST(test_record_kinds)
         ck_assert_int_eq(keeper_record_check(&rec), -EINVAL); /* n_members 0 */
         rec.n_members = KEEPER_SETS_MAX + 1;
         ck_assert_int_eq(keeper_record_check(&rec), -EINVAL);
-        /* A host's CHANNEL is its host control channel (joins and stops): allowed. */
+        /* A host's channel is its control channel (version 4): taken; a run is a
+         * member's only, in a host's or an app's record refused. */
         rec = record_of(KEEPER_KIND_HOST, "group:g", "g", HOST_FDS | (1u << KEEPER_FD_CHANNEL));
         rec.n_members = 1;
+        ck_assert_int_eq(keeper_record_check(&rec), 0);
+        rec.member_run = 3;
+        ck_assert_int_eq(keeper_record_check(&rec), -EINVAL);
+        rec = record_of(KEEPER_KIND_MEMBER, "org.cella.m", "g", MEMBER_FDS);
+        rec.member_run = 3;
         ck_assert_int_eq(keeper_record_check(&rec), 0);
         rec = record_of(KEEPER_KIND_HOST, "group:g", "g", HOST_FDS | (1u << KEEPER_FD_PTY));
         rec.n_members = 1;
@@ -865,6 +874,7 @@ START_TEST(test_packed_sets)
                 set.rec.pid = getpid();
                 set.rec.generation = 9;
                 set.rec.member_index = i;
+                set.rec.member_run = 5 * i; /* m1 joined (run 5), m0 started with the host */
                 set.rec.role = 3;
                 set.fds[KEEPER_FD_PIDFD] = self;
                 set.fds[KEEPER_FD_CTL] = sp[0];
@@ -891,6 +901,7 @@ START_TEST(test_packed_sets)
                         members++;
                         ck_assert_str_eq(r->group, "pk");
                         ck_assert_uint_eq(r->member_index, strcmp(r->id, "org.cella.m1") == 0);
+                        ck_assert_uint_eq(r->member_run, 5 * r->member_index);
                         ck_assert_uint_eq(r->role, r->member_index ? 4 : 3);
                         ck_assert_uint_eq(r->fds, MEMBER_FDS);
                         ck_assert_int_ge(sets[i].fds[KEEPER_FD_CHANNEL], 0);

@@ -187,6 +187,57 @@ START_TEST(test_gap_reused)
 }
 END_TEST
 
+/*
+ * The uid cache (state.c, StateUidCache): a known app's ids come from memory while
+ * state.db is unchanged, and any commit by another State (cellad's store requests
+ * run on their own) or another program empties it. The case it must never get
+ * wrong: an app forgotten elsewhere and its block given to another app; the first
+ * State must then hand the old id a new block, never the other app's uid.
+ */
+START_TEST(test_uid_cache)
+{
+        _cleanup_(state_freep) State *s = NULL, *other = NULL;
+        _cleanup_free_ char *path = new_state_path("uidcache"), *db = NULL;
+        sqlite3 *h = NULL;
+        uid_t uid = 0;
+
+        ck_assert_int_eq(state_open(path, BASE, 8 * BLOCK, &s), 0);
+        ck_assert_int_eq(state_open(path, BASE, 8 * BLOCK, &other), 0);
+        ck_assert_uint_eq(app_uid(s, "org.example.a"), UID(0));
+        ck_assert_uint_eq(app_uid(s, "org.example.b"), UID(1));
+        /* Read twice: the second read of each is the one cached (no commit between
+         * the counter's reads). */
+        ck_assert_uint_eq(app_uid(s, "org.example.a"), UID(0));
+        ck_assert_uint_eq(app_uid(s, "org.example.b"), UID(1));
+
+        /* A held EXCLUSIVE lock keeps every reader out of state.db (rollback journal):
+         * a cached app still gets its ids, at once, where a query would wait for the
+         * busy timeout and fail. Nothing is written, so the cache stays valid. */
+        ck_assert_int_ge(asprintf(&db, "%s/state.db", path), 0);
+        ck_assert_int_eq(sqlite3_open(db, &h), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_exec(h, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+        ck_assert_int_eq(state_app_uid(s, "org.example.a", &uid, NULL), 0);
+        ck_assert_uint_eq(uid, UID(0));
+        ck_assert_int_eq(sqlite3_exec(h, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_close(h), SQLITE_OK);
+
+        /* Forgotten through another State, its block taken by a new app there. */
+        ck_assert_int_eq(state_app_forget(other, "org.example.a"), 1);
+        ck_assert_uint_eq(app_uid(other, "org.example.c"), UID(0));
+        ck_assert_uint_eq(app_uid(s, "org.example.c"), UID(0));
+        ck_assert_uint_eq(app_uid(s, "org.example.a"), UID(2));
+        ck_assert_uint_eq(app_uid(other, "org.example.a"), UID(2));
+        ck_assert_uint_eq(app_uid(s, "org.example.b"), UID(1));
+
+        /* The same by a program writing state.db directly. */
+        ck_assert_uint_eq(app_uid(s, "org.example.b"), UID(1));
+        db_sql(path, "DELETE FROM apps WHERE id = 'org.example.b'");
+        ck_assert_uint_eq(app_uid(other, "org.example.d"), UID(1));
+        ck_assert_uint_eq(app_uid(s, "org.example.b"), UID(3));
+        ck_assert_uint_eq(app_uid(s, "org.example.d"), UID(1));
+}
+END_TEST
+
 /* The block of the app, checked against its uid. */
 static uid_t app_block(State *s, const char *id, uid_t *ret_uid)
 {
@@ -870,6 +921,7 @@ int main(void)
         tcase_add_test(tc, test_alloc);
         tcase_add_test(tc, test_range_full);
         tcase_add_test(tc, test_gap_reused);
+        tcase_add_test(tc, test_uid_cache);
         tcase_add_test(tc, test_out_of_range_rows);
         tcase_add_test(tc, test_blocks);
         tcase_add_test(tc, test_reopen);
