@@ -38,8 +38,9 @@ typedef struct ConfigKey {
         }
 
 /*
- * Every key, with its range; docs/config.md lists the same rows (its test checks
- * that). Helpers adding keys (bands, actions, CPU) add rows here.
+ * Every key, with its range; docs/config.md lists the same rows with the same
+ * defaults (test-memory's test_config_doc checks both ways). Helpers adding keys (bands, actions,
+ * CPU) add rows here.
  */
 static const ConfigKey config_keys[] = {
         {.path = "memory.total", .type = KEY_SIZE, .offset = offsetof(ManagerConfig, memory_total)},
@@ -61,6 +62,13 @@ static const ConfigKey config_keys[] = {
             0, 100),
         U32("memory.level.hysteresis_percent", levels.hysteresis_percent, 0, 100),
 };
+
+size_t manager_config_keys(const char **names, size_t max)
+{
+        for (size_t i = 0; names && i < ELEMENTSOF(config_keys) && i < max; i++)
+                names[i] = config_keys[i].path;
+        return ELEMENTSOF(config_keys);
+}
 
 void manager_config_default(ManagerConfig *ret)
 {

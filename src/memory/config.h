@@ -58,5 +58,13 @@ int manager_config_parse(const char *name, const char *text, size_t size, Manage
 int manager_config_load(const char *state_dir, const char *etc_path, ManagerConfig *ret,
                         char **ret_path, char **ret_error);
 
+/*
+ * The dotted names of every key the parser knows ("memory.total", ...), in the
+ * order of docs/config.md's table: up to max of them into names (static strings).
+ * Returns how many keys there are (which may exceed max). For the test that checks
+ * docs/config.md against the parser.
+ */
+size_t manager_config_keys(const char **names, size_t max);
+
 /* The sampler's config of c for a trigger window of window_ms. */
 MemorySamplerConfig manager_config_sampler(const ManagerConfig *c, uint32_t window_ms);

@@ -33,6 +33,10 @@
 #include "sandbox/cgroup.h"
 #include "skip.h"
 
+#ifndef CELLA_SOURCE_ROOT
+#error "CELLA_SOURCE_ROOT must name the source tree (tests/unit/meson.build)"
+#endif
+
 #define MiB    (UINT64_C(1) << 20)
 #define MS     UINT64_C(1000000)
 #define SEC_US UINT64_C(1000000)
@@ -373,6 +377,81 @@ START_TEST(test_config_refused)
         refused("{\"memory\": {\"sample\": {\"short_ms\": 500}}}", "memory.sample.short_ms (500)");
         refused("{\"memory\": {\"level\": {\"low\": {\"free_percent\": 30}}}}",
                 "memory.level: a level's free_percent");
+}
+END_TEST
+
+/* Builds {"a": {"b": value}} for the dotted key "a.b". */
+static char *nested_json(const char *key, const char *value)
+{
+        char *out = NULL;
+        size_t depth = 0;
+        const char *p = key;
+        FILE *f;
+        size_t n;
+
+        f = open_memstream(&out, &n);
+        ck_assert_ptr_nonnull(f);
+        while (p) {
+                const char *dot = strchr(p, '.');
+
+                fprintf(f, "{\"%.*s\": ", dot ? (int)(dot - p) : (int)strlen(p), p);
+                depth++;
+                p = dot ? dot + 1 : NULL;
+        }
+        fputs(value, f);
+        while (depth--)
+                fputc('}', f);
+        fclose(f);
+        return out;
+}
+
+START_TEST(test_config_doc)
+{
+        _cleanup_free_ char *doc = NULL;
+        const char *keys[64];
+        size_t n_keys, documented = 0;
+        bool seen[64] = {};
+        ManagerConfig d;
+
+        n_keys = manager_config_keys(keys, ELEMENTSOF(keys));
+        ck_assert_uint_le(n_keys, ELEMENTSOF(keys));
+        ck_assert_int_eq(
+                read_file_at(AT_FDCWD, CELLA_SOURCE_ROOT "/docs/config.md", 1 << 20, &doc, NULL),
+                0);
+        manager_config_default(&d);
+        /* Each row "| `key` | default | unit | meaning |" of the Keys table. */
+        for (char *line = strtok(doc, "\n"); line; line = strtok(NULL, "\n")) {
+                char key[128], def[128], unit[256], meaning[64];
+                _cleanup_free_ char *json = NULL, *err = NULL;
+                const char *value;
+                ManagerConfig c;
+                size_t i;
+
+                if (sscanf(line, "| `%127[^`]` | %127[^|]| %255[^|]| %63s", key, def, unit,
+                           meaning) != 4)
+                        continue;
+                if (strcmp(meaning, "coming") == 0) {
+                        ck_assert_msg(strstr(key, ".*"), "a coming row names a family: %s", key);
+                        continue;
+                }
+                for (i = 0; i < n_keys && strcmp(keys[i], key) != 0; i++)
+                        ;
+                ck_assert_msg(i < n_keys,
+                              "docs/config.md documents '%s', which the parser "
+                              "does not know",
+                              key);
+                seen[i] = true;
+                documented++;
+                /* The documented default, given explicitly, is the default. */
+                value = strncmp(def, "none", 4) == 0 ? "\"max\"" : def;
+                json = nested_json(key, value);
+                ck_assert_msg(parse(json, &c, &err) == 0, "%s: %s", json, err);
+                ck_assert_msg(memcmp(&c, &d, sizeof c) == 0,
+                              "docs/config.md's default of %s (%s) is not the parser's", key, def);
+        }
+        for (size_t i = 0; i < n_keys; i++)
+                ck_assert_msg(seen[i], "'%s' is missing from docs/config.md", keys[i]);
+        ck_assert_uint_eq(documented, n_keys);
 }
 END_TEST
 
@@ -899,6 +978,7 @@ int main(void)
         tcase_add_test(logic, test_sampler_retrigger);
         tcase_add_test(logic, test_config_parse);
         tcase_add_test(logic, test_config_refused);
+        tcase_add_test(logic, test_config_doc);
         suite_add_tcase(s, logic);
 
         tcase_add_checked_fixture(fake, tmp_setup, tmp_teardown);
