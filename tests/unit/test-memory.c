@@ -930,6 +930,97 @@ START_TEST(test_psi_cgroup_trigger)
 }
 END_TEST
 
+/*
+ * Real pressure: a process in a cgroup limited to 32 MiB touches 48 MiB over and over
+ * (each try in a child the kernel's OOM killer ends after reclaim fails: no swap
+ * here). The reclaim stalls its tasks; the trigger on the leaf's memory.pressure must
+ * fire (waited for with poll(), a deadline, not a sleep), and the readings show it.
+ */
+START_TEST(test_psi_fires)
+{
+        CgroupManager *m = NULL;
+        Cgroup *cg = NULL;
+        PressureTrigger *t = NULL;
+        MemorySource *src = NULL;
+        MemoryReading r;
+        CgroupLimits lim = {.memory_max = 32 * MiB};
+        struct timespec t0, t1;
+        struct pollfd p;
+        char path[4096];
+        pid_t pid;
+        int k;
+
+        if (geteuid() != 0)
+                SKIP_TEST("needs root to make cgroups");
+        k = cgroup_manager_new("/sys/fs/cgroup", CGROUP_MODE_AUTO, NULL, &m);
+        if (k < 0)
+                SKIP_TEST("no cgroup hierarchy: %s", strerror(-k));
+        if (cgroup_manager_mode(m) == CGROUP_MODE_V1) {
+                cgroup_manager_free(m);
+                SKIP_TEST("a pure v1 host: no cgroup2 leaf, no per-cgroup PSI");
+        }
+        ck_assert_int_eq(cgroup_new(m, "psifire", &cg), 0);
+        ck_assert_int_eq(cgroup_set_limits(cg, &lim), 0);
+        snprintf(path, sizeof path, "%s/memory.pressure", cgroup_path(cg, ""));
+        /* 10 ms of "some" stall per second (2 s windows here: 20 ms). */
+        k = pressure_trigger_new(path, PRESSURE_SOME, 10000, 1000000, 2000000, &t);
+        if (k == -EOPNOTSUPP || k == -ENOENT) {
+                cgroup_destroy(cg);
+                cgroup_manager_free(m);
+                SKIP_TEST("no PSI in the cgroup2 leaf: %s", strerror(-k));
+        }
+        ck_assert_int_eq(k, 0);
+        ck_assert_int_eq(memory_source_open_app(cg, &src), 0);
+
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                if (cgroup_attach(cg, getpid()) < 0)
+                        _exit(2);
+                for (;;) {
+                        pid_t c = fork();
+
+                        if (c == 0) {
+                                size_t n = 48 * MiB;
+                                char *a = mmap(NULL, n, PROT_READ | PROT_WRITE,
+                                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+                                if (a == MAP_FAILED)
+                                        _exit(3);
+                                for (size_t i = 0; i < n; i += 4096)
+                                        a[i] = 1;
+                                _exit(0);
+                        }
+                        if (c > 0)
+                                (void)waitpid(c, NULL, 0);
+                }
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        p = (struct pollfd){.fd = pressure_trigger_fd(t), .events = pressure_trigger_events(t)};
+        k = poll(&p, 1, 30000);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        ck_assert_int_eq(memory_source_read(src, &r), 0);
+        kill(pid, SIGKILL);
+        ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+        ck_assert_msg(k == 1, "the trigger \"%s\" did not fire within 30 s of real pressure",
+                      pressure_trigger_describe(t));
+        ck_assert_int_eq(pressure_trigger_handle(t, p.revents), 1);
+        printf("PSI trigger \"%s\" fired %.2f s after the pressure began; %" PRIu64
+               " OOM kills, %" PRIu64 " us of some stall in the leaf\n",
+               pressure_trigger_describe(t),
+               (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9, r.oom_kills,
+               r.some_total_us);
+        ck_assert(r.has_psi);
+        ck_assert_uint_ge(r.some_total_us, pressure_trigger_stall_us(t));
+        ck_assert_uint_gt(r.oom_kills, 0);
+        ck_assert_uint_eq(r.limit, 32 * MiB);
+        memory_source_free(src);
+        pressure_trigger_free(t);
+        cgroup_destroy(cg);
+        cgroup_manager_free(m);
+}
+END_TEST
+
 START_TEST(test_v1_pressure_level)
 {
         CgroupManager *m = NULL;
@@ -998,6 +1089,7 @@ int main(void)
         tcase_set_timeout(psi, 60);
         tcase_add_test(psi, test_psi_trigger);
         tcase_add_test(psi, test_psi_cgroup_trigger);
+        tcase_add_test(psi, test_psi_fires);
         tcase_add_test(psi, test_v1_pressure_level);
         suite_add_tcase(s, psi);
 
