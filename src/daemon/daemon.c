@@ -671,10 +671,12 @@ int daemon_run(const DaemonOptions *o)
                 const char *dir = NULL;
 
                 r = memory_budget_apply(cgm, d.config.memory_total, &dir);
-                if (r < 0) {
+                if (r < 0 && d.config.memory_total) {
                         log_error_errno(r, "cannot apply memory.total to the apps' cgroup: %m");
                         goto out;
                 }
+                if (r < 0) /* lifting an earlier budget: said, not fatal */
+                        log_warning_errno(r, "cannot lift the apps' memory limit: %m");
                 if (d.config.memory_total)
                         log_info("memory.total: %" PRIu64 " bytes on %s", d.config.memory_total,
                                  dir);
