@@ -722,6 +722,75 @@ START_TEST(test_reading_machine_fake)
 }
 END_TEST
 
+/* The content of tmp_dir/rel (caller frees). */
+static char *get(const char *rel)
+{
+        _cleanup_free_ char *p = NULL;
+        char *text = NULL;
+
+        ck_assert_int_ge(asprintf(&p, "%s/%s", tmp_dir, rel), 0);
+        ck_assert_int_eq(read_file_at(AT_FDCWD, p, 4096, &text, NULL), 0);
+        return text;
+}
+
+START_TEST(test_budget_fake)
+{
+        _cleanup_free_ char *fs = NULL, *text = NULL, *want = NULL;
+        CgroupManager *m = NULL;
+        const char *dir = NULL;
+
+        /* v1 (and the v1 memory hierarchy of a hybrid host): memory.limit_in_bytes of
+         * the apps' parent, <memory root>/cella. Nothing made to lift a limit. */
+        put("v1/memory/cgroup.procs", "");
+        ck_assert_int_ge(asprintf(&fs, "%s/v1", tmp_dir), 0);
+        ck_assert_int_eq(cgroup_manager_new(fs, CGROUP_MODE_V1, NULL, &m), 0);
+        ck_assert_int_eq(memory_budget_apply(m, 0, NULL), 0);
+        ck_assert_int_ge(asprintf(&want, "%s/memory/cella", fs), 0);
+        ck_assert_int_eq(access(want, F_OK), -1);
+        /* Empty: the knob is written without O_TRUNC, as cgroupfs needs none. */
+        put("v1/memory/cella/memory.limit_in_bytes", "");
+        ck_assert_int_eq(memory_budget_apply(m, 1024 * MiB, &dir), 0);
+        ck_assert_str_eq(dir, want);
+        text = get("v1/memory/cella/memory.limit_in_bytes");
+        ck_assert_str_eq(text, "1073741824");
+        free(text);
+        put("v1/memory/cella/memory.limit_in_bytes", "");
+        ck_assert_int_eq(memory_budget_apply(m, 0, NULL), 0);
+        text = get("v1/memory/cella/memory.limit_in_bytes");
+        ck_assert_str_eq(text, "-1");
+        free(text);
+        m = cgroup_manager_free(m);
+        free(fs);
+        free(want);
+
+        /* v2: memory.max of <root>/cella, the controllers enabled on the way. */
+        put("v2/cgroup.controllers", "cpuset cpu io memory pids\n");
+        put("v2/cgroup.subtree_control", "");
+        put("v2/cgroup.procs", "");
+        put("v2/cella/cgroup.controllers", "cpu io memory pids\n");
+        put("v2/cella/cgroup.subtree_control", "");
+        put("v2/cella/memory.max", "");
+        ck_assert_int_ge(asprintf(&fs, "%s/v2", tmp_dir), 0);
+        ck_assert_int_eq(cgroup_manager_new(fs, CGROUP_MODE_V2, NULL, &m), 0);
+        ck_assert_int_eq(memory_budget_apply(m, 512 * MiB, &dir), 0);
+        ck_assert_int_ge(asprintf(&want, "%s/cella", fs), 0);
+        ck_assert_str_eq(dir, want);
+        text = get("v2/cella/memory.max");
+        ck_assert_str_eq(text, "536870912");
+        free(text);
+        text = get("v2/cgroup.subtree_control");
+        ck_assert_str_eq(text, "+memory +pids +cpu");
+        free(text);
+        put("v2/cella/memory.max", "");
+        ck_assert_int_eq(memory_budget_apply(m, 0, NULL), 0);
+        text = get("v2/cella/memory.max");
+        ck_assert_str_eq(text, "max");
+        free(text);
+        text = NULL;
+        cgroup_manager_free(m);
+}
+END_TEST
+
 /* ---- real cgroups (root) ------------------------------------------------------------ */
 
 /* A child that maps and touches bytes of anonymous memory, then waits for SIGKILL.
@@ -1077,6 +1146,7 @@ int main(void)
         tcase_add_test(fake, test_reading_v2_fake);
         tcase_add_test(fake, test_reading_v1_fake);
         tcase_add_test(fake, test_reading_machine_fake);
+        tcase_add_test(fake, test_budget_fake);
         suite_add_tcase(s, fake);
 
         tcase_set_tags(real, "alone");
