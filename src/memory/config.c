@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/fileio.h"
 #include "base/macro.h"
@@ -271,10 +273,39 @@ int manager_config_parse(const char *name, const char *text, size_t size, Manage
         return 0;
 }
 
+/*
+ * Opens path for reading and checks it may be trusted: a regular file owned by root
+ * or by the caller's euid, writable by neither group nor others (whoever could
+ * write it could lift the apps' budget or silence the manager). Returns the fd,
+ * -ENOENT, -EPERM with *ret_why, or -errno of open/fstat.
+ */
+static int config_open(const char *path, const char **ret_why)
+{
+        _cleanup_close_ int fd = -EBADF;
+        struct stat st;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return negative_errno();
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if (!S_ISREG(st.st_mode))
+                *ret_why = "not a regular file";
+        else if (st.st_uid != 0 && st.st_uid != geteuid())
+                *ret_why = "owned by another user than root";
+        else if (st.st_mode & (S_IWGRP | S_IWOTH))
+                *ret_why = "writable by group or others (chmod go-w)";
+        else
+                return TAKE_FD(fd);
+        return -EPERM;
+}
+
 int manager_config_load(const char *state_dir, const char *etc_path, ManagerConfig *ret,
                         char **ret_path, char **ret_error)
 {
         _cleanup_free_ char *path = NULL, *text = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        const char *why = NULL;
         size_t size = 0;
         int r;
 
@@ -286,21 +317,25 @@ int manager_config_load(const char *state_dir, const char *etc_path, ManagerConf
                 return -EINVAL;
         if (state_dir && asprintf(&path, "%s/%s", state_dir, MANAGER_CONFIG_FILE) < 0)
                 return -ENOMEM;
-        r = path ? read_file_at(AT_FDCWD, path, CONFIG_SIZE_MAX, &text, &size) : -ENOENT;
-        if (r == -ENOENT) {
+        fd = path ? config_open(path, &why) : -ENOENT;
+        if (fd == -ENOENT) {
                 free(path);
                 path = strdup(etc_path ?: MANAGER_CONFIG_ETC_PATH);
                 if (!path)
                         return -ENOMEM;
-                r = read_file_at(AT_FDCWD, path, CONFIG_SIZE_MAX, &text, &size);
+                fd = config_open(path, &why);
         }
-        if (r == -ENOENT) {
+        if (fd == -ENOENT) {
                 manager_config_default(ret);
                 return 0;
         }
+        r = fd < 0 ? fd : read_full_fd(fd, CONFIG_SIZE_MAX, &text, &size);
         if (r < 0) {
-                if (ret_error && asprintf(ret_error, "%s: cannot read: %s", path,
-                                          r == -EFBIG ? "larger than 256 KiB" : strerror(-r)) < 0)
+                if (ret_error &&
+                    asprintf(ret_error, "%s: %s: %s", path, why ? "refused" : "cannot read",
+                             why           ? why
+                             : r == -EFBIG ? "larger than 256 KiB"
+                                           : strerror(-r)) < 0)
                         *ret_error = NULL;
                 return r;
         }

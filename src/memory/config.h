@@ -50,10 +50,12 @@ int manager_config_parse(const char *name, const char *text, size_t size, Manage
 
 /*
  * Finds and reads the config: "<state_dir>/cellad.conf", else etc_path (NULL:
- * MANAGER_CONFIG_ETC_PATH), else the defaults. *ret_path: the file read (caller
- * frees), NULL for the defaults; may be NULL. Returns 0, -EINVAL with *ret_error as
- * manager_config_parse(), or -errno of reading a file that exists (also in
- * *ret_error).
+ * MANAGER_CONFIG_ETC_PATH), else the defaults. A file that exists must be a
+ * regular file owned by root (or the caller's euid) and writable by neither group
+ * nor others, else it is -EPERM: whoever could write it could lift the apps'
+ * budget. *ret_path: the file read (caller frees), NULL for the defaults; may be
+ * NULL. Returns 0, -EINVAL with *ret_error as manager_config_parse(), or -EPERM or
+ * the -errno of reading a file that exists (also in *ret_error).
  */
 int manager_config_load(const char *state_dir, const char *etc_path, ManagerConfig *ret,
                         char **ret_path, char **ret_error);

@@ -187,11 +187,15 @@ int pressure_trigger_handle(PressureTrigger *t, short revents)
                 return -ENODEV;
         if (t->v1) {
                 uint64_t n;
+                ssize_t k;
 
                 if (!(revents & POLLIN))
                         return 0;
-                if (read(t->fd, &n, sizeof n) != (ssize_t)sizeof n)
+                k = read(t->fd, &n, sizeof n);
+                if (k < 0)
                         return errno == EAGAIN ? 0 : negative_errno();
+                if (k != (ssize_t)sizeof n)
+                        return -EIO; /* an eventfd reads 8 bytes or fails */
                 return n > 0;
         }
         return (revents & POLLPRI) ? 1 : 0;

@@ -79,6 +79,21 @@ def test_bad_config_refused(tmp_path, conf, why):
         d.close()
 
 
+def test_config_others_may_write_is_refused(tmp_path):
+    """A cellad.conf that group or others may write is refused whatever it says:
+    whoever could write it could lift the apps' budget."""
+    require_cellad()
+    state = _state(tmp_path, "{}")
+    os.chmod(state / "cellad.conf", 0o666)
+    d = Cellad(state)
+    try:
+        with pytest.raises(DaemonError) as e:
+            d.start()
+        assert f"{state}/cellad.conf: refused: writable by group or others" in e.value.log
+    finally:
+        d.close()
+
+
 @pytest.mark.parametrize("mode", ["auto", "v1"])
 def test_memory_total_is_the_apps_parent_limit(tmp_path, mode):
     """memory.total = 512M: the apps' parent cgroup is limited to 512 MiB. A config

@@ -529,10 +529,35 @@ START_TEST(test_config_load)
                 ck_assert_int_ge(asprintf(&f, "%s/cellad.conf", state), 0);
                 ck_assert_int_eq(unlink(f), 0);
                 ck_assert_int_eq(mkdir(f, 0700), 0);
-                ck_assert_int_lt(manager_config_load(state, etc, &c, &path, &err), 0);
+                ck_assert_int_eq(manager_config_load(state, etc, &c, &path, &err), -EPERM);
                 ck_assert_ptr_nonnull(err);
-                ck_assert_ptr_nonnull(strstr(err, "cannot read"));
+                ck_assert_ptr_nonnull(
+                        strstr(err, "/state/cellad.conf: refused: not a regular file"));
+                free(err);
+                err = NULL;
                 ck_assert_int_eq(rmdir(f), 0);
+                /* One that others could write: refused, whatever it says. */
+                put("state/cellad.conf", "{}");
+                ck_assert_int_eq(chmod(f, 0666), 0);
+                ck_assert_int_eq(manager_config_load(state, etc, &c, &path, &err), -EPERM);
+                ck_assert_ptr_nonnull(strstr(err, "refused: writable by group or others"));
+                free(err);
+                err = NULL;
+                ck_assert_int_eq(chmod(f, 0620), 0);
+                ck_assert_int_eq(manager_config_load(state, etc, &c, &path, &err), -EPERM);
+                free(err);
+                err = NULL;
+                ck_assert_int_eq(chmod(f, 0600), 0);
+                ck_assert_int_eq(manager_config_load(state, etc, &c, &path, &err), 0);
+                ck_assert_ptr_nonnull(path);
+                /* Owned by another user (as root only: chown). */
+                if (geteuid() == 0) {
+                        free(path);
+                        path = NULL;
+                        ck_assert_int_eq(chown(f, 12345, 12345), 0);
+                        ck_assert_int_eq(manager_config_load(state, etc, &c, &path, &err), -EPERM);
+                        ck_assert_ptr_nonnull(strstr(err, "owned by another user"));
+                }
         }
 }
 END_TEST
