@@ -5,6 +5,7 @@
 
 #include "base/macro.h"
 #include "memory/level.h"
+#include "memory/reading.h"
 
 static const char *const level_names[_MEMORY_LEVEL_MAX] = {
         [MEMORY_LEVEL_NORMAL] = "normal",
@@ -12,6 +13,27 @@ static const char *const level_names[_MEMORY_LEVEL_MAX] = {
         [MEMORY_LEVEL_LOW] = "low",
         [MEMORY_LEVEL_CRITICAL] = "critical",
 };
+
+void memory_level_input_from(const MemoryReading *prev, const MemoryReading *cur, uint64_t dt_us,
+                             uint64_t budget, MemoryLevelInput *ret)
+{
+        MemoryLevelInput in = {.available = cur->available};
+
+        if (prev->has_psi && cur->has_psi && dt_us > 0 &&
+            cur->some_total_us >= prev->some_total_us &&
+            cur->full_total_us >= prev->full_total_us) {
+                in.some_stall_us = cur->some_total_us - prev->some_total_us;
+                in.full_stall_us = cur->full_total_us - prev->full_total_us;
+                in.window_us = dt_us;
+        }
+        if (budget)
+                in.total = budget;
+        else if (cur->limit != MEMORY_UNKNOWN)
+                in.total = cur->limit;
+        if (in.available == MEMORY_UNKNOWN || !in.total)
+                in.available = in.total = 0;
+        *ret = in;
+}
 
 void memory_level_config_default(MemoryLevelConfig *ret)
 {

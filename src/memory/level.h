@@ -54,6 +54,19 @@ typedef struct MemoryLevelInput {
         uint64_t total;         /* bytes of the budget (memory.total, else MemTotal); 0: none */
 } MemoryLevelInput;
 
+struct MemoryReading;
+
+/*
+ * The input of memory_level_compute() from two samples of one target (reading.h)
+ * taken dt_us microseconds apart: the stalls are the growth of the PSI totals
+ * between them (a counter that went backwards, or no PSI in either, gives a window
+ * of 0: no stall signal); available is cur's; total is budget (bytes, the
+ * memory.total of the config) when not 0, else cur's limit when it has one, else 0
+ * (no free-memory signal). Writes *ret.
+ */
+void memory_level_input_from(const struct MemoryReading *prev, const struct MemoryReading *cur,
+                             uint64_t dt_us, uint64_t budget, MemoryLevelInput *ret);
+
 /* The defaults above into *ret. */
 void memory_level_config_default(MemoryLevelConfig *ret);
 

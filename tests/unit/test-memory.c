@@ -144,6 +144,57 @@ START_TEST(test_level_hysteresis)
 }
 END_TEST
 
+START_TEST(test_level_input_from_readings)
+{
+        MemoryReading a = {.has_psi = true,
+                           .some_total_us = 1000000,
+                           .full_total_us = 500000,
+                           .available = 100 * MiB,
+                           .limit = 1000 * MiB},
+                      b = a;
+        MemoryLevelConfig c;
+        MemoryLevelInput in;
+
+        memory_level_config_default(&c);
+        /* 120 ms of some stall and 80 ms of full stall over 1 s: critical (full >= 70). */
+        b.some_total_us += 120000;
+        b.full_total_us += 80000;
+        b.available = 500 * MiB;
+        memory_level_input_from(&a, &b, SEC_US, 0, &in);
+        ck_assert_uint_eq(in.some_stall_us, 120000);
+        ck_assert_uint_eq(in.full_stall_us, 80000);
+        ck_assert_uint_eq(in.window_us, SEC_US);
+        ck_assert_uint_eq(in.total, 1000 * MiB); /* the target's limit */
+        ck_assert_uint_eq(in.available, 500 * MiB);
+        ck_assert_int_eq(memory_level_compute(&c, &in, MEMORY_LEVEL_NORMAL), MEMORY_LEVEL_CRITICAL);
+        /* The same stalls over 2 s: 60 ms/s some, 40 ms/s full: normal. */
+        memory_level_input_from(&a, &b, 2 * SEC_US, 0, &in);
+        ck_assert_int_eq(memory_level_compute(&c, &in, MEMORY_LEVEL_NORMAL), MEMORY_LEVEL_NORMAL);
+        /* The budget of the config wins over the limit: 100 MiB of 4 GiB is 2.4 %. */
+        memory_level_input_from(&a, &a, SEC_US, 4096 * MiB, &in);
+        ck_assert_uint_eq(in.total, 4096 * MiB);
+        ck_assert_uint_eq(in.some_stall_us, 0);
+        ck_assert_int_eq(memory_level_compute(&c, &in, MEMORY_LEVEL_NORMAL), MEMORY_LEVEL_CRITICAL);
+        /* No PSI in one sample, or a counter gone backwards (a cgroup made anew):
+         * no stall signal. */
+        b.has_psi = false;
+        memory_level_input_from(&a, &b, SEC_US, 0, &in);
+        ck_assert_uint_eq(in.window_us, 0);
+        b = a;
+        b.some_total_us = 0;
+        memory_level_input_from(&a, &b, SEC_US, 0, &in);
+        ck_assert_uint_eq(in.window_us, 0);
+        /* No limit and no budget: no free-memory signal. */
+        b = a;
+        b.limit = MEMORY_UNKNOWN;
+        b.available = MEMORY_UNKNOWN;
+        memory_level_input_from(&a, &b, SEC_US, 0, &in);
+        ck_assert_uint_eq(in.total, 0);
+        ck_assert_uint_eq(in.available, 0);
+        ck_assert_int_eq(memory_level_compute(&c, &in, MEMORY_LEVEL_NORMAL), MEMORY_LEVEL_NORMAL);
+}
+END_TEST
+
 START_TEST(test_level_names_and_check)
 {
         MemoryLevelConfig c;
@@ -1159,6 +1210,7 @@ int main(void)
         tcase_add_test(logic, test_level_thresholds);
         tcase_add_test(logic, test_level_hysteresis);
         tcase_add_test(logic, test_level_names_and_check);
+        tcase_add_test(logic, test_level_input_from_readings);
         tcase_add_test(logic, test_sampler_cadence);
         tcase_add_test(logic, test_sampler_retrigger);
         tcase_add_test(logic, test_config_parse);
