@@ -2,12 +2,17 @@
 "Signals and levels"): a real cellad refuses a bad <state>/cellad.conf before it starts
 anything, naming the file and the key; memory.total becomes the limit of the apps'
 parent cgroup (<B>/cella), which every app's leaf sits under."""
+import json
 import os
+import select
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from daemon_util import DaemonError, Cellad, require_cellad, running_cellad
+from daemon_util import (CELLA, DaemonError, Cellad, cella, install_app, require_cellad,
+                         running_cellad)
 
 MiB = 1 << 20
 
@@ -135,4 +140,76 @@ def test_state_config_is_read_and_said(tmp_path):
     with running_cellad(state) as d:
         assert f"read {state}/cellad.conf" in d.log()
         assert _limit(_apps_parent(d.pid)) == 256 * MiB
+        assert d.stop() == 0
+
+
+# An app that holds ~150 MB in a shell variable: within its own limit (512M), not
+# within a 64M budget.
+HOG = 'x=$(head -c 150000000 /dev/zero | tr "\\0" a)\necho "hog: held ${#x}"\n'
+
+
+def _hog(tmp_path, state):
+    src = tmp_path / "src"
+    src.mkdir()
+    for d in (tmp_path, src):
+        os.chmod(d, 0o755)
+    folder = src / "hog"
+    folder.mkdir()
+    os.chmod(folder, 0o755)
+    (folder / "manifest.json").write_text(json.dumps(
+        {"id": "org.test.hog", "runtime": "native", "entry": "main.sh",
+         "limits": {"memory": "512M"}}))
+    (folder / "main.sh").write_text("#!/bin/sh\n" + HOG)
+    os.chmod(folder / "main.sh", 0o755)
+    install_app(state, folder)
+
+
+def _exit_of(events, app, deadline):
+    """Reads `cella events --json` lines until app's exit record; returns it."""
+    buf, seen = b"", []
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([events.stdout], [], [], deadline - time.monotonic())
+        if not r:
+            break
+        chunk = os.read(events.stdout.fileno(), 65536)
+        if not chunk:
+            break
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            rec = json.loads(line)
+            seen.append(rec)
+            if rec.get("app") == app and rec.get("event") == "exited" and \
+                    "oom_killed" in rec:
+                return rec
+    raise AssertionError(f"no exit of {app} in cella events: {seen}")
+
+
+@pytest.mark.parametrize("budget,killed", [("64M", True), ("max", False)])
+def test_the_budget_bounds_the_apps(tmp_path, budget, killed):
+    """An app allowed 512M by its manifest is OOM-killed at the 64M budget of all the
+    apps (the limit of their parent), and runs to its end without the budget: real
+    pressure, made inside the budget, not on the host."""
+    require_cellad()
+    if os.geteuid() != 0:
+        pytest.skip("needs root for cgroups")
+    state = _state(tmp_path, '{"memory": {"total": "%s"}}' % budget)
+    _hog(tmp_path, state)
+    with running_cellad(state) as d:
+        events = subprocess.Popen([CELLA, "events", "--json", "--state-dir", str(state)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            p = cella("start", "--background", "org.test.hog", state_dir=state)
+            assert p.returncode == 0, p.stderr
+            rec = _exit_of(events, "org.test.hog", time.monotonic() + 60)
+        finally:
+            events.kill()
+            events.wait()
+        assert rec["oom_killed"] is killed, rec
+        logs = cella("logs", "org.test.hog", state_dir=state).stdout
+        assert ("hog: held 150000000" in logs) is not killed, logs
+        if killed:
+            peak = _apps_parent(d.pid).parent / "memory.max_usage_in_bytes"
+            if peak.exists():
+                assert int(peak.read_text()) <= 64 * MiB
         assert d.stop() == 0
