@@ -142,6 +142,20 @@ int pressure_trigger_new_v1(const char *memcg_dir, PressureV1Level level, Pressu
         return 0;
 }
 
+int pressure_trigger_new_best(const char *psi_path, const char *v1_memcg_dir, PressureKind kind,
+                              uint32_t stall_us, uint32_t window_us, uint32_t fallback_window_us,
+                              PressureV1Level v1_level, PressureTrigger **ret)
+{
+        int r = -ENOENT;
+
+        if (psi_path)
+                r = pressure_trigger_new(psi_path, kind, stall_us, window_us, fallback_window_us,
+                                         ret);
+        if ((r == -ENOENT || r == -EOPNOTSUPP) && v1_memcg_dir)
+                r = pressure_trigger_new_v1(v1_memcg_dir, v1_level, ret);
+        return r;
+}
+
 int pressure_trigger_fd(const PressureTrigger *t)
 {
         return t ? t->fd : -EBADF;

@@ -64,6 +64,17 @@ int pressure_trigger_new(const char *path, PressureKind kind, uint32_t stall_us,
  */
 int pressure_trigger_new_v1(const char *memcg_dir, PressureV1Level level, PressureTrigger **ret);
 
+/*
+ * The trigger the host allows for one target, PSI first: pressure_trigger_new() on
+ * psi_path (its memory.pressure, or /proc/pressure/memory; NULL: none), and only
+ * where PSI is missing there (-ENOENT: no such file, -EOPNOTSUPP: psi=0) and
+ * v1_memcg_dir is not NULL, pressure_trigger_new_v1() at v1_level on it. Returns
+ * what the call that decided returned, and *ret.
+ */
+int pressure_trigger_new_best(const char *psi_path, const char *v1_memcg_dir, PressureKind kind,
+                              uint32_t stall_us, uint32_t window_us, uint32_t fallback_window_us,
+                              PressureV1Level v1_level, PressureTrigger **ret);
+
 /* The fd to watch; belongs to t. */
 int pressure_trigger_fd(const PressureTrigger *t);
 

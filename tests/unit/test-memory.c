@@ -1193,6 +1193,31 @@ START_TEST(test_v1_pressure_level)
         ck_assert_int_eq(pressure_trigger_handle(t, 0), 0);
         t = pressure_trigger_free(t);
         ck_assert_int_eq(pressure_trigger_new_v1(tmp_dir, PRESSURE_V1_LOW, &t), -ENOENT);
+
+        /* PSI first; v1 only where PSI is missing. */
+        if (cgroup_path(cg, "")) {
+                char psi[4096];
+
+                snprintf(psi, sizeof psi, "%s/memory.pressure", cgroup_path(cg, ""));
+                ck_assert_int_eq(pressure_trigger_new_best(psi, dir, PRESSURE_SOME, 70000, 1000000,
+                                                           2000000, PRESSURE_V1_LOW, &t),
+                                 0);
+                ck_assert_int_eq(pressure_trigger_events(t), POLLPRI);
+                t = pressure_trigger_free(t);
+        }
+        ck_assert_int_eq(pressure_trigger_new_best("/nonexistent/memory.pressure", dir,
+                                                   PRESSURE_SOME, 70000, 1000000, 2000000,
+                                                   PRESSURE_V1_CRITICAL, &t),
+                         0);
+        ck_assert_str_eq(pressure_trigger_describe(t), "v1 critical");
+        t = pressure_trigger_free(t);
+        /* A refusal that is not "no PSI here" is no reason to fall back. */
+        ck_assert_int_eq(pressure_trigger_new_best("/proc/pressure/memory", dir, PRESSURE_SOME,
+                                                   70000, 400000, 0, PRESSURE_V1_LOW, &t),
+                         -EINVAL);
+        ck_assert_int_eq(pressure_trigger_new_best(NULL, NULL, PRESSURE_SOME, 70000, 1000000,
+                                                   2000000, PRESSURE_V1_LOW, &t),
+                         -ENOENT);
         cgroup_destroy(cg);
         cgroup_manager_free(m);
 }
