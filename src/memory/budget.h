@@ -16,7 +16,8 @@
  * Applies total (bytes; 0: none) to the apps' parent under m (cgroup_manager_root()
  * of the memory hierarchy: "<B>/cella", made if missing): memory.max on cgroup v2,
  * memory.limit_in_bytes on v1 and hybrid hosts (use_hierarchy is always on since
- * Linux 6.1, so the children's charges count). 0 writes "max" / -1 where the parent
+ * Linux 5.11, "mm: memcg: deprecate the non-hierarchical mode", and on by default
+ * on older systemd hosts: the children's charges count). 0 writes "max" / -1 where the parent
  * exists (a budget removed from the config is lifted), and makes nothing. A limit
  * below what the apps use now makes the kernel reclaim first; v1 refuses it with
  * EBUSY if it cannot. Returns 0, -ENOENT (no memory controller: the budget cannot
