@@ -10,6 +10,7 @@
 
 #include "audit/audit.h"
 #include "daemon/daemon.h"
+#include "memory/config.h"
 #include "supervisor/control.h"
 #include "supervisor/error.h"
 
@@ -32,6 +33,8 @@ struct Daemon {
         char *socket_path_buf;   /* <state>/cellad.sock */
         int state_fd;
         int lock_fd;
+        /* cellad.conf, read at start (src/memory/config.h, docs/config.md). */
+        ManagerConfig config;
         Supervisor *sup;
         CgroupManager *cgm; /* the supervisor's (owned by it) */
         Control *control;   /* the supervisor's, also on socket_path (daemon_control_setup) */

@@ -31,6 +31,7 @@
 #include "daemon/daemon-internal.h"
 #include "daemon/pool.h"
 #include "keeper/keeper.h"
+#include "memory/budget.h"
 #include "supervisor/control.h"
 #include "supervisor/run.h"
 
@@ -645,6 +646,19 @@ int daemon_run(const DaemonOptions *o)
         r = daemon_fds_take(&d);
         if (r < 0)
                 goto out;
+        /* cellad.conf (docs/config.md): a bad one is refused before anything starts. */
+        {
+                _cleanup_free_ char *conf = NULL, *why = NULL;
+
+                r = manager_config_load(o->state_dir, NULL, &d.config, &conf, &why);
+                if (r < 0) {
+                        log_error("%s; cellad does not start on a bad config (docs/config.md)",
+                                  why ?: strerror(-r));
+                        goto out;
+                }
+                if (conf)
+                        log_info("read %s", conf);
+        }
 
         r = daemon_cgroup_setup("/sys/fs/cgroup", o->cgroup_mode, o->state_dir, &cgm);
         if (r < 0)
@@ -652,6 +666,21 @@ int daemon_run(const DaemonOptions *o)
         r = daemon_scope_setup(&d, &cgm);
         if (r < 0)
                 goto out;
+        /* memory.total on the apps' parent (src/memory/budget.h). */
+        {
+                const char *dir = NULL;
+
+                r = memory_budget_apply(cgm, d.config.memory_total, &dir);
+                if (r < 0 && d.config.memory_total) {
+                        log_error_errno(r, "cannot apply memory.total to the apps' cgroup: %m");
+                        goto out;
+                }
+                if (r < 0) /* lifting an earlier budget: said, not fatal */
+                        log_warning_errno(r, "cannot lift the apps' memory limit: %m");
+                if (d.config.memory_total)
+                        log_info("memory.total: %" PRIu64 " bytes on %s", d.config.memory_total,
+                                 dir);
+        }
         /* While cellad is small: the warm sandboxes are copies of it (pool.h). */
         daemon_pool_prefork(o->warm);
 

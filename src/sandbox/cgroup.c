@@ -1009,6 +1009,35 @@ const CgroupOps *cgroup_manager_ops(const CgroupManager *m)
         return m->ops;
 }
 
+int cgroup_manager_root(CgroupManager *m, const char *ctrl, bool make, const char **ret)
+{
+        int slot = -1;
+
+        if (!m || !ctrl || !ret)
+                return -EINVAL;
+        for (CgroupSlot s = 0; s < _CGROUP_SLOT_MAX; s++)
+                if (streq(ctrl, slot_names[s]))
+                        slot = m->slot[s];
+        if (slot < 0)
+                return -ENOENT;
+        if (make) {
+                const CgroupHierarchy *h = &m->hier[slot];
+                int r;
+
+                /* As v2_create() does: on pure v2 the controllers must be on in the
+                 * parent's subtree_control for the root's memory.max to exist. */
+                r = cgroup_mkdir(h->root);
+                if (r >= 0 && m->mode == CGROUP_MODE_V2)
+                        r = cgroup_v2_enable_controllers(h->parent);
+                if (r >= 0 && m->mode == CGROUP_MODE_V2)
+                        r = cgroup_v2_enable_controllers(h->root);
+                if (r < 0)
+                        return r;
+        }
+        *ret = m->hier[slot].root;
+        return 0;
+}
+
 /*
  * True if pid has exited and waits to be reaped (state Z in /proc/<pid>/stat, the
  * field after the last ')', proc(5)): an owner that is gone, whose parent has not

@@ -96,6 +96,17 @@ CgroupMode cgroup_manager_mode(const CgroupManager *m);
 const CgroupOps *cgroup_manager_ops(const CgroupManager *m);
 
 /*
+ * Cella's root under m in the hierarchy holding controller ctrl ("memory", "pids",
+ * "cpu", "cpuacct", "freezer"; "" for the cgroup2 one): "<parent>/cella", the parent
+ * of every app's leaf, into *ret (belongs to m). make: mkdir it first if missing (on
+ * pure v2 also enabling the controllers on its parent and on it, as making a leaf
+ * does), for a limit on all the apps at once (src/memory/budget.c, memory.total).
+ * Returns 0, -EINVAL, -ENOENT (the backend uses no such hierarchy), or the -errno
+ * of the mkdir or the subtree_control write.
+ */
+int cgroup_manager_root(CgroupManager *m, const char *ctrl, bool make, const char **ret);
+
+/*
  * For a long-running kernel (cellad, docs/daemon.md "Cgroups"): moves the calling
  * process into "<B>/<leaf>" in every hierarchy m uses and makes B the parent of
  * cella's root there, so that the apps' leaves (B/cella/...) sit beside the kernel's

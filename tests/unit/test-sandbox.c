@@ -36,6 +36,7 @@
 #include "base/fileio.h"
 #include "base/macro.h"
 #include "skip.h"
+#include "memory/reading.h"
 #include "sandbox/cgroup.h"
 #include "sandbox/sandbox-internal.h" /* userns_format_map */
 #include "sandbox/sandbox.h"
@@ -1430,6 +1431,51 @@ START_TEST(test_fail_rlimit_over_hard)
 }
 END_TEST
 
+/*
+ * libcella-memory's readings (src/memory/reading.h) of a real sandbox's cgroups: an
+ * app that holds 40 MiB of heap reads as at least that much anon memory in its leaf,
+ * under the limit the spec set, and no OOM kill.
+ */
+START_TEST(test_memory_reading)
+{
+        _cleanup_(manager_freep) CgroupManager *m = NULL;
+        MemorySource *src = NULL;
+        MemoryReading mr;
+        Sandbox *s;
+        char line[16];
+        Run r;
+        int k;
+
+        REQUIRE_ROOT();
+        k = cgroup_manager_new("/sys/fs/cgroup", CGROUP_MODE_AUTO, NULL, &m);
+        if (k < 0)
+                SKIP_TEST("no cgroup hierarchy: %s", strerror(-k));
+        run_init(&r, 10, "/usr/bin/python3", "-c",
+                 "import signal\nb = bytearray(b'x') * (40 << 20)\nprint('ok', flush=True)\n"
+                 "signal.pause()",
+                 NULL);
+        r.spec.cgroups = m;
+        r.spec.cgroup_label = "t-sandbox-memory";
+        r.spec.limits.memory_max = 128 * MiB;
+        s = run_spawn(&r);
+        read_line(&r, line, sizeof line);
+        ck_assert_str_eq(line, "ok");
+        ck_assert_int_eq(memory_source_open_app(s->cgroup, &src), 0);
+        ck_assert_int_eq(memory_source_read(src, &mr), 0);
+        ck_assert_uint_ge(mr.anon, 40 * MiB);
+        ck_assert_uint_ge(mr.current, mr.anon);
+        ck_assert_uint_eq(mr.limit, 128 * MiB);
+        ck_assert_uint_le(mr.available, 128 * MiB - 40 * MiB);
+        ck_assert_uint_ge(mr.peak, mr.current);
+        ck_assert_uint_eq(mr.oom_kills, 0);
+        ck_assert_int_eq(sandbox_signal(s, SIGKILL), 0);
+        (void)run_wait(s);
+        memory_source_free(src);
+        s = sandbox_free(s);
+        run_done(&r);
+}
+END_TEST
+
 START_TEST(test_oom_cgroup)
 {
         static const char *const ctrls[] = {"", "memory", "pids", "cpu", "freezer"};
@@ -1974,6 +2020,7 @@ int main(void)
                         {"rlimit-hard", test_fail_rlimit_over_hard},
                         {"oom", test_oom_cgroup},
                         {"oom-spawn", test_oom_kill_before_spawn_returns},
+                        {"memory", test_memory_reading},
                 };
 
                 for (size_t i = 0; i < ELEMENTSOF(alone); i++) {

@@ -1,0 +1,348 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* cellad's config file (config.h, docs/config.md). */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/fileio.h"
+#include "base/macro.h"
+#include "base/size.h"
+#include "base/suggest.h"
+#include "memory/config.h"
+
+/* Larger than any sane config: a file past it is refused, not read. */
+#define CONFIG_SIZE_MAX (256 * 1024)
+
+typedef enum KeyType {
+        KEY_SIZE, /* bytes: an integer, or a string parse_size() takes, or "max" (0) */
+        KEY_U32,  /* an integer in [min, max] */
+} KeyType;
+
+typedef struct ConfigKey {
+        const char *path; /* dotted: "memory.total" */
+        KeyType type;
+        size_t offset; /* into ManagerConfig */
+        uint32_t min, max;
+} ConfigKey;
+
+#define U32(p, field, lo, hi)                                                                      \
+        {                                                                                          \
+                .path = p, .type = KEY_U32, .offset = offsetof(ManagerConfig, field), .min = lo,   \
+                .max = hi                                                                          \
+        }
+
+/*
+ * Every key, with its range; docs/config.md lists the same rows with the same
+ * defaults (test-memory's test_config_doc checks both ways). Helpers adding keys (bands, actions,
+ * CPU) add rows here.
+ */
+static const ConfigKey config_keys[] = {
+        {.path = "memory.total", .type = KEY_SIZE, .offset = offsetof(ManagerConfig, memory_total)},
+        /* kernel/sched/psi.c: windows of 500 ms to 10 s. */
+        U32("memory.psi.window_ms", psi_window_ms, 500, 10000),
+        U32("memory.psi.fallback_window_ms", psi_fallback_window_ms, 500, 10000),
+        U32("memory.sample.short_ms", sample_short_ms, 1, 10000),
+        U32("memory.sample.long_ms", sample_long_ms, 1, 10000),
+        U32("memory.level.moderate.some_ms", levels.level[MEMORY_LEVEL_MODERATE].some_ms, 0, 1000),
+        U32("memory.level.moderate.full_ms", levels.level[MEMORY_LEVEL_MODERATE].full_ms, 0, 1000),
+        U32("memory.level.moderate.free_percent", levels.level[MEMORY_LEVEL_MODERATE].free_percent,
+            0, 100),
+        U32("memory.level.low.some_ms", levels.level[MEMORY_LEVEL_LOW].some_ms, 0, 1000),
+        U32("memory.level.low.full_ms", levels.level[MEMORY_LEVEL_LOW].full_ms, 0, 1000),
+        U32("memory.level.low.free_percent", levels.level[MEMORY_LEVEL_LOW].free_percent, 0, 100),
+        U32("memory.level.critical.some_ms", levels.level[MEMORY_LEVEL_CRITICAL].some_ms, 0, 1000),
+        U32("memory.level.critical.full_ms", levels.level[MEMORY_LEVEL_CRITICAL].full_ms, 0, 1000),
+        U32("memory.level.critical.free_percent", levels.level[MEMORY_LEVEL_CRITICAL].free_percent,
+            0, 100),
+        U32("memory.level.hysteresis_percent", levels.hysteresis_percent, 0, 100),
+};
+
+size_t manager_config_keys(const char **names, size_t max)
+{
+        for (size_t i = 0; names && i < ELEMENTSOF(config_keys) && i < max; i++)
+                names[i] = config_keys[i].path;
+        return ELEMENTSOF(config_keys);
+}
+
+void manager_config_default(ManagerConfig *ret)
+{
+        *ret = (ManagerConfig){
+                .memory_total = 0,
+                .psi_window_ms = MEMORY_SAMPLER_WINDOW_MS_DEFAULT,
+                .psi_fallback_window_ms = 2000,
+                .sample_short_ms = MEMORY_SAMPLER_SHORT_MS_DEFAULT,
+                .sample_long_ms = MEMORY_SAMPLER_LONG_MS_DEFAULT,
+        };
+        memory_level_config_default(&ret->levels);
+}
+
+MemorySamplerConfig manager_config_sampler(const ManagerConfig *c, uint32_t window_ms)
+{
+        return (MemorySamplerConfig){
+                .window_ms = window_ms,
+                .short_ms = c->sample_short_ms,
+                .long_ms = c->sample_long_ms,
+        };
+}
+
+static int fail(char **ret_error, const char *name, const char *fmt, ...) _printf_(3, 4);
+static int fail(char **ret_error, const char *name, const char *fmt, ...)
+{
+        _cleanup_free_ char *what = NULL;
+        va_list ap;
+        int r;
+
+        if (!ret_error)
+                return -EINVAL;
+        va_start(ap, fmt);
+        r = vasprintf(&what, fmt, ap);
+        va_end(ap);
+        if (r < 0 || asprintf(ret_error, "%s: %s", name, what) < 0) {
+                *ret_error = NULL;
+                return -ENOMEM;
+        }
+        return -EINVAL;
+}
+
+/* True if some key's path starts with prefix + ".". */
+static bool is_section(const char *prefix)
+{
+        size_t n = strlen(prefix);
+
+        for (size_t i = 0; i < ELEMENTSOF(config_keys); i++)
+                if (strncmp(config_keys[i].path, prefix, n) == 0 && config_keys[i].path[n] == '.')
+                        return true;
+        return false;
+}
+
+static const ConfigKey *key_find(const char *path)
+{
+        for (size_t i = 0; i < ELEMENTSOF(config_keys); i++)
+                if (strcmp(config_keys[i].path, path) == 0)
+                        return &config_keys[i];
+        return NULL;
+}
+
+/* The name one level below prefix ("" for the top) nearest to word, for a "did you
+ * mean", into out (64 bytes). Returns true if there is one. */
+static bool nearest_sibling(const char *prefix, const char *word, char out[static 64])
+{
+        char buf[ELEMENTSOF(config_keys)][64];
+        const char *names[ELEMENTSOF(config_keys)], *near;
+        size_t n = 0, np = strlen(prefix);
+
+        for (size_t i = 0; i < ELEMENTSOF(config_keys); i++) {
+                const char *p = config_keys[i].path, *dot;
+
+                if (np && (strncmp(p, prefix, np) != 0 || p[np] != '.'))
+                        continue;
+                p += np ? np + 1 : 0;
+                dot = strchr(p, '.');
+                snprintf(buf[n], sizeof buf[n], "%.*s", dot ? (int)(dot - p) : (int)strlen(p), p);
+                names[n] = buf[n];
+                n++;
+        }
+        near = suggest_nearest(word, strlen(word), names, n);
+        if (!near)
+                return false;
+        snprintf(out, 64, "%s", near);
+        return true;
+}
+
+static int set_key(const ConfigKey *k, json_t *v, ManagerConfig *c, const char *name,
+                   char **ret_error)
+{
+        void *field = (char *)c + k->offset;
+
+        if (k->type == KEY_SIZE) {
+                uint64_t bytes;
+
+                if (json_is_integer(v) && json_integer_value(v) >= 0)
+                        bytes = (uint64_t)json_integer_value(v);
+                else if (json_is_string(v) && strcmp(json_string_value(v), "max") == 0)
+                        bytes = 0;
+                else if (!json_is_string(v) || parse_size(json_string_value(v), &bytes) < 0)
+                        return fail(ret_error, name,
+                                    "%s: expected a size: bytes as an integer, a string "
+                                    "such as \"4G\" (K, M, G, T: powers of 1024) or \"max\"",
+                                    k->path);
+                if (bytes != 0 && bytes < MANAGER_CONFIG_TOTAL_MIN)
+                        return fail(ret_error, name,
+                                    "%s: %" PRIu64 " bytes is below the smallest budget, "
+                                    "16M (or \"max\" for none)",
+                                    k->path, bytes);
+                *(uint64_t *)field = bytes;
+                return 0;
+        }
+        if (!json_is_integer(v) || json_integer_value(v) < k->min || json_integer_value(v) > k->max)
+                return fail(ret_error, name, "%s: expected an integer from %u to %u", k->path,
+                            k->min, k->max);
+        *(uint32_t *)field = (uint32_t)json_integer_value(v);
+        return 0;
+}
+
+static int walk(json_t *obj, const char *prefix, ManagerConfig *c, const char *name,
+                char **ret_error)
+{
+        const char *key;
+        json_t *v;
+
+        json_object_foreach(obj, key, v)
+        {
+                _cleanup_free_ char *path = NULL;
+                const ConfigKey *k;
+                int r;
+
+                if (asprintf(&path, "%s%s%s", prefix, *prefix ? "." : "", key) < 0)
+                        return -ENOMEM;
+                if (is_section(path)) {
+                        if (!json_is_object(v))
+                                return fail(ret_error, name, "%s: expected an object", path);
+                        r = walk(v, path, c, name, ret_error);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                k = key_find(path);
+                if (!k) {
+                        char near[64];
+
+                        if (nearest_sibling(prefix, key, near))
+                                return fail(ret_error, name,
+                                            "unknown key '%s' (did you mean '%s%s%s'?)", path,
+                                            prefix, *prefix ? "." : "", near);
+                        return fail(ret_error, name,
+                                    "unknown key '%s' (the keys are listed in docs/config.md)",
+                                    path);
+                }
+                r = set_key(k, v, c, name, ret_error);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int manager_config_parse(const char *name, const char *text, size_t size, ManagerConfig *ret,
+                         char **ret_error)
+{
+        ManagerConfig c;
+        json_error_t err;
+        json_t *root;
+        const char *why = NULL;
+        int r;
+
+        if (ret_error)
+                *ret_error = NULL;
+        if (!name || !text || !ret)
+                return -EINVAL;
+        manager_config_default(&c);
+        root = json_loadb(text, size, JSON_REJECT_DUPLICATES, &err);
+        if (!root)
+                return fail(ret_error, name, "line %d, column %d: %s", err.line, err.column,
+                            err.text);
+        if (!json_is_object(root)) {
+                json_decref(root);
+                return fail(ret_error, name, "expected a JSON object at the top");
+        }
+        r = walk(root, "", &c, name, ret_error);
+        json_decref(root);
+        if (r < 0)
+                return r;
+        /* Figures that contradict each other. */
+        if (c.psi_fallback_window_ms < c.psi_window_ms)
+                return fail(ret_error, name,
+                            "memory.psi.fallback_window_ms (%u) is shorter than "
+                            "memory.psi.window_ms (%u)",
+                            c.psi_fallback_window_ms, c.psi_window_ms);
+        if (c.sample_short_ms > c.sample_long_ms || c.sample_long_ms > c.psi_window_ms)
+                return fail(ret_error, name,
+                            "memory.sample.short_ms (%u) <= memory.sample.long_ms (%u) <= "
+                            "memory.psi.window_ms (%u) does not hold",
+                            c.sample_short_ms, c.sample_long_ms, c.psi_window_ms);
+        if (memory_level_config_check(&c.levels, &why) < 0)
+                return fail(ret_error, name, "memory.level: %s", why);
+        *ret = c;
+        return 0;
+}
+
+/*
+ * Opens path for reading and checks it may be trusted: a regular file owned by root
+ * or by the caller's euid, writable by neither group nor others (whoever could
+ * write it could lift the apps' budget or silence the manager). Returns the fd,
+ * -ENOENT, -EPERM with *ret_why, or -errno of open/fstat.
+ */
+static int config_open(const char *path, const char **ret_why)
+{
+        _cleanup_close_ int fd = -EBADF;
+        struct stat st;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return negative_errno();
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if (!S_ISREG(st.st_mode))
+                *ret_why = "not a regular file";
+        else if (st.st_uid != 0 && st.st_uid != geteuid())
+                *ret_why = "owned by another user than root";
+        else if (st.st_mode & (S_IWGRP | S_IWOTH))
+                *ret_why = "writable by group or others (chmod go-w)";
+        else
+                return TAKE_FD(fd);
+        return -EPERM;
+}
+
+int manager_config_load(const char *state_dir, const char *etc_path, ManagerConfig *ret,
+                        char **ret_path, char **ret_error)
+{
+        _cleanup_free_ char *path = NULL, *text = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        const char *why = NULL;
+        size_t size = 0;
+        int r;
+
+        if (ret_error)
+                *ret_error = NULL;
+        if (ret_path)
+                *ret_path = NULL;
+        if (!ret)
+                return -EINVAL;
+        if (state_dir && asprintf(&path, "%s/%s", state_dir, MANAGER_CONFIG_FILE) < 0)
+                return -ENOMEM;
+        fd = path ? config_open(path, &why) : -ENOENT;
+        if (fd == -ENOENT) {
+                free(path);
+                path = strdup(etc_path ?: MANAGER_CONFIG_ETC_PATH);
+                if (!path)
+                        return -ENOMEM;
+                fd = config_open(path, &why);
+        }
+        if (fd == -ENOENT) {
+                manager_config_default(ret);
+                return 0;
+        }
+        r = fd < 0 ? fd : read_full_fd(fd, CONFIG_SIZE_MAX, &text, &size);
+        if (r < 0) {
+                if (ret_error &&
+                    asprintf(ret_error, "%s: %s: %s", path, why ? "refused" : "cannot read",
+                             why           ? why
+                             : r == -EFBIG ? "larger than 256 KiB"
+                                           : strerror(-r)) < 0)
+                        *ret_error = NULL;
+                return r;
+        }
+        r = manager_config_parse(path, text, size, ret, ret_error);
+        if (r < 0)
+                return r;
+        if (ret_path)
+                *ret_path = TAKE_PTR(path);
+        return 0;
+}
