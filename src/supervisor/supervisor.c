@@ -814,8 +814,12 @@ int supervisor_new(const SupervisorOptions *o, Supervisor **ret, SupervisorError
                 return supervisor_error(err, SUPERVISOR_STEP_INTERNAL, ENOMEM, NULL);
         }
         s->o = *o;
-
-        s->o.cgm = NULL; /* s->cgm owns it now */
+        if (o->cpu_weights)
+                s->cpu = *o->cpu_weights;
+        else
+                cpu_weights_default(&s->cpu);
+        s->o.cpu_weights = NULL; /* s->cpu is the copy */
+        s->o.cgm = NULL;         /* s->cgm owns it now */
         if (o->cgm) {
                 s->cgm = o->cgm;
                 r = 0;

@@ -70,6 +70,9 @@ typedef struct SupervisorOptions {
          * app is handed to it (cellad under systemd: into the apps' scope). */
         void (*keeper_cb)(pid_t pid, void *userdata);
         void *keeper_userdata;
+        /* Not NULL: the CPU weights by app state (src/memory/cpu.h, docs/memory.md
+         * "CPU"), copied; NULL: cpu_weights_default(). */
+        const struct CpuWeights *cpu_weights;
 } SupervisorOptions;
 
 /* The phase of an app's run, as instance.c and group.c drive it; the state `cella ps`

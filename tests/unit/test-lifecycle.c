@@ -290,6 +290,25 @@ static bool run_until_log_grows(Supervisor *s, const char *state, const char *id
         return log_size(state, id) > size;
 }
 
+/* Each app state's CPU class (cpushare.c, docs/memory.md "CPU"): the running
+ * states by importance, frozen as cached, the others left alone. */
+START_TEST(test_cpu_classes)
+{
+        ck_assert_int_eq(supervisor_cpu_class(INSTANCE_STATE_FOREGROUND), CPU_CLASS_FOREGROUND);
+        ck_assert_int_eq(supervisor_cpu_class(INSTANCE_STATE_VISIBLE), CPU_CLASS_VISIBLE);
+        ck_assert_int_eq(supervisor_cpu_class(INSTANCE_STATE_SERVICE), CPU_CLASS_SERVICE);
+        ck_assert_int_eq(supervisor_cpu_class(INSTANCE_STATE_BACKGROUND), CPU_CLASS_BACKGROUND);
+        ck_assert_int_eq(supervisor_cpu_class(INSTANCE_STATE_CACHED), CPU_CLASS_CACHED);
+        ck_assert_int_eq(supervisor_cpu_class(INSTANCE_STATE_FROZEN), CPU_CLASS_CACHED);
+        ck_assert_int_eq(supervisor_cpu_class(INSTANCE_STATE_INSTALLED), -ENODATA);
+        ck_assert_int_eq(supervisor_cpu_class(INSTANCE_STATE_STARTING), -ENODATA);
+        ck_assert_int_eq(supervisor_cpu_class(INSTANCE_STATE_STOPPING), -ENODATA);
+        ck_assert_int_eq(supervisor_cpu_class(INSTANCE_STATE_STOPPED), -ENODATA);
+        ck_assert_int_eq(supervisor_cpu_class(INSTANCE_STATE_FAILED), -ENODATA);
+        ck_assert_int_eq(supervisor_cpu_class(_INSTANCE_STATE_MAX), -ENODATA);
+}
+END_TEST
+
 START_TEST(test_real_kernel)
 {
         char state[600], a_dir[300], b_dir[300], svc_dir[300], cmd[700];
@@ -459,6 +478,7 @@ int main(void)
         tcase_add_test(tc, test_table_follows_the_rules);
         tcase_add_test(tc, test_refusals_say_why);
         tcase_add_test(tc, test_state_words);
+        tcase_add_test(tc, test_cpu_classes);
         suite_add_tcase(s, tc);
         tcase_add_test(root, test_real_kernel);
         tcase_set_timeout(root, 120);
