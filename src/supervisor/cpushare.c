@@ -78,10 +78,8 @@ void supervisor_cpu_note(Instance *inst, InstanceState to)
         Group *g = inst->group;
         int c = supervisor_cpu_class(to);
 
-        if (c < 0)
-                return;
         if (!g) {
-                if (inst->state == INSTANCE_RUNNING && inst->run.sandbox &&
+                if (c >= 0 && inst->state == INSTANCE_RUNNING && inst->run.sandbox &&
                     inst->run.sandbox->cgroup)
                         apply_weight(s, inst->run.sandbox->cgroup,
                                      cpu_class_weight(&s->cpu, (CpuClass)c), inst->manifest->id);
@@ -89,8 +87,9 @@ void supervisor_cpu_note(Instance *inst, InstanceState to)
         }
         if (g->state != INSTANCE_RUNNING)
                 return;
+        /* Also when a member left: the host's weight is its members' that run. */
         group_weight(g);
-        if (g->ctl_fd >= 0) {
+        if (c >= 0 && g->ctl_fd >= 0) {
                 char msg[LUAHOST_PRIORITY_MSG_MAX];
                 int n = luahost_priority_build(
                         inst->group_index, inst->group_run, (uint32_t)c + 1,
