@@ -78,6 +78,8 @@ void supervisor_cpu_note(Instance *inst, InstanceState to)
         Group *g = inst->group;
         int c = supervisor_cpu_class(to);
 
+        if (!s->cpu_apply)
+                return; /* cella run, cella boot: no weights asked for */
         if (!g) {
                 if (c >= 0 && inst->state == INSTANCE_RUNNING && inst->run.sandbox &&
                     inst->run.sandbox->cgroup)

@@ -183,7 +183,8 @@ struct Supervisor {
         /* cellad's warm pool (supervisor_set_warm_source()); NULL: every spawn cold. */
         SupervisorWarmTake warm_take;
         void *warm_userdata;
-        CpuWeights cpu; /* CPU weights by state (o.cpu_weights, else the defaults) */
+        CpuWeights cpu; /* CPU weights by state: a copy of o.cpu_weights */
+        bool cpu_apply; /* o.cpu_weights was given: apply them (cpushare.c) */
 };
 
 /* instance.c */
@@ -281,7 +282,8 @@ int group_ctl_send(Group *g, const void *msg, size_t len, const int *fds, unsign
 int supervisor_cpu_class(InstanceState st);
 /* inst's state is now to (lifecycle_note()): writes its class's CPU weight to its
  * cgroup leaf, or for a packed member sends its host a PRIORITY and sets the host's
- * leaf to its most important member's weight. A failure is logged. */
+ * leaf to its most important member's weight. Nothing without
+ * SupervisorOptions.cpu_weights. A failure is logged. */
 void supervisor_cpu_note(Instance *inst, InstanceState to);
 /* Asks inst to stop: SIGTERM, SIGKILL after the grace period (kill: at once). */
 void instance_stop(Instance *inst, bool kill);

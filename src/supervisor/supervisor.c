@@ -816,8 +816,7 @@ int supervisor_new(const SupervisorOptions *o, Supervisor **ret, SupervisorError
         s->o = *o;
         if (o->cpu_weights)
                 s->cpu = *o->cpu_weights;
-        else
-                cpu_weights_default(&s->cpu);
+        s->cpu_apply = o->cpu_weights != NULL;
         s->o.cpu_weights = NULL; /* s->cpu is the copy */
         s->o.cgm = NULL;         /* s->cgm owns it now */
         if (o->cgm) {

@@ -108,10 +108,11 @@ static char *tmp_tree(void)
 
 static void touch(const char *dir, const char *name, const char *content)
 {
-        char p[4096];
+        char p[8192];
         FILE *f;
+        int n = snprintf(p, sizeof p, "%s/%s", dir, name);
 
-        snprintf(p, sizeof p, "%s/%s", dir, name);
+        ck_assert(n > 0 && (size_t)n < sizeof p);
         f = fopen(p, "w");
         ck_assert_ptr_nonnull(f);
         fputs(content, f);
