@@ -40,12 +40,14 @@ def wait_for(what, cond, timeout=DEADLINE, interval=0.02):
         time.sleep(interval)
 
 
-def native(root, app_id, script, kind="app"):
+def native(root, app_id, script, kind="app", limits=None):
     d = Path(root) / app_id
     d.mkdir(parents=True)
-    (d / "manifest.json").write_text(json.dumps({
-        "id": app_id, "runtime": "native", "entry": "main.sh", "kind": kind,
-        "version": "1.0.0"}))
+    m = {"id": app_id, "runtime": "native", "entry": "main.sh", "kind": kind,
+         "version": "1.0.0"}
+    if limits:
+        m["limits"] = limits
+    (d / "manifest.json").write_text(json.dumps(m))
     (d / "main.sh").write_text("#!/bin/sh\n" + script)
     os.chmod(d / "main.sh", 0o755)
     os.chmod(d, 0o755)
@@ -175,6 +177,60 @@ def test_weight_follows_the_state_and_survives_adoption(apps):
         for x in (d, d2, d3):
             if x:
                 x.close()
+
+
+def quota(app_id):
+    """app_id's CPU quota as (quota us, period us), from cpu.cfs_quota_us and
+    cpu.cfs_period_us (v1) or cpu.max (v2); None without."""
+    for leaf in leaves(app_id):
+        p = Path(leaf)
+        if (p / "cpu.cfs_quota_us").exists():
+            return (int((p / "cpu.cfs_quota_us").read_text()),
+                    int((p / "cpu.cfs_period_us").read_text()))
+        if (p / "cpu.max").exists():
+            q, per = (p / "cpu.max").read_text().split()
+            return (-1 if q == "max" else int(q), int(per))
+    return None
+
+
+def throttled(app_id):
+    """nr_throttled of app_id's cpu.stat (periods its quota stopped it in)."""
+    for leaf in leaves(app_id):
+        p = Path(leaf) / "cpu.stat"
+        if p.exists():
+            for line in p.read_text().splitlines():
+                k, _, v = line.partition(" ")
+                if k == "nr_throttled":
+                    return int(v)
+    return None
+
+
+def test_the_quota_holds_whatever_the_weight(tmp_path):
+    """limits.cpu (a ceiling: cpu.max, or cfs_quota_us) is not touched by the state's
+    weight (a share, another file): a spinning app with "cpu": 0.25 keeps its quota
+    foreground, background and after a thaw, and the kernel throttles it even as
+    the foreground app with the highest weight."""
+    require_cellad()
+    if not have_cpu_controller():
+        pytest.skip("no cpu controller on this host")
+    state, src = tmp_path / "state", tmp_path / "src"
+    app = f"org.test.cpuq{_TAG}.a"
+    install_app(state, native(src, app, SPIN, limits={"cpu": 0.25}))
+    with running_cellad(state, "--no-autostart") as d:
+        op(state, "start", app)
+        want = quota(app)
+        assert want is not None and want[0] * 4 == want[1], want
+        for step in (("background", app), ("freeze", app), ("thaw", app),
+                     ("foreground", app)):
+            op(state, *step)
+            assert quota(app) == want, (step, quota(app))
+        assert leaf_weight(app) == WEIGHT["foreground"]
+        # The kernel's own count of periods the quota stopped it in grows while it
+        # spins in the foreground.
+        n = throttled(app)
+        assert n is not None
+        wait_for("the foreground app throttled by its quota", lambda: throttled(app) > n + 3)
+        assert d.stop() == 0, d.log()
 
 
 GROUP = f"cpuw{_TAG}"
