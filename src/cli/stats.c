@@ -27,8 +27,9 @@ static void stats_usage(FILE *f)
                 "\n"
                 "Shows the scheduler statistics of every running Lua host (a Lua app, or a\n"
                 "packed group's host): per host its scheduler, time slice, slices,\n"
-                "preemptions, yields, switches and CPU time; per app its state, priority,\n"
-                "weight, slices, preemptions, yields, callbacks, CPU and virtual runtime,\n"
+                "preemptions, yields, switches and CPU time; per app its state, CPU class,\n"
+                "priority, weight, slices, preemptions, yields, callbacks, CPU and virtual "
+                "runtime,\n"
                 "memory and fault. With APP, only that app's host and record.\n"
                 "\n"
                 "Options:\n"
@@ -88,16 +89,21 @@ static void print_host(json_t *h)
 
                 w = MAX(w, n);
         }
-        printf("  %-*s %-8s %4s %6s %8s %7s %7s %9s %10s %11s %8s %8s %5s\n", (int)w, "APP",
-               "STATE", "PRIO", "WEIGHT", "SLICES", "PREEMPT", "YIELDS", "CALLBACKS", "CPU-MS",
-               "VRUNTIME-MS", "MEM-KIB", "PEAK-KIB", "FAULT");
+        printf("  %-*s %-8s %-10s %4s %6s %8s %7s %7s %9s %10s %11s %8s %8s %5s\n", (int)w, "APP",
+               "STATE", "CLASS", "PRIO", "WEIGHT", "SLICES", "PREEMPT", "YIELDS", "CALLBACKS",
+               "CPU-MS", "VRUNTIME-MS", "MEM-KIB", "PEAK-KIB", "FAULT");
         json_array_foreach(apps, i, a)
         {
-                char c[13][32];
+                char c[13][32], cls[16];
 
-                printf("  %-*s %-8s %4s %6s %8s %7s %7s %9s %10s %11s %8s %8s %5s\n", (int)w,
+                /* CLASS: its CPU class (docs/memory.md "CPU"), "-" until the kernel
+                 * told the host. */
+                printf("  %-*s %-8s %-10s %4s %6s %8s %7s %7s %9s %10s %11s %8s %8s %5s\n", (int)w,
                        cli_safe_str(json_object_get(a, "id"), id, sizeof id),
                        cli_safe_str(json_object_get(a, "state"), state, sizeof state),
+                       json_is_string(json_object_get(a, "class"))
+                               ? cli_safe_str(json_object_get(a, "class"), cls, sizeof cls)
+                               : "-",
                        fmt_int(json_object_get(a, "priority"), c[0], sizeof c[0]),
                        fmt_int(json_object_get(a, "weight"), c[1], sizeof c[1]),
                        fmt_int(json_object_get(a, "slices"), c[2], sizeof c[2]),

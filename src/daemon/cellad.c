@@ -25,6 +25,7 @@ enum {
         ARG_CGROUP_MODE,
         ARG_UID_RANGE,
         ARG_NO_AUTOSTART,
+        ARG_NO_CPU_WEIGHTS,
         ARG_WARM,
         ARG_READ_USERS,
         ARG_READ_GROUPS,
@@ -49,6 +50,8 @@ static void usage(FILE *f)
                 "      --ready-fd N         write \"READY\\n\" to file descriptor N once the\n"
                 "                           daemon answers on its socket, then close it\n"
                 "      --no-autostart       start no installed app at start\n"
+                "      --no-cpu-weights     give every app the default CPU weight, whatever\n"
+                "                           its state (docs/memory.md \"CPU\")\n"
                 "      --warm N             keep N sandboxes prepared for fast starts\n"
                 "                           (default %u, at most %u; 0: none)\n"
                 "      --read-users LIST    open the read-only methods (ps, logs, ...) to these\n"
@@ -149,6 +152,7 @@ int main(int argc, char **argv)
                 {"cgroup-mode", required_argument, NULL, ARG_CGROUP_MODE},
                 {"uid-range", required_argument, NULL, ARG_UID_RANGE},
                 {"no-autostart", no_argument, NULL, ARG_NO_AUTOSTART},
+                {"no-cpu-weights", no_argument, NULL, ARG_NO_CPU_WEIGHTS},
                 {"warm", required_argument, NULL, ARG_WARM},
                 {"read-users", required_argument, NULL, ARG_READ_USERS},
                 {"read-groups", required_argument, NULL, ARG_READ_GROUPS},
@@ -235,6 +239,9 @@ int main(int argc, char **argv)
                         break;
                 case ARG_NO_AUTOSTART:
                         o.no_autostart = true;
+                        break;
+                case ARG_NO_CPU_WEIGHTS:
+                        o.no_cpu_weights = true;
                         break;
                 case ARG_WARM: {
                         char *end;

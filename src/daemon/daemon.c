@@ -25,6 +25,7 @@
 #include "base/macro.h"
 #include "base/statedir.h"
 #include "base/strv.h"
+#include "memory/cpu.h"
 #include "base/time-util.h"
 #include "cli/exit-codes.h"
 #include "config.h"
@@ -339,6 +340,7 @@ static void daemon_reexec(Daemon *d)
              (strv_extend(&argv, "--socket") < 0 || strv_extend(&argv, d->o.socket_path) < 0)) ||
             strv_extend(&argv, "--cgroup-mode") < 0 || strv_extend(&argv, mode) < 0 ||
             (d->o.no_autostart && strv_extend(&argv, "--no-autostart") < 0) ||
+            (d->o.no_cpu_weights && strv_extend(&argv, "--no-cpu-weights") < 0) ||
             (log_verbose > 0 && strv_extend(&argv, "--verbose") < 0) ||
             strv_extend(&argv, "--lock-fd") < 0 || strv_extend(&argv, fdbuf) < 0 ||
             strv_extend(&argv, "--warm") < 0 || strv_extend(&argv, warm) < 0 ||
@@ -612,6 +614,7 @@ int daemon_run(const DaemonOptions *o)
                     .fdstore_keeper = -EBADF};
         SupervisorError err = {};
         SupervisorOptions so;
+        CpuWeights cpu;
         CgroupManager *cgm = NULL;
         int r, code = DAEMON_EXIT_FAILURE;
 
@@ -684,6 +687,9 @@ int daemon_run(const DaemonOptions *o)
         /* While cellad is small: the warm sandboxes are copies of it (pool.h). */
         daemon_pool_prefork(o->warm);
 
+        /* The CPU weights by state (docs/memory.md "CPU"): the defaults, or none. */
+        cpu_weights_default(&cpu);
+        cpu.enabled = !o->no_cpu_weights;
         so = (SupervisorOptions){
                 .state_dir = o->state_dir,
                 .uid_base = o->uid_base,
@@ -700,6 +706,7 @@ int daemon_run(const DaemonOptions *o)
                 .keeper_cb = on_keeper_connected,
                 .keeper_userdata = &d,
                 .exit_code = daemon_exit_code,
+                .cpu_weights = &cpu,
         };
         r = supervisor_new(&so, &d.sup, &err);
         if (r < 0)

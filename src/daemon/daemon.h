@@ -67,7 +67,10 @@ typedef struct DaemonOptions {
         const char *exe;   /* what SIGHUP re-executes: NULL: /proc/self/exe */
         char **argv;       /* the command line to re-execute with (borrowed) */
         bool no_autostart; /* --no-autostart: start no installed app at start */
-        unsigned warm;     /* --warm N: warm sandboxes kept ready (pool.c); 0 none */
+        /* --no-cpu-weights: every app's CPU weight stays the default (100) whatever
+         * its state (docs/memory.md "CPU"; bench/cpu-share's baseline). */
+        bool no_cpu_weights;
+        unsigned warm; /* --warm N: warm sandboxes kept ready (pool.c); 0 none */
         /* --read-users, --read-groups: names or numeric ids the read-only methods are
          * opened to (docs/api.md, "Who may call"); NULL for none. Borrowed. */
         char **read_users;

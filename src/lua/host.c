@@ -343,6 +343,7 @@ static int add_at(CLuaHost *h, uint32_t index, const CLuaAppSpec *spec, CLuaApp 
         app->state = CLUA_APP_STARTING;
         STAT_SET(app->stats->state, CLUA_APP_STARTING);
         STAT_SET(app->stats->priority, app->priority);
+        STAT_SET(app->stats->base_priority, app->priority);
         STAT_SET(app->stats->weight, app->weight);
         STAT_SET(app->stats->memory_bytes, app->alloc.used);
         STAT_SET(app->stats->memory_peak_bytes, app->alloc.peak);
@@ -383,6 +384,7 @@ static void stats_reset(CLuaHost *h, uint32_t index, uint32_t run)
         STAT_SET(st->cpu_ns, 0);
         STAT_SET(st->vruntime_ns, 0);
         STAT_SET(st->memory_bytes, 0);
+        STAT_SET(st->cpu_class, CLUA_CPU_CLASS_NONE);
         STAT_SET(st->memory_peak_bytes, 0);
         __atomic_store_n(&st->run, (uint64_t)run, __ATOMIC_RELEASE);
 }
@@ -584,6 +586,29 @@ static void sched_remove(CLuaHost *h, CLuaApp *app)
                         h->prio_mask &= ~(1ull << l);
         }
         app->queued = false;
+}
+
+int clua_host_set_priority(CLuaHost *h, uint32_t index, uint32_t run, uint32_t cpu_class,
+                           int priority)
+{
+        CLuaApp *app = index < h->n_apps ? h->apps[index] : NULL;
+        bool queued;
+
+        if (priority < -20 || priority > 19 || cpu_class >= _CLUA_CPU_CLASS_MAX)
+                return -EINVAL;
+        if (!app || app->ended || h->runs[index] != run || h->running == app)
+                return -ESRCH;
+        /* Out of its queue and back in: the priority scheduler queues by level. */
+        queued = app->queued;
+        sched_remove(h, app);
+        app->priority = priority;
+        app->weight = clua_prio_weight(priority);
+        STAT_SET(app->stats->cpu_class, cpu_class);
+        STAT_SET(app->stats->priority, app->priority);
+        STAT_SET(app->stats->weight, app->weight);
+        if (queued)
+                return sched_enqueue(h, app);
+        return 0;
 }
 
 /* ---- work --------------------------------------------------------------------- */

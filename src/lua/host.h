@@ -223,6 +223,20 @@ int clua_host_join(CLuaHost *h, uint32_t index, uint32_t run, const CLuaAppSpec 
 int clua_host_stop_app(CLuaHost *h, uint32_t index, uint32_t run);
 
 /*
+ * Sets the scheduling priority (-20..19, a nice value) of the app in slot index to
+ * priority and records its CPU class cpu_class (CLuaCpuClass, stats.h) in its stats
+ * record, if its run is run (hostctl.h, a PRIORITY; docs/memory.md "CPU"): the fair
+ * scheduler weighs it by clua_prio_weight(priority) from its next slice on (its
+ * virtual runtime so far stays), the priority scheduler queues it at that level
+ * (a queued app moves to the end of its new level's queue), the round-robin
+ * scheduler ignores priorities. Never with the app on the CPU (from the control
+ * callback). Returns 0, -EINVAL (out of range), -ESRCH (no such app running, or
+ * another run), -ENOMEM (re-queueing it in the fair scheduler's heap).
+ */
+int clua_host_set_priority(CLuaHost *h, uint32_t index, uint32_t run, uint32_t cpu_class,
+                           int priority);
+
+/*
  * Queues the function on top of app's stack (popped) with the nargs strings
  * argv[0..nargs) as its main chunk. Returns 0 or -ENOMEM.
  */

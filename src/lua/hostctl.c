@@ -127,6 +127,16 @@ static int bad(char *err, size_t errlen, const char *what)
         return -EBADMSG;
 }
 
+/* A PRIORITY refused for what: frees its JSON, says "PRIORITY: what". */
+static int priority_bad(CLuaCtlMsg *m, char *err, size_t errlen, const char *what)
+{
+        json_decref(m->json);
+        m->json = NULL;
+        if (err && errlen)
+                snprintf(err, errlen, "PRIORITY: %s", what);
+        return -EBADMSG;
+}
+
 int clua_ctl_parse(const void *buf, size_t len, unsigned n_fds, uint32_t n_slots, CLuaCtlMsg *ret,
                    char *err, size_t errlen)
 {
@@ -177,6 +187,50 @@ int clua_ctl_parse(const void *buf, size_t len, unsigned n_fds, uint32_t n_slots
                 }
                 *ret = m;
                 return 0;
+        case CLUA_CTL_PRIORITY: {
+                json_t *c, *pr;
+                const char *key;
+                json_t *v;
+
+                if (n_fds != 0)
+                        return bad(err, errlen, "PRIORITY carries no fds");
+                if (h.len < 2 || h.len > CLUA_CTL_PRIORITY_MAX)
+                        return bad(err, errlen, "PRIORITY: JSON of 2 to 256 bytes expected");
+                m.json = json_loadb((const char *)buf + sizeof h, h.len, JSON_REJECT_DUPLICATES,
+                                    &jerr);
+                if (!m.json) {
+                        snprintf(why, sizeof why, "PRIORITY: JSON: %s", jerr.text);
+                        return bad(err, errlen, why);
+                }
+                if (!json_is_object(m.json))
+                        return priority_bad(&m, err, errlen, "expected an object");
+                json_object_foreach(m.json, key, v)
+                {
+                        if (strcmp(key, "class") != 0 && strcmp(key, "priority") != 0)
+                                return priority_bad(&m, err, errlen, "unknown key");
+                }
+                c = json_object_get(m.json, "class");
+                m.cpu_class = CLUA_CPU_CLASS_NONE;
+                for (uint32_t i = CLUA_CPU_CLASS_FOREGROUND;
+                     json_is_string(c) && i < _CLUA_CPU_CLASS_MAX; i++)
+                        if (strcmp(json_string_value(c), clua_cpu_class_to_string(i)) == 0 &&
+                            strlen(json_string_value(c)) == json_string_length(c))
+                                m.cpu_class = i;
+                if (m.cpu_class == CLUA_CPU_CLASS_NONE)
+                        return priority_bad(&m, err, errlen,
+                                            "\"class\": expected \"foreground\", \"visible\", "
+                                            "\"service\", \"background\" or \"cached\"");
+                pr = json_object_get(m.json, "priority");
+                if (!json_is_integer(pr) || json_integer_value(pr) < -20 ||
+                    json_integer_value(pr) > 19)
+                        return priority_bad(&m, err, errlen,
+                                            "\"priority\": expected an integer from -20 to 19");
+                m.priority = (int)json_integer_value(pr);
+                /* Only the two fields are used: the JSON is not kept. */
+                m.json = (json_decref(m.json), NULL);
+                *ret = m;
+                return 0;
+        }
         default:
                 return bad(err, errlen, "unknown type");
         }

@@ -16,9 +16,15 @@
  *        record (CLuaStatsApp.run) before anything else of the new run.
  *   STOP (index, run, no fds, no JSON): end the app in slot index if the run
  *        it started with is run (a stop meant for an older run is ignored).
+ *   PRIORITY (index, run, no fds, JSON {"class": word, "priority": -20..19}): the
+ *        app in slot index, if it runs as run, is now of CPU class word
+ *        ("foreground", "visible", "service", "background", "cached": its state,
+ *        docs/memory.md "CPU") and schedules at priority (a nice value: the fair
+ *        scheduler's weight, the priority scheduler's level; the round-robin
+ *        scheduler has none). A PRIORITY for an older run is ignored.
  *
  * This header is shared by cella-lua (which parses) and the supervisor (which
- * builds, src/supervisor/luahost.c); it needs jansson only.
+ * builds, src/supervisor/luahost.c); it needs jansson and lua/stats.h only.
  */
 
 #include <jansson.h>
@@ -26,9 +32,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CLUA_CTL_MAGIC   0x4c544348u /* "HCTL" little-endian */
-#define CLUA_CTL_MSG_MAX 65536u      /* bytes of one message, header included */
-#define CLUA_CTL_FDS_MAX 2u          /* fds of one message */
+#include "lua/stats.h" /* CLuaCpuClass */
+
+#define CLUA_CTL_MAGIC        0x4c544348u /* "HCTL" little-endian */
+#define CLUA_CTL_MSG_MAX      65536u      /* bytes of one message, header included */
+#define CLUA_CTL_FDS_MAX      2u          /* fds of one message */
+#define CLUA_CTL_PRIORITY_MAX 256u        /* bytes of a PRIORITY's JSON */
 /* The spec's bounds on one app (docs/lua-api.md "The host spec"). */
 #define CLUA_SPEC_ARGS_MAX  200u
 #define CLUA_SPEC_BUDGET_MS (24ull * 3600 * 1000) /* one day */
@@ -36,16 +45,18 @@
 typedef enum CLuaCtlType {
         CLUA_CTL_JOIN = 1,
         CLUA_CTL_STOP = 2,
+        CLUA_CTL_PRIORITY = 3,
 } CLuaCtlType;
 
 typedef struct CLuaCtlHeader {
         uint32_t magic;    /* CLUA_CTL_MAGIC */
         uint16_t type;     /* CLuaCtlType */
-        uint16_t n_fds;    /* fds the packet carries: JOIN 1 or 2, STOP 0 */
+        uint16_t n_fds;    /* fds the packet carries: JOIN 1 or 2, STOP and PRIORITY 0 */
         uint32_t index;    /* the app's slot: its record in the spec and the stats file */
         uint32_t run;      /* the run of the slot: a JOIN's new one (>= 1); a STOP's, the
                               run it is for (0: an app of the spec) */
-        uint32_t len;      /* bytes of JSON after the header: JOIN 2..MSG_MAX-24, STOP 0 */
+        uint32_t len;      /* bytes of JSON after the header: JOIN 2..MSG_MAX-24, STOP 0,
+                              PRIORITY 2..CLUA_CTL_PRIORITY_MAX */
         uint32_t reserved; /* 0 */
 } CLuaCtlHeader;
 
@@ -83,7 +94,9 @@ typedef struct CLuaCtlMsg {
         uint32_t run;
         unsigned n_fds;
         json_t *json;
-        CLuaSpecApp app; /* JOIN */
+        CLuaSpecApp app;    /* JOIN */
+        uint32_t cpu_class; /* PRIORITY: CLUA_CPU_CLASS_FOREGROUND..CACHED (stats.h) */
+        int priority;       /* PRIORITY: -20..19 */
 } CLuaCtlMsg;
 
 /*
@@ -91,7 +104,9 @@ typedef struct CLuaCtlMsg {
  * slots (an index must be below it). Returns 0 and *ret (clua_ctl_msg_done() it),
  * or -EBADMSG with err saying what is wrong (short, bad magic, unknown type, fds
  * or length not as the type says, an index out of range, a JOIN with run 0, JSON
- * that is not one app object). Never reads past len.
+ * that is not one app object; a PRIORITY whose JSON is not exactly {"class",
+ * "priority"} with a known class word and an integer -20..19). Never reads past
+ * len.
  */
 int clua_ctl_parse(const void *buf, size_t len, unsigned n_fds, uint32_t n_slots, CLuaCtlMsg *ret,
                    char *err, size_t errlen);

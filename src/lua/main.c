@@ -312,6 +312,8 @@ static int on_control(CLuaHost *h, void *userdata)
                 }
                 if (m.type == CLUA_CTL_STOP)
                         (void)clua_host_stop_app(h, m.index, m.run);
+                else if (m.type == CLUA_CTL_PRIORITY)
+                        (void)clua_host_set_priority(h, m.index, m.run, m.cpu_class, m.priority);
                 else
                         (void)add_app(h, m.index, m.run, &m.app, fds[0], n_fds > 1 ? fds[1] : -1);
                 clua_ctl_msg_done(&m);

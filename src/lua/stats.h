@@ -35,6 +35,28 @@ typedef enum CLuaAppState {
         CLUA_APP_FAILED = 5,   /* ended by a fault (CLuaStatsApp.fault) */
 } CLuaAppState;
 
+/* An app's CPU class (CLuaStatsApp.cpu_class), from the supervisor's PRIORITY
+ * messages (hostctl.h): its state's class, docs/memory.md "CPU". The supervisor's
+ * CpuClass (src/memory/cpu.h) in the same order, plus one; 0: never told. */
+typedef enum CLuaCpuClass {
+        CLUA_CPU_CLASS_NONE = 0,
+        CLUA_CPU_CLASS_FOREGROUND = 1,
+        CLUA_CPU_CLASS_VISIBLE = 2,
+        CLUA_CPU_CLASS_SERVICE = 3,
+        CLUA_CPU_CLASS_BACKGROUND = 4,
+        CLUA_CPU_CLASS_CACHED = 5,
+        _CLUA_CPU_CLASS_MAX,
+} CLuaCpuClass;
+
+/* The word of class c: "" for NONE, "foreground" .. "cached", NULL out of range. */
+static inline const char *clua_cpu_class_to_string(uint32_t c)
+{
+        static const char *const names[_CLUA_CPU_CLASS_MAX] = {"",        "foreground", "visible",
+                                                               "service", "background", "cached"};
+
+        return c < _CLUA_CPU_CLASS_MAX ? names[c] : NULL;
+}
+
 typedef struct CLuaStatsHost {
         uint32_t magic;       /* CLUA_STATS_MAGIC once the host has started */
         uint32_t version;     /* CLUA_STATS_VERSION */
@@ -52,7 +74,8 @@ typedef struct CLuaStatsHost {
 
 typedef struct CLuaStatsApp {
         uint32_t state;   /* CLuaAppState */
-        int32_t priority; /* -20..19, as the manifest's "priority" (nice values) */
+        int32_t priority; /* -20..19: the manifest's "priority" (nice values), or since a
+                             PRIORITY (hostctl.h) the one its CPU class gives */
         uint32_t weight;  /* the fair scheduler's weight from priority (1024 at 0) */
         uint32_t fault;   /* 0, or the cella-lua exit code of its fault: 1 error, 3 memory, 4 CPU */
         uint64_t slices;  /* slices it ran */
@@ -67,7 +90,12 @@ typedef struct CLuaStatsApp {
          * the apps of the spec, then each JOIN's, stored (release) after the
          * record was reset for it; a reader loads it (acquire) before the rest. */
         uint64_t run;
-        uint64_t reserved[5];
+        /* Its CPU class (CLuaCpuClass) and the priority the manifest asked for,
+         * before the class's (priority above is the one the host schedules by);
+         * both set by a PRIORITY, 0 until one came. */
+        uint32_t cpu_class;
+        int32_t base_priority;
+        uint64_t reserved[4];
 } CLuaStatsApp;
 
 _Static_assert(sizeof(CLuaStatsHost) == 128, "the stats file's layout");

@@ -1142,7 +1142,7 @@ fail:
  * channel, never blocking. Returns 0, -EAGAIN (the host has not read what came
  * before: its queue is full), or -EPIPE (the host is ending: it shut its reading
  * side, or is gone; the channel is closed then). */
-static int group_ctl_send(Group *g, const void *msg, size_t len, const int *fds, unsigned n_fds)
+int group_ctl_send(Group *g, const void *msg, size_t len, const int *fds, unsigned n_fds)
 {
         union {
                 struct cmsghdr h;

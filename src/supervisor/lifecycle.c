@@ -309,6 +309,7 @@ void lifecycle_note(Instance *inst)
                 return;
         inst->life.reported = to;
         inst->life.transitions++;
+        supervisor_cpu_note(inst, to);
         rec = json_pack("{s:s, s:s, s:s, s:s}", "event", "state", "app", inst->manifest->id,
                         "state", instance_state_to_string(to), "from",
                         instance_state_to_string(from));
@@ -679,7 +680,7 @@ int lifecycle_background(Instance *inst, LifecycleError *err)
 }
 
 /* {"memory_current", "memory_peak", "memory_max", "cpu_usage_usec", "pids_current",
- * "oom_kills", "frozen"} of cg, and the pids it holds into *ret_pids. */
+ * "oom_kills", "frozen", "cpu_weight"} of cg, and the pids it holds into *ret_pids. */
 static json_t *cgroup_figures(Cgroup *cg, json_t **ret_pids)
 {
         CgroupStats st = {};
@@ -705,6 +706,14 @@ static json_t *cgroup_figures(Cgroup *cg, json_t **ret_pids)
                       "cpu_usage_usec", (json_int_t)st.cpu_usage_usec, "pids_current",
                       (json_int_t)st.pids_current, "oom_kills", (json_int_t)st.oom_kills, "frozen",
                       frozen != 0);
+        /* Its CPU weight (cpu.weight, or v1 cpu.shares on the v2 scale): docs/memory.md
+         * "CPU". */
+        if (o) {
+                uint32_t w = 0;
+
+                json_object_set_new(o, "cpu_weight",
+                                    cpu_weight_read(cg, &w) >= 0 ? json_integer(w) : json_null());
+        }
         if (ret_pids) {
                 _cleanup_free_ pid_t *pids = calloc(LIFECYCLE_INSPECT_PIDS_MAX, sizeof *pids);
                 int n = pids ? cgroup_read_procs(procs, pids, LIFECYCLE_INSPECT_PIDS_MAX) : -ENOMEM;

@@ -191,6 +191,27 @@ void luahost_stop_build(uint32_t index, uint32_t run, CLuaCtlHeader *ret)
                 .magic = CLUA_CTL_MAGIC, .type = CLUA_CTL_STOP, .index = index, .run = run};
 }
 
+int luahost_priority_build(uint32_t index, uint32_t run, uint32_t cpu_class, int priority,
+                           void *buf, size_t size)
+{
+        CLuaCtlHeader h = {
+                .magic = CLUA_CTL_MAGIC, .type = CLUA_CTL_PRIORITY, .index = index, .run = run};
+        int n;
+
+        if (cpu_class == CLUA_CPU_CLASS_NONE || cpu_class >= _CLUA_CPU_CLASS_MAX ||
+            priority < -20 || priority > 19)
+                return -EINVAL;
+        if (!buf || size < LUAHOST_PRIORITY_MSG_MAX)
+                return -ENOBUFS;
+        n = snprintf((char *)buf + sizeof h, size - sizeof h, "{\"class\":\"%s\",\"priority\":%d}",
+                     clua_cpu_class_to_string(cpu_class), priority);
+        if (n < 2 || (size_t)n > CLUA_CTL_PRIORITY_MAX)
+                return -ENOBUFS;
+        h.len = (uint32_t)n;
+        memcpy(buf, &h, sizeof h);
+        return (int)(sizeof h + (size_t)n);
+}
+
 int luastats_new(uint32_t n_apps, LuaStats **ret)
 {
         _cleanup_close_ int fd = -EBADF;
@@ -286,6 +307,8 @@ int luastats_app(const LuaStats *s, uint32_t i, CLuaStatsApp *ret)
                 .cpu_ns = LOAD(a->cpu_ns),
                 .vruntime_ns = LOAD(a->vruntime_ns),
                 .memory_bytes = LOAD(a->memory_bytes),
+                .cpu_class = LOAD(a->cpu_class),
+                .base_priority = LOAD(a->base_priority),
                 .memory_peak_bytes = LOAD(a->memory_peak_bytes),
         };
         return 0;
@@ -351,6 +374,14 @@ json_t *luastats_json(const LuaStats *s, const char *const *ids, const char *onl
                               "cpu_ms", ms_of(a.cpu_ns), "vruntime_ms", ms_of(a.vruntime_ns),
                               "memory_kib", (json_int_t)(a.memory_bytes / 1024), "memory_peak_kib",
                               (json_int_t)(a.memory_peak_bytes / 1024), "fault", (int)a.fault);
+                /* The CPU class its state gives it (docs/memory.md "CPU"), and the
+                 * priority its manifest asked for, once the kernel told the host. */
+                if (r && a.cpu_class != CLUA_CPU_CLASS_NONE &&
+                    clua_cpu_class_to_string(a.cpu_class)) {
+                        json_object_set_new(r, "class",
+                                            json_string(clua_cpu_class_to_string(a.cpu_class)));
+                        json_object_set_new(r, "base_priority", json_integer(a.base_priority));
+                }
                 if (!r || json_array_append_new(apps, r) < 0) {
                         json_decref(o);
                         return NULL;

@@ -87,6 +87,18 @@ int luahost_join_build(const LuaHostApp *a, uint32_t index, uint32_t run, void *
 /* The STOP message of src/lua/hostctl.h for slot index's run run: *ret. */
 void luahost_stop_build(uint32_t index, uint32_t run, CLuaCtlHeader *ret);
 
+/* Room for any PRIORITY message of src/lua/hostctl.h. */
+#define LUAHOST_PRIORITY_MSG_MAX (sizeof(CLuaCtlHeader) + CLUA_CTL_PRIORITY_MAX)
+
+/*
+ * The PRIORITY message of src/lua/hostctl.h for slot index's run run: CPU class
+ * cpu_class (CLUA_CPU_CLASS_FOREGROUND..CACHED, src/lua/stats.h) and priority
+ * (-20..19) into buf (size bytes, at least LUAHOST_PRIORITY_MSG_MAX). Returns
+ * its length, -EINVAL (a class or priority out of range), or -ENOBUFS.
+ */
+int luahost_priority_build(uint32_t index, uint32_t run, uint32_t cpu_class, int priority,
+                           void *buf, size_t size);
+
 /* A stats file: the memfd the host writes and our read-only mapping of it. */
 typedef struct LuaStats {
         int fd;          /* memfd (sealed against shrinking and growing) */

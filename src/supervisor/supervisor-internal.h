@@ -12,6 +12,7 @@
 #include "base/termsafe.h"
 #include "broker/broker.h"
 #include "ipc/bus.h"
+#include "memory/cpu.h"
 #include "policy/grants.h"
 #include "sandbox/sandbox.h"
 #include "sandbox/seccomp.h"
@@ -182,6 +183,8 @@ struct Supervisor {
         /* cellad's warm pool (supervisor_set_warm_source()); NULL: every spawn cold. */
         SupervisorWarmTake warm_take;
         void *warm_userdata;
+        CpuWeights cpu; /* CPU weights by state: a copy of o.cpu_weights */
+        bool cpu_apply; /* o.cpu_weights was given: apply them (cpushare.c) */
 };
 
 /* instance.c */
@@ -273,6 +276,21 @@ void group_free(Group *g);
 int group_adopted(Group *g, int out_fd, int err_fd, int ctl_fd, uint32_t n_slots);
 /* {"host", "group", "pid", and luastats_json()'s fields} of g's running host, or NULL. */
 json_t *group_stats(Group *g, const char *only);
+/* Sends one message of src/lua/hostctl.h (len bytes) with n_fds fds on g's control
+ * channel, never blocking. Returns 0, -EAGAIN (the host's queue is full), or -EPIPE
+ * (the host is ending; the channel is closed then). */
+int group_ctl_send(Group *g, const void *msg, size_t len, const int *fds, unsigned n_fds);
+
+/* cpushare.c (docs/memory.md "CPU") */
+/* The CpuClass (src/memory/cpu.h) of state st: foreground, visible, service,
+ * background; cached for cached and frozen; -ENODATA for a state that is not
+ * running (or starting, stopping), whose weight is left as it is. */
+int supervisor_cpu_class(InstanceState st);
+/* inst's state is now to (lifecycle_note()): writes its class's CPU weight to its
+ * cgroup leaf, or for a packed member sends its host a PRIORITY and sets the host's
+ * leaf to its most important member's weight. Nothing without
+ * SupervisorOptions.cpu_weights. A failure is logged. */
+void supervisor_cpu_note(Instance *inst, InstanceState to);
 /* Asks inst to stop: SIGTERM, SIGKILL after the grace period (kill: at once). */
 void instance_stop(Instance *inst, bool kill);
 /* True if inst runs or will run again by itself. */

@@ -814,8 +814,11 @@ int supervisor_new(const SupervisorOptions *o, Supervisor **ret, SupervisorError
                 return supervisor_error(err, SUPERVISOR_STEP_INTERNAL, ENOMEM, NULL);
         }
         s->o = *o;
-
-        s->o.cgm = NULL; /* s->cgm owns it now */
+        if (o->cpu_weights)
+                s->cpu = *o->cpu_weights;
+        s->cpu_apply = o->cpu_weights != NULL;
+        s->o.cpu_weights = NULL; /* s->cpu is the copy */
+        s->o.cgm = NULL;         /* s->cgm owns it now */
         if (o->cgm) {
                 s->cgm = o->cgm;
                 r = 0;

@@ -70,6 +70,12 @@ typedef struct SupervisorOptions {
          * app is handed to it (cellad under systemd: into the apps' scope). */
         void (*keeper_cb)(pid_t pid, void *userdata);
         void *keeper_userdata;
+        /* Not NULL: the CPU weights by app state (src/memory/cpu.h, docs/memory.md
+         * "CPU"), copied, written to each app's leaf (and a packed member's host) at
+         * every state change, the default weight for every state if the table is
+         * disabled; NULL: no CPU weight is written (cella run and boot: every
+         * leaf keeps the kernel's default, every member its manifest's priority). */
+        const struct CpuWeights *cpu_weights;
 } SupervisorOptions;
 
 /* The phase of an app's run, as instance.c and group.c drive it; the state `cella ps`

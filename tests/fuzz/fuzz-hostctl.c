@@ -5,7 +5,8 @@
  * Byte 0 says how many fds came with the packet (0..3) and the host's slots
  * (1..64); the rest is the packet. A message that parses names a slot below the
  * host's, and for a JOIN a run other than 0 and an app with an id, an absolute
- * entry and no fds of its own.
+ * entry and no fds of its own; for a PRIORITY no fds, a known class and a priority
+ * in -20..19.
  * Build: CC=clang meson setup build-fuzz -Dfuzzing=true -Dtests=false
  * Run:   build-fuzz/tests/fuzz/fuzz-hostctl tests/fuzz/corpus/hostctl
  */
@@ -36,7 +37,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             (!m.app.id || !m.app.entry || m.app.entry[0] != '/' || m.app.channel_fd != -1 ||
              m.app.log_fd != -1 || m.app.slot != -1 || n_fds < 1 || n_fds > 2))
                 abort();
-        if (m.type != CLUA_CTL_JOIN && m.type != CLUA_CTL_STOP)
+        if (m.type == CLUA_CTL_PRIORITY &&
+            (n_fds != 0 || m.json || m.cpu_class < CLUA_CPU_CLASS_FOREGROUND ||
+             m.cpu_class >= _CLUA_CPU_CLASS_MAX || m.priority < -20 || m.priority > 19))
+                abort();
+        if (m.type != CLUA_CTL_JOIN && m.type != CLUA_CTL_STOP && m.type != CLUA_CTL_PRIORITY)
                 abort();
         clua_ctl_msg_done(&m);
         return 0;

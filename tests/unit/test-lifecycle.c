@@ -290,12 +290,55 @@ static bool run_until_log_grows(Supervisor *s, const char *state, const char *id
         return log_size(state, id) > size;
 }
 
+/* Each app state's CPU class (cpushare.c, docs/memory.md "CPU"): the running
+ * states by importance, frozen as cached, the others left alone. */
+START_TEST(test_cpu_classes)
+{
+        ck_assert_int_eq(supervisor_cpu_class(INSTANCE_STATE_FOREGROUND), CPU_CLASS_FOREGROUND);
+        ck_assert_int_eq(supervisor_cpu_class(INSTANCE_STATE_VISIBLE), CPU_CLASS_VISIBLE);
+        ck_assert_int_eq(supervisor_cpu_class(INSTANCE_STATE_SERVICE), CPU_CLASS_SERVICE);
+        ck_assert_int_eq(supervisor_cpu_class(INSTANCE_STATE_BACKGROUND), CPU_CLASS_BACKGROUND);
+        ck_assert_int_eq(supervisor_cpu_class(INSTANCE_STATE_CACHED), CPU_CLASS_CACHED);
+        ck_assert_int_eq(supervisor_cpu_class(INSTANCE_STATE_FROZEN), CPU_CLASS_CACHED);
+        ck_assert_int_eq(supervisor_cpu_class(INSTANCE_STATE_INSTALLED), -ENODATA);
+        ck_assert_int_eq(supervisor_cpu_class(INSTANCE_STATE_STARTING), -ENODATA);
+        ck_assert_int_eq(supervisor_cpu_class(INSTANCE_STATE_STOPPING), -ENODATA);
+        ck_assert_int_eq(supervisor_cpu_class(INSTANCE_STATE_STOPPED), -ENODATA);
+        ck_assert_int_eq(supervisor_cpu_class(INSTANCE_STATE_FAILED), -ENODATA);
+        ck_assert_int_eq(supervisor_cpu_class(_INSTANCE_STATE_MAX), -ENODATA);
+}
+END_TEST
+
+/* The CPU weight of inst's leaf (inspect's cgroup.cpu_weight, read back from
+ * cpu.weight or cpu.shares), or -1 when the leaf has no cpu controller. */
+static int weight_of(Instance *inst)
+{
+        json_t *rec = lifecycle_inspect(inst);
+        json_t *w;
+        int r;
+
+        ck_assert_ptr_nonnull(rec);
+        w = json_object_get(json_object_get(rec, "cgroup"), "cpu_weight");
+        r = json_is_integer(w) ? (int)json_integer_value(w) : -1;
+        json_decref(rec);
+        return r;
+}
+
+/* inst's leaf has weight want (docs/memory.md "CPU"), where there is a cpu
+ * controller. */
+#define ck_weight(inst, want)                                                                      \
+        do {                                                                                       \
+                int _w = weight_of(inst);                                                          \
+                ck_assert_msg(_w == -1 || _w == (want), "weight %d, want %d", _w, (want));         \
+        } while (0)
+
 START_TEST(test_real_kernel)
 {
         char state[600], a_dir[300], b_dir[300], svc_dir[300], cmd[700];
         Supervisor *s = NULL;
         Instance *a, *b, *svc;
         LifecycleError e;
+        CpuWeights cw;
         json_t *rec;
         off_t size;
         pid_t pid;
@@ -309,12 +352,14 @@ START_TEST(test_real_kernel)
         make_app("org.test.life.b", "app", b_dir, sizeof b_dir);
         make_app("org.test.life.svc", "service", svc_dir, sizeof svc_dir);
 
+        cpu_weights_default(&cw);
         ck_assert_int_eq(supervisor_new(&(SupervisorOptions){.state_dir = state,
                                                              .uid_base = STATE_UID_BASE_DEFAULT,
                                                              .uid_count = STATE_UID_COUNT_DEFAULT,
                                                              .output = SUPERVISOR_OUTPUT_LOGS,
                                                              .json_status_fd = -1,
-                                                             .no_prompt = true},
+                                                             .no_prompt = true,
+                                                             .cpu_weights = &cw},
                                         &s, NULL),
                          0);
         ck_assert_int_eq(lifecycle_listen(s, on_change, NULL), 0);
@@ -354,6 +399,14 @@ START_TEST(test_real_kernel)
         ck_assert_int_eq(instance_state(b), VIS);
         ck_assert_int_eq(lifecycle_background(b, &e), 0);
         ck_assert_int_eq(instance_state(b), BG);
+        /* Each state's CPU weight in its leaf (cpushare.c); read for sure where the
+         * host has a v1 cpu controller (hybrid here) or a v2 one. */
+        if (access("/sys/fs/cgroup/cpu/cpu.shares", F_OK) == 0 ||
+            access("/sys/fs/cgroup/cpu.weight", F_OK) == 0)
+                ck_assert_int_ne(weight_of(a), -1);
+        ck_weight(a, 155);
+        ck_weight(b, 11);
+        ck_weight(svc, 100);
         ck_assert_int_eq(lifecycle_foreground(svc, &e), -EBUSY);
         ck_assert_ptr_nonnull(strstr(e.message, "service"));
         ck_assert_int_eq(lifecycle_background(svc, &e), -EBUSY);
@@ -362,6 +415,7 @@ START_TEST(test_real_kernel)
         ck_assert(run_until_log_grows(s, state, "org.test.life.a", 0, 10000));
         ck_assert_int_eq(lifecycle_freeze(a, &e), 0);
         ck_assert_int_eq(instance_state(a), FRZ);
+        ck_weight(a, 1);
         rec = lifecycle_inspect(a);
         ck_assert_ptr_nonnull(rec);
         ck_assert_str_eq(json_string_value(json_object_get(rec, "state")), "frozen");
@@ -378,6 +432,7 @@ START_TEST(test_real_kernel)
         ck_assert_int_eq(lifecycle_foreground(a, &e), -EBUSY);
         ck_assert_int_eq(lifecycle_thaw(a, &e), 0);
         ck_assert_int_eq(instance_state(a), FG);
+        ck_weight(a, 155);
         ck_assert(run_until_log_grows(s, state, "org.test.life.a", size, 10000));
         ck_assert_int_eq(lifecycle_thaw(a, &e), -EBUSY);
         ck_assert(e.wrong_state);
@@ -386,10 +441,13 @@ START_TEST(test_real_kernel)
         ck_assert_int_eq(lifecycle_cache(a, &e), -EBUSY);
         ck_assert_int_eq(lifecycle_cache(b, &e), 0);
         ck_assert_int_eq(instance_state(b), CAC);
+        ck_weight(b, 1);
         size = log_size(state, "org.test.life.b");
         ck_assert_int_eq(lifecycle_foreground(b, &e), 0);
         ck_assert_int_eq(instance_state(b), FG);
         ck_assert_int_eq(instance_state(a), VIS);
+        ck_weight(b, 155);
+        ck_weight(a, 125);
         ck_assert(run_until_log_grows(s, state, "org.test.life.b", size, 10000));
 
         /* kill: the service dies of SIGKILL, which is a failure. */
@@ -459,6 +517,7 @@ int main(void)
         tcase_add_test(tc, test_table_follows_the_rules);
         tcase_add_test(tc, test_refusals_say_why);
         tcase_add_test(tc, test_state_words);
+        tcase_add_test(tc, test_cpu_classes);
         suite_add_tcase(s, tc);
         tcase_add_test(root, test_real_kernel);
         tcase_set_timeout(root, 120);

@@ -107,6 +107,53 @@ START_TEST(test_round_robin)
 }
 END_TEST
 
+/* A PRIORITY (hostctl.h) from the supervisor: a member's class sets its priority.
+ * The fair scheduler weighs it at once; the priority scheduler moves a queued app
+ * to its new level; a stale run or a bad value changes nothing. */
+START_TEST(test_set_priority)
+{
+        CLuaHost *h = new_host(CLUA_SCHED_FAIR, 2);
+        char *args[] = {"1.0"};
+        CLuaApp *fg = add(h, spin, 0, 1, args), *bg = add(h, spin, 0, 1, args);
+        double r;
+
+        ck_assert_int_eq(clua_host_set_priority(h, 1, 0, CLUA_CPU_CLASS_BACKGROUND, 10), 0);
+        ck_assert_int_eq(clua_host_set_priority(h, 0, 0, CLUA_CPU_CLASS_FOREGROUND, -2), 0);
+        ck_assert_int_eq(bg->stats->priority, 10);
+        ck_assert_uint_eq(bg->stats->weight, 110);
+        ck_assert_uint_eq(bg->stats->cpu_class, CLUA_CPU_CLASS_BACKGROUND);
+        ck_assert_int_eq(bg->stats->base_priority, 0);
+        ck_assert_uint_eq(fg->stats->weight, 1586);
+        ck_assert_uint_eq(fg->stats->cpu_class, CLUA_CPU_CLASS_FOREGROUND);
+        /* Another run of the slot, a slot with no app, values out of range: nothing. */
+        ck_assert_int_eq(clua_host_set_priority(h, 1, 5, CLUA_CPU_CLASS_CACHED, 19), -ESRCH);
+        ck_assert_int_eq(clua_host_set_priority(h, 7, 0, CLUA_CPU_CLASS_CACHED, 19), -ESRCH);
+        ck_assert_int_eq(clua_host_set_priority(h, 1, 0, CLUA_CPU_CLASS_CACHED, 20), -EINVAL);
+        ck_assert_int_eq(clua_host_set_priority(h, 1, 0, _CLUA_CPU_CLASS_MAX, 0), -EINVAL);
+        ck_assert_int_eq(bg->stats->priority, 10);
+        ck_assert_int_eq(clua_host_run(h), 0);
+        /* 1586 : 110 of the thread while both spin: far above the 1:1 of equals. */
+        r = (double)fg->stats->cpu_ns / (double)bg->stats->cpu_ns;
+        ck_assert_msg(r > 4.0, "ratio %.2f (fg %llu ns, bg %llu ns)", r,
+                      (unsigned long long)fg->stats->cpu_ns, (unsigned long long)bg->stats->cpu_ns);
+        ck_assert_int_eq(clua_host_set_priority(h, 1, 0, CLUA_CPU_CLASS_CACHED, 19), -ESRCH);
+        clua_host_free(h);
+
+        /* Priority scheduler: both queued at 0, the first moved down to 10 runs only
+         * after the second ended (one switch to each). */
+        h = new_host(CLUA_SCHED_PRIORITY, 2);
+        args[0] = "0.2";
+        bg = add(h, spin, 0, 1, args);
+        fg = add(h, spin, 0, 1, args);
+        ck_assert_int_eq(clua_host_set_priority(h, 0, 0, CLUA_CPU_CLASS_BACKGROUND, 10), 0);
+        ck_assert_int_eq(clua_host_run(h), 0);
+        ck_assert_uint_eq(h->stats->switches, 2);
+        ck_assert_uint_eq(bg->stats->state, CLUA_APP_EXITED);
+        ck_assert_uint_eq(fg->stats->state, CLUA_APP_EXITED);
+        clua_host_free(h);
+}
+END_TEST
+
 /* A high-priority app's timer callbacks run on time while a low-priority app
  * hogs the CPU; with the roles reversed the hog gets nothing until it is idle. */
 START_TEST(test_priority_preempts)
@@ -502,6 +549,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_fair_equal);
         tcase_add_test(tc, test_fair_weights);
         tcase_add_test(tc, test_round_robin);
+        tcase_add_test(tc, test_set_priority);
         tcase_add_test(tc, test_priority_preempts);
         tcase_add_test(tc, test_preempt_transparent);
         tcase_add_test(tc, test_fault_isolated);

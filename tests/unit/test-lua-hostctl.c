@@ -105,7 +105,7 @@ START_TEST(test_bad)
         n = msg(buf, CLUA_CTL_MAGIC, CLUA_CTL_STOP, 0, 0, 1, NULL);
         h->reserved = 1;
         refused(n, 0, "reserved");
-        n = msg(buf, CLUA_CTL_MAGIC, 3, 0, 0, 1, NULL);
+        n = msg(buf, CLUA_CTL_MAGIC, 4, 0, 0, 1, NULL);
         refused(n, 0, "unknown type");
         n = msg(buf, CLUA_CTL_MAGIC, 0, 0, 0, 1, NULL);
         refused(n, 0, "unknown type");
@@ -182,6 +182,146 @@ START_TEST(test_bad)
                 snprintf(json + k, sizeof json - k, "]}");
                 n = msg(buf, CLUA_CTL_MAGIC, CLUA_CTL_JOIN, 1, 0, 1, json);
                 refused(n, 1, "\"args\"");
+        }
+}
+END_TEST
+
+#define PRIO(json) msg(buf, CLUA_CTL_MAGIC, CLUA_CTL_PRIORITY, 0, 1, 2, json)
+
+/* A PRIORITY: each class word and the priority's bounds. */
+START_TEST(test_priority_valid)
+{
+        static const char *const words[] = {"foreground", "visible", "service", "background",
+                                            "cached"};
+        CLuaCtlMsg m;
+        char err[256], json[128];
+        size_t n;
+
+        for (unsigned i = 0; i < 5; i++)
+                for (int p = -20; p <= 19; p += 39) {
+                        snprintf(json, sizeof json, "{\"class\":\"%s\",\"priority\":%d}", words[i],
+                                 p);
+                        n = PRIO(json);
+                        ck_assert_int_eq(clua_ctl_parse(buf, n, 0, 4, &m, err, sizeof err), 0);
+                        ck_assert_int_eq(m.type, CLUA_CTL_PRIORITY);
+                        ck_assert_uint_eq(m.index, 1);
+                        ck_assert_uint_eq(m.run, 2);
+                        ck_assert_uint_eq(m.cpu_class, CLUA_CPU_CLASS_FOREGROUND + i);
+                        ck_assert_str_eq(clua_cpu_class_to_string(m.cpu_class), words[i]);
+                        ck_assert_int_eq(m.priority, p);
+                        ck_assert_ptr_null(m.json); /* nothing kept */
+                        clua_ctl_msg_done(&m);
+                }
+        /* Keys in any order, spaces; run 0 (an app of the spec). */
+        n = msg(buf, CLUA_CTL_MAGIC, CLUA_CTL_PRIORITY, 0, 3, 0,
+                " { \"priority\" : 0 , \"class\" : \"service\" } ");
+        ck_assert_int_eq(clua_ctl_parse(buf, n, 0, 4, &m, err, sizeof err), 0);
+        ck_assert_uint_eq(m.cpu_class, CLUA_CPU_CLASS_SERVICE);
+        ck_assert_uint_eq(m.run, 0);
+        clua_ctl_msg_done(&m);
+        ck_assert_str_eq(clua_cpu_class_to_string(CLUA_CPU_CLASS_NONE), "");
+        ck_assert_ptr_null(clua_cpu_class_to_string(_CLUA_CPU_CLASS_MAX));
+}
+END_TEST
+
+START_TEST(test_priority_bad)
+{
+        CLuaCtlHeader *h = (CLuaCtlHeader *)buf;
+        char big[CLUA_CTL_PRIORITY_MAX + 64];
+        size_t n;
+
+        n = PRIO("{\"class\":\"foreground\",\"priority\":0}");
+        refused(n, 1, "fd count");
+        h->n_fds = 1;
+        refused(n, 1, "PRIORITY carries no fds");
+        n = PRIO(NULL);
+        refused(n, 0, "PRIORITY: JSON of 2 to 256 bytes");
+        memset(big, ' ', sizeof big);
+        memcpy(big, "{\"class\":\"cached\",\"priority\":0}", 31);
+        big[CLUA_CTL_PRIORITY_MAX + 1] = '\0';
+        n = PRIO(big);
+        refused(n, 0, "PRIORITY: JSON of 2 to 256 bytes");
+        big[CLUA_CTL_PRIORITY_MAX] = '\0'; /* exactly the bound: fine */
+        {
+                CLuaCtlMsg m;
+
+                n = PRIO(big);
+                ck_assert_int_eq(clua_ctl_parse(buf, n, 0, 4, &m, NULL, 0), 0);
+                ck_assert_uint_eq(m.cpu_class, CLUA_CPU_CLASS_CACHED);
+                clua_ctl_msg_done(&m);
+        }
+        n = PRIO("{\"class\":");
+        refused(n, 0, "PRIORITY: JSON");
+        n = PRIO("[\"foreground\", 0]");
+        refused(n, 0, "PRIORITY: expected an object");
+        n = PRIO("{\"class\":\"foreground\",\"priority\":0,\"x\":1}");
+        refused(n, 0, "PRIORITY: unknown key");
+        n = PRIO("{\"priority\":0}");
+        refused(n, 0, "\"class\"");
+        n = PRIO("{\"class\":\"Foreground\",\"priority\":0}");
+        refused(n, 0, "\"class\"");
+        n = PRIO("{\"class\":\"\",\"priority\":0}");
+        refused(n, 0, "\"class\"");
+        n = PRIO("{\"class\":\"frozen\",\"priority\":0}");
+        refused(n, 0, "\"class\"");
+        n = PRIO("{\"class\":1,\"priority\":0}");
+        refused(n, 0, "\"class\"");
+        n = PRIO("{\"class\":\"cached\\u0000x\",\"priority\":0}");
+        refused(n, 0, "PRIORITY"); /* NUL in a string */
+        n = PRIO("{\"class\":\"cached\"}");
+        refused(n, 0, "\"priority\"");
+        n = PRIO("{\"class\":\"cached\",\"priority\":20}");
+        refused(n, 0, "\"priority\"");
+        n = PRIO("{\"class\":\"cached\",\"priority\":-21}");
+        refused(n, 0, "\"priority\"");
+        n = PRIO("{\"class\":\"cached\",\"priority\":1.5}");
+        refused(n, 0, "\"priority\"");
+        n = PRIO("{\"class\":\"cached\",\"priority\":\"1\"}");
+        refused(n, 0, "\"priority\"");
+        n = PRIO("{\"class\":\"cached\",\"priority\":9223372036854775808}");
+        refused(n, 0, "PRIORITY");
+        n = PRIO("{\"class\":\"cached\",\"class\":\"foreground\",\"priority\":1}");
+        refused(n, 0, "PRIORITY: JSON"); /* duplicate keys */
+        n = msg(buf, CLUA_CTL_MAGIC, CLUA_CTL_PRIORITY, 0, 4, 1,
+                "{\"class\":\"cached\",\"priority\":1}");
+        refused(n, 0, "slot out of range");
+}
+END_TEST
+
+/* Every prefix of a PRIORITY and bytes flipped in it: refused or within bounds. */
+START_TEST(test_priority_truncated_and_flipped)
+{
+        char copy[256];
+        size_t n = msg(copy, CLUA_CTL_MAGIC, CLUA_CTL_PRIORITY, 0, 1, 7,
+                       "{\"class\":\"background\",\"priority\":10}");
+
+        for (size_t k = 0; k < n; k++) {
+                char *exact = malloc(k ? k : 1);
+                CLuaCtlMsg m;
+
+                memcpy(exact, copy, k);
+                ck_assert_int_eq(clua_ctl_parse(exact, k, 0, 4, &m, NULL, 0), -EBADMSG);
+                free(exact);
+        }
+        srand(2);
+        for (unsigned t = 0; t < 20000; t++) {
+                char *exact = malloc(n);
+                CLuaCtlMsg m;
+
+                memcpy(exact, copy, n);
+                for (int f = 0; f < 1 + rand() % 3; f++)
+                        exact[rand() % n] = (char)rand();
+                if (clua_ctl_parse(exact, n, 0, 4, &m, NULL, 0) == 0) {
+                        ck_assert_uint_lt(m.index, 4);
+                        if (m.type == CLUA_CTL_PRIORITY) {
+                                ck_assert_uint_ge(m.cpu_class, CLUA_CPU_CLASS_FOREGROUND);
+                                ck_assert_uint_lt(m.cpu_class, _CLUA_CPU_CLASS_MAX);
+                                ck_assert_int_ge(m.priority, -20);
+                                ck_assert_int_le(m.priority, 19);
+                        }
+                        clua_ctl_msg_done(&m);
+                }
+                free(exact);
         }
 }
 END_TEST
@@ -304,6 +444,9 @@ static Suite *suite(void)
         tcase_add_test(tc, test_valid);
         tcase_add_test(tc, test_bad);
         tcase_add_test(tc, test_truncated_and_flipped);
+        tcase_add_test(tc, test_priority_valid);
+        tcase_add_test(tc, test_priority_bad);
+        tcase_add_test(tc, test_priority_truncated_and_flipped);
         tcase_add_test(tc, test_recv);
         suite_add_tcase(s, tc);
         return s;

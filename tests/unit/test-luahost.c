@@ -173,6 +173,40 @@ START_TEST(test_slots_and_join)
 }
 END_TEST
 
+/* PRIORITY (a member's CPU class, docs/memory.md "CPU"): what the supervisor
+ * builds, cella-lua parses back; out-of-range classes and priorities refused. */
+START_TEST(test_priority_build)
+{
+        char buf[LUAHOST_PRIORITY_MSG_MAX];
+        char err[256];
+        CLuaCtlMsg m;
+        int n;
+
+        for (uint32_t c = CLUA_CPU_CLASS_FOREGROUND; c < _CLUA_CPU_CLASS_MAX; c++)
+                for (int p = -20; p <= 19; p++) {
+                        n = luahost_priority_build(2, 7, c, p, buf, sizeof buf);
+                        ck_assert_int_gt(n, (int)sizeof(CLuaCtlHeader));
+                        ck_assert_int_eq(clua_ctl_parse(buf, (size_t)n, 0, 3, &m, err, sizeof err),
+                                         0);
+                        ck_assert_int_eq(m.type, CLUA_CTL_PRIORITY);
+                        ck_assert_uint_eq(m.index, 2);
+                        ck_assert_uint_eq(m.run, 7);
+                        ck_assert_uint_eq(m.cpu_class, c);
+                        ck_assert_int_eq(m.priority, p);
+                        clua_ctl_msg_done(&m);
+                }
+        ck_assert_int_eq(luahost_priority_build(0, 0, CLUA_CPU_CLASS_NONE, 0, buf, sizeof buf),
+                         -EINVAL);
+        ck_assert_int_eq(luahost_priority_build(0, 0, _CLUA_CPU_CLASS_MAX, 0, buf, sizeof buf),
+                         -EINVAL);
+        ck_assert_int_eq(luahost_priority_build(0, 0, CLUA_CPU_CLASS_CACHED, 20, buf, sizeof buf),
+                         -EINVAL);
+        ck_assert_int_eq(luahost_priority_build(0, 0, CLUA_CPU_CLASS_CACHED, -21, buf, sizeof buf),
+                         -EINVAL);
+        ck_assert_int_eq(luahost_priority_build(0, 0, CLUA_CPU_CLASS_CACHED, 0, buf, 30), -ENOBUFS);
+}
+END_TEST
+
 START_TEST(test_spec_many_apps)
 {
         /* The largest group cella-lua takes: one spec with LUAHOST_APPS_MAX apps. */
@@ -347,6 +381,7 @@ int main(void)
 
         tcase_add_test(tc, test_spec_build);
         tcase_add_test(tc, test_slots_and_join);
+        tcase_add_test(tc, test_priority_build);
         tcase_add_test(tc, test_spec_many_apps);
         tcase_add_test(tc, test_group_rules);
         tcase_add_test(tc, test_stats_file);
