@@ -355,7 +355,7 @@ int cgroup_soft_limit(Cgroup *cg, uint64_t *ret);
 /*
  * Freezes or thaws through the unified hierarchy's cgroup.freeze (v2, and the
  * controller-less cgroup2 leaf of a hybrid host), never the v1 freezer, then waits
- * (inotify on cgroup.events, no polling) for "frozen 1" or "frozen 0", at most
+ * (cgroup.events read every 100 µs) for "frozen 1" or "frozen 0", at most
  * timeout_ms; a freeze that times out is thawed again. Returns 0, -ETIMEDOUT,
  * -EOPNOTSUPP (no cgroup2 leaf: a pure v1 host, or a kernel before 5.2), -errno.
  */
@@ -363,7 +363,7 @@ int cgroup_freeze_unified(Cgroup *cg, bool frozen, unsigned timeout_ms);
 
 /*
  * Waits, at most timeout_ms, until no task is left: "populated 0" in the cgroup2
- * leaf's cgroup.events (inotify), then on hybrid every v1 leaf's cgroup.procs empty;
+ * leaf's cgroup.events (read every 100 µs), then on hybrid every v1 leaf's cgroup.procs empty;
  * without a cgroup2 leaf (v1), cgroup.procs polled every millisecond. Returns 0,
  * -EBUSY (tasks remain), -errno.
  */

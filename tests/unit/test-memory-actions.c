@@ -453,15 +453,18 @@ START_TEST(test_kill_wait_fake)
         assert_file("1", "%s/cgroup.kill", u);
         ck_assert_uint_eq(k.usage_before, 1000);
 
-        /* Populated until another process rewrites cgroup.events: the wait wakes on
-         * the inotify event, whenever the write comes (before or during the wait). */
+        /* Populated until another process rewrites cgroup.events: the wait sees it
+         * whenever the write comes (before or during the wait). */
         writef("populated 1\nfrozen 0\n", "%s/cgroup.events", u);
         child = fork();
         ck_assert_int_ge(child, 0);
         if (child == 0) {
-                FILE *f = fopen(fmt("%s/cgroup.events", u), "we");
+                /* Replaced whole (rename), as the kernel's file never reads half-written. */
+                char *tmp = fmt("%s/events.tmp", u), *ev = fmt("%s/cgroup.events", u);
+                FILE *f = fopen(tmp, "we");
 
-                _exit(!f || fputs("populated 0\nfrozen 0\n", f) < 0 || fclose(f) != 0);
+                _exit(!f || fputs("populated 0\nfrozen 0\n", f) < 0 || fclose(f) != 0 ||
+                      rename(tmp, ev) < 0);
         }
         ck_assert_int_eq(cgroup_wait_unpopulated(cg, 30000), 0);
         ck_assert_int_eq(waitpid(child, &status, 0), child);
