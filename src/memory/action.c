@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The memory manager's actions on an app's cgroup (action.h). */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +9,43 @@
 #include "base/macro.h"
 #include "base/time-util.h"
 #include "memory/action.h"
+#include "sandbox/sandbox.h"
+
+static const char *const level_names[] = {
+        [MEMORY_LEVEL_NORMAL] = "normal",
+        [MEMORY_LEVEL_MODERATE] = "moderate",
+        [MEMORY_LEVEL_LOW] = "low",
+        [MEMORY_LEVEL_CRITICAL] = "critical",
+};
+
+const char *memory_action_level_name(MemoryLevel level)
+{
+        return (unsigned)level < ELEMENTSOF(level_names) ? level_names[level] : NULL;
+}
+
+int memory_action_level_parse(const char *word, MemoryLevel *ret)
+{
+        for (size_t i = 0; word && i < ELEMENTSOF(level_names); i++)
+                if (strcmp(word, level_names[i]) == 0) {
+                        *ret = (MemoryLevel)i;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+unsigned memory_reclaim_keep_percent(MemoryLevel level)
+{
+        switch (level) {
+        case MEMORY_LEVEL_MODERATE:
+                return 90;
+        case MEMORY_LEVEL_LOW:
+                return 75;
+        case MEMORY_LEVEL_CRITICAL:
+                return 50;
+        default:
+                return 100;
+        }
+}
 
 /* Most processes memory_set_oom_score_adj() reads from one cgroup.procs. */
 #define MEMORY_PROCS_MAX 65536
@@ -94,51 +130,14 @@ int memory_kill(Cgroup *cg, MemoryKill *ret)
         return 0;
 }
 
-static int proc_path(pid_t pid, char *buf, size_t size)
-{
-        if (pid < 0)
-                return -EINVAL;
-        if (pid == 0)
-                snprintf(buf, size, "/proc/self/oom_score_adj");
-        else
-                snprintf(buf, size, "/proc/%d/oom_score_adj", (int)pid);
-        return 0;
-}
-
 int memory_set_pid_oom_score_adj(pid_t pid, int adj)
 {
-        char path[64], val[16];
-        int fd, n, r = 0;
-
-        if (adj < -1000 || adj > 1000 || proc_path(pid, path, sizeof path) < 0)
-                return -EINVAL;
-        fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0)
-                return -errno;
-        n = snprintf(val, sizeof val, "%d", adj);
-        if (write(fd, val, (size_t)n) != n)
-                r = errno ? -errno : -EIO;
-        close(fd);
-        return r;
+        return sandbox_write_oom_score_adj(pid, adj);
 }
 
 int memory_pid_oom_score_adj(pid_t pid, int *ret)
 {
-        char path[64], val[16] = "";
-        ssize_t n;
-        int fd;
-
-        if (!ret || proc_path(pid, path, sizeof path) < 0)
-                return -EINVAL;
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0)
-                return -errno;
-        n = read(fd, val, sizeof val - 1);
-        close(fd);
-        if (n <= 0)
-                return n < 0 ? -errno : -EIO;
-        *ret = atoi(val);
-        return 0;
+        return sandbox_read_oom_score_adj(pid, ret);
 }
 
 int memory_set_oom_score_adj(Cgroup *cg, int adj)

@@ -21,6 +21,35 @@
 
 #include "sandbox/cgroup.h"
 
+/*
+ * TODO(level.h): the shared contract's enum, owned by src/memory/level.h (the
+ * signals and levels part of issue 13); until it lands, the same enum here. Drop
+ * this definition and include "memory/level.h" once it does.
+ */
+typedef enum MemoryLevel {
+        MEMORY_LEVEL_NORMAL,
+        MEMORY_LEVEL_MODERATE,
+        MEMORY_LEVEL_LOW,
+        MEMORY_LEVEL_CRITICAL,
+} MemoryLevel;
+
+/*
+ * The level's word in the action records and `cella memory`: "normal", "moderate",
+ * "low", "critical" (Android's onTrimMemory levels, ComponentCallbacks2
+ * TRIM_MEMORY_RUNNING_MODERATE / _LOW / _CRITICAL); NULL out of range.
+ */
+const char *memory_action_level_name(MemoryLevel level);
+
+/* The level named word (one of the above). Returns 0 and *ret, or -EINVAL. */
+int memory_action_level_parse(const char *word, MemoryLevel *ret);
+
+/*
+ * The share of its memory use memory_reclaim() lets an app keep at level: 90%
+ * moderate, 75% low, 50% critical (and 100, no reclaim, at normal). cella's own
+ * choice, to be tuned by the manager's config (docs/memory.md, "Actions").
+ */
+unsigned memory_reclaim_keep_percent(MemoryLevel level);
+
 /* How long a freeze or thaw waits for cgroup.events to confirm it, ms (a task in
  * uninterruptible sleep never freezes; the freeze is then undone). */
 #define MEMORY_FREEZE_TIMEOUT_MS 1000

@@ -913,6 +913,14 @@ static int send_cgroup(Cgroup *cg, pid_t pid, CgroupEntry entry, int ctl, const 
         const CgroupLimits *limits = &spec->limits;
         int r;
 
+        /* Before the child may go on: the app, forked by init, inherits it. */
+        if (spec->oom_score_adj_set) {
+                r = sandbox_write_oom_score_adj(pid, spec->oom_score_adj);
+                if (r < 0)
+                        return sandbox_fail(err, SANDBOX_STEP_CGROUP, r,
+                                            "set the sandbox's oom_score_adj to %d",
+                                            spec->oom_score_adj);
+        }
         if (cg) {
                 r = entry == CGROUP_ENTRY_DONE ? 0 : cgroup_new_rest(cg);
                 if (r < 0)

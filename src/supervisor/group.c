@@ -50,6 +50,7 @@
 #include "base/time-util.h"
 #include "supervisor/adopt.h"
 #include "supervisor/error.h"
+#include "supervisor/memory-actions.h"
 #include "supervisor/run.h"
 #include "supervisor/storage.h"
 #include "supervisor/supervisor-internal.h"
@@ -532,6 +533,14 @@ static int group_launch_prepare(Group *g, GroupLaunch *l, int spec_fd, const int
         s->init_path = launch_init_path();
         /* cellad's hosts outlive it, held by its keeper, as its apps do (adopt.h). */
         s->survive_parent = supervisor_keeper_attached(g->sup);
+        /* The band of its most important member, before any member runs. */
+        s->oom_score_adj = MEMORY_BAND_CACHED_MAX;
+        for (size_t i = 0; i < g->n_members; i++)
+                if (g->members[i]->group_wanted &&
+                    supervisor_memory_start_adj(g->members[i]) < s->oom_score_adj)
+                        s->oom_score_adj = supervisor_memory_start_adj(g->members[i]);
+        s->oom_score_adj_set = true;
+        g->oom_band_applied = 0;
         return 0;
 }
 

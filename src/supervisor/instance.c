@@ -33,6 +33,7 @@
 #include "base/time-util.h"
 #include "supervisor/adopt.h"
 #include "supervisor/error.h"
+#include "supervisor/memory-actions.h"
 #include "supervisor/storage.h"
 #include "supervisor/supervisor-internal.h"
 #include "supervisor/terminal.h"
@@ -632,6 +633,9 @@ static int instance_spawn(Instance *inst, InstanceStart *c)
         spec->cgroups = s->cgm;
         /* cellad's apps outlive it, held by its keeper (adopt.h). */
         spec->survive_parent = supervisor_keeper_attached(s);
+        /* Its band, in its init before the app runs (cellad's own is -1000). */
+        spec->oom_score_adj = supervisor_memory_start_adj(inst);
+        spec->oom_score_adj_set = true;
         c->prep = (Prepare){.inst = inst, .state = s->state, .id = inst->manifest->id};
         spec->prepare = instance_prepare;
         spec->starting = instance_starting;
