@@ -22,7 +22,7 @@
 #include "sandbox/cgroup.h"
 
 /*
- * TODO(level.h): the shared contract's enum, owned by src/memory/level.h (the
+ * TODO(level.h): the shared contract's enum, owned by "memory/level.h" (the
  * signals and levels part of issue 13); until it lands, the same enum here. Drop
  * this definition and include "memory/level.h" once it does.
  */
