@@ -1104,5 +1104,6 @@ void instance_free(Instance *inst)
         safe_close(inst->app_fd);
         free(inst->data_dir);
         strv_free(inst->extra_args);
+        json_decref(inst->mem_last_kill);
         free(inst);
 }

@@ -837,6 +837,11 @@ json_t *lifecycle_inspect(Instance *inst)
                 json_object_set_new(o, "group", json_string(inst->group->name));
         if (o)
                 json_object_set_new(o, "args", strv_json(inst->extra_args));
+        /* The memory manager's last kill of it: level, pressure, memory freed. */
+        if (o)
+                json_object_set_new(o, "memory_kill",
+                                    inst->mem_last_kill ? json_deep_copy(inst->mem_last_kill)
+                                                        : json_null());
         if (o && running && sb->cgroup) {
                 /* Where the figures come from: each hierarchy's leaf directory. */
                 static const char *const ctrls[] = {"memory", "pids", "cpu", "freezer", ""};

@@ -236,7 +236,7 @@ static json_t *pressure_or_null(const char *dir, const char *knob)
 int supervisor_memory_kill(Instance *inst, MemoryLevel level, LifecycleError *err)
 {
         InstanceState st = instance_state(inst);
-        json_t *psi_app, *psi_host;
+        json_t *psi_app, *psi_host, *fields;
         MemoryKill k;
         Cgroup *cg;
         int band, r;
@@ -256,18 +256,21 @@ int supervisor_memory_kill(Instance *inst, MemoryLevel level, LifecycleError *er
         inst->run.low_memory_kill = true;
         r = memory_kill(cg, &k);
         if (r < 0) {
+                inst->run.low_memory_kill = false;
                 json_decref(psi_app);
                 json_decref(psi_host);
                 set_error(err, inst, -r, "cannot kill its cgroup: %s", strerror(-r));
                 return r;
         }
-        supervisor_memory_record(inst, "memory.kill",
-                                 json_pack("{s:s, s:i, s:I, s:I, s:I, s:o, s:o}", "level",
-                                           memory_action_level_name(level), "band", band,
-                                           "freed_bytes", (json_int_t)k.freed, "usage_bytes",
-                                           (json_int_t)k.usage_before, "duration_us",
-                                           (json_int_t)k.usec, "pressure_some_avg10", psi_app,
-                                           "host_pressure_some_avg10", psi_host));
+        fields = json_pack("{s:s, s:i, s:I, s:I, s:I, s:o, s:o, s:I}", "level",
+                           memory_action_level_name(level), "band", band, "freed_bytes",
+                           (json_int_t)k.freed, "usage_bytes", (json_int_t)k.usage_before,
+                           "duration_us", (json_int_t)k.usec, "pressure_some_avg10", psi_app,
+                           "host_pressure_some_avg10", psi_host, "time_ms",
+                           (json_int_t)now_realtime_ms());
+        json_decref(inst->mem_last_kill);
+        inst->mem_last_kill = fields ? json_deep_copy(fields) : NULL;
+        supervisor_memory_record(inst, "memory.kill", fields);
         return 0;
 }
 
@@ -314,6 +317,10 @@ int supervisor_memory_band(const Instance *inst)
 
         if (cls == MEMORY_CLASS_NONE)
                 return MEMORY_BAND_NONE;
+        /* Only services and cached apps have a rank in their band: the others' band
+         * is the class's, with no walk over every app. */
+        if (cls != MEMORY_CLASS_SERVICE && cls != MEMORY_CLASS_CACHED)
+                return memory_band(cls, 0);
         /* Its rank among the running apps of its class, the most recently used first
          * (memory_assign_bands()'s rule, without the array: one app at a time). */
         for (size_t i = 0; i < s->n_apps; i++) {

@@ -110,6 +110,7 @@ struct Instance {
         bool mem_reclaimed;
         uint64_t mem_reclaim_previous;
         int oom_band_applied;
+        json_t *mem_last_kill; /* the last memory.kill record's fields (cella inspect) */
 };
 
 /*

@@ -298,6 +298,10 @@ def test_kill_empties_the_cgroup_and_is_a_low_memory_kill(daemon):
         assert time.monotonic() < deadline, "no restart record"
         wait_state(d, app, "background")
     assert restarts[-1]["reason"] == "low-memory", restarts
+    # cella inspect shows the last kill with its figures.
+    shown = d.call("org.cella.Inspect", {"app": app})["memory_kill"]
+    assert shown["level"] == "critical" and shown["freed_bytes"] == kill["freed_bytes"]
+    assert shown["time_ms"] > 0
     wait_state(d, app, "background")
     assert d.call("org.cella.Inspect", {"app": app})["pid"] not in (0, first)
 
