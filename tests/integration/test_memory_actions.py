@@ -351,3 +351,37 @@ def test_oom_score_adj_follows_the_band(daemon):
         d.call("org.cella.Foreground", {"app": "org.test.mem.a"})
         assert adjs("org.test.mem.a") == {0}
         assert adjs("org.test.mem.b") == {100}
+
+
+def test_an_intent_thaws_a_cached_app(tmp_path):
+    """app.launch of a running app the memory manager froze thaws it (reason
+    "intent") before the intent is delivered. The launcher is a Lua app whose trim
+    handler launches the target: the trim is the test's trigger, no timing."""
+    require_cellad()
+    state = tmp_path / "state"
+    src = tmp_path / "src"
+    target = "org.test.intent.target"
+    install_app(state, make_app(src, target, exports=["app.launch"]))
+    install_app(state, make_app(
+        src, "org.test.intent.launcher",
+        'local app = require("cella.app")\n'
+        'app.on_trim(function() print("launch " .. app.launch("%s")) end)\n'
+        'print("ready")\n'
+        'require("cella.timer").every(1, function() end)\n' % target,
+        runtime="lua", permissions=[f"app.launch:{target}"]))
+    with running_cellad(state, "--no-autostart") as d:
+        d.call("org.cella.Start", {"app": target, "background": True})
+        wait_log_line(d, target, "tick 1")
+        rec = d.call("org.cella.Inspect", {"app": target})
+        if "unified" not in rec["cgroup_paths"]:
+            pytest.skip("no cgroup2 hierarchy: no freeze by the memory manager on this host")
+        assert memory_action(d, target, "freeze")["state"] == "cached"
+        d.call("org.cella.Start", {"app": "org.test.intent.launcher"})
+        wait_log_line(d, "org.test.intent.launcher", "ready")
+        memory_action(d, "org.test.intent.launcher", "trim")
+        wait_log_line(d, "org.test.intent.launcher", "launch delivered")
+        assert d.call("org.cella.Inspect", {"app": target})["state"] == "background"
+        unified = Path(rec["cgroup_paths"]["unified"])
+        assert "frozen 0" in (unified / "cgroup.events").read_text()
+        thaws = [r for r in audit_records(d, "memory.thaw") if r["app"] == target]
+        assert [r["reason"] for r in thaws] == ["intent"], thaws
