@@ -138,6 +138,7 @@ def daemon(tmp_path):
     install_app(state, make_app(src, "org.test.mem.b"))
     install_app(state, make_app(src, "org.test.mem.svc", kind="service"))
     install_app(state, make_app(src, "org.test.mem.again", restart="always"))
+    install_app(state, make_app(src, "org.test.mem.lua", LUA_TRIM, runtime="lua"))
     with running_cellad(state, "--no-autostart") as d:
         yield d
 
@@ -344,6 +345,13 @@ def test_oom_score_adj_follows_the_band(daemon):
     assert adjs("org.test.mem.a") == {100}  # visible now
     d.call("org.cella.Background", {"app": "org.test.mem.a"})
     assert adjs("org.test.mem.a") == {700}
+    # Every process of a sandbox, a Lua host the warm pool forked before the app
+    # was known included, has the app's band (700: started in the background).
+    d.call("org.cella.Start", {"app": "org.test.mem.lua", "background": True})
+    wait_log_line(d, "org.test.mem.lua", "ready")
+    _, pids = app_pids(d, "org.test.mem.lua")
+    assert len(pids) >= 2, pids  # its init and the host
+    assert adjs("org.test.mem.lua") == {700}
     rec, _ = app_pids(d, "org.test.mem.a")
     if "unified" in rec["cgroup_paths"]:
         memory_action(d, "org.test.mem.a", "freeze")
