@@ -631,10 +631,14 @@ static void group_watch_members(Group *g, bool from_log)
                         broker_app_stats(inst->broker_app, &bs);
                 ended = bs.closed;
                 /* The record of its own run only: a joined member's slot holds the
-                 * end of the run before it until the host has taken the join. */
+                 * end of the run before it until the host has taken the join. Where
+                 * the host's record of it is there, that record says whether it
+                 * ended: a channel closed by a host the kernel just killed (the
+                 * group's OOM killer) is the host's end, which the host's exit
+                 * reports for every member, not this member's own. */
                 if (g->run.stats && luastats_app(g->run.stats, inst->group_index, &a) >= 0 &&
                     a.run == inst->group_run)
-                        ended |= a.state == CLUA_APP_EXITED || a.state == CLUA_APP_FAILED;
+                        ended = a.state == CLUA_APP_EXITED || a.state == CLUA_APP_FAILED;
                 else
                         a.fault = 0;
                 if (!ended || (from_log && running <= 1))

@@ -955,7 +955,9 @@ static void instance_maybe_finished(Instance *inst)
                 inst->state = INSTANCE_FAILED;
                 break;
         case RESTART_NO:
-                inst->state = INSTANCE_EXITED;
+                /* A low-memory kill is no failure: the app is "stopped", as the
+                 * kernel stopped it (docs/memory.md, "Kill"). */
+                inst->state = inst->last_exit.low_memory ? INSTANCE_STOPPED : INSTANCE_EXITED;
                 break;
         }
         supervisor_changed(s);

@@ -136,7 +136,7 @@ def daemon(tmp_path):
     src = tmp_path / "src"
     install_app(state, make_app(src, "org.test.mem.a"))
     install_app(state, make_app(src, "org.test.mem.b"))
-    install_app(state, make_app(src, "org.test.mem.svc", kind="service"))
+    install_app(state, make_app(src, "org.test.mem.svc", kind="service", restart="on-failure"))
     install_app(state, make_app(src, "org.test.mem.again", restart="always"))
     install_app(state, make_app(src, "org.test.mem.lua", LUA_TRIM, runtime="lua"))
     with running_cellad(state, "--no-autostart") as d:
@@ -301,6 +301,12 @@ def test_kill_empties_the_cgroup_and_is_a_low_memory_kill(daemon):
     assert restarts[-1]["reason"] == "low-memory", restarts
     # cella inspect shows the last kill with its figures.
     shown = d.call("org.cella.Inspect", {"app": app})["memory_kill"]
+    # on-failure: not restarted, and stopped rather than failed.
+    d.call("org.cella.Start", {"app": "org.test.mem.svc"})
+    wait_log_line(d, "org.test.mem.svc", "tick 1")
+    memory_action(d, "org.test.mem.svc", "kill", "low")
+    wait_state(d, "org.test.mem.svc", "stopped")
+    assert not [x for x in audit_records(d, "restart") if x["app"] == "org.test.mem.svc"]
     assert shown["level"] == "critical" and shown["freed_bytes"] == kill["freed_bytes"]
     assert shown["time_ms"] > 0
     wait_state(d, app, "background")
