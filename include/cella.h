@@ -111,6 +111,9 @@ enum {
         CELLA_EVENT_BUS_MESSAGE = 0x8002,
         CELLA_EVENT_PERM_REVOKED = 0x8003,
         CELLA_EVENT_MEMORY_PRESSURE = 0x8004,
+        /* The same event by issue 13's name: the kernel asks the app to trim
+         * (cella_on_trim()). */
+        CELLA_EVENT_TRIM_MEMORY = 0x8004,
         /* Several bus messages in one frame. libcella splits it: the event callback
          * sees each message as its own CELLA_EVENT_BUS_MESSAGE, in order; only a
          * frame that does not decode reaches it as this opcode, decoded = false. */
@@ -255,6 +258,25 @@ CELLA_API int cella_set_timeout(Cella *c, uint64_t timeout_ms);
 
 /* Sets the event callback (NULL: events are dropped). Returns 0. */
 CELLA_API int cella_on_event(Cella *c, CellaEventFn cb, void *userdata);
+
+/*
+ * Called from cella_dispatch() when the kernel asks the app to trim its memory
+ * (CELLA_EVENT_TRIM_MEMORY, event.memory_pressure: docs/memory.md "Actions",
+ * docs/protocol.md): the app's chance to drop caches, free pools, compact. level:
+ * CELLA_MEMORY_LOW (1, the memory manager's "moderate": trim caches),
+ * CELLA_MEMORY_MEDIUM (2, "low": trim hard, background apps are frozen next),
+ * CELLA_MEMORY_CRITICAL (3, "critical": free what you can, apps are killed next),
+ * as Android's onTrimMemory(TRIM_MEMORY_RUNNING_MODERATE / _LOW / _CRITICAL).
+ * current_bytes: the app's memory in use; limit_bytes: its limit (0: none).
+ */
+typedef void (*CellaTrimFn)(Cella *c, CellaMemoryLevel level, uint64_t current_bytes,
+                            uint64_t limit_bytes, void *userdata);
+
+/*
+ * Sets the trim handler (NULL: none). It runs before the event callback, which
+ * still sees the event. Returns 0, -EINVAL for a NULL c.
+ */
+CELLA_API int cella_on_trim(Cella *c, CellaTrimFn cb, void *userdata);
 
 /*
  * Handles what is ready without blocking: first the frames a synchronous call

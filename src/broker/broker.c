@@ -587,6 +587,19 @@ int broker_app_kernel_restarted(BrokerApp *app, int64_t adopted_ms)
         return broker_app_event(app, CELLA__V1__OPCODE__OPCODE_EVENT_KERNEL_RESTARTED, &ev.base);
 }
 
+int broker_app_memory_pressure(BrokerApp *app, int level, uint64_t current_bytes,
+                               uint64_t limit_bytes)
+{
+        Cella__V1__MemoryPressureEvent ev = CELLA__V1__MEMORY_PRESSURE_EVENT__INIT;
+
+        if (level < 1 || level > 3)
+                return -EINVAL;
+        ev.level = (Cella__V1__MemoryLevel)level;
+        ev.current_bytes = current_bytes;
+        ev.limit_bytes = limit_bytes;
+        return broker_app_event(app, CELLA__V1__OPCODE__OPCODE_EVENT_MEMORY_PRESSURE, &ev.base);
+}
+
 /* ---- calls -------------------------------------------------------------------- */
 
 static CallImpl *call_new(BrokerApp *app)

@@ -200,6 +200,16 @@ int broker_app_attach(Broker *b, const BrokerAppInfo *info, int channel_fd, Brok
  */
 int broker_app_kernel_restarted(BrokerApp *app, int64_t adopted_ms);
 
+/*
+ * Asks app to trim (event.memory_pressure, 0x8004: issue 13's EVENT_TRIM_MEMORY,
+ * docs/protocol.md and docs/memory.md "Actions"): level 1..3 (MemoryLevel:
+ * moderate, low, critical; proto MEMORY_LEVEL_LOW, _MEDIUM, _CRITICAL), the app's
+ * memory in use and its limit, bytes (0: none). Returns 0, -EINVAL (a level
+ * outside 1..3), -ECONNRESET (the app is gone), or broker_app_event()'s errors.
+ */
+int broker_app_memory_pressure(BrokerApp *app, int level, uint64_t current_bytes,
+                               uint64_t limit_bytes);
+
 /* The channel the broker serves app on (the supervisor's end; the broker's own, do
  * not close), for cellad's keeper to hold a copy of (src/keeper); -EBADF for NULL. */
 int broker_app_channel_fd(const BrokerApp *app);

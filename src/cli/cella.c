@@ -46,6 +46,9 @@ static const CliCommand commands[] = {
         {"exec", "run a command inside a running app's sandbox, as confined as it (cellad, root)",
          cli_exec},
         {"top", "a live table of the apps by CPU and memory, refreshed like top(1)", cli_top},
+        {"memory",
+         "one memory-manager action by hand: trim, reclaim, freeze, kill... (cellad, root)",
+         cli_memory},
 };
 
 static void usage(FILE *f)

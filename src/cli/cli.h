@@ -78,6 +78,8 @@ int cli_exec(int argc, char **argv);
 int cli_start(int argc, char **argv);
 int cli_restart(int argc, char **argv);
 int cli_freeze(int argc, char **argv);
+/* cella memory ACTION APP: org.cella.MemoryAction (memory-action.c). */
+int cli_memory(int argc, char **argv);
 int cli_thaw(int argc, char **argv);
 int cli_kill(int argc, char **argv);
 int cli_foreground(int argc, char **argv);

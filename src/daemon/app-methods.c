@@ -35,6 +35,7 @@
 #include "supervisor/applog.h"
 #include "supervisor/control.h"
 #include "supervisor/lifecycle.h"
+#include "supervisor/memory-actions.h"
 #include "supervisor/run.h"
 #include "supervisor/supervisor.h"
 
@@ -503,6 +504,80 @@ static int method_kill(ControlCall *call, json_t *params, void *ud)
         return control_reply(call, state_reply(inst));
 }
 
+/* ---- MemoryAction ------------------------------------------------------------------ */
+
+/*
+ * org.cella.MemoryAction {app, action, level?}: one action of the memory manager by
+ * hand (docs/api.md; supervisor/memory-actions.h), recorded as the manager's own
+ * would be. level: "moderate", "low", "critical"; default "critical" for kill,
+ * "moderate" otherwise (restore, freeze and thaw take none).
+ */
+static int method_memory_action(ControlCall *call, json_t *params, void *ud)
+{
+        static const char *const actions[] = {"trim",   "reclaim", "restore",
+                                              "freeze", "thaw",    "kill"};
+        AppMethods *am = ud;
+        const char *id = app_param(call, params);
+        const char *action = json_string_value(json_object_get(params, "action"));
+        json_t *lv = json_object_get(params, "level");
+        MemoryLevel level = MEMORY_LEVEL_MODERATE;
+        LifecycleError e = {};
+        Instance *inst;
+        uint64_t t0;
+        json_t *reply;
+        size_t a;
+        int r;
+
+        if (!id)
+                return 0;
+        for (a = 0; action && a < ELEMENTSOF(actions); a++)
+                if (strcmp(action, actions[a]) == 0)
+                        break;
+        if (!action || a == ELEMENTSOF(actions))
+                return reply_invalid(call, "action",
+                                     "expected trim, reclaim, restore, freeze, thaw or kill");
+        if (strcmp(action, "kill") == 0)
+                level = MEMORY_LEVEL_CRITICAL;
+        if (lv &&
+            (!json_is_string(lv) || memory_action_level_parse(json_string_value(lv), &level) < 0 ||
+             level == MEMORY_LEVEL_NORMAL))
+                return reply_invalid(call, "level", "expected moderate, low or critical");
+        inst = find_app(am, call, id, false);
+        if (!inst)
+                return 0;
+        t0 = now_monotonic_ns();
+        switch (a) {
+        case 0:
+                r = supervisor_memory_trim(inst, level, &e);
+                break;
+        case 1:
+                r = supervisor_memory_reclaim(inst, level, &e);
+                break;
+        case 2:
+                r = supervisor_memory_restore(inst, &e);
+                break;
+        case 3:
+                r = supervisor_memory_freeze(inst, &e);
+                break;
+        case 4:
+                r = supervisor_memory_thaw(inst, &e);
+                break;
+        default:
+                r = supervisor_memory_kill(inst, level, &e);
+                break;
+        }
+        if (r < 0)
+                return reply_lifecycle_error(call, inst, &e);
+        reply = state_reply(inst);
+        if (reply) {
+                json_object_set_new(reply, "action", json_string(action));
+                json_object_set_new(reply, "level", json_string(memory_action_level_name(level)));
+                json_object_set_new(reply, "duration_us",
+                                    json_integer((json_int_t)((now_monotonic_ns() - t0) / 1000)));
+        }
+        return control_reply(call, reply);
+}
+
 /* ---- Logs -------------------------------------------------------------------------- */
 
 /* Sends what st's log holds past st->log_pos (a rotation starts it over), as
@@ -932,6 +1007,7 @@ static const ControlMethod methods[] = {
         {"org.cella.Kill", CONTROL_ACCESS_MANAGE, method_kill},
         {"org.cella.Foreground", CONTROL_ACCESS_MANAGE, method_foreground},
         {"org.cella.Background", CONTROL_ACCESS_MANAGE, method_background},
+        {"org.cella.MemoryAction", CONTROL_ACCESS_ROOT, method_memory_action},
 };
 
 void daemon_app_forget(Daemon *d, const char *id)

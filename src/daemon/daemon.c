@@ -33,6 +33,7 @@
 #include "daemon/pool.h"
 #include "keeper/keeper.h"
 #include "memory/budget.h"
+#include "sandbox/sandbox.h"
 #include "supervisor/control.h"
 #include "supervisor/run.h"
 
@@ -684,6 +685,13 @@ int daemon_run(const DaemonOptions *o)
                         log_info("memory.total: %" PRIu64 " bytes on %s", d.config.memory_total,
                                  dir);
         }
+        /* Never the OOM killer's choice (proc(5), OOM_SCORE_ADJ_MIN), so that if it
+         * fires despite the memory manager it agrees with cella: each app's sandbox
+         * gets its band before the app runs (SandboxSpec.oom_score_adj), and so does
+         * the warm pool's zygote's every sandbox (docs/memory.md, "Actions"). */
+        r = sandbox_write_oom_score_adj(0, SANDBOX_OOM_SCORE_ADJ_MIN);
+        if (r < 0)
+                log_warning_errno(r, "cannot set cellad's oom_score_adj to -1000: %m");
         /* While cellad is small: the warm sandboxes are copies of it (pool.h). */
         daemon_pool_prefork(o->warm);
 

@@ -48,6 +48,7 @@
 #include "config.h"
 #include "daemon/daemon-internal.h"
 #include "policy/manifest.h"
+#include "sandbox/sandbox.h"
 #include "supervisor/exec.h"
 
 #ifndef FUSE_SUPER_MAGIC
@@ -190,6 +191,8 @@ _noreturn_ static void run_child(pid_t parent, const int fds[5], unsigned n, con
         int high[5];
         sigset_t all;
 
+        /* A kernel of the user's, not cellad's -1000 (its apps get their bands). */
+        (void)sandbox_write_oom_score_adj(0, 0);
         sigemptyset(&all);
         (void)sigprocmask(SIG_SETMASK, &all, NULL);
         for (int sig = 1; sig < _NSIG; sig++)

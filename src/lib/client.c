@@ -115,6 +115,8 @@ struct Cella {
 
         CellaEventFn event_cb;
         void *event_userdata;
+        CellaTrimFn trim_cb; /* cella_on_trim() */
+        void *trim_userdata;
 
         uint8_t buf[CHANNEL_DATAGRAM_MAX]; /* receive buffer */
 };
@@ -591,7 +593,7 @@ static void deliver_event(Cella *c, Msg *m)
                 .body_len = m->reply.body_len,
         };
 
-        if (!c->event_cb)
+        if (!c->event_cb && !(c->trim_cb && ev.opcode == CELLA_EVENT_TRIM_MEMORY))
                 return;
         /* Several bus messages in one frame: one event each (calls.c). */
         if (ev.opcode == CELLA_EVENT_BUS_MESSAGES &&
@@ -602,7 +604,12 @@ static void deliver_event(Cella *c, Msg *m)
                 ev.decoded = true;
                 event_fill(&ev, pm);
         }
-        c->event_cb(c, &ev, c->event_userdata);
+        /* The trim handler first: the app's chance to drop caches (cella.h). */
+        if (c->trim_cb && ev.decoded && ev.opcode == CELLA_EVENT_TRIM_MEMORY)
+                c->trim_cb(c, ev.memory.level, ev.memory.current_bytes, ev.memory.limit_bytes,
+                           c->trim_userdata);
+        if (c->event_cb)
+                c->event_cb(c, &ev, c->event_userdata);
         if (pm)
                 protobuf_c_message_free_unpacked(pm, NULL);
 }
@@ -732,6 +739,15 @@ int cella_on_event(Cella *c, CellaEventFn cb, void *userdata)
                 return -EINVAL;
         c->event_cb = cb;
         c->event_userdata = userdata;
+        return 0;
+}
+
+int cella_on_trim(Cella *c, CellaTrimFn cb, void *userdata)
+{
+        if (!c)
+                return -EINVAL;
+        c->trim_cb = cb;
+        c->trim_userdata = userdata;
         return 0;
 }
 

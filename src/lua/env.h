@@ -112,6 +112,7 @@ struct CLuaApp {
         int on_message_ref; /* registry refs, LUA_NOREF if none */
         int on_revoke_ref;
         int on_restart_ref; /* app.on_kernel_restart */
+        int on_trim_ref;    /* app.on_trim */
         int gc_ref;         /* collectgarbage, for memory pressure (a task) */
         bool gc_queued;     /* that task is queued */
         uint64_t next_timer_id;

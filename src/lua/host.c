@@ -301,6 +301,7 @@ static int add_at(CLuaHost *h, uint32_t index, const CLuaAppSpec *spec, CLuaApp 
         app->priority = spec->priority;
         app->weight = clua_prio_weight(spec->priority);
         app->on_message_ref = app->on_revoke_ref = app->on_restart_ref = app->gc_ref = LUA_NOREF;
+        app->on_trim_ref = LUA_NOREF;
         app->channel_fd = spec->channel_fd;
         app->out_fd = spec->log_fd >= 0 ? spec->log_fd : 1;
         app->err_fd = spec->log_fd >= 0 ? spec->log_fd : 2;

@@ -474,7 +474,31 @@ static void on_event(Cella *c, const CellaEvent *ev, void *userdata)
                 (void)clua_host_queue(app, w);
                 break;
         case CELLA_EVENT_MEMORY_PRESSURE:
-                /* The kernel asks apps to trim: a full collection, run as a task
+                /* The kernel asks apps to trim (issue 13's EVENT_TRIM_MEMORY): first
+                 * app.on_trim's handler with the level's word, the app's chance to
+                 * drop its caches, then the collection that frees them. */
+                if (app->on_trim_ref != LUA_NOREF) {
+                        static const char *const words[] = {"normal", "moderate", "low",
+                                                            "critical"};
+                        unsigned lv = (unsigned)ev->memory.level;
+                        const char *word =
+                                lv < sizeof words / sizeof words[0] ? words[lv] : "critical";
+
+                        w = calloc(1, sizeof(*w));
+                        if (!w)
+                                break;
+                        w->kind = CLUA_WORK_CALL;
+                        w->fn_ref = app->on_trim_ref;
+                        w->n_args = 1;
+                        w->args[0] = (CLuaArg){
+                                .kind = CLUA_ARG_STR, .s = strdup(word), .len = strlen(word)};
+                        if (!w->args[0].s) {
+                                clua_work_free(w);
+                                break;
+                        }
+                        (void)clua_host_queue(app, w);
+                }
+                /* A full collection, run as a task
                  * of the app (in steps the host preempts, under its budget and
                  * its CPU account), not in the host's loop where no watchdog is
                  * armed. One at a time. */

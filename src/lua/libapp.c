@@ -288,13 +288,29 @@ static int app_on_kernel_restart(lua_State *L)
         return 0;
 }
 
+/* app.on_trim(fn): fn(level) when the kernel asks the app to trim its memory, level
+ * "moderate", "low" or "critical" (docs/lua-api.md, docs/memory.md "Actions"). */
+static int app_on_trim(lua_State *L)
+{
+        CLuaApp *app = clua_app_of(L);
+
+        if (!lua_isnil(L, 1)) {
+                luaL_checktype(L, 1, LUA_TFUNCTION);
+                /* The channel is opened at the first kernel call: the event comes on it. */
+                (void)clua_kernel(L, "cella.app.on_trim");
+        }
+        lua_settop(L, 1);
+        clua_set_handler(L, &app->on_trim_ref);
+        return 0;
+}
+
 int luaopen_cella_app(lua_State *L)
 {
         static const luaL_Reg fns[] = {
-                {"id", app_id},         {"info", app_info},
-                {"launch", app_launch}, {"exit", app_exit},
-                {"stats", app_stats},   {"on_kernel_restart", app_on_kernel_restart},
-                {NULL, NULL},
+                {"id", app_id},           {"info", app_info},
+                {"launch", app_launch},   {"exit", app_exit},
+                {"stats", app_stats},     {"on_kernel_restart", app_on_kernel_restart},
+                {"on_trim", app_on_trim}, {NULL, NULL},
         };
 
         luaL_newlib(L, fns);

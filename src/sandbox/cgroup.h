@@ -344,3 +344,46 @@ int cgroup_read_pressure(const char *dir, const char *knob, const char *which, u
  * (>= 0), or -errno of the read.
  */
 int cgroup_read_procs(const char *dir, pid_t *pids, size_t max);
+
+/*
+ * Memory actions (cgroup-action.c; the memory manager's, issue 13 and docs/memory.md,
+ * "Actions"). Each returns -EINVAL for a NULL cg.
+ */
+
+/*
+ * Sets the leaf's soft limit, bytes > 0: memory.high on v2 (above it the kernel
+ * throttles and reclaims the cgroup's pages), memory.soft_limit_in_bytes on v1 and
+ * hybrid (the v1 memory controller: under global pressure the kernel reclaims
+ * first from cgroups over it). UINT64_MAX removes it ("max" / "-1"). Returns 0,
+ * -EINVAL (bytes 0), -EOPNOTSUPP (no memory controller in the leaf), -errno.
+ */
+int cgroup_set_soft_limit(Cgroup *cg, uint64_t bytes);
+
+/* Reads the soft limit into *ret, bytes, UINT64_MAX when none. Returns 0, -EOPNOTSUPP
+ * (no memory controller in the leaf), -errno. */
+int cgroup_soft_limit(Cgroup *cg, uint64_t *ret);
+
+/*
+ * Freezes or thaws through the unified hierarchy's cgroup.freeze (v2, and the
+ * controller-less cgroup2 leaf of a hybrid host), never the v1 freezer, then waits
+ * (cgroup.events read every 100 µs) for "frozen 1" or "frozen 0", at most
+ * timeout_ms; a freeze that times out is thawed again. Returns 0, -ETIMEDOUT,
+ * -EOPNOTSUPP (no cgroup2 leaf: a pure v1 host, or a kernel before 5.2), -errno.
+ */
+int cgroup_freeze_unified(Cgroup *cg, bool frozen, unsigned timeout_ms);
+
+/*
+ * Waits, at most timeout_ms, until no task is left: "populated 0" in the cgroup2
+ * leaf's cgroup.events (read every 100 µs), then on hybrid every v1 leaf's cgroup.procs empty;
+ * without a cgroup2 leaf (v1), cgroup.procs polled every millisecond. Returns 0,
+ * -EBUSY (tasks remain), -errno.
+ */
+int cgroup_wait_unpopulated(Cgroup *cg, unsigned timeout_ms);
+
+/*
+ * SIGKILLs every task and waits until the cgroup is empty: cgroup.kill (5.14+) and
+ * cgroup_wait_unpopulated(timeout_ms) where there is a cgroup2 leaf; otherwise, or
+ * if tasks remain after timeout_ms, cgroup_kill()'s freeze / SIGKILL / thaw rounds.
+ * Returns 0, -EBUSY (tasks remain), -errno.
+ */
+int cgroup_kill_wait(Cgroup *cg, unsigned timeout_ms);

@@ -258,7 +258,7 @@ static void helper_on_signal(int sig)
  * no fd of the caller's but what the command needs (the caller's lock, sockets and
  * pipes would otherwise live on in it). */
 _noreturn_ static void helper_child(const SandboxEnter *e, const struct rlimit *lim, CgroupJoin *j,
-                                    int errfd)
+                                    int errfd, int oom_score_adj)
 {
         struct clone_args args = {.exit_signal = SIGCHLD};
         SandboxError err = {};
@@ -272,6 +272,10 @@ _noreturn_ static void helper_child(const SandboxEnter *e, const struct rlimit *
                 sigaddset(&passed, helper_signals[i]);
         if (sigprocmask(SIG_BLOCK, &passed, NULL) < 0 || prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 ||
             prctl(PR_SET_DUMPABLE, 0) < 0)
+                _exit(SANDBOX_ENTER_FAILED);
+        /* The app's oom_score_adj (its band: docs/memory.md "Actions"), not its
+         * kernel's (cellad's -1000), for the command it forks. */
+        if (sandbox_write_oom_score_adj(0, oom_score_adj) < 0)
                 _exit(SANDBOX_ENTER_FAILED);
         {
                 int keep[7 + CGROUP_JOIN_MAX_V1];
@@ -399,6 +403,7 @@ int sandbox_enter(const SandboxEnter *e, pid_t *ret_pid, int *ret_pidfd, Sandbox
 {
         struct rlimit lim[RLIM_NLIMITS];
         CgroupJoin j = {.unified_fd = -EBADF};
+        int oom_score_adj = 0;
         _cleanup_close_ int pidfd = -EBADF;
         int ep[2] = {-EBADF, -EBADF};
         pid_t pid;
@@ -410,6 +415,10 @@ int sandbox_enter(const SandboxEnter *e, pid_t *ret_pid, int *ret_pidfd, Sandbox
         r = read_limits(e->pid, lim);
         if (r < 0)
                 return sandbox_fail(err, SANDBOX_STEP_RLIMIT, r, "read the app's rlimits");
+        /* And its oom_score_adj, as the command must not keep its kernel's. */
+        r = sandbox_read_oom_score_adj(e->pid, &oom_score_adj);
+        if (r < 0)
+                return sandbox_fail(err, SANDBOX_STEP_RLIMIT, r, "read the app's oom_score_adj");
         if (e->cgroup) {
                 r = cgroup_join_prepare(e->cgroup, &j);
                 if (r < 0)
@@ -427,7 +436,7 @@ int sandbox_enter(const SandboxEnter *e, pid_t *ret_pid, int *ret_pidfd, Sandbox
         }
         if (pid == 0) {
                 (void)close(ep[0]);
-                helper_child(e, lim, &j, ep[1]);
+                helper_child(e, lim, &j, ep[1], oom_score_adj);
         }
         ep[1] = safe_close(ep[1]);
         pidfd = (int)syscall(SYS_pidfd_open, pid, 0);

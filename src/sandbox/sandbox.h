@@ -161,7 +161,34 @@ struct SandboxSpec {
          * it). Either way a sandbox nobody holds does not run on.
          */
         bool survive_parent;
+
+        /*
+         * The oom_score_adj of the sandbox's init, written by the parent before the
+         * app runs, so that the app and every process it forks inherit it (proc(5));
+         * the memory manager's band of the app (src/memory/band.h, docs/memory.md
+         * "Actions"). Only if oom_score_adj_set; otherwise init keeps the caller's.
+         * cellad runs at -1000: every app it starts sets this.
+         */
+        int oom_score_adj;
+        bool oom_score_adj_set;
 };
+
+/* proc(5): the range of /proc/pid/oom_score_adj. */
+#define SANDBOX_OOM_SCORE_ADJ_MIN (-1000)
+#define SANDBOX_OOM_SCORE_ADJ_MAX 1000
+
+/*
+ * Writes adj (SANDBOX_OOM_SCORE_ADJ_MIN..MAX) to /proc/<pid>/oom_score_adj (pid 0:
+ * the caller's own). Raising it needs no privilege; lowering it below the
+ * process's oom_score_adj_min needs CAP_SYS_RESOURCE (proc(5)). Processes forked
+ * later inherit it. Returns 0, -EINVAL (adj or pid out of range), -errno of the
+ * open or write (-ENOENT: no such process).
+ */
+int sandbox_write_oom_score_adj(pid_t pid, int adj);
+
+/* Reads /proc/<pid>/oom_score_adj (pid 0: the caller's). Returns 0 and *ret, -EINVAL,
+ * -EBADMSG (not a number in range), -errno of the open or read. */
+int sandbox_read_oom_score_adj(pid_t pid, int *ret);
 
 /* How the app ended. */
 typedef struct SandboxExit {
@@ -169,6 +196,8 @@ typedef struct SandboxExit {
         int status;         /* exit status, or the signal number */
         bool oom_killed;    /* the app itself was killed by its memory cgroup's OOM killer */
         uint64_t oom_kills; /* OOM kills in the sandbox during this run (the app or its children) */
+        bool low_memory;    /* killed by its kernel's memory manager (docs/memory.md, "Kill"):
+                               set by the supervisor, never by the sandbox */
 } SandboxExit;
 
 typedef struct Sandbox {

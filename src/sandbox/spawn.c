@@ -896,6 +896,33 @@ typedef enum CgroupEntry {
         CGROUP_ENTRY_DONE,
 } CgroupEntry;
 
+/* Writes adj to the oom_score_adj of every process listed in cg's cgroup2 leaf (or,
+ * without one, its v1 pids or memory leaf). A process gone meanwhile is skipped.
+ * Returns 0 or -errno. */
+static int set_leaf_oom_score_adj(Cgroup *cg, int adj)
+{
+        pid_t pids[64];
+        const char *dir;
+        int n;
+
+        if (!cg)
+                return 0;
+        dir = cgroup_path(cg, "") ?: cgroup_path(cg, "pids") ?: cgroup_path(cg, "memory");
+        if (!dir)
+                return 0;
+        /* A sandbox being set up holds its init and a few helpers, never 64. */
+        n = cgroup_read_procs(dir, pids, ELEMENTSOF(pids));
+        if (n < 0)
+                return n == -ENOENT ? 0 : n;
+        for (int i = 0; i < n; i++) {
+                int r = sandbox_write_oom_score_adj(pids[i], adj);
+
+                if (r < 0 && r != -ENOENT && r != -ESRCH)
+                        return r;
+        }
+        return 0;
+}
+
 /*
  * Makes the rest of the cgroup (v1 leaves, unless entry is CGROUP_ENTRY_DONE),
  * limits it, and tells the child how to join it: MSG_CGROUP with the v1 tasks fds
@@ -915,6 +942,22 @@ static int send_cgroup(Cgroup *cg, pid_t pid, CgroupEntry entry, int ctl, const 
         const CgroupLimits *limits = &spec->limits;
         int r;
 
+        /* Before the child may go on: the app, forked by init, inherits it. */
+        if (spec->oom_score_adj_set) {
+                r = sandbox_write_oom_score_adj(pid, spec->oom_score_adj);
+                if (r < 0)
+                        return sandbox_fail(err, SANDBOX_STEP_CGROUP, r,
+                                            "set the sandbox's oom_score_adj to %d",
+                                            spec->oom_score_adj);
+                /* A warm sandbox's init has children already (a Lua host waiting
+                 * for its app), forked with their kernel's value (cellad's -1000):
+                 * every process in the leaf gets the app's. */
+                r = set_leaf_oom_score_adj(cg, spec->oom_score_adj);
+                if (r < 0)
+                        return sandbox_fail(err, SANDBOX_STEP_CGROUP, r,
+                                            "set the sandbox's oom_score_adj to %d",
+                                            spec->oom_score_adj);
+        }
         if (cg) {
                 r = entry == CGROUP_ENTRY_DONE ? 0 : cgroup_new_rest(cg);
                 if (r < 0)

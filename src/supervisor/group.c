@@ -50,6 +50,7 @@
 #include "base/time-util.h"
 #include "supervisor/adopt.h"
 #include "supervisor/error.h"
+#include "supervisor/memory-actions.h"
 #include "supervisor/run.h"
 #include "supervisor/storage.h"
 #include "supervisor/supervisor-internal.h"
@@ -537,6 +538,14 @@ static int group_launch_prepare(Group *g, GroupLaunch *l, int spec_fd, const int
         s->init_path = launch_init_path();
         /* cellad's hosts outlive it, held by its keeper, as its apps do (adopt.h). */
         s->survive_parent = supervisor_keeper_attached(g->sup);
+        /* The band of its most important member, before any member runs. */
+        s->oom_score_adj = MEMORY_BAND_CACHED_MAX;
+        for (size_t i = 0; i < g->n_members; i++)
+                if (g->members[i]->group_wanted &&
+                    supervisor_memory_start_adj(g->members[i]) < s->oom_score_adj)
+                        s->oom_score_adj = supervisor_memory_start_adj(g->members[i]);
+        s->oom_score_adj_set = true;
+        g->oom_band_applied = 0;
         return 0;
 }
 
@@ -632,10 +641,14 @@ static void group_watch_members(Group *g, bool from_log)
                  * with the host's status; the watch takes a bare hang-up later. */
                 ended = bs.closed && !from_log;
                 /* The record of its own run only: a joined member's slot holds the
-                 * end of the run before it until the host has taken the join. */
+                 * end of the run before it until the host has taken the join. Where
+                 * the host's record of it is there, that record says whether it
+                 * ended: a channel closed by a host the kernel just killed (the
+                 * group's OOM killer) is the host's end, which the host's exit
+                 * reports for every member, not this member's own. */
                 if (g->run.stats && luastats_app(g->run.stats, inst->group_index, &a) >= 0 &&
                     a.run == inst->group_run)
-                        ended |= a.state == CLUA_APP_EXITED || a.state == CLUA_APP_FAILED;
+                        ended = a.state == CLUA_APP_EXITED || a.state == CLUA_APP_FAILED;
                 else
                         a.fault = 0;
                 if (!ended || (from_log && running <= 1))

@@ -33,6 +33,7 @@
 #include "base/time-util.h"
 #include "supervisor/adopt.h"
 #include "supervisor/error.h"
+#include "supervisor/memory-actions.h"
 #include "supervisor/storage.h"
 #include "supervisor/supervisor-internal.h"
 #include "supervisor/terminal.h"
@@ -632,6 +633,9 @@ static int instance_spawn(Instance *inst, InstanceStart *c)
         spec->cgroups = s->cgm;
         /* cellad's apps outlive it, held by its keeper (adopt.h). */
         spec->survive_parent = supervisor_keeper_attached(s);
+        /* Its band, in its init before the app runs (cellad's own is -1000). */
+        spec->oom_score_adj = supervisor_memory_start_adj(inst);
+        spec->oom_score_adj_set = true;
         c->prep = (Prepare){.inst = inst, .state = s->state, .id = inst->manifest->id};
         spec->prepare = instance_prepare;
         spec->starting = instance_starting;
@@ -951,7 +955,9 @@ static void instance_maybe_finished(Instance *inst)
                 inst->state = INSTANCE_FAILED;
                 break;
         case RESTART_NO:
-                inst->state = INSTANCE_EXITED;
+                /* A low-memory kill is no failure: the app is "stopped", as the
+                 * kernel stopped it (docs/memory.md, "Kill"). */
+                inst->state = inst->last_exit.low_memory ? INSTANCE_STOPPED : INSTANCE_EXITED;
                 break;
         }
         supervisor_changed(s);
@@ -1104,5 +1110,6 @@ void instance_free(Instance *inst)
         safe_close(inst->app_fd);
         free(inst->data_dir);
         strv_free(inst->extra_args);
+        json_decref(inst->mem_last_kill);
         free(inst);
 }

@@ -19,7 +19,10 @@
 #include "base/macro.h"
 #include "base/strv.h"
 #include "policy/grants.h"
+#include "base/time-util.h"
+#include "memory/action.h"
 #include "supervisor/lifecycle.h"
+#include "supervisor/memory-actions.h"
 #include "supervisor/supervisor-internal.h"
 
 #define LIFECYCLE_LISTENERS_MAX 64u
@@ -307,6 +310,9 @@ void lifecycle_note(Instance *inst)
                 restart_schedule(s, 1);
         if (to == from)
                 return;
+        /* Leaving or entering the foreground is a use (the bands' LRU order). */
+        if (to == INSTANCE_STATE_FOREGROUND || from == INSTANCE_STATE_FOREGROUND)
+                inst->life.last_used_ns = now_monotonic_ns();
         inst->life.reported = to;
         inst->life.transitions++;
         supervisor_cpu_note(inst, to);
@@ -325,6 +331,8 @@ void lifecycle_note(Instance *inst)
                          json_pack("{s:s, s:s, s:s}", "what", "state", "state",
                                    instance_state_to_string(to), "from",
                                    instance_state_to_string(from)));
+        /* Every app's band may have moved with this change: their oom_score_adj. */
+        supervisor_memory_sync(s);
         l = s->lifecycle;
         for (size_t i = 0; l && i < l->n_listeners; i++)
                 if (l->listeners[i].fn)
@@ -366,6 +374,10 @@ void lifecycle_started(Instance *inst)
         inst->life.restart_asked = false;
         inst->life.frozen = INSTANCE_FREEZE_NONE;
         inst->life.role = role;
+        inst->life.last_used_ns = now_monotonic_ns();
+        /* The sandbox's init got this band's oom_score_adj before the app ran. */
+        inst->oom_band_applied = supervisor_memory_start_adj(inst) + 1;
+        inst->mem_reclaimed = false; /* a new sandbox: no soft limit of ours */
         if (role == INSTANCE_ROLE_FOREGROUND)
                 demote_others(inst);
         lifecycle_note(inst);
@@ -377,6 +389,9 @@ int lifecycle_start(Instance *inst, const LifecycleStart *o, LifecycleError *err
         char **args = NULL;
         int r;
 
+        /* A cached app runs already: a start thaws it (issue 13, "Freeze"). */
+        if (instance_state(inst) == INSTANCE_STATE_CACHED)
+                return lifecycle_uncache(inst, "start", err);
         r = check(inst, LIFECYCLE_START, NULL, err);
         if (r < 0)
                 return r;
@@ -611,13 +626,35 @@ int lifecycle_cache(Instance *inst, LifecycleError *err)
         cg = own_cgroup(inst, "freeze", err);
         if (!cg)
                 return -EOPNOTSUPP;
-        r = cgroup_freeze(cg, true);
+        /* cgroup.freeze of the unified hierarchy, never the v1 freezer (issue 13). */
+        r = memory_freeze(cg, true, NULL);
         if (r < 0) {
-                set_error(err, inst, -r, "cannot freeze its cgroup: %s", strerror(-r));
+                set_error(err, inst, -r, "cannot freeze its cgroup: %s",
+                          r == -EOPNOTSUPP ? "no cgroup2 hierarchy with cgroup.freeze (a pure "
+                                             "cgroup v1 host, or Linux before 5.2); the memory "
+                                             "manager does not use the v1 freezer"
+                                           : strerror(-r));
                 return r;
         }
         inst->life.frozen = INSTANCE_FREEZE_KERNEL;
         lifecycle_note(inst);
+        return 0;
+}
+
+int lifecycle_uncache(Instance *inst, const char *reason, LifecycleError *err)
+{
+        uint64_t t0 = now_monotonic_ns();
+        int r;
+
+        if (inst->life.frozen != INSTANCE_FREEZE_KERNEL)
+                return 0;
+        r = thaw_if_frozen(inst, err);
+        if (r < 0)
+                return r;
+        lifecycle_note(inst);
+        supervisor_memory_record(inst, "memory.thaw",
+                                 json_pack("{s:s, s:I}", "reason", reason, "duration_us",
+                                           (json_int_t)((now_monotonic_ns() - t0) / 1000)));
         return 0;
 }
 
@@ -655,11 +692,9 @@ int lifecycle_foreground(Instance *inst, LifecycleError *err)
         r = check(inst, LIFECYCLE_FOREGROUND, &noop, err);
         if (r < 0 || noop)
                 return r;
-        if (inst->life.frozen == INSTANCE_FREEZE_KERNEL) {
-                r = thaw_if_frozen(inst, err);
-                if (r < 0)
-                        return r;
-        }
+        r = lifecycle_uncache(inst, "foreground", err);
+        if (r < 0)
+                return r;
         inst->life.role = INSTANCE_ROLE_FOREGROUND;
         demote_others(inst);
         lifecycle_note(inst);
@@ -811,6 +846,11 @@ json_t *lifecycle_inspect(Instance *inst)
                 json_object_set_new(o, "group", json_string(inst->group->name));
         if (o)
                 json_object_set_new(o, "args", strv_json(inst->extra_args));
+        /* The memory manager's last kill of it: level, pressure, memory freed. */
+        if (o)
+                json_object_set_new(o, "memory_kill",
+                                    inst->mem_last_kill ? json_deep_copy(inst->mem_last_kill)
+                                                        : json_null());
         if (o && running && sb->cgroup) {
                 /* Where the figures come from: each hierarchy's leaf directory. */
                 static const char *const ctrls[] = {"memory", "pids", "cpu", "freezer", ""};

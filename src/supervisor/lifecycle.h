@@ -96,6 +96,8 @@ typedef struct InstanceLife {
         bool restart_asked;     /* lifecycle_restart(): start again once it has ended */
         int64_t exited_ms;      /* wall clock of the end of its last run; 0: none */
         unsigned transitions;   /* state changes recorded */
+        uint64_t last_used_ns;  /* CLOCK_MONOTONIC of its start or its last time in the
+                                   foreground: the LRU order of the memory manager's bands */
 } InstanceLife;
 
 /* The operations, for the transition table and messages. */
@@ -184,7 +186,9 @@ typedef struct LifecycleStart {
  *   app becomes visible, the previous visible one background; a cached app is
  *   thawed. lifecycle_background: foreground or visible -> background.
  * lifecycle_cache: background -> cached (frozen by the kernel): for the memory
- *   policy of issue 13; nothing calls it yet but the tests.
+ *   manager of issue 13 (supervisor_memory_freeze(), memory-actions.h), through
+ *   the unified hierarchy's cgroup.freeze only, never the v1 freezer: on a pure v1
+ *   host it is refused (-EOPNOTSUPP) and the app stays background.
  */
 int lifecycle_start(Instance *inst, const LifecycleStart *o, LifecycleError *err);
 int lifecycle_stop(Instance *inst, bool kill, LifecycleError *err);
@@ -195,6 +199,14 @@ int lifecycle_kill(Instance *inst, int signum, LifecycleError *err);
 int lifecycle_foreground(Instance *inst, LifecycleError *err);
 int lifecycle_background(Instance *inst, LifecycleError *err);
 int lifecycle_cache(Instance *inst, LifecycleError *err);
+
+/*
+ * Thaws an app the memory manager froze (cached -> the role it had) and records
+ * "memory.thaw" with reason ("start", "foreground", "intent", "manual"); an app
+ * that is not cached: 0, nothing done. lifecycle_start() and lifecycle_foreground()
+ * of a cached app, and an intent to it (app.launch), call it.
+ */
+int lifecycle_uncache(Instance *inst, const char *reason, LifecycleError *err);
 
 /*
  * The inspect record of inst (docs/api.md "org.cella.Inspect"): id, state, running,

@@ -10,10 +10,23 @@ bool restart_wanted(ManifestRestart policy, const SandboxExit *exit)
         case MANIFEST_RESTART_ALWAYS:
                 return true;
         case MANIFEST_RESTART_ON_FAILURE:
+                if (exit->low_memory)
+                        return false;
                 return exit->code != CLD_EXITED || exit->status != 0;
         default:
                 return false;
         }
+}
+
+const char *restart_reason(const SandboxExit *exit)
+{
+        if (exit->low_memory)
+                return "low-memory";
+        if (exit->oom_killed)
+                return "oom";
+        if (exit->code != CLD_EXITED || exit->status != 0)
+                return "crash";
+        return "exit";
 }
 
 RestartDecision restart_decide(RestartState *st, ManifestRestart policy, const SandboxExit *exit,
@@ -23,6 +36,10 @@ RestartDecision restart_decide(RestartState *st, ManifestRestart policy, const S
 
         if (!restart_wanted(policy, exit))
                 return RESTART_NO;
+        if (exit->low_memory) {
+                *ret_delay_ns = st->delay_ns ?: RESTART_DELAY_MIN;
+                return RESTART_LATER;
+        }
         /* A run that lasted resets the backoff: it was not a crash loop. */
         if (st->delay_ns == 0 || (now_ns >= started_ns && now_ns - started_ns >= RESTART_STABLE_NS))
                 st->delay_ns = RESTART_DELAY_MIN;

@@ -36,13 +36,25 @@ typedef enum RestartDecision {
 } RestartDecision;
 
 /* True if the policy restarts after this exit: always; on-failure for a non-zero
- * status or a signal (the OOM killer's included); never for no. */
+ * status or a signal (the OOM killer's included), but not for a low-memory kill
+ * (exit->low_memory: its kernel's memory manager ended it to free memory, as
+ * `cella stop` would have; restarting it at once would take the memory back);
+ * never for no. */
 bool restart_wanted(ManifestRestart policy, const SandboxExit *exit);
+
+/*
+ * Why the app ended, as the restart record's "reason" (docs/memory.md, "Kill"):
+ * "low-memory" (exit->low_memory), "oom" (its cgroup's OOM killer), "crash" (another
+ * signal, or a non-zero status), "exit" (status 0). A static string.
+ */
+const char *restart_reason(const SandboxExit *exit);
 
 /*
  * Decides what to do about an app that exited at now_ns after running since
  * started_ns (both CLOCK_MONOTONIC, ns). Updates st. Returns the decision; for
- * RESTART_LATER, *ret_delay_ns is how long to wait.
+ * RESTART_LATER, *ret_delay_ns is how long to wait. A low-memory kill (restarted
+ * only by "always") is not a crash: it neither counts toward RESTART_BURST nor
+ * doubles the delay.
  */
 RestartDecision restart_decide(RestartState *st, ManifestRestart policy, const SandboxExit *exit,
                                uint64_t started_ns, uint64_t now_ns, uint64_t *ret_delay_ns);

@@ -227,6 +227,8 @@ const SandboxExit *sandboxed_reap(SandboxedRun *r)
                 uv_timer_stop(&r->timer);
         r->restart_pending = false;
         r->last_exit = r->sandbox->exit;
+        r->last_exit.low_memory = r->low_memory_kill;
+        r->low_memory_kill = false;
         return &r->last_exit;
 }
 
@@ -270,8 +272,9 @@ RestartDecision sandboxed_restart_decide(SandboxedRun *r, ManifestRestart policy
         switch (d) {
         case RESTART_LATER:
                 r->ops->audit(r->owner, AUDIT_EVENT_LIFECYCLE,
-                              json_pack("{s:s, s:I}", "what", "restart", "delay_ms",
-                                        (json_int_t)(delay_ns / 1000000)));
+                              json_pack("{s:s, s:I, s:s}", "what", "restart", "delay_ms",
+                                        (json_int_t)(delay_ns / 1000000), "reason",
+                                        restart_reason(&r->last_exit)));
                 r->restart_pending = true;
                 timer_start(r, delay_ns / 1000000, on_restart_timer);
                 break;

@@ -70,7 +70,9 @@ typedef struct SandboxedRun {
         int64_t started_ms;  /* wall clock of the last start */
         uint64_t started_ns; /* monotonic */
         SandboxExit last_exit;
-        LuaStats *stats; /* a Lua run's scheduler counters (docs/lua-api.md "Statistics") */
+        bool low_memory_kill; /* the memory manager killed this run (supervisor_memory_kill()):
+                                 its exit is a low-memory kill, not a crash */
+        LuaStats *stats;      /* a Lua run's scheduler counters (docs/lua-api.md "Statistics") */
 } SandboxedRun;
 
 /* Sets up r (zeroed) for owner; name must live as long as r. */

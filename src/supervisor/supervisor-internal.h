@@ -105,6 +105,13 @@ struct Instance {
         bool group_wanted;    /* a start of the host starts it (else it only has a slot) */
         bool group_slot;      /* the host's last start made it a slot (group.c) */
         bool group_served;    /* it ran in the running host (its stats record is its) */
+        /* The memory manager's (memory-actions.c): the soft limit a reclaim found, to
+         * restore (UINT64_MAX: none), while mem_reclaimed; the band + 1 last mirrored
+         * into its processes' oom_score_adj (0: none yet). */
+        bool mem_reclaimed;
+        uint64_t mem_reclaim_previous;
+        int oom_band_applied;
+        json_t *mem_last_kill; /* the last memory.kill record's fields (cella inspect) */
 };
 
 /*
@@ -124,8 +131,9 @@ struct Group {
         char *label;      /* "packed group <name>", for messages */
         uv_timer_t watch; /* looks for members that ended while the host lives */
         bool watch_init;
-        bool stop_requested;   /* we asked it to stop: no restart */
-        int exit_code;         /* of its host's last run, or of its failed start */
+        bool stop_requested;  /* we asked it to stop: no restart */
+        int oom_band_applied; /* the host's band + 1 last in its oom_score_adj (memory-actions.c) */
+        int exit_code;        /* of its host's last run, or of its failed start */
         SupervisorError error; /* why its last start failed (step NONE: it did not) */
         /* While the host runs: our end of its control channel (src/lua/hostctl.h),
          * or -EBADF once it is closed; the members it was started with (its slots,

@@ -167,6 +167,12 @@ static int host_launch(void *userdata, const char *caller_id, const char *target
         run = inst->group ? &inst->group->run : &inst->run;
         restarting = inst->state == INSTANCE_RESTARTING;
         if (inst->state == INSTANCE_RUNNING) {
+                LifecycleError e;
+
+                /* An intent thaws an app the memory manager froze (issue 13): it is
+                 * about to be delivered on the app's bus endpoint. */
+                if (lifecycle_uncache(inst, "intent", &e) < 0)
+                        log_warning("%s: %s", target_id, e.message);
                 *ret_already_running = true;
                 return 0;
         }
