@@ -403,27 +403,46 @@ static void keeper_lost(Supervisor *s, int r)
                 log_info("handed %zu running app(s) to the new keeper (pid %d)", n, (int)k->pid);
 }
 
+/* Whether a record may go to s's keeper now: not if there is none or it is
+ * saying goodbye; not if its connection is gone, then after keeper_lost(), which
+ * starts another keeper and hands it every holdable app and group (the caller's
+ * too). */
+static bool keeper_open(Supervisor *s)
+{
+        if (!s->keeper || s->keeper->bye)
+                return false;
+        if (s->keeper->fd < 0) {
+                keeper_lost(s, -ENOTCONN); /* hands this one too */
+                return false;
+        }
+        return true;
+}
+
+/* r, what hold() or hold_group() returned: true if the keeper refused that one
+ * record (-EINVAL, -ENOSPC), which the caller logs (the keeper goes on); any
+ * other error loses the keeper (keeper_lost()). */
+static bool keeper_refused(Supervisor *s, int r)
+{
+        if (r == -EINVAL || r == -ENOSPC)
+                return true;
+        if (r < 0)
+                keeper_lost(s, r);
+        return false;
+}
+
 void supervisor_keeper_hold(Instance *inst)
 {
         Supervisor *s = inst->sup;
         int r;
 
-        if (!s->keeper || s->keeper->bye)
+        if (!holdable(inst) || !keeper_open(s))
                 return;
-        if (!holdable(inst))
-                return;
-        if (s->keeper->fd < 0) {
-                keeper_lost(s, -ENOTCONN); /* hands this one too */
-                return;
-        }
         r = hold(inst);
-        if (r == -EINVAL || r == -ENOSPC)
+        if (keeper_refused(s, r))
                 log_error_errno(r,
                                 "%s: the keeper refused it (%m): it will not outlive this "
                                 "cellad",
                                 inst->manifest->id);
-        else if (r < 0)
-                keeper_lost(s, r);
 }
 
 void supervisor_keeper_hold_group(Group *g)
@@ -431,20 +450,14 @@ void supervisor_keeper_hold_group(Group *g)
         Supervisor *s = g->sup;
         int r;
 
-        if (!s->keeper || s->keeper->bye || !group_holdable(g))
+        if (!group_holdable(g) || !keeper_open(s))
                 return;
-        if (s->keeper->fd < 0) {
-                keeper_lost(s, -ENOTCONN); /* hands this one too */
-                return;
-        }
         r = hold_group(g);
-        if (r == -EINVAL || r == -ENOSPC)
+        if (keeper_refused(s, r))
                 log_error_errno(r,
                                 "packed group %s: the keeper refused its host (%m): its apps "
                                 "will not be adopted by the next cellad",
                                 g->name);
-        else if (r < 0)
-                keeper_lost(s, r);
 }
 
 void supervisor_keeper_drop_group(Group *g)
