@@ -55,17 +55,6 @@ def new_state(tmp_path):
     return state
 
 
-@pytest.fixture(autouse=True)
-def unmount_after(tmp_path):
-    """Each app's /data stays mounted between runs (docs/security.md "Storage"):
-    unmounted when the test ends, deepest first."""
-    yield
-    with open("/proc/self/mountinfo") as f:
-        mps = [l.split()[4] for l in f if l.split()[4].startswith(str(tmp_path) + "/")]
-    for mp in sorted(mps, key=len, reverse=True):
-        subprocess.run(["umount", mp], check=False)
-
-
 def wait_for(what, cond, timeout=30):
     deadline = time.monotonic() + timeout
     while True:
