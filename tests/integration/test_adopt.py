@@ -27,24 +27,12 @@ from pathlib import Path
 
 import pytest
 
-from daemon_util import CELLA, Cellad, ControlError, require_cellad
+from daemon_util import CELLA, Cellad, ControlError, alive, require_cellad, wait_for
 
 PROBE = Path(os.environ.get("CELLA_ADOPT_PROBE",
                             str(Path(CELLA).resolve().parents[2] / "tests" / "unit" / "adopt-probe")))
 N_APPS = 4
 DEADLINE = 60.0  # s: far above what each wait takes (ms), for the ASan build on 2 loaded CPUs
-
-
-def wait_for(what, cond, timeout=DEADLINE, interval=0.02):
-    """Waits until cond() is true (re-checked every interval s) or fails the test."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(interval)
 
 
 def install(state, app_id, version="1.0", restart="on-failure", period_ms=10, args=(),
@@ -102,15 +90,6 @@ def ok_calls(state, app_id):
     """The numbers of the calls the app saw answered, in order."""
     return [int(l.split()[1]) for l in log_lines(state, app_id)
             if l.startswith("call ") and l.endswith(" ok")]
-
-
-def alive(pid):
-    """True if pid runs (not gone, not a zombie left for a parent that does not reap)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def keeper_pids(state):

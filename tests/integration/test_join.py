@@ -8,32 +8,18 @@ import os
 import signal
 import subprocess
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
 from conftest import require_root
-from test_adopt import alive
-from daemon_util import CELLA, Cellad, ControlError, cella, ps, require_cellad, running_cellad
+from daemon_util import (CELLA, Cellad, ControlError, alive, cella, ps, require_cellad,
+                         running_cellad, wait_for)
 
 _TAG = f"{os.getpid() % 100000}"
 GROUP = f"join{_TAG}"
 RUNNING = ("foreground", "visible", "service", "background", "cached")
 DEADLINE = 60.0
-
-
-def wait_for(what, cond, timeout=DEADLINE, interval=0.02):
-    """Waits until cond() is true (re-checked every interval s: an event we cannot
-    be told of) or fails the test."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(interval)
 
 
 def member(root, app_id, source, **manifest):

@@ -42,8 +42,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon_util import CELLA, CELLAD, call, require_cellad
-from test_adopt import PROBE, alive, wait_for
+from daemon_util import CELLA, CELLAD, alive, call, require_cellad, wait_for
+from test_adopt import PROBE
 
 SYSTEMD = "/lib/systemd/systemd"
 UNITS = Path(CELLAD).resolve().parents[2] / "systemd"
