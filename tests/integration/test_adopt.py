@@ -992,25 +992,37 @@ def test_packed_member_record_cannot_claim_another_app(tmp_path):
             d2.close()
 
 
+def start_packed_with_a_quitter(state, i):
+    """Installs a packed group of three Lua members, the i-th of which exits 50 ms
+    after it starts, starts cellad and waits until the other two run and the i-th
+    has ended. Returns the Cellad, the quitter's id, the two others' ids (in order)
+    and their host's pid."""
+    members = [f"{prefix()}pk{n}" for n in range(3)]
+    install_packed(state, members, group_name())
+    quitter = members[i]
+    (state / "apps" / quitter / "1" / "main.lua").write_text(
+        'require("cella.timer").after(0.05, function() require("cella.app").exit(0) end)\n')
+    live = [m for m in members if m != quitter]
+    d = Cellad(state).start()
+    try:
+        before = wait_for("two members running, one ended", lambda: (
+            lambda r: r if all(runs(r[m]) for m in live) and quitter in r
+            and not r[quitter]["running"] else None)(ps(state)))
+    except BaseException:
+        d.close()
+        raise
+    return d, quitter, live, before[live[0]]["pid"]
+
+
 def test_packed_group_with_an_ended_member_adopted(tmp_path):
     """A member that ended while its host ran (its set dropped then, its record in the
     host's stats file saying so) is not a lost record: the host is adopted with the
     others, and the ended one is not made to run."""
     require_cellad()
     state = new_state(tmp_path)
-    members = [f"{prefix()}pk{i}" for i in range(3)]
-    install_packed(state, members, group_name())
-    quitter = members[2]
-    (state / "apps" / quitter / "1" / "main.lua").write_text(
-        'require("cella.timer").after(0.05, function() require("cella.app").exit(0) end)\n')
-    d = Cellad(state).start()
+    d, quitter, live, host = start_packed_with_a_quitter(state, 2)
     d2 = None
     try:
-        live = members[:2]
-        before = wait_for("two members running, one ended", lambda: (
-            lambda r: r if all(runs(r[m]) for m in live) and quitter in r
-            and not r[quitter]["running"] else None)(ps(state)))
-        host = before[live[0]]["pid"]
         wait_for("calls", lambda: all(len(ok_calls(state, m)) >= 20 for m in live))
         d.send(signal.SIGKILL)
         d.proc.wait(timeout=DEADLINE)
@@ -1203,19 +1215,9 @@ def test_packed_member_with_no_known_slot_after_adoption_is_refused_as_such(tmp_
     member's folder."""
     require_cellad()
     state = new_state(tmp_path)
-    members = [f"{prefix()}pk{i}" for i in range(3)]
-    install_packed(state, members, group_name())
-    quitter = members[0]
-    (state / "apps" / quitter / "1" / "main.lua").write_text(
-        'require("cella.timer").after(0.05, function() require("cella.app").exit(0) end)\n')
-    d = Cellad(state).start()
+    d, quitter, live, host = start_packed_with_a_quitter(state, 0)
     d2 = None
     try:
-        live = members[1:]
-        before = wait_for("two members running, one ended", lambda: (
-            lambda r: r if all(runs(r[m]) for m in live) and quitter in r
-            and not r[quitter]["running"] else None)(ps(state)))
-        host = before[live[0]]["pid"]
         d.send(signal.SIGKILL)
         d.proc.wait(timeout=DEADLINE)
         d2 = Cellad(state).start()
