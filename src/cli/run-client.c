@@ -640,6 +640,6 @@ int cli_exec_through_daemon(const char *state_dir, const char *app, char *const 
                         return CELLA_EXIT_INTERNAL;
                 }
         }
-        return stream_call("exec", state_dir, "org.cella.Exec", params, -1, -1,
-                           interactive ? 2 : 3, raw_output, "org.cella.ExecSignal", tty);
+        return stream_call("exec", state_dir, "org.cella.Exec", params, -1, -1, interactive ? 2 : 3,
+                           raw_output, "org.cella.ExecSignal", tty);
 }

@@ -30,6 +30,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -344,6 +345,26 @@ static int check_path_stable(ControlCall *call, int fd, uid_t caller)
         return 0;
 }
 
+/* Replies org.cella.LimitReached for the bound named limit (docs/api.md) at
+ * value runs, with the message fmt makes (at most 255 bytes, cut beyond).
+ * Returns 1: run_limit_reached()'s "replied". */
+static int reply_limit_reached(ControlCall *call, const char *limit, unsigned value,
+                               const char *fmt, ...) _printf_(4, 5);
+static int reply_limit_reached(ControlCall *call, const char *limit, unsigned value,
+                               const char *fmt, ...)
+{
+        char msg[256];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        (void)control_reply_error(
+                call, DAEMON_ERROR_LIMIT_REACHED,
+                json_pack("{s:s, s:s, s:i}", "message", msg, "limit", limit, "value", (int)value));
+        return 1;
+}
+
 /*
  * The bounds of org.cella.Run (docs/api.md): a run is a kernel of its own, charged
  * to cellad, so a manager who is not root may have --max-runs-per-user of them at
@@ -355,32 +376,23 @@ static int run_limit_reached(ControlCall *call, Daemon *d, uid_t uid)
         unsigned all = 0, mine = 0;
         unsigned max_all = d->o.max_runs ?: DAEMON_RUNS_DEFAULT;
         unsigned max_mine = d->o.max_runs_per_user ?: DAEMON_RUNS_PER_USER_DEFAULT;
-        char msg[256];
 
         for (Run *run = runs; run; run = run->next) {
                 all++;
                 mine += run->owner == uid;
         }
-        if (uid != 0 && mine >= max_mine) {
-                snprintf(msg, sizeof msg,
-                         "you have %u runs through cellad already, the most one user may have "
-                         "(cellad --max-runs-per-user %u): end one first",
-                         mine, max_mine);
-                return control_reply_error(call, DAEMON_ERROR_LIMIT_REACHED,
-                                           json_pack("{s:s, s:s, s:i}", "message", msg, "limit",
-                                                     "runs_per_user", "value", (int)max_mine)),
-                       1;
-        }
-        if (all >= max_all) {
-                snprintf(msg, sizeof msg,
-                         "cellad has %u runs already, the most it takes (cellad --max-runs "
-                         "%u): try again later, or use 'cella run --embedded' as root",
-                         all, max_all);
-                return control_reply_error(call, DAEMON_ERROR_LIMIT_REACHED,
-                                           json_pack("{s:s, s:s, s:i}", "message", msg, "limit",
-                                                     "runs", "value", (int)max_all)),
-                       1;
-        }
+        if (uid != 0 && mine >= max_mine)
+                return reply_limit_reached(
+                        call, "runs_per_user", max_mine,
+                        "you have %u runs through cellad already, the most one user may have "
+                        "(cellad --max-runs-per-user %u): end one first",
+                        mine, max_mine);
+        if (all >= max_all)
+                return reply_limit_reached(
+                        call, "runs", max_all,
+                        "cellad has %u runs already, the most it takes (cellad --max-runs "
+                        "%u): try again later, or use 'cella run --embedded' as root",
+                        all, max_all);
         return 0;
 }
 

@@ -90,11 +90,18 @@ static StoreTask *queue_head, *queue_tail;
 static bool queue_busy; /* a task's change runs on the pool */
 static uv_loop_t *queue_loop;
 
-/* Accepts t for a caller of uid: 0, or -EUSERS (the caller's bound) / -EBUSY (the
- * daemon's), replied by the caller of this. */
-static int task_accept(StoreTask *t, uid_t uid)
+/* Accepts t for a caller of uid, its change to be run(data) on the thread pool,
+ * after(data) on the loop, or drop(t) if it never runs: 0, or -EUSERS (the
+ * caller's bound) / -EBUSY (the daemon's), replied by the caller of this. */
+static int task_accept(StoreTask *t, void *data, uv_work_cb run, uv_after_work_cb after,
+                       void (*drop)(StoreTask *t), uid_t uid)
 {
         unsigned all = 0, mine = 0;
+
+        t->work.data = data;
+        t->run = run;
+        t->after = after;
+        t->drop = drop;
 
         for (StoreTask *x = tasks; x; x = x->next) {
                 all++;
@@ -514,11 +521,7 @@ static int method_install_or_update(ControlCall *call, json_t *params, Daemon *d
                 free(j);
                 return -ENOMEM;
         }
-        j->task.work.data = j;
-        j->task.run = work_install;
-        j->task.after = after_install;
-        j->task.drop = job_drop;
-        r = task_accept(&j->task, j->by.uid);
+        r = task_accept(&j->task, j, work_install, after_install, job_drop, j->by.uid);
         if (r < 0) {
                 free(j->expect_id);
                 safe_close(j->fd);
@@ -836,11 +839,7 @@ static int method_change(ControlCall *call, json_t *params, Daemon *d, bool remo
                 return -ENOMEM;
         }
         c->ask.data = c;
-        c->task.work.data = c;
-        c->task.run = work_change;
-        c->task.after = after_change;
-        c->task.drop = change_drop;
-        r = task_accept(&c->task, c->by.uid);
+        r = task_accept(&c->task, c, work_change, after_change, change_drop, c->by.uid);
         if (r < 0) {
                 free(c->id);
                 free(c);

@@ -403,27 +403,46 @@ static void keeper_lost(Supervisor *s, int r)
                 log_info("handed %zu running app(s) to the new keeper (pid %d)", n, (int)k->pid);
 }
 
+/* Whether a record may go to s's keeper now: not if there is none or it is
+ * saying goodbye; not if its connection is gone, then after keeper_lost(), which
+ * starts another keeper and hands it every holdable app and group (the caller's
+ * too). */
+static bool keeper_open(Supervisor *s)
+{
+        if (!s->keeper || s->keeper->bye)
+                return false;
+        if (s->keeper->fd < 0) {
+                keeper_lost(s, -ENOTCONN); /* hands this one too */
+                return false;
+        }
+        return true;
+}
+
+/* r, what hold() or hold_group() returned: true if the keeper refused that one
+ * record (-EINVAL, -ENOSPC), which the caller logs (the keeper goes on); any
+ * other error loses the keeper (keeper_lost()). */
+static bool keeper_refused(Supervisor *s, int r)
+{
+        if (r == -EINVAL || r == -ENOSPC)
+                return true;
+        if (r < 0)
+                keeper_lost(s, r);
+        return false;
+}
+
 void supervisor_keeper_hold(Instance *inst)
 {
         Supervisor *s = inst->sup;
         int r;
 
-        if (!s->keeper || s->keeper->bye)
+        if (!holdable(inst) || !keeper_open(s))
                 return;
-        if (!holdable(inst))
-                return;
-        if (s->keeper->fd < 0) {
-                keeper_lost(s, -ENOTCONN); /* hands this one too */
-                return;
-        }
         r = hold(inst);
-        if (r == -EINVAL || r == -ENOSPC)
+        if (keeper_refused(s, r))
                 log_error_errno(r,
                                 "%s: the keeper refused it (%m): it will not outlive this "
                                 "cellad",
                                 inst->manifest->id);
-        else if (r < 0)
-                keeper_lost(s, r);
 }
 
 void supervisor_keeper_hold_group(Group *g)
@@ -431,20 +450,14 @@ void supervisor_keeper_hold_group(Group *g)
         Supervisor *s = g->sup;
         int r;
 
-        if (!s->keeper || s->keeper->bye || !group_holdable(g))
+        if (!group_holdable(g) || !keeper_open(s))
                 return;
-        if (s->keeper->fd < 0) {
-                keeper_lost(s, -ENOTCONN); /* hands this one too */
-                return;
-        }
         r = hold_group(g);
-        if (r == -EINVAL || r == -ENOSPC)
+        if (keeper_refused(s, r))
                 log_error_errno(r,
                                 "packed group %s: the keeper refused its host (%m): its apps "
                                 "will not be adopted by the next cellad",
                                 g->name);
-        else if (r < 0)
-                keeper_lost(s, r);
 }
 
 void supervisor_keeper_drop_group(Group *g)
@@ -608,6 +621,32 @@ static int take_fd(KeeperSet *set, KeeperFd i)
         return TAKE_FD(set->fds[i]);
 }
 
+/* Rebuilds the Sandbox of the keeper set's record (an app's, or a packed
+ * group's host's) from the set's pidfd, control and seccomp notify fds, which
+ * it takes out of the set (adopt_one() for an app, adopt_group() for a
+ * host). A duplicate of the pidfd stays in the set's KEEPER_FD_PIDFD slot, to
+ * kill the sandbox by if it cannot be rebuilt or later refused (the caller
+ * closes it when done). Returns 0 with *ret set, or sandbox_adopt()'s -errno. */
+static int adopt_sandbox(Supervisor *s, KeeperSet *set, Sandbox **ret)
+{
+        const KeeperRecord *rec = &set->rec;
+        SandboxAdoption a = {
+                .pid = rec->pid,
+                .app_pid = rec->app_pid,
+                .pidfd = take_fd(set, KEEPER_FD_PIDFD),
+                .ctl_fd = take_fd(set, KEEPER_FD_CTL),
+                .seccomp_notify_fd = take_fd(set, KEEPER_FD_NOTIFY),
+                .cgroups = rec->cgroup_name[0] ? s->cgm : NULL,
+                .cgroup_name = rec->cgroup_name,
+                .oom_kills_before = rec->oom_kills_before,
+                .init_exec = rec->init_exec,
+        };
+
+        /* Kept to kill it by if the sandbox cannot be rebuilt. */
+        set->fds[KEEPER_FD_PIDFD] = fcntl(a.pidfd, F_DUPFD_CLOEXEC, 3);
+        return sandbox_adopt(&a, ret);
+}
+
 /* Whether cg is frozen, as the freezer cgroup_freeze() uses says: cgroup2's
  * cgroup.freeze where the leaf has a cgroup2 directory (v2, hybrid), else v1's
  * freezer.state (FREEZING counts as frozen). Returns 1, 0 or -errno. */
@@ -765,7 +804,6 @@ static int adopt_one(Supervisor *s, KeeperSet *set, char ***adopted)
         _cleanup_free_ char *real = NULL;
         _cleanup_(sandbox_freep) Sandbox *sb = NULL;
         SupervisorError err = {};
-        SandboxAdoption a;
         const char *state;
         Instance *inst = NULL;
         Manifest *m = NULL;
@@ -796,20 +834,7 @@ static int adopt_one(Supervisor *s, KeeperSet *set, char ***adopted)
                 refuse(s, set, 0, "its fd set is incomplete");
                 return 0;
         }
-        a = (SandboxAdoption){
-                .pid = rec->pid,
-                .app_pid = rec->app_pid,
-                .pidfd = take_fd(set, KEEPER_FD_PIDFD),
-                .ctl_fd = take_fd(set, KEEPER_FD_CTL),
-                .seccomp_notify_fd = take_fd(set, KEEPER_FD_NOTIFY),
-                .cgroups = rec->cgroup_name[0] ? s->cgm : NULL,
-                .cgroup_name = rec->cgroup_name,
-                .oom_kills_before = rec->oom_kills_before,
-                .init_exec = rec->init_exec,
-        };
-        /* Kept to kill it by if the sandbox cannot be rebuilt. */
-        set->fds[KEEPER_FD_PIDFD] = fcntl(a.pidfd, F_DUPFD_CLOEXEC, 3);
-        r = sandbox_adopt(&a, &sb);
+        r = adopt_sandbox(s, set, &sb);
         if (r < 0) {
                 manifest_free(m);
                 refuse(s, set, r, "its sandbox's fds are not what they should be");
@@ -1206,7 +1231,6 @@ static int adopt_group(Supervisor *s, KeeperSet *sets, size_t n_sets, size_t hi,
         uint64_t now_real = (uint64_t)now_realtime_ms(), now_mono = now_monotonic_ns();
         LuaStats *stats = NULL;
         SupervisorError err = {};
-        SandboxAdoption a;
         Group *g = NULL;
         size_t n = 0, served = 0;
         int r = 0;
@@ -1225,20 +1249,7 @@ static int adopt_group(Supervisor *s, KeeperSet *sets, size_t n_sets, size_t hi,
                 refuse_group(s, h, mem, n, r, why ?: "out of memory");
                 goto refused;
         }
-        a = (SandboxAdoption){
-                .pid = hr->pid,
-                .app_pid = hr->app_pid,
-                .pidfd = take_fd(h, KEEPER_FD_PIDFD),
-                .ctl_fd = take_fd(h, KEEPER_FD_CTL),
-                .seccomp_notify_fd = take_fd(h, KEEPER_FD_NOTIFY),
-                .cgroups = hr->cgroup_name[0] ? s->cgm : NULL,
-                .cgroup_name = hr->cgroup_name,
-                .oom_kills_before = hr->oom_kills_before,
-                .init_exec = hr->init_exec,
-        };
-        /* Kept to kill it by if the sandbox cannot be rebuilt. */
-        h->fds[KEEPER_FD_PIDFD] = fcntl(a.pidfd, F_DUPFD_CLOEXEC, 3);
-        r = sandbox_adopt(&a, &sb);
+        r = adopt_sandbox(s, h, &sb);
         if (r < 0) {
                 refuse_group(s, h, mem, n, r,
                              "its host's sandbox's fds are not what they should be");

@@ -666,6 +666,20 @@ static void on_watch(uv_timer_t *t)
         group_watch_members(t->data, false);
 }
 
+/* Starts (or restarts) g's watch timer: on_watch() every GROUP_WATCH_MS, for a
+ * started host (group_serve()) and an adopted one (group_adopted()). The timer
+ * is set up on the first call; if libuv cannot set it up, no watch runs (best
+ * effort: neither caller fails for it). */
+static void group_watch_start(Group *g)
+{
+        if (!g->watch_init && uv_timer_init(&g->sup->loop, &g->watch) >= 0) {
+                g->watch_init = true;
+                g->watch.data = g;
+        }
+        if (g->watch_init)
+                (void)uv_timer_start(&g->watch, on_watch, GROUP_WATCH_MS, GROUP_WATCH_MS);
+}
+
 /* g's start failed: g->error says why (printed and recorded); so for each member. */
 static void group_failed(Group *g)
 {
@@ -1024,12 +1038,7 @@ static int group_serve(Group *g, GroupStart *c)
         if (r < 0)
                 return r;
         supervisor_keeper_hold_group(g); /* after its members' (adopt.c) */
-        if (!g->watch_init && uv_timer_init(&s->loop, &g->watch) >= 0) {
-                g->watch_init = true;
-                g->watch.data = g;
-        }
-        if (g->watch_init)
-                (void)uv_timer_start(&g->watch, on_watch, GROUP_WATCH_MS, GROUP_WATCH_MS);
+        group_watch_start(g);
         return 0;
 }
 
@@ -1574,12 +1583,7 @@ int group_adopted(Group *g, int out_fd, int err_fd, int ctl_fd, uint32_t n_slots
         }
         g->state = INSTANCE_RUNNING;
         g->stop_requested = false;
-        if (!g->watch_init && uv_timer_init(&s->loop, &g->watch) >= 0) {
-                g->watch_init = true;
-                g->watch.data = g;
-        }
-        if (g->watch_init)
-                (void)uv_timer_start(&g->watch, on_watch, GROUP_WATCH_MS, GROUP_WATCH_MS);
+        group_watch_start(g);
         return 0;
 }
 

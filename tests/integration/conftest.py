@@ -8,6 +8,7 @@ import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import textwrap
@@ -201,6 +202,15 @@ def kernel_pid_of(proc):
 
 
 def pytest_configure(config):
+    # A shell starts a background job (`cmd &`, with no job control) with SIGINT and
+    # SIGQUIT ignored (POSIX, "Asynchronous Lists"), and an ignored signal stays
+    # ignored across fork and exec: every command a test starts would then shrug off
+    # the SIGINT the test sends it (cella logs -f, which keeps the default action).
+    # A test suite runs its commands as a terminal would: at the default.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGQUIT) == signal.SIG_IGN:
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
     config.addinivalue_line(
         "markers", "twin: run the test a second time with a cellad on its state directory "
         "(cella run/boot through the daemon)")

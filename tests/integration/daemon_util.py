@@ -376,3 +376,31 @@ def traversable_tmpdir(prefix):
         # first, or the folder (and a loop device) outlives the test.
         unmount_below(top)
         shutil.rmtree(top, ignore_errors=True)
+
+
+# Waiting on another process's state, shared by the daemon tests (test_adopt,
+# test_join, test_pool, test_systemd, test_lua_restart_refs).
+WAIT_DEADLINE = 60.0  # s: far above what each wait takes (ms), for the ASan build on 2 loaded CPUs
+
+
+def wait_for(what, cond, timeout=WAIT_DEADLINE, interval=0.02):
+    """Waits until cond() is true (re-checked every interval s: a state of another
+    process we cannot be told of) and returns its value, or fails the test naming
+    what it waited for after timeout s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+def alive(pid):
+    """True if pid runs (not gone, not a zombie left for a parent that does not reap)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -27,24 +27,12 @@ from pathlib import Path
 
 import pytest
 
-from daemon_util import CELLA, Cellad, ControlError, require_cellad
+from daemon_util import CELLA, Cellad, ControlError, alive, require_cellad, wait_for
 
 PROBE = Path(os.environ.get("CELLA_ADOPT_PROBE",
                             str(Path(CELLA).resolve().parents[2] / "tests" / "unit" / "adopt-probe")))
 N_APPS = 4
 DEADLINE = 60.0  # s: far above what each wait takes (ms), for the ASan build on 2 loaded CPUs
-
-
-def wait_for(what, cond, timeout=DEADLINE, interval=0.02):
-    """Waits until cond() is true (re-checked every interval s) or fails the test."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(interval)
 
 
 def install(state, app_id, version="1.0", restart="on-failure", period_ms=10, args=(),
@@ -102,15 +90,6 @@ def ok_calls(state, app_id):
     """The numbers of the calls the app saw answered, in order."""
     return [int(l.split()[1]) for l in log_lines(state, app_id)
             if l.startswith("call ") and l.endswith(" ok")]
-
-
-def alive(pid):
-    """True if pid runs (not gone, not a zombie left for a parent that does not reap)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def keeper_pids(state):
@@ -1013,25 +992,37 @@ def test_packed_member_record_cannot_claim_another_app(tmp_path):
             d2.close()
 
 
+def start_packed_with_a_quitter(state, i):
+    """Installs a packed group of three Lua members, the i-th of which exits 50 ms
+    after it starts, starts cellad and waits until the other two run and the i-th
+    has ended. Returns the Cellad, the quitter's id, the two others' ids (in order)
+    and their host's pid."""
+    members = [f"{prefix()}pk{n}" for n in range(3)]
+    install_packed(state, members, group_name())
+    quitter = members[i]
+    (state / "apps" / quitter / "1" / "main.lua").write_text(
+        'require("cella.timer").after(0.05, function() require("cella.app").exit(0) end)\n')
+    live = [m for m in members if m != quitter]
+    d = Cellad(state).start()
+    try:
+        before = wait_for("two members running, one ended", lambda: (
+            lambda r: r if all(runs(r[m]) for m in live) and quitter in r
+            and not r[quitter]["running"] else None)(ps(state)))
+    except BaseException:
+        d.close()
+        raise
+    return d, quitter, live, before[live[0]]["pid"]
+
+
 def test_packed_group_with_an_ended_member_adopted(tmp_path):
     """A member that ended while its host ran (its set dropped then, its record in the
     host's stats file saying so) is not a lost record: the host is adopted with the
     others, and the ended one is not made to run."""
     require_cellad()
     state = new_state(tmp_path)
-    members = [f"{prefix()}pk{i}" for i in range(3)]
-    install_packed(state, members, group_name())
-    quitter = members[2]
-    (state / "apps" / quitter / "1" / "main.lua").write_text(
-        'require("cella.timer").after(0.05, function() require("cella.app").exit(0) end)\n')
-    d = Cellad(state).start()
+    d, quitter, live, host = start_packed_with_a_quitter(state, 2)
     d2 = None
     try:
-        live = members[:2]
-        before = wait_for("two members running, one ended", lambda: (
-            lambda r: r if all(runs(r[m]) for m in live) and quitter in r
-            and not r[quitter]["running"] else None)(ps(state)))
-        host = before[live[0]]["pid"]
         wait_for("calls", lambda: all(len(ok_calls(state, m)) >= 20 for m in live))
         d.send(signal.SIGKILL)
         d.proc.wait(timeout=DEADLINE)
@@ -1224,19 +1215,9 @@ def test_packed_member_with_no_known_slot_after_adoption_is_refused_as_such(tmp_
     member's folder."""
     require_cellad()
     state = new_state(tmp_path)
-    members = [f"{prefix()}pk{i}" for i in range(3)]
-    install_packed(state, members, group_name())
-    quitter = members[0]
-    (state / "apps" / quitter / "1" / "main.lua").write_text(
-        'require("cella.timer").after(0.05, function() require("cella.app").exit(0) end)\n')
-    d = Cellad(state).start()
+    d, quitter, live, host = start_packed_with_a_quitter(state, 0)
     d2 = None
     try:
-        live = members[1:]
-        before = wait_for("two members running, one ended", lambda: (
-            lambda r: r if all(runs(r[m]) for m in live) and quitter in r
-            and not r[quitter]["running"] else None)(ps(state)))
-        host = before[live[0]]["pid"]
         d.send(signal.SIGKILL)
         d.proc.wait(timeout=DEADLINE)
         d2 = Cellad(state).start()

@@ -8,32 +8,18 @@ import os
 import signal
 import subprocess
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
 from conftest import require_root
-from test_adopt import alive
-from daemon_util import CELLA, Cellad, ControlError, cella, ps, require_cellad, running_cellad
+from daemon_util import (CELLA, Cellad, ControlError, alive, cella, ps, require_cellad,
+                         running_cellad, wait_for)
 
 _TAG = f"{os.getpid() % 100000}"
 GROUP = f"join{_TAG}"
 RUNNING = ("foreground", "visible", "service", "background", "cached")
 DEADLINE = 60.0
-
-
-def wait_for(what, cond, timeout=DEADLINE, interval=0.02):
-    """Waits until cond() is true (re-checked every interval s: an event we cannot
-    be told of) or fails the test."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(interval)
 
 
 def member(root, app_id, source, **manifest):
@@ -123,6 +109,17 @@ def group_of(state, ids):
         lambda p: p if all(a in p for a in ids) else None)(ps(state)))
 
 
+def three_members(root):
+    """GROUP's keeper and two WAITERs in root: j, which may publish on its topic
+    <j>.x, and k, which may not. Returns their ids, the topic and their folders."""
+    keeper, j, k = f"org.test.{GROUP}.keep", f"org.test.{GROUP}.j", f"org.test.{GROUP}.k"
+    topic = f"{j}.x"
+    folders = [member(root, keeper, KEEPER),
+               member(root, j, WAITER.format(topic=topic), permissions=[f"bus.publish:{topic}"]),
+               member(root, k, WAITER.format(topic=topic))]
+    return keeper, j, k, topic, folders
+
+
 def test_a_member_joins_the_running_host_with_its_own_grants(setup):
     """The first member's start starts the host (with a slot for each installed
     member, not started); each other member's start joins that host (same pid) and
@@ -130,11 +127,7 @@ def test_a_member_joins_the_running_host_with_its_own_grants(setup):
     member's; stopped alone it leaves the others running; started again it joins
     again; the host ends with its last member."""
     root, state = setup
-    keeper, j, k = f"org.test.{GROUP}.keep", f"org.test.{GROUP}.j", f"org.test.{GROUP}.k"
-    topic = f"{j}.x"
-    folders = [member(root, keeper, KEEPER),
-               member(root, j, WAITER.format(topic=topic), permissions=[f"bus.publish:{topic}"]),
-               member(root, k, WAITER.format(topic=topic))]
+    keeper, j, k, topic, folders = three_members(root)
     with running_cellad(state) as d:
         for f in folders:
             install(state, f)
@@ -206,11 +199,7 @@ def test_a_joined_member_is_adopted_after_a_sigkill_and_stops_alone(setup):
     other member go on), and a start of it joins the adopted host again; a member
     with a slot but no record (never started) gets a clear refusal, not EBUSY."""
     root, state = setup
-    keeper, j, k = f"org.test.{GROUP}.keep", f"org.test.{GROUP}.j", f"org.test.{GROUP}.k"
-    topic = f"{j}.x"
-    folders = [member(root, keeper, KEEPER),
-               member(root, j, WAITER.format(topic=topic), permissions=[f"bus.publish:{topic}"]),
-               member(root, k, WAITER.format(topic=topic))]
+    keeper, j, k, topic, folders = three_members(root)
     d = Cellad(state).start()
     d2 = None
     try:

@@ -16,8 +16,8 @@ import subprocess
 import pytest
 
 from conftest import CELLA, start_cella
-from daemon_util import Cellad, require_cellad
-from test_adopt import DEADLINE, ids, install, log_lines, new_state, wait_for
+from daemon_util import Cellad, require_cellad, wait_for
+from test_adopt import DEADLINE, ids, install, log_lines, new_state
 
 RESTARTS = 3
 SUBS = 64  # CLUA_SUBS_MAX, as the broker's limit per app

@@ -10,13 +10,12 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from conftest import example
-from daemon_util import CELLA, CELLAD, Cellad, call, require_cellad, running_cellad
+from daemon_util import CELLA, CELLAD, Cellad, alive, call, require_cellad, running_cellad, wait_for
 from test_isolation import bait, hostile_lines, hostile_summary  # noqa: F401 (fixture)
 
 TICK = Path(CELLA).resolve().parents[2] / "tests" / "apps" / "tick" / "tick"
@@ -55,28 +54,6 @@ def new_state(tmp_path):
     return state
 
 
-@pytest.fixture(autouse=True)
-def unmount_after(tmp_path):
-    """Each app's /data stays mounted between runs (docs/security.md "Storage"):
-    unmounted when the test ends, deepest first."""
-    yield
-    with open("/proc/self/mountinfo") as f:
-        mps = [l.split()[4] for l in f if l.split()[4].startswith(str(tmp_path) + "/")]
-    for mp in sorted(mps, key=len, reverse=True):
-        subprocess.run(["umount", mp], check=False)
-
-
-def wait_for(what, cond, timeout=30):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 def log(state, app_id):
     p = state / "logs" / f"{app_id}.log"
     return p.read_text(errors="replace") if p.exists() else ""
@@ -98,14 +75,6 @@ def probe(state, app_id, nth):
 
 def not_running(d, app_id):
     return lambda: not d.call("org.cella.Inspect", {"app": app_id}).get("running")
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def pool(d):

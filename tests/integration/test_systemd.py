@@ -42,8 +42,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon_util import CELLA, CELLAD, call, require_cellad
-from test_adopt import PROBE, alive, wait_for
+from daemon_util import CELLA, CELLAD, alive, call, require_cellad, wait_for
+from test_adopt import PROBE
 
 SYSTEMD = "/lib/systemd/systemd"
 UNITS = Path(CELLAD).resolve().parents[2] / "systemd"
@@ -419,6 +419,18 @@ def running_apps(sd):
     return out
 
 
+def crash_cellad(sd):
+    """A crash of cellad, as systemd sees one: every process of cellad.service's
+    cgroup SIGKILLed. Waits until systemd has restarted it (Restart=on-failure: its
+    first restart, active, another main pid)."""
+    main = int(sd.show("cellad.service", "MainPID"))
+    sd.systemctl("kill", "-s", "KILL", "cellad.service")
+    wait_for("systemd to restart cellad",
+             lambda: sd.show("cellad.service", "NRestarts") == "1" and
+             sd.show("cellad.service", "ActiveState") == "active" and
+             int(sd.show("cellad.service", "MainPID")) not in (0, main))
+
+
 def warm_pool_placed(sd, scope, service_cg):
     """Checks where --warm's default pool (2) lives under systemd: each warm sandbox
     in a leaf of its own in the apps' scope's cella/ folder (warm-...), never in the
@@ -472,12 +484,7 @@ def test_crash_keeps_the_apps_in_their_scope(systemd):
     sock = sd.path(STATE + "/cellad.sock")
     sock_ino = sock.stat().st_ino
 
-    # A crash, as systemd sees one: every process of cellad.service's cgroup SIGKILLed.
-    sd.systemctl("kill", "-s", "KILL", "cellad.service")
-    wait_for("systemd to restart cellad",
-             lambda: sd.show("cellad.service", "NRestarts") == "1" and
-             sd.show("cellad.service", "ActiveState") == "active" and
-             int(sd.show("cellad.service", "MainPID")) not in (0, main))
+    crash_cellad(sd)
     for a in APPS:
         assert alive(host[a]), f"{a} died with cellad"
     # The warm sandboxes and the zygote died with the cellad they served (in the
@@ -560,13 +567,7 @@ def test_fd_store_holds_the_keeper_across_a_slow_restart(systemd):
     start_cellad(sd)
     pids = running_apps(sd)
     host = {a: sd.host_pid(p) for a, p in pids.items()}
-    main = int(sd.show("cellad.service", "MainPID"))
-    sd.systemctl("kill", "-s", "KILL", "cellad.service")
-    # systemd's restart timer is the wait (8 s), not the test's.
-    wait_for("systemd to restart cellad",
-             lambda: sd.show("cellad.service", "NRestarts") == "1" and
-             sd.show("cellad.service", "ActiveState") == "active" and
-             int(sd.show("cellad.service", "MainPID")) not in (0, main))
+    crash_cellad(sd)  # systemd's restart timer is the wait (8 s), not the test's
     for a in APPS:
         assert alive(host[a]), (a, cellad_log(sd))
     assert running_apps(sd) == pids
@@ -593,12 +594,7 @@ def test_a_replaced_keeper_goes_into_the_scope(systemd):
     wait_for("the store's keeper connection replaced",
              lambda: sd.show("cellad.service", "NFileDescriptorStore") == "2")
     assert "handed 2 running app(s) to the new keeper" in cellad_log(sd), cellad_log(sd)
-    main = int(sd.show("cellad.service", "MainPID"))
-    sd.systemctl("kill", "-s", "KILL", "cellad.service")
-    wait_for("systemd to restart cellad",
-             lambda: sd.show("cellad.service", "NRestarts") == "1" and
-             sd.show("cellad.service", "ActiveState") == "active" and
-             int(sd.show("cellad.service", "MainPID")) not in (0, main))
+    crash_cellad(sd)
     for a in APPS:
         assert alive(host[a]), (a, cellad_log(sd))
     assert running_apps(sd) == pids
@@ -620,12 +616,7 @@ def test_socket_activation_and_the_store_together(systemd):
     start_cellad(sd)
     pids = running_apps(sd)
     assert sd.show("cellad.service", "NFileDescriptorStore") == "1", cellad_log(sd)
-    main = int(sd.show("cellad.service", "MainPID"))
-    sd.systemctl("kill", "-s", "KILL", "cellad.service")
-    wait_for("systemd to restart cellad",
-             lambda: sd.show("cellad.service", "NRestarts") == "1" and
-             sd.show("cellad.service", "ActiveState") == "active" and
-             int(sd.show("cellad.service", "MainPID")) not in (0, main))
+    crash_cellad(sd)
     assert running_apps(sd) == pids
     out = cellad_log(sd)
     assert "systemd's fd store" not in out and "not a listening" not in out, out
