@@ -54,6 +54,13 @@ def native(root, app_id, script, kind="app", limits=None):
     return d
 
 
+# cellad without a warm pool: leaves() finds an app's leaf by its name
+# "<id>@<owner>", which a warm-started app's leaf keeps only on pure v1 hosts
+# (docs/daemon.md, "The warm pool"). The weights go through the app's cgroup
+# handle whatever its name; test_pool.py covers the warm leaves.
+COLD = ("--warm", "0")
+
+
 def leaves(app_id):
     """The cgroup directories of app_id's leaf ("<id>@<owner>") in every hierarchy."""
     found = []
@@ -132,7 +139,7 @@ def test_weight_follows_the_state_and_survives_adoption(apps):
     again (a leaf changed behind its back is corrected), and one started with
     --no-cpu-weights gives every app the default."""
     state, (a, b, svc) = apps
-    d = Cellad(state, "--no-autostart").start()
+    d = Cellad(state, "--no-autostart", *COLD).start()
     d2 = d3 = None
     try:
         op(state, "start", a)
@@ -158,7 +165,7 @@ def test_weight_follows_the_state_and_survives_adoption(apps):
         d.proc.wait(timeout=DEADLINE)
         set_leaf_weight(b, 100)
         assert leaf_weight(b) == 100
-        d2 = Cellad(state, "--no-autostart").start()
+        d2 = Cellad(state, "--no-autostart", *COLD).start()
         assert "adopted 3 app(s)" in d2.log(), d2.log()
         wait_for("b's weight written again", lambda: leaf_weight(b) == WEIGHT["foreground"])
         expect(state, {a: "background", b: "foreground", svc: "service"})
@@ -166,7 +173,7 @@ def test_weight_follows_the_state_and_survives_adoption(apps):
         # Without weights: the default for every state, written at adoption too.
         d2.send(signal.SIGKILL)
         d2.proc.wait(timeout=DEADLINE)
-        d3 = Cellad(state, "--no-autostart", "--no-cpu-weights").start()
+        d3 = Cellad(state, "--no-autostart", *COLD, "--no-cpu-weights").start()
         wait_for("the default weights", lambda: all(
             leaf_weight(x) == 100 for x in (a, b, svc)))
         op(state, "foreground", a)
@@ -216,7 +223,7 @@ def test_the_quota_holds_whatever_the_weight(tmp_path):
     state, src = tmp_path / "state", tmp_path / "src"
     app = f"org.test.cpuq{_TAG}.a"
     install_app(state, native(src, app, SPIN, limits={"cpu": 0.25}))
-    with running_cellad(state, "--no-autostart") as d:
+    with running_cellad(state, "--no-autostart", *COLD) as d:
         op(state, "start", app)
         want = quota(app)
         assert want is not None and want[0] * 4 == want[1], want
@@ -272,7 +279,7 @@ def test_packed_member_priority_follows_its_state(tmp_path):
     x, y = f"org.test.cpuw{_TAG}.x", f"org.test.cpuw{_TAG}.y"
     for app_id, prio in ((x, 0), (y, 3)):
         install_app(state, member(root, app_id, priority=prio))
-    with running_cellad(state, "--no-autostart") as d:
+    with running_cellad(state, "--no-autostart", *COLD) as d:
         op(state, "start", "--background", x)
         op(state, "start", "--background", y)
 
@@ -371,7 +378,7 @@ def fg_share(tmp_path, name, n_spin, *flags):
     install_app(state, native(src, fg, fg_script()))
     for s in spins:
         install_app(state, native(src, s, SPIN))
-    with running_cellad(state, "--no-autostart", *flags) as d:
+    with running_cellad(state, "--no-autostart", *COLD, *flags) as d:
         for s in spins:
             op(state, "start", "--background", s)
         files = [wait_for(f"{s}'s cgroup", lambda s=s: cpu_file(s)) for s in spins]
