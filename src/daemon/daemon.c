@@ -623,6 +623,10 @@ int daemon_run(const DaemonOptions *o)
         d.state_dir = o->state_dir;
         d.notify = getenv("NOTIFY_SOCKET") != NULL;
         d.journal = daemon_stderr_is_journal();
+        /* Every message from here on, the first warnings included (a config read, an
+         * oom_score_adj refused), goes to the journal with its fields. */
+        if (d.journal)
+                daemon_journal_install(&d);
         if (!o->exe) {
                 const char *why = NULL;
 
@@ -719,6 +723,8 @@ int daemon_run(const DaemonOptions *o)
         r = supervisor_new(&so, &d.sup, &err);
         if (r < 0)
                 goto out;
+        /* supervisor_new() took the log for its own writer (logs of the apps); the
+         * journal takes it back. */
         if (d.journal)
                 daemon_journal_install(&d);
         r = supervisor_open(d.sup, &err);

@@ -71,8 +71,12 @@ os.close(wfd)
 deadline = time.monotonic() + 60
 ready = b""
 while not ready.endswith(b"\n") and time.monotonic() < deadline:
-    r, _, _ = select.select([rfd], [], [], 1)
-    if r:
+    # Drained all along, as journald does: a datagram socket's queue holds only
+    # net.unix.max_dgram_qlen (10) messages, and a sender blocks on a full one.
+    r, _, _ = select.select([rfd, sink], [], [], 1)
+    if sink in r:
+        drain(0)
+    if rfd in r:
         chunk = os.read(rfd, 16)
         if not chunk:
             break
