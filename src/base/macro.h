@@ -7,6 +7,7 @@
  */
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -77,6 +78,13 @@ static inline void closep(int *fd)
         safe_close(*fd);
 }
 #define _cleanup_close_ _cleanup_(closep)
+
+/* Closes a stdio stream if there is one (for _cleanup_(fclosep) FILE *f). */
+static inline void fclosep(FILE **f)
+{
+        if (*f)
+                fclose(*f);
+}
 
 /* Closes both ends of a pipe or socketpair. */
 static inline void close_pairp(int (*p)[2])

@@ -43,12 +43,6 @@ static bool streq(const char *a, const char *b)
         return strcmp(a, b) == 0;
 }
 
-static void fclosep(FILE **f)
-{
-        if (*f)
-                fclose(*f);
-}
-
 /* ---- the decision ---- */
 
 int daemon_scope_decide(const DaemonSystemdEnv *e, const char **ret_why)

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The memory manager's actions on an app's cgroup (action.h). */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,19 +142,57 @@ int memory_pid_oom_score_adj(pid_t pid, int *ret)
         return sandbox_read_oom_score_adj(pid, ret);
 }
 
+/* Whether the process behind procfd (its /proc/<pid> directory) is in the cgroup at
+ * dir, a hierarchy's mount point followed by the cgroup's path: a line of its
+ * /proc/<pid>/cgroup (cgroups(7): "ID:controllers:path") whose path ends dir and
+ * whose controllers name ctrl ("" for the unified hierarchy, whose line is "0::"). */
+static bool proc_in_cgroup(int procfd, const char *dir, const char *ctrl)
+{
+        _cleanup_(fclosep) FILE *f = NULL;
+        _cleanup_free_ char *line = NULL;
+        size_t cap = 0, dl = strlen(dir);
+        int fd;
+
+        fd = openat(procfd, "cgroup", O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return false;
+        f = fdopen(fd, "re");
+        if (!f) {
+                safe_close(fd);
+                return false;
+        }
+        while (getline(&line, &cap, f) > 0) {
+                char *c = strchr(line, ':'), *p = c ? strchr(c + 1, ':') : NULL;
+                size_t pl;
+
+                if (!p)
+                        continue;
+                *p++ = '\0';
+                c++;
+                p[strcspn(p, "\n")] = '\0';
+                pl = strlen(p);
+                if (pl < 2 || pl > dl || strcmp(dir + dl - pl, p) != 0)
+                        continue;
+                if (*ctrl ? strstr(c, ctrl) != NULL : *c == '\0')
+                        return true;
+        }
+        return false;
+}
+
 int memory_set_oom_score_adj(Cgroup *cg, int adj)
 {
         _cleanup_free_ pid_t *pids = NULL;
-        const char *dir;
+        const char *dir, *ctrl = "";
+        char val[16];
         int n, done = 0;
 
         if (!cg || adj < -1000 || adj > 1000)
                 return -EINVAL;
         dir = cgroup_path(cg, "");
-        if (!dir)
-                dir = cgroup_path(cg, "memory");
-        if (!dir)
-                dir = cgroup_path(cg, "pids");
+        if (!dir && (dir = cgroup_path(cg, "memory")))
+                ctrl = "memory";
+        if (!dir && (dir = cgroup_path(cg, "pids")))
+                ctrl = "pids";
         if (!dir)
                 return -ENOENT;
         pids = malloc(MEMORY_PROCS_MAX * sizeof *pids);
@@ -161,13 +201,31 @@ int memory_set_oom_score_adj(Cgroup *cg, int adj)
         n = cgroup_read_procs(dir, pids, MEMORY_PROCS_MAX);
         if (n < 0)
                 return n;
+        snprintf(val, sizeof val, "%d", adj);
         for (int i = 0; i < n; i++) {
-                int r = memory_set_pid_oom_score_adj(pids[i], adj);
+                _cleanup_close_ int procfd = -EBADF, fd = -EBADF;
+                char path[32];
 
-                if (r == -ENOENT || r == -ESRCH)
-                        continue; /* gone meanwhile */
-                if (r < 0)
-                        return r;
+                /* The pid was read from cgroup.procs; by now its process may have
+                 * exited and the pid gone to another, a host process even. A
+                 * /proc/<pid> directory fd stays with the process it was opened for
+                 * (proc(5): its files answer ESRCH once it is gone), so it is opened
+                 * first, then asked whether its process is in the cgroup, then
+                 * written through: never another process's oom_score_adj. */
+                snprintf(path, sizeof path, "/proc/%d", (int)pids[i]);
+                procfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+                if (procfd < 0 || !proc_in_cgroup(procfd, dir, ctrl))
+                        continue; /* gone, or another process's pid now */
+                fd = openat(procfd, "oom_score_adj", O_WRONLY | O_CLOEXEC | O_NOCTTY);
+                if (fd < 0 && (errno == ENOENT || errno == ESRCH))
+                        continue;
+                if (fd < 0)
+                        return -errno;
+                if (write(fd, val, strlen(val)) < 0) {
+                        if (errno == ESRCH)
+                                continue;
+                        return -errno;
+                }
                 done++;
         }
         return done;

@@ -97,7 +97,10 @@ int memory_kill(Cgroup *cg, MemoryKill *ret);
 /*
  * Writes adj (-1000..1000) to /proc/<pid>/oom_score_adj of every process in the
  * app's cgroup (the cgroup2 leaf's cgroup.procs, else the v1 memory or pids leaf's).
- * A process that exits meanwhile is skipped. Returns the number written (>= 0),
+ * A process that exits meanwhile is skipped, and so is a listed pid whose process is
+ * no longer in the cgroup (its pid reused by another, maybe a host process): each
+ * write goes through a /proc/<pid> directory fd whose /proc/<pid>/cgroup names the
+ * leaf. Returns the number written (>= 0),
  * -EINVAL (adj out of range), -ENOENT (no leaf to list), -errno of the first write
  * that failed otherwise.
  */

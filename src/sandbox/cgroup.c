@@ -47,12 +47,6 @@ static void closedirp(DIR **d)
                 closedir(*d);
 }
 
-static void fclosep(FILE **f)
-{
-        if (*f)
-                fclose(*f);
-}
-
 void cgroup_sleep_ms(unsigned ms)
 {
         struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};

@@ -476,6 +476,41 @@ START_TEST(test_kill_wait_fake)
 }
 END_TEST
 
+/* A pid in cgroup.procs whose process is not in that cgroup (it exited and its pid
+ * went to another process, here a live child in the test's own cgroup): its
+ * oom_score_adj is left alone. */
+START_TEST(test_oom_score_adj_skips_a_reused_pid)
+{
+        _cleanup_free_ char *fs = fake_v2();
+        _cleanup_(manager_freep) CgroupManager *m = NULL;
+        _cleanup_(cgroup_closep) Cgroup *cg = NULL;
+        _cleanup_free_ char *procs = NULL;
+        int pipefd[2], before = 0, adj = 0;
+        pid_t child;
+        char c;
+
+        ck_assert_int_eq(cgroup_manager_new(fs, CGROUP_MODE_V2, NULL, &m), 0);
+        ck_assert_int_eq(cgroup_new(m, "app", &cg), 0);
+        ck_assert_int_eq(pipe(pipefd), 0);
+        child = fork();
+        ck_assert_int_ge(child, 0);
+        if (child == 0) {
+                close(pipefd[1]);
+                (void)!read(pipefd[0], &c, 1);
+                _exit(0);
+        }
+        close(pipefd[0]);
+        ck_assert_int_eq(memory_pid_oom_score_adj(child, &before), 0);
+        procs = fmt("%d\n", (int)child);
+        writef(procs, "%s/cgroup.procs", cgroup_path(cg, ""));
+        ck_assert_int_eq(memory_set_oom_score_adj(cg, 905), 0); /* none written */
+        ck_assert_int_eq(memory_pid_oom_score_adj(child, &adj), 0);
+        ck_assert_int_eq(adj, before);
+        close(pipefd[1]);
+        ck_assert_int_eq(waitpid(child, NULL, 0), child);
+}
+END_TEST
+
 /* ---- oom_score_adj of a real process ------------------------------------------------- */
 
 START_TEST(test_oom_score_adj_pid)
@@ -528,6 +563,7 @@ int main(void)
         tcase_add_test(fake, test_soft_limit_v1_fake);
         tcase_add_test(fake, test_freeze_unified_fake);
         tcase_add_test(fake, test_kill_wait_fake);
+        tcase_add_test(fake, test_oom_score_adj_skips_a_reused_pid);
         suite_add_tcase(s, fake);
         tcase_add_test(proc, test_oom_score_adj_pid);
         suite_add_tcase(s, proc);
