@@ -998,6 +998,7 @@ static int group_serve_member(Group *g, Instance *inst, int chan_fd, int log_fd,
                          json_pack("{s:s, s:s, s:i, s:I, s:i, s:b}", "what", "started", "group",
                                    g->name, "pid", (int)sb->pid, "uid", (json_int_t)g->run.uid,
                                    "restarts", (int)g->run.restarts, "joined", joined));
+        inst->keeper_hold_due = true; /* no NOTE before the HOLD (adopt.c) */
         lifecycle_started(inst);
         supervisor_keeper_hold(inst); /* a record, for the next cellad (adopt.c) */
         return 0;
