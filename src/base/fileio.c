@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "base/fileio.h"
@@ -132,4 +135,57 @@ int fd_reopen(int fd, int flags)
         snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
         nfd = open(path, flags | O_CLOEXEC);
         return nfd < 0 ? negative_errno() : nfd;
+}
+
+/* Whether path's components are all names: none empty, "." or "..", no '/' at the end. */
+static bool components_plain(const char *path)
+{
+        const char *p = path + 1;
+
+        for (;;) {
+                const char *slash = strchrnul(p, '/');
+                size_t n = (size_t)(slash - p);
+
+                if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+                        return false;
+                if (!*slash)
+                        return true;
+                p = slash + 1;
+        }
+}
+
+int path_is_canonical(const char *path)
+{
+        struct open_how how = {
+                .flags = O_PATH | O_CLOEXEC,
+                .resolve = RESOLVE_NO_SYMLINKS,
+        };
+        int fd;
+
+        if (path[0] != '/')
+                return 0;
+        if (path[1] == 0)
+                return 1; /* "/" */
+        if (!components_plain(path))
+                return 0;
+        fd = (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
+        if (fd < 0)
+                return errno == ELOOP || errno == ENOSYS || errno == EPERM ? 0 : negative_errno();
+        close(fd);
+        return 1;
+}
+
+int path_canonicalize(const char *path, char **ret)
+{
+        char *s;
+        int r;
+
+        r = path_is_canonical(path);
+        if (r < 0)
+                return r;
+        s = r > 0 ? strdup(path) : realpath(path, NULL);
+        if (!s)
+                return r > 0 ? -ENOMEM : negative_errno();
+        *ret = s;
+        return 0;
 }

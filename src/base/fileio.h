@@ -47,3 +47,22 @@ int fd_nonblock(int fd, int nonblock);
  * the new fd or -errno.
  */
 int fd_reopen(int fd, int flags);
+
+/*
+ * Whether path is canonical as it is: what realpath(3) would give back unchanged.
+ * That is: absolute, no empty, "." or ".." component, no '/' at its end, and
+ * openat2(2) with RESOLVE_NO_SYMLINKS opens it (O_PATH), so no component of it is
+ * a symlink (the kernel refuses one with ELOOP) and it exists. Two system calls
+ * (openat2, close) where glibc's realpath() lstat()s and readlink()s every
+ * component. Returns 1 (canonical), 0 (not: a symlink on the way, a "." or
+ * "..", a relative path, or a kernel without openat2), or -errno of openat2
+ * (-ENOENT, -EACCES, -ENOTDIR, ...).
+ */
+int path_is_canonical(const char *path);
+
+/*
+ * realpath(path) in *ret (caller frees), without realpath()'s walk when
+ * path_is_canonical(path): then a copy of path. Returns 0 or -errno (realpath's:
+ * -ENOENT, -EACCES, -ELOOP, -ENOMEM, ...).
+ */
+int path_canonicalize(const char *path, char **ret);

@@ -54,6 +54,8 @@ struct Daemon {
         uv_signal_t hup;
         uv_signal_t stop[2];     /* SIGTERM, SIGINT: STOPPING=1 (the supervisor stops the apps) */
         struct DaemonPool *pool; /* --warm's sandboxes (pool.h); NULL: none */
+        struct StoreCache *store_cache; /* the installed versions a start asks for
+                                         * (store-methods.c, store_cache_app_dir()) */
         /* Under systemd (systemd.c): */
         CgroupManager *cgm_self; /* cellad's own leaf, when the apps' manager (cgm) is
                                   * another: the apps in their scope; else NULL */

@@ -34,6 +34,7 @@
 #include "keeper/keeper.h"
 #include "memory/budget.h"
 #include "sandbox/sandbox.h"
+#include "store/store.h"
 #include "supervisor/control.h"
 #include "supervisor/run.h"
 
@@ -795,6 +796,7 @@ out:
                         cgroup_manager_leave(d.cgm_self ?: d.cgm);
                 d.sup = supervisor_free(d.sup);
         }
+        d.store_cache = store_cache_free(d.store_cache);
         /* Where empty: apps that run on keep theirs. */
         daemon_scope_v1_dirs_remove(d.scope_v1_made);
         cgroup_manager_free(cgm);

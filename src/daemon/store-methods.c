@@ -455,6 +455,7 @@ static void after_install(uv_work_t *w, int status)
                 job_free(j);
                 return;
         }
+        store_cache_forget(j->d->store_cache, j->res.app.id); /* a new current */
         log_info("%s: %s %s%s%s (%s%s)", j->res.replaced ? "updated" : "installed", j->res.app.id,
                  j->res.app.version, j->res.replaced ? ", was " : "",
                  j->res.replaced ? j->res.app.previous : "",
@@ -727,6 +728,7 @@ static void after_change(uv_work_t *w, int status)
         }
         if (c->remove) {
                 log_info("removed %s%s", c->id, c->keep_data ? " (its data kept)" : "");
+                store_cache_forget(c->d->store_cache, c->id);
                 /* Its stopped instance goes too: a later install of the id starts afresh. */
                 daemon_app_forget(c->d, c->id);
         } else if (c->r >= 0)
@@ -905,6 +907,10 @@ static int store_app_dir_of(const char *id, char **ret_dir, void *userdata)
         /* A start while its files or data are being removed would run what goes. */
         if (app_changing(id))
                 return -EBUSY;
+        /* Checked against the store at each lookup (store.h, store_cache_app_dir()):
+         * a change made by another process is seen too. */
+        if (d->store_cache)
+                return store_cache_app_dir(d->store_cache, id, ret_dir);
         return store_app_dir(daemon_state_dir(d), id, ret_dir);
 }
 
@@ -937,6 +943,11 @@ int daemon_store_methods(Daemon *d)
         else if (r < 0)
                 log_warning_errno(r, "cannot sweep %s/apps of interrupted installs: %m",
                                   daemon_state_dir(d));
+        /* Every start and restart runs the version installed then (reload.c), found
+         * through the installed-version cache (without it, if there is no memory for
+         * it, through the store itself). */
+        if (store_cache_new(daemon_state_dir(d), &d->store_cache) < 0)
+                log_warning("no memory for the installed-version cache: starts ask the store");
         /* Every start and restart runs the version installed then (reload.c). */
         supervisor_set_app_dir_fn(daemon_supervisor(d), store_app_dir_of, d);
         /* A packed group's host has a slot for each installed member (group.c). */

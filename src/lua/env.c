@@ -1822,6 +1822,62 @@ int clua_env_new(CLuaApp *app)
         return 0;
 }
 
+int clua_env_spare_new(CLuaApp **ret)
+{
+        CLuaApp *s = calloc(1, sizeof *s);
+        int r;
+
+        if (!s)
+                return -ENOMEM;
+        s->gc_ref = LUA_NOREF;
+        s->data_fd = s->root_fd = -1;
+        r = clua_env_new(s);
+        if (r < 0) {
+                free(s);
+                return r;
+        }
+        *ret = s;
+        return 0;
+}
+
+void clua_env_spare_free(CLuaApp *spare)
+{
+        if (!spare)
+                return;
+        if (spare->L)
+                lua_close(spare->L);
+        free(spare);
+}
+
+int clua_env_new_from_spare(CLuaApp *app, CLuaApp **spare)
+{
+        CLuaApp *s = *spare;
+        size_t cap = app->opt.memory_cap ?: CLUA_ALLOC_DEFAULT_CAP;
+        lua_Alloc f;
+
+        if (cap < CLUA_ALLOC_MIN_CAP)
+                cap = CLUA_ALLOC_MIN_CAP;
+        if (!s || !s->L || s->alloc.used > cap || s->alloc.refused || s->alloc.ext_refused)
+                return clua_env_new(app);
+        if (!app->opt.callback_ns)
+                app->opt.callback_ns = CLUA_DEFAULT_CALLBACK_NS;
+        /* The state is app's from here: its accounting, its cap, its owner. */
+        app->L = s->L;
+        app->alloc = s->alloc;
+        app->alloc.cap = cap;
+        app->opt.memory_cap = cap;
+        app->alloc.doomed = &app->doomed;
+        f = lua_getallocf(app->L, NULL);
+        lua_setallocf(app->L, f, &app->alloc);
+        *(CLuaApp **)lua_getextraspace(app->L) = app;
+        app->running = app->L;
+        app->gc_ref = s->gc_ref;
+        clua_alloc_pace_gc(&app->alloc, app->L);
+        free(s);
+        *spare = NULL;
+        return 0;
+}
+
 int clua_app_new(const CLuaOptions *opt, CLuaApp **ret)
 {
         CLuaHostOptions ho = {.policy = CLUA_SCHED_FAIR, .stats_fd = -1, .n_apps = 1};

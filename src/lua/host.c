@@ -247,6 +247,7 @@ void clua_host_free(CLuaHost *h)
                 if (app)
                         app_free(app);
         }
+        clua_env_spare_free(h->spare);
         free(h->apps);
         free(h->runs);
         clua_heap_done(&h->run_heap);
@@ -325,7 +326,8 @@ static int add_at(CLuaHost *h, uint32_t index, const CLuaAppSpec *spec, CLuaApp 
                 h->n_apps = index + 1;
         if (!app->id)
                 return -ENOMEM;
-        r = clua_env_new(app);
+        /* A join takes the state made ahead (poll_events()), if there is one. */
+        r = clua_env_new_from_spare(app, &h->spare);
         if (r < 0)
                 return r;
         app->alloc.soft_stop_ns = &h->soft_stop_ns;
@@ -1312,6 +1314,11 @@ static int poll_events(CLuaHost *h)
                 } else
                         timeout = -1;
         }
+        /* About to wait with nothing to run, in a host that takes joins: the next
+         * join's Lua state is made now rather than on its path (a failure is
+         * harmless: the join makes its own). */
+        if (timeout != 0 && h->ctl_open && !h->spare)
+                (void)clua_env_spare_new(&h->spare);
         n = epoll_wait(h->epfd, ev, 64, timeout);
         if (n < 0) {
                 if (errno == EINTR)

@@ -177,6 +177,9 @@ struct CLuaHost {
         uint64_t nopreempt_ns;
         uint32_t *runs; /* cap_apps: the run each slot's app started with */
         bool ctl_open;  /* opt.control_fd is watched: the host waits for joins */
+        /* While ctl_open: a Lua state made ahead, when the loop had nothing to do,
+         * for the next join's app (clua_env_spare_new()); or NULL. */
+        CLuaApp *spare;
 };
 
 /*

@@ -223,6 +223,38 @@ int store_get(const char *state_dir, const char *id, StoreApp *ret);
 int store_app_dir(const char *state_dir, const char *id, char **ret);
 
 /*
+ * A cache of store_app_dir() answers for one state directory (cache.c; docs/store.md,
+ * "The installed-version cache"), for cellad, which asks at every start. Each lookup
+ * checks its entry against the store on disk (current's target read again, and the
+ * version's folder the same directory, by device and inode, as the full lookup saw):
+ * a change by this process or another is seen at the next lookup, without being told.
+ * Not thread-safe: one thread (cellad's loop) uses it.
+ */
+typedef struct StoreCache StoreCache;
+
+/* A new, empty cache for state_dir (copied) in *ret. Returns 0 or -ENOMEM. */
+int store_cache_new(const char *state_dir, StoreCache **ret);
+
+/* Frees c (NULL is fine). Returns NULL. */
+StoreCache *store_cache_free(StoreCache *c);
+
+/*
+ * store_app_dir(state_dir, id, ret) answered from c when its entry for id still holds
+ * (two system calls), else by store_app_dir() itself, whose answer then fills the
+ * entry. Same answers and errors as store_app_dir(); -EINVAL for an invalid id.
+ */
+int store_cache_app_dir(StoreCache *c, const char *id, char **ret);
+
+/* Drops c's entry for id (every entry if id is NULL): after this process installed,
+ * updated or removed id. Not needed for correctness (lookups check their entry);
+ * it frees what a removed app held. c may be NULL. */
+void store_cache_forget(StoreCache *c, const char *id);
+
+/* The lookups c answered from an entry (*ret_hits) and by store_app_dir()
+ * (*ret_misses) since it was made; 0 and 0 for NULL. */
+void store_cache_stats(const StoreCache *c, uint64_t *ret_hits, uint64_t *ret_misses);
+
+/*
  * Cleans what interrupted installs left (for the daemon's start, under the lock):
  * apps/.staging-* folders, and in each apps/<id>/ the versions and records that
  * neither current nor its record's "previous" names, and a half-made ".current.new".

@@ -119,6 +119,13 @@ static void on_state_changed(Instance *inst, InstanceState from, InstanceState t
         (void)from;
         if (k->adopting || k->bye || k->fd < 0 || !instance_state_is_running(to) || !holdable(inst))
                 return;
+        /* A start: the keeper holds no set of this run yet, so a NOTE would change
+         * nothing there (its generation is new); the HOLD that the start sends right
+         * after (instance_start(), group_serve_member()) carries the role and freeze
+         * lifecycle_started() just set. One round trip to the keeper per start and
+         * per join, not two. */
+        if (inst->keeper_hold_due)
+                return;
         r = keeper_note(k->fd, inst->manifest->id, run_generation(inst), inst->life.role,
                         inst->life.frozen);
         if (r < 0)
@@ -435,6 +442,7 @@ void supervisor_keeper_hold(Instance *inst)
         Supervisor *s = inst->sup;
         int r;
 
+        inst->keeper_hold_due = false;
         if (!holdable(inst) || !keeper_open(s))
                 return;
         r = hold(inst);

@@ -31,6 +31,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -998,6 +1000,7 @@ static int group_serve_member(Group *g, Instance *inst, int chan_fd, int log_fd,
                          json_pack("{s:s, s:s, s:i, s:I, s:i, s:b}", "what", "started", "group",
                                    g->name, "pid", (int)sb->pid, "uid", (json_int_t)g->run.uid,
                                    "restarts", (int)g->run.restarts, "joined", joined));
+        inst->keeper_hold_due = true; /* no NOTE before the HOLD (adopt.c) */
         lifecycle_started(inst);
         supervisor_keeper_hold(inst); /* a record, for the next cellad (adopt.c) */
         return 0;
@@ -1198,24 +1201,114 @@ int group_ctl_send(Group *g, const void *msg, size_t len, const int *fds, unsign
         return -EPIPE;
 }
 
+/* Where a host's jail holds its members' folders, from its root (the "/apps/<id>"
+ * targets of group_launch_prepare()). */
+#define JAIL_APPS "apps"
+
+/* Whether this cellad knows inst's slot in g's running host. */
+static bool slot_known(const Group *g, const Instance *inst)
+{
+        return inst->group_index < g->n_slots && g->slot_dirs[inst->group_index];
+}
+
+/*
+ * A member whose slot this cellad does not know (the host was adopted from an
+ * earlier cellad, which handed over no record of it: it was not running then)
+ * takes a slot no member holds, if the host's jail holds its installed folder:
+ * the directory at /apps/<id> in the host's mount namespace, opened beneath
+ * /proc/<pid>/root with openat2(RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS) (the host
+ * cannot mount, having no capability, nor is a symlink it made followed), is
+ * inst->app_dir itself
+ * (the same device and inode: the bind mount the host's start made of it). Then
+ * its /data/<id> was mounted with it and its limit is in the host's cgroup. A
+ * member installed after the host started has no /apps/<id> there, and one
+ * updated since holds another folder: both refused, with what to do. Returns 0
+ * (inst->group_index and its slot_dirs entry set), or a negative errno with
+ * inst->error after a message.
+ */
+static int group_take_slot(Group *g, Instance *inst)
+{
+        const char *id = inst->manifest->id;
+        _cleanup_free_ char *path = NULL, *sub = NULL;
+        _cleanup_close_ int root = -EBADF, dir = -EBADF;
+        struct stat jail, store;
+        uint32_t past;
+        size_t slot;
+        int r = 0;
+
+        if (asprintf(&path, "/proc/%d/root", (int)g->run.sandbox->pid) < 0)
+                path = NULL;
+        else if (asprintf(&sub, JAIL_APPS "/%s", id) < 0)
+                sub = NULL;
+        if (!path || !sub)
+                return supervisor_error(&inst->error, SUPERVISOR_STEP_INTERNAL, ENOMEM, NULL);
+        /* From the host's root, never through a symlink (what the host could make
+         * is not taken for its jail's mount). */
+        root = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (root < 0)
+                r = negative_errno();
+        else {
+                struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+                                       .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS};
+
+                dir = (int)syscall(SYS_openat2, root, sub, &how, sizeof how);
+                r = dir < 0 || fstat(dir, &jail) < 0 ? negative_errno() : 0;
+        }
+        if (r < 0)
+                ;
+        else if (stat(inst->app_dir, &store) < 0)
+                r = negative_errno();
+        else if (jail.st_dev != store.st_dev || jail.st_ino != store.st_ino)
+                r = -ESTALE;
+        if (r < 0) {
+                /* Its folder and /data are not in the host's jail, nor its share in
+                 * the host's cgroup limits. */
+                log_error("cannot start %s: the running host of packed group %s does not hold "
+                          "its installed folder at /apps/%s (%s: it was %s after the host "
+                          "started); stop the group's apps (its host ends with the last), then "
+                          "start them again (a host's jail, cgroup limits and stats file hold "
+                          "the apps installed when it started; its installed folder: %s)",
+                          id, g->name, id, r == -ESTALE ? "another version is there" : strerror(-r),
+                          r == -ESTALE ? "updated" : "installed", inst->app_dir);
+                return supervisor_error_at(&inst->error, SANDBOX_STEP_PREPARE,
+                                           r == -ENOENT || r == -ESTALE ? EXFULL : -r, g->name);
+        }
+        /* A slot with a known folder is a member's (one that ran in it, or the one
+         * that took it); the others are free, whatever index a member registered
+         * since the adoption was numbered with (it has no slot until it takes one). */
+        for (slot = 0; slot < g->n_slots && g->slot_dirs[slot]; slot++)
+                ;
+        if (slot == g->n_slots) {
+                log_error("cannot start %s: the running host of packed group %s has no free slot "
+                          "(its %zu are its other members'); stop the group's apps, then start "
+                          "them again",
+                          id, g->name, g->n_slots);
+                return supervisor_error_at(&inst->error, SANDBOX_STEP_PREPARE, EXFULL, g->name);
+        }
+        g->slot_dirs[slot] = strdup(inst->app_dir);
+        if (!g->slot_dirs[slot])
+                return supervisor_error(&inst->error, SUPERVISOR_STEP_INTERNAL, ENOMEM, NULL);
+        log_info("%s takes slot %zu of the adopted host of packed group %s (its folder is there)",
+                 id, slot, g->name);
+        /* A member numbered into that slot at its registration moves past the
+         * slots: it takes one of its own when it joins. */
+        past = (uint32_t)g->n_slots;
+        for (size_t i = 0; i < g->n_members; i++)
+                past = MAX(past, g->members[i]->group_index + 1);
+        for (size_t i = 0; i < g->n_members; i++)
+                if (g->members[i] != inst && g->members[i]->group_index == slot)
+                        g->members[i]->group_index = past++;
+        inst->group_index = (uint32_t)slot;
+        return 0;
+}
+
 /* Whether inst may join g's running host now: 0, or a negative errno with
- * inst->error after a message. */
+ * inst->error after a message. A slot this cellad does not know is looked for
+ * after the installed version is (group_take_slot()). */
 static int group_may_join(Group *g, Instance *inst)
 {
         const char *id = inst->manifest->id;
 
-        if (inst->group_index >= g->n_slots || !g->slot_dirs[inst->group_index]) {
-                /* Its folder and /data are not in the host's jail, nor its share in
-                 * the host's cgroup limits, spec or stats file. */
-                log_error("cannot start %s: the running host of packed group %s has no slot "
-                          "known for it; stop the group's apps (its host ends with the last), "
-                          "then start them again (the host was started with %zu app(s) before "
-                          "it was registered in the group, or was adopted from an earlier cellad "
-                          "with no record of it: it was not running then; a host's jail, cgroup "
-                          "limits and stats file hold only its slots)",
-                          id, g->name, g->n_slots);
-                return supervisor_error_at(&inst->error, SANDBOX_STEP_PREPARE, EXFULL, g->name);
-        }
         if (g->ctl_fd < 0 || g->run.sandbox->exited) {
                 log_error("cannot start %s: the host of packed group %s is ending (its last app "
                           "ended); start %s again once the host has exited",
@@ -1258,6 +1351,8 @@ static int group_join(Group *g, Instance *inst)
                 r = instance_open_log(inst, &inst->error);
         if (r >= 0)
                 r = instance_verify_again(inst, &inst->error);
+        if (r >= 0 && !slot_known(g, inst))
+                r = group_take_slot(g, inst);
         if (r < 0)
                 return r;
         id = inst->manifest->id;

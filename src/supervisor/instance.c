@@ -796,6 +796,7 @@ int instance_start(Instance *inst)
                 instance_abort(inst);
                 goto fail;
         }
+        inst->keeper_hold_due = true; /* no NOTE before the HOLD (adopt.c) */
         instance_started(inst);
         supervisor_keeper_hold(inst);
         instance_start_done(&c);

@@ -112,6 +112,9 @@ struct Instance {
         uint64_t mem_reclaim_previous;
         int oom_band_applied;
         json_t *mem_last_kill; /* the last memory.kill record's fields (cella inspect) */
+        /* Between a start's lifecycle_started() and its supervisor_keeper_hold()
+         * (adopt.c): the HOLD carries the state, no NOTE goes before it. */
+        bool keeper_hold_due;
 };
 
 /*

@@ -1017,7 +1017,9 @@ def start_packed_with_a_quitter(state, i):
 def test_packed_group_with_an_ended_member_adopted(tmp_path):
     """A member that ended while its host ran (its set dropped then, its record in the
     host's stats file saying so) is not a lost record: the host is adopted with the
-    others, and the ended one is not made to run."""
+    others, and the ended one is not made to run by the adoption (the new cellad
+    runs without its autostart, which would start it again as it starts a lone
+    app that ended: test_packed_member_with_no_known_slot_after_adoption_joins)."""
     require_cellad()
     state = new_state(tmp_path)
     d, quitter, live, host = start_packed_with_a_quitter(state, 2)
@@ -1027,14 +1029,13 @@ def test_packed_group_with_an_ended_member_adopted(tmp_path):
         d.send(signal.SIGKILL)
         d.proc.wait(timeout=DEADLINE)
         last = {m: max(ok_calls(state, m)) for m in live}
-        d2 = Cellad(state).start()
+        d2 = Cellad(state, "--no-autostart").start()
         log = d2.log()
         assert "adopted 2 app(s) left running by an earlier cellad" in log, log
         assert "cannot adopt" not in log, log
         after = ps(state)
         assert all(runs(after[m]) and after[m]["pid"] == host for m in live), after
-        # Not made to run again by the adoption (cellad's autostart may not add an
-        # app to a host that runs yet: docs/daemon.md, "What an app sees").
+        # Not made to run again by the adoption.
         assert quitter not in after or not after[quitter]["running"], after.get(quitter)
         assert not audit_what(state, quitter, "adopted")
         check_calls_after(state, live, last)
@@ -1207,12 +1208,13 @@ def test_packed_joined_member_stops_alone_after_adoption(tmp_path):
             d2.close()
 
 
-def test_packed_member_with_no_known_slot_after_adoption_is_refused_as_such(tmp_path):
+def test_packed_member_with_no_known_slot_after_adoption_joins(tmp_path):
     """A member that ended before the adoption has a slot in the host the new cellad
     does not know: registered again after the adoption, it must not take the index
     of an adopted member's slot (it took the next count of members, which is one),
-    and its start is refused as one with no slot, not as an update of another
-    member's folder."""
+    nor be checked against another member's folder; its start finds its folder in
+    the host's jail, takes the slot no adopted member holds and joins the adopted
+    host, the others running on with their own stats records."""
     require_cellad()
     state = new_state(tmp_path)
     d, quitter, live, host = start_packed_with_a_quitter(state, 0)
@@ -1220,17 +1222,23 @@ def test_packed_member_with_no_known_slot_after_adoption_is_refused_as_such(tmp_
     try:
         d.send(signal.SIGKILL)
         d.proc.wait(timeout=DEADLINE)
-        d2 = Cellad(state).start()
+        d2 = Cellad(state, "--no-autostart").start()
         assert "adopted 2 app(s) left running by an earlier cellad" in d2.log(), d2.log()
-        wait_for("the quitter registered again", lambda: quitter in ps(state))
-        with pytest.raises(ControlError) as e:
-            d2.call("org.cella.Start", {"app": quitter})
-        assert "no slot" in str(e.value) or "no slot" in json.dumps(e.value.parameters), e.value
+        # Without the autostart it is registered by its start (app-methods.c).
+        rep = d2.call("org.cella.Start", {"app": quitter})
+        assert rep["pid"] == host, rep
         log = d2.log()
-        assert "has no slot" in log, log
+        assert f"{quitter} takes slot 0 of the adopted host" in log, log
         assert "is not the folder the host" not in log, log
         after = ps(state)
         assert all(runs(after[m]) and after[m]["pid"] == host for m in live), after
+        # It ran in the host (its main chunk set its exit timer) and ended again.
+        wait_for("the quitter ended again", lambda: not ps(state)[quitter]["running"])
+        assert all(runs(ps(state)[m]) for m in live)
+        stats = [h for h in json.loads(cella(state, "stats", "--json"))["hosts"]
+                 if h.get("group") == group_name()]
+        assert len(stats) == 1 and sorted(a["id"] for a in stats[0]["apps"]) == sorted(
+            live + [quitter]), stats
         assert d2.stop(signal.SIGTERM) == 0
     finally:
         d.close()

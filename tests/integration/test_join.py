@@ -196,10 +196,14 @@ def test_a_joined_member_is_adopted_after_a_sigkill_and_stops_alone(setup):
     cellad the next cellad adopts the host with both members (the same host pid),
     serves the joined one (its calls answered: it publishes again after it is
     stopped and joins once more), stops it alone (its run named: the host and the
-    other member go on), and a start of it joins the adopted host again; a member
-    with a slot but no record (never started) gets a clear refusal, not EBUSY."""
+    other member go on), and a start of it joins the adopted host again. A member
+    with a slot but no record (never started) joins the adopted host too, into a
+    free slot, once its folder is found in the host's jail; one installed after
+    the host started, or updated since, is refused, saying so."""
     root, state = setup
     keeper, j, k, topic, folders = three_members(root)
+    upd, late = f"org.test.{GROUP}.upd", f"org.test.{GROUP}.late"
+    folders.append(member(root, upd, QUICK))
     d = Cellad(state).start()
     d2 = None
     try:
@@ -207,6 +211,14 @@ def test_a_joined_member_is_adopted_after_a_sigkill_and_stops_alone(setup):
             install(state, f)
         assert start(d, keeper)["state"] in RUNNING
         host = group_of(state, (keeper, j, k))[keeper]["pid"]
+        # After the host started: upd updated (not running: no restart), late
+        # installed. The host's jail holds upd's version 1 and no late.
+        m = json.loads((root / upd / "manifest.json").read_text())
+        m["version"] = "2"
+        (root / upd / "manifest.json").write_text(json.dumps(m))
+        p = cella("update", root / upd, state_dir=state)
+        assert p.returncode == 0, p.stdout + p.stderr
+        install(state, member(root, late, QUICK))
         # j joins, is stopped alone and joins again: its run is not the host's 0.
         assert start(d, j)["pid"] == host
         wait_for("j's first run", lambda: log(state, j).count("run") == 1)
@@ -237,12 +249,25 @@ def test_a_joined_member_is_adopted_after_a_sigkill_and_stops_alone(setup):
         assert start(d2, j)["pid"] == host
         wait_for("j's third run", lambda: log(state, j).count("run") == 3)
         assert log(state, j).count("publish\ttrue") == 3, log(state, j)
-        # k had a slot but no record (never started): its folder in the host is not
-        # known to this cellad, so its start is refused with the way out.
-        with pytest.raises(ControlError) as e:
-            start(d2, k)
-        msg = json.dumps(e.value.args)
-        assert "has no slot known for it" in msg and "stop the group's apps" in msg, msg
+        # k had a slot but no record (never started): its folder is in the host's
+        # jail, so it joins into a free slot and runs under its own grants.
+        assert start(d2, k)["pid"] == host
+        wait_for("k's run in the adopted host", lambda: "run" in log(state, k))
+        assert "publish\tfalse" in log(state, k), log(state, k)
+        assert f"{k} takes slot" in d2.log(), d2.log()
+        p = ps(state)
+        assert runs(p[k]) and runs(p[j]) and p[k]["pid"] == host, p
+        # Its stats are its own slot's (not another member's record).
+        assert k in stats_ids(state)
+        # upd was updated after the host started (its jail holds version 1) and
+        # late installed after it: both refused with the reason and the way out.
+        for app_id, why in ((upd, "updated"), (late, "installed")):
+            with pytest.raises(ControlError) as e:
+                start(d2, app_id)
+            msg = json.dumps(e.value.args)
+            assert "does not hold" in msg and f"it was {why} after the host started" in msg \
+                and "stop the group's apps" in msg, msg
+            assert not runs(ps(state)[app_id])
         assert runs(ps(state)[j])
         assert d2.stop() == 0, d2.log()
         # Ended (its parent was the killed cellad: a zombie until init reaps it).
@@ -267,7 +292,8 @@ def test_a_member_installed_after_its_host_started_is_refused_clearly(setup):
         with pytest.raises(ControlError) as e:
             start(d, late)
         msg = json.dumps(e.value.args)
-        assert "has no slot known for it" in msg and "stop the group's apps" in msg, msg
+        assert "does not hold" in msg and "it was installed after the host started" in msg \
+            and "stop the group's apps" in msg, msg
         p = ps(state)
         assert runs(p[keeper]) and p[keeper]["pid"] == host, p
         assert not runs(p[late]), p

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import CELLA, run_cella, start_cella, wait_written
 from daemon_util import (ControlError, cellad, require_cellad, running_cellad,  # noqa: F401
-                         system_user, traversable_tmpdir)
+                         system_user, traversable_tmpdir, wait_for)
 
 APP_ID = "org.test.store"
 
@@ -665,3 +665,48 @@ def test_a_stranger_may_not_install_or_list(tmp_path, stranger):
                     (args, p.stderr)
             assert listed(state) == {}
             install(state, bundle).check_returncode()  # root may
+
+
+def test_a_start_runs_what_current_names_even_changed_behind_cellads_back(cellad, tmp_path):
+    """cellad keeps the installed version of each started app (the installed-version
+    cache, docs/store.md) and checks it against the store at every start: after an
+    update through cellad the next start runs the new version; with current pointed
+    back at the version kept on disk by another process (cellad not told), the next
+    start runs that one, and after current is removed behind its back the start is
+    refused as not installed. A cache that trusted itself would start the old answer."""
+    state = cellad.state_dir
+    app = write_app(tmp_path / "app", "1.0")
+    install(state, app).check_returncode()
+
+    def lines():
+        p = cella("logs", "--state-dir", state, "-n", "1000", APP_ID)
+        return [x for x in p.stdout.splitlines() if "data of" in x]
+
+    def run_once(version):
+        """Starts the app, waits for its run to end; its count of version's lines."""
+        before = len(lines())
+        cellad.call("org.cella.Start", {"app": APP_ID}, timeout=60)
+        wait_for("the app's run", lambda: len(lines()) > before and not cellad.call(
+            "org.cella.Inspect", {"app": APP_ID}).get("running"))
+        got = lines()
+        assert got[-1].endswith(f"data of {version}"), got
+        return sum(x.endswith(f"data of {version}") for x in got)
+
+    assert run_once("1.0") == 1
+    assert run_once("1.0") == 2  # from the cache
+    write_app(app, "2.0")
+    install(state, app, update=True).check_returncode()
+    assert run_once("2.0") == 1
+    assert run_once("2.0") == 2
+    # Another process (an admin's rollback, not through cellad) points current
+    # back at 1.0, kept on disk as the version 2.0 replaced.
+    cur = store_dir(state) / "current"
+    tmp = store_dir(state) / ".current.rollback"
+    os.symlink("1.0", tmp)
+    os.rename(tmp, cur)
+    assert run_once("1.0") == 3
+    assert f"{APP_ID}: starts its installed version" in cellad.log()
+    os.unlink(cur)
+    with pytest.raises(ControlError) as e:
+        cellad.call("org.cella.Start", {"app": APP_ID})
+    assert "not installed" in json.dumps(e.value.args), e.value.args

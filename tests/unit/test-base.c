@@ -169,6 +169,64 @@ static TreeUsage usage_of(const char *dir, uint64_t entries_max, unsigned depth_
 
 /* du's measure: every entry's blocks, a subdirectory entered, a symlink to a big tree
  * outside counted as itself, not followed; the bounds truncate. */
+/* path_is_canonical() says yes only where realpath() would give the path back, and
+ * path_canonicalize() gives realpath()'s answer either way: a symlink anywhere on
+ * the path (an attacker's component) is resolved, never taken as it is. */
+START_TEST(test_path_canonical)
+{
+        char top[] = "/tmp/test-canon-XXXXXX", p[256], link[256], *r = NULL, *want = NULL;
+
+        ck_assert_ptr_nonnull(mkdtemp(top));
+        want = realpath(top, NULL); /* /tmp itself may be a symlink somewhere */
+        ck_assert_ptr_nonnull(want);
+        snprintf(p, sizeof p, "%s/a/b", want);
+        ck_assert_int_eq(mkdir_p(p, 0755), 0);
+        ck_assert_int_eq(path_is_canonical(p), 1);
+        ck_assert_int_eq(path_is_canonical("/"), 1);
+        ck_assert_int_eq(path_canonicalize(p, &r), 0);
+        ck_assert_str_eq(r, p);
+        free(r);
+
+        /* Not canonical: ".", "..", "//", a trailing '/', relative. */
+        snprintf(p, sizeof p, "%s/a/./b", want);
+        ck_assert_int_eq(path_is_canonical(p), 0);
+        snprintf(p, sizeof p, "%s/a/../a/b", want);
+        ck_assert_int_eq(path_is_canonical(p), 0);
+        ck_assert_int_eq(path_canonicalize(p, &r), 0);
+        snprintf(p, sizeof p, "%s/a/b", want);
+        ck_assert_str_eq(r, p);
+        free(r);
+        snprintf(p, sizeof p, "%s/a//b", want);
+        ck_assert_int_eq(path_is_canonical(p), 0);
+        snprintf(p, sizeof p, "%s/a/b/", want);
+        ck_assert_int_eq(path_is_canonical(p), 0);
+        ck_assert_int_eq(path_is_canonical("tmp"), 0);
+        snprintf(p, sizeof p, "%s/a/missing", want);
+        ck_assert_int_eq(path_is_canonical(p), -ENOENT);
+        ck_assert_int_eq(path_canonicalize(p, &r), -ENOENT);
+
+        /* A symlink as the last component and in the middle: resolved. */
+        snprintf(link, sizeof link, "%s/l", want);
+        ck_assert_int_eq(symlink("a", link), 0);
+        snprintf(p, sizeof p, "%s/l/b", want);
+        ck_assert_int_eq(path_is_canonical(p), 0);
+        ck_assert_int_eq(path_is_canonical(link), 0);
+        ck_assert_int_eq(path_canonicalize(p, &r), 0);
+        snprintf(p, sizeof p, "%s/a/b", want);
+        ck_assert_str_eq(r, p);
+        free(r);
+        snprintf(link, sizeof link, "%s/a/c", want);
+        ck_assert_int_eq(symlink("/", link), 0);
+        ck_assert_int_eq(path_is_canonical(link), 0);
+        ck_assert_int_eq(path_canonicalize(link, &r), 0);
+        ck_assert_str_eq(r, "/");
+        free(r);
+        snprintf(p, sizeof p, "rm -rf %s", want);
+        ck_assert_int_eq(system(p), 0);
+        free(want);
+}
+END_TEST
+
 START_TEST(test_tree_usage)
 {
         char dir[] = "/tmp/cella-test-XXXXXX", outside[] = "/tmp/cella-test-XXXXXX", path[256];
@@ -1021,6 +1079,7 @@ int main(void)
         tcase_add_test(tc, test_fd_msg);
         tcase_add_test(tc, test_read_file_bounded);
         tcase_add_test(tc, test_mkdir_p);
+        tcase_add_test(tc, test_path_canonical);
         tcase_add_test(tc, test_tree_usage);
         tcase_add_test(tc, test_tree_usage_bound_unstattable);
         tcase_add_test(tc, test_sqlite_open_refuses_symlinks);

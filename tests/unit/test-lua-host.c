@@ -540,6 +540,87 @@ START_TEST(test_control_channel)
 }
 END_TEST
 
+typedef struct SpareCtl {
+        int phase;
+        int peer;         /* the test's end of the control channel */
+        lua_State *first; /* the state made ahead that the first join took */
+        CLuaApp *capped, *plain;
+} SpareCtl;
+
+/* A control callback for test_join_takes_the_state_made_ahead: reads nothing until
+ * the host has made a spare (the channel stays readable, so it is called again
+ * once the host went idle); then joins a capped app into slot 1 (the spare's
+ * state) and a plain one into slot 2 (a state of its own), and asks once more;
+ * the second time, once a new spare was made, drains the channel. */
+static int on_ctl_spare(CLuaHost *h, void *userdata)
+{
+        SpareCtl *c = userdata;
+        CLuaAppSpec capped = {.channel_fd = -1, .log_fd = -1, .opt = {.memory_cap = 1u << 20}};
+        const char *grow = "local t = {} for i = 1, 1e6 do t[i] = ('x'):rep(100) .. i end";
+        char b[64], *msg = NULL;
+
+        if (!h->spare)
+                return 0; /* again when the host has waited with nothing to do */
+        if (c->phase++ == 0) {
+                ck_assert_int_eq(recv(h->opt.control_fd, b, sizeof b, MSG_DONTWAIT), 1);
+                c->first = h->spare->L;
+                ck_assert_int_eq(clua_host_join(h, 1, 1, &capped, &c->capped), 0);
+                ck_assert_ptr_null(h->spare); /* taken */
+                ck_assert_ptr_eq(c->capped->L, c->first);
+                ck_assert_ptr_eq(*(CLuaApp **)lua_getextraspace(c->capped->L), c->capped);
+                ck_assert_uint_eq(c->capped->alloc.cap, 1u << 20);
+                ck_assert_uint_gt(c->capped->alloc.used, 0);
+                ck_assert_msg(clua_load(c->capped, grow, strlen(grow), "=grow", &msg) == CLUA_OK,
+                              "%s", msg ?: "");
+                ck_assert_int_eq(clua_host_start(c->capped, 0, NULL), 0);
+                c->plain = join(h, 2, 1, "assert(grow == nil and t == nil) return 1");
+                ck_assert_ptr_ne(c->plain->L, c->first);
+                ck_assert_int_eq(send(c->peer, "y", 1, 0), 1); /* ask again */
+                return 0;
+        }
+        /* A new state made ahead (the taken one is the capped app's, or closed with
+         * it: its address may come again), owned by no app. */
+        ck_assert_ptr_eq(*(CLuaApp **)lua_getextraspace(h->spare->L), h->spare);
+        c->phase = 2;
+        while (recv(h->opt.control_fd, b, sizeof b, MSG_DONTWAIT) > 0)
+                ;
+        return 0;
+}
+
+/* A host that takes joins makes the next join's Lua state while it waits with
+ * nothing to run; the join takes it as its own (its allocator capped at the app's
+ * limit and charged to it, its owner the app), makes another when idle again; a
+ * join with no spare makes its own. */
+START_TEST(test_join_takes_the_state_made_ahead)
+{
+        int sp[2];
+        SpareCtl c = {};
+        CLuaHostOptions o = {.policy = CLUA_SCHED_FAIR, .stats_fd = -1, .n_apps = 3};
+        CLuaHost *h = NULL;
+
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
+        o.control_fd = sp[1];
+        o.control = on_ctl_spare;
+        o.control_userdata = &c;
+        c.peer = sp[0];
+        ck_assert_int_eq(clua_host_new(&o, &h), 0);
+        (void)join(h, 0, 0, "require('cella.timer').after(0.3, function() end)");
+        ck_assert_ptr_null(h->spare); /* not before the host waits */
+        ck_assert_int_eq(send(sp[0], "x", 1, 0), 1);
+        ck_assert_int_eq(clua_host_run(h), CLUA_EXIT_MEMORY);
+        ck_assert_int_eq(c.phase, 2);
+        /* The capped app hit its own cap (1 MiB), not the spare's default. */
+        ck_assert_uint_eq(h->app_stats[1].fault, CLUA_EXIT_MEMORY);
+        ck_assert_uint_le(h->app_stats[1].memory_peak_bytes, 1u << 20);
+        ck_assert_uint_eq(h->app_stats[2].fault, 0);
+        ck_assert_uint_eq(h->app_stats[2].state, CLUA_APP_EXITED);
+        ck_assert_uint_eq(h->app_stats[0].fault, 0);
+        clua_host_free(h); /* frees the spare made meanwhile (ASan: no leak) */
+        close(sp[0]);
+        close(sp[1]);
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("lua-host");
@@ -562,6 +643,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_traceback_at_the_memory_cap);
         tcase_add_test(tc, test_join_slots);
         tcase_add_test(tc, test_control_channel);
+        tcase_add_test(tc, test_join_takes_the_state_made_ahead);
         suite_add_tcase(s, tc);
         return s;
 }

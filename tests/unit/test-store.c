@@ -518,6 +518,112 @@ START_TEST(test_install_update_remove)
 }
 END_TEST
 
+/* The installed-version cache answers as store_app_dir() does after every change,
+ * whether it was told of the change or not (another process changed the store). */
+static void assert_cache(StoreCache *c, const char *id, int expect_r, const char *expect_version)
+{
+        char *dir = NULL, *want = NULL;
+        int r;
+
+        r = store_cache_app_dir(c, id, &dir);
+        ck_assert_msg(r == expect_r, "store_cache_app_dir(%s) = %d, expected %d", id, r, expect_r);
+        if (r < 0)
+                return;
+        ck_assert_int_ge(asprintf(&want, "%s/apps/%s/%s", state, id, expect_version), 0);
+        ck_assert_str_eq(dir, want);
+        free(dir);
+        free(want);
+}
+
+START_TEST(test_cache)
+{
+        StoreCache *c = NULL;
+        StoreError err;
+        uint64_t hits, misses;
+        char path[256], path2[256], copy[1024];
+
+        ck_assert_int_eq(store_cache_new(state, &c), 0);
+        assert_cache(c, "org.a.b", -ENOENT, NULL);
+        assert_cache(c, "../org.a.b", -EINVAL, NULL);
+        ck_assert_int_eq(install(STORE_MODE_INSTALL, NULL, &err), 0);
+        assert_cache(c, "org.a.b", 0, "1.0"); /* a miss fills it */
+        assert_cache(c, "org.a.b", 0, "1.0"); /* a hit */
+        store_cache_stats(c, &hits, &misses);
+        ck_assert_uint_eq(hits, 1);
+        ck_assert_uint_eq(misses, 2); /* the id refused before any lookup */
+
+        /* Updated behind its back: seen at the next lookup. */
+        put_manifest(app, "org.a.b", "2.0", NULL);
+        ck_assert_int_eq(install(STORE_MODE_UPDATE, NULL, &err), 0);
+        assert_cache(c, "org.a.b", 0, "2.0");
+        assert_cache(c, "org.a.b", 0, "2.0");
+        store_cache_stats(c, &hits, &misses);
+        ck_assert_uint_eq(hits, 2);
+        ck_assert_uint_eq(misses, 3);
+
+        /* Removed, then installed again at an older version. */
+        ck_assert_int_eq(store_remove(state, "org.a.b", false, &err), 0);
+        assert_cache(c, "org.a.b", -ENOENT, NULL);
+        put_manifest(app, "org.a.b", "1.0", NULL);
+        ck_assert_int_eq(install(STORE_MODE_INSTALL, NULL, &err), 0);
+        assert_cache(c, "org.a.b", 0, "1.0");
+        assert_cache(c, "org.a.b", 0, "1.0");
+
+        /* current pointed somewhere that is no version: refused as the store refuses. */
+        snprintf(path, sizeof path, "%s/apps/org.a.b/current", state);
+        snprintf(path2, sizeof path2, "%s/apps/org.a.b/current.x", state);
+        ck_assert_int_eq(symlink("../../..", path2), 0);
+        ck_assert_int_eq(rename(path2, path), 0);
+        assert_cache(c, "org.a.b", -EINVAL, NULL);
+        ck_assert_int_eq(symlink("1.0", path2), 0);
+        ck_assert_int_eq(rename(path2, path), 0);
+        assert_cache(c, "org.a.b", 0, "1.0");
+        assert_cache(c, "org.a.b", 0, "1.0");
+
+        /* apps/<id> swapped for a symlink to a copy of it (same names, other folders):
+         * not the folder the full lookup vetted, so a miss, and the store refuses a
+         * symlinked app folder. */
+        snprintf(path, sizeof path, "%s/apps/org.a.b", state);
+        snprintf(path2, sizeof path2, "%s/apps/org.a.b.moved", state);
+        snprintf(copy, sizeof copy, "cp -a %s %s.copy", path, path);
+        ck_assert_int_eq(system(copy), 0);
+        ck_assert_int_eq(rename(path, path2), 0);
+        ck_assert_int_eq(symlink("org.a.b.copy", path), 0);
+        ck_assert_int_eq(store_app_dir(state, "org.a.b", &(char *){NULL}), -ENOTDIR);
+        assert_cache(c, "org.a.b", -ENOTDIR, NULL); /* O_DIRECTORY | O_NOFOLLOW's error */
+        ck_assert_int_eq(unlink(path), 0);
+        ck_assert_int_eq(rename(path2, path), 0);
+        assert_cache(c, "org.a.b", 0, "1.0");
+
+        /* The version's folder replaced by a symlink to a copy of it. */
+        snprintf(path, sizeof path, "%s/apps/org.a.b/1.0", state);
+        snprintf(path2, sizeof path2, "%s/apps/org.a.b/1.0.old", state);
+        ck_assert_int_eq(rename(path, path2), 0);
+        ck_assert_int_eq(symlink("../org.a.b.copy/1.0", path), 0);
+        store_cache_stats(c, &hits, &misses);
+        assert_cache(c, "org.a.b", 0, "1.0"); /* the store's own answer, and not kept */
+        assert_cache(c, "org.a.b", 0, "1.0");
+        {
+                uint64_t h2, m2;
+
+                store_cache_stats(c, &h2, &m2);
+                ck_assert_uint_eq(h2, hits);
+                ck_assert_uint_eq(m2, misses + 2);
+        }
+        ck_assert_int_eq(path_is_canonical(path), 0); /* reload.c then resolves it */
+        ck_assert_int_eq(unlink(path), 0);
+        ck_assert_int_eq(rename(path2, path), 0);
+
+        /* Told: the entry goes; the next lookup fills it again. */
+        store_cache_forget(c, "org.a.b");
+        store_cache_forget(c, NULL);
+        assert_cache(c, "org.a.b", 0, "1.0");
+        snprintf(copy, sizeof copy, "rm -rf %s/apps/org.a.b.copy", state);
+        ck_assert_int_eq(system(copy), 0);
+        c = store_cache_free(c);
+}
+END_TEST
+
 START_TEST(test_manifest_refused)
 {
         StoreError err;
@@ -800,6 +906,7 @@ int main(void)
         tcase_add_test(tc, test_bundle_truncated);
         tcase_add_test(tc, test_bundle_bounds);
         tcase_add_test(tc, test_install_update_remove);
+        tcase_add_test(tc, test_cache);
         tcase_add_test(tc, test_manifest_refused);
         tcase_add_test(tc, test_same_signer);
         tcase_add_test(tc, test_kept_data_keeps_the_signer);
