@@ -58,6 +58,7 @@ struct Daemon {
         CgroupManager *cgm_self; /* cellad's own leaf, when the apps' manager (cgm) is
                                   * another: the apps in their scope; else NULL */
         char scope[96];          /* the apps' scope unit, or "" (none: the apps in B/cella) */
+        char tag[DAEMON_TAG_MAX + 1]; /* the state directory's cgroup tag (daemon_tag_get()) */
         char **scope_v1_made;    /* folders made for it in unmanaged v1 hierarchies */
         int fdstore_listen;      /* our listening socket, from systemd's fd store, or -EBADF */
         int fdstore_keeper;      /* a connection to the keeper (fd store, or made to place
@@ -97,9 +98,10 @@ int daemon_scope_decide(const DaemonSystemdEnv *e, const char **ret_why);
  * there is none). */
 void daemon_systemd_env(CgroupManager *m, DaemonSystemdEnv *e, char **ret_cgroup);
 
-/* The apps' scope of the state directory st: "cella-apps-d<dev>i<ino>.scope" (hex, the
- * tag of its apps' leaves) into buf. Returns 0, or -ENAMETOOLONG (size too small). */
-int daemon_scope_name(const struct stat *st, char *buf, size_t size);
+/* The apps' scope of the state directory whose tag is tag (daemon_tag_get(), the
+ * tag of its apps' leaves): "cella-apps-<tag>.scope" into buf. Returns 0, or
+ * -ENAMETOOLONG (size too small). */
+int daemon_scope_name(const char *tag, char *buf, size_t size);
 
 /*
  * Puts the keeper (pid) into scope's keeper leaf, starting scope (StartTransientUnit,

@@ -94,11 +94,9 @@ int daemon_scope_decide(const DaemonSystemdEnv *e, const char **ret_why)
         return 1;
 }
 
-int daemon_scope_name(const struct stat *state_dir, char *buf, size_t size)
+int daemon_scope_name(const char *tag, char *buf, size_t size)
 {
-        int n = snprintf(buf, size, "%s-d%llxi%llx.scope", DAEMON_SCOPE_PREFIX,
-                         (unsigned long long)state_dir->st_dev,
-                         (unsigned long long)state_dir->st_ino);
+        int n = snprintf(buf, size, "%s-%s.scope", DAEMON_SCOPE_PREFIX, tag);
 
         return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
 }

@@ -441,3 +441,22 @@ def pid_alive(pid):
 
 def which(name):
     return shutil.which(name, path="/usr/bin:/bin")
+
+
+# ---- Leftover cgroup bases (docs/daemon.md "Leftover bases") ----
+# Every bare cellad a test ran made a base "cellad-<tag>" (daemon_util.Cellad records
+# them); its orderly stop removes it, and Cellad.close() removes what a SIGKILLed one
+# left. After the session none may remain: each is counted and the run fails.
+def pytest_sessionfinish(session, exitstatus):
+    try:
+        from daemon_util import leftover_bases
+    except ImportError:
+        return
+    left = leftover_bases()
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and (left or os.environ.get("CELLA_COUNT_BASES")):
+        reporter.write_line(f"cellad cgroup bases left by this session: {len(left)}")
+        for b in left:
+            reporter.write_line(f"  left: {b}")
+    if left and session.exitstatus == 0:
+        session.exitstatus = 1
