@@ -445,8 +445,20 @@ def which(name):
 
 # ---- Leftover cgroup bases (docs/daemon.md "Leftover bases") ----
 # Every bare cellad a test ran made a base "cellad-<tag>" (daemon_util.Cellad records
-# them); its orderly stop removes it, and Cellad.close() removes what a SIGKILLed one
-# left. After the session none may remain: each is counted and the run fails.
+# them); its orderly stop removes it, and what a SIGKILLed one left is removed when
+# the test ends (this fixture's teardown runs after every other fixture's, so after
+# each Cellad was closed). After the session none may remain: each is counted and
+# the run fails.
+@pytest.fixture(autouse=True)
+def _remove_the_tests_cellad_bases():
+    yield
+    try:
+        from daemon_util import remove_pending_bases
+    except ImportError:
+        return
+    remove_pending_bases()
+
+
 def pytest_sessionfinish(session, exitstatus):
     try:
         from daemon_util import leftover_bases

@@ -178,9 +178,11 @@ class Cellad:
             with contextlib.suppress(DaemonError):
                 self.stop(signal.SIGTERM)
         self.kill()
-        # What a SIGKILLed cellad left (its keeper, its apps, its cgroup base), once
-        # no cellad holds the state directory any more.
-        remove_bases(self.state_dir, getattr(self, "_bases", ()))
+        # What a SIGKILLed cellad left (its keeper, its apps, its cgroup base) is
+        # removed at the end of the test (conftest.py), not here: a test may start
+        # the next cellad on this state directory to adopt what this one left.
+        if getattr(self, "_bases", None):
+            PENDING_BASES.append((self.state_dir, set(self._bases)))
         if getattr(self, "_ready_fd", None) is not None:
             os.close(self._ready_fd)
             self._ready_fd = None
@@ -421,11 +423,15 @@ def alive(pid):
 # bases"). A bare cellad runs in a base "cellad-<tag>" it made beside the tests'
 # cgroup, named after its state directory's tag (<state>/cellad.tag). A SIGKILLed
 # cellad that no test starts again leaves it, with its keeper and the keeper's apps
-# (ended after the keeper's 60 s grace): Cellad.close() removes them, and the
+# (ended after the keeper's 60 s grace): they are removed at the end of the test
+# that ran it (remove_pending_bases(), from conftest.py's autouse fixture), and the
 # session counts what is left (conftest.py, pytest_sessionfinish: must be none).
 
 # Every base a Cellad of this session ran in (absolute cgroupfs paths).
 SESSION_BASES = set()
+# (state dir, bases) of the Cellads the current test closed: remove_pending_bases()
+# at the test's end.
+PENDING_BASES = []
 
 
 def state_tag(state):
@@ -542,3 +548,10 @@ def _try_rmdir(d):
 def leftover_bases():
     """The bases of this session's cellads that still exist (sorted strings)."""
     return sorted(str(b) for b in SESSION_BASES if b.exists())
+
+
+def remove_pending_bases():
+    """At a test's end (conftest.py): remove_bases() for every Cellad it closed."""
+    while PENDING_BASES:
+        state_dir, bases = PENDING_BASES.pop()
+        remove_bases(state_dir, bases)

@@ -246,13 +246,16 @@ def test_sweep_removes_the_empty_bases_of_gone_state_dirs_only(tmp_path):
             sleeper.wait()
         for b in old_busy + old_empty:
             remove_bases(tmp_path / "none", [b])
-    assert not any(b.exists() for b in kept_bases), "close() removes what the test left"
+    from daemon_util import remove_pending_bases
+    remove_pending_bases()
+    assert not any(b.exists() for b in kept_bases), "what the test left is removed"
 
 
-def test_close_removes_what_a_sigkilled_cellad_left(tmp_path):
+def test_the_tests_end_removes_what_a_sigkilled_cellad_left(tmp_path):
     """The tests' teardown: a cellad SIGKILLed and never started again leaves its
-    keeper, the keeper's apps and its base; Cellad.close() ends them and removes the
-    base (after the suite, conftest.py counts the bases left: none)."""
+    keeper, the keeper's apps and its base; closing it leaves them for a next cellad
+    to adopt, and the test's end ends them and removes the base (after the suite,
+    conftest.py counts the bases left: none)."""
     require_cellad()
     from test_adopt import install, ok_calls, ps
     state = _state(tmp_path, "state")
@@ -265,5 +268,9 @@ def test_close_removes_what_a_sigkilled_cellad_left(tmp_path):
     d.kill()
     assert alive(pid) and _keepers(state) and all(b.exists() for b in bases)
     d.close()
+    # A next cellad could still adopt them: they go at the test's end.
+    assert alive(pid) and all(b.exists() for b in bases)
+    from daemon_util import remove_pending_bases
+    remove_pending_bases()
     assert not alive(pid) and not _keepers(state)
     assert not any(b.exists() for b in bases), bases
