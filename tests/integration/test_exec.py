@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import pty
+import select
 import shutil
 import signal
 import socket
@@ -14,6 +15,7 @@ import subprocess
 import termios
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -484,3 +486,103 @@ def test_exec_tty_wants_a_unix_socket(app_running):
             os.close(fd)
         a.close()
         b.close()
+
+
+# ---- A command hung in its setup delays only its own client (docs/daemon.md "cella
+# exec off the loop"). Its app's cgroup is frozen behind cellad's back (cgroup2's
+# cgroup.freeze), so the command, born into that cgroup, stops before its execve:
+# the setup cellad used to wait for in its loop, up to 10 s, for every client.
+
+def _freeze_behind_cellads_back(info):
+    """Freezes the app's cgroup2 leaf directly; returns it (skips without one)."""
+    unified = info["cgroup_paths"].get("unified")
+    if not unified or not (Path(unified) / "cgroup.freeze").exists():
+        pytest.skip("no cgroup2 leaf with cgroup.freeze for the app on this host")
+    leaf = Path(unified)
+    (leaf / "cgroup.freeze").write_text("1")
+    from daemon_util import wait_for
+    wait_for("the app's cgroup frozen", lambda: "frozen 1" in (leaf / "cgroup.events").read_text())
+    return leaf
+
+
+def _procs(leaf):
+    return {int(p) for p in (leaf / "cgroup.procs").read_text().split()}
+
+
+def _exec_hung(d, leaf):
+    """Starts `cella exec APP -- true` into the frozen leaf and waits for its command
+    to appear there (cloned into it, stopped before its execve): (Popen, pid)."""
+    from daemon_util import wait_for
+    before = _procs(leaf)
+    p = subprocess.Popen([CELLA, "exec", "--state-dir", str(d.state_dir), APP, "--", "true"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    new = wait_for("the command in the frozen cgroup", lambda: _procs(leaf) - before)
+    assert len(new) == 1, new
+    return p, new.pop()
+
+
+def test_a_command_hung_in_its_setup_does_not_delay_another_client(app_running):
+    d, info = app_running
+    leaf = _freeze_behind_cellads_back(info)
+    p = None
+    try:
+        p, pid = _exec_hung(d, leaf)
+        # Another client, while the command's setup hangs: answered at once.
+        t0 = time.monotonic()
+        assert d.call("org.cella.Ping")["pid"] == d.pid
+        assert APP in {r["id"] for r in d.call("org.cella.Ps")["apps"]}
+        took = time.monotonic() - t0
+        assert took < 2.0, f"another client waited {took:.3f} s behind a hung exec"
+        assert p.poll() is None  # its own client still waits
+        (leaf / "cgroup.freeze").write_text("0")
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+    finally:
+        (leaf / "cgroup.freeze").write_text("0")
+        if p and p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def test_a_command_hung_in_its_setup_is_ended_at_its_bound(app_running):
+    """Not set up within 10 s (SANDBOX_ENTER_TIMEOUT_MS): the command and its helper
+    are killed, the client gets the error (exit 255, the step), the audit says so;
+    the app runs on and the next exec works."""
+    d, info = app_running
+    leaf = _freeze_behind_cellads_back(info)
+    try:
+        p, pid = _exec_hung(d, leaf)
+        pidfd = os.pidfd_open(pid)
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 255, (p.returncode, err)
+        assert "not set up within 10000 ms" in err, err
+        # Killed though frozen (a fatal signal ends a task of a frozen cgroup2).
+        assert select.select([pidfd], [], [], 30)[0], "the hung command was not ended"
+        os.close(pidfd)
+    finally:
+        (leaf / "cgroup.freeze").write_text("0")
+    audit = [json.loads(line) for line in
+             cella(d.state_dir, "audit", "--app", APP, "--json").stdout.splitlines()]
+    failed = [r for r in audit if r.get("what") == "exec" and r.get("errno") == 110]
+    assert failed and failed[-1]["step"] == "init" and failed[-1]["argv"] == ["true"], audit
+    assert cella(d.state_dir, "exec", APP, "--", "true").returncode == 0
+
+
+def test_a_client_gone_during_the_setup_takes_the_command(app_running):
+    """The client goes away while its command's setup hangs: the command and its
+    helper end at once (never left for the 10 s bound, nor after a thaw)."""
+    d, info = app_running
+    leaf = _freeze_behind_cellads_back(info)
+    try:
+        p, pid = _exec_hung(d, leaf)
+        pidfd = os.pidfd_open(pid)
+        p.kill()
+        p.wait()
+        t0 = time.monotonic()
+        assert select.select([pidfd], [], [], 30)[0], "the command outlived its client"
+        assert time.monotonic() - t0 < 5.0
+        os.close(pidfd)
+    finally:
+        (leaf / "cgroup.freeze").write_text("0")
+    assert d.call("org.cella.Ping")["pid"] == d.pid
