@@ -465,16 +465,15 @@ static int method_exec(ControlCall *call, json_t *params, void *userdata)
                 return 0;
         }
         /* The helper has its copies of the fds (f0-f2 close as this returns). */
-        if (uv_poll_init(daemon_loop(d), &x->setup, sandbox_entering_fd(x->entering)) < 0 ||
-            uv_timer_init(daemon_loop(d), &x->timer) < 0) {
-                sandbox_enter_cancel(TAKE_PTR(x->entering));
-                json_decref(x->argv);
-                free(x->app);
-                free(x);
+        (void)uv_timer_init(daemon_loop(d), &x->timer); /* cannot fail (libuv) */
+        x->setup.data = x->timer.data = x->poll.data = x;
+        x->handles = 1;
+        if (uv_poll_init(daemon_loop(d), &x->setup, sandbox_entering_fd(x->entering)) < 0) {
+                /* exec_closed() cancels the setup and frees x. */
+                uv_close((uv_handle_t *)&x->timer, exec_closed);
                 return control_reply_errno(call, -ENOMEM, "cannot watch the command's setup");
         }
         x->handles = 2;
-        x->setup.data = x->timer.data = x->poll.data = x;
         x->call = call;
         x->started_ns = now_monotonic_ns();
         x->next = execs;
