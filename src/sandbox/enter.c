@@ -100,6 +100,11 @@ static int exec_in_path(char *const *argv, char *const *envp)
         return r;
 }
 
+/* The helper's end of a pipe whose write end only the helper holds (the command
+ * closes its copy first thing): the command's way to see that the helper is gone
+ * (POLLHUP) once its parent-death signal is armed. */
+static int helper_alive[2] = {-EBADF, -EBADF};
+
 /* The command: runs in the app's pid namespace, as the helper's child. */
 _noreturn_ static void command_child(const SandboxEnter *e, const struct rlimit *lim, CgroupJoin *j,
                                      int errfd)
@@ -109,6 +114,7 @@ _noreturn_ static void command_child(const SandboxEnter *e, const struct rlimit 
         sigset_t none;
         int tty = -EBADF, r;
 
+        (void)close(helper_alive[1]);
         /* The signal state of a fresh process (as spawn.c gives the app): the daemon
          * ignores SIGPIPE, and an ignored signal survives execve; the helper blocked
          * the ones it passes on. */
@@ -150,6 +156,15 @@ _noreturn_ static void command_child(const SandboxEnter *e, const struct rlimit 
          * parent is outside its pid namespace: getppid() says 0, so no check here.) */
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || caps_drop_all(&err) < 0)
                 child_fail(errfd, &err, SANDBOX_ENTER_FAILED);
+        /* A helper that died before that (the command was born into a frozen cgroup,
+         * say, and its helper was killed meanwhile: cellad SIGKILLed) sent no signal:
+         * then the command must not run on, with nobody to wait for it. */
+        {
+                struct pollfd p = {.fd = helper_alive[0], .events = POLLIN};
+
+                if (poll(&p, 1, 0) != 0)
+                        _exit(SANDBOX_ENTER_FAILED);
+        }
         if (chdir(e->cwd ?: "/") < 0 && chdir("/") < 0) {
                 (void)sandbox_fail(&err, SANDBOX_STEP_MOUNT, negative_errno(), "chdir");
                 child_fail(errfd, &err, SANDBOX_ENTER_FAILED);
@@ -216,7 +231,7 @@ static int keep_only_fds(int *keep, size_t n)
 {
         unsigned next = 3;
 
-        /* Insertion sort: n is at most 6 + CGROUP_JOIN_MAX_V1. */
+        /* Insertion sort: n is at most 8 + CGROUP_JOIN_MAX_V1. */
         for (size_t i = 1; i < n; i++)
                 for (size_t k = i; k > 0 && keep[k - 1] > keep[k]; k--) {
                         int t = keep[k];
@@ -273,16 +288,20 @@ _noreturn_ static void helper_child(const SandboxEnter *e, const struct rlimit *
         if (sigprocmask(SIG_BLOCK, &passed, NULL) < 0 || prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 ||
             prctl(PR_SET_DUMPABLE, 0) < 0)
                 _exit(SANDBOX_ENTER_FAILED);
+        if (pipe2(helper_alive, O_CLOEXEC) < 0)
+                _exit(SANDBOX_ENTER_FAILED);
         /* The app's oom_score_adj (its band: docs/memory.md "Actions"), not its
          * kernel's (cellad's -1000), for the command it forks. */
         if (sandbox_write_oom_score_adj(0, oom_score_adj) < 0)
                 _exit(SANDBOX_ENTER_FAILED);
         {
-                int keep[7 + CGROUP_JOIN_MAX_V1];
+                int keep[9 + CGROUP_JOIN_MAX_V1];
                 size_t n = 0;
 
                 keep[n++] = e->pidfd;
                 keep[n++] = errfd;
+                keep[n++] = helper_alive[0];
+                keep[n++] = helper_alive[1];
                 if (e->tty_socket > 0)
                         keep[n++] = e->tty_socket;
                 for (int i = 0; i < 3; i++)
@@ -324,8 +343,10 @@ _noreturn_ static void helper_child(const SandboxEnter *e, const struct rlimit *
                         (void)sigaction(helper_signals[i], &sa, NULL);
                 (void)sigprocmask(SIG_UNBLOCK, &passed, NULL);
         }
-        /* The command has its copies: the helper holds only init's pidfd from here. */
+        /* The command has its copies: the helper holds only init's pidfd (and the
+         * write end of helper_alive, until it exits) from here. */
         (void)close(errfd);
+        (void)close(helper_alive[0]);
         if (e->tty_socket > 2)
                 (void)close(e->tty_socket);
         for (int i = 0; i < 3; i++)

@@ -2,6 +2,7 @@
 running app's sandbox through cellad, root only, audited, and exactly as confined as
 the app: its namespaces, cgroup, uids, rlimits, seccomp filter, no capabilities, and
 no fd but the three pipes."""
+import contextlib
 import fcntl
 import json
 import os
@@ -586,3 +587,66 @@ def test_a_client_gone_during_the_setup_takes_the_command(app_running):
     finally:
         (leaf / "cgroup.freeze").write_text("0")
     assert d.call("org.cella.Ping")["pid"] == d.pid
+
+
+def test_a_command_whose_helper_died_during_its_setup_never_runs(app_running):
+    """A command born into a frozen cgroup has no parent-death signal yet; its helper
+    killed meanwhile (as a SIGKILL of cellad kills it) sent none. Thawed, the command
+    must end before its execve instead of running on with nobody to wait for it:
+    it checks, once its parent-death signal is armed, that its helper still holds
+    the pipe only the helper holds (enter.c, helper_alive)."""
+    from daemon_util import wait_for
+    d, info = app_running
+    leaf = _freeze_behind_cellads_back(info)
+    p = None
+    try:
+        before = _procs(leaf)
+        p = subprocess.Popen([CELLA, "exec", "--state-dir", str(d.state_dir), APP, "--",
+                              "sleep", "600"], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        new = wait_for("the command in the frozen cgroup", lambda: _procs(leaf) - before)
+        pid = new.pop()
+        helper = int(next(l.split()[1] for l in Path(f"/proc/{pid}/status").read_text().splitlines()
+                          if l.startswith("PPid:")))
+        assert helper != d.pid and helper in _children(d.pid), (helper, d.pid)
+        pidfd = os.pidfd_open(pid)
+        hfd = os.pidfd_open(helper)
+        os.kill(helper, signal.SIGKILL)
+        # Gone for good (its exit done: the command is the app init's now) before
+        # the command runs on.
+        assert select.select([hfd], [], [], 30)[0], "the helper did not die"
+        os.close(hfd)
+        (leaf / "cgroup.freeze").write_text("0")
+        # Its name until it is gone (and after, while it waits to be reaped): a
+        # command that reached its execve is named "sleep".
+        seen = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                seen.append(Path(f"/proc/{pid}/comm").read_text().strip())
+            if select.select([pidfd], [], [], 0.005)[0]:
+                with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                    seen.append(Path(f"/proc/{pid}/comm").read_text().strip())
+                break
+        else:
+            os.kill(pid, signal.SIGKILL)
+            pytest.fail(f"the command runs on without its helper: {seen[-3:]}")
+        assert "sleep" not in seen, f"the command ran without its helper: {sorted(set(seen))}"
+        os.close(pidfd)
+        out, err = p.communicate(timeout=60)
+        assert p.returncode != 0
+    finally:
+        (leaf / "cgroup.freeze").write_text("0")
+        if p and p.poll() is None:
+            p.kill()
+            p.wait()
+    assert cella(d.state_dir, "exec", APP, "--", "true").returncode == 0
+
+
+def _children(pid):
+    """The pids whose parent is pid."""
+    out = set()
+    for t in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            out |= {int(c) for c in (t / "children").read_text().split()}
+    return out
