@@ -13,6 +13,7 @@
 
 #include "base/log.h"
 #include "base/macro.h"
+#include "base/statedir.h"
 #include "daemon/daemon.h"
 #include "keeper/keeper.h"
 
@@ -41,14 +42,24 @@ static bool tag_valid(const char *t, size_t n)
  * id (size > 64), 0 if there is no such file, -EBADMSG for a file not so shaped,
  * or another -errno.
  */
-static int tag_read(int dir_fd, char *buf, size_t size, char *id, size_t id_size)
+static int tag_read(int dir_fd, const char *path, char *buf, size_t size, char *id, size_t id_size)
 {
         _cleanup_close_ int fd = openat(dir_fd, DAEMON_TAG_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         char line[DAEMON_TAG_MAX + 80], *sp, *nl;
+        struct stat st;
         ssize_t k;
 
         if (fd < 0)
                 return errno == ENOENT ? 0 : negative_errno();
+        /* As every file cellad believes in its state directory (security.md, "The
+         * state directory"): a regular file, the caller's, not writable by others;
+         * path: NULL to say nothing of one that is not. */
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if (!S_ISREG(st.st_mode))
+                return path ? log_error_errno(-EPERM, "%s: not a regular file", path) : -EPERM;
+        if (path ? owned_check(path, &st) < 0 : st.st_uid != geteuid() || (st.st_mode & 022))
+                return -EPERM;
         k = read(fd, line, sizeof line - 1);
         if (k < 0)
                 return negative_errno();
@@ -100,7 +111,14 @@ int daemon_tag_get(int state_fd, const char *state_dir, char *buf, size_t size)
         if (fstat(state_fd, &st) < 0)
                 return log_error_errno(negative_errno(), "%s: %m", state_dir);
         dir_identity(&st, want, sizeof want);
-        r = tag_read(state_fd, tag, sizeof tag, id, sizeof id);
+        {
+                char path[PATH_MAX];
+
+                snprintf(path, sizeof path, "%s/%s", state_dir, DAEMON_TAG_FILE);
+                r = tag_read(state_fd, path, tag, sizeof tag, id, sizeof id);
+        }
+        if (r == -EPERM)
+                return r; /* said */
         if (r == -EBADMSG)
                 return log_error_errno(r,
                                        "%s/%s: not a cgroup tag (expected one line \"<tag> "
@@ -154,7 +172,7 @@ bool daemon_tag_alive(const char *tag, const char *state_dir)
         if (fstat(fd, &st) < 0)
                 return true;
         dir_identity(&st, want, sizeof want);
-        r = tag_read(fd, got, sizeof got, id, sizeof id);
+        r = tag_read(fd, NULL, got, sizeof got, id, sizeof id);
         if (r == 0 || r == -EBADMSG)
                 return false;
         if (r < 0)

@@ -135,9 +135,12 @@ int daemon_exec_methods(Daemon *d);
  * (an inode reused) never takes a removed one's cgroups; but "d<dev>i<ino>" (hex,
  * the naming of cellads before the file) when a keeper ran there before
  * (KEEPER_LOCK exists) and the file is missing, so that the apps an earlier cellad
- * left running are adopted. Call with the state directory's lock held. Fills buf
+ * left running are adopted. The file must be a regular file of the caller's, not
+ * writable by group or others (owned_check(), as every file cellad believes in its
+ * state directory). Call with the state directory's lock held. Fills buf
  * (size > DAEMON_TAG_MAX) and returns 0, or a negative errno after printing
- * (-EBADMSG: a file not so shaped, named in the message; -EINVAL: size too small).
+ * (-EBADMSG: a file not so shaped, named in the message; -EPERM: not a regular
+ * file, someone else's or writable by others; -EINVAL: size too small).
  */
 int daemon_tag_get(int state_fd, const char *state_dir, char *buf, size_t size);
 
@@ -145,7 +148,9 @@ int daemon_tag_get(int state_fd, const char *state_dir, char *buf, size_t size);
  * Whether state_dir (an absolute path) is a state directory whose tag is tag: it
  * exists and its DAEMON_TAG_FILE says tag and was made for it. false when the
  * directory is gone, holds no tag or another; true also when it cannot be read
- * (EACCES, EMFILE: kept in doubt). For the sweep of bases (daemon_cgroup_setup()).
+ * (EACCES, EMFILE) or its tag file is not one cellad would believe (someone
+ * else's, writable by others): kept in doubt. For the sweep of bases
+ * (daemon_cgroup_setup()).
  */
 bool daemon_tag_alive(const char *tag, const char *state_dir);
 

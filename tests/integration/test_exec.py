@@ -127,14 +127,20 @@ def test_exec_is_exactly_as_confined_as_the_app(app_running):
         assert "Max open files            77" in limits
         # Its helper (its parent, outside the sandbox) keeps none of the daemon's fds:
         # no socket (the control sockets, the keeper's, the apps' channels), not the
-        # lock, not the command's pipes: only the pidfd of the app's init.
+        # lock, not the command's pipes: only the pidfd of the app's init, and the
+        # write end of the pipe by which the command saw it alive (enter.c,
+        # helper_alive), which nothing else holds.
         helper = int(status["PPid"]) if int(status["PPid"]) > 0 else None
         if helper is None:
             # In the app's pid namespace the parent reads 0: find it from the host.
             helper = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
         links = [os.readlink(f"/proc/{helper}/fd/{fd}") for fd in os.listdir(f"/proc/{helper}/fd")
                  if int(fd) > 2]
-        assert links == ["anon_inode:[pidfd]"], links
+        assert sorted(links)[0] == "anon_inode:[pidfd]" and len(links) == 2, links
+        alive_pipe = sorted(links)[1]
+        assert alive_pipe.startswith("pipe:["), links
+        # Not one of the command's pipes (its stdio: cella exec's).
+        assert alive_pipe not in {os.readlink(f"/proc/{pid}/fd/{i}") for i in (0, 1, 2)}, links
         # The command's stdio are pipes the CLI relays, never its terminal.
         for fd in (0, 1, 2):
             assert os.readlink(f"/proc/{pid}/fd/{fd}").startswith("pipe:")

@@ -148,6 +148,32 @@ def test_a_bad_tag_file_is_refused_naming_it(tmp_path, content):
     assert (state / "cellad.tag").read_text() == content
 
 
+@pytest.mark.parametrize("how", ["writable", "other-owner", "symlink"])
+def test_a_tag_file_someone_else_could_write_is_refused(tmp_path, how):
+    """As every file cellad believes in its state directory: a tag file writable by
+    others, owned by another user, or a symlink is refused, named, never used."""
+    require_cellad()
+    state = _state(tmp_path, "state")
+    tag = state / "cellad.tag"
+    line = f"r0123456789abcdef {_identity(state)}\n"
+    if how == "symlink":
+        (tmp_path / "elsewhere").write_text(line)
+        tag.symlink_to(tmp_path / "elsewhere")
+    else:
+        tag.write_text(line)
+        if how == "writable":
+            tag.chmod(0o666)
+        else:
+            os.chown(tag, 65534, 65534)
+    d = Cellad(state, "--warm", "0")
+    try:
+        d.start(ready=False)
+        assert d.proc.wait(timeout=60) == 1, d.log()
+        assert f"{state}/cellad.tag" in d.log(), d.log()
+    finally:
+        d.close()
+
+
 def test_apps_of_a_cellad_of_the_naming_by_inode_are_adopted(tmp_path):
     """Migration: a state directory an earlier cellad ran on (its keeper's lock is
     there) with no tag file keeps the naming by inode, "d<dev>i<ino>": the apps that
