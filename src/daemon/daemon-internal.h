@@ -54,11 +54,12 @@ struct Daemon {
         uv_signal_t hup;
         uv_signal_t stop[2];     /* SIGTERM, SIGINT: STOPPING=1 (the supervisor stops the apps) */
         struct DaemonPool *pool; /* --warm's sandboxes (pool.h); NULL: none */
+        /* The state directory's cgroup tag (daemon_tag_get()). */
+        char tag[DAEMON_TAG_MAX + 1];
         /* Under systemd (systemd.c): */
         CgroupManager *cgm_self; /* cellad's own leaf, when the apps' manager (cgm) is
                                   * another: the apps in their scope; else NULL */
         char scope[96];          /* the apps' scope unit, or "" (none: the apps in B/cella) */
-        char tag[DAEMON_TAG_MAX + 1]; /* the state directory's cgroup tag (daemon_tag_get()) */
         char **scope_v1_made;    /* folders made for it in unmanaged v1 hierarchies */
         int fdstore_listen;      /* our listening socket, from systemd's fd store, or -EBADF */
         int fdstore_keeper;      /* a connection to the keeper (fd store, or made to place
@@ -67,7 +68,7 @@ struct Daemon {
 
 /* ---- systemd.c: cellad under systemd (docs/daemon.md, "Under systemd") ---- */
 
-/* The apps' scope: "<prefix>-d<dev>i<ino>.scope" in DAEMON_SLICE, Delegate=yes; the
+/* The apps' scope: "<prefix>-<tag>.scope" (daemon_tag_get()) in DAEMON_SLICE, Delegate=yes; the
  * keeper in its DAEMON_SCOPE_KEEPER_LEAF leaf, the apps in cella/ beside it. */
 #define DAEMON_SCOPE_PREFIX      "cella-apps"
 #define DAEMON_SLICE             "cella.slice"

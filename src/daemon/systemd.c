@@ -8,7 +8,7 @@
  *
  * As podman does for conmon (a scope per container, made with StartTransientUnit
  * and PIDs= over sd-bus) and systemd-machined for a machine (a scope with
- * Delegate=yes): one scope per state directory, "cella-apps-d<dev>i<ino>.scope" in
+ * Delegate=yes): one scope per state directory, "cella-apps-<tag>.scope" in
  * cella.slice, Delegate=yes, its first process the keeper. Not one scope per app:
  * a scope must hold a process before it exists (systemd refuses an empty one),
  * while an app is cloned straight into its cgroup leaf (CLONE_INTO_CGROUP), which
