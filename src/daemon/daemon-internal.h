@@ -56,6 +56,8 @@ struct Daemon {
         struct DaemonPool *pool; /* --warm's sandboxes (pool.h); NULL: none */
         struct StoreCache *store_cache; /* the installed versions a start asks for
                                          * (store-methods.c, store_cache_app_dir()) */
+        /* The state directory's cgroup tag (daemon_tag_get()). */
+        char tag[DAEMON_TAG_MAX + 1];
         /* Under systemd (systemd.c): */
         CgroupManager *cgm_self; /* cellad's own leaf, when the apps' manager (cgm) is
                                   * another: the apps in their scope; else NULL */
@@ -68,7 +70,7 @@ struct Daemon {
 
 /* ---- systemd.c: cellad under systemd (docs/daemon.md, "Under systemd") ---- */
 
-/* The apps' scope: "<prefix>-d<dev>i<ino>.scope" in DAEMON_SLICE, Delegate=yes; the
+/* The apps' scope: "<prefix>-<tag>.scope" (daemon_tag_get()) in DAEMON_SLICE, Delegate=yes; the
  * keeper in its DAEMON_SCOPE_KEEPER_LEAF leaf, the apps in cella/ beside it. */
 #define DAEMON_SCOPE_PREFIX      "cella-apps"
 #define DAEMON_SLICE             "cella.slice"
@@ -99,9 +101,10 @@ int daemon_scope_decide(const DaemonSystemdEnv *e, const char **ret_why);
  * there is none). */
 void daemon_systemd_env(CgroupManager *m, DaemonSystemdEnv *e, char **ret_cgroup);
 
-/* The apps' scope of the state directory st: "cella-apps-d<dev>i<ino>.scope" (hex, the
- * tag of its apps' leaves) into buf. Returns 0, or -ENAMETOOLONG (size too small). */
-int daemon_scope_name(const struct stat *st, char *buf, size_t size);
+/* The apps' scope of the state directory whose tag is tag (daemon_tag_get(), the
+ * tag of its apps' leaves): "cella-apps-<tag>.scope" into buf. Returns 0, or
+ * -ENAMETOOLONG (size too small). */
+int daemon_scope_name(const char *tag, char *buf, size_t size);
 
 /*
  * Puts the keeper (pid) into scope's keeper leaf, starting scope (StartTransientUnit,

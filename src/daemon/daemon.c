@@ -504,7 +504,6 @@ static int daemon_scope_setup(Daemon *d, CgroupManager **cgm)
         CgroupManager *apps = NULL;
         DaemonSystemdEnv e;
         const char *why = NULL;
-        struct stat st;
         uint64_t t0;
         pid_t pid = 0;
         int r;
@@ -519,9 +518,10 @@ static int daemon_scope_setup(Daemon *d, CgroupManager **cgm)
                         log_debug("no scope for the apps: %s", why);
                 return 0;
         }
-        if (stat(d->state_dir, &st) < 0 || daemon_scope_name(&st, d->scope, sizeof d->scope) < 0) {
-                log_warning_errno(negative_errno(), "%s: %m; the apps stay in cellad's cgroup",
-                                  d->state_dir);
+        if (daemon_scope_name(d->tag, d->scope, sizeof d->scope) < 0) {
+                log_warning("%s: its tag %s makes no scope name; the apps stay in cellad's "
+                            "cgroup",
+                            d->state_dir, d->tag);
                 d->scope[0] = 0;
                 return 0;
         }
@@ -669,7 +669,10 @@ int daemon_run(const DaemonOptions *o)
                         log_info("read %s", conf);
         }
 
-        r = daemon_cgroup_setup("/sys/fs/cgroup", o->cgroup_mode, o->state_dir, &cgm);
+        r = daemon_tag_get(d.state_fd, o->state_dir, d.tag, sizeof d.tag);
+        if (r < 0)
+                goto out;
+        r = daemon_cgroup_setup("/sys/fs/cgroup", o->cgroup_mode, o->state_dir, d.tag, &cgm);
         if (r < 0)
                 goto out;
         r = daemon_scope_setup(&d, &cgm);
@@ -720,6 +723,7 @@ int daemon_run(const DaemonOptions *o)
                 .keeper_userdata = &d,
                 .exit_code = daemon_exit_code,
                 .cpu_weights = &cpu,
+                .owner_tag = d.tag,
         };
         r = supervisor_new(&so, &d.sup, &err);
         if (r < 0)

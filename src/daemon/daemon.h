@@ -47,9 +47,14 @@ typedef struct Daemon Daemon;
 /* The cgroup leaf the daemon's own process moves into (docs/daemon.md, "Cgroups"). */
 #define DAEMON_CGROUP_LEAF "supervisor"
 /* The cgroup made for the daemon when it does not have a cgroup of its own (run bare
- * from a shell: its cgroup holds the shell too): "cellad-d<dev>i<inode>" of its state
- * directory (daemon_cgroup_setup()). */
+ * from a shell: its cgroup holds the shell too): "cellad-<tag>", the tag of its state
+ * directory (daemon_tag_get(), daemon_cgroup_setup()). */
 #define DAEMON_CGROUP_BASE "cellad"
+
+/* The state directory's cgroup tag (docs/daemon.md "Cgroups", "The tag"): one line
+ * "<tag> d<dev>i<ino>", the tag and the directory it was made for. */
+#define DAEMON_TAG_FILE "cellad.tag"
+#define DAEMON_TAG_MAX  CGROUP_OWNER_TAG_MAX
 
 /* STATUS= is sent at most once per this many ms (sd_notify(3): a status line is
  * for people; the apps' states can change thousands of times a second at a boot). */
@@ -120,24 +125,57 @@ int daemon_run_methods(Daemon *d);
 int daemon_exec_methods(Daemon *d);
 
 /*
+ * The cgroup tag of the state directory state_fd (named state_dir in messages):
+ * what names cellad's base ("cellad-<tag>"), its apps' leaves ("<label>@<tag>",
+ * cgroup_manager_set_owner()) and, under systemd, their scope
+ * ("cella-apps-<tag>.scope"), the same for every cellad of that directory and
+ * different for every other. Read from DAEMON_TAG_FILE; made when it is missing or
+ * was made for another directory (a copy: its device and inode differ) as "r" and 16
+ * hex digits from getrandom(2), so that a directory made where a removed one was
+ * (an inode reused) never takes a removed one's cgroups; but "d<dev>i<ino>" (hex,
+ * the naming of cellads before the file) when a keeper ran there before
+ * (KEEPER_LOCK exists) and the file is missing, so that the apps an earlier cellad
+ * left running are adopted. The file must be a regular file of the caller's, not
+ * writable by group or others (owned_check(), as every file cellad believes in its
+ * state directory). Call with the state directory's lock held. Fills buf
+ * (size > DAEMON_TAG_MAX) and returns 0, or a negative errno after printing
+ * (-EBADMSG: a file not so shaped, named in the message; -EPERM: not a regular
+ * file, someone else's or writable by others; -EINVAL: size too small).
+ */
+int daemon_tag_get(int state_fd, const char *state_dir, char *buf, size_t size);
+
+/*
+ * Whether state_dir (an absolute path) is a state directory whose tag is tag: it
+ * exists and its DAEMON_TAG_FILE says tag and was made for it. false when the
+ * directory is gone, holds no tag or another; true also when it cannot be read
+ * (EACCES, EMFILE) or its tag file is not one cellad would believe (someone
+ * else's, writable by others): kept in doubt. For the sweep of bases
+ * (daemon_cgroup_setup()).
+ */
+bool daemon_tag_alive(const char *tag, const char *state_dir);
+
+/*
  * The cgroup layout of the daemon (docs/daemon.md, "Cgroups"), per hierarchy: its
  * base B is the cgroup it was started in when it is that cgroup's only process
  * (systemd's cellad.service, Delegate=yes), else B = <that cgroup>/cellad-<tag> on v1
  * and the unified hierarchy of a hybrid host, and <root>/cellad-<tag> on pure v2
  * (whose "no internal processes" rule forbids children with controllers under a
- * cgroup that holds the shell); <tag> is "d<dev>i<inode>" of state_dir (hex), so that
- * two daemons of different state directories started bare from one shell never
- * share B (one's orderly stop removes B/cella when empty, while the other may be
- * making an app's leaf in it), and a daemon started again on the same state
+ * cgroup that holds the shell); <tag> is the state directory's (daemon_tag_get()),
+ * so that two daemons of different state directories started bare from one shell
+ * never share B (one's orderly stop removes B/cella when empty, while the other may
+ * be making an app's leaf in it), and a daemon started again on the same state
  * directory finds its apps' B. A daemon started in B/supervisor (a re-exec) takes B.
  * The daemon moves into B/supervisor; the apps live in B/cella/<label>@<owner>, a
- * sibling.
+ * sibling. A B it makes is marked with state_dir's real path
+ * (cgroup_manager_enter_marked()); then the empty bases of other cellads beside it
+ * whose state directory is gone (daemon_tag_alive()), or which are unmarked and of
+ * the naming before the tag file, are removed (cgroup_manager_sweep_bases()).
  *
  * Returns 0 and *ret, a manager whose parent is B in every hierarchy (cgroup.h), once
  * this process is in B/supervisor everywhere; or a negative errno after printing.
  */
 int daemon_cgroup_setup(const char *fs_root, CgroupMode mode, const char *state_dir,
-                        CgroupManager **ret);
+                        const char *tag, CgroupManager **ret);
 
 /*
  * The journal fields of one status record (the supervisor's --json-status records,

@@ -47,17 +47,35 @@
 #define EXEC_ARGV_MAX    256
 #define EXEC_ARG_LEN_MAX 4096
 
+/*
+ * One command, from its request to its end. Its setup (sandbox_enter_start(): the
+ * helper forked, the command on its way to its execve) is waited for on the loop,
+ * never in it: `setup` watches the error pipe and `timer` bounds the wait at
+ * SANDBOX_ENTER_TIMEOUT_MS, so a command that hangs in its setup (its app's cgroup
+ * frozen behind cellad's back, or starved of memory) delays only its own client.
+ * Then `poll` watches the helper's pidfd for its end. Freed once every handle it
+ * initialised is closed (`handles`).
+ */
 typedef struct Exec Exec;
 struct Exec {
         Exec *next;
         Daemon *d;
         ControlCall *call; /* NULL once the client went away */
         char *app;
-        pid_t pid; /* the helper (sandbox_enter()) */
-        int pidfd;
+        json_t *argv; /* for the audit records */
+        bool tty;     /* "tty": true */
+        uid_t by_uid; /* the caller (SO_PEERCRED), -1 if unknown */
+        pid_t by_pid;
+        SandboxEntering *entering; /* the setup in progress; NULL once it ended */
+        pid_t pid;                 /* the helper (sandbox_enter()), once set up */
+        int pidfd;                 /* its pidfd, once set up; else -EBADF */
         uint64_t started_ns;
-        bool detached; /* the client went away first */
-        uv_poll_t poll;
+        bool detached;    /* the client went away first */
+        bool failed;      /* never set up: its helper is only reaped, not audited again */
+        unsigned handles; /* initialised handles not yet closed */
+        uv_poll_t setup;  /* the setup's error pipe */
+        uv_timer_t timer; /* its bound */
+        uv_poll_t poll;   /* the helper's pidfd */
 };
 
 /* The commands running: each reachable from here until its end (a daemon that stops
@@ -71,14 +89,54 @@ static void exec_closed(uv_handle_t *h)
 {
         Exec *x = h->data;
 
+        if (--x->handles > 0)
+                return;
         for (Exec **p = &execs; *p; p = &(*p)->next)
                 if (*p == x) {
                         *p = x->next;
                         break;
                 }
+        sandbox_enter_cancel(x->entering);
         safe_close(x->pidfd);
+        json_decref(x->argv);
         free(x->app);
         free(x);
+}
+
+/* Closes x's setup handles (the setup ended, or is given up). */
+static void exec_setup_close(Exec *x)
+{
+        uv_poll_stop(&x->setup);
+        uv_timer_stop(&x->timer);
+        uv_close((uv_handle_t *)&x->setup, exec_closed);
+        uv_close((uv_handle_t *)&x->timer, exec_closed);
+}
+
+static void exec_on_exit(uv_poll_t *h, int status, int events);
+static void exec_reply_failed(ControlCall *call, Exec *x, int r, const SandboxError *err);
+
+/* Gives x's setup up: its helper is told to kill the command (sandbox_enter_abandon())
+ * and is reaped when it exits, on the loop (exec_on_exit(), which audits nothing
+ * more). */
+static void exec_abandon(Exec *x)
+{
+        pid_t pid;
+        int pidfd;
+
+        sandbox_enter_abandon(TAKE_PTR(x->entering), &pid, &pidfd);
+        exec_setup_close(x);
+        x->failed = true;
+        x->pid = pid;
+        x->pidfd = pidfd;
+        if (uv_poll_init(daemon_loop(x->d), &x->poll, pidfd) < 0) {
+                /* Unwatched: the helper is ended and reaped here (it exits at once on
+                 * SIGKILL). */
+                (void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+                (void)waitid(P_PIDFD, pidfd, &(siginfo_t){}, WEXITED);
+                return;
+        }
+        x->handles++;
+        (void)uv_poll_start(&x->poll, UV_READABLE, exec_on_exit);
 }
 
 static void exec_on_abort(ControlCall *call, void *ud)
@@ -88,6 +146,16 @@ static void exec_on_abort(ControlCall *call, void *ud)
         (void)call;
         x->call = NULL;
         x->detached = true;
+        if (x->entering) {
+                /* Gone during the setup: the helper and the command end now. */
+                SandboxError serr = {.step = SANDBOX_STEP_INIT, .error = ECANCELED};
+
+                snprintf(serr.detail, sizeof serr.detail,
+                         "its client went away during the command's setup");
+                exec_reply_failed(NULL, x, -ECANCELED, &serr);
+                exec_abandon(x);
+                return;
+        }
         /* Never left running without its client: SIGUSR1 makes the helper kill the
          * command's process group, then it exits (sandbox_enter()). */
         (void)syscall(SYS_pidfd_send_signal, x->pidfd, SIGUSR1, NULL, 0);
@@ -105,6 +173,10 @@ static void exec_on_exit(uv_poll_t *h, int status, int events)
         if (waitid(P_PIDFD, x->pidfd, &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0)
                 return;
         uv_poll_stop(h);
+        if (x->failed) {
+                uv_close((uv_handle_t *)h, exec_closed);
+                return;
+        }
         code = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
         supervisor_exec_audit(s, x->app,
                               json_pack("{s:s, s:i, s:i, s:f, s:b}", "what", "exec-exited",
@@ -135,6 +207,92 @@ static json_t *argv_json(char **argv)
         return a;
 }
 
+/* The final reply and the audit record of x's command that could not be set up
+ * (r, err: sandbox_enter()'s). */
+static void exec_reply_failed(ControlCall *call, Exec *x, int r, const SandboxError *err)
+{
+        Supervisor *s = daemon_supervisor(x->d);
+        char msg[512];
+        int code =
+                err->step == SANDBOX_STEP_EXEC ? (r == -ENOENT ? 127 : 126) : SANDBOX_ENTER_FAILED;
+
+        supervisor_exec_audit(s, x->app,
+                              json_pack("{s:s, s:O, s:i, s:i, s:s, s:s, s:i}", "what", "exec",
+                                        "argv", x->argv, "by_uid", (int)x->by_uid, "by_pid",
+                                        (int)x->by_pid, "step", sandbox_step_to_string(err->step),
+                                        "error", err->detail, "errno", -r));
+        log_info("%s: exec for uid %d failed: %s (step %s): %s", x->app, (int)x->by_uid,
+                 err->detail, sandbox_step_to_string(err->step), strerror(-r));
+        if (!call)
+                return;
+        snprintf(msg, sizeof msg, "%s: %s (step %s): %s%s", x->app, err->detail,
+                 sandbox_step_to_string(err->step), strerror(-r),
+                 r == -ENOENT && err->step == SANDBOX_STEP_EXEC
+                         ? " (the command must lie in the app's jail: /app, /usr, /bin)"
+                         : "");
+        (void)control_reply_error(call, CONTROL_ERROR_FAILED,
+                                  json_pack("{s:s, s:i, s:i, s:s}", "message", msg, "errno", -r,
+                                            "exit_code", code, "step",
+                                            sandbox_step_to_string(err->step)));
+}
+
+/* x's command is set up (its execve), or failed to be: the first reply, or the
+ * error. */
+static void exec_on_setup(uv_poll_t *h, int status, int events)
+{
+        Exec *x = h->data;
+        Supervisor *s = daemon_supervisor(x->d);
+        SandboxError serr = {};
+        pid_t pid = 0;
+        int pidfd = -EBADF, r;
+
+        (void)status;
+        (void)events;
+        r = sandbox_enter_finish(x->entering, &pid, &pidfd, &serr);
+        if (r == -EAGAIN)
+                return;
+        x->entering = NULL; /* freed by sandbox_enter_finish() */
+        exec_setup_close(x);
+        if (r < 0) {
+                exec_reply_failed(x->call, x, r, &serr);
+                x->call = NULL;
+                return;
+        }
+        x->pid = pid;
+        x->pidfd = pidfd;
+        if (uv_poll_init(daemon_loop(x->d), &x->poll, pidfd) < 0) {
+                (void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+                (void)waitid(P_PIDFD, pidfd, &(siginfo_t){}, WEXITED);
+                if (x->call)
+                        (void)control_reply_errno(x->call, -ENOMEM, "cannot watch the command");
+                x->call = NULL;
+                return;
+        }
+        x->handles++;
+        supervisor_exec_audit(s, x->app,
+                              json_pack("{s:s, s:O, s:b, s:i, s:i, s:i}", "what", "exec", "argv",
+                                        x->argv, "tty", x->tty, "by_uid", (int)x->by_uid, "by_pid",
+                                        (int)x->by_pid, "exec_pid", (int)pid));
+        log_info("%s: exec %d for uid %d: %s", x->app, (int)pid, (int)x->by_uid,
+                 json_string_value(json_array_get(x->argv, 0)));
+        (void)uv_poll_start(&x->poll, UV_READABLE, exec_on_exit);
+        if (x->call)
+                (void)control_reply_continues(x->call, json_pack("{s:i}", "pid", (int)pid));
+}
+
+/* x's command was not set up within SANDBOX_ENTER_TIMEOUT_MS: ended, and said. */
+static void exec_on_setup_timeout(uv_timer_t *t)
+{
+        Exec *x = t->data;
+        SandboxError serr = {.step = SANDBOX_STEP_INIT, .error = ETIMEDOUT};
+
+        snprintf(serr.detail, sizeof serr.detail, "the command was not set up within %d ms",
+                 SANDBOX_ENTER_TIMEOUT_MS);
+        exec_reply_failed(x->call, x, -ETIMEDOUT, &serr);
+        x->call = NULL;
+        exec_abandon(x);
+}
+
 static int method_exec(ControlCall *call, json_t *params, void *userdata)
 {
         Daemon *d = userdata;
@@ -152,8 +310,7 @@ static int method_exec(ControlCall *call, json_t *params, void *userdata)
         Sandbox *sb = NULL;
         Exec *x;
         size_t i;
-        pid_t pid = 0;
-        int pidfd = -EBADF, r;
+        int r;
 
         json_object_foreach(params, key, v)
         {
@@ -276,67 +433,55 @@ static int method_exec(ControlCall *call, json_t *params, void *userdata)
                 r = strv_extend(&envp, "TERM=xterm-256color");
         if (r < 0)
                 return r;
-        r = sandbox_enter(&(SandboxEnter){.pidfd = sb->pidfd,
-                                          .pid = sb->pid,
-                                          .cgroup = sb->cgroup,
-                                          .seccomp = exec_filter,
-                                          .argv = argv,
-                                          .envp = envp,
-                                          .stdio = {f0, f1, f2},
-                                          .cwd = "/app",
-                                          .tty_socket = tty ? f0 : -1,
-                                          .tty_rows = size[0],
-                                          .tty_cols = size[1]},
-                          &pid, &pidfd, &serr);
-        if (r < 0) {
-                char msg[512];
-                int code = serr.step == SANDBOX_STEP_EXEC ? (r == -ENOENT ? 127 : 126)
-                                                          : SANDBOX_ENTER_FAILED;
-
-                supervisor_exec_audit(s, id,
-                                      json_pack("{s:s, s:o, s:i, s:i, s:s, s:s, s:i}", "what",
-                                                "exec", "argv", argv_json(argv), "by_uid",
-                                                peer ? (int)peer->uid : -1, "by_pid",
-                                                peer ? (int)peer->pid : -1, "step",
-                                                sandbox_step_to_string(serr.step), "error",
-                                                serr.detail, "errno", -r));
-                snprintf(msg, sizeof msg, "%s: %s (step %s): %s%s", id, serr.detail,
-                         sandbox_step_to_string(serr.step), strerror(-r),
-                         r == -ENOENT && serr.step == SANDBOX_STEP_EXEC
-                                 ? " (the command must lie in the app's jail: /app, /usr, /bin)"
-                                 : "");
-                return control_reply_error(call, CONTROL_ERROR_FAILED,
-                                           json_pack("{s:s, s:i, s:i, s:s}", "message", msg,
-                                                     "errno", -r, "exit_code", code, "step",
-                                                     sandbox_step_to_string(serr.step)));
-        }
         x = calloc(1, sizeof *x);
-        if (!x || !(x->app = strdup(id)) || uv_poll_init(daemon_loop(d), &x->poll, pidfd) < 0) {
-                (void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-                (void)waitpid(pid, NULL, 0);
-                safe_close(pidfd);
+        if (!x || !(x->app = strdup(id)) || !(x->argv = argv_json(argv))) {
                 if (x)
                         free(x->app);
                 free(x);
-                return control_reply_errno(call, -ENOMEM, "cannot watch the command");
+                return control_reply_errno(call, -ENOMEM, "cannot start the command");
         }
         x->d = d;
+        x->tty = tty;
+        x->by_uid = peer ? peer->uid : (uid_t)-1;
+        x->by_pid = peer ? peer->pid : -1;
+        x->pidfd = -EBADF;
+        r = sandbox_enter_start(&(SandboxEnter){.pidfd = sb->pidfd,
+                                                .pid = sb->pid,
+                                                .cgroup = sb->cgroup,
+                                                .seccomp = exec_filter,
+                                                .argv = argv,
+                                                .envp = envp,
+                                                .stdio = {f0, f1, f2},
+                                                .cwd = "/app",
+                                                .tty_socket = tty ? f0 : -1,
+                                                .tty_rows = size[0],
+                                                .tty_cols = size[1]},
+                                &x->entering, &serr);
+        if (r < 0) {
+                exec_reply_failed(call, x, r, &serr);
+                json_decref(x->argv);
+                free(x->app);
+                free(x);
+                return 0;
+        }
+        /* The helper has its copies of the fds (f0-f2 close as this returns). */
+        (void)uv_timer_init(daemon_loop(d), &x->timer); /* cannot fail (libuv) */
+        x->setup.data = x->timer.data = x->poll.data = x;
+        x->handles = 1;
+        if (uv_poll_init(daemon_loop(d), &x->setup, sandbox_entering_fd(x->entering)) < 0) {
+                /* exec_closed() cancels the setup and frees x. */
+                uv_close((uv_handle_t *)&x->timer, exec_closed);
+                return control_reply_errno(call, -ENOMEM, "cannot watch the command's setup");
+        }
+        x->handles = 2;
         x->call = call;
-        x->pid = pid;
-        x->pidfd = pidfd;
         x->started_ns = now_monotonic_ns();
-        x->poll.data = x;
         x->next = execs;
         execs = x;
-        supervisor_exec_audit(s, id,
-                              json_pack("{s:s, s:o, s:b, s:i, s:i, s:i}", "what", "exec", "argv",
-                                        argv_json(argv), "tty", tty, "by_uid",
-                                        peer ? (int)peer->uid : -1, "by_pid",
-                                        peer ? (int)peer->pid : -1, "exec_pid", (int)pid));
-        log_info("%s: exec %d for uid %d: %s", id, (int)pid, peer ? (int)peer->uid : -1, argv[0]);
         control_call_on_abort(call, exec_on_abort, x);
-        (void)uv_poll_start(&x->poll, UV_READABLE, exec_on_exit);
-        return control_reply_continues(call, json_pack("{s:i}", "pid", (int)pid));
+        (void)uv_poll_start(&x->setup, UV_READABLE, exec_on_setup);
+        (void)uv_timer_start(&x->timer, exec_on_setup_timeout, SANDBOX_ENTER_TIMEOUT_MS, 0);
+        return 0;
 }
 
 static int method_exec_signal(ControlCall *call, json_t *params, void *userdata)
@@ -384,6 +529,14 @@ void daemon_execs_end(void)
 {
         for (Exec *x = execs; x; x = x->next) {
                 siginfo_t si;
+
+                if (x->entering) {
+                        /* Still being set up: the helper and the command end. */
+                        sandbox_enter_cancel(TAKE_PTR(x->entering));
+                        continue;
+                }
+                if (x->pidfd < 0)
+                        continue;
 
                 /* The command's process group, then the helper ends (sandbox_enter()). */
                 (void)syscall(SYS_pidfd_send_signal, x->pidfd, SIGUSR1, NULL, 0);

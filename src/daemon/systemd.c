@@ -8,7 +8,7 @@
  *
  * As podman does for conmon (a scope per container, made with StartTransientUnit
  * and PIDs= over sd-bus) and systemd-machined for a machine (a scope with
- * Delegate=yes): one scope per state directory, "cella-apps-d<dev>i<ino>.scope" in
+ * Delegate=yes): one scope per state directory, "cella-apps-<tag>.scope" in
  * cella.slice, Delegate=yes, its first process the keeper. Not one scope per app:
  * a scope must hold a process before it exists (systemd refuses an empty one),
  * while an app is cloned straight into its cgroup leaf (CLONE_INTO_CGROUP), which
@@ -88,11 +88,9 @@ int daemon_scope_decide(const DaemonSystemdEnv *e, const char **ret_why)
         return 1;
 }
 
-int daemon_scope_name(const struct stat *state_dir, char *buf, size_t size)
+int daemon_scope_name(const char *tag, char *buf, size_t size)
 {
-        int n = snprintf(buf, size, "%s-d%llxi%llx.scope", DAEMON_SCOPE_PREFIX,
-                         (unsigned long long)state_dir->st_dev,
-                         (unsigned long long)state_dir->st_ino);
+        int n = snprintf(buf, size, "%s-%s.scope", DAEMON_SCOPE_PREFIX, tag);
 
         return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
 }

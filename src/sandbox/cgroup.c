@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1770,7 +1771,27 @@ static bool cgroup_chain_trusted(const char *mount, const char *dir)
         }
 }
 
-int cgroup_manager_enter(CgroupManager *m, const char *leaf, const char *base)
+/* How often cgroup_manager_enter_marked() makes its base again when a sweep removed
+ * it under it (each time, another cellad's sweep must have found it empty). */
+#define CGROUP_ENTER_TRIES 8
+
+/* Records mark (a state directory's path) on the base dir as CGROUP_BASE_MARK_XATTR;
+ * a mark already there and equal is kept. Returns 0 or -errno of setxattr(2)
+ * (-EOPNOTSUPP: a file system without trusted xattrs, which is not fatal). */
+static int base_mark(const char *dir, const char *mark)
+{
+        char got[PATH_MAX];
+        ssize_t n = getxattr(dir, CGROUP_BASE_MARK_XATTR, got, sizeof got);
+
+        if (n == (ssize_t)strlen(mark) && memcmp(got, mark, (size_t)n) == 0)
+                return 0;
+        if (setxattr(dir, CGROUP_BASE_MARK_XATTR, mark, strlen(mark), 0) < 0)
+                return errno == EOPNOTSUPP || errno == ENOTSUP ? 0 : negative_errno();
+        return 0;
+}
+
+int cgroup_manager_enter_marked(CgroupManager *m, const char *leaf, const char *base,
+                                const char *mark)
 {
         _cleanup_(proc_cache_done) ProcCache pc = {};
         char pid[16];
@@ -1817,11 +1838,21 @@ int cgroup_manager_enter(CgroupManager *m, const char *leaf, const char *base)
                 l = path_join2(b, leaf);
                 if (!l)
                         return -ENOMEM;
-                r = cgroup_mkdir(b);
-                if (r >= 0)
-                        r = cgroup_mkdir(l);
-                if (r >= 0)
-                        r = cgroup_write_knob(l, "cgroup.procs", pid);
+                /* A base made for us may be removed by another cellad's sweep of
+                 * empty bases (cgroup_manager_sweep_bases()) between the mkdir and
+                 * the move, while it holds no process: made again, a few times. Once
+                 * this process is in the leaf, no rmdir can take it. */
+                for (unsigned tries = 0;; tries++) {
+                        r = cgroup_mkdir(b);
+                        if (r >= 0 && made && mark)
+                                r = base_mark(b, mark);
+                        if (r >= 0)
+                                r = cgroup_mkdir(l);
+                        if (r >= 0)
+                                r = cgroup_write_knob(l, "cgroup.procs", pid);
+                        if (r != -ENOENT || !made || tries >= CGROUP_ENTER_TRIES)
+                                break;
+                }
                 if (r < 0)
                         return r;
                 free(h->parent);
@@ -1837,6 +1868,11 @@ int cgroup_manager_enter(CgroupManager *m, const char *leaf, const char *base)
                         return -ENOMEM;
         }
         return 0;
+}
+
+int cgroup_manager_enter(CgroupManager *m, const char *leaf, const char *base)
+{
+        return cgroup_manager_enter_marked(m, leaf, base, NULL);
 }
 
 /*
@@ -1882,4 +1918,119 @@ void cgroup_manager_leave(CgroupManager *m)
                 if (h->made_base)
                         (void)rmdir(h->parent);
         }
+}
+
+/* Whether the cgroup dir and every cgroup below it (at most 16 deep) list no
+ * process; a cgroup that cannot be read counts as busy. */
+static bool subtree_empty(const char *dir, unsigned depth)
+{
+        _cleanup_free_ char *procs = NULL;
+        _cleanup_(closedirp) DIR *d = NULL;
+        struct dirent *de;
+
+        if (depth > 16 || cgroup_read_knob(dir, "cgroup.procs", &procs) < 0 || procs[0] != '\0')
+                return false;
+        d = opendir(dir);
+        if (!d)
+                return false;
+        while ((de = readdir(d))) {
+                _cleanup_free_ char *sub = NULL;
+
+                if (de->d_type != DT_DIR || streq(de->d_name, ".") || streq(de->d_name, ".."))
+                        continue;
+                sub = path_join2(dir, de->d_name);
+                if (!sub || !subtree_empty(sub, depth + 1))
+                        return false;
+        }
+        return true;
+}
+
+/* Removes the cgroups below dir and dir, children first, each only while guard
+ * does not exist (a cellad that moved into it again: the base is its from then
+ * on). Returns 0, or the -errno of the first rmdir that failed (-EBUSY: a process
+ * came, -EEXIST: guard came back). */
+static int subtree_remove(const char *dir, const char *guard, unsigned depth)
+{
+        _cleanup_(closedirp) DIR *d = NULL;
+        struct dirent *de;
+        int r;
+
+        if (depth > 16)
+                return -ELOOP;
+        d = opendir(dir);
+        if (!d)
+                return errno == ENOENT ? 0 : negative_errno();
+        while ((de = readdir(d))) {
+                _cleanup_free_ char *sub = NULL;
+
+                if (de->d_type != DT_DIR || streq(de->d_name, ".") || streq(de->d_name, ".."))
+                        continue;
+                sub = path_join2(dir, de->d_name);
+                if (!sub)
+                        return -ENOMEM;
+                r = subtree_remove(sub, guard, depth + 1);
+                if (r < 0)
+                        return r;
+        }
+        if (access(guard, F_OK) == 0)
+                return -EEXIST;
+        if (rmdir(dir) < 0 && errno != ENOENT)
+                return negative_errno();
+        return 0;
+}
+
+int cgroup_manager_sweep_bases(CgroupManager *m, const char *leaf, const char *prefix,
+                               CgroupBaseGoneFn gone, void *userdata)
+{
+        int removed = 0;
+
+        if (!m || !leaf || !prefix || !*prefix || !gone)
+                return -EINVAL;
+        for (size_t i = 0; i < m->n_hier; i++) {
+                CgroupHierarchy *h = &m->hier[i];
+                _cleanup_free_ char *above = NULL;
+                _cleanup_(closedirp) DIR *d = NULL;
+                const char *own;
+                struct dirent *de;
+
+                if (!h->made_base || !h->parent || !(own = strrchr(h->parent, '/')))
+                        continue;
+                above = strndup(h->parent, (size_t)(own - h->parent));
+                own++;
+                if (!above)
+                        return -ENOMEM;
+                d = opendir(above);
+                if (!d)
+                        continue;
+                while ((de = readdir(d))) {
+                        _cleanup_free_ char *base = NULL, *guard = NULL;
+                        char mark[PATH_MAX];
+                        ssize_t n;
+                        int r;
+
+                        if (de->d_type != DT_DIR || streq(de->d_name, own) ||
+                            strncmp(de->d_name, prefix, strlen(prefix)) != 0)
+                                continue;
+                        base = path_join2(above, de->d_name);
+                        guard = base ? path_join2(base, leaf) : NULL;
+                        if (!guard)
+                                return -ENOMEM;
+                        n = getxattr(base, CGROUP_BASE_MARK_XATTR, mark, sizeof mark - 1);
+                        if (n >= 0)
+                                mark[n] = 0;
+                        if (!gone(de->d_name + strlen(prefix), n >= 0 ? mark : NULL, userdata) ||
+                            !subtree_empty(base, 0))
+                                continue;
+                        /* The leaf first: a cellad that moved in meanwhile keeps it
+                         * (EBUSY), and one that moves in later makes it again, which
+                         * stops the rest (guard). */
+                        if (rmdir(guard) < 0 && errno != ENOENT)
+                                continue;
+                        /* A failure leaves the rest for a later sweep. */
+                        r = subtree_remove(base, guard, 0);
+                        if (r >= 0)
+                                removed++;
+                }
+        }
+        return removed;
 }

@@ -131,6 +131,42 @@ int cgroup_manager_root(CgroupManager *m, const char *ctrl, bool make, const cha
 int cgroup_manager_enter(CgroupManager *m, const char *leaf, const char *base);
 
 /*
+ * cgroup_manager_enter() that also records mark (NULL: none), a string of at most
+ * PATH_MAX - 1 bytes (cellad: its state directory's path), on each base B it makes
+ * (not on a cgroup of its own or a re-exec's) as the extended attribute
+ * CGROUP_BASE_MARK_XATTR, which only a process with CAP_SYS_ADMIN can set or read
+ * (xattr(7), "Trusted extended attributes"; cgroupfs keeps them since Linux 3.15 on
+ * v1 and v2): cgroup_manager_sweep_bases() of another cellad reads it back. A base
+ * removed by such a sweep between its mkdir and the move (it is empty then) is made
+ * again, up to 8 times. Returns as cgroup_manager_enter(); a file system without
+ * trusted xattrs is no error (the mark is then missing).
+ */
+#define CGROUP_BASE_MARK_XATTR "trusted.cella.state_dir"
+int cgroup_manager_enter_marked(CgroupManager *m, const char *leaf, const char *base,
+                                const char *mark);
+
+/*
+ * Whether the base named prefix + tag, with mark its CGROUP_BASE_MARK_XATTR (NULL
+ * when it has none), belongs to nobody any more (cellad: its state directory is
+ * gone), for cgroup_manager_sweep_bases().
+ */
+typedef bool (*CgroupBaseGoneFn)(const char *tag, const char *mark, void *userdata);
+
+/*
+ * Removes the empty bases of other daemons beside m's own (docs/daemon.md "Cgroups",
+ * "Leftover bases"): in each hierarchy where cgroup_manager_enter() made m's base B,
+ * each sibling of B whose name starts with prefix, for which gone() says true, and
+ * which lists no process in its whole subtree, is removed children first: its
+ * "<leaf>" (the daemon's own leaf) first, so that a daemon that moved in since
+ * keeps it (EBUSY) and one that makes it again stops the removal before any other
+ * of its cgroups goes. Bases of live daemons are never empty (the daemon is in its
+ * leaf), and a daemon's own base is not a sibling. Returns the number of bases
+ * removed (one per hierarchy) or -EINVAL, -ENOMEM.
+ */
+int cgroup_manager_sweep_bases(CgroupManager *m, const char *leaf, const char *prefix,
+                               CgroupBaseGoneFn gone, void *userdata);
+
+/*
  * Undoes cgroup_manager_enter() as far as it can at the process's end: moves it back
  * to the cgroup it came from and removes "<B>/<leaf>", B/cella and a B it made, each
  * only if empty (another daemon's leaf or live apps keep them). Takes NULL.

@@ -57,8 +57,8 @@
 #include "sandbox/sandbox-internal.h"
 #include "sandbox/seccomp.h"
 
-/* How long the caller waits for the command to be set up (as spawn's bound). */
-#define SANDBOX_ENTER_TIMEOUT_MS 10000
+/* How long sandbox_enter_cancel() waits for the helper to end its command. */
+#define SANDBOX_ENTER_CANCEL_MS 1000
 
 /* What the helper passes on to the command (SIGUSR1: kill its process group). */
 static const int helper_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1};
@@ -100,6 +100,11 @@ static int exec_in_path(char *const *argv, char *const *envp)
         return r;
 }
 
+/* The helper's end of a pipe whose write end only the helper holds (the command
+ * closes its copy first thing): the command's way to see that the helper is gone
+ * (POLLHUP) once its parent-death signal is armed. */
+static int helper_alive[2] = {-EBADF, -EBADF};
+
 /* The command: runs in the app's pid namespace, as the helper's child. */
 _noreturn_ static void command_child(const SandboxEnter *e, const struct rlimit *lim, CgroupJoin *j,
                                      int errfd)
@@ -109,6 +114,7 @@ _noreturn_ static void command_child(const SandboxEnter *e, const struct rlimit 
         sigset_t none;
         int tty = -EBADF, r;
 
+        (void)close(helper_alive[1]);
         /* The signal state of a fresh process (as spawn.c gives the app): the daemon
          * ignores SIGPIPE, and an ignored signal survives execve; the helper blocked
          * the ones it passes on. */
@@ -150,6 +156,15 @@ _noreturn_ static void command_child(const SandboxEnter *e, const struct rlimit 
          * parent is outside its pid namespace: getppid() says 0, so no check here.) */
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || caps_drop_all(&err) < 0)
                 child_fail(errfd, &err, SANDBOX_ENTER_FAILED);
+        /* A helper that died before that (the command was born into a frozen cgroup,
+         * say, and its helper was killed meanwhile: cellad SIGKILLed) sent no signal:
+         * then the command must not run on, with nobody to wait for it. */
+        {
+                struct pollfd p = {.fd = helper_alive[0], .events = POLLIN};
+
+                if (poll(&p, 1, 0) != 0)
+                        _exit(SANDBOX_ENTER_FAILED);
+        }
         if (chdir(e->cwd ?: "/") < 0 && chdir("/") < 0) {
                 (void)sandbox_fail(&err, SANDBOX_STEP_MOUNT, negative_errno(), "chdir");
                 child_fail(errfd, &err, SANDBOX_ENTER_FAILED);
@@ -216,7 +231,7 @@ static int keep_only_fds(int *keep, size_t n)
 {
         unsigned next = 3;
 
-        /* Insertion sort: n is at most 6 + CGROUP_JOIN_MAX_V1. */
+        /* Insertion sort: n is at most 8 + CGROUP_JOIN_MAX_V1. */
         for (size_t i = 1; i < n; i++)
                 for (size_t k = i; k > 0 && keep[k - 1] > keep[k]; k--) {
                         int t = keep[k];
@@ -273,16 +288,20 @@ _noreturn_ static void helper_child(const SandboxEnter *e, const struct rlimit *
         if (sigprocmask(SIG_BLOCK, &passed, NULL) < 0 || prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 ||
             prctl(PR_SET_DUMPABLE, 0) < 0)
                 _exit(SANDBOX_ENTER_FAILED);
+        if (pipe2(helper_alive, O_CLOEXEC) < 0)
+                _exit(SANDBOX_ENTER_FAILED);
         /* The app's oom_score_adj (its band: docs/memory.md "Actions"), not its
          * kernel's (cellad's -1000), for the command it forks. */
         if (sandbox_write_oom_score_adj(0, oom_score_adj) < 0)
                 _exit(SANDBOX_ENTER_FAILED);
         {
-                int keep[7 + CGROUP_JOIN_MAX_V1];
+                int keep[9 + CGROUP_JOIN_MAX_V1];
                 size_t n = 0;
 
                 keep[n++] = e->pidfd;
                 keep[n++] = errfd;
+                keep[n++] = helper_alive[0];
+                keep[n++] = helper_alive[1];
                 if (e->tty_socket > 0)
                         keep[n++] = e->tty_socket;
                 for (int i = 0; i < 3; i++)
@@ -324,8 +343,10 @@ _noreturn_ static void helper_child(const SandboxEnter *e, const struct rlimit *
                         (void)sigaction(helper_signals[i], &sa, NULL);
                 (void)sigprocmask(SIG_UNBLOCK, &passed, NULL);
         }
-        /* The command has its copies: the helper holds only init's pidfd from here. */
+        /* The command has its copies: the helper holds only init's pidfd (and the
+         * write end of helper_alive, until it exits) from here. */
         (void)close(errfd);
+        (void)close(helper_alive[0]);
         if (e->tty_socket > 2)
                 (void)close(e->tty_socket);
         for (int i = 0; i < 3; i++)
@@ -399,35 +420,51 @@ static int read_limits(pid_t pid, struct rlimit lim[RLIM_NLIMITS])
         return i == RLIM_NLIMITS ? 0 : -EBADMSG;
 }
 
-int sandbox_enter(const SandboxEnter *e, pid_t *ret_pid, int *ret_pidfd, SandboxError *err)
+struct SandboxEntering {
+        pid_t pid; /* the helper */
+        int pidfd; /* its pidfd */
+        int errfd; /* the error pipe's read end, O_NONBLOCK */
+};
+
+int sandbox_enter_start(const SandboxEnter *e, SandboxEntering **ret, SandboxError *err)
 {
         struct rlimit lim[RLIM_NLIMITS];
         CgroupJoin j = {.unified_fd = -EBADF};
         int oom_score_adj = 0;
         _cleanup_close_ int pidfd = -EBADF;
         int ep[2] = {-EBADF, -EBADF};
+        SandboxEntering *x;
         pid_t pid;
         int r;
 
-        if (!e || e->pidfd < 0 || e->pid <= 0 || !e->argv || !e->argv[0] || !e->envp || !e->seccomp)
+        if (!e || !ret || e->pidfd < 0 || e->pid <= 0 || !e->argv || !e->argv[0] || !e->envp ||
+            !e->seccomp)
                 return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL, "bad arguments");
+        x = calloc(1, sizeof *x);
+        if (!x)
+                return sandbox_fail(err, SANDBOX_STEP_PREPARE, -ENOMEM, "out of memory");
         /* The app's rlimits: its init's, which it was forked with (rlimit.c). */
         r = read_limits(e->pid, lim);
-        if (r < 0)
+        if (r < 0) {
+                free(x);
                 return sandbox_fail(err, SANDBOX_STEP_RLIMIT, r, "read the app's rlimits");
+        }
         /* And its oom_score_adj, as the command must not keep its kernel's. */
         r = sandbox_read_oom_score_adj(e->pid, &oom_score_adj);
-        if (r < 0)
+        if (r < 0) {
+                free(x);
                 return sandbox_fail(err, SANDBOX_STEP_RLIMIT, r, "read the app's oom_score_adj");
+        }
         if (e->cgroup) {
                 r = cgroup_join_prepare(e->cgroup, &j);
-                if (r < 0)
+                if (r < 0) {
+                        free(x);
                         return sandbox_fail(err, SANDBOX_STEP_CGROUP, r, "open the app's cgroup");
+                }
         }
         if (pipe2(ep, O_CLOEXEC) < 0) {
                 r = sandbox_fail(err, SANDBOX_STEP_PREPARE, negative_errno(), "pipe");
-                cgroup_join_done(&j);
-                return r;
+                goto out;
         }
         pid = fork();
         if (pid < 0) {
@@ -440,42 +477,127 @@ int sandbox_enter(const SandboxEnter *e, pid_t *ret_pid, int *ret_pidfd, Sandbox
         }
         ep[1] = safe_close(ep[1]);
         pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-        if (pidfd < 0) {
+        if (pidfd < 0 || fcntl(ep[0], F_SETFL, O_NONBLOCK) < 0) {
                 r = sandbox_fail(err, SANDBOX_STEP_PREPARE, negative_errno(), "pidfd_open");
                 (void)kill(pid, SIGKILL);
                 (void)waitpid(pid, NULL, 0);
                 goto out;
         }
-        /* The command's execve (or the helper's end) closes the pipe's last writer. */
-        {
-                struct pollfd p = {.fd = ep[0], .events = POLLIN};
-                SandboxError got = {};
-                ssize_t k;
-
-                r = poll(&p, 1, SANDBOX_ENTER_TIMEOUT_MS);
-                k = r > 0 ? read(ep[0], &got, sizeof got) : -1;
-                if (r == 0) {
-                        (void)kill(pid, SIGKILL);
-                        (void)waitpid(pid, NULL, 0);
-                        r = sandbox_fail(err, SANDBOX_STEP_INIT, -ETIMEDOUT,
-                                         "the command was not set up within %d ms",
-                                         SANDBOX_ENTER_TIMEOUT_MS);
-                        goto out;
-                }
-                if (k == (ssize_t)sizeof got) {
-                        got.detail[sizeof got.detail - 1] = 0;
-                        *err = got;
-                        (void)waitpid(pid, NULL, 0);
-                        r = -(got.error ?: EIO);
-                        goto out;
-                }
-        }
-        *ret_pid = pid;
-        *ret_pidfd = TAKE_FD(pidfd);
+        x->pid = pid;
+        x->pidfd = TAKE_FD(pidfd);
+        x->errfd = TAKE_FD(ep[0]);
+        *ret = TAKE_PTR(x);
         r = 0;
 out:
+        free(x);
         safe_close(ep[0]);
         safe_close(ep[1]);
         cgroup_join_done(&j);
         return r;
+}
+
+int sandbox_entering_fd(const SandboxEntering *x)
+{
+        return x ? x->errfd : -EBADF;
+}
+
+/* Ends the helper of x (SIGKILL) and reaps it. */
+static void entering_kill(SandboxEntering *x)
+{
+        siginfo_t si;
+
+        (void)syscall(SYS_pidfd_send_signal, x->pidfd, SIGKILL, NULL, 0);
+        (void)waitid(P_PIDFD, x->pidfd, &si, WEXITED);
+}
+
+int sandbox_enter_finish(SandboxEntering *x, pid_t *ret_pid, int *ret_pidfd, SandboxError *err)
+{
+        SandboxError got = {};
+        ssize_t k;
+        int r;
+
+        /* The command's execve (or the helper's end) closes the pipe's last writer:
+         * EOF is success; a SandboxError the failure of a step. */
+        k = read(x->errfd, &got, sizeof got);
+        if (k < 0 && (errno == EAGAIN || errno == EINTR))
+                return -EAGAIN;
+        if (k == 0) {
+                *ret_pid = x->pid;
+                *ret_pidfd = TAKE_FD(x->pidfd);
+                safe_close(x->errfd);
+                free(x);
+                return 0;
+        }
+        if (k == (ssize_t)sizeof got) {
+                got.detail[sizeof got.detail - 1] = 0;
+                *err = got;
+                r = -(got.error ?: EIO);
+        } else
+                r = sandbox_fail(err, SANDBOX_STEP_INIT, k < 0 ? negative_errno() : -EIO,
+                                 "a short report from the command's setup");
+        /* It has failed: whatever is left of it (the helper exits right after)
+         * ends now, so that the reap never waits. */
+        entering_kill(x);
+        safe_close(x->pidfd);
+        safe_close(x->errfd);
+        free(x);
+        return r;
+}
+
+void sandbox_enter_abandon(SandboxEntering *x, pid_t *ret_pid, int *ret_pidfd)
+{
+        /* SIGUSR1: the helper kills the command's process group and the command
+         * (SIGKILL: a task of a frozen cgroup2 dies of it too), then exits. Blocked
+         * until the helper knows the command's pid, it waits for that; a helper
+         * that failed before exits anyway. */
+        (void)syscall(SYS_pidfd_send_signal, x->pidfd, SIGUSR1, NULL, 0);
+        *ret_pid = x->pid;
+        *ret_pidfd = TAKE_FD(x->pidfd);
+        safe_close(x->errfd);
+        free(x);
+}
+
+void sandbox_enter_cancel(SandboxEntering *x)
+{
+        struct pollfd p;
+        siginfo_t si;
+        pid_t pid;
+        int pidfd;
+
+        if (!x)
+                return;
+        sandbox_enter_abandon(x, &pid, &pidfd);
+        p = (struct pollfd){.fd = pidfd, .events = POLLIN};
+        /* The helper's end, bounded: then SIGKILL (its command dies of its
+         * parent-death signal once it runs). */
+        if (RETRY_EINTR(poll(&p, 1, SANDBOX_ENTER_CANCEL_MS)) != 1)
+                (void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+        (void)waitid(P_PIDFD, pidfd, &si, WEXITED);
+        safe_close(pidfd);
+}
+
+int sandbox_enter(const SandboxEnter *e, pid_t *ret_pid, int *ret_pidfd, SandboxError *err)
+{
+        SandboxEntering *x = NULL;
+        int r = sandbox_enter_start(e, &x, err);
+
+        if (r < 0)
+                return r;
+        for (;;) {
+                struct pollfd p = {.fd = sandbox_entering_fd(x), .events = POLLIN};
+
+                r = poll(&p, 1, SANDBOX_ENTER_TIMEOUT_MS);
+                if (r < 0 && errno == EINTR)
+                        continue;
+                if (r <= 0) {
+                        sandbox_enter_cancel(x);
+                        return sandbox_fail(err, SANDBOX_STEP_INIT,
+                                            r < 0 ? negative_errno() : -ETIMEDOUT,
+                                            "the command was not set up within %d ms",
+                                            SANDBOX_ENTER_TIMEOUT_MS);
+                }
+                r = sandbox_enter_finish(x, ret_pid, ret_pidfd, err);
+                if (r != -EAGAIN)
+                        return r;
+        }
 }

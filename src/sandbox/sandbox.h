@@ -285,7 +285,10 @@ pid_t sandbox_zygote_pid(const SandboxZygote *z);
  * cgroup.procs. Returns at once, the child preparing on its own (about 1 ms of its
  * CPU): 0 and *ret, or -errno (the leaf's mkdir, clone3, fork, mmap). With a zygote
  * (or NULL), the zygote clones it, from a copy of the caller as it was when the
- * zygote was made; if it cannot, the caller does. Call from the
+ * zygote was made; if it cannot, the caller does, but not when the zygote did not
+ * answer within SANDBOX_ZYGOTE_TIMEOUT_MS (250 ms, spawn.c): then the zygote is
+ * given up (later calls clone from the caller) and this one fails with -ETIMEDOUT,
+ * so that a hung zygote holds the caller at most that long, once. Call from the
  * thread that will spawn with it: the child dies with that thread
  * (PR_SET_PDEATHSIG) until it has an app. Single-threaded callers only, as
  * sandbox_spawn().
@@ -417,9 +420,40 @@ typedef struct SandboxEnter {
  * it gets on to the command, and on SIGUSR1 kills the command's process group
  * (SIGKILL): the caller's way to end the command with what it started. Call it as root from a
  * thread that lives as long as the command (PR_SET_PDEATHSIG, as sandbox_spawn()); it blocks until
- * the command's execve (at most 10 s). Returns 0 with *ret_pid and *ret_pidfd: a helper outside the
- * sandbox whose exit status is the command's (128+N for a signal N); or a negative errno with err
- * (step, errno, detail): -ENOENT / -EACCES from the execve, -ETIMEDOUT, or what a
- * step got.
+ * the command's execve (at most SANDBOX_ENTER_TIMEOUT_MS). Returns 0 with *ret_pid and *ret_pidfd:
+ * a helper outside the sandbox whose exit status is the command's (128+N for a signal N); or a
+ * negative errno with err (step, errno, detail): -ENOENT / -EACCES from the execve, -ETIMEDOUT, or
+ * what a step got.
  */
 int sandbox_enter(const SandboxEnter *e, pid_t *ret_pid, int *ret_pidfd, SandboxError *err);
+
+/* How long the command's setup may take (sandbox_enter()'s bound, as spawn's). */
+#define SANDBOX_ENTER_TIMEOUT_MS 10000
+
+/*
+ * sandbox_enter() in two halves, for an event loop that must not wait for a command's
+ * setup (cellad: one app whose command hangs in its setup, in a cgroup frozen or
+ * starved of memory, must not delay another client). sandbox_enter_start() does
+ * what sandbox_enter() does up to the fork of the helper (reading the app's rlimits
+ * and oom_score_adj, opening its cgroup leaves: no wait on the app) and returns at
+ * once with *ret, a setup in progress, or a negative errno with err as
+ * sandbox_enter(). The caller then waits, as it likes and for as long as it likes,
+ * for sandbox_entering_fd(*ret) to be readable (POLLIN: the command's execve, or
+ * its failure's report, or the helper's end) and calls sandbox_enter_finish(),
+ * which returns -EAGAIN if it is not (called too early: wait again), else as
+ * sandbox_enter() returns (0 with *ret_pid and *ret_pidfd, or the failure with
+ * err), and frees x either way; or gives up with sandbox_enter_abandon(), which
+ * sends the helper SIGUSR1 (it kills the command and its process group, then
+ * exits: a command frozen before its execve, which has no parent-death signal
+ * yet, dies too) and hands the helper's pid and pidfd to the caller, who reaps it
+ * when its pidfd is readable; or with sandbox_enter_cancel(), the same that then
+ * waits for the helper's end (at most 1 s, then SIGKILL) and reaps it, for a
+ * caller that may block. Every SandboxEntering ends in exactly one of the three.
+ */
+typedef struct SandboxEntering SandboxEntering;
+int sandbox_enter_start(const SandboxEnter *e, SandboxEntering **ret, SandboxError *err);
+/* The fd to wait on (POLLIN) for x's setup to end; -EBADF for NULL. */
+int sandbox_entering_fd(const SandboxEntering *x);
+int sandbox_enter_finish(SandboxEntering *x, pid_t *ret_pid, int *ret_pidfd, SandboxError *err);
+void sandbox_enter_abandon(SandboxEntering *x, pid_t *ret_pid, int *ret_pidfd);
+void sandbox_enter_cancel(SandboxEntering *x);

@@ -71,6 +71,11 @@
 /* How long the parent waits for the child to answer during setup. A spawn takes
  * milliseconds; this only bounds a child that hangs (e.g. stuck in a frozen cgroup). */
 #define SANDBOX_SETUP_TIMEOUT_MS 10000
+/* How long sandbox_warm_new() waits for the zygote's reply: it clones two small
+ * processes, well under a millisecond on an idle host, a few on a loaded one (2
+ * vCPUs under three parallel builds: docs/daemon.md "The warm pool"). The caller
+ * is an event loop (cellad's): a hung zygote may hold it this long, once. */
+#define SANDBOX_ZYGOTE_TIMEOUT_MS 250
 
 #define SANDBOX_DEFAULT_TMP_SIZE (16ull * 1024 * 1024)
 
@@ -1820,7 +1825,7 @@ static pid_t zygote_clone(SandboxZygote *z, int ctl, int ctl_parent, const char 
         for (unsigned i = 0; i < join->n_v1; i++)
                 fds[n++] = join->v1_fds[i];
         k = fd_msg_send(z->fd, &q, sizeof q, fds, n, MSG_NOSIGNAL);
-        if (k >= 0 && RETRY_EINTR(poll(&p, 1, SANDBOX_SETUP_TIMEOUT_MS)) == 1)
+        if (k >= 0 && RETRY_EINTR(poll(&p, 1, SANDBOX_ZYGOTE_TIMEOUT_MS)) == 1)
                 k = fd_msg_recv(z->fd, &rp, sizeof rp, got, ELEMENTSOF(got), &k_fds, 0);
         else if (k >= 0)
                 k = -ETIMEDOUT;
@@ -1885,6 +1890,14 @@ int sandbox_warm_new(const char *init_path, CgroupManager *cgroups, SandboxZygot
         if (arena_fd >= 0)
                 pid = zygote_clone(zygote, ctl[1], ctl[0], w->init_path, arena, arena_fd, &join,
                                    &pidfd, &attach, &helper);
+        if (pid == -ETIMEDOUT) {
+                /* A zygote that hangs (stopped, or stalled cloning into a leaf of a
+                 * budget at its limit) is given up; this sandbox is not cloned from
+                 * here either, where the same stall would hold the caller's loop with
+                 * no bound. The next one is (no zygote any more). */
+                r = -ETIMEDOUT;
+                goto fail;
+        }
         if (pid < 0) {
                 /* No zygote, or it could not: cloned from here (a copy of the caller). */
                 pid = warm_clone(0, ctl[1], w->init_path, arena, &join, &pidfd, &attach);

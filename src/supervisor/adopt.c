@@ -37,8 +37,9 @@ struct SupervisorKeeper {
         pid_t pid;       /* its pid: the owner in the apps' cgroup leaf names */
         char *path;      /* the executable, to start another if it goes */
         unsigned grace_s;
-        /* The owner tag of the apps' cgroup leaves: the state directory's device and
-         * inode ("d<dev>i<ino>", hexadecimal), the same for every cellad and keeper
+        /* The owner tag of the apps' cgroup leaves: SupervisorOptions.owner_tag (cellad:
+         * its state directory's tag, kept in the directory), else the directory's
+         * device and inode ("d<dev>i<ino>", hexadecimal); the same for every cellad
          * of it (cgroup_manager_set_owner()). */
         char tag[CGROUP_OWNER_TAG_MAX + 1];
         bool reholding; /* keeper_lost() hands every running app to a new keeper */
@@ -157,11 +158,16 @@ int supervisor_keeper_start(Supervisor *s, const char *keeper_path, unsigned gra
         {
                 struct stat st;
 
-                if (stat(s->o.state_dir, &st) < 0)
+                if (s->o.owner_tag && strlen(s->o.owner_tag) < sizeof k->tag)
+                        strcpy(k->tag, s->o.owner_tag);
+                else if (s->o.owner_tag)
+                        return log_error_errno(-EINVAL, "cannot start the keeper: bad owner tag");
+                else if (stat(s->o.state_dir, &st) < 0)
                         return log_error_errno(negative_errno(), "cannot start the keeper: %s: %m",
                                                s->o.state_dir);
-                snprintf(k->tag, sizeof k->tag, "d%llxi%llx", (unsigned long long)st.st_dev,
-                         (unsigned long long)st.st_ino);
+                else
+                        snprintf(k->tag, sizeof k->tag, "d%llxi%llx", (unsigned long long)st.st_dev,
+                                 (unsigned long long)st.st_ino);
                 r = cgroup_manager_set_owner(s->cgm, k->tag);
                 if (r < 0)
                         return log_error_errno(r, "cannot start the keeper: %m");

@@ -29,8 +29,9 @@
 /*
  * Connects s to the keeper of its state directory, starting one (keeper_path, with
  * grace_s seconds of grace) if none listens, and names the cgroup leaves of apps
- * started from now on after the state directory ("d<dev>i<ino>", hexadecimal: an
- * owner tag, cgroup_manager_set_owner()). Returns 0 or a negative errno
+ * started from now on after the state directory (SupervisorOptions.owner_tag,
+ * cellad's tag of it, else "d<dev>i<ino>" in hexadecimal: an owner tag,
+ * cgroup_manager_set_owner()). Returns 0 or a negative errno
  * (printed; s then runs its apps as a kernel without a keeper: they die with it).
  */
 int supervisor_keeper_start(Supervisor *s, const char *keeper_path, unsigned grace_s);

@@ -76,6 +76,10 @@ typedef struct SupervisorOptions {
          * disabled; NULL: no CPU weight is written (cella run and boot: every
          * leaf keeps the kernel's default, every member its manifest's priority). */
         const struct CpuWeights *cpu_weights;
+        /* Not NULL: the owner tag of the apps' cgroup leaves once a keeper holds them
+         * (cgroup_manager_set_owner(); cellad: its state directory's tag,
+         * daemon_tag_get()); NULL: "d<dev>i<ino>" of state_dir (hex). Borrowed. */
+        const char *owner_tag;
 } SupervisorOptions;
 
 /* The phase of an app's run, as instance.c and group.c drive it; the state `cella ps`

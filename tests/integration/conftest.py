@@ -441,3 +441,34 @@ def pid_alive(pid):
 
 def which(name):
     return shutil.which(name, path="/usr/bin:/bin")
+
+
+# ---- Leftover cgroup bases (docs/daemon.md "Leftover bases") ----
+# Every bare cellad a test ran made a base "cellad-<tag>" (daemon_util.Cellad records
+# them); its orderly stop removes it, and what a SIGKILLed one left is removed when
+# the test ends (this fixture's teardown runs after every other fixture's, so after
+# each Cellad was closed). After the session none may remain: each is counted and
+# the run fails.
+@pytest.fixture(autouse=True)
+def _remove_the_tests_cellad_bases():
+    yield
+    try:
+        from daemon_util import remove_pending_bases
+    except ImportError:
+        return
+    remove_pending_bases()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    try:
+        from daemon_util import leftover_bases
+    except ImportError:
+        return
+    left = leftover_bases()
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and (left or os.environ.get("CELLA_COUNT_BASES")):
+        reporter.write_line(f"cellad cgroup bases left by this session: {len(left)}")
+        for b in left:
+            reporter.write_line(f"  left: {b}")
+    if left and session.exitstatus == 0:
+        session.exitstatus = 1

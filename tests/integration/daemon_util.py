@@ -107,6 +107,11 @@ class Cellad:
             self.wait_ready(timeout)
         return self
 
+    def _note_bases(self):
+        """Records the cgroup bases cellad runs in (while it runs), for close()."""
+        if self.proc is not None and self.proc.poll() is None:
+            self._bases = getattr(self, "_bases", set()) | cellad_bases(self.proc.pid)
+
     def wait_ready(self, timeout=READY_TIMEOUT):
         """Waits for the READY line: returns the time it took (s) from now."""
         t0 = time.monotonic()
@@ -130,6 +135,7 @@ class Cellad:
             os.close(self._ready_fd)
             self._ready_fd = None
         assert got == b"READY\n", got
+        self._note_bases()
         return time.monotonic() - t0
 
     @property
@@ -158,6 +164,7 @@ class Cellad:
 
     def kill(self):
         """SIGKILL if it still runs, and reap it. Safe to call twice."""
+        self._note_bases()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
@@ -166,10 +173,16 @@ class Cellad:
         # An orderly stop first: a SIGKILLed cellad leaves its apps to the keeper,
         # which kills them only after its grace (60 s), so every test's apps would
         # outlive it. SIGKILL only if cellad does not exit in time.
+        self._note_bases()
         if self.proc is not None and self.proc.poll() is None:
             with contextlib.suppress(DaemonError):
                 self.stop(signal.SIGTERM)
         self.kill()
+        # What a SIGKILLed cellad left (its keeper, its apps, its cgroup base) is
+        # removed at the end of the test (conftest.py), not here: a test may start
+        # the next cellad on this state directory to adopt what this one left.
+        if getattr(self, "_bases", None):
+            PENDING_BASES.append((self.state_dir, set(self._bases)))
         if getattr(self, "_ready_fd", None) is not None:
             os.close(self._ready_fd)
             self._ready_fd = None
@@ -404,3 +417,141 @@ def alive(pid):
             return f.read().rpartition(")")[2].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+# ---- The cgroup bases of the tests' cellads (docs/daemon.md "Cgroups", "Leftover
+# bases"). A bare cellad runs in a base "cellad-<tag>" it made beside the tests'
+# cgroup, named after its state directory's tag (<state>/cellad.tag). A SIGKILLed
+# cellad that no test starts again leaves it, with its keeper and the keeper's apps
+# (ended after the keeper's 60 s grace): they are removed at the end of the test
+# that ran it (remove_pending_bases(), from conftest.py's autouse fixture), and the
+# session counts what is left (conftest.py, pytest_sessionfinish: must be none).
+
+# Every base a Cellad of this session ran in (absolute cgroupfs paths).
+SESSION_BASES = set()
+# (state dir, bases) of the Cellads the current test closed: remove_pending_bases()
+# at the test's end.
+PENDING_BASES = []
+
+
+def state_tag(state):
+    """The cgroup tag of a state directory: the first word of <state>/cellad.tag
+    (src/daemon/cgroup.c, daemon_tag_get())."""
+    return (Path(state) / "cellad.tag").read_text().split()[0]
+
+
+def _hierarchy_dir(ctrl):
+    """The mount of the cgroup hierarchy of /proc/PID/cgroup's controllers field."""
+    if ctrl == "":
+        unified = Path("/sys/fs/cgroup/unified")
+        return unified if unified.is_dir() else Path("/sys/fs/cgroup")
+    for name in (ctrl, ctrl.split(",")[0]):
+        if Path("/sys/fs/cgroup", name).is_dir():
+            return Path("/sys/fs/cgroup", name)
+    return None
+
+
+def cellad_bases(pid):
+    """The bases "cellad-<tag>" a bare cellad pid runs in (its <base>/supervisor),
+    one per hierarchy; a set of Paths (empty if it has none of its own, e.g. under
+    systemd, or is gone)."""
+    out = set()
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except (FileNotFoundError, ProcessLookupError):
+        return out
+    for line in lines:
+        _, ctrl, path = line.split(":", 2)
+        parent, _, leaf = path.rpartition("/")
+        if leaf != "supervisor" or not parent.rpartition("/")[2].startswith("cellad-"):
+            continue
+        mount = _hierarchy_dir(ctrl)
+        if mount is not None:
+            out.add(mount / parent.lstrip("/"))
+    SESSION_BASES.update(out)
+    return out
+
+
+def _subtree(base):
+    """base's cgroups, children before their parents."""
+    dirs = []
+    for root, subdirs, _ in os.walk(base, topdown=False):
+        dirs.append(Path(root))
+    return dirs
+
+
+def _procs_below(base):
+    pids = set()
+    for d in _subtree(base):
+        with contextlib.suppress(FileNotFoundError):
+            pids |= {int(p) for p in (d / "cgroup.procs").read_text().split()}
+    return pids
+
+
+def remove_bases(state_dir, bases):
+    """Removes what is left in the cgroup bases of a cellad of state_dir once no cellad
+    holds it (its lock taken here for the while, so none starts meanwhile): kills
+    every process left in them (a SIGKILLed cellad's keeper and its apps: each
+    sandbox's init, whose end ends its pid namespace), waits for each to be gone
+    (its pidfd), and removes the cgroups, children first. Bases another cellad holds
+    are left."""
+    bases = [b for b in bases if b.exists()]
+    if not bases:
+        return
+    try:
+        lock = os.open(Path(state_dir) / "cellad.lock", os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        lock = None
+    try:
+        if lock is not None:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # a cellad runs on it: the base is its
+        for _ in range(10):
+            pids = set().union(*(_procs_below(b) for b in bases))
+            if not pids:
+                break
+            fds = []
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, OSError):
+                    fds.append(os.pidfd_open(pid))
+            for fd in fds:
+                with contextlib.suppress(ProcessLookupError, OSError):
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+            deadline = time.monotonic() + STOP_TIMEOUT
+            for fd in fds:
+                select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+                os.close(fd)
+        for b in bases:
+            for d in _subtree(b):
+                # An exited task may keep its cgroup busy for a moment after it has
+                # left cgroup.procs (its exit is still being finished).
+                wait_for(f"{d} to be removable", lambda d=d: _try_rmdir(d), timeout=10)
+    finally:
+        if lock is not None:
+            os.close(lock)
+
+
+def _try_rmdir(d):
+    try:
+        d.rmdir()
+        return True
+    except FileNotFoundError:
+        return True
+    except OSError as e:
+        if e.errno == 16:  # EBUSY
+            return False
+        raise
+
+
+def leftover_bases():
+    """The bases of this session's cellads that still exist (sorted strings)."""
+    return sorted(str(b) for b in SESSION_BASES if b.exists())
+
+
+def remove_pending_bases():
+    """At a test's end (conftest.py): remove_bases() for every Cellad it closed."""
+    while PENDING_BASES:
+        state_dir, bases = PENDING_BASES.pop()
+        remove_bases(state_dir, bases)

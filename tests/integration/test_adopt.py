@@ -134,9 +134,9 @@ def leaves(prefix):
 
 
 def owner_tag(state):
-    """The owner tag of cellad's app leaves: its state directory's device and inode."""
-    st = os.stat(state)
-    return f"d{st.st_dev:x}i{st.st_ino:x}"
+    """The owner tag of cellad's app leaves: its state directory's tag (cellad.tag)."""
+    from daemon_util import state_tag
+    return state_tag(state)
 
 
 def mounts_of(path):

@@ -117,8 +117,8 @@ def _cgroups(pid):
 @pytest.mark.parametrize("mode", ["auto", "v1"])
 def test_cgroup_layout(tmp_path, mode):
     """The daemon in a supervisor/ leaf in every hierarchy cella uses; nothing of it
-    left after an orderly stop. (Each bare daemon has a base "cellad-d<dev>i<ino>" of
-    its state directory made beside the shell's cgroup.)"""
+    left after an orderly stop. (Each bare daemon has a base "cellad-<tag>" of its
+    state directory made beside the shell's cgroup.)"""
     require_cellad()
     before = _cgroups(os.getpid())
     with running_cellad(tmp_path / "state", "--cgroup-mode", mode) as d:
@@ -270,10 +270,10 @@ def test_an_app_whose_dependency_is_not_installed_is_not_started(tmp_path):
 
 
 def _owner_tag(state):
-    """The owner tag of cellad's app leaves: its state directory's device and inode
-    (src/supervisor/adopt.c, docs/daemon.md "Restart and adoption")."""
-    st = os.stat(state)
-    return f"d{st.st_dev:x}i{st.st_ino:x}"
+    """The owner tag of cellad's app leaves: its state directory's tag, cellad.tag
+    (src/daemon/cgroup.c, docs/daemon.md "Cgroups", "Restart and adoption")."""
+    from daemon_util import state_tag
+    return state_tag(state)
 
 
 @pytest.mark.parametrize("mode", ["auto", "v1"])
@@ -558,7 +558,7 @@ def test_sighup_reexecutes_in_place(tmp_path):
                            text=True, timeout=60)
         assert p.returncode == 3 and f"another cellad (pid {d.pid})" in p.stderr
         # The new image runs from the same cgroup leaf, not one below it.
-        assert re.search(r"/cellad-d[0-9a-f]+i[0-9a-f]+/supervisor$", _cgroups(d.pid)["pids"])
+        assert re.search(r"/cellad-r[0-9a-f]{16}/supervisor$", _cgroups(d.pid)["pids"])
         assert "SIGHUP: re-executing" in d.log()
         # The socket was handed over, not bound again: the same file, never gone.
         assert os.stat(d.socket).st_ino == sock_ino

@@ -208,7 +208,7 @@ def _cgroups(pid):
 
 def test_two_bare_daemons_do_not_share_a_cgroup_base(tmp_path):
     """Two cellads of different state directories started from one cgroup each have
-    a base of their own (cellad-d<dev>i<ino>), so that one's orderly stop (which
+    a base of their own (cellad-<tag>), so that one's orderly stop (which
     removes its cella/ when empty) never races the other's start of an app (seen:
     ENOENT "create cgroup"). Then the race itself: one daemon started and stopped
     again and again while the other starts and stops an app."""
@@ -227,7 +227,7 @@ def test_two_bare_daemons_do_not_share_a_cgroup_base(tmp_path):
                 assert cb[ctrl].endswith("/supervisor"), (ctrl, cb)
                 base_a, base_b = ca[ctrl].rsplit("/", 1)[0], cb[ctrl].rsplit("/", 1)[0]
                 assert base_a != base_b, f"both daemons under {base_a} ({ctrl or 'cgroup2'})"
-                assert base_a.rsplit("/", 1)[1].startswith("cellad-d"), base_a
+                assert base_a.rsplit("/", 1)[1].startswith("cellad-r"), base_a
         assert b.stop() == 0
         cella(a.state_dir, "install", app)
         errors, done = [], threading.Event()

@@ -2,10 +2,12 @@
 running app's sandbox through cellad, root only, audited, and exactly as confined as
 the app: its namespaces, cgroup, uids, rlimits, seccomp filter, no capabilities, and
 no fd but the three pipes."""
+import contextlib
 import fcntl
 import json
 import os
 import pty
+import select
 import shutil
 import signal
 import socket
@@ -14,6 +16,7 @@ import subprocess
 import termios
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -124,14 +127,20 @@ def test_exec_is_exactly_as_confined_as_the_app(app_running):
         assert "Max open files            77" in limits
         # Its helper (its parent, outside the sandbox) keeps none of the daemon's fds:
         # no socket (the control sockets, the keeper's, the apps' channels), not the
-        # lock, not the command's pipes: only the pidfd of the app's init.
+        # lock, not the command's pipes: only the pidfd of the app's init, and the
+        # write end of the pipe by which the command saw it alive (enter.c,
+        # helper_alive), which nothing else holds.
         helper = int(status["PPid"]) if int(status["PPid"]) > 0 else None
         if helper is None:
             # In the app's pid namespace the parent reads 0: find it from the host.
             helper = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
         links = [os.readlink(f"/proc/{helper}/fd/{fd}") for fd in os.listdir(f"/proc/{helper}/fd")
                  if int(fd) > 2]
-        assert links == ["anon_inode:[pidfd]"], links
+        assert sorted(links)[0] == "anon_inode:[pidfd]" and len(links) == 2, links
+        alive_pipe = sorted(links)[1]
+        assert alive_pipe.startswith("pipe:["), links
+        # Not one of the command's pipes (its stdio: cella exec's).
+        assert alive_pipe not in {os.readlink(f"/proc/{pid}/fd/{i}") for i in (0, 1, 2)}, links
         # The command's stdio are pipes the CLI relays, never its terminal.
         for fd in (0, 1, 2):
             assert os.readlink(f"/proc/{pid}/fd/{fd}").startswith("pipe:")
@@ -484,3 +493,166 @@ def test_exec_tty_wants_a_unix_socket(app_running):
             os.close(fd)
         a.close()
         b.close()
+
+
+# ---- A command hung in its setup delays only its own client (docs/daemon.md "cella
+# exec off the loop"). Its app's cgroup is frozen behind cellad's back (cgroup2's
+# cgroup.freeze), so the command, born into that cgroup, stops before its execve:
+# the setup cellad used to wait for in its loop, up to 10 s, for every client.
+
+def _freeze_behind_cellads_back(info):
+    """Freezes the app's cgroup2 leaf directly; returns it (skips without one)."""
+    unified = info["cgroup_paths"].get("unified")
+    if not unified or not (Path(unified) / "cgroup.freeze").exists():
+        pytest.skip("no cgroup2 leaf with cgroup.freeze for the app on this host")
+    leaf = Path(unified)
+    (leaf / "cgroup.freeze").write_text("1")
+    from daemon_util import wait_for
+    wait_for("the app's cgroup frozen", lambda: "frozen 1" in (leaf / "cgroup.events").read_text())
+    return leaf
+
+
+def _procs(leaf):
+    return {int(p) for p in (leaf / "cgroup.procs").read_text().split()}
+
+
+def _exec_hung(d, leaf):
+    """Starts `cella exec APP -- true` into the frozen leaf and waits for its command
+    to appear there (cloned into it, stopped before its execve): (Popen, pid)."""
+    from daemon_util import wait_for
+    before = _procs(leaf)
+    p = subprocess.Popen([CELLA, "exec", "--state-dir", str(d.state_dir), APP, "--", "true"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    new = wait_for("the command in the frozen cgroup", lambda: _procs(leaf) - before)
+    assert len(new) == 1, new
+    return p, new.pop()
+
+
+def test_a_command_hung_in_its_setup_does_not_delay_another_client(app_running):
+    d, info = app_running
+    leaf = _freeze_behind_cellads_back(info)
+    p = None
+    try:
+        p, pid = _exec_hung(d, leaf)
+        # Another client, while the command's setup hangs: answered at once.
+        t0 = time.monotonic()
+        assert d.call("org.cella.Ping")["pid"] == d.pid
+        assert APP in {r["id"] for r in d.call("org.cella.Ps")["apps"]}
+        took = time.monotonic() - t0
+        assert took < 2.0, f"another client waited {took:.3f} s behind a hung exec"
+        assert p.poll() is None  # its own client still waits
+        (leaf / "cgroup.freeze").write_text("0")
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+    finally:
+        (leaf / "cgroup.freeze").write_text("0")
+        if p and p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def test_a_command_hung_in_its_setup_is_ended_at_its_bound(app_running):
+    """Not set up within 10 s (SANDBOX_ENTER_TIMEOUT_MS): the command and its helper
+    are killed, the client gets the error (exit 255, the step), the audit says so;
+    the app runs on and the next exec works."""
+    d, info = app_running
+    leaf = _freeze_behind_cellads_back(info)
+    try:
+        p, pid = _exec_hung(d, leaf)
+        pidfd = os.pidfd_open(pid)
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 255, (p.returncode, err)
+        assert "not set up within 10000 ms" in err, err
+        # Killed though frozen (a fatal signal ends a task of a frozen cgroup2).
+        assert select.select([pidfd], [], [], 30)[0], "the hung command was not ended"
+        os.close(pidfd)
+    finally:
+        (leaf / "cgroup.freeze").write_text("0")
+    audit = [json.loads(line) for line in
+             cella(d.state_dir, "audit", "--app", APP, "--json").stdout.splitlines()]
+    failed = [r for r in audit if r.get("what") == "exec" and r.get("errno") == 110]
+    assert failed and failed[-1]["step"] == "init" and failed[-1]["argv"] == ["true"], audit
+    assert cella(d.state_dir, "exec", APP, "--", "true").returncode == 0
+
+
+def test_a_client_gone_during_the_setup_takes_the_command(app_running):
+    """The client goes away while its command's setup hangs: the command and its
+    helper end at once (never left for the 10 s bound, nor after a thaw)."""
+    d, info = app_running
+    leaf = _freeze_behind_cellads_back(info)
+    try:
+        p, pid = _exec_hung(d, leaf)
+        pidfd = os.pidfd_open(pid)
+        p.kill()
+        p.wait()
+        t0 = time.monotonic()
+        assert select.select([pidfd], [], [], 30)[0], "the command outlived its client"
+        assert time.monotonic() - t0 < 5.0
+        os.close(pidfd)
+    finally:
+        (leaf / "cgroup.freeze").write_text("0")
+    assert d.call("org.cella.Ping")["pid"] == d.pid
+
+
+def test_a_command_whose_helper_died_during_its_setup_never_runs(app_running):
+    """A command born into a frozen cgroup has no parent-death signal yet; its helper
+    killed meanwhile (as a SIGKILL of cellad kills it) sent none. Thawed, the command
+    must end before its execve instead of running on with nobody to wait for it:
+    it checks, once its parent-death signal is armed, that its helper still holds
+    the pipe only the helper holds (enter.c, helper_alive)."""
+    from daemon_util import wait_for
+    d, info = app_running
+    leaf = _freeze_behind_cellads_back(info)
+    p = None
+    try:
+        before = _procs(leaf)
+        p = subprocess.Popen([CELLA, "exec", "--state-dir", str(d.state_dir), APP, "--",
+                              "sleep", "600"], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        new = wait_for("the command in the frozen cgroup", lambda: _procs(leaf) - before)
+        pid = new.pop()
+        helper = int(next(l.split()[1] for l in Path(f"/proc/{pid}/status").read_text().splitlines()
+                          if l.startswith("PPid:")))
+        assert helper != d.pid and helper in _children(d.pid), (helper, d.pid)
+        pidfd = os.pidfd_open(pid)
+        hfd = os.pidfd_open(helper)
+        os.kill(helper, signal.SIGKILL)
+        # Gone for good (its exit done: the command is the app init's now) before
+        # the command runs on.
+        assert select.select([hfd], [], [], 30)[0], "the helper did not die"
+        os.close(hfd)
+        (leaf / "cgroup.freeze").write_text("0")
+        # Its name until it is gone (and after, while it waits to be reaped): a
+        # command that reached its execve is named "sleep".
+        seen = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                seen.append(Path(f"/proc/{pid}/comm").read_text().strip())
+            if select.select([pidfd], [], [], 0.005)[0]:
+                with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                    seen.append(Path(f"/proc/{pid}/comm").read_text().strip())
+                break
+        else:
+            os.kill(pid, signal.SIGKILL)
+            pytest.fail(f"the command runs on without its helper: {seen[-3:]}")
+        assert "sleep" not in seen, f"the command ran without its helper: {sorted(set(seen))}"
+        os.close(pidfd)
+        out, err = p.communicate(timeout=60)
+        assert p.returncode != 0
+    finally:
+        (leaf / "cgroup.freeze").write_text("0")
+        if p and p.poll() is None:
+            p.kill()
+            p.wait()
+    assert cella(d.state_dir, "exec", APP, "--", "true").returncode == 0
+
+
+def _children(pid):
+    """The pids whose parent is pid."""
+    out = set()
+    for t in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            out |= {int(c) for c in (t / "children").read_text().split()}
+    return out

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import time
 import subprocess
 from pathlib import Path
 
@@ -452,6 +453,42 @@ def test_warm_sandboxes_are_cloned_by_the_zygote(tmp_path):
         p = prepared_pool(d, 2)
         assert p["zygote"]["pid"] == -1, p
         assert any(comm(x) == "cellad" for x in p["pids"]), [comm(x) for x in p["pids"]]
+
+
+def test_a_hung_zygote_delays_another_client_at_most_once_briefly(tmp_path):
+    """A zygote that does not answer (stopped here; in life, stalled cloning into a
+    leaf of a budget at its limit) held cellad's loop up to 10 s at a refill. Now
+    the wait is bounded at 250 ms (SANDBOX_ZYGOTE_TIMEOUT_MS), once: the zygote is
+    given up, that refill fails (never cloned from cellad instead, where the same
+    stall would have no bound), and the next ones are cloned by cellad. Another
+    client's request sent right behind the start that triggers the refill is
+    answered within 2 s (10 s before)."""
+    need_tick()
+    state = new_state(tmp_path)
+    app_id = "org.cella.test.pool-hung"
+    install(state, app_id, ["sleep"])
+    with running_cellad(state, "--warm", "2", "--no-autostart") as d:
+        z = prepared_pool(d, 2)["zygote"]["pid"]
+        assert z > 0
+        os.kill(z, signal.SIGSTOP)
+        try:
+            # A take: the refill that follows asks the stopped zygote.
+            d.call("org.cella.Start", {"app": app_id})
+            t0 = time.monotonic()
+            assert d.call("org.cella.Ping")["pid"] == d.pid
+            took = time.monotonic() - t0
+            assert took < 2.0, f"another client waited {took:.3f} s behind a hung zygote"
+            p = d.call("org.cella.Pool")
+            assert p["zygote"]["pid"] == -1 and p["failed"] >= 1, p
+            # Starts go on; the pool refills, cloned by cellad itself.
+            d.call("org.cella.Stop", {"app": app_id})
+            wait_for("stopped", not_running(d, app_id))
+            d.call("org.cella.Start", {"app": app_id})
+            p = prepared_pool(d, 2)
+            assert all(comm(x) == "cellad" for x in p["pids"]), [comm(x) for x in p["pids"]]
+        finally:
+            if alive(z):
+                os.kill(z, signal.SIGCONT)
 
 
 def test_warm_leaf_names_after_a_reexec_do_not_collide_with_the_apps(tmp_path):

@@ -91,12 +91,13 @@ END_TEST
 
 START_TEST(test_scope_name)
 {
-        struct stat st = {.st_dev = 0x803, .st_ino = 0x1a2b};
         char buf[64], small[10];
 
-        ck_assert_int_eq(daemon_scope_name(&st, buf, sizeof buf), 0);
+        ck_assert_int_eq(daemon_scope_name("d803i1a2b", buf, sizeof buf), 0);
         ck_assert_str_eq(buf, "cella-apps-d803i1a2b.scope");
-        ck_assert_int_eq(daemon_scope_name(&st, small, sizeof small), -ENAMETOOLONG);
+        ck_assert_int_eq(daemon_scope_name("r0123456789abcdef", buf, sizeof buf), 0);
+        ck_assert_str_eq(buf, "cella-apps-r0123456789abcdef.scope");
+        ck_assert_int_eq(daemon_scope_name("d803i1a2b", small, sizeof small), -ENAMETOOLONG);
 }
 END_TEST
 
