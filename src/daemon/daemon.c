@@ -696,8 +696,10 @@ int daemon_run(const DaemonOptions *o)
         daemon_pool_prefork(o->warm);
 
         /* The CPU weights by state (docs/memory.md "CPU"): the defaults, or none. */
-        cpu_weights_default(&cpu);
-        cpu.enabled = !o->no_cpu_weights;
+        /* The CPU weights of cellad.conf's cpu.* keys; --no-cpu-weights wins. */
+        cpu = d.config.cpu;
+        if (o->no_cpu_weights)
+                cpu.enabled = false;
         so = (SupervisorOptions){
                 .state_dir = o->state_dir,
                 .uid_base = o->uid_base,
@@ -715,6 +717,8 @@ int daemon_run(const DaemonOptions *o)
                 .keeper_userdata = &d,
                 .exit_code = daemon_exit_code,
                 .cpu_weights = &cpu,
+                .swap_caps = &d.config.swap,
+                .memory_budget = d.config.memory_total,
         };
         r = supervisor_new(&so, &d.sup, &err);
         if (r < 0)
@@ -754,6 +758,8 @@ int daemon_run(const DaemonOptions *o)
                 r = daemon_run_methods(&d); /* client: run-methods.c */
         if (r >= 0)
                 r = daemon_exec_methods(&d); /* client: exec-methods.c */
+        if (r >= 0)
+                r = daemon_memory_methods(&d); /* cella memory, cella top */
         if (r < 0) {
                 log_error_errno(r, "cannot start: %m");
                 goto out;

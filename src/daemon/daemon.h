@@ -118,6 +118,8 @@ int daemon_app_methods(Daemon *d);
 int daemon_run_methods(Daemon *d);
 /* org.cella.Exec: `cella exec`, a command in a running app's sandbox (exec-methods.c). */
 int daemon_exec_methods(Daemon *d);
+/* org.cella.Memory: `cella memory`, `cella top`'s memory (memory-methods.c). */
+int daemon_memory_methods(Daemon *d);
 
 /*
  * The cgroup layout of the daemon (docs/daemon.md, "Cgroups"), per hierarchy: its

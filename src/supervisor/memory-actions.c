@@ -90,6 +90,7 @@ void supervisor_memory_record(Instance *inst, const char *what, json_t *fields)
                 (void)json_object_update(rec, fields);
         if (audit)
                 (void)json_object_update(audit, fields);
+        supervisor_memory_remember(inst, what, fields);
         json_decref(fields);
         if (rec) {
                 if (s->o.daemon)

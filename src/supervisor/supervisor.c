@@ -824,7 +824,14 @@ int supervisor_new(const SupervisorOptions *o, Supervisor **ret, SupervisorError
                 s->cpu = *o->cpu_weights;
         s->cpu_apply = o->cpu_weights != NULL;
         s->o.cpu_weights = NULL; /* s->cpu is the copy */
-        s->o.cgm = NULL;         /* s->cgm owns it now */
+        /* Compressed swap (memory-report.c): caps only where the host has it. */
+        if (swap_detect("/proc", "/sys", &s->swap_info) < 0)
+                s->swap_info = (SwapInfo){};
+        if (o->swap_caps)
+                s->swap = *o->swap_caps;
+        s->swap_apply = o->swap_caps && s->swap.enabled && swap_info_compressed(&s->swap_info);
+        s->o.swap_caps = NULL;
+        s->o.cgm = NULL; /* s->cgm owns it now */
         if (o->cgm) {
                 s->cgm = o->cgm;
                 r = 0;
@@ -1203,6 +1210,8 @@ Supervisor *supervisor_free(Supervisor *s)
                 instance_free(inst);
         }
         free(s->apps);
+        for (size_t i = 0; i < SUPERVISOR_MEMORY_RECENT_MAX; i++)
+                json_decref(s->mem_recent[i]);
         for (size_t i = 0; i < s->n_groups; i++) {
                 Group *g = s->groups[i];
 
