@@ -7,6 +7,7 @@
  * org.cella.Ps and org.cella.Inspect, the same records as org.cella.Events.
  */
 #include <errno.h>
+#include <unistd.h>
 
 #include "base/log.h"
 #include "base/macro.h"
@@ -35,6 +36,8 @@ static int method_memory(ControlCall *call, json_t *params, void *ud)
         }
         if (!report)
                 return r ?: -ENOMEM;
+        /* Whose apps these are: `cella top` matches them to org.cella.Ps's rows. */
+        json_object_set_new(report, "kernel_pid", json_integer(getpid()));
         return control_reply(call, report);
 }
 

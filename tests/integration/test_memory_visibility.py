@@ -276,3 +276,25 @@ def test_cpu_weights_from_the_config(tmp_path, conf, args, want_fg, want_bg):
             pytest.skip("no cpu controller in the apps' leaves on this host")
         assert w == want_fg
         assert _cpu_weight(d, "org.test.vis.back") == want_bg
+
+
+def test_top_shows_memory(vis):
+    """`cella top -n 1` (plain text to a pipe): cellad's level, the budget's use, and
+    each app's anon, swap and band beside its CPU."""
+    d, state = vis
+    p = subprocess.run([CELLA, "top", "-n", "1", "--state-dir", str(state)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert any(l.startswith("memory: level ") for l in lines), p.stdout
+    assert any(l.startswith("apps: ") and " of 256M " in l for l in lines), p.stdout
+    head = next(l for l in lines if l.startswith("APP"))
+    cols = head.split()
+    assert cols[:10] == ["APP", "STATE", "PID", "CPU%", "MEMORY", "ANON", "SWAP", "BAND",
+                         "RESTARTS", "KERNEL-PID"], head
+    rows = {l.split()[0]: l.split() for l in lines[lines.index(head) + 1:] if l.strip()}
+    assert rows["org.test.vis.hold"][7] == "0", rows
+    assert rows["org.test.vis.bg"][7] == "700", rows
+    assert rows["org.test.vis.svc"][7] == "200", rows
+    # 32 MiB of strings: its anon column reads tens of MiB.
+    assert rows["org.test.vis.hold"][5].endswith("M"), rows
