@@ -16,7 +16,6 @@
 #include "base/macro.h"
 #include "base/size.h"
 #include "base/suggest.h"
-#include "memory/band.h"
 #include "memory/config.h"
 
 /* Larger than any sane config: a file past it is refused, not read. */
@@ -70,10 +69,6 @@ static const ConfigKey config_keys[] = {
         U32("memory.level.critical.free_percent", levels.level[MEMORY_LEVEL_CRITICAL].free_percent,
             0, 100),
         U32("memory.level.hysteresis_percent", levels.hysteresis_percent, 0, 100),
-        /* Bands (band.h): 0..999 a band, 1000 none (MANAGER_CONFIG_FLOOR_NONE). */
-        U32("memory.band.floor.moderate", band_floor[MEMORY_LEVEL_MODERATE], 0, 1000),
-        U32("memory.band.floor.low", band_floor[MEMORY_LEVEL_LOW], 0, 1000),
-        U32("memory.band.floor.critical", band_floor[MEMORY_LEVEL_CRITICAL], 0, 1000),
         /* Compressed swap (swap.h). */
         BOOL("memory.swap.caps", swap.enabled),
         U32("memory.swap.foreground_percent", swap.percent[CPU_CLASS_FOREGROUND], 0, 100),
@@ -111,25 +106,8 @@ void manager_config_default(ManagerConfig *ret)
                 .sample_long_ms = MEMORY_SAMPLER_LONG_MS_DEFAULT,
         };
         memory_level_config_default(&ret->levels);
-        /* Android's lmkd kills nothing at its low level (ro.lmk.low 1001), above
-         * PREVIOUS_APP_ADJ at medium (ro.lmk.medium 800: cached apps only here, as
-         * cella has no band between 700 and 900) and down to 0 at critical
-         * (ro.lmk.critical); cella keeps its visible and foreground apps at critical
-         * too (floor 200: services, background and cached apps), leaving those to
-         * Linux's OOM killer, which their oom_score_adj ranks last. */
-        ret->band_floor[MEMORY_LEVEL_NORMAL] = MANAGER_CONFIG_FLOOR_NONE;
-        ret->band_floor[MEMORY_LEVEL_MODERATE] = MANAGER_CONFIG_FLOOR_NONE;
-        ret->band_floor[MEMORY_LEVEL_LOW] = MEMORY_BAND_CACHED_MIN;
-        ret->band_floor[MEMORY_LEVEL_CRITICAL] = MEMORY_BAND_SERVICE_MIN;
         swap_caps_default(&ret->swap);
         cpu_weights_default(&ret->cpu);
-}
-
-uint32_t manager_config_band_floor(const ManagerConfig *c, MemoryLevel l)
-{
-        if (!c || l <= MEMORY_LEVEL_NORMAL || l >= _MEMORY_LEVEL_MAX)
-                return MANAGER_CONFIG_FLOOR_NONE;
-        return c->band_floor[l];
 }
 
 MemorySamplerConfig manager_config_sampler(const ManagerConfig *c, uint32_t window_ms)
@@ -323,14 +301,6 @@ int manager_config_parse(const char *name, const char *text, size_t size, Manage
                             c.sample_short_ms, c.sample_long_ms, c.psi_window_ms);
         if (memory_level_config_check(&c.levels, &why) < 0)
                 return fail(ret_error, name, "memory.level: %s", why);
-        /* A worse level never keeps more apps than a milder one. */
-        if (c.band_floor[MEMORY_LEVEL_LOW] > c.band_floor[MEMORY_LEVEL_MODERATE] ||
-            c.band_floor[MEMORY_LEVEL_CRITICAL] > c.band_floor[MEMORY_LEVEL_LOW])
-                return fail(ret_error, name,
-                            "memory.band.floor.critical (%u) <= memory.band.floor.low (%u) <= "
-                            "memory.band.floor.moderate (%u) does not hold",
-                            c.band_floor[MEMORY_LEVEL_CRITICAL], c.band_floor[MEMORY_LEVEL_LOW],
-                            c.band_floor[MEMORY_LEVEL_MODERATE]);
         *ret = c;
         return 0;
 }

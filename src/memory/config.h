@@ -36,16 +36,9 @@ typedef struct ManagerConfig {
         uint32_t sample_short_ms;        /* sampler interval under high pressure (10) */
         uint32_t sample_long_ms;         /* sampler interval otherwise (100) */
         MemoryLevelConfig levels;        /* level.h */
-        /* memory.band.floor.<level>: the least important band still kept at each level;
-         * a kill at that level takes only apps of a band >= it (band.h; 1000: none).
-         * [MEMORY_LEVEL_NORMAL] unused. */
-        uint32_t band_floor[_MEMORY_LEVEL_MAX];
         SwapCaps swap;  /* memory.swap.*: caps by class where memory is compressed (swap.h) */
         CpuWeights cpu; /* cpu.*: weights by class (cpu.h) */
 } ManagerConfig;
-
-/* memory.band.floor.<level> of "none": no band is at or above it, so nothing is killed. */
-#define MANAGER_CONFIG_FLOOR_NONE 1000u
 
 /* The defaults (docs/config.md) into *ret. */
 void manager_config_default(ManagerConfig *ret);
@@ -78,13 +71,6 @@ int manager_config_load(const char *state_dir, const char *etc_path, ManagerConf
  * docs/config.md against the parser.
  */
 size_t manager_config_keys(const char **names, size_t max);
-
-/*
- * The band floor of level l under c (memory.band.floor.<level>): a kill at l takes
- * only apps whose band is >= it. MANAGER_CONFIG_FLOOR_NONE for normal, a level out
- * of range, or a level whose floor is "none".
- */
-uint32_t manager_config_band_floor(const ManagerConfig *c, MemoryLevel l);
 
 /* The sampler's config of c for a trigger window of window_ms. */
 MemorySamplerConfig manager_config_sampler(const ManagerConfig *c, uint32_t window_ms);

@@ -429,13 +429,7 @@ START_TEST(test_config_refused)
         refused("{\"memory\": {\"sample\": {\"short_ms\": 500}}}", "memory.sample.short_ms (500)");
         refused("{\"memory\": {\"level\": {\"low\": {\"free_percent\": 30}}}}",
                 "memory.level: a level's free_percent");
-        /* The bands, the swap caps, the CPU weights. */
-        refused("{\"memory\": {\"band\": {\"floor\": {\"low\": 1001}}}}",
-                "memory.band.floor.low: expected an integer from 0 to 1000");
-        refused("{\"memory\": {\"band\": {\"floor\": {\"critical\": 950}}}}",
-                "memory.band.floor.critical (950) <= memory.band.floor.low (900)");
-        refused("{\"memory\": {\"band\": {\"floor\": {\"moderate\": 800}}}}",
-                "memory.band.floor.moderate (800) does not hold");
+        /* The swap caps, the CPU weights. */
         refused("{\"memory\": {\"swap\": {\"caps\": 1}}}",
                 "memory.swap.caps: expected true or false");
         refused("{\"memory\": {\"swap\": {\"caps\": \"yes\"}}}", "memory.swap.caps: expected true");
@@ -452,23 +446,13 @@ START_TEST(test_config_refused)
 }
 END_TEST
 
-START_TEST(test_config_bands_swap_cpu)
+START_TEST(test_config_swap_cpu)
 {
         _cleanup_free_ char *err = NULL;
         ManagerConfig c;
 
-        /* The defaults: lmkd's floors but critical's (docs/config.md), caps, weights. */
+        /* The defaults: swap caps and CPU weights (docs/config.md). */
         manager_config_default(&c);
-        ck_assert_uint_eq(manager_config_band_floor(&c, MEMORY_LEVEL_NORMAL),
-                          MANAGER_CONFIG_FLOOR_NONE);
-        ck_assert_uint_eq(manager_config_band_floor(&c, MEMORY_LEVEL_MODERATE),
-                          MANAGER_CONFIG_FLOOR_NONE);
-        ck_assert_uint_eq(manager_config_band_floor(&c, MEMORY_LEVEL_LOW), 900);
-        ck_assert_uint_eq(manager_config_band_floor(&c, MEMORY_LEVEL_CRITICAL), 200);
-        ck_assert_uint_eq(manager_config_band_floor(&c, _MEMORY_LEVEL_MAX),
-                          MANAGER_CONFIG_FLOOR_NONE);
-        ck_assert_uint_eq(manager_config_band_floor(NULL, MEMORY_LEVEL_LOW),
-                          MANAGER_CONFIG_FLOOR_NONE);
         ck_assert(c.swap.enabled);
         ck_assert_uint_eq(c.swap.percent[CPU_CLASS_FOREGROUND], 0);
         ck_assert_uint_eq(c.swap.percent[CPU_CLASS_CACHED], 100);
@@ -476,18 +460,13 @@ START_TEST(test_config_bands_swap_cpu)
         ck_assert_uint_eq(c.cpu.weight[CPU_CLASS_FOREGROUND], 155);
         ck_assert_uint_eq(c.cpu.weight[CPU_CLASS_CACHED], 1);
 
-        ck_assert_int_eq(
-                parse("{\"memory\": {\"band\": {\"floor\": {\"moderate\": 950, \"low\": 700, "
-                      "\"critical\": 0}}, \"swap\": {\"caps\": false, \"background_percent\": "
-                      "80}}, "
-                      "\"cpu\": {\"weights\": false, \"weight\": {\"foreground\": 400, "
-                      "\"cached\": 2}}}",
-                      &c, &err),
-                0);
+        ck_assert_int_eq(parse("{\"memory\": {\"swap\": {\"caps\": false, \"background_percent\": "
+                               "80}}, "
+                               "\"cpu\": {\"weights\": false, \"weight\": {\"foreground\": 400, "
+                               "\"cached\": 2}}}",
+                               &c, &err),
+                         0);
         ck_assert_ptr_null(err);
-        ck_assert_uint_eq(manager_config_band_floor(&c, MEMORY_LEVEL_MODERATE), 950);
-        ck_assert_uint_eq(manager_config_band_floor(&c, MEMORY_LEVEL_LOW), 700);
-        ck_assert_uint_eq(manager_config_band_floor(&c, MEMORY_LEVEL_CRITICAL), 0);
         ck_assert(!c.swap.enabled);
         ck_assert_uint_eq(c.swap.percent[CPU_CLASS_BACKGROUND], 80);
         ck_assert_uint_eq(c.swap.percent[CPU_CLASS_SERVICE], 25); /* default kept */
@@ -1313,7 +1292,7 @@ int main(void)
         tcase_add_test(logic, test_config_parse);
         tcase_add_test(logic, test_config_refused);
         tcase_add_test(logic, test_config_doc);
-        tcase_add_test(logic, test_config_bands_swap_cpu);
+        tcase_add_test(logic, test_config_swap_cpu);
         suite_add_tcase(s, logic);
 
         tcase_add_checked_fixture(fake, tmp_setup, tmp_teardown);
