@@ -122,7 +122,7 @@ void cli_memory_level_line(json_t *r, char *buf, size_t size)
                  json_is_true(deg)    ? ", degraded: the kernel refused the trigger window asked "
                                         "for, a longer one runs"
                  : json_is_false(deg) ? ""
-                                      : ", the manager has not run yet");
+                                      : ", the manager does not run");
 }
 
 static void print_swap(json_t *s)

@@ -85,6 +85,12 @@ static const ConfigKey config_keys[] = {
         U32("cpu.weight.background", cpu.weight[CPU_CLASS_BACKGROUND], CPU_WEIGHT_MIN,
             CPU_WEIGHT_MAX),
         U32("cpu.weight.cached", cpu.weight[CPU_CLASS_CACHED], CPU_WEIGHT_MIN, CPU_WEIGHT_MAX),
+        /* The manager's pacing and kill floors (policy.h, docs/memory.md "The manager"). */
+        U32("memory.action.step_ms", policy.step_ms, 0, 10000),
+        U32("memory.kill.interval_ms", policy.kill_interval_ms, 0, 60000),
+        U32("memory.kill.floor.moderate", policy.kill_floor[MEMORY_LEVEL_MODERATE], 0, 1000),
+        U32("memory.kill.floor.low", policy.kill_floor[MEMORY_LEVEL_LOW], 0, 1000),
+        U32("memory.kill.floor.critical", policy.kill_floor[MEMORY_LEVEL_CRITICAL], 0, 1000),
 };
 
 size_t manager_config_keys(const char **names, size_t max)
@@ -108,6 +114,7 @@ void manager_config_default(ManagerConfig *ret)
         memory_level_config_default(&ret->levels);
         swap_caps_default(&ret->swap);
         cpu_weights_default(&ret->cpu);
+        memory_policy_config_default(&ret->policy);
 }
 
 MemorySamplerConfig manager_config_sampler(const ManagerConfig *c, uint32_t window_ms)
@@ -301,6 +308,8 @@ int manager_config_parse(const char *name, const char *text, size_t size, Manage
                             c.sample_short_ms, c.sample_long_ms, c.psi_window_ms);
         if (memory_level_config_check(&c.levels, &why) < 0)
                 return fail(ret_error, name, "memory.level: %s", why);
+        if (memory_policy_config_check(&c.policy, &why) < 0)
+                return fail(ret_error, name, "memory.kill.floor: %s", why);
         *ret = c;
         return 0;
 }

@@ -20,6 +20,7 @@
 
 #include "memory/cpu.h"
 #include "memory/level.h"
+#include "memory/policy.h"
 #include "memory/sampler.h"
 #include "memory/swap.h"
 
@@ -38,6 +39,7 @@ typedef struct ManagerConfig {
         MemoryLevelConfig levels;        /* level.h */
         SwapCaps swap;  /* memory.swap.*: caps by class where memory is compressed (swap.h) */
         CpuWeights cpu; /* cpu.*: weights by class (cpu.h) */
+        MemoryPolicyConfig policy; /* the manager's pacing and kill floors (policy.h) */
 } ManagerConfig;
 
 /* The defaults (docs/config.md) into *ret. */

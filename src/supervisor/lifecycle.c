@@ -21,6 +21,7 @@
 #include "policy/grants.h"
 #include "base/time-util.h"
 #include "memory/action.h"
+#include "supervisor/memory-manager.h"
 #include "supervisor/lifecycle.h"
 #include "supervisor/memory-actions.h"
 #include "supervisor/supervisor-internal.h"
@@ -855,6 +856,10 @@ json_t *lifecycle_inspect(Instance *inst)
         /* The memory section: band, figures, soft limit, swap cap, recent actions. */
         if (o)
                 json_object_set_new(o, "memory", supervisor_memory_app_json(inst) ?: json_null());
+        /* The memory manager's level, triggers and whether they run degraded. */
+        if (o)
+                json_object_set_new(o, "memory_manager",
+                                    supervisor_memory_manager_json(inst->sup) ?: json_null());
         if (o && running && sb->cgroup) {
                 /* Where the figures come from: each hierarchy's leaf directory. */
                 static const char *const ctrls[] = {"memory", "pids", "cpu", "freezer", ""};

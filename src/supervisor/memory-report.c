@@ -18,6 +18,7 @@
 #include "memory/reading.h"
 #include "memory/swap.h"
 #include "supervisor/memory-actions.h"
+#include "supervisor/memory-manager.h"
 #include "supervisor/memory-report.h"
 #include "supervisor/supervisor-internal.h"
 
@@ -70,13 +71,6 @@ static Cgroup *report_cgroup(const Instance *inst)
             !(inst->group && inst->group->state == INSTANCE_RUNNING))
                 return NULL;
         return sb ? sb->cgroup : NULL;
-}
-
-void supervisor_memory_set_status(Supervisor *s, MemoryLevel level, bool degraded)
-{
-        s->mem_status_set = true;
-        s->mem_level = level;
-        s->mem_degraded = degraded;
 }
 
 void supervisor_memory_remember(Instance *inst, const char *what, const json_t *fields)
@@ -185,10 +179,10 @@ json_t *supervisor_memory_report(Supervisor *s, const MemoryLevelConfig *levels,
 {
         MemoryReading apps_r, mach_r;
         MemorySource *src = NULL;
-        json_t *o, *apps, *apps_fig, *mach_fig;
+        json_t *o, *apps, *apps_fig, *mach_fig, *manager, *degraded = json_null();
         MemoryLevelConfig defaults;
-        MemoryLevel level;
-        const char *source;
+        MemoryLevel level = MEMORY_LEVEL_NORMAL;
+        const char *source = "figures";
         int k;
 
         *ret_errno = 0;
@@ -205,9 +199,13 @@ json_t *supervisor_memory_report(Supervisor *s, const MemoryLevelConfig *levels,
         src = NULL;
         k = memory_source_open_machine("/proc", &src);
         mach_fig = read_source(src, k, &mach_r);
-        if (s->mem_status_set) {
-                level = s->mem_level;
+        /* The manager's level and triggers when its loop runs (memory-manager.h). */
+        manager = supervisor_memory_manager_json(s);
+        if (json_is_true(json_object_get(manager, "running")) &&
+            memory_level_from_string(json_string_value(json_object_get(manager, "level")) ?: "",
+                                     &level) >= 0) {
                 source = "manager";
+                degraded = json_boolean(json_is_true(json_object_get(manager, "degraded")));
         } else {
                 /* The budget's figures where it has a limit, else the machine's. */
                 uint64_t total = s->o.memory_budget ?: apps_r.limit;
@@ -215,7 +213,6 @@ json_t *supervisor_memory_report(Supervisor *s, const MemoryLevelConfig *levels,
 
                 level = budget ? level_of(levels, &apps_r, total)
                                : level_of(levels, &mach_r, mach_r.limit);
-                source = "figures";
         }
         apps = json_array();
         for (size_t i = 0; apps && i < s->n_apps; i++) {
@@ -231,14 +228,14 @@ json_t *supervisor_memory_report(Supervisor *s, const MemoryLevelConfig *levels,
                                         instance_state_to_string(instance_state(inst)), "memory",
                                         m ?: json_null()));
         }
-        o = json_pack(
-                "{s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "level",
-                memory_level_to_string(level), "level_source", source, "degraded",
-                s->mem_status_set ? json_boolean(s->mem_degraded) : json_null(), "budget_bytes",
-                s->o.memory_budget ? json_integer((json_int_t)s->o.memory_budget) : json_null(),
-                "apps_figures", apps_fig ?: json_null(), "machine", mach_fig ?: json_null(), "swap",
-                swap_json(s) ?: json_null(), "apps", apps ?: json_array(), "recent",
-                recent_json(s, app) ?: json_array());
+        o = json_pack("{s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "level",
+                      memory_level_to_string(level), "level_source", source, "degraded",
+                      degraded ?: json_null(), "manager", manager ?: json_null(), "budget_bytes",
+                      s->o.memory_budget ? json_integer((json_int_t)s->o.memory_budget)
+                                         : json_null(),
+                      "apps_figures", apps_fig ?: json_null(), "machine", mach_fig ?: json_null(),
+                      "swap", swap_json(s) ?: json_null(), "apps", apps ?: json_array(), "recent",
+                      recent_json(s, app) ?: json_array());
         if (!o)
                 *ret_errno = -ENOMEM;
         return o;

@@ -21,18 +21,10 @@
 #define SUPERVISOR_MEMORY_RECENT_MAX 64
 
 /*
- * The manager's own view, set by the loop that runs it (the pressure triggers,
- * docs/memory.md "Signals and levels"): level, the level it acts on; degraded,
- * true when the kernel refused the trigger window asked for and a longer one runs.
- * Until the first call the report computes the level from the figures of the
- * moment ("level_source": "figures") and says nothing of degraded (null).
- */
-void supervisor_memory_set_status(Supervisor *s, MemoryLevel level, bool degraded);
-
-/*
  * Keeps the record {"what": what, "app": id, "time_ms", fields...} (fields
- * borrowed: copied) in the ring of the last SUPERVISOR_MEMORY_RECENT_MAX memory.*
- * actions (supervisor_memory_record() calls it for every action).
+ * borrowed: copied; the manager's context, level and pressure, included) in the ring of the last
+ * SUPERVISOR_MEMORY_RECENT_MAX memory.* actions (supervisor_memory_record() calls it for every
+ * action).
  */
 void supervisor_memory_remember(Instance *inst, const char *what, const json_t *fields);
 
@@ -47,12 +39,14 @@ json_t *supervisor_memory_app_json(Instance *inst);
 
 /*
  * The whole report of org.cella.Memory: {"level", "level_source" ("manager" or
- * "figures"), "degraded" (null until the manager ran), "budget_bytes" (null: none),
+ * "figures"), "degraded" (null without the manager), "manager"
+ * (supervisor_memory_manager_json(): its triggers, counts, wake-ups), "budget_bytes" (null: none),
  * "apps_figures" (the apps' parent), "machine" (its figures), "swap" (detection,
  * caps), "apps": [{"id", "state", "memory": supervisor_memory_app_json()}, ...]
  * (running apps only, or only app when not NULL), "recent": [records, oldest
  * first]}. levels: the thresholds for the level of the moment (NULL: the
- * defaults), used until the manager set its own (supervisor_memory_set_status()):
+ * defaults), used when the manager's loop does not run (cellad
+ * --no-memory-manager, or no trigger could be armed):
  * the apps' parent's figures where it has a limit (memory.total), else the
  * machine's, PSI's 10 s averages as the stall. Returns the object, or NULL with
  * *ret_errno (-ENOMEM, -ESRCH: app not known).

@@ -15,6 +15,7 @@
 #include "memory/cpu.h"
 #include "memory/level.h"
 #include "memory/swap.h"
+#include "memory/policy.h"
 #include "policy/grants.h"
 #include "sandbox/sandbox.h"
 #include "sandbox/seccomp.h"
@@ -116,6 +117,9 @@ struct Instance {
         int oom_band_applied;
         bool mem_swap_warned;  /* a swap cap write failed: said once (memory-report.c) */
         json_t *mem_last_kill; /* the last memory.kill record's fields (cella inspect) */
+
+        /* What the memory manager did to it this episode (memory-manager.c). */
+        MemoryPolicyApp mem_policy;
 };
 
 /*
@@ -197,16 +201,17 @@ struct Supervisor {
         void *warm_userdata;
         CpuWeights cpu; /* CPU weights by state: a copy of o.cpu_weights */
         bool cpu_apply; /* o.cpu_weights was given: apply them (cpushare.c) */
-        /* memory-report.c: swap caps, the ring of recent memory.* records, and the
-         * manager's level as its loop last set it. */
+        /* memory-report.c: swap caps, the ring of recent memory.* records. */
         SwapCaps swap;      /* a copy of o.swap_caps */
         bool swap_apply;    /* o.swap_caps given and enabled, and memory compressed */
         SwapInfo swap_info; /* the host's swap, detected at start */
         json_t *mem_recent[SUPERVISOR_MEMORY_RECENT_MAX];
         size_t mem_recent_next, mem_recent_n;
-        bool mem_status_set; /* supervisor_memory_set_status() was called */
-        bool mem_degraded;
-        MemoryLevel mem_level;
+
+        /* cellad's memory manager (memory-manager.c); NULL: none. While it acts,
+         * mem_context holds the fields added to each memory.* record it makes. */
+        struct MemoryManager *mm;
+        json_t *mem_context;
 };
 
 /* instance.c */

@@ -53,6 +53,14 @@ def _meminfo(key):
     raise KeyError(key)
 
 
+def _cap_sys_resource():
+    """Whether this process has CAP_SYS_RESOURCE (bit 24 of CapEff), as cellad does."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return bool(int(line.split()[1], 16) >> 24 & 1)
+    return None
+
+
 def _swaps():
     lines = Path("/proc/swaps").read_text().splitlines()[1:]
     return [l.split()[0] for l in lines if l.strip()]
@@ -91,11 +99,13 @@ def test_memory_report_figures_bands_actions(vis):
     memory_action(d, "org.test.vis.bg", "trim", "low")
     r = _memory_json(state)
 
-    # The level of the moment, from the figures (no manager loop has set one).
+    # The manager's level, and whether its triggers run on the fallback window
+    # (here: root without CAP_SYS_RESOURCE gets 2 s windows only).
     assert r["level"] in LEVELS
-    assert r["level_source"] in ("figures", "manager")
-    if r["level_source"] == "figures":
-        assert r["degraded"] is None
+    assert r["level_source"] == "manager" and r["manager"]["running"] is True, r["manager"]
+    assert r["degraded"] == any(t["degraded"] for t in r["manager"]["triggers"]), r["manager"]
+    if _cap_sys_resource() is False:
+        assert r["degraded"] is True
 
     # The budget: memory.total on the apps' parent, read back from the kernel.
     assert r["budget_bytes"] == 256 * MiB
@@ -149,7 +159,8 @@ def test_memory_report_figures_bands_actions(vis):
     p = _memory(state)
     assert p.returncode == 0, p.stderr
     out = p.stdout
-    assert out.startswith("level "), out
+    assert out.startswith(f"level {r['level']} (the manager's)"), out
+    assert ("degraded" in out.splitlines()[0]) == r["degraded"], out
     assert "budget (memory.total 256M): " in out and "\nmachine: " in out, out
     for app in apps:
         assert f"\n{app} " in out, out
@@ -181,6 +192,29 @@ def test_memory_report_follows_actions_and_states(vis):
     assert "org.test.vis.svc" not in {a["id"] for a in r["apps"]}
     kills = [x for x in r["recent"] if x["what"] == "memory.kill"]
     assert kills and kills[-1]["app"] == "org.test.vis.svc" and kills[-1]["band"] == 200
+
+
+def test_memory_report_without_the_manager(tmp_path):
+    """cellad --no-memory-manager: the level is the one the figures of the moment meet
+    (the budget's available share, PSI's avg10), and nothing says degraded."""
+    require_cellad()
+    state = tmp_path / "state"
+    src = tmp_path / "src"
+    _conf(state, '{"memory": {"total": "256M"}}')
+    install_app(state, make_app(src, "org.test.vis.hold", LUA_HOLD, runtime="lua"))
+    with running_cellad(state, "--no-autostart", "--no-memory-manager") as d:
+        d.call("org.cella.Start", {"app": "org.test.vis.hold"})
+        wait_log_line(d, "org.test.vis.hold", "ready")
+        r = _memory_json(state)
+        assert r["manager"] == {"running": False}, r["manager"]
+        assert r["level_source"] == "figures" and r["degraded"] is None, r
+        # 32 MiB of 256M in use and no stall: far from every threshold.
+        assert r["apps_figures"]["available"] > 0.5 * 256 * MiB
+        if r["apps_figures"]["psi"] and r["apps_figures"]["psi"]["some_avg10"] < 100:
+            assert r["level"] == "normal", r
+        p = _memory(state)
+        assert p.stdout.startswith(f"level {r['level']} (from the figures now), the manager "
+                                   "does not run"), p.stdout
 
 
 def test_memory_report_bad_requests(vis):
