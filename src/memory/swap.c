@@ -1,18 +1,21 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Compressed swap: detection and per-class swap caps (swap.h, docs/memory.md). */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/fileio.h"
 #include "base/macro.h"
 #include "memory/swap.h"
 #include "sandbox/cgroup.h"
+
+/* zram devices counted at most (zram's hot_add numbers them from 0). */
+#define SWAP_ZRAM_MAX 256u
 
 /* Larger than any /proc/meminfo or /proc/swaps we expect to read. */
 #define SWAP_FILE_MAX (64 * 1024)
@@ -97,7 +100,6 @@ int swap_detect(const char *proc_root, const char *sys_root, SwapInfo *ret)
         _cleanup_free_ char *meminfo = NULL, *swaps = NULL, *zdir = NULL;
         SwapInfo i = {};
         char enabled[16];
-        DIR *d;
         int r;
 
         if (!proc_root || !sys_root || !ret)
@@ -131,17 +133,19 @@ int swap_detect(const char *proc_root, const char *sys_root, SwapInfo *ret)
         }
 
         /* zram devices, in swap or not (a zram used as a plain disk compresses too,
-         * but holds no app memory: reported, not counted as compression). */
-        if (asprintf(&zdir, "%s/block", sys_root) < 0)
-                return -ENOMEM;
-        d = opendir(zdir);
-        if (d) {
-                struct dirent *e;
+         * but holds no app memory: reported, not counted as compression). Counted
+         * from zram0 up to the first missing one, not by reading /sys/block, which
+         * lists every loop device too (over a thousand on a test machine: 0.25 ms). */
+        for (unsigned n = 0; n < SWAP_ZRAM_MAX; n++) {
+                struct stat st;
 
-                while ((e = readdir(d)))
-                        if (strncmp(e->d_name, "zram", 4) == 0)
-                                i.zram_devices++;
-                closedir(d);
+                free(zdir);
+                zdir = NULL;
+                if (asprintf(&zdir, "%s/block/zram%u", sys_root, n) < 0)
+                        return -ENOMEM;
+                if (stat(zdir, &st) < 0)
+                        break;
+                i.zram_devices++;
         }
 
         first_line(sys_root, "module/zswap/parameters/enabled", enabled, sizeof enabled);

@@ -36,7 +36,8 @@ typedef struct SwapInfo {
         uint64_t free;             /* bytes, SwapFree */
         unsigned n_areas;          /* active swap areas (lines of /proc/swaps past its header) */
         unsigned n_zram;           /* of them, zram devices (/dev/zramN) */
-        unsigned zram_devices;     /* zram block devices (/sys/block/zramN), swap or not */
+        unsigned zram_devices;     /* zram block devices (/sys/block/zramN), swap or not:
+                                      zram0, zram1, ... up to the first missing */
         bool zswap;                /* /sys/module/zswap/parameters/enabled is Y */
         char zswap_compressor[32]; /* its compressor ("" without zswap) */
         char zram_algorithm[32];   /* the first zram swap device's algorithm ("" without) */

@@ -88,6 +88,12 @@ void supervisor_memory_remember(Instance *inst, const char *what, const json_t *
         s->mem_recent_next = (s->mem_recent_next + 1) % SUPERVISOR_MEMORY_RECENT_MAX;
         if (s->mem_recent_n < SUPERVISOR_MEMORY_RECENT_MAX)
                 s->mem_recent_n++;
+        s->mem_recorded++;
+}
+
+uint64_t supervisor_memory_recorded(const Supervisor *s)
+{
+        return s->mem_recorded;
 }
 
 /* The ring, oldest first; only app's records when app is not NULL. */

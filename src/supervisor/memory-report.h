@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "memory/level.h"
 #include "supervisor/lifecycle.h"
@@ -27,6 +28,10 @@
  * action).
  */
 void supervisor_memory_remember(Instance *inst, const char *what, const json_t *fields);
+
+/* How many memory.* records supervisor_memory_remember() has kept since the start
+ * (a new one changes the report: org.cella.Memory's reuse of a report checks it). */
+uint64_t supervisor_memory_recorded(const Supervisor *s);
 
 /*
  * The memory section of one app (`cella inspect`'s "memory"): {"band", "class",

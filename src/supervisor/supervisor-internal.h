@@ -207,6 +207,7 @@ struct Supervisor {
         SwapInfo swap_info; /* the host's swap, detected at start */
         json_t *mem_recent[SUPERVISOR_MEMORY_RECENT_MAX];
         size_t mem_recent_next, mem_recent_n;
+        uint64_t mem_recorded; /* records kept since the start */
 
         /* cellad's memory manager (memory-manager.c); NULL: none. While it acts,
          * mem_context holds the fields added to each memory.* record it makes. */
