@@ -224,6 +224,11 @@ def test_pressure_trims_then_kills_the_least_important(tmp_path):
         # The foreground app runs on; the holder's exit is a low-memory kill.
         ps = {a["id"]: a for a in d.call("org.cella.Ps", {})["apps"]}
         assert ps["org.test.mm.fg"]["state"] == "foreground", ps
+        # A low-memory kill is no crash: without a restart policy the app is stopped,
+        # not failed (docs/memory.md "Kill").
+        wait_for("the holder stopped", lambda: {a["id"]: a for a in d.call(
+            "org.cella.Ps", {})["apps"]}["org.test.mm.bg"]["state"] == "stopped",
+            timeout=DEADLINE)
         insp = d.call("org.cella.Inspect", {"app": "org.test.mm.bg"})
         assert insp["memory_kill"]["level"] == kill["level"], insp
         assert insp["last_exit"]["oom_killed"] is False, insp
