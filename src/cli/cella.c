@@ -47,7 +47,7 @@ static const CliCommand commands[] = {
          cli_exec},
         {"top", "a live table of the apps by CPU and memory, refreshed like top(1)", cli_top},
         {"memory",
-         "one memory-manager action by hand: trim, reclaim, freeze, kill... (cellad, root)",
+         "the memory manager's figures, level and recent actions; or one action by hand (cellad)",
          cli_memory},
 };
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * cella memory ACTION [--level L] APP: one action of the memory manager by hand,
+ * (without ACTION: the report, memory-show.c)
  * through cellad's org.cella.MemoryAction (root only; docs/cli.md "cella memory",
  * docs/memory.md "Actions"), recorded as the manager's own would be.
  *
@@ -56,6 +57,27 @@ static void usage(FILE *f)
                 cli_default_state_dir());
 }
 
+/* Whether the first operand (past the options and their values) is an action. */
+static bool first_operand_is_action(int argc, char **argv)
+{
+        for (int i = 1; i < argc; i++) {
+                const char *a = argv[i];
+
+                if (strcmp(a, "--") == 0)
+                        a = i + 1 < argc ? argv[i + 1] : NULL;
+                else if (strcmp(a, "--state-dir") == 0 || strcmp(a, "--level") == 0) {
+                        i++;
+                        continue;
+                } else if (a[0] == '-')
+                        continue;
+                for (size_t k = 0; a && k < ELEMENTSOF(actions); k++)
+                        if (strcmp(a, actions[k]) == 0)
+                                return true;
+                return false;
+        }
+        return false;
+}
+
 static int keep_reply(json_t *params, bool continues, void *ud)
 {
         json_t **out = ud;
@@ -79,6 +101,9 @@ int cli_memory(int argc, char **argv)
         bool json = false, known = false;
         int c, code;
 
+        /* No ACTION first: the report (memory-show.c). */
+        if (!first_operand_is_action(argc, argv))
+                return cli_memory_show(argc, argv);
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 if (c == ARG_LEVEL) {
                         if (strcmp(optarg, "moderate") != 0 && strcmp(optarg, "low") != 0 &&

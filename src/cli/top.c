@@ -3,7 +3,9 @@
  * cella top: a live table of the apps of every kernel on the state directory (cellad
  * is one), by CPU and then memory, refreshed like top(1). CPU% is the app's cgroup
  * CPU time (cpu_usage_usec of `cella ps --json`) between two samples over the wall
- * time between them: 100% is one CPU. On a terminal each frame replaces the last;
+ * time between them: 100% is one CPU. With cellad: its memory level, the budget's
+ * and the machine's use, and each of its apps' anon, swap and band (org.cella.Memory,
+ * docs/memory.md "Visibility"). On a terminal each frame replaces the last;
  * otherwise frames are printed one after another, plain text, for scripts (-n N).
  */
 #include <errno.h>
@@ -20,6 +22,7 @@
 #include "base/time-util.h"
 #include "cli/cli.h"
 #include "cli/color.h"
+#include "cli/daemon-client.h"
 #include "cli/exit-codes.h"
 #include "policy/manifest.h"
 #include "supervisor/control.h"
@@ -42,7 +45,9 @@ static void top_usage(FILE *f)
                 "Shows the apps of every cella kernel on the state directory (cellad, cella\n"
                 "boot, cella run), the busiest first: CPU (100%% is one CPU) over the last\n"
                 "interval, then memory. Refreshed every interval until Ctrl-C, like top(1); to\n"
-                "a pipe or a file, frames follow one another as plain text.\n"
+                "a pipe or a file, frames follow one another as plain text. With cellad, also\n"
+                "its memory level, the apps' budget and the machine's use, and each app's\n"
+                "anonymous memory, swap and band (cella memory --help).\n"
                 "\n"
                 "Options:\n"
                 "  -d, --delay SECONDS   interval between frames (default 2; 0.1 .. 3600)\n"
@@ -58,12 +63,51 @@ static void top_usage(FILE *f)
                 cli_default_state_dir(), CONTROL_CLIENT_TIMEOUT_MS / 1000);
 }
 
-/* One sample: the kernels' app records, and when they were taken. */
+/* One sample: the kernels' app records, cellad's memory report (org.cella.Memory;
+ * NULL: no cellad, or it did not answer), and when they were taken. */
 typedef struct Sample {
         json_t *apps;
+        json_t *memory;
         uint64_t at_ns;
         bool incomplete;
 } Sample;
+
+/* cellad's org.cella.Memory reply's parameters, or NULL (no cellad on state_dir, or an
+ * older one without the method: top shows what Ps gives). */
+static json_t *sample_memory(const char *state_dir)
+{
+        json_t *reply = NULL, *p;
+
+        if (!cli_daemon_running(state_dir) ||
+            cli_cellad_call("top", state_dir, "org.cella.Memory", NULL, NULL, 0,
+                            CONTROL_CLIENT_TIMEOUT_MS, &reply) != 0)
+                return NULL;
+        p = json_object_get(reply, "parameters");
+        p = json_is_object(p) && !json_object_get(reply, "error") ? json_incref(p) : NULL;
+        json_decref(reply);
+        return p;
+}
+
+/* The memory record of rec (an org.cella.Ps row) in cellad's report, or NULL. */
+static json_t *memory_of(json_t *memory, json_t *rec)
+{
+        const char *id = json_string_value(json_object_get(rec, "id"));
+        size_t i;
+        json_t *a;
+
+        if (!memory || !id ||
+            json_integer_value(json_object_get(rec, "kernel_pid")) !=
+                    json_integer_value(json_object_get(memory, "kernel_pid")))
+                return NULL;
+        json_array_foreach(json_object_get(memory, "apps"), i, a)
+        {
+                const char *aid = json_string_value(json_object_get(a, "id"));
+
+                if (aid && strcmp(aid, id) == 0)
+                        return json_object_get(a, "memory");
+        }
+        return NULL;
+}
 
 static int sample(const char *state_dir, Sample *ret)
 {
@@ -76,8 +120,10 @@ static int sample(const char *state_dir, Sample *ret)
                 json_decref(mute);
                 return code;
         }
-        *ret = (Sample){
-                .apps = apps, .at_ns = now_monotonic_ns(), .incomplete = json_array_size(mute) > 0};
+        *ret = (Sample){.apps = apps,
+                        .memory = sample_memory(state_dir),
+                        .at_ns = now_monotonic_ns(),
+                        .incomplete = json_array_size(mute) > 0};
         json_decref(mute);
         return 0;
 }
@@ -136,6 +182,35 @@ static void format_bytes(int64_t v, char *buf, size_t size)
                 snprintf(buf, size, x < 10 ? "%.1f%c" : "%.0f%c", x, units[u]);
 }
 
+static void format_json_bytes(json_t *v, char *buf, size_t size)
+{
+        format_bytes(json_is_integer(v) ? (int64_t)json_integer_value(v) : -1, buf, size);
+}
+
+/* cellad's memory: the level, the budget's use and pressure, the machine's. */
+static void print_memory_header(json_t *m)
+{
+        char line[256], used[16], lim[16], avail[16], mused[16], mtotal[16];
+        json_t *b = json_object_get(m, "apps_figures"), *mc = json_object_get(m, "machine");
+        json_t *psi = json_object_get(b, "psi");
+
+        if (!m)
+                return;
+        cli_memory_level_line(m, line, sizeof line);
+        format_json_bytes(json_object_get(b, "current"), used, sizeof used);
+        format_json_bytes(json_object_get(b, "limit"), lim, sizeof lim);
+        format_json_bytes(json_object_get(b, "available"), avail, sizeof avail);
+        format_json_bytes(json_object_get(mc, "current"), mused, sizeof mused);
+        format_json_bytes(json_object_get(mc, "limit"), mtotal, sizeof mtotal);
+        printf("memory: %s\n", line);
+        printf("apps: %s of %s (available %s), pressure some %.2f%% full %.2f%%; machine: %s "
+               "of %s\n",
+               used, lim, avail,
+               (double)json_integer_value(json_object_get(psi, "some_avg10")) / 100.0,
+               (double)json_integer_value(json_object_get(psi, "full_avg10")) / 100.0, mused,
+               mtotal);
+}
+
 static void print_frame(const Sample *prev, const Sample *cur, bool tty, bool color)
 {
         _cleanup_free_ Row *rows = calloc(json_array_size(cur->apps) + 1, sizeof *rows);
@@ -178,14 +253,17 @@ static void print_frame(const Sample *prev, const Sample *cur, bool tty, bool co
                 fputs("\033[H\033[2J", stdout);
         localtime_r(&now, &tm);
         strftime(when, sizeof when, "%H:%M:%S", &tm);
-        printf("cella top - %s  %zu app(s), %zu running, CPU %.1f%%%s\n\n", when, n, running, total,
+        printf("cella top - %s  %zu app(s), %zu running, CPU %.1f%%%s\n", when, n, running, total,
                cur->incomplete ? "  (a kernel did not answer)" : "");
-        printf("%s%-*s %-10s %8s %6s %7s %8s %10s%s\n", color ? CLI_COLOR_BOLD : "", (int)w, "APP",
-               "STATE", "PID", "CPU%", "MEMORY", "RESTARTS", "KERNEL-PID",
-               color ? CLI_COLOR_RESET : "");
+        print_memory_header(cur->memory);
+        putchar('\n');
+        printf("%s%-*s %-10s %8s %6s %7s %7s %7s %4s %8s %10s%s\n", color ? CLI_COLOR_BOLD : "",
+               (int)w, "APP", "STATE", "PID", "CPU%", "MEMORY", "ANON", "SWAP", "BAND", "RESTARTS",
+               "KERNEL-PID", color ? CLI_COLOR_RESET : "");
         for (i = 0; i < n; i++) {
-                json_t *r = rows[i].rec;
+                json_t *r = rows[i].rec, *mm, *fg;
                 json_int_t p = json_integer_value(json_object_get(r, "pid"));
+                char anon[16], swap[16], band[8];
                 const char *sc;
 
                 cli_safe_str(json_object_get(r, "id"), id, sizeof id);
@@ -202,9 +280,18 @@ static void print_frame(const Sample *prev, const Sample *cur, bool tty, bool co
                 snprintf(kpid, sizeof kpid, "%" JSON_INTEGER_FORMAT,
                          json_integer_value(json_object_get(r, "kernel_pid")));
                 sc = color ? cli_state_color(state) : "";
-                printf("%-*s %s%-10s%s %8s %6s %7s %8" JSON_INTEGER_FORMAT " %10s\n", (int)w, id,
-                       sc, state, sc[0] ? CLI_COLOR_RESET : "", pid, cpu, mem,
-                       json_integer_value(json_object_get(r, "restarts")), kpid);
+                mm = memory_of(cur->memory, r);
+                fg = json_object_get(mm, "figures");
+                format_json_bytes(json_object_get(fg, "anon"), anon, sizeof anon);
+                format_json_bytes(json_object_get(fg, "swap"), swap, sizeof swap);
+                if (json_is_integer(json_object_get(mm, "band")))
+                        snprintf(band, sizeof band, "%" JSON_INTEGER_FORMAT,
+                                 json_integer_value(json_object_get(mm, "band")));
+                else
+                        snprintf(band, sizeof band, "-");
+                printf("%-*s %s%-10s%s %8s %6s %7s %7s %7s %4s %8" JSON_INTEGER_FORMAT " %10s\n",
+                       (int)w, id, sc, state, sc[0] ? CLI_COLOR_RESET : "", pid, cpu, mem, anon,
+                       swap, band, json_integer_value(json_object_get(r, "restarts")), kpid);
         }
         if (!tty)
                 putchar('\n');
@@ -289,12 +376,14 @@ int cli_top(int argc, char **argv)
                 incomplete |= cur.incomplete;
                 print_frame(&prev, &cur, tty, color);
                 json_decref(prev.apps);
+                json_decref(prev.memory);
                 prev = cur;
                 cur = (Sample){};
                 if (iterations == 0 || k + 1 < iterations)
                         sleep_ms(delay_ms);
         }
         json_decref(prev.apps);
+        json_decref(prev.memory);
         if (code == 0 && ferror(stdout))
                 code = CELLA_EXIT_INTERNAL;
         return code != 0 ? code : incomplete ? CELLA_EXIT_INCOMPLETE : 0;

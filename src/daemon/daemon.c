@@ -35,6 +35,7 @@
 #include "memory/budget.h"
 #include "sandbox/sandbox.h"
 #include "store/store.h"
+#include "supervisor/memory-manager.h"
 #include "supervisor/control.h"
 #include "supervisor/run.h"
 
@@ -173,6 +174,10 @@ static void daemon_send_status(Daemon *d)
                                       counts[i], supervisor_state_name((InstanceState)i));
                 first = false;
         }
+        /* The memory manager's triggers on the fallback window (docs/memory.md). */
+        if (supervisor_memory_manager_degraded(d->sup) && k < sizeof buf)
+                k += (size_t)snprintf(buf + k, sizeof buf - k,
+                                      "; memory manager degraded (2 s PSI windows)");
         d->status_last_ms = now_monotonic_ms();
         (void)sd_notify(0, buf);
 }
@@ -343,6 +348,7 @@ static void daemon_reexec(Daemon *d)
             strv_extend(&argv, "--cgroup-mode") < 0 || strv_extend(&argv, mode) < 0 ||
             (d->o.no_autostart && strv_extend(&argv, "--no-autostart") < 0) ||
             (d->o.no_cpu_weights && strv_extend(&argv, "--no-cpu-weights") < 0) ||
+            (d->o.no_memory_manager && strv_extend(&argv, "--no-memory-manager") < 0) ||
             (log_verbose > 0 && strv_extend(&argv, "--verbose") < 0) ||
             strv_extend(&argv, "--lock-fd") < 0 || strv_extend(&argv, fdbuf) < 0 ||
             strv_extend(&argv, "--warm") < 0 || strv_extend(&argv, warm) < 0 ||
@@ -704,8 +710,10 @@ int daemon_run(const DaemonOptions *o)
         daemon_pool_prefork(o->warm);
 
         /* The CPU weights by state (docs/memory.md "CPU"): the defaults, or none. */
-        cpu_weights_default(&cpu);
-        cpu.enabled = !o->no_cpu_weights;
+        /* The CPU weights of cellad.conf's cpu.* keys; --no-cpu-weights wins. */
+        cpu = d.config.cpu;
+        if (o->no_cpu_weights)
+                cpu.enabled = false;
         so = (SupervisorOptions){
                 .state_dir = o->state_dir,
                 .uid_base = o->uid_base,
@@ -724,6 +732,8 @@ int daemon_run(const DaemonOptions *o)
                 .exit_code = daemon_exit_code,
                 .cpu_weights = &cpu,
                 .owner_tag = d.tag,
+                .swap_caps = &d.config.swap,
+                .memory_budget = d.config.memory_total,
         };
         r = supervisor_new(&so, &d.sup, &err);
         if (r < 0)
@@ -739,6 +749,18 @@ int daemon_run(const DaemonOptions *o)
         if (r < 0) {
                 log_error("cannot set up the event loop: %s", uv_strerror(r));
                 goto out;
+        }
+        /* The memory manager (docs/memory.md "The manager"): the triggers armed on the
+         * loop; one that cannot run is said, and cellad runs on without it. */
+        if (!o->no_memory_manager) {
+                r = supervisor_memory_manager_start(d.sup, &d.config);
+                if (r == -ENOMEM) {
+                        log_error("out of memory");
+                        goto out;
+                }
+                if (r < 0)
+                        log_warning("the memory manager does not run (see above): Linux's OOM "
+                                    "killer alone acts when the apps' memory runs out");
         }
         {
                 /* Handled from here on: what a re-exec blocked (daemon_reexec()) comes
@@ -765,6 +787,8 @@ int daemon_run(const DaemonOptions *o)
                 r = daemon_run_methods(&d); /* client: run-methods.c */
         if (r >= 0)
                 r = daemon_exec_methods(&d); /* client: exec-methods.c */
+        if (r >= 0)
+                r = daemon_memory_methods(&d); /* cella memory, cella top */
         if (r < 0) {
                 log_error_errno(r, "cannot start: %m");
                 goto out;

@@ -24,6 +24,7 @@
 typedef enum KeyType {
         KEY_SIZE, /* bytes: an integer, or a string parse_size() takes, or "max" (0) */
         KEY_U32,  /* an integer in [min, max] */
+        KEY_BOOL, /* true or false */
 } KeyType;
 
 typedef struct ConfigKey {
@@ -44,6 +45,11 @@ typedef struct ConfigKey {
  * defaults (test-memory's test_config_doc checks both ways). Helpers adding keys (bands, actions,
  * CPU) add rows here.
  */
+#define BOOL(p, field)                                                                             \
+        {                                                                                          \
+                .path = p, .type = KEY_BOOL, .offset = offsetof(ManagerConfig, field)              \
+        }
+
 static const ConfigKey config_keys[] = {
         {.path = "memory.total", .type = KEY_SIZE, .offset = offsetof(ManagerConfig, memory_total)},
         /* kernel/sched/psi.c: windows of 500 ms to 10 s. */
@@ -63,6 +69,28 @@ static const ConfigKey config_keys[] = {
         U32("memory.level.critical.free_percent", levels.level[MEMORY_LEVEL_CRITICAL].free_percent,
             0, 100),
         U32("memory.level.hysteresis_percent", levels.hysteresis_percent, 0, 100),
+        /* Compressed swap (swap.h). */
+        BOOL("memory.swap.caps", swap.enabled),
+        U32("memory.swap.foreground_percent", swap.percent[CPU_CLASS_FOREGROUND], 0, 100),
+        U32("memory.swap.visible_percent", swap.percent[CPU_CLASS_VISIBLE], 0, 100),
+        U32("memory.swap.service_percent", swap.percent[CPU_CLASS_SERVICE], 0, 100),
+        U32("memory.swap.background_percent", swap.percent[CPU_CLASS_BACKGROUND], 0, 100),
+        U32("memory.swap.cached_percent", swap.percent[CPU_CLASS_CACHED], 0, 100),
+        /* CPU weights by class (cpu.h): cgroup-v2.rst "Weights", 1..10000. */
+        BOOL("cpu.weights", cpu.enabled),
+        U32("cpu.weight.foreground", cpu.weight[CPU_CLASS_FOREGROUND], CPU_WEIGHT_MIN,
+            CPU_WEIGHT_MAX),
+        U32("cpu.weight.visible", cpu.weight[CPU_CLASS_VISIBLE], CPU_WEIGHT_MIN, CPU_WEIGHT_MAX),
+        U32("cpu.weight.service", cpu.weight[CPU_CLASS_SERVICE], CPU_WEIGHT_MIN, CPU_WEIGHT_MAX),
+        U32("cpu.weight.background", cpu.weight[CPU_CLASS_BACKGROUND], CPU_WEIGHT_MIN,
+            CPU_WEIGHT_MAX),
+        U32("cpu.weight.cached", cpu.weight[CPU_CLASS_CACHED], CPU_WEIGHT_MIN, CPU_WEIGHT_MAX),
+        /* The manager's pacing and kill floors (policy.h, docs/memory.md "The manager"). */
+        U32("memory.action.step_ms", policy.step_ms, 0, 10000),
+        U32("memory.kill.interval_ms", policy.kill_interval_ms, 0, 60000),
+        U32("memory.kill.floor.moderate", policy.kill_floor[MEMORY_LEVEL_MODERATE], 0, 1000),
+        U32("memory.kill.floor.low", policy.kill_floor[MEMORY_LEVEL_LOW], 0, 1000),
+        U32("memory.kill.floor.critical", policy.kill_floor[MEMORY_LEVEL_CRITICAL], 0, 1000),
 };
 
 size_t manager_config_keys(const char **names, size_t max)
@@ -74,6 +102,8 @@ size_t manager_config_keys(const char **names, size_t max)
 
 void manager_config_default(ManagerConfig *ret)
 {
+        /* Padding too: test-memory compares whole configs with memcmp(). */
+        memset(ret, 0, sizeof *ret);
         *ret = (ManagerConfig){
                 .memory_total = 0,
                 .psi_window_ms = MEMORY_SAMPLER_WINDOW_MS_DEFAULT,
@@ -82,6 +112,9 @@ void manager_config_default(ManagerConfig *ret)
                 .sample_long_ms = MEMORY_SAMPLER_LONG_MS_DEFAULT,
         };
         memory_level_config_default(&ret->levels);
+        swap_caps_default(&ret->swap);
+        cpu_weights_default(&ret->cpu);
+        memory_policy_config_default(&ret->policy);
 }
 
 MemorySamplerConfig manager_config_sampler(const ManagerConfig *c, uint32_t window_ms)
@@ -182,6 +215,12 @@ static int set_key(const ConfigKey *k, json_t *v, ManagerConfig *c, const char *
                 *(uint64_t *)field = bytes;
                 return 0;
         }
+        if (k->type == KEY_BOOL) {
+                if (!json_is_boolean(v))
+                        return fail(ret_error, name, "%s: expected true or false", k->path);
+                *(bool *)field = json_is_true(v);
+                return 0;
+        }
         if (!json_is_integer(v) || json_integer_value(v) < k->min || json_integer_value(v) > k->max)
                 return fail(ret_error, name, "%s: expected an integer from %u to %u", k->path,
                             k->min, k->max);
@@ -269,6 +308,8 @@ int manager_config_parse(const char *name, const char *text, size_t size, Manage
                             c.sample_short_ms, c.sample_long_ms, c.psi_window_ms);
         if (memory_level_config_check(&c.levels, &why) < 0)
                 return fail(ret_error, name, "memory.level: %s", why);
+        if (memory_policy_config_check(&c.policy, &why) < 0)
+                return fail(ret_error, name, "memory.kill.floor: %s", why);
         *ret = c;
         return 0;
 }

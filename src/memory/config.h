@@ -18,8 +18,11 @@
 
 #include <stdint.h>
 
+#include "memory/cpu.h"
 #include "memory/level.h"
+#include "memory/policy.h"
 #include "memory/sampler.h"
+#include "memory/swap.h"
 
 #define MANAGER_CONFIG_FILE     "cellad.conf"
 #define MANAGER_CONFIG_ETC_PATH "/etc/cella/cellad.conf"
@@ -34,6 +37,9 @@ typedef struct ManagerConfig {
         uint32_t sample_short_ms;        /* sampler interval under high pressure (10) */
         uint32_t sample_long_ms;         /* sampler interval otherwise (100) */
         MemoryLevelConfig levels;        /* level.h */
+        SwapCaps swap;  /* memory.swap.*: caps by class where memory is compressed (swap.h) */
+        CpuWeights cpu; /* cpu.*: weights by class (cpu.h) */
+        MemoryPolicyConfig policy; /* the manager's pacing and kill floors (policy.h) */
 } ManagerConfig;
 
 /* The defaults (docs/config.md) into *ret. */

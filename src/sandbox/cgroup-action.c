@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "base/macro.h"
@@ -66,6 +67,94 @@ int cgroup_soft_limit(Cgroup *cg, uint64_t *ret)
         if (r < 0)
                 return r;
         *ret = !v2 && v >= SOFT_LIMIT_V1_UNLIMITED_MIN ? UINT64_MAX : v;
+        return 0;
+}
+
+/* v1: a limit from 2^62 up is the kernel's "none" (SOFT_LIMIT_V1_UNLIMITED_MIN). */
+static int v1_limit(const char *dir, const char *knob, uint64_t *ret)
+{
+        uint64_t v;
+        int r = cgroup_read_knob_u64(dir, knob, &v);
+
+        if (r == -ENOENT)
+                return -EOPNOTSUPP;
+        if (r < 0)
+                return r;
+        *ret = v >= SOFT_LIMIT_V1_UNLIMITED_MIN ? UINT64_MAX : v;
+        return 0;
+}
+
+int cgroup_set_swap_max(Cgroup *cg, uint64_t bytes)
+{
+        const char *dir;
+        uint64_t limit;
+        bool v2;
+        int r;
+
+        if (!cg)
+                return -EINVAL;
+        dir = soft_limit_dir(cg, &v2);
+        if (!dir)
+                return -EOPNOTSUPP;
+        if (v2) {
+                r = bytes == UINT64_MAX ? cgroup_write_knob(dir, "memory.swap.max", "max")
+                                        : cgroup_write_knob_u64(dir, "memory.swap.max", bytes);
+                return r == -ENOENT ? -EOPNOTSUPP : r;
+        }
+        /* memsw must stay >= the memory limit (the kernel refuses less with EINVAL). */
+        r = v1_limit(dir, "memory.limit_in_bytes", &limit);
+        if (r < 0)
+                return r;
+        if (bytes == UINT64_MAX)
+                r = cgroup_write_knob(dir, "memory.memsw.limit_in_bytes", "-1");
+        else if (limit == UINT64_MAX)
+                return -ERANGE;
+        else
+                r = cgroup_write_knob_u64(dir, "memory.memsw.limit_in_bytes",
+                                          limit + (bytes < SOFT_LIMIT_V1_UNLIMITED_MIN
+                                                           ? bytes
+                                                           : SOFT_LIMIT_V1_UNLIMITED_MIN));
+        return r == -ENOENT ? -EOPNOTSUPP : r;
+}
+
+int cgroup_swap_max(Cgroup *cg, uint64_t *ret)
+{
+        const char *dir;
+        uint64_t limit, memsw, v;
+        bool v2;
+        int r;
+
+        if (!cg || !ret)
+                return -EINVAL;
+        dir = soft_limit_dir(cg, &v2);
+        if (!dir)
+                return -EOPNOTSUPP;
+        if (v2) {
+                _cleanup_free_ char *text = NULL;
+
+                r = cgroup_read_knob(dir, "memory.swap.max", &text);
+                if (r == -ENOENT)
+                        return -EOPNOTSUPP;
+                if (r < 0)
+                        return r;
+                if (strncmp(text, "max", 3) == 0) {
+                        *ret = UINT64_MAX;
+                        return 0;
+                }
+                r = cgroup_read_knob_u64(dir, "memory.swap.max", &v);
+                if (r < 0)
+                        return r;
+                *ret = v;
+                return 0;
+        }
+        r = v1_limit(dir, "memory.memsw.limit_in_bytes", &memsw);
+        if (r >= 0)
+                r = v1_limit(dir, "memory.limit_in_bytes", &limit);
+        if (r < 0)
+                return r;
+        *ret = memsw == UINT64_MAX || limit == UINT64_MAX ? UINT64_MAX
+               : memsw > limit                            ? memsw - limit
+                                                          : 0;
         return 0;
 }
 

@@ -400,6 +400,20 @@ int cgroup_set_soft_limit(Cgroup *cg, uint64_t bytes);
 int cgroup_soft_limit(Cgroup *cg, uint64_t *ret);
 
 /*
+ * Sets the leaf's swap cap, bytes (UINT64_MAX: none): memory.swap.max on v2
+ * ("max" for none); on v1 and hybrid memory.memsw.limit_in_bytes (memory plus
+ * swap, cgroup-v1/memory.rst 2.4) set to the leaf's memory.limit_in_bytes + bytes
+ * ("-1" for none). Returns 0, -EOPNOTSUPP (no such file in the leaf: no swap
+ * accounting, or no memory controller there), -ERANGE (v1: the leaf has no memory
+ * limit, so memory + swap cannot cap swap alone), -errno.
+ */
+int cgroup_set_swap_max(Cgroup *cg, uint64_t bytes);
+
+/* Reads the swap cap into *ret, bytes, UINT64_MAX when none (v1: memsw minus the
+ * memory limit). Returns 0, -EOPNOTSUPP (as above), -errno. */
+int cgroup_swap_max(Cgroup *cg, uint64_t *ret);
+
+/*
  * Freezes or thaws through the unified hierarchy's cgroup.freeze (v2, and the
  * controller-less cgroup2 leaf of a hybrid host), never the v1 freezer, then waits
  * (cgroup.events read every 100 µs) for "frozen 1" or "frozen 0", at most

@@ -21,6 +21,7 @@
 #include "policy/grants.h"
 #include "base/time-util.h"
 #include "memory/action.h"
+#include "supervisor/memory-manager.h"
 #include "supervisor/lifecycle.h"
 #include "supervisor/memory-actions.h"
 #include "supervisor/supervisor-internal.h"
@@ -316,6 +317,7 @@ void lifecycle_note(Instance *inst)
         inst->life.reported = to;
         inst->life.transitions++;
         supervisor_cpu_note(inst, to);
+        supervisor_swap_note(inst, to);
         rec = json_pack("{s:s, s:s, s:s, s:s}", "event", "state", "app", inst->manifest->id,
                         "state", instance_state_to_string(to), "from",
                         instance_state_to_string(from));
@@ -851,6 +853,13 @@ json_t *lifecycle_inspect(Instance *inst)
                 json_object_set_new(o, "memory_kill",
                                     inst->mem_last_kill ? json_deep_copy(inst->mem_last_kill)
                                                         : json_null());
+        /* The memory section: band, figures, soft limit, swap cap, recent actions. */
+        if (o)
+                json_object_set_new(o, "memory", supervisor_memory_app_json(inst) ?: json_null());
+        /* The memory manager's level, triggers and whether they run degraded. */
+        if (o)
+                json_object_set_new(o, "memory_manager",
+                                    supervisor_memory_manager_json(inst->sup) ?: json_null());
         if (o && running && sb->cgroup) {
                 /* Where the figures come from: each hierarchy's leaf directory. */
                 static const char *const ctrls[] = {"memory", "pids", "cpu", "freezer", ""};

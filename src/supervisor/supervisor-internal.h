@@ -13,6 +13,9 @@
 #include "broker/broker.h"
 #include "ipc/bus.h"
 #include "memory/cpu.h"
+#include "memory/level.h"
+#include "memory/swap.h"
+#include "memory/policy.h"
 #include "policy/grants.h"
 #include "sandbox/sandbox.h"
 #include "sandbox/seccomp.h"
@@ -22,6 +25,7 @@
 #include "supervisor/prompt.h"
 #include "supervisor/launch.h"
 #include "supervisor/luahost.h"
+#include "supervisor/memory-report.h"
 #include "supervisor/outlet.h"
 #include "supervisor/restart.h"
 #include "supervisor/sandboxed.h"
@@ -111,10 +115,14 @@ struct Instance {
         bool mem_reclaimed;
         uint64_t mem_reclaim_previous;
         int oom_band_applied;
+        bool mem_swap_warned;  /* a swap cap write failed: said once (memory-report.c) */
         json_t *mem_last_kill; /* the last memory.kill record's fields (cella inspect) */
         /* Between a start's lifecycle_started() and its supervisor_keeper_hold()
          * (adopt.c): the HOLD carries the state, no NOTE goes before it. */
         bool keeper_hold_due;
+
+        /* What the memory manager did to it this episode (memory-manager.c). */
+        MemoryPolicyApp mem_policy;
 };
 
 /*
@@ -196,6 +204,18 @@ struct Supervisor {
         void *warm_userdata;
         CpuWeights cpu; /* CPU weights by state: a copy of o.cpu_weights */
         bool cpu_apply; /* o.cpu_weights was given: apply them (cpushare.c) */
+        /* memory-report.c: swap caps, the ring of recent memory.* records. */
+        SwapCaps swap;      /* a copy of o.swap_caps */
+        bool swap_apply;    /* o.swap_caps given and enabled, and memory compressed */
+        SwapInfo swap_info; /* the host's swap, detected at start */
+        json_t *mem_recent[SUPERVISOR_MEMORY_RECENT_MAX];
+        size_t mem_recent_next, mem_recent_n;
+        uint64_t mem_recorded; /* records kept since the start */
+
+        /* cellad's memory manager (memory-manager.c); NULL: none. While it acts,
+         * mem_context holds the fields added to each memory.* record it makes. */
+        struct MemoryManager *mm;
+        json_t *mem_context;
 };
 
 /* instance.c */

@@ -26,6 +26,7 @@
 #include "policy/signature.h"
 #include "supervisor/error.h"
 #include "supervisor/run.h"
+#include "supervisor/memory-manager.h"
 #include "supervisor/supervisor-internal.h"
 #include "supervisor/terminal.h"
 
@@ -824,7 +825,14 @@ int supervisor_new(const SupervisorOptions *o, Supervisor **ret, SupervisorError
                 s->cpu = *o->cpu_weights;
         s->cpu_apply = o->cpu_weights != NULL;
         s->o.cpu_weights = NULL; /* s->cpu is the copy */
-        s->o.cgm = NULL;         /* s->cgm owns it now */
+        /* Compressed swap (memory-report.c): caps only where the host has it. */
+        if (swap_detect("/proc", "/sys", &s->swap_info) < 0)
+                s->swap_info = (SwapInfo){};
+        if (o->swap_caps)
+                s->swap = *o->swap_caps;
+        s->swap_apply = o->swap_caps && s->swap.enabled && swap_info_compressed(&s->swap_info);
+        s->o.swap_caps = NULL;
+        s->o.cgm = NULL; /* s->cgm owns it now */
         if (o->cgm) {
                 s->cgm = o->cgm;
                 r = 0;
@@ -1186,6 +1194,7 @@ Supervisor *supervisor_free(Supervisor *s)
         terminal_restore();
         if (s->loop_ready)
                 close_outlets(s);
+        supervisor_memory_manager_stop(s);
         if (s->loop_ready) {
                 /* Every handle left (pumps, polls, timers, signals) is closed; the fds
                  * behind the pumps are closed with their instances. */
@@ -1193,6 +1202,8 @@ Supervisor *supervisor_free(Supervisor *s)
                 uv_run(&s->loop, UV_RUN_DEFAULT);
                 uv_loop_close(&s->loop);
         }
+        supervisor_memory_manager_free(s);
+        json_decref(s->mem_context);
         lifecycle_free(s);
         for (size_t i = 0; i < s->n_apps; i++) {
                 Instance *inst = s->apps[i];
@@ -1203,6 +1214,8 @@ Supervisor *supervisor_free(Supervisor *s)
                 instance_free(inst);
         }
         free(s->apps);
+        for (size_t i = 0; i < SUPERVISOR_MEMORY_RECENT_MAX; i++)
+                json_decref(s->mem_recent[i]);
         for (size_t i = 0; i < s->n_groups; i++) {
                 Group *g = s->groups[i];
 

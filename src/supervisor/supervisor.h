@@ -80,6 +80,14 @@ typedef struct SupervisorOptions {
          * (cgroup_manager_set_owner(); cellad: its state directory's tag,
          * daemon_tag_get()); NULL: "d<dev>i<ino>" of state_dir (hex). Borrowed. */
         const char *owner_tag;
+        /* Not NULL: the swap caps by app state (src/memory/swap.h, docs/memory.md
+         * "Compressed swap"), copied; written at every state change only where the
+         * host compresses memory (zram, zswap), detected at start. NULL: none. */
+        const struct SwapCaps *swap_caps;
+        /* The apps' memory budget, bytes (cellad.conf memory.total; 0: none): the
+         * memory report's reference, and the swap cap's base for an app without a
+         * memory limit of its own. */
+        uint64_t memory_budget;
 } SupervisorOptions;
 
 /* The phase of an app's run, as instance.c and group.c drive it; the state `cella ps`

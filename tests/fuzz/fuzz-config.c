@@ -3,7 +3,8 @@
  * libFuzzer harness for cellad's config parser (src/memory/config.c,
  * docs/config.md). Beyond "no crash": a config taken holds together (the sampler's
  * intervals within the PSI window, the fallback window no shorter, every level's
- * figures in range and ordered, a budget of 0 or at least 16M), and a config
+ * figures in range and ordered, a budget of 0 or at least 16M, every CPU weight in
+ * 1..10000 and every swap cap percentage in 0..100), and a config
  * refused comes with a message that names the file.
  */
 #include <errno.h>
@@ -24,12 +25,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         r = manager_config_parse("fuzz.conf", (const char *)data, size, &c, &err);
         if (r == 0) {
                 if (err || memory_level_config_check(&c.levels, NULL) < 0 ||
-                    c.sample_short_ms == 0 || c.sample_short_ms > c.sample_long_ms ||
-                    c.sample_long_ms > c.psi_window_ms ||
+                    memory_policy_config_check(&c.policy, NULL) < 0 || c.sample_short_ms == 0 ||
+                    c.sample_short_ms > c.sample_long_ms || c.sample_long_ms > c.psi_window_ms ||
                     c.psi_fallback_window_ms < c.psi_window_ms || c.psi_window_ms < 500 ||
                     c.psi_fallback_window_ms > 10000 ||
                     (c.memory_total && c.memory_total < MANAGER_CONFIG_TOTAL_MIN))
                         abort();
+                for (int k = 0; k < _CPU_CLASS_MAX; k++)
+                        if (c.cpu.weight[k] < CPU_WEIGHT_MIN || c.cpu.weight[k] > CPU_WEIGHT_MAX ||
+                            c.swap.percent[k] > 100)
+                                abort();
                 return 0;
         }
         if (r == -EINVAL && (!err || strncmp(err, "fuzz.conf: ", 11) != 0))

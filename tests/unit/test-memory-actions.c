@@ -3,7 +3,8 @@
  * The memory manager's actions (src/memory/band.c, action.c; sandbox/cgroup-action.c):
  * band choice and action order over injected figures (no clock, no sleep), the
  * cgroup additions on fake v1, v2 and hybrid trees, and oom_score_adj on a real
- * child process.
+ * child process; compressed swap (src/memory/swap.c): detection on fake /proc and
+ * /sys trees and on this host, the caps by class and their writes on fake trees.
  */
 #include <check.h>
 #include <errno.h>
@@ -21,6 +22,7 @@
 #include "base/macro.h"
 #include "memory/action.h"
 #include "memory/band.h"
+#include "memory/swap.h"
 #include "sandbox/cgroup.h"
 
 #define MiB (UINT64_C(1) << 20)
@@ -545,6 +547,252 @@ START_TEST(test_oom_score_adj_pid)
 }
 END_TEST
 
+/* ---- compressed swap ------------------------------------------------------------------ */
+
+#define MEMINFO_NO_SWAP                                                                            \
+        "MemTotal:       24683784 kB\nSwapTotal:             0 kB\nSwapFree:              0 kB\n"
+#define SWAPS_HEADER "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n"
+
+/* A fake /proc and /sys under a fresh directory: ret_proc, ret_sys. */
+static char *fake_host(char **ret_sys)
+{
+        _cleanup_free_ char *root = fake_dir();
+
+        mkdirf("%s/proc", root);
+        mkdirf("%s/sys", root);
+        *ret_sys = fmt("%s/sys", root);
+        return fmt("%s/proc", root);
+}
+
+START_TEST(test_swap_detect_fake)
+{
+        SwapInfo i;
+
+        /* No swap at all, no /proc/swaps, no /sys: none, not compressed. */
+        {
+                _cleanup_free_ char *sys = NULL, *proc = fake_host(&sys);
+
+                writef(MEMINFO_NO_SWAP, "%s/meminfo", proc);
+                ck_assert_int_eq(swap_detect(proc, sys, &i), 0);
+                ck_assert_uint_eq(i.total, 0);
+                ck_assert_uint_eq(i.n_areas, 0);
+                ck_assert_str_eq(swap_info_kind(&i), "none");
+                ck_assert(!swap_info_compressed(&i));
+        }
+        /* This host's case: a zram device exists, but is no swap area; zswap off. */
+        {
+                _cleanup_free_ char *sys = NULL, *proc = fake_host(&sys);
+
+                writef(MEMINFO_NO_SWAP, "%s/meminfo", proc);
+                writef(SWAPS_HEADER, "%s/swaps", proc);
+                mkdirf("%s/block", sys);
+                mkdirf("%s/block/zram0", sys);
+                writef("[lzo-rle] lzo lz4\n", "%s/block/zram0/comp_algorithm", sys);
+                mkdirf("%s/module", sys);
+                mkdirf("%s/module/zswap", sys);
+                mkdirf("%s/module/zswap/parameters", sys);
+                writef("N\n", "%s/module/zswap/parameters/enabled", sys);
+                ck_assert_int_eq(swap_detect(proc, sys, &i), 0);
+                ck_assert_uint_eq(i.zram_devices, 1);
+                ck_assert_uint_eq(i.n_zram, 0);
+                ck_assert(!i.zswap);
+                ck_assert_str_eq(swap_info_kind(&i), "none");
+                ck_assert(!swap_info_compressed(&i));
+        }
+        /* zram as swap (as Android and Fedora set it up): compressed. */
+        {
+                _cleanup_free_ char *sys = NULL, *proc = fake_host(&sys);
+
+                writef("MemTotal: 8000000 kB\nSwapTotal:  4194300 kB\nSwapFree:  4000000 kB\n",
+                       "%s/meminfo", proc);
+                writef(SWAPS_HEADER "/dev/zram0                              "
+                                    "partition\t4194300\t\t194300\t\t100\n",
+                       "%s/swaps", proc);
+                mkdirf("%s/block", sys);
+                mkdirf("%s/block/zram0", sys);
+                mkdirf("%s/block/sda", sys);
+                writef("lzo lzo-rle lz4 [zstd]\n", "%s/block/zram0/comp_algorithm", sys);
+                ck_assert_int_eq(swap_detect(proc, sys, &i), 0);
+                ck_assert_uint_eq(i.total, UINT64_C(4194300) * 1024);
+                ck_assert_uint_eq(i.free, UINT64_C(4000000) * 1024);
+                ck_assert_uint_eq(i.n_areas, 1);
+                ck_assert_uint_eq(i.n_zram, 1);
+                ck_assert_uint_eq(i.zram_devices, 1);
+                ck_assert_str_eq(i.zram_algorithm, "zstd");
+                ck_assert_str_eq(swap_info_kind(&i), "zram");
+                ck_assert(swap_info_compressed(&i));
+        }
+        /* zswap in front of a disk swap file: compressed; zswap with no swap area
+         * stores nothing: not. */
+        for (int area = 0; area <= 1; area++) {
+                _cleanup_free_ char *sys = NULL, *proc = fake_host(&sys);
+
+                writef(area ? "SwapTotal: 1048572 kB\nSwapFree: 1048572 kB\n" : MEMINFO_NO_SWAP,
+                       "%s/meminfo", proc);
+                writef(area ? SWAPS_HEADER "/swapfile file 1048572 0 -2\n" : SWAPS_HEADER,
+                       "%s/swaps", proc);
+                mkdirf("%s/module", sys);
+                mkdirf("%s/module/zswap", sys);
+                mkdirf("%s/module/zswap/parameters", sys);
+                writef("Y\n", "%s/module/zswap/parameters/enabled", sys);
+                writef("lz4\n", "%s/module/zswap/parameters/compressor", sys);
+                ck_assert_int_eq(swap_detect(proc, sys, &i), 0);
+                ck_assert(i.zswap);
+                ck_assert_str_eq(i.zswap_compressor, "lz4");
+                ck_assert_uint_eq(i.n_areas, (unsigned)area);
+                ck_assert_str_eq(swap_info_kind(&i), area ? "zswap" : "none");
+                ck_assert(swap_info_compressed(&i) == (bool)area);
+        }
+        /* A disk swap area alone: swap, not compressed. */
+        {
+                _cleanup_free_ char *sys = NULL, *proc = fake_host(&sys);
+
+                writef("SwapTotal: 2048 kB\nSwapFree: 1024 kB\n", "%s/meminfo", proc);
+                writef(SWAPS_HEADER "/dev/sda2 partition 2048 1024 -2\n", "%s/swaps", proc);
+                ck_assert_int_eq(swap_detect(proc, sys, &i), 0);
+                ck_assert_str_eq(swap_info_kind(&i), "swap");
+                ck_assert(!swap_info_compressed(&i));
+        }
+        /* Required: meminfo, with a SwapTotal line. */
+        {
+                _cleanup_free_ char *sys = NULL, *proc = fake_host(&sys);
+
+                ck_assert_int_eq(swap_detect(proc, sys, &i), -ENOENT);
+                writef("MemTotal: 1 kB\n", "%s/meminfo", proc);
+                ck_assert_int_eq(swap_detect(proc, sys, &i), -EINVAL);
+                ck_assert_int_eq(swap_detect(NULL, sys, &i), -EINVAL);
+        }
+}
+END_TEST
+
+/* The real host (root or not): what swap_detect() says agrees with /proc/swaps. */
+START_TEST(test_swap_detect_host)
+{
+        SwapInfo i;
+        FILE *f;
+        char line[512];
+        unsigned areas = 0, zram = 0;
+
+        ck_assert_int_eq(swap_detect("/proc", "/sys", &i), 0);
+        f = fopen("/proc/swaps", "re");
+        if (f) {
+                ck_assert_ptr_nonnull(fgets(line, sizeof line, f)); /* header */
+                while (fgets(line, sizeof line, f)) {
+                        areas++;
+                        zram += strncmp(line, "/dev/zram", 9) == 0;
+                }
+                fclose(f);
+        }
+        ck_assert_uint_eq(i.n_areas, areas);
+        ck_assert_uint_eq(i.n_zram, zram);
+        ck_assert(swap_info_compressed(&i) == (areas > 0 && (zram > 0 || i.zswap)));
+        if (areas == 0) {
+                ck_assert_uint_eq(i.total, 0);
+                ck_assert_str_eq(swap_info_kind(&i), "none");
+        }
+}
+END_TEST
+
+START_TEST(test_swap_cap_bytes)
+{
+        SwapCaps caps;
+
+        swap_caps_default(&caps);
+        /* A share of the app's limit; without one, of the budget; without both, none. */
+        ck_assert_uint_eq(swap_cap_bytes(&caps, CPU_CLASS_FOREGROUND, 100 * MiB, 0), 0);
+        ck_assert_uint_eq(swap_cap_bytes(&caps, CPU_CLASS_SERVICE, 100 * MiB, 0), 25 * MiB);
+        ck_assert_uint_eq(swap_cap_bytes(&caps, CPU_CLASS_BACKGROUND, UINT64_MAX, 256 * MiB),
+                          128 * MiB);
+        ck_assert_uint_eq(swap_cap_bytes(&caps, CPU_CLASS_CACHED, 0, 256 * MiB), 256 * MiB);
+        ck_assert_uint_eq(swap_cap_bytes(&caps, CPU_CLASS_CACHED, UINT64_MAX, 0), UINT64_MAX);
+        /* No overflow near 2^64: 100 % of a huge limit is the limit. */
+        ck_assert_uint_eq(swap_cap_bytes(&caps, CPU_CLASS_CACHED, UINT64_MAX - 1, 0),
+                          UINT64_MAX - 1);
+        ck_assert_uint_eq(swap_cap_bytes(&caps, _CPU_CLASS_MAX, 100 * MiB, 0), UINT64_MAX);
+        caps.enabled = false;
+        ck_assert_uint_eq(swap_cap_bytes(&caps, CPU_CLASS_SERVICE, 100 * MiB, 0), UINT64_MAX);
+        ck_assert_uint_eq(swap_cap_bytes(NULL, CPU_CLASS_SERVICE, 100 * MiB, 0), UINT64_MAX);
+}
+END_TEST
+
+START_TEST(test_swap_cap_v2_fake)
+{
+        _cleanup_free_ char *fs = fake_v2();
+        _cleanup_(manager_freep) CgroupManager *m = NULL;
+        _cleanup_(cgroup_closep) Cgroup *cg = NULL;
+        const char *leaf;
+        uint64_t v;
+
+        ck_assert_int_eq(cgroup_manager_new(fs, CGROUP_MODE_V2, NULL, &m), 0);
+        ck_assert_int_eq(cgroup_new(m, "app", &cg), 0);
+        leaf = cgroup_path(cg, "");
+        /* No memory.swap.max: no swap accounting (or no memory controller there). */
+        ck_assert_int_eq(swap_cap_apply(cg, 8 * MiB), -EOPNOTSUPP);
+        ck_assert_int_eq(swap_cap_read(cg, &v), -EOPNOTSUPP);
+        /* The sandbox's own setting under a limit: none (cgroup-v2.c writes 0). */
+        writef("0\n", "%s/memory.swap.max", leaf);
+        ck_assert_int_eq(swap_cap_read(cg, &v), 0);
+        ck_assert_uint_eq(v, 0);
+        writef("", "%s/memory.swap.max", leaf);
+        ck_assert_int_eq(swap_cap_apply(cg, 64 * MiB), 0);
+        assert_file("67108864", "%s/memory.swap.max", leaf);
+        ck_assert_int_eq(swap_cap_read(cg, &v), 0);
+        ck_assert_uint_eq(v, 64 * MiB);
+        writef("", "%s/memory.swap.max", leaf);
+        ck_assert_int_eq(swap_cap_apply(cg, UINT64_MAX), 0);
+        assert_file("max", "%s/memory.swap.max", leaf);
+        ck_assert_int_eq(swap_cap_read(cg, &v), 0);
+        ck_assert_uint_eq(v, UINT64_MAX);
+        ck_assert_int_eq(swap_cap_apply(NULL, 1), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_swap_cap_v1_fake)
+{
+        for (int hybrid = 0; hybrid <= 1; hybrid++) {
+                _cleanup_free_ char *fs = fake_v1(hybrid);
+                _cleanup_(manager_freep) CgroupManager *m = NULL;
+                _cleanup_(cgroup_closep) Cgroup *cg = NULL;
+                const char *mem;
+                uint64_t v;
+
+                ck_assert_int_eq(cgroup_manager_new(fs,
+                                                    hybrid ? CGROUP_MODE_HYBRID : CGROUP_MODE_V1,
+                                                    NULL, &m),
+                                 0);
+                ck_assert_int_eq(cgroup_new(m, "app", &cg), 0);
+                mem = cgroup_path(cg, "memory");
+                /* No memsw file: swap accounting off (swapaccount=0, or no swap support). */
+                writef("104857600\n", "%s/memory.limit_in_bytes", mem);
+                ck_assert_int_eq(swap_cap_apply(cg, 8 * MiB), -EOPNOTSUPP);
+                /* memsw = limit + cap: memory plus swap. */
+                writef("104857600\n", "%s/memory.memsw.limit_in_bytes", mem);
+                ck_assert_int_eq(swap_cap_read(cg, &v), 0);
+                ck_assert_uint_eq(v, 0);
+                writef("", "%s/memory.memsw.limit_in_bytes", mem);
+                ck_assert_int_eq(swap_cap_apply(cg, 50 * MiB), 0);
+                assert_file("157286400", "%s/memory.memsw.limit_in_bytes", mem);
+                ck_assert_int_eq(swap_cap_read(cg, &v), 0);
+                ck_assert_uint_eq(v, 50 * MiB);
+                writef("", "%s/memory.memsw.limit_in_bytes", mem);
+                ck_assert_int_eq(swap_cap_apply(cg, UINT64_MAX), 0);
+                assert_file("-1", "%s/memory.memsw.limit_in_bytes", mem);
+                /* No memory limit: memory + swap cannot cap swap alone. */
+                writef("9223372036854771712\n", "%s/memory.limit_in_bytes", mem);
+                ck_assert_int_eq(swap_cap_apply(cg, 8 * MiB), -ERANGE);
+                writef("9223372036854771712\n", "%s/memory.memsw.limit_in_bytes", mem);
+                ck_assert_int_eq(swap_cap_read(cg, &v), 0);
+                ck_assert_uint_eq(v, UINT64_MAX);
+                if (hybrid) {
+                        _cleanup_free_ char *sw = fmt("%s/memory.swap.max", cgroup_path(cg, ""));
+
+                        /* Nothing in the (controller-less) unified leaf. */
+                        ck_assert(access(sw, F_OK) < 0);
+                }
+        }
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("memory-actions");
@@ -564,6 +812,11 @@ int main(void)
         tcase_add_test(fake, test_freeze_unified_fake);
         tcase_add_test(fake, test_kill_wait_fake);
         tcase_add_test(fake, test_oom_score_adj_skips_a_reused_pid);
+        tcase_add_test(fake, test_swap_detect_fake);
+        tcase_add_test(fake, test_swap_detect_host);
+        tcase_add_test(fake, test_swap_cap_bytes);
+        tcase_add_test(fake, test_swap_cap_v2_fake);
+        tcase_add_test(fake, test_swap_cap_v1_fake);
         suite_add_tcase(s, fake);
         tcase_add_test(proc, test_oom_score_adj_pid);
         suite_add_tcase(s, proc);

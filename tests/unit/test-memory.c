@@ -408,7 +408,8 @@ START_TEST(test_config_refused)
         refused("{\"memory\": {\"totl\": \"2G\"}}",
                 "unknown key 'memory.totl' (did you mean 'memory.total'?)");
         refused("{\"memory\": {\"level\": {\"severe\": {}}}}", "unknown key 'memory.level.severe'");
-        refused("{\"cpu\": 1}", "unknown key 'cpu'");
+        refused("{\"cpu\": 1}", "cpu: expected an object");
+        refused("{\"gpu\": {}}", "unknown key 'gpu' (did you mean 'cpu'?)");
         /* Types and ranges. */
         refused("{\"memory\": 4}", "memory: expected an object");
         refused("{\"memory\": {\"total\": \"2 G\"}}", "memory.total: expected a size");
@@ -428,6 +429,56 @@ START_TEST(test_config_refused)
         refused("{\"memory\": {\"sample\": {\"short_ms\": 500}}}", "memory.sample.short_ms (500)");
         refused("{\"memory\": {\"level\": {\"low\": {\"free_percent\": 30}}}}",
                 "memory.level: a level's free_percent");
+        /* The swap caps, the CPU weights. */
+        refused("{\"memory\": {\"swap\": {\"caps\": 1}}}",
+                "memory.swap.caps: expected true or false");
+        refused("{\"memory\": {\"swap\": {\"caps\": \"yes\"}}}", "memory.swap.caps: expected true");
+        refused("{\"memory\": {\"swap\": {\"cached_percent\": 101}}}",
+                "memory.swap.cached_percent: expected an integer from 0 to 100");
+        refused("{\"memory\": {\"swap\": {\"chached_percent\": 1}}}",
+                "did you mean 'memory.swap.cached_percent'?");
+        refused("{\"cpu\": {\"weight\": {\"foreground\": 0}}}",
+                "cpu.weight.foreground: expected an integer from 1 to 10000");
+        refused("{\"cpu\": {\"weight\": {\"background\": 10001}}}",
+                "cpu.weight.background: expected an integer from 1 to 10000");
+        refused("{\"cpu\": {\"weight\": {\"frozen\": 1}}}", "unknown key 'cpu.weight.frozen'");
+        refused("{\"cpu\": {\"weights\": null}}", "cpu.weights: expected true or false");
+}
+END_TEST
+
+START_TEST(test_config_swap_cpu)
+{
+        _cleanup_free_ char *err = NULL;
+        ManagerConfig c;
+
+        /* The defaults: swap caps and CPU weights (docs/config.md). */
+        manager_config_default(&c);
+        ck_assert(c.swap.enabled);
+        ck_assert_uint_eq(c.swap.percent[CPU_CLASS_FOREGROUND], 0);
+        ck_assert_uint_eq(c.swap.percent[CPU_CLASS_CACHED], 100);
+        ck_assert(c.cpu.enabled);
+        ck_assert_uint_eq(c.cpu.weight[CPU_CLASS_FOREGROUND], 155);
+        ck_assert_uint_eq(c.cpu.weight[CPU_CLASS_CACHED], 1);
+
+        ck_assert_int_eq(parse("{\"memory\": {\"swap\": {\"caps\": false, \"background_percent\": "
+                               "80}}, "
+                               "\"cpu\": {\"weights\": false, \"weight\": {\"foreground\": 400, "
+                               "\"cached\": 2}}}",
+                               &c, &err),
+                         0);
+        ck_assert_ptr_null(err);
+        ck_assert(!c.swap.enabled);
+        ck_assert_uint_eq(c.swap.percent[CPU_CLASS_BACKGROUND], 80);
+        ck_assert_uint_eq(c.swap.percent[CPU_CLASS_SERVICE], 25); /* default kept */
+        ck_assert(!c.cpu.enabled);
+        ck_assert_uint_eq(c.cpu.weight[CPU_CLASS_FOREGROUND], 400);
+        ck_assert_uint_eq(c.cpu.weight[CPU_CLASS_CACHED], 2);
+        ck_assert_uint_eq(c.cpu.weight[CPU_CLASS_SERVICE], 100);
+        /* What cellad hands the supervisor: a weight the table reads back. */
+        c.cpu.enabled = true;
+        ck_assert_uint_eq(cpu_class_weight(&c.cpu, CPU_CLASS_FOREGROUND), 400);
+        /* weight 2: CFS 20.5, nearest nice 18 (23; nice 19 is 15). */
+        ck_assert_int_eq(cpu_class_priority(&c.cpu, CPU_CLASS_CACHED, 0), 18);
 }
 END_TEST
 
@@ -1241,6 +1292,7 @@ int main(void)
         tcase_add_test(logic, test_config_parse);
         tcase_add_test(logic, test_config_refused);
         tcase_add_test(logic, test_config_doc);
+        tcase_add_test(logic, test_config_swap_cpu);
         suite_add_tcase(s, logic);
 
         tcase_add_checked_fixture(fake, tmp_setup, tmp_teardown);
