@@ -16,7 +16,11 @@
  *                         (the worst gap of that period in microseconds, the period's
  *                         gaps over 16 ms: a missed frame at 60 Hz) and on SIGTERM
  *                           "fg worst <us> over16 <n> iters <n>" (the whole run's).
- *   mem-app hold MIB      touches MIB MiB once, prints "held <MIB> <realtime ms>" and waits.
+ *   mem-app hold MIB [FILE]
+ *                         touches MIB MiB once, prints "held <MIB> <realtime ms>" and waits;
+ *                         with FILE, maps it and reads every page of it every 100 ms (a
+ *                         service working over its data files: page cache that reclaim can
+ *                         take and the next pass faults back in).
  *   mem-app grow STEP PERIOD CAP
  *                         a cache that grows: every PERIOD ms one more entry of STEP MiB
  *                         (written), up to CAP MiB; prints "grown <MiB> <realtime ms>" at
@@ -32,12 +36,14 @@
  */
 #include <cella.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,6 +56,7 @@
 #define MAX_CACHE_ENTRIES 4096
 
 static volatile sig_atomic_t stop;
+static volatile unsigned long sink;
 static long page_size;
 
 /* The cache of `grow`: entries of `step` bytes, mmap'd. */
@@ -184,17 +191,41 @@ static int run_fg(Cella *c, unsigned long ws_mib)
         return 0;
 }
 
-static int run_hold(Cella *c, unsigned long mib)
+static int run_hold(Cella *c, unsigned long mib, const char *file)
 {
         char *p = map_touched(mib * MIB);
+        const volatile char *data = NULL;
+        size_t size = 0;
+        unsigned long sum = 0;
 
         if (!p) {
                 printf("hold cannot map %lu MiB\n", mib);
                 return 1;
         }
+        if (file) {
+                int fd = open(file, O_RDONLY | O_CLOEXEC);
+                struct stat st;
+                void *m = MAP_FAILED;
+
+                if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size > 0) {
+                        size = (size_t)st.st_size;
+                        m = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+                }
+                if (fd >= 0)
+                        close(fd);
+                if (m == MAP_FAILED) {
+                        printf("hold cannot map %s: %s\n", file, strerror(errno));
+                        return 1;
+                }
+                data = m;
+        }
         printf("held %lu %" PRIu64 "\n", mib, now_us(CLOCK_REALTIME) / 1000u);
-        while (!stop)
-                wait_ms(c, 1000);
+        while (!stop) {
+                for (size_t i = 0; data && i < size; i += (size_t)page_size)
+                        sum += (unsigned char)data[i];
+                wait_ms(c, data ? 100 : 1000);
+        }
+        sink = sum; /* the reads are not optimised away */
         return 0;
 }
 
@@ -241,10 +272,10 @@ int main(int argc, char **argv)
                         return 2;
                 return run_fg(c, a);
         }
-        if (argc == 3 && strcmp(argv[1], "hold") == 0) {
+        if ((argc == 3 || argc == 4) && strcmp(argv[1], "hold") == 0) {
                 if (parse_mib("hold MIB", argv[2], 65536, &a) < 0)
                         return 2;
-                return run_hold(c, a);
+                return run_hold(c, a, argc == 4 ? argv[3] : NULL);
         }
         if (argc == 5 && strcmp(argv[1], "grow") == 0) {
                 if (parse_mib("grow STEP", argv[2], 1024, &a) < 0 ||
@@ -253,6 +284,7 @@ int main(int argc, char **argv)
                         return 2;
                 return run_grow(c, a, b, d);
         }
-        fprintf(stderr, "usage: mem-app fg WS_MIB | hold MIB | grow STEP_MIB PERIOD_MS CAP_MIB\n");
+        fprintf(stderr,
+                "usage: mem-app fg WS_MIB | hold MIB [FILE] | grow STEP_MIB PERIOD_MS CAP_MIB\n");
         return 2;
 }

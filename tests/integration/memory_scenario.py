@@ -8,10 +8,12 @@ hundred MiB: pressure is made inside it, never on the host):
 
   fg       foreground  mem-app fg: a working set, a frame buffer allocated every 2 ms,
                        and its own stall figures (the gap between two iterations)
-  svc      service     mem-app hold
+  svc      service     mem-app hold, and a data file it reads all through every 100 ms
+                       (page cache charged to it: what reclaim takes first, and what
+                       the next pass faults back in: the stall builds before the OOM)
   cached1  cached      mem-app hold, frozen (`cella memory freeze`) before the pressure
   cached2  cached      the same
-  grow     background  mem-app grow: a cache growing 4 MiB each 100 ms; a trim drops
+  grow     background  mem-app grow: a cache growing 4 MiB each 250 ms; a trim drops
                        part of it (libcella's trim handler)
   lua      background  a Lua app whose cache (a table of 4 MiB strings) grows as fast;
                        a trim empties it (cella.app.on_trim), the host collects
@@ -63,11 +65,13 @@ GROWERS = (GROW, LUA, STRESS)
 CACHED = (CACHED1, CACHED2)
 ALL = (FG, SVC, CACHED1, CACHED2, GROW, LUA, STRESS)
 
-# The scenario's sizes (MiB). Budget 320: fg 24 + svc 40 + cached 2 x 32 = 128 held,
-# then grow 128 + lua 96 + stress 96 = 320 more, plus the processes themselves.
+# The scenario's sizes (MiB). Budget 320: fg 24 + svc 40 (+ its 48 of file) + cached
+# 2 x 32 = 176 held, plus the processes themselves (about 30); from T0 stress 64 at
+# once, then grow and lua 16 MiB/s each up to 128 + 96: 288 more than the budget has.
 BUDGET = "320M"
-FG_WS, SVC_MIB, CACHED_MIB = 24, 40, 32
-GROW_CAP, LUA_CAP, STRESS_MIB = 128, 96, 96
+FG_WS, SVC_MIB, SVC_FILE_MIB, CACHED_MIB = 24, 40, 48, 32
+GROW_CAP, LUA_CAP, STRESS_MIB = 128, 96, 64
+GROW_PERIOD_MS = 250  # 4 MiB each, for grow and lua
 
 LUA_GROW = """\
 local app = require("cella.app")
@@ -77,7 +81,7 @@ app.on_trim(function(level)
   print("trim " .. level .. " dropped " .. #cache * 4)
   cache = {}
 end)
-timer.every(0.1, function()
+timer.every(%g, function()
   if #cache * 4 < cap then
     n = n + 1
     cache[#cache + 1] = string.rep(string.char(65 + n %% 26), step)
@@ -171,13 +175,17 @@ def make_apps(src):
         out.append(d)
 
     native(FG, ["fg", str(FG_WS)])
-    native(SVC, ["hold", str(SVC_MIB)], kind="service")
+    native(SVC, ["hold", str(SVC_MIB), "/app/data.bin"], kind="service")
+    with open(src / SVC / "data.bin", "wb") as f:
+        for _ in range(SVC_FILE_MIB):
+            f.write(b"\x5a" * MiB)
+    os.chmod(src / SVC / "data.bin", 0o644)
     for c in CACHED:
         native(c, ["hold", str(CACHED_MIB)])
-    native(GROW, ["grow", "4", "100", str(GROW_CAP)])
+    native(GROW, ["grow", "4", str(GROW_PERIOD_MS), str(GROW_CAP)])
     d = src / LUA
     _manifest(d, LUA, "main.lua", runtime="lua", limits={"memory": "256M"})
-    (d / "main.lua").write_text(LUA_GROW % LUA_CAP)
+    (d / "main.lua").write_text(LUA_GROW % (LUA_CAP, GROW_PERIOD_MS / 1000))
     os.chmod(d / "main.lua", 0o644)
     out.append(d)
     d = src / STRESS
@@ -193,6 +201,18 @@ def make_apps(src):
     os.chmod(d / "main.sh", 0o755)
     out.append(d)
     return out
+
+
+def _drop_cache(path):
+    """Writes back and drops path's pages from the page cache (POSIX_FADV_DONTNEED), so
+    that they are charged to the app that reads them, not to this process that wrote
+    them (a page is charged to the cgroup that first brings it in)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
 
 
 def _children(pid):
@@ -398,7 +418,10 @@ class Scenario:
         os.chmod(self.top, 0o755)
         src = self.top / "src"
         for d in make_apps(src):
-            install_app(self.state, d)
+            dest = install_app(self.state, d)
+            for f in dest.rglob("*"):
+                if f.is_file():
+                    _drop_cache(f)
         conf = {"memory": {"total": BUDGET}}
         for k, v in self.config.items():
             conf[k] = {**conf.get(k, {}), **v} if isinstance(v, dict) else v
