@@ -26,6 +26,7 @@ enum {
         ARG_UID_RANGE,
         ARG_NO_AUTOSTART,
         ARG_NO_CPU_WEIGHTS,
+        ARG_NO_MEMORY_MANAGER,
         ARG_WARM,
         ARG_READ_USERS,
         ARG_READ_GROUPS,
@@ -52,6 +53,8 @@ static void usage(FILE *f)
                 "      --no-autostart       start no installed app at start\n"
                 "      --no-cpu-weights     give every app the default CPU weight, whatever\n"
                 "                           its state (docs/memory.md \"CPU\")\n"
+                "      --no-memory-manager  arm no memory pressure trigger: no trim, reclaim,\n"
+                "                           freeze or kill by the manager (docs/memory.md)\n"
                 "      --warm N             keep N sandboxes prepared for fast starts\n"
                 "                           (default %u, at most %u; 0: none)\n"
                 "      --read-users LIST    open the read-only methods (ps, logs, ...) to these\n"
@@ -153,6 +156,7 @@ int main(int argc, char **argv)
                 {"uid-range", required_argument, NULL, ARG_UID_RANGE},
                 {"no-autostart", no_argument, NULL, ARG_NO_AUTOSTART},
                 {"no-cpu-weights", no_argument, NULL, ARG_NO_CPU_WEIGHTS},
+                {"no-memory-manager", no_argument, NULL, ARG_NO_MEMORY_MANAGER},
                 {"warm", required_argument, NULL, ARG_WARM},
                 {"read-users", required_argument, NULL, ARG_READ_USERS},
                 {"read-groups", required_argument, NULL, ARG_READ_GROUPS},
@@ -242,6 +246,9 @@ int main(int argc, char **argv)
                         break;
                 case ARG_NO_CPU_WEIGHTS:
                         o.no_cpu_weights = true;
+                        break;
+                case ARG_NO_MEMORY_MANAGER:
+                        o.no_memory_manager = true;
                         break;
                 case ARG_WARM: {
                         char *end;

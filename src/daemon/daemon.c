@@ -34,6 +34,7 @@
 #include "keeper/keeper.h"
 #include "memory/budget.h"
 #include "sandbox/sandbox.h"
+#include "supervisor/memory-manager.h"
 #include "supervisor/control.h"
 #include "supervisor/run.h"
 
@@ -172,6 +173,10 @@ static void daemon_send_status(Daemon *d)
                                       counts[i], supervisor_state_name((InstanceState)i));
                 first = false;
         }
+        /* The memory manager's triggers on the fallback window (docs/memory.md). */
+        if (supervisor_memory_manager_degraded(d->sup) && k < sizeof buf)
+                k += (size_t)snprintf(buf + k, sizeof buf - k,
+                                      "; memory manager degraded (2 s PSI windows)");
         d->status_last_ms = now_monotonic_ms();
         (void)sd_notify(0, buf);
 }
@@ -342,6 +347,7 @@ static void daemon_reexec(Daemon *d)
             strv_extend(&argv, "--cgroup-mode") < 0 || strv_extend(&argv, mode) < 0 ||
             (d->o.no_autostart && strv_extend(&argv, "--no-autostart") < 0) ||
             (d->o.no_cpu_weights && strv_extend(&argv, "--no-cpu-weights") < 0) ||
+            (d->o.no_memory_manager && strv_extend(&argv, "--no-memory-manager") < 0) ||
             (log_verbose > 0 && strv_extend(&argv, "--verbose") < 0) ||
             strv_extend(&argv, "--lock-fd") < 0 || strv_extend(&argv, fdbuf) < 0 ||
             strv_extend(&argv, "--warm") < 0 || strv_extend(&argv, warm) < 0 ||
@@ -728,6 +734,18 @@ int daemon_run(const DaemonOptions *o)
         if (r < 0) {
                 log_error("cannot set up the event loop: %s", uv_strerror(r));
                 goto out;
+        }
+        /* The memory manager (docs/memory.md "The manager"): the triggers armed on the
+         * loop; one that cannot run is said, and cellad runs on without it. */
+        if (!o->no_memory_manager) {
+                r = supervisor_memory_manager_start(d.sup, &d.config);
+                if (r == -ENOMEM) {
+                        log_error("out of memory");
+                        goto out;
+                }
+                if (r < 0)
+                        log_warning("the memory manager does not run (see above): Linux's OOM "
+                                    "killer alone acts when the apps' memory runs out");
         }
         {
                 /* Handled from here on: what a re-exec blocked (daemon_reexec()) comes

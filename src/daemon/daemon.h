@@ -70,6 +70,10 @@ typedef struct DaemonOptions {
         /* --no-cpu-weights: every app's CPU weight stays the default (100) whatever
          * its state (docs/memory.md "CPU"; bench/cpu-share's baseline). */
         bool no_cpu_weights;
+        /* --no-memory-manager: no pressure trigger armed, no action taken by the memory
+         * manager (docs/memory.md "The manager"; bench/memory's other modes). The budget
+         * and the bands' oom_score_adj stay. */
+        bool no_memory_manager;
         unsigned warm; /* --warm N: warm sandboxes kept ready (pool.c); 0 none */
         /* --read-users, --read-groups: names or numeric ids the read-only methods are
          * opened to (docs/api.md, "Who may call"); NULL for none. Borrowed. */

@@ -63,6 +63,12 @@ static const ConfigKey config_keys[] = {
         U32("memory.level.critical.free_percent", levels.level[MEMORY_LEVEL_CRITICAL].free_percent,
             0, 100),
         U32("memory.level.hysteresis_percent", levels.hysteresis_percent, 0, 100),
+        /* The manager's pacing and kill floors (policy.h, docs/memory.md "The manager"). */
+        U32("memory.action.step_ms", policy.step_ms, 0, 10000),
+        U32("memory.kill.interval_ms", policy.kill_interval_ms, 0, 60000),
+        U32("memory.kill.floor.moderate", policy.kill_floor[MEMORY_LEVEL_MODERATE], 0, 1000),
+        U32("memory.kill.floor.low", policy.kill_floor[MEMORY_LEVEL_LOW], 0, 1000),
+        U32("memory.kill.floor.critical", policy.kill_floor[MEMORY_LEVEL_CRITICAL], 0, 1000),
 };
 
 size_t manager_config_keys(const char **names, size_t max)
@@ -82,6 +88,7 @@ void manager_config_default(ManagerConfig *ret)
                 .sample_long_ms = MEMORY_SAMPLER_LONG_MS_DEFAULT,
         };
         memory_level_config_default(&ret->levels);
+        memory_policy_config_default(&ret->policy);
 }
 
 MemorySamplerConfig manager_config_sampler(const ManagerConfig *c, uint32_t window_ms)
@@ -269,6 +276,8 @@ int manager_config_parse(const char *name, const char *text, size_t size, Manage
                             c.sample_short_ms, c.sample_long_ms, c.psi_window_ms);
         if (memory_level_config_check(&c.levels, &why) < 0)
                 return fail(ret_error, name, "memory.level: %s", why);
+        if (memory_policy_config_check(&c.policy, &why) < 0)
+                return fail(ret_error, name, "memory.kill.floor: %s", why);
         *ret = c;
         return 0;
 }

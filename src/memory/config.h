@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "memory/level.h"
+#include "memory/policy.h"
 #include "memory/sampler.h"
 
 #define MANAGER_CONFIG_FILE     "cellad.conf"
@@ -34,6 +35,7 @@ typedef struct ManagerConfig {
         uint32_t sample_short_ms;        /* sampler interval under high pressure (10) */
         uint32_t sample_long_ms;         /* sampler interval otherwise (100) */
         MemoryLevelConfig levels;        /* level.h */
+        MemoryPolicyConfig policy;       /* the manager's pacing and kill floors (policy.h) */
 } ManagerConfig;
 
 /* The defaults (docs/config.md) into *ret. */

@@ -40,6 +40,14 @@ uint64_t memory_sampler_sampled(MemorySampler *s, uint64_t now_ns, bool high)
         return s->next_ns;
 }
 
+uint64_t memory_sampler_hold(MemorySampler *s, uint64_t now_ns)
+{
+        s->polling = true;
+        s->until_ns = now_ns + (uint64_t)s->config.window_ms * NS_PER_MS;
+        s->next_ns = now_ns + (uint64_t)s->config.long_ms * NS_PER_MS;
+        return s->next_ns;
+}
+
 uint64_t memory_sampler_deadline(const MemorySampler *s)
 {
         return s->next_ns;

@@ -59,6 +59,14 @@ uint64_t memory_sampler_triggered(MemorySampler *s, uint64_t now_ns);
  */
 uint64_t memory_sampler_sampled(MemorySampler *s, uint64_t now_ns, bool high);
 
+/*
+ * The window ended (memory_sampler_sampled() returned 0) while the level is still
+ * above normal (the free share of the budget, which no trigger watches, or a stall
+ * under the trigger's threshold): sampling goes on for one more window from now_ns,
+ * at long_ms, without counting a trigger. Returns the next sample's deadline.
+ */
+uint64_t memory_sampler_hold(MemorySampler *s, uint64_t now_ns);
+
 /* The pending deadline (0: idle, no timer). */
 uint64_t memory_sampler_deadline(const MemorySampler *s);
 

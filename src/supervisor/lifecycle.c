@@ -21,6 +21,7 @@
 #include "policy/grants.h"
 #include "base/time-util.h"
 #include "memory/action.h"
+#include "supervisor/memory-manager.h"
 #include "supervisor/lifecycle.h"
 #include "supervisor/memory-actions.h"
 #include "supervisor/supervisor-internal.h"
@@ -851,6 +852,10 @@ json_t *lifecycle_inspect(Instance *inst)
                 json_object_set_new(o, "memory_kill",
                                     inst->mem_last_kill ? json_deep_copy(inst->mem_last_kill)
                                                         : json_null());
+        /* The memory manager's level, triggers and whether they run degraded. */
+        if (o)
+                json_object_set_new(o, "memory_manager",
+                                    supervisor_memory_manager_json(inst->sup) ?: json_null());
         if (o && running && sb->cgroup) {
                 /* Where the figures come from: each hierarchy's leaf directory. */
                 static const char *const ctrls[] = {"memory", "pids", "cpu", "freezer", ""};

@@ -91,6 +91,13 @@ void supervisor_memory_record(Instance *inst, const char *what, json_t *fields)
         if (audit)
                 (void)json_object_update(audit, fields);
         json_decref(fields);
+        /* An action of the manager's: why (its level, the pressure figures). */
+        if (s->mem_context) {
+                if (rec)
+                        (void)json_object_update_missing(rec, s->mem_context);
+                if (audit)
+                        (void)json_object_update_missing(audit, s->mem_context);
+        }
         if (rec) {
                 if (s->o.daemon)
                         supervisor_status(s, rec);

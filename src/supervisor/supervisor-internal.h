@@ -13,6 +13,7 @@
 #include "broker/broker.h"
 #include "ipc/bus.h"
 #include "memory/cpu.h"
+#include "memory/policy.h"
 #include "policy/grants.h"
 #include "sandbox/sandbox.h"
 #include "sandbox/seccomp.h"
@@ -112,6 +113,9 @@ struct Instance {
         uint64_t mem_reclaim_previous;
         int oom_band_applied;
         json_t *mem_last_kill; /* the last memory.kill record's fields (cella inspect) */
+
+        /* What the memory manager did to it this episode (memory-manager.c). */
+        MemoryPolicyApp mem_policy;
 };
 
 /*
@@ -193,6 +197,11 @@ struct Supervisor {
         void *warm_userdata;
         CpuWeights cpu; /* CPU weights by state: a copy of o.cpu_weights */
         bool cpu_apply; /* o.cpu_weights was given: apply them (cpushare.c) */
+
+        /* cellad's memory manager (memory-manager.c); NULL: none. While it acts,
+         * mem_context holds the fields added to each memory.* record it makes. */
+        struct MemoryManager *mm;
+        json_t *mem_context;
 };
 
 /* instance.c */

@@ -26,6 +26,7 @@
 #include "policy/signature.h"
 #include "supervisor/error.h"
 #include "supervisor/run.h"
+#include "supervisor/memory-manager.h"
 #include "supervisor/supervisor-internal.h"
 #include "supervisor/terminal.h"
 
@@ -1186,6 +1187,7 @@ Supervisor *supervisor_free(Supervisor *s)
         terminal_restore();
         if (s->loop_ready)
                 close_outlets(s);
+        supervisor_memory_manager_stop(s);
         if (s->loop_ready) {
                 /* Every handle left (pumps, polls, timers, signals) is closed; the fds
                  * behind the pumps are closed with their instances. */
@@ -1193,6 +1195,8 @@ Supervisor *supervisor_free(Supervisor *s)
                 uv_run(&s->loop, UV_RUN_DEFAULT);
                 uv_loop_close(&s->loop);
         }
+        supervisor_memory_manager_free(s);
+        json_decref(s->mem_context);
         lifecycle_free(s);
         for (size_t i = 0; i < s->n_apps; i++) {
                 Instance *inst = s->apps[i];
