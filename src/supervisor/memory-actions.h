@@ -4,7 +4,7 @@
 /*
  * The memory manager's actions on an app, as the supervisor does them (issue 13,
  * "Actions, in this order"; docs/memory.md, "Actions"): each is one call a manager
- * (a later part of issue 13) makes, in this order, on the apps memory_order()
+ * (memory-manager.h, cellad's loop) makes, in this order, on the apps memory_order()
  * (memory/band.h) picks, and that `cella memory ACTION APP` (org.cella.MemoryAction,
  * docs/api.md) makes by hand. Each records what it did twice: a status record
  * {"event": NAME, "app", ...} (`cella events`, the status taps) and a lifecycle

@@ -214,6 +214,27 @@ static void act(MemoryManager *mm, const MemoryPolicyAction *a, MemoryPolicyApp 
 
 static void on_timer(uv_timer_t *t);
 
+/*
+ * What the manager counts as available in the apps' parent: its budget (or limit)
+ * less what it holds beyond its page cache, shmem excepted; as MemAvailable counts
+ * the machine's page cache (proc(5): "estimate of how much memory is available for
+ * starting new applications, without swapping"). The reading's own available (the
+ * kubelet's working set) counts active page cache as used: an app reading a file
+ * over and over would keep the level up long after the pressure ended, and a
+ * thrashing page cache shows as stall anyway. MEMORY_UNKNOWN without a limit.
+ */
+static uint64_t reclaimable_available(const MemoryReading *r, uint64_t budget)
+{
+        uint64_t limit = budget ?: r->limit, cache = 0, held;
+
+        if (limit == MEMORY_UNKNOWN || r->current == MEMORY_UNKNOWN)
+                return MEMORY_UNKNOWN;
+        if (r->file != MEMORY_UNKNOWN)
+                cache = r->file - MIN(r->file, r->shmem == MEMORY_UNKNOWN ? 0 : r->shmem);
+        held = r->current - MIN(r->current, cache);
+        return limit > held ? limit - held : 0;
+}
+
 /* One sample at now_ns: the level, the actions, the next deadline. */
 static void sample(MemoryManager *mm, uint64_t now_ns)
 {
@@ -238,9 +259,27 @@ static void sample(MemoryManager *mm, uint64_t now_ns)
                         continue;
                 }
                 x->has_last = true;
-                l = memory_gauge_update(&x->gauge, &mm->config.levels, now_ns, &x->last,
-                                        budget_of(mm, t), mm->window_ns,
-                                        (uint64_t)mm->config.sample_long_ms * NS_PER_MS);
+                if (t == TARGET_MACHINE) {
+                        /* The machine's level is its free memory alone: its PSI counts
+                         * every task of the host, also one stalling against a limit of
+                         * its own elsewhere (another tenant's budget), which is no
+                         * shortage of the machine's nor anything our apps could give
+                         * back. Our apps' own stall, global reclaim's included, is
+                         * the apps' parent's. */
+                        MemoryReading free_only = x->last;
+
+                        free_only.has_psi = false;
+                        l = memory_gauge_update(&x->gauge, &mm->config.levels, now_ns, &free_only,
+                                                0, mm->window_ns,
+                                                (uint64_t)mm->config.sample_long_ms * NS_PER_MS);
+                } else {
+                        MemoryReading apps = x->last;
+
+                        apps.available = reclaimable_available(&apps, budget_of(mm, t));
+                        l = memory_gauge_update(&x->gauge, &mm->config.levels, now_ns, &apps,
+                                                budget_of(mm, t), mm->window_ns,
+                                                (uint64_t)mm->config.sample_long_ms * NS_PER_MS);
+                }
                 if (l > level || (l == level && mm->level_target < 0 && l > MEMORY_LEVEL_NORMAL)) {
                         level = l;
                         mm->level_target = t;
@@ -290,11 +329,19 @@ static void sample(MemoryManager *mm, uint64_t now_ns)
                              0);
 }
 
+/* cellad stops every app: no action any more (the stop ends them all). */
+static bool stopping(MemoryManager *mm)
+{
+        return mm->sup->stopping || mm->sup->freeing;
+}
+
 static void on_timer(uv_timer_t *t)
 {
         MemoryManager *mm = t->data;
 
         mm->wakeups_timer++;
+        if (stopping(mm))
+                return;
         sample(mm, now_monotonic_ns());
 }
 
@@ -324,12 +371,18 @@ static void on_trigger(uv_poll_t *p, int status, int events)
         if (r == 0)
                 return;
         mm->wakeups_trigger++;
+        if (stopping(mm))
+                return;
         now = now_monotonic_ns();
         if (mm->episode_ns == 0)
                 mm->episode_ns = now;
-        mm->trigger_until_ns = now + (uint64_t)pressure_trigger_window_us(x->trigger) * 1000;
-        if (mm->trigger_until_ns == now)
-                mm->trigger_until_ns = now + mm->window_ns;
+        /* Only the apps' stall implies a level (the machine's: see sample()). */
+        if (x == &mm->target[TARGET_APPS]) {
+                mm->trigger_until_ns =
+                        now + (uint64_t)pressure_trigger_window_us(x->trigger) * 1000;
+                if (mm->trigger_until_ns == now)
+                        mm->trigger_until_ns = now + mm->window_ns;
+        }
         (void)memory_sampler_triggered(&mm->sampler, now);
         sample(mm, now);
 }

@@ -24,8 +24,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         r = manager_config_parse("fuzz.conf", (const char *)data, size, &c, &err);
         if (r == 0) {
                 if (err || memory_level_config_check(&c.levels, NULL) < 0 ||
-                    c.sample_short_ms == 0 || c.sample_short_ms > c.sample_long_ms ||
-                    c.sample_long_ms > c.psi_window_ms ||
+                    memory_policy_config_check(&c.policy, NULL) < 0 || c.sample_short_ms == 0 ||
+                    c.sample_short_ms > c.sample_long_ms || c.sample_long_ms > c.psi_window_ms ||
                     c.psi_fallback_window_ms < c.psi_window_ms || c.psi_window_ms < 500 ||
                     c.psi_fallback_window_ms > 10000 ||
                     (c.memory_total && c.memory_total < MANAGER_CONFIG_TOTAL_MIN))
