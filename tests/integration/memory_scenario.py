@@ -672,7 +672,7 @@ class Scenario:
             "budget_full_s": None if full is None else full - self.t0,
             "first_action_s": first_action,
             "peak_mib": self.sampler.peak / MiB,
-            "earlyoom_kills": self.earlyoom_lines("sending SIG"),
+            "earlyoom_kills": self.earlyoom_lines(" to process "),
             # What earlyoom saw as the machine's memory (lxcfs): the budget.
             "earlyoom_total": next(iter(self.earlyoom_lines("mem total:")), None),
         }
