@@ -640,6 +640,14 @@ class Scenario:
                 if name_of(r).startswith("memory.") and r["t"] >= self.t0
                 and r.get("source", "status") == "status"]
 
+    def action_levels(self):
+        """The manager's memory.* status records since T0 with their level: [(t, name,
+        app, level, band)] (band: kills only)."""
+        return [(r["t"] - self.t0, name_of(r), r.get("app"), r.get("level"), r.get("band"))
+                for r in self.events.records
+                if name_of(r).startswith("memory.") and r["t"] >= self.t0
+                and r.get("source", "status") == "status"]
+
     def earlyoom_lines(self, what):
         """earlyoom's log lines that contain what."""
         if not self.earlyoom_log.exists():
@@ -663,6 +671,7 @@ class Scenario:
             "mode": self.mode,
             "deaths": dead,
             "actions": acts,
+            "action_levels": self.action_levels(),
             "fg_alive": self.alive(FG),
             "cellad_alive": self.cellad_pid is not None and _children(self.cellad.pid) != [],
             "fg_worst_ms": max((s for _, s, _ in stalls), default=0) / 1000,
