@@ -21,14 +21,15 @@
  *                         with FILE, maps it and reads every page of it every 100 ms (a
  *                         service working over its data files: page cache that reclaim can
  *                         take and the next pass faults back in).
- *   mem-app grow STEP PERIOD CAP
+ *   mem-app grow STEP PERIOD CAP [deaf]
  *                         a cache that grows: every PERIOD ms one more entry of STEP MiB
  *                         (written), up to CAP MiB; prints "grown <MiB> <realtime ms>" at
  *                         each 32 MiB. A trim (libcella's cella_on_trim(), docs/memory.md
  *                         "Trim") drops a share of the cache, as an app's own cache
  *                         eviction: a quarter at moderate, half at low, all at
  *                         critical, and prints "trim <level> dropped <MiB>"; the cache
- *                         then grows again.
+ *                         then grows again. With "deaf" it keeps its cache on a trim
+ *                         (prints "trim <level>" only), as an app without a handler.
  *
  * Every role handles trims (the others only print "trim <level>"). The app needs its
  * channel (fd 3) only for trims: without one (run outside cella) it runs all the same.
@@ -39,6 +40,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +64,7 @@ static long page_size;
 /* The cache of `grow`: entries of `step` bytes, mmap'd. */
 static void *cache[MAX_CACHE_ENTRIES];
 static size_t cache_len, cache_step;
+static bool trim_deaf; /* grow ... deaf: a trim drops nothing */
 
 static void on_term(int sig)
 {
@@ -98,7 +101,7 @@ static void on_trim(Cella *c, CellaMemoryLevel level, uint64_t current, uint64_t
         (void)current;
         (void)limit;
         (void)ud;
-        if (cache_step == 0) {
+        if (cache_step == 0 || trim_deaf) {
                 printf("trim %d\n", (int)level);
                 return;
         }
@@ -277,7 +280,9 @@ int main(int argc, char **argv)
                         return 2;
                 return run_hold(c, a, argc == 4 ? argv[3] : NULL);
         }
-        if (argc == 5 && strcmp(argv[1], "grow") == 0) {
+        if ((argc == 5 || (argc == 6 && strcmp(argv[5], "deaf") == 0)) &&
+            strcmp(argv[1], "grow") == 0) {
+                trim_deaf = argc == 6;
                 if (parse_mib("grow STEP", argv[2], 1024, &a) < 0 ||
                     parse_mib("grow PERIOD", argv[3], 60000, &b) < 0 ||
                     parse_mib("grow CAP", argv[4], 65536, &d) < 0)
@@ -285,6 +290,7 @@ int main(int argc, char **argv)
                 return run_grow(c, a, b, d);
         }
         fprintf(stderr,
-                "usage: mem-app fg WS_MIB | hold MIB [FILE] | grow STEP_MIB PERIOD_MS CAP_MIB\n");
+                "usage: mem-app fg WS_MIB | hold MIB [FILE] | grow STEP_MIB PERIOD_MS CAP_MIB "
+                "[deaf]\n");
         return 2;
 }

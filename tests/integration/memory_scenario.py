@@ -13,8 +13,9 @@ hundred MiB: pressure is made inside it, never on the host):
                        the next pass faults back in: the stall builds before the OOM)
   cached1  cached      mem-app hold, frozen (`cella memory freeze`) before the pressure
   cached2  cached      the same
-  grow     background  mem-app grow: a cache growing 4 MiB each 250 ms; a trim drops
-                       part of it (libcella's trim handler)
+  grow     background  mem-app grow ... deaf: a cache growing 4 MiB each 250 ms that it
+                       keeps on a trim (an app without a trim handler: what only a
+                       freeze or a kill stops)
   lua      background  a Lua app whose cache (a table of 4 MiB strings) grows as fast;
                        a trim empties it (cella.app.on_trim), the host collects
   stress   background  stress-ng --vm (Debian's stress-ng): a fixed mapping rewritten
@@ -68,6 +69,7 @@ ALL = (FG, SVC, CACHED1, CACHED2, GROW, LUA, STRESS)
 # The scenario's sizes (MiB). Budget 320: fg 24 + svc 40 (+ its 48 of file) + cached
 # 2 x 32 = 176 held, plus the processes themselves (about 30); from T0 stress 64 at
 # once, then grow and lua 16 MiB/s each up to 128 + 96: 288 more than the budget has.
+# What no trim gives back (all but lua's cache) is 398 alone: trims cannot end it.
 BUDGET = "320M"
 FG_WS, SVC_MIB, SVC_FILE_MIB, CACHED_MIB = 24, 40, 48, 32
 GROW_CAP, LUA_CAP, STRESS_MIB = 128, 96, 64
@@ -182,7 +184,7 @@ def make_apps(src):
     os.chmod(src / SVC / "data.bin", 0o644)
     for c in CACHED:
         native(c, ["hold", str(CACHED_MIB)])
-    native(GROW, ["grow", "4", str(GROW_PERIOD_MS), str(GROW_CAP)])
+    native(GROW, ["grow", "4", str(GROW_PERIOD_MS), str(GROW_CAP), "deaf"])
     d = src / LUA
     _manifest(d, LUA, "main.lua", runtime="lua", limits={"memory": "256M"})
     (d / "main.lua").write_text(LUA_GROW % (LUA_CAP, GROW_PERIOD_MS / 1000))
