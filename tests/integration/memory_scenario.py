@@ -679,6 +679,8 @@ class Scenario:
             "fg_worst_ms": max((s for _, s, _ in stalls), default=0) / 1000,
             "fg_over16": sum(o for _, _, o in stalls),
             "fg_reports": len(stalls),
+            # [(t since T0 s, worst gap of the 500 ms before it, ms)]
+            "fg_timeline": [(round(t, 2), g / 1000) for t, g, _ in stalls],
             "fg_quiet_worst_ms": max((s for _, s, _ in quiet), default=0) / 1000,
             "budget_full_s": None if full is None else full - self.t0,
             "first_action_s": first_action,
