@@ -60,8 +60,8 @@ from daemon_util import CELLA, CELLAD, install_app  # noqa: E402
 MiB = 1024 * 1024
 PREFIX = "org.bench.mem."
 # The apps: (name, kind, state the scenario gives it, what it runs).
-FG, SVC, CACHED1, CACHED2, GROW, LUA, STRESS = (PREFIX + x for x in (
-    "fg", "svc", "cached1", "cached2", "grow", "lua", "stress"))
+FG, SVC, CACHED1, CACHED2, GROW, LUA, STRESS, LATE = (PREFIX + x for x in (
+    "fg", "svc", "cached1", "cached2", "grow", "lua", "stress", "late"))
 GROWERS = (GROW, LUA, STRESS)
 CACHED = (CACHED1, CACHED2)
 ALL = (FG, SVC, CACHED1, CACHED2, GROW, LUA, STRESS)
@@ -74,6 +74,7 @@ BUDGET = "320M"
 FG_WS, SVC_MIB, SVC_FILE_MIB, CACHED_MIB = 24, 40, 48, 32
 GROW_CAP, LUA_CAP, STRESS_MIB = 128, 96, 64
 GROW_PERIOD_MS = 250  # 4 MiB each, for grow and lua
+LATE_CAP = 160  # the test's late service (start_late()); a multiple of 32: "grown 160"
 
 LUA_GROW = """\
 local app = require("cella.app")
@@ -185,6 +186,8 @@ def make_apps(src):
     for c in CACHED:
         native(c, ["hold", str(CACHED_MIB)])
     native(GROW, ["grow", "4", str(GROW_PERIOD_MS), str(GROW_CAP), "deaf"])
+    # Not started by setup() or pressure(): the test's start_late().
+    native(LATE, ["grow", "4", str(GROW_PERIOD_MS), str(LATE_CAP), "deaf"], kind="service")
     d = src / LUA
     _manifest(d, LUA, "main.lua", runtime="lua", limits={"memory": "256M"})
     (d / "main.lua").write_text(LUA_GROW % (LUA_CAP, GROW_PERIOD_MS / 1000))
@@ -589,6 +592,25 @@ class Scenario:
         self.t0_real_ms = time.time() * 1000
         for a in GROWERS:
             self.cella("start", "--background", a)
+
+    def start_late(self):
+        """Starts the late service: a cache growing 4 MiB each 250 ms up to LATE_CAP,
+        kept on a trim; a service is never frozen, so the budget (full by then) can
+        make room for it only by kills. Returns a threading.Event set once it has
+        grown to LATE_CAP (its log says "grown LATE_CAP"); the events' waiters are
+        woken then."""
+        done = threading.Event()
+
+        def follow():
+            with contextlib.suppress(RuntimeError):
+                self._wait_log(LATE, f"grown {LATE_CAP} ", timeout=300)
+                done.set()
+                with self.events.cond:
+                    self.events.cond.notify_all()
+
+        self.cella("start", LATE)
+        threading.Thread(target=follow, daemon=True).start()
+        return done
 
     def alive(self, app):
         p = self.cella("ps", "--json")
