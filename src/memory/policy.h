@@ -39,8 +39,9 @@
 
 /* ---- the level of one target ---------------------------------------------------- */
 
-/* Samples a gauge keeps: at the 10 ms short interval, the last 640 ms. */
-#define MEMORY_GAUGE_SAMPLES 64
+/* Samples a gauge keeps: at the 10 ms short interval, the last 2.56 s (a degraded
+ * trigger's 2 s window). */
+#define MEMORY_GAUGE_SAMPLES 256
 
 typedef struct MemoryGaugeSample {
         uint64_t t_ns;    /* when it was taken (monotonic) */

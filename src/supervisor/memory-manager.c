@@ -17,12 +17,17 @@
 #include "supervisor/supervisor-internal.h"
 
 #define NS_PER_MS UINT64_C(1000000)
+/* The shortest span a stall rate is measured over: the levels' stall thresholds are
+ * "ms out of 1 sec" (lmkd's psi_thresholds[]); a shorter burst is no such rate. */
+#define MEMORY_MANAGER_MIN_SPAN_NS (1000 * NS_PER_MS)
 
 typedef struct MemoryManager MemoryManager;
 
 enum { TARGET_APPS, TARGET_MACHINE, _TARGET_MAX };
 
 static const char *const target_names[_TARGET_MAX] = {"apps", "machine"};
+/* For messages: "the apps' memory pressure", "the machine's memory pressure". */
+static const char *const target_owner[_TARGET_MAX] = {"the apps'", "the machine's"};
 
 typedef struct MemoryTarget {
         struct MemoryManager *mm;
@@ -254,8 +259,8 @@ static void sample(MemoryManager *mm, uint64_t now_ns)
                 r = memory_source_read(x->source, &x->last);
                 if (r < 0) {
                         x->has_last = false;
-                        log_debug_errno(r, "memory manager: cannot read the %s' memory: %m",
-                                        target_names[t]);
+                        log_debug_errno(r, "memory manager: cannot read %s memory: %m",
+                                        target_owner[t]);
                         continue;
                 }
                 x->has_last = true;
@@ -270,15 +275,14 @@ static void sample(MemoryManager *mm, uint64_t now_ns)
 
                         free_only.has_psi = false;
                         l = memory_gauge_update(&x->gauge, &mm->config.levels, now_ns, &free_only,
-                                                0, mm->window_ns,
-                                                (uint64_t)mm->config.sample_long_ms * NS_PER_MS);
+                                                0, mm->window_ns, MEMORY_MANAGER_MIN_SPAN_NS);
                 } else {
                         MemoryReading apps = x->last;
 
                         apps.available = reclaimable_available(&apps, budget_of(mm, t));
                         l = memory_gauge_update(&x->gauge, &mm->config.levels, now_ns, &apps,
                                                 budget_of(mm, t), mm->window_ns,
-                                                (uint64_t)mm->config.sample_long_ms * NS_PER_MS);
+                                                MEMORY_MANAGER_MIN_SPAN_NS);
                 }
                 if (l > level || (l == level && mm->level_target < 0 && l > MEMORY_LEVEL_NORMAL)) {
                         level = l;
@@ -362,9 +366,9 @@ static void on_trigger(uv_poll_t *p, int status, int events)
         r = pressure_trigger_handle(x->trigger, revents);
         if (r < 0) {
                 log_warning_errno(r,
-                                  "memory manager: the %s' pressure trigger failed (%m); it "
-                                  "is no longer watched",
-                                  target_names[x - mm->target]);
+                                  "memory manager: %s pressure trigger failed (%m); it is no "
+                                  "longer watched",
+                                  target_owner[x - mm->target]);
                 (void)uv_poll_stop(p);
                 return;
         }
@@ -503,7 +507,7 @@ static int target_arm(MemoryManager *mm, int t, PressureKind kind, uint32_t stal
                 mm->degraded = true;
         mm->window_ns = MAX(mm->window_ns,
                             (uint64_t)(pressure_trigger_window_us(x->trigger) ?: window_us) * 1000);
-        log_info("memory manager: watching the %s' memory pressure: %s%s", target_names[t],
+        log_info("memory manager: watching %s memory pressure: %s%s", target_owner[t],
                  pressure_trigger_describe(x->trigger),
                  pressure_trigger_degraded(x->trigger)
                          ? " (degraded: the kernel refused the shorter window; root without "
@@ -551,10 +555,8 @@ int supervisor_memory_manager_start(Supervisor *s, const ManagerConfig *c)
                 if (r == -ENOMEM)
                         break;
                 if (r < 0) {
-                        log_warning_errno(r,
-                                          "memory manager: cannot watch the %s' memory "
-                                          "pressure: %m",
-                                          target_names[t]);
+                        log_warning_errno(r, "memory manager: cannot watch %s memory pressure: %m",
+                                          target_owner[t]);
                         continue;
                 }
                 armed++;

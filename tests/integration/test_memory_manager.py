@@ -28,13 +28,16 @@ DEADLINE = float(os.environ.get("MEMTEST_DEADLINE", "90"))
 HOLDER = ('x=$(head -c 90000000 /dev/zero | tr "\\0" a)\n'
           'echo "held ${#x}"\n'
           'while :; do sleep 1000; done\n')
-# Needs more page cache than the budget leaves it: writes 200 MB to /data (its own
-# ext4) and reads it over and over. With the holder's 90 MB in a 256 MB budget its
-# pages are evicted and read again on every pass: real memory stall (PSI "some" and
-# "full"), no OOM kill (page cache is reclaimable).
-THRASHER = ('dd if=/dev/zero of=/data/f bs=1M count=200 2>/dev/null\n'
+# Needs more page cache than the budget leaves it: writes two 100 MB files to /data
+# (its own ext4) and reads each twice in turn (the second read makes its pages
+# active: a working set). Beside the holder's 90 MB in a 256 MB budget the two do
+# not fit: each file's pages are evicted while the other is read and refault as
+# thrashing, which PSI counts as memory stall ("some" and "full"); no OOM kill
+# (page cache is reclaimable).
+THRASHER = ('dd if=/dev/zero of=/data/a bs=1M count=100 2>/dev/null\n'
+            'dd if=/dev/zero of=/data/b bs=1M count=100 2>/dev/null\n'
             'echo written\n'
-            'while :; do cat /data/f > /dev/null; done\n')
+            'while :; do cat /data/a /data/a > /dev/null; cat /data/b /data/b > /dev/null; done\n')
 
 
 def make_app(root, app_id, script, **extra):
@@ -238,5 +241,5 @@ def test_pressure_trims_then_kills_the_least_important(tmp_path):
                      lambda: (lambda m: m if not m["sampling"] else None)(
                          _manager(d, "org.test.mm.fg")), timeout=DEADLINE, interval=0.1)
         assert m["level"] == "normal" and m["kills"] >= 1 and m["episodes"] >= 1, m
-        print(f"kill {t_kill:.2f} s after the thrasher's start; manager: {m}")
+        print(f"kill {t_kill:.2f} s after the thrasher's start: {kill}; manager: {m}")
         assert d.stop() == 0
