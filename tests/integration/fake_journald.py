@@ -70,9 +70,11 @@ p = subprocess.Popen([cellad, "--state-dir", state, "--ready-fd", str(wfd)], std
 os.close(wfd)
 deadline = time.monotonic() + 60
 ready = b""
+# The journal is read while cellad starts too, as journald does: a datagram socket
+# queues only net.unix.max_dgram_qlen (10) messages, and a sender past them blocks
+# (cellad's start says more than ten things before READY when, say, its memory
+# manager runs degraded).
 while not ready.endswith(b"\n") and time.monotonic() < deadline:
-    # Drained all along, as journald does: a datagram socket's queue holds only
-    # net.unix.max_dgram_qlen (10) messages, and a sender blocks on a full one.
     r, _, _ = select.select([rfd, sink], [], [], 1)
     if sink in r:
         drain(0)
@@ -90,7 +92,11 @@ def seen(app, event):
 while time.monotonic() < deadline and not all(seen(*w) for w in wanted):
     drain(0.5)
 p.send_signal(signal.SIGTERM)
-code = p.wait(timeout=60)
+# Read on while it stops (its last messages must not block it).
+stop_deadline = time.monotonic() + 60
+while p.poll() is None and time.monotonic() < stop_deadline:
+    drain(0.1)
+code = p.wait(timeout=1)
 drain(0.2)
 err.seek(0)
 print(json.dumps(entries))

@@ -403,7 +403,14 @@ def test_sd_notify_ready_status_watchdog_stopping(tmp_path):
         ready = n.wait_for(lambda m: "READY=1" in m)
         # The STATUS= before READY=1 counts the apps started by then.
         status = [m for m in n.messages if m.startswith("STATUS=")]
-        assert status and status[-1] == "STATUS=2 app(s): 1 service, 1 background", n.messages
+        # The memory manager's triggers on the 2 s fallback window are said after the
+        # counts (docs/daemon.md; on this host root lacks CAP_SYS_RESOURCE), the same
+        # as `cella inspect` says.
+        degraded = d.call("org.cella.Inspect", {"app": "org.test.svc"})[
+            "memory_manager"].get("degraded", False)
+        suffix = "; memory manager degraded (2 s PSI windows)" if degraded else ""
+        assert status and status[-1] == "STATUS=2 app(s): 1 service, 1 background" + suffix, \
+            n.messages
         assert n.messages.index(status[-1]) < n.messages.index(ready)
         # WATCHDOG=1 at half of WATCHDOG_USEC: two in a row come.
         n.wait_for(lambda m: m == "WATCHDOG=1")
