@@ -96,7 +96,7 @@ static void print_target(const char *name, json_t *f)
         printf("%s: %s in use (anon %s, file %s, shmem %s, kernel %s), peak %s, limit %s, "
                "available %s, swap %s, OOM kills %" JSON_INTEGER_FORMAT
                ", pressure some %s full %s\n",
-               name, size_str(json_object_get(f, "current"), c, sizeof c),
+               name, size_str(json_object_get(f, "used"), c, sizeof c),
                size_str(json_object_get(f, "anon"), a, sizeof a),
                size_str(json_object_get(f, "file"), fi, sizeof fi),
                size_str(json_object_get(f, "shmem"), sh, sizeof sh),
@@ -172,7 +172,7 @@ static void print_apps(json_t *apps)
                        " %8s\n",
                        (int)w, cli_safe_str(json_object_get(x, "id"), id, sizeof id),
                        cli_safe_str(json_object_get(x, "state"), st, sizeof st), b,
-                       size_str(json_object_get(fg, "current"), c, sizeof c),
+                       size_str(json_object_get(fg, "used"), c, sizeof c),
                        size_str(json_object_get(fg, "anon"), a, sizeof a),
                        size_str(json_object_get(fg, "file"), f, sizeof f),
                        size_str(json_object_get(fg, "shmem"), sh, sizeof sh),

@@ -197,10 +197,10 @@ static void print_memory_header(json_t *m)
         if (!m)
                 return;
         cli_memory_level_line(m, line, sizeof line);
-        format_json_bytes(json_object_get(b, "current"), used, sizeof used);
+        format_json_bytes(json_object_get(b, "used"), used, sizeof used);
         format_json_bytes(json_object_get(b, "limit"), lim, sizeof lim);
         format_json_bytes(json_object_get(b, "available"), avail, sizeof avail);
-        format_json_bytes(json_object_get(mc, "current"), mused, sizeof mused);
+        format_json_bytes(json_object_get(mc, "used"), mused, sizeof mused);
         format_json_bytes(json_object_get(mc, "limit"), mtotal, sizeof mtotal);
         printf("memory: %s\n", line);
         printf("apps: %s of %s (available %s), pressure some %.2f%% full %.2f%%; machine: %s "

@@ -37,7 +37,7 @@ static json_t *figures_json(const MemoryReading *r)
                                 "full_avg10", (json_int_t)r->full_avg10, "some_total_us",
                                 bytes_json(r->some_total_us), "full_total_us",
                                 bytes_json(r->full_total_us));
-        o = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "current",
+        o = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "used",
                       bytes_json(r->current), "anon", bytes_json(r->anon), "file",
                       bytes_json(r->file), "shmem", bytes_json(r->shmem), "kernel",
                       bytes_json(r->kernel), "peak", bytes_json(r->peak), "limit",

@@ -128,8 +128,8 @@ def test_memory_report_figures_bands_actions(vis):
     hold = apps["org.test.vis.hold"]["memory"]["figures"]
     # The 32 MiB of strings are anonymous memory of its leaf.
     assert hold["anon"] >= 32 * MiB, hold
-    assert hold["current"] >= hold["anon"]
-    assert hold["peak"] >= hold["current"] - 4 * MiB
+    assert hold["used"] >= hold["anon"]
+    assert hold["peak"] >= hold["used"] - 4 * MiB
     assert hold["limit"] is None  # no limits.memory in its manifest
     assert hold["oom_kills"] == 0
     # The budget's figures are the sum over its apps (v1 total_*; v2 hierarchical).
