@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
 
@@ -205,6 +206,16 @@ int cli_grants_open(const char *state_dir, struct Grants **ret);
  */
 int cli_grants_load(const char *state_dir, const char *app_dir, const char *app,
                     struct Grants **ret, char ***ret_requested, bool *ret_signed);
+
+/*
+ * Formats a size for a table, in binary units as ps(1) and top(1) show them: v bytes
+ * as "512B", "1.5K", "12M", "3.2G" (one decimal under 10 of a unit, K..P = 1024^1..5);
+ * v < 0 (unknown) as "-". Returns buf (size bytes, at least 8 for every value).
+ */
+const char *cli_format_bytes(int64_t v, char *buf, size_t size);
+/* The same for a JSON figure: an integer >= 0 in bytes; anything else (null: unknown
+ * or none) as "-". Returns buf. */
+const char *cli_format_json_bytes(json_t *v, char *buf, size_t size);
 
 /* The default state directory (what --state-dir overrides): state_dir_default(),
  * the same as cellad's. */

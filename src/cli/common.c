@@ -313,3 +313,30 @@ const char *cli_safe_str(json_t *v, char *buf, size_t size)
 {
         return termsafe_token(json_string_value(v), buf, size);
 }
+
+const char *cli_format_bytes(int64_t v, char *buf, size_t size)
+{
+        static const char units[] = "KMGTP";
+        double x = (double)v;
+        int u = -1;
+
+        if (v < 0) {
+                snprintf(buf, size, "-");
+                return buf;
+        }
+        while (x >= 1024 && u < 4) {
+                x /= 1024;
+                u++;
+        }
+        if (u < 0)
+                snprintf(buf, size, "%.0fB", x);
+        else
+                snprintf(buf, size, x < 10 ? "%.1f%c" : "%.0f%c", x, units[u]);
+        return buf;
+}
+
+const char *cli_format_json_bytes(json_t *v, char *buf, size_t size)
+{
+        return cli_format_bytes(json_is_integer(v) ? (int64_t)json_integer_value(v) : -1, buf,
+                                size);
+}

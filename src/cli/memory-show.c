@@ -45,29 +45,6 @@ static void usage(FILE *f)
                 cli_default_state_dir());
 }
 
-/* v (bytes, or null: unknown / none) as "12M", "1.5G", or "-". */
-static const char *size_str(json_t *v, char *buf, size_t size)
-{
-        static const char units[] = "KMGTP";
-        double x;
-        int u = -1;
-
-        if (!json_is_integer(v) || json_integer_value(v) < 0) {
-                snprintf(buf, size, "-");
-                return buf;
-        }
-        x = (double)json_integer_value(v);
-        while (x >= 1024 && u < 4) {
-                x /= 1024;
-                u++;
-        }
-        if (u < 0)
-                snprintf(buf, size, "%.0fB", x);
-        else
-                snprintf(buf, size, x < 10 ? "%.1f%c" : "%.0f%c", x, units[u]);
-        return buf;
-}
-
 /* A PSI avg10 (hundredths of a percent) as "1.25%", or "-". */
 static const char *psi_str(json_t *psi, const char *key, char *buf, size_t size)
 {
@@ -96,15 +73,15 @@ static void print_target(const char *name, json_t *f)
         printf("%s: %s in use (anon %s, file %s, shmem %s, kernel %s), peak %s, limit %s, "
                "available %s, swap %s, OOM kills %" JSON_INTEGER_FORMAT
                ", pressure some %s full %s\n",
-               name, size_str(json_object_get(f, "used"), c, sizeof c),
-               size_str(json_object_get(f, "anon"), a, sizeof a),
-               size_str(json_object_get(f, "file"), fi, sizeof fi),
-               size_str(json_object_get(f, "shmem"), sh, sizeof sh),
-               size_str(json_object_get(f, "kernel"), k, sizeof k),
-               size_str(json_object_get(f, "peak"), p, sizeof p),
-               size_str(json_object_get(f, "limit"), l, sizeof l),
-               size_str(json_object_get(f, "available"), av, sizeof av),
-               size_str(json_object_get(f, "swap"), sw, sizeof sw),
+               name, cli_format_json_bytes(json_object_get(f, "used"), c, sizeof c),
+               cli_format_json_bytes(json_object_get(f, "anon"), a, sizeof a),
+               cli_format_json_bytes(json_object_get(f, "file"), fi, sizeof fi),
+               cli_format_json_bytes(json_object_get(f, "shmem"), sh, sizeof sh),
+               cli_format_json_bytes(json_object_get(f, "kernel"), k, sizeof k),
+               cli_format_json_bytes(json_object_get(f, "peak"), p, sizeof p),
+               cli_format_json_bytes(json_object_get(f, "limit"), l, sizeof l),
+               cli_format_json_bytes(json_object_get(f, "available"), av, sizeof av),
+               cli_format_json_bytes(json_object_get(f, "swap"), sw, sizeof sw),
                json_integer_value(json_object_get(f, "oom_kills")),
                psi_str(psi, "some_avg10", ps, sizeof ps),
                psi_str(psi, "full_avg10", pf, sizeof pf));
@@ -133,8 +110,8 @@ static void print_swap(json_t *s)
         printf("swap: %s", kind);
         if (strcmp(kind, "none") != 0)
                 printf(", %s of %s free, %" JSON_INTEGER_FORMAT " area(s)",
-                       size_str(json_object_get(s, "free_bytes"), fr, sizeof fr),
-                       size_str(json_object_get(s, "total_bytes"), t, sizeof t),
+                       cli_format_json_bytes(json_object_get(s, "free_bytes"), fr, sizeof fr),
+                       cli_format_json_bytes(json_object_get(s, "total_bytes"), t, sizeof t),
                        json_integer_value(json_object_get(s, "areas")));
         if (json_integer_value(json_object_get(s, "zram_swap_areas")) > 0)
                 printf(", zram %s",
@@ -172,14 +149,14 @@ static void print_apps(json_t *apps)
                        " %8s\n",
                        (int)w, cli_safe_str(json_object_get(x, "id"), id, sizeof id),
                        cli_safe_str(json_object_get(x, "state"), st, sizeof st), b,
-                       size_str(json_object_get(fg, "used"), c, sizeof c),
-                       size_str(json_object_get(fg, "anon"), a, sizeof a),
-                       size_str(json_object_get(fg, "file"), f, sizeof f),
-                       size_str(json_object_get(fg, "shmem"), sh, sizeof sh),
-                       size_str(json_object_get(fg, "kernel"), k, sizeof k),
-                       size_str(json_object_get(fg, "peak"), p, sizeof p),
-                       size_str(json_object_get(fg, "limit"), l, sizeof l),
-                       size_str(json_object_get(fg, "swap"), sw, sizeof sw),
+                       cli_format_json_bytes(json_object_get(fg, "used"), c, sizeof c),
+                       cli_format_json_bytes(json_object_get(fg, "anon"), a, sizeof a),
+                       cli_format_json_bytes(json_object_get(fg, "file"), f, sizeof f),
+                       cli_format_json_bytes(json_object_get(fg, "shmem"), sh, sizeof sh),
+                       cli_format_json_bytes(json_object_get(fg, "kernel"), k, sizeof k),
+                       cli_format_json_bytes(json_object_get(fg, "peak"), p, sizeof p),
+                       cli_format_json_bytes(json_object_get(fg, "limit"), l, sizeof l),
+                       cli_format_json_bytes(json_object_get(fg, "swap"), sw, sizeof sw),
                        json_integer_value(json_object_get(fg, "oom_kills")),
                        psi_str(json_object_get(fg, "psi"), "some_avg10", ps, sizeof ps));
         }
@@ -276,7 +253,8 @@ int cli_memory_show(int argc, char **argv)
                         cli_memory_level_line(reply, line, sizeof line);
                         printf("%s\n", line);
                         snprintf(line, sizeof line, "budget (memory.total %s)",
-                                 size_str(json_object_get(reply, "budget_bytes"), b, sizeof b));
+                                 cli_format_json_bytes(json_object_get(reply, "budget_bytes"), b,
+                                                       sizeof b));
                         print_target(json_is_null(json_object_get(reply, "budget_bytes"))
                                              ? "apps (no memory.total)"
                                              : line,

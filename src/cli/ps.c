@@ -72,29 +72,6 @@ static void format_uptime(int64_t ms, char *buf, size_t size)
                 snprintf(buf, size, "%" PRId64 "s", s);
 }
 
-/* Binary units, as `ps`/`top` do: "512K", "12.5M", "1.2G"; "-" when unknown. */
-static void format_bytes(json_t *v, char *buf, size_t size)
-{
-        static const char units[] = "KMGTP";
-        double x;
-        int u = -1;
-
-        if (!json_is_integer(v) || json_integer_value(v) < 0) {
-                snprintf(buf, size, "-");
-                return;
-        }
-        x = (double)json_integer_value(v);
-        if (x < 1024) {
-                snprintf(buf, size, "%.0fB", x);
-                return;
-        }
-        while (x >= 1024 && u < 4) {
-                x /= 1024;
-                u++;
-        }
-        snprintf(buf, size, x < 10 ? "%.1f%c" : "%.0f%c", x, units[u]);
-}
-
 static void format_int(json_t *v, char *buf, size_t size)
 {
         if (json_is_integer(v))
@@ -142,7 +119,7 @@ static void print_table(json_t *apps)
                         snprintf(pid, sizeof pid, "-");
                 format_int(json_object_get(a, "uid"), uid, sizeof uid);
                 format_uptime(start > 0 && start <= now ? now - start : -1, up, sizeof up);
-                format_bytes(json_object_get(a, "memory_bytes"), mem, sizeof mem);
+                cli_format_json_bytes(json_object_get(a, "memory_bytes"), mem, sizeof mem);
                 format_int(json_object_get(a, "restarts"), restarts, sizeof restarts);
                 format_int(json_object_get(a, "calls"), calls, sizeof calls);
                 format_int(json_object_get(a, "kernel_pid"), kpid, sizeof kpid);

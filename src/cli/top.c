@@ -162,31 +162,6 @@ static int row_cmp(const void *x, const void *y)
         return (a->mem < b->mem) - (a->mem > b->mem);
 }
 
-static void format_bytes(int64_t v, char *buf, size_t size)
-{
-        static const char units[] = "KMGTP";
-        double x = (double)v;
-        int u = -1;
-
-        if (v < 0) {
-                snprintf(buf, size, "-");
-                return;
-        }
-        while (x >= 1024 && u < 4) {
-                x /= 1024;
-                u++;
-        }
-        if (u < 0)
-                snprintf(buf, size, "%.0fB", x);
-        else
-                snprintf(buf, size, x < 10 ? "%.1f%c" : "%.0f%c", x, units[u]);
-}
-
-static void format_json_bytes(json_t *v, char *buf, size_t size)
-{
-        format_bytes(json_is_integer(v) ? (int64_t)json_integer_value(v) : -1, buf, size);
-}
-
 /* cellad's memory: the level, the budget's use and pressure, the machine's. */
 static void print_memory_header(json_t *m)
 {
@@ -197,11 +172,11 @@ static void print_memory_header(json_t *m)
         if (!m)
                 return;
         cli_memory_level_line(m, line, sizeof line);
-        format_json_bytes(json_object_get(b, "used"), used, sizeof used);
-        format_json_bytes(json_object_get(b, "limit"), lim, sizeof lim);
-        format_json_bytes(json_object_get(b, "available"), avail, sizeof avail);
-        format_json_bytes(json_object_get(mc, "used"), mused, sizeof mused);
-        format_json_bytes(json_object_get(mc, "limit"), mtotal, sizeof mtotal);
+        cli_format_json_bytes(json_object_get(b, "used"), used, sizeof used);
+        cli_format_json_bytes(json_object_get(b, "limit"), lim, sizeof lim);
+        cli_format_json_bytes(json_object_get(b, "available"), avail, sizeof avail);
+        cli_format_json_bytes(json_object_get(mc, "used"), mused, sizeof mused);
+        cli_format_json_bytes(json_object_get(mc, "limit"), mtotal, sizeof mtotal);
         printf("memory: %s\n", line);
         printf("apps: %s of %s (available %s), pressure some %.2f%% full %.2f%%; machine: %s "
                "of %s\n",
@@ -276,14 +251,14 @@ static void print_frame(const Sample *prev, const Sample *cur, bool tty, bool co
                         snprintf(cpu, sizeof cpu, "%.1f", rows[i].cpu);
                 else
                         snprintf(cpu, sizeof cpu, "-");
-                format_bytes(rows[i].mem, mem, sizeof mem);
+                cli_format_bytes(rows[i].mem, mem, sizeof mem);
                 snprintf(kpid, sizeof kpid, "%" JSON_INTEGER_FORMAT,
                          json_integer_value(json_object_get(r, "kernel_pid")));
                 sc = color ? cli_state_color(state) : "";
                 mm = memory_of(cur->memory, r);
                 fg = json_object_get(mm, "figures");
-                format_json_bytes(json_object_get(fg, "anon"), anon, sizeof anon);
-                format_json_bytes(json_object_get(fg, "swap"), swap, sizeof swap);
+                cli_format_json_bytes(json_object_get(fg, "anon"), anon, sizeof anon);
+                cli_format_json_bytes(json_object_get(fg, "swap"), swap, sizeof swap);
                 if (json_is_integer(json_object_get(mm, "band")))
                         snprintf(band, sizeof band, "%" JSON_INTEGER_FORMAT,
                                  json_integer_value(json_object_get(mm, "band")));

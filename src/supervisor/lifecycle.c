@@ -253,19 +253,17 @@ static void restart_schedule(Supervisor *s, uint64_t ms)
         (void)uv_timer_start(&l->restart_timer, restart_pending_run, ms, 0);
 }
 
-static void set_error(LifecycleError *err, const Instance *inst, int error, const char *fmt, ...)
-        _printf_(4, 5);
-
-static void set_error(LifecycleError *err, const Instance *inst, int error, const char *fmt, ...)
+void lifecycle_set_error(LifecycleError *err, const Instance *inst, int error, const char *fmt, ...)
 {
         va_list ap;
         int n;
 
         *err = (LifecycleError){.error = error, .state = instance_state(inst)};
         n = snprintf(err->message, sizeof err->message, "%s: ", inst->manifest->id);
+        if (n < 0 || (size_t)n >= sizeof err->message)
+                return;
         va_start(ap, fmt);
-        if (n > 0 && (size_t)n < sizeof err->message)
-                vsnprintf(err->message + n, sizeof err->message - (size_t)n, fmt, ap);
+        (void)vsnprintf(err->message + n, sizeof err->message - (size_t)n, fmt, ap);
         va_end(ap);
 }
 
@@ -279,8 +277,8 @@ static int check(Instance *inst, LifecycleOp op, bool *noop, LifecycleError *err
 
         r = lifecycle_check(st, op, is_service(inst), &n, &why);
         if (r < 0) {
-                set_error(err, inst, -r, "cannot %s it: it is %s: %s", lifecycle_op_to_string(op),
-                          instance_state_to_string(st), why);
+                lifecycle_set_error(err, inst, -r, "cannot %s it: it is %s: %s",
+                                    lifecycle_op_to_string(op), instance_state_to_string(st), why);
                 err->wrong_state = true;
                 return r;
         }
@@ -398,13 +396,14 @@ int lifecycle_start(Instance *inst, const LifecycleStart *o, LifecycleError *err
         if (r < 0)
                 return r;
         if (inst->sup->stopping) {
-                set_error(err, inst, ESHUTDOWN, "cannot start it: the kernel is stopping");
+                lifecycle_set_error(err, inst, ESHUTDOWN,
+                                    "cannot start it: the kernel is stopping");
                 return -ESHUTDOWN;
         }
         if (o && o->args) {
                 args = strv_copy(o->args);
                 if (!args) {
-                        set_error(err, inst, ENOMEM, "cannot start it: out of memory");
+                        lifecycle_set_error(err, inst, ENOMEM, "cannot start it: out of memory");
                         return -ENOMEM;
                 }
                 strv_free(inst->extra_args);
@@ -424,7 +423,7 @@ int lifecycle_start(Instance *inst, const LifecycleStart *o, LifecycleError *err
                 const SupervisorError *e = instance_error(inst);
 
                 inst->life.start_role = INSTANCE_ROLE_NONE;
-                set_error(err, inst, r < 0 ? -r : e->error ?: EIO, "cannot start it: %s%s%s",
+                lifecycle_set_error(err, inst, r < 0 ? -r : e->error ?: EIO, "cannot start it: %s%s%s",
                           e->step != SUPERVISOR_STEP_NONE ? supervisor_error_step(e) : "",
                           e->step != SUPERVISOR_STEP_NONE ? " step failed: " : "",
                           log_last_error()[0] ? log_last_error() : strerror(r < 0 ? -r : EIO));
@@ -444,7 +443,7 @@ static int thaw_if_frozen(Instance *inst, LifecycleError *err)
                 return 0;
         r = sb && sb->cgroup ? cgroup_freeze(sb->cgroup, false) : -EOPNOTSUPP;
         if (r < 0) {
-                set_error(err, inst, -r, "cannot thaw its cgroup: %s", strerror(-r));
+                lifecycle_set_error(err, inst, -r, "cannot thaw its cgroup: %s", strerror(-r));
                 return r;
         }
         inst->life.frozen = INSTANCE_FREEZE_NONE;
@@ -553,16 +552,18 @@ static Cgroup *own_cgroup(Instance *inst, const char *op, LifecycleError *err)
         const Sandbox *sb = inst->run.sandbox;
 
         if (inst->group) {
-                set_error(err, inst, EOPNOTSUPP,
-                          "cannot %s it alone: it runs packed in the host of group %s with %zu "
-                          "other app(s), which would be %s too; stop or restart the group's "
-                          "apps instead",
-                          op, inst->group->name, inst->group->n_members - 1,
-                          strcmp(op, "kill") == 0 ? "killed" : "frozen");
+                lifecycle_set_error(
+                        err, inst, EOPNOTSUPP,
+                        "cannot %s it alone: it runs packed in the host of group %s with %zu "
+                        "other app(s), which would be %s too; stop or restart the group's "
+                        "apps instead",
+                        op, inst->group->name, inst->group->n_members - 1,
+                        strcmp(op, "kill") == 0 ? "killed" : "frozen");
                 return NULL;
         }
         if (!sb || !sb->cgroup) {
-                set_error(err, inst, EOPNOTSUPP, "cannot %s it: its sandbox has no cgroup", op);
+                lifecycle_set_error(err, inst, EOPNOTSUPP,
+                                    "cannot %s it: its sandbox has no cgroup", op);
                 return NULL;
         }
         return sb->cgroup;
@@ -578,7 +579,7 @@ int lifecycle_freeze(Instance *inst, LifecycleError *err)
         if (r < 0)
                 return r;
         if (noop) {
-                set_error(err, inst, EALREADY, "cannot freeze it: it is frozen already");
+                lifecycle_set_error(err, inst, EALREADY, "cannot freeze it: it is frozen already");
                 err->wrong_state = true;
                 return -EALREADY;
         }
@@ -588,10 +589,11 @@ int lifecycle_freeze(Instance *inst, LifecycleError *err)
         if (inst->life.frozen == INSTANCE_FREEZE_NONE) {
                 r = cgroup_freeze(cg, true);
                 if (r < 0) {
-                        set_error(err, inst, -r, "cannot freeze its cgroup: %s%s", strerror(-r),
-                                  r == -ETIMEDOUT ? " (a task did not freeze within 1 s; the "
-                                                    "cgroup was thawed again)"
-                                                  : "");
+                        lifecycle_set_error(
+                                err, inst, -r, "cannot freeze its cgroup: %s%s", strerror(-r),
+                                r == -ETIMEDOUT ? " (a task did not freeze within 1 s; the "
+                                                  "cgroup was thawed again)"
+                                                : "");
                         return r;
                 }
         }
@@ -631,11 +633,12 @@ int lifecycle_cache(Instance *inst, LifecycleError *err)
         /* cgroup.freeze of the unified hierarchy, never the v1 freezer (issue 13). */
         r = memory_freeze(cg, true, NULL);
         if (r < 0) {
-                set_error(err, inst, -r, "cannot freeze its cgroup: %s",
-                          r == -EOPNOTSUPP ? "no cgroup2 hierarchy with cgroup.freeze (a pure "
-                                             "cgroup v1 host, or Linux before 5.2); the memory "
-                                             "manager does not use the v1 freezer"
-                                           : strerror(-r));
+                lifecycle_set_error(err, inst, -r, "cannot freeze its cgroup: %s",
+                                    r == -EOPNOTSUPP
+                                            ? "no cgroup2 hierarchy with cgroup.freeze (a pure "
+                                              "cgroup v1 host, or Linux before 5.2); the memory "
+                                              "manager does not use the v1 freezer"
+                                            : strerror(-r));
                 return r;
         }
         inst->life.frozen = INSTANCE_FREEZE_KERNEL;
@@ -665,7 +668,8 @@ int lifecycle_kill(Instance *inst, int signum, LifecycleError *err)
         int r;
 
         if (signum < 1 || signum > 64) {
-                set_error(err, inst, EINVAL, "cannot kill it: %d is not a signal (1..64)", signum);
+                lifecycle_set_error(err, inst, EINVAL, "cannot kill it: %d is not a signal (1..64)",
+                                    signum);
                 return -EINVAL;
         }
         r = check(inst, LIFECYCLE_KILL, NULL, err);
@@ -674,10 +678,11 @@ int lifecycle_kill(Instance *inst, int signum, LifecycleError *err)
         if (!own_cgroup(inst, "kill", err))
                 return -EOPNOTSUPP;
         if (inst->life.frozen != INSTANCE_FREEZE_NONE && signum != SIGKILL) {
-                set_error(err, inst, EBUSY,
-                          "cannot send it signal %d: it is %s, and a frozen app takes only "
-                          "SIGKILL; thaw it first",
-                          signum, instance_state_to_string(instance_state(inst)));
+                lifecycle_set_error(
+                        err, inst, EBUSY,
+                        "cannot send it signal %d: it is %s, and a frozen app takes only "
+                        "SIGKILL; thaw it first",
+                        signum, instance_state_to_string(instance_state(inst)));
                 err->wrong_state = true;
                 return -EBUSY;
         }

@@ -53,6 +53,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/macro.h"
+
 typedef struct Supervisor Supervisor;
 typedef struct Instance Instance;
 
@@ -121,6 +123,14 @@ typedef struct LifecycleError {
         InstanceState state;
         char message[384]; /* one line naming the app, the state and what to do */
 } LifecycleError;
+
+/*
+ * Fills *err: error (a positive errno), inst's state now, and the message
+ * "<app id>: " followed by fmt's text, cut at LifecycleError.message's size.
+ * For the supervisor's own calls (lifecycle.c, memory-actions.c).
+ */
+void lifecycle_set_error(LifecycleError *err, const Instance *inst, int error, const char *fmt, ...)
+        _printf_(4, 5);
 
 /* "installed", "starting", ...; NULL for a value out of range. */
 const char *instance_state_to_string(InstanceState s);

@@ -13,27 +13,10 @@
 #include "supervisor/memory-actions.h"
 #include "supervisor/supervisor-internal.h"
 
-static void set_error(LifecycleError *err, const Instance *inst, int error, const char *fmt, ...)
-        _printf_(4, 5);
-
-static void set_error(LifecycleError *err, const Instance *inst, int error, const char *fmt, ...)
-{
-        va_list ap;
-        int n;
-
-        *err = (LifecycleError){.error = error, .state = instance_state(inst)};
-        n = snprintf(err->message, sizeof err->message, "%s: ", inst->manifest->id);
-        if (n < 0 || (size_t)n >= sizeof err->message)
-                return;
-        va_start(ap, fmt);
-        (void)vsnprintf(err->message + n, sizeof err->message - (size_t)n, fmt, ap);
-        va_end(ap);
-}
-
 static int wrong_state(LifecycleError *err, const Instance *inst, const char *what, const char *why)
 {
-        set_error(err, inst, EBUSY, "cannot %s it: it is %s; %s", what,
-                  instance_state_to_string(instance_state(inst)), why);
+        lifecycle_set_error(err, inst, EBUSY, "cannot %s it: it is %s; %s", what,
+                            instance_state_to_string(instance_state(inst)), why);
         err->wrong_state = true;
         return -EBUSY;
 }
@@ -45,8 +28,8 @@ static bool level_valid(MemoryLevel level)
 
 static int bad_level(LifecycleError *err, const Instance *inst, MemoryLevel level)
 {
-        set_error(err, inst, EINVAL, "%d is not a level to act at (moderate, low, critical)",
-                  (int)level);
+        lifecycle_set_error(err, inst, EINVAL,
+                            "%d is not a level to act at (moderate, low, critical)", (int)level);
         return -EINVAL;
 }
 
@@ -65,15 +48,17 @@ static Cgroup *own_cgroup(Instance *inst, const char *what, LifecycleError *err)
         Cgroup *cg;
 
         if (inst->group) {
-                set_error(err, inst, EOPNOTSUPP,
-                          "cannot %s it alone: it runs packed in the host of group %s, with "
-                          "the group's other apps",
-                          what, inst->group->name);
+                lifecycle_set_error(
+                        err, inst, EOPNOTSUPP,
+                        "cannot %s it alone: it runs packed in the host of group %s, with "
+                        "the group's other apps",
+                        what, inst->group->name);
                 return NULL;
         }
         cg = run_cgroup(inst);
         if (!cg)
-                set_error(err, inst, EOPNOTSUPP, "cannot %s it: its sandbox has no cgroup", what);
+                lifecycle_set_error(err, inst, EOPNOTSUPP,
+                                    "cannot %s it: its sandbox has no cgroup", what);
         return cg;
 }
 
@@ -138,7 +123,8 @@ int supervisor_memory_trim(Instance *inst, MemoryLevel level, LifecycleError *er
         /* MemoryLevel 1..3 is the wire's MemoryLevel 1..3 (broker.h). */
         r = broker_app_memory_pressure(inst->broker_app, (int)level, current, limit);
         if (r < 0) {
-                set_error(err, inst, -r, "cannot send it event.memory_pressure: %s", strerror(-r));
+                lifecycle_set_error(err, inst, -r, "cannot send it event.memory_pressure: %s",
+                                    strerror(-r));
                 return r;
         }
         supervisor_memory_record(inst, "memory.trim",
@@ -170,8 +156,9 @@ int supervisor_memory_reclaim(Instance *inst, MemoryLevel level, LifecycleError 
                 return -EOPNOTSUPP;
         r = memory_reclaim(cg, memory_reclaim_keep_percent(level), &rc);
         if (r < 0) {
-                set_error(err, inst, -r, "cannot lower its soft limit: %s%s", strerror(-r),
-                          r == -EOPNOTSUPP ? " (no memory controller in its cgroup)" : "");
+                lifecycle_set_error(
+                        err, inst, -r, "cannot lower its soft limit: %s%s", strerror(-r),
+                        r == -EOPNOTSUPP ? " (no memory controller in its cgroup)" : "");
                 return r;
         }
         /* A second reclaim keeps the limit the first one found, to restore that. */
@@ -201,7 +188,8 @@ int supervisor_memory_restore(Instance *inst, LifecycleError *err)
         rc = (MemoryReclaim){.previous = inst->mem_reclaim_previous};
         r = memory_reclaim_restore(cg, &rc);
         if (r < 0) {
-                set_error(err, inst, -r, "cannot restore its soft limit: %s", strerror(-r));
+                lifecycle_set_error(err, inst, -r, "cannot restore its soft limit: %s",
+                                    strerror(-r));
                 return r;
         }
         inst->mem_reclaimed = false;
@@ -269,7 +257,7 @@ int supervisor_memory_kill(Instance *inst, MemoryLevel level, LifecycleError *er
                 inst->run.low_memory_kill = false;
                 json_decref(psi_app);
                 json_decref(psi_host);
-                set_error(err, inst, -r, "cannot kill its cgroup: %s", strerror(-r));
+                lifecycle_set_error(err, inst, -r, "cannot kill its cgroup: %s", strerror(-r));
                 return r;
         }
         fields = json_pack("{s:s, s:i, s:I, s:I, s:I, s:o, s:o, s:I}", "level",
