@@ -410,6 +410,26 @@ def wait_for(what, cond, timeout=WAIT_DEADLINE, interval=0.02):
         time.sleep(interval)
 
 
+def wait_log_line(d, app, want, timeout=WAIT_DEADLINE):
+    """Follows app's log through org.cella.Logs (more) until a line equal to want is
+    in it: each reply is an event (new output), no poll."""
+    deadline = time.monotonic() + timeout
+    text = ""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(str(d.socket))
+        s.sendall((json.dumps({"method": "org.cella.Logs", "parameters": {"app": app},
+                               "more": True}) + "\n").encode())
+        f = s.makefile("rb")
+        while want not in text.splitlines():
+            left = deadline - time.monotonic()
+            assert left > 0, f"{app} never printed {want!r}; its log: {text[-2000:]!r}"
+            s.settimeout(left)
+            line = f.readline()
+            assert line, "cellad closed the stream"
+            text += json.loads(line).get("parameters", {}).get("data", "")
+    return text
+
+
 def alive(pid):
     """True if pid runs (not gone, not a zombie left for a parent that does not reap)."""
     try:

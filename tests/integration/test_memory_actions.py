@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon_util import CELLA, ControlError, call, install_app, require_cellad, running_cellad
+from daemon_util import (CELLA, ControlError, call, install_app, require_cellad,
+                         running_cellad, wait_log_line)
 
 TRIM_PROBE = Path(os.environ.get(
     "CELLA_TRIM_PROBE", str(Path(CELLA).resolve().parents[2] / "tests" / "unit" / "trim-probe")))
@@ -56,26 +57,6 @@ def native_probe(root, app_id):
         "id": app_id, "runtime": "native", "entry": "trim-probe", "version": "1.0.0"}))
     os.chmod(d, 0o755)
     return d
-
-
-def wait_log_line(d, app, want, timeout=DEADLINE):
-    """Follows app's log through org.cella.Logs (more) until a line equal to want is
-    in it: each reply is an event (new output), no poll."""
-    deadline = time.monotonic() + timeout
-    text = ""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.connect(str(d.socket))
-        s.sendall((json.dumps({"method": "org.cella.Logs", "parameters": {"app": app},
-                               "more": True}) + "\n").encode())
-        f = s.makefile("rb")
-        while want not in text.splitlines():
-            left = deadline - time.monotonic()
-            assert left > 0, f"{app} never printed {want!r}; its log: {text[-2000:]!r}"
-            s.settimeout(left)
-            line = f.readline()
-            assert line, "cellad closed the stream"
-            text += json.loads(line).get("parameters", {}).get("data", "")
-    return text
 
 
 def wait_state(d, app, want, timeout=DEADLINE):
@@ -156,13 +137,13 @@ def test_trim_reaches_native_lua_and_packed_apps(tmp_path):
         for app in ("org.test.trim.native", "org.test.trim.lua", "org.test.trim.pk1",
                     "org.test.trim.pk2"):
             d.call("org.cella.Start", {"app": app})
-        wait_log_line(d, "org.test.trim.native", "ready")
+        wait_log_line(d, "org.test.trim.native", "ready", timeout=DEADLINE)
         for app in ("org.test.trim.lua", "org.test.trim.pk1", "org.test.trim.pk2"):
-            wait_log_line(d, app, "ready")
+            wait_log_line(d, app, "ready", timeout=DEADLINE)
 
         r = memory_action(d, "org.test.trim.native", "trim", "low")
         assert r["action"] == "trim" and r["level"] == "low"
-        text = wait_log_line(d, "org.test.trim.native", "event 0x8004")
+        text = wait_log_line(d, "org.test.trim.native", "event 0x8004", timeout=DEADLINE)
         # The trim handler ran, before the event callback, with the wire's level 2.
         lines = text.splitlines()
         trim = [l for l in lines if l.startswith("trim ")]
@@ -171,12 +152,12 @@ def test_trim_reaches_native_lua_and_packed_apps(tmp_path):
         assert lines.index(trim[0]) < lines.index("event 0x8004")
 
         memory_action(d, "org.test.trim.lua", "trim", "critical")
-        wait_log_line(d, "org.test.trim.lua", "trim critical")
+        wait_log_line(d, "org.test.trim.lua", "trim critical", timeout=DEADLINE)
         # A packed member: its own handler, the other member's not called.
         memory_action(d, "org.test.trim.pk2", "trim", "moderate")
-        wait_log_line(d, "org.test.trim.pk2", "trim moderate")
+        wait_log_line(d, "org.test.trim.pk2", "trim moderate", timeout=DEADLINE)
         memory_action(d, "org.test.trim.pk1", "trim")
-        wait_log_line(d, "org.test.trim.pk1", "trim moderate")
+        wait_log_line(d, "org.test.trim.pk1", "trim moderate", timeout=DEADLINE)
         pk2 = (state / "logs" / "org.test.trim.pk2.log").read_text().splitlines()
         assert pk2.count("trim moderate") == 1, pk2
 
@@ -231,7 +212,7 @@ def test_freeze_stops_the_app_and_start_or_foreground_thaws_it(daemon):
     d = daemon
     app = "org.test.mem.b"
     d.call("org.cella.Start", {"app": app, "background": True})
-    wait_log_line(d, app, "tick 1")
+    wait_log_line(d, app, "tick 1", timeout=DEADLINE)
     rec = d.call("org.cella.Inspect", {"app": app})
     if "unified" not in rec["cgroup_paths"]:
         # A pure cgroup v1 host: the memory manager never uses the v1 freezer.
@@ -270,7 +251,7 @@ def test_kill_empties_the_cgroup_and_is_a_low_memory_kill(daemon):
     d = daemon
     app = "org.test.mem.again"  # restart: always
     first = d.call("org.cella.Start", {"app": app, "background": True})["pid"]
-    wait_log_line(d, app, "tick 1")
+    wait_log_line(d, app, "tick 1", timeout=DEADLINE)
     rec, pids = app_pids(d, app)
     assert pids
     memory_action(d, app, "kill", "critical")
@@ -303,7 +284,7 @@ def test_kill_empties_the_cgroup_and_is_a_low_memory_kill(daemon):
     shown = d.call("org.cella.Inspect", {"app": app})["memory_kill"]
     # on-failure: not restarted, and stopped rather than failed.
     d.call("org.cella.Start", {"app": "org.test.mem.svc"})
-    wait_log_line(d, "org.test.mem.svc", "tick 1")
+    wait_log_line(d, "org.test.mem.svc", "tick 1", timeout=DEADLINE)
     memory_action(d, "org.test.mem.svc", "kill", "low")
     wait_state(d, "org.test.mem.svc", "stopped")
     assert not [x for x in audit_records(d, "restart") if x["app"] == "org.test.mem.svc"]
@@ -334,9 +315,9 @@ def test_cellad_runs_at_oom_score_adj_minus_1000(daemon):
 def test_oom_score_adj_follows_the_band(daemon):
     d = daemon
     d.call("org.cella.Start", {"app": "org.test.mem.a"})
-    wait_log_line(d, "org.test.mem.a", "tick 1")
+    wait_log_line(d, "org.test.mem.a", "tick 1", timeout=DEADLINE)
     d.call("org.cella.Start", {"app": "org.test.mem.svc"})
-    wait_log_line(d, "org.test.mem.svc", "tick 1")
+    wait_log_line(d, "org.test.mem.svc", "tick 1", timeout=DEADLINE)
 
     def adjs(app):
         _, pids = app_pids(d, app)
@@ -346,7 +327,7 @@ def test_oom_score_adj_follows_the_band(daemon):
     assert adjs("org.test.mem.a") == {0}
     assert adjs("org.test.mem.svc") == {200}
     d.call("org.cella.Start", {"app": "org.test.mem.b"})
-    wait_log_line(d, "org.test.mem.b", "tick 1")
+    wait_log_line(d, "org.test.mem.b", "tick 1", timeout=DEADLINE)
     assert adjs("org.test.mem.b") == {0}
     assert adjs("org.test.mem.a") == {100}  # visible now
     d.call("org.cella.Background", {"app": "org.test.mem.a"})
@@ -354,7 +335,7 @@ def test_oom_score_adj_follows_the_band(daemon):
     # Every process of a sandbox, a Lua host the warm pool forked before the app
     # was known included, has the app's band (700: started in the background).
     d.call("org.cella.Start", {"app": "org.test.mem.lua", "background": True})
-    wait_log_line(d, "org.test.mem.lua", "ready")
+    wait_log_line(d, "org.test.mem.lua", "ready", timeout=DEADLINE)
     _, pids = app_pids(d, "org.test.mem.lua")
     assert len(pids) >= 2, pids  # its init and the host
     assert adjs("org.test.mem.lua") == {700}
@@ -385,15 +366,15 @@ def test_an_intent_thaws_a_cached_app(tmp_path):
         runtime="lua", permissions=[f"app.launch:{target}"]))
     with running_cellad(state, "--no-autostart") as d:
         d.call("org.cella.Start", {"app": target, "background": True})
-        wait_log_line(d, target, "tick 1")
+        wait_log_line(d, target, "tick 1", timeout=DEADLINE)
         rec = d.call("org.cella.Inspect", {"app": target})
         if "unified" not in rec["cgroup_paths"]:
             pytest.skip("no cgroup2 hierarchy: no freeze by the memory manager on this host")
         assert memory_action(d, target, "freeze")["state"] == "cached"
         d.call("org.cella.Start", {"app": "org.test.intent.launcher"})
-        wait_log_line(d, "org.test.intent.launcher", "ready")
+        wait_log_line(d, "org.test.intent.launcher", "ready", timeout=DEADLINE)
         memory_action(d, "org.test.intent.launcher", "trim")
-        wait_log_line(d, "org.test.intent.launcher", "launch delivered")
+        wait_log_line(d, "org.test.intent.launcher", "launch delivered", timeout=DEADLINE)
         assert d.call("org.cella.Inspect", {"app": target})["state"] == "background"
         unified = Path(rec["cgroup_paths"]["unified"])
         assert "frozen 0" in (unified / "cgroup.events").read_text()

@@ -11,7 +11,6 @@ nothing."""
 import json
 import os
 import select
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from daemon_util import (CELLA, cella, install_app, require_cellad, running_cellad,
-                         wait_for)
+                         wait_for, wait_log_line)
 
 MiB = 1 << 20
 DEADLINE = float(os.environ.get("MEMTEST_DEADLINE", "90"))
@@ -99,26 +98,6 @@ class Events:
         self.proc.wait()
 
 
-def wait_log_line(d, app, want, timeout=DEADLINE):
-    """Follows app's log through org.cella.Logs (more) until a line equal to want is
-    in it: each reply is an event (new output), no poll."""
-    deadline = time.monotonic() + timeout
-    text = ""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.connect(str(d.socket))
-        s.sendall((json.dumps({"method": "org.cella.Logs", "parameters": {"app": app},
-                               "more": True}) + "\n").encode())
-        f = s.makefile("rb")
-        while want not in text.splitlines():
-            left = deadline - time.monotonic()
-            assert left > 0, f"{app} never printed {want!r}; its log: {text[-2000:]!r}"
-            s.settimeout(left)
-            line = f.readline()
-            assert line, "cellad closed the stream"
-            text += json.loads(line).get("parameters", {}).get("data", "")
-    return text
-
-
 def _is(event, app=None):
     return lambda r: r.get("event") == event and (app is None or r.get("app") == app)
 
@@ -188,7 +167,7 @@ def test_pressure_trims_then_kills_the_least_important(tmp_path):
             assert cella("start", "--background", "org.test.mm.bg",
                          state_dir=state).returncode == 0
             # The holder's 90 MB in before the thrasher starts.
-            wait_log_line(d, "org.test.mm.bg", "held 90000000")
+            wait_log_line(d, "org.test.mm.bg", "held 90000000", timeout=DEADLINE)
             t0 = time.monotonic()
             assert cella("start", "org.test.mm.fg", state_dir=state).returncode == 0
             kill = ev.until(_is("memory.kill", "org.test.mm.bg"), "the holder's kill")
