@@ -456,6 +456,11 @@ void supervisor_changed(Supervisor *s)
                         apps_active |= active;
                 }
         }
+        /* A packed group's host outlives its last member by a moment (it exits when
+         * it has no app left): until its exit is handled (its "group-exited"
+         * record, its keeper set dropped), the kernel is not done. */
+        for (size_t i = 0; i < s->n_groups; i++)
+                any_active |= s->groups[i]->state == INSTANCE_RUNNING;
         /* A daemon runs on with no app until it is told to stop. */
         if (!any_active && (!s->o.daemon || s->stopping)) {
                 /* Only a running loop: a stop flag left set would make the next
