@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import daemon_util
 from daemon_util import Cellad, cella, install_app, ps, require_cellad, running_cellad
 
 _TAG = f"{os.getpid() % 100000}"
@@ -28,16 +29,8 @@ SPIN = "while :; do :; done\n"
 
 
 def wait_for(what, cond, timeout=DEADLINE, interval=0.02):
-    """Waits until cond() is true (re-checked every interval s: a cgroup file and an
-    adoption cellad does not announce) or fails the test."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(interval)
+    """daemon_util.wait_for() at this file's deadline and pace (a cgroup file and an adoption cellad does not announce)."""
+    return daemon_util.wait_for(what, cond, timeout=timeout, interval=interval)
 
 
 def native(root, app_id, script, kind="app", limits=None):

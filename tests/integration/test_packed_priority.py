@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+import daemon_util
 from daemon_util import cella, install_app, require_cellad, running_cellad
 
 _TAG = f"{os.getpid() % 100000}"
@@ -62,16 +63,8 @@ def stats(state):
 
 
 def wait_for(what, cond, timeout=DEADLINE, interval=0.05):
-    """Re-reads the host's stats (a shared memory page cella-lua updates, with no
-    event to wait on) until cond() holds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(interval)
+    """daemon_util.wait_for() at this file's deadline and pace (the host's stats: a shared memory page cella-lua updates, with no event to wait on)."""
+    return daemon_util.wait_for(what, cond, timeout=timeout, interval=interval)
 
 
 def shares(state, fg, bg, classes):
