@@ -63,6 +63,18 @@ static const CapabilityInfo catalogue[] = {
          "make HTTP requests to hosts matching the scope"},
         {"system.admin", 17, CAPABILITY_SIGNATURE, false, CAPABILITY_SCOPE_NONE, false, NULL,
          "administer cella itself (install, grant, stop other apps)"},
+        {"net.connect", 18, CAPABILITY_NORMAL, false, CAPABILITY_SCOPE_HOST_PORT, true,
+         "host:port; a name or an address, exact at the normal level; a host pattern "
+         "(*.example.com) makes the right dangerous",
+         "open connections through the kernel to the host and port of the scope"},
+        {"net.internet", 19, CAPABILITY_DANGEROUS, false, CAPABILITY_SCOPE_NONE, false, NULL,
+         "a network interface of the app's own that reaches any public address"},
+        {"net.listen", 20, CAPABILITY_DANGEROUS, false, CAPABILITY_SCOPE_PORT, true,
+         "a port of the host, 1-65535",
+         "expose an app port on that port of the host (port forwarding)"},
+        {"net.group", 21, CAPABILITY_NORMAL, false, CAPABILITY_SCOPE_NAME, true,
+         "the name of an app network: 1-32 bytes of a-z 0-9 _ -, starting with a-z, exact",
+         "join the app network of that name: an interface reaching the other apps that hold it"},
 };
 
 _Static_assert(ELEMENTSOF(catalogue) <= 64, "one bit per name in a CapabilityMask");
@@ -177,6 +189,21 @@ static bool root_is_valid(const char *s, size_t len)
         return true;
 }
 
+/* A port number 1..65535, decimal, no sign, no leading 0. */
+static bool port_is_valid(const char *s, size_t len)
+{
+        unsigned v = 0;
+
+        if (len == 0 || len > 5 || s[0] == '0')
+                return false;
+        for (size_t i = 0; i < len; i++) {
+                if (!is_digit(s[i]))
+                        return false;
+                v = v * 10 + (unsigned)(s[i] - '0');
+        }
+        return v <= 65535;
+}
+
 /* Checks scope s (len bytes) against kind's grammar. 0 or -EINVAL with *why. */
 static int scope_check(CapabilityScopeKind kind, const char *s, size_t len, const char **why)
 {
@@ -198,6 +225,18 @@ static int scope_check(CapabilityScopeKind kind, const char *s, size_t len, cons
         case CAPABILITY_SCOPE_ROOT:
                 if (!root_is_valid(s, len)) {
                         *why = "a root name is 1-32 bytes of a-z 0-9 _ -, starting with a-z";
+                        return -EINVAL;
+                }
+                return 0;
+        case CAPABILITY_SCOPE_NAME:
+                if (!root_is_valid(s, len)) {
+                        *why = "a network name is 1-32 bytes of a-z 0-9 _ -, starting with a-z";
+                        return -EINVAL;
+                }
+                return 0;
+        case CAPABILITY_SCOPE_PORT:
+                if (!port_is_valid(s, len)) {
+                        *why = "the port must be 1-65535";
                         return -EINVAL;
                 }
                 return 0;
@@ -241,7 +280,11 @@ bool capability_scope_match(CapabilityScopeKind kind, const char *pattern, const
                         return false;
                 return dotted_match(kind, pattern, phost, subject, shost);
         case CAPABILITY_SCOPE_ROOT:
+        case CAPABILITY_SCOPE_NAME:
                 return root_is_valid(pattern, plen) && plen == slen &&
+                       memcmp(pattern, subject, plen) == 0;
+        case CAPABILITY_SCOPE_PORT:
+                return port_is_valid(pattern, plen) && plen == slen &&
                        memcmp(pattern, subject, plen) == 0;
         case CAPABILITY_SCOPE_NONE:
                 break;

@@ -16,6 +16,8 @@
  *                        ("*.example.com" is one label deep, "**.example.com" any depth);
  *                        the port is a number or "*". Lowercase only; no IPv6 literals.
  *   fs roots             a root name, matched exactly (no globs).
+ *   ports, network names a port number (net.listen) or an app network's name
+ *                        (net.group), matched exactly (no globs).
  * The matcher is base/pattern.c's, shared with the bus (src/ipc): iterative with one
  * backtrack point per level (no recursion, no fnmatch); its work is bounded by the
  * pattern and subject lengths.
@@ -54,6 +56,8 @@ typedef enum CapabilityScopeKind {
         CAPABILITY_SCOPE_APP_ID,    /* app id pattern: manifest id labels, globs */
         CAPABILITY_SCOPE_HOST_PORT, /* host pattern ':' port or '*' */
         CAPABILITY_SCOPE_ROOT,      /* a named user-file root: [a-z][a-z0-9_-]*, exact */
+        CAPABILITY_SCOPE_PORT,      /* a port number 1-65535, exact */
+        CAPABILITY_SCOPE_NAME,      /* an app network's name: [a-z][a-z0-9_-]*, exact */
 } CapabilityScopeKind;
 
 /* One catalogue entry. */

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/macro.h"
 #include "policy/capability.h"
 
 #define DIFF_MAX 48 /* bytes of pattern and subject for the differential check */
@@ -72,7 +73,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
         static const CapabilityScopeKind kinds[] = {CAPABILITY_SCOPE_TOPIC, CAPABILITY_SCOPE_APP_ID,
                                                     CAPABILITY_SCOPE_HOST_PORT,
-                                                    CAPABILITY_SCOPE_ROOT};
+                                                    CAPABILITY_SCOPE_ROOT,
+                                                    CAPABILITY_SCOPE_PORT,
+                                                    CAPABILITY_SCOPE_NAME};
         CapabilityRight right;
         const char *why = NULL, *pattern, *subject;
         char *buf;
@@ -91,13 +94,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (capability_right_parse(pattern, &right, &why) < 0 && !why)
                 abort();
 
-        m = capability_scope_match(kinds[data[0] % 4], pattern, subject);
+        m = capability_scope_match(kinds[data[0] % ELEMENTSOF(kinds)], pattern, subject);
         /* A match means both sides passed the kind's syntax check: a pattern
          * covers itself. */
-        if (m && !capability_scope_match(kinds[data[0] % 4], pattern, pattern))
+        if (m && !capability_scope_match(kinds[data[0] % ELEMENTSOF(kinds)], pattern, pattern))
                 abort();
 
-        if (kinds[data[0] % 4] == CAPABILITY_SCOPE_TOPIC && strlen(pattern) <= DIFF_MAX &&
+        if (kinds[data[0] % ELEMENTSOF(kinds)] == CAPABILITY_SCOPE_TOPIC && strlen(pattern) <= DIFF_MAX &&
             strlen(subject) <= DIFF_MAX && !strchr(subject, '*') &&
             capability_scope_match(CAPABILITY_SCOPE_TOPIC, pattern, pattern) &&
             capability_scope_match(CAPABILITY_SCOPE_TOPIC, subject, subject)) {

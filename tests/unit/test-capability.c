@@ -65,6 +65,10 @@ START_TEST(test_catalogue)
                 {"sensors", CAPABILITY_DANGEROUS, false, CAPABILITY_SCOPE_NONE},
                 {"net.http", CAPABILITY_DANGEROUS, false, CAPABILITY_SCOPE_HOST_PORT},
                 {"system.admin", CAPABILITY_SIGNATURE, false, CAPABILITY_SCOPE_NONE},
+                {"net.connect", CAPABILITY_NORMAL, false, CAPABILITY_SCOPE_HOST_PORT},
+                {"net.internet", CAPABILITY_DANGEROUS, false, CAPABILITY_SCOPE_NONE},
+                {"net.listen", CAPABILITY_DANGEROUS, false, CAPABILITY_SCOPE_PORT},
+                {"net.group", CAPABILITY_NORMAL, false, CAPABILITY_SCOPE_NAME},
         };
         const CapabilityInfo *cat;
         CapabilityMask all = 0;
@@ -393,6 +397,33 @@ START_TEST(test_root_match)
 }
 END_TEST
 
+START_TEST(test_port_and_name_match)
+{
+        static const MatchCase ports[] = {
+                {"8080", "8080", true},  {"8080", "80", false},  {"80", "080", false},
+                {"*", "80", false},      {"65535", "65535", true}, {"65536", "65536", false},
+                {"0", "0", false},
+        };
+        static const MatchCase names[] = {
+                {"backend", "backend", true}, {"backend", "backend2", false},
+                {"back*", "backend", false},  {"Backend", "Backend", false},
+        };
+
+        check_cases(CAPABILITY_SCOPE_PORT, ports, ELEMENTSOF(ports));
+        check_cases(CAPABILITY_SCOPE_NAME, names, ELEMENTSOF(names));
+        ck_assert_int_eq(capability_right_parse("net.listen:8080", &(CapabilityRight){}, NULL), 0);
+        ck_assert_int_eq(capability_right_parse("net.listen:0", &(CapabilityRight){}, NULL),
+                         -EINVAL);
+        ck_assert_int_eq(capability_right_parse("net.listen", &(CapabilityRight){}, NULL), -EINVAL);
+        ck_assert_int_eq(capability_right_parse("net.group:web", &(CapabilityRight){}, NULL), 0);
+        ck_assert_int_eq(capability_right_parse("net.group:Web", &(CapabilityRight){}, NULL),
+                         -EINVAL);
+        ck_assert_int_eq(capability_right_parse("net.internet", &(CapabilityRight){}, NULL), 0);
+        ck_assert_int_eq(capability_right_parse("net.internet:x", &(CapabilityRight){}, NULL),
+                         -EINVAL);
+}
+END_TEST
+
 static CapabilityRight right(const char *text)
 {
         CapabilityRight r;
@@ -688,6 +719,7 @@ int main(void)
         tcase_add_test(tc, test_app_id_match);
         tcase_add_test(tc, test_host_match);
         tcase_add_test(tc, test_root_match);
+        tcase_add_test(tc, test_port_and_name_match);
         tcase_add_test(tc, test_covers);
         tcase_add_test(tc, test_mask);
         tcase_add_test(tc, test_check_manifest);
