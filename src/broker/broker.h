@@ -256,3 +256,36 @@ void broker_app_stats(const BrokerApp *app, BrokerAppStats *ret);
  * frames and fds. Any output may be NULL. For tests and `cella ps`. */
 void broker_app_outq_stats(const BrokerApp *app, size_t *ret_bytes, unsigned *ret_frames,
                            unsigned *ret_fds);
+
+/* ---- network egress (docs/network.md; calls/net.c) ---------------------------------- */
+
+/* One outbound connection an app asks for, by net.connect or through its proxy. */
+typedef struct BrokerNetRequest {
+        const char *host; /* a DNS name or an address literal (IPv6 with or without []) */
+        uint16_t port;    /* 1..65535 */
+        bool udp;         /* false: TCP */
+        const char *via;  /* for the audit record: "call", "proxy" */
+        /* Written before the relay moves anything (NetRelayPair's prefixes): to the
+         * peer (a proxy's rewritten request head) and to the app (a proxy's reply). */
+        const void *to_peer;
+        size_t n_to_peer;
+        const void *to_app;
+        size_t n_to_app;
+} BrokerNetRequest;
+
+/* The outcome, on the loop, exactly once, never before broker_net_connect() returned:
+ * error 0 (connected; address is the numeric address reached) or -errno as
+ * NetConnectRequest's (cella.proto) with why, one English sentence for the app. */
+typedef void (*BrokerNetDone)(void *userdata, int error, const char *why, const char *address);
+
+/*
+ * Connects the attached app app_id to req's host and port under its net.connect
+ * rights, exactly as the net.connect call does (the right check, one resolution,
+ * every address vetted, the app's limits, the audit record, a handle that revoking
+ * the right closes), and relays between app_fd (taken: the app's end, e.g. a
+ * connection accepted by its proxy) and the connection. Returns 0 (done will be
+ * called) or -ESRCH (no such app attached), -EINVAL; then done is not called and
+ * app_fd is closed.
+ */
+int broker_net_connect(Broker *b, const char *app_id, const BrokerNetRequest *req, int app_fd,
+                       BrokerNetDone done, void *userdata);
