@@ -136,21 +136,20 @@ int cli_net(int argc, char **argv)
         size_t i;
         int code;
 
-        if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
-                net_usage(argc < 2 ? stderr : stdout);
-                return argc < 2 ? CELLA_EXIT_USAGE : 0;
+        /* Options anywhere (GNU getopt permutes): the operands are SUBCOMMAND [NAME]. */
+        if (!cli_parse_common_options(argc, argv, net_usage, &state_dir, &json, &code))
+                return code;
+        if (optind >= argc) {
+                log_error("net: missing subcommand (ls, inspect); see 'cella net --help'");
+                return CELLA_EXIT_USAGE;
         }
-        sub = argv[1];
+        sub = argv[optind++];
         if (strcmp(sub, "ls") != 0 && strcmp(sub, "list") != 0 && strcmp(sub, "inspect") != 0) {
                 log_error("net: unknown subcommand '%s' (ls, inspect); see 'cella net --help'",
                           sub);
                 return CELLA_EXIT_USAGE;
         }
         inspect = strcmp(sub, "inspect") == 0;
-        argc--;
-        argv++;
-        if (!cli_parse_common_options(argc, argv, net_usage, &state_dir, &json, &code))
-                return code;
         if (inspect) {
                 if (argc - optind != 1) {
                         log_error("net inspect: takes one network NAME; see 'cella net --help'");
