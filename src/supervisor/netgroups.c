@@ -181,6 +181,27 @@ void instance_net_starting(Instance *inst, int pidfd)
         instance_net_sync(inst, pidfd, true);
 }
 
+void instance_net_adopted(Instance *inst)
+{
+        const Manifest *m = inst->manifest;
+        const Sandbox *sb = inst->run.sandbox;
+        _cleanup_free_ char *path = NULL;
+        NetGroups *g;
+        int r;
+
+        if (inst->group || !netgroups_wanted(m) || !sb || sb->pidfd < 0)
+                return;
+        g = groups_get(inst->sup);
+        if (!g)
+                return;
+        /* The same file as the last kernel's (never unlinked while the app runs): the
+         * app's bind shows what is written now. */
+        r = netgroups_hosts_file(g, m->id, m->id, &path);
+        if (r < 0)
+                log_warning_errno(r, "cannot rewrite the /etc/hosts of %s: %m", m->id);
+        instance_net_sync(inst, sb->pidfd, false);
+}
+
 void instance_net_stopped(Instance *inst)
 {
         Supervisor *s = inst->sup;

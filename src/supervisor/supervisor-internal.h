@@ -348,6 +348,9 @@ int instance_net_hosts(Instance *inst, char **ret_path);
  * audited; the app runs on without that network). Needs supervisor_ready() and
  * instance_install() done. */
 void instance_net_starting(Instance *inst, int pidfd);
+/* inst was adopted from an earlier kernel (adopt.c): its networks died with that
+ * kernel's hubs; it joins them again, and its hosts file is rewritten in place. */
+void instance_net_adopted(Instance *inst);
 /* Once inst's run ended: leaves every network (the interface's deletion goes to the
  * threadpool: never a wait) and forgets its hosts file. */
 void instance_net_stopped(Instance *inst);

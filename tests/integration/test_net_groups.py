@@ -11,6 +11,7 @@ socket) running as apps, or through `cella exec` inside an app's sandbox."""
 import json
 import os
 import re
+import signal
 import subprocess
 import textwrap
 from pathlib import Path
@@ -365,3 +366,24 @@ def test_range_from_cellad_conf(tmp_path, lab):
         wait_log_line(d, SRV, SERVING)
         n = networks(state)["web"]
         assert n["subnet"] == "192.168.77.0/28" and n["members"][0]["address"] == "192.168.77.2"
+
+
+def test_reexec_rejoins_the_adopted_apps(web):
+    """SIGHUP re-executes cellad; its hubs die with the old image's fds, and the new one
+    puts the adopted members back on their networks: same /etc/hosts file (the app's
+    bind), a new interface, the server reached again by name."""
+    state, d, root = web
+    old = networks(state)["web"]["hub"]["netns_inode"]
+    d.send(signal.SIGHUP)
+    wait_for("the re-executed cellad's adoption",
+             lambda: "adopted 2 app(s) left running by an earlier cellad" in d.log())
+    n = wait_for("the network made again",
+                 lambda: len(networks(state).get("web", {}).get("members", [])) == 2 and
+                 networks(state)["web"])
+    assert n["hub"]["netns_inode"] != old
+    assert netns_holders(old) == []
+    assert links(state, CLI) == ["cg-web", "lo"]
+    assert probe(state, CLI, SRV) == f"OK {MARK}"
+    hosts = ex(state, CLI, "cat", "/etc/hosts")
+    for m in n["members"]:
+        assert f"{m['address']}\t{m['app']} {m['app']}.web" in hosts, hosts
