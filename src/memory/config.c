@@ -158,7 +158,9 @@ static int parse_ipv4_range(const char *text, uint32_t min, uint32_t max, uint32
                 return -EINVAL;
         errno = 0;
         prefix = strtoul(slash + 1, &end, 10);
-        if (!slash[1] || *end || errno || prefix < min || prefix > max) {
+        if (!slash[1] || *end || errno)
+                return -EINVAL;
+        if (prefix < min || prefix > max) {
                 *why = "the prefix length is out of range (8-30)";
                 return -EINVAL;
         }
