@@ -425,6 +425,19 @@ int netgroups_join(NetGroups *g, const char *app_id, int pidfd, const char *netw
                 goto fail;
         }
         r = rtnl_veth_new(n->rtnl, hub_if, m.ifname, app_ns);
+        if (r == -EEXIST) {
+                /* The app's namespace still has an interface of that name: one of an
+                 * earlier kernel's (an adopted app), whose hub the kernel is still
+                 * tearing down on its workqueue. Only cellad makes links there (the app
+                 * cannot): deleted, and made again. */
+                idx = rtnl_link_index(app_rtnl, m.ifname);
+                if (idx > 0) {
+                        r = rtnl_link_del(app_rtnl, idx);
+                        if (r >= 0 || r == -ENODEV)
+                                r = rtnl_veth_new(n->rtnl, hub_if, m.ifname, app_ns);
+                } else
+                        r = -EEXIST;
+        }
         if (r < 0) {
                 *ret_why = r == -EOPNOTSUPP ? "no veth driver in this kernel"
                                             : "cannot make the veth pair";

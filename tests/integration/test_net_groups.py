@@ -377,9 +377,13 @@ def test_reexec_rejoins_the_adopted_apps(web):
     d.send(signal.SIGHUP)
     wait_for("the re-executed cellad's adoption",
              lambda: "adopted 2 app(s) left running by an earlier cellad" in d.log())
-    n = wait_for("the network made again",
-                 lambda: len(networks(state).get("web", {}).get("members", [])) == 2 and
-                 networks(state)["web"])
+    try:
+        n = wait_for("the network made again",
+                     lambda: len(networks(state).get("web", {}).get("members", [])) == 2 and
+                     networks(state)["web"], timeout=20)
+    except BaseException:
+        print(d.log()[-4000:], networks(state))
+        raise
     assert n["hub"]["netns_inode"] != old
     assert netns_holders(old) == []
     assert links(state, CLI) == ["cg-web", "lo"]
