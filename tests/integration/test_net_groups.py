@@ -62,6 +62,7 @@ def _app(root, app_id, script, permissions, files=None):
     (d / "main.sh").write_text("#!/bin/sh\n" + script)
     os.chmod(d / "main.sh", 0o755)
     (d / "probe.py").write_text(PROBE)
+    (d / "attempts.py").write_text(ATTEMPTS)
     for name, text in (files or {}).items():
         (d / name).write_text(text)
     for p in (root, d):
@@ -411,3 +412,65 @@ def test_reexec_rejoins_the_adopted_apps(web):
     hosts = ex(state, CLI, "cat", "/etc/hosts")
     for m in n["members"]:
         assert f"{m['address']}\t{m['app']} {m['app']}.web" in hosts, hosts
+
+
+# Every way a member might take over its interface or speak as another member; each
+# must fail. Prints "<what>: REFUSED <errno name>" or "<what>: DONE".
+ATTEMPTS = textwrap.dedent("""\
+    import errno, fcntl, socket, struct, sys
+    peer = sys.argv[1]
+    def attempt(what, fn):
+        try:
+            fn()
+            print(f"{what}: DONE")
+        except OSError as e:
+            print(f"{what}: REFUSED {errno.errorcode.get(e.errno, e.errno)}")
+    def ifreq_flags(flags):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        fcntl.ioctl(s, 0x8914, struct.pack("16sH14x", b"cg-web", flags))  # SIOCSIFFLAGS
+    def ifreq_addr():
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sin = struct.pack("HH4s8x", socket.AF_INET, 0, socket.inet_aton(peer))
+        fcntl.ioctl(s, 0x8916, struct.pack("16s", b"cg-web") + sin)  # SIOCSIFADDR
+    def forwarding():
+        with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+            f.write("1")
+    def transparent():
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_IP, 19, 1)  # IP_TRANSPARENT
+    def spoof_udp():
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_IP, 15, 1)  # IP_FREEBIND: bind to the peer's address
+        s.bind((peer, 0))
+        s.sendto(b"from the peer, honest", (peer, 9))
+    attempt("take the peer's address (SIOCSIFADDR)", ifreq_addr)
+    attempt("bring cg-web down (SIOCSIFFLAGS)", lambda: ifreq_flags(0))
+    attempt("make cg-web promiscuous (SIOCSIFFLAGS)", lambda: ifreq_flags(0x1 | 0x40 | 0x100))
+    attempt("turn on forwarding", forwarding)
+    attempt("IP_TRANSPARENT", transparent)
+    attempt("send UDP from the peer's address (IP_FREEBIND)", spoof_udp)
+    attempt("open a packet socket", lambda: socket.socket(17, socket.SOCK_RAW, 0))
+    attempt("open a raw IP socket", lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, 1))
+    """)
+
+
+def test_a_member_cannot_take_over_its_interface_or_speak_as_another(web):
+    """Real attempts from inside a member: ioctls and route netlink on its interface,
+    forwarding, transparent and free-bind sockets sending from a peer's address,
+    packet and raw sockets: each refused (the namespace is cellad's, the app has no
+    capability over it), and `ip` run inside fails the same way."""
+    state, d, root = web
+    srv = member(state, "web", SRV)["address"]
+    out = ex(state, CLI, "python3", "/app/attempts.py", srv)
+    lines = out.strip().splitlines()
+    assert len(lines) == 8, out
+    assert all(": REFUSED " in l for l in lines), out
+    for cmd in (["ip", "addr", "add", f"{srv}/24", "dev", "cg-web"],
+                ["ip", "link", "set", "cg-web", "down"],
+                ["ip", "route", "add", "default", "dev", "cg-web"],
+                ["ip", "link", "add", "x", "type", "bridge"]):
+        p = cella(state, "exec", CLI, "--", *cmd)
+        assert p.returncode != 0 and "Operation not permitted" in p.stderr, (cmd, p.stderr)
+    # And it all stands: the same address, the server still reached.
+    assert member(state, "web", CLI)["address"] != srv
+    assert probe(state, CLI, SRV) == f"OK {MARK}"
