@@ -16,10 +16,12 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "base/log.h"
 #include "base/macro.h"
 #include "net/rtnl.h"
 
@@ -125,6 +127,23 @@ static int req_do(int fd, Req *r, bool wait)
         }
 }
 
+/*
+ * Returns the calling thread to its own network namespace (self: an fd of it, opened
+ * before it left). If that fails the thread would go on in an app's or a hub's
+ * namespace, and every socket it made later (a control connection, an app's egress)
+ * would be there: cellad aborts instead. Never expected: the namespace is cellad's
+ * own, and cellad is root of the user namespace that owns it.
+ */
+static void back_home(int self)
+{
+        if (setns(self, CLONE_NEWNET) < 0) {
+                log_error_errno(negative_errno(),
+                                "cannot return to cellad's own network namespace: %m; "
+                                "aborting rather than go on in another");
+                abort();
+        }
+}
+
 int rtnl_open_in(int ns_fd, int *ret_ns_fd)
 {
         _cleanup_close_ int self = -EBADF, sock = -EBADF, nsfd = -EBADF;
@@ -146,8 +165,8 @@ int rtnl_open_in(int ns_fd, int *ret_ns_fd)
                 if (nsfd < 0)
                         r = negative_errno();
         }
-        if (self >= 0 && setns(self, CLONE_NEWNET) < 0)
-                return -EIO;
+        if (self >= 0)
+                back_home(self);
         if (r < 0)
                 return r;
         if (bind(sock, (struct sockaddr *)&sa, sizeof sa) < 0)
@@ -169,10 +188,7 @@ int rtnl_netns_new(void)
         fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
         if (fd < 0)
                 r = negative_errno();
-        if (setns(self, CLONE_NEWNET) < 0) {
-                safe_close(fd);
-                return -EIO;
-        }
+        back_home(self);
         return r < 0 ? r : fd;
 }
 

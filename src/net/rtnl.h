@@ -23,8 +23,9 @@
  * An rtnetlink socket in the network namespace ns_fd names (an nsfs fd, or a pidfd:
  * its process's network namespace, setns(2)); ns_fd < 0: the caller's. If
  * ret_ns_fd is not NULL, *ret_ns_fd gets an nsfs fd of that namespace (for
- * IFLA_NET_NS_FD). Returns the socket (close it) or -errno; -EIO if the thread
- * could not return to its namespace (never expected: the caller's own).
+ * IFLA_NET_NS_FD). Returns the socket (close it) or -errno. If the thread cannot
+ * return to its own namespace (never expected: the caller's own), the process
+ * aborts rather than go on in another.
  */
 int rtnl_open_in(int ns_fd, int *ret_ns_fd);
 
