@@ -136,6 +136,17 @@ def processes():
     return out
 
 
+def audit(state, app_id):
+    """The audit records of app_id so far (docs/audit.md)."""
+    out = []
+    for f in sorted((Path(state) / "audit").glob("log.*.jsonl")):
+        for line in f.read_text().splitlines():
+            rec = json.loads(line)
+            if rec.get("app") == app_id:
+                out.append(rec)
+    return out
+
+
 def netns_holders(inode):
     """Every /proc/PID/ns/net and /proc/PID/fd/N naming network namespace inode."""
     want = f"net:[{inode}]"
@@ -280,6 +291,12 @@ def test_revoke_takes_the_interface_away_at_once(web):
     assert CLI not in ex(state, SRV, "cat", "/etc/hosts")
     assert member(state, "web", CLI) is None
     assert "left app network web: its net.group right was revoked" in d.log()
+    wait_for("the revoke's audit record", lambda: [
+        r for r in audit(state, CLI) if r["event"] == "grant" and
+        r.get("what") == "net-group-left" and r.get("network") == "web" and
+        r.get("reason") == "revoked"])
+    assert [r for r in audit(state, CLI) if r.get("what") == "net-group-joined" and
+            r["network"] == "web" and r["at_start"] is True]
 
     p = cella(state, "grant", CLI, "net.group:web")
     assert p.returncode == 0, p.stdout + p.stderr
