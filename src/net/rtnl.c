@@ -176,6 +176,30 @@ int rtnl_open_in(int ns_fd, int *ret_ns_fd)
         return TAKE_FD(sock);
 }
 
+/*
+ * In a namespace just made: no IPv6 on any link made there (disable_ipv6 in "all" and
+ * "default", ip-sysctl.rst), so that a hub holds no address at all, not even a
+ * link-local one. /proc/sys/net shows the calling thread's namespace. A kernel
+ * without IPv6 has no such files: nothing to turn off.
+ */
+static int no_ipv6_here(void)
+{
+        static const char *const paths[] = {
+                "/proc/sys/net/ipv6/conf/all/disable_ipv6",
+                "/proc/sys/net/ipv6/conf/default/disable_ipv6",
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(paths); i++) {
+                _cleanup_close_ int fd = open(paths[i], O_WRONLY | O_CLOEXEC);
+
+                if (fd < 0 && errno == ENOENT)
+                        continue;
+                if (fd < 0 || write(fd, "1", 1) != 1)
+                        return negative_errno();
+        }
+        return 0;
+}
+
 int rtnl_netns_new(void)
 {
         _cleanup_close_ int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
@@ -188,6 +212,10 @@ int rtnl_netns_new(void)
         fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
         if (fd < 0)
                 r = negative_errno();
+        else
+                r = no_ipv6_here();
+        if (r < 0)
+                fd = safe_close(fd);
         back_home(self);
         return r < 0 ? r : fd;
 }

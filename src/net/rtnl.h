@@ -32,7 +32,8 @@ int rtnl_open_in(int ns_fd, int *ret_ns_fd);
 /*
  * A new network namespace, made by the calling thread with unshare(2) and left at
  * once: the thread is back in its own before this returns. Its loopback stays down
- * (nothing runs there). Returns an nsfs fd (the namespace lives while some fd or
+ * (nothing runs there), and IPv6 is off for every link made in it (no address at
+ * all, not even link-local). Returns an nsfs fd (the namespace lives while some fd or
  * process holds it) or -errno.
  */
 int rtnl_netns_new(void);

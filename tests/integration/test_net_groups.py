@@ -277,6 +277,28 @@ def test_nothing_outside_the_group_reaches_it(web, lab):
         lab_srv.wait()
 
 
+def test_the_hub_holds_only_the_bridge_and_no_address(web, lab):
+    """The hub namespace, entered through cellad's own fd to it: the bridge and one
+    veth end per member, up; no address of any kind (IPv4, IPv6 link-local), no route,
+    loopback down."""
+    state, d, root = web
+    inode = networks(state)["web"]["hub"]["netns_inode"]
+    fds = [h for h in netns_holders(inode) if h.startswith(f"/proc/{d.proc.pid}/fd/")]
+    assert len(fds) == 1, fds
+
+    def hub(*cmd):
+        return subprocess.run(["nsenter", f"--net={fds[0]}", "--", *cmd], capture_output=True,
+                              text=True, check=True).stdout
+
+    names = sorted(l.split(":")[1].strip().split("@")[0] for l in hub("ip", "-o", "link")
+                   .splitlines())
+    assert names == ["br0", "lo", "v0", "v1"], names
+    assert "master br0" in hub("ip", "-o", "link", "show", "v0")
+    assert "state DOWN" in hub("ip", "-o", "link", "show", "lo")
+    assert hub("ip", "-o", "addr").strip() == "", hub("ip", "-o", "addr")
+    assert hub("ip", "route").strip() == "" and hub("ip", "-6", "route").strip() == ""
+
+
 def test_revoke_takes_the_interface_away_at_once(web):
     """`cella revoke` returns once the interface is gone: the app has no cg-web, its
     connection attempts fail, the others' /etc/hosts no longer name it; a grant
