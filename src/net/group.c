@@ -697,6 +697,30 @@ json_t *netgroups_json(NetGroups *g, const char *network)
         return a;
 }
 
+json_t *netgroups_app_json(NetGroups *g, const char *app_id)
+{
+        json_t *a = json_array();
+
+        for (size_t i = 0; a && g && i < g->n_nets; i++) {
+                const Network *n = g->nets[i];
+
+                for (size_t j = 0; j < n->n_members; j++) {
+                        char addr[INET_ADDRSTRLEN];
+
+                        if (strcmp(n->members[j].app, app_id) != 0)
+                                continue;
+                        format_addr(n->members[j].addr, addr);
+                        if (json_array_append_new(
+                                    a, json_pack("{s:s, s:s, s:s}", "network", n->name, "address",
+                                                 addr, "interface", n->members[j].ifname)) < 0) {
+                                json_decref(a);
+                                return NULL;
+                        }
+                }
+        }
+        return a;
+}
+
 void netgroups_stats(NetGroups *g, NetGroupsStats *ret)
 {
         *ret = g ? g->st : (NetGroupsStats){};

@@ -115,6 +115,10 @@ char **netgroups_of(NetGroups *g, const char *app_id);
  */
 json_t *netgroups_json(NetGroups *g, const char *network);
 
+/* app_id's memberships as JSON: [{"network", "address", "interface"}] (an empty array
+ * when it is in none; g NULL: none). NULL: out of memory. */
+json_t *netgroups_app_json(NetGroups *g, const char *app_id);
+
 /* Timings, for `cella net inspect` and bench/net-groups: microseconds. */
 typedef struct NetGroupsStats {
         uint64_t joins, leaves, hubs_made, hubs_freed;

@@ -207,6 +207,10 @@ def test_members_talk_by_app_id(web):
         assert f"{srv['address']}\t{SRV} {SRV}.web" in hosts, hosts
         assert f"{cli['address']}\t{CLI} {CLI}.web" in hosts, hosts
         assert links(state, app) == ["cg-web", "lo"]
+    insp = json.loads(cella(state, "inspect", "--json", CLI).stdout)
+    assert insp["networks"] == [{"network": "web", "address": cli["address"],
+                                 "interface": "cg-web"}], insp["networks"]
+    assert json.loads(cella(state, "inspect", "--json", OUT).stdout).get("networks", []) == []
     assert probe(state, CLI, SRV) == f"OK {MARK}"
     assert probe(state, CLI, f"{SRV}.web") == f"OK {MARK}"
     out = ex(state, CLI, "curl", "-sS", "--max-time", "10", f"http://{SRV}:{PORT}/index.html")
