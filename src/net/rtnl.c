@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "base/log.h"
@@ -27,6 +28,11 @@
 
 /* Big enough for every request below and for an error answer quoting one. */
 #define RTNL_BUF 1024
+/* An answer to RTM_GETLINK (one link's message, without its statistics). */
+#define RTNL_ANSWER_MAX (32 * 1024)
+/* How long a request waits for the kernel's answer before it fails (ETIMEDOUT): the
+ * kernel always answers an NLM_F_ACK request, this only bounds the unexpected. */
+#define RTNL_TIMEOUT_S 5
 
 /* Sequence numbers of requests, for matching answers; only the loop thread and the
  * threadpool's deletions use them, each on its own socket, so a race only repeats a
@@ -97,7 +103,7 @@ static void nest_end(Req *r, struct rtattr *a)
 static int req_do(int fd, Req *r, bool wait)
 {
         struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
-        char ans[RTNL_BUF * 2];
+        char ans[RTNL_BUF * 2]; /* an ACK, or an error quoting our request */
 
         if (r->overflow)
                 return -ENOBUFS;
@@ -108,10 +114,12 @@ static int req_do(int fd, Req *r, bool wait)
         if (!wait)
                 return 0;
         for (;;) {
-                ssize_t n = RETRY_EINTR(recv(fd, ans, sizeof ans, 0));
+                ssize_t n = RETRY_EINTR(recv(fd, ans, sizeof ans, MSG_TRUNC));
 
                 if (n < 0)
-                        return negative_errno();
+                        return errno == EAGAIN ? -ETIMEDOUT : negative_errno();
+                if ((size_t)n > sizeof ans)
+                        continue; /* not an answer of ours: they are small */
                 for (struct nlmsghdr *h = (struct nlmsghdr *)ans; NLMSG_OK(h, (size_t)n);
                      h = NLMSG_NEXT(h, n)) {
                         if (h->nlmsg_seq != r->h.nlmsg_seq)
@@ -171,6 +179,9 @@ int rtnl_open_in(int ns_fd, int *ret_ns_fd)
                 return r;
         if (bind(sock, (struct sockaddr *)&sa, sizeof sa) < 0)
                 return negative_errno();
+        if (setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &(struct timeval){.tv_sec = RTNL_TIMEOUT_S},
+                       sizeof(struct timeval)) < 0)
+                return negative_errno();
         if (ret_ns_fd)
                 *ret_ns_fd = TAKE_FD(nsfd);
         return TAKE_FD(sock);
@@ -223,12 +234,14 @@ int rtnl_netns_new(void)
 int rtnl_link_index(int rtnl, const char *name)
 {
         struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC};
-        char ans[RTNL_BUF * 4];
+        _cleanup_free_ char *ans = malloc(RTNL_ANSWER_MAX); /* a bridge's link: ~2 KiB */
         ssize_t n;
         Req r;
 
         if (!name || strlen(name) >= IFNAMSIZ)
                 return -EINVAL;
+        if (!ans)
+                return -ENOMEM;
         req_init(&r, RTM_GETLINK, 0, &ifi, sizeof ifi);
         r.h.nlmsg_flags &= ~NLM_F_ACK;
         r.h.nlmsg_seq = ++rtnl_seq;
@@ -239,9 +252,11 @@ int rtnl_link_index(int rtnl, const char *name)
         if (RETRY_EINTR(send(rtnl, r.buf, r.h.nlmsg_len, 0)) < 0)
                 return negative_errno();
         for (;;) {
-                n = RETRY_EINTR(recv(rtnl, ans, sizeof ans, 0));
+                n = RETRY_EINTR(recv(rtnl, ans, RTNL_ANSWER_MAX, MSG_TRUNC));
                 if (n < 0)
-                        return negative_errno();
+                        return errno == EAGAIN ? -ETIMEDOUT : negative_errno();
+                if (n > RTNL_ANSWER_MAX)
+                        return -EMSGSIZE;
                 for (struct nlmsghdr *h = (struct nlmsghdr *)ans; NLMSG_OK(h, (size_t)n);
                      h = NLMSG_NEXT(h, n)) {
                         if (h->nlmsg_seq != r.h.nlmsg_seq)
