@@ -100,7 +100,7 @@ static void nest_end(Req *r, struct rtattr *a)
 }
 
 /* Sends r and waits for its acknowledgement. Returns 0 or the kernel's -errno. */
-static int req_do(int fd, Req *r, bool wait)
+static int req_do(int fd, Req *r)
 {
         struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
         char ans[RTNL_BUF * 2]; /* an ACK, or an error quoting our request */
@@ -111,8 +111,6 @@ static int req_do(int fd, Req *r, bool wait)
         if (RETRY_EINTR(sendto(fd, r->buf, r->h.nlmsg_len, 0, (struct sockaddr *)&kernel,
                                sizeof kernel)) < 0)
                 return negative_errno();
-        if (!wait)
-                return 0;
         for (;;) {
                 ssize_t n = RETRY_EINTR(recv(fd, ans, sizeof ans, MSG_TRUNC));
 
@@ -260,7 +258,7 @@ int rtnl_link_index(int rtnl, const char *name)
                 for (struct nlmsghdr *h = (struct nlmsghdr *)ans; NLMSG_OK(h, (size_t)n);
                      h = NLMSG_NEXT(h, n)) {
                         if (h->nlmsg_seq != r.h.nlmsg_seq)
-                                continue; /* a late answer to rtnl_link_del_nowait() */
+                                continue; /* not the answer to this request */
                         if (h->nlmsg_type == NLMSG_ERROR) {
                                 const struct nlmsgerr *e = NLMSG_DATA(h);
 
@@ -291,7 +289,7 @@ int rtnl_bridge_new(int rtnl, const char *name)
         attr_u32(&r, IFLA_BR_STP_STATE, 0);
         nest_end(&r, data);
         nest_end(&r, info);
-        k = req_do(rtnl, &r, true);
+        k = req_do(rtnl, &r);
         if (k < 0)
                 return k;
         return rtnl_link_index(rtnl, name);
@@ -315,7 +313,7 @@ int rtnl_veth_new(int rtnl, const char *name, const char *peer, int peer_ns_fd)
         nest_end(&r, p);
         nest_end(&r, data);
         nest_end(&r, info);
-        k = req_do(rtnl, &r, true);
+        k = req_do(rtnl, &r);
         if (k < 0)
                 return k;
         return rtnl_link_index(rtnl, name);
@@ -334,7 +332,7 @@ int rtnl_link_up(int rtnl, int ifindex, int master)
         req_init(&r, RTM_NEWLINK, 0, &ifi, sizeof ifi);
         if (master > 0)
                 attr_u32(&r, IFLA_MASTER, (uint32_t)master);
-        return req_do(rtnl, &r, true);
+        return req_do(rtnl, &r);
 }
 
 int rtnl_addr_add(int rtnl, int ifindex, uint32_t addr_be, unsigned prefix)
@@ -353,10 +351,10 @@ int rtnl_addr_add(int rtnl, int ifindex, uint32_t addr_be, unsigned prefix)
         req_init(&r, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, &ifa, sizeof ifa);
         (void)attr_put(&r, IFA_LOCAL, &addr_be, sizeof addr_be);
         (void)attr_put(&r, IFA_ADDRESS, &addr_be, sizeof addr_be);
-        return req_do(rtnl, &r, true);
+        return req_do(rtnl, &r);
 }
 
-static int link_del(int rtnl, int ifindex, bool wait)
+int rtnl_link_del(int rtnl, int ifindex)
 {
         struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC, .ifi_index = ifindex};
         Req r;
@@ -364,23 +362,5 @@ static int link_del(int rtnl, int ifindex, bool wait)
         if (ifindex <= 0)
                 return -EINVAL;
         req_init(&r, RTM_DELLINK, 0, &ifi, sizeof ifi);
-        return req_do(rtnl, &r, wait);
-}
-
-int rtnl_link_del(int rtnl, int ifindex)
-{
-        return link_del(rtnl, ifindex, true);
-}
-
-int rtnl_link_del_nowait(int rtnl, int ifindex)
-{
-        return link_del(rtnl, ifindex, false);
-}
-
-void rtnl_drain(int rtnl)
-{
-        char buf[RTNL_BUF];
-
-        while (recv(rtnl, buf, sizeof buf, MSG_DONTWAIT) > 0)
-                ;
+        return req_do(rtnl, &r);
 }

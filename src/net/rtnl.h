@@ -64,11 +64,3 @@ int rtnl_addr_add(int rtnl, int ifindex, uint32_t addr_be, unsigned prefix);
 /* Deletes link ifindex (a veth: its peer goes with it). Returns 0 or -errno (-ENODEV
  * gone already). */
 int rtnl_link_del(int rtnl, int ifindex);
-
-/* Sends the deletion of ifindex and returns without reading the answer (the
- * kernel still does the work inside the send: see rtnl_link_del()). Returns 0 or -errno. */
-int rtnl_link_del_nowait(int rtnl, int ifindex);
-
-/* Reads and drops every answer waiting on rtnl (after rtnl_link_del_nowait()),
- * without blocking. */
-void rtnl_drain(int rtnl);
