@@ -803,7 +803,7 @@ int instance_start(Instance *inst)
         r = instance_may_start(inst);
         if (r != 0)
                 return r == 1 ? 0 : r;
-        if (instance_net_refuse_packed(inst) < 0) {
+        if (netgroups_refuse_packed(inst->sup, inst->manifest, &inst->error) < 0) {
                 sandboxed_report_failed(&inst->run, &inst->error);
                 instance_failed(inst);
                 return -EOPNOTSUPP;

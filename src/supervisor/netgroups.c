@@ -59,23 +59,21 @@ static NetGroups *groups_get(Supervisor *s)
         return s->netgroups;
 }
 
-int instance_net_refuse_packed(Instance *inst)
+int netgroups_refuse_packed(Supervisor *s, const Manifest *m, SupervisorError *err)
 {
-        const Manifest *m = inst->manifest;
-
-        if (!inst->group || !netgroups_wanted(m))
+        if (m->isolation != MANIFEST_ISOLATION_PACKED || !netgroups_wanted(m))
                 return 0;
-        log_error("cannot start %s: it asks for net.group, which gives an app an interface in "
+        log_error("%s cannot run: it asks for net.group, which gives an app an interface in "
                   "its own network namespace, but it is packed into the Lua host of group '%s', "
                   "whose apps share one (docs/network.md, \"App networks\"): remove \"group\" "
-                  "from its manifest to give it a sandbox of its own, or the net.group "
-                  "permission",
-                  m->id, m->group);
-        supervisor_audit(inst->sup, m->id, AUDIT_EVENT_LIFECYCLE,
+                  "and \"isolation\" from its manifest to give it a sandbox of its own, or the "
+                  "net.group permission",
+                  m->id, m->group ?: "");
+        supervisor_audit(s, m->id, AUDIT_EVENT_LIFECYCLE,
                          json_pack("{s:s, s:s, s:s}", "what", "start-refused", "reason",
                                    "net.group needs a sandbox of its own (packed)", "group",
-                                   m->group));
-        return supervisor_error(&inst->error, SUPERVISOR_STEP_MANIFEST, EOPNOTSUPP,
+                                   m->group ?: ""));
+        return supervisor_error(err, SUPERVISOR_STEP_MANIFEST, EOPNOTSUPP,
                                 "net.group in a packed group");
 }
 
@@ -86,7 +84,7 @@ int instance_net_hosts(Instance *inst, char **ret_path)
         int r;
 
         *ret_path = NULL;
-        if (inst->group || !netgroups_wanted(m))
+        if (inst->group || m->isolation == MANIFEST_ISOLATION_PACKED || !netgroups_wanted(m))
                 return 0;
         g = groups_get(inst->sup);
         if (!g)
@@ -137,7 +135,8 @@ static void instance_net_sync(Instance *inst, int pidfd, bool starting)
         _cleanup_strv_free_ char **want = NULL, **have = NULL;
         NetGroups *g;
 
-        if (inst->group || pidfd < 0 || !netgroups_wanted(m))
+        if (inst->group || m->isolation == MANIFEST_ISOLATION_PACKED || pidfd < 0 ||
+            !netgroups_wanted(m))
                 return;
         g = groups_get(s);
         if (!g)
@@ -189,7 +188,8 @@ void instance_net_adopted(Instance *inst)
         NetGroups *g;
         int r;
 
-        if (inst->group || !netgroups_wanted(m) || !sb || sb->pidfd < 0)
+        if (inst->group || m->isolation == MANIFEST_ISOLATION_PACKED || !netgroups_wanted(m) ||
+            !sb || sb->pidfd < 0)
                 return;
         g = groups_get(inst->sup);
         if (!g)

@@ -337,9 +337,10 @@ json_t *instance_record(const Instance *inst);
 #define SUPERVISOR_NET_DIR "net"
 /* Whether m asks for any net.group right (its hosts file is then bound at /etc/hosts). */
 bool netgroups_wanted(const Manifest *m);
-/* A packed member asking for net.group: refused (a message, an audit record and
- * inst->error; returns -EOPNOTSUPP); else 0. */
-int instance_net_refuse_packed(Instance *inst);
+/* A packed app (m) asking for net.group: refused, at its registration (group_add():
+ * it never joins a host) and at every start (a message, an audit record and *err;
+ * returns -EOPNOTSUPP); else 0. */
+int netgroups_refuse_packed(Supervisor *s, const Manifest *m, SupervisorError *err);
 /* Before the spawn: *ret_path (free it) is the hosts file to bind at /etc/hosts, or
  * NULL when inst asks for no net.group. Returns 0 or -errno, after a message. */
 int instance_net_hosts(Instance *inst, char **ret_path);

@@ -11,6 +11,7 @@ socket) running as apps, or through `cella exec` inside an app's sandbox."""
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import textwrap
@@ -388,25 +389,53 @@ def test_net_ls_and_inspect_output(web):
 
 
 def test_packed_member_asking_for_net_group_is_refused(tmp_path, lab):
-    """Packed Lua apps share one network namespace: one asking for net.group is not
-    started, with a message saying why and what to do."""
+    """Packed Lua apps share one network namespace: one asking for net.group never
+    joins its group's host, neither when it is started itself nor when the host starts
+    for another member, with a message saying why and what to do."""
     state = tmp_path / "state"
-    d = tmp_path / "apps" / "org.test.packnet"
-    d.mkdir(parents=True)
-    (d / "manifest.json").write_text(json.dumps({
-        "id": "org.test.packnet", "runtime": "lua", "entry": "main.lua", "isolation": "packed",
-        "group": "pk", "permissions": ["net.group:web"]}))
-    (d / "main.lua").write_text('print("ran")\n')
-    for p in (tmp_path / "apps", d):
-        os.chmod(p, 0o755)
-    os.chmod(d / "main.lua", 0o644)
-    install_app(state, d)
+    apps = {"org.test.packnet": ["net.group:web"], "org.test.packplain": []}
+    for app_id, perms in apps.items():
+        d = tmp_path / "apps" / app_id
+        d.mkdir(parents=True)
+        (d / "manifest.json").write_text(json.dumps({
+            "id": app_id, "runtime": "lua", "entry": "main.lua", "isolation": "packed",
+            "group": "pk", "permissions": perms}))
+        (d / "main.lua").write_text(textwrap.dedent("""\
+            print("ran")
+            require("cella.timer").after(3600, function() end)
+            """))
+        for p in (tmp_path / "apps", d):
+            os.chmod(p, 0o755)
+        os.chmod(d / "main.lua", 0o644)
+        install_app(state, d)
     with running_cellad(state, preexec_fn=lab.enter) as dd:
+        start(state, "org.test.packplain")
+        wait_log_line(dd, "org.test.packplain", "ran")
         p = cella(state, "start", "--background", "org.test.packnet")
         assert p.returncode != 0, p.stdout
-        assert "net.group" in dd.log() and "packed into the Lua host of group 'pk'" in dd.log()
+        assert "packed into the Lua host of group 'pk'" in dd.log(), dd.log()[-3000:]
         assert "ran" not in cella(state, "logs", "org.test.packnet").stdout
+        out = json.loads(cella(state, "ps", "--json").stdout)
+        rows = {r["id"]: r for r in (out["apps"] if isinstance(out, dict) else out)}
+        assert rows["org.test.packplain"]["running"] is True
+        assert not rows.get("org.test.packnet", {}).get("running"), rows
         assert networks(state) == {}
+
+    # `cella boot` of both, where a host starts every member at once: refused at its
+    # registration (the boot, as for any app it cannot register, runs none).
+    boot = tmp_path / "boot"
+    boot.mkdir(mode=0o755)
+    for app_id in apps:
+        d = boot / app_id
+        shutil.copytree(tmp_path / "apps" / app_id, d)
+        (d / "main.lua").write_text('print("ran")\n')
+        os.chmod(d / "main.lua", 0o644)
+    state2 = tmp_path / "state2"
+    p = subprocess.run([CELLA, "boot", "--no-prompt", "--state-dir", str(state2), str(boot)],
+                       capture_output=True, text=True, timeout=120, preexec_fn=lab.enter)
+    assert p.returncode != 0, p.stdout + p.stderr
+    assert "packed into the Lua host of group 'pk'" in p.stderr, p.stderr
+    assert "ran" not in cella(state2, "logs", "org.test.packnet").stdout, p.stderr
 
 
 def test_range_from_cellad_conf(tmp_path, lab):
