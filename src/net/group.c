@@ -27,6 +27,8 @@
 #define BRIDGE_NAME "br0"
 /* Bytes of a network name (capability.c, net.group's scope: 1-32). */
 #define NETWORK_NAME_MAX 32
+_Static_assert(NETGROUPS_PER_APP_MAX == 8, "netgroups_join()'s message says 8");
+
 /* The first member address of a subnet: .1 is kept for a gateway that may come. */
 #define FIRST_HOST 2u
 
@@ -395,6 +397,16 @@ int netgroups_join(NetGroups *g, const char *app_id, int pidfd, const char *netw
         n = network_find(g, network);
         if (n && network_has(n, app_id))
                 return 0;
+        {
+                size_t in = 0;
+
+                for (size_t i = 0; i < g->n_nets; i++)
+                        in += network_has(g->nets[i], app_id);
+                if (in >= NETGROUPS_PER_APP_MAX) {
+                        *ret_why = "an app is in at most 8 app networks at once";
+                        return -EMLINK;
+                }
+        }
         if (!n) {
                 r = network_new(g, network, &n, &why);
                 if (r < 0) {

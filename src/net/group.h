@@ -37,6 +37,11 @@
 #include <sys/types.h>
 #include <uv.h>
 
+/* Networks one app may be in at once: net.group is a normal right (granted at install),
+ * so a manifest could otherwise ask for every subnet of the range, and make a hub for
+ * each at its start on cellad's loop. */
+#define NETGROUPS_PER_APP_MAX 8
+
 /* "cg-" and the network's name (or its subnet's number, see netgroups_join()). */
 #define NETGROUPS_IFNAME_PREFIX "cg-"
 /* Default range and subnet size (docs/config.md, net.group.*). */
@@ -80,7 +85,8 @@ int netgroups_hosts_file(NetGroups *g, const char *app_id, const char *hostname,
  * "cg-<network>" when that fits IFNAMSIZ, else "cg-<subnet number>". Rewrites every
  * member's hosts file. Returns 0 (also when app_id is in network already), or -errno
  * with *ret_why (static English) saying which step failed: -ENOSPC no subnet or no
- * address left, -EOPNOTSUPP no veth or bridge driver, -ESRCH the app is gone.
+ * address left, -EMLINK app_id is in NETGROUPS_PER_APP_MAX networks already, -EOPNOTSUPP no veth or
+ * bridge driver, -ESRCH the app is gone.
  */
 int netgroups_join(NetGroups *g, const char *app_id, int pidfd, const char *network,
                    const char **ret_why);

@@ -242,6 +242,20 @@ START_TEST(test_two_networks_long_name_and_exhaustion)
         json_decref(j);
         ck_assert_int_eq(netgroups_leave(g, "org.test.a", NULL, true), 2);
         netgroups_free(g);
+
+        /* At most NETGROUPS_PER_APP_MAX networks per app. */
+        ck_assert_int_eq(netgroups_new(NULL, dir, &loop, &g), 0);
+        for (unsigned i = 0; i < NETGROUPS_PER_APP_MAX; i++) {
+                char name[16];
+
+                snprintf(name, sizeof name, "n%u", i);
+                ck_assert_int_eq(netgroups_join(g, "org.test.a", a.pidfd, name, &why), 0);
+        }
+        ck_assert_int_eq(netgroups_join(g, "org.test.a", a.pidfd, "one-more", &why), -EMLINK);
+        ck_assert_ptr_nonnull(strstr(why, "at most 8"));
+        ck_assert_int_eq(app_link(&a, "cg-one-more"), -ENODEV);
+        ck_assert_int_eq(netgroups_leave(g, "org.test.a", NULL, false), NETGROUPS_PER_APP_MAX);
+        netgroups_free(g);
         app_end(&a);
         app_end(&b);
 }
