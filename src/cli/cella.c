@@ -46,6 +46,7 @@ static const CliCommand commands[] = {
         {"exec", "run a command inside a running app's sandbox, as confined as it (cellad, root)",
          cli_exec},
         {"top", "a live table of the apps by CPU and memory, refreshed like top(1)", cli_top},
+        {"net", "list the app networks (net.group) and their members' addresses", cli_net},
         {"memory",
          "the memory manager's figures, level and recent actions; or one action by hand (cellad)",
          cli_memory},

@@ -29,6 +29,7 @@ int cli_audit(int argc, char **argv);
 int cli_ps(int argc, char **argv);
 int cli_logs(int argc, char **argv);
 int cli_stats(int argc, char **argv);
+int cli_net(int argc, char **argv);
 int cli_stop(int argc, char **argv);
 int cli_bundle(int argc, char **argv);
 int cli_install(int argc, char **argv);

@@ -734,6 +734,9 @@ int daemon_run(const DaemonOptions *o)
                 .owner_tag = d.tag,
                 .swap_caps = &d.config.swap,
                 .memory_budget = d.config.memory_total,
+                .net_group_range = d.config.net_group_range,
+                .net_group_range_prefix = d.config.net_group_range_prefix,
+                .net_group_prefix = d.config.net_group_prefix,
         };
         r = supervisor_new(&so, &d.sup, &err);
         if (r < 0)

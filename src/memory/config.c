@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* cellad's config file (config.h, docs/config.md). */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -22,9 +23,10 @@
 #define CONFIG_SIZE_MAX (256 * 1024)
 
 typedef enum KeyType {
-        KEY_SIZE, /* bytes: an integer, or a string parse_size() takes, or "max" (0) */
-        KEY_U32,  /* an integer in [min, max] */
-        KEY_BOOL, /* true or false */
+        KEY_SIZE,       /* bytes: an integer, or a string parse_size() takes, or "max" (0) */
+        KEY_U32,        /* an integer in [min, max] */
+        KEY_BOOL,       /* true or false */
+        KEY_IPV4_RANGE, /* "A.B.C.D/N" inside RFC 1918: two uint32_t, address then prefix */
 } KeyType;
 
 typedef struct ConfigKey {
@@ -91,7 +93,18 @@ static const ConfigKey config_keys[] = {
         U32("memory.kill.floor.moderate", policy.kill_floor[MEMORY_LEVEL_MODERATE], 0, 1000),
         U32("memory.kill.floor.low", policy.kill_floor[MEMORY_LEVEL_LOW], 0, 1000),
         U32("memory.kill.floor.critical", policy.kill_floor[MEMORY_LEVEL_CRITICAL], 0, 1000),
+        /* The app networks (docs/network.md, "App networks"). */
+        {.path = "net.group.range",
+         .type = KEY_IPV4_RANGE,
+         .offset = offsetof(ManagerConfig, net_group_range),
+         .min = 8,
+         .max = 30},
+        U32("net.group.prefix", net_group_prefix, 16, 30),
 };
+
+_Static_assert(offsetof(ManagerConfig, net_group_range_prefix) ==
+                       offsetof(ManagerConfig, net_group_range) + sizeof(uint32_t),
+               "KEY_IPV4_RANGE writes the prefix right after the address");
 
 size_t manager_config_keys(const char **names, size_t max)
 {
@@ -115,6 +128,58 @@ void manager_config_default(ManagerConfig *ret)
         swap_caps_default(&ret->swap);
         cpu_weights_default(&ret->cpu);
         memory_policy_config_default(&ret->policy);
+        ret->net_group_range = UINT32_C(0x0ad50000); /* 10.213.0.0/16 */
+        ret->net_group_range_prefix = 16;
+        ret->net_group_prefix = 24;
+}
+
+/*
+ * "A.B.C.D/N" into *ret (host byte order) and *ret_prefix (min..max), refusing host
+ * bits set and a range outside RFC 1918's private blocks (10.0.0.0/8, 172.16.0.0/12,
+ * 192.168.0.0/16; RFC 1918 section 3). Returns 0 or -EINVAL with *why (static).
+ */
+static int parse_ipv4_range(const char *text, uint32_t min, uint32_t max, uint32_t *ret,
+                            uint32_t *ret_prefix, const char **why)
+{
+        char buf[32], *slash, *end;
+        unsigned long prefix;
+        struct in_addr a;
+        uint32_t addr, mask;
+
+        *why = "expected an IPv4 range \"A.B.C.D/N\"";
+        if (strlen(text) >= sizeof buf)
+                return -EINVAL;
+        snprintf(buf, sizeof buf, "%s", text);
+        slash = strchr(buf, '/');
+        if (!slash)
+                return -EINVAL;
+        *slash = 0;
+        if (inet_pton(AF_INET, buf, &a) != 1)
+                return -EINVAL;
+        errno = 0;
+        prefix = strtoul(slash + 1, &end, 10);
+        if (!slash[1] || *end || errno)
+                return -EINVAL;
+        if (prefix < min || prefix > max) {
+                *why = "the prefix length is out of range (8-30)";
+                return -EINVAL;
+        }
+        addr = ntohl(a.s_addr);
+        mask = (uint32_t)(UINT64_C(0xffffffff) << (32 - prefix));
+        if (addr & ~mask) {
+                *why = "host bits are set: give the range's first address";
+                return -EINVAL;
+        }
+        if (!((addr & 0xff000000u) == 0x0a000000u && prefix >= 8) &&
+            !((addr & 0xfff00000u) == 0xac100000u && prefix >= 12) &&
+            !((addr & 0xffff0000u) == 0xc0a80000u && prefix >= 16)) {
+                *why = "not inside a private range of RFC 1918 (10.0.0.0/8, 172.16.0.0/12, "
+                       "192.168.0.0/16)";
+                return -EINVAL;
+        }
+        *ret = addr;
+        *ret_prefix = (uint32_t)prefix;
+        return 0;
 }
 
 MemorySamplerConfig manager_config_sampler(const ManagerConfig *c, uint32_t window_ms)
@@ -215,6 +280,16 @@ static int set_key(const ConfigKey *k, json_t *v, ManagerConfig *c, const char *
                 *(uint64_t *)field = bytes;
                 return 0;
         }
+        if (k->type == KEY_IPV4_RANGE) {
+                const char *why = NULL;
+
+                if (!json_is_string(v) ||
+                    parse_ipv4_range(json_string_value(v), k->min, k->max, (uint32_t *)field,
+                                     (uint32_t *)field + 1, &why) < 0)
+                        return fail(ret_error, name, "%s: %s", k->path,
+                                    why ?: "expected an IPv4 range \"A.B.C.D/N\"");
+                return 0;
+        }
         if (k->type == KEY_BOOL) {
                 if (!json_is_boolean(v))
                         return fail(ret_error, name, "%s: expected true or false", k->path);
@@ -310,6 +385,12 @@ int manager_config_parse(const char *name, const char *text, size_t size, Manage
                 return fail(ret_error, name, "memory.level: %s", why);
         if (memory_policy_config_check(&c.policy, &why) < 0)
                 return fail(ret_error, name, "memory.kill.floor: %s", why);
+        if (c.net_group_prefix < c.net_group_range_prefix ||
+            c.net_group_prefix - c.net_group_range_prefix > 16)
+                return fail(ret_error, name,
+                            "net.group.prefix (%u) must be from net.group.range's prefix length "
+                            "(%u) to 16 more",
+                            c.net_group_prefix, c.net_group_range_prefix);
         *ret = c;
         return 0;
 }

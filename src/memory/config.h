@@ -40,6 +40,10 @@ typedef struct ManagerConfig {
         SwapCaps swap;  /* memory.swap.*: caps by class where memory is compressed (swap.h) */
         CpuWeights cpu; /* cpu.*: weights by class (cpu.h) */
         MemoryPolicyConfig policy; /* the manager's pacing and kill floors (policy.h) */
+        /* net.group.*: the app networks' addresses (docs/network.md, "App networks"). */
+        uint32_t net_group_range;        /* first address, host byte order (10.213.0.0) */
+        uint32_t net_group_range_prefix; /* its prefix length (16) */
+        uint32_t net_group_prefix;       /* each network's prefix length (24) */
 } ManagerConfig;
 
 /* The defaults (docs/config.md) into *ret. */

@@ -662,6 +662,17 @@ static int build_proc(int rootfd, int null_fd, SandboxError *err)
         return 0;
 }
 
+/* Whether a bind of spec's lands on target (an absolute jail path). */
+static bool spec_binds_at(const SandboxSpec *spec, const char *target)
+{
+        for (size_t i = 0; i < spec->n_binds; i++)
+                if (spec->binds[i].target && strcmp(spec->binds[i].target, target) == 0)
+                        return true;
+        return false;
+}
+
+/* The jail's identity files; one the spec binds a file of its own over (an app network
+ * member's /etc/hosts, which the kernel keeps up to date) is left to that bind. */
 static int write_identity(int rootfd, const SandboxSpec *spec, SandboxError *err)
 {
         char passwd[512], group[256], hosts[256], hostname[SANDBOX_HOSTNAME_MAX + 2];
@@ -689,7 +700,13 @@ static int write_identity(int rootfd, const SandboxSpec *spec, SandboxError *err
         if (mkdir_below(rootfd, "etc", 0755) < 0)
                 return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(), "mkdir /etc");
         for (size_t i = 0; i < ELEMENTSOF(files); i++) {
-                int r = write_file_below(rootfd, files[i].name, files[i].content);
+                char target[32];
+                int r;
+
+                snprintf(target, sizeof target, "/%s", files[i].name);
+                if (spec_binds_at(spec, target))
+                        continue;
+                r = write_file_below(rootfd, files[i].name, files[i].content);
 
                 if (r < 0)
                         return sandbox_fail(err, SANDBOX_STEP_MOUNT, r, "write /%s", files[i].name);

@@ -93,6 +93,17 @@ struct SandboxSpec {
          * which fails the spawn at SANDBOX_STEP_PREPARE (the sandbox is killed).
          */
         int (*starting)(SandboxSpec *spec, void *userdata);
+        /*
+         * Optional, with prepare_userdata. Called in the parent once the child is in
+         * its namespaces and waits for its uid map, so before it can go on to the
+         * app: what this sets up in the sandbox's network namespace (an app
+         * network's interface, docs/network.md) is there before the app's first
+         * instruction. pidfd: the sandbox's init (setns(pidfd, CLONE_NEWNET) enters
+         * the app's network namespace). Its time adds to the start's: only a spec
+         * that needs it sets it. Returns 0 or a negative errno, which fails the spawn
+         * at SANDBOX_STEP_PREPARE.
+         */
+        int (*net_ready)(SandboxSpec *spec, int pidfd, void *userdata);
 
         const SandboxBind *binds; /* extra binds after the runtime (/usr, /lib*, /etc subset) */
         size_t n_binds;

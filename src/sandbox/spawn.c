@@ -1074,6 +1074,16 @@ static int spawn_finish(SandboxSpec *spec, Sandbox *s_in, Cgroup *cg, pid_t pid,
                                 sandbox_fail(err, SANDBOX_STEP_USERNS, r, "write uid/gid maps");
                                 goto fail_child;
                         }
+                        /* Before IDMAP_DONE: the child waits for it, so the app
+                         * cannot run before the caller's network setup is done. */
+                        if (spec->net_ready) {
+                                r = spec->net_ready(spec, *pidfd, spec->prepare_userdata);
+                                if (r < 0) {
+                                        sandbox_fail(err, SANDBOX_STEP_PREPARE, r,
+                                                     "set up the network of %s", spec->hostname);
+                                        goto fail_child;
+                                }
+                        }
                         r = sandbox_msg_send(*ctl0, MSG_IDMAP_DONE, 0);
                         if (r < 0)
                                 continue; /* the child died: the next recv says how */
@@ -1377,6 +1387,7 @@ static SandboxSpec *warm_flatten(Arena *a, const SandboxSpec *spec, int *fds, un
         *c = *spec;
         c->prepare = NULL;
         c->starting = NULL;
+        c->net_ready = NULL;
         c->prepare_userdata = NULL;
         c->cgroups = NULL;
         c->cgroup_label = NULL;

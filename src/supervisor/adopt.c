@@ -802,6 +802,8 @@ static int serve_adopted(Instance *inst, Sandbox *sb, KeeperSet *set)
         if (r < 0)
                 log_warning_errno(r, "%s: cannot tell it the kernel restarted: %m",
                                   inst->manifest->id);
+        /* Its app networks died with the last kernel's hubs: made again. */
+        instance_net_adopted(inst);
         return 0;
 }
 

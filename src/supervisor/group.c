@@ -167,6 +167,10 @@ int group_add(Supervisor *s, Instance *inst, SupervisorError *err)
         Group *g = group_find(s, m->group);
         Instance **members;
 
+        /* Its members share one network namespace: no app network (netgroups.c). */
+        if (netgroups_refuse_packed(s, m, err) < 0)
+                return -EOPNOTSUPP;
+
         if (g) {
                 /* A member added while the host runs (cellad: installed after it
                  * started) has no slot in it: group_join() refuses it until the

@@ -287,6 +287,29 @@ static int instance_starting(SandboxSpec *spec, void *userdata)
         return r < 0 ? -ECANCELED : 0;
 }
 
+/*
+ * SandboxSpec.net_ready (an app that asks for net.group): its app networks, before
+ * the app runs, so that its first connect finds its interface and its /etc/hosts
+ * its peers. The rights are read from grants.db: the kernel's setup and the app's
+ * install (instance_starting()'s, done here first; they are done once) come first.
+ */
+static int instance_net_ready(SandboxSpec *spec, int pidfd, void *userdata)
+{
+        Prepare *p = userdata;
+        int r;
+
+        (void)spec;
+        r = supervisor_ready(p->inst->sup, &p->inst->error);
+        if (r >= 0)
+                r = instance_install(p->inst, &p->inst->error);
+        if (r < 0) {
+                p->started_failed = true;
+                return -ECANCELED;
+        }
+        instance_net_starting(p->inst, pidfd);
+        return 0;
+}
+
 /* {"event":"started", "app", "uid", "pid", "cgroup_mode", "cgroups": {ctrl: path}} */
 static json_t *started_record(const Instance *inst)
 {
@@ -487,6 +510,7 @@ typedef struct InstanceStart {
         int chan[2], console[2], out[2], err[2];
         int in_fd; /* the app's stdin: ours (0), a pipe fed from our terminal, or -1 */
         int data_fd, app_fd;
+        char *hosts_path;  /* an app network member's /etc/hosts (netgroups.c) */
         bool state_failed; /* what failed is the state directory's (SUPERVISOR_STEP_STATE) */
 } InstanceStart;
 
@@ -503,6 +527,8 @@ static void instance_start_done(InstanceStart *c)
         c->in_fd = -1;
         c->data_fd = safe_close(c->data_fd);
         c->app_fd = safe_close(c->app_fd);
+        free(c->hosts_path);
+        c->hosts_path = NULL;
         launch_done(&c->launch);
 }
 
@@ -522,6 +548,21 @@ static int instance_may_start(Instance *inst)
                 log_error("cannot start %s: its last run is still being cleaned up", m->id);
                 return supervisor_error(&inst->error, SUPERVISOR_STEP_INTERNAL, EBUSY, NULL);
         }
+        return 0;
+}
+
+/* An app network member's /etc/hosts: its own file, bound read-only, that the kernel
+ * rewrites as members come and go (netgroups.c). Returns 0 or a negative errno. */
+static int instance_net_mount(Instance *inst, InstanceStart *c)
+{
+        int r = instance_net_hosts(inst, &c->hosts_path);
+
+        if (r < 0) {
+                c->state_failed = true;
+                return r;
+        }
+        if (c->hosts_path)
+                launch_set_hosts_file(&c->launch, c->hosts_path);
         return 0;
 }
 
@@ -556,14 +597,14 @@ static int instance_prepare_mounts(Instance *inst, InstanceStart *c)
                 log_warning("%s: no loop devices here: /data is a plain directory, and "
                             "limits.storage bounds only each file (RLIMIT_FSIZE)",
                             m->id);
-                return 0;
+                return instance_net_mount(inst, c);
         }
         if (r < 0) {
                 c->state_failed = true;
                 return log_error_errno(r, "cannot prepare the /data of %s: %m", m->id);
         }
         launch_set_data_mount(&c->launch, c->data_fd);
-        return 0;
+        return instance_net_mount(inst, c);
 }
 
 /* The app's stdio (pipes, or cella run -t's console socket), its channel, its
@@ -639,6 +680,8 @@ static int instance_spawn(Instance *inst, InstanceStart *c)
         c->prep = (Prepare){.inst = inst, .state = s->state, .id = inst->manifest->id};
         spec->prepare = instance_prepare;
         spec->starting = instance_starting;
+        if (c->hosts_path)
+                spec->net_ready = instance_net_ready;
         spec->prepare_userdata = &c->prep;
         r = sandboxed_spawn(&inst->run, spec, &c->serr);
         inst->started_ns = inst->run.started_ns;
@@ -734,6 +777,7 @@ static void instance_started(Instance *inst)
 /* It runs, but we cannot serve it: take it down again. */
 static void instance_abort(Instance *inst)
 {
+        instance_net_stopped(inst);
         sandboxed_abort(&inst->run);
         broker_app_detach(inst->broker_app);
         inst->broker_app = NULL;
@@ -759,6 +803,11 @@ int instance_start(Instance *inst)
         r = instance_may_start(inst);
         if (r != 0)
                 return r == 1 ? 0 : r;
+        if (netgroups_refuse_packed(inst->sup, inst->manifest, &inst->error) < 0) {
+                sandboxed_report_failed(&inst->run, &inst->error);
+                instance_failed(inst);
+                return -EOPNOTSUPP;
+        }
         if (inst->group)
                 return group_start_member(inst);
         inst->error = (SupervisorError){};
@@ -802,6 +851,7 @@ int instance_start(Instance *inst)
         instance_start_done(&c);
         return 0;
 fail:
+        instance_net_stopped(inst);
         pump_close(&inst->in);
         instance_start_done(&c);
         instance_failed(inst);
@@ -937,6 +987,8 @@ static void instance_maybe_finished(Instance *inst)
         supervisor_keeper_drop(inst);
         broker_app_detach(inst->broker_app);
         inst->broker_app = NULL;
+        /* Never a wait: the veth's deletion goes to the threadpool. */
+        instance_net_stopped(inst);
         sandboxed_release(&inst->run);
         pump_close(&inst->in);
 

@@ -182,6 +182,11 @@ void launch_set_app_mount(Launch *l, int fd)
         l->binds[0].fd = fd;
 }
 
+void launch_set_hosts_file(Launch *l, const char *path)
+{
+        l->binds[l->spec.n_binds++] = (SandboxBind){.source = path, .target = "/etc/hosts"};
+}
+
 void launch_done(Launch *l)
 {
         free(l->exec_path);

@@ -25,7 +25,7 @@
 /* Everything a spec points at, owned in one place. */
 typedef struct Launch {
         SandboxSpec spec;
-        SandboxBind binds[3];
+        SandboxBind binds[4]; /* /app, /data, the Lua host, /etc/hosts */
         char *exec_path;
         char **argv;
         char **envp;
@@ -52,6 +52,11 @@ int launch_base_env(char ***envp);
  */
 int launch_prepare(Launch *l, const Manifest *m, const char *app_dir, const char *data_dir,
                    uid_t uid, char *const *extra_args);
+/* Binds path (a host file, read-only) at the jail's /etc/hosts instead of the one the
+ * sandbox writes (an app network member's: netgroups.c). path is borrowed until the
+ * spawn. */
+void launch_set_hosts_file(Launch *l, const char *path);
+
 void launch_done(Launch *l);
 
 /*

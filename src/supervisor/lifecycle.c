@@ -24,6 +24,7 @@
 #include "supervisor/memory-manager.h"
 #include "supervisor/lifecycle.h"
 #include "supervisor/memory-actions.h"
+#include "net/group.h"
 #include "supervisor/supervisor-internal.h"
 
 #define LIFECYCLE_LISTENERS_MAX 64u
@@ -865,6 +866,11 @@ json_t *lifecycle_inspect(Instance *inst)
         if (o)
                 json_object_set_new(o, "memory_manager",
                                     supervisor_memory_manager_json(inst->sup) ?: json_null());
+        /* Its app networks (docs/network.md): network, address, interface. */
+        if (o)
+                json_object_set_new(o, "networks",
+                                    netgroups_app_json(inst->sup->netgroups, inst->manifest->id)
+                                            ?: json_array());
         if (o && running && sb->cgroup) {
                 /* Where the figures come from: each hierarchy's leaf directory. */
                 static const char *const ctrls[] = {"memory", "pids", "cpu", "freezer", ""};

@@ -216,6 +216,9 @@ struct Supervisor {
          * mem_context holds the fields added to each memory.* record it makes. */
         struct MemoryManager *mm;
         json_t *mem_context;
+
+        /* The app networks (netgroups.c, src/net/group.h); NULL until an app asks. */
+        struct NetGroups *netgroups;
 };
 
 /* instance.c */
@@ -328,6 +331,35 @@ void instance_stop(Instance *inst, bool kill);
 bool instance_active(const Instance *inst);
 /* A JSON record for `cella ps`. */
 json_t *instance_record(const Instance *inst);
+
+/* netgroups.c: the app networks (docs/network.md, "App networks"). */
+/* Where the member apps' hosts files live, below the state directory. */
+#define SUPERVISOR_NET_DIR "net"
+/* Whether m asks for any net.group right (its hosts file is then bound at /etc/hosts). */
+bool netgroups_wanted(const Manifest *m);
+/* A packed app (m) asking for net.group: refused, at its registration (group_add():
+ * it never joins a host) and at every start (a message, an audit record and *err;
+ * returns -EOPNOTSUPP); else 0. */
+int netgroups_refuse_packed(Supervisor *s, const Manifest *m, SupervisorError *err);
+/* Before the spawn: *ret_path (free it) is the hosts file to bind at /etc/hosts, or
+ * NULL when inst asks for no net.group. Returns 0 or -errno, after a message. */
+int instance_net_hosts(Instance *inst, char **ret_path);
+/* While inst's sandbox starts, before the app runs (SandboxSpec.net_ready; pidfd: its
+ * init): joins the networks it holds net.group rights for (a failure is said and
+ * audited; the app runs on without that network). Needs supervisor_ready() and
+ * instance_install() done. */
+void instance_net_starting(Instance *inst, int pidfd);
+/* inst was adopted from an earlier kernel (adopt.c): its networks died with that
+ * kernel's hubs; it joins them again, and its hosts file is rewritten in place. */
+void instance_net_adopted(Instance *inst);
+/* Once inst's run ended: leaves every network (the interface's deletion goes to the
+ * threadpool: never a wait) and forgets its hosts file. */
+void instance_net_stopped(Instance *inst);
+/* After the grants of app_id (NULL: any app) changed: a revoked net.group takes the
+ * interface away now, a new one adds it. */
+void supervisor_net_grants_changed(Supervisor *s, const char *app_id);
+#define SUPERVISOR_NET_METHODS 1
+extern const ControlMethod supervisor_net_methods[SUPERVISOR_NET_METHODS];
 
 /* supervisor.c */
 /* After a signal, once no sandbox of this kernel runs any more, gives up on output

@@ -22,6 +22,7 @@
 #include "base/strv.h"
 #include "base/termsafe.h"
 #include "base/time-util.h"
+#include "net/group.h"
 #include "policy/capability.h"
 #include "policy/signature.h"
 #include "supervisor/error.h"
@@ -267,6 +268,7 @@ static void host_grants_changed(void *userdata, const char *app_id)
         if (r < 0 && r != -EACCES)
                 log_warning_errno(r, "cannot tell the other kernels that %s's grants changed: %m",
                                   app_id);
+        supervisor_net_grants_changed(s, app_id);
 }
 
 static void host_prompt_cancel(void *userdata, void *done_userdata)
@@ -399,6 +401,9 @@ static int method_grants_changed(ControlCall *call, json_t *params, void *userda
                 log_warning_errno(r, "cannot re-read the grants of %s: %m", app_id ?: "the apps");
         else if (r > 0)
                 log_info("%s lost %d right(s): their handles are closed", app_id ?: "an app", r);
+        /* A revoked net.group's interface is gone before the reply (`cella revoke`
+         * waits for it). */
+        supervisor_net_grants_changed(s, app_id);
         return control_reply(call, NULL);
 }
 
@@ -666,6 +671,9 @@ int supervisor_ready(Supervisor *s, SupervisorError *err)
                 r = control_add_methods(s->control, supervisor_methods,
                                         ELEMENTSOF(supervisor_methods) -
                                                 (o->daemon ? SUPERVISOR_METHODS_APPS : 0),
+                                        s);
+        if (r >= 0)
+                r = control_add_methods(s->control, supervisor_net_methods, SUPERVISOR_NET_METHODS,
                                         s);
         if (r >= 0)
                 r = control_listen_kernel(s->control, o->state_dir);
@@ -1186,6 +1194,9 @@ Supervisor *supervisor_free(Supervisor *s)
         s->broker = broker_free(s->broker);
         free(s->host);
         s->control = control_close(s->control);
+        /* The hubs' last fds: the kernel frees every app network (the deletions
+         * still queued finish in the uv_run() below). */
+        s->netgroups = netgroups_free(s->netgroups);
         s->prompt = prompt_free(s->prompt);
         while (s->prompt_calls) {
                 PromptCall *pc = s->prompt_calls;

@@ -88,6 +88,11 @@ typedef struct SupervisorOptions {
          * memory report's reference, and the swap cap's base for an app without a
          * memory limit of its own. */
         uint64_t memory_budget;
+        /* The app networks' range (cellad.conf net.group.range, docs/config.md): its
+         * first address (host byte order; 0: the default, 10.213.0.0/16) and prefix
+         * length, and each network's prefix length (net.group.prefix). */
+        uint32_t net_group_range;
+        unsigned net_group_range_prefix, net_group_prefix;
 } SupervisorOptions;
 
 /* The phase of an app's run, as instance.c and group.c drive it; the state `cella ps`

@@ -446,6 +446,46 @@ START_TEST(test_config_refused)
 }
 END_TEST
 
+/* net.group.* (docs/config.md): an RFC 1918 range without host bits, a subnet size from
+ * the range's prefix to 16 more; everything else refused, named. */
+START_TEST(test_config_net_group)
+{
+        _cleanup_free_ char *err = NULL;
+        ManagerConfig c;
+
+        manager_config_default(&c);
+        ck_assert_uint_eq(c.net_group_range, 0x0ad50000u); /* 10.213.0.0 */
+        ck_assert_uint_eq(c.net_group_range_prefix, 16);
+        ck_assert_uint_eq(c.net_group_prefix, 24);
+        ck_assert_int_eq(parse("{\"net\": {\"group\": {\"range\": \"192.168.77.0/24\", "
+                               "\"prefix\": 28}}}",
+                               &c, &err),
+                         0);
+        ck_assert_uint_eq(c.net_group_range, 0xc0a84d00u);
+        ck_assert_uint_eq(c.net_group_range_prefix, 24);
+        ck_assert_uint_eq(c.net_group_prefix, 28);
+        ck_assert_int_eq(parse("{\"net\": {\"group\": {\"range\": \"172.20.0.0/14\"}}}", &c, &err),
+                         0);
+        refused("{\"net\": {\"group\": {\"range\": \"8.8.0.0/16\"}}}",
+                "net.group.range: not inside a private range of RFC 1918");
+        /* 172.32/16 is past 172.16/12; 10/7 is wider than 10/8. */
+        refused("{\"net\": {\"group\": {\"range\": \"172.32.0.0/16\"}}}", "RFC 1918");
+        refused("{\"net\": {\"group\": {\"range\": \"10.0.0.0/7\"}}}", "out of range (8-30)");
+        refused("{\"net\": {\"group\": {\"range\": \"10.213.0.1/16\"}}}", "host bits are set");
+        refused("{\"net\": {\"group\": {\"range\": \"10.213.0.0\"}}}", "A.B.C.D/N");
+        refused("{\"net\": {\"group\": {\"range\": \"10.213.0.0/16x\"}}}", "A.B.C.D/N");
+        refused("{\"net\": {\"group\": {\"range\": \"10.213.0.0/\"}}}", "A.B.C.D/N");
+        refused("{\"net\": {\"group\": {\"range\": \"010.213.0.0/16\"}}}", "A.B.C.D/N");
+        refused("{\"net\": {\"group\": {\"range\": 167051264}}}", "A.B.C.D/N");
+        refused("{\"net\": {\"group\": {\"range\": \"10.213.0.0/24\", \"prefix\": 16}}}",
+                "net.group.prefix (16) must be from net.group.range's prefix length (24)");
+        refused("{\"net\": {\"group\": {\"range\": \"10.0.0.0/8\", \"prefix\": 25}}}",
+                "to 16 more");
+        refused("{\"net\": {\"group\": {\"prefix\": 31}}}", "net.group.prefix: expected an "
+                                                            "integer from 16 to 30");
+}
+END_TEST
+
 START_TEST(test_config_swap_cpu)
 {
         _cleanup_free_ char *err = NULL;
@@ -1293,6 +1333,7 @@ int main(void)
         tcase_add_test(logic, test_config_refused);
         tcase_add_test(logic, test_config_doc);
         tcase_add_test(logic, test_config_swap_cpu);
+        tcase_add_test(logic, test_config_net_group);
         suite_add_tcase(s, logic);
 
         tcase_add_checked_fixture(fake, tmp_setup, tmp_teardown);
