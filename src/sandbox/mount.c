@@ -672,8 +672,14 @@ static int write_identity(int rootfd, const SandboxSpec *spec, SandboxError *err
                 {"etc/group", group},
                 {"etc/hosts", hosts},
                 {"etc/hostname", hostname},
-                {"etc/nsswitch.conf", "passwd: files\ngroup: files\nshadow: files\nhosts: files\n"
-                                      "networks: files\nprotocols: files\nservices: files\n"},
+                {"etc/nsswitch.conf", spec->resolv_conf
+                                              ? "passwd: files\ngroup: files\nshadow: files\n"
+                                                "hosts: files dns\nnetworks: files\n"
+                                                "protocols: files\nservices: files\n"
+                                              : "passwd: files\ngroup: files\nshadow: files\n"
+                                                "hosts: files\nnetworks: files\n"
+                                                "protocols: files\nservices: files\n"},
+                {"etc/resolv.conf", spec->resolv_conf},
         };
 
         snprintf(passwd, sizeof passwd,
@@ -689,7 +695,11 @@ static int write_identity(int rootfd, const SandboxSpec *spec, SandboxError *err
         if (mkdir_below(rootfd, "etc", 0755) < 0)
                 return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(), "mkdir /etc");
         for (size_t i = 0; i < ELEMENTSOF(files); i++) {
-                int r = write_file_below(rootfd, files[i].name, files[i].content);
+                int r;
+
+                if (!files[i].content)
+                        continue; /* no resolv.conf */
+                r = write_file_below(rootfd, files[i].name, files[i].content);
 
                 if (r < 0)
                         return sandbox_fail(err, SANDBOX_STEP_MOUNT, r, "write /%s", files[i].name);
