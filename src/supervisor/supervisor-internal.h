@@ -95,6 +95,7 @@ struct Instance {
                          * closed then would hang its terminal up: SIGHUP, exit 129 */
         AppLog *log;
         BrokerApp *broker_app;
+        struct AppNet *net;  /* net.internet's network while it runs (appnet.h); NULL: none */
         uid_t uid;           /* the host uid it runs as (its group host's when packed) */
         int64_t started_ms;  /* wall clock of the last start */
         uint64_t started_ns; /* monotonic */
@@ -216,6 +217,9 @@ struct Supervisor {
          * mem_context holds the fields added to each memory.* record it makes. */
         struct MemoryManager *mm;
         json_t *mem_context;
+
+        /* The apps' full networks (appnet.c), those of ended runs until pasta is reaped. */
+        struct AppNet *appnets;
 };
 
 /* instance.c */

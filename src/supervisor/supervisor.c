@@ -27,6 +27,7 @@
 #include "supervisor/error.h"
 #include "supervisor/run.h"
 #include "supervisor/memory-manager.h"
+#include "supervisor/appnet.h"
 #include "supervisor/supervisor-internal.h"
 #include "supervisor/terminal.h"
 
@@ -394,6 +395,8 @@ static int method_grants_changed(ControlCall *call, json_t *params, void *userda
         app_id = control_param_app(call, params, "app", &missing);
         if (!app_id && !missing)
                 return 0;
+        /* net.internet first: a revoked interface goes before anything else is read. */
+        (void)appnet_recheck(s, app_id);
         r = broker_grants_changed(s->broker, app_id);
         if (r < 0)
                 log_warning_errno(r, "cannot re-read the grants of %s: %m", app_id ?: "the apps");
@@ -1207,6 +1210,7 @@ Supervisor *supervisor_free(Supervisor *s)
                 uv_run(&s->loop, UV_RUN_DEFAULT);
                 uv_loop_close(&s->loop);
         }
+        appnet_free_all(s);
         supervisor_memory_manager_free(s);
         json_decref(s->mem_context);
         lifecycle_free(s);

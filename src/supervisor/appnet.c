@@ -1,0 +1,281 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * An app's full network while it runs (appnet.h): net.internet's grant, pasta's
+ * life as a child of the kernel, and the revoke.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "base/macro.h"
+#include "net/fullnet.h"
+#include "policy/grants.h"
+#include "supervisor/appnet.h"
+#include "supervisor/supervisor-internal.h"
+
+#define NET_INTERNET "net.internet"
+
+struct AppNet {
+        Supervisor *sup;
+        char *app_id;
+        Instance *inst; /* NULL once its run ended (or it was cut): only reaping is left */
+        FullNet *net;
+        int netns_fd;   /* the app's namespace, for a revoke's drop-all rules; -EBADF once off */
+        uv_poll_t poll; /* pasta's pidfd */
+        bool poll_init;
+        bool closing;
+        bool cut; /* revoked: its exit is expected */
+        AppNet *next, *prev;
+};
+
+bool appnet_wanted(const Manifest *m)
+{
+        for (char **p = m ? m->permissions : NULL; p && *p; p++)
+                if (strcmp(*p, NET_INTERNET) == 0)
+                        return true;
+        return false;
+}
+
+/* Whether app_id holds net.internet now, and (ret_allow not NULL) the exact
+ * addresses its net.connect rights open (*ret_allow, caller frees). Returns 1, 0,
+ * or a negative errno (grants.db). */
+static int granted(Supervisor *s, const char *app_id, FullNetAllow **ret_allow, size_t *ret_n)
+{
+        _cleanup_free_ Grant *g = NULL;
+        _cleanup_free_ FullNetAllow *allow = NULL;
+        size_t n = 0, n_allow = 0;
+        bool held = false;
+        int r;
+
+        if (!s->grants)
+                return 0;
+        r = grants_list(s->grants, app_id, &g, &n);
+        if (r < 0)
+                return r;
+        if (ret_allow && n > 0) {
+                allow = calloc(n, sizeof *allow);
+                if (!allow)
+                        return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                if (strcmp(g[i].right, NET_INTERNET) == 0)
+                        held = true;
+                else if (allow && fullnet_allow_parse(g[i].right, &allow[n_allow]) == 1)
+                        n_allow++;
+        }
+        if (ret_allow) {
+                *ret_allow = TAKE_PTR(allow);
+                *ret_n = n_allow;
+        }
+        return held;
+}
+
+static void appnet_unlink_free(AppNet *an)
+{
+        Supervisor *s = an->sup;
+
+        if (an->prev)
+                an->prev->next = an->next;
+        else if (s->appnets == an)
+                s->appnets = an->next;
+        if (an->next)
+                an->next->prev = an->prev;
+        if (an->inst && an->inst->net == an)
+                an->inst->net = NULL;
+        an->net = fullnet_free(an->net);
+        safe_close(an->netns_fd);
+        free(an->app_id);
+        free(an);
+}
+
+static void on_poll_closed(uv_handle_t *h)
+{
+        appnet_unlink_free(h->data);
+}
+
+static void appnet_close(AppNet *an)
+{
+        if (an->closing)
+                return;
+        an->closing = true;
+        if (an->poll_init)
+                uv_close((uv_handle_t *)&an->poll, on_poll_closed);
+        else
+                appnet_unlink_free(an);
+}
+
+/* Detaches an from its app (its run ended, or the network was cut): the netns fd
+ * goes, pasta is left to be reaped. */
+static void appnet_detach(AppNet *an)
+{
+        if (an->inst && an->inst->net == an)
+                an->inst->net = NULL;
+        an->inst = NULL;
+        an->netns_fd = safe_close(an->netns_fd);
+}
+
+static void on_pasta_exit(uv_poll_t *p, int status, int events)
+{
+        AppNet *an = p->data;
+        char msg[FULLNET_MESSAGE_MAX];
+        int wstatus = 0, r;
+
+        r = fullnet_reap(an->net, &wstatus, msg, sizeof msg);
+        if (r == 0)
+                return;
+        if (r > 0 && an->inst) {
+                /* Not asked for: the app runs on, with loopback only. */
+                Supervisor *s = an->sup;
+                const char *how =
+                        WIFEXITED(wstatus) ? "exited with status" : "was killed by signal";
+                int code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : WTERMSIG(wstatus);
+
+                log_error("%s: pasta, its network (net.internet), %s %d%s%s: the app is left "
+                          "with its loopback only",
+                          an->app_id, how, code, msg[0] ? ": " : "", msg);
+                supervisor_audit(s, an->app_id, AUDIT_EVENT_LIFECYCLE,
+                                 json_pack("{s:s, s:s, s:i, s:s}", "what", "network-lost", "how",
+                                           WIFEXITED(wstatus) ? "exited" : "killed",
+                                           WIFEXITED(wstatus) ? "status" : "signal", code,
+                                           "message", msg));
+                appnet_detach(an);
+        }
+        appnet_close(an);
+}
+
+int appnet_start(Instance *inst, pid_t pid, SupervisorError *err)
+{
+        Supervisor *s = inst->sup;
+        const char *id = inst->manifest->id;
+        _cleanup_free_ FullNetAllow *allow = NULL;
+        char why[FULLNET_MESSAGE_MAX + 128], proc[64];
+        size_t n_allow = 0;
+        AppNet *an;
+        FullNetOptions o = {};
+        int r, k;
+
+        r = granted(s, id, &allow, &n_allow);
+        if (r < 0) {
+                log_error_errno(r, "cannot read the grants of %s: %m", id);
+                return supervisor_error(err, SUPERVISOR_STEP_STATE, r, GRANTS_DB_FILE);
+        }
+        if (r == 0) {
+                log_info("%s: net.internet is requested, not granted: the app has its loopback "
+                         "only ('cella grant %s net.internet' gives it at its next start)",
+                         id, id);
+                return 0;
+        }
+        an = calloc(1, sizeof *an);
+        if (!an || !(an->app_id = strdup(id))) {
+                free(an);
+                return supervisor_error(err, SUPERVISOR_STEP_INTERNAL, -ENOMEM, "net.internet");
+        }
+        an->sup = s;
+        an->netns_fd = -EBADF;
+        snprintf(proc, sizeof proc, "/proc/%d/ns/net", (int)pid);
+        an->netns_fd = open(proc, O_RDONLY | O_CLOEXEC);
+        o.allow = allow;
+        o.n_allow = n_allow;
+        r = an->netns_fd < 0 ? negative_errno() : 0;
+        if (r < 0)
+                snprintf(why, sizeof why, "open %s: %s", proc, strerror(-r));
+        else
+                r = fullnet_start(pid, &o, &an->net, why, sizeof why);
+        if (r < 0) {
+                log_error("cannot give %s its network (net.internet): %s", id, why);
+                safe_close(an->netns_fd);
+                free(an->app_id);
+                free(an);
+                return supervisor_error(err, SUPERVISOR_STEP_SANDBOX, r, "net.internet");
+        }
+        an->next = s->appnets;
+        if (s->appnets)
+                s->appnets->prev = an;
+        s->appnets = an;
+        an->inst = inst;
+        inst->net = an;
+        k = uv_poll_init(&s->loop, &an->poll, fullnet_pidfd(an->net));
+        if (k == 0) {
+                an->poll_init = true;
+                an->poll.data = an;
+                k = uv_poll_start(&an->poll, UV_READABLE, on_pasta_exit);
+        }
+        if (k < 0) {
+                log_error("cannot watch the pasta of %s: %s", id, uv_strerror(k));
+                appnet_detach(an);
+                appnet_close(an);
+                return supervisor_error(err, SUPERVISOR_STEP_INTERNAL, k, "net.internet");
+        }
+        supervisor_audit(s, id, AUDIT_EVENT_LIFECYCLE,
+                         json_pack("{s:s, s:i, s:i, s:f, s:f}", "what", "network-up", "pasta_pid",
+                                   (int)fullnet_pid(an->net), "exceptions", (int)n_allow,
+                                   "rules_ms", (double)fullnet_rules_ns(an->net) / 1e6, "pasta_ms",
+                                   (double)fullnet_pasta_ns(an->net) / 1e6));
+        log_info("%s: network up (net.internet): pasta pid %d, rules %.1f ms, interface %.1f ms",
+                 id, (int)fullnet_pid(an->net), (double)fullnet_rules_ns(an->net) / 1e6,
+                 (double)fullnet_pasta_ns(an->net) / 1e6);
+        return 0;
+}
+
+void appnet_stop(Instance *inst)
+{
+        AppNet *an = inst ? inst->net : NULL;
+
+        if (!an)
+                return;
+        /* A signal, no wait: the app's exit is not delayed by its network. */
+        fullnet_kill(an->net);
+        appnet_detach(an);
+}
+
+int appnet_recheck(Supervisor *s, const char *app_id)
+{
+        int n = 0;
+
+        for (AppNet *an = s->appnets, *next; an; an = next) {
+                int r;
+
+                next = an->next;
+                if (!an->inst || (app_id && strcmp(an->app_id, app_id) != 0))
+                        continue;
+                r = granted(s, an->app_id, NULL, NULL);
+                if (r != 0) {
+                        if (r < 0)
+                                log_warning_errno(r, "cannot re-read the grants of %s: %m",
+                                                  an->app_id);
+                        continue;
+                }
+                r = fullnet_cut(an->net, an->netns_fd);
+                if (r < 0)
+                        log_warning_errno(r,
+                                          "%s: cannot load the drop-all rules (pasta is "
+                                          "killed all the same): %m",
+                                          an->app_id);
+                an->cut = true;
+                log_info("%s lost net.internet: its interface is gone", an->app_id);
+                supervisor_audit(
+                        s, an->app_id, AUDIT_EVENT_LIFECYCLE,
+                        json_pack("{s:s, s:s}", "what", "network-cut", "right", NET_INTERNET));
+                appnet_detach(an);
+                n++;
+        }
+        return n;
+}
+
+void appnet_free_all(Supervisor *s)
+{
+        while (s->appnets) {
+                AppNet *an = s->appnets;
+
+                /* The loop is closed: its poll with it. */
+                an->poll_init = false;
+                appnet_detach(an);
+                appnet_unlink_free(an);
+        }
+}
