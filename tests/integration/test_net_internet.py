@@ -1,0 +1,410 @@
+"""net.internet: a real interface in the app's own network namespace, made by pasta,
+with nftables rules in that namespace that refuse the private, loopback, link-local,
+metadata, CGNAT and multicast ranges (docs/network.md, "Full network
+(net.internet)"; docs/security.md, "Full network").
+
+Every test runs cellad inside a NetLab (netlab.py), so pasta's "outside" is the
+lab's namespace, never the host's network: the lab gets an uplink of its own (a
+veth pair whose both ends stay in the lab, with a default route through it, which
+pasta needs to copy an address and routes from), a DNS server on its loopback (the
+lab's resolv.conf names 127.0.0.1; pasta forwards the app's DNS there), and servers
+on a public address and on the addresses the rules must refuse. Those addresses are
+the lab's own (on its loopback), so a wrong rule WOULD connect, and the test would
+fail.
+"""
+import json
+import os
+import select
+import subprocess
+import textwrap
+import time
+
+import pytest
+
+from conftest import CELLA
+from daemon_util import running_cellad, wait_for
+from netlab import PUBLIC_V4, NetLab
+
+PRIVATE = "10.77.0.1"        # RFC 1918, on the lab's loopback
+EXCEPTION = "10.77.0.2"      # RFC 1918 too, opened by net.connect:10.77.0.2:8083
+METADATA = "169.254.169.254"
+CGNAT = "100.64.7.7"
+UPLINK = "198.51.100.1"      # the lab's uplink address (TEST-NET-2), pasta's template
+GATEWAY = "198.51.100.254"   # its default gateway: with --no-map-gw, not the lab's loopback
+DEADLINE = 30.0
+
+# The lab's servers, one process: HTTP on each address (the body names it), a stream
+# that sends until its connection is cut (then says how), and DNS on 127.0.0.1:53
+# answering the names in argv[1] (JSON) with their A records.
+SERVERS_PY = textwrap.dedent(r"""
+    import json, socket, struct, sys, threading, time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    names = json.loads(sys.argv[1])
+    binds = json.loads(sys.argv[2])
+
+    class H(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = ("served by %s:%d\n" % self.server.server_address[:2]).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        def log_message(self, *a):
+            pass
+
+    for addr, port in binds:
+        srv = ThreadingHTTPServer((addr, port), H)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+
+    stream = socket.socket()
+    stream.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    stream.bind((sys.argv[3], 8090))
+    stream.listen(4)
+    def serve_stream():
+        while True:
+            c, _ = stream.accept()
+            def pump(c=c):
+                chunk = b"x" * 16384
+                try:
+                    while True:
+                        c.sendall(chunk)
+                        time.sleep(0.005)
+                except OSError as e:
+                    print("STREAM-CUT", e.__class__.__name__, flush=True)
+            threading.Thread(target=pump, daemon=True).start()
+    threading.Thread(target=serve_stream, daemon=True).start()
+
+    dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dns.bind(("127.0.0.1", 53))
+    def serve_dns():
+        while True:
+            q, peer = dns.recvfrom(512)
+            if len(q) < 12:
+                continue
+            i, labels = 12, []
+            while i < len(q) and q[i]:
+                labels.append(q[i + 1:i + 1 + q[i]].decode("ascii", "replace"))
+                i += 1 + q[i]
+            qtype = struct.unpack("!H", q[i + 1:i + 3])[0]
+            question = q[12:i + 5]
+            name = ".".join(labels).lower()
+            addr = names.get(name)
+            if addr and qtype == 1:
+                ans = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + socket.inet_aton(addr)
+                hdr = q[:2] + struct.pack("!HHHHH", 0x8180, 1, 1, 0, 0)
+                dns.sendto(hdr + question + ans, peer)
+            else:
+                rcode = 0 if addr else 3  # known name, no AAAA: empty answer; else NXDOMAIN
+                hdr = q[:2] + struct.pack("!HHHHH", 0x8180 | rcode, 1, 0, 0, 0)
+                dns.sendto(hdr + question, peer)
+    threading.Thread(target=serve_dns, daemon=True).start()
+    print("READY", flush=True)
+    threading.Event().wait()
+    """)
+
+# The app: a real python3 in the jail, each probe on a line of its own.
+PROBE_PY = textwrap.dedent(r"""
+    import socket, subprocess, sys, urllib.request
+
+    def get(url):
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return "OK " + r.read().decode().strip()
+        except Exception as e:
+            return "FAIL " + e.__class__.__name__
+
+    print("interfaces", sorted(n for _, n in socket.if_nameindex()), flush=True)
+    for label, url in [("public-name", "http://public.test:8080/"),
+                       ("public-addr", "http://%s:8080/" % sys.argv[1]),
+                       ("private", "http://10.77.0.1:8082/"),
+                       ("private-mapped", "http://[::ffff:10.77.0.1]:8082/"),
+                       ("private-name", "http://private.test:8082/"),
+                       ("metadata", "http://169.254.169.254:8085/"),
+                       ("cgnat", "http://100.64.7.7:8086/"),
+                       ("loopback", "http://127.0.0.1:8081/"),
+                       ("gateway-to-lab-loopback", "http://198.51.100.254:8081/"),
+                       ("exception", "http://10.77.0.2:8083/"),
+                       ("exception-other-port", "http://10.77.0.2:8084/")]:
+        print(label, get(url), flush=True)
+    if len(sys.argv) > 2:
+        # Change the rules from inside: the namespace is not the app's to change.
+        try:
+            p = subprocess.run(["nft", "flush", "ruleset"], capture_output=True, text=True)
+            print("nft-flush", "exit", p.returncode, flush=True)
+        except OSError as e:
+            print("nft-flush", "error", e.__class__.__name__, flush=True)
+        try:
+            s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12)  # NETLINK_NETFILTER
+            print("netfilter-socket", "opened", flush=True)
+        except OSError as e:
+            print("netfilter-socket", "refused", e.__class__.__name__, flush=True)
+        print("private-after-flush", get("http://10.77.0.1:8082/"), flush=True)
+    """)
+
+# The app for the revoke: reads the endless stream, says when it started, then how
+# its read ended, and what interfaces are left.
+STREAM_PY = textwrap.dedent(r"""
+    import socket, sys
+    s = socket.create_connection((sys.argv[1], 8090), timeout=10)
+    s.settimeout(3)
+    got, said = 0, False
+    while True:
+        try:
+            d = s.recv(65536)
+        except socket.timeout:
+            print("STALLED after", got, flush=True)
+            break
+        except OSError as e:
+            print("ERROR", e.__class__.__name__, "after", got, flush=True)
+            break
+        if not d:
+            print("EOF after", got, flush=True)
+            break
+        got += len(d)
+        if not said and got > 100000:
+            print("STARTED", flush=True)
+            said = True
+    print("interfaces", sorted(n for _, n in socket.if_nameindex()), flush=True)
+    """)
+
+HOSTS = {"public.test": PUBLIC_V4, "private.test": PRIVATE}
+
+
+def _require_tools():
+    for tool in ("/usr/bin/pasta", "/usr/sbin/nft", "/usr/bin/python3"):
+        if not os.path.exists(tool):
+            pytest.skip(f"net.internet's tests need {tool} (scripts/install-deps)")
+
+
+class _Lab:
+    """A NetLab with an uplink, the extra addresses and the servers running."""
+
+    def __init__(self):
+        _require_tools()
+        self.lab = NetLab(hosts=HOSTS)
+        self.servers = None
+        try:
+            r = self.lab.run(["ip", "link", "add", "cella-up0", "type", "veth", "peer", "name",
+                              "cella-up1"], check=False, capture_output=True, text=True)
+            if r.returncode != 0:
+                pytest.skip(f"no veth links here (the lab's uplink): {r.stderr.strip()}")
+            for cmd in (["ip", "link", "set", "cella-up1", "up"],
+                        ["ip", "link", "set", "cella-up0", "up"],
+                        ["ip", "addr", "add", f"{UPLINK}/24", "dev", "cella-up0"],
+                        ["ip", "route", "add", "default", "via", GATEWAY, "dev", "cella-up0"]):
+                self.lab.run(cmd)
+            for a in (PRIVATE, EXCEPTION, METADATA, CGNAT):
+                self.lab.run(["ip", "addr", "add", f"{a}/32", "dev", "lo"])
+            # 127.0.0.1:8081 is the lab's own loopback, where a connection to the
+            # gateway would land if pasta mapped it to the host's (no --no-map-gw).
+            binds = [[PUBLIC_V4, 8080], ["127.0.0.1", 8081], [PRIVATE, 8082], [EXCEPTION, 8083],
+                     [EXCEPTION, 8084], [METADATA, 8085], [CGNAT, 8086]]
+            self.servers = self.lab.popen(
+                ["python3", "-c", SERVERS_PY, json.dumps(HOSTS), json.dumps(binds), PUBLIC_V4],
+                stdout=subprocess.PIPE, text=True)
+            line = _readline(self.servers.stdout, DEADLINE)
+            assert line.strip() == "READY", f"the lab's servers did not start: {line!r}"
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self):
+        if self.servers and self.servers.poll() is None:
+            self.servers.kill()
+            self.servers.wait()
+        # The lab's links and addresses go with its namespace.
+        self.lab.close()
+
+
+def _readline(f, timeout):
+    """One line from pipe f, waiting at most timeout s for it (an event, not a sleep)."""
+    deadline = time.monotonic() + timeout
+    buf = ""
+    fd = f.fileno()
+    while not buf.endswith("\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return buf
+        c = os.read(fd, 1).decode()
+        if not c:
+            return buf
+        buf += c
+    return buf
+
+
+@pytest.fixture
+def lab():
+    lab = _Lab()
+    try:
+        yield lab
+    finally:
+        lab.close()
+
+
+def _cella(*args, state, timeout=60):
+    return subprocess.run([CELLA, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL,
+                          env=dict(os.environ, CELLA_STATE_DIR=str(state)))
+
+
+def _pastas_below(pid):
+    """pids of the pasta processes among pid's descendants (not counting the short-lived
+    clones a pasta makes to act in the namespace: a pasta whose parent is a pasta)."""
+    parents, comm = {}, {}
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        rest = st[st.rindex(")") + 2:].split()
+        parents[int(p)] = int(rest[1])
+        comm[int(p)] = st[st.index("(") + 1:st.rindex(")")]
+    found = []
+    for p, c in comm.items():
+        if c not in ("pasta", "passt", "passt.avx2") or comm.get(parents[p]) == c:
+            continue
+        q = p
+        while q in parents and q != pid and q > 1:
+            q = parents[q]
+        if q == pid:
+            found.append(p)
+    return found
+
+
+def _results(out):
+    return {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in out.splitlines()
+            if " " in line}
+
+
+def _probe_app(make_app, app_id, permissions, *extra):
+    return make_app(app_id, f"exec python3 /app/probe.py {PUBLIC_V4} {' '.join(extra)}\n",
+                    files={"probe.py": (PROBE_PY, 0o644)}, permissions=permissions)
+
+
+# Not a twin: runs its own cellad in a NetLab.
+def test_net_internet_reaches_public_hosts_and_nothing_private(tmp_path, lab, make_app):
+    """An app holding net.internet (a real python3) reaches the lab's public server by
+    name (through pasta's DNS forward) and by address; the private, IPv4-mapped,
+    metadata and CGNAT addresses (each the lab's own, served) are refused, as is a
+    name that resolves to a private address and the gateway (not mapped to the lab's
+    loopback); an exact net.connect right opens its one address and port; the app
+    cannot flush the rules (no capability over its namespace), and they still hold
+    after it tried."""
+    state = tmp_path / "state"
+    app = _probe_app(make_app, "org.test.internet",
+                     ["net.internet", f"net.connect:{EXCEPTION}:8083"], "try-flush")
+    with running_cellad(state, preexec_fn=lab.lab.enter) as d:
+        g = _cella("grant", "--app-dir", app, "org.test.internet", "net.internet", state=state)
+        assert g.returncode == 0, g.stderr
+        r = _cella("run", app, state=state, timeout=120)
+        log = d.log()
+    res = _results(r.stdout)
+    assert r.returncode == 0, r.stdout + r.stderr + log
+    assert res["interfaces"] == "['cella-up0', 'lo']", r.stdout
+    assert res["public-name"] == f"OK served by {PUBLIC_V4}:8080", r.stdout
+    assert res["public-addr"] == f"OK served by {PUBLIC_V4}:8080", r.stdout
+    for label in ("private", "private-mapped", "private-name", "metadata", "cgnat", "loopback",
+                  "gateway-to-lab-loopback", "exception-other-port", "private-after-flush"):
+        assert res[label].startswith("FAIL"), (label, r.stdout)
+    assert res["exception"] == f"OK served by {EXCEPTION}:8083", r.stdout
+    assert not res["nft-flush"].startswith("exit 0"), r.stdout
+    assert res["netfilter-socket"].startswith("refused"), r.stdout
+    assert "network up (net.internet)" in log + r.stderr
+
+
+# Not a twin: runs its own cellad in a NetLab.
+def test_without_net_internet_only_loopback_and_no_pasta(tmp_path, lab, make_app):
+    """Requested but not granted, and not requested at all: loopback only, every probe
+    refused, and no pasta runs."""
+    state = tmp_path / "state"
+    asked = _probe_app(make_app, "org.test.asked", ["net.internet"])
+    plain = _probe_app(make_app, "org.test.plain", [])
+    with running_cellad(state, preexec_fn=lab.lab.enter) as d:
+        for app in (asked, plain):
+            r = _cella("run", app, state=state, timeout=120)
+            res = _results(r.stdout)
+            assert r.returncode == 0, r.stdout + r.stderr + d.log()
+            assert res["interfaces"] == "['lo']", r.stdout
+            for label, v in res.items():
+                if label != "interfaces":
+                    assert v.startswith("FAIL"), (label, r.stdout)
+            assert _pastas_below(d.pid) == []
+            said = "org.test.asked: net.internet is requested, not granted" in r.stderr
+            assert said == (app == asked), r.stderr
+
+
+# Not a twin: runs its own cellad in a NetLab.
+def test_revoke_cuts_a_transfer_in_progress(tmp_path, lab, make_app):
+    """A download runs from the lab's public server; `cella revoke ... net.internet`
+    cuts it at once: the server's connection is cut (pasta is gone), the app's reads
+    stop, its interface is gone, and the app itself runs on (loopback only)."""
+    state = tmp_path / "state"
+    app = make_app("org.test.stream", f"exec python3 /app/stream.py {PUBLIC_V4}\n",
+                   files={"stream.py": (STREAM_PY, 0o644)}, permissions=["net.internet"])
+    with running_cellad(state, preexec_fn=lab.lab.enter) as d:
+        g = _cella("grant", "--app-dir", app, "org.test.stream", "net.internet", state=state)
+        assert g.returncode == 0, g.stderr
+        run = subprocess.Popen([CELLA, "run", str(app)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                               env=dict(os.environ, CELLA_STATE_DIR=str(state)))
+        try:
+            line = _readline(run.stdout, DEADLINE)
+            assert line.strip() == "STARTED", line + d.log()
+            pastas = _pastas_below(d.pid)
+            assert len(pastas) == 1, pastas
+            t0 = time.monotonic()
+            rv = _cella("revoke", "org.test.stream", "net.internet", state=state)
+            assert rv.returncode == 0, rv.stderr
+            cut = _readline(lab.servers.stdout, DEADLINE)
+            cut_s = time.monotonic() - t0
+            assert cut.startswith("STREAM-CUT"), cut
+            print(f"\nrevoke to the server's connection cut: {cut_s * 1000:.1f} ms")
+            end = _readline(run.stdout, DEADLINE)
+            assert end.startswith(("STALLED", "ERROR")), end
+            assert _readline(run.stdout, DEADLINE).strip() == "interfaces ['lo']"
+            run.wait(timeout=DEADLINE)
+            assert run.returncode == 0, run.stderr.read()
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+        wait_for("pasta reaped", lambda: _pastas_below(d.pid) == [])
+        assert "lost net.internet: its interface is gone" in d.log() + run.stderr.read()
+
+
+# Not a twin: runs its own cellad in a NetLab.
+def test_pasta_goes_with_the_app(tmp_path, lab, make_app):
+    """pasta is a child of the kernel while the app runs and is gone once it exited."""
+    state = tmp_path / "state"
+    app = make_app("org.test.brief", "read line\necho got $line\n", permissions=["net.internet"])
+    with running_cellad(state, preexec_fn=lab.lab.enter) as d:
+        g = _cella("grant", "--app-dir", app, "org.test.brief", "net.internet", state=state)
+        assert g.returncode == 0, g.stderr
+        run = subprocess.Popen([CELLA, "run", str(app)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, stdin=subprocess.PIPE, text=True,
+                               env=dict(os.environ, CELLA_STATE_DIR=str(state)))
+        try:
+            pastas = wait_for("pasta running", lambda: _pastas_below(d.pid))
+            assert len(pastas) == 1
+            out, err = run.communicate("bye\n", timeout=DEADLINE)
+            assert run.returncode == 0 and out == "got bye\n", out + err
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+        wait_for("pasta reaped", lambda: _pastas_below(d.pid) == [])
+
+
+def test_packed_app_with_net_internet_is_refused(tmp_path, make_app):
+    """A packed Lua app shares its host's namespace: net.internet is a manifest error."""
+    state = tmp_path / "state"
+    app = make_app("org.test.packednet", entry="main.lua", runtime="lua", isolation="packed",
+                   group="g1", permissions=["net.internet"],
+                   files={"main.lua": ("print('hi')\n", 0o644)})
+    r = _cella("run", "--embedded", app, state=state)
+    assert r.returncode != 0
+    assert "\"net.internet\" needs a sandbox of the app's own" in r.stderr, r.stderr
