@@ -399,6 +399,38 @@ def test_pasta_goes_with_the_app(tmp_path, lab, make_app):
         wait_for("pasta reaped", lambda: _pastas_below(d.pid) == [])
 
 
+# Not a twin: runs its own cellad in a NetLab.
+def test_pasta_dying_is_noticed_and_the_app_runs_on(tmp_path, lab, make_app):
+    """A pasta that dies on its own (killed here, as a crash would) is noticed at once:
+    the kernel says so, and the app runs on with its loopback only."""
+    state = tmp_path / "state"
+    app = make_app("org.test.crash", "read line\n"
+                   "exec python3 -c 'import socket; print(sorted(n for _, n in socket.if_nameindex()))'\n",
+                   permissions=["net.internet"])
+    with running_cellad(state, preexec_fn=lab.lab.enter) as d:
+        g = _cella("grant", "--app-dir", app, "org.test.crash", "net.internet", state=state)
+        assert g.returncode == 0, g.stderr
+        run = subprocess.Popen([CELLA, "run", str(app)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, stdin=subprocess.PIPE, text=True,
+                               env=dict(os.environ, CELLA_STATE_DIR=str(state)))
+        try:
+            (pasta,) = wait_for("pasta running", lambda: _pastas_below(d.pid))
+            # Our cellad's child: the only pasta this test may kill.
+            os.kill(pasta, 9)
+            said = ""
+            while "pasta, its network (net.internet), was killed by signal 9" not in said:
+                line = _readline(run.stderr, DEADLINE)
+                assert line, "the kernel never said pasta died: " + said
+                said += line
+            wait_for("pasta reaped", lambda: _pastas_below(d.pid) == [])
+            out, err = run.communicate("go\n", timeout=DEADLINE)
+            assert run.returncode == 0 and out == "['lo']\n", out + err
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+
+
 def test_packed_app_with_net_internet_is_refused(tmp_path, make_app):
     """A packed Lua app shares its host's namespace: net.internet is a manifest error."""
     state = tmp_path / "state"
