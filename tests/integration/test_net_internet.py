@@ -414,10 +414,14 @@ def test_pasta_dying_is_noticed_and_the_app_runs_on(tmp_path, lab, make_app):
                                stderr=subprocess.PIPE, stdin=subprocess.PIPE, text=True,
                                env=dict(os.environ, CELLA_STATE_DIR=str(state)))
         try:
-            (pasta,) = wait_for("pasta running", lambda: _pastas_below(d.pid))
+            said = ""
+            while "org.test.crash: network up (net.internet)" not in said:
+                line = _readline(run.stderr, DEADLINE)
+                assert line, "the network never came up: " + said
+                said += line
+            (pasta,) = _pastas_below(d.pid)
             # Our cellad's child: the only pasta this test may kill.
             os.kill(pasta, 9)
-            said = ""
             while "pasta, its network (net.internet), was killed by signal 9" not in said:
                 line = _readline(run.stderr, DEADLINE)
                 assert line, "the kernel never said pasta died: " + said
