@@ -4,6 +4,7 @@
  * life as a child of the kernel, and the revoke.
  */
 #include <errno.h>
+#include <sys/socket.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -30,7 +31,9 @@ struct AppNet {
         uv_poll_t poll; /* pasta's pidfd */
         bool poll_init;
         bool closing;
-        bool cut; /* revoked: its exit is expected */
+        bool cut;            /* revoked: its exit is expected */
+        FullNetAllow *allow; /* the exceptions its rules hold now */
+        size_t n_allow;
         AppNet *next, *prev;
 };
 
@@ -90,6 +93,7 @@ static void appnet_unlink_free(AppNet *an)
                 an->inst->net = NULL;
         an->net = fullnet_free(an->net);
         safe_close(an->netns_fd);
+        free(an->allow);
         free(an->app_id);
         free(an);
 }
@@ -194,6 +198,8 @@ int appnet_start(Instance *inst, pid_t pid, SupervisorError *err)
                 free(an);
                 return supervisor_error(err, SUPERVISOR_STEP_SANDBOX, r, "net.internet");
         }
+        an->allow = TAKE_PTR(allow);
+        an->n_allow = n_allow;
         an->next = s->appnets;
         if (s->appnets)
                 s->appnets->prev = an;
@@ -234,8 +240,58 @@ void appnet_stop(Instance *inst)
         appnet_detach(an);
 }
 
+/* Whether the exception lists a and b (in grants.db's order) are the same. */
+static bool allow_same(const FullNetAllow *a, size_t n_a, const FullNetAllow *b, size_t n_b)
+{
+        if (n_a != n_b)
+                return false;
+        for (size_t i = 0; i < n_a; i++) {
+                if (a[i].family != b[i].family || a[i].port != b[i].port)
+                        return false;
+                if (a[i].family == AF_INET ? a[i].v4.s_addr != b[i].v4.s_addr
+                                           : memcmp(&a[i].v6, &b[i].v6, sizeof a[i].v6) != 0)
+                        return false;
+        }
+        return true;
+}
+
+/* Loads an's rules again with the exceptions *allow (n_allow; taken on success): a
+ * net.connect right gained or lost while the app runs. A failure is said; the rules
+ * loaded before stay, and if they held an exception now lost, the network is cut
+ * rather than left open. */
+static void reload_rules(AppNet *an, FullNetAllow **allow, size_t n_allow)
+{
+        _cleanup_free_ char *script = NULL;
+        char why[FULLNET_MESSAGE_MAX];
+        int r;
+
+        r = fullnet_rules(*allow, n_allow, false, &script);
+        if (r >= 0)
+                r = fullnet_load_rules(an->netns_fd, script, why, sizeof why);
+        else
+                snprintf(why, sizeof why, "%s", strerror(-r));
+        if (r < 0) {
+                log_error("%s: cannot load its rules again (%s): its network is cut", an->app_id,
+                          why);
+                (void)fullnet_cut(an->net, an->netns_fd);
+                an->cut = true;
+                appnet_detach(an);
+                return;
+        }
+        free(an->allow);
+        an->allow = TAKE_PTR(*allow);
+        an->n_allow = n_allow;
+        log_info("%s: its network's rules loaded again: %zu exact net.connect exception(s)",
+                 an->app_id, n_allow);
+        supervisor_audit(
+                an->sup, an->app_id, AUDIT_EVENT_LIFECYCLE,
+                json_pack("{s:s, s:i}", "what", "network-rules", "exceptions", (int)n_allow));
+}
+
 int appnet_recheck(Supervisor *s, const char *app_id)
 {
+        _cleanup_free_ FullNetAllow *allow = NULL;
+        size_t n_allow = 0;
         int n = 0;
 
         for (AppNet *an = s->appnets, *next; an; an = next) {
@@ -244,13 +300,21 @@ int appnet_recheck(Supervisor *s, const char *app_id)
                 next = an->next;
                 if (!an->inst || (app_id && strcmp(an->app_id, app_id) != 0))
                         continue;
-                r = granted(s, an->app_id, NULL, NULL);
-                if (r != 0) {
-                        if (r < 0)
-                                log_warning_errno(r, "cannot re-read the grants of %s: %m",
-                                                  an->app_id);
+                r = granted(s, an->app_id, &allow, &n_allow);
+                if (r < 0) {
+                        log_warning_errno(r, "cannot re-read the grants of %s: %m", an->app_id);
                         continue;
                 }
+                if (r > 0) {
+                        /* Still on: the exceptions follow the net.connect rights. */
+                        if (!allow_same(allow, n_allow, an->allow, an->n_allow))
+                                reload_rules(an, &allow, n_allow);
+                        free(allow);
+                        allow = NULL;
+                        continue;
+                }
+                free(allow);
+                allow = NULL;
                 r = fullnet_cut(an->net, an->netns_fd);
                 if (r < 0)
                         log_warning_errno(r,

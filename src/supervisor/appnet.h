@@ -42,8 +42,10 @@ void appnet_stop(Instance *inst);
 /*
  * Grants changed for app_id (NULL: any app): every running app whose network
  * outlived its net.internet grant loses it at once (drop-all rules in its
- * namespace, then pasta SIGKILLed), with a message and an audit record. Returns
- * the number of networks cut.
+ * namespace, then pasta SIGKILLed), with a message and an audit record; one that
+ * still holds it but gained or lost an exact net.connect:ADDRESS:PORT right gets
+ * its rules loaded again with the exceptions it holds now (a failure cuts the
+ * network). Returns the number of networks cut.
  */
 int appnet_recheck(Supervisor *s, const char *app_id);
 

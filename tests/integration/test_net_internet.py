@@ -376,6 +376,56 @@ def test_revoke_cuts_a_transfer_in_progress(tmp_path, lab, make_app):
         assert "lost net.internet: its interface is gone" in d.log() + run.stderr.read()
 
 
+EXCEPTION_PY = textwrap.dedent(r"""
+    import sys, urllib.request
+    def get(url):
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return "OK " + r.read().decode().strip()
+        except Exception as e:
+            return "FAIL " + e.__class__.__name__
+    for line in sys.stdin:
+        print(get("http://10.77.0.2:8083/"), "|", get("http://%s:8080/" % sys.argv[1]), flush=True)
+    """)
+
+
+# Not a twin: runs its own cellad in a NetLab.
+def test_revoking_an_exception_closes_it_at_once(tmp_path, lab, make_app):
+    """The exceptions follow the net.connect rights while the app runs: revoking
+    net.connect:10.77.0.2:8083 closes that address at once (the rules are loaded
+    again), and the rest of the network stays."""
+    state = tmp_path / "state"
+    app = make_app("org.test.except", f"exec python3 /app/e.py {PUBLIC_V4}\n",
+                   files={"e.py": (EXCEPTION_PY, 0o644)},
+                   permissions=["net.internet", f"net.connect:{EXCEPTION}:8083"])
+    with running_cellad(state, preexec_fn=lab.lab.enter) as d:
+        g = _cella("grant", "--app-dir", app, "org.test.except", "net.internet", state=state)
+        assert g.returncode == 0, g.stderr
+        run = subprocess.Popen([CELLA, "run", str(app)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, stdin=subprocess.PIPE, text=True,
+                               env=dict(os.environ, CELLA_STATE_DIR=str(state)))
+        try:
+            run.stdin.write("1\n")
+            run.stdin.flush()
+            before = _readline(run.stdout, DEADLINE)
+            assert before == (f"OK served by {EXCEPTION}:8083 | OK served by {PUBLIC_V4}:8080\n"), \
+                before + d.log()
+            rv = _cella("revoke", "org.test.except", f"net.connect:{EXCEPTION}:8083", state=state)
+            assert rv.returncode == 0, rv.stderr
+            run.stdin.write("2\n")
+            run.stdin.flush()
+            after = _readline(run.stdout, DEADLINE)
+            assert after.startswith("FAIL ") and \
+                after.endswith(f"| OK served by {PUBLIC_V4}:8080\n"), after
+            out, err = run.communicate("", timeout=DEADLINE)
+            assert run.returncode == 0, err
+            assert "0 exact net.connect exception(s)" in err, err
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+
+
 # Not a twin: runs its own cellad in a NetLab.
 def test_pasta_goes_with_the_app(tmp_path, lab, make_app):
     """pasta is a child of the kernel while the app runs and is gone once it exited."""
