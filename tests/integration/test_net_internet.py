@@ -23,7 +23,7 @@ import pytest
 
 from conftest import CELLA
 from daemon_util import running_cellad, wait_for
-from netlab import PUBLIC_V4, NetLab
+from netlab import PUBLIC_V4, PUBLIC_V6, NetLab
 
 PRIVATE = "10.77.0.1"        # RFC 1918, on the lab's loopback
 EXCEPTION = "10.77.0.2"      # RFC 1918 too, opened by net.connect:10.77.0.2:8083
@@ -31,6 +31,9 @@ METADATA = "169.254.169.254"
 CGNAT = "100.64.7.7"
 UPLINK = "198.51.100.1"      # the lab's uplink address (TEST-NET-2), pasta's template
 GATEWAY = "198.51.100.254"   # its default gateway: with --no-map-gw, not the lab's loopback
+UPLINK6 = "2001:db8:1::1"    # the same for IPv6 (documentation prefix)
+GATEWAY6 = "2001:db8:1::fe"
+PRIVATE6 = "fd00:77::1"      # unique-local, on the lab's loopback
 DEADLINE = 30.0
 
 # The lab's servers, one process: HTTP on each address (the body names it), a stream
@@ -53,8 +56,11 @@ SERVERS_PY = textwrap.dedent(r"""
         def log_message(self, *a):
             pass
 
+    class H6(ThreadingHTTPServer):
+        address_family = socket.AF_INET6
+
     for addr, port in binds:
-        srv = ThreadingHTTPServer((addr, port), H)
+        srv = (H6 if ":" in addr else ThreadingHTTPServer)((addr, port), H)
         threading.Thread(target=srv.serve_forever, daemon=True).start()
 
     stream = socket.socket()
@@ -124,6 +130,8 @@ PROBE_PY = textwrap.dedent(r"""
                        ("cgnat", "http://100.64.7.7:8086/"),
                        ("loopback", "http://127.0.0.1:8081/"),
                        ("gateway-to-lab-loopback", "http://198.51.100.254:8081/"),
+                       ("public-v6", "http://[2606:2800:21f:cb07:6820:80da:af6b:8b2c]:8087/"),
+                       ("unique-local-v6", "http://[fd00:77::1]:8088/"),
                        ("exception", "http://10.77.0.2:8083/"),
                        ("exception-other-port", "http://10.77.0.2:8084/")]:
         print(label, get(url), flush=True)
@@ -192,14 +200,19 @@ class _Lab:
             for cmd in (["ip", "link", "set", "cella-up1", "up"],
                         ["ip", "link", "set", "cella-up0", "up"],
                         ["ip", "addr", "add", f"{UPLINK}/24", "dev", "cella-up0"],
-                        ["ip", "route", "add", "default", "via", GATEWAY, "dev", "cella-up0"]):
+                        ["ip", "route", "add", "default", "via", GATEWAY, "dev", "cella-up0"],
+                        ["ip", "-6", "addr", "add", f"{UPLINK6}/64", "dev", "cella-up0", "nodad"],
+                        ["ip", "-6", "route", "add", "default", "via", GATEWAY6, "dev",
+                         "cella-up0"]):
                 self.lab.run(cmd)
             for a in (PRIVATE, EXCEPTION, METADATA, CGNAT):
                 self.lab.run(["ip", "addr", "add", f"{a}/32", "dev", "lo"])
+            self.lab.run(["ip", "-6", "addr", "add", f"{PRIVATE6}/128", "dev", "lo", "nodad"])
             # 127.0.0.1:8081 is the lab's own loopback, where a connection to the
             # gateway would land if pasta mapped it to the host's (no --no-map-gw).
             binds = [[PUBLIC_V4, 8080], ["127.0.0.1", 8081], [PRIVATE, 8082], [EXCEPTION, 8083],
-                     [EXCEPTION, 8084], [METADATA, 8085], [CGNAT, 8086]]
+                     [EXCEPTION, 8084], [METADATA, 8085], [CGNAT, 8086], [PUBLIC_V6, 8087],
+                     [PRIVATE6, 8088]]
             self.servers = self.lab.popen(
                 ["python3", "-c", SERVERS_PY, json.dumps(HOSTS), json.dumps(binds), PUBLIC_V4],
                 stdout=subprocess.PIPE, text=True)
@@ -311,6 +324,9 @@ def test_net_internet_reaches_public_hosts_and_nothing_private(tmp_path, lab, ma
                   "gateway-to-lab-loopback", "exception-other-port", "private-after-flush"):
         assert res[label].startswith("FAIL"), (label, r.stdout)
     assert res["exception"] == f"OK served by {EXCEPTION}:8083", r.stdout
+    # IPv6 too (pasta's neighbour discovery through the rules): public, not unique-local.
+    assert res["public-v6"] == f"OK served by {PUBLIC_V6}:8087", r.stdout
+    assert res["unique-local-v6"].startswith("FAIL"), r.stdout
     assert not res["nft-flush"].startswith("exit 0"), r.stdout
     assert res["netfilter-socket"].startswith("refused"), r.stdout
     assert "network up (net.internet)" in log + r.stderr
