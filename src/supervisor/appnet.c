@@ -196,7 +196,8 @@ int appnet_start(Instance *inst, pid_t pid, SupervisorError *err)
                 safe_close(an->netns_fd);
                 free(an->app_id);
                 free(an);
-                return supervisor_error(err, SUPERVISOR_STEP_SANDBOX, r, "net.internet");
+                /* The namespace's setup, as its loopback's is (exit code 246). */
+                return supervisor_error_at(err, SANDBOX_STEP_NAMESPACE, r, "net.internet");
         }
         an->allow = TAKE_PTR(allow);
         an->n_allow = n_allow;

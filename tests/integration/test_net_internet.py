@@ -501,6 +501,26 @@ def test_pasta_dying_is_noticed_and_the_app_runs_on(tmp_path, lab, make_app):
                 run.wait()
 
 
+# Not a twin: runs its own cellad in a NetLab.
+def test_no_uplink_fails_the_start_clearly(tmp_path, make_app):
+    """A host with no default route (a lab with loopback only): pasta cannot make the
+    interface, and the app granted net.internet does not start, with pasta's reason
+    named; it is not run without the network it was granted."""
+    _require_tools()
+    state = tmp_path / "state"
+    app = make_app("org.test.nouplink", "echo ran\n", permissions=["net.internet"])
+    with NetLab() as lab, running_cellad(state, preexec_fn=lab.enter) as d:
+        g = _cella("grant", "--app-dir", app, "org.test.nouplink", "net.internet", state=state)
+        assert g.returncode == 0, g.stderr
+        r = _cella("run", app, state=state, timeout=120)
+        # 246: the namespace's setup failed (docs/cli.md, exit codes).
+        assert r.returncode == 246 and "ran" not in r.stdout, (r.returncode, r.stdout + r.stderr)
+        assert "cannot give org.test.nouplink its network (net.internet): pasta exited with " \
+               "status 1 before the interface was up" in r.stderr, r.stderr
+        assert "External interface not usable" in r.stderr, r.stderr
+        assert _pastas_below(d.pid) == []
+
+
 def test_packed_app_with_net_internet_is_refused(tmp_path, make_app):
     """A packed Lua app shares its host's namespace: net.internet is a manifest error."""
     state = tmp_path / "state"
