@@ -381,10 +381,14 @@ _noreturn_ static void pasta_child(const char *path, char *const argv[], int nul
         _exit(127);
 }
 
-/* Reads what pasta wrote to its stderr into msg (last msglen - 1 bytes, control
- * characters but newline made spaces, trailing space cut). */
+/* Reads the last 4 KiB pasta wrote to its stderr into msg (msglen bytes): its lines
+ * joined with "; ", those that only say syslog was not there ("Failed to send N
+ * bytes to syslog": no /dev/log in the kernel's mount namespace) left out, control
+ * characters made spaces. */
 static void read_messages(int fd, char *msg, size_t msglen)
 {
+        char buf[4096];
+        size_t used = 0;
         off_t size;
         ssize_t k;
 
@@ -396,15 +400,29 @@ static void read_messages(int fd, char *msg, size_t msglen)
         size = lseek(fd, 0, SEEK_END);
         if (size <= 0)
                 return;
-        k = pread(fd, msg, msglen - 1, size > (off_t)(msglen - 1) ? size - (off_t)(msglen - 1) : 0);
-        if (k < 0)
-                k = 0;
-        msg[k] = 0;
-        for (ssize_t i = 0; i < k; i++)
-                if ((unsigned char)msg[i] < 0x20 || msg[i] == 0x7f)
-                        msg[i] = ' ';
-        while (k > 0 && msg[k - 1] == ' ')
-                msg[--k] = 0;
+        k = pread(fd, buf, sizeof buf - 1,
+                  size > (off_t)(sizeof buf - 1) ? size - (off_t)(sizeof buf - 1) : 0);
+        if (k <= 0)
+                return;
+        buf[k] = 0;
+        for (char *line = buf, *next; line && *line; line = next) {
+                size_t n;
+
+                next = strchr(line, '\n');
+                if (next)
+                        *next++ = 0;
+                for (char *c = line; *c; c++)
+                        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                                *c = ' ';
+                n = strlen(line);
+                while (n > 0 && line[n - 1] == ' ')
+                        line[--n] = 0;
+                if (n == 0 || (strncmp(line, "Failed to send ", 15) == 0 && strstr(line, "syslog")))
+                        continue;
+                if (used + (used ? 2 : 0) + n >= msglen)
+                        break;
+                used += (size_t)snprintf(msg + used, msglen - used, "%s%s", used ? "; " : "", line);
+        }
 }
 
 int fullnet_start(pid_t pid, const FullNetOptions *o, FullNet **ret, char *err, size_t errlen)

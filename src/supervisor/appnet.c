@@ -192,12 +192,18 @@ int appnet_start(Instance *inst, pid_t pid, SupervisorError *err)
         else
                 r = fullnet_start(pid, &o, &an->net, why, sizeof why);
         if (r < 0) {
+                char detail[SANDBOX_DETAIL_MAX];
+
                 log_error("cannot give %s its network (net.internet): %s", id, why);
                 safe_close(an->netns_fd);
                 free(an->app_id);
                 free(an);
-                /* The namespace's setup, as its loopback's is (exit code 246). */
-                return supervisor_error_at(err, SANDBOX_STEP_NAMESPACE, r, "net.internet");
+                /* The namespace's setup, as its loopback's is (exit code 246); the
+                 * status and audit records of a failed start, with pasta's reason. */
+                snprintf(detail, sizeof detail, "net.internet: %.200s", why);
+                r = supervisor_error_at(err, SANDBOX_STEP_NAMESPACE, r, detail);
+                sandboxed_report_failed(&inst->run, err);
+                return r;
         }
         an->allow = TAKE_PTR(allow);
         an->n_allow = n_allow;

@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from conftest import CELLA
+from conftest import CELLA, run_cella
 from daemon_util import running_cellad, wait_for
 from netlab import PUBLIC_V4, PUBLIC_V6, NetLab
 
@@ -512,12 +512,15 @@ def test_no_uplink_fails_the_start_clearly(tmp_path, make_app):
     with NetLab() as lab, running_cellad(state, preexec_fn=lab.enter) as d:
         g = _cella("grant", "--app-dir", app, "org.test.nouplink", "net.internet", state=state)
         assert g.returncode == 0, g.stderr
-        r = _cella("run", app, state=state, timeout=120)
+        r = run_cella(app, state_dir=state, timeout=120)
         # 246: the namespace's setup failed (docs/cli.md, exit codes).
-        assert r.returncode == 246 and "ran" not in r.stdout, (r.returncode, r.stdout + r.stderr)
+        assert r.code == 246 and "ran" not in r.out, (r.code, r.out + r.err)
         assert "cannot give org.test.nouplink its network (net.internet): pasta exited with " \
-               "status 1 before the interface was up" in r.stderr, r.stderr
-        assert "External interface not usable" in r.stderr, r.stderr
+               "status 1 before the interface was up" in r.err, r.err
+        assert "External interface not usable" in r.err, r.err
+        (failed,) = [x for x in r.status if x.get("event") == "failed"]
+        assert failed["step"] == "namespace" and failed["exit_code"] == 246, failed
+        assert failed["error"].startswith("net.internet: pasta exited"), failed
         assert _pastas_below(d.pid) == []
 
 
