@@ -32,6 +32,7 @@ struct AppNet {
         bool poll_init;
         bool closing;
         bool cut;            /* revoked: its exit is expected */
+        bool one_time;       /* started on a one-time grant, used up then: it lasts the run */
         FullNetAllow *allow; /* the exceptions its rules hold now */
         size_t n_allow;
         AppNet *next, *prev;
@@ -45,9 +46,11 @@ bool appnet_wanted(const Manifest *m)
         return false;
 }
 
-/* Whether app_id holds net.internet now, and (ret_allow not NULL) the exact
- * addresses its net.connect rights open (*ret_allow, caller frees). Returns 1, 0,
- * or a negative errno (grants.db). */
+/* Whether app_id holds net.internet now (a grant row, permanent or one-time), and
+ * (ret_allow not NULL) the exact addresses its permanent net.connect rights open
+ * (*ret_allow, caller frees; a one-time net.connect grant is one connection's, through
+ * the broker, never a standing hole in the rules). Returns 1, 0, or a negative errno
+ * (grants.db). */
 static int granted(Supervisor *s, const char *app_id, FullNetAllow **ret_allow, size_t *ret_n)
 {
         _cleanup_free_ Grant *g = NULL;
@@ -69,7 +72,8 @@ static int granted(Supervisor *s, const char *app_id, FullNetAllow **ret_allow, 
         for (size_t i = 0; i < n; i++) {
                 if (strcmp(g[i].right, NET_INTERNET) == 0)
                         held = true;
-                else if (allow && fullnet_allow_parse(g[i].right, &allow[n_allow]) == 1)
+                else if (allow && !g[i].one_time &&
+                         fullnet_allow_parse(g[i].right, &allow[n_allow]) == 1)
                         n_allow++;
         }
         if (ret_allow) {
@@ -160,16 +164,22 @@ int appnet_start(Instance *inst, pid_t pid, SupervisorError *err)
         _cleanup_free_ FullNetAllow *allow = NULL;
         char why[FULLNET_MESSAGE_MAX + 128], proc[64];
         size_t n_allow = 0;
+        GrantsDecision decision = {};
         AppNet *an;
         FullNetOptions o = {};
         int r, k;
 
-        r = granted(s, id, &allow, &n_allow);
-        if (r < 0) {
+        /* The decision as for any right: a one-time grant is used up by this start
+         * (the network then lasts the run). */
+        r = s->grants ? grants_check(s->grants, id, NET_INTERNET, grants_now_ms(), &decision)
+                      : -EACCES;
+        if (r >= 0)
+                r = granted(s, id, &allow, &n_allow) < 0 ? -EIO : 1;
+        if (r < 0 && r != -EACCES && r != -EPERM) {
                 log_error_errno(r, "cannot read the grants of %s: %m", id);
                 return supervisor_error(err, SUPERVISOR_STEP_STATE, r, GRANTS_DB_FILE);
         }
-        if (r == 0) {
+        if (r < 0) {
                 log_info("%s: net.internet is requested, not granted: the app has its loopback "
                          "only ('cella grant %s net.internet' gives it at its next start)",
                          id, id);
@@ -207,6 +217,7 @@ int appnet_start(Instance *inst, pid_t pid, SupervisorError *err)
         }
         an->allow = TAKE_PTR(allow);
         an->n_allow = n_allow;
+        an->one_time = decision.one_time_consumed;
         an->next = s->appnets;
         if (s->appnets)
                 s->appnets->prev = an;
@@ -226,9 +237,10 @@ int appnet_start(Instance *inst, pid_t pid, SupervisorError *err)
                 return supervisor_error(err, SUPERVISOR_STEP_INTERNAL, k, "net.internet");
         }
         supervisor_audit(s, id, AUDIT_EVENT_LIFECYCLE,
-                         json_pack("{s:s, s:i, s:i, s:f, s:f}", "what", "network-up", "pasta_pid",
-                                   (int)fullnet_pid(an->net), "exceptions", (int)n_allow,
-                                   "rules_ms", (double)fullnet_rules_ns(an->net) / 1e6, "pasta_ms",
+                         json_pack("{s:s, s:i, s:i, s:b, s:f, s:f}", "what", "network-up",
+                                   "pasta_pid", (int)fullnet_pid(an->net), "exceptions",
+                                   (int)n_allow, "one_time", an->one_time, "rules_ms",
+                                   (double)fullnet_rules_ns(an->net) / 1e6, "pasta_ms",
                                    (double)fullnet_pasta_ns(an->net) / 1e6));
         log_info("%s: network up (net.internet): pasta pid %d, rules %.1f ms, interface %.1f ms",
                  id, (int)fullnet_pid(an->net), (double)fullnet_rules_ns(an->net) / 1e6,
@@ -312,8 +324,10 @@ int appnet_recheck(Supervisor *s, const char *app_id)
                         log_warning_errno(r, "cannot re-read the grants of %s: %m", an->app_id);
                         continue;
                 }
-                if (r > 0) {
-                        /* Still on: the exceptions follow the net.connect rights. */
+                if (r > 0 || an->one_time) {
+                        /* Still on (a one-time grant was used up by the start: nothing
+                         * is left to revoke, the run keeps it): the exceptions follow
+                         * the net.connect rights. */
                         if (!allow_same(allow, n_allow, an->allow, an->n_allow))
                                 reload_rules(an, &allow, n_allow);
                         free(allow);

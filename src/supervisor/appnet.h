@@ -24,9 +24,9 @@ typedef struct AppNet AppNet;
 bool appnet_wanted(const Manifest *m);
 
 /*
- * When inst holds net.internet (a grant in grants.db, permanent or one-time: a
- * one-time grant lasts the run), gives the namespace of sandbox init pid (in our
- * pid namespace) its interface and rules, with an exception for every
+ * When inst holds net.internet (grants_check(): a one-time grant is used up by the
+ * start, and the network it opened lasts the run), gives the namespace of sandbox init pid (in our
+ * pid namespace) its interface and rules, with an exception for every permanent
  * net.connect:ADDRESS:PORT right it holds whose ADDRESS is a literal address.
  * Holding no grant, it says so (info) and leaves the app its loopback. Returns 0,
  * or a negative errno with *err filled, after a message naming the app and

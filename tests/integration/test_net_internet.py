@@ -443,6 +443,25 @@ def test_revoking_an_exception_closes_it_at_once(tmp_path, lab, make_app):
 
 
 # Not a twin: runs its own cellad in a NetLab.
+def test_a_one_time_grant_is_one_run(tmp_path, lab, make_app):
+    """`cella grant --once APP net.internet`: the next start uses it up and has the
+    network for its run; the start after has loopback only."""
+    state = tmp_path / "state"
+    app = make_app("org.test.once", "exec python3 -c 'import socket; "
+                   "print(sorted(n for _, n in socket.if_nameindex()))'\n",
+                   permissions=["net.internet"])
+    with running_cellad(state, preexec_fn=lab.lab.enter):
+        g = _cella("grant", "--once", "--app-dir", app, "org.test.once", "net.internet",
+                   state=state)
+        assert g.returncode == 0, g.stderr
+        first = _cella("run", app, state=state, timeout=120)
+        second = _cella("run", app, state=state, timeout=120)
+    assert first.returncode == 0 and first.stdout == "['cella-up0', 'lo']\n", first
+    assert second.returncode == 0 and second.stdout == "['lo']\n", second
+    assert "net.internet is requested, not granted" in second.stderr, second.stderr
+
+
+# Not a twin: runs its own cellad in a NetLab.
 def test_pasta_goes_with_the_app(tmp_path, lab, make_app):
     """pasta is a child of the kernel while the app runs and is gone once it exited."""
     state = tmp_path / "state"
