@@ -22,7 +22,7 @@ import time
 import pytest
 
 from conftest import CELLA, run_cella
-from daemon_util import running_cellad, wait_for
+from daemon_util import running_cellad, wait_for, wait_log_line
 from netlab import PUBLIC_V4, PUBLIC_V6, NetLab
 
 PRIVATE = "10.77.0.1"        # RFC 1918, on the lab's loopback
@@ -459,6 +459,31 @@ def test_a_one_time_grant_is_one_run(tmp_path, lab, make_app):
     assert first.returncode == 0 and first.stdout == "['cella-up0', 'lo']\n", first
     assert second.returncode == 0 and second.stdout == "['lo']\n", second
     assert "net.internet is requested, not granted" in second.stderr, second.stderr
+
+
+# Not a twin: runs its own cellad in a NetLab.
+def test_an_installed_app_started_by_cellad(tmp_path, lab, make_app):
+    """An app installed into cellad's store and started by cellad itself (its own
+    spawn, from its warm pool when a warm sandbox is ready, not a `cella run`
+    kernel's) gets its network the same way, and `cella stop` takes pasta with it."""
+    state = tmp_path / "state"
+    app = make_app("org.test.installed", "python3 -c 'import socket; "
+                   "print(sorted(n for _, n in socket.if_nameindex()))'\nexec sleep infinity\n",
+                   permissions=["net.internet"])
+    with running_cellad(state, "--no-autostart", "--warm", "2",
+                        preexec_fn=lab.lab.enter) as d:
+        i = _cella("install", app, state=state)
+        assert i.returncode == 0, i.stderr
+        g = _cella("grant", "--app-dir", state / "apps" / "org.test.installed" / "current",
+                   "org.test.installed", "net.internet", state=state)
+        assert g.returncode == 0, g.stderr
+        st = _cella("start", "org.test.installed", state=state)
+        assert st.returncode == 0, st.stderr
+        wait_log_line(d, "org.test.installed", "['cella-up0', 'lo']")
+        assert len(_pastas_below(d.pid)) == 1
+        sp = _cella("stop", "org.test.installed", state=state)
+        assert sp.returncode == 0, sp.stderr
+        wait_for("pasta reaped", lambda: _pastas_below(d.pid) == [])
 
 
 # Not a twin: runs its own cellad in a NetLab.
