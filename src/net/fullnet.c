@@ -598,6 +598,34 @@ void fullnet_kill(FullNet *n)
         n->killed = true;
 }
 
+/* Waits for pasta's exit and reaps it. The pidfd may be non-blocking (a libuv poll
+ * made it so), where waitid(P_PIDFD) would say EAGAIN: poll for the exit first. */
+static int wait_exit(FullNet *n)
+{
+        for (;;) {
+                struct pollfd p = {.fd = n->pidfd, .events = POLLIN};
+                siginfo_t si = {};
+
+                if (waitid(P_PIDFD, (id_t)n->pidfd, &si, WEXITED | WNOHANG) < 0 && errno != EINTR &&
+                    errno != EAGAIN)
+                        return negative_errno();
+                if (si.si_pid != 0) {
+                        n->pid = 0;
+                        return 0;
+                }
+                if (poll(&p, 1, -1) < 0 && errno != EINTR)
+                        return negative_errno();
+        }
+}
+
+int fullnet_kill_wait(FullNet *n)
+{
+        if (!n || n->pid <= 0)
+                return 0;
+        fullnet_kill(n);
+        return wait_exit(n);
+}
+
 int fullnet_cut(FullNet *n, int netns_fd)
 {
         _cleanup_free_ char *script = NULL;
@@ -636,10 +664,8 @@ FullNet *fullnet_free(FullNet *n)
         if (!n)
                 return NULL;
         if (n->pid > 0) {
-                siginfo_t si = {};
-
                 fullnet_kill(n);
-                (void)RETRY_EINTR(waitid(P_PIDFD, (id_t)n->pidfd, &si, WEXITED));
+                (void)wait_exit(n);
         }
         safe_close(n->pidfd);
         safe_close(n->msg_fd);

@@ -140,6 +140,11 @@ int fullnet_cut(FullNet *n, int netns_fd);
  * its network). */
 void fullnet_kill(FullNet *n);
 
+/* SIGKILLs pasta and waits for its exit, reaping it (pid 0 after; the pidfd stays
+ * open until fullnet_free()). For a caller about to exec itself, which could not
+ * reap it after; never on an app's exit path. Returns 0 or a negative errno. */
+int fullnet_kill_wait(FullNet *n);
+
 /*
  * Reaps pasta without blocking. Returns 1 with its wait status in *ret_status (as
  * waitpid(2)'s) and its last messages (NUL-terminated, possibly empty) in msg (msglen

@@ -353,6 +353,29 @@ int appnet_recheck(Supervisor *s, const char *app_id)
         return n;
 }
 
+void appnet_drop_all(Supervisor *s)
+{
+        for (AppNet *an = s->appnets, *next; an; an = next) {
+                next = an->next;
+                if (an->inst) {
+                        (void)fullnet_cut(an->net, an->netns_fd);
+                        log_info("%s: its network (net.internet) is cut: cellad re-executes "
+                                 "itself, and the new image would not know its pasta",
+                                 an->app_id);
+                        supervisor_audit(
+                                s, an->app_id, AUDIT_EVENT_LIFECYCLE,
+                                json_pack("{s:s, s:s}", "what", "network-cut", "why", "re-exec"));
+                        an->cut = true;
+                        appnet_detach(an);
+                }
+                /* Reaped here: the new image would not know the zombie. */
+                if (an->poll_init && !an->closing)
+                        (void)uv_poll_stop(&an->poll);
+                (void)fullnet_kill_wait(an->net);
+                appnet_close(an);
+        }
+}
+
 void appnet_free_all(Supervisor *s)
 {
         while (s->appnets) {

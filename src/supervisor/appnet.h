@@ -49,6 +49,12 @@ void appnet_stop(Instance *inst);
  */
 int appnet_recheck(Supervisor *s, const char *app_id);
 
+/* Before the kernel re-executes itself (cellad's SIGHUP): every app's network is cut
+ * (drop-all rules, pasta killed and reaped, said and audited), since the new image
+ * would not know its pasta, and so could neither revoke nor reap it. The apps run
+ * on, with their loopback only. */
+void appnet_drop_all(Supervisor *s);
+
 /* At the kernel's end, after its loop is closed: kills and reaps every pasta left,
  * and frees them. */
 void appnet_free_all(Supervisor *s);

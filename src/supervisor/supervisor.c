@@ -1169,6 +1169,11 @@ static void walk_close(uv_handle_t *h, void *arg)
                 uv_close(h, NULL);
 }
 
+void supervisor_drop_networks(Supervisor *s)
+{
+        appnet_drop_all(s);
+}
+
 Supervisor *supervisor_free(Supervisor *s)
 {
         if (!s)

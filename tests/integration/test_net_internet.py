@@ -15,6 +15,7 @@ fail.
 import json
 import os
 import select
+import signal
 import subprocess
 import textwrap
 import time
@@ -484,6 +485,44 @@ def test_an_installed_app_started_by_cellad(tmp_path, lab, make_app):
         sp = _cella("stop", "org.test.installed", state=state)
         assert sp.returncode == 0, sp.stderr
         wait_for("pasta reaped", lambda: _pastas_below(d.pid) == [])
+
+
+# Says its interfaces at once, and again whenever they change (its own pace).
+WATCH_PY = textwrap.dedent(r"""
+    import socket, time
+    prev = None
+    while True:
+        cur = sorted(n for _, n in socket.if_nameindex())
+        if cur != prev:
+            print(cur, flush=True)
+            prev = cur
+        time.sleep(0.05)
+    """)
+
+
+# Not a twin: runs its own cellad in a NetLab.
+def test_sighup_cuts_the_network_the_new_image_would_not_know(tmp_path, lab, make_app):
+    """cellad's SIGHUP re-exec keeps the apps running, but not their pasta: the new
+    image could neither revoke nor reap it. The network is cut before the exec (the
+    app sees its interface go), no pasta is left, and the app runs on."""
+    state = tmp_path / "state"
+    app = make_app("org.test.reexec", "exec python3 /app/w.py\n",
+                   files={"w.py": (WATCH_PY, 0o644)}, permissions=["net.internet"])
+    with running_cellad(state, "--no-autostart", preexec_fn=lab.lab.enter) as d:
+        assert _cella("install", app, state=state).returncode == 0
+        g = _cella("grant", "--app-dir", state / "apps" / "org.test.reexec" / "current",
+                   "org.test.reexec", "net.internet", state=state)
+        assert g.returncode == 0, g.stderr
+        assert _cella("start", "org.test.reexec", state=state).returncode == 0
+        wait_log_line(d, "org.test.reexec", "['cella-up0', 'lo']")
+        assert len(_pastas_below(d.pid)) == 1
+        d.send(signal.SIGHUP)
+        wait_for("the re-executed cellad's adoption",
+                 lambda: "adopted 1 app(s) left running by an earlier cellad" in d.log())
+        wait_log_line(d, "org.test.reexec", "['lo']")
+        # Reaped before the exec, not left a zombie the new image does not know.
+        assert _pastas_below(d.pid) == []
+        assert "cellad re-executes itself, and the new image would not know its pasta" in d.log()
 
 
 # Not a twin: runs its own cellad in a NetLab.
