@@ -672,3 +672,14 @@ FullNet *fullnet_free(FullNet *n)
         free(n);
         return NULL;
 }
+
+FullNet *fullnet_abandon(FullNet *n)
+{
+        if (!n)
+                return NULL;
+        fullnet_kill(n);
+        safe_close(n->pidfd);
+        safe_close(n->msg_fd);
+        free(n);
+        return NULL;
+}

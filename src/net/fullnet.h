@@ -156,3 +156,10 @@ int fullnet_reap(FullNet *n, int *ret_status, char *msg, size_t msglen);
  * exit: callers on an app's exit path fullnet_kill() and free once fullnet_reap()
  * said 1), closes everything and frees n. Returns NULL. */
 FullNet *fullnet_free(FullNet *n);
+
+/* For a process about to exit (a kernel's end): kills pasta if it runs (SIGKILL) and
+ * frees n without waiting for pasta's exit, which takes 30-50 ms (its tap's
+ * teardown, bench/net-fullnet) and would delay the last app's exit as the user sees
+ * it; the zombie goes to init (or the subreaper) with our exit, which reaps it.
+ * Returns NULL. */
+FullNet *fullnet_abandon(FullNet *n);

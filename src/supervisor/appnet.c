@@ -381,9 +381,11 @@ void appnet_free_all(Supervisor *s)
         while (s->appnets) {
                 AppNet *an = s->appnets;
 
-                /* The loop is closed: its poll with it. */
+                /* The loop is closed: its poll with it. The kernel ends: pasta is
+                 * killed, not waited for (its tap's teardown would delay the end). */
                 an->poll_init = false;
                 appnet_detach(an);
+                an->net = fullnet_abandon(an->net);
                 appnet_unlink_free(an);
         }
 }

@@ -55,6 +55,6 @@ int appnet_recheck(Supervisor *s, const char *app_id);
  * on, with their loopback only. */
 void appnet_drop_all(Supervisor *s);
 
-/* At the kernel's end, after its loop is closed: kills and reaps every pasta left,
- * and frees them. */
+/* At the kernel's end, after its loop is closed: kills every pasta left, without
+ * waiting for its exit (fullnet_abandon()), and frees them. */
 void appnet_free_all(Supervisor *s);
