@@ -607,12 +607,15 @@ def test_no_uplink_fails_the_start_clearly(tmp_path, make_app):
         assert _pastas_below(d.pid) == []
 
 
-def test_packed_app_with_net_internet_is_refused(tmp_path, make_app):
-    """A packed Lua app shares its host's namespace: net.internet is a manifest error."""
-    state = tmp_path / "state"
+@pytest.mark.twin
+def test_packed_app_with_net_internet_is_refused(state, make_app):
+    """A packed Lua app shares its host's namespace: net.internet is a manifest error,
+    named, and nothing runs."""
     app = make_app("org.test.packednet", entry="main.lua", runtime="lua", isolation="packed",
                    group="g1", permissions=["net.internet"],
                    files={"main.lua": ("print('hi')\n", 0o644)})
-    r = _cella("run", "--embedded", app, state=state)
-    assert r.returncode != 0
-    assert "\"net.internet\" needs a sandbox of the app's own" in r.stderr, r.stderr
+    r = run_cella(app, state_dir=state)
+    assert r.code == 241, (r.code, r.err)  # the manifest (docs/cli.md, exit codes)
+    assert "permissions" in r.err and \
+        "\"net.internet\" needs a sandbox of the app's own" in r.err, r.err
+    assert "hi" not in r.out
