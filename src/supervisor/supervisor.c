@@ -1076,6 +1076,8 @@ int instance_install(Instance *inst, SupervisorError *err)
          * reach (docs/capabilities.md, "Reaching other apps"): they re-read their grants,
          * here and in the other kernels sharing the state directory. */
         changed = r > 0;
+        if (changed)
+                (void)appnet_recheck(s, NULL); /* net.internet and its exceptions too */
         if (changed && s->broker) {
                 r = broker_grants_changed(s->broker, NULL);
                 if (r < 0)
