@@ -31,7 +31,7 @@ enum {
         CELLA_EXIT_PREPARE = 243,  /* the spec cannot be honoured on this host */
         CELLA_EXIT_CGROUP = 244,
         CELLA_EXIT_CLONE = 245,     /* creating the namespaces */
-        CELLA_EXIT_NAMESPACE = 246, /* hostname, loopback, cgroup namespace */
+        CELLA_EXIT_NAMESPACE = 246, /* hostname, loopback, cgroup namespace, net.internet */
         CELLA_EXIT_MOUNT = 247,
         CELLA_EXIT_PIVOT = 248,
         CELLA_EXIT_USERNS = 249,

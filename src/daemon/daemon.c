@@ -336,6 +336,8 @@ static void daemon_reexec(Daemon *d)
         /* The warm sandboxes are this image's children: killed and reaped now,
          * the new image makes its own. */
         daemon_pool_empty(d->pool);
+        /* So are the apps' pasta (net.internet): cut, the apps run on (appnet.h). */
+        supervisor_drop_networks(d->sup);
         snprintf(mode, sizeof mode, "%s",
                  d->o.cgroup_mode == CGROUP_MODE_V1       ? "v1"
                  : d->o.cgroup_mode == CGROUP_MODE_V2     ? "v2"

@@ -580,6 +580,16 @@ static int check_isolation(Manifest *m, ManifestError *err)
         if (m->priority != 0 && m->runtime != MANIFEST_RUNTIME_LUA)
                 return fail(err, "priority", "only a Lua app has a priority; got runtime \"%s\"",
                             manifest_runtime_to_string(m->runtime));
+        /* A packed group's apps share its host's sandbox, so one network namespace:
+         * an interface of an app's own cannot be given (docs/network.md, "Full
+         * network (net.internet)"). */
+        for (char **p = m->permissions; packed && p && *p; p++)
+                if (strcmp(*p, "net.internet") == 0)
+                        return fail(err, "permissions",
+                                    "\"net.internet\" needs a sandbox of the app's own, and a "
+                                    "packed app shares its group host's network namespace; "
+                                    "remove \"isolation\": \"packed\" (and \"group\") or the "
+                                    "permission");
         return 0;
 }
 

@@ -33,6 +33,8 @@ typedef enum MsgType {
         MSG_WARM_GO,    /* parent → warm child: the spec is in the shared arena; the
                          * fds it names ride along (SCM_RIGHTS, spawn.c "Warm sandboxes") */
         MSG_WARM_READY, /* warm child → parent: prepared, waiting for an app */
+        MSG_GO,         /* parent → child (SandboxSpec.wait_starting): starting() is done,
+                         * fork the app */
 } MsgType;
 
 /* One message on the ctl socket (SOCK_SEQPACKET: one datagram each). */

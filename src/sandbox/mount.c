@@ -683,8 +683,14 @@ static int write_identity(int rootfd, const SandboxSpec *spec, SandboxError *err
                 {"etc/group", group},
                 {"etc/hosts", hosts},
                 {"etc/hostname", hostname},
-                {"etc/nsswitch.conf", "passwd: files\ngroup: files\nshadow: files\nhosts: files\n"
-                                      "networks: files\nprotocols: files\nservices: files\n"},
+                {"etc/nsswitch.conf", spec->resolv_conf
+                                              ? "passwd: files\ngroup: files\nshadow: files\n"
+                                                "hosts: files dns\nnetworks: files\n"
+                                                "protocols: files\nservices: files\n"
+                                              : "passwd: files\ngroup: files\nshadow: files\n"
+                                                "hosts: files\nnetworks: files\n"
+                                                "protocols: files\nservices: files\n"},
+                {"etc/resolv.conf", spec->resolv_conf},
         };
 
         snprintf(passwd, sizeof passwd,
@@ -703,6 +709,8 @@ static int write_identity(int rootfd, const SandboxSpec *spec, SandboxError *err
                 char target[32];
                 int r;
 
+                if (!files[i].content)
+                        continue; /* no resolv.conf */
                 snprintf(target, sizeof target, "/%s", files[i].name);
                 if (spec_binds_at(spec, target))
                         continue;

@@ -104,6 +104,21 @@ struct SandboxSpec {
          * at SANDBOX_STEP_PREPARE.
          */
         int (*net_ready)(SandboxSpec *spec, int pidfd, void *userdata);
+         * With starting: the child waits for starting() to return before it forks
+         * the app (one more message on the ctl socket), for work the app must find
+         * done when it runs (net.internet's interface and rules, src/net/fullnet.h).
+         * The child has dropped its capabilities and set its rlimits by then; it
+         * waits before its signal set-up, its seccomp filter and the app's fork.
+         */
+        bool wait_starting;
+        /* Set by the spawn for starting(): the sandbox's init (pid in the caller's pid
+         * namespace), whose namespaces are /proc/<pid>/ns/<type>. 0 before. */
+        pid_t starting_pid;
+
+        /* The jail's /etc/resolv.conf, or NULL: none, and names resolve from the
+         * jail's /etc/hosts alone (nsswitch.conf "hosts: files"). Set (an app with
+         * net.internet: src/net/fullnet.h), nsswitch.conf says "hosts: files dns". */
+        const char *resolv_conf;
 
         const SandboxBind *binds; /* extra binds after the runtime (/usr, /lib*, /etc subset) */
         size_t n_binds;

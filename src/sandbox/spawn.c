@@ -740,6 +740,11 @@ _noreturn_ static void child_run(const SandboxSpec *spec, int ctl, int init_fd_i
         if (r < 0)
                 goto fail;
 
+        /* The parent's starting() must be done before the app runs (wait_starting);
+         * before the ctl hangup is watched, whose SIGIO a message would raise too. */
+        if (spec->wait_starting && child_expect(ctl, MSG_GO) < 0)
+                _exit(1);
+
         r = sandbox_init_signals(&mask);
         if (r >= 0)
                 r = watch_ctl_hangup(ctl);
@@ -811,6 +816,9 @@ static int check_spec(const SandboxSpec *spec, SandboxError *err)
                                     "the app may not run as host root");
         if (!spec->hostname || !*spec->hostname)
                 return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL, "no hostname");
+        if (spec->wait_starting && !spec->starting)
+                return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
+                                    "wait_starting without starting");
         if (!spec->exec_path || spec->exec_path[0] != '/' || !spec->argv || !spec->argv[0] ||
             !spec->envp)
                 return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
@@ -1091,11 +1099,17 @@ static int spawn_finish(SandboxSpec *spec, Sandbox *s_in, Cgroup *cg, pid_t pid,
                          * net helper is done: the caller's work overlaps its last
                          * steps (its reports wait in the socket meanwhile). */
                         if (spec->starting) {
+                                spec->starting_pid = pid;
                                 r = spec->starting(spec, spec->prepare_userdata);
                                 if (r < 0) {
                                         sandbox_fail(err, SANDBOX_STEP_PREPARE, r,
                                                      "prepare %s while it starts", spec->hostname);
                                         goto fail_child;
+                                }
+                                if (spec->wait_starting) {
+                                        r = sandbox_msg_send(*ctl0, MSG_GO, 0);
+                                        if (r < 0)
+                                                continue; /* died: the next recv says how */
                                 }
                         }
                 } else if (m.type == MSG_WARM_READY) {
@@ -1393,6 +1407,7 @@ static SandboxSpec *warm_flatten(Arena *a, const SandboxSpec *spec, int *fds, un
         c->cgroup_label = NULL;
         c->extra_fds = NULL;
         c->hostname = arena_str(a, spec->hostname, &ok);
+        c->resolv_conf = arena_str(a, spec->resolv_conf, &ok);
         c->workdir = arena_str(a, spec->workdir, &ok);
         c->exec_path = arena_str(a, spec->exec_path, &ok);
         c->init_path = arena_str(a, spec->init_path, &ok);

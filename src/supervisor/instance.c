@@ -35,6 +35,8 @@
 #include "supervisor/error.h"
 #include "supervisor/memory-actions.h"
 #include "supervisor/storage.h"
+#include "net/fullnet.h"
+#include "supervisor/appnet.h"
 #include "supervisor/supervisor-internal.h"
 #include "supervisor/terminal.h"
 
@@ -283,6 +285,10 @@ static int instance_starting(SandboxSpec *spec, void *userdata)
                 r = instance_install(p->inst, &p->inst->error);
         if (r >= 0)
                 supervisor_sweep(p->inst->sup);
+        /* net.internet: its rules and interface before the app runs (the child waits
+         * for this: spec->wait_starting). */
+        if (r >= 0 && spec->wait_starting)
+                r = appnet_start(p->inst, spec->starting_pid, &p->inst->error);
         p->started_failed = r < 0;
         return r < 0 ? -ECANCELED : 0;
 }
@@ -682,6 +688,12 @@ static int instance_spawn(Instance *inst, InstanceStart *c)
         spec->starting = instance_starting;
         if (c->hosts_path)
                 spec->net_ready = instance_net_ready;
+        /* net.internet (appnet.h): the app waits for its network, and resolves names
+         * through pasta's DNS forward. */
+        if (appnet_wanted(inst->manifest)) {
+                spec->wait_starting = true;
+                spec->resolv_conf = FULLNET_RESOLV_CONF;
+        }
         spec->prepare_userdata = &c->prep;
         r = sandboxed_spawn(&inst->run, spec, &c->serr);
         inst->started_ns = inst->run.started_ns;
@@ -778,6 +790,7 @@ static void instance_started(Instance *inst)
 static void instance_abort(Instance *inst)
 {
         instance_net_stopped(inst);
+        appnet_stop(inst);
         sandboxed_abort(&inst->run);
         broker_app_detach(inst->broker_app);
         inst->broker_app = NULL;
@@ -852,6 +865,7 @@ int instance_start(Instance *inst)
         return 0;
 fail:
         instance_net_stopped(inst);
+        appnet_stop(inst);
         pump_close(&inst->in);
         instance_start_done(&c);
         instance_failed(inst);
@@ -974,6 +988,7 @@ static void instance_maybe_finished(Instance *inst)
         if (s->freeing || inst->state != INSTANCE_RUNNING || !inst->run.sandbox ||
             !inst->run.sandbox->exited || inst->out.open || inst->err.open)
                 return;
+        appnet_stop(inst);
         (void)sandboxed_reap(&inst->run);
         /* The app has exited: its terminal may go now. */
         inst->pty_hold = safe_close(inst->pty_hold);
@@ -1044,7 +1059,12 @@ void instance_stop(Instance *inst, bool kill)
 
 static void run_exited(void *owner)
 {
-        instance_maybe_finished(owner);
+        Instance *inst = owner;
+
+        /* Its init has exited: pasta goes now, not after the pipes drained. */
+        if (inst->run.sandbox && inst->run.sandbox->exited)
+                appnet_stop(inst);
+        instance_maybe_finished(inst);
 }
 
 static int run_start(void *owner)

@@ -95,6 +95,7 @@ struct Instance {
                          * closed then would hang its terminal up: SIGHUP, exit 129 */
         AppLog *log;
         BrokerApp *broker_app;
+        struct AppNet *net;  /* net.internet's network while it runs (appnet.h); NULL: none */
         uid_t uid;           /* the host uid it runs as (its group host's when packed) */
         int64_t started_ms;  /* wall clock of the last start */
         uint64_t started_ns; /* monotonic */
@@ -219,6 +220,8 @@ struct Supervisor {
 
         /* The app networks (netgroups.c, src/net/group.h); NULL until an app asks. */
         struct NetGroups *netgroups;
+        /* The apps' full networks (appnet.c), those of ended runs until pasta is reaped. */
+        struct AppNet *appnets;
 };
 
 /* instance.c */

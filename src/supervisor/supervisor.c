@@ -28,6 +28,7 @@
 #include "supervisor/error.h"
 #include "supervisor/run.h"
 #include "supervisor/memory-manager.h"
+#include "supervisor/appnet.h"
 #include "supervisor/supervisor-internal.h"
 #include "supervisor/terminal.h"
 
@@ -396,6 +397,8 @@ static int method_grants_changed(ControlCall *call, json_t *params, void *userda
         app_id = control_param_app(call, params, "app", &missing);
         if (!app_id && !missing)
                 return 0;
+        /* net.internet first: a revoked interface goes before anything else is read. */
+        (void)appnet_recheck(s, app_id);
         r = broker_grants_changed(s->broker, app_id);
         if (r < 0)
                 log_warning_errno(r, "cannot re-read the grants of %s: %m", app_id ?: "the apps");
@@ -1081,6 +1084,8 @@ int instance_install(Instance *inst, SupervisorError *err)
          * reach (docs/capabilities.md, "Reaching other apps"): they re-read their grants,
          * here and in the other kernels sharing the state directory. */
         changed = r > 0;
+        if (changed)
+                (void)appnet_recheck(s, NULL); /* net.internet and its exceptions too */
         if (changed && s->broker) {
                 r = broker_grants_changed(s->broker, NULL);
                 if (r < 0)
@@ -1174,6 +1179,11 @@ static void walk_close(uv_handle_t *h, void *arg)
                 uv_close(h, NULL);
 }
 
+void supervisor_drop_networks(Supervisor *s)
+{
+        appnet_drop_all(s);
+}
+
 Supervisor *supervisor_free(Supervisor *s)
 {
         if (!s)
@@ -1218,6 +1228,7 @@ Supervisor *supervisor_free(Supervisor *s)
                 uv_run(&s->loop, UV_RUN_DEFAULT);
                 uv_loop_close(&s->loop);
         }
+        appnet_free_all(s);
         supervisor_memory_manager_free(s);
         json_decref(s->mem_context);
         lifecycle_free(s);

@@ -170,6 +170,11 @@ int supervisor_open(Supervisor *s, SupervisorError *err);
  */
 void supervisor_stop_all(Supervisor *s, bool kill);
 
+/* Before cellad re-executes itself (SIGHUP): the apps' full networks (net.internet,
+ * docs/network.md) are cut and their pasta reaped, since the new image could neither
+ * revoke nor reap a pasta it does not know; the apps run on with loopback only. */
+void supervisor_drop_networks(Supervisor *s);
+
 /* True once supervisor_stop_all() or a stopping signal came. */
 bool supervisor_stopping(const Supervisor *s);
 

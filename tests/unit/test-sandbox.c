@@ -566,6 +566,87 @@ START_TEST(test_prepare_callback)
 }
 END_TEST
 
+static int write_new_file(const char *path, const char *text);
+
+/* What test_wait_starting's starting() saw. */
+typedef struct Gate {
+        pid_t seen; /* spec->starting_pid */
+        int out_fd; /* the app's output, our read end */
+        bool early; /* the app wrote before starting() returned */
+} Gate;
+
+/* SandboxSpec.starting for test_wait_starting: records the pid it was given, looks
+ * whether the app has written anything yet (it writes at once when it runs: 300 ms
+ * is a bound for an app let through early, far above its start), then writes
+ * /app/token, which the app prints next. */
+static int starting_writes_token(SandboxSpec *spec, void *userdata)
+{
+        _cleanup_free_ char *path = NULL;
+        Gate *g = userdata;
+        struct pollfd p = {.fd = g->out_fd, .events = POLLIN};
+
+        g->seen = spec->starting_pid;
+        g->early = poll(&p, 1, 300) != 0;
+        if (asprintf(&path, "%s/token", app_dir) < 0)
+                return -ENOMEM;
+        return write_new_file(path, "made by starting\n");
+}
+
+START_TEST(test_wait_starting)
+{
+        _cleanup_(sandbox_freep) Sandbox *s = NULL;
+        _cleanup_free_ char *out = NULL, *token = NULL, *plain = NULL;
+        Gate gate = {};
+        SandboxExit e;
+        Run r;
+
+        REQUIRE_ROOT();
+        ck_assert_int_ge(asprintf(&token, "%s/token", app_dir), 0);
+        (void)unlink(token);
+        write_script("gate.sh",
+                     "echo ran; cat /app/token; cat /etc/resolv.conf; "
+                     "grep ^hosts: /etc/nsswitch.conf",
+                     0755);
+        /* The app is forked only once starting() returned: nothing from it before,
+         * and it finds the token; the jail has the resolv.conf asked for, and
+         * nsswitch asks DNS. */
+        run_init(&r, 0, "gate.sh", NULL);
+        gate.out_fd = r.out[0];
+        r.spec.starting = starting_writes_token;
+        r.spec.prepare_userdata = &gate;
+        r.spec.wait_starting = true;
+        r.spec.resolv_conf = "nameserver 192.0.2.53\n";
+        s = run_spawn(&r);
+        out = read_output(&r);
+        e = run_wait(s);
+        ck_assert_msg(e.code == CLD_EXITED && e.status == 0, "exit %d/%d:\n%s", e.code, e.status,
+                      out);
+        ck_assert_msg(!gate.early, "the app ran before starting() returned");
+        ck_assert_str_eq(out, "ran\nmade by starting\nnameserver 192.0.2.53\nhosts: files dns\n");
+        /* starting() was told the sandbox's init, whose namespaces it may act on. */
+        ck_assert_int_eq(gate.seen, s->pid);
+        run_done(&r);
+        (void)unlink(token);
+
+        /* Without resolv_conf: none in the jail, and names come from files alone. */
+        write_script("plain.sh", "ls /etc/resolv.conf 2>&1; grep ^hosts: /etc/nsswitch.conf", 0755);
+        run_init(&r, 0, "plain.sh", NULL);
+        sandbox_freep(&s);
+        s = run_spawn(&r);
+        plain = read_output(&r);
+        e = run_wait(s);
+        ck_assert_msg(strstr(plain, "No such file") && strstr(plain, "hosts: files\n"), "%s",
+                      plain);
+        run_done(&r);
+
+        /* wait_starting with no starting() would hold the app forever: refused. */
+        run_init(&r, 0, "gate.sh", NULL);
+        r.spec.wait_starting = true;
+        expect_spawn_fail(&r, -EINVAL, SANDBOX_STEP_PREPARE, "wait_starting");
+        run_done(&r);
+}
+END_TEST
+
 START_TEST(test_killed_by_signal)
 {
         _cleanup_(sandbox_freep) Sandbox *s = NULL;
@@ -1986,6 +2067,7 @@ int main(void)
         tcase_add_test(tc, test_identity_block);
         tcase_add_test(tc, test_format_map);
         tcase_add_test(tc, test_prepare_callback);
+        tcase_add_test(tc, test_wait_starting);
         tcase_add_test(tc, test_killed_by_signal);
         tcase_add_test(tc, test_signal_forwarded);
         tcase_add_test(tc, test_enter_tty_and_signals);
