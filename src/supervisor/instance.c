@@ -729,12 +729,14 @@ static void instance_started(Instance *inst)
         if (s->o.output == SUPERVISOR_OUTPUT_LOGS)
                 log_info("%s: started (pid %d)", m->id, (int)inst->run.sandbox->pid);
         lifecycle_started(inst);
+        supervisor_ports_started(inst);
 }
 
 /* It runs, but we cannot serve it: take it down again. */
 static void instance_abort(Instance *inst)
 {
         sandboxed_abort(&inst->run);
+        supervisor_ports_stopped(inst, "start failed");
         broker_app_detach(inst->broker_app);
         inst->broker_app = NULL;
         pump_close(&inst->out);
@@ -935,6 +937,7 @@ static void instance_maybe_finished(Instance *inst)
          * no fd in cellad. `cella logs` reads the files by name. */
         inst->log = applog_close(inst->log);
         supervisor_keeper_drop(inst);
+        supervisor_ports_stopped(inst, "app exited");
         broker_app_detach(inst->broker_app);
         inst->broker_app = NULL;
         sandboxed_release(&inst->run);
@@ -1101,6 +1104,7 @@ void instance_free(Instance *inst)
 {
         if (!inst)
                 return;
+        supervisor_ports_stopped(inst, "cella stopped");
         broker_app_detach(inst->broker_app);
         sandboxed_done(&inst->run);
         inst->in_outlet = outlet_free(inst->in_outlet);

@@ -395,6 +395,7 @@ static int method_grants_changed(ControlCall *call, json_t *params, void *userda
         if (!app_id && !missing)
                 return 0;
         r = broker_grants_changed(s->broker, app_id);
+        supervisor_ports_grants_changed(s, app_id);
         if (r < 0)
                 log_warning_errno(r, "cannot re-read the grants of %s: %m", app_id ?: "the apps");
         else if (r > 0)
@@ -1183,6 +1184,7 @@ Supervisor *supervisor_free(Supervisor *s)
                 broker_app_detach(inst->broker_app);
                 inst->broker_app = NULL;
         }
+        supervisor_ports_free(s);
         s->broker = broker_free(s->broker);
         free(s->host);
         s->control = control_close(s->control);
