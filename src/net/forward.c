@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/param.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -25,7 +26,7 @@
 /* Datagrams or connections taken from one listener per readiness, so that one busy
  * forward does not hold the loop. */
 #define ACCEPT_BATCH 64u
-/* How often the UDP flows are looked at for idleness (ms). */
+/* How often the UDP flows are looked at for idleness (ms), at most. */
 #define UDP_SWEEP_MS 1000u
 /* The longest a take from the socket thread's pool may wait for it (ms): the thread
  * makes a socket in microseconds; past this it is stuck, and the connection fails. */
@@ -111,6 +112,8 @@ struct NetForward {
         uv_timer_t sweep; /* UDP idleness */
         bool sweep_init;
         uint8_t *buf; /* DATAGRAM_MAX bytes, for UDP listeners */
+        uint64_t udp_idle_ns;
+        uint64_t sweep_ms; /* how often the flows are looked at */
 };
 
 /* The open forwards of this process (every NetForward), for clashes between apps. */
@@ -756,7 +759,7 @@ static void on_sweep(uv_timer_t *t)
                         if (st.bytes_a_to_b + st.bytes_b_to_a != c->seen_bytes) {
                                 c->seen_bytes = st.bytes_a_to_b + st.bytes_b_to_a;
                                 c->active_ns = now;
-                        } else if (now - c->active_ns >= NET_FORWARD_UDP_IDLE_MS * 1000000ull)
+                        } else if (now - c->active_ns >= f->udp_idle_ns)
                                 conn_close(f, c, "idle");
                 }
         }
@@ -767,7 +770,7 @@ static void on_sweep(uv_timer_t *t)
 static void sweep_arm(NetForward *f)
 {
         if (f->sweep_init && !uv_is_active((uv_handle_t *)&f->sweep))
-                (void)uv_timer_start(&f->sweep, on_sweep, UDP_SWEEP_MS, UDP_SWEEP_MS);
+                (void)uv_timer_start(&f->sweep, on_sweep, f->sweep_ms, f->sweep_ms);
 }
 
 /* ---- forwards ------------------------------------------------------------------------- */
@@ -1042,6 +1045,9 @@ int net_forward_new(const NetForwardOptions *o, NetForward **ret, const char **r
         f->relay = o->relay;
         f->record = o->record;
         f->userdata = o->userdata;
+        f->udp_idle_ns = (uint64_t)(o->udp_idle_ms ?: NET_FORWARD_UDP_IDLE_MS) * 1000000ull;
+        /* A flow ends within a quarter of its timeout past it (at most a second). */
+        f->sweep_ms = MIN((uint64_t)UDP_SWEEP_MS, f->udp_idle_ns / 4000000ull) ?: 1;
         memcpy(f->app_id, o->app_id, strlen(o->app_id) + 1);
         f->maker.nsfd = -EBADF;
 

@@ -85,6 +85,7 @@ typedef struct NetForwardOptions {
         int pidfd; /* of that init: proves pid was not reused while the namespace opened */
         NetForwardRecordFn record;
         void *userdata;
+        unsigned udp_idle_ms; /* a UDP flow's idle timeout; 0: NET_FORWARD_UDP_IDLE_MS */
 } NetForwardOptions;
 
 /*

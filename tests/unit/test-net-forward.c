@@ -383,6 +383,53 @@ START_TEST(test_udp_forward)
 }
 END_TEST
 
+START_TEST(test_udp_idle)
+{
+        NetForwardOptions o = {
+                .loop = &loop,
+                .relay = relay,
+                .app_id = "org.test.idle",
+                .pid = app_pid,
+                .pidfd = app_pidfd,
+                .record = record,
+                .udp_idle_ms = 200,
+        };
+        NetForward *f = NULL;
+        const char *why = NULL;
+        NetForwardSpec s = spec(18200, APP_UDP, true, "127.0.0.1");
+        struct sockaddr_in sa = {.sin_family = AF_INET,
+                                 .sin_port = htons(18200),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        char buf[256];
+        json_t *r, *e;
+        int c;
+
+        ck_assert_int_eq(net_forward_new(&o, &f, &why), 0);
+        ck_assert_int_eq(net_forward_add(f, &s, NET_FORWARD_OPEN, false, false, buf, sizeof buf),
+                         0);
+        c = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        ck_assert_int_eq(connect(c, (struct sockaddr *)&sa, sizeof sa), 0);
+        echo_through(c, "once");
+        /* Silent: the flow ends by itself, recorded idle, and the table is empty. */
+        ck_assert(run_until(n_records, (void *)(uintptr_t)1));
+        r = json_array_get(records, 0);
+        ck_assert_str_eq(json_string_value(json_object_get(r, "reason")), "idle");
+        ck_assert_int_ge(json_integer_value(json_object_get(r, "duration_ms")), 200);
+        e = entry_of(f, 18200, "udp");
+        ck_assert_int_eq(json_integer_value(json_object_get(e, "connections")), 0);
+        json_decref(e);
+        /* The next datagram makes a new flow. */
+        echo_through(c, "twice");
+        e = entry_of(f, 18200, "udp");
+        ck_assert_int_eq(json_integer_value(json_object_get(e, "connections")), 1);
+        ck_assert_int_eq(json_integer_value(json_object_get(e, "accepted")), 2);
+        json_decref(e);
+        close(c);
+        net_forward_free(f, "app exited");
+        uv_run(&loop, UV_RUN_NOWAIT);
+}
+END_TEST
+
 START_TEST(test_gone_app)
 {
         NetForwardOptions o = {
@@ -448,6 +495,7 @@ int main(void)
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, test_tcp_forward);
         tcase_add_test(tc, test_udp_forward);
+        tcase_add_test(tc, test_udp_idle);
         tcase_add_test(tc, test_gone_app);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
