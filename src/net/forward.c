@@ -856,6 +856,25 @@ static int entry_open(Entry *e)
                 snprintf(e->why, sizeof e->why, "cannot set up the socket: %s", strerror(-r));
                 return r;
         }
+        /* UDP: SO_REUSEPORT would let the bind share a port another root process
+         * holds with SO_REUSEPORT too (another cellad's forward): a socket without
+         * SO_REUSEADDR or SO_REUSEPORT binds first, which fails on any holder. */
+        if (e->spec.udp) {
+                _cleanup_close_ int probe =
+                        socket(l->bound.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+                if (probe >= 0 && l->bound.ss_family == AF_INET6)
+                        (void)setsockopt(probe, IPPROTO_IPV6, IPV6_V6ONLY, any ? &zero : &one,
+                                         sizeof one);
+                if (probe >= 0 && bind(probe, (struct sockaddr *)&l->bound, l->bound_len) < 0 &&
+                    errno == EADDRINUSE) {
+                        snprintf(e->why, sizeof e->why,
+                                 "host port %u/%s is in use by another program on %s",
+                                 (unsigned)e->spec.host, proto,
+                                 any ? "this host" : e->spec.address);
+                        return -EADDRINUSE;
+                }
+        }
         if (bind(fd, (struct sockaddr *)&l->bound, l->bound_len) < 0) {
                 r = -errno;
                 if (r == -EADDRINUSE)

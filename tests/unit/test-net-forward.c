@@ -354,6 +354,27 @@ START_TEST(test_udp_forward)
 
         ck_assert_int_eq(net_forward_add(f, &s, NET_FORWARD_OPEN, false, false, why, sizeof why),
                          0);
+        /* A port another process holds with SO_REUSEPORT (as another cellad's forward
+         * would) is in use, not shared. */
+        {
+                struct sockaddr_in other = {.sin_family = AF_INET,
+                                            .sin_port = htons(18101),
+                                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+                NetForwardSpec t = spec(18101, APP_UDP, true, "");
+                int one = 1, h = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+                ck_assert_int_eq(setsockopt(h, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one), 0);
+                ck_assert_int_eq(setsockopt(h, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one), 0);
+                ck_assert_int_eq(bind(h, (struct sockaddr *)&other, sizeof other), 0);
+                ck_assert_int_eq(
+                        net_forward_add(f, &t, NET_FORWARD_OPEN, false, false, why, sizeof why),
+                        -EADDRINUSE);
+                ck_assert_msg(strstr(why, "18101/udp is in use by another program"), "%s", why);
+                close(h);
+                ck_assert_int_eq(
+                        net_forward_add(f, &t, NET_FORWARD_OPEN, false, false, why, sizeof why), 0);
+                ck_assert_int_eq(net_forward_remove(f, 18101, true), 0);
+        }
         for (int i = 0; i < 3; i++) {
                 char msg[16];
 
