@@ -26,7 +26,8 @@
 /* Datagrams or connections taken from one listener per readiness, so that one busy
  * forward does not hold the loop. */
 #define ACCEPT_BATCH 64u
-/* How often the UDP flows are looked at for idleness (ms), at most. */
+/* How often the UDP flows (idle?) and the connects (too long?) are looked at (ms), at
+ * most. */
 #define UDP_SWEEP_MS 1000u
 /* The longest a take from the socket thread's pool may wait for it (ms): the thread
  * makes a socket in microseconds; past this it is stuck, and the connection fails. */
@@ -113,7 +114,8 @@ struct NetForward {
         bool sweep_init;
         uint8_t *buf; /* DATAGRAM_MAX bytes, for UDP listeners */
         uint64_t udp_idle_ns;
-        uint64_t sweep_ms; /* how often the flows are looked at */
+        uint64_t connect_timeout_ns;
+        uint64_t sweep_ms; /* how often the flows and connects are looked at */
 };
 
 /* The open forwards of this process (every NetForward), for clashes between apps. */
@@ -551,6 +553,8 @@ static const struct sockaddr_in *app_address(const NetForwardSpec *spec, struct 
         return sa;
 }
 
+static void sweep_arm(NetForward *f);
+
 static void tcp_accept_one(Entry *e, int cfd, const struct sockaddr *peer, socklen_t peer_len)
 {
         NetForward *f = e->f;
@@ -614,6 +618,7 @@ static void tcp_accept_one(Entry *e, int cfd, const struct sockaddr *peer, sockl
         }
         c->connecting->data = c;
         (void)uv_poll_start(c->connecting, UV_WRITABLE, on_connected);
+        sweep_arm(f); /* its connect timeout */
 }
 
 static void on_tcp_listener(uv_poll_t *p, int status, int events)
@@ -646,8 +651,6 @@ static Conn *udp_find(Entry *e, const struct sockaddr *peer, socklen_t len)
                         return c;
         return NULL;
 }
-
-static void sweep_arm(NetForward *f);
 
 /* A new client's flow: its host socket (bound as the listener, connected to peer)
  * and its socket into the app; the first datagram (buf, n bytes) sent on. */
@@ -747,13 +750,21 @@ static void on_sweep(uv_timer_t *t)
         for (Entry *e = f->entries; e; e = e->next) {
                 Conn *next;
 
-                if (!e->spec.udp)
-                        continue;
                 for (Conn *c = e->conns; c; c = next) {
                         NetRelayStats st;
 
                         next = c->next;
-                        if (!c->relay_id || net_relay_stats(f->relay, c->relay_id, &st) < 0)
+                        if (c->connecting) {
+                                any = true;
+                                if (now - c->started_ns >= f->connect_timeout_ns) {
+                                        uv_close((uv_handle_t *)c->connecting, poll_free);
+                                        c->connecting = NULL;
+                                        conn_refused(c, ETIMEDOUT);
+                                }
+                                continue;
+                        }
+                        if (!e->spec.udp || !c->relay_id ||
+                            net_relay_stats(f->relay, c->relay_id, &st) < 0)
                                 continue;
                         any = true;
                         if (st.bytes_a_to_b + st.bytes_b_to_a != c->seen_bytes) {
@@ -1065,8 +1076,13 @@ int net_forward_new(const NetForwardOptions *o, NetForward **ret, const char **r
         f->record = o->record;
         f->userdata = o->userdata;
         f->udp_idle_ns = (uint64_t)(o->udp_idle_ms ?: NET_FORWARD_UDP_IDLE_MS) * 1000000ull;
-        /* A flow ends within a quarter of its timeout past it (at most a second). */
-        f->sweep_ms = MIN((uint64_t)UDP_SWEEP_MS, f->udp_idle_ns / 4000000ull) ?: 1;
+        f->connect_timeout_ns =
+                (uint64_t)(o->connect_timeout_ms ?: NET_FORWARD_CONNECT_TIMEOUT_MS) * 1000000ull;
+        /* A flow or a connect ends within a quarter of its timeout past it (at most a
+         * second). */
+        f->sweep_ms = MIN(MIN((uint64_t)UDP_SWEEP_MS, f->udp_idle_ns / 4000000ull),
+                          f->connect_timeout_ns / 4000000ull)
+                              ?: 1;
         memcpy(f->app_id, o->app_id, strlen(o->app_id) + 1);
         f->maker.nsfd = -EBADF;
 

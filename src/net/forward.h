@@ -52,6 +52,11 @@
 #define NET_FORWARD_UDP_IDLE_MS 30000u
 /* UDP clients of one forward at once; a datagram from another is dropped (counted). */
 #define NET_FORWARD_UDP_CLIENTS_MAX 1024u
+/* A connection into the app that is not established after this long is given up (the
+ * client is reset; recorded "refused", ETIMEDOUT): nginx's proxy_connect_timeout
+ * default (60 s). It waits that long only when the app's listen backlog is full
+ * (the kernel drops the SYN); a port nothing listens on refuses at once. */
+#define NET_FORWARD_CONNECT_TIMEOUT_MS 60000u
 /* A numeric address and its NUL (INET6_ADDRSTRLEN). */
 #define NET_FORWARD_ADDRESS_MAX 46u
 
@@ -85,7 +90,8 @@ typedef struct NetForwardOptions {
         int pidfd; /* of that init: proves pid was not reused while the namespace opened */
         NetForwardRecordFn record;
         void *userdata;
-        unsigned udp_idle_ms; /* a UDP flow's idle timeout; 0: NET_FORWARD_UDP_IDLE_MS */
+        unsigned udp_idle_ms;        /* a UDP flow's idle timeout; 0: NET_FORWARD_UDP_IDLE_MS */
+        unsigned connect_timeout_ms; /* 0: NET_FORWARD_CONNECT_TIMEOUT_MS */
 } NetForwardOptions;
 
 /*

@@ -28,8 +28,9 @@
 #include "net/forward.h"
 #include "net/relay.h"
 
-#define APP_TCP 7000
-#define APP_UDP 7001
+#define APP_TCP   7000
+#define APP_UDP   7001
+#define APP_STUCK 7002
 
 static pid_t app_pid = -1;
 static int app_pidfd = -1;
@@ -93,6 +94,16 @@ static void app_main(int ready)
                 _exit(1);
         t = listen_on(SOCK_STREAM, APP_TCP);
         u = listen_on(SOCK_DGRAM, APP_UDP);
+        /* Never accepted, backlog 0: once one connection waits, SYNs are dropped. */
+        {
+                struct sockaddr_in sa = {.sin_family = AF_INET,
+                                         .sin_port = htons(APP_STUCK),
+                                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+                int k = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+                if (k < 0 || bind(k, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(k, 0) < 0)
+                        _exit(1);
+        }
         (void)!write(ready, "r", 1);
         close(ready);
         for (;;) {
@@ -451,6 +462,53 @@ START_TEST(test_udp_idle)
 }
 END_TEST
 
+/* The app's backlog is full: the connect into it is given up after its timeout, the
+ * client reset, recorded refused (ETIMEDOUT). */
+START_TEST(test_connect_timeout)
+{
+        NetForwardOptions o = {
+                .loop = &loop,
+                .relay = relay,
+                .app_id = "org.test.stuck",
+                .pid = app_pid,
+                .pidfd = app_pidfd,
+                .record = record,
+                .connect_timeout_ms = 300,
+        };
+        NetForward *f = NULL;
+        const char *why = NULL;
+        NetForwardSpec s = spec(18300, APP_STUCK, false, "127.0.0.1");
+        char buf[256];
+        int fds[4];
+        bool timed_out = false;
+
+        ck_assert_int_eq(net_forward_new(&o, &f, &why), 0);
+        ck_assert_int_eq(net_forward_add(f, &s, NET_FORWARD_OPEN, false, false, buf, sizeof buf),
+                         0);
+        for (int i = 0; i < 4; i++)
+                fds[i] = tcp_to("127.0.0.1", 18300);
+        /* The first ones fill the backlog (they wait there, relayed); the others stay
+         * connecting until the timeout. */
+        ck_assert(run_until(n_records, (void *)(uintptr_t)1));
+        for (size_t i = 0; i < json_array_size(records); i++) {
+                json_t *r = json_array_get(records, i);
+
+                if (strcmp(json_string_value(json_object_get(r, "end")), "refused") == 0 &&
+                    strcmp(json_string_value(json_object_get(r, "error")), strerror(ETIMEDOUT)) ==
+                            0) {
+                        timed_out = true;
+                        ck_assert_int_ge(json_integer_value(json_object_get(r, "duration_ms")),
+                                         300);
+                }
+        }
+        ck_assert_msg(timed_out, "no connect timed out");
+        for (int i = 0; i < 4; i++)
+                close(fds[i]);
+        net_forward_free(f, "app exited");
+        uv_run(&loop, UV_RUN_NOWAIT);
+}
+END_TEST
+
 START_TEST(test_gone_app)
 {
         NetForwardOptions o = {
@@ -517,6 +575,7 @@ int main(void)
         tcase_add_test(tc, test_tcp_forward);
         tcase_add_test(tc, test_udp_forward);
         tcase_add_test(tc, test_udp_idle);
+        tcase_add_test(tc, test_connect_timeout);
         tcase_add_test(tc, test_gone_app);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
