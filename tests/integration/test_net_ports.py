@@ -442,3 +442,27 @@ def test_an_adopted_app_gets_its_manifest_forwards_again(tmp_path, lab):
         d.close()
         if d2:
             d2.close()
+
+
+def test_a_packed_app_cannot_have_forwards(env, lab, tmp_path):
+    """A packed Lua app shares its group's network namespace: `cella port add` says so
+    (and its manifest may not have "ports": docs/manifest.md)."""
+    state, d, start = env
+    app = "org.test.packedport"
+    folder = tmp_path / "packed"
+    folder.mkdir()
+    os.chmod(folder, 0o755)
+    (folder / "manifest.json").write_text(json.dumps({
+        "id": app, "version": "1.0", "runtime": "lua", "entry": "main.lua", "kind": "service",
+        "isolation": "packed", "group": "portgroup", "permissions": ["net.listen:8094"]}))
+    (folder / "main.lua").write_text('require("cella.timer").every(1, function() end)\n')
+    for f in ("manifest.json", "main.lua"):
+        os.chmod(folder / f, 0o644)
+    dest = install_app(state, folder)
+    p = cella(state, "grant", "--app-dir", dest, app, "net.listen:8094")
+    assert p.returncode == 0, p.stderr
+    d.call("org.cella.Start", {"app": app})
+    p = cella(state, "port", app, "add", "8094:80")
+    assert p.returncode == 1, p.stderr
+    assert "packed in group portgroup" in p.stderr and "sandbox of its own" in p.stderr, p.stderr
+    assert connect_result(lab, 8094) == "ConnectionRefusedError"
