@@ -263,6 +263,8 @@ static void host_grants_changed(void *userdata, const char *app_id)
         Supervisor *s = userdata;
         int r;
 
+        /* Its forwards too (a prompt may have granted net.listen). */
+        supervisor_ports_grants_changed(s, app_id);
         r = control_notify_other_kernels(s->o.state_dir, app_id);
         if (r < 0 && r != -EACCES)
                 log_warning_errno(r, "cannot tell the other kernels that %s's grants changed: %m",
@@ -1079,6 +1081,8 @@ int instance_install(Instance *inst, SupervisorError *err)
                 if (r < 0)
                         log_warning_errno(r, "cannot re-read the apps' grants: %m");
         }
+        if (changed)
+                supervisor_ports_grants_changed(s, NULL);
         if (changed) {
                 r = control_notify_other_kernels(s->o.state_dir, NULL);
                 if (r < 0 && r != -EACCES)
