@@ -466,3 +466,25 @@ def test_a_packed_app_cannot_have_forwards(env, lab, tmp_path):
     assert p.returncode == 1, p.stderr
     assert "packed in group portgroup" in p.stderr and "sandbox of its own" in p.stderr, p.stderr
     assert connect_result(lab, 8094) == "ConnectionRefusedError"
+
+
+def test_cella_run_opens_the_manifests_forwards(tmp_path, lab):
+    """Not only cellad: `cella run` (the kernel in the command) opens the manifest's
+    forwards too, and they close when the run ends."""
+    state, folder = tmp_path / "state", tmp_path / "app"
+    write_app(folder, ports=[{"host": 8095, "app": HTTP_PORT}], permissions=["net.listen:8095"])
+    p = cella(state, "grant", "--app-dir", folder, APP, "net.listen:8095")
+    assert p.returncode == 0, p.stderr
+    run = lab.popen([CELLA, "run", "--embedded", "--no-prompt", "--state-dir", str(state),
+                     str(folder)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert run.stdout.readline().strip() == "ready"
+        assert http_get(lab, 8095) == INDEX
+        run.send_signal(signal.SIGINT)
+        _, err = run.communicate(timeout=60)
+        assert "Sanitizer" not in err, err
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert connect_result(lab, 8095) == "ConnectionRefusedError"
