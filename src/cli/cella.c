@@ -50,6 +50,8 @@ static const CliCommand commands[] = {
         {"memory",
          "the memory manager's figures, level and recent actions; or one action by hand (cellad)",
          cli_memory},
+        {"port", "forward a host port into a running app, remove or list forwards (cellad)",
+         cli_port},
 };
 
 static void usage(FILE *f)

@@ -82,6 +82,7 @@ int cli_restart(int argc, char **argv);
 int cli_freeze(int argc, char **argv);
 /* cella memory ACTION APP: org.cella.MemoryAction (memory-action.c). */
 int cli_memory(int argc, char **argv);
+int cli_port(int argc, char **argv);
 /* cella memory [APP] (memory-show.c): the report of org.cella.Memory. */
 int cli_memory_show(int argc, char **argv);
 /* The level of an org.cella.Memory reply r as one line of text into buf: "level

@@ -794,6 +794,8 @@ int daemon_run(const DaemonOptions *o)
                 r = daemon_exec_methods(&d); /* client: exec-methods.c */
         if (r >= 0)
                 r = daemon_memory_methods(&d); /* cella memory, cella top */
+        if (r >= 0)
+                r = daemon_port_methods(&d); /* cella port */
         if (r < 0) {
                 log_error_errno(r, "cannot start: %m");
                 goto out;

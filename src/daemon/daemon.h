@@ -129,6 +129,8 @@ int daemon_run_methods(Daemon *d);
 int daemon_exec_methods(Daemon *d);
 /* org.cella.Memory: `cella memory`, `cella top`'s memory (memory-methods.c). */
 int daemon_memory_methods(Daemon *d);
+/* org.cella.PortAdd, PortRemove, PortList: `cella port` (port-methods.c). */
+int daemon_port_methods(Daemon *d);
 
 /*
  * The cgroup tag of the state directory state_fd (named state_dir in messages):

@@ -21,6 +21,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include "base/fileio.h"
@@ -577,6 +578,11 @@ static int check_isolation(Manifest *m, ManifestError *err)
                 return fail(err, "scheduler",
                             "only a packed group has a scheduler; set \"isolation\": \"packed\" or "
                             "remove it");
+        if (packed && m->n_ports > 0)
+                return fail(err, "ports",
+                            "a packed app shares its group's one network namespace, so it "
+                            "cannot have port forwards of its own; set \"isolation\": "
+                            "\"sandbox\" (docs/network.md, \"Port forwarding\")");
         if (m->priority != 0 && m->runtime != MANIFEST_RUNTIME_LUA)
                 return fail(err, "priority", "only a Lua app has a priority; got runtime \"%s\"",
                             manifest_runtime_to_string(m->runtime));
@@ -868,6 +874,182 @@ static int parse_env(Manifest *m, json_t *v, const char *key, ManifestError *err
                 n++;
         }
         m->env = TAKE_PTR(l);
+        return 0;
+}
+
+#define PORTS_EXPECTED                                                                             \
+        "an array of objects such as {\"host\": 8080, \"app\": 80, \"proto\": \"tcp\"}"
+#define PORT_EXPECTED "a port number 1-65535"
+
+const char *manifest_port_address_invalid_reason(const char *s, size_t len)
+{
+        char buf[MANIFEST_PORT_ADDRESS_MAX];
+        struct in6_addr a6;
+        struct in_addr a4;
+
+        if (len == 0)
+                return "it is empty";
+        if (len >= sizeof buf || memchr(s, 0, len))
+                return "it is not a numeric IPv4 or IPv6 address";
+        memcpy(buf, s, len);
+        buf[len] = 0;
+        if (inet_pton(AF_INET, buf, &a4) == 1 || inet_pton(AF_INET6, buf, &a6) == 1)
+                return NULL;
+        return "it is not a numeric IPv4 or IPv6 address (names are not resolved here)";
+}
+
+/* A port number 1..65535 at key (a JSON integer). */
+static int get_port(ManifestError *err, const char *key, json_t *v, uint16_t *ret)
+{
+        json_int_t n;
+
+        if (!json_is_integer(v))
+                return fail_type(err, key, PORT_EXPECTED, v);
+        n = json_integer_value(v);
+        if (n < 1 || n > 65535)
+                return fail(err, key, "is %lld, out of range; expected " PORT_EXPECTED,
+                            (long long)n);
+        *ret = (uint16_t)n;
+        return 0;
+}
+
+static bool strv_has(char *const *l, const char *s)
+{
+        for (; l && *l; l++)
+                if (strcmp(*l, s) == 0)
+                        return true;
+        return false;
+}
+
+/* One entry of "ports" at key ("ports[2]"). */
+static int parse_port(Manifest *m, json_t *v, const char *key, ManifestPort *p, ManifestError *err)
+{
+        static const char *const names[] = {"host", "app", "proto", "address"};
+        char k[KEY_MAX], q[QUOTE_BUF], right[32];
+        const char *s;
+        size_t len;
+        json_t *e;
+        int r;
+
+        if (!json_is_object(v))
+                return fail_type(err, key, "an object such as {\"host\": 8080, \"app\": 80}", v);
+        for (void *it = json_object_iter(v); it; it = json_object_iter_next(v, it)) {
+                const char *name = json_object_iter_key(it);
+                size_t name_len = json_object_iter_key_len(it);
+                const char *best;
+                bool found = false;
+
+                for (size_t i = 0; i < ELEMENTSOF(names) && !found; i++)
+                        found = strlen(names[i]) == name_len && strcmp(names[i], name) == 0;
+                if (found)
+                        continue;
+                key_child(k, key, name, name_len);
+                quote(q, name, name_len, '\'');
+                best = suggest_nearest(name, name_len, names, ELEMENTSOF(names));
+                if (best)
+                        return fail(err, k, "unknown key %s; did you mean '%s'?", q, best);
+                return fail(err, k, "unknown key %s; expected one of: host, app, proto, address",
+                            q);
+        }
+        key_child(k, key, "host", 4);
+        e = json_object_get(v, "host");
+        if (!e)
+                return fail(err, k,
+                            "missing required key; expected " PORT_EXPECTED
+                            " (the port of the host)");
+        r = get_port(err, k, e, &p->host);
+        if (r < 0)
+                return r;
+        key_child(k, key, "app", 3);
+        e = json_object_get(v, "app");
+        if (!e)
+                return fail(err, k,
+                            "missing required key; expected " PORT_EXPECTED
+                            " (the app's port, on its own 127.0.0.1)");
+        r = get_port(err, k, e, &p->app);
+        if (r < 0)
+                return r;
+        e = json_object_get(v, "proto");
+        if (e) {
+                key_child(k, key, "proto", 5);
+                r = get_string(err, k, e, "\"tcp\" or \"udp\"", 1, MANIFEST_STRING_MAX, &s, &len);
+                if (r < 0)
+                        return r;
+                if (len == 3 && memcmp(s, "udp", 3) == 0)
+                        p->udp = true;
+                else if (!(len == 3 && memcmp(s, "tcp", 3) == 0))
+                        return fail(err, k, "invalid protocol %s; expected \"tcp\" or \"udp\"",
+                                    quote(q, s, len, '"'));
+        }
+        e = json_object_get(v, "address");
+        if (e) {
+                const char *why;
+
+                key_child(k, key, "address", 7);
+                r = get_string(err, k, e, "a numeric IPv4 or IPv6 address such as \"127.0.0.1\"", 1,
+                               MANIFEST_STRING_MAX, &s, &len);
+                if (r < 0)
+                        return r;
+                why = manifest_port_address_invalid_reason(s, len);
+                if (why)
+                        return fail(err, k,
+                                    "invalid address %s (%s); expected a numeric IPv4 or IPv6 "
+                                    "address such as \"127.0.0.1\" or \"::1\", or no \"address\" "
+                                    "for every address",
+                                    quote(q, s, len, '"'), why);
+                memcpy(p->address, s, len);
+                p->address[len] = 0;
+        }
+        /* The forward opens what net.listen:<host> names: the app asks for it. */
+        snprintf(right, sizeof right, "net.listen:%u", (unsigned)p->host);
+        if (!strv_has(m->permissions, right)) {
+                key_child(k, key, "host", 4);
+                return fail(err, k,
+                            "forwarding host port %u needs the right \"%s\": add it to "
+                            "\"permissions\" (the user grants it: it is dangerous)",
+                            (unsigned)p->host, right);
+        }
+        return 0;
+}
+
+/* Whether two forwards would listen on the same host socket: same port and protocol,
+ * and the same address or either on every address. */
+static bool ports_clash(const ManifestPort *a, const ManifestPort *b)
+{
+        return a->host == b->host && a->udp == b->udp &&
+               (!a->address[0] || !b->address[0] || strcmp(a->address, b->address) == 0);
+}
+
+static int parse_ports(Manifest *m, json_t *v, const char *key, ManifestError *err)
+{
+        _cleanup_free_ ManifestPort *l = NULL;
+        size_t n;
+        int r;
+
+        r = get_array(err, key, v, PORTS_EXPECTED);
+        if (r < 0)
+                return r;
+        n = json_array_size(v);
+        if (n == 0)
+                return 0;
+        l = calloc(n, sizeof *l);
+        if (!l)
+                return fail_oom(err, key);
+        for (size_t i = 0; i < n; i++) {
+                char k[KEY_MAX];
+
+                key_index(k, key, i);
+                r = parse_port(m, json_array_get(v, i), k, &l[i], err);
+                if (r < 0)
+                        return r;
+                for (size_t j = 0; j < i; j++)
+                        if (ports_clash(&l[j], &l[i]))
+                                return fail(err, k,
+                                            "host port %u/%s is forwarded already by %s[%zu]",
+                                            (unsigned)l[i].host, l[i].udp ? "udp" : "tcp", key, j);
+        }
+        m->ports = TAKE_PTR(l);
+        m->n_ports = n;
         return 0;
 }
 
@@ -1167,6 +1349,7 @@ static const struct Field {
         {"limits", parse_limits, NULL},
         {"group", parse_group, NULL},
         {"autostart", parse_autostart, NULL},
+        {"ports", parse_ports, NULL}, /* after permissions: an entry needs its right */
 };
 
 /* Room for every key of one level: check_keys() lists them from an array this long. */
@@ -1468,6 +1651,7 @@ Manifest *manifest_free(Manifest *m)
         strv_free(m->exports);
         strv_free(m->env);
         free(m->group);
+        free(m->ports);
         free(m);
         return NULL;
 }

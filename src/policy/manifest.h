@@ -68,6 +68,18 @@ typedef struct ManifestLimits {
         uint64_t tmp;       /* bytes: size of the /tmp tmpfs */
 } ManifestLimits;
 
+/* "ports" (docs/manifest.md, docs/network.md "Port forwarding"): one forward of a
+ * host port into the app's network namespace. */
+#define MANIFEST_PORT_ADDRESS_MAX 46u /* INET6_ADDRSTRLEN: a numeric address and its NUL */
+typedef struct ManifestPort {
+        uint16_t host; /* 1..65535: the port cellad listens on, on the host */
+        uint16_t app;  /* 1..65535: the port on 127.0.0.1 inside the app's namespace */
+        bool udp;      /* "proto": "udp"; false: "tcp" (the default) */
+        /* "address": the host address to listen on, numeric (IPv4 or IPv6); "" (the
+         * key absent): every address, IPv4 and IPv6, as docker and podman's -p do */
+        char address[MANIFEST_PORT_ADDRESS_MAX];
+} ManifestPort;
+
 typedef struct Manifest {
         char *id;      /* reverse-DNS, validated (manifest_id_is_valid) */
         char *name;    /* display name; defaults to id */
@@ -88,7 +100,9 @@ typedef struct Manifest {
         ManifestScheduler scheduler; /* packed only; fair unless has_scheduler */
         bool has_scheduler;          /* "scheduler" was set (boot checks a group agrees) */
         int priority;                /* Lua only: MANIFEST_PRIORITY_MIN..MAX, default 0 */
-        bool autostart; /* "autostart": cellad starts the installed app when it starts */
+        bool autostart;      /* "autostart": cellad starts the installed app when it starts */
+        ManifestPort *ports; /* "ports": n_ports entries (at most MANIFEST_LIST_MAX), or NULL */
+        size_t n_ports;
 } Manifest;
 
 /* Filled by the parser on failure; owned by the caller. */
@@ -173,6 +187,13 @@ typedef struct ManifestNumberKey {
 /* The rows, in the order they are parsed; *ret_n their number. Never NULL. */
 const ManifestEnumKey *manifest_enum_keys(size_t *ret_n);
 const ManifestNumberKey *manifest_number_keys(size_t *ret_n);
+
+/*
+ * A "ports" entry's "address" (s, len bytes): NULL when it is a numeric IPv4 or IPv6
+ * address (inet_pton(3)'s forms, no zone, no brackets), else why not (a static
+ * English phrase). Shared with `cella port add` (the same rule at runtime).
+ */
+const char *manifest_port_address_invalid_reason(const char *s, size_t len);
 
 /* Names for messages: "native"/"lua", "app"/"service", "no"/"on-failure"/"always". */
 const char *manifest_runtime_to_string(ManifestRuntime r);

@@ -898,6 +898,9 @@ static int adopt_one(Supervisor *s, KeeperSet *set, char ***adopted)
                                        rec->id, "pid", (int)rec->pid, "uid", (json_int_t)rec->uid,
                                        "restarts", (int)rec->restarts, "state", state));
         log_info("%s: adopted (pid %d, %s)", rec->id, (int)rec->pid, state);
+        /* Its manifest's forwards, as at a start: the kernel that opened them is gone,
+         * and its sockets with it (docs/network.md, "Port forwarding"). */
+        supervisor_ports_started(inst);
         keeper_set_done(set);
         supervisor_changed(s);
         return 1;

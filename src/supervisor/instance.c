@@ -784,6 +784,7 @@ static void instance_started(Instance *inst)
         if (s->o.output == SUPERVISOR_OUTPUT_LOGS)
                 log_info("%s: started (pid %d)", m->id, (int)inst->run.sandbox->pid);
         lifecycle_started(inst);
+        supervisor_ports_started(inst);
 }
 
 /* It runs, but we cannot serve it: take it down again. */
@@ -792,6 +793,7 @@ static void instance_abort(Instance *inst)
         instance_net_stopped(inst);
         appnet_stop(inst);
         sandboxed_abort(&inst->run);
+        supervisor_ports_stopped(inst, "start failed");
         broker_app_detach(inst->broker_app);
         inst->broker_app = NULL;
         pump_close(&inst->out);
@@ -1000,6 +1002,7 @@ static void instance_maybe_finished(Instance *inst)
          * no fd in cellad. `cella logs` reads the files by name. */
         inst->log = applog_close(inst->log);
         supervisor_keeper_drop(inst);
+        supervisor_ports_stopped(inst, "app exited");
         broker_app_detach(inst->broker_app);
         inst->broker_app = NULL;
         /* Never a wait: the veth's deletion goes to the threadpool. */
@@ -1173,6 +1176,7 @@ void instance_free(Instance *inst)
 {
         if (!inst)
                 return;
+        supervisor_ports_stopped(inst, "cella stopped");
         broker_app_detach(inst->broker_app);
         sandboxed_done(&inst->run);
         inst->in_outlet = outlet_free(inst->in_outlet);

@@ -16,6 +16,8 @@
 #include "memory/level.h"
 #include "memory/swap.h"
 #include "memory/policy.h"
+#include "net/forward.h"
+#include "net/relay.h"
 #include "policy/grants.h"
 #include "sandbox/sandbox.h"
 #include "sandbox/seccomp.h"
@@ -124,6 +126,9 @@ struct Instance {
 
         /* What the memory manager did to it this episode (memory-manager.c). */
         MemoryPolicyApp mem_policy;
+
+        /* Its port forwards while it runs (ports.c); NULL: none opened this run. */
+        NetForward *ports;
 };
 
 /*
@@ -222,6 +227,8 @@ struct Supervisor {
         struct NetGroups *netgroups;
         /* The apps' full networks (appnet.c), those of ended runs until pasta is reaped. */
         struct AppNet *appnets;
+        /* The relay of the port forwards (ports.c), made at the first; NULL: none. */
+        NetRelay *relay;
 };
 
 /* instance.c */
@@ -248,6 +255,17 @@ int instance_open_log(Instance *inst, SupervisorError *err);
 /* Moves fd to a number >= 4 (SandboxSpec.extra_fds), closing the old one. Returns
  * the new fd or -errno (fd closed). */
 int fd_above_stdio(int fd);
+
+/* ports.c (ports.h; docs/network.md, "Port forwarding"). _started(): after inst's
+ * start, opens its manifest's "ports" (each under its net.listen right; one that
+ * cannot open is listed failed or not granted, said and audited: the app runs on).
+ * _stopped(): its run ended: every forward and connection closes now (reason for
+ * the records). _grants_changed(): app_id's grants (NULL: any app's) changed: forwards
+ * whose right went close, those whose right came open. _free(): at the kernel's end. */
+void supervisor_ports_started(Instance *inst);
+void supervisor_ports_stopped(Instance *inst, const char *reason);
+void supervisor_ports_grants_changed(Supervisor *s, const char *app_id);
+void supervisor_ports_free(Supervisor *s);
 
 /* adopt.c (adopt.h): the keeper. After an app's start: hand its fds to the keeper;
  * at its run's end (its sandbox still there): drop them; in supervisor_free(): tell

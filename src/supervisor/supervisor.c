@@ -265,6 +265,8 @@ static void host_grants_changed(void *userdata, const char *app_id)
         Supervisor *s = userdata;
         int r;
 
+        /* Its forwards too (a prompt may have granted net.listen). */
+        supervisor_ports_grants_changed(s, app_id);
         r = control_notify_other_kernels(s->o.state_dir, app_id);
         if (r < 0 && r != -EACCES)
                 log_warning_errno(r, "cannot tell the other kernels that %s's grants changed: %m",
@@ -400,6 +402,7 @@ static int method_grants_changed(ControlCall *call, json_t *params, void *userda
         /* net.internet first: a revoked interface goes before anything else is read. */
         (void)appnet_recheck(s, app_id);
         r = broker_grants_changed(s->broker, app_id);
+        supervisor_ports_grants_changed(s, app_id);
         if (r < 0)
                 log_warning_errno(r, "cannot re-read the grants of %s: %m", app_id ?: "the apps");
         else if (r > 0)
@@ -1091,6 +1094,8 @@ int instance_install(Instance *inst, SupervisorError *err)
                 if (r < 0)
                         log_warning_errno(r, "cannot re-read the apps' grants: %m");
         }
+        if (changed)
+                supervisor_ports_grants_changed(s, NULL);
         if (changed) {
                 r = control_notify_other_kernels(s->o.state_dir, NULL);
                 if (r < 0 && r != -EACCES)
@@ -1201,6 +1206,7 @@ Supervisor *supervisor_free(Supervisor *s)
                 broker_app_detach(inst->broker_app);
                 inst->broker_app = NULL;
         }
+        supervisor_ports_free(s);
         s->broker = broker_free(s->broker);
         free(s->host);
         s->control = control_close(s->control);

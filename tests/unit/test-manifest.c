@@ -1615,6 +1615,88 @@ START_TEST(test_docs_rows)
 }
 END_TEST
 
+/* "ports": entries parsed with their defaults; every bad entry refused naming the field
+ * and index; each host port needs its net.listen right; clashes and packed apps refused. */
+START_TEST(test_ports)
+{
+        Manifest *m;
+
+#define PERMS ",\"permissions\":[\"net.listen:8080\",\"net.listen:5353\"]"
+        m = parse_ok(M(PERMS ",\"ports\":[{\"host\":8080,\"app\":80},"
+                             "{\"host\":5353,\"app\":53,\"proto\":\"udp\",\"address\":\"::1\"},"
+                             "{\"host\":8080,\"app\":81,\"proto\":\"udp\"}]"));
+        ck_assert_uint_eq(m->n_ports, 3);
+        ck_assert_uint_eq(m->ports[0].host, 8080);
+        ck_assert_uint_eq(m->ports[0].app, 80);
+        ck_assert(!m->ports[0].udp);
+        ck_assert_str_eq(m->ports[0].address, "");
+        ck_assert_uint_eq(m->ports[1].host, 5353);
+        ck_assert_uint_eq(m->ports[1].app, 53);
+        ck_assert(m->ports[1].udp);
+        ck_assert_str_eq(m->ports[1].address, "::1");
+        ck_assert(m->ports[2].udp);
+        manifest_free(m);
+        m = parse_ok(M(PERMS ",\"ports\":[]"));
+        ck_assert_uint_eq(m->n_ports, 0);
+        ck_assert_ptr_null(m->ports);
+        manifest_free(m);
+        m = parse_ok(M(""));
+        ck_assert_uint_eq(m->n_ports, 0);
+        manifest_free(m);
+
+        check_error(M(PERMS ",\"ports\":{}"), "ports", "expected an array of objects");
+        check_error(M(PERMS ",\"ports\":[8080]"), "ports[0]", "expected an object");
+        check_error(M(PERMS ",\"ports\":[{\"app\":80}]"), "ports[0].host", "missing required key");
+        check_error(M(PERMS ",\"ports\":[{\"host\":8080}]"), "ports[0].app",
+                    "missing required key");
+        check_error(M(PERMS ",\"ports\":[{\"host\":8080,\"app\":80},{\"host\":0,\"app\":80}]"),
+                    "ports[1].host", "is 0, out of range; expected a port number 1-65535");
+        check_error(M(PERMS ",\"ports\":[{\"host\":8080,\"app\":65536}]"), "ports[0].app",
+                    "is 65536, out of range");
+        check_error(M(PERMS ",\"ports\":[{\"host\":\"8080\",\"app\":80}]"), "ports[0].host",
+                    "expected a port number 1-65535");
+        check_error(M(PERMS ",\"ports\":[{\"host\":8080,\"app\":80.5}]"), "ports[0].app",
+                    "expected a port number 1-65535");
+        check_error(M(PERMS ",\"ports\":[{\"host\":8080,\"app\":80,\"proto\":\"sctp\"}]"),
+                    "ports[0].proto", "invalid protocol \"sctp\"; expected \"tcp\" or \"udp\"");
+        check_error(M(PERMS ",\"ports\":[{\"host\":8080,\"app\":80,\"proto\":\"TCP\"}]"),
+                    "ports[0].proto", "invalid protocol");
+        check_error(M(PERMS ",\"ports\":[{\"host\":8080,\"app\":80,\"address\":\"localhost\"}]"),
+                    "ports[0].address", "invalid address \"localhost\"");
+        check_error(M(PERMS ",\"ports\":[{\"host\":8080,\"app\":80,\"address\":\"[::1]\"}]"),
+                    "ports[0].address", "invalid address");
+        check_error(M(PERMS ",\"ports\":[{\"host\":8080,\"app\":80,\"address\":\"\"}]"),
+                    "ports[0].address", "must not be empty");
+        check_error(M(PERMS ",\"ports\":[{\"host\":8080,\"app\":80,\"adress\":\"::1\"}]"),
+                    "ports[0].adress", "did you mean 'address'?");
+        check_error(M(PERMS ",\"ports\":[{\"host\":8081,\"app\":80}]"), "ports[0].host",
+                    "forwarding host port 8081 needs the right \"net.listen:8081\"");
+        check_error(M(",\"ports\":[{\"host\":8080,\"app\":80}]"), "ports[0].host",
+                    "needs the right \"net.listen:8080\"");
+        check_error(M(PERMS ",\"ports\":[{\"host\":8080,\"app\":80},{\"host\":8080,\"app\":81,"
+                            "\"address\":\"127.0.0.1\"}]"),
+                    "ports[1]", "host port 8080/tcp is forwarded already by ports[0]");
+        check_error(M(PERMS ",\"ports\":[{\"host\":5353,\"app\":1,\"proto\":\"udp\","
+                            "\"address\":\"::1\"},{\"host\":5353,\"app\":2,\"proto\":\"udp\","
+                            "\"address\":\"::1\"}]"),
+                    "ports[1]", "host port 5353/udp is forwarded already by ports[0]");
+        m = parse_ok(M(PERMS ",\"ports\":[{\"host\":8080,\"app\":80,\"address\":\"127.0.0.1\"},"
+                             "{\"host\":8080,\"app\":81,\"address\":\"::1\"}]"));
+        ck_assert_uint_eq(m->n_ports, 2);
+        manifest_free(m);
+        check_error("{\"id\":\"org.example.a\",\"runtime\":\"lua\",\"entry\":\"a.lua\","
+                    "\"isolation\":\"packed\",\"group\":\"g\"" PERMS
+                    ",\"ports\":[{\"host\":8080,\"app\":80}]}",
+                    "ports", "a packed app shares its group's one network namespace");
+#undef PERMS
+        ck_assert_ptr_null(manifest_port_address_invalid_reason("10.0.0.1", 8));
+        ck_assert_ptr_null(manifest_port_address_invalid_reason("fe80::1", 7));
+        ck_assert_ptr_nonnull(manifest_port_address_invalid_reason("1.2.3", 5));
+        ck_assert_ptr_nonnull(manifest_port_address_invalid_reason("::1%lo", 6));
+        ck_assert_ptr_nonnull(manifest_port_address_invalid_reason("", 0));
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("manifest");
@@ -1653,6 +1735,7 @@ int main(void)
         tcase_add_test(tc, test_enum_rows);
         tcase_add_test(tc, test_number_rows);
         tcase_add_test(tc, test_docs_rows);
+        tcase_add_test(tc, test_ports);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
