@@ -104,6 +104,7 @@ struct SandboxSpec {
          * at SANDBOX_STEP_PREPARE.
          */
         int (*net_ready)(SandboxSpec *spec, int pidfd, void *userdata);
+        /*
          * With starting: the child waits for starting() to return before it forks
          * the app (one more message on the ctl socket), for work the app must find
          * done when it runs (net.internet's interface and rules, src/net/fullnet.h).
