@@ -237,6 +237,7 @@ typedef struct Job {
         StoreResult res;
         StoreError err;
         int claim_error; /* claim_new() failed: the install was undone */
+        bool grants_changed; /* record_requested() changed grants.db */
         char claim_message[1024];
         struct ucred by; /* the caller (SO_PEERCRED), for the audit log */
 } Job;
@@ -380,6 +381,36 @@ static void job_drop(StoreTask *t)
         job_free(t->work.data);
 }
 
+/*
+ * Records what the installed version's manifest requests in grants.db (its normal
+ * rights granted, the others waiting for the user), as its first start would: so
+ * that `cella grant APP RIGHT` and `cella permissions APP` work between `cella
+ * install` and that start (docs/capabilities.md, "Install"). On the thread pool, after
+ * the install. A failure is only logged: the start records them again.
+ */
+static void record_requested(Job *j)
+{
+        _cleanup_(grants_freep) Grants *g = NULL;
+        _cleanup_(manifest_freep) Manifest *m = NULL;
+        _cleanup_close_ int dirfd = -EBADF;
+        const char *bad = NULL, *why = NULL;
+        ManifestError merr = {};
+        int r;
+
+        dirfd = open(j->res.app.dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        r = dirfd < 0 ? -errno : manifest_load_at(dirfd, j->res.app.dir, &m, &merr);
+        if (r >= 0)
+                r = grants_open(j->d->state_dir, &g);
+        if (r >= 0)
+                r = grants_install_as(g, m, j->res.app.key_id != NULL, j->res.app.key_id,
+                                      grants_now_ms(), &bad, &why);
+        j->grants_changed = r > 0;
+        if (r < 0)
+                log_warning("install: the rights %s requests are recorded at its first start: "
+                            "%s%s%s",
+                            j->res.app.id, bad ? bad : strerror(-r), why ? ": " : "", why ?: "");
+}
+
 static void work_install(uv_work_t *w)
 {
         Job *j = w->data;
@@ -388,6 +419,8 @@ static void work_install(uv_work_t *w)
                              &j->res, &j->err);
         if (j->r == 0 && j->mode == STORE_MODE_INSTALL)
                 (void)claim_new(j);
+        if (j->r == 0 && j->claim_error == 0)
+                record_requested(j);
 }
 
 /*
@@ -456,6 +489,9 @@ static void after_install(uv_work_t *w, int status)
                 return;
         }
         store_cache_forget(j->d->store_cache, j->res.app.id); /* a new current */
+        /* What it exports or its key may change what running apps reach. */
+        if (j->grants_changed)
+                supervisor_grants_changed(daemon_supervisor(j->d), NULL);
         log_info("%s: %s %s%s%s (%s%s)", j->res.replaced ? "updated" : "installed", j->res.app.id,
                  j->res.app.version, j->res.replaced ? ", was " : "",
                  j->res.replaced ? j->res.app.previous : "",

@@ -72,7 +72,7 @@ static const CapabilityInfo catalogue[] = {
         {"net.listen", 20, CAPABILITY_DANGEROUS, false, CAPABILITY_SCOPE_PORT, true,
          "a port of the host, 1-65535",
          "expose an app port on that port of the host (port forwarding)"},
-        {"net.group", 21, CAPABILITY_NORMAL, false, CAPABILITY_SCOPE_NAME, true,
+        {"net.group", 21, CAPABILITY_DANGEROUS, false, CAPABILITY_SCOPE_NAME, true,
          "the name of an app network: 1-32 bytes of a-z 0-9 _ -, starting with a-z, exact",
          "join the app network of that name: an interface reaching the other apps that hold it"},
 };

@@ -394,14 +394,22 @@ static int method_grants_changed(ControlCall *call, json_t *params, void *userda
         Supervisor *s = userdata;
         const char *app_id;
         bool missing;
-        int r;
 
         app_id = control_param_app(call, params, "app", &missing);
         if (!app_id && !missing)
                 return 0;
+        supervisor_grants_changed(s, app_id);
+        return control_reply(call, NULL);
+}
+
+void supervisor_grants_changed(Supervisor *s, const char *app_id)
+{
+        int r = 0;
+
         /* net.internet first: a revoked interface goes before anything else is read. */
         (void)appnet_recheck(s, app_id);
-        r = broker_grants_changed(s->broker, app_id);
+        if (s->broker)
+                r = broker_grants_changed(s->broker, app_id);
         supervisor_ports_grants_changed(s, app_id);
         if (r < 0)
                 log_warning_errno(r, "cannot re-read the grants of %s: %m", app_id ?: "the apps");
@@ -410,7 +418,6 @@ static int method_grants_changed(ControlCall *call, json_t *params, void *userda
         /* A revoked net.group's interface is gone before the reply (`cella revoke`
          * waits for it). */
         supervisor_net_grants_changed(s, app_id);
-        return control_reply(call, NULL);
 }
 
 /* org.cella.Stop (docs/api.md): stops parameters.app. */
@@ -1088,14 +1095,7 @@ int instance_install(Instance *inst, SupervisorError *err)
          * here and in the other kernels sharing the state directory. */
         changed = r > 0;
         if (changed)
-                (void)appnet_recheck(s, NULL); /* net.internet and its exceptions too */
-        if (changed && s->broker) {
-                r = broker_grants_changed(s->broker, NULL);
-                if (r < 0)
-                        log_warning_errno(r, "cannot re-read the apps' grants: %m");
-        }
-        if (changed)
-                supervisor_ports_grants_changed(s, NULL);
+                supervisor_grants_changed(s, NULL);
         if (changed) {
                 r = control_notify_other_kernels(s->o.state_dir, NULL);
                 if (r < 0 && r != -EACCES)

@@ -175,6 +175,16 @@ void supervisor_stop_all(Supervisor *s, bool kill);
  * revoke nor reap a pasta it does not know; the apps run on with loopback only. */
 void supervisor_drop_networks(Supervisor *s);
 
+/*
+ * grants.db changed for app_id (NULL: any app), by `cella grant`/`revoke`, an
+ * install, or another kernel: everything this kernel opened under a right is checked
+ * again, in this order: net.internet's interface and its exceptions, the broker's
+ * grants cache (handles of lost rights closed), port forwards, app networks (a
+ * revoked net.group's interface is gone when this returns). Never fails: each part
+ * logs its own trouble.
+ */
+void supervisor_grants_changed(Supervisor *s, const char *app_id);
+
 /* True once supervisor_stop_all() or a stopping signal came. */
 bool supervisor_stopping(const Supervisor *s);
 

@@ -85,7 +85,18 @@ def cella(state, *args, timeout=60):
                           capture_output=True, text=True, timeout=timeout)
 
 
+def grant_groups(state, app_id):
+    """net.group is dangerous: the user grants what the manifest asks for."""
+    folder = Path(state) / "apps" / app_id / "current"
+    m = json.loads((folder / "manifest.json").read_text())
+    for right in m.get("permissions", []):
+        if right.startswith("net.group:"):
+            p = cella(state, "grant", "--app-dir", str(folder), app_id, right)
+            assert p.returncode == 0, p.stdout + p.stderr
+
+
 def start(state, app_id):
+    grant_groups(state, app_id)
     p = cella(state, "start", "--background", app_id)
     assert p.returncode == 0, p.stdout + p.stderr
 

@@ -121,6 +121,29 @@ def test_install_from_a_folder_and_from_a_bundle(cellad, tmp_path):
     assert r.out == "hello\ndata of 1.0\n"
 
 
+def test_rights_can_be_granted_between_install_and_first_start(cellad, tmp_path):
+    """An install records what the manifest requests (normal rights granted, dangerous
+    ones waiting), so `cella permissions` and `cella grant` work before the app ever
+    started, without --app-dir; an update records the new version's requests."""
+    state = cellad.state_dir
+    app = write_app(tmp_path / "app", "1.0", permissions=["timer", "net.group:web"])
+    assert install(state, app).returncode == 0
+    p = cella("permissions", "--state-dir", state, "--json", APP_ID, check=0)
+    got = {r["right"]: r for r in json.loads(p.stdout)["requested"]}
+    assert got["timer"]["granted"] is True and got["net.group:web"]["granted"] is False, got
+    p = cella("grant", "--state-dir", state, APP_ID, "net.group:web", check=0)
+    assert "granted 'net.group:web'" in p.stdout
+    p = cella("grant", "--state-dir", state, APP_ID, "net.group:db")
+    assert p.returncode == 1 and "net.group:db" in p.stderr, p.stderr
+
+    write_app(app, "1.1", permissions=["timer", "net.group:db"])
+    assert install(state, app, update=True).returncode == 0
+    p = cella("permissions", "--state-dir", state, "--json", APP_ID, check=0)
+    got = {r["right"]: r for r in json.loads(p.stdout)["requested"]}
+    assert sorted(got) == ["net.group:db", "timer"], got
+    assert cella("grant", "--state-dir", state, APP_ID, "net.group:db").returncode == 0
+
+
 def test_bundle_is_deterministic_and_signed_in_place(cellad, tmp_path):
     state = cellad.state_dir
     app = write_app(tmp_path / "app", "1.0")

@@ -68,7 +68,7 @@ START_TEST(test_catalogue)
                 {"net.connect", CAPABILITY_NORMAL, false, CAPABILITY_SCOPE_HOST_PORT},
                 {"net.internet", CAPABILITY_DANGEROUS, false, CAPABILITY_SCOPE_NONE},
                 {"net.listen", CAPABILITY_DANGEROUS, false, CAPABILITY_SCOPE_PORT},
-                {"net.group", CAPABILITY_NORMAL, false, CAPABILITY_SCOPE_NAME},
+                {"net.group", CAPABILITY_DANGEROUS, false, CAPABILITY_SCOPE_NAME},
         };
         const CapabilityInfo *cat;
         CapabilityMask all = 0;
