@@ -1,0 +1,1218 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * cella.net: tcp, http and websocket clients over connections the broker makes
+ * (docs/lua-api.md "cella.net", docs/network.md "Lua").
+ *
+ * Every connection starts with the kernel call net.connect (OPCODE_NET_CONNECT):
+ * the broker checks the app's net.connect right, resolves the name once, connects
+ * to a vetted address and passes the app its end of a relay (an AF_UNIX socket).
+ * The task waits for that reply suspended, as for any kernel call; then its I/O
+ * on the socket waits in the host's epoll set (iowait.c), so only the calling
+ * task is suspended, never the host.
+ *
+ * http drives libcurl's multi interface from the host's loop
+ * (curl_multi_socket_action() on the fd watch and a C timer), hands libcurl the
+ * broker's socket (CURLOPT_OPENSOCKETFUNCTION, CURL_SOCKOPT_ALREADY_CONNECTED,
+ * CURLOPT_RESOLVE to the vetted address: libcurl looks up no name and opens no
+ * socket of its own) and follows redirects itself, each hop a new net.connect, so
+ * the rights are checked again at every hop.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <lauxlib.h>
+#include <pthread.h>
+
+#include "base/time-util.h"
+#include "wire/wire.h"
+#include "lua/alloc.h"
+#include "lua/host.h"
+#include "lua/lua-modules.h"
+#include "lua/libnet.h"
+#include "lua/netutil.h"
+
+#define CONN_MT "cella.net.conn"
+#define HTTP_MT "cella.net.request"
+
+/* Defaults and bounds (docs/lua-api.md "cella.net"). */
+#define NET_TIMEOUT_DEFAULT_MS 30000u
+#define NET_TIMEOUT_MAX_MS     600000u
+#define NET_READ_DEFAULT       65536u
+#define NET_READ_MAX           (1024u * 1024u)
+#define HTTP_BODY_DEFAULT      (8u * 1024u * 1024u)
+#define HTTP_BODY_MAX          (256u * 1024u * 1024u)
+#define HTTP_HEADERS_MAX       (64u * 1024u)
+#define HTTP_REDIRECTS_DEFAULT 5
+#define HTTP_REDIRECTS_MAX     20
+#define HTTP_REQ_HEADERS_MAX   100
+
+/* ---- libcurl, once per process, its memory charged to the app ---------------- */
+
+static void *ext_calloc(size_t n, size_t size)
+{
+        void *p;
+
+        if (size && n > SIZE_MAX / size)
+                return NULL;
+        p = clua_ext_malloc(n * size);
+        if (p)
+                memset(p, 0, n * size);
+        return p;
+}
+
+static char *ext_strdup(const char *s)
+{
+        size_t n = strlen(s) + 1;
+        char *p = clua_ext_malloc(n);
+
+        if (p)
+                memcpy(p, s, n);
+        return p;
+}
+
+static CURLcode curl_init_result = CURLE_FAILED_INIT;
+
+static void curl_init_once(void)
+{
+        /* libcurl's own blocks carry the app's charge as jansson's and SQLite's
+         * do (alloc.h): a transfer's buffers count against the app's memory. */
+        (void)clua_alloc_global_init();
+        curl_init_result = curl_global_init_mem(CURL_GLOBAL_DEFAULT, clua_ext_malloc, clua_ext_free,
+                                                clua_ext_realloc, ext_strdup, ext_calloc);
+}
+
+int clua_net_global_init(void)
+{
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+        pthread_once(&once, curl_init_once);
+        return curl_init_result == CURLE_OK ? 0 : -EIO;
+}
+
+/* ---- options --------------------------------------------------------------- */
+
+/* A timeout in milliseconds from field name of the table at index t (default dflt):
+ * 1..NET_TIMEOUT_MAX_MS. Returns nanoseconds. */
+static uint64_t opt_timeout_ms(lua_State *L, int t, const char *name, uint32_t dflt)
+{
+        lua_Integer ms;
+
+        if (t == 0 || lua_getfield(L, t, name) == LUA_TNIL) {
+                if (t)
+                        lua_pop(L, 1);
+                return (uint64_t)dflt * 1000000u;
+        }
+        if (!lua_isinteger(L, -1))
+                luaL_error(L, "cella.net: %s must be an integer (milliseconds)", name);
+        ms = lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        if (ms < 1 || ms > NET_TIMEOUT_MAX_MS)
+                luaL_error(L, "cella.net: %s out of range 1..%d ms", name, (int)NET_TIMEOUT_MAX_MS);
+        return (uint64_t)ms * 1000000u;
+}
+
+static lua_Integer opt_int(lua_State *L, int t, const char *name, lua_Integer dflt, lua_Integer min,
+                           lua_Integer max)
+{
+        lua_Integer v;
+
+        if (t == 0 || lua_getfield(L, t, name) == LUA_TNIL) {
+                if (t)
+                        lua_pop(L, 1);
+                return dflt;
+        }
+        if (!lua_isinteger(L, -1))
+                luaL_error(L, "cella.net: %s must be an integer", name);
+        v = lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        if (v < min || v > max)
+                luaL_error(L, "cella.net: %s out of range %d..%d", name, (int)min, (int)max);
+        return v;
+}
+
+/* ---- the broker's connection -------------------------------------------------- */
+
+/* The error of a net.connect the kernel refused, as the app reads it. */
+static int connect_error(lua_State *L, const char *fname, const char *host, int port,
+                         CellaReply *reply)
+{
+        const char *why =
+                reply->error_message && *reply->error_message ? reply->error_message : NULL;
+
+        if (reply->error == -EACCES || reply->error == -EPERM)
+                return luaL_error(L, "%s: %s:%d refused: %s%s%s", fname, host, port,
+                                  strerror(-reply->error), why ? ": " : "", why ?: "");
+        if (reply->error == -ENOSYS || reply->error == -EOPNOTSUPP)
+                return luaL_error(L, "%s: %s:%d: this kernel has no net.connect call", fname, host,
+                                  port);
+        return luaL_error(L, "%s: %s:%d: %s%s%s", fname, host, port, strerror(-reply->error),
+                          why ? ": " : "", why ?: "");
+}
+
+/* Takes the relay's fd out of a successful net.connect reply (non-blocking), its
+ * address into addr (size bytes) and right. Returns the fd or raises. */
+static int connect_take(lua_State *L, const char *fname, const char *host, int port,
+                        CellaReply *reply, char *addr, size_t size, char *right, size_t rsize)
+{
+        ProtobufCMessage *m;
+        Cella__V1__NetConnectReply *r;
+        int fd;
+
+        if (reply->error)
+                connect_error(L, fname, host, port, reply);
+        if (reply->n_fds < 1 || reply->fds[0] < 0)
+                luaL_error(L, "%s: %s:%d: the kernel's reply carries no socket", fname, host, port);
+        m = clua_kernel_unpack(L, reply);
+        r = (Cella__V1__NetConnectReply *)(void *)m;
+        snprintf(addr, size, "%s", r->address ?: "");
+        if (right)
+                snprintf(right, rsize, "%s", r->right ?: "");
+        protobuf_c_message_free_unpacked(m, NULL);
+        fd = reply->fds[0];
+        reply->fds[0] = -1;
+        if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+                int e = errno;
+
+                close(fd);
+                luaL_error(L, "%s: %s", fname, strerror(e));
+        }
+        return fd;
+}
+
+/* Checks a host argument (1..NET_HOST_MAX bytes, no NUL) and a port (1..65535). */
+static const char *check_host(lua_State *L, int i)
+{
+        return clua_check_str(L, i, 1, NET_HOST_MAX, NULL);
+}
+
+static unsigned check_port(lua_State *L, int i)
+{
+        lua_Integer p = luaL_checkinteger(L, i);
+
+        luaL_argcheck(L, p >= 1 && p <= 65535, i, "port out of range 1..65535");
+        return (unsigned)p;
+}
+
+/* ---- cella.net.tcp ------------------------------------------------------------- */
+
+/* Watches c's fd for what its waiting tasks and the caller (want) need. */
+static void conn_watch(NetConn *c, uint32_t want)
+{
+        uint32_t ev = want;
+
+        if (c->fd < 0)
+                return;
+        if (c->rwait && !c->rwait->done)
+                ev |= EPOLLIN | EPOLLRDHUP;
+        if (c->wwait && !c->wwait->done)
+                ev |= EPOLLOUT;
+        (void)clua_fd_watch_set(&c->watch, c->fd, ev);
+}
+
+static void conn_ready(CLuaFdWatch *w, uint32_t ev)
+{
+        NetConn *c = w->userdata;
+
+        if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))
+                clua_io_wake(&c->rwait);
+        if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+                clua_io_wake(&c->wwait);
+        /* Level-triggered: stop watching what no task waits for any more. */
+        conn_watch(c, 0);
+}
+
+void clua_net_conn_close(NetConn *c)
+{
+        clua_fd_watch_stop(&c->watch);
+        if (c->fd >= 0)
+                close(c->fd);
+        c->fd = -1;
+        /* Tasks waiting on it go on, and see it closed. */
+        clua_io_wake(&c->rwait);
+        clua_io_wake(&c->wwait);
+}
+
+static int conn_gc(lua_State *L)
+{
+        NetConn *c = luaL_checkudata(L, 1, CONN_MT);
+
+        clua_net_conn_close(c);
+        return 0;
+}
+
+NetConn *clua_net_conn_push(lua_State *L, int fd)
+{
+        NetConn *c = lua_newuserdatauv(L, sizeof(*c), 0);
+
+        memset(c, 0, sizeof(*c));
+        c->watch.fd = -1;
+        c->watch.app = clua_app_of(L);
+        c->watch.cb = conn_ready;
+        c->watch.userdata = c;
+        c->timeout_ns = (uint64_t)NET_TIMEOUT_DEFAULT_MS * 1000000u;
+        c->fd = fd;
+        luaL_setmetatable(L, CONN_MT);
+        return c;
+}
+
+static NetConn *check_conn(lua_State *L, int i)
+{
+        return luaL_checkudata(L, i, CONN_MT);
+}
+
+/* decode of tcp.connect: arguments 1 host, 2 port, 3 options. Pushes the conn. */
+static int decode_tcp_connect(lua_State *L, CellaReply *reply)
+{
+        const char *host = lua_tostring(L, 1);
+        int port = (int)lua_tointeger(L, 2);
+        uint64_t timeout_ns =
+                opt_timeout_ms(L, lua_istable(L, 3) ? 3 : 0, "timeout_ms", NET_TIMEOUT_DEFAULT_MS);
+        NetConn *c = clua_net_conn_push(L, -1);
+
+        c->fd = connect_take(L, "cella.net.tcp.connect", host, port, reply, c->address,
+                             sizeof c->address, c->right, sizeof c->right);
+        c->timeout_ns = timeout_ns;
+        return 1;
+}
+
+static int tcp_connect(lua_State *L)
+{
+        Cella__V1__NetConnectRequest req = CELLA__V1__NET_CONNECT_REQUEST__INIT;
+
+        req.host = (char *)check_host(L, 1);
+        req.port = check_port(L, 2);
+        if (!lua_isnoneornil(L, 3)) {
+                luaL_checktype(L, 3, LUA_TTABLE);
+                (void)opt_timeout_ms(L, 3, "timeout_ms", NET_TIMEOUT_DEFAULT_MS);
+        }
+        lua_settop(L, 3);
+        req.proto = CELLA__V1__NET_PROTO__NET_PROTO_TCP;
+        return clua_kernel_call(L, "cella.net.tcp.connect", CELLA_OP_NET_CONNECT, &req.base,
+                                decode_tcp_connect);
+}
+
+/* conn:read([max]) -> up to max bytes (1..1 MiB, default 64 KiB), or nil at the
+ * end of the stream. Waits for data up to the connection's timeout. */
+static int conn_read_k(lua_State *L, int status, lua_KContext ctx)
+{
+        NetConn *c = check_conn(L, 1);
+        size_t max = (size_t)lua_tointeger(L, 2);
+        luaL_Buffer b;
+        char *p;
+        ssize_t n;
+
+        (void)ctx;
+        if (status == LUA_YIELD && clua_io_resumed(L, &c->rwait) && c->fd >= 0)
+                return luaL_error(L, "cella.net.tcp: read: timed out after %d ms",
+                                  (int)(c->timeout_ns / 1000000u));
+        if (c->fd < 0)
+                return luaL_error(L, "cella.net.tcp: read: the connection is closed");
+        if (c->rwait)
+                return luaL_error(L, "cella.net.tcp: read: another task is reading");
+        p = luaL_buffinitsize(L, &b, max);
+        n = recv(c->fd, p, max, MSG_DONTWAIT);
+        if (n > 0) {
+                luaL_pushresultsize(&b, (size_t)n);
+                return 1;
+        }
+        if (n == 0) {
+                lua_pushnil(L);
+                return 1;
+        }
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                return luaL_error(L, "cella.net.tcp: read: %s", strerror(errno));
+        lua_settop(L, 2);
+        conn_watch(c, EPOLLIN | EPOLLRDHUP);
+        return clua_io_wait(L, &c->rwait, c->timeout_ns, conn_read_k, 0);
+}
+
+static int conn_read(lua_State *L)
+{
+        lua_Integer max = luaL_optinteger(L, 2, NET_READ_DEFAULT);
+
+        check_conn(L, 1);
+        luaL_argcheck(L, max >= 1 && max <= NET_READ_MAX, 2, "out of range 1..1048576 bytes");
+        lua_settop(L, 1);
+        lua_pushinteger(L, max);
+        return conn_read_k(L, LUA_OK, 0);
+}
+
+/* conn:write(data): all of data, waiting while the relay's buffer is full (each
+ * wait up to the timeout). ctx: the bytes written so far. */
+static int conn_write_k(lua_State *L, int status, lua_KContext ctx)
+{
+        NetConn *c = check_conn(L, 1);
+        size_t len, off = (size_t)ctx;
+        const char *s = lua_tolstring(L, 2, &len);
+
+        if (status == LUA_YIELD && clua_io_resumed(L, &c->wwait) && c->fd >= 0)
+                return luaL_error(L, "cella.net.tcp: write: timed out after %d ms",
+                                  (int)(c->timeout_ns / 1000000u));
+        if (c->wwait)
+                return luaL_error(L, "cella.net.tcp: write: another task is writing");
+        while (off < len) {
+                ssize_t n;
+
+                if (c->fd < 0)
+                        return luaL_error(L, "cella.net.tcp: write: the connection is closed");
+                n = send(c->fd, s + off, len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+                if (n >= 0) {
+                        off += (size_t)n;
+                        continue;
+                }
+                if (errno == EINTR)
+                        continue;
+                if (errno != EAGAIN && errno != EWOULDBLOCK)
+                        return luaL_error(L, "cella.net.tcp: write: %s", strerror(errno));
+                conn_watch(c, EPOLLOUT);
+                return clua_io_wait(L, &c->wwait, c->timeout_ns, conn_write_k, (lua_KContext)off);
+        }
+        lua_pushinteger(L, (lua_Integer)len);
+        return 1;
+}
+
+static int conn_write(lua_State *L)
+{
+        check_conn(L, 1);
+        luaL_checkstring(L, 2);
+        lua_settop(L, 2);
+        return conn_write_k(L, LUA_OK, 0);
+}
+
+static int conn_close(lua_State *L)
+{
+        clua_net_conn_close(check_conn(L, 1));
+        return 0;
+}
+
+/* conn:shutdown(): no more writes (the peer reads the end of the stream). */
+static int conn_shutdown(lua_State *L)
+{
+        NetConn *c = check_conn(L, 1);
+
+        if (c->fd >= 0 && shutdown(c->fd, SHUT_WR) < 0)
+                return luaL_error(L, "cella.net.tcp: shutdown: %s", strerror(errno));
+        return 0;
+}
+
+/* conn:settimeout(ms): each later read or write waits at most ms milliseconds. */
+static int conn_settimeout(lua_State *L)
+{
+        NetConn *c = check_conn(L, 1);
+        lua_Integer ms = luaL_checkinteger(L, 2);
+
+        luaL_argcheck(L, ms >= 1 && ms <= NET_TIMEOUT_MAX_MS, 2, "out of range 1..600000 ms");
+        c->timeout_ns = (uint64_t)ms * 1000000u;
+        return 0;
+}
+
+/* conn:info() -> {address, right} */
+static int conn_info(lua_State *L)
+{
+        NetConn *c = check_conn(L, 1);
+
+        lua_createtable(L, 0, 3);
+        lua_pushstring(L, c->address);
+        lua_setfield(L, -2, "address");
+        lua_pushstring(L, c->right);
+        lua_setfield(L, -2, "right");
+        lua_pushboolean(L, c->fd < 0);
+        lua_setfield(L, -2, "closed");
+        return 1;
+}
+
+static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc)
+{
+        if (!cella_lua_newclass(L, name)) {
+                lua_pop(L, 1);
+                return;
+        }
+        if (methods) {
+                lua_newtable(L);
+                luaL_setfuncs(L, methods, 0);
+                lua_setfield(L, -2, "__index");
+        }
+        lua_pushcfunction(L, gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, gc);
+        lua_setfield(L, -2, "__close");
+        lua_pop(L, 1);
+}
+
+static const luaL_Reg conn_methods[] = {
+        {"read", conn_read},
+        {"write", conn_write},
+        {"close", conn_close},
+        {"shutdown", conn_shutdown},
+        {"settimeout", conn_settimeout},
+        {"info", conn_info},
+        {NULL, NULL},
+};
+
+/* ---- cella.net.http -------------------------------------------------------------- */
+
+/* One request, its hops included: userdata of class "cella.net.request" at stack
+ * index 2 of http.request's frame; its user values 1 and 2 anchor the body and
+ * the CA strings libcurl points into. */
+typedef struct NetHttp {
+        CLuaApp *app;
+        CURLM *multi;
+        CURL *easy;
+        struct curl_slist *headers, *resolve;
+        CLuaFdWatch watch;
+        CLuaWait *wait;
+        CLuaTimer *timer;
+        int fd;       /* the broker's socket until libcurl takes it, else -1 */
+        bool closing; /* being freed: libcurl's callbacks do nothing */
+        bool done;    /* the hop's transfer ended */
+        CURLcode result;
+        char *url; /* this hop's URL (malloc'd) */
+        NetTarget target;
+        char method[17];
+        const char *body; /* in the options table (user value 1) */
+        size_t body_len;
+        bool has_body;
+        const char *ca_pem;
+        size_t ca_len;
+        uint64_t deadline_ns;
+        int max_redirects, hops;
+        size_t max_body;
+        char *resp; /* clua_ext_* blocks: charged to the app */
+        size_t resp_len, resp_cap;
+        char *hdr;
+        size_t hdr_len, hdr_cap;
+        bool too_large;
+        char address[64];
+        char errbuf[CURL_ERROR_SIZE];
+} NetHttp;
+
+/* Ends the hop's transfer: libcurl's handles go (closing its socket), its watch,
+ * its timer. The response buffers stay. */
+static void http_hop_end(NetHttp *r)
+{
+        r->closing = true;
+        clua_timer_remove_cb(r->app, &r->timer);
+        if (r->multi && r->easy)
+                curl_multi_remove_handle(r->multi, r->easy);
+        if (r->easy)
+                curl_easy_cleanup(r->easy);
+        if (r->multi)
+                curl_multi_cleanup(r->multi);
+        r->easy = NULL;
+        r->multi = NULL;
+        clua_fd_watch_stop(&r->watch);
+        if (r->fd >= 0)
+                close(r->fd);
+        r->fd = -1;
+        curl_slist_free_all(r->resolve);
+        r->resolve = NULL;
+        r->closing = false;
+        r->done = false;
+}
+
+static int http_gc(lua_State *L)
+{
+        NetHttp *r = luaL_checkudata(L, 1, HTTP_MT);
+
+        if (!r->app)
+                return 0;
+        http_hop_end(r);
+        r->closing = true;
+        curl_slist_free_all(r->headers);
+        r->headers = NULL;
+        free(r->url);
+        r->url = NULL;
+        clua_ext_free(r->resp);
+        clua_ext_free(r->hdr);
+        r->resp = r->hdr = NULL;
+        r->app = NULL;
+        return 0;
+}
+
+/* Appends n bytes to a charged buffer of at most max bytes; false when it would
+ * pass max or the app's memory cap. */
+static bool buf_add(char **buf, size_t *len, size_t *cap, size_t max, const char *p, size_t n)
+{
+        if (n > max - *len)
+                return false;
+        if (*len + n > *cap) {
+                size_t c = *cap ? *cap : 4096;
+                char *b;
+
+                while (c < *len + n)
+                        c = c > max / 2 ? max : c * 2;
+                b = clua_ext_realloc(*buf, c);
+                if (!b)
+                        return false;
+                *buf = b;
+                *cap = c;
+        }
+        memcpy(*buf + *len, p, n);
+        *len += n;
+        return true;
+}
+
+static size_t http_on_body(char *p, size_t size, size_t n, void *userdata)
+{
+        NetHttp *r = userdata;
+
+        if (!buf_add(&r->resp, &r->resp_len, &r->resp_cap, r->max_body, p, n)) {
+                r->too_large = true;
+                return 0; /* CURLE_WRITE_ERROR */
+        }
+        (void)size;
+        return n;
+}
+
+static size_t http_on_header(char *p, size_t size, size_t n, void *userdata)
+{
+        NetHttp *r = userdata;
+
+        (void)size;
+        /* A status line starts a response (an interim 1xx one came first). */
+        if (n >= 5 && memcmp(p, "HTTP/", 5) == 0)
+                r->hdr_len = 0;
+        if (!buf_add(&r->hdr, &r->hdr_len, &r->hdr_cap, HTTP_HEADERS_MAX, p, n)) {
+                r->too_large = true;
+                return 0;
+        }
+        return n;
+}
+
+static void http_check(NetHttp *r)
+{
+        CURLMsg *m;
+        int left;
+
+        while ((m = curl_multi_info_read(r->multi, &left)))
+                if (m->msg == CURLMSG_DONE) {
+                        r->done = true;
+                        r->result = m->data.result;
+                }
+        if (r->done)
+                clua_io_wake(&r->wait);
+}
+
+static void http_on_fd(CLuaFdWatch *w, uint32_t ev)
+{
+        NetHttp *r = w->userdata;
+        int running, mask = 0;
+
+        if (r->closing || !r->multi)
+                return;
+        if (ev & EPOLLIN)
+                mask |= CURL_CSELECT_IN;
+        if (ev & EPOLLOUT)
+                mask |= CURL_CSELECT_OUT;
+        if (ev & (EPOLLERR | EPOLLHUP))
+                mask |= CURL_CSELECT_ERR;
+        (void)curl_multi_socket_action(r->multi, w->fd, mask, &running);
+        http_check(r);
+}
+
+static void http_on_timer(void *data)
+{
+        NetHttp *r = data;
+        int running;
+
+        if (r->closing || !r->multi)
+                return;
+        (void)curl_multi_socket_action(r->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        http_check(r);
+}
+
+static int http_socket_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+{
+        NetHttp *r = userp;
+        uint32_t ev = 0;
+
+        (void)e;
+        (void)socketp;
+        if (r->closing)
+                return 0;
+        if (what == CURL_POLL_REMOVE) {
+                if (r->watch.fd == s)
+                        clua_fd_watch_stop(&r->watch);
+                return 0;
+        }
+        if (what & CURL_POLL_IN)
+                ev |= EPOLLIN;
+        if (what & CURL_POLL_OUT)
+                ev |= EPOLLOUT;
+        return clua_fd_watch_set(&r->watch, s, ev) < 0 ? -1 : 0;
+}
+
+static int http_timer_cb(CURLM *m, long timeout_ms, void *userp)
+{
+        NetHttp *r = userp;
+
+        (void)m;
+        if (r->closing)
+                return 0;
+        clua_timer_remove_cb(r->app, &r->timer);
+        if (timeout_ms < 0)
+                return 0;
+        return clua_timer_add_cb(r->app, (uint64_t)timeout_ms * 1000000u, http_on_timer, r,
+                                 &r->timer) < 0
+                       ? -1
+                       : 0;
+}
+
+/*
+ * libcurl 7.88 (Debian 12's) calls connect() on a socket its
+ * CURLOPT_SOCKOPTFUNCTION called connected (CURL_SOCKOPT_ALREADY_CONNECTED): a
+ * regression of 7.88.0 (curl issue 10626, fixed in 8.0.0 by pull request 10648),
+ * which fails on the broker's AF_UNIX socket ("Immediate connect fail: Invalid
+ * argument"). This connect() stands in for libc's for the process (the
+ * executable's definition comes first): on the one fd http_open_socket() just gave
+ * libcurl, on this thread, it answers "connected" without a system call; on every
+ * other fd it is the system call. glibc's own callers use its internal __connect,
+ * never this.
+ */
+static __thread int preconnected_fd = -1;
+
+int connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+        if (fd >= 0 && fd == preconnected_fd) {
+                preconnected_fd = -1;
+                return 0;
+        }
+        return (int)syscall(SYS_connect, fd, addr, len);
+}
+
+/* libcurl's socket is the broker's: no socket of its own, no connect. */
+static curl_socket_t http_open_socket(void *userp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+        NetHttp *r = userp;
+        int fd = r->fd;
+
+        (void)a;
+        if (purpose != CURLSOCKTYPE_IPCXN || fd < 0)
+                return CURL_SOCKET_BAD;
+        r->fd = -1;
+        preconnected_fd = fd;
+        return fd;
+}
+
+static int http_sockopt(void *userp, curl_socket_t fd, curlsocktype purpose)
+{
+        (void)userp;
+        (void)fd;
+        (void)purpose;
+        return CURL_SOCKOPT_ALREADY_CONNECTED;
+}
+
+static int http_close_socket(void *userp, curl_socket_t fd)
+{
+        NetHttp *r = userp;
+
+        if (r->watch.fd == fd)
+                clua_fd_watch_stop(&r->watch);
+        return close(fd);
+}
+
+#define SETOPT(o, v)                                                                               \
+        do {                                                                                       \
+                if (curl_easy_setopt(r->easy, o, v) != CURLE_OK)                                   \
+                        goto fail;                                                                 \
+        } while (0)
+
+/* Sets up the hop's transfer over r->fd. Returns 0 or -ENOMEM / -EIO. */
+static int http_hop_setup(NetHttp *r)
+{
+        char entry[NET_HOST_MAX + 96];
+        uint64_t now = now_monotonic_ns();
+        long left_ms = r->deadline_ns > now ? (long)((r->deadline_ns - now) / 1000000u) : 1;
+
+        r->multi = curl_multi_init();
+        r->easy = curl_easy_init();
+        if (!r->multi || !r->easy)
+                return -ENOMEM;
+        r->errbuf[0] = 0;
+        SETOPT(CURLOPT_URL, r->url);
+        SETOPT(CURLOPT_ERRORBUFFER, r->errbuf);
+        SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
+        SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
+        /* The environment's HTTP_PROXY & co. (the per-app proxy's) are not for
+         * this: the connection is the broker's already. */
+        SETOPT(CURLOPT_PROXY, "");
+        SETOPT(CURLOPT_NOPROXY, "*");
+        SETOPT(CURLOPT_OPENSOCKETFUNCTION, http_open_socket);
+        SETOPT(CURLOPT_OPENSOCKETDATA, r);
+        SETOPT(CURLOPT_SOCKOPTFUNCTION, http_sockopt);
+        SETOPT(CURLOPT_SOCKOPTDATA, r);
+        SETOPT(CURLOPT_CLOSESOCKETFUNCTION, http_close_socket);
+        SETOPT(CURLOPT_CLOSESOCKETDATA, r);
+        SETOPT(CURLOPT_TCP_NODELAY, 0L); /* an AF_UNIX socket: no TCP options */
+        SETOPT(CURLOPT_FORBID_REUSE, 1L);
+        SETOPT(CURLOPT_FRESH_CONNECT, 1L);
+        SETOPT(CURLOPT_NOSIGNAL, 1L);
+        SETOPT(CURLOPT_TIMEOUT_MS, left_ms > 0 ? left_ms : 1L);
+        SETOPT(CURLOPT_WRITEFUNCTION, http_on_body);
+        SETOPT(CURLOPT_WRITEDATA, r);
+        SETOPT(CURLOPT_HEADERFUNCTION, http_on_header);
+        SETOPT(CURLOPT_HEADERDATA, r);
+        SETOPT(CURLOPT_ACCEPT_ENCODING, "");
+        if (getenv("CELLA_NET_DEBUG"))
+                SETOPT(CURLOPT_VERBOSE, 1L);
+        SETOPT(CURLOPT_SSL_VERIFYPEER, 1L);
+        SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
+        if (r->ca_pem) {
+                struct curl_blob blob = {
+                        .data = (void *)r->ca_pem, .len = r->ca_len, .flags = CURL_BLOB_COPY};
+
+                SETOPT(CURLOPT_CAINFO_BLOB, &blob);
+        }
+        /* The vetted address for the URL's name: libcurl resolves nothing (a
+         * literal address needs no entry). */
+        if (r->target.host[0] != '[' && !strchr(r->target.host, ':')) {
+                bool v6 = strchr(r->address, ':') != NULL;
+
+                snprintf(entry, sizeof entry, "%s:%u:%s%s%s", r->target.host, r->target.port,
+                         v6 ? "[" : "", r->address, v6 ? "]" : "");
+                r->resolve = curl_slist_append(NULL, entry);
+                if (!r->resolve)
+                        return -ENOMEM;
+                SETOPT(CURLOPT_RESOLVE, r->resolve);
+        }
+        if (r->headers)
+                SETOPT(CURLOPT_HTTPHEADER, r->headers);
+        if (strcmp(r->method, "HEAD") == 0)
+                SETOPT(CURLOPT_NOBODY, 1L);
+        else if (r->has_body) {
+                SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+                SETOPT(CURLOPT_POSTFIELDS, r->body);
+                if (strcmp(r->method, "POST") != 0)
+                        SETOPT(CURLOPT_CUSTOMREQUEST, r->method);
+        } else if (strcmp(r->method, "GET") != 0)
+                SETOPT(CURLOPT_CUSTOMREQUEST, r->method);
+        if (curl_multi_setopt(r->multi, CURLMOPT_SOCKETFUNCTION, http_socket_cb) != CURLM_OK ||
+            curl_multi_setopt(r->multi, CURLMOPT_SOCKETDATA, r) != CURLM_OK ||
+            curl_multi_setopt(r->multi, CURLMOPT_TIMERFUNCTION, http_timer_cb) != CURLM_OK ||
+            curl_multi_setopt(r->multi, CURLMOPT_TIMERDATA, r) != CURLM_OK)
+                return -EIO;
+        r->resp_len = 0;
+        r->hdr_len = 0;
+        r->too_large = false;
+        r->done = false;
+        if (curl_multi_add_handle(r->multi, r->easy) != CURLM_OK)
+                return -EIO;
+        return 0;
+fail:
+        return -EIO;
+}
+
+#undef SETOPT
+
+static int http_hop(lua_State *L, NetHttp *r);
+
+/* Pushes the response headers as a table: lower-case names, repeated fields
+ * joined with ", " (RFC 9110 5.3). */
+static void push_headers(lua_State *L, NetHttp *r)
+{
+        const char *p = r->hdr, *end = r->hdr + r->hdr_len;
+        luaL_Buffer b;
+
+        lua_newtable(L);
+        while (p < end) {
+                const char *eol = memchr(p, '\n', (size_t)(end - p));
+                const char *line = p, *colon, *v, *ve;
+
+                eol = eol ?: end;
+                p = eol + 1;
+                colon = memchr(line, ':', (size_t)(eol - line));
+                if (!colon || !net_header_name_ok(line, (size_t)(colon - line)))
+                        continue; /* the status line, the blank line */
+                v = colon + 1;
+                ve = eol;
+                while (v < ve && (*v == ' ' || *v == '\t'))
+                        v++;
+                while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+                        ve--;
+                luaL_buffinit(L, &b);
+                for (const char *c = line; c < colon; c++)
+                        luaL_addchar(&b, (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c));
+                luaL_pushresult(&b);
+                lua_pushvalue(L, -1);
+                if (lua_rawget(L, -3) == LUA_TSTRING) {
+                        lua_pushliteral(L, ", ");
+                        lua_pushlstring(L, v, (size_t)(ve - v));
+                        lua_concat(L, 3);
+                } else {
+                        lua_pop(L, 1);
+                        lua_pushlstring(L, v, (size_t)(ve - v));
+                }
+                lua_rawset(L, -3);
+        }
+}
+
+/* The value of response header name (lower-case) in the headers table on top,
+ * or NULL. */
+static const char *header_of(lua_State *L, const char *name)
+{
+        const char *v;
+
+        lua_getfield(L, -1, name);
+        v = lua_tostring(L, -1);
+        lua_pop(L, 1); /* the table keeps it */
+        return v;
+}
+
+/* The hop ended: the result, or the next hop. */
+static int http_done_k(lua_State *L, int status, lua_KContext ctx)
+{
+        NetHttp *r = luaL_checkudata(L, 2, HTTP_MT);
+        long code = 0;
+        const char *loc;
+
+        (void)ctx;
+        if (status == LUA_YIELD)
+                (void)clua_io_resumed(L, &r->wait);
+        if (!r->done)
+                /* Not woken by the end (the app's end cleared the wait): wait on. */
+                return clua_io_wait(L, &r->wait, 0, http_done_k, 0);
+        if (r->result != CURLE_OK) {
+                CURLcode rc = r->result;
+                char msg[CURL_ERROR_SIZE + 64];
+
+                snprintf(msg, sizeof msg, "%s", r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc));
+                http_hop_end(r);
+                if (r->too_large)
+                        return luaL_error(L,
+                                          "cella.net.http: %s: response larger than %d bytes "
+                                          "(max_body) or than the app's memory allows",
+                                          r->url, (int)r->max_body);
+                if (rc == CURLE_OPERATION_TIMEDOUT)
+                        return luaL_error(L, "cella.net.http: %s: timed out (timeout_ms)", r->url);
+                return luaL_error(L, "cella.net.http: %s: %s", r->url, msg);
+        }
+        (void)curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
+        http_hop_end(r);
+        lua_settop(L, 2);
+        push_headers(L, r);
+        loc = header_of(L, "location");
+        if (net_is_redirect(code) && loc && r->max_redirects > 0) {
+                NetTarget old = r->target;
+                bool keep_body;
+                char *next = NULL;
+                int e;
+
+                if (r->hops >= r->max_redirects)
+                        return luaL_error(L,
+                                          "cella.net.http: %s: more than %d redirects "
+                                          "(max_redirects)",
+                                          r->url, r->max_redirects);
+                e = net_url_resolve(r->url, loc, &next);
+                if (e < 0)
+                        return luaL_error(L,
+                                          "cella.net.http: %s: redirect to a bad location "
+                                          "'%s': %s",
+                                          r->url, loc,
+                                          e == -EPROTONOSUPPORT ? "not http or https"
+                                                                : strerror(-e));
+                free(r->url);
+                r->url = next;
+                if (net_url_target(r->url, NET_SCHEME_HTTP | NET_SCHEME_HTTPS, &r->target, NULL) <
+                    0)
+                        return luaL_error(L, "cella.net.http: bad redirect URL %s", r->url);
+                {
+                        const char *m = net_redirect_method(code, r->method, &keep_body);
+
+                        if (m != r->method) /* a static string, or the method itself */
+                                snprintf(r->method, sizeof r->method, "%s", m);
+                }
+                if (!keep_body)
+                        r->has_body = false;
+                /* Credentials stay with their origin (as curl without
+                 * CURLOPT_UNRESTRICTED_AUTH, and browsers). */
+                if (!net_same_origin(&old, &r->target)) {
+                        struct curl_slist *kept = NULL;
+
+                        for (struct curl_slist *h = r->headers; h; h = h->next) {
+                                if (strncasecmp(h->data, "authorization:", 14) == 0 ||
+                                    strncasecmp(h->data, "cookie:", 7) == 0 ||
+                                    strncasecmp(h->data, "proxy-authorization:", 20) == 0)
+                                        continue;
+                                struct curl_slist *n = curl_slist_append(kept, h->data);
+
+                                if (!n) {
+                                        curl_slist_free_all(kept);
+                                        return clua_doom(L, CLUA_MEMORY);
+                                }
+                                kept = n;
+                        }
+                        curl_slist_free_all(r->headers);
+                        r->headers = kept;
+                }
+                r->hops++;
+                lua_settop(L, 2);
+                return http_hop(L, r);
+        }
+        lua_createtable(L, 0, 5);
+        lua_pushinteger(L, code);
+        lua_setfield(L, -2, "status");
+        lua_pushvalue(L, -2);
+        lua_setfield(L, -2, "headers");
+        lua_pushlstring(L, r->resp ? r->resp : "", r->resp_len);
+        lua_setfield(L, -2, "body");
+        lua_pushstring(L, r->url);
+        lua_setfield(L, -2, "url");
+        lua_pushstring(L, r->address);
+        lua_setfield(L, -2, "address");
+        clua_ext_free(r->resp);
+        clua_ext_free(r->hdr);
+        r->resp = r->hdr = NULL;
+        r->resp_len = r->resp_cap = r->hdr_len = r->hdr_cap = 0;
+        return 1;
+}
+
+/* decode of a hop's net.connect: takes the socket into the request (index 2). */
+static int decode_http_connect(lua_State *L, CellaReply *reply)
+{
+        NetHttp *r = luaL_checkudata(L, 2, HTTP_MT);
+
+        r->fd = connect_take(L, "cella.net.http", r->target.host, (int)r->target.port, reply,
+                             r->address, sizeof r->address, NULL, 0);
+        return 0;
+}
+
+static int http_connected_k(lua_State *L, int status, lua_KContext ctx)
+{
+        NetHttp *r = luaL_checkudata(L, 2, HTTP_MT);
+        int e;
+
+        (void)status;
+        (void)ctx;
+        if (now_monotonic_ns() >= r->deadline_ns)
+                return luaL_error(L, "cella.net.http: %s: timed out (timeout_ms)", r->url);
+        e = http_hop_setup(r);
+        if (e < 0) {
+                http_hop_end(r);
+                if (e == -ENOMEM)
+                        return clua_doom(L, CLUA_MEMORY);
+                return luaL_error(L, "cella.net.http: %s: cannot set up the transfer", r->url);
+        }
+        return clua_io_wait(L, &r->wait, 0, http_done_k, 0);
+}
+
+static int http_hop(lua_State *L, NetHttp *r)
+{
+        Cella__V1__NetConnectRequest req = CELLA__V1__NET_CONNECT_REQUEST__INIT;
+
+        req.host = r->target.host;
+        req.port = r->target.port;
+        req.proto = CELLA__V1__NET_PROTO__NET_PROTO_TCP;
+        return clua_kernel_call_k(L, "cella.net.http", CELLA_OP_NET_CONNECT, &req.base,
+                                  decode_http_connect, http_connected_k, 0);
+}
+
+/* Reads the request's options (table at index 1) into r. */
+static void http_options(lua_State *L, NetHttp *r)
+{
+        const char *s;
+        size_t len;
+        int e;
+
+        if (lua_getfield(L, 1, "url") != LUA_TSTRING)
+                luaL_error(L, "cella.net.http.request: url must be a string");
+        s = lua_tolstring(L, -1, &len);
+        if (strlen(s) != len)
+                luaL_error(L, "cella.net.http.request: url contains a NUL byte");
+        e = net_url_target(s, NET_SCHEME_HTTP | NET_SCHEME_HTTPS, &r->target, &r->url);
+        if (e == -ENOMEM)
+                clua_doom(L, CLUA_MEMORY);
+        if (e < 0)
+                luaL_error(L, "cella.net.http.request: %s: %s", s,
+                           e == -EPROTONOSUPPORT ? "not an http or https URL" : "not a URL");
+        lua_pop(L, 1);
+
+        snprintf(r->method, sizeof r->method, "GET");
+        if (lua_getfield(L, 1, "method") != LUA_TNIL) {
+                s = lua_tolstring(L, -1, &len);
+                if (!s || !net_method_ok(s, len))
+                        luaL_error(L, "cella.net.http.request: method must be an upper-case "
+                                      "token of 1..16 bytes (\"GET\", \"POST\")");
+                memcpy(r->method, s, len + 1);
+        }
+        lua_pop(L, 1);
+
+        if (lua_getfield(L, 1, "body") != LUA_TNIL) {
+                if (lua_type(L, -1) != LUA_TSTRING)
+                        luaL_error(L, "cella.net.http.request: body must be a string");
+                r->body = lua_tolstring(L, -1, &r->body_len);
+                r->has_body = true;
+                /* The request keeps the string alive for libcurl, whatever the
+                 * options table becomes meanwhile. */
+                lua_pushvalue(L, -1);
+                lua_setiuservalue(L, 2, 1);
+        }
+        lua_pop(L, 1);
+        if (r->has_body && (strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0))
+                luaL_error(L, "cella.net.http.request: a %s request has no body", r->method);
+
+        if (lua_getfield(L, 1, "ca_pem") != LUA_TNIL) {
+                if (lua_type(L, -1) != LUA_TSTRING)
+                        luaL_error(L, "cella.net.http.request: ca_pem must be a string (PEM "
+                                      "certificates)");
+                r->ca_pem = lua_tolstring(L, -1, &r->ca_len);
+                lua_pushvalue(L, -1);
+                lua_setiuservalue(L, 2, 2);
+        }
+        lua_pop(L, 1);
+
+        r->deadline_ns =
+                now_monotonic_ns() + opt_timeout_ms(L, 1, "timeout_ms", NET_TIMEOUT_DEFAULT_MS);
+        r->max_redirects =
+                (int)opt_int(L, 1, "max_redirects", HTTP_REDIRECTS_DEFAULT, 0, HTTP_REDIRECTS_MAX);
+        r->max_body = (size_t)opt_int(L, 1, "max_body", HTTP_BODY_DEFAULT, 0, HTTP_BODY_MAX);
+
+        if (lua_getfield(L, 1, "headers") != LUA_TNIL) {
+                int n = 0;
+
+                if (!lua_istable(L, -1))
+                        luaL_error(L, "cella.net.http.request: headers must be a table");
+                lua_pushnil(L);
+                while (lua_next(L, -2)) {
+                        size_t nl, vl;
+                        const char *name, *value;
+                        struct curl_slist *h;
+                        luaL_Buffer b;
+
+                        if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+                                luaL_error(L, "cella.net.http.request: headers: names and "
+                                              "values must be strings");
+                        name = lua_tolstring(L, -2, &nl);
+                        value = lua_tolstring(L, -1, &vl);
+                        if (!net_header_name_ok(name, nl))
+                                luaL_error(L, "cella.net.http.request: headers: bad name '%s'",
+                                           name);
+                        if (!net_header_value_ok(value, vl))
+                                luaL_error(L,
+                                           "cella.net.http.request: headers: the value of "
+                                           "%s has CR, LF or NUL, or is longer than 8 KiB",
+                                           name);
+                        if (++n > HTTP_REQ_HEADERS_MAX)
+                                luaL_error(L, "cella.net.http.request: more than %d headers",
+                                           HTTP_REQ_HEADERS_MAX);
+                        luaL_buffinit(L, &b);
+                        luaL_addlstring(&b, name, nl);
+                        /* "Name;" sends an empty value (curl_slist's rule). */
+                        luaL_addstring(&b, vl ? ": " : ";");
+                        luaL_addlstring(&b, value, vl);
+                        luaL_pushresult(&b);
+                        h = curl_slist_append(r->headers, lua_tostring(L, -1));
+                        if (!h)
+                                clua_doom(L, CLUA_MEMORY);
+                        r->headers = h;
+                        lua_pop(L, 2);
+                }
+        }
+        lua_pop(L, 1);
+        /* No "Expect: 100-continue" round trip before a large body. */
+        if (r->has_body) {
+                struct curl_slist *h = curl_slist_append(r->headers, "Expect:");
+
+                if (!h)
+                        clua_doom(L, CLUA_MEMORY);
+                r->headers = h;
+        }
+}
+
+/* http.request(opts) -> {status, headers, body, url, address} */
+static int http_request(lua_State *L)
+{
+        NetHttp *r;
+
+        luaL_checktype(L, 1, LUA_TTABLE);
+        lua_settop(L, 1);
+        if (clua_net_global_init() < 0)
+                return luaL_error(L, "cella.net.http: libcurl failed to initialize");
+        r = lua_newuserdatauv(L, sizeof(*r), 2);
+        memset(r, 0, sizeof(*r));
+        r->fd = -1;
+        r->watch.fd = -1;
+        luaL_setmetatable(L, HTTP_MT);
+        r->app = clua_app_of(L);
+        r->watch.app = r->app;
+        r->watch.cb = http_on_fd;
+        r->watch.userdata = r;
+        http_options(L, r);
+        lua_settop(L, 2);
+        return http_hop(L, r);
+}
+
+/* http.get(url[, opts]) */
+static int http_get(lua_State *L)
+{
+        const char *url = luaL_checkstring(L, 1);
+
+        if (lua_isnoneornil(L, 2))
+                lua_newtable(L);
+        else {
+                luaL_checktype(L, 2, LUA_TTABLE);
+                lua_pushvalue(L, 2);
+        }
+        lua_pushstring(L, url);
+        lua_setfield(L, -2, "url");
+        lua_pushliteral(L, "GET");
+        lua_setfield(L, -2, "method");
+        lua_replace(L, 1);
+        lua_settop(L, 1);
+        return http_request(L);
+}
+
+/* http.post(url, body[, opts]) */
+static int http_post(lua_State *L)
+{
+        const char *url = luaL_checkstring(L, 1);
+
+        luaL_checkstring(L, 2);
+        if (lua_isnoneornil(L, 3))
+                lua_newtable(L);
+        else {
+                luaL_checktype(L, 3, LUA_TTABLE);
+                lua_pushvalue(L, 3);
+        }
+        lua_pushstring(L, url);
+        lua_setfield(L, -2, "url");
+        lua_pushvalue(L, 2);
+        lua_setfield(L, -2, "body");
+        lua_pushliteral(L, "POST");
+        lua_setfield(L, -2, "method");
+        lua_replace(L, 1);
+        lua_settop(L, 1);
+        return http_request(L);
+}
+
+/* ---- the module ------------------------------------------------------------------ */
+
+int luaopen_cella_net(lua_State *L)
+{
+        static const luaL_Reg tcp_fns[] = {
+                {"connect", tcp_connect},
+                {NULL, NULL},
+        };
+        static const luaL_Reg http_fns[] = {
+                {"request", http_request},
+                {"get", http_get},
+                {"post", http_post},
+                {NULL, NULL},
+        };
+
+        new_class(L, CONN_MT, conn_methods, conn_gc);
+        new_class(L, HTTP_MT, NULL, http_gc);
+        lua_createtable(L, 0, 3);
+        luaL_newlib(L, tcp_fns);
+        lua_setfield(L, -2, "tcp");
+        luaL_newlib(L, http_fns);
+        lua_setfield(L, -2, "http");
+        return 1;
+}

@@ -1,0 +1,561 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * cella.net (src/lua/libnet.c, netutil.c, iowait.c): the pure helpers (URLs,
+ * redirects, header checks, the WebSocket accept key), then the Lua API in a real
+ * host against a test kernel thread on the app's channel. The test kernel answers
+ * net.connect as the broker does: an error for a host not granted, else the
+ * app's end of an AF_UNIX socketpair whose other end a server thread of this test
+ * serves (HTTP, or an echo), so libcurl runs over the same kind of socket the
+ * kernel's relay gives. The broker's own checks are tested with it (egress); the
+ * real network path in tests/integration/test_lua_net.py.
+ */
+#include <check.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "lua/host.h"
+#include "lua/netutil.h"
+#include "wire/channel.h"
+#include "wire/wire.h"
+
+#define K_ASSERT(x)                                                                                \
+        do {                                                                                       \
+                if (!(x)) {                                                                        \
+                        fprintf(stderr, "kernel thread: %s:%d: %s\n", __FILE__, __LINE__, #x);     \
+                        abort();                                                                   \
+                }                                                                                  \
+        } while (0)
+
+/* ---- pure helpers ------------------------------------------------------------------- */
+
+START_TEST(test_url_target)
+{
+        NetTarget t;
+        char *u = NULL;
+
+        ck_assert_int_eq(net_url_target("http://Example.COM/x?y", NET_SCHEME_HTTP, &t, &u), 0);
+        ck_assert_str_eq(t.host, "example.com");
+        ck_assert_uint_eq(t.port, 80);
+        ck_assert(!t.tls);
+        ck_assert_str_eq(u, "http://Example.COM/x?y"); /* as written: libcurl keeps the case */
+        free(u);
+        ck_assert_int_eq(net_url_target("https://a.test:8443/", NET_SCHEME_HTTPS, &t, NULL), 0);
+        ck_assert_uint_eq(t.port, 8443);
+        ck_assert(t.tls);
+        ck_assert_int_eq(net_url_target("http://[::1]:81/", NET_SCHEME_HTTP, &t, NULL), 0);
+        ck_assert_str_eq(t.host, "[::1]");
+        ck_assert_int_eq(
+                net_url_target("wss://h.test/chat", NET_SCHEME_WS | NET_SCHEME_WSS, &t, NULL), 0);
+        ck_assert_uint_eq(t.port, 443);
+        ck_assert_uint_eq(t.scheme, NET_SCHEME_WSS);
+        /* schemes not allowed, not URLs, port 0, zone ids */
+        ck_assert_int_eq(net_url_target("file:///etc/passwd", NET_SCHEME_HTTP, &t, NULL),
+                         -EPROTONOSUPPORT);
+        ck_assert_int_eq(net_url_target("ws://h.test/", NET_SCHEME_HTTP, &t, NULL),
+                         -EPROTONOSUPPORT);
+        ck_assert_int_eq(net_url_target("not a url", NET_SCHEME_HTTP, &t, NULL), -EINVAL);
+        ck_assert_int_eq(net_url_target("", NET_SCHEME_HTTP, &t, NULL), -EINVAL);
+        ck_assert_int_eq(net_url_target("http://h.test:0/", NET_SCHEME_HTTP, &t, NULL), -EINVAL);
+        ck_assert_int_eq(net_url_target("http://h.test:70000/", NET_SCHEME_HTTP, &t, NULL),
+                         -EINVAL);
+        ck_assert_int_lt(net_url_target("http://[fe80::1%25eth0]/", NET_SCHEME_HTTP, &t, NULL), 0);
+}
+END_TEST
+
+START_TEST(test_url_resolve)
+{
+        char *u = NULL;
+
+        ck_assert_int_eq(net_url_resolve("http://a.test/x/y?q", "/z", &u), 0);
+        ck_assert_str_eq(u, "http://a.test/z");
+        free(u);
+        ck_assert_int_eq(net_url_resolve("http://a.test/x/y", "w", &u), 0);
+        ck_assert_str_eq(u, "http://a.test/x/w");
+        free(u);
+        ck_assert_int_eq(net_url_resolve("http://a.test:8080/x", "//b.test/p", &u), 0);
+        ck_assert_str_eq(u, "http://b.test/p");
+        free(u);
+        ck_assert_int_eq(net_url_resolve("http://a.test/", "https://c.test:444/", &u), 0);
+        ck_assert_str_eq(u, "https://c.test:444/");
+        free(u);
+        ck_assert_int_eq(net_url_resolve("http://a.test/", "file:///etc/passwd", &u),
+                         -EPROTONOSUPPORT);
+        ck_assert_int_eq(net_url_resolve("http://a.test/", "gopher://x.test/", &u),
+                         -EPROTONOSUPPORT);
+        ck_assert_int_eq(net_url_resolve("http://a.test/", "", &u), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_redirect_method)
+{
+        bool keep;
+
+        ck_assert_str_eq(net_redirect_method(303, "POST", &keep), "GET");
+        ck_assert(!keep);
+        ck_assert_str_eq(net_redirect_method(303, "HEAD", &keep), "HEAD");
+        ck_assert_str_eq(net_redirect_method(302, "POST", &keep), "GET");
+        ck_assert(!keep);
+        ck_assert_str_eq(net_redirect_method(301, "PUT", &keep), "PUT");
+        ck_assert(keep);
+        ck_assert_str_eq(net_redirect_method(307, "POST", &keep), "POST");
+        ck_assert(keep);
+        ck_assert_str_eq(net_redirect_method(308, "DELETE", &keep), "DELETE");
+        ck_assert(net_is_redirect(301) && net_is_redirect(308) && !net_is_redirect(304) &&
+                  !net_is_redirect(300) && !net_is_redirect(200));
+}
+END_TEST
+
+START_TEST(test_header_checks)
+{
+        ck_assert(net_header_name_ok("X-Test", 6));
+        ck_assert(!net_header_name_ok("X Test", 6));
+        ck_assert(!net_header_name_ok("X:T", 3));
+        ck_assert(!net_header_name_ok("", 0));
+        ck_assert(net_header_value_ok("a b", 3));
+        ck_assert(!net_header_value_ok("a\r\nX-Injected: 1", 17));
+        ck_assert(!net_header_value_ok("a\0b", 3));
+        ck_assert(net_method_ok("PATCH", 5));
+        ck_assert(!net_method_ok("get", 3));
+        ck_assert(!net_method_ok("GET /", 5));
+}
+END_TEST
+
+/* RFC 6455 1.3's example handshake. */
+START_TEST(test_ws_accept)
+{
+        char out[29];
+
+        net_ws_accept("dGhlIHNhbXBsZSBub25jZQ==", out);
+        ck_assert_int_eq(strcmp(out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), 0);
+}
+END_TEST
+
+/* ---- servers on the far end of a socketpair --------------------------------------- */
+
+typedef struct Server {
+        int fd;
+        unsigned port;
+} Server;
+
+/* Reads the request head and body (Content-Length) into buf. Returns the bytes
+ * read, 0 at EOF before a whole request. */
+static size_t read_request(int fd, char *buf, size_t size, char **body, size_t *body_len)
+{
+        size_t n = 0;
+        char *end = NULL;
+        long cl = 0;
+
+        while (!(end = strstr(buf, "\r\n\r\n"))) {
+                ssize_t r = read(fd, buf + n, size - 1 - n);
+
+                if (r <= 0)
+                        return 0;
+                n += (size_t)r;
+                buf[n] = 0;
+        }
+        {
+                char *p = strcasestr(buf, "\r\ncontent-length:");
+
+                if (p && p < end)
+                        cl = strtol(p + 17, NULL, 10);
+        }
+        *body = end + 4;
+        while ((size_t)(buf + n - *body) < (size_t)cl) {
+                ssize_t r = read(fd, buf + n, size - 1 - n);
+
+                if (r <= 0)
+                        return 0;
+                n += (size_t)r;
+                buf[n] = 0;
+        }
+        *body_len = (size_t)cl;
+        return n;
+}
+
+static void respond(int fd, const char *status, const char *extra, const char *body, size_t len)
+{
+        char head[512];
+        int n = snprintf(head, sizeof head,
+                         "HTTP/1.1 %s\r\nContent-Length: %zu\r\nConnection: close\r\n%s\r\n",
+                         status, len, extra);
+
+        if (send(fd, head, (size_t)n, MSG_NOSIGNAL) != n)
+                return;
+        for (size_t off = 0; off < len;) {
+                ssize_t w = send(fd, body + off, len - off, MSG_NOSIGNAL);
+
+                if (w <= 0)
+                        return; /* the client gave up (max_body) */
+                off += (size_t)w;
+        }
+}
+
+static void serve_http(int fd)
+{
+        static __thread char buf[65536];
+        char *body = NULL, line[256], out[1024];
+        size_t body_len = 0;
+
+        memset(buf, 0, sizeof buf);
+        if (!read_request(fd, buf, sizeof buf, &body, &body_len))
+                return;
+        if (strncmp(buf, "GET /hello ", 11) == 0)
+                respond(fd, "200 OK", "X-Server: test\r\nX-Multi: a\r\nX-Multi: b\r\n", "hello", 5);
+        else if (strncmp(buf, "POST /echo ", 11) == 0 || strncmp(buf, "PUT /echo ", 10) == 0) {
+                char *h = strcasestr(buf, "\r\nx-test: ");
+                int n;
+
+                line[0] = 0;
+                if (h)
+                        sscanf(h + 10, "%255[^\r]", line);
+                n = snprintf(out, sizeof out, "%.*s|%s|", (int)strcspn(buf, " "), buf, line);
+                K_ASSERT(n > 0 && body_len < sizeof out - (size_t)n);
+                memcpy(out + n, body, body_len);
+                respond(fd, "200 OK", "", out, (size_t)n + body_len);
+        } else if (strncmp(buf, "GET /redir ", 11) == 0)
+                respond(fd, "302 Found", "Location: /hello\r\n", "", 0);
+        else if (strncmp(buf, "POST /see-other ", 16) == 0)
+                respond(fd, "303 See Other", "Location: /hello\r\n", "", 0);
+        else if (strncmp(buf, "GET /away ", 10) == 0)
+                respond(fd, "302 Found", "Location: http://denied.test/hello\r\n", "", 0);
+        else if (strncmp(buf, "GET /loop ", 10) == 0)
+                respond(fd, "302 Found", "Location: /loop\r\n", "", 0);
+        else if (strncmp(buf, "GET /big ", 9) == 0) {
+                size_t len = 2u << 20;
+                char *big = malloc(len);
+
+                K_ASSERT(big);
+                memset(big, 'x', len);
+                respond(fd, "200 OK", "", big, len);
+                free(big);
+        } else if (strncmp(buf, "GET /silent ", 12) == 0) {
+                /* Never answers: waits for the client to hang up. */
+                while (read(fd, line, sizeof line) > 0)
+                        ;
+        } else
+                respond(fd, "404 Not Found", "", "", 0);
+}
+
+static void serve_echo(int fd)
+{
+        char b[4096];
+        ssize_t n;
+
+        while ((n = read(fd, b, sizeof b)) > 0)
+                if (send(fd, b, (size_t)n, MSG_NOSIGNAL) != n)
+                        return;
+}
+
+static void *server_main(void *p)
+{
+        Server *s = p;
+
+        if (s->port == 7)
+                serve_echo(s->fd);
+        else
+                serve_http(s->fd);
+        close(s->fd);
+        free(s);
+        return NULL;
+}
+
+/* ---- the test kernel ---------------------------------------------------------------- */
+
+typedef struct Kernel {
+        int fd;
+        pthread_t thread;
+        uint8_t buf[CHANNEL_DATAGRAM_MAX];
+        unsigned n_connects, n_refused;
+        char last_host[256];
+} Kernel;
+
+static void k_send(Kernel *k, const ChannelFrame *req, const ProtobufCMessage *m, const int *fds,
+                   unsigned n_fds)
+{
+        static uint8_t body[CHANNEL_BODY_MAX];
+        int n = wire_pack(m, body, sizeof(body));
+
+        K_ASSERT(n >= 0);
+        K_ASSERT(channel_send(k->fd,
+                              &(ChannelFrame){.opcode = req->opcode,
+                                              .flags = CHANNEL_FLAG_REPLY,
+                                              .request_id = req->request_id,
+                                              .body = body,
+                                              .body_len = (size_t)n},
+                              fds, n_fds, 0) == 0);
+}
+
+static void k_connect(Kernel *k, const ChannelFrame *f, Cella__V1__NetConnectRequest *req)
+{
+        Cella__V1__NetConnectReply rep = CELLA__V1__NET_CONNECT_REPLY__INIT;
+        char right[320], msg[400];
+        int sp[2];
+        Server *s;
+        pthread_t t;
+
+        k->n_connects++;
+        snprintf(k->last_host, sizeof k->last_host, "%s", req->host);
+        snprintf(right, sizeof right, "net.connect:%s:%u", req->host, req->port);
+        if (strcmp(req->host, "denied.test") == 0) {
+                k->n_refused++;
+                snprintf(msg, sizeof msg, "%s not granted", right);
+                K_ASSERT(channel_send_error(k->fd, f->opcode, f->request_id, -EACCES, msg, 0) == 0);
+                return;
+        }
+        K_ASSERT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == 0);
+        s = malloc(sizeof(*s));
+        K_ASSERT(s);
+        s->fd = sp[1];
+        s->port = req->port;
+        K_ASSERT(pthread_create(&t, NULL, server_main, s) == 0);
+        K_ASSERT(pthread_detach(t) == 0);
+        rep.address = "192.0.2.7";
+        rep.right = right;
+        rep.connection_id = k->n_connects;
+        k_send(k, f, &rep.base, &sp[0], 1);
+        close(sp[0]);
+}
+
+static void *kernel_main(void *p)
+{
+        Kernel *k = p;
+
+        for (;;) {
+                ChannelFrame f;
+                int fds[CHANNEL_FDS_MAX];
+                ProtobufCMessage *m = NULL;
+                int r = channel_recv(k->fd, &f, k->buf, fds, CHANNEL_FDS_MAX, 0);
+
+                if (r == -ECONNRESET)
+                        break;
+                K_ASSERT(r == 0);
+                if (f.flags & CHANNEL_FLAG_CANCEL)
+                        continue;
+                K_ASSERT(f.opcode == CELLA_OP_NET_CONNECT);
+                K_ASSERT(wire_unpack(&f, &m) == 0);
+                k_connect(k, &f, (Cella__V1__NetConnectRequest *)(void *)m);
+                protobuf_c_message_free_unpacked(m, NULL);
+        }
+        close(k->fd);
+        return NULL;
+}
+
+/* Runs src as an app whose channel is a test kernel's; returns the host's exit
+ * code (0: no fault) and the kernel's counts in *k. */
+static int run_app(const char *src, Kernel *k)
+{
+        int sp[2];
+        CLuaHostOptions o = {.policy = CLUA_SCHED_FAIR, .stats_fd = -1, .n_apps = 1};
+        CLuaAppSpec s = {.log_fd = -1};
+        CLuaHost *h = NULL;
+        CLuaApp *app = NULL;
+        char *msg = NULL;
+        int r;
+
+        memset(k, 0, sizeof(*k));
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
+        k->fd = sp[1];
+        ck_assert_int_eq(pthread_create(&k->thread, NULL, kernel_main, k), 0);
+        s.channel_fd = sp[0];
+        ck_assert_int_eq(clua_host_new(&o, &h), 0);
+        ck_assert_int_eq(clua_host_add(h, &s, &app), 0);
+        ck_assert_msg(clua_load(app, src, strlen(src), "=test", &msg) == CLUA_OK, "%s", msg ?: "");
+        ck_assert_int_eq(clua_host_start(app, 0, NULL), 0);
+        r = clua_host_run(h);
+        clua_host_free(h); /* closes the channel: the kernel thread ends */
+        ck_assert_int_eq(pthread_join(k->thread, NULL), 0);
+        return r;
+}
+
+#define PRELUDE "local net = require('cella.net') "
+
+START_TEST(test_http_get)
+{
+        Kernel k;
+        const char *src = PRELUDE
+                "local r = net.http.get('http://Files.Test/hello') "
+                "assert(r.status == 200, r.status) assert(r.body == 'hello', r.body) "
+                "assert(r.headers['x-server'] == 'test') "
+                "assert(r.headers['x-multi'] == 'a, b', r.headers['x-multi']) "
+                "assert(r.address == '192.0.2.7') assert(r.url == 'http://Files.Test/hello', "
+                "r.url) "
+                "local r2 = net.http.get('http://files.test/nothing') assert(r2.status == 404)";
+
+        ck_assert_int_eq(run_app(src, &k), 0);
+        ck_assert_uint_eq(k.n_connects, 2);
+        ck_assert_str_eq(k.last_host, "files.test");
+}
+END_TEST
+
+START_TEST(test_http_post_headers_body)
+{
+        Kernel k;
+        const char *src = PRELUDE
+                "local r = net.http.post('http://files.test/echo', 'a=1&b=\\0two', "
+                "  {headers = {['X-Test'] = 'yes'}}) "
+                "assert(r.status == 200) assert(r.body == 'POST|yes|a=1&b=\\0two', r.body) "
+                "r = net.http.request{method = 'PUT', url = 'http://files.test/echo', body = 'p'} "
+                "assert(r.body == 'PUT||p', r.body) "
+                /* header injection and bad options are refused before any connection */
+                "local ok, e = pcall(net.http.get, 'http://files.test/hello', "
+                "  {headers = {['X-A'] = 'v\\r\\nX-Injected: 1'}}) "
+                "assert(not ok and e:find('CR, LF'), e) "
+                "ok, e = pcall(net.http.get, 'file:///etc/passwd') "
+                "assert(not ok and e:find('not an http or https URL'), e) "
+                "ok, e = pcall(net.http.request, {url = 'http://files.test/', method = 'get x'}) "
+                "assert(not ok and e:find('method'), e) "
+                "ok, e = pcall(net.http.request, {url = 'http://files.test/', timeout_ms = 0}) "
+                "assert(not ok and e:find('timeout_ms out of range'), e)";
+
+        ck_assert_int_eq(run_app(src, &k), 0);
+        ck_assert_uint_eq(k.n_connects, 2);
+}
+END_TEST
+
+/* Every hop is a new net.connect: one to a host not granted is refused. */
+START_TEST(test_http_redirects)
+{
+        Kernel k;
+        const char *src = PRELUDE
+                "local r = net.http.get('http://files.test/redir') "
+                "assert(r.status == 200 and r.body == 'hello' and r.url == "
+                "  'http://files.test/hello', r.status .. ' ' .. r.body .. ' ' .. r.url) "
+                "r = net.http.post('http://files.test/see-other', 'x') "
+                "assert(r.status == 200 and r.body == 'hello') "
+                "r = net.http.get('http://files.test/redir', {max_redirects = 0}) "
+                "assert(r.status == 302 and r.headers.location == '/hello') "
+                "local ok, e = pcall(net.http.get, 'http://files.test/away') "
+                "assert(not ok and e:find('denied.test:80 refused') and e:find('not granted'), e) "
+                "ok, e = pcall(net.http.get, 'http://files.test/loop', {max_redirects = 3}) "
+                "assert(not ok and e:find('more than 3 redirects'), e)";
+
+        ck_assert_int_eq(run_app(src, &k), 0);
+        /* 2 + 2 + 1 + (1 + the refused 1) + (1 + 3) */
+        ck_assert_uint_eq(k.n_connects, 11);
+        ck_assert_uint_eq(k.n_refused, 1);
+}
+END_TEST
+
+/* A request waiting on a silent server times out; meanwhile another task of the
+ * app runs (only the waiting task is suspended). */
+START_TEST(test_http_timeout_suspends_only_its_task)
+{
+        Kernel k;
+        const char *src = PRELUDE
+                "local timer = require('cella.timer') "
+                "local ticks, done = 0, false "
+                "timer.after(0, function() "
+                "  while not done do ticks = ticks + 1 timer.sleep(0.01) end end) "
+                "local t0 = timer.now() "
+                "local ok, e = pcall(net.http.get, 'http://files.test/silent', {timeout_ms = 300}) "
+                "done = true "
+                "assert(not ok and e:find('timed out'), e) "
+                "assert(timer.now() - t0 >= 0.29, timer.now() - t0) "
+                "assert(ticks >= 5, 'the other task ran ' .. ticks .. ' times') "
+                "local ok2, e2 = pcall(net.http.get, 'http://denied.test/') "
+                "assert(not ok2 and e2:find('Permission denied'), e2)";
+
+        ck_assert_int_eq(run_app(src, &k), 0);
+}
+END_TEST
+
+START_TEST(test_http_max_body)
+{
+        Kernel k;
+        const char *src = PRELUDE
+                "local ok, e = pcall(net.http.get, 'http://files.test/big', {max_body = 65536}) "
+                "assert(not ok and e:find('larger than 65536'), e) "
+                "local r = net.http.get('http://files.test/big') assert(#r.body == 2 * 1024 * "
+                "1024)";
+
+        ck_assert_int_eq(run_app(src, &k), 0);
+}
+END_TEST
+
+START_TEST(test_tcp)
+{
+        Kernel k;
+        const char *src = PRELUDE
+                "local c = net.tcp.connect('echo.test', 7, {timeout_ms = 2000}) "
+                "assert(c:info().address == '192.0.2.7') "
+                "assert(c:info().right == 'net.connect:echo.test:7') "
+                "local big = ('0123456789'):rep(100000) "
+                "local writer = require('cella.timer').after(0, function() c:write(big) end) "
+                "local got = {} local n = 0 "
+                "while n < #big do local s = c:read() got[#got + 1] = s n = n + #s end "
+                "assert(table.concat(got) == big) "
+                "c:settimeout(100) "
+                "local ok, e = pcall(c.read, c) assert(not ok and e:find('timed out'), e) "
+                "c:shutdown() assert(c:read() == nil) "
+                "c:close() ok, e = pcall(c.write, c, 'x') assert(not ok and e:find('closed'), e) "
+                "ok, e = pcall(net.tcp.connect, 'denied.test', 7) "
+                "assert(not ok and e:find('denied.test:7 refused: Permission denied'), e) "
+                "ok, e = pcall(net.tcp.connect, 'echo.test', 0) "
+                "assert(not ok and e:find('port out of range'), e)";
+
+        ck_assert_int_eq(run_app(src, &k), 0);
+        ck_assert_uint_eq(k.n_connects, 2);
+}
+END_TEST
+
+/* Without a kernel channel the calls fail clearly. */
+START_TEST(test_no_channel)
+{
+        CLuaHostOptions o = {.policy = CLUA_SCHED_FAIR, .stats_fd = -1, .n_apps = 1};
+        CLuaAppSpec s = {.channel_fd = -1, .log_fd = -1};
+        const char *src = PRELUDE "local ok, e = pcall(net.http.get, 'http://a.test/') "
+                                  "assert(not ok and e:find('no kernel channel'), e) "
+                                  "ok, e = pcall(net.tcp.connect, 'a.test', 80) "
+                                  "assert(not ok and e:find('no kernel channel'), e)";
+        CLuaHost *h = NULL;
+        CLuaApp *app = NULL;
+        char *msg = NULL;
+
+        ck_assert_int_eq(clua_host_new(&o, &h), 0);
+        ck_assert_int_eq(clua_host_add(h, &s, &app), 0);
+        ck_assert_msg(clua_load(app, src, strlen(src), "=test", &msg) == CLUA_OK, "%s", msg ?: "");
+        ck_assert_int_eq(clua_host_start(app, 0, NULL), 0);
+        ck_assert_int_eq(clua_host_run(h), 0);
+        clua_host_free(h);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+        Suite *s = suite_create("lua-net");
+        TCase *pure = tcase_create("pure"), *api = tcase_create("api");
+
+        tcase_add_test(pure, test_url_target);
+        tcase_add_test(pure, test_url_resolve);
+        tcase_add_test(pure, test_redirect_method);
+        tcase_add_test(pure, test_header_checks);
+        tcase_add_test(pure, test_ws_accept);
+        suite_add_tcase(s, pure);
+        tcase_set_timeout(api, 60);
+        tcase_add_test(api, test_http_get);
+        tcase_add_test(api, test_http_post_headers_body);
+        tcase_add_test(api, test_http_redirects);
+        tcase_add_test(api, test_http_timeout_suspends_only_its_task);
+        tcase_add_test(api, test_http_max_body);
+        tcase_add_test(api, test_tcp);
+        tcase_add_test(api, test_no_channel);
+        suite_add_tcase(s, api);
+        return s;
+}
+
+int main(void)
+{
+        SRunner *sr = srunner_create(suite());
+        int failed;
+
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
