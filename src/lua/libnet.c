@@ -28,6 +28,9 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <wslay/wslay.h>
 #include <lauxlib.h>
 #include <pthread.h>
 
@@ -1192,6 +1195,963 @@ static int http_post(lua_State *L)
         return http_request(L);
 }
 
+/* ---- cella.net.websocket ------------------------------------------------------- */
+
+/*
+ * A WebSocket client (RFC 6455): libcurl connects over the broker's socket
+ * (CURLOPT_CONNECT_ONLY: TCP, and TLS for wss, verified as http's) and then carries
+ * bytes (curl_easy_send/recv); cella writes the opening handshake and checks the
+ * answer (netutil.c); wslay (Debian's libwslay) does the framing: masking, control
+ * frames, fragments, answering pings.
+ */
+
+#define WS_MT              "cella.net.websocket"
+#define WS_MESSAGE_DEFAULT (1024u * 1024u)
+#define WS_MESSAGE_MAX     (64u * 1024u * 1024u)
+#define WS_HEAD_MAX        16384u
+#define WS_QUEUE_MAX       4096u
+
+typedef enum WsPhase {
+        WS_CONNECTING, /* libcurl connects (TLS) */
+        WS_HANDSHAKE,  /* the opening handshake is written and read */
+        WS_OPEN,
+        WS_CLOSED,
+} WsPhase;
+
+typedef struct WsMsg {
+        struct WsMsg *next;
+        uint8_t opcode;
+        size_t len;
+        char data[];
+} WsMsg;
+
+typedef struct NetWs {
+        CLuaApp *app;
+        CURLM *multi;
+        CURL *easy;
+        struct curl_slist *resolve;
+        CLuaFdWatch watch;
+        CLuaTimer *timer;
+        CLuaWait *rwait, *wwait;
+        int fd;   /* the broker's socket until libcurl takes it */
+        int sock; /* libcurl's socket once connected */
+        WsPhase phase;
+        bool done, closing, eof, failed;
+        CURLcode result;
+        NetTarget target;
+        char *url;
+        char address[64];
+        const char *ca_pem;
+        size_t ca_len;
+        uint64_t timeout_ns, deadline_ns;
+        size_t max_message;
+        char *out; /* the handshake request (clua_ext_*) */
+        size_t out_len, out_off;
+        char *in; /* the handshake answer, then bytes after it for wslay */
+        size_t in_len, in_cap, in_off;
+        char accept[29];
+        wslay_event_context_ptr ctx;
+        WsMsg *head, *tail;
+        unsigned n_msgs;
+        int close_code;
+        char close_reason[124];
+        char errmsg[CURL_ERROR_SIZE];
+} NetWs;
+
+static void ws_watch(NetWs *w, uint32_t want)
+{
+        uint32_t ev = want;
+
+        if (w->sock < 0)
+                return;
+        if (w->rwait && !w->rwait->done)
+                ev |= EPOLLIN | EPOLLRDHUP;
+        if (w->wwait && !w->wwait->done)
+                ev |= EPOLLOUT;
+        (void)clua_fd_watch_set(&w->watch, w->sock, ev);
+}
+
+static void ws_check(NetWs *w)
+{
+        CURLMsg *m;
+        int left;
+
+        while ((m = curl_multi_info_read(w->multi, &left)))
+                if (m->msg == CURLMSG_DONE) {
+                        w->done = true;
+                        w->result = m->data.result;
+                }
+        if (w->done)
+                clua_io_wake(&w->rwait);
+}
+
+static void ws_on_fd(CLuaFdWatch *fw, uint32_t ev)
+{
+        NetWs *w = fw->userdata;
+        int running, mask = 0;
+
+        if (w->closing)
+                return;
+        if (w->phase == WS_CONNECTING) {
+                if (!w->multi)
+                        return;
+                if (ev & EPOLLIN)
+                        mask |= CURL_CSELECT_IN;
+                if (ev & EPOLLOUT)
+                        mask |= CURL_CSELECT_OUT;
+                if (ev & (EPOLLERR | EPOLLHUP))
+                        mask |= CURL_CSELECT_ERR;
+                (void)curl_multi_socket_action(w->multi, fw->fd, mask, &running);
+                ws_check(w);
+                return;
+        }
+        if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))
+                clua_io_wake(&w->rwait);
+        if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+                clua_io_wake(&w->wwait);
+        ws_watch(w, 0);
+}
+
+static void ws_on_timer(void *data)
+{
+        NetWs *w = data;
+        int running;
+
+        if (w->closing || !w->multi || w->phase != WS_CONNECTING)
+                return;
+        (void)curl_multi_socket_action(w->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        ws_check(w);
+}
+
+static int ws_socket_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+{
+        NetWs *w = userp;
+        uint32_t ev = 0;
+
+        (void)e;
+        (void)socketp;
+        if (w->closing || w->phase != WS_CONNECTING)
+                return 0;
+        if (what == CURL_POLL_REMOVE) {
+                if (w->watch.fd == s)
+                        clua_fd_watch_stop(&w->watch);
+                return 0;
+        }
+        if (what & CURL_POLL_IN)
+                ev |= EPOLLIN;
+        if (what & CURL_POLL_OUT)
+                ev |= EPOLLOUT;
+        return clua_fd_watch_set(&w->watch, s, ev) < 0 ? -1 : 0;
+}
+
+static int ws_timer_cb(CURLM *m, long timeout_ms, void *userp)
+{
+        NetWs *w = userp;
+
+        (void)m;
+        if (w->closing)
+                return 0;
+        clua_timer_remove_cb(w->app, &w->timer);
+        if (timeout_ms < 0 || w->phase != WS_CONNECTING)
+                return 0;
+        return clua_timer_add_cb(w->app, (uint64_t)timeout_ms * 1000000u, ws_on_timer, w,
+                                 &w->timer) < 0
+                       ? -1
+                       : 0;
+}
+
+static curl_socket_t ws_open_socket(void *userp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+        NetWs *w = userp;
+        int fd = w->fd;
+
+        (void)a;
+        if (purpose != CURLSOCKTYPE_IPCXN || fd < 0)
+                return CURL_SOCKET_BAD;
+        w->fd = -1;
+        preconnected_fd = fd;
+        return fd;
+}
+
+static int ws_close_socket(void *userp, curl_socket_t fd)
+{
+        NetWs *w = userp;
+
+        if (w->watch.fd == fd)
+                clua_fd_watch_stop(&w->watch);
+        if (w->sock == fd)
+                w->sock = -1;
+        return close(fd);
+}
+
+static void ws_free_msgs(NetWs *w)
+{
+        while (w->head) {
+                WsMsg *m = w->head;
+
+                w->head = m->next;
+                clua_ext_free(m);
+        }
+        w->tail = NULL;
+        w->n_msgs = 0;
+}
+
+/* Ends the connection: wslay's context, libcurl's handles (closing the socket). */
+static void ws_end(NetWs *w)
+{
+        w->closing = true;
+        clua_timer_remove_cb(w->app, &w->timer);
+        if (w->ctx)
+                wslay_event_context_free(w->ctx);
+        w->ctx = NULL;
+        clua_fd_watch_stop(&w->watch);
+        if (w->multi && w->easy)
+                curl_multi_remove_handle(w->multi, w->easy);
+        if (w->easy)
+                curl_easy_cleanup(w->easy);
+        if (w->multi)
+                curl_multi_cleanup(w->multi);
+        w->easy = NULL;
+        w->multi = NULL;
+        w->sock = -1;
+        if (w->fd >= 0)
+                close(w->fd);
+        w->fd = -1;
+        curl_slist_free_all(w->resolve);
+        w->resolve = NULL;
+        w->phase = WS_CLOSED;
+        w->closing = false;
+        clua_io_wake(&w->rwait);
+        clua_io_wake(&w->wwait);
+}
+
+static int ws_gc(lua_State *L)
+{
+        NetWs *w = luaL_checkudata(L, 1, WS_MT);
+
+        if (!w->app)
+                return 0;
+        ws_end(w);
+        w->closing = true;
+        ws_free_msgs(w);
+        free(w->url);
+        w->url = NULL;
+        clua_ext_free(w->out);
+        clua_ext_free(w->in);
+        w->out = w->in = NULL;
+        w->app = NULL;
+        return 0;
+}
+
+/* ---- wslay's callbacks: bytes through libcurl ---- */
+
+static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
+                          void *user)
+{
+        NetWs *w = user;
+        size_t n = 0;
+        CURLcode rc;
+
+        (void)flags;
+        if (w->in_off < w->in_len) {
+                n = w->in_len - w->in_off < len ? w->in_len - w->in_off : len;
+                memcpy(buf, w->in + w->in_off, n);
+                w->in_off += n;
+                return (ssize_t)n;
+        }
+        rc = curl_easy_recv(w->easy, buf, len, &n);
+        if (rc == CURLE_AGAIN) {
+                wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+                return -1;
+        }
+        if (rc != CURLE_OK || n == 0) {
+                if (rc != CURLE_OK) {
+                        w->failed = true;
+                        snprintf(w->errmsg, sizeof w->errmsg, "%s", curl_easy_strerror(rc));
+                } else
+                        w->eof = true;
+                wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+                return -1;
+        }
+        return (ssize_t)n;
+}
+
+static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+                          void *user)
+{
+        NetWs *w = user;
+        size_t n = 0;
+        CURLcode rc;
+
+        (void)flags;
+        rc = curl_easy_send(w->easy, data, len, &n);
+        if (rc == CURLE_AGAIN) {
+                wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+                return -1;
+        }
+        if (rc != CURLE_OK) {
+                w->failed = true;
+                snprintf(w->errmsg, sizeof w->errmsg, "%s", curl_easy_strerror(rc));
+                wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+                return -1;
+        }
+        return (ssize_t)n;
+}
+
+static int ws_genmask_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, void *user)
+{
+        (void)ctx;
+        (void)user;
+        /* RFC 6455 5.3: an unpredictable masking key per frame. */
+        return RAND_bytes(buf, (int)len) == 1 ? 0 : -1;
+}
+
+static void ws_on_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *a,
+                         void *user)
+{
+        NetWs *w = user;
+        WsMsg *m;
+
+        (void)ctx;
+        if (a->opcode == WSLAY_CONNECTION_CLOSE) {
+                size_t n = a->msg_length > 2 ? a->msg_length - 2 : 0;
+
+                w->close_code = a->status_code ? a->status_code : 1005;
+                if (n >= sizeof w->close_reason)
+                        n = sizeof w->close_reason - 1;
+                if (n)
+                        memcpy(w->close_reason, a->msg + 2, n);
+                w->close_reason[n] = 0;
+                return;
+        }
+        if (a->opcode != WSLAY_TEXT_FRAME && a->opcode != WSLAY_BINARY_FRAME)
+                return; /* pongs; pings were answered by wslay */
+        if (w->n_msgs >= WS_QUEUE_MAX || (a->opcode == WSLAY_TEXT_FRAME &&
+                                          !net_utf8_valid((const char *)a->msg, a->msg_length))) {
+                /* RFC 6455 7.4.1: 1007 for text that is not UTF-8; 1008 (policy)
+                 * for a peer that floods the queue. */
+                (void)wslay_event_queue_close(ctx, w->n_msgs >= WS_QUEUE_MAX ? 1008 : 1007, NULL,
+                                              0);
+                return;
+        }
+        m = clua_ext_malloc(sizeof(*m) + a->msg_length);
+        if (!m) {
+                (void)wslay_event_queue_close(ctx, 1009, NULL, 0); /* too big for us */
+                return;
+        }
+        m->next = NULL;
+        m->opcode = a->opcode;
+        m->len = a->msg_length;
+        if (a->msg_length)
+                memcpy(m->data, a->msg, a->msg_length);
+        if (w->tail)
+                w->tail->next = m;
+        else
+                w->head = m;
+        w->tail = m;
+        w->n_msgs++;
+}
+
+/* Moves what can move: reads what the socket holds (messages queue up), writes
+ * what wslay has queued (pongs, closes, sends). A fatal error closes. */
+static void ws_pump(NetWs *w)
+{
+        if (!w->ctx || w->phase != WS_OPEN)
+                return;
+        if (wslay_event_want_read(w->ctx) && wslay_event_recv(w->ctx) < 0)
+                w->eof = true;
+        if (wslay_event_want_write(w->ctx) && wslay_event_send(w->ctx) < 0)
+                w->eof = true;
+        if (w->eof || (!wslay_event_want_read(w->ctx) && !wslay_event_want_write(w->ctx)))
+                ws_end(w);
+}
+
+static NetWs *check_ws(lua_State *L, int i)
+{
+        return luaL_checkudata(L, i, WS_MT);
+}
+
+/* Raises the error a closed connection's call gets. */
+static int ws_closed_error(lua_State *L, NetWs *w, const char *fn)
+{
+        if (w->failed)
+                return luaL_error(L, "cella.net.websocket: %s: the connection failed: %s", fn,
+                                  w->errmsg);
+        return luaL_error(L, "cella.net.websocket: %s: the connection is closed", fn);
+}
+
+/* ws:receive() -> data, "text" | "binary"; or nil, close code, reason once closed */
+static int ws_receive_k(lua_State *L, int status, lua_KContext ctx)
+{
+        NetWs *w = check_ws(L, 1);
+        bool timed_out = false;
+
+        (void)ctx;
+        if (status == LUA_YIELD)
+                timed_out = clua_io_resumed(L, &w->rwait);
+        else if (w->rwait)
+                return luaL_error(L, "cella.net.websocket: receive: another task is receiving");
+        for (;;) {
+                if (w->head) {
+                        WsMsg *m = w->head;
+
+                        lua_pushlstring(L, m->data, m->len);
+                        lua_pushstring(L, m->opcode == WSLAY_TEXT_FRAME ? "text" : "binary");
+                        w->head = m->next;
+                        if (!w->head)
+                                w->tail = NULL;
+                        w->n_msgs--;
+                        clua_ext_free(m);
+                        return 2;
+                }
+                if (w->phase != WS_OPEN) {
+                        if (w->failed)
+                                return ws_closed_error(L, w, "receive");
+                        lua_pushnil(L);
+                        lua_pushinteger(L, w->close_code ? w->close_code : 1006);
+                        lua_pushstring(L, w->close_reason);
+                        return 3;
+                }
+                if (timed_out)
+                        return luaL_error(L, "cella.net.websocket: receive: timed out after %d ms",
+                                          (int)(w->timeout_ns / 1000000u));
+                ws_pump(w);
+                if (w->head || w->phase != WS_OPEN)
+                        continue;
+                ws_watch(w, EPOLLIN | EPOLLRDHUP | (wslay_event_want_write(w->ctx) ? EPOLLOUT : 0));
+                return clua_io_wait(L, &w->rwait, w->timeout_ns, ws_receive_k, 0);
+        }
+}
+
+static int ws_receive(lua_State *L)
+{
+        check_ws(L, 1);
+        lua_settop(L, 1);
+        return ws_receive_k(L, LUA_OK, 0);
+}
+
+/* Waits until wslay's queue is written (send, ping, close). */
+static int ws_flush_k(lua_State *L, int status, lua_KContext ctx)
+{
+        NetWs *w = check_ws(L, 1);
+
+        if (status == LUA_YIELD && clua_io_resumed(L, &w->wwait) && w->phase == WS_OPEN &&
+            wslay_event_want_write(w->ctx))
+                return luaL_error(L, "cella.net.websocket: send: timed out after %d ms",
+                                  (int)(w->timeout_ns / 1000000u));
+        for (;;) {
+                if (w->phase != WS_OPEN)
+                        return ctx ? 0 : ws_closed_error(L, w, "send");
+                if (!wslay_event_want_write(w->ctx))
+                        return 0;
+                if (wslay_event_send(w->ctx) < 0) {
+                        ws_end(w);
+                        continue;
+                }
+                if (!wslay_event_want_write(w->ctx))
+                        return 0;
+                ws_watch(w, EPOLLOUT);
+                return clua_io_wait(L, &w->wwait, w->timeout_ns, ws_flush_k, ctx);
+        }
+}
+
+static int ws_queue(lua_State *L, NetWs *w, uint8_t opcode, const char *s, size_t len)
+{
+        struct wslay_event_msg m = {.opcode = opcode, .msg = (const uint8_t *)s, .msg_length = len};
+        int r;
+
+        if (w->phase != WS_OPEN)
+                return ws_closed_error(L, w, "send");
+        if (w->wwait)
+                return luaL_error(L, "cella.net.websocket: send: another task is sending");
+        r = wslay_event_queue_msg(w->ctx, &m);
+        if (r == WSLAY_ERR_NOMEM)
+                return clua_doom(L, CLUA_MEMORY);
+        if (r < 0)
+                return luaL_error(L, "cella.net.websocket: send: the connection is closing");
+        return 0;
+}
+
+/* ws:send(data[, "text" | "binary"]) — text (the default) must be UTF-8 */
+static int ws_send(lua_State *L)
+{
+        static const char *const kinds[] = {"text", "binary", NULL};
+        NetWs *w = check_ws(L, 1);
+        size_t len;
+        const char *s = luaL_checklstring(L, 2, &len);
+        int kind = luaL_checkoption(L, 3, "text", kinds);
+
+        luaL_argcheck(L, len <= w->max_message, 2, "message larger than max_message");
+        luaL_argcheck(L, kind == 1 || net_utf8_valid(s, len), 2,
+                      "text is not UTF-8 (send it as \"binary\")");
+        lua_settop(L, 1);
+        ws_queue(L, w, kind == 0 ? WSLAY_TEXT_FRAME : WSLAY_BINARY_FRAME, s, len);
+        return ws_flush_k(L, LUA_OK, 0);
+}
+
+/* ws:ping([data]) — the pong comes back through wslay (not returned by receive) */
+static int ws_ping(lua_State *L)
+{
+        NetWs *w = check_ws(L, 1);
+        size_t len = 0;
+        const char *s = luaL_optlstring(L, 2, "", &len);
+
+        luaL_argcheck(L, len <= 125, 2, "ping data longer than 125 bytes (RFC 6455 5.5)");
+        lua_settop(L, 1);
+        ws_queue(L, w, WSLAY_PING, s, len);
+        return ws_flush_k(L, LUA_OK, 0);
+}
+
+/* After close's frame went out: waits for the peer's (what it sends before is
+ * dropped), then ends the connection. */
+static int ws_close_k(lua_State *L, int status, lua_KContext ctx)
+{
+        NetWs *w = check_ws(L, 1);
+        bool timed_out = false;
+
+        (void)ctx;
+        if (status == LUA_YIELD)
+                timed_out = clua_io_resumed(L, &w->rwait);
+        for (;;) {
+                ws_free_msgs(w);
+                if (w->phase != WS_OPEN || timed_out || wslay_event_get_close_received(w->ctx)) {
+                        bool clean = w->phase == WS_OPEN ? wslay_event_get_close_received(w->ctx)
+                                                         : w->close_code != 0;
+
+                        ws_end(w);
+                        lua_pushboolean(L, clean);
+                        return 1;
+                }
+                ws_pump(w);
+                if (w->phase != WS_OPEN)
+                        continue;
+                if (wslay_event_get_close_received(w->ctx))
+                        continue;
+                ws_watch(w, EPOLLIN | EPOLLRDHUP);
+                return clua_io_wait(L, &w->rwait, w->timeout_ns, ws_close_k, 0);
+        }
+}
+
+static int ws_close_flushed_k(lua_State *L, int status, lua_KContext ctx)
+{
+        NetWs *w = check_ws(L, 1);
+
+        (void)ctx;
+        if (status == LUA_YIELD)
+                (void)clua_io_resumed(L, &w->wwait);
+        if (w->phase == WS_OPEN && wslay_event_want_write(w->ctx) &&
+            wslay_event_send(w->ctx) >= 0 && wslay_event_want_write(w->ctx) && status == LUA_OK) {
+                ws_watch(w, EPOLLOUT);
+                return clua_io_wait(L, &w->wwait, w->timeout_ns, ws_close_flushed_k, 0);
+        }
+        return ws_close_k(L, LUA_OK, 0);
+}
+
+/* ws:close([code[, reason]]) -> clean: sends a close frame (code 1000 by default),
+ * waits for the peer's (up to the timeout), ends the connection. */
+static int ws_close(lua_State *L)
+{
+        NetWs *w = check_ws(L, 1);
+        lua_Integer code = luaL_optinteger(L, 2, 1000);
+        size_t len = 0;
+        const char *reason = luaL_optlstring(L, 3, "", &len);
+
+        luaL_argcheck(L, code == 1000 || (code >= 3000 && code <= 4999), 2,
+                      "close code 1000 or 3000..4999 (RFC 6455 7.4)");
+        luaL_argcheck(L, len <= 123, 3, "reason longer than 123 bytes");
+        lua_settop(L, 1);
+        if (w->phase != WS_OPEN || w->rwait || w->wwait) {
+                /* Not open, or another task waits on it: end it now. */
+                bool was_open = w->phase == WS_OPEN;
+
+                ws_end(w);
+                lua_pushboolean(L, !was_open && w->close_code != 0);
+                return 1;
+        }
+        if (!wslay_event_get_close_sent(w->ctx))
+                (void)wslay_event_queue_close(w->ctx, (uint16_t)code, (const uint8_t *)reason, len);
+        return ws_close_flushed_k(L, LUA_OK, 0);
+}
+
+/* ws:info() -> {address, url, protocol} */
+static int ws_info(lua_State *L)
+{
+        NetWs *w = check_ws(L, 1);
+
+        lua_createtable(L, 0, 3);
+        lua_pushstring(L, w->address);
+        lua_setfield(L, -2, "address");
+        lua_pushstring(L, w->url ? w->url : "");
+        lua_setfield(L, -2, "url");
+        lua_pushboolean(L, w->phase != WS_OPEN);
+        lua_setfield(L, -2, "closed");
+        return 1;
+}
+
+/* ---- connect: net.connect, libcurl (TLS), the handshake ---- */
+
+static int ws_fail(lua_State *L, NetWs *w, const char *what)
+{
+        char msg[CURL_ERROR_SIZE + 128];
+
+        snprintf(msg, sizeof msg, "%s", what);
+        ws_end(w);
+        return luaL_error(L, "cella.net.websocket.connect: %s: %s", w->url, msg);
+}
+
+static int ws_handshake_k(lua_State *L, int status, lua_KContext ctx);
+
+/* The handshake: writes the request, reads the answer's head. */
+static int ws_handshake_k(lua_State *L, int status, lua_KContext ctx)
+{
+        NetWs *w = luaL_checkudata(L, 2, WS_MT);
+        bool timed_out = false;
+
+        (void)ctx;
+        if (status == LUA_YIELD)
+                timed_out = clua_io_resumed(L, w->out_off < w->out_len ? &w->wwait : &w->rwait);
+        for (;;) {
+                size_t n = 0;
+                CURLcode rc;
+                char *end;
+
+                if (timed_out || now_monotonic_ns() >= w->deadline_ns)
+                        return ws_fail(L, w, "timed out (timeout_ms)");
+                if (w->phase != WS_HANDSHAKE)
+                        return ws_fail(L, w, "the connection closed");
+                if (w->out_off < w->out_len) {
+                        rc = curl_easy_send(w->easy, w->out + w->out_off, w->out_len - w->out_off,
+                                            &n);
+                        if (rc == CURLE_AGAIN) {
+                                ws_watch(w, EPOLLOUT);
+                                return clua_io_wait(L, &w->wwait,
+                                                    w->deadline_ns - now_monotonic_ns(),
+                                                    ws_handshake_k, 0);
+                        }
+                        if (rc != CURLE_OK)
+                                return ws_fail(L, w, curl_easy_strerror(rc));
+                        w->out_off += n;
+                        continue;
+                }
+                if (w->in_len == w->in_cap)
+                        return ws_fail(L, w, "the answer's head is longer than 16 KiB");
+                rc = curl_easy_recv(w->easy, w->in + w->in_len, w->in_cap - w->in_len, &n);
+                if (rc == CURLE_AGAIN) {
+                        ws_watch(w, EPOLLIN | EPOLLRDHUP);
+                        return clua_io_wait(L, &w->rwait, w->deadline_ns - now_monotonic_ns(),
+                                            ws_handshake_k, 0);
+                }
+                if (rc != CURLE_OK)
+                        return ws_fail(L, w, curl_easy_strerror(rc));
+                if (n == 0)
+                        return ws_fail(L, w, "the server closed the connection in the handshake");
+                w->in_len += n;
+                end = memmem(w->in, w->in_len, "\r\n\r\n", 4);
+                if (end) {
+                        size_t head = (size_t)(end - w->in) + 4;
+                        const char *why = NULL;
+                        static const struct wslay_event_callbacks cb = {
+                                .recv_callback = ws_recv_cb,
+                                .send_callback = ws_send_cb,
+                                .genmask_callback = ws_genmask_cb,
+                                .on_msg_recv_callback = ws_on_msg_cb,
+                        };
+
+                        if (net_ws_check_response(w->in, head, w->accept, &why) < 0) {
+                                char msg[256];
+
+                                snprintf(msg, sizeof msg, "handshake refused: %s (%.*s)", why,
+                                         (int)strcspn(w->in, "\r\n") > 80
+                                                 ? 80
+                                                 : (int)strcspn(w->in, "\r\n"),
+                                         w->in);
+                                return ws_fail(L, w, msg);
+                        }
+                        /* Frames the server sent right after its head go to wslay first. */
+                        w->in_off = head;
+                        if (wslay_event_context_client_init(&w->ctx, &cb, w) != 0)
+                                return clua_doom(L, CLUA_MEMORY);
+                        wslay_event_config_set_max_recv_msg_length(w->ctx, w->max_message);
+                        w->phase = WS_OPEN;
+                        lua_settop(L, 2);
+                        return 1;
+                }
+        }
+}
+
+static int ws_connected_k(lua_State *L, int status, lua_KContext ctx)
+{
+        NetWs *w = luaL_checkudata(L, 2, WS_MT);
+        curl_socket_t sock = CURL_SOCKET_BAD;
+
+        (void)ctx;
+        if (status == LUA_YIELD)
+                (void)clua_io_resumed(L, &w->rwait);
+        if (!w->done) {
+                if (now_monotonic_ns() >= w->deadline_ns)
+                        return ws_fail(L, w, "timed out (timeout_ms)");
+                return clua_io_wait(L, &w->rwait, 0, ws_connected_k, 0);
+        }
+        if (w->result != CURLE_OK)
+                return ws_fail(L, w, w->errmsg[0] ? w->errmsg : curl_easy_strerror(w->result));
+        if (curl_easy_getinfo(w->easy, CURLINFO_ACTIVESOCKET, &sock) != CURLE_OK ||
+            sock == CURL_SOCKET_BAD)
+                return ws_fail(L, w, "no socket after the connect");
+        clua_timer_remove_cb(w->app, &w->timer);
+        w->sock = sock;
+        w->phase = WS_HANDSHAKE;
+        clua_fd_watch_stop(&w->watch);
+        return ws_handshake_k(L, LUA_OK, 0);
+}
+
+#define WSOPT(o, v)                                                                                \
+        do {                                                                                       \
+                if (curl_easy_setopt(w->easy, o, v) != CURLE_OK)                                   \
+                        return ws_fail(L, w, "cannot set up the connection");                      \
+        } while (0)
+
+/* After net.connect: libcurl connects over the socket (TLS for wss). */
+static int ws_broker_k(lua_State *L, int status, lua_KContext ctx)
+{
+        NetWs *w = luaL_checkudata(L, 2, WS_MT);
+        char url[NET_HOST_MAX + 32], entry[NET_HOST_MAX + 96];
+
+        (void)status;
+        (void)ctx;
+        w->multi = curl_multi_init();
+        w->easy = curl_easy_init();
+        if (!w->multi || !w->easy)
+                return clua_doom(L, CLUA_MEMORY);
+        snprintf(url, sizeof url, "%s://%s:%u/", w->target.tls ? "https" : "http", w->target.host,
+                 w->target.port);
+        w->errmsg[0] = 0;
+        WSOPT(CURLOPT_URL, url);
+        WSOPT(CURLOPT_CONNECT_ONLY, 1L);
+        WSOPT(CURLOPT_ERRORBUFFER, w->errmsg);
+        WSOPT(CURLOPT_PROTOCOLS_STR, "http,https");
+        WSOPT(CURLOPT_PROXY, "");
+        WSOPT(CURLOPT_NOPROXY, "*");
+        WSOPT(CURLOPT_OPENSOCKETFUNCTION, ws_open_socket);
+        WSOPT(CURLOPT_OPENSOCKETDATA, w);
+        WSOPT(CURLOPT_SOCKOPTFUNCTION, http_sockopt);
+        WSOPT(CURLOPT_CLOSESOCKETFUNCTION, ws_close_socket);
+        WSOPT(CURLOPT_CLOSESOCKETDATA, w);
+        WSOPT(CURLOPT_TCP_NODELAY, 0L);
+        /* No CURLOPT_FORBID_REUSE: it would close the connection when the connect
+         * ends; a CONNECT_ONLY connection is never reused for another transfer. */
+        WSOPT(CURLOPT_NOSIGNAL, 1L);
+        WSOPT(CURLOPT_CONNECTTIMEOUT_MS,
+              (long)((w->deadline_ns - now_monotonic_ns()) / 1000000u) + 1);
+        WSOPT(CURLOPT_SSL_VERIFYPEER, 1L);
+        WSOPT(CURLOPT_SSL_VERIFYHOST, 2L);
+        if (getenv("CELLA_NET_DEBUG"))
+                WSOPT(CURLOPT_VERBOSE, 1L);
+        if (w->ca_pem) {
+                struct curl_blob blob = {
+                        .data = (void *)w->ca_pem, .len = w->ca_len, .flags = CURL_BLOB_COPY};
+
+                WSOPT(CURLOPT_CAINFO_BLOB, &blob);
+        }
+        if (w->target.host[0] != '[' && !strchr(w->target.host, ':')) {
+                bool v6 = strchr(w->address, ':') != NULL;
+
+                snprintf(entry, sizeof entry, "%s:%u:%s%s%s", w->target.host, w->target.port,
+                         v6 ? "[" : "", w->address, v6 ? "]" : "");
+                w->resolve = curl_slist_append(NULL, entry);
+                if (!w->resolve)
+                        return clua_doom(L, CLUA_MEMORY);
+                WSOPT(CURLOPT_RESOLVE, w->resolve);
+        }
+        if (curl_multi_setopt(w->multi, CURLMOPT_SOCKETFUNCTION, ws_socket_cb) != CURLM_OK ||
+            curl_multi_setopt(w->multi, CURLMOPT_SOCKETDATA, w) != CURLM_OK ||
+            curl_multi_setopt(w->multi, CURLMOPT_TIMERFUNCTION, ws_timer_cb) != CURLM_OK ||
+            curl_multi_setopt(w->multi, CURLMOPT_TIMERDATA, w) != CURLM_OK ||
+            curl_multi_add_handle(w->multi, w->easy) != CURLM_OK)
+                return ws_fail(L, w, "cannot set up the connection");
+        return clua_io_wait(L, &w->rwait, 0, ws_connected_k, 0);
+}
+
+#undef WSOPT
+
+static int decode_ws_connect(lua_State *L, CellaReply *reply)
+{
+        NetWs *w = luaL_checkudata(L, 2, WS_MT);
+
+        w->fd = connect_take(L, "cella.net.websocket.connect", w->target.host, (int)w->target.port,
+                             reply, w->address, sizeof w->address, NULL, 0);
+        return 0;
+}
+
+/* Pushes the header lines of the options' headers table (index opts, 0 for
+ * none) as one string "Name: value\r\n...", each checked. */
+static void ws_headers(lua_State *L, int opts)
+{
+        int n = 0, base;
+
+        if (!opts || lua_getfield(L, opts, "headers") == LUA_TNIL) {
+                if (opts)
+                        lua_pop(L, 1);
+                lua_pushliteral(L, "");
+                return;
+        }
+        if (!lua_istable(L, -1))
+                luaL_error(L, "cella.net.websocket.connect: headers must be a table");
+        base = lua_gettop(L); /* the table; the lines go below it */
+        lua_pushnil(L);
+        while (lua_next(L, base)) {
+                size_t nl, vl;
+                const char *name, *value;
+
+                if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+                        luaL_error(L, "cella.net.websocket.connect: headers: names and values "
+                                      "must be strings");
+                name = lua_tolstring(L, -2, &nl);
+                value = lua_tolstring(L, -1, &vl);
+                if (!net_header_name_ok(name, nl) || !net_header_value_ok(value, vl))
+                        luaL_error(L,
+                                   "cella.net.websocket.connect: headers: bad header '%s' (a "
+                                   "token name; no CR, LF or NUL in the value)",
+                                   name);
+                if (++n > HTTP_REQ_HEADERS_MAX)
+                        luaL_error(L, "cella.net.websocket.connect: more than %d headers",
+                                   HTTP_REQ_HEADERS_MAX);
+                luaL_checkstack(L, 4, "headers");
+                lua_pushfstring(L, "%s: %s\r\n", name, value);
+                lua_insert(L, base); /* below the table */
+                base++;
+                lua_pop(L, 1); /* the value; the key stays for lua_next */
+        }
+        lua_pop(L, 1); /* the table */
+        lua_concat(L, n);
+}
+
+/* Builds the opening handshake's request (RFC 6455 4.1) into w->out. */
+static void ws_request(lua_State *L, NetWs *w, int opts)
+{
+        CURLU *u = curl_url();
+        char *path = NULL, *query = NULL;
+        unsigned char nonce[16];
+        char key[25];
+        luaL_Buffer b;
+        size_t len;
+        const char *s;
+        bool dflt_port = w->target.port == (w->target.tls ? 443 : 80);
+        int hidx;
+
+        if (!u)
+                clua_doom(L, CLUA_MEMORY);
+        if (curl_url_set(u, CURLUPART_URL, w->url, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
+            curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK) {
+                curl_url_cleanup(u);
+                luaL_error(L, "cella.net.websocket.connect: %s: not a URL", w->url);
+        }
+        (void)curl_url_get(u, CURLUPART_QUERY, &query, 0);
+        if (RAND_bytes(nonce, sizeof nonce) != 1) {
+                curl_free(path);
+                curl_free(query);
+                curl_url_cleanup(u);
+                luaL_error(L, "cella.net.websocket.connect: no random bytes for the key");
+        }
+        EVP_EncodeBlock((unsigned char *)key, nonce, sizeof nonce);
+        net_ws_accept(key, w->accept);
+        ws_headers(L, opts);
+        hidx = lua_gettop(L);
+        luaL_buffinit(L, &b);
+        luaL_addstring(&b, "GET ");
+        luaL_addstring(&b, path);
+        if (query) {
+                luaL_addchar(&b, '?');
+                luaL_addstring(&b, query);
+        }
+        curl_free(path);
+        curl_free(query);
+        curl_url_cleanup(u);
+        luaL_addstring(&b, " HTTP/1.1\r\nHost: ");
+        luaL_addstring(&b, w->target.host);
+        if (!dflt_port) {
+                lua_pushfstring(L, ":%d", (int)w->target.port);
+                luaL_addvalue(&b);
+        }
+        luaL_addstring(&b, "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ");
+        luaL_addstring(&b, key);
+        luaL_addstring(&b, "\r\nSec-WebSocket-Version: 13\r\n");
+        lua_pushvalue(L, hidx);
+        luaL_addvalue(&b);
+        luaL_addstring(&b, "\r\n");
+        luaL_pushresult(&b);
+        s = lua_tolstring(L, -1, &len);
+        w->out = clua_ext_malloc(len);
+        if (!w->out)
+                clua_doom(L, CLUA_MEMORY);
+        memcpy(w->out, s, len);
+        w->out_len = len;
+        lua_pop(L, 2);
+}
+
+/* websocket.connect(url[, {headers, timeout_ms, max_message, ca_pem}]) -> ws */
+static int ws_connect(lua_State *L)
+{
+        Cella__V1__NetConnectRequest req = CELLA__V1__NET_CONNECT_REQUEST__INIT;
+        const char *url = clua_check_str(L, 1, 1, NET_URL_MAX, NULL);
+        int opts = lua_isnoneornil(L, 2) ? 0 : 2;
+        NetWs *w;
+        int e;
+
+        if (opts)
+                luaL_checktype(L, 2, LUA_TTABLE);
+        lua_settop(L, 2);
+        if (clua_net_global_init() < 0)
+                return luaL_error(L, "cella.net.websocket: libcurl failed to initialize");
+        w = lua_newuserdatauv(L, sizeof(*w), 1); /* index 3 */
+        memset(w, 0, sizeof(*w));
+        w->fd = -1;
+        w->sock = -1;
+        w->watch.fd = -1;
+        luaL_setmetatable(L, WS_MT);
+        w->app = clua_app_of(L);
+        w->watch.app = w->app;
+        w->watch.cb = ws_on_fd;
+        w->watch.userdata = w;
+        e = net_url_target(url, NET_SCHEME_WS | NET_SCHEME_WSS, &w->target, &w->url);
+        if (e == -ENOMEM)
+                return clua_doom(L, CLUA_MEMORY);
+        if (e < 0)
+                return luaL_error(L, "cella.net.websocket.connect: %s: %s", url,
+                                  e == -EPROTONOSUPPORT ? "not a ws or wss URL" : "not a URL");
+        w->timeout_ns = opt_timeout_ms(L, opts, "timeout_ms", NET_TIMEOUT_DEFAULT_MS);
+        w->deadline_ns = now_monotonic_ns() + w->timeout_ns;
+        w->max_message =
+                (size_t)opt_int(L, opts, "max_message", WS_MESSAGE_DEFAULT, 1, WS_MESSAGE_MAX);
+        if (opts && lua_getfield(L, opts, "ca_pem") != LUA_TNIL) {
+                if (lua_type(L, -1) != LUA_TSTRING)
+                        return luaL_error(L, "cella.net.websocket.connect: ca_pem must be a "
+                                             "string (PEM certificates)");
+                w->ca_pem = lua_tolstring(L, -1, &w->ca_len);
+                lua_pushvalue(L, -1);
+                lua_setiuservalue(L, 3, 1);
+        }
+        if (opts)
+                lua_pop(L, 1);
+        ws_request(L, w, opts);
+        w->in_cap = WS_HEAD_MAX;
+        w->in = clua_ext_malloc(w->in_cap);
+        if (!w->in)
+                return clua_doom(L, CLUA_MEMORY);
+        /* The continuations find the userdata at index 2. */
+        lua_replace(L, 2);
+        lua_settop(L, 2);
+        req.host = w->target.host;
+        req.port = w->target.port;
+        req.proto = CELLA__V1__NET_PROTO__NET_PROTO_TCP;
+        return clua_kernel_call_k(L, "cella.net.websocket.connect", CELLA_OP_NET_CONNECT, &req.base,
+                                  decode_ws_connect, ws_broker_k, 0);
+}
+
+static const luaL_Reg ws_methods[] = {
+        {"send", ws_send},   {"receive", ws_receive}, {"ping", ws_ping},
+        {"close", ws_close}, {"info", ws_info},       {NULL, NULL},
+};
+
 /* ---- the module ------------------------------------------------------------------ */
 
 int luaopen_cella_net(lua_State *L)
@@ -1206,13 +2166,20 @@ int luaopen_cella_net(lua_State *L)
                 {"post", http_post},
                 {NULL, NULL},
         };
+        static const luaL_Reg ws_fns[] = {
+                {"connect", ws_connect},
+                {NULL, NULL},
+        };
 
         new_class(L, CONN_MT, conn_methods, conn_gc);
         new_class(L, HTTP_MT, NULL, http_gc);
+        new_class(L, WS_MT, ws_methods, ws_gc);
         lua_createtable(L, 0, 3);
         luaL_newlib(L, tcp_fns);
         lua_setfield(L, -2, "tcp");
         luaL_newlib(L, http_fns);
         lua_setfield(L, -2, "http");
+        luaL_newlib(L, ws_fns);
+        lua_setfield(L, -2, "websocket");
         return 1;
 }

@@ -240,3 +240,122 @@ void net_ws_accept(const char *key, char out[29])
         EVP_EncodeBlock((unsigned char *)out, md, 20);
         out[28] = 0;
 }
+
+/* Whether the list value v (len bytes, comma-separated) holds token tok,
+ * case-insensitively. */
+static bool list_has(const char *v, size_t len, const char *tok)
+{
+        size_t tl = strlen(tok);
+
+        while (len) {
+                size_t n = 0;
+
+                while (len && (*v == ' ' || *v == '\t' || *v == ',')) {
+                        v++;
+                        len--;
+                }
+                while (n < len && v[n] != ',')
+                        n++;
+                {
+                        size_t m = n;
+
+                        while (m && (v[m - 1] == ' ' || v[m - 1] == '\t'))
+                                m--;
+                        if (m == tl && strncasecmp(v, tok, tl) == 0)
+                                return true;
+                }
+                v += n;
+                len -= n;
+        }
+        return false;
+}
+
+int net_ws_check_response(const char *head, size_t len, const char *accept, const char **why)
+{
+        const char *p = head, *end = head + len;
+        bool upgrade = false, connection = false, accepted = false;
+
+        if (len < 12 || memcmp(head, "HTTP/1.1 ", 9) != 0) {
+                *why = "not an HTTP/1.1 response";
+                return -EPROTO;
+        }
+        if (memcmp(head + 9, "101", 3) != 0 || (len > 12 && head[12] != ' ' && head[12] != '\r')) {
+                *why = "the server did not switch protocols (status not 101)";
+                return -EPROTO;
+        }
+        while (p < end) {
+                const char *eol = memchr(p, '\n', (size_t)(end - p)), *colon, *v, *ve;
+
+                eol = eol ? eol : end;
+                colon = memchr(p, ':', (size_t)(eol - p));
+                if (colon) {
+                        size_t nl = (size_t)(colon - p);
+
+                        v = colon + 1;
+                        ve = eol;
+                        while (v < ve && (*v == ' ' || *v == '\t'))
+                                v++;
+                        while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+                                ve--;
+                        if (nl == 7 && strncasecmp(p, "upgrade", 7) == 0)
+                                upgrade = list_has(v, (size_t)(ve - v), "websocket");
+                        else if (nl == 10 && strncasecmp(p, "connection", 10) == 0)
+                                connection = list_has(v, (size_t)(ve - v), "upgrade");
+                        else if (nl == 20 && strncasecmp(p, "sec-websocket-accept", 20) == 0)
+                                accepted = accept[0] && (size_t)(ve - v) == strlen(accept) &&
+                                           memcmp(v, accept, strlen(accept)) == 0;
+                }
+                p = eol + 1;
+        }
+        if (!upgrade) {
+                *why = "no \"Upgrade: websocket\" in the answer";
+                return -EPROTO;
+        }
+        if (!connection) {
+                *why = "no \"Connection: Upgrade\" in the answer";
+                return -EPROTO;
+        }
+        if (!accepted) {
+                *why = "Sec-WebSocket-Accept missing or not the key's";
+                return -EPROTO;
+        }
+        return 0;
+}
+
+bool net_utf8_valid(const char *s, size_t len)
+{
+        const unsigned char *p = (const unsigned char *)s, *end = p + len;
+
+        while (p < end) {
+                unsigned c = *p, n;
+                uint32_t cp;
+
+                if (c < 0x80) {
+                        p++;
+                        continue;
+                }
+                if (c >= 0xc2 && c <= 0xdf) {
+                        n = 1;
+                        cp = c & 0x1f;
+                } else if (c >= 0xe0 && c <= 0xef) {
+                        n = 2;
+                        cp = c & 0x0f;
+                } else if (c >= 0xf0 && c <= 0xf4) {
+                        n = 3;
+                        cp = c & 0x07;
+                } else
+                        return false;
+                if ((size_t)(end - p) <= n)
+                        return false;
+                for (unsigned i = 1; i <= n; i++) {
+                        if ((p[i] & 0xc0) != 0x80)
+                                return false;
+                        cp = (cp << 6) | (p[i] & 0x3f);
+                }
+                if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+                    (cp >= 0xd800 && cp <= 0xdfff))
+                        return false;
+                p += n + 1;
+        }
+        return true;
+}

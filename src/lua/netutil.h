@@ -81,3 +81,17 @@ bool net_method_ok(const char *s, size_t len);
  * C5AB0DC85B11): 28 characters and a NUL into out. key is NUL-terminated.
  */
 void net_ws_accept(const char *key, char out[29]);
+
+/*
+ * Checks the head of a server's answer to a WebSocket opening handshake (head: the
+ * bytes up to and including the blank line, len bytes) against RFC 6455 4.1: an
+ * HTTP/1.1 101 status, "Upgrade: websocket", "Connection" listing "upgrade"
+ * (both case-insensitive), and Sec-WebSocket-Accept equal to accept (from
+ * net_ws_accept()). Returns 0, or -EPROTO with *why (a static string) naming what
+ * is wrong.
+ */
+int net_ws_check_response(const char *head, size_t len, const char *accept, const char **why);
+
+/* Whether s (len bytes) is UTF-8 (RFC 3629: no overlong forms, no surrogates,
+ * nothing above U+10FFFF), as a WebSocket text message must be (RFC 6455 5.6). */
+bool net_utf8_valid(const char *s, size_t len);

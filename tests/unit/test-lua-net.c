@@ -19,6 +19,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <wslay/wslay.h>
+
 #include "lua/host.h"
 #include "lua/netutil.h"
 #include "wire/channel.h"
@@ -252,11 +254,115 @@ static void serve_echo(int fd)
                         return;
 }
 
+/* A WebSocket echo server (port 9) with wslay's server side over a blocking socket;
+ * port 10 answers the handshake with a wrong Sec-WebSocket-Accept. */
+typedef struct WsSrv {
+        int fd;
+        bool got; /* one read per wslay_event_recv(): then the echoes go out */
+} WsSrv;
+
+static ssize_t wss_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
+                        void *user)
+{
+        WsSrv *s = user;
+        ssize_t n;
+
+        (void)flags;
+        if (s->got) {
+                s->got = false;
+                wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+                return -1;
+        }
+        n = read(s->fd, buf, len);
+        s->got = true;
+        if (n <= 0) {
+                wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+                return -1;
+        }
+        return n;
+}
+
+static ssize_t wss_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+                        void *user)
+{
+        ssize_t n = send(((WsSrv *)user)->fd, data, len, MSG_NOSIGNAL);
+
+        (void)flags;
+        if (n < 0) {
+                wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+                return -1;
+        }
+        return n;
+}
+
+static void wss_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *a,
+                       void *user)
+{
+        struct wslay_event_msg m = {
+                .opcode = a->opcode, .msg = a->msg, .msg_length = a->msg_length};
+
+        (void)user;
+        if (a->opcode == WSLAY_TEXT_FRAME || a->opcode == WSLAY_BINARY_FRAME) {
+                /* "close me" asks the server to close with 4001 */
+                if (a->msg_length == 8 && memcmp(a->msg, "close me", 8) == 0)
+                        (void)wslay_event_queue_close(ctx, 4001, (const uint8_t *)"bye", 3);
+                else
+                        K_ASSERT(wslay_event_queue_msg(ctx, &m) == 0);
+        }
+}
+
+static void serve_ws(int fd, bool bad_accept)
+{
+        static __thread char buf[16384];
+        char *key, accept[29], head[256];
+        size_t n = 0;
+        int k;
+        WsSrv srv = {.fd = fd};
+        wslay_event_context_ptr ctx;
+        static const struct wslay_event_callbacks cb = {
+                .recv_callback = wss_recv,
+                .send_callback = wss_send,
+                .on_msg_recv_callback = wss_on_msg,
+        };
+
+        memset(buf, 0, sizeof buf);
+        while (!strstr(buf, "\r\n\r\n")) {
+                ssize_t r = read(fd, buf + n, sizeof buf - 1 - n);
+
+                if (r <= 0)
+                        return;
+                n += (size_t)r;
+        }
+        K_ASSERT(strncmp(buf, "GET /chat?room=1 HTTP/1.1\r\n", 27) == 0);
+        K_ASSERT(strcasestr(buf, "\r\nx-token: t0k\r\n"));
+        key = strcasestr(buf, "\r\nsec-websocket-key: ");
+        K_ASSERT(key);
+        key += 21;
+        key[strcspn(key, "\r")] = 0;
+        net_ws_accept(key, accept);
+        if (bad_accept)
+                accept[0] = accept[0] == 'A' ? 'B' : 'A';
+        k = snprintf(head, sizeof head,
+                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+                     accept);
+        if (send(fd, head, (size_t)k, MSG_NOSIGNAL) != k || bad_accept)
+                return;
+        K_ASSERT(wslay_event_context_server_init(&ctx, &cb, &srv) == 0);
+        while (wslay_event_want_read(ctx) || wslay_event_want_write(ctx)) {
+                if (wslay_event_recv(ctx) < 0 || wslay_event_send(ctx) < 0)
+                        break;
+        }
+        wslay_event_context_free(ctx);
+}
+
 static void *server_main(void *p)
 {
         Server *s = p;
 
-        if (s->port == 7)
+        if (s->port == 9 || s->port == 10)
+                serve_ws(s->fd, s->port == 10);
+        else if (s->port == 7)
                 serve_echo(s->fd);
         else
                 serve_http(s->fd);
@@ -504,6 +610,81 @@ START_TEST(test_tcp)
 }
 END_TEST
 
+START_TEST(test_websocket)
+{
+        Kernel k;
+        const char *src = PRELUDE
+                "local ws = net.websocket.connect('ws://chat.test:9/chat?room=1', "
+                "  {headers = {['X-Token'] = 't0k'}, timeout_ms = 5000}) "
+                "assert(ws:info().address == '192.0.2.7') "
+                "ws:send('hello') local m, kind = ws:receive() "
+                "assert(m == 'hello' and kind == 'text', tostring(m)) "
+                "local bin = ('\\0\\255'):rep(100000) ws:send(bin, 'binary') "
+                "m, kind = ws:receive() assert(m == bin and kind == 'binary') "
+                "ws:ping('p') "
+                "local ok, e = pcall(ws.send, ws, '\\255\\254') "
+                "assert(not ok and e:find('not UTF%-8'), e) "
+                /* two tasks: one receives while the other sends */
+                "local got = {} local t = require('cella.timer') "
+                "t.after(0, function() for i = 1, 3 do got[#got + 1] = ws:receive() end end) "
+                "for i = 1, 3 do ws:send('m' .. i) end "
+                "while #got < 3 do t.sleep(0.01) end "
+                "assert(table.concat(got, ',') == 'm1,m2,m3', table.concat(got, ',')) "
+                /* the server closes: receive returns nil, its code and reason */
+                "ws:send('close me') local d, code, why = ws:receive() "
+                "assert(d == nil and code == 4001 and why == 'bye', tostring(code)) "
+                "ok, e = pcall(ws.send, ws, 'x') assert(not ok and e:find('closed'), e) "
+                /* our close */
+                "local ws2 = net.websocket.connect('ws://chat.test:9/chat?room=1', "
+                "  {headers = {['X-Token'] = 't0k'}}) "
+                "assert(ws2:close() == true) "
+                /* a wrong accept key is refused */
+                "ok, e = pcall(net.websocket.connect, 'ws://chat.test:10/chat?room=1', "
+                "  {headers = {['X-Token'] = 't0k'}}) "
+                "assert(not ok and e:find('Sec%-WebSocket%-Accept'), e) "
+                "ok, e = pcall(net.websocket.connect, 'ws://denied.test/x') "
+                "assert(not ok and e:find('refused: Permission denied'), e) "
+                "ok, e = pcall(net.websocket.connect, 'http://chat.test/x') "
+                "assert(not ok and e:find('not a ws or wss URL'), e)";
+
+        ck_assert_int_eq(run_app(src, &k), 0);
+        ck_assert_uint_eq(k.n_connects, 4);
+        ck_assert_uint_eq(k.n_refused, 1);
+}
+END_TEST
+
+START_TEST(test_ws_response_check)
+{
+        const char *why = NULL;
+        char acc[29];
+        char ok[256];
+
+        net_ws_accept("dGhlIHNhbXBsZSBub25jZQ==", acc);
+        snprintf(ok, sizeof ok,
+                 "HTTP/1.1 101 Switching Protocols\r\nupgrade: WebSocket\r\n"
+                 "Connection: keep-alive, Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+                 acc);
+        ck_assert_int_eq(net_ws_check_response(ok, strlen(ok), acc, &why), 0);
+        ck_assert_int_eq(
+                net_ws_check_response(ok, strlen(ok), "AAAAAAAAAAAAAAAAAAAAAAAAAAA=", &why),
+                -EPROTO);
+        ck_assert_ptr_nonnull(strstr(why, "Accept"));
+        ck_assert_int_eq(net_ws_check_response("HTTP/1.1 200 OK\r\n\r\n", 19, acc, &why), -EPROTO);
+        ck_assert_ptr_nonnull(strstr(why, "101"));
+        {
+                const char *h = "HTTP/1.1 101 X\r\nConnection: Upgrade\r\n\r\n";
+
+                ck_assert_int_eq(net_ws_check_response(h, strlen(h), acc, &why), -EPROTO);
+        }
+        ck_assert_ptr_nonnull(strstr(why, "Upgrade: websocket"));
+        ck_assert(net_utf8_valid("h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80", 15));
+        ck_assert(!net_utf8_valid("\xc0\xaf", 2));         /* overlong '/' */
+        ck_assert(!net_utf8_valid("\xed\xa0\x80", 3));     /* a surrogate */
+        ck_assert(!net_utf8_valid("\xf4\x90\x80\x80", 4)); /* above U+10FFFF */
+        ck_assert(!net_utf8_valid("\xe2\x82", 2));         /* cut short */
+}
+END_TEST
+
 /* Without a kernel channel the calls fail clearly. */
 START_TEST(test_no_channel)
 {
@@ -536,6 +717,7 @@ static Suite *suite(void)
         tcase_add_test(pure, test_redirect_method);
         tcase_add_test(pure, test_header_checks);
         tcase_add_test(pure, test_ws_accept);
+        tcase_add_test(pure, test_ws_response_check);
         suite_add_tcase(s, pure);
         tcase_set_timeout(api, 60);
         tcase_add_test(api, test_http_get);
@@ -544,6 +726,7 @@ static Suite *suite(void)
         tcase_add_test(api, test_http_timeout_suspends_only_its_task);
         tcase_add_test(api, test_http_max_body);
         tcase_add_test(api, test_tcp);
+        tcase_add_test(api, test_websocket);
         tcase_add_test(api, test_no_channel);
         suite_add_tcase(s, api);
         return s;
