@@ -460,6 +460,28 @@ static const luaL_Reg conn_methods[] = {
         {NULL, NULL},
 };
 
+/*
+ * libcurl 7.88 (Debian 12's) calls connect() on a socket its
+ * CURLOPT_SOCKOPTFUNCTION called connected (CURL_SOCKOPT_ALREADY_CONNECTED): a
+ * regression of 7.88.0 (curl issue 10626, fixed in 8.0.0 by pull request 10648),
+ * which fails on the broker's AF_UNIX socket ("Immediate connect fail: Invalid
+ * argument"). This connect() stands in for libc's for the process (the
+ * executable's definition comes first): on the one fd http_open_socket() just gave
+ * libcurl, on this thread, it answers "connected" without a system call; on every
+ * other fd it is the system call. glibc's own callers use its internal __connect,
+ * never this.
+ */
+static __thread int preconnected_fd = -1;
+
+int connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+        if (fd >= 0 && fd == preconnected_fd) {
+                preconnected_fd = -1;
+                return 0;
+        }
+        return (int)syscall(SYS_connect, fd, addr, len);
+}
+
 /* ---- cella.net.http -------------------------------------------------------------- */
 
 /* One request, its hops included: userdata of class "cella.net.request" at stack
@@ -501,6 +523,8 @@ typedef struct NetHttp {
  * its timer. The response buffers stay. */
 static void http_hop_end(NetHttp *r)
 {
+        /* libcurl has called connect() on it by now, or never will. */
+        preconnected_fd = -1;
         r->closing = true;
         clua_timer_remove_cb(r->app, &r->timer);
         if (r->multi && r->easy)
@@ -667,28 +691,6 @@ static int http_timer_cb(CURLM *m, long timeout_ms, void *userp)
                                  &r->timer) < 0
                        ? -1
                        : 0;
-}
-
-/*
- * libcurl 7.88 (Debian 12's) calls connect() on a socket its
- * CURLOPT_SOCKOPTFUNCTION called connected (CURL_SOCKOPT_ALREADY_CONNECTED): a
- * regression of 7.88.0 (curl issue 10626, fixed in 8.0.0 by pull request 10648),
- * which fails on the broker's AF_UNIX socket ("Immediate connect fail: Invalid
- * argument"). This connect() stands in for libc's for the process (the
- * executable's definition comes first): on the one fd http_open_socket() just gave
- * libcurl, on this thread, it answers "connected" without a system call; on every
- * other fd it is the system call. glibc's own callers use its internal __connect,
- * never this.
- */
-static __thread int preconnected_fd = -1;
-
-int connect(int fd, const struct sockaddr *addr, socklen_t len)
-{
-        if (fd >= 0 && fd == preconnected_fd) {
-                preconnected_fd = -1;
-                return 0;
-        }
-        return (int)syscall(SYS_connect, fd, addr, len);
 }
 
 /* libcurl's socket is the broker's: no socket of its own, no connect. */
@@ -1399,6 +1401,7 @@ static void ws_free_msgs(NetWs *w)
 /* Ends the connection: wslay's context, libcurl's handles (closing the socket). */
 static void ws_end(NetWs *w)
 {
+        preconnected_fd = -1;
         w->closing = true;
         clua_timer_remove_cb(w->app, &w->timer);
         if (w->ctx)
