@@ -84,6 +84,7 @@ def lab(tmp_path_factory):
         procs.append(p)
         assert p.stdout.readline().startswith("Serving HTTP on 127.0.0.1 port 8000")
         start(lab, procs, "echo", "127.0.0.1", 7007)  # the lua-tcp-echo example's
+        start(lab, procs, "ws", "127.0.0.1", 8765)  # the lua-ws-echo example's
         with running_cellad(top / "state", preexec_fn=lab.enter) as d:
             yield {"lab": lab, "state": top / "state", "top": top, "ca": ca.read_text(),
                    "cellad": d}
@@ -231,3 +232,12 @@ def test_example_lua_tcp_echo(lab):
         pytest.skip("this build's kernel has no net.connect call")
     assert r.code == 0, (r.code, r.out, r.err)
     assert "echoed 17 bytes through 127.0.0.1" in r.out, r.out
+
+
+def test_example_lua_ws_echo(lab):
+    r = run_cella(example("net/lua-ws-echo"), state_dir=lab["state"], timeout=120)
+    if "has no net.connect call" in r.err:
+        pytest.skip("this build's kernel has no net.connect call")
+    assert r.code == 0, (r.code, r.out, r.err)
+    assert r.out.strip() == ("echoed 3 text messages and 4096 binary bytes from 127.0.0.1; "
+                             "closed cleanly"), (r.out, r.err)
