@@ -42,6 +42,10 @@
 #include "lua/libnet.h"
 #include "lua/netutil.h"
 
+/* The net.connect call (proto/cella.proto). Its reply is unpacked here with its
+ * own descriptor, so this module needs nothing of the call but the proto. */
+#define NET_CONNECT_OP ((uint16_t)CELLA__V1__OPCODE__OPCODE_NET_CONNECT)
+
 #define CONN_MT "cella.net.conn"
 #define HTTP_MT "cella.net.request"
 
@@ -165,7 +169,6 @@ static int connect_error(lua_State *L, const char *fname, const char *host, int 
 static int connect_take(lua_State *L, const char *fname, const char *host, int port,
                         CellaReply *reply, char *addr, size_t size, char *right, size_t rsize)
 {
-        ProtobufCMessage *m;
         Cella__V1__NetConnectReply *r;
         int fd;
 
@@ -173,12 +176,13 @@ static int connect_take(lua_State *L, const char *fname, const char *host, int p
                 connect_error(L, fname, host, port, reply);
         if (reply->n_fds < 1 || reply->fds[0] < 0)
                 luaL_error(L, "%s: %s:%d: the kernel's reply carries no socket", fname, host, port);
-        m = clua_kernel_unpack(L, reply);
-        r = (Cella__V1__NetConnectReply *)(void *)m;
+        r = cella__v1__net_connect_reply__unpack(NULL, reply->body_len, reply->body);
+        if (!r)
+                luaL_error(L, "%s: %s:%d: the kernel's reply does not decode", fname, host, port);
         snprintf(addr, size, "%s", r->address ?: "");
         if (right)
                 snprintf(right, rsize, "%s", r->right ?: "");
-        protobuf_c_message_free_unpacked(m, NULL);
+        cella__v1__net_connect_reply__free_unpacked(r, NULL);
         fd = reply->fds[0];
         reply->fds[0] = -1;
         if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
@@ -298,7 +302,7 @@ static int tcp_connect(lua_State *L)
         }
         lua_settop(L, 3);
         req.proto = CELLA__V1__NET_PROTO__NET_PROTO_TCP;
-        return clua_kernel_call(L, "cella.net.tcp.connect", CELLA_OP_NET_CONNECT, &req.base,
+        return clua_kernel_call(L, "cella.net.tcp.connect", NET_CONNECT_OP, &req.base,
                                 decode_tcp_connect);
 }
 
@@ -1015,7 +1019,7 @@ static int http_hop(lua_State *L, NetHttp *r)
         req.host = r->target.host;
         req.port = r->target.port;
         req.proto = CELLA__V1__NET_PROTO__NET_PROTO_TCP;
-        return clua_kernel_call_k(L, "cella.net.http", CELLA_OP_NET_CONNECT, &req.base,
+        return clua_kernel_call_k(L, "cella.net.http", NET_CONNECT_OP, &req.base,
                                   decode_http_connect, http_connected_k, 0);
 }
 
@@ -2146,7 +2150,7 @@ static int ws_connect(lua_State *L)
         req.host = w->target.host;
         req.port = w->target.port;
         req.proto = CELLA__V1__NET_PROTO__NET_PROTO_TCP;
-        return clua_kernel_call_k(L, "cella.net.websocket.connect", CELLA_OP_NET_CONNECT, &req.base,
+        return clua_kernel_call_k(L, "cella.net.websocket.connect", NET_CONNECT_OP, &req.base,
                                   decode_ws_connect, ws_broker_k, 0);
 }
 

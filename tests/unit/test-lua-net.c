@@ -478,7 +478,7 @@ static void *kernel_main(void *p)
         for (;;) {
                 ChannelFrame f;
                 int fds[CHANNEL_FDS_MAX];
-                ProtobufCMessage *m = NULL;
+                Cella__V1__NetConnectRequest *m;
                 int r = channel_recv(k->fd, &f, k->buf, fds, CHANNEL_FDS_MAX, 0);
 
                 if (r == -ECONNRESET)
@@ -486,10 +486,11 @@ static void *kernel_main(void *p)
                 K_ASSERT(r == 0);
                 if (f.flags & CHANNEL_FLAG_CANCEL)
                         continue;
-                K_ASSERT(f.opcode == CELLA_OP_NET_CONNECT);
-                K_ASSERT(wire_unpack(&f, &m) == 0);
-                k_connect(k, &f, (Cella__V1__NetConnectRequest *)(void *)m);
-                protobuf_c_message_free_unpacked(m, NULL);
+                K_ASSERT(f.opcode == CELLA__V1__OPCODE__OPCODE_NET_CONNECT);
+                m = cella__v1__net_connect_request__unpack(NULL, f.body_len, f.body);
+                K_ASSERT(m);
+                k_connect(k, &f, m);
+                cella__v1__net_connect_request__free_unpacked(m, NULL);
         }
         close(k->fd);
         return NULL;
