@@ -988,8 +988,9 @@ static int decode_http_connect(lua_State *L, CellaReply *reply)
 {
         NetHttp *r = luaL_checkudata(L, 2, HTTP_MT);
 
-        r->fd = connect_take(L, "cella.net.http", r->target.host, (int)r->target.port, reply,
-                             r->address, sizeof r->address, NULL, 0);
+        r->fd = connect_take(L, r->hops ? "cella.net.http: redirect" : "cella.net.http",
+                             r->target.host, (int)r->target.port, reply, r->address,
+                             sizeof r->address, NULL, 0);
         return 0;
 }
 

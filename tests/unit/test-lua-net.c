@@ -581,7 +581,7 @@ START_TEST(test_http_redirects)
                 "r = net.http.get('http://files.test/redir', {max_redirects = 0}) "
                 "assert(r.status == 302 and r.headers.location == '/hello') "
                 "local ok, e = pcall(net.http.get, 'http://files.test/away') "
-                "assert(not ok and e:find('denied.test:80 refused') and e:find('not granted'), e) "
+                "assert(not ok and e:find('redirect: denied.test:80 refused') and e:find('not granted'), e) "
                 "ok, e = pcall(net.http.get, 'http://files.test/loop', {max_redirects = 3}) "
                 "assert(not ok and e:find('more than 3 redirects'), e)";
 
