@@ -23,6 +23,7 @@
 #include <openssl/ssl.h>
 #include <wslay/wslay.h>
 
+#include "base/macro.h"
 #include "lua/host.h"
 #include "lua/netutil.h"
 #include "wire/channel.h"
@@ -422,6 +423,10 @@ typedef struct Kernel {
         uint8_t buf[CHANNEL_DATAGRAM_MAX];
         unsigned n_connects, n_refused;
         char last_host[256];
+        /* the server threads, joined once the app's host is gone (its end closed
+         * every connection, which ends each server) */
+        pthread_t servers[64];
+        unsigned n_servers;
 } Kernel;
 
 static void k_send(Kernel *k, const ChannelFrame *req, const ProtobufCMessage *m, const int *fds,
@@ -462,8 +467,9 @@ static void k_connect(Kernel *k, const ChannelFrame *f, Cella__V1__NetConnectReq
         K_ASSERT(s);
         s->fd = sp[1];
         s->port = req->port;
+        K_ASSERT(k->n_servers < ELEMENTSOF(k->servers));
         K_ASSERT(pthread_create(&t, NULL, server_main, s) == 0);
-        K_ASSERT(pthread_detach(t) == 0);
+        k->servers[k->n_servers++] = t;
         rep.address = "192.0.2.7";
         rep.right = right;
         rep.connection_id = k->n_connects;
@@ -520,6 +526,8 @@ static int run_app(const char *src, Kernel *k)
         r = clua_host_run(h);
         clua_host_free(h); /* closes the channel: the kernel thread ends */
         ck_assert_int_eq(pthread_join(k->thread, NULL), 0);
+        for (unsigned i = 0; i < k->n_servers; i++)
+                ck_assert_int_eq(pthread_join(k->servers[i], NULL), 0);
         return r;
 }
 
@@ -556,6 +564,8 @@ START_TEST(test_http_post_headers_body)
                 "local ok, e = pcall(net.http.get, 'http://files.test/hello', "
                 "  {headers = {['X-A'] = 'v\\r\\nX-Injected: 1'}}) "
                 "assert(not ok and e:find('CR, LF'), e) "
+                "ok, e = pcall(net.http.get, 'http://files.test/x\\r\\nHost: evil.test') "
+                "assert(not ok and e:find('not a URL'), e) "
                 "ok, e = pcall(net.http.get, 'file:///etc/passwd') "
                 "assert(not ok and e:find('not an http or https URL'), e) "
                 "ok, e = pcall(net.http.request, {url = 'http://files.test/', method = 'get x'}) "
@@ -581,7 +591,8 @@ START_TEST(test_http_redirects)
                 "r = net.http.get('http://files.test/redir', {max_redirects = 0}) "
                 "assert(r.status == 302 and r.headers.location == '/hello') "
                 "local ok, e = pcall(net.http.get, 'http://files.test/away') "
-                "assert(not ok and e:find('redirect: denied.test:80 refused') and e:find('not granted'), e) "
+                "assert(not ok and e:find('redirect: denied.test:80 refused') and e:find('not "
+                "granted'), e) "
                 "ok, e = pcall(net.http.get, 'http://files.test/loop', {max_redirects = 3}) "
                 "assert(not ok and e:find('more than 3 redirects'), e)";
 
