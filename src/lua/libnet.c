@@ -30,6 +30,7 @@
 #include <curl/curl.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <openssl/ssl.h>
 #include <wslay/wslay.h>
 #include <lauxlib.h>
 #include <pthread.h>
@@ -1912,6 +1913,20 @@ static int ws_connected_k(lua_State *L, int status, lua_KContext ctx)
         return ws_handshake_k(L, LUA_OK, 0);
 }
 
+/*
+ * OpenSSL refuses a write retried from another address ("bad write retry") unless
+ * SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER is set: wslay masks each chunk of a
+ * client's frame into a buffer of its own call and sends that, so a retry after
+ * CURLE_AGAIN sends the same bytes, of the same length, from another place.
+ */
+static CURLcode ws_ssl_ctx(CURL *c, void *ssl_ctx, void *userp)
+{
+        (void)c;
+        (void)userp;
+        SSL_CTX_set_mode((SSL_CTX *)ssl_ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        return CURLE_OK;
+}
+
 #define WSOPT(o, v)                                                                                \
         do {                                                                                       \
                 if (curl_easy_setopt(w->easy, o, v) != CURLE_OK)                                   \
@@ -1952,6 +1967,8 @@ static int ws_broker_k(lua_State *L, int status, lua_KContext ctx)
               (long)((w->deadline_ns - now_monotonic_ns()) / 1000000u) + 1);
         WSOPT(CURLOPT_SSL_VERIFYPEER, 1L);
         WSOPT(CURLOPT_SSL_VERIFYHOST, 2L);
+        if (w->target.tls)
+                WSOPT(CURLOPT_SSL_CTX_FUNCTION, ws_ssl_ctx);
         if (getenv("CELLA_NET_DEBUG"))
                 WSOPT(CURLOPT_VERBOSE, 1L);
         if (w->ca_pem) {
