@@ -143,6 +143,9 @@ END_TEST
 
 /* ---- servers on the far end of a socketpair --------------------------------------- */
 
+/* Where make_test_ca() put the test CA and secure.test's certificate and key. */
+static char tls_dir[64];
+
 typedef struct Server {
         int fd;
         unsigned port;
@@ -261,8 +264,29 @@ static void serve_echo(int fd)
  * port 10 answers the handshake with a wrong Sec-WebSocket-Accept. */
 typedef struct WsSrv {
         int fd;
+        SSL *ssl; /* wss (port 444): TLS over fd */
         bool got; /* one read per wslay_event_recv(): then the echoes go out */
 } WsSrv;
+
+static ssize_t srv_read(WsSrv *s, void *buf, size_t len)
+{
+        if (s->ssl) {
+                int n = SSL_read(s->ssl, buf, (int)len);
+
+                return n > 0 ? n : -1;
+        }
+        return read(s->fd, buf, len);
+}
+
+static ssize_t srv_write(WsSrv *s, const void *buf, size_t len)
+{
+        if (s->ssl) {
+                int n = SSL_write(s->ssl, buf, (int)len);
+
+                return n > 0 ? n : -1;
+        }
+        return send(s->fd, buf, len, MSG_NOSIGNAL);
+}
 
 static ssize_t wss_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
                         void *user)
@@ -276,7 +300,7 @@ static ssize_t wss_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, i
                 wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
                 return -1;
         }
-        n = read(s->fd, buf, len);
+        n = srv_read(s, buf, len);
         s->got = true;
         if (n <= 0) {
                 wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
@@ -288,7 +312,7 @@ static ssize_t wss_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, i
 static ssize_t wss_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
                         void *user)
 {
-        ssize_t n = send(((WsSrv *)user)->fd, data, len, MSG_NOSIGNAL);
+        ssize_t n = srv_write(user, data, len);
 
         (void)flags;
         if (n < 0) {
@@ -314,13 +338,13 @@ static void wss_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_
         }
 }
 
-static void serve_ws(int fd, bool bad_accept)
+static void serve_ws(int fd, bool bad_accept, SSL *ssl)
 {
         static __thread char buf[16384];
         char *key, accept[29], head[256];
         size_t n = 0;
         int k;
-        WsSrv srv = {.fd = fd};
+        WsSrv srv = {.fd = fd, .ssl = ssl};
         wslay_event_context_ptr ctx;
         static const struct wslay_event_callbacks cb = {
                 .recv_callback = wss_recv,
@@ -330,7 +354,7 @@ static void serve_ws(int fd, bool bad_accept)
 
         memset(buf, 0, sizeof buf);
         while (!strstr(buf, "\r\n\r\n")) {
-                ssize_t r = read(fd, buf + n, sizeof buf - 1 - n);
+                ssize_t r = srv_read(&srv, buf + n, sizeof buf - 1 - n);
 
                 if (r <= 0)
                         return;
@@ -349,7 +373,7 @@ static void serve_ws(int fd, bool bad_accept)
                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
                      accept);
-        if (send(fd, head, (size_t)k, MSG_NOSIGNAL) != k || bad_accept)
+        if (srv_write(&srv, head, (size_t)k) != (ssize_t)k || bad_accept)
                 return;
         K_ASSERT(wslay_event_context_server_init(&ctx, &cb, &srv) == 0);
         while (wslay_event_want_read(ctx) || wslay_event_want_write(ctx)) {
@@ -360,17 +384,15 @@ static void serve_ws(int fd, bool bad_accept)
 }
 
 /* HTTPS (port 443): a certificate for secure.test from a test CA (made by
- * make_test_ca() with the openssl command), answering GET /hello. */
-static char tls_dir[64];
+ * make_test_ca() with the openssl command in tls_dir), answering GET /hello. */
 
-static void serve_tls(int fd)
+/* A TLS server session over fd with the test certificate (SSL_free() it, then
+ * its SSL_CTX). */
+static SSL *tls_server(int fd, SSL_CTX **ret_ctx)
 {
-        char cert[128], key[128], buf[4096];
+        char cert[128], key[128];
         SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
         SSL *ssl;
-        size_t n = 0;
-        static const char answer[] = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n"
-                                     "Connection: close\r\n\r\nsecret";
 
         K_ASSERT(ctx);
         snprintf(cert, sizeof cert, "%s/srv.pem", tls_dir);
@@ -380,6 +402,33 @@ static void serve_tls(int fd)
         ssl = SSL_new(ctx);
         K_ASSERT(ssl);
         SSL_set_fd(ssl, fd);
+        *ret_ctx = ctx;
+        return ssl;
+}
+
+/* wss (port 444): the WebSocket echo over TLS. */
+static void serve_wss(int fd)
+{
+        SSL_CTX *ctx;
+        SSL *ssl = tls_server(fd, &ctx);
+
+        if (SSL_accept(ssl) == 1) {
+                serve_ws(fd, false, ssl);
+                (void)SSL_shutdown(ssl);
+        }
+        SSL_free(ssl);
+        SSL_CTX_free(ctx);
+}
+
+static void serve_tls(int fd)
+{
+        char buf[4096];
+        SSL_CTX *ctx;
+        SSL *ssl = tls_server(fd, &ctx);
+        size_t n = 0;
+        static const char answer[] = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n"
+                                     "Connection: close\r\n\r\nsecret";
+
         /* A client that refuses the certificate ends the handshake: nothing more. */
         if (SSL_accept(ssl) == 1) {
                 memset(buf, 0, sizeof buf);
@@ -404,8 +453,10 @@ static void *server_main(void *p)
 
         if (s->port == 443)
                 serve_tls(s->fd);
+        else if (s->port == 444)
+                serve_wss(s->fd);
         else if (s->port == 9 || s->port == 10)
-                serve_ws(s->fd, s->port == 10);
+                serve_ws(s->fd, s->port == 10, NULL);
         else if (s->port == 7)
                 serve_echo(s->fd);
         else
@@ -808,23 +859,31 @@ START_TEST(test_https_verified)
                 return;
         }
         ck_assert_int_gt(
-                asprintf(&src,
-                         PRELUDE
-                         "local ca = [==[%s]==] "
-                         "local r = net.http.get('https://secure.test/hello', {ca_pem = ca}) "
-                         "assert(r.status == 200 and r.body == 'secret', r.status) "
-                         "local ok, e = pcall(net.http.get, 'https://secure.test/hello') "
-                         "assert(not ok and e:find('certificate'), e) "
-                         "ok, e = pcall(net.http.get, 'https://other.test/hello', "
-                         "  {ca_pem = ca}) "
-                         "assert(not ok and (e:find('certificate') or e:find('name')), e) "
-                         "ok, e = pcall(net.http.get, 'https://secure.test/hello', "
-                         "  {ca_pem = 'not a certificate'}) "
-                         "assert(not ok, 'a bad CA verified nothing')",
-                         ca),
+                asprintf(
+                        &src,
+                        PRELUDE
+                        "local ca = [==[%s]==] "
+                        "local r = net.http.get('https://secure.test/hello', {ca_pem = ca}) "
+                        "assert(r.status == 200 and r.body == 'secret', r.status) "
+                        "local ok, e = pcall(net.http.get, 'https://secure.test/hello') "
+                        "assert(not ok and e:find('certificate'), e) "
+                        "ok, e = pcall(net.http.get, 'https://other.test/hello', "
+                        "  {ca_pem = ca}) "
+                        "assert(not ok and (e:find('certificate') or e:find('name')), e) "
+                        "ok, e = pcall(net.http.get, 'https://secure.test/hello', "
+                        "  {ca_pem = 'not a certificate'}) "
+                        "assert(not ok, 'a bad CA verified nothing') "
+                        /* wss: the same TLS, then the WebSocket over it */
+                        "local ws = net.websocket.connect('wss://secure.test:444/chat?room=1', "
+                        "  {ca_pem = ca, headers = {['X-Token'] = 't0k'}}) "
+                        "local big = ('x'):rep(300000) ws:send(big) "
+                        "assert(ws:receive() == big) assert(ws:close() == true) "
+                        "ok, e = pcall(net.websocket.connect, 'wss://secure.test:444/chat?room=1') "
+                        "assert(not ok and e:find('certificate'), e)",
+                        ca),
                 0);
         ck_assert_int_eq(run_app(src, &k), 0);
-        ck_assert_uint_eq(k.n_connects, 4);
+        ck_assert_uint_eq(k.n_connects, 6);
         snprintf(cmd, sizeof cmd, "rm -rf %s", tls_dir);
         ck_assert_int_eq(system(cmd), 0);
         free(src);
