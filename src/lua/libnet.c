@@ -519,7 +519,8 @@ typedef struct NetHttp {
         size_t resp_len, resp_cap;
         char *hdr;
         size_t hdr_len, hdr_cap;
-        bool too_large;
+        bool too_large;     /* the body passed max_body or the memory cap */
+        bool hdr_too_large; /* the headers passed HTTP_HEADERS_MAX */
         char address[64];
         char errbuf[CURL_ERROR_SIZE];
 } NetHttp;
@@ -613,7 +614,7 @@ static size_t http_on_header(char *p, size_t size, size_t n, void *userdata)
         if (n >= 5 && memcmp(p, "HTTP/", 5) == 0)
                 r->hdr_len = 0;
         if (!buf_add(&r->hdr, &r->hdr_len, &r->hdr_cap, HTTP_HEADERS_MAX, p, n)) {
-                r->too_large = true;
+                r->hdr_too_large = true;
                 return 0;
         }
         return n;
@@ -812,6 +813,7 @@ static int http_hop_setup(NetHttp *r)
         r->resp_len = 0;
         r->hdr_len = 0;
         r->too_large = false;
+        r->hdr_too_large = false;
         r->done = false;
         if (curl_multi_add_handle(r->multi, r->easy) != CURLM_OK)
                 return -EIO;
@@ -895,6 +897,11 @@ static int http_done_k(lua_State *L, int status, lua_KContext ctx)
 
                 snprintf(msg, sizeof msg, "%s", r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc));
                 http_hop_end(r);
+                if (r->hdr_too_large)
+                        return luaL_error(L,
+                                          "cella.net.http: %s: response headers larger than "
+                                          "%d bytes",
+                                          r->url, (int)HTTP_HEADERS_MAX);
                 if (r->too_large)
                         return luaL_error(L,
                                           "cella.net.http: %s: response larger than %d bytes "
