@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import example, run_cella
+from conftest import CELLA, example, run_cella
 from daemon_util import remove_pending_bases, require_cellad, running_cellad
 from netlab import PUBLIC_V4, PUBLIC_V4_2, NetLab
 
@@ -241,3 +241,45 @@ def test_example_lua_ws_echo(lab):
     assert r.code == 0, (r.code, r.out, r.err)
     assert r.out.strip() == ("echoed 3 text messages and 4096 binary bytes from 127.0.0.1; "
                              "closed cleanly"), (r.out, r.err)
+
+
+def test_revoking_the_right_cuts_a_connection_mid_transfer(lab):
+    """The app echoes bytes in a loop over a connection; revoking its net.connect
+    right while it does cuts the connection at once: the app's read or write ends
+    (EOF or an error), it says so and exits 0."""
+    right = f"net.connect:echo.test:{ECHO_PORT}"
+    d = app(lab, "revoke_cut", f"""
+local c = net.tcp.connect('echo.test', {ECHO_PORT}, {{timeout_ms = 20000}})
+c:write('x') assert(c:read() == 'x')
+print('connected')
+local ok, e = pcall(function()
+  while true do
+    c:write(('y'):rep(4096))
+    if not c:read() then return 'end of stream' end
+  end
+end)
+print('cut: ' .. tostring(e))
+""", [right])
+    p = subprocess.Popen([CELLA, "run", "--state-dir",
+                          str(lab["state"]), str(d)], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = p.stdout.readline()
+        if not line:
+            err = p.stderr.read()
+            if "has no net.connect call" in err:
+                pytest.skip("this build's kernel has no net.connect call")
+            pytest.fail(f"the app ended before it connected: {err}")
+        assert line.strip() == "connected", line
+        r = subprocess.run([CELLA, "revoke", "--state-dir",
+                            str(lab["state"]), "org.cella.test.revoke_cut", right],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, (out, err)
+    assert out.splitlines()[-1].startswith("OK revoke_cut"), (out, err)
+    assert any(l.startswith("cut: ") for l in out.splitlines()), out
