@@ -492,6 +492,105 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
 /* One request, its hops included: userdata of class "cella.net.request" at stack
  * index 2 of http.request's frame; its user values 1 and 2 anchor the body and
  * the CA strings libcurl points into. */
+/*
+ * A libcurl transfer (an http hop, a websocket's connect) run by its own task:
+ * the loop's fd watch and C timer only note what came and wake the task, which
+ * then calls curl_multi_socket_action() itself. So libcurl's work (TLS, decoding,
+ * the body's copies) runs in the app's slices, preempted between calls and under
+ * its CPU budget, never in the host's loop where a packed group's other apps wait.
+ */
+typedef struct CurlXfer {
+        curl_socket_t sock; /* libcurl's socket, CURL_SOCKET_BAD when none */
+        uint32_t want;      /* what libcurl waits for on it (EPOLLIN, EPOLLOUT) */
+        uint32_t got;       /* what the loop saw since the task last ran libcurl */
+        bool got_timeout;   /* libcurl's timeout is due */
+        bool done;          /* the transfer ended, with result */
+        CURLcode result;
+} CurlXfer;
+
+static void xfer_init(CurlXfer *x)
+{
+        *x = (CurlXfer){.sock = CURL_SOCKET_BAD};
+}
+
+/* From the owner's fd watch: notes ev and stops watching until the task ran. */
+static void xfer_seen(CurlXfer *x, CLuaFdWatch *w, uint32_t ev)
+{
+        x->got |= ev;
+        clua_fd_watch_stop(w);
+}
+
+/* libcurl's CURLMOPT_SOCKETFUNCTION, for the owner's: what it waits for on s. */
+static int xfer_socket(CurlXfer *x, CLuaFdWatch *w, curl_socket_t s, int what)
+{
+        uint32_t ev = 0;
+
+        if (what == CURL_POLL_REMOVE) {
+                if (w->fd == s)
+                        clua_fd_watch_stop(w);
+                x->sock = CURL_SOCKET_BAD;
+                x->want = 0;
+                return 0;
+        }
+        if (what & CURL_POLL_IN)
+                ev |= EPOLLIN;
+        if (what & CURL_POLL_OUT)
+                ev |= EPOLLOUT;
+        x->sock = s;
+        x->want = ev;
+        return clua_fd_watch_set(w, s, ev) < 0 ? -1 : 0;
+}
+
+/* libcurl's CURLMOPT_TIMERFUNCTION, for the owner's: a timeout of 0 is run by the
+ * task at once (xfer_run()), a later one by the owner's C timer (on_timer). */
+static int xfer_timer(CurlXfer *x, CLuaApp *app, CLuaTimer **timer, long timeout_ms,
+                      void (*on_timer)(void *), void *data)
+{
+        clua_timer_remove_cb(app, timer);
+        if (timeout_ms < 0)
+                return 0;
+        if (timeout_ms == 0) {
+                x->got_timeout = true;
+                return 0;
+        }
+        return clua_timer_add_cb(app, (uint64_t)timeout_ms * 1000000u, on_timer, data, timer) < 0
+                       ? -1
+                       : 0;
+}
+
+/* In the task: runs libcurl for what came; then watches what it waits for. */
+static void xfer_run(CurlXfer *x, CURLM *multi, CLuaFdWatch *w)
+{
+        int running, left;
+        CURLMsg *m;
+
+        while (!x->done && (x->got || x->got_timeout)) {
+                if (x->got_timeout) {
+                        x->got_timeout = false;
+                        (void)curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+                } else {
+                        int mask = 0;
+
+                        if (x->got & EPOLLIN)
+                                mask |= CURL_CSELECT_IN;
+                        if (x->got & EPOLLOUT)
+                                mask |= CURL_CSELECT_OUT;
+                        if (x->got & (EPOLLERR | EPOLLHUP))
+                                mask |= CURL_CSELECT_ERR;
+                        x->got = 0;
+                        if (x->sock != CURL_SOCKET_BAD)
+                                (void)curl_multi_socket_action(multi, x->sock, mask, &running);
+                }
+                while ((m = curl_multi_info_read(multi, &left)))
+                        if (m->msg == CURLMSG_DONE) {
+                                x->done = true;
+                                x->result = m->data.result;
+                        }
+        }
+        if (!x->done && x->want && x->sock != CURL_SOCKET_BAD && w->fd < 0)
+                (void)clua_fd_watch_set(w, x->sock, x->want);
+}
+
 typedef struct NetHttp {
         CLuaApp *app;
         CURLM *multi;
@@ -502,9 +601,8 @@ typedef struct NetHttp {
         CLuaTimer *timer;
         int fd;       /* the broker's socket until libcurl takes it, else -1 */
         bool closing; /* being freed: libcurl's callbacks do nothing */
-        bool done;    /* the hop's transfer ended */
-        CURLcode result;
-        char *url; /* this hop's URL (malloc'd) */
+        CurlXfer x;   /* the hop's transfer */
+        char *url;    /* this hop's URL (malloc'd) */
         NetTarget target;
         char method[17];
         const char *body; /* in the options table (user value 1) */
@@ -548,7 +646,7 @@ static void http_hop_end(NetHttp *r)
         curl_slist_free_all(r->resolve);
         r->resolve = NULL;
         r->closing = false;
-        r->done = false;
+        xfer_init(&r->x);
 }
 
 static int http_gc(lua_State *L)
@@ -620,67 +718,29 @@ static size_t http_on_header(char *p, size_t size, size_t n, void *userdata)
         return n;
 }
 
-static void http_check(NetHttp *r)
-{
-        CURLMsg *m;
-        int left;
-
-        while ((m = curl_multi_info_read(r->multi, &left)))
-                if (m->msg == CURLMSG_DONE) {
-                        r->done = true;
-                        r->result = m->data.result;
-                }
-        if (r->done)
-                clua_io_wake(&r->wait);
-}
-
 static void http_on_fd(CLuaFdWatch *w, uint32_t ev)
 {
         NetHttp *r = w->userdata;
-        int running, mask = 0;
 
-        if (r->closing || !r->multi)
-                return;
-        if (ev & EPOLLIN)
-                mask |= CURL_CSELECT_IN;
-        if (ev & EPOLLOUT)
-                mask |= CURL_CSELECT_OUT;
-        if (ev & (EPOLLERR | EPOLLHUP))
-                mask |= CURL_CSELECT_ERR;
-        (void)curl_multi_socket_action(r->multi, w->fd, mask, &running);
-        http_check(r);
+        xfer_seen(&r->x, w, ev);
+        clua_io_wake(&r->wait);
 }
 
 static void http_on_timer(void *data)
 {
         NetHttp *r = data;
-        int running;
 
-        if (r->closing || !r->multi)
-                return;
-        (void)curl_multi_socket_action(r->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-        http_check(r);
+        r->x.got_timeout = true;
+        clua_io_wake(&r->wait);
 }
 
 static int http_socket_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
 {
         NetHttp *r = userp;
-        uint32_t ev = 0;
 
         (void)e;
         (void)socketp;
-        if (r->closing)
-                return 0;
-        if (what == CURL_POLL_REMOVE) {
-                if (r->watch.fd == s)
-                        clua_fd_watch_stop(&r->watch);
-                return 0;
-        }
-        if (what & CURL_POLL_IN)
-                ev |= EPOLLIN;
-        if (what & CURL_POLL_OUT)
-                ev |= EPOLLOUT;
-        return clua_fd_watch_set(&r->watch, s, ev) < 0 ? -1 : 0;
+        return r->closing ? 0 : xfer_socket(&r->x, &r->watch, s, what);
 }
 
 static int http_timer_cb(CURLM *m, long timeout_ms, void *userp)
@@ -688,15 +748,7 @@ static int http_timer_cb(CURLM *m, long timeout_ms, void *userp)
         NetHttp *r = userp;
 
         (void)m;
-        if (r->closing)
-                return 0;
-        clua_timer_remove_cb(r->app, &r->timer);
-        if (timeout_ms < 0)
-                return 0;
-        return clua_timer_add_cb(r->app, (uint64_t)timeout_ms * 1000000u, http_on_timer, r,
-                                 &r->timer) < 0
-                       ? -1
-                       : 0;
+        return r->closing ? 0 : xfer_timer(&r->x, r->app, &r->timer, timeout_ms, http_on_timer, r);
 }
 
 /* libcurl's socket is the broker's: no socket of its own, no connect. */
@@ -814,7 +866,7 @@ static int http_hop_setup(NetHttp *r)
         r->hdr_len = 0;
         r->too_large = false;
         r->hdr_too_large = false;
-        r->done = false;
+        xfer_init(&r->x);
         if (curl_multi_add_handle(r->multi, r->easy) != CURLM_OK)
                 return -EIO;
         return 0;
@@ -888,11 +940,11 @@ static int http_done_k(lua_State *L, int status, lua_KContext ctx)
         (void)ctx;
         if (status == LUA_YIELD)
                 (void)clua_io_resumed(L, &r->wait);
-        if (!r->done)
-                /* Not woken by the end (the app's end cleared the wait): wait on. */
+        xfer_run(&r->x, r->multi, &r->watch);
+        if (!r->x.done)
                 return clua_io_wait(L, &r->wait, 0, http_done_k, 0);
-        if (r->result != CURLE_OK) {
-                CURLcode rc = r->result;
+        if (r->x.result != CURLE_OK) {
+                CURLcode rc = r->x.result;
                 char msg[CURL_ERROR_SIZE + 64];
 
                 snprintf(msg, sizeof msg, "%s", r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc));
@@ -1018,7 +1070,7 @@ static int http_connected_k(lua_State *L, int status, lua_KContext ctx)
                         return clua_doom(L, CLUA_MEMORY);
                 return luaL_error(L, "cella.net.http: %s: cannot set up the transfer", r->url);
         }
-        return clua_io_wait(L, &r->wait, 0, http_done_k, 0);
+        return http_done_k(L, LUA_OK, 0);
 }
 
 static int http_hop(lua_State *L, NetHttp *r)
@@ -1155,6 +1207,7 @@ static int http_request(lua_State *L)
                 return luaL_error(L, "cella.net.http: libcurl failed to initialize");
         r = lua_newuserdatauv(L, sizeof(*r), 2);
         memset(r, 0, sizeof(*r));
+        xfer_init(&r->x);
         r->fd = -1;
         r->watch.fd = -1;
         luaL_setmetatable(L, HTTP_MT);
@@ -1251,8 +1304,8 @@ typedef struct NetWs {
         int fd;   /* the broker's socket until libcurl takes it */
         int sock; /* libcurl's socket once connected */
         WsPhase phase;
-        bool done, closing, eof, failed;
-        CURLcode result;
+        CurlXfer x; /* the connect */
+        bool closing, eof, failed;
         NetTarget target;
         char *url;
         char address[64];
@@ -1286,38 +1339,15 @@ static void ws_watch(NetWs *w, uint32_t want)
         (void)clua_fd_watch_set(&w->watch, w->sock, ev);
 }
 
-static void ws_check(NetWs *w)
-{
-        CURLMsg *m;
-        int left;
-
-        while ((m = curl_multi_info_read(w->multi, &left)))
-                if (m->msg == CURLMSG_DONE) {
-                        w->done = true;
-                        w->result = m->data.result;
-                }
-        if (w->done)
-                clua_io_wake(&w->rwait);
-}
-
 static void ws_on_fd(CLuaFdWatch *fw, uint32_t ev)
 {
         NetWs *w = fw->userdata;
-        int running, mask = 0;
 
         if (w->closing)
                 return;
         if (w->phase == WS_CONNECTING) {
-                if (!w->multi)
-                        return;
-                if (ev & EPOLLIN)
-                        mask |= CURL_CSELECT_IN;
-                if (ev & EPOLLOUT)
-                        mask |= CURL_CSELECT_OUT;
-                if (ev & (EPOLLERR | EPOLLHUP))
-                        mask |= CURL_CSELECT_ERR;
-                (void)curl_multi_socket_action(w->multi, fw->fd, mask, &running);
-                ws_check(w);
+                xfer_seen(&w->x, fw, ev);
+                clua_io_wake(&w->rwait);
                 return;
         }
         if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))
@@ -1330,33 +1360,20 @@ static void ws_on_fd(CLuaFdWatch *fw, uint32_t ev)
 static void ws_on_timer(void *data)
 {
         NetWs *w = data;
-        int running;
 
-        if (w->closing || !w->multi || w->phase != WS_CONNECTING)
-                return;
-        (void)curl_multi_socket_action(w->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-        ws_check(w);
+        w->x.got_timeout = true;
+        clua_io_wake(&w->rwait);
 }
 
 static int ws_socket_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
 {
         NetWs *w = userp;
-        uint32_t ev = 0;
 
         (void)e;
         (void)socketp;
         if (w->closing || w->phase != WS_CONNECTING)
                 return 0;
-        if (what == CURL_POLL_REMOVE) {
-                if (w->watch.fd == s)
-                        clua_fd_watch_stop(&w->watch);
-                return 0;
-        }
-        if (what & CURL_POLL_IN)
-                ev |= EPOLLIN;
-        if (what & CURL_POLL_OUT)
-                ev |= EPOLLOUT;
-        return clua_fd_watch_set(&w->watch, s, ev) < 0 ? -1 : 0;
+        return xfer_socket(&w->x, &w->watch, s, what);
 }
 
 static int ws_timer_cb(CURLM *m, long timeout_ms, void *userp)
@@ -1364,15 +1381,9 @@ static int ws_timer_cb(CURLM *m, long timeout_ms, void *userp)
         NetWs *w = userp;
 
         (void)m;
-        if (w->closing)
+        if (w->closing || w->phase != WS_CONNECTING)
                 return 0;
-        clua_timer_remove_cb(w->app, &w->timer);
-        if (timeout_ms < 0 || w->phase != WS_CONNECTING)
-                return 0;
-        return clua_timer_add_cb(w->app, (uint64_t)timeout_ms * 1000000u, ws_on_timer, w,
-                                 &w->timer) < 0
-                       ? -1
-                       : 0;
+        return xfer_timer(&w->x, w->app, &w->timer, timeout_ms, ws_on_timer, w);
 }
 
 static curl_socket_t ws_open_socket(void *userp, curlsocktype purpose, struct curl_sockaddr *a)
@@ -1903,13 +1914,14 @@ static int ws_connected_k(lua_State *L, int status, lua_KContext ctx)
         (void)ctx;
         if (status == LUA_YIELD)
                 (void)clua_io_resumed(L, &w->rwait);
-        if (!w->done) {
+        xfer_run(&w->x, w->multi, &w->watch);
+        if (!w->x.done) {
                 if (now_monotonic_ns() >= w->deadline_ns)
                         return ws_fail(L, w, "timed out (timeout_ms)");
                 return clua_io_wait(L, &w->rwait, 0, ws_connected_k, 0);
         }
-        if (w->result != CURLE_OK)
-                return ws_fail(L, w, w->errmsg[0] ? w->errmsg : curl_easy_strerror(w->result));
+        if (w->x.result != CURLE_OK)
+                return ws_fail(L, w, w->errmsg[0] ? w->errmsg : curl_easy_strerror(w->x.result));
         if (curl_easy_getinfo(w->easy, CURLINFO_ACTIVESOCKET, &sock) != CURLE_OK ||
             sock == CURL_SOCKET_BAD)
                 return ws_fail(L, w, "no socket after the connect");
@@ -2000,7 +2012,7 @@ static int ws_broker_k(lua_State *L, int status, lua_KContext ctx)
             curl_multi_setopt(w->multi, CURLMOPT_TIMERDATA, w) != CURLM_OK ||
             curl_multi_add_handle(w->multi, w->easy) != CURLM_OK)
                 return ws_fail(L, w, "cannot set up the connection");
-        return clua_io_wait(L, &w->rwait, 0, ws_connected_k, 0);
+        return ws_connected_k(L, LUA_OK, 0);
 }
 
 #undef WSOPT
@@ -2136,6 +2148,7 @@ static int ws_connect(lua_State *L)
                 return luaL_error(L, "cella.net.websocket: libcurl failed to initialize");
         w = lua_newuserdatauv(L, sizeof(*w), 1); /* index 3 */
         memset(w, 0, sizeof(*w));
+        xfer_init(&w->x);
         w->fd = -1;
         w->sock = -1;
         w->watch.fd = -1;
