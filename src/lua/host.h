@@ -321,9 +321,11 @@ bool clua_timer_cancel(CLuaApp *app, uint64_t id);
 /*
  * An fd in the host's epoll set on behalf of an app's C code: when it is ready,
  * the loop calls cb(w, revents) (between slices, never with Lua running, with
- * clua_alloc_current set to the app's allocator). cb must not free any watch;
- * it wakes waits (clua_io_wake()) and drives libraries (libcurl's multi handle).
- * The struct must stay put while registered.
+ * clua_alloc_current set to the app's allocator). cb must not free any watch and
+ * should do little: note what came and wake the waiting task (clua_io_wake()),
+ * which does the work in its own slice (cella.net runs libcurl there). The
+ * struct must stay put while registered. Epoll is level-triggered: a cb that
+ * leaves the fd watched for what is still ready is called again at once.
  */
 typedef struct CLuaFdWatch {
         CLuaApp *app;
