@@ -7,8 +7,8 @@
 -- loopback: `python3 -m http.server 8000`), under the right
 -- "net.connect:127.0.0.1:8000", which names that exact address and port: the
 -- host's loopback is reached only so. Any other host needs its own
--- net.connect:HOST:PORT right (cella run --grant ..., or the manifest), and so
--- does every host a redirect leads to: each hop is checked again.
+-- net.connect:HOST:PORT right in the manifest, and so does every host a redirect
+-- leads to: each hop is checked again.
 local app = require "cella.app"
 local log = require "cella.log"
 local net = require "cella.net"
