@@ -565,33 +565,47 @@ static void *kernel_main(void *p)
         return NULL;
 }
 
+/* Runs the n apps srcs[] in one host (packed, n > 1), each with a test kernel of
+ * its own on its channel; returns the host's exit code (0: no fault) and each
+ * kernel's counts in ks[]. */
+static int run_apps(unsigned n, const char *const *srcs, Kernel *ks)
+{
+        CLuaHostOptions o = {.policy = CLUA_SCHED_FAIR, .stats_fd = -1, .n_apps = n};
+        CLuaHost *h = NULL;
+        int r;
+
+        ck_assert_int_eq(clua_host_new(&o, &h), 0);
+        for (unsigned i = 0; i < n; i++) {
+                int sp[2];
+                CLuaAppSpec s = {.log_fd = -1};
+                CLuaApp *app = NULL;
+                char *msg = NULL;
+
+                memset(&ks[i], 0, sizeof(ks[i]));
+                ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
+                ks[i].fd = sp[1];
+                ck_assert_int_eq(pthread_create(&ks[i].thread, NULL, kernel_main, &ks[i]), 0);
+                s.channel_fd = sp[0];
+                ck_assert_int_eq(clua_host_add(h, &s, &app), 0);
+                ck_assert_msg(clua_load(app, srcs[i], strlen(srcs[i]), "=test", &msg) == CLUA_OK,
+                              "%s", msg ?: "");
+                ck_assert_int_eq(clua_host_start(app, 0, NULL), 0);
+        }
+        r = clua_host_run(h);
+        clua_host_free(h); /* closes the channels: the kernel threads end */
+        for (unsigned i = 0; i < n; i++) {
+                ck_assert_int_eq(pthread_join(ks[i].thread, NULL), 0);
+                for (unsigned j = 0; j < ks[i].n_servers; j++)
+                        ck_assert_int_eq(pthread_join(ks[i].servers[j], NULL), 0);
+        }
+        return r;
+}
+
 /* Runs src as an app whose channel is a test kernel's; returns the host's exit
  * code (0: no fault) and the kernel's counts in *k. */
 static int run_app(const char *src, Kernel *k)
 {
-        int sp[2];
-        CLuaHostOptions o = {.policy = CLUA_SCHED_FAIR, .stats_fd = -1, .n_apps = 1};
-        CLuaAppSpec s = {.log_fd = -1};
-        CLuaHost *h = NULL;
-        CLuaApp *app = NULL;
-        char *msg = NULL;
-        int r;
-
-        memset(k, 0, sizeof(*k));
-        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
-        k->fd = sp[1];
-        ck_assert_int_eq(pthread_create(&k->thread, NULL, kernel_main, k), 0);
-        s.channel_fd = sp[0];
-        ck_assert_int_eq(clua_host_new(&o, &h), 0);
-        ck_assert_int_eq(clua_host_add(h, &s, &app), 0);
-        ck_assert_msg(clua_load(app, src, strlen(src), "=test", &msg) == CLUA_OK, "%s", msg ?: "");
-        ck_assert_int_eq(clua_host_start(app, 0, NULL), 0);
-        r = clua_host_run(h);
-        clua_host_free(h); /* closes the channel: the kernel thread ends */
-        ck_assert_int_eq(pthread_join(k->thread, NULL), 0);
-        for (unsigned i = 0; i < k->n_servers; i++)
-                ck_assert_int_eq(pthread_join(k->servers[i], NULL), 0);
-        return r;
+        return run_apps(1, &src, k);
 }
 
 #define PRELUDE "local net = require('cella.net') "
@@ -905,6 +919,35 @@ START_TEST(test_https_verified)
 }
 END_TEST
 
+/* Two apps packed in one host: while one waits on a silent server, the other
+ * fetches, reads and echoes over WebSocket (an app that waits holds no one up),
+ * each through its own channel to its own kernel. */
+START_TEST(test_packed_apps_wait_apart)
+{
+        Kernel ks[2];
+        const char *srcs[2] = {
+                PRELUDE "local t0 = require('cella.timer').now() "
+                        "local ok, e = pcall(net.http.get, 'http://files.test/silent', "
+                        "  {timeout_ms = 1500}) "
+                        "assert(not ok and e:find('timed out'), e) "
+                        "assert(require('cella.timer').now() - t0 >= 1.4)",
+                PRELUDE "local t = require('cella.timer') local t0 = t.now() "
+                        "for i = 1, 20 do "
+                        "  local r = net.http.get('http://files.test/hello') "
+                        "  assert(r.body == 'hello') end "
+                        "local ws = net.websocket.connect('ws://chat.test:9/chat?room=1', "
+                        "  {headers = {['X-Token'] = 't0k'}}) "
+                        "ws:send('x') assert(ws:receive() == 'x') ws:close() "
+                        /* all of it while the other app still waits */
+                        "assert(t.now() - t0 < 1.4, t.now() - t0)",
+        };
+
+        ck_assert_int_eq(run_apps(2, srcs, ks), 0);
+        ck_assert_uint_eq(ks[0].n_connects, 1);
+        ck_assert_uint_eq(ks[1].n_connects, 21);
+}
+END_TEST
+
 /* Without a kernel channel the calls fail clearly. */
 START_TEST(test_no_channel)
 {
@@ -949,6 +992,7 @@ static Suite *suite(void)
         tcase_add_test(api, test_websocket);
         tcase_add_test(api, test_app_ends_while_waiting);
         tcase_add_test(api, test_https_verified);
+        tcase_add_test(api, test_packed_apps_wait_apart);
         tcase_add_test(api, test_no_channel);
         suite_add_tcase(s, api);
         return s;
