@@ -92,6 +92,6 @@ void net_ws_accept(const char *key, char out[29]);
  */
 int net_ws_check_response(const char *head, size_t len, const char *accept, const char **why);
 
-/* Whether s (len bytes) is UTF-8 (RFC 3629: no overlong forms, no surrogates,
- * nothing above U+10FFFF), as a WebSocket text message must be (RFC 6455 5.6). */
+/* Whether s (len bytes) is UTF-8, as a WebSocket text message must be (RFC 6455
+ * 5.6): base/utf8.h's utf8_is_valid(), the one check of the code base (RFC 3629). */
 bool net_utf8_valid(const char *s, size_t len);
