@@ -1275,7 +1275,7 @@ static int http_post(lua_State *L)
 
 #define WS_MT              "cella.net.websocket"
 #define WS_MESSAGE_DEFAULT (1024u * 1024u)
-#define WS_MESSAGE_MAX     (64u * 1024u * 1024u)
+#define WS_MESSAGE_MAX     (16u * 1024u * 1024u)
 #define WS_HEAD_MAX        16384u
 #define WS_QUEUE_MAX       4096u
 
@@ -1323,6 +1323,10 @@ typedef struct NetWs {
         unsigned n_msgs;
         int close_code;
         char close_reason[124];
+        /* Bytes of the app's memory cap held for wslay's own buffers (its malloc's,
+         * not counted by the allocator): a message being reassembled and one
+         * being sent, max_message each. */
+        size_t reserved;
         char errmsg[CURL_ERROR_SIZE];
 } NetWs;
 
@@ -1448,6 +1452,9 @@ static void ws_end(NetWs *w)
         w->resolve = NULL;
         w->phase = WS_CLOSED;
         w->closing = false;
+        /* wslay's buffers went with its context */
+        w->app->alloc.used -= w->reserved;
+        w->reserved = 0;
         clua_io_wake(&w->rwait);
         clua_io_wake(&w->wwait);
 }
@@ -2167,6 +2174,20 @@ static int ws_connect(lua_State *L)
         w->deadline_ns = now_monotonic_ns() + w->timeout_ns;
         w->max_message =
                 (size_t)opt_int(L, opts, "max_message", WS_MESSAGE_DEFAULT, 1, WS_MESSAGE_MAX);
+        {
+                CLuaAlloc *a = &w->app->alloc;
+                size_t need = 2 * w->max_message;
+
+                if (a->used > a->cap || need > a->cap - a->used)
+                        return luaL_error(L,
+                                          "cella.net.websocket.connect: max_message %d needs "
+                                          "%d bytes of the app's memory limit free",
+                                          (int)w->max_message, (int)need);
+                a->used += need;
+                if (a->used > a->peak)
+                        a->peak = a->used;
+                w->reserved = need;
+        }
         if (opts && lua_getfield(L, opts, "ca_pem") != LUA_TNIL) {
                 if (lua_type(L, -1) != LUA_TSTRING)
                         return luaL_error(L, "cella.net.websocket.connect: ca_pem must be a "

@@ -776,13 +776,20 @@ START_TEST(test_websocket)
                 "ok, e = pcall(net.websocket.connect, 'ws://chat.test:10/chat?room=1', "
                 "  {headers = {['X-Token'] = 't0k'}}) "
                 "assert(not ok and e:find('Sec%-WebSocket%-Accept'), e) "
+                /* twice max_message is held from the memory limit (64 MiB here) */
+                "local m16 = {headers = {['X-Token'] = 't0k'}, max_message = 16 * 1024 * 1024} "
+                "local w1 = net.websocket.connect('ws://chat.test:9/chat?room=1', m16) "
+                "ok, e = pcall(net.websocket.connect, 'ws://chat.test:9/chat?room=1', m16) "
+                "assert(not ok and e:find('memory limit free'), e) "
+                "w1:close() "
+                "w1 = net.websocket.connect('ws://chat.test:9/chat?room=1', m16) w1:close() "
                 "ok, e = pcall(net.websocket.connect, 'ws://denied.test/x') "
                 "assert(not ok and e:find('refused: Permission denied'), e) "
                 "ok, e = pcall(net.websocket.connect, 'http://chat.test/x') "
                 "assert(not ok and e:find('not a ws or wss URL'), e)";
 
         ck_assert_int_eq(run_app(src, &k), 0);
-        ck_assert_uint_eq(k.n_connects, 4);
+        ck_assert_uint_eq(k.n_connects, 6);
         ck_assert_uint_eq(k.n_refused, 1);
 }
 END_TEST
