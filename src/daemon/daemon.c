@@ -734,6 +734,9 @@ int daemon_run(const DaemonOptions *o)
                 .owner_tag = d.tag,
                 .swap_caps = &d.config.swap,
                 .memory_budget = d.config.memory_total,
+                .net_conns_max = d.config.net.conns_max,
+                .net_rate = d.config.net.rate,
+                .net_burst = d.config.net.burst,
         };
         r = supervisor_new(&so, &d.sup, &err);
         if (r < 0)

@@ -40,6 +40,13 @@ typedef struct ManagerConfig {
         SwapCaps swap;  /* memory.swap.*: caps by class where memory is compressed (swap.h) */
         CpuWeights cpu; /* cpu.*: weights by class (cpu.h) */
         MemoryPolicyConfig policy; /* the manager's pacing and kill floors (policy.h) */
+        /* net.*: net.connect's per-app limits, handed to the broker (docs/network.md
+         * "Limits"; the defaults are broker.h's BROKER_NET_*_DEFAULT). */
+        struct {
+                uint32_t conns_max; /* connections open at once */
+                uint32_t rate;      /* new connections a second */
+                uint32_t burst;     /* and the bucket they come from */
+        } net;
 } ManagerConfig;
 
 /* The defaults (docs/config.md) into *ret. */

@@ -88,6 +88,9 @@ typedef struct SupervisorOptions {
          * memory report's reference, and the swap cap's base for an app without a
          * memory limit of its own. */
         uint64_t memory_budget;
+        /* net.connect's per-app limits (cellad.conf net.*, docs/network.md "Limits"):
+         * connections open, new ones a second, the bucket; 0: the broker's defaults. */
+        uint64_t net_conns_max, net_rate, net_burst;
 } SupervisorOptions;
 
 /* The phase of an app's run, as instance.c and group.c drive it; the state `cella ps`

@@ -2596,7 +2596,10 @@ START_TEST(test_opcode_rights_match_handlers)
                         if (!op->rights[0])
                                 ck_assert_msg(!right, "%s checks '%s', but the table lists none",
                                               op->name, right);
-                        else if (!right && strcmp(op->name, "bus.publish_batch") == 0) {
+                        else if (!right && (strcmp(op->name, "bus.publish_batch") == 0 ||
+                                            strcmp(op->name, "net.connect") == 0)) {
+                                /* net.connect's handler decides its right itself: an
+                                 * address's class comes before it (calls/net.c). */
                                 /* Its handler checks bus.publish per topic
                                  * (test_bus_publish_batch_rights). */
                                 snprintf(seen, sizeof seen, " %s ", op->rights);
