@@ -6,7 +6,9 @@
 -- The manifest's default is http://127.0.0.1:8000/ (a server on the host's
 -- loopback: `python3 -m http.server 8000`), under the right
 -- "net.connect:127.0.0.1:8000", which names that exact address and port: the
--- host's loopback is reached only so. Any other host needs its own
+-- host's loopback is reached only so, and only once the user granted it
+-- (`cella grant`, README.md: a right naming an address that is not public is
+-- dangerous). Any other host needs its own
 -- net.connect:HOST:PORT right in the manifest, and so does every host a redirect
 -- leads to: each hop is checked again.
 local app = require "cella.app"
