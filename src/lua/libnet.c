@@ -513,11 +513,13 @@ static void xfer_init(CurlXfer *x)
         *x = (CurlXfer){.sock = CURL_SOCKET_BAD};
 }
 
-/* From the owner's fd watch: notes ev and stops watching until the task ran. */
+/* From the owner's fd watch: notes ev. The fd stays watched (no epoll_ctl() per
+ * event): until the woken task has run, the loop may see it again, and only notes
+ * it again. */
 static void xfer_seen(CurlXfer *x, CLuaFdWatch *w, uint32_t ev)
 {
+        (void)w;
         x->got |= ev;
-        clua_fd_watch_stop(w);
 }
 
 /* libcurl's CURLMOPT_SOCKETFUNCTION, for the owner's: what it waits for on s. */
@@ -824,6 +826,9 @@ static int http_hop_setup(NetHttp *r)
         SETOPT(CURLOPT_HEADERFUNCTION, http_on_header);
         SETOPT(CURLOPT_HEADERDATA, r);
         SETOPT(CURLOPT_ACCEPT_ENCODING, "");
+        /* One read per readiness (libcurl's default 16 KiB made a task switch per
+         * 16 KiB of a bulk body). */
+        SETOPT(CURLOPT_BUFFERSIZE, 256L * 1024L);
         if (getenv("CELLA_NET_DEBUG"))
                 SETOPT(CURLOPT_VERBOSE, 1L);
         SETOPT(CURLOPT_SSL_VERIFYPEER, 1L);
