@@ -212,11 +212,16 @@ def test_an_allowed_host_is_reached_through_the_relay(state, probe, lab_factory)
     lab = lab_factory({"allowed.test": PUBLIC_V4, "v6.test": PUBLIC_V6})
     lab.serve("http", PUBLIC_V4, 8080)
     lab.serve("http", PUBLIC_V6, 8080)
+    lab.serve("udp", PUBLIC_V4, 5353)
     app = probe(["net.connect:allowed.test:8080", "net.connect:v6.test:8080",
-                 f"net.connect:[{PUBLIC_V6}]:8080", f"net.connect:{PUBLIC_V4}:8080"])
+                 f"net.connect:[{PUBLIC_V6}]:8080", f"net.connect:{PUBLIC_V4}:8080",
+                 "net.connect:allowed.test:5353"])
     out = run_probe(lab, state, app, "get", "allowed.test", "8080", "/",
                     "get", "v6.test", "8080", "/",
-                    "try", PUBLIC_V4, "8080", f"[{PUBLIC_V6}]", "8080")
+                    "try", PUBLIC_V4, "8080", f"[{PUBLIC_V6}]", "8080",
+                    "udp", "allowed.test", "5353")
+    udp = [d for d in out if d["op"] == "udp"]
+    assert udp == [{"op": "udp", "rc": "OK", "got": "PING"}], out
     t = tries(out)
     assert t[("allowed.test", "8080")]["rc"] == "OK", out
     assert t[("allowed.test", "8080")]["address"] == PUBLIC_V4

@@ -96,7 +96,9 @@ struct Conn {
         const char *via;
         char right[CAPABILITY_RIGHT_MAX];
         CapabilityRight parsed;
-        bool literal; /* host is an address: no resolution */
+        bool literal;     /* host is an address: no resolution */
+        bool once;        /* allowed by a one-time grant, used up by this connection */
+        NetState *res_st; /* whose resolution slot it holds while resolving */
 
         NetAddr addrs[NET_ADDRS_MAX];
         unsigned n_addrs, next_addr;
@@ -484,7 +486,8 @@ static void conn_relay(Conn *c)
                 return;
         }
         /* The right may have been revoked while we resolved and connected. */
-        if (c->st && c->parsed.cap && !broker_app_holds(c->app, &c->parsed, false)) {
+        if (c->st && c->parsed.cap && !c->once &&
+            broker_app_right_state(c->app, &c->parsed, NULL, NULL) != 0) {
                 conn_finish(c, EACCES, "the right was revoked", json_object());
                 return;
         }
@@ -525,7 +528,10 @@ static void conn_relay(Conn *c)
                 return;
         }
         c->phase = CONN_RELAYING;
-        broker_handle_add(c->app, &c->handle, c->parsed.cap ? &c->parsed : NULL, conn_handle_close);
+        /* On its right, which a revoke takes away; a connection a one-time grant
+         * allowed used that grant up and depends on no right that remains. */
+        broker_handle_add(c->app, &c->handle, c->parsed.cap && !c->once ? &c->parsed : NULL,
+                          conn_handle_close);
         broker_app_stats_mut(c->app)->net_connections++;
         if (c->call) {
                 Cella__V1__NetConnectReply reply = CELLA__V1__NET_CONNECT_REPLY__INIT;
@@ -690,7 +696,7 @@ static json_t *refusal_of(const NetAddr *a)
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
         Conn *c = req->data;
-        NetState *st = c->st;
+        NetState *st = c->res_st; /* the slot's owner, even if c was abandoned */
         NetGlobal *g = broker_net_global(c->broker);
         char why[1024], d[256];
         NetAddr bad;
@@ -698,6 +704,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 
         if (g && g->resolving > 0)
                 g->resolving--;
+        c->res_st = NULL;
         if (st && st->resolving > 0) {
                 st->resolving--;
                 if (st->waiting)
@@ -761,6 +768,7 @@ static void conn_resolve_start(Conn *c)
         }
         g->resolving++;
         c->st->resolving++;
+        c->res_st = c->st;
 }
 
 /* ---- the state of an app ------------------------------------------------------------------ */
@@ -776,6 +784,7 @@ static void net_state_close(BrokerHandle *h)
                 Conn *c = st->conns;
 
                 c->end_reason = "stopped";
+                c->res_st = NULL; /* st goes now */
                 if (c->phase == CONN_RELAYING) {
                         /* Its handle is closed by the core too; here only unlinked. */
                         conn_unlink(c);
@@ -824,6 +833,18 @@ static void conn_cancel(BrokerCall *call)
 
 /* ---- the request -------------------------------------------------------------------------- */
 
+/* broker_app_take() of c's right, noting first whether only a one-time grant
+ * covers it (that grant is used up by the take). */
+static int take_right(Conn *c, const char **why)
+{
+        size_t refused;
+        bool once = false;
+
+        if (broker_app_right_state(c->app, &c->parsed, &once, NULL) == 0)
+                c->once = once;
+        return broker_app_take(c->app, &c->parsed, 1, &refused, why);
+}
+
 /* Checks host and port and fills c->host (canonical), c->right, c->parsed and, for
  * an address, c->addrs[0]. Returns 0 or an errno with *why (static or in buf). */
 static int conn_setup(Conn *c, const char *host, uint32_t port, char *buf, size_t size,
@@ -869,11 +890,10 @@ static int conn_setup(Conn *c, const char *host, uint32_t port, char *buf, size_
         }
         /* An address of a class no scoped right reaches: only a right naming it. */
         if (c->literal && net_addr_classify(&a, NULL) != NET_ADDR_PUBLIC) {
-                size_t refused;
-                const char *w;
+                const char *w = NULL;
                 char d[200];
 
-                r = broker_app_take(c->app, &c->parsed, 1, &refused, &w);
+                r = take_right(c, &w);
                 if (r == 0)
                         return 0;
                 if (r == -EACCES) { /* the right naming it is requested, not granted */
@@ -890,9 +910,8 @@ static int conn_setup(Conn *c, const char *host, uint32_t port, char *buf, size_
                 *refusal = refusal_of(&a);
                 return EPERM;
         }
-        size_t refused;
         const char *w = NULL;
-        r = broker_app_take(c->app, &c->parsed, 1, &refused, &w);
+        r = take_right(c, &w);
         if (r < 0) {
                 snprintf(buf, size, "%s: %s", c->right, w ? w : "not granted");
                 *why = buf;
