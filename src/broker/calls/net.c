@@ -447,6 +447,18 @@ static void conn_handle_close(BrokerHandle *h)
         Conn *c = (Conn *)((char *)h - offsetof(Conn, handle));
         NetGlobal *g = broker_net_global(c->broker);
 
+        /* The app's counters get the bytes now: the relay's done comes later, when
+         * the app may have gone. */
+        if (c->app && g && g->relay) {
+                NetRelayStats rs;
+
+                if (net_relay_stats(g->relay, c->relay_id, &rs) == 0) {
+                        BrokerAppStats *as = broker_app_stats_mut(c->app);
+
+                        as->net_bytes_out += rs.bytes_a_to_b;
+                        as->net_bytes_in += rs.bytes_b_to_a;
+                }
+        }
         /* Closed because the right is gone (a revoke), or because the app is going. */
         if (!c->end_reason)
                 c->end_reason =
