@@ -96,9 +96,10 @@ struct Conn {
         const char *via;
         char right[CAPABILITY_RIGHT_MAX];
         CapabilityRight parsed;
-        bool literal;     /* host is an address: no resolution */
-        bool once;        /* allowed by a one-time grant, used up by this connection */
-        NetState *res_st; /* whose resolution slot it holds while resolving */
+        bool literal;        /* host is an address: no resolution */
+        bool once;           /* allowed by a one-time grant, used up by this connection */
+        NetState *res_st;    /* whose resolution slot it holds while resolving */
+        Conn *rnext, *rprev; /* in g->resolving_conns while its resolution runs */
 
         NetAddr addrs[NET_ADDRS_MAX];
         unsigned n_addrs, next_addr;
@@ -136,7 +137,8 @@ struct NetState {
 struct NetGlobal {
         NetRelay *relay;
         unsigned resolving;
-        NetState *ring; /* apps with resolutions waiting, round-robin */
+        Conn *resolving_conns; /* every resolution in flight, abandoned ones too */
+        NetState *ring;        /* apps with resolutions waiting, round-robin */
 };
 
 /* ---- helpers ------------------------------------------------------------------------ */
@@ -709,7 +711,20 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
         Conn *c = req->data;
         NetState *st = c->res_st; /* the slot's owner, even if c was abandoned */
-        NetGlobal *g = broker_net_global(c->broker);
+        NetGlobal *g = c->broker ? broker_net_global(c->broker) : NULL;
+
+        if (!g) { /* the broker has gone (broker_net_free()) */
+                uv_freeaddrinfo(res);
+                conn_free(c);
+                return;
+        }
+        if (c->rprev)
+                c->rprev->rnext = c->rnext;
+        else
+                g->resolving_conns = c->rnext;
+        if (c->rnext)
+                c->rnext->rprev = c->rprev;
+        c->rnext = c->rprev = NULL;
         char why[1024], d[256];
         NetAddr bad;
         bool have_bad = false;
@@ -781,6 +796,10 @@ static void conn_resolve_start(Conn *c)
         g->resolving++;
         c->st->resolving++;
         c->res_st = c->st;
+        c->rnext = g->resolving_conns;
+        if (c->rnext)
+                c->rnext->rprev = c;
+        g->resolving_conns = c;
 }
 
 /* ---- the state of an app ------------------------------------------------------------------ */
@@ -1206,6 +1225,15 @@ void broker_net_free(void *global)
         if (!g)
                 return;
         net_relay_free(g->relay); /* the done callbacks free their Conns */
+        /* Resolutions still on the threadpool (every app has gone, so each is
+         * abandoned): their callbacks, later, find no broker and free them. */
+        for (Conn *c = g->resolving_conns, *next; c; c = next) {
+                next = c->rnext;
+                c->broker = NULL;
+                c->res_st = NULL;
+                c->rnext = c->rprev = NULL;
+                (void)uv_cancel((uv_req_t *)&c->gai);
+        }
         free(g);
 }
 
