@@ -164,6 +164,18 @@ class Lines:
         return self.seen
 
 
+def ps_records(text):
+    """The app records of `cella ps --json` (a JSON array, or one object a line)."""
+    text = text.strip()
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = [json.loads(l) for l in text.splitlines() if l.strip()]
+    if isinstance(doc, dict):
+        doc = doc.get("apps", [doc])
+    return [r for r in doc if isinstance(r, dict)]
+
+
 def cella_cmd(state, *args):
     p = subprocess.run([CELLA, *args[:1], "--state-dir", str(state), *args[1:]],
                        capture_output=True, text=True, timeout=60)
@@ -356,6 +368,11 @@ def test_a_revoke_cuts_the_connection_mid_transfer(state, probe, lab_factory):
     try:
         out = Lines(p.stdout)
         out.until("stream connected", 60)
+        # The app's counters, where its other broker counters are.
+        ps = subprocess.run([CELLA, "ps", "--state-dir", str(state), "--json"],
+                            capture_output=True, text=True, timeout=30)
+        recs = [r for r in ps_records(ps.stdout) if r.get("id") == APP]
+        assert recs and recs[0]["net"]["connections"] == 1, ps.stdout + ps.stderr
         cella_cmd(state, "revoke", APP, "net.connect:allowed.test:8081")
         line = out.next(20)
         assert line is not None, "the connection was not cut after the revoke"
