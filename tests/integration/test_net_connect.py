@@ -164,6 +164,18 @@ class Lines:
         return self.seen
 
 
+def ps_records(text):
+    """The app records of `cella ps --json` (a JSON array, or one object a line)."""
+    text = text.strip()
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = [json.loads(l) for l in text.splitlines() if l.strip()]
+    if isinstance(doc, dict):
+        doc = doc.get("apps", [doc])
+    return [r for r in doc if isinstance(r, dict)]
+
+
 def cella_cmd(state, *args):
     p = subprocess.run([CELLA, *args[:1], "--state-dir", str(state), *args[1:]],
                        capture_output=True, text=True, timeout=60)
@@ -212,11 +224,16 @@ def test_an_allowed_host_is_reached_through_the_relay(state, probe, lab_factory)
     lab = lab_factory({"allowed.test": PUBLIC_V4, "v6.test": PUBLIC_V6})
     lab.serve("http", PUBLIC_V4, 8080)
     lab.serve("http", PUBLIC_V6, 8080)
+    lab.serve("udp", PUBLIC_V4, 5353)
     app = probe(["net.connect:allowed.test:8080", "net.connect:v6.test:8080",
-                 f"net.connect:[{PUBLIC_V6}]:8080", f"net.connect:{PUBLIC_V4}:8080"])
+                 f"net.connect:[{PUBLIC_V6}]:8080", f"net.connect:{PUBLIC_V4}:8080",
+                 "net.connect:allowed.test:5353"])
     out = run_probe(lab, state, app, "get", "allowed.test", "8080", "/",
                     "get", "v6.test", "8080", "/",
-                    "try", PUBLIC_V4, "8080", f"[{PUBLIC_V6}]", "8080")
+                    "try", PUBLIC_V4, "8080", f"[{PUBLIC_V6}]", "8080",
+                    "udp", "allowed.test", "5353")
+    udp = [d for d in out if d["op"] == "udp"]
+    assert udp == [{"op": "udp", "rc": "OK", "got": "PING"}], out
     t = tries(out)
     assert t[("allowed.test", "8080")]["rc"] == "OK", out
     assert t[("allowed.test", "8080")]["address"] == PUBLIC_V4
@@ -351,6 +368,11 @@ def test_a_revoke_cuts_the_connection_mid_transfer(state, probe, lab_factory):
     try:
         out = Lines(p.stdout)
         out.until("stream connected", 60)
+        # The app's counters, where its other broker counters are.
+        ps = subprocess.run([CELLA, "ps", "--state-dir", str(state), "--json"],
+                            capture_output=True, text=True, timeout=30)
+        recs = [r for r in ps_records(ps.stdout) if r.get("id") == APP]
+        assert recs and recs[0]["net"]["connections"] == 1, ps.stdout + ps.stderr
         cella_cmd(state, "revoke", APP, "net.connect:allowed.test:8081")
         line = out.next(20)
         assert line is not None, "the connection was not cut after the revoke"

@@ -4,7 +4,7 @@
  * Run by cella in a real sandbox, it makes net.connect calls through libcella and
  * prints one line per attempt, judging nothing:
  *
- *   try HOST PORT [udp]...  one cella_net_connect() per HOST PORT pair:
+ *   try HOST PORT...        one cella_net_connect() per HOST PORT pair (PORT/udp: UDP):
  *                           "try host=H port=P rc=OK|EPERM|... address=A why=W"
  *   get HOST PORT PATH      an HTTP/1.0 GET through the connection: "get rc=OK
  *                           status=<status line> bytes=N" (N: the whole response)
@@ -17,6 +17,9 @@
  *   bench HOST PORT N BYTES N connects (each closed at once), then one connection
  *                           reading BYTES: "bench connect_us=<p50>,<p90> mbps=<M>"
  *   done                    "net-probe: done"
+ *
+ * `net-probe direct HOST PORT N BYTES` (alone, outside cella) is bench's loop with
+ * plain connect(2): the direct row of bench/net-connect.
  */
 #include <cella.h>
 #include <errno.h>
@@ -24,6 +27,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -110,12 +115,60 @@ static int cmp64(const void *a, const void *b)
         return x < y ? -1 : x > y;
 }
 
+/* connect(2) n times (each closed at once), then one connection reading bytes: the
+ * "direct" row of bench/net-connect, outside any sandbox. host: a numeric IPv4. */
+static int bench_direct(const char *host, const char *port, int n, long long bytes)
+{
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(port))};
+        int64_t *lat = calloc((size_t)n, sizeof(*lat));
+        char buf[1 << 16];
+        long long got = 0;
+
+        if (!lat || n <= 0 || inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+                return 2;
+        for (int k = 0; k < n; k++) {
+                int64_t t0 = now_us();
+                int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                        printf("bench rc=%s\n", errname(errno));
+                        return 1;
+                }
+                lat[k] = now_us() - t0;
+                close(fd);
+        }
+        qsort(lat, (size_t)n, sizeof(*lat), cmp64);
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int64_t t0 = now_us();
+        if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+                char req[64];
+                snprintf(req, sizeof(req), "%lld\n", bytes);
+                write_all(fd, req, strlen(req));
+                for (;;) {
+                        ssize_t k = read(fd, buf, sizeof(buf));
+                        if (k <= 0)
+                                break;
+                        got += k;
+                        if (got >= bytes)
+                                break;
+                }
+        }
+        if (fd >= 0)
+                close(fd);
+        int64_t dt = now_us() - t0;
+        printf("bench connect_us=%lld,%lld bytes=%lld mbps=%.1f\n", (long long)lat[n / 2],
+               (long long)lat[(n * 9) / 10], got, dt > 0 ? (double)got * 8 / (double)dt : 0.0);
+        free(lat);
+        return 0;
+}
+
 int main(int argc, char **argv)
 {
         Cella *c = NULL;
         int r, i = 1;
 
         setvbuf(stdout, NULL, _IOLBF, 0);
+        if (argc == 6 && strcmp(argv[1], "direct") == 0)
+                return bench_direct(argv[2], argv[3], atoi(argv[4]), atoll(argv[5]));
         r = cella_open(&c);
         if (r < 0) {
                 fprintf(stderr, "net-probe: no cella channel: %s\n", strerror(-r));
@@ -127,12 +180,12 @@ int main(int argc, char **argv)
 
                 if (strcmp(cmd, "try") == 0) {
                         while (i + 1 < argc && !is_cmd(argv[i])) {
-                                bool udp = i + 2 < argc && strcmp(argv[i + 2], "udp") == 0;
+                                bool udp = strstr(argv[i + 1], "/udp") != NULL;
                                 int fd = connect_print(c, argv[i], argv[i + 1], udp);
 
                                 if (fd >= 0)
                                         close(fd);
-                                i += udp ? 3 : 2;
+                                i += 2;
                         }
                 } else if (strcmp(cmd, "get") == 0 && i + 2 < argc) {
                         int fd = connect_print(c, argv[i], argv[i + 1], false);
@@ -235,6 +288,8 @@ int main(int argc, char **argv)
                                         if (k <= 0)
                                                 break;
                                         got += k;
+                                        if (got >= bytes)
+                                                break;
                                 }
                                 close(fd);
                         }

@@ -96,7 +96,10 @@ struct Conn {
         const char *via;
         char right[CAPABILITY_RIGHT_MAX];
         CapabilityRight parsed;
-        bool literal; /* host is an address: no resolution */
+        bool literal;        /* host is an address: no resolution */
+        bool once;           /* allowed by a one-time grant, used up by this connection */
+        NetState *res_st;    /* whose resolution slot it holds while resolving */
+        Conn *rnext, *rprev; /* in g->resolving_conns while its resolution runs */
 
         NetAddr addrs[NET_ADDRS_MAX];
         unsigned n_addrs, next_addr;
@@ -134,7 +137,8 @@ struct NetState {
 struct NetGlobal {
         NetRelay *relay;
         unsigned resolving;
-        NetState *ring; /* apps with resolutions waiting, round-robin */
+        Conn *resolving_conns; /* every resolution in flight, abandoned ones too */
+        NetState *ring;        /* apps with resolutions waiting, round-robin */
 };
 
 /* ---- helpers ------------------------------------------------------------------------ */
@@ -445,6 +449,18 @@ static void conn_handle_close(BrokerHandle *h)
         Conn *c = (Conn *)((char *)h - offsetof(Conn, handle));
         NetGlobal *g = broker_net_global(c->broker);
 
+        /* The app's counters get the bytes now: the relay's done comes later, when
+         * the app may have gone. */
+        if (c->app && g && g->relay) {
+                NetRelayStats rs;
+
+                if (net_relay_stats(g->relay, c->relay_id, &rs) == 0) {
+                        BrokerAppStats *as = broker_app_stats_mut(c->app);
+
+                        as->net_bytes_out += rs.bytes_a_to_b;
+                        as->net_bytes_in += rs.bytes_b_to_a;
+                }
+        }
         /* Closed because the right is gone (a revoke), or because the app is going. */
         if (!c->end_reason)
                 c->end_reason =
@@ -484,7 +500,8 @@ static void conn_relay(Conn *c)
                 return;
         }
         /* The right may have been revoked while we resolved and connected. */
-        if (c->st && c->parsed.cap && !broker_app_holds(c->app, &c->parsed, false)) {
+        if (c->st && c->parsed.cap && !c->once &&
+            broker_app_right_state(c->app, &c->parsed, NULL, NULL) != 0) {
                 conn_finish(c, EACCES, "the right was revoked", json_object());
                 return;
         }
@@ -525,7 +542,10 @@ static void conn_relay(Conn *c)
                 return;
         }
         c->phase = CONN_RELAYING;
-        broker_handle_add(c->app, &c->handle, c->parsed.cap ? &c->parsed : NULL, conn_handle_close);
+        /* On its right, which a revoke takes away; a connection a one-time grant
+         * allowed used that grant up and depends on no right that remains. */
+        broker_handle_add(c->app, &c->handle, c->parsed.cap && !c->once ? &c->parsed : NULL,
+                          conn_handle_close);
         broker_app_stats_mut(c->app)->net_connections++;
         if (c->call) {
                 Cella__V1__NetConnectReply reply = CELLA__V1__NET_CONNECT_REPLY__INIT;
@@ -690,14 +710,28 @@ static json_t *refusal_of(const NetAddr *a)
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
         Conn *c = req->data;
-        NetState *st = c->st;
-        NetGlobal *g = broker_net_global(c->broker);
+        NetState *st = c->res_st; /* the slot's owner, even if c was abandoned */
+        NetGlobal *g = c->broker ? broker_net_global(c->broker) : NULL;
+
+        if (!g) { /* the broker has gone (broker_net_free()) */
+                uv_freeaddrinfo(res);
+                conn_free(c);
+                return;
+        }
+        if (c->rprev)
+                c->rprev->rnext = c->rnext;
+        else
+                g->resolving_conns = c->rnext;
+        if (c->rnext)
+                c->rnext->rprev = c->rprev;
+        c->rnext = c->rprev = NULL;
         char why[1024], d[256];
         NetAddr bad;
         bool have_bad = false;
 
         if (g && g->resolving > 0)
                 g->resolving--;
+        c->res_st = NULL;
         if (st && st->resolving > 0) {
                 st->resolving--;
                 if (st->waiting)
@@ -761,6 +795,11 @@ static void conn_resolve_start(Conn *c)
         }
         g->resolving++;
         c->st->resolving++;
+        c->res_st = c->st;
+        c->rnext = g->resolving_conns;
+        if (c->rnext)
+                c->rnext->rprev = c;
+        g->resolving_conns = c;
 }
 
 /* ---- the state of an app ------------------------------------------------------------------ */
@@ -776,6 +815,7 @@ static void net_state_close(BrokerHandle *h)
                 Conn *c = st->conns;
 
                 c->end_reason = "stopped";
+                c->res_st = NULL; /* st goes now */
                 if (c->phase == CONN_RELAYING) {
                         /* Its handle is closed by the core too; here only unlinked. */
                         conn_unlink(c);
@@ -824,6 +864,18 @@ static void conn_cancel(BrokerCall *call)
 
 /* ---- the request -------------------------------------------------------------------------- */
 
+/* broker_app_take() of c's right, noting first whether only a one-time grant
+ * covers it (that grant is used up by the take). */
+static int take_right(Conn *c, const char **why)
+{
+        size_t refused;
+        bool once = false;
+
+        if (broker_app_right_state(c->app, &c->parsed, &once, NULL) == 0)
+                c->once = once;
+        return broker_app_take(c->app, &c->parsed, 1, &refused, why);
+}
+
 /* Checks host and port and fills c->host (canonical), c->right, c->parsed and, for
  * an address, c->addrs[0]. Returns 0 or an errno with *why (static or in buf). */
 static int conn_setup(Conn *c, const char *host, uint32_t port, char *buf, size_t size,
@@ -869,11 +921,10 @@ static int conn_setup(Conn *c, const char *host, uint32_t port, char *buf, size_
         }
         /* An address of a class no scoped right reaches: only a right naming it. */
         if (c->literal && net_addr_classify(&a, NULL) != NET_ADDR_PUBLIC) {
-                size_t refused;
-                const char *w;
+                const char *w = NULL;
                 char d[200];
 
-                r = broker_app_take(c->app, &c->parsed, 1, &refused, &w);
+                r = take_right(c, &w);
                 if (r == 0)
                         return 0;
                 if (r == -EACCES) { /* the right naming it is requested, not granted */
@@ -890,9 +941,8 @@ static int conn_setup(Conn *c, const char *host, uint32_t port, char *buf, size_
                 *refusal = refusal_of(&a);
                 return EPERM;
         }
-        size_t refused;
         const char *w = NULL;
-        r = broker_app_take(c->app, &c->parsed, 1, &refused, &w);
+        r = take_right(c, &w);
         if (r < 0) {
                 snprintf(buf, size, "%s: %s", c->right, w ? w : "not granted");
                 *why = buf;
@@ -1175,6 +1225,15 @@ void broker_net_free(void *global)
         if (!g)
                 return;
         net_relay_free(g->relay); /* the done callbacks free their Conns */
+        /* Resolutions still on the threadpool (every app has gone, so each is
+         * abandoned): their callbacks, later, find no broker and free them. */
+        for (Conn *c = g->resolving_conns, *next; c; c = next) {
+                next = c->rnext;
+                c->broker = NULL;
+                c->res_st = NULL;
+                c->rnext = c->rprev = NULL;
+                (void)uv_cancel((uv_req_t *)&c->gai);
+        }
         free(g);
 }
 
