@@ -146,9 +146,10 @@ def test_https_with_a_test_ca(lab):
 local ca = {ca}
 local r = net.http.get('https://secure.test:{HTTPS_PORT}/hello', {{ca_pem = ca}})
 assert(r.status == 200 and r.body == 'hello', r.status)
--- the system's CA store does not know the test CA: verification fails
+-- the system's CA store (read inside the jail: /etc/ssl is bound) does not know the
+-- test CA: verification fails on the issuer, not on a store it could not load
 local ok, e = pcall(net.http.get, 'https://secure.test:{HTTPS_PORT}/hello')
-assert(not ok and e:find('certificate'), e)
+assert(not ok and e:find('unable to get local issuer certificate'), e)
 -- a certificate for another name fails too, whatever CA
 ok, e = pcall(net.http.get, 'https://wrongname.test:{HTTPS_PORT}/hello', {{ca_pem = ca}})
 assert(not ok and (e:find('certificate') or e:find('name')), e)
