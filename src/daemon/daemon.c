@@ -739,6 +739,9 @@ int daemon_run(const DaemonOptions *o)
                 .net_group_range = d.config.net_group_range,
                 .net_group_range_prefix = d.config.net_group_range_prefix,
                 .net_group_prefix = d.config.net_group_prefix,
+                .net_conns_max = d.config.net.conns_max,
+                .net_rate = d.config.net.rate,
+                .net_burst = d.config.net.burst,
         };
         r = supervisor_new(&so, &d.sup, &err);
         if (r < 0)

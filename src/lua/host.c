@@ -206,6 +206,8 @@ static void app_release(CLuaApp *app)
 
                 app->timers = t->next;
                 timer_heap_remove(app->host, t);
+                if (t->owner)
+                        *t->owner = NULL;
                 free(t);
         }
         app->n_timers = 0;
@@ -1192,7 +1194,7 @@ static void timer_unlink(CLuaApp *app, CLuaTimer *t)
 bool clua_timer_cancel(CLuaApp *app, uint64_t id)
 {
         for (CLuaTimer *t = app->timers; t; t = t->next) {
-                if (t->id != id || t->wait)
+                if (t->id != id || t->wait || t->cb)
                         continue;
                 timer_heap_remove(app->host, t);
                 timer_unlink(app, t);
@@ -1216,6 +1218,33 @@ void clua_timer_cancel_wait(CLuaApp *app, CLuaTimer *t)
         free(t);
 }
 
+int clua_timer_add_cb(CLuaApp *app, uint64_t delay_ns, void (*cb)(void *), void *cb_data,
+                      CLuaTimer **owner)
+{
+        CLuaTimer *t = clua_timer_add(app, delay_ns, 0, LUA_NOREF, NULL);
+
+        if (!t)
+                return -errno;
+        t->cb = cb;
+        t->cb_data = cb_data;
+        t->owner = owner;
+        if (owner)
+                *owner = t;
+        return 0;
+}
+
+void clua_timer_remove_cb(CLuaApp *app, CLuaTimer **owner)
+{
+        CLuaTimer *t = *owner;
+
+        if (!t)
+                return;
+        *owner = NULL;
+        timer_heap_remove(app->host, t);
+        timer_unlink(app, t);
+        free(t);
+}
+
 /* Fires the timers due at now. */
 static void fire_timers(CLuaHost *h, uint64_t now)
 {
@@ -1233,6 +1262,23 @@ static void fire_timers(CLuaHost *h, uint64_t now)
                         free(t);
                         wait->timer = NULL;
                         (void)clua_host_wake(wait);
+                        continue;
+                }
+                if (t->cb) {
+                        void (*cb)(void *) = t->cb;
+                        void *data = t->cb_data;
+                        CLuaAlloc *saved = clua_alloc_current;
+
+                        timer_heap_remove(h, t);
+                        timer_unlink(app, t);
+                        if (t->owner)
+                                *t->owner = NULL;
+                        free(t);
+                        if (app->ended)
+                                continue;
+                        clua_alloc_current = &app->alloc;
+                        cb(data);
+                        clua_alloc_current = saved;
                         continue;
                 }
                 /* A periodic timer whose last call has not started yet is not
@@ -1325,9 +1371,28 @@ static int poll_events(CLuaHost *h)
                         return 0;
                 return -errno;
         }
+        /* First the fd watches of C modules (iowait.c, tagged with bit 0): their
+         * callbacks only wake tasks and drive libraries, and free no watch; the
+         * apps' channels after them may end an app, which frees its watches. */
+        for (int i = 0; i < n; i++) {
+                CLuaFdWatch *fw;
+                CLuaAlloc *saved;
+
+                if (!(ev[i].data.u64 & 1u))
+                        continue;
+                fw = (CLuaFdWatch *)(uintptr_t)(ev[i].data.u64 & ~(uint64_t)1u);
+                if (fw->app->ended || !fw->cb)
+                        continue;
+                saved = clua_alloc_current;
+                clua_alloc_current = &fw->app->alloc;
+                fw->cb(fw, ev[i].events);
+                clua_alloc_current = saved;
+        }
         for (int i = 0; i < n; i++) {
                 CLuaApp *app = ev[i].data.ptr;
 
+                if (ev[i].data.u64 & 1u)
+                        continue;
                 if (ev[i].data.ptr == h) {
                         control = true;
                         continue;

@@ -112,7 +112,15 @@ struct CLuaWait {
         int (*decode)(lua_State *L, CellaReply *reply); /* pushes results */
         CellaReply *reply;                              /* a copy once it came */
         bool done;
-        CLuaTimer *timer; /* timer.sleep */
+        CLuaTimer *timer; /* timer.sleep, or an I/O wait's timeout */
+        /* An I/O wait (clua_io_wait()): woken by an fd watch or its timeout, never
+         * by a reply; owner is the slot that names it (cleared when it is freed). */
+        bool io;
+        bool io_woken; /* woken by clua_io_wake(), not by the timeout */
+        CLuaWait **owner;
+        /* clua_kernel_call_k(): where the task goes on after decode */
+        lua_KFunction then;
+        lua_KContext then_ctx;
 };
 
 struct CLuaTimer {
@@ -122,9 +130,14 @@ struct CLuaTimer {
         uint64_t interval_ns; /* 0: one-shot */
         int fn_ref;           /* LUA_NOREF for a sleep */
         CLuaWait *wait;       /* timer.sleep */
-        size_t heap_idx;      /* in host->timer_heap + 1 */
-        bool pending;         /* periodic: a call is queued and not started yet */
-        CLuaTimer *next;      /* in app->timers */
+        /* A C timer (clua_timer_add_cb()): cb(cb_data) from the loop, never with Lua
+         * running; *owner names it and is cleared when the timer is freed. */
+        void (*cb)(void *cb_data);
+        void *cb_data;
+        CLuaTimer **owner;
+        size_t heap_idx; /* in host->timer_heap + 1 */
+        bool pending;    /* periodic: a call is queued and not started yet */
+        CLuaTimer *next; /* in app->timers */
 };
 
 /* A bus subscription of an app: the broker's id and the callback's registry ref. */
@@ -303,6 +316,66 @@ void clua_timer_cancel_wait(CLuaApp *app, CLuaTimer *t);
 /* Cancels the app's timer id. Returns true if it was pending. */
 bool clua_timer_cancel(CLuaApp *app, uint64_t id);
 
+/* ---- I/O of C modules (iowait.c; cella.net) ----------------------------------- */
+
+/*
+ * An fd in the host's epoll set on behalf of an app's C code: when it is ready,
+ * the loop calls cb(w, revents) (between slices, never with Lua running, with
+ * clua_alloc_current set to the app's allocator). cb must not free any watch and
+ * should do little: note what came and wake the waiting task (clua_io_wake()),
+ * which does the work in its own slice (cella.net runs libcurl there). The
+ * struct must stay put while registered. Epoll is level-triggered: a cb that
+ * leaves the fd watched for what is still ready is called again at once.
+ */
+typedef struct CLuaFdWatch {
+        CLuaApp *app;
+        int fd;          /* the fd registered, -1 when none */
+        uint32_t events; /* EPOLLIN | EPOLLOUT registered now, 0 when none */
+        void (*cb)(struct CLuaFdWatch *w, uint32_t revents);
+        void *userdata;
+} CLuaFdWatch;
+
+/*
+ * Watches fd for events (EPOLLIN and/or EPOLLOUT; EPOLLERR and EPOLLHUP are always
+ * reported): adds it to the host's epoll set, changes what it waits for, or with
+ * events 0 removes it. One fd per watch; a new fd replaces the old one. Returns 0
+ * or the negative errno of epoll_ctl().
+ */
+int clua_fd_watch_set(CLuaFdWatch *w, int fd, uint32_t events);
+
+/* Removes w's fd from the epoll set (before the fd is closed). No-op if none. */
+void clua_fd_watch_stop(CLuaFdWatch *w);
+
+/*
+ * A C timer of app: cb(cb_data) after delay_ns of CLOCK_MONOTONIC, once; *owner
+ * (NULL allowed) is set to the timer, and cleared when it fires or is freed (the
+ * app ended). Counts against CLUA_TIMERS_MAX. Returns 0, -EBUSY, -ENOMEM.
+ */
+int clua_timer_add_cb(CLuaApp *app, uint64_t delay_ns, void (*cb)(void *), void *cb_data,
+                      CLuaTimer **owner);
+
+/* Removes the C timer *owner names, if any, without firing it; clears *owner. */
+void clua_timer_remove_cb(CLuaApp *app, CLuaTimer **owner);
+
+/*
+ * Suspends the running task until clua_io_wake(slot) or, if timeout_ns > 0, that
+ * much CLOCK_MONOTONIC later; then the task continues in k(L, LUA_YIELD, ctx),
+ * which must call clua_io_resumed(L, slot) first. *slot names the wait meanwhile
+ * (and is cleared if the app ends first). Raises if the task cannot be suspended
+ * (a metamethod called from C) or on memory errors. Must be the return of a
+ * lua_CFunction or of a continuation.
+ */
+int clua_io_wait(lua_State *L, CLuaWait **slot, uint64_t timeout_ns, lua_KFunction k,
+                 lua_KContext ctx);
+
+/* In the continuation: frees the wait *slot names. Returns true if its timeout
+ * ended it (no clua_io_wake() came first). */
+bool clua_io_resumed(lua_State *L, CLuaWait **slot);
+
+/* Wakes the task waiting on *slot (from an fd watch's or a C timer's callback).
+ * No-op when none waits or it was woken already. */
+void clua_io_wake(CLuaWait **slot);
+
 /* ---- kernel calls (kernel.c) ------------------------------------------------- */
 
 /*
@@ -344,6 +417,16 @@ const char *clua_opt_str(lua_State *L, int i, size_t max);
  */
 int clua_kernel_call(lua_State *L, const char *fname, uint16_t opcode, const ProtobufCMessage *req,
                      int (*decode)(lua_State *, CellaReply *));
+
+/*
+ * As clua_kernel_call(), but the calling C function goes on once decode pushed
+ * the results: in k(L, LUA_YIELD, ctx), with them on top of its stack (a call,
+ * then more waiting in C: cella.net.http's hops). Only from a task that can be
+ * suspended (raises otherwise). The return of a lua_CFunction or continuation.
+ */
+int clua_kernel_call_k(lua_State *L, const char *fname, uint16_t opcode,
+                       const ProtobufCMessage *req, int (*decode)(lua_State *, CellaReply *),
+                       lua_KFunction k, lua_KContext ctx);
 
 /* Unpacks a successful reply's message (protobuf_c_message_free_unpacked it),
  * or raises the kernel's error ("bus.publish: Permission denied: <reason>"). */

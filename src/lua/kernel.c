@@ -171,7 +171,7 @@ void clua_kernel_reply(Cella *c, CellaReply *reply, void *userdata)
 
         (void)c;
         for (CLuaWait *w = app->waits; w; w = w->next) {
-                if (w->request_id != reply->request_id || w->done || w->reply)
+                if (w->io || w->request_id != reply->request_id || w->done || w->reply)
                         continue;
                 w->reply = reply_copy(reply);
                 if (!w->reply) {
@@ -295,6 +295,60 @@ static int wait_for(lua_State *L, CLuaWait *w)
                         break;
         }
         return finish_wait(L, w);
+}
+
+/* The continuation of clua_kernel_call_k(): the wait's results, then its k. */
+static int await_then_k(lua_State *L, int status, lua_KContext ctx)
+{
+        CLuaWait *w = (CLuaWait *)ctx;
+        lua_KFunction k = w->then;
+        lua_KContext kctx = w->then_ctx;
+
+        (void)status;
+        clua_app_of(L)->host_yield = CLUA_YIELD_NONE;
+        (void)finish_wait(L, w);
+        return k(L, LUA_YIELD, kctx);
+}
+
+int clua_kernel_call_k(lua_State *L, const char *fname, uint16_t opcode,
+                       const ProtobufCMessage *req, int (*decode)(lua_State *, CellaReply *),
+                       lua_KFunction k, lua_KContext ctx)
+{
+        CLuaApp *app = clua_app_of(L);
+        Cella *c = clua_kernel(L, fname);
+        CLuaWait *w;
+        uint64_t id;
+        int r;
+
+        /* Only where the task can be suspended: blocking here would stop the host. */
+        if (!app->current || !lua_isyieldable(L))
+                return luaL_error(L,
+                                  "%s: cannot wait here: inside a metamethod or __tostring "
+                                  "called from C the task cannot be suspended",
+                                  fname);
+        r = client_call_async(c, opcode, req, clua_kernel_reply, app, &id);
+        if (r == -EAGAIN || r == -EBUSY) {
+                (void)clua_kernel_dispatch(app);
+                r = client_call_async(c, opcode, req, clua_kernel_reply, app, &id);
+        }
+        if (r < 0)
+                return clua_kernel_error(L, fname, r, NULL);
+        w = calloc(1, sizeof(*w));
+        if (!w) {
+                (void)cella_cancel(app->cella, id);
+                return clua_doom(L, CLUA_MEMORY);
+        }
+        w->app = app;
+        w->request_id = id;
+        w->decode = decode;
+        w->then = k;
+        w->then_ctx = ctx;
+        w->next = app->waits;
+        app->waits = w;
+        w->task = app->current;
+        app->current->wait = w;
+        app->host_yield = CLUA_YIELD_WAIT;
+        return lua_yieldk(L, 0, (lua_KContext)w, await_then_k);
 }
 
 int clua_await(lua_State *L, uint64_t request_id, int (*decode)(lua_State *L, CellaReply *reply))
@@ -530,7 +584,7 @@ static void channel_broke(CLuaApp *app)
         release_handler(app, app->on_message_ref);
         app->on_message_ref = LUA_NOREF;
         for (CLuaWait *w = app->waits; w; w = w->next)
-                if (!w->timer && !w->done)
+                if (!w->timer && !w->io && !w->done)
                         (void)clua_host_wake(w);
 }
 
@@ -559,6 +613,8 @@ void clua_kernel_close(CLuaApp *app)
                 CLuaWait *w = app->waits;
 
                 app->waits = w->next;
+                if (w->owner)
+                        *w->owner = NULL;
                 /* a woken wait's task belongs to its queued resume */
                 if (w->task && !w->done && w->task != app->current)
                         clua_task_free(w->task);

@@ -41,6 +41,10 @@ int luaopen_cella_app(lua_State *L);
 /* cella.notify: post (src/lua/libapp.c). */
 int luaopen_cella_notify(lua_State *L);
 
+/* cella.net: tcp, http and websocket clients over connections the broker makes
+ * (src/lua/libnet.c). */
+int luaopen_cella_net(lua_State *L);
+
 /*
  * Sets the data directory of L for cella.fs and cella.db: dirfd is an open
  * directory (O_PATH is enough; it is duplicated with F_DUPFD_CLOEXEC, the caller

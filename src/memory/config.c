@@ -100,6 +100,10 @@ static const ConfigKey config_keys[] = {
          .min = 8,
          .max = 30},
         U32("net.group.prefix", net_group_prefix, 16, 30),
+        /* net.connect's per-app limits (docs/network.md "Limits"). */
+        U32("net.connections_max", net.conns_max, 1, 65536),
+        U32("net.connect_rate", net.rate, 1, 100000),
+        U32("net.connect_burst", net.burst, 1, 100000),
 };
 
 _Static_assert(offsetof(ManagerConfig, net_group_range_prefix) ==
@@ -131,6 +135,11 @@ void manager_config_default(ManagerConfig *ret)
         ret->net_group_range = UINT32_C(0x0ad50000); /* 10.213.0.0/16 */
         ret->net_group_range_prefix = 16;
         ret->net_group_prefix = 24;
+        /* The broker's defaults (broker.h BROKER_NET_*_DEFAULT), here as numbers:
+         * libcella-memory does not include the broker. */
+        ret->net.conns_max = 256;
+        ret->net.rate = 50;
+        ret->net.burst = 100;
 }
 
 /*

@@ -44,6 +44,13 @@ typedef struct ManagerConfig {
         uint32_t net_group_range;        /* first address, host byte order (10.213.0.0) */
         uint32_t net_group_range_prefix; /* its prefix length (16) */
         uint32_t net_group_prefix;       /* each network's prefix length (24) */
+        /* net.*: net.connect's per-app limits, handed to the broker (docs/network.md
+         * "Limits"; the defaults are broker.h's BROKER_NET_*_DEFAULT). */
+        struct {
+                uint32_t conns_max; /* connections open at once */
+                uint32_t rate;      /* new connections a second */
+                uint32_t burst;     /* and the bucket they come from */
+        } net;
 } ManagerConfig;
 
 /* The defaults (docs/config.md) into *ret. */

@@ -93,6 +93,9 @@ typedef struct SupervisorOptions {
          * length, and each network's prefix length (net.group.prefix). */
         uint32_t net_group_range;
         unsigned net_group_range_prefix, net_group_prefix;
+        /* net.connect's per-app limits (cellad.conf net.*, docs/network.md "Limits"):
+         * connections open, new ones a second, the bucket; 0: the broker's defaults. */
+        uint64_t net_conns_max, net_rate, net_burst;
 } SupervisorOptions;
 
 /* The phase of an app's run, as instance.c and group.c drive it; the state `cella ps`
