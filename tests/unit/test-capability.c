@@ -430,7 +430,7 @@ START_TEST(test_right_level)
                 {"net.connect:169.254.169.254:80", CAPABILITY_DANGEROUS},
                 {"net.connect:[::ffff:10.0.0.1]:80", CAPABILITY_DANGEROUS},
                 {"net.connect:[fd00:ec2::254]:80", CAPABILITY_DANGEROUS},
-                {"net.group:lab", CAPABILITY_NORMAL},
+                {"net.group:lab", CAPABILITY_DANGEROUS},
                 {"net.listen:8080", CAPABILITY_DANGEROUS},
                 {"storage", CAPABILITY_NORMAL},
         };
