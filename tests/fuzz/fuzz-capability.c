@@ -72,11 +72,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-        static const CapabilityScopeKind kinds[] = {CAPABILITY_SCOPE_TOPIC, CAPABILITY_SCOPE_APP_ID,
-                                                    CAPABILITY_SCOPE_HOST_PORT,
-                                                    CAPABILITY_SCOPE_ROOT,
-                                                    CAPABILITY_SCOPE_PORT,
-                                                    CAPABILITY_SCOPE_NAME};
+        static const CapabilityScopeKind kinds[] = {
+                CAPABILITY_SCOPE_TOPIC, CAPABILITY_SCOPE_APP_ID, CAPABILITY_SCOPE_HOST_PORT,
+                CAPABILITY_SCOPE_ROOT,  CAPABILITY_SCOPE_PORT,   CAPABILITY_SCOPE_NAME};
         CapabilityRight right;
         const char *why = NULL, *pattern, *subject;
         char *buf;
@@ -120,8 +118,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         abort();
         }
 
-        if (kinds[data[0] % ELEMENTSOF(kinds)] == CAPABILITY_SCOPE_TOPIC && strlen(pattern) <= DIFF_MAX &&
-            strlen(subject) <= DIFF_MAX && !strchr(subject, '*') &&
+        if (kinds[data[0] % ELEMENTSOF(kinds)] == CAPABILITY_SCOPE_TOPIC &&
+            strlen(pattern) <= DIFF_MAX && strlen(subject) <= DIFF_MAX && !strchr(subject, '*') &&
             capability_scope_match(CAPABILITY_SCOPE_TOPIC, pattern, pattern) &&
             capability_scope_match(CAPABILITY_SCOPE_TOPIC, subject, subject)) {
                 const char *ps[64], *ss[64];
