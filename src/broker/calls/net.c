@@ -984,6 +984,11 @@ static void conn_start(Conn *c)
 {
         NetState *st = c->st;
 
+        if (c->literal && !c->done) { /* the call: its answer may come at once */
+                c->phase = CONN_CONNECTING;
+                conn_try_next(c);
+                return;
+        }
         if (c->literal) {
                 /* Through the loop, not now: an answer never comes before the caller
                  * has returned (broker_net_connect()'s contract). */
