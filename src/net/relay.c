@@ -650,6 +650,9 @@ int net_relay_add(NetRelay *r, const NetRelayPair *pair, uint64_t *ret_id)
         }
         p->fd[0] = fd_a;
         p->fd[1] = fd_b;
+        /* Every pipe fd "none" before the first can fail: pair_free() closes them. */
+        for (unsigned i = 0; i < 2; i++)
+                p->dir[i].pipe_r = p->dir[i].pipe_w = -1;
         p->datagram = pair->datagram;
         p->done = pair->done;
         p->userdata = pair->userdata;

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "base/macro.h"
+#include "net/addr.h"
 #include "policy/capability.h"
 
 #define DIFF_MAX 48 /* bytes of pattern and subject for the differential check */
@@ -71,11 +72,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-        static const CapabilityScopeKind kinds[] = {CAPABILITY_SCOPE_TOPIC, CAPABILITY_SCOPE_APP_ID,
-                                                    CAPABILITY_SCOPE_HOST_PORT,
-                                                    CAPABILITY_SCOPE_ROOT,
-                                                    CAPABILITY_SCOPE_PORT,
-                                                    CAPABILITY_SCOPE_NAME};
+        static const CapabilityScopeKind kinds[] = {
+                CAPABILITY_SCOPE_TOPIC, CAPABILITY_SCOPE_APP_ID, CAPABILITY_SCOPE_HOST_PORT,
+                CAPABILITY_SCOPE_ROOT,  CAPABILITY_SCOPE_PORT,   CAPABILITY_SCOPE_NAME};
         CapabilityRight right;
         const char *why = NULL, *pattern, *subject;
         char *buf;
@@ -90,8 +89,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         pattern = buf;
         subject = buf + strlen(buf) + 1 <= buf + size ? buf + strlen(buf) + 1 : buf + size;
 
-        /* The whole input as a right: parses or says why, never crashes. */
-        if (capability_right_parse(pattern, &right, &why) < 0 && !why)
+        /* The whole input as a right: parses or says why, never crashes; a parsed
+         * right has a level. */
+        if (capability_right_parse(pattern, &right, &why) < 0) {
+                if (!why)
+                        abort();
+        } else if (capability_right_level(&right) > CAPABILITY_SIGNATURE)
                 abort();
 
         m = capability_scope_match(kinds[data[0] % ELEMENTSOF(kinds)], pattern, subject);
@@ -100,8 +103,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (m && !capability_scope_match(kinds[data[0] % ELEMENTSOF(kinds)], pattern, pattern))
                 abort();
 
-        if (kinds[data[0] % ELEMENTSOF(kinds)] == CAPABILITY_SCOPE_TOPIC && strlen(pattern) <= DIFF_MAX &&
-            strlen(subject) <= DIFF_MAX && !strchr(subject, '*') &&
+        /* An address is covered only by itself (docs/network.md "Rights"): a host
+         * that is an address spelling matches exactly its own text. */
+        if (m && kinds[data[0] % ELEMENTSOF(kinds)] == CAPABILITY_SCOPE_HOST_PORT) {
+                const char *pc = strrchr(pattern, ':'), *sc = strrchr(subject, ':');
+                char sh[CAPABILITY_RIGHT_MAX];
+
+                if (!pc || !sc || (size_t)(sc - subject) >= sizeof(sh))
+                        abort();
+                memcpy(sh, subject, (size_t)(sc - subject));
+                sh[sc - subject] = 0;
+                if (net_host_looks_numeric(sh) &&
+                    ((size_t)(pc - pattern) != strlen(sh) || memcmp(pattern, sh, strlen(sh)) != 0))
+                        abort();
+        }
+
+        if (kinds[data[0] % ELEMENTSOF(kinds)] == CAPABILITY_SCOPE_TOPIC &&
+            strlen(pattern) <= DIFF_MAX && strlen(subject) <= DIFF_MAX && !strchr(subject, '*') &&
             capability_scope_match(CAPABILITY_SCOPE_TOPIC, pattern, pattern) &&
             capability_scope_match(CAPABILITY_SCOPE_TOPIC, subject, subject)) {
                 const char *ps[64], *ss[64];

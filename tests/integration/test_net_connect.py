@@ -79,6 +79,7 @@ elif mode == "udp":
     print("ready", flush=True)
     while True:
         d, a = s.recvfrom(65536)
+        print("got", d, flush=True)
         s.sendto(d.upper(), a)
 '''
 
@@ -420,3 +421,23 @@ def test_the_connection_limit_and_the_rate_refuse_with_their_errors(state, probe
         assert "net.connect_rate" in why, why
     limited = [r for r in audit(state) if r.get("limit")]
     assert {r["limit"] for r in limited} == {"connections", "rate"}, limited
+
+
+def test_the_apps_end_cannot_be_pointed_elsewhere(state, probe, lab_factory):
+    """The fd is a Unix socket: the tricks a kernel socket would allow (connect it
+    anew after connect(AF_UNSPEC), sendto() another address) have nothing to act on,
+    and the lab's other "public" server sees nothing."""
+    lab = lab_factory({"allowed.test": PUBLIC_V4})
+    lab.serve("http", PUBLIC_V4, 8080)
+    lab.serve("udp", PUBLIC_V4, 8080)
+    other = lab.serve("udp", PUBLIC_V4_2, 9999)
+    app = probe(["net.connect:allowed.test:8080"])
+    out = run_probe(lab, state, app, "escape", "allowed.test", "8080", PUBLIC_V4_2, "9999")
+    esc = [d for d in out if d["op"] == "escape"]
+    assert [d["rc"] for d in out if d["op"] == "try"] == ["OK", "OK"], out
+    assert esc and esc[0]["unspec"] != "OK" and esc[0]["connect"] != "OK", out
+    # sendto() on the Unix socket ignores the address: the datagram went to the
+    # vetted peer (its echo came back), not to the other server.
+    assert esc[0]["sendto"] != "OK" or esc[0]["echo"] == "X", out
+    ready, _, _ = select.select([other.stdout], [], [], 0)
+    assert not ready, "the other server heard something"

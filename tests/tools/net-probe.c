@@ -16,6 +16,10 @@
  *   udp HOST PORT           one datagram "ping" out, one back: "udp rc=OK got=<text>"
  *   bench HOST PORT N BYTES N connects (each closed at once), then one connection
  *                           reading BYTES: "bench connect_us=<p50>,<p90> mbps=<M>"
+ *   escape HOST PORT IP P   on a TCP and a UDP connection to HOST PORT, tries
+ *                           connect(AF_UNSPEC), connect() to IP:P and sendto() IP:P:
+ *                           "escape unspec=<rc> connect=<rc> sendto=<rc> echo=<the
+ *                           vetted peer's answer to what sendto() sent>"
  *   done                    "net-probe: done"
  *
  * `net-probe direct HOST PORT N BYTES` (alone, outside cella) is bench's loop with
@@ -29,6 +33,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -64,6 +69,14 @@ static const char *errname(int e)
                 return "ECONNRESET";
         case EPIPE:
                 return "EPIPE";
+        case EAFNOSUPPORT:
+                return "EAFNOSUPPORT";
+        case EISCONN:
+                return "EISCONN";
+        case EOPNOTSUPP:
+                return "EOPNOTSUPP";
+        case EBADF:
+                return "EBADF";
         }
         snprintf(buf, sizeof(buf), "E%d", e);
         return buf;
@@ -101,7 +114,8 @@ static int64_t now_us(void)
 
 static bool is_cmd(const char *s)
 {
-        static const char *const cmds[] = {"try", "get", "stream", "hold", "udp", "bench", "done"};
+        static const char *const cmds[] = {"try", "get",   "stream", "hold",
+                                           "udp", "bench", "done",   "escape"};
 
         for (size_t k = 0; k < sizeof(cmds) / sizeof(cmds[0]); k++)
                 if (strcmp(s, cmds[k]) == 0)
@@ -298,6 +312,39 @@ int main(int argc, char **argv)
                                (long long)lat[n / 2], (long long)lat[(n * 9) / 10], got,
                                dt > 0 ? (double)got * 8 / (double)dt : 0.0);
                         free(lat);
+                        i += 4;
+                } else if (strcmp(cmd, "escape") == 0 && i + 3 < argc) {
+                        /* The tricks a kernel socket would allow, on the fd the kernel
+                         * gave: dissolve the association and connect elsewhere, send
+                         * a datagram elsewhere. Each must fail. */
+                        struct sockaddr_in to = {.sin_family = AF_INET,
+                                                 .sin_port = htons((uint16_t)atoi(argv[i + 3]))};
+                        struct sockaddr unspec = {.sa_family = AF_UNSPEC};
+                        int tcp = connect_print(c, argv[i], argv[i + 1], false);
+                        int udp = connect_print(c, argv[i], argv[i + 1], true);
+                        int r1, r2, r3, e1, e2, e3;
+
+                        inet_pton(AF_INET, argv[i + 2], &to.sin_addr);
+                        r1 = connect(tcp, &unspec, sizeof(unspec));
+                        e1 = errno;
+                        r2 = connect(tcp, (struct sockaddr *)&to, sizeof(to));
+                        e2 = errno;
+                        r3 = (int)sendto(udp, "x", 1, 0, (struct sockaddr *)&to, sizeof(to));
+                        e3 = errno;
+                        /* Where did it go? The vetted peer echoes it upper-cased. */
+                        char echo[16] = "";
+                        struct pollfd pf = {.fd = udp, .events = POLLIN};
+                        if (r3 > 0 && poll(&pf, 1, 10000) > 0) {
+                                ssize_t k = recv(udp, echo, sizeof(echo) - 1, 0);
+                                echo[k > 0 ? k : 0] = 0;
+                        }
+                        printf("escape unspec=%s connect=%s sendto=%s echo=%s\n",
+                               r1 < 0 ? errname(e1) : "OK", r2 < 0 ? errname(e2) : "OK",
+                               r3 < 0 ? errname(e3) : "OK", echo);
+                        if (tcp >= 0)
+                                close(tcp);
+                        if (udp >= 0)
+                                close(udp);
                         i += 4;
                 } else if (strcmp(cmd, "done") == 0) {
                         printf("net-probe: done\n");

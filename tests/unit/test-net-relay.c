@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -540,6 +541,38 @@ START_TEST(test_bad_pairs)
 }
 END_TEST
 
+/* No fd left for the pipes: -EMFILE, both fds closed, and no other fd of the
+ * process touched (pair_free() once closed fd 0 for a pipe never made). */
+START_TEST(test_no_fds_for_pipes)
+{
+        Fixture f;
+        Done d = {0};
+        int a[2], b[2], probe;
+        struct rlimit old, lim;
+
+        fixture_init(&f);
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, a), 0);
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, b), 0);
+        probe = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        ck_assert_int_ge(probe, 0);
+        ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+        lim = old;
+        lim.rlim_cur = (rlim_t)probe; /* the lowest free fd: no new one */
+        ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &lim), 0);
+        close(probe);
+        ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &lim), 0);
+        NetRelayPair p = {.fd_a = a[1], .fd_b = b[1], .done = on_done, .userdata = &d};
+        ck_assert_int_eq(net_relay_add(f.r, &p, NULL), -EMFILE);
+        ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+        ck_assert(!fd_open(a[1]) && !fd_open(b[1]));
+        ck_assert(fd_open(0) && fd_open(a[0]) && fd_open(b[0]));
+        close(a[0]);
+        close(b[0]);
+        fixture_done(&f);
+        ck_assert_uint_eq(d.calls, 0);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("net-relay");
@@ -556,6 +589,7 @@ int main(void)
         tcase_add_test(tc, test_many_pairs);
         tcase_add_test(tc, test_free_ends_every_pair);
         tcase_add_test(tc, test_bad_pairs);
+        tcase_add_test(tc, test_no_fds_for_pipes);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);

@@ -205,13 +205,31 @@ static const char *end_name(NetRelayEnd e)
         return "?";
 }
 
-/* One "net" audit record (the app may have gone: by the id kept). */
+/*
+ * One "net" audit record (the app may have gone: by the id kept). While the
+ * net.connect call that asked is still unanswered, its fields go into that call's
+ * own record instead, which the core writes through the app's coalescer and audit
+ * budget (docs/audit.md): a flood of refused calls cannot flood the log. (Through
+ * broker_net_connect() every attempt takes a token of the app's connection rate
+ * first, which bounds its records.)
+ */
 static void conn_audit(Conn *c, json_t *f)
 {
         AuditLog *a = broker_options(c->broker)->audit;
 
         if (!f)
                 return;
+        if (c->call) {
+                const char *k;
+                json_t *v;
+
+                json_object_set_new(f, "proto", json_string(c->udp ? "udp" : "tcp"));
+                if (c->tried)
+                        json_object_set(f, "tried", c->tried);
+                json_object_foreach(f, k, v) broker_audit_set(c->call, k, json_incref(v));
+                json_decref(f);
+                return;
+        }
         json_object_set_new(f, "host", json_string(c->host));
         json_object_set_new(f, "port", json_integer(c->port));
         json_object_set_new(f, "proto", json_string(c->udp ? "udp" : "tcp"));
@@ -966,6 +984,11 @@ static void conn_start(Conn *c)
 {
         NetState *st = c->st;
 
+        if (c->literal && !c->done) { /* the call: its answer may come at once */
+                c->phase = CONN_CONNECTING;
+                conn_try_next(c);
+                return;
+        }
         if (c->literal) {
                 /* Through the loop, not now: an answer never comes before the caller
                  * has returned (broker_net_connect()'s contract). */
@@ -1003,6 +1026,20 @@ static int conn_begin(Conn *c, const char *host, uint32_t port, char *buf, size_
                 *why = "out of memory";
                 return ENOMEM;
         }
+        /* Every attempt takes a token, refused or not: the rate bounds the work
+         * and the records an app can cause. */
+        if (ratelimit_take(&st->rate, now_ns(), NULL) < 0) {
+                snprintf(buf, size,
+                         "the app opens connections faster than its rate (net.connect_rate: %llu "
+                         "a second)",
+                         (unsigned long long)o->net_rate);
+                *why = buf;
+                *refusal = json_pack("{s:s}", "limit", "rate");
+                snprintf(c->host, sizeof(c->host), "%.*s",
+                         (int)strnlen(host ? host : "", NET_HOST_MAX), host ? host : "");
+                broker_app_stats_mut(c->app)->net_limited++;
+                return EAGAIN;
+        }
         r = conn_setup(c, host, port, buf, size, why, refusal);
         if (r)
                 return r;
@@ -1014,16 +1051,6 @@ static int conn_begin(Conn *c, const char *host, uint32_t port, char *buf, size_
                 *refusal = json_pack("{s:s}", "limit", "connections");
                 broker_app_stats_mut(c->app)->net_limited++;
                 return EMFILE;
-        }
-        if (ratelimit_take(&st->rate, now_ns(), NULL) < 0) {
-                snprintf(buf, size,
-                         "the app opens connections faster than its rate (net.connect_rate: %llu "
-                         "a second)",
-                         (unsigned long long)o->net_rate);
-                *why = buf;
-                *refusal = json_pack("{s:s}", "limit", "rate");
-                broker_app_stats_mut(c->app)->net_limited++;
-                return EAGAIN;
         }
         c->st = st;
         c->id = ++st->next_id;
@@ -1086,6 +1113,7 @@ static void net_connect_handle(BrokerCall *call)
         c->udp = req->proto == CELLA__V1__NET_PROTO__NET_PROTO_UDP;
         r = conn_begin(c, req->host, req->port, buf, sizeof(buf), &why, &refusal);
         if (r) {
+                c->call = call; /* the refusal's fields go into the call's record */
                 if (refusal) {
                         json_object_set_new(refusal, "what", json_string("refused"));
                         json_object_set_new(refusal, "errno", json_integer(r));
@@ -1097,6 +1125,7 @@ static void net_connect_handle(BrokerCall *call)
                 broker_audit_set(call, "host", json_string(c->host[0] ? c->host : ""));
                 if (c->right[0])
                         call->right = c->right;
+                c->call = NULL;
                 broker_reply_error(call, r, why);
                 conn_free(c);
                 return;
