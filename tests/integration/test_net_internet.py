@@ -314,6 +314,10 @@ def test_net_internet_reaches_public_hosts_and_nothing_private(tmp_path, lab, ma
     with running_cellad(state, preexec_fn=lab.lab.enter) as d:
         g = _cella("grant", "--app-dir", app, "org.test.internet", "net.internet", state=state)
         assert g.returncode == 0, g.stderr
+        # An address that is not public makes net.connect dangerous: the user grants it.
+        g = _cella("grant", "--app-dir", app, "org.test.internet", f"net.connect:{EXCEPTION}:8083",
+                   state=state)
+        assert g.returncode == 0, g.stderr
         r = _cella("run", app, state=state, timeout=120)
         log = d.log()
     res = _results(r.stdout)
@@ -417,6 +421,10 @@ def test_revoking_an_exception_closes_it_at_once(tmp_path, lab, make_app):
                    permissions=["net.internet", f"net.connect:{EXCEPTION}:8083"])
     with running_cellad(state, preexec_fn=lab.lab.enter) as d:
         g = _cella("grant", "--app-dir", app, "org.test.except", "net.internet", state=state)
+        assert g.returncode == 0, g.stderr
+        # An address that is not public makes net.connect dangerous: the user grants it.
+        g = _cella("grant", "--app-dir", app, "org.test.except", f"net.connect:{EXCEPTION}:8083",
+                   state=state)
         assert g.returncode == 0, g.stderr
         run = subprocess.Popen([CELLA, "run", str(app)], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, stdin=subprocess.PIPE, text=True,
