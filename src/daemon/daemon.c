@@ -734,6 +734,8 @@ int daemon_run(const DaemonOptions *o)
                 .owner_tag = d.tag,
                 .swap_caps = &d.config.swap,
                 .memory_budget = d.config.memory_total,
+                /* cellad.conf net.proxy.port; 0 there is no proxy. */
+                .net_proxy_port = d.config.net_proxy_port ? (int)d.config.net_proxy_port : -1,
         };
         r = supervisor_new(&so, &d.sup, &err);
         if (r < 0)

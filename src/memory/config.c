@@ -91,6 +91,8 @@ static const ConfigKey config_keys[] = {
         U32("memory.kill.floor.moderate", policy.kill_floor[MEMORY_LEVEL_MODERATE], 0, 1000),
         U32("memory.kill.floor.low", policy.kill_floor[MEMORY_LEVEL_LOW], 0, 1000),
         U32("memory.kill.floor.critical", policy.kill_floor[MEMORY_LEVEL_CRITICAL], 0, 1000),
+        /* The per-app proxy's port (docs/network.md "The proxy"); 0: no proxy. */
+        U32("net.proxy.port", net_proxy_port, 0, 65535),
 };
 
 size_t manager_config_keys(const char **names, size_t max)
@@ -110,6 +112,7 @@ void manager_config_default(ManagerConfig *ret)
                 .psi_fallback_window_ms = 2000,
                 .sample_short_ms = MEMORY_SAMPLER_SHORT_MS_DEFAULT,
                 .sample_long_ms = MEMORY_SAMPLER_LONG_MS_DEFAULT,
+                .net_proxy_port = MANAGER_CONFIG_NET_PROXY_PORT,
         };
         memory_level_config_default(&ret->levels);
         swap_caps_default(&ret->swap);

@@ -27,6 +27,10 @@
 #define MANAGER_CONFIG_FILE     "cellad.conf"
 #define MANAGER_CONFIG_ETC_PATH "/etc/cella/cellad.conf"
 
+/* net.proxy.port's default: the per-app proxy's port in each app's own network
+ * namespace (NETPROXY_PORT_DEFAULT, src/supervisor/netproxy.h, says why this one). */
+#define MANAGER_CONFIG_NET_PROXY_PORT 61080
+
 /* The smallest memory.total taken: below it no app starts at all. */
 #define MANAGER_CONFIG_TOTAL_MIN (UINT64_C(16) << 20)
 
@@ -40,6 +44,7 @@ typedef struct ManagerConfig {
         SwapCaps swap;  /* memory.swap.*: caps by class where memory is compressed (swap.h) */
         CpuWeights cpu; /* cpu.*: weights by class (cpu.h) */
         MemoryPolicyConfig policy; /* the manager's pacing and kill floors (policy.h) */
+        uint32_t net_proxy_port;   /* net.proxy.port: the per-app proxy's port, 0: none */
 } ManagerConfig;
 
 /* The defaults (docs/config.md) into *ret. */

@@ -96,6 +96,8 @@ static const char *http_reason(int status)
                 return "Forbidden";
         case 405:
                 return "Method Not Allowed";
+        case 408:
+                return "Request Timeout";
         case 429:
                 return "Too Many Requests";
         case 431:
@@ -109,11 +111,12 @@ static const char *http_reason(int status)
         }
 }
 
-/* An HTTP/1.1 reply with a one-line text body "cella: <why>\n", cut to fit size
- * (>= 64). Returns the bytes written. */
-static size_t http_reply(char *buf, size_t size, int status, const char *why)
+size_t proxy_http_reply(int status, const char *why, char *buf, size_t size)
 {
         char line[PROXY_REPLY_MAX];
+
+        if (size < 64)
+                return 0;
         size_t cap = size > 224 ? size - 224 : 16; /* room left for the head */
         int k, h;
 
@@ -189,7 +192,7 @@ size_t proxy_refusal(ProxyKind kind, int error, const char *why, char *buf, size
                 snprintf(text, sizeof text, "%s", strerror(error < 0 ? -error : EIO));
                 why = text;
         }
-        return http_reply(buf, size, status_of_error(error), why);
+        return proxy_http_reply(status_of_error(error), why, buf, size);
 }
 
 /* Refuses with an HTTP reply; c takes no more input. */
@@ -200,7 +203,7 @@ _printf_(3, 4) static ProxyStep http_refuse(ProxyConn *c, int status, const char
         va_start(ap, fmt);
         vsnprintf(c->why, sizeof c->why, fmt, ap);
         va_end(ap);
-        c->n_out = http_reply(c->out, sizeof c->out, status, c->why);
+        c->n_out = proxy_http_reply(status, c->why, c->out, sizeof c->out);
         c->state = STATE_FINISHED;
         return PROXY_STEP_REFUSE;
 }

@@ -106,5 +106,13 @@ ProxyStep proxy_feed(ProxyConn *c, const void *data, size_t n);
  */
 size_t proxy_refusal(ProxyKind kind, int error, const char *why, char *buf, size_t size);
 
+/*
+ * An HTTP/1.1 reply of status (400, 403, 405, 408, 429, 431, 502, 504, 505; another
+ * is named "Bad Gateway") with the one-line text body "cella: <why>\n" (controls
+ * replaced, cut to fit) and "Connection: close". Writes at most size bytes (>= 64)
+ * to buf; returns the bytes written.
+ */
+size_t proxy_http_reply(int status, const char *why, char *buf, size_t size);
+
 /* The kind's name for logs and audit records: "http-connect", "http", "socks5", "?" */
 const char *proxy_kind_to_string(ProxyKind kind);

@@ -93,6 +93,17 @@ struct SandboxSpec {
          * which fails the spawn at SANDBOX_STEP_PREPARE (the sandbox is killed).
          */
         int (*starting)(SandboxSpec *spec, void *userdata);
+        /*
+         * Optional, with prepare_userdata. Called in the parent once the child is in
+         * its network namespace and before the app exists (when the child asks for its
+         * uid map, before the map is written: the child waits), with netns_fd, an fd of
+         * that namespace (/proc/<pid>/ns/net, closed after the call), for what must be
+         * in the app's namespace before its first instruction: the per-app proxy's
+         * listening socket (docs/network.md). It adds to every start that has it: keep
+         * it to a few system calls. It must not touch the spec. Returns 0 or a
+         * negative errno, which fails the spawn at SANDBOX_STEP_PREPARE.
+         */
+        int (*in_netns)(SandboxSpec *spec, int netns_fd, void *userdata);
 
         const SandboxBind *binds; /* extra binds after the runtime (/usr, /lib*, /etc subset) */
         size_t n_binds;

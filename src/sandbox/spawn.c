@@ -1003,6 +1003,21 @@ static int send_cgroup(Cgroup *cg, pid_t pid, CgroupEntry entry, int ctl, const 
         return 0;
 }
 
+/* spec->in_netns with the network namespace child pid is in (it asked for its uid
+ * map: it joined its namespace before). Returns what it returns, or -errno of the
+ * open. */
+static int call_in_netns(SandboxSpec *spec, pid_t pid)
+{
+        char path[64];
+        _cleanup_close_ int fd = -EBADF;
+
+        snprintf(path, sizeof path, "/proc/%d/ns/net", (int)pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        return spec->in_netns(spec, fd, spec->prepare_userdata);
+}
+
 /*
  * The parent's half once the child exists, the same for a cold spawn and a warm
  * one: the caller's prepare, the cgroup (entry: how the child comes into its
@@ -1068,6 +1083,15 @@ static int spawn_finish(SandboxSpec *spec, Sandbox *s_in, Cgroup *cg, pid_t pid,
                         goto fail_reaped;
                 }
                 if (m.type == MSG_NEED_IDMAP) {
+                        if (spec->in_netns) {
+                                r = call_in_netns(spec, pid);
+                                if (r < 0) {
+                                        sandbox_fail(err, SANDBOX_STEP_PREPARE, r,
+                                                     "prepare %s in its network namespace",
+                                                     spec->hostname);
+                                        goto fail_child;
+                                }
+                        }
                         r = userns_write_maps(pid, spec->host_uid, spec->host_gid,
                                               spec->host_ids_base);
                         if (r < 0) {
@@ -1377,6 +1401,7 @@ static SandboxSpec *warm_flatten(Arena *a, const SandboxSpec *spec, int *fds, un
         *c = *spec;
         c->prepare = NULL;
         c->starting = NULL;
+        c->in_netns = NULL;
         c->prepare_userdata = NULL;
         c->cgroups = NULL;
         c->cgroup_label = NULL;

@@ -88,6 +88,10 @@ typedef struct SupervisorOptions {
          * memory report's reference, and the swap cap's base for an app without a
          * memory limit of its own. */
         uint64_t memory_budget;
+        /* The per-app proxy's port in each app's own network namespace (cellad.conf
+         * net.proxy.port, docs/network.md "The proxy"): 0 the default
+         * (NETPROXY_PORT_DEFAULT, 61080), -1 no proxy, else 1..65535. */
+        int net_proxy_port;
 } SupervisorOptions;
 
 /* The phase of an app's run, as instance.c and group.c drive it; the state `cella ps`
