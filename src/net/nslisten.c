@@ -31,6 +31,11 @@ static int listen_loopback(int family, uint16_t port)
 
         if (fd < 0)
                 return -errno;
+        /* The connections an earlier listener accepted (a cellad that restarted)
+         * linger in TIME_WAIT on the port for 60 s: they must not keep a new one
+         * from binding it. A socket listening there still does (EADDRINUSE). */
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
+                goto fail;
         if (family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0)
                 goto fail;
         if (family == AF_INET6 ? bind(fd, (struct sockaddr *)&in6, sizeof in6) < 0
