@@ -531,8 +531,11 @@ static ProxyStep http_head(ProxyConn *c, size_t text, size_t head)
 static ProxyStep http_feed(ProxyConn *c)
 {
         const char *s = (const char *)c->in;
-        const char *crlf = memmem(s, c->n_in, "\r\n\r\n", 4);
-        const char *lf = memmem(s, c->n_in, "\n\n", 2);
+        /* From where the last search stopped, less the 3 bytes an end cut in two
+         * leaves before it. */
+        size_t from = c->scanned > 3 ? c->scanned - 3 : 0;
+        const char *crlf = memmem(s + from, c->n_in - from, "\r\n\r\n", 4);
+        const char *lf = memmem(s + from, c->n_in - from, "\n\n", 2);
         size_t text, head;
 
         /* A request starts with a method, a token: anything else (TLS sent to the
@@ -551,6 +554,7 @@ static ProxyStep http_feed(ProxyConn *c)
                 if (c->n_in >= sizeof c->in)
                         return http_refuse(c, 431, "a request head over %u bytes",
                                            PROXY_HANDSHAKE_MAX);
+                c->scanned = c->n_in;
                 return PROXY_STEP_MORE;
         }
         return http_head(c, text, head);

@@ -57,8 +57,10 @@ typedef struct ProxyConn {
         ProxyKind kind;
         unsigned state; /* internal */
         uint8_t in[PROXY_HANDSHAKE_MAX];
-        size_t n_in; /* bytes held in in[] */
-        size_t done; /* bytes of in[] taken by the SOCKS5 greeting */
+        size_t n_in;    /* bytes held in in[] */
+        size_t done;    /* bytes of in[] taken by the SOCKS5 greeting */
+        size_t scanned; /* bytes of in[] searched for the head's end: a head that
+                           trickles in byte by byte costs O(n), not O(n^2) */
         /* Out, valid after PROXY_STEP_CONNECT: */
         char host[PROXY_HOST_MAX + 1]; /* as the app wrote it, IPv6 without [] */
         uint16_t port;                 /* 1..65535 */
