@@ -107,6 +107,7 @@ enum {
         CELLA_OP_BUS_REQUEST = 0x0905,
         CELLA_OP_BUS_REPLY = 0x0906,
         CELLA_OP_BUS_PUBLISH_BATCH = 0x0907,
+        CELLA_OP_NET_CONNECT = 0x0A01,
         CELLA_EVENT_TIMER_FIRED = 0x8001,
         CELLA_EVENT_BUS_MESSAGE = 0x8002,
         CELLA_EVENT_PERM_REVOKED = 0x8003,
@@ -457,6 +458,40 @@ CELLA_API int cella_app_info(Cella *c, CellaAppInfo **ret);
  */
 CELLA_API int cella_app_launch(Cella *c, const char *app_id, const char *action, const void *data,
                                size_t len, const char *content_type);
+
+/* ---- net (docs/network.md) ------------------------------------------------------ */
+
+typedef enum CellaNetProto {
+        CELLA_NET_TCP = 1,
+        CELLA_NET_UDP = 2,
+} CellaNetProto;
+
+/* What cella_net_connect() tells besides the fd. */
+typedef struct CellaNetInfo {
+        char address[64];       /* the address connected to, numeric ("203.0.113.7") */
+        char right[256];        /* the right that allowed it ("net.connect:example.com:443") */
+        uint64_t connection_id; /* per app, from 1; names it in the audit log */
+        char why[512];          /* on failure: the kernel's reason ("" if none) */
+} CellaNetInfo;
+
+/*
+ * Connects to host (a DNS name, or an address: IPv4, IPv6 with or without
+ * brackets) and port (1..65535) through the kernel, under the right
+ * "net.connect:<host>:<port>" (docs/network.md). The kernel resolves the name once,
+ * checks every address (loopback, private, link-local, metadata and the other
+ * addresses of docs/network.md's table are reached only with a right naming that
+ * exact address and port), connects and relays. The fd is the app's end of that
+ * relay, O_CLOEXEC: a connected AF_UNIX SOCK_STREAM socket for CELLA_NET_TCP
+ * (read, write, shutdown(SHUT_WR) are passed on), a SOCK_SEQPACKET one for
+ * CELLA_NET_UDP (each send one datagram, each recv one); never a socket of the host
+ * network. info may be NULL. Returns the fd, or -EINVAL (bad host, port or proto),
+ * -EACCES (not granted), -EPERM (not requested, or an address no right reaches),
+ * -ENOENT (the name does not resolve), -ECONNREFUSED, -ETIMEDOUT, -EHOSTUNREACH,
+ * -EMFILE (the app's connection limit), -EAGAIN (its rate of new connections);
+ * info->why then says why.
+ */
+CELLA_API int cella_net_connect(Cella *c, const char *host, unsigned port, CellaNetProto proto,
+                                CellaNetInfo *info);
 
 /* ---- fs ---------------------------------------------------------------------- */
 

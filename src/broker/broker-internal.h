@@ -75,6 +75,7 @@ extern const BrokerCallDef broker_calls_fs[];     /* fs.* but fs.usage */
 extern const BrokerCallDef broker_calls_usage[];  /* fs.usage (calls/usage.c) */
 extern const BrokerCallDef broker_calls_timer[];  /* timer.* */
 extern const BrokerCallDef broker_calls_bus[];    /* bus.* */
+extern const BrokerCallDef broker_calls_net[];    /* net.connect (calls/net.c) */
 
 /* The handler of opcode from the tables above, or NULL if this kernel implements no
  * such request. For tests that hold the tables against the opcode table. */
@@ -207,9 +208,25 @@ typedef enum BrokerSlot {
         BROKER_SLOT_FS,
         BROKER_SLOT_USAGE,
         BROKER_SLOT_PROC,
+        BROKER_SLOT_NET,
         _BROKER_SLOT_MAX,
 } BrokerSlot;
 
 /* A pointer a call file keeps per app (NULL until set). */
 void *broker_app_slot(const BrokerApp *app, BrokerSlot slot);
 void broker_app_set_slot(BrokerApp *app, BrokerSlot slot, void *p);
+
+/* The app's counters, for the call files that count (calls/net.c). */
+BrokerAppStats *broker_app_stats_mut(BrokerApp *app);
+
+/* calls/net.c's state of the whole broker (the relay, the resolution slots):
+ * broker_net_new() at broker_new(), broker_net_free() at broker_free() after every
+ * app has gone; broker_net_global() returns it (NULL if it could not be made). */
+void *broker_net_new(void);
+void broker_net_free(void *global);
+struct NetGlobal *broker_net_global(Broker *b);
+
+/* Calls done(userdata, error, why, NULL) on the loop's next turn (broker_net_connect()'s
+ * refusals: never before it returned). Returns 0 or -ENOMEM. */
+int broker_net_defer_error(Broker *b, BrokerNetDone done, void *userdata, int error,
+                           const char *why);

@@ -109,6 +109,7 @@ struct Broker {
         uint64_t audit_failures;
         uv_timer_t *coalesce_timer; /* writes the apps' due audit summaries; NULL: none */
         int64_t coalesce_due;       /* when it fires (wall-clock us), INT64_MAX: stopped */
+        void *net;                  /* calls/net.c's (broker_net_new()) */
 
         /* The batch of the app being read. */
         BrokerApp *batch_app;
@@ -1214,8 +1215,9 @@ static void app_hangup(BrokerApp *app, int reason)
 }
 
 static const BrokerCallDef *const call_tables[] = {
-        broker_calls_system, broker_calls_proc,  broker_calls_app,   broker_calls_perm,
-        broker_calls_fs,     broker_calls_usage, broker_calls_timer, broker_calls_bus,
+        broker_calls_system, broker_calls_proc, broker_calls_app,
+        broker_calls_perm,   broker_calls_fs,   broker_calls_usage,
+        broker_calls_timer,  broker_calls_bus,  broker_calls_net,
 };
 
 const BrokerCallDef *broker_call_def(uint16_t opcode)
@@ -1293,7 +1295,11 @@ int broker_new(const BrokerOptions *o, Broker **ret)
         DEFAULT(burst_costly, BROKER_BURST_COSTLY_DEFAULT);
         DEFAULT(rate_prompting, BROKER_RATE_PROMPTING_DEFAULT);
         DEFAULT(burst_prompting, BROKER_BURST_PROMPTING_DEFAULT);
+        DEFAULT(net_conns_max, BROKER_NET_CONNS_DEFAULT);
+        DEFAULT(net_rate, BROKER_NET_RATE_DEFAULT);
+        DEFAULT(net_burst, BROKER_NET_BURST_DEFAULT);
 #undef DEFAULT
+        b->net = broker_net_new();
         *ret = b;
         return 0;
 }
@@ -1304,6 +1310,7 @@ Broker *broker_free(Broker *b)
                 return NULL;
         while (b->apps)
                 broker_app_detach(b->apps);
+        broker_net_free(b->net);
         if (b->coalesce_timer)
                 uv_close((uv_handle_t *)b->coalesce_timer, poll_close_cb);
         free(b->arena);
@@ -1519,6 +1526,16 @@ BrokerApp *broker_app_find(Broker *b, const char *app_id)
                 if (strcmp(a->id, app_id) == 0)
                         return a;
         return NULL;
+}
+
+BrokerAppStats *broker_app_stats_mut(BrokerApp *app)
+{
+        return &app->stats;
+}
+
+struct NetGlobal *broker_net_global(Broker *b)
+{
+        return b ? b->net : NULL;
 }
 
 void broker_app_stats(const BrokerApp *app, BrokerAppStats *ret)

@@ -175,7 +175,18 @@ typedef struct BrokerOptions {
          * record (tests, and measuring what coalescing saves). */
         uint64_t audit_budget_rate, audit_budget_burst;
         bool audit_coalesce_off;
+        /* net.connect's per-app limits (docs/network.md "Limits"; cellad.conf's net.*
+         * keys); 0 takes the default below. */
+        uint64_t net_conns_max;       /* connections open at once */
+        uint64_t net_rate, net_burst; /* new connections a second, and the bucket */
 } BrokerOptions;
+
+/* Defaults of the net.connect limits: 256 connections open (a browser's per-profile
+ * cap in Chromium is 256 sockets, ClientSocketPoolManager's max_sockets_per_pool),
+ * 50 new ones a second with bursts of 100. */
+#define BROKER_NET_CONNS_DEFAULT 256u
+#define BROKER_NET_RATE_DEFAULT  50u
+#define BROKER_NET_BURST_DEFAULT 100u
 
 /* Returns 0 and *ret, or -ENOMEM / -EINVAL (no loop, grants or bus). */
 int broker_new(const BrokerOptions *o, Broker **ret);
@@ -246,6 +257,12 @@ typedef struct BrokerAppStats {
         uint64_t events_dropped; /* events dropped: the app's queue was full */
         uint64_t loop_ns;        /* kernel loop time spent reading and answering its frames */
         uint64_t worker_cpu_ns;  /* CPU time of threadpool work for its calls (fs.usage, proc.*) */
+        /* net.connect (calls/net.c), by the call and through broker_net_connect() */
+        uint64_t net_connections; /* connections made */
+        uint64_t net_refused;     /* refused by a right or an address's class */
+        uint64_t net_limited;     /* refused by the connection limit or the rate */
+        uint64_t net_bytes_out;   /* bytes sent by ended connections */
+        uint64_t net_bytes_in;    /* bytes received by ended connections */
         unsigned outstanding;
         bool closed; /* the channel was closed (hang-up or bad frames) */
 } BrokerAppStats;

@@ -19,7 +19,7 @@ static void revoke_usage(FILE *f)
         fprintf(f,
                 "Usage: cella revoke [OPTIONS] APP RIGHT\n"
                 "\n"
-                "Revokes every grant of APP that RIGHT covers: a bare name (\"net.http\") all\n"
+                "Revokes every grant of APP that RIGHT covers: a bare name (\"net.connect\") all\n"
                 "of that right, \"name:scope\" the grants within that scope. Running cella\n"
                 "kernels are told at once: the app loses the right, and the handles that\n"
                 "depend on it are closed.\n"

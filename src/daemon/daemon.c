@@ -736,6 +736,9 @@ int daemon_run(const DaemonOptions *o)
                 .memory_budget = d.config.memory_total,
                 /* cellad.conf net.proxy.port; 0 there is no proxy. */
                 .net_proxy_port = d.config.net_proxy_port ? (int)d.config.net_proxy_port : -1,
+                .net_conns_max = d.config.net.conns_max,
+                .net_rate = d.config.net.rate,
+                .net_burst = d.config.net.burst,
         };
         r = supervisor_new(&so, &d.sup, &err);
         if (r < 0)

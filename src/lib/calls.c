@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdalign.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1135,4 +1136,46 @@ int cella_bus_reply(Cella *c, uint64_t reply_token, int error, const void *data,
         req.data = (ProtobufCBinaryData){.len = len, .data = (uint8_t *)data};
         req.content_type = str_or_empty(content_type);
         return call(c, CELLA_OP_BUS_REPLY, &req.base, &m, NULL);
+}
+
+/* ---- net --------------------------------------------------------------------------- */
+
+int cella_net_connect(Cella *c, const char *host, unsigned port, CellaNetProto proto,
+                      CellaNetInfo *info)
+{
+        Cella__V1__NetConnectRequest req = CELLA__V1__NET_CONNECT_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *m = NULL;
+        _cleanup_reply_ CellaReply *reply = NULL;
+        const Cella__V1__NetConnectReply *rep;
+        int r;
+
+        if (info)
+                memset(info, 0, sizeof(*info));
+        /* 253: a DNS name; an IPv6 literal with brackets and a zone is shorter. */
+        if (check_str(host, 253 + 2, true) < 0 || port == 0 || port > 65535 ||
+            (proto != CELLA_NET_TCP && proto != CELLA_NET_UDP))
+                return -EINVAL;
+        req.host = (char *)host;
+        req.port = port;
+        req.proto = proto == CELLA_NET_UDP ? CELLA__V1__NET_PROTO__NET_PROTO_UDP
+                                           : CELLA__V1__NET_PROTO__NET_PROTO_TCP;
+        r = client_call(c, CELLA_OP_NET_CONNECT, &req.base, &reply);
+        if (r < 0)
+                return r;
+        if (reply->error) {
+                if (info)
+                        snprintf(info->why, sizeof(info->why), "%s", reply->error_message);
+                return reply->error;
+        }
+        r = client_reply_unpack(reply, &m);
+        if (r < 0)
+                return r;
+        rep = (const Cella__V1__NetConnectReply *)m;
+        if (info) {
+                snprintf(info->address, sizeof(info->address), "%s", rep->address);
+                snprintf(info->right, sizeof(info->right), "%s", rep->right);
+                info->connection_id = rep->connection_id;
+        }
+        /* wire_unpack() checked that exactly one fd came. */
+        return cella_reply_take_fd(reply, 0);
 }

@@ -24,6 +24,7 @@ _Static_assert(CELLA_FDS_MAX == CHANNEL_FDS_MAX, "limits agree");
 /* cella.h spells the protocol's numbers out for apps that do not include protobuf-c. */
 #define SAME(a, b) _Static_assert((int)(a) == (int)(b), #a)
 SAME(CELLA_OP_SYSTEM_INFO, CELLA__V1__OPCODE__OPCODE_SYSTEM_INFO);
+SAME(CELLA_OP_NET_CONNECT, CELLA__V1__OPCODE__OPCODE_NET_CONNECT);
 SAME(CELLA_OP_SYSTEM_TIME, CELLA__V1__OPCODE__OPCODE_SYSTEM_TIME);
 SAME(CELLA_OP_SYSTEM_UPTIME, CELLA__V1__OPCODE__OPCODE_SYSTEM_UPTIME);
 SAME(CELLA_OP_SYSTEM_ENV, CELLA__V1__OPCODE__OPCODE_SYSTEM_ENV);

@@ -93,6 +93,10 @@ static const ConfigKey config_keys[] = {
         U32("memory.kill.floor.critical", policy.kill_floor[MEMORY_LEVEL_CRITICAL], 0, 1000),
         /* The per-app proxy's port (docs/network.md "The proxy"); 0: no proxy. */
         U32("net.proxy.port", net_proxy_port, 0, 65535),
+        /* net.connect's per-app limits (docs/network.md "Limits"). */
+        U32("net.connections_max", net.conns_max, 1, 65536),
+        U32("net.connect_rate", net.rate, 1, 100000),
+        U32("net.connect_burst", net.burst, 1, 100000),
 };
 
 size_t manager_config_keys(const char **names, size_t max)
@@ -118,6 +122,11 @@ void manager_config_default(ManagerConfig *ret)
         swap_caps_default(&ret->swap);
         cpu_weights_default(&ret->cpu);
         memory_policy_config_default(&ret->policy);
+        /* The broker's defaults (broker.h BROKER_NET_*_DEFAULT), here as numbers:
+         * libcella-memory does not include the broker. */
+        ret->net.conns_max = 256;
+        ret->net.rate = 50;
+        ret->net.burst = 100;
 }
 
 MemorySamplerConfig manager_config_sampler(const ManagerConfig *c, uint32_t window_ms)

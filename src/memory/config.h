@@ -45,6 +45,13 @@ typedef struct ManagerConfig {
         CpuWeights cpu; /* cpu.*: weights by class (cpu.h) */
         MemoryPolicyConfig policy; /* the manager's pacing and kill floors (policy.h) */
         uint32_t net_proxy_port;   /* net.proxy.port: the per-app proxy's port, 0: none */
+        /* net.*: net.connect's per-app limits, handed to the broker (docs/network.md
+         * "Limits"; the defaults are broker.h's BROKER_NET_*_DEFAULT). */
+        struct {
+                uint32_t conns_max; /* connections open at once */
+                uint32_t rate;      /* new connections a second */
+                uint32_t burst;     /* and the bucket they come from */
+        } net;
 } ManagerConfig;
 
 /* The defaults (docs/config.md) into *ret. */

@@ -11,7 +11,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "base/macro.h"
 #include "net/proxy.h"
 
 enum {
@@ -38,6 +37,9 @@ enum {
 #define SOCKS_REP_REFUSED          0x05
 #define SOCKS_REP_COMMAND          0x07
 #define SOCKS_REP_ATYP             0x08
+
+#define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
+#define _printf_(a, b) __attribute__((format(printf, a, b)))
 
 /* The most headers named by Connection that are dropped; more is refused. */
 #define CONNECTION_TOKENS_MAX 16

@@ -12,14 +12,18 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "base/macro.h"
 #include "base/pattern.h"
 #include "base/suggest.h"
+#include "net/addr.h"
 #include "policy/capability.h"
 
 #define TOPIC_MEANING                                                                              \
         "a bus topic pattern: dot-separated segments, '*' within one, '**' for any depth"
+static int host_literal_check(const char *s, size_t len, const char **why);
+
 #define APP_ID_MEANING "an app id pattern: dot-separated labels, '*' within one, '**' for any depth"
 
 /* The catalogue. Order is bit order; add at the end (bits are in-memory only). */
@@ -58,21 +62,20 @@ static const CapabilityInfo catalogue[] = {
          "read body and motion sensors"},
         {"bluetooth", 15, CAPABILITY_DANGEROUS, false, CAPABILITY_SCOPE_NONE, false, NULL,
          "find and connect to Bluetooth devices"},
-        {"net.http", 16, CAPABILITY_DANGEROUS, false, CAPABILITY_SCOPE_HOST_PORT, true,
-         "host:port; host a pattern like a topic (*.example.com), port a number or *",
-         "make HTTP requests to hosts matching the scope"},
-        {"system.admin", 17, CAPABILITY_SIGNATURE, false, CAPABILITY_SCOPE_NONE, false, NULL,
+        {"system.admin", 16, CAPABILITY_SIGNATURE, false, CAPABILITY_SCOPE_NONE, false, NULL,
          "administer cella itself (install, grant, stop other apps)"},
-        {"net.connect", 18, CAPABILITY_NORMAL, false, CAPABILITY_SCOPE_HOST_PORT, true,
-         "host:port; a name or an address, exact at the normal level; a host pattern "
-         "(*.example.com) makes the right dangerous",
+        {"net.connect", 17, CAPABILITY_NORMAL, false, CAPABILITY_SCOPE_HOST_PORT, true,
+         "host:port; a DNS name, a pattern of names (*.example.com: dangerous), an IPv4 "
+         "address (192.0.2.7) or an IPv6 one in brackets ([2001:db8::7]), exact; a port "
+         "1-65535 or *; a pattern, or an address that is not public (loopback, private...), "
+         "makes the right dangerous",
          "open connections through the kernel to the host and port of the scope"},
-        {"net.internet", 19, CAPABILITY_DANGEROUS, false, CAPABILITY_SCOPE_NONE, false, NULL,
+        {"net.internet", 18, CAPABILITY_DANGEROUS, false, CAPABILITY_SCOPE_NONE, false, NULL,
          "a network interface of the app's own that reaches any public address"},
-        {"net.listen", 20, CAPABILITY_DANGEROUS, false, CAPABILITY_SCOPE_PORT, true,
+        {"net.listen", 19, CAPABILITY_DANGEROUS, false, CAPABILITY_SCOPE_PORT, true,
          "a port of the host, 1-65535",
          "expose an app port on that port of the host (port forwarding)"},
-        {"net.group", 21, CAPABILITY_NORMAL, false, CAPABILITY_SCOPE_NAME, true,
+        {"net.group", 20, CAPABILITY_NORMAL, false, CAPABILITY_SCOPE_NAME, true,
          "the name of an app network: 1-32 bytes of a-z 0-9 _ -, starting with a-z, exact",
          "join the app network of that name: an interface reaching the other apps that hold it"},
 };
@@ -105,6 +108,31 @@ const CapabilityInfo *capability_suggest(const char *name, size_t len)
                 names[i] = catalogue[i].name;
         best = suggest_nearest(name, len, names, ELEMENTSOF(catalogue));
         return best ? capability_lookup(best, strlen(best)) : NULL;
+}
+
+CapabilityLevel capability_right_level(const CapabilityRight *r)
+{
+        if (!r || !r->cap)
+                return CAPABILITY_NORMAL;
+        if (r->cap->scope == CAPABILITY_SCOPE_HOST_PORT && r->cap->level == CAPABILITY_NORMAL) {
+                const char *colon = strrchr(r->scope, ':');
+                size_t hl = colon ? (size_t)(colon - r->scope) : strlen(r->scope);
+                char host[CAPABILITY_RIGHT_MAX];
+                NetAddr a;
+                const char *why;
+
+                /* A pattern of hosts: the user decides. */
+                if (r->scope[0] == 0 || memchr(r->scope, '*', hl))
+                        return CAPABILITY_DANGEROUS;
+                /* An address no name reaches (the host's loopback, a private network, a
+                 * metadata service): the user decides too. */
+                memcpy(host, r->scope, hl);
+                host[hl] = 0;
+                if (host_literal_check(r->scope, hl, &why) == 1 && net_addr_parse(host, &a) == 1 &&
+                    net_addr_classify(&a, NULL) != NET_ADDR_PUBLIC)
+                        return CAPABILITY_DANGEROUS;
+        }
+        return r->cap->level;
 }
 
 const char *capability_level_to_string(CapabilityLevel level)
@@ -179,6 +207,59 @@ static int split_host_port(const char *s, size_t len, size_t *ret_host_len, cons
         return 0;
 }
 
+/*
+ * The host part of a HOST_PORT scope when it is an address (net/addr.h: it starts
+ * with '[' or ends in a number): an IPv4 address in its canonical dotted quad or an
+ * IPv6 one in brackets, in inet_ntop(3)'s canonical text, exact: no glob inside an
+ * address, and one spelling per address, so that a right names it one way only
+ * ("127.1" and "[::ffff:127.0.0.1]" are other spellings, refused with the one to
+ * write). Returns 1 (a valid address), 0 (not an address: a name or a pattern), or
+ * -EINVAL with *why.
+ */
+static int host_literal_check(const char *s, size_t len, const char **why)
+{
+        static _Thread_local char msg[160];
+        char host[CAPABILITY_RIGHT_MAX], canon[NET_ADDR_STRLEN];
+        NetAddr a;
+        int r;
+
+        if (len == 0 || len >= sizeof(host))
+                return 0;
+        memcpy(host, s, len);
+        host[len] = 0;
+        if (memchr(host, '*', len) && strpbrk(host, "0123456789")) {
+                /* A pattern over addresses ("10.0.0.*", "10.*"): what it would be with
+                 * its stars as digits. */
+                char probe[CAPABILITY_RIGHT_MAX];
+
+                for (size_t i = 0; i <= len; i++)
+                        probe[i] = host[i] == '*' ? '0' : host[i];
+                if (net_host_looks_numeric(probe)) {
+                        *why = "an address is written whole: no '*' inside it";
+                        return -EINVAL;
+                }
+        }
+        if (!net_host_looks_numeric(host))
+                return 0;
+        if (memchr(host, '*', len)) {
+                *why = "an address is written whole: no '*' inside it";
+                return -EINVAL;
+        }
+        r = net_addr_parse(host, &a);
+        if (r <= 0 || (a.family == AF_INET6 && host[0] != '[')) {
+                *why = r <= 0 ? "not a valid address (an IPv6 address goes in brackets: [::1])"
+                              : "an IPv6 address goes in brackets: [2001:db8::1]";
+                return -EINVAL;
+        }
+        net_addr_format(&a, true, canon, sizeof(canon));
+        if (strcmp(canon, host) != 0) {
+                snprintf(msg, sizeof(msg), "write the address as %s", canon);
+                *why = msg;
+                return -EINVAL;
+        }
+        return 1;
+}
+
 static bool root_is_valid(const char *s, size_t len)
 {
         if (len == 0 || len > CAPABILITY_ROOT_MAX || !(s[0] >= 'a' && s[0] <= 'z'))
@@ -220,6 +301,9 @@ static int scope_check(CapabilityScopeKind kind, const char *s, size_t len, cons
                 r = split_host_port(s, len, &host_len, why);
                 if (r < 0)
                         return r;
+                r = host_literal_check(s, host_len, why);
+                if (r != 0)
+                        return r < 0 ? r : 0;
                 r = split_dotted(kind, s, host_len, segs, why);
                 return r < 0 ? r : 0;
         case CAPABILITY_SCOPE_ROOT:
@@ -278,6 +362,11 @@ bool capability_scope_match(CapabilityScopeKind kind, const char *pattern, const
                 if (strcmp(pattern + phost + 1, "*") != 0 &&
                     strcmp(pattern + phost + 1, subject + shost + 1) != 0)
                         return false;
+                /* An address (either side) matches only itself, never a pattern. */
+                if (host_literal_check(pattern, phost, &why) != 0 ||
+                    host_literal_check(subject, shost, &why) != 0)
+                        return phost == shost && memcmp(pattern, subject, phost) == 0 &&
+                               host_literal_check(pattern, phost, &why) == 1;
                 return dotted_match(kind, pattern, phost, subject, shost);
         case CAPABILITY_SCOPE_ROOT:
         case CAPABILITY_SCOPE_NAME:

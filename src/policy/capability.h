@@ -5,7 +5,7 @@
  * The capability catalogue (docs/design.md section 4, docs/capabilities.md): every right an
  * app may request, its protection level, whether it needs a recent user gesture, and
  * what its scope means. A right is written "name" or "name:scope"
- * ("bus.publish:notes.*", "net.http:*.example.com:443").
+ * ("bus.publish:notes.*", "net.connect:*.example.com:443").
  *
  * Scope patterns (docs/capabilities.md, "Scopes and matching"):
  *   topics and app ids   dot-separated segments; '*' inside a segment matches any run of
@@ -178,6 +178,15 @@ bool capability_scope_may_reach(CapabilityScopeKind kind, const char *scope, con
  */
 int capability_export_parse(const char *text, const char *id, char *buf, size_t size,
                             const char **why);
+
+/*
+ * The level of right r (parsed), which for most rights is its catalogue entry's: a
+ * net.connect right whose host is a pattern ("net.connect:*.example.com:443"), or an
+ * address that is not public (net/addr.h: "net.connect:127.0.0.1:5432"), is
+ * CAPABILITY_DANGEROUS: the user grants it, a manifest alone never does
+ * (docs/capabilities.md, docs/network.md "Rights"). NULL or an unparsed right: normal.
+ */
+CapabilityLevel capability_right_level(const CapabilityRight *r);
 
 /* "normal", "dangerous", "signature". */
 const char *capability_level_to_string(CapabilityLevel level);

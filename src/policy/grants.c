@@ -501,7 +501,7 @@ static CapabilityLevel effective_level(const Registry *reg, const char *app,
         CapabilityRight e;
 
         if (!right->cap->reaches_apps || right->cap->level != CAPABILITY_NORMAL)
-                return right->cap->level;
+                return capability_right_level(right);
         self = registry_find(reg, app);
         if (capability_scope_within(kind, right->scope, app))
                 return reaches_nested(reg, kind, right->scope, app, self) ? CAPABILITY_DANGEROUS
@@ -721,7 +721,7 @@ static int install_locked(sqlite3 *db, const Manifest *m, bool signed_ok, const 
                         r = -EINVAL; /* checked by the caller; never reached */
                         break;
                 }
-                if (right.cap->level == CAPABILITY_NORMAL && fresh) {
+                if (capability_right_level(&right) == CAPABILITY_NORMAL && fresh) {
                         if (effective_level(&reg, m->id, &right) == CAPABILITY_NORMAL)
                                 r = grant_insert_or_ignore(db, m->id, *p, GRANT_BY_INSTALL, now_ms);
                         else
@@ -891,7 +891,7 @@ int grants_level(Grants *g, const char *app_id, const char *right, CapabilityLev
             capability_right_parse(right, &parsed, NULL) < 0)
                 return -EINVAL;
         if (!parsed.cap->reaches_apps || parsed.cap->level != CAPABILITY_NORMAL) {
-                *ret_level = parsed.cap->level;
+                *ret_level = capability_right_level(&parsed);
                 return 0;
         }
         r = tx_begin(g->db, false);
@@ -1304,7 +1304,7 @@ int grants_check_right(Grants *g, const char *app_id, const CapabilityRight *ask
                         *ret_decision = d;
                 return -EPERM;
         }
-        d.level = asked->cap->level;
+        d.level = capability_right_level(asked);
 
         for (int pass = 0; pass < 2; pass++) {
                 bool consume = pass == 1;

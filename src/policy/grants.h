@@ -26,7 +26,7 @@
 
 /* Grant rows one app may hold (grants_grant refuses more with -ENOSPC). A manifest
  * requests at most MANIFEST_LIST_MAX rights; the rest is room for narrower user
- * grants ("net.http:api.example.com:443" under "net.http:*.example.com:443"). */
+ * grants ("net.connect:api.example.com:443" under "net.connect:*.example.com:443"). */
 #define GRANTS_PER_APP_MAX (2u * MANIFEST_LIST_MAX)
 
 /*
@@ -153,9 +153,9 @@ int grants_grant(Grants *g, const char *app_id, const char *right, bool one_time
                  int64_t now_ms);
 
 /*
- * Revokes every grant of app_id that right covers: "net.http" (no scope) revokes all
- * net.http grants; "net.http:**:*" the same; "net.http:a.example.com:443" that one
- * only (a wider grant "net.http:*.example.com:443" stays: there are no deny rules).
+ * Revokes every grant of app_id that right covers: "net.connect" (no scope) revokes all
+ * net.connect grants; "net.connect:**:*" the same; "net.connect:a.example.com:443" that one
+ * only (a wider grant "net.connect:*.example.com:443" stays: there are no deny rules).
  * If ret_revoked is not NULL it receives the revoked grants' rights (NULL-terminated,
  * caller frees with strv_free): the broker closes the handles opened under them.
  * Returns the number revoked (0: nothing matched), -EINVAL, -ENOENT (no such

@@ -704,7 +704,7 @@ static int parse_depends(Manifest *m, json_t *v, const char *key, ManifestError 
 /*
  * Why s (len > 0 bytes) is not "name" or "name:scope", or NULL. name is lowercase
  * dotted words, [a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*; scope is everything after the
- * first ':' (it may hold more ':', as in "net.http:host:443"), printable ASCII without
+ * first ':' (it may hold more ':', as in "net.connect:host:443"), printable ASCII without
  * spaces, globs included. Whether the right exists is the policy module's business.
  */
 static const char *permission_invalid_reason(const char *s, size_t len)

@@ -1055,6 +1055,14 @@ json_t *instance_record(const Instance *inst)
                       inst->state == INSTANCE_RUNNING ? 0 : inst->exit_code);
         if (o) /* the state's words changed (lifecycle.h): "running" as it was */
                 json_object_set_new(o, "running", json_boolean(inst->state == INSTANCE_RUNNING));
+        if (o && (st.net_connections || st.net_refused || st.net_limited)) /* docs/network.md */
+                json_object_set_new(o, "net",
+                                    json_pack("{s:I, s:I, s:I, s:I, s:I}", "connections",
+                                              (json_int_t)st.net_connections, "refused",
+                                              (json_int_t)st.net_refused, "limited",
+                                              (json_int_t)st.net_limited, "bytes_out",
+                                              (json_int_t)st.net_bytes_out, "bytes_in",
+                                              (json_int_t)st.net_bytes_in));
         if (o && inst->group)
                 json_object_set_new(o, "group", json_string(inst->group->name));
         if (o && inst->group && run->stats) {

@@ -26,6 +26,7 @@
 #include "policy/signature.h"
 #include "supervisor/error.h"
 #include "supervisor/run.h"
+#include "memory/config.h"
 #include "supervisor/memory-manager.h"
 #include "supervisor/supervisor-internal.h"
 #include "supervisor/terminal.h"
@@ -693,13 +694,37 @@ int supervisor_ready(Supervisor *s, SupervisorError *err)
                         goto fail;
                 *host = host_ops;
                 host->userdata = s;
+                /* net.connect's limits: cellad hands its cellad.conf's; a kernel of its
+                 * own (`cella run`, `cella boot`) reads the net.* keys of the state
+                 * directory's file itself, so every kernel on one state directory
+                 * applies the same limits (docs/config.md). A file that does not
+                 * load leaves the defaults, said once. */
+                uint64_t net_conns_max = o->net_conns_max, net_rate = o->net_rate,
+                         net_burst = o->net_burst;
+                if (!o->daemon && !net_conns_max && !net_rate && !net_burst) {
+                        ManagerConfig mc;
+                        char *path = NULL, *why = NULL;
+
+                        if (manager_config_load(state_path(s->state), NULL, &mc, &path, &why) ==
+                            0) {
+                                net_conns_max = mc.net.conns_max;
+                                net_rate = mc.net.rate;
+                                net_burst = mc.net.burst;
+                        } else
+                                log_warning("%s; net.connect's limits are the defaults", why);
+                        free(path);
+                        free(why);
+                }
                 r = broker_new(&(BrokerOptions){.loop = &s->loop,
                                                 .grants = s->grants,
                                                 .audit = s->audit,
                                                 .bus = s->bus,
                                                 .state_dir = state_path(s->state),
                                                 .roots = o->roots,
-                                                .host = host},
+                                                .host = host,
+                                                .net_conns_max = net_conns_max,
+                                                .net_rate = net_rate,
+                                                .net_burst = net_burst},
                                &s->broker);
                 if (r < 0) {
                         free(host);

@@ -92,6 +92,9 @@ typedef struct SupervisorOptions {
          * net.proxy.port, docs/network.md "The proxy"): 0 the default
          * (NETPROXY_PORT_DEFAULT, 61080), -1 no proxy, else 1..65535. */
         int net_proxy_port;
+        /* net.connect's per-app limits (cellad.conf net.*, docs/network.md "Limits"):
+         * connections open, new ones a second, the bucket; 0: the broker's defaults. */
+        uint64_t net_conns_max, net_rate, net_burst;
 } SupervisorOptions;
 
 /* The phase of an app's run, as instance.c and group.c drive it; the state `cella ps`

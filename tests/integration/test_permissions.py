@@ -11,7 +11,7 @@ import pytest
 from conftest import CELLA
 
 APP = "org.test.perm"
-PERMS = ["storage", "camera", "location", "net.http:*.example.com:443",
+PERMS = ["storage", "camera", "location", "net.connect:*.example.com:443",
          "bus.publish:org.test.perm.*", "system.admin"]
 
 
@@ -74,12 +74,12 @@ def test_round_trip(app, state):
 
 def test_survives_restart(app, state):
     assert cella("grant", "--app-dir", app, APP, "location", state=state).returncode == 0
-    assert cella("grant", APP, "net.http:api.example.com:443", state=state).returncode == 0
+    assert cella("grant", APP, "net.connect:api.example.com:443", state=state).returncode == 0
     # Every command is a new process: the grants come from grants.db.
     db = state / "grants.db"
     assert stat.S_IMODE(os.stat(db).st_mode) == 0o600
     g = grants_of(perms(state))
-    assert {"location", "net.http:api.example.com:443"} <= set(g)
+    assert {"location", "net.connect:api.example.com:443"} <= set(g)
     # The text form too.
     p = cella("permissions", APP, state=state)
     assert p.returncode == 0, p.stderr
@@ -105,14 +105,14 @@ def test_unrequested_right_refused(app, state):
     assert p.returncode == 1
     assert f"{APP} does not request 'contacts' in its manifest" in p.stderr
     # Wider than requested is refused; narrower is fine.
-    p = cella("grant", APP, "net.http:**:443", state=state)
+    p = cella("grant", APP, "net.connect:**:443", state=state)
     assert p.returncode == 1
     assert "does not request" in p.stderr
-    assert cella("grant", APP, "net.http:a.example.com:443", state=state).returncode == 0
+    assert cella("grant", APP, "net.connect:a.example.com:443", state=state).returncode == 0
     # A bare name grants every requested scope of it.
-    p = cella("grant", APP, "net.http", state=state)
+    p = cella("grant", APP, "net.connect", state=state)
     assert p.returncode == 0, p.stderr
-    assert "net.http:*.example.com:443" in grants_of(perms(state))
+    assert "net.connect:*.example.com:443" in grants_of(perms(state))
 
 
 def test_not_installed(state):

@@ -63,7 +63,6 @@ START_TEST(test_catalogue)
                 {"microphone", CAPABILITY_DANGEROUS, true, CAPABILITY_SCOPE_NONE},
                 {"contacts", CAPABILITY_DANGEROUS, false, CAPABILITY_SCOPE_NONE},
                 {"sensors", CAPABILITY_DANGEROUS, false, CAPABILITY_SCOPE_NONE},
-                {"net.http", CAPABILITY_DANGEROUS, false, CAPABILITY_SCOPE_HOST_PORT},
                 {"system.admin", CAPABILITY_SIGNATURE, false, CAPABILITY_SCOPE_NONE},
                 {"net.connect", CAPABILITY_NORMAL, false, CAPABILITY_SCOPE_HOST_PORT},
                 {"net.internet", CAPABILITY_DANGEROUS, false, CAPABILITY_SCOPE_NONE},
@@ -161,12 +160,17 @@ START_TEST(test_parse)
                 "app.signal:org.**",
                 "fs.read:documents",
                 "fs.write:music-2",
-                "net.http:api.example.com:443",
-                "net.http:*.example.com:*",
-                "net.http:**:443",
-                "net.http:127.0.0.1:8080",
-                "net.http:a:65535",
-                "net.http:a:1",
+                "net.connect:api.example.com:443",
+                "net.connect:*.example.com:*",
+                "net.connect:**:443",
+                "net.connect:127.0.0.1:8080",
+                "net.connect:[::1]:443",
+                "net.connect:[2001:db8::7]:80",
+                "net.connect:[::ffff:127.0.0.1]:80",
+                "net.connect:[fe80::1%lo]:80",
+                "net.connect:10.0.0.1:*",
+                "net.connect:a:65535",
+                "net.connect:a:1",
         };
         static const struct {
                 const char *text;
@@ -180,7 +184,7 @@ START_TEST(test_parse)
                 {"storage:x", -EINVAL},    /* takes no scope */
                 {"camera:front", -EINVAL}, /* takes no scope */
                 {"bus.publish", -EINVAL},  /* needs a scope */
-                {"net.http", -EINVAL},     /* needs a scope */
+                {"net.connect", -EINVAL},  /* needs a scope */
                 {"fs.read", -EINVAL},      /* needs a scope */
                 {"bus.publish:", -EINVAL},
                 {"bus.publish:.a", -EINVAL},
@@ -198,16 +202,28 @@ START_TEST(test_parse)
                 {"fs.read:doc*", -EINVAL}, /* roots take no globs */
                 {"fs.read:a/b", -EINVAL},
                 {"fs.read:../etc", -EINVAL},
-                {"net.http:example.com", -EINVAL},
-                {"net.http:example.com:", -EINVAL},
-                {"net.http:example.com:0", -EINVAL},
-                {"net.http:example.com:65536", -EINVAL},
-                {"net.http:example.com:0443", -EINVAL},
-                {"net.http:example.com:44a", -EINVAL},
-                {"net.http:Example.com:443", -EINVAL}, /* lowercase only */
-                {"net.http::443", -EINVAL},
-                {"net.http:[::1]:443", -EINVAL},
-                {"net.http:a_b.com:443", -EINVAL},
+                {"net.connect:example.com", -EINVAL},
+                {"net.connect:example.com:", -EINVAL},
+                {"net.connect:example.com:0", -EINVAL},
+                {"net.connect:example.com:65536", -EINVAL},
+                {"net.connect:example.com:0443", -EINVAL},
+                {"net.connect:example.com:44a", -EINVAL},
+                {"net.connect:Example.com:443", -EINVAL}, /* lowercase only */
+                {"net.connect::443", -EINVAL},
+                /* Addresses: one spelling each, whole, IPv6 in brackets. */
+                {"net.connect:::1:443", -EINVAL},
+                {"net.connect:127.1:80", -EINVAL},
+                {"net.connect:2130706433:80", -EINVAL},
+                {"net.connect:0x7f.0.0.1:80", -EINVAL},
+                {"net.connect:127.0.0.*:80", -EINVAL},
+                {"net.connect:[::1:80", -EINVAL},
+                {"net.connect:[::*]:80", -EINVAL},
+                {"net.connect:[0:0::1]:80", -EINVAL},
+                {"net.connect:[127.0.0.1]:80", -EINVAL},
+                {"net.connect:[::ffff:7f00:1]:80", -EINVAL},
+                {"net.connect:256.1.1.1:80", -EINVAL},
+                {"net.connect:example.123:80", -EINVAL},
+                {"net.connect:a_b.com:443", -EINVAL},
         };
         CapabilityRight r;
         const char *why;
@@ -374,7 +390,16 @@ START_TEST(test_host_match)
                 {"**:443", "anything.at.all:443", true},
                 {"**:*", "a:1", true},
                 {"127.0.0.1:8080", "127.0.0.1:8080", true},
-                {"127.0.0.*:8080", "127.0.0.2:8080", true},
+                /* Addresses match themselves only: no pattern reaches one. */
+                {"127.0.0.*:8080", "127.0.0.2:8080", false},
+                {"**:8080", "127.0.0.1:8080", false},
+                {"**:*", "[::1]:80", false},
+                {"*:80", "10.0.0.1:80", false},
+                {"[::1]:80", "[::1]:80", true},
+                {"[::1]:80", "[::1]:81", false},
+                {"[::1]:*", "[::1]:81", true},
+                {"127.0.0.1:8080", "127.1:8080", false},
+                {"127.0.0.1:8080", "[::ffff:127.0.0.1]:8080", false},
                 {"api.example.com:443", "API.example.com:443",
                  false}, /* lowercased by the broker */
                 {"api.example.com:443", "api.example.com", false},
@@ -382,6 +407,43 @@ START_TEST(test_host_match)
         };
 
         check_cases(CAPABILITY_SCOPE_HOST_PORT, cases, ELEMENTSOF(cases));
+}
+END_TEST
+
+/* net.connect's level by its scope: a name normal, a pattern or an address that is
+ * not public dangerous (capability_right_level()). */
+START_TEST(test_right_level)
+{
+        static const struct {
+                const char *right;
+                CapabilityLevel level;
+        } cases[] = {
+                {"net.connect:api.example.com:443", CAPABILITY_NORMAL},
+                {"net.connect:api.example.com:*", CAPABILITY_NORMAL},
+                {"net.connect:8.8.8.8:53", CAPABILITY_NORMAL},
+                {"net.connect:[2001:4860::1]:443", CAPABILITY_NORMAL},
+                {"net.connect:*.example.com:443", CAPABILITY_DANGEROUS},
+                {"net.connect:**:443", CAPABILITY_DANGEROUS},
+                {"net.connect:127.0.0.1:5432", CAPABILITY_DANGEROUS},
+                {"net.connect:[::1]:5432", CAPABILITY_DANGEROUS},
+                {"net.connect:10.0.0.1:80", CAPABILITY_DANGEROUS},
+                {"net.connect:169.254.169.254:80", CAPABILITY_DANGEROUS},
+                {"net.connect:[::ffff:10.0.0.1]:80", CAPABILITY_DANGEROUS},
+                {"net.connect:[fd00:ec2::254]:80", CAPABILITY_DANGEROUS},
+                {"net.group:lab", CAPABILITY_NORMAL},
+                {"net.listen:8080", CAPABILITY_DANGEROUS},
+                {"storage", CAPABILITY_NORMAL},
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                CapabilityRight r;
+
+                ck_assert_msg(capability_right_parse(cases[i].right, &r, NULL) == 0, "%s",
+                              cases[i].right);
+                ck_assert_msg(capability_right_level(&r) == cases[i].level, "%s: level %s",
+                              cases[i].right,
+                              capability_level_to_string(capability_right_level(&r)));
+        }
 }
 END_TEST
 
@@ -400,13 +462,15 @@ END_TEST
 START_TEST(test_port_and_name_match)
 {
         static const MatchCase ports[] = {
-                {"8080", "8080", true},  {"8080", "80", false},  {"80", "080", false},
-                {"*", "80", false},      {"65535", "65535", true}, {"65536", "65536", false},
+                {"8080", "8080", true}, {"8080", "80", false},    {"80", "080", false},
+                {"*", "80", false},     {"65535", "65535", true}, {"65536", "65536", false},
                 {"0", "0", false},
         };
         static const MatchCase names[] = {
-                {"backend", "backend", true}, {"backend", "backend2", false},
-                {"back*", "backend", false},  {"Backend", "Backend", false},
+                {"backend", "backend", true},
+                {"backend", "backend2", false},
+                {"back*", "backend", false},
+                {"Backend", "Backend", false},
         };
 
         check_cases(CAPABILITY_SCOPE_PORT, ports, ELEMENTSOF(ports));
@@ -442,8 +506,8 @@ START_TEST(test_covers)
         ck_assert(capability_right_covers(&a, &b));
         b = right("microphone");
         ck_assert(!capability_right_covers(&a, &b));
-        a = right("net.http:*.example.com:443");
-        b = right("net.http:api.example.com:443");
+        a = right("net.connect:*.example.com:443");
+        b = right("net.connect:api.example.com:443");
         ck_assert(capability_right_covers(&a, &b));
         ck_assert(!capability_right_covers(&b, &a));
         /* An unscoped right that takes an optional scope covers every scope... */
@@ -479,7 +543,7 @@ END_TEST
 START_TEST(test_check_manifest)
 {
         static const char ok[] = "{\"id\":\"org.a.b\",\"runtime\":\"native\",\"entry\":\"x\","
-                                 "\"permissions\":[\"storage\",\"net.http:a.com:443\"]}";
+                                 "\"permissions\":[\"storage\",\"net.connect:a.com:443\"]}";
         static const char ko[] = "{\"id\":\"org.a.b\",\"runtime\":\"native\",\"entry\":\"x\","
                                  "\"permissions\":[\"storage\",\"camera:front\"]}";
         _cleanup_(manifest_freep) Manifest *m1 = NULL;
@@ -600,17 +664,17 @@ START_TEST(test_pattern_bounds)
         strcat(text, ".*");
         ck_assert_int_eq(capability_right_parse(text, &r, NULL), -EINVAL);
 
-        /* The longest host a right can hold (255 - "net.http:" - ":443") parses. */
+        /* The longest host a right can hold (255 - "net.connect:" - ":443") parses. */
         {
                 char host[300];
-                size_t len = 0, max = CAPABILITY_RIGHT_MAX - 1 - strlen("net.http:") - 4;
+                size_t len = 0, max = CAPABILITY_RIGHT_MAX - 1 - strlen("net.connect:") - 4;
 
                 while (len < max) {
                         host[len] = (len % 50 == 49) ? '.' : 'h';
                         len++;
                 }
                 host[len] = 0;
-                snprintf(text, sizeof text, "net.http:%s:443", host);
+                snprintf(text, sizeof text, "net.connect:%s:443", host);
                 ck_assert_int_eq(capability_right_parse(text, &r, NULL), 0);
                 ck_assert(capability_scope_match(CAPABILITY_SCOPE_HOST_PORT, r.scope, r.scope));
         }
@@ -718,6 +782,7 @@ int main(void)
         tcase_add_test(tc, test_topic_match);
         tcase_add_test(tc, test_app_id_match);
         tcase_add_test(tc, test_host_match);
+        tcase_add_test(tc, test_right_level);
         tcase_add_test(tc, test_root_match);
         tcase_add_test(tc, test_port_and_name_match);
         tcase_add_test(tc, test_covers);

@@ -160,13 +160,15 @@ START_TEST(test_decision_fields)
         _cleanup_(grants_freep) Grants *g = open_grants();
         GrantsDecision d;
 
-        install(g, "\"net.http:*.example.com:443\",\"storage\"", false, T0);
+        install(g, "\"net.connect:*.example.com:443\",\"storage\"", false, T0);
         ck_assert_int_eq(
-                grants_grant(g, APP, "net.http:*.example.com:443", false, GRANT_BY_USER, T0), 0);
-        ck_assert_int_eq(grants_check(g, APP, "net.http:api.example.com:443", T0, &d), 0);
+                grants_grant(g, APP, "net.connect:*.example.com:443", false, GRANT_BY_USER, T0), 0);
+        ck_assert_int_eq(grants_check(g, APP, "net.connect:api.example.com:443", T0, &d), 0);
         ck_assert_int_eq(d.reason, GRANTS_ALLOWED);
-        ck_assert_int_eq(d.level, CAPABILITY_DANGEROUS);
-        ck_assert_str_eq(d.grant, "net.http:*.example.com:443");
+        /* The level of the right asked: one named host is normal (its pattern grant
+         * was the dangerous one). */
+        ck_assert_int_eq(d.level, CAPABILITY_NORMAL);
+        ck_assert_str_eq(d.grant, "net.connect:*.example.com:443");
         ck_assert(!d.one_time_consumed);
         /* NULL decision is fine; errors leave it untouched. */
         ck_assert_int_eq(grants_check(g, APP, "storage", T0, NULL), 0);
@@ -183,22 +185,24 @@ START_TEST(test_grant_revoke)
         _cleanup_(grants_freep) Grants *g = open_grants();
         _cleanup_strv_free_ char **gone = NULL;
 
-        install(g, "\"camera\",\"location\",\"net.http:*.example.com:443\"", false, T0);
+        install(g, "\"camera\",\"location\",\"net.connect:*.example.com:443\"", false, T0);
         ck_assert_int_eq(grants_grant(g, APP, "location", false, GRANT_BY_USER, T0), 0);
         CHECK(g, "location", T0, 0, GRANTS_ALLOWED);
         /* Not requested: never grantable. */
         ck_assert_int_eq(grants_grant(g, APP, "contacts", false, GRANT_BY_USER, T0), -EPERM);
         /* Wider than requested: refused; narrower: fine. */
-        ck_assert_int_eq(grants_grant(g, APP, "net.http:**:443", false, GRANT_BY_USER, T0), -EPERM);
-        ck_assert_int_eq(grants_grant(g, APP, "net.http:*.example.com:*", false, GRANT_BY_USER, T0),
+        ck_assert_int_eq(grants_grant(g, APP, "net.connect:**:443", false, GRANT_BY_USER, T0),
                          -EPERM);
         ck_assert_int_eq(
-                grants_grant(g, APP, "net.http:a.example.com:443", false, GRANT_BY_USER, T0), 0);
-        CHECK(g, "net.http:a.example.com:443", T0, 0, GRANTS_ALLOWED);
-        CHECK(g, "net.http:b.example.com:443", T0, -EACCES, GRANTS_NOT_GRANTED);
+                grants_grant(g, APP, "net.connect:*.example.com:*", false, GRANT_BY_USER, T0),
+                -EPERM);
+        ck_assert_int_eq(
+                grants_grant(g, APP, "net.connect:a.example.com:443", false, GRANT_BY_USER, T0), 0);
+        CHECK(g, "net.connect:a.example.com:443", T0, 0, GRANTS_ALLOWED);
+        CHECK(g, "net.connect:b.example.com:443", T0, -EACCES, GRANTS_NOT_GRANTED);
         /* Bad input. */
         ck_assert_int_eq(grants_grant(g, APP, "nosuch", false, GRANT_BY_USER, T0), -ENOENT);
-        ck_assert_int_eq(grants_grant(g, APP, "net.http", false, GRANT_BY_USER, T0), -EINVAL);
+        ck_assert_int_eq(grants_grant(g, APP, "net.connect", false, GRANT_BY_USER, T0), -EINVAL);
         ck_assert_int_eq(grants_grant(g, "x", "location", false, GRANT_BY_USER, T0), -EINVAL);
         ck_assert_int_eq(
                 grants_grant(g, "org.never.installed", "location", false, GRANT_BY_USER, T0),
@@ -212,14 +216,14 @@ START_TEST(test_grant_revoke)
         ck_assert_int_eq(grants_revoke(g, APP, "location", NULL), 0);
         /* A narrower revoke does not touch a wider grant... */
         ck_assert_int_eq(
-                grants_grant(g, APP, "net.http:*.example.com:443", false, GRANT_BY_USER, T0), 0);
-        ck_assert_int_eq(grants_revoke(g, APP, "net.http:c.example.com:443", NULL), 0);
+                grants_grant(g, APP, "net.connect:*.example.com:443", false, GRANT_BY_USER, T0), 0);
+        ck_assert_int_eq(grants_revoke(g, APP, "net.connect:c.example.com:443", NULL), 0);
         /* ... a bare name takes every scope. */
         strv_free(gone);
         gone = NULL;
-        ck_assert_int_eq(grants_revoke(g, APP, "net.http", &gone), 2);
+        ck_assert_int_eq(grants_revoke(g, APP, "net.connect", &gone), 2);
         ck_assert_uint_eq(strv_length(gone), 2);
-        CHECK(g, "net.http:a.example.com:443", T0, -EACCES, GRANTS_NOT_GRANTED);
+        CHECK(g, "net.connect:a.example.com:443", T0, -EACCES, GRANTS_NOT_GRANTED);
         ck_assert_int_eq(grants_revoke(g, APP, "nosuch", NULL), -ENOENT);
         ck_assert_int_eq(grants_revoke(g, APP, "camera:x", NULL), -EINVAL);
         ck_assert_int_eq(grants_revoke(g, "bad", "camera", NULL), -EINVAL);
@@ -274,7 +278,7 @@ START_TEST(test_one_time)
         _cleanup_(grants_freep) Grants *g = open_grants();
         GrantsDecision d;
 
-        install(g, "\"location\",\"net.http:**:443\"", false, T0);
+        install(g, "\"location\",\"net.connect:**:443\"", false, T0);
         ck_assert_int_eq(grants_grant(g, APP, "location", true, GRANT_BY_USER, T0), 0);
         ck_assert_int_eq(grants_check(g, APP, "location", T0, &d), 0);
         ck_assert(d.one_time_consumed);
@@ -283,11 +287,11 @@ START_TEST(test_one_time)
         ck_assert_uint_eq(count_grants(g), 0); /* both dangerous: nothing at install */
 
         /* A permanent grant is used before a one-time one, which stays. */
-        ck_assert_int_eq(grants_grant(g, APP, "net.http:a.b:443", true, GRANT_BY_USER, T0), 0);
-        ck_assert_int_eq(grants_grant(g, APP, "net.http:*.b:443", false, GRANT_BY_USER, T0), 0);
-        ck_assert_int_eq(grants_check(g, APP, "net.http:a.b:443", T0, &d), 0);
+        ck_assert_int_eq(grants_grant(g, APP, "net.connect:a.b:443", true, GRANT_BY_USER, T0), 0);
+        ck_assert_int_eq(grants_grant(g, APP, "net.connect:*.b:443", false, GRANT_BY_USER, T0), 0);
+        ck_assert_int_eq(grants_check(g, APP, "net.connect:a.b:443", T0, &d), 0);
         ck_assert(!d.one_time_consumed);
-        ck_assert_str_eq(d.grant, "net.http:*.b:443");
+        ck_assert_str_eq(d.grant, "net.connect:*.b:443");
         ck_assert_uint_eq(count_grants(g), 2);
 
         /* Granting for good what is held once makes it permanent; the reverse
@@ -417,12 +421,13 @@ START_TEST(test_reinstall)
 {
         _cleanup_(grants_freep) Grants *g = open_grants();
 
-        install(g, "\"storage\",\"timer\",\"location\",\"net.http:*.a.com:443\"", false, T0);
+        install(g, "\"storage\",\"timer\",\"location\",\"net.connect:*.a.com:443\"", false, T0);
         ck_assert_int_eq(grants_grant(g, APP, "location", false, GRANT_BY_USER, T0), 0);
-        ck_assert_int_eq(grants_grant(g, APP, "net.http:x.a.com:443", false, GRANT_BY_USER, T0), 0);
+        ck_assert_int_eq(grants_grant(g, APP, "net.connect:x.a.com:443", false, GRANT_BY_USER, T0),
+                         0);
         /* A revoked normal right stays revoked when the same manifest is installed again. */
         ck_assert_int_eq(grants_revoke(g, APP, "timer", NULL), 1);
-        install(g, "\"storage\",\"timer\",\"location\",\"net.http:*.a.com:443\"", false, T0 + 1);
+        install(g, "\"storage\",\"timer\",\"location\",\"net.connect:*.a.com:443\"", false, T0 + 1);
         CHECK(g, "timer", T0, -EACCES, GRANTS_NOT_GRANTED);
         CHECK(g, "location", T0, 0, GRANTS_ALLOWED);
         /* A user may grant it back. */
@@ -431,12 +436,12 @@ START_TEST(test_reinstall)
 
         /* A narrower manifest drops what it no longer covers; a new normal right is
          * granted. */
-        install(g, "\"storage\",\"notify\",\"net.http:x.a.com:443\"", false, T0 + 2);
+        install(g, "\"storage\",\"notify\",\"net.connect:x.a.com:443\"", false, T0 + 2);
         CHECK(g, "location", T0, -EPERM, GRANTS_NOT_REQUESTED);
         CHECK(g, "timer", T0, -EPERM, GRANTS_NOT_REQUESTED);
         CHECK(g, "notify", T0, 0, GRANTS_ALLOWED);
-        CHECK(g, "net.http:x.a.com:443", T0, 0, GRANTS_ALLOWED);
-        ck_assert_uint_eq(count_grants(g), 3); /* storage, notify, net.http:x.a.com:443 */
+        CHECK(g, "net.connect:x.a.com:443", T0, 0, GRANTS_ALLOWED);
+        ck_assert_uint_eq(count_grants(g), 3); /* storage, notify, net.connect:x.a.com:443 */
 
         /* Asking for location again does not bring the old user grant back. */
         install(g, "\"storage\",\"location\"", false, T0 + 3);
@@ -814,17 +819,23 @@ START_TEST(test_policy_decide)
         _cleanup_(grants_freep) Grants *g = open_grants();
         _cleanup_(grant_cache_clear) GrantCache gc = {};
         static const char *const same[] = {
-                "storage",         "net.http:a.b:443", "net.http:a.c:443",
-                "net.http:a.b:80", "app.signal",       "contacts",
-                "location:x",      "no.such",          "bus.publish:x.y.z",
+                "storage",
+                "net.connect:a.b:443",
+                "net.connect:a.c:443",
+                "net.connect:a.b:80",
+                "app.signal",
+                "contacts",
+                "location:x",
+                "no.such",
+                "bus.publish:x.y.z",
         };
         CapabilityRight asked;
         bool once = true;
         const char *why;
 
-        install(g, "\"storage\",\"location\",\"camera\",\"net.http:**:443\",\"app.signal\"", false,
-                T0);
-        ck_assert_int_eq(grants_grant(g, APP, "net.http:*.b:443", false, GRANT_BY_USER, T0), 0);
+        install(g, "\"storage\",\"location\",\"camera\",\"net.connect:**:443\",\"app.signal\"",
+                false, T0);
+        ck_assert_int_eq(grants_grant(g, APP, "net.connect:*.b:443", false, GRANT_BY_USER, T0), 0);
         ck_assert_int_eq(grants_grant(g, APP, "camera", false, GRANT_BY_USER, T0), 0);
         ck_assert_int_eq(grants_grant(g, APP, "location", true, GRANT_BY_USER, T0), 0);
         ck_assert_int_eq(grant_cache_load(g, APP, &gc), 0);
@@ -850,8 +861,8 @@ START_TEST(test_policy_decide)
                         want);
         }
         DECIDE("storage", true, T0, 0, GRANTS_ALLOWED);
-        DECIDE("net.http:a.c:443", true, T0, -EACCES, GRANTS_NOT_GRANTED);
-        DECIDE("net.http:a.b:80", true, T0, -EPERM, GRANTS_NOT_REQUESTED);
+        DECIDE("net.connect:a.c:443", true, T0, -EACCES, GRANTS_NOT_GRANTED);
+        DECIDE("net.connect:a.b:80", true, T0, -EPERM, GRANTS_NOT_REQUESTED);
         DECIDE("app.signal", true, T0, -EPERM, GRANTS_NOT_SIGNED);
         DECIDE(NULL, true, T0, -EPERM, GRANTS_INVALID);
 
@@ -910,7 +921,7 @@ START_TEST(test_grant_recorded)
         Sink k = {};
         int ar = 1;
 
-        install(g, "\"location\",\"net.http:**:443\"", false, T0);
+        install(g, "\"location\",\"net.connect:**:443\"", false, T0);
         ck_assert_int_eq(
                 grants_grant_recorded(g, APP, "location", true, "prompt", T0, sink_keep, &k, &ar),
                 0);
@@ -928,11 +939,11 @@ START_TEST(test_grant_recorded)
         ck_assert_uint_eq(k.n, 1);
 
         k.fail = -EIO;
-        ck_assert_int_eq(grants_grant_recorded(g, APP, "net.http:a.b:443", false, "cli", T0,
+        ck_assert_int_eq(grants_grant_recorded(g, APP, "net.connect:a.b:443", false, "cli", T0,
                                                sink_keep, &k, &ar),
                          0);
         ck_assert_int_eq(ar, -EIO);
-        CHECK(g, "net.http:a.b:443", T0, 0, GRANTS_ALLOWED);
+        CHECK(g, "net.connect:a.b:443", T0, 0, GRANTS_ALLOWED);
 
         /* No sink: the grant alone. */
         ck_assert_int_eq(

@@ -260,6 +260,28 @@ static void serve_one(Kernel *k, const ChannelFrame *f, ProtobufCMessage *pm)
                 k_send(k, f->opcode, CHANNEL_FLAG_REPLY, f->request_id, &r.base, &fd, 1);
                 break;
         }
+        case CELLA_OP_NET_CONNECT: {
+                /* The kernel's side as calls/net.c does it: a socketpair, one end to
+                 * the app; a name it does not know is refused with a sentence. */
+                Cella__V1__NetConnectRequest *q = (void *)pm;
+                Cella__V1__NetConnectReply r = CELLA__V1__NET_CONNECT_REPLY__INIT;
+                int sp[2];
+
+                if (strcmp(q->host, "allowed.test") != 0 || q->port != 443) {
+                        k_error(k, f, EPERM, "priv.test resolves to 10.0.0.1, a private address");
+                        break;
+                }
+                K_ASSERT(q->proto == CELLA__V1__NET_PROTO__NET_PROTO_UDP);
+                K_ASSERT(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == 0);
+                K_ASSERT(write(sp[0], "hello", 5) == 5);
+                safe_close(sp[0]);
+                r.address = "203.0.113.7";
+                r.right = "net.connect:allowed.test:443";
+                r.connection_id = 7;
+                k_send(k, f->opcode, CHANNEL_FLAG_REPLY, f->request_id, &r.base, &sp[1], 1);
+                safe_close(sp[1]);
+                break;
+        }
         case CELLA_OP_FS_LIST: {
                 Cella__V1__FsListRequest *q = (void *)pm;
                 Cella__V1__FsListReply r = CELLA__V1__FS_LIST_REPLY__INIT;
@@ -920,6 +942,40 @@ START_TEST(test_fd_passing)
                 ck_assert_int_eq(fcntl(fd, F_GETFD) >= 0, 1); /* still ours */
                 safe_close(fd);
         }
+        stop();
+}
+END_TEST
+
+START_TEST(test_net_connect)
+{
+        CellaNetInfo info;
+        char buf[16];
+        int fd;
+
+        start(run_serve);
+        fd = cella_net_connect(cella, "allowed.test", 443, CELLA_NET_UDP, &info);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(fcntl(fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+        ck_assert_str_eq(info.address, "203.0.113.7");
+        ck_assert_str_eq(info.right, "net.connect:allowed.test:443");
+        ck_assert_uint_eq(info.connection_id, 7);
+        ck_assert_str_eq(info.why, "");
+        ck_assert_int_eq(read(fd, buf, sizeof(buf)), 5);
+        safe_close(fd);
+
+        /* The kernel's sentence comes back with its errno. */
+        ck_assert_int_eq(cella_net_connect(cella, "priv.test", 443, CELLA_NET_TCP, &info), -EPERM);
+        ck_assert_str_eq(info.why, "priv.test resolves to 10.0.0.1, a private address");
+        ck_assert_str_eq(info.address, "");
+        ck_assert_int_eq(cella_net_connect(cella, "priv.test", 443, CELLA_NET_TCP, NULL), -EPERM);
+
+        /* Bad arguments never reach the kernel. */
+        ck_assert_int_eq(cella_net_connect(cella, NULL, 443, CELLA_NET_TCP, &info), -EINVAL);
+        ck_assert_int_eq(cella_net_connect(cella, "", 443, CELLA_NET_TCP, &info), -EINVAL);
+        ck_assert_int_eq(cella_net_connect(cella, "a", 0, CELLA_NET_TCP, &info), -EINVAL);
+        ck_assert_int_eq(cella_net_connect(cella, "a", 65536, CELLA_NET_TCP, &info), -EINVAL);
+        ck_assert_int_eq(cella_net_connect(cella, "a", 1, (CellaNetProto)9, &info), -EINVAL);
+        ck_assert_str_eq(cella_opcode_name(CELLA_OP_NET_CONNECT), "net.connect");
         stop();
 }
 END_TEST
@@ -1836,6 +1892,7 @@ static Suite *libcella_suite(void)
         tcase_add_test(tc, test_sync_calls);
         tcase_add_test(tc, test_errors);
         tcase_add_test(tc, test_fd_passing);
+        tcase_add_test(tc, test_net_connect);
         tcase_add_test(tc, test_out_of_order);
         tcase_add_test(tc, test_cancel);
         tcase_add_test(tc, test_events_during_sync);

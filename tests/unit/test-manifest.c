@@ -129,7 +129,7 @@ START_TEST(test_full)
                 "    \"storage\",\n"
                 "    \"bus.publish:notes.*\",\n"
                 "    \"bus.subscribe:clock.tick\",\n"
-                "    \"net.http:api.example.com:443\",\n"
+                "    \"net.connect:api.example.com:443\",\n"
                 "    \"location\"\n"
                 "  ],\n"
                 "  \"env\": { \"LANG\": \"C.UTF-8\", \"PATH\": \"/bin\", \"EMPTY\": \"\" },\n"
@@ -156,7 +156,7 @@ START_TEST(test_full)
         ck_assert_str_eq(m->permissions[0], "storage");
         ck_assert_str_eq(m->permissions[1], "bus.publish:notes.*");
         ck_assert_str_eq(m->permissions[2], "bus.subscribe:clock.tick");
-        ck_assert_str_eq(m->permissions[3], "net.http:api.example.com:443");
+        ck_assert_str_eq(m->permissions[3], "net.connect:api.example.com:443");
         ck_assert_str_eq(m->permissions[4], "location");
         ck_assert_uint_eq(strv_length(m->env), 3);
         ck_assert_str_eq(m->env[0], "LANG=C.UTF-8");
@@ -630,7 +630,7 @@ END_TEST
 START_TEST(test_permissions)
 {
         static const char *const good[] = {
-                "storage",        "bus.publish:notes.*",  "net.http:api.example.com:443",
+                "storage",        "bus.publish:notes.*",  "net.connect:api.example.com:443",
                 "a_b.c1:[a-z]?x", "x:/path/with/slashes", "a1.b2_.c"};
         static const struct {
                 const char *p, *msg;

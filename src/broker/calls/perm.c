@@ -84,7 +84,7 @@ static Cella__V1__PermState perm_state(BrokerApp *app, const CapabilityRight *pa
                 return why && strcmp(why, grants_reason_to_string(GRANTS_NOT_SIGNED)) == 0
                                ? CELLA__V1__PERM_STATE__PERM_STATE_DENIED
                                : CELLA__V1__PERM_STATE__PERM_STATE_NOT_REQUESTED;
-        if (parsed->cap->level == CAPABILITY_DANGEROUS && !was_denied(app, right))
+        if (capability_right_level(parsed) == CAPABILITY_DANGEROUS && !was_denied(app, right))
                 return CELLA__V1__PERM_STATE__PERM_STATE_ASK;
         return CELLA__V1__PERM_STATE__PERM_STATE_DENIED;
 }
@@ -139,7 +139,7 @@ static void perm_list(BrokerCall *c)
                 cella__v1__perm_entry__init(&e[k]);
                 e[k].permission = requested[i];
                 e[k].state = perm_state(c->app, &parsed, requested[i], &once);
-                e[k].level = level_of(parsed.cap->level);
+                e[k].level = level_of(capability_right_level(&parsed));
                 e[k].one_time = once;
                 ep[k] = &e[k];
                 k++;
@@ -285,7 +285,7 @@ static void perm_request(BrokerCall *c)
                 broker_reply_error(c, EPERM, why);
                 return;
         }
-        if (parsed.cap->level != CAPABILITY_DANGEROUS) {
+        if (capability_right_level(&parsed) != CAPABILITY_DANGEROUS) {
                 reply_state(c, CELLA__V1__PERM_STATE__PERM_STATE_DENIED, false,
                             "not granted, not asked");
                 return;
