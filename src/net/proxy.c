@@ -38,7 +38,7 @@ enum {
 #define SOCKS_REP_COMMAND          0x07
 #define SOCKS_REP_ATYP             0x08
 
-#define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
+#define ELEMENTSOF(x)  (sizeof(x) / sizeof((x)[0]))
 #define _printf_(a, b) __attribute__((format(printf, a, b)))
 
 /* The most headers named by Connection that are dropped; more is refused. */

@@ -31,6 +31,7 @@
 #include "base/strv.h"
 #include "base/termsafe.h"
 #include "base/time-util.h"
+#include "net/nslisten.h"
 #include "supervisor/adopt.h"
 #include "supervisor/error.h"
 #include "supervisor/memory-actions.h"
@@ -240,6 +241,8 @@ typedef struct Prepare {
         uid_t ids_base;      /* out: the app's block of host ids */
         SupervisorError err; /* out: what failed, step STATE (detail: the message's verb) */
         bool started_failed; /* out: instance_starting() failed (printed; in inst->error) */
+        uint16_t proxy_port; /* its proxy's port, or 0: none */
+        int proxy_fds[2];    /* out: the proxy's listeners in its namespace, or -1 */
 } Prepare;
 
 /* SandboxSpec.prepare: runs while the child builds its jail (sandbox.h). Kept
@@ -285,6 +288,22 @@ static int instance_starting(SandboxSpec *spec, void *userdata)
                 supervisor_sweep(p->inst->sup);
         p->started_failed = r < 0;
         return r < 0 ? -ECANCELED : 0;
+}
+
+/*
+ * SandboxSpec.in_netns: the proxy's listeners (netproxy.h), made in the app's network
+ * namespace before the app exists, so its first connection finds them. A port taken
+ * there cannot be (the namespace is new), so a failure is cellad's: it fails the start.
+ */
+static int instance_in_netns(SandboxSpec *spec, int netns_fd, void *userdata)
+{
+        Prepare *p = userdata;
+        int r = net_listen_in_netns(netns_fd, p->proxy_port, p->proxy_fds);
+
+        if (r < 0)
+                return supervisor_error(&p->err, SUPERVISOR_STEP_INTERNAL, r,
+                                        "cannot make the proxy's listener for");
+        return 0;
 }
 
 /* {"event":"started", "app", "uid", "pid", "cgroup_mode", "cgroups": {ctrl: path}} */
@@ -503,6 +522,8 @@ static void instance_start_done(InstanceStart *c)
         c->in_fd = -1;
         c->data_fd = safe_close(c->data_fd);
         c->app_fd = safe_close(c->app_fd);
+        c->prep.proxy_fds[0] = safe_close(c->prep.proxy_fds[0]);
+        c->prep.proxy_fds[1] = safe_close(c->prep.proxy_fds[1]);
         launch_done(&c->launch);
 }
 
@@ -617,6 +638,32 @@ static int instance_prepare_stats(Instance *inst, InstanceStart *c)
         return 0;
 }
 
+/* The port of the per-app proxy for inst, or 0: none (docs/network.md "The proxy":
+ * an app that asks for a net.connect right, in a sandbox of its own). */
+static uint16_t instance_proxy_port(const Instance *inst)
+{
+        return netproxy_port(inst->sup->o.net_proxy_port, inst->manifest);
+}
+
+/* The proxy's variables in the app's environment, and its listener asked for
+ * (instance_in_netns). Returns 0 or -ENOMEM, after a message. */
+static int instance_prepare_proxy(Instance *inst, InstanceStart *c)
+{
+        uint16_t port = instance_proxy_port(inst);
+        int r;
+
+        if (!port)
+                return 0;
+        r = netproxy_env(&c->launch.envp, inst->manifest->env, port);
+        if (r < 0)
+                return log_error_errno(r, "cannot announce the proxy to %s: %m",
+                                       inst->manifest->id);
+        c->launch.spec.envp = c->launch.envp; /* strv_extendf() may have moved it */
+        c->prep.proxy_port = port;
+        c->launch.spec.in_netns = instance_in_netns;
+        return 0;
+}
+
 /* Spawns the sandbox. Returns 0, or a negative errno with inst->error, after its
  * message and records. */
 static int instance_spawn(Instance *inst, InstanceStart *c)
@@ -636,7 +683,9 @@ static int instance_spawn(Instance *inst, InstanceStart *c)
         /* Its band, in its init before the app runs (cellad's own is -1000). */
         spec->oom_score_adj = supervisor_memory_start_adj(inst);
         spec->oom_score_adj_set = true;
-        c->prep = (Prepare){.inst = inst, .state = s->state, .id = inst->manifest->id};
+        c->prep.inst = inst;
+        c->prep.state = s->state;
+        c->prep.id = inst->manifest->id;
         spec->prepare = instance_prepare;
         spec->starting = instance_starting;
         spec->prepare_userdata = &c->prep;
@@ -712,6 +761,15 @@ static int instance_serve(Instance *inst, InstanceStart *c)
                 log_error_errno(r, "cannot serve the channel of %s: %m", m->id);
                 return supervisor_error(&inst->error, SUPERVISOR_STEP_INTERNAL, r, "channel");
         }
+        /* Its proxy, once the broker knows it: connections made before wait in the
+         * listen backlog. */
+        if (c->prep.proxy_fds[0] >= 0) {
+                r = netproxy_start(&s->loop, s->broker, m->id, c->prep.proxy_fds, &inst->proxy);
+                if (r < 0) {
+                        log_error_errno(r, "cannot serve the proxy of %s: %m", m->id);
+                        return supervisor_error(&inst->error, SUPERVISOR_STEP_INTERNAL, r, "proxy");
+                }
+        }
         return 0;
 }
 
@@ -735,6 +793,8 @@ static void instance_started(Instance *inst)
 static void instance_abort(Instance *inst)
 {
         sandboxed_abort(&inst->run);
+        netproxy_free(inst->proxy);
+        inst->proxy = NULL;
         broker_app_detach(inst->broker_app);
         inst->broker_app = NULL;
         pump_close(&inst->out);
@@ -753,6 +813,7 @@ int instance_start(Instance *inst)
                 .in_fd = -1,
                 .data_fd = -EBADF,
                 .app_fd = -EBADF,
+                .prep = {.proxy_fds = {-EBADF, -EBADF}},
         };
         int r;
 
@@ -779,6 +840,8 @@ int instance_start(Instance *inst)
                 r = instance_open_stdio(inst, &c);
         if (r >= 0)
                 r = instance_prepare_stats(inst, &c);
+        if (r >= 0)
+                r = instance_prepare_proxy(inst, &c);
         if (r < 0) {
                 (void)supervisor_error(
                         &inst->error,
@@ -935,6 +998,8 @@ static void instance_maybe_finished(Instance *inst)
          * no fd in cellad. `cella logs` reads the files by name. */
         inst->log = applog_close(inst->log);
         supervisor_keeper_drop(inst);
+        netproxy_free(inst->proxy);
+        inst->proxy = NULL;
         broker_app_detach(inst->broker_app);
         inst->broker_app = NULL;
         sandboxed_release(&inst->run);
@@ -1109,6 +1174,7 @@ void instance_free(Instance *inst)
 {
         if (!inst)
                 return;
+        netproxy_free(inst->proxy);
         broker_app_detach(inst->broker_app);
         sandboxed_done(&inst->run);
         inst->in_outlet = outlet_free(inst->in_outlet);

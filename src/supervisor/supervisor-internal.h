@@ -25,6 +25,7 @@
 #include "supervisor/prompt.h"
 #include "supervisor/launch.h"
 #include "supervisor/luahost.h"
+#include "supervisor/netproxy.h"
 #include "supervisor/memory-report.h"
 #include "supervisor/outlet.h"
 #include "supervisor/restart.h"
@@ -95,6 +96,7 @@ struct Instance {
                          * closed then would hang its terminal up: SIGHUP, exit 129 */
         AppLog *log;
         BrokerApp *broker_app;
+        NetProxy *proxy; /* its proxy (netproxy.h) while it runs, or NULL */
         uid_t uid;           /* the host uid it runs as (its group host's when packed) */
         int64_t started_ms;  /* wall clock of the last start */
         uint64_t started_ns; /* monotonic */
