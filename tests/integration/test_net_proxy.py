@@ -257,6 +257,24 @@ def test_pip_download(lab, proxied, state):
     assert r.out == "demo_pkg-1.0-py3-none-any.whl\n", r.out + r.err
 
 
+def test_bulk_download_is_whole(lab, proxied, state):
+    """64 MiB through the proxy and the relay, by http:// and https://: every byte
+    there, in order, and the end seen (curl exits on the server's close)."""
+    big = lab.root / "www" / "big.bin"
+    if not big.exists():
+        with open(big, "wb") as f:
+            f.write(os.urandom(1 << 20) * 64)
+        os.chmod(big, 0o644)
+    want = subprocess.run(["sha256sum", str(big)], capture_output=True, text=True,
+                          check=True).stdout.split()[0]
+    r = run_in_lab(lab, proxied, "/bin/sh", "-c",
+                   f"/usr/bin/curl -sS http://{ALLOWED}:8080/big.bin | sha256sum; "
+                   f"/usr/bin/curl -sS --cacert /app/ca.pem https://{ALLOWED}:8443/big.bin "
+                   "| sha256sum", state=state, timeout=120)
+    assert r.code == 0, r.err
+    assert [l.split()[0] for l in r.out.splitlines()] == [want, want], r.out + r.err
+
+
 # Each refused target, through the proxy's HTTP side: the URL, what the body says,
 # and the host of its audit record (an address in its canonical text).
 REFUSED_HTTP = [
