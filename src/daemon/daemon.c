@@ -739,6 +739,8 @@ int daemon_run(const DaemonOptions *o)
                 .net_group_range = d.config.net_group_range,
                 .net_group_range_prefix = d.config.net_group_range_prefix,
                 .net_group_prefix = d.config.net_group_prefix,
+                /* cellad.conf net.proxy.port; 0 there is no proxy. */
+                .net_proxy_port = d.config.net_proxy_port ? (int)d.config.net_proxy_port : -1,
                 .net_conns_max = d.config.net.conns_max,
                 .net_rate = d.config.net.rate,
                 .net_burst = d.config.net.burst,

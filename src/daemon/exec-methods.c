@@ -431,6 +431,8 @@ static int method_exec(ControlCall *call, json_t *params, void *userdata)
                 return r;
         if (tty)
                 r = strv_extend(&envp, "TERM=xterm-256color");
+        if (r >= 0)
+                r = supervisor_exec_proxy_env(s, id, &envp);
         if (r < 0)
                 return r;
         x = calloc(1, sizeof *x);

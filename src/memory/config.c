@@ -100,6 +100,8 @@ static const ConfigKey config_keys[] = {
          .min = 8,
          .max = 30},
         U32("net.group.prefix", net_group_prefix, 16, 30),
+        /* The per-app proxy's port (docs/network.md "The proxy"); 0: no proxy. */
+        U32("net.proxy.port", net_proxy_port, 0, 65535),
         /* net.connect's per-app limits (docs/network.md "Limits"). */
         U32("net.connections_max", net.conns_max, 1, 65536),
         U32("net.connect_rate", net.rate, 1, 100000),
@@ -127,6 +129,7 @@ void manager_config_default(ManagerConfig *ret)
                 .psi_fallback_window_ms = 2000,
                 .sample_short_ms = MEMORY_SAMPLER_SHORT_MS_DEFAULT,
                 .sample_long_ms = MEMORY_SAMPLER_LONG_MS_DEFAULT,
+                .net_proxy_port = MANAGER_CONFIG_NET_PROXY_PORT,
         };
         memory_level_config_default(&ret->levels);
         swap_caps_default(&ret->swap);

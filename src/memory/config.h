@@ -27,6 +27,10 @@
 #define MANAGER_CONFIG_FILE     "cellad.conf"
 #define MANAGER_CONFIG_ETC_PATH "/etc/cella/cellad.conf"
 
+/* net.proxy.port's default: the per-app proxy's port in each app's own network
+ * namespace (NETPROXY_PORT_DEFAULT, src/supervisor/netproxy.h, says why this one). */
+#define MANAGER_CONFIG_NET_PROXY_PORT 61080
+
 /* The smallest memory.total taken: below it no app starts at all. */
 #define MANAGER_CONFIG_TOTAL_MIN (UINT64_C(16) << 20)
 
@@ -44,6 +48,7 @@ typedef struct ManagerConfig {
         uint32_t net_group_range;        /* first address, host byte order (10.213.0.0) */
         uint32_t net_group_range_prefix; /* its prefix length (16) */
         uint32_t net_group_prefix;       /* each network's prefix length (24) */
+        uint32_t net_proxy_port;   /* net.proxy.port: the per-app proxy's port, 0: none */
         /* net.*: net.connect's per-app limits, handed to the broker (docs/network.md
          * "Limits"; the defaults are broker.h's BROKER_NET_*_DEFAULT). */
         struct {

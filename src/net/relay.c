@@ -203,7 +203,7 @@ static int sock_error(int fd)
  * if it waits for an event, or -errno (the pair is reset). */
 static int dir_step(RelayDir *d)
 {
-        bool more = false;
+        bool more = false, pipe_full = false;
 
         if (d->done)
                 return 0;
@@ -244,6 +244,14 @@ static int dir_step(RelayDir *d)
                                            SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 
                         if (n < 0) {
+                                /* EAGAIN with bytes in the pipe may be the pipe's, not
+                                 * src's: a pipe holds a fixed number of buffers, and a
+                                 * socket's skbs fill them part-way, so it can be full
+                                 * below pipe_cap bytes with src still holding data (and
+                                 * its EOF). No edge comes back for those: step again
+                                 * once the pipe is drained. */
+                                if (errno == EAGAIN && d->in_pipe > 0)
+                                        pipe_full = true;
                                 if (errno == EAGAIN || errno == EINTR)
                                         break;
                                 return -errno;
@@ -253,7 +261,7 @@ static int dir_step(RelayDir *d)
                         else
                                 d->in_pipe += (size_t)n;
                 }
-                more = !d->src_eof && d->in_pipe >= d->pipe_cap;
+                more = !d->src_eof && (d->in_pipe >= d->pipe_cap || pipe_full);
         }
         if (d->src_eof && d->in_pipe == 0) {
                 /* Half-close passed on. The dst may be gone already (ENOTCONN). */

@@ -749,6 +749,7 @@ static int serve_adopted(Instance *inst, Sandbox *sb, KeeperSet *set)
                 .data_dir = inst->data_dir,
                 .signed_ok = inst->signed_ok,
         };
+        uint16_t port;
         int r;
 
         inst->run.sandbox = sb;
@@ -804,6 +805,18 @@ static int serve_adopted(Instance *inst, Sandbox *sb, KeeperSet *set)
                                   inst->manifest->id);
         /* Its app networks died with the last kernel's hubs: made again. */
         instance_net_adopted(inst);
+        /* Its proxy closed with the kernel that made it: a new listener in its
+         * namespace (docs/network.md "The proxy", "Lifetime"). Not fatal: the app
+         * runs on, its proxied connections refused. */
+        port = netproxy_port(s->o.net_proxy_port, inst->manifest);
+        if (port) {
+                r = netproxy_open(&s->loop, s->broker, inst->manifest->id, inst->run.sandbox->pid,
+                                  port, &inst->proxy);
+                if (r < 0)
+                        log_warning_errno(r, "%s: no proxy after the restart%s: %m",
+                                          inst->manifest->id,
+                                          r == -EADDRINUSE ? " (the app took its port)" : "");
+        }
         return 0;
 }
 

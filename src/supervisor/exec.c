@@ -31,6 +31,17 @@ int supervisor_exec_target(Supervisor *s, const char *id, Sandbox **ret, Instanc
         }
 }
 
+int supervisor_exec_proxy_env(Supervisor *s, const char *id, char ***envp)
+{
+        Instance *inst = supervisor_find(s, id);
+        uint16_t port;
+
+        if (!inst || !inst->proxy)
+                return 0;
+        port = netproxy_port(s->o.net_proxy_port, inst->manifest);
+        return port ? netproxy_env(envp, inst->manifest->env, port) : 0;
+}
+
 void supervisor_exec_audit(Supervisor *s, const char *id, json_t *fields)
 {
         supervisor_audit(s, id, AUDIT_EVENT_LIFECYCLE, fields);

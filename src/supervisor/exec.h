@@ -24,6 +24,14 @@
  */
 int supervisor_exec_target(Supervisor *s, const char *id, Sandbox **ret, InstanceState *ret_state);
 
+/*
+ * Adds to *envp (a strv) the variables of app id's proxy (docs/network.md "The
+ * proxy"), as its own process got them, when the app has one now: a command
+ * entering its namespace reaches the same hosts the same way. Returns 0 (also when
+ * it has none) or -ENOMEM.
+ */
+int supervisor_exec_proxy_env(Supervisor *s, const char *id, char ***envp);
+
 /* Appends a "lifecycle" audit record of app id with fields (stolen; NULL: none)
  * to the kernel's audit log (docs/audit.md): the exec's and its exit's. */
 void supervisor_exec_audit(Supervisor *s, const char *id, json_t *fields);

@@ -31,6 +31,7 @@
 #include "base/strv.h"
 #include "base/termsafe.h"
 #include "base/time-util.h"
+#include "net/nslisten.h"
 #include "supervisor/adopt.h"
 #include "supervisor/error.h"
 #include "supervisor/memory-actions.h"
@@ -242,6 +243,9 @@ typedef struct Prepare {
         uid_t ids_base;      /* out: the app's block of host ids */
         SupervisorError err; /* out: what failed, step STATE (detail: the message's verb) */
         bool started_failed; /* out: instance_starting() failed (printed; in inst->error) */
+        uint16_t proxy_port; /* its proxy's port, or 0: none */
+        int proxy_fds[2];    /* out: the proxy's listeners in its namespace, or -1 */
+        bool groups;         /* it asks for net.group: join its app networks */
 } Prepare;
 
 /* SandboxSpec.prepare: runs while the child builds its jail (sandbox.h). Kept
@@ -294,10 +298,14 @@ static int instance_starting(SandboxSpec *spec, void *userdata)
 }
 
 /*
- * SandboxSpec.net_ready (an app that asks for net.group): its app networks, before
- * the app runs, so that its first connect finds its interface and its /etc/hosts
- * its peers. The rights are read from grants.db: the kernel's setup and the app's
- * install (instance_starting()'s, done here first; they are done once) come first.
+ * SandboxSpec.net_ready: what the app's network namespace must hold before the app
+ * runs. The proxy's listeners (netproxy.h; pidfd names the namespace to setns(2)),
+ * so its first connection finds them: a port taken there cannot be (the namespace is
+ * new), so a failure is cellad's and fails the start. Then its app networks (an app
+ * that asks for net.group), so that its first connect finds its interface and its
+ * /etc/hosts its peers; their rights are read from grants.db: the kernel's setup and
+ * the app's install (instance_starting()'s, done here first; they are done once)
+ * come first.
  */
 static int instance_net_ready(SandboxSpec *spec, int pidfd, void *userdata)
 {
@@ -305,6 +313,14 @@ static int instance_net_ready(SandboxSpec *spec, int pidfd, void *userdata)
         int r;
 
         (void)spec;
+        if (p->proxy_port) {
+                r = net_listen_in_netns(pidfd, p->proxy_port, p->proxy_fds);
+                if (r < 0)
+                        return supervisor_error(&p->err, SUPERVISOR_STEP_INTERNAL, r,
+                                                "cannot make the proxy's listener for");
+        }
+        if (!p->groups)
+                return 0;
         r = supervisor_ready(p->inst->sup, &p->inst->error);
         if (r >= 0)
                 r = instance_install(p->inst, &p->inst->error);
@@ -535,6 +551,8 @@ static void instance_start_done(InstanceStart *c)
         c->app_fd = safe_close(c->app_fd);
         free(c->hosts_path);
         c->hosts_path = NULL;
+        c->prep.proxy_fds[0] = safe_close(c->prep.proxy_fds[0]);
+        c->prep.proxy_fds[1] = safe_close(c->prep.proxy_fds[1]);
         launch_done(&c->launch);
 }
 
@@ -664,6 +682,32 @@ static int instance_prepare_stats(Instance *inst, InstanceStart *c)
         return 0;
 }
 
+/* The port of the per-app proxy for inst, or 0: none (docs/network.md "The proxy":
+ * an app that asks for a net.connect right, in a sandbox of its own). */
+static uint16_t instance_proxy_port(const Instance *inst)
+{
+        return netproxy_port(inst->sup->o.net_proxy_port, inst->manifest);
+}
+
+/* The proxy's variables in the app's environment, and its listener asked for
+ * (instance_net_ready). Returns 0 or -ENOMEM, after a message. */
+static int instance_prepare_proxy(Instance *inst, InstanceStart *c)
+{
+        uint16_t port = instance_proxy_port(inst);
+        int r;
+
+        if (!port)
+                return 0;
+        r = netproxy_env(&c->launch.envp, inst->manifest->env, port);
+        if (r < 0)
+                return log_error_errno(r, "cannot announce the proxy to %s: %m",
+                                       inst->manifest->id);
+        c->launch.spec.envp = c->launch.envp; /* strv_extendf() may have moved it */
+        c->prep.proxy_port = port;
+        c->launch.spec.net_ready = instance_net_ready;
+        return 0;
+}
+
 /* Spawns the sandbox. Returns 0, or a negative errno with inst->error, after its
  * message and records. */
 static int instance_spawn(Instance *inst, InstanceStart *c)
@@ -683,11 +727,15 @@ static int instance_spawn(Instance *inst, InstanceStart *c)
         /* Its band, in its init before the app runs (cellad's own is -1000). */
         spec->oom_score_adj = supervisor_memory_start_adj(inst);
         spec->oom_score_adj_set = true;
-        c->prep = (Prepare){.inst = inst, .state = s->state, .id = inst->manifest->id};
+        c->prep.inst = inst;
+        c->prep.state = s->state;
+        c->prep.id = inst->manifest->id;
         spec->prepare = instance_prepare;
         spec->starting = instance_starting;
-        if (c->hosts_path)
+        if (c->hosts_path) {
+                c->prep.groups = true;
                 spec->net_ready = instance_net_ready;
+        }
         /* net.internet (appnet.h): the app waits for its network, and resolves names
          * through pasta's DNS forward. */
         if (appnet_wanted(inst->manifest)) {
@@ -767,6 +815,15 @@ static int instance_serve(Instance *inst, InstanceStart *c)
                 log_error_errno(r, "cannot serve the channel of %s: %m", m->id);
                 return supervisor_error(&inst->error, SUPERVISOR_STEP_INTERNAL, r, "channel");
         }
+        /* Its proxy, once the broker knows it: connections made before wait in the
+         * listen backlog. */
+        if (c->prep.proxy_fds[0] >= 0) {
+                r = netproxy_start(&s->loop, s->broker, m->id, c->prep.proxy_fds, &inst->proxy);
+                if (r < 0) {
+                        log_error_errno(r, "cannot serve the proxy of %s: %m", m->id);
+                        return supervisor_error(&inst->error, SUPERVISOR_STEP_INTERNAL, r, "proxy");
+                }
+        }
         return 0;
 }
 
@@ -794,6 +851,8 @@ static void instance_abort(Instance *inst)
         appnet_stop(inst);
         sandboxed_abort(&inst->run);
         supervisor_ports_stopped(inst, "start failed");
+        netproxy_free(inst->proxy);
+        inst->proxy = NULL;
         broker_app_detach(inst->broker_app);
         inst->broker_app = NULL;
         pump_close(&inst->out);
@@ -812,6 +871,7 @@ int instance_start(Instance *inst)
                 .in_fd = -1,
                 .data_fd = -EBADF,
                 .app_fd = -EBADF,
+                .prep = {.proxy_fds = {-EBADF, -EBADF}},
         };
         int r;
 
@@ -843,6 +903,8 @@ int instance_start(Instance *inst)
                 r = instance_open_stdio(inst, &c);
         if (r >= 0)
                 r = instance_prepare_stats(inst, &c);
+        if (r >= 0)
+                r = instance_prepare_proxy(inst, &c);
         if (r < 0) {
                 (void)supervisor_error(
                         &inst->error,
@@ -1003,6 +1065,8 @@ static void instance_maybe_finished(Instance *inst)
         inst->log = applog_close(inst->log);
         supervisor_keeper_drop(inst);
         supervisor_ports_stopped(inst, "app exited");
+        netproxy_free(inst->proxy);
+        inst->proxy = NULL;
         broker_app_detach(inst->broker_app);
         inst->broker_app = NULL;
         /* Never a wait: the veth's deletion goes to the threadpool. */
@@ -1185,6 +1249,7 @@ void instance_free(Instance *inst)
         if (!inst)
                 return;
         supervisor_ports_stopped(inst, "cella stopped");
+        netproxy_free(inst->proxy);
         broker_app_detach(inst->broker_app);
         sandboxed_done(&inst->run);
         inst->in_outlet = outlet_free(inst->in_outlet);

@@ -1228,6 +1228,8 @@ Supervisor *supervisor_free(Supervisor *s)
         for (size_t i = 0; i < s->n_apps; i++) {
                 Instance *inst = s->apps[i];
 
+                netproxy_free(inst->proxy);
+                inst->proxy = NULL;
                 broker_app_detach(inst->broker_app);
                 inst->broker_app = NULL;
         }

@@ -93,6 +93,10 @@ typedef struct SupervisorOptions {
          * length, and each network's prefix length (net.group.prefix). */
         uint32_t net_group_range;
         unsigned net_group_range_prefix, net_group_prefix;
+        /* The per-app proxy's port in each app's own network namespace (cellad.conf
+         * net.proxy.port, docs/network.md "The proxy"): 0 the default
+         * (NETPROXY_PORT_DEFAULT, 61080), -1 no proxy, else 1..65535. */
+        int net_proxy_port;
         /* net.connect's per-app limits (cellad.conf net.*, docs/network.md "Limits"):
          * connections open, new ones a second, the bucket; 0: the broker's defaults. */
         uint64_t net_conns_max, net_rate, net_burst;
