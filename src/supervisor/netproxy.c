@@ -90,10 +90,15 @@ static uint32_t handshake_ms(void)
 
 bool netproxy_wanted(const Manifest *m)
 {
-        STRV_FOREACH (perm, m->permissions)
+        bool connect = false;
+
+        STRV_FOREACH (perm, m->permissions) {
+                if (strcmp(*perm, "net.internet") == 0)
+                        return false;
                 if (strcmp(*perm, "net.connect") == 0 || strncmp(*perm, "net.connect:", 12) == 0)
-                        return true;
-        return false;
+                        connect = true;
+        }
+        return connect;
 }
 
 uint16_t netproxy_port(int option_port, const Manifest *m)

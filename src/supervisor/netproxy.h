@@ -42,7 +42,10 @@
 
 typedef struct NetProxy NetProxy;
 
-/* Whether m asks for a net.connect right (any scope): its apps get a proxy. */
+/* Whether m asks for a net.connect right (any scope) and not for net.internet: its
+ * apps get a proxy. An app that asks for net.internet gets none: a program given
+ * both would send everything to the proxy, which reaches only the net.connect hosts,
+ * instead of its own interface (docs/network.md "The proxy"). */
 bool netproxy_wanted(const Manifest *m);
 
 /* The proxy's port for an app of manifest m in a sandbox of its own, given
