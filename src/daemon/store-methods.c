@@ -236,7 +236,7 @@ typedef struct Job {
         int r;
         StoreResult res;
         StoreError err;
-        int claim_error; /* claim_new() failed: the install was undone */
+        int claim_error;     /* claim_new() failed: the install was undone */
         bool grants_changed; /* record_requested() changed grants.db */
         char claim_message[1024];
         struct ucred by; /* the caller (SO_PEERCRED), for the audit log */

@@ -48,7 +48,7 @@ typedef struct ManagerConfig {
         uint32_t net_group_range;        /* first address, host byte order (10.213.0.0) */
         uint32_t net_group_range_prefix; /* its prefix length (16) */
         uint32_t net_group_prefix;       /* each network's prefix length (24) */
-        uint32_t net_proxy_port;   /* net.proxy.port: the per-app proxy's port, 0: none */
+        uint32_t net_proxy_port;         /* net.proxy.port: the per-app proxy's port, 0: none */
         /* net.*: net.connect's per-app limits, handed to the broker (docs/network.md
          * "Limits"; the defaults are broker.h's BROKER_NET_*_DEFAULT). */
         struct {

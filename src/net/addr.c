@@ -16,7 +16,7 @@
 
 #include "net/addr.h"
 
-#define HOST_MAX 1024
+#define HOST_MAX NET_ADDR_HOST_MAX
 
 static const char *const class_names[_NET_ADDR_CLASS_MAX] = {
         [NET_ADDR_PUBLIC] = "public",       [NET_ADDR_LOOPBACK] = "loopback",

@@ -70,12 +70,16 @@ typedef struct NetAddrInfo {
  * brackets, '%' and a zone, and the NUL. */
 #define NET_ADDR_STRLEN (46 + 2 + 1 + 16 + 1)
 
+/* Bytes of the longest host net_addr_parse() reads (a DNS name is at most 253, RFC
+ * 1035 section 2.3.4; the rest is room for zeros an address spelling may carry). */
+#define NET_ADDR_HOST_MAX 1024u
+
 /*
  * Parses host, a host string as it came (a URL's host, a call's field, a right's host
  * part). Returns 1 and *ret (may be NULL) if host is an address in one of the
  * spellings above; 0 if it is not an address spelling (a name to resolve); -EINVAL
  * if it looks like an address (see above) but is not a valid one: refuse it, never
- * resolve it. host NULL or empty, over 1024 bytes, or holding a space, a control
+ * resolve it. host NULL or empty, over NET_ADDR_HOST_MAX bytes, or holding a space, a control
  * character or a byte outside ASCII is -EINVAL too (no address or DNS name has one).
  */
 int net_addr_parse(const char *host, NetAddr *ret);

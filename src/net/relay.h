@@ -51,8 +51,8 @@ typedef void (*NetRelayDoneFn)(void *userdata, uint64_t id, const NetRelayStats 
  * for b before anything read from a (a proxy's rewritten request head), bytes for a
  * before anything read from b (a proxy's "200 Connection established"). */
 typedef struct NetRelayPair {
-        int fd_a, fd_b;   /* taken by net_relay_add(), even on failure; made non-blocking */
-        bool datagram;    /* both are datagram sockets (UDP, AF_UNIX SOCK_DGRAM) */
+        int fd_a, fd_b; /* taken by net_relay_add(), even on failure; made non-blocking */
+        bool datagram;  /* both are datagram sockets (UDP, AF_UNIX SOCK_DGRAM) */
         const void *prefix_to_b;
         size_t n_prefix_to_b; /* bytes, at most NET_RELAY_PREFIX_MAX */
         const void *prefix_to_a;

@@ -99,10 +99,10 @@ struct SandboxSpec {
          * app: what this sets up in the sandbox's network namespace (the per-app
          * proxy's listening sockets, an app network's interface: docs/network.md) is
          * there before the app's first instruction, and nothing of the app can have
-         * taken a port first. It must not touch the spec. pidfd: the sandbox's init (setns(pidfd, CLONE_NEWNET) enters
-         * the app's network namespace). Its time adds to the start's: only a spec
-         * that needs it sets it. Returns 0 or a negative errno, which fails the spawn
-         * at SANDBOX_STEP_PREPARE.
+         * taken a port first. It must not touch the spec. pidfd: the sandbox's init (setns(pidfd,
+         * CLONE_NEWNET) enters the app's network namespace). Its time adds to the start's: only a
+         * spec that needs it sets it. Returns 0 or a negative errno, which fails the spawn at
+         * SANDBOX_STEP_PREPARE.
          */
         int (*net_ready)(SandboxSpec *spec, int pidfd, void *userdata);
         /*

@@ -99,7 +99,7 @@ struct Instance {
         AppLog *log;
         BrokerApp *broker_app;
         struct AppNet *net;  /* net.internet's network while it runs (appnet.h); NULL: none */
-        NetProxy *proxy; /* its proxy (netproxy.h) while it runs, or NULL */
+        NetProxy *proxy;     /* its proxy (netproxy.h) while it runs, or NULL */
         uid_t uid;           /* the host uid it runs as (its group host's when packed) */
         int64_t started_ms;  /* wall clock of the last start */
         uint64_t started_ns; /* monotonic */
