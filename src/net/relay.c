@@ -40,12 +40,16 @@
 
 #include "net/relay.h"
 
-/* Bytes a pipe holds: 256 KiB (64 pages). bench/net-connect (2 GiB over loopback in
- * a NetLab, a 2-core host at load 3): the default 64 KiB moved 11-13 Gbit/s, 256 KiB
- * 21-28, 1 MiB 17-25; the pages are only held while bytes wait. /proc/sys/fs/
- * pipe-max-size (1 MiB by default) bounds it; if F_SETPIPE_SZ fails the pipe keeps
- * its size. */
-#define RELAY_PIPE_BYTES (256u * 1024u)
+/* Bytes a pipe holds: 1 MiB (256 pages), /proc/sys/fs/pipe-max-size's default. On
+ * a quiet 2-core host (bench/net, 2026-12-07), the proxy's bulk moved 73-78% of direct
+ * loopback with 256 KiB pipes, 80% with 512 KiB and 87% with 1 MiB; a port forward
+ * 85% of `pasta -t` with 256 KiB and 102% with 1 MiB; net.connect's one connection
+ * 68-111% of direct with 256 KiB and 86-100% with 1 MiB (noisy either way); an earlier
+ * run at load 3 had 64 KiB at 11-13 Gbit/s. The pages are held only while bytes wait
+ * (a reader slower than its writer): at most 2 MiB a connection, beside the up to
+ * 6 MiB its TCP receive buffer may take (tcp_rmem's default maximum) anyway. If
+ * F_SETPIPE_SZ fails (a lower pipe-max-size) the pipe keeps its size. */
+#define RELAY_PIPE_BYTES (1024u * 1024u)
 
 /* Datagrams per recvmmsg/sendmmsg, and the largest one (an IPv4 UDP payload's
  * 65507 bytes, rounded up). */
