@@ -67,6 +67,13 @@ class NetLab:
             ["unshare", "--net", "--mount", "--propagation", "private", "--", "sleep",
              "infinity"], stdin=subprocess.DEVNULL)
         self.pid = self._holder.pid
+        try:
+            self._setup(v6)
+        except BaseException:
+            self.close()  # the holder and the folder, whatever step failed
+            raise
+
+    def _setup(self, v6):
         # The holder is ours to enter only once unshare has exec'd sleep: wait until
         # its namespaces differ from ours (an event on /proc, not a sleep).
         me = os.readlink("/proc/self/ns/net")
