@@ -471,27 +471,11 @@ static const luaL_Reg stmt_methods[] = {
         {"reset", stmt_reset}, {"finalize", stmt_finalize}, {NULL, NULL},
 };
 
-static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc)
-{
-        if (!cella_lua_newclass(L, name)) {
-                lua_pop(L, 1);
-                return;
-        }
-        lua_newtable(L);
-        luaL_setfuncs(L, methods, 0);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, gc);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, gc);
-        lua_setfield(L, -2, "__close");
-        lua_pop(L, 1);
-}
-
 int luaopen_cella_db(lua_State *L)
 {
         (void)clua_alloc_global_init();
-        new_class(L, DB_MT, db_methods, db_gc);
-        new_class(L, STMT_MT, stmt_methods, stmt_gc);
+        cella_lua_defclass(L, DB_MT, db_methods, db_gc);
+        cella_lua_defclass(L, STMT_MT, stmt_methods, stmt_gc);
         cella_lua_data_dir(L, NULL);
         lua_pop(L, 1);
         lua_createtable(L, 0, 1);

@@ -437,24 +437,6 @@ static int conn_info(lua_State *L)
         return 1;
 }
 
-static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc)
-{
-        if (!cella_lua_newclass(L, name)) {
-                lua_pop(L, 1);
-                return;
-        }
-        if (methods) {
-                lua_newtable(L);
-                luaL_setfuncs(L, methods, 0);
-                lua_setfield(L, -2, "__index");
-        }
-        lua_pushcfunction(L, gc);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, gc);
-        lua_setfield(L, -2, "__close");
-        lua_pop(L, 1);
-}
-
 static const luaL_Reg conn_methods[] = {
         {"read", conn_read},
         {"write", conn_write},
@@ -2242,9 +2224,9 @@ int luaopen_cella_net(lua_State *L)
                 {NULL, NULL},
         };
 
-        new_class(L, CONN_MT, conn_methods, conn_gc);
-        new_class(L, HTTP_MT, NULL, http_gc);
-        new_class(L, WS_MT, ws_methods, ws_gc);
+        cella_lua_defclass(L, CONN_MT, conn_methods, conn_gc);
+        cella_lua_defclass(L, HTTP_MT, NULL, http_gc);
+        cella_lua_defclass(L, WS_MT, ws_methods, ws_gc);
         lua_createtable(L, 0, 3);
         luaL_newlib(L, tcp_fns);
         lua_setfield(L, -2, "tcp");

@@ -89,6 +89,31 @@ static inline int cella_lua_newclass(lua_State *L, const char *name)
 }
 
 /*
+ * Registers the protected class name (cella_lua_newclass()) of a resource an app
+ * holds through methods: methods (NULL: none) as its __index, gc as its __gc and
+ * __close (so `local x <close> = ...` frees it at the scope's end). Does nothing if
+ * the class exists already. Leaves the stack as it was.
+ */
+static inline void cella_lua_defclass(lua_State *L, const char *name, const luaL_Reg *methods,
+                                      lua_CFunction gc)
+{
+        if (!cella_lua_newclass(L, name)) {
+                lua_pop(L, 1);
+                return;
+        }
+        if (methods) {
+                lua_newtable(L);
+                luaL_setfuncs(L, methods, 0);
+                lua_setfield(L, -2, "__index");
+        }
+        lua_pushcfunction(L, gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, gc);
+        lua_setfield(L, -2, "__close");
+        lua_pop(L, 1);
+}
+
+/*
  * Gives the value on top of the stack (a userdata holding a resource) the protected
  * class name, made by cella_lua_newclass() with __gc = gc the first time: the box
  * pattern of every module that holds an fd, a DIR or a file across a Lua error. The

@@ -104,6 +104,25 @@ static void write_all(int fd, const char *s, size_t n)
         }
 }
 
+/* Asks the bulk server on fd for bytes ("<bytes>\n") and reads until it has them or
+ * the stream ends, through buf (size bytes). Returns the bytes read. */
+static long long fetch(int fd, long long bytes, char *buf, size_t size)
+{
+        char req[64];
+        long long got = 0;
+
+        snprintf(req, sizeof(req), "%lld\n", bytes);
+        write_all(fd, req, strlen(req));
+        while (got < bytes) {
+                ssize_t k = read(fd, buf, size);
+
+                if (k <= 0)
+                        break;
+                got += k;
+        }
+        return got;
+}
+
 static int64_t now_us(void)
 {
         struct timespec ts;
@@ -154,17 +173,7 @@ static int bench_direct(const char *host, const char *port, int n, long long byt
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         int64_t t0 = now_us();
         if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-                char req[64];
-                snprintf(req, sizeof(req), "%lld\n", bytes);
-                write_all(fd, req, strlen(req));
-                for (;;) {
-                        ssize_t k = read(fd, buf, sizeof(buf));
-                        if (k <= 0)
-                                break;
-                        got += k;
-                        if (got >= bytes)
-                                break;
-                }
+                got = fetch(fd, bytes, buf, sizeof(buf));
         }
         if (fd >= 0)
                 close(fd);
@@ -294,17 +303,7 @@ int main(int argc, char **argv)
                                                    CELLA_NET_TCP, NULL);
                         int64_t t0 = now_us();
                         if (fd >= 0) {
-                                char req[64];
-                                snprintf(req, sizeof(req), "%lld\n", bytes);
-                                write_all(fd, req, strlen(req));
-                                for (;;) {
-                                        ssize_t k = read(fd, buf, sizeof(buf));
-                                        if (k <= 0)
-                                                break;
-                                        got += k;
-                                        if (got >= bytes)
-                                                break;
-                                }
+                                got = fetch(fd, bytes, buf, sizeof(buf));
                                 close(fd);
                         }
                         int64_t dt = now_us() - t0;
