@@ -24,6 +24,10 @@
         "a bus topic pattern: dot-separated segments, '*' within one, '**' for any depth"
 static int host_literal_check(const char *s, size_t len, const char **why);
 
+#define IPC_NAME_MEANING                                                                           \
+        "an IPC object name: its owner's app id, a dot, then the owner's name for it; '*' within " \
+        "a segment, '**' for any depth"
+
 #define APP_ID_MEANING "an app id pattern: dot-separated labels, '*' within one, '**' for any depth"
 
 /* The catalogue. Order is bit order; add at the end (bits are in-memory only). */
@@ -78,6 +82,16 @@ static const CapabilityInfo catalogue[] = {
         {"net.group", 20, CAPABILITY_DANGEROUS, false, CAPABILITY_SCOPE_NAME, true,
          "the name of an app network: 1-32 bytes of a-z 0-9 _ -, starting with a-z, exact",
          "join the app network of that name: an interface reaching the other apps that hold it"},
+        {"ipc.pipe", 21, CAPABILITY_NORMAL, false, CAPABILITY_SCOPE_TOPIC, true, IPC_NAME_MEANING,
+         "create or accept pipes and packet channels named by the scope (docs/ipc.md)", true},
+        {"ipc.shm", 22, CAPABILITY_NORMAL, false, CAPABILITY_SCOPE_TOPIC, true, IPC_NAME_MEANING,
+         "create or open shared memory named by the scope (docs/ipc.md)", true},
+        {"ipc.sem", 23, CAPABILITY_NORMAL, false, CAPABILITY_SCOPE_TOPIC, true, IPC_NAME_MEANING,
+         "create or open counting semaphores named by the scope (docs/ipc.md)", true},
+        {"ipc.queue", 24, CAPABILITY_NORMAL, false, CAPABILITY_SCOPE_TOPIC, true, IPC_NAME_MEANING,
+         "create or open message queues named by the scope (docs/ipc.md)", true},
+        {"keystore", 25, CAPABILITY_NORMAL, false, CAPABILITY_SCOPE_NONE, false, NULL,
+         "keep keys in the kernel's keystore and use them by handle (docs/ipc.md)"},
 };
 
 _Static_assert(ELEMENTSOF(catalogue) <= 64, "one bit per name in a CapabilityMask");
@@ -541,8 +555,8 @@ int capability_export_parse(const char *text, const char *id, char *buf, size_t 
                 return r;
         if (!right.cap->reaches_apps)
                 return fail(why, -EINVAL,
-                            "only bus.publish, bus.subscribe, bus.send and app.launch can be "
-                            "exported");
+                            "only bus.publish, bus.subscribe, bus.send, app.launch and ipc.* "
+                            "can be exported");
         if (!capability_scope_within(right.cap->scope, right.scope, id))
                 return fail(why, -EINVAL,
                             right.cap->scope == CAPABILITY_SCOPE_TOPIC

@@ -576,7 +576,8 @@ START_TEST(test_namespaces)
                 ck_assert_msg(c[i].reaches_apps == (strcmp(c[i].name, "bus.publish") == 0 ||
                                                     strcmp(c[i].name, "bus.subscribe") == 0 ||
                                                     strcmp(c[i].name, "bus.send") == 0 ||
-                                                    strcmp(c[i].name, "app.launch") == 0),
+                                                    strcmp(c[i].name, "app.launch") == 0 ||
+                                                    strncmp(c[i].name, "ipc.", 4) == 0),
                               "%s", c[i].name);
 
         ck_assert(capability_scope_within(T, "org.a.clock", "org.a.clock"));
