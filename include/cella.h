@@ -46,6 +46,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -108,6 +109,10 @@ enum {
         CELLA_OP_BUS_REPLY = 0x0906,
         CELLA_OP_BUS_PUBLISH_BATCH = 0x0907,
         CELLA_OP_NET_CONNECT = 0x0A01,
+        CELLA_OP_CHANNEL_OPEN = 0x0D01,
+        CELLA_OP_CHANNEL_ACCEPT = 0x0D02,
+        CELLA_OP_CHANNEL_REFUSE = 0x0D03,
+        CELLA_OP_CHANNEL_KERNEL_KEY = 0x0D04,
         CELLA_EVENT_TIMER_FIRED = 0x8001,
         CELLA_EVENT_BUS_MESSAGE = 0x8002,
         CELLA_EVENT_PERM_REVOKED = 0x8003,
@@ -125,6 +130,10 @@ enum {
          * it may or may not have been done. Timers, bus subscriptions, handles and
          * one-time grants the old kernel kept are gone: make them again. */
         CELLA_EVENT_KERNEL_RESTARTED = 0x8006,
+        /* Another app asks for a secure channel (cella_channel_accept()). */
+        CELLA_EVENT_CHANNEL_REQUEST = 0x8010,
+        /* A request announced by CELLA_EVENT_CHANNEL_REQUEST is gone. */
+        CELLA_EVENT_CHANNEL_CANCELLED = 0x8011,
 };
 
 /* The error message of a call failed by CELLA_EVENT_KERNEL_RESTARTED (its error:
@@ -217,6 +226,17 @@ typedef struct CellaEvent {
                 struct {
                         int64_t adopted_ms; /* wall clock of the adoption, ms */
                 } kernel_restarted;         /* CELLA_EVENT_KERNEL_RESTARTED */
+                struct {
+                        uint64_t token;            /* for cella_channel_accept() / _refuse() */
+                        const char *app_id;        /* the opener, as the kernel knows it */
+                        const uint8_t *public_key; /* its X25519 key, 32 bytes */
+                        const char *purpose;       /* what it says the channel is for; may be "" */
+                        bool plaintext;            /* it asks for no encryption */
+                } channel_request;                 /* CELLA_EVENT_CHANNEL_REQUEST */
+                struct {
+                        uint64_t token;
+                        int error;   /* why, a negative errno: -ECANCELED, -ETIMEDOUT, ... */
+                } channel_cancelled; /* CELLA_EVENT_CHANNEL_CANCELLED */
         };
 } CellaEvent;
 
@@ -800,6 +820,161 @@ CELLA_API int cella_bus_request_result(const CellaReply *reply, CellaBusReply **
  */
 CELLA_API int cella_bus_reply(Cella *c, uint64_t reply_token, int error, const void *data,
                               size_t len, const char *content_type);
+
+/* ---- secure channels and signed bus messages (docs/ipc.md) ------------------- */
+
+/*
+ * A channel joins this app and one other through a SOCK_SEQPACKET socket the kernel
+ * hands each side once both agreed (docs/ipc.md, "Secure channels"). The kernel
+ * vouches for who is at the other end: each side learns the other's app id and
+ * X25519 public key as the kernel saw them. The private keys are made here, in the
+ * app (libsodium crypto_kx_keypair()), and never leave it; libcella derives one
+ * session key per direction (crypto_kx_client/server_session_keys()) and runs a
+ * crypto_secretstream_xchacha20poly1305 stream each way: every message is one push
+ * and one pull, so a message altered, replayed, reordered, dropped or cut, by
+ * anyone carrying the bytes, is detected, and the channel is then dead. The kernel
+ * never sees the traffic. With CELLA_CHANNEL_PLAINTEXT the messages go as they are,
+ * authenticated only by the kernel's pairing (the socket nobody else holds).
+ */
+#define CELLA_CHANNEL_MSG_MAX     65536u /* bytes of one message */
+#define CELLA_CHANNEL_KEY_BYTES   32u    /* X25519 public and secret keys */
+#define CELLA_CHANNEL_PURPOSE_MAX 255u   /* bytes of printable ASCII */
+#define CELLA_CHANNEL_OVERHEAD    17u    /* bytes a message grows on the wire (ABYTES) */
+#define CELLA_KERNEL_KEY_BYTES    32u    /* the kernel's ed25519 public key */
+
+enum {
+        CELLA_CHANNEL_PLAINTEXT = 1u << 0, /* no encryption (benchmarks; trusted peers) */
+};
+
+typedef struct CellaChannel CellaChannel;
+
+/*
+ * Asks app app_id (1..CELLA_ID_MAX bytes) for a channel and waits for its answer,
+ * at most timeout_ms milliseconds (0: 30000; <= 600000). purpose (<=
+ * CELLA_CHANNEL_PURPOSE_MAX bytes of printable ASCII, or NULL) is shown to the peer.
+ * flags: 0 or CELLA_CHANNEL_PLAINTEXT. Needs bus.send:<app_id>. Returns 0 and *ret
+ * (cella_channel_close()), or -EACCES / -EPERM (no bus.send for the peer), -ENOENT
+ * (not running), -ECONNREFUSED or the peer's error (it refused), -ETIMEDOUT,
+ * -ECONNRESET (it exited first), -EBUSY (too many opens waiting), -EINVAL, -ENOMEM.
+ */
+CELLA_API int cella_channel_open(Cella *c, const char *app_id, const char *purpose, unsigned flags,
+                                 uint32_t timeout_ms, CellaChannel **ret);
+
+/*
+ * Accepts the request of a CELLA_EVENT_CHANNEL_REQUEST (its token), with a fresh key
+ * pair of this app. May be called from the event callback. Returns 0 and *ret, or
+ * -ENOENT (unknown token: answered, cancelled, timed out), -EINVAL, -ENOMEM.
+ */
+CELLA_API int cella_channel_accept(Cella *c, uint64_t token, CellaChannel **ret);
+
+/* Refuses that request: the opener gets error (a negative errno; 0 means
+ * -ECONNREFUSED). Returns 0, -ENOENT, -EINVAL. */
+CELLA_API int cella_channel_refuse(Cella *c, uint64_t token, int error);
+
+/*
+ * Starts a channel on fd, a connected SOCK_SEQPACKET socket (taken over, also on
+ * failure), with keys already exchanged (what cella_channel_open() and _accept()
+ * do after the kernel's handshake; also for a bridge that carries a channel
+ * elsewhere): initiator true on the side that opened; own_pk/own_sk this side's
+ * X25519 pair (cella_kx_keypair()), peer_pk the other's; peer_id its app id (a
+ * label, <= CELLA_ID_MAX bytes). Sends this side's stream header at once; the
+ * peer's is read with the first message. Returns 0 and *ret, or -EINVAL (bad
+ * keys: the session keys cannot be derived), -EIO, -ENOMEM.
+ */
+CELLA_API int cella_channel_wrap(int fd, bool initiator, const uint8_t own_pk[32],
+                                 const uint8_t own_sk[32], const uint8_t peer_pk[32],
+                                 const char *peer_id, unsigned flags, CellaChannel **ret);
+
+/* Makes an X25519 key pair (libsodium crypto_kx_keypair()). Returns 0 or -EIO. */
+CELLA_API int cella_kx_keypair(uint8_t pk[32], uint8_t sk[32]);
+
+/*
+ * Sends one message of len bytes (<= CELLA_CHANNEL_MSG_MAX; 0 allowed, but not in
+ * plaintext, where an empty datagram reads as the end: -EINVAL). Blocks while the
+ * socket is full. Returns 0, or -EMSGSIZE, -EPIPE (the peer closed), -ECONNRESET
+ * (the channel is dead: an earlier failure), another -errno of sendmsg().
+ */
+CELLA_API int cella_channel_send(CellaChannel *ch, const void *data, size_t len);
+
+/*
+ * Receives one message into buf (size bytes; a message larger than size fails with
+ * -EMSGSIZE and kills the channel), blocking until one comes. Returns its length
+ * (>= 0), or -EPIPE: the peer closed the channel properly (cella_channel_close());
+ * -EBADMSG: a message failed authentication (altered, forged, replayed, reordered,
+ * cut) and the channel is dead; -ECONNRESET: the stream ended without the peer's
+ * close (messages may be missing); -EMSGSIZE.
+ */
+CELLA_API ssize_t cella_channel_recv(CellaChannel *ch, void *buf, size_t size);
+
+/* The socket, for poll (POLLIN: cella_channel_recv() will not block). */
+CELLA_API int cella_channel_fd(const CellaChannel *ch);
+
+/* The peer's app id and X25519 public key (32 bytes), as the kernel vouched for them. */
+CELLA_API const char *cella_channel_peer(const CellaChannel *ch);
+CELLA_API const uint8_t *cella_channel_peer_key(const CellaChannel *ch);
+
+/* True if the channel carries plaintext (CELLA_CHANNEL_PLAINTEXT). */
+CELLA_API bool cella_channel_plaintext(const CellaChannel *ch);
+
+/* Ends the stream properly (a final message the peer's recv sees as -EPIPE), closes
+ * the socket, wipes the keys, frees ch. Takes NULL; returns NULL. */
+CELLA_API CellaChannel *cella_channel_close(CellaChannel *ch);
+
+/*
+ * The kernel's ed25519 public key (CELLA_KERNEL_KEY_BYTES), with which every signed
+ * bus message verifies; asked once (channel.kernel_key) and kept. Returns 0, or
+ * -EIO (the kernel has no usable key), a channel error.
+ */
+CELLA_API int cella_kernel_key(Cella *c, uint8_t key[32]);
+
+/* A bus message's signature, as cella_bus_verify() found it. */
+typedef struct CellaBusSigned {
+        int64_t timestamp_ns; /* when the kernel signed, CLOCK_REALTIME ns */
+        uint64_t counter;     /* the sender's counter: increasing per sender */
+        char target[256];     /* direct messages: the app they were sent to; else "" */
+} CellaBusSigned;
+
+/*
+ * Checks that a CELLA_EVENT_BUS_MESSAGE was signed by the kernel (the sender asked
+ * for it: cella_bus_publish_signed(), cella_bus_send_signed()) as its event says:
+ * sender, topic or target, content type, data, timestamp and counter, against the
+ * kernel's key (cella_kernel_key()). ret may be NULL. Returns 0 and *ret, or
+ * -ENOMSG (the message is not signed), -EBADMSG (the signature does not verify:
+ * altered or forged), -EINVAL (not a bus message event), the errors of
+ * cella_kernel_key().
+ */
+CELLA_API int cella_bus_verify(Cella *c, const CellaEvent *ev, CellaBusSigned *ret);
+
+/*
+ * The same check without a Cella: against key, on body (a BusMessageEvent's
+ * encoding, len bytes; CellaEvent.body of a bus message). Returns as cella_bus_verify().
+ */
+CELLA_API int cella_bus_verify_body(const uint8_t key[32], const void *body, size_t len,
+                                    CellaBusSigned *ret);
+
+/* As cella_bus_publish() and cella_bus_send(), asking the kernel to sign. -EIO if
+ * the kernel has no usable key. */
+CELLA_API int cella_bus_publish_signed(Cella *c, const char *topic, const void *data, size_t len,
+                                       const char *content_type);
+CELLA_API int cella_bus_send_signed(Cella *c, const char *app_id, const void *data, size_t len,
+                                    const char *content_type);
+
+/*
+ * Replay check for signed messages: the last counter seen per sender. An app that
+ * keeps one rejects a signed message whose counter is not above the last one it
+ * accepted from that sender (a replay, or an old message). At most
+ * CELLA_BUS_SEEN_MAX senders.
+ */
+#define CELLA_BUS_SEEN_MAX 1024u
+typedef struct CellaBusSeen CellaBusSeen;
+
+CELLA_API int cella_bus_seen_new(CellaBusSeen **ret);
+CELLA_API CellaBusSeen *cella_bus_seen_free(CellaBusSeen *s);
+
+/* Records counter for sender if it is new: returns 0; -EALREADY if it is not above
+ * the last one recorded for sender; -ENOBUFS past CELLA_BUS_SEEN_MAX senders;
+ * -EINVAL. */
+CELLA_API int cella_bus_seen_check(CellaBusSeen *s, const char *sender, uint64_t counter);
 
 #ifdef __cplusplus
 }

@@ -77,6 +77,9 @@ extern const BrokerCallDef broker_calls_timer[];  /* timer.* */
 extern const BrokerCallDef broker_calls_bus[];    /* bus.* */
 extern const BrokerCallDef broker_calls_net[];    /* net.connect (calls/net.c) */
 
+/* channel.* (calls/channel.c) */
+extern const BrokerCallDef broker_calls_channel[];
+
 /* The handler of opcode from the tables above, or NULL if this kernel implements no
  * such request. For tests that hold the tables against the opcode table. */
 const BrokerCallDef *broker_call_def(uint16_t opcode);
@@ -193,6 +196,7 @@ int broker_bus_attach(BrokerApp *app);
 void broker_bus_detach(BrokerApp *app);
 void broker_timer_detach(BrokerApp *app);
 void broker_perm_detach(BrokerApp *app);
+void broker_channel_detach(BrokerApp *app);
 
 /* Frames that can still be queued towards app before events are dropped
  * (BROKER_OUTQ_MAX minus what waits); 0 when the queue is at any of its bounds
@@ -209,6 +213,7 @@ typedef enum BrokerSlot {
         BROKER_SLOT_USAGE,
         BROKER_SLOT_PROC,
         BROKER_SLOT_NET,
+        BROKER_SLOT_CHANNEL,
         _BROKER_SLOT_MAX,
 } BrokerSlot;
 
@@ -230,3 +235,28 @@ struct NetGlobal *broker_net_global(Broker *b);
  * refusals: never before it returned). Returns 0 or -ENOMEM. */
 int broker_net_defer_error(Broker *b, BrokerNetDone done, void *userdata, int error,
                            const char *why);
+
+/*
+ * calls/channel.c's state of the whole broker (pending channel opens, the kernel's
+ * signing key): made on first use, freed by broker_channel_free() at broker_free()
+ * after every app has gone. broker_channel_global() returns the slot it lives in.
+ */
+void **broker_channel_global(Broker *b);
+void broker_channel_free(void *global);
+
+/*
+ * Signs a bus message of sender (its app id) with the kernel's key (docs/ipc.md,
+ * "Signed bus messages"; src/wire/bussig.h says what is signed): kind
+ * BUSSIG_KIND_TOPIC with the topic or BUSSIG_KIND_DIRECT with the target app id,
+ * content_type, data (len bytes). Takes the next value of sender's counter and the
+ * wall clock. Returns 0 and *ret, or -EIO (the kernel has no usable key; *ret_why
+ * says why, static or kept by the broker), -ENOMEM.
+ */
+struct BusSig;
+int broker_channel_sign(BrokerApp *sender, unsigned kind, const char *topic_or_target,
+                        const char *content_type, const void *data, size_t len, struct BusSig *ret,
+                        const char **ret_why);
+
+/* 0 if broker_channel_sign() has a key to sign with (loading or making it now if
+ * need be), else -EIO with *ret_why. */
+int broker_channel_can_sign(BrokerApp *app, const char **ret_why);

@@ -390,8 +390,18 @@ static int check_body(const char *content_type, const void *data, size_t len)
         return 0;
 }
 
+static int send_impl(Bus *b, BusEndpoint *sender, const char *to_app_id, uint64_t correlation,
+                     const char *content_type, const void *data, size_t len, const BusSig *sig,
+                     uint64_t *ret_id);
+
 int bus_publish(Bus *b, BusEndpoint *sender, const char *topic, const char *content_type,
                 const void *data, size_t len)
+{
+        return bus_publish_signed(b, sender, topic, content_type, data, len, NULL);
+}
+
+int bus_publish_signed(Bus *b, BusEndpoint *sender, const char *topic, const char *content_type,
+                       const void *data, size_t len, const BusSig *sig)
 {
         BusMessage *m;
         int r, n = 0;
@@ -404,6 +414,10 @@ int bus_publish(Bus *b, BusEndpoint *sender, const char *topic, const char *cont
         m = message_new(b, topic, sender, content_type, data, len);
         if (!m)
                 return -ENOMEM;
+        if (sig) {
+                m->has_sig = true;
+                m->sig = *sig;
+        }
         b->publish_seq++;
         for (Sub *s = b->buckets[hash_str(topic) & (b->n_buckets - 1)]; s; s = s->next)
                 if (strcmp(s->pattern, topic) == 0)
@@ -417,6 +431,19 @@ int bus_publish(Bus *b, BusEndpoint *sender, const char *topic, const char *cont
 
 int bus_send(Bus *b, BusEndpoint *sender, const char *to_app_id, uint64_t correlation,
              const char *content_type, const void *data, size_t len, uint64_t *ret_id)
+{
+        return send_impl(b, sender, to_app_id, correlation, content_type, data, len, NULL, ret_id);
+}
+
+int bus_send_signed(Bus *b, BusEndpoint *sender, const char *to_app_id, const char *content_type,
+                    const void *data, size_t len, const BusSig *sig, uint64_t *ret_id)
+{
+        return send_impl(b, sender, to_app_id, 0, content_type, data, len, sig, ret_id);
+}
+
+static int send_impl(Bus *b, BusEndpoint *sender, const char *to_app_id, uint64_t correlation,
+                     const char *content_type, const void *data, size_t len, const BusSig *sig,
+                     uint64_t *ret_id)
 {
         BusEndpoint *to;
         BusMessage *m;
@@ -435,6 +462,10 @@ int bus_send(Bus *b, BusEndpoint *sender, const char *to_app_id, uint64_t correl
                 return -ENOMEM;
         m->direct = true;
         m->correlation = correlation;
+        if (sig) {
+                m->has_sig = true;
+                m->sig = *sig;
+        }
         enqueue(to, m, 0);
         if (ret_id)
                 *ret_id = m->id;

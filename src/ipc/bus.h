@@ -49,8 +49,18 @@ typedef struct BusEndpoint BusEndpoint;
  * nor publish; it may note that ep has work, or take messages from ep. */
 typedef void (*BusNotifyFn)(BusEndpoint *ep, void *userdata);
 
+/* The kernel's signature of a message (proto/cella.proto BusSignature; made by
+ * broker/calls/channel.c over src/wire/bussig.h's fields). The bus only carries it. */
+typedef struct BusSig {
+        int64_t timestamp_ns;  /* CLOCK_REALTIME at signing, ns */
+        uint64_t counter;      /* per sender, increasing */
+        unsigned char sig[64]; /* Ed25519ph */
+} BusSig;
+
 typedef struct BusMessage {
         unsigned refs;
+        bool has_sig; /* sig is set: the sender asked the kernel to sign */
+        BusSig sig;
         uint64_t id;          /* unique per bus, increasing */
         uint64_t correlation; /* request/reply: the request's id; 0 otherwise */
         bool direct;          /* sent to one app, not published */
@@ -108,6 +118,10 @@ int bus_unsubscribe(Bus *b, BusEndpoint *ep, uint64_t id);
 int bus_publish(Bus *b, BusEndpoint *sender, const char *topic, const char *content_type,
                 const void *data, size_t len);
 
+/* As bus_publish(), the message carrying sig (NULL: unsigned, as bus_publish()). */
+int bus_publish_signed(Bus *b, BusEndpoint *sender, const char *topic, const char *content_type,
+                       const void *data, size_t len, const BusSig *sig);
+
 /*
  * Sends a direct message to the endpoint of app id. correlation: a request's message
  * id when this is a reply, else 0. Returns the new message's id (> 0) through
@@ -116,6 +130,10 @@ int bus_publish(Bus *b, BusEndpoint *sender, const char *topic, const char *cont
  */
 int bus_send(Bus *b, BusEndpoint *sender, const char *to_app_id, uint64_t correlation,
              const char *content_type, const void *data, size_t len, uint64_t *ret_id);
+
+/* As bus_send() with correlation 0, the message carrying sig (NULL: unsigned). */
+int bus_send_signed(Bus *b, BusEndpoint *sender, const char *to_app_id, const char *content_type,
+                    const void *data, size_t len, const BusSig *sig, uint64_t *ret_id);
 
 /*
  * Sends a request: a direct message to the endpoint of app id, carrying topic (a

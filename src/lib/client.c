@@ -66,6 +66,12 @@ SAME(CELLA_EVENT_MEMORY_PRESSURE, CELLA__V1__OPCODE__OPCODE_EVENT_MEMORY_PRESSUR
 SAME(CELLA_OP_BUS_PUBLISH_BATCH, CELLA__V1__OPCODE__OPCODE_BUS_PUBLISH_BATCH);
 SAME(CELLA_EVENT_BUS_MESSAGES, CELLA__V1__OPCODE__OPCODE_EVENT_BUS_MESSAGES);
 SAME(CELLA_EVENT_KERNEL_RESTARTED, CELLA__V1__OPCODE__OPCODE_EVENT_KERNEL_RESTARTED);
+SAME(CELLA_OP_CHANNEL_OPEN, CELLA__V1__OPCODE__OPCODE_CHANNEL_OPEN);
+SAME(CELLA_OP_CHANNEL_ACCEPT, CELLA__V1__OPCODE__OPCODE_CHANNEL_ACCEPT);
+SAME(CELLA_OP_CHANNEL_REFUSE, CELLA__V1__OPCODE__OPCODE_CHANNEL_REFUSE);
+SAME(CELLA_OP_CHANNEL_KERNEL_KEY, CELLA__V1__OPCODE__OPCODE_CHANNEL_KERNEL_KEY);
+SAME(CELLA_EVENT_CHANNEL_REQUEST, CELLA__V1__OPCODE__OPCODE_EVENT_CHANNEL_REQUEST);
+SAME(CELLA_EVENT_CHANNEL_CANCELLED, CELLA__V1__OPCODE__OPCODE_EVENT_CHANNEL_CANCELLED);
 SAME(CELLA_PERM_NOT_REQUESTED, CELLA__V1__PERM_STATE__PERM_STATE_NOT_REQUESTED);
 SAME(CELLA_PERM_GRANTED, CELLA__V1__PERM_STATE__PERM_STATE_GRANTED);
 SAME(CELLA_PERM_DENIED, CELLA__V1__PERM_STATE__PERM_STATE_DENIED);
@@ -118,6 +124,10 @@ struct Cella {
         void *event_userdata;
         CellaTrimFn trim_cb; /* cella_on_trim() */
         void *trim_userdata;
+
+        /* The kernel's signing key, once asked (channel.c's cella_kernel_key()). */
+        bool have_kernel_key;
+        uint8_t kernel_key[32];
 
         uint8_t buf[CHANNEL_DATAGRAM_MAX]; /* receive buffer */
 };
@@ -281,6 +291,7 @@ static int kernel_restarted(Cella *c, Msg *ev)
         Pending order[CELLA_MAX_PENDING];
         unsigned n = c->n_pending;
 
+        c->have_kernel_key = false; /* asked again of the new kernel */
         memcpy(order, c->pending, n * sizeof *order);
         /* pending_take() reorders the table: sent order is request id order. */
         for (unsigned i = 1; i < n; i++)
@@ -574,6 +585,27 @@ static void event_fill(CellaEvent *ev, const ProtobufCMessage *pm)
                 const Cella__V1__KernelRestartedEvent *m = (const void *)pm;
 
                 ev->kernel_restarted.adopted_ms = m->adopted_ms;
+                break;
+        }
+        case CELLA_EVENT_CHANNEL_REQUEST: {
+                const Cella__V1__ChannelRequestEvent *m = (const void *)pm;
+
+                if (m->public_key.len != CELLA_CHANNEL_KEY_BYTES) {
+                        ev->decoded = false; /* not what the kernel sends */
+                        break;
+                }
+                ev->channel_request.token = m->token;
+                ev->channel_request.app_id = m->app_id;
+                ev->channel_request.public_key = m->public_key.data;
+                ev->channel_request.purpose = m->purpose;
+                ev->channel_request.plaintext = m->plaintext;
+                break;
+        }
+        case CELLA_EVENT_CHANNEL_CANCELLED: {
+                const Cella__V1__ChannelCancelledEvent *m = (const void *)pm;
+
+                ev->channel_cancelled.token = m->token;
+                ev->channel_cancelled.error = -m->errnum;
                 break;
         }
         }
@@ -909,4 +941,10 @@ int client_reply_unpack(const CellaReply *reply, ProtobufCMessage **ret)
                 .n_fds = reply->n_fds,
         };
         return wire_unpack(&f, ret);
+}
+
+uint8_t *client_kernel_key(Cella *c, bool **ret_have)
+{
+        *ret_have = &c->have_kernel_key;
+        return c->kernel_key;
 }

@@ -35,3 +35,6 @@ int client_reply_unpack(const CellaReply *reply, ProtobufCMessage **ret);
  */
 void client_event_emit(Cella *c, const CellaEvent *ev);
 int client_event_bus_messages(Cella *c, const void *body, size_t len);
+
+/* The Cella's cache of the kernel's signing key (32 bytes) and whether it is set. */
+uint8_t *client_kernel_key(Cella *c, bool **ret_have);

@@ -65,17 +65,37 @@ static const WireOp ops[] = {
          .reply_fds = 1,
          .cls = WIRE_CLASS_COSTLY,
          .rights = "net.connect"},
+        /* channel (docs/ipc.md "Secure channels"): open and accept answer with one end
+         * of the channel's socketpair; open needs bus.send for the peer. */
+        {.opcode = OP(CHANNEL_OPEN),
+         .name = "channel.open",
+         .request = D(channel_open_request),
+         .reply = D(channel_open_reply),
+         .reply_fds = 1,
+         .cls = WIRE_CLASS_COSTLY,
+         .rights = "bus.send"},
+        {.opcode = OP(CHANNEL_ACCEPT),
+         .name = "channel.accept",
+         .request = D(channel_accept_request),
+         .reply = D(channel_accept_reply),
+         .reply_fds = 1,
+         .cls = WIRE_CLASS_COSTLY,
+         .rights = ""},
+        CALL(CHANNEL_REFUSE, "channel.refuse", COSTLY, "", channel_refuse),
+        CALL(CHANNEL_KERNEL_KEY, "channel.kernel_key", CHEAP, "", channel_kernel_key),
         EVENT(EVENT_TIMER_FIRED, "event.timer_fired", timer_fired_event),
         EVENT(EVENT_BUS_MESSAGE, "event.bus_message", bus_message_event),
         EVENT(EVENT_PERM_REVOKED, "event.perm_revoked", perm_revoked_event),
         EVENT(EVENT_MEMORY_PRESSURE, "event.memory_pressure", memory_pressure_event),
         EVENT(EVENT_BUS_MESSAGES, "event.bus_messages", bus_messages_event),
         EVENT(EVENT_KERNEL_RESTARTED, "event.kernel_restarted", kernel_restarted_event),
+        EVENT(EVENT_CHANNEL_REQUEST, "event.channel_request", channel_request_event),
+        EVENT(EVENT_CHANNEL_CANCELLED, "event.channel_cancelled", channel_cancelled_event),
 };
 
 const WireOp *wire_op_lookup(uint16_t opcode)
 {
-        /* 35 entries: a scan beats anything cleverer. */
+        /* 41 entries: a scan beats anything cleverer. */
         for (size_t i = 0; i < ELEMENTSOF(ops); i++)
                 if (ops[i].opcode == opcode)
                         return &ops[i];

@@ -49,6 +49,7 @@
 #include "base/macro.h"
 #include "broker/broker-internal.h"
 #include "ipc/bus.h"
+#include "wire/bussig.h"
 
 #define BUS_PAYLOAD_MAX        64512u /* proto: so that an event carrying one fits a body */
 #define BUS_DELIVER_BATCH      256u   /* frames made per app per loop iteration */
@@ -134,10 +135,14 @@ static void deliver_idle(uv_idle_t *h);
 static struct {
         BusMessage *held[BUS_EVENT_BATCH_MAX];
         Cella__V1__BusMessageEvent ev[BUS_EVENT_BATCH_MAX];
+        Cella__V1__BusSignature sig[BUS_EVENT_BATCH_MAX];
         Cella__V1__BusMessageEvent *ptr[BUS_EVENT_BATCH_MAX];
 } scratch;
 
-static void event_of(Cella__V1__BusMessageEvent *ev, const BusMessage *m, uint64_t sub)
+/* ev for m as delivered to the app whose id is to; sig: where m's signature (if it
+ * has one) is built, which must live as long as ev. */
+static void event_of(Cella__V1__BusMessageEvent *ev, Cella__V1__BusSignature *sig,
+                     const BusMessage *m, uint64_t sub, const char *to)
 {
         *ev = (Cella__V1__BusMessageEvent)CELLA__V1__BUS_MESSAGE_EVENT__INIT;
         ev->subscription_id = sub;
@@ -146,6 +151,15 @@ static void event_of(Cella__V1__BusMessageEvent *ev, const BusMessage *m, uint64
         ev->data = (ProtobufCBinaryData){.len = m->len, .data = (uint8_t *)m->data};
         ev->content_type = m->content_type;
         ev->reply_token = m->request ? m->id : 0;
+        if (m->has_sig) {
+                *sig = (Cella__V1__BusSignature)CELLA__V1__BUS_SIGNATURE__INIT;
+                sig->timestamp_ns = m->sig.timestamp_ns;
+                sig->counter = m->sig.counter;
+                sig->signature = (ProtobufCBinaryData){.len = sizeof m->sig.sig,
+                                                       .data = (uint8_t *)m->sig.sig};
+                sig->target = m->direct ? (char *)to : "";
+                ev->signature = sig;
+        }
 }
 
 /* At least the bytes m takes inside a BusMessagesEvent (field tag, length, the
@@ -158,6 +172,12 @@ static size_t event_field_bound(const BusMessage *m)
         size_t inner = (1 + 10) * 2 /* subscription_id, reply_token */ +
                        (1 + 3) * 4 /* topic, sender, data, content_type: tag, length */ +
                        strlen(m->topic) + strlen(m->sender) + m->len + strlen(m->content_type);
+
+        /* signature: tag, length; timestamp, counter; the signature; a target (only
+         * direct messages, which never go in batches, carry one: its bound anyway) */
+        if (m->has_sig)
+                inner += (1 + 3) + (1 + 10) * 2 + (1 + 1 + BUSSIG_BYTES) +
+                         (1 + 2 + 255 /* app id */);
 
         return 1 + 3 + inner;
 }
@@ -196,7 +216,8 @@ static unsigned deliver_frames(BusState *st, unsigned max_frames)
                         batch = s && s->batch;
                         if (n > 0 && !batch)
                                 break; /* it goes alone, in the next frame */
-                        event_of(&scratch.ev[n], m, sub_id);
+                        event_of(&scratch.ev[n], &scratch.sig[n], m, sub_id,
+                                 broker_app_id(st->app));
                         size = batch ? event_field_bound(m) : 0;
                         if (n > 0 && body + size > CHANNEL_BODY_MAX)
                                 break;
@@ -479,7 +500,22 @@ static void publish_handle(BrokerCall *c)
         int r;
 
         audit_str(c, "topic", m->topic);
-        r = bus_publish(st->bus, st->ep, m->topic, m->content_type, m->data.data, m->data.len);
+        if (m->sign) {
+                const char *why = NULL;
+                BusSig sig;
+
+                r = broker_channel_sign(c->app, BUSSIG_KIND_TOPIC, m->topic, m->content_type,
+                                        m->data.data, m->data.len, &sig, &why);
+                if (r < 0) {
+                        broker_reply_error(c, -r, why);
+                        return;
+                }
+                broker_audit_set(c, "signed", json_integer((json_int_t)sig.counter));
+                r = bus_publish_signed(st->bus, st->ep, m->topic, m->content_type, m->data.data,
+                                       m->data.len, &sig);
+        } else
+                r = bus_publish(st->bus, st->ep, m->topic, m->content_type, m->data.data,
+                                m->data.len);
         if (r < 0) {
                 broker_reply_error(c, -r, NULL);
                 return;
@@ -604,11 +640,29 @@ static void publish_batch_handle(BrokerCall *c)
                 return;
         }
 
+        for (size_t i = 0; i < m->n_messages; i++)
+                if (m->messages[i]->sign) {
+                        /* A key the kernel cannot use refuses the whole batch, before
+                         * anything is published. */
+                        r = broker_channel_can_sign(c->app, &why);
+                        if (r < 0) {
+                                broker_reply_error(c, -r, why);
+                                return;
+                        }
+                        break;
+                }
         for (size_t i = 0; i < m->n_messages; i++) {
                 const Cella__V1__BusPublishRequest *p = m->messages[i];
+                BusSig sig;
 
-                r = bus_publish(st->bus, st->ep, p->topic, p->content_type, p->data.data,
-                                p->data.len);
+                r = 0;
+                if (p->sign)
+                        r = broker_channel_sign(c->app, BUSSIG_KIND_TOPIC, p->topic,
+                                                p->content_type, p->data.data, p->data.len, &sig,
+                                                &why);
+                if (r == 0)
+                        r = bus_publish_signed(st->bus, st->ep, p->topic, p->content_type,
+                                               p->data.data, p->data.len, p->sign ? &sig : NULL);
                 if (r < 0) {
                         /* Only -ENOMEM can come after the checks; the messages before
                          * this one are out. */
@@ -734,8 +788,26 @@ static void send_handle(BrokerCall *c)
         int r;
 
         audit_str(c, "to", m->app_id);
-        r = bus_send(st->bus, st->ep, m->app_id, 0, m->content_type, m->data.data, m->data.len,
-                     NULL);
+        if (m->sign) {
+                const char *why = NULL;
+                BusSig sig;
+
+                if (!bus_endpoint_find(st->bus, m->app_id)) {
+                        broker_reply_error(c, ENOENT, "the app is not running");
+                        return;
+                }
+                r = broker_channel_sign(c->app, BUSSIG_KIND_DIRECT, m->app_id, m->content_type,
+                                        m->data.data, m->data.len, &sig, &why);
+                if (r < 0) {
+                        broker_reply_error(c, -r, why);
+                        return;
+                }
+                broker_audit_set(c, "signed", json_integer((json_int_t)sig.counter));
+                r = bus_send_signed(st->bus, st->ep, m->app_id, m->content_type, m->data.data,
+                                    m->data.len, &sig, NULL);
+        } else
+                r = bus_send(st->bus, st->ep, m->app_id, 0, m->content_type, m->data.data,
+                             m->data.len, NULL);
         if (r < 0) {
                 broker_reply_error(c, -r, r == -ENOENT ? "the app is not running" : NULL);
                 return;
