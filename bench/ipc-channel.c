@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -250,6 +251,23 @@ static int make_app(const char *root, const char *name, const char *manifest)
         return copy_self(path);
 }
 
+/* Unmounts what the run left mounted below dir: the apps' data images stay mounted
+ * after a boot (docs/security.md "Storage"; bench/benchstate.py does the same). */
+static void unmount_below(const char *dir)
+{
+        size_t n = strlen(dir);
+        char line[1024], mp[512];
+        FILE *f = fopen("/proc/self/mounts", "re");
+
+        if (!f)
+                return;
+        while (fgets(line, sizeof line, f))
+                if (sscanf(line, "%*s %511s", mp) == 1 && strncmp(mp, dir, n) == 0 &&
+                    mp[n] == '/' && umount2(mp, 0) < 0)
+                        (void)umount2(mp, MNT_DETACH);
+        fclose(f);
+}
+
 /* Runs the two apps under cella boot; *plain and *enc get seconds. */
 static int through_cella(unsigned long n, double *plain, double *enc)
 {
@@ -292,7 +310,8 @@ static int through_cella(unsigned long n, double *plain, double *enc)
         snprintf(log, sizeof log, "%s/logs/%s.log", state, SENDER);
         f = fopen(log, "re");
         if (!f) {
-                fprintf(stderr, "ipc-channel: no log %s\n", log);
+                fprintf(stderr, "ipc-channel: no log %s (left in place)\n", log);
+                unmount_below(tmp);
                 return -ENOENT;
         }
         *plain = *enc = -1;
@@ -309,6 +328,7 @@ static int through_cella(unsigned long n, double *plain, double *enc)
                         fprintf(stderr, "ipc-channel: app: %s", line);
         }
         fclose(f);
+        unmount_below(tmp);
         if (asprintf(&cmd, "rm -rf '%s'", tmp) >= 0) {
                 (void)system(cmd);
                 free(cmd);

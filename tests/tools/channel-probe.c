@@ -493,10 +493,18 @@ static int verify_changed(const uint8_t key[32], const CellaEvent *ev,
         static uint8_t out[CELLA_BODY_MAX];
         size_t n;
 
-        if (!m)
+        char *sender;
+        ProtobufCBinaryData sig;
+
+        if (!m || !m->signature)
                 return -EINVAL;
+        sender = m->sender;
+        sig = m->signature->signature;
         change(m);
         n = cella__v1__bus_message_event__pack(m, out);
+        /* What change() pointed elsewhere is not the unpacked message's to free. */
+        m->sender = sender;
+        m->signature->signature = sig;
         cella__v1__bus_message_event__free_unpacked(m, NULL);
         return cella_bus_verify_body(key, out, n, NULL);
 }
