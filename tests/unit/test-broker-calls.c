@@ -42,6 +42,7 @@
 #include "ipc/bus.h"
 #include "policy/grants.h"
 #include "policy/manifest.h"
+#include "wire/bussig.h"
 
 #define OWNER_UID 4242u /* owner of the user-file root: created files must get it */
 #define OWNER_GID 4343u
@@ -2856,6 +2857,316 @@ START_TEST(test_opcode_rights_match_handlers)
 }
 END_TEST
 
+/* ---- channel.* and signed bus messages (calls/channel.c) ---- */
+
+static uint64_t chan_open(TestApp *a, const char *to, uint8_t key_byte, uint32_t timeout_ms)
+{
+        Cella__V1__ChannelOpenRequest req = CELLA__V1__CHANNEL_OPEN_REQUEST__INIT;
+        uint8_t key[32];
+
+        memset(key, key_byte, sizeof key);
+        req.app_id = (char *)to;
+        req.public_key = (ProtobufCBinaryData){.len = sizeof key, .data = key};
+        req.purpose = (char *)"test";
+        req.timeout_ms = timeout_ms;
+        return send_request(a, CELLA__V1__OPCODE__OPCODE_CHANNEL_OPEN, &req.base);
+}
+
+/* The channel request b got: checks it, returns its token. */
+static uint64_t chan_expect_request(TestApp *b, const char *from, uint8_t key_byte)
+{
+        Frame *f = take(b, 0, CELLA__V1__OPCODE__OPCODE_EVENT_CHANNEL_REQUEST, WAIT_MS);
+        const Cella__V1__ChannelRequestEvent *m;
+        uint64_t token;
+
+        ck_assert_msg(f != NULL, "%s: no channel request", b->id);
+        m = (const void *)f->msg;
+        ck_assert_str_eq(m->app_id, from);
+        ck_assert_str_eq(m->purpose, "test");
+        ck_assert_uint_eq(m->public_key.len, 32);
+        ck_assert_uint_eq(m->public_key.data[0], key_byte);
+        ck_assert_uint_eq(m->public_key.data[31], key_byte);
+        token = m->token;
+        ck_assert_uint_gt(token, 0);
+        frame_free(f);
+        return token;
+}
+
+static int chan_cancelled(TestApp *b, uint64_t token)
+{
+        Frame *f = take(b, 0, CELLA__V1__OPCODE__OPCODE_EVENT_CHANNEL_CANCELLED, WAIT_MS);
+        int e;
+
+        ck_assert_msg(f != NULL, "%s: no channel cancelled event", b->id);
+        ck_assert_uint_eq(((Cella__V1__ChannelCancelledEvent *)(void *)f->msg)->token, token);
+        e = ((Cella__V1__ChannelCancelledEvent *)(void *)f->msg)->errnum;
+        frame_free(f);
+        return -e;
+}
+
+static uint64_t chan_accept_send(TestApp *b, uint64_t token, uint8_t key_byte)
+{
+        Cella__V1__ChannelAcceptRequest req = CELLA__V1__CHANNEL_ACCEPT_REQUEST__INIT;
+        uint8_t key[32];
+
+        memset(key, key_byte, sizeof key);
+        req.token = token;
+        req.public_key = (ProtobufCBinaryData){.len = sizeof key, .data = key};
+        return send_request(b, CELLA__V1__OPCODE__OPCODE_CHANNEL_ACCEPT, &req.base);
+}
+
+static int chan_refuse(TestApp *b, uint64_t token, int errnum)
+{
+        Cella__V1__ChannelRefuseRequest req = CELLA__V1__CHANNEL_REFUSE_REQUEST__INIT;
+
+        req.token = token;
+        req.errnum = errnum;
+        return call(b, CELLA__V1__OPCODE__OPCODE_CHANNEL_REFUSE, &req.base, NULL);
+}
+
+START_TEST(test_channel_open_accept)
+{
+        TestApp *a = app_new("org.t.a", "\"bus.send:org.t.b\"", NULL),
+                *b = app_new("org.t.b", "\"timer\"", NULL),
+                *c = app_new("org.t.c", "\"timer\"", NULL);
+        const Cella__V1__ChannelOpenReply *o;
+        const Cella__V1__ChannelAcceptReply *r;
+        Frame *fa = NULL, *fb = NULL;
+        uint64_t id, token;
+        char buf[8];
+
+        id = chan_open(a, "org.t.b", 0xaa, 5000);
+        token = chan_expect_request(b, "org.t.a", 0xaa);
+        /* Still waiting; another app cannot take b's request. */
+        ck_assert_ptr_null(take(a, id, 0, 20));
+        ck_assert_int_eq(wait_reply(c, chan_accept_send(c, token, 0xcc), NULL), -ENOENT);
+        ck_assert_int_eq(wait_reply(b, chan_accept_send(b, token, 0xbb), &fb), 0);
+        ck_assert_int_eq(wait_reply(a, id, &fa), 0);
+        o = (const void *)fa->msg;
+        r = (const void *)fb->msg;
+        /* Each side gets the other's id (the kernel's) and key (as that side sent it). */
+        ck_assert_str_eq(o->app_id, "org.t.b");
+        ck_assert_uint_eq(o->public_key.len, 32);
+        ck_assert_uint_eq(o->public_key.data[5], 0xbb);
+        ck_assert_uint_eq(o->token, token);
+        ck_assert_str_eq(r->app_id, "org.t.a");
+        ck_assert_uint_eq(r->public_key.data[5], 0xaa);
+        /* And one end each of one SOCK_SEQPACKET socketpair. */
+        ck_assert_int_ge(fa->fd, 0);
+        ck_assert_int_ge(fb->fd, 0);
+        ck_assert_int_eq(send(fa->fd, "ping", 4, 0), 4);
+        ck_assert_int_eq(recv(fb->fd, buf, sizeof buf, 0), 4);
+        ck_assert_int_eq(memcmp(buf, "ping", 4), 0);
+        frame_free(fa);
+        frame_free(fb);
+        /* Answered once: the token is dead. */
+        ck_assert_int_eq(wait_reply(b, chan_accept_send(b, token, 0xbb), NULL), -ENOENT);
+        ck_assert_int_eq(chan_refuse(b, token, 0), -ENOENT);
+}
+END_TEST
+
+START_TEST(test_channel_refused)
+{
+        TestApp *a = app_new("org.t.a", "\"bus.send:org.t.b\"", NULL),
+                *b = app_new("org.t.b", "\"timer\"", NULL);
+        uint64_t id, token;
+
+        /* Without the right; to itself; not running; a key of the wrong size. */
+        ck_assert_int_eq(wait_reply(b, chan_open(b, "org.t.a", 1, 0), NULL), -EPERM);
+        ck_assert_int_eq(wait_reply(a, chan_open(a, "org.t.gone", 1, 0), NULL), -EPERM);
+        {
+                Cella__V1__ChannelOpenRequest req = CELLA__V1__CHANNEL_OPEN_REQUEST__INIT;
+                uint8_t key[31] = {1};
+
+                req.app_id = (char *)"org.t.b";
+                req.public_key = (ProtobufCBinaryData){.len = sizeof key, .data = key};
+                ck_assert_int_eq(call(a, CELLA__V1__OPCODE__OPCODE_CHANNEL_OPEN, &req.base, NULL),
+                                 -EINVAL);
+                req.public_key.len = 0;
+                ck_assert_int_eq(call(a, CELLA__V1__OPCODE__OPCODE_CHANNEL_OPEN, &req.base, NULL),
+                                 -EINVAL);
+        }
+        /* Refused by the peer, with its errno or ECONNREFUSED. */
+        id = chan_open(a, "org.t.b", 1, 5000);
+        token = chan_expect_request(b, "org.t.a", 1);
+        ck_assert_int_eq(chan_refuse(b, token, 0), 0);
+        ck_assert_int_eq(wait_reply(a, id, NULL), -ECONNREFUSED);
+        id = chan_open(a, "org.t.b", 1, 5000);
+        token = chan_expect_request(b, "org.t.a", 1);
+        ck_assert_int_eq(chan_refuse(b, token, EPERM), 0);
+        ck_assert_int_eq(wait_reply(a, id, NULL), -EPERM);
+        ck_assert_int_eq(chan_refuse(b, token, -1), -EINVAL);
+        /* Expired: both sides told, the late accept finds nothing. */
+        id = chan_open(a, "org.t.b", 1, 30);
+        token = chan_expect_request(b, "org.t.a", 1);
+        ck_assert_int_eq(wait_reply(a, id, NULL), -ETIMEDOUT);
+        ck_assert_int_eq(chan_cancelled(b, token), -ETIMEDOUT);
+        ck_assert_int_eq(wait_reply(b, chan_accept_send(b, token, 2), NULL), -ENOENT);
+}
+END_TEST
+
+/* Either side going, a cancel, a revocation: nothing stays pending. */
+START_TEST(test_channel_crash_cancel_revoke)
+{
+        TestApp *a = app_new("org.t.a", "\"bus.send:org.t.*\"", NULL),
+                *b = app_new("org.t.b", "\"timer\"", NULL);
+        uint64_t id, token;
+
+        /* The peer exits before answering: ECONNRESET at once. */
+        id = chan_open(a, "org.t.b", 1, 60000);
+        chan_expect_request(b, "org.t.a", 1);
+        app_free(b);
+        ck_assert_int_eq(wait_reply(a, id, NULL), -ECONNRESET);
+        /* The opener cancels its call: the peer is told, the token is dead. */
+        b = app_new("org.t.b2", "\"timer\"", NULL);
+        id = chan_open(a, "org.t.b2", 1, 60000);
+        token = chan_expect_request(b, "org.t.a", 1);
+        ck_assert_int_eq(
+                channel_send(a->fd,
+                             &(ChannelFrame){.opcode = CELLA__V1__OPCODE__OPCODE_CHANNEL_OPEN,
+                                             .flags = CHANNEL_FLAG_CANCEL,
+                                             .request_id = id},
+                             NULL, 0, 0),
+                0);
+        ck_assert_int_eq(chan_cancelled(b, token), -ECANCELED);
+        ck_assert_int_eq(wait_reply(b, chan_accept_send(b, token, 2), NULL), -ENOENT);
+        /* The opener exits: the same. */
+        chan_open(a, "org.t.b2", 1, 60000);
+        token = chan_expect_request(b, "org.t.a", 1);
+        app_free(a);
+        ck_assert_int_eq(chan_cancelled(b, token), -ECANCELED);
+        ck_assert_int_eq(wait_reply(b, chan_accept_send(b, token, 2), NULL), -ENOENT);
+        /* The opener's bus.send is revoked while it waits: EACCES, the peer told. */
+        a = app_new("org.t.a3", "\"bus.send:org.t.b2\"", NULL);
+        id = chan_open(a, "org.t.b2", 1, 60000);
+        token = chan_expect_request(b, "org.t.a3", 1);
+        ck_assert_int_ge(grants_revoke(grants, a->id, "bus.send:org.t.b2", NULL), 1);
+        ck_assert_int_ge(broker_grants_changed(broker, a->id), 1);
+        ck_assert_int_eq(wait_reply(a, id, NULL), -EACCES);
+        ck_assert_int_eq(chan_cancelled(b, token), -EACCES);
+        ck_assert_int_eq(wait_reply(b, chan_accept_send(b, token, 2), NULL), -ENOENT);
+}
+END_TEST
+
+START_TEST(test_channel_pending_bound)
+{
+        TestApp *a = app_new("org.t.a", "\"bus.send:org.t.b\"", NULL),
+                *b = app_new("org.t.b", "\"timer\"", NULL);
+        uint64_t ids[16], tokens[16];
+        Frame *f;
+
+        for (unsigned i = 0; i < ELEMENTSOF(ids); i++) {
+                ids[i] = chan_open(a, "org.t.b", 1, 60000);
+                tokens[i] = chan_expect_request(b, "org.t.a", 1);
+        }
+        ck_assert_int_eq(wait_reply(a, chan_open(a, "org.t.b", 1, 60000), NULL), -EBUSY);
+        /* One answered: room for one more. */
+        ck_assert_int_eq(chan_refuse(b, tokens[0], 0), 0);
+        ck_assert_int_eq(wait_reply(a, ids[0], NULL), -ECONNREFUSED);
+        ids[0] = chan_open(a, "org.t.b", 1, 60000);
+        tokens[0] = chan_expect_request(b, "org.t.a", 1);
+        f = take(a, ids[0], 0, 20);
+        ck_assert_ptr_null(f);
+        for (unsigned i = 0; i < ELEMENTSOF(ids); i++)
+                ck_assert_int_eq(chan_refuse(b, tokens[i], 0), 0);
+}
+END_TEST
+
+/* Checks the signature of the bus message event m with key, as a receiver would
+ * (src/wire/bussig.h): 0, -ENOMSG unsigned, -EBADMSG. */
+static int verify_event(const uint8_t key[32], const Cella__V1__BusMessageEvent *m)
+{
+        const Cella__V1__BusSignature *s = m->signature;
+        bool direct = m->subscription_id == 0;
+        crypto_sign_state st;
+
+        if (!s)
+                return -ENOMSG;
+        if (s->signature.len != 64)
+                return -EBADMSG;
+        bussig_feed(&st, direct ? BUSSIG_KIND_DIRECT : BUSSIG_KIND_TOPIC, m->sender,
+                    direct ? s->target : m->topic, m->content_type, m->data.data, m->data.len,
+                    s->timestamp_ns, s->counter);
+        return crypto_sign_final_verify(&st, s->signature.data, key) == 0 ? 0 : -EBADMSG;
+}
+
+START_TEST(test_bus_signed_messages)
+{
+        TestApp *a = app_new("org.t.a", "\"bus.publish:org.t.a.news\", \"bus.send:org.t.b\"", NULL),
+                *b = app_new("org.t.b", "\"bus.subscribe:org.t.a.news\"", NULL);
+        Cella__V1__ChannelKernelKeyRequest kreq = CELLA__V1__CHANNEL_KERNEL_KEY_REQUEST__INIT;
+        Cella__V1__BusPublishRequest pub = CELLA__V1__BUS_PUBLISH_REQUEST__INIT;
+        Cella__V1__BusSendRequest snd = CELLA__V1__BUS_SEND_REQUEST__INIT;
+        Cella__V1__BusMessageEvent *m;
+        uint64_t sub, first;
+        uint8_t key[32];
+        Frame *f;
+
+        ck_assert_int_eq(call(a, CELLA__V1__OPCODE__OPCODE_CHANNEL_KERNEL_KEY, &kreq.base, &f), 0);
+        ck_assert_uint_eq(((Cella__V1__ChannelKernelKeyReply *)(void *)f->msg)->public_key.len, 32);
+        memcpy(key, ((Cella__V1__ChannelKernelKeyReply *)(void *)f->msg)->public_key.data, 32);
+        frame_free(f);
+        ck_assert_int_eq(subscribe(b, "org.t.a.news", &sub), 0);
+        pub.topic = (char *)"org.t.a.news";
+        pub.data = (ProtobufCBinaryData){.len = 5, .data = (uint8_t *)"hello"};
+        pub.content_type = (char *)"text/plain";
+        pub.sign = true;
+        ck_assert_int_eq(call(a, CELLA__V1__OPCODE__OPCODE_BUS_PUBLISH, &pub.base, NULL), 0);
+        f = expect_message(b, "org.t.a.news", "org.t.a", "hello");
+        m = (void *)f->msg;
+        ck_assert_ptr_nonnull(m->signature);
+        ck_assert_int_eq(verify_event(key, m), 0);
+        ck_assert_str_eq(m->signature->target, "");
+        first = m->signature->counter;
+        /* Altered data, an altered counter: fail. */
+        m->data.data[0] ^= 1;
+        ck_assert_int_eq(verify_event(key, m), -EBADMSG);
+        m->data.data[0] ^= 1;
+        m->signature->counter++;
+        ck_assert_int_eq(verify_event(key, m), -EBADMSG);
+        frame_free(f);
+        /* Direct, signed: the target is part of it. */
+        snd.app_id = (char *)"org.t.b";
+        snd.data = (ProtobufCBinaryData){.len = 2, .data = (uint8_t *)"hi"};
+        snd.content_type = (char *)"";
+        snd.sign = true;
+        ck_assert_int_eq(call(a, CELLA__V1__OPCODE__OPCODE_BUS_SEND, &snd.base, NULL), 0);
+        f = expect_message(b, "", "org.t.a", "hi");
+        m = (void *)f->msg;
+        ck_assert_int_eq(verify_event(key, m), 0);
+        ck_assert_str_eq(m->signature->target, "org.t.b");
+        ck_assert_uint_gt(m->signature->counter, first);
+        /* Passed off as sent to someone else, or as published: fails. */
+        {
+                char *target = m->signature->target;
+
+                m->signature->target = (char *)"org.t.c";
+                ck_assert_int_eq(verify_event(key, m), -EBADMSG);
+                m->signature->target = target;
+                m->subscription_id = 1;
+                ck_assert_int_eq(verify_event(key, m), -EBADMSG);
+        }
+        frame_free(f);
+        /* Unsigned: no signature in the event. */
+        snd.sign = false;
+        ck_assert_int_eq(call(a, CELLA__V1__OPCODE__OPCODE_BUS_SEND, &snd.base, NULL), 0);
+        f = expect_message(b, "", "org.t.a", "hi");
+        ck_assert_ptr_null(((Cella__V1__BusMessageEvent *)(void *)f->msg)->signature);
+        frame_free(f);
+        /* The key is the state dir's kernel-signing.key, 0600. */
+        {
+                char path[512];
+                struct stat st;
+
+                snprintf(path, sizeof path, "%s/kernel-signing.key", state_dir);
+                ck_assert_int_eq(lstat(path, &st), 0);
+                ck_assert(S_ISREG(st.st_mode));
+                ck_assert_uint_eq(st.st_mode & 07777, 0600);
+                ck_assert_int_eq(st.st_size, 64);
+        }
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("broker-calls");
@@ -2922,6 +3233,16 @@ int main(void)
         tcase_add_test(fsroot, test_fs_open_fd_on_restricted_mount);
         tcase_add_test(fsroot, test_fs_no_mount_crossing);
         suite_add_tcase(s, fsroot);
+
+        TCase *chan = tcase_create("channel");
+        tcase_add_checked_fixture(chan, setup, teardown);
+        tcase_set_timeout(chan, 60);
+        tcase_add_test(chan, test_channel_open_accept);
+        tcase_add_test(chan, test_channel_refused);
+        tcase_add_test(chan, test_channel_crash_cancel_revoke);
+        tcase_add_test(chan, test_channel_pending_bound);
+        tcase_add_test(chan, test_bus_signed_messages);
+        suite_add_tcase(s, chan);
 
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);

@@ -356,8 +356,8 @@ void broker_channel_detach(BrokerApp *app)
                 return;
         for (Open *o = g->opens, *next; o; o = next) {
                 next = o->next;
-                if (o->from == app) /* the core abandoned its calls: not reached */
-                        open_cancel(o->call);
+                if (o->from == app) /* the core abandoned its calls first: not reached */
+                        open_fail(o, ECONNRESET, "app detached", true, true);
                 else if (o->to == app)
                         open_fail(o, ECONNRESET, "the peer exited before answering", false, true);
         }
