@@ -72,6 +72,7 @@ def last(log, prefix):
     return line("\n".join(reversed(log.splitlines())), prefix)
 
 
+@pytest.mark.twin
 @pytest.mark.parametrize("mode", ["encrypted", "plain"])
 def test_open_accept_exchange_both_ways(tmp_path, state, mode):
     o, p, proc = run(tmp_path, state, ["open", PEER] + (["plain"] if mode == "plain" else []),
@@ -97,6 +98,7 @@ def test_open_accept_exchange_both_ways(tmp_path, state, mode):
         assert "channel.open" in audit and "channel.accept" in audit
 
 
+@pytest.mark.twin
 def test_refused_without_bus_send(tmp_path, state):
     # The peer does not export bus.send: the opener's request for it is not granted.
     o, p, _ = run(tmp_path, state, ["open", PEER, "once"], ["serve", "accept"], peer_exports=())
@@ -109,12 +111,14 @@ def test_refused_without_bus_send(tmp_path, state):
     assert "REQUEST" not in p, p
 
 
+@pytest.mark.twin
 def test_refused_by_the_peer(tmp_path, state):
     o, p, _ = run(tmp_path, state, ["open", PEER], ["serve", "refuse"])
     assert line(o, "OPEN ERROR") == "OPEN ERROR EPERM", (o, p)
     assert "REQUEST token=" in p and "REFUSED OK" in p, p
 
 
+@pytest.mark.twin
 def test_peer_not_running(tmp_path, state):
     import subprocess
     root = tmp_path / "apps"
@@ -134,6 +138,7 @@ def test_peer_not_running(tmp_path, state):
     assert last(o, "OPEN ERROR") == "OPEN ERROR ENOENT", o
 
 
+@pytest.mark.twin
 def test_peer_crashes_mid_handshake(tmp_path, state):
     o, p, _ = run(tmp_path, state, ["open", PEER], ["serve", "crash-on-request"])
     assert "REQUEST token=" in p, p
@@ -141,6 +146,7 @@ def test_peer_crashes_mid_handshake(tmp_path, state):
     assert line(o, "OPEN ERROR") == "OPEN ERROR ECONNRESET", (o, p)
 
 
+@pytest.mark.twin
 def test_opener_crashes_mid_handshake(tmp_path, state):
     # The peer is the app the boot waits for: it reports, then exits.
     o, p, _ = run(tmp_path, state, ["open-crash", PEER], ["serve", "slow"],
@@ -153,6 +159,7 @@ def test_opener_crashes_mid_handshake(tmp_path, state):
     assert "LATE ACCEPT ENOENT" in p, p
 
 
+@pytest.mark.twin
 def test_peer_crashes_mid_stream(tmp_path, state):
     o, p, _ = run(tmp_path, state, ["open", PEER], ["serve", "crash-mid-stream"])
     assert "GOT 0 " in p, p  # the first message came; then the peer aborted
@@ -161,6 +168,7 @@ def test_peer_crashes_mid_stream(tmp_path, state):
     assert "EXCHANGE OK" not in o
 
 
+@pytest.mark.twin
 def test_opener_crashes_mid_stream(tmp_path, state):
     o, p, _ = run(tmp_path, state, ["crash-mid-stream", PEER], ["serve", "accept"],
                   opener_kind="service", peer_kind="app")
@@ -168,6 +176,7 @@ def test_opener_crashes_mid_stream(tmp_path, state):
     assert "GOT 1024 " in p and line(p, "RECV ERROR") == "RECV ERROR ECONNRESET after 1", p
 
 
+@pytest.mark.twin
 @pytest.mark.parametrize("mode,peer_sees,opener_sees", [
     ("none", "PEER CLOSED after 3", "ECHO 3 OK"),
     ("alter", "RECV ERROR EBADMSG after 1", None),
@@ -194,6 +203,7 @@ def test_man_in_the_middle(tmp_path, state, mode, peer_sees, opener_sees):
     assert "GOT 1024 2222" not in p or mode in ("none", "alter-back"), p
 
 
+@pytest.mark.twin
 def test_signed_bus_messages(tmp_path, state):
     root = tmp_path / "apps"
     signer, verifier = "org.test.chsigner", "org.test.chverifier"
@@ -230,6 +240,7 @@ def test_signed_bus_messages(tmp_path, state):
     assert len(counters) == 2 and counters[0] < counters[1], v
 
 
+@pytest.mark.twin
 def test_foreign_signing_key_is_refused(tmp_path, state):
     """A key file the kernel did not make (another owner, a wider mode, a symlink, the
     wrong size) is never used nor replaced: signing fails with EIO naming why."""
