@@ -12,7 +12,8 @@
  *   cella encrypted        the same, encrypted
  *
  * The sender sends N messages of 1024 bytes, then a 1-byte one; the receiver
- * answers that with 1 byte; the time is from the first send to that answer. Ratios:
+ * answers that with 1 byte; the time is from the first send to that answer. Each
+ * row runs ROUNDS times, interleaved with the others, and its best round counts. Ratios:
  * each row against the native floor, and encrypted against plaintext (issue 15's
  * target: encrypted >= 50% of plain).
  *
@@ -36,6 +37,7 @@
 #include <unistd.h>
 
 #define MSG    1024u
+#define ROUNDS 3 /* of each row, interleaved; the best counts */
 #define SENDER "org.cella.bench.chsend"
 #define RECVER "org.cella.bench.chrecv"
 
@@ -145,12 +147,12 @@ static int app_send(unsigned long n)
         setvbuf(stdout, NULL, _IOLBF, 0);
         if (cella_open(&c) < 0)
                 return 1;
-        for (int i = 0; i < 2; i++) {
+        for (int i = 0; i < 2 * ROUNDS; i++) {
                 CellaChannel *ch = NULL;
                 double secs;
 
                 for (unsigned waited = 0;; waited += 20) {
-                        r = cella_channel_open(c, RECVER, "bench", modes[i], 10000, &ch);
+                        r = cella_channel_open(c, RECVER, "bench", modes[i % 2], 10000, &ch);
                         if (r != -ENOENT || waited > 30000)
                                 break;
                         usleep(20000); /* the receiver is not attached yet */
@@ -160,7 +162,7 @@ static int app_send(unsigned long n)
                         return 1;
                 }
                 secs = sender(ch, -1, n);
-                printf("RESULT %s %lu %.6f\n", i == 0 ? "plaintext" : "encrypted", n, secs);
+                printf("RESULT %s %lu %.6f\n", i % 2 == 0 ? "plaintext" : "encrypted", n, secs);
                 cella_channel_close(ch);
         }
         cella_close(c);
@@ -320,10 +322,12 @@ static int through_cella(unsigned long n, double *plain, double *enc)
                 const char *p = strstr(line, "RESULT ");
 
                 if (p && sscanf(p, "RESULT %31s %lu %lf", mode, &k, &secs) == 3 && k == n) {
-                        if (strcmp(mode, "plaintext") == 0)
-                                *plain = secs;
-                        else if (strcmp(mode, "encrypted") == 0)
-                                *enc = secs;
+                        double *best = strcmp(mode, "plaintext") == 0   ? plain
+                                       : strcmp(mode, "encrypted") == 0 ? enc
+                                                                        : NULL;
+
+                        if (best && secs > 0 && (*best < 0 || secs < *best))
+                                *best = secs;
                 } else if (strstr(line, "ERROR"))
                         fprintf(stderr, "ipc-channel: app: %s", line);
         }
@@ -360,8 +364,19 @@ int main(int argc, char **argv)
                         load[0] = -1;
                 fclose(la);
         }
-        floor_s = native(n, false);
-        native_enc = native(n, true);
+        /* Rounds interleaved, the best of each row kept: on a shared machine the
+         * other load only ever slows a round down. */
+        floor_s = native_enc = -1;
+        for (int i = 0; i < ROUNDS; i++) {
+                double f = native(n, false), e = native(n, true);
+
+                if (f <= 0 || e <= 0) {
+                        floor_s = native_enc = -1;
+                        break;
+                }
+                floor_s = floor_s < 0 || f < floor_s ? f : floor_s;
+                native_enc = native_enc < 0 || e < native_enc ? e : native_enc;
+        }
         if (floor_s <= 0 || native_enc <= 0) {
                 fprintf(stderr, "ipc-channel: the native run failed\n");
                 return 1;
@@ -370,8 +385,8 @@ int main(int argc, char **argv)
                 fprintf(stderr, "ipc-channel: the run through cella failed\n");
                 return 1;
         }
-        printf("channel messages of %u bytes, %lu one way per row (load average %.2f)\n", MSG, n,
-               load[0]);
+        printf("channel messages of %u bytes, %lu one way, best of %d rounds (load average %.2f)\n",
+               MSG, n, ROUNDS, load[0]);
         printf("%-24s %12s %10s\n", "row", "msgs/s", "vs native");
 #define ROW(name, s) printf("%-24s %12.0f %9.0f%%\n", name, n / (s), 100.0 * floor_s / (s))
         ROW("native socketpair", floor_s);
