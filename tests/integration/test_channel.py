@@ -59,6 +59,14 @@ def run(tmp_path, state, opener_args, peer_args, opener_kind="app", peer_kind="s
     return got[OPENER], got[PEER], p
 
 
+def audit(state):
+    """Every record of the state dir's audit chain (docs/audit.md), in order."""
+    recs = []
+    for f in sorted((state / "audit").glob("log.*.jsonl")):
+        recs += [json.loads(l) for l in f.read_text().splitlines() if l.strip()]
+    return recs
+
+
 def line(log, prefix):
     """The first line of log holding prefix, from prefix on (None if none)."""
     for l in log.splitlines():
@@ -92,10 +100,13 @@ def test_open_accept_exchange_both_ways(tmp_path, state, mode):
     # The four messages came, the largest (64 KiB) too, and the close was seen as one.
     n = 3 if mode == "plain" else 4  # plaintext has no empty message
     assert p.count("GOT ") == n and "GOT 65536 " in p and f"PEER CLOSED after {n}" in p, p
-    # The kernel's audit names both calls.
-    audit = (state / "audit.log").read_text() if (state / "audit.log").exists() else ""
-    if audit:
-        assert "channel.open" in audit and "channel.accept" in audit
+    # The kernel's audit records both calls, with who opened to whom.
+    recs = audit(state)
+    opens = [r for r in recs if r.get("op") == "channel.open" and r.get("app") == OPENER]
+    accepts = [r for r in recs if r.get("op") == "channel.accept" and r.get("app") == PEER]
+    assert len(opens) == 1 and opens[0]["to"] == PEER and opens[0]["errno"] == 0, opens
+    assert opens[0]["right"] == f"bus.send:{PEER}" and opens[0]["plaintext"] == (mode == "plain")
+    assert len(accepts) == 1 and accepts[0]["from"] == OPENER, accepts
 
 
 @pytest.mark.twin
@@ -157,6 +168,32 @@ def test_opener_crashes_mid_handshake(tmp_path, state):
     # token is dead.
     assert f"CANCELLED token={token} ECANCELED" in p, p
     assert "LATE ACCEPT ENOENT" in p, p
+
+
+@pytest.mark.twin
+def test_another_app_cannot_take_a_request(tmp_path, state):
+    """A spy that knows the live token of a request addressed to someone else (the
+    peer tells it) cannot accept or refuse it, nor its neighbours: the kernel
+    answers only the app the request was addressed to."""
+    spy = "org.test.chspy"
+    root = tmp_path / "apps"
+    app(root, "peer", PEER, ["serve", "slow", spy], kind="service", exports=["bus.send"],
+        permissions=[f"bus.send:{spy}"])
+    app(root, "opener", OPENER, ["open", PEER], kind="service", permissions=[f"bus.send:{PEER}"])
+    app(root, "spy", spy, ["steal"], kind="app", exports=["bus.send"])
+    boot_cella(root, state, "--no-prompt", timeout=180)
+    got = logs(state, spy, PEER)
+    s, p = got[spy], got[PEER]
+    assert "TOLD SPY OK" in p, p
+    token = line(p, "REQUEST token=").split()[1].split("=")[1]
+    assert f"SPY GOT token={token}" in s, (s, p)
+    # The tokens around it (up to 8 each side), each accepted and refused: all
+    # unknown to the spy.
+    t = int(token)
+    n = t + 8 - max(1, t - 8) + 1
+    assert f"STEAL ok=0 enoent={2 * n} other=0" in s, s
+    # And the request was still the peer's to answer: nothing accepted it.
+    assert "ACCEPTED" not in p
 
 
 @pytest.mark.twin

@@ -11,8 +11,9 @@
  *       refuse            refuse with EPERM ("REFUSED token"), wait for the next
  *       crash-on-request  print "REQUEST" and _exit(9) before answering
  *       crash-mid-stream  accept, take one message, abort()
- *       slow              answer nothing; on EVENT_CHANNEL_CANCELLED try to accept
- *                         the dead token ("LATE ACCEPT <result>") and exit
+ *       slow [SPY]        answer nothing (but tell SPY the token by a direct
+ *                         message); on EVENT_CHANNEL_CANCELLED try to accept the
+ *                         dead token ("LATE ACCEPT <result>") and exit
  *   open PEER [plain|once]  open a channel (retrying while the peer is not up,
  *                         unless once), exchange messages of 0, 1, 1024, 65536
  *                         bytes both ways ("EXCHANGE OK"), close, exit
@@ -22,6 +23,9 @@
  *                         relay in this process (a bridge carrying the frames) that
  *                         MODE: none, alter, replay, reorder, truncate, drop, cut
  *                         (towards the peer) or alter-back (towards us)
+ *   steal                 a spy: waits for a peer in "serve slow SPY" to tell it the
+ *                         token of a request addressed to that peer, then tries to
+ *                         accept and refuse it and its neighbours ("STEAL ok=...")
  *   signer RECEIVER TOPIC publish a signed message on TOPIC until someone gets it,
  *                         then a signed and an unsigned direct message to RECEIVER;
  *                         then wait to be stopped
@@ -50,6 +54,7 @@ static CellaChannel *served;
 static const char *serve_mode;
 static int exit_after = -1;
 static uint64_t slow_token;
+static const char *tell_spy;
 
 static const char *ename(int e)
 {
@@ -121,6 +126,13 @@ static void on_event(Cella *cc, const CellaEvent *ev, void *ud)
                         _exit(9);
                 if (strcmp(serve_mode, "slow") == 0) {
                         slow_token = ev->channel_request.token;
+                        if (tell_spy) { /* "slow SPY": tell the spy the live token */
+                                char t[32];
+
+                                snprintf(t, sizeof t, "%" PRIu64, slow_token);
+                                r = cella_bus_send(cc, tell_spy, t, strlen(t), NULL);
+                                printf("TOLD SPY %s\n", ename(r));
+                        }
                         return;
                 }
                 if (strcmp(serve_mode, "refuse") == 0) {
@@ -210,6 +222,55 @@ static ssize_t frame_in(int fd, uint8_t *buf, size_t size)
                 return -1;
         n = recv(fd, buf, size, 0);
         return n <= 0 ? -1 : n;
+}
+
+/* ---- steal: another app's live token --------------------------------------------- */
+
+static uint64_t spied;
+
+static void on_spy(Cella *cc, const CellaEvent *ev, void *ud)
+{
+        (void)cc;
+        (void)ud;
+        if (ev->opcode == CELLA_EVENT_BUS_MESSAGE && ev->bus.len > 0 && ev->bus.len < 32) {
+                char t[32];
+
+                memcpy(t, ev->bus.data, ev->bus.len);
+                t[ev->bus.len] = 0;
+                spied = strtoull(t, NULL, 10);
+        }
+}
+
+/* Waits for the peer to tell it a live token, then tries to take it (and its
+ * neighbours) as if it were addressed to the spy: accept and refuse. */
+static int steal(void)
+{
+        unsigned ok = 0, enoent = 0, other = 0;
+
+        cella_on_event(c, on_spy, NULL);
+        printf("SPY READY\n");
+        while (!spied) {
+                int r = cella_wait(c, DEADLINE_MS);
+
+                if (r <= 0) {
+                        printf("SPY WAIT %s\n", r == 0 ? "timed out" : ename(r));
+                        return 0;
+                }
+                while (cella_dispatch(c) > 0)
+                        ;
+        }
+        printf("SPY GOT token=%" PRIu64 "\n", spied);
+        for (uint64_t t = spied > 8 ? spied - 8 : 1; t <= spied + 8; t++) {
+                CellaChannel *ch = NULL;
+                int r = cella_channel_accept(c, t, &ch);
+
+                ok += r == 0, enoent += r == -ENOENT, other += r != 0 && r != -ENOENT;
+                cella_channel_close(ch);
+                r = cella_channel_refuse(c, t, 0);
+                ok += r == 0, enoent += r == -ENOENT, other += r != 0 && r != -ENOENT;
+        }
+        printf("STEAL ok=%u enoent=%u other=%u\n", ok, enoent, other);
+        return 0;
 }
 
 /* ---- open ------------------------------------------------------------------------- */
@@ -609,9 +670,10 @@ int main(int argc, char **argv)
                 printf("cella_open %s\n", ename(r));
                 return 1;
         }
-        if (strcmp(argv[1], "serve") == 0 && argc >= 3)
+        if (strcmp(argv[1], "serve") == 0 && argc >= 3) {
+                tell_spy = argc >= 4 ? argv[3] : NULL;
                 r = serve(argv[2]);
-        else if (strcmp(argv[1], "open") == 0 && argc >= 3)
+        } else if (strcmp(argv[1], "open") == 0 && argc >= 3)
                 r = open_main(argv[2], argc >= 4 ? argv[3] : NULL);
         else if (strcmp(argv[1], "open-crash") == 0 && argc >= 3)
                 r = open_crash(argv[2]);
@@ -623,6 +685,8 @@ int main(int argc, char **argv)
                 r = signer(argv[2], argv[3]);
         else if (strcmp(argv[1], "verifier") == 0 && argc >= 3)
                 r = verifier(argv[2]);
+        else if (strcmp(argv[1], "steal") == 0)
+                r = steal();
         else {
                 printf("usage: channel-probe serve|open|open-crash|crash-mid-stream|mitm|signer|"
                        "verifier ...\n");
