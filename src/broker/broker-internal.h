@@ -249,14 +249,13 @@ void broker_channel_free(void *global);
  * "Signed bus messages"; src/wire/bussig.h says what is signed): kind
  * BUSSIG_KIND_TOPIC with the topic or BUSSIG_KIND_DIRECT with the target app id,
  * content_type, data (len bytes). Takes the next value of sender's counter and the
- * wall clock. Returns 0 and *ret, or -EIO (the kernel has no usable key; *ret_why
- * says why, static or kept by the broker), -ENOMEM.
+ * wall clock. A signature is costly work (an Ed25519ph over up to 63 KiB: ~0.1 ms),
+ * so each takes a token of the sender's own signing bucket, at the costly calls'
+ * rate and burst (BrokerOptions.rate_costly, burst_costly). Returns 0 and *ret, or
+ * -EIO (the kernel has no usable key; *ret_why says why, static or kept by the
+ * broker), -EAGAIN (the sender's signing rate; *ret_why names it), -ENOMEM.
  */
 struct BusSig;
 int broker_channel_sign(BrokerApp *sender, unsigned kind, const char *topic_or_target,
                         const char *content_type, const void *data, size_t len, struct BusSig *ret,
                         const char **ret_why);
-
-/* 0 if broker_channel_sign() has a key to sign with (loading or making it now if
- * need be), else -EIO with *ret_why. */
-int broker_channel_can_sign(BrokerApp *app, const char **ret_why);

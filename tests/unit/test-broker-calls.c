@@ -3167,6 +3167,41 @@ START_TEST(test_bus_signed_messages)
 }
 END_TEST
 
+/* Signing is costly: never in a batch, and at the costly calls' rate. */
+START_TEST(test_bus_signing_bounds)
+{
+        TestApp *a = app_new("org.t.a", "\"bus.publish:org.t.a.news\"", NULL);
+        Cella__V1__BusPublishBatchRequest batch = CELLA__V1__BUS_PUBLISH_BATCH_REQUEST__INIT;
+        Cella__V1__BusPublishRequest pub = CELLA__V1__BUS_PUBLISH_REQUEST__INIT, *msgs[1] = {&pub};
+        unsigned ok = 0, again = 0;
+
+        pub.topic = (char *)"org.t.a.news";
+        pub.content_type = (char *)"";
+        pub.sign = true;
+        batch.n_messages = 1;
+        batch.messages = msgs;
+        ck_assert_int_eq(call(a, CELLA__V1__OPCODE__OPCODE_BUS_PUBLISH_BATCH, &batch.base, NULL),
+                         -EINVAL);
+        /* 20 rounds of 60 calls in flight: far past the burst of 200 and what 2000 a
+         * second refill meanwhile, unless a round took 25 ms. */
+        for (unsigned round = 0; round < 20; round++) {
+                uint64_t ids[60];
+
+                for (unsigned i = 0; i < ELEMENTSOF(ids); i++)
+                        ids[i] = send_request(a, CELLA__V1__OPCODE__OPCODE_BUS_PUBLISH, &pub.base);
+                for (unsigned i = 0; i < ELEMENTSOF(ids); i++) {
+                        int r = wait_reply(a, ids[i], NULL);
+
+                        ck_assert_msg(r == 0 || r == -EAGAIN, "signed publish: %d", r);
+                        ok += r == 0;
+                        again += r == -EAGAIN;
+                }
+        }
+        ck_assert_uint_ge(ok, BROKER_BURST_COSTLY_DEFAULT);
+        ck_assert_uint_gt(again, 0);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("broker-calls");
@@ -3242,6 +3277,7 @@ int main(void)
         tcase_add_test(chan, test_channel_crash_cancel_revoke);
         tcase_add_test(chan, test_channel_pending_bound);
         tcase_add_test(chan, test_bus_signed_messages);
+        tcase_add_test(chan, test_bus_signing_bounds);
         suite_add_tcase(s, chan);
 
         sr = srunner_create(s);

@@ -572,7 +572,9 @@ static const char *publish_batch_right(const ProtobufCMessage *req, char *buf, s
         for (size_t i = 0; i < m->n_messages; i++) {
                 const Cella__V1__BusPublishRequest *p = m->messages[i];
 
-                if (!bus_topic_is_valid(p->topic) || !topic_right_fits(p->topic)) {
+                /* sign: one message at a time (bus.publish), so that one call never
+                 * buys a thousand signatures of the kernel's loop. */
+                if (!bus_topic_is_valid(p->topic) || !topic_right_fits(p->topic) || p->sign) {
                         *ret_error = -EINVAL;
                         return NULL;
                 }
@@ -640,29 +642,11 @@ static void publish_batch_handle(BrokerCall *c)
                 return;
         }
 
-        for (size_t i = 0; i < m->n_messages; i++)
-                if (m->messages[i]->sign) {
-                        /* A key the kernel cannot use refuses the whole batch, before
-                         * anything is published. */
-                        r = broker_channel_can_sign(c->app, &why);
-                        if (r < 0) {
-                                broker_reply_error(c, -r, why);
-                                return;
-                        }
-                        break;
-                }
         for (size_t i = 0; i < m->n_messages; i++) {
                 const Cella__V1__BusPublishRequest *p = m->messages[i];
-                BusSig sig;
 
-                r = 0;
-                if (p->sign)
-                        r = broker_channel_sign(c->app, BUSSIG_KIND_TOPIC, p->topic,
-                                                p->content_type, p->data.data, p->data.len, &sig,
-                                                &why);
-                if (r == 0)
-                        r = bus_publish_signed(st->bus, st->ep, p->topic, p->content_type,
-                                               p->data.data, p->data.len, p->sign ? &sig : NULL);
+                r = bus_publish(st->bus, st->ep, p->topic, p->content_type, p->data.data,
+                                p->data.len);
                 if (r < 0) {
                         /* Only -ENOMEM can come after the checks; the messages before
                          * this one are out. */

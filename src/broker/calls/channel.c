@@ -78,9 +78,11 @@ typedef struct ChannelGlobal {
         unsigned char pk[crypto_sign_PUBLICKEYBYTES];
 } ChannelGlobal;
 
-/* Per app (BROKER_SLOT_CHANNEL): the counter of its signed messages. */
+/* Per app (BROKER_SLOT_CHANNEL): the counter of its signed messages, and its
+ * signing bucket. */
 typedef struct ChannelApp {
         uint64_t counter;
+        RateLimit rl;
 } ChannelApp;
 
 static ChannelGlobal *global(Broker *b)
@@ -239,11 +241,6 @@ static const ChannelGlobal *signing_key(Broker *b, const char **ret_why)
         return g->key_ok ? g : NULL;
 }
 
-int broker_channel_can_sign(BrokerApp *app, const char **ret_why)
-{
-        return signing_key(broker_app_broker(app), ret_why) ? 0 : -EIO;
-}
-
 int broker_channel_sign(BrokerApp *sender, unsigned kind, const char *topic_or_target,
                         const char *content_type, const void *data, size_t len, BusSig *ret,
                         const char **ret_why)
@@ -257,10 +254,21 @@ int broker_channel_sign(BrokerApp *sender, unsigned kind, const char *topic_or_t
         if (!g)
                 return -EIO;
         if (!ca) {
+                const BrokerOptions *o = broker_options(broker_app_broker(sender));
+
                 ca = calloc(1, sizeof *ca);
                 if (!ca)
                         return -ENOMEM;
+                if (ratelimit_init(&ca->rl, o->rate_costly, o->burst_costly, uv_hrtime()) < 0) {
+                        free(ca);
+                        return -EINVAL; /* broker_new() set valid defaults */
+                }
                 broker_app_set_slot(sender, BROKER_SLOT_CHANNEL, ca);
+        }
+        if (ratelimit_take(&ca->rl, uv_hrtime(), NULL) < 0) {
+                *ret_why = "signed bus messages: over this app's signing rate (the costly "
+                           "calls' rate)";
+                return -EAGAIN;
         }
         (void)clock_gettime(CLOCK_REALTIME, &ts);
         now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
