@@ -76,6 +76,8 @@ extern const BrokerCallDef broker_calls_usage[];  /* fs.usage (calls/usage.c) */
 extern const BrokerCallDef broker_calls_timer[];  /* timer.* */
 extern const BrokerCallDef broker_calls_bus[];    /* bus.* */
 extern const BrokerCallDef broker_calls_net[];    /* net.connect (calls/net.c) */
+/* keystore.* (calls/keystore.c) */
+extern const BrokerCallDef broker_calls_keystore[];
 
 /* The handler of opcode from the tables above, or NULL if this kernel implements no
  * such request. For tests that hold the tables against the opcode table. */
@@ -230,3 +232,9 @@ struct NetGlobal *broker_net_global(Broker *b);
  * refusals: never before it returned). Returns 0 or -ENOMEM. */
 int broker_net_defer_error(Broker *b, BrokerNetDone done, void *userdata, int error,
                            const char *why);
+
+/* calls/keystore.c's state of the whole broker (the opened keystore): a slot the
+ * broker keeps (NULL until the first keystore call) and frees at broker_free() with
+ * broker_keystore_free() (takes NULL). */
+void **broker_keystore_slot(Broker *b);
+void broker_keystore_free(void *global);

@@ -110,6 +110,7 @@ struct Broker {
         uv_timer_t *coalesce_timer; /* writes the apps' due audit summaries; NULL: none */
         int64_t coalesce_due;       /* when it fires (wall-clock us), INT64_MAX: stopped */
         void *net;                  /* calls/net.c's (broker_net_new()) */
+        void *keystore;             /* calls/keystore.c's, opened on first use */
 
         /* The batch of the app being read. */
         BrokerApp *batch_app;
@@ -1215,9 +1216,9 @@ static void app_hangup(BrokerApp *app, int reason)
 }
 
 static const BrokerCallDef *const call_tables[] = {
-        broker_calls_system, broker_calls_proc, broker_calls_app,
-        broker_calls_perm,   broker_calls_fs,   broker_calls_usage,
-        broker_calls_timer,  broker_calls_bus,  broker_calls_net,
+        broker_calls_system, broker_calls_proc,     broker_calls_app,   broker_calls_perm,
+        broker_calls_fs,     broker_calls_usage,    broker_calls_timer, broker_calls_bus,
+        broker_calls_net,    broker_calls_keystore,
 };
 
 const BrokerCallDef *broker_call_def(uint16_t opcode)
@@ -1298,6 +1299,7 @@ int broker_new(const BrokerOptions *o, Broker **ret)
         DEFAULT(net_conns_max, BROKER_NET_CONNS_DEFAULT);
         DEFAULT(net_rate, BROKER_NET_RATE_DEFAULT);
         DEFAULT(net_burst, BROKER_NET_BURST_DEFAULT);
+        DEFAULT(keystore_keys_max, BROKER_KEYSTORE_KEYS_DEFAULT);
 #undef DEFAULT
         b->net = broker_net_new();
         *ret = b;
@@ -1311,6 +1313,7 @@ Broker *broker_free(Broker *b)
         while (b->apps)
                 broker_app_detach(b->apps);
         broker_net_free(b->net);
+        broker_keystore_free(b->keystore);
         if (b->coalesce_timer)
                 uv_close((uv_handle_t *)b->coalesce_timer, poll_close_cb);
         free(b->arena);
@@ -1531,6 +1534,11 @@ BrokerApp *broker_app_find(Broker *b, const char *app_id)
 BrokerAppStats *broker_app_stats_mut(BrokerApp *app)
 {
         return &app->stats;
+}
+
+void **broker_keystore_slot(Broker *b)
+{
+        return &b->keystore;
 }
 
 struct NetGlobal *broker_net_global(Broker *b)

@@ -1,0 +1,543 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * keystore.*: keys made and held by the kernel (src/keystore, docs/ipc.md
+ * "Keystore"). Every key is addressed as (the caller's app id, a name the app
+ * chose): the app id comes from the channel, never from the body, so an app
+ * names only its own keys and another app's key of the same name is ENOENT, as a
+ * key that does not exist. keystore.peer_public_key is the one call that names
+ * another app, and it returns only a public key, under bus.send for that app.
+ *
+ * The keystore (host key and keystore.db) is opened on the first keystore call a
+ * broker serves, so a kernel whose apps never use it makes no keystore.key.
+ *
+ * Everything runs on the loop: one indexed SELECT (a few us), one
+ * XChaCha20-Poly1305 open of 32 bytes (under 1 us), and the operation. The dearest
+ * is an x25519 sealed box of 64000 bytes (two scalar multiplications, ~0.1 ms on
+ * this VM, bench/ipc-keystore); the broker's read slice (BROKER_READ_SLICE_NS,
+ * 1 ms) and the cheap class's rate keep one app from holding the loop.
+ *
+ * Audit: each record carries the key's name, kind and the data's length in bytes;
+ * never key bytes, data or signatures.
+ */
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "base/macro.h"
+#include "broker/broker-internal.h"
+#include "keystore/keystore.h"
+#include "policy/manifest.h"
+
+/* The opened keystore of a broker, or NULL after a failure (logged once). */
+typedef struct KeystoreGlobal {
+        Keystore *ks;
+        bool failed_logged;
+} KeystoreGlobal;
+
+void broker_keystore_free(void *global)
+{
+        KeystoreGlobal *g = global;
+
+        if (!g)
+                return;
+        keystore_free(g->ks);
+        free(g);
+}
+
+/* The broker's keystore, opened on first use; NULL after answering c with an error. */
+static Keystore *keystore_get(BrokerCall *c)
+{
+        Broker *b = broker_app_broker(c->app);
+        const BrokerOptions *o = broker_options(b);
+        void **slot = broker_keystore_slot(b);
+        KeystoreGlobal *g = *slot;
+        char why[512] = "";
+        int r;
+
+        if (g && g->ks)
+                return g->ks;
+        if (!o->state_dir) {
+                broker_reply_error(c, ENOTSUP, "the keystore is not available in this kernel");
+                return NULL;
+        }
+        if (!g) {
+                g = calloc(1, sizeof *g);
+                if (!g) {
+                        broker_reply_error(c, ENOMEM, NULL);
+                        return NULL;
+                }
+                *slot = g;
+        }
+        r = keystore_open(o->state_dir, (unsigned)o->keystore_keys_max, &g->ks, why, sizeof why);
+        if (r < 0) {
+                /* The reason names host files: it goes to the kernel's log, not the app. */
+                if (!g->failed_logged)
+                        log_error_errno(r, "keystore: %s", why[0] ? why : "cannot open: %m");
+                g->failed_logged = true;
+                broker_audit_set(c, "keystore_error", json_string(why));
+                broker_reply_error(c, EIO,
+                                   "the kernel's keystore cannot be opened (the kernel's log "
+                                   "says why)");
+                return NULL;
+        }
+        g->failed_logged = false;
+        return g->ks;
+}
+
+static KeystoreKind kind_from_wire(Cella__V1__KeystoreKind k)
+{
+        switch (k) {
+        case CELLA__V1__KEYSTORE_KIND__KEYSTORE_KIND_ED25519:
+                return KEYSTORE_KIND_ED25519;
+        case CELLA__V1__KEYSTORE_KIND__KEYSTORE_KIND_X25519:
+                return KEYSTORE_KIND_X25519;
+        case CELLA__V1__KEYSTORE_KIND__KEYSTORE_KIND_SECRET:
+                return KEYSTORE_KIND_SECRET;
+        default:
+                return KEYSTORE_KIND_NONE;
+        }
+}
+
+static Cella__V1__KeystoreKind kind_to_wire(KeystoreKind k)
+{
+        return (Cella__V1__KeystoreKind)k; /* the same numbers, by construction */
+}
+
+/* Adds the key's name (and kind, if known) to c's audit record. */
+static void audit_key(BrokerCall *c, const char *name, KeystoreKind kind)
+{
+        broker_audit_set(c, "key", json_string(name ? name : ""));
+        if (keystore_kind_name(kind))
+                broker_audit_set(c, "kind", json_string(keystore_kind_name(kind)));
+}
+
+/* Answers c with the error of a keystore operation on the app's key name. */
+static void reply_keystore_error(BrokerCall *c, int r, const char *name)
+{
+        char msg[160];
+
+        switch (r) {
+        case -ENOENT:
+                snprintf(msg, sizeof msg, "the app has no key named \"%s\"", name);
+                broker_reply_error(c, ENOENT, msg);
+                return;
+        case -EEXIST:
+                snprintf(msg, sizeof msg, "the app already has a key named \"%s\"", name);
+                broker_reply_error(c, EEXIST, msg);
+                return;
+        case -EMEDIUMTYPE:
+                broker_reply_error(c, EINVAL, "the key is not of a kind this operation takes");
+                return;
+        case -EBADMSG:
+                broker_reply_error(c, EBADMSG, "it does not open");
+                return;
+        case -ENOMEM:
+                broker_reply_error(c, ENOMEM, NULL);
+                return;
+        default:
+                log_error_errno(r, "keystore: an operation on a key failed: %m");
+                broker_reply_error(c, EIO,
+                                   "the kernel's keystore failed (the kernel's log says why)");
+        }
+}
+
+/* The right of every call on the app's own keys, after checking name (NULL: the
+ * call takes none). */
+static const char *own_right(const char *name, bool needs_name, char *buf, size_t size,
+                             int *ret_error)
+{
+        if (needs_name && !keystore_name_is_valid(name)) {
+                *ret_error = -EINVAL;
+                return NULL;
+        }
+        snprintf(buf, size, "keystore");
+        return buf;
+}
+
+/* ---- create ------------------------------------------------------------------------ */
+
+static const char *create_right(const ProtobufCMessage *req, char *buf, size_t size, int *ret_error)
+{
+        const Cella__V1__KeystoreCreateRequest *m = (const void *)req;
+
+        if (kind_from_wire(m->kind) == KEYSTORE_KIND_NONE) {
+                *ret_error = -EINVAL;
+                return NULL;
+        }
+        return own_right(m->name, true, buf, size, ret_error);
+}
+
+static void create_handle(BrokerCall *c)
+{
+        const Cella__V1__KeystoreCreateRequest *m = (const void *)c->request;
+        Cella__V1__KeystoreCreateReply reply = CELLA__V1__KEYSTORE_CREATE_REPLY__INIT;
+        KeystoreKind kind = kind_from_wire(m->kind);
+        uint8_t pub[KEYSTORE_PUBLIC_BYTES];
+        Keystore *ks;
+        char msg[160];
+        int r;
+
+        audit_key(c, m->name, kind);
+        ks = keystore_get(c);
+        if (!ks)
+                return;
+        r = keystore_create(ks, broker_app_id(c->app), m->name, kind, pub);
+        if (r == -EDQUOT) {
+                snprintf(msg, sizeof msg,
+                         "the app has %u keys, its quota (keystore.keys_max): delete one first",
+                         keystore_keys_max(ks));
+                broker_reply_error(c, EDQUOT, msg);
+                return;
+        }
+        if (r < 0) {
+                reply_keystore_error(c, r, m->name);
+                return;
+        }
+        if (kind != KEYSTORE_KIND_SECRET) {
+                reply.public_key.data = pub;
+                reply.public_key.len = sizeof pub;
+        }
+        broker_reply(c, &reply.base, NULL, 0);
+}
+
+/* ---- sign, verify ------------------------------------------------------------------ */
+
+static const char *sign_right(const ProtobufCMessage *req, char *buf, size_t size, int *ret_error)
+{
+        const Cella__V1__KeystoreSignRequest *m = (const void *)req;
+
+        if (m->data.len > KEYSTORE_DATA_MAX) {
+                *ret_error = -EMSGSIZE;
+                return NULL;
+        }
+        return own_right(m->name, true, buf, size, ret_error);
+}
+
+static void sign_handle(BrokerCall *c)
+{
+        const Cella__V1__KeystoreSignRequest *m = (const void *)c->request;
+        Cella__V1__KeystoreSignReply reply = CELLA__V1__KEYSTORE_SIGN_REPLY__INIT;
+        uint8_t sig[KEYSTORE_SIG_BYTES];
+        Keystore *ks;
+        int r;
+
+        audit_key(c, m->name, KEYSTORE_KIND_ED25519);
+        broker_audit_set(c, "bytes", json_integer((json_int_t)m->data.len));
+        ks = keystore_get(c);
+        if (!ks)
+                return;
+        r = keystore_sign(ks, broker_app_id(c->app), m->name, m->data.data, m->data.len, sig);
+        if (r < 0) {
+                reply_keystore_error(c, r, m->name);
+                return;
+        }
+        reply.signature.data = sig;
+        reply.signature.len = sizeof sig;
+        broker_reply(c, &reply.base, NULL, 0);
+}
+
+static const char *verify_right(const ProtobufCMessage *req, char *buf, size_t size, int *ret_error)
+{
+        const Cella__V1__KeystoreVerifyRequest *m = (const void *)req;
+
+        if (m->public_key.len != KEYSTORE_PUBLIC_BYTES || m->signature.len != KEYSTORE_SIG_BYTES)
+                *ret_error = -EINVAL;
+        else if (m->data.len > KEYSTORE_DATA_MAX)
+                *ret_error = -EMSGSIZE;
+        return NULL; /* no right: it holds no key */
+}
+
+static void verify_handle(BrokerCall *c)
+{
+        const Cella__V1__KeystoreVerifyRequest *m = (const void *)c->request;
+        Cella__V1__KeystoreVerifyReply reply = CELLA__V1__KEYSTORE_VERIFY_REPLY__INIT;
+
+        broker_audit_set(c, "bytes", json_integer((json_int_t)m->data.len));
+        reply.valid = keystore_verify(m->public_key.data, m->data.data, m->data.len,
+                                      m->signature.data) == 0;
+        broker_audit_set(c, "valid", json_boolean(reply.valid));
+        broker_reply(c, &reply.base, NULL, 0);
+}
+
+/* ---- seal, open -------------------------------------------------------------------- */
+
+static const char *seal_right(const ProtobufCMessage *req, char *buf, size_t size, int *ret_error)
+{
+        const Cella__V1__KeystoreSealRequest *m = (const void *)req;
+        bool by_name = m->name && m->name[0];
+
+        if (by_name == (m->public_key.len > 0) ||
+            (!by_name && (m->public_key.len != KEYSTORE_PUBLIC_BYTES || m->associated_data.len))) {
+                *ret_error = -EINVAL;
+                return NULL;
+        }
+        if (m->plaintext.len > KEYSTORE_DATA_MAX || m->associated_data.len > KEYSTORE_AD_MAX) {
+                *ret_error = -EMSGSIZE;
+                return NULL;
+        }
+        return own_right(m->name, by_name, buf, size, ret_error);
+}
+
+static void seal_handle(BrokerCall *c)
+{
+        const Cella__V1__KeystoreSealRequest *m = (const void *)c->request;
+        Cella__V1__KeystoreSealReply reply = CELLA__V1__KEYSTORE_SEAL_REPLY__INIT;
+        _cleanup_free_ uint8_t *out = NULL;
+        size_t size = m->plaintext.len + KEYSTORE_SEALED_TO_OVERHEAD;
+        bool by_name = m->name && m->name[0];
+        Keystore *ks;
+        int r;
+
+        if (by_name)
+                audit_key(c, m->name, KEYSTORE_KIND_SECRET);
+        else
+                broker_audit_set(c, "to", json_string("public_key"));
+        broker_audit_set(c, "bytes", json_integer((json_int_t)m->plaintext.len));
+        out = malloc(size);
+        if (!out) {
+                broker_reply_error(c, ENOMEM, NULL);
+                return;
+        }
+        if (by_name) {
+                ks = keystore_get(c);
+                if (!ks)
+                        return;
+                r = keystore_seal(ks, broker_app_id(c->app), m->name, m->plaintext.data,
+                                  m->plaintext.len, m->associated_data.data, m->associated_data.len,
+                                  out, size);
+        } else {
+                r = keystore_seal_to(m->public_key.data, m->plaintext.data, m->plaintext.len, out,
+                                     size);
+                if (r == -EINVAL) {
+                        broker_reply_error(c, EINVAL, "the public key is not a usable x25519 key");
+                        return;
+                }
+        }
+        if (r < 0) {
+                reply_keystore_error(c, r, m->name);
+                return;
+        }
+        reply.box.data = out;
+        reply.box.len = (size_t)r;
+        broker_reply(c, &reply.base, NULL, 0);
+}
+
+static const char *open_right(const ProtobufCMessage *req, char *buf, size_t size, int *ret_error)
+{
+        const Cella__V1__KeystoreOpenRequest *m = (const void *)req;
+
+        if (m->box.len > KEYSTORE_DATA_MAX + KEYSTORE_SEALED_TO_OVERHEAD ||
+            m->associated_data.len > KEYSTORE_AD_MAX) {
+                *ret_error = -EMSGSIZE;
+                return NULL;
+        }
+        return own_right(m->name, true, buf, size, ret_error);
+}
+
+static void open_handle(BrokerCall *c)
+{
+        const Cella__V1__KeystoreOpenRequest *m = (const void *)c->request;
+        Cella__V1__KeystoreOpenReply reply = CELLA__V1__KEYSTORE_OPEN_REPLY__INIT;
+        uint8_t *out;
+        Keystore *ks;
+        int r;
+
+        audit_key(c, m->name, KEYSTORE_KIND_NONE);
+        broker_audit_set(c, "bytes", json_integer((json_int_t)m->box.len));
+        ks = keystore_get(c);
+        if (!ks)
+                return;
+        /* The plaintext may be a secret: a sodium buffer, wiped when freed. */
+        out = sodium_malloc(m->box.len + 1);
+        if (!out) {
+                broker_reply_error(c, ENOMEM, NULL);
+                return;
+        }
+        r = keystore_open_box(ks, broker_app_id(c->app), m->name, m->box.data, m->box.len,
+                              m->associated_data.data, m->associated_data.len, out, m->box.len + 1);
+        if (r == -EINVAL)
+                broker_reply_error(c, EINVAL,
+                                   "an x25519 key opens sealed boxes, which take no associated "
+                                   "data");
+        else if (r < 0)
+                reply_keystore_error(c, r, m->name);
+        else {
+                reply.plaintext.data = out;
+                reply.plaintext.len = (size_t)r;
+                broker_reply(c, &reply.base, NULL, 0);
+        }
+        sodium_free(out);
+}
+
+/* ---- public_key, peer_public_key, delete, list ------------------------------------- */
+
+static const char *name_right(const ProtobufCMessage *req, char *buf, size_t size, int *ret_error)
+{
+        /* KeystorePublicKeyRequest and KeystoreDeleteRequest: field 1 is the name. */
+        const Cella__V1__KeystorePublicKeyRequest *m = (const void *)req;
+
+        return own_right(m->name, true, buf, size, ret_error);
+}
+
+static void public_key_handle(BrokerCall *c)
+{
+        const Cella__V1__KeystorePublicKeyRequest *m = (const void *)c->request;
+        Cella__V1__KeystorePublicKeyReply reply = CELLA__V1__KEYSTORE_PUBLIC_KEY_REPLY__INIT;
+        uint8_t pub[KEYSTORE_PUBLIC_BYTES];
+        KeystoreKind kind = KEYSTORE_KIND_NONE;
+        Keystore *ks;
+        int r;
+
+        ks = keystore_get(c);
+        if (!ks) {
+                audit_key(c, m->name, kind);
+                return;
+        }
+        r = keystore_public_key(ks, broker_app_id(c->app), m->name, &kind, pub);
+        audit_key(c, m->name, kind);
+        if (r < 0) {
+                reply_keystore_error(c, r, m->name);
+                return;
+        }
+        if (kind == KEYSTORE_KIND_SECRET) {
+                broker_reply_error(c, EINVAL, "a secret key has no public key");
+                return;
+        }
+        reply.kind = kind_to_wire(kind);
+        reply.public_key.data = pub;
+        reply.public_key.len = sizeof pub;
+        broker_reply(c, &reply.base, NULL, 0);
+}
+
+static const char *peer_right(const ProtobufCMessage *req, char *buf, size_t size, int *ret_error)
+{
+        const Cella__V1__KeystorePeerPublicKeyRequest *m = (const void *)req;
+        int n;
+
+        if (!m->app_id || !manifest_id_is_valid(m->app_id) || !keystore_name_is_valid(m->name)) {
+                *ret_error = -EINVAL;
+                return NULL;
+        }
+        n = snprintf(buf, size, "bus.send:%s", m->app_id);
+        if (n < 0 || (size_t)n >= size) {
+                *ret_error = -EINVAL;
+                return NULL;
+        }
+        return buf;
+}
+
+static void peer_handle(BrokerCall *c)
+{
+        const Cella__V1__KeystorePeerPublicKeyRequest *m = (const void *)c->request;
+        Cella__V1__KeystorePeerPublicKeyReply reply =
+                CELLA__V1__KEYSTORE_PEER_PUBLIC_KEY_REPLY__INIT;
+        uint8_t pub[KEYSTORE_PUBLIC_BYTES];
+        KeystoreKind kind = KEYSTORE_KIND_NONE;
+        Keystore *ks;
+        char msg[320];
+        int r;
+
+        broker_audit_set(c, "peer", json_string(m->app_id));
+        ks = keystore_get(c);
+        if (!ks) {
+                audit_key(c, m->name, kind);
+                return;
+        }
+        r = keystore_public_key(ks, m->app_id, m->name, &kind, pub);
+        audit_key(c, m->name, kind);
+        if (r == -ENOENT || (r == 0 && kind == KEYSTORE_KIND_SECRET)) {
+                snprintf(msg, sizeof msg, "%s has no public key named \"%s\"", m->app_id, m->name);
+                broker_reply_error(c, ENOENT, msg);
+                return;
+        }
+        if (r < 0) {
+                reply_keystore_error(c, r, m->name);
+                return;
+        }
+        reply.kind = kind_to_wire(kind);
+        reply.public_key.data = pub;
+        reply.public_key.len = sizeof pub;
+        broker_reply(c, &reply.base, NULL, 0);
+}
+
+static void delete_handle(BrokerCall *c)
+{
+        const Cella__V1__KeystoreDeleteRequest *m = (const void *)c->request;
+        Cella__V1__KeystoreDeleteReply reply = CELLA__V1__KEYSTORE_DELETE_REPLY__INIT;
+        Keystore *ks;
+        int r;
+
+        audit_key(c, m->name, KEYSTORE_KIND_NONE);
+        ks = keystore_get(c);
+        if (!ks)
+                return;
+        r = keystore_delete(ks, broker_app_id(c->app), m->name);
+        if (r < 0) {
+                reply_keystore_error(c, r, m->name);
+                return;
+        }
+        broker_reply(c, &reply.base, NULL, 0);
+}
+
+static const char *list_right(const ProtobufCMessage *req, char *buf, size_t size, int *ret_error)
+{
+        return own_right(NULL, false, buf, size, ret_error);
+}
+
+static void list_handle(BrokerCall *c)
+{
+        Cella__V1__KeystoreListReply reply = CELLA__V1__KEYSTORE_LIST_REPLY__INIT;
+        _cleanup_free_ Cella__V1__KeystoreKey *keys = NULL;
+        _cleanup_free_ Cella__V1__KeystoreKey **ptrs = NULL;
+        _cleanup_free_ KeystoreEntry *v = NULL;
+        Keystore *ks;
+        size_t n = 0;
+        int r;
+
+        ks = keystore_get(c);
+        if (!ks)
+                return;
+        r = keystore_list(ks, broker_app_id(c->app), &v, &n);
+        if (r < 0) {
+                reply_keystore_error(c, r, "");
+                return;
+        }
+        keys = calloc(n ?: 1, sizeof *keys);
+        ptrs = calloc(n ?: 1, sizeof *ptrs);
+        if (!keys || !ptrs) {
+                broker_reply_error(c, ENOMEM, NULL);
+                return;
+        }
+        for (size_t i = 0; i < n; i++) {
+                cella__v1__keystore_key__init(&keys[i]);
+                keys[i].name = v[i].name;
+                keys[i].kind = kind_to_wire(v[i].kind);
+                if (v[i].kind != KEYSTORE_KIND_SECRET) {
+                        keys[i].public_key.data = v[i].public_key;
+                        keys[i].public_key.len = KEYSTORE_PUBLIC_BYTES;
+                }
+                keys[i].created_ms = v[i].created_ms;
+                ptrs[i] = &keys[i];
+        }
+        reply.keys = ptrs;
+        reply.n_keys = n;
+        reply.keys_max = keystore_keys_max(ks);
+        broker_audit_set(c, "keys", json_integer((json_int_t)n));
+        broker_reply(c, &reply.base, NULL, 0);
+}
+
+const BrokerCallDef broker_calls_keystore[] = {
+        {CELLA__V1__OPCODE__OPCODE_KEYSTORE_CREATE, create_right, create_handle},
+        {CELLA__V1__OPCODE__OPCODE_KEYSTORE_SIGN, sign_right, sign_handle},
+        {CELLA__V1__OPCODE__OPCODE_KEYSTORE_VERIFY, verify_right, verify_handle},
+        {CELLA__V1__OPCODE__OPCODE_KEYSTORE_SEAL, seal_right, seal_handle},
+        {CELLA__V1__OPCODE__OPCODE_KEYSTORE_OPEN, open_right, open_handle},
+        {CELLA__V1__OPCODE__OPCODE_KEYSTORE_PUBLIC_KEY, name_right, public_key_handle},
+        {CELLA__V1__OPCODE__OPCODE_KEYSTORE_DELETE, name_right, delete_handle},
+        {CELLA__V1__OPCODE__OPCODE_KEYSTORE_LIST, list_right, list_handle},
+        {CELLA__V1__OPCODE__OPCODE_KEYSTORE_PEER_PUBLIC_KEY, peer_right, peer_handle},
+        {0},
+};
