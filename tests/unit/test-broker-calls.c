@@ -2756,6 +2756,25 @@ static void fill_request(ProtobufCMessage *m, uint32_t fs_flags, void **subs, si
                                           : strcmp(fd->name, "pid") == 0    ? 1
                                                                             : 0;
                         break;
+                case PROTOBUF_C_TYPE_ENUM:
+                        /* KeystoreKind: ed25519 (0 is no kind) */
+                        *(int *)at = strcmp(fd->name, "kind") == 0 ? 1 : 0;
+                        break;
+                case PROTOBUF_C_TYPE_BYTES: {
+                        /* keystore: a key and a signature of their sizes; keystore.seal
+                         * takes a name or a public key, and the filler gives the name. */
+                        static uint8_t zeros[64];
+                        size_t len =
+                                strcmp(fd->name, "signature") == 0 ? 64
+                                : strcmp(fd->name, "public_key") == 0 &&
+                                                d != &cella__v1__keystore_seal_request__descriptor
+                                        ? 32
+                                        : 0;
+
+                        *(ProtobufCBinaryData *)at =
+                                (ProtobufCBinaryData){.data = zeros, .len = len};
+                        break;
+                }
                 case PROTOBUF_C_TYPE_UINT64:
                         *(uint64_t *)at = strcmp(fd->name, "initial_ms") == 0    ? 1000
                                           : strcmp(fd->name, "interval_ms") == 0 ? 0
