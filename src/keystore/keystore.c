@@ -33,6 +33,10 @@ _Static_assert(crypto_box_SEALBYTES == KEYSTORE_SEALED_TO_OVERHEAD, "sealed box 
 struct Keystore {
         sqlite3 *db;
         uint8_t *host_key; /* sodium_malloc(), read-only between uses */
+        /* One app key's private bytes during one operation: the 32 bytes, then room
+         * for an ed25519 expanded key. sodium_malloc()ed once (an mmap, mlock and
+         * mprotect per call cost more than the signature), zeroed after every use. */
+        uint8_t *scratch;
         unsigned keys_max;
         char *db_path;
 };
@@ -247,7 +251,9 @@ int keystore_open(const char *state_dir, unsigned keys_max, Keystore **ret, char
                 return -ENOMEM;
         ks->keys_max = keys_max ?: KEYSTORE_KEYS_MAX_DEFAULT;
         ks->host_key = sodium_malloc(KEYSTORE_HOST_KEY_BYTES);
-        if (!ks->host_key || asprintf(&ks->db_path, "%s/keystore.db", state_dir) < 0) {
+        ks->scratch = sodium_malloc(KEYSTORE_KEY_BYTES + crypto_sign_SECRETKEYBYTES);
+        if (!ks->host_key || !ks->scratch ||
+            asprintf(&ks->db_path, "%s/keystore.db", state_dir) < 0) {
                 ks->db_path = NULL;
                 keystore_free(ks);
                 return -ENOMEM;
@@ -291,6 +297,8 @@ Keystore *keystore_free(Keystore *ks)
                 sqlite3_close(ks->db);
         if (ks->host_key)
                 sodium_free(ks->host_key); /* makes it writable, wipes, unmaps */
+        if (ks->scratch)
+                sodium_free(ks->scratch);
         free(ks->db_path);
         free(ks);
         return NULL;
@@ -318,6 +326,18 @@ static int64_t now_ms(void)
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The private key buffer for one operation (ks->scratch); priv_done() wipes it. */
+static uint8_t *priv_new(Keystore *ks)
+{
+        return ks ? ks->scratch : NULL;
+}
+
+static void priv_done(uint8_t *priv)
+{
+        if (priv)
+                sodium_memzero(priv, KEYSTORE_KEY_BYTES + crypto_sign_SECRETKEYBYTES);
+}
+
 int keystore_create(Keystore *ks, const char *app_id, const char *name, KeystoreKind kind,
                     uint8_t *pub)
 {
@@ -333,9 +353,7 @@ int keystore_create(Keystore *ks, const char *app_id, const char *name, Keystore
         if (ad_n == 0)
                 return -EINVAL;
         /* seed / scalar / key, then the ed25519 expanded key */
-        priv = sodium_malloc(KEYSTORE_KEY_BYTES + crypto_sign_SECRETKEYBYTES);
-        if (!priv)
-                return -ENOMEM;
+        priv = priv_new(ks);
         randombytes_buf(priv, KEYSTORE_KEY_BYTES);
         if (kind == KEYSTORE_KIND_ED25519)
                 crypto_sign_seed_keypair(public_key, priv + KEYSTORE_KEY_BYTES, priv);
@@ -347,7 +365,7 @@ int keystore_create(Keystore *ks, const char *app_id, const char *name, Keystore
                                                    KEYSTORE_KEY_BYTES, ad, ad_n, NULL, sealed,
                                                    ks->host_key);
         sodium_mprotect_readonly(ks->host_key);
-        sodium_free(priv);
+        priv_done(priv);
 
         r = sqlite_tx_begin(ks->db, true, SCHEMA_VERSION, migrate, NULL);
         if (r < 0)
@@ -434,12 +452,6 @@ int keystore_public_key(Keystore *ks, const char *app_id, const char *name, Keys
         return load(ks, app_id, name, ret_kind, pub, NULL);
 }
 
-/* A private key buffer: the 32 bytes, then room for an ed25519 expanded key. */
-static uint8_t *priv_new(void)
-{
-        return sodium_malloc(KEYSTORE_KEY_BYTES + crypto_sign_SECRETKEYBYTES);
-}
-
 int keystore_sign(Keystore *ks, const char *app_id, const char *name, const void *msg, size_t n,
                   uint8_t sig[KEYSTORE_SIG_BYTES])
 {
@@ -449,7 +461,7 @@ int keystore_sign(Keystore *ks, const char *app_id, const char *name, const void
 
         if (!sig || (!msg && n))
                 return -EINVAL;
-        priv = priv_new();
+        priv = priv_new(ks);
         if (!priv)
                 return -ENOMEM;
         r = load(ks, app_id, name, &kind, pub, priv);
@@ -459,7 +471,7 @@ int keystore_sign(Keystore *ks, const char *app_id, const char *name, const void
                 crypto_sign_seed_keypair(pub, priv + KEYSTORE_KEY_BYTES, priv);
                 crypto_sign_detached(sig, NULL, msg, n, priv + KEYSTORE_KEY_BYTES);
         }
-        sodium_free(priv);
+        priv_done(priv);
         return r;
 }
 
@@ -484,7 +496,7 @@ int keystore_seal(Keystore *ks, const char *app_id, const char *name, const void
                 return -EINVAL;
         if (out_size < n + KEYSTORE_BOX_OVERHEAD)
                 return -ENOBUFS;
-        priv = priv_new();
+        priv = priv_new(ks);
         if (!priv)
                 return -ENOMEM;
         r = load(ks, app_id, name, &kind, NULL, priv);
@@ -496,7 +508,7 @@ int keystore_seal(Keystore *ks, const char *app_id, const char *name, const void
                                                            NULL, out, priv);
                 r = (int)(n + KEYSTORE_BOX_OVERHEAD);
         }
-        sodium_free(priv);
+        priv_done(priv);
         return r;
 }
 
@@ -510,7 +522,7 @@ int keystore_open_box(Keystore *ks, const char *app_id, const char *name, const 
         if (!out || (!box && n) || (!ad && ad_n) || n > KEYSTORE_DATA_MAX + KEYSTORE_BOX_OVERHEAD ||
             ad_n > KEYSTORE_AD_MAX)
                 return -EINVAL;
-        priv = priv_new();
+        priv = priv_new(ks);
         if (!priv)
                 return -ENOMEM;
         r = load(ks, app_id, name, &kind, pub, priv);
@@ -539,7 +551,7 @@ int keystore_open_box(Keystore *ks, const char *app_id, const char *name, const 
                 else
                         r = (int)(n - KEYSTORE_SEALED_TO_OVERHEAD);
         }
-        sodium_free(priv);
+        priv_done(priv);
         return r;
 }
 
