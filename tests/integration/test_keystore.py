@@ -469,3 +469,39 @@ def test_the_private_key_never_enters_the_app(state, probe):
                     Path(f"/proc/{pid}/comm").read_text().strip() == "keystore-probe":
                 os.kill(pid, signal.SIGKILL)
         p.wait(timeout=60)
+
+
+def test_keys_survive_a_cellad_restart(state, probe):
+    """An app installed in cellad's store, started by cellad itself (autostart: its
+    calls are served by the daemon's own broker), makes keys under one cellad; the
+    next cellad's run of the app's next version finds them. cellad.conf's
+    keystore.keys_max is the daemon's quota."""
+    from daemon_util import install_app, require_cellad, running_cellad, wait_log_line
+    require_cellad()
+    (state / "cellad.conf").write_text(json.dumps({"keystore": {"keys_max": 2}}))
+    os.chmod(state / "cellad.conf", 0o600)
+    a = probe(A)
+    log = state / "logs" / f"{A}.log"
+
+    def version(v, *ops):
+        m = json.loads((a / "manifest.json").read_text())
+        m.update(version=v, args=list(ops), restart="on-failure")
+        (a / "manifest.json").write_text(json.dumps(m))
+        install_app(state, a)
+
+    version("1.0", "create", "s", "ed25519", "create", "k", "secret", "create", "third",
+            "secret", "seal", "k", "through cellad", "-", "pause")
+    with running_cellad(state) as d:
+        wait_log_line(d, A, "paused")
+    out = [l for l in log.read_text().splitlines() if not l.startswith("[")]
+    assert out[2] == "create third EDQUOT", out
+    pub, box = field(out[0], 3), field(out[3], 3)
+
+    version("2.0", "pub", "s", "sign", "s", "after", "open", "k", box, "-", "list", "pause")
+    with running_cellad(state) as d:
+        wait_log_line(d, A, "list ok n=2 max=2 names=k:secret,s:ed25519")
+    out = [l for l in log.read_text().splitlines() if not l.startswith("[")][5:]
+    assert out[0] == f"pub s ok ed25519 {pub}", out
+    assert out[2] == "open k ok through cellad"
+    # any app checks the signature with the public key of the first cellad's time
+    assert run(state, probe(B), "verify", pub, "after", field(out[1], 3)) == ["verify ok"]
