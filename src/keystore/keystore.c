@@ -30,13 +30,22 @@ _Static_assert(crypto_sign_BYTES == KEYSTORE_SIG_BYTES, "signature size");
 _Static_assert(NONCE_BYTES + TAG_BYTES == KEYSTORE_BOX_OVERHEAD, "box overhead");
 _Static_assert(crypto_box_SEALBYTES == KEYSTORE_SEALED_TO_OVERHEAD, "sealed box overhead");
 
+/* An app's key, opened: the private bytes, then room for an ed25519 expanded key
+ * (built for one signature, wiped after it); the authenticated public key; kind. */
+struct KeystoreKey {
+        uint8_t priv[KEYSTORE_KEY_BYTES + crypto_sign_SECRETKEYBYTES];
+        uint8_t pub[KEYSTORE_PUBLIC_BYTES];
+        KeystoreKind kind;
+};
+
 struct Keystore {
         sqlite3 *db;
         uint8_t *host_key; /* sodium_malloc(), read-only between uses */
         /* One app key's private bytes during one operation: the 32 bytes, then room
          * for an ed25519 expanded key. sodium_malloc()ed once (an mmap, mlock and
          * mprotect per call cost more than the signature), zeroed after every use. */
-        uint8_t *scratch;
+        KeystoreKey *scratch;
+        sqlite3_stmt *lookup; /* load()'s statement, prepared on first use */
         unsigned keys_max;
         char *db_path;
 };
@@ -251,7 +260,7 @@ int keystore_open(const char *state_dir, unsigned keys_max, Keystore **ret, char
                 return -ENOMEM;
         ks->keys_max = keys_max ?: KEYSTORE_KEYS_MAX_DEFAULT;
         ks->host_key = sodium_malloc(KEYSTORE_HOST_KEY_BYTES);
-        ks->scratch = sodium_malloc(KEYSTORE_KEY_BYTES + crypto_sign_SECRETKEYBYTES);
+        ks->scratch = sodium_malloc(sizeof(KeystoreKey));
         if (!ks->host_key || !ks->scratch ||
             asprintf(&ks->db_path, "%s/keystore.db", state_dir) < 0) {
                 ks->db_path = NULL;
@@ -293,6 +302,7 @@ Keystore *keystore_free(Keystore *ks)
 {
         if (!ks)
                 return NULL;
+        sqlite3_finalize(ks->lookup);
         if (ks->db)
                 sqlite3_close(ks->db);
         if (ks->host_key)
@@ -309,13 +319,22 @@ unsigned keystore_keys_max(const Keystore *ks)
         return ks ? ks->keys_max : 0;
 }
 
-/* The additional data of a row's seal: prefix NUL app NUL name NUL kind. */
+/* The additional data of a row's seal: prefix NUL app NUL name NUL kind NUL public
+ * key (32 bytes; zeros for a secret key). The public key is authenticated with the
+ * private bytes: an ed25519 signature made with the right seed but a public key
+ * swapped in the file would give the seed away (two signatures of one message under
+ * two public keys reveal the secret scalar), and a peer would be vouched a key the
+ * app does not hold. Returns the length, 0 if it does not fit. */
 static size_t row_ad(uint8_t *buf, size_t size, const char *app_id, const char *name,
-                     KeystoreKind kind)
+                     KeystoreKind kind, const uint8_t *pub)
 {
-        int n = snprintf((char *)buf, size, "%s%c%s%c%s%c%d", AD_PREFIX, 0, app_id, 0, name, 0,
-                         (int)kind);
-        return n < 0 || (size_t)n >= size ? 0 : (size_t)n;
+        int n = snprintf((char *)buf, size, "%s%c%s%c%s%c%d%c", AD_PREFIX, 0, app_id, 0, name, 0,
+                         (int)kind, 0);
+
+        if (n < 0 || (size_t)n + KEYSTORE_PUBLIC_BYTES >= size)
+                return 0;
+        memcpy(buf + n, pub, KEYSTORE_PUBLIC_BYTES);
+        return (size_t)n + KEYSTORE_PUBLIC_BYTES;
 }
 
 static int64_t now_ms(void)
@@ -326,16 +345,11 @@ static int64_t now_ms(void)
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* The private key buffer for one operation (ks->scratch); priv_done() wipes it. */
-static uint8_t *priv_new(Keystore *ks)
+/* Wipes ks's scratch key (after every operation that loaded one). */
+static void priv_done(Keystore *ks)
 {
-        return ks ? ks->scratch : NULL;
-}
-
-static void priv_done(uint8_t *priv)
-{
-        if (priv)
-                sodium_memzero(priv, KEYSTORE_KEY_BYTES + crypto_sign_SECRETKEYBYTES);
+        if (ks && ks->scratch)
+                sodium_memzero(ks->scratch, sizeof(KeystoreKey));
 }
 
 int keystore_create(Keystore *ks, const char *app_id, const char *name, KeystoreKind kind,
@@ -349,23 +363,23 @@ int keystore_create(Keystore *ks, const char *app_id, const char *name, Keystore
 
         if (!ks || !app_id || !keystore_name_is_valid(name) || !keystore_kind_name(kind))
                 return -EINVAL;
-        ad_n = row_ad(ad, sizeof ad, app_id, name, kind);
-        if (ad_n == 0)
-                return -EINVAL;
         /* seed / scalar / key, then the ed25519 expanded key */
-        priv = priv_new(ks);
+        priv = ks->scratch->priv;
         randombytes_buf(priv, KEYSTORE_KEY_BYTES);
         if (kind == KEYSTORE_KIND_ED25519)
                 crypto_sign_seed_keypair(public_key, priv + KEYSTORE_KEY_BYTES, priv);
         else if (kind == KEYSTORE_KIND_X25519)
                 crypto_scalarmult_base(public_key, priv);
+        ad_n = row_ad(ad, sizeof ad, app_id, name, kind, public_key);
+        if (ad_n == 0) {
+                priv_done(ks);
+                return -EINVAL;
+        }
         randombytes_buf(sealed, NONCE_BYTES);
-        sodium_mprotect_readwrite(ks->host_key);
         crypto_aead_xchacha20poly1305_ietf_encrypt(sealed + NONCE_BYTES, NULL, priv,
                                                    KEYSTORE_KEY_BYTES, ad, ad_n, NULL, sealed,
                                                    ks->host_key);
-        sodium_mprotect_readonly(ks->host_key);
-        priv_done(priv);
+        priv_done(ks);
 
         r = sqlite_tx_begin(ks->db, true, SCHEMA_VERSION, migrate, NULL);
         if (r < 0)
@@ -402,76 +416,184 @@ int keystore_create(Keystore *ks, const char *app_id, const char *name, Keystore
         return r;
 }
 
-/* The row of app_id's key name: kind, public key and, if priv is not NULL, the
- * private bytes opened into priv (KEYSTORE_KEY_BYTES, a sodium_malloc() buffer).
- * Returns 0, -ENOENT, -EBADMSG (does not open), -EIO. */
-static int load(Keystore *ks, const char *app_id, const char *name, KeystoreKind *ret_kind,
-                uint8_t *pub, uint8_t *priv)
+/* The row of app_id's key name, authenticated: kind, public key and the private
+ * bytes opened into priv (KEYSTORE_KEY_BYTES, ks->scratch; the caller wipes it with
+ * priv_done()). A lookup is one step of a statement prepared once (preparing it
+ * each time was most of a lookup's 17 us). Returns 0, -ENOENT, -EBADMSG (does not
+ * open: tampered, moved, relabelled, another host key), -EIO. */
+static int load(Keystore *ks, const char *app_id, const char *name, KeystoreKey *k)
 {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        sqlite3_stmt *st;
         const void *p, *s;
         uint8_t ad[512];
         size_t ad_n;
         int kind, r;
 
-        if (!ks || !app_id || !keystore_name_is_valid(name))
+        if (!ks || !app_id || !k || !keystore_name_is_valid(name))
                 return -ENOENT;
-        r = sqlite_select_one(ks->db,
-                              "SELECT kind, public_key, sealed FROM keys "
-                              "WHERE app_id = ?1 AND name = ?2",
-                              SQL_ARGS(SQL_TEXT(app_id), SQL_TEXT(name)), &st);
-        if (r <= 0)
-                return r < 0 ? r : -ENOENT;
+        if (!ks->lookup &&
+            sqlite3_prepare_v3(ks->db,
+                               "SELECT kind, public_key, sealed FROM keys "
+                               "WHERE app_id = ?1 AND name = ?2",
+                               -1, SQLITE_PREPARE_PERSISTENT, &ks->lookup, NULL) != SQLITE_OK)
+                return -EIO;
+        st = ks->lookup;
+        if (sqlite3_bind_text(st, 1, app_id, -1, SQLITE_STATIC) != SQLITE_OK ||
+            sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC) != SQLITE_OK) {
+                sqlite3_reset(st);
+                return -EIO;
+        }
+        r = sqlite3_step(st);
+        if (r != SQLITE_ROW) {
+                sqlite3_reset(st);
+                sqlite3_clear_bindings(st);
+                return r == SQLITE_DONE ? -ENOENT : -EIO;
+        }
         kind = sqlite3_column_int(st, 0);
         p = sqlite3_column_blob(st, 1);
         s = sqlite3_column_blob(st, 2);
         if (!keystore_kind_name((KeystoreKind)kind) || !p ||
             sqlite3_column_bytes(st, 1) != KEYSTORE_PUBLIC_BYTES || !s ||
             sqlite3_column_bytes(st, 2) != SEALED_BYTES)
-                return -EBADMSG;
-        if (priv) {
-                ad_n = row_ad(ad, sizeof ad, app_id, name, (KeystoreKind)kind);
-                sodium_mprotect_readwrite(ks->host_key);
-                r = crypto_aead_xchacha20poly1305_ietf_decrypt(
-                        priv, NULL, NULL, (const uint8_t *)s + NONCE_BYTES,
-                        KEYSTORE_KEY_BYTES + TAG_BYTES, ad, ad_n, s, ks->host_key);
-                sodium_mprotect_readonly(ks->host_key);
-                if (r != 0)
-                        return -EBADMSG;
+                r = -EBADMSG;
+        else {
+                ad_n = row_ad(ad, sizeof ad, app_id, name, (KeystoreKind)kind, p);
+                r = ad_n && crypto_aead_xchacha20poly1305_ietf_decrypt(
+                                    k->priv, NULL, NULL, (const uint8_t *)s + NONCE_BYTES,
+                                    KEYSTORE_KEY_BYTES + TAG_BYTES, ad, ad_n, s, ks->host_key) == 0
+                            ? 0
+                            : -EBADMSG;
         }
-        if (ret_kind)
-                *ret_kind = (KeystoreKind)kind;
-        if (pub)
-                memcpy(pub, p, KEYSTORE_PUBLIC_BYTES);
-        return 0;
+        if (r == 0) {
+                k->kind = (KeystoreKind)kind;
+                memcpy(k->pub, p, KEYSTORE_PUBLIC_BYTES);
+        }
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        return r;
 }
 
 int keystore_public_key(Keystore *ks, const char *app_id, const char *name, KeystoreKind *ret_kind,
                         uint8_t pub[KEYSTORE_PUBLIC_BYTES])
 {
-        return load(ks, app_id, name, ret_kind, pub, NULL);
+        int r;
+
+        /* The row is opened, so that the public key shown is the one sealed with it. */
+        r = load(ks, app_id, name, ks ? ks->scratch : NULL);
+        if (r == 0) {
+                if (ret_kind)
+                        *ret_kind = ks->scratch->kind;
+                if (pub)
+                        memcpy(pub, ks->scratch->pub, KEYSTORE_PUBLIC_BYTES);
+        }
+        priv_done(ks);
+        return r;
+}
+
+int keystore_key_sign(KeystoreKey *k, const void *msg, size_t n, uint8_t sig[KEYSTORE_SIG_BYTES])
+{
+        if (!k || !sig || (!msg && n))
+                return -EINVAL;
+        if (k->kind != KEYSTORE_KIND_ED25519)
+                return -EMEDIUMTYPE;
+        /* libsodium's secret key is seed || public key; the public key came
+         * authenticated with the seed (row_ad()), so no scalar multiplication is
+         * needed to derive it again (20 us). */
+        memcpy(k->priv + KEYSTORE_KEY_BYTES, k->priv, KEYSTORE_KEY_BYTES);
+        memcpy(k->priv + 2 * KEYSTORE_KEY_BYTES, k->pub, KEYSTORE_PUBLIC_BYTES);
+        crypto_sign_detached(sig, NULL, msg, n, k->priv + KEYSTORE_KEY_BYTES);
+        sodium_memzero(k->priv + KEYSTORE_KEY_BYTES, crypto_sign_SECRETKEYBYTES);
+        return 0;
+}
+
+int keystore_key_seal(KeystoreKey *k, const void *pt, size_t n, const void *ad, size_t ad_n,
+                      uint8_t *out, size_t out_size)
+{
+        if (!k || !out || (!pt && n) || (!ad && ad_n) || n > KEYSTORE_DATA_MAX ||
+            ad_n > KEYSTORE_AD_MAX)
+                return -EINVAL;
+        if (k->kind != KEYSTORE_KIND_SECRET)
+                return -EMEDIUMTYPE;
+        if (out_size < n + KEYSTORE_BOX_OVERHEAD)
+                return -ENOBUFS;
+        randombytes_buf(out, NONCE_BYTES);
+        crypto_aead_xchacha20poly1305_ietf_encrypt(out + NONCE_BYTES, NULL, pt, n, ad, ad_n, NULL,
+                                                   out, k->priv);
+        return (int)(n + KEYSTORE_BOX_OVERHEAD);
+}
+
+int keystore_key_open(KeystoreKey *k, const void *box, size_t n, const void *ad, size_t ad_n,
+                      uint8_t *out, size_t out_size)
+{
+        if (!k || !out || (!box && n) || (!ad && ad_n) ||
+            n > KEYSTORE_DATA_MAX + KEYSTORE_SEALED_TO_OVERHEAD || ad_n > KEYSTORE_AD_MAX)
+                return -EINVAL;
+        if (k->kind == KEYSTORE_KIND_SECRET) {
+                if (n < KEYSTORE_BOX_OVERHEAD)
+                        return -EBADMSG;
+                if (out_size < n - KEYSTORE_BOX_OVERHEAD)
+                        return -ENOBUFS;
+                if (crypto_aead_xchacha20poly1305_ietf_decrypt(
+                            out, NULL, NULL, (const uint8_t *)box + NONCE_BYTES, n - NONCE_BYTES,
+                            ad, ad_n, box, k->priv) != 0)
+                        return -EBADMSG;
+                return (int)(n - KEYSTORE_BOX_OVERHEAD);
+        }
+        if (k->kind != KEYSTORE_KIND_X25519)
+                return -EMEDIUMTYPE;
+        if (ad_n)
+                return -EINVAL;
+        if (n < KEYSTORE_SEALED_TO_OVERHEAD)
+                return -EBADMSG;
+        if (out_size < n - KEYSTORE_SEALED_TO_OVERHEAD)
+                return -ENOBUFS;
+        if (crypto_box_seal_open(out, box, n, k->pub, k->priv) != 0)
+                return -EBADMSG;
+        return (int)(n - KEYSTORE_SEALED_TO_OVERHEAD);
+}
+
+int keystore_key_load(Keystore *ks, const char *app_id, const char *name, KeystoreKey **ret)
+{
+        KeystoreKey *k;
+        int r;
+
+        if (!ret)
+                return -EINVAL;
+        k = sodium_malloc(sizeof *k);
+        if (!k)
+                return -ENOMEM;
+        r = load(ks, app_id, name, k);
+        if (r < 0) {
+                keystore_key_free(k);
+                return r;
+        }
+        *ret = k;
+        return 0;
+}
+
+KeystoreKind keystore_key_kind(const KeystoreKey *k)
+{
+        return k ? k->kind : KEYSTORE_KIND_NONE;
+}
+
+KeystoreKey *keystore_key_free(KeystoreKey *k)
+{
+        if (k)
+                sodium_free(k); /* wipes */
+        return NULL;
 }
 
 int keystore_sign(Keystore *ks, const char *app_id, const char *name, const void *msg, size_t n,
                   uint8_t sig[KEYSTORE_SIG_BYTES])
 {
-        uint8_t pub[KEYSTORE_PUBLIC_BYTES], *priv;
-        KeystoreKind kind;
         int r;
 
-        if (!sig || (!msg && n))
+        if (!ks || !sig || (!msg && n))
                 return -EINVAL;
-        priv = priv_new(ks);
-        if (!priv)
-                return -ENOMEM;
-        r = load(ks, app_id, name, &kind, pub, priv);
-        if (r == 0 && kind != KEYSTORE_KIND_ED25519)
-                r = -EMEDIUMTYPE;
-        if (r == 0) {
-                crypto_sign_seed_keypair(pub, priv + KEYSTORE_KEY_BYTES, priv);
-                crypto_sign_detached(sig, NULL, msg, n, priv + KEYSTORE_KEY_BYTES);
-        }
-        priv_done(priv);
+        r = load(ks, app_id, name, ks->scratch);
+        if (r == 0)
+                r = keystore_key_sign(ks->scratch, msg, n, sig);
+        priv_done(ks);
         return r;
 }
 
@@ -488,70 +610,32 @@ int keystore_verify(const uint8_t pub[KEYSTORE_PUBLIC_BYTES], const void *msg, s
 int keystore_seal(Keystore *ks, const char *app_id, const char *name, const void *pt, size_t n,
                   const void *ad, size_t ad_n, uint8_t *out, size_t out_size)
 {
-        KeystoreKind kind;
-        uint8_t *priv;
         int r;
 
-        if (!out || (!pt && n) || (!ad && ad_n) || n > KEYSTORE_DATA_MAX || ad_n > KEYSTORE_AD_MAX)
+        if (!ks || !out || (!pt && n) || (!ad && ad_n) || n > KEYSTORE_DATA_MAX ||
+            ad_n > KEYSTORE_AD_MAX)
                 return -EINVAL;
         if (out_size < n + KEYSTORE_BOX_OVERHEAD)
                 return -ENOBUFS;
-        priv = priv_new(ks);
-        if (!priv)
-                return -ENOMEM;
-        r = load(ks, app_id, name, &kind, NULL, priv);
-        if (r == 0 && kind != KEYSTORE_KIND_SECRET)
-                r = -EMEDIUMTYPE;
-        if (r == 0) {
-                randombytes_buf(out, NONCE_BYTES);
-                crypto_aead_xchacha20poly1305_ietf_encrypt(out + NONCE_BYTES, NULL, pt, n, ad, ad_n,
-                                                           NULL, out, priv);
-                r = (int)(n + KEYSTORE_BOX_OVERHEAD);
-        }
-        priv_done(priv);
+        r = load(ks, app_id, name, ks->scratch);
+        if (r == 0)
+                r = keystore_key_seal(ks->scratch, pt, n, ad, ad_n, out, out_size);
+        priv_done(ks);
         return r;
 }
 
 int keystore_open_box(Keystore *ks, const char *app_id, const char *name, const void *box, size_t n,
                       const void *ad, size_t ad_n, uint8_t *out, size_t out_size)
 {
-        uint8_t pub[KEYSTORE_PUBLIC_BYTES], *priv;
-        KeystoreKind kind;
         int r;
 
-        if (!out || (!box && n) || (!ad && ad_n) || n > KEYSTORE_DATA_MAX + KEYSTORE_BOX_OVERHEAD ||
-            ad_n > KEYSTORE_AD_MAX)
+        if (!ks || !out || (!box && n) || (!ad && ad_n) ||
+            n > KEYSTORE_DATA_MAX + KEYSTORE_SEALED_TO_OVERHEAD || ad_n > KEYSTORE_AD_MAX)
                 return -EINVAL;
-        priv = priv_new(ks);
-        if (!priv)
-                return -ENOMEM;
-        r = load(ks, app_id, name, &kind, pub, priv);
-        if (r == 0 && kind == KEYSTORE_KIND_ED25519)
-                r = -EMEDIUMTYPE;
-        else if (r == 0 && kind == KEYSTORE_KIND_SECRET) {
-                if (n < KEYSTORE_BOX_OVERHEAD)
-                        r = -EBADMSG;
-                else if (out_size < n - KEYSTORE_BOX_OVERHEAD)
-                        r = -ENOBUFS;
-                else if (crypto_aead_xchacha20poly1305_ietf_decrypt(
-                                 out, NULL, NULL, (const uint8_t *)box + NONCE_BYTES,
-                                 n - NONCE_BYTES, ad, ad_n, box, priv) != 0)
-                        r = -EBADMSG;
-                else
-                        r = (int)(n - KEYSTORE_BOX_OVERHEAD);
-        } else if (r == 0) {
-                if (ad_n)
-                        r = -EINVAL;
-                else if (n < KEYSTORE_SEALED_TO_OVERHEAD)
-                        r = -EBADMSG;
-                else if (out_size < n - KEYSTORE_SEALED_TO_OVERHEAD)
-                        r = -ENOBUFS;
-                else if (crypto_box_seal_open(out, box, n, pub, priv) != 0)
-                        r = -EBADMSG;
-                else
-                        r = (int)(n - KEYSTORE_SEALED_TO_OVERHEAD);
-        }
-        priv_done(priv);
+        r = load(ks, app_id, name, ks->scratch);
+        if (r == 0)
+                r = keystore_key_open(ks->scratch, box, n, ad, ad_n, out, out_size);
+        priv_done(ks);
         return r;
 }
 

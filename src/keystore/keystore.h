@@ -16,15 +16,18 @@
  * At rest, in <state>/keystore.db (SQLite, src/base/sqlite-util.h), one row per
  * key: app id, name, kind, public key, and the 32 private bytes sealed with
  * XChaCha20-Poly1305 under the host key with a fresh random 24-byte nonce and the
- * additional data "cella-keystore-v1" NUL app id NUL name NUL kind: a row copied to
- * another app id or name, or relabelled as another kind, does not open. The host
+ * additional data "cella-keystore-v1" NUL app id NUL name NUL kind NUL public key:
+ * a row copied to another app id or name, relabelled as another kind, or given
+ * another public key, does not open, and every lookup opens the row (the public key
+ * shown is the one sealed with the private bytes). The host
  * key is 32 random bytes in <state>/keystore.key (keystore_host_key_load(): the one
  * function a hardware-backed source would replace).
  *
  * In memory, private bytes live only in sodium_malloc() buffers (guard pages,
  * mlock()ed, excluded from core dumps where the kernel allows, wiped by
- * sodium_free()): the host key for the Keystore's life (read-only but for the
- * moment it is loaded), an app's key for one operation.
+ * sodium_free()): the host key for the Keystore's life (read-only once loaded),
+ * and one scratch buffer that holds an app's key for one operation and is zeroed
+ * after it (sodium_memzero()).
  *
  * Not thread-safe: one Keystore per thread (the broker's loop).
  */
@@ -160,6 +163,24 @@ int keystore_open_box(Keystore *ks, const char *app_id, const char *name, const 
  * is not a usable key). Holds no key. */
 int keystore_seal_to(const uint8_t pub[KEYSTORE_PUBLIC_BYTES], const void *pt, size_t n,
                      uint8_t *out, size_t out_size);
+
+/*
+ * For an operation off the loop (the broker's threadpool): app_id's key name,
+ * opened into a sodium_malloc() copy of its own (*ret; keystore_key_free() wipes
+ * it), which the keystore_key_*() functions below use on any thread without the
+ * Keystore. Returns 0, -ENOENT, -EBADMSG, -EIO, -ENOMEM.
+ */
+typedef struct KeystoreKey KeystoreKey;
+int keystore_key_load(Keystore *ks, const char *app_id, const char *name, KeystoreKey **ret);
+KeystoreKey *keystore_key_free(KeystoreKey *k);
+KeystoreKind keystore_key_kind(const KeystoreKey *k);
+/* As keystore_sign(), keystore_seal() and keystore_open_box(), with an opened key:
+ * same sizes, returns and errors (-EMEDIUMTYPE: the key is of another kind). */
+int keystore_key_sign(KeystoreKey *k, const void *msg, size_t n, uint8_t sig[KEYSTORE_SIG_BYTES]);
+int keystore_key_seal(KeystoreKey *k, const void *pt, size_t n, const void *ad, size_t ad_n,
+                      uint8_t *out, size_t out_size);
+int keystore_key_open(KeystoreKey *k, const void *box, size_t n, const void *ad, size_t ad_n,
+                      uint8_t *out, size_t out_size);
 
 /* Deletes app_id's key name (the row goes; SQLite's secure_delete overwrites its
  * bytes). Returns 0, -ENOENT, -EIO. */

@@ -99,11 +99,12 @@ def private_bytes(state, app_id, name):
     host = (state / "keystore.key").read_bytes()
     assert len(host) == 32
     db = sqlite3.connect(state / "keystore.db")
-    kind, sealed = db.execute("SELECT kind, sealed FROM keys WHERE app_id = ? AND name = ?",
-                              (app_id, name)).fetchone()
+    kind, sealed, pub = db.execute(
+        "SELECT kind, sealed, public_key FROM keys WHERE app_id = ? AND name = ?",
+        (app_id, name)).fetchone()
     db.close()
     ad = b"cella-keystore-v1\0" + app_id.encode() + b"\0" + name.encode() + b"\0" + \
-        str(kind).encode()
+        str(kind).encode() + b"\0" + pub
     out = ctypes.create_string_buffer(32)
     nonce, ct = sealed[:24], sealed[24:]
     r = lib.crypto_aead_xchacha20poly1305_ietf_decrypt(
@@ -292,6 +293,21 @@ def test_sizes(state, probe):
     ok = b"\x0a\x01s" + b"\x12" + _varint(64000) + b"x" * 64000
     out = run(state, a, "raw", str(0x0C02), ok.hex())
     assert out[0].startswith(f"raw {0x0C02} ok")
+    # the largest boxes of both kinds, sealed and opened
+    data = "d" * 64000
+    out = run(state, a, "create", "x", "x25519", "create", "k", "secret", "seal", "k", data, "-")
+    pub_x, box = field(out[0], 3), field(out[2], 3)
+    out = run(state, a, "sealto", pub_x, data, "open", "k", box, "-")
+    assert out[1] == "open k ok " + data
+    assert run(state, a, "open", "x", field(out[0], 2), "-") == ["open x ok " + data]
+    assert run(state, a, "seal", "k", data + "d", "-") == ["seal k EMSGSIZE"]
+    # data over 4 KiB went to the threadpool: its CPU time is in the records
+    p = subprocess.run([CELLA, "audit", "--state-dir", str(state), "--app", A],
+                       capture_output=True, text=True, timeout=60)
+    big = [l for l in p.stdout.splitlines() if "bytes=640" in l]
+    assert big and all("worker_cpu_us=" in l for l in big), p.stdout
+    small = [l for l in p.stdout.splitlines() if "op=keystore.create" in l]
+    assert small and not any("worker_cpu_us=" in l for l in small)
 
 
 def _varint(n):

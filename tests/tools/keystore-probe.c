@@ -128,58 +128,107 @@ static void on_signal(int sig)
         (void)sig;
 }
 
-/* bench N: the same operations through the kernel and with libsodium here. */
+/* Operations a second of n runs of f(c, arg) (each returns < 0 on failure: abort). */
+static double rate(long n, int (*f)(Cella *c, void *arg), Cella *c, void *arg)
+{
+        double t = now_s();
+
+        for (long i = 0; i < n; i++)
+                if (f(c, arg) < 0)
+                        abort();
+        return (double)n / (now_s() - t);
+}
+
+typedef struct BenchState {
+        uint8_t msg[64000];
+        uint8_t box[64000 + 64];
+        uint8_t out[64000 + 64];
+        size_t len, box_len;
+        uint8_t sig[64], pk[32], sk[64], xpk[32], xsk[32], key[32];
+} BenchState;
+
+static BenchState bs;
+
+static int k_sign(Cella *c, void *a)
+{
+        return cella_keystore_sign(c, "bench.sign", bs.msg, bs.len, bs.sig);
+}
+static int n_sign(Cella *c, void *a)
+{
+        return crypto_sign_detached(bs.sig, NULL, bs.msg, bs.len, bs.sk);
+}
+static int k_seal(Cella *c, void *a)
+{
+        return cella_keystore_seal(c, "bench.seal", bs.msg, bs.len, NULL, 0, bs.box, sizeof bs.box,
+                                   &bs.box_len);
+}
+static int n_seal(Cella *c, void *a)
+{
+        randombytes_buf(bs.box, 24);
+        bs.box_len = bs.len + 40;
+        return crypto_aead_xchacha20poly1305_ietf_encrypt(bs.box + 24, NULL, bs.msg, bs.len, NULL,
+                                                          0, NULL, bs.box, bs.key);
+}
+static int k_open(Cella *c, void *a)
+{
+        size_t len;
+
+        return cella_keystore_open(c, a, bs.box, bs.box_len, NULL, 0, bs.out, sizeof bs.out, &len);
+}
+static int n_open(Cella *c, void *a)
+{
+        return crypto_aead_xchacha20poly1305_ietf_decrypt(bs.out, NULL, NULL, bs.box + 24,
+                                                          bs.box_len - 24, NULL, 0, bs.box, bs.key);
+}
+static int n_open_x(Cella *c, void *a)
+{
+        return crypto_box_seal_open(bs.out, bs.box, bs.box_len, bs.xpk, bs.xsk);
+}
+
+/* bench N: the same operations through the kernel (the app's keys) and with
+ * libsodium here (keys in the app's memory): one row each, "bench OP cella R/s
+ * libsodium R/s". */
 static void bench(Cella *c, long n)
 {
-        static uint8_t msg[1024], box[1024 + 64], out[1024 + 64];
-        uint8_t sig[64], pk[32], sk[64], key[32], nonce[24];
-        double t;
-        size_t len;
         int r;
 
-        randombytes_buf(msg, sizeof msg);
+        randombytes_buf(bs.msg, sizeof bs.msg);
         (void)cella_keystore_delete(c, "bench.sign");
         (void)cella_keystore_delete(c, "bench.seal");
+        (void)cella_keystore_delete(c, "bench.x");
         if ((r = cella_keystore_create(c, "bench.sign", CELLA_KEY_ED25519, NULL)) < 0 ||
-            (r = cella_keystore_create(c, "bench.seal", CELLA_KEY_SECRET, NULL)) < 0) {
+            (r = cella_keystore_create(c, "bench.seal", CELLA_KEY_SECRET, NULL)) < 0 ||
+            (r = cella_keystore_create(c, "bench.x", CELLA_KEY_X25519, bs.xpk)) < 0) {
                 printf("bench %s\n", errname(-r));
                 return;
         }
-        t = now_s();
-        for (long i = 0; i < n; i++)
-                if (cella_keystore_sign(c, "bench.sign", msg, 64, sig) < 0)
-                        abort();
-        printf("bench sign64 cella %.0f/s\n", (double)n / (now_s() - t));
-        crypto_sign_keypair(pk, sk);
-        t = now_s();
-        for (long i = 0; i < n; i++)
-                crypto_sign_detached(sig, NULL, msg, 64, sk);
-        printf("bench sign64 libsodium %.0f/s\n", (double)n / (now_s() - t));
-        t = now_s();
-        for (long i = 0; i < n; i++)
-                if (cella_keystore_seal(c, "bench.seal", msg, 1024, NULL, 0, box, sizeof box,
-                                        &len) < 0)
-                        abort();
-        printf("bench seal1k cella %.0f/s\n", (double)n / (now_s() - t));
-        t = now_s();
-        for (long i = 0; i < n; i++)
-                if (cella_keystore_open(c, "bench.seal", box, len, NULL, 0, out, sizeof out, &len) <
-                            0 ||
-                    len != 1024)
-                        abort();
-                else
-                        len += CELLA_KEY_BOX_OVERHEAD;
-        printf("bench open1k cella %.0f/s\n", (double)n / (now_s() - t));
-        crypto_aead_xchacha20poly1305_ietf_keygen(key);
-        t = now_s();
-        for (long i = 0; i < n; i++) {
-                randombytes_buf(nonce, sizeof nonce);
-                crypto_aead_xchacha20poly1305_ietf_encrypt(box, NULL, msg, 1024, NULL, 0, NULL,
-                                                           nonce, key);
-        }
-        printf("bench seal1k libsodium %.0f/s\n", (double)n / (now_s() - t));
+        crypto_sign_keypair(bs.pk, bs.sk);
+        crypto_aead_xchacha20poly1305_ietf_keygen(bs.key);
+
+        bs.len = 64;
+        printf("bench sign_64B cella %.0f/s", rate(n, k_sign, c, NULL));
+        printf(" libsodium %.0f/s\n", rate(n, n_sign, c, NULL));
+        bs.len = 1024;
+        printf("bench seal_1KiB cella %.0f/s", rate(n, k_seal, c, NULL));
+        printf(" libsodium %.0f/s\n", rate(n, n_seal, c, NULL));
+        (void)k_seal(c, NULL);
+        printf("bench open_1KiB cella %.0f/s", rate(n, k_open, c, "bench.seal"));
+        (void)n_seal(c, NULL);
+        printf(" libsodium %.0f/s\n", rate(n, n_open, c, NULL));
+        bs.len = 64000;
+        printf("bench sign_64000B cella %.0f/s", rate(n / 4 + 1, k_sign, c, NULL));
+        printf(" libsodium %.0f/s\n", rate(n / 4 + 1, n_sign, c, NULL));
+        /* the dearest call: an x25519 sealed box of the most data, opened */
+        if (cella_keystore_seal_to(c, bs.xpk, bs.msg, bs.len, bs.box, sizeof bs.box, &bs.box_len) <
+            0)
+                abort();
+        printf("bench open_sealed_64000B cella %.0f/s", rate(n / 4 + 1, k_open, c, "bench.x"));
+        crypto_box_keypair(bs.xpk, bs.xsk);
+        crypto_box_seal(bs.box, bs.msg, bs.len, bs.xpk);
+        printf(" libsodium %.0f/s\n", rate(n / 4 + 1, n_open_x, c, NULL));
         (void)cella_keystore_delete(c, "bench.sign");
         (void)cella_keystore_delete(c, "bench.seal");
+        (void)cella_keystore_delete(c, "bench.x");
 }
 
 int main(int argc, char **argv)

@@ -124,8 +124,8 @@ static void private_of(const char *app, const char *name, uint8_t priv[32])
         close(fd);
         ck_assert_int_eq(sqlite3_open(p, &db), SQLITE_OK);
         ck_assert_int_eq(sqlite3_prepare_v2(db,
-                                            "SELECT kind, sealed FROM keys WHERE app_id = ?1 AND "
-                                            "name = ?2",
+                                            "SELECT kind, sealed, public_key FROM keys WHERE "
+                                            "app_id = ?1 AND name = ?2",
                                             -1, &st, NULL),
                          SQLITE_OK);
         sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
@@ -134,8 +134,11 @@ static void private_of(const char *app, const char *name, uint8_t priv[32])
         kind = sqlite3_column_int(st, 0);
         s = sqlite3_column_blob(st, 1);
         ck_assert_int_eq(sqlite3_column_bytes(st, 1), 24 + 32 + 16);
-        n = snprintf((char *)ad, sizeof ad, "cella-keystore-v1%c%s%c%s%c%d", 0, app, 0, name, 0,
-                     kind);
+        n = snprintf((char *)ad, sizeof ad, "cella-keystore-v1%c%s%c%s%c%d%c", 0, app, 0, name, 0,
+                     kind, 0);
+        ck_assert_int_eq(sqlite3_column_bytes(st, 2), 32);
+        memcpy(ad + n, sqlite3_column_blob(st, 2), 32);
+        n += 32;
         ck_assert_int_eq(crypto_aead_xchacha20poly1305_ietf_decrypt(
                                  priv, NULL, NULL, s + 24, 32 + 16, ad, (size_t)n, s, host),
                          0);
@@ -203,6 +206,28 @@ START_TEST(test_kinds)
         box[r - 1] ^= 1;
         ck_assert_int_eq(keystore_open_box(ks, APP, "kx", box, (size_t)r, NULL, 0, out, sizeof out),
                          -EBADMSG);
+
+        /* the largest boxes of both kinds open (KEYSTORE_DATA_MAX of data) */
+        {
+                static uint8_t big[KEYSTORE_DATA_MAX], bbox[KEYSTORE_DATA_MAX + 48],
+                        bout[KEYSTORE_DATA_MAX];
+
+                randombytes_buf(big, sizeof big);
+                r = keystore_seal_to(pub, big, sizeof big, bbox, sizeof bbox);
+                ck_assert_int_eq(r, KEYSTORE_DATA_MAX + 48);
+                ck_assert_int_eq(keystore_open_box(ks, APP, "kx", bbox, (size_t)r, NULL, 0, bout,
+                                                   sizeof bout),
+                                 KEYSTORE_DATA_MAX);
+                ck_assert_mem_eq(bout, big, sizeof big);
+                r = keystore_seal(ks, APP, "sec", big, sizeof big, NULL, 0, bbox, sizeof bbox);
+                ck_assert_int_eq(r, KEYSTORE_DATA_MAX + 40);
+                ck_assert_int_eq(keystore_open_box(ks, APP, "sec", bbox, (size_t)r, NULL, 0, bout,
+                                                   sizeof bout),
+                                 KEYSTORE_DATA_MAX);
+                ck_assert_int_eq(keystore_seal(ks, APP, "sec", big, sizeof big + 1, NULL, 0, bbox,
+                                               sizeof bbox),
+                                 -EINVAL);
+        }
 
         /* kinds do not mix */
         ck_assert_int_eq(keystore_sign(ks, APP, "sec", "x", 1, sig), -EMEDIUMTYPE);
@@ -310,12 +335,13 @@ END_TEST
 START_TEST(test_tampered_rows)
 {
         Keystore *ks = open_ks(0);
-        uint8_t sig[64];
+        uint8_t sig[64], pub[32];
 
         ck_assert_int_eq(keystore_create(ks, APP, "a", KEYSTORE_KIND_ED25519, NULL), 0);
         ck_assert_int_eq(keystore_create(ks, APP, "b", KEYSTORE_KIND_ED25519, NULL), 0);
         ck_assert_int_eq(keystore_create(ks, APP, "c", KEYSTORE_KIND_ED25519, NULL), 0);
         ck_assert_int_eq(keystore_create(ks, APP, "d", KEYSTORE_KIND_X25519, NULL), 0);
+        ck_assert_int_eq(keystore_create(ks, APP, "e", KEYSTORE_KIND_ED25519, NULL), 0);
         keystore_free(ks);
 
         /* a: one byte of the ciphertext flipped */
@@ -326,12 +352,18 @@ START_TEST(test_tampered_rows)
         db_exec("UPDATE keys SET name = 'c2' WHERE name = 'c'");
         /* d: an x25519 key relabelled as ed25519 */
         db_exec("UPDATE keys SET kind = 1 WHERE name = 'd'");
+        /* e: its public key swapped (for d's): neither shown nor used to sign */
+        db_exec("UPDATE keys SET public_key = (SELECT public_key FROM keys WHERE name = 'd') "
+                "WHERE name = 'e'");
         ks = open_ks(0);
         ck_assert_int_eq(keystore_sign(ks, APP, "a", "m", 1, sig), -EBADMSG);
         ck_assert_int_eq(keystore_sign(ks, OTHER, "b", "m", 1, sig), -EBADMSG);
         ck_assert_int_eq(keystore_sign(ks, APP, "b", "m", 1, sig), -ENOENT);
         ck_assert_int_eq(keystore_sign(ks, APP, "c2", "m", 1, sig), -EBADMSG);
         ck_assert_int_eq(keystore_sign(ks, APP, "d", "m", 1, sig), -EBADMSG);
+        ck_assert_int_eq(keystore_sign(ks, APP, "e", "m", 1, sig), -EBADMSG);
+        ck_assert_int_eq(keystore_public_key(ks, APP, "e", NULL, pub), -EBADMSG);
+        ck_assert_int_eq(keystore_public_key(ks, OTHER, "b", NULL, pub), -EBADMSG);
         /* a truncated row */
         db_sealed(APP, "c2", -1, 40);
         ck_assert_int_eq(keystore_sign(ks, APP, "c2", "m", 1, sig), -EBADMSG);

@@ -10,11 +10,17 @@
  * The keystore (host key and keystore.db) is opened on the first keystore call a
  * broker serves, so a kernel whose apps never use it makes no keystore.key.
  *
- * Everything runs on the loop: one indexed SELECT (a few us), one
- * XChaCha20-Poly1305 open of 32 bytes (under 1 us), and the operation. The dearest
- * is an x25519 sealed box of 64000 bytes (two scalar multiplications, ~0.1 ms on
- * this VM, bench/ipc-keystore); the broker's read slice (BROKER_READ_SLICE_NS,
- * 1 ms) and the cheap class's rate keep one app from holding the loop.
+ * Where the work runs: the key's row is looked up and opened on the loop (a
+ * prepared SELECT and an XChaCha20-Poly1305 open of 32 bytes: ~8 us in all,
+ * bench/ipc-keystore), and so is the operation on at most KEYSTORE_LOOP_BYTES_MAX
+ * bytes of data (an ed25519 signature of 64 bytes takes ~16 us). Larger data goes
+ * to libuv's threadpool with its own copy of the opened key (keystore_key_load(), a
+ * sodium_malloc() buffer wiped when freed) and of the data, as fs.usage's walk
+ * does: signing 64000 bytes takes ~250 us and opening a sealed box of 64000 bytes
+ * ~70 us, which on the loop would hold every other app's calls. The worker's CPU
+ * time is charged to the app (broker_app_charge_cpu(), "worker_cpu_us" in the
+ * record). A call waiting on a worker is one of the app's outstanding calls; if the
+ * app cancels it or goes, the worker's result is dropped and the key wiped.
  *
  * Audit: each record carries the key's name, kind and the data's length in bytes;
  * never key bytes, data or signatures.
@@ -27,9 +33,15 @@
 
 #include "base/log.h"
 #include "base/macro.h"
+#include "base/time-util.h"
 #include "broker/broker-internal.h"
 #include "keystore/keystore.h"
 #include "policy/manifest.h"
+
+/* Bytes of data an operation may take on the loop; more goes to the threadpool.
+ * 4 KiB: signing it takes ~30 us, opening a sealed box of it ~55 us (both release,
+ * this VM), a few no-op calls' worth (docs/benchmarks.md: 18 us). */
+#define KEYSTORE_LOOP_BYTES_MAX 4096u
 
 /* The opened keystore of a broker, or NULL after a failure (logged once). */
 typedef struct KeystoreGlobal {
@@ -157,6 +169,194 @@ static const char *own_right(const char *name, bool needs_name, char *buf, size_
         return buf;
 }
 
+/* ---- off the loop -------------------------------------------------------------------- */
+
+typedef enum JobOp {
+        JOB_SIGN,
+        JOB_SEAL,
+        JOB_OPEN,
+        JOB_SEAL_TO, /* to a public key: no key of the app */
+} JobOp;
+
+typedef struct KeystoreJob {
+        uv_work_t req;
+        BrokerCall *call; /* NULL once the app cancelled the call or went */
+        KeystoreKey *key; /* opened, the job's own copy */
+        JobOp op;
+        char name[KEYSTORE_NAME_MAX + 1];   /* for the error message */
+        uint8_t pub[KEYSTORE_PUBLIC_BYTES]; /* JOB_SEAL_TO */
+        uint8_t *in, *ad, *out;             /* copies of the request's data; the output */
+        size_t in_n, ad_n, out_size;
+        int r;
+        uint64_t cpu_ns;
+} KeystoreJob;
+
+static KeystoreJob *job_free(KeystoreJob *j)
+{
+        if (!j)
+                return NULL;
+        keystore_key_free(j->key);
+        free(j->in);
+        free(j->ad);
+        if (j->out) {
+                sodium_memzero(j->out, j->out_size); /* an opened box's plaintext */
+                free(j->out);
+        }
+        free(j);
+        return NULL;
+}
+
+/* On a threadpool thread: touches nothing but its KeystoreJob. */
+static void job_work(uv_work_t *req)
+{
+        KeystoreJob *j = req->data;
+        uint64_t t0 = now_clock_ns(CLOCK_THREAD_CPUTIME_ID);
+
+        switch (j->op) {
+        case JOB_SIGN:
+                j->r = keystore_key_sign(j->key, j->in, j->in_n, j->out);
+                if (j->r == 0)
+                        j->r = KEYSTORE_SIG_BYTES;
+                break;
+        case JOB_SEAL:
+                j->r = keystore_key_seal(j->key, j->in, j->in_n, j->ad, j->ad_n, j->out,
+                                         j->out_size);
+                break;
+        case JOB_OPEN:
+                j->r = keystore_key_open(j->key, j->in, j->in_n, j->ad, j->ad_n, j->out,
+                                         j->out_size);
+                break;
+        case JOB_SEAL_TO:
+                j->r = keystore_seal_to(j->pub, j->in, j->in_n, j->out, j->out_size);
+                break;
+        }
+        j->cpu_ns = now_clock_ns(CLOCK_THREAD_CPUTIME_ID) - t0;
+}
+
+static void reply_keystore_error(BrokerCall *c, int r, const char *name);
+
+/* Answers c with an operation's outcome: r the output's length or -errno. */
+static void answer(BrokerCall *c, JobOp op, int r, const uint8_t *out, const char *name)
+{
+        if (r < 0) {
+                if (r == -EINVAL && op == JOB_SEAL_TO)
+                        broker_reply_error(c, EINVAL, "the public key is not a usable x25519 key");
+                else if (r == -EINVAL && op == JOB_OPEN)
+                        broker_reply_error(c, EINVAL,
+                                           "an x25519 key opens sealed boxes, which take no "
+                                           "associated data");
+                else
+                        reply_keystore_error(c, r, name);
+                return;
+        }
+        if (op == JOB_SIGN) {
+                Cella__V1__KeystoreSignReply reply = CELLA__V1__KEYSTORE_SIGN_REPLY__INIT;
+
+                reply.signature = (ProtobufCBinaryData){.data = (uint8_t *)out, .len = (size_t)r};
+                broker_reply(c, &reply.base, NULL, 0);
+        } else if (op == JOB_SEAL || op == JOB_SEAL_TO) {
+                Cella__V1__KeystoreSealReply reply = CELLA__V1__KEYSTORE_SEAL_REPLY__INIT;
+
+                reply.box = (ProtobufCBinaryData){.data = (uint8_t *)out, .len = (size_t)r};
+                broker_reply(c, &reply.base, NULL, 0);
+        } else {
+                Cella__V1__KeystoreOpenReply reply = CELLA__V1__KEYSTORE_OPEN_REPLY__INIT;
+
+                reply.plaintext = (ProtobufCBinaryData){.data = (uint8_t *)out, .len = (size_t)r};
+                broker_reply(c, &reply.base, NULL, 0);
+        }
+}
+
+/* On the loop, after the worker (status UV_ECANCELED: it never ran). */
+static void job_done(uv_work_t *req, int status)
+{
+        KeystoreJob *j = req->data;
+        BrokerCall *c = j->call;
+
+        if (c) {
+                c->cancel = NULL;
+                c->handler_data = NULL;
+                if (status != 0)
+                        broker_reply_error(c, ECANCELED, NULL);
+                else {
+                        broker_app_charge_cpu(c->app, j->cpu_ns);
+                        broker_audit_set(c, "worker_cpu_us",
+                                         json_integer((json_int_t)(j->cpu_ns / 1000u)));
+                        answer(c, j->op, j->r, j->out, j->name);
+                }
+        }
+        job_free(j);
+}
+
+static void job_cancel(BrokerCall *c)
+{
+        KeystoreJob *j = c->handler_data;
+
+        /* job_done() frees it, whether the worker ran or uv_cancel() stopped it. */
+        j->call = NULL;
+        (void)uv_cancel((uv_req_t *)&j->req);
+}
+
+static uint8_t *dup_bytes(const ProtobufCBinaryData *b)
+{
+        uint8_t *p = malloc(b->len ?: 1);
+
+        if (p && b->len)
+                memcpy(p, b->data, b->len);
+        return p;
+}
+
+/*
+ * Runs op with the app's key name (JOB_SEAL_TO: none, but the public key pub) on
+ * the threadpool and answers c when done: in
+ * (the data) and ad copied, out_size bytes of output; or answers c with an error
+ * now (the key's lookup, memory, a threadpool that refuses work).
+ */
+static void job_start(BrokerCall *c, Keystore *ks, JobOp op, const char *name,
+                      const ProtobufCBinaryData *in, const ProtobufCBinaryData *ad, size_t out_size,
+                      const uint8_t *pub)
+{
+        KeystoreJob *j = calloc(1, sizeof *j);
+        int r;
+
+        if (!j) {
+                broker_reply_error(c, ENOMEM, NULL);
+                return;
+        }
+        r = op == JOB_SEAL_TO ? 0 : keystore_key_load(ks, broker_app_id(c->app), name, &j->key);
+        if (r < 0) {
+                job_free(j);
+                reply_keystore_error(c, r, name);
+                return;
+        }
+        j->op = op;
+        snprintf(j->name, sizeof j->name, "%s", name ? name : "");
+        if (pub)
+                memcpy(j->pub, pub, KEYSTORE_PUBLIC_BYTES);
+        j->in_n = in->len;
+        j->ad_n = ad ? ad->len : 0;
+        j->out_size = out_size;
+        j->in = dup_bytes(in);
+        j->ad = ad ? dup_bytes(ad) : NULL;
+        j->out = malloc(out_size ?: 1);
+        if (!j->in || (ad && !j->ad) || !j->out) {
+                job_free(j);
+                broker_reply_error(c, ENOMEM, NULL);
+                return;
+        }
+        j->req.data = j;
+        j->call = c;
+        r = uv_queue_work(broker_options(broker_app_broker(c->app))->loop, &j->req, job_work,
+                          job_done);
+        if (r < 0) {
+                job_free(j);
+                broker_reply_error(c, EAGAIN, "the kernel's workers are busy");
+                return;
+        }
+        c->handler_data = j;
+        c->cancel = job_cancel;
+}
+
 /* ---- create ------------------------------------------------------------------------ */
 
 static const char *create_right(const ProtobufCMessage *req, char *buf, size_t size, int *ret_error)
@@ -229,6 +429,10 @@ static void sign_handle(BrokerCall *c)
         ks = keystore_get(c);
         if (!ks)
                 return;
+        if (m->data.len > KEYSTORE_LOOP_BYTES_MAX) {
+                job_start(c, ks, JOB_SIGN, m->name, &m->data, NULL, KEYSTORE_SIG_BYTES, NULL);
+                return;
+        }
         r = keystore_sign(ks, broker_app_id(c->app), m->name, m->data.data, m->data.len, sig);
         if (r < 0) {
                 reply_keystore_error(c, r, m->name);
@@ -305,10 +509,21 @@ static void seal_handle(BrokerCall *c)
                 ks = keystore_get(c);
                 if (!ks)
                         return;
+                if (m->plaintext.len > KEYSTORE_LOOP_BYTES_MAX) {
+                        job_start(c, ks, JOB_SEAL, m->name, &m->plaintext, &m->associated_data,
+                                  m->plaintext.len + KEYSTORE_BOX_OVERHEAD, NULL);
+                        return;
+                }
                 r = keystore_seal(ks, broker_app_id(c->app), m->name, m->plaintext.data,
                                   m->plaintext.len, m->associated_data.data, m->associated_data.len,
                                   out, size);
         } else {
+                if (m->plaintext.len > KEYSTORE_LOOP_BYTES_MAX) {
+                        job_start(c, NULL, JOB_SEAL_TO, NULL, &m->plaintext, NULL,
+                                  m->plaintext.len + KEYSTORE_SEALED_TO_OVERHEAD,
+                                  m->public_key.data);
+                        return;
+                }
                 r = keystore_seal_to(m->public_key.data, m->plaintext.data, m->plaintext.len, out,
                                      size);
                 if (r == -EINVAL) {
@@ -340,8 +555,8 @@ static const char *open_right(const ProtobufCMessage *req, char *buf, size_t siz
 static void open_handle(BrokerCall *c)
 {
         const Cella__V1__KeystoreOpenRequest *m = (const void *)c->request;
-        Cella__V1__KeystoreOpenReply reply = CELLA__V1__KEYSTORE_OPEN_REPLY__INIT;
-        uint8_t *out;
+        _cleanup_free_ uint8_t *out = NULL;
+        size_t size = m->box.len + 1;
         Keystore *ks;
         int r;
 
@@ -350,26 +565,20 @@ static void open_handle(BrokerCall *c)
         ks = keystore_get(c);
         if (!ks)
                 return;
-        /* The plaintext may be a secret: a sodium buffer, wiped when freed. */
-        out = sodium_malloc(m->box.len + 1);
+        if (m->box.len > KEYSTORE_LOOP_BYTES_MAX) {
+                job_start(c, ks, JOB_OPEN, m->name, &m->box, &m->associated_data, m->box.len, NULL);
+                return;
+        }
+        out = malloc(size);
         if (!out) {
                 broker_reply_error(c, ENOMEM, NULL);
                 return;
         }
         r = keystore_open_box(ks, broker_app_id(c->app), m->name, m->box.data, m->box.len,
-                              m->associated_data.data, m->associated_data.len, out, m->box.len + 1);
-        if (r == -EINVAL)
-                broker_reply_error(c, EINVAL,
-                                   "an x25519 key opens sealed boxes, which take no associated "
-                                   "data");
-        else if (r < 0)
-                reply_keystore_error(c, r, m->name);
-        else {
-                reply.plaintext.data = out;
-                reply.plaintext.len = (size_t)r;
-                broker_reply(c, &reply.base, NULL, 0);
-        }
-        sodium_free(out);
+                              m->associated_data.data, m->associated_data.len, out, size);
+        answer(c, JOB_OPEN, r, out, m->name); /* frees c, and m with it */
+        /* The plaintext may be a secret: wiped before the memory goes back. */
+        sodium_memzero(out, size);
 }
 
 /* ---- public_key, peer_public_key, delete, list ------------------------------------- */
