@@ -801,7 +801,7 @@ CELLA_API int cella_bus_request_result(const CellaReply *reply, CellaBusReply **
 CELLA_API int cella_bus_reply(Cella *c, uint64_t reply_token, int error, const void *data,
                               size_t len, const char *content_type);
 
-/* ---- keystore (docs/ipc.md "Keystore") ----------------------------------------- */
+/* ---- keystore (docs/ipc-keystore.md) ----------------------------------------- */
 
 /*
  * Keys made and held by the kernel, used by name; the private bytes never enter

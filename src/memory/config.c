@@ -106,7 +106,7 @@ static const ConfigKey config_keys[] = {
         U32("net.connections_max", net.conns_max, 1, 65536),
         U32("net.connect_rate", net.rate, 1, 100000),
         U32("net.connect_burst", net.burst, 1, 100000),
-        /* The keystore's per-app quota (docs/ipc.md "Keystore"). */
+        /* The keystore's per-app quota (docs/ipc-keystore.md). */
         U32("keystore.keys_max", keystore_keys_max, 1, 65536),
 };
 

@@ -65,7 +65,7 @@ static const WireOp ops[] = {
          .reply_fds = 1,
          .cls = WIRE_CLASS_COSTLY,
          .rights = "net.connect"},
-        /* keystore (docs/ipc.md "Keystore"): create, delete and list write or read the
+        /* keystore (docs/ipc-keystore.md): create, delete and list write or read the
          * keystore's file; the others are one row read and a libsodium operation. */
         CALL(KEYSTORE_CREATE, "keystore.create", COSTLY, "keystore", keystore_create),
         CALL(KEYSTORE_SIGN, "keystore.sign", CHEAP, "keystore", keystore_sign),
