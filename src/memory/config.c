@@ -107,7 +107,8 @@ static const ConfigKey config_keys[] = {
         U32("net.connect_rate", net.rate, 1, 100000),
         U32("net.connect_burst", net.burst, 1, 100000),
         /* The keystore's per-app quota (docs/ipc-keystore.md). */
-        U32("keystore.keys_max", keystore_keys_max, 1, 65536),
+        /* 512: keystore.list answers every key in one 64 KiB frame (~110 bytes a key). */
+        U32("keystore.keys_max", keystore_keys_max, 1, 512),
 };
 
 _Static_assert(offsetof(ManagerConfig, net_group_range_prefix) ==

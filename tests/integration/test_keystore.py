@@ -516,6 +516,14 @@ def test_keys_survive_a_cellad_restart(state, probe):
     version("2.0", "pub", "s", "sign", "s", "after", "open", "k", box, "-", "list", "pause")
     with running_cellad(state) as d:
         wait_log_line(d, A, "list ok n=2 max=2 names=k:secret,s:ed25519")
+        # `cella remove` (cellad's store) forgets the app's keys with its data
+        for cmd in (["stop", A], ["remove", A]):
+            p = subprocess.run([CELLA, *cmd, "--state-dir", str(state)], capture_output=True,
+                               text=True, timeout=120)
+            assert p.returncode == 0, (cmd, p.stdout, p.stderr)
+        db = sqlite3.connect(state / "keystore.db")
+        assert db.execute("SELECT count(*) FROM keys WHERE app_id = ?", (A,)).fetchone() == (0,)
+        db.close()
     out = [l for l in log.read_text().splitlines() if not l.startswith("[")][5:]
     assert out[0] == f"pub s ok ed25519 {pub}", out
     assert out[2] == "open k ok through cellad"

@@ -47,7 +47,12 @@
 typedef struct KeystoreGlobal {
         Keystore *ks;
         bool failed_logged;
+        uint64_t failed_ns; /* uv_hrtime() of the last failed open, 0: none */
 } KeystoreGlobal;
+
+/* A keystore that did not open is tried again at most this often (an app's calls
+ * in between get EIO at once: opening reads two files and a database). */
+#define KEYSTORE_RETRY_NS (1000ull * 1000 * 1000)
 
 void broker_keystore_free(void *global)
 {
@@ -83,19 +88,27 @@ static Keystore *keystore_get(BrokerCall *c)
                 }
                 *slot = g;
         }
-        r = keystore_open(o->state_dir, (unsigned)o->keystore_keys_max, &g->ks, why, sizeof why);
+        if (g->failed_ns && uv_hrtime() - g->failed_ns < KEYSTORE_RETRY_NS)
+                r = -EAGAIN;
+        else
+                r = keystore_open(o->state_dir, (unsigned)o->keystore_keys_max, &g->ks, why,
+                                  sizeof why);
         if (r < 0) {
+                if (r != -EAGAIN)
+                        g->failed_ns = uv_hrtime() ?: 1;
                 /* The reason names host files: it goes to the kernel's log, not the app. */
                 if (!g->failed_logged)
                         log_error_errno(r, "keystore: %s", why[0] ? why : "cannot open: %m");
                 g->failed_logged = true;
-                broker_audit_set(c, "keystore_error", json_string(why));
+                if (why[0])
+                        broker_audit_set(c, "keystore_error", json_string(why));
                 broker_reply_error(c, EIO,
                                    "the kernel's keystore cannot be opened (the kernel's log "
                                    "says why)");
                 return NULL;
         }
         g->failed_logged = false;
+        g->failed_ns = 0;
         return g->ks;
 }
 
