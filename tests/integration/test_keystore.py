@@ -301,6 +301,10 @@ def test_sizes(state, probe):
     assert out[1] == "open k ok " + data
     assert run(state, a, "open", "x", field(out[0], 2), "-") == ["open x ok " + data]
     assert run(state, a, "seal", "k", data + "d", "-") == ["seal k EMSGSIZE"]
+    out = run(state, a, "create", "big", "ed25519", "sign", "big", data)
+    pub, sig = field(out[0], 3), field(out[1], 3)
+    out = run(state, a, "verify", pub, data, sig, "verify", pub, data[:-1] + "e", sig)
+    assert out == ["verify ok", "verify EBADMSG"]
     # data over 4 KiB went to the threadpool: its CPU time is in the records
     p = subprocess.run([CELLA, "audit", "--state-dir", str(state), "--app", A],
                        capture_output=True, text=True, timeout=60)

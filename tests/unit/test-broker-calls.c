@@ -806,6 +806,25 @@ START_TEST(test_keystore_loop_and_worker)
         ck_assert_int_eq(crypto_sign_verify_detached(sig, (const uint8_t *)"small", 5, pub), 0);
         ck_assert_int_eq(ks_sign(a, "s", big, sizeof big, sig), 0);
         ck_assert_int_eq(crypto_sign_verify_detached(sig, big, sizeof big, pub), 0);
+        /* verify on the workers too: a good and a bad signature of 60000 bytes */
+        {
+                Cella__V1__KeystoreVerifyRequest req = CELLA__V1__KEYSTORE_VERIFY_REQUEST__INIT;
+                Frame *f = NULL;
+
+                req.public_key = (ProtobufCBinaryData){.data = pub, .len = 32};
+                req.data = (ProtobufCBinaryData){.data = big, .len = sizeof big};
+                req.signature = (ProtobufCBinaryData){.data = sig, .len = 64};
+                ck_assert_int_eq(call(b, CELLA__V1__OPCODE__OPCODE_KEYSTORE_VERIFY, &req.base, &f),
+                                 0);
+                ck_assert(((Cella__V1__KeystoreVerifyReply *)(void *)f->msg)->valid);
+                frame_free(f);
+                big[100] ^= 1;
+                ck_assert_int_eq(call(b, CELLA__V1__OPCODE__OPCODE_KEYSTORE_VERIFY, &req.base, &f),
+                                 0);
+                ck_assert(!((Cella__V1__KeystoreVerifyReply *)(void *)f->msg)->valid);
+                frame_free(f);
+                big[100] ^= 1;
+        }
         ck_assert_int_eq(ks_sign(b, "s", "small", 5, sig), -ENOENT);
         ck_assert_int_eq(ks_sign(b, "s", big, sizeof big, sig), -ENOENT);
         ck_assert_int_eq(ks_sign(a, "nope", big, sizeof big, sig), -ENOENT);

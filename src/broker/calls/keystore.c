@@ -14,7 +14,7 @@
  * prepared SELECT and an XChaCha20-Poly1305 open of 32 bytes: ~8 us in all,
  * bench/ipc-keystore), and so is the operation on at most KEYSTORE_LOOP_BYTES_MAX
  * bytes of data (an ed25519 signature of 64 bytes takes ~16 us). Larger data goes
- * to libuv's threadpool with its own copy of the opened key (keystore_key_load(), a
+ * (sign, verify, seal, open) to libuv's threadpool with its own copy of the opened key (keystore_key_load(), a
  * sodium_malloc() buffer wiped when freed) and of the data, as fs.usage's walk
  * does: signing 64000 bytes takes ~250 us and opening a sealed box of 64000 bytes
  * ~70 us, which on the loop would hold every other app's calls. The worker's CPU
@@ -189,6 +189,7 @@ typedef enum JobOp {
         JOB_SEAL,
         JOB_OPEN,
         JOB_SEAL_TO, /* to a public key: no key of the app */
+        JOB_VERIFY,  /* with a public key: no key of the app; ad is the signature */
 } JobOp;
 
 typedef struct KeystoreJob {
@@ -197,7 +198,7 @@ typedef struct KeystoreJob {
         KeystoreKey *key; /* opened, the job's own copy */
         JobOp op;
         char name[KEYSTORE_NAME_MAX + 1];   /* for the error message */
-        uint8_t pub[KEYSTORE_PUBLIC_BYTES]; /* JOB_SEAL_TO */
+        uint8_t pub[KEYSTORE_PUBLIC_BYTES]; /* JOB_SEAL_TO, JOB_VERIFY */
         uint8_t *in, *ad, *out;             /* copies of the request's data; the output */
         size_t in_n, ad_n, out_size;
         int r;
@@ -242,15 +243,27 @@ static void job_work(uv_work_t *req)
         case JOB_SEAL_TO:
                 j->r = keystore_seal_to(j->pub, j->in, j->in_n, j->out, j->out_size);
                 break;
+        case JOB_VERIFY:
+                j->r = keystore_verify(j->pub, j->in, j->in_n, j->ad);
+                break;
         }
         j->cpu_ns = now_clock_ns(CLOCK_THREAD_CPUTIME_ID) - t0;
 }
 
 static void reply_keystore_error(BrokerCall *c, int r, const char *name);
 
-/* Answers c with an operation's outcome: r the output's length or -errno. */
+/* Answers c with an operation's outcome: r the output's length or -errno (verify:
+ * 0 valid, -EBADMSG not). */
 static void answer(BrokerCall *c, JobOp op, int r, const uint8_t *out, const char *name)
 {
+        if (op == JOB_VERIFY) {
+                Cella__V1__KeystoreVerifyReply reply = CELLA__V1__KEYSTORE_VERIFY_REPLY__INIT;
+
+                reply.valid = r == 0;
+                broker_audit_set(c, "valid", json_boolean(reply.valid));
+                broker_reply(c, &reply.base, NULL, 0);
+                return;
+        }
         if (r < 0) {
                 if (r == -EINVAL && op == JOB_SEAL_TO)
                         broker_reply_error(c, EINVAL, "the public key is not a usable x25519 key");
@@ -320,7 +333,8 @@ static uint8_t *dup_bytes(const ProtobufCBinaryData *b)
 }
 
 /*
- * Runs op with the app's key name (JOB_SEAL_TO: none, but the public key pub) on
+ * Runs op with the app's key name (JOB_SEAL_TO, JOB_VERIFY: none, but the public
+ * key pub) on
  * the threadpool and answers c when done: in
  * (the data) and ad copied, out_size bytes of output; or answers c with an error
  * now (the key's lookup, memory, a threadpool that refuses work).
@@ -336,7 +350,9 @@ static void job_start(BrokerCall *c, Keystore *ks, JobOp op, const char *name,
                 broker_reply_error(c, ENOMEM, NULL);
                 return;
         }
-        r = op == JOB_SEAL_TO ? 0 : keystore_key_load(ks, broker_app_id(c->app), name, &j->key);
+        r = op == JOB_SEAL_TO || op == JOB_VERIFY
+                    ? 0
+                    : keystore_key_load(ks, broker_app_id(c->app), name, &j->key);
         if (r < 0) {
                 job_free(j);
                 reply_keystore_error(c, r, name);
@@ -473,6 +489,11 @@ static void verify_handle(BrokerCall *c)
         Cella__V1__KeystoreVerifyReply reply = CELLA__V1__KEYSTORE_VERIFY_REPLY__INIT;
 
         broker_audit_set(c, "bytes", json_integer((json_int_t)m->data.len));
+        if (m->data.len > KEYSTORE_LOOP_BYTES_MAX) {
+                job_start(c, NULL, JOB_VERIFY, NULL, &m->data, &m->signature, 0,
+                          m->public_key.data);
+                return;
+        }
         reply.valid = keystore_verify(m->public_key.data, m->data.data, m->data.len,
                                       m->signature.data) == 0;
         broker_audit_set(c, "valid", json_boolean(reply.valid));
