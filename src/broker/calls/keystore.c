@@ -14,13 +14,13 @@
  * prepared SELECT and an XChaCha20-Poly1305 open of 32 bytes: ~8 us in all,
  * bench/ipc-keystore), and so is the operation on at most KEYSTORE_LOOP_BYTES_MAX
  * bytes of data (an ed25519 signature of 64 bytes takes ~16 us). Larger data goes
- * (sign, verify, seal, open) to libuv's threadpool with its own copy of the opened key (keystore_key_load(), a
- * sodium_malloc() buffer wiped when freed) and of the data, as fs.usage's walk
- * does: signing 64000 bytes takes ~250 us and opening a sealed box of 64000 bytes
- * ~70 us, which on the loop would hold every other app's calls. The worker's CPU
- * time is charged to the app (broker_app_charge_cpu(), "worker_cpu_us" in the
- * record). A call waiting on a worker is one of the app's outstanding calls; if the
- * app cancels it or goes, the worker's result is dropped and the key wiped.
+ * (sign, verify, seal, open) to libuv's threadpool with its own copy of the opened key
+ * (keystore_key_load(), a sodium_malloc() buffer wiped when freed) and of the data, as fs.usage's
+ * walk does: signing 64000 bytes takes ~250 us and opening a sealed box of 64000 bytes ~70 us,
+ * which on the loop would hold every other app's calls. The worker's CPU time is charged to the app
+ * (broker_app_charge_cpu(), "worker_cpu_us" in the record). A call waiting on a worker is one of
+ * the app's outstanding calls; if the app cancels it or goes, the worker's result is dropped and
+ * the key wiped.
  *
  * Audit: each record carries the key's name, kind and the data's length in bytes;
  * never key bytes, data or signatures.
