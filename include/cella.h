@@ -975,6 +975,129 @@ CELLA_API CellaBusSeen *cella_bus_seen_free(CellaBusSeen *s);
  * the last one recorded for sender; -ENOBUFS past CELLA_BUS_SEEN_MAX senders;
  * -EINVAL. */
 CELLA_API int cella_bus_seen_check(CellaBusSeen *s, const char *sender, uint64_t counter);
+/* ---- keystore (docs/ipc-keystore.md) ----------------------------------------- */
+
+/*
+ * Keys made and held by the kernel, used by name; the private bytes never enter
+ * the app (no call returns them). Names are the app's own: 1..CELLA_KEY_NAME_MAX
+ * bytes of [a-z0-9_.-]; another app's key of the same name is not reachable and
+ * answers -ENOENT like a key that does not exist. Every call but
+ * cella_keystore_verify() and cella_keystore_peer_public_key() needs the right
+ * "keystore". Errors they share: -EINVAL (bad name, kind, size; or a key of a kind
+ * the operation does not take), -EACCES / -EPERM (the right), -ENOENT (no such key
+ * of this app), -EMSGSIZE (data over CELLA_KEY_DATA_MAX bytes, associated data over
+ * CELLA_KEY_AD_MAX), -EAGAIN (the call class's rate), -EIO (the kernel's keystore
+ * cannot be read: its log says why).
+ */
+
+#define CELLA_KEY_NAME_MAX        64u    /* bytes of a key name */
+#define CELLA_KEY_PUBLIC_BYTES    32u    /* an ed25519 or x25519 public key */
+#define CELLA_KEY_SIG_BYTES       64u    /* an ed25519 signature */
+#define CELLA_KEY_BOX_OVERHEAD    40u    /* a secret key's box: 24-byte nonce + 16-byte tag */
+#define CELLA_KEY_SEALED_OVERHEAD 48u    /* a box sealed to a public key (crypto_box_seal) */
+#define CELLA_KEY_DATA_MAX        64000u /* bytes signed, sealed or opened in one call */
+#define CELLA_KEY_AD_MAX          1024u  /* bytes of associated data */
+
+/* Opcodes of the keystore calls (enum Opcode in proto/cella.proto). */
+enum {
+        CELLA_OP_KEYSTORE_CREATE = 0x0C01,
+        CELLA_OP_KEYSTORE_SIGN = 0x0C02,
+        CELLA_OP_KEYSTORE_VERIFY = 0x0C03,
+        CELLA_OP_KEYSTORE_SEAL = 0x0C04,
+        CELLA_OP_KEYSTORE_OPEN = 0x0C05,
+        CELLA_OP_KEYSTORE_PUBLIC_KEY = 0x0C06,
+        CELLA_OP_KEYSTORE_DELETE = 0x0C07,
+        CELLA_OP_KEYSTORE_LIST = 0x0C08,
+        CELLA_OP_KEYSTORE_PEER_PUBLIC_KEY = 0x0C09,
+};
+
+typedef enum CellaKeyKind {
+        CELLA_KEY_ED25519 = 1, /* signing: 32-byte public key, 64-byte signatures */
+        CELLA_KEY_X25519 = 2,  /* key exchange; opens boxes sealed to its public key */
+        CELLA_KEY_SECRET = 3,  /* XChaCha20-Poly1305: seals and opens the app's data */
+} CellaKeyKind;
+
+/*
+ * Makes a key of kind named name. pub (CELLA_KEY_PUBLIC_BYTES, may be NULL) gets its
+ * public key (zeros for CELLA_KEY_SECRET). Returns 0, the shared errors, -EEXIST
+ * (the app has a key of that name), -EDQUOT (it has keystore.keys_max keys, 64 by
+ * default: docs/config.md).
+ */
+CELLA_API int cella_keystore_create(Cella *c, const char *name, CellaKeyKind kind, uint8_t *pub);
+
+/* Signs data (len 0..CELLA_KEY_DATA_MAX bytes) with the app's ed25519 key name: sig
+ * gets the 64-byte detached signature (crypto_sign_detached). Returns 0 or the
+ * shared errors. */
+CELLA_API int cella_keystore_sign(Cella *c, const char *name, const void *data, size_t len,
+                                  uint8_t sig[CELLA_KEY_SIG_BYTES]);
+
+/* Checks sig over data (len 0..CELLA_KEY_DATA_MAX bytes) with any ed25519 public key
+ * pub. Needs no right. Returns 0 valid, -EBADMSG not valid, or the shared errors. */
+CELLA_API int cella_keystore_verify(Cella *c, const uint8_t pub[CELLA_KEY_PUBLIC_BYTES],
+                                    const void *data, size_t len,
+                                    const uint8_t sig[CELLA_KEY_SIG_BYTES]);
+
+/*
+ * Seals pt (len 0..CELLA_KEY_DATA_MAX bytes) with the app's secret key name and
+ * associated data ad (ad_len 0..CELLA_KEY_AD_MAX bytes; authenticated, not carried:
+ * give the same to open). box (box_size bytes, at least len +
+ * CELLA_KEY_BOX_OVERHEAD) gets nonce (24, drawn by the kernel) || ciphertext ||
+ * tag (16); *ret_len its length. Returns 0, the shared errors, -ENOBUFS (box_size
+ * too small).
+ */
+CELLA_API int cella_keystore_seal(Cella *c, const char *name, const void *pt, size_t len,
+                                  const void *ad, size_t ad_len, void *box, size_t box_size,
+                                  size_t *ret_len);
+
+/* Seals pt (len 0..CELLA_KEY_DATA_MAX bytes) to the x25519 public key pub (another
+ * app's, from cella_keystore_peer_public_key(), or the app's own): crypto_box_seal,
+ * which only the holder of that key opens. box: at least len +
+ * CELLA_KEY_SEALED_OVERHEAD bytes. Returns 0 with *ret_len, -ENOBUFS, or the shared
+ * errors (-EINVAL: pub is not a usable key). */
+CELLA_API int cella_keystore_seal_to(Cella *c, const uint8_t pub[CELLA_KEY_PUBLIC_BYTES],
+                                     const void *pt, size_t len, void *box, size_t box_size,
+                                     size_t *ret_len);
+
+/*
+ * Opens box (len bytes) with the app's key name: a secret key's box with the same
+ * ad, or (an x25519 key, ad_len 0) a box sealed to its public key. pt (pt_size
+ * bytes, at least len less the overhead) gets the plaintext, *ret_len its length.
+ * Returns 0, -EBADMSG (it does not open: tampered, truncated, another key, other
+ * ad), -ENOBUFS, or the shared errors. Opening is stateless: the same box opens as
+ * often as it is presented; bind it to its context through ad.
+ */
+CELLA_API int cella_keystore_open(Cella *c, const char *name, const void *box, size_t len,
+                                  const void *ad, size_t ad_len, void *pt, size_t pt_size,
+                                  size_t *ret_len);
+
+/* The kind and public key (CELLA_KEY_PUBLIC_BYTES) of the app's key name; -EINVAL
+ * for a secret key (it has none). Either output may be NULL. */
+CELLA_API int cella_keystore_public_key(Cella *c, const char *name, CellaKeyKind *ret_kind,
+                                        uint8_t *pub);
+
+/*
+ * Another app's public key of its key name (ed25519 or x25519), as the kernel holds
+ * it: the kernel vouches that app_id made it. Needs bus.send for app_id, not
+ * "keystore". Returns 0, -ENOENT (that app has no such public key; whether the app
+ * exists is not said), -EACCES / -EPERM (no bus.send for it), -EINVAL.
+ */
+CELLA_API int cella_keystore_peer_public_key(Cella *c, const char *app_id, const char *name,
+                                             CellaKeyKind *ret_kind, uint8_t *pub);
+
+/* Deletes the app's key name. Returns 0 or the shared errors. */
+CELLA_API int cella_keystore_delete(Cella *c, const char *name);
+
+/* One key as cella_keystore_list() shows it (no private bytes). */
+typedef struct CellaKey {
+        char name[CELLA_KEY_NAME_MAX + 1];
+        CellaKeyKind kind;
+        uint8_t public_key[CELLA_KEY_PUBLIC_BYTES]; /* zeros for CELLA_KEY_SECRET */
+        int64_t created_ms;                         /* wall clock, ms since the epoch */
+} CellaKey;
+
+/* The app's keys by name: *ret (*ret_n entries, one allocation: cella_free()) and,
+ * if ret_keys_max is not NULL, its quota. Returns 0 or the shared errors. */
+CELLA_API int cella_keystore_list(Cella *c, CellaKey **ret, size_t *ret_n, unsigned *ret_keys_max);
 
 #ifdef __cplusplus
 }

@@ -144,6 +144,8 @@ SECURITY = {
     # The broker: every capability check an app meets.
     "broker": [],
     "broker-calls": [],
+    # The keystore: keys at rest under the host key, tampered rows.
+    "keystore": [],
     # The control socket's peer check; the app's data dir owner; its /data quota.
     "control-root": ["root"],
     "state-owner": ["root"],
@@ -160,6 +162,7 @@ SECURITY = {
     "test_broker_flood.py": INTEGRATION,
     "test_lua_wall.py": INTEGRATION,
     "test_run.py": INTEGRATION,
+    "test_keystore.py": INTEGRATION,
     "test_real_programs.py": INTEGRATION + ["python_testsuite", "setpriv"],
 }
 

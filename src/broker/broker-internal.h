@@ -76,6 +76,8 @@ extern const BrokerCallDef broker_calls_usage[];  /* fs.usage (calls/usage.c) */
 extern const BrokerCallDef broker_calls_timer[];  /* timer.* */
 extern const BrokerCallDef broker_calls_bus[];    /* bus.* */
 extern const BrokerCallDef broker_calls_net[];    /* net.connect (calls/net.c) */
+/* keystore.* (calls/keystore.c) */
+extern const BrokerCallDef broker_calls_keystore[];
 
 /* channel.* (calls/channel.c) */
 extern const BrokerCallDef broker_calls_channel[];
@@ -259,3 +261,8 @@ struct BusSig;
 int broker_channel_sign(BrokerApp *sender, unsigned kind, const char *topic_or_target,
                         const char *content_type, const void *data, size_t len, struct BusSig *ret,
                         const char **ret_why);
+/* calls/keystore.c's state of the whole broker (the opened keystore): a slot the
+ * broker keeps (NULL until the first keystore call) and frees at broker_free() with
+ * broker_keystore_free() (takes NULL). */
+void **broker_keystore_slot(Broker *b);
+void broker_keystore_free(void *global);

@@ -34,7 +34,7 @@
 #define BATCH_ARENA_SIZE  (4u * CHANNEL_BODY_MAX) /* bytes; flushed early when full */
 #define CALLS_CACHED_MAX  16u                     /* free call structs kept per app */
 #define DISPATCH_AREAS    16u                     /* opcode high byte 0x01..0x0f */
-#define DISPATCH_CALLS    16u                     /* opcode low byte 0x00..0x0f */
+#define DISPATCH_CALLS    32u                     /* opcode low byte 0x00..0x1f */
 #define RECV_BATCH        16u                     /* frames per recvmmsg(2) */
 
 typedef struct CallImpl {
@@ -111,6 +111,7 @@ struct Broker {
         int64_t coalesce_due;       /* when it fires (wall-clock us), INT64_MAX: stopped */
         void *net;                  /* calls/net.c's (broker_net_new()) */
         void *channel;              /* calls/channel.c's (broker_channel_global()) */
+        void *keystore;             /* calls/keystore.c's, opened on first use */
 
         /* The batch of the app being read. */
         BrokerApp *batch_app;
@@ -1216,9 +1217,9 @@ static void app_hangup(BrokerApp *app, int reason)
 }
 
 static const BrokerCallDef *const call_tables[] = {
-        broker_calls_system, broker_calls_proc,    broker_calls_app,   broker_calls_perm,
-        broker_calls_fs,     broker_calls_usage,   broker_calls_timer, broker_calls_bus,
-        broker_calls_net,    broker_calls_channel,
+        broker_calls_system, broker_calls_proc,     broker_calls_app,   broker_calls_perm,
+        broker_calls_fs,     broker_calls_usage,    broker_calls_timer, broker_calls_bus,
+        broker_calls_net,    broker_calls_channel,  broker_calls_keystore,
 };
 
 const BrokerCallDef *broker_call_def(uint16_t opcode)
@@ -1299,6 +1300,7 @@ int broker_new(const BrokerOptions *o, Broker **ret)
         DEFAULT(net_conns_max, BROKER_NET_CONNS_DEFAULT);
         DEFAULT(net_rate, BROKER_NET_RATE_DEFAULT);
         DEFAULT(net_burst, BROKER_NET_BURST_DEFAULT);
+        DEFAULT(keystore_keys_max, BROKER_KEYSTORE_KEYS_DEFAULT);
 #undef DEFAULT
         b->net = broker_net_new();
         *ret = b;
@@ -1313,6 +1315,7 @@ Broker *broker_free(Broker *b)
                 broker_app_detach(b->apps);
         broker_net_free(b->net);
         broker_channel_free(b->channel);
+        broker_keystore_free(b->keystore);
         if (b->coalesce_timer)
                 uv_close((uv_handle_t *)b->coalesce_timer, poll_close_cb);
         free(b->arena);
@@ -1539,6 +1542,9 @@ BrokerAppStats *broker_app_stats_mut(BrokerApp *app)
 void **broker_channel_global(Broker *b)
 {
         return &b->channel;
+void **broker_keystore_slot(Broker *b)
+{
+        return &b->keystore;
 }
 
 struct NetGlobal *broker_net_global(Broker *b)

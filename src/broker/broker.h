@@ -179,7 +179,14 @@ typedef struct BrokerOptions {
          * keys); 0 takes the default below. */
         uint64_t net_conns_max;       /* connections open at once */
         uint64_t net_rate, net_burst; /* new connections a second, and the bucket */
+        /* keystore.*: keys per app (cellad.conf keystore.keys_max; docs/ipc-keystore.md
+         * "Keystore"); 0 takes BROKER_KEYSTORE_KEYS_DEFAULT. */
+        uint64_t keystore_keys_max;
 } BrokerOptions;
+
+/* Keys per app in the keystore by default: 64, room for a signing key, an exchange
+ * key and a secret per peer or purpose of a modest app; cellad.conf raises it. */
+#define BROKER_KEYSTORE_KEYS_DEFAULT 64u
 
 /* Defaults of the net.connect limits: 256 connections open (a browser's per-profile
  * cap in Chromium is 256 sockets, ClientSocketPoolManager's max_sockets_per_pool),

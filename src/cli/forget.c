@@ -115,6 +115,9 @@ int cli_forget(int argc, char **argv)
         if (r < 0) {
                 if (step == APP_FORGET_GRANTS)
                         log_error_errno(r, "cannot forget the grants of %s: %m", app);
+                else if (step == APP_FORGET_KEYS)
+                        log_error_errno(r, "cannot forget the keys of %s in %s/keystore.db: %m",
+                                        app, state_dir);
                 else if (step == APP_FORGET_DATA)
                         log_error_errno(r, "cannot unmount the /data of %s (%s/apps/%s/data): %m",
                                         app, state_dir, app);
@@ -126,7 +129,7 @@ int cli_forget(int argc, char **argv)
                 log_error("%s is not installed in %s; nothing to forget", app, state_dir);
                 return 1;
         }
-        printf("forgot %s: its data and grants are deleted; its id is free\n", app);
+        printf("forgot %s: its data, grants and keys are deleted; its id is free\n", app);
         cli_grants_changed(state_dir, app, "forgotten", NULL, false);
         /* What it exported is gone: running kernels re-read every app's grants. */
         r = control_notify_grants_changed(state_dir, NULL);

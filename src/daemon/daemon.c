@@ -744,6 +744,7 @@ int daemon_run(const DaemonOptions *o)
                 .net_conns_max = d.config.net.conns_max,
                 .net_rate = d.config.net.rate,
                 .net_burst = d.config.net.burst,
+                .keystore_keys_max = d.config.keystore_keys_max,
         };
         r = supervisor_new(&so, &d.sup, &err);
         if (r < 0)

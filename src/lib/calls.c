@@ -1179,3 +1179,259 @@ int cella_net_connect(Cella *c, const char *host, unsigned port, CellaNetProto p
         /* wire_unpack() checked that exactly one fd came. */
         return cella_reply_take_fd(reply, 0);
 }
+
+/* ---- keystore (docs/ipc-keystore.md) --------------------------------------------- */
+
+static int check_key_name(const char *name)
+{
+        if (check_str(name, CELLA_KEY_NAME_MAX, true) < 0)
+                return -EINVAL;
+        for (const char *p = name; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' ||
+                      *p == '.' || *p == '-'))
+                        return -EINVAL;
+        return 0;
+}
+
+/* Copies a public key of a reply (32 bytes, else -EBADMSG) to pub (may be NULL). */
+static int copy_public(const ProtobufCBinaryData *b, uint8_t *pub)
+{
+        if (b->len != CELLA_KEY_PUBLIC_BYTES)
+                return -EBADMSG;
+        if (pub)
+                memcpy(pub, b->data, CELLA_KEY_PUBLIC_BYTES);
+        return 0;
+}
+
+int cella_keystore_create(Cella *c, const char *name, CellaKeyKind kind, uint8_t *pub)
+{
+        Cella__V1__KeystoreCreateRequest req = CELLA__V1__KEYSTORE_CREATE_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *pm = NULL;
+        const Cella__V1__KeystoreCreateReply *m;
+        int r;
+
+        if (check_key_name(name) < 0 ||
+            (kind != CELLA_KEY_ED25519 && kind != CELLA_KEY_X25519 && kind != CELLA_KEY_SECRET))
+                return -EINVAL;
+        req.name = (char *)name;
+        req.kind = (Cella__V1__KeystoreKind)kind;
+        r = call(c, CELLA_OP_KEYSTORE_CREATE, &req.base, &pm, NULL);
+        if (r < 0)
+                return r;
+        m = (const void *)pm;
+        if (kind == CELLA_KEY_SECRET) {
+                if (pub)
+                        memset(pub, 0, CELLA_KEY_PUBLIC_BYTES);
+                return 0;
+        }
+        return copy_public(&m->public_key, pub);
+}
+
+int cella_keystore_sign(Cella *c, const char *name, const void *data, size_t len,
+                        uint8_t sig[CELLA_KEY_SIG_BYTES])
+{
+        Cella__V1__KeystoreSignRequest req = CELLA__V1__KEYSTORE_SIGN_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *pm = NULL;
+        const Cella__V1__KeystoreSignReply *m;
+        int r;
+
+        if (check_key_name(name) < 0 || !sig || (!data && len))
+                return -EINVAL;
+        if (len > CELLA_KEY_DATA_MAX)
+                return -EMSGSIZE;
+        req.name = (char *)name;
+        req.data = (ProtobufCBinaryData){.data = (uint8_t *)data, .len = len};
+        r = call(c, CELLA_OP_KEYSTORE_SIGN, &req.base, &pm, NULL);
+        if (r < 0)
+                return r;
+        m = (const void *)pm;
+        if (m->signature.len != CELLA_KEY_SIG_BYTES)
+                return -EBADMSG;
+        memcpy(sig, m->signature.data, CELLA_KEY_SIG_BYTES);
+        return 0;
+}
+
+int cella_keystore_verify(Cella *c, const uint8_t pub[CELLA_KEY_PUBLIC_BYTES], const void *data,
+                          size_t len, const uint8_t sig[CELLA_KEY_SIG_BYTES])
+{
+        Cella__V1__KeystoreVerifyRequest req = CELLA__V1__KEYSTORE_VERIFY_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *pm = NULL;
+        int r;
+
+        if (!pub || !sig || (!data && len))
+                return -EINVAL;
+        if (len > CELLA_KEY_DATA_MAX)
+                return -EMSGSIZE;
+        req.public_key =
+                (ProtobufCBinaryData){.data = (uint8_t *)pub, .len = CELLA_KEY_PUBLIC_BYTES};
+        req.data = (ProtobufCBinaryData){.data = (uint8_t *)data, .len = len};
+        req.signature = (ProtobufCBinaryData){.data = (uint8_t *)sig, .len = CELLA_KEY_SIG_BYTES};
+        r = call(c, CELLA_OP_KEYSTORE_VERIFY, &req.base, &pm, NULL);
+        if (r < 0)
+                return r;
+        return ((const Cella__V1__KeystoreVerifyReply *)(const void *)pm)->valid ? 0 : -EBADMSG;
+}
+
+/* Copies a reply's bytes b into out (out_size bytes): -ENOBUFS if they do not fit. */
+static int copy_out(const ProtobufCBinaryData *b, void *out, size_t out_size, size_t *ret_len)
+{
+        if (b->len > out_size)
+                return -ENOBUFS;
+        if (b->len)
+                memcpy(out, b->data, b->len);
+        if (ret_len)
+                *ret_len = b->len;
+        return 0;
+}
+
+int cella_keystore_seal(Cella *c, const char *name, const void *pt, size_t len, const void *ad,
+                        size_t ad_len, void *box, size_t box_size, size_t *ret_len)
+{
+        Cella__V1__KeystoreSealRequest req = CELLA__V1__KEYSTORE_SEAL_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *pm = NULL;
+        int r;
+
+        if (check_key_name(name) < 0 || !box || (!pt && len) || (!ad && ad_len))
+                return -EINVAL;
+        if (len > CELLA_KEY_DATA_MAX || ad_len > CELLA_KEY_AD_MAX)
+                return -EMSGSIZE;
+        if (box_size < len + CELLA_KEY_BOX_OVERHEAD)
+                return -ENOBUFS;
+        req.name = (char *)name;
+        req.plaintext = (ProtobufCBinaryData){.data = (uint8_t *)pt, .len = len};
+        req.associated_data = (ProtobufCBinaryData){.data = (uint8_t *)ad, .len = ad_len};
+        r = call(c, CELLA_OP_KEYSTORE_SEAL, &req.base, &pm, NULL);
+        if (r < 0)
+                return r;
+        return copy_out(&((const Cella__V1__KeystoreSealReply *)(const void *)pm)->box, box,
+                        box_size, ret_len);
+}
+
+int cella_keystore_seal_to(Cella *c, const uint8_t pub[CELLA_KEY_PUBLIC_BYTES], const void *pt,
+                           size_t len, void *box, size_t box_size, size_t *ret_len)
+{
+        Cella__V1__KeystoreSealRequest req = CELLA__V1__KEYSTORE_SEAL_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *pm = NULL;
+        int r;
+
+        if (!pub || !box || (!pt && len))
+                return -EINVAL;
+        if (len > CELLA_KEY_DATA_MAX)
+                return -EMSGSIZE;
+        if (box_size < len + CELLA_KEY_SEALED_OVERHEAD)
+                return -ENOBUFS;
+        req.public_key =
+                (ProtobufCBinaryData){.data = (uint8_t *)pub, .len = CELLA_KEY_PUBLIC_BYTES};
+        req.plaintext = (ProtobufCBinaryData){.data = (uint8_t *)pt, .len = len};
+        r = call(c, CELLA_OP_KEYSTORE_SEAL, &req.base, &pm, NULL);
+        if (r < 0)
+                return r;
+        return copy_out(&((const Cella__V1__KeystoreSealReply *)(const void *)pm)->box, box,
+                        box_size, ret_len);
+}
+
+int cella_keystore_open(Cella *c, const char *name, const void *box, size_t len, const void *ad,
+                        size_t ad_len, void *pt, size_t pt_size, size_t *ret_len)
+{
+        Cella__V1__KeystoreOpenRequest req = CELLA__V1__KEYSTORE_OPEN_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *pm = NULL;
+        int r;
+
+        if (check_key_name(name) < 0 || !pt || (!box && len) || (!ad && ad_len))
+                return -EINVAL;
+        if (len > CELLA_KEY_DATA_MAX + CELLA_KEY_SEALED_OVERHEAD || ad_len > CELLA_KEY_AD_MAX)
+                return -EMSGSIZE;
+        req.name = (char *)name;
+        req.box = (ProtobufCBinaryData){.data = (uint8_t *)box, .len = len};
+        req.associated_data = (ProtobufCBinaryData){.data = (uint8_t *)ad, .len = ad_len};
+        r = call(c, CELLA_OP_KEYSTORE_OPEN, &req.base, &pm, NULL);
+        if (r < 0)
+                return r;
+        return copy_out(&((const Cella__V1__KeystoreOpenReply *)(const void *)pm)->plaintext, pt,
+                        pt_size, ret_len);
+}
+
+int cella_keystore_public_key(Cella *c, const char *name, CellaKeyKind *ret_kind, uint8_t *pub)
+{
+        Cella__V1__KeystorePublicKeyRequest req = CELLA__V1__KEYSTORE_PUBLIC_KEY_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *pm = NULL;
+        const Cella__V1__KeystorePublicKeyReply *m;
+        int r;
+
+        if (check_key_name(name) < 0)
+                return -EINVAL;
+        req.name = (char *)name;
+        r = call(c, CELLA_OP_KEYSTORE_PUBLIC_KEY, &req.base, &pm, NULL);
+        if (r < 0)
+                return r;
+        m = (const void *)pm;
+        if (ret_kind)
+                *ret_kind = (CellaKeyKind)m->kind;
+        return copy_public(&m->public_key, pub);
+}
+
+int cella_keystore_peer_public_key(Cella *c, const char *app_id, const char *name,
+                                   CellaKeyKind *ret_kind, uint8_t *pub)
+{
+        Cella__V1__KeystorePeerPublicKeyRequest req =
+                CELLA__V1__KEYSTORE_PEER_PUBLIC_KEY_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *pm = NULL;
+        const Cella__V1__KeystorePeerPublicKeyReply *m;
+        int r;
+
+        if (check_str(app_id, CELLA_ID_MAX, true) < 0 || check_key_name(name) < 0)
+                return -EINVAL;
+        req.app_id = (char *)app_id;
+        req.name = (char *)name;
+        r = call(c, CELLA_OP_KEYSTORE_PEER_PUBLIC_KEY, &req.base, &pm, NULL);
+        if (r < 0)
+                return r;
+        m = (const void *)pm;
+        if (ret_kind)
+                *ret_kind = (CellaKeyKind)m->kind;
+        return copy_public(&m->public_key, pub);
+}
+
+int cella_keystore_delete(Cella *c, const char *name)
+{
+        Cella__V1__KeystoreDeleteRequest req = CELLA__V1__KEYSTORE_DELETE_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *pm = NULL;
+
+        if (check_key_name(name) < 0)
+                return -EINVAL;
+        req.name = (char *)name;
+        return call(c, CELLA_OP_KEYSTORE_DELETE, &req.base, &pm, NULL);
+}
+
+int cella_keystore_list(Cella *c, CellaKey **ret, size_t *ret_n, unsigned *ret_keys_max)
+{
+        Cella__V1__KeystoreListRequest req = CELLA__V1__KEYSTORE_LIST_REQUEST__INIT;
+        _cleanup_unpacked_ ProtobufCMessage *pm = NULL;
+        const Cella__V1__KeystoreListReply *m;
+        CellaKey *v;
+        int r;
+
+        if (!ret || !ret_n)
+                return -EINVAL;
+        r = call(c, CELLA_OP_KEYSTORE_LIST, &req.base, &pm, NULL);
+        if (r < 0)
+                return r;
+        m = (const void *)pm;
+        v = calloc(m->n_keys ?: 1, sizeof *v);
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 0; i < m->n_keys; i++) {
+                const Cella__V1__KeystoreKey *k = m->keys[i];
+
+                snprintf(v[i].name, sizeof v[i].name, "%s", k->name ? k->name : "");
+                v[i].kind = (CellaKeyKind)k->kind;
+                if (k->public_key.len == CELLA_KEY_PUBLIC_BYTES)
+                        memcpy(v[i].public_key, k->public_key.data, CELLA_KEY_PUBLIC_BYTES);
+                v[i].created_ms = k->created_ms;
+        }
+        *ret = v;
+        *ret_n = m->n_keys;
+        if (ret_keys_max)
+                *ret_keys_max = m->keys_max;
+        return 0;
+}

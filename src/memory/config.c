@@ -106,6 +106,9 @@ static const ConfigKey config_keys[] = {
         U32("net.connections_max", net.conns_max, 1, 65536),
         U32("net.connect_rate", net.rate, 1, 100000),
         U32("net.connect_burst", net.burst, 1, 100000),
+        /* The keystore's per-app quota (docs/ipc-keystore.md). */
+        /* 512: keystore.list answers every key in one 64 KiB frame (~110 bytes a key). */
+        U32("keystore.keys_max", keystore_keys_max, 1, 512),
 };
 
 _Static_assert(offsetof(ManagerConfig, net_group_range_prefix) ==
@@ -143,6 +146,7 @@ void manager_config_default(ManagerConfig *ret)
         ret->net.conns_max = 256;
         ret->net.rate = 50;
         ret->net.burst = 100;
+        ret->keystore_keys_max = 64; /* BROKER_KEYSTORE_KEYS_DEFAULT */
 }
 
 /*

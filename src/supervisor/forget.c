@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Forgetting an app (forget.h): grants, then /data, then its uid and folder. */
+/* Forgetting an app (forget.h): grants, keys, then /data, then its uid and folder. */
 #include <errno.h>
 
+#include "keystore/keystore.h"
 #include "policy/grants.h"
 #include "supervisor/forget.h"
 #include "supervisor/state.h"
@@ -17,6 +18,14 @@ int app_forget(const char *state_dir, Grants *g, State *st, const char *id, AppF
                         *ret_step = APP_FORGET_GRANTS;
                 return r2;
         }
+        r = keystore_forget_app(state_dir, id);
+        if (r < 0) {
+                if (ret_step)
+                        *ret_step = APP_FORGET_KEYS;
+                return r;
+        }
+        if (r > 0)
+                r2 = 1;
         /* /data is a file system of its own, mounted between runs: take it down, or
          * the removal below would empty it and then fail on its mount point. */
         r = storage_release(state_dir, id);

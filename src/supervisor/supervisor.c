@@ -715,13 +715,14 @@ int supervisor_ready(Supervisor *s, SupervisorError *err)
                         goto fail;
                 *host = host_ops;
                 host->userdata = s;
-                /* net.connect's limits: cellad hands its cellad.conf's; a kernel of its
-                 * own (`cella run`, `cella boot`) reads the net.* keys of the state
+                /* net.connect's limits and keystore.keys_max: cellad hands its
+                 * cellad.conf's; a kernel of its own (`cella run`, `cella boot`) reads
+                 * the net.* and keystore.* keys of the state
                  * directory's file itself, so every kernel on one state directory
                  * applies the same limits (docs/config.md). A file that does not
                  * load leaves the defaults, said once. */
                 uint64_t net_conns_max = o->net_conns_max, net_rate = o->net_rate,
-                         net_burst = o->net_burst;
+                         net_burst = o->net_burst, keystore_keys_max = o->keystore_keys_max;
                 if (!o->daemon && !net_conns_max && !net_rate && !net_burst) {
                         ManagerConfig mc;
                         char *path = NULL, *why = NULL;
@@ -731,6 +732,8 @@ int supervisor_ready(Supervisor *s, SupervisorError *err)
                                 net_conns_max = mc.net.conns_max;
                                 net_rate = mc.net.rate;
                                 net_burst = mc.net.burst;
+                                if (!keystore_keys_max)
+                                        keystore_keys_max = mc.keystore_keys_max;
                         } else
                                 log_warning("%s; net.connect's limits are the defaults", why);
                         free(path);
@@ -745,7 +748,8 @@ int supervisor_ready(Supervisor *s, SupervisorError *err)
                                                 .host = host,
                                                 .net_conns_max = net_conns_max,
                                                 .net_rate = net_rate,
-                                                .net_burst = net_burst},
+                                                .net_burst = net_burst,
+                                                .keystore_keys_max = keystore_keys_max},
                                &s->broker);
                 if (r < 0) {
                         free(host);

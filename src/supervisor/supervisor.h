@@ -100,6 +100,9 @@ typedef struct SupervisorOptions {
         /* net.connect's per-app limits (cellad.conf net.*, docs/network.md "Limits"):
          * connections open, new ones a second, the bucket; 0: the broker's defaults. */
         uint64_t net_conns_max, net_rate, net_burst;
+        /* keystore.*'s keys per app (cellad.conf keystore.keys_max, docs/ipc-keystore.md
+         * "Keystore"); 0: read from the state directory's cellad.conf as net.* are. */
+        uint64_t keystore_keys_max;
 } SupervisorOptions;
 
 /* The phase of an app's run, as instance.c and group.c drive it; the state `cella ps`

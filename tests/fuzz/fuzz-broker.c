@@ -11,7 +11,9 @@
  * framing). After each datagram the loop runs and the app's end is drained. The app
  * is attached and detached per input: nothing may survive a detach.
  *
- * The manifest asks for no fs right (fs.open would create files) and no cgroup is
+ * The manifest asks for no fs right (fs.open would create files; the keystore's
+ * keystore.db and keystore.key are in the state directory, at most
+ * keystore.keys_max keys) and no cgroup is
  * given (proc.signal finds nothing to signal); the host launches nothing, and its
  * prompts never answer (they are cancelled at detach). No audit log: it would grow
  * without bound over millions of inputs.
@@ -84,7 +86,7 @@ static void init(void)
                 "{\"id\":\"org.fuzz.app\",\"runtime\":\"native\",\"entry\":\"x\","
                 "\"permissions\":[\"notify\",\"timer\",\"app.launch:org.fuzz.*\","
                 "\"bus.publish:fuzz.*\",\"bus.subscribe:fuzz.**\",\"bus.send:org.fuzz.*\","
-                "\"location\",\"camera\",\"system.admin\"]}";
+                "\"location\",\"camera\",\"system.admin\",\"keystore\"]}";
         char dir[] = "/tmp/fuzz-broker-XXXXXX";
         const char *bad, *why;
         ManifestError err;
