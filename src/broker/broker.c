@@ -1542,6 +1542,8 @@ BrokerAppStats *broker_app_stats_mut(BrokerApp *app)
 void **broker_channel_global(Broker *b)
 {
         return &b->channel;
+}
+
 void **broker_keystore_slot(Broker *b)
 {
         return &b->keystore;

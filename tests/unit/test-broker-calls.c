@@ -2880,8 +2880,10 @@ static void fill_request(ProtobufCMessage *m, uint32_t fs_flags, void **subs, si
                         break;
                 case PROTOBUF_C_TYPE_BYTES: {
                         /* keystore: a key and a signature of their sizes; keystore.seal
-                         * takes a name or a public key, and the filler gives the name. */
-                        static uint8_t zeros[64];
+                         * takes a name or a public key, and the filler gives the name.
+                         * An X25519 public key (channel.open, .accept) is 32 bytes, not
+                         * all zero. */
+                        static uint8_t zeros[64] = {9};
                         size_t len =
                                 strcmp(fd->name, "signature") == 0 ? 64
                                 : strcmp(fd->name, "public_key") == 0 &&
@@ -2898,15 +2900,6 @@ static void fill_request(ProtobufCMessage *m, uint32_t fs_flags, void **subs, si
                                           : strcmp(fd->name, "interval_ms") == 0 ? 0
                                                                                  : 1;
                         break;
-                case PROTOBUF_C_TYPE_BYTES: {
-                        /* An X25519 public key (channel.open, .accept) is 32 bytes. */
-                        static uint8_t key[32] = {9};
-
-                        if (strcmp(fd->name, "public_key") == 0)
-                                *(ProtobufCBinaryData *)at =
-                                        (ProtobufCBinaryData){.len = sizeof key, .data = key};
-                        break;
-                }
                 default:
                         break;
                 }
