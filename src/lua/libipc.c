@@ -66,6 +66,7 @@ static const char key_state = 0;   /* registry: the CLuaIpc userdata */
 /* One object: its class says which of the fields below mean something. */
 typedef struct IpcObj {
         uint64_t handle; /* the kernel's handle number; 0: none (closed, or revoked) */
+        uint32_t gen;    /* CLuaIpc.generation when it was made */
         int kind;        /* Cella__V1__IpcKind */
         uint32_t modes;  /* IPC_MODE_* bits */
         int fd;          /* the handle's fd, or -1 */
@@ -195,12 +196,24 @@ static void flush_deferred(CLuaApp *app)
         }
 }
 
+/* A handle made before the kernel restarted names nothing (or, in the new kernel's
+ * numbering, another of the app's handles): forgotten. */
+static void obj_sync(CLuaApp *app, IpcObj *o)
+{
+        if (o->handle && app->ipc && o->gen != app->ipc->generation) {
+                o->handle = 0;
+                snprintf(o->revoked, sizeof o->revoked, "kernel-restarted");
+        }
+}
+
 /* Lets go of o's handle (IPC_CLOSE, deferred if it cannot be sent now). */
 static void drop_handle(CLuaApp *app, IpcObj *o)
 {
-        uint64_t h = o->handle;
+        uint64_t h;
         int r;
 
+        obj_sync(app, o);
+        h = o->handle;
         o->handle = 0;
         if (h == 0)
                 return;
@@ -254,6 +267,8 @@ static IpcObj *test_obj(lua_State *L, int i)
 
         for (size_t k = 0; k < sizeof mts / sizeof mts[0] && !o; k++)
                 o = luaL_testudata(L, i, mts[k]);
+        if (o)
+                obj_sync(clua_app_of(L), o);
         return o;
 }
 
@@ -320,8 +335,10 @@ static void obj_register(lua_State *L, int i, IpcObj *o)
 
 /*
  * Sends req as opcode, with fd (-1: none), on the app's channel and waits for the
- * reply (the calling task is suspended); decode pushes the results. The return of
- * a lua_CFunction.
+ * reply (the calling task is suspended); decode pushes the results. decode sees the
+ * caller's stack and on top of it the generation of the call (CLuaIpc.generation
+ * when it was sent): obj_from_reply() reads it there, so decode functions call it
+ * before they push anything. The return of a lua_CFunction.
  */
 static int ipc_call(lua_State *L, const char *fname, uint16_t opcode, const ProtobufCMessage *req,
                     int fd, int (*decode)(lua_State *, CellaReply *))
@@ -351,6 +368,10 @@ static int ipc_call(lua_State *L, const char *fname, uint16_t opcode, const Prot
         free(buf);
         if (r < 0)
                 return clua_kernel_error(L, fname, r, NULL);
+        /* The generation the call was sent in, last on the stack decode sees: a
+         * handle in its reply is of that kernel, even if the reply is decoded only
+         * after an EVENT_KERNEL_RESTARTED that came behind it. */
+        lua_pushinteger(L, app->ipc ? app->ipc->generation : 0);
         return clua_await(L, id, decode);
 }
 
@@ -377,9 +398,10 @@ static void *reply_unpack(lua_State *L, CellaReply *reply, const ProtobufCMessag
 }
 
 /* Fills o from a handle reply (copies its strings, bounded). */
-static void obj_fill(IpcObj *o, const Cella__V1__IpcHandleReply *r)
+static void obj_fill(IpcObj *o, const Cella__V1__IpcHandleReply *r, uint32_t app_gen)
 {
         o->handle = r->handle;
+        o->gen = app_gen;
         o->kind = r->kind;
         o->modes = r->modes;
         snprintf(o->name, sizeof o->name, "%s", r->name ?: "");
@@ -441,6 +463,7 @@ static void set_nonblock(lua_State *L, IpcObj *o, const char *fname)
 static IpcObj *obj_from_reply(lua_State *L, CellaReply *reply, int box, uint32_t mode_mask,
                               const char *fname)
 {
+        uint32_t gen = (uint32_t)lua_tointeger(L, -1); /* ipc_call() pushed it */
         Cella__V1__IpcHandleReply *r =
                 reply_unpack(L, reply, &cella__v1__ipc_handle_reply__descriptor, fname);
         int kind = r->kind;
@@ -458,7 +481,7 @@ static IpcObj *obj_from_reply(lua_State *L, CellaReply *reply, int box, uint32_t
         } else
                 o = obj_push(L, kind);
         /* The handle is the app's from here: the box's __gc closes it. */
-        obj_fill(o, r);
+        obj_fill(o, r, gen);
         o->modes &= mode_mask;
         protobuf_c_message_free_unpacked(&r->base, NULL);
         obj_register(L, -1, o);
@@ -476,7 +499,11 @@ static IpcObj *obj_from_reply(lua_State *L, CellaReply *reply, int box, uint32_t
                 take_fd(L, o, reply, fname);
         if (kind == KIND(SHM))
                 shm_map(L, o, size, fname);
-        if (kind == KIND(PIPE) || kind == KIND(CHANNEL))
+        /* Never a blocking fd in the host's thread (a packed host's every app would
+         * wait): pipes and channels are set non-blocking (their open file
+         * description: a holder the handle was passed to shares it), a
+         * semaphore's eventfd is so already (EFD_NONBLOCK), and made so if not. */
+        if (kind == KIND(PIPE) || kind == KIND(CHANNEL) || kind == KIND(SEM))
                 set_nonblock(L, o, fname);
         return o;
 }
@@ -1622,6 +1649,8 @@ static int ipc_dispatch(lua_State *L)
                 lua_rawgetp(L, LUA_REGISTRYINDEX, &key_objects);
                 lua_rawgeti(L, -1, h);
                 o = lua_touserdata(L, -1);
+                if (o)
+                        obj_sync(clua_app_of(L), o);
                 if (o && o->handle == (uint64_t)h) {
                         /* The kernel's side is gone: no IPC_CLOSE for it any more. The
                          * fd and a mapping stay the app's (docs/ipc.md "Revocation"). */
@@ -1645,6 +1674,13 @@ bool clua_ipc_event(CLuaApp *app, const CellaEvent *ev)
 {
         CLuaWork *w;
 
+        if (ev->opcode == CELLA_EVENT_KERNEL_RESTARTED) {
+                /* Every handle of the old kernel is gone (obj_sync()); kernel.c goes on
+                 * with the event. */
+                if (app->ipc)
+                        app->ipc->generation++;
+                return false;
+        }
         if (ev->opcode != CELLA__V1__OPCODE__OPCODE_EVENT_IPC_OFFERED &&
             ev->opcode != CELLA__V1__OPCODE__OPCODE_EVENT_IPC_CLOSED)
                 return false;

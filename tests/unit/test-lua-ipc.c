@@ -267,6 +267,12 @@ static void k_sem_create(Kernel *k, const ChannelFrame *f)
                 K_ASSERT(strcmp(m->offers[1]->topic, "peers.#") == 0 && m->offers[1]->modes == 3);
         }
         k_handle(k, f, o->kind, m->name, 3, 0, o->fd);
+        if (strcmp(m->name, "org.test.a.restart") == 0) {
+                Cella__V1__KernelRestartedEvent ke = CELLA__V1__KERNEL_RESTARTED_EVENT__INIT;
+
+                ke.adopted_ms = 1;
+                k_event(k, OP(EVENT_KERNEL_RESTARTED), &ke.base);
+        }
         if (strcmp(m->name, "org.test.a.revoke-me") == 0) {
                 cl.handle = k->next_handle;
                 cl.reason = "revoked";
@@ -829,6 +835,28 @@ START_TEST(test_events)
 }
 END_TEST
 
+/* After a kernel restart the old handles name nothing: forgotten, never closed or
+ * passed by number in the new kernel's table. */
+START_TEST(test_kernel_restart_forgets_handles)
+{
+        Kernel k;
+        const char *src =
+                PRELUDE "local app = require('cella.app') "
+                        "local s "
+                        "app.on_kernel_restart(function() s:post() end) "
+                        "s = ipc.sem.create('org.test.a.restart', 0) "
+                        "assert(s:wait(10) == true, 'no restart event') "
+                        "assert(s:info().revoked == 'kernel-restarted', s:info().revoked) "
+                        "assert(s:info().handle == 0) "
+                        "refuses('the kernel closed this handle (kernel-restarted)', s.pass, s, "
+                        "  'org.test.b') "
+                        "s:close() ";
+
+        ck_assert_int_eq(run_app(src, &k), 0);
+        ck_assert_uint_eq(k.n_closes, 0);
+}
+END_TEST
+
 /* Two packed apps: one waits on a semaphore while the other runs. */
 START_TEST(test_packed_waits_apart)
 {
@@ -881,6 +909,7 @@ static Suite *suite(void)
         tcase_add_test(api, test_pipes);
         tcase_add_test(api, test_queue);
         tcase_add_test(api, test_events);
+        tcase_add_test(api, test_kernel_restart_forgets_handles);
         tcase_add_test(api, test_packed_waits_apart);
         tcase_add_test(api, test_no_channel);
         suite_add_tcase(s, api);
