@@ -124,12 +124,20 @@ def test_lua_and_native_share_memory_a_semaphore_a_queue_and_a_pipe(tmp_path):
     assert "peer: ok" in lg[B], lg[B]
 
 
-def test_example_lua_producer_and_consumer_share_a_ring(tmp_path):
+@pytest.mark.parametrize("isolation", ["sandbox", "packed"])
+def test_example_lua_producer_and_consumer_share_a_ring(tmp_path, isolation):
+    """The example as it is (each app in its sandbox), and packed in one host: there
+    both mappings are in one process, each app's own buffer object."""
     require_root()
     root = tmp_path / "apps"
     root.mkdir()
     for n in ("lua-producer", "lua-consumer"):
         shutil.copytree(example(f"ipc/{n}"), root / n)
+        if isolation == "packed":
+            m = json.loads((root / n / "manifest.json").read_text())
+            m.update(isolation="packed", group="ipcpair")
+            m.pop("depends", None)  # a group starts at once
+            (root / n / "manifest.json").write_text(json.dumps(m))
     chmod_world(tmp_path, root, *root.iterdir(), *(f for d in root.iterdir() for f in d.iterdir()))
     state = tmp_path / "state"
 
