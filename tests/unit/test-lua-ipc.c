@@ -730,6 +730,9 @@ START_TEST(test_sem)
                 "refuses('is not a table', ipc.sem.create, 'org.test.a.q', 0, {'a'}) "
                 "refuses('at most 32 offers', ipc.sem.create, 'org.test.a.q', 0, "
                 "  setmetatable({}, {__len = function() return 33 end})) "
+                /* where the task cannot be suspended (a metamethod called from C) */
+                "refuses('cannot wait for the network or an ipc object here', tostring, "
+                "  setmetatable({}, {__tostring = function() return tostring(s:wait(1)) end})) "
                 "s:close() refuses('is closed', s.wait, s, 0) ";
 
         ck_assert_int_eq(run_app(src, &k), 0);
