@@ -1215,8 +1215,17 @@ static int queue_open_(lua_State *L)
 
 static int decode_queue_send(lua_State *L, CellaReply *reply)
 {
-        Cella__V1__IpcQueueSendReply *r = reply_unpack(
-                L, reply, &cella__v1__ipc_queue_send_reply__descriptor, "cella.ipc.queue:send");
+        Cella__V1__IpcQueueSendReply *r;
+
+        /* Full (nothing was sent): an answer, not an error; the sender decides. */
+        if (reply->error == -EAGAIN) {
+                lua_pushnil(L);
+                lua_pushfstring(L, "cella.ipc.queue:send: %s%s%s", strerror(EAGAIN),
+                                *reply->error_message ? ": " : "", reply->error_message);
+                return 2;
+        }
+        r = reply_unpack(L, reply, &cella__v1__ipc_queue_send_reply__descriptor,
+                         "cella.ipc.queue:send");
 
         lua_pushinteger(L, r->depth);
         protobuf_c_message_free_unpacked(&r->base, NULL);
@@ -1261,7 +1270,8 @@ static void check_qmsg(lua_State *L, int i, Cella__V1__IpcQueueMessage *m, lua_I
 }
 
 /* q:send(data [, priority]) -> depth; q:send({msg, ...}) -> depth (a batch, all or
- * none; each msg a string or {data = s, priority = p}). */
+ * none; each msg a string or {data = s, priority = p}); nil, message when the queue
+ * has no room for all of them (EAGAIN: nothing was sent). */
 static int queue_send(lua_State *L)
 {
         Cella__V1__IpcQueueSendRequest req = CELLA__V1__IPC_QUEUE_SEND_REQUEST__INIT;
