@@ -1314,6 +1314,15 @@ static int queue_send(lua_State *L)
         req.handle = o->handle;
         req.n_messages = (size_t)n;
         req.messages = pv;
+        {
+                size_t packed = protobuf_c_message_get_packed_size(&req.base);
+
+                if (packed > CELLA_BODY_MAX)
+                        return ipc_err(L,
+                                       "cella.ipc.queue:send: %lld messages pack into %zu bytes, "
+                                       "more than one request's %u: send fewer at once",
+                                       (long long)n, packed, CELLA_BODY_MAX);
+        }
         return ipc_call(L, "cella.ipc.queue:send", OP(IPC_QUEUE_SEND), &req.base, -1,
                         decode_queue_send);
 }
