@@ -47,7 +47,7 @@
 
 /* Bounds (docs/lua-api.md "cella.ipc"; the kernel's in proto/cella.proto). */
 #define IPC_NAME_MAX            255u
-#define IPC_OFFERS_MAX          32u
+#define IPC_OFFERS_MAX          16u
 #define IPC_TIMEOUT_MAX_S       600.0
 #define IPC_READ_DEFAULT        65536u
 #define IPC_READ_MAX            (1024u * 1024u)
@@ -524,7 +524,8 @@ static Cella__V1__IpcOffer **check_offers(lua_State *L, int t, size_t *ret_n)
         }
         luaL_checktype(L, t, LUA_TTABLE);
         n = luaL_len(L, t);
-        luaL_argcheck(L, n >= 0 && n <= IPC_OFFERS_MAX, t, "at most 32 offers");
+        luaL_argcheck(L, n >= 0 && n <= IPC_OFFERS_MAX, t,
+                      "at most 16 offers (the kernel's limit)");
         pv = lua_newuserdatauv(L, (size_t)n * (sizeof(*v) + sizeof(*pv)) + 1, 0);
         v = (Cella__V1__IpcOffer *)(void *)(pv + n);
         for (lua_Integer i = 1; i <= n; i++) {

@@ -731,8 +731,8 @@ START_TEST(test_sem)
                 "  {{modes = 'r'}}) "
                 "refuses('modes must be', ipc.sem.create, 'org.test.a.q', 0, {{app = 'a'}}) "
                 "refuses('is not a table', ipc.sem.create, 'org.test.a.q', 0, {'a'}) "
-                "refuses('at most 32 offers', ipc.sem.create, 'org.test.a.q', 0, "
-                "  setmetatable({}, {__len = function() return 33 end})) "
+                "refuses('at most 16 offers', ipc.sem.create, 'org.test.a.q', 0, "
+                "  setmetatable({}, {__len = function() return 17 end})) "
                 /* where the task cannot be suspended (a metamethod called from C) */
                 "refuses('cannot wait for the network or an ipc object here', tostring, "
                 "  setmetatable({}, {__tostring = function() return tostring(s:wait(1)) end})) "
