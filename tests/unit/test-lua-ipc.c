@@ -518,6 +518,42 @@ static void *kernel_main(void *p)
                         cella__v1__ipc_pass_request__free_unpacked(m, NULL);
                         break;
                 }
+                case OP(IPC_LIST): {
+                        Cella__V1__IpcListReply rep = CELLA__V1__IPC_LIST_REPLY__INIT;
+                        Cella__V1__IpcUsage u = CELLA__V1__IPC_USAGE__INIT;
+                        Cella__V1__IpcHandleReply h = CELLA__V1__IPC_HANDLE_REPLY__INIT, *ph = &h;
+
+                        h.handle = 7;
+                        h.kind = CELLA__V1__IPC_KIND__IPC_KIND_SHM;
+                        h.name = "org.test.a.buf";
+                        h.modes = 1;
+                        h.size_bytes = 4096;
+                        h.owner = "org.test.a";
+                        h.peer = "";
+                        u.objects = 2;
+                        u.objects_max = 64;
+                        u.shm_bytes = 4096;
+                        u.handles_max = 256;
+                        rep.handles = &ph;
+                        rep.n_handles = 1;
+                        rep.usage = &u;
+                        k_reply(k, &f, &rep.base, NULL, 0);
+                        break;
+                }
+                case OP(IPC_OFFER): {
+                        Cella__V1__IpcOfferRequest *m =
+                                cella__v1__ipc_offer_request__unpack(NULL, f.body_len, f.body);
+                        Cella__V1__IpcOfferReply rep = CELLA__V1__IPC_OFFER_REPLY__INIT;
+
+                        K_ASSERT(m);
+                        if (m->n_offers == 1 && strcmp(m->offers[0]->topic, "jobs.#") == 0 &&
+                            m->offers[0]->modes == 1)
+                                k_reply(k, &f, &rep.base, NULL, 0);
+                        else
+                                k_error(k, &f, -EINVAL, "not the offers the test sent");
+                        cella__v1__ipc_offer_request__free_unpacked(m, NULL);
+                        break;
+                }
                 default:
                         k_error(k, &f, -EOPNOTSUPP, "");
                         break;
@@ -808,7 +844,17 @@ START_TEST(test_queue)
                 /* pass: a token; modes wider than the handle's refused by the kernel */
                 "assert(r:pass('org.test.b', 'r') > 900) "
                 "refuses('Operation not permitted: modes wider', r.pass, r, 'org.test.b', 'rw') "
-                "refuses('Operation not permitted: only the creator', q.destroy, q) ";
+                "refuses('Operation not permitted: only the creator', q.destroy, q) "
+                /* list, offer, destroy */
+                "local l = ipc.list() "
+                "assert(#l.handles == 1 and l.handles[1].handle == 7 and l.handles[1].kind == "
+                "  'shm' and l.handles[1].modes == 'r' and l.handles[1].size == 4096) "
+                "assert(l.usage.objects == 2 and l.usage.objects_max == 64 and "
+                "  l.usage.shm_bytes == 4096 and l.usage.handles_max == 256) "
+                "r:offer({{topic = 'jobs.#', modes = 'r'}}) "
+                "refuses('Invalid argument: not the offers the test sent', r.offer, r, "
+                "  {{app = 'x', modes = 'r'}}) "
+                "wq:destroy() assert(wq:info().closed) refuses('is closed', wq.send, wq, 'x') ";
 
         ck_assert_int_eq(run_app(src, &k), 0);
 }
