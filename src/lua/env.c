@@ -1365,12 +1365,19 @@ static int build_io(lua_State *L)
 
 /* The cella.* modules written in C (lua-modules.h), by require name. */
 static const luaL_Reg cella_modules[] = {
-        {"cella.json", luaopen_cella_json}, {"cella.crypto", luaopen_cella_crypto},
-        {"cella.log", luaopen_cella_log},   {"cella.fs", luaopen_cella_fs},
-        {"cella.db", luaopen_cella_db},     {"cella.timer", luaopen_cella_timer},
-        {"cella.bus", luaopen_cella_bus},   {"cella.perm", luaopen_cella_perm},
-        {"cella.app", luaopen_cella_app},   {"cella.notify", luaopen_cella_notify},
-        {"cella.net", luaopen_cella_net},   {NULL, NULL},
+        {"cella.json", luaopen_cella_json},
+        {"cella.crypto", luaopen_cella_crypto},
+        {"cella.log", luaopen_cella_log},
+        {"cella.fs", luaopen_cella_fs},
+        {"cella.db", luaopen_cella_db},
+        {"cella.timer", luaopen_cella_timer},
+        {"cella.bus", luaopen_cella_bus},
+        {"cella.perm", luaopen_cella_perm},
+        {"cella.app", luaopen_cella_app},
+        {"cella.notify", luaopen_cella_notify},
+        {"cella.net", luaopen_cella_net},
+        {"cella.ipc", luaopen_cella_ipc},
+        {NULL, NULL},
 };
 
 /* Pushes the registry table at key (a new one the first time). */

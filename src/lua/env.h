@@ -122,6 +122,7 @@ struct CLuaApp {
         int channel_fd;        /* until opened: the fd the spec named, or -1 */
         bool channel_broken;   /* it hung up or spoke garbage: no more kernel calls */
         struct CLuaSub *subs;  /* its bus subscriptions (n_subs of them) */
+        struct CLuaIpc *ipc;   /* cella.ipc's state (host.h), NULL until it is loaded */
         int data_fd;           /* its data directory (O_PATH), or -1 */
         int out_fd;            /* print writes here (1 unless the spec gave a log_fd) */
         int err_fd;            /* faults and cella.log (2 unless the spec gave a log_fd) */

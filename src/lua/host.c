@@ -224,6 +224,7 @@ static void app_release(CLuaApp *app)
                 lua_close(app->L);
                 clua_alloc_current = saved;
                 app->L = NULL;
+                app->ipc = NULL; /* it lived in the state */
         }
         if (app->out_fd > 2)
                 close(app->out_fd);
@@ -847,7 +848,8 @@ void clua_app_message(CLuaApp *app, const char *fmt, ...)
 static bool app_has_sources(CLuaApp *app)
 {
         return app->n_work || app->n_tasks || app->n_timers || app->n_subs ||
-               app->on_message_ref != LUA_NOREF;
+               app->on_message_ref != LUA_NOREF ||
+               (app->ipc && app->ipc->on_offer_ref != LUA_NOREF);
 }
 
 static void end_app(CLuaApp *app, int fault, const char *msg)

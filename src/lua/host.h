@@ -376,6 +376,37 @@ bool clua_io_resumed(lua_State *L, CLuaWait **slot);
  * No-op when none waits or it was woken already. */
 void clua_io_wake(CLuaWait **slot);
 
+/* ---- cella.ipc (libipc.c) ------------------------------------------------------ */
+
+/*
+ * cella.ipc's state of one app, in a userdata of its state (so it goes with the
+ * state), app->ipc once the module is loaded, else NULL. event_ref: the module's
+ * dispatcher, run as a task for each ipc event; on_offer_ref, on_closed_ref: the
+ * app's handlers (LUA_NOREF: none; an on_offer handler keeps the app alive, as
+ * bus.on_message's does). deferred: handle numbers whose IPC_CLOSE could not be
+ * sent when their object was closed (the channel's CELLA_MAX_PENDING calls were
+ * outstanding); sent before the app's next cella.ipc call. generation: see below.
+ */
+#define CLUA_IPC_DEFERRED_MAX 256u
+typedef struct CLuaIpc {
+        int event_ref;
+        int on_offer_ref;
+        int on_closed_ref;
+        uint32_t generation; /* + 1 at each EVENT_KERNEL_RESTARTED: older handles are gone */
+        unsigned n_deferred;
+        uint64_t deferred[CLUA_IPC_DEFERRED_MAX];
+} CLuaIpc;
+
+/*
+ * Queues the ipc event ev (OPCODE_EVENT_IPC_OFFERED or _CLOSED, decoded or not by
+ * libcella: its raw body is used) for app's cella.ipc dispatcher, if the module is
+ * loaded. From the host's loop (kernel.c's event callback). Returns true if ev was
+ * an ipc event (taken or dropped), false for any other opcode. On
+ * CELLA_EVENT_KERNEL_RESTARTED it counts a generation (every handle made before is
+ * forgotten: a new kernel numbers them anew) and returns false.
+ */
+bool clua_ipc_event(CLuaApp *app, const CellaEvent *ev);
+
 /* ---- kernel calls (kernel.c) ------------------------------------------------- */
 
 /*

@@ -59,8 +59,9 @@ int clua_io_wait(lua_State *L, CLuaWait **slot, uint64_t timeout_ns, lua_KFuncti
         CLuaWait *w;
 
         if (!app->current || !lua_isyieldable(L))
-                return luaL_error(L, "cannot wait for the network here: inside a metamethod "
-                                     "or __tostring called from C the task cannot be suspended");
+                return luaL_error(
+                        L, "cannot wait for the network or an ipc object here: inside a metamethod "
+                           "or __tostring called from C the task cannot be suspended");
         w = calloc(1, sizeof(*w));
         if (!w)
                 return clua_doom(L, CLUA_MEMORY);
@@ -71,7 +72,8 @@ int clua_io_wait(lua_State *L, CLuaWait **slot, uint64_t timeout_ns, lua_KFuncti
                 w->timer = clua_timer_add(app, timeout_ns, 0, LUA_NOREF, w);
                 if (!w->timer) {
                         free(w);
-                        return luaL_error(L, "cannot wait for the network: too many timers");
+                        return luaL_error(
+                                L, "cannot wait for the network or an ipc object: too many timers");
                 }
         }
         w->next = app->waits;

@@ -484,7 +484,11 @@ static void on_event(Cella *c, const CellaEvent *ev, void *userdata)
         CLuaWork *w;
 
         (void)c;
-        if (app->ended || !ev->decoded)
+        if (app->ended)
+                return;
+        /* cella.ipc's events, decoded by libcella or not (a libcella older than
+         * the ipc calls hands them over raw): libipc.c decodes the body. */
+        if (clua_ipc_event(app, ev) || !ev->decoded)
                 return;
         switch (ev->opcode) {
         case CELLA_EVENT_BUS_MESSAGE:

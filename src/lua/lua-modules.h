@@ -45,6 +45,10 @@ int luaopen_cella_notify(lua_State *L);
  * (src/lua/libnet.c). */
 int luaopen_cella_net(lua_State *L);
 
+/* cella.ipc: shared memory, pipes and channels, semaphores and queues between apps,
+ * as handles the kernel hands out (src/lua/libipc.c). */
+int luaopen_cella_ipc(lua_State *L);
+
 /*
  * Sets the data directory of L for cella.fs and cella.db: dirfd is an open
  * directory (O_PATH is enough; it is duplicated with F_DUPFD_CLOEXEC, the caller
