@@ -99,6 +99,19 @@ void queue_push(Queue *q, QueueMsg *m)
         q->bytes += m->len;
 }
 
+void queue_push_front(Queue *q, QueueMsg *m)
+{
+        unsigned p = m->priority & QUEUE_PRIORITY_MAX;
+
+        m->next = q->head[p];
+        q->head[p] = m;
+        if (!q->tail[p])
+                q->tail[p] = m;
+        q->busy |= 1u << p;
+        q->depth++;
+        q->bytes += m->len;
+}
+
 static int top_priority(const Queue *q)
 {
         return q->busy ? 31 - __builtin_clz(q->busy) : -1;

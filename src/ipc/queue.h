@@ -78,6 +78,10 @@ bool queue_msg_fits(const Queue *q, size_t len);
  */
 void queue_push(Queue *q, QueueMsg *m);
 
+/* Puts m (popped from q) back at the head of its priority: popping k messages and
+ * pushing them back front-first in reverse order restores q exactly. m->seq kept. */
+void queue_push_front(Queue *q, QueueMsg *m);
+
 /* The message a pop would take (highest priority, oldest in it), or NULL if empty. */
 const QueueMsg *queue_peek(const Queue *q);
 

@@ -132,6 +132,36 @@ START_TEST(test_restored_seq_and_move)
 }
 END_TEST
 
+/* A receive whose store write failed puts its messages back: same order after. */
+START_TEST(test_push_front_restores)
+{
+        QueueMsg *taken[3];
+        Queue q;
+
+        ck_assert_int_eq(queue_init(&q, 10, 10), 0);
+        queue_push(&q, msg(2, "a"));
+        queue_push(&q, msg(7, "b"));
+        queue_push(&q, msg(2, "c"));
+        queue_push(&q, msg(0, "d"));
+        for (int i = 0; i < 3; i++)
+                taken[i] = queue_pop(&q);
+        ck_assert_uint_eq(q.depth, 1);
+        for (int i = 3; i-- > 0;)
+                queue_push_front(&q, taken[i]);
+        ck_assert_uint_eq(q.depth, 4);
+        ck_assert_uint_eq(q.bytes, 4);
+        pop_expect(&q, 7, "b", 2);
+        pop_expect(&q, 2, "a", 1);
+        pop_expect(&q, 2, "c", 3);
+        pop_expect(&q, 0, "d", 4);
+        /* into an emptied priority: tail set again */
+        queue_push_front(&q, msg(4, "x"));
+        queue_push(&q, msg(4, "y"));
+        pop_expect(&q, 4, "x", 0);
+        pop_expect(&q, 4, "y", 5);
+}
+END_TEST
+
 /* Many messages over every priority: the order is (priority desc, seq asc). */
 START_TEST(test_many)
 {
@@ -410,6 +440,7 @@ int main(void)
         tcase_add_test(tc, test_priority_then_fifo);
         tcase_add_test(tc, test_bounds);
         tcase_add_test(tc, test_restored_seq_and_move);
+        tcase_add_test(tc, test_push_front_restores);
         tcase_add_test(tc, test_many);
         suite_add_tcase(s, tc);
         tcase_add_checked_fixture(ts, store_setup, store_teardown);
