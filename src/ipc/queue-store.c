@@ -4,12 +4,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+#include <fcntl.h>
 
 #include "base/sqlite-util.h"
 #include "ipc/queue-store.h"
 
 struct QueueStore {
         sqlite3 *db;
+        int lock_fd; /* the file, flock()ed: one kernel at a time holds the queues */
         sqlite3_stmt *put, *seq, *take;
 };
 
@@ -52,6 +56,8 @@ void queue_store_close(QueueStore *s)
         sqlite3_finalize(s->seq);
         sqlite3_finalize(s->take);
         sqlite3_close(s->db);
+        if (s->lock_fd >= 0)
+                close(s->lock_fd);
         free(s);
 }
 
@@ -88,10 +94,29 @@ int queue_store_open(const char *path, QueueStore **ret, char *why)
                 snprintf(why, QUEUE_STORE_WHY_MAX, "%s: out of memory", path);
                 return -ENOMEM;
         }
+        s->lock_fd = -1;
         r = sqlite_open(path, 5000, &s->db);
         if (r < 0) {
                 snprintf(why, QUEUE_STORE_WHY_MAX, "%s: cannot open: %s", path, strerror(-r));
                 free(s);
+                return r;
+        }
+        /*
+         * Every kernel on a state directory (cellad, each embedded cella run or boot)
+         * would bring the same queues back and hand out the same messages: the first
+         * to open the store holds it (flock, released when that kernel exits), the
+         * others have no persistent queues. sqlite_open() checked the file.
+         */
+        s->lock_fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+                r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+                snprintf(why, QUEUE_STORE_WHY_MAX,
+                         r == -EBUSY ? "%s: held by another cella kernel on this state directory "
+                                       "(cellad, or a cella run or boot): its persistent queues "
+                                       "are served there"
+                                     : "%s: cannot lock: %s",
+                         path, strerror(-r));
+                queue_store_close(s);
                 return r;
         }
         /* The first read of the file: a file that is not a database fails here. */

@@ -54,7 +54,9 @@ typedef struct QueueStoreInfo {
  * Opens (creating if missing) the store at path and brings its schema to
  * QUEUE_STORE_VERSION. Returns 0 and *ret, or -errno with why (QUEUE_STORE_WHY_MAX
  * bytes) telling what is wrong with the file and what to do: -EIO (not a database,
- * corrupt: SQLite's message), -EPROTONOSUPPORT (a newer schema), the errno of
+ * corrupt: SQLite's message), -EPROTONOSUPPORT (a newer schema), -EBUSY (another
+ * process holds the store: one kernel of a state directory serves its persistent
+ * queues, the first to open it, until it exits), the errno of
  * sqlite_open() (-ELOOP a symlink, -EINVAL not a regular file, -EPERM not root's).
  */
 int queue_store_open(const char *path, QueueStore **ret, char *why);

@@ -279,6 +279,14 @@ START_TEST(test_store_reopen)
         struct stat st;
 
         ck_assert_int_eq(queue_store_open(path, &s, why), 0);
+        {
+                /* a second kernel on the same state directory does not get it */
+                QueueStore *s2 = NULL;
+
+                ck_assert_int_eq(queue_store_open(path, &s2, why), -EBUSY);
+                ck_assert_ptr_null(s2);
+                ck_assert_ptr_nonnull(strstr(why, "another cella kernel"));
+        }
         ck_assert_int_eq(stat(path, &st), 0);
         ck_assert_uint_eq(st.st_mode & 0777, 0600);
         id = store_queue(s, "org.example.a.jobs", 10, 100);
