@@ -76,6 +76,7 @@ extern const BrokerCallDef broker_calls_usage[];  /* fs.usage (calls/usage.c) */
 extern const BrokerCallDef broker_calls_timer[];  /* timer.* */
 extern const BrokerCallDef broker_calls_bus[];    /* bus.* */
 extern const BrokerCallDef broker_calls_net[];    /* net.connect (calls/net.c) */
+extern const BrokerCallDef broker_calls_ipc[];    /* ipc.* but sem, queue (calls/ipc.c) */
 
 /* The handler of opcode from the tables above, or NULL if this kernel implements no
  * such request. For tests that hold the tables against the opcode table. */
@@ -209,6 +210,7 @@ typedef enum BrokerSlot {
         BROKER_SLOT_USAGE,
         BROKER_SLOT_PROC,
         BROKER_SLOT_NET,
+        BROKER_SLOT_IPC, /* calls/ipc-object.c: the app's ipc handles */
         _BROKER_SLOT_MAX,
 } BrokerSlot;
 
@@ -225,6 +227,16 @@ BrokerAppStats *broker_app_stats_mut(BrokerApp *app);
 void *broker_net_new(void);
 void broker_net_free(void *global);
 struct NetGlobal *broker_net_global(Broker *b);
+
+/* The ipc object layer's registry of the whole broker (calls/ipc-object.c):
+ * broker_ipc_new() at broker_new(), broker_ipc_free() at broker_free() after every
+ * app has gone (it frees what is left: persistent objects); broker_ipc_registry()
+ * returns it (NULL if it could not be made). broker_ipc_detach() closes the app's
+ * ipc handles and drops the offers from and to it, before the generic handle walk. */
+void *broker_ipc_new(Broker *b);
+void broker_ipc_free(void *registry);
+struct IpcRegistry *broker_ipc_registry(Broker *b);
+void broker_ipc_detach(BrokerApp *app);
 
 /* Calls done(userdata, error, why, NULL) on the loop's next turn (broker_net_connect()'s
  * refusals: never before it returned). Returns 0 or -ENOMEM. */

@@ -110,6 +110,7 @@ struct Broker {
         uv_timer_t *coalesce_timer; /* writes the apps' due audit summaries; NULL: none */
         int64_t coalesce_due;       /* when it fires (wall-clock us), INT64_MAX: stopped */
         void *net;                  /* calls/net.c's (broker_net_new()) */
+        void *ipc;                  /* calls/ipc-object.c's registry (broker_ipc_new()) */
 
         /* The batch of the app being read. */
         BrokerApp *batch_app;
@@ -1298,8 +1299,15 @@ int broker_new(const BrokerOptions *o, Broker **ret)
         DEFAULT(net_conns_max, BROKER_NET_CONNS_DEFAULT);
         DEFAULT(net_rate, BROKER_NET_RATE_DEFAULT);
         DEFAULT(net_burst, BROKER_NET_BURST_DEFAULT);
+        DEFAULT(ipc_objects_max, BROKER_IPC_OBJECTS_DEFAULT);
+        DEFAULT(ipc_handles_max, BROKER_IPC_HANDLES_DEFAULT);
+        DEFAULT(ipc_shm_bytes_max, BROKER_IPC_SHM_BYTES_DEFAULT);
+        DEFAULT(ipc_pending_max, BROKER_IPC_PENDING_DEFAULT);
+        DEFAULT(ipc_queue_depth_max, BROKER_IPC_QUEUE_DEPTH_DEFAULT);
+        DEFAULT(ipc_queued_bytes_max, BROKER_IPC_QUEUED_BYTES_DEFAULT);
 #undef DEFAULT
         b->net = broker_net_new();
+        b->ipc = broker_ipc_new(b);
         *ret = b;
         return 0;
 }
@@ -1311,6 +1319,7 @@ Broker *broker_free(Broker *b)
         while (b->apps)
                 broker_app_detach(b->apps);
         broker_net_free(b->net);
+        broker_ipc_free(b->ipc);
         if (b->coalesce_timer)
                 uv_close((uv_handle_t *)b->coalesce_timer, poll_close_cb);
         free(b->arena);
@@ -1471,6 +1480,7 @@ void broker_app_detach(BrokerApp *app)
         broker_timer_detach(app);
         broker_perm_detach(app);
         broker_bus_detach(app);
+        broker_ipc_detach(app);
         while (app->handles) {
                 BrokerHandle *h = app->handles;
 
@@ -1536,6 +1546,11 @@ BrokerAppStats *broker_app_stats_mut(BrokerApp *app)
 struct NetGlobal *broker_net_global(Broker *b)
 {
         return b ? b->net : NULL;
+}
+
+struct IpcRegistry *broker_ipc_registry(Broker *b)
+{
+        return b ? b->ipc : NULL;
 }
 
 void broker_app_stats(const BrokerApp *app, BrokerAppStats *ret)

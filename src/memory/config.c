@@ -106,6 +106,13 @@ static const ConfigKey config_keys[] = {
         U32("net.connections_max", net.conns_max, 1, 65536),
         U32("net.connect_rate", net.rate, 1, 100000),
         U32("net.connect_burst", net.burst, 1, 100000),
+        /* The ipc quotas (docs/ipc.md "Quotas"). */
+        U32("ipc.objects_max", ipc.objects_max, 1, 65536),
+        U32("ipc.handles_max", ipc.handles_max, 1, 65536),
+        U32("ipc.shm_bytes_max", ipc.shm_bytes_max, 4096, UINT32_MAX),
+        U32("ipc.pending_max", ipc.pending_max, 1, 1024),
+        U32("ipc.queue_depth_max", ipc.queue_depth_max, 1, 1000000),
+        U32("ipc.queued_bytes_max", ipc.queued_bytes_max, 65536, UINT32_MAX),
 };
 
 _Static_assert(offsetof(ManagerConfig, net_group_range_prefix) ==
@@ -143,6 +150,13 @@ void manager_config_default(ManagerConfig *ret)
         ret->net.conns_max = 256;
         ret->net.rate = 50;
         ret->net.burst = 100;
+        /* BROKER_IPC_*_DEFAULT, as numbers for the same reason. */
+        ret->ipc.objects_max = 64;
+        ret->ipc.handles_max = 256;
+        ret->ipc.shm_bytes_max = 64u << 20;
+        ret->ipc.pending_max = 16;
+        ret->ipc.queue_depth_max = 1024;
+        ret->ipc.queued_bytes_max = 4u << 20;
 }
 
 /*

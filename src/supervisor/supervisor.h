@@ -100,6 +100,10 @@ typedef struct SupervisorOptions {
         /* net.connect's per-app limits (cellad.conf net.*, docs/network.md "Limits"):
          * connections open, new ones a second, the bucket; 0: the broker's defaults. */
         uint64_t net_conns_max, net_rate, net_burst;
+        /* The ipc quotas (cellad.conf ipc.*, docs/ipc.md "Quotas"); 0: the broker's
+         * defaults. A kernel of its own reads them with the net.* keys. */
+        uint64_t ipc_objects_max, ipc_handles_max, ipc_shm_bytes_max, ipc_pending_max,
+                ipc_queue_depth_max, ipc_queued_bytes_max;
 } SupervisorOptions;
 
 /* The phase of an app's run, as instance.c and group.c drive it; the state `cella ps`

@@ -71,6 +71,8 @@ static const WireOp ops[] = {
         EVENT(EVENT_MEMORY_PRESSURE, "event.memory_pressure", memory_pressure_event),
         EVENT(EVENT_BUS_MESSAGES, "event.bus_messages", bus_messages_event),
         EVENT(EVENT_KERNEL_RESTARTED, "event.kernel_restarted", kernel_restarted_event),
+        EVENT(EVENT_IPC_OFFERED, "event.ipc_offered", ipc_offered_event),
+        EVENT(EVENT_IPC_CLOSED, "event.ipc_closed", ipc_closed_event),
 };
 
 const WireOp *wire_op_lookup(uint16_t opcode)
