@@ -76,6 +76,8 @@ extern const BrokerCallDef broker_calls_usage[];  /* fs.usage (calls/usage.c) */
 extern const BrokerCallDef broker_calls_timer[];  /* timer.* */
 extern const BrokerCallDef broker_calls_bus[];    /* bus.* */
 extern const BrokerCallDef broker_calls_net[];    /* net.connect (calls/net.c) */
+/* ipc semaphores and queues (calls/ipc-semq.c) */
+extern const BrokerCallDef broker_calls_ipc_semq[];
 extern const BrokerCallDef broker_calls_ipc[];    /* ipc.* but sem, queue (calls/ipc.c) */
 
 /* The handler of opcode from the tables above, or NULL if this kernel implements no
@@ -242,3 +244,13 @@ void broker_ipc_detach(BrokerApp *app);
  * refusals: never before it returned). Returns 0 or -ENOMEM. */
 int broker_net_defer_error(Broker *b, BrokerNetDone done, void *userdata, int error,
                            const char *why);
+
+/* calls/ipc-semq.c's state of the whole broker (the persistent queues' store):
+ * broker_ipc_queue_new() at broker_new() after broker_ipc_new(), then
+ * broker_ipc_queue_restore() brings the stored queues back (0, or -errno: logged);
+ * broker_ipc_queue_free() at broker_free() after broker_ipc_free().
+ * broker_ipc_queue_global() returns it (NULL if it could not be made). */
+void *broker_ipc_queue_new(void);
+int broker_ipc_queue_restore(Broker *b);
+void broker_ipc_queue_free(void *global);
+void *broker_ipc_queue_global(Broker *b);

@@ -34,7 +34,7 @@
 #define BATCH_ARENA_SIZE  (4u * CHANNEL_BODY_MAX) /* bytes; flushed early when full */
 #define CALLS_CACHED_MAX  16u                     /* free call structs kept per app */
 #define DISPATCH_AREAS    16u                     /* opcode high byte 0x01..0x0f */
-#define DISPATCH_CALLS    16u                     /* opcode low byte 0x00..0x0f */
+#define DISPATCH_CALLS    32u                     /* opcode low byte 0x00..0x1f (ipc 0x0B1B, keystore 0x0C1F) */
 #define RECV_BATCH        16u                     /* frames per recvmmsg(2) */
 
 typedef struct CallImpl {
@@ -111,6 +111,7 @@ struct Broker {
         int64_t coalesce_due;       /* when it fires (wall-clock us), INT64_MAX: stopped */
         void *net;                  /* calls/net.c's (broker_net_new()) */
         void *ipc;                  /* calls/ipc-object.c's registry (broker_ipc_new()) */
+        void *ipc_queue;            /* calls/ipc-semq.c's queue store (broker_ipc_queue_new()) */
 
         /* The batch of the app being read. */
         BrokerApp *batch_app;
@@ -1216,9 +1217,9 @@ static void app_hangup(BrokerApp *app, int reason)
 }
 
 static const BrokerCallDef *const call_tables[] = {
-        broker_calls_system, broker_calls_proc, broker_calls_app,
-        broker_calls_perm,   broker_calls_fs,   broker_calls_usage,
-        broker_calls_timer,  broker_calls_bus,  broker_calls_net,
+        broker_calls_system, broker_calls_proc,     broker_calls_app,   broker_calls_perm,
+        broker_calls_fs,     broker_calls_usage,    broker_calls_timer, broker_calls_bus,
+        broker_calls_net,    broker_calls_ipc_semq,
 };
 
 const BrokerCallDef *broker_call_def(uint16_t opcode)
@@ -1308,6 +1309,9 @@ int broker_new(const BrokerOptions *o, Broker **ret)
 #undef DEFAULT
         b->net = broker_net_new();
         b->ipc = broker_ipc_new(b);
+        b->ipc_queue = broker_ipc_queue_new();
+        if (b->ipc && b->ipc_queue)
+                (void)broker_ipc_queue_restore(b); /* it logs what it could not restore */
         *ret = b;
         return 0;
 }
@@ -1319,7 +1323,8 @@ Broker *broker_free(Broker *b)
         while (b->apps)
                 broker_app_detach(b->apps);
         broker_net_free(b->net);
-        broker_ipc_free(b->ipc);
+        broker_ipc_free(b->ipc); /* frees the persistent queues, kept in their store */
+        broker_ipc_queue_free(b->ipc_queue);
         if (b->coalesce_timer)
                 uv_close((uv_handle_t *)b->coalesce_timer, poll_close_cb);
         free(b->arena);
@@ -1546,6 +1551,11 @@ BrokerAppStats *broker_app_stats_mut(BrokerApp *app)
 struct NetGlobal *broker_net_global(Broker *b)
 {
         return b ? b->net : NULL;
+}
+
+void *broker_ipc_queue_global(Broker *b)
+{
+        return b ? b->ipc_queue : NULL;
 }
 
 struct IpcRegistry *broker_ipc_registry(Broker *b)
