@@ -374,7 +374,7 @@ static void verdict(const char *what, int r, const Cella *cc)
  *   send:N:BYTES[:PRIO]        N messages of BYTES bytes to the current queue
  *   sendtext:TEXT:PRIO         one message
  *   recv:MAX:TIMEOUT           print what comes: "got SEQ PRIO SENDER TEXT"
- *   fill:BYTES                 send batches of 16 messages of BYTES until refused
+ *   fill:BYTES                 send messages of BYTES, one per call, until refused
  *   screate:NAME:INIT / sopen:NAME / sopenwait:NAME / spost / swait:TIMEOUT
  *   sleepms:N                  (for the crash tests: stay alive, blocked)
  *   hold                       block in a receive of 600 s on the current queue
@@ -425,7 +425,7 @@ static void try_one(char *word)
                 r = queue_open_wait(a, parse_modes(b), &cur_q);
         else if (strcmp(op, "send") == 0 || strcmp(op, "fill") == 0) {
                 bool fill = strcmp(op, "fill") == 0;
-                size_t n = fill ? 16 : (size_t)atoi(a), len = (size_t)atoi(fill ? a : b);
+                size_t n = fill ? 1 : (size_t)atoi(a), len = (size_t)atoi(fill ? a : b);
                 CellaQueueMessage *msgs = calloc(n, sizeof(*msgs));
                 char *buf = malloc(len + 1);
                 long sent = 0;
