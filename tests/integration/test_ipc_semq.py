@@ -230,16 +230,24 @@ def wait_text(d, app, want, timeout=60):
                 return seen
 
 
-def state_of(d, app):
-    return d.call("org.cella.Inspect", {"app": app})["state"]
-
-
-def wait_not_running(d, app, timeout=30):
-    import time
-    deadline = time.monotonic() + timeout
-    while state_of(d, app) not in ("stopped", "failed", "installed"):
-        assert time.monotonic() < deadline, f"{app} still runs"
-        time.sleep(0.05)
+def kill_and_wait(d, state, app, timeout=60):
+    """cella kill app (SIGKILL), then waits for the kernel's record of its exit on
+    org.cella.Events (live status records: an event, not a poll)."""
+    import socket
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(str(d.socket))
+        s.settimeout(timeout)
+        s.sendall(b'{"method":"org.cella.Events","parameters":{},"more":true}\n')
+        f = s.makefile("rb")
+        while "live" not in json.loads(f.readline()).get("parameters", {}):
+            pass
+        cella(state, "kill", app)  # SIGKILL, the default
+        while True:
+            line = f.readline()
+            assert line, f"cellad ended the event stream before {app} exited"
+            ev = json.loads(line).get("parameters", {}).get("event", {})
+            if ev.get("app") == app and ev.get("event", ev.get("what")) in ("exited", "failed"):
+                return ev
 
 
 def install(state, root, app_id, args, **kw):
@@ -274,8 +282,7 @@ def test_crashes_and_a_revoke_leave_no_stuck_waiter_and_lose_nothing(tmp_path, p
         cella(state, "start", revoked)
         wait_text(d, dead, "holding")
         wait_text(d, revoked, "holding")
-        cella(state, "kill", dead)  # SIGKILL, the default
-        wait_not_running(d, dead)
+        kill_and_wait(d, state, dead)
         cella(state, "revoke", revoked, f"ipc.queue:{q}")
         seen = wait_text(d, revoked, "REFUSED hold")
         assert "ECANCELED" in seen, seen
@@ -284,8 +291,7 @@ def test_crashes_and_a_revoke_leave_no_stuck_waiter_and_lose_nothing(tmp_path, p
         # both waiters are gone: the sender's messages stay in the queue
         cella(state, "start", sender)
         wait_text(d, sender, "sleeping")
-        cella(state, "kill", sender)
-        wait_not_running(d, sender)
+        kill_and_wait(d, state, sender)
         cella(state, "start", go)
         seen = wait_text(d, OWNER, "ALLOWED recv 4 5000")
         got = re.findall(r"got (\d+) (\d+) (\S+) (\w+)", seen)

@@ -288,12 +288,6 @@ static QueueGlobal *queue_global(Broker *b)
         return broker_ipc_queue_global(b);
 }
 
-static int queue_handle_fd(IpcObject *o, uint32_t modes)
-{
-        /* The handle's eventfd is made by queue_bind() once the handle exists. */
-        return -EINVAL;
-}
-
 /* Gives h (a new handle on q's object) its eventfd: the kernel keeps one copy, the
  * app gets the other. Returns the app's fd or -errno. */
 static int queue_bind(QueueObj *q, IpcHandle *h)
@@ -327,6 +321,20 @@ static int queue_bind(QueueObj *q, IpcHandle *h)
         ipc_handle_set_data(h, qh);
         ready_update(q);
         return fd;
+}
+
+/*
+ * The fd of a handle the layer made on o (IPC_ACCEPT of a passed queue handle; our
+ * own create and open too): the layer calls handle_fd right after ipc_handle_new()
+ * of that handle (ipc-internal.h), so it is the one handle of o that has no QHandle
+ * yet.
+ */
+static int queue_handle_fd(IpcObject *o, uint32_t modes)
+{
+        for (IpcHandle *h = ipc_object_handles(o); h; h = ipc_handle_next_of(h))
+                if (!ipc_handle_data(h))
+                        return queue_bind(ipc_object_data(o), h);
+        return -EINVAL;
 }
 
 static void queue_handle_closing(IpcHandle *h)
@@ -477,7 +485,7 @@ static const char *no_right(const ProtobufCMessage *req, char *buf, size_t size,
 /* ---- sem create, open ------------------------------------------------------------- */
 
 /* Makes the creator's handle on o (modes) and answers c with it and fd. */
-static void reply_new_handle(BrokerCall *c, IpcObject *o, uint32_t modes, bool queue)
+static void reply_new_handle(BrokerCall *c, IpcObject *o, uint32_t modes)
 {
         const char *why = NULL;
         IpcHandle *h;
@@ -489,7 +497,7 @@ static void reply_new_handle(BrokerCall *c, IpcObject *o, uint32_t modes, bool q
                 broker_reply_error(c, -r, why);
                 return;
         }
-        fd = queue ? queue_bind(ipc_object_data(o), h) : ipc_object_ops(o)->handle_fd(o, modes);
+        fd = ipc_object_ops(o)->handle_fd(o, modes);
         if (fd < 0) {
                 ipc_handle_close(h, IPC_CLOSE_BY_APP);
                 broker_reply_error(c, -fd, "cannot make the handle's fd");
@@ -526,7 +534,7 @@ static void sem_create_handle(BrokerCall *c)
                 broker_reply_error(c, -r, why);
                 return;
         }
-        reply_new_handle(c, o, IPC_MODE_RW, false);
+        reply_new_handle(c, o, IPC_MODE_RW);
 }
 
 static void open_handle(BrokerCall *c, const IpcKindOps *ops)
@@ -541,7 +549,7 @@ static void open_handle(BrokerCall *c, const IpcKindOps *ops)
                 broker_reply_error(c, -r, why);
                 return;
         }
-        reply_new_handle(c, o, m->modes, ops == &queue_ops);
+        reply_new_handle(c, o, m->modes);
 }
 
 static void sem_open_handle(BrokerCall *c)
@@ -635,7 +643,7 @@ static void queue_create_handle(BrokerCall *c)
                 }
                 ipc_object_set_persistent(o, true);
         }
-        reply_new_handle(c, o, IPC_MODE_RW, true);
+        reply_new_handle(c, o, IPC_MODE_RW);
 }
 
 static void queue_open_handle(BrokerCall *c)
