@@ -10,9 +10,12 @@
  *            default msg_max): messages per second, one message per call
  *   pipe     a pipe, one write(2) per message of the same size: messages per second
  * Prints one line "native KEY=VALUE ..." that bench/ipc-semq parses.
- * Usage: ipc-semq-native ROUNDS MESSAGES SIZE
+ * Usage: ipc-semq-native ROUNDS MESSAGES SIZE [CPU CPU]
+ * With CPU CPU the ping-pongs' two ends are pinned to those CPUs (the same one, or
+ * two: a wake-up across CPUs costs an IPI, which on a VM is most of the round trip).
  */
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <mqueue.h>
@@ -28,6 +31,24 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+/* CPUs the two ends run on (-1: the scheduler decides). */
+static int cpu_parent = -1, cpu_child = -1;
+
+static void pin(int cpu)
+{
+        cpu_set_t set;
+
+        if (cpu < 0)
+                return;
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        if (sched_setaffinity(0, sizeof(set), &set) < 0) {
+                fprintf(stderr, "ipc-semq-native: cannot pin to CPU %d: %s\n", cpu,
+                        strerror(errno));
+                exit(1);
+        }
+}
 
 static uint64_t now_ns(void)
 {
@@ -74,6 +95,7 @@ static double futex_rt_us(long rounds)
         if (pid < 0)
                 die("fork");
         if (pid == 0) {
+                pin(cpu_child);
                 for (long i = 0; i < rounds + 1; i++) {
                         fsem_wait(&w[0]);
                         fsem_post(&w[1]);
@@ -127,6 +149,7 @@ static double eventfd_rt_us(long rounds)
         if (pid < 0)
                 die("fork");
         if (pid == 0) {
+                pin(cpu_child);
                 for (long i = 0; i < rounds + 1; i++) {
                         esem_wait(a);
                         esem_post(b);
@@ -229,9 +252,14 @@ int main(int argc, char **argv)
         long rounds, n;
         size_t size;
 
-        if (argc != 4) {
-                fprintf(stderr, "usage: ipc-semq-native ROUNDS MESSAGES SIZE\n");
+        if (argc != 4 && argc != 6) {
+                fprintf(stderr, "usage: ipc-semq-native ROUNDS MESSAGES SIZE [CPU CPU]\n");
                 return 2;
+        }
+        if (argc == 6) {
+                cpu_parent = atoi(argv[4]);
+                cpu_child = atoi(argv[5]);
+                pin(cpu_parent);
         }
         rounds = atol(argv[1]);
         n = atol(argv[2]);

@@ -10,6 +10,8 @@
  *                               out; ping-pong N rounds with the peer; print the us per
  *                               round trip
  *   sem-peer NAME N             open them, answer N pings, post done
+ *   sem-self NAME N             the ping-pong with a forked child in this sandbox as
+ *                               the peer (pinned to $BENCH_CPU2 if set)
  *   sem-give NAME PEERS TOTAL W create NAME (0) and NAME.done, post TOTAL in uneven
  *                               chunks, wait for W posts of done
  *   sem-take NAME               take from NAME until 1.5 s pass with nothing; print
@@ -30,10 +32,12 @@
  */
 #include <cella.h>
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static Cella *c;
@@ -73,6 +77,20 @@ static int queue_open_wait(const char *name, uint32_t modes, CellaQueue *q)
         while ((r = cella_queue_open(c, name, modes, q)) == -ENOENT && now_us() < deadline)
                 usleep(5000);
         return r;
+}
+
+/* Pins the calling thread to CPU $BENCH_CPU if set (bench/ipc-semq). */
+static void pin_from_env(void)
+{
+        const char *e = getenv("BENCH_CPU");
+        cpu_set_t set;
+
+        if (!e || !*e)
+                return;
+        CPU_ZERO(&set);
+        CPU_SET(atoi(e), &set);
+        if (sched_setaffinity(0, sizeof(set), &set) < 0)
+                printf("%s: cannot pin to CPU %s: %s\n", role, e, strerror(errno));
 }
 
 static char *sub(const char *name, const char *suffix)
@@ -149,6 +167,52 @@ static int sem_peer(const char *name, int rounds)
         }
         printf("%s: answered %d\n", role, rounds);
         return cella_sem_post(&done, 1);
+}
+
+/* The same ping-pong with both ends in this one sandbox (a forked child answers on the
+ * fds the kernel passed): the semaphore path without a switch between sandboxes. */
+static int sem_self(const char *name, int rounds)
+{
+        CellaSem ping, pong;
+        uint64_t t0, dt;
+        pid_t pid;
+        int r, st;
+
+        if ((r = cella_sem_create(c, sub(name, "ping"), 0, NULL, 0, &ping)) < 0)
+                fail("create ping", r);
+        if ((r = cella_sem_create(c, sub(name, "pong"), 0, NULL, 0, &pong)) < 0)
+                fail("create pong", r);
+        pid = fork();
+        if (pid < 0)
+                fail("fork", -errno);
+        if (pid == 0) {
+                const char *e = getenv("BENCH_CPU2");
+
+                if (e && *e) {
+                        cpu_set_t set;
+
+                        CPU_ZERO(&set);
+                        CPU_SET(atoi(e), &set);
+                        (void)sched_setaffinity(0, sizeof(set), &set);
+                }
+                for (int i = 0; i < rounds; i++)
+                        if (cella_sem_wait(&ping, 30000) < 0 || cella_sem_post(&pong, 1) < 0)
+                                _exit(1);
+                _exit(0);
+        }
+        if ((r = cella_sem_post(&ping, 1)) < 0 || (r = cella_sem_wait(&pong, 30000)) < 0)
+                fail("first round", r);
+        t0 = now_us();
+        for (int i = 1; i < rounds; i++) {
+                if ((r = cella_sem_post(&ping, 1)) < 0)
+                        fail("post ping", r);
+                if ((r = cella_sem_wait(&pong, 10000)) < 0)
+                        fail("wait pong", r);
+        }
+        dt = now_us() - t0;
+        waitpid(pid, &st, 0);
+        printf("%s: %d round trips, %.2f us each\n", role, rounds - 1, (double)dt / (rounds - 1));
+        return 0;
 }
 
 static int sem_give(const char *name, const char *peers, long total, int workers)
@@ -314,6 +378,7 @@ static int q_bench_send(const char *name, const char *peer, long n, int batch, i
         while (sent < n) {
                 size_t k = (size_t)(n - sent < batch ? n - sent : batch);
 
+                k = cella_queue_batch_fit(msgs, k); /* within one 64 KiB request */
                 r = cella_queue_send(c, &q, msgs, k, NULL);
                 if (r == -EAGAIN) { /* full: the receiver drains it */
                         full++;
@@ -514,6 +579,7 @@ int main(int argc, char **argv)
                 return 2;
         }
         role = argv[1];
+        pin_from_env();
         r = cella_open(&c);
         if (r < 0)
                 fail("connect", r);
@@ -521,6 +587,8 @@ int main(int argc, char **argv)
                 r = sem_owner(argv[2], argv[3], atoi(argv[4]));
         else if (strcmp(role, "sem-peer") == 0 && argc == 4)
                 r = sem_peer(argv[2], atoi(argv[3]));
+        else if (strcmp(role, "sem-self") == 0 && argc == 4)
+                r = sem_self(argv[2], atoi(argv[3]));
         else if (strcmp(role, "sem-give") == 0 && argc == 6)
                 r = sem_give(argv[2], argv[3], atol(argv[4]), atoi(argv[5]));
         else if (strcmp(role, "sem-take") == 0 && argc == 3)
