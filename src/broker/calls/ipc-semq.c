@@ -348,9 +348,8 @@ static void queue_handle_closing(IpcHandle *h)
         for (Waiter *w = q->wait_head, *next; w; w = next) {
                 next = w->next;
                 if (w->qh == qh)
-                        waiter_fail(
-                                w, ECANCELED,
-                                "the handle was closed (closed, revoked, or the queue destroyed)");
+                        waiter_fail(w, ECANCELED,
+                                    "the handle was closed (closed or revoked) while waiting");
         }
         if (qh->prev)
                 qh->prev->next = qh->next;
@@ -396,7 +395,11 @@ static const IpcKindOps queue_ops = {
 
 /* ---- the store -------------------------------------------------------------------- */
 
-/* The store, opened on first use; NULL with *ret_why if it cannot be. */
+/*
+ * The store, opened on first use; NULL with *ret_why if it cannot be. A store held
+ * by another kernel (EBUSY) is asked again next time (that kernel may have exited);
+ * any other failure is final for this kernel (logged once).
+ */
 static QueueStore *store_get(Broker *b, const char **ret_why)
 {
         QueueGlobal *g = queue_global(b);
@@ -412,18 +415,22 @@ static QueueStore *store_get(Broker *b, const char **ret_why)
                 *ret_why = g->why;
                 return g->store;
         }
-        g->tried = true;
         if (!o->state_dir) {
                 snprintf(g->why, sizeof(g->why), "this kernel has no state directory");
+                g->tried = true;
                 *ret_why = g->why;
                 return NULL;
         }
         snprintf(path, sizeof(path), "%s/" QUEUE_STORE_FILE, o->state_dir);
         r = queue_store_open(path, &g->store, g->why);
-        if (r < 0) {
+        if (r == -EBUSY)
+                log_debug("ipc: %s", g->why); /* cellad or another run serves them */
+        else if (r < 0) {
                 log_error("ipc: persistent queues unavailable: %s", g->why);
-                g->store = NULL;
+                g->tried = true;
         }
+        if (r < 0)
+                g->store = NULL;
         *ret_why = g->why;
         return g->store;
 }
@@ -899,7 +906,7 @@ int broker_ipc_queue_restore(Broker *b)
                 return 0;
         s = store_get(b, &open_why);
         if (!s)
-                return -EIO;
+                return -EIO; /* logged by store_get() */
         r = queue_store_load(s, restore_one, restore_refused, b, why);
         if (r < 0) {
                 log_error("ipc: persistent queues not restored: %s", why);
