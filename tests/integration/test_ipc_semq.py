@@ -145,6 +145,9 @@ def test_queue_rights_and_refusals(tmp_path, state, probe_ok):
         "recv:10:0",            # high, mid, low, low2
         f"qcreate:{reader}.x:4:100",     # outside the owner's namespace: EPERM
         f"qcreate:{OWNER}.deep:5000:100",  # over ipc.queue_depth_max (1024): EDQUOT
+        f"qcreate:{OWNER}.mid:16:20000",
+        "send:3:20000", "send:3:20000",  # 6 messages of 20000 bytes
+        "recv:10:0", "recv:10:0",        # a reply holds 64 KiB: 3, then 3
         f"qcreate:{OWNER}.big:1024:65000",
         "fill:65000",           # until the owner's ipc.queued_bytes_max (4 MiB)
         f"qcreate:{q}:4:100",   # the name is taken: EEXIST
@@ -173,7 +176,7 @@ def test_queue_rights_and_refusals(tmp_path, state, probe_ok):
     assert "REFUSED send 5 10: EAGAIN" in o, o
     assert "REFUSED send 1 101: EMSGSIZE" in o, o
     assert "REFUSED send 1 1: EAGAIN" in o, o
-    got = re.findall(r"got (\d+) (\d+) (\S+) (\S+)", o)
+    got = re.findall(r"got (\d+) (\d+) (\S+) (\S+)", o[:o.index(f"qcreate {OWNER}.mid")])
     assert [(g[1], g[3]) for g in got] == [("31", "high"), ("5", "mid"), ("0", "low"),
                                            ("0", "low2")], o
     assert all(g[2] == OWNER for g in got), got
@@ -182,6 +185,10 @@ def test_queue_rights_and_refusals(tmp_path, state, probe_ok):
     assert f"REFUSED qcreate {reader}.x 4: EPERM" in o, o
     assert f"REFUSED qcreate {OWNER}.deep 5000: EDQUOT" in o, o
     assert f"ALLOWED qcreate {OWNER}.big 1024" in o, o
+    # each receive of the 20000-byte messages stops at the 64 KiB reply: 3 and 3
+    mid = o[o.index(f"ALLOWED qcreate {OWNER}.mid"):o.index(f"ALLOWED qcreate {OWNER}.big")]
+    assert re.findall(r"depth (\d+)", mid) == ["3", "0"], mid
+    assert len(re.findall(r"got \d+ 0 " + OWNER + " x{20000}\n", mid)) == 6, mid[:300]
     m = re.search(r"filled (\d+)", o)
     assert m and int(m.group(1)) == (4 << 20) // 65000, o
     assert "REFUSED fill 65000: EDQUOT" in o, o
@@ -297,6 +304,39 @@ def test_crashes_and_a_revoke_leave_no_stuck_waiter_and_lose_nothing(tmp_path, p
         got = re.findall(r"got (\d+) (\d+) (\S+) (\w+)", seen)
         assert [(g[2], g[3]) for g in got] == [(OWNER, "after"), (sender, "s1"),
                                                (sender, "s2")], seen
+
+
+def test_a_revoked_semaphore_handle_refuses_opens_and_its_fd_stays_a_semaphore(tmp_path,
+                                                                             probe_ok):
+    """docs/ipc-semq.md "Revocation": revoking ipc.sem closes the handle and refuses
+    new opens; the eventfd the app already holds keeps working (a kernel cannot take
+    an fd back), which the docs say and this checks."""
+    require_cellad()
+    root, state = tmp_path / "apps", tmp_path / "state"
+    holder, go = "org.test.semq.h", "org.test.semq.go"
+    s = f"{OWNER}.s"
+    with running_cellad(state, "--no-autostart") as d:
+        install(state, root, OWNER, ["try", f"screate:{s}:0", f"waitdone:{OWNER}.end:1"],
+                permissions=[f"ipc.sem:{s}", f"ipc.sem:{OWNER}.end"], exports=OWNER_EXPORTS)
+        install(state, root, holder, [
+            "try", f"sopenwait:{s}", f"gate:{go}.gate", f"postdone:{go}.ok", "spost",
+            "swait:0", "swait:0", f"sopen:{s}", f"postdone:{OWNER}.end"],
+            permissions=[f"ipc.sem:{s}", f"ipc.sem:{go}.*", f"ipc.sem:{OWNER}.end"])
+        # the gate lives while go waits for the holder's "ok"
+        install(state, root, go, ["try", f"screate:{go}.gate:1", f"waitdone:{go}.ok:1"],
+                permissions=[f"ipc.sem:{go}.*"], exports=[f"ipc.sem:{go}.**"])
+        cella(state, "start", OWNER)
+        wait_text(d, OWNER, f"ALLOWED screate {s}")
+        cella(state, "start", holder)
+        wait_text(d, holder, f"ALLOWED sopenwait {s}")
+        cella(state, "revoke", holder, f"ipc.sem:{s}")
+        cella(state, "start", go)  # opens the gate: the holder goes on, revoked
+        seen = wait_text(d, holder, "try: done")
+        assert f"ALLOWED gate {go}.gate" in seen, seen
+        assert "ALLOWED spost" in seen, seen
+        assert "ALLOWED swait 0" in seen and "REFUSED swait 0: EAGAIN" in seen, seen
+        assert f"REFUSED sopen {s}: EACCES" in seen, seen
+        wait_text(d, OWNER, "try: done")
 
 
 def test_a_persistent_queue_survives_a_cellad_restart(tmp_path, probe_ok):

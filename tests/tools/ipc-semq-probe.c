@@ -445,6 +445,8 @@ static void verdict(const char *what, int r, const Cella *cc)
  *   hold                       block in a receive of 600 s on the current queue
  *   postdone:NAME              open semaphore NAME (waiting) and post it
  *   waitdone:NAME:N            create semaphore NAME offered to org.test.** and wait N
+ *   gate:NAME                  open semaphore NAME (waiting for it) and wait on it once;
+ *                              the current semaphore is left as it was
  */
 static CellaQueue cur_q = {.fd = -1};
 static CellaSem cur_s = {.fd = -1};
@@ -555,6 +557,12 @@ static void try_one(char *word)
                 r = sem_open_wait(a, &s);
                 if (r == 0)
                         r = cella_sem_post(&s, 1);
+        } else if (strcmp(op, "gate") == 0) {
+                CellaSem s;
+
+                r = sem_open_wait(a, &s);
+                if (r == 0)
+                        r = cella_sem_wait(&s, 120000);
         } else if (strcmp(op, "waitdone") == 0) {
                 CellaIpcOffer offer = {.app = "org.test.**", .modes = 3};
                 CellaSem s;
