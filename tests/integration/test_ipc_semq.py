@@ -81,6 +81,25 @@ def test_a_semaphore_between_two_apps_with_timeouts(tmp_path, state, probe_ok):
     assert "answered 300" in b and "sem-peer: done" in b, b
 
 
+def test_a_holder_clearing_o_nonblock_cannot_make_a_wait_outlast_its_timeout(tmp_path, state,
+                                                                            probe_ok):
+    """Every holder of a semaphore shares one open file description, so one can
+    clear O_NONBLOCK for all. cella_sem_wait() reads with preadv2(RWF_NOWAIT): the
+    other app's wait still ends at its timeout, and still takes a post."""
+    root = tmp_path / "apps"
+    holder = "org.test.semq.h"
+    s = f"{OWNER}.nb"
+    write_app(root, OWNER, ["try", f"screate:{s}:0", f"waitdone:{OWNER}.nbok:1", "swait:300",
+                            "spost", "swait:300"],
+              permissions=[f"ipc.sem:{s}", f"ipc.sem:{OWNER}.nbok"], exports=OWNER_EXPORTS)
+    write_app(root, holder, ["try", f"sopenwait:{s}", "sblock", f"postdone:{OWNER}.nbok"],
+              permissions=[f"ipc.sem:{s}", f"ipc.sem:{OWNER}.nbok"])
+    logs = boot(root, state, timeout=60)
+    assert "ALLOWED sblock" in logs[holder], logs[holder]
+    o = logs[OWNER]
+    assert "REFUSED swait 300: ETIMEDOUT" in o and "ALLOWED swait 300" in o, o
+
+
 def test_a_semaphore_under_contention_counts_exactly(tmp_path, state, probe_ok):
     """One app posts 6000 in uneven chunks, four take concurrently: the takes add up
     to exactly 6000 and nothing is left."""

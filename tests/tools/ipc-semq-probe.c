@@ -32,6 +32,7 @@
  */
 #include <cella.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -445,6 +446,8 @@ static void verdict(const char *what, int r, const Cella *cc)
  *   hold                       block in a receive of 600 s on the current queue
  *   postdone:NAME              open semaphore NAME (waiting) and post it
  *   waitdone:NAME:N            create semaphore NAME offered to org.test.** and wait N
+ *   sblock                     clear O_NONBLOCK on the current semaphore's fd (shared
+ *                              by every holder: a hostile holder's move)
  *   gate:NAME                  open semaphore NAME (waiting for it) and wait on it once;
  *                              the current semaphore is left as it was
  */
@@ -557,6 +560,10 @@ static void try_one(char *word)
                 r = sem_open_wait(a, &s);
                 if (r == 0)
                         r = cella_sem_post(&s, 1);
+        } else if (strcmp(op, "sblock") == 0) {
+                /* what a hostile holder can do to the file all holders share */
+                r = fcntl(cur_s.fd, F_SETFL, fcntl(cur_s.fd, F_GETFL) & ~O_NONBLOCK) < 0 ? -errno
+                                                                                         : 0;
         } else if (strcmp(op, "gate") == 0) {
                 CellaSem s;
 
