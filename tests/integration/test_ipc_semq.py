@@ -100,6 +100,34 @@ def test_a_holder_clearing_o_nonblock_cannot_make_a_wait_outlast_its_timeout(tmp
     assert "REFUSED swait 300: ETIMEDOUT" in o and "ALLOWED swait 300" in o, o
 
 
+def test_the_readiness_fd_follows_the_queue_and_a_hostile_holder_cannot_stall_the_kernel(
+        tmp_path, state, probe_ok):
+    """A READ handle's fd is readable while messages wait and not when the queue is
+    empty. A holder that clears O_NONBLOCK on it and drains it itself must not make
+    the kernel's own drain block (which would stall every app of the kernel): the
+    owner's receives and sends after that still complete."""
+    root = tmp_path / "apps"
+    h = "org.test.semq.h"
+    q = f"{OWNER}.ready"
+    write_app(root, OWNER, [
+        "try", f"qcreate:{q}:8:100:offer={h}/r", "sendtext:one:0", f"waitdone:{OWNER}.ok:1",
+        "recv:10:0", "sendtext:two:0", f"waitdone:{OWNER}.ok2:1", "recv:10:0",
+        f"screate:{OWNER}.g:1", f"waitdone:{OWNER}.ok3:1"],
+        permissions=[f"ipc.queue:{q}", f"ipc.sem:{OWNER}.*"], exports=OWNER_EXPORTS)
+    write_app(root, h, [
+        "try", f"qopenwait:{q}:r", "qready:5000", "qblock", "qdrain", f"postdone:{OWNER}.ok",
+        "qready:5000", f"postdone:{OWNER}.ok2", f"gate:{OWNER}.g", "qready:300",
+        f"postdone:{OWNER}.ok3"],
+        permissions=[f"ipc.queue:{q}", f"ipc.sem:{OWNER}.*"])
+    logs = boot(root, state, timeout=60)
+    o, x = logs[OWNER], logs[h]
+    assert x.count("ALLOWED qready 5000") == 2, x
+    assert "ALLOWED qblock" in x and "ALLOWED qdrain" in x, x
+    assert "REFUSED qready 300: ETIMEDOUT" in x, x
+    assert o.count("ALLOWED recv 10 0") == 2 and "got 1 0" in o and "got 2 0" in o, o
+    assert "try: done" in o, o
+
+
 def test_a_semaphore_under_contention_counts_exactly(tmp_path, state, probe_ok):
     """One app posts 6000 in uneven chunks, four take concurrently: the takes add up
     to exactly 6000 and nothing is left."""

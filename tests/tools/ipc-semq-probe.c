@@ -33,6 +33,7 @@
 #include <cella.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -446,6 +447,10 @@ static void verdict(const char *what, int r, const Cella *cc)
  *   hold                       block in a receive of 600 s on the current queue
  *   postdone:NAME              open semaphore NAME (waiting) and post it
  *   waitdone:NAME:N            create semaphore NAME offered to org.test.** and wait N
+ *   qblock                     clear O_NONBLOCK on the current queue handle's fd
+ *   qready:TIMEOUT             poll the current queue handle's fd for POLLIN
+ *   qdrain                     read what the current queue handle's fd holds (as a
+ *                              careless or hostile app may)
  *   sblock                     clear O_NONBLOCK on the current semaphore's fd (shared
  *                              by every holder: a hostile holder's move)
  *   gate:NAME                  open semaphore NAME (waiting for it) and wait on it once;
@@ -560,6 +565,19 @@ static void try_one(char *word)
                 r = sem_open_wait(a, &s);
                 if (r == 0)
                         r = cella_sem_post(&s, 1);
+        } else if (strcmp(op, "qblock") == 0) {
+                r = fcntl(cur_q.fd, F_SETFL, fcntl(cur_q.fd, F_GETFL) & ~O_NONBLOCK) < 0 ? -errno
+                                                                                         : 0;
+        } else if (strcmp(op, "qready") == 0) {
+                struct pollfd p = {.fd = cur_q.fd, .events = POLLIN};
+
+                r = poll(&p, 1, atoi(a));
+                r = r > 0 ? 0 : r == 0 ? -ETIMEDOUT : -errno;
+        } else if (strcmp(op, "qdrain") == 0) {
+                char bytes[64];
+                struct pollfd p = {.fd = cur_q.fd, .events = POLLIN};
+
+                r = poll(&p, 1, 5000) > 0 && read(cur_q.fd, bytes, sizeof(bytes)) > 0 ? 0 : -EAGAIN;
         } else if (strcmp(op, "sblock") == 0) {
                 /* what a hostile holder can do to the file all holders share */
                 r = fcntl(cur_s.fd, F_SETFL, fcntl(cur_s.fd, F_GETFL) & ~O_NONBLOCK) < 0 ? -errno

@@ -15,10 +15,16 @@
  * - A receive that finds the queue empty and may wait is kept as a pending
  *   BrokerCall (cancel hook, timer) in the queue's FIFO of waiters; a send serves
  *   the waiters in the order they came before anything else can take the messages.
- * - Each handle has an eventfd of its own (never shared, so that one holder reading
- *   or writing its fd cannot hide or fake readiness for another): the kernel keeps a
- *   READ handle's readable (count 1) while the queue holds messages, and empty
- *   otherwise. A WRITE-only handle's is never made readable.
+ * - Each handle has a readiness pipe of its own (never shared, so that one holder
+ *   draining its fd cannot hide readiness from another): the app gets the read end,
+ *   the kernel keeps the write end (O_NONBLOCK, its own file: the app cannot change
+ *   its flags) and a copy of the read end, which it drains with preadv2(RWF_NOWAIT):
+ *   non-blocking whatever the app did to the shared file's O_NONBLOCK. (An eventfd
+ *   cannot be used here: kernel and app would share one file, and an app that
+ *   cleared O_NONBLOCK and filled or emptied its count would make the kernel's
+ *   write or read block, and with it every app of the kernel.) A READ handle's pipe
+ *   holds one byte while the queue holds messages, none otherwise; a WRITE-only
+ *   handle's never gets one.
  * - A persistent queue is written to <state>/ipc-queues.db (ipc/queue-store.h), one
  *   transaction per send or receive, before the reply; at broker start
  *   broker_ipc_queue_restore() brings every stored queue back (ipc_object_restore()).
@@ -30,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "base/log.h"
@@ -84,8 +91,9 @@ typedef struct QueueObj QueueObj;
 typedef struct QHandle {
         IpcHandle *h;
         QueueObj *q;
-        int efd;        /* the kernel's copy of the handle's eventfd */
-        bool signalled; /* efd holds 1 */
+        int wr;         /* the write end of the handle's readiness pipe (the kernel's) */
+        int rd;         /* the kernel's copy of its read end (the app has the other) */
+        bool signalled; /* a byte was written and not drained */
         struct QHandle *next, *prev;
 } QHandle;
 
@@ -148,20 +156,31 @@ static void waiter_fail(Waiter *w, int error, const char *why)
         broker_reply_error(c, error, why);
 }
 
-/* Makes every READ handle's eventfd say whether messages wait. */
+/* Empties qh's readiness pipe without ever blocking. On a kernel whose pipes lack
+ * RWF_NOWAIT (EOPNOTSUPP, before Linux 5.8) it leaves the byte: the fd then says
+ * "maybe" and a receive answers EAGAIN, which is allowed. */
+static void ready_drain(QHandle *qh)
+{
+        char buf[16];
+        struct iovec io = {.iov_base = buf, .iov_len = sizeof(buf)};
+
+        while (preadv2(qh->rd, &io, 1, -1, RWF_NOWAIT) > 0)
+                ;
+}
+
+/* Makes every READ handle's readiness pipe say whether messages wait. */
 static void ready_update(QueueObj *q)
 {
         bool want = q->q.depth > 0;
 
         for (QHandle *qh = q->handles; qh; qh = qh->next) {
-                uint64_t v = 1;
-
                 if (!(ipc_handle_modes(qh->h) & IPC_MODE_READ) || qh->signalled == want)
                         continue;
                 if (want)
-                        (void)!write(qh->efd, &v, sizeof(v)); /* EAGAIN: the app filled it */
+                        (void)!write(qh->wr, "m",
+                                     1); /* O_NONBLOCK: a full pipe is readable anyway */
                 else
-                        (void)!read(qh->efd, &v, sizeof(v)); /* EAGAIN: the app drained it */
+                        ready_drain(qh);
                 qh->signalled = want;
         }
 }
@@ -288,32 +307,36 @@ static QueueGlobal *queue_global(Broker *b)
         return broker_ipc_queue_global(b);
 }
 
-/* Gives h (a new handle on q's object) its eventfd: the kernel keeps one copy, the
- * app gets the other. Returns the app's fd or -errno. */
+/* Gives h (a new handle on q's object) its readiness pipe: the kernel keeps the
+ * write end and a copy of the read end, the app gets the read end. Returns the
+ * app's fd or -errno. */
 static int queue_bind(QueueObj *q, IpcHandle *h)
 {
         QHandle *qh;
-        int efd, fd;
+        int p[2], fd;
 
         qh = calloc(1, sizeof(*qh));
         if (!qh)
                 return -ENOMEM;
-        efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        if (efd < 0) {
+        if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0) {
+                int r = -errno;
+
                 free(qh);
-                return -errno;
+                return r;
         }
-        fd = fcntl(efd, F_DUPFD_CLOEXEC, 3);
+        fd = fcntl(p[0], F_DUPFD_CLOEXEC, 3);
         if (fd < 0) {
                 int r = -errno;
 
-                close(efd);
+                close(p[0]);
+                close(p[1]);
                 free(qh);
                 return r;
         }
         qh->h = h;
         qh->q = q;
-        qh->efd = efd;
+        qh->rd = p[0];
+        qh->wr = p[1];
         qh->next = q->handles;
         if (q->handles)
                 q->handles->prev = qh;
@@ -357,7 +380,8 @@ static void queue_handle_closing(IpcHandle *h)
                 q->handles = qh->next;
         if (qh->next)
                 qh->next->prev = qh->prev;
-        safe_close(qh->efd);
+        safe_close(qh->rd);
+        safe_close(qh->wr);
         ipc_handle_set_data(h, NULL);
         free(qh);
 }
