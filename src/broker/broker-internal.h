@@ -76,9 +76,10 @@ extern const BrokerCallDef broker_calls_usage[];  /* fs.usage (calls/usage.c) */
 extern const BrokerCallDef broker_calls_timer[];  /* timer.* */
 extern const BrokerCallDef broker_calls_bus[];    /* bus.* */
 extern const BrokerCallDef broker_calls_net[];    /* net.connect (calls/net.c) */
+extern const BrokerCallDef broker_calls_ipc[];    /* ipc.* but sem, queue (calls/ipc.c) */
+
 /* ipc semaphores and queues (calls/ipc-semq.c) */
 extern const BrokerCallDef broker_calls_ipc_semq[];
-extern const BrokerCallDef broker_calls_ipc[];    /* ipc.* but sem, queue (calls/ipc.c) */
 
 /* The handler of opcode from the tables above, or NULL if this kernel implements no
  * such request. For tests that hold the tables against the opcode table. */

@@ -34,7 +34,7 @@
 #define BATCH_ARENA_SIZE  (4u * CHANNEL_BODY_MAX) /* bytes; flushed early when full */
 #define CALLS_CACHED_MAX  16u                     /* free call structs kept per app */
 #define DISPATCH_AREAS    16u                     /* opcode high byte 0x01..0x0f */
-#define DISPATCH_CALLS    32u                     /* opcode low byte 0x00..0x1f (ipc 0x0B1B, keystore 0x0C1F) */
+#define DISPATCH_CALLS    32u                     /* opcode low byte 0x00..0x1f */
 #define RECV_BATCH        16u                     /* frames per recvmmsg(2) */
 
 typedef struct CallImpl {
