@@ -248,10 +248,12 @@ int broker_net_defer_error(Broker *b, BrokerNetDone done, void *userdata, int er
 
 /* calls/ipc-semq.c's state of the whole broker (the persistent queues' store):
  * broker_ipc_queue_new() at broker_new() after broker_ipc_new(), then
- * broker_ipc_queue_restore() brings the stored queues back (0, or -errno: logged);
- * broker_ipc_queue_free() at broker_free() after broker_ipc_free().
- * broker_ipc_queue_global() returns it (NULL if it could not be made). */
-void *broker_ipc_queue_new(void);
+ * broker_ipc_queue_restore() brings the stored queues back (0; -EBUSY: another
+ * kernel holds the store, asked again every 5 s and restored when it lets go;
+ * another -errno: logged); broker_ipc_queue_free() at broker_free() after
+ * broker_ipc_free(). broker_ipc_queue_global() returns it (NULL if it could not be
+ * made). */
+void *broker_ipc_queue_new(Broker *b);
 int broker_ipc_queue_restore(Broker *b);
 void broker_ipc_queue_free(void *global);
 void *broker_ipc_queue_global(Broker *b);

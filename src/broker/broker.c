@@ -1309,7 +1309,7 @@ int broker_new(const BrokerOptions *o, Broker **ret)
 #undef DEFAULT
         b->net = broker_net_new();
         b->ipc = broker_ipc_new(b);
-        b->ipc_queue = broker_ipc_queue_new();
+        b->ipc_queue = broker_ipc_queue_new(b);
         if (b->ipc && b->ipc_queue)
                 (void)broker_ipc_queue_restore(b); /* it logs what it could not restore */
         *ret = b;

@@ -416,6 +416,42 @@ def test_a_persistent_queue_survives_a_cellad_restart(tmp_path, probe_ok):
         assert "REFUSED recv 10 0: EAGAIN" in seen, seen
 
 
+def test_a_store_held_by_another_kernel_is_restored_once_it_lets_go(tmp_path, probe_ok):
+    """One kernel at a time holds ipc-queues.db (flock). While another holds it (here
+    the test, as a cella run would), cellad's persistent creates are EIO naming the
+    holder; once it lets go, cellad brings the stored queue back by itself."""
+    import fcntl
+    require_cellad()
+    root, state = tmp_path / "apps", tmp_path / "state"
+    q = f"{OWNER}.held"
+    reader, other = "org.test.semq.r", "org.test.semq.o"
+    with running_cellad(state, "--no-autostart") as d:
+        install(state, root, OWNER, ["try", f"qcreate:{q}:4:10:persist:offer={reader}/r",
+                                     "sendtext:kept:3"],
+                permissions=[f"ipc.queue:{q}"], exports=OWNER_EXPORTS)
+        install(state, root, reader, ["try", f"qopenwait:{q}:r", "recv:4:0"],
+                permissions=[f"ipc.queue:{q}"])
+        install(state, root, other, ["try", f"qcreate:{other}.p:4:10:persist"],
+                permissions=[f"ipc.queue:{other}.p"])
+        cella(state, "start", OWNER)
+        wait_text(d, OWNER, "try: done")
+    lock = os.open(state / "ipc-queues.db", os.O_RDONLY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with running_cellad(state, "--no-autostart") as d:
+            cella(state, "start", other)
+            seen = wait_text(d, other, "try: done")
+            assert f"REFUSED qcreate {other}.p 4: EIO" in seen, seen
+            cella(state, "start", reader)  # its open waits for the queue to exist
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            seen = wait_text(d, reader, "try: done")
+            assert f"ALLOWED qopenwait {q} r" in seen, seen
+            assert f"got 1 3 {OWNER} kept" in seen, seen
+            assert "restored 1 persistent queue" in d.log(), d.log()
+    finally:
+        os.close(lock)
+
+
 def test_a_corrupt_queue_store_is_refused_with_a_clear_error(tmp_path, probe_ok):
     require_cellad()
     root, state = tmp_path / "apps", tmp_path / "state"

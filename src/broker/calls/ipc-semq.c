@@ -120,10 +120,14 @@ struct QueueObj {
 
 /* The broker's queue state (broker_ipc_queue_global()). */
 typedef struct QueueGlobal {
+        Broker *b;
         QueueStore *store; /* NULL: not opened yet, or unusable (why) */
-        bool tried;
+        bool tried;        /* a failure other than EBUSY: not asked again */
+        uv_timer_t *retry; /* asks again while another kernel holds the store */
         char why[QUEUE_STORE_WHY_MAX];
 } QueueGlobal;
+
+#define STORE_RETRY_MS 5000u /* how often a kernel asks for a store another one holds */
 
 static void waiter_free_cb(uv_handle_t *h)
 {
@@ -419,10 +423,14 @@ static const IpcKindOps queue_ops = {
 
 /* ---- the store -------------------------------------------------------------------- */
 
+static int restore_all(Broker *b, QueueStore *s);
+
 /*
- * The store, opened on first use; NULL with *ret_why if it cannot be. A store held
- * by another kernel (EBUSY) is asked again next time (that kernel may have exited);
- * any other failure is final for this kernel (logged once).
+ * The store, opened on first use; NULL with *ret_why if it cannot be. The open
+ * that succeeds brings the stored queues back first (restore_all()), whenever it
+ * comes: at broker start, or later once another kernel let go of the file. A store
+ * held by another kernel (EBUSY) is asked again next time; any other failure is
+ * final for this kernel (logged once).
  */
 static QueueStore *store_get(Broker *b, const char **ret_why)
 {
@@ -453,9 +461,12 @@ static QueueStore *store_get(Broker *b, const char **ret_why)
                 log_error("ipc: persistent queues unavailable: %s", g->why);
                 g->tried = true;
         }
-        if (r < 0)
-                g->store = NULL;
         *ret_why = g->why;
+        if (r < 0) {
+                g->store = NULL;
+                return NULL;
+        }
+        (void)restore_all(b, g->store); /* logs what it could not restore */
         return g->store;
 }
 
@@ -846,9 +857,18 @@ static void receive_handle(BrokerCall *c)
 
 /* ---- broker start and stop -------------------------------------------------------- */
 
-void *broker_ipc_queue_new(void)
+void *broker_ipc_queue_new(Broker *b)
 {
-        return calloc(1, sizeof(QueueGlobal));
+        QueueGlobal *g = calloc(1, sizeof(QueueGlobal));
+
+        if (g)
+                g->b = b;
+        return g;
+}
+
+static void retry_free_cb(uv_handle_t *h)
+{
+        free(h);
 }
 
 void broker_ipc_queue_free(void *global)
@@ -857,6 +877,8 @@ void broker_ipc_queue_free(void *global)
 
         if (!g)
                 return;
+        if (g->retry)
+                uv_close((uv_handle_t *)g->retry, retry_free_cb);
         queue_store_close(g->store);
         free(g);
 }
@@ -913,24 +935,12 @@ static int restore_one(const QueueStoreInfo *info, Queue *stored, void *userdata
         return 0;
 }
 
-int broker_ipc_queue_restore(Broker *b)
+/* Brings every queue stored in s back. Returns 0 or the load's -errno (logged). */
+static int restore_all(Broker *b, QueueStore *s)
 {
-        QueueGlobal *g = queue_global(b);
         char why[QUEUE_STORE_WHY_MAX];
-        const char *open_why = NULL;
-        QueueStore *s;
-        char path[PATH_MAX];
         int r;
 
-        if (!g || !broker_options(b)->state_dir)
-                return 0;
-        /* Nothing stored yet: no file made until a persistent queue is created. */
-        snprintf(path, sizeof(path), "%s/" QUEUE_STORE_FILE, broker_options(b)->state_dir);
-        if (access(path, F_OK) < 0)
-                return 0;
-        s = store_get(b, &open_why);
-        if (!s)
-                return -EIO; /* logged by store_get() */
         r = queue_store_load(s, restore_one, restore_refused, b, why);
         if (r < 0) {
                 log_error("ipc: persistent queues not restored: %s", why);
@@ -939,6 +949,45 @@ int broker_ipc_queue_restore(Broker *b)
         if (r > 0)
                 log_info("ipc: restored %d persistent queue(s)", r);
         return 0;
+}
+
+static void store_retry(uv_timer_t *t)
+{
+        QueueGlobal *g = t->data;
+        const char *why = NULL;
+
+        if (store_get(g->b, &why) || g->tried)
+                uv_timer_stop(t);
+}
+
+int broker_ipc_queue_restore(Broker *b)
+{
+        QueueGlobal *g = queue_global(b);
+        const char *why = NULL;
+        char path[PATH_MAX];
+
+        if (!g || !broker_options(b)->state_dir)
+                return 0;
+        /* Nothing stored yet: no file made until a persistent queue is created. */
+        snprintf(path, sizeof(path), "%s/" QUEUE_STORE_FILE, broker_options(b)->state_dir);
+        if (access(path, F_OK) < 0)
+                return 0;
+        if (store_get(b, &why))
+                return 0; /* opened and restored */
+        if (g->tried)
+                return -EIO; /* logged by store_get() */
+        /* Another kernel holds it: ask again until it lets go (a cella run that ran
+         * while cellad was down, say), so that its queues come back here then. */
+        g->retry = malloc(sizeof(*g->retry));
+        if (!g->retry || uv_timer_init(broker_options(b)->loop, g->retry) < 0) {
+                free(g->retry);
+                g->retry = NULL;
+                return -ENOMEM;
+        }
+        g->retry->data = g;
+        uv_timer_start(g->retry, store_retry, STORE_RETRY_MS, STORE_RETRY_MS);
+        uv_unref((uv_handle_t *)g->retry); /* keeps no kernel's loop alive at its end */
+        return -EBUSY;
 }
 
 const BrokerCallDef broker_calls_ipc_semq[] = {
