@@ -873,9 +873,9 @@ CELLA_API int cella_sem_post(const CellaSem *s, uint32_t n);
 
 /*
  * A message queue handle: the kernel's handle number, its modes, the queue's
- * message bound, and fd, the read end of the handle's own readiness pipe, which the
- * kernel keeps readable while the queue holds messages for a READ handle (poll it
- * in an event loop; no need to read it: cella_queue_receive() is how messages come).
+ * message bound, and fd, the handle's own readiness fd (a timerfd), which the kernel
+ * keeps readable while the queue holds messages for a READ handle (poll it in an
+ * event loop; no need to read it: cella_queue_receive() is how messages come).
  */
 typedef struct CellaQueue {
         uint64_t handle;

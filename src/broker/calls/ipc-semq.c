@@ -15,16 +15,16 @@
  * - A receive that finds the queue empty and may wait is kept as a pending
  *   BrokerCall (cancel hook, timer) in the queue's FIFO of waiters; a send serves
  *   the waiters in the order they came before anything else can take the messages.
- * - Each handle has a readiness pipe of its own (never shared, so that one holder
- *   draining its fd cannot hide readiness from another): the app gets the read end,
- *   the kernel keeps the write end (O_NONBLOCK, its own file: the app cannot change
- *   its flags) and a copy of the read end, which it drains with preadv2(RWF_NOWAIT):
- *   non-blocking whatever the app did to the shared file's O_NONBLOCK. (An eventfd
- *   cannot be used here: kernel and app would share one file, and an app that
- *   cleared O_NONBLOCK and filled or emptied its count would make the kernel's
- *   write or read block, and with it every app of the kernel.) A READ handle's pipe
- *   holds one byte while the queue holds messages, none otherwise; a WRITE-only
- *   handle's never gets one.
+ * - Each READ handle has a readiness fd of its own (never shared with another
+ *   handle, so one holder draining its fd hides nothing from another): a timerfd,
+ *   which the kernel arms to expire at once while the queue holds messages (the fd
+ *   is readable) and disarms when it empties (timerfd_settime() resets its count:
+ *   not readable). timerfd_settime() never blocks, whatever an app did to the
+ *   shared file (O_NONBLOCK cleared, its count read): the kernel does no read or
+ *   write on a file an app holds. (An eventfd here, read and written by the kernel,
+ *   would let an app that cleared O_NONBLOCK and filled or emptied its count
+ *   block cellad's loop.) One fd in cellad per READ handle; a WRITE-only handle's
+ *   timerfd is never armed and cellad keeps no copy of it.
  * - A persistent queue is written to <state>/ipc-queues.db (ipc/queue-store.h), one
  *   transaction per send or receive, before the reply; at broker start
  *   broker_ipc_queue_restore() brings every stored queue back (ipc_object_restore()).
@@ -36,7 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/uio.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "base/log.h"
@@ -91,9 +91,8 @@ typedef struct QueueObj QueueObj;
 typedef struct QHandle {
         IpcHandle *h;
         QueueObj *q;
-        int wr;         /* the write end of the handle's readiness pipe (the kernel's) */
-        int rd;         /* the kernel's copy of its read end (the app has the other) */
-        bool signalled; /* a byte was written and not drained */
+        int tfd;        /* the kernel's copy of a READ handle's readiness timerfd, or -1 */
+        bool signalled; /* armed */
         struct QHandle *next, *prev;
 } QHandle;
 
@@ -160,31 +159,19 @@ static void waiter_fail(Waiter *w, int error, const char *why)
         broker_reply_error(c, error, why);
 }
 
-/* Empties qh's readiness pipe without ever blocking. On a kernel whose pipes lack
- * RWF_NOWAIT (EOPNOTSUPP, before Linux 5.8) it leaves the byte: the fd then says
- * "maybe" and a receive answers EAGAIN, which is allowed. */
-static void ready_drain(QHandle *qh)
-{
-        char buf[16];
-        struct iovec io = {.iov_base = buf, .iov_len = sizeof(buf)};
-
-        while (preadv2(qh->rd, &io, 1, -1, RWF_NOWAIT) > 0)
-                ;
-}
-
-/* Makes every READ handle's readiness pipe say whether messages wait. */
+/* Makes every READ handle's readiness timerfd say whether messages wait: armed to
+ * expire at once (readable), or disarmed (its count reset: not readable). */
 static void ready_update(QueueObj *q)
 {
+        static const struct itimerspec now = {.it_value = {.tv_nsec = 1}}, off = {};
         bool want = q->q.depth > 0;
 
         for (QHandle *qh = q->handles; qh; qh = qh->next) {
-                if (!(ipc_handle_modes(qh->h) & IPC_MODE_READ) || qh->signalled == want)
+                if (qh->tfd < 0 || qh->signalled == want)
                         continue;
-                if (want)
-                        (void)!write(qh->wr, "m",
-                                     1); /* O_NONBLOCK: a full pipe is readable anyway */
-                else
-                        ready_drain(qh);
+                /* absolute 1 ns: long past, so it expires at once */
+                (void)timerfd_settime(qh->tfd, want ? TFD_TIMER_ABSTIME : 0, want ? &now : &off,
+                                      NULL);
                 qh->signalled = want;
         }
 }
@@ -311,36 +298,39 @@ static QueueGlobal *queue_global(Broker *b)
         return broker_ipc_queue_global(b);
 }
 
-/* Gives h (a new handle on q's object) its readiness pipe: the kernel keeps the
- * write end and a copy of the read end, the app gets the read end. Returns the
- * app's fd or -errno. */
+/* Gives h (a new handle on q's object) its readiness timerfd: the app gets it, the
+ * kernel keeps a copy for a READ handle only. Returns the app's fd or -errno. */
 static int queue_bind(QueueObj *q, IpcHandle *h)
 {
         QHandle *qh;
-        int p[2], fd;
+        int tfd, fd;
 
         qh = calloc(1, sizeof(*qh));
         if (!qh)
                 return -ENOMEM;
-        if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0) {
+        tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        if (tfd < 0) {
                 int r = -errno;
 
                 free(qh);
                 return r;
         }
-        fd = fcntl(p[0], F_DUPFD_CLOEXEC, 3);
-        if (fd < 0) {
-                int r = -errno;
+        if (!(ipc_handle_modes(h) & IPC_MODE_READ)) {
+                fd = tfd; /* never armed: the kernel keeps nothing */
+                tfd = -1;
+        } else {
+                fd = fcntl(tfd, F_DUPFD_CLOEXEC, 3);
+                if (fd < 0) {
+                        int r = -errno;
 
-                close(p[0]);
-                close(p[1]);
-                free(qh);
-                return r;
+                        close(tfd);
+                        free(qh);
+                        return r;
+                }
         }
         qh->h = h;
         qh->q = q;
-        qh->rd = p[0];
-        qh->wr = p[1];
+        qh->tfd = tfd;
         qh->next = q->handles;
         if (q->handles)
                 q->handles->prev = qh;
@@ -384,8 +374,7 @@ static void queue_handle_closing(IpcHandle *h)
                 q->handles = qh->next;
         if (qh->next)
                 qh->next->prev = qh->prev;
-        safe_close(qh->rd);
-        safe_close(qh->wr);
+        safe_close(qh->tfd);
         ipc_handle_set_data(h, NULL);
         free(qh);
 }
