@@ -128,6 +128,32 @@ def test_the_readiness_fd_follows_the_queue_and_a_hostile_holder_cannot_stall_th
     assert "try: done" in o, o
 
 
+def test_a_create_refused_for_the_handle_quota_leaves_no_queue(tmp_path, state, probe_ok):
+    """ipc.handles_max 3 (cellad.conf): the app holds three semaphore handles, so a
+    queue create (persistent or not) is EDQUOT for its handle, and the queue it made
+    goes again, from the store too: opening the name finds nothing."""
+    root = tmp_path / "apps"
+    state.mkdir(mode=0o711)
+    (state / "cellad.conf").write_text(json.dumps({"ipc": {"handles_max": 3}}))
+    os.chmod(state / "cellad.conf", 0o644)
+    write_app(root, OWNER, ["try", f"screate:{OWNER}.s:0", f"sopen:{OWNER}.s", f"sopen:{OWNER}.s",
+                            f"qcreate:{OWNER}.p:4:10:persist", f"qcreate:{OWNER}.t:4:10",
+                            f"qopen:{OWNER}.p:rw", f"qopen:{OWNER}.t:rw"],
+              permissions=[f"ipc.sem:{OWNER}.s", f"ipc.queue:{OWNER}.*"])
+    o = boot(root, state)[OWNER]
+    assert o.count("ALLOWED s") == 3, o
+    assert f"REFUSED qcreate {OWNER}.p 4: EDQUOT" in o, o
+    assert f"REFUSED qcreate {OWNER}.t 4: EDQUOT" in o, o
+    assert f"REFUSED qopen {OWNER}.p rw: ENOENT" in o, o
+    assert f"REFUSED qopen {OWNER}.t rw: ENOENT" in o, o
+    import sqlite3
+    db = sqlite3.connect(f"file:{state / 'ipc-queues.db'}?mode=ro", uri=True)
+    try:
+        assert db.execute("SELECT count(*) FROM queues").fetchone()[0] == 0
+    finally:
+        db.close()
+
+
 def test_a_semaphore_under_contention_counts_exactly(tmp_path, state, probe_ok):
     """One app posts 6000 in uneven chunks, four take concurrently: the takes add up
     to exactly 6000 and nothing is left."""

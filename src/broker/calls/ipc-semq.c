@@ -516,7 +516,10 @@ static const char *no_right(const ProtobufCMessage *req, char *buf, size_t size,
 /* ---- sem create, open ------------------------------------------------------------- */
 
 /* Makes the creator's handle on o (modes) and answers c with it and fd. */
-static void reply_new_handle(BrokerCall *c, IpcObject *o, uint32_t modes)
+/* Makes the caller's handle on o (modes) and answers c with it and its fd. created:
+ * o was made by this call, and goes again (from the store too) if the handle cannot
+ * be made: a refused create leaves nothing behind. */
+static void reply_new_handle(BrokerCall *c, IpcObject *o, uint32_t modes, bool created)
 {
         const char *why = NULL;
         IpcHandle *h;
@@ -524,12 +527,17 @@ static void reply_new_handle(BrokerCall *c, IpcObject *o, uint32_t modes)
 
         h = ipc_handle_new(c->app, o, modes, c->checked, &r, &why);
         if (!h) {
-                ipc_object_release(o);
+                if (created)
+                        ipc_object_destroy(o); /* nothing holds it: freed now */
+                else
+                        ipc_object_release(o);
                 broker_reply_error(c, -r, why);
                 return;
         }
         fd = ipc_object_ops(o)->handle_fd(o, modes);
         if (fd < 0) {
+                if (created)
+                        ipc_object_destroy(o); /* freed with its handle, next */
                 ipc_handle_close(h, IPC_CLOSE_BY_APP);
                 broker_reply_error(c, -fd, "cannot make the handle's fd");
                 return;
@@ -565,7 +573,7 @@ static void sem_create_handle(BrokerCall *c)
                 broker_reply_error(c, -r, why);
                 return;
         }
-        reply_new_handle(c, o, IPC_MODE_RW);
+        reply_new_handle(c, o, IPC_MODE_RW, true);
 }
 
 static void open_handle(BrokerCall *c, const IpcKindOps *ops)
@@ -580,7 +588,7 @@ static void open_handle(BrokerCall *c, const IpcKindOps *ops)
                 broker_reply_error(c, -r, why);
                 return;
         }
-        reply_new_handle(c, o, m->modes);
+        reply_new_handle(c, o, m->modes, false);
 }
 
 static void sem_open_handle(BrokerCall *c)
@@ -674,7 +682,7 @@ static void queue_create_handle(BrokerCall *c)
                 }
                 ipc_object_set_persistent(o, true);
         }
-        reply_new_handle(c, o, IPC_MODE_RW);
+        reply_new_handle(c, o, IPC_MODE_RW, true);
 }
 
 static void queue_open_handle(BrokerCall *c)
