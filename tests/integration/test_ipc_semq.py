@@ -173,14 +173,14 @@ def test_a_semaphore_under_contention_counts_exactly(tmp_path, state, probe_ok):
 
 def test_a_queue_under_contention_loses_and_doubles_nothing(tmp_path, state, probe_ok):
     """Three producers send 3000 messages each through a queue of depth 256 (so
-    they meet a full queue and retry), two consumers receive in batches: every
-    message arrives exactly once, each producer's in its order, with the kernel's
-    sender id."""
+    they meet a full queue and retry), two consumers receive in batches until the
+    owner's STOP (priority 0: after every message): every message arrives exactly
+    once, each producer's in its order, with the kernel's sender id."""
     root = tmp_path / "apps"
     producers = [f"org.test.semq.p{i}" for i in range(3)]
     consumers = [f"org.test.semq.c{i}" for i in range(2)]
     rights = [f"ipc.queue:{OWNER}.jobs", f"ipc.sem:{OWNER}.jobs.done"]
-    write_app(root, OWNER, ["q-owner", f"{OWNER}.jobs", "org.test.semq.*", "256", "5"],
+    write_app(root, OWNER, ["q-owner", f"{OWNER}.jobs", "org.test.semq.*", "256", "3", "2"],
               permissions=rights, exports=OWNER_EXPORTS)
     for i, p in enumerate(producers):
         write_app(root, p, ["q-produce", f"{OWNER}.jobs", f"p{i}", "3000"], permissions=rights)

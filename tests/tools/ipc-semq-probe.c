@@ -14,15 +14,16 @@
  *                               the peer (pinned to $BENCH_CPU2 if set)
  *   sem-give NAME PEERS TOTAL W create NAME (0) and NAME.done, post TOTAL in uneven
  *                               chunks, wait for W posts of done
- *   sem-take NAME               take from NAME until 1.5 s pass with nothing; print
+ *   sem-take NAME               take from NAME until 3 s pass with nothing; print
  *                               "took K"; post NAME.done
- *   q-owner NAME PEERS DEPTH W  create the queue NAME (RW to PEERS) and NAME.done, wait
- *                               for W posts of done
- *   q-produce NAME ID K         open NAME WRITE, send K messages "ID:i" in batches of 64
- *                               (retrying EAGAIN), post NAME.done
- *   q-consume NAME              open NAME READ, receive batches until 2 s pass with
- *                               nothing; print "m ID:i" per message, "consumed K", and
- *                               ORDER if one producer's messages came out of order
+ *   q-owner NAME PEERS DEPTH P C  create the queue NAME (RW to PEERS) and NAME.done,
+ *                               wait for P posts of done (the producers), send C
+ *                               "STOP" at priority 0, wait for C more (the consumers)
+ *   q-produce NAME ID K         open NAME WRITE, send K messages "ID:i" (priority 1) in
+ *                               batches of 64 (retrying EAGAIN), post NAME.done
+ *   q-consume NAME              open NAME READ, receive batches until a "STOP"; print
+ *                               "m ID:i" per message, "consumed K", and ORDER if one
+ *                               producer's messages came out of order
  *   q-bench-send NAME PEER N B S  create NAME (depth 1024, READ to PEER), send N messages
  *                               of S bytes in batches of B (retrying EAGAIN)
  *   q-bench-recv NAME N B       receive N in batches of B; print messages per second
@@ -255,7 +256,7 @@ static int sem_take(const char *name)
         if ((r = sem_open_wait(sub(name, "done"), &done)) < 0)
                 fail("open done", r);
         /* the first wait is long: the giver may not have posted yet */
-        for (int t = 20000; (r = cella_sem_wait(&s, t)) == 0; t = 1500)
+        for (int t = 20000; (r = cella_sem_wait(&s, t)) == 0; t = 3000)
                 took++;
         if (r != -ETIMEDOUT)
                 fail("wait", r);
@@ -265,9 +266,11 @@ static int sem_take(const char *name)
 
 /* ---- queues ------------------------------------------------------------------------- */
 
-static int q_owner(const char *name, const char *peers, unsigned depth, int workers)
+static int q_owner(const char *name, const char *peers, unsigned depth, int producers,
+                   int consumers)
 {
         CellaIpcOffer offer = {.app = peers, .modes = CELLA_IPC_READ | CELLA_IPC_WRITE};
+        CellaQueueMessage stop = {.data = "STOP", .len = 4, .priority = 0};
         CellaQueue q;
         CellaSem done;
         int r;
@@ -278,9 +281,17 @@ static int q_owner(const char *name, const char *peers, unsigned depth, int work
                 fail("create done", r);
         printf("%s: created\n", role);
         fflush(stdout);
-        for (int i = 0; i < workers; i++)
+        for (int i = 0; i < producers; i++)
                 if ((r = cella_sem_wait(&done, 120000)) < 0)
-                        fail("wait done", r);
+                        fail("wait producers", r);
+        /* Priority 0, below the producers' 1: each consumer gets one after every
+         * message sent, and ends there. */
+        for (int i = 0; i < consumers; i++)
+                while ((r = cella_queue_send(c, &q, &stop, 1, NULL)) == -EAGAIN)
+                        usleep(1000);
+        for (int i = 0; i < consumers; i++)
+                if ((r = cella_sem_wait(&done, 120000)) < 0)
+                        fail("wait consumers", r);
         printf("%s: all done\n", role);
         return 0;
 }
@@ -304,7 +315,8 @@ static int q_produce(const char *name, const char *id, long k)
                 for (; n < 64 && i + (long)n < k; n++) {
                         int len = snprintf(bufs[n], sizeof(bufs[n]), "%s:%ld", id, i + (long)n);
 
-                        msgs[n] = (CellaQueueMessage){.data = bufs[n], .len = (size_t)len};
+                        msgs[n] = (CellaQueueMessage){
+                                .data = bufs[n], .len = (size_t)len, .priority = 1};
                 }
                 r = cella_queue_send(c, &q, msgs, n, NULL);
                 if (r == -EAGAIN) { /* full: the consumers drain it */
@@ -323,10 +335,10 @@ static int q_produce(const char *name, const char *id, long k)
 static int q_consume(const char *name)
 {
         long last[64], got = 0;
-        bool order_ok = true;
+        bool order_ok = true, stop = false;
         CellaQueue q;
         CellaSem done;
-        int r, timeout = 20000;
+        int r;
 
         for (int i = 0; i < 64; i++)
                 last[i] = -1;
@@ -334,20 +346,32 @@ static int q_consume(const char *name)
                 fail("open", r);
         if ((r = sem_open_wait(sub(name, "done"), &done)) < 0)
                 fail("open done", r);
-        for (;;) {
+        while (!stop) {
                 CellaQueueBatch *b = NULL;
 
-                r = cella_queue_receive(c, &q, 256, timeout, &b);
-                if (r == -ETIMEDOUT)
-                        break;
+                /* The STOPs come after every message (priority 0). One batch may hold
+                 * two: keep one, send the other back for the other consumer. */
+                r = cella_queue_receive(c, &q, 256, 60000, &b);
                 if (r < 0)
                         fail("receive", r);
-                timeout = 2000;
                 for (size_t i = 0; i < b->n; i++) {
                         const CellaQueueMessage *m = &b->msgs[i];
                         unsigned p;
                         long idx;
 
+                        if (m->len == 4 && memcmp(m->data, "STOP", 4) == 0) {
+                                if (stop) { /* a second one: it is another consumer's */
+                                        CellaQueueMessage back = {.data = "STOP", .len = 4};
+
+                                        while ((r = cella_queue_send(c, &q, &back, 1, NULL)) ==
+                                               -EAGAIN)
+                                                usleep(1000);
+                                        if (r < 0)
+                                                fail("send back", r);
+                                }
+                                stop = true;
+                                continue;
+                        }
                         printf("m %.*s %s\n", (int)m->len, (const char *)m->data, m->sender);
                         if (sscanf(m->data, "p%u:%ld", &p, &idx) == 2 && p < 64) {
                                 if (idx <= last[p])
@@ -626,8 +650,9 @@ int main(int argc, char **argv)
                 r = sem_give(argv[2], argv[3], atol(argv[4]), atoi(argv[5]));
         else if (strcmp(role, "sem-take") == 0 && argc == 3)
                 r = sem_take(argv[2]);
-        else if (strcmp(role, "q-owner") == 0 && argc == 6)
-                r = q_owner(argv[2], argv[3], (unsigned)atoi(argv[4]), atoi(argv[5]));
+        else if (strcmp(role, "q-owner") == 0 && argc == 7)
+                r = q_owner(argv[2], argv[3], (unsigned)atoi(argv[4]), atoi(argv[5]),
+                            atoi(argv[6]));
         else if (strcmp(role, "q-produce") == 0 && argc == 5)
                 r = q_produce(argv[2], argv[3], atol(argv[4]));
         else if (strcmp(role, "q-consume") == 0 && argc == 3)
