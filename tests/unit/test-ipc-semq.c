@@ -496,6 +496,51 @@ START_TEST(test_persistent_across_brokers)
 }
 END_TEST
 
+/* A semaphore: every handle's fd is the one counter; modes other than READ|WRITE
+ * are refused; the initial count is the creator's. */
+START_TEST(test_semaphore_handles_share_one_counter)
+{
+        Cella__V1__IpcSemCreateRequest cr = CELLA__V1__IPC_SEM_CREATE_REQUEST__INIT;
+        Cella__V1__IpcOpenRequest op = CELLA__V1__IPC_OPEN_REQUEST__INIT;
+        Cella__V1__IpcOffer offer = CELLA__V1__IPC_OFFER__INIT, *offp = &offer;
+        uint64_t v = 0;
+        Reply *r;
+        int fa, fb;
+
+        app_new(0, A, "\"ipc.sem:" A ".s\"");
+        app_new(1, B, "\"ipc.sem:" A ".s\"");
+        cr.name = (char *)A ".s";
+        cr.initial = 2;
+        offer.app = (char *)B;
+        offer.modes = IPC_MODE_RW;
+        cr.offers = &offp;
+        cr.n_offers = 1;
+        r = reply_of(0, send_req(0, OP(IPC_SEM_CREATE), &cr.base));
+        ck_assert_int_eq(r->err, 0);
+        fa = r->fd;
+        r->fd = -1;
+        op.name = (char *)A ".s";
+        op.modes = IPC_MODE_READ;
+        ck_assert_int_eq(reply_of(1, send_req(1, OP(IPC_SEM_OPEN), &op.base))->err, -EINVAL);
+        op.modes = IPC_MODE_RW;
+        r = reply_of(1, send_req(1, OP(IPC_SEM_OPEN), &op.base));
+        ck_assert_int_eq(r->err, 0);
+        fb = r->fd;
+        r->fd = -1;
+        /* EFD_SEMAPHORE: each read takes one */
+        ck_assert_int_eq(read(fb, &v, sizeof(v)), (ssize_t)sizeof(v));
+        ck_assert_uint_eq(v, 1);
+        ck_assert_int_eq(read(fa, &v, sizeof(v)), (ssize_t)sizeof(v));
+        ck_assert_int_eq(read(fb, &v, sizeof(v)), -1);
+        ck_assert_int_eq(errno, EAGAIN); /* O_NONBLOCK, as the kernel made it */
+        v = 1;
+        ck_assert_int_eq(write(fa, &v, sizeof(v)), (ssize_t)sizeof(v));
+        ck_assert_int_eq(read(fb, &v, sizeof(v)), (ssize_t)sizeof(v));
+        close(fa);
+        close(fb);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("ipc-semq");
@@ -509,6 +554,7 @@ int main(void)
         tcase_add_test(tc, test_timeout_detach_and_close);
         tcase_add_test(tc, test_charge_and_readiness);
         tcase_add_test(tc, test_persistent_across_brokers);
+        tcase_add_test(tc, test_semaphore_handles_share_one_counter);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
