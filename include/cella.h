@@ -1098,6 +1098,148 @@ typedef struct CellaKey {
 /* The app's keys by name: *ret (*ret_n entries, one allocation: cella_free()) and,
  * if ret_keys_max is not NULL, its quota. Returns 0 or the shared errors. */
 CELLA_API int cella_keystore_list(Cella *c, CellaKey **ret, size_t *ret_n, unsigned *ret_keys_max);
+/* ---- ipc: semaphores and message queues (docs/ipc.md) -------------------------- */
+
+/* The opcodes of these calls (proto/cella.proto "ipc"). */
+enum {
+        CELLA_OP_IPC_SEM_CREATE = 0x0B10,
+        CELLA_OP_IPC_SEM_OPEN = 0x0B11,
+        CELLA_OP_IPC_QUEUE_CREATE = 0x0B18,
+        CELLA_OP_IPC_QUEUE_OPEN = 0x0B19,
+        CELLA_OP_IPC_QUEUE_SEND = 0x0B1A,
+        CELLA_OP_IPC_QUEUE_RECEIVE = 0x0B1B,
+};
+
+#define CELLA_IPC_NAME_MAX       255u   /* bytes of an ipc object's full name */
+#define CELLA_QUEUE_BATCH_MAX    1024u  /* messages in one send or receive */
+#define CELLA_QUEUE_MESSAGE_MAX  65000u /* bytes of one queue message */
+#define CELLA_QUEUE_PRIORITY_MAX 31u    /* priorities are 0..31, higher first */
+#define CELLA_QUEUE_WAIT_MAX_MS  600000u
+
+#define CELLA_IPC_READ  0x1u /* IpcMode READ: a queue handle that receives */
+#define CELLA_IPC_WRITE 0x2u /* IpcMode WRITE: a queue handle that sends */
+
+/* Who besides the creator may open an object, and with which modes: exactly one of
+ * app (an app id pattern) and topic (a bus topic pattern: the apps whose
+ * bus.subscribe right covers it); docs/ipc.md "Offers". */
+typedef struct CellaIpcOffer {
+        const char *app;
+        const char *topic;
+        uint32_t modes; /* CELLA_IPC_READ | CELLA_IPC_WRITE */
+} CellaIpcOffer;
+
+/*
+ * A counting semaphore shared between apps: the kernel's handle number and the
+ * eventfd (EFD_SEMAPHORE) the kernel passed. Waiting and posting are system calls on
+ * fd in the app (no broker call): cella_sem_wait() polls and reads it. Close fd with
+ * close() when done (and the handle with the ipc close call).
+ */
+typedef struct CellaSem {
+        uint64_t handle;
+        int fd;
+} CellaSem;
+
+/*
+ * Creates the semaphore `name` ("<own app id>.<name>", at most CELLA_IPC_NAME_MAX
+ * bytes; the right ipc.sem:<name>) with count `initial`, offered to offers[0..n)
+ * (may be 0). Returns 0 and *ret, or -EACCES (right not granted), -EPERM (not the
+ * caller's own name, or never grantable), -EEXIST, -EDQUOT (the app's
+ * ipc.objects_max or ipc.handles_max), -EINVAL.
+ */
+CELLA_API int cella_sem_create(Cella *c, const char *name, uint32_t initial,
+                               const CellaIpcOffer *offers, size_t n_offers, CellaSem *ret);
+
+/* Opens the semaphore `name` (ipc.sem:<name>, and the creator's offer). Returns 0 and
+ * *ret, or -EACCES, -EPERM (not offered to this app), -ENOENT, -EDQUOT, -EINVAL. */
+CELLA_API int cella_sem_open(Cella *c, const char *name, CellaSem *ret);
+
+/*
+ * Takes one from the semaphore, waiting up to timeout_ms (0: do not wait; < 0: no
+ * limit). Returns 0, -EAGAIN (timeout_ms 0 and the count is 0), -ETIMEDOUT, or the
+ * -errno of poll/read (-EBADF). The read is preadv2(RWF_NOWAIT), so a holder that
+ * clears O_NONBLOCK on the shared file cannot make it block past timeout_ms.
+ */
+CELLA_API int cella_sem_wait(const CellaSem *s, int timeout_ms);
+
+/* cella_sem_wait(s, 0). */
+CELLA_API int cella_sem_trywait(const CellaSem *s);
+
+/* Adds n (>= 1) to the count, waking up to n waiters. Returns 0, -EINVAL (n 0), or
+ * -EOVERFLOW (the count would pass 2^64-2, eventfd's bound: nothing added). */
+CELLA_API int cella_sem_post(const CellaSem *s, uint32_t n);
+
+/*
+ * A message queue handle: the kernel's handle number, its modes, the queue's
+ * message bound, and fd, the handle's own readiness fd (a timerfd), which the kernel
+ * keeps readable while the queue holds messages for a READ handle (poll it in an
+ * event loop; no need to read it: cella_queue_receive() is how messages come).
+ */
+typedef struct CellaQueue {
+        uint64_t handle;
+        int fd;
+        uint32_t modes;
+        uint32_t message_bytes_max;
+} CellaQueue;
+
+/* One message to send, or one received (then data points into the batch, sender is
+ * the sending app's id as the kernel saw it, seq the queue's number of it, from 1). */
+typedef struct CellaQueueMessage {
+        const void *data;
+        size_t len;
+        uint32_t priority; /* 0..CELLA_QUEUE_PRIORITY_MAX, higher first */
+        const char *sender;
+        uint64_t seq;
+} CellaQueueMessage;
+
+/* What cella_queue_receive() returns: one allocation, free() it. */
+typedef struct CellaQueueBatch {
+        size_t n;
+        uint32_t depth; /* messages left in the queue */
+        CellaQueueMessage msgs[];
+} CellaQueueBatch;
+
+/*
+ * Creates the queue `name` (ipc.queue:<name>) of depth_max messages (1..the kernel's
+ * ipc.queue_depth_max) of at most message_bytes_max bytes (1..CELLA_QUEUE_MESSAGE_MAX),
+ * kept in the kernel's SQLite store across restarts if persistent, offered to
+ * offers[0..n). The creator's handle can send and receive. Returns 0 and *ret, or the
+ * errors of cella_sem_create(), -EIO (persistent: the store is not usable; the
+ * kernel's message says why).
+ */
+CELLA_API int cella_queue_create(Cella *c, const char *name, uint32_t depth_max,
+                                 uint32_t message_bytes_max, bool persistent,
+                                 const CellaIpcOffer *offers, size_t n_offers, CellaQueue *ret);
+
+/* Opens the queue `name` with modes (CELLA_IPC_READ: receive, CELLA_IPC_WRITE: send;
+ * within the creator's offer). Errors as cella_sem_open(). */
+CELLA_API int cella_queue_open(Cella *c, const char *name, uint32_t modes, CellaQueue *ret);
+
+/*
+ * Sends msgs[0..n) (1..CELLA_QUEUE_BATCH_MAX; sender and seq ignored) in order, all
+ * or none, in one call. Returns 0 and *ret_depth (may be NULL: messages in the queue
+ * after), or -EAGAIN (no room for all of them: nothing sent), -EMSGSIZE (one is over
+ * the queue's bound, or the request over CELLA_BODY_MAX: cella_queue_batch_fit()),
+ * -EDQUOT (the creator's ipc.queued_bytes_max), -EPERM (not a WRITE handle), -ENOENT
+ * (no such handle), -EINVAL, -EIO (persistent queue: the store failed, nothing sent).
+ */
+CELLA_API int cella_queue_send(Cella *c, const CellaQueue *q, const CellaQueueMessage *msgs,
+                               size_t n, uint32_t *ret_depth);
+
+/* How many of msgs[0..n), from the first, fit one cella_queue_send() (at most
+ * CELLA_QUEUE_BATCH_MAX, within CELLA_BODY_MAX); 0 if msgs[0] alone does not. */
+CELLA_API size_t cella_queue_batch_fit(const CellaQueueMessage *msgs, size_t n);
+
+/*
+ * Receives up to max (1..CELLA_QUEUE_BATCH_MAX) messages, highest priority first,
+ * as many as fit one reply. timeout_ms 0: do not wait (-EAGAIN when empty); > 0:
+ * wait up to that long for the first (at most CELLA_QUEUE_WAIT_MAX_MS; -ETIMEDOUT);
+ * < 0: no limit. The kernel holds the waiting call; waiters are served in the order
+ * they came. Returns 0 and *ret (free()), or -EAGAIN, -ETIMEDOUT, -EPERM (not a READ
+ * handle), -ENOENT, -ECANCELED (the handle was closed or revoked while waiting; the
+ * message says which), -EINVAL.
+ */
+CELLA_API int cella_queue_receive(Cella *c, const CellaQueue *q, size_t max, int timeout_ms,
+                                  CellaQueueBatch **ret);
 
 #ifdef __cplusplus
 }

@@ -81,6 +81,10 @@ extern const BrokerCallDef broker_calls_keystore[];
 
 /* channel.* (calls/channel.c) */
 extern const BrokerCallDef broker_calls_channel[];
+extern const BrokerCallDef broker_calls_ipc[];    /* ipc.* but sem, queue (calls/ipc.c) */
+
+/* ipc semaphores and queues (calls/ipc-semq.c) */
+extern const BrokerCallDef broker_calls_ipc_semq[];
 
 /* The handler of opcode from the tables above, or NULL if this kernel implements no
  * such request. For tests that hold the tables against the opcode table. */
@@ -216,6 +220,7 @@ typedef enum BrokerSlot {
         BROKER_SLOT_PROC,
         BROKER_SLOT_NET,
         BROKER_SLOT_CHANNEL,
+        BROKER_SLOT_IPC, /* calls/ipc-object.c: the app's ipc handles */
         _BROKER_SLOT_MAX,
 } BrokerSlot;
 
@@ -232,6 +237,16 @@ BrokerAppStats *broker_app_stats_mut(BrokerApp *app);
 void *broker_net_new(void);
 void broker_net_free(void *global);
 struct NetGlobal *broker_net_global(Broker *b);
+
+/* The ipc object layer's registry of the whole broker (calls/ipc-object.c):
+ * broker_ipc_new() at broker_new(), broker_ipc_free() at broker_free() after every
+ * app has gone (it frees what is left: persistent objects); broker_ipc_registry()
+ * returns it (NULL if it could not be made). broker_ipc_detach() closes the app's
+ * ipc handles and drops the offers from and to it, before the generic handle walk. */
+void *broker_ipc_new(Broker *b);
+void broker_ipc_free(void *registry);
+struct IpcRegistry *broker_ipc_registry(Broker *b);
+void broker_ipc_detach(BrokerApp *app);
 
 /* Calls done(userdata, error, why, NULL) on the loop's next turn (broker_net_connect()'s
  * refusals: never before it returned). Returns 0 or -ENOMEM. */
@@ -266,3 +281,14 @@ int broker_channel_sign(BrokerApp *sender, unsigned kind, const char *topic_or_t
  * broker_keystore_free() (takes NULL). */
 void **broker_keystore_slot(Broker *b);
 void broker_keystore_free(void *global);
+/* calls/ipc-semq.c's state of the whole broker (the persistent queues' store):
+ * broker_ipc_queue_new() at broker_new() after broker_ipc_new(), then
+ * broker_ipc_queue_restore() brings the stored queues back (0; -EBUSY: another
+ * kernel holds the store, asked again every 5 s and restored when it lets go;
+ * another -errno: logged); broker_ipc_queue_free() at broker_free() after
+ * broker_ipc_free(). broker_ipc_queue_global() returns it (NULL if it could not be
+ * made). */
+void *broker_ipc_queue_new(Broker *b);
+int broker_ipc_queue_restore(Broker *b);
+void broker_ipc_queue_free(void *global);
+void *broker_ipc_queue_global(Broker *b);

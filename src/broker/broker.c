@@ -112,6 +112,8 @@ struct Broker {
         void *net;                  /* calls/net.c's (broker_net_new()) */
         void *channel;              /* calls/channel.c's (broker_channel_global()) */
         void *keystore;             /* calls/keystore.c's, opened on first use */
+        void *ipc;                  /* calls/ipc-object.c's registry (broker_ipc_new()) */
+        void *ipc_queue;            /* calls/ipc-semq.c's queue store (broker_ipc_queue_new()) */
 
         /* The batch of the app being read. */
         BrokerApp *batch_app;
@@ -1219,7 +1221,7 @@ static void app_hangup(BrokerApp *app, int reason)
 static const BrokerCallDef *const call_tables[] = {
         broker_calls_system, broker_calls_proc,     broker_calls_app,   broker_calls_perm,
         broker_calls_fs,     broker_calls_usage,    broker_calls_timer, broker_calls_bus,
-        broker_calls_net,    broker_calls_channel,  broker_calls_keystore,
+        broker_calls_net,    broker_calls_channel,  broker_calls_keystore, broker_calls_ipc_semq,
 };
 
 const BrokerCallDef *broker_call_def(uint16_t opcode)
@@ -1301,8 +1303,18 @@ int broker_new(const BrokerOptions *o, Broker **ret)
         DEFAULT(net_rate, BROKER_NET_RATE_DEFAULT);
         DEFAULT(net_burst, BROKER_NET_BURST_DEFAULT);
         DEFAULT(keystore_keys_max, BROKER_KEYSTORE_KEYS_DEFAULT);
+        DEFAULT(ipc_objects_max, BROKER_IPC_OBJECTS_DEFAULT);
+        DEFAULT(ipc_handles_max, BROKER_IPC_HANDLES_DEFAULT);
+        DEFAULT(ipc_shm_bytes_max, BROKER_IPC_SHM_BYTES_DEFAULT);
+        DEFAULT(ipc_pending_max, BROKER_IPC_PENDING_DEFAULT);
+        DEFAULT(ipc_queue_depth_max, BROKER_IPC_QUEUE_DEPTH_DEFAULT);
+        DEFAULT(ipc_queued_bytes_max, BROKER_IPC_QUEUED_BYTES_DEFAULT);
 #undef DEFAULT
         b->net = broker_net_new();
+        b->ipc = broker_ipc_new(b);
+        b->ipc_queue = broker_ipc_queue_new(b);
+        if (b->ipc && b->ipc_queue)
+                (void)broker_ipc_queue_restore(b); /* it logs what it could not restore */
         *ret = b;
         return 0;
 }
@@ -1316,6 +1328,8 @@ Broker *broker_free(Broker *b)
         broker_net_free(b->net);
         broker_channel_free(b->channel);
         broker_keystore_free(b->keystore);
+        broker_ipc_free(b->ipc); /* frees the persistent queues, kept in their store */
+        broker_ipc_queue_free(b->ipc_queue);
         if (b->coalesce_timer)
                 uv_close((uv_handle_t *)b->coalesce_timer, poll_close_cb);
         free(b->arena);
@@ -1477,6 +1491,7 @@ void broker_app_detach(BrokerApp *app)
         broker_perm_detach(app);
         broker_channel_detach(app);
         broker_bus_detach(app);
+        broker_ipc_detach(app);
         while (app->handles) {
                 BrokerHandle *h = app->handles;
 
@@ -1552,6 +1567,16 @@ void **broker_keystore_slot(Broker *b)
 struct NetGlobal *broker_net_global(Broker *b)
 {
         return b ? b->net : NULL;
+}
+
+void *broker_ipc_queue_global(Broker *b)
+{
+        return b ? b->ipc_queue : NULL;
+}
+
+struct IpcRegistry *broker_ipc_registry(Broker *b)
+{
+        return b ? b->ipc : NULL;
 }
 
 void broker_app_stats(const BrokerApp *app, BrokerAppStats *ret)

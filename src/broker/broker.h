@@ -182,6 +182,15 @@ typedef struct BrokerOptions {
         /* keystore.*: keys per app (cellad.conf keystore.keys_max; docs/ipc-keystore.md
          * "Keystore"); 0 takes BROKER_KEYSTORE_KEYS_DEFAULT. */
         uint64_t keystore_keys_max;
+        /* The ipc quotas (docs/ipc.md "Quotas"; cellad.conf's ipc.* keys); 0 takes
+         * the default below. Charged to the creator's app id (objects, bytes) or to
+         * the running app (handles, pending offers). */
+        uint64_t ipc_objects_max;      /* objects one app id created that live */
+        uint64_t ipc_handles_max;      /* handles one app holds */
+        uint64_t ipc_shm_bytes_max;    /* bytes of the shared memory one app id created */
+        uint64_t ipc_pending_max;      /* offers one app made that wait for an accept */
+        uint64_t ipc_queue_depth_max;  /* the deepest queue an app may create, messages */
+        uint64_t ipc_queued_bytes_max; /* bytes waiting in the queues one app id created */
 } BrokerOptions;
 
 /* Keys per app in the keystore by default: 64, room for a signing key, an exchange
@@ -194,6 +203,21 @@ typedef struct BrokerOptions {
 #define BROKER_NET_CONNS_DEFAULT 256u
 #define BROKER_NET_RATE_DEFAULT  50u
 #define BROKER_NET_BURST_DEFAULT 100u
+
+/*
+ * Defaults of the ipc quotas (docs/config.md gives the reasons): 64 objects (each
+ * shared memory object and each pending pipe end is an fd open in cellad, under
+ * its own RLIMIT_NOFILE), 256 handles, 64 MiB of shared memory (twice the 32 MiB
+ * that was Linux's SHMMAX default for SysV shared memory; the pages are charged to
+ * the creator's memory cgroup as well), 16 pending offers, queues of 1024 messages
+ * and 4 MiB queued (cellad's own memory, outside every app's cgroup).
+ */
+#define BROKER_IPC_OBJECTS_DEFAULT      64u
+#define BROKER_IPC_HANDLES_DEFAULT      256u
+#define BROKER_IPC_SHM_BYTES_DEFAULT    (64ull << 20)
+#define BROKER_IPC_PENDING_DEFAULT      16u
+#define BROKER_IPC_QUEUE_DEPTH_DEFAULT  1024u
+#define BROKER_IPC_QUEUED_BYTES_DEFAULT (4ull << 20)
 
 /* Returns 0 and *ret, or -ENOMEM / -EINVAL (no loop, grants or bus). */
 int broker_new(const BrokerOptions *o, Broker **ret);

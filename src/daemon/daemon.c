@@ -745,6 +745,12 @@ int daemon_run(const DaemonOptions *o)
                 .net_rate = d.config.net.rate,
                 .net_burst = d.config.net.burst,
                 .keystore_keys_max = d.config.keystore_keys_max,
+                .ipc_objects_max = d.config.ipc.objects_max,
+                .ipc_handles_max = d.config.ipc.handles_max,
+                .ipc_shm_bytes_max = d.config.ipc.shm_bytes_max,
+                .ipc_pending_max = d.config.ipc.pending_max,
+                .ipc_queue_depth_max = d.config.ipc.queue_depth_max,
+                .ipc_queued_bytes_max = d.config.ipc.queued_bytes_max,
         };
         r = supervisor_new(&so, &d.sup, &err);
         if (r < 0)

@@ -109,6 +109,13 @@ static const ConfigKey config_keys[] = {
         /* The keystore's per-app quota (docs/ipc-keystore.md). */
         /* 512: keystore.list answers every key in one 64 KiB frame (~110 bytes a key). */
         U32("keystore.keys_max", keystore_keys_max, 1, 512),
+        /* The ipc quotas (docs/ipc.md "Quotas"). */
+        U32("ipc.objects_max", ipc.objects_max, 1, 65536),
+        U32("ipc.handles_max", ipc.handles_max, 1, 65536),
+        U32("ipc.shm_bytes_max", ipc.shm_bytes_max, 4096, UINT32_MAX),
+        U32("ipc.pending_max", ipc.pending_max, 1, 1024),
+        U32("ipc.queue_depth_max", ipc.queue_depth_max, 1, 1000000),
+        U32("ipc.queued_bytes_max", ipc.queued_bytes_max, 65536, UINT32_MAX),
 };
 
 _Static_assert(offsetof(ManagerConfig, net_group_range_prefix) ==
@@ -147,6 +154,13 @@ void manager_config_default(ManagerConfig *ret)
         ret->net.rate = 50;
         ret->net.burst = 100;
         ret->keystore_keys_max = 64; /* BROKER_KEYSTORE_KEYS_DEFAULT */
+        /* BROKER_IPC_*_DEFAULT, as numbers for the same reason. */
+        ret->ipc.objects_max = 64;
+        ret->ipc.handles_max = 256;
+        ret->ipc.shm_bytes_max = 64u << 20;
+        ret->ipc.pending_max = 16;
+        ret->ipc.queue_depth_max = 1024;
+        ret->ipc.queued_bytes_max = 4u << 20;
 }
 
 /*

@@ -59,6 +59,16 @@ typedef struct ManagerConfig {
         /* keystore.keys_max: keys per app in the kernel's keystore (docs/ipc-keystore.md
          * "Keystore"; the default is broker.h's BROKER_KEYSTORE_KEYS_DEFAULT). */
         uint32_t keystore_keys_max;
+        /* ipc.*: the ipc quotas, handed to the broker (docs/ipc.md "Quotas",
+         * docs/config.md; the defaults are broker.h's BROKER_IPC_*_DEFAULT). */
+        struct {
+                uint32_t objects_max;      /* objects one app created that live */
+                uint32_t handles_max;      /* handles one app holds */
+                uint32_t shm_bytes_max;    /* bytes of shared memory one app created */
+                uint32_t pending_max;      /* offers of one app waiting for an accept */
+                uint32_t queue_depth_max;  /* messages of the deepest queue */
+                uint32_t queued_bytes_max; /* bytes waiting in one app's queues */
+        } ipc;
 } ManagerConfig;
 
 /* The defaults (docs/config.md) into *ret. */

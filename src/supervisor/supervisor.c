@@ -723,6 +723,9 @@ int supervisor_ready(Supervisor *s, SupervisorError *err)
                  * load leaves the defaults, said once. */
                 uint64_t net_conns_max = o->net_conns_max, net_rate = o->net_rate,
                          net_burst = o->net_burst, keystore_keys_max = o->keystore_keys_max;
+                uint64_t ipc[6] = {o->ipc_objects_max,     o->ipc_handles_max,
+                                   o->ipc_shm_bytes_max,   o->ipc_pending_max,
+                                   o->ipc_queue_depth_max, o->ipc_queued_bytes_max};
                 if (!o->daemon && !net_conns_max && !net_rate && !net_burst) {
                         ManagerConfig mc;
                         char *path = NULL, *why = NULL;
@@ -734,8 +737,16 @@ int supervisor_ready(Supervisor *s, SupervisorError *err)
                                 net_burst = mc.net.burst;
                                 if (!keystore_keys_max)
                                         keystore_keys_max = mc.keystore_keys_max;
+                                ipc[0] = mc.ipc.objects_max;
+                                ipc[1] = mc.ipc.handles_max;
+                                ipc[2] = mc.ipc.shm_bytes_max;
+                                ipc[3] = mc.ipc.pending_max;
+                                ipc[4] = mc.ipc.queue_depth_max;
+                                ipc[5] = mc.ipc.queued_bytes_max;
                         } else
-                                log_warning("%s; net.connect's limits are the defaults", why);
+                                log_warning("%s; net.connect's limits and the ipc quotas are the "
+                                            "defaults",
+                                            why);
                         free(path);
                         free(why);
                 }
@@ -749,7 +760,13 @@ int supervisor_ready(Supervisor *s, SupervisorError *err)
                                                 .net_conns_max = net_conns_max,
                                                 .net_rate = net_rate,
                                                 .net_burst = net_burst,
-                                                .keystore_keys_max = keystore_keys_max},
+                                                .keystore_keys_max = keystore_keys_max,
+                                                .ipc_objects_max = ipc[0],
+                                                .ipc_handles_max = ipc[1],
+                                                .ipc_shm_bytes_max = ipc[2],
+                                                .ipc_pending_max = ipc[3],
+                                                .ipc_queue_depth_max = ipc[4],
+                                                .ipc_queued_bytes_max = ipc[5]},
                                &s->broker);
                 if (r < 0) {
                         free(host);

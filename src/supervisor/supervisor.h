@@ -103,6 +103,10 @@ typedef struct SupervisorOptions {
         /* keystore.*'s keys per app (cellad.conf keystore.keys_max, docs/ipc-keystore.md
          * "Keystore"); 0: read from the state directory's cellad.conf as net.* are. */
         uint64_t keystore_keys_max;
+        /* The ipc quotas (cellad.conf ipc.*, docs/ipc.md "Quotas"); 0: the broker's
+         * defaults. A kernel of its own reads them with the net.* keys. */
+        uint64_t ipc_objects_max, ipc_handles_max, ipc_shm_bytes_max, ipc_pending_max,
+                ipc_queue_depth_max, ipc_queued_bytes_max;
 } SupervisorOptions;
 
 /* The phase of an app's run, as instance.c and group.c drive it; the state `cella ps`
