@@ -2704,6 +2704,10 @@ static const char *filler_string(const char *field)
                 {"permission", "notify"},
                 {"title", "t"},
                 {"content_type", "text/plain"},
+                /* ipc (calls/ipc.c) */
+                {"name", "org.test.peer.obj"},
+                {"peer", "org.test.peer"},
+                {"to", "org.test.peer"},
         };
 
         for (size_t i = 0; i < ELEMENTSOF(values); i++)
@@ -2754,7 +2758,13 @@ static void fill_request(ProtobufCMessage *m, uint32_t fs_flags, void **subs, si
                                                   ? fs_flags
                                           : strcmp(fd->name, "signal") == 0 ? 15
                                           : strcmp(fd->name, "pid") == 0    ? 1
+                                          : strcmp(fd->name, "modes") == 0  ? 1 /* ipc READ */
                                                                             : 0;
+                        break;
+                case PROTOBUF_C_TYPE_ENUM:
+                        /* ipc's kind: IPC_KIND_PIPE, which takes modes READ. */
+                        if (strcmp(fd->name, "kind") == 0)
+                                *(int *)at = CELLA__V1__IPC_KIND__IPC_KIND_PIPE;
                         break;
                 case PROTOBUF_C_TYPE_UINT64:
                         *(uint64_t *)at = strcmp(fd->name, "initial_ms") == 0    ? 1000
@@ -2813,9 +2823,12 @@ START_TEST(test_opcode_rights_match_handlers)
                                 ck_assert_msg(!right, "%s checks '%s', but the table lists none",
                                               op->name, right);
                         else if (!right && (strcmp(op->name, "bus.publish_batch") == 0 ||
-                                            strcmp(op->name, "net.connect") == 0)) {
+                                            strcmp(op->name, "net.connect") == 0 ||
+                                            strcmp(op->name, "ipc.accept") == 0)) {
                                 /* net.connect's handler decides its right itself: an
-                                 * address's class comes before it (calls/net.c). */
+                                 * address's class comes before it (calls/net.c).
+                                 * ipc.accept's too: the kind and name of what the
+                                 * token names (calls/ipc.c). */
                                 /* Its handler checks bus.publish per topic
                                  * (test_bus_publish_batch_rights). */
                                 snprintf(seen, sizeof seen, " %s ", op->rights);
