@@ -182,17 +182,22 @@ def test_refusals(apps, state):
              "shm", "org.test.ipc.b.mine", "4096", "-", "r",
              "bad", "plain", "bad", "nosealing", "bad", "sealed", "bad", "sparse",
              "bad", "partial", "bad", "size",
+             "pipe", f"{A}.sigc", "channel", "rw", C, "recv",   # C: opened
              "pipe", SIG, "channel", "rw", B, "recv"],
-         A_RIGHTS + ["ipc.shm:org.test.ipc.b.mine"], exports=A_EXPORTS, depends=[B, C])
+         A_RIGHTS + ["ipc.shm:org.test.ipc.b.mine"], exports=A_EXPORTS + [f"ipc.pipe:{A}.sigc"],
+         depends=[B, C])
     apps(B, ["wait-offer", "accept",
              "open", f"{A}.ro", "r",
              "pass", C, "rw",            # wider than its handle
              "pass", C, "r",             # no bus.send:C in its manifest
-             "open", f"{A}.other", "r",  # no right for that name
+             "open", f"{A}.other", "r",  # never asked for: EPERM
+             "open", f"{A}.secret", "r",  # asked for, not exported: not granted
              "send", "bye"],
-         B_RIGHTS, exports=["ipc.shm:org.test.ipc.b.mine"])
-    apps(C, ["open", f"{A}.ro", "r"],    # has the right, not the offer
-         [f"ipc.shm:{A}.ro"], depends=[B])
+         B_RIGHTS + [f"ipc.shm:{A}.secret"], exports=["ipc.shm:org.test.ipc.b.mine"])
+    apps(C, ["wait-offer", "accept",
+             "open", f"{A}.ro", "r",     # has the right, not the offer
+             "send", "x"],
+         [f"ipc.shm:{A}.ro", f"ipc.pipe:{A}.sigc"])
     p, _ = boot(apps, state)
     a, b = log_of(state, A), log_of(state, B)
     assert "ipc-probe: done" in a and "ipc-probe: done" in b, p.stderr + a + b
@@ -205,7 +210,8 @@ def test_refusals(apps, state):
     assert rc(state, B, "pass", 0)["rc"] == "EPERM"
     assert rc(state, B, "pass", 1)["rc"] == "EPERM"
     assert rc(state, B, "open", 1)["rc"] == "EPERM"
-    assert rc(state, C, "open")["rc"] in ("EPERM", "ENOENT"), log_of(state, C)
+    assert rc(state, B, "open", 2)["rc"] == "EACCES"
+    assert rc(state, C, "open")["rc"] == "EPERM", log_of(state, C)
 
 
 def test_pass_narrows_and_is_audited(apps, state):
