@@ -320,6 +320,8 @@ static int accept_next(unsigned which)
 
         while (!tokens[which]) {
                 r = cella_wait(c, 30000);
+                if (r == 0)
+                        die("no offer within 30 s", ETIMEDOUT);
                 if (r > 0)
                         r = cella_dispatch(c);
                 if (r < 0 && r != -EINTR)
@@ -426,14 +428,15 @@ static Figures through_cella(const char *cella, const char *self, uint64_t mib, 
          * measure the scheduler's policy, not the ipc. */
         snprintf(cmd, sizeof cmd, "%s/cellad.conf", state);
         write_file(cmd, "{\"cpu\": {\"weights\": false}}\n", 0644);
-        make_app(apps, self, A_ID, "a", mib, rtts, "\"ipc.pipe:" A_ID ".*\",\"ipc.shm:" A_ID ".*\"",
+        make_app(apps, self, A_ID, "a", mib, rtts,
+                 "\"ipc.pipe:" A_ID ".*\",\"ipc.shm:" A_ID ".*\",\"bus.send:" B_ID "\"",
                  ",\"depends\":[\"" B_ID "\"],\"exports\":[\"ipc.pipe:" A_ID ".pipe\","
                  "\"ipc.pipe:" A_ID ".ctl\",\"ipc.shm:" A_ID ".ring1\",\"ipc.shm:" A_ID
                  ".ring2\"]");
         make_app(apps, self, B_ID, "b", mib, rtts,
                  "\"ipc.pipe:" A_ID ".pipe\",\"ipc.pipe:" A_ID ".ctl\",\"ipc.shm:" A_ID
                  ".ring1\",\"ipc.shm:" A_ID ".ring2\"",
-                 "");
+                 ",\"exports\":[\"bus.send\"]");
         snprintf(cmd, sizeof cmd, "'%s' boot --state-dir '%s' --no-prompt '%s' >'%s/boot.out' 2>&1",
                  cella, state, apps, root);
         if (system(cmd) != 0) {

@@ -882,7 +882,7 @@ typedef struct CellaIpcHandle {
  * name for the app peer, which gets CELLA_EVENT_IPC_OFFERED and takes the other end
  * with cella_ipc_accept() within timeout_ms (0: 30000; <= 600000). buffer_bytes: a
  * pipe's capacity (0: 64 KiB; <= 1 MiB; rounded up to a page). Needs
- * ipc.pipe:<name> (and so does the peer). Returns 0, *ret (may be NULL) and *ret_fd
+ * ipc.pipe:<name> (and so does the peer) and bus.send:<peer>. Returns 0, *ret (may be NULL) and *ret_fd
  * (O_CLOEXEC, the caller's end), or the errors above and -ENOENT (peer not running),
  * -EDQUOT (objects, handles, or offers waiting: ipc.pending_max).
  */

@@ -73,7 +73,7 @@ static const WireOp ops[] = {
          .cls = WIRE_CLASS_COSTLY,
          .rights = "net.connect"},
         /* ipc (docs/ipc.md): pipes, channels, shared memory, and every kind's handles. */
-        CALL_FDS(IPC_PIPE_CREATE, "ipc.pipe_create", COSTLY, "ipc.pipe", ipc_handle,
+        CALL_FDS(IPC_PIPE_CREATE, "ipc.pipe_create", COSTLY, "ipc.pipe bus.send", ipc_handle,
                  ipc_pipe_create, 0, 1),
         CALL_FDS(IPC_SHM_CREATE, "ipc.shm_create", COSTLY, "ipc.shm", ipc_handle, ipc_shm_create, 1,
                  0),

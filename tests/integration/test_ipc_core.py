@@ -44,6 +44,10 @@ def apps(tmp_path):
         m = {"id": app_id, "runtime": "native", "entry": "ipc-probe", "kind": "app",
              "restart": "no", "args": list(args), "permissions": list(permissions)}
         m.update(manifest)
+        # B and C take offers from the others: a pipe offered to an app needs
+        # bus.send for it (docs/ipc.md), normal when the app exports it.
+        if app_id in (B, C) and "bus.send" not in m.setdefault("exports", []):
+            m["exports"].append("bus.send")
         (d / "manifest.json").write_text(json.dumps(m))
         os.chmod(d, 0o755)
         return d
@@ -97,7 +101,7 @@ def audit(state, app_id):
 B_RIGHTS = [f"ipc.pipe:{SIG}", f"ipc.shm:{A}.rw", f"ipc.shm:{A}.ro", f"ipc.shm:{A}.sealed"]
 A_EXPORTS = [f"ipc.pipe:{SIG}", f"ipc.shm:{A}.rw", f"ipc.shm:{A}.ro", f"ipc.shm:{A}.sealed",
              f"ipc.pipe:{A}.p"]
-A_RIGHTS = [f"ipc.shm:{A}.**", f"ipc.pipe:{A}.**"]
+A_RIGHTS = [f"ipc.shm:{A}.**", f"ipc.pipe:{A}.**", f"bus.send:{B}"]
 
 
 def test_shm_shared_zero_copy_and_attacks_fail(apps, state):
@@ -184,16 +188,18 @@ def test_refusals(apps, state):
              "bad", "partial", "bad", "size",
              "pipe", f"{A}.sigc", "channel", "rw", C, "recv",   # C: opened
              "pipe", SIG, "channel", "rw", B, "recv"],
-         A_RIGHTS + ["ipc.shm:org.test.ipc.b.mine"], exports=A_EXPORTS + [f"ipc.pipe:{A}.sigc"],
-         depends=[B, C])
+         A_RIGHTS + ["ipc.shm:org.test.ipc.b.mine", f"bus.send:{C}"],
+         exports=A_EXPORTS + [f"ipc.pipe:{A}.sigc"], depends=[B, C])
     apps(B, ["wait-offer", "accept",
              "open", f"{A}.ro", "r",
              "pass", C, "rw",            # wider than its handle
              "pass", C, "r",             # no bus.send:C in its manifest
              "open", f"{A}.other", "r",  # never asked for: EPERM
              "open", f"{A}.secret", "r",  # asked for, not exported: not granted
+             "pipe", "org.test.ipc.b.x", "pipe", "w", A,  # no bus.send for A
              "send", "bye"],
-         B_RIGHTS + [f"ipc.shm:{A}.secret"], exports=["ipc.shm:org.test.ipc.b.mine"])
+         B_RIGHTS + [f"ipc.shm:{A}.secret", "ipc.pipe:org.test.ipc.b.**"],
+         exports=["ipc.shm:org.test.ipc.b.mine"])
     apps(C, ["wait-offer", "accept",
              "open", f"{A}.ro", "r",     # has the right, not the offer
              "send", "x"],
@@ -211,6 +217,7 @@ def test_refusals(apps, state):
     assert rc(state, B, "pass", 1)["rc"] == "EPERM"
     assert rc(state, B, "open", 1)["rc"] == "EPERM"
     assert rc(state, B, "open", 2)["rc"] == "EACCES"
+    assert rc(state, B, "pipe")["rc"] == "EPERM"
     assert rc(state, C, "open")["rc"] == "EPERM", log_of(state, C)
 
 
@@ -229,7 +236,7 @@ def test_pass_narrows_and_is_audited(apps, state):
          B_RIGHTS + [f"bus.send:{C}", "ipc.pipe:org.test.ipc.c.ok"], depends=[C])
     apps(C, ["wait-offer", "accept", "read-shm", "attack",
              "pipe", "org.test.ipc.c.ok", "channel", "rw", B, "send", "ok", "recv"],
-         [f"ipc.shm:{A}.rw", "ipc.pipe:org.test.ipc.c.**"],
+         [f"ipc.shm:{A}.rw", "ipc.pipe:org.test.ipc.c.**", f"bus.send:{B}"],
          exports=["bus.send", "ipc.pipe:org.test.ipc.c.ok"])
     p, _ = boot(apps, state)
     c = log_of(state, C)

@@ -2841,6 +2841,22 @@ START_TEST(test_opcode_rights_match_handlers)
                                 strncat(seen, right, strcspn(right, ":"));
                                 strcat(seen, " ");
                                 named++;
+                                /* The second right a request may need (fs.open's
+                                 * fs.read with fs.write, ipc.pipe_create's
+                                 * bus.send:<peer>): listed too. */
+                                if (def->also_right_of) {
+                                        char buf2[CAPABILITY_RIGHT_MAX];
+                                        const char *also =
+                                                def->also_right_of(req, buf2, sizeof buf2);
+
+                                        ck_assert_msg(!also || right_listed(also, op->rights),
+                                                      "%s checks '%s', not in its rights \"%s\"",
+                                                      op->name, also, op->rights);
+                                        if (also) {
+                                                strncat(seen, also, strcspn(also, ":"));
+                                                strcat(seen, " ");
+                                        }
+                                }
                         }
                         for (size_t k = 0; k < n_subs; k++)
                                 free(subs[k]);

@@ -302,7 +302,6 @@ static uint64_t send_request(TestApp *a, uint16_t opcode, const ProtobufCMessage
         return f.request_id;
 }
 
-
 /* Drops every event already in a's inbox and arriving within ms. */
 static void drain(TestApp *a, int ms)
 {
@@ -1000,7 +999,12 @@ static int accept_call(TestApp *a, uint64_t token, int *ret_fd, Cella__V1__IpcHa
 
 START_TEST(test_pipe_and_channel)
 {
-        TestApp *a = app_new("org.a.app", "\"ipc.pipe:org.a.app.**\"", NULL);
+        /* Installed (so a's bus.send for it is granted), then gone. */
+        TestApp *gone = app_new("org.nobody.app", "\"timer\"", NULL);
+        TestApp *a = app_new("org.a.app",
+                             "\"ipc.pipe:org.a.app.**\", \"bus.send:org.b.app\", "
+                             "\"bus.send:org.nobody.app\"",
+                             NULL);
         TestApp *b = app_new("org.b.app", "\"ipc.pipe:org.a.app.**\"", NULL);
         Cella__V1__IpcPipeCreateRequest req = CELLA__V1__IPC_PIPE_CREATE_REQUEST__INIT;
         Cella__V1__IpcHandleReply got;
@@ -1074,17 +1078,32 @@ START_TEST(test_pipe_and_channel)
         ck_assert_int_eq(call_msg(a, OP(IPC_PIPE_CREATE), &req.base, NULL), -EPERM);
         req.name = (char *)"org.a.app.x";
         req.peer = (char *)"org.nobody.app";
+        app_free(gone);
         ck_assert_int_eq(call_msg(a, OP(IPC_PIPE_CREATE), &req.base, NULL), -ENOENT);
         req.peer = (char *)"org.b.app";
         req.buffer_bytes = 2u << 20;
         ck_assert_int_eq(call_msg(a, OP(IPC_PIPE_CREATE), &req.base, NULL), -EINVAL);
+        /* An offer reaches its peer: without bus.send for it, refused (and nothing
+         * is made). */
+        req.buffer_bytes = 0;
+        req.peer = (char *)"org.c.app";
+        {
+                TestApp *c = app_new("org.c.app", "\"timer\"", NULL);
+                unsigned before = registry_objects();
+
+                (void)c;
+                ck_assert_int_eq(call_msg(a, OP(IPC_PIPE_CREATE), &req.base, NULL), -EPERM);
+                ck_assert_uint_eq(registry_objects(), before);
+                ck_assert_ptr_null(take(c, 0, EV_OFFERED, 50));
+        }
 }
 END_TEST
 
 /* The accepting app needs its own right for the name. */
 START_TEST(test_accept_needs_right)
 {
-        TestApp *a = app_new("org.a.app", "\"ipc.pipe:org.a.app.**\"", NULL);
+        TestApp *a =
+                app_new("org.a.app", "\"ipc.pipe:org.a.app.**\", \"bus.send:org.b.app\"", NULL);
         TestApp *b = app_new("org.b.app", "\"timer\"", NULL);
         Cella__V1__IpcPipeCreateRequest req = CELLA__V1__IPC_PIPE_CREATE_REQUEST__INIT;
         uint64_t t;
@@ -1108,7 +1127,8 @@ END_TEST
 /* The pending bound: ipc.pending_max offers of one sender wait at most. */
 START_TEST(test_pending_quota_call)
 {
-        TestApp *a = app_new("org.a.app", "\"ipc.pipe:org.a.app.**\"", NULL);
+        TestApp *a =
+                app_new("org.a.app", "\"ipc.pipe:org.a.app.**\", \"bus.send:org.b.app\"", NULL);
         TestApp *b = app_new("org.b.app", "\"ipc.pipe:org.a.app.**\"", NULL);
         Cella__V1__IpcPipeCreateRequest req = CELLA__V1__IPC_PIPE_CREATE_REQUEST__INIT;
 

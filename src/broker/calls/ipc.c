@@ -9,7 +9,9 @@
  * Pipes and channels. IPC_PIPE_CREATE makes a kernel pipe (pipe2, its capacity set
  * with F_SETPIPE_SZ) or an AF_UNIX SOCK_SEQPACKET socketpair; the creator gets one
  * end with the reply, the peer it names is sent EVENT_IPC_OFFERED and takes the other
- * end with IPC_ACCEPT (under its own ipc.pipe right for the name). Until then the
+ * end with IPC_ACCEPT (under its own ipc.pipe right for the name). The creator needs
+ * bus.send:<peer> as well, as IPC_PASS does: an offer reaches the peer with a name
+ * the creator chose, which would otherwise be a message to any app. Until then the
  * broker holds that end (an fd of cellad, bounded by ipc.pending_max); after, it
  * keeps nothing but the two handles' bookkeeping: bytes go app to app at the
  * kernel's speed. A pipe's name is not registered for opens (nobody opens a pipe by
@@ -160,6 +162,16 @@ static const char *pipe_create_right(const ProtobufCMessage *req, char *buf, siz
                 return NULL;
         }
         return name_right(buf, size, "ipc.pipe", m->name, ret_error);
+}
+
+/* The second right of ipc.pipe_create: bus.send:<peer>. Offering a pipe reaches the
+ * peer (an event with a name the creator chose), as a message would. */
+static const char *pipe_create_also_right(const ProtobufCMessage *req, char *buf, size_t size)
+{
+        const Cella__V1__IpcPipeCreateRequest *m = (const void *)req;
+        int n = snprintf(buf, size, "bus.send:%s", m->peer);
+
+        return n < 0 || (size_t)n >= size ? NULL : buf;
 }
 
 static void pipe_create_handle(BrokerCall *c)
@@ -675,6 +687,7 @@ const BrokerCallDef broker_calls_ipc[] = {
                 .opcode = CELLA__V1__OPCODE__OPCODE_IPC_PIPE_CREATE,
                 .right_of = pipe_create_right,
                 .handle = pipe_create_handle,
+                .also_right_of = pipe_create_also_right,
         },
         {
                 .opcode = CELLA__V1__OPCODE__OPCODE_IPC_SHM_CREATE,
