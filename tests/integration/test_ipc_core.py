@@ -263,7 +263,8 @@ def test_quotas(apps, state):
              "pipe", f"{A}.p", "pipe", "w", B,        # over ipc.pending_max (1)...
              "list"],
          A_RIGHTS, exports=A_EXPORTS, depends=[B])
-    apps(B, ["wait-offer"], [f"ipc.pipe:{A}.p"])
+    # B runs until the boot ends (a service), and accepts nothing.
+    apps(B, ["hold"], [f"ipc.pipe:{A}.p"], kind="service")
     p, _ = boot(apps, state, conf={"ipc": {"objects_max": 2, "shm_bytes_max": 12288,
                                            "pending_max": 1}})
     a = log_of(state, A)
