@@ -1208,6 +1208,26 @@ START_TEST(test_shm_create_checks)
         ck_assert_int_lt(ftruncate(keep, 8192), 0);
         ck_assert_int_lt(write(keep, "x", 1), 0);
         close(keep);
+        /* Read-only sealed: no handle, not even the creator's, and no offer writes. */
+        {
+                Cella__V1__IpcOffer rw = CELLA__V1__IPC_OFFER__INIT, *offers[] = {&rw};
+                Cella__V1__IpcOfferRequest oreq = CELLA__V1__IPC_OFFER_REQUEST__INIT;
+                int rofd;
+
+                shm_open_call(a, "org.a.app.ro", IPC_MODE_RW, &rofd, &err);
+                ck_assert_int_eq(err, -EPERM);
+                rw.app = (char *)"org.b.app";
+                rw.modes = IPC_MODE_RW;
+                oreq.handle = h;
+                oreq.offers = offers;
+                oreq.n_offers = 1;
+                ck_assert_int_eq(call_msg(a, OP(IPC_OFFER), &oreq.base, NULL), -EINVAL);
+                shm_create_call(a, "org.a.app.ro3", 4096, memfd_of(4096, false), offers, 1, true,
+                                &err);
+                ck_assert_int_eq(err, -EINVAL);
+                ck_assert_uint_gt(shm_open_call(a, "org.a.app.ro", IPC_MODE_READ, &rofd, &err), 0);
+                close(rofd);
+        }
         /* A read-only registration of a memfd mapped writable is refused (EBUSY). */
         fd = memfd_of(4096, false);
         {

@@ -114,7 +114,20 @@ static const IpcKindOps channel_ops = {
 /* The memfd cellad keeps for a shared memory object. */
 typedef struct Shm {
         int fd;
+        bool read_only; /* sealed F_SEAL_WRITE: no handle or offer may have WRITE */
 } Shm;
+
+/* EINVAL if an offer of a read-only sealed shm object offers WRITE. */
+static int offers_fit_shm(const Shm *s, Cella__V1__IpcOffer *const *offers, size_t n,
+                          const char **ret_why)
+{
+        for (size_t i = 0; s->read_only && i < n; i++)
+                if (offers[i]->modes & IPC_MODE_WRITE) {
+                        *ret_why = "read-only sealed memory cannot be offered for writing";
+                        return -EINVAL;
+                }
+        return 0;
+}
 
 /* A new open file description of o's memfd: O_RDONLY for READ, O_RDWR for
  * READ|WRITE (proc(5): opening /proc/self/fd/N opens the file anew). */
@@ -352,6 +365,13 @@ static void shm_create_handle(BrokerCall *c)
                 return;
         }
         s->fd = -1;
+        s->read_only = m->read_only_sealed;
+        err = offers_fit_shm(s, m->offers, m->n_offers, &why);
+        if (err < 0) {
+                free(s);
+                reply_err(c, err, why);
+                return;
+        }
         o = ipc_object_create(c, &shm_ops, m->name, m->offers, m->n_offers, m->size_bytes, s, &err,
                               &why);
         if (!o) {
@@ -423,6 +443,11 @@ static void shm_open_handle(BrokerCall *c)
         o = ipc_object_open(c, CELLA__V1__IPC_KIND__IPC_KIND_SHM, m->name, m->modes, &err, &why);
         if (!o) {
                 reply_err(c, err, why);
+                return;
+        }
+        /* Not even its creator writes sealed read-only memory again. */
+        if ((m->modes & IPC_MODE_WRITE) && ((Shm *)ipc_object_data(o))->read_only) {
+                broker_reply_error(c, EPERM, "the shared memory is sealed read-only");
                 return;
         }
         open_reply(c, o, m->modes, c->checked);
@@ -633,6 +658,8 @@ static void offer_handle(BrokerCall *c)
                 return;
         }
         r = ipc_offers_check(ipc_object_ops(o), m->offers, m->n_offers, &why);
+        if (r == 0 && ipc_object_ops(o) == &shm_ops)
+                r = offers_fit_shm(ipc_object_data(o), m->offers, m->n_offers, &why);
         if (r == 0)
                 r = ipc_object_set_offers(o, m->offers, m->n_offers);
         if (r < 0) {
