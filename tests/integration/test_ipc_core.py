@@ -46,7 +46,7 @@ def apps(tmp_path):
         m.update(manifest)
         # B and C take offers from the others: a pipe offered to an app needs
         # bus.send for it (docs/ipc.md), normal when the app exports it.
-        if app_id in (B, C) and "bus.send" not in m.setdefault("exports", []):
+        if app_id not in (A,) and "bus.send" not in m.setdefault("exports", []):
             m["exports"].append("bus.send")
         (d / "manifest.json").write_text(json.dumps(m))
         os.chmod(d, 0o755)
@@ -361,3 +361,32 @@ def test_crash_of_the_creator_leaks_nothing(apps, state):
     assert rc(state, A, "first-run", 1)["again"] == "1"
     assert rc(state, A, "list")["objects"] == "1", a   # the new channel only
     assert [kv["rc"] for s, kv in steps(state, A) if s == "shm"] == ["OK", "OK"], a
+
+
+def test_several_readers_by_topic(apps, state):
+    """One object offered to a topic's subscribers, opened at once by three apps whose
+    bus.subscribe covers the pattern (each gets its own read-only fd and sees the
+    same pages), refused to one whose subscription is narrower."""
+    readers = [f"org.test.ipc.r{i}" for i in range(1, 5)]
+    steps_a = ["shm", f"{A}.m", "65536", f"topic:{A}.news.*", "r"]
+    for i, r in enumerate(readers, 1):
+        steps_a += ["pipe", f"{A}.s{i}", "channel", "rw", r]
+    apps(A, steps_a + ["hold"],
+         A_RIGHTS + [f"bus.send:{r}" for r in readers],
+         exports=[f"ipc.shm:{A}.m", f"bus.subscribe:{A}.news.**", f"bus.subscribe:{A}.news.x"] +
+         [f"ipc.pipe:{A}.s{i}" for i in range(1, 5)],
+         kind="service", depends=readers)
+    for i, r in enumerate(readers, 1):
+        sub = f"bus.subscribe:{A}.news.x" if i == 4 else f"bus.subscribe:{A}.news.**"
+        apps(r, ["wait-offer", "accept", "open", f"{A}.m", "r", "attack"],
+             [f"ipc.shm:{A}.m", f"ipc.pipe:{A}.s{i}", sub])
+    p, _ = boot(apps, state)
+    for r in readers[:3]:
+        log = log_of(state, r)
+        assert "ipc-probe: done" in log, p.stderr + log
+        assert rc(state, r, "open")["rc"] == "OK", log
+        assert rc(state, r, "read-shm")["data"] == "hello", log
+        lines = [l for l in log.splitlines()
+                 if l.startswith("attack ") and not l.startswith("attack rc")]
+        assert lines and not [l for l in lines if l.endswith("rc=OK")], log
+    assert rc(state, readers[3], "open")["rc"] == "EPERM", log_of(state, readers[3])

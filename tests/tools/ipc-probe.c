@@ -8,8 +8,9 @@
  *
  * The steps (the "current" fd, handle, token and mapping are the last ones made):
  *
- *   shm NAME SIZE APP MODES   cella_shm_create(), offered to APP ("-": nobody) with
- *                             MODES (r, rw); maps it read-write, writes "hello"
+ *   shm NAME SIZE APP MODES   cella_shm_create(), offered to APP ("-": nobody;
+ *                             "topic:PATTERN": a topic's subscribers) with MODES (r,
+ *                             rw); maps it read-write, writes "hello"
  *   shm-ro NAME SIZE APP      cella_shm_make(), writes "sealed", cella_shm_register()
  *                             read-only sealed, offered READ to APP
  *   open NAME MODES           cella_shm_open() (r, rw) and maps it; prints data=
@@ -279,6 +280,11 @@ int main(int argc, char **argv)
                 if (strcmp(s, "shm") == 0) {
                         NEED(4);
                         CellaIpcOffer o = {.app = argv[i + 3], .modes = modes_of(argv[i + 4])};
+
+                        if (strncmp(argv[i + 3], "topic:", 6) == 0) {
+                                o.app = NULL;
+                                o.topic = argv[i + 3] + 6;
+                        }
                         bool none = strcmp(argv[i + 3], "-") == 0;
                         uint64_t size = strtoull(argv[i + 2], NULL, 10);
 
