@@ -774,6 +774,28 @@ START_TEST(test_pending)
         ck_assert_uint_eq(registry_pending(), 1);
         ck_assert_ptr_null(ipc_pending_find(ipc_registry_of(broker), b->app, t2));
 
+        /* A target whose channel is gone hears of nothing: the offer is refused, and
+         * nothing is kept. */
+        {
+                TestApp *gone = app_new("org.c.app", "\"timer\"", NULL);
+                BrokerAppStats st = {};
+                uint64_t t4 = 0;
+
+                gone->no_read = true; /* the pump leaves it alone */
+                gone->fd = safe_close(gone->fd);
+                end = now_ms() + WAIT_MS;
+                do {
+                        pump();
+                        broker_app_stats(gone->app, &st);
+                } while (!st.closed && now_ms() < end);
+                ck_assert(st.closed);
+                ck_assert_int_eq(ipc_pending_new(a->app, gone->app, o, IPC_MODE_READ,
+                                                 eventfd(0, EFD_CLOEXEC), 1000, &t4, &why),
+                                 -EAGAIN);
+                ck_assert_uint_eq(registry_pending(), 1);
+                app_free(gone);
+        }
+
         /* The object outlives its last handle while an offer holds it... */
         ipc_handle_close(ha, IPC_CLOSE_BY_APP);
         ck_assert_uint_eq(registry_objects(), 1);
