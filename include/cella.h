@@ -882,8 +882,8 @@ typedef struct CellaIpcHandle {
  * name for the app peer, which gets CELLA_EVENT_IPC_OFFERED and takes the other end
  * with cella_ipc_accept() within timeout_ms (0: 30000; <= 600000). buffer_bytes: a
  * pipe's capacity (0: 64 KiB; <= 1 MiB; rounded up to a page). Needs
- * ipc.pipe:<name> (and so does the peer) and bus.send:<peer>. Returns 0, *ret (may be NULL) and *ret_fd
- * (O_CLOEXEC, the caller's end), or the errors above and -ENOENT (peer not running),
+ * ipc.pipe:<name> (and so does the peer) and bus.send:<peer>. Returns 0, *ret (may be NULL) and
+ * *ret_fd (O_CLOEXEC, the caller's end), or the errors above and -ENOENT (peer not running),
  * -EDQUOT (objects, handles, or offers waiting: ipc.pending_max).
  */
 CELLA_API int cella_pipe_create(Cella *c, const char *name, CellaIpcKind kind, uint32_t modes,
