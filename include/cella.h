@@ -113,6 +113,14 @@ enum {
         CELLA_OP_CHANNEL_ACCEPT = 0x0D02,
         CELLA_OP_CHANNEL_REFUSE = 0x0D03,
         CELLA_OP_CHANNEL_KERNEL_KEY = 0x0D04,
+        CELLA_OP_IPC_PIPE_CREATE = 0x0B01,
+        CELLA_OP_IPC_SHM_CREATE = 0x0B02,
+        CELLA_OP_IPC_SHM_OPEN = 0x0B03,
+        CELLA_OP_IPC_ACCEPT = 0x0B04,
+        CELLA_OP_IPC_PASS = 0x0B05,
+        CELLA_OP_IPC_CLOSE = 0x0B06,
+        CELLA_OP_IPC_LIST = 0x0B07,
+        CELLA_OP_IPC_OFFER = 0x0B08,
         CELLA_EVENT_TIMER_FIRED = 0x8001,
         CELLA_EVENT_BUS_MESSAGE = 0x8002,
         CELLA_EVENT_PERM_REVOKED = 0x8003,
@@ -134,6 +142,11 @@ enum {
         CELLA_EVENT_CHANNEL_REQUEST = 0x8010,
         /* A request announced by CELLA_EVENT_CHANNEL_REQUEST is gone. */
         CELLA_EVENT_CHANNEL_CANCELLED = 0x8011,
+        /* A pipe's other end or a passed ipc handle waits for cella_ipc_accept(). */
+        CELLA_EVENT_IPC_OFFERED = 0x8007,
+        /* The kernel closed one of the app's ipc handles (revoked, destroyed, peer
+         * gone); the fd stays the app's: docs/ipc.md "Revocation". */
+        CELLA_EVENT_IPC_CLOSED = 0x8008,
 };
 
 /* The error message of a call failed by CELLA_EVENT_KERNEL_RESTARTED (its error:
@@ -237,6 +250,18 @@ typedef struct CellaEvent {
                         uint64_t token;
                         int error;   /* why, a negative errno: -ECANCELED, -ETIMEDOUT, ... */
                 } channel_cancelled; /* CELLA_EVENT_CHANNEL_CANCELLED */
+                struct {
+                        uint64_t token;      /* for cella_ipc_accept() */
+                        int kind;            /* CellaIpcKind */
+                        const char *name;    /* the object's full name */
+                        uint32_t modes;      /* CELLA_IPC_READ / CELLA_IPC_WRITE bits */
+                        const char *from;    /* the app that made the pipe or passed it */
+                        uint32_t expires_ms; /* accept within this long */
+                } ipc_offered;               /* CELLA_EVENT_IPC_OFFERED */
+                struct {
+                        uint64_t handle;    /* the handle the kernel closed */
+                        const char *reason; /* "revoked", "destroyed", "peer-gone" */
+                } ipc_closed;               /* CELLA_EVENT_IPC_CLOSED */
         };
 } CellaEvent;
 
@@ -1098,6 +1123,163 @@ typedef struct CellaKey {
 /* The app's keys by name: *ret (*ret_n entries, one allocation: cella_free()) and,
  * if ret_keys_max is not NULL, its quota. Returns 0 or the shared errors. */
 CELLA_API int cella_keystore_list(Cella *c, CellaKey **ret, size_t *ret_n, unsigned *ret_keys_max);
+/* ---- ipc (docs/ipc.md) -------------------------------------------------------- */
+
+/*
+ * Objects shared between apps: pipes, packet channels, shared memory (and
+ * semaphores and queues). Each is named "<creator's app id>.<name>" (dot-separated
+ * segments of [A-Za-z0-9_-], at most CELLA_IPC_NAME_MAX bytes, and the right
+ * "ipc.<kind>:<name>" must fit CELLA_PERMISSION_MAX) and reached through a handle:
+ * a number > 0 in the app's handle table plus the fd the kernel passed with it.
+ * Creating or opening needs the right ipc.<kind>:<name> (ipc.pipe for pipes and
+ * channels); another app than the creator opens only what the creator offered it
+ * (CellaIpcOffer) with the modes offered. A handle passed on keeps or loses modes,
+ * never gains. Errors they share: -EACCES/-EPERM (the right), -EINVAL, -ENOENT (no
+ * such object, handle or offer), -EEXIST (the name is taken), -EDQUOT (over one of
+ * the app's quotas: the kernel's error message, which cella_call() shows, names
+ * the limit and the figures), -EAGAIN (rate-limited).
+ */
+
+#define CELLA_IPC_NAME_MAX   255u
+#define CELLA_IPC_OFFERS_MAX 16u
+#define CELLA_IPC_READ       1u
+#define CELLA_IPC_WRITE      2u
+
+typedef enum CellaIpcKind {
+        CELLA_IPC_PIPE = 1,    /* a kernel pipe: one end reads, the other writes */
+        CELLA_IPC_CHANNEL = 2, /* an AF_UNIX SOCK_SEQPACKET pair: both ways, packets */
+        CELLA_IPC_SHM = 3,     /* sealed shared memory of a fixed size */
+        CELLA_IPC_SEM = 4,     /* a counting semaphore */
+        CELLA_IPC_QUEUE = 5,   /* a message queue held by the kernel */
+} CellaIpcKind;
+
+/* Who besides the creator may open an object: exactly one of app (an app id
+ * pattern, globs as in bus.send scopes) and topic (a bus topic pattern: the apps
+ * whose bus.subscribe right covers it), with modes (CELLA_IPC_* bits). */
+typedef struct CellaIpcOffer {
+        const char *app;
+        const char *topic;
+        uint32_t modes;
+} CellaIpcOffer;
+
+/* A handle as the kernel describes it. */
+typedef struct CellaIpcHandle {
+        uint64_t handle; /* > 0, the app's number for it */
+        CellaIpcKind kind;
+        uint32_t modes;
+        uint64_t size_bytes;               /* shm: its size; queue: the largest message */
+        char name[CELLA_IPC_NAME_MAX + 1]; /* the object's full name */
+        char owner[CELLA_ID_MAX + 1];      /* the creator's app id */
+        char peer[CELLA_ID_MAX + 1];       /* pipe, channel: the other end's app, or "" */
+} CellaIpcHandle;
+
+/*
+ * Makes a pipe (kind CELLA_IPC_PIPE; modes the end the caller keeps, CELLA_IPC_READ
+ * or CELLA_IPC_WRITE) or a channel (CELLA_IPC_CHANNEL, modes READ|WRITE) named
+ * name for the app peer, which gets CELLA_EVENT_IPC_OFFERED and takes the other end
+ * with cella_ipc_accept() within timeout_ms (0: 30000; <= 600000). buffer_bytes: a
+ * pipe's capacity (0: 64 KiB; <= 1 MiB; rounded up to a page). Needs
+ * ipc.pipe:<name> (and so does the peer) and bus.send:<peer>. Returns 0, *ret (may be NULL) and
+ * *ret_fd (O_CLOEXEC, the caller's end), or the errors above and -ENOENT (peer not running),
+ * -EDQUOT (objects, handles, or offers waiting: ipc.pending_max).
+ */
+CELLA_API int cella_pipe_create(Cella *c, const char *name, CellaIpcKind kind, uint32_t modes,
+                                const char *peer, uint32_t buffer_bytes, uint32_t timeout_ms,
+                                CellaIpcHandle *ret, int *ret_fd);
+
+/*
+ * Takes what a CELLA_EVENT_IPC_OFFERED announced (token): a pipe's or channel's end,
+ * or a handle passed with cella_ipc_pass(). Needs the caller's own
+ * ipc.<kind>:<name>. Returns 0, *ret (may be NULL) and *ret_fd (O_CLOEXEC), or
+ * -ENOENT (unknown, expired, or its sender exited), -EACCES/-EPERM, -EDQUOT
+ * (handles; the offer stays until it expires).
+ */
+CELLA_API int cella_ipc_accept(Cella *c, uint64_t token, CellaIpcHandle *ret, int *ret_fd);
+
+/*
+ * Passes a copy of the caller's handle to app `to` with modes (a subset of the
+ * handle's: -EPERM otherwise), under the caller's bus.send:<to> right (-EACCES /
+ * -EPERM without it). `to` gets CELLA_EVENT_IPC_OFFERED; the caller keeps its handle.
+ * A pipe or channel end cannot be passed (-EINVAL: the kernel keeps no copy). Returns
+ * 0 and *ret_token (may be NULL), or -ENOENT (no such handle, the object destroyed,
+ * `to` not running), -EDQUOT (offers waiting).
+ */
+CELLA_API int cella_ipc_pass(Cella *c, uint64_t handle, const char *to, uint32_t modes,
+                             uint64_t *ret_token);
+
+/*
+ * Closes one of the caller's handles (its fd is the caller's to close). destroy: the
+ * creator also removes the name (no new opens; the object lives until its last
+ * handle closes); -EPERM for another app. Returns 0 or -ENOENT.
+ */
+CELLA_API int cella_ipc_close(Cella *c, uint64_t handle, bool destroy);
+
+/* Replaces the offers of an object the caller created (handle is the creator's):
+ * offers[0..n), n <= CELLA_IPC_OFFERS_MAX. Opens already made stay. Returns 0, or
+ * -EPERM (not the creator), -EINVAL, -ENOENT. */
+CELLA_API int cella_ipc_offer(Cella *c, uint64_t handle, const CellaIpcOffer *offers, size_t n);
+
+typedef struct CellaIpcUsage {
+        uint32_t objects, objects_max;           /* objects the app created that live */
+        uint64_t shm_bytes, shm_bytes_max;       /* bytes of its shared memory */
+        uint64_t queued_bytes, queued_bytes_max; /* bytes waiting in its queues */
+        uint32_t handles, handles_max;           /* handles it holds */
+} CellaIpcUsage;
+
+typedef struct CellaIpcList {
+        size_t n_handles; /* newest first, as many as fit one reply (usage.handles: all) */
+        CellaIpcHandle *handles;
+        CellaIpcUsage usage;
+} CellaIpcList;
+
+/* The caller's handles and its usage against the quotas. Returns 0 and *ret
+ * (cella_free()). */
+CELLA_API int cella_ipc_list(Cella *c, CellaIpcList **ret);
+
+/*
+ * Makes the memory of a shared memory object in the caller's own process: a memfd
+ * (MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL where the kernel has it, MFD_CLOEXEC) of
+ * size_bytes (> 0), every page allocated now (fallocate), so that the pages are
+ * charged to the caller's memory cgroup. Fill it (mmap the fd) before
+ * cella_shm_register() if it is to be read-only. Returns 0 and *ret_fd, or -errno of
+ * memfd_create/ftruncate/fallocate (-ENOMEM, -ENOSPC).
+ */
+CELLA_API int cella_shm_make(uint64_t size_bytes, int *ret_fd);
+
+/*
+ * Registers fd, a memfd from cella_shm_make() of exactly size_bytes, as the shared
+ * memory `name`, offered as offers[0..n). The kernel checks it (a memfd, unsealed,
+ * that size, every page allocated), makes it mode 0600 and seals it: it can no
+ * longer shrink, grow, be executed or sealed further; read_only_sealed: nobody can
+ * write it any more either (-EBUSY while the caller has it mapped writable). The
+ * caller keeps fd. Needs ipc.shm:<name>. Returns 0 and *ret (may be NULL), or the
+ * errors above and -EDQUOT (objects, ipc.shm_bytes_max, handles).
+ */
+CELLA_API int cella_shm_register(Cella *c, const char *name, int fd, uint64_t size_bytes,
+                                 const CellaIpcOffer *offers, size_t n, bool read_only_sealed,
+                                 CellaIpcHandle *ret);
+
+/* cella_shm_make() then cella_shm_register() (read-write): returns 0, *ret (may be
+ * NULL) and *ret_fd (the caller's memfd), or their errors (the memfd closed). */
+CELLA_API int cella_shm_create(Cella *c, const char *name, uint64_t size_bytes,
+                               const CellaIpcOffer *offers, size_t n, CellaIpcHandle *ret,
+                               int *ret_fd);
+
+/*
+ * Opens the shared memory `name` with modes CELLA_IPC_READ (the fd is O_RDONLY: it
+ * maps read-only, and never writable) or CELLA_IPC_READ | CELLA_IPC_WRITE. Needs
+ * ipc.shm:<name> and, unless the caller created it, the creator's offer with those
+ * modes (-EPERM). Returns 0, *ret (may be NULL; ret->size_bytes is its size) and
+ * *ret_fd (its own open file description, O_CLOEXEC).
+ */
+CELLA_API int cella_shm_open(Cella *c, const char *name, uint32_t modes, CellaIpcHandle *ret,
+                             int *ret_fd);
+
+/* mmap()s size_bytes of a shared memory fd, MAP_SHARED, PROT_READ (modes
+ * CELLA_IPC_READ) or PROT_READ | PROT_WRITE. Returns the mapping, or NULL with errno
+ * (munmap() it). */
+CELLA_API void *cella_shm_map(int fd, uint64_t size_bytes, uint32_t modes);
+
 /* ---- ipc: semaphores and message queues (docs/ipc.md) -------------------------- */
 
 /* The opcodes of these calls (proto/cella.proto "ipc"). */
@@ -1110,23 +1292,12 @@ enum {
         CELLA_OP_IPC_QUEUE_RECEIVE = 0x0B1B,
 };
 
-#define CELLA_IPC_NAME_MAX       255u   /* bytes of an ipc object's full name */
 #define CELLA_QUEUE_BATCH_MAX    1024u  /* messages in one send or receive */
 #define CELLA_QUEUE_MESSAGE_MAX  65000u /* bytes of one queue message */
 #define CELLA_QUEUE_PRIORITY_MAX 31u    /* priorities are 0..31, higher first */
 #define CELLA_QUEUE_WAIT_MAX_MS  600000u
 
-#define CELLA_IPC_READ  0x1u /* IpcMode READ: a queue handle that receives */
-#define CELLA_IPC_WRITE 0x2u /* IpcMode WRITE: a queue handle that sends */
-
-/* Who besides the creator may open an object, and with which modes: exactly one of
- * app (an app id pattern) and topic (a bus topic pattern: the apps whose
- * bus.subscribe right covers it); docs/ipc.md "Offers". */
-typedef struct CellaIpcOffer {
-        const char *app;
-        const char *topic;
-        uint32_t modes; /* CELLA_IPC_READ | CELLA_IPC_WRITE */
-} CellaIpcOffer;
+/* A queue handle receives with CELLA_IPC_READ and sends with CELLA_IPC_WRITE. */
 
 /*
  * A counting semaphore shared between apps: the kernel's handle number and the
@@ -1240,6 +1411,77 @@ CELLA_API size_t cella_queue_batch_fit(const CellaQueueMessage *msgs, size_t n);
  */
 CELLA_API int cella_queue_receive(Cella *c, const CellaQueue *q, size_t max, int timeout_ms,
                                   CellaQueueBatch **ret);
+/* ---- ring buffer over shared memory ------------------------------------------ */
+
+/*
+ * A single-producer single-consumer ring of messages in a shared memory object,
+ * for streaming between two apps without the kernel on the path. The first page
+ * holds the header: a magic, the capacity, and the producer's and the consumer's
+ * counters each on a cache line of its own (128 bytes apart: no false sharing, also
+ * with adjacent-line prefetch); the data follow from CELLA_RING_HEADER. A message
+ * is a 4-byte length and its bytes, 8-byte aligned, and may wrap around the end.
+ *
+ * Wake-ups use futexes in the header, and only when the other side sleeps: a
+ * reader with nothing to read marks itself waiting and sleeps; the writer wakes it
+ * only if the mark is set (likewise the other way for a full ring). A stream that
+ * keeps both busy makes no system call.
+ *
+ * The peer is not trusted: everything read from the shared page (its counter,
+ * each length) is checked against this side's own copy of the capacity and
+ * counters before use; a hostile or broken peer makes calls fail with -EPROTO,
+ * never read or write outside the mapping. Neither side ever trusts the header's
+ * capacity after cella_ring_attach() checked it once.
+ */
+
+#define CELLA_RING_HEADER 4096u /* bytes before the data */
+
+typedef struct CellaRing CellaRing;
+
+typedef enum CellaRingRole {
+        CELLA_RING_PRODUCER = 1,
+        CELLA_RING_CONSUMER = 2,
+} CellaRingRole;
+
+/* The bytes of shared memory a ring of capacity data bytes takes:
+ * CELLA_RING_HEADER + capacity. 0 if capacity is not a power of two in
+ * 4096..2^30. */
+CELLA_API uint64_t cella_ring_size(uint64_t capacity);
+
+/* Writes a fresh header into mem (size bytes, page aligned, mapped read-write)
+ * for capacity data bytes (cella_ring_size(capacity) <= size). Done once, by the
+ * creator, before either side attaches. Returns 0 or -EINVAL. */
+CELLA_API int cella_ring_init(void *mem, uint64_t size, uint64_t capacity);
+
+/* Attaches to the ring in mem (size bytes: the whole mapping, read-write) as role.
+ * Checks the header (magic, version, a capacity that fits size). Returns 0 and *ret
+ * (cella_ring_free()), or -EINVAL (not a ring, or it does not fit), -ENOMEM. */
+CELLA_API int cella_ring_attach(void *mem, uint64_t size, CellaRingRole role, CellaRing **ret);
+
+/* Frees r (not the mapping). Takes NULL; returns NULL. */
+CELLA_API CellaRing *cella_ring_free(CellaRing *r);
+
+/* The most bytes one message may have: capacity - 8. */
+CELLA_API uint64_t cella_ring_message_max(const CellaRing *r);
+
+/*
+ * Producer: appends one message of len bytes (<= cella_ring_message_max()) without
+ * waiting. Returns 0, or -EAGAIN (no room now), -EMSGSIZE, -EPROTO (the consumer's
+ * counter is impossible), -EINVAL (not the producer).
+ */
+CELLA_API int cella_ring_write(CellaRing *r, const void *data, size_t len);
+
+/*
+ * Consumer: takes the next message into buf (size bytes) without waiting. Returns
+ * its length (>= 0), or -EAGAIN (empty), -EMSGSIZE (buf too small: the message
+ * stays), -EPROTO (the producer's counter or a length is impossible), -EINVAL.
+ */
+CELLA_API int64_t cella_ring_read(CellaRing *r, void *buf, size_t size);
+
+/*
+ * Waits until the ring has a message (consumer) or room for len bytes (producer),
+ * at most timeout_ms (-1: no limit). Returns 0 (ready), -ETIMEDOUT, -EINTR, -EPROTO.
+ */
+CELLA_API int cella_ring_wait(CellaRing *r, size_t len, int timeout_ms);
 
 #ifdef __cplusplus
 }

@@ -42,6 +42,11 @@ struct BrokerCall {
         void *handler_data;
         /* Audit detail a handler may add (object, path, topic...); owned by the core. */
         json_t *audit_fields;
+        /* The fds the request carried (exactly op->request_fds of them, as the opcode
+         * table says; ipc.shm_create's memfd). A handler that keeps one sets its slot
+         * to -1; the core closes the others when it frees the call. */
+        int fds[CHANNEL_FDS_MAX];
+        unsigned n_fds;
         struct BrokerCall *next, *prev; /* in the app's list of pending calls */
 };
 

@@ -648,6 +648,8 @@ static void call_free(CallImpl *c)
         BrokerApp *app = c->pub.app;
 
         call_unlink(c);
+        close_fds(c->pub.fds, c->pub.n_fds);
+        c->pub.n_fds = 0;
         if (c->pub.request)
                 protobuf_c_message_free_unpacked(c->pub.request, NULL);
         json_decref(c->pub.audit_fields);
@@ -928,7 +930,8 @@ static void handle_cancel(BrokerApp *app, const ChannelFrame *f)
                 call_abandon(impl(c), ECANCELED, "cancelled");
 }
 
-static void handle_request(BrokerApp *app, const ChannelFrame *f)
+/* Takes fds (f->n_fds of them): kept in the call, closed otherwise. */
+static void handle_request(BrokerApp *app, const ChannelFrame *f, int *fds)
 {
         Broker *b = app->broker;
         const WireOp *op = wire_op_lookup(f->opcode);
@@ -939,11 +942,13 @@ static void handle_request(BrokerApp *app, const ChannelFrame *f)
         int r, err = 0;
 
         if (!op || !op->request) {
+                close_fds(fds, f->n_fds);
                 bad_frame(app, f->opcode, f->request_id, true, EOPNOTSUPP, "unknown opcode");
                 return;
         }
         r = wire_unpack(f, &req);
         if (r < 0) {
+                close_fds(fds, f->n_fds);
                 bad_frame(app, f->opcode, f->request_id, true, r,
                           r == -EPROTO    ? "wrong number of file descriptors"
                           : r == -ENOBUFS ? "body too costly to decode"
@@ -952,6 +957,7 @@ static void handle_request(BrokerApp *app, const ChannelFrame *f)
         }
         c = call_new(app);
         if (!c) {
+                close_fds(fds, f->n_fds);
                 protobuf_c_message_free_unpacked(req, NULL);
                 count_answer(app, ENOMEM, false);
                 emit_error(app, f->opcode, f->request_id, ENOMEM, NULL);
@@ -960,6 +966,9 @@ static void handle_request(BrokerApp *app, const ChannelFrame *f)
         c->pub.op = op;
         c->pub.request_id = f->request_id;
         c->pub.request = req;
+        for (unsigned i = 0; i < f->n_fds; i++)
+                c->pub.fds[i] = fds[i];
+        c->pub.n_fds = f->n_fds;
 
         def = dispatch_lookup(b, f->opcode);
         if (!def) {
@@ -1032,16 +1041,18 @@ static void handle_request(BrokerApp *app, const ChannelFrame *f)
 
 static void handle_frame(BrokerApp *app, const ChannelFrame *f, int *fds)
 {
-        /* No request of version 1 takes fds (wire_unpack refuses a count that differs
-         * from the opcode's), so none is ever kept. */
-        close_fds(fds, f->n_fds);
-        if (f->flags & CHANNEL_FLAG_CANCEL)
+        /* A request that takes fds (ipc.shm_create) gets them in its BrokerCall
+         * (handle_request(): wire_unpack refused a count that differs from the
+         * opcode's); every other frame's are closed here. */
+        if (f->flags & CHANNEL_FLAG_CANCEL) {
+                close_fds(fds, f->n_fds);
                 handle_cancel(app, f);
-        else if (!channel_frame_is_request(f))
+        } else if (!channel_frame_is_request(f)) {
+                close_fds(fds, f->n_fds);
                 bad_frame(app, f->opcode, f->request_id, false, EPROTO,
                           "replies and events do not go to the kernel");
-        else
-                handle_request(app, f);
+        } else
+                handle_request(app, f, fds);
 }
 
 typedef union RecvControl {
@@ -1221,7 +1232,8 @@ static void app_hangup(BrokerApp *app, int reason)
 static const BrokerCallDef *const call_tables[] = {
         broker_calls_system, broker_calls_proc,     broker_calls_app,   broker_calls_perm,
         broker_calls_fs,     broker_calls_usage,    broker_calls_timer, broker_calls_bus,
-        broker_calls_net,    broker_calls_channel,  broker_calls_keystore, broker_calls_ipc_semq,
+        broker_calls_net,    broker_calls_channel,  broker_calls_keystore, broker_calls_ipc,
+        broker_calls_ipc_semq,
 };
 
 const BrokerCallDef *broker_call_def(uint16_t opcode)

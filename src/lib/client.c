@@ -72,6 +72,23 @@ SAME(CELLA_OP_CHANNEL_REFUSE, CELLA__V1__OPCODE__OPCODE_CHANNEL_REFUSE);
 SAME(CELLA_OP_CHANNEL_KERNEL_KEY, CELLA__V1__OPCODE__OPCODE_CHANNEL_KERNEL_KEY);
 SAME(CELLA_EVENT_CHANNEL_REQUEST, CELLA__V1__OPCODE__OPCODE_EVENT_CHANNEL_REQUEST);
 SAME(CELLA_EVENT_CHANNEL_CANCELLED, CELLA__V1__OPCODE__OPCODE_EVENT_CHANNEL_CANCELLED);
+SAME(CELLA_OP_IPC_PIPE_CREATE, CELLA__V1__OPCODE__OPCODE_IPC_PIPE_CREATE);
+SAME(CELLA_OP_IPC_SHM_CREATE, CELLA__V1__OPCODE__OPCODE_IPC_SHM_CREATE);
+SAME(CELLA_OP_IPC_SHM_OPEN, CELLA__V1__OPCODE__OPCODE_IPC_SHM_OPEN);
+SAME(CELLA_OP_IPC_ACCEPT, CELLA__V1__OPCODE__OPCODE_IPC_ACCEPT);
+SAME(CELLA_OP_IPC_PASS, CELLA__V1__OPCODE__OPCODE_IPC_PASS);
+SAME(CELLA_OP_IPC_CLOSE, CELLA__V1__OPCODE__OPCODE_IPC_CLOSE);
+SAME(CELLA_OP_IPC_LIST, CELLA__V1__OPCODE__OPCODE_IPC_LIST);
+SAME(CELLA_OP_IPC_OFFER, CELLA__V1__OPCODE__OPCODE_IPC_OFFER);
+SAME(CELLA_EVENT_IPC_OFFERED, CELLA__V1__OPCODE__OPCODE_EVENT_IPC_OFFERED);
+SAME(CELLA_EVENT_IPC_CLOSED, CELLA__V1__OPCODE__OPCODE_EVENT_IPC_CLOSED);
+SAME(CELLA_IPC_PIPE, CELLA__V1__IPC_KIND__IPC_KIND_PIPE);
+SAME(CELLA_IPC_CHANNEL, CELLA__V1__IPC_KIND__IPC_KIND_CHANNEL);
+SAME(CELLA_IPC_SHM, CELLA__V1__IPC_KIND__IPC_KIND_SHM);
+SAME(CELLA_IPC_SEM, CELLA__V1__IPC_KIND__IPC_KIND_SEM);
+SAME(CELLA_IPC_QUEUE, CELLA__V1__IPC_KIND__IPC_KIND_QUEUE);
+SAME(CELLA_IPC_READ, CELLA__V1__IPC_MODE__IPC_MODE_READ);
+SAME(CELLA_IPC_WRITE, CELLA__V1__IPC_MODE__IPC_MODE_WRITE);
 SAME(CELLA_PERM_NOT_REQUESTED, CELLA__V1__PERM_STATE__PERM_STATE_NOT_REQUESTED);
 SAME(CELLA_PERM_GRANTED, CELLA__V1__PERM_STATE__PERM_STATE_GRANTED);
 SAME(CELLA_PERM_DENIED, CELLA__V1__PERM_STATE__PERM_STATE_DENIED);
@@ -608,6 +625,24 @@ static void event_fill(CellaEvent *ev, const ProtobufCMessage *pm)
                 ev->channel_cancelled.error = -m->errnum;
                 break;
         }
+        case CELLA_EVENT_IPC_OFFERED: {
+                const Cella__V1__IpcOfferedEvent *m = (const void *)pm;
+
+                ev->ipc_offered.token = m->token;
+                ev->ipc_offered.kind = (int)m->kind;
+                ev->ipc_offered.name = m->name;
+                ev->ipc_offered.modes = m->modes;
+                ev->ipc_offered.from = m->from;
+                ev->ipc_offered.expires_ms = m->expires_ms;
+                break;
+        }
+        case CELLA_EVENT_IPC_CLOSED: {
+                const Cella__V1__IpcClosedEvent *m = (const void *)pm;
+
+                ev->ipc_closed.handle = m->handle;
+                ev->ipc_closed.reason = m->reason;
+                break;
+        }
         }
 }
 
@@ -908,6 +943,19 @@ int client_call(Cella *c, uint16_t opcode, const ProtobufCMessage *req, CellaRep
         if (r < 0)
                 return r;
         return cella_call(c, opcode, buf, len, NULL, 0, ret);
+}
+
+int client_call_fds(Cella *c, uint16_t opcode, const ProtobufCMessage *req, const int *fds,
+                    unsigned n_fds, CellaReply **ret)
+{
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t len;
+        int r;
+
+        r = pack(req, &buf, &len);
+        if (r < 0)
+                return r;
+        return cella_call(c, opcode, buf, len, fds, n_fds, ret);
 }
 
 int client_call_async(Cella *c, uint16_t opcode, const ProtobufCMessage *req, CellaReplyFn cb,

@@ -15,6 +15,10 @@
  */
 int client_call(Cella *c, uint16_t opcode, const ProtobufCMessage *req, CellaReply **ret);
 
+/* client_call() with n_fds fds from fds[] sent along (the caller keeps its copies). */
+int client_call_fds(Cella *c, uint16_t opcode, const ProtobufCMessage *req, const int *fds,
+                    unsigned n_fds, CellaReply **ret);
+
 /* Packs req and sends it as cella_call_async() does. */
 int client_call_async(Cella *c, uint16_t opcode, const ProtobufCMessage *req, CellaReplyFn cb,
                       void *userdata, uint64_t *ret_request_id);

@@ -17,6 +17,13 @@
                 .opcode = OP(op), .name = nm, .request = D(msg##_request),                         \
                 .reply = D(msg##_reply), .cls = WIRE_CLASS_##c, .rights = r                        \
         }
+/* A request that carries fds: rq with the request, rp with a successful reply. */
+#define CALL_FDS(op, nm, c, r, msg, req_msg, rq, rp)                                               \
+        {                                                                                          \
+                .opcode = OP(op), .name = nm, .request = D(req_msg##_request),                     \
+                .reply = D(msg##_reply), .request_fds = rq, .reply_fds = rp,                       \
+                .cls = WIRE_CLASS_##c, .rights = r                                                 \
+        }
 #define EVENT(op, nm, msg)                                                                         \
         {                                                                                          \
                 .opcode = OP(op), .name = nm, .event = D(msg)                                      \
@@ -126,6 +133,18 @@ static const WireOp ops[] = {
         /* send and receive act on a handle made under ipc.queue (closed by a revoke) */
         CALL(IPC_QUEUE_SEND, "ipc.queue_send", CHEAP, "", ipc_queue_send),
         CALL(IPC_QUEUE_RECEIVE, "ipc.queue_receive", CHEAP, "", ipc_queue_receive),
+        /* ipc (docs/ipc.md): pipes, channels, shared memory, and every kind's handles. */
+        CALL_FDS(IPC_PIPE_CREATE, "ipc.pipe_create", COSTLY, "ipc.pipe bus.send", ipc_handle,
+                 ipc_pipe_create, 0, 1),
+        CALL_FDS(IPC_SHM_CREATE, "ipc.shm_create", COSTLY, "ipc.shm", ipc_handle, ipc_shm_create, 1,
+                 0),
+        CALL_FDS(IPC_SHM_OPEN, "ipc.shm_open", COSTLY, "ipc.shm", ipc_handle, ipc_open, 0, 1),
+        CALL_FDS(IPC_ACCEPT, "ipc.accept", COSTLY, "ipc.pipe ipc.shm ipc.sem ipc.queue", ipc_handle,
+                 ipc_accept, 0, 1),
+        CALL(IPC_PASS, "ipc.pass", CHEAP, "bus.send", ipc_pass),
+        CALL(IPC_CLOSE, "ipc.close", CHEAP, "", ipc_close),
+        CALL(IPC_OFFER, "ipc.offer", CHEAP, "", ipc_offer),
+        CALL(IPC_LIST, "ipc.list", CHEAP, "", ipc_list),
         EVENT(EVENT_TIMER_FIRED, "event.timer_fired", timer_fired_event),
         EVENT(EVENT_BUS_MESSAGE, "event.bus_message", bus_message_event),
         EVENT(EVENT_PERM_REVOKED, "event.perm_revoked", perm_revoked_event),

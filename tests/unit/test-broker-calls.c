@@ -2822,6 +2822,10 @@ static const char *filler_string(const char *field)
                 {"permission", "notify"},
                 {"title", "t"},
                 {"content_type", "text/plain"},
+                /* ipc (calls/ipc.c) */
+                {"name", "org.test.peer.obj"},
+                {"peer", "org.test.peer"},
+                {"to", "org.test.peer"},
         };
 
         for (size_t i = 0; i < ELEMENTSOF(values); i++)
@@ -2872,10 +2876,12 @@ static void fill_request(ProtobufCMessage *m, uint32_t fs_flags, void **subs, si
                                                   ? fs_flags
                                           : strcmp(fd->name, "signal") == 0 ? 15
                                           : strcmp(fd->name, "pid") == 0    ? 1
+                                          : strcmp(fd->name, "modes") == 0  ? 1 /* ipc READ */
                                                                             : 0;
                         break;
                 case PROTOBUF_C_TYPE_ENUM:
-                        /* KeystoreKind: ed25519 (0 is no kind) */
+                        /* KeystoreKind: ed25519; IpcKind: IPC_KIND_PIPE, which takes modes
+                         * READ (both 1; 0 is no kind) */
                         *(int *)at = strcmp(fd->name, "kind") == 0 ? 1 : 0;
                         break;
                 case PROTOBUF_C_TYPE_BYTES: {
@@ -2952,9 +2958,12 @@ START_TEST(test_opcode_rights_match_handlers)
                                 ck_assert_msg(!right, "%s checks '%s', but the table lists none",
                                               op->name, right);
                         else if (!right && (strcmp(op->name, "bus.publish_batch") == 0 ||
-                                            strcmp(op->name, "net.connect") == 0)) {
+                                            strcmp(op->name, "net.connect") == 0 ||
+                                            strcmp(op->name, "ipc.accept") == 0)) {
                                 /* net.connect's handler decides its right itself: an
-                                 * address's class comes before it (calls/net.c). */
+                                 * address's class comes before it (calls/net.c).
+                                 * ipc.accept's too: the kind and name of what the
+                                 * token names (calls/ipc.c). */
                                 /* Its handler checks bus.publish per topic
                                  * (test_bus_publish_batch_rights). */
                                 snprintf(seen, sizeof seen, " %s ", op->rights);
@@ -2967,6 +2976,22 @@ START_TEST(test_opcode_rights_match_handlers)
                                 strncat(seen, right, strcspn(right, ":"));
                                 strcat(seen, " ");
                                 named++;
+                                /* The second right a request may need (fs.open's
+                                 * fs.read with fs.write, ipc.pipe_create's
+                                 * bus.send:<peer>): listed too. */
+                                if (def->also_right_of) {
+                                        char buf2[CAPABILITY_RIGHT_MAX];
+                                        const char *also =
+                                                def->also_right_of(req, buf2, sizeof buf2);
+
+                                        ck_assert_msg(!also || right_listed(also, op->rights),
+                                                      "%s checks '%s', not in its rights \"%s\"",
+                                                      op->name, also, op->rights);
+                                        if (also) {
+                                                strncat(seen, also, strcspn(also, ":"));
+                                                strcat(seen, " ");
+                                        }
+                                }
                         }
                         for (size_t k = 0; k < n_subs; k++)
                                 free(subs[k]);

@@ -9,6 +9,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <ftw.h>
 #include <poll.h>
 #include <stdio.h>
@@ -42,6 +43,10 @@
 #define HANDLES_MAX   6
 #define SHM_BYTES_MAX (1u << 20)
 #define PENDING_MAX   2
+
+#ifndef F_SEAL_EXEC
+#define F_SEAL_EXEC 0x0020
+#endif
 
 #define KIND_SHM   CELLA__V1__IPC_KIND__IPC_KIND_SHM
 #define KIND_SEM   CELLA__V1__IPC_KIND__IPC_KIND_SEM
@@ -295,26 +300,6 @@ static uint64_t send_request(TestApp *a, uint16_t opcode, const ProtobufCMessage
         f.body_len = (size_t)n;
         ck_assert_int_eq(channel_send(a->fd, &f, NULL, 0, 0), 0);
         return f.request_id;
-}
-
-/* The reply to request id: 0 and *ret (frame_free), or the error reply's -errno. */
-static int wait_reply(TestApp *a, uint64_t id, Frame **ret)
-{
-        Frame *f = take(a, id, 0, WAIT_MS);
-        int r;
-
-        ck_assert_msg(f != NULL, "%s: no reply to request %llu", a->id, (unsigned long long)id);
-        r = f->err;
-        if (r == 0 && ret)
-                *ret = f;
-        else
-                frame_free(f);
-        return r;
-}
-
-static __attribute__((unused)) int call(TestApp *a, uint16_t opcode, const ProtobufCMessage *req, Frame **ret)
-{
-        return wait_reply(a, send_request(a, opcode, req), ret);
 }
 
 /* Drops every event already in a's inbox and arriving within ms. */
@@ -789,6 +774,28 @@ START_TEST(test_pending)
         ck_assert_uint_eq(registry_pending(), 1);
         ck_assert_ptr_null(ipc_pending_find(ipc_registry_of(broker), b->app, t2));
 
+        /* A target whose channel is gone hears of nothing: the offer is refused, and
+         * nothing is kept. */
+        {
+                TestApp *gone = app_new("org.c.app", "\"timer\"", NULL);
+                BrokerAppStats st = {};
+                uint64_t t4 = 0;
+
+                gone->no_read = true; /* the pump leaves it alone */
+                gone->fd = safe_close(gone->fd);
+                end = now_ms() + WAIT_MS;
+                do {
+                        pump();
+                        broker_app_stats(gone->app, &st);
+                } while (!st.closed && now_ms() < end);
+                ck_assert(st.closed);
+                ck_assert_int_eq(ipc_pending_new(a->app, gone->app, o, IPC_MODE_READ,
+                                                 eventfd(0, EFD_CLOEXEC), 1000, &t4, &why),
+                                 -EAGAIN);
+                ck_assert_uint_eq(registry_pending(), 1);
+                app_free(gone);
+        }
+
         /* The object outlives its last handle while an offer holds it... */
         ipc_handle_close(ha, IPC_CLOSE_BY_APP);
         ck_assert_uint_eq(registry_objects(), 1);
@@ -856,10 +863,526 @@ START_TEST(test_detach)
 }
 END_TEST
 
+/* ---- the calls, through the channel ------------------------------------------------- */
+
+#define OP(x) CELLA__V1__OPCODE__OPCODE_##x
+
+/* The last error message a refused call got. */
+static char last_message[256];
+
+/* A request with one fd (taken: closed here after the send). */
+static int call_fd(TestApp *a, uint16_t opcode, const ProtobufCMessage *req, int fd, Frame **ret)
+{
+        static uint8_t body[CHANNEL_BODY_MAX];
+        ChannelFrame f = {.opcode = opcode, .request_id = a->next_id++, .n_fds = 1};
+        int n = wire_pack(req, body, sizeof body);
+
+        ck_assert_int_ge(n, 0);
+        f.body = body;
+        f.body_len = (size_t)n;
+        ck_assert_int_eq(channel_send(a->fd, &f, &fd, 1, 0), 0);
+        close(fd);
+        {
+                Frame *rf = take(a, f.request_id, 0, WAIT_MS);
+                int r;
+
+                ck_assert_ptr_nonnull(rf);
+                r = rf->err;
+                snprintf(last_message, sizeof last_message, "%s", rf->err_message);
+                if (r == 0 && ret)
+                        *ret = rf;
+                else
+                        frame_free(rf);
+                return r;
+        }
+}
+
+static int call_msg(TestApp *a, uint16_t opcode, const ProtobufCMessage *req, Frame **ret)
+{
+        uint64_t id = send_request(a, opcode, req);
+        Frame *f = take(a, id, 0, WAIT_MS);
+        int r;
+
+        ck_assert_ptr_nonnull(f);
+        r = f->err;
+        snprintf(last_message, sizeof last_message, "%s", f->err_message);
+        if (r == 0 && ret)
+                *ret = f;
+        else
+                frame_free(f);
+        return r;
+}
+
+/* A memfd of size bytes made as an app does (libcella's cella_shm_create()):
+ * sealable, not executable, every page allocated unless sparse. */
+static int memfd_of(uint64_t size, bool sparse)
+{
+        int fd = memfd_create("test", MFD_CLOEXEC | MFD_ALLOW_SEALING | 0x0008u /* NOEXEC_SEAL */);
+
+        if (fd < 0) /* a kernel before 6.3: no MFD_NOEXEC_SEAL */
+                fd = memfd_create("test", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(ftruncate(fd, (off_t)size), 0);
+        if (!sparse)
+                ck_assert_int_eq(fallocate(fd, 0, 0, (off_t)size), 0);
+        return fd;
+}
+
+static uint64_t shm_create_call(TestApp *a, const char *name, uint64_t size, int fd,
+                                Cella__V1__IpcOffer **offers, size_t n_offers, bool ro,
+                                int *ret_err)
+{
+        Cella__V1__IpcShmCreateRequest req = CELLA__V1__IPC_SHM_CREATE_REQUEST__INIT;
+        Frame *f = NULL;
+        uint64_t h;
+        int r;
+
+        req.name = (char *)name;
+        req.size_bytes = size;
+        req.offers = offers;
+        req.n_offers = n_offers;
+        req.read_only_sealed = ro;
+        r = call_fd(a, OP(IPC_SHM_CREATE), &req.base, fd, &f);
+        if (ret_err)
+                *ret_err = r;
+        if (r < 0)
+                return 0;
+        ck_assert_int_lt(f->fd, 0); /* the creator keeps its own fd */
+        h = ((Cella__V1__IpcHandleReply *)f->msg)->handle;
+        frame_free(f);
+        return h;
+}
+
+static uint64_t shm_open_call(TestApp *a, const char *name, uint32_t modes, int *ret_fd,
+                              int *ret_err)
+{
+        Cella__V1__IpcOpenRequest req = CELLA__V1__IPC_OPEN_REQUEST__INIT;
+        Frame *f = NULL;
+        uint64_t h;
+        int r;
+
+        req.name = (char *)name;
+        req.modes = modes;
+        r = call_msg(a, OP(IPC_SHM_OPEN), &req.base, &f);
+        *ret_err = r;
+        if (r < 0)
+                return 0;
+        ck_assert_int_ge(f->fd, 0);
+        *ret_fd = TAKE_FD(f->fd);
+        h = ((Cella__V1__IpcHandleReply *)f->msg)->handle;
+        frame_free(f);
+        return h;
+}
+
+static int ipc_close_call(TestApp *a, uint64_t handle, bool destroy)
+{
+        Cella__V1__IpcCloseRequest req = CELLA__V1__IPC_CLOSE_REQUEST__INIT;
+
+        req.handle = handle;
+        req.destroy = destroy;
+        return call_msg(a, OP(IPC_CLOSE), &req.base, NULL);
+}
+
+/* The token of the next EVENT_IPC_OFFERED to a (0 if none came). */
+static uint64_t offered(TestApp *a, const char *from, const char *name)
+{
+        Frame *f = take(a, 0, EV_OFFERED, WAIT_MS);
+        Cella__V1__IpcOfferedEvent *ev;
+        uint64_t t;
+
+        if (!f)
+                return 0;
+        ev = (Cella__V1__IpcOfferedEvent *)f->msg;
+        ck_assert_str_eq(ev->from, from);
+        ck_assert_str_eq(ev->name, name);
+        t = ev->token;
+        frame_free(f);
+        return t;
+}
+
+static int accept_call(TestApp *a, uint64_t token, int *ret_fd, Cella__V1__IpcHandleReply *ret)
+{
+        Cella__V1__IpcAcceptRequest req = CELLA__V1__IPC_ACCEPT_REQUEST__INIT;
+        Frame *f = NULL;
+        int r;
+
+        req.token = token;
+        r = call_msg(a, OP(IPC_ACCEPT), &req.base, &f);
+        if (r < 0)
+                return r;
+        ck_assert_int_ge(f->fd, 0);
+        *ret_fd = TAKE_FD(f->fd);
+        if (ret)
+                *ret = *(Cella__V1__IpcHandleReply *)f->msg, ret->name = NULL, ret->owner = NULL,
+                ret->peer = NULL;
+        frame_free(f);
+        return 0;
+}
+
+START_TEST(test_pipe_and_channel)
+{
+        /* Installed (so a's bus.send for it is granted), then gone. */
+        TestApp *gone = app_new("org.nobody.app", "\"timer\"", NULL);
+        TestApp *a = app_new("org.a.app",
+                             "\"ipc.pipe:org.a.app.**\", \"bus.send:org.b.app\", "
+                             "\"bus.send:org.nobody.app\"",
+                             NULL);
+        TestApp *b = app_new("org.b.app", "\"ipc.pipe:org.a.app.**\"", NULL);
+        Cella__V1__IpcPipeCreateRequest req = CELLA__V1__IPC_PIPE_CREATE_REQUEST__INIT;
+        Cella__V1__IpcHandleReply got;
+        Frame *f = NULL;
+        int afd, bfd;
+        char buf[16];
+        uint64_t t;
+
+        /* A pipe: a keeps the read end, b takes the write end. */
+        req.name = (char *)"org.a.app.log";
+        req.kind = KIND_PIPE;
+        req.modes = IPC_MODE_READ;
+        req.peer = (char *)"org.b.app";
+        req.buffer_bytes = 100000;
+        ck_assert_int_eq(call_msg(a, OP(IPC_PIPE_CREATE), &req.base, &f), 0);
+        afd = TAKE_FD(f->fd);
+        ck_assert_int_ge(afd, 0);
+        ck_assert_str_eq(((Cella__V1__IpcHandleReply *)f->msg)->peer, "org.b.app");
+        frame_free(f);
+        /* Capacity rounded up to pages: 100000 -> 102400 or more (a power of 2 pages). */
+        ck_assert_int_ge(fcntl(afd, F_GETPIPE_SZ), 100000);
+        ck_assert_int_eq(fcntl(afd, F_GETFL) & O_ACCMODE, O_RDONLY);
+        t = offered(b, "org.a.app", "org.a.app.log");
+        ck_assert_uint_gt(t, 0);
+        /* Only b holds the token. */
+        ck_assert_int_eq(accept_call(a, t, &bfd, NULL), -ENOENT);
+        ck_assert_int_eq(accept_call(b, t, &bfd, &got), 0);
+        ck_assert_uint_eq(got.modes, IPC_MODE_WRITE);
+        ck_assert_int_eq(fcntl(bfd, F_GETFL) & O_ACCMODE, O_WRONLY);
+        ck_assert_int_eq(write(bfd, "hello", 5), 5);
+        ck_assert_int_eq(read(afd, buf, sizeof buf), 5);
+        ck_assert_int_eq(memcmp(buf, "hello", 5), 0);
+        /* Accepted once. */
+        ck_assert_int_eq(accept_call(b, t, &bfd, NULL), -ENOENT);
+        close(afd);
+        close(bfd);
+        ck_assert_uint_eq(registry_pending(), 0);
+
+        /* A second pipe of the same name at once: pipes are not opened by name. */
+        req.modes = IPC_MODE_WRITE;
+        ck_assert_int_eq(call_msg(a, OP(IPC_PIPE_CREATE), &req.base, &f), 0);
+        ck_assert_int_eq(fcntl(f->fd, F_GETFL) & O_ACCMODE, O_WRONLY);
+        frame_free(f);
+        ck_assert_uint_gt(offered(b, "org.a.app", "org.a.app.log"), 0);
+
+        /* A channel: packets both ways. */
+        req.name = (char *)"org.a.app.chan";
+        req.kind = CELLA__V1__IPC_KIND__IPC_KIND_CHANNEL;
+        req.modes = IPC_MODE_RW;
+        ck_assert_int_eq(call_msg(a, OP(IPC_PIPE_CREATE), &req.base, &f), 0);
+        afd = TAKE_FD(f->fd);
+        frame_free(f);
+        t = offered(b, "org.a.app", "org.a.app.chan");
+        ck_assert_int_eq(accept_call(b, t, &bfd, &got), 0);
+        ck_assert_uint_eq(got.modes, IPC_MODE_RW);
+        ck_assert_int_eq(send(afd, "ab", 2, 0), 2);
+        ck_assert_int_eq(send(afd, "c", 1, 0), 1);
+        ck_assert_int_eq(recv(bfd, buf, sizeof buf, 0), 2); /* packets keep their bounds */
+        ck_assert_int_eq(recv(bfd, buf, sizeof buf, 0), 1);
+        ck_assert_int_eq(send(bfd, "z", 1, 0), 1);
+        ck_assert_int_eq(recv(afd, buf, sizeof buf, 0), 1);
+        close(afd);
+        close(bfd);
+
+        /* Refusals: a bad mode for the kind, another's name, a peer not running. */
+        req.kind = KIND_PIPE;
+        req.modes = IPC_MODE_RW;
+        ck_assert_int_eq(call_msg(a, OP(IPC_PIPE_CREATE), &req.base, NULL), -EINVAL);
+        req.modes = IPC_MODE_READ;
+        req.name = (char *)"org.b.app.x";
+        ck_assert_int_eq(call_msg(a, OP(IPC_PIPE_CREATE), &req.base, NULL), -EPERM);
+        req.name = (char *)"org.a.app.x";
+        req.peer = (char *)"org.nobody.app";
+        app_free(gone);
+        ck_assert_int_eq(call_msg(a, OP(IPC_PIPE_CREATE), &req.base, NULL), -ENOENT);
+        req.peer = (char *)"org.b.app";
+        req.buffer_bytes = 2u << 20;
+        ck_assert_int_eq(call_msg(a, OP(IPC_PIPE_CREATE), &req.base, NULL), -EINVAL);
+        /* An offer reaches its peer: without bus.send for it, refused (and nothing
+         * is made). */
+        req.buffer_bytes = 0;
+        req.peer = (char *)"org.c.app";
+        {
+                TestApp *c = app_new("org.c.app", "\"timer\"", NULL);
+                unsigned before = registry_objects();
+
+                (void)c;
+                ck_assert_int_eq(call_msg(a, OP(IPC_PIPE_CREATE), &req.base, NULL), -EPERM);
+                ck_assert_uint_eq(registry_objects(), before);
+                ck_assert_ptr_null(take(c, 0, EV_OFFERED, 50));
+        }
+}
+END_TEST
+
+/* The accepting app needs its own right for the name. */
+START_TEST(test_accept_needs_right)
+{
+        TestApp *a =
+                app_new("org.a.app", "\"ipc.pipe:org.a.app.**\", \"bus.send:org.b.app\"", NULL);
+        TestApp *b = app_new("org.b.app", "\"timer\"", NULL);
+        Cella__V1__IpcPipeCreateRequest req = CELLA__V1__IPC_PIPE_CREATE_REQUEST__INIT;
+        uint64_t t;
+        int fd;
+
+        req.name = (char *)"org.a.app.log";
+        req.kind = KIND_PIPE;
+        req.modes = IPC_MODE_READ;
+        req.peer = (char *)"org.b.app";
+        ck_assert_int_eq(call_msg(a, OP(IPC_PIPE_CREATE), &req.base, NULL), 0);
+        t = offered(b, "org.a.app", "org.a.app.log");
+        ck_assert_int_eq(accept_call(b, t, &fd, NULL), -EPERM); /* never asked for */
+        /* The offer stays for its time; the sender's quota counts it. */
+        ck_assert_uint_eq(registry_pending(), 1);
+        app_free(a);
+        ck_assert_uint_eq(registry_pending(), 0);
+        ck_assert_uint_eq(registry_objects(), 0);
+}
+END_TEST
+
+/* The pending bound: ipc.pending_max offers of one sender wait at most. */
+START_TEST(test_pending_quota_call)
+{
+        TestApp *a =
+                app_new("org.a.app", "\"ipc.pipe:org.a.app.**\", \"bus.send:org.b.app\"", NULL);
+        TestApp *b = app_new("org.b.app", "\"ipc.pipe:org.a.app.**\"", NULL);
+        Cella__V1__IpcPipeCreateRequest req = CELLA__V1__IPC_PIPE_CREATE_REQUEST__INIT;
+
+        (void)b;
+        req.name = (char *)"org.a.app.log";
+        req.kind = KIND_PIPE;
+        req.modes = IPC_MODE_READ;
+        req.peer = (char *)"org.b.app";
+        for (unsigned i = 0; i < PENDING_MAX; i++)
+                ck_assert_int_eq(call_msg(a, OP(IPC_PIPE_CREATE), &req.base, NULL), 0);
+        ck_assert_int_eq(call_msg(a, OP(IPC_PIPE_CREATE), &req.base, NULL), -EDQUOT);
+        ck_assert_msg(strstr(last_message, "ipc.pending_max"), "%s", last_message);
+        /* The refused pipe left nothing behind. */
+        ck_assert_uint_eq(registry_objects(), PENDING_MAX);
+        ck_assert_uint_eq(registry_pending(), PENDING_MAX);
+}
+END_TEST
+
+START_TEST(test_shm_create_checks)
+{
+        TestApp *a = app_new("org.a.app", "\"ipc.shm:org.a.app.**\"", NULL);
+        char path[PATH_MAX];
+        struct stat st;
+        uint64_t h;
+        int fd, err, keep, seals;
+
+        /* Not a memfd: a file of the state dir. */
+        snprintf(path, sizeof path, "%s/plain", state_dir);
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        ck_assert_int_eq(fallocate(fd, 0, 0, 4096), 0);
+        shm_create_call(a, "org.a.app.m", 4096, fd, NULL, 0, false, &err);
+        ck_assert_int_eq(err, -EINVAL);
+        ck_assert_msg(strstr(last_message, "memfd"), "%s", last_message);
+        /* A memfd without MFD_ALLOW_SEALING (F_SEAL_SEAL set from birth). */
+        fd = memfd_create("x", MFD_CLOEXEC);
+        ck_assert_int_eq(ftruncate(fd, 4096), 0);
+        shm_create_call(a, "org.a.app.m", 4096, fd, NULL, 0, false, &err);
+        ck_assert_int_eq(err, -EINVAL);
+        /* Sealed already. */
+        fd = memfd_of(4096, false);
+        ck_assert_int_eq(fcntl(fd, F_ADD_SEALS, F_SEAL_GROW), 0);
+        shm_create_call(a, "org.a.app.m", 4096, fd, NULL, 0, false, &err);
+        ck_assert_int_eq(err, -EINVAL);
+        /* The size differs. */
+        shm_create_call(a, "org.a.app.m", 8192, memfd_of(4096, false), NULL, 0, false, &err);
+        ck_assert_int_eq(err, -EINVAL);
+        /* Not allocated: a sparse memfd, and one allocated only in part. */
+        shm_create_call(a, "org.a.app.m", 8192, memfd_of(8192, true), NULL, 0, false, &err);
+        ck_assert_int_eq(err, -EINVAL);
+        ck_assert_msg(strstr(last_message, "allocated"), "%s", last_message);
+        fd = memfd_of(8192, true);
+        ck_assert_int_eq(fallocate(fd, 0, 0, 4096), 0);
+        shm_create_call(a, "org.a.app.m", 8192, fd, NULL, 0, false, &err);
+        ck_assert_int_eq(err, -EINVAL);
+        /* Over the quota: refused before anything is sealed. */
+        fd = memfd_of(4096, false);
+        keep = dup(fd);
+        shm_create_call(a, "org.a.app.m", SHM_BYTES_MAX + 4096ull, fd, NULL, 0, false, &err);
+        ck_assert_int_eq(err, -EDQUOT);
+        ck_assert_msg(strstr(last_message, "ipc.shm_bytes_max"), "%s", last_message);
+        ck_assert_int_eq(fcntl(keep, F_GET_SEALS) & ~F_SEAL_EXEC, 0);
+        ck_assert_uint_eq(registry_objects(), 0);
+
+        /* A good one: sealed, mode 0600. */
+        h = shm_create_call(a, "org.a.app.m", 4096, keep, NULL, 0, false, &err);
+        ck_assert_int_eq(err, 0);
+        ck_assert_uint_eq(h, 1);
+        fd = memfd_of(4096, false);
+        keep = dup(fd);
+        h = shm_create_call(a, "org.a.app.ro", 4096, fd, NULL, 0, true, &err);
+        ck_assert_int_eq(err, 0);
+        seals = fcntl(keep, F_GET_SEALS);
+        ck_assert_int_eq(seals & (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL | F_SEAL_WRITE),
+                         F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL | F_SEAL_WRITE);
+        ck_assert_int_eq(fstat(keep, &st), 0);
+        ck_assert_int_eq(st.st_mode & 07777, 0600);
+        ck_assert_int_lt(ftruncate(keep, 8192), 0);
+        ck_assert_int_lt(write(keep, "x", 1), 0);
+        close(keep);
+        /* Read-only sealed: no handle, not even the creator's, and no offer writes. */
+        {
+                Cella__V1__IpcOffer rw = CELLA__V1__IPC_OFFER__INIT, *offers[] = {&rw};
+                Cella__V1__IpcOfferRequest oreq = CELLA__V1__IPC_OFFER_REQUEST__INIT;
+                int rofd;
+
+                shm_open_call(a, "org.a.app.ro", IPC_MODE_RW, &rofd, &err);
+                ck_assert_int_eq(err, -EPERM);
+                rw.app = (char *)"org.b.app";
+                rw.modes = IPC_MODE_RW;
+                oreq.handle = h;
+                oreq.offers = offers;
+                oreq.n_offers = 1;
+                ck_assert_int_eq(call_msg(a, OP(IPC_OFFER), &oreq.base, NULL), -EINVAL);
+                shm_create_call(a, "org.a.app.ro3", 4096, memfd_of(4096, false), offers, 1, true,
+                                &err);
+                ck_assert_int_eq(err, -EINVAL);
+                ck_assert_uint_gt(shm_open_call(a, "org.a.app.ro", IPC_MODE_READ, &rofd, &err), 0);
+                close(rofd);
+        }
+        /* A read-only registration of a memfd mapped writable is refused (EBUSY). */
+        fd = memfd_of(4096, false);
+        {
+                void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+
+                ck_assert_ptr_ne(p, MAP_FAILED);
+                shm_create_call(a, "org.a.app.ro2", 4096, dup(fd), NULL, 0, true, &err);
+                ck_assert_int_eq(err, -EBUSY);
+                munmap(p, 4096);
+                close(fd);
+        }
+        /* The name is taken. */
+        shm_create_call(a, "org.a.app.m", 4096, memfd_of(4096, false), NULL, 0, false, &err);
+        ck_assert_int_eq(err, -EEXIST);
+}
+END_TEST
+
+START_TEST(test_shm_share)
+{
+        TestApp *a = app_new("org.a.app", "\"ipc.shm:org.a.app.**\", \"bus.send:org.c.app\"", NULL);
+        TestApp *b = app_new("org.b.app", "\"ipc.shm:org.a.app.m\", \"bus.send:org.c.app\"", NULL);
+        TestApp *c = app_new("org.c.app", "\"ipc.shm:org.a.app.m\"", NULL);
+        TestApp *d = app_new("org.d.app", "\"ipc.shm:org.a.app.m\"", NULL);
+        Cella__V1__IpcOffer to_b = CELLA__V1__IPC_OFFER__INIT, *offers[] = {&to_b};
+        Cella__V1__IpcPassRequest pass = CELLA__V1__IPC_PASS_REQUEST__INIT;
+        Cella__V1__IpcHandleReply got;
+        Cella__V1__IpcListRequest lreq = CELLA__V1__IPC_LIST_REQUEST__INIT;
+        Cella__V1__IpcListReply *list;
+        int fd = memfd_of(8192, false), afd = dup(fd), bfd, bfd2, cfd, err;
+        uint64_t ha, hb, hb2, t;
+        Frame *f;
+        char *pa, *pb;
+
+        to_b.app = (char *)"org.b.app";
+        to_b.modes = IPC_MODE_READ;
+        ha = shm_create_call(a, "org.a.app.m", 8192, fd, offers, 1, false, &err);
+        ck_assert_int_eq(err, 0);
+        pa = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, afd, 0);
+        ck_assert_ptr_ne(pa, MAP_FAILED);
+        strcpy(pa, "zero copy");
+
+        /* b: READ offered, RW not. */
+        shm_open_call(b, "org.a.app.m", IPC_MODE_RW, &bfd, &err);
+        ck_assert_int_eq(err, -EPERM);
+        hb = shm_open_call(b, "org.a.app.m", IPC_MODE_READ, &bfd, &err);
+        ck_assert_int_eq(err, 0);
+        ck_assert_int_eq(fcntl(bfd, F_GETFL) & O_ACCMODE, O_RDONLY);
+        pb = mmap(NULL, 8192, PROT_READ, MAP_SHARED, bfd, 0);
+        ck_assert_ptr_ne(pb, MAP_FAILED);
+        ck_assert_str_eq(pb, "zero copy");
+        strcpy(pa, "changed");
+        ck_assert_str_eq(pb, "changed"); /* the same pages */
+        ck_assert_ptr_eq(mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, bfd, 0), MAP_FAILED);
+        ck_assert_int_lt(mprotect(pb, 8192, PROT_READ | PROT_WRITE), 0);
+        /* b's open file description is its own: not the creator's. */
+        hb2 = shm_open_call(b, "org.a.app.m", IPC_MODE_READ, &bfd2, &err);
+        ck_assert_uint_eq(hb2, hb + 1);
+        ck_assert_int_eq(fcntl(bfd2, F_GETFL) & O_ACCMODE, O_RDONLY);
+        close(bfd2);
+        /* d: not offered. */
+        shm_open_call(d, "org.a.app.m", IPC_MODE_READ, &cfd, &err);
+        ck_assert_int_eq(err, -EPERM);
+
+        /* b passes on: wider refused, to c (b holds bus.send:org.c.app) allowed. */
+        pass.handle = hb;
+        pass.to = (char *)"org.c.app";
+        pass.modes = IPC_MODE_RW;
+        ck_assert_int_eq(call_msg(b, OP(IPC_PASS), &pass.base, NULL), -EPERM);
+        pass.to = (char *)"org.d.app"; /* no bus.send:org.d.app */
+        pass.modes = IPC_MODE_READ;
+        ck_assert_int_eq(call_msg(b, OP(IPC_PASS), &pass.base, NULL), -EPERM);
+        pass.to = (char *)"org.c.app";
+        pass.handle = 999;
+        ck_assert_int_eq(call_msg(b, OP(IPC_PASS), &pass.base, NULL), -ENOENT);
+        pass.handle = hb;
+        ck_assert_int_eq(call_msg(b, OP(IPC_PASS), &pass.base, &f), 0);
+        t = ((Cella__V1__IpcPassReply *)f->msg)->token;
+        frame_free(f);
+        ck_assert_uint_eq(offered(c, "org.b.app", "org.a.app.m"), t);
+        ck_assert_int_eq(accept_call(c, t, &cfd, &got), 0);
+        ck_assert_uint_eq(got.modes, IPC_MODE_READ);
+        ck_assert_int_eq(fcntl(cfd, F_GETFL) & O_ACCMODE, O_RDONLY);
+        close(cfd);
+
+        /* Offers replaced by the creator only; close with destroy by the creator only. */
+        {
+                Cella__V1__IpcOfferRequest oreq = CELLA__V1__IPC_OFFER_REQUEST__INIT;
+
+                oreq.handle = hb;
+                ck_assert_int_eq(call_msg(b, OP(IPC_OFFER), &oreq.base, NULL), -EPERM);
+                oreq.handle = ha;
+                ck_assert_int_eq(call_msg(a, OP(IPC_OFFER), &oreq.base, NULL), 0);
+                /* No offer left: b cannot open again, its handle stays. */
+                shm_open_call(b, "org.a.app.m", IPC_MODE_READ, &bfd2, &err);
+                ck_assert_int_eq(err, -EPERM);
+        }
+        ck_assert_int_eq(ipc_close_call(b, hb, true), -EPERM);
+
+        /* The list: b's handles and a's usage. */
+        ck_assert_int_eq(call_msg(a, OP(IPC_LIST), &lreq.base, &f), 0);
+        list = (Cella__V1__IpcListReply *)f->msg;
+        ck_assert_uint_eq(list->n_handles, 1);
+        ck_assert_uint_eq(list->handles[0]->handle, ha);
+        ck_assert_str_eq(list->handles[0]->name, "org.a.app.m");
+        ck_assert_uint_eq(list->handles[0]->size_bytes, 8192);
+        ck_assert_uint_eq(list->usage->objects, 1);
+        ck_assert_uint_eq(list->usage->shm_bytes, 8192);
+        frame_free(f);
+
+        /* The creator destroys: no new opens; b's mapping and handle stay. */
+        ck_assert_int_eq(ipc_close_call(a, ha, true), 0);
+        shm_open_call(a, "org.a.app.m", IPC_MODE_READ, &bfd2, &err);
+        ck_assert_int_eq(err, -ENOENT);
+        ck_assert_uint_eq(registry_objects(), 1);
+        strcpy(pa, "still");
+        ck_assert_str_eq(pb, "still");
+        ck_assert_int_eq(ipc_close_call(b, hb, false), 0);
+        ck_assert_int_eq(ipc_close_call(b, hb2, false), 0);
+        ck_assert_uint_eq(registry_objects(), 1); /* c's handle holds it */
+        ck_assert_int_eq(ipc_close_call(c, got.handle, false), 0);
+        ck_assert_uint_eq(registry_objects(), 0);
+        ck_assert_int_eq(ipc_close_call(b, hb, false), -ENOENT);
+        munmap(pa, 8192);
+        munmap(pb, 8192);
+        close(afd);
+        close(bfd);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("ipc");
-        TCase *layer = tcase_create("layer");
+        TCase *layer = tcase_create("layer"), *calls = tcase_create("calls");
         SRunner *sr;
         int failed;
 
@@ -873,6 +1396,14 @@ int main(void)
         tcase_add_test(layer, test_pending);
         tcase_add_test(layer, test_detach);
         suite_add_tcase(s, layer);
+
+        tcase_add_checked_fixture(calls, setup, teardown);
+        tcase_add_test(calls, test_pipe_and_channel);
+        tcase_add_test(calls, test_accept_needs_right);
+        tcase_add_test(calls, test_pending_quota_call);
+        tcase_add_test(calls, test_shm_create_checks);
+        tcase_add_test(calls, test_shm_share);
+        suite_add_tcase(s, calls);
 
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);

@@ -925,7 +925,13 @@ int ipc_pending_new(BrokerApp *from, BrokerApp *to, IpcObject *o, uint32_t modes
         ev.modes = modes;
         ev.from = (char *)broker_app_id(from);
         ev.expires_ms = timeout_ms;
-        (void)broker_app_event(to, CELLA__V1__OPCODE__OPCODE_EVENT_IPC_OFFERED, &ev.base);
+        /* An offer its target never hears of would only wait out its time holding
+         * an fd: refused instead (the target does not read its events). */
+        if (broker_app_event(to, CELLA__V1__OPCODE__OPCODE_EVENT_IPC_OFFERED, &ev.base) < 0) {
+                ipc_pending_drop(p);
+                *ret_why = "the target's event queue is full or closed";
+                return -EAGAIN;
+        }
         *ret_token = p->token;
         return 0;
 }

@@ -59,7 +59,9 @@ IpcHandle *ipc_handle_next_in_app(const IpcHandle *h);
 /*
  * Offers o with modes from `from` to `to` for timeout_ms (1..600000), with fd (taken;
  * -1: none), and sends `to` EVENT_IPC_OFFERED. The sender's ipc.pending_max quota:
- * -EDQUOT with *ret_why; -ENOMEM; on failure fd is closed. 0 and *ret_token.
+ * -EDQUOT with *ret_why; -EAGAIN when the event cannot be queued for `to` (its out
+ * queue is full or its channel closed: nothing is kept); -ENOMEM; on failure fd is
+ * closed. 0 and *ret_token.
  */
 int ipc_pending_new(BrokerApp *from, BrokerApp *to, IpcObject *o, uint32_t modes, int fd,
                     uint32_t timeout_ms, uint64_t *ret_token, const char **ret_why);
