@@ -92,10 +92,12 @@ def test_lua_and_native_share_memory_a_semaphore_a_queue_and_a_pipe(tmp_path):
     chmod_world(tmp_path, root)
     objs = [f"ipc.shm:{A}.buf", f"ipc.sem:{A}.s", f"ipc.queue:{A}.q", f"ipc.pipe:{A}.p"]
     write_app(root, A, {"runtime": "lua", "entry": "main.lua", "depends": [B],
-                        "permissions": objs, "exports": objs,
+                        "permissions": objs + [f"bus.send:{B}"], "exports": objs,
                         "limits": {"memory": "32M"}}, {"main.lua": LUA_A})
+    # a pipe's other end is offered to B as a message: A needs bus.send:B, which B
+    # exports (docs/ipc.md "Pipes and channels")
     d = write_app(root, B, {"runtime": "native", "entry": "ipc-lua-peer", "args": [A],
-                            "permissions": objs}, {})
+                            "permissions": objs, "exports": ["bus.send"]}, {})
     shutil.copy(PEER, d / "ipc-lua-peer")
     os.chmod(d / "ipc-lua-peer", 0o755)
     state = tmp_path / "state"
