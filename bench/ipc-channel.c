@@ -17,7 +17,7 @@
  * each row against the native floor, and encrypted against plaintext (issue 15's
  * target: encrypted >= 50% of plain).
  *
- * Usage: ipc-channel [N] (default 100000). $CELLA_BIN names the cella binary (else
+ * Usage: ipc-channel [--cella PATH] [N] (default 100000). $CELLA_BIN names the cella binary (else
  * "cella" on PATH). The same binary is the two apps: ipc-channel --app send|recv N.
  */
 #include <cella.h>
@@ -352,10 +352,17 @@ int main(int argc, char **argv)
                         return app_send(argc >= 4 ? strtoul(argv[3], NULL, 10) : n);
                 return app_recv();
         }
+        /* --cella PATH (as bench/ipc passes every program) sets $CELLA_BIN. */
+        if (argc >= 3 && strcmp(argv[1], "--cella") == 0) {
+                if (setenv("CELLA_BIN", argv[2], 1) < 0)
+                        return 1;
+                argc -= 2;
+                argv += 2;
+        }
         if (argc >= 2)
                 n = strtoul(argv[1], NULL, 10);
         if (n == 0) {
-                fprintf(stderr, "usage: ipc-channel [N]\n");
+                fprintf(stderr, "usage: ipc-channel [--cella PATH] [N]\n");
                 return 2;
         }
         la = fopen("/proc/loadavg", "re");
@@ -395,5 +402,15 @@ int main(int argc, char **argv)
         ROW("cella encrypted", enc);
         printf("encrypted / plaintext through cella: %.0f%% (target >= 50%%)\n",
                100.0 * plain / enc);
+        /* The same as rows of bench/ipc's table (operation, native, cella, ratio,
+         * target). */
+        printf("\n| operation | native | through cella | ratio | target |\n"
+               "|---|---|---|---|---|\n");
+        printf("| channel, %u-byte messages/s, plaintext | socketpair %.0f | %.0f | %.0f%% | "
+               "none |\n",
+               MSG, n / floor_s, n / plain, 100.0 * floor_s / plain);
+        printf("| channel, %u-byte messages/s, encrypted | encrypted socketpair %.0f | %.0f | "
+               "%.0f%% of plaintext through cella | >= 50%% of plaintext |\n",
+               MSG, n / native_enc, n / enc, 100.0 * plain / enc);
         return 0;
 }
