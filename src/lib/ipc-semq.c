@@ -159,15 +159,14 @@ int cella_sem_wait(const CellaSem *s, int timeout_ms)
 
         if (!s || s->fd < 0)
                 return -EBADF;
+        if (timeout_ms == 0)
+                return sem_take(s->fd);
+        /* poll first, then take: two system calls whether the count is there or not
+         * (taking first costs a third when it is not, the usual case of a wait). */
         for (;;) {
                 struct pollfd p = {.fd = s->fd, .events = POLLIN};
                 int wait = -1, r;
 
-                r = sem_take(s->fd);
-                if (r != -EAGAIN && r != -EINTR)
-                        return r;
-                if (timeout_ms == 0)
-                        return -EAGAIN;
                 if (timeout_ms > 0) {
                         int64_t left = deadline - now_ms();
 
@@ -175,12 +174,17 @@ int cella_sem_wait(const CellaSem *s, int timeout_ms)
                                 return -ETIMEDOUT;
                         wait = (int)left;
                 }
-                /* Another waiter may take the count between poll and read: loop. */
                 r = poll(&p, 1, wait);
                 if (r < 0 && errno != EINTR)
                         return -errno;
                 if (r > 0 && (p.revents & POLLNVAL))
                         return -EBADF;
+                if (r <= 0)
+                        continue; /* EINTR, or the time is up: the deadline decides */
+                /* Another waiter may take the count between poll and read: loop. */
+                r = sem_take(s->fd);
+                if (r != -EAGAIN && r != -EINTR)
+                        return r;
         }
 }
 
