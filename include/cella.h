@@ -1000,7 +1000,7 @@ CELLA_API CellaBusSeen *cella_bus_seen_free(CellaBusSeen *s);
  * the last one recorded for sender; -ENOBUFS past CELLA_BUS_SEEN_MAX senders;
  * -EINVAL. */
 CELLA_API int cella_bus_seen_check(CellaBusSeen *s, const char *sender, uint64_t counter);
-/* ---- keystore (docs/ipc-keystore.md) ----------------------------------------- */
+/* ---- keystore (docs/ipc.md) ----------------------------------------- */
 
 /*
  * Keys made and held by the kernel, used by name; the private bytes never enter

@@ -179,7 +179,7 @@ typedef struct BrokerOptions {
          * keys); 0 takes the default below. */
         uint64_t net_conns_max;       /* connections open at once */
         uint64_t net_rate, net_burst; /* new connections a second, and the bucket */
-        /* keystore.*: keys per app (cellad.conf keystore.keys_max; docs/ipc-keystore.md
+        /* keystore.*: keys per app (cellad.conf keystore.keys_max; docs/ipc.md
          * "Keystore"); 0 takes BROKER_KEYSTORE_KEYS_DEFAULT. */
         uint64_t keystore_keys_max;
         /* The ipc quotas (docs/ipc.md "Quotas"; cellad.conf's ipc.* keys); 0 takes

@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * The kernel's keystore (docs/ipc-keystore.md): keys of each app, made and held
+ * The kernel's keystore (docs/ipc.md): keys of each app, made and held
  * by the kernel, used by name, never handed out. Three kinds (libsodium, Debian's
  * libsodium-dev):
  *
@@ -87,7 +87,7 @@ bool keystore_name_is_valid(const char *name);
  * !create. why (why_size bytes) gets one English sentence naming the file.
  *
  * This is the one function a hardware-backed keystore replaces (a TPM sealing the
- * host key: docs/ipc-keystore.md, "Hardware backing"): everything else sees 32
+ * host key: docs/ipc.md, "Hardware backing"): everything else sees 32
  * bytes.
  */
 int keystore_host_key_load(const char *state_dir, bool create, uint8_t *key, char *why,

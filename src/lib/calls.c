@@ -1180,7 +1180,7 @@ int cella_net_connect(Cella *c, const char *host, unsigned port, CellaNetProto p
         return cella_reply_take_fd(reply, 0);
 }
 
-/* ---- keystore (docs/ipc-keystore.md) --------------------------------------------- */
+/* ---- keystore (docs/ipc.md) --------------------------------------------- */
 
 static int check_key_name(const char *name)
 {

@@ -106,7 +106,7 @@ static const ConfigKey config_keys[] = {
         U32("net.connections_max", net.conns_max, 1, 65536),
         U32("net.connect_rate", net.rate, 1, 100000),
         U32("net.connect_burst", net.burst, 1, 100000),
-        /* The keystore's per-app quota (docs/ipc-keystore.md). */
+        /* The keystore's per-app quota (docs/ipc.md). */
         /* 512: keystore.list answers every key in one 64 KiB frame (~110 bytes a key). */
         U32("keystore.keys_max", keystore_keys_max, 1, 512),
         /* The ipc quotas (docs/ipc.md "Quotas"). */

@@ -56,7 +56,7 @@ typedef struct ManagerConfig {
                 uint32_t rate;      /* new connections a second */
                 uint32_t burst;     /* and the bucket they come from */
         } net;
-        /* keystore.keys_max: keys per app in the kernel's keystore (docs/ipc-keystore.md
+        /* keystore.keys_max: keys per app in the kernel's keystore (docs/ipc.md
          * "Keystore"; the default is broker.h's BROKER_KEYSTORE_KEYS_DEFAULT). */
         uint32_t keystore_keys_max;
         /* ipc.*: the ipc quotas, handed to the broker (docs/ipc.md "Quotas",

@@ -100,7 +100,7 @@ typedef struct SupervisorOptions {
         /* net.connect's per-app limits (cellad.conf net.*, docs/network.md "Limits"):
          * connections open, new ones a second, the bucket; 0: the broker's defaults. */
         uint64_t net_conns_max, net_rate, net_burst;
-        /* keystore.*'s keys per app (cellad.conf keystore.keys_max, docs/ipc-keystore.md
+        /* keystore.*'s keys per app (cellad.conf keystore.keys_max, docs/ipc.md
          * "Keystore"); 0: read from the state directory's cellad.conf as net.* are. */
         uint64_t keystore_keys_max;
         /* The ipc quotas (cellad.conf ipc.*, docs/ipc.md "Quotas"); 0: the broker's

@@ -90,7 +90,7 @@ static const WireOp ops[] = {
          .rights = ""},
         CALL(CHANNEL_REFUSE, "channel.refuse", COSTLY, "", channel_refuse),
         CALL(CHANNEL_KERNEL_KEY, "channel.kernel_key", CHEAP, "", channel_kernel_key),
-        /* keystore (docs/ipc-keystore.md): create, delete and list write or read the
+        /* keystore (docs/ipc.md): create, delete and list write or read the
          * keystore's file; the others are one row read and a libsodium operation. */
         CALL(KEYSTORE_CREATE, "keystore.create", COSTLY, "keystore", keystore_create),
         CALL(KEYSTORE_SIGN, "keystore.sign", CHEAP, "keystore", keystore_sign),

@@ -382,7 +382,7 @@ def test_crashes_and_a_revoke_leave_no_stuck_waiter_and_lose_nothing(tmp_path, p
 
 def test_a_revoked_semaphore_handle_refuses_opens_and_its_fd_stays_a_semaphore(tmp_path,
                                                                              probe_ok):
-    """docs/ipc-semq.md "Revocation": revoking ipc.sem closes the handle and refuses
+    """docs/ipc.md "Revocation": revoking ipc.sem closes the handle and refuses
     new opens; the eventfd the app already holds keeps working (a kernel cannot take
     an fd back), which the docs say and this checks."""
     require_cellad()

@@ -1,4 +1,4 @@
-"""The keystore (docs/ipc-keystore.md): keys made and held by the kernel, used by
+"""The keystore (docs/ipc.md): keys made and held by the kernel, used by
 name from real sandboxed apps, never handed to them.
 
 The app is tests/tools/keystore-probe (libcella's cella_keystore_*()) run by

@@ -741,7 +741,7 @@ END_TEST
 
 /* ---- timer ------------------------------------------------------------------------- */
 
-/* ---- keystore (docs/ipc-keystore.md) ---------------------------------------------- */
+/* ---- keystore (docs/ipc.md) ---------------------------------------------- */
 
 static int ks_create(TestApp *a, const char *name, Cella__V1__KeystoreKind kind, uint8_t pub[32])
 {

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * keystore.*: keys made and held by the kernel (src/keystore, docs/ipc-keystore.md
+ * keystore.*: keys made and held by the kernel (src/keystore, docs/ipc.md
  * "Keystore"). Every key is addressed as (the caller's app id, a name the app
  * chose): the app id comes from the channel, never from the body, so an app
  * names only its own keys and another app's key of the same name is ENOENT, as a
