@@ -16,20 +16,6 @@
 #include "wire/wire.h"
 #include "lib/client.h"
 
-static void reply_freep(CellaReply **r)
-{
-        cella_reply_free(*r);
-}
-
-static void unpacked_freep(ProtobufCMessage **m)
-{
-        if (*m)
-                protobuf_c_message_free_unpacked(*m, NULL);
-}
-
-#define _cleanup_reply_    _cleanup_(reply_freep)
-#define _cleanup_unpacked_ _cleanup_(unpacked_freep)
-
 /* 0 if s fits: NULL or "" only when optional, at most max bytes. -EINVAL otherwise. */
 static int check_str(const char *s, size_t max, bool required)
 {

@@ -9,6 +9,21 @@
 
 /* Every symbol here is hidden: -fvisibility=hidden, and not cella_* in the version script. */
 
+/* Scope cleanup of a reply (cella_reply_free()) and of an unpacked message. */
+static inline void client_reply_freep(CellaReply **r)
+{
+        cella_reply_free(*r);
+}
+
+static inline void client_unpacked_freep(ProtobufCMessage **m)
+{
+        if (*m)
+                protobuf_c_message_free_unpacked(*m, NULL);
+}
+
+#define _cleanup_reply_    __attribute__((cleanup(client_reply_freep)))
+#define _cleanup_unpacked_ __attribute__((cleanup(client_unpacked_freep)))
+
 /*
  * Packs req and makes a synchronous call of opcode. Returns 0 and *ret (the reply,
  * possibly carrying a kernel error), or a local/channel error as cella_call().
@@ -29,6 +44,22 @@ int client_call_async(Cella *c, uint16_t opcode, const ProtobufCMessage *req, Ce
  * reply->error if it carries one, or -EBADMSG/-EPROTO/-ENOBUFS.
  */
 int client_reply_unpack(const CellaReply *reply, ProtobufCMessage **ret);
+
+/*
+ * ipc (src/lib/ipc.c), for every kind's calls (ipc-semq.c too).
+ * client_ipc_offers_pack(): offers[0..n) (n <= CELLA_IPC_OFFERS_MAX) as IpcOffer
+ * messages into msgs (n entries) and ptrs; -EINVAL for a bad one (neither or both of
+ * app and topic, no mode or an unknown one, too long).
+ * client_ipc_handle_call(): a call whose reply is an IpcHandleReply, with in_fd sent
+ * along (-1: none) and, when want_fd, the reply's one fd into *ret_fd; *ret (may be
+ * NULL) the handle as the kernel described it. Returns 0, -EBADMSG (a reply without
+ * a handle), or the errors of the call.
+ */
+struct Cella__V1__IpcOffer;
+int client_ipc_offers_pack(const CellaIpcOffer *offers, size_t n, struct Cella__V1__IpcOffer *msgs,
+                           struct Cella__V1__IpcOffer **ptrs);
+int client_ipc_handle_call(Cella *c, uint16_t opcode, const ProtobufCMessage *req, int in_fd,
+                           bool want_fd, CellaIpcHandle *ret, int *ret_fd);
 
 /*
  * Event delivery for calls.c. client_event_emit(): hands ev to the app's event

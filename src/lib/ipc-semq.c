@@ -19,22 +19,7 @@
 #include "lib/client.h"
 #include "wire/wire.h"
 
-#define OFFERS_MAX    64u /* offers one request may carry (the kernel's bound) */
 #define MIN_U64(a, b) ((a) < (b) ? (a) : (b))
-
-static void reply_freep(CellaReply **r)
-{
-        cella_reply_free(*r);
-}
-
-static void unpacked_freep(ProtobufCMessage **m)
-{
-        if (*m)
-                protobuf_c_message_free_unpacked(*m, NULL);
-}
-
-#define _cleanup_reply_    _cleanup_(reply_freep)
-#define _cleanup_unpacked_ _cleanup_(unpacked_freep)
 
 static int check_name(const char *name)
 {
@@ -43,53 +28,22 @@ static int check_name(const char *name)
                        : 0;
 }
 
-/* Makes the IpcOffer messages of offers[0..n) into v (n entries) and ptrs. */
-static int pack_offers(const CellaIpcOffer *offers, size_t n, Cella__V1__IpcOffer *v,
-                       Cella__V1__IpcOffer **ptrs)
-{
-        for (size_t i = 0; i < n; i++) {
-                const CellaIpcOffer *o = &offers[i];
-                bool app = o->app && *o->app, topic = o->topic && *o->topic;
-
-                if (app == topic || o->modes == 0 ||
-                    (o->modes & ~(CELLA_IPC_READ | CELLA_IPC_WRITE)))
-                        return -EINVAL;
-                cella__v1__ipc_offer__init(&v[i]);
-                v[i].app = (char *)(app ? o->app : "");
-                v[i].topic = (char *)(topic ? o->topic : "");
-                v[i].modes = o->modes;
-                ptrs[i] = &v[i];
-        }
-        return 0;
-}
-
-/* Makes a call whose answer is an IpcHandleReply with one fd. */
+/* A call whose reply is an IpcHandleReply with one fd (client_ipc_handle_call()):
+ * the handle number, its modes and size. */
 static int handle_call(Cella *c, uint16_t opcode, const ProtobufCMessage *req, uint64_t *ret_handle,
                        uint32_t *ret_modes, uint64_t *ret_size, int *ret_fd)
 {
-        _cleanup_unpacked_ ProtobufCMessage *m = NULL;
-        _cleanup_reply_ CellaReply *reply = NULL;
-        const Cella__V1__IpcHandleReply *h;
+        CellaIpcHandle h;
         int r;
 
-        r = client_call(c, opcode, req, &reply);
+        r = client_ipc_handle_call(c, opcode, req, -1, true, &h, ret_fd);
         if (r < 0)
                 return r;
-        r = client_reply_unpack(reply, &m);
-        if (r < 0)
-                return r;
-        h = (const Cella__V1__IpcHandleReply *)m;
-        if (h->handle == 0)
-                return -EBADMSG;
-        r = cella_reply_take_fd(reply, 0);
-        if (r < 0)
-                return r;
-        *ret_handle = h->handle;
+        *ret_handle = h.handle;
         if (ret_modes)
-                *ret_modes = h->modes;
+                *ret_modes = h.modes;
         if (ret_size)
-                *ret_size = h->size_bytes;
-        *ret_fd = r;
+                *ret_size = h.size_bytes;
         return 0;
 }
 
@@ -99,12 +53,13 @@ int cella_sem_create(Cella *c, const char *name, uint32_t initial, const CellaIp
                      size_t n_offers, CellaSem *ret)
 {
         Cella__V1__IpcSemCreateRequest req = CELLA__V1__IPC_SEM_CREATE_REQUEST__INIT;
-        Cella__V1__IpcOffer ov[OFFERS_MAX], *op[OFFERS_MAX];
+        Cella__V1__IpcOffer ov[CELLA_IPC_OFFERS_MAX], *op[CELLA_IPC_OFFERS_MAX];
         int r;
 
-        if (!ret || check_name(name) < 0 || n_offers > OFFERS_MAX || (n_offers && !offers))
+        if (!ret || check_name(name) < 0 || n_offers > CELLA_IPC_OFFERS_MAX ||
+            (n_offers && !offers))
                 return -EINVAL;
-        r = pack_offers(offers, n_offers, ov, op);
+        r = client_ipc_offers_pack(offers, n_offers, ov, op);
         if (r < 0)
                 return r;
         req.name = (char *)name;
@@ -221,14 +176,15 @@ int cella_queue_create(Cella *c, const char *name, uint32_t depth_max, uint32_t 
                        CellaQueue *ret)
 {
         Cella__V1__IpcQueueCreateRequest req = CELLA__V1__IPC_QUEUE_CREATE_REQUEST__INIT;
-        Cella__V1__IpcOffer ov[OFFERS_MAX], *op[OFFERS_MAX];
+        Cella__V1__IpcOffer ov[CELLA_IPC_OFFERS_MAX], *op[CELLA_IPC_OFFERS_MAX];
         uint64_t size = 0;
         int r;
 
-        if (!ret || check_name(name) < 0 || n_offers > OFFERS_MAX || (n_offers && !offers) ||
-            depth_max == 0 || message_bytes_max == 0 || message_bytes_max > CELLA_QUEUE_MESSAGE_MAX)
+        if (!ret || check_name(name) < 0 || n_offers > CELLA_IPC_OFFERS_MAX ||
+            (n_offers && !offers) || depth_max == 0 || message_bytes_max == 0 ||
+            message_bytes_max > CELLA_QUEUE_MESSAGE_MAX)
                 return -EINVAL;
-        r = pack_offers(offers, n_offers, ov, op);
+        r = client_ipc_offers_pack(offers, n_offers, ov, op);
         if (r < 0)
                 return r;
         req.name = (char *)name;

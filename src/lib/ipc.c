@@ -21,20 +21,6 @@
 #define MFD_NOEXEC_SEAL 0x0008u /* Linux 6.3 */
 #endif
 
-static void reply_freep(CellaReply **r)
-{
-        cella_reply_free(*r);
-}
-
-static void unpacked_freep(ProtobufCMessage **m)
-{
-        if (*m)
-                protobuf_c_message_free_unpacked(*m, NULL);
-}
-
-#define _cleanup_reply_    _cleanup_(reply_freep)
-#define _cleanup_unpacked_ _cleanup_(unpacked_freep)
-
 static bool name_ok(const char *name)
 {
         return name && *name && strnlen(name, CELLA_IPC_NAME_MAX + 1) <= CELLA_IPC_NAME_MAX;
@@ -68,8 +54,8 @@ static void handle_of(const Cella__V1__IpcHandleReply *m, CellaIpcHandle *ret)
  * A call whose reply is an IpcHandleReply, with in_fd sent along (-1: none) and,
  * when want_fd, the one fd the reply carries into *ret_fd.
  */
-static int handle_call(Cella *c, uint16_t opcode, const ProtobufCMessage *req, int in_fd,
-                       bool want_fd, CellaIpcHandle *ret, int *ret_fd)
+int client_ipc_handle_call(Cella *c, uint16_t opcode, const ProtobufCMessage *req, int in_fd,
+                           bool want_fd, CellaIpcHandle *ret, int *ret_fd)
 {
         _cleanup_unpacked_ ProtobufCMessage *m = NULL;
         _cleanup_reply_ CellaReply *reply = NULL;
@@ -81,17 +67,23 @@ static int handle_call(Cella *c, uint16_t opcode, const ProtobufCMessage *req, i
         r = client_reply_unpack(reply, &m);
         if (r < 0)
                 return r;
+        if (((const Cella__V1__IpcHandleReply *)m)->handle == 0)
+                return -EBADMSG;
         handle_of((const void *)m, ret);
         /* wire_unpack() checked the opcode's fd count. */
-        if (want_fd)
-                *ret_fd = cella_reply_take_fd(reply, 0);
+        if (want_fd) {
+                r = cella_reply_take_fd(reply, 0);
+                if (r < 0)
+                        return r;
+                *ret_fd = r;
+        }
         return 0;
 }
 
 /* Converts offers for a request into the caller's arrays (n <= CELLA_IPC_OFFERS_MAX).
  * -EINVAL for a bad one. */
-static int offers_pack(const CellaIpcOffer *offers, size_t n, Cella__V1__IpcOffer *msgs,
-                       Cella__V1__IpcOffer **ptrs)
+int client_ipc_offers_pack(const CellaIpcOffer *offers, size_t n, Cella__V1__IpcOffer *msgs,
+                           Cella__V1__IpcOffer **ptrs)
 {
         if (n > CELLA_IPC_OFFERS_MAX || (n > 0 && !offers))
                 return -EINVAL;
@@ -132,7 +124,8 @@ int cella_pipe_create(Cella *c, const char *name, CellaIpcKind kind, uint32_t mo
         req.peer = (char *)peer;
         req.buffer_bytes = buffer_bytes;
         req.timeout_ms = timeout_ms;
-        return handle_call(c, CELLA_OP_IPC_PIPE_CREATE, &req.base, -1, true, ret, ret_fd);
+        return client_ipc_handle_call(c, CELLA_OP_IPC_PIPE_CREATE, &req.base, -1, true, ret,
+                                      ret_fd);
 }
 
 int cella_ipc_accept(Cella *c, uint64_t token, CellaIpcHandle *ret, int *ret_fd)
@@ -142,7 +135,7 @@ int cella_ipc_accept(Cella *c, uint64_t token, CellaIpcHandle *ret, int *ret_fd)
         if (!c || token == 0 || !ret_fd)
                 return -EINVAL;
         req.token = token;
-        return handle_call(c, CELLA_OP_IPC_ACCEPT, &req.base, -1, true, ret, ret_fd);
+        return client_ipc_handle_call(c, CELLA_OP_IPC_ACCEPT, &req.base, -1, true, ret, ret_fd);
 }
 
 int cella_ipc_pass(Cella *c, uint64_t handle, const char *to, uint32_t modes, uint64_t *ret_token)
@@ -194,7 +187,7 @@ int cella_ipc_offer(Cella *c, uint64_t handle, const CellaIpcOffer *offers, size
 
         if (!c || handle == 0)
                 return -EINVAL;
-        r = offers_pack(offers, n, msgs, ptrs);
+        r = client_ipc_offers_pack(offers, n, msgs, ptrs);
         if (r < 0)
                 return r;
         req.handle = handle;
@@ -276,7 +269,7 @@ int cella_shm_register(Cella *c, const char *name, int fd, uint64_t size_bytes,
 
         if (!c || !name_ok(name) || fd < 0 || size_bytes == 0)
                 return -EINVAL;
-        r = offers_pack(offers, n, msgs, ptrs);
+        r = client_ipc_offers_pack(offers, n, msgs, ptrs);
         if (r < 0)
                 return r;
         req.name = (char *)name;
@@ -284,7 +277,7 @@ int cella_shm_register(Cella *c, const char *name, int fd, uint64_t size_bytes,
         req.offers = ptrs;
         req.n_offers = n;
         req.read_only_sealed = read_only_sealed;
-        return handle_call(c, CELLA_OP_IPC_SHM_CREATE, &req.base, fd, false, ret, NULL);
+        return client_ipc_handle_call(c, CELLA_OP_IPC_SHM_CREATE, &req.base, fd, false, ret, NULL);
 }
 
 int cella_shm_create(Cella *c, const char *name, uint64_t size_bytes, const CellaIpcOffer *offers,
@@ -314,7 +307,7 @@ int cella_shm_open(Cella *c, const char *name, uint32_t modes, CellaIpcHandle *r
                 return -EINVAL;
         req.name = (char *)name;
         req.modes = modes;
-        return handle_call(c, CELLA_OP_IPC_SHM_OPEN, &req.base, -1, true, ret, ret_fd);
+        return client_ipc_handle_call(c, CELLA_OP_IPC_SHM_OPEN, &req.base, -1, true, ret, ret_fd);
 }
 
 void *cella_shm_map(int fd, uint64_t size_bytes, uint32_t modes)
