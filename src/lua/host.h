@@ -376,6 +376,17 @@ bool clua_io_resumed(lua_State *L, CLuaWait **slot);
  * No-op when none waits or it was woken already. */
 void clua_io_wake(CLuaWait **slot);
 
+/*
+ * An fd with at most one reading task (rwait) and one writing task (wwait) waiting
+ * on it (a cella.net connection, a cella.ipc pipe or channel).
+ * clua_fd_watch_duplex(): watches fd for want plus what the waiting tasks need
+ * (EPOLLIN|EPOLLRDHUP while a reader waits, EPOLLOUT while a writer does); returns
+ * clua_fd_watch_set()'s answer. clua_io_wake_duplex(): in the watch's callback, wakes
+ * the reader on input, hang-up or error and the writer on room, hang-up or error.
+ */
+int clua_fd_watch_duplex(CLuaFdWatch *w, int fd, CLuaWait *rwait, CLuaWait *wwait, uint32_t want);
+void clua_io_wake_duplex(uint32_t revents, CLuaWait **rwait, CLuaWait **wwait);
+
 /* ---- cella.ipc (libipc.c) ------------------------------------------------------ */
 
 /*

@@ -105,6 +105,25 @@ bool clua_io_resumed(lua_State *L, CLuaWait **slot)
         return timed_out;
 }
 
+int clua_fd_watch_duplex(CLuaFdWatch *w, int fd, CLuaWait *rwait, CLuaWait *wwait, uint32_t want)
+{
+        if (fd < 0)
+                return 0;
+        if (rwait && !rwait->done)
+                want |= EPOLLIN | EPOLLRDHUP;
+        if (wwait && !wwait->done)
+                want |= EPOLLOUT;
+        return clua_fd_watch_set(w, fd, want);
+}
+
+void clua_io_wake_duplex(uint32_t revents, CLuaWait **rwait, CLuaWait **wwait)
+{
+        if (revents & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))
+                clua_io_wake(rwait);
+        if (revents & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+                clua_io_wake(wwait);
+}
+
 void clua_io_wake(CLuaWait **slot)
 {
         CLuaWait *w = *slot;

@@ -815,25 +815,14 @@ static int shm_writable(lua_State *L)
 
 static void obj_watch(IpcObj *o)
 {
-        uint32_t ev = 0;
-
-        if (o->fd < 0)
-                return;
-        if (o->rwait && !o->rwait->done)
-                ev |= EPOLLIN | EPOLLRDHUP;
-        if (o->wwait && !o->wwait->done)
-                ev |= EPOLLOUT;
-        (void)clua_fd_watch_set(&o->watch, o->fd, ev);
+        (void)clua_fd_watch_duplex(&o->watch, o->fd, o->rwait, o->wwait, 0);
 }
 
 static void watch_ready(CLuaFdWatch *w, uint32_t ev)
 {
         IpcObj *o = w->userdata;
 
-        if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))
-                clua_io_wake(&o->rwait);
-        if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))
-                clua_io_wake(&o->wwait);
+        clua_io_wake_duplex(ev, &o->rwait, &o->wwait);
         obj_watch(o);
 }
 

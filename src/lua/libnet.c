@@ -214,25 +214,14 @@ static unsigned check_port(lua_State *L, int i)
 /* Watches c's fd for what its waiting tasks and the caller (want) need. */
 static void conn_watch(NetConn *c, uint32_t want)
 {
-        uint32_t ev = want;
-
-        if (c->fd < 0)
-                return;
-        if (c->rwait && !c->rwait->done)
-                ev |= EPOLLIN | EPOLLRDHUP;
-        if (c->wwait && !c->wwait->done)
-                ev |= EPOLLOUT;
-        (void)clua_fd_watch_set(&c->watch, c->fd, ev);
+        (void)clua_fd_watch_duplex(&c->watch, c->fd, c->rwait, c->wwait, want);
 }
 
 static void conn_ready(CLuaFdWatch *w, uint32_t ev)
 {
         NetConn *c = w->userdata;
 
-        if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))
-                clua_io_wake(&c->rwait);
-        if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))
-                clua_io_wake(&c->wwait);
+        clua_io_wake_duplex(ev, &c->rwait, &c->wwait);
         /* Level-triggered: stop watching what no task waits for any more. */
         conn_watch(c, 0);
 }
