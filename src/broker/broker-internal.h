@@ -86,7 +86,7 @@ extern const BrokerCallDef broker_calls_keystore[];
 
 /* channel.* (calls/channel.c) */
 extern const BrokerCallDef broker_calls_channel[];
-extern const BrokerCallDef broker_calls_ipc[];    /* ipc.* but sem, queue (calls/ipc.c) */
+extern const BrokerCallDef broker_calls_ipc[]; /* ipc.* but sem, queue (calls/ipc.c) */
 
 /* ipc semaphores and queues (calls/ipc-semq.c) */
 extern const BrokerCallDef broker_calls_ipc_semq[];

@@ -1230,9 +1230,9 @@ static void app_hangup(BrokerApp *app, int reason)
 }
 
 static const BrokerCallDef *const call_tables[] = {
-        broker_calls_system, broker_calls_proc,     broker_calls_app,   broker_calls_perm,
-        broker_calls_fs,     broker_calls_usage,    broker_calls_timer, broker_calls_bus,
-        broker_calls_net,    broker_calls_channel,  broker_calls_keystore, broker_calls_ipc,
+        broker_calls_system,   broker_calls_proc,    broker_calls_app,      broker_calls_perm,
+        broker_calls_fs,       broker_calls_usage,   broker_calls_timer,    broker_calls_bus,
+        broker_calls_net,      broker_calls_channel, broker_calls_keystore, broker_calls_ipc,
         broker_calls_ipc_semq,
 };
 
