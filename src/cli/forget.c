@@ -118,6 +118,9 @@ int cli_forget(int argc, char **argv)
                 else if (step == APP_FORGET_KEYS)
                         log_error_errno(r, "cannot forget the keys of %s in %s/keystore.db: %m",
                                         app, state_dir);
+                else if (step == APP_FORGET_QUEUES)
+                        log_error_errno(r, "cannot forget the queues of %s in %s/ipc-queues.db: %m",
+                                        app, state_dir);
                 else if (step == APP_FORGET_DATA)
                         log_error_errno(r, "cannot unmount the /data of %s (%s/apps/%s/data): %m",
                                         app, state_dir, app);
@@ -129,7 +132,7 @@ int cli_forget(int argc, char **argv)
                 log_error("%s is not installed in %s; nothing to forget", app, state_dir);
                 return 1;
         }
-        printf("forgot %s: its data, grants and keys are deleted; its id is free\n", app);
+        printf("forgot %s: its data, grants, keys and queues are deleted; its id is free\n", app);
         cli_grants_changed(state_dir, app, "forgotten", NULL, false);
         /* What it exported is gone: running kernels re-read every app's grants. */
         r = control_notify_grants_changed(state_dir, NULL);

@@ -421,6 +421,12 @@ void supervisor_grants_changed(Supervisor *s, const char *app_id)
         supervisor_net_grants_changed(s, app_id);
 }
 
+void supervisor_app_forgotten(Supervisor *s, const char *app_id)
+{
+        if (s->broker)
+                (void)broker_ipc_queue_forget_owner(s->broker, app_id); /* logs */
+}
+
 /* org.cella.Stop (docs/api.md): stops parameters.app. */
 static int method_stop(ControlCall *call, json_t *params, void *userdata)
 {
