@@ -78,6 +78,15 @@ static int app_is_running(const char *state_dir, const char *app)
         return code;
 }
 
+/* A kernel's answer to org.cella.AppForgotten: an error is its own log's matter. */
+static int forgotten_reply(pid_t pid, json_t *reply, void *ud)
+{
+        (void)pid;
+        (void)reply;
+        (void)ud;
+        return 0;
+}
+
 int cli_forget(int argc, char **argv)
 {
         _cleanup_(grants_freep) Grants *g = NULL;
@@ -134,6 +143,21 @@ int cli_forget(int argc, char **argv)
         }
         printf("forgot %s: its data, grants, keys and queues are deleted; its id is free\n", app);
         cli_grants_changed(state_dir, app, "forgotten", NULL, false);
+        /* A kernel holding ipc-queues.db (app_forget() skipped it) drops the app's
+         * queues itself; one that does not know the method (older) answers an error. */
+        {
+                json_t *params = json_pack("{s:s}", "app", app);
+
+                r = params ? control_each_kernel(state_dir, "org.cella.AppForgotten", params,
+                                                 forgotten_reply, NULL)
+                           : -ENOMEM;
+                json_decref(params);
+                if (r < 0 && r != -EACCES)
+                        log_warning_errno(r,
+                                          "cannot tell the running kernels to drop the queues "
+                                          "of %s: %m",
+                                          app);
+        }
         /* What it exported is gone: running kernels re-read every app's grants. */
         r = control_notify_grants_changed(state_dir, NULL);
         if (r < 0 && r != -EACCES)

@@ -585,29 +585,42 @@ def test_offers_changed_on_a_persistent_queue_survive_a_cellad_restart(tmp_path,
 def test_removing_an_app_drops_its_queues_live_and_stored(tmp_path, probe_ok):
     """`cella remove` through cellad: the removed app's persistent queue goes from the
     running kernel (its holder gets IPC_CLOSED "destroyed") and from ipc-queues.db,
-    with its offers and messages; another app's queue stays. `cella forget` with no
-    kernel running drops the rows itself."""
+    with its offers and messages; other apps' queues stay. `cella forget` while a
+    kernel that does not run the app holds the store has that kernel drop them
+    (org.cella.AppForgotten); with no kernel running it drops the rows itself."""
     require_cellad()
     root, state = tmp_path / "apps", tmp_path / "state"
     q = f"{OWNER}.gone"
-    b = "org.test.semq.b"
+    b, c = "org.test.semq.b", "org.test.semq.c"
     with running_cellad(state, "--no-autostart") as d:
         install(state, root, OWNER, ["try", f"qcreate:{q}:4:10:persist:offer={b}/rw", "hold"],
                 permissions=[f"ipc.queue:{q}"], exports=OWNER_EXPORTS)
         install(state, root, b, ["try", f"qcreate:{b}.keep:4:10:persist", "sendtext:k:0",
                                  f"qopenwait:{q}:rw", "sendtext:m:0", "qclosed"],
                 permissions=[f"ipc.queue:{q}", f"ipc.queue:{b}.keep"])
+        install(state, root, c, ["try", f"qcreate:{c}.keep:4:10:persist"],
+                permissions=[f"ipc.queue:{c}.keep"])
+        cella(state, "start", c)
+        wait_text(d, c, "try: done")
         cella(state, "start", OWNER)
         wait_text(d, OWNER, "holding")
         cella(state, "stop", OWNER)
         cella(state, "start", b)
         wait_text(d, b, "ALLOWED sendtext m 0")
-        assert stored_queues(state) == ([(q, OWNER), (f"{b}.keep", b)], 1, 2)
+        assert stored_queues(state) == (
+            [(q, OWNER), (f"{b}.keep", b), (f"{c}.keep", c)], 1, 2)
         cella(state, "remove", OWNER)
         seen = wait_text(d, b, "try: done")
         assert "closed destroyed" in seen and "ALLOWED qclosed" in seen, seen
-        assert stored_queues(state) == ([(f"{b}.keep", b)], 0, 1)
+        assert stored_queues(state) == ([(f"{b}.keep", b), (f"{c}.keep", c)], 0, 1)
         assert f"forgot 1 persistent queue(s) of {OWNER}" in d.log(), d.log()
-    # no kernel holds the store now: `cella forget` drops the rows itself
-    cella(state, "forget", b)
+    # a kernel that holds the store and does not run b: `cella forget` tells it
+    with running_cellad(state, "--no-autostart") as d:
+        assert "restored 2 persistent queue" in d.log(), d.log()
+        p = cella(state, "forget", b)
+        assert "queues are deleted" in p.stdout, p.stdout
+        assert stored_queues(state) == ([(f"{c}.keep", c)], 0, 0)
+        assert f"forgot 1 persistent queue(s) of {b}" in d.log(), d.log()
+    # no kernel: `cella forget` drops the rows itself
+    cella(state, "forget", c)
     assert stored_queues(state) == ([], 0, 0)
