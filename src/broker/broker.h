@@ -279,6 +279,16 @@ BrokerApp *broker_app_find(Broker *b, const char *app_id);
  */
 int broker_grants_changed(Broker *b, const char *app_id);
 
+/*
+ * The app owner_id is removed (`cella remove`, `cella forget`: docs/cli.md): every
+ * queue it created goes (ipc.md "Message queues"), live or stored: their names are
+ * freed, their holders get EVENT_IPC_CLOSED "destroyed" and their waiters fail, the
+ * persistent ones leave <state>/ipc-queues.db with their offers and messages (one
+ * transaction for the rows no live object has). Returns the number of persistent
+ * queues forgotten, or -EIO (the store failed; logged).
+ */
+int broker_ipc_queue_forget_owner(Broker *b, const char *owner_id);
+
 /* Counters for `cella ps` and the audit log. */
 typedef struct BrokerAppStats {
         uint64_t calls;          /* requests answered */

@@ -28,9 +28,10 @@ static void forget_usage(FILE *f)
                 "Usage: cella forget [OPTIONS] APP\n"
                 "\n"
                 "Forgets the installed app APP: its uid and the folder or key it is bound\n"
-                "to, its /data, and its requested rights and grants are deleted. Then\n"
-                "another folder or signing key may install the id. Other apps' rights\n"
-                "that reached APP through what it exported wait again.\n"
+                "to, its /data, its requested rights and grants, its keys and the ipc\n"
+                "queues it created are deleted (a running kernel drops the queues it\n"
+                "holds). Then another folder or signing key may install the id. Other\n"
+                "apps' rights that reached APP through what it exported wait again.\n"
                 "The app must not be running in any cella kernel on the state directory.\n"
                 "\n"
                 "Options:\n"
@@ -78,6 +79,15 @@ static int app_is_running(const char *state_dir, const char *app)
         return code;
 }
 
+/* A kernel's answer to org.cella.AppForgotten: an error is its own log's matter. */
+static int forgotten_reply(pid_t pid, json_t *reply, void *ud)
+{
+        (void)pid;
+        (void)reply;
+        (void)ud;
+        return 0;
+}
+
 int cli_forget(int argc, char **argv)
 {
         _cleanup_(grants_freep) Grants *g = NULL;
@@ -118,6 +128,9 @@ int cli_forget(int argc, char **argv)
                 else if (step == APP_FORGET_KEYS)
                         log_error_errno(r, "cannot forget the keys of %s in %s/keystore.db: %m",
                                         app, state_dir);
+                else if (step == APP_FORGET_QUEUES)
+                        log_error_errno(r, "cannot forget the queues of %s in %s/ipc-queues.db: %m",
+                                        app, state_dir);
                 else if (step == APP_FORGET_DATA)
                         log_error_errno(r, "cannot unmount the /data of %s (%s/apps/%s/data): %m",
                                         app, state_dir, app);
@@ -129,8 +142,23 @@ int cli_forget(int argc, char **argv)
                 log_error("%s is not installed in %s; nothing to forget", app, state_dir);
                 return 1;
         }
-        printf("forgot %s: its data, grants and keys are deleted; its id is free\n", app);
+        printf("forgot %s: its data, grants, keys and queues are deleted; its id is free\n", app);
         cli_grants_changed(state_dir, app, "forgotten", NULL, false);
+        /* A kernel holding ipc-queues.db (app_forget() skipped it) drops the app's
+         * queues itself; one that does not know the method (older) answers an error. */
+        {
+                json_t *params = json_pack("{s:s}", "app", app);
+
+                r = params ? control_each_kernel(state_dir, "org.cella.AppForgotten", params,
+                                                 forgotten_reply, NULL)
+                           : -ENOMEM;
+                json_decref(params);
+                if (r < 0 && r != -EACCES)
+                        log_warning_errno(r,
+                                          "cannot tell the running kernels to drop the queues "
+                                          "of %s: %m",
+                                          app);
+        }
         /* What it exported is gone: running kernels re-read every app's grants. */
         r = control_notify_grants_changed(state_dir, NULL);
         if (r < 0 && r != -EACCES)

@@ -50,6 +50,7 @@
 #include "supervisor/forget.h"
 #include "supervisor/state.h"
 #include "supervisor/storage.h"
+#include "supervisor/supervisor.h"
 
 /* Error names of the store's methods (docs/api.md, "org.cella.Install" and after). */
 #define STORE_ERROR_INVALID_BUNDLE  "org.cella.InvalidBundle"
@@ -767,6 +768,10 @@ static void after_change(uv_work_t *w, int status)
                 store_cache_forget(c->d->store_cache, c->id);
                 /* Its stopped instance goes too: a later install of the id starts afresh. */
                 daemon_app_forget(c->d, c->id);
+                /* And the queues it created, which this kernel holds (app_forget()
+                 * skips a store held by a kernel: this one). */
+                if (!c->keep_data && !c->forget_failed)
+                        supervisor_app_forgotten(daemon_supervisor(c->d), c->id);
         } else if (c->r >= 0)
                 log_info("cleared the data of %s", c->id);
         store_audit(c->d, c->id, &c->by,

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The persistent ipc queues in SQLite (queue-store.h). */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,6 +187,78 @@ int queue_store_create(QueueStore *s, const QueueStoreInfo *info, int64_t *ret_i
                 return r;
         *ret_id = id;
         return 0;
+}
+
+int queue_store_set_offers(QueueStore *s, int64_t id, const QueueStoreOffer *offers, size_t n)
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        if (sqlite_exec(s->db, "BEGIN IMMEDIATE") < 0)
+                return -EIO;
+        r = sqlite_select_one(s->db, "SELECT id FROM queues WHERE id = ?1", SQL_ARGS(SQL_INT(id)),
+                              &st);
+        if (r <= 0)
+                return sqlite_tx_end(s->db, r == 0 ? -ENOENT : r);
+        r = sqlite_run(s->db, "DELETE FROM offers WHERE queue = ?1", SQL_ARGS(SQL_INT(id)));
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = sqlite_run(
+                        s->db,
+                        "INSERT INTO offers (queue, app, topic, modes) VALUES (?1, ?2, ?3, ?4)",
+                        SQL_ARGS(SQL_INT(id), SQL_TEXT(offers[i].app ?: ""),
+                                 SQL_TEXT(offers[i].topic ?: ""), SQL_INT(offers[i].modes)));
+        return sqlite_tx_end(s->db, r < 0 ? r : 0);
+}
+
+int queue_store_forget_owner(QueueStore *s, const char *owner)
+{
+        int r, n;
+
+        if (sqlite_exec(s->db, "BEGIN IMMEDIATE") < 0)
+                return -EIO;
+        r = sqlite_run(s->db,
+                       "DELETE FROM messages WHERE queue IN "
+                       "(SELECT id FROM queues WHERE owner = ?1)",
+                       SQL_ARGS(SQL_TEXT(owner)));
+        if (r >= 0)
+                r = sqlite_run(s->db,
+                               "DELETE FROM offers WHERE queue IN "
+                               "(SELECT id FROM queues WHERE owner = ?1)",
+                               SQL_ARGS(SQL_TEXT(owner)));
+        if (r >= 0)
+                r = sqlite_run(s->db, "DELETE FROM queues WHERE owner = ?1",
+                               SQL_ARGS(SQL_TEXT(owner)));
+        n = r; /* the queues deleted */
+        r = sqlite_tx_end(s->db, r < 0 ? r : 0);
+        return r < 0 ? r : n;
+}
+
+int queue_store_forget_owner_at(const char *state_dir, const char *owner, char *why)
+{
+        char path[PATH_MAX];
+        QueueStore *s = NULL;
+        int r;
+
+        if ((size_t)snprintf(path, sizeof(path), "%s/" QUEUE_STORE_FILE, state_dir) >=
+            sizeof(path)) {
+                snprintf(why, QUEUE_STORE_WHY_MAX, "%s: path too long", state_dir);
+                return -ENAMETOOLONG;
+        }
+        if (access(path, F_OK) < 0) {
+                if (errno == ENOENT)
+                        return 0;
+                r = -errno;
+                snprintf(why, QUEUE_STORE_WHY_MAX, "%.400s: %s", path, strerror(-r));
+                return r;
+        }
+        r = queue_store_open(path, &s, why);
+        if (r < 0)
+                return r;
+        r = queue_store_forget_owner(s, owner);
+        if (r < 0)
+                snprintf(why, QUEUE_STORE_WHY_MAX, "%.400s: %s", path, queue_store_errmsg(s));
+        queue_store_close(s);
+        return r;
 }
 
 int queue_store_drop(QueueStore *s, int64_t id)

@@ -70,6 +70,28 @@ void queue_store_close(QueueStore *s);
  */
 int queue_store_create(QueueStore *s, const QueueStoreInfo *info, int64_t *ret_id);
 
+/*
+ * Replaces the offers of queue id by offers[0..n) (IPC_OFFER on a persistent queue)
+ * in one transaction: all or none. Returns 0, -ENOENT (no queue id) or -EIO.
+ */
+int queue_store_set_offers(QueueStore *s, int64_t id, const QueueStoreOffer *offers, size_t n);
+
+/*
+ * Forgets every queue owned by owner, with its offers and messages, in one
+ * transaction (`cella remove`, `cella forget`: docs/cli.md). Returns the number of
+ * queues forgotten or -EIO.
+ */
+int queue_store_forget_owner(QueueStore *s, const char *owner);
+
+/*
+ * queue_store_forget_owner() on the store of state_dir (QUEUE_STORE_FILE), for a
+ * process that does not hold it: no file, 0; a file another kernel holds (cellad, a
+ * cella run), -EBUSY: that kernel serves the queues and must drop them itself
+ * (broker_ipc_queue_forget_owner()). Returns the number of queues forgotten or
+ * -errno of queue_store_open() with why (QUEUE_STORE_WHY_MAX bytes).
+ */
+int queue_store_forget_owner_at(const char *state_dir, const char *owner, char *why);
+
 /* Forgets queue id and its messages. Returns 0 or -EIO. */
 int queue_store_drop(QueueStore *s, int64_t id);
 

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Forgetting an app (forget.h): grants, keys, then /data, then its uid and folder. */
+/* Forgetting an app (forget.h): grants, keys, queues, then /data, then its uid and folder. */
 #include <errno.h>
 
+#include "base/log.h"
+#include "ipc/queue-store.h"
 #include "keystore/keystore.h"
 #include "policy/grants.h"
 #include "supervisor/forget.h"
@@ -10,6 +12,7 @@
 
 int app_forget(const char *state_dir, Grants *g, State *st, const char *id, AppForgetStep *ret_step)
 {
+        char why[QUEUE_STORE_WHY_MAX];
         int r, r2;
 
         r2 = grants_forget(g, id);
@@ -25,6 +28,17 @@ int app_forget(const char *state_dir, Grants *g, State *st, const char *id, AppF
                 return r;
         }
         if (r > 0)
+                r2 = 1;
+        r = queue_store_forget_owner_at(state_dir, id, why);
+        if (r == -EBUSY)
+                log_debug("%s: its persistent queues are dropped by the kernel holding them: %s",
+                          id, why);
+        else if (r < 0) {
+                log_error("%s: %s", id, why);
+                if (ret_step)
+                        *ret_step = APP_FORGET_QUEUES;
+                return r;
+        } else if (r > 0)
                 r2 = 1;
         /* /data is a file system of its own, mounted between runs: take it down, or
          * the removal below would empty it and then fail on its mount point. */

@@ -13,6 +13,7 @@ struct State;
 typedef enum AppForgetStep {
         APP_FORGET_GRANTS, /* grants_forget(): grants.db */
         APP_FORGET_KEYS,   /* keystore_forget_app(): its keys in keystore.db */
+        APP_FORGET_QUEUES, /* queue_store_forget_owner_at(): its queues in ipc-queues.db */
         APP_FORGET_DATA,   /* storage_release(): unmounting its /data */
         APP_FORGET_STATE,  /* state_app_forget(): its uid, claim and apps/<id>/ */
 } AppForgetStep;
@@ -21,7 +22,10 @@ typedef enum AppForgetStep {
  * Forgets app id of state_dir: its requested set, grants, exports and gesture
  * (grants.db) first (an app whose data is gone but whose rights stay would be worse
  * than the reverse), then its keys in the keystore (keystore.db: a later app given
- * the same id must not inherit them), then takes its /data file system down (storage_release()),
+ * the same id must not inherit them), then the persistent ipc queues it created
+ * (ipc-queues.db, with their offers and messages; a store another kernel holds,
+ * -EBUSY, is skipped: that kernel drops them, broker_ipc_queue_forget_owner(), as
+ * cellad's Remove does), then takes its /data file system down (storage_release()),
  * then its uid and claim (state.db) and apps/<id>/ with everything in it. g and st are state_dir's,
  * opened by the caller. The app must not be running (the caller checks). Returns 1 if anything was
  * there, 0 if the app was unknown, or -errno with *ret_step (if not NULL) saying which step failed

@@ -421,6 +421,36 @@ void supervisor_grants_changed(Supervisor *s, const char *app_id)
         supervisor_net_grants_changed(s, app_id);
 }
 
+void supervisor_app_forgotten(Supervisor *s, const char *app_id)
+{
+        if (s->broker)
+                (void)broker_ipc_queue_forget_owner(s->broker, app_id); /* logs */
+}
+
+/* org.cella.AppForgotten (docs/api.md): `cella forget` forgot parameters.app, which
+ * this kernel does not run; what it created and this kernel holds goes too. */
+static int method_app_forgotten(ControlCall *call, json_t *params, void *userdata)
+{
+        Supervisor *s = userdata;
+        const char *app_id;
+        Instance *inst;
+        bool missing;
+
+        app_id = control_param_app(call, params, "app", &missing);
+        if (missing)
+                return control_reply_invalid_parameter(call, "app", "missing: the app forgotten");
+        if (!app_id)
+                return 0;
+        inst = supervisor_find(s, app_id);
+        if (inst && instance_state(inst) != INSTANCE_STATE_INSTALLED &&
+            instance_state(inst) != INSTANCE_STATE_STOPPED &&
+            instance_state(inst) != INSTANCE_STATE_FAILED)
+                return control_reply_invalid_parameter(call, "app",
+                                                       "it runs in this kernel: stop it first");
+        supervisor_app_forgotten(s, app_id);
+        return control_reply(call, NULL);
+}
+
 /* org.cella.Stop (docs/api.md): stops parameters.app. */
 static int method_stop(ControlCall *call, json_t *params, void *userdata)
 {
@@ -450,6 +480,7 @@ static int method_stop(ControlCall *call, json_t *params, void *userdata)
 static const ControlMethod supervisor_methods[] = {
         {"org.cella.Stats", CONTROL_ACCESS_READ, method_stats},
         {"org.cella.GrantsChanged", CONTROL_ACCESS_MANAGE, method_grants_changed},
+        {"org.cella.AppForgotten", CONTROL_ACCESS_MANAGE, method_app_forgotten},
         {"org.cella.Ps", CONTROL_ACCESS_READ, method_ps},
         {"org.cella.Stop", CONTROL_ACCESS_MANAGE, method_stop},
 };

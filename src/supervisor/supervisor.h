@@ -199,6 +199,14 @@ void supervisor_drop_networks(Supervisor *s);
  */
 void supervisor_grants_changed(Supervisor *s, const char *app_id);
 
+/*
+ * app_id was forgotten (cellad's Remove without keep_data, after app_forget()): the
+ * kernel-held things it created and this kernel serves go too, today its ipc queues
+ * (broker_ipc_queue_forget_owner(): live objects destroyed, holders told
+ * "destroyed", persistent rows deleted). Never fails: logs its own trouble.
+ */
+void supervisor_app_forgotten(Supervisor *s, const char *app_id);
+
 /* True once supervisor_stop_all() or a stopping signal came. */
 bool supervisor_stopping(const Supervisor *s);
 

@@ -494,3 +494,133 @@ def test_a_corrupt_queue_store_is_refused_with_a_clear_error(tmp_path, probe_ok)
         assert f"REFUSED qcreate {OWNER}.p 4: EIO" in seen, seen
         assert f"ALLOWED qcreate {OWNER}.t 4" in seen, seen
         assert "ipc-queues.db" in d.log() and "move the file away" in d.log(), d.log()
+
+
+# ---- pass-on, offers across a restart, removal -----------------------------------------
+
+
+def test_a_queue_handle_passed_on_narrows_and_its_readiness_fd_works(tmp_path, state, probe_ok):
+    """docs/ipc.md "Pass-on": the owner passes its READ|WRITE handle to B narrowed to
+    WRITE: B accepts, sends, cannot receive (EPERM), its fd never turns readable, and
+    it cannot pass the handle on wider (EPERM). C, offered READ, cannot pass READ|WRITE
+    (EPERM) but passes READ to B, whose accepted READ handle gets a readiness fd that
+    is readable while B's own message waits (the fd is bound to the accepted handle)."""
+    root = tmp_path / "apps"
+    b, cc = "org.test.semq.b", "org.test.semq.c"
+    q = f"{OWNER}.pass"
+    sems = f"ipc.sem:{OWNER}.*"
+    write_app(root, OWNER, [
+        "try", f"qcreate:{q}:8:100:offer={cc}/r", f"waitdone:{OWNER}.up:1", f"qpass:{b}:w",
+        f"screate:{OWNER}.g:0", f"screate:{OWNER}.h:0", f"waitdone:{OWNER}.end:1"],
+        permissions=[f"ipc.queue:{q}", sems, f"bus.send:{b}"], exports=OWNER_EXPORTS)
+    write_app(root, b, [
+        "try", f"postdone:{OWNER}.up", "qaccept", "sendtext:viaB:0", "recv:1:0", "qready:300",
+        f"qpass:{cc}:rw", f"qpass:{cc}:w", f"postdone:{OWNER}.g", "qaccept", "qready:5000",
+        "recv:10:0", f"postdone:{OWNER}.h", f"postdone:{OWNER}.end"],
+        permissions=[f"ipc.queue:{q}", sems, f"bus.send:{cc}"], exports=["bus.send"])
+    write_app(root, cc, [
+        "try", f"qopenwait:{q}:r", f"gate:{OWNER}.g", f"qpass:{b}:rw", f"qpass:{b}:r",
+        f"gate:{OWNER}.h"],
+        permissions=[f"ipc.queue:{q}", sems, f"bus.send:{b}"], exports=["bus.send"])
+    logs = boot(root, state, timeout=120)
+    o, x, y = logs[OWNER], logs[b], logs[cc]
+    assert f"ALLOWED qpass {b} w" in o, o
+    lines = x.splitlines()
+    assert lines.count(f"accepted 2 {q}") == 1 and lines.count(f"accepted 1 {q}") == 1, x
+    assert x.index(f"accepted 2 {q}") < x.index(f"accepted 1 {q}"), x
+    assert "ALLOWED sendtext viaB 0" in x, x
+    assert "REFUSED recv 1 0: EPERM" in x, x              # a WRITE handle cannot receive
+    assert "REFUSED qready 300: ETIMEDOUT" in x, x        # nor is its fd ever readable
+    assert f"REFUSED qpass {cc} rw: EPERM" in x, x        # a pass never widens
+    assert f"ALLOWED qpass {cc} w" in x, x                # equal modes pass
+    assert "ALLOWED qready 5000" in x, x                  # the passed READ handle's fd
+    assert f"got 1 0 {b} viaB" in x and "ALLOWED recv 10 0" in x, x
+    assert f"REFUSED qpass {b} rw: EPERM" in y, y
+    assert f"ALLOWED qpass {b} r" in y, y
+    assert "try: done" in x and "try: done" in o and "try: done" in y, (o, x, y)
+
+
+def stored_queues(state):
+    """(name, owner) of every queue row in state's ipc-queues.db, and the number of
+    offer and message rows (a read: WAL lets it run beside a kernel)."""
+    import sqlite3
+    db = sqlite3.connect(f"file:{state / 'ipc-queues.db'}?mode=ro", uri=True)
+    try:
+        rows = sorted(db.execute("SELECT name, owner FROM queues").fetchall())
+        offers = db.execute("SELECT count(*) FROM offers").fetchone()[0]
+        msgs = db.execute("SELECT count(*) FROM messages").fetchone()[0]
+    finally:
+        db.close()
+    return rows, offers, msgs
+
+
+def test_offers_changed_on_a_persistent_queue_survive_a_cellad_restart(tmp_path, probe_ok):
+    """ipc.offer on a persistent queue is stored with it: after a restart the app
+    offered later opens it, the one no longer offered is refused (EPERM)."""
+    require_cellad()
+    root, state = tmp_path / "apps", tmp_path / "state"
+    q = f"{OWNER}.offers"
+    early, late = "org.test.semq.early", "org.test.semq.late"
+    with running_cellad(state, "--no-autostart") as d:
+        install(state, root, OWNER, ["try", f"qcreate:{q}:4:10:persist:offer={early}/r",
+                                     f"qoffer:{late}:rw"],
+                permissions=[f"ipc.queue:{q}"], exports=OWNER_EXPORTS)
+        install(state, root, early, ["try", f"qopen:{q}:r"], permissions=[f"ipc.queue:{q}"])
+        install(state, root, late, ["try", f"qopen:{q}:w", f"qopen:{q}:rw"],
+                permissions=[f"ipc.queue:{q}"])
+        cella(state, "start", OWNER)
+        seen = wait_text(d, OWNER, "try: done")
+        assert f"ALLOWED qoffer {late} rw" in seen, seen
+    assert stored_queues(state)[:2] == ([(q, OWNER)], 1)
+    with running_cellad(state, "--no-autostart") as d:
+        assert "restored 1 persistent queue" in d.log(), d.log()
+        cella(state, "start", early)
+        seen = wait_text(d, early, "try: done")
+        assert f"REFUSED qopen {q} r: EPERM" in seen, seen
+        cella(state, "start", late)
+        seen = wait_text(d, late, "try: done")
+        assert f"ALLOWED qopen {q} w" in seen and f"ALLOWED qopen {q} rw" in seen, seen
+
+
+def test_removing_an_app_drops_its_queues_live_and_stored(tmp_path, probe_ok):
+    """`cella remove` through cellad: the removed app's persistent queue goes from the
+    running kernel (its holder gets IPC_CLOSED "destroyed") and from ipc-queues.db,
+    with its offers and messages; other apps' queues stay. `cella forget` while a
+    kernel that does not run the app holds the store has that kernel drop them
+    (org.cella.AppForgotten); with no kernel running it drops the rows itself."""
+    require_cellad()
+    root, state = tmp_path / "apps", tmp_path / "state"
+    q = f"{OWNER}.gone"
+    b, c = "org.test.semq.b", "org.test.semq.c"
+    with running_cellad(state, "--no-autostart") as d:
+        install(state, root, OWNER, ["try", f"qcreate:{q}:4:10:persist:offer={b}/rw", "hold"],
+                permissions=[f"ipc.queue:{q}"], exports=OWNER_EXPORTS)
+        install(state, root, b, ["try", f"qcreate:{b}.keep:4:10:persist", "sendtext:k:0",
+                                 f"qopenwait:{q}:rw", "sendtext:m:0", "qclosed"],
+                permissions=[f"ipc.queue:{q}", f"ipc.queue:{b}.keep"])
+        install(state, root, c, ["try", f"qcreate:{c}.keep:4:10:persist"],
+                permissions=[f"ipc.queue:{c}.keep"])
+        cella(state, "start", c)
+        wait_text(d, c, "try: done")
+        cella(state, "start", OWNER)
+        wait_text(d, OWNER, "holding")
+        cella(state, "stop", OWNER)
+        cella(state, "start", b)
+        wait_text(d, b, "ALLOWED sendtext m 0")
+        assert stored_queues(state) == (
+            [(q, OWNER), (f"{b}.keep", b), (f"{c}.keep", c)], 1, 2)
+        cella(state, "remove", OWNER)
+        seen = wait_text(d, b, "try: done")
+        assert "closed destroyed" in seen and "ALLOWED qclosed" in seen, seen
+        assert stored_queues(state) == ([(f"{b}.keep", b), (f"{c}.keep", c)], 0, 1)
+        assert f"forgot 1 persistent queue(s) of {OWNER}" in d.log(), d.log()
+    # a kernel that holds the store and does not run b: `cella forget` tells it
+    with running_cellad(state, "--no-autostart") as d:
+        assert "restored 2 persistent queue" in d.log(), d.log()
+        p = cella(state, "forget", b)
+        assert "queues are deleted" in p.stdout, p.stdout
+        assert stored_queues(state) == ([(f"{c}.keep", c)], 0, 0)
+        assert f"forgot 1 persistent queue(s) of {b}" in d.log(), d.log()
+    # no kernel: `cella forget` drops the rows itself
+    cella(state, "forget", c)
+    assert stored_queues(state) == ([], 0, 0)

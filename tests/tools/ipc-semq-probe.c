@@ -479,9 +479,49 @@ static void verdict(const char *what, int r, const Cella *cc)
  *                              by every holder: a hostile holder's move)
  *   gate:NAME                  open semaphore NAME (waiting for it) and wait on it once;
  *                              the current semaphore is left as it was
+ *   qoffer:APP:MODES           cella_ipc_offer() of the current queue to APP alone;
+ *                              qoffer:- offers it to nobody
+ *   qpass:TO:MODES             cella_ipc_pass() of the current queue handle
+ *   qaccept                    wait (30 s) for CELLA_EVENT_IPC_OFFERED, accept it: the
+ *                              current queue; prints "accepted MODES NAME"
+ *   qclosed                    wait (30 s) for CELLA_EVENT_IPC_CLOSED: "closed REASON"
  */
 static CellaQueue cur_q = {.fd = -1};
 static CellaSem cur_s = {.fd = -1};
+
+/* The event the callback waits for, and what came. */
+static int want_event;
+static bool got_event;
+static uint64_t offered_token;
+
+static void on_event(Cella *cc, const CellaEvent *ev, void *ud)
+{
+        (void)cc;
+        (void)ud;
+        if (!ev->decoded || ev->opcode != want_event || got_event)
+                return;
+        got_event = true;
+        if (ev->opcode == CELLA_EVENT_IPC_OFFERED)
+                offered_token = ev->ipc_offered.token;
+        else
+                printf("closed %s\n", ev->ipc_closed.reason);
+}
+
+/* Waits up to 30 s for an event of opcode: 0 or -ETIMEDOUT / the channel's -errno. */
+static int wait_event(int opcode)
+{
+        want_event = opcode;
+        got_event = false;
+        for (int i = 0; i < 300 && !got_event; i++) {
+                int r = cella_wait(c, 100);
+
+                if (r > 0)
+                        r = cella_dispatch(c);
+                if (r < 0 && r != -EINTR)
+                        return r;
+        }
+        return got_event ? 0 : -ETIMEDOUT;
+}
 
 static uint32_t parse_modes(const char *m)
 {
@@ -619,6 +659,29 @@ static void try_one(char *word)
                 r = cella_sem_create(c, a, 0, &offer, 1, &s);
                 for (int i = 0; r == 0 && i < atoi(b); i++)
                         r = cella_sem_wait(&s, 120000);
+        } else if (strcmp(op, "qoffer") == 0) {
+                CellaIpcOffer offer = {.app = a, .modes = b ? parse_modes(b) : 0};
+                bool none = !a || strcmp(a, "-") == 0;
+
+                r = cella_ipc_offer(c, cur_q.handle, none ? NULL : &offer, none ? 0 : 1);
+        } else if (strcmp(op, "qpass") == 0) {
+                r = a && b ? cella_ipc_pass(c, cur_q.handle, a, parse_modes(b), NULL) : -EINVAL;
+        } else if (strcmp(op, "qaccept") == 0) {
+                CellaIpcHandle h;
+                int fd = -1;
+
+                r = wait_event(CELLA_EVENT_IPC_OFFERED);
+                if (r == 0)
+                        r = cella_ipc_accept(c, offered_token, &h, &fd);
+                if (r == 0) {
+                        cur_q = (CellaQueue){.handle = h.handle,
+                                             .fd = fd,
+                                             .modes = h.modes,
+                                             .message_bytes_max = (uint32_t)h.size_bytes};
+                        printf("accepted %u %s\n", h.modes, h.name);
+                }
+        } else if (strcmp(op, "qclosed") == 0) {
+                r = wait_event(CELLA_EVENT_IPC_CLOSED);
         } else {
                 printf("unknown action %s\n", op);
                 exit(2);
@@ -640,6 +703,7 @@ int main(int argc, char **argv)
         r = cella_open(&c);
         if (r < 0)
                 fail("connect", r);
+        cella_on_event(c, on_event, NULL);
         if (strcmp(role, "sem-owner") == 0 && argc == 5)
                 r = sem_owner(argv[2], argv[3], atoi(argv[4]));
         else if (strcmp(role, "sem-peer") == 0 && argc == 4)

@@ -29,6 +29,7 @@
 #include "wire/wire.h"
 #include "cella.pb-c.h"
 #include "ipc/bus.h"
+#include "ipc/queue-store.h"
 #include "policy/grants.h"
 #include "policy/manifest.h"
 
@@ -305,6 +306,32 @@ static uint64_t queue_open(unsigned slot, const char *name, uint32_t modes, int 
         return ((Cella__V1__IpcHandleReply *)r->msg)->handle;
 }
 
+/* The error of slot's open of name with modes (0: opened; the handle is kept). */
+static int queue_open_err(unsigned slot, const char *name, uint32_t modes)
+{
+        Cella__V1__IpcOpenRequest req = CELLA__V1__IPC_OPEN_REQUEST__INIT;
+
+        req.name = (char *)name;
+        req.modes = modes;
+        return reply_of(slot, send_req(slot, OP(IPC_QUEUE_OPEN), &req.base))->err;
+}
+
+/* IPC_OFFER: handle's object offered to app_id (RW) alone, or to nobody (NULL). */
+static int queue_offer(unsigned slot, uint64_t handle, const char *app_id)
+{
+        Cella__V1__IpcOfferRequest req = CELLA__V1__IPC_OFFER_REQUEST__INIT;
+        Cella__V1__IpcOffer offer = CELLA__V1__IPC_OFFER__INIT, *op = &offer;
+
+        req.handle = handle;
+        if (app_id) {
+                offer.app = (char *)app_id;
+                offer.modes = IPC_MODE_RW;
+                req.offers = &op;
+                req.n_offers = 1;
+        }
+        return reply_of(slot, send_req(slot, OP(IPC_OFFER), &req.base))->err;
+}
+
 static int queue_send(unsigned slot, uint64_t handle, const char *text, uint32_t prio)
 {
         Cella__V1__IpcQueueSendRequest req = CELLA__V1__IPC_QUEUE_SEND_REQUEST__INIT;
@@ -496,6 +523,91 @@ START_TEST(test_persistent_across_brokers)
 }
 END_TEST
 
+/* IPC_OFFER on a persistent queue is stored: a new Broker brings back the offers in
+ * force, not the ones the queue was created with. */
+START_TEST(test_persistent_offers_across_brokers)
+{
+        uint64_t qa;
+
+        app_new(0, A, "\"ipc.queue:" Q "\"");
+        app_new(1, B, "\"ipc.queue:" Q "\"");
+        app_new(2, C, "\"ipc.queue:" Q "\"");
+        qa = queue_create(0, Q, 8, true, B, NULL);
+        ck_assert_int_eq(queue_open_err(1, Q, IPC_MODE_READ), 0);
+        ck_assert_int_eq(queue_open_err(2, Q, IPC_MODE_READ), -EPERM);
+        ck_assert_int_eq(queue_offer(0, qa, C), 0);
+        ck_assert_int_eq(queue_open_err(1, Q, IPC_MODE_READ), -EPERM);
+        ck_assert_int_eq(queue_open_err(2, Q, IPC_MODE_READ), 0);
+        broker_down();
+
+        broker_up();
+        app_new(0, A, "\"ipc.queue:" Q "\"");
+        app_new(1, B, "\"ipc.queue:" Q "\"");
+        app_new(2, C, "\"ipc.queue:" Q "\"");
+        ck_assert_int_eq(queue_open_err(1, Q, IPC_MODE_WRITE), -EPERM); /* no longer offered */
+        ck_assert_int_eq(queue_open_err(2, Q, IPC_MODE_WRITE), 0);      /* offered later */
+        /* offered to nobody: stored as well */
+        qa = queue_open(0, Q, IPC_MODE_RW, NULL);
+        ck_assert_int_eq(queue_offer(0, qa, NULL), 0);
+        broker_down();
+
+        broker_up();
+        app_new(0, A, "\"ipc.queue:" Q "\"");
+        app_new(2, C, "\"ipc.queue:" Q "\"");
+        ck_assert_int_eq(queue_open_err(2, Q, IPC_MODE_WRITE), -EPERM);
+        ck_assert_int_eq(queue_open_err(0, Q, IPC_MODE_RW), 0); /* the creator always */
+}
+END_TEST
+
+/* Forgetting an app (`cella remove`) drops every queue it created: live ones with
+ * their holders told and their waiters failed, stored ones with their rows; a queue
+ * of another app stays. */
+START_TEST(test_forget_owner_live_and_stored)
+{
+        uint64_t qb, qbn, w;
+        char why[QUEUE_STORE_WHY_MAX];
+
+        app_new(0, A, "\"ipc.queue:" A ".*\"");
+        app_new(1, B, "\"ipc.queue:" A ".*\", \"ipc.queue:" B ".*\"");
+        (void)queue_create(0, Q, 8, true, B, NULL);
+        (void)queue_create(0, A ".n", 8, false, B, NULL);
+        (void)queue_create(1, B ".kept", 8, true, NULL, NULL);
+        qb = queue_open(1, Q, IPC_MODE_RW, NULL);
+        qbn = queue_open(1, A ".n", IPC_MODE_READ, NULL);
+        ck_assert_int_eq(queue_send(1, qb, "m", 0), 0);
+        w = queue_receive(1, qbn, 1, 10000);
+        ck_assert(!answered_within(1, w, 50));
+        /* the kernel holds the store: a forget from outside leaves it to the kernel */
+        ck_assert_int_eq(queue_store_forget_owner_at(state_dir, A, why), -EBUSY);
+        ck_assert_int_eq(broker_ipc_queue_forget_owner(broker, A), 1);
+        ck_assert_int_eq(reply_of(1, w)->err, -ECANCELED); /* no stuck waiter */
+        ck_assert_ptr_null(ipc_handle_get(apps[1]->app, qb, CELLA__V1__IPC_KIND__IPC_KIND_QUEUE));
+        ck_assert_ptr_null(ipc_handle_get(apps[1]->app, qbn, CELLA__V1__IPC_KIND__IPC_KIND_QUEUE));
+        ck_assert_int_eq(queue_open_err(0, Q, IPC_MODE_RW), -ENOENT);
+        ck_assert_int_eq(queue_open_err(0, A ".n", IPC_MODE_RW), -ENOENT);
+        ck_assert_int_eq(broker_ipc_queue_forget_owner(broker, A), 0);
+        /* the name is free for a new app of the same id */
+        (void)queue_create(0, Q, 8, false, NULL, NULL);
+        broker_down();
+
+        broker_up();
+        app_new(0, A, "\"ipc.queue:" A ".*\"");
+        app_new(1, B, "\"ipc.queue:" B ".*\"");
+        ck_assert_int_eq(queue_open_err(0, Q, IPC_MODE_RW), -ENOENT);
+        ck_assert_int_eq(queue_open_err(1, B ".kept", IPC_MODE_RW), 0);
+        /* with no kernel holding the store, the rows go from outside */
+        (void)queue_create(0, Q, 8, true, NULL, NULL);
+        broker_down();
+        ck_assert_int_eq(queue_store_forget_owner_at(state_dir, A, why), 1);
+        ck_assert_int_eq(queue_store_forget_owner_at(state_dir, A, why), 0);
+        broker_up();
+        app_new(0, A, "\"ipc.queue:" A ".*\"");
+        app_new(1, B, "\"ipc.queue:" B ".*\"");
+        ck_assert_int_eq(queue_open_err(0, Q, IPC_MODE_RW), -ENOENT);
+        ck_assert_int_eq(queue_open_err(1, B ".kept", IPC_MODE_RW), 0);
+}
+END_TEST
+
 /* A semaphore: every handle's fd is the one counter; modes other than READ|WRITE
  * are refused; the initial count is the creator's. */
 START_TEST(test_semaphore_handles_share_one_counter)
@@ -554,6 +666,8 @@ int main(void)
         tcase_add_test(tc, test_timeout_detach_and_close);
         tcase_add_test(tc, test_charge_and_readiness);
         tcase_add_test(tc, test_persistent_across_brokers);
+        tcase_add_test(tc, test_persistent_offers_across_brokers);
+        tcase_add_test(tc, test_forget_owner_live_and_stored);
         tcase_add_test(tc, test_semaphore_handles_share_one_counter);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);

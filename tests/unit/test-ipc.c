@@ -680,7 +680,7 @@ START_TEST(test_open_offers)
         fake_call_done(&f);
         ck_assert_int_eq(err, -ENOENT); /* the name is of another kind */
 
-        ck_assert_int_eq(ipc_object_set_offers(o, offers, 2), 0);
+        ck_assert_int_eq(ipc_object_set_offers(o, offers, 2, &why), 0);
         ck_assert_ptr_eq(OPEN(c, IPC_MODE_RW), o); /* c's bus.subscribe covers the topic */
         /* d subscribes to one topic only: its right does not cover the whole pattern. */
         ck_assert_ptr_null(OPEN(d, IPC_MODE_READ));

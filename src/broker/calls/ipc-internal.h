@@ -56,6 +56,13 @@ typedef struct IpcKindOps {
         void (*handle_closing)(IpcHandle *h);
         /* o is freed: free the kind's data (ipc_object_data()). NULL: nothing. */
         void (*destroy)(IpcObject *o);
+        /* o's offers are being replaced by offers[0..n) (checked; IPC_OFFER): store
+         * them (a persistent queue). Called by ipc_object_set_offers() once the new
+         * copy is made and before it replaces the old one, so that a failure keeps
+         * the old offers everywhere: 0, or -errno (-EIO) with *ret_why (static
+         * English). NULL: the kind keeps no offers of its own (nothing persists). */
+        int (*offers_changed)(IpcObject *o, Cella__V1__IpcOffer *const *offers, size_t n,
+                              const char **ret_why);
 } IpcKindOps;
 
 /* Why a handle closed, for EVENT_IPC_CLOSED (proto IpcClosedEvent.reason). */
@@ -120,9 +127,12 @@ IpcObject *ipc_object_restore(Broker *b, const IpcKindOps *ops, const char *name
 IpcObject *ipc_object_open(BrokerCall *c, Cella__V1__IpcKind kind, const char *name, uint32_t modes,
                            int *ret_error, const char **ret_why);
 
-/* Replaces o's offers (already checked with ipc_offers_check()). 0 or -ENOMEM (the
- * old ones kept). */
-int ipc_object_set_offers(IpcObject *o, Cella__V1__IpcOffer *const *offers, size_t n);
+/* Replaces o's offers (already checked with ipc_offers_check()), telling the kind
+ * first (ops->offers_changed: a persistent queue stores them). 0, or -ENOMEM or the
+ * kind's -errno with *ret_why (static English): the old offers kept, in memory and in
+ * the kind's store. */
+int ipc_object_set_offers(IpcObject *o, Cella__V1__IpcOffer *const *offers, size_t n,
+                          const char **ret_why);
 
 /* Removes o's name (no new opens, the name free for a new object) and frees it if
  * nothing holds it; handles stay until closed. */

@@ -263,13 +263,23 @@ fail:
         return -ENOMEM;
 }
 
-int ipc_object_set_offers(IpcObject *o, Cella__V1__IpcOffer *const *offers, size_t n)
+int ipc_object_set_offers(IpcObject *o, Cella__V1__IpcOffer *const *offers, size_t n,
+                          const char **ret_why)
 {
         IpcOfferCopy *c;
         int r = offers_copy(offers, n, &c);
 
-        if (r < 0)
+        if (r < 0) {
+                *ret_why = "out of memory";
                 return r;
+        }
+        if (o->ops->offers_changed) {
+                r = o->ops->offers_changed(o, offers, n, ret_why);
+                if (r < 0) {
+                        offers_free(c, n);
+                        return r;
+                }
+        }
         offers_free(o->offers, o->n_offers);
         o->offers = c;
         o->n_offers = n;

@@ -113,8 +113,10 @@ struct QueueObj {
         QHandle *handles;
         Waiter *wait_head, *wait_tail;
         bool persistent;
-        int64_t store_id; /* its row in the store (persistent) */
-        uint64_t charged; /* bytes charged to the creator for messages held */
+        int64_t store_id;              /* its row in the store (persistent) */
+        uint64_t charged;              /* bytes charged to the creator for messages held */
+        QueueObj *all_next, *all_prev; /* QueueGlobal.all */
+        bool linked;
 };
 
 /* The broker's queue state (broker_ipc_queue_global()). */
@@ -123,6 +125,7 @@ typedef struct QueueGlobal {
         QueueStore *store; /* NULL: not opened yet, or unusable (why) */
         bool tried;        /* a failure other than EBUSY: not asked again */
         uv_timer_t *retry; /* asks again while another kernel holds the store */
+        QueueObj *all;     /* every queue object, for broker_ipc_queue_forget_owner() */
         char why[QUEUE_STORE_WHY_MAX];
 } QueueGlobal;
 
@@ -298,6 +301,36 @@ static QueueGlobal *queue_global(Broker *b)
         return broker_ipc_queue_global(b);
 }
 
+/* Puts q (its object made) on the broker's list of queues. */
+static void queue_link(QueueObj *q)
+{
+        QueueGlobal *g = queue_global(q->b);
+
+        if (!g)
+                return;
+        q->all_prev = NULL;
+        q->all_next = g->all;
+        if (g->all)
+                g->all->all_prev = q;
+        g->all = q;
+        q->linked = true;
+}
+
+static void queue_unlink(QueueObj *q)
+{
+        QueueGlobal *g = queue_global(q->b);
+
+        if (!q->linked || !g)
+                return;
+        if (q->all_prev)
+                q->all_prev->all_next = q->all_next;
+        else
+                g->all = q->all_next;
+        if (q->all_next)
+                q->all_next->all_prev = q->all_prev;
+        q->linked = false;
+}
+
 /* Gives h (a new handle on q's object) its readiness timerfd: the app gets it, the
  * kernel keeps a copy for a READ handle only. Returns the app's fd or -errno. */
 static int queue_bind(QueueObj *q, IpcHandle *h)
@@ -386,6 +419,7 @@ static void queue_destroy(IpcObject *o)
 
         if (!q)
                 return;
+        queue_unlink(q);
         if (q->charged > 0)
                 (void)ipc_object_charge_queued(o, -(int64_t)q->charged, &why);
         /* Destroyed by its creator: gone from the store too. Freed at shutdown: kept. */
@@ -400,6 +434,37 @@ static void queue_destroy(IpcObject *o)
         free(q);
 }
 
+/* IPC_OFFER on a queue: a persistent one writes its new offers to the store first
+ * (one transaction), so that a restart brings back the offers in force. */
+static int queue_offers_changed(IpcObject *o, Cella__V1__IpcOffer *const *offers, size_t n,
+                                const char **ret_why)
+{
+        QueueObj *q = ipc_object_data(o);
+        QueueGlobal *g = queue_global(q->b);
+        QueueStoreOffer so[IPC_OFFERS_MAX];
+        int r;
+
+        if (!q->persistent)
+                return 0;
+        if (!g || !g->store) {
+                *ret_why = "the queue store is unavailable; the offers were not changed";
+                return -EIO;
+        }
+        n = MIN(n, (size_t)IPC_OFFERS_MAX); /* checked by ipc_offers_check() */
+        for (size_t i = 0; i < n; i++)
+                so[i] = (QueueStoreOffer){.app = offers[i]->app,
+                                          .topic = offers[i]->topic,
+                                          .modes = offers[i]->modes};
+        r = queue_store_set_offers(g->store, q->store_id, so, n);
+        if (r < 0) {
+                log_error("ipc: cannot store the offers of queue %s: %s", ipc_object_name(o),
+                          queue_store_errmsg(g->store));
+                *ret_why = "the queue store failed; the offers were not changed";
+                return -EIO;
+        }
+        return 0;
+}
+
 static const IpcKindOps queue_ops = {
         .kind = CELLA__V1__IPC_KIND__IPC_KIND_QUEUE,
         .right_name = "ipc.queue",
@@ -408,6 +473,7 @@ static const IpcKindOps queue_ops = {
         .handle_fd = queue_handle_fd,
         .handle_closing = queue_handle_closing,
         .destroy = queue_destroy,
+        .offers_changed = queue_offers_changed,
 };
 
 /* ---- the store -------------------------------------------------------------------- */
@@ -654,6 +720,7 @@ static void queue_create_handle(BrokerCall *c)
                 return;
         }
         q->o = o;
+        queue_link(q);
         ipc_object_set_size(o, m->message_bytes_max);
         if (m->persistent) {
                 QueueStoreOffer offers[IPC_OFFERS_MAX];
@@ -880,6 +947,48 @@ void broker_ipc_queue_free(void *global)
         free(g);
 }
 
+int broker_ipc_queue_forget_owner(Broker *b, const char *owner)
+{
+        QueueGlobal *g = queue_global(b);
+        QueueObj *q, *next;
+        int n = 0, r;
+
+        if (!g || !owner)
+                return 0;
+        for (q = g->all; q; q = next) {
+                IpcObject *o = q->o;
+                IpcHandle *h, *hn;
+
+                next = q->all_next;
+                if (strcmp(ipc_object_owner(o), owner) != 0 || ipc_object_destroyed(o))
+                        continue;
+                if (q->persistent)
+                        n++;
+                /* Its name goes first; the object (and its row: queue_destroy()) when
+                 * its last holder lets go, which may be at once (then h is NULL). */
+                h = ipc_object_handles(o);
+                ipc_object_set_persistent(o, false);
+                ipc_object_destroy(o);
+                /* Its holders learn it (EVENT_IPC_CLOSED "destroyed"); its waiters fail. */
+                for (; h; h = hn) {
+                        hn = ipc_handle_next_of(h);
+                        ipc_handle_close(h, IPC_CLOSE_DESTROYED);
+                }
+        }
+        /* Rows of the owner that are no live object (refused at load). */
+        if (g->store) {
+                r = queue_store_forget_owner(g->store, owner);
+                if (r < 0) {
+                        log_error("ipc: cannot forget the queues of %s in the store: %s", owner,
+                                  queue_store_errmsg(g->store));
+                        return r;
+                }
+        }
+        if (n > 0)
+                log_info("ipc: forgot %d persistent queue(s) of %s", n, owner);
+        return n;
+}
+
 static void restore_refused(const char *name, const char *why, void *userdata)
 {
         log_error("ipc: persistent queue %s not restored: %s", name, why);
@@ -918,6 +1027,7 @@ static int restore_one(const QueueStoreInfo *info, Queue *stored, void *userdata
                 return 0;
         }
         q->o = o;
+        queue_link(q);
         ipc_object_set_size(o, info->message_bytes_max);
         /* Charged to the owner even over a lowered quota: nothing stored is lost. */
         if (q->q.bytes > 0 && ipc_object_charge_queued(o, (int64_t)q->q.bytes, &why) < 0)

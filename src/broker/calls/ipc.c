@@ -661,7 +661,7 @@ static void offer_handle(BrokerCall *c)
         if (r == 0 && ipc_object_ops(o) == &shm_ops)
                 r = offers_fit_shm(ipc_object_data(o), m->offers, m->n_offers, &why);
         if (r == 0)
-                r = ipc_object_set_offers(o, m->offers, m->n_offers);
+                r = ipc_object_set_offers(o, m->offers, m->n_offers, &why);
         if (r < 0) {
                 reply_err(c, r, why);
                 return;
