@@ -67,7 +67,7 @@ static uint64_t now_ns(void)
         return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void die(const char *what, int r)
+_Noreturn static void die(const char *what, int r)
 {
         fprintf(stderr, "ipc-core: %s: %s\n", what, strerror(r < 0 ? -r : r));
         exit(1);

@@ -86,9 +86,9 @@ static void init(void)
                 "{\"id\":\"org.fuzz.app\",\"runtime\":\"native\",\"entry\":\"x\","
                 "\"permissions\":[\"notify\",\"timer\",\"app.launch:org.fuzz.*\","
                 "\"bus.publish:fuzz.*\",\"bus.subscribe:fuzz.**\",\"bus.send:org.fuzz.*\","
-                "\"location\",\"camera\",\"system.admin\",\"keystore\"]}";
-        "\"location\",\"camera\",\"system.admin\","
-        "\"ipc.sem:org.fuzz.app.**\",\"ipc.queue:org.fuzz.app.**\"]}";
+                "\"location\",\"camera\",\"system.admin\",\"keystore\","
+                "\"ipc.sem:org.fuzz.app.**\",\"ipc.queue:org.fuzz.app.**\","
+                "\"ipc.shm:org.fuzz.app.**\",\"ipc.pipe:org.fuzz.app.**\"]}";
         char dir[] = "/tmp/fuzz-broker-XXXXXX";
         const char *bad, *why;
         ManifestError err;

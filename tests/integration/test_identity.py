@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import CELLA, run_cella, start_cella
+from conftest import CELLA, run_cella, start_cella, wait_written
 
 APP = "org.test.ident"
 
@@ -256,9 +256,20 @@ def test_a_signed_app_changed_while_it_runs_is_refused_at_its_restart(tmp_path, 
                 return rec
         raise AssertionError(f"no {names} record; stderr: {p.stderr.read()}")
 
+    logs = state / "logs"
+
+    def said_up(n):
+        """Waits until the app's log holds its "up v1" line n times: a start
+        record comes before the app's first line, and a kill before it would
+        leave nothing to count."""
+        f = logs / f"{APP}.log"
+        wait_written(lambda: f.exists() and f.read_text().count("up v1") >= n, logs, 60,
+                     f"'up v1' {n} time(s) in {f}")
+
     try:
         started = next_event("started")
         assert started["restarts"] == 0, started
+        said_up(1)
         # Another folder put at its path meanwhile (even one the same key signed):
         # the restart runs the folder the kernel opened and verified, not the path.
         opened = apps / "app.old"
@@ -268,6 +279,7 @@ def test_a_signed_app_changed_while_it_runs_is_refused_at_its_restart(tmp_path, 
         os.kill(started["pid"], signal.SIGKILL)
         again = next_event("started", "failed")
         assert again["event"] == "started" and again["restarts"] == 1, again
+        said_up(2)
 
         # Changed after it was verified (by whoever can write there), then crashed.
         with open(opened / "main.sh", "a") as f:
