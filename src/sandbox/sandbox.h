@@ -60,6 +60,79 @@ typedef struct SandboxBind {
         int fd;
 } SandboxBind;
 
+/*
+ * An OCI-style jail (SandboxSpec.rootfs; cella-oci, docs/oci.md): the caller's root
+ * file system and the mounts it lists, instead of the runtime's tmpfs root. Mounts
+ * are made in order, each target resolved inside the root (never through a symlink
+ * that leaves it: openat2 RESOLVE_IN_ROOT), its mount point made when missing.
+ */
+typedef struct SandboxMount {
+        const char *type;          /* "bind" (or flags with MS_BIND), "proc", "sysfs", "tmpfs",
+                                      "devpts", "mqueue", "cgroup", "cgroup2", ... */
+        const char *source;        /* bind: host path (absolute); else the fs source */
+        const char *target;        /* absolute path inside the root */
+        unsigned long flags;       /* MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC,
+                                      MS_STRICTATIME, MS_NOATIME, ... (mount(2)) */
+        unsigned long propagation; /* MS_PRIVATE, MS_SLAVE, MS_SHARED, MS_UNBINDABLE (| MS_REC);
+                                      0: as made */
+        const char *data;          /* the fs's own options ("mode=755,size=65536k"), or NULL */
+} SandboxMount;
+
+/* A device node of an OCI jail (config.json linux.devices). */
+typedef struct SandboxDevice {
+        const char *path; /* absolute path inside the root */
+        char type;        /* 'c', 'b', 'p' (fifo) */
+        uint32_t major, minor;
+        mode_t mode;  /* permission bits (0: 0666) */
+        uid_t uid;    /* owner, inside ids */
+        gid_t gid;
+} SandboxDevice;
+
+typedef struct SandboxRootfs {
+        const char *path;          /* host path of the root file system (a directory) */
+        bool readonly;             /* remount the root read-only after the mounts */
+        unsigned long propagation; /* of the root after pivot (rootfsPropagation); 0: MS_PRIVATE|MS_REC */
+        const SandboxMount *mounts;
+        size_t n_mounts;
+        /* The runtime spec's default devices in /dev (null, zero, full, random, urandom,
+         * tty, the ptmx symlink to pts/ptmx, fd/stdin/stdout/stderr symlinks), bound from
+         * the host's nodes, plus these. */
+        const SandboxDevice *devices;
+        size_t n_devices;
+        char *const *masked_paths;   /* NULL-terminated or NULL: each hidden (/dev/null over a
+                                        file, an empty read-only tmpfs over a directory); a
+                                        missing one is skipped */
+        char *const *readonly_paths; /* NULL-terminated or NULL: each bound read-only onto
+                                        itself; a missing one is skipped */
+        char *const *sysctls;        /* NULL-terminated "key=value" or NULL, written under
+                                        /proc/sys in the sandbox's namespaces (only namespaced
+                                        keys: kernel.msg*, kernel.sem, kernel.shm*, fs.mqueue.*,
+                                        net.*; any other is refused at SANDBOX_STEP_PREPARE) */
+} SandboxRootfs;
+
+/* One namespace of an OCI jail (SandboxSpec.namespaces). */
+typedef struct SandboxNamespace {
+        int type; /* CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWIPC, CLONE_NEWUTS,
+                     CLONE_NEWCGROUP, CLONE_NEWUSER */
+        int fd;   /* -1: a new one; >= 0: join this namespace (an nsfs fd, setns(2)) */
+} SandboxNamespace;
+
+/* One line of a uid_map or gid_map (user_namespaces(7)). */
+typedef struct SandboxIdMap {
+        uint32_t inside, host, count;
+} SandboxIdMap;
+
+/* Capability sets of the app (capabilities(7)), bit n = capability n. */
+typedef struct SandboxCaps {
+        uint64_t bounding, effective, permitted, inheritable, ambient;
+} SandboxCaps;
+
+/* A resource limit (setrlimit(2)), after rlimit_nofile/_fsize/_nproc. */
+typedef struct SandboxRlimit {
+        int resource; /* RLIMIT_* */
+        uint64_t soft, hard;
+} SandboxRlimit;
+
 typedef struct SandboxSpec SandboxSpec;
 
 struct SandboxSpec {
@@ -199,6 +272,60 @@ struct SandboxSpec {
          */
         int oom_score_adj;
         bool oom_score_adj_set;
+
+        /* ---- OCI jails (cella-oci, docs/oci.md). All zero: a cella app's sandbox. ---- */
+
+        /* The caller's root file system and mounts instead of the runtime's tmpfs root
+         * (binds, tmp_size, resolv_conf and the written /etc identity files are then
+         * unused). NULL: the runtime's root. */
+        const SandboxRootfs *rootfs;
+        /*
+         * NULL: cella's namespaces (new mount, pid, ipc, uts, net, cgroup, then a new user
+         * namespace). Set: exactly these, each new or joined; a type left out is shared
+         * with the caller (the user namespace too: then the app runs with host ids and
+         * uid_map/gid_map are unused). Joins happen in the child before its jail (a joined
+         * user namespace last, after the jail, in place of the new one).
+         */
+        const SandboxNamespace *namespaces;
+        size_t n_namespaces;
+        /* The app's uid, gid and supplementary groups inside its user namespace. Unset
+         * (ids_set false): SANDBOX_UID, SANDBOX_GID, none. */
+        uid_t app_uid;
+        gid_t app_gid;
+        bool ids_set;
+        const gid_t *app_groups;
+        size_t n_app_groups;
+        /* Explicit id maps of a new user namespace (config.json linux.uidMappings,
+         * gidMappings), written by the parent instead of the host_uid/host_ids_base map;
+         * n 0: that map. At most 340 lines each (user_namespaces(7)). */
+        const SandboxIdMap *uid_map, *gid_map;
+        size_t n_uid_map, n_gid_map;
+        /* The app's capability sets; NULL: none at all (every set and the bounding set
+         * empty, securebits locked: cella's rule). */
+        const SandboxCaps *caps;
+        /* true: no_new_privs is left clear (config.json process.noNewPrivileges false);
+         * only with caps or host ids, where a set-uid program can mean something. */
+        bool allow_new_privs;
+        const SandboxRlimit *rlimits; /* applied after rlimit_nofile/_fsize/_nproc */
+        size_t n_rlimits;
+        int umask; /* the app's umask; 0 with umask_set false: 022 */
+        bool umask_set;
+        /*
+         * > 0: an O_PATH fd of a FIFO (the exec fifo of cella-oci's state directory):
+         * once everything but its execve is done, the app opens it for writing
+         * (through /proc/self/fd), which blocks until `cella-oci start` opens it for
+         * reading, writes one byte and execs. sandbox_spawn() returns before that.
+         * 0 or -1: none.
+         */
+        int start_fifo_fd;
+        /*
+         * true (cella-oci): the sandbox outlives its caller and ctl: no parent-death
+         * signal, init ignores ctl's hangup, and init exits with the app's status once
+         * the app is reaped (its exit code, or 128+N after signal N), so that whoever
+         * reaps init (the caller's subreaper: conmon, containerd's shim) learns it as
+         * it would the app's. Needs survive_parent.
+         */
+        bool detached;
 };
 
 /* proc(5): the range of /proc/pid/oom_score_adj. */
@@ -429,6 +556,20 @@ typedef struct SandboxEnter {
                             controlling terminal and stdio, and the master goes over
                             this AF_UNIX socket (pty_make(), `cella exec -t`); else -1 */
         unsigned short tty_rows, tty_cols; /* its first window size; 0: 24x80 */
+        /* The command's ids and capabilities inside (as the SandboxSpec's app_uid, app_gid,
+         * app_groups, caps, allow_new_privs, umask; cella-oci exec's process.json). Unset
+         * (ids_set false, caps NULL): SANDBOX_UID, SANDBOX_GID, no capability. */
+        uid_t uid;
+        gid_t gid;
+        bool ids_set;
+        const gid_t *groups;
+        size_t n_groups;
+        const SandboxCaps *caps;
+        bool allow_new_privs;
+        /* Join only these of init's namespaces (CLONE_NEW* flags); 0: all of them. An OCI
+         * container shares those its config left out with its caller: joining them through
+         * init would be joining the caller's own, which is harmless but skipped. */
+        int ns_flags;
 } SandboxEnter;
 
 /* The helper's exit status when the command could not be set up (also said on the
