@@ -400,6 +400,28 @@ START_TEST(test_allow_new_privs)
         sandbox_free(s);
         run_done(&r);
 
+        /* The same with a notifying filter: its listener, sent from the early load,
+         * reaches the Sandbox. */
+        {
+                SeccompProgram *notify = NULL;
+
+                ck_assert_int_eq(
+                        seccomp_program_builtin(&(SeccompOptions){.notify = true}, &notify), 0);
+                run_init(&r, 6, STATUS_APP);
+                r.spec.caps = &caps;
+                r.spec.allow_new_privs = true;
+                r.spec.seccomp = notify;
+                s = run_spawn(&r);
+                ck_assert_int_ge(s->seccomp_notify_fd, 0);
+                free(out);
+                out = run_output(&r, s, 0);
+                ck_assert_str_eq(field(out, "NoNewPrivs", buf, sizeof buf), "0");
+                ck_assert_str_eq(field(out, "Seccomp", buf, sizeof buf), "2");
+                sandbox_free(s);
+                run_done(&r);
+                seccomp_program_free(notify);
+        }
+
         run_init(&r, 6, "true");
         r.spec.allow_new_privs = true;
         expect_fail(&r, -EINVAL, SANDBOX_STEP_PREPARE, "no_new_privs may be left clear only");
@@ -571,6 +593,84 @@ START_TEST(test_no_userns_host_ids)
         ck_assert_uint_eq(hex_field(out, "CapEff"), 0);
         ck_assert_uint_eq(hex_field(out, "CapBnd"), 0);
         ck_assert_str_eq(field(out, "NoNewPrivs", buf, sizeof buf), "1");
+        sandbox_free(s);
+        run_done(&r);
+}
+END_TEST
+
+/* A user namespace of the test's own (a child unshares it, we map it, it exits; the fd
+ * keeps it): 0..65535 inside are host ids from base. Returns its fd. */
+static int make_userns(uid_t base)
+{
+        _cleanup_free_ char *path = NULL;
+        char map[64], c;
+        int ready[2], done[2], fd;
+        pid_t pid;
+
+        ck_assert_int_eq(pipe2(ready, O_CLOEXEC), 0);
+        ck_assert_int_eq(pipe2(done, O_CLOEXEC), 0);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                close(ready[0]);
+                close(done[1]);
+                if (unshare(CLONE_NEWUSER) < 0) {
+                        fprintf(stderr, "unshare(CLONE_NEWUSER): %m\n");
+                        _exit(1);
+                }
+                if (write(ready[1], "u", 1) != 1)
+                        _exit(1);
+                _exit(read(done[0], &c, 1) == 0 ? 0 : 1); /* until the parent closes */
+        }
+        close(ready[1]);
+        close(done[0]);
+        ck_assert_int_eq(read(ready[0], &c, 1), 1);
+        close(ready[0]);
+        snprintf(map, sizeof map, "0 %u 65536\n", (unsigned)base);
+        ck_assert_int_ge(asprintf(&path, "/proc/%d/uid_map", (int)pid), 0);
+        ck_assert_int_eq(write_string_at(AT_FDCWD, path, map), 0);
+        free(path);
+        ck_assert_int_ge(asprintf(&path, "/proc/%d/gid_map", (int)pid), 0);
+        ck_assert_int_eq(write_string_at(AT_FDCWD, path, map), 0);
+        free(path);
+        ck_assert_int_ge(asprintf(&path, "/proc/%d/ns/user", (int)pid), 0);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        close(done[1]);
+        ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+        return fcntl(fd, F_DUPFD_CLOEXEC, 20);
+}
+
+/* A joined user namespace: its maps, no new ones written; the app as uid 1000 there. */
+START_TEST(test_join_userns)
+{
+        _cleanup_free_ char *out = NULL, *want = NULL;
+        _cleanup_close_ int userns = -EBADF;
+        struct stat st;
+        Sandbox *s;
+        Run r;
+
+        REQUIRE_ROOT();
+        userns = make_userns(0x7ffd0000u);
+        ck_assert_int_eq(fstat(userns, &st), 0);
+        SandboxNamespace ns[] = {
+                {CLONE_NEWNS, -1},       {CLONE_NEWPID, -1}, {CLONE_NEWIPC, -1},
+                {CLONE_NEWUTS, -1},      {CLONE_NEWNET, -1}, {CLONE_NEWCGROUP, -1},
+                {CLONE_NEWUSER, userns},
+        };
+        run_init(&r, 17, STATUS_APP "\nreadlink /proc/self/ns/user\ncat /proc/self/uid_map");
+        r.spec.namespaces = ns;
+        r.spec.n_namespaces = ELEMENTSOF(ns);
+        s = run_spawn(&r);
+        out = run_output(&r, s, 0);
+        ck_assert_msg(strstr(out, "uid=1000 gid=1000"), "%s", out);
+        ck_assert_int_ge(asprintf(&want, "user:[%lu]", (unsigned long)st.st_ino), 0);
+        ck_assert_msg(strstr(out, want), "not in the joined user namespace: %s", out);
+        free(want);
+        ck_assert_int_ge(asprintf(&want, "%10u %10u %10u", 0u, 0x7ffd0000u, 65536u), 0);
+        ck_assert_msg(strstr(out, want), "its map: %s", out);
+        ck_assert_uint_eq(hex_field(out, "CapEff"), 0);
+        ck_assert_uint_eq(hex_field(out, "CapBnd"), 0);
         sandbox_free(s);
         run_done(&r);
 }
@@ -868,6 +968,7 @@ int main(void)
         tcase_add_test(tc, test_umask_and_rlimits);
         tcase_add_test(tc, test_join_netns_share_uts);
         tcase_add_test(tc, test_no_userns_host_ids);
+        tcase_add_test(tc, test_join_userns);
         tcase_add_test(tc, test_bad_namespaces_refused);
         tcase_add_test(tc, test_start_gate);
         tcase_add_test(tc, test_start_gate_failures);
