@@ -289,7 +289,9 @@ struct SandboxSpec {
         const SandboxNamespace *namespaces;
         size_t n_namespaces;
         /* The app's uid, gid and supplementary groups inside its user namespace. Unset
-         * (ids_set false): SANDBOX_UID, SANDBOX_GID, none. */
+         * (ids_set false): SANDBOX_UID, SANDBOX_GID, none; without a user namespace
+         * (host ids) host_uid and host_gid, never SANDBOX_UID (host uid 1000 is
+         * someone's). */
         uid_t app_uid;
         gid_t app_gid;
         bool ids_set;

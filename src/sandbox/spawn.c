@@ -846,7 +846,7 @@ _noreturn_ static void child_run(const SandboxSpec *spec, int ctl, int init_fd_i
         ExecFailure ef;
         /* volatile: live across the vfork() below */
         volatile int init_fd = init_fd_in, init_errno = init_errno_in;
-        const AppCreds creds = {
+        AppCreds creds = {
                 .uid = spec->ids_set ? spec->app_uid : SANDBOX_UID,
                 .gid = spec->ids_set ? spec->app_gid : SANDBOX_GID,
                 .groups = spec->app_groups,
@@ -869,6 +869,12 @@ _noreturn_ static void child_run(const SandboxSpec *spec, int ctl, int init_fd_i
                 r = child_join(spec, ctl, have_net, &host_uid, &host_gid, &err);
                 if (r < 0)
                         goto fail;
+        }
+        /* Without a user namespace SANDBOX_UID would be host uid 1000, someone's:
+         * ids unset are then the app's own host ids. */
+        if (userns == NS_SHARE && !spec->ids_set) {
+                creds.uid = host_uid;
+                creds.gid = host_gid;
         }
 
         /* We are still root of the caller's user namespace with its supplementary

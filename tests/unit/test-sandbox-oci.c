@@ -568,7 +568,7 @@ START_TEST(test_no_userns_host_ids)
                 {CLONE_NEWNS, -1},  {CLONE_NEWPID, -1}, {CLONE_NEWIPC, -1},
                 {CLONE_NEWUTS, -1}, {CLONE_NEWNET, -1}, {CLONE_NEWCGROUP, -1},
         };
-        _cleanup_free_ char *out = NULL, *want = NULL;
+        _cleanup_free_ char *out = NULL, *want = NULL, *want_ids = NULL;
         Sandbox *s;
         char buf[64];
         Run r;
@@ -586,13 +586,24 @@ START_TEST(test_no_userns_host_ids)
                                   (unsigned)TEST_HOST_UID(10)),
                          0);
         ck_assert_msg(strstr(out, want), "%s", out);
-        free(want);
+        want_ids = TAKE_PTR(want);
         ck_assert_int_ge(asprintf(&want, "user:[%lu]", (unsigned long)own_ns("user")), 0);
         ck_assert_msg(strstr(out, want), "user namespace not shared: %s", out);
         ck_assert_msg(strstr(out, "t-oci"), "uts new: %s", out);
         ck_assert_uint_eq(hex_field(out, "CapEff"), 0);
         ck_assert_uint_eq(hex_field(out, "CapBnd"), 0);
         ck_assert_str_eq(field(out, "NoNewPrivs", buf, sizeof buf), "1");
+        sandbox_free(s);
+        run_done(&r);
+
+        /* Ids unset: the app's host ids, not SANDBOX_UID (host uid 1000). */
+        run_init(&r, 10, STATUS_APP);
+        r.spec.namespaces = ns;
+        r.spec.n_namespaces = ELEMENTSOF(ns);
+        s = run_spawn(&r);
+        free(out);
+        out = run_output(&r, s, 0);
+        ck_assert_msg(strstr(out, want_ids), "%s", out);
         sandbox_free(s);
         run_done(&r);
 }
