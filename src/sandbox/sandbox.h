@@ -392,7 +392,8 @@ typedef struct Sandbox {
 #define SANDBOX_INIT_DUMPABLE_HOST EKEYREJECTED
 
 /*
- * Starts spec->exec_path in a new sandbox and returns once it has been exec'ed.
+ * Starts spec->exec_path in a new sandbox and returns once it has been exec'ed (with
+ * spec->start_fifo_fd: once the app waits at its start gate, not exec'd yet).
  * Blocks for the few milliseconds a spawn takes; single-threaded callers only (the
  * child is a fork of the caller). Returns 0 and *ret (free with sandbox_free), or
  * a negative errno with *err saying which step failed and why; nothing is left
