@@ -808,7 +808,80 @@ START_TEST(test_start_gate_failures)
 }
 END_TEST
 
+/* An entry gone between create and start: the execve fails after STARTED, which the
+ * app can only say on its stderr, and it exits 127 (runc's way). */
+START_TEST(test_start_gate_exec_fails_after_start)
+{
+        _cleanup_free_ char *out = NULL, *script = NULL;
+        _cleanup_close_ int fifo = -EBADF, reader = -EBADF;
+        char path[PATH_MAX], c = 0;
+        Sandbox *s;
+        Run r;
+
+        REQUIRE_ROOT();
+        fifo = make_fifo(path, sizeof path);
+        run_init(&r, 18, "echo ran");
+        r.spec.start_fifo_fd = fifo;
+        s = run_spawn(&r);
+        ck_assert_int_ge(asprintf(&script, "%s/app.sh", app_dir), 0);
+        ck_assert_int_eq(unlink(script), 0);
+        reader = open(path, O_RDONLY | O_CLOEXEC);
+        ck_assert_int_ge(reader, 0);
+        ck_assert_int_eq(read(reader, &c, 1), 1);
+        out = run_output(&r, s, 127);
+        ck_assert_msg(strstr(out, "cella: ") && strstr(out, "app.sh"), "stderr: %s", out);
+        ck_assert_msg(!strstr(out, "ran"), "%s", out);
+        sandbox_free(s);
+        run_done(&r);
+}
+END_TEST
+
 /* ---- detached --------------------------------------------------------------- */
+
+/* As cella-oci create runs: a process spawns detached, lets go and exits; init
+ * lives on, reparented to us (a subreaper, as conmon is), and its status is the
+ * app's. */
+START_TEST(test_detached_spawner_exits)
+{
+        int ready[2], status = 0;
+        pid_t spawner, init = 0;
+        char line[16] = "";
+        Run r;
+
+        REQUIRE_ROOT();
+        ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
+        ck_assert_int_eq(pipe2(ready, O_CLOEXEC), 0);
+        run_init(&r, 19, "read x; echo got $x; exit 9");
+        r.spec.survive_parent = true;
+        r.spec.detached = true;
+        spawner = fork();
+        ck_assert_int_ge(spawner, 0);
+        if (spawner == 0) {
+                SandboxError err = {};
+                Sandbox *s = NULL;
+                pid_t pid;
+
+                if (sandbox_spawn(&r.spec, &s, &err) < 0)
+                        _exit(1);
+                pid = sandbox_release(s);
+                _exit(write(ready[1], &pid, sizeof pid) == sizeof pid ? 0 : 1);
+        }
+        close(ready[1]);
+        r.out[1] = safe_close(r.out[1]);
+        r.in[0] = safe_close(r.in[0]);
+        ck_assert_int_eq(read(ready[0], &init, sizeof init), (ssize_t)sizeof init);
+        close(ready[0]);
+        ck_assert_int_eq(waitpid(spawner, &status, 0), spawner);
+        ck_assert_int_eq(status, 0);
+        /* The spawner is gone (with its ctl end): the app still answers. */
+        ck_assert_int_eq(loop_write(r.in[1], "hi\n", 3), 0);
+        ck_assert_int_eq(read(r.out[0], line, sizeof line - 1), 7);
+        ck_assert_str_eq(line, "got hi\n");
+        ck_assert_int_eq(waitpid(init, &status, 0), init);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 9, "init ended with %#x", status);
+        run_done(&r);
+}
+END_TEST
 
 /* The app outlives ctl and its Sandbox; init, reaped by us, exits with its status. */
 START_TEST(test_detached)
@@ -960,6 +1033,79 @@ START_TEST(test_enter_ids_and_caps)
 }
 END_TEST
 
+/* A command entered in a container without a user namespace: the host's user
+ * namespace (ns_flags leaves it out), the container's network one, the given ids. */
+START_TEST(test_enter_ns_flags)
+{
+        SandboxNamespace ns[] = {
+                {CLONE_NEWNS, -1},  {CLONE_NEWPID, -1}, {CLONE_NEWIPC, -1},
+                {CLONE_NEWUTS, -1}, {CLONE_NEWNET, -1}, {CLONE_NEWCGROUP, -1},
+        };
+        char *argv[] = {"/bin/sh", "-c",
+                        "echo uid=$(id -u) gid=$(id -g); readlink /proc/self/ns/user "
+                        "/proc/self/ns/net",
+                        NULL};
+        _cleanup_free_ char *out = NULL, *want = NULL;
+        _cleanup_close_ int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        int pipefd[2], status = 0, pidfd = -EBADF;
+        SandboxEnter e;
+        SandboxError err = {};
+        SandboxExit ex = {};
+        char nspath[64];
+        struct stat st;
+        size_t n = 0;
+        Sandbox *s;
+        pid_t pid = 0;
+        Run r;
+
+        REQUIRE_ROOT();
+        run_init(&r, 20, "read x");
+        r.spec.namespaces = ns;
+        r.spec.n_namespaces = ELEMENTSOF(ns);
+        s = run_spawn(&r);
+        ck_assert_int_eq(pipe2(pipefd, O_CLOEXEC), 0);
+        e = (SandboxEnter){.pidfd = s->pidfd,
+                           .pid = s->pid,
+                           .seccomp = seccomp_prog,
+                           .argv = argv,
+                           .envp = test_envp,
+                           .stdio = {null, pipefd[1], pipefd[1]},
+                           .tty_socket = -1,
+                           .ns_flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
+                                       CLONE_NEWNET | CLONE_NEWCGROUP};
+        /* Without ids it would be SANDBOX_UID on the host: refused. */
+        ck_assert_int_eq(sandbox_enter(&e, &pid, &pidfd, &err), -EINVAL);
+        ck_assert_msg(strstr(err.detail, "ids must be given"), "%s", err.detail);
+        e.ids_set = true;
+        e.uid = TEST_HOST_UID(20);
+        e.gid = TEST_HOST_UID(20);
+        ck_assert_msg(sandbox_enter(&e, &pid, &pidfd, &err) == 0, "sandbox_enter: %s at %s",
+                      err.detail, sandbox_step_to_string(err.step));
+        close(pipefd[1]);
+        ck_assert_int_eq(read_full_fd(pipefd[0], OUTPUT_MAX, &out, &n), 0);
+        close(pipefd[0]);
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        close(pidfd);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s", out);
+        ck_assert_int_ge(asprintf(&want, "uid=%u gid=%u", (unsigned)TEST_HOST_UID(20),
+                                  (unsigned)TEST_HOST_UID(20)),
+                         0);
+        ck_assert_msg(strstr(out, want), "%s", out);
+        free(want);
+        ck_assert_int_ge(asprintf(&want, "user:[%lu]", (unsigned long)own_ns("user")), 0);
+        ck_assert_msg(strstr(out, want), "not the host's user namespace: %s", out);
+        free(want);
+        snprintf(nspath, sizeof nspath, "/proc/%d/ns/net", (int)s->pid);
+        ck_assert_int_eq(stat(nspath, &st), 0);
+        ck_assert_int_ge(asprintf(&want, "net:[%lu]", (unsigned long)st.st_ino), 0);
+        ck_assert_msg(strstr(out, want), "not the container's network namespace: %s", out);
+        r.in[1] = safe_close(r.in[1]);
+        ck_assert_int_eq(sandbox_wait(s, &ex), 0);
+        sandbox_free(s);
+        run_done(&r);
+}
+END_TEST
+
 int main(void)
 {
         Suite *suite = suite_create("sandbox-oci");
@@ -983,9 +1129,12 @@ int main(void)
         tcase_add_test(tc, test_bad_namespaces_refused);
         tcase_add_test(tc, test_start_gate);
         tcase_add_test(tc, test_start_gate_failures);
+        tcase_add_test(tc, test_start_gate_exec_fails_after_start);
         tcase_add_test(tc, test_detached);
+        tcase_add_test(tc, test_detached_spawner_exits);
         tcase_add_test(tc, test_not_detached_dies_with_ctl);
         tcase_add_test(tc, test_enter_ids_and_caps);
+        tcase_add_test(tc, test_enter_ns_flags);
         suite_add_tcase(suite, tc);
         {
                 TCase *c = tcase_create("rlimit-hard");
