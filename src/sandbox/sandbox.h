@@ -284,7 +284,9 @@ struct SandboxSpec {
          * namespace). Set: exactly these, each new or joined; a type left out is shared
          * with the caller (the user namespace too: then the app runs with host ids and
          * uid_map/gid_map are unused). Joins happen in the child before its jail (a joined
-         * user namespace last, after the jail, in place of the new one).
+         * user namespace last, after the jail, in place of the new one). The mount and pid
+         * namespaces must be new (the jail is built in the one, init is pid 1 of the
+         * other): joined or left out, they are refused at SANDBOX_STEP_PREPARE.
          */
         const SandboxNamespace *namespaces;
         size_t n_namespaces;
