@@ -651,7 +651,8 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
                 r = sandbox_fail(&err, SANDBOX_STEP_NAMESPACE, negative_errno(), "sethostname");
                 goto fail;
         }
-        r = jail_build(spec, &err);
+        /* An OCI root is built later, in the sandbox's namespaces (child_run()). */
+        r = spec->rootfs ? 0 : jail_build(spec, &err);
         if (r < 0)
                 goto fail;
         child_run(spec, ctl, init_fd, init_errno, false);
@@ -684,6 +685,11 @@ _noreturn_ static void child_run(const SandboxSpec *spec, int ctl, int init_fd_i
         r = child_join(ctl, have_net, &host_uid, &host_gid, &err);
         if (r < 0)
                 goto fail;
+        if (spec->rootfs) {
+                r = jail_build_rootfs(spec, &err);
+                if (r < 0)
+                        goto fail;
+        }
 
         /* We are still root of the caller's user namespace with its supplementary
          * groups: drop them now, as setgroups() is denied inside. */
@@ -811,6 +817,8 @@ static int check_spec(const SandboxSpec *spec, SandboxError *err)
 
         if (!spec->seccomp)
                 return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL, "no seccomp filter");
+        if (rootfs_check_spec(spec, err) < 0)
+                return -err->error;
         if (!spec->prepare && (spec->host_uid == 0 || spec->host_gid == 0))
                 return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
                                     "the app may not run as host root");
@@ -1973,7 +1981,9 @@ pid_t sandbox_warm_pid(const SandboxWarm *w)
 
 bool sandbox_warm_fits(const SandboxWarm *w, const SandboxSpec *spec)
 {
-        if (!w || !spec || spec->n_extra_fds > 0 || spec->n_binds > SANDBOX_WARM_MAX_BINDS ||
+        /* An OCI root is built in the sandbox's namespaces, nothing of it ahead. */
+        if (!w || !spec || spec->rootfs || spec->n_extra_fds > 0 ||
+            spec->n_binds > SANDBOX_WARM_MAX_BINDS ||
             warm_n_fds(spec) > SANDBOX_WARM_MAX_FDS)
                 return false;
         if (!w->init_path != !spec->init_path ||
