@@ -540,19 +540,15 @@ static int mount_one(int rootfd, const SandboxMount *m, size_t i, SandboxError *
                 struct stat st;
 
                 /* The source is the caller's (config.json's) host path, followed as
-                 * mount(2) would; it decides the mount point's type (runc's
-                 * createIfNotExists). */
-                if (stat(m->source, &st) < 0)
+                 * mount(2) would, looked up once: the clone's type decides the mount
+                 * point's (runc's createIfNotExists). */
+                mnt = open_tree(AT_FDCWD, m->source,
+                                OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (rec ? AT_RECURSIVE : 0));
+                if (mnt < 0 || fstat(mnt, &st) < 0)
                         return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(),
                                             "mount %zu (bind of %s on %s): source", i, m->source,
                                             m->target);
                 is_dir = S_ISDIR(st.st_mode);
-                mnt = open_tree(AT_FDCWD, m->source,
-                                OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (rec ? AT_RECURSIVE : 0));
-                if (mnt < 0)
-                        return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(),
-                                            "mount %zu (bind of %s on %s): clone", i, m->source,
-                                            m->target);
                 r = set_attr(mnt, m->flags, m->propagation, rec);
                 if (r < 0)
                         return sandbox_fail(err, SANDBOX_STEP_MOUNT, r,
@@ -743,7 +739,9 @@ static int make_device(int rootfd, const SandboxSpec *spec, const SandboxDevice 
         mode_t type = d->type == 'b' ? S_IFBLK : d->type == 'p' ? S_IFIFO : S_IFCHR;
         mode_t mode = d->mode ? d->mode & 07777 : 0666;
         uint32_t uid, gid;
+        mode_t old_umask;
         struct stat st;
+        int r;
 
         if (parent < 0)
                 return sandbox_fail(err, SANDBOX_STEP_MOUNT, parent, "device %zu (%s): parent", i,
@@ -775,13 +773,16 @@ static int make_device(int rootfd, const SandboxSpec *spec, const SandboxDevice 
                                                     "device %zu (%s): replace", i, d->path);
                 }
         }
-        if (mknodat(parent, name, type | 0600, makedev(d->major, d->minor)) < 0)
+        /* The mode as given, past the umask; the owner without following a link. */
+        old_umask = umask(0);
+        r = mknodat(parent, name, type | mode, makedev(d->major, d->minor));
+        umask(old_umask);
+        if (r < 0)
                 return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(),
                                     "device %zu (%s): mknod", i, d->path);
-        if (fchownat(parent, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0 ||
-            fchmodat(parent, name, mode, 0) < 0)
+        if (fchownat(parent, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
                 return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(),
-                                    "device %zu (%s): owner and mode", i, d->path);
+                                    "device %zu (%s): owner", i, d->path);
         return 0;
 }
 
@@ -931,7 +932,7 @@ static int readonly_paths(int rootfd, char *const *paths, SandboxError *err)
 int jail_build_rootfs(const SandboxSpec *spec, SandboxError *err)
 {
         const SandboxRootfs *rfs = spec->rootfs;
-        _cleanup_close_ int rootfd = -EBADF, proc_fd = -EBADF, null_fd = -EBADF;
+        _cleanup_close_ int path_fd = -EBADF, rootfd = -EBADF, proc_fd = -EBADF, null_fd = -EBADF;
         unsigned long prop = rfs->propagation ? rfs->propagation : MS_PRIVATE | MS_REC;
         struct mount_attr ma = {};
         int r;
@@ -947,11 +948,17 @@ int jail_build_rootfs(const SandboxSpec *spec, SandboxError *err)
 
         /* The root bound onto itself (with its submounts), so that it is a mount
          * pivot_root can take; rootfd is that mount's root. */
-        rootfd = open_tree(AT_FDCWD, rfs->path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+        /* The path is looked up once: the clone goes onto what was cloned. */
+        path_fd = open(rfs->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (path_fd < 0)
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(), "open the root %s",
+                                    rfs->path);
+        rootfd = open_tree(path_fd, "",
+                           OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH);
         if (rootfd < 0)
                 return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(), "bind the root %s",
                                     rfs->path);
-        if (move_mount(rootfd, "", AT_FDCWD, rfs->path, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+        if (attach(rootfd, path_fd) < 0)
                 return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(),
                                     "attach the root at %s", rfs->path);
 

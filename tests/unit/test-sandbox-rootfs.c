@@ -20,6 +20,8 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <linux/magic.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -280,6 +282,7 @@ static const char mounts_script[] =
         "echo z > /proc/sys/kernel/shmmax 2>/dev/null && echo procsys-writable || "
         "echo procsys-ro\n"
         "ls /sys/fs/cgroup | grep -q . && echo cgroup-listed\n"
+        "grep -v ':/$' /proc/self/cgroup || echo cgroup-ns-root\n"
         "echo pwd=$(pwd)\n";
 
 START_TEST(test_mounts)
@@ -299,6 +302,7 @@ START_TEST(test_mounts)
         static char *const sysctls[] = {"kernel.shmmax=12345678", "net.ipv4.ip_forward=1", NULL};
         _cleanup_free_ char *host_shmmax = NULL, *host_fwd = NULL, *after_shmmax = NULL,
                             *after_fwd = NULL, *out = NULL;
+        struct statfs sf;
         char opts[600];
         Run r;
 
@@ -339,7 +343,19 @@ START_TEST(test_mounts)
         assert_opts(out, "/proc/sys", "proc", (const char *[]){"ro", NULL});
         assert_opts(out, "/proc/keys", NULL, (const char *[]){"ro", NULL});
         assert_opts(out, "/etc/secret", NULL, (const char *[]){"ro", NULL});
-        assert_opts(out, "/sys/fs/cgroup", "tmpfs", (const char *[]){"ro", NULL});
+        /* The cgroup mount, read-only: cgroup2 on a v2 host, else a tmpfs with each of
+         * the host's hierarchies (rootfs.c, mount_cgroup()). */
+        if (statfs("/sys/fs/cgroup", &sf) == 0 && sf.f_type == CGROUP2_SUPER_MAGIC)
+                assert_opts(out, "/sys/fs/cgroup", "cgroup2", (const char *[]){"ro", NULL});
+        else {
+                assert_opts(out, "/sys/fs/cgroup", "tmpfs", (const char *[]){"ro", NULL});
+                if (access("/sys/fs/cgroup/memory/memory.limit_in_bytes", F_OK) == 0)
+                        assert_opts(out, "/sys/fs/cgroup/memory", "cgroup",
+                                    (const char *[]){"ro", "nosuid", "memory", NULL});
+                if (statfs("/sys/fs/cgroup/unified", &sf) == 0 && sf.f_type == CGROUP2_SUPER_MAGIC)
+                        assert_opts(out, "/sys/fs/cgroup/unified", "cgroup2",
+                                    (const char *[]){"ro", NULL});
+        }
         ck_assert_msg(strstr(out, "hello from a bound file\ninner\n"), "binds:\n%s", out);
         ck_assert_msg(strstr(out, "devnull-ok\nzero=4096\nurandom-ok\n"), "devices:\n%s", out);
         ck_assert_msg(strstr(out, "ptmx=pts/ptmx fd=/proc/self/fd stdout=/proc/self/fd/1\n"),
@@ -348,7 +364,7 @@ START_TEST(test_mounts)
         ck_assert_msg(strstr(out, "shmmax=12345678 fwd=1\n"), "sysctls:\n%s", out);
         ck_assert_msg(strstr(out, "root-ro\nrun-writable\nrun=1733\nsecret=0 keys=0\nacpi=0\n"),
                       "read-only root, masks:\n%s", out);
-        ck_assert_msg(strstr(out, "procsys-ro\ncgroup-listed\npwd=/work/dir\n"),
+        ck_assert_msg(strstr(out, "procsys-ro\ncgroup-listed\ncgroup-ns-root\npwd=/work/dir\n"),
                       "read-only /proc/sys, cgroup, workdir:\n%s", out);
 
         /* The host's own values are untouched. */
