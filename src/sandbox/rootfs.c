@@ -532,7 +532,7 @@ static int mount_one(int rootfd, const SandboxMount *m, size_t i, SandboxError *
         const char *rel = relative(m->target);
         _cleanup_close_ int target = -EBADF, mnt = -EBADF;
         char why[200] = "";
-        bool rec = m->flags & MS_REC;
+        bool rec = (m->flags & MS_REC) || (m->type && strcmp(m->type, "rbind") == 0);
         bool is_dir = true;
         int r;
 

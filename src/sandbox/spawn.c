@@ -663,9 +663,10 @@ fail:
 
 /*
  * The child's steps from the cgroup and network joins to the app's exec, the same
- * for a cold spawn and a warm one: with its jail built (pivoted), root of the
- * caller's user namespace, holding ctl and init_fd_in (cella-init, or -EBADF and
- * init_errno_in). Never returns.
+ * for a cold spawn and a warm one: with its jail built (pivoted; an OCI root,
+ * spec->rootfs, is built here right after the joins, in the sandbox's namespaces),
+ * root of the caller's user namespace, holding ctl and init_fd_in (cella-init, or
+ * -EBADF and init_errno_in). Never returns.
  */
 _noreturn_ static void child_run(const SandboxSpec *spec, int ctl, int init_fd_in,
                                  int init_errno_in, bool have_net)
@@ -1983,8 +1984,7 @@ bool sandbox_warm_fits(const SandboxWarm *w, const SandboxSpec *spec)
 {
         /* An OCI root is built in the sandbox's namespaces, nothing of it ahead. */
         if (!w || !spec || spec->rootfs || spec->n_extra_fds > 0 ||
-            spec->n_binds > SANDBOX_WARM_MAX_BINDS ||
-            warm_n_fds(spec) > SANDBOX_WARM_MAX_FDS)
+            spec->n_binds > SANDBOX_WARM_MAX_BINDS || warm_n_fds(spec) > SANDBOX_WARM_MAX_FDS)
                 return false;
         if (!w->init_path != !spec->init_path ||
             (w->init_path && strcmp(w->init_path, spec->init_path) != 0))
