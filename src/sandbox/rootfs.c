@@ -524,6 +524,39 @@ static int mount_cgroup(const SandboxMount *m, int target, char *why, size_t siz
 
 /* ---- the mounts ---------------------------------------------------------------------- */
 
+/*
+ * Whether a mount may go on target, resolved from rel (relative to the root): not
+ * onto anything of a proc file system mounted earlier, but a proc on /proc and a bind
+ * of a file on one of the files lxcfs replaces (runc's checkProcMount, after
+ * CVE-2019-16884: a mount over /proc/self/attr/... turned off an LSM's profile; here
+ * it would hide a /proc file the masks and read-only paths rely on, and
+ * /proc/sys/... read-only binds). Returns 0 or -EPERM.
+ */
+static int check_proc_target(int target, const char *type, const char *rel)
+{
+        static const char *const lxcfs[] = {
+                "proc/cpuinfo", "proc/diskstats",
+                "proc/meminfo", "proc/stat",
+                "proc/swaps",   "proc/uptime",
+                "proc/loadavg", "proc/slabinfo",
+                "proc/net/dev", "proc/sys/kernel/ns_last_pid",
+        };
+        char path[PATH_MAX];
+        struct statfs sf;
+
+        if (fstatfs(target, &sf) < 0 || sf.f_type != PROC_SUPER_MAGIC)
+                return 0;
+        if (normalize("", rel, path, sizeof path) < 0)
+                return -EPERM;
+        if (strcmp(type, "proc") == 0 && strcmp(path, "proc") == 0)
+                return 0;
+        if (strcmp(type, "bind") == 0)
+                for (size_t i = 0; i < ELEMENTSOF(lxcfs); i++)
+                        if (strcmp(path, lxcfs[i]) == 0)
+                                return 0;
+        return -EPERM;
+}
+
 /* Mounts m (the i-th) on the root below rootfd. Returns 0 or -errno with err naming the
  * mount. */
 static int mount_one(int rootfd, const SandboxMount *m, size_t i, SandboxError *err)
@@ -560,6 +593,13 @@ static int mount_one(int rootfd, const SandboxMount *m, size_t i, SandboxError *
                 return sandbox_fail(
                         err, SANDBOX_STEP_MOUNT, target, "mount %zu (%s on %s): target%s", i, type,
                         m->target, target == -ELOOP ? " (a magic link, or too many symlinks)" : "");
+        r = check_proc_target(target, type, rel);
+        if (r < 0)
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, r,
+                                    "mount %zu (%s on %s): a target in a proc file system (only "
+                                    "a bind on /proc/cpuinfo, meminfo, stat, uptime, ... as "
+                                    "lxcfs makes)",
+                                    i, type, m->target);
         if (strcmp(type, "cgroup") == 0 || strcmp(type, "cgroup2") == 0) {
                 r = mount_cgroup(m, target, why, sizeof why);
                 if (r < 0)
@@ -793,8 +833,10 @@ static int make_device(int rootfd, const SandboxSpec *spec, const SandboxDevice 
 static bool sysctl_allowed(const char *key, size_t n, bool *net, bool *ipc)
 {
         static const char *const ipc_exact[] = {
-                "kernel.sem",    "kernel.msgmax", "kernel.msgmnb", "kernel.msgmni",
-                "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"};
+                "kernel.sem",         "kernel.msgmax",          "kernel.msgmnb",
+                "kernel.msgmni",      "kernel.shmall",          "kernel.shmmax",
+                "kernel.shmmni",      "kernel.shm_rmid_forced", "kernel.msg_next_id",
+                "kernel.sem_next_id", "kernel.shm_next_id"};
 
         *net = *ipc = false;
         if (n > 4 && (strncmp(key, "net.", 4) == 0 || strncmp(key, "net/", 4) == 0)) {
@@ -1089,7 +1131,7 @@ static size_t count_max(char *const *v, size_t max)
 int rootfs_check_spec(const SandboxSpec *spec, SandboxError *err)
 {
         const SandboxRootfs *rfs = spec->rootfs;
-        struct stat st;
+        struct stat st, host_root;
 
         if (!rfs)
                 return 0;
@@ -1103,6 +1145,11 @@ int rootfs_check_spec(const SandboxSpec *spec, SandboxError *err)
         if (!S_ISDIR(st.st_mode))
                 return sandbox_fail(err, SANDBOX_STEP_PREPARE, -ENOTDIR,
                                     "root file system %s: not a directory", rfs->path);
+        /* The host's own root as the container's would be no jail at all. */
+        if (stat("/", &host_root) == 0 && st.st_dev == host_root.st_dev &&
+            st.st_ino == host_root.st_ino)
+                return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EPERM,
+                                    "root file system %s is the host's own root", rfs->path);
         if (ns_kind(spec, CLONE_NEWNS) != 1)
                 return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
                                     "a root file system needs a new mount namespace");

@@ -449,6 +449,9 @@ START_TEST(test_spec_refused)
         run_init(&r, "true", NULL, 0);
         r.rootfs.path = "/etc/passwd";
         expect_fail(&r, -ENOTDIR, SANDBOX_STEP_PREPARE, "/etc/passwd");
+        run_init(&r, "true", NULL, 0);
+        r.rootfs.path = "/.";
+        expect_fail(&r, -EPERM, SANDBOX_STEP_PREPARE, "host's own root");
 }
 END_TEST
 
@@ -547,6 +550,46 @@ START_TEST(test_escape_magic_link)
 }
 END_TEST
 
+/* Nothing is mounted onto the proc file system mounted before, but a proc on /proc and
+ * lxcfs's binds: a mount there would hide a /proc file the masks rely on. */
+START_TEST(test_proc_targets)
+{
+        static const SandboxMount over_sys[] = {
+                {.type = "proc", .source = "proc", .target = "/proc"},
+                {.type = "tmpfs", .source = "tmpfs", .target = "/proc/sys"},
+        };
+        static const SandboxMount via_link[] = {
+                {.type = "proc", .source = "proc", .target = "/proc"},
+                {.type = "bind",
+                 .source = bind_file,
+                 .target = "/procsys/kernel/core_pattern",
+                 .flags = MS_BIND},
+        };
+        static const SandboxMount lxcfs[] = {
+                {.type = "proc", .source = "proc", .target = "/proc"},
+                {.type = "bind", .source = bind_file, .target = "/proc/uptime", .flags = MS_BIND},
+        };
+        char link[PATH_MAX];
+        _cleanup_free_ char *out = NULL;
+        Run r;
+
+        REQUIRE();
+        snprintf(bind_file, sizeof bind_file, "%s/file", host);
+        run_init(&r, "true", over_sys, ELEMENTSOF(over_sys));
+        expect_fail(&r, -EPERM, SANDBOX_STEP_MOUNT,
+                    "mount 1 (tmpfs on /proc/sys): a target in a proc");
+        snprintf(link, sizeof link, "%s/procsys", root);
+        ck_assert_int_eq(symlink("/proc/sys", link), 0);
+        run_init(&r, "true", via_link, ELEMENTSOF(via_link));
+        expect_fail(&r, -EPERM, SANDBOX_STEP_MOUNT,
+                    "mount 1 (bind on /procsys/kernel/core_pattern)");
+        unlink(link);
+        run_init(&r, "cat /proc/uptime", lxcfs, ELEMENTSOF(lxcfs));
+        out = run_ok(&r);
+        ck_assert_str_eq(out, "hello from a bound file\n");
+}
+END_TEST
+
 /* A spec with a root never starts in a warm sandbox. */
 START_TEST(test_warm_refuses)
 {
@@ -581,6 +624,7 @@ int main(void)
         tcase_add_test(tc, test_spec_refused);
         tcase_add_test(tc, test_escape_symlink_target);
         tcase_add_test(tc, test_escape_magic_link);
+        tcase_add_test(tc, test_proc_targets);
         tcase_add_test(tc, test_warm_refuses);
         suite_add_tcase(suite, tc);
         sr = srunner_create(suite);
