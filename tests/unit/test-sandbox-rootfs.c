@@ -72,7 +72,7 @@ static void setup(void)
         snprintf(path, sizeof path, "%s/dir", host);
         if (mkdir(path, 0755) < 0)
                 abort();
-        put_file(path, "inner", "inner\n", 0644);
+        put_file(host, "dir/inner", "inner\n", 0644);
         if (seccomp_program_builtin(&(SeccompOptions){}, &seccomp_prog) < 0)
                 abort();
 }
