@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <linux/magic.h>
@@ -41,8 +42,8 @@ static char host[] = "/tmp/test-rootfs-host-XXXXXX"; /* bind sources, escape pro
 static SeccompProgram *seccomp_prog;
 static char *const test_envp[] = {"PATH=/bin", "HOME=/", NULL};
 
-static const char *const applets[] = {"sh",    "cat",  "ls",       "echo", "head", "wc",
-                                      "touch", "stat", "readlink", "pwd",  "grep", "id"};
+static const char *const applets[] = {"sh",   "cat",      "ls",  "echo", "head", "wc",  "touch",
+                                      "stat", "readlink", "pwd", "grep", "id",   "tty", "stty"};
 
 static void setup(void)
 {
@@ -590,6 +591,65 @@ START_TEST(test_proc_targets)
 }
 END_TEST
 
+/* The app's own terminal (cella-oci's console socket) in the config's devpts, through
+ * the default /dev/ptmx -> pts/ptmx link. */
+START_TEST(test_pty)
+{
+        static const SandboxMount mounts[] = {
+                {.type = "proc", .source = "proc", .target = "/proc"},
+                {.type = "tmpfs", .source = "tmpfs", .target = "/dev", .data = "mode=755"},
+                {.type = "devpts",
+                 .source = "devpts",
+                 .target = "/dev/pts",
+                 .flags = MS_NOSUID | MS_NOEXEC,
+                 .data = "newinstance,ptmxmode=0666,mode=0620"},
+        };
+        _cleanup_close_pair_ int sock[2] = {-EBADF, -EBADF};
+        _cleanup_close_ int master = -EBADF;
+        char cbuf[CMSG_SPACE(sizeof(int))], byte, out[512];
+        struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+        struct msghdr mh = {.msg_iov = &iov,
+                            .msg_iovlen = 1,
+                            .msg_control = cbuf,
+                            .msg_controllen = sizeof cbuf};
+        struct cmsghdr *cm;
+        SandboxError err = {};
+        SandboxExit e = {};
+        Sandbox *s = NULL;
+        size_t n = 0;
+        Run r;
+
+        REQUIRE();
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sock), 0);
+        run_init(&r, "tty; stty size", mounts, ELEMENTSOF(mounts));
+        r.spec.pty_socket = sock[1];
+        r.spec.pty_rows = 30;
+        r.spec.pty_cols = 100;
+        ck_assert_msg(sandbox_spawn(&r.spec, &s, &err) == 0, "spawn: %s: %s",
+                      sandbox_step_to_string(err.step), err.detail);
+        sock[1] = safe_close(sock[1]);
+        r.out[1] = safe_close(r.out[1]);
+        ck_assert_int_eq(recvmsg(sock[0], &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC), 1);
+        cm = CMSG_FIRSTHDR(&mh);
+        ck_assert_ptr_nonnull(cm);
+        ck_assert_int_eq(cm->cmsg_type, SCM_RIGHTS);
+        memcpy(&master, CMSG_DATA(cm), sizeof master);
+        for (;;) { /* EIO once the app's side is closed */
+                ssize_t k = read(master, out + n, sizeof out - 1 - n);
+
+                if (k <= 0)
+                        break;
+                n += (size_t)k;
+        }
+        out[n] = 0;
+        ck_assert_int_eq(sandbox_wait(s, &e), 0);
+        sandbox_free(s);
+        ck_assert_int_eq(e.status, 0);
+        ck_assert_msg(strstr(out, "/dev/pts/0\r\n30 100\r\n"), "output: %s", out);
+        r.out[0] = safe_close(r.out[0]);
+}
+END_TEST
+
 /* A spec with a root never starts in a warm sandbox. */
 START_TEST(test_warm_refuses)
 {
@@ -625,6 +685,7 @@ int main(void)
         tcase_add_test(tc, test_escape_symlink_target);
         tcase_add_test(tc, test_escape_magic_link);
         tcase_add_test(tc, test_proc_targets);
+        tcase_add_test(tc, test_pty);
         tcase_add_test(tc, test_warm_refuses);
         suite_add_tcase(suite, tc);
         sr = srunner_create(suite);
