@@ -62,6 +62,8 @@
  * the host's nodes. */
 static const char *const default_devices[] = {"null", "zero", "full", "random", "urandom", "tty"};
 
+static bool path_ok(const char *path);
+
 /* How a target is resolved in the root: in it, never through a magic link. */
 static int open_in_root(int rootfd, const char *rel, int flags)
 {
@@ -421,15 +423,111 @@ static int new_cgroup_v1(const char *super, unsigned long flags, char *why, size
         return fd;
 }
 
+/* Whether super (a v1 hierarchy's super options, mountinfo) names the controller or
+ * "name=" token tok. */
+static bool super_has(const char *super, const char *tok, size_t n)
+{
+        for (const char *p = super; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+                if (strncmp(p, tok, n) == 0 && (p[n] == ',' || p[n] == 0))
+                        return true;
+        return false;
+}
+
 /*
- * Mounts m, a "cgroup" or "cgroup2" mount, on target, in the sandbox's cgroup
- * namespace (its leaf is the root it shows), with m's attributes (podman: read-only).
- * On a v2 host, or for "cgroup2", the cgroup2 file system (runc does the same for
- * "cgroup" on a v2 host). On a v1 or hybrid host, for "cgroup": what runc makes, a
- * tmpfs at target with each of the host's hierarchies under /sys/fs/cgroup mounted
- * at its own name in it (the v1 controllers, "unified" the cgroup2 one of a hybrid
- * host), the host's symlinks there ("cpu" -> "cpu,cpuacct") made again, then the
- * tmpfs made read-only when m is. Returns 0 or -errno with why.
+ * This process's cgroup in a hierarchy, as /proc/self/cgroup tells it (relative to
+ * the root of the cgroup namespace it is in): the v1 one whose super options are super,
+ * or the cgroup2 one (super NULL). Into buf; returns 0, -ENOENT, -ENAMETOOLONG.
+ */
+static int own_cgroup_path(const char *super, char *buf, size_t size)
+{
+        _cleanup_(fclosep) FILE *f = fopen("/proc/self/cgroup", "re");
+        char *line = NULL;
+        size_t cap = 0;
+        int r = -ENOENT;
+
+        if (!f)
+                return negative_errno();
+        while (r == -ENOENT && getline(&line, &cap, f) > 0) {
+                /* "id:controllers:path" */
+                char *c = strchr(line, ':'), *p = c ? strchr(c + 1, ':') : NULL;
+                bool match;
+
+                if (!p)
+                        continue;
+                *p++ = 0;
+                p[strcspn(p, "\n")] = 0;
+                *c++ = 0;
+                if (!super)
+                        match = strcmp(line, "0") == 0 && !*c;
+                else {
+                        match = *c != 0;
+                        /* Every controller (or name=) of the line is one of super's. */
+                        for (char *t = c; match && t && *t;) {
+                                size_t n = strcspn(t, ",");
+
+                                match = super_has(super, t, n);
+                                t = t[n] ? t + n + 1 : NULL;
+                        }
+                }
+                if (match)
+                        r = snprintf(buf, size, "%s", p) >= (int)size ? -ENAMETOOLONG : 0;
+        }
+        free(line);
+        return r;
+}
+
+/*
+ * Narrows mnt, a cgroup hierarchy freshly mounted and attached (its fd), to this
+ * process's own cgroup in it (super as own_cgroup_path()): when the sandbox shares
+ * the caller's cgroup namespace (podman asks for none on a v1 or hybrid host), a
+ * mount shows the caller's whole tree, and the container gets its own cgroup
+ * directory instead (runc binds the same); in a cgroup namespace of its own, its
+ * cgroup is the root already and nothing is done. The clone is made, the whole
+ * mount detached (through its fd), and the clone attached in its place (at dfd/name).
+ * Returns 0 or -errno with why.
+ */
+static int narrow_cgroup(int mnt, int dfd, const char *name, const char *super, unsigned long flags,
+                         char *why, size_t size)
+{
+        char own[PATH_MAX], self[64];
+        _cleanup_close_ int sub = -EBADF;
+        int r = own_cgroup_path(super, own, sizeof own);
+
+        if (r < 0) {
+                snprintf(why, size, " (no cgroup of its own in %.64s)", *name ? name : "cgroup2");
+                return r;
+        }
+        if (!*relative(own))
+                return 0;
+        if (!path_ok(own)) {
+                snprintf(why, size, " (its cgroup %.64s is outside its namespace)", own);
+                return -EPERM;
+        }
+        sub = open_tree(mnt, relative(own), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+        if (sub < 0)
+                return negative_errno();
+        r = set_attr(sub, flags, 0, false);
+        if (r < 0)
+                return r;
+        snprintf(self, sizeof self, "/proc/self/fd/%d", mnt);
+        if (umount2(self, MNT_DETACH) < 0)
+                return negative_errno();
+        if (move_mount(sub, "", dfd, name,
+                       MOVE_MOUNT_F_EMPTY_PATH | (*name ? 0 : MOVE_MOUNT_T_EMPTY_PATH)) < 0)
+                return negative_errno();
+        return 0;
+}
+
+/*
+ * Mounts m, a "cgroup" or "cgroup2" mount, on target, with m's attributes (podman:
+ * read-only), each hierarchy narrowed to the sandbox's own cgroup (narrow_cgroup():
+ * the root a mount shows in a cgroup namespace of its own, its directory when it
+ * shares the caller's). On a v2 host, or for "cgroup2", the cgroup2 hierarchy (runc does
+ * the same for "cgroup" on a v2 host). On a v1 or hybrid host, for "cgroup": what
+ * runc makes, a tmpfs at target with each of the host's hierarchies under
+ * /sys/fs/cgroup at its own name in it (the v1 controllers, "unified" the cgroup2 one
+ * of a hybrid host), the host's symlinks there ("cpu" -> "cpu,cpuacct") made again,
+ * then the tmpfs made read-only when m is. Returns 0 or -errno with why.
  */
 static int mount_cgroup(const SandboxMount *m, int target, char *why, size_t size)
 {
@@ -444,7 +542,8 @@ static int mount_cgroup(const SandboxMount *m, int target, char *why, size_t siz
 
                 if (fd < 0)
                         return fd;
-                return attach(fd, target);
+                r = attach(fd, target);
+                return r < 0 ? r : narrow_cgroup(fd, target, "", NULL, m->flags, why, size);
         }
         tmp = new_fs("tmpfs", "cgroup", "mode=0755,size=64k", m->flags & ~(unsigned long)MS_RDONLY,
                      why, size);
@@ -485,10 +584,14 @@ static int mount_cgroup(const SandboxMount *m, int target, char *why, size_t siz
                         r = negative_errno();
                         break;
                 }
-                if (move_mount(sub, "", tmp, name, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+                if (move_mount(sub, "", tmp, name, MOVE_MOUNT_F_EMPTY_PATH) < 0)
                         r = negative_errno();
-                        snprintf(why, size, " (hierarchy %.64s)", name);
-                }
+                else
+                        r = narrow_cgroup(sub, tmp, name,
+                                          strcmp(fstype, "cgroup") == 0 ? super : NULL, m->flags,
+                                          why, size);
+                if (r < 0)
+                        snprintf(why + strlen(why), size - strlen(why), " (hierarchy %.64s)", name);
         }
         free(line);
         if (r < 0)
@@ -559,7 +662,8 @@ static int check_proc_target(int target, const char *type, const char *rel)
 
 /* Mounts m (the i-th) on the root below rootfd. Returns 0 or -errno with err naming the
  * mount. */
-static int mount_one(int rootfd, const SandboxMount *m, size_t i, SandboxError *err)
+static int mount_one(int rootfd, const SandboxSpec *spec, const SandboxMount *m, size_t i,
+                     SandboxError *err)
 {
         const char *type = is_bind(m) ? "bind" : m->type;
         const char *rel = relative(m->target);
@@ -1005,7 +1109,7 @@ int jail_build_rootfs(const SandboxSpec *spec, SandboxError *err)
                                     "attach the root at %s", rfs->path);
 
         for (size_t i = 0; i < rfs->n_mounts; i++) {
-                r = mount_one(rootfd, &rfs->mounts[i], i, err);
+                r = mount_one(rootfd, spec, &rfs->mounts[i], i, err);
                 if (r < 0)
                         return r;
         }
