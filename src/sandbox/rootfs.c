@@ -981,28 +981,68 @@ static int sysctl_path(const char *key, size_t n, char *buf, size_t size)
 }
 
 /*
+ * The value to write for key: net.ipv4.ping_group_range holds two gids, which the
+ * kernel reads in the writer's user namespace (make_kgid(current_user_ns())), and the
+ * app's user namespace is made after the jail: the config's ids inside are mapped to
+ * host ids (host_id()), so that "0 0" means the container's gid 0 as with runc,
+ * whose init writes from inside. Into buf; returns 0, or -EINVAL (not two numbers, or
+ * an id the map leaves out).
+ */
+static int sysctl_value(const SandboxSpec *spec, const char *key, size_t n, const char *value,
+                        char *buf, size_t size)
+{
+        unsigned long lo, hi;
+        uint32_t hlo, hhi;
+        char *end;
+
+        if (!((n == 25 && strncmp(key, "net.ipv4.ping_group_range", n) == 0) ||
+              (n == 25 && strncmp(key, "net/ipv4/ping_group_range", n) == 0))) {
+                snprintf(buf, size, "%s", value);
+                return 0;
+        }
+        errno = 0;
+        lo = strtoul(value, &end, 10);
+        hi = strtoul(end, &end, 10);
+        if (errno || *end || lo > UINT32_MAX || hi > UINT32_MAX || lo > hi ||
+            host_id(spec, (uint32_t)lo, true, &hlo) < 0 ||
+            host_id(spec, (uint32_t)hi, true, &hhi) < 0 || hhi - hlo != hi - lo)
+                return -EINVAL;
+        snprintf(buf, size, "%u %u", (unsigned)hlo, (unsigned)hhi);
+        return 0;
+}
+
+/*
  * Writes each "key=value" of spec's sysctls under proc_fd's sys/ (a proc mount of the
  * sandbox; the keys were checked by rootfs_check_spec()). The file is opened now, in
  * the sandbox's network and ipc namespaces, which decide what it is (proc(5)).
  */
-static int write_sysctls(int proc_fd, char *const *sysctls, SandboxError *err)
+static int write_sysctls(const SandboxSpec *spec, int proc_fd, char *const *sysctls,
+                         SandboxError *err)
 {
         for (size_t i = 0; sysctls && sysctls[i]; i++) {
                 const char *eq = strchr(sysctls[i], '=');
                 size_t n = (size_t)(eq - sysctls[i]);
+                char value[4096];
                 struct open_how how = {.flags = O_WRONLY | O_CLOEXEC | O_NOCTTY,
                                        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
                                                   RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV};
                 _cleanup_close_ int fd = -EBADF;
                 char path[PATH_MAX];
-                size_t len = strlen(eq + 1);
-                int r = sysctl_path(sysctls[i], n, path, sizeof path);
+                size_t len;
+                int r = sysctl_value(spec, sysctls[i], n, eq + 1, value, sizeof value);
 
+                if (r < 0)
+                        return sandbox_fail(err, SANDBOX_STEP_NAMESPACE, r,
+                                            "sysctl %.*s: \"%.32s\" is not a range of gids the "
+                                            "container's map has",
+                                            (int)n, sysctls[i], eq + 1);
+                len = strlen(value);
+                r = sysctl_path(sysctls[i], n, path, sizeof path);
                 if (r >= 0) {
                         fd = (int)syscall(SYS_openat2, proc_fd, path, &how, sizeof how);
                         r = fd < 0 ? negative_errno() : 0;
                 }
-                if (r >= 0 && write(fd, eq + 1, len) != (ssize_t)len)
+                if (r >= 0 && write(fd, value, len) != (ssize_t)len)
                         r = negative_errno();
                 if (r < 0)
                         return sandbox_fail(err, SANDBOX_STEP_NAMESPACE, r, "sysctl %.*s", (int)n,
@@ -1131,7 +1171,7 @@ int jail_build_rootfs(const SandboxSpec *spec, SandboxError *err)
                 if (proc_fd < 0)
                         return sandbox_fail(err, SANDBOX_STEP_NAMESPACE, proc_fd,
                                             "proc for the sysctls%s", why);
-                r = write_sysctls(proc_fd, rfs->sysctls, err);
+                r = write_sysctls(spec, proc_fd, rfs->sysctls, err);
                 if (r < 0)
                         return r;
         }
@@ -1174,6 +1214,14 @@ int jail_build_rootfs(const SandboxSpec *spec, SandboxError *err)
 }
 
 /* ---- the spec's checks --------------------------------------------------------------- */
+
+/* Whether path names something below / (not / itself, "/.", "//"). */
+static bool below_root(const char *path)
+{
+        char buf[PATH_MAX];
+
+        return normalize("", path, buf, sizeof buf) == 0 && *buf;
+}
 
 /* Whether path is absolute, shorter than PATH_MAX, and has no ".." component. */
 static bool path_ok(const char *path)
@@ -1267,7 +1315,7 @@ int rootfs_check_spec(const SandboxSpec *spec, SandboxError *err)
         for (size_t i = 0; i < rfs->n_mounts; i++) {
                 const SandboxMount *m = &rfs->mounts[i];
 
-                if (!path_ok(m->target) || !*relative(m->target))
+                if (!path_ok(m->target) || !below_root(m->target))
                         return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
                                             "mount %zu: target %s is not an absolute path "
                                             "without .. below /",
@@ -1301,7 +1349,7 @@ int rootfs_check_spec(const SandboxSpec *spec, SandboxError *err)
         for (size_t i = 0; i < rfs->n_devices; i++) {
                 const SandboxDevice *d = &rfs->devices[i];
 
-                if (!path_ok(d->path) || !*relative(d->path))
+                if (!path_ok(d->path) || !below_root(d->path))
                         return sandbox_fail(
                                 err, SANDBOX_STEP_PREPARE, -EINVAL,
                                 "device %zu: path %s is not an absolute path without ..", i,

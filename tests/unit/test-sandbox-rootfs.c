@@ -274,7 +274,8 @@ static const char mounts_script[] =
         "echo ptmx=$(readlink /dev/ptmx) fd=$(readlink /dev/fd) stdout=$(readlink /dev/stdout)\n"
         "echo mydev=$(stat -c '%u:%g %a %t,%T' /dev/mydev)\n"
         "echo y > /dev/mydev && echo mydev-ok\n"
-        "echo shmmax=$(cat /proc/sys/kernel/shmmax) fwd=$(cat /proc/sys/net/ipv4/ip_forward)\n"
+        "echo shmmax=$(cat /proc/sys/kernel/shmmax) fwd=$(cat /proc/sys/net/ipv4/ip_forward) "
+        "ping=$(cat /proc/sys/net/ipv4/ping_group_range)\n"
         "touch /newfile 2>/dev/null && echo root-writable || echo root-ro\n"
         "echo y > /run/f && echo run-writable\n"
         "echo run=$(stat -c %a /run)\n"
@@ -300,7 +301,8 @@ START_TEST(test_mounts)
         static char *const masked[] = {"/proc/kcore", "/proc/keys", "/proc/acpi",
                                        "/etc/secret", "/not/there", NULL};
         static char *const readonly[] = {"/proc/sys", "/proc/sysrq-trigger", "/missing", NULL};
-        static char *const sysctls[] = {"kernel.shmmax=12345678", "net.ipv4.ip_forward=1", NULL};
+        static char *const sysctls[] = {"kernel.shmmax=12345678", "net.ipv4.ip_forward=1",
+                                        "net.ipv4.ping_group_range=1000 1000", NULL};
         _cleanup_free_ char *host_shmmax = NULL, *host_fwd = NULL, *after_shmmax = NULL,
                             *after_fwd = NULL, *out = NULL;
         struct statfs sf;
@@ -362,7 +364,7 @@ START_TEST(test_mounts)
         ck_assert_msg(strstr(out, "ptmx=pts/ptmx fd=/proc/self/fd stdout=/proc/self/fd/1\n"),
                       "links:\n%s", out);
         ck_assert_msg(strstr(out, "mydev=1000:1000 620 1,3\nmydev-ok\n"), "device:\n%s", out);
-        ck_assert_msg(strstr(out, "shmmax=12345678 fwd=1\n"), "sysctls:\n%s", out);
+        ck_assert_msg(strstr(out, "shmmax=12345678 fwd=1 ping=1000 1000\n"), "sysctls:\n%s", out);
         ck_assert_msg(strstr(out, "root-ro\nrun-writable\nrun=1733\nsecret=0 keys=0\nacpi=0\n"),
                       "read-only root, masks:\n%s", out);
         ck_assert_msg(strstr(out, "procsys-ro\ncgroup-listed\ncgroup-ns-root\npwd=/work/dir\n"),
@@ -400,6 +402,7 @@ START_TEST(test_sysctl_refused)
         static char *const hostnet[] = {"net.ipv4.ip_forward=1", NULL};
         static char *const bad[] = {"kernel.shmmax", NULL};
         static char *const dots[] = {"net..ipv4=1", NULL};
+        static char *const ping[] = {"net.ipv4.ping_group_range=0 0", NULL};
         static const SandboxNamespace only_mnt[] = {{.type = CLONE_NEWNS, .fd = -1}};
         Run r;
 
@@ -419,6 +422,10 @@ START_TEST(test_sysctl_refused)
         r.spec.namespaces = only_mnt;
         r.spec.n_namespaces = 1;
         expect_fail(&r, -EPERM, SANDBOX_STEP_PREPARE, "network namespace");
+        /* gids the container's map does not have (no block of ids: only 1000). */
+        run_init(&r, "true", NULL, 0);
+        r.rootfs.sysctls = ping;
+        expect_fail(&r, -EINVAL, SANDBOX_STEP_NAMESPACE, "net.ipv4.ping_group_range");
 }
 END_TEST
 
@@ -435,6 +442,8 @@ START_TEST(test_spec_refused)
                          {.type = "bind", .source = "/etc", .target = "/mnt/../../etc"}},
                  1);
         expect_fail(&r, -EINVAL, SANDBOX_STEP_PREPARE, "/mnt/../../etc");
+        run_init(&r, "true", (const SandboxMount[]){{.type = "tmpfs", .target = "/."}}, 1);
+        expect_fail(&r, -EINVAL, SANDBOX_STEP_PREPARE, "target /.");
         run_init(&r, "true", (const SandboxMount[]){{.type = "tmpfs", .target = "relative"}}, 1);
         expect_fail(&r, -EINVAL, SANDBOX_STEP_PREPARE, "relative");
         run_init(&r, "true",
