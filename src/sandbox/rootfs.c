@@ -297,10 +297,36 @@ static void fs_log(int fs, char *buf, size_t size)
  * flags of flags (sync, dirsync, lazytime, mand, silent), then fsmount with flags'
  * mount attributes (read-only is the mount's, not the superblock's: a sysfs
  * superblock is shared by every sysfs mount of the network namespace).
- * Returns the mount fd or -errno, with why in why (size bytes).
+ * uid= and gid= options are the container's ids (id_option()). Returns the mount fd or
+ * -errno, with why in why (size bytes).
  */
-static int new_fs(const char *type, const char *source, const char *data, unsigned long flags,
-                  char *why, size_t size)
+static int host_id(const SandboxSpec *spec, uint32_t inside, bool gid, uint32_t *ret);
+
+/* A uid= or gid= option's value, with spec's map (NULL: none): the container's id
+ * mapped to the host's when the map holds it (the mount is made before the user
+ * namespace, so the kernel reads ids in the host's), else as it is (an id the map
+ * leaves out owns nothing the app can use: podman's devpts gid=5 under cella's map of
+ * one id). Into buf. */
+static const char *id_option(const SandboxSpec *spec, const char *key, const char *value, char *buf,
+                             size_t size)
+{
+        bool gid = strcmp(key, "gid") == 0;
+        unsigned long v;
+        uint32_t host;
+        char *end;
+
+        if (!spec || (!gid && strcmp(key, "uid") != 0) || !isdigit((unsigned char)*value))
+                return value;
+        errno = 0;
+        v = strtoul(value, &end, 10);
+        if (errno || *end || v > UINT32_MAX || host_id(spec, (uint32_t)v, gid, &host) < 0)
+                return value;
+        snprintf(buf, size, "%u", (unsigned)host);
+        return buf;
+}
+
+static int new_fs(const SandboxSpec *spec, const char *type, const char *source, const char *data,
+                  unsigned long flags, char *why, size_t size)
 {
         static const struct {
                 unsigned long flag;
@@ -338,8 +364,11 @@ static int new_fs(const char *type, const char *source, const char *data, unsign
                         int k;
 
                         if (eq) {
+                                char id[16];
+
                                 *eq = 0;
-                                k = fsconfig(fs, FSCONFIG_SET_STRING, o, eq + 1, 0);
+                                k = fsconfig(fs, FSCONFIG_SET_STRING, o,
+                                             id_option(spec, o, eq + 1, id, sizeof id), 0);
                         } else
                                 k = fsconfig(fs, FSCONFIG_SET_FLAG, o, NULL, 0);
                         if (k < 0) {
@@ -538,15 +567,15 @@ static int mount_cgroup(const SandboxMount *m, int target, char *why, size_t siz
         int r = 0;
 
         if (strcmp(m->type, "cgroup2") == 0 || host_cgroup2()) {
-                _cleanup_close_ int fd = new_fs("cgroup2", NULL, NULL, m->flags, why, size);
+                _cleanup_close_ int fd = new_fs(NULL, "cgroup2", NULL, NULL, m->flags, why, size);
 
                 if (fd < 0)
                         return fd;
                 r = attach(fd, target);
                 return r < 0 ? r : narrow_cgroup(fd, target, "", NULL, m->flags, why, size);
         }
-        tmp = new_fs("tmpfs", "cgroup", "mode=0755,size=64k", m->flags & ~(unsigned long)MS_RDONLY,
-                     why, size);
+        tmp = new_fs(NULL, "tmpfs", "cgroup", "mode=0755,size=64k",
+                     m->flags & ~(unsigned long)MS_RDONLY, why, size);
         if (tmp < 0)
                 return tmp;
         r = attach(tmp, target);
@@ -572,7 +601,7 @@ static int mount_cgroup(const SandboxMount *m, int target, char *why, size_t siz
                 if (strcmp(fstype, "cgroup") == 0)
                         sub = new_cgroup_v1(super, m->flags, why, size);
                 else if (strcmp(fstype, "cgroup2") == 0)
-                        sub = new_fs("cgroup2", NULL, NULL, m->flags, why, size);
+                        sub = new_fs(NULL, "cgroup2", NULL, NULL, m->flags, why, size);
                 else
                         continue;
                 if (sub < 0) {
@@ -712,7 +741,7 @@ static int mount_one(int rootfd, const SandboxSpec *spec, const SandboxMount *m,
                 return 0;
         }
         if (mnt < 0) {
-                mnt = new_fs(m->type, m->source, m->data, m->flags, why, sizeof why);
+                mnt = new_fs(spec, m->type, m->source, m->data, m->flags, why, sizeof why);
                 if (mnt < 0)
                         return sandbox_fail(err, SANDBOX_STEP_MOUNT, mnt, "mount %zu (%s on %s)%s",
                                             i, type, m->target, why);
@@ -1069,7 +1098,7 @@ static int mask_paths(int rootfd, int null_fd, char *const *paths, SandboxError 
                                             target < 0 ? target : negative_errno(), "mask %s",
                                             paths[i]);
                 if (S_ISDIR(st.st_mode))
-                        mnt = new_fs("tmpfs", "tmpfs", "size=4k,mode=0555",
+                        mnt = new_fs(NULL, "tmpfs", "tmpfs", "size=4k,mode=0555",
                                      MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, why, sizeof why);
                 else {
                         mnt = open_tree(null_fd, "",
@@ -1166,7 +1195,7 @@ int jail_build_rootfs(const SandboxSpec *spec, SandboxError *err)
         if (rfs->sysctls && rfs->sysctls[0]) {
                 char why[160];
 
-                proc_fd = new_fs("proc", "proc", NULL, MS_NOSUID | MS_NODEV | MS_NOEXEC, why,
+                proc_fd = new_fs(NULL, "proc", "proc", NULL, MS_NOSUID | MS_NODEV | MS_NOEXEC, why,
                                  sizeof why);
                 if (proc_fd < 0)
                         return sandbox_fail(err, SANDBOX_STEP_NAMESPACE, proc_fd,

@@ -258,7 +258,7 @@ static const SandboxMount podman_mounts[] = {
          .source = "tmpfs",
          .target = "/run",
          .flags = MS_NOSUID | MS_NODEV,
-         .data = "mode=1733,size=1m"},
+         .data = "mode=1733,size=1m,uid=1000,gid=1000"},
         {.type = "cgroup",
          .source = "cgroup",
          .target = "/sys/fs/cgroup",
@@ -278,7 +278,7 @@ static const char mounts_script[] =
         "ping=$(cat /proc/sys/net/ipv4/ping_group_range)\n"
         "touch /newfile 2>/dev/null && echo root-writable || echo root-ro\n"
         "echo y > /run/f && echo run-writable\n"
-        "echo run=$(stat -c %a /run)\n"
+        "echo run=$(stat -c '%a %u:%g' /run)\n"
         "echo secret=$(cat /etc/secret | wc -c) keys=$(cat /proc/keys | wc -c)\n"
         "echo acpi=$(ls -A /proc/acpi 2>&1 | wc -l)\n"
         "echo z > /proc/sys/kernel/shmmax 2>/dev/null && echo procsys-writable || "
@@ -365,8 +365,9 @@ START_TEST(test_mounts)
                       "links:\n%s", out);
         ck_assert_msg(strstr(out, "mydev=1000:1000 620 1,3\nmydev-ok\n"), "device:\n%s", out);
         ck_assert_msg(strstr(out, "shmmax=12345678 fwd=1 ping=1000 1000\n"), "sysctls:\n%s", out);
-        ck_assert_msg(strstr(out, "root-ro\nrun-writable\nrun=1733\nsecret=0 keys=0\nacpi=0\n"),
-                      "read-only root, masks:\n%s", out);
+        ck_assert_msg(
+                strstr(out, "root-ro\nrun-writable\nrun=1733 1000:1000\nsecret=0 keys=0\nacpi=0\n"),
+                "read-only root, masks:\n%s", out);
         ck_assert_msg(strstr(out, "procsys-ro\ncgroup-listed\ncgroup-ns-root\npwd=/work/dir\n"),
                       "read-only /proc/sys, cgroup, workdir:\n%s", out);
 
