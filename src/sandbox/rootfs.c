@@ -43,6 +43,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -896,12 +897,45 @@ static int host_id(const SandboxSpec *spec, uint32_t inside, bool gid, uint32_t 
         return -EINVAL;
 }
 
+/* make_device()'s way on a nodev mount: the host's node at d's path, if it is the
+ * same device, bound onto an empty file made at name in parent. */
+static int bind_host_device(int parent, const char *name, const SandboxDevice *d, mode_t type,
+                            size_t i, SandboxError *err)
+{
+        _cleanup_close_ int mnt = -EBADF, target = -EBADF;
+        struct stat st;
+        int r;
+
+        mnt = open_tree(AT_FDCWD, d->path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+        if (mnt < 0 || fstat(mnt, &st) < 0 || (st.st_mode & S_IFMT) != type ||
+            st.st_rdev != makedev(d->major, d->minor))
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, -EPERM,
+                                    "device %zu (%s): its directory is of the root file system, "
+                                    "mounted nodev (cella applies no device cgroup), and the "
+                                    "host has no such node to bind: mount a tmpfs there",
+                                    i, d->path);
+        r = openat(parent, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0644);
+        if (r < 0)
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(),
+                                    "device %zu (%s): mount point", i, d->path);
+        safe_close(r);
+        target = openat(parent, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        r = target < 0 ? negative_errno() : set_attr(mnt, MS_NOSUID | MS_NOEXEC, 0, false);
+        if (r >= 0)
+                r = attach(mnt, target);
+        if (r < 0)
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, r, "device %zu (%s): bind", i,
+                                    d->path);
+        return 0;
+}
+
 /*
  * One of the spec's devices (config.json linux.devices): a node of our own made with
  * mknod at its path in the root (its parent made when missing), with its mode and
  * owner (inside ids mapped to host ones: the user namespace is made after the jail).
- * Never a bind of the host's node: setting the mode or owner of a bound node would
- * set the host's. A node there already (the root's own, a default device) is
+ * Not a bind of the host's node (setting the mode or owner of a bound node would set
+ * the host's), but where the directory is of the root file system, which is nodev
+ * (bind_host_device()). A node there already (the root's own, a default device) is
  * replaced only when it is a node or a regular file.
  */
 static int make_device(int rootfd, const SandboxSpec *spec, const SandboxDevice *d, size_t i,
@@ -913,16 +947,13 @@ static int make_device(int rootfd, const SandboxSpec *spec, const SandboxDevice 
         mode_t mode = d->mode ? d->mode & 07777 : 0666;
         uint32_t uid, gid;
         mode_t old_umask;
+        struct statvfs sv;
         struct stat st;
         int r;
 
         if (parent < 0)
                 return sandbox_fail(err, SANDBOX_STEP_MOUNT, parent, "device %zu (%s): parent", i,
                                     d->path);
-        if (host_id(spec, d->uid, false, &uid) < 0 || host_id(spec, d->gid, true, &gid) < 0)
-                return sandbox_fail(err, SANDBOX_STEP_MOUNT, -EINVAL,
-                                    "device %zu (%s): owner %u:%u is not mapped to a host id", i,
-                                    d->path, (unsigned)d->uid, (unsigned)d->gid);
         if (fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
                 if (S_ISDIR(st.st_mode) || S_ISLNK(st.st_mode))
                         return sandbox_fail(err, SANDBOX_STEP_MOUNT, -EEXIST,
@@ -946,6 +977,16 @@ static int make_device(int rootfd, const SandboxSpec *spec, const SandboxDevice 
                                                     "device %zu (%s): replace", i, d->path);
                 }
         }
+        /* Under the root's nodev (jail_build_rootfs()) a node of ours would not open:
+         * the host's node of the same path and numbers is bound instead (a mount of
+         * its own, not nodev), with the host's mode and owner, which are never
+         * changed; without one the start fails. A fifo is no device. */
+        if (type != S_IFIFO && fstatvfs(parent, &sv) == 0 && (sv.f_flag & ST_NODEV))
+                return bind_host_device(parent, name, d, type, i, err);
+        if (host_id(spec, d->uid, false, &uid) < 0 || host_id(spec, d->gid, true, &gid) < 0)
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, -EINVAL,
+                                    "device %zu (%s): owner %u:%u is not mapped to a host id", i,
+                                    d->path, (unsigned)d->uid, (unsigned)d->gid);
         /* The mode as given, past the umask; the owner without following a link. */
         old_umask = umask(0);
         r = mknodat(parent, name, type | mode, makedev(d->major, d->minor));
@@ -1173,6 +1214,16 @@ int jail_build_rootfs(const SandboxSpec *spec, SandboxError *err)
         if (rootfd < 0)
                 return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(), "bind the root %s",
                                     rfs->path);
+        /* nodev, with what is mounted below it: cella applies no device cgroup (runc's
+         * and crun's defence), so a device node the image holds anywhere (a char 1:11
+         * /etc/kmsg of mode 0666 writes the host's kernel log; a node of a host disk
+         * or tty) must not open. The default and spec devices are mounts or nodes of
+         * their own (build_default_devices(), make_device()). */
+        ma.attr_set = MOUNT_ATTR_NODEV;
+        if (mount_setattr(rootfd, "", AT_EMPTY_PATH | AT_RECURSIVE, &ma, sizeof ma) < 0)
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(),
+                                    "make the root %s nodev", rfs->path);
+        ma = (struct mount_attr){};
         if (attach(rootfd, path_fd) < 0)
                 return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(),
                                     "attach the root at %s", rfs->path);

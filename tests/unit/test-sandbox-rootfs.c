@@ -21,6 +21,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/statfs.h>
 #include <linux/magic.h>
 #include <sys/wait.h>
@@ -660,6 +661,78 @@ START_TEST(test_pty)
 }
 END_TEST
 
+/*
+ * Device nodes the image put in the root: /etc/kmsg (char 1:11, the host's kernel
+ * log, which anyone may write to) and a block node of the host's own root disk, both
+ * mode 0666. cella applies no device cgroup, so the root is mounted nodev and neither
+ * opens; the default devices (binds of their own) still work.
+ */
+START_TEST(test_escape_image_device_node)
+{
+        static const SandboxMount mounts[] = {
+                {.type = "tmpfs", .source = "tmpfs", .target = "/dev", .data = "mode=755"},
+        };
+        char kmsg[PATH_MAX], disk[PATH_MAX], marker[64], script[512];
+        _cleanup_free_ char *out = NULL, *log = NULL;
+        struct stat st;
+        FILE *f;
+        size_t n = 0;
+        Run r;
+
+        REQUIRE();
+        ck_assert_int_eq(stat("/", &st), 0);
+        snprintf(kmsg, sizeof kmsg, "%s/etc/kmsg", root);
+        snprintf(disk, sizeof disk, "%s/etc/disk", root);
+        ck_assert_int_eq(mknod(kmsg, S_IFCHR | 0666, makedev(1, 11)), 0);
+        ck_assert_int_eq(mknod(disk, S_IFBLK | 0666, st.st_dev), 0);
+        ck_assert_int_eq(chmod(kmsg, 0666), 0);
+        ck_assert_int_eq(chmod(disk, 0666), 0);
+        snprintf(marker, sizeof marker, "cella-rootfs-kmsg-%d", (int)getpid());
+        snprintf(script, sizeof script,
+                 "echo %s 2>/dev/null > /etc/kmsg && echo kmsg-written || echo kmsg-refused; "
+                 "head -c 512 /etc/disk > /dev/null 2>&1 && echo disk-read || echo disk-refused; "
+                 "head -c 1 /dev/zero | wc -c",
+                 marker);
+        run_init(&r, script, mounts, ELEMENTSOF(mounts));
+        out = run_ok(&r);
+        unlink(kmsg);
+        unlink(disk);
+        ck_assert_str_eq(out, "kmsg-refused\ndisk-refused\n1\n");
+        /* A spec device in a directory of the (nodev) root: the host's node of the same
+         * numbers is bound; with none, the start fails, naming it. */
+        {
+                static const SandboxDevice tun[] = {
+                        {.path = "/etc/net/tun", .type = 'c', .major = 10, .minor = 200}};
+                static const SandboxDevice fuse[] = {
+                        {.path = "/dev/fuse", .type = 'c', .major = 10, .minor = 229}};
+                _cleanup_free_ char *out2 = NULL;
+
+                run_init(&r, "true", NULL, 0);
+                r.rootfs.devices = tun;
+                r.rootfs.n_devices = 1;
+                expect_fail(&r, -EPERM, SANDBOX_STEP_MOUNT, "device 0 (/etc/net/tun)");
+                if (access("/dev/fuse", F_OK) == 0) {
+                        run_init(&r,
+                                 "stat -c '%t,%T' /dev/fuse; grep -c ' /dev/fuse ' "
+                                 "/proc/self/mounts",
+                                 (const SandboxMount[]){
+                                         {.type = "proc", .source = "proc", .target = "/proc"}},
+                                 1);
+                        r.rootfs.devices = fuse;
+                        r.rootfs.n_devices = 1;
+                        out2 = run_ok(&r);
+                        ck_assert_str_eq(out2, "a,e5\n1\n");
+                }
+        }
+        /* The host's kernel log has no such line. */
+        f = popen("dmesg 2>/dev/null | tail -n 50", "r");
+        ck_assert_ptr_nonnull(f);
+        ck_assert_int_eq(read_full_fd(fileno(f), OUTPUT_MAX, &log, &n), 0);
+        pclose(f);
+        ck_assert_msg(!strstr(log, marker), "the app wrote to the host's kernel log");
+}
+END_TEST
+
 /* A spec with a root never starts in a warm sandbox. */
 START_TEST(test_warm_refuses)
 {
@@ -696,6 +769,7 @@ int main(void)
         tcase_add_test(tc, test_escape_magic_link);
         tcase_add_test(tc, test_proc_targets);
         tcase_add_test(tc, test_pty);
+        tcase_add_test(tc, test_escape_image_device_node);
         tcase_add_test(tc, test_warm_refuses);
         suite_add_tcase(suite, tc);
         sr = srunner_create(suite);
