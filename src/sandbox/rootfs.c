@@ -1050,34 +1050,101 @@ static int sysctl_path(const char *key, size_t n, char *buf, size_t size)
         return 0;
 }
 
+/* One run of a user namespace's id map (user_namespaces(7)). */
+typedef struct IdRun {
+        uint32_t inside, host, count;
+} IdRun;
+
 /*
- * The value to write for key: net.ipv4.ping_group_range holds two gids, which the
- * kernel reads in the writer's user namespace (make_kgid(current_user_ns())), and the
- * app's user namespace is made after the jail: the config's ids inside are mapped to
- * host ids (host_id()), so that "0 0" means the container's gid 0 as with runc,
- * whose init writes from inside. Into buf; returns 0, or -EINVAL (not two numbers, or
- * an id the map leaves out).
+ * The runs of the map the sandbox's user namespace will have for uids or gids (gid),
+ * into runs (at most 340, the kernel's bound): spec's explicit map, or cella's
+ * (SANDBOX_UID/GID alone, and the block from host_ids_base around it), or the identity
+ * when the sandbox shares the caller's user namespace. Returns how many; 0 when not
+ * known here (a joined user namespace).
+ */
+static size_t id_runs(const SandboxSpec *spec, bool gid, IdRun *runs, size_t max)
+{
+        const SandboxIdMap *map = gid ? spec->gid_map : spec->uid_map;
+        size_t n = gid ? spec->n_gid_map : spec->n_uid_map, k = 0;
+        uint32_t own = gid ? SANDBOX_GID : SANDBOX_UID;
+        bool shared = spec->namespaces != NULL;
+
+        for (size_t i = 0; i < spec->n_namespaces; i++)
+                if (spec->namespaces[i].type == CLONE_NEWUSER) {
+                        if (spec->namespaces[i].fd >= 0)
+                                return 0;
+                        shared = false;
+                }
+        if (shared) {
+                runs[0] = (IdRun){0, 0, UINT32_MAX};
+                return 1;
+        }
+        if (n > 0) {
+                for (size_t i = 0; i < n && k < max; i++)
+                        runs[k++] = (IdRun){map[i].inside, map[i].host, map[i].count};
+                return k;
+        }
+        runs[k++] = (IdRun){own, gid ? spec->host_gid : spec->host_uid, 1};
+        if (spec->host_ids_base && max >= 3) {
+                runs[k++] = (IdRun){0, spec->host_ids_base, own};
+                runs[k++] = (IdRun){own + 1, spec->host_ids_base + own + 1, SANDBOX_IDS - own - 1};
+        }
+        return k;
+}
+
+/*
+ * The value to write for key. net.ipv4.ping_group_range holds a range of gids, which
+ * the kernel reads in the writer's user namespace (make_kgid(current_user_ns())),
+ * and the app's user namespace is made after the jail: the config's range is of the
+ * container's gids (podman's "0 0" is its root group, Docker's "0 2147483647" every
+ * group, as with runc, whose init writes from inside), so it is mapped to host gids:
+ * the part of it the container's map holds, the run holding the app's own gid first
+ * (the kernel takes one range). *skip: the map holds none of it, and the namespace
+ * keeps its default ("1 0": no group may ping), which is what the range means there.
+ * Into buf; returns 0 or -EINVAL (not two gids in order).
  */
 static int sysctl_value(const SandboxSpec *spec, const char *key, size_t n, const char *value,
-                        char *buf, size_t size)
+                        char *buf, size_t size, bool *skip)
 {
+        IdRun runs[340];
+        uint32_t app = spec->ids_set ? spec->app_gid : SANDBOX_GID;
         unsigned long lo, hi;
-        uint32_t hlo, hhi;
+        size_t nr, best = SIZE_MAX;
+        uint64_t from = 0, to = 0;
         char *end;
 
-        if (!((n == 25 && strncmp(key, "net.ipv4.ping_group_range", n) == 0) ||
-              (n == 25 && strncmp(key, "net/ipv4/ping_group_range", n) == 0))) {
+        *skip = false;
+        if (!(n == 25 && (strncmp(key, "net.ipv4.ping_group_range", n) == 0 ||
+                          strncmp(key, "net/ipv4/ping_group_range", n) == 0))) {
                 snprintf(buf, size, "%s", value);
                 return 0;
         }
         errno = 0;
         lo = strtoul(value, &end, 10);
         hi = strtoul(end, &end, 10);
-        if (errno || *end || lo > UINT32_MAX || hi > UINT32_MAX || lo > hi ||
-            host_id(spec, (uint32_t)lo, true, &hlo) < 0 ||
-            host_id(spec, (uint32_t)hi, true, &hhi) < 0 || hhi - hlo != hi - lo)
+        while (*end == ' ' || *end == '\t' || *end == '\n')
+                end++;
+        if (errno || *end || lo > UINT32_MAX || hi > UINT32_MAX || lo > hi)
                 return -EINVAL;
-        snprintf(buf, size, "%u %u", (unsigned)hlo, (unsigned)hhi);
+        nr = id_runs(spec, true, runs, ELEMENTSOF(runs));
+        for (size_t i = 0; i < nr; i++) {
+                uint64_t end_inside = (uint64_t)runs[i].inside + runs[i].count - 1;
+                uint64_t a = lo > runs[i].inside ? lo : runs[i].inside;
+                uint64_t b = hi < end_inside ? hi : end_inside;
+
+                if (runs[i].count == 0 || a > b)
+                        continue;
+                if (best == SIZE_MAX || (app >= a && app <= b)) {
+                        best = i;
+                        from = runs[i].host + (a - runs[i].inside);
+                        to = runs[i].host + (b - runs[i].inside);
+                }
+        }
+        if (best == SIZE_MAX) {
+                *skip = true;
+                return 0;
+        }
+        snprintf(buf, size, "%llu %llu", (unsigned long long)from, (unsigned long long)to);
         return 0;
 }
 
@@ -1099,13 +1166,15 @@ static int write_sysctls(const SandboxSpec *spec, int proc_fd, char *const *sysc
                 _cleanup_close_ int fd = -EBADF;
                 char path[PATH_MAX];
                 size_t len;
-                int r = sysctl_value(spec, sysctls[i], n, eq + 1, value, sizeof value);
+                bool skip;
+                int r = sysctl_value(spec, sysctls[i], n, eq + 1, value, sizeof value, &skip);
 
                 if (r < 0)
                         return sandbox_fail(err, SANDBOX_STEP_NAMESPACE, r,
-                                            "sysctl %.*s: \"%.32s\" is not a range of gids the "
-                                            "container's map has",
+                                            "sysctl %.*s: \"%.32s\" is not two gids in order",
                                             (int)n, sysctls[i], eq + 1);
+                if (skip)
+                        continue;
                 len = strlen(value);
                 r = sysctl_path(sysctls[i], n, path, sizeof path);
                 if (r >= 0) {

@@ -408,7 +408,7 @@ START_TEST(test_sysctl_refused)
         static char *const hostnet[] = {"net.ipv4.ip_forward=1", NULL};
         static char *const bad[] = {"kernel.shmmax", NULL};
         static char *const dots[] = {"net..ipv4=1", NULL};
-        static char *const ping[] = {"net.ipv4.ping_group_range=0 0", NULL};
+        static char *const ping_bad[] = {"net.ipv4.ping_group_range=5 x", NULL};
         static const SandboxNamespace only_mnt[] = {{.type = CLONE_NEWNS, .fd = -1}};
         Run r;
 
@@ -428,10 +428,92 @@ START_TEST(test_sysctl_refused)
         r.spec.namespaces = only_mnt;
         r.spec.n_namespaces = 1;
         expect_fail(&r, -EPERM, SANDBOX_STEP_PREPARE, "network namespace");
-        /* gids the container's map does not have (no block of ids: only 1000). */
+        /* Not two gids in order. */
         run_init(&r, "true", NULL, 0);
-        r.rootfs.sysctls = ping;
+        r.rootfs.sysctls = ping_bad;
         expect_fail(&r, -EINVAL, SANDBOX_STEP_NAMESPACE, "net.ipv4.ping_group_range");
+}
+END_TEST
+
+/*
+ * net.ipv4.ping_group_range is a range of the container's gids (runc writes it from
+ * inside its user namespace; cella's comes after the jail): podman's "0 0" (its root
+ * group, which cella's map of one id does not have) leaves the namespace's default,
+ * no group; Docker's "0 2147483647" (every group) becomes the app's gid, the one the
+ * map has; "1000 1000" is the app's.
+ */
+START_TEST(test_sysctl_ping_group_range)
+{
+        static const struct {
+                const char *set, *want;
+        } cases[] = {
+                {"net.ipv4.ping_group_range=0 0", "65534\t65534\n"}, /* "1 0": unmapped ids */
+                {"net.ipv4.ping_group_range=0 2147483647", "1000\t1000\n"},
+                {"net.ipv4.ping_group_range=1000 1000", "1000\t1000\n"},
+        };
+
+        REQUIRE();
+        /* podman's "0 0" under cella's map of one id: seen from the host, in the
+         * sandbox's network namespace, the default stays (not host gid 0's "0 0"). */
+        {
+                static char *const podman[] = {"net.ipv4.ping_group_range=0 0", NULL};
+                _cleanup_close_pair_ int in[2] = {-EBADF, -EBADF};
+                SandboxError err = {};
+                SandboxExit e = {};
+                Sandbox *s = NULL;
+                char buf[64] = "";
+                int status, seen[2];
+                pid_t pid;
+                Run r;
+
+                ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
+                ck_assert_int_eq(pipe2(seen, O_CLOEXEC), 0);
+                run_init(&r, "read x", NULL, 0);
+                r.rootfs.sysctls = podman;
+                r.spec.stdio[0] = in[0];
+                ck_assert_msg(sandbox_spawn(&r.spec, &s, &err) == 0, "%s", err.detail);
+                pid = fork();
+                ck_assert_int_ge(pid, 0);
+                if (pid == 0) {
+                        char v[64] = "";
+                        int fd;
+                        ssize_t k;
+
+                        if (setns(s->pidfd, CLONE_NEWNET) < 0)
+                                _exit(2);
+                        fd = open("/proc/sys/net/ipv4/ping_group_range", O_RDONLY | O_CLOEXEC);
+                        k = fd < 0 ? -1 : read(fd, v, sizeof v - 1);
+                        _exit(k > 0 && write(seen[1], v, (size_t)k) == k ? 0 : 3);
+                }
+                close(seen[1]);
+                ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+                ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "reader %d", status);
+                ck_assert_int_gt(read(seen[0], buf, sizeof buf - 1), 0);
+                close(seen[0]);
+                ck_assert_str_eq(buf, "1\t0\n");
+                ck_assert_int_eq(write(in[1], "\n", 1), 1);
+                ck_assert_int_eq(sandbox_wait(s, &e), 0);
+                sandbox_free(s);
+                r.out[0] = safe_close(r.out[0]);
+                r.out[1] = safe_close(r.out[1]);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char *const sysctls[] = {(char *)cases[i].set, NULL};
+                _cleanup_free_ char *out = NULL,
+                                    *before = read_sysctl("/proc/sys/net/ipv4/ping_group_range"),
+                                    *after = NULL;
+                Run r;
+
+                run_init(&r, "cat /proc/sys/net/ipv4/ping_group_range",
+                         (const SandboxMount[]){
+                                 {.type = "proc", .source = "proc", .target = "/proc"}},
+                         1);
+                r.rootfs.sysctls = sysctls;
+                out = run_ok(&r);
+                ck_assert_msg(strcmp(out, cases[i].want) == 0, "%s: read %s", cases[i].set, out);
+                after = read_sysctl("/proc/sys/net/ipv4/ping_group_range");
+                ck_assert_str_eq(after, before);
+        }
 }
 END_TEST
 
@@ -768,6 +850,7 @@ int main(void)
         tcase_add_test(tc, test_mounts);
         tcase_add_test(tc, test_mount_error_named);
         tcase_add_test(tc, test_sysctl_refused);
+        tcase_add_test(tc, test_sysctl_ping_group_range);
         tcase_add_test(tc, test_spec_refused);
         tcase_add_test(tc, test_escape_symlink_target);
         tcase_add_test(tc, test_escape_magic_link);
