@@ -855,45 +855,63 @@ static int build_default_devices(int rootfd, SandboxError *err)
         return 0;
 }
 
+/* One run of a user namespace's id map (user_namespaces(7)). */
+typedef struct IdRun {
+        uint32_t inside, host, count;
+} IdRun;
+
 /*
- * The host id of an id inside the sandbox's user namespace: through spec's explicit
- * map if it has one, else cella's map (SANDBOX_UID/GID -> host_uid/gid, the block
- * from host_ids_base); the id itself when the sandbox shares the caller's user
- * namespace. Returns 0 and *ret, or -EINVAL when the id is not mapped (or the user
- * namespace is a joined one, whose map the child does not know here).
+ * The runs of the map the sandbox's user namespace will have for uids or gids (gid),
+ * into runs (at most 340, the kernel's bound): spec's explicit map, or cella's
+ * (SANDBOX_UID/GID alone, and the block from host_ids_base around it), or the identity
+ * when the sandbox shares the caller's user namespace. Returns how many; 0 when not
+ * known here (a joined user namespace).
  */
-static int host_id(const SandboxSpec *spec, uint32_t inside, bool gid, uint32_t *ret)
+static size_t id_runs(const SandboxSpec *spec, bool gid, IdRun *runs, size_t max)
 {
         const SandboxIdMap *map = gid ? spec->gid_map : spec->uid_map;
-        size_t n = gid ? spec->n_gid_map : spec->n_uid_map;
+        size_t n = gid ? spec->n_gid_map : spec->n_uid_map, k = 0;
+        uint32_t own = gid ? SANDBOX_GID : SANDBOX_UID;
         bool shared = spec->namespaces != NULL;
 
         for (size_t i = 0; i < spec->n_namespaces; i++)
                 if (spec->namespaces[i].type == CLONE_NEWUSER) {
                         if (spec->namespaces[i].fd >= 0)
-                                return -EINVAL;
+                                return 0;
                         shared = false;
                 }
         if (shared) {
-                *ret = inside;
-                return 0;
+                runs[0] = (IdRun){0, 0, UINT32_MAX};
+                return 1;
         }
         if (n > 0) {
-                for (size_t i = 0; i < n; i++)
-                        if (inside >= map[i].inside && inside - map[i].inside < map[i].count) {
-                                *ret = map[i].host + (inside - map[i].inside);
-                                return 0;
-                        }
-                return -EINVAL;
+                for (size_t i = 0; i < n && k < max; i++)
+                        runs[k++] = (IdRun){map[i].inside, map[i].host, map[i].count};
+                return k;
         }
-        if (inside == (gid ? SANDBOX_GID : SANDBOX_UID)) {
-                *ret = gid ? spec->host_gid : spec->host_uid;
-                return 0;
+        runs[k++] = (IdRun){own, gid ? spec->host_gid : spec->host_uid, 1};
+        if (spec->host_ids_base && max >= 3) {
+                runs[k++] = (IdRun){0, spec->host_ids_base, own};
+                runs[k++] = (IdRun){own + 1, spec->host_ids_base + own + 1, SANDBOX_IDS - own - 1};
         }
-        if (spec->host_ids_base && inside < SANDBOX_IDS) {
-                *ret = spec->host_ids_base + inside;
-                return 0;
-        }
+        return k;
+}
+
+/*
+ * The host id of an id inside the sandbox's user namespace, through its map
+ * (id_runs()). Returns 0 and *ret, or -EINVAL when the id is not mapped (or the user
+ * namespace is a joined one, whose map the child does not know here).
+ */
+static int host_id(const SandboxSpec *spec, uint32_t inside, bool gid, uint32_t *ret)
+{
+        IdRun runs[340];
+        size_t n = id_runs(spec, gid, runs, ELEMENTSOF(runs));
+
+        for (size_t i = 0; i < n; i++)
+                if (inside >= runs[i].inside && inside - runs[i].inside < runs[i].count) {
+                        *ret = runs[i].host + (inside - runs[i].inside);
+                        return 0;
+                }
         return -EINVAL;
 }
 
@@ -1048,48 +1066,6 @@ static int sysctl_path(const char *key, size_t n, char *buf, size_t size)
                 buf[4 + i] = !slashes && key[i] == '.' ? '/' : key[i];
         buf[4 + n] = 0;
         return 0;
-}
-
-/* One run of a user namespace's id map (user_namespaces(7)). */
-typedef struct IdRun {
-        uint32_t inside, host, count;
-} IdRun;
-
-/*
- * The runs of the map the sandbox's user namespace will have for uids or gids (gid),
- * into runs (at most 340, the kernel's bound): spec's explicit map, or cella's
- * (SANDBOX_UID/GID alone, and the block from host_ids_base around it), or the identity
- * when the sandbox shares the caller's user namespace. Returns how many; 0 when not
- * known here (a joined user namespace).
- */
-static size_t id_runs(const SandboxSpec *spec, bool gid, IdRun *runs, size_t max)
-{
-        const SandboxIdMap *map = gid ? spec->gid_map : spec->uid_map;
-        size_t n = gid ? spec->n_gid_map : spec->n_uid_map, k = 0;
-        uint32_t own = gid ? SANDBOX_GID : SANDBOX_UID;
-        bool shared = spec->namespaces != NULL;
-
-        for (size_t i = 0; i < spec->n_namespaces; i++)
-                if (spec->namespaces[i].type == CLONE_NEWUSER) {
-                        if (spec->namespaces[i].fd >= 0)
-                                return 0;
-                        shared = false;
-                }
-        if (shared) {
-                runs[0] = (IdRun){0, 0, UINT32_MAX};
-                return 1;
-        }
-        if (n > 0) {
-                for (size_t i = 0; i < n && k < max; i++)
-                        runs[k++] = (IdRun){map[i].inside, map[i].host, map[i].count};
-                return k;
-        }
-        runs[k++] = (IdRun){own, gid ? spec->host_gid : spec->host_uid, 1};
-        if (spec->host_ids_base && max >= 3) {
-                runs[k++] = (IdRun){0, spec->host_ids_base, own};
-                runs[k++] = (IdRun){own + 1, spec->host_ids_base + own + 1, SANDBOX_IDS - own - 1};
-        }
-        return k;
 }
 
 /*
