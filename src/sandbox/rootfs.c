@@ -629,7 +629,10 @@ static int mount_cgroup(const SandboxMount *m, int target, char *why, size_t siz
         /* The host's aliases of comounted controllers. */
         dir = open("/sys/fs/cgroup", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dir >= 0) {
-                DIR *d = fdopendir(TAKE_FD(dir));
+                DIR *d = fdopendir(dir);
+
+                if (d)
+                        dir = -EBADF; /* the DIR's now */
 
                 for (struct dirent *de; d && (de = readdir(d));) {
                         char link[256];
