@@ -832,7 +832,8 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
                 if (r < 0)
                         goto fail;
         }
-        r = jail_build(spec, &err);
+        /* An OCI root is built later, in the sandbox's namespaces (child_run()). */
+        r = spec->rootfs ? 0 : jail_build(spec, &err);
         if (r < 0)
                 goto fail;
         child_run(spec, ctl, init_fd, init_errno, false, early ? &joined : NULL);
@@ -843,9 +844,10 @@ fail:
 
 /*
  * The child's steps from the cgroup and network joins to the app's exec, the same
- * for a cold spawn and a warm one: with its jail built (pivoted), root of the
- * caller's user namespace, holding ctl and init_fd_in (cella-init, or -EBADF and
- * init_errno_in). Never returns.
+ * for a cold spawn and a warm one: with its jail built (pivoted; an OCI root,
+ * spec->rootfs, is built here right after the joins, in the sandbox's namespaces),
+ * root of the caller's user namespace, holding ctl and init_fd_in (cella-init, or
+ * -EBADF and init_errno_in). Never returns.
  */
 _noreturn_ static void child_run(const SandboxSpec *spec, int ctl, int init_fd_in,
                                  int init_errno_in, bool have_net, const ChildJoined *joined)
@@ -886,6 +888,11 @@ _noreturn_ static void child_run(const SandboxSpec *spec, int ctl, int init_fd_i
         if (userns == NS_SHARE && !spec->ids_set) {
                 creds.uid = host_uid;
                 creds.gid = host_gid;
+        }
+        if (spec->rootfs) {
+                r = jail_build_rootfs(spec, &err);
+                if (r < 0)
+                        goto fail;
         }
 
         /* We are still root of the caller's user namespace with its supplementary
@@ -1184,6 +1191,8 @@ static int check_spec(const SandboxSpec *spec, SandboxError *err)
 
         if (!spec->seccomp)
                 return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL, "no seccomp filter");
+        if (rootfs_check_spec(spec, err) < 0)
+                return -err->error;
         /* Only a new user namespace is made by the app's host uid (become_host_user()). */
         if (!spec->prepare && (spec->host_uid == 0 || spec->host_gid == 0) &&
             ns_mode(spec, CLONE_NEWUSER, NULL) == NS_NEW)
@@ -2368,10 +2377,11 @@ pid_t sandbox_warm_pid(const SandboxWarm *w)
 
 bool sandbox_warm_fits(const SandboxWarm *w, const SandboxSpec *spec)
 {
-        /* An OCI jail's namespaces, ids and fds are not a warm sandbox's (nor copied by
+        /* An OCI root is built in the sandbox's namespaces, nothing of it ahead; an OCI
+         * jail's namespaces, ids and fds are not a warm sandbox's (nor copied by
          * warm_flatten()). */
         if (!w || !spec || spec->n_extra_fds > 0 || spec->n_binds > SANDBOX_WARM_MAX_BINDS ||
-            warm_n_fds(spec) > SANDBOX_WARM_MAX_FDS || spec_is_oci(spec))
+            warm_n_fds(spec) > SANDBOX_WARM_MAX_FDS || spec->rootfs || spec_is_oci(spec))
                 return false;
         if (!w->init_path != !spec->init_path ||
             (w->init_path && strcmp(w->init_path, spec->init_path) != 0))
