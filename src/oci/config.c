@@ -217,19 +217,43 @@ static void quote(const char *s, char *buf, size_t size)
         buf[o] = 0;
 }
 
+char *oci_escape(const char *in, char *out, size_t size)
+{
+        size_t o = 0;
+
+        if (size == 0)
+                return out;
+        for (; *in && o + 1 < size; in++) {
+                unsigned char c = (unsigned char)*in;
+
+                if (c >= 0x20 && c < 0x7f) {
+                        out[o++] = (char)c;
+                        continue;
+                }
+                if (o + 5 > size)
+                        break;
+                snprintf(out + o, size - o, "\\x%02x", c);
+                o += 4;
+        }
+        out[o] = 0;
+        return out;
+}
+
 _printf_(4, 5) static int fail(Parser *p, int r, const char *path, const char *fmt, ...)
 {
+        char msg[1024];
         va_list ap;
         int n;
 
         if (!p->err || p->errlen == 0)
                 return r;
-        n = snprintf(p->err, p->errlen, "%s: %s%s", p->file, path, *path ? ": " : "");
-        if (n < 0 || (size_t)n >= p->errlen)
-                return r;
+        n = snprintf(msg, sizeof msg, "%s: %s%s", p->file, path, *path ? ": " : "");
+        if (n < 0 || (size_t)n >= sizeof msg)
+                n = 0;
         va_start(ap, fmt);
-        vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
+        vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
         va_end(ap);
+        oci_escape(msg, p->err, p->errlen);
         return r;
 }
 
@@ -240,9 +264,12 @@ static int oom(Parser *p)
 
 static int note(Parser *p, const char *path, const char *what)
 {
+        char raw[512], line[512];
+
         if (!p->notes)
                 return 0;
-        if (strv_extendf(p->notes, "%s: %s", path, what) < 0)
+        snprintf(raw, sizeof raw, "%s: %s", path, what);
+        if (strv_extend(p->notes, oci_escape(raw, line, sizeof line)) < 0)
                 return oom(p);
         return 0;
 }

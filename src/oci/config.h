@@ -230,6 +230,13 @@ void oci_process_done(OciProcess *p);
  * CAP_CHECKPOINT_RESTORE (40), or NULL. */
 const char *oci_capability_name(int cap);
 
+/*
+ * Copies in to out (size bytes, NUL-terminated, cut when full) with every byte outside
+ * printable ASCII written as \xNN, so that a config's strings quoted in a message or a
+ * note cannot send escape sequences to a terminal or forge lines in a log. Returns out.
+ */
+char *oci_escape(const char *in, char *out, size_t size);
+
 /* The annotation's value, or NULL. */
 const char *oci_config_annotation(const OciConfig *c, const char *key);
 

@@ -31,9 +31,12 @@ static int failf(char *err, size_t errlen, int r, const char *fmt, ...)
         va_list ap;
 
         if (err && errlen) {
+                char msg[512];
+
                 va_start(ap, fmt);
-                vsnprintf(err, errlen, fmt, ap);
+                vsnprintf(msg, sizeof msg, fmt, ap);
                 va_end(ap);
+                oci_escape(msg, err, errlen); /* it quotes the config's names */
         }
         return r;
 }

@@ -24,6 +24,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "base/fileio.h"
 #include "base/macro.h"
 #include "base/strv.h"
 #include "oci/spec.h"
@@ -51,11 +52,15 @@ int oci_policy_from_config(const OciConfig *c, OciPolicy *ret, char *err, size_t
                 *ret = OCI_POLICY_COMPAT;
                 return 0;
         }
-        if (err && errlen)
-                snprintf(err, errlen,
+        if (err && errlen) {
+                char msg[256];
+
+                snprintf(msg, sizeof msg,
                          "config.json: annotations[\"" OCI_POLICY_ANNOTATION
                          "\"]: unknown policy \"%.64s\" (cella, compat)",
                          v);
+                oci_escape(msg, err, errlen);
+        }
         return -EINVAL;
 }
 
@@ -72,19 +77,22 @@ typedef struct Builder {
         size_t errlen;
 } Builder;
 
+/* Messages and notes are escaped (oci_escape): they quote the config's strings. */
 _printf_(4, 5) static int fail(Builder *x, int r, const char *path, const char *fmt, ...)
 {
+        char msg[1024];
         va_list ap;
         int n;
 
         if (!x->err || x->errlen == 0)
                 return r;
-        n = snprintf(x->err, x->errlen, "config.json: %s: ", path);
-        if (n < 0 || (size_t)n >= x->errlen)
-                return r;
+        n = snprintf(msg, sizeof msg, "config.json: %s: ", path);
+        if (n < 0 || (size_t)n >= sizeof msg)
+                n = 0;
         va_start(ap, fmt);
-        vsnprintf(x->err + n, x->errlen - (size_t)n, fmt, ap);
+        vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
         va_end(ap);
+        oci_escape(msg, x->err, x->errlen);
         return r;
 }
 
@@ -97,14 +105,13 @@ static int oom(Builder *x)
 
 _printf_(2, 3) static int note(Builder *x, const char *fmt, ...)
 {
-        _cleanup_free_ char *s = NULL;
+        char raw[1024], line[1024];
         va_list ap;
-        int n;
 
         va_start(ap, fmt);
-        n = vasprintf(&s, fmt, ap);
+        vsnprintf(raw, sizeof raw, fmt, ap);
         va_end(ap);
-        if (n < 0 || strv_extend(&x->b->notes, s) < 0)
+        if (strv_extend(&x->b->notes, oci_escape(raw, line, sizeof line)) < 0)
                 return oom(x);
         return 0;
 }
@@ -545,25 +552,31 @@ static int open_namespace(Builder *x, size_t i, bool cella, int *ret)
 {
         const OciNamespace *ns = &x->c->namespaces[i];
         const char *name = ns_types[ns_index(ns->type)].name;
-        _cleanup_close_ int fd = -EBADF;
+        _cleanup_close_ int path_fd = -EBADF, fd = -EBADF;
         struct statfs sfs;
         struct stat st, own_st;
         char path[64], own_path[64];
         int r, type;
 
         snprintf(path, sizeof path, "linux.namespaces[%zu].path", i);
-        fd = open(ns->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-        if (fd < 0) {
+        /* O_PATH first: opening whatever the config names for reading could have effects
+         * (a device such as /dev/watchdog starts counting when opened); only an nsfs
+         * file is opened for real, through the O_PATH fd, so it cannot be swapped. */
+        path_fd = open(ns->path, O_PATH | O_CLOEXEC);
+        if (path_fd < 0) {
                 r = negative_errno();
                 return fail(x, r == -ENOENT ? -ENOENT : -EINVAL, path, "%s: %s", ns->path,
                             strerror(-r));
         }
-        if (fstatfs(fd, &sfs) < 0 || fstat(fd, &st) < 0) {
+        if (fstatfs(path_fd, &sfs) < 0 || fstat(path_fd, &st) < 0) {
                 r = negative_errno();
                 return fail(x, -EINVAL, path, "%s: %s", ns->path, strerror(-r));
         }
-        if (sfs.f_type != NSFS_MAGIC)
+        if (sfs.f_type != NSFS_MAGIC || !S_ISREG(st.st_mode))
                 return fail(x, -EINVAL, path, "%s is not a namespace file (nsfs)", ns->path);
+        fd = fd_reopen(path_fd, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return fail(x, -EINVAL, path, "%s: %s", ns->path, strerror(-fd));
         type = ioctl(fd, NS_GET_NSTYPE);
         if (type < 0) {
                 r = negative_errno();

@@ -482,6 +482,11 @@ static const Bad bad_configs[] = {
          "hooks.poststop[0].timeout: 0 is out of range"},
         {"\"annotations\": {\"k\": 1}", NULL, -EINVAL,
          "annotations[\"k\"]: must be a string, not an integer"},
+        /* A terminal escape in a key or a value comes back escaped. */
+        {"\"annotations\": {\"\\u001b[2J\": 1}", NULL, -EINVAL,
+         "config.json: annotations[\"\\x1b[2J\"]: must be a string"},
+        {"\"linux\": {\"rootfsPropagation\": \"\\u009b31m\"}", NULL, -EINVAL,
+         "linux.rootfsPropagation: unknown propagation \"\\xc2\\x9b31m\""},
 };
 
 START_TEST(test_bad_configs)
@@ -497,6 +502,9 @@ START_TEST(test_bad_configs)
                 ck_assert_ptr_null(c);
                 ck_assert_msg(strstr(err, t->message), "case %zu: \"%s\" lacks \"%s\"", i, err,
                               t->message);
+                for (const char *e = err; *e; e++)
+                        ck_assert_msg((unsigned char)*e >= 0x20 && (unsigned char)*e < 0x7f,
+                                      "case %zu: byte 0x%02x in the message", i, (unsigned char)*e);
         }
 }
 END_TEST
@@ -673,7 +681,7 @@ END_TEST
 /* A namespace path must name a namespace file of its type; under cella not the host's. */
 START_TEST(test_namespace_paths)
 {
-        char regular[sizeof bundle + 16], err[ERR_LEN];
+        char regular[sizeof bundle + 16], fifo[sizeof bundle + 16], err[ERR_LEN];
         const struct {
                 const char *type, *path;
                 bool compat;
@@ -682,6 +690,10 @@ START_TEST(test_namespace_paths)
         } cases[] = {
                 {"network", regular, false, -EINVAL, "is not a namespace file (nsfs)"},
                 {"network", regular, true, -EINVAL, "is not a namespace file (nsfs)"},
+                /* Neither is opened for reading: a FIFO would block, a device could act. */
+                {"network", fifo, true, -EINVAL, "is not a namespace file (nsfs)"},
+                {"ipc", "/dev/null", true, -EINVAL, "is not a namespace file (nsfs)"},
+                {"uts", "/proc/self/ns", true, -EINVAL, "is not a namespace file (nsfs)"},
                 {"network", "/proc/self/ns/ipc", true, -EINVAL, "is not a network namespace"},
                 {"network", "/nonexistent/netns", true, -ENOENT, "No such file"},
                 {"network", "/proc/self/ns/net", false, -EINVAL,
@@ -693,6 +705,8 @@ START_TEST(test_namespace_paths)
 
         snprintf(regular, sizeof regular, "%s/netns", bundle);
         put_file(bundle, "netns", "not a namespace\n", 0644);
+        snprintf(fifo, sizeof fifo, "%s/fifo", bundle);
+        ck_assert_int_eq(mkfifo(fifo, 0600), 0);
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 _cleanup_free_ char *frag = NULL, *text = NULL;
                 OciSpecBuild b;
