@@ -323,6 +323,7 @@ static int member(Parser *p, const json_t *o, const char *path, const char *key,
         json_t *v = o ? json_object_get(o, key) : NULL;
         char sub[PATH_MAX_LEN];
 
+        *ret = NULL;
         if (v && json_is_null(v))
                 v = NULL;
         if (!v && required) {
@@ -401,7 +402,7 @@ static int get_string(Parser *p, const json_t *o, const char *path, const char *
                       char **ret)
 {
         char sub[PATH_MAX_LEN];
-        json_t *v;
+        json_t *v = NULL;
         int r;
 
         r = member(p, o, path, key, required, &v);
@@ -432,7 +433,7 @@ static int get_abs_path(Parser *p, const json_t *o, const char *path, const char
 static int get_bool(Parser *p, const json_t *o, const char *path, const char *key, bool *ret)
 {
         char sub[PATH_MAX_LEN];
-        json_t *v;
+        json_t *v = NULL;
         int r;
 
         r = member(p, o, path, key, false, &v);
@@ -466,7 +467,7 @@ static int get_int(Parser *p, const json_t *o, const char *path, const char *key
                    int64_t min, int64_t max, int64_t *ret, bool *set)
 {
         char sub[PATH_MAX_LEN];
-        json_t *v;
+        json_t *v = NULL;
         int r;
 
         r = member(p, o, path, key, required, &v);
@@ -556,7 +557,7 @@ static int note_if_set(Parser *p, const json_t *o, const char *path, const char 
                        const char *why)
 {
         char sub[PATH_MAX_LEN];
-        json_t *v;
+        json_t *v = NULL;
         int r;
 
         r = member(p, o, path, key, false, &v);
@@ -1130,7 +1131,7 @@ static int ignore_others(Parser *p, OciResources *res, const json_t *o, const ch
 {
         char sub[PATH_MAX_LEN];
         const char *k;
-        json_t *v;
+        json_t *v = NULL;
         int r;
 
         json_object_foreach((json_t *)o, k, v)

@@ -819,11 +819,11 @@ START_TEST(test_exec_path)
                 {"escape", "\"PATH=/bin\"", "/bin/escape", 0}, /* symlink resolved in the root */
                 {"outside", "\"PATH=/bin\"", NULL, -ENOENT},   /* to the host's /usr/bin/env */
         };
-        char err[ERR_LEN], path[512];
+        char err[ERR_LEN], path[512], bin[sizeof rootfs + 8];
 
-        snprintf(path, sizeof path, "%s/bin", rootfs);
-        put_file(path, "tool", "#!/bin/sh\n", 0755);
-        put_file(path, "data", "", 0644);
+        snprintf(bin, sizeof bin, "%s/bin", rootfs);
+        put_file(bin, "tool", "#!/bin/sh\n", 0755);
+        put_file(bin, "data", "", 0644);
         /* An absolute symlink: resolved inside the root (RESOLVE_IN_ROOT), to /bin/tool. */
         snprintf(path, sizeof path, "%s/bin/escape", rootfs);
         ck_assert_int_eq(symlink("/bin/tool", path), 0);
