@@ -1517,6 +1517,32 @@ static int parse_linux(Parser *p, const json_t *root, OciConfig *c)
 
 /* ---- the whole ------------------------------------------------------------------------- */
 
+/*
+ * How many JSON values text holds at most: one more than its ',' and ':' and '['
+ * outside strings (a cheap upper bound, counted before jansson builds a tree of
+ * about 40 bytes per value).
+ */
+static size_t json_values_bound(const char *text, size_t len)
+{
+        bool in_string = false;
+        size_t n = 1;
+
+        for (size_t i = 0; i < len; i++) {
+                char c = text[i];
+
+                if (in_string) {
+                        if (c == '\\')
+                                i++;
+                        else if (c == '"')
+                                in_string = false;
+                } else if (c == '"')
+                        in_string = true;
+                else if (c == ',' || c == ':' || c == '[')
+                        n++;
+        }
+        return n;
+}
+
 static int load_json(Parser *p, const char *text, size_t len, json_t **ret)
 {
         json_error_t je;
@@ -1524,6 +1550,9 @@ static int load_json(Parser *p, const char *text, size_t len, json_t **ret)
 
         if (len > OCI_CONFIG_MAX_BYTES)
                 return fail(p, -E2BIG, "", "%zu bytes, more than %u", len, OCI_CONFIG_MAX_BYTES);
+        /* A 4 MiB array of zeros is 2 million values, some 90 MB of jansson's tree. */
+        if (json_values_bound(text, len) > OCI_MAX_VALUES)
+                return fail(p, -E2BIG, "", "more than %u JSON values", OCI_MAX_VALUES);
         /* JSON_REJECT_DUPLICATES: a key given twice is an error, not "the last one wins"
          * (two readers could otherwise disagree on what the config says). Nesting is
          * bounded by jansson's JSON_PARSER_MAX_DEPTH (2048). */

@@ -574,8 +574,30 @@ START_TEST(test_bounds)
                          -E2BIG);
         ck_assert_msg(strstr(err, "more than 4194304"), "%s", err);
 
-        /* 100000 nested arrays in an unknown field: jansson stops at its depth bound. */
-        n = 100000;
+        /* 2 million values in an unknown field: refused before jansson builds them. */
+        {
+                size_t zeros = (OCI_CONFIG_MAX_BYTES - 1000) / 2;
+                char *wide = malloc(2 * zeros + 16), *o = wide;
+                _cleanup_free_ char *wide_text = NULL;
+
+                ck_assert_ptr_nonnull(wide);
+                o += sprintf(o, "\"x\": [");
+                for (size_t i = 0; i < zeros; i++) {
+                        *o++ = '0';
+                        *o++ = ',';
+                }
+                strcpy(o - 1, "]");
+                wide_text = minimal(wide, NULL);
+                free(wide);
+                ck_assert_int_eq(
+                        oci_config_parse(wide_text, strlen(wide_text), &c, err, sizeof err),
+                        -E2BIG);
+                ck_assert_msg(strstr(err, "config.json: more than 65536 JSON values"), "%s", err);
+        }
+
+        /* 10000 nested arrays (fewer values than OCI_MAX_VALUES) in an unknown field:
+         * jansson stops at its depth bound (2048). */
+        n = 10000;
         deep = malloc(2 * n + 16);
         ck_assert_ptr_nonnull(deep);
         strcpy(deep, "\"x\": ");
