@@ -661,6 +661,26 @@ static int build_namespaces(Builder *x, bool cella, bool *ret_userns_new, bool *
                         n++;
                         x->b->spec.n_namespaces = n;
                 }
+        /* Under either policy: the sandbox library builds the jail in a new mount
+         * namespace and its init is pid 1 of a new pid namespace (sandbox.h). */
+        for (size_t k = 0; k < ELEMENTSOF(ns_types); k++) {
+                if (ns_types[k].type != CLONE_NEWNS && ns_types[k].type != CLONE_NEWPID)
+                        continue;
+                if (!present[k])
+                        return fail(x, -EINVAL, "linux.namespaces",
+                                    "no %s namespace: cella-oci needs a new one under any "
+                                    "policy (%s)",
+                                    ns_types[k].name,
+                                    ns_types[k].type == CLONE_NEWNS
+                                            ? "the jail is built in it"
+                                            : "the sandbox's init is its pid 1");
+                for (size_t i = 0; i < c->n_namespaces; i++)
+                        if (c->namespaces[i].type == ns_types[k].type && c->namespaces[i].path)
+                                return fail(x, -EINVAL, "linux.namespaces",
+                                            "joining a %s namespace is not supported under any "
+                                            "policy",
+                                            ns_types[k].name);
+        }
         *ret_userns_new = false;
         *ret_uts_new = false;
         for (size_t i = 0; i < n; i++) {

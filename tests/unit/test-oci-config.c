@@ -667,36 +667,51 @@ START_TEST(test_notes_and_nulls)
 }
 END_TEST
 
-/* Policy cella refuses a config that shares a namespace with the host; compat runs it. */
+/* Policy cella refuses a config that shares a namespace with the host; compat runs it,
+ * but for the mount and pid namespaces, which the sandbox library needs new. */
 START_TEST(test_cella_refuses_host_namespaces)
 {
-        const char *nets[] = {"\"linux\": {\"namespaces\": [{\"type\": \"mount\"}, {\"type\": "
-                              "\"network\"}, {\"type\": \"ipc\"}, {\"type\": \"uts\"}]}",
-                              "\"annotations\": {\"io.cella.policy\": \"compat\"}, \"linux\": "
-                              "{\"namespaces\": [{\"type\": \"mount\"}, {\"type\": "
-                              "\"network\"}, {\"type\": \"ipc\"}, {\"type\": \"uts\"}]}"};
+#define NO_NET                                                                                     \
+        "\"linux\": {\"namespaces\": [{\"type\": \"mount\"}, {\"type\": \"pid\"}, {\"type\": "     \
+        "\"ipc\"}, {\"type\": \"uts\"}]}"
+#define COMPAT "\"annotations\": {\"io.cella.policy\": \"compat\"}, "
+        const struct {
+                const char *frag;
+                const char *message;
+        } cases[] = {
+                {NO_NET, "config.json: linux.namespaces: no network namespace: sharing the host's "
+                         "is refused under policy cella"},
+                {COMPAT NO_NET, NULL},
+                {COMPAT "\"linux\": {\"namespaces\": [{\"type\": \"mount\"}]}",
+                 "config.json: linux.namespaces: no pid namespace: cella-oci needs a new one "
+                 "under any policy (the sandbox's init is its pid 1)"},
+                {COMPAT "\"linux\": {\"namespaces\": [{\"type\": \"pid\"}, {\"type\": \"mount\", "
+                        "\"path\": \"/proc/self/ns/mnt\"}]}",
+                 "linux.namespaces: joining a mount namespace is not supported under any policy"},
+        };
         char err[ERR_LEN];
         OciSpecBuild b;
 
-        for (int k = 0; k < 2; k++) {
-                _cleanup_free_ char *text = minimal(nets[k], NULL);
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *text = minimal(cases[i].frag, NULL);
                 OciConfig *c = parse_ok(text);
                 int r = oci_spec_build(c, bundle, &b, err, sizeof err);
 
-                if (k == 0) {
-                        ck_assert_int_eq(r, -EINVAL);
-                        ck_assert_str_eq(err, "config.json: linux.namespaces: no pid namespace: "
-                                              "sharing the host's is refused under policy "
-                                              "cella");
+                if (cases[i].message) {
+                        ck_assert_msg(r == -EINVAL, "case %zu: %d", i, r);
+                        ck_assert_msg(strstr(err, cases[i].message), "case %zu: %s", i, err);
                         ck_assert_ptr_null(b.notes);
                 } else {
                         ck_assert_msg(r == 0, "%s", err);
                         ck_assert_uint_eq(b.spec.n_namespaces, 4);
-                        ck_assert(!ns_new(&b, CLONE_NEWPID));
+                        ck_assert(!ns_new(&b, CLONE_NEWNET));
+                        ck_assert(ns_new(&b, CLONE_NEWPID));
                         oci_spec_build_done(&b);
                 }
                 oci_config_free(c);
         }
+#undef NO_NET
+#undef COMPAT
 }
 END_TEST
 
@@ -953,10 +968,11 @@ END_TEST
 /* Devices: a disk refused under cella, kept under compat; the defaults made anyway. */
 START_TEST(test_devices)
 {
-        const char *devs = "\"linux\": {\"devices\": [{\"path\": \"/dev/null\", \"type\": "
-                           "\"c\", \"major\": 1, \"minor\": 3}, {\"path\": \"/dev/fifo\", "
-                           "\"type\": \"p\"}, {\"path\": \"/dev/sda\", \"type\": \"b\", "
-                           "\"major\": 8, \"minor\": 0, \"fileMode\": 432}]}";
+        const char *devs =
+                "\"linux\": {" NS_ALL ", \"devices\": [{\"path\": \"/dev/null\", \"type\": "
+                "\"c\", \"major\": 1, \"minor\": 3}, {\"path\": \"/dev/fifo\", "
+                "\"type\": \"p\"}, {\"path\": \"/dev/sda\", \"type\": \"b\", "
+                "\"major\": 8, \"minor\": 0, \"fileMode\": 432}]}";
         _cleanup_free_ char *cella = minimal(devs, NULL), *compat = NULL, *frag = NULL;
         _cleanup_free_ char *wrong = minimal("\"linux\": {\"devices\": [{\"path\": "
                                              "\"/dev/null\", \"type\": \"b\", \"major\": 8, "
@@ -1000,12 +1016,16 @@ START_TEST(test_compat_ids)
 {
         const char *userns =
                 "\"annotations\": {\"io.cella.policy\": \"compat\"}, \"linux\": "
-                "{\"namespaces\": [{\"type\": \"user\"}, {\"type\": \"mount\"}], \"uidMappings\": "
+                "{\"namespaces\": [{\"type\": \"user\"}, {\"type\": \"mount\"}, {\"type\": "
+                "\"pid\"}], "
+                "\"uidMappings\": "
                 "[{\"containerID\": 0, \"hostID\": 100000, \"size\": 65536}], \"gidMappings\": "
                 "[{\"containerID\": 0, \"hostID\": 100000, \"size\": 65536}]}";
         const char *nomaps = "\"annotations\": {\"io.cella.policy\": \"compat\"}, \"linux\": "
-                             "{\"namespaces\": [{\"type\": \"user\"}]}";
-        const char *host = "\"annotations\": {\"io.cella.policy\": \"compat\"}";
+                             "{\"namespaces\": [{\"type\": \"user\"}, {\"type\": \"mount\"}, "
+                             "{\"type\": \"pid\"}]}";
+        const char *host = "\"annotations\": {\"io.cella.policy\": \"compat\"}, \"linux\": "
+                           "{\"namespaces\": [{\"type\": \"mount\"}, {\"type\": \"pid\"}]}";
         const char *groups = "\"user\": {\"uid\": 5, \"gid\": 6, \"additionalGids\": [7, 8]}, "
                              "\"noNewPrivileges\": true, \"capabilities\": {\"bounding\": "
                              "[\"CAP_MKNOD\", \"CAP_KILL\"], \"permitted\": [\"CAP_MKNOD\"]}";
@@ -1042,10 +1062,10 @@ START_TEST(test_compat_ids)
                          0);
         c = parse_ok(t3);
         ck_assert_int_eq(oci_spec_build(c, bundle, &b, err, sizeof err), 0);
-        /* No namespace in the config: all shared (a set list of none, not NULL, which
-         * would be cella's own namespaces). */
-        ck_assert_ptr_nonnull(b.spec.namespaces);
-        ck_assert_uint_eq(b.spec.n_namespaces, 0);
+        /* No user namespace in the config: host ids, maps unused. */
+        ck_assert_uint_eq(b.spec.n_namespaces, 2);
+        ck_assert(!ns_new(&b, CLONE_NEWUSER) && !ns_new(&b, CLONE_NEWNET));
+        ck_assert_ptr_null(b.spec.uid_map);
         ck_assert_uint_eq(b.spec.n_app_groups, 2);
         ck_assert_uint_eq(b.spec.app_groups[1], 8);
         ck_assert_ptr_nonnull(b.spec.caps);
