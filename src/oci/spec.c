@@ -1094,6 +1094,35 @@ int oci_spec_build(const OciConfig *c, const char *bundle, OciSpecBuild *b, char
         return 0;
 }
 
+int oci_spec_build_set_host_ids(OciSpecBuild *b, uid_t uid, gid_t gid)
+{
+        if (!b)
+                return -EINVAL;
+        if (b->policy == OCI_POLICY_CELLA) {
+                if (uid == 0 || gid == 0 || uid == (uid_t)-1 || gid == (gid_t)-1)
+                        return -EINVAL;
+                if (!b->uid_map) {
+                        b->uid_map = calloc(1, sizeof(SandboxIdMap));
+                        if (!b->uid_map)
+                                return -ENOMEM;
+                }
+                if (!b->gid_map) {
+                        b->gid_map = calloc(1, sizeof(SandboxIdMap));
+                        if (!b->gid_map)
+                                return -ENOMEM;
+                }
+                b->uid_map[0] = (SandboxIdMap){b->spec.app_uid, uid, 1};
+                b->gid_map[0] = (SandboxIdMap){b->spec.app_gid, gid, 1};
+                b->spec.uid_map = b->uid_map;
+                b->spec.n_uid_map = 1;
+                b->spec.gid_map = b->gid_map;
+                b->spec.n_gid_map = 1;
+        }
+        b->spec.host_uid = uid;
+        b->spec.host_gid = gid;
+        return 0;
+}
+
 void oci_spec_build_done(OciSpecBuild *b)
 {
         if (!b)

@@ -86,6 +86,18 @@ typedef struct OciSpecBuild {
 int oci_spec_build(const OciConfig *c, const char *bundle, OciSpecBuild *b, char *err,
                    size_t errlen);
 
+/*
+ * Gives a build its host ids, once the caller has picked them (cella-oci's host id
+ * for the container, state.h): sets spec.host_uid and host_gid and, under policy
+ * cella, the user namespace's one-line maps, process.user.uid -> uid and
+ * process.user.gid -> gid (oci_spec_build() leaves them out, so that a caller that
+ * forgets this call gets a spawn refused for an unmapped id, never a map to host
+ * root). Under policy compat only host_uid and host_gid are set: the config's maps,
+ * or host ids, stand. Returns 0, -EINVAL (uid or gid 0 or (uid_t)-1 under policy
+ * cella: never host root), -ENOMEM.
+ */
+int oci_spec_build_set_host_ids(OciSpecBuild *b, uid_t uid, gid_t gid);
+
 /* Frees what *b holds and zeroes it; takes a zeroed one. */
 void oci_spec_build_done(OciSpecBuild *b);
 

@@ -307,6 +307,19 @@ START_TEST(test_podman_cella)
         ck_assert(has_note(b.notes, "linux.resources.devices: not applied"));
         ck_assert(b.spec.detached && b.spec.survive_parent);
         ck_assert_int_eq(b.spec.start_fifo_fd, -1);
+
+        /* The one mapped id, once the caller has picked the host's: never host root. */
+        ck_assert_int_eq(oci_spec_build_set_host_ids(&b, 0, 0), -EINVAL);
+        ck_assert_int_eq(oci_spec_build_set_host_ids(&b, 123456, 0), -EINVAL);
+        ck_assert_ptr_null(b.spec.uid_map);
+        ck_assert_int_eq(oci_spec_build_set_host_ids(&b, 123456, 123457), 0);
+        ck_assert_uint_eq(b.spec.host_uid, 123456);
+        ck_assert_uint_eq(b.spec.n_uid_map, 1);
+        ck_assert_uint_eq(b.spec.uid_map[0].inside, 0);
+        ck_assert_uint_eq(b.spec.uid_map[0].host, 123456);
+        ck_assert_uint_eq(b.spec.uid_map[0].count, 1);
+        ck_assert_uint_eq(b.spec.n_gid_map, 1);
+        ck_assert_uint_eq(b.spec.gid_map[0].host, 123457);
         oci_spec_build_done(&b);
         ck_assert_ptr_null(b.notes);
         oci_config_free(c);
@@ -341,6 +354,10 @@ START_TEST(test_podman_compat)
                          builtin->prog.len * sizeof(struct sock_filter)) != 0);
         seccomp_program_free(builtin);
         ck_assert_uint_eq(b.spec.limits.pids_max, 2048);
+        /* Host ids under compat: no map of cella's (host ids here, no user namespace). */
+        ck_assert_int_eq(oci_spec_build_set_host_ids(&b, 0, 0), 0);
+        ck_assert_ptr_null(b.spec.uid_map);
+        ck_assert_uint_eq(b.spec.n_uid_map, 0);
         oci_spec_build_done(&b);
         oci_config_free(c);
 }
