@@ -848,6 +848,10 @@ static int build_seccomp(Builder *x, bool cella)
                 r = oci_seccomp_build(x->c->seccomp, &x->b->seccomp, x->err, x->errlen);
                 if (r < 0)
                         return r;
+                /* The sandbox library loads every filter with flags 0. */
+                if (x->c->seccomp && x->c->seccomp->flags && x->c->seccomp->flags[0] &&
+                    (r = note(x, "linux.seccomp.flags: not applied")) < 0)
+                        return r;
         }
         x->b->spec.seccomp = x->b->seccomp;
         return 0;

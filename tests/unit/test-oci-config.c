@@ -1199,7 +1199,9 @@ START_TEST(test_seccomp_compat)
 {
         const char *custom =
                 "\"linux\": {\"seccomp\": {\"defaultAction\": \"SCMP_ACT_ALLOW\", "
-                "\"architectures\": [\"SCMP_ARCH_X86_64\"], \"syscalls\": ["
+                "\"architectures\": [\"SCMP_ARCH_X86_64\"], \"flags\": "
+                "[\"SECCOMP_FILTER_FLAG_LOG\"], "
+                "\"syscalls\": ["
                 "{\"names\": [\"getppid\", \"no_such_call\"], \"action\": \"SCMP_ACT_ERRNO\", "
                 "\"errnoRet\": 42},"
                 "{\"names\": [\"getuid\"], \"action\": \"SCMP_ACT_ALLOW\"},"
@@ -1221,6 +1223,26 @@ START_TEST(test_seccomp_compat)
         ck_assert_msg(oci_seccomp_build(c->seccomp, &prog, err, sizeof err) == 0, "%s", err);
         ck_assert_int_eq(run_filtered(prog, custom_calls), 0);
         prog = seccomp_program_free(prog);
+        /* Through oci_spec_build under compat: the same filter, its flags noted. */
+        {
+                _cleanup_free_ char *frag = NULL, *t = NULL;
+                OciSpecBuild b;
+                OciConfig *cc;
+
+                ck_assert_int_ge(asprintf(&frag,
+                                          "\"annotations\": {\"io.cella.policy\": \"compat\"}, "
+                                          "%.*s" NS_ALL ", %s",
+                                          (int)strlen("\"linux\": {"), custom,
+                                          custom + strlen("\"linux\": {")),
+                                 0);
+                t = minimal(frag, NULL);
+                cc = parse_ok(t);
+                ck_assert_msg(oci_spec_build(cc, bundle, &b, err, sizeof err) == 0, "%s", err);
+                ck_assert(has_note(b.notes, "linux.seccomp.flags: not applied"));
+                ck_assert_int_eq(run_filtered(b.spec.seccomp, custom_calls), 0);
+                oci_spec_build_done(&b);
+                oci_config_free(cc);
+        }
         oci_config_free(c);
 
         c = parse_ok(podman);
