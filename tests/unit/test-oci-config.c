@@ -886,7 +886,7 @@ START_TEST(test_exec_path)
         ck_assert_int_eq(symlink("/usr/bin/env", path), 0);
         ck_assert_int_eq(access("/usr/bin/env", X_OK), 0);
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
-                _cleanup_free_ char *proc = NULL, *text = NULL;
+                _cleanup_free_ char *text = NULL;
                 OciSpecBuild b;
                 OciConfig *c;
                 int r;
