@@ -640,6 +640,61 @@ START_TEST(test_bounds)
 }
 END_TEST
 
+/* Integers above INT64_MAX: taken in the spec's uint64 fields (RLIM_INFINITY, seccomp
+ * values), out of range elsewhere, refused past UINT64_MAX. */
+START_TEST(test_big_integers)
+{
+        _cleanup_free_ char *ok = minimal(
+                "\"linux\": {" NS_ALL ", \"seccomp\": {\"defaultAction\": \"SCMP_ACT_ALLOW\", "
+                "\"syscalls\": [{\"names\": [\"getppid\"], \"action\": \"SCMP_ACT_ERRNO\", "
+                "\"args\": [{\"index\": 0, \"value\": 18446744073709551615, \"valueTwo\": "
+                "9223372036854775808, \"op\": \"SCMP_CMP_MASKED_EQ\"}]}]}}",
+                "\"rlimits\": [{\"type\": \"RLIMIT_CORE\", \"soft\": 1024, \"hard\": "
+                "18446744073709551615}, {\"type\": \"RLIMIT_NOFILE\", \"soft\": "
+                "18446744073709551615, "
+                "\"hard\": 18446744073709551615}], \"env\": [\"N=18446744073709551615\"]");
+        const struct {
+                const char *process;
+                const char *message;
+        } bad[] = {
+                {"\"user\": {\"uid\": 18446744073709551615, \"gid\": 0}",
+                 "config.json: process.user.uid: 18446744073709551615 is out of range (0 to "
+                 "4294967294)"},
+                {"\"rlimits\": [{\"type\": \"RLIMIT_CORE\", \"soft\": 18446744073709551615, "
+                 "\"hard\": 1}]",
+                 "process.rlimits[0]: soft limit 18446744073709551615 above hard limit 1"},
+                {"\"rlimits\": [{\"type\": \"RLIMIT_CORE\", \"soft\": 1, \"hard\": "
+                 "18446744073709551616}]",
+                 "too big integer"},
+                {"\"rlimits\": [{\"type\": \"RLIMIT_CORE\", \"soft\": 1, \"hard\": "
+                 "-9223372036854775809}]",
+                 "too big negative integer"},
+                {"\"rlimits\": [{\"type\": \"RLIMIT_CORE\", \"soft\": 1, \"hard\": "
+                 "\"\\u0001u64:x\"}]",
+                 "process.rlimits[0].hard: must be an integer, not a string"},
+        };
+        OciConfig *c = parse_ok(ok);
+        char err[ERR_LEN];
+
+        ck_assert_uint_eq(c->process.rlimits[0].soft, 1024);
+        ck_assert_uint_eq(c->process.rlimits[0].hard, UINT64_MAX);
+        ck_assert_uint_eq(c->process.rlimits[1].soft, UINT64_MAX);
+        ck_assert_str_eq(c->process.env[0], "N=18446744073709551615");
+        ck_assert_uint_eq(c->seccomp->rules[0].args[0].value, UINT64_MAX);
+        ck_assert_uint_eq(c->seccomp->rules[0].args[0].value_two, UINT64_C(1) << 63);
+        oci_config_free(c);
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                _cleanup_free_ char *text = minimal(NULL, bad[i].process);
+
+                c = NULL;
+                ck_assert_int_eq(oci_config_parse(text, strlen(text), &c, err, sizeof err),
+                                 -EINVAL);
+                ck_assert_msg(strstr(err, bad[i].message), "case %zu: %s", i, err);
+        }
+}
+END_TEST
+
 /* Fields cella reads but does not apply are noted; null counts as absent; unknown
  * fields are ignored. */
 START_TEST(test_notes_and_nulls)
@@ -1337,6 +1392,7 @@ int main(void)
         tcase_add_test(tc, test_bad_configs);
         tcase_add_test(tc, test_required);
         tcase_add_test(tc, test_bounds);
+        tcase_add_test(tc, test_big_integers);
         tcase_add_test(tc, test_notes_and_nulls);
         tcase_add_test(tc, test_cella_refuses_host_namespaces);
         tcase_add_test(tc, test_namespace_paths);
