@@ -65,8 +65,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         if (c->namespaces[i].path && c->namespaces[i].path[0] != '/')
                                 abort();
                 if (strv_length(c->annotation_keys) != c->n_annotations ||
-                    strv_length(c->sysctl_keys) != c->n_sysctls ||
-                    c->n_mounts > OCI_MAX_ITEMS || c->n_uid_mappings > 340)
+                    strv_length(c->sysctl_keys) != c->n_sysctls || c->n_mounts > OCI_MAX_ITEMS ||
+                    c->n_uid_mappings > 340)
                         abort();
                 (void)oci_config_annotation(c, OCI_POLICY_ANNOTATION);
                 if (c->seccomp && c->seccomp->n_rules <= 64) {
