@@ -921,6 +921,36 @@ static int build_exec_path(Builder *x)
                 x->b->exec_path = TAKE_PTR(candidate);
                 return 0;
         }
+        /* Not in the root as it is: the first PATH dir a config mount covers may bring it
+         * (a volume on /opt/bin). Assumed, with a note; a wrong guess fails the exec
+         * (ENOENT at SANDBOX_STEP_EXEC), as a lookup inside the jail would. */
+        free(path_copy);
+        path_copy = strdup(search ? search : DEFAULT_PATH);
+        if (!path_copy)
+                return oom(x);
+        for (char *dir = strtok_r(path_copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+                if (dir[0] != '/')
+                        continue;
+                for (size_t i = 0; i < x->c->n_mounts; i++) {
+                        const char *dest = x->c->mounts[i].destination;
+                        size_t n = strlen(dest);
+
+                        while (n > 1 && dest[n - 1] == '/')
+                                n--;
+                        if (strncmp(dir, dest, n) != 0 ||
+                            (dir[n] != 0 && dir[n] != '/' && !(n == 1 && dest[0] == '/')))
+                                continue;
+                        if (asprintf(&x->b->exec_path, "%s%s%s", dir,
+                                     dir[strlen(dir) - 1] == '/' ? "" : "/", arg0) < 0) {
+                                x->b->exec_path = NULL;
+                                return oom(x);
+                        }
+                        return note(x,
+                                    "process.args[0]: \"%.64s\" is not in the root file system; "
+                                    "%s assumed (mounts[%zu] on %s)",
+                                    arg0, x->b->exec_path, i, dest);
+                }
+        }
         return fail(x, -ENOENT, "process.args[0]",
                     "\"%.64s\": executable file not found in the container's PATH (%.128s)", arg0,
                     search ? search : DEFAULT_PATH);

@@ -61,7 +61,8 @@ typedef struct OciSpecBuild {
         /* process.args[0] as an absolute path in the jail (the sandbox library execs
          * only those): as given when absolute; joined to process.cwd when it has a
          * "/"; else looked up in the env's PATH (the spec's execvp semantics) inside
-         * the root file system as it is before the mounts (docs/oci.md). */
+         * the root file system as it is before the mounts, or assumed in the first PATH
+         * dir a config mount covers (docs/oci.md). */
         char *exec_path;
         char **argv, **envp; /* copies of process.args and env (envp: at least empty) */
         char **masked_paths, **readonly_paths;

@@ -927,6 +927,10 @@ START_TEST(test_exec_path)
                 {"nope", "\"PATH=/bin\"", NULL, -ENOENT},
                 {"escape", "\"PATH=/bin\"", "/bin/escape", 0}, /* symlink resolved in the root */
                 {"outside", "\"PATH=/bin\"", NULL, -ENOENT},   /* to the host's /usr/bin/env */
+                /* Not in the root, but /opt/bin is under a mount's: assumed, with a note. */
+                {"mounted", "\"PATH=/bin:/opt/bin:/srv\"", "/opt/bin/mounted", 0},
+                {"mounted", "\"PATH=/srv/x:/bin\"", NULL, -ENOENT}, /* /srv/x: no mount */
+                {"mounted", "\"PATH=/optx/bin\"", NULL, -ENOENT},   /* /opt is no prefix of /optx */
         };
         char err[ERR_LEN], path[512], bin[sizeof rootfs + 8];
 
@@ -949,8 +953,9 @@ START_TEST(test_exec_path)
                 ck_assert_int_ge(asprintf(&text,
                                           "{\"ociVersion\": \"1.0.0\", \"root\": {\"path\": "
                                           "\"rootfs\"}, \"process\": {\"args\": [\"%s\"], "
-                                          "\"cwd\": \"/app\", \"env\": [%s]}, \"linux\": {" NS_ALL
-                                          "}}",
+                                          "\"cwd\": \"/app\", \"env\": [%s]}, \"mounts\": "
+                                          "[{\"destination\": \"/opt/\", \"type\": \"bind\", "
+                                          "\"source\": \"/usr/bin\"}], \"linux\": {" NS_ALL "}}",
                                           cases[i].arg0, cases[i].env ? cases[i].env : ""),
                                  0);
                 c = parse_ok(text);
@@ -958,6 +963,8 @@ START_TEST(test_exec_path)
                 ck_assert_msg(r == cases[i].r, "case %zu: %d %s", i, r, err);
                 if (r == 0) {
                         ck_assert_str_eq(b.spec.exec_path, cases[i].want);
+                        ck_assert(has_note(b.notes, "is not in the root file system") ==
+                                  (strcmp(cases[i].arg0, "mounted") == 0));
                         ck_assert_str_eq(b.spec.argv[0], cases[i].arg0);
                         oci_spec_build_done(&b);
                 } else
