@@ -71,6 +71,32 @@ extern void (*sandbox_test_before_file_attach)(const char *target);
  * jail_skeleton() then jail_finish(). Returns 0 or -errno with err filled. */
 int jail_build(const SandboxSpec *spec, SandboxError *err);
 
+/*
+ * rootfs.c: the OCI jail of spec->rootfs (the caller's root file system and its
+ * mounts, devices, sysctls, masked and read-only paths), then pivot_root into it.
+ * Child, root of the caller's user namespace, once it is in every other namespace of
+ * the sandbox (after child_join(): sysfs, cgroup and sysctls then are the sandbox's).
+ * Returns 0 or -errno with err (SANDBOX_STEP_MOUNT naming the mount, "mount 3 (tmpfs
+ * on /dev): ...", SANDBOX_STEP_NAMESPACE for a sysctl, SANDBOX_STEP_PIVOT).
+ */
+int jail_build_rootfs(const SandboxSpec *spec, SandboxError *err);
+
+/*
+ * rootfs.c: the checks of spec->rootfs (none: 0) in the caller, before any clone:
+ * absolute paths without ".." (root, targets, devices, masked and read-only paths),
+ * the root a directory, bounds below, mount flags and propagation mount(2) knows and
+ * a jail can honour, device types, sysctls "key=value" of a namespaced key whose
+ * namespace is the sandbox's own (net.* with a new or joined network namespace, the
+ * ipc ones with an ipc namespace not the caller's), a new mount namespace. Returns 0
+ * or -errno with err at SANDBOX_STEP_PREPARE naming the entry.
+ */
+int rootfs_check_spec(const SandboxSpec *spec, SandboxError *err);
+
+/* Bounds of SandboxRootfs's lists (rootfs_check_spec()). */
+#define SANDBOX_ROOTFS_MAX_MOUNTS  1024
+#define SANDBOX_ROOTFS_MAX_DEVICES 1024
+#define SANDBOX_ROOTFS_MAX_PATHS   1024 /* masked paths, read-only paths, sysctls: each */
+
 /* Where the new root is attached until the pivot (in the child's mount namespace). */
 #define JAIL_BASE "/tmp"
 

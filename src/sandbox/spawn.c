@@ -821,7 +821,8 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
                 if (r < 0)
                         goto fail;
         }
-        r = jail_build(spec, &err);
+        /* An OCI root is built later, in the sandbox's namespaces (child_run()). */
+        r = spec->rootfs ? 0 : jail_build(spec, &err);
         if (r < 0)
                 goto fail;
         child_run(spec, ctl, init_fd, init_errno, false, early ? &joined : NULL);
@@ -867,6 +868,11 @@ _noreturn_ static void child_run(const SandboxSpec *spec, int ctl, int init_fd_i
                 host_gid = joined->host_gid;
         } else {
                 r = child_join(spec, ctl, have_net, &host_uid, &host_gid, &err);
+                if (r < 0)
+                        goto fail;
+        }
+        if (spec->rootfs) {
+                r = jail_build_rootfs(spec, &err);
                 if (r < 0)
                         goto fail;
         }
@@ -1171,6 +1177,8 @@ static int check_spec(const SandboxSpec *spec, SandboxError *err)
 
         if (!spec->seccomp)
                 return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL, "no seccomp filter");
+        if (rootfs_check_spec(spec, err) < 0)
+                return -err->error;
         /* Only a new user namespace is made by the app's host uid (become_host_user()). */
         if (!spec->prepare && (spec->host_uid == 0 || spec->host_gid == 0) &&
             ns_mode(spec, CLONE_NEWUSER, NULL) == NS_NEW)
@@ -2356,9 +2364,11 @@ pid_t sandbox_warm_pid(const SandboxWarm *w)
 bool sandbox_warm_fits(const SandboxWarm *w, const SandboxSpec *spec)
 {
         /* An OCI jail's namespaces, ids and fds are not a warm sandbox's (nor copied by
-         * warm_flatten()). */
-        if (!w || !spec || spec->n_extra_fds > 0 || spec->n_binds > SANDBOX_WARM_MAX_BINDS ||
-            warm_n_fds(spec) > SANDBOX_WARM_MAX_FDS || spec_is_oci(spec))
+         * warm_flatten()); an OCI root is built in the sandbox's namespaces, nothing of
+         * it ahead. */
+        if (!w || !spec || spec->rootfs || spec->n_extra_fds > 0 ||
+            spec->n_binds > SANDBOX_WARM_MAX_BINDS || warm_n_fds(spec) > SANDBOX_WARM_MAX_FDS ||
+            spec_is_oci(spec))
                 return false;
         if (!w->init_path != !spec->init_path ||
             (w->init_path && strcmp(w->init_path, spec->init_path) != 0))
