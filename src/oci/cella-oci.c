@@ -320,18 +320,6 @@ static void creation_undo(Creation *k, const char *id)
                 (void)oci_container_remove(k->rootfd, id);
 }
 
-/* Lets the container's init go on without us: closes our ends, leaves it running. */
-static void sandbox_leave(Sandbox *s)
-{
-        if (!s)
-                return;
-        cgroup_close(s->cgroup);
-        safe_close(s->pidfd);
-        safe_close(s->ctl_fd);
-        safe_close(s->seccomp_notify_fd);
-        free(s);
-}
-
 static int fd_is_open(int fd)
 {
         return fcntl(fd, F_GETFD) >= 0;
@@ -575,7 +563,7 @@ static int do_create(const CreateArgs *a, pid_t *ret_pid)
                 st.cgroup_path ? st.cgroup_path : "(none)");
         if (ret_pid)
                 *ret_pid = st.pid;
-        sandbox_leave(TAKE_PTR(k.sb));
+        (void)sandbox_release(TAKE_PTR(k.sb));
         oci_systemd_scope_free(TAKE_PTR(k.scope));
         k.host_id = 0;
         k.dir_made = false;
