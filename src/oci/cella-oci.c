@@ -1142,6 +1142,7 @@ static int do_exec(const ExecArgs *a)
         _cleanup_(oci_config_freep) OciConfig *cfg = NULL;
         _cleanup_free_ char *text = NULL;
         _cleanup_close_ int tty = -EBADF, helper_fd = -EBADF;
+        _cleanup_(strv_freep) char **argv = NULL;
         OciProcess saved, p = {};
         OciSpecBuild b = {};
         SeccompProgram *plain = NULL;
@@ -1204,7 +1205,24 @@ static int do_exec(const ExecArgs *a)
         e.pidfd = c.pidfd;
         e.pid = c.st.pid;
         e.cgroup = c.cg;
-        e.argv = b.spec.argv;
+        /* argv[0] the path create's lookup found (the process's PATH in the root), as
+         * sandbox_enter() itself looks names up in /usr/bin and /bin only. */
+        argv = strv_copy(b.spec.argv);
+        if (!argv) {
+                fail("out of memory");
+                goto out;
+        }
+        if (b.spec.exec_path && b.spec.exec_path[0] == '/') {
+                char *p0 = strdup(b.spec.exec_path);
+
+                if (!p0) {
+                        fail("out of memory");
+                        goto out;
+                }
+                free(argv[0]);
+                argv[0] = p0;
+        }
+        e.argv = argv;
         e.envp = b.spec.envp;
         for (int i = 0; i < 3; i++)
                 e.stdio[i] = fd_is_open(i) ? i : -1;
