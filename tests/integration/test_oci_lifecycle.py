@@ -426,6 +426,46 @@ def test_exec(oci, rootfs):
     os.close(dr)
 
 
+def test_exec_tty(oci, rootfs):
+    """exec --tty: the command's pty master comes over --console-socket."""
+    rfd, pid = oci.create("ext", config(rootfs, ["sh", "-c", LOOP]))
+    assert oci.run("start", "ext").returncode == 0
+    assert read_line(rfd) == "started"
+    path = str(oci.tmp / "exec-console.sock")
+    lsn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    lsn.bind(path)
+    lsn.listen(1)
+    lsn.settimeout(10)
+    p = subprocess.Popen(oci.cmd("exec", "--tty", "--console-socket", path, "ext", "sh", "-c",
+                                 "tty; echo exec-tty-ok"),
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    conn, _ = lsn.accept()
+    conn.settimeout(10)
+    master = recv_fd(conn)
+    out = b""
+    while b"exec-tty-ok" not in out:
+        r, _, _ = select.select([master], [], [], 10)
+        assert r, out
+        try:
+            out += os.read(master, 1024)
+        except OSError:
+            break
+    assert b"/dev/pts/" in out and b"exec-tty-ok" in out, out
+    assert p.wait(timeout=30) == 0, p.stderr.read()
+    p.stdout.close()
+    p.stderr.close()
+    # Without a console socket, --tty is refused.
+    q = oci.run("exec", "--tty", "ext", "true")
+    assert q.returncode == 1 and "--console-socket" in q.stderr
+    assert oci.run("delete", "--force", "ext").returncode == 0
+    reap(pid)
+    for fd in (master, rfd):
+        os.close(fd)
+    conn.close()
+    lsn.close()
+
+
 def test_pause_resume(oci, rootfs):
     count = "i=0; while :; do i=$((i+1)); echo $i; sleep 0.02; done"
     rfd, pid = oci.create("pz", config(rootfs, ["sh", "-c", count]))
@@ -603,6 +643,16 @@ def test_failing_hook_fails_create(oci, rootfs):
     p = oci.run("create", "--bundle", b, "badhook")
     assert p.returncode == 1 and "createRuntime" in p.stderr and "4" in p.stderr
     assert "does not exist" in oci.run("state", "badhook").stderr
+
+
+def test_hook_timeout(oci, rootfs):
+    """A hook past its timeout is killed and fails the create (no wait for it)."""
+    hooks = {"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", "exec sleep 600"],
+                           "timeout": 1}]}
+    b = oci.bundle(config(rootfs, ["sh", "-c", LOOP], hooks=hooks))
+    p = oci.run("create", "--bundle", b, "slowhook", timeout=60)
+    assert p.returncode == 1 and "timeout of 1 s" in p.stderr, p.stderr
+    assert "does not exist" in oci.run("state", "slowhook").stderr
 
 
 def test_run(oci, rootfs):
