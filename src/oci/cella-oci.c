@@ -74,6 +74,15 @@ static int fail(const char *fmt, ...)
         return 1;
 }
 
+/* A parser's or mapping's error about the config at path: its messages name the JSON
+ * path after "config.json: ", said once, with the file's full path. */
+static int config_fail(const char *path, const char *err)
+{
+        const char *p = strncmp(err, "config.json: ", 13) == 0 ? err + 13 : err;
+
+        return fail("%s: %s", path, p);
+}
+
 static int no_such_container(const char *id)
 {
         return fail("container \"%s\" does not exist", id);
@@ -371,7 +380,7 @@ static int do_create(const CreateArgs *a, pid_t *ret_pid)
                             r == -EFBIG || r == -E2BIG ? "larger than 4 MiB" : strerror(-r));
         r = oci_config_parse(text, n, &cfg, err, sizeof err);
         if (r < 0)
-                return fail("%s: %s", cfg_path, err);
+                return config_fail(cfg_path, err);
         if (!cfg->process_set)
                 return fail("%s: process: required by create", cfg_path);
         if (cfg->process.terminal && !a->console_socket)
@@ -381,7 +390,7 @@ static int do_create(const CreateArgs *a, pid_t *ret_pid)
 
         r = oci_spec_build(cfg, bundle, &b, err, sizeof err);
         if (r < 0)
-                return fail("%s: %s", cfg_path, err);
+                return config_fail(cfg_path, err);
         STRV_FOREACH (note, b.notes)
                 oci_log(OCI_LOG_WARNING, "container \"%s\": %s", a->id, *note);
 
