@@ -1193,8 +1193,9 @@ static int do_exec(const ExecArgs *a)
                 fail("exec in container \"%s\": %s", a->id, err);
                 goto out;
         }
+        /* The container's own notes were said by create: only --debug repeats them. */
         STRV_FOREACH (note, b.notes)
-                oci_log(OCI_LOG_WARNING, "exec in container \"%s\": %s", a->id, *note);
+                oci_log(OCI_LOG_DEBUG, "exec in container \"%s\": %s", a->id, *note);
         if (p.terminal) {
                 tty = console_connect(a->console_socket);
                 if (tty < 0) {
