@@ -28,7 +28,8 @@ int oci_cgroup_path(const char *path, const char *id, bool systemd, char **ret, 
 
 /*
  * For create: a cgroup manager (detecting the host's layout) whose leaves are the
- * container's path (above), into *ret_manager; with systemd, also a scope to
+ * container's path (above; a relative one is refused: -EINVAL; one that exists and
+ * holds processes too: -EBUSY), into *ret_manager; with systemd, also a scope to
  * oci_systemd_scope_attach() once the init runs, into *ret_scope (systemd must be
  * running: /run/systemd/system, sd_booted(3); else -EOPNOTSUPP with err saying so).
  * Returns 0 or -errno with err.

@@ -613,6 +613,24 @@ def test_cgroup_is_the_configs_path(oci, rootfs):
     os.close(rfd)
 
 
+def test_cgroup_path_refusals(oci, rootfs):
+    """A relative cgroupsPath, and a cgroup that holds processes already, are refused."""
+    b = oci.bundle(config(rootfs, ["true"], cgroups_path="rel/x"))
+    p = oci.run("create", "--bundle", b, "rel")
+    assert p.returncode == 1 and "relative path is not supported" in p.stderr, p.stderr
+    path = f"/cella-oci-test/busy-{os.getpid()}"
+    rfd, pid = oci.create("busy1", config(rootfs, ["sh", "-c", LOOP], cgroups_path=path))
+    b = oci.bundle(config(rootfs, ["true"], cgroups_path=path))
+    p = oci.run("create", "--bundle", b, "busy2")
+    assert p.returncode == 1 and "holds processes" in p.stderr, p.stderr
+    assert "does not exist" in oci.run("state", "busy2").stderr
+    # The first container is untouched by the refused one.
+    assert oci.state("busy1")["status"] == "created"
+    assert oci.run("delete", "busy1").returncode == 0
+    reap(pid)
+    os.close(rfd)
+
+
 def test_hooks(oci, rootfs):
     out = oci.tmp / "hooks"
     out.mkdir()
