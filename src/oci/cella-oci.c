@@ -363,7 +363,6 @@ static int do_create(const CreateArgs *a, pid_t *ret_pid)
         _cleanup_free_ int *extra = NULL;
         _cleanup_free_ char *sjson = NULL;
         SeccompProgram *plain = NULL;
-        SandboxIdMap uid_map, gid_map;
         size_t n;
         int r, ret = 1;
 
@@ -491,18 +490,14 @@ static int do_create(const CreateArgs *a, pid_t *ret_pid)
                              strerror(-r));
                         goto out;
                 }
-                b.spec.host_uid = k.host_id;
-                b.spec.host_gid = k.host_id;
                 /* The one mapped id: the config's uid and gid inside (0 in most images),
                  * this host id outside (spec.h, policy cella). */
-                uid_map =
-                        (SandboxIdMap){b.spec.ids_set ? b.spec.app_uid : SANDBOX_UID, k.host_id, 1};
-                gid_map =
-                        (SandboxIdMap){b.spec.ids_set ? b.spec.app_gid : SANDBOX_GID, k.host_id, 1};
-                b.spec.uid_map = &uid_map;
-                b.spec.n_uid_map = 1;
-                b.spec.gid_map = &gid_map;
-                b.spec.n_gid_map = 1;
+                r = oci_spec_build_set_host_ids(&b, k.host_id, k.host_id);
+                if (r < 0) {
+                        fail("container \"%s\": map host id %u: %s", a->id, (unsigned)k.host_id,
+                             strerror(-r));
+                        goto out;
+                }
         }
         b.spec.init_path = init_path();
         /* Nobody would answer a notifying filter's listener once create exits: the same
