@@ -673,6 +673,50 @@ def test_hook_timeout(oci, rootfs):
     assert "does not exist" in oci.run("state", "slowhook").stderr
 
 
+def test_concurrent_commands(oci, rootfs):
+    """Racing creates of one id: exactly one wins. Racing creates of distinct ids: each its
+    own host id. Racing kills and states on one container take turns on its lock."""
+    b = oci.bundle(config(rootfs, ["sh", "-c", LOOP]))
+    outs = []
+    procs = []
+    for i in range(6):
+        f = open(oci.tmp / f"race{i}.err", "w+")
+        outs.append(f)
+        procs.append(subprocess.Popen(oci.cmd("create", "--bundle", b, "same"),
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=f))
+    codes = [p.wait(timeout=60) for p in procs]
+    assert codes.count(0) == 1, codes
+    for f, c in zip(outs, codes):
+        f.seek(0)
+        if c:
+            assert "already exists" in f.read()
+        f.close()
+    pid = oci.state("same")["pid"]
+    procs = [subprocess.Popen(oci.cmd("create", "--bundle", b, f"par{i}"),
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL) for i in range(4)]
+    assert [p.wait(timeout=60) for p in procs] == [0] * 4
+    owners = {f.name: f.read_text() for f in (oci.root / "hostids").iterdir()}
+    assert sorted(owners.values()) == sorted(["same"] + [f"par{i}" for i in range(4)])
+    assert oci.run("start", "same").returncode == 0
+    procs = [subprocess.Popen(oci.cmd(*args), stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for args in [("state", "same"), ("kill", "same", "KILL"), ("state", "same"),
+                          ("ps", "--format", "json", "same")] * 2]
+    for p in procs:
+        out, err = p.communicate(timeout=60)
+        assert p.returncode in (0, 1), err
+        assert b"does not exist" not in err
+    assert reap(pid) == 128 + signal.SIGKILL
+    for cid in ["same"] + [f"par{i}" for i in range(4)]:
+        p0 = oci.state(cid)["pid"]
+        assert oci.run("delete", "--force", cid).returncode == 0
+        if p0:
+            reap(p0)
+    assert not any((oci.root / "hostids").iterdir())
+
+
 def test_run(oci, rootfs):
     b = oci.bundle(config(rootfs, ["sh", "-c", "echo via-run; exit 6"]))
     p = oci.run("run", "--bundle", b, "r1")
