@@ -499,6 +499,11 @@ static int do_create(const CreateArgs *a, pid_t *ret_pid)
                         goto out;
                 }
         }
+        /* A config without a hostname (`runc spec`'s has one; a bare one may not): the
+         * container's id, truncated, in a uts namespace of its own (runc leaves the
+         * host's name there; cella does not show it). */
+        if (!b.spec.hostname)
+                b.spec.hostname = a->id;
         b.spec.init_path = init_path();
         /* Nobody would answer a notifying filter's listener once create exits: the same
          * allowlist, denials failing with EPERM at once (docs/oci.md "Policy"). */

@@ -717,6 +717,22 @@ def test_concurrent_commands(oci, rootfs):
     assert not any((oci.root / "hostids").iterdir())
 
 
+def test_minimal_config(oci, rootfs):
+    """A config with little more than the spec requires (no hostname, capabilities,
+    rlimits; /proc alone mounted: the start gate is reached through /proc/self/fd, as
+    runc's): the hostname is the container's id, the app runs."""
+    cfg = {"ociVersion": "1.0.0", "root": {"path": str(rootfs)},
+           "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+           "process": {"args": ["sh", "-c", "hostname"], "cwd": "/",
+                       "user": {"uid": 0, "gid": 0}, "env": ["PATH=/bin"]},
+           "linux": {"namespaces": [{"type": t} for t in ["pid", "ipc", "uts", "mount",
+                                                            "network"]]}}
+    b = oci.bundle(cfg)
+    p = oci.run("run", "--bundle", b, "bare-1")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "bare-1"
+
+
 def test_run(oci, rootfs):
     b = oci.bundle(config(rootfs, ["sh", "-c", "echo via-run; exit 6"]))
     p = oci.run("run", "--bundle", b, "r1")
