@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <limits.h>
 #include <poll.h>
@@ -345,6 +346,91 @@ static int fd_is_open(int fd)
         return fcntl(fd, F_GETFD) >= 0;
 }
 
+/* The monitor's loop: answers and counts every denied call, logs each syscall's first
+ * denial, and at the end (POLLHUP: every process of the container gone) the counts. */
+_noreturn_ static void denial_monitor(int fd, const char *id)
+{
+        static SeccompDenials d;
+        uint8_t said[SECCOMP_SYSCALL_NR_END] = {};
+        SeccompDenialCount top[8];
+        char line[512];
+        size_t n, len = 0;
+
+        for (;;) {
+                struct pollfd p = {.fd = fd, .events = POLLIN};
+                int r = poll(&p, 1, -1);
+
+                if (r < 0 && errno == EINTR)
+                        continue;
+                if (r < 0)
+                        break;
+                if (p.revents & POLLIN) {
+                        if (seccomp_notify_process(fd, &d) < 0)
+                                break;
+                        for (int nr = 0; nr < SECCOMP_SYSCALL_NR_END; nr++)
+                                if (d.by_nr[nr] && !said[nr]) {
+                                        said[nr] = 1;
+                                        oci_log(OCI_LOG_WARNING,
+                                                "container \"%s\": seccomp denied %s (EPERM, "
+                                                "policy cella); later denials of it counted",
+                                                id, seccomp_syscall_name(nr) ?: "?");
+                                }
+                        continue;
+                }
+                if (p.revents & (POLLHUP | POLLERR | POLLNVAL))
+                        break;
+        }
+        n = seccomp_denials_top(&d, top, ELEMENTSOF(top));
+        for (size_t i = 0; i < n && len < sizeof line; i++)
+                len += (size_t)snprintf(line + len, sizeof line - len, "%s%s %" PRIu64,
+                                        i ? ", " : "", seccomp_syscall_name(top[i].nr) ?: "?",
+                                        top[i].count);
+        if (d.total)
+                oci_log(OCI_LOG_INFO, "container \"%s\": %" PRIu64 " seccomp denials: %s", id,
+                        d.total, line);
+        _exit(0);
+}
+
+/*
+ * Forks the container's seccomp monitor (policy cella): it holds the filter's listener
+ * and the log and nothing else (not our stdio, which are the container's pipes, nor the
+ * state lock), outlives create (the caller's subreaper inherits it) and exits when the
+ * container's last process has. Returns 0 or -1 with errno.
+ */
+static int denial_monitor_start(int fd, const char *id)
+{
+        pid_t pid = fork();
+
+        if (pid < 0)
+                return -1;
+        if (pid == 0) {
+                int logfd = oci_log_fd(), keep[2], null = open("/dev/null", O_RDWR | O_CLOEXEC);
+                unsigned lo;
+
+                (void)prctl(PR_SET_NAME, "cella-oci-mon");
+                (void)setsid();
+                (void)signal(SIGPIPE, SIG_IGN);
+                (void)signal(SIGHUP, SIG_IGN);
+                (void)signal(SIGINT, SIG_IGN);
+                for (int i = 0; i < 3; i++)
+                        if (i != logfd)
+                                (void)dup2(null, i);
+                keep[0] = fd < logfd ? fd : logfd;
+                keep[1] = fd < logfd ? logfd : fd;
+                lo = 3;
+                for (int i = 0; i < 2; i++) {
+                        if (keep[i] >= (int)lo) {
+                                if (keep[i] > (int)lo)
+                                        (void)close_range(lo, (unsigned)keep[i] - 1, 0);
+                                lo = (unsigned)keep[i] + 1;
+                        }
+                }
+                (void)close_range(lo, ~0u, 0);
+                denial_monitor(fd, id);
+        }
+        return 0;
+}
+
 /*
  * create: builds the container (docs/oci.md, "Commands"). On success the container's
  * init is our child, at its gate (exec.fifo), and *ret_pid its host pid. Returns 0 or 1
@@ -505,10 +591,10 @@ static int do_create(const CreateArgs *a, pid_t *ret_pid)
         if (!b.spec.hostname)
                 b.spec.hostname = a->id;
         b.spec.init_path = init_path();
-        /* Nobody would answer a notifying filter's listener once create exits: the same
-         * allowlist, denials failing with EPERM at once (docs/oci.md "Policy"). */
-        if (b.spec.seccomp && b.spec.seccomp->notify) {
-                r = seccomp_program_builtin(&(SeccompOptions){.notify = false}, &plain);
+        /* Under policy cella, cella's allowlist with its denials sent to a listener, which
+         * a monitor of ours answers (EPERM), counts and logs (denial_monitor()). */
+        if (b.policy == OCI_POLICY_CELLA) {
+                r = seccomp_program_builtin(&(SeccompOptions){.notify = true}, &plain);
                 if (r < 0) {
                         fail("build the seccomp filter: %s", strerror(-r));
                         goto out;
@@ -594,6 +680,12 @@ static int do_create(const CreateArgs *a, pid_t *ret_pid)
                 st.cgroup_path ? st.cgroup_path : "(none)");
         if (ret_pid)
                 *ret_pid = st.pid;
+        if (k.sb->seccomp_notify_fd >= 0 &&
+            denial_monitor_start(k.sb->seccomp_notify_fd, a->id) < 0) {
+                /* Without it, a denied call would wait for an answer nobody gives. */
+                fail("container \"%s\": start its seccomp monitor: %s", a->id, strerror(errno));
+                goto out_state;
+        }
         (void)sandbox_release(TAKE_PTR(k.sb));
         oci_systemd_scope_free(TAKE_PTR(k.scope));
         k.host_id = 0;

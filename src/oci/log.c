@@ -30,6 +30,11 @@ int oci_log_open(const char *path, bool json, bool debug)
         return 0;
 }
 
+int oci_log_fd(void)
+{
+        return log_fd;
+}
+
 static const char *level_name(OciLogLevel l)
 {
         static const char *const names[] = {"debug", "info", "warning", "error"};

@@ -26,6 +26,10 @@ typedef enum OciLogLevel {
  */
 int oci_log_open(const char *path, bool json, bool debug);
 
+/* The fd the log goes to (STDERR_FILENO without --log): what a process forked to
+ * outlive the command keeps open. */
+int oci_log_fd(void);
+
 /* Writes one line at level (its control characters escaped); returns -1 for
  * OCI_LOG_ERROR (so `return oci_log(OCI_LOG_ERROR, ...)` ends a command), else 0. */
 int oci_log(OciLogLevel level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

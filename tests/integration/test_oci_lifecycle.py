@@ -33,7 +33,7 @@ pytestmark = [
 ]
 
 APPLETS = ["sh", "echo", "cat", "sleep", "id", "grep", "true", "false", "ls", "ps", "wc",
-           "head", "printf", "kill"]
+           "head", "printf", "kill", "mount"]
 
 # PR_SET_CHILD_SUBREAPER (prctl(2)): orphans of our children become ours.
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -577,6 +577,31 @@ def test_policy_cella_ids_and_caps(oci, rootfs):
     os.close(rfd2)
     # Released on delete.
     assert not any((oci.root / "hostids").iterdir())
+
+
+def test_seccomp_denials_answered_and_logged(oci, rootfs):
+    """Policy cella: a call outside cella's allowlist fails with EPERM, answered by the
+    container's seccomp monitor (without an answer it would wait for ever), and is
+    logged by name, then counted when the container ends."""
+    app = "mount -t tmpfs none /tmp 2>/dev/null; echo rc=$?; mount -t tmpfs none /tmp; " + \
+          "echo again"
+    rfd, pid = oci.create("deny", config(rootfs, ["sh", "-c", app]))
+    assert oci.run("start", "deny").returncode == 0
+    line = read_line(rfd)
+    assert line.startswith("rc=") and line != "rc=0", line
+    assert read_line(rfd) == "again"
+    assert reap(pid) == 0
+    # The monitor writes its count once the last process is gone, then exits: it is
+    # our child too (a subreaper's), so its exit is the event to wait for.
+    while "seccomp denials" not in oci.logtext():
+        p, status = os.waitpid(-1, 0)
+        REAPED[p] = os.waitstatus_to_exitcode(status)
+    log = oci.logtext()
+    assert 'container \\"deny\\": seccomp denied mount (EPERM' in log, log
+    assert log.count("seccomp denied mount") == 1
+    assert "2 seccomp denials: mount 2" in log, log
+    assert oci.run("delete", "deny").returncode == 0
+    os.close(rfd)
 
 
 def test_policy_compat_honours_caps(oci, rootfs):
