@@ -1784,6 +1784,17 @@ int main(int argc, char **argv)
         bool json = false;
         int c, r;
 
+        /* A closed 0, 1 or 2 (an engine may start us so) is /dev/null from here on, so
+         * that no file of ours (the log) takes its number and becomes a container's
+         * stdio. */
+        for (int fd = 0; fd < 3; fd++)
+                if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+                        int null = open("/dev/null", O_RDWR);
+
+                        if (null < 0 || (null != fd && (dup2(null, fd) < 0 || close(null) < 0)))
+                                return 1;
+                }
+
         while ((c = getopt_long(argc, argv, "+vh", opts, NULL)) >= 0)
                 switch (c) {
                 case 'r':

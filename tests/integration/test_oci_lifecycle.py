@@ -758,6 +758,20 @@ def test_minimal_config(oci, rootfs):
     assert p.stdout.strip() == "bare-1"
 
 
+def test_closed_stdio(oci, rootfs):
+    """Started with fds 0-2 closed, cella-oci's own files (its log) never become the
+    app's stdio: the app finds /dev/null there."""
+    b = oci.bundle(config(rootfs, ["sh", "-c", "echo out; ls -l /proc/self/fd/ > /tmp/x; "
+                                               "echo injected >&0; echo injected >&2"]))
+    p = subprocess.run(oci.cmd("run", "--bundle", b, "closed"), close_fds=True,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=60,
+                       preexec_fn=lambda: [os.close(fd) for fd in (0, 1, 2)])
+    assert p.returncode == 0
+    assert "injected" not in oci.logtext()
+    assert 'container "closed" created' in oci.logtext().replace('\\"', '"')
+
+
 def test_run(oci, rootfs):
     b = oci.bundle(config(rootfs, ["sh", "-c", "echo via-run; exit 6"]))
     p = oci.run("run", "--bundle", b, "r1")
