@@ -1366,9 +1366,20 @@ static int do_exec(const ExecArgs *a)
                         goto out;
                 }
                 if (keeper == 0) {
-                        int null;
+                        int null, keep[] = {pp[1], e.pidfd, tty, oci_log_fd()};
 
+                        /* Nothing else of ours lives on with the command: above all not
+                         * the container's lock, which every later command takes. */
                         pp[0] = safe_close(pp[0]);
+                        for (int fd = 3, max = (int)sysconf(_SC_OPEN_MAX); fd < max && fd < 65536;
+                             fd++) {
+                                bool kept = false;
+
+                                for (size_t i = 0; i < ELEMENTSOF(keep); i++)
+                                        kept |= keep[i] == fd;
+                                if (!kept)
+                                        (void)close(fd);
+                        }
                         (void)sigprocmask(SIG_BLOCK, &passed, NULL);
                         r = sandbox_enter(&e, &helper, &helper_fd, &serr);
                         if (r < 0) {
@@ -1405,6 +1416,9 @@ static int do_exec(const ExecArgs *a)
 
         (void)sigprocmask(SIG_BLOCK, &passed, NULL);
         r = sandbox_enter(&e, &helper, &helper_fd, &serr);
+        /* The container's lock is not held while the command runs (an interactive
+         * shell would hold every kill, state and delete of the container). */
+        c.lockfd = safe_close(c.lockfd);
         if (r < 0) {
                 fail("exec in container \"%s\": %s: %s%s%s", a->id,
                      sandbox_step_to_string(serr.step), strerror(serr.error ? serr.error : -r),

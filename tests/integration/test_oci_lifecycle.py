@@ -426,6 +426,32 @@ def test_exec(oci, rootfs):
     os.close(dr)
 
 
+def test_exec_holds_no_lock(oci, rootfs):
+    """A long exec, attached or detached, leaves the container's other commands free."""
+    rfd, pid = oci.create("exl", config(rootfs, ["sh", "-c", LOOP]))
+    assert oci.run("start", "exl").returncode == 0
+    assert read_line(rfd) == "started"
+    pidf = oci.tmp / "exl.pid"
+    p = subprocess.run(oci.cmd("exec", "--detach", "--pid-file", pidf, "exl", "sleep", "1000"),
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=30)
+    assert p.returncode == 0
+    keeper = int(pidf.read_text())
+    attached = subprocess.Popen(oci.cmd("exec", "exl", "sh", "-c", "echo in; sleep 1000"),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL)
+    assert read_line(attached.stdout.fileno()) == "in"
+    # Each would wait for the lock if an exec held it: the timeout fails the test.
+    assert oci.state("exl")["status"] == "running"
+    assert len(json.loads(oci.run("ps", "--format", "json", "exl").stdout)) >= 4
+    assert oci.run("delete", "--force", "exl", timeout=20).returncode == 0
+    assert attached.wait(timeout=30) != 0
+    attached.stdout.close()
+    assert reap(keeper) != 0
+    reap(pid)
+    os.close(rfd)
+
+
 def test_exec_tty(oci, rootfs):
     """exec --tty: the command's pty master comes over --console-socket."""
     rfd, pid = oci.create("ext", config(rootfs, ["sh", "-c", LOOP]))
