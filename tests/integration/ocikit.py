@@ -70,12 +70,17 @@ def make_rootfs(root, busybox=None):
     """Builds a busybox root file system in ROOT (a folder, created if missing):
     /bin/busybox (a copy of BUSYBOX, default find_busybox()), a symlink
     /bin/APPLET -> busybox for each applet it lists, /etc/passwd and /etc/group
-    (PASSWD, GROUP), and empty /proc, /sys, /dev, /tmp (1777), /run, /root.
+    (PASSWD, GROUP), and empty /proc, /sys, /dev, /tmp (1777), /run, /root; ROOT
+    itself 0755.
     Returns ROOT as a Path. Raises RuntimeError without a static busybox."""
     busybox = busybox or find_busybox()
     if busybox is None:
         raise RuntimeError("no statically linked busybox (apt-get install busybox-static)")
     root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    # 0755: a root made by mkdtemp is 0700, which a container's non-root user (and,
+    # under cella's policy, its root: an unprivileged host id) could not enter.
+    os.chmod(root, 0o755)
     for d in ("bin", "etc", "proc", "sys", "dev", "run", "root", "tmp"):
         (root / d).mkdir(parents=True, exist_ok=True)
     os.chmod(root / "tmp", 0o1777)

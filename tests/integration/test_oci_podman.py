@@ -168,6 +168,17 @@ def test_exit_status_propagates(podman, rootfs):
     # inside, pid 1 cannot be sent SIGKILL.)
 
 
+def test_stdin_with_i(podman, rootfs):
+    p = podman(*podman.run_args(rootfs, "sh", "-c", "cat; echo end", extra=("--rm", "-i")),
+               input="line one\nline two\n")
+    assert (p.returncode, p.stdout) == (0, "line one\nline two\nend\n"), p.stderr
+
+
+def test_user_flag_is_the_id_inside(podman, rootfs):
+    p = run(podman, rootfs, "sh", "-c", "id -u; id -g", extra=("--rm", "--user", "1000:1001"))
+    assert (p.returncode, p.stdout) == (0, "1000\n1001\n"), p.stderr
+
+
 def test_missing_command_is_an_error(podman, rootfs):
     p = run(podman, rootfs, "/bin/no-such-program", extra=("--rm",))
     # podman maps the runtime's failure to start the command to 126/127.
