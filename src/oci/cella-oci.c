@@ -301,6 +301,9 @@ typedef struct Creation {
         int rootfd, dirfd, lockfd;
         bool dir_made;
         uid_t host_id;
+        /* Policy cella's one mapped id each: the config's uid and gid inside, host_id
+         * outside (the spec's uid_map/gid_map point here). */
+        SandboxIdMap uid_line, gid_line;
         CgroupManager *cgm;
         OciSystemdScope *scope;
         Sandbox *sb;
@@ -388,7 +391,15 @@ static int do_create(const CreateArgs *a, pid_t *ret_pid)
                 goto out;
         }
         k.dir_made = true;
-        r = write_string_at(k.dirfd, "config.json", text);
+        {
+                /* A new file in the container's new state directory (write_string_at()
+                 * does not create: it is for existing knobs). */
+                _cleanup_close_ int cfd =
+                        openat(k.dirfd, "config.json",
+                               O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+
+                r = cfd < 0 ? negative_errno() : loop_write(cfd, text, strlen(text));
+        }
         if (r < 0) {
                 fail("store the config of container \"%s\": %s", a->id, strerror(-r));
                 goto out;
@@ -472,6 +483,16 @@ static int do_create(const CreateArgs *a, pid_t *ret_pid)
                 }
                 b.spec.host_uid = k.host_id;
                 b.spec.host_gid = k.host_id;
+                /* The host_uid map alone maps SANDBOX_UID; the config's ids (root, most
+                 * often) are the one id mapped (spec.h, policy cella). */
+                k.uid_line =
+                        (SandboxIdMap){.inside = b.spec.app_uid, .host = k.host_id, .count = 1};
+                k.gid_line =
+                        (SandboxIdMap){.inside = b.spec.app_gid, .host = k.host_id, .count = 1};
+                b.spec.uid_map = &k.uid_line;
+                b.spec.n_uid_map = 1;
+                b.spec.gid_map = &k.gid_line;
+                b.spec.n_gid_map = 1;
         }
         b.spec.init_path = init_path();
         /* Nobody would answer a notifying filter's listener once create exits: the same
