@@ -375,6 +375,11 @@ static int do_create(const CreateArgs *a, pid_t *ret_pid)
                 return fail("%s: %s", cfg_path, err);
         STRV_FOREACH (note, b.notes)
                 oci_log(OCI_LOG_WARNING, "container \"%s\": %s", a->id, *note);
+        /* config.md makes hostname optional (containerd's default spec has none; runc
+         * then leaves the host's name in the new uts namespace). The sandbox library
+         * needs one: the container's id, not the host's name. */
+        if (!b.spec.hostname)
+                b.spec.hostname = a->id;
 
         k.rootfd = oci_root_open(g.root, true);
         if (k.rootfd < 0) {
