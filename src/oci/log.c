@@ -66,6 +66,11 @@ int oci_log(OciLogLevel level, const char *fmt, ...)
 
         if (level == OCI_LOG_DEBUG && !log_debug)
                 return 0;
+        /* Without --log, stderr is what an engine hands its user (podman prints a
+         * runtime's stderr after start, pause, ...): only warnings and errors there,
+         * runc's silence on success. */
+        if (level == OCI_LOG_INFO && log_fd == STDERR_FILENO && !log_debug)
+                return 0;
         va_start(ap, fmt);
         n = vasprintf(&msg, fmt, ap);
         va_end(ap);

@@ -162,6 +162,8 @@ LOOP = "while :; do sleep 1; done"
 def test_run_prints_and_exits_zero(podman, rootfs):
     p = run(podman, rootfs, "/bin/echo", "hi", extra=("--rm",))
     assert (p.returncode, p.stdout) == (0, "hi\n"), p.stderr
+    # Nothing from the runtime on the user's terminal when all went well (runc's way).
+    assert p.stderr == ""
 
 
 def test_exit_status_propagates(podman, rootfs):
@@ -208,7 +210,8 @@ def test_detached_ps_logs_exec(podman, rootfs, name):
 
 def test_pause_freezes_and_unpause_thaws(podman, rootfs, name):
     pid = start_detached(podman, rootfs, name, f"echo ready; {LOOP}")
-    podman("pause", name, check=True)
+    p = podman("pause", name, check=True)
+    assert p.stderr == ""
     assert ps_state(podman, name) == "paused"
     assert frozen(pid)
     podman("unpause", name, check=True)
