@@ -17,9 +17,11 @@ command but delete, so a --root given that way would leave state behind), with t
 no network, and nofile/nproc ulimits under the host's hard limit.
 """
 import os
+import select
 import shutil
 import struct
 import subprocess
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -174,13 +176,47 @@ class Podman:
 
     def cleanup(self):
         """Removes every container of this store (podman rm -af) and the store's
-        folder; never raises (a test's failure stays the reported one)."""
+        folder, once no process of this store is left (conmon runs `podman container
+        cleanup` on the store after a container ends, which would make the folder
+        again after the rmtree); never raises (a test's failure stays the reported
+        one)."""
         try:
             self("rm", "-af", "-t", "0", timeout=60)
         except Exception:  # noqa: BLE001 - best effort, the rmtree follows
             pass
+        wait_processes_naming(self.base, timeout=30)
         unmount_under(self.base)
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def wait_processes_naming(text, timeout):
+    """Waits (pidfds) until no process but this one has TEXT in its command line
+    (conmon and the podman commands it runs for a store), at most TIMEOUT seconds
+    in all. Returns True when none is left."""
+    text = str(text).encode()
+    deadline = time.monotonic() + timeout
+    while True:
+        fds = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            if int(pid) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if text not in f.read():
+                        continue
+                fds.append(os.pidfd_open(int(pid)))
+            except OSError:
+                continue
+        if not fds:
+            return True
+        try:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            select.select(fds, [], [], left)
+        finally:
+            for fd in fds:
+                os.close(fd)
 
 
 def unmount_under(base):
