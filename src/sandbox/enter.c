@@ -20,7 +20,10 @@
  *                                                              fds 0-2 only, seccomp, execve
  *
  * setns() with a pidfd enters every namespace of that process at once (setns(2),
- * Linux 5.8), with no /proc path that could name another process by then. The
+ * Linux 5.8), with no /proc path that could name another process by then; for an
+ * OCI container only those of SandboxEnter.ns_flags (the ones its config did not
+ * share with the caller), and the command's ids, groups and capabilities may be the
+ * ones SandboxEnter asks for (cella-oci exec: process.json's user and capabilities). The
  * command's namespaces, ids, cgroups, rlimits, capabilities and seccomp filter are
  * the app's; it has no kernel channel and no fd but 0, 1 and 2 (close_range).
  * The helper stays outside (the app cannot see it: another pid namespace; nor
@@ -39,6 +42,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <linux/sched.h>
 #include <poll.h>
 #include <sched.h>
@@ -111,6 +115,15 @@ _noreturn_ static void command_child(const SandboxEnter *e, const struct rlimit 
 {
         SandboxError err = {};
         struct sigaction dfl = {.sa_handler = SIG_DFL};
+        const AppCreds creds = {
+                .uid = e->ids_set ? e->uid : SANDBOX_UID,
+                .gid = e->ids_set ? e->gid : SANDBOX_GID,
+                .groups = e->groups,
+                .n_groups = e->n_groups,
+                .caps = e->caps,
+                .allow_new_privs = e->allow_new_privs,
+        };
+        const int ns = e->ns_flags ? e->ns_flags : entered_ns;
         sigset_t none;
         int tty = -EBADF, r;
 
@@ -143,18 +156,31 @@ _noreturn_ static void command_child(const SandboxEnter *e, const struct rlimit 
                                            "setrlimit %d", i);
                         child_fail(errfd, &err, SANDBOX_ENTER_FAILED);
                 }
-        if (setns(e->pidfd, entered_ns) < 0) {
+        /* Only ns (an OCI container's: those its config did not share with the
+         * caller; SandboxEnter.ns_flags). */
+        if ((ns & ~CLONE_NEWPID) && setns(e->pidfd, ns & ~CLONE_NEWPID) < 0) {
                 (void)sandbox_fail(&err, SANDBOX_STEP_NAMESPACE, negative_errno(),
                                    "enter the app's namespaces");
                 child_fail(errfd, &err, SANDBOX_ENTER_FAILED);
         }
-        /* The app's steps, in its order (spawn.c): securebits, ids, no capabilities,
-         * no_new_privs. */
-        if (caps_lock_securebits(&err) < 0 || userns_become(SANDBOX_UID, SANDBOX_GID, &err) < 0)
+        /* The app's steps, in its order (spawn.c): groups, securebits (or the asked
+         * bounding set), ids, capabilities, no_new_privs (caps.c). Without
+         * no_new_privs the filter is loaded while still privileged, as for the app. */
+        if (creds_begin(&creds, &err) < 0)
+                child_fail(errfd, &err, SANDBOX_ENTER_FAILED);
+        if (e->allow_new_privs) {
+                r = seccomp_program_load(e->seccomp);
+                if (r < 0) {
+                        (void)sandbox_fail(&err, SANDBOX_STEP_SECCOMP, r,
+                                           "load the app's seccomp filter");
+                        child_fail(errfd, &err, SANDBOX_ENTER_FAILED);
+                }
+        }
+        if (creds_finish(&creds, &err) < 0)
                 child_fail(errfd, &err, SANDBOX_ENTER_FAILED);
         /* Re-armed: the id change cleared it. The helper's end is the command's. (Its
          * parent is outside its pid namespace: getppid() says 0, so no check here.) */
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || caps_drop_all(&err) < 0)
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                 child_fail(errfd, &err, SANDBOX_ENTER_FAILED);
         /* A helper that died before that (the command was born into a frozen cgroup,
          * say, and its helper was killed meanwhile: cellad SIGKILLed) sent no signal:
@@ -215,7 +241,7 @@ _noreturn_ static void command_child(const SandboxEnter *e, const struct rlimit 
                                                    .detail = "close_range"},
                                    SANDBOX_ENTER_FAILED);
         }
-        r = seccomp_program_load(e->seccomp);
+        r = e->allow_new_privs ? 0 : seccomp_program_load(e->seccomp);
         if (r < 0) {
                 (void)sandbox_fail(&err, SANDBOX_STEP_SECCOMP, r, "load the app's seccomp filter");
                 child_fail(errfd, &err, SANDBOX_ENTER_FAILED);
@@ -440,6 +466,21 @@ int sandbox_enter_start(const SandboxEnter *e, SandboxEntering **ret, SandboxErr
         if (!e || !ret || e->pidfd < 0 || e->pid <= 0 || !e->argv || !e->argv[0] || !e->envp ||
             !e->seccomp)
                 return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL, "bad arguments");
+        if ((e->ns_flags & ~(entered_ns | CLONE_NEWPID)) || (e->n_groups && !e->groups) ||
+            e->n_groups > NGROUPS_MAX)
+                return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
+                                    "namespace flags %#x or %zu groups", (unsigned)e->ns_flags,
+                                    e->n_groups);
+        if (e->caps && ((e->caps->effective & ~e->caps->permitted) ||
+                        (e->caps->ambient & ~(e->caps->permitted & e->caps->inheritable))))
+                return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
+                                    "capabilities: the effective set must lie in the permitted "
+                                    "one and the ambient set in both the permitted and the "
+                                    "inheritable ones (capabilities(7))");
+        if (e->allow_new_privs && !e->caps && (!e->ns_flags || (e->ns_flags & CLONE_NEWUSER)))
+                return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
+                                    "no_new_privs may be left clear only with capabilities or "
+                                    "host ids");
         x = calloc(1, sizeof *x);
         if (!x)
                 return sandbox_fail(err, SANDBOX_STEP_PREPARE, -ENOMEM, "out of memory");

@@ -65,8 +65,18 @@ static bool ctl_hung_up(int ctl)
         return k == 0 || (k < 0 && errno == ECONNRESET);
 }
 
-/* Reaps every child that has ended; on the app's end, reports it and exits. */
-static void reap_all(int ctl, pid_t app)
+int sandbox_init_exit_code(int status)
+{
+        if (WIFEXITED(status))
+                return WEXITSTATUS(status);
+        if (WIFSIGNALED(status))
+                return 128 + WTERMSIG(status);
+        return 255;
+}
+
+/* Reaps every child that has ended; on the app's end, reports it and exits (0, or
+ * with SANDBOX_INIT_DETACHED the app's status). */
+static void reap_all(int ctl, pid_t app, unsigned flags)
 {
         for (;;) {
                 int status;
@@ -76,12 +86,12 @@ static void reap_all(int ctl, pid_t app)
                         return;
                 if (p == app) {
                         (void)sandbox_msg_send(ctl, MSG_EXITED, status);
-                        _exit(0);
+                        _exit(flags & SANDBOX_INIT_DETACHED ? sandbox_init_exit_code(status) : 0);
                 }
         }
 }
 
-int sandbox_init_wait(int ctl, pid_t app, int timeout_ms)
+int sandbox_init_wait(int ctl, pid_t app, int timeout_ms, unsigned flags)
 {
         uint64_t deadline_ns = 0;
         sigset_t mask;
@@ -90,8 +100,9 @@ int sandbox_init_wait(int ctl, pid_t app, int timeout_ms)
          * sigwaitinfo whatever their handler); this learns it and puts back the
          * handlers an exec reset. A failure here changes neither. */
         (void)sandbox_init_signals(&mask);
-        reap_all(ctl, app);
-        if (ctl_hung_up(ctl))
+        reap_all(ctl, app, flags);
+        /* Detached: nobody need hold ctl (cella-oci's create has exited). */
+        if (!(flags & SANDBOX_INIT_DETACHED) && ctl_hung_up(ctl))
                 _exit(0);
         if (timeout_ms >= 0)
                 deadline_ns = now_monotonic_ns() + (uint64_t)timeout_ms * NSEC_PER_MSEC;
@@ -118,8 +129,9 @@ int sandbox_init_wait(int ctl, pid_t app, int timeout_ms)
                         continue;
                 if (sig == SIGIO) {
                         /* Nobody holds the sandbox any more (no kernel, no keeper):
-                         * our exit takes the whole pid namespace with it. */
-                        if (ctl_hung_up(ctl))
+                         * our exit takes the whole pid namespace with it. (Never
+                         * armed when detached: spawn.c watch_ctl_hangup().) */
+                        if (!(flags & SANDBOX_INIT_DETACHED) && ctl_hung_up(ctl))
                                 _exit(0);
                         continue;
                 }
@@ -127,12 +139,12 @@ int sandbox_init_wait(int ctl, pid_t app, int timeout_ms)
                         kill(app, sig);
                         continue;
                 }
-                reap_all(ctl, app);
+                reap_all(ctl, app, flags);
         }
 }
 
-_Noreturn void sandbox_init_loop(int ctl, pid_t app)
+_Noreturn void sandbox_init_loop(int ctl, pid_t app, unsigned flags)
 {
         for (;;)
-                (void)sandbox_init_wait(ctl, app, -1);
+                (void)sandbox_init_wait(ctl, app, -1, flags);
 }

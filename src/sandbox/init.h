@@ -76,9 +76,21 @@ int sandbox_init_signals(sigset_t *ret_mask);
  * sandbox_init_wait() does this for timeout_ms milliseconds (CLOCK_MONOTONIC;
  * -1: for ever) and returns 0 if the app still runs then; sandbox_init_loop()
  * never returns.
+ *
+ * flags SANDBOX_INIT_DETACHED (SandboxSpec.detached): the ctl hangup is ignored (the
+ * sandbox outlives its caller), and init exits with the app's status instead of 0:
+ * its exit code, or 128+N after signal N (as a shell reports it), so that whoever
+ * reaps init (a subreaper: conmon, containerd's shim) learns the app's end.
  */
-int sandbox_init_wait(int ctl, pid_t app, int timeout_ms);
-_Noreturn void sandbox_init_loop(int ctl, pid_t app);
+enum {
+        SANDBOX_INIT_DETACHED = 1 << 0,
+};
+int sandbox_init_wait(int ctl, pid_t app, int timeout_ms, unsigned flags);
+_Noreturn void sandbox_init_loop(int ctl, pid_t app, unsigned flags);
+
+/* The exit status init takes for an app that ended with wait status status
+ * (SANDBOX_INIT_DETACHED): WEXITSTATUS, or 128+WTERMSIG. */
+int sandbox_init_exit_code(int status);
 
 /*
  * How long pid 1 runs the built-in loop before it execs cella-init, in ms: an

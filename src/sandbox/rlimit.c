@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Resource limits (docs/design.md section 5 step 4). */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/resource.h>
 
@@ -33,8 +34,9 @@
  * per-user bounds above (MEMLOCK, MSGQUEUE, SIGPENDING, RTPRIO, NICE), each at
  * most the hard limit cella inherited. Hard limits can only go down without
  * CAP_SYS_RESOURCE; the caller checks the spec's bounds beforehand so a too-high
- * value is a clear error there, not EPERM here.
- * Returns 0 or -errno with err filled.
+ * value is a clear error there, not EPERM here. Then spec->rlimits in order (an OCI
+ * config's process.rlimits), each replacing the value above for its resource.
+ * Returns 0 or -errno with err filled (the rlimit named).
  */
 int rlimits_apply(const SandboxSpec *spec, SandboxError *err)
 {
@@ -60,8 +62,14 @@ int rlimits_apply(const SandboxSpec *spec, SandboxError *err)
         for (size_t i = 0; i < ELEMENTSOF(limits); i++) {
                 struct rlimit rl = {.rlim_cur = limits[i].value, .rlim_max = limits[i].value};
                 struct rlimit have;
+                bool replaced = false;
 
-                if (!limits[i].set)
+                /* An explicit limit for the same resource (an OCI config's) replaces
+                 * ours rather than follow it: the end is the same, but a hard limit
+                 * lowered here first could not be raised again. */
+                for (size_t j = 0; j < spec->n_rlimits; j++)
+                        replaced |= spec->rlimits[j].resource == limits[i].resource;
+                if (!limits[i].set || replaced)
                         continue;
                 if (limits[i].at_most_inherited && getrlimit(limits[i].resource, &have) == 0 &&
                     have.rlim_max != RLIM_INFINITY && have.rlim_max < rl.rlim_max)
@@ -70,5 +78,44 @@ int rlimits_apply(const SandboxSpec *spec, SandboxError *err)
                         return sandbox_fail(err, SANDBOX_STEP_RLIMIT, negative_errno(), "%s=%llu",
                                             limits[i].name, (unsigned long long)rl.rlim_max);
         }
+        for (size_t j = 0; j < spec->n_rlimits; j++) {
+                const SandboxRlimit *l = &spec->rlimits[j];
+                struct rlimit rl = {.rlim_cur = l->soft, .rlim_max = l->hard}, have = {};
+
+                if (setrlimit(l->resource, &rl) < 0) {
+                        int r = negative_errno();
+
+                        (void)getrlimit(l->resource, &have);
+                        return sandbox_fail(err, SANDBOX_STEP_RLIMIT, r,
+                                            "%s soft %llu hard %llu%s (the hard limit here is "
+                                            "%llu)",
+                                            rlimit_name(l->resource) ?: "?",
+                                            (unsigned long long)l->soft,
+                                            (unsigned long long)l->hard,
+                                            r == -EPERM ? ": above the hard limit, which only "
+                                                          "CAP_SYS_RESOURCE in the host's user "
+                                                          "namespace may raise"
+                                                        : "",
+                                            (unsigned long long)have.rlim_max);
+                }
+        }
         return 0;
+}
+
+const char *rlimit_name(int resource)
+{
+        static const char *const names[RLIM_NLIMITS] = {
+                [RLIMIT_CPU] = "RLIMIT_CPU",           [RLIMIT_FSIZE] = "RLIMIT_FSIZE",
+                [RLIMIT_DATA] = "RLIMIT_DATA",         [RLIMIT_STACK] = "RLIMIT_STACK",
+                [RLIMIT_CORE] = "RLIMIT_CORE",         [RLIMIT_RSS] = "RLIMIT_RSS",
+                [RLIMIT_NPROC] = "RLIMIT_NPROC",       [RLIMIT_NOFILE] = "RLIMIT_NOFILE",
+                [RLIMIT_MEMLOCK] = "RLIMIT_MEMLOCK",   [RLIMIT_AS] = "RLIMIT_AS",
+                [RLIMIT_LOCKS] = "RLIMIT_LOCKS",       [RLIMIT_SIGPENDING] = "RLIMIT_SIGPENDING",
+                [RLIMIT_MSGQUEUE] = "RLIMIT_MSGQUEUE", [RLIMIT_NICE] = "RLIMIT_NICE",
+                [RLIMIT_RTPRIO] = "RLIMIT_RTPRIO",     [RLIMIT_RTTIME] = "RLIMIT_RTTIME",
+        };
+
+        if (resource < 0 || resource >= RLIM_NLIMITS)
+                return NULL;
+        return names[resource];
 }

@@ -71,6 +71,32 @@ extern void (*sandbox_test_before_file_attach)(const char *target);
  * jail_skeleton() then jail_finish(). Returns 0 or -errno with err filled. */
 int jail_build(const SandboxSpec *spec, SandboxError *err);
 
+/*
+ * rootfs.c: the OCI jail of spec->rootfs (the caller's root file system and its
+ * mounts, devices, sysctls, masked and read-only paths), then pivot_root into it.
+ * Child, root of the caller's user namespace, once it is in every other namespace of
+ * the sandbox (after child_join(): sysfs, cgroup and sysctls then are the sandbox's).
+ * Returns 0 or -errno with err (SANDBOX_STEP_MOUNT naming the mount, "mount 3 (tmpfs
+ * on /dev): ...", SANDBOX_STEP_NAMESPACE for a sysctl, SANDBOX_STEP_PIVOT).
+ */
+int jail_build_rootfs(const SandboxSpec *spec, SandboxError *err);
+
+/*
+ * rootfs.c: the checks of spec->rootfs (none: 0) in the caller, before any clone:
+ * absolute paths without ".." (root, targets, devices, masked and read-only paths),
+ * the root a directory, bounds below, mount flags and propagation mount(2) knows and
+ * a jail can honour, device types, sysctls "key=value" of a namespaced key whose
+ * namespace is the sandbox's own (net.* with a new or joined network namespace, the
+ * ipc ones with an ipc namespace not the caller's), a new mount namespace. Returns 0
+ * or -errno with err at SANDBOX_STEP_PREPARE naming the entry.
+ */
+int rootfs_check_spec(const SandboxSpec *spec, SandboxError *err);
+
+/* Bounds of SandboxRootfs's lists (rootfs_check_spec()). */
+#define SANDBOX_ROOTFS_MAX_MOUNTS  1024
+#define SANDBOX_ROOTFS_MAX_DEVICES 1024
+#define SANDBOX_ROOTFS_MAX_PATHS   1024 /* masked paths, read-only paths, sysctls: each */
+
 /* Where the new root is attached until the pivot (in the child's mount namespace). */
 #define JAIL_BASE "/tmp"
 
@@ -107,15 +133,63 @@ int jail_finish(const SandboxSpec *spec, JailSkeleton *sk, SandboxError *err);
  * at another place), -ENOBUFS.
  */
 int userns_format_map(unsigned inside, uint32_t host_id, uint32_t ids_base, char *buf, size_t size);
-int userns_write_maps(pid_t pid, uid_t host_uid, gid_t host_gid, uid_t ids_base);
+/*
+ * Writes pid's setgroups, gid_map and uid_map for spec (userns.c): spec's uid_map and
+ * gid_map when given, else the host_uid/host_ids_base map (userns_format_map());
+ * setgroups "allow" when spec has app_groups (user_namespaces(7): written before
+ * gid_map), else "deny". Returns 0 or -errno (-E2BIG: a map of a page or more).
+ */
+int userns_write_maps(pid_t pid, const SandboxSpec *spec);
+/*
+ * Checks spec's explicit maps (userns.c): both or neither, 1..SANDBOX_IDMAP_MAX
+ * lines each, every count >= 1, no range past 2^32-1, no two ranges overlapping
+ * inside nor on the host (the kernel's rules: user_namespaces(7)). Returns 0 or
+ * -EINVAL with err filled (SANDBOX_STEP_PREPARE).
+ */
+int userns_check_maps(const SandboxSpec *spec, SandboxError *err);
+/* Whether spec's new user namespace maps inside id id (uid: uid_map, else gid_map),
+ * explicit maps or the host_uid/host_ids_base one. */
+bool userns_maps_id(const SandboxSpec *spec, bool uid, uint32_t id);
+/* user_namespaces(7): at most 340 lines in a uid_map or gid_map (Linux 4.15). */
+#define SANDBOX_IDMAP_MAX 340
 int userns_become(uid_t uid, gid_t gid, SandboxError *err);
 
-/* caps.c: locks securebits, then empties every capability set (child, in its userns). */
+/* caps.c: locks securebits, then empties every capability set (child, in its userns);
+ * no_new_privs false leaves it clear (SandboxSpec.allow_new_privs). */
 int caps_lock_securebits(SandboxError *err);
-int caps_drop_all(SandboxError *err);
+int caps_drop_all(SandboxError *err, bool no_new_privs);
 
-/* rlimit.c */
+/* The app's (or an entered command's) ids and capabilities inside its user namespace. */
+typedef struct AppCreds {
+        uid_t uid;
+        gid_t gid;
+        const gid_t *groups; /* n_groups 0: none (dropped before the user namespace) */
+        size_t n_groups;
+        const SandboxCaps *caps; /* NULL: none, securebits locked */
+        bool allow_new_privs;    /* leave no_new_privs clear */
+} AppCreds;
+
+/*
+ * caps.c: the app's credentials in two halves, around the point where a filter must
+ * be loaded while still privileged (allow_new_privs: no no_new_privs, so loading a
+ * seccomp filter needs CAP_SYS_ADMIN in the user namespace, which the app may not
+ * keep; runc loads it there too). Call in the app's user namespace holding every
+ * capability there. creds_begin(): the supplementary groups (setgroups(2), needs
+ * "allow" in the namespace's setgroups file), then securebits locked (caps NULL), or
+ * the bounding set reduced and KEEPCAPS set (caps). creds_finish(): the uid and gid
+ * (userns_become()), then every capability dropped (caps NULL) or the asked sets
+ * (capset, then the ambient set raised), then no_new_privs unless allow_new_privs,
+ * checked. Each returns 0 or -errno with err filled (SANDBOX_STEP_USERNS or _CAPS).
+ */
+int creds_begin(const AppCreds *c, SandboxError *err);
+int creds_finish(const AppCreds *c, SandboxError *err);
+
+/* rlimit.c: cella's limits, then spec->rlimits (each replacing cella's own for its
+ * resource). */
 int rlimits_apply(const SandboxSpec *spec, SandboxError *err);
+
+/* rlimit.c: "RLIMIT_NOFILE" for RLIMIT_NOFILE, NULL if out of range. */
+const char *rlimit_name(int resource);
 
 /* execdiag.c: what the app's vfork()ed child sends init when it cannot exec: the
  * errno and, when known, why in the app's terms (detail; "" if not known). At most

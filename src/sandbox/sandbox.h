@@ -308,7 +308,7 @@ struct SandboxSpec {
         bool allow_new_privs;
         const SandboxRlimit *rlimits; /* applied after rlimit_nofile/_fsize/_nproc */
         size_t n_rlimits;
-        int umask; /* the app's umask; 0 with umask_set false: 022 */
+        int umask; /* the app's umask (0..0777); umask_set false: the caller's, inherited */
         bool umask_set;
         /*
          * > 0: an O_PATH fd of a FIFO (the exec fifo of cella-oci's state directory):
@@ -499,6 +499,17 @@ int sandbox_wait(Sandbox *s, SandboxExit *ret);
 Sandbox *sandbox_free(Sandbox *s);
 
 /*
+ * Lets a running sandbox go without killing it (a detached one: SandboxSpec.detached,
+ * cella-oci create): closes s's fds (pidfd, ctl, seccomp listener) and its cgroup
+ * handle, leaving the cgroup, init and the app as they are, and frees s. init stays
+ * the caller's child, to be reaped by the caller or, once the caller is gone, by its
+ * subreaper; a detached init's exit status is the app's. A sandbox that is not
+ * detached dies at ctl's hangup (survive_parent: unless a keeper holds a copy).
+ * Returns init's host pid, or -1 for NULL.
+ */
+pid_t sandbox_release(Sandbox *s);
+
+/*
  * What sandbox_adopt() rebuilds a Sandbox from: the fds and figures of a running
  * sandbox that another process (an earlier kernel) spawned with
  * SandboxSpec.survive_parent, handed over by a keeper (src/keeper/keeper.h).
@@ -557,8 +568,10 @@ typedef struct SandboxEnter {
                             this AF_UNIX socket (pty_make(), `cella exec -t`); else -1 */
         unsigned short tty_rows, tty_cols; /* its first window size; 0: 24x80 */
         /* The command's ids and capabilities inside (as the SandboxSpec's app_uid, app_gid,
-         * app_groups, caps, allow_new_privs, umask; cella-oci exec's process.json). Unset
-         * (ids_set false, caps NULL): SANDBOX_UID, SANDBOX_GID, no capability. */
+         * app_groups, caps, allow_new_privs; cella-oci exec's process.json). Unset
+         * (ids_set false, caps NULL): SANDBOX_UID, SANDBOX_GID, no capability. groups need
+         * a sandbox whose setgroups is "allow" (spawned with app_groups); allow_new_privs
+         * only with caps or without the user namespace (ns_flags), as for a spawn. */
         uid_t uid;
         gid_t gid;
         bool ids_set;
@@ -585,9 +598,10 @@ typedef struct SandboxEnter {
  * empty, no_new_privs, e->seccomp loaded, fds 0-2 = e->stdio (or, with a tty_socket,
  * the slave of a pty made in the jail whose master went over the socket) and nothing
  * else (close_range), cwd e->cwd, in a session of its own (setsid), every signal at
- * its default and none blocked. The helper passes SIGINT, SIGTERM, SIGHUP and SIGQUIT
- * it gets on to the command, and on SIGUSR1 kills the command's process group
- * (SIGKILL): the caller's way to end the command with what it started. Call it as root from a
+ * its default and none blocked. With e's ids, groups, caps, allow_new_privs or
+ * ns_flags set (an OCI container), those replace the defaults above. The helper passes SIGINT,
+ * SIGTERM, SIGHUP and SIGQUIT it gets on to the command, and on SIGUSR1 kills the command's process
+ * group (SIGKILL): the caller's way to end the command with what it started. Call it as root from a
  * thread that lives as long as the command (PR_SET_PDEATHSIG, as sandbox_spawn()); it blocks until
  * the command's execve (at most SANDBOX_ENTER_TIMEOUT_MS). Returns 0 with *ret_pid and *ret_pidfd:
  * a helper outside the sandbox whose exit status is the command's (128+N for a signal N); or a

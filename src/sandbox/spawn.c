@@ -173,6 +173,33 @@ static int msg_recv_fds(int fd, Msg *ret, int *fds, unsigned *ret_n)
         return 0;
 }
 
+/* How a spec has a namespace type (SandboxSpec.namespaces): made new, joined (an fd),
+ * or shared with the caller (left out of the list). A NULL list is cella's own: every
+ * type new. */
+typedef enum NsMode {
+        NS_SHARE,
+        NS_NEW,
+        NS_JOIN,
+} NsMode;
+
+static NsMode ns_mode(const SandboxSpec *spec, int type, int *ret_fd)
+{
+        if (ret_fd)
+                *ret_fd = -EBADF;
+        if (!spec->namespaces)
+                return NS_NEW;
+        for (size_t i = 0; i < spec->n_namespaces; i++) {
+                if (spec->namespaces[i].type != type)
+                        continue;
+                if (spec->namespaces[i].fd < 0)
+                        return NS_NEW;
+                if (ret_fd)
+                        *ret_fd = spec->namespaces[i].fd;
+                return NS_JOIN;
+        }
+        return NS_SHARE;
+}
+
 /*
  * The net helper: a plain fork of the caller, root of its user namespace. Makes a
  * new network namespace with loopback up and sends its fd to the child over ctl
@@ -203,9 +230,12 @@ _noreturn_ static void net_helper(int ctl)
  * and the cgroup, then makes the cgroup namespace (so the app's own cgroup is the
  * root it sees). No app code has run yet.
  */
-static int child_join(int ctl, bool have_net, uid_t *ret_uid, gid_t *ret_gid, SandboxError *err)
+static int child_join(const SandboxSpec *spec, int ctl, bool have_net, uid_t *ret_uid,
+                      gid_t *ret_gid, SandboxError *err)
 {
         bool have_cg = false;
+        int cgns_fd;
+        NsMode cgns = ns_mode(spec, CLONE_NEWCGROUP, &cgns_fd);
 
         while (!have_net || !have_cg) {
                 int fds[MSG_MAX_FDS];
@@ -243,10 +273,45 @@ static int child_join(int ctl, bool have_net, uid_t *ret_uid, gid_t *ret_gid, Sa
                 if (r < 0)
                         return r;
         }
-        if (unshare(CLONE_NEWCGROUP) < 0)
+        /* After the cgroup: a new one's root is the app's own leaf. A joined one
+         * (an OCI config's path) is entered here too, so that the order is the same. */
+        if (cgns == NS_NEW && unshare(CLONE_NEWCGROUP) < 0)
                 return sandbox_fail(err, SANDBOX_STEP_NAMESPACE, negative_errno(),
                                     "cgroup namespace");
+        if (cgns == NS_JOIN && setns(cgns_fd, CLONE_NEWCGROUP) < 0)
+                return sandbox_fail(err, SANDBOX_STEP_NAMESPACE, negative_errno(),
+                                    "join the cgroup namespace (fd %d)", cgns_fd);
         return 0;
+}
+
+/*
+ * An OCI jail's joins, in the child before its jail (SandboxSpec.namespaces): the
+ * network, ipc and uts namespaces it names by fd, then (child_join()) the cgroup and
+ * the cgroup namespace, so that what the jail mounts (sysfs, cgroup file systems)
+ * shows the namespaces the app will be in. The user namespace comes after the jail
+ * (child_run()). Returns 0 or -errno with err filled.
+ */
+static int child_join_early(const SandboxSpec *spec, int ctl, uid_t *ret_uid, gid_t *ret_gid,
+                            SandboxError *err)
+{
+        static const struct {
+                int type;
+                const char *name;
+        } joins[] = {
+                {CLONE_NEWNET, "network"},
+                {CLONE_NEWIPC, "ipc"},
+                {CLONE_NEWUTS, "uts"},
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(joins); i++) {
+                int fd;
+
+                if (ns_mode(spec, joins[i].type, &fd) == NS_JOIN && setns(fd, joins[i].type) < 0)
+                        return sandbox_fail(err, SANDBOX_STEP_NAMESPACE, negative_errno(),
+                                            "join the %s namespace (fd %d)", joins[i].name, fd);
+        }
+        return child_join(spec, ctl, ns_mode(spec, CLONE_NEWNET, NULL) != NS_NEW, ret_uid, ret_gid,
+                          err);
 }
 
 static int child_expect(int ctl, MsgType type)
@@ -282,13 +347,76 @@ static int close_gap(unsigned lo, unsigned hi, int keep)
         return close_range(lo, hi, 0) < 0 ? negative_errno() : 0;
 }
 
+/* close_gap() keeping two fds (either may be negative). */
+static int close_gap2(unsigned lo, unsigned hi, int keep, int keep2)
+{
+        int r;
+
+        if (keep2 < 0 || (unsigned)keep2 < lo || (unsigned)keep2 > hi)
+                return close_gap(lo, hi, keep);
+        if ((unsigned)keep2 > lo) {
+                r = close_gap(lo, (unsigned)keep2 - 1, keep);
+                if (r < 0)
+                        return r;
+        }
+        if ((unsigned)keep2 == UINT_MAX)
+                return 0;
+        return close_gap((unsigned)keep2 + 1, hi, keep);
+}
+
+/*
+ * The exec fifo gate (SandboxSpec.start_fifo_fd), in the app's process once all but
+ * its execve is done: tells init it is there (one byte "G" on exec_fd, which it then
+ * closes: init reports STARTED and sandbox_spawn() returns), opens the fifo for
+ * writing through /proc/self/fd (which blocks until a reader opens it: `cella-oci
+ * start`), writes one byte "0" and returns, the fifo closed. What fails before the
+ * byte is reported on exec_fd as any failure before the execve (the spawn fails);
+ * the jail's /proc is needed, and checked before the byte (cella's runtime root
+ * always has one; an OCI rootfs without a proc mount fails the spawn here). What
+ * fails after it can only be said on the app's stderr, and the app exits 126
+ * (runc's way). fifo is an O_CLOEXEC copy of the spec's O_PATH fd. Returns 0, or
+ * -errno (with f filled) for a failure before the byte.
+ */
+static int app_gate(int fifo, int *exec_fd, ExecFailure *f)
+{
+        char path[64];
+        int fd;
+
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fifo);
+        /* O_PATH does not open the fifo itself: no wait, and no reader woken. */
+        fd = open(path, O_PATH | O_CLOEXEC);
+        if (fd < 0) {
+                f->error = errno;
+                snprintf(f->detail, sizeof f->detail,
+                         "the start gate (exec fifo) cannot be reached through %s: %s (the jail "
+                         "needs /proc)",
+                         path, strerror(errno));
+                return -f->error;
+        }
+        close(fd);
+        if (write(*exec_fd, "G", 1) != 1) {
+                f->error = errno;
+                snprintf(f->detail, sizeof f->detail, "tell init the app is at its start gate");
+                return -f->error;
+        }
+        *exec_fd = safe_close(*exec_fd);
+        fd = RETRY_EINTR(open(path, O_WRONLY | O_CLOEXEC));
+        if (fd < 0 || RETRY_EINTR(write(fd, "0", 1)) != 1) {
+                dprintf(STDERR_FILENO, "cella: the start gate (exec fifo): %s\n", strerror(errno));
+                _exit(126);
+        }
+        close(fd);
+        close(fifo);
+        return 0;
+}
+
 /* The app: between fork and exec. Never returns. */
 _noreturn_ static void app_exec(const SandboxSpec *spec, int exec_fd)
 {
         struct sigaction sa = {.sa_handler = SIG_DFL};
         ExecFailure f = {};
         sigset_t none;
-        int fds[4], err;
+        int fds[4], err, fifo = -EBADF;
 
         /* Start the app with the signal state of a fresh process: cella may ignore
          * SIGPIPE, and ignored signals survive execve. */
@@ -300,6 +428,8 @@ _noreturn_ static void app_exec(const SandboxSpec *spec, int exec_fd)
         /* Everything we keep goes above 10 first, so the dup2()s into 0..3 cannot
          * clobber a source that happens to sit at 0..3. */
         exec_fd = move_high(exec_fd);
+        if (spec->start_fifo_fd > 0 && (fifo = move_high(spec->start_fifo_fd)) < 0)
+                goto fail;
         if (spec->pty_socket > 0) {
                 /* Its own terminal as stdio (pty.c); the socket is gone at exec. */
                 int pty = pty_make(spec->pty_socket, spec->pty_rows, spec->pty_cols);
@@ -341,7 +471,7 @@ _noreturn_ static void app_exec(const SandboxSpec *spec, int exec_fd)
                 for (size_t i = 0; i <= spec->n_extra_fds; i++) {
                         int hi = i < spec->n_extra_fds ? spec->extra_fds[i] : -1;
 
-                        if (close_gap(lo, hi < 0 ? ~0U : (unsigned)hi - 1, exec_fd) < 0)
+                        if (close_gap2(lo, hi < 0 ? ~0U : (unsigned)hi - 1, exec_fd, fifo) < 0)
                                 goto fail;
                         if (hi < 0)
                                 break;
@@ -350,6 +480,8 @@ _noreturn_ static void app_exec(const SandboxSpec *spec, int exec_fd)
                         lo = hi + 1;
                 }
         }
+        if (spec->umask_set)
+                umask((mode_t)spec->umask);
         if (chdir(spec->workdir ?: "/") < 0)
                 goto fail;
         for (size_t i = 0; spec->entry_scripts && spec->entry_scripts[i]; i++) {
@@ -358,10 +490,27 @@ _noreturn_ static void app_exec(const SandboxSpec *spec, int exec_fd)
                 if (f.error != 0)
                         goto report;
         }
+        if (fifo >= 0) {
+                /* A missing entry fails the spawn (cella-oci create), as runc's does,
+                 * not the start. */
+                if (access(spec->exec_path, X_OK) < 0) {
+                        err = errno;
+                        f.error = exec_diagnose(spec->exec_path, "the entry", err, f.detail,
+                                                sizeof f.detail);
+                        goto report;
+                }
+                if (app_gate(fifo, &exec_fd, &f) < 0)
+                        goto report;
+        }
         execve(spec->exec_path, spec->argv, spec->envp);
         /* Why, in the app's terms (execdiag.c): only now, off the start path. */
         err = errno;
         f.error = exec_diagnose(spec->exec_path, "the entry", err, f.detail, sizeof f.detail);
+        if (exec_fd < 0) {
+                /* Past the gate: init reported STARTED already. */
+                dprintf(STDERR_FILENO, "cella: %s\n", f.detail[0] ? f.detail : strerror(f.error));
+                _exit(f.error == ENOENT ? 127 : 126);
+        }
         goto report;
 fail:
         f.error = errno;
@@ -409,7 +558,7 @@ static int child_load_seccomp(const SeccompProgram *p, int ctl, SandboxError *er
  */
 static int close_unneeded_fds(const SandboxSpec *spec, int ctl, int init_fd)
 {
-        int keep[7];
+        int keep[8];
         size_t n = 0, ik = 0, ie = 0;
         unsigned lo = 0;
 
@@ -423,7 +572,9 @@ static int close_unneeded_fds(const SandboxSpec *spec, int ctl, int init_fd)
                 keep[n++] = spec->channel_fd;
         if (spec->pty_socket > 0)
                 keep[n++] = spec->pty_socket;
-        for (size_t i = 1; i < n; i++) /* insertion sort of at most 7 */
+        if (spec->start_fifo_fd > 0)
+                keep[n++] = spec->start_fifo_fd;
+        for (size_t i = 1; i < n; i++) /* insertion sort of at most 8 */
                 for (size_t j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
                         int t = keep[j];
 
@@ -570,7 +721,8 @@ static void init_become_small(const SandboxSpec *spec, int ctl, pid_t app, int i
                               int init_errno)
 {
         char ctl_arg[16], app_arg[16];
-        char *argv[] = {(char *)"cella-init", ctl_arg, app_arg, NULL};
+        char *argv[] = {(char *)"cella-init", ctl_arg, app_arg,
+                        spec->detached ? (char *)"detached" : NULL, NULL};
         char *envp[] = {NULL};
 
         if (!spec->init_path)
@@ -632,12 +784,20 @@ static void open_init(const char *init_path, int *ret_fd, int *ret_errno)
                 *ret_fd = fd;
 }
 
+/* What child_join() learnt, when a child did it before its jail (an OCI jail's). */
+typedef struct ChildJoined {
+        uid_t host_uid;
+        gid_t host_gid;
+} ChildJoined;
+
 _noreturn_ static void child_run(const SandboxSpec *spec, int ctl, int init_fd_in,
-                                 int init_errno_in, bool have_net);
+                                 int init_errno_in, bool have_net, const ChildJoined *joined);
 
 _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
 {
         SandboxError err = {};
+        ChildJoined joined = {};
+        bool early = spec->namespaces || spec->rootfs;
         int init_fd, init_errno, r;
 
         if (!spec->survive_parent && prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
@@ -647,14 +807,25 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
                 r = sandbox_fail(&err, SANDBOX_STEP_NAMESPACE, negative_errno(), "setsid");
                 goto fail;
         }
-        if (sethostname(spec->hostname, strnlen(spec->hostname, SANDBOX_HOSTNAME_MAX)) < 0) {
+        /* Only in a uts namespace of our own: a shared or joined one is not ours to
+         * name. */
+        if (ns_mode(spec, CLONE_NEWUTS, NULL) == NS_NEW &&
+            sethostname(spec->hostname, strnlen(spec->hostname, SANDBOX_HOSTNAME_MAX)) < 0) {
                 r = sandbox_fail(&err, SANDBOX_STEP_NAMESPACE, negative_errno(), "sethostname");
                 goto fail;
         }
-        r = jail_build(spec, &err);
+        /* An OCI jail joins first, so that its mounts see the app's namespaces;
+         * cella's overlaps the joins with the jail's build (child_run()). */
+        if (early) {
+                r = child_join_early(spec, ctl, &joined.host_uid, &joined.host_gid, &err);
+                if (r < 0)
+                        goto fail;
+        }
+        /* An OCI root is built later, in the sandbox's namespaces (child_run()). */
+        r = spec->rootfs ? 0 : jail_build(spec, &err);
         if (r < 0)
                 goto fail;
-        child_run(spec, ctl, init_fd, init_errno, false);
+        child_run(spec, ctl, init_fd, init_errno, false, early ? &joined : NULL);
 fail:
         msg_send_error(ctl, &err);
         _exit(1);
@@ -667,7 +838,7 @@ fail:
  * init_errno_in). Never returns.
  */
 _noreturn_ static void child_run(const SandboxSpec *spec, int ctl, int init_fd_in,
-                                 int init_errno_in, bool have_net)
+                                 int init_errno_in, bool have_net, const ChildJoined *joined)
 {
         SandboxError err = {};
         uid_t host_uid = 0;
@@ -676,25 +847,53 @@ _noreturn_ static void child_run(const SandboxSpec *spec, int ctl, int init_fd_i
         ExecFailure ef;
         /* volatile: live across the vfork() below */
         volatile int init_fd = init_fd_in, init_errno = init_errno_in;
+        const AppCreds creds = {
+                .uid = spec->ids_set ? spec->app_uid : SANDBOX_UID,
+                .gid = spec->ids_set ? spec->app_gid : SANDBOX_GID,
+                .groups = spec->app_groups,
+                .n_groups = spec->n_app_groups,
+                .caps = spec->caps,
+                .allow_new_privs = spec->allow_new_privs,
+        };
+        const bool gate = spec->start_fifo_fd > 0;
+        int userns_fd;
+        const NsMode userns = ns_mode(spec, CLONE_NEWUSER, &userns_fd);
         sigset_t mask;
         pid_t app;
         ssize_t k;
         int r;
 
-        r = child_join(ctl, have_net, &host_uid, &host_gid, &err);
-        if (r < 0)
-                goto fail;
+        if (joined) {
+                host_uid = joined->host_uid;
+                host_gid = joined->host_gid;
+        } else {
+                r = child_join(spec, ctl, have_net, &host_uid, &host_gid, &err);
+                if (r < 0)
+                        goto fail;
+        }
+        if (spec->rootfs) {
+                r = jail_build_rootfs(spec, &err);
+                if (r < 0)
+                        goto fail;
+        }
 
         /* We are still root of the caller's user namespace with its supplementary
-         * groups: drop them now, as setgroups() is denied inside. */
+         * groups: drop them now, as setgroups() is denied inside (the app's own, if
+         * any, are set inside: creds_begin()). */
         if (sandbox_setgroups_none() < 0) {
                 r = sandbox_fail(&err, SANDBOX_STEP_USERNS, negative_errno(), "setgroups");
                 goto fail;
         }
-        r = become_host_user(host_uid, host_gid, &err);
+        if (userns == NS_JOIN && setns(userns_fd, CLONE_NEWUSER) < 0) {
+                r = sandbox_fail(&err, SANDBOX_STEP_USERNS, negative_errno(),
+                                 "join the user namespace (fd %d)", userns_fd);
+                goto fail;
+        }
+        /* NS_SHARE (an OCI jail without a user namespace): the app gets host ids. */
+        r = userns == NS_NEW ? become_host_user(host_uid, host_gid, &err) : 0;
         if (r < 0)
                 goto fail;
-        if (unshare(CLONE_NEWUSER) < 0) {
+        if (userns == NS_NEW && unshare(CLONE_NEWUSER) < 0) {
                 /* The two ways a host refuses this, named so the user can fix them. */
                 r = negative_errno();
                 sandbox_fail(&err, SANDBOX_STEP_USERNS, r, "unshare user namespace%s",
@@ -704,16 +903,25 @@ _noreturn_ static void child_run(const SandboxSpec *spec, int ctl, int init_fd_i
                                            : "");
                 goto fail;
         }
+        /* Sent whatever the user namespace: the parent maps only a new one, and its
+         * net_ready and starting work hangs on this exchange. */
         if (sandbox_msg_send(ctl, MSG_NEED_IDMAP, 0) < 0 || child_expect(ctl, MSG_IDMAP_DONE) < 0)
                 _exit(1);
 
-        r = caps_lock_securebits(&err);
+        /* Groups, then securebits locked (or the bounding set and KEEPCAPS), ids,
+         * capabilities (caps.c). Without no_new_privs a filter needs CAP_SYS_ADMIN,
+         * which the app may not keep: then it is loaded here, while privileged, as
+         * runc does, and every call from here to the execve must be allowed by it
+         * (the builtin allowlist allows them). */
+        r = creds_begin(&creds, &err);
         if (r < 0)
                 goto fail;
-        r = userns_become(SANDBOX_UID, SANDBOX_GID, &err);
-        if (r < 0)
-                goto fail;
-        r = caps_drop_all(&err);
+        if (spec->allow_new_privs) {
+                r = child_load_seccomp(spec->seccomp, ctl, &err);
+                if (r < 0)
+                        goto fail;
+        }
+        r = creds_finish(&creds, &err);
         if (r < 0)
                 goto fail;
         /* Every credential change cleared the parent-death signal: arm it again
@@ -746,16 +954,19 @@ _noreturn_ static void child_run(const SandboxSpec *spec, int ctl, int init_fd_i
                 _exit(1);
 
         r = sandbox_init_signals(&mask);
-        if (r >= 0)
+        /* Detached: the sandbox outlives ctl (cella-oci's create exits). */
+        if (r >= 0 && !spec->detached)
                 r = watch_ctl_hangup(ctl);
         if (r < 0) {
                 sandbox_fail(&err, SANDBOX_STEP_EXEC, r, "set up signal forwarding");
                 goto fail;
         }
 
-        r = child_load_seccomp(spec->seccomp, ctl, &err);
-        if (r < 0)
-                goto fail;
+        if (!spec->allow_new_privs) {
+                r = child_load_seccomp(spec->seccomp, ctl, &err);
+                if (r < 0)
+                        goto fail;
+        }
 
         if (pipe2(exec_pipe, O_CLOEXEC) < 0) {
                 r = sandbox_fail(&err, SANDBOX_STEP_EXEC, negative_errno(), "pipe");
@@ -763,8 +974,10 @@ _noreturn_ static void child_run(const SandboxSpec *spec, int ctl, int init_fd_i
         }
         /* vfork: init only waits meanwhile, and the app side makes nothing but
          * system calls before execve, so copying init's page tables (init is
-         * still a fork of the caller here) would be wasted work. */
-        app = vfork();
+         * still a fork of the caller here) would be wasted work. With a start gate
+         * the app waits at the gate for as long as `start` takes, and init must go
+         * on: a fork. */
+        app = gate ? fork() : vfork();
         if (app < 0) {
                 r = sandbox_fail(&err, SANDBOX_STEP_EXEC, negative_errno(), "fork the app");
                 goto fail;
@@ -775,6 +988,15 @@ _noreturn_ static void child_run(const SandboxSpec *spec, int ctl, int init_fd_i
         }
         exec_pipe[1] = safe_close(exec_pipe[1]);
         k = RETRY_EINTR(read(exec_pipe[0], &ef, sizeof ef));
+        if (gate && k == 0) {
+                /* Ended before its gate, without a word (killed meanwhile). */
+                int status = 0;
+
+                waitpid(app, &status, 0);
+                r = sandbox_fail(&err, SANDBOX_STEP_EXEC, -ECHILD,
+                                 "the app ended before its start gate (status %#x)", status);
+                goto fail;
+        }
         if (k == sizeof ef) {
                 int status;
 
@@ -794,9 +1016,10 @@ _noreturn_ static void child_run(const SandboxSpec *spec, int ctl, int init_fd_i
         if (sandbox_msg_send(ctl, MSG_STARTED, app) < 0)
                 _exit(1);
         if (spec->init_path)
-                (void)sandbox_init_wait(ctl, app, SANDBOX_INIT_EXEC_DELAY_MS);
+                (void)sandbox_init_wait(ctl, app, SANDBOX_INIT_EXEC_DELAY_MS,
+                                        spec->detached ? SANDBOX_INIT_DETACHED : 0);
         init_become_small(spec, ctl, app, init_fd, init_errno);
-        sandbox_init_loop(ctl, app);
+        sandbox_init_loop(ctl, app, spec->detached ? SANDBOX_INIT_DETACHED : 0);
 
 fail:
         msg_send_error(ctl, &err);
@@ -805,15 +1028,165 @@ fail:
 
 /* ---- parent side --------------------------------------------------------- */
 
+/* Whether spec uses any of the OCI fields (SandboxSpec, "OCI jails"). */
+static bool spec_is_oci(const SandboxSpec *spec)
+{
+        return spec->rootfs || spec->namespaces || spec->ids_set || spec->n_app_groups ||
+               spec->n_uid_map || spec->n_gid_map || spec->caps || spec->allow_new_privs ||
+               spec->n_rlimits || spec->umask_set || spec->start_fifo_fd > 0 || spec->detached;
+}
+
+/*
+ * The app's ids must be mapped in its new user namespace (an unmapped id makes
+ * setresuid/setgroups fail with EINVAL in the child, too late to say why). With the
+ * host_uid map and no block only SANDBOX_UID and SANDBOX_GID are. Called before the
+ * clone, and again after spec->prepare (it may set host_ids_base).
+ */
+static int check_ids_mapped(const SandboxSpec *spec, SandboxError *err)
+{
+        const char *hint = spec->n_uid_map ? "" : " (give host_ids_base, or uid and gid maps)";
+
+        if (ns_mode(spec, CLONE_NEWUSER, NULL) != NS_NEW)
+                return 0;
+        if (spec->ids_set && !userns_maps_id(spec, true, spec->app_uid))
+                return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
+                                    "the app's uid %u is not mapped in its user namespace%s",
+                                    (unsigned)spec->app_uid, hint);
+        if (spec->ids_set && !userns_maps_id(spec, false, spec->app_gid))
+                return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
+                                    "the app's gid %u is not mapped in its user namespace%s",
+                                    (unsigned)spec->app_gid, hint);
+        for (size_t i = 0; i < spec->n_app_groups; i++)
+                if (!userns_maps_id(spec, false, spec->app_groups[i]))
+                        return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
+                                            "the app's supplementary group %u is not mapped in "
+                                            "its user namespace%s",
+                                            (unsigned)spec->app_groups[i], hint);
+        return 0;
+}
+
+/* The OCI fields' checks (SandboxSpec, "OCI jails"; docs/oci.md). */
+static int check_oci(const SandboxSpec *spec, SandboxError *err)
+{
+        static const int types[] = {CLONE_NEWNS,  CLONE_NEWPID,    CLONE_NEWNET, CLONE_NEWIPC,
+                                    CLONE_NEWUTS, CLONE_NEWCGROUP, CLONE_NEWUSER};
+        struct rlimit rl;
+        bool have_userns;
+        struct stat st;
+        int r;
+
+        if (spec->namespaces) {
+                for (size_t i = 0; i < spec->n_namespaces; i++) {
+                        const SandboxNamespace *n = &spec->namespaces[i];
+                        bool known = false;
+
+                        for (size_t t = 0; t < ELEMENTSOF(types); t++)
+                                known |= n->type == types[t];
+                        if (!known || n->fd < -1)
+                                return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
+                                                    "namespace %zu: type %#x, fd %d", i, n->type,
+                                                    n->fd);
+                        for (size_t j = 0; j < i; j++)
+                                if (spec->namespaces[j].type == n->type)
+                                        return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
+                                                            "namespace type %#x listed twice",
+                                                            n->type);
+                }
+                /* The jail is built in its own mount namespace (pivot_root): one shared
+                 * or joined would be the caller's or another's to rebuild. And init
+                 * must be pid 1 of its own pid namespace: it reaps, and its end ends
+                 * everything. */
+                if (ns_mode(spec, CLONE_NEWNS, NULL) != NS_NEW)
+                        return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
+                                            "the mount namespace must be a new one (the jail "
+                                            "is built in it)");
+                if (ns_mode(spec, CLONE_NEWPID, NULL) != NS_NEW)
+                        return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
+                                            "the pid namespace must be a new one (the "
+                                            "sandbox's init is its pid 1)");
+        }
+        have_userns = ns_mode(spec, CLONE_NEWUSER, NULL) != NS_SHARE;
+        if (spec->n_app_groups > 0 && (!spec->app_groups || spec->n_app_groups > NGROUPS_MAX))
+                return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL, "%zu supplementary groups",
+                                    spec->n_app_groups);
+        if (ns_mode(spec, CLONE_NEWUSER, NULL) == NS_NEW) {
+                r = userns_check_maps(spec, err);
+                if (r < 0)
+                        return r;
+        }
+        if (spec->caps) {
+                const SandboxCaps *c = spec->caps;
+
+                if ((c->effective & ~c->permitted) ||
+                    (c->ambient & ~(c->permitted & c->inheritable)))
+                        return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
+                                            "capabilities: the effective set must lie in the "
+                                            "permitted one and the ambient set in both the "
+                                            "permitted and the inheritable ones "
+                                            "(capabilities(7))");
+        }
+        if (spec->allow_new_privs && !spec->caps && have_userns)
+                return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
+                                    "no_new_privs may be left clear only with capabilities or "
+                                    "host ids");
+        for (size_t i = 0; i < spec->n_rlimits; i++) {
+                const SandboxRlimit *l = &spec->rlimits[i];
+                const char *name = rlimit_name(l->resource);
+
+                if (!spec->rlimits || !name || l->soft > l->hard)
+                        return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
+                                            "rlimit %zu: resource %d, soft %llu, hard %llu", i,
+                                            l->resource, (unsigned long long)l->soft,
+                                            (unsigned long long)l->hard);
+                for (size_t j = 0; j < i; j++)
+                        if (spec->rlimits[j].resource == l->resource)
+                                return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
+                                                    "%s listed twice", name);
+                /* The child sets it without CAP_SYS_RESOURCE in the host's user
+                 * namespace: it can only lower a hard limit. */
+                if (getrlimit(l->resource, &rl) == 0 && rl.rlim_max != RLIM_INFINITY &&
+                    l->hard > rl.rlim_max)
+                        return sandbox_fail(err, SANDBOX_STEP_RLIMIT, -EPERM,
+                                            "%s hard limit %llu is above the caller's %llu (only "
+                                            "CAP_SYS_RESOURCE in the host's user namespace may "
+                                            "raise it)",
+                                            name, (unsigned long long)l->hard,
+                                            (unsigned long long)rl.rlim_max);
+        }
+        if (spec->umask_set && (spec->umask < 0 || spec->umask > 0777))
+                return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL, "umask %#o",
+                                    (unsigned)spec->umask);
+        if (spec->start_fifo_fd > 0 &&
+            (fstat(spec->start_fifo_fd, &st) < 0 || !S_ISFIFO(st.st_mode)))
+                return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
+                                    "start_fifo_fd %d is not a fifo", spec->start_fifo_fd);
+        if (spec->start_fifo_fd > 0 && spec->start_fifo_fd < 4)
+                return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
+                                    "start_fifo_fd %d is one of the app's fds 0..3",
+                                    spec->start_fifo_fd);
+        if (spec->detached && !spec->survive_parent)
+                return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
+                                    "detached needs survive_parent");
+        return spec->prepare ? 0 : check_ids_mapped(spec, err);
+}
+
 static int check_spec(const SandboxSpec *spec, SandboxError *err)
 {
         struct rlimit rl;
+        int r;
 
         if (!spec->seccomp)
                 return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL, "no seccomp filter");
-        if (!spec->prepare && (spec->host_uid == 0 || spec->host_gid == 0))
+        if (rootfs_check_spec(spec, err) < 0)
+                return -err->error;
+        /* Only a new user namespace is made by the app's host uid (become_host_user()). */
+        if (!spec->prepare && (spec->host_uid == 0 || spec->host_gid == 0) &&
+            ns_mode(spec, CLONE_NEWUSER, NULL) == NS_NEW)
                 return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
                                     "the app may not run as host root");
+        r = check_oci(spec, err);
+        if (r < 0)
+                return r;
         if (!spec->hostname || !*spec->hostname)
                 return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL, "no hostname");
         if (spec->wait_starting && !spec->starting)
@@ -1037,11 +1410,15 @@ static int spawn_finish(SandboxSpec *spec, Sandbox *s_in, Cgroup *cg, pid_t pid,
                         sandbox_fail(err, SANDBOX_STEP_PREPARE, r, "prepare %s", spec->hostname);
                         goto fail_child;
                 }
-                if (spec->host_uid == 0 || spec->host_gid == 0) {
+                if ((spec->host_uid == 0 || spec->host_gid == 0) &&
+                    ns_mode(spec, CLONE_NEWUSER, NULL) == NS_NEW) {
                         r = sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
                                          "the app may not run as host root");
                         goto fail_child;
                 }
+                r = check_ids_mapped(spec, err);
+                if (r < 0)
+                        goto fail_child;
         }
         r = send_cgroup(cg, pid, entry, *ctl0, spec, &s->oom_kills_before, err);
         if (r == -EPIPE || r == -ECONNRESET)
@@ -1076,8 +1453,11 @@ static int spawn_finish(SandboxSpec *spec, Sandbox *s_in, Cgroup *cg, pid_t pid,
                         goto fail_reaped;
                 }
                 if (m.type == MSG_NEED_IDMAP) {
-                        r = userns_write_maps(pid, spec->host_uid, spec->host_gid,
-                                              spec->host_ids_base);
+                        /* A joined user namespace has its maps; none is made without
+                         * one (the app keeps host ids). */
+                        r = ns_mode(spec, CLONE_NEWUSER, NULL) == NS_NEW
+                                    ? userns_write_maps(pid, spec)
+                                    : 0;
                         if (r < 0) {
                                 sandbox_fail(err, SANDBOX_STEP_USERNS, r, "write uid/gid maps");
                                 goto fail_child;
@@ -1204,7 +1584,13 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
                 goto fail;
         }
 
-        args.flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_PIDFD;
+        /* The mount and pid namespaces are always new (check_oci()); ipc and uts as
+         * the spec says (a joined one is entered by the child: child_join_early()). */
+        args.flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_PIDFD;
+        if (ns_mode(&spec, CLONE_NEWIPC, NULL) == NS_NEW)
+                args.flags |= CLONE_NEWIPC;
+        if (ns_mode(&spec, CLONE_NEWUTS, NULL) == NS_NEW)
+                args.flags |= CLONE_NEWUTS;
         args.pidfd = (uint64_t)(uintptr_t)&pidfd;
         args.exit_signal = SIGCHLD;
         if (unified_fd >= 0) {
@@ -1231,6 +1617,10 @@ int sandbox_spawn(const SandboxSpec *spec_in, Sandbox **ret, SandboxError *err)
         unified_fd = safe_close(unified_fd);
         ctl[1] = safe_close(ctl[1]);
 
+        /* A network namespace shared or joined: no helper, nothing to make. */
+        if (ns_mode(&spec, CLONE_NEWNET, NULL) != NS_NEW)
+                return spawn_finish(&spec, TAKE_PTR(s), cg, pid, &pidfd, &ctl[0], -1, entry, ret,
+                                    err);
         helper = fork();
         if (helper < 0) {
                 siginfo_t si;
@@ -1576,7 +1966,7 @@ _noreturn_ static void warm_main(int ctl, const char *init_path, void *arena, Cg
         r = jail_finish(spec, &sk, &err);
         if (r < 0)
                 goto fail;
-        child_run(spec, ctl, init_fd, init_errno, have_net);
+        child_run(spec, ctl, init_fd, init_errno, have_net, NULL);
 fail:
         msg_send_error(ctl, &err);
         _exit(1);
@@ -1973,8 +2363,12 @@ pid_t sandbox_warm_pid(const SandboxWarm *w)
 
 bool sandbox_warm_fits(const SandboxWarm *w, const SandboxSpec *spec)
 {
-        if (!w || !spec || spec->n_extra_fds > 0 || spec->n_binds > SANDBOX_WARM_MAX_BINDS ||
-            warm_n_fds(spec) > SANDBOX_WARM_MAX_FDS)
+        /* An OCI jail's namespaces, ids and fds are not a warm sandbox's (nor copied by
+         * warm_flatten()); an OCI root is built in the sandbox's namespaces, nothing of
+         * it ahead. */
+        if (!w || !spec || spec->rootfs || spec->n_extra_fds > 0 ||
+            spec->n_binds > SANDBOX_WARM_MAX_BINDS || warm_n_fds(spec) > SANDBOX_WARM_MAX_FDS ||
+            spec_is_oci(spec))
                 return false;
         if (!w->init_path != !spec->init_path ||
             (w->init_path && strcmp(w->init_path, spec->init_path) != 0))
@@ -2279,6 +2673,21 @@ int sandbox_adopt(SandboxAdoption *a, Sandbox **ret)
         s->adopted = true;
         *ret = TAKE_PTR(s);
         return 0;
+}
+
+pid_t sandbox_release(Sandbox *s)
+{
+        pid_t pid;
+
+        if (!s)
+                return -1;
+        pid = s->pid;
+        s->cgroup = cgroup_close(s->cgroup);
+        safe_close(s->pidfd);
+        safe_close(s->ctl_fd);
+        safe_close(s->seccomp_notify_fd);
+        free(s);
+        return pid;
 }
 
 Sandbox *sandbox_free(Sandbox *s)
