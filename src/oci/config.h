@@ -18,7 +18,7 @@
 /* Bounds on what a config may hold (a hostile config must not make cella-oci
  * allocate without end). */
 #define OCI_CONFIG_MAX_BYTES (4u * 1024 * 1024) /* config.json, process.json */
-#define OCI_MAX_ITEMS        4096                /* entries of any one array or object */
+#define OCI_MAX_ITEMS        4096               /* entries of any one array or object */
 
 typedef struct OciUser {
         uid_t uid;
@@ -193,6 +193,12 @@ typedef struct OciConfig {
         char **readonly_paths;
         char *mount_label;
         char *personality_domain; /* "LINUX", "LINUX32"; kept, LINUX32 refused */
+
+        /* Fields the parser took but cella does not apply, and capability names this
+         * kernel lacks (left out of the masks), one line each with its JSON path
+         * ("process.ioPriority: not applied"); NULL-terminated or NULL. oci_spec_build()
+         * copies them into OciSpecBuild.notes. */
+        char **notes;
 } OciConfig;
 
 /*
@@ -219,6 +225,17 @@ int oci_config_load(const char *bundle, OciConfig **ret, char *err, size_t errle
  */
 int oci_process_parse(const char *text, size_t len, OciProcess *ret, char *err, size_t errlen);
 void oci_process_done(OciProcess *p);
+
+/* The name of capability cap ("CAP_CHOWN" for 0), from linux/capability.h up to
+ * CAP_CHECKPOINT_RESTORE (40), or NULL. */
+const char *oci_capability_name(int cap);
+
+/*
+ * Copies in to out (size bytes, NUL-terminated, cut when full) with every byte outside
+ * printable ASCII written as \xNN, so that a config's strings quoted in a message or a
+ * note cannot send escape sequences to a terminal or forge lines in a log. Returns out.
+ */
+char *oci_escape(const char *in, char *out, size_t size);
 
 /* The annotation's value, or NULL. */
 const char *oci_config_annotation(const OciConfig *c, const char *key);

@@ -58,8 +58,14 @@ typedef struct OciSpecBuild {
         gid_t *groups;
         char **sysctls;
         char *rootfs_path; /* absolute, resolved against the bundle */
-        char *exec_path;   /* process.args[0] as given (a path, or a name looked up in
-                              the container's PATH at exec) */
+        /* process.args[0] as an absolute path in the jail (the sandbox library execs
+         * only those): as given when absolute; joined to process.cwd when it has a
+         * "/"; else looked up in the env's PATH (the spec's execvp semantics) inside
+         * the root file system as it is before the mounts (docs/oci.md). */
+        char *exec_path;
+        char **argv, **envp; /* copies of process.args and env (envp: at least empty) */
+        char **masked_paths, **readonly_paths;
+        char **strings; /* copies of every other string the spec points to */
         SeccompProgram *seccomp;
         /* What the policy changed or refused to honour, one line each, for the log and
          * the audit record ("process.capabilities: CAP_SYS_ADMIN dropped (policy
