@@ -477,6 +477,10 @@ int sandbox_enter_start(const SandboxEnter *e, SandboxEntering **ret, SandboxErr
                                     "capabilities: the effective set must lie in the permitted "
                                     "one and the ambient set in both the permitted and the "
                                     "inheritable ones (capabilities(7))");
+        if (e->ns_flags && !(e->ns_flags & CLONE_NEWUSER) && !e->ids_set)
+                return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
+                                    "without the user namespace the command's ids must be given "
+                                    "(SANDBOX_UID would be a host uid)");
         if (e->allow_new_privs && !e->caps && (!e->ns_flags || (e->ns_flags & CLONE_NEWUSER)))
                 return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
                                     "no_new_privs may be left clear only with capabilities or "

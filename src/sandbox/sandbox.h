@@ -284,12 +284,16 @@ struct SandboxSpec {
          * namespace). Set: exactly these, each new or joined; a type left out is shared
          * with the caller (the user namespace too: then the app runs with host ids and
          * uid_map/gid_map are unused). Joins happen in the child before its jail (a joined
-         * user namespace last, after the jail, in place of the new one).
+         * user namespace last, after the jail, in place of the new one). The mount and pid
+         * namespaces must be new (the jail is built in the one, init is pid 1 of the
+         * other): joined or left out, they are refused at SANDBOX_STEP_PREPARE.
          */
         const SandboxNamespace *namespaces;
         size_t n_namespaces;
         /* The app's uid, gid and supplementary groups inside its user namespace. Unset
-         * (ids_set false): SANDBOX_UID, SANDBOX_GID, none. */
+         * (ids_set false): SANDBOX_UID, SANDBOX_GID, none; without a user namespace
+         * (host ids) host_uid and host_gid, never SANDBOX_UID (host uid 1000 is
+         * someone's). */
         uid_t app_uid;
         gid_t app_gid;
         bool ids_set;
@@ -390,7 +394,8 @@ typedef struct Sandbox {
 #define SANDBOX_INIT_DUMPABLE_HOST EKEYREJECTED
 
 /*
- * Starts spec->exec_path in a new sandbox and returns once it has been exec'ed.
+ * Starts spec->exec_path in a new sandbox and returns once it has been exec'ed (with
+ * spec->start_fifo_fd: once the app waits at its start gate, not exec'd yet).
  * Blocks for the few milliseconds a spawn takes; single-threaded callers only (the
  * child is a fork of the caller). Returns 0 and *ret (free with sandbox_free), or
  * a negative errno with *err saying which step failed and why; nothing is left

@@ -31,6 +31,17 @@
  * it on another CPU while the child builds its jail. It is still a fresh namespace
  * per sandbox, owned by the caller's user namespace like the others.
  *
+ * An OCI jail (SandboxSpec's "OCI jails" fields, docs/oci.md) changes a few steps:
+ * clone3 makes only the namespaces its list makes new (mount and pid always), the
+ * net helper only a new network namespace; the child joins the listed namespaces,
+ * its cgroup and its cgroup namespace before the jail, not after; the user
+ * namespace is new (its explicit maps, or cella's), joined (no maps) or absent
+ * (host ids); the app's ids, groups and capability sets are the spec's (caps.c,
+ * creds_begin()/creds_finish(), a filter loaded before the uid change when
+ * no_new_privs stays clear); with a start gate init forks (not vforks) the app and
+ * reports STARTED once the app waits at the gate (app_gate()); a detached init
+ * ignores ctl's hangup and exits with the app's status.
+ *
  * The ctl socket is SOCK_SEQPACKET: one message per report, and EOF when the child
  * dies, so the parent never waits on a dead child. The child carries
  * PR_SET_PDEATHSIG(SIGKILL), re-armed after every credential change (Linux clears
@@ -847,7 +858,7 @@ _noreturn_ static void child_run(const SandboxSpec *spec, int ctl, int init_fd_i
         ExecFailure ef;
         /* volatile: live across the vfork() below */
         volatile int init_fd = init_fd_in, init_errno = init_errno_in;
-        const AppCreds creds = {
+        AppCreds creds = {
                 .uid = spec->ids_set ? spec->app_uid : SANDBOX_UID,
                 .gid = spec->ids_set ? spec->app_gid : SANDBOX_GID,
                 .groups = spec->app_groups,
@@ -870,6 +881,12 @@ _noreturn_ static void child_run(const SandboxSpec *spec, int ctl, int init_fd_i
                 r = child_join(spec, ctl, have_net, &host_uid, &host_gid, &err);
                 if (r < 0)
                         goto fail;
+        }
+        /* Without a user namespace SANDBOX_UID would be host uid 1000, someone's:
+         * ids unset are then the app's own host ids. */
+        if (userns == NS_SHARE && !spec->ids_set) {
+                creds.uid = host_uid;
+                creds.gid = host_gid;
         }
         if (spec->rootfs) {
                 r = jail_build_rootfs(spec, &err);
@@ -1160,10 +1177,6 @@ static int check_oci(const SandboxSpec *spec, SandboxError *err)
             (fstat(spec->start_fifo_fd, &st) < 0 || !S_ISFIFO(st.st_mode)))
                 return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
                                     "start_fifo_fd %d is not a fifo", spec->start_fifo_fd);
-        if (spec->start_fifo_fd > 0 && spec->start_fifo_fd < 4)
-                return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
-                                    "start_fifo_fd %d is one of the app's fds 0..3",
-                                    spec->start_fifo_fd);
         if (spec->detached && !spec->survive_parent)
                 return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
                                     "detached needs survive_parent");
