@@ -43,6 +43,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -61,6 +62,8 @@
 /* The runtime spec's default devices (config-linux.md "Default Devices"), bound from
  * the host's nodes. */
 static const char *const default_devices[] = {"null", "zero", "full", "random", "urandom", "tty"};
+
+static bool path_ok(const char *path);
 
 /* How a target is resolved in the root: in it, never through a magic link. */
 static int open_in_root(int rootfd, const char *rel, int flags)
@@ -295,10 +298,36 @@ static void fs_log(int fs, char *buf, size_t size)
  * flags of flags (sync, dirsync, lazytime, mand, silent), then fsmount with flags'
  * mount attributes (read-only is the mount's, not the superblock's: a sysfs
  * superblock is shared by every sysfs mount of the network namespace).
- * Returns the mount fd or -errno, with why in why (size bytes).
+ * uid= and gid= options are the container's ids (id_option()). Returns the mount fd or
+ * -errno, with why in why (size bytes).
  */
-static int new_fs(const char *type, const char *source, const char *data, unsigned long flags,
-                  char *why, size_t size)
+static int host_id(const SandboxSpec *spec, uint32_t inside, bool gid, uint32_t *ret);
+
+/* A uid= or gid= option's value, with spec's map (NULL: none): the container's id
+ * mapped to the host's when the map holds it (the mount is made before the user
+ * namespace, so the kernel reads ids in the host's), else as it is (an id the map
+ * leaves out owns nothing the app can use: podman's devpts gid=5 under cella's map of
+ * one id). Into buf. */
+static const char *id_option(const SandboxSpec *spec, const char *key, const char *value, char *buf,
+                             size_t size)
+{
+        bool gid = strcmp(key, "gid") == 0;
+        unsigned long v;
+        uint32_t host;
+        char *end;
+
+        if (!spec || (!gid && strcmp(key, "uid") != 0) || !isdigit((unsigned char)*value))
+                return value;
+        errno = 0;
+        v = strtoul(value, &end, 10);
+        if (errno || *end || v > UINT32_MAX || host_id(spec, (uint32_t)v, gid, &host) < 0)
+                return value;
+        snprintf(buf, size, "%u", (unsigned)host);
+        return buf;
+}
+
+static int new_fs(const SandboxSpec *spec, const char *type, const char *source, const char *data,
+                  unsigned long flags, char *why, size_t size)
 {
         static const struct {
                 unsigned long flag;
@@ -336,8 +365,11 @@ static int new_fs(const char *type, const char *source, const char *data, unsign
                         int k;
 
                         if (eq) {
+                                char id[16];
+
                                 *eq = 0;
-                                k = fsconfig(fs, FSCONFIG_SET_STRING, o, eq + 1, 0);
+                                k = fsconfig(fs, FSCONFIG_SET_STRING, o,
+                                             id_option(spec, o, eq + 1, id, sizeof id), 0);
                         } else
                                 k = fsconfig(fs, FSCONFIG_SET_FLAG, o, NULL, 0);
                         if (k < 0) {
@@ -421,15 +453,111 @@ static int new_cgroup_v1(const char *super, unsigned long flags, char *why, size
         return fd;
 }
 
+/* Whether super (a v1 hierarchy's super options, mountinfo) names the controller or
+ * "name=" token tok. */
+static bool super_has(const char *super, const char *tok, size_t n)
+{
+        for (const char *p = super; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+                if (strncmp(p, tok, n) == 0 && (p[n] == ',' || p[n] == 0))
+                        return true;
+        return false;
+}
+
 /*
- * Mounts m, a "cgroup" or "cgroup2" mount, on target, in the sandbox's cgroup
- * namespace (its leaf is the root it shows), with m's attributes (podman: read-only).
- * On a v2 host, or for "cgroup2", the cgroup2 file system (runc does the same for
- * "cgroup" on a v2 host). On a v1 or hybrid host, for "cgroup": what runc makes, a
- * tmpfs at target with each of the host's hierarchies under /sys/fs/cgroup mounted
- * at its own name in it (the v1 controllers, "unified" the cgroup2 one of a hybrid
- * host), the host's symlinks there ("cpu" -> "cpu,cpuacct") made again, then the
- * tmpfs made read-only when m is. Returns 0 or -errno with why.
+ * This process's cgroup in a hierarchy, as /proc/self/cgroup tells it (relative to
+ * the root of the cgroup namespace it is in): the v1 one whose super options are super,
+ * or the cgroup2 one (super NULL). Into buf; returns 0, -ENOENT, -ENAMETOOLONG.
+ */
+static int own_cgroup_path(const char *super, char *buf, size_t size)
+{
+        _cleanup_(fclosep) FILE *f = fopen("/proc/self/cgroup", "re");
+        char *line = NULL;
+        size_t cap = 0;
+        int r = -ENOENT;
+
+        if (!f)
+                return negative_errno();
+        while (r == -ENOENT && getline(&line, &cap, f) > 0) {
+                /* "id:controllers:path" */
+                char *c = strchr(line, ':'), *p = c ? strchr(c + 1, ':') : NULL;
+                bool match;
+
+                if (!p)
+                        continue;
+                *p++ = 0;
+                p[strcspn(p, "\n")] = 0;
+                *c++ = 0;
+                if (!super)
+                        match = strcmp(line, "0") == 0 && !*c;
+                else {
+                        match = *c != 0;
+                        /* Every controller (or name=) of the line is one of super's. */
+                        for (char *t = c; match && t && *t;) {
+                                size_t n = strcspn(t, ",");
+
+                                match = super_has(super, t, n);
+                                t = t[n] ? t + n + 1 : NULL;
+                        }
+                }
+                if (match)
+                        r = snprintf(buf, size, "%s", p) >= (int)size ? -ENAMETOOLONG : 0;
+        }
+        free(line);
+        return r;
+}
+
+/*
+ * Narrows mnt, a cgroup hierarchy freshly mounted and attached (its fd), to this
+ * process's own cgroup in it (super as own_cgroup_path()): when the sandbox shares
+ * the caller's cgroup namespace (podman asks for none on a v1 or hybrid host), a
+ * mount shows the caller's whole tree, and the container gets its own cgroup
+ * directory instead (runc binds the same); in a cgroup namespace of its own, its
+ * cgroup is the root already and nothing is done. The clone is made, the whole
+ * mount detached (through its fd), and the clone attached in its place (at dfd/name).
+ * Returns 0 or -errno with why.
+ */
+static int narrow_cgroup(int mnt, int dfd, const char *name, const char *super, unsigned long flags,
+                         char *why, size_t size)
+{
+        char own[PATH_MAX], self[64];
+        _cleanup_close_ int sub = -EBADF;
+        int r = own_cgroup_path(super, own, sizeof own);
+
+        if (r < 0) {
+                snprintf(why, size, " (no cgroup of its own in %.64s)", *name ? name : "cgroup2");
+                return r;
+        }
+        if (!*relative(own))
+                return 0;
+        if (!path_ok(own)) {
+                snprintf(why, size, " (its cgroup %.64s is outside its namespace)", own);
+                return -EPERM;
+        }
+        sub = open_tree(mnt, relative(own), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+        if (sub < 0)
+                return negative_errno();
+        r = set_attr(sub, flags, 0, false);
+        if (r < 0)
+                return r;
+        snprintf(self, sizeof self, "/proc/self/fd/%d", mnt);
+        if (umount2(self, MNT_DETACH) < 0)
+                return negative_errno();
+        if (move_mount(sub, "", dfd, name,
+                       MOVE_MOUNT_F_EMPTY_PATH | (*name ? 0 : MOVE_MOUNT_T_EMPTY_PATH)) < 0)
+                return negative_errno();
+        return 0;
+}
+
+/*
+ * Mounts m, a "cgroup" or "cgroup2" mount, on target, with m's attributes (podman:
+ * read-only), each hierarchy narrowed to the sandbox's own cgroup (narrow_cgroup():
+ * the root a mount shows in a cgroup namespace of its own, its directory when it
+ * shares the caller's). On a v2 host, or for "cgroup2", the cgroup2 hierarchy (runc does
+ * the same for "cgroup" on a v2 host). On a v1 or hybrid host, for "cgroup": what
+ * runc makes, a tmpfs at target with each of the host's hierarchies under
+ * /sys/fs/cgroup at its own name in it (the v1 controllers, "unified" the cgroup2 one
+ * of a hybrid host), the host's symlinks there ("cpu" -> "cpu,cpuacct") made again,
+ * then the tmpfs made read-only when m is. Returns 0 or -errno with why.
  */
 static int mount_cgroup(const SandboxMount *m, int target, char *why, size_t size)
 {
@@ -440,14 +568,15 @@ static int mount_cgroup(const SandboxMount *m, int target, char *why, size_t siz
         int r = 0;
 
         if (strcmp(m->type, "cgroup2") == 0 || host_cgroup2()) {
-                _cleanup_close_ int fd = new_fs("cgroup2", NULL, NULL, m->flags, why, size);
+                _cleanup_close_ int fd = new_fs(NULL, "cgroup2", NULL, NULL, m->flags, why, size);
 
                 if (fd < 0)
                         return fd;
-                return attach(fd, target);
+                r = attach(fd, target);
+                return r < 0 ? r : narrow_cgroup(fd, target, "", NULL, m->flags, why, size);
         }
-        tmp = new_fs("tmpfs", "cgroup", "mode=0755,size=64k", m->flags & ~(unsigned long)MS_RDONLY,
-                     why, size);
+        tmp = new_fs(NULL, "tmpfs", "cgroup", "mode=0755,size=64k",
+                     m->flags & ~(unsigned long)MS_RDONLY, why, size);
         if (tmp < 0)
                 return tmp;
         r = attach(tmp, target);
@@ -473,7 +602,7 @@ static int mount_cgroup(const SandboxMount *m, int target, char *why, size_t siz
                 if (strcmp(fstype, "cgroup") == 0)
                         sub = new_cgroup_v1(super, m->flags, why, size);
                 else if (strcmp(fstype, "cgroup2") == 0)
-                        sub = new_fs("cgroup2", NULL, NULL, m->flags, why, size);
+                        sub = new_fs(NULL, "cgroup2", NULL, NULL, m->flags, why, size);
                 else
                         continue;
                 if (sub < 0) {
@@ -485,10 +614,14 @@ static int mount_cgroup(const SandboxMount *m, int target, char *why, size_t siz
                         r = negative_errno();
                         break;
                 }
-                if (move_mount(sub, "", tmp, name, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+                if (move_mount(sub, "", tmp, name, MOVE_MOUNT_F_EMPTY_PATH) < 0)
                         r = negative_errno();
-                        snprintf(why, size, " (hierarchy %.64s)", name);
-                }
+                else
+                        r = narrow_cgroup(sub, tmp, name,
+                                          strcmp(fstype, "cgroup") == 0 ? super : NULL, m->flags,
+                                          why, size);
+                if (r < 0)
+                        snprintf(why + strlen(why), size - strlen(why), " (hierarchy %.64s)", name);
         }
         free(line);
         if (r < 0)
@@ -496,7 +629,10 @@ static int mount_cgroup(const SandboxMount *m, int target, char *why, size_t siz
         /* The host's aliases of comounted controllers. */
         dir = open("/sys/fs/cgroup", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dir >= 0) {
-                DIR *d = fdopendir(TAKE_FD(dir));
+                DIR *d = fdopendir(dir);
+
+                if (d)
+                        dir = -EBADF; /* the DIR's now */
 
                 for (struct dirent *de; d && (de = readdir(d));) {
                         char link[256];
@@ -524,15 +660,49 @@ static int mount_cgroup(const SandboxMount *m, int target, char *why, size_t siz
 
 /* ---- the mounts ---------------------------------------------------------------------- */
 
+/*
+ * Whether a mount may go on target, resolved from rel (relative to the root): not
+ * onto anything of a proc file system mounted earlier, but a proc on /proc and a bind
+ * of a file on one of the files lxcfs replaces (runc's checkProcMount, after
+ * CVE-2019-16884: a mount over /proc/self/attr/... turned off an LSM's profile; here
+ * it would hide a /proc file the masks and read-only paths rely on, and
+ * /proc/sys/... read-only binds). Returns 0 or -EPERM.
+ */
+static int check_proc_target(int target, const char *type, const char *rel)
+{
+        static const char *const lxcfs[] = {
+                "proc/cpuinfo", "proc/diskstats",
+                "proc/meminfo", "proc/stat",
+                "proc/swaps",   "proc/uptime",
+                "proc/loadavg", "proc/slabinfo",
+                "proc/net/dev", "proc/sys/kernel/ns_last_pid",
+        };
+        char path[PATH_MAX];
+        struct statfs sf;
+
+        if (fstatfs(target, &sf) < 0 || sf.f_type != PROC_SUPER_MAGIC)
+                return 0;
+        if (normalize("", rel, path, sizeof path) < 0)
+                return -EPERM;
+        if (strcmp(type, "proc") == 0 && strcmp(path, "proc") == 0)
+                return 0;
+        if (strcmp(type, "bind") == 0)
+                for (size_t i = 0; i < ELEMENTSOF(lxcfs); i++)
+                        if (strcmp(path, lxcfs[i]) == 0)
+                                return 0;
+        return -EPERM;
+}
+
 /* Mounts m (the i-th) on the root below rootfd. Returns 0 or -errno with err naming the
  * mount. */
-static int mount_one(int rootfd, const SandboxMount *m, size_t i, SandboxError *err)
+static int mount_one(int rootfd, const SandboxSpec *spec, const SandboxMount *m, size_t i,
+                     SandboxError *err)
 {
         const char *type = is_bind(m) ? "bind" : m->type;
         const char *rel = relative(m->target);
         _cleanup_close_ int target = -EBADF, mnt = -EBADF;
         char why[200] = "";
-        bool rec = m->flags & MS_REC;
+        bool rec = (m->flags & MS_REC) || (m->type && strcmp(m->type, "rbind") == 0);
         bool is_dir = true;
         int r;
 
@@ -540,19 +710,15 @@ static int mount_one(int rootfd, const SandboxMount *m, size_t i, SandboxError *
                 struct stat st;
 
                 /* The source is the caller's (config.json's) host path, followed as
-                 * mount(2) would; it decides the mount point's type (runc's
-                 * createIfNotExists). */
-                if (stat(m->source, &st) < 0)
+                 * mount(2) would, looked up once: the clone's type decides the mount
+                 * point's (runc's createIfNotExists). */
+                mnt = open_tree(AT_FDCWD, m->source,
+                                OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (rec ? AT_RECURSIVE : 0));
+                if (mnt < 0 || fstat(mnt, &st) < 0)
                         return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(),
                                             "mount %zu (bind of %s on %s): source", i, m->source,
                                             m->target);
                 is_dir = S_ISDIR(st.st_mode);
-                mnt = open_tree(AT_FDCWD, m->source,
-                                OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (rec ? AT_RECURSIVE : 0));
-                if (mnt < 0)
-                        return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(),
-                                            "mount %zu (bind of %s on %s): clone", i, m->source,
-                                            m->target);
                 r = set_attr(mnt, m->flags, m->propagation, rec);
                 if (r < 0)
                         return sandbox_fail(err, SANDBOX_STEP_MOUNT, r,
@@ -564,6 +730,13 @@ static int mount_one(int rootfd, const SandboxMount *m, size_t i, SandboxError *
                 return sandbox_fail(
                         err, SANDBOX_STEP_MOUNT, target, "mount %zu (%s on %s): target%s", i, type,
                         m->target, target == -ELOOP ? " (a magic link, or too many symlinks)" : "");
+        r = check_proc_target(target, type, rel);
+        if (r < 0)
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, r,
+                                    "mount %zu (%s on %s): a target in a proc file system (only "
+                                    "a bind on /proc/cpuinfo, meminfo, stat, uptime, ... as "
+                                    "lxcfs makes)",
+                                    i, type, m->target);
         if (strcmp(type, "cgroup") == 0 || strcmp(type, "cgroup2") == 0) {
                 r = mount_cgroup(m, target, why, sizeof why);
                 if (r < 0)
@@ -572,7 +745,7 @@ static int mount_one(int rootfd, const SandboxMount *m, size_t i, SandboxError *
                 return 0;
         }
         if (mnt < 0) {
-                mnt = new_fs(m->type, m->source, m->data, m->flags, why, sizeof why);
+                mnt = new_fs(spec, m->type, m->source, m->data, m->flags, why, sizeof why);
                 if (mnt < 0)
                         return sandbox_fail(err, SANDBOX_STEP_MOUNT, mnt, "mount %zu (%s on %s)%s",
                                             i, type, m->target, why);
@@ -685,54 +858,105 @@ static int build_default_devices(int rootfd, SandboxError *err)
         return 0;
 }
 
+/* One run of a user namespace's id map (user_namespaces(7)). */
+typedef struct IdRun {
+        uint32_t inside, host, count;
+} IdRun;
+
 /*
- * The host id of an id inside the sandbox's user namespace: through spec's explicit
- * map if it has one, else cella's map (SANDBOX_UID/GID -> host_uid/gid, the block
- * from host_ids_base); the id itself when the sandbox shares the caller's user
- * namespace. Returns 0 and *ret, or -EINVAL when the id is not mapped (or the user
- * namespace is a joined one, whose map the child does not know here).
+ * The runs of the map the sandbox's user namespace will have for uids or gids (gid),
+ * into runs (at most 340, the kernel's bound): spec's explicit map, or cella's
+ * (SANDBOX_UID/GID alone, and the block from host_ids_base around it), or the identity
+ * when the sandbox shares the caller's user namespace. Returns how many; 0 when not
+ * known here (a joined user namespace).
  */
-static int host_id(const SandboxSpec *spec, uint32_t inside, bool gid, uint32_t *ret)
+static size_t id_runs(const SandboxSpec *spec, bool gid, IdRun *runs, size_t max)
 {
         const SandboxIdMap *map = gid ? spec->gid_map : spec->uid_map;
-        size_t n = gid ? spec->n_gid_map : spec->n_uid_map;
+        size_t n = gid ? spec->n_gid_map : spec->n_uid_map, k = 0;
+        uint32_t own = gid ? SANDBOX_GID : SANDBOX_UID;
         bool shared = spec->namespaces != NULL;
 
         for (size_t i = 0; i < spec->n_namespaces; i++)
                 if (spec->namespaces[i].type == CLONE_NEWUSER) {
                         if (spec->namespaces[i].fd >= 0)
-                                return -EINVAL;
+                                return 0;
                         shared = false;
                 }
         if (shared) {
-                *ret = inside;
-                return 0;
+                runs[0] = (IdRun){0, 0, UINT32_MAX};
+                return 1;
         }
         if (n > 0) {
-                for (size_t i = 0; i < n; i++)
-                        if (inside >= map[i].inside && inside - map[i].inside < map[i].count) {
-                                *ret = map[i].host + (inside - map[i].inside);
-                                return 0;
-                        }
-                return -EINVAL;
+                for (size_t i = 0; i < n && k < max; i++)
+                        runs[k++] = (IdRun){map[i].inside, map[i].host, map[i].count};
+                return k;
         }
-        if (inside == (gid ? SANDBOX_GID : SANDBOX_UID)) {
-                *ret = gid ? spec->host_gid : spec->host_uid;
-                return 0;
+        runs[k++] = (IdRun){own, gid ? spec->host_gid : spec->host_uid, 1};
+        if (spec->host_ids_base && max >= 3) {
+                runs[k++] = (IdRun){0, spec->host_ids_base, own};
+                runs[k++] = (IdRun){own + 1, spec->host_ids_base + own + 1, SANDBOX_IDS - own - 1};
         }
-        if (spec->host_ids_base && inside < SANDBOX_IDS) {
-                *ret = spec->host_ids_base + inside;
-                return 0;
-        }
+        return k;
+}
+
+/*
+ * The host id of an id inside the sandbox's user namespace, through its map
+ * (id_runs()). Returns 0 and *ret, or -EINVAL when the id is not mapped (or the user
+ * namespace is a joined one, whose map the child does not know here).
+ */
+static int host_id(const SandboxSpec *spec, uint32_t inside, bool gid, uint32_t *ret)
+{
+        IdRun runs[340];
+        size_t n = id_runs(spec, gid, runs, ELEMENTSOF(runs));
+
+        for (size_t i = 0; i < n; i++)
+                if (inside >= runs[i].inside && inside - runs[i].inside < runs[i].count) {
+                        *ret = runs[i].host + (inside - runs[i].inside);
+                        return 0;
+                }
         return -EINVAL;
+}
+
+/* make_device()'s way on a nodev mount: the host's node at d's path, if it is the
+ * same device, bound onto an empty file made at name in parent. */
+static int bind_host_device(int parent, const char *name, const SandboxDevice *d, mode_t type,
+                            size_t i, SandboxError *err)
+{
+        _cleanup_close_ int mnt = -EBADF, target = -EBADF;
+        struct stat st;
+        int r;
+
+        mnt = open_tree(AT_FDCWD, d->path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+        if (mnt < 0 || fstat(mnt, &st) < 0 || (st.st_mode & S_IFMT) != type ||
+            st.st_rdev != makedev(d->major, d->minor))
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, -EPERM,
+                                    "device %zu (%s): its directory is of the root file system, "
+                                    "mounted nodev (cella applies no device cgroup), and the "
+                                    "host has no such node to bind: mount a tmpfs there",
+                                    i, d->path);
+        r = openat(parent, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0644);
+        if (r < 0)
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(),
+                                    "device %zu (%s): mount point", i, d->path);
+        safe_close(r);
+        target = openat(parent, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        r = target < 0 ? negative_errno() : set_attr(mnt, MS_NOSUID | MS_NOEXEC, 0, false);
+        if (r >= 0)
+                r = attach(mnt, target);
+        if (r < 0)
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, r, "device %zu (%s): bind", i,
+                                    d->path);
+        return 0;
 }
 
 /*
  * One of the spec's devices (config.json linux.devices): a node of our own made with
  * mknod at its path in the root (its parent made when missing), with its mode and
  * owner (inside ids mapped to host ones: the user namespace is made after the jail).
- * Never a bind of the host's node: setting the mode or owner of a bound node would
- * set the host's. A node there already (the root's own, a default device) is
+ * Not a bind of the host's node (setting the mode or owner of a bound node would set
+ * the host's), but where the directory is of the root file system, which is nodev
+ * (bind_host_device()). A node there already (the root's own, a default device) is
  * replaced only when it is a node or a regular file.
  */
 static int make_device(int rootfd, const SandboxSpec *spec, const SandboxDevice *d, size_t i,
@@ -743,15 +967,14 @@ static int make_device(int rootfd, const SandboxSpec *spec, const SandboxDevice 
         mode_t type = d->type == 'b' ? S_IFBLK : d->type == 'p' ? S_IFIFO : S_IFCHR;
         mode_t mode = d->mode ? d->mode & 07777 : 0666;
         uint32_t uid, gid;
+        mode_t old_umask;
+        struct statvfs sv;
         struct stat st;
+        int r;
 
         if (parent < 0)
                 return sandbox_fail(err, SANDBOX_STEP_MOUNT, parent, "device %zu (%s): parent", i,
                                     d->path);
-        if (host_id(spec, d->uid, false, &uid) < 0 || host_id(spec, d->gid, true, &gid) < 0)
-                return sandbox_fail(err, SANDBOX_STEP_MOUNT, -EINVAL,
-                                    "device %zu (%s): owner %u:%u is not mapped to a host id", i,
-                                    d->path, (unsigned)d->uid, (unsigned)d->gid);
         if (fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
                 if (S_ISDIR(st.st_mode) || S_ISLNK(st.st_mode))
                         return sandbox_fail(err, SANDBOX_STEP_MOUNT, -EEXIST,
@@ -775,13 +998,26 @@ static int make_device(int rootfd, const SandboxSpec *spec, const SandboxDevice 
                                                     "device %zu (%s): replace", i, d->path);
                 }
         }
-        if (mknodat(parent, name, type | 0600, makedev(d->major, d->minor)) < 0)
+        /* Under the root's nodev (jail_build_rootfs()) a node of ours would not open:
+         * the host's node of the same path and numbers is bound instead (a mount of
+         * its own, not nodev), with the host's mode and owner, which are never
+         * changed; without one the start fails. A fifo is no device. */
+        if (type != S_IFIFO && fstatvfs(parent, &sv) == 0 && (sv.f_flag & ST_NODEV))
+                return bind_host_device(parent, name, d, type, i, err);
+        if (host_id(spec, d->uid, false, &uid) < 0 || host_id(spec, d->gid, true, &gid) < 0)
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, -EINVAL,
+                                    "device %zu (%s): owner %u:%u is not mapped to a host id", i,
+                                    d->path, (unsigned)d->uid, (unsigned)d->gid);
+        /* The mode as given, past the umask; the owner without following a link. */
+        old_umask = umask(0);
+        r = mknodat(parent, name, type | mode, makedev(d->major, d->minor));
+        umask(old_umask);
+        if (r < 0)
                 return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(),
                                     "device %zu (%s): mknod", i, d->path);
-        if (fchownat(parent, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0 ||
-            fchmodat(parent, name, mode, 0) < 0)
+        if (fchownat(parent, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
                 return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(),
-                                    "device %zu (%s): owner and mode", i, d->path);
+                                    "device %zu (%s): owner", i, d->path);
         return 0;
 }
 
@@ -792,8 +1028,10 @@ static int make_device(int rootfd, const SandboxSpec *spec, const SandboxDevice 
 static bool sysctl_allowed(const char *key, size_t n, bool *net, bool *ipc)
 {
         static const char *const ipc_exact[] = {
-                "kernel.sem",    "kernel.msgmax", "kernel.msgmnb", "kernel.msgmni",
-                "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"};
+                "kernel.sem",         "kernel.msgmax",          "kernel.msgmnb",
+                "kernel.msgmni",      "kernel.shmall",          "kernel.shmmax",
+                "kernel.shmmni",      "kernel.shm_rmid_forced", "kernel.msg_next_id",
+                "kernel.sem_next_id", "kernel.shm_next_id"};
 
         *net = *ipc = false;
         if (n > 4 && (strncmp(key, "net.", 4) == 0 || strncmp(key, "net/", 4) == 0)) {
@@ -834,28 +1072,95 @@ static int sysctl_path(const char *key, size_t n, char *buf, size_t size)
 }
 
 /*
+ * The value to write for key. net.ipv4.ping_group_range holds a range of gids, which
+ * the kernel reads in the writer's user namespace (make_kgid(current_user_ns())),
+ * and the app's user namespace is made after the jail: the config's range is of the
+ * container's gids (podman's "0 0" is its root group, Docker's "0 2147483647" every
+ * group, as with runc, whose init writes from inside), so it is mapped to host gids:
+ * the part of it the container's map holds, the run holding the app's own gid first
+ * (the kernel takes one range). *skip: the map holds none of it, and the namespace
+ * keeps its default ("1 0": no group may ping), which is what the range means there.
+ * Into buf; returns 0 or -EINVAL (not two gids in order).
+ */
+static int sysctl_value(const SandboxSpec *spec, const char *key, size_t n, const char *value,
+                        char *buf, size_t size, bool *skip)
+{
+        IdRun runs[340];
+        uint32_t app = spec->ids_set ? spec->app_gid : SANDBOX_GID;
+        unsigned long lo, hi;
+        size_t nr, best = SIZE_MAX;
+        uint64_t from = 0, to = 0;
+        char *end;
+
+        *skip = false;
+        if (!(n == 25 && (strncmp(key, "net.ipv4.ping_group_range", n) == 0 ||
+                          strncmp(key, "net/ipv4/ping_group_range", n) == 0))) {
+                snprintf(buf, size, "%s", value);
+                return 0;
+        }
+        errno = 0;
+        lo = strtoul(value, &end, 10);
+        hi = strtoul(end, &end, 10);
+        while (*end == ' ' || *end == '\t' || *end == '\n')
+                end++;
+        if (errno || *end || lo > UINT32_MAX || hi > UINT32_MAX || lo > hi)
+                return -EINVAL;
+        nr = id_runs(spec, true, runs, ELEMENTSOF(runs));
+        for (size_t i = 0; i < nr; i++) {
+                uint64_t end_inside = (uint64_t)runs[i].inside + runs[i].count - 1;
+                uint64_t a = lo > runs[i].inside ? lo : runs[i].inside;
+                uint64_t b = hi < end_inside ? hi : end_inside;
+
+                if (runs[i].count == 0 || a > b)
+                        continue;
+                if (best == SIZE_MAX || (app >= a && app <= b)) {
+                        best = i;
+                        from = runs[i].host + (a - runs[i].inside);
+                        to = runs[i].host + (b - runs[i].inside);
+                }
+        }
+        if (best == SIZE_MAX) {
+                *skip = true;
+                return 0;
+        }
+        snprintf(buf, size, "%llu %llu", (unsigned long long)from, (unsigned long long)to);
+        return 0;
+}
+
+/*
  * Writes each "key=value" of spec's sysctls under proc_fd's sys/ (a proc mount of the
  * sandbox; the keys were checked by rootfs_check_spec()). The file is opened now, in
  * the sandbox's network and ipc namespaces, which decide what it is (proc(5)).
  */
-static int write_sysctls(int proc_fd, char *const *sysctls, SandboxError *err)
+static int write_sysctls(const SandboxSpec *spec, int proc_fd, char *const *sysctls,
+                         SandboxError *err)
 {
         for (size_t i = 0; sysctls && sysctls[i]; i++) {
                 const char *eq = strchr(sysctls[i], '=');
                 size_t n = (size_t)(eq - sysctls[i]);
+                char value[4096];
                 struct open_how how = {.flags = O_WRONLY | O_CLOEXEC | O_NOCTTY,
                                        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
                                                   RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV};
                 _cleanup_close_ int fd = -EBADF;
                 char path[PATH_MAX];
-                size_t len = strlen(eq + 1);
-                int r = sysctl_path(sysctls[i], n, path, sizeof path);
+                size_t len;
+                bool skip;
+                int r = sysctl_value(spec, sysctls[i], n, eq + 1, value, sizeof value, &skip);
 
+                if (r < 0)
+                        return sandbox_fail(err, SANDBOX_STEP_NAMESPACE, r,
+                                            "sysctl %.*s: \"%.32s\" is not two gids in order",
+                                            (int)n, sysctls[i], eq + 1);
+                if (skip)
+                        continue;
+                len = strlen(value);
+                r = sysctl_path(sysctls[i], n, path, sizeof path);
                 if (r >= 0) {
                         fd = (int)syscall(SYS_openat2, proc_fd, path, &how, sizeof how);
                         r = fd < 0 ? negative_errno() : 0;
                 }
-                if (r >= 0 && write(fd, eq + 1, len) != (ssize_t)len)
+                if (r >= 0 && write(fd, value, len) != (ssize_t)len)
                         r = negative_errno();
                 if (r < 0)
                         return sandbox_fail(err, SANDBOX_STEP_NAMESPACE, r, "sysctl %.*s", (int)n,
@@ -882,7 +1187,7 @@ static int mask_paths(int rootfd, int null_fd, char *const *paths, SandboxError 
                                             target < 0 ? target : negative_errno(), "mask %s",
                                             paths[i]);
                 if (S_ISDIR(st.st_mode))
-                        mnt = new_fs("tmpfs", "tmpfs", "size=4k,mode=0555",
+                        mnt = new_fs(NULL, "tmpfs", "tmpfs", "size=4k,mode=0555",
                                      MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, why, sizeof why);
                 else {
                         mnt = open_tree(null_fd, "",
@@ -931,7 +1236,7 @@ static int readonly_paths(int rootfd, char *const *paths, SandboxError *err)
 int jail_build_rootfs(const SandboxSpec *spec, SandboxError *err)
 {
         const SandboxRootfs *rfs = spec->rootfs;
-        _cleanup_close_ int rootfd = -EBADF, proc_fd = -EBADF, null_fd = -EBADF;
+        _cleanup_close_ int path_fd = -EBADF, rootfd = -EBADF, proc_fd = -EBADF, null_fd = -EBADF;
         unsigned long prop = rfs->propagation ? rfs->propagation : MS_PRIVATE | MS_REC;
         struct mount_attr ma = {};
         int r;
@@ -947,16 +1252,32 @@ int jail_build_rootfs(const SandboxSpec *spec, SandboxError *err)
 
         /* The root bound onto itself (with its submounts), so that it is a mount
          * pivot_root can take; rootfd is that mount's root. */
-        rootfd = open_tree(AT_FDCWD, rfs->path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+        /* The path is looked up once: the clone goes onto what was cloned. */
+        path_fd = open(rfs->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (path_fd < 0)
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(), "open the root %s",
+                                    rfs->path);
+        rootfd = open_tree(path_fd, "",
+                           OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH);
         if (rootfd < 0)
                 return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(), "bind the root %s",
                                     rfs->path);
-        if (move_mount(rootfd, "", AT_FDCWD, rfs->path, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+        /* nodev, with what is mounted below it: cella applies no device cgroup (runc's
+         * and crun's defence), so a device node the image holds anywhere (a char 1:11
+         * /etc/kmsg of mode 0666 writes the host's kernel log; a node of a host disk
+         * or tty) must not open. The default and spec devices are mounts or nodes of
+         * their own (build_default_devices(), make_device()). */
+        ma.attr_set = MOUNT_ATTR_NODEV;
+        if (mount_setattr(rootfd, "", AT_EMPTY_PATH | AT_RECURSIVE, &ma, sizeof ma) < 0)
+                return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(),
+                                    "make the root %s nodev", rfs->path);
+        ma = (struct mount_attr){};
+        if (attach(rootfd, path_fd) < 0)
                 return sandbox_fail(err, SANDBOX_STEP_MOUNT, negative_errno(),
                                     "attach the root at %s", rfs->path);
 
         for (size_t i = 0; i < rfs->n_mounts; i++) {
-                r = mount_one(rootfd, &rfs->mounts[i], i, err);
+                r = mount_one(rootfd, spec, &rfs->mounts[i], i, err);
                 if (r < 0)
                         return r;
         }
@@ -973,12 +1294,12 @@ int jail_build_rootfs(const SandboxSpec *spec, SandboxError *err)
         if (rfs->sysctls && rfs->sysctls[0]) {
                 char why[160];
 
-                proc_fd = new_fs("proc", "proc", NULL, MS_NOSUID | MS_NODEV | MS_NOEXEC, why,
+                proc_fd = new_fs(NULL, "proc", "proc", NULL, MS_NOSUID | MS_NODEV | MS_NOEXEC, why,
                                  sizeof why);
                 if (proc_fd < 0)
                         return sandbox_fail(err, SANDBOX_STEP_NAMESPACE, proc_fd,
                                             "proc for the sysctls%s", why);
-                r = write_sysctls(proc_fd, rfs->sysctls, err);
+                r = write_sysctls(spec, proc_fd, rfs->sysctls, err);
                 if (r < 0)
                         return r;
         }
@@ -1021,6 +1342,14 @@ int jail_build_rootfs(const SandboxSpec *spec, SandboxError *err)
 }
 
 /* ---- the spec's checks --------------------------------------------------------------- */
+
+/* Whether path names something below / (not / itself, "/.", "//"). */
+static bool below_root(const char *path)
+{
+        char buf[PATH_MAX];
+
+        return normalize("", path, buf, sizeof buf) == 0 && *buf;
+}
 
 /* Whether path is absolute, shorter than PATH_MAX, and has no ".." component. */
 static bool path_ok(const char *path)
@@ -1082,7 +1411,7 @@ static size_t count_max(char *const *v, size_t max)
 int rootfs_check_spec(const SandboxSpec *spec, SandboxError *err)
 {
         const SandboxRootfs *rfs = spec->rootfs;
-        struct stat st;
+        struct stat st, host_root;
 
         if (!rfs)
                 return 0;
@@ -1096,6 +1425,11 @@ int rootfs_check_spec(const SandboxSpec *spec, SandboxError *err)
         if (!S_ISDIR(st.st_mode))
                 return sandbox_fail(err, SANDBOX_STEP_PREPARE, -ENOTDIR,
                                     "root file system %s: not a directory", rfs->path);
+        /* The host's own root as the container's would be no jail at all. */
+        if (stat("/", &host_root) == 0 && st.st_dev == host_root.st_dev &&
+            st.st_ino == host_root.st_ino)
+                return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EPERM,
+                                    "root file system %s is the host's own root", rfs->path);
         if (ns_kind(spec, CLONE_NEWNS) != 1)
                 return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
                                     "a root file system needs a new mount namespace");
@@ -1109,7 +1443,7 @@ int rootfs_check_spec(const SandboxSpec *spec, SandboxError *err)
         for (size_t i = 0; i < rfs->n_mounts; i++) {
                 const SandboxMount *m = &rfs->mounts[i];
 
-                if (!path_ok(m->target) || !*relative(m->target))
+                if (!path_ok(m->target) || !below_root(m->target))
                         return sandbox_fail(err, SANDBOX_STEP_PREPARE, -EINVAL,
                                             "mount %zu: target %s is not an absolute path "
                                             "without .. below /",
@@ -1143,7 +1477,7 @@ int rootfs_check_spec(const SandboxSpec *spec, SandboxError *err)
         for (size_t i = 0; i < rfs->n_devices; i++) {
                 const SandboxDevice *d = &rfs->devices[i];
 
-                if (!path_ok(d->path) || !*relative(d->path))
+                if (!path_ok(d->path) || !below_root(d->path))
                         return sandbox_fail(
                                 err, SANDBOX_STEP_PREPARE, -EINVAL,
                                 "device %zu: path %s is not an absolute path without ..", i,

@@ -844,9 +844,10 @@ fail:
 
 /*
  * The child's steps from the cgroup and network joins to the app's exec, the same
- * for a cold spawn and a warm one: with its jail built (pivoted), root of the
- * caller's user namespace, holding ctl and init_fd_in (cella-init, or -EBADF and
- * init_errno_in). Never returns.
+ * for a cold spawn and a warm one: with its jail built (pivoted; an OCI root,
+ * spec->rootfs, is built here right after the joins, in the sandbox's namespaces),
+ * root of the caller's user namespace, holding ctl and init_fd_in (cella-init, or
+ * -EBADF and init_errno_in). Never returns.
  */
 _noreturn_ static void child_run(const SandboxSpec *spec, int ctl, int init_fd_in,
                                  int init_errno_in, bool have_net, const ChildJoined *joined)

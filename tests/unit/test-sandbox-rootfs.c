@@ -19,7 +19,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/statfs.h>
+#include <linux/magic.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,8 +43,8 @@ static char host[] = "/tmp/test-rootfs-host-XXXXXX"; /* bind sources, escape pro
 static SeccompProgram *seccomp_prog;
 static char *const test_envp[] = {"PATH=/bin", "HOME=/", NULL};
 
-static const char *const applets[] = {"sh",    "cat",  "ls",       "echo", "head", "wc",
-                                      "touch", "stat", "readlink", "pwd",  "grep", "id"};
+static const char *const applets[] = {"sh",   "cat",      "ls",  "echo", "head", "wc",  "touch",
+                                      "stat", "readlink", "pwd", "grep", "id",   "tty", "stty"};
 
 static void setup(void)
 {
@@ -70,7 +74,7 @@ static void setup(void)
         snprintf(path, sizeof path, "%s/dir", host);
         if (mkdir(path, 0755) < 0)
                 abort();
-        put_file(path, "inner", "inner\n", 0644);
+        put_file(host, "dir/inner", "inner\n", 0644);
         if (seccomp_program_builtin(&(SeccompOptions){}, &seccomp_prog) < 0)
                 abort();
 }
@@ -255,7 +259,7 @@ static const SandboxMount podman_mounts[] = {
          .source = "tmpfs",
          .target = "/run",
          .flags = MS_NOSUID | MS_NODEV,
-         .data = "mode=1733,size=1m"},
+         .data = "mode=1733,size=1m,uid=1000,gid=1000"},
         {.type = "cgroup",
          .source = "cgroup",
          .target = "/sys/fs/cgroup",
@@ -271,15 +275,17 @@ static const char mounts_script[] =
         "echo ptmx=$(readlink /dev/ptmx) fd=$(readlink /dev/fd) stdout=$(readlink /dev/stdout)\n"
         "echo mydev=$(stat -c '%u:%g %a %t,%T' /dev/mydev)\n"
         "echo y > /dev/mydev && echo mydev-ok\n"
-        "echo shmmax=$(cat /proc/sys/kernel/shmmax) fwd=$(cat /proc/sys/net/ipv4/ip_forward)\n"
+        "echo shmmax=$(cat /proc/sys/kernel/shmmax) fwd=$(cat /proc/sys/net/ipv4/ip_forward) "
+        "ping=$(cat /proc/sys/net/ipv4/ping_group_range)\n"
         "touch /newfile 2>/dev/null && echo root-writable || echo root-ro\n"
         "echo y > /run/f && echo run-writable\n"
-        "echo run=$(stat -c %a /run)\n"
+        "echo run=$(stat -c '%a %u:%g' /run)\n"
         "echo secret=$(cat /etc/secret | wc -c) keys=$(cat /proc/keys | wc -c)\n"
-        "echo acpi=$(ls -A /proc/acpi 2>&1 | wc -l)\n"
+        "echo acpi=$(ls -A /proc/acpi 2>/dev/null | wc -l)\n"
         "echo z > /proc/sys/kernel/shmmax 2>/dev/null && echo procsys-writable || "
         "echo procsys-ro\n"
         "ls /sys/fs/cgroup | grep -q . && echo cgroup-listed\n"
+        "grep -v ':/$' /proc/self/cgroup || echo cgroup-ns-root\n"
         "echo pwd=$(pwd)\n";
 
 START_TEST(test_mounts)
@@ -296,9 +302,11 @@ START_TEST(test_mounts)
         static char *const masked[] = {"/proc/kcore", "/proc/keys", "/proc/acpi",
                                        "/etc/secret", "/not/there", NULL};
         static char *const readonly[] = {"/proc/sys", "/proc/sysrq-trigger", "/missing", NULL};
-        static char *const sysctls[] = {"kernel.shmmax=12345678", "net.ipv4.ip_forward=1", NULL};
+        static char *const sysctls[] = {"kernel.shmmax=12345678", "net.ipv4.ip_forward=1",
+                                        "net.ipv4.ping_group_range=1000 1000", NULL};
         _cleanup_free_ char *host_shmmax = NULL, *host_fwd = NULL, *after_shmmax = NULL,
                             *after_fwd = NULL, *out = NULL;
+        struct statfs sf;
         char opts[600];
         Run r;
 
@@ -337,18 +345,35 @@ START_TEST(test_mounts)
                     (const char *[]){"rw", "nosuid", "nodev", "size=1024k", "mode=1733", NULL});
         assert_opts(out, "/", NULL, (const char *[]){"ro", NULL});
         assert_opts(out, "/proc/sys", "proc", (const char *[]){"ro", NULL});
-        assert_opts(out, "/proc/keys", NULL, (const char *[]){"ro", NULL});
+        /* Masks of what this kernel has (CONFIG_KEYS, ACPI). */
+        if (access("/proc/keys", F_OK) == 0)
+                assert_opts(out, "/proc/keys", NULL, (const char *[]){"ro", NULL});
+        if (access("/proc/acpi", F_OK) == 0)
+                assert_opts(out, "/proc/acpi", "tmpfs", (const char *[]){"ro", "size=4k", NULL});
         assert_opts(out, "/etc/secret", NULL, (const char *[]){"ro", NULL});
-        assert_opts(out, "/sys/fs/cgroup", "tmpfs", (const char *[]){"ro", NULL});
+        /* The cgroup mount, read-only: cgroup2 on a v2 host, else a tmpfs with each of
+         * the host's hierarchies (rootfs.c, mount_cgroup()). */
+        if (statfs("/sys/fs/cgroup", &sf) == 0 && sf.f_type == CGROUP2_SUPER_MAGIC)
+                assert_opts(out, "/sys/fs/cgroup", "cgroup2", (const char *[]){"ro", NULL});
+        else {
+                assert_opts(out, "/sys/fs/cgroup", "tmpfs", (const char *[]){"ro", NULL});
+                if (access("/sys/fs/cgroup/memory/memory.limit_in_bytes", F_OK) == 0)
+                        assert_opts(out, "/sys/fs/cgroup/memory", "cgroup",
+                                    (const char *[]){"ro", "nosuid", "memory", NULL});
+                if (statfs("/sys/fs/cgroup/unified", &sf) == 0 && sf.f_type == CGROUP2_SUPER_MAGIC)
+                        assert_opts(out, "/sys/fs/cgroup/unified", "cgroup2",
+                                    (const char *[]){"ro", NULL});
+        }
         ck_assert_msg(strstr(out, "hello from a bound file\ninner\n"), "binds:\n%s", out);
         ck_assert_msg(strstr(out, "devnull-ok\nzero=4096\nurandom-ok\n"), "devices:\n%s", out);
         ck_assert_msg(strstr(out, "ptmx=pts/ptmx fd=/proc/self/fd stdout=/proc/self/fd/1\n"),
                       "links:\n%s", out);
         ck_assert_msg(strstr(out, "mydev=1000:1000 620 1,3\nmydev-ok\n"), "device:\n%s", out);
-        ck_assert_msg(strstr(out, "shmmax=12345678 fwd=1\n"), "sysctls:\n%s", out);
-        ck_assert_msg(strstr(out, "root-ro\nrun-writable\nrun=1733\nsecret=0 keys=0\nacpi=0\n"),
-                      "read-only root, masks:\n%s", out);
-        ck_assert_msg(strstr(out, "procsys-ro\ncgroup-listed\npwd=/work/dir\n"),
+        ck_assert_msg(strstr(out, "shmmax=12345678 fwd=1 ping=1000 1000\n"), "sysctls:\n%s", out);
+        ck_assert_msg(
+                strstr(out, "root-ro\nrun-writable\nrun=1733 1000:1000\nsecret=0 keys=0\nacpi=0\n"),
+                "read-only root, masks:\n%s", out);
+        ck_assert_msg(strstr(out, "procsys-ro\ncgroup-listed\ncgroup-ns-root\npwd=/work/dir\n"),
                       "read-only /proc/sys, cgroup, workdir:\n%s", out);
 
         /* The host's own values are untouched. */
@@ -383,6 +408,7 @@ START_TEST(test_sysctl_refused)
         static char *const hostnet[] = {"net.ipv4.ip_forward=1", NULL};
         static char *const bad[] = {"kernel.shmmax", NULL};
         static char *const dots[] = {"net..ipv4=1", NULL};
+        static char *const ping_bad[] = {"net.ipv4.ping_group_range=5 x", NULL};
         static const SandboxNamespace only_mnt[] = {{.type = CLONE_NEWNS, .fd = -1}};
         Run r;
 
@@ -402,6 +428,92 @@ START_TEST(test_sysctl_refused)
         r.spec.namespaces = only_mnt;
         r.spec.n_namespaces = 1;
         expect_fail(&r, -EPERM, SANDBOX_STEP_PREPARE, "network namespace");
+        /* Not two gids in order. */
+        run_init(&r, "true", NULL, 0);
+        r.rootfs.sysctls = ping_bad;
+        expect_fail(&r, -EINVAL, SANDBOX_STEP_NAMESPACE, "net.ipv4.ping_group_range");
+}
+END_TEST
+
+/*
+ * net.ipv4.ping_group_range is a range of the container's gids (runc writes it from
+ * inside its user namespace; cella's comes after the jail): podman's "0 0" (its root
+ * group, which cella's map of one id does not have) leaves the namespace's default,
+ * no group; Docker's "0 2147483647" (every group) becomes the app's gid, the one the
+ * map has; "1000 1000" is the app's.
+ */
+START_TEST(test_sysctl_ping_group_range)
+{
+        static const struct {
+                const char *set, *want;
+        } cases[] = {
+                {"net.ipv4.ping_group_range=0 0", "65534\t65534\n"}, /* "1 0": unmapped ids */
+                {"net.ipv4.ping_group_range=0 2147483647", "1000\t1000\n"},
+                {"net.ipv4.ping_group_range=1000 1000", "1000\t1000\n"},
+        };
+
+        REQUIRE();
+        /* podman's "0 0" under cella's map of one id: seen from the host, in the
+         * sandbox's network namespace, the default stays (not host gid 0's "0 0"). */
+        {
+                static char *const podman[] = {"net.ipv4.ping_group_range=0 0", NULL};
+                _cleanup_close_pair_ int in[2] = {-EBADF, -EBADF};
+                SandboxError err = {};
+                SandboxExit e = {};
+                Sandbox *s = NULL;
+                char buf[64] = "";
+                int status, seen[2];
+                pid_t pid;
+                Run r;
+
+                ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
+                ck_assert_int_eq(pipe2(seen, O_CLOEXEC), 0);
+                run_init(&r, "read x", NULL, 0);
+                r.rootfs.sysctls = podman;
+                r.spec.stdio[0] = in[0];
+                ck_assert_msg(sandbox_spawn(&r.spec, &s, &err) == 0, "%s", err.detail);
+                pid = fork();
+                ck_assert_int_ge(pid, 0);
+                if (pid == 0) {
+                        char v[64] = "";
+                        int fd;
+                        ssize_t k;
+
+                        if (setns(s->pidfd, CLONE_NEWNET) < 0)
+                                _exit(2);
+                        fd = open("/proc/sys/net/ipv4/ping_group_range", O_RDONLY | O_CLOEXEC);
+                        k = fd < 0 ? -1 : read(fd, v, sizeof v - 1);
+                        _exit(k > 0 && write(seen[1], v, (size_t)k) == k ? 0 : 3);
+                }
+                close(seen[1]);
+                ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+                ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "reader %d", status);
+                ck_assert_int_gt(read(seen[0], buf, sizeof buf - 1), 0);
+                close(seen[0]);
+                ck_assert_str_eq(buf, "1\t0\n");
+                ck_assert_int_eq(write(in[1], "\n", 1), 1);
+                ck_assert_int_eq(sandbox_wait(s, &e), 0);
+                sandbox_free(s);
+                r.out[0] = safe_close(r.out[0]);
+                r.out[1] = safe_close(r.out[1]);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char *const sysctls[] = {(char *)cases[i].set, NULL};
+                _cleanup_free_ char *out = NULL,
+                                    *before = read_sysctl("/proc/sys/net/ipv4/ping_group_range"),
+                                    *after = NULL;
+                Run r;
+
+                run_init(&r, "cat /proc/sys/net/ipv4/ping_group_range",
+                         (const SandboxMount[]){
+                                 {.type = "proc", .source = "proc", .target = "/proc"}},
+                         1);
+                r.rootfs.sysctls = sysctls;
+                out = run_ok(&r);
+                ck_assert_msg(strcmp(out, cases[i].want) == 0, "%s: read %s", cases[i].set, out);
+                after = read_sysctl("/proc/sys/net/ipv4/ping_group_range");
+                ck_assert_str_eq(after, before);
+        }
 }
 END_TEST
 
@@ -418,6 +530,8 @@ START_TEST(test_spec_refused)
                          {.type = "bind", .source = "/etc", .target = "/mnt/../../etc"}},
                  1);
         expect_fail(&r, -EINVAL, SANDBOX_STEP_PREPARE, "/mnt/../../etc");
+        run_init(&r, "true", (const SandboxMount[]){{.type = "tmpfs", .target = "/."}}, 1);
+        expect_fail(&r, -EINVAL, SANDBOX_STEP_PREPARE, "target /.");
         run_init(&r, "true", (const SandboxMount[]){{.type = "tmpfs", .target = "relative"}}, 1);
         expect_fail(&r, -EINVAL, SANDBOX_STEP_PREPARE, "relative");
         run_init(&r, "true",
@@ -433,6 +547,9 @@ START_TEST(test_spec_refused)
         run_init(&r, "true", NULL, 0);
         r.rootfs.path = "/etc/passwd";
         expect_fail(&r, -ENOTDIR, SANDBOX_STEP_PREPARE, "/etc/passwd");
+        run_init(&r, "true", NULL, 0);
+        r.rootfs.path = "/.";
+        expect_fail(&r, -EPERM, SANDBOX_STEP_PREPARE, "host's own root");
 }
 END_TEST
 
@@ -531,6 +648,177 @@ START_TEST(test_escape_magic_link)
 }
 END_TEST
 
+/* Nothing is mounted onto the proc file system mounted before, but a proc on /proc and
+ * lxcfs's binds: a mount there would hide a /proc file the masks rely on. */
+START_TEST(test_proc_targets)
+{
+        static const SandboxMount over_sys[] = {
+                {.type = "proc", .source = "proc", .target = "/proc"},
+                {.type = "tmpfs", .source = "tmpfs", .target = "/proc/sys"},
+        };
+        static const SandboxMount via_link[] = {
+                {.type = "proc", .source = "proc", .target = "/proc"},
+                {.type = "bind",
+                 .source = bind_file,
+                 .target = "/procsys/kernel/core_pattern",
+                 .flags = MS_BIND},
+        };
+        static const SandboxMount lxcfs[] = {
+                {.type = "proc", .source = "proc", .target = "/proc"},
+                {.type = "bind", .source = bind_file, .target = "/proc/uptime", .flags = MS_BIND},
+        };
+        char link[PATH_MAX];
+        _cleanup_free_ char *out = NULL;
+        Run r;
+
+        REQUIRE();
+        snprintf(bind_file, sizeof bind_file, "%s/file", host);
+        run_init(&r, "true", over_sys, ELEMENTSOF(over_sys));
+        expect_fail(&r, -EPERM, SANDBOX_STEP_MOUNT,
+                    "mount 1 (tmpfs on /proc/sys): a target in a proc");
+        snprintf(link, sizeof link, "%s/procsys", root);
+        ck_assert_int_eq(symlink("/proc/sys", link), 0);
+        run_init(&r, "true", via_link, ELEMENTSOF(via_link));
+        expect_fail(&r, -EPERM, SANDBOX_STEP_MOUNT,
+                    "mount 1 (bind on /procsys/kernel/core_pattern)");
+        unlink(link);
+        run_init(&r, "cat /proc/uptime", lxcfs, ELEMENTSOF(lxcfs));
+        out = run_ok(&r);
+        ck_assert_str_eq(out, "hello from a bound file\n");
+}
+END_TEST
+
+/* The app's own terminal (cella-oci's console socket) in the config's devpts, through
+ * the default /dev/ptmx -> pts/ptmx link. */
+START_TEST(test_pty)
+{
+        static const SandboxMount mounts[] = {
+                {.type = "proc", .source = "proc", .target = "/proc"},
+                {.type = "tmpfs", .source = "tmpfs", .target = "/dev", .data = "mode=755"},
+                {.type = "devpts",
+                 .source = "devpts",
+                 .target = "/dev/pts",
+                 .flags = MS_NOSUID | MS_NOEXEC,
+                 .data = "newinstance,ptmxmode=0666,mode=0620"},
+        };
+        _cleanup_close_pair_ int sock[2] = {-EBADF, -EBADF};
+        _cleanup_close_ int master = -EBADF;
+        char cbuf[CMSG_SPACE(sizeof(int))], byte, out[512];
+        struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+        struct msghdr mh = {.msg_iov = &iov,
+                            .msg_iovlen = 1,
+                            .msg_control = cbuf,
+                            .msg_controllen = sizeof cbuf};
+        struct cmsghdr *cm;
+        SandboxError err = {};
+        SandboxExit e = {};
+        Sandbox *s = NULL;
+        size_t n = 0;
+        Run r;
+
+        REQUIRE();
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sock), 0);
+        run_init(&r, "tty; stty size", mounts, ELEMENTSOF(mounts));
+        r.spec.pty_socket = sock[1];
+        r.spec.pty_rows = 30;
+        r.spec.pty_cols = 100;
+        ck_assert_msg(sandbox_spawn(&r.spec, &s, &err) == 0, "spawn: %s: %s",
+                      sandbox_step_to_string(err.step), err.detail);
+        sock[1] = safe_close(sock[1]);
+        r.out[1] = safe_close(r.out[1]);
+        ck_assert_int_eq(recvmsg(sock[0], &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC), 1);
+        cm = CMSG_FIRSTHDR(&mh);
+        ck_assert_ptr_nonnull(cm);
+        ck_assert_int_eq(cm->cmsg_type, SCM_RIGHTS);
+        memcpy(&master, CMSG_DATA(cm), sizeof master);
+        for (;;) { /* EIO once the app's side is closed */
+                ssize_t k = read(master, out + n, sizeof out - 1 - n);
+
+                if (k <= 0)
+                        break;
+                n += (size_t)k;
+        }
+        out[n] = 0;
+        ck_assert_int_eq(sandbox_wait(s, &e), 0);
+        sandbox_free(s);
+        ck_assert_int_eq(e.status, 0);
+        ck_assert_msg(strstr(out, "/dev/pts/0\r\n30 100\r\n"), "output: %s", out);
+        r.out[0] = safe_close(r.out[0]);
+}
+END_TEST
+
+/*
+ * Device nodes the image put in the root: /etc/kmsg (char 1:11, the host's kernel
+ * log, which anyone may write to) and a block node of the host's own root disk, both
+ * mode 0666. cella applies no device cgroup, so the root is mounted nodev and neither
+ * opens; the default devices (binds of their own) still work.
+ */
+START_TEST(test_escape_image_device_node)
+{
+        static const SandboxMount mounts[] = {
+                {.type = "tmpfs", .source = "tmpfs", .target = "/dev", .data = "mode=755"},
+        };
+        char kmsg[PATH_MAX], disk[PATH_MAX], marker[64], script[512];
+        _cleanup_free_ char *out = NULL, *log = NULL;
+        struct stat st;
+        FILE *f;
+        size_t n = 0;
+        Run r;
+
+        REQUIRE();
+        ck_assert_int_eq(stat("/", &st), 0);
+        snprintf(kmsg, sizeof kmsg, "%s/etc/kmsg", root);
+        snprintf(disk, sizeof disk, "%s/etc/disk", root);
+        ck_assert_int_eq(mknod(kmsg, S_IFCHR | 0666, makedev(1, 11)), 0);
+        ck_assert_int_eq(mknod(disk, S_IFBLK | 0666, st.st_dev), 0);
+        ck_assert_int_eq(chmod(kmsg, 0666), 0);
+        ck_assert_int_eq(chmod(disk, 0666), 0);
+        snprintf(marker, sizeof marker, "cella-rootfs-kmsg-%d", (int)getpid());
+        snprintf(script, sizeof script,
+                 "echo %s 2>/dev/null > /etc/kmsg && echo kmsg-written || echo kmsg-refused; "
+                 "head -c 512 /etc/disk > /dev/null 2>&1 && echo disk-read || echo disk-refused; "
+                 "head -c 1 /dev/zero | wc -c",
+                 marker);
+        run_init(&r, script, mounts, ELEMENTSOF(mounts));
+        out = run_ok(&r);
+        unlink(kmsg);
+        unlink(disk);
+        ck_assert_str_eq(out, "kmsg-refused\ndisk-refused\n1\n");
+        /* A spec device in a directory of the (nodev) root: the host's node of the same
+         * numbers is bound; with none, the start fails, naming it. */
+        {
+                static const SandboxDevice tun[] = {
+                        {.path = "/etc/net/tun", .type = 'c', .major = 10, .minor = 200}};
+                static const SandboxDevice fuse[] = {
+                        {.path = "/dev/fuse", .type = 'c', .major = 10, .minor = 229}};
+                _cleanup_free_ char *out2 = NULL;
+
+                run_init(&r, "true", NULL, 0);
+                r.rootfs.devices = tun;
+                r.rootfs.n_devices = 1;
+                expect_fail(&r, -EPERM, SANDBOX_STEP_MOUNT, "device 0 (/etc/net/tun)");
+                if (access("/dev/fuse", F_OK) == 0) {
+                        run_init(&r,
+                                 "stat -c '%t,%T' /dev/fuse; grep -c ' /dev/fuse ' "
+                                 "/proc/self/mounts",
+                                 (const SandboxMount[]){
+                                         {.type = "proc", .source = "proc", .target = "/proc"}},
+                                 1);
+                        r.rootfs.devices = fuse;
+                        r.rootfs.n_devices = 1;
+                        out2 = run_ok(&r);
+                        ck_assert_str_eq(out2, "a,e5\n1\n");
+                }
+        }
+        /* The host's kernel log has no such line. */
+        f = popen("dmesg 2>/dev/null | tail -n 50", "r");
+        ck_assert_ptr_nonnull(f);
+        ck_assert_int_eq(read_full_fd(fileno(f), OUTPUT_MAX, &log, &n), 0);
+        pclose(f);
+        ck_assert_msg(!strstr(log, marker), "the app wrote to the host's kernel log");
+}
+END_TEST
+
 /* A spec with a root never starts in a warm sandbox. */
 START_TEST(test_warm_refuses)
 {
@@ -562,9 +850,13 @@ int main(void)
         tcase_add_test(tc, test_mounts);
         tcase_add_test(tc, test_mount_error_named);
         tcase_add_test(tc, test_sysctl_refused);
+        tcase_add_test(tc, test_sysctl_ping_group_range);
         tcase_add_test(tc, test_spec_refused);
         tcase_add_test(tc, test_escape_symlink_target);
         tcase_add_test(tc, test_escape_magic_link);
+        tcase_add_test(tc, test_proc_targets);
+        tcase_add_test(tc, test_pty);
+        tcase_add_test(tc, test_escape_image_device_node);
         tcase_add_test(tc, test_warm_refuses);
         suite_add_tcase(suite, tc);
         sr = srunner_create(suite);
