@@ -11,8 +11,9 @@
  * fields are ignored, as config.md asks ("Runtimes MUST ignore unknown properties");
  * known fields cella does not apply are listed in OciConfig.notes.
  *
- * Integers: jansson reads them as signed 64-bit; a value above 2^63-1 (an rlimit of
- * 18446744073709551615) is refused by the JSON reader itself ("too big integer").
+ * Integers: jansson reads them as signed 64-bit; the spec's uint64 fields may hold
+ * more (RLIM_INFINITY), so such literals are marked before jansson reads the text
+ * (big_uints_mark) and taken back where a uint64 is wanted.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -323,6 +324,7 @@ static int member(Parser *p, const json_t *o, const char *path, const char *key,
         json_t *v = o ? json_object_get(o, key) : NULL;
         char sub[PATH_MAX_LEN];
 
+        *ret = NULL;
         if (v && json_is_null(v))
                 v = NULL;
         if (!v && required) {
@@ -401,7 +403,7 @@ static int get_string(Parser *p, const json_t *o, const char *path, const char *
                       char **ret)
 {
         char sub[PATH_MAX_LEN];
-        json_t *v;
+        json_t *v = NULL;
         int r;
 
         r = member(p, o, path, key, required, &v);
@@ -432,7 +434,7 @@ static int get_abs_path(Parser *p, const json_t *o, const char *path, const char
 static int get_bool(Parser *p, const json_t *o, const char *path, const char *key, bool *ret)
 {
         char sub[PATH_MAX_LEN];
-        json_t *v;
+        json_t *v = NULL;
         int r;
 
         r = member(p, o, path, key, false, &v);
@@ -446,11 +448,42 @@ static int get_bool(Parser *p, const json_t *o, const char *path, const char *ke
 }
 
 /* v (at path) as an integer in min..max. */
+/*
+ * jansson reads integers as int64_t and refuses larger ones, but the spec's uint64
+ * fields hold them: an rlimit of RLIM_INFINITY is 18446744073709551615 (Docker's
+ * `--ulimit core=-1`). big_uints_mark() rewrites each integer literal above INT64_MAX
+ * (and at most UINT64_MAX) into a string of BIG_UINT_MARK and its digits before
+ * jansson reads the text; uint_value() takes it back in the uint64 fields, and
+ * everywhere else it is out of range.
+ */
+#define BIG_UINT_MARK "\x01u64:"
+
+/* v's value when it is a marked big integer, in *ret. */
+static bool big_uint(const json_t *v, uint64_t *ret)
+{
+        const char *s;
+        char *end;
+
+        if (!json_is_string(v))
+                return false;
+        s = json_string_value(v);
+        if (strncmp(s, BIG_UINT_MARK, strlen(BIG_UINT_MARK)) != 0)
+                return false;
+        s += strlen(BIG_UINT_MARK);
+        errno = 0;
+        *ret = strtoull(s, &end, 10);
+        return errno == 0 && *end == 0 && end != s;
+}
+
 static int int_value(Parser *p, const json_t *v, const char *path, int64_t min, int64_t max,
                      int64_t *ret)
 {
         json_int_t n;
+        uint64_t u;
 
+        if (big_uint(v, &u))
+                return fail(p, -EINVAL, path, "%llu is out of range (%lld to %lld)",
+                            (unsigned long long)u, (long long)min, (long long)max);
         if (!json_is_integer(v))
                 return fail(p, -EINVAL, path, "must be an integer, not %s", json_type_name(v));
         n = json_integer_value(v);
@@ -461,12 +494,34 @@ static int int_value(Parser *p, const json_t *v, const char *path, int64_t min, 
         return 0;
 }
 
+/* An unsigned 64-bit member (0..UINT64_MAX: the spec's uint64 fields). */
+static int get_uint64(Parser *p, const json_t *o, const char *path, const char *key, bool required,
+                      uint64_t *ret)
+{
+        char sub[PATH_MAX_LEN];
+        json_t *v = NULL;
+        int64_t n;
+        int r;
+
+        r = member(p, o, path, key, required, &v);
+        if (r < 0 || !v)
+                return r;
+        if (big_uint(v, ret))
+                return 0;
+        path_key(sub, path, key);
+        r = int_value(p, v, sub, 0, INT64_MAX, &n);
+        if (r < 0)
+                return r;
+        *ret = (uint64_t)n;
+        return 0;
+}
+
 /* An integer member in min..max; *set (may be NULL) says whether it was there. */
 static int get_int(Parser *p, const json_t *o, const char *path, const char *key, bool required,
                    int64_t min, int64_t max, int64_t *ret, bool *set)
 {
         char sub[PATH_MAX_LEN];
-        json_t *v;
+        json_t *v = NULL;
         int r;
 
         r = member(p, o, path, key, required, &v);
@@ -556,7 +611,7 @@ static int note_if_set(Parser *p, const json_t *o, const char *path, const char 
                        const char *why)
 {
         char sub[PATH_MAX_LEN];
-        json_t *v;
+        json_t *v = NULL;
         int r;
 
         r = member(p, o, path, key, false, &v);
@@ -681,7 +736,7 @@ static int parse_rlimits(Parser *p, const json_t *proc, const char *path, OciPro
         {
                 OciRlimit *l = &proc_ret->rlimits[i];
                 _cleanup_free_ char *type = NULL;
-                int64_t soft = 0, hard = 0;
+                uint64_t soft = 0, hard = 0;
                 size_t k;
 
                 path_index(item, sub, i);
@@ -704,17 +759,17 @@ static int parse_rlimits(Parser *p, const json_t *proc, const char *path, OciPro
                 for (size_t j = 0; j < i; j++)
                         if (proc_ret->rlimits[j].resource == l->resource)
                                 return fail(p, -EINVAL, field, "%s given twice", type);
-                r = get_int(p, v, item, "soft", true, 0, INT64_MAX, &soft, NULL);
+                r = get_uint64(p, v, item, "soft", true, &soft);
                 if (r < 0)
                         return r;
-                r = get_int(p, v, item, "hard", true, 0, INT64_MAX, &hard, NULL);
+                r = get_uint64(p, v, item, "hard", true, &hard);
                 if (r < 0)
                         return r;
                 if (soft > hard)
-                        return fail(p, -EINVAL, item, "soft limit %lld above hard limit %lld",
-                                    (long long)soft, (long long)hard);
-                l->soft = (uint64_t)soft;
-                l->hard = (uint64_t)hard;
+                        return fail(p, -EINVAL, item, "soft limit %llu above hard limit %llu",
+                                    (unsigned long long)soft, (unsigned long long)hard);
+                l->soft = soft;
+                l->hard = hard;
                 proc_ret->n_rlimits = i + 1;
         }
         return 0;
@@ -1130,7 +1185,7 @@ static int ignore_others(Parser *p, OciResources *res, const json_t *o, const ch
 {
         char sub[PATH_MAX_LEN];
         const char *k;
-        json_t *v;
+        json_t *v = NULL;
         int r;
 
         json_object_foreach((json_t *)o, k, v)
@@ -1335,15 +1390,12 @@ static int parse_seccomp_rule(Parser *p, const json_t *v, const char *item, OciS
                 if (r < 0)
                         return r;
                 sa->index = (unsigned)n;
-                r = get_int(p, x, arg, "value", true, 0, INT64_MAX, &n, NULL);
+                r = get_uint64(p, x, arg, "value", true, &sa->value);
                 if (r < 0)
                         return r;
-                sa->value = (uint64_t)n;
-                n = 0;
-                r = get_int(p, x, arg, "valueTwo", false, 0, INT64_MAX, &n, NULL);
+                r = get_uint64(p, x, arg, "valueTwo", false, &sa->value_two);
                 if (r < 0)
                         return r;
-                sa->value_two = (uint64_t)n;
                 r = get_string(p, x, arg, "op", true, &op);
                 if (r < 0)
                         return r;
@@ -1516,16 +1568,135 @@ static int parse_linux(Parser *p, const json_t *root, OciConfig *c)
 
 /* ---- the whole ------------------------------------------------------------------------- */
 
+/*
+ * How many JSON values text holds at most: one more than its ',' and ':' and '['
+ * outside strings (a cheap upper bound, counted before jansson builds a tree of
+ * about 40 bytes per value).
+ */
+static size_t json_values_bound(const char *text, size_t len)
+{
+        bool in_string = false;
+        size_t n = 1;
+
+        for (size_t i = 0; i < len; i++) {
+                char c = text[i];
+
+                if (in_string) {
+                        if (c == '\\')
+                                i++;
+                        else if (c == '"')
+                                in_string = false;
+                } else if (c == '"')
+                        in_string = true;
+                else if (c == ',' || c == ':' || c == '[')
+                        n++;
+        }
+        return n;
+}
+
+/* Whether the len digits at s are a number above INT64_MAX and at most UINT64_MAX. */
+static bool digits_big_uint(const char *s, size_t len)
+{
+        char buf[24];
+        unsigned long long u;
+        char *end;
+
+        if (len < 19 || len > 20)
+                return false;
+        memcpy(buf, s, len);
+        buf[len] = 0;
+        errno = 0;
+        u = strtoull(buf, &end, 10);
+        return errno == 0 && *end == 0 && u > (unsigned long long)INT64_MAX;
+}
+
+/*
+ * A copy of text with every integer literal outside strings above INT64_MAX (and at
+ * most UINT64_MAX) written as a marked string (BIG_UINT_MARK): into *ret and
+ * *ret_len, or NULL when there is none. Returns 0 or -ENOMEM.
+ */
+static int big_uints_mark(const char *text, size_t len, char **ret, size_t *ret_len)
+{
+        static const char mark[] = "\"\\u0001u64:";
+        char *out = NULL;
+        size_t o = 0, copied = 0;
+        bool in_string = false;
+
+        *ret = NULL;
+        for (size_t i = 0; i < len; i++) {
+                size_t j;
+
+                if (in_string) {
+                        if (text[i] == '\\')
+                                i++;
+                        else if (text[i] == '"')
+                                in_string = false;
+                        continue;
+                }
+                if (text[i] == '"') {
+                        in_string = true;
+                        continue;
+                }
+                /* The first digit of a literal: not in a fraction, an exponent or a negative
+                 * number (those stay jansson's to read or refuse). */
+                if (text[i] < '0' || text[i] > '9' ||
+                    (i > 0 && strchr("-+.eE0123456789", text[i - 1])))
+                        continue;
+                for (j = i; j < len && text[j] >= '0' && text[j] <= '9'; j++)
+                        ;
+                if ((j < len && strchr(".eE", text[j])) || !digits_big_uint(text + i, j - i)) {
+                        i = j - 1;
+                        continue;
+                }
+                if (!out) {
+                        /* Each literal of at most 20 digits grows by the mark and a quote. */
+                        out = malloc(len + (len / 19 + 1) * (sizeof mark) + 1);
+                        if (!out)
+                                return -ENOMEM;
+                }
+                memcpy(out + o, text + copied, i - copied);
+                o += i - copied;
+                memcpy(out + o, mark, sizeof mark - 1);
+                o += sizeof mark - 1;
+                memcpy(out + o, text + i, j - i);
+                o += j - i;
+                out[o++] = '"';
+                copied = j;
+                i = j - 1;
+        }
+        if (!out)
+                return 0;
+        memcpy(out + o, text + copied, len - copied);
+        o += len - copied;
+        out[o] = 0;
+        *ret = out;
+        *ret_len = o;
+        return 0;
+}
+
 static int load_json(Parser *p, const char *text, size_t len, json_t **ret)
 {
+        _cleanup_free_ char *marked = NULL;
+        size_t marked_len = 0;
         json_error_t je;
         json_t *root;
+        int r;
 
         if (len > OCI_CONFIG_MAX_BYTES)
                 return fail(p, -E2BIG, "", "%zu bytes, more than %u", len, OCI_CONFIG_MAX_BYTES);
+        /* A 4 MiB array of zeros is 2 million values, some 90 MB of jansson's tree. */
+        if (json_values_bound(text, len) > OCI_MAX_VALUES)
+                return fail(p, -E2BIG, "", "more than %u JSON values", OCI_MAX_VALUES);
         /* JSON_REJECT_DUPLICATES: a key given twice is an error, not "the last one wins"
          * (two readers could otherwise disagree on what the config says). Nesting is
          * bounded by jansson's JSON_PARSER_MAX_DEPTH (2048). */
+        r = big_uints_mark(text, len, &marked, &marked_len);
+        if (r < 0)
+                return oom(p);
+        if (marked) {
+                text = marked;
+                len = marked_len;
+        }
         root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
         if (!root)
                 return fail(p, -EINVAL, "", "line %d, column %d: %s", je.line, je.column, je.text);

@@ -19,6 +19,10 @@
  * allocate without end). */
 #define OCI_CONFIG_MAX_BYTES (4u * 1024 * 1024) /* config.json, process.json */
 #define OCI_MAX_ITEMS        4096               /* entries of any one array or object */
+/* JSON values in a whole config (podman's holds about 500, Docker's default seccomp
+ * profile about 1500): bounds the parser's memory at a few MB, where 4 MiB of "0,"
+ * would make jansson build a tree of 90 MB. */
+#define OCI_MAX_VALUES (64u * 1024)
 
 typedef struct OciUser {
         uid_t uid;

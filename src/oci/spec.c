@@ -661,6 +661,26 @@ static int build_namespaces(Builder *x, bool cella, bool *ret_userns_new, bool *
                         n++;
                         x->b->spec.n_namespaces = n;
                 }
+        /* Under either policy: the sandbox library builds the jail in a new mount
+         * namespace and its init is pid 1 of a new pid namespace (sandbox.h). */
+        for (size_t k = 0; k < ELEMENTSOF(ns_types); k++) {
+                if (ns_types[k].type != CLONE_NEWNS && ns_types[k].type != CLONE_NEWPID)
+                        continue;
+                if (!present[k])
+                        return fail(x, -EINVAL, "linux.namespaces",
+                                    "no %s namespace: cella-oci needs a new one under any "
+                                    "policy (%s)",
+                                    ns_types[k].name,
+                                    ns_types[k].type == CLONE_NEWNS
+                                            ? "the jail is built in it"
+                                            : "the sandbox's init is its pid 1");
+                for (size_t i = 0; i < c->n_namespaces; i++)
+                        if (c->namespaces[i].type == ns_types[k].type && c->namespaces[i].path)
+                                return fail(x, -EINVAL, "linux.namespaces",
+                                            "joining a %s namespace is not supported under any "
+                                            "policy",
+                                            ns_types[k].name);
+        }
         *ret_userns_new = false;
         *ret_uts_new = false;
         for (size_t i = 0; i < n; i++) {
@@ -828,6 +848,10 @@ static int build_seccomp(Builder *x, bool cella)
                 r = oci_seccomp_build(x->c->seccomp, &x->b->seccomp, x->err, x->errlen);
                 if (r < 0)
                         return r;
+                /* The sandbox library loads every filter with flags 0. */
+                if (x->c->seccomp && x->c->seccomp->flags && x->c->seccomp->flags[0] &&
+                    (r = note(x, "linux.seccomp.flags: not applied")) < 0)
+                        return r;
         }
         x->b->spec.seccomp = x->b->seccomp;
         return 0;
@@ -896,6 +920,36 @@ static int build_exec_path(Builder *x)
                         continue;
                 x->b->exec_path = TAKE_PTR(candidate);
                 return 0;
+        }
+        /* Not in the root as it is: the first PATH dir a config mount covers may bring it
+         * (a volume on /opt/bin). Assumed, with a note; a wrong guess fails the exec
+         * (ENOENT at SANDBOX_STEP_EXEC), as a lookup inside the jail would. */
+        free(path_copy);
+        path_copy = strdup(search ? search : DEFAULT_PATH);
+        if (!path_copy)
+                return oom(x);
+        for (char *dir = strtok_r(path_copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+                if (dir[0] != '/')
+                        continue;
+                for (size_t i = 0; i < x->c->n_mounts; i++) {
+                        const char *dest = x->c->mounts[i].destination;
+                        size_t n = strlen(dest);
+
+                        while (n > 1 && dest[n - 1] == '/')
+                                n--;
+                        if (strncmp(dir, dest, n) != 0 ||
+                            (dir[n] != 0 && dir[n] != '/' && !(n == 1 && dest[0] == '/')))
+                                continue;
+                        if (asprintf(&x->b->exec_path, "%s%s%s", dir,
+                                     dir[strlen(dir) - 1] == '/' ? "" : "/", arg0) < 0) {
+                                x->b->exec_path = NULL;
+                                return oom(x);
+                        }
+                        return note(x,
+                                    "process.args[0]: \"%.64s\" is not in the root file system; "
+                                    "%s assumed (mounts[%zu] on %s)",
+                                    arg0, x->b->exec_path, i, dest);
+                }
         }
         return fail(x, -ENOENT, "process.args[0]",
                     "\"%.64s\": executable file not found in the container's PATH (%.128s)", arg0,
@@ -1071,6 +1125,35 @@ int oci_spec_build(const OciConfig *c, const char *bundle, OciSpecBuild *b, char
                 oci_spec_build_done(b);
                 return r;
         }
+        return 0;
+}
+
+int oci_spec_build_set_host_ids(OciSpecBuild *b, uid_t uid, gid_t gid)
+{
+        if (!b)
+                return -EINVAL;
+        if (b->policy == OCI_POLICY_CELLA) {
+                if (uid == 0 || gid == 0 || uid == (uid_t)-1 || gid == (gid_t)-1)
+                        return -EINVAL;
+                if (!b->uid_map) {
+                        b->uid_map = calloc(1, sizeof(SandboxIdMap));
+                        if (!b->uid_map)
+                                return -ENOMEM;
+                }
+                if (!b->gid_map) {
+                        b->gid_map = calloc(1, sizeof(SandboxIdMap));
+                        if (!b->gid_map)
+                                return -ENOMEM;
+                }
+                b->uid_map[0] = (SandboxIdMap){b->spec.app_uid, uid, 1};
+                b->gid_map[0] = (SandboxIdMap){b->spec.app_gid, gid, 1};
+                b->spec.uid_map = b->uid_map;
+                b->spec.n_uid_map = 1;
+                b->spec.gid_map = b->gid_map;
+                b->spec.n_gid_map = 1;
+        }
+        b->spec.host_uid = uid;
+        b->spec.host_gid = gid;
         return 0;
 }
 

@@ -61,7 +61,8 @@ typedef struct OciSpecBuild {
         /* process.args[0] as an absolute path in the jail (the sandbox library execs
          * only those): as given when absolute; joined to process.cwd when it has a
          * "/"; else looked up in the env's PATH (the spec's execvp semantics) inside
-         * the root file system as it is before the mounts (docs/oci.md). */
+         * the root file system as it is before the mounts, or assumed in the first PATH
+         * dir a config mount covers (docs/oci.md). */
         char *exec_path;
         char **argv, **envp; /* copies of process.args and env (envp: at least empty) */
         char **masked_paths, **readonly_paths;
@@ -85,6 +86,18 @@ typedef struct OciSpecBuild {
  */
 int oci_spec_build(const OciConfig *c, const char *bundle, OciSpecBuild *b, char *err,
                    size_t errlen);
+
+/*
+ * Gives a build its host ids, once the caller has picked them (cella-oci's host id
+ * for the container, state.h): sets spec.host_uid and host_gid and, under policy
+ * cella, the user namespace's one-line maps, process.user.uid -> uid and
+ * process.user.gid -> gid (oci_spec_build() leaves them out, so that a caller that
+ * forgets this call gets a spawn refused for an unmapped id, never a map to host
+ * root). Under policy compat only host_uid and host_gid are set: the config's maps,
+ * or host ids, stand. Returns 0, -EINVAL (uid or gid 0 or (uid_t)-1 under policy
+ * cella: never host root), -ENOMEM.
+ */
+int oci_spec_build_set_host_ids(OciSpecBuild *b, uid_t uid, gid_t gid);
 
 /* Frees what *b holds and zeroes it; takes a zeroed one. */
 void oci_spec_build_done(OciSpecBuild *b);

@@ -307,6 +307,19 @@ START_TEST(test_podman_cella)
         ck_assert(has_note(b.notes, "linux.resources.devices: not applied"));
         ck_assert(b.spec.detached && b.spec.survive_parent);
         ck_assert_int_eq(b.spec.start_fifo_fd, -1);
+
+        /* The one mapped id, once the caller has picked the host's: never host root. */
+        ck_assert_int_eq(oci_spec_build_set_host_ids(&b, 0, 0), -EINVAL);
+        ck_assert_int_eq(oci_spec_build_set_host_ids(&b, 123456, 0), -EINVAL);
+        ck_assert_ptr_null(b.spec.uid_map);
+        ck_assert_int_eq(oci_spec_build_set_host_ids(&b, 123456, 123457), 0);
+        ck_assert_uint_eq(b.spec.host_uid, 123456);
+        ck_assert_uint_eq(b.spec.n_uid_map, 1);
+        ck_assert_uint_eq(b.spec.uid_map[0].inside, 0);
+        ck_assert_uint_eq(b.spec.uid_map[0].host, 123456);
+        ck_assert_uint_eq(b.spec.uid_map[0].count, 1);
+        ck_assert_uint_eq(b.spec.n_gid_map, 1);
+        ck_assert_uint_eq(b.spec.gid_map[0].host, 123457);
         oci_spec_build_done(&b);
         ck_assert_ptr_null(b.notes);
         oci_config_free(c);
@@ -341,6 +354,10 @@ START_TEST(test_podman_compat)
                          builtin->prog.len * sizeof(struct sock_filter)) != 0);
         seccomp_program_free(builtin);
         ck_assert_uint_eq(b.spec.limits.pids_max, 2048);
+        /* Host ids under compat: no map of cella's (host ids here, no user namespace). */
+        ck_assert_int_eq(oci_spec_build_set_host_ids(&b, 0, 0), 0);
+        ck_assert_ptr_null(b.spec.uid_map);
+        ck_assert_uint_eq(b.spec.n_uid_map, 0);
         oci_spec_build_done(&b);
         oci_config_free(c);
 }
@@ -574,8 +591,30 @@ START_TEST(test_bounds)
                          -E2BIG);
         ck_assert_msg(strstr(err, "more than 4194304"), "%s", err);
 
-        /* 100000 nested arrays in an unknown field: jansson stops at its depth bound. */
-        n = 100000;
+        /* 2 million values in an unknown field: refused before jansson builds them. */
+        {
+                size_t zeros = (OCI_CONFIG_MAX_BYTES - 1000) / 2;
+                char *wide = malloc(2 * zeros + 16), *o = wide;
+                _cleanup_free_ char *wide_text = NULL;
+
+                ck_assert_ptr_nonnull(wide);
+                o += sprintf(o, "\"x\": [");
+                for (size_t i = 0; i < zeros; i++) {
+                        *o++ = '0';
+                        *o++ = ',';
+                }
+                strcpy(o - 1, "]");
+                wide_text = minimal(wide, NULL);
+                free(wide);
+                ck_assert_int_eq(
+                        oci_config_parse(wide_text, strlen(wide_text), &c, err, sizeof err),
+                        -E2BIG);
+                ck_assert_msg(strstr(err, "config.json: more than 65536 JSON values"), "%s", err);
+        }
+
+        /* 10000 nested arrays (fewer values than OCI_MAX_VALUES) in an unknown field:
+         * jansson stops at its depth bound (2048). */
+        n = 10000;
         deep = malloc(2 * n + 16);
         ck_assert_ptr_nonnull(deep);
         strcpy(deep, "\"x\": ");
@@ -597,6 +636,61 @@ START_TEST(test_bounds)
                 t = minimal(linux_o, NULL);
                 ck_assert_int_eq(oci_config_parse(t, strlen(t), &c, err, sizeof err), -E2BIG);
                 ck_assert_msg(strstr(err, "linux.uidMappings: more than 340 mappings"), "%s", err);
+        }
+}
+END_TEST
+
+/* Integers above INT64_MAX: taken in the spec's uint64 fields (RLIM_INFINITY, seccomp
+ * values), out of range elsewhere, refused past UINT64_MAX. */
+START_TEST(test_big_integers)
+{
+        _cleanup_free_ char *ok = minimal(
+                "\"linux\": {" NS_ALL ", \"seccomp\": {\"defaultAction\": \"SCMP_ACT_ALLOW\", "
+                "\"syscalls\": [{\"names\": [\"getppid\"], \"action\": \"SCMP_ACT_ERRNO\", "
+                "\"args\": [{\"index\": 0, \"value\": 18446744073709551615, \"valueTwo\": "
+                "9223372036854775808, \"op\": \"SCMP_CMP_MASKED_EQ\"}]}]}}",
+                "\"rlimits\": [{\"type\": \"RLIMIT_CORE\", \"soft\": 1024, \"hard\": "
+                "18446744073709551615}, {\"type\": \"RLIMIT_NOFILE\", \"soft\": "
+                "18446744073709551615, "
+                "\"hard\": 18446744073709551615}], \"env\": [\"N=18446744073709551615\"]");
+        const struct {
+                const char *process;
+                const char *message;
+        } bad[] = {
+                {"\"user\": {\"uid\": 18446744073709551615, \"gid\": 0}",
+                 "config.json: process.user.uid: 18446744073709551615 is out of range (0 to "
+                 "4294967294)"},
+                {"\"rlimits\": [{\"type\": \"RLIMIT_CORE\", \"soft\": 18446744073709551615, "
+                 "\"hard\": 1}]",
+                 "process.rlimits[0]: soft limit 18446744073709551615 above hard limit 1"},
+                {"\"rlimits\": [{\"type\": \"RLIMIT_CORE\", \"soft\": 1, \"hard\": "
+                 "18446744073709551616}]",
+                 "too big integer"},
+                {"\"rlimits\": [{\"type\": \"RLIMIT_CORE\", \"soft\": 1, \"hard\": "
+                 "-9223372036854775809}]",
+                 "too big negative integer"},
+                {"\"rlimits\": [{\"type\": \"RLIMIT_CORE\", \"soft\": 1, \"hard\": "
+                 "\"\\u0001u64:x\"}]",
+                 "process.rlimits[0].hard: must be an integer, not a string"},
+        };
+        OciConfig *c = parse_ok(ok);
+        char err[ERR_LEN];
+
+        ck_assert_uint_eq(c->process.rlimits[0].soft, 1024);
+        ck_assert_uint_eq(c->process.rlimits[0].hard, UINT64_MAX);
+        ck_assert_uint_eq(c->process.rlimits[1].soft, UINT64_MAX);
+        ck_assert_str_eq(c->process.env[0], "N=18446744073709551615");
+        ck_assert_uint_eq(c->seccomp->rules[0].args[0].value, UINT64_MAX);
+        ck_assert_uint_eq(c->seccomp->rules[0].args[0].value_two, UINT64_C(1) << 63);
+        oci_config_free(c);
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                _cleanup_free_ char *text = minimal(NULL, bad[i].process);
+
+                c = NULL;
+                ck_assert_int_eq(oci_config_parse(text, strlen(text), &c, err, sizeof err),
+                                 -EINVAL);
+                ck_assert_msg(strstr(err, bad[i].message), "case %zu: %s", i, err);
         }
 }
 END_TEST
@@ -645,36 +739,51 @@ START_TEST(test_notes_and_nulls)
 }
 END_TEST
 
-/* Policy cella refuses a config that shares a namespace with the host; compat runs it. */
+/* Policy cella refuses a config that shares a namespace with the host; compat runs it,
+ * but for the mount and pid namespaces, which the sandbox library needs new. */
 START_TEST(test_cella_refuses_host_namespaces)
 {
-        const char *nets[] = {"\"linux\": {\"namespaces\": [{\"type\": \"mount\"}, {\"type\": "
-                              "\"network\"}, {\"type\": \"ipc\"}, {\"type\": \"uts\"}]}",
-                              "\"annotations\": {\"io.cella.policy\": \"compat\"}, \"linux\": "
-                              "{\"namespaces\": [{\"type\": \"mount\"}, {\"type\": "
-                              "\"network\"}, {\"type\": \"ipc\"}, {\"type\": \"uts\"}]}"};
+#define NO_NET                                                                                     \
+        "\"linux\": {\"namespaces\": [{\"type\": \"mount\"}, {\"type\": \"pid\"}, {\"type\": "     \
+        "\"ipc\"}, {\"type\": \"uts\"}]}"
+#define COMPAT "\"annotations\": {\"io.cella.policy\": \"compat\"}, "
+        const struct {
+                const char *frag;
+                const char *message;
+        } cases[] = {
+                {NO_NET, "config.json: linux.namespaces: no network namespace: sharing the host's "
+                         "is refused under policy cella"},
+                {COMPAT NO_NET, NULL},
+                {COMPAT "\"linux\": {\"namespaces\": [{\"type\": \"mount\"}]}",
+                 "config.json: linux.namespaces: no pid namespace: cella-oci needs a new one "
+                 "under any policy (the sandbox's init is its pid 1)"},
+                {COMPAT "\"linux\": {\"namespaces\": [{\"type\": \"pid\"}, {\"type\": \"mount\", "
+                        "\"path\": \"/proc/self/ns/mnt\"}]}",
+                 "linux.namespaces: joining a mount namespace is not supported under any policy"},
+        };
         char err[ERR_LEN];
         OciSpecBuild b;
 
-        for (int k = 0; k < 2; k++) {
-                _cleanup_free_ char *text = minimal(nets[k], NULL);
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *text = minimal(cases[i].frag, NULL);
                 OciConfig *c = parse_ok(text);
                 int r = oci_spec_build(c, bundle, &b, err, sizeof err);
 
-                if (k == 0) {
-                        ck_assert_int_eq(r, -EINVAL);
-                        ck_assert_str_eq(err, "config.json: linux.namespaces: no pid namespace: "
-                                              "sharing the host's is refused under policy "
-                                              "cella");
+                if (cases[i].message) {
+                        ck_assert_msg(r == -EINVAL, "case %zu: %d", i, r);
+                        ck_assert_msg(strstr(err, cases[i].message), "case %zu: %s", i, err);
                         ck_assert_ptr_null(b.notes);
                 } else {
                         ck_assert_msg(r == 0, "%s", err);
                         ck_assert_uint_eq(b.spec.n_namespaces, 4);
-                        ck_assert(!ns_new(&b, CLONE_NEWPID));
+                        ck_assert(!ns_new(&b, CLONE_NEWNET));
+                        ck_assert(ns_new(&b, CLONE_NEWPID));
                         oci_spec_build_done(&b);
                 }
                 oci_config_free(c);
         }
+#undef NO_NET
+#undef COMPAT
 }
 END_TEST
 
@@ -818,12 +927,16 @@ START_TEST(test_exec_path)
                 {"nope", "\"PATH=/bin\"", NULL, -ENOENT},
                 {"escape", "\"PATH=/bin\"", "/bin/escape", 0}, /* symlink resolved in the root */
                 {"outside", "\"PATH=/bin\"", NULL, -ENOENT},   /* to the host's /usr/bin/env */
+                /* Not in the root, but /opt/bin is under a mount's: assumed, with a note. */
+                {"mounted", "\"PATH=/bin:/opt/bin:/srv\"", "/opt/bin/mounted", 0},
+                {"mounted", "\"PATH=/srv/x:/bin\"", NULL, -ENOENT}, /* /srv/x: no mount */
+                {"mounted", "\"PATH=/optx/bin\"", NULL, -ENOENT},   /* /opt is no prefix of /optx */
         };
-        char err[ERR_LEN], path[512];
+        char err[ERR_LEN], path[512], bin[sizeof rootfs + 8];
 
-        snprintf(path, sizeof path, "%s/bin", rootfs);
-        put_file(path, "tool", "#!/bin/sh\n", 0755);
-        put_file(path, "data", "", 0644);
+        snprintf(bin, sizeof bin, "%s/bin", rootfs);
+        put_file(bin, "tool", "#!/bin/sh\n", 0755);
+        put_file(bin, "data", "", 0644);
         /* An absolute symlink: resolved inside the root (RESOLVE_IN_ROOT), to /bin/tool. */
         snprintf(path, sizeof path, "%s/bin/escape", rootfs);
         ck_assert_int_eq(symlink("/bin/tool", path), 0);
@@ -832,7 +945,7 @@ START_TEST(test_exec_path)
         ck_assert_int_eq(symlink("/usr/bin/env", path), 0);
         ck_assert_int_eq(access("/usr/bin/env", X_OK), 0);
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
-                _cleanup_free_ char *proc = NULL, *text = NULL;
+                _cleanup_free_ char *text = NULL;
                 OciSpecBuild b;
                 OciConfig *c;
                 int r;
@@ -840,8 +953,9 @@ START_TEST(test_exec_path)
                 ck_assert_int_ge(asprintf(&text,
                                           "{\"ociVersion\": \"1.0.0\", \"root\": {\"path\": "
                                           "\"rootfs\"}, \"process\": {\"args\": [\"%s\"], "
-                                          "\"cwd\": \"/app\", \"env\": [%s]}, \"linux\": {" NS_ALL
-                                          "}}",
+                                          "\"cwd\": \"/app\", \"env\": [%s]}, \"mounts\": "
+                                          "[{\"destination\": \"/opt/\", \"type\": \"bind\", "
+                                          "\"source\": \"/usr/bin\"}], \"linux\": {" NS_ALL "}}",
                                           cases[i].arg0, cases[i].env ? cases[i].env : ""),
                                  0);
                 c = parse_ok(text);
@@ -849,6 +963,8 @@ START_TEST(test_exec_path)
                 ck_assert_msg(r == cases[i].r, "case %zu: %d %s", i, r, err);
                 if (r == 0) {
                         ck_assert_str_eq(b.spec.exec_path, cases[i].want);
+                        ck_assert(has_note(b.notes, "is not in the root file system") ==
+                                  (strcmp(cases[i].arg0, "mounted") == 0));
                         ck_assert_str_eq(b.spec.argv[0], cases[i].arg0);
                         oci_spec_build_done(&b);
                 } else
@@ -931,10 +1047,11 @@ END_TEST
 /* Devices: a disk refused under cella, kept under compat; the defaults made anyway. */
 START_TEST(test_devices)
 {
-        const char *devs = "\"linux\": {\"devices\": [{\"path\": \"/dev/null\", \"type\": "
-                           "\"c\", \"major\": 1, \"minor\": 3}, {\"path\": \"/dev/fifo\", "
-                           "\"type\": \"p\"}, {\"path\": \"/dev/sda\", \"type\": \"b\", "
-                           "\"major\": 8, \"minor\": 0, \"fileMode\": 432}]}";
+        const char *devs =
+                "\"linux\": {" NS_ALL ", \"devices\": [{\"path\": \"/dev/null\", \"type\": "
+                "\"c\", \"major\": 1, \"minor\": 3}, {\"path\": \"/dev/fifo\", "
+                "\"type\": \"p\"}, {\"path\": \"/dev/sda\", \"type\": \"b\", "
+                "\"major\": 8, \"minor\": 0, \"fileMode\": 432}]}";
         _cleanup_free_ char *cella = minimal(devs, NULL), *compat = NULL, *frag = NULL;
         _cleanup_free_ char *wrong = minimal("\"linux\": {\"devices\": [{\"path\": "
                                              "\"/dev/null\", \"type\": \"b\", \"major\": 8, "
@@ -978,12 +1095,16 @@ START_TEST(test_compat_ids)
 {
         const char *userns =
                 "\"annotations\": {\"io.cella.policy\": \"compat\"}, \"linux\": "
-                "{\"namespaces\": [{\"type\": \"user\"}, {\"type\": \"mount\"}], \"uidMappings\": "
+                "{\"namespaces\": [{\"type\": \"user\"}, {\"type\": \"mount\"}, {\"type\": "
+                "\"pid\"}], "
+                "\"uidMappings\": "
                 "[{\"containerID\": 0, \"hostID\": 100000, \"size\": 65536}], \"gidMappings\": "
                 "[{\"containerID\": 0, \"hostID\": 100000, \"size\": 65536}]}";
         const char *nomaps = "\"annotations\": {\"io.cella.policy\": \"compat\"}, \"linux\": "
-                             "{\"namespaces\": [{\"type\": \"user\"}]}";
-        const char *host = "\"annotations\": {\"io.cella.policy\": \"compat\"}";
+                             "{\"namespaces\": [{\"type\": \"user\"}, {\"type\": \"mount\"}, "
+                             "{\"type\": \"pid\"}]}";
+        const char *host = "\"annotations\": {\"io.cella.policy\": \"compat\"}, \"linux\": "
+                           "{\"namespaces\": [{\"type\": \"mount\"}, {\"type\": \"pid\"}]}";
         const char *groups = "\"user\": {\"uid\": 5, \"gid\": 6, \"additionalGids\": [7, 8]}, "
                              "\"noNewPrivileges\": true, \"capabilities\": {\"bounding\": "
                              "[\"CAP_MKNOD\", \"CAP_KILL\"], \"permitted\": [\"CAP_MKNOD\"]}";
@@ -1020,10 +1141,10 @@ START_TEST(test_compat_ids)
                          0);
         c = parse_ok(t3);
         ck_assert_int_eq(oci_spec_build(c, bundle, &b, err, sizeof err), 0);
-        /* No namespace in the config: all shared (a set list of none, not NULL, which
-         * would be cella's own namespaces). */
-        ck_assert_ptr_nonnull(b.spec.namespaces);
-        ck_assert_uint_eq(b.spec.n_namespaces, 0);
+        /* No user namespace in the config: host ids, maps unused. */
+        ck_assert_uint_eq(b.spec.n_namespaces, 2);
+        ck_assert(!ns_new(&b, CLONE_NEWUSER) && !ns_new(&b, CLONE_NEWNET));
+        ck_assert_ptr_null(b.spec.uid_map);
         ck_assert_uint_eq(b.spec.n_app_groups, 2);
         ck_assert_uint_eq(b.spec.app_groups[1], 8);
         ck_assert_ptr_nonnull(b.spec.caps);
@@ -1140,7 +1261,9 @@ START_TEST(test_seccomp_compat)
 {
         const char *custom =
                 "\"linux\": {\"seccomp\": {\"defaultAction\": \"SCMP_ACT_ALLOW\", "
-                "\"architectures\": [\"SCMP_ARCH_X86_64\"], \"syscalls\": ["
+                "\"architectures\": [\"SCMP_ARCH_X86_64\"], \"flags\": "
+                "[\"SECCOMP_FILTER_FLAG_LOG\"], "
+                "\"syscalls\": ["
                 "{\"names\": [\"getppid\", \"no_such_call\"], \"action\": \"SCMP_ACT_ERRNO\", "
                 "\"errnoRet\": 42},"
                 "{\"names\": [\"getuid\"], \"action\": \"SCMP_ACT_ALLOW\"},"
@@ -1162,6 +1285,26 @@ START_TEST(test_seccomp_compat)
         ck_assert_msg(oci_seccomp_build(c->seccomp, &prog, err, sizeof err) == 0, "%s", err);
         ck_assert_int_eq(run_filtered(prog, custom_calls), 0);
         prog = seccomp_program_free(prog);
+        /* Through oci_spec_build under compat: the same filter, its flags noted. */
+        {
+                _cleanup_free_ char *frag = NULL, *t = NULL;
+                OciSpecBuild b;
+                OciConfig *cc;
+
+                ck_assert_int_ge(asprintf(&frag,
+                                          "\"annotations\": {\"io.cella.policy\": \"compat\"}, "
+                                          "%.*s" NS_ALL ", %s",
+                                          (int)strlen("\"linux\": {"), custom,
+                                          custom + strlen("\"linux\": {")),
+                                 0);
+                t = minimal(frag, NULL);
+                cc = parse_ok(t);
+                ck_assert_msg(oci_spec_build(cc, bundle, &b, err, sizeof err) == 0, "%s", err);
+                ck_assert(has_note(b.notes, "linux.seccomp.flags: not applied"));
+                ck_assert_int_eq(run_filtered(b.spec.seccomp, custom_calls), 0);
+                oci_spec_build_done(&b);
+                oci_config_free(cc);
+        }
         oci_config_free(c);
 
         c = parse_ok(podman);
@@ -1256,6 +1399,7 @@ int main(void)
         tcase_add_test(tc, test_bad_configs);
         tcase_add_test(tc, test_required);
         tcase_add_test(tc, test_bounds);
+        tcase_add_test(tc, test_big_integers);
         tcase_add_test(tc, test_notes_and_nulls);
         tcase_add_test(tc, test_cella_refuses_host_namespaces);
         tcase_add_test(tc, test_namespace_paths);
