@@ -320,6 +320,17 @@ static void creation_undo(Creation *k, const char *id)
                 (void)oci_container_remove(k->rootfd, id);
 }
 
+/* Makes dirfd/name (mode 0600, not there before) holding data[0..n). 0 or -errno. */
+static int file_create_at(int dirfd, const char *name, const char *data, size_t n)
+{
+        _cleanup_close_ int fd =
+                openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+
+        if (fd < 0)
+                return negative_errno();
+        return loop_write(fd, data, n);
+}
+
 static int fd_is_open(int fd)
 {
         return fcntl(fd, F_GETFD) >= 0;
@@ -343,6 +354,7 @@ static int do_create(const CreateArgs *a, pid_t *ret_pid)
         _cleanup_free_ int *extra = NULL;
         _cleanup_free_ char *sjson = NULL;
         SeccompProgram *plain = NULL;
+        SandboxIdMap uid_map, gid_map;
         size_t n;
         int r, ret = 1;
 
@@ -388,7 +400,7 @@ static int do_create(const CreateArgs *a, pid_t *ret_pid)
                 goto out;
         }
         k.dir_made = true;
-        r = write_string_at(k.dirfd, "config.json", text);
+        r = file_create_at(k.dirfd, "config.json", text, n);
         if (r < 0) {
                 fail("store the config of container \"%s\": %s", a->id, strerror(-r));
                 goto out;
@@ -472,6 +484,16 @@ static int do_create(const CreateArgs *a, pid_t *ret_pid)
                 }
                 b.spec.host_uid = k.host_id;
                 b.spec.host_gid = k.host_id;
+                /* The one mapped id: the config's uid and gid inside (0 in most images),
+                 * this host id outside (spec.h, policy cella). */
+                uid_map =
+                        (SandboxIdMap){b.spec.ids_set ? b.spec.app_uid : SANDBOX_UID, k.host_id, 1};
+                gid_map =
+                        (SandboxIdMap){b.spec.ids_set ? b.spec.app_gid : SANDBOX_GID, k.host_id, 1};
+                b.spec.uid_map = &uid_map;
+                b.spec.n_uid_map = 1;
+                b.spec.gid_map = &gid_map;
+                b.spec.n_gid_map = 1;
         }
         b.spec.init_path = init_path();
         /* Nobody would answer a notifying filter's listener once create exits: the same
@@ -728,10 +750,27 @@ static int do_delete(const char *id, bool force)
         char err[ERRLEN];
         int r;
 
-        if (container_load(id, &c)) {
-                /* runc: delete --force of a missing container is no error. */
-                return force && c.rootfd >= 0 && c.dirfd < 0 ? 0 : 1;
+        /* runc: delete --force of a missing container is no error (a directory without
+         * a state, an interrupted create's, is removed). */
+        if (force && oci_id_valid(id)) {
+                _cleanup_close_ int rootfd = oci_root_open(g.root, false);
+                struct stat st;
+
+                if (rootfd == -ENOENT ||
+                    (rootfd >= 0 && fstatat(rootfd, id, &st, AT_SYMLINK_NOFOLLOW) < 0 &&
+                     errno == ENOENT))
+                        return 0;
+                if (rootfd >= 0 && S_ISDIR(st.st_mode)) {
+                        char path[OCI_ID_MAX + 16];
+
+                        snprintf(path, sizeof path, "%s/state.json", id);
+                        if (faccessat(rootfd, path, F_OK, AT_SYMLINK_NOFOLLOW) < 0 &&
+                            errno == ENOENT)
+                                return oci_container_remove(rootfd, id) < 0 ? 1 : 0;
+                }
         }
+        if (container_load(id, &c))
+                return 1;
         if ((c.status == OCI_STATUS_RUNNING || c.status == OCI_STATUS_PAUSED) && !force)
                 return fail("cannot delete container \"%s\": it is %s (stop it first, or "
                             "delete --force)",

@@ -37,8 +37,9 @@ static const char *level_name(OciLogLevel l)
         return l <= OCI_LOG_ERROR ? names[l] : "error";
 }
 
-/* Control characters of msg as \xNN (text form): a config's strings never break a line. */
-static char *text_escape(const char *msg)
+/* Control characters of msg as \xNN, and with quoted also '"' and '\\' escaped (the
+ * text form's msg="..."): a config's strings never break a line. */
+static char *text_escape(const char *msg, bool quoted)
 {
         size_t n = strlen(msg);
         char *out = malloc(n * 4 + 1), *o = out;
@@ -46,7 +47,7 @@ static char *text_escape(const char *msg)
         if (!out)
                 return NULL;
         for (const unsigned char *p = (const unsigned char *)msg; *p; p++) {
-                if (*p < 0x20 || *p == 0x7f || *p == '"' || *p == '\\')
+                if (*p < 0x20 || *p == 0x7f || (quoted && (*p == '"' || *p == '\\')))
                         o += sprintf(o, *p == '"' || *p == '\\' ? "\\%c" : "\\x%02x", *p);
                 else
                         *o++ = (char)*p;
@@ -66,6 +67,22 @@ int oci_log(OciLogLevel level, const char *fmt, ...)
 
         if (level == OCI_LOG_DEBUG && !log_debug)
                 return 0;
+        /* Without --log, a person reads stderr: the lifecycle's info lines only with
+         * --debug, and plain "cella-oci: ..." lines unless json was asked for. */
+        if (log_fd == STDERR_FILENO && !log_json) {
+                _cleanup_free_ char *e = NULL;
+
+                if (level == OCI_LOG_INFO && !log_debug)
+                        return 0;
+                va_start(ap, fmt);
+                n = vasprintf(&msg, fmt, ap);
+                va_end(ap);
+                e = n < 0 ? NULL : text_escape(msg, false);
+                if (e)
+                        fprintf(stderr, "cella-oci: %s%s\n",
+                                level == OCI_LOG_WARNING ? "warning: " : "", e);
+                return level == OCI_LOG_ERROR ? -1 : 0;
+        }
         va_start(ap, fmt);
         n = vasprintf(&msg, fmt, ap);
         va_end(ap);
@@ -86,7 +103,7 @@ int oci_log(OciLogLevel level, const char *fmt, ...)
                         line = NULL;
                 free(j);
         } else {
-                _cleanup_free_ char *e = text_escape(msg);
+                _cleanup_free_ char *e = text_escape(msg, true);
 
                 if (e && asprintf(&line, "time=\"%s\" level=%s msg=\"%s\"\n", ts, level_name(level),
                                   e) < 0)
@@ -96,7 +113,7 @@ int oci_log(OciLogLevel level, const char *fmt, ...)
                 (void)loop_write(log_fd, line, strlen(line));
         /* runc prints its fatal error on stderr too: what a person running it sees. */
         if (level == OCI_LOG_ERROR && log_fd != STDERR_FILENO) {
-                _cleanup_free_ char *e = text_escape(msg);
+                _cleanup_free_ char *e = text_escape(msg, false);
 
                 if (e)
                         fprintf(stderr, "cella-oci: %s\n", e);
