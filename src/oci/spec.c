@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "base/fileio.h"
@@ -1078,7 +1079,7 @@ static int build(Builder *x)
             (r = build_limits(x)) < 0)
                 return r;
 
-        if (c->hostname) {
+        if (c->hostname && *c->hostname) {
                 /* config.md: a hostname needs a new uts namespace (runc: "unable to set
                  * hostname without a private UTS namespace"). */
                 if (!uts_new)
@@ -1087,6 +1088,20 @@ static int build(Builder *x)
                         return fail(x, -EINVAL, "hostname", "longer than %d bytes",
                                     SANDBOX_HOSTNAME_MAX);
                 r = own(x, c->hostname, &s->hostname);
+                if (r < 0)
+                        return r;
+        } else {
+                /* config.md: hostname is optional, and runc sets none when it is absent or
+                 * empty: a new uts namespace keeps the name it was made with, a copy of
+                 * the caller's. The sandbox library names every new uts namespace (and
+                 * wants a name for its messages): the caller's own name, the same result.
+                 * (runtime-tools' hostname test gives ""; `runc spec` configs may omit
+                 * it.) */
+                struct utsname u;
+
+                if (uname(&u) < 0)
+                        return fail(x, -errno, "hostname", "none given, and uname() failed");
+                r = own(x, u.nodename, &s->hostname);
                 if (r < 0)
                         return r;
         }
