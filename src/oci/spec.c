@@ -118,6 +118,15 @@ _printf_(2, 3) static int note(Builder *x, const char *fmt, ...)
 }
 
 /* A copy of s owned by the build (NULL stays NULL). */
+/* The host id that maps (n lines) give to inside, or 0 when none does. */
+static uint32_t map_to_host(const SandboxIdMap *map, size_t n, uint32_t inside)
+{
+        for (size_t i = 0; i < n; i++)
+                if (inside >= map[i].inside && inside - map[i].inside < map[i].count)
+                        return map[i].host + (inside - map[i].inside);
+        return 0;
+}
+
 static int own(Builder *x, const char *s, const char **ret)
 {
         size_t n;
@@ -773,6 +782,13 @@ static int build_ids(Builder *x, bool cella, bool userns_new)
         s->n_uid_map = c->n_uid_mappings;
         s->gid_map = x->b->gid_map;
         s->n_gid_map = c->n_gid_mappings;
+        /* The sandbox library makes a new user namespace as the app's host user
+         * (become_host_user()) and refuses host root for it: with the config's maps
+         * that user is the host id its process uid and gid map to (runtime-tools'
+         * linux_uid_mappings: 0 -> 1000). Unmapped, or mapped to host root: left 0,
+         * and the library refuses with its reason. */
+        s->host_uid = map_to_host(s->uid_map, s->n_uid_map, s->app_uid);
+        s->host_gid = map_to_host(s->gid_map, s->n_gid_map, s->app_gid);
         return 0;
 }
 
