@@ -3,8 +3,10 @@ the runtime-tools validation suite"; scripts/oci-validation runs the suite itsel
 which CI cannot fetch). Each test is the failing validation test's config reduced to
 what broke, on a real container (the busybox root and the harness of
 test_oci_lifecycle.py)."""
+import json
 import os
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +18,11 @@ from test_oci_lifecycle import (  # noqa: F401 (fixtures)
     rootfs,
     pytestmark,
 )
+
+
+# runtime-tools' default filter: ERRNO by default, an allowlist without close_range.
+RT_SECCOMP = Path(__file__).resolve().parents[1] / "data" / "oci" / \
+    "runtime-tools-default-seccomp.json"
 
 
 def run_one(oci, cid, cfg):
@@ -30,27 +37,30 @@ def run_one(oci, cid, cfg):
     return line, code
 
 
-def test_compat_filter_that_denies_close_range(oci, rootfs):
-    """runtime-tools' default config (its generate package) has noNewPrivileges false
-    and a seccomp allowlist without close_range. Without no_new_privs the filter is
-    loaded while the child is still privileged, before it closes the caller's fds:
-    every compat create failed with "rlimit: Operation not permitted: close the
-    caller's fds" (22 of the suite's tests aborted on it)."""
+def test_compat_runtime_tools_default_filter(oci, rootfs):
+    """Every validation test's container has runtime-tools' default config: policy
+    compat honours its seccomp filter (ERRNO by default, an allowlist without
+    close_range) with noNewPrivileges false, so the filter is loaded while the child
+    is still privileged and every call the sandbox makes after it must pass it. A
+    merge of the h-* branches failed every such create at "close the caller's fds"
+    (EPERM); the container must start and run."""
+    # runtime-tools' default capabilities (CAP_MKNOD aside: cella-oci drops it).
+    caps = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_NET_RAW",
+            "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+            "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"]
     cfg = config(rootfs, ["sh", "-c", "echo up; ls /proc/self/fd | wc -l"],
-                 annotations={"io.cella.policy": "compat"}, caps=[])
+                 annotations={"io.cella.policy": "compat"}, caps=caps)
+    del cfg["process"]["capabilities"]["ambient"]
     cfg["process"]["noNewPrivileges"] = False
-    cfg["linux"]["seccomp"] = {
-        "defaultAction": "SCMP_ACT_ALLOW",
-        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-        "syscalls": [{"names": ["close_range"], "action": "SCMP_ACT_ERRNO",
-                      "errnoRet": 1}],
-    }
+    seccomp = json.loads(RT_SECCOMP.read_text())
+    del seccomp["_source"]
+    assert not any("close_range" in r["names"] for r in seccomp["syscalls"])
+    cfg["linux"]["seccomp"] = seccomp
     rfd, pid = oci.create("nocr", cfg)
     assert oci.run("start", "nocr").returncode == 0
     assert read_line(rfd) == "up"
-    # The caller's fds are closed all the same (the fallback's close() of each):
-    # the app has 0, 1, 2 and ls's own directory fd, nothing of cella-oci's.
-    assert int(read_line(rfd)) <= 4
+    # The caller's fds closed: ls sees its 0, 1, 2 and its own directory fd.
+    assert int(read_line(rfd)) == 4
     assert reap(pid) == 0
     assert oci.run("delete", "nocr").returncode == 0
     os.close(rfd)
