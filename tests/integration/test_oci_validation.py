@@ -41,9 +41,9 @@ def test_compat_runtime_tools_default_filter(oci, rootfs):
     """Every validation test's container has runtime-tools' default config: policy
     compat honours its seccomp filter (ERRNO by default, an allowlist without
     close_range) with noNewPrivileges false, so the filter is loaded while the child
-    is still privileged and every call the sandbox makes after it must pass it. A
-    merge of the h-* branches failed every such create at "close the caller's fds"
-    (EPERM); the container must start and run."""
+    is still privileged and every call the sandbox makes after it must pass it:
+    close_range did not (EPERM), and every such create failed at "rlimit: Operation
+    not permitted: close the caller's fds" (22 of the suite's tests aborted)."""
     # runtime-tools' default capabilities (CAP_MKNOD aside: cella-oci drops it).
     caps = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_NET_RAW",
             "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
