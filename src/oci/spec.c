@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "base/fileio.h"
@@ -117,6 +118,15 @@ _printf_(2, 3) static int note(Builder *x, const char *fmt, ...)
 }
 
 /* A copy of s owned by the build (NULL stays NULL). */
+/* The host id that maps (n lines) give to inside, or 0 when none does. */
+static uint32_t map_to_host(const SandboxIdMap *map, size_t n, uint32_t inside)
+{
+        for (size_t i = 0; i < n; i++)
+                if (inside >= map[i].inside && inside - map[i].inside < map[i].count)
+                        return map[i].host + (inside - map[i].inside);
+        return 0;
+}
+
 static int own(Builder *x, const char *s, const char **ret)
 {
         size_t n;
@@ -772,6 +782,13 @@ static int build_ids(Builder *x, bool cella, bool userns_new)
         s->n_uid_map = c->n_uid_mappings;
         s->gid_map = x->b->gid_map;
         s->n_gid_map = c->n_gid_mappings;
+        /* The sandbox library makes a new user namespace as the app's host user
+         * (become_host_user()) and refuses host root for it: with the config's maps
+         * that user is the host id its process uid and gid map to (runtime-tools'
+         * linux_uid_mappings: 0 -> 1000). Unmapped, or mapped to host root: left 0,
+         * and the library refuses with its reason. */
+        s->host_uid = map_to_host(s->uid_map, s->n_uid_map, s->app_uid);
+        s->host_gid = map_to_host(s->gid_map, s->n_gid_map, s->app_gid);
         return 0;
 }
 
@@ -1078,7 +1095,7 @@ static int build(Builder *x)
             (r = build_limits(x)) < 0)
                 return r;
 
-        if (c->hostname) {
+        if (c->hostname && *c->hostname) {
                 /* config.md: a hostname needs a new uts namespace (runc: "unable to set
                  * hostname without a private UTS namespace"). */
                 if (!uts_new)
@@ -1087,6 +1104,20 @@ static int build(Builder *x)
                         return fail(x, -EINVAL, "hostname", "longer than %d bytes",
                                     SANDBOX_HOSTNAME_MAX);
                 r = own(x, c->hostname, &s->hostname);
+                if (r < 0)
+                        return r;
+        } else {
+                /* config.md: hostname is optional, and runc sets none when it is absent or
+                 * empty: a new uts namespace keeps the name it was made with, a copy of
+                 * the caller's. The sandbox library names every new uts namespace (and
+                 * wants a name for its messages): the caller's own name, the same result.
+                 * (runtime-tools' hostname test gives ""; `runc spec` configs may omit
+                 * it.) */
+                struct utsname u;
+
+                if (uname(&u) < 0)
+                        return fail(x, -errno, "hostname", "none given, and uname() failed");
+                r = own(x, u.nodename, &s->hostname);
                 if (r < 0)
                         return r;
         }

@@ -97,6 +97,7 @@ struct CgroupManager {
         char *owner_tag; /* the "@<owner>" of new leaves (cgroup_manager_set_owner()); NULL:
                             "@<pid>" */
         char **adopted;  /* names of leaves open by cgroup_open(): no sweep removes them */
+        char *path;      /* cgroup_manager_set_path(): every leaf is exactly this; NULL: none */
 };
 
 struct Cgroup {
@@ -105,6 +106,10 @@ struct Cgroup {
         bool adopted;                 /* made by cgroup_open(): its name is in manager->adopted */
         char *leaf[_CGROUP_SLOT_MAX]; /* per hierarchy index: hier[i].root + "/" + name */
 };
+
+/* cgroup_manager_set_path()'s leaf in hierarchy i: the directory the path is relative
+ * to (the mount for an absolute path, the parent for a relative one), joined with it. */
+const char *cgroup_path_base(const CgroupManager *m, size_t i);
 
 /* The leaf directory for a controller slot, or NULL if the backend does not use it. */
 const char *cgroup_leaf(const Cgroup *cg, CgroupSlot slot);

@@ -56,6 +56,9 @@ static int v2_create(Cgroup *cg)
         const CgroupHierarchy *h = &cg->manager->hier[cg->manager->slot[CGROUP_SLOT_UNIFIED]];
         int r;
 
+        /* An exact path (cgroup_manager_set_path()) makes its own parents. */
+        if (cg->manager->path)
+                return cgroup_generic_create(cg);
         r = cgroup_mkdir(h->root);
         if (r < 0)
                 return r;

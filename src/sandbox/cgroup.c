@@ -430,6 +430,77 @@ uint64_t cgroup_weight_to_shares(uint64_t weight)
         return s;
 }
 
+const char *cgroup_path_base(const CgroupManager *m, size_t i)
+{
+        return m->path[0] == '/' ? m->hier[i].mount : m->hier[i].parent;
+}
+
+/* cgroup_manager_set_path()'s form: components of [A-Za-z0-9._:@-], no "." or "..",
+ * single '/' between them (one leading and one trailing allowed). */
+static bool exact_path_valid(const char *path)
+{
+        size_t n = path ? strlen(path) : 0, comp = 0;
+
+        if (n == 0 || n >= PATH_MAX)
+                return false;
+        for (const char *p = path[0] == '/' ? path + 1 : path;; p++) {
+                if (*p == '/' || *p == 0) {
+                        if (comp == 0)
+                                /* "//", or "/" alone; a trailing '/' is fine. */
+                                return *p == 0 && p > path + 1 && p[-1] == '/';
+                        if ((comp == 1 && p[-1] == '.') ||
+                            (comp == 2 && p[-1] == '.' && p[-2] == '.') || comp > NAME_MAX)
+                                return false;
+                        if (*p == 0)
+                                return true;
+                        comp = 0;
+                        continue;
+                }
+                if (!isascii((unsigned char)*p) ||
+                    !(isalnum((unsigned char)*p) || strchr("._:@-", *p)))
+                        return false;
+                comp++;
+        }
+}
+
+/* With cgroup_manager_set_path(): makes the leaf's missing parents in hierarchy i,
+ * from its base down (mode 0755), and on pure v2 enables cella's controllers in the
+ * base and each parent, so that the leaf gets them (a hybrid host's cgroup2 has none
+ * of them: they are bound to the v1 hierarchies). Returns 0 or -errno. */
+static int path_parents_make(const CgroupManager *m, size_t i)
+{
+        const char *base = cgroup_path_base(m, i);
+        _cleanup_free_ char *dir = NULL;
+        size_t blen = strlen(base);
+        bool enable = m->mode == CGROUP_MODE_V2;
+        char *slash;
+        int r;
+
+        if (asprintf(&dir, "%s/%s", base, m->path + (m->path[0] == '/')) < 0)
+                return -ENOMEM;
+        /* Drop a trailing '/', then walk the parents below base. */
+        if (dir[strlen(dir) - 1] == '/')
+                dir[strlen(dir) - 1] = 0;
+        r = cgroup_mkdir(base); /* a manager's parent that is not there yet */
+        if (r < 0)
+                return r;
+        if (enable) {
+                r = cgroup_v2_enable_controllers(base);
+                if (r < 0)
+                        return r;
+        }
+        for (char *p = dir + blen + 1; (slash = strchr(p, '/')); p = slash + 1) {
+                *slash = 0;
+                r = cgroup_mkdir(dir);
+                if (r >= 0 && enable)
+                        r = cgroup_v2_enable_controllers(dir);
+                *slash = '/';
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 /* Creates the leaves in the cgroup2 hierarchies (unified) or in the v1 ones; with
  * exclusive, a leaf that exists already is -EEXIST (none of this call's left made). */
 static int create_some(Cgroup *cg, bool unified, bool exclusive)
@@ -441,7 +512,7 @@ static int create_some(Cgroup *cg, bool unified, bool exclusive)
         for (size_t i = 0; i < m->n_hier; i++) {
                 if (m->hier[i].unified != unified)
                         continue;
-                r = cgroup_mkdir(m->hier[i].root);
+                r = m->path ? path_parents_make(m, i) : cgroup_mkdir(m->hier[i].root);
                 if (r < 0)
                         break;
                 if (mkdir(cg->leaf[i], 0755) >= 0)
@@ -902,6 +973,7 @@ CgroupManager *cgroup_manager_free(CgroupManager *m)
         }
         strv_free(m->adopted);
         free(m->owner_tag);
+        free(m->path);
         free(m);
         return NULL;
 }
@@ -1227,6 +1299,26 @@ static Cgroup *cgroup_free(Cgroup *cg)
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(Cgroup *, cgroup_free)
 
+/* The handle of cgroup_manager_set_path()'s leaf: its name the path, its leaf in
+ * each hierarchy the path below that hierarchy's base. Takes cg (freed on failure). */
+static int path_handle_fill(Cgroup *cg_in, Cgroup **ret)
+{
+        _cleanup_(cgroup_freep) Cgroup *cg = cg_in;
+        const CgroupManager *m = cg->manager;
+
+        cg->name = strdup(m->path);
+        if (!cg->name)
+                return -ENOMEM;
+        for (size_t i = 0; i < m->n_hier; i++)
+                if (asprintf(&cg->leaf[i], "%s/%s", cgroup_path_base(m, i),
+                             m->path + (m->path[0] == '/')) < 0) {
+                        cg->leaf[i] = NULL;
+                        return -ENOMEM;
+                }
+        *ret = TAKE_PTR(cg);
+        return 0;
+}
+
 /* A handle for leaf "<label>@<owner>" in every hierarchy of m; nothing is made.
  * Returns 0 and *ret, -EINVAL, -ENOMEM. */
 static int handle_new(CgroupManager *m, const char *label, Cgroup **ret)
@@ -1239,6 +1331,8 @@ static int handle_new(CgroupManager *m, const char *label, Cgroup **ret)
         if (!cg)
                 return -ENOMEM;
         cg->manager = m;
+        if (m->path)
+                return path_handle_fill(TAKE_PTR(cg), ret);
         if ((m->owner_tag ? asprintf(&cg->name, "%s@%s", label, m->owner_tag)
                           : asprintf(&cg->name, "%s@%d", label, (int)getpid())) < 0) {
                 cg->name = NULL;
@@ -1252,6 +1346,24 @@ static int handle_new(CgroupManager *m, const char *label, Cgroup **ret)
                         return -ENOMEM;
                 }
         *ret = TAKE_PTR(cg);
+        return 0;
+}
+
+int cgroup_manager_set_path(CgroupManager *m, const char *path)
+{
+        char *p = NULL;
+
+        if (!m || (path && !exact_path_valid(path)))
+                return -EINVAL;
+        if (path) {
+                p = strdup(path);
+                if (!p)
+                        return -ENOMEM;
+                if (strlen(p) > 1 && p[strlen(p) - 1] == '/')
+                        p[strlen(p) - 1] = 0;
+        }
+        free(m->path);
+        m->path = p;
         return 0;
 }
 
@@ -1323,7 +1435,27 @@ int cgroup_open(CgroupManager *m, const char *name, Cgroup **ret)
 {
         _cleanup_(cgroup_freep) Cgroup *cg = NULL;
         struct stat st;
+        int r;
 
+        if (m && m->path) {
+                if (!ret || !name || strcmp(name, m->path) != 0)
+                        return -EINVAL;
+                cg = calloc(1, sizeof *cg);
+                if (!cg)
+                        return -ENOMEM;
+                cg->manager = m;
+                r = path_handle_fill(TAKE_PTR(cg), &cg);
+                if (r < 0)
+                        return r;
+                for (size_t i = 0; i < m->n_hier; i++) {
+                        if (stat(cg->leaf[i], &st) < 0)
+                                return negative_errno();
+                        if (!S_ISDIR(st.st_mode))
+                                return -ENOTDIR;
+                }
+                *ret = TAKE_PTR(cg);
+                return 0;
+        }
         if (!m || !ret || !leaf_name_valid(name, NULL))
                 return -EINVAL;
         cg = calloc(1, sizeof *cg);

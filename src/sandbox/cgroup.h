@@ -204,6 +204,24 @@ int cgroup_new(CgroupManager *m, const char *label, Cgroup **ret);
 int cgroup_manager_set_owner(CgroupManager *m, const char *tag);
 
 /*
+ * For an OCI runtime (cella-oci: config.json linux.cgroupsPath, docs/oci.md
+ * "Cgroups"): from now on every leaf m makes or opens is exactly path in each
+ * hierarchy the backend uses, not "<parent>/cella/<label>@<owner>" (NULL: back to
+ * that naming). An absolute path ("/libpod_parent/libpod-ID") is relative to each
+ * hierarchy's root, a relative one to the manager's parent (the caller's own cgroup
+ * on v1 and hybrid, the root on pure v2), as runc takes it. cgroup_new() and
+ * cgroup_new_unified() then make it, with its missing parents (mode 0755; on a
+ * cgroup2 hierarchy the parents' subtree_control enabling cella's controllers, from
+ * the hierarchy root down), an existing leaf being taken as it is; their label is
+ * only checked; cgroup_name() is the path. cgroup_open() takes exactly that path as
+ * name. cgroup_destroy() removes the leaf alone, never its parents. The sweeps never
+ * see such a leaf (it is not under cella's root). path: 1 to PATH_MAX - 1 bytes of
+ * components of [A-Za-z0-9._:@-], none "." or "..", separated by single '/' (a
+ * trailing one allowed). Returns 0, -EINVAL (a path not of that form), -ENOMEM.
+ */
+int cgroup_manager_set_path(CgroupManager *m, const char *path);
+
+/*
  * A handle for the existing leaf name ("<label>@<owner pid or tag>", as
  * cgroup_name() of the Cgroup that made it), in every hierarchy m uses; nothing is
  * created. For a kernel adopting a sandbox an earlier one made (sandbox_adopt()).

@@ -343,19 +343,78 @@ static int move_high(int fd)
         return fcntl(fd, F_DUPFD_CLOEXEC, 10);
 }
 
+/*
+ * close_range(lo, hi, 0), or, where the kernel lacks it (ENOSYS, before 5.9) or a
+ * seccomp filter already loaded denies it (EPERM, EACCES: a config's own filter in
+ * OCI compat, loaded while privileged when no_new_privs is off, may not list it, e.g.
+ * runtime-tools' default profile), a close() of each fd in [lo, hi] that
+ * /proc/self/fd lists, or without /proc of each fd up to the hard RLIMIT_NOFILE
+ * (at most 1 << 20). No allocation: safe in the clone child. Returns 0 or -errno of
+ * close_range when no fallback applies.
+ */
+static int close_fds(unsigned lo, unsigned hi)
+{
+        unsigned end = hi;
+        struct rlimit rl;
+        int dir, e;
+
+        if (lo > hi)
+                return 0;
+        if (close_range(lo, hi, 0) >= 0)
+                return 0;
+        e = errno;
+        if (e != ENOSYS && e != EPERM && e != EACCES)
+                return -e;
+        dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dir >= 0) {
+                char buf[4096];
+                long n;
+
+                while ((n = syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0)
+                        for (long off = 0; off < n;) {
+                                struct {
+                                        uint64_t ino;
+                                        int64_t off;
+                                        unsigned short reclen;
+                                        unsigned char type;
+                                        char name[];
+                                } *d = (void *)(buf + off);
+                                char *q;
+                                unsigned long fd = strtoul(d->name, &q, 10);
+
+                                off += d->reclen;
+                                if (*q || q == d->name || fd < lo || fd > hi || (int)fd == dir)
+                                        continue;
+                                (void)close((int)fd);
+                        }
+                (void)close(dir);
+                if (n == 0)
+                        return 0;
+        }
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY && rl.rlim_max < end)
+                end = rl.rlim_max ? (unsigned)rl.rlim_max - 1 : 0;
+        if (end > (1u << 20))
+                end = 1u << 20;
+        for (unsigned fd = lo; fd <= end; fd++)
+                (void)close((int)fd);
+        return 0;
+}
+
 /* Closes fds lo..hi (hi ~0U: to the end) except keep. Returns 0 or -errno. */
 static int close_gap(unsigned lo, unsigned hi, int keep)
 {
         if (lo > hi)
                 return 0;
         if (keep >= 0 && (unsigned)keep >= lo && (unsigned)keep <= hi) {
-                if ((unsigned)keep > lo && close_range(lo, (unsigned)keep - 1, 0) < 0)
-                        return negative_errno();
+                int r = (unsigned)keep > lo ? close_fds(lo, (unsigned)keep - 1) : 0;
+
+                if (r < 0)
+                        return r;
                 lo = (unsigned)keep + 1;
                 if (lo == 0 || lo > hi)
                         return 0;
         }
-        return close_range(lo, hi, 0) < 0 ? negative_errno() : 0;
+        return close_fds(lo, hi);
 }
 
 /* close_gap() keeping two fds (either may be negative). */
@@ -572,6 +631,7 @@ static int close_unneeded_fds(const SandboxSpec *spec, int ctl, int init_fd)
         int keep[8];
         size_t n = 0, ik = 0, ie = 0;
         unsigned lo = 0;
+        int r;
 
         keep[n++] = ctl;
         if (init_fd >= 0)
@@ -598,9 +658,9 @@ static int close_unneeded_fds(const SandboxSpec *spec, int ctl, int init_fd)
                     next = a < b ? a : b;
 
                 if (next == INT_MAX)
-                        return close_range(lo, ~0U, 0) < 0 ? negative_errno() : 0;
-                if ((unsigned)next > lo && close_range(lo, (unsigned)next - 1, 0) < 0)
-                        return negative_errno();
+                        return close_fds(lo, ~0U);
+                if ((unsigned)next > lo && (r = close_fds(lo, (unsigned)next - 1)) < 0)
+                        return r;
                 lo = (unsigned)next + 1;
                 if (a == next)
                         ik++;
@@ -674,10 +734,10 @@ static void close_all_but(int a, int b)
                 if (keep < 0)
                         continue;
                 if ((unsigned)keep > lo)
-                        (void)close_range(lo, (unsigned)keep - 1, 0);
+                        (void)close_fds(lo, (unsigned)keep - 1);
                 lo = (unsigned)keep + 1;
         }
-        (void)close_range(lo, ~0U, 0);
+        (void)close_fds(lo, ~0U);
 }
 
 /*
@@ -883,16 +943,16 @@ _noreturn_ static void child_run(const SandboxSpec *spec, int ctl, int init_fd_i
                 if (r < 0)
                         goto fail;
         }
+        if (spec->rootfs) {
+                r = jail_build_rootfs(spec, &err);
+                if (r < 0)
+                        goto fail;
+        }
         /* Without a user namespace SANDBOX_UID would be host uid 1000, someone's:
          * ids unset are then the app's own host ids. */
         if (userns == NS_SHARE && !spec->ids_set) {
                 creds.uid = host_uid;
                 creds.gid = host_gid;
-        }
-        if (spec->rootfs) {
-                r = jail_build_rootfs(spec, &err);
-                if (r < 0)
-                        goto fail;
         }
 
         /* We are still root of the caller's user namespace with its supplementary
@@ -2377,11 +2437,12 @@ pid_t sandbox_warm_pid(const SandboxWarm *w)
 
 bool sandbox_warm_fits(const SandboxWarm *w, const SandboxSpec *spec)
 {
-        /* An OCI root is built in the sandbox's namespaces, nothing of it ahead; an OCI
-         * jail's namespaces, ids and fds are not a warm sandbox's (nor copied by
-         * warm_flatten()). */
-        if (!w || !spec || spec->n_extra_fds > 0 || spec->n_binds > SANDBOX_WARM_MAX_BINDS ||
-            warm_n_fds(spec) > SANDBOX_WARM_MAX_FDS || spec->rootfs || spec_is_oci(spec))
+        /* An OCI jail's namespaces, ids and fds are not a warm sandbox's (nor copied by
+         * warm_flatten()); an OCI root is built in the sandbox's namespaces, nothing of
+         * it ahead. */
+        if (!w || !spec || spec->rootfs || spec->n_extra_fds > 0 ||
+            spec->n_binds > SANDBOX_WARM_MAX_BINDS || warm_n_fds(spec) > SANDBOX_WARM_MAX_FDS ||
+            spec_is_oci(spec))
                 return false;
         if (!w->init_path != !spec->init_path ||
             (w->init_path && strcmp(w->init_path, spec->init_path) != 0))

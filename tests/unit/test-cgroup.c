@@ -740,6 +740,66 @@ START_TEST(test_hybrid_fake)
 }
 END_TEST
 
+/* cella-oci's linux.cgroupsPath (cgroup_manager_set_path()): the leaf is exactly the
+ * path below each hierarchy's root (or below the parent, relative), its parents made
+ * (controllers enabled on cgroup2), named after the path; cgroup_open() takes that path
+ * alone; destroy removes the leaf, not its parents; malformed paths are refused. */
+START_TEST(test_exact_path_fake)
+{
+        _cleanup_(rm_rfp) char *hyfs = fake_hybrid(), *v2fs = fake_v2();
+        _cleanup_(manager_freep) CgroupManager *mh = NULL, *m2 = NULL, *mr = NULL;
+        _cleanup_(cgroup_destroyp) Cgroup *cg2 = NULL;
+        Cgroup *cg = NULL, *op = NULL;
+        _cleanup_free_ char *want = NULL;
+        const char *bad[] = {"",     "/",       "//a", "/a//b", "/a/../b", "/a/./b",
+                             "/a b", "/a/b\\n", "..",  "/..",   "a/..",    "/a\x01"};
+
+        ck_assert_int_eq(cgroup_manager_new(hyfs, CGROUP_MODE_AUTO, NULL, &mh), 0);
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                ck_assert_msg(cgroup_manager_set_path(mh, bad[i]) == -EINVAL, "%s", bad[i]);
+        ck_assert_int_eq(cgroup_manager_set_path(mh, "/libpod_parent/libpod-ab:c@1.scope/"), 0);
+        ck_assert_int_eq(cgroup_new(mh, "ignored", &cg), 0);
+        ck_assert_str_eq(cgroup_name(cg), "/libpod_parent/libpod-ab:c@1.scope");
+        want = fmt("%s/unified/libpod_parent/libpod-ab:c@1.scope", hyfs);
+        ck_assert_str_eq(cgroup_path(cg, ""), want);
+        ck_assert(exists(want));
+        ck_assert(existsf("%s/memory/libpod_parent/libpod-ab:c@1.scope", hyfs));
+        ck_assert(existsf("%s/pids/libpod_parent/libpod-ab:c@1.scope", hyfs));
+        ck_assert(!existsf("%s/memory/cella", hyfs));
+        /* Opened again by its path, and by nothing else. */
+        ck_assert_int_eq(cgroup_open(mh, "other@1", &op), -EINVAL);
+        ck_assert_int_eq(cgroup_open(mh, "/libpod_parent/libpod-ab:c@1.scope", &op), 0);
+        ck_assert_str_eq(cgroup_path(op, ""), want);
+        op = cgroup_close(op);
+        /* An existing leaf is taken as it is (the same path twice). */
+        ck_assert_int_eq(cgroup_new(mh, "again", &op), 0);
+        op = cgroup_close(op);
+        cg = cgroup_destroy(cg);
+        ck_assert(!exists(want));
+        ck_assert(existsf("%s/unified/libpod_parent", hyfs));
+        ck_assert(!existsf("%s/memory/libpod_parent/libpod-ab:c@1.scope", hyfs));
+        ck_assert_int_eq(cgroup_open(mh, "/libpod_parent/libpod-ab:c@1.scope", &op), -ENOENT);
+
+        /* Relative: below the manager's parent. */
+        ck_assert_int_eq(cgroup_manager_new(hyfs, CGROUP_MODE_AUTO, "p", &mr), 0);
+        ck_assert_int_eq(cgroup_manager_set_path(mr, "rel/x"), 0);
+        ck_assert_int_eq(cgroup_new(mr, "l", &cg), 0);
+        ck_assert(existsf("%s/memory/p/rel/x", hyfs));
+        cg = cgroup_destroy(cg);
+
+        /* Pure v2: each parent passes cella's controllers down. */
+        mkdirf("%s/a", v2fs);
+        writef("cpu io memory pids\n", "%s/a/cgroup.controllers", v2fs);
+        writef("", "%s/a/cgroup.subtree_control", v2fs);
+        ck_assert_int_eq(cgroup_manager_new(v2fs, CGROUP_MODE_AUTO, NULL, &m2), 0);
+        ck_assert_int_eq(cgroup_manager_set_path(m2, "/a/leaf"), 0);
+        ck_assert_int_eq(cgroup_new(m2, "l", &cg2), 0);
+        ck_assert(existsf("%s/a/leaf", v2fs));
+        assert_file("+memory +pids +cpu", "%s/cgroup.subtree_control", v2fs);
+        assert_file("+memory +pids +cpu", "%s/a/cgroup.subtree_control", v2fs);
+}
+END_TEST
+
 /* The warm pool's leaves (spawn.c, sandbox_warm_new()): cgroup_new_exclusive() makes
  * only new leaves, and leaves nothing when one exists in any hierarchy; cgroup_rename()
  * renames every leaf or none, never over another leaf, and not at all where a
@@ -1548,6 +1608,7 @@ int main(void)
         tcase_add_test(fake, test_labels_and_parent);
         tcase_add_test(fake, test_sweep_fake);
         tcase_add_test(fake, test_exclusive_and_rename_fake);
+        tcase_add_test(fake, test_exact_path_fake);
         suite_add_tcase(s, fake);
 
         for (int i = 0; i < (int)ELEMENTSOF(real_modes); i++) {
