@@ -552,8 +552,15 @@ _noreturn_ static void app_exec(const SandboxSpec *spec, int exec_fd)
         }
         if (spec->umask_set)
                 umask((mode_t)spec->umask);
-        if (chdir(spec->workdir ?: "/") < 0)
-                goto fail;
+        if (chdir(spec->workdir ?: "/") < 0) {
+                /* Named, or the parent would blame the entry ("execute /bin/app"): an
+                 * OCI cwd the app's id may not enter (a 0700 directory of an unmapped
+                 * owner under policy cella) is the usual cause. */
+                f.error = errno;
+                (void)snprintf(f.detail, sizeof f.detail, "working directory %s",
+                               spec->workdir ?: "/");
+                goto report;
+        }
         for (size_t i = 0; spec->entry_scripts && spec->entry_scripts[i]; i++) {
                 f.error = exec_diagnose(spec->entry_scripts[i], "the entry", 0, f.detail,
                                         sizeof f.detail);
@@ -584,6 +591,7 @@ _noreturn_ static void app_exec(const SandboxSpec *spec, int exec_fd)
         goto report;
 fail:
         f.error = errno;
+        (void)snprintf(f.detail, sizeof f.detail, "set up the app's file descriptors");
 report:
         (void)!write(exec_fd, &f, sizeof f);
         _exit(f.error == ENOENT ? 127 : 126);

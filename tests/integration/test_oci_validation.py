@@ -125,3 +125,20 @@ def test_compat_maps_that_give_host_root_still_refused(oci, rootfs):
     p = oci.run("create", "--bundle", b, "rootmap")
     assert p.returncode == 1
     assert "host root" in p.stderr
+
+
+def test_cwd_the_app_may_not_enter_is_named(oci, rootfs):
+    """runtime-tools' process test makes its process.cwd with mode 0700 (host root's).
+    Under policy cella the container's one id may not enter it: create must fail, and
+    say it is the working directory, not "exec: Permission denied: execute
+    /runtimetest" as it did."""
+    private = rootfs / "private"
+    private.mkdir(mode=0o700, exist_ok=True)
+    private.chmod(0o700)
+    cfg = config(rootfs, ["true"])
+    cfg["process"]["cwd"] = "/private"
+    b = oci.bundle(cfg)
+    p = oci.run("create", "--bundle", b, "cwd")
+    assert p.returncode == 1
+    assert "working directory /private" in p.stderr, p.stderr
+    assert "Permission denied" in p.stderr
