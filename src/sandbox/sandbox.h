@@ -83,15 +83,16 @@ typedef struct SandboxDevice {
         const char *path; /* absolute path inside the root */
         char type;        /* 'c', 'b', 'p' (fifo) */
         uint32_t major, minor;
-        mode_t mode;  /* permission bits (0: 0666) */
-        uid_t uid;    /* owner, inside ids */
+        mode_t mode; /* permission bits (0: 0666) */
+        uid_t uid;   /* owner, inside ids */
         gid_t gid;
 } SandboxDevice;
 
 typedef struct SandboxRootfs {
-        const char *path;          /* host path of the root file system (a directory) */
-        bool readonly;             /* remount the root read-only after the mounts */
-        unsigned long propagation; /* of the root after pivot (rootfsPropagation); 0: MS_PRIVATE|MS_REC */
+        const char *path; /* host path of the root file system (a directory) */
+        bool readonly;    /* remount the root read-only after the mounts */
+        unsigned long
+                propagation; /* of the root after pivot (rootfsPropagation); 0: MS_PRIVATE|MS_REC */
         const SandboxMount *mounts;
         size_t n_mounts;
         /* The runtime spec's default devices in /dev (null, zero, full, random, urandom,
