@@ -558,8 +558,8 @@ static int do_create(const CreateArgs *a, pid_t *ret_pid)
         b.spec.start_fifo_fd = fifo;
 
         /* The container's cgroup: exactly linux.cgroupsPath (cgroups.h). */
-        r = oci_cgroup_prepare(cfg->cgroups_path, a->id, g.systemd_cgroup, &k.cgm, &k.scope, err,
-                               sizeof err);
+        r = oci_cgroup_prepare(cfg->cgroups_path, a->id, g.systemd_cgroup, b.spec.limits.resources,
+                               &k.cgm, &k.scope, err, sizeof err);
         if (r < 0) {
                 fail("container \"%s\": %s", a->id, err);
                 goto out;

@@ -187,8 +187,9 @@ int oci_cgroup_path(const char *path, const char *id, bool systemd, char **ret, 
         return 0;
 }
 
-int oci_cgroup_prepare(const char *path, const char *id, bool systemd, CgroupManager **ret_manager,
-                       OciSystemdScope **ret_scope, char *err, size_t errlen)
+int oci_cgroup_prepare(const char *path, const char *id, bool systemd, const CgroupResources *res,
+                       CgroupManager **ret_manager, OciSystemdScope **ret_scope, char *err,
+                       size_t errlen)
 {
         _cleanup_free_ char *p = NULL, *unit = NULL;
         CgroupManager *m = NULL;
@@ -228,6 +229,15 @@ int oci_cgroup_prepare(const char *path, const char *id, bool systemd, CgroupMan
                          "linux.cgroupsPath \"%s\": not a cgroup path (components of "
                          "[A-Za-z0-9._:@-] separated by '/', no \".\" or \"..\")",
                          p);
+                cgroup_manager_free(m);
+                return r;
+        }
+        r = cgroup_manager_add_controllers(m, CGROUP_CTRL_ALL, NULL);
+        if (r >= 0 && res)
+                r = cgroup_resources_check(m, res, err, errlen);
+        else if (r < 0)
+                snprintf(err, errlen, "cgroups: find the v1 hierarchies: %s", strerror(-r));
+        if (r < 0) {
                 cgroup_manager_free(m);
                 return r;
         }
@@ -272,7 +282,9 @@ int oci_cgroup_prepare(const char *path, const char *id, bool systemd, CgroupMan
         return 0;
 }
 
-int oci_cgroup_open(const char *path, CgroupManager **ret_manager, Cgroup **ret)
+/* oci_cgroup_open() with the controllers in extra added. */
+static int cgroup_open_with(const char *path, unsigned extra, CgroupManager **ret_manager,
+                            Cgroup **ret)
 {
         CgroupManager *m = NULL;
         int r;
@@ -281,6 +293,8 @@ int oci_cgroup_open(const char *path, CgroupManager **ret_manager, Cgroup **ret)
         if (r >= 0)
                 r = cgroup_manager_set_path(m, path);
         if (r >= 0)
+                r = cgroup_manager_add_controllers(m, extra, NULL);
+        if (r >= 0)
                 r = cgroup_open(m, path, ret);
         if (r < 0) {
                 cgroup_manager_free(m);
@@ -288,6 +302,16 @@ int oci_cgroup_open(const char *path, CgroupManager **ret_manager, Cgroup **ret)
         }
         *ret_manager = m;
         return 0;
+}
+
+int oci_cgroup_open(const char *path, CgroupManager **ret_manager, Cgroup **ret)
+{
+        int r = cgroup_open_with(path, CGROUP_CTRL_ALL, ret_manager, ret);
+
+        /* A container an older cella-oci made has cella's hierarchies only. */
+        if (r == -ENOENT)
+                r = cgroup_open_with(path, 0, ret_manager, ret);
+        return r;
 }
 
 /* Waits for a JobRemoved of job path, at most SCOPE_TIMEOUT_US. */
