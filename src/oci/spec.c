@@ -471,7 +471,8 @@ static int build_devices(Builder *x, bool cella)
                 /* The runtime makes the default devices itself. */
                 if (at_default_path)
                         continue;
-                /* No device cgroup guards the nodes (docs/oci.md): under policy cella only
+                /* A device cgroup guards the nodes only on a v1 host and only when
+                 * linux.resources.devices has rules (docs/oci.md): under policy cella only
                  * fifos and nodes of the default devices' kinds are made. */
                 if (cella && type != 'p' && !is_default)
                         return fail(x, -EINVAL, path,
@@ -824,7 +825,8 @@ static int build_caps(Builder *x, bool cella, bool host_userns)
                                     .permitted = oc->permitted,
                                     .inheritable = oc->inheritable,
                                     .ambient = oc->ambient};
-                /* No device cgroup guards device nodes (docs/oci.md): in the host's user
+                /* A device cgroup guards device nodes only on a v1 host with the config's
+                 * rules (docs/oci.md; runc's defaults allow mknod of any): in the host's user
                  * namespace CAP_MKNOD could make a node of any device. */
                 if (host_userns && (all & mknod)) {
                         sc->bounding &= ~mknod;
@@ -832,8 +834,9 @@ static int build_caps(Builder *x, bool cella, bool host_userns)
                         sc->permitted &= ~mknod;
                         sc->inheritable &= ~mknod;
                         sc->ambient &= ~mknod;
-                        r = note(x, "process.capabilities: CAP_MKNOD dropped: no device cgroup "
-                                    "guards device nodes");
+                        r = note(x, "process.capabilities: CAP_MKNOD dropped: a device cgroup "
+                                    "guards device nodes only on cgroup v1 with "
+                                    "linux.resources.devices rules");
                         if (r < 0)
                                 return r;
                 }
