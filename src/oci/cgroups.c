@@ -244,26 +244,13 @@ int oci_cgroup_prepare(const char *path, const char *id, bool systemd, const Cgr
         /* A cgroup that holds processes already is someone else's (a service's, another
          * container's): joining it would put them under this container's limits, and
          * delete would kill them. */
-        {
-                Cgroup *cg = NULL;
-
-                if (cgroup_open(m, p, &cg) >= 0) {
-                        static const char *const ctrls[] = {"", "pids", "memory", "cpu", "freezer"};
-                        pid_t pid;
-                        bool busy = false;
-
-                        for (size_t i = 0; i < sizeof ctrls / sizeof ctrls[0] && !busy; i++)
-                                busy = cgroup_read_procs(cgroup_path(cg, ctrls[i]), &pid, 1) > 0;
-                        cgroup_close(cg);
-                        if (busy) {
-                                snprintf(err, errlen,
-                                         "linux.cgroupsPath \"%s\": that cgroup holds processes "
-                                         "already (another container's or a service's)",
-                                         p);
-                                cgroup_manager_free(m);
-                                return -EBUSY;
-                        }
-                }
+        if (cgroup_manager_path_busy(m) > 0) {
+                snprintf(err, errlen,
+                         "linux.cgroupsPath \"%s\": that cgroup holds processes already "
+                         "(another container's or a service's)",
+                         p);
+                cgroup_manager_free(m);
+                return -EBUSY;
         }
         if (systemd) {
                 OciSystemdScope *s = calloc(1, sizeof *s);

@@ -1461,6 +1461,23 @@ int cgroup_manager_set_path(CgroupManager *m, const char *path)
         return 0;
 }
 
+int cgroup_manager_path_busy(CgroupManager *m)
+{
+        if (!m || !m->path)
+                return -EINVAL;
+        for (size_t i = 0; i < m->n_hier; i++) {
+                _cleanup_free_ char *dir = NULL;
+                pid_t pid;
+
+                if (asprintf(&dir, "%s/%s", cgroup_path_base(m, i), m->path + (m->path[0] == '/')) <
+                    0)
+                        return -ENOMEM;
+                if (cgroup_read_procs(dir, &pid, 1) > 0)
+                        return 1;
+        }
+        return 0;
+}
+
 int cgroup_new_unified(CgroupManager *m, const char *label, Cgroup **ret)
 {
         _cleanup_(cgroup_freep) Cgroup *cg = NULL;

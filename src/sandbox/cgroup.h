@@ -301,6 +301,14 @@ int cgroup_manager_set_path(CgroupManager *m, const char *path);
 int cgroup_manager_add_controllers(CgroupManager *m, unsigned ctrls, unsigned *ret_missing);
 
 /*
+ * With cgroup_manager_set_path(): whether the exact path holds a process in any
+ * hierarchy m uses (its cgroup.procs lists one), where it exists: a cgroup that is
+ * someone else's (a service's, another container's). Hierarchies where the path is
+ * missing count as empty. Returns 1, 0, -EINVAL (no exact path), -ENOMEM.
+ */
+int cgroup_manager_path_busy(CgroupManager *m);
+
+/*
  * Whether the host can apply res through m (controllers added, knob files present on
  * the hierarchy: blkio.weight or blkio.bfq.weight, hugetlb.<size>.limit_in_bytes, ...;
  * unified keys only on pure v2, none with "/" or "..", none of the cgroup.* files that

@@ -4,6 +4,7 @@ really enforced, every leaf removed by delete, and the knobs this host lacks ref
 with an error naming them. v1 and hybrid hosts (this project's machine is hybrid);
 on a pure v2 host the v1-only tests are skipped."""
 import os
+import subprocess
 
 import pytest
 
@@ -187,3 +188,35 @@ def test_default_container_gets_no_device_rules(oci, rootfs):
     assert not os.path.exists(v1_dir("devices", path))
     assert not os.path.exists(v1_dir("cpuset", path))
     os.close(rfd)
+
+
+@pytest.mark.skipif(not os.path.isdir(f"{FS}/cpuset") or not V1, reason="a v1 cpuset hierarchy")
+def test_busy_in_one_hierarchy_refused(oci, rootfs):
+    """A cgroupsPath that holds a process in the cpuset hierarchy alone (someone
+    else's cgroup there) is refused, not joined."""
+    path = cg_path("busy-cpuset")
+    d = v1_dir("cpuset", path)
+    os.makedirs(d)
+    sleeper = None
+    try:
+        for k in ["cpuset.cpus", "cpuset.mems"]:
+            with open(f"{os.path.dirname(d)}/{k}") as f:
+                parent = f.read().strip()
+            if not parent:
+                with open(f"{FS}/cpuset/{k}") as f:
+                    parent = f.read().strip()
+                with open(f"{os.path.dirname(d)}/{k}", "w") as f:
+                    f.write(parent)
+            with open(f"{d}/{k}", "w") as f:
+                f.write(parent)
+        sleeper = subprocess.Popen(["sleep", "60"])
+        with open(f"{d}/cgroup.procs", "w") as f:
+            f.write(str(sleeper.pid))
+        err = create_fails(oci, with_resources(rootfs, path, {}, args=["true"]), "busy")
+        assert "holds processes" in err, err
+        assert not os.path.exists(v1_dir("memory", path))
+    finally:
+        if sleeper:
+            sleeper.kill()
+            sleeper.wait()
+        os.rmdir(d)

@@ -853,8 +853,14 @@ START_TEST(test_oci_resources_fake)
         ck_assert_uint_eq(missing,
                           CGROUP_CTRL_NET_CLS | CGROUP_CTRL_NET_PRIO | CGROUP_CTRL_HUGETLB);
         ck_assert_int_eq(cgroup_resources_check(mh, &res, err, sizeof err), 0);
-        /* A real leaf has empty cpuset files at its mkdir; the fake's are made first. */
+        /* A path that holds a process in one of the new hierarchies only is busy. */
+        ck_assert_int_eq(cgroup_manager_path_busy(mh), 0);
         mkdirf("%s/cpuset/ctr", hyfs);
+        writef("1\n", "%s/cpuset/ctr/cgroup.procs", hyfs);
+        ck_assert_int_eq(cgroup_manager_path_busy(mh), 1);
+        writef("", "%s/cpuset/ctr/cgroup.procs", hyfs);
+        ck_assert_int_eq(cgroup_manager_path_busy(own), -EINVAL);
+        /* A real leaf has empty cpuset files at its mkdir; the fake's are made first. */
         writef("", "%s/cpuset/ctr/cpuset.cpus", hyfs);
         writef("", "%s/cpuset/ctr/cpuset.mems", hyfs);
         for (const char *k = "memory.soft_limit_in_bytes\0memory.swappiness\0"
