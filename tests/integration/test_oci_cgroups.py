@@ -220,3 +220,38 @@ def test_busy_in_one_hierarchy_refused(oci, rootfs):
             sleeper.kill()
             sleeper.wait()
         os.rmdir(d)
+
+
+@pytest.mark.skipif(not V1, reason="a v1 or hybrid host")
+def test_podman_cpuset_and_device_rules(tmp_path):
+    """Through podman (conmon, its config with the deny-all device rule):
+    --cpuset-cpus pins the app (before, it stayed in conmon's cpuset, on every CPU),
+    the default devices stay usable, and a node outside the rules does not open."""
+    import tempfile
+
+    import ocikit
+    missing = ocikit.engine_missing("podman", "conmon")
+    if missing:
+        pytest.skip(missing)
+    cpus = os.sched_getaffinity(0)
+    if len(cpus) < 2:
+        pytest.skip("one CPU: --cpuset-cpus could not show a change")
+    last = max(cpus)
+    root = ocikit.make_rootfs(tmp_path / "rootfs")
+    pm = ocikit.Podman(tempfile.mkdtemp(prefix="cella-podman-cg-"), OCI)
+    try:
+        app = ("grep Cpus_allowed_list /proc/self/status; head -c1 /dev/zero | wc -c; "
+               "mknod /dev/k c 1:11 2>/dev/null; if (exec 3>/dev/k) 2>/dev/null; then "
+               "echo kmsg-open; else echo kmsg-refused; fi")
+        p = pm(*pm.run_args(root, "sh", "-c", app,
+                            extra=("--rm", "--cpuset-cpus", str(last), "--cap-add", "MKNOD")),
+               timeout=120)
+        assert p.returncode == 0, p.stderr
+        lines = p.stdout.split()
+        assert lines[:2] == ["Cpus_allowed_list:", str(last)], p.stdout
+        assert lines[2] == "1", p.stdout  # /dev/zero read: a default device
+        # cella-oci drops CAP_MKNOD in the host's user namespace, and the rule list
+        # would refuse the open anyway.
+        assert lines[3] == "kmsg-refused", p.stdout
+    finally:
+        pm.cleanup()
