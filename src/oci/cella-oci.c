@@ -566,6 +566,13 @@ static int do_create(const CreateArgs *a, pid_t *ret_pid)
         }
         b.spec.cgroups = k.cgm;
         b.spec.cgroup_label = a->id;
+        /* runc loads an eBPF device program on cgroup v2; cella-oci does not
+         * (docs/oci.md "Cgroups"): said, not silent. */
+        if (b.resources.devices_set && cgroup_manager_mode(k.cgm) == CGROUP_MODE_V2)
+                oci_log(OCI_LOG_WARNING,
+                        "container \"%s\": linux.resources.devices: not enforced on cgroup v2 "
+                        "(no eBPF device program; the root is nodev)",
+                        a->id);
 
         /* One unprivileged host id of its own under policy cella. */
         if (b.policy == OCI_POLICY_CELLA) {
