@@ -83,8 +83,8 @@ typedef struct CgroupResources {
         const char *cpuset_cpus, *cpuset_mems; /* "0-1,3"; NULL: the parent's */
         uint64_t memory_low;                   /* bytes (v1 soft_limit_in_bytes, v2 memory.low) */
         bool swappiness_set;
-        uint64_t swappiness;   /* 0..100, v1 memory.swappiness (v2 has none) */
-        bool oom_kill_disable; /* v1 memory.oom_control = 1 (v2 has none) */
+        uint64_t swappiness;   /* 0..100, v1 memory.swappiness (v2 has none: not written) */
+        bool oom_kill_disable; /* v1 memory.oom_control = 1 (v2 has none: not written) */
         uint64_t blkio_weight; /* 10..1000 (v1 scale); 0: none */
         const CgroupHugetlbLimit *hugetlb;
         size_t n_hugetlb;
@@ -311,6 +311,8 @@ int cgroup_manager_path_busy(CgroupManager *m);
 /*
  * Whether the host can apply res through m (controllers added, knob files present on
  * the hierarchy: blkio.weight or blkio.bfq.weight, hugetlb.<size>.limit_in_bytes, ...;
+ * swappiness and oom_kill_disable pass on pure v2, which has no such knob and where
+ * they are not written: the caller says so;
  * unified keys only on pure v2, none with "/" or "..", none of the cgroup.* files that
  * move tasks or change the tree). Returns 0, or -EOPNOTSUPP / -EINVAL with err naming
  * the knob ("linux.resources.blockIO.weight: ...").
