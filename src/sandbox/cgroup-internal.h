@@ -222,10 +222,6 @@ CgroupSlot cgroup_ctrl_slot(unsigned ctrl);
  */
 int cgroup_v1_cpuset_inherit(const char *dir);
 
-/* Writes res into cg's leaves (cgroup-resources.c), after cgroup_resources_check().
- * Returns 0 or -errno of the first write that failed. */
-int cgroup_apply_resources(Cgroup *cg, const CgroupResources *res);
-
 /* The v1 limit and stats code, shared by the v1 and hybrid backends (cgroup-v1.c). */
 int cgroup_v1_set_limits(Cgroup *cg, const CgroupLimits *limits);
 int cgroup_v1_stats(Cgroup *cg, CgroupStats *ret);

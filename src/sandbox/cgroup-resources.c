@@ -88,12 +88,13 @@ static void rule_format(const CgroupDeviceRule *d, char *buf, size_t size)
         snprintf(buf, size, "%c %s:%s %s", d->type, maj, min, d->access);
 }
 
-static int write_rule(const char *dir, const CgroupDeviceRule *d)
+static int write_rule(const char **last, const char *dir, const CgroupDeviceRule *d)
 {
         char buf[80];
 
         rule_format(d, buf, sizeof buf);
-        return cgroup_write_knob(dir, d->allow ? "devices.allow" : "devices.deny", buf);
+        *last = d->allow ? "devices.allow" : "devices.deny";
+        return cgroup_write_knob(dir, *last, buf);
 }
 
 /* A v1-scale blkio weight (10..1000) on the cgroup2 io.weight scale (1..10000), as
@@ -139,6 +140,16 @@ int cgroup_resources_check(CgroupManager *m, const CgroupResources *res, char *e
                 FAIL(-EOPNOTSUPP,
                      "linux.resources.cpu.%s: this host has no cpuset cgroup controller",
                      res->cpuset_cpus ? "cpus" : "mems");
+        /* cpuset(7) "List format": numbers, ranges and commas, nothing the kernel would
+         * take as another file's syntax. */
+        if (res->cpuset_cpus && (!*res->cpuset_cpus || strspn(res->cpuset_cpus, "0123456789,-") !=
+                                                               strlen(res->cpuset_cpus)))
+                FAIL(-EINVAL, "linux.resources.cpu.cpus: \"%.32s\" is not a CPU list",
+                     res->cpuset_cpus);
+        if (res->cpuset_mems && (!*res->cpuset_mems || strspn(res->cpuset_mems, "0123456789,-") !=
+                                                               strlen(res->cpuset_mems)))
+                FAIL(-EINVAL, "linux.resources.cpu.mems: \"%.32s\" is not a node list",
+                     res->cpuset_mems);
         dir = HIER(CGROUP_SLOT_MEMORY);
         if (res->memory_low && !dir)
                 FAIL(-EOPNOTSUPP,
@@ -240,8 +251,24 @@ int cgroup_resources_check(CgroupManager *m, const CgroupResources *res, char *e
         return 0;
 }
 
-int cgroup_apply_resources(Cgroup *cg, const CgroupResources *res)
+/* cgroup_write_knob() and _u64() that first record knob in *last (the one that failed). */
+static int wk(const char **last, const char *dir, const char *knob, const char *value)
 {
+        *last = knob;
+        return cgroup_write_knob(dir, knob, value);
+}
+
+static int wku(const char **last, const char *dir, const char *knob, uint64_t v)
+{
+        *last = knob;
+        return cgroup_write_knob_u64(dir, knob, v);
+}
+
+int cgroup_apply_resources(Cgroup *cg, const CgroupResources *res, const char **ret_knob)
+{
+        const char *dummy;
+        const char **last = ret_knob ? ret_knob : &dummy;
+
         const CgroupManager *m = cg->manager;
         bool v2 = m->mode == CGROUP_MODE_V2;
         const char *dir;
@@ -249,35 +276,33 @@ int cgroup_apply_resources(Cgroup *cg, const CgroupResources *res)
         int r;
 
         if (!v2 && res->cpu_shares && (dir = cgroup_leaf(cg, CGROUP_SLOT_CPU)) &&
-            (r = cgroup_write_knob_u64(dir, "cpu.shares", res->cpu_shares)) < 0)
+            (r = wku(last, dir, "cpu.shares", res->cpu_shares)) < 0)
                 return r;
         if ((dir = cgroup_leaf(cg, CGROUP_SLOT_CPUSET))) {
                 /* mems before cpus or not does not matter; both must be subsets of the
                  * parent's (-EINVAL from the kernel otherwise). */
-                if (res->cpuset_cpus &&
-                    (r = cgroup_write_knob(dir, "cpuset.cpus", res->cpuset_cpus)) < 0)
+                if (res->cpuset_cpus && (r = wk(last, dir, "cpuset.cpus", res->cpuset_cpus)) < 0)
                         return r;
-                if (res->cpuset_mems &&
-                    (r = cgroup_write_knob(dir, "cpuset.mems", res->cpuset_mems)) < 0)
+                if (res->cpuset_mems && (r = wk(last, dir, "cpuset.mems", res->cpuset_mems)) < 0)
                         return r;
         }
         dir = cgroup_leaf(cg, CGROUP_SLOT_MEMORY);
         if (dir && res->memory_low &&
-            (r = cgroup_write_knob_u64(dir, v2 ? "memory.low" : "memory.soft_limit_in_bytes",
-                                       res->memory_low)) < 0)
+            (r = wku(last, dir, v2 ? "memory.low" : "memory.soft_limit_in_bytes",
+                     res->memory_low)) < 0)
                 return r;
         if (dir && !v2 && res->swappiness_set &&
-            (r = cgroup_write_knob_u64(dir, "memory.swappiness", res->swappiness)) < 0)
+            (r = wku(last, dir, "memory.swappiness", res->swappiness)) < 0)
                 return r;
         if (dir && !v2 && res->oom_kill_disable &&
-            (r = cgroup_write_knob(dir, "memory.oom_control", "1")) < 0)
+            (r = wk(last, dir, "memory.oom_control", "1")) < 0)
                 return r;
         if (res->blkio_weight && (dir = cgroup_leaf(cg, CGROUP_SLOT_BLKIO))) {
                 if (v2)
                         r = has_knob(dir, "io.bfq.weight")
-                                    ? cgroup_write_knob_u64(dir, "io.bfq.weight", res->blkio_weight)
-                                    : cgroup_write_knob_u64(dir, "io.weight",
-                                                            blkio_to_io_weight(res->blkio_weight));
+                                    ? wku(last, dir, "io.bfq.weight", res->blkio_weight)
+                                    : wku(last, dir, "io.weight",
+                                          blkio_to_io_weight(res->blkio_weight));
                 else
                         r = cgroup_write_knob_u64(
                                 dir,
@@ -290,29 +315,29 @@ int cgroup_apply_resources(Cgroup *cg, const CgroupResources *res)
         for (size_t i = 0; dir && i < res->n_hugetlb; i++) {
                 snprintf(buf, sizeof buf, "hugetlb.%s.%s", res->hugetlb[i].page_size,
                          v2 ? "max" : "limit_in_bytes");
-                r = cgroup_write_knob_u64(dir, buf, res->hugetlb[i].limit);
+                r = wku(last, dir, buf, res->hugetlb[i].limit);
                 if (r < 0)
                         return r;
         }
         if (!v2 && res->net_cls_classid_set && (dir = cgroup_leaf(cg, CGROUP_SLOT_NET_CLS)) &&
-            (r = cgroup_write_knob_u64(dir, "net_cls.classid", res->net_cls_classid)) < 0)
+            (r = wku(last, dir, "net_cls.classid", res->net_cls_classid)) < 0)
                 return r;
         dir = v2 ? NULL : cgroup_leaf(cg, CGROUP_SLOT_NET_PRIO);
         for (size_t i = 0; dir && i < res->n_ifpriority; i++) {
                 snprintf(buf, sizeof buf, "%s %" PRIu32, res->ifpriority[i].ifname,
                          res->ifpriority[i].priority);
-                r = cgroup_write_knob(dir, "net_prio.ifpriomap", buf);
+                r = wk(last, dir, "net_prio.ifpriomap", buf);
                 if (r < 0)
                         return r;
         }
         if (!v2 && res->devices_set && (dir = cgroup_leaf(cg, CGROUP_SLOT_DEVICES))) {
                 /* runc's v1 devices emulator: deny everything, then the rules in order
                  * (a later rule wins), then the runtime's defaults. */
-                r = cgroup_write_knob(dir, "devices.deny", "a");
+                r = wk(last, dir, "devices.deny", "a");
                 for (size_t i = 0; r >= 0 && i < res->n_devices; i++)
-                        r = write_rule(dir, &res->devices[i]);
+                        r = write_rule(last, dir, &res->devices[i]);
                 for (size_t i = 0; r >= 0 && i < cgroup_n_default_device_rules; i++)
-                        r = write_rule(dir, &cgroup_default_device_rules[i]);
+                        r = write_rule(last, dir, &cgroup_default_device_rules[i]);
                 if (r < 0)
                         return r;
         }
@@ -320,7 +345,7 @@ int cgroup_apply_resources(Cgroup *cg, const CgroupResources *res)
         for (size_t i = 0; dir && i < res->n_unified; i++) {
                 if (!unified_key_ok(res->unified_keys[i]))
                         return -EINVAL;
-                r = cgroup_write_knob(dir, res->unified_keys[i], res->unified_values[i]);
+                r = wk(last, dir, res->unified_keys[i], res->unified_values[i]);
                 if (r < 0)
                         return r;
         }

@@ -1780,7 +1780,7 @@ int cgroup_set_limits(Cgroup *cg, const CgroupLimits *limits)
                 return -EINVAL;
         r = cg->manager->ops->set_limits(cg, limits);
         if (r >= 0 && limits->resources)
-                r = cgroup_apply_resources(cg, limits->resources);
+                r = cgroup_apply_resources(cg, limits->resources, NULL);
         return r;
 }
 

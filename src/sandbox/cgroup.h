@@ -320,6 +320,14 @@ int cgroup_manager_path_busy(CgroupManager *m);
 int cgroup_resources_check(CgroupManager *m, const CgroupResources *res, char *err, size_t errlen);
 
 /*
+ * Writes res into cg's leaves (cgroup_set_limits() does it too, for limits->resources),
+ * after cgroup_resources_check(). ret_knob (may be NULL): the name of the file of the
+ * last write tried ("cpuset.cpus"), for the error of one that failed (the kernel's
+ * -EINVAL or -ERANGE for a CPU the parent lacks). Returns 0 or that write's -errno.
+ */
+int cgroup_apply_resources(Cgroup *cg, const CgroupResources *res, const char **ret_knob);
+
+/*
  * The device rules runc adds after a container's own (libcontainer/specconv
  * AllowedDevices): mknod of any character or block device (the node still needs
  * CAP_MKNOD), and rwm of /dev/null, zero, full, random, urandom, tty, console, ptmx,

@@ -170,7 +170,9 @@ def test_bad_resources_refused(oci, rootfs):
                       ({"devices": [{"allow": True, "access": "rwx"}]},
                        "linux.resources.devices[0]"),
                       ({"devices": [{"allow": True, "type": "z"}]}, "linux.resources.devices[0]"),
-                      ({"blockIO": {"weight": 5}}, "linux.resources.blockIO.weight")]:
+                      ({"blockIO": {"weight": 5}}, "linux.resources.blockIO.weight"),
+                      ({"cpu": {"cpus": "0\n1"}}, "linux.resources.cpu.cpus"),
+                      ({"cpu": {"mems": "x"}}, "linux.resources.cpu.mems")]:
         err = create_fails(oci, with_resources(rootfs, cg_path("bad"), res, args=["true"]),
                            "bad")
         assert what in err, (res, err)
@@ -255,3 +257,16 @@ def test_podman_cpuset_and_device_rules(tmp_path):
         assert lines[3] == "kmsg-refused", p.stdout
     finally:
         pm.cleanup()
+
+
+@pytest.mark.skipif(not V1, reason="a v1 cpuset hierarchy")
+def test_cpu_the_host_lacks_named(oci, rootfs):
+    """A CPU outside the parent's set: the kernel refuses the write, and create says
+    which file, leaving no leaf behind."""
+    path = cg_path("cpu-out")
+    cpu = str((os.cpu_count() or 1) + 8)
+    err = create_fails(oci, with_resources(rootfs, path, {"cpu": {"cpus": cpu}},
+                                           args=["true"]), "cpu-out")
+    assert "cpuset.cpus" in err, err
+    for h in HIERARCHIES:
+        assert not os.path.exists(v1_dir(h, path)), v1_dir(h, path)
