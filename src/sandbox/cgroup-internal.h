@@ -102,12 +102,13 @@ struct CgroupManager {
         CgroupHierarchy hier[_CGROUP_SLOT_MAX]; /* distinct hierarchies, n_hier of them */
         size_t n_hier;
         int slot[_CGROUP_SLOT_MAX]; /* index into hier, -1 when the backend does not use it */
-        char *owner_tag; /* the "@<owner>" of new leaves (cgroup_manager_set_owner()); NULL:
-                            "@<pid>" */
-        char **adopted;  /* names of leaves open by cgroup_open(): no sweep removes them */
-        char *path;      /* cgroup_manager_set_path(): every leaf is exactly this; NULL: none */
-        char *fs_root;   /* where the hierarchies are mounted: "/sys/fs/cgroup" */
-        unsigned extra;  /* CGROUP_CTRL_* added by cgroup_manager_add_controllers() */
+        char *owner_tag;  /* the "@<owner>" of new leaves (cgroup_manager_set_owner()); NULL:
+                             "@<pid>" */
+        char **adopted;   /* names of leaves open by cgroup_open(): no sweep removes them */
+        char *path;       /* cgroup_manager_set_path(): every leaf is exactly this; NULL: none */
+        char *fs_root;    /* where the hierarchies are mounted: "/sys/fs/cgroup" */
+        char *parent_arg; /* cgroup_manager_new()'s parent, normalized; NULL: the default */
+        unsigned extra;   /* CGROUP_CTRL_* added by cgroup_manager_add_controllers() */
 };
 
 struct Cgroup {
@@ -211,7 +212,7 @@ int cgroup_v2_enable_controllers(const char *dir);
  * CGROUP_CTRL_* in extra (cpuset, io, hugetlb; the others have none on cgroup2). */
 int cgroup_v2_enable_controllers_extra(const char *dir, unsigned extra);
 
-/* The slot of one CGROUP_CTRL_* bit, and its v1 controller name. */
+/* The slot of ctrl, exactly one CGROUP_CTRL_* bit. */
 CgroupSlot cgroup_ctrl_slot(unsigned ctrl);
 
 /*

@@ -1006,6 +1006,7 @@ CgroupManager *cgroup_manager_free(CgroupManager *m)
         free(m->owner_tag);
         free(m->path);
         free(m->fs_root);
+        free(m->parent_arg);
         free(m);
         return NULL;
 }
@@ -1039,7 +1040,7 @@ int cgroup_manager_new(const char *fs_root, CgroupMode mode, const char *parent,
                 return -ENOMEM;
         m->mode = mode;
         m->fs_root = strdup(fs_root);
-        if (!m->fs_root)
+        if (!m->fs_root || (norm && !(m->parent_arg = strdup(norm))))
                 return -ENOMEM;
         for (CgroupSlot s = 0; s < _CGROUP_SLOT_MAX; s++)
                 m->slot[s] = -1;
@@ -1110,8 +1111,9 @@ int cgroup_manager_add_controllers(CgroupManager *m, unsigned ctrls, unsigned *r
         if (!m || (ctrls & ~CGROUP_CTRL_ALL))
                 return -EINVAL;
         if (m->mode == CGROUP_MODE_V2) {
-                /* One hierarchy: every slot is it already; the controller must be offered
-                 * (devices has no cgroup2 controller: its eBPF program needs none). */
+                /* One hierarchy: a controller's slot is it once the root offers the
+                 * controller (devices has no cgroup2 controller: its eBPF program needs
+                 * none, and cella-oci loads none). */
                 r = cgroup_read_knob(m->hier[m->slot[CGROUP_SLOT_UNIFIED]].mount,
                                      "cgroup.controllers", &avail);
                 if (r < 0)
@@ -1127,7 +1129,7 @@ int cgroup_manager_add_controllers(CgroupManager *m, unsigned ctrls, unsigned *r
                         if (bit == CGROUP_CTRL_DEVICES ||
                             (c && cgroup_list_contains(avail, " \n", c))) {
                                 m->extra |= bit;
-                                m->slot[cgroup_ctrl_slot(bit)] = 0;
+                                m->slot[cgroup_ctrl_slot(bit)] = m->slot[CGROUP_SLOT_UNIFIED];
                         } else
                                 missing |= bit;
                 }
@@ -1147,7 +1149,8 @@ int cgroup_manager_add_controllers(CgroupManager *m, unsigned ctrls, unsigned *r
                         }
                         if (r < 0)
                                 return r;
-                        r = hierarchy_add(m, &pc, p, false, slot_names[s], NULL, &m->slot[s]);
+                        r = hierarchy_add(m, &pc, p, false, slot_names[s], m->parent_arg,
+                                          &m->slot[s]);
                         if (r < 0)
                                 return r;
                         m->extra |= bit;
