@@ -12,6 +12,10 @@
  *   hybrid  limits through the v1 controllers, plus a leaf in the (controller-less)
  *           v2 hierarchy for cgroup.freeze, cgroup.kill, cgroup.events and PSI.
  *
+ * An OCI runtime (cella-oci) adds the cpuset, devices, blkio, net_cls, net_prio and
+ * hugetlb hierarchies (v2: the cpuset, io and hugetlb controllers) and their knobs
+ * (cgroup_manager_add_controllers(), CgroupResources); cella's own apps never use them.
+ *
  * Layout: every app gets a leaf named "<label>@<owner pid>" under cella's root in
  * each hierarchy it uses. The root is "<parent>/cella", where parent defaults to the
  * cgroup the calling process is in for that hierarchy (read from /proc/self/cgroup),
