@@ -558,14 +558,34 @@ static int do_create(const CreateArgs *a, pid_t *ret_pid)
         b.spec.start_fifo_fd = fifo;
 
         /* The container's cgroup: exactly linux.cgroupsPath (cgroups.h). */
-        r = oci_cgroup_prepare(cfg->cgroups_path, a->id, g.systemd_cgroup, &k.cgm, &k.scope, err,
-                               sizeof err);
+        r = oci_cgroup_prepare(cfg->cgroups_path, a->id, g.systemd_cgroup, b.spec.limits.resources,
+                               &k.cgm, &k.scope, err, sizeof err);
         if (r < 0) {
                 fail("container \"%s\": %s", a->id, err);
                 goto out;
         }
         b.spec.cgroups = k.cgm;
         b.spec.cgroup_label = a->id;
+        /* What cgroup v2 cannot take, said, not silent (docs/oci.md "Cgroups"): runc
+         * loads an eBPF device program there, cella-oci none; v2 has no swappiness and
+         * no switch for the OOM killer. */
+        if (cgroup_manager_mode(k.cgm) == CGROUP_MODE_V2) {
+                if (b.resources.devices_set)
+                        oci_log(OCI_LOG_WARNING,
+                                "container \"%s\": linux.resources.devices: not enforced on "
+                                "cgroup v2 (no eBPF device program; the root is nodev)",
+                                a->id);
+                if (b.resources.swappiness_set)
+                        oci_log(OCI_LOG_WARNING,
+                                "container \"%s\": linux.resources.memory.swappiness: not "
+                                "applied: cgroup v2 has no per-cgroup swappiness",
+                                a->id);
+                if (b.resources.oom_kill_disable)
+                        oci_log(OCI_LOG_WARNING,
+                                "container \"%s\": linux.resources.memory.disableOOMKiller: not "
+                                "applied: cgroup v2 cannot disable the OOM killer",
+                                a->id);
+        }
 
         /* One unprivileged host id of its own under policy cella. */
         if (b.policy == OCI_POLICY_CELLA) {

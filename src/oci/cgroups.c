@@ -187,8 +187,9 @@ int oci_cgroup_path(const char *path, const char *id, bool systemd, char **ret, 
         return 0;
 }
 
-int oci_cgroup_prepare(const char *path, const char *id, bool systemd, CgroupManager **ret_manager,
-                       OciSystemdScope **ret_scope, char *err, size_t errlen)
+int oci_cgroup_prepare(const char *path, const char *id, bool systemd, const CgroupResources *res,
+                       CgroupManager **ret_manager, OciSystemdScope **ret_scope, char *err,
+                       size_t errlen)
 {
         _cleanup_free_ char *p = NULL, *unit = NULL;
         CgroupManager *m = NULL;
@@ -231,29 +232,25 @@ int oci_cgroup_prepare(const char *path, const char *id, bool systemd, CgroupMan
                 cgroup_manager_free(m);
                 return r;
         }
+        r = cgroup_manager_add_controllers(m, CGROUP_CTRL_ALL, NULL);
+        if (r >= 0 && res)
+                r = cgroup_resources_check(m, res, err, errlen);
+        else if (r < 0)
+                snprintf(err, errlen, "cgroups: find the v1 hierarchies: %s", strerror(-r));
+        if (r < 0) {
+                cgroup_manager_free(m);
+                return r;
+        }
         /* A cgroup that holds processes already is someone else's (a service's, another
          * container's): joining it would put them under this container's limits, and
          * delete would kill them. */
-        {
-                Cgroup *cg = NULL;
-
-                if (cgroup_open(m, p, &cg) >= 0) {
-                        static const char *const ctrls[] = {"", "pids", "memory", "cpu", "freezer"};
-                        pid_t pid;
-                        bool busy = false;
-
-                        for (size_t i = 0; i < sizeof ctrls / sizeof ctrls[0] && !busy; i++)
-                                busy = cgroup_read_procs(cgroup_path(cg, ctrls[i]), &pid, 1) > 0;
-                        cgroup_close(cg);
-                        if (busy) {
-                                snprintf(err, errlen,
-                                         "linux.cgroupsPath \"%s\": that cgroup holds processes "
-                                         "already (another container's or a service's)",
-                                         p);
-                                cgroup_manager_free(m);
-                                return -EBUSY;
-                        }
-                }
+        if (cgroup_manager_path_busy(m) > 0) {
+                snprintf(err, errlen,
+                         "linux.cgroupsPath \"%s\": that cgroup holds processes already "
+                         "(another container's or a service's)",
+                         p);
+                cgroup_manager_free(m);
+                return -EBUSY;
         }
         if (systemd) {
                 OciSystemdScope *s = calloc(1, sizeof *s);
@@ -272,7 +269,9 @@ int oci_cgroup_prepare(const char *path, const char *id, bool systemd, CgroupMan
         return 0;
 }
 
-int oci_cgroup_open(const char *path, CgroupManager **ret_manager, Cgroup **ret)
+/* oci_cgroup_open() with the controllers in extra added. */
+static int cgroup_open_with(const char *path, unsigned extra, CgroupManager **ret_manager,
+                            Cgroup **ret)
 {
         CgroupManager *m = NULL;
         int r;
@@ -281,6 +280,8 @@ int oci_cgroup_open(const char *path, CgroupManager **ret_manager, Cgroup **ret)
         if (r >= 0)
                 r = cgroup_manager_set_path(m, path);
         if (r >= 0)
+                r = cgroup_manager_add_controllers(m, extra, NULL);
+        if (r >= 0)
                 r = cgroup_open(m, path, ret);
         if (r < 0) {
                 cgroup_manager_free(m);
@@ -288,6 +289,16 @@ int oci_cgroup_open(const char *path, CgroupManager **ret_manager, Cgroup **ret)
         }
         *ret_manager = m;
         return 0;
+}
+
+int oci_cgroup_open(const char *path, CgroupManager **ret_manager, Cgroup **ret)
+{
+        int r = cgroup_open_with(path, CGROUP_CTRL_ALL, ret_manager, ret);
+
+        /* A container an older cella-oci made has cella's hierarchies only. */
+        if (r == -ENOENT)
+                r = cgroup_open_with(path, 0, ret_manager, ret);
+        return r;
 }
 
 /* Waits for a JobRemoved of job path, at most SCOPE_TIMEOUT_US. */

@@ -32,14 +32,23 @@ int oci_cgroup_path(const char *path, const char *id, bool systemd, char **ret, 
  * holds processes too: -EBUSY), into *ret_manager; with systemd, also a scope to
  * oci_systemd_scope_attach() once the init runs, into *ret_scope (systemd must be
  * running: /run/systemd/system, sd_booted(3); else -EOPNOTSUPP with err saying so).
+ * The manager uses every controller the host has, as runc joins them all: cella's own
+ * and cpuset, devices, blkio (io), net_cls, net_prio, hugetlb
+ * (cgroup_manager_add_controllers()). res (NULL: none): the config's knobs beyond
+ * CgroupLimits, checked against the host (cgroup_resources_check(): -EOPNOTSUPP or
+ * -EINVAL with err naming the knob the host lacks).
  * Returns 0 or -errno with err.
  */
-int oci_cgroup_prepare(const char *path, const char *id, bool systemd, CgroupManager **ret_manager,
-                       OciSystemdScope **ret_scope, char *err, size_t errlen);
+int oci_cgroup_prepare(const char *path, const char *id, bool systemd, const CgroupResources *res,
+                       CgroupManager **ret_manager, OciSystemdScope **ret_scope, char *err,
+                       size_t errlen);
 
 /*
  * A handle on a container's existing cgroup by the path recorded in its state
- * (cgroup_name()). Returns 0, *ret_manager and *ret, or -ENOENT (gone), -errno.
+ * (cgroup_name()), in every hierarchy create made it in (every controller the host
+ * has; a container made before cella-oci used cpuset, devices, blkio, net_cls,
+ * net_prio and hugetlb is opened in cella's own hierarchies only). Returns 0,
+ * *ret_manager and *ret, or -ENOENT (gone), -errno.
  */
 int oci_cgroup_open(const char *path, CgroupManager **ret_manager, Cgroup **ret);
 

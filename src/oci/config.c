@@ -1207,10 +1207,166 @@ static int ignore_others(Parser *p, OciResources *res, const json_t *o, const ch
         return 0;
 }
 
+/* linux.resources.devices, blockIO, hugepageLimits, network. */
+static int parse_resources_more(Parser *p, const json_t *o, OciResources *res)
+{
+        static const char *const dev_keep[] = {"allow", "type", "major", "minor", "access", NULL};
+        static const char *const blkio_keep[] = {"weight", NULL};
+        static const char *const net_keep[] = {"classID", "priorities", NULL};
+        char item[PATH_MAX_LEN];
+        json_t *a, *v, *m;
+        size_t i;
+        int64_t n;
+        int r;
+
+        r = get_array(p, o, "linux.resources", "devices", false, &a);
+        if (r < 0)
+                return r;
+        if (a) {
+                res->devices_set = true;
+                res->devices = calloc(json_array_size(a) + 1, sizeof(OciDeviceRule));
+                if (!res->devices)
+                        return oom(p);
+                json_array_foreach(a, i, v)
+                {
+                        OciDeviceRule *d = &res->devices[i];
+                        _cleanup_free_ char *type = NULL, *access = NULL;
+                        bool set;
+
+                        path_index(item, "linux.resources.devices", i);
+                        res->n_devices = i + 1;
+                        r = want_type(p, v, item, JSON_OBJECT, "an object");
+                        if (r < 0)
+                                return r;
+                        r = ignore_others(p, res, v, item, dev_keep);
+                        if (r < 0)
+                                return r;
+                        if (!json_object_get(v, "allow"))
+                                return fail(p, -EINVAL, item, "has no \"allow\"");
+                        r = get_bool(p, v, item, "allow", &d->allow);
+                        if ((r = r < 0 ? r : get_string(p, v, item, "type", false, &type)) < 0)
+                                return r;
+                        d->type = !type ? 'a' : type[0];
+                        if (type && (strlen(type) != 1 || !strchr("acb", type[0])))
+                                return fail(p, -EINVAL, item,
+                                            "type \"%.8s\" is none of \"a\", \"c\", \"b\"", type);
+                        set = false;
+                        r = get_int(p, v, item, "major", false, -1, DEV_MAJOR_MAX, &n, &set);
+                        if (r < 0)
+                                return r;
+                        d->major = set ? n : -1;
+                        set = false;
+                        r = get_int(p, v, item, "minor", false, -1, DEV_MINOR_MAX, &n, &set);
+                        if (r < 0)
+                                return r;
+                        d->minor = set ? n : -1;
+                        r = get_string(p, v, item, "access", false, &access);
+                        if (r < 0)
+                                return r;
+                        if (!access || !*access)
+                                strcpy(d->access, "rwm");
+                        else {
+                                size_t k = strlen(access);
+
+                                if (k > 3 || strspn(access, "rwm") != k ||
+                                    (k > 1 && access[0] == access[1]) ||
+                                    (k > 2 && (access[2] == access[0] || access[2] == access[1])))
+                                        return fail(p, -EINVAL, item,
+                                                    "access \"%.8s\" is not a subset of \"rwm\"",
+                                                    access);
+                                memcpy(d->access, access, k + 1);
+                        }
+                }
+        }
+
+        r = get_object(p, o, "linux.resources", "blockIO", false, &m);
+        if (r < 0)
+                return r;
+        if (m) {
+                bool set = false;
+
+                r = ignore_others(p, res, m, "linux.resources.blockIO", blkio_keep);
+                if (r < 0)
+                        return r;
+                /* config-linux.md "Block IO": 10 to 1000. */
+                r = get_int(p, m, "linux.resources.blockIO", "weight", false, 10, 1000, &n, &set);
+                if (r < 0)
+                        return r;
+                res->blkio_weight = set ? (uint64_t)n : 0;
+        }
+
+        r = get_array(p, o, "linux.resources", "hugepageLimits", false, &a);
+        if (r < 0)
+                return r;
+        if (a) {
+                res->hugepage_limits = calloc(json_array_size(a) + 1, sizeof(OciHugepageLimit));
+                if (!res->hugepage_limits)
+                        return oom(p);
+                json_array_foreach(a, i, v)
+                {
+                        OciHugepageLimit *h = &res->hugepage_limits[i];
+
+                        path_index(item, "linux.resources.hugepageLimits", i);
+                        res->n_hugepage_limits = i + 1;
+                        r = want_type(p, v, item, JSON_OBJECT, "an object");
+                        if (r >= 0)
+                                r = get_string(p, v, item, "pageSize", true, &h->page_size);
+                        if (r >= 0)
+                                r = get_uint64(p, v, item, "limit", true, &h->limit);
+                        if (r < 0)
+                                return r;
+                }
+        }
+
+        r = get_object(p, o, "linux.resources", "network", false, &m);
+        if (r < 0)
+                return r;
+        if (m) {
+                const char *np = "linux.resources.network";
+
+                r = ignore_others(p, res, m, np, net_keep);
+                if (r < 0)
+                        return r;
+                r = get_int(p, m, np, "classID", false, 0, UINT32_MAX, &n, &res->classid_set);
+                if (r < 0)
+                        return r;
+                res->classid = res->classid_set ? (uint32_t)n : 0;
+                r = get_array(p, m, np, "priorities", false, &a);
+                if (r < 0)
+                        return r;
+                if (a) {
+                        res->priorities = calloc(json_array_size(a) + 1, sizeof(OciIfPriority));
+                        if (!res->priorities)
+                                return oom(p);
+                        json_array_foreach(a, i, v)
+                        {
+                                OciIfPriority *ip = &res->priorities[i];
+
+                                path_index(item, "linux.resources.network.priorities", i);
+                                res->n_priorities = i + 1;
+                                r = want_type(p, v, item, JSON_OBJECT, "an object");
+                                if (r >= 0)
+                                        r = get_string(p, v, item, "name", true, &ip->name);
+                                if (r >= 0)
+                                        r = get_int(p, v, item, "priority", true, 0, UINT32_MAX, &n,
+                                                    NULL);
+                                if (r < 0)
+                                        return r;
+                                ip->priority = (uint32_t)n;
+                        }
+                }
+        }
+        return 0;
+}
+
 static int parse_resources(Parser *p, const json_t *linux_o, OciConfig *c)
 {
-        static const char *const top_keep[] = {"memory", "cpu", "pids", "unified", NULL};
-        static const char *const memory_keep[] = {"limit", "swap", NULL};
+        static const char *const top_keep[] = {"memory",  "cpu",     "pids",    "unified",
+                                               "devices", "blockIO", "network", "hugepageLimits",
+                                               NULL};
+        static const char *const memory_keep[] = {
+                "limit",  "swap",      "reservation", "swappiness", "disableOOMKiller",
+                "kernel", "kernelTCP", NULL};
         static const char *const cpu_keep[] = {"shares", "quota", "period", "cpus", "mems", NULL};
         static const char *const pids_keep[] = {"limit", NULL};
         const char *path = "linux.resources";
@@ -1247,6 +1403,25 @@ static int parse_resources(Parser *p, const json_t *linux_o, OciConfig *c)
                 if (r < 0)
                         return r;
                 res->memory_swap = set && n > 0 ? n : 0;
+                set = false;
+                r = get_int(p, m, mp, "reservation", false, -1, INT64_MAX, &n, &set);
+                if (r < 0)
+                        return r;
+                res->memory_reservation = set && n > 0 ? n : 0;
+                r = get_int(p, m, mp, "swappiness", false, 0, 100, &n, &res->swappiness_set);
+                if (r < 0)
+                        return r;
+                res->swappiness = res->swappiness_set ? (uint64_t)n : 0;
+                r = get_bool(p, m, mp, "disableOOMKiller", &res->disable_oom_killer);
+                if (r < 0)
+                        return r;
+                r = get_int(p, m, mp, "kernel", false, -1, INT64_MAX, &n, &res->memory_kernel_set);
+                if (r < 0)
+                        return r;
+                r = get_int(p, m, mp, "kernelTCP", false, -1, INT64_MAX, &n,
+                            &res->memory_kernel_tcp_set);
+                if (r < 0)
+                        return r;
         }
 
         r = get_object(p, o, path, "cpu", false, &m);
@@ -1293,6 +1468,9 @@ static int parse_resources(Parser *p, const json_t *linux_o, OciConfig *c)
                 res->pids_limit = set && n > 0 ? n : 0;
         }
 
+        r = parse_resources_more(p, o, res);
+        if (r < 0)
+                return r;
         return get_string_map(p, o, path, "unified", &res->unified_keys, &res->unified_values,
                               &res->n_unified);
 }
@@ -1907,6 +2085,13 @@ OciConfig *oci_config_free(OciConfig *c)
         free(c->cgroups_path);
         free(c->resources.cpuset_cpus);
         free(c->resources.cpuset_mems);
+        free(c->resources.devices);
+        for (size_t i = 0; i < c->resources.n_hugepage_limits; i++)
+                free(c->resources.hugepage_limits[i].page_size);
+        free(c->resources.hugepage_limits);
+        for (size_t i = 0; i < c->resources.n_priorities; i++)
+                free(c->resources.priorities[i].name);
+        free(c->resources.priorities);
         strv_free(c->resources.unified_keys);
         strv_free(c->resources.unified_values);
         strv_free(c->resources.ignored);

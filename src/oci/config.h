@@ -110,8 +110,29 @@ typedef struct OciDevice {
         gid_t gid;
 } OciDevice;
 
-/* linux.resources: the parts cella maps onto its cgroups (CgroupLimits); the rest is
- * kept as given so that `cella-oci` can say which it ignored. */
+/* linux.resources.devices[]: a device cgroup rule (config-linux.md "Device allowlist"). */
+typedef struct OciDeviceRule {
+        bool allow;
+        char type;      /* 'a' (the default), 'c', 'b' */
+        int64_t major;  /* -1: any (absent) */
+        int64_t minor;  /* -1: any */
+        char access[4]; /* subset of "rwm"; absent: "rwm" */
+} OciDeviceRule;
+
+/* linux.resources.hugepageLimits[] */
+typedef struct OciHugepageLimit {
+        char *page_size; /* "2MB" */
+        uint64_t limit;  /* bytes */
+} OciHugepageLimit;
+
+/* linux.resources.network.priorities[] */
+typedef struct OciIfPriority {
+        char *name;
+        uint32_t priority;
+} OciIfPriority;
+
+/* linux.resources: the parts cella maps onto its cgroups (CgroupLimits, CgroupResources);
+ * the rest is kept as given so that `cella-oci` can say which it ignored. */
 typedef struct OciResources {
         int64_t memory_limit; /* bytes; 0: none (-1 in the file: unlimited, also 0 here) */
         int64_t memory_swap;  /* memory+swap bytes; 0: none */
@@ -120,6 +141,21 @@ typedef struct OciResources {
         uint64_t cpu_period;  /* microseconds; 0: default */
         uint64_t cpu_shares;  /* v1 shares (2..262144); 0: none */
         char *cpuset_cpus, *cpuset_mems;
+        int64_t memory_reservation; /* bytes; 0: none (-1: none either) */
+        bool swappiness_set;
+        uint64_t swappiness; /* 0..100 */
+        bool disable_oom_killer;
+        bool memory_kernel_set, memory_kernel_tcp_set; /* deprecated: noted, not applied */
+        bool devices_set; /* linux.resources.devices was given (even empty) */
+        OciDeviceRule *devices;
+        size_t n_devices;
+        uint64_t blkio_weight; /* 10..1000; 0: none */
+        OciHugepageLimit *hugepage_limits;
+        size_t n_hugepage_limits;
+        bool classid_set;
+        uint32_t classid;
+        OciIfPriority *priorities;
+        size_t n_priorities;
         char **unified_keys; /* linux.resources.unified: keys and values side by side */
         char **unified_values;
         size_t n_unified;

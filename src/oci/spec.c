@@ -471,7 +471,8 @@ static int build_devices(Builder *x, bool cella)
                 /* The runtime makes the default devices itself. */
                 if (at_default_path)
                         continue;
-                /* No device cgroup guards the nodes (docs/oci.md): under policy cella only
+                /* A device cgroup guards the nodes only on a v1 host and only when
+                 * linux.resources.devices has rules (docs/oci.md): under policy cella only
                  * fifos and nodes of the default devices' kinds are made. */
                 if (cella && type != 'p' && !is_default)
                         return fail(x, -EINVAL, path,
@@ -824,7 +825,8 @@ static int build_caps(Builder *x, bool cella, bool host_userns)
                                     .permitted = oc->permitted,
                                     .inheritable = oc->inheritable,
                                     .ambient = oc->ambient};
-                /* No device cgroup guards device nodes (docs/oci.md): in the host's user
+                /* A device cgroup guards device nodes only on a v1 host with the config's
+                 * rules (docs/oci.md; runc's defaults allow mknod of any): in the host's user
                  * namespace CAP_MKNOD could make a node of any device. */
                 if (host_userns && (all & mknod)) {
                         sc->bounding &= ~mknod;
@@ -832,8 +834,9 @@ static int build_caps(Builder *x, bool cella, bool host_userns)
                         sc->permitted &= ~mknod;
                         sc->inheritable &= ~mknod;
                         sc->ambient &= ~mknod;
-                        r = note(x, "process.capabilities: CAP_MKNOD dropped: no device cgroup "
-                                    "guards device nodes");
+                        r = note(x, "process.capabilities: CAP_MKNOD dropped: a device cgroup "
+                                    "guards device nodes only on cgroup v1 with "
+                                    "linux.resources.devices rules");
                         if (r < 0)
                                 return r;
                 }
@@ -1018,6 +1021,94 @@ static int build_process(Builder *x)
 
 /* ---- resources ------------------------------------------------------------------------- */
 
+/* linux.resources beyond CgroupLimits into b->resources (cgroup.h, CgroupResources):
+ * applied as runc applies them; what the host lacks is refused when the container's
+ * cgroup is made (cgroup_resources_check(), cella-oci create). */
+static int build_resources(Builder *x)
+{
+        const OciResources *res = &x->c->resources;
+        CgroupResources *cr = &x->b->resources;
+        int r;
+
+        /* The same clamp as cpu_weight's (build_limits()). */
+        if (res->cpu_shares)
+                cr->cpu_shares = res->cpu_shares < CPU_SHARES_MIN   ? CPU_SHARES_MIN
+                                 : res->cpu_shares > CPU_SHARES_MAX ? CPU_SHARES_MAX
+                                                                    : res->cpu_shares;
+        if ((r = own(x, res->cpuset_cpus, &cr->cpuset_cpus)) < 0 ||
+            (r = own(x, res->cpuset_mems, &cr->cpuset_mems)) < 0)
+                return r;
+        cr->memory_low = (uint64_t)res->memory_reservation;
+        cr->swappiness_set = res->swappiness_set;
+        cr->swappiness = res->swappiness;
+        cr->oom_kill_disable = res->disable_oom_killer;
+        if (res->memory_kernel_set &&
+            (r = note(x, "linux.resources.memory.kernel: not applied: deprecated (runc "
+                         "ignores it too; Linux 6.x has no kmem limit)")) < 0)
+                return r;
+        if (res->memory_kernel_tcp_set &&
+            (r = note(x, "linux.resources.memory.kernelTCP: not applied: deprecated")) < 0)
+                return r;
+        cr->blkio_weight = res->blkio_weight;
+        cr->devices_set = res->devices_set;
+        if (res->n_devices) {
+                x->b->device_rules = calloc(res->n_devices, sizeof(CgroupDeviceRule));
+                if (!x->b->device_rules)
+                        return oom(x);
+                for (size_t i = 0; i < res->n_devices; i++) {
+                        const OciDeviceRule *d = &res->devices[i];
+                        CgroupDeviceRule *o = &x->b->device_rules[i];
+
+                        *o = (CgroupDeviceRule){.allow = d->allow,
+                                                .type = d->type,
+                                                .major = d->major,
+                                                .minor = d->minor};
+                        memcpy(o->access, d->access, sizeof o->access);
+                }
+                cr->devices = x->b->device_rules;
+                cr->n_devices = res->n_devices;
+        }
+        if (res->n_hugepage_limits) {
+                x->b->hugetlb = calloc(res->n_hugepage_limits, sizeof(CgroupHugetlbLimit));
+                if (!x->b->hugetlb)
+                        return oom(x);
+                for (size_t i = 0; i < res->n_hugepage_limits; i++) {
+                        x->b->hugetlb[i].limit = res->hugepage_limits[i].limit;
+                        r = own(x, res->hugepage_limits[i].page_size, &x->b->hugetlb[i].page_size);
+                        if (r < 0)
+                                return r;
+                }
+                cr->hugetlb = x->b->hugetlb;
+                cr->n_hugetlb = res->n_hugepage_limits;
+        }
+        cr->net_cls_classid_set = res->classid_set;
+        cr->net_cls_classid = res->classid;
+        if (res->n_priorities) {
+                x->b->ifpriority = calloc(res->n_priorities, sizeof(CgroupIfPriority));
+                if (!x->b->ifpriority)
+                        return oom(x);
+                for (size_t i = 0; i < res->n_priorities; i++) {
+                        x->b->ifpriority[i].priority = res->priorities[i].priority;
+                        r = own(x, res->priorities[i].name, &x->b->ifpriority[i].ifname);
+                        if (r < 0)
+                                return r;
+                }
+                cr->ifpriority = x->b->ifpriority;
+                cr->n_ifpriority = res->n_priorities;
+        }
+        if (res->n_unified) {
+                x->b->unified_keys = strv_copy(res->unified_keys);
+                x->b->unified_values = strv_copy(res->unified_values);
+                if (!x->b->unified_keys || !x->b->unified_values)
+                        return oom(x);
+                cr->unified_keys = x->b->unified_keys;
+                cr->unified_values = x->b->unified_values;
+                cr->n_unified = res->n_unified;
+        }
+        x->b->spec.limits.resources = cr;
+        return 0;
+}
+
 static int build_limits(Builder *x)
 {
         const OciResources *res = &x->c->resources;
@@ -1052,14 +1143,9 @@ static int build_limits(Builder *x)
             (r = note(x, "linux.resources.memory.swap: not applied: cella gives a container no "
                          "swap")) < 0)
                 return r;
-        if (res->cpuset_cpus && (r = note(x, "linux.resources.cpu.cpus: not applied")) < 0)
+        r = build_resources(x);
+        if (r < 0)
                 return r;
-        if (res->cpuset_mems && (r = note(x, "linux.resources.cpu.mems: not applied")) < 0)
-                return r;
-        for (size_t i = 0; i < res->n_unified; i++)
-                if ((r = note(x, "linux.resources.unified[\"%s\"]: not applied",
-                              res->unified_keys[i])) < 0)
-                        return r;
         STRV_FOREACH (k, res->ignored)
                 if ((r = note(x, "%s: not applied", *k)) < 0)
                         return r;
@@ -1211,5 +1297,10 @@ void oci_spec_build_done(OciSpecBuild *b)
         strv_free(b->strings);
         seccomp_program_free(b->seccomp);
         strv_free(b->notes);
+        free(b->device_rules);
+        free(b->hugetlb);
+        free(b->ifpriority);
+        strv_free(b->unified_keys);
+        strv_free(b->unified_values);
         *b = (OciSpecBuild){0};
 }

@@ -68,6 +68,13 @@ typedef struct OciSpecBuild {
         char **masked_paths, **readonly_paths;
         char **strings; /* copies of every other string the spec points to */
         SeccompProgram *seccomp;
+        /* linux.resources beyond CgroupLimits (spec.limits.resources points here when
+         * the config sets any) and the arrays it points into. */
+        CgroupResources resources;
+        CgroupDeviceRule *device_rules;
+        CgroupHugetlbLimit *hugetlb;
+        CgroupIfPriority *ifpriority;
+        char **unified_keys, **unified_values;
         /* What the policy changed or refused to honour, one line each, for the log and
          * the audit record ("process.capabilities: CAP_SYS_ADMIN dropped (policy
          * cella)"); NULL-terminated. */

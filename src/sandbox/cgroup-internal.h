@@ -73,6 +73,14 @@ typedef enum CgroupSlot {
         CGROUP_SLOT_CPUACCT,
         CGROUP_SLOT_FREEZER,
         CGROUP_SLOT_UNIFIED, /* the cgroup2 hierarchy (pure v2, or hybrid's "unified") */
+        /* Only with cgroup_manager_add_controllers() (cella-oci): on v1 and hybrid
+         * their v1 hierarchies; on pure v2 the cgroup2 one (-1 until added). */
+        CGROUP_SLOT_CPUSET,
+        CGROUP_SLOT_DEVICES,
+        CGROUP_SLOT_BLKIO,
+        CGROUP_SLOT_NET_CLS,
+        CGROUP_SLOT_NET_PRIO,
+        CGROUP_SLOT_HUGETLB,
         _CGROUP_SLOT_MAX,
 } CgroupSlot;
 
@@ -94,10 +102,13 @@ struct CgroupManager {
         CgroupHierarchy hier[_CGROUP_SLOT_MAX]; /* distinct hierarchies, n_hier of them */
         size_t n_hier;
         int slot[_CGROUP_SLOT_MAX]; /* index into hier, -1 when the backend does not use it */
-        char *owner_tag; /* the "@<owner>" of new leaves (cgroup_manager_set_owner()); NULL:
-                            "@<pid>" */
-        char **adopted;  /* names of leaves open by cgroup_open(): no sweep removes them */
-        char *path;      /* cgroup_manager_set_path(): every leaf is exactly this; NULL: none */
+        char *owner_tag;  /* the "@<owner>" of new leaves (cgroup_manager_set_owner()); NULL:
+                             "@<pid>" */
+        char **adopted;   /* names of leaves open by cgroup_open(): no sweep removes them */
+        char *path;       /* cgroup_manager_set_path(): every leaf is exactly this; NULL: none */
+        char *fs_root;    /* where the hierarchies are mounted: "/sys/fs/cgroup" */
+        char *parent_arg; /* cgroup_manager_new()'s parent, normalized; NULL: the default */
+        unsigned extra;   /* CGROUP_CTRL_* added by cgroup_manager_add_controllers() */
 };
 
 struct Cgroup {
@@ -196,6 +207,21 @@ uint64_t cgroup_weight_to_shares(uint64_t weight);
  * processes and is not the root).
  */
 int cgroup_v2_enable_controllers(const char *dir);
+
+/* cgroup_v2_enable_controllers() that also enables the cgroup2 controllers of the
+ * CGROUP_CTRL_* in extra (cpuset, io, hugetlb; the others have none on cgroup2). */
+int cgroup_v2_enable_controllers_extra(const char *dir, unsigned extra);
+
+/* The slot of ctrl, exactly one CGROUP_CTRL_* bit. */
+CgroupSlot cgroup_ctrl_slot(unsigned ctrl);
+
+/*
+ * v1 cpuset: a new cgroup has empty cpuset.cpus and cpuset.mems, and no task can join
+ * it until they are set (kernel Documentation/admin-guide/cgroup-v1/cpusets.rst 1.7;
+ * runc's cpuset.go ensureParent() copies them from the parent): copies the parent's
+ * into dir where dir's are empty. Returns 0 or -errno.
+ */
+int cgroup_v1_cpuset_inherit(const char *dir);
 
 /* The v1 limit and stats code, shared by the v1 and hybrid backends (cgroup-v1.c). */
 int cgroup_v1_set_limits(Cgroup *cg, const CgroupLimits *limits);

@@ -26,8 +26,19 @@ static const char *const v2_controllers[] = {"memory", "pids", "cpu"};
  */
 int cgroup_v2_enable_controllers(const char *dir)
 {
+        return cgroup_v2_enable_controllers_extra(dir, 0);
+}
+
+int cgroup_v2_enable_controllers_extra(const char *dir, unsigned extra)
+{
+        static const struct {
+                unsigned bit;
+                const char *name;
+        } extras[] = {{CGROUP_CTRL_CPUSET, "cpuset"},
+                      {CGROUP_CTRL_BLKIO, "io"},
+                      {CGROUP_CTRL_HUGETLB, "hugetlb"}};
         _cleanup_free_ char *avail = NULL, *enabled = NULL;
-        char buf[64] = "";
+        char buf[96] = "";
         size_t n = 0;
         int r;
 
@@ -41,6 +52,14 @@ int cgroup_v2_enable_controllers(const char *dir)
                 const char *c = v2_controllers[i];
 
                 if (!cgroup_list_contains(avail, " \n", c) ||
+                    cgroup_list_contains(enabled, " \n", c))
+                        continue;
+                n += (size_t)snprintf(buf + n, sizeof buf - n, "%s+%s", n ? " " : "", c);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(extras); i++) {
+                const char *c = extras[i].name;
+
+                if (!(extra & extras[i].bit) || !cgroup_list_contains(avail, " \n", c) ||
                     cgroup_list_contains(enabled, " \n", c))
                         continue;
                 n += (size_t)snprintf(buf + n, sizeof buf - n, "%s+%s", n ? " " : "", c);

@@ -37,10 +37,31 @@
 
 /* The v1 controllers the backends use, in slot order. */
 static const char *const slot_names[_CGROUP_SLOT_MAX] = {
-        [CGROUP_SLOT_MEMORY] = "memory",   [CGROUP_SLOT_PIDS] = "pids",
-        [CGROUP_SLOT_CPU] = "cpu",         [CGROUP_SLOT_CPUACCT] = "cpuacct",
-        [CGROUP_SLOT_FREEZER] = "freezer", [CGROUP_SLOT_UNIFIED] = "",
+        [CGROUP_SLOT_MEMORY] = "memory",     [CGROUP_SLOT_PIDS] = "pids",
+        [CGROUP_SLOT_CPU] = "cpu",           [CGROUP_SLOT_CPUACCT] = "cpuacct",
+        [CGROUP_SLOT_FREEZER] = "freezer",   [CGROUP_SLOT_UNIFIED] = "",
+        [CGROUP_SLOT_CPUSET] = "cpuset",     [CGROUP_SLOT_DEVICES] = "devices",
+        [CGROUP_SLOT_BLKIO] = "blkio",       [CGROUP_SLOT_NET_CLS] = "net_cls",
+        [CGROUP_SLOT_NET_PRIO] = "net_prio", [CGROUP_SLOT_HUGETLB] = "hugetlb",
 };
+
+CgroupSlot cgroup_ctrl_slot(unsigned ctrl)
+{
+        switch (ctrl) {
+        case CGROUP_CTRL_CPUSET:
+                return CGROUP_SLOT_CPUSET;
+        case CGROUP_CTRL_DEVICES:
+                return CGROUP_SLOT_DEVICES;
+        case CGROUP_CTRL_BLKIO:
+                return CGROUP_SLOT_BLKIO;
+        case CGROUP_CTRL_NET_CLS:
+                return CGROUP_SLOT_NET_CLS;
+        case CGROUP_CTRL_NET_PRIO:
+                return CGROUP_SLOT_NET_PRIO;
+        default:
+                return CGROUP_SLOT_HUGETLB;
+        }
+}
 
 static void closedirp(DIR **d)
 {
@@ -473,6 +494,7 @@ static int path_parents_make(const CgroupManager *m, size_t i)
         _cleanup_free_ char *dir = NULL;
         size_t blen = strlen(base);
         bool enable = m->mode == CGROUP_MODE_V2;
+        bool cpuset = !m->hier[i].unified && m->slot[CGROUP_SLOT_CPUSET] == (int)i;
         char *slash;
         int r;
 
@@ -482,18 +504,22 @@ static int path_parents_make(const CgroupManager *m, size_t i)
         if (dir[strlen(dir) - 1] == '/')
                 dir[strlen(dir) - 1] = 0;
         r = cgroup_mkdir(base); /* a manager's parent that is not there yet */
+        if (r >= 0 && cpuset)
+                r = cgroup_v1_cpuset_inherit(base);
         if (r < 0)
                 return r;
         if (enable) {
-                r = cgroup_v2_enable_controllers(base);
+                r = cgroup_v2_enable_controllers_extra(base, m->extra);
                 if (r < 0)
                         return r;
         }
         for (char *p = dir + blen + 1; (slash = strchr(p, '/')); p = slash + 1) {
                 *slash = 0;
                 r = cgroup_mkdir(dir);
+                if (r >= 0 && cpuset)
+                        r = cgroup_v1_cpuset_inherit(dir);
                 if (r >= 0 && enable)
-                        r = cgroup_v2_enable_controllers(dir);
+                        r = cgroup_v2_enable_controllers_extra(dir, m->extra);
                 *slash = '/';
                 if (r < 0)
                         return r;
@@ -520,6 +546,11 @@ static int create_some(Cgroup *cg, bool unified, bool exclusive)
                 else if (errno != EEXIST || exclusive) {
                         r = negative_errno();
                         break;
+                }
+                if (!unified && m->slot[CGROUP_SLOT_CPUSET] == (int)i) {
+                        r = cgroup_v1_cpuset_inherit(cg->leaf[i]);
+                        if (r < 0)
+                                break;
                 }
         }
         if (r < 0)
@@ -974,6 +1005,8 @@ CgroupManager *cgroup_manager_free(CgroupManager *m)
         strv_free(m->adopted);
         free(m->owner_tag);
         free(m->path);
+        free(m->fs_root);
+        free(m->parent_arg);
         free(m);
         return NULL;
 }
@@ -1006,6 +1039,9 @@ int cgroup_manager_new(const char *fs_root, CgroupMode mode, const char *parent,
         if (!m)
                 return -ENOMEM;
         m->mode = mode;
+        m->fs_root = strdup(fs_root);
+        if (!m->fs_root || (norm && !(m->parent_arg = strdup(norm))))
+                return -ENOMEM;
         for (CgroupSlot s = 0; s < _CGROUP_SLOT_MAX; s++)
                 m->slot[s] = -1;
 
@@ -1018,7 +1054,8 @@ int cgroup_manager_new(const char *fs_root, CgroupMode mode, const char *parent,
                 r = hierarchy_add(m, &pc, fs_root, true, NULL, norm, &i);
                 if (r < 0)
                         return r;
-                for (CgroupSlot s = 0; s < _CGROUP_SLOT_MAX; s++)
+                /* The others once added (cgroup_manager_add_controllers()). */
+                for (CgroupSlot s = 0; s <= CGROUP_SLOT_UNIFIED; s++)
                         m->slot[s] = i;
                 m->ops = &cgroup_v2_ops;
                 break;
@@ -1061,6 +1098,66 @@ int cgroup_manager_new(const char *fs_root, CgroupMode mode, const char *parent,
                 return -EINVAL;
         }
         *ret = TAKE_PTR(m);
+        return 0;
+}
+
+int cgroup_manager_add_controllers(CgroupManager *m, unsigned ctrls, unsigned *ret_missing)
+{
+        _cleanup_(proc_cache_done) ProcCache pc = {};
+        _cleanup_free_ char *avail = NULL;
+        unsigned missing = 0;
+        int r;
+
+        if (!m || (ctrls & ~CGROUP_CTRL_ALL))
+                return -EINVAL;
+        if (m->mode == CGROUP_MODE_V2) {
+                /* One hierarchy: a controller's slot is it once the root offers the
+                 * controller (devices has no cgroup2 controller: its eBPF program needs
+                 * none, and cella-oci loads none). */
+                r = cgroup_read_knob(m->hier[m->slot[CGROUP_SLOT_UNIFIED]].mount,
+                                     "cgroup.controllers", &avail);
+                if (r < 0)
+                        return r;
+                for (unsigned bit = 1; bit & CGROUP_CTRL_ALL; bit <<= 1) {
+                        const char *c = bit == CGROUP_CTRL_CPUSET    ? "cpuset"
+                                        : bit == CGROUP_CTRL_BLKIO   ? "io"
+                                        : bit == CGROUP_CTRL_HUGETLB ? "hugetlb"
+                                                                     : NULL;
+
+                        if (!(ctrls & bit))
+                                continue;
+                        if (bit == CGROUP_CTRL_DEVICES ||
+                            (c && cgroup_list_contains(avail, " \n", c))) {
+                                m->extra |= bit;
+                                m->slot[cgroup_ctrl_slot(bit)] = m->slot[CGROUP_SLOT_UNIFIED];
+                        } else
+                                missing |= bit;
+                }
+        } else {
+                /* The manager's parent was given, or is the process's cgroup in each
+                 * hierarchy (hierarchy_add()); an exact absolute path ignores it. */
+                for (unsigned bit = 1; bit & CGROUP_CTRL_ALL; bit <<= 1) {
+                        CgroupSlot s = cgroup_ctrl_slot(bit);
+                        _cleanup_free_ char *p = NULL;
+
+                        if (!(ctrls & bit) || m->slot[s] >= 0)
+                                continue;
+                        r = find_v1_hierarchy(m->fs_root, slot_names[s], &p);
+                        if (r == -ENOENT) {
+                                missing |= bit;
+                                continue;
+                        }
+                        if (r < 0)
+                                return r;
+                        r = hierarchy_add(m, &pc, p, false, slot_names[s], m->parent_arg,
+                                          &m->slot[s]);
+                        if (r < 0)
+                                return r;
+                        m->extra |= bit;
+                }
+        }
+        if (ret_missing)
+                *ret_missing = missing;
         return 0;
 }
 
@@ -1367,6 +1464,23 @@ int cgroup_manager_set_path(CgroupManager *m, const char *path)
         return 0;
 }
 
+int cgroup_manager_path_busy(CgroupManager *m)
+{
+        if (!m || !m->path)
+                return -EINVAL;
+        for (size_t i = 0; i < m->n_hier; i++) {
+                _cleanup_free_ char *dir = NULL;
+                pid_t pid;
+
+                if (asprintf(&dir, "%s/%s", cgroup_path_base(m, i), m->path + (m->path[0] == '/')) <
+                    0)
+                        return -ENOMEM;
+                if (cgroup_read_procs(dir, &pid, 1) > 0)
+                        return 1;
+        }
+        return 0;
+}
+
 int cgroup_new_unified(CgroupManager *m, const char *label, Cgroup **ret)
 {
         _cleanup_(cgroup_freep) Cgroup *cg = NULL;
@@ -1655,6 +1769,8 @@ int cgroup_new(CgroupManager *m, const char *label, Cgroup **ret)
  */
 int cgroup_set_limits(Cgroup *cg, const CgroupLimits *limits)
 {
+        int r;
+
         if (!cg || !limits)
                 return -EINVAL;
         if (limits->cpu_weight != 0 &&
@@ -1665,7 +1781,10 @@ int cgroup_set_limits(Cgroup *cg, const CgroupLimits *limits)
                 return -EINVAL;
         if (limits->cpu_quota_us != 0 && limits->cpu_quota_us < CGROUP_CPU_QUOTA_MIN_US)
                 return -EINVAL;
-        return cg->manager->ops->set_limits(cg, limits);
+        r = cg->manager->ops->set_limits(cg, limits);
+        if (r >= 0 && limits->resources)
+                r = cgroup_apply_resources(cg, limits->resources, NULL);
+        return r;
 }
 
 /*

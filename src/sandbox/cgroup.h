@@ -12,6 +12,10 @@
  *   hybrid  limits through the v1 controllers, plus a leaf in the (controller-less)
  *           v2 hierarchy for cgroup.freeze, cgroup.kill, cgroup.events and PSI.
  *
+ * An OCI runtime (cella-oci) adds the cpuset, devices, blkio, net_cls, net_prio and
+ * hugetlb hierarchies (v2: the cpuset, io and hugetlb controllers) and their knobs
+ * (cgroup_manager_add_controllers(), CgroupResources); cella's own apps never use them.
+ *
  * Layout: every app gets a leaf named "<label>@<owner pid>" under cella's root in
  * each hierarchy it uses. The root is "<parent>/cella", where parent defaults to the
  * cgroup the calling process is in for that hierarchy (read from /proc/self/cgroup),
@@ -36,6 +40,73 @@ typedef enum CgroupMode {
         CGROUP_MODE_HYBRID,
 } CgroupMode;
 
+/*
+ * The controllers beyond cella's own (memory, pids, cpu, cpuacct, freezer) that an OCI
+ * runtime needs (cgroup_manager_add_controllers()).
+ */
+#define CGROUP_CTRL_CPUSET   (1u << 0)
+#define CGROUP_CTRL_DEVICES  (1u << 1)
+#define CGROUP_CTRL_BLKIO    (1u << 2) /* "io" on cgroup2 */
+#define CGROUP_CTRL_NET_CLS  (1u << 3) /* v1 only */
+#define CGROUP_CTRL_NET_PRIO (1u << 4) /* v1 only */
+#define CGROUP_CTRL_HUGETLB  (1u << 5)
+#define CGROUP_CTRL_ALL      ((1u << 6) - 1)
+
+/* One device cgroup rule (kernel Documentation/admin-guide/cgroup-v1/devices.rst). */
+typedef struct CgroupDeviceRule {
+        bool allow;     /* devices.allow, else devices.deny */
+        char type;      /* 'a' (all), 'c', 'b' */
+        int64_t major;  /* -1: any ("*") */
+        int64_t minor;  /* -1: any */
+        char access[4]; /* a non-empty subset of "rwm", NUL-terminated */
+} CgroupDeviceRule;
+
+/* A hugetlb limit: page_size as the kernel names it ("2MB", "1GB"), limit in bytes. */
+typedef struct CgroupHugetlbLimit {
+        const char *page_size;
+        uint64_t limit;
+} CgroupHugetlbLimit;
+
+/* A net_prio.ifpriomap entry. */
+typedef struct CgroupIfPriority {
+        const char *ifname;
+        uint32_t priority;
+} CgroupIfPriority;
+
+/*
+ * The OCI runtime's knobs (config-linux.md "Control groups", as runc writes them),
+ * beyond CgroupLimits; each unset one is left alone. Each needs its controller added
+ * to the manager (cgroup_manager_add_controllers()) and is checked against the host
+ * by cgroup_resources_check().
+ */
+typedef struct CgroupResources {
+        /* v1 cpu.shares as given (2..262144), written over the one CgroupLimits'
+         * cpu_weight maps to, which the round trip through the v2 scale rounds (1024
+         * would read back 399); v2 keeps that cpu_weight. 0: none. */
+        uint64_t cpu_shares;
+        const char *cpuset_cpus, *cpuset_mems; /* "0-1,3"; NULL: the parent's */
+        uint64_t memory_low;                   /* bytes (v1 soft_limit_in_bytes, v2 memory.low) */
+        bool swappiness_set;
+        uint64_t swappiness;   /* 0..100, v1 memory.swappiness (v2 has none: not written) */
+        bool oom_kill_disable; /* v1 memory.oom_control = 1 (v2 has none: not written) */
+        uint64_t blkio_weight; /* 10..1000 (v1 scale); 0: none */
+        const CgroupHugetlbLimit *hugetlb;
+        size_t n_hugetlb;
+        bool net_cls_classid_set;
+        uint32_t net_cls_classid;
+        const CgroupIfPriority *ifpriority;
+        size_t n_ifpriority;
+        /* devices_set: "a" is denied first, then rules in order, then
+         * CGROUP_DEFAULT_DEVICE_RULES (v1 devices controller; cgroup2 needs an eBPF
+         * program, which cella does not load: not enforced there). */
+        bool devices_set;
+        const CgroupDeviceRule *devices;
+        size_t n_devices;
+        char *const *unified_keys; /* cgroup2 files of the leaf and their values */
+        char *const *unified_values;
+        size_t n_unified;
+} CgroupResources;
+
 /* Limits to apply; a 0 field leaves that knob at the kernel default (unlimited). */
 typedef struct CgroupLimits {
         uint64_t memory_max;    /* bytes; also caps swap (v2 memory.swap.max=0, v1 memsw) */
@@ -43,6 +114,7 @@ typedef struct CgroupLimits {
         uint64_t cpu_quota_us;  /* CPU time per period, microseconds */
         uint64_t cpu_period_us; /* period, microseconds; 0 = 100000 (the kernel default) */
         uint64_t cpu_weight;    /* 1..10000 on the v2 scale (default 100); v1 maps to cpu.shares */
+        const CgroupResources *resources; /* NULL: none (cella's own apps) */
 } CgroupLimits;
 
 typedef struct CgroupStats {
@@ -222,6 +294,53 @@ int cgroup_manager_set_owner(CgroupManager *m, const char *tag);
 int cgroup_manager_set_path(CgroupManager *m, const char *path);
 
 /*
+ * Makes m use the controllers in ctrls (CGROUP_CTRL_*) too, for an OCI runtime: on v1
+ * and hybrid their v1 hierarchies (leaves are made, joined and removed there as in
+ * the others; a v1 cpuset leaf and the parents made for it get the parent's
+ * cpuset.cpus and cpuset.mems), on pure v2 the cpuset, io and hugetlb controllers
+ * enabled down to the leaf. Call before any Cgroup is made from m. A controller the
+ * host lacks is left out and its bit set in *ret_missing (may be NULL). Returns 0,
+ * -EINVAL, -ENOMEM, or -errno reading the mounts.
+ */
+int cgroup_manager_add_controllers(CgroupManager *m, unsigned ctrls, unsigned *ret_missing);
+
+/*
+ * With cgroup_manager_set_path(): whether the exact path holds a process in any
+ * hierarchy m uses (its cgroup.procs lists one), where it exists: a cgroup that is
+ * someone else's (a service's, another container's). Hierarchies where the path is
+ * missing count as empty. Returns 1, 0, -EINVAL (no exact path), -ENOMEM.
+ */
+int cgroup_manager_path_busy(CgroupManager *m);
+
+/*
+ * Whether the host can apply res through m (controllers added, knob files present on
+ * the hierarchy: blkio.weight or blkio.bfq.weight, hugetlb.<size>.limit_in_bytes, ...;
+ * swappiness and oom_kill_disable pass on pure v2, which has no such knob and where
+ * they are not written: the caller says so;
+ * unified keys only on pure v2, none with "/" or "..", none of the cgroup.* files that
+ * move tasks or change the tree). Returns 0, or -EOPNOTSUPP / -EINVAL with err naming
+ * the knob ("linux.resources.blockIO.weight: ...").
+ */
+int cgroup_resources_check(CgroupManager *m, const CgroupResources *res, char *err, size_t errlen);
+
+/*
+ * Writes res into cg's leaves (cgroup_set_limits() does it too, for limits->resources),
+ * after cgroup_resources_check(). ret_knob (may be NULL): the name of the file of the
+ * last write tried ("cpuset.cpus"), for the error of one that failed (the kernel's
+ * -EINVAL or -ERANGE for a CPU the parent lacks). Returns 0 or that write's -errno.
+ */
+int cgroup_apply_resources(Cgroup *cg, const CgroupResources *res, const char **ret_knob);
+
+/*
+ * The device rules runc adds after a container's own (libcontainer/specconv
+ * AllowedDevices): mknod of any character or block device (the node still needs
+ * CAP_MKNOD), and rwm of /dev/null, zero, full, random, urandom, tty, console, ptmx,
+ * the pty slaves (136:*) and net/tun.
+ */
+extern const CgroupDeviceRule cgroup_default_device_rules[];
+extern const size_t cgroup_n_default_device_rules;
+
+/*
  * A handle for the existing leaf name ("<label>@<owner pid or tag>", as
  * cgroup_name() of the Cgroup that made it), in every hierarchy m uses; nothing is
  * created. For a kernel adopting a sandbox an earlier one made (sandbox_adopt()).
@@ -325,7 +444,7 @@ Cgroup *cgroup_destroy(Cgroup *cg);
  *   parent writing the child's pid to cgroup.procs cost 7-15 ms on this host,
  *   against 0.4 ms for the self-move.
  */
-#define CGROUP_JOIN_MAX_V1 8
+#define CGROUP_JOIN_MAX_V1 12
 
 typedef struct CgroupJoin {
         int unified_fd;                 /* -EBADF when there is no cgroup2 leaf */

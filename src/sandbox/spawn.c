@@ -1430,7 +1430,10 @@ static int send_cgroup(Cgroup *cg, pid_t pid, CgroupEntry entry, int ctl, const 
                 r = entry == CGROUP_ENTRY_DONE ? 0 : cgroup_new_rest(cg);
                 if (r < 0)
                         return sandbox_fail(err, SANDBOX_STEP_CGROUP, r, "create the v1 cgroups");
-                r = cgroup_set_limits(cg, limits);
+                CgroupLimits own = *limits;
+
+                own.resources = NULL;
+                r = cgroup_set_limits(cg, &own);
                 if (r == -ENOENT)
                         /* The one optional-looking file cella insists on (cgroup-v1.c). */
                         return sandbox_fail(err, SANDBOX_STEP_CGROUP, r,
@@ -1440,6 +1443,15 @@ static int send_cgroup(Cgroup *cg, pid_t pid, CgroupEntry entry, int ctl, const 
                                             "limit, needs the kernel's memory accounting)");
                 if (r < 0)
                         return sandbox_fail(err, SANDBOX_STEP_CGROUP, r, "set cgroup limits");
+                if (limits->resources) {
+                        const char *knob = NULL;
+
+                        r = cgroup_apply_resources(cg, limits->resources, &knob);
+                        if (r < 0)
+                                return sandbox_fail(err, SANDBOX_STEP_CGROUP, r,
+                                                    "write the cgroup file %s",
+                                                    knob ? knob : "(none)");
+                }
                 /* The baseline now, not once the spawn returns: until MSG_CGROUP the
                  * child is in no v1 leaf and, in the cgroup2 one (CLONE_INTO_CGROUP),
                  * waits for this message before it runs anything of the app; by the

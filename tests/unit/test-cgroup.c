@@ -800,6 +800,168 @@ START_TEST(test_exact_path_fake)
 }
 END_TEST
 
+/* cella-oci's controllers (cgroup_manager_add_controllers()) and knobs
+ * (CgroupResources) on fake hybrid and v2 trees: the new hierarchies are used only
+ * when asked (cella's own apps keep theirs), a v1 cpuset leaf gets its parent's cpus
+ * and mems, each knob lands in its file, what the host lacks is refused naming the
+ * knob, and destroy removes the new leaves too. */
+START_TEST(test_oci_resources_fake)
+{
+        _cleanup_(rm_rfp) char *hyfs = fake_hybrid(), *v2fs = fake_v2();
+        _cleanup_(manager_freep) CgroupManager *own = NULL, *mh = NULL, *m2 = NULL;
+        Cgroup *cg = NULL;
+        char err[256];
+        unsigned missing = 0;
+        const char *extra[] = {"cpuset", "devices", "blkio"};
+        const CgroupDeviceRule rules[] = {{false, 'a', -1, -1, "rwm"}, {true, 'c', 1, 3, "rwm"}};
+        const CgroupHugetlbLimit huge = {"2MB", 1 << 21};
+        char *ukeys[] = {(char *)"memory.high", NULL}, *uvals[] = {(char *)"1000000", NULL};
+        char *bad_keys[] = {(char *)"../x.y", NULL};
+        CgroupResources res = {.cpu_shares = 1024,
+                               .cpuset_cpus = "1",
+                               .memory_low = 4096,
+                               .swappiness_set = true,
+                               .swappiness = 10,
+                               .oom_kill_disable = true,
+                               .blkio_weight = 300,
+                               .devices_set = true,
+                               .devices = rules,
+                               .n_devices = ELEMENTSOF(rules)};
+        CgroupLimits lim = {.resources = &res};
+
+        for (size_t i = 0; i < ELEMENTSOF(extra); i++) {
+                mkdirf("%s/%s", hyfs, extra[i]);
+                writef("", "%s/%s/cgroup.procs", hyfs, extra[i]);
+        }
+        writef("0-3\n", "%s/cpuset/cpuset.cpus", hyfs);
+        writef("0\n", "%s/cpuset/cpuset.mems", hyfs);
+        writef("60\n", "%s/memory/memory.swappiness", hyfs);
+        writef("oom_kill_disable 0\n", "%s/memory/memory.oom_control", hyfs);
+        writef("100\n", "%s/blkio/blkio.bfq.weight", hyfs);
+
+        /* cella's own manager: none of the new hierarchies. */
+        ck_assert_int_eq(cgroup_manager_new(hyfs, CGROUP_MODE_AUTO, NULL, &own), 0);
+        ck_assert_int_eq(cgroup_new(own, "app", &cg), 0);
+        ck_assert_ptr_null(cgroup_path(cg, "cpuset"));
+        ck_assert(!existsf("%s/cpuset/cella", hyfs));
+        cg = cgroup_destroy(cg);
+
+        /* The container's: cpuset, devices, blkio; net_cls, net_prio, hugetlb missing. */
+        ck_assert_int_eq(cgroup_manager_new(hyfs, CGROUP_MODE_AUTO, NULL, &mh), 0);
+        ck_assert_int_eq(cgroup_manager_set_path(mh, "/ctr"), 0);
+        ck_assert_int_eq(cgroup_manager_add_controllers(mh, CGROUP_CTRL_ALL, &missing), 0);
+        ck_assert_uint_eq(missing,
+                          CGROUP_CTRL_NET_CLS | CGROUP_CTRL_NET_PRIO | CGROUP_CTRL_HUGETLB);
+        ck_assert_int_eq(cgroup_resources_check(mh, &res, err, sizeof err), 0);
+        /* A path that holds a process in one of the new hierarchies only is busy. */
+        ck_assert_int_eq(cgroup_manager_path_busy(mh), 0);
+        mkdirf("%s/cpuset/ctr", hyfs);
+        writef("1\n", "%s/cpuset/ctr/cgroup.procs", hyfs);
+        ck_assert_int_eq(cgroup_manager_path_busy(mh), 1);
+        writef("", "%s/cpuset/ctr/cgroup.procs", hyfs);
+        ck_assert_int_eq(cgroup_manager_path_busy(own), -EINVAL);
+        /* A real leaf has empty cpuset files at its mkdir; the fake's are made first. */
+        writef("", "%s/cpuset/ctr/cpuset.cpus", hyfs);
+        writef("", "%s/cpuset/ctr/cpuset.mems", hyfs);
+        for (const char *k = "memory.soft_limit_in_bytes\0memory.swappiness\0"
+                             "memory.oom_control\0";
+             *k; k += strlen(k) + 1) {
+                mkdirf("%s/memory/ctr", hyfs);
+                writef("", "%s/memory/ctr/%s", hyfs, k);
+        }
+        mkdirf("%s/devices/ctr", hyfs);
+        writef("", "%s/devices/ctr/devices.deny", hyfs);
+        writef("", "%s/devices/ctr/devices.allow", hyfs);
+        mkdirf("%s/cpu/ctr", hyfs);
+        writef("", "%s/cpu/ctr/cpu.shares", hyfs);
+        mkdirf("%s/blkio/ctr", hyfs);
+        writef("", "%s/blkio/ctr/blkio.bfq.weight", hyfs);
+        ck_assert_int_eq(cgroup_new(mh, "ignored", &cg), 0);
+        assert_file("0", "%s/cpuset/ctr/cpuset.mems", hyfs);
+        assert_file("0-3", "%s/cpuset/ctr/cpuset.cpus", hyfs);
+        writef("", "%s/cpuset/ctr/cpuset.cpus", hyfs); /* a fake file keeps "-3" */
+        ck_assert_int_eq(cgroup_set_limits(cg, &lim), 0);
+        assert_file("1", "%s/cpuset/ctr/cpuset.cpus", hyfs);
+        assert_file("1024", "%s/cpu/ctr/cpu.shares", hyfs);
+        assert_file("4096", "%s/memory/ctr/memory.soft_limit_in_bytes", hyfs);
+        assert_file("10", "%s/memory/ctr/memory.swappiness", hyfs);
+        assert_file("1", "%s/memory/ctr/memory.oom_control", hyfs);
+        assert_file("300", "%s/blkio/ctr/blkio.bfq.weight", hyfs);
+        assert_file("a", "%s/devices/ctr/devices.deny", hyfs);
+        /* The last rule written: runc's last default (a real file keeps the list). */
+        assert_file("c 10:200 rwm", "%s/devices/ctr/devices.allow", hyfs);
+
+        /* What the host lacks, or hybrid cannot take, is refused naming the knob. */
+        res = (CgroupResources){.hugetlb = &huge, .n_hugetlb = 1};
+        ck_assert_int_eq(cgroup_resources_check(mh, &res, err, sizeof err), -EOPNOTSUPP);
+        ck_assert_ptr_nonnull(strstr(err, "linux.resources.hugepageLimits"));
+        res = (CgroupResources){.net_cls_classid_set = true};
+        ck_assert_int_eq(cgroup_resources_check(mh, &res, err, sizeof err), -EOPNOTSUPP);
+        ck_assert_ptr_nonnull(strstr(err, "linux.resources.network.classID"));
+        res = (CgroupResources){.unified_keys = ukeys, .unified_values = uvals, .n_unified = 1};
+        ck_assert_int_eq(cgroup_resources_check(mh, &res, err, sizeof err), -EOPNOTSUPP);
+        ck_assert_ptr_nonnull(strstr(err, "linux.resources.unified"));
+        unlinkf("%s/blkio/blkio.bfq.weight", hyfs);
+        res = (CgroupResources){.blkio_weight = 300};
+        ck_assert_int_eq(cgroup_resources_check(mh, &res, err, sizeof err), -EOPNOTSUPP);
+        ck_assert_ptr_nonnull(strstr(err, "linux.resources.blockIO.weight"));
+
+        /* The fake's files out of the way, destroy removes every leaf. */
+        for (const char *d = "cpuset\0memory\0devices\0cpu\0blkio\0"; *d; d += strlen(d) + 1) {
+                _cleanup_free_ char *dir = fmt("%s/%s/ctr", hyfs, d);
+
+                rm_rf(dir);
+                mkdirf("%s", dir);
+        }
+        cg = cgroup_destroy(cg);
+        ck_assert(!existsf("%s/cpuset/ctr", hyfs));
+        ck_assert(!existsf("%s/devices/ctr", hyfs));
+        ck_assert(!existsf("%s/blkio/ctr", hyfs));
+        ck_assert(!existsf("%s/memory/ctr", hyfs));
+
+        /* v2: cpuset and io enabled down to the leaf; the v1-only knobs refused. */
+        ck_assert_int_eq(cgroup_manager_new(v2fs, CGROUP_MODE_AUTO, NULL, &m2), 0);
+        ck_assert_int_eq(cgroup_manager_set_path(m2, "/ctr"), 0);
+        ck_assert_int_eq(cgroup_manager_add_controllers(m2, CGROUP_CTRL_ALL, &missing), 0);
+        ck_assert_uint_eq(missing,
+                          CGROUP_CTRL_NET_CLS | CGROUP_CTRL_NET_PRIO | CGROUP_CTRL_HUGETLB);
+        mkdirf("%s/ctr", v2fs);
+        writef("", "%s/ctr/memory.low", v2fs);
+        writef("", "%s/ctr/cpuset.cpus", v2fs);
+        writef("", "%s/ctr/memory.high", v2fs);
+        ck_assert_int_eq(cgroup_new(m2, "l", &cg), 0);
+        assert_file("+memory +pids +cpu +cpuset +io", "%s/cgroup.subtree_control", v2fs);
+        res = (CgroupResources){.memory_low = 8192,
+                                .cpuset_cpus = "0",
+                                .unified_keys = ukeys,
+                                .unified_values = uvals,
+                                .n_unified = 1};
+        ck_assert_int_eq(cgroup_resources_check(m2, &res, err, sizeof err), 0);
+        lim = (CgroupLimits){.resources = &res};
+        ck_assert_int_eq(cgroup_set_limits(cg, &lim), 0);
+        assert_file("8192", "%s/ctr/memory.low", v2fs);
+        assert_file("0", "%s/ctr/cpuset.cpus", v2fs);
+        assert_file("1000000", "%s/ctr/memory.high", v2fs);
+        res = (CgroupResources){.unified_keys = bad_keys, .unified_values = uvals, .n_unified = 1};
+        ck_assert_int_eq(cgroup_resources_check(m2, &res, err, sizeof err), -EINVAL);
+        ck_assert_ptr_nonnull(strstr(err, "../x.y"));
+        /* v2 has no swappiness and no OOM-killer switch: passed, never written (the
+         * caller notes them); a bad swappiness is refused all the same. */
+        res = (CgroupResources){.swappiness_set = true, .swappiness = 10, .oom_kill_disable = true};
+        ck_assert_int_eq(cgroup_resources_check(m2, &res, err, sizeof err), 0);
+        ck_assert_int_eq(cgroup_set_limits(cg, &(CgroupLimits){.resources = &res}), 0);
+        ck_assert(!existsf("%s/ctr/memory.swappiness", v2fs));
+        ck_assert(!existsf("%s/ctr/memory.oom_control", v2fs));
+        res.swappiness = 101;
+        ck_assert_int_eq(cgroup_resources_check(m2, &res, err, sizeof err), -EINVAL);
+        ck_assert_ptr_nonnull(strstr(err, "swappiness"));
+        rm_rf(cgroup_path(cg, ""));
+        mkdirf("%s/ctr", v2fs);
+        cg = cgroup_destroy(cg);
+        ck_assert(!existsf("%s/ctr", v2fs));
+}
+END_TEST
+
 /* The warm pool's leaves (spawn.c, sandbox_warm_new()): cgroup_new_exclusive() makes
  * only new leaves, and leaves nothing when one exists in any hierarchy; cgroup_rename()
  * renames every leaf or none, never over another leaf, and not at all where a
@@ -1609,6 +1771,7 @@ int main(void)
         tcase_add_test(fake, test_sweep_fake);
         tcase_add_test(fake, test_exclusive_and_rename_fake);
         tcase_add_test(fake, test_exact_path_fake);
+        tcase_add_test(fake, test_oci_resources_fake);
         suite_add_tcase(s, fake);
 
         for (int i = 0; i < (int)ELEMENTSOF(real_modes); i++) {

@@ -187,8 +187,14 @@ START_TEST(test_podman_parse)
         ck_assert_str_eq(c->sysctl_values[0], "0 0");
         ck_assert_int_eq(c->resources.pids_limit, 2048);
         ck_assert_int_eq(c->resources.memory_limit, 0);
-        ck_assert(strv_length(c->resources.ignored) == 1);
-        ck_assert_str_eq(c->resources.ignored[0], "linux.resources.devices");
+        /* podman's device rule: deny everything (runc's defaults are added after). */
+        ck_assert(strv_length(c->resources.ignored) == 0);
+        ck_assert(c->resources.devices_set);
+        ck_assert_uint_eq(c->resources.n_devices, 1);
+        ck_assert(!c->resources.devices[0].allow);
+        ck_assert_int_eq(c->resources.devices[0].type, 'a');
+        ck_assert_int_eq(c->resources.devices[0].major, -1);
+        ck_assert_str_eq(c->resources.devices[0].access, "rwm");
         ck_assert_str_eq(c->cgroups_path, "/libpod_parent/libpod-c0ffee01");
 
         ck_assert_ptr_nonnull(c->seccomp);
@@ -304,7 +310,9 @@ START_TEST(test_podman_cella)
         ck_assert_int_eq(b.spec.umask, 022);
         ck_assert_uint_eq(b.spec.limits.pids_max, 2048);
         ck_assert_uint_eq(b.spec.limits.memory_max, 0);
-        ck_assert(has_note(b.notes, "linux.resources.devices: not applied"));
+        ck_assert(!has_note(b.notes, "linux.resources.devices"));
+        ck_assert_ptr_eq(b.spec.limits.resources, &b.resources);
+        ck_assert(b.resources.devices_set && b.resources.n_devices == 1);
         ck_assert(b.spec.detached && b.spec.survive_parent);
         ck_assert_int_eq(b.spec.start_fifo_fd, -1);
 
@@ -718,7 +726,9 @@ START_TEST(test_notes_and_nulls)
         ck_assert_ptr_null(c->process.env);
         ck_assert_int_eq(c->resources.memory_limit, 1048576);
         ck_assert_uint_eq(c->resources.cpu_shares, 1024);
-        ck_assert(strv_length(c->resources.ignored) == 2);
+        ck_assert(strv_length(c->resources.ignored) == 0);
+        ck_assert_uint_eq(c->resources.blkio_weight, 10);
+        ck_assert(c->resources.swappiness_set && c->resources.swappiness == 10);
 
         ck_assert_int_eq(oci_spec_build(c, bundle, &b, err, sizeof err), 0);
         ck_assert_uint_eq(b.spec.limits.memory_max, 1048576);
@@ -726,8 +736,12 @@ START_TEST(test_notes_and_nulls)
         ck_assert_uint_eq(b.spec.limits.cpu_weight, 39);
         ck_assert_uint_eq(b.spec.limits.cpu_quota_us, 50000);
         ck_assert_uint_eq(b.spec.limits.cpu_period_us, 100000);
-        ck_assert(has_note(b.notes, "linux.resources.blockIO: not applied"));
-        ck_assert(has_note(b.notes, "linux.resources.memory.swappiness: not applied"));
+        /* Applied now (CgroupResources), v1 cpu.shares exact. */
+        ck_assert(!has_note(b.notes, "linux.resources.blockIO"));
+        ck_assert(!has_note(b.notes, "linux.resources.memory.swappiness"));
+        ck_assert_uint_eq(b.resources.blkio_weight, 10);
+        ck_assert_uint_eq(b.resources.cpu_shares, 1024);
+        ck_assert(b.resources.swappiness_set && b.resources.swappiness == 10);
         ck_assert(has_note(b.notes, "linux.intelRdt: not applied"));
         ck_assert(has_note(b.notes, "process.capabilities: CAP_CHOWN dropped"));
         ck_assert(!has_note(b.notes, "linux.seccomp"));
