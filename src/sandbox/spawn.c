@@ -321,6 +321,11 @@ static int child_join_early(const SandboxSpec *spec, int ctl, uid_t *ret_uid, gi
                         return sandbox_fail(err, SANDBOX_STEP_NAMESPACE, negative_errno(),
                                             "join the %s namespace (fd %d)", joins[i].name, fd);
         }
+        /* A joined uts namespace is named only when the caller says so (OCI compat). */
+        if (spec->hostname_in_joined_uts && ns_mode(spec, CLONE_NEWUTS, NULL) == NS_JOIN &&
+            sethostname(spec->hostname, strnlen(spec->hostname, SANDBOX_HOSTNAME_MAX)) < 0)
+                return sandbox_fail(err, SANDBOX_STEP_NAMESPACE, negative_errno(),
+                                    "set the hostname of the joined uts namespace");
         return child_join(spec, ctl, ns_mode(spec, CLONE_NEWNET, NULL) != NS_NEW, ret_uid, ret_gid,
                           err);
 }
@@ -887,7 +892,7 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
                 goto fail;
         }
         /* Only in a uts namespace of our own: a shared or joined one is not ours to
-         * name. */
+         * name (unless hostname_in_joined_uts: child_join_early()). */
         if (ns_mode(spec, CLONE_NEWUTS, NULL) == NS_NEW &&
             sethostname(spec->hostname, strnlen(spec->hostname, SANDBOX_HOSTNAME_MAX)) < 0) {
                 r = sandbox_fail(&err, SANDBOX_STEP_NAMESPACE, negative_errno(), "sethostname");

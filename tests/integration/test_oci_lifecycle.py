@@ -426,6 +426,30 @@ def test_exec(oci, rootfs):
     os.close(dr)
 
 
+def test_failed_exec_leaves_no_zombie(oci, rootfs):
+    """A failed exec's command is reaped by its helper, not left to us: after it, a
+    subreaper that waits only for the init's pid (never waitpid(-1)) sees that init
+    end once the container is deleted (a zombie of the container's pid namespace held
+    by us would keep its init from finishing its exit)."""
+    rfd, pid = oci.create("exz", config(rootfs, ["sh", "-c", LOOP]))
+    assert oci.run("start", "exz").returncode == 0
+    assert read_line(rfd) == "started"
+    pidfd = os.pidfd_open(pid)
+    try:
+        for _ in range(5):
+            p = oci.run("exec", "exz", "/no/such")
+            assert p.returncode != 0
+        assert oci.run("delete", "--force", "exz").returncode == 0
+        # The init's pidfd turns readable when it is a zombie of ours: its whole pid
+        # namespace has ended. No waitpid(-1) before that.
+        r, _, _ = select.select([pidfd], [], [], 20)
+        assert r, "the init did not end: an exec's command was left to the subreaper"
+    finally:
+        os.close(pidfd)
+    reap(pid)
+    os.close(rfd)
+
+
 def test_exec_holds_no_lock(oci, rootfs):
     """A long exec, attached or detached, leaves the container's other commands free."""
     rfd, pid = oci.create("exl", config(rootfs, ["sh", "-c", LOOP]))
@@ -634,8 +658,7 @@ def test_policy_compat_honours_caps(oci, rootfs):
     app = "grep CapEff /proc/self/status"
     cfg = config(rootfs, ["sh", "-c", app], annotations={"io.cella.policy": "compat"},
                  caps=["CAP_NET_BIND_SERVICE", "CAP_KILL"])
-    # podman's sets (no ambient one: `runc spec`'s ambient set without an inheritable
-    # one is refused by the sandbox library, see the h-cli report).
+    # podman's sets (no ambient one: test_policy_compat_runs_runc_spec has them).
     del cfg["process"]["capabilities"]["ambient"]
     rfd, pid = oci.create("compat", cfg)
     assert oci.run("start", "compat").returncode == 0
@@ -644,6 +667,88 @@ def test_policy_compat_honours_caps(oci, rootfs):
     assert reap(pid) == 0
     assert oci.run("delete", "compat").returncode == 0
     os.close(rfd)
+
+
+@pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed")
+def test_policy_compat_runs_runc_spec(oci, rootfs):
+    """`runc spec`'s own config (ambient capabilities without an inheritable set) runs
+    under policy compat as under runc: each ambient capability the kernel would refuse
+    (not in both the permitted and the inheritable sets) is skipped, with a note in the
+    log; one in both is raised."""
+    b = oci.tmp / "runcspec"
+    b.mkdir()
+    subprocess.run(["runc", "spec"], cwd=b, check=True, capture_output=True, timeout=30)
+    cfg = json.loads((b / "config.json").read_text())
+    assert cfg["process"]["capabilities"].get("ambient") and \
+        not cfg["process"]["capabilities"].get("inheritable"), cfg["process"]["capabilities"]
+    cfg["root"]["path"] = str(rootfs)
+    cfg["process"]["terminal"] = False
+    cfg["process"]["args"] = ["sh", "-c", "grep CapAmb /proc/self/status"]
+    cfg["annotations"] = {"io.cella.policy": "compat"}
+    (b / "config.json").write_text(json.dumps(cfg))
+    p = oci.run("run", "--bundle", b, "runcspec")
+    assert p.returncode == 0, p.stderr + oci.logtext()
+    assert int(p.stdout.split()[1], 16) == 0, p.stdout
+    assert "CAP_KILL" in oci.logtext() and "skipped" in oci.logtext(), oci.logtext()
+    # With the inheritable set: raised.
+    cfg["process"]["capabilities"]["inheritable"] = ["CAP_KILL"]
+    cfg["process"]["capabilities"]["ambient"] = ["CAP_KILL"]
+    (b / "config.json").write_text(json.dumps(cfg))
+    p = oci.run("run", "--bundle", b, "runcspec2")
+    assert p.returncode == 0, p.stderr + oci.logtext()
+    assert int(p.stdout.split()[1], 16) == 1 << 5, p.stdout
+    # The effective set outside the permitted one stays a refusal (runc's capset fails).
+    cfg["process"]["capabilities"]["permitted"] = ["CAP_KILL"]
+    cfg["process"]["capabilities"]["effective"] = ["CAP_KILL", "CAP_CHOWN"]
+    (b / "config.json").write_text(json.dumps(cfg))
+    p = oci.run("run", "--bundle", b, "runcspec3")
+    assert p.returncode != 0 and "effective set must lie in the permitted" in p.stderr, p.stderr
+
+
+@pytest.fixture
+def uts_holder():
+    """A process in a uts namespace of its own named "podns" (a pod's, say): its pid."""
+    p = subprocess.Popen(["unshare", "--uts", "sh", "-c",
+                          "hostname podns && echo ready && exec sleep 1000"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    assert read_line(p.stdout.fileno()) == "ready"
+    yield p.pid
+    p.kill()
+    p.wait()
+    p.stdout.close()
+
+
+def test_hostname_in_joined_uts(oci, rootfs, uts_holder):
+    """A config that joins a uts namespace and names a hostname: under policy cella the
+    joined namespace is someone else's, so only its own name is accepted (a no-op);
+    under policy compat it is renamed, as runc does. The host's uts namespace (none in
+    the list) stays refused under both."""
+    def cfg(hostname, policy):
+        c = config(rootfs, ["cat", "/proc/sys/kernel/hostname"], annotations={"io.cella.policy": policy})
+        c["hostname"] = hostname
+        c["linux"]["namespaces"] = [
+            n if n["type"] != "uts" else {"type": "uts", "path": f"/proc/{uts_holder}/ns/uts"}
+            for n in c["linux"]["namespaces"]]
+        return c
+
+    def holder_name():
+        return subprocess.run(["nsenter", "-t", str(uts_holder), "-u", "hostname"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    p = oci.run("run", "--bundle", oci.bundle(cfg("other", "cella")), "utsc1")
+    assert p.returncode != 0 and "differs from the joined uts namespace's" in p.stderr, p.stderr
+    assert holder_name() == "podns"
+    p = oci.run("run", "--bundle", oci.bundle(cfg("podns", "cella")), "utsc2")
+    assert p.returncode == 0 and p.stdout.strip() == "podns", p.stderr
+    p = oci.run("run", "--bundle", oci.bundle(cfg("renamed", "compat")), "utsc3")
+    assert p.returncode == 0 and p.stdout.strip() == "renamed", p.stderr
+    assert holder_name() == "renamed"
+    shared = cfg("x", "compat")
+    shared["linux"]["namespaces"] = [n for n in shared["linux"]["namespaces"]
+                                     if n["type"] != "uts"]
+    p = oci.run("run", "--bundle", oci.bundle(shared), "utsc4")
+    assert p.returncode != 0 and "the host's is shared" in p.stderr, p.stderr
+    assert os.uname().nodename != "x"
 
 
 def test_cgroup_is_the_configs_path(oci, rootfs):
