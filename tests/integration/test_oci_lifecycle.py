@@ -450,6 +450,36 @@ def test_failed_exec_leaves_no_zombie(oci, rootfs):
     os.close(rfd)
 
 
+def test_missing_program_in_runc_words(oci, rootfs):
+    """A program that cannot be executed is said as runc says it (`exec: "ARG0": no
+    such file or directory`, the words podman maps to 127), then the sandbox
+    library's plain fact when it says more; never cella's manifest advice."""
+    p = oci.run("run", "--bundle", oci.bundle(config(rootfs, ["/no/such"])), "miss1")
+    assert p.returncode != 0
+    assert 'exec: "/no/such": no such file or directory' in p.stderr, p.stderr
+    assert "manifest" not in p.stderr + oci.logtext() and "entry" not in p.stderr, p.stderr
+    script = rootfs / "bin" / "badinterp"
+    script.write_text("#!/no/interp\n")
+    script.chmod(0o755)
+    try:
+        p = oci.run("run", "--bundle", oci.bundle(config(rootfs, ["/bin/badinterp"])), "miss2")
+        assert p.returncode != 0
+        assert 'exec: "/bin/badinterp": no such file or directory: /bin/badinterp: its #! ' \
+            "interpreter /no/interp does not exist" in p.stderr, p.stderr
+        assert "manifest" not in p.stderr and "jail shows" not in p.stderr, p.stderr
+    finally:
+        script.unlink()
+    rfd, pid = oci.create("miss3", config(rootfs, ["sh", "-c", LOOP]))
+    assert oci.run("start", "miss3").returncode == 0
+    assert read_line(rfd) == "started"
+    p = oci.run("exec", "miss3", "/no/such")
+    assert p.returncode != 0
+    assert 'exec: "/no/such": no such file or directory' in p.stderr, p.stderr
+    assert oci.run("delete", "--force", "miss3").returncode == 0
+    reap(pid)
+    os.close(rfd)
+
+
 def test_exec_holds_no_lock(oci, rootfs):
     """A long exec, attached or detached, leaves the container's other commands free."""
     rfd, pid = oci.create("exl", config(rootfs, ["sh", "-c", LOOP]))
@@ -795,19 +825,85 @@ def test_hooks(oci, rootfs):
         return [{"path": "/bin/sh", "args": ["sh", "-c", f"cat > {out}/{name}.json"],
                  "timeout": 10}]
 
+    # startContainer runs in the container's root, which has no such path:
+    # test_container_hooks_run_in_the_container.
     hooks = {k: hook(k) for k in ["prestart", "createRuntime", "createContainer",
-                                   "startContainer", "poststart", "poststop"]}
+                                   "poststart", "poststop"]}
     rfd, pid = oci.create("hk", config(rootfs, ["sh", "-c", LOOP], hooks=hooks))
     for k in ["prestart", "createRuntime", "createContainer"]:
         st = json.loads((out / f"{k}.json").read_text())
         assert st["id"] == "hk" and st["pid"] == pid, st
-    assert not (out / "startContainer.json").exists()
     assert oci.run("start", "hk").returncode == 0
     assert json.loads((out / "poststart.json").read_text())["status"] == "running"
-    assert (out / "startContainer.json").exists()
     assert oci.run("delete", "--force", "hk").returncode == 0
     assert json.loads((out / "poststop.json").read_text())["id"] == "hk"
     reap(pid)
+    os.close(rfd)
+
+
+def test_container_hooks_run_in_the_container(oci, rootfs):
+    """createContainer and startContainer hooks run in the container's namespaces
+    (runtime-spec config.md): startContainer's path and files are the container's
+    (its marker lands in the rootfs, not on the host's /), before the app's execve
+    (the app's first output shows the marker); createContainer's path and files are
+    the runtime's (it writes a host path), its network namespace the container's."""
+    out = oci.tmp / "chooks"
+    out.mkdir()
+    mark = f"hookmark-{os.getpid()}"
+    assert not os.path.exists(f"/{mark}")
+    hooks = {
+        # /bin/sh of the rootfs (busybox): the path resolves in the container.
+        "startContainer": [{"path": "/bin/sh",
+                            "args": ["sh", "-c", f"cat > /{mark}; echo >> /{mark}; readlink /proc/self/ns/net "
+                                                 f">> /{mark}"],
+                            "timeout": 10}],
+        # The host's /bin/sh, writing a host path.
+        "createContainer": [{"path": "/bin/sh",
+                             "args": ["sh", "-c", f"readlink /proc/self/ns/net > {out}/create"],
+                             "timeout": 10}],
+    }
+    cfg = config(rootfs, ["sh", "-c", f"cat /{mark}; echo; echo app-started; {LOOP}"],
+                 hooks=hooks)
+    cfg["root"]["readonly"] = False
+    try:
+        rfd, pid = oci.create("chk", cfg)
+        netns = os.readlink(f"/proc/{pid}/ns/net")
+        assert netns != os.readlink("/proc/self/ns/net")
+        assert (out / "create").read_text().strip() == netns
+        assert not (rootfs / mark).exists()
+        assert oci.run("start", "chk").returncode == 0
+        # The app's first output is the marker the hook wrote: it ran before the app.
+        state = json.loads(read_line(rfd))
+        assert state["id"] == "chk" and state["pid"] == pid, state
+        assert read_line(rfd) == netns
+        assert read_line(rfd) == ""
+        assert read_line(rfd) == "app-started"
+        assert (rootfs / mark).exists() and not os.path.exists(f"/{mark}")
+        assert oci.run("delete", "--force", "chk").returncode == 0
+        reap(pid)
+        os.close(rfd)
+    finally:
+        if (rootfs / mark).exists():
+            (rootfs / mark).unlink()
+
+
+def test_container_hook_timeout_reaps_it(oci, rootfs):
+    """A startContainer hook past its timeout is killed and reaped in the container,
+    and the start fails; the container's init then ends for a subreaper that waits
+    for its pid only."""
+    hooks = {"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "exec sleep 600"],
+                                 "timeout": 1}]}
+    rfd, pid = oci.create("chto", config(rootfs, ["sh", "-c", LOOP], hooks=hooks))
+    pidfd = os.pidfd_open(pid)
+    try:
+        p = oci.run("start", "chto", timeout=60)
+        assert p.returncode == 1 and "timeout of 1 s" in p.stderr, p.stderr
+        r, _, _ = select.select([pidfd], [], [], 20)
+        assert r, "the init did not end: the hook was left to the subreaper"
+    finally:
+        os.close(pidfd)
+    reap(pid)
+    oci.run("delete", "--force", "chto")
     os.close(rfd)
 
 
