@@ -409,8 +409,11 @@ static int report_spawn_error(Instance *inst, const SandboxError *told)
             strcmp(m->entry + strlen(m->entry) - 4, ".lua") == 0)
                 log_error("(a Lua script? set the manifest's \"runtime\" to \"lua\": cella runs "
                           "it with its own Lua runtime, docs/lua-api.md)");
+        /* The entry's execve, or the chdir to /app before it (spawn.c: "working
+         * directory /app"): a folder others cannot search fails either. */
         if (e->step == SANDBOX_STEP_EXEC && e->error == EACCES &&
-            strncmp(e->detail, "execute ", 8) == 0) {
+            (strncmp(e->detail, "execute ", 8) == 0 ||
+             strncmp(e->detail, "working directory ", 18) == 0)) {
                 mode_t mode;
 
                 if (folder_others_cannot_search(inst->app_dir, &mode))
