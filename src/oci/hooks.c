@@ -50,6 +50,19 @@ static int64_t now_ms(void)
  * (it killed and reaped the hook). */
 #define HOOK_TIMED_OUT 254
 
+/* The middle process's hook, for its SIGUSR1 handler. */
+static volatile pid_t middle_hook_pid;
+
+/* In the middle process: SIGUSR1 (cella-oci's end: its death, or its deadline) kills
+ * the hook, which the middle then reaps; before the hook exists, it just exits. */
+static void middle_on_sigusr1(int sig)
+{
+        if (middle_hook_pid > 0)
+                (void)kill(middle_hook_pid, SIGKILL);
+        else
+                _exit(HOOK_TIMED_OUT);
+}
+
 /*
  * In the forked child, for a hook in the container's namespaces (ns->pidfd >= 0):
  * enters init's namespaces (HOOK_NS) by its pidfd (setns(2), Linux 5.8). The
@@ -61,17 +74,28 @@ static int64_t now_ms(void)
  * is the one a pid namespace join applies to), waits for it until deadline_ms
  * (monotonic, -1 none), kills and reaps it past that, and exits with its status:
  * the hook is always reaped here, never left to a subreaper (its zombie would keep
- * the container's pid namespace from ending). Never returns.
+ * the container's pid namespace from ending): cella-oci's death or deadline comes as
+ * SIGUSR1 (middle_on_sigusr1()), not SIGKILL. parent: cella-oci's pid, to see a
+ * death before the parent-death signal was armed. Never returns.
  */
 _noreturn_ static void hook_in_container(const OciHook *h, const OciHookNs *ns, int exe,
                                          int runtime_root, char *const *argv, char *const *envp,
-                                         int64_t deadline_ms)
+                                         int64_t deadline_ms, pid_t parent)
 {
         _cleanup_close_ int pidfd = -EBADF;
+        struct sigaction sa = {.sa_handler = middle_on_sigusr1};
+        sigset_t usr1, old;
         siginfo_t si = {};
         pid_t pid;
 
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || setns(ns->pidfd, HOOK_NS) < 0) {
+        /* cella-oci's death or deadline (SIGUSR1): the hook is killed AND reaped here,
+         * never left to a subreaper. */
+        sigemptyset(&usr1);
+        sigaddset(&usr1, SIGUSR1);
+        if (sigaction(SIGUSR1, &sa, NULL) < 0 || prctl(PR_SET_PDEATHSIG, SIGUSR1) < 0 ||
+            getppid() != parent)
+                _exit(127);
+        if (setns(ns->pidfd, HOOK_NS) < 0) {
                 fprintf(stderr, "cella-oci: hook %s: enter the container's namespaces: %s\n",
                         h->path, strerror(errno));
                 _exit(127);
@@ -88,11 +112,14 @@ _noreturn_ static void hook_in_container(const OciHook *h, const OciHookNs *ns, 
         if (exe >= 0 && exe != 3 && (dup3(exe, 3, O_CLOEXEC) < 0 || (exe = 3, false)))
                 _exit(127);
         (void)close_range(exe >= 0 ? 4 : 3, ~0u, 0);
+        (void)sigprocmask(SIG_BLOCK, &usr1, &old);
         pid = fork();
         if (pid < 0)
                 _exit(127);
         if (pid == 0) {
-                (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+                sa.sa_handler = SIG_DFL;
+                (void)sigaction(SIGUSR1, &sa, NULL);
+                (void)sigprocmask(SIG_SETMASK, &old, NULL);
                 (void)close_range(3, ~0u, CLOSE_RANGE_CLOEXEC);
                 if (exe >= 0)
                         (void)syscall(SYS_execveat, exe, "", argv, envp, AT_EMPTY_PATH);
@@ -101,6 +128,8 @@ _noreturn_ static void hook_in_container(const OciHook *h, const OciHookNs *ns, 
                 fprintf(stderr, "cella-oci: hook %s: %s\n", h->path, strerror(errno));
                 _exit(127);
         }
+        middle_hook_pid = pid;
+        (void)sigprocmask(SIG_SETMASK, &old, NULL);
         pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
         for (;;) {
                 struct pollfd p = {.fd = pidfd, .events = POLLIN};
@@ -137,7 +166,7 @@ static int hook_run(const OciHook *h, const char *what, const OciHookNs *ns, con
         char *argv0[] = {h->path, NULL};
         siginfo_t si = {};
         int64_t deadline;
-        pid_t pid;
+        pid_t pid, parent;
         int r;
 
         if (pipe2(in, O_CLOEXEC) < 0)
@@ -156,6 +185,7 @@ static int hook_run(const OciHook *h, const char *what, const OciHookNs *ns, con
                 if (runtime_root < 0)
                         return negative_errno();
         }
+        parent = getpid();
         pid = fork();
         if (pid < 0)
                 return negative_errno();
@@ -168,7 +198,7 @@ static int hook_run(const OciHook *h, const char *what, const OciHookNs *ns, con
                 (void)signal(SIGPIPE, SIG_DFL);
                 if (ns)
                         hook_in_container(h, ns, exe, runtime_root, argv, h->env ? h->env : empty,
-                                          deadline);
+                                          deadline, parent);
                 (void)close_range(3, ~0u, 0);
                 execve(h->path, argv, h->env ? h->env : empty);
                 fprintf(stderr, "cella-oci: %s hook %s: %s\n", what, h->path, strerror(errno));
@@ -191,7 +221,8 @@ static int hook_run(const OciHook *h, const char *what, const OciHookNs *ns, con
                 if (pidfd < 0)
                         break;
                 if (deadline >= 0 && left <= 0) {
-                        (void)kill(pid, SIGKILL);
+                        /* The middle process kills and reaps its hook (SIGUSR1). */
+                        (void)kill(pid, ns ? SIGUSR1 : SIGKILL);
                         (void)waitpid(pid, NULL, 0);
                         snprintf(err, errlen, "%s hook %s: killed after its timeout of %d s", what,
                                  h->path, h->timeout);

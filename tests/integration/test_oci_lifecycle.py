@@ -907,6 +907,31 @@ def test_container_hook_timeout_reaps_it(oci, rootfs):
     os.close(rfd)
 
 
+def test_container_hook_of_a_killed_start_is_reaped(oci, rootfs):
+    """`start` killed (SIGKILL) while its startContainer hook runs in the container:
+    the hook is killed and reaped in the container by cella-oci's middle process, not
+    left to us; the container's init then ends for a subreaper that waits for its
+    pid only."""
+    hooks = {"startContainer": [{"path": "/bin/sh",
+                                 "args": ["sh", "-c", "echo hook-running >&2; exec sleep 600"]}]}
+    rfd, pid = oci.create("chk2", config(rootfs, ["sh", "-c", LOOP], hooks=hooks))
+    pidfd = os.pidfd_open(pid)
+    start = subprocess.Popen(oci.cmd("start", "chk2", log_json=False), stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert read_line(start.stderr.fileno()) == "hook-running"
+        start.kill()
+        assert start.wait(timeout=30) == -signal.SIGKILL
+        assert oci.run("delete", "--force", "chk2").returncode == 0
+        r, _, _ = select.select([pidfd], [], [], 20)
+        assert r, "the init did not end: the hook was left to the subreaper"
+    finally:
+        os.close(pidfd)
+        start.stderr.close()
+    reap(pid)
+    os.close(rfd)
+
+
 def test_failing_hook_fails_create(oci, rootfs):
     hooks = {"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 4"]}]}
     b = oci.bundle(config(rootfs, ["sh", "-c", LOOP], hooks=hooks))
