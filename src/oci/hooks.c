@@ -109,8 +109,12 @@ _noreturn_ static void hook_in_container(const OciHook *h, const OciHookNs *ns, 
                 _exit(127);
         /* Nothing of cella-oci's but stdio and the hook's file (its lock, the state
          * directory) lives on in the middle process while the hook runs. */
-        if (exe >= 0 && exe != 3 && (dup3(exe, 3, O_CLOEXEC) < 0 || (exe = 3, false)))
-                _exit(127);
+        if (exe >= 0) {
+                if (exe != 3 && dup2(exe, 3) < 0)
+                        _exit(127);
+                exe = 3;
+                (void)fcntl(exe, F_SETFD, 0);
+        }
         (void)close_range(exe >= 0 ? 4 : 3, ~0u, 0);
         (void)sigprocmask(SIG_BLOCK, &usr1, &old);
         pid = fork();
@@ -120,7 +124,8 @@ _noreturn_ static void hook_in_container(const OciHook *h, const OciHookNs *ns, 
                 sa.sa_handler = SIG_DFL;
                 (void)sigaction(SIGUSR1, &sa, NULL);
                 (void)sigprocmask(SIG_SETMASK, &old, NULL);
-                (void)close_range(3, ~0u, CLOSE_RANGE_CLOEXEC);
+                /* exe stays open across the execve: a #! script executed by fd is read
+                 * by its interpreter through /dev/fd/3 (execveat(2), NOTES). */
                 if (exe >= 0)
                         (void)syscall(SYS_execveat, exe, "", argv, envp, AT_EMPTY_PATH);
                 else

@@ -857,11 +857,12 @@ def test_container_hooks_run_in_the_container(oci, rootfs):
                             "args": ["sh", "-c", f"cat > /{mark}; echo >> /{mark}; readlink /proc/self/ns/net "
                                                  f">> /{mark}"],
                             "timeout": 10}],
-        # The host's /bin/sh, writing a host path.
-        "createContainer": [{"path": "/bin/sh",
-                             "args": ["sh", "-c", f"readlink /proc/self/ns/net > {out}/create"],
-                             "timeout": 10}],
+        # A script of the host's (a path the container does not have), writing a host
+        # path.
+        "createContainer": [{"path": str(out / "create-hook"), "timeout": 10}],
     }
+    (out / "create-hook").write_text(f"#!/bin/sh\nreadlink /proc/self/ns/net > {out}/create\n")
+    (out / "create-hook").chmod(0o755)
     cfg = config(rootfs, ["sh", "-c", f"cat /{mark}; echo; echo app-started; {LOOP}"],
                  hooks=hooks)
     cfg["root"]["readonly"] = False
