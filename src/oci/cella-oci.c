@@ -75,6 +75,40 @@ static int fail(const char *fmt, ...)
         return 1;
 }
 
+/*
+ * The sandbox library's error e (r: its return) as one line into buf (size bytes).
+ * The app's program that could not be executed (SANDBOX_STEP_EXEC: a diagnosis,
+ * SandboxError.exec_cause, or enter.c's "execute PATH") is said in runc's words,
+ * `exec: "ARGV0": no such file or directory`, then the library's fact when it says
+ * more (a missing #! interpreter, a noexec mount): engines read these words (podman
+ * maps "no such file or directory" and "executable file not found" to exit code 127,
+ * "permission denied" to 126; libpod's getOCIRuntimeError()). Anything else:
+ * "STEP: STRERROR: DETAIL".
+ */
+static void sandbox_error_text(const SandboxError *e, int r, const char *argv0, char *buf,
+                               size_t size)
+{
+        int error = e->error ? e->error : -r;
+
+        if (e->step == SANDBOX_STEP_EXEC && argv0 &&
+            (e->exec_cause != SANDBOX_EXEC_CAUSE_NONE || strncmp(e->detail, "execute ", 8) == 0)) {
+                char what[128];
+
+                /* Go's syscall errors, which runc prints, are strerror in lower case. */
+                snprintf(what, sizeof what, "%s", strerror(error));
+                if (what[0] >= 'A' && what[0] <= 'Z')
+                        what[0] = (char)(what[0] - 'A' + 'a');
+                if (e->exec_cause == SANDBOX_EXEC_CAUSE_NONE ||
+                    e->exec_cause == SANDBOX_EXEC_MISSING)
+                        snprintf(buf, size, "exec: \"%s\": %s", argv0, what);
+                else
+                        snprintf(buf, size, "exec: \"%s\": %s: %s", argv0, what, e->detail);
+                return;
+        }
+        snprintf(buf, size, "%s: %s%s%s", sandbox_step_to_string(e->step), strerror(error),
+                 e->detail[0] ? ": " : "", e->detail);
+}
+
 /* A parser's or mapping's error about the config at path: its messages name the JSON
  * path after "config.json: ", said once, with the file's full path. */
 static int config_fail(const char *path, const char *err)
@@ -624,9 +658,10 @@ static int do_create(const CreateArgs *a, pid_t *ret_pid)
 
         r = sandbox_spawn(&b.spec, &k.sb, &serr);
         if (r < 0) {
-                fail("container \"%s\": %s: %s%s%s", a->id, sandbox_step_to_string(serr.step),
-                     strerror(serr.error ? serr.error : -r), serr.detail[0] ? ": " : "",
-                     serr.detail);
+                char why[ERRLEN];
+
+                sandbox_error_text(&serr, r, b.spec.argv ? b.spec.argv[0] : NULL, why, sizeof why);
+                fail("container \"%s\": %s", a->id, why);
                 goto out;
         }
         if (k.scope) {
@@ -679,8 +714,15 @@ static int do_create(const CreateArgs *a, pid_t *ret_pid)
                 static const OciHookKind kinds[] = {OCI_HOOK_PRESTART, OCI_HOOK_CREATE_RUNTIME,
                                                     OCI_HOOK_CREATE_CONTAINER};
 
+                /* createContainer in the container's namespaces, its path and files the
+                 * runtime's (hooks.h, OciHookNs); the others in the runtime's. */
+                const OciHookNs in_container = {.pidfd = k.sb->pidfd, .resolve_in_runtime = true};
+
                 for (size_t i = 0; i < ELEMENTSOF(kinds); i++) {
-                        r = oci_hooks_run(cfg, kinds[i], sjson, true, err, sizeof err);
+                        r = oci_hooks_run(cfg, kinds[i],
+                                          kinds[i] == OCI_HOOK_CREATE_CONTAINER ? &in_container
+                                                                                : NULL,
+                                          sjson, true, err, sizeof err);
                         if (r < 0) {
                                 fail("container \"%s\": %s", a->id, err);
                                 goto out_state;
@@ -788,7 +830,11 @@ static int do_start(const char *id)
         sjson = state_json(&c.st, c.status);
         if (!sjson)
                 return fail("out of memory");
-        if (oci_hooks_run(cfg, OCI_HOOK_START_CONTAINER, sjson, true, err, sizeof err) < 0) {
+        /* In the container's namespaces and root, before the gate lets the app's
+         * execve go (runtime-spec: "before the user-specified process is executed"). */
+        if (oci_hooks_run(cfg, OCI_HOOK_START_CONTAINER,
+                          &(const OciHookNs){.pidfd = c.pidfd, .resolve_in_runtime = false}, sjson,
+                          true, err, sizeof err) < 0) {
                 (void)syscall(SYS_pidfd_send_signal, c.pidfd, SIGKILL, NULL, 0);
                 return fail("container \"%s\": %s", id, err);
         }
@@ -798,7 +844,7 @@ static int do_start(const char *id)
         free(sjson);
         sjson = state_json(&c.st, OCI_STATUS_RUNNING);
         if (sjson)
-                (void)oci_hooks_run(cfg, OCI_HOOK_POSTSTART, sjson, false, err, sizeof err);
+                (void)oci_hooks_run(cfg, OCI_HOOK_POSTSTART, NULL, sjson, false, err, sizeof err);
         return 0;
 }
 
@@ -916,7 +962,7 @@ static int do_delete(const char *id, bool force)
         cfg = container_config(&c);
         sjson = state_json(&c.st, OCI_STATUS_STOPPED);
         if (cfg && sjson)
-                (void)oci_hooks_run(cfg, OCI_HOOK_POSTSTOP, sjson, false, err, sizeof err);
+                (void)oci_hooks_run(cfg, OCI_HOOK_POSTSTOP, NULL, sjson, false, err, sizeof err);
         if (c.st.host_uid)
                 (void)oci_host_id_release(c.rootfd, id, c.st.host_uid);
         r = oci_container_remove(c.rootfd, id);
@@ -1403,10 +1449,7 @@ static int do_exec(const ExecArgs *a)
                         (void)sigprocmask(SIG_BLOCK, &passed, NULL);
                         r = sandbox_enter(&e, &helper, &helper_fd, &serr);
                         if (r < 0) {
-                                snprintf(msg, sizeof msg, "%s: %s%s%s",
-                                         sandbox_step_to_string(serr.step),
-                                         strerror(serr.error ? serr.error : -r),
-                                         serr.detail[0] ? ": " : "", serr.detail);
+                                sandbox_error_text(&serr, r, e.argv[0], msg, sizeof msg);
                                 (void)loop_write(pp[1], msg, strlen(msg));
                                 _exit(SANDBOX_ENTER_FAILED);
                         }
@@ -1440,9 +1483,10 @@ static int do_exec(const ExecArgs *a)
          * shell would hold every kill, state and delete of the container). */
         c.lockfd = safe_close(c.lockfd);
         if (r < 0) {
-                fail("exec in container \"%s\": %s: %s%s%s", a->id,
-                     sandbox_step_to_string(serr.step), strerror(serr.error ? serr.error : -r),
-                     serr.detail[0] ? ": " : "", serr.detail);
+                char why[ERRLEN];
+
+                sandbox_error_text(&serr, r, e.argv[0], why, sizeof why);
+                fail("exec in container \"%s\": %s", a->id, why);
                 goto out;
         }
         if (a->pid_file && (r = oci_pid_file_write(a->pid_file, helper)) < 0)

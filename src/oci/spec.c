@@ -23,6 +23,7 @@
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "base/fileio.h"
@@ -616,7 +617,8 @@ static int open_namespace(Builder *x, size_t i, bool cella, int *ret)
  * any other type left out (shared with the host) is refused. Policy compat: the
  * config's list as written.
  */
-static int build_namespaces(Builder *x, bool cella, bool *ret_userns_new, bool *ret_uts_new)
+static int build_namespaces(Builder *x, bool cella, bool *ret_userns_new, bool *ret_uts_new,
+                            int *ret_uts_join_fd)
 {
         const OciConfig *c = x->c;
         SandboxNamespace *list;
@@ -694,13 +696,53 @@ static int build_namespaces(Builder *x, bool cella, bool *ret_userns_new, bool *
         }
         *ret_userns_new = false;
         *ret_uts_new = false;
+        *ret_uts_join_fd = -EBADF;
         for (size_t i = 0; i < n; i++) {
                 if (list[i].type == CLONE_NEWUSER && list[i].fd < 0)
                         *ret_userns_new = true;
                 if (list[i].type == CLONE_NEWUTS && list[i].fd < 0)
                         *ret_uts_new = true;
+                if (list[i].type == CLONE_NEWUTS && list[i].fd >= 0)
+                        *ret_uts_join_fd = list[i].fd;
         }
         x->b->spec.namespaces = list;
+        return 0;
+}
+
+/*
+ * The hostname of the uts namespace fd (an nsfs fd), into buf (size bytes, at least
+ * SANDBOX_HOSTNAME_MAX + 1): read by a child that joins it (setns(2)) and calls
+ * uname(2). Returns 0, or -errno (-EIO: the child failed without a reason).
+ */
+static int uts_hostname(int fd, char *buf, size_t size)
+{
+        _cleanup_close_pair_ int p[2] = {-EBADF, -EBADF};
+        _cleanup_free_ char *got = NULL;
+        size_t n = 0;
+        int status, r;
+        pid_t pid;
+
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return negative_errno();
+        pid = fork();
+        if (pid < 0)
+                return negative_errno();
+        if (pid == 0) {
+                struct utsname u;
+
+                if (setns(fd, CLONE_NEWUTS) < 0 || uname(&u) < 0)
+                        _exit(1);
+                _exit(loop_write(p[1], u.nodename, strlen(u.nodename)) < 0 ? 1 : 0);
+        }
+        p[1] = safe_close(p[1]);
+        r = read_full_fd(p[0], size - 1, &got, &n);
+        if (RETRY_EINTR(waitpid(pid, &status, 0)) < 0)
+                return negative_errno();
+        if (r < 0)
+                return r;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                return -EIO;
+        memcpy(buf, got, n + 1);
         return 0;
 }
 
@@ -837,6 +879,25 @@ static int build_caps(Builder *x, bool cella, bool host_userns)
                         r = note(x, "process.capabilities: CAP_MKNOD dropped: a device cgroup "
                                     "guards device nodes only on cgroup v1 with "
                                     "linux.resources.devices rules");
+                        if (r < 0)
+                                return r;
+                }
+                /* runc raises each ambient capability and ignores the kernel's refusal
+                 * (libcontainer/capabilities: ApplyCaps), which is what a capability
+                 * outside the permitted or the inheritable set gets (capabilities(7):
+                 * PR_CAP_AMBIENT_RAISE). `runc spec`'s own config asks for ambient ones
+                 * without an inheritable set: skipped here likewise, with a note, so that
+                 * the library's check (sandbox.h) stays strict for its other callers. */
+                uint64_t lost = sc->ambient & ~(sc->permitted & sc->inheritable);
+
+                if (lost) {
+                        sc->ambient &= ~lost;
+                        cap_list(lost, list, sizeof list);
+                        r = note(x,
+                                 "process.capabilities.ambient: %s skipped: not in both the "
+                                 "permitted and the inheritable sets (as runc: the kernel "
+                                 "raises no other)",
+                                 list);
                         if (r < 0)
                                 return r;
                 }
@@ -1159,6 +1220,7 @@ static int build(Builder *x)
         const OciConfig *c = x->c;
         SandboxSpec *s = &x->b->spec;
         bool cella, userns_new = false, uts_new = false;
+        int uts_join_fd = -EBADF;
         int r;
 
         r = oci_policy_from_config(c, &x->b->policy, x->err, x->errlen);
@@ -1174,7 +1236,7 @@ static int build(Builder *x)
                 return r;
 
         if ((r = build_rootfs(x, cella)) < 0 ||
-            (r = build_namespaces(x, cella, &userns_new, &uts_new)) < 0 ||
+            (r = build_namespaces(x, cella, &userns_new, &uts_new, &uts_join_fd)) < 0 ||
             (r = build_ids(x, cella, userns_new)) < 0 ||
             (r = build_caps(x, cella, !cella && !config_has_userns(c))) < 0 ||
             (r = build_seccomp(x, cella)) < 0 || (r = build_process(x)) < 0 ||
@@ -1182,13 +1244,34 @@ static int build(Builder *x)
                 return r;
 
         if (c->hostname && *c->hostname) {
-                /* config.md: a hostname needs a new uts namespace (runc: "unable to set
-                 * hostname without a private UTS namespace"). */
-                if (!uts_new)
-                        return fail(x, -EINVAL, "hostname", "needs a new uts namespace");
+                /* config.md: a hostname needs a uts namespace of the container's (runc:
+                 * "unable to set hostname without a private UTS namespace"): the host's,
+                 * shared, is refused. */
+                if (!uts_new && uts_join_fd < 0)
+                        return fail(x, -EINVAL, "hostname",
+                                    "needs a new or joined uts namespace (the host's is shared)");
                 if (strlen(c->hostname) > SANDBOX_HOSTNAME_MAX)
                         return fail(x, -EINVAL, "hostname", "longer than %d bytes",
                                     SANDBOX_HOSTNAME_MAX);
+                /* A joined one: runc names it. Under policy cella it is someone else's
+                 * (a pod's): only its own name is accepted (a no-op). */
+                if (!uts_new && cella) {
+                        char cur[SANDBOX_HOSTNAME_MAX + 2];
+
+                        r = uts_hostname(uts_join_fd, cur, sizeof cur);
+                        if (r < 0)
+                                return fail(x, r, "hostname",
+                                            "read the joined uts namespace's name: %s",
+                                            strerror(-r));
+                        if (strcmp(cur, c->hostname) != 0)
+                                return fail(x, -EINVAL, "hostname",
+                                            "\"%s\" differs from the joined uts namespace's "
+                                            "\"%s\": renaming a joined uts namespace is refused "
+                                            "under policy cella (policy compat renames it, as "
+                                            "runc)",
+                                            c->hostname, cur);
+                } else if (!uts_new)
+                        s->hostname_in_joined_uts = true;
                 r = own(x, c->hostname, &s->hostname);
                 if (r < 0)
                         return r;

@@ -33,6 +33,12 @@
  * forwards its own through cellad), and SIGUSR1 makes it kill the command's process
  * group: the command leads a session of its own (setsid; with a tty, the pty's), so
  * what it started ends with it unless it left that group itself.
+ * The helper reaps its command before it exits, whatever ends it: the caller's
+ * death (its PR_SET_PDEATHSIG is SIGUSR1), a failed setup and a cancel
+ * (entering_end(): SIGUSR1, then SIGKILL only past SANDBOX_ENTER_CANCEL_MS). Killed
+ * before that, it would leave the command's zombie, a task of the container's pid
+ * namespace, to the caller's subreaper, and the namespace's init could not finish
+ * exiting until that subreaper reaped it.
  * With a tty_socket the command gets a pty of the jail's own devpts instead of the
  * pipes (pty.c, made as the app's uid as the app's terminal is) and the master goes
  * over the socket to whoever holds its other end (`cella exec -t`).
@@ -299,7 +305,7 @@ static void helper_on_signal(int sig)
  * no fd of the caller's but what the command needs (the caller's lock, sockets and
  * pipes would otherwise live on in it). */
 _noreturn_ static void helper_child(const SandboxEnter *e, const struct rlimit *lim, CgroupJoin *j,
-                                    int errfd, int oom_score_adj)
+                                    int errfd, int oom_score_adj, pid_t parent)
 {
         struct clone_args args = {.exit_signal = SIGCHLD};
         SandboxError err = {};
@@ -311,8 +317,11 @@ _noreturn_ static void helper_child(const SandboxEnter *e, const struct rlimit *
         sigemptyset(&passed);
         for (size_t i = 0; i < ELEMENTSOF(helper_signals); i++)
                 sigaddset(&passed, helper_signals[i]);
-        if (sigprocmask(SIG_BLOCK, &passed, NULL) < 0 || prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 ||
-            prctl(PR_SET_DUMPABLE, 0) < 0)
+        /* The caller's death ends the command too: SIGUSR1, not SIGKILL, so that the
+         * helper kills and reaps its command before it exits (entering_end()). A
+         * caller gone before it was armed: nothing forked yet, so just exit. */
+        if (sigprocmask(SIG_BLOCK, &passed, NULL) < 0 || prctl(PR_SET_PDEATHSIG, SIGUSR1) < 0 ||
+            prctl(PR_SET_DUMPABLE, 0) < 0 || getppid() != parent)
                 _exit(SANDBOX_ENTER_FAILED);
         if (pipe2(helper_alive, O_CLOEXEC) < 0)
                 _exit(SANDBOX_ENTER_FAILED);
@@ -460,7 +469,7 @@ int sandbox_enter_start(const SandboxEnter *e, SandboxEntering **ret, SandboxErr
         _cleanup_close_ int pidfd = -EBADF;
         int ep[2] = {-EBADF, -EBADF};
         SandboxEntering *x;
-        pid_t pid;
+        pid_t pid, self = getpid();
         int r;
 
         if (!e || !ret || e->pidfd < 0 || e->pid <= 0 || !e->argv || !e->argv[0] || !e->envp ||
@@ -518,13 +527,14 @@ int sandbox_enter_start(const SandboxEnter *e, SandboxEntering **ret, SandboxErr
         }
         if (pid == 0) {
                 (void)close(ep[0]);
-                helper_child(e, lim, &j, ep[1], oom_score_adj);
+                helper_child(e, lim, &j, ep[1], oom_score_adj, self);
         }
         ep[1] = safe_close(ep[1]);
         pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
         if (pidfd < 0 || fcntl(ep[0], F_SETFL, O_NONBLOCK) < 0) {
                 r = sandbox_fail(err, SANDBOX_STEP_PREPARE, negative_errno(), "pidfd_open");
-                (void)kill(pid, SIGKILL);
+                /* SIGUSR1: the helper ends and reaps its command, if any, first. */
+                (void)kill(pid, SIGUSR1);
                 (void)waitpid(pid, NULL, 0);
                 goto out;
         }
@@ -546,13 +556,25 @@ int sandbox_entering_fd(const SandboxEntering *x)
         return x ? x->errfd : -EBADF;
 }
 
-/* Ends the helper of x (SIGKILL) and reaps it. */
-static void entering_kill(SandboxEntering *x)
+/*
+ * Ends the helper of pidfd and reaps it: SIGUSR1 first, so that the helper kills its
+ * command and REAPS it before it exits (a helper that failed before the command
+ * existed exits anyway); SIGKILL only if it is not gone within
+ * SANDBOX_ENTER_CANCEL_MS. A helper killed before it reaped its command would leave
+ * the command's zombie to the caller's subreaper (or the host's init), and the
+ * container's pid namespace could not end (its init waits, exiting, for every task
+ * of the namespace to be reaped) until that subreaper waited for it with
+ * waitpid(-1): one that waits only for the init's pid would hang.
+ */
+static void entering_end(int pidfd)
 {
+        struct pollfd p = {.fd = pidfd, .events = POLLIN};
         siginfo_t si;
 
-        (void)syscall(SYS_pidfd_send_signal, x->pidfd, SIGKILL, NULL, 0);
-        (void)waitid(P_PIDFD, x->pidfd, &si, WEXITED);
+        (void)syscall(SYS_pidfd_send_signal, pidfd, SIGUSR1, NULL, 0);
+        if (RETRY_EINTR(poll(&p, 1, SANDBOX_ENTER_CANCEL_MS)) != 1)
+                (void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+        (void)waitid(P_PIDFD, pidfd, &si, WEXITED);
 }
 
 int sandbox_enter_finish(SandboxEntering *x, pid_t *ret_pid, int *ret_pidfd, SandboxError *err)
@@ -580,9 +602,9 @@ int sandbox_enter_finish(SandboxEntering *x, pid_t *ret_pid, int *ret_pidfd, San
         } else
                 r = sandbox_fail(err, SANDBOX_STEP_INIT, k < 0 ? negative_errno() : -EIO,
                                  "a short report from the command's setup");
-        /* It has failed: whatever is left of it (the helper exits right after)
-         * ends now, so that the reap never waits. */
-        entering_kill(x);
+        /* It has failed: the command exits right after its report, and the helper
+         * reaps it and exits; entering_end() makes sure of it, bounded. */
+        entering_end(x->pidfd);
         safe_close(x->pidfd);
         safe_close(x->errfd);
         free(x);
@@ -604,20 +626,15 @@ void sandbox_enter_abandon(SandboxEntering *x, pid_t *ret_pid, int *ret_pidfd)
 
 void sandbox_enter_cancel(SandboxEntering *x)
 {
-        struct pollfd p;
-        siginfo_t si;
         pid_t pid;
         int pidfd;
 
         if (!x)
                 return;
         sandbox_enter_abandon(x, &pid, &pidfd);
-        p = (struct pollfd){.fd = pidfd, .events = POLLIN};
         /* The helper's end, bounded: then SIGKILL (its command dies of its
          * parent-death signal once it runs). */
-        if (RETRY_EINTR(poll(&p, 1, SANDBOX_ENTER_CANCEL_MS)) != 1)
-                (void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-        (void)waitid(P_PIDFD, pidfd, &si, WEXITED);
+        entering_end(pidfd);
         safe_close(pidfd);
 }
 

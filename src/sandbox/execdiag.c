@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Why an app's execve() failed, told in the app's own terms (sandbox-internal.h,
- * exec_diagnose()). execve(2) gives one errno for several causes: ENOENT is the
- * file missing, but also its #! interpreter or its ELF interpreter (PT_INTERP, the
- * dynamic loader) missing; EACCES is the file, a folder on its way or the mount;
+ * Why an app's execve() failed, as a plain fact and a cause (sandbox-internal.h,
+ * exec_diagnose(); SandboxExecCause in step.h): the advice is the caller's (cella's
+ * supervisor speaks of the manifest's entry, cella-oci as runc does). execve(2) gives one errno for
+ * several causes: ENOENT is the file missing, but also its #! interpreter or its ELF interpreter
+ * (PT_INTERP, the dynamic loader) missing; EACCES is the file, a folder on its way or the mount;
  * ENOEXEC an ELF for another machine or a script without #!. Told apart here the
  * way the kernel decides (fs/binfmt_script.c, fs/binfmt_elf.c): the first bytes of
  * the file, looked at from inside the jail, as the app's uid, after the failure.
@@ -38,8 +39,6 @@
 #elif defined(__s390x__)
 #define HOST_MACHINE EM_S390
 #endif
-
-#define JAIL_SHOWS "the jail shows the host's /usr, /bin, /sbin, /lib*, /app, /data and /tmp"
 
 /* The interpreter of a "#!" line (head, n bytes read, starting with "#!") into
  * out: what the kernel takes (blanks skipped, up to the first blank or line end).
@@ -133,7 +132,7 @@ static const char *interpreter_problem(const char *interp, int *ret_error)
         return NULL;
 }
 
-int exec_diagnose(const char *path, const char *what, int error, char *out, size_t size)
+int exec_diagnose(const char *path, int error, int *ret_cause, char *out, size_t size)
 {
         char head[256], interp[128], shown[4 * sizeof interp];
         struct statvfs vfs;
@@ -142,43 +141,38 @@ int exec_diagnose(const char *path, const char *what, int error, char *out, size
         ssize_t n = 0;
         int fd, e = 0;
 
+        *ret_cause = SANDBOX_EXEC_CAUSE_NONE;
         if (stat(path, &st) < 0) {
                 e = errno == ENOTDIR ? ENOENT : errno;
-                if (e == ENOENT)
-                        snprintf(out, size,
-                                 "%s %s does not exist: set the manifest's \"entry\" to a file "
-                                 "of the app's folder",
-                                 what, path);
-                else if (e == ELOOP)
-                        snprintf(out, size,
-                                 "%s %s is a symlink loop (or a chain of more than 40): point it "
-                                 "at a file of the app's folder",
-                                 what, path);
-                else
-                        snprintf(out, size,
-                                 "%s %s cannot be reached by the app's uid (%s): its folder and "
-                                 "the folders above it must be searchable by others (chmod o+x)",
-                                 what, path, strerror(e));
+                if (e == ENOENT) {
+                        *ret_cause = SANDBOX_EXEC_MISSING;
+                        snprintf(out, size, "%s does not exist", path);
+                } else if (e == ELOOP) {
+                        *ret_cause = SANDBOX_EXEC_SYMLINK_LOOP;
+                        snprintf(out, size, "%s is a symlink loop (or a chain of more than 40)",
+                                 path);
+                } else {
+                        *ret_cause = SANDBOX_EXEC_UNREACHABLE;
+                        snprintf(out, size, "%s cannot be reached by the app's uid (%s)", path,
+                                 strerror(e));
+                }
                 return e;
         }
         if (S_ISDIR(st.st_mode)) {
-                snprintf(out, size, "%s %s is a directory: \"entry\" names a file", what, path);
+                *ret_cause = SANDBOX_EXEC_DIRECTORY;
+                snprintf(out, size, "%s is a directory", path);
                 return EISDIR;
         }
         if (error != 0 && !S_ISREG(st.st_mode)) {
                 /* execve's EACCES for anything but a regular file; never opened here
                  * (a FIFO's open would wait for a writer, and the start with it). */
-                snprintf(out, size,
-                         "%s %s is not a regular file (a FIFO, socket or device): \"entry\" "
-                         "names a program or a script",
-                         what, path);
+                *ret_cause = SANDBOX_EXEC_NOT_REGULAR;
+                snprintf(out, size, "%s is not a regular file (a FIFO, socket or device)", path);
                 return EACCES;
         }
         if (error == EACCES && statvfs(path, &vfs) == 0 && (vfs.f_flag & ST_NOEXEC)) {
-                snprintf(out, size,
-                         "%s %s lies on a noexec file system (/data, /tmp and /dev/shm are "
-                         "noexec): code runs only from the app's folder, /app",
-                         what, path);
+                *ret_cause = SANDBOX_EXEC_NOEXEC_MOUNT;
+                snprintf(out, size, "%s lies on a noexec file system", path);
                 return error;
         }
         /* O_NONBLOCK: the file may have become a FIFO since the stat (the app's
@@ -186,10 +180,8 @@ int exec_diagnose(const char *path, const char *what, int error, char *out, size
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0) {
                 e = errno;
-                snprintf(out, size,
-                         "%s %s is not readable by the app's uid (%s): the app runs as a uid of "
-                         "its own, so its files must be readable by others (chmod o+r)",
-                         what, path, strerror(e));
+                *ret_cause = SANDBOX_EXEC_NOT_READABLE;
+                snprintf(out, size, "%s is not readable by the app's uid (%s)", path, strerror(e));
                 return e;
         }
         if (error == 0) { /* a script the interpreter reads: readable is enough */
@@ -201,10 +193,8 @@ int exec_diagnose(const char *path, const char *what, int error, char *out, size
                 n = 0;
         if (error == EACCES && access(path, X_OK) < 0) {
                 close(fd);
-                snprintf(out, size,
-                         "%s %s is not executable by the app's uid: the app runs as a uid of its "
-                         "own (chmod o+rx)",
-                         what, path);
+                *ret_cause = SANDBOX_EXEC_NOT_EXECUTABLE;
+                snprintf(out, size, "%s is not executable by the app's uid", path);
                 return EACCES;
         }
         if (n >= 2 && head[0] == '#' && head[1] == '!') {
@@ -214,23 +204,22 @@ int exec_diagnose(const char *path, const char *what, int error, char *out, size
                 shebang_interpreter(head, (size_t)n, interp, sizeof interp, &cr);
                 visible(interp, shown, sizeof shown);
                 if (cr) {
+                        *ret_cause = SANDBOX_EXEC_SHEBANG_CR;
                         snprintf(out, size,
-                                 "%s %s: its #! line ends in a carriage return (DOS line ends), "
-                                 "so the interpreter \"%s\\r\" does not exist: convert the file "
-                                 "(dos2unix)",
-                                 what, path, shown);
+                                 "%s: its #! line ends in a carriage return (DOS line ends), "
+                                 "so the interpreter \"%s\\r\" does not exist",
+                                 path, shown);
                         return ENOENT;
                 }
                 if (!interp[0]) {
-                        snprintf(out, size, "%s %s: its #! line names no interpreter", what, path);
+                        *ret_cause = SANDBOX_EXEC_SHEBANG_EMPTY;
+                        snprintf(out, size, "%s: its #! line names no interpreter", path);
                         return ENOEXEC;
                 }
                 why = interpreter_problem(interp, &e);
                 if (why) {
-                        snprintf(out, size,
-                                 "%s %s: its #! interpreter %s %s in the jail (" JAIL_SHOWS
-                                 "): fix the #! line or install the interpreter under /usr",
-                                 what, path, shown, why);
+                        *ret_cause = SANDBOX_EXEC_INTERPRETER;
+                        snprintf(out, size, "%s: its #! interpreter %s %s", path, shown, why);
                         return e;
                 }
         } else if ((size_t)n >= sizeof(Elf64_Ehdr) && memcmp(head, ELFMAG, SELFMAG) == 0) {
@@ -240,11 +229,11 @@ int exec_diagnose(const char *path, const char *what, int error, char *out, size
 #ifdef HOST_MACHINE
                 if (eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_machine != HOST_MACHINE) {
                         close(fd);
+                        *ret_cause = SANDBOX_EXEC_FOREIGN_ELF;
                         snprintf(out, size,
-                                 "%s %s is a %s ELF program for machine %u, and this host runs "
-                                 "64-bit ones for machine %u: rebuild it for this host",
-                                 what, path,
-                                 eh.e_ident[EI_CLASS] == ELFCLASS64 ? "64-bit" : "32-bit",
+                                 "%s is a %s ELF program for machine %u, and this host runs "
+                                 "64-bit ones for machine %u",
+                                 path, eh.e_ident[EI_CLASS] == ELFCLASS64 ? "64-bit" : "32-bit",
                                  (unsigned)eh.e_machine, (unsigned)HOST_MACHINE);
                         return ENOEXEC;
                 }
@@ -255,23 +244,22 @@ int exec_diagnose(const char *path, const char *what, int error, char *out, size
                         if (why) {
                                 close(fd);
                                 visible(interp, shown, sizeof shown);
+                                *ret_cause = SANDBOX_EXEC_LOADER;
                                 snprintf(out, size,
-                                         "%s %s: its ELF interpreter (dynamic loader) %s %s in "
-                                         "the jail (" JAIL_SHOWS
-                                         "): rebuild it for this host, or link it statically",
-                                         what, path, shown, why);
+                                         "%s: its ELF interpreter (dynamic loader) %s %s", path,
+                                         shown, why);
                                 return e;
                         }
                 }
         } else if (error == ENOEXEC) {
                 close(fd);
-                snprintf(out, size,
-                         "%s %s is neither an ELF program nor a script starting with #!: add a "
-                         "#! line naming its interpreter",
-                         what, path);
+                *ret_cause = SANDBOX_EXEC_NOT_PROGRAM;
+                snprintf(out, size, "%s is neither an ELF program nor a script starting with #!",
+                         path);
                 return ENOEXEC;
         }
         close(fd);
-        snprintf(out, size, "cannot execute %s %s: %s", what, path, strerror(error));
+        *ret_cause = SANDBOX_EXEC_OTHER;
+        snprintf(out, size, "%s: %s", path, strerror(error));
         return error;
 }

@@ -23,6 +23,7 @@ static inline int sandbox_fail(SandboxError *err, SandboxStep step, int r, const
 
         err->step = step;
         err->error = r < 0 ? -r : r;
+        err->exec_cause = SANDBOX_EXEC_CAUSE_NONE;
         va_start(ap, fmt);
         vsnprintf(err->detail, sizeof(err->detail), fmt, ap);
         va_end(ap);
@@ -196,23 +197,25 @@ const char *rlimit_name(int resource);
  * PIPE_BUF bytes, so one write() on the exec pipe carries it whole. */
 typedef struct ExecFailure {
         int error;
+        int cause; /* SandboxExecCause */
         char detail[SANDBOX_DETAIL_MAX];
 } ExecFailure;
 
 /*
  * Tells why executing path failed with errno error, from inside the jail as the
- * app's uid (after the failure: its one cost is on the failing path): the entry
+ * app's uid (after the failure: its one cost is on the failing path): the file
  * missing, a folder or the file not reachable, a directory, a noexec mount, its #!
  * interpreter or its ELF interpreter (dynamic loader) missing or not executable, a
- * #! line with DOS line ends, an ELF for another machine, no #! at all. what names
- * path for the message ("the entry"). With error 0, path is a script another
- * program will read: only that it exists, is a file and is readable is checked.
- * Writes one line naming the file, the cause and the fix into out (size bytes)
- * and returns the errno that fits the cause (ENOENT for anything missing, so a
- * missing interpreter is 127 as a missing entry is), or 0 when error was 0 and
- * the script is fine. Uses only system calls and the stack (a vfork()ed child).
+ * #! line with DOS line ends, an ELF for another machine, no #! at all. With error
+ * 0, path is a script another program will read: only that it exists, is a file
+ * and is readable is checked. Writes the plain fact into out (size bytes), the
+ * path first and no advice (the caller's to add: it knows its users' terms), sets
+ * *ret_cause (a SandboxExecCause) and returns the errno that fits the cause
+ * (ENOENT for anything missing, so a missing interpreter is 127 as a missing
+ * program is), or 0 when error was 0 and the script is fine. Uses only system
+ * calls and the stack (a vfork()ed child).
  */
-int exec_diagnose(const char *path, const char *what, int error, char *out, size_t size);
+int exec_diagnose(const char *path, int error, int *ret_cause, char *out, size_t size);
 
 /*
  * pty.c: in the app's process, before its execve: opens a pty in the jail's

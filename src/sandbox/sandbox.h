@@ -331,6 +331,13 @@ struct SandboxSpec {
          * it would the app's. Needs survive_parent.
          */
         bool detached;
+        /*
+         * true (cella-oci, policy compat, as runc): hostname is set in a JOINED uts
+         * namespace too (SandboxSpec.namespaces names it by fd), once joined. false:
+         * only a new uts namespace is named; a joined or shared one is not the
+         * sandbox's to name.
+         */
+        bool hostname_in_joined_uts;
 };
 
 /* proc(5): the range of /proc/pid/oom_score_adj. */

@@ -109,7 +109,10 @@ const char *sandbox_step_to_string(SandboxStep step)
 
 static void msg_send_error(int fd, const SandboxError *e)
 {
-        Msg m = {.type = MSG_ERROR, .step = (int32_t)e->step, .error = e->error};
+        Msg m = {.type = MSG_ERROR,
+                 .step = (int32_t)e->step,
+                 .error = e->error,
+                 .value = (int32_t)e->exec_cause};
 
         memcpy(m.detail, e->detail, sizeof m.detail);
         m.detail[sizeof m.detail - 1] = 0;
@@ -321,6 +324,11 @@ static int child_join_early(const SandboxSpec *spec, int ctl, uid_t *ret_uid, gi
                         return sandbox_fail(err, SANDBOX_STEP_NAMESPACE, negative_errno(),
                                             "join the %s namespace (fd %d)", joins[i].name, fd);
         }
+        /* A joined uts namespace is named only when the caller says so (OCI compat). */
+        if (spec->hostname_in_joined_uts && ns_mode(spec, CLONE_NEWUTS, NULL) == NS_JOIN &&
+            sethostname(spec->hostname, strnlen(spec->hostname, SANDBOX_HOSTNAME_MAX)) < 0)
+                return sandbox_fail(err, SANDBOX_STEP_NAMESPACE, negative_errno(),
+                                    "set the hostname of the joined uts namespace");
         return child_join(spec, ctl, ns_mode(spec, CLONE_NEWNET, NULL) != NS_NEW, ret_uid, ret_gid,
                           err);
 }
@@ -562,7 +570,7 @@ _noreturn_ static void app_exec(const SandboxSpec *spec, int exec_fd)
                 goto report;
         }
         for (size_t i = 0; spec->entry_scripts && spec->entry_scripts[i]; i++) {
-                f.error = exec_diagnose(spec->entry_scripts[i], "the entry", 0, f.detail,
+                f.error = exec_diagnose(spec->entry_scripts[i], 0, &f.cause, f.detail,
                                         sizeof f.detail);
                 if (f.error != 0)
                         goto report;
@@ -572,7 +580,7 @@ _noreturn_ static void app_exec(const SandboxSpec *spec, int exec_fd)
                  * not the start. */
                 if (access(spec->exec_path, X_OK) < 0) {
                         err = errno;
-                        f.error = exec_diagnose(spec->exec_path, "the entry", err, f.detail,
+                        f.error = exec_diagnose(spec->exec_path, err, &f.cause, f.detail,
                                                 sizeof f.detail);
                         goto report;
                 }
@@ -580,12 +588,20 @@ _noreturn_ static void app_exec(const SandboxSpec *spec, int exec_fd)
                         goto report;
         }
         execve(spec->exec_path, spec->argv, spec->envp);
-        /* Why, in the app's terms (execdiag.c): only now, off the start path. */
+        /* Why (execdiag.c): only now, off the start path. */
         err = errno;
-        f.error = exec_diagnose(spec->exec_path, "the entry", err, f.detail, sizeof f.detail);
+        f.error = exec_diagnose(spec->exec_path, err, &f.cause, f.detail, sizeof f.detail);
         if (exec_fd < 0) {
-                /* Past the gate: init reported STARTED already. */
-                dprintf(STDERR_FILENO, "cella: %s\n", f.detail[0] ? f.detail : strerror(f.error));
+                /* Past the gate: init reported STARTED already; the app's stderr is the
+                 * one place left (runc's words, then the fact). */
+                char what[64];
+
+                /* strerror in lower case, as runc's (Go's) errors read. */
+                snprintf(what, sizeof what, "%s", strerror(err));
+                if (what[0] >= 'A' && what[0] <= 'Z')
+                        what[0] = (char)(what[0] - 'A' + 'a');
+                dprintf(STDERR_FILENO, "exec: \"%s\": %s%s%s\n", spec->argv[0], what,
+                        f.detail[0] ? ": " : "", f.detail);
                 _exit(f.error == ENOENT ? 127 : 126);
         }
         goto report;
@@ -887,7 +903,7 @@ _noreturn_ static void child_main(const SandboxSpec *spec, int ctl)
                 goto fail;
         }
         /* Only in a uts namespace of our own: a shared or joined one is not ours to
-         * name. */
+         * name (unless hostname_in_joined_uts: child_join_early()). */
         if (ns_mode(spec, CLONE_NEWUTS, NULL) == NS_NEW &&
             sethostname(spec->hostname, strnlen(spec->hostname, SANDBOX_HOSTNAME_MAX)) < 0) {
                 r = sandbox_fail(&err, SANDBOX_STEP_NAMESPACE, negative_errno(), "sethostname");
@@ -1088,9 +1104,11 @@ _noreturn_ static void child_run(const SandboxSpec *spec, int ctl, int init_fd_i
 
                 waitpid(app, &status, 0);
                 ef.detail[sizeof ef.detail - 1] = 0;
-                if (ef.detail[0])
+                if (ef.detail[0]) {
                         r = sandbox_fail(&err, SANDBOX_STEP_EXEC, -ef.error, "%s", ef.detail);
-                else
+                        if (ef.cause > 0 && ef.cause < _SANDBOX_EXEC_CAUSE_MAX)
+                                err.exec_cause = (SandboxExecCause)ef.cause;
+                } else
                         r = sandbox_fail(&err, SANDBOX_STEP_EXEC, -ef.error, "execute %s",
                                          spec->exec_path);
                 goto fail;
@@ -1593,6 +1611,10 @@ static int spawn_finish(SandboxSpec *spec, Sandbox *s_in, Cgroup *cg, pid_t pid,
                                                                              : SANDBOX_STEP_INIT;
                         err->error = m.error > 0 ? m.error : EIO;
                         memcpy(err->detail, m.detail, sizeof err->detail);
+                        err->exec_cause = err->step == SANDBOX_STEP_EXEC && m.value > 0 &&
+                                                          m.value < _SANDBOX_EXEC_CAUSE_MAX
+                                                  ? (SandboxExecCause)m.value
+                                                  : SANDBOX_EXEC_CAUSE_NONE;
                         r = -err->error;
                         goto fail_child;
                 } else if (m.type == MSG_SECCOMP_FD && spec->seccomp->notify && notify_fd < 0) {

@@ -27,10 +27,38 @@ typedef enum SandboxStep {
         _SANDBOX_STEP_MAX,
 } SandboxStep;
 
+/*
+ * Why the app's program could not be executed, when the library could tell
+ * (SandboxError.exec_cause, at SANDBOX_STEP_EXEC): detail then states the plain fact
+ * (the path first, e.g. "/bin/true does not exist"), with no advice; the caller adds
+ * the advice its own users need (cella: the manifest's entry; cella-oci: runc's
+ * words). execve(2) gives one errno for several of these (execdiag.c).
+ */
+typedef enum SandboxExecCause {
+        SANDBOX_EXEC_CAUSE_NONE = 0, /* not told apart: detail is what was being done */
+        SANDBOX_EXEC_MISSING,        /* the file does not exist (ENOENT) */
+        SANDBOX_EXEC_SYMLINK_LOOP,   /* a symlink loop or a chain over 40 (ELOOP) */
+        SANDBOX_EXEC_UNREACHABLE,    /* a folder on the way is not searchable */
+        SANDBOX_EXEC_DIRECTORY,      /* a directory (EISDIR) */
+        SANDBOX_EXEC_NOT_REGULAR,    /* a FIFO, socket or device (EACCES) */
+        SANDBOX_EXEC_NOEXEC_MOUNT,   /* on a noexec mount (EACCES) */
+        SANDBOX_EXEC_NOT_READABLE,   /* not readable by the app's uid */
+        SANDBOX_EXEC_NOT_EXECUTABLE, /* no x bit for the app's uid (EACCES) */
+        SANDBOX_EXEC_SHEBANG_CR,     /* its #! line ends in \r (ENOENT) */
+        SANDBOX_EXEC_SHEBANG_EMPTY,  /* its #! line names nothing (ENOEXEC) */
+        SANDBOX_EXEC_INTERPRETER,    /* its #! interpreter missing or not executable */
+        SANDBOX_EXEC_FOREIGN_ELF,    /* an ELF for another machine or class (ENOEXEC) */
+        SANDBOX_EXEC_LOADER,         /* its ELF interpreter (PT_INTERP) missing */
+        SANDBOX_EXEC_NOT_PROGRAM,    /* neither ELF nor #! (ENOEXEC) */
+        SANDBOX_EXEC_OTHER,          /* none of these: detail is "PATH: strerror" */
+        _SANDBOX_EXEC_CAUSE_MAX,
+} SandboxExecCause;
+
 typedef struct SandboxError {
         SandboxStep step;
         int error;                       /* positive errno */
         char detail[SANDBOX_DETAIL_MAX]; /* what was being done, e.g. "bind /usr" */
+        SandboxExecCause exec_cause;     /* at SANDBOX_STEP_EXEC: see SandboxExecCause */
 } SandboxError;
 
 /* The step's name in messages and status records ("mount", "exec", ...): a static

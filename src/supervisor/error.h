@@ -50,6 +50,17 @@ int supervisor_error_at(SupervisorError *e, SandboxStep sandbox_step, int error,
 /* As supervisor_error_at(), from a spawn's SandboxError. */
 int supervisor_error_sandbox(SupervisorError *e, const SandboxError *se);
 
+/*
+ * se told in cella's terms, into out (a copy of se): when the sandbox library told
+ * why the app's program could not be executed (se->exec_cause, step.h), its plain
+ * fact ("/app/x does not exist") becomes "WHAT FACT" and the advice cella's users
+ * need (the manifest's "entry", the app's folder, its uid of its own, the jail's
+ * contents): "the entry /app/x does not exist: set the manifest's \"entry\" to a
+ * file of the app's folder". what: how the file is named ("the entry"). Any other
+ * se is copied as it is. Cut to SANDBOX_DETAIL_MAX bytes.
+ */
+void supervisor_exec_advise(const SandboxError *se, const char *what, SandboxError *out);
+
 /* The step's name in the "failed" status records (docs/cli.md "JSON status
  * records"): "usage", "manifest", "state", a sandbox step ("mount", "exec", ...:
  * sandbox_step_to_string()), "depends", "internal" (also for SUPERVISOR_STEP_NONE).

@@ -888,15 +888,22 @@ static int group_prepare_spec(Group *g, GroupStart *c)
 
 /* Says why the host's spawn failed (SandboxError e), naming the member whose file
  * it was, and records it. Returns a negative errno with g->error. */
-static int group_report_spawn_error(Group *g, const SandboxError *e)
+static int group_report_spawn_error(Group *g, const SandboxError *told)
 {
-        int r = supervisor_error_sandbox(&g->error, e);
+        SandboxError advised;
+        const SandboxError *e = &advised;
+        int r;
         char detail[SANDBOX_DETAIL_MAX];
+
+        /* The library's plain fact, told in the manifest's terms (error.h). */
+        supervisor_exec_advise(told, "the entry", &advised);
+        r = supervisor_error_sandbox(&g->error, e);
 
         /* The members' file names and #! lines: one inert line (instance.c). */
         termsafe_field(e->detail, sizeof detail - 4, detail, sizeof detail);
-        if (e->step == SANDBOX_STEP_EXEC && strncmp(e->detail, "execute ", 8) != 0) {
-                /* Told in the app's terms (execdiag.c): which member's file. */
+        if (e->step == SANDBOX_STEP_EXEC && e->exec_cause != SANDBOX_EXEC_CAUSE_NONE) {
+                /* Told in the app's terms (execdiag.c, advised above): which member's
+                 * file. */
                 log_error("cannot start packed group %s: %s", g->name, detail);
                 for (size_t i = 0; i < g->n_members; i++) {
                         const Instance *m = g->members[i];

@@ -380,17 +380,23 @@ static bool folder_others_cannot_search(const char *dir, mode_t *ret_mode)
 
 /* Says why the spawn failed (e), with hints, and records it. Returns a negative
  * errno, with inst->error. */
-static int report_spawn_error(Instance *inst, const SandboxError *e)
+static int report_spawn_error(Instance *inst, const SandboxError *told)
 {
         const Manifest *m = inst->manifest;
-        int r = supervisor_error_sandbox(&inst->error, e);
+        SandboxError advised;
+        const SandboxError *e = &advised;
+        int r;
         char detail[SANDBOX_DETAIL_MAX];
+
+        /* The library's plain fact, told in the manifest's terms (error.h). */
+        supervisor_exec_advise(told, "the entry", &advised);
+        r = supervisor_error_sandbox(&inst->error, e);
 
         /* Names from the app's files (its entry, its #! line): one inert line on
          * the terminal, whatever execdiag.c made of them. */
         termsafe_field(e->detail, sizeof detail - 4, detail, sizeof detail);
-        if (e->step == SANDBOX_STEP_EXEC && strncmp(e->detail, "execute ", 8) != 0) {
-                /* The sandbox told why, in the app's terms (execdiag.c): the file, the
+        if (e->step == SANDBOX_STEP_EXEC && e->exec_cause != SANDBOX_EXEC_CAUSE_NONE) {
+                /* The sandbox told why (execdiag.c), advised above: the file, the
                  * cause and the fix; the jail's /app is named as the host folder. */
                 log_error("cannot start %s: %s", m->id, detail);
                 if (strstr(e->detail, " /app/"))
@@ -403,8 +409,11 @@ static int report_spawn_error(Instance *inst, const SandboxError *e)
             strcmp(m->entry + strlen(m->entry) - 4, ".lua") == 0)
                 log_error("(a Lua script? set the manifest's \"runtime\" to \"lua\": cella runs "
                           "it with its own Lua runtime, docs/lua-api.md)");
+        /* The entry's execve, or the chdir to /app before it (spawn.c: "working
+         * directory /app"): a folder others cannot search fails either. */
         if (e->step == SANDBOX_STEP_EXEC && e->error == EACCES &&
-            strncmp(e->detail, "execute ", 8) == 0) {
+            (strncmp(e->detail, "execute ", 8) == 0 ||
+             strncmp(e->detail, "working directory ", 18) == 0)) {
                 mode_t mode;
 
                 if (folder_others_cannot_search(inst->app_dir, &mode))

@@ -426,6 +426,60 @@ def test_exec(oci, rootfs):
     os.close(dr)
 
 
+def test_failed_exec_leaves_no_zombie(oci, rootfs):
+    """A failed exec's command is reaped by its helper, not left to us: after it, a
+    subreaper that waits only for the init's pid (never waitpid(-1)) sees that init
+    end once the container is deleted (a zombie of the container's pid namespace held
+    by us would keep its init from finishing its exit)."""
+    rfd, pid = oci.create("exz", config(rootfs, ["sh", "-c", LOOP]))
+    assert oci.run("start", "exz").returncode == 0
+    assert read_line(rfd) == "started"
+    pidfd = os.pidfd_open(pid)
+    try:
+        for _ in range(5):
+            p = oci.run("exec", "exz", "/no/such")
+            assert p.returncode != 0
+        assert oci.run("delete", "--force", "exz").returncode == 0
+        # The init's pidfd turns readable when it is a zombie of ours: its whole pid
+        # namespace has ended. No waitpid(-1) before that.
+        r, _, _ = select.select([pidfd], [], [], 20)
+        assert r, "the init did not end: an exec's command was left to the subreaper"
+    finally:
+        os.close(pidfd)
+    reap(pid)
+    os.close(rfd)
+
+
+def test_missing_program_in_runc_words(oci, rootfs):
+    """A program that cannot be executed is said as runc says it (`exec: "ARG0": no
+    such file or directory`, the words podman maps to 127), then the sandbox
+    library's plain fact when it says more; never cella's manifest advice."""
+    p = oci.run("run", "--bundle", oci.bundle(config(rootfs, ["/no/such"])), "miss1")
+    assert p.returncode != 0
+    assert 'exec: "/no/such": no such file or directory' in p.stderr, p.stderr
+    assert "manifest" not in p.stderr + oci.logtext() and "entry" not in p.stderr, p.stderr
+    script = rootfs / "bin" / "badinterp"
+    script.write_text("#!/no/interp\n")
+    script.chmod(0o755)
+    try:
+        p = oci.run("run", "--bundle", oci.bundle(config(rootfs, ["/bin/badinterp"])), "miss2")
+        assert p.returncode != 0
+        assert 'exec: "/bin/badinterp": no such file or directory: /bin/badinterp: its #! ' \
+            "interpreter /no/interp does not exist" in p.stderr, p.stderr
+        assert "manifest" not in p.stderr and "jail shows" not in p.stderr, p.stderr
+    finally:
+        script.unlink()
+    rfd, pid = oci.create("miss3", config(rootfs, ["sh", "-c", LOOP]))
+    assert oci.run("start", "miss3").returncode == 0
+    assert read_line(rfd) == "started"
+    p = oci.run("exec", "miss3", "/no/such")
+    assert p.returncode != 0
+    assert 'exec: "/no/such": no such file or directory' in p.stderr, p.stderr
+    assert oci.run("delete", "--force", "miss3").returncode == 0
+    reap(pid)
+    os.close(rfd)
+
+
 def test_exec_holds_no_lock(oci, rootfs):
     """A long exec, attached or detached, leaves the container's other commands free."""
     rfd, pid = oci.create("exl", config(rootfs, ["sh", "-c", LOOP]))
@@ -634,8 +688,7 @@ def test_policy_compat_honours_caps(oci, rootfs):
     app = "grep CapEff /proc/self/status"
     cfg = config(rootfs, ["sh", "-c", app], annotations={"io.cella.policy": "compat"},
                  caps=["CAP_NET_BIND_SERVICE", "CAP_KILL"])
-    # podman's sets (no ambient one: `runc spec`'s ambient set without an inheritable
-    # one is refused by the sandbox library, see the h-cli report).
+    # podman's sets (no ambient one: test_policy_compat_runs_runc_spec has them).
     del cfg["process"]["capabilities"]["ambient"]
     rfd, pid = oci.create("compat", cfg)
     assert oci.run("start", "compat").returncode == 0
@@ -644,6 +697,88 @@ def test_policy_compat_honours_caps(oci, rootfs):
     assert reap(pid) == 0
     assert oci.run("delete", "compat").returncode == 0
     os.close(rfd)
+
+
+@pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed")
+def test_policy_compat_runs_runc_spec(oci, rootfs):
+    """`runc spec`'s own config (ambient capabilities without an inheritable set) runs
+    under policy compat as under runc: each ambient capability the kernel would refuse
+    (not in both the permitted and the inheritable sets) is skipped, with a note in the
+    log; one in both is raised."""
+    b = oci.tmp / "runcspec"
+    b.mkdir()
+    subprocess.run(["runc", "spec"], cwd=b, check=True, capture_output=True, timeout=30)
+    cfg = json.loads((b / "config.json").read_text())
+    assert cfg["process"]["capabilities"].get("ambient") and \
+        not cfg["process"]["capabilities"].get("inheritable"), cfg["process"]["capabilities"]
+    cfg["root"]["path"] = str(rootfs)
+    cfg["process"]["terminal"] = False
+    cfg["process"]["args"] = ["sh", "-c", "grep CapAmb /proc/self/status"]
+    cfg["annotations"] = {"io.cella.policy": "compat"}
+    (b / "config.json").write_text(json.dumps(cfg))
+    p = oci.run("run", "--bundle", b, "runcspec")
+    assert p.returncode == 0, p.stderr + oci.logtext()
+    assert int(p.stdout.split()[1], 16) == 0, p.stdout
+    assert "CAP_KILL" in oci.logtext() and "skipped" in oci.logtext(), oci.logtext()
+    # With the inheritable set: raised.
+    cfg["process"]["capabilities"]["inheritable"] = ["CAP_KILL"]
+    cfg["process"]["capabilities"]["ambient"] = ["CAP_KILL"]
+    (b / "config.json").write_text(json.dumps(cfg))
+    p = oci.run("run", "--bundle", b, "runcspec2")
+    assert p.returncode == 0, p.stderr + oci.logtext()
+    assert int(p.stdout.split()[1], 16) == 1 << 5, p.stdout
+    # The effective set outside the permitted one stays a refusal (runc's capset fails).
+    cfg["process"]["capabilities"]["permitted"] = ["CAP_KILL"]
+    cfg["process"]["capabilities"]["effective"] = ["CAP_KILL", "CAP_CHOWN"]
+    (b / "config.json").write_text(json.dumps(cfg))
+    p = oci.run("run", "--bundle", b, "runcspec3")
+    assert p.returncode != 0 and "effective set must lie in the permitted" in p.stderr, p.stderr
+
+
+@pytest.fixture
+def uts_holder():
+    """A process in a uts namespace of its own named "podns" (a pod's, say): its pid."""
+    p = subprocess.Popen(["unshare", "--uts", "sh", "-c",
+                          "hostname podns && echo ready && exec sleep 1000"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    assert read_line(p.stdout.fileno()) == "ready"
+    yield p.pid
+    p.kill()
+    p.wait()
+    p.stdout.close()
+
+
+def test_hostname_in_joined_uts(oci, rootfs, uts_holder):
+    """A config that joins a uts namespace and names a hostname: under policy cella the
+    joined namespace is someone else's, so only its own name is accepted (a no-op);
+    under policy compat it is renamed, as runc does. The host's uts namespace (none in
+    the list) stays refused under both."""
+    def cfg(hostname, policy):
+        c = config(rootfs, ["cat", "/proc/sys/kernel/hostname"], annotations={"io.cella.policy": policy})
+        c["hostname"] = hostname
+        c["linux"]["namespaces"] = [
+            n if n["type"] != "uts" else {"type": "uts", "path": f"/proc/{uts_holder}/ns/uts"}
+            for n in c["linux"]["namespaces"]]
+        return c
+
+    def holder_name():
+        return subprocess.run(["nsenter", "-t", str(uts_holder), "-u", "hostname"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    p = oci.run("run", "--bundle", oci.bundle(cfg("other", "cella")), "utsc1")
+    assert p.returncode != 0 and "differs from the joined uts namespace's" in p.stderr, p.stderr
+    assert holder_name() == "podns"
+    p = oci.run("run", "--bundle", oci.bundle(cfg("podns", "cella")), "utsc2")
+    assert p.returncode == 0 and p.stdout.strip() == "podns", p.stderr
+    p = oci.run("run", "--bundle", oci.bundle(cfg("renamed", "compat")), "utsc3")
+    assert p.returncode == 0 and p.stdout.strip() == "renamed", p.stderr
+    assert holder_name() == "renamed"
+    shared = cfg("x", "compat")
+    shared["linux"]["namespaces"] = [n for n in shared["linux"]["namespaces"]
+                                     if n["type"] != "uts"]
+    p = oci.run("run", "--bundle", oci.bundle(shared), "utsc4")
+    assert p.returncode != 0 and "the host's is shared" in p.stderr, p.stderr
+    assert os.uname().nodename != "x"
 
 
 def test_cgroup_is_the_configs_path(oci, rootfs):
@@ -690,18 +825,110 @@ def test_hooks(oci, rootfs):
         return [{"path": "/bin/sh", "args": ["sh", "-c", f"cat > {out}/{name}.json"],
                  "timeout": 10}]
 
+    # startContainer runs in the container's root, which has no such path:
+    # test_container_hooks_run_in_the_container.
     hooks = {k: hook(k) for k in ["prestart", "createRuntime", "createContainer",
-                                   "startContainer", "poststart", "poststop"]}
+                                   "poststart", "poststop"]}
     rfd, pid = oci.create("hk", config(rootfs, ["sh", "-c", LOOP], hooks=hooks))
     for k in ["prestart", "createRuntime", "createContainer"]:
         st = json.loads((out / f"{k}.json").read_text())
         assert st["id"] == "hk" and st["pid"] == pid, st
-    assert not (out / "startContainer.json").exists()
     assert oci.run("start", "hk").returncode == 0
     assert json.loads((out / "poststart.json").read_text())["status"] == "running"
-    assert (out / "startContainer.json").exists()
     assert oci.run("delete", "--force", "hk").returncode == 0
     assert json.loads((out / "poststop.json").read_text())["id"] == "hk"
+    reap(pid)
+    os.close(rfd)
+
+
+def test_container_hooks_run_in_the_container(oci, rootfs):
+    """createContainer and startContainer hooks run in the container's namespaces
+    (runtime-spec config.md): startContainer's path and files are the container's
+    (its marker lands in the rootfs, not on the host's /), before the app's execve
+    (the app's first output shows the marker); createContainer's path and files are
+    the runtime's (it writes a host path), its network namespace the container's."""
+    out = oci.tmp / "chooks"
+    out.mkdir()
+    mark = f"hookmark-{os.getpid()}"
+    assert not os.path.exists(f"/{mark}")
+    hooks = {
+        # /bin/sh of the rootfs (busybox): the path resolves in the container.
+        "startContainer": [{"path": "/bin/sh",
+                            "args": ["sh", "-c", f"cat > /{mark}; echo >> /{mark}; readlink /proc/self/ns/net "
+                                                 f">> /{mark}"],
+                            "timeout": 10}],
+        # A script of the host's (a path the container does not have), writing a host
+        # path.
+        "createContainer": [{"path": str(out / "create-hook"), "timeout": 10}],
+    }
+    (out / "create-hook").write_text(f"#!/bin/sh\nreadlink /proc/self/ns/net > {out}/create\n")
+    (out / "create-hook").chmod(0o755)
+    cfg = config(rootfs, ["sh", "-c", f"cat /{mark}; echo; echo app-started; {LOOP}"],
+                 hooks=hooks)
+    cfg["root"]["readonly"] = False
+    try:
+        rfd, pid = oci.create("chk", cfg)
+        netns = os.readlink(f"/proc/{pid}/ns/net")
+        assert netns != os.readlink("/proc/self/ns/net")
+        assert (out / "create").read_text().strip() == netns
+        assert not (rootfs / mark).exists()
+        assert oci.run("start", "chk").returncode == 0
+        # The app's first output is the marker the hook wrote: it ran before the app.
+        state = json.loads(read_line(rfd))
+        assert state["id"] == "chk" and state["pid"] == pid, state
+        assert read_line(rfd) == netns
+        assert read_line(rfd) == ""
+        assert read_line(rfd) == "app-started"
+        assert (rootfs / mark).exists() and not os.path.exists(f"/{mark}")
+        assert oci.run("delete", "--force", "chk").returncode == 0
+        reap(pid)
+        os.close(rfd)
+    finally:
+        if (rootfs / mark).exists():
+            (rootfs / mark).unlink()
+
+
+def test_container_hook_timeout_reaps_it(oci, rootfs):
+    """A startContainer hook past its timeout is killed and reaped in the container,
+    and the start fails; the container's init then ends for a subreaper that waits
+    for its pid only."""
+    hooks = {"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "exec sleep 600"],
+                                 "timeout": 1}]}
+    rfd, pid = oci.create("chto", config(rootfs, ["sh", "-c", LOOP], hooks=hooks))
+    pidfd = os.pidfd_open(pid)
+    try:
+        p = oci.run("start", "chto", timeout=60)
+        assert p.returncode == 1 and "timeout of 1 s" in p.stderr, p.stderr
+        r, _, _ = select.select([pidfd], [], [], 20)
+        assert r, "the init did not end: the hook was left to the subreaper"
+    finally:
+        os.close(pidfd)
+    reap(pid)
+    oci.run("delete", "--force", "chto")
+    os.close(rfd)
+
+
+def test_container_hook_of_a_killed_start_is_reaped(oci, rootfs):
+    """`start` killed (SIGKILL) while its startContainer hook runs in the container:
+    the hook is killed and reaped in the container by cella-oci's middle process, not
+    left to us; the container's init then ends for a subreaper that waits for its
+    pid only."""
+    hooks = {"startContainer": [{"path": "/bin/sh",
+                                 "args": ["sh", "-c", "echo hook-running >&2; exec sleep 600"]}]}
+    rfd, pid = oci.create("chk2", config(rootfs, ["sh", "-c", LOOP], hooks=hooks))
+    pidfd = os.pidfd_open(pid)
+    start = subprocess.Popen(oci.cmd("start", "chk2", log_json=False), stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert read_line(start.stderr.fileno()) == "hook-running"
+        start.kill()
+        assert start.wait(timeout=30) == -signal.SIGKILL
+        assert oci.run("delete", "--force", "chk2").returncode == 0
+        r, _, _ = select.select([pidfd], [], [], 20)
+        assert r, "the init did not end: the hook was left to the subreaper"
+    finally:
+        os.close(pidfd)
+        start.stderr.close()
     reap(pid)
     os.close(rfd)
 

@@ -188,9 +188,11 @@ def test_user_flag_is_the_id_inside(podman, rootfs):
 
 def test_missing_command_is_an_error(podman, rootfs):
     p = run(podman, rootfs, "/bin/no-such-program", extra=("--rm",))
-    # podman maps the runtime's failure to start the command to 126/127.
-    assert p.returncode in (126, 127), (p.returncode, p.stderr)
-    assert "no-such-program" in p.stderr
+    # podman maps the runtime's "no such file or directory" to 127, as with runc
+    # (libpod's getOCIRuntimeError()): cella-oci says it in runc's words.
+    assert p.returncode == 127, (p.returncode, p.stderr)
+    assert "no-such-program" in p.stderr and "no such file or directory" in p.stderr, p.stderr
+    assert "manifest" not in p.stderr, p.stderr
 
 
 def test_detached_ps_logs_exec(podman, rootfs, name):

@@ -135,6 +135,56 @@ START_TEST(test_error_detail)
 }
 END_TEST
 
+/* The library's plain fact about an exec, told in cella's terms (error.h). */
+START_TEST(test_exec_advice)
+{
+        SandboxError se = {.step = SANDBOX_STEP_EXEC,
+                           .error = ENOENT,
+                           .detail = "/app/nope does not exist",
+                           .exec_cause = SANDBOX_EXEC_MISSING},
+                     out;
+        char longer[SANDBOX_DETAIL_MAX];
+
+        supervisor_exec_advise(&se, "the entry", &out);
+        ck_assert_str_eq(out.detail, "the entry /app/nope does not exist: set the manifest's "
+                                     "\"entry\" to a file of the app's folder");
+        ck_assert_int_eq(out.step, SANDBOX_STEP_EXEC);
+        ck_assert_int_eq(out.error, ENOENT);
+        ck_assert_int_eq(out.exec_cause, SANDBOX_EXEC_MISSING);
+        /* Every cause the library tells has its words: no "(null)", no bare fact. */
+        for (int c = SANDBOX_EXEC_MISSING; c < _SANDBOX_EXEC_CAUSE_MAX; c++) {
+                se.exec_cause = (SandboxExecCause)c;
+                supervisor_exec_advise(&se, "the entry", &out);
+                ck_assert_ptr_null(strstr(out.detail, "(null)"));
+                ck_assert_ptr_nonnull(strstr(out.detail, "the entry /app/nope"));
+                if (c != SANDBOX_EXEC_SHEBANG_EMPTY && c != SANDBOX_EXEC_OTHER)
+                        ck_assert_uint_gt(strlen(out.detail),
+                                          strlen("the entry /app/nope does not exist"));
+        }
+        se.exec_cause = SANDBOX_EXEC_OTHER;
+        snprintf(se.detail, sizeof se.detail, "/app/x: Input/output error");
+        supervisor_exec_advise(&se, "the entry", &out);
+        ck_assert_str_eq(out.detail, "cannot execute the entry /app/x: Input/output error");
+        /* Not told apart, or not the exec step: as it is. */
+        se.exec_cause = SANDBOX_EXEC_CAUSE_NONE;
+        snprintf(se.detail, sizeof se.detail, "execute /app/x");
+        supervisor_exec_advise(&se, "the entry", &out);
+        ck_assert_str_eq(out.detail, "execute /app/x");
+        se = (SandboxError){.step = SANDBOX_STEP_MOUNT,
+                            .detail = "bind /usr",
+                            .exec_cause = SANDBOX_EXEC_MISSING};
+        supervisor_exec_advise(&se, "the entry", &out);
+        ck_assert_str_eq(out.detail, "bind /usr");
+        /* A fact as long as the detail: cut, never overrun. */
+        memset(longer, 'a', sizeof longer - 1);
+        longer[sizeof longer - 1] = 0;
+        se = (SandboxError){.step = SANDBOX_STEP_EXEC, .exec_cause = SANDBOX_EXEC_LOADER};
+        memcpy(se.detail, longer, sizeof se.detail);
+        supervisor_exec_advise(&se, "the entry", &out);
+        ck_assert_uint_eq(strlen(out.detail), SANDBOX_DETAIL_MAX - 1);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("exit-codes");
@@ -145,6 +195,7 @@ int main(void)
         tcase_add_test(tc, test_each_step_has_its_code);
         tcase_add_test(tc, test_codes_match_the_docs);
         tcase_add_test(tc, test_error_detail);
+        tcase_add_test(tc, test_exec_advice);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
