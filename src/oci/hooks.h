@@ -3,9 +3,9 @@
 
 /*
  * The config's hooks (runtime-spec config.md "POSIX-platform Hooks"), run by cella-oci
- * in the runtime's namespaces or the container's (OciHookNs; docs/oci.md "Hooks"): each hook's path executed with its
- * args and env (nothing of cella-oci's environment), the container's state JSON on its
- * stdin, its stdout and stderr cella-oci's stderr, killed (SIGKILL) after its timeout.
+ * in the runtime's namespaces or the container's (OciHookNs; docs/oci.md "Hooks"): each hook's path
+ * executed with its args and env (nothing of cella-oci's environment), the container's state JSON
+ * on its stdin, its stdout and stderr cella-oci's stderr, killed (SIGKILL) after its timeout.
  */
 
 #include "oci/config.h"
