@@ -30,6 +30,7 @@
 #include "base/macro.h"
 #include "base/strv.h"
 #include "oci/spec.h"
+#include "sandbox/cgroup.h"
 
 /* The kernel's cpu.cfs_period_us bounds (kernel/sched/core.c: 1 ms to 1 s) and the
  * smallest quota it takes (1 ms). */
@@ -837,6 +838,25 @@ static int build_ids(Builder *x, bool cella, bool userns_new)
 
 /* ---- capabilities, seccomp ------------------------------------------------------------- */
 
+/*
+ * Whether the container's device nodes are guarded by a device cgroup: the config has
+ * linux.resources.devices rules and the host's devices controller is a v1 one
+ * (/sys/fs/cgroup on a v1 or hybrid host), where cella-oci writes them
+ * (src/sandbox/cgroup-resources.c; a host without that controller refuses such a
+ * config at create). On cgroup v2 no eBPF device program is loaded (docs/oci.md
+ * "Cgroups"): false.
+ */
+static bool device_cgroup_enforced(const OciConfig *c)
+{
+        CgroupMode mode;
+
+        if (!c->resources.devices_set || c->resources.n_devices == 0)
+                return false;
+        if (cgroup_detect("/sys/fs/cgroup", &mode) < 0)
+                return false;
+        return mode == CGROUP_MODE_V1 || mode == CGROUP_MODE_HYBRID;
+}
+
 static int build_caps(Builder *x, bool cella, bool host_userns)
 {
         const OciCaps *oc = &x->c->process.caps;
@@ -869,8 +889,10 @@ static int build_caps(Builder *x, bool cella, bool host_userns)
                                     .ambient = oc->ambient};
                 /* A device cgroup guards device nodes only on a v1 host with the config's
                  * rules (docs/oci.md; runc's defaults allow mknod of any): in the host's user
-                 * namespace CAP_MKNOD could make a node of any device. */
-                if (host_userns && (all & mknod)) {
+                 * namespace CAP_MKNOD could make a node of any device. With rules on a v1
+                 * or hybrid host the devices controller holds (cgroup-resources.c: "a"
+                 * denied, then the rules, then runc's defaults), as it does for runc. */
+                if (host_userns && (all & mknod) && !device_cgroup_enforced(x->c)) {
                         sc->bounding &= ~mknod;
                         sc->effective &= ~mknod;
                         sc->permitted &= ~mknod;

@@ -124,6 +124,41 @@ def test_device_rule_enforced(oci, rootfs):
     assert "Operation not permitted" in outs["dev-rules"][1], outs
 
 
+@pytest.mark.skipif(not V1, reason="a v1 devices controller")
+def test_compat_mknod_kept_under_rules_and_still_contained(oci, rootfs):
+    """Policy compat in the host's user namespace keeps CAP_MKNOD when the config has
+    device rules and the host's devices controller is v1 (runc's case: the rules hold
+    the nodes), and drops it without rules (nothing would). Kept, the container makes a
+    node of a device its rules do not allow (c 1:11, on its own tmpfs /dev, not the
+    nodev root) and its open still fails with EPERM: the capability gives names, the
+    device cgroup refuses the device."""
+    app = ("grep CapEff /proc/self/status; if mknod /dev/k c 1 11 2>/tmp/e; then echo made; "
+           "else echo not-made; fi; if (exec 3>/dev/k) 2>/tmp/e; then echo opened; "
+           "else echo refused $(cat /tmp/e); fi")
+    deny_all = {"devices": [{"allow": False, "access": "rwm"}]}
+    outs = {}
+    for cid, res in [("mknod-rules", deny_all), ("mknod-none", {})]:
+        cfg = with_resources(rootfs, cg_path(cid), res, args=["sh", "-c", app],
+                             policy="compat")
+        caps = cfg["process"]["capabilities"]
+        for k in caps:
+            caps[k] = sorted(set(caps[k]) | {"CAP_MKNOD"})
+        rfd, pid = oci.create(cid, cfg)
+        assert oci.run("start", cid).returncode == 0
+        outs[cid] = [read_line(rfd), read_line(rfd), read_line(rfd)]
+        assert reap(pid) == 0
+        assert oci.run("delete", cid).returncode == 0
+        os.close(rfd)
+    mknod = 1 << 27  # CAP_MKNOD
+    kept = int(outs["mknod-rules"][0].split()[1], 16)
+    dropped = int(outs["mknod-none"][0].split()[1], 16)
+    assert kept & mknod and not dropped & mknod, outs
+    assert outs["mknod-rules"][1] == "made", outs
+    assert outs["mknod-rules"][2].startswith("refused"), outs
+    assert "Operation not permitted" in outs["mknod-rules"][2], outs
+    assert outs["mknod-none"][1] == "not-made", outs
+
+
 @pytest.mark.skipif(not V1, reason="v1 blkio")
 def test_blkio_weight(oci, rootfs):
     """blkio.weight (or blkio.bfq.weight) where the host has one; else create fails

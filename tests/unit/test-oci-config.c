@@ -30,6 +30,7 @@
 #include "base/strv.h"
 #include "oci/config.h"
 #include "oci/spec.h"
+#include "sandbox/cgroup.h"
 #include "sandbox/seccomp.h"
 #include "skip.h"
 #include "test-util.h"
@@ -1168,6 +1169,33 @@ START_TEST(test_compat_ids)
         ck_assert(!b.spec.allow_new_privs); /* noNewPrivileges true */
         oci_spec_build_done(&b);
         oci_config_free(c);
+
+        /* The same with device rules: kept where a v1 devices controller holds them. */
+        {
+                _cleanup_free_ char *t5 = NULL;
+                CgroupMode mode;
+                bool v1 = cgroup_detect("/sys/fs/cgroup", &mode) >= 0 &&
+                          (mode == CGROUP_MODE_V1 || mode == CGROUP_MODE_HYBRID);
+
+                ck_assert_int_ge(
+                        asprintf(&t5,
+                                 "{\"ociVersion\": \"1.0.0\", \"root\": {\"path\": \"rootfs\"}, "
+                                 "\"process\": {\"args\": [\"/bin/sh\"], \"cwd\": \"/\", %s}, "
+                                 "\"annotations\": {\"io.cella.policy\": \"compat\"}, "
+                                 "\"linux\": {\"namespaces\": [{\"type\": \"mount\"}, "
+                                 "{\"type\": \"pid\"}], \"resources\": {\"devices\": "
+                                 "[{\"allow\": false, \"access\": \"rwm\"}]}}}",
+                                 groups),
+                        0);
+                c = parse_ok(t5);
+                ck_assert_int_eq(oci_spec_build(c, bundle, &b, err, sizeof err), 0);
+                ck_assert_ptr_nonnull(b.spec.caps);
+                ck_assert_uint_eq(b.spec.caps->bounding & (UINT64_C(1) << CAP_MKNOD),
+                                  v1 ? UINT64_C(1) << CAP_MKNOD : 0);
+                ck_assert(has_note(b.notes, "CAP_MKNOD dropped") == !v1);
+                oci_spec_build_done(&b);
+                oci_config_free(c);
+        }
 
         /* The same under cella: one id, the groups dropped with a note. */
         ck_assert_int_ge(asprintf(&t4,
