@@ -510,8 +510,13 @@ static int do_create(const CreateArgs *a, pid_t *ret_pid)
         r = oci_spec_build(cfg, bundle, &b, err, sizeof err);
         if (r < 0)
                 return config_fail(cfg_path, err);
+        /* The policy's notes are what every container of that config gets, not news: a
+         * person at a terminal sees them as warnings; an engine's pipe (conmon shows
+         * what it reads there on the user's terminal, at times) gets them only in
+         * --log (as info lines) or with --debug, as runc says nothing on success. */
         STRV_FOREACH (note, b.notes)
-                oci_log(OCI_LOG_WARNING, "container \"%s\": %s", a->id, *note);
+                oci_log(isatty(STDERR_FILENO) ? OCI_LOG_WARNING : OCI_LOG_INFO,
+                        "container \"%s\": %s", a->id, *note);
 
         k.rootfd = oci_root_open(g.root, true);
         if (k.rootfd < 0) {

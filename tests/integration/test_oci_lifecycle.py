@@ -659,6 +659,46 @@ def test_policy_cella_ids_and_caps(oci, rootfs):
     assert not any((oci.root / "hostids").iterdir())
 
 
+def test_policy_notes_warn_a_terminal_not_a_pipe(oci, rootfs):
+    """Without --log, the policy's notes (the capabilities dropped) are warnings on
+    stderr when it is a terminal, and left out when it is not (an engine's pipe:
+    conmon at times shows what it reads there to podman's user, whose `podman run`
+    then printed them); with --log they are in the log either way (test_policy_cella_ids_and_caps)."""
+    import pty
+    import select
+    outs = {}
+    for cid, tty in [("notes-file", False), ("notes-tty", True)]:
+        b = oci.bundle(config(rootfs, ["true"]))
+        if tty:
+            rd, err = pty.openpty()
+        else:
+            err = os.open(oci.tmp / f"{cid}.err", os.O_RDWR | os.O_CREAT, 0o600)
+            rd = os.dup(err)
+        try:
+            p = subprocess.run([OCI, "--root", str(oci.root), "create", "--bundle", b, cid],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                               timeout=30)
+            # create has exited: all it wrote is there (the container's processes keep
+            # the terminal open, so read what is buffered, not to the end).
+            chunks = []
+            if not tty:
+                os.lseek(rd, 0, os.SEEK_SET)
+            while select.select([rd], [], [], 0)[0]:
+                data = os.read(rd, 65536)
+                if not data:
+                    break
+                chunks.append(data)
+        finally:
+            os.close(err)
+            os.close(rd)
+            oci.run("delete", "--force", cid)
+        assert p.returncode == 0, b"".join(chunks)
+        outs[cid] = b"".join(chunks).decode(errors="replace")
+    assert outs["notes-file"] == "", outs["notes-file"]
+    assert "warning: " in outs["notes-tty"] and "policy cella" in outs["notes-tty"], outs
+    assert "process.capabilities" in outs["notes-tty"], outs
+
+
 def test_seccomp_denials_answered_and_logged(oci, rootfs):
     """Policy cella: a call outside cella's allowlist fails with EPERM, answered by the
     container's seccomp monitor (without an answer it would wait for ever), and is
