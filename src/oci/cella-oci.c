@@ -1041,51 +1041,6 @@ static int do_ps(const char *id, bool json)
 
 /* ---- features ---------------------------------------------------------------- */
 
-/* capabilities(7), by number (linux/capability.h up to CAP_CHECKPOINT_RESTORE, 40). */
-static const char *const cap_names[] = {
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_DAC_READ_SEARCH",
-        "CAP_FOWNER",
-        "CAP_FSETID",
-        "CAP_KILL",
-        "CAP_SETGID",
-        "CAP_SETUID",
-        "CAP_SETPCAP",
-        "CAP_LINUX_IMMUTABLE",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_NET_BROADCAST",
-        "CAP_NET_ADMIN",
-        "CAP_NET_RAW",
-        "CAP_IPC_LOCK",
-        "CAP_IPC_OWNER",
-        "CAP_SYS_MODULE",
-        "CAP_SYS_RAWIO",
-        "CAP_SYS_CHROOT",
-        "CAP_SYS_PTRACE",
-        "CAP_SYS_PACCT",
-        "CAP_SYS_ADMIN",
-        "CAP_SYS_BOOT",
-        "CAP_SYS_NICE",
-        "CAP_SYS_RESOURCE",
-        "CAP_SYS_TIME",
-        "CAP_SYS_TTY_CONFIG",
-        "CAP_MKNOD",
-        "CAP_LEASE",
-        "CAP_AUDIT_WRITE",
-        "CAP_AUDIT_CONTROL",
-        "CAP_SETFCAP",
-        "CAP_MAC_OVERRIDE",
-        "CAP_MAC_ADMIN",
-        "CAP_SYSLOG",
-        "CAP_WAKE_ALARM",
-        "CAP_BLOCK_SUSPEND",
-        "CAP_AUDIT_READ",
-        "CAP_PERFMON",
-        "CAP_BPF",
-        "CAP_CHECKPOINT_RESTORE",
-};
-
 static int do_features(void)
 {
         static const char *const ns[] = {"cgroup", "ipc", "mount", "network", "pid", "user", "uts"};
@@ -1116,8 +1071,9 @@ static int do_features(void)
                 _a;                                                                                \
         })
         caps = json_array();
-        for (size_t i = 0; i < ELEMENTSOF(cap_names); i++)
-                json_array_append_new(caps, json_string(cap_names[i]));
+        /* Every capability the parser knows (config.c), by number. */
+        for (int i = 0; oci_capability_name(i); i++)
+                json_array_append_new(caps, json_string(oci_capability_name(i)));
         linux_ = json_pack("{s:o, s:o, s:{s:b, s:b, s:b, s:b, s:b}, s:{s:b, s:o, s:o, s:o}, "
                            "s:{s:b}, s:{s:b}, s:{s:b, s:b}}",
                            "namespaces", ARR(ns), "capabilities", caps, "cgroup", "v1", 1, "v2", 1,

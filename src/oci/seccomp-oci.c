@@ -87,44 +87,21 @@ static uint32_t arch_of(const char *name)
         return seccomp_arch_resolve_name(lower);
 }
 
-/* ctx as classic BPF, through a memfd (libseccomp 2.5 has no export to memory). */
+/* ctx as a SeccompProgram (seccomp_filter_export()). */
 static int export_program(scmp_filter_ctx ctx, SeccompProgram **ret)
 {
-        _cleanup_close_ int fd = -EBADF;
         _cleanup_free_ struct sock_filter *insns = NULL;
         SeccompProgram *p;
-        struct stat st;
-        size_t size, done = 0;
+        size_t len;
         int r;
 
-        fd = memfd_create("cella-oci-seccomp", MFD_CLOEXEC);
-        if (fd < 0)
-                return negative_errno();
-        r = seccomp_export_bpf(ctx, fd);
+        r = seccomp_filter_export(ctx, &insns, &len);
         if (r < 0)
                 return r;
-        if (fstat(fd, &st) < 0)
-                return negative_errno();
-        size = (size_t)st.st_size;
-        if (size == 0 || size % sizeof(struct sock_filter) != 0 ||
-            size / sizeof(struct sock_filter) > BPF_MAXINSNS)
-                return -E2BIG;
-        insns = malloc(size);
-        if (!insns)
-                return -ENOMEM;
-        while (done < size) {
-                ssize_t n = RETRY_EINTR(pread(fd, (char *)insns + done, size - done, (off_t)done));
-
-                if (n < 0)
-                        return negative_errno();
-                if (n == 0)
-                        return -EIO;
-                done += (size_t)n;
-        }
         p = calloc(1, sizeof *p);
         if (!p)
                 return -ENOMEM;
-        p->prog.len = (unsigned short)(size / sizeof(struct sock_filter));
+        p->prog.len = (unsigned short)len;
         p->prog.filter = TAKE_PTR(insns);
         *ret = p;
         return 0;

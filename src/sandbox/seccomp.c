@@ -940,8 +940,7 @@ static int overrides_build(const SeccompOptions *opts, scmp_filter_ctx *ret)
         return 0;
 }
 
-/* Exports ctx as classic BPF through a memfd. Returns the instructions and their count. */
-static int filter_export(scmp_filter_ctx ctx, struct sock_filter **ret, size_t *ret_len)
+int seccomp_filter_export(void *ctx, struct sock_filter **ret, size_t *ret_len)
 {
         _cleanup_close_ int fd = -EBADF;
         _cleanup_free_ struct sock_filter *insns = NULL;
@@ -960,7 +959,7 @@ static int filter_export(scmp_filter_ctx ctx, struct sock_filter **ret, size_t *
         size = (size_t)st.st_size;
         if (size == 0 || size % sizeof(struct sock_filter) != 0 ||
             size / sizeof(struct sock_filter) > BPF_MAXINSNS)
-                return -EINVAL;
+                return -E2BIG;
 
         insns = malloc(size);
         if (!insns)
@@ -1036,10 +1035,10 @@ int seccomp_program_build(const SeccompOptions *opts, SeccompProgram **ret)
         r = overrides_build(opts, &overrides);
         if (r < 0)
                 return r;
-        r = filter_export(allowlist, &allow_insns, &allow_len);
+        r = seccomp_filter_export(allowlist, &allow_insns, &allow_len);
         if (r < 0)
                 return r;
-        r = filter_export(overrides, &override_insns, &override_len);
+        r = seccomp_filter_export(overrides, &override_insns, &override_len);
         if (r < 0)
                 return r;
         r = programs_join(override_insns, override_len, allow_insns, allow_len, &insns, &len);

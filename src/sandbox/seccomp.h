@@ -76,6 +76,16 @@ SeccompProgram *seccomp_program_free(SeccompProgram *p);
 int seccomp_program_builtin(const SeccompOptions *opts, SeccompProgram **ret);
 
 /*
+ * Exports a libseccomp filter context (a scmp_filter_ctx, given as void * so that this
+ * header does not pull in libseccomp's) as classic BPF, through a memfd (libseccomp
+ * 2.5 has no export to memory). Returns 0 with *ret (malloc'd instructions, the
+ * caller's) and *ret_len (their count, 1..BPF_MAXINSNS), or -E2BIG (empty, not whole
+ * instructions, or over BPF_MAXINSNS), -ENOMEM, or the -errno of memfd_create, fstat,
+ * pread or seccomp_export_bpf.
+ */
+int seccomp_filter_export(void *ctx, struct sock_filter **ret, size_t *ret_len);
+
+/*
  * Loads p into the calling thread. The caller must have set no_new_privs. Safe to
  * call between fork and exec (no allocation). Returns 0 or -errno of seccomp(2);
  * -EINVAL for a program built with SeccompOptions.notify (without a listener the
